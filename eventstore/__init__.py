@@ -1,0 +1,51 @@
+"""An event-sourced, append-only store of AI-assistant conversation sessions on LMDB.
+
+Every change is an immutable event with a global position, a per-session
+version and a time; read models folded from those events answer the queries.
+The public API is re-exported here; the machinery lives in private modules.
+"""
+
+from ._errors import (
+    EventStoreError,
+    IncompatibleStore,
+    InvalidArgument,
+    InvalidMessage,
+    InvalidSessionKey,
+    StoreClosed,
+    StoreCorrupted,
+    StoreFull,
+    StoreUsedAfterFork,
+    WrongExpectedVersion,
+)
+from ._store import DEFAULT_SEARCH_LIMIT, SessionStore
+from ._values import (
+    MAX_KEY_BYTES,
+    ChatMessage,
+    SessionMetadata,
+    SessionQuery,
+    SessionState,
+    TimestampedMessage,
+)
+from .events import RecordedEvent
+
+__all__ = [
+    "ChatMessage",
+    "TimestampedMessage",
+    "SessionMetadata",
+    "SessionQuery",
+    "SessionState",
+    "SessionStore",
+    "RecordedEvent",
+    "MAX_KEY_BYTES",
+    "DEFAULT_SEARCH_LIMIT",
+    "EventStoreError",
+    "InvalidArgument",
+    "InvalidSessionKey",
+    "InvalidMessage",
+    "StoreCorrupted",
+    "IncompatibleStore",
+    "StoreClosed",
+    "StoreUsedAfterFork",
+    "WrongExpectedVersion",
+    "StoreFull",
+]

@@ -1,0 +1,191 @@
+"""The LMDB environment: opened once per path and process, grown when full, guarded against fork.
+
+LMDB forbids opening one environment twice in a process (closing either copy
+drops the other's locks), using an environment in a forked child, and
+resizing the map while a transaction of this process is active. This module
+is the one place that deals with those rules:
+
+* ``Environment.acquire`` hands out one shared, reference-counted environment per
+  (process, path);
+* every transaction checks the process id and refuses a forked child;
+* a gate lets any number of transactions run together, or one map resize alone.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, ContextManager, Iterator, TypeVar
+
+import lmdb
+
+from ._errors import EventStoreError, StoreClosed, StoreCorrupted, StoreFull, StoreUsedAfterFork
+
+__all__ = ["Environment", "Transaction"]
+
+T = TypeVar("T")
+Transaction = lmdb.Transaction
+
+_INITIAL_MAP_SIZE = 64 << 20
+_MAX_DBS = 32
+
+
+class _Gate:
+    """Many transactions at once, or one map resize alone."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._active = 0
+        self._resizing = False
+        self._held = threading.local()
+
+    def enter_shared(self) -> None:
+        with self._condition:
+            while self._resizing:
+                self._condition.wait()
+            self._active += 1
+        self._held.count = getattr(self._held, "count", 0) + 1
+
+    def leave_shared(self) -> None:
+        self._held.count -= 1
+        with self._condition:
+            self._active -= 1
+            if not self._active:
+                self._condition.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        if getattr(self._held, "count", 0):
+            # Waiting here for our own open transaction would never end.
+            raise StoreFull(
+                "the store's map must grow, which cannot happen while this thread holds an "
+                "open read (finish iterating before writing)"
+            )
+        with self._condition:
+            while self._resizing:
+                self._condition.wait()
+            self._resizing = True
+            while self._active:
+                self._condition.wait()
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._resizing = False
+                self._condition.notify_all()
+
+
+class Environment:
+    """One open LMDB environment, shared by every ``SessionStore`` of a process on that path."""
+
+    _registry: dict[tuple[int, str], Environment] = {}
+    _registry_lock = threading.Lock()
+
+    def __init__(self, path: Path, *, durable: bool, max_size: int | None) -> None:
+        self.path = path
+        self.max_size = max_size
+        self._pid = os.getpid()
+        self._references = 0
+        self._gate = _Gate()
+        self._write_lock = threading.Lock()
+        try:
+            self._env = lmdb.open(
+                str(path),
+                map_size=min(_INITIAL_MAP_SIZE, max_size) if max_size else _INITIAL_MAP_SIZE,
+                max_dbs=_MAX_DBS,
+                sync=durable,
+                max_readers=256,
+            )
+        except lmdb.InvalidError as exc:
+            raise StoreCorrupted(f"{path} is not a usable store: {exc}") from None
+        except lmdb.Error as exc:
+            raise EventStoreError(f"cannot open the store at {path}: {exc}") from None
+
+    @classmethod
+    def acquire(cls, path: Path, *, durable: bool = True, max_size: int | None = None) -> Environment:
+        """The process's environment for ``path``, opened on first use."""
+        key = (os.getpid(), str(path.resolve()))
+        with cls._registry_lock:
+            environment = cls._registry.get(key)
+            if environment is None:
+                environment = cls(path, durable=durable, max_size=max_size)
+                cls._registry[key] = environment
+            environment._references += 1
+            return environment
+
+    def release(self) -> None:
+        """Drop one reference; the last one closes the environment."""
+        with self._registry_lock:
+            self._references -= 1
+            if self._references:
+                return
+            self._registry.pop((self._pid, str(self.path.resolve())), None)
+        if os.getpid() == self._pid:
+            with self._gate.exclusive():
+                self._env.close()
+
+    def open_db(self, name: bytes) -> lmdb._Database:
+        """Open (creating if needed) a named database; call once per name at startup."""
+        with self._write_lock, self._transaction(write=True) as txn:
+            # Passing the transaction explicitly: open_db would otherwise start its own
+            # write transaction, which hangs while this thread holds one.
+            return self._env.open_db(name, txn=txn)
+
+    def read(self) -> ContextManager[Transaction]:
+        """A read transaction: a consistent snapshot. Keep it short: it pins old pages."""
+        return self._transaction(write=False)
+
+    def write(self, body: Callable[[Transaction], T]) -> T:
+        """Run ``body`` in one write transaction and commit; grow the map and retry if full.
+
+        ``body`` may run more than once, so it must do nothing but work in the transaction.
+        """
+        while True:
+            try:
+                with self._write_lock, self._transaction(write=True) as txn:
+                    return body(txn)
+            except lmdb.MapFullError:
+                self._grow()
+
+    def _grow(self) -> None:
+        with self._gate.exclusive():
+            current = self._env.info()["map_size"]
+            if self.max_size is not None and current >= self.max_size:
+                raise StoreFull(f"the store reached its size cap of {self.max_size} bytes")
+            wanted = current * 2
+            self._env.set_mapsize(min(wanted, self.max_size) if self.max_size else wanted)
+
+    @contextmanager
+    def _transaction(self, *, write: bool) -> Iterator[Transaction]:
+        if os.getpid() != self._pid:
+            raise StoreUsedAfterFork(
+                "this store was opened before fork(); open a new SessionStore in the child process"
+            )
+        if not self._references:
+            raise StoreClosed("the store is closed")
+        while True:
+            self._gate.enter_shared()
+            try:
+                txn = self._env.begin(write=write)
+                break
+            except lmdb.MapResizedError:
+                self._gate.leave_shared()
+                # Another process grew the map: adopt its size and try again.
+                with self._gate.exclusive():
+                    self._env.set_mapsize(0)
+            except BaseException:
+                self._gate.leave_shared()
+                raise
+        try:
+            with txn:
+                yield txn
+        except lmdb.CorruptedError as exc:
+            raise StoreCorrupted(f"the LMDB file is damaged: {exc}") from None
+        finally:
+            self._gate.leave_shared()
+
+    def stat_file_bytes(self) -> int:
+        """Size of the data file on disk."""
+        return os.path.getsize(self.path / "data.mdb")

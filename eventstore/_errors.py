@@ -1,0 +1,71 @@
+"""The exceptions of the package: one base class, and a specific class per failure.
+
+Errors that describe a bad argument also inherit ``ValueError`` so that callers
+who only know the builtin still catch them.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "EventStoreError",
+    "InvalidArgument",
+    "InvalidSessionKey",
+    "InvalidMessage",
+    "StoreCorrupted",
+    "IncompatibleStore",
+    "StoreClosed",
+    "StoreUsedAfterFork",
+    "WrongExpectedVersion",
+    "StoreFull",
+]
+
+
+class EventStoreError(Exception):
+    """Base class of every error this package raises."""
+
+
+class InvalidArgument(EventStoreError, ValueError):
+    """An argument was rejected; nothing was written."""
+
+
+class InvalidSessionKey(InvalidArgument):
+    """A session key is empty, too long, contains NUL or is not valid Unicode."""
+
+
+class InvalidMessage(InvalidArgument):
+    """A message has a bad role or content."""
+
+
+class StoreCorrupted(EventStoreError):
+    """Stored bytes do not decode: the store was damaged outside this library."""
+
+
+class IncompatibleStore(EventStoreError):
+    """The store (or an event in it) was written by a newer, unknown schema version."""
+
+
+class StoreClosed(EventStoreError):
+    """The store was used after ``close()``."""
+
+
+class StoreUsedAfterFork(EventStoreError):
+    """A store opened in a parent process was used in a forked child.
+
+    LMDB environments must not cross ``fork()``; open a new ``SessionStore`` in the child.
+    """
+
+
+class WrongExpectedVersion(EventStoreError):
+    """A command expected a session version that is no longer current."""
+
+    def __init__(self, key: str, expected: int, actual: int) -> None:
+        super().__init__(
+            f"session {key!r} is at version {actual}, but version {expected} was expected"
+        )
+        self.key = key
+        self.expected = expected
+        self.actual = actual
+
+
+class StoreFull(EventStoreError):
+    """The store reached its configured size cap; the command wrote nothing."""

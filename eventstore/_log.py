@@ -1,0 +1,224 @@
+"""The event log: append-only, hash-chained, in LMDB. It knows no projection and no event class.
+
+Invariants (each has a named test in ``tests/test_log.py``):
+
+1. Positions start at 1 and grow by one per event, gap-free, in commit order.
+2. A session's versions start at 1 and grow by one per event of that session,
+   across deletion and reuse of its key.
+3. An event, its stream entry and its chain link are written in the caller's
+   transaction: together or not at all.
+4. Each event's hash is SHA-256 over the previous event's hash and the event's
+   canonical bytes; the first event links to ``GENESIS_HASH``.
+5. Recorded times never decrease along the log.
+6. An append that expects a version other than the current one writes nothing.
+7. A session key maps to one stream id forever; keys of any length up to
+   1 KiB work because LMDB keys hold only fixed-size ids and digests.
+
+Layout (named databases): ``log.events`` position → record; ``log.streams``
+stream id + version → position; ``log.keys`` SHA-256 of the key → stream id;
+``log.stream_keys`` stream id → key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+from typing import Iterator, Sequence
+
+import attrs
+
+from ._codec import EncodedEvent
+from ._environment import Environment, Transaction
+from ._errors import IncompatibleStore, StoreCorrupted, WrongExpectedVersion
+
+__all__ = ["EventLog", "StoredEvent", "GENESIS_HASH"]
+
+#: The hash the first event links to.
+GENESIS_HASH = hashlib.sha256(b"eventstore genesis").digest()
+
+#: Version of the record layout and database set; a newer store is refused.
+LOG_FORMAT = 1
+
+_U64 = struct.Struct(">Q")
+_STREAM_KEY = struct.Struct(">QQ")
+# format, flags, stream id, version, recorded µs, event id, schema version,
+# payload digest, hash, type name length; then the type name, then the payload.
+_RECORD = struct.Struct(">BBQQq16sH32s32sH")
+_CANONICAL = struct.Struct(">QQq16sHHH")
+
+
+@attrs.frozen
+class StoredEvent:
+    """An event as the log stores it: envelope fields and encoded payload."""
+
+    position: int
+    stream_id: int
+    session_key: str
+    version: int
+    recorded_at: int  # microseconds since the epoch
+    event_id: bytes
+    encoded: EncodedEvent
+    payload_digest: bytes
+    hash: bytes
+
+
+def chain_hash(previous: bytes, position: int, key: str, version: int, recorded_at: int,
+               event_id: bytes, encoded: EncodedEvent, payload_digest: bytes) -> bytes:
+    """The hash linking an event to the one before it (invariant 4)."""
+    type_bytes = encoded.type_name.encode()
+    key_bytes = key.encode()
+    canonical = _CANONICAL.pack(position, version, recorded_at, event_id, encoded.schema_version,
+                                len(type_bytes), len(key_bytes))
+    return hashlib.sha256(previous + canonical + type_bytes + key_bytes + payload_digest).digest()
+
+
+class EventLog:
+    """Append and read events inside transactions the caller owns."""
+
+    def __init__(self, environment: Environment) -> None:
+        self._events = environment.open_db(b"log.events")
+        self._streams = environment.open_db(b"log.streams")
+        self._keys = environment.open_db(b"log.keys")
+        self._stream_keys = environment.open_db(b"log.stream_keys")
+        self._meta = environment.open_db(b"log.meta")
+        self._key_cache: dict[int, str] = {}
+        environment.write(self._check_format)
+
+    def _check_format(self, txn: Transaction) -> None:
+        stored = txn.get(b"format", db=self._meta)
+        if stored is None:
+            txn.put(b"format", str(LOG_FORMAT).encode(), db=self._meta)
+        elif int(stored) > LOG_FORMAT:
+            raise IncompatibleStore(
+                f"the store has log format {int(stored)}, newer than this code's {LOG_FORMAT}; "
+                "upgrade the eventstore package"
+            )
+
+    # -- streams ------------------------------------------------------------------
+
+    def stream_id(self, txn: Transaction, key: str) -> int | None:
+        """The stream id of ``key``, or ``None`` if the key never had an event."""
+        found = txn.get(hashlib.sha256(key.encode()).digest(), db=self._keys)
+        return None if found is None else _U64.unpack(found)[0]
+
+    def stream_key(self, txn: Transaction, stream_id: int) -> str:
+        """The session key of a stream id."""
+        key = self._key_cache.get(stream_id)
+        if key is None:
+            raw = txn.get(_U64.pack(stream_id), db=self._stream_keys)
+            if raw is None:
+                raise StoreCorrupted(f"stream {stream_id} has no session key")
+            key = self._key_cache[stream_id] = bytes(raw).decode()
+        return key
+
+    def stream_version(self, txn: Transaction, stream_id: int) -> int:
+        """The version of the stream's latest event (0 for none)."""
+        cursor = txn.cursor(db=self._streams)
+        if cursor.set_range(_STREAM_KEY.pack(stream_id + 1, 0)):
+            if not cursor.prev():
+                return 0
+        elif not cursor.last():
+            return 0
+        found_stream, version = _STREAM_KEY.unpack(cursor.key())
+        return version if found_stream == stream_id else 0
+
+    def _create_stream(self, txn: Transaction, key: str) -> int:
+        cursor = txn.cursor(db=self._stream_keys)
+        stream_id = _U64.unpack(cursor.key())[0] + 1 if cursor.last() else 1
+        txn.put(hashlib.sha256(key.encode()).digest(), _U64.pack(stream_id), db=self._keys)
+        txn.put(_U64.pack(stream_id), key.encode(), db=self._stream_keys)
+        return stream_id
+
+    # -- appending ------------------------------------------------------------------
+
+    def head(self, txn: Transaction) -> tuple[int, bytes, int]:
+        """(position, hash, recorded time) of the latest event; (0, genesis, 0) for an empty log."""
+        cursor = txn.cursor(db=self._events)
+        if not cursor.last():
+            return 0, GENESIS_HASH, 0
+        stored = self._decode(txn, _U64.unpack(cursor.key())[0], cursor.value())
+        return stored.position, stored.hash, stored.recorded_at
+
+    def append(self, txn: Transaction, key: str, events: Sequence[EncodedEvent], recorded_at: int,
+               expected_version: int | None = None) -> list[StoredEvent]:
+        """Append ``events`` to the stream of ``key``; return them as stored.
+
+        ``recorded_at`` (µs) is raised to the latest recorded time if the clock went back.
+
+        Raises:
+            WrongExpectedVersion: ``expected_version`` is given and is not the stream's version.
+        """
+        stream_id = self.stream_id(txn, key)
+        version = 0 if stream_id is None else self.stream_version(txn, stream_id)
+        if expected_version is not None and expected_version != version:
+            raise WrongExpectedVersion(key, expected_version, version)
+        if not events:
+            return []
+        if stream_id is None:
+            stream_id = self._create_stream(txn, key)
+        position, previous_hash, latest_time = self.head(txn)
+        recorded_at = max(recorded_at, latest_time)
+        stored_events = []
+        for encoded in events:
+            position += 1
+            version += 1
+            event_id = os.urandom(16)
+            digest = hashlib.sha256(encoded.payload).digest()
+            link = chain_hash(previous_hash, position, key, version, recorded_at, event_id, encoded, digest)
+            type_bytes = encoded.type_name.encode()
+            record = _RECORD.pack(LOG_FORMAT, 0, stream_id, version, recorded_at, event_id,
+                                  encoded.schema_version, digest, link, len(type_bytes))
+            if not txn.put(_U64.pack(position), record + type_bytes + encoded.payload,
+                           db=self._events, append=True, overwrite=False):
+                raise StoreCorrupted(f"position {position} is already taken")
+            txn.put(_STREAM_KEY.pack(stream_id, version), _U64.pack(position), db=self._streams)
+            stored_events.append(StoredEvent(position, stream_id, key, version, recorded_at, event_id,
+                                             encoded, digest, link))
+            previous_hash = link
+        return stored_events
+
+    # -- reading --------------------------------------------------------------------
+
+    def read_stream(self, txn: Transaction, stream_id: int, after_version: int = 0,
+                    up_to_version: int | None = None) -> Iterator[StoredEvent]:
+        """The stream's events with ``after_version < version <= up_to_version``, oldest first."""
+        cursor = txn.cursor(db=self._streams)
+        if not cursor.set_range(_STREAM_KEY.pack(stream_id, after_version + 1)):
+            return
+        for raw_key, raw_position in cursor:
+            found_stream, version = _STREAM_KEY.unpack(raw_key)
+            if found_stream != stream_id or (up_to_version is not None and version > up_to_version):
+                return
+            yield self.read_position(txn, _U64.unpack(raw_position)[0])
+
+    def read_position(self, txn: Transaction, position: int) -> StoredEvent:
+        """The event at ``position``."""
+        raw = txn.get(_U64.pack(position), db=self._events)
+        if raw is None:
+            raise StoreCorrupted(f"position {position}: the event is missing")
+        return self._decode(txn, position, raw)
+
+    def read_all(self, txn: Transaction, after_position: int = 0, limit: int | None = None) -> Iterator[StoredEvent]:
+        """Events of every stream in global order, after ``after_position``."""
+        cursor = txn.cursor(db=self._events)
+        if not cursor.set_range(_U64.pack(after_position + 1)):
+            return
+        for count, (raw_key, raw) in enumerate(cursor):
+            if limit is not None and count >= limit:
+                return
+            yield self._decode(txn, _U64.unpack(raw_key)[0], raw)
+
+    def _decode(self, txn: Transaction, position: int, raw: bytes) -> StoredEvent:
+        try:
+            (layout, _flags, stream_id, version, recorded_at, event_id, schema_version,
+             digest, link, type_length) = _RECORD.unpack_from(raw)
+            if layout != LOG_FORMAT:
+                raise ValueError(f"record layout {layout}")
+            start = _RECORD.size + type_length
+            type_name = bytes(raw[_RECORD.size:start]).decode()
+        except (struct.error, ValueError, UnicodeDecodeError) as exc:
+            raise StoreCorrupted(f"position {position}: the event record is damaged ({exc})") from None
+        encoded = EncodedEvent(type_name, schema_version, bytes(raw[start:]))
+        return StoredEvent(position, stream_id, self.stream_key(txn, stream_id), version, recorded_at,
+                           event_id, encoded, digest, link)

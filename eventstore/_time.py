@@ -1,0 +1,29 @@
+"""Time at the edge: the injectable clock and the integer form times are stored in."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Callable
+
+__all__ = ["Clock", "system_clock", "to_micros", "from_micros"]
+
+#: A zero-argument callable returning an aware UTC datetime.
+Clock = Callable[[], datetime]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def system_clock() -> datetime:
+    """The real clock, in UTC."""
+    return datetime.now(timezone.utc)
+
+
+def to_micros(moment: datetime) -> int:
+    """Microseconds since the Unix epoch of an aware datetime."""
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def from_micros(micros: int) -> datetime:
+    """The aware UTC datetime of ``micros`` microseconds since the epoch."""
+    return _EPOCH + timedelta(microseconds=micros)

@@ -1,0 +1,170 @@
+"""The value types of the public API: messages, metadata, state and queries.
+
+They are frozen, slotted attrs classes with no I/O. Datetimes are always
+timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import attrs
+
+from ._errors import InvalidArgument, InvalidMessage, InvalidSessionKey
+
+__all__ = [
+    "ChatMessage",
+    "TimestampedMessage",
+    "SessionMetadata",
+    "SessionState",
+    "SessionQuery",
+    "MAX_KEY_BYTES",
+    "validate_key",
+    "validate_text",
+]
+
+#: Longest accepted session key, in UTF-8 bytes.
+MAX_KEY_BYTES = 1024
+
+
+def validate_text(value: object, what: str, error: type[InvalidArgument] = InvalidArgument) -> str:
+    """Return ``value`` if it is a ``str`` that encodes to UTF-8, else raise ``error``."""
+    if not isinstance(value, str):
+        raise error(f"{what} must be a str, not {type(value).__name__}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        # Lone surrogates cannot be stored as UTF-8; refuse them up front.
+        raise error(f"{what} is not valid Unicode: {exc.reason}") from None
+    return value
+
+
+def validate_key(key: object) -> str:
+    """Check a session key and return it.
+
+    Raises:
+        InvalidSessionKey: empty, containing NUL, over ``MAX_KEY_BYTES`` UTF-8 bytes, not a str.
+    """
+    validate_text(key, "session key", InvalidSessionKey)
+    assert isinstance(key, str)
+    if not key:
+        raise InvalidSessionKey("session key must not be empty")
+    if "\x00" in key:
+        raise InvalidSessionKey("session key must not contain NUL")
+    size = len(key.encode("utf-8"))
+    if size > MAX_KEY_BYTES:
+        raise InvalidSessionKey(f"session key is {size} UTF-8 bytes; the limit is {MAX_KEY_BYTES}")
+    return key
+
+
+def _check_role(_instance: Any, _attribute: Any, value: object) -> None:
+    validate_text(value, "message role", InvalidMessage)
+    if not value:
+        raise InvalidMessage("message role must not be empty")
+
+
+def _check_content(_instance: Any, _attribute: Any, value: object) -> None:
+    validate_text(value, "message content", InvalidMessage)
+
+
+@attrs.frozen
+class ChatMessage:
+    """One message of a conversation, equal by value.
+
+    Args:
+        role: who spoke: ``"user"``, ``"assistant"``, ``"system"``, ``"tool"`` or any non-empty str.
+        content: the text, kept byte for byte.
+
+    Raises:
+        InvalidMessage: a non-str or empty role, a non-str content.
+    """
+
+    role: str = attrs.field(validator=_check_role)
+    content: str = attrs.field(validator=_check_content)
+
+    @classmethod
+    def user(cls, text: str) -> ChatMessage:
+        """A message from the user."""
+        return cls("user", text)
+
+    @classmethod
+    def assistant(cls, text: str) -> ChatMessage:
+        """A message from the assistant."""
+        return cls("assistant", text)
+
+    @classmethod
+    def system(cls, text: str) -> ChatMessage:
+        """A system prompt."""
+        return cls("system", text)
+
+    @classmethod
+    def tool(cls, text: str) -> ChatMessage:
+        """A tool result."""
+        return cls("tool", text)
+
+
+_new = object.__new__
+_set_role = ChatMessage.__dict__["role"].__set__  # type: ignore[attr-defined]
+_set_content = ChatMessage.__dict__["content"].__set__  # type: ignore[attr-defined]
+
+
+def trusted_message(role: str, content: str) -> ChatMessage:
+    """Build a ``ChatMessage`` from already validated stored data, skipping the validators.
+
+    Loading a long session builds thousands of messages; the validators would
+    double the cost of ``load`` for data that was validated when it was written.
+    """
+    message = _new(ChatMessage)
+    _set_role(message, role)
+    _set_content(message, content)
+    return message
+
+
+@attrs.frozen
+class TimestampedMessage:
+    """A message together with the time it was appended."""
+
+    message: ChatMessage
+    created_at: datetime
+
+
+@attrs.frozen
+class SessionState:
+    """The run state of a session.
+
+    Attributes:
+        state: ``"idle"``, ``"running"``, ``"error"`` or any non-empty str.
+        turn_id: the current or last turn, if the caller named one.
+        turn_started_at: when the state became ``"running"``; ``None`` in any other state.
+    """
+
+    state: str
+    turn_id: str | None = None
+    turn_started_at: datetime | None = None
+
+
+@attrs.frozen
+class SessionMetadata:
+    """What the store knows about a live session."""
+
+    key: str
+    name: str | None
+    created_at: datetime
+    last_activity: datetime
+    message_count: int
+
+
+@attrs.frozen
+class SessionQuery:
+    """A search: ``keyword`` words are OR-ed; at most ``limit`` sessions come back."""
+
+    keyword: str | None = None
+    limit: int | None = None
+
+
+def utc(moment: datetime) -> datetime:
+    """Return an aware datetime in UTC, refusing naive ones."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise InvalidArgument(f"datetime {moment.isoformat()} has no time zone; pass an aware datetime")
+    return moment.astimezone(timezone.utc)

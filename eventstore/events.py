@@ -1,0 +1,151 @@
+"""The events of a session's life, and the recorded envelope around each one.
+
+An event says *what* changed; ``RecordedEvent`` adds *where and when*: the
+global position, the session's version, the time and the hash chain link.
+Events are frozen values with no I/O. Each event type has a stable name and a
+schema version (see ``EVENT_TYPES``); when a type's fields change, bump its
+version and add an upcaster in ``eventstore._codec``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import ClassVar, Union
+
+import attrs
+
+from ._values import ChatMessage
+
+__all__ = [
+    "MessageAppended",
+    "LastMessageRemoved",
+    "LastMessageReplaced",
+    "MessagesCleared",
+    "SessionRenamed",
+    "SessionStateChanged",
+    "SessionDeleted",
+    "SessionEvent",
+    "RecordedEvent",
+    "EVENT_TYPES",
+]
+
+
+@attrs.frozen
+class MessageAppended:
+    """A message was added at the end of the session."""
+
+    type_name: ClassVar[str] = "MessageAppended"
+    schema_version: ClassVar[int] = 1
+
+    message: ChatMessage
+
+
+@attrs.frozen
+class LastMessageRemoved:
+    """The last message was removed."""
+
+    type_name: ClassVar[str] = "LastMessageRemoved"
+    schema_version: ClassVar[int] = 1
+
+
+@attrs.frozen
+class LastMessageReplaced:
+    """The last message was replaced (a streaming update); it keeps its original time."""
+
+    type_name: ClassVar[str] = "LastMessageReplaced"
+    schema_version: ClassVar[int] = 1
+
+    message: ChatMessage
+
+
+@attrs.frozen
+class MessagesCleared:
+    """Every message was removed; the session, its name and its state stay."""
+
+    type_name: ClassVar[str] = "MessagesCleared"
+    schema_version: ClassVar[int] = 1
+
+    count: int
+
+
+@attrs.frozen
+class SessionRenamed:
+    """The session's human-readable name was set, or cleared (``None``)."""
+
+    type_name: ClassVar[str] = "SessionRenamed"
+    schema_version: ClassVar[int] = 1
+
+    name: str | None
+
+
+@attrs.frozen
+class SessionStateChanged:
+    """The session's run state changed; a ``"running"`` state starts its turn at the event's time."""
+
+    type_name: ClassVar[str] = "SessionStateChanged"
+    schema_version: ClassVar[int] = 1
+
+    state: str
+    turn_id: str | None = None
+
+
+@attrs.frozen
+class SessionDeleted:
+    """The session was deleted; its key may start a fresh session later."""
+
+    type_name: ClassVar[str] = "SessionDeleted"
+    schema_version: ClassVar[int] = 1
+
+    reason: str | None = None
+
+
+SessionEvent = Union[
+    MessageAppended,
+    LastMessageRemoved,
+    LastMessageReplaced,
+    MessagesCleared,
+    SessionRenamed,
+    SessionStateChanged,
+    SessionDeleted,
+]
+
+#: Every event class by its stored type name.
+EVENT_TYPES: dict[str, type] = {
+    cls.type_name: cls
+    for cls in (
+        MessageAppended,
+        LastMessageRemoved,
+        LastMessageReplaced,
+        MessagesCleared,
+        SessionRenamed,
+        SessionStateChanged,
+        SessionDeleted,
+    )
+}
+
+
+@attrs.frozen
+class RecordedEvent:
+    """An event as the log recorded it.
+
+    Attributes:
+        position: global position, 1, 2, 3, ... gap-free in commit order.
+        session_key: the session the event belongs to.
+        version: the session's version after this event, 1-based; it keeps
+            counting across deletion and reuse of the key.
+        recorded_at: when the event was recorded (aware UTC; never earlier than
+            the event before it).
+        event: the typed event.
+        event_id: a unique id.
+        hash: hex SHA-256 linking this event to the one before it in the log.
+    """
+
+    position: int
+    session_key: str
+    version: int
+    recorded_at: datetime
+    event: SessionEvent
+    event_id: uuid.UUID
+    hash: str
+

@@ -1,0 +1,175 @@
+"""The session catalog read model: each live session's head, ordered by activity and by turn.
+
+Databases: ``catalog.sessions`` stream id → head row; ``catalog.activity``
+last-activity time + stream id → head row (the list order, newest last, so a
+listing is one cursor walk with no lookups); ``catalog.running`` turn start +
+stream id → nothing (running sessions only). A deleted session has no entry.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, Iterator
+
+import lmdb
+import orjson
+
+from eventstore._errors import StoreCorrupted
+from eventstore._time import from_micros, to_micros
+from eventstore._values import SessionMetadata, SessionState
+from eventstore.events import RecordedEvent
+
+from .readmodel import OpenDb
+from .session import SessionHead, empty_head, evolve_head
+
+__all__ = ["Catalog"]
+
+_ID = struct.Struct(">Q")
+_TIME_ID = struct.Struct(">QQ")
+
+
+def _micros(moment: Any) -> int | None:
+    return None if moment is None else to_micros(moment)
+
+
+def _moment(micros: int | None) -> Any:
+    return None if micros is None else from_micros(micros)
+
+
+def _head_to_row(head: SessionHead) -> list[Any]:
+    state = head.state
+    return [head.key, head.version, head.name,
+            None if state is None else state.state,
+            None if state is None else state.turn_id,
+            None if state is None else _micros(state.turn_started_at),
+            _micros(head.created_at), _micros(head.last_activity), head.message_count]
+
+
+def _head_from_row(row: list[Any]) -> SessionHead:
+    key, version, name, state, turn_id, started, created, last, count = row
+    run_state = None if state is None else SessionState(state, turn_id, _moment(started))
+    return SessionHead(key, version, True, name, run_state, _moment(created), _moment(last), count)
+
+
+def _encode_head(head: SessionHead) -> bytes:
+    return orjson.dumps(_head_to_row(head))
+
+
+def _decode_head(raw: bytes) -> SessionHead:
+    try:
+        return _head_from_row(orjson.loads(raw))
+    except (orjson.JSONDecodeError, TypeError, ValueError, OverflowError) as exc:
+        raise StoreCorrupted(f"the session catalog is damaged: {exc}") from None
+
+
+class Catalog:
+    """Session heads, by stream id, by last activity and by running turn."""
+
+    name = "catalog"
+    code_version = 1
+
+    def __init__(self, open_db: OpenDb) -> None:
+        self._sessions = open_db(b"catalog.sessions")
+        self._activity = open_db(b"catalog.activity")
+        self._running = open_db(b"catalog.running")
+
+    def head(self, txn: lmdb.Transaction, stream_id: int) -> SessionHead | None:
+        """The head of a live session, or ``None``."""
+        raw = txn.get(_ID.pack(stream_id), db=self._sessions)
+        return None if raw is None else _decode_head(raw)
+
+    def apply(self, txn: lmdb.Transaction, stream_id: int, recorded: RecordedEvent) -> None:
+        before = self.head(txn, stream_id)
+        after = evolve_head(before or empty_head(recorded.session_key), recorded)
+        if before is not None:
+            self._unindex(txn, stream_id, before)
+        if after.exists:
+            row = _encode_head(after)
+            txn.put(_ID.pack(stream_id), row, db=self._sessions)
+            txn.put(self._activity_key(stream_id, after), row, db=self._activity)
+            if after.state is not None and after.state.turn_started_at is not None:
+                txn.put(_TIME_ID.pack(to_micros(after.state.turn_started_at), stream_id), b"", db=self._running)
+
+    def _unindex(self, txn: lmdb.Transaction, stream_id: int, head: SessionHead) -> None:
+        txn.delete(_ID.pack(stream_id), db=self._sessions)
+        txn.delete(self._activity_key(stream_id, head), db=self._activity)
+        if head.state is not None and head.state.turn_started_at is not None:
+            txn.delete(_TIME_ID.pack(to_micros(head.state.turn_started_at), stream_id), db=self._running)
+
+    @staticmethod
+    def _activity_key(stream_id: int, head: SessionHead) -> bytes:
+        assert head.last_activity is not None
+        return _TIME_ID.pack(to_micros(head.last_activity), stream_id)
+
+    def clear(self, txn: lmdb.Transaction) -> None:
+        for db in (self._sessions, self._activity, self._running):
+            txn.drop(db, delete=False)
+
+    # -- queries ----------------------------------------------------------------------
+
+    def metadata_by_activity(self, txn: lmdb.Transaction, limit: int | None = None) -> list[SessionMetadata]:
+        """Live sessions' metadata, most recent activity first."""
+        rows = self._rows(txn, limit)
+        try:
+            return [SessionMetadata(key, name, from_micros(created), from_micros(last), count)
+                    for key, _version, name, _state, _turn, _started, created, last, count in rows]
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise StoreCorrupted(f"the session catalog is damaged: {exc}") from None
+
+    def keys_by_activity(self, txn: lmdb.Transaction) -> list[str]:
+        """Live session keys, most recent activity first."""
+        return [row[0] for row in self._rows(txn, None)]
+
+    def _rows(self, txn: lmdb.Transaction, limit: int | None) -> list[list[Any]]:
+        values = []
+        for value in txn.cursor(db=self._activity).iterprev(keys=False, values=True):
+            if limit is not None and len(values) >= limit:
+                break
+            values.append(value)
+        try:
+            # One C-level decode for the whole listing instead of one call per row.
+            return orjson.loads(b"[" + b",".join(values) + b"]")
+        except orjson.JSONDecodeError as exc:
+            raise StoreCorrupted(f"the session catalog is damaged: {exc}") from None
+
+    def heads(self, txn: lmdb.Transaction) -> Iterator[tuple[int, SessionHead]]:
+        """Every live session's stream id and head, by stream id."""
+        for raw_id, raw in txn.cursor(db=self._sessions):
+            yield _ID.unpack(raw_id)[0], _decode_head(raw)
+
+    def running(self, txn: lmdb.Transaction) -> list[SessionHead]:
+        """Running sessions, latest turn first."""
+        entries = txn.cursor(db=self._running).iterprev(values=False)
+        return [self._running_head(txn, raw) for raw in entries]
+
+    def running_since_before(self, txn: lmdb.Transaction, cutoff: int) -> list[SessionHead]:
+        """Running sessions whose turn started before ``cutoff`` µs, oldest turn first."""
+        heads = []
+        for raw in txn.cursor(db=self._running).iternext(values=False):
+            if _TIME_ID.unpack(raw)[0] >= cutoff:
+                break
+            heads.append(self._running_head(txn, raw))
+        return heads
+
+    def _running_head(self, txn: lmdb.Transaction, raw: bytes) -> SessionHead:
+        stream_id = _TIME_ID.unpack(raw)[1]
+        head = self.head(txn, stream_id)
+        if head is None:
+            raise StoreCorrupted(f"the running index names stream {stream_id}, which has no session")
+        return head
+
+    def inactive_since(self, txn: lmdb.Transaction, cutoff: int) -> list[SessionHead]:
+        """Live sessions whose last activity is before ``cutoff`` µs, oldest first."""
+        heads = []
+        for raw_key, raw in txn.cursor(db=self._activity):
+            if _TIME_ID.unpack(raw_key)[0] >= cutoff:
+                break
+            heads.append(_decode_head(raw))
+        return heads
+
+    def dump(self, txn: lmdb.Transaction) -> dict[bytes, list[tuple[bytes, bytes]]]:
+        """Every stored entry, for comparing a rebuilt catalog with an incremental one."""
+        return {name: [(bytes(k), bytes(v)) for k, v in txn.cursor(db=db)]
+                for name, db in ((b"sessions", self._sessions), (b"activity", self._activity),
+                                 (b"running", self._running))}
+

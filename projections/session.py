@@ -1,0 +1,172 @@
+"""The session fold: what a session looks like after a sequence of its events.
+
+Pure functions, no I/O. ``evolve_head`` folds everything but the messages
+(name, state, times, count); ``message_edit`` says what an event does to the
+message list. The LMDB read models apply the same two functions to their
+stored fragments, and ``fold`` applies them to a whole ``SessionSnapshot``, so
+the rules live here once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Iterable, Union
+
+import attrs
+
+from eventstore._values import ChatMessage, SessionMetadata, SessionState, TimestampedMessage
+from eventstore.events import (
+    LastMessageRemoved,
+    LastMessageReplaced,
+    MessageAppended,
+    MessagesCleared,
+    RecordedEvent,
+    SessionDeleted,
+    SessionRenamed,
+    SessionStateChanged,
+)
+
+__all__ = [
+    "SessionHead",
+    "SessionSnapshot",
+    "AppendMessage",
+    "RemoveLastMessage",
+    "ReplaceLastMessage",
+    "ClearMessages",
+    "MessageEdit",
+    "empty_head",
+    "empty_snapshot",
+    "evolve_head",
+    "message_edit",
+    "apply_edit",
+    "fold",
+]
+
+RUNNING = "running"
+
+
+@attrs.frozen
+class SessionHead:
+    """Everything known about a session except its messages."""
+
+    key: str
+    version: int
+    exists: bool
+    name: str | None
+    state: SessionState | None
+    created_at: datetime | None
+    last_activity: datetime | None
+    message_count: int
+
+    def metadata(self) -> SessionMetadata | None:
+        """The public metadata of a live session; ``None`` when it does not exist."""
+        if not self.exists:
+            return None
+        assert self.created_at is not None and self.last_activity is not None
+        return SessionMetadata(self.key, self.name, self.created_at, self.last_activity, self.message_count)
+
+
+@attrs.frozen
+class AppendMessage:
+    message: TimestampedMessage
+
+
+@attrs.frozen
+class RemoveLastMessage:
+    pass
+
+
+@attrs.frozen
+class ReplaceLastMessage:
+    message: ChatMessage
+
+
+@attrs.frozen
+class ClearMessages:
+    pass
+
+
+MessageEdit = Union[AppendMessage, RemoveLastMessage, ReplaceLastMessage, ClearMessages]
+
+
+def empty_head(key: str) -> SessionHead:
+    """A session that has never had an event."""
+    return SessionHead(key, 0, False, None, None, None, None, 0)
+
+
+def message_edit(recorded: RecordedEvent) -> MessageEdit | None:
+    """What ``recorded`` does to the session's message list, if anything."""
+    event = recorded.event
+    if isinstance(event, MessageAppended):
+        return AppendMessage(TimestampedMessage(event.message, recorded.recorded_at))
+    if isinstance(event, LastMessageRemoved):
+        return RemoveLastMessage()
+    if isinstance(event, LastMessageReplaced):
+        return ReplaceLastMessage(event.message)
+    if isinstance(event, (MessagesCleared, SessionDeleted)):
+        return ClearMessages()
+    return None
+
+
+def _count_after(count: int, edit: MessageEdit | None) -> int:
+    if isinstance(edit, AppendMessage):
+        return count + 1
+    if isinstance(edit, RemoveLastMessage):
+        return count - 1
+    if isinstance(edit, ClearMessages):
+        return 0
+    return count
+
+
+def evolve_head(head: SessionHead, recorded: RecordedEvent) -> SessionHead:
+    """The head after ``recorded``; any event of a session that does not exist starts a fresh one."""
+    event = recorded.event
+    at = recorded.recorded_at
+    if isinstance(event, SessionDeleted):
+        return SessionHead(head.key, recorded.version, False, None, None, None, None, 0)
+    if not head.exists:
+        head = SessionHead(head.key, head.version, True, None, None, at, at, 0)
+    name = head.name
+    state = head.state
+    if isinstance(event, SessionRenamed):
+        name = event.name
+    elif isinstance(event, SessionStateChanged):
+        state = SessionState(event.state, event.turn_id, at if event.state == RUNNING else None)
+    count = _count_after(head.message_count, message_edit(recorded))
+    return SessionHead(head.key, recorded.version, True, name, state, head.created_at, at, count)
+
+
+def apply_edit(messages: list[TimestampedMessage], edit: MessageEdit | None) -> None:
+    """Apply ``edit`` to a message list that the caller owns."""
+    if isinstance(edit, AppendMessage):
+        messages.append(edit.message)
+    elif isinstance(edit, RemoveLastMessage):
+        messages.pop()
+    elif isinstance(edit, ReplaceLastMessage):
+        # A streaming update keeps the time the message was first appended.
+        messages[-1] = TimestampedMessage(edit.message, messages[-1].created_at)
+    elif isinstance(edit, ClearMessages):
+        messages.clear()
+
+
+@attrs.frozen
+class SessionSnapshot:
+    """A whole session: its head and its current messages. What snapshots store."""
+
+    head: SessionHead
+    messages: tuple[TimestampedMessage, ...]
+
+
+def empty_snapshot(key: str) -> SessionSnapshot:
+    """A session that has never had an event."""
+    return SessionSnapshot(empty_head(key), ())
+
+
+def fold(state: SessionSnapshot, events: Iterable[RecordedEvent]) -> SessionSnapshot:
+    """The session after ``events`` (its later events, in order) are applied to ``state``."""
+    head = state.head
+    messages = list(state.messages)  # private working copy; ``state`` is never changed
+    for recorded in events:
+        head = evolve_head(head, recorded)
+        apply_edit(messages, message_edit(recorded))
+    return SessionSnapshot(head, tuple(messages))
