@@ -13,8 +13,10 @@ from ._errors import (
     InvalidSessionKey,
     StoreClosed,
     StoreCorrupted,
+    StoreBusy,
     StoreFull,
     StoreUsedAfterFork,
+    InvalidVersion,
     WrongExpectedVersion,
 )
 from ._store import DEFAULT_SEARCH_LIMIT, SessionStore
@@ -24,9 +26,11 @@ from ._values import (
     SessionMetadata,
     SessionQuery,
     SessionState,
+    SessionView,
     TimestampedMessage,
+    VerifyReport,
 )
-from .events import RecordedEvent
+from .events import REDACTED, RecordedEvent
 
 __all__ = [
     "ChatMessage",
@@ -36,6 +40,9 @@ __all__ = [
     "SessionState",
     "SessionStore",
     "RecordedEvent",
+    "SessionView",
+    "VerifyReport",
+    "REDACTED",
     "MAX_KEY_BYTES",
     "DEFAULT_SEARCH_LIMIT",
     "EventStoreError",
@@ -48,4 +55,6 @@ __all__ = [
     "StoreUsedAfterFork",
     "WrongExpectedVersion",
     "StoreFull",
+    "StoreBusy",
+    "InvalidVersion",
 ]

@@ -13,7 +13,9 @@ is the one place that deals with those rules:
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,7 +23,7 @@ from typing import Callable, ContextManager, Iterator, TypeVar
 
 import lmdb
 
-from ._errors import EventStoreError, StoreClosed, StoreCorrupted, StoreFull, StoreUsedAfterFork
+from ._errors import EventStoreError, StoreBusy, StoreClosed, StoreCorrupted, StoreFull, StoreUsedAfterFork
 
 __all__ = ["Environment", "Transaction"]
 
@@ -30,6 +32,16 @@ Transaction = lmdb.Transaction
 
 _INITIAL_MAP_SIZE = 64 << 20
 _MAX_DBS = 32
+_USERS_LOCK = "users.lock"
+_VACUUM_DIR = "vacuum.tmp"
+
+
+def _fsync(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 class _Gate:
@@ -90,18 +102,21 @@ class Environment:
         self._references = 0
         self._gate = _Gate()
         self._write_lock = threading.Lock()
+        self._durable = durable
+        # Every process holds a shared lock on this file while the store is open, so
+        # that vacuum can tell whether it has the store to itself.
+        self._users = open(path / _USERS_LOCK, "a+b")  # noqa: SIM115 - held until release()
+        fcntl.flock(self._users, fcntl.LOCK_SH)
+        self._env = self._open_lmdb()
+
+    def _open_lmdb(self) -> lmdb.Environment:
+        size = min(_INITIAL_MAP_SIZE, self.max_size) if self.max_size else _INITIAL_MAP_SIZE
         try:
-            self._env = lmdb.open(
-                str(path),
-                map_size=min(_INITIAL_MAP_SIZE, max_size) if max_size else _INITIAL_MAP_SIZE,
-                max_dbs=_MAX_DBS,
-                sync=durable,
-                max_readers=256,
-            )
+            return lmdb.open(str(self.path), map_size=size, max_dbs=_MAX_DBS, sync=self._durable, max_readers=256)
         except lmdb.InvalidError as exc:
-            raise StoreCorrupted(f"{path} is not a usable store: {exc}") from None
+            raise StoreCorrupted(f"{self.path} is not a usable store: {exc}") from None
         except lmdb.Error as exc:
-            raise EventStoreError(f"cannot open the store at {path}: {exc}") from None
+            raise EventStoreError(f"cannot open the store at {self.path}: {exc}") from None
 
     @classmethod
     def acquire(cls, path: Path, *, durable: bool = True, max_size: int | None = None) -> Environment:
@@ -125,6 +140,40 @@ class Environment:
         if os.getpid() == self._pid:
             with self._gate.exclusive():
                 self._env.close()
+        self._users.close()
+
+    def vacuum(self) -> None:
+        """Rewrite the data file compactly (LMDB's compacting copy) and swap it in.
+
+        Freed pages, which may still hold old bytes, are left behind. The new file
+        is complete and on disk before an atomic rename replaces the old one.
+        Every named database handle is invalid afterwards: reopen them.
+
+        Raises:
+            StoreBusy: another store object in this process, or another process, has the store open.
+        """
+        with self._registry_lock:
+            if self._references != 1:
+                raise StoreBusy("vacuum needs the store to itself; close the other SessionStore objects first")
+        with self._write_lock, self._gate.exclusive():
+            try:
+                fcntl.flock(self._users, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fcntl.flock(self._users, fcntl.LOCK_SH)
+                raise StoreBusy("vacuum needs the store to itself; another process has it open") from None
+            try:
+                scratch = self.path / _VACUUM_DIR
+                shutil.rmtree(scratch, ignore_errors=True)
+                scratch.mkdir()
+                self._env.copy(str(scratch), compact=True)
+                _fsync(scratch / "data.mdb")
+                self._env.close()
+                os.replace(scratch / "data.mdb", self.path / "data.mdb")
+                _fsync(self.path)
+                scratch.rmdir()
+                self._env = self._open_lmdb()
+            finally:
+                fcntl.flock(self._users, fcntl.LOCK_SH)
 
     def open_db(self, name: bytes) -> lmdb._Database:
         """Open (creating if needed) a named database; call once per name at startup."""
@@ -186,6 +235,6 @@ class Environment:
         finally:
             self._gate.leave_shared()
 
-    def stat_file_bytes(self) -> int:
-        """Size of the data file on disk."""
+    def file_size(self) -> int:
+        """Size of the data file on disk, in bytes."""
         return os.path.getsize(self.path / "data.mdb")

@@ -17,6 +17,8 @@ __all__ = [
     "StoreUsedAfterFork",
     "WrongExpectedVersion",
     "StoreFull",
+    "InvalidVersion",
+    "StoreBusy",
 ]
 
 
@@ -69,3 +71,11 @@ class WrongExpectedVersion(EventStoreError):
 
 class StoreFull(EventStoreError):
     """The store reached its configured size cap; the command wrote nothing."""
+
+
+class InvalidVersion(InvalidArgument):
+    """A point-in-time argument names no state of the session (a version past its end, say)."""
+
+
+class StoreBusy(EventStoreError):
+    """The operation needs the store to itself, and another store object or process has it open."""

@@ -13,6 +13,8 @@ Invariants (each has a named test in ``tests/test_log.py``):
 6. An append that expects a version other than the current one writes nothing.
 7. A session key maps to one stream id forever; keys of any length up to
    1 KiB work because LMDB keys hold only fixed-size ids and digests.
+8. A record never changes, except that redaction may replace its payload; it
+   then keeps the digest of the original payload, so the chain still verifies.
 
 Layout (named databases): ``log.events`` position → record; ``log.streams``
 stream id + version → position; ``log.keys`` SHA-256 of the key → stream id;
@@ -46,6 +48,7 @@ _STREAM_KEY = struct.Struct(">QQ")
 # payload digest, hash, type name length; then the type name, then the payload.
 _RECORD = struct.Struct(">BBQQq16sH32s32sH")
 _CANONICAL = struct.Struct(">QQq16sHHH")
+_REDACTED_FLAG = 1
 
 
 @attrs.frozen
@@ -61,6 +64,7 @@ class StoredEvent:
     encoded: EncodedEvent
     payload_digest: bytes
     hash: bytes
+    redacted: bool = False
 
 
 def chain_hash(previous: bytes, position: int, key: str, version: int, recorded_at: int,
@@ -209,9 +213,41 @@ class EventLog:
                 return
             yield self._decode(txn, _U64.unpack(raw_key)[0], raw)
 
+    def redact(self, txn: Transaction, position: int, payload: bytes) -> None:
+        """Replace the payload at ``position``, keeping its digest, hash and everything else (invariant 8)."""
+        raw = txn.get(_U64.pack(position), db=self._events)
+        if raw is None:
+            raise StoreCorrupted(f"position {position}: the event is missing")
+        type_end = _RECORD.size + _RECORD.unpack_from(raw)[-1]
+        flagged = raw[:1] + bytes([raw[1] | _REDACTED_FLAG]) + raw[2:type_end]
+        txn.put(_U64.pack(position), flagged + payload, db=self._events)
+
+    def stream_position(self, txn: Transaction, stream_id: int, version: int) -> int | None:
+        """The global position of a stream's ``version``-th event, if the stream index has it."""
+        raw = txn.get(_STREAM_KEY.pack(stream_id, version), db=self._streams)
+        return None if raw is None else _U64.unpack(raw)[0]
+
+    def stream_ids(self, txn: Transaction) -> Iterator[tuple[int, str]]:
+        """Every stream id with its session key, in id order."""
+        for raw_id, raw_key in txn.cursor(db=self._stream_keys):
+            yield _U64.unpack(raw_id)[0], bytes(raw_key).decode()
+
+    def count(self, txn: Transaction) -> tuple[int, int]:
+        """(entries in the event table, entries in the stream index)."""
+        return txn.stat(self._events)["entries"], txn.stat(self._streams)["entries"]
+
+    def records(self, txn: Transaction) -> Iterator[tuple[int, StoredEvent | StoreCorrupted]]:
+        """Every record by its stored position, damaged ones as the error they raise (for ``verify``)."""
+        for raw_key, raw in txn.cursor(db=self._events):
+            position = _U64.unpack(raw_key)[0] if len(raw_key) == _U64.size else -1
+            try:
+                yield position, self._decode(txn, position, raw)
+            except StoreCorrupted as exc:
+                yield position, exc
+
     def _decode(self, txn: Transaction, position: int, raw: bytes) -> StoredEvent:
         try:
-            (layout, _flags, stream_id, version, recorded_at, event_id, schema_version,
+            (layout, flags, stream_id, version, recorded_at, event_id, schema_version,
              digest, link, type_length) = _RECORD.unpack_from(raw)
             if layout != LOG_FORMAT:
                 raise ValueError(f"record layout {layout}")
@@ -221,4 +257,4 @@ class EventLog:
             raise StoreCorrupted(f"position {position}: the event record is damaged ({exc})") from None
         encoded = EncodedEvent(type_name, schema_version, bytes(raw[start:]))
         return StoredEvent(position, stream_id, self.stream_key(txn, stream_id), version, recorded_at,
-                           event_id, encoded, digest, link)
+                           event_id, encoded, digest, link, bool(flags & _REDACTED_FLAG))

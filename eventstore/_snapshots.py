@@ -41,6 +41,23 @@ class SnapshotStore:
             return None
         return version, bytes(cursor.value())
 
+    def versions(self, txn: Transaction) -> set[tuple[int, int]]:
+        """(stream id, version) of every snapshot."""
+        return {_STREAM_VERSION.unpack(key) for key in txn.cursor(db=self._db).iternext(values=False)}
+
+    def get(self, txn: Transaction, stream_id: int, version: int) -> bytes | None:
+        raw = txn.get(_STREAM_VERSION.pack(stream_id, version), db=self._db)
+        return None if raw is None else bytes(raw)
+
+    def delete_stream(self, txn: Transaction, stream_id: int) -> None:
+        """Drop every snapshot of a stream."""
+        cursor = txn.cursor(db=self._db)
+        if not cursor.set_range(_STREAM_VERSION.pack(stream_id, 0)):
+            return
+        while _STREAM_VERSION.unpack(cursor.key())[0] == stream_id:
+            if not cursor.delete() or not cursor.key():
+                break
+
     def count(self, txn: Transaction) -> int:
         return txn.stat(self._db)["entries"]
 

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import os
 import re
-import uuid
 from collections import OrderedDict
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Callable, Iterable, Sequence, TypeVar
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 import attrs
 
@@ -24,9 +23,11 @@ from projections.messages import MessageLists
 from projections.readmodel import Checkpoints, ReadModel
 from projections.session import SessionHead, SessionSnapshot, empty_head, empty_snapshot, fold
 
-from ._codec import decode_event, decode_value, encode_event, encode_value
+from ._codec import encode_event
+from ._audit import Progress, verify
+from ._folding import encode_snapshot, fold_stream, to_recorded, view_of
 from ._environment import Environment, Transaction
-from ._errors import EventStoreError, InvalidArgument, StoreCorrupted
+from ._errors import EventStoreError, InvalidArgument, InvalidVersion, StoreCorrupted
 from ._log import EventLog, StoredEvent
 from ._snapshots import SnapshotStore
 from ._time import Clock, from_micros, system_clock, to_micros
@@ -35,7 +36,9 @@ from ._values import (
     SessionMetadata,
     SessionQuery,
     SessionState,
+    SessionView,
     TimestampedMessage,
+    VerifyReport,
     utc,
     validate_key,
     validate_text,
@@ -48,8 +51,11 @@ from .events import (
     RecordedEvent,
     SessionDeleted,
     SessionEvent,
+    SessionRedacted,
     SessionRenamed,
+    SessionRestored,
     SessionStateChanged,
+    redact_event,
 )
 
 __all__ = ["SessionStore", "DEFAULT_SEARCH_LIMIT"]
@@ -57,17 +63,25 @@ __all__ = ["SessionStore", "DEFAULT_SEARCH_LIMIT"]
 R = TypeVar("R")
 Decision = tuple[Sequence[SessionEvent], R]
 
+#: Events read per read transaction when streaming the log.
+_BATCH = 1000
 #: Sessions returned by ``search`` when the query sets no limit (as ZeroClaw).
 DEFAULT_SEARCH_LIMIT = 50
-#: Version of the snapshot layout; snapshots of another layout are ignored (they are derived data).
-SNAPSHOT_FORMAT = 1
 
 
-@attrs.frozen
-class _SnapshotRecord:
-    format: int
-    event_hash: str
-    state: SessionSnapshot
+def _check_index(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidArgument(f"{what} must be a non-negative int, not {value!r}")
+    return value
+
+
+def _same_session(one: SessionSnapshot, other: SessionSnapshot) -> bool:
+    """Whether two folded sessions look the same to a reader (versions and activity times aside)."""
+    a, b = one.head, other.head
+    if not a.exists and not b.exists:
+        return True
+    return (a.exists, a.name, a.state, a.created_at, one.messages) == (b.exists, b.name, b.state, b.created_at,
+                                                                       other.messages)
 
 
 def _check_count(value: object, what: str) -> float:
@@ -108,17 +122,20 @@ class SessionStore:
         self._loaded: OrderedDict[int, tuple[int, tuple[ChatMessage, ...]]] = OrderedDict()
         self._environment = Environment.acquire(self.path, durable=durable, max_size=max_size)
         try:
-            self._log = EventLog(self._environment)
-            self._snapshots = SnapshotStore(self._environment)
-            self._catalog = Catalog(self._environment.open_db)
-            self._messages = MessageLists(self._environment.open_db)
-            self._read_models: tuple[ReadModel, ...] = (self._catalog, self._messages)
-            self._checkpoints = Checkpoints(self._environment.open_db)
-            self._environment.write(self._rebuild_outdated)
+            self._open_components()
         except BaseException:
             self._environment.release()
             raise
         self._closed = False
+
+    def _open_components(self) -> None:
+        self._log = EventLog(self._environment)
+        self._snapshots = SnapshotStore(self._environment)
+        self._catalog = Catalog(self._environment.open_db)
+        self._messages = MessageLists(self._environment.open_db)
+        self._read_models: tuple[ReadModel, ...] = (self._catalog, self._messages)
+        self._checkpoints = Checkpoints(self._environment.open_db)
+        self._environment.write(self._rebuild_outdated)
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -235,8 +252,13 @@ class SessionStore:
 
     # -- queries --------------------------------------------------------------------
 
-    def load(self, key: str) -> list[ChatMessage]:
-        """The session's current messages, oldest first; ``[]`` for an unknown or deleted session."""
+    def load(self, key: str, version: int | None = None, as_of: datetime | None = None) -> list[ChatMessage]:
+        """The session's current messages, oldest first; ``[]`` for an unknown or deleted session.
+
+        With ``version`` or ``as_of``, the messages as they were then (see ``session_at``).
+        """
+        if version is not None or as_of is not None:
+            return self.session_at(key, version=version, as_of=as_of).messages
         validate_key(key)
         with self._environment.read() as txn:
             found = self._live(txn, key)
@@ -328,6 +350,206 @@ class SessionStore:
                     found.append(metadata)
             return found
 
+
+    # -- audit and time travel --------------------------------------------------------
+
+    def history(self, key: str) -> list[RecordedEvent]:
+        """Every event of the session key, oldest first, across deletions and reuse of the key."""
+        validate_key(key)
+        with self._environment.read() as txn:
+            stream_id = self._log.stream_id(txn, key)
+            if stream_id is None:
+                return []
+            return [to_recorded(entry) for entry in self._log.read_stream(txn, stream_id)]
+
+    def events(self, after: int = 0, limit: int | None = None) -> Iterator[RecordedEvent]:
+        """Every event of every session in global order, after position ``after`` (a change feed).
+
+        Streams in batches, each read in its own short read transaction.
+        """
+        _check_index(after, "after")
+        if limit is not None:
+            _check_index(limit, "limit")
+        return self._stream_events(after, limit)
+
+    def _stream_events(self, after: int, limit: int | None) -> Iterator[RecordedEvent]:
+        remaining = limit
+        while remaining is None or remaining > 0:
+            batch_size = _BATCH if remaining is None else min(_BATCH, remaining)
+            with self._environment.read() as txn:
+                batch = [to_recorded(entry) for entry in self._log.read_all(txn, after, batch_size)]
+            yield from batch
+            if len(batch) < batch_size:
+                return
+            after = batch[-1].position
+            if remaining is not None:
+                remaining -= len(batch)
+
+    def session_at(self, key: str, version: int | None = None, as_of: datetime | None = None) -> SessionView:
+        """The whole session as it was after its ``version``-th event, or as of the aware time ``as_of``.
+
+        Version 0, or a time before the first event, is the empty, non-existent
+        session; with neither argument, the current session. Costs the events
+        since the nearest snapshot, not the whole history.
+
+        Raises:
+            InvalidVersion: a version past the end.
+            InvalidArgument: both arguments, a naive datetime, a bad type.
+        """
+        validate_key(key)
+        with self._environment.read() as txn:
+            stream_id = self._log.stream_id(txn, key)
+            target = self._resolve_version(txn, key, stream_id, version, as_of)
+            if stream_id is None or target == 0:
+                return self._empty_view(key, target)
+            return view_of(fold_stream(txn, self._log, self._snapshots, stream_id, key, target))
+
+    def restore(self, key: str, version: int | None = None, as_of: datetime | None = None) -> int:
+        """Make the session equal to its state at ``version`` or ``as_of`` by appending ``SessionRestored``.
+
+        Messages, name, state and existence come back; nothing is deleted.
+        Restoring to the current state writes nothing. Returns the session's version afterwards.
+        """
+        validate_key(key)
+        if version is None and as_of is None:
+            raise InvalidArgument("restore needs a version or an as_of time")
+        now = to_micros(self._now())
+
+        def body(txn: Transaction) -> int:
+            stream_id = self._log.stream_id(txn, key)
+            target = self._resolve_version(txn, key, stream_id, version, as_of)
+            if stream_id is None:
+                return 0
+            current_version = self._log.stream_version(txn, stream_id)
+            current = fold_stream(txn, self._log, self._snapshots, stream_id, key, current_version)
+            wanted = (fold_stream(txn, self._log, self._snapshots, stream_id, key, target) if target
+                      else empty_snapshot(key))
+            if _same_session(current, wanted):
+                return current_version
+            head = wanted.head
+            event = SessionRestored(target, head.exists, wanted.messages, head.name, head.state, head.created_at)
+            return self._record(txn, key, [event], now)[-1].version
+
+        return self._environment.write(body)
+
+    def replay(self, key: str, from_version: int = 1, to_version: int | None = None
+               ) -> Iterator[tuple[RecordedEvent, SessionView]]:
+        """Step through the session: one ``(event, session right after it)`` pair per event.
+
+        Streams the log in batches; memory per step is the view itself.
+        """
+        validate_key(key)
+        _check_index(from_version, "from_version")
+        from_version = max(from_version, 1)
+        with self._environment.read() as txn:
+            stream_id = self._log.stream_id(txn, key)
+            last = 0 if stream_id is None else self._log.stream_version(txn, stream_id)
+            if to_version is not None:
+                last = self._resolve_version(txn, key, stream_id, to_version, None)
+            start = (empty_snapshot(key) if stream_id is None or from_version == 1 else
+                     fold_stream(txn, self._log, self._snapshots, stream_id, key, min(from_version - 1, last)))
+        return self._replay(stream_id, start, from_version - 1, last)
+
+    def _replay(self, stream_id: int | None, state: SessionSnapshot, after: int, last: int
+                ) -> Iterator[tuple[RecordedEvent, SessionView]]:
+        while stream_id is not None and after < last:
+            with self._environment.read() as txn:
+                batch = [to_recorded(entry) for entry in
+                         self._log.read_stream(txn, stream_id, after, min(after + _BATCH, last))]
+            for recorded in batch:
+                state = fold(state, [recorded])
+                yield recorded, view_of(state)
+            after += _BATCH
+
+    def verify(self, progress: Progress | None = None) -> VerifyReport:
+        """Walk the hash chain and check every snapshot and read model against a fresh fold of the log.
+
+        Args:
+            progress: called as ``progress(events_done, events_total)`` as the walk goes.
+
+        Runs in one read transaction, so the answer is about one consistent moment.
+        """
+        with self._environment.read() as txn:
+            return verify(txn, self._log, self._snapshots, self._read_models, progress)
+
+    def redact(self, key: str, reason: str) -> int:
+        """Make the content of every message of the session unrecoverable; return how many events changed.
+
+        Each event keeps its place, type and hash (its original payload digest
+        stays, so the chain verifies); the session's snapshots are dropped and a
+        ``SessionRedacted`` event records the reason. Run ``vacuum`` afterwards
+        to remove the old bytes from the file.
+        """
+        validate_key(key)
+        if not validate_text(reason, "reason").strip():
+            raise InvalidArgument("a redaction needs a reason")
+        now = to_micros(self._now())
+
+        def body(txn: Transaction) -> int:
+            stream_id = self._log.stream_id(txn, key)
+            if stream_id is None:
+                return 0
+            changed = 0
+            for entry in list(self._log.read_stream(txn, stream_id)):
+                event = to_recorded(entry).event
+                blanked = redact_event(event)
+                if blanked != event:
+                    self._log.redact(txn, entry.position, encode_event(blanked).payload)
+                    changed += 1
+            self._snapshots.delete_stream(txn, stream_id)
+            self._record(txn, key, [SessionRedacted(reason)], now)
+            return changed
+
+        changed = self._environment.write(body)
+        self._loaded.clear()
+        return changed
+
+    def vacuum(self) -> tuple[int, int]:
+        """Rewrite the store's file compactly, dropping freed pages; return (bytes before, bytes after).
+
+        Raises:
+            StoreBusy: another store object or process has the store open.
+        """
+        before = self._environment.file_size()
+        self._environment.vacuum()
+        self._open_components()
+        return before, self._environment.file_size()
+
+    def _resolve_version(self, txn: Transaction, key: str, stream_id: int | None, version: int | None,
+                         as_of: datetime | None) -> int:
+        current = 0 if stream_id is None else self._log.stream_version(txn, stream_id)
+        if version is not None and as_of is not None:
+            raise InvalidArgument("give a version or an as_of time, not both")
+        if as_of is not None:
+            if not isinstance(as_of, datetime):
+                raise InvalidArgument(f"as_of must be a datetime, not {type(as_of).__name__}")
+            moment = to_micros(utc(as_of))
+            # Recorded times never decrease, so the versions recorded by then form a prefix.
+            low, high = 0, current
+            while low < high:
+                middle = (low + high + 1) // 2
+                if self._version_time(txn, stream_id, middle) <= moment:  # type: ignore[arg-type]
+                    low = middle
+                else:
+                    high = middle - 1
+            return low
+        if version is None:
+            return current
+        _check_index(version, "version")
+        if version > current:
+            raise InvalidVersion(f"session {key!r} has {current} versions; version {version} does not exist")
+        return version
+
+    def _version_time(self, txn: Transaction, stream_id: int, version: int) -> int:
+        position = self._log.stream_position(txn, stream_id, version)
+        if position is None:
+            raise StoreCorrupted(f"stream {stream_id}: version {version} is missing from the stream index")
+        return self._log.read_position(txn, position).recorded_at
+
+    @staticmethod
+    def _empty_view(key: str, version: int) -> SessionView:
+        return attrs.evolve(view_of(empty_snapshot(key)), version=version)
+
     # -- internals ------------------------------------------------------------------
 
     def _now(self) -> datetime:
@@ -363,7 +585,7 @@ class SessionStore:
                 expected_version: int | None = None) -> list[StoredEvent]:
         stored = self._log.append(txn, key, [encode_event(e) for e in events], now, expected_version)
         for entry, event in zip(stored, events):
-            recorded = self._recorded(entry, event)
+            recorded = to_recorded(entry, event)
             for model in self._read_models:
                 model.apply(txn, entry.stream_id, recorded)
             if entry.version % self._snapshot_every == 0:
@@ -373,31 +595,12 @@ class SessionStore:
                 self._checkpoints.put(txn, model.name, model.code_version, stored[-1].position)
         return stored
 
-    @staticmethod
-    def _recorded(entry: StoredEvent, event: SessionEvent | None = None) -> RecordedEvent:
-        if event is None:
-            try:
-                event = decode_event(entry.encoded)
-            except EventStoreError as exc:
-                raise type(exc)(f"position {entry.position}: {exc}") from None
-        return RecordedEvent(entry.position, entry.session_key, entry.version, from_micros(entry.recorded_at),
-                             event, uuid.UUID(bytes=entry.event_id), entry.hash.hex())
-
-    def _fold(self, txn: Transaction, stream_id: int, key: str, version: int) -> SessionSnapshot:
-        """The session after its ``version``-th event: the nearest snapshot plus the events after it."""
-        state, start = empty_snapshot(key), 0
-        found = self._snapshots.latest(txn, stream_id, version)
-        if found is not None:
-            record = decode_value(found[1], _SnapshotRecord)
-            if record.format == SNAPSHOT_FORMAT:
-                state, start = record.state, found[0]
-        events = (self._recorded(entry) for entry in self._log.read_stream(txn, stream_id, start, version))
-        return fold(state, events)
-
     def _take_snapshot(self, txn: Transaction, stream_id: int, key: str, version: int) -> None:
-        state = self._fold(txn, stream_id, key, version)
-        event_hash = next(self._log.read_stream(txn, stream_id, version - 1, version)).hash.hex()
-        self._snapshots.put(txn, stream_id, version, encode_value(_SnapshotRecord(SNAPSHOT_FORMAT, event_hash, state)))
+        state = fold_stream(txn, self._log, self._snapshots, stream_id, key, version)
+        position = self._log.stream_position(txn, stream_id, version)
+        assert position is not None
+        self._snapshots.put(txn, stream_id, version,
+                            encode_snapshot(state, self._log.read_position(txn, position).hash))
 
     def _rebuild_outdated(self, txn: Transaction) -> None:
         head_position = self._log.head(txn)[0]
@@ -411,7 +614,7 @@ class SessionStore:
             model.clear(txn)
         last = 0
         for entry in self._log.read_all(txn):
-            recorded = self._recorded(entry)
+            recorded = to_recorded(entry)
             for model in models:
                 model.apply(txn, entry.stream_id, recorded)
             last = entry.position

@@ -19,6 +19,8 @@ __all__ = [
     "SessionMetadata",
     "SessionState",
     "SessionQuery",
+    "SessionView",
+    "VerifyReport",
     "MAX_KEY_BYTES",
     "validate_key",
     "validate_text",
@@ -161,6 +163,49 @@ class SessionQuery:
 
     keyword: str | None = None
     limit: int | None = None
+
+
+@attrs.frozen
+class SessionView:
+    """A whole session as it was at one version: what point-in-time reads and replay return.
+
+    Attributes:
+        key: the session key.
+        version: the session's version (0 before its first event).
+        exists: whether the session was live at that version.
+        messages: its messages then, oldest first.
+        timestamped: the same messages with the times they were appended.
+        metadata: its metadata then (``None`` if it did not exist).
+        name: its name then.
+        state: its run state then.
+    """
+
+    key: str
+    version: int
+    exists: bool
+    timestamped: tuple[TimestampedMessage, ...]
+    metadata: SessionMetadata | None
+    name: str | None
+    state: SessionState | None
+
+    @property
+    def messages(self) -> list[ChatMessage]:
+        return [entry.message for entry in self.timestamped]
+
+
+@attrs.frozen
+class VerifyReport:
+    """What ``SessionStore.verify`` found.
+
+    Attributes:
+        ok: no problem found.
+        events_checked: how many events of the log were checked.
+        problems: one line per problem, naming the position or session.
+    """
+
+    ok: bool
+    events_checked: int
+    problems: list[str]
 
 
 def utc(moment: datetime) -> datetime:

@@ -15,7 +15,7 @@ from typing import ClassVar, Union
 
 import attrs
 
-from ._values import ChatMessage
+from ._values import ChatMessage, SessionState, TimestampedMessage
 
 __all__ = [
     "MessageAppended",
@@ -25,6 +25,10 @@ __all__ = [
     "SessionRenamed",
     "SessionStateChanged",
     "SessionDeleted",
+    "SessionRestored",
+    "SessionRedacted",
+    "REDACTED",
+    "redact_event",
     "SessionEvent",
     "RecordedEvent",
     "EVENT_TYPES",
@@ -100,6 +104,41 @@ class SessionDeleted:
     reason: str | None = None
 
 
+@attrs.frozen
+class SessionRestored:
+    """The session was made equal to its state at ``restored_version`` (a deleted session may come back).
+
+    The event carries that whole state, so folding it needs nothing else.
+    """
+
+    type_name: ClassVar[str] = "SessionRestored"
+    schema_version: ClassVar[int] = 1
+
+    restored_version: int
+    exists: bool
+    messages: tuple[TimestampedMessage, ...]
+    name: str | None
+    state: SessionState | None
+    created_at: datetime | None
+
+
+@attrs.frozen
+class SessionRedacted:
+    """The content of every message of the session was made unrecoverable, for ``reason``.
+
+    Earlier events keep their place, type and hash; their message content is
+    replaced by ``REDACTED``.
+    """
+
+    type_name: ClassVar[str] = "SessionRedacted"
+    schema_version: ClassVar[int] = 1
+
+    reason: str
+
+
+#: What a redacted message's content reads.
+REDACTED = "[redacted]"
+
 SessionEvent = Union[
     MessageAppended,
     LastMessageRemoved,
@@ -108,6 +147,8 @@ SessionEvent = Union[
     SessionRenamed,
     SessionStateChanged,
     SessionDeleted,
+    SessionRestored,
+    SessionRedacted,
 ]
 
 #: Every event class by its stored type name.
@@ -121,6 +162,8 @@ EVENT_TYPES: dict[str, type] = {
         SessionRenamed,
         SessionStateChanged,
         SessionDeleted,
+        SessionRestored,
+        SessionRedacted,
     )
 }
 
@@ -149,3 +192,14 @@ class RecordedEvent:
     event_id: uuid.UUID
     hash: str
 
+
+
+def redact_event(event: SessionEvent) -> SessionEvent:
+    """The event with the content of every message it carries replaced by ``REDACTED``."""
+    if isinstance(event, (MessageAppended, LastMessageReplaced)):
+        return attrs.evolve(event, message=ChatMessage(event.message.role, REDACTED))
+    if isinstance(event, SessionRestored):
+        messages = tuple(TimestampedMessage(ChatMessage(m.message.role, REDACTED), m.created_at)
+                         for m in event.messages)
+        return attrs.evolve(event, messages=messages)
+    return event

@@ -9,7 +9,7 @@ stream id → nothing (running sessions only). A deleted session has no entry.
 from __future__ import annotations
 
 import struct
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import lmdb
 import orjson
@@ -20,7 +20,7 @@ from eventstore._values import SessionMetadata, SessionState
 from eventstore.events import RecordedEvent
 
 from .readmodel import OpenDb
-from .session import SessionHead, empty_head, evolve_head
+from .session import SessionHead, SessionSnapshot, empty_head, evolve_head
 
 __all__ = ["Catalog"]
 
@@ -166,6 +166,29 @@ class Catalog:
                 break
             heads.append(_decode_head(raw))
         return heads
+
+    def check(self, txn: lmdb.Transaction, sessions: Mapping[int, SessionSnapshot]) -> list[str]:
+        """Problems where the stored catalog differs from ``sessions`` freshly folded from the log."""
+        expected: dict[bytes, dict[bytes, bytes]] = {b"sessions": {}, b"activity": {}, b"running": {}}
+        for stream_id, session in sessions.items():
+            head = session.head
+            if not head.exists:
+                continue
+            row = _encode_head(head)
+            expected[b"sessions"][_ID.pack(stream_id)] = row
+            expected[b"activity"][self._activity_key(stream_id, head)] = row
+            if head.state is not None and head.state.turn_started_at is not None:
+                expected[b"running"][_TIME_ID.pack(to_micros(head.state.turn_started_at), stream_id)] = b""
+        problems = []
+        for name, entries in self.dump(txn).items():
+            stored = dict(entries)
+            for key in sorted(stored.keys() ^ expected[name].keys() | {
+                    k for k in stored.keys() & expected[name].keys() if stored[k] != expected[name][k]}):
+                stream_id = _ID.unpack(key[-8:])[0]
+                problems.append(f"catalog.{name.decode()}: the entry of stream {stream_id} "
+                                f"({sessions[stream_id].head.key if stream_id in sessions else 'unknown'!r}) "
+                                "differs from the log")
+        return problems
 
     def dump(self, txn: lmdb.Transaction) -> dict[bytes, list[tuple[bytes, bytes]]]:
         """Every stored entry, for comparing a rebuilt catalog with an incremental one."""

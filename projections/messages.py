@@ -12,7 +12,7 @@ streaming update rewrites at most one small chunk.
 from __future__ import annotations
 
 import struct
-from typing import Any
+from typing import Any, Mapping
 
 import lmdb
 import orjson
@@ -20,10 +20,19 @@ import orjson
 from eventstore._errors import StoreCorrupted
 from eventstore._time import from_micros, to_micros
 from eventstore._values import ChatMessage, TimestampedMessage, trusted_message
-from eventstore.events import RecordedEvent
+from eventstore.events import REDACTED, RecordedEvent
 
 from .readmodel import OpenDb
-from .session import AppendMessage, ClearMessages, RemoveLastMessage, ReplaceLastMessage, message_edit
+from .session import (
+    AppendMessage,
+    ClearMessages,
+    RedactMessages,
+    RemoveLastMessage,
+    ReplaceLastMessage,
+    ReplaceMessages,
+    SessionSnapshot,
+    message_edit,
+)
 
 __all__ = ["MessageLists", "CHUNK_MESSAGES", "CHUNK_BYTES"]
 
@@ -37,6 +46,11 @@ _COUNT = struct.Struct(">I")
 
 def _row(message: ChatMessage, micros: int) -> bytes:
     return orjson.dumps([message.role, message.content, micros])
+
+
+def _fits(count: int, size: int, row_size: int) -> bool:
+    """Whether a row still fits in a chunk of ``count`` rows and ``size`` bytes."""
+    return count < CHUNK_MESSAGES and size + row_size < CHUNK_BYTES
 
 
 def _decode_rows(bodies: list[Any], stream_id: int) -> list[list[Any]]:
@@ -61,25 +75,48 @@ class MessageLists:
             return
         if isinstance(edit, ClearMessages):
             self._delete_all(txn, stream_id)
-            return
+        elif isinstance(edit, ReplaceMessages):
+            self._rewrite(txn, stream_id, [_row(m.message, to_micros(m.created_at)) for m in edit.messages])
+        elif isinstance(edit, RedactMessages):
+            rows = self.rows(txn, stream_id)
+            self._rewrite(txn, stream_id, [orjson.dumps([role, REDACTED, micros]) for role, _, micros in rows])
+        elif isinstance(edit, AppendMessage):
+            self._append(txn, stream_id, _row(edit.message.message, to_micros(edit.message.created_at)))
+        else:
+            self._edit_last(txn, stream_id, edit)
+
+    def _append(self, txn: lmdb.Transaction, stream_id: int, row: bytes) -> None:
         last = self._last_chunk(txn, stream_id)
-        if isinstance(edit, AppendMessage):
-            row = _row(edit.message.message, to_micros(edit.message.created_at))
-            if last is not None and last[1] < CHUNK_MESSAGES and len(last[2]) + len(row) < CHUNK_BYTES:
-                first, count, body = last
-                txn.put(_CHUNK_KEY.pack(stream_id, first), _COUNT.pack(count + 1) + body + b"," + row,
-                        db=self._chunks)
-            else:
-                first = 0 if last is None else last[0] + last[1]
-                txn.put(_CHUNK_KEY.pack(stream_id, first), _COUNT.pack(1) + row, db=self._chunks)
-            return
+        if last is not None and _fits(last[1], len(last[2]), len(row)):
+            first, count, body = last
+            txn.put(_CHUNK_KEY.pack(stream_id, first), _COUNT.pack(count + 1) + body + b"," + row, db=self._chunks)
+        else:
+            first = 0 if last is None else last[0] + last[1]
+            txn.put(_CHUNK_KEY.pack(stream_id, first), _COUNT.pack(1) + row, db=self._chunks)
+
+    def _rewrite(self, txn: lmdb.Transaction, stream_id: int, rows: list[bytes]) -> None:
+        """Replace the whole list, laying the chunks out as appending the rows one by one would."""
+        self._delete_all(txn, stream_id)
+        first, chunk = 0, []
+        size = 0
+        for index, row in enumerate(rows):
+            if chunk and not _fits(len(chunk), size, len(row)):
+                txn.put(_CHUNK_KEY.pack(stream_id, first), _COUNT.pack(len(chunk)) + b",".join(chunk), db=self._chunks)
+                first, chunk, size = index, [], 0
+            size += len(row) + (1 if chunk else 0)
+            chunk.append(row)
+        if chunk:
+            txn.put(_CHUNK_KEY.pack(stream_id, first), _COUNT.pack(len(chunk)) + b",".join(chunk), db=self._chunks)
+
+    def _edit_last(self, txn: lmdb.Transaction, stream_id: int, edit: RemoveLastMessage | ReplaceLastMessage) -> None:
+        last = self._last_chunk(txn, stream_id)
         if last is None:
             raise StoreCorrupted(f"stream {stream_id}: an event edits the last message, but there is none")
-        first, count, body = last
+        first, _count, body = last
         rows = _decode_rows([body], stream_id)
         if isinstance(edit, RemoveLastMessage):
             rows.pop()
-        elif isinstance(edit, ReplaceLastMessage):
+        else:
             rows[-1] = [edit.message.role, edit.message.content, rows[-1][2]]
         key = _CHUNK_KEY.pack(stream_id, first)
         if rows:
@@ -141,6 +178,23 @@ class MessageLists:
                     for role, content, micros in self.rows(txn, stream_id)]
         except (TypeError, ValueError, OverflowError) as exc:
             raise StoreCorrupted(f"the messages of stream {stream_id} are damaged: {exc}") from None
+
+    def check(self, txn: lmdb.Transaction, sessions: Mapping[int, SessionSnapshot]) -> list[str]:
+        """Problems where the stored lists differ from ``sessions`` freshly folded from the log."""
+        problems = []
+        stored_streams = {_CHUNK_KEY.unpack(key)[0] for key in txn.cursor(db=self._chunks).iternext(values=False)}
+        for stream_id in sorted(stored_streams - sessions.keys()):
+            problems.append(f"messages: stream {stream_id} has messages but no events")
+        for stream_id, session in sessions.items():
+            expected = [[m.message.role, m.message.content, to_micros(m.created_at)] for m in session.messages]
+            try:
+                differs = self.rows(txn, stream_id) != expected
+            except StoreCorrupted as exc:
+                problems.append(f"messages: {exc}")
+                continue
+            if differs:
+                problems.append(f"messages: the list of session {session.head.key!r} differs from the log")
+        return problems
 
     def clear(self, txn: lmdb.Transaction) -> None:
         txn.drop(self._chunks, delete=False)

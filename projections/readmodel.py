@@ -10,11 +10,13 @@ or silently behind, the log.
 from __future__ import annotations
 
 import struct
-from typing import Protocol
+from typing import Mapping, Protocol
 
 import lmdb
 
 from eventstore.events import RecordedEvent
+
+from .session import SessionSnapshot
 
 __all__ = ["ReadModel", "Checkpoints", "Checkpoint"]
 
@@ -35,6 +37,9 @@ class ReadModel(Protocol):
 
     def clear(self, txn: lmdb.Transaction) -> None:
         """Drop all stored state."""
+
+    def check(self, txn: lmdb.Transaction, sessions: Mapping[int, SessionSnapshot]) -> list[str]:
+        """Where the stored state differs from ``sessions`` (stream id → session folded from the log)."""
 
 
 class Checkpoints:

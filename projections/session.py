@@ -21,8 +21,11 @@ from eventstore.events import (
     MessageAppended,
     MessagesCleared,
     RecordedEvent,
+    REDACTED,
     SessionDeleted,
+    SessionRedacted,
     SessionRenamed,
+    SessionRestored,
     SessionStateChanged,
 )
 
@@ -33,7 +36,10 @@ __all__ = [
     "RemoveLastMessage",
     "ReplaceLastMessage",
     "ClearMessages",
+    "ReplaceMessages",
+    "RedactMessages",
     "MessageEdit",
+    "redacted",
     "empty_head",
     "empty_snapshot",
     "evolve_head",
@@ -86,7 +92,18 @@ class ClearMessages:
     pass
 
 
-MessageEdit = Union[AppendMessage, RemoveLastMessage, ReplaceLastMessage, ClearMessages]
+@attrs.frozen
+class ReplaceMessages:
+    messages: tuple[TimestampedMessage, ...]
+
+
+@attrs.frozen
+class RedactMessages:
+    pass
+
+
+MessageEdit = Union[AppendMessage, RemoveLastMessage, ReplaceLastMessage, ClearMessages, ReplaceMessages,
+                    RedactMessages]
 
 
 def empty_head(key: str) -> SessionHead:
@@ -105,6 +122,10 @@ def message_edit(recorded: RecordedEvent) -> MessageEdit | None:
         return ReplaceLastMessage(event.message)
     if isinstance(event, (MessagesCleared, SessionDeleted)):
         return ClearMessages()
+    if isinstance(event, SessionRestored):
+        return ReplaceMessages(event.messages)
+    if isinstance(event, SessionRedacted):
+        return RedactMessages()
     return None
 
 
@@ -115,6 +136,8 @@ def _count_after(count: int, edit: MessageEdit | None) -> int:
         return count - 1
     if isinstance(edit, ClearMessages):
         return 0
+    if isinstance(edit, ReplaceMessages):
+        return len(edit.messages)
     return count
 
 
@@ -122,8 +145,13 @@ def evolve_head(head: SessionHead, recorded: RecordedEvent) -> SessionHead:
     """The head after ``recorded``; any event of a session that does not exist starts a fresh one."""
     event = recorded.event
     at = recorded.recorded_at
-    if isinstance(event, SessionDeleted):
+    if isinstance(event, SessionDeleted) or (isinstance(event, SessionRestored) and not event.exists):
         return SessionHead(head.key, recorded.version, False, None, None, None, None, 0)
+    if isinstance(event, SessionRestored):
+        return SessionHead(head.key, recorded.version, True, event.name, event.state, event.created_at, at,
+                           len(event.messages))
+    if isinstance(event, SessionRedacted) and not head.exists:
+        return attrs.evolve(head, version=recorded.version)  # redacting an old life revives nothing
     if not head.exists:
         head = SessionHead(head.key, head.version, True, None, None, at, at, 0)
     name = head.name
@@ -147,6 +175,15 @@ def apply_edit(messages: list[TimestampedMessage], edit: MessageEdit | None) -> 
         messages[-1] = TimestampedMessage(edit.message, messages[-1].created_at)
     elif isinstance(edit, ClearMessages):
         messages.clear()
+    elif isinstance(edit, ReplaceMessages):
+        messages[:] = edit.messages
+    elif isinstance(edit, RedactMessages):
+        messages[:] = [redacted(m) for m in messages]
+
+
+def redacted(message: TimestampedMessage) -> TimestampedMessage:
+    """The message with its content replaced by the redaction marker."""
+    return TimestampedMessage(ChatMessage(message.message.role, REDACTED), message.created_at)
 
 
 @attrs.frozen

@@ -1,0 +1,126 @@
+"""``verify``: walk the hash chain, fold every session afresh, and compare with what is stored.
+
+One read transaction gives a consistent snapshot of log, snapshots and read
+models; the walk streams the log through a cursor, holding only each
+session's current state in memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Callable, Sequence
+
+from projections.readmodel import ReadModel
+from projections.session import SessionSnapshot, apply_edit, empty_head, evolve_head, message_edit
+
+from ._environment import Transaction
+from ._errors import EventStoreError
+from ._folding import decode_snapshot, to_recorded
+from ._log import GENESIS_HASH, EventLog, chain_hash
+from ._snapshots import SnapshotStore
+from ._values import TimestampedMessage, VerifyReport
+from .events import SessionRedacted, redact_event
+
+__all__ = ["verify", "Progress"]
+
+#: Called as ``progress(events_done, events_total)`` while a long operation runs.
+Progress = Callable[[int, int], None]
+
+_PROGRESS_EVERY = 1000
+
+
+class _Session:
+    """A session being folded during the walk (mutable, private to it)."""
+
+    def __init__(self, key: str) -> None:
+        self.head = empty_head(key)
+        self.messages: list[TimestampedMessage] = []
+        self.redacted_positions: list[int] = []
+
+    def snapshot(self) -> SessionSnapshot:
+        return SessionSnapshot(self.head, tuple(self.messages))
+
+
+def verify(txn: Transaction, log: EventLog, snapshots: SnapshotStore, read_models: Sequence[ReadModel],
+           progress: Progress | None = None) -> VerifyReport:
+    """Check the chain, the stream index, the snapshots and every read model against the log."""
+    problems: list[str] = []
+    total = log.head(txn)[0]
+    sessions: dict[int, _Session] = {}
+    pending_snapshots = snapshots.versions(txn)
+    previous_hash, expected_position, latest_time, checked = GENESIS_HASH, 1, 0, 0
+    for position, entry in log.records(txn):
+        checked += 1
+        if position != expected_position:
+            problems.append(f"position {expected_position}: expected here, found position {position} "
+                            "(an event was removed or moved)")
+        expected_position = position + 1
+        if isinstance(entry, EventStoreError):
+            problems.append(str(entry))
+            continue
+        if not entry.redacted and hashlib.sha256(entry.encoded.payload).digest() != entry.payload_digest:
+            problems.append(f"position {position}: the payload does not match its digest (the event was changed)")
+        link = chain_hash(previous_hash, position, entry.session_key, entry.version, entry.recorded_at,
+                          entry.event_id, entry.encoded, entry.payload_digest)
+        if link != entry.hash:
+            problems.append(f"position {position}: the hash chain is broken (this event or the one before it changed)")
+        previous_hash = entry.hash
+        if entry.recorded_at < latest_time:
+            problems.append(f"position {position}: recorded before the event preceding it")
+        latest_time = max(latest_time, entry.recorded_at)
+        session = sessions.setdefault(entry.stream_id, _Session(entry.session_key))
+        if entry.version != session.head.version + 1:
+            problems.append(f"position {position}: session {entry.session_key!r} jumps from version "
+                            f"{session.head.version} to {entry.version}")
+        if log.stream_position(txn, entry.stream_id, entry.version) != position:
+            problems.append(f"position {position}: the stream index does not point at this event")
+        try:
+            event = to_recorded(entry)
+        except EventStoreError as exc:
+            problems.append(str(exc))
+            continue
+        if entry.redacted:
+            session.redacted_positions.append(position)
+            if redact_event(event.event) != event.event:
+                problems.append(f"position {position}: a redacted event still holds message content")
+        if isinstance(event.event, SessionRedacted):
+            session.redacted_positions.clear()
+        session.head = evolve_head(session.head, event)
+        apply_edit(session.messages, message_edit(event))
+        if (entry.stream_id, entry.version) in pending_snapshots:
+            pending_snapshots.discard((entry.stream_id, entry.version))
+            problems.extend(_check_snapshot(txn, snapshots, entry.stream_id, entry.version, entry.hash, session))
+        if progress is not None and checked % _PROGRESS_EVERY == 0:
+            progress(checked, total)
+    for stream_id, session in sessions.items():
+        if session.redacted_positions:
+            problems.append(f"positions {session.redacted_positions}: redacted with no later redaction event "
+                            f"in session {session.head.key!r}")
+    for stream_id, version in sorted(pending_snapshots):
+        problems.append(f"snapshot of stream {stream_id} at version {version} has no event")
+    events, stream_entries = log.count(txn)
+    if stream_entries != events:
+        problems.append(f"the stream index has {stream_entries} entries for {events} events")
+    folded = {stream_id: session.snapshot() for stream_id, session in sessions.items()}
+    for model in read_models:
+        problems.extend(model.check(txn, folded))
+    if progress is not None:
+        progress(checked, total)
+    return VerifyReport(not problems, checked, problems)
+
+
+def _check_snapshot(txn: Transaction, snapshots: SnapshotStore, stream_id: int, version: int, event_hash: bytes,
+                    session: _Session) -> list[str]:
+    where = f"snapshot of {session.head.key!r} at version {version}"
+    try:
+        record = decode_snapshot(snapshots.get(txn, stream_id, version) or b"")
+    except EventStoreError as exc:
+        return [f"{where}: {exc}"]
+    if record is None:
+        return []
+    problems = []
+    if record.event_hash != event_hash.hex():
+        problems.append(f"{where}: records the hash of another event")
+    if record.state != session.snapshot():
+        problems.append(f"{where}: differs from a fresh fold of the log")
+    return problems

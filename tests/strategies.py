@@ -1,0 +1,91 @@
+"""Hypothesis strategies shared by the property-based tests: messages, keys and event histories."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+
+from hypothesis import strategies as st
+
+from eventstore import ChatMessage, RecordedEvent
+from eventstore.events import (
+    LastMessageRemoved,
+    LastMessageReplaced,
+    MessageAppended,
+    MessagesCleared,
+    SessionDeleted,
+    SessionEvent,
+    SessionRenamed,
+    SessionStateChanged,
+)
+
+__all__ = [
+    "KEYS",
+    "STATES",
+    "texts",
+    "roles",
+    "messages",
+    "session_keys",
+    "names",
+    "turn_ids",
+    "events_for",
+    "histories",
+]
+
+#: A small alphabet of session keys, so that commands collide on the same sessions.
+#: The last one is exactly 1024 UTF-8 bytes of two-byte characters (the longest allowed key).
+KEYS = ("a", "b", "ключ", "é" * 512)
+
+#: Run states: "running" starts a turn, the others do not.
+STATES = ("idle", "running", "error")
+
+_START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+#: Message text: any Unicode that encodes to UTF-8 (no lone surrogates), short enough to keep examples fast.
+texts = st.text(st.characters(exclude_categories=("Cs",)), max_size=20)
+roles = st.sampled_from(("user", "assistant", "system", "tool"))
+messages = st.builds(ChatMessage, roles, texts)
+session_keys = st.sampled_from(KEYS)
+#: Names as callers pass them: the empty string clears the name.
+names = st.sampled_from(("", "trip", "work", "Ünïcode name"))
+turn_ids = st.none() | st.sampled_from(("t1", "t2", "t3"))
+
+
+def events_for(message_count: int) -> st.SearchStrategy[SessionEvent]:
+    """One event that is valid for a session holding ``message_count`` messages."""
+    choices: list[st.SearchStrategy[SessionEvent]] = [
+        st.builds(MessageAppended, messages),
+        st.builds(SessionRenamed, st.none() | names.filter(bool)),
+        st.builds(SessionStateChanged, st.sampled_from(STATES), turn_ids),
+        st.builds(SessionDeleted, st.none() | st.just("stale")),
+    ]
+    if message_count:
+        choices += [
+            st.just(LastMessageRemoved()),
+            st.builds(LastMessageReplaced, messages),
+            st.just(MessagesCleared(message_count)),
+        ]
+    return st.one_of(choices)
+
+
+@st.composite
+def histories(draw: st.DrawFn, key: str = "session", max_size: int = 30) -> list[RecordedEvent]:
+    """A valid recorded history of one session: versions 1.., times that never decrease."""
+    size = draw(st.integers(0, max_size))
+    recorded: list[RecordedEvent] = []
+    count = 0
+    moment = _START
+    for version in range(1, size + 1):
+        event = draw(events_for(count))
+        if isinstance(event, MessageAppended):
+            count += 1
+        elif isinstance(event, LastMessageRemoved):
+            count -= 1
+        elif isinstance(event, (MessagesCleared, SessionDeleted)):
+            count = 0
+        moment += timedelta(seconds=draw(st.integers(0, 3600)))
+        recorded.append(RecordedEvent(
+            position=version * 2, session_key=key, version=version, recorded_at=moment, event=event,
+            event_id=uuid.UUID(int=version), hash=f"{version:064x}",
+        ))
+    return recorded

@@ -1,0 +1,137 @@
+"""The codec: one shared table of (event, stored bytes) cases drives encoding and decoding.
+
+The payloads are written out by hand from the schema (compact JSON, a message as
+``[role, content]``, UTF-8 text unescaped), so a change of the stored form shows up here.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from eventstore import ChatMessage, IncompatibleStore, StoreCorrupted
+from eventstore import _codec
+from eventstore._codec import EncodedEvent, decode_event, encode_event
+from eventstore.events import (
+    EVENT_TYPES,
+    LastMessageRemoved,
+    LastMessageReplaced,
+    MessageAppended,
+    MessagesCleared,
+    SessionDeleted,
+    SessionRenamed,
+    SessionStateChanged,
+)
+
+#: (event, type name, schema version, payload bytes)
+CASES = [
+    (MessageAppended(ChatMessage.user("hello")), "MessageAppended", 1, b'{"message":["user","hello"]}'),
+    (MessageAppended(ChatMessage.system("")), "MessageAppended", 1, b'{"message":["system",""]}'),
+    (MessageAppended(ChatMessage("assistant", 'say "hi"\n')), "MessageAppended", 1,
+     b'{"message":["assistant","say \\"hi\\"\\n"]}'),
+    (MessageAppended(ChatMessage.tool("h\u00e9llo \u2713 \U0001F600")), "MessageAppended", 1,
+     b'{"message":["tool","h\xc3\xa9llo \xe2\x9c\x93 \xf0\x9f\x98\x80"]}'),
+    (LastMessageRemoved(), "LastMessageRemoved", 1, b"{}"),
+    (LastMessageReplaced(ChatMessage.assistant("partial")), "LastMessageReplaced", 1,
+     b'{"message":["assistant","partial"]}'),
+    (MessagesCleared(3), "MessagesCleared", 1, b'{"count":3}'),
+    (SessionRenamed("trip"), "SessionRenamed", 1, b'{"name":"trip"}'),
+    (SessionRenamed(None), "SessionRenamed", 1, b'{"name":null}'),
+    (SessionStateChanged("running", "turn-1"), "SessionStateChanged", 1, b'{"state":"running","turn_id":"turn-1"}'),
+    (SessionStateChanged("idle"), "SessionStateChanged", 1, b'{"state":"idle","turn_id":null}'),
+    (SessionDeleted(), "SessionDeleted", 1, b'{"reason":null}'),
+    (SessionDeleted("stale"), "SessionDeleted", 1, b'{"reason":"stale"}'),
+]
+IDS = [f"{name}-{index}" for index, (_, name, _, _) in enumerate(CASES)]
+
+
+class TestCases:
+    """The case table itself."""
+
+    def test_every_event_type_has_a_case(self):
+        """Each registered event type appears in the table."""
+        assert set(EVENT_TYPES) == {name for _, name, _, _ in CASES}
+
+
+class TestEncode:
+    """``encode_event``."""
+
+    @pytest.mark.parametrize("event, type_name, schema_version, payload", CASES, ids=IDS)
+    def test_encode(self, event, type_name, schema_version, payload):
+        """An event encodes to its type name, schema version and exact payload bytes."""
+        assert EncodedEvent(type_name, schema_version, payload) == encode_event(event)
+
+
+class TestDecode:
+    """``decode_event``."""
+
+    @pytest.mark.parametrize("event, type_name, schema_version, payload", CASES, ids=IDS)
+    def test_decode(self, event, type_name, schema_version, payload):
+        """The stored bytes decode to the event."""
+        assert event == decode_event(EncodedEvent(type_name, schema_version, payload))
+
+    @pytest.mark.parametrize("event, type_name, schema_version, payload", CASES, ids=IDS)
+    def test_every_prefix_is_corrupted(self, event, type_name, schema_version, payload):
+        """Every truncation of a valid payload raises StoreCorrupted and nothing else."""
+        for end in range(len(payload)):
+            with pytest.raises(StoreCorrupted):
+                decode_event(EncodedEvent(type_name, schema_version, payload[:end]))
+
+    @pytest.mark.parametrize("event, type_name, schema_version, payload", CASES, ids=IDS)
+    def test_every_byte_flip_never_escapes(self, event, type_name, schema_version, payload):
+        """Replacing any one byte with garbage decodes or raises StoreCorrupted, never another exception."""
+        for index in range(len(payload)):
+            for garbage in (b"\xff", b"\x00", b"}", b'"'):
+                damaged = payload[:index] + garbage + payload[index + 1:]
+                try:
+                    decode_event(EncodedEvent(type_name, schema_version, damaged))
+                except StoreCorrupted:
+                    pass
+
+    def test_unknown_type(self):
+        """An unknown type name raises IncompatibleStore."""
+        with pytest.raises(IncompatibleStore, match="SessionArchived"):
+            decode_event(EncodedEvent("SessionArchived", 1, b"{}"))
+
+    @pytest.mark.parametrize("event, type_name, schema_version, payload", CASES, ids=IDS)
+    def test_newer_schema_version(self, event, type_name, schema_version, payload):
+        """A schema version newer than the code's raises IncompatibleStore."""
+        with pytest.raises(IncompatibleStore):
+            decode_event(EncodedEvent(type_name, schema_version + 1, payload))
+
+    def test_older_version_is_upcast(self, monkeypatch):
+        """A payload of an older schema version goes through its upcaster."""
+        monkeypatch.setitem(_codec.UPCASTERS, ("MessagesCleared", 0), lambda data: {"count": data["removed"]})
+        assert MessagesCleared(4) == decode_event(EncodedEvent("MessagesCleared", 0, b'{"removed":4}'))
+
+    @pytest.mark.parametrize("type_name, payload", [
+        ("MessageAppended", b"[]"),
+        ("MessageAppended", b"null"),
+        ("MessageAppended", b"{}"),
+        ("MessageAppended", b'{"message":"user"}'),
+        ("MessageAppended", b'{"message":["user"]}'),
+        ("MessageAppended", b'{"message":["user","a","b"]}'),
+        ("MessageAppended", b'{"message":["","text"]}'),
+        ("MessageAppended", b'{"message":[1,"text"]}'),
+        ("MessageAppended", b'{"message":["user",null]}'),
+        ("MessagesCleared", b'{"count":null}'),
+        ("SessionStateChanged", b'{"turn_id":null}'),
+        ("LastMessageReplaced", b'{"message":{"role":"user"}}'),
+        ("MessageAppended", b"\xff\xfe"),
+    ])
+    def test_malformed_payload(self, type_name, payload):
+        """A payload that does not match the schema raises StoreCorrupted."""
+        with pytest.raises(StoreCorrupted):
+            decode_event(EncodedEvent(type_name, 1, payload))
+
+    @pytest.mark.parametrize("type_name, payload", [
+        ("SessionRenamed", b'{"name":5}'),
+        ("SessionStateChanged", b'{"state":7,"turn_id":null}'),
+        ("SessionDeleted", b'{"reason":1.5}'),
+        ("MessagesCleared", b'{"count":"3"}'),
+        ("MessagesCleared", b'{"count":3.7}'),
+        ("MessagesCleared", b'{"count":true}'),
+    ])
+    def test_wrongly_typed_field(self, type_name, payload):
+        """A field of the wrong JSON type raises StoreCorrupted instead of being coerced to a wrong answer."""
+        with pytest.raises(StoreCorrupted):
+            decode_event(EncodedEvent(type_name, 1, payload))
