@@ -36,6 +36,7 @@ class _Session:
         self.head = empty_head(key)
         self.messages: list[TimestampedMessage] = []
         self.redacted_positions: list[int] = []
+        self.latest_time = 0
 
     def snapshot(self) -> SessionSnapshot:
         return SessionSnapshot(self.head, tuple(self.messages))
@@ -48,7 +49,7 @@ def verify(txn: Transaction, log: EventLog, snapshots: SnapshotStore, read_model
     total = log.head(txn)[0]
     sessions: dict[int, _Session] = {}
     pending_snapshots = snapshots.versions(txn)
-    previous_hash, expected_position, latest_time, checked = GENESIS_HASH, 1, 0, 0
+    previous_hash, expected_position, checked = GENESIS_HASH, 1, 0
     for position, entry in log.records(txn):
         checked += 1
         if position != expected_position:
@@ -65,10 +66,10 @@ def verify(txn: Transaction, log: EventLog, snapshots: SnapshotStore, read_model
         if link != entry.hash:
             problems.append(f"position {position}: the hash chain is broken (this event or the one before it changed)")
         previous_hash = entry.hash
-        if entry.recorded_at < latest_time:
-            problems.append(f"position {position}: recorded before the event preceding it")
-        latest_time = max(latest_time, entry.recorded_at)
         session = sessions.setdefault(entry.stream_id, _Session(entry.session_key))
+        if entry.recorded_at < session.latest_time:
+            problems.append(f"position {position}: recorded before the previous event of its session")
+        session.latest_time = max(session.latest_time, entry.recorded_at)
         if entry.version != session.head.version + 1:
             problems.append(f"position {position}: session {entry.session_key!r} jumps from version "
                             f"{session.head.version} to {entry.version}")

@@ -19,6 +19,8 @@ __all__ = [
     "StoreFull",
     "InvalidVersion",
     "StoreBusy",
+    "SourceChanged",
+    "ReplicationMismatch",
 ]
 
 
@@ -79,3 +81,11 @@ class InvalidVersion(InvalidArgument):
 
 class StoreBusy(EventStoreError):
     """The operation needs the store to itself, and another store object or process has it open."""
+
+
+class SourceChanged(EventStoreError):
+    """An import source changed since it was imported; it was not merged."""
+
+
+class ReplicationMismatch(InvalidArgument):
+    """A replicated event does not fit this store (position, version or hash)."""

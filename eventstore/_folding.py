@@ -54,7 +54,8 @@ def to_recorded(entry: StoredEvent, event: SessionEvent | None = None) -> Record
         except EventStoreError as exc:
             raise type(exc)(f"position {entry.position}: {exc}") from None
     return RecordedEvent(entry.position, entry.session_key, entry.version, from_micros(entry.recorded_at),
-                         event, uuid.UUID(bytes=entry.event_id), entry.hash.hex())
+                         event, uuid.UUID(bytes=entry.event_id), entry.hash.hex(), entry.payload_digest.hex(),
+                         entry.redacted)
 
 
 def fold_stream(txn: Transaction, log: EventLog, snapshots: SnapshotStore, stream_id: int, key: str,

@@ -9,7 +9,8 @@ Invariants (each has a named test in ``tests/test_log.py``):
    transaction: together or not at all.
 4. Each event's hash is SHA-256 over the previous event's hash and the event's
    canonical bytes; the first event links to ``GENESIS_HASH``.
-5. Recorded times never decrease along the log.
+5. Recorded times never decrease along a session's stream (imports may bring
+   older times than other sessions' latest, so the global order is by position).
 6. An append that expects a version other than the current one writes nothing.
 7. A session key maps to one stream id forever; keys of any length up to
    1 KiB work because LMDB keys hold only fixed-size ids and digests.
@@ -34,7 +35,7 @@ from ._codec import EncodedEvent
 from ._environment import Environment, Transaction
 from ._errors import IncompatibleStore, StoreCorrupted, WrongExpectedVersion
 
-__all__ = ["EventLog", "StoredEvent", "GENESIS_HASH"]
+__all__ = ["EventLog", "StoredEvent", "Original", "GENESIS_HASH"]
 
 #: The hash the first event links to.
 GENESIS_HASH = hashlib.sha256(b"eventstore genesis").digest()
@@ -65,6 +66,15 @@ class StoredEvent:
     payload_digest: bytes
     hash: bytes
     redacted: bool = False
+
+
+@attrs.frozen
+class Original:
+    """What a replicated event keeps from its source store."""
+
+    event_id: bytes
+    payload_digest: bytes
+    redacted: bool
 
 
 def chain_hash(previous: bytes, position: int, key: str, version: int, recorded_at: int,
@@ -145,10 +155,13 @@ class EventLog:
         return stored.position, stored.hash, stored.recorded_at
 
     def append(self, txn: Transaction, key: str, events: Sequence[EncodedEvent], recorded_at: int,
-               expected_version: int | None = None) -> list[StoredEvent]:
+               expected_version: int | None = None, originals: Sequence[Original] | None = None
+               ) -> list[StoredEvent]:
         """Append ``events`` to the stream of ``key``; return them as stored.
 
-        ``recorded_at`` (µs) is raised to the latest recorded time if the clock went back.
+        ``recorded_at`` (µs) is raised to the stream's latest recorded time if the
+        clock went back. Each event gets a new random id, unless ``originals``
+        (replication from another store) gives its id, payload digest and redaction flag.
 
         Raises:
             WrongExpectedVersion: ``expected_version`` is given and is not the stream's version.
@@ -161,24 +174,32 @@ class EventLog:
             return []
         if stream_id is None:
             stream_id = self._create_stream(txn, key)
-        position, previous_hash, latest_time = self.head(txn)
-        recorded_at = max(recorded_at, latest_time)
+        if version:
+            latest = self.stream_position(txn, stream_id, version)
+            if latest is None:
+                raise StoreCorrupted(f"stream {stream_id}: version {version} is missing from the stream index")
+            recorded_at = max(recorded_at, self.read_position(txn, latest).recorded_at)
+        position, previous_hash, _ = self.head(txn)
         stored_events = []
-        for encoded in events:
+        for index, encoded in enumerate(events):
             position += 1
             version += 1
-            event_id = os.urandom(16)
-            digest = hashlib.sha256(encoded.payload).digest()
+            if originals is None:
+                event_id, digest, flags = os.urandom(16), hashlib.sha256(encoded.payload).digest(), 0
+            else:
+                original = originals[index]
+                event_id, digest = original.event_id, original.payload_digest
+                flags = _REDACTED_FLAG if original.redacted else 0
             link = chain_hash(previous_hash, position, key, version, recorded_at, event_id, encoded, digest)
             type_bytes = encoded.type_name.encode()
-            record = _RECORD.pack(LOG_FORMAT, 0, stream_id, version, recorded_at, event_id,
+            record = _RECORD.pack(LOG_FORMAT, flags, stream_id, version, recorded_at, event_id,
                                   encoded.schema_version, digest, link, len(type_bytes))
             if not txn.put(_U64.pack(position), record + type_bytes + encoded.payload,
                            db=self._events, append=True, overwrite=False):
                 raise StoreCorrupted(f"position {position} is already taken")
             txn.put(_STREAM_KEY.pack(stream_id, version), _U64.pack(position), db=self._streams)
             stored_events.append(StoredEvent(position, stream_id, key, version, recorded_at, event_id,
-                                             encoded, digest, link))
+                                             encoded, digest, link, bool(flags)))
             previous_hash = link
         return stored_events
 

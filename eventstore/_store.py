@@ -14,7 +14,7 @@ import re
 from collections import OrderedDict
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence, TypeVar
+from typing import Callable, Iterable, Iterator, Mapping, Sequence, TypeVar, get_args
 
 import attrs
 
@@ -25,10 +25,18 @@ from projections.session import SessionHead, SessionSnapshot, empty_head, empty_
 
 from ._codec import encode_event
 from ._audit import Progress, verify
+from ._bookkeeping import IdempotencyRecords, ImportReceipts
 from ._folding import encode_snapshot, fold_stream, to_recorded, view_of
 from ._environment import Environment, Transaction
-from ._errors import EventStoreError, InvalidArgument, InvalidVersion, StoreCorrupted
-from ._log import EventLog, StoredEvent
+from ._errors import (
+    EventStoreError,
+    InvalidArgument,
+    InvalidVersion,
+    ReplicationMismatch,
+    SourceChanged,
+    StoreCorrupted,
+)
+from ._log import EventLog, Original, StoredEvent
 from ._snapshots import SnapshotStore
 from ._time import Clock, from_micros, system_clock, to_micros
 from ._values import (
@@ -36,6 +44,8 @@ from ._values import (
     SessionMetadata,
     SessionQuery,
     SessionState,
+    ImportOutcome,
+    ImportReceipt,
     SessionView,
     TimestampedMessage,
     VerifyReport,
@@ -63,6 +73,7 @@ __all__ = ["SessionStore", "DEFAULT_SEARCH_LIMIT"]
 R = TypeVar("R")
 Decision = tuple[Sequence[SessionEvent], R]
 
+EVENT_CLASSES = get_args(SessionEvent)
 #: Events read per read transaction when streaming the log.
 _BATCH = 1000
 #: Sessions returned by ``search`` when the query sets no limit (as ZeroClaw).
@@ -135,6 +146,8 @@ class SessionStore:
         self._messages = MessageLists(self._environment.open_db)
         self._read_models: tuple[ReadModel, ...] = (self._catalog, self._messages)
         self._checkpoints = Checkpoints(self._environment.open_db)
+        self._idempotency = IdempotencyRecords(self._environment)
+        self._receipts = ImportReceipts(self._environment)
         self._environment.write(self._rebuild_outdated)
 
     # -- lifecycle ------------------------------------------------------------------
@@ -153,44 +166,63 @@ class SessionStore:
 
     # -- commands -------------------------------------------------------------------
 
-    def append(self, key: str, message: ChatMessage, *, expected_version: int | None = None) -> int:
-        """Append a message, creating the session if needed; return the session's new version."""
-        return self.append_many(key, [message], expected_version=expected_version)
+    # Every command below that changes one session takes two keyword options:
+    #   expected_version: raise WrongExpectedVersion (writing nothing) unless the
+    #     session is at this version (optimistic concurrency);
+    #   idempotency_key: a retry with the same key writes nothing and returns the
+    #     first call's result (for a caller that lost the reply).
 
-    def append_many(self, key: str, messages: Iterable[ChatMessage], *, expected_version: int | None = None) -> int:
+    def append(self, key: str, message: ChatMessage, *, expected_version: int | None = None,
+               idempotency_key: str | None = None) -> int:
+        """Append a message, creating the session if needed; return the session's new version."""
+        return self.append_many(key, [message], expected_version=expected_version, idempotency_key=idempotency_key)
+
+    def append_many(self, key: str, messages: Iterable[ChatMessage], *, expected_version: int | None = None,
+                    idempotency_key: str | None = None) -> int:
         """Append several messages atomically (one event each, one commit); return the new version."""
+        if isinstance(messages, (str, bytes, ChatMessage)):
+            raise InvalidArgument("append_many takes an iterable of ChatMessage")
         batch = [self._check_message(message) for message in messages]
         return self._execute(key, lambda head: ([MessageAppended(m) for m in batch], None),
-                             expected_version=expected_version)[1]
+                             expected_version, idempotency_key)[1]
 
-    def remove_last(self, key: str) -> bool:
+    def remove_last(self, key: str, *, expected_version: int | None = None,
+                    idempotency_key: str | None = None) -> bool:
         """Remove the last message; ``False`` (and no event) when there is none."""
-        return self._execute(key, lambda head: ([LastMessageRemoved()], True) if head.message_count else ([], False))[0]
+        return self._execute(key, lambda head: ([LastMessageRemoved()], True) if head.message_count else ([], False),
+                             expected_version, idempotency_key)[0]
 
-    def update_last(self, key: str, message: ChatMessage) -> bool:
+    def update_last(self, key: str, message: ChatMessage, *, expected_version: int | None = None,
+                    idempotency_key: str | None = None) -> bool:
         """Replace the last message (a streaming update); ``False`` when the session has none."""
         message = self._check_message(message)
         return self._execute(
-            key, lambda head: ([LastMessageReplaced(message)], True) if head.message_count else ([], False)
-        )[0]
+            key, lambda head: ([LastMessageReplaced(message)], True) if head.message_count else ([], False),
+            expected_version, idempotency_key)[0]
 
-    def clear_messages(self, key: str) -> int:
+    def clear_messages(self, key: str, *, expected_version: int | None = None,
+                       idempotency_key: str | None = None) -> int:
         """Remove every message but keep the session, its name and state; return how many went."""
         return self._execute(
             key,
             lambda head: ([MessagesCleared(head.message_count)], head.message_count) if head.message_count
             else ([], 0),
-        )[0]
+            expected_version, idempotency_key)[0]
 
-    def set_session_name(self, key: str, name: str) -> None:
-        """Name the session (an empty name clears it), creating the session if needed."""
+    def set_session_name(self, key: str, name: str, *, expected_version: int | None = None,
+                         idempotency_key: str | None = None) -> None:
+        """Name the session (an empty name clears it), creating the session if needed.
+
+        Setting the name it already has records nothing.
+        """
         new_name = validate_text(name, "session name") or None
         self._execute(
             key, lambda head: ([SessionRenamed(new_name)], None) if not head.exists or head.name != new_name
             else ([], None),
-        )
+            expected_version, idempotency_key)
 
-    def set_session_state(self, key: str, state: str, turn_id: str | None = None) -> None:
+    def set_session_state(self, key: str, state: str, turn_id: str | None = None, *,
+                          expected_version: int | None = None, idempotency_key: str | None = None) -> None:
         """Set the run state; ``"running"`` starts the turn clock. Creates the session if needed.
 
         Setting the state and turn id it already has records nothing.
@@ -206,13 +238,15 @@ class SessionStore:
             unchanged = head.exists and current is not None and (current.state, current.turn_id) == (state, turn_id)
             return ([], None) if unchanged else ([SessionStateChanged(state, turn_id)], None)
 
-        self._execute(key, decide)
+        self._execute(key, decide, expected_version, idempotency_key)
 
-    def delete_session(self, key: str, *, reason: str | None = None) -> bool:
+    def delete_session(self, key: str, *, reason: str | None = None, expected_version: int | None = None,
+                       idempotency_key: str | None = None) -> bool:
         """Delete the session (as an event); ``False`` when it does not exist."""
         if reason is not None:
             validate_text(reason, "reason")
-        return self._execute(key, lambda head: ([SessionDeleted(reason)], True) if head.exists else ([], False))[0]
+        return self._execute(key, lambda head: ([SessionDeleted(reason)], True) if head.exists else ([], False),
+                             expected_version, idempotency_key)[0]
 
     def cleanup_stale(self, ttl_hours: float) -> int:
         """Delete every session idle for more than ``ttl_hours``; return how many were deleted."""
@@ -550,6 +584,95 @@ class SessionStore:
     def _empty_view(key: str, version: int) -> SessionView:
         return attrs.evolve(view_of(empty_snapshot(key)), version=version)
 
+    # -- import and replication -------------------------------------------------------
+
+    def import_sessions(self, sessions: Mapping[str, Sequence[tuple[datetime, SessionEvent]]], *,
+                        source: str | None = None, size: int = 0, sha256: str = "") -> ImportOutcome:
+        """Import whole sessions with their original times, in one transaction.
+
+        Keys that already have events in the store are skipped (never merged) and
+        listed in the outcome. With ``source``, a receipt (name, size, SHA-256) is
+        committed with the events: importing the same source again writes nothing,
+        and a source that changed since raises ``SourceChanged``.
+        """
+        for key, timed in sessions.items():
+            validate_key(key)
+            for moment, event in timed:
+                utc(moment)
+                if not isinstance(event, EVENT_CLASSES):
+                    raise InvalidArgument(f"cannot import {type(event).__name__}: not a session event")
+        if source is not None:
+            validate_text(source, "source")
+
+        def body(txn: Transaction) -> ImportOutcome:
+            if source is not None:
+                earlier = self._receipts.get(txn, source)
+                if earlier is not None:
+                    if (earlier.size, earlier.sha256) != (size, sha256):
+                        raise SourceChanged(f"{source} changed since it was imported; it was not merged")
+                    return ImportOutcome(earlier, (), True)
+            skipped, imported, events = [], 0, 0
+            for key, timed in sessions.items():
+                if self._log.stream_id(txn, key) is not None:
+                    skipped.append(key)
+                    continue
+                for moment, event in timed:
+                    self._record(txn, key, [event], to_micros(utc(moment)))
+                imported += 1
+                events += len(timed)
+            receipt = ImportReceipt(source or "", size, sha256, imported, events)
+            if source is not None:
+                self._receipts.put(txn, receipt)
+            return ImportOutcome(receipt, tuple(skipped), False)
+
+        return self._environment.write(body)
+
+    def import_receipts(self) -> list[ImportReceipt]:
+        """The receipt of every source imported so far."""
+        with self._environment.read() as txn:
+            return self._receipts.all(txn)
+
+    def replicate(self, events: Iterable[RecordedEvent], progress: Progress | None = None, total: int = 0) -> int:
+        """Append events exported from another store, keeping positions, versions, times, ids and hashes.
+
+        Each event must come next (its position after this store's last, its
+        version after its session's last), and its recomputed hash must equal the
+        one it carries; otherwise ``ReplicationMismatch`` is raised and that batch
+        is not written. Returns how many events were appended.
+        """
+        count = 0
+        batch: list[RecordedEvent] = []
+        for recorded in events:
+            if not isinstance(recorded, RecordedEvent):
+                raise InvalidArgument(f"replicate takes RecordedEvent objects, not {type(recorded).__name__}")
+            batch.append(recorded)
+            if len(batch) == _BATCH:
+                count += self._environment.write(lambda txn: self._replicate_batch(txn, batch))
+                batch = []
+                if progress is not None:
+                    progress(count, total)
+        if batch:
+            count += self._environment.write(lambda txn: self._replicate_batch(txn, batch))
+        if progress is not None:
+            progress(count, total)
+        return count
+
+    def _replicate_batch(self, txn: Transaction, batch: Sequence[RecordedEvent]) -> int:
+        for recorded in batch:
+            expected = self._log.head(txn)[0] + 1
+            if recorded.position != expected:
+                raise ReplicationMismatch(f"event at position {recorded.position} arrived where {expected} was due")
+            try:
+                original = Original(recorded.event_id.bytes, bytes.fromhex(recorded.payload_digest), recorded.redacted)
+            except ValueError:
+                raise ReplicationMismatch(f"position {recorded.position}: bad payload digest") from None
+            stored = self._record(txn, validate_key(recorded.session_key), [recorded.event],
+                                  to_micros(utc(recorded.recorded_at)), recorded.version - 1, [original])
+            if stored[0].hash.hex() != recorded.hash or stored[0].recorded_at != to_micros(recorded.recorded_at):
+                raise ReplicationMismatch(f"position {recorded.position}: the event does not hash as it did "
+                                          "in its source store")
+        return len(batch)
+
     # -- internals ------------------------------------------------------------------
 
     def _now(self) -> datetime:
@@ -561,29 +684,39 @@ class SessionStore:
             raise InvalidArgument(f"expected a ChatMessage, not {type(message).__name__}")
         return message
 
-    def _execute(self, key: str, decide: Callable[[SessionHead], Decision[R]], *,
-                 expected_version: int | None = None) -> tuple[R, int]:
+    def _execute(self, key: str, decide: Callable[[SessionHead], Decision[R]], expected_version: int | None = None,
+                 idempotency_key: str | None = None) -> tuple[R, int]:
         """Run one command on one session; return the decision's result and the session's version."""
         validate_key(key)
-        if expected_version is not None and (
-                isinstance(expected_version, bool) or not isinstance(expected_version, int) or expected_version < 0):
-            raise InvalidArgument(f"expected_version must be a non-negative int, not {expected_version!r}")
+        if expected_version is not None:
+            _check_index(expected_version, "expected_version")
+        if idempotency_key is not None:
+            validate_text(idempotency_key, "idempotency_key")
         now = to_micros(self._now())
 
         def body(txn: Transaction) -> tuple[R, int]:
+            if idempotency_key is not None:
+                earlier = self._idempotency.get(txn, key, idempotency_key)
+                if earlier is not None:
+                    return earlier[0], earlier[1]
             stream_id = self._log.stream_id(txn, key)
             head = (None if stream_id is None else self._catalog.head(txn, stream_id)) or empty_head(key)
             events, result = decide(head)
             stored = self._record(txn, key, events, now, expected_version)
             if stored:
-                return result, stored[-1].version
-            return result, 0 if stream_id is None else self._log.stream_version(txn, stream_id)
+                version = stored[-1].version
+            else:
+                version = 0 if stream_id is None else self._log.stream_version(txn, stream_id)
+            if idempotency_key is not None:
+                self._idempotency.put(txn, key, idempotency_key, [result, version])
+            return result, version
 
         return self._environment.write(body)
 
     def _record(self, txn: Transaction, key: str, events: Sequence[SessionEvent], now: int,
-                expected_version: int | None = None) -> list[StoredEvent]:
-        stored = self._log.append(txn, key, [encode_event(e) for e in events], now, expected_version)
+                expected_version: int | None = None, originals: Sequence[Original] | None = None
+                ) -> list[StoredEvent]:
+        stored = self._log.append(txn, key, [encode_event(e) for e in events], now, expected_version, originals)
         for entry, event in zip(stored, events):
             recorded = to_recorded(entry, event)
             for model in self._read_models:

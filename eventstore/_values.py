@@ -21,6 +21,8 @@ __all__ = [
     "SessionQuery",
     "SessionView",
     "VerifyReport",
+    "ImportReceipt",
+    "ImportOutcome",
     "MAX_KEY_BYTES",
     "validate_key",
     "validate_text",
@@ -206,6 +208,30 @@ class VerifyReport:
     ok: bool
     events_checked: int
     problems: list[str]
+
+
+@attrs.frozen
+class ImportReceipt:
+    """Proof that a source (a file, say) was imported: its name, size and SHA-256, and what it gave.
+
+    Committed with the imported events, so importing the same source again can add nothing.
+    """
+
+    source: str
+    size: int
+    sha256: str
+    sessions: int
+    events: int
+
+
+@attrs.frozen
+class ImportOutcome:
+    """What ``import_sessions`` did: its receipt, the keys it skipped because they exist, and
+    whether the source had been imported before (then nothing was written)."""
+
+    receipt: ImportReceipt
+    skipped: tuple[str, ...]
+    already_imported: bool
 
 
 def utc(moment: datetime) -> datetime:

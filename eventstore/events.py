@@ -182,6 +182,8 @@ class RecordedEvent:
         event: the typed event.
         event_id: a unique id.
         hash: hex SHA-256 linking this event to the one before it in the log.
+        payload_digest: hex SHA-256 of the event's original payload (kept through redaction).
+        redacted: whether the event's message content was redacted.
     """
 
     position: int
@@ -191,6 +193,8 @@ class RecordedEvent:
     event: SessionEvent
     event_id: uuid.UUID
     hash: str
+    payload_digest: str = ""
+    redacted: bool = False
 
 
 

@@ -1,0 +1,53 @@
+"""Facade bookkeeping committed with the events it guards: idempotency records and import receipts.
+
+Neither is derived from the log, so neither is a projection; both are written
+in the command's own transaction, so they can never disagree with the events.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import orjson
+
+from ._codec import decode_value, encode_value
+from ._environment import Environment, Transaction
+from ._values import ImportReceipt
+
+__all__ = ["IdempotencyRecords", "ImportReceipts"]
+
+
+class IdempotencyRecords:
+    """The result of every command given an idempotency key, by session key and idempotency key."""
+
+    def __init__(self, environment: Environment) -> None:
+        self._db = environment.open_db(b"facade.idempotency")
+
+    @staticmethod
+    def _key(session_key: str, idempotency_key: str) -> bytes:
+        return hashlib.sha256(orjson.dumps([session_key, idempotency_key])).digest()
+
+    def get(self, txn: Transaction, session_key: str, idempotency_key: str) -> Any | None:
+        raw = txn.get(self._key(session_key, idempotency_key), db=self._db)
+        return None if raw is None else orjson.loads(raw)
+
+    def put(self, txn: Transaction, session_key: str, idempotency_key: str, outcome: Any) -> None:
+        txn.put(self._key(session_key, idempotency_key), orjson.dumps(outcome), db=self._db)
+
+
+class ImportReceipts:
+    """One receipt per imported source, so that importing it again adds nothing."""
+
+    def __init__(self, environment: Environment) -> None:
+        self._db = environment.open_db(b"facade.imports")
+
+    def get(self, txn: Transaction, source: str) -> ImportReceipt | None:
+        raw = txn.get(source.encode(), db=self._db)
+        return None if raw is None else decode_value(raw, ImportReceipt)
+
+    def put(self, txn: Transaction, receipt: ImportReceipt) -> None:
+        txn.put(receipt.source.encode(), encode_value(receipt), db=self._db)
+
+    def all(self, txn: Transaction) -> list[ImportReceipt]:
+        return [decode_value(raw, ImportReceipt) for raw in txn.cursor(db=self._db).iternext(keys=False)]
