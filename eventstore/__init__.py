@@ -16,6 +16,8 @@ from ._errors import (
     ReplicationMismatch,
     SourceChanged,
     StoreBusy,
+    StoreNotFound,
+    StoreReadOnly,
     StoreFull,
     StoreUsedAfterFork,
     InvalidVersion,
@@ -65,4 +67,6 @@ __all__ = [
     "InvalidVersion",
     "SourceChanged",
     "ReplicationMismatch",
+    "StoreNotFound",
+    "StoreReadOnly",
 ]

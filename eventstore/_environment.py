@@ -19,11 +19,21 @@ import shutil
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, ContextManager, Iterator, TypeVar
+from typing import BinaryIO, Callable, ContextManager, Iterator, TypeVar
 
 import lmdb
 
-from ._errors import EventStoreError, StoreBusy, StoreClosed, StoreCorrupted, StoreFull, StoreUsedAfterFork
+from ._errors import (
+    EventStoreError,
+    IncompatibleStore,
+    StoreBusy,
+    StoreClosed,
+    StoreCorrupted,
+    StoreFull,
+    StoreNotFound,
+    StoreReadOnly,
+    StoreUsedAfterFork,
+)
 
 __all__ = ["Environment", "Transaction"]
 
@@ -34,6 +44,10 @@ _INITIAL_MAP_SIZE = 64 << 20
 _MAX_DBS = 32
 _USERS_LOCK = "users.lock"
 _VACUUM_DIR = "vacuum.tmp"
+
+
+def _is_permission_error(exc: lmdb.Error) -> bool:
+    return any(word in str(exc) for word in ("Permission denied", "Read-only file system"))
 
 
 def _fsync(path: Path) -> None:
@@ -95,7 +109,7 @@ class Environment:
     _registry: dict[tuple[int, str], Environment] = {}
     _registry_lock = threading.Lock()
 
-    def __init__(self, path: Path, *, durable: bool, max_size: int | None) -> None:
+    def __init__(self, path: Path, *, durable: bool, max_size: int | None, readonly: bool) -> None:
         self.path = path
         self.max_size = max_size
         self._pid = os.getpid()
@@ -103,30 +117,52 @@ class Environment:
         self._gate = _Gate()
         self._write_lock = threading.Lock()
         self._durable = durable
+        # A store in a directory we cannot write (read-only media, say) serves reads.
+        self.readonly = readonly or not os.access(path, os.W_OK)
+        if self.readonly and not (path / "data.mdb").exists():
+            raise StoreNotFound(f"there is no store at {path}")
         # Every process holds a shared lock on this file while the store is open, so
         # that vacuum can tell whether it has the store to itself.
-        self._users = open(path / _USERS_LOCK, "a+b")  # noqa: SIM115 - held until release()
-        fcntl.flock(self._users, fcntl.LOCK_SH)
+        self._users: BinaryIO | None = None
+        try:
+            self._users = open(path / _USERS_LOCK, "rb" if self.readonly else "a+b")  # noqa: SIM115 - until release()
+            fcntl.flock(self._users, fcntl.LOCK_SH)
+        except FileNotFoundError:
+            pass  # a read-only store that was never opened writable by this version
         self._env = self._open_lmdb()
 
     def _open_lmdb(self) -> lmdb.Environment:
         size = min(_INITIAL_MAP_SIZE, self.max_size) if self.max_size else _INITIAL_MAP_SIZE
+        options = dict(map_size=size, max_dbs=_MAX_DBS, sync=self._durable, max_readers=256, readonly=self.readonly)
         try:
-            return lmdb.open(str(self.path), map_size=size, max_dbs=_MAX_DBS, sync=self._durable, max_readers=256)
+            try:
+                return lmdb.open(str(self.path), **options)
+            except lmdb.Error as exc:
+                if not self.readonly or not _is_permission_error(exc):
+                    raise
+                # Read-only media: no reader table is possible, and no writer can exist either.
+                return lmdb.open(str(self.path), lock=False, **options)
         except lmdb.InvalidError as exc:
             raise StoreCorrupted(f"{self.path} is not a usable store: {exc}") from None
         except lmdb.Error as exc:
             raise EventStoreError(f"cannot open the store at {self.path}: {exc}") from None
 
     @classmethod
-    def acquire(cls, path: Path, *, durable: bool = True, max_size: int | None = None) -> Environment:
-        """The process's environment for ``path``, opened on first use."""
+    def acquire(cls, path: Path, *, durable: bool = True, max_size: int | None = None,
+                readonly: bool = False) -> Environment:
+        """The process's environment for ``path``, opened on first use.
+
+        A read-only request shares a writable environment already open; a writable
+        request for a path this process opened read-only raises ``StoreBusy``.
+        """
         key = (os.getpid(), str(path.resolve()))
         with cls._registry_lock:
             environment = cls._registry.get(key)
             if environment is None:
-                environment = cls(path, durable=durable, max_size=max_size)
+                environment = cls(path, durable=durable, max_size=max_size, readonly=readonly)
                 cls._registry[key] = environment
+            elif environment.readonly and not readonly:
+                raise StoreBusy(f"{path} is open read-only in this process; close it before opening it writable")
             environment._references += 1
             return environment
 
@@ -140,7 +176,8 @@ class Environment:
         if os.getpid() == self._pid:
             with self._gate.exclusive():
                 self._env.close()
-        self._users.close()
+        if self._users is not None:
+            self._users.close()
 
     def vacuum(self) -> None:
         """Rewrite the data file compactly (LMDB's compacting copy) and swap it in.
@@ -152,6 +189,8 @@ class Environment:
         Raises:
             StoreBusy: another store object in this process, or another process, has the store open.
         """
+        self._refuse_if_readonly()
+        assert self._users is not None
         with self._registry_lock:
             if self._references != 1:
                 raise StoreBusy("vacuum needs the store to itself; close the other SessionStore objects first")
@@ -177,10 +216,30 @@ class Environment:
 
     def open_db(self, name: bytes) -> lmdb._Database:
         """Open (creating if needed) a named database; call once per name at startup."""
+        if self.readonly:
+            with self._gate_only():
+                try:
+                    # py-lmdb keeps a handle only if it opened the read transaction itself.
+                    return self._env.open_db(name, create=False)
+                except lmdb.NotFoundError:
+                    raise IncompatibleStore(f"the store has no {name.decode()} database; open it writable once "
+                                            "with this version to upgrade it") from None
         with self._write_lock, self._transaction(write=True) as txn:
             # Passing the transaction explicitly: open_db would otherwise start its own
             # write transaction, which hangs while this thread holds one.
             return self._env.open_db(name, txn=txn)
+
+    @contextmanager
+    def _gate_only(self) -> Iterator[None]:
+        self._gate.enter_shared()
+        try:
+            yield
+        finally:
+            self._gate.leave_shared()
+
+    def _refuse_if_readonly(self) -> None:
+        if self.readonly:
+            raise StoreReadOnly(f"the store at {self.path} is open read-only")
 
     def read(self) -> ContextManager[Transaction]:
         """A read transaction: a consistent snapshot. Keep it short: it pins old pages."""
@@ -191,6 +250,7 @@ class Environment:
 
         ``body`` may run more than once, so it must do nothing but work in the transaction.
         """
+        self._refuse_if_readonly()
         while True:
             try:
                 with self._write_lock, self._transaction(write=True) as txn:

@@ -20,6 +20,8 @@ __all__ = [
     "InvalidVersion",
     "StoreBusy",
     "SourceChanged",
+    "StoreNotFound",
+    "StoreReadOnly",
     "ReplicationMismatch",
 ]
 
@@ -89,3 +91,11 @@ class SourceChanged(EventStoreError):
 
 class ReplicationMismatch(InvalidArgument):
     """A replicated event does not fit this store (position, version or hash)."""
+
+
+class StoreNotFound(EventStoreError):
+    """There is no store at the path, and the store was opened in a way that must not create one."""
+
+
+class StoreReadOnly(EventStoreError):
+    """A write was attempted on a store opened read-only (explicitly, or because its files are)."""

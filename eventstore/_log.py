@@ -97,12 +97,17 @@ class EventLog:
         self._stream_keys = environment.open_db(b"log.stream_keys")
         self._meta = environment.open_db(b"log.meta")
         self._key_cache: dict[int, str] = {}
-        environment.write(self._check_format)
+        if environment.readonly:
+            with environment.read() as txn:
+                self._check_format(txn, writable=False)
+        else:
+            environment.write(lambda txn: self._check_format(txn, writable=True))
 
-    def _check_format(self, txn: Transaction) -> None:
+    def _check_format(self, txn: Transaction, writable: bool) -> None:
         stored = txn.get(b"format", db=self._meta)
         if stored is None:
-            txn.put(b"format", str(LOG_FORMAT).encode(), db=self._meta)
+            if writable:
+                txn.put(b"format", str(LOG_FORMAT).encode(), db=self._meta)
         elif int(stored) > LOG_FORMAT:
             raise IncompatibleStore(
                 f"the store has log format {int(stored)}, newer than this code's {LOG_FORMAT}; "

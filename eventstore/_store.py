@@ -30,6 +30,8 @@ from ._folding import encode_snapshot, fold_stream, to_recorded, view_of
 from ._environment import Environment, Transaction
 from ._errors import (
     EventStoreError,
+    StoreNotFound,
+    StoreReadOnly,
     InvalidArgument,
     InvalidVersion,
     ReplicationMismatch,
@@ -113,16 +115,22 @@ class SessionStore:
         snapshot_every: take a snapshot of a session every this many of its events.
         max_size: a cap on the store's size in bytes; reaching it raises ``StoreFull``.
         cache_sessions: how many sessions' decoded message lists to keep in memory.
+        readonly: open for reads only: writes raise ``StoreReadOnly``, and a
+            missing store raises ``StoreNotFound`` instead of being created. A store
+            whose directory is not writable opens read-only by itself.
 
     The store is a context manager, may be shared by threads, and may be opened
     by several processes at once.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, clock: Clock | None = None, durable: bool = True,
-                 snapshot_every: int = 1000, max_size: int | None = None, cache_sessions: int = 256) -> None:
+                 snapshot_every: int = 1000, max_size: int | None = None, cache_sessions: int = 256,
+                 readonly: bool = False) -> None:
         if isinstance(snapshot_every, bool) or not isinstance(snapshot_every, int) or snapshot_every < 1:
             raise InvalidArgument(f"snapshot_every must be a positive int, not {snapshot_every!r}")
         self.path = Path(path)
+        if readonly and not self.path.is_dir():
+            raise StoreNotFound(f"there is no store at {self.path}")
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -131,7 +139,8 @@ class SessionStore:
         self._snapshot_every = snapshot_every
         self._cache_sessions = cache_sessions
         self._loaded: OrderedDict[int, tuple[int, tuple[ChatMessage, ...]]] = OrderedDict()
-        self._environment = Environment.acquire(self.path, durable=durable, max_size=max_size)
+        self._environment = Environment.acquire(self.path, durable=durable, max_size=max_size, readonly=readonly)
+        self._readonly = readonly or self._environment.readonly
         try:
             self._open_components()
         except BaseException:
@@ -148,7 +157,12 @@ class SessionStore:
         self._checkpoints = Checkpoints(self._environment.open_db)
         self._idempotency = IdempotencyRecords(self._environment)
         self._receipts = ImportReceipts(self._environment)
-        self._environment.write(self._rebuild_outdated)
+        if self._environment.readonly:
+            with self._environment.read() as txn:
+                if self._outdated(txn):
+                    raise StoreReadOnly(f"the read models of {self.path} are out of date; open it writable once")
+        else:
+            self._environment.write(self._rebuild_outdated)
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -258,7 +272,7 @@ class SessionStore:
                 self._record(txn, head.key, [SessionDeleted("stale")], to_micros(self._now()))
             return len(stale)
 
-        return self._environment.write(body)
+        return self._write(body)
 
     def compact(self, key: str) -> bool:
         """Snapshot the session at its current version (no event is deleted).
@@ -277,11 +291,11 @@ class SessionStore:
             self._take_snapshot(txn, stream_id, key, version)
             return True
 
-        return self._environment.write(body)
+        return self._write(body)
 
     def rebuild_projections(self) -> None:
         """Drop every read model and rebuild it from the log, in one transaction."""
-        self._environment.write(lambda txn: self._rebuild(txn, self._read_models))
+        self._write(lambda txn: self._rebuild(txn, self._read_models))
         self._loaded.clear()
 
     # -- queries --------------------------------------------------------------------
@@ -464,7 +478,7 @@ class SessionStore:
             event = SessionRestored(target, head.exists, wanted.messages, head.name, head.state, head.created_at)
             return self._record(txn, key, [event], now)[-1].version
 
-        return self._environment.write(body)
+        return self._write(body)
 
     def replay(self, key: str, from_version: int = 1, to_version: int | None = None
                ) -> Iterator[tuple[RecordedEvent, SessionView]]:
@@ -534,7 +548,7 @@ class SessionStore:
             self._record(txn, key, [SessionRedacted(reason)], now)
             return changed
 
-        changed = self._environment.write(body)
+        changed = self._write(body)
         self._loaded.clear()
         return changed
 
@@ -544,6 +558,8 @@ class SessionStore:
         Raises:
             StoreBusy: another store object or process has the store open.
         """
+        if self._readonly:
+            raise StoreReadOnly(f"the store at {self.path} was opened read-only")
         before = self._environment.file_size()
         self._environment.vacuum()
         self._open_components()
@@ -625,7 +641,7 @@ class SessionStore:
                 self._receipts.put(txn, receipt)
             return ImportOutcome(receipt, tuple(skipped), False)
 
-        return self._environment.write(body)
+        return self._write(body)
 
     def import_receipts(self) -> list[ImportReceipt]:
         """The receipt of every source imported so far."""
@@ -647,12 +663,12 @@ class SessionStore:
                 raise InvalidArgument(f"replicate takes RecordedEvent objects, not {type(recorded).__name__}")
             batch.append(recorded)
             if len(batch) == _BATCH:
-                count += self._environment.write(lambda txn: self._replicate_batch(txn, batch))
+                count += self._write(lambda txn: self._replicate_batch(txn, batch))
                 batch = []
                 if progress is not None:
                     progress(count, total)
         if batch:
-            count += self._environment.write(lambda txn: self._replicate_batch(txn, batch))
+            count += self._write(lambda txn: self._replicate_batch(txn, batch))
         if progress is not None:
             progress(count, total)
         return count
@@ -674,6 +690,11 @@ class SessionStore:
         return len(batch)
 
     # -- internals ------------------------------------------------------------------
+
+    def _write(self, body: Callable[[Transaction], R]) -> R:
+        if self._readonly:
+            raise StoreReadOnly(f"the store at {self.path} was opened read-only")
+        return self._environment.write(body)
 
     def _now(self) -> datetime:
         return utc(self._clock())
@@ -711,7 +732,7 @@ class SessionStore:
                 self._idempotency.put(txn, key, idempotency_key, [result, version])
             return result, version
 
-        return self._environment.write(body)
+        return self._write(body)
 
     def _record(self, txn: Transaction, key: str, events: Sequence[SessionEvent], now: int,
                 expected_version: int | None = None, originals: Sequence[Original] | None = None
@@ -735,10 +756,13 @@ class SessionStore:
         self._snapshots.put(txn, stream_id, version,
                             encode_snapshot(state, self._log.read_position(txn, position).hash))
 
-    def _rebuild_outdated(self, txn: Transaction) -> None:
+    def _outdated(self, txn: Transaction) -> list[ReadModel]:
         head_position = self._log.head(txn)[0]
-        outdated = [model for model in self._read_models
-                    if self._checkpoints.get(txn, model.name) != (model.code_version, head_position)]
+        return [model for model in self._read_models
+                if self._checkpoints.get(txn, model.name) != (model.code_version, head_position)]
+
+    def _rebuild_outdated(self, txn: Transaction) -> None:
+        outdated = self._outdated(txn)
         if outdated:
             self._rebuild(txn, outdated)
 
