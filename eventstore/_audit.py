@@ -11,14 +11,14 @@ import hashlib
 from typing import Callable, Sequence
 
 from projections.readmodel import ReadModel
-from projections.session import SessionSnapshot, apply_edit, empty_head, evolve_head, message_edit
+from projections.session import Entry, SessionSnapshot, empty_head, step
 
 from ._environment import Transaction
 from ._errors import EventStoreError
-from ._folding import decode_snapshot, to_recorded
+from ._folding import read_snapshot, to_recorded
 from ._log import GENESIS_HASH, EventLog, chain_hash
 from ._snapshots import SnapshotStore
-from ._values import TimestampedMessage, VerifyReport
+from ._values import VerifyReport
 from .events import SessionRedacted, redact_event
 
 __all__ = ["verify", "Progress"]
@@ -34,7 +34,7 @@ class _Session:
 
     def __init__(self, key: str) -> None:
         self.head = empty_head(key)
-        self.messages: list[TimestampedMessage] = []
+        self.messages: list[Entry] = []
         self.redacted_positions: list[int] = []
         self.latest_time = 0
 
@@ -86,8 +86,7 @@ def verify(txn: Transaction, log: EventLog, snapshots: SnapshotStore, read_model
                 problems.append(f"position {position}: a redacted event still holds message content")
         if isinstance(event.event, SessionRedacted):
             session.redacted_positions.clear()
-        session.head = evolve_head(session.head, event)
-        apply_edit(session.messages, message_edit(event))
+        session.head = step(session.head, session.messages, event)
         if (entry.stream_id, entry.version) in pending_snapshots:
             pending_snapshots.discard((entry.stream_id, entry.version))
             problems.extend(_check_snapshot(txn, snapshots, entry.stream_id, entry.version, entry.hash, session))
@@ -114,14 +113,15 @@ def _check_snapshot(txn: Transaction, snapshots: SnapshotStore, stream_id: int, 
                     session: _Session) -> list[str]:
     where = f"snapshot of {session.head.key!r} at version {version}"
     try:
-        record = decode_snapshot(snapshots.get(txn, stream_id, version) or b"")
+        found = read_snapshot(txn, snapshots, stream_id, snapshots.get(txn, stream_id, version) or b"")
     except EventStoreError as exc:
         return [f"{where}: {exc}"]
-    if record is None:
+    if found is None:
         return []
+    record, state = found
     problems = []
     if record.event_hash != event_hash.hex():
         problems.append(f"{where}: records the hash of another event")
-    if record.state != session.snapshot():
+    if state != session.snapshot():
         problems.append(f"{where}: differs from a fresh fold of the log")
     return problems

@@ -19,7 +19,7 @@ from cattrs.preconf.orjson import make_converter
 
 from ._errors import EventStoreError, IncompatibleStore, StoreCorrupted
 from ._time import from_micros, to_micros
-from ._values import ChatMessage, TimestampedMessage
+from ._values import ChatMessage, trusted_message
 from .events import EVENT_TYPES, SessionEvent
 
 __all__ = ["EncodedEvent", "encode_event", "decode_event", "encode_value", "decode_value"]
@@ -35,14 +35,8 @@ _converter = make_converter()
 _converter.register_unstructure_hook(datetime, to_micros)
 _converter.register_structure_hook(datetime, lambda value, _: from_micros(value))
 _converter.register_unstructure_hook(ChatMessage, lambda m: [m.role, m.content])
-_converter.register_structure_hook(ChatMessage, lambda value, _: ChatMessage(*value))
-# Snapshots hold thousands of messages: store each as a compact row.
-_converter.register_unstructure_hook(
-    TimestampedMessage, lambda m: [m.message.role, m.message.content, to_micros(m.created_at)]
-)
-_converter.register_structure_hook(
-    TimestampedMessage, lambda row, _: TimestampedMessage(ChatMessage(row[0], row[1]), from_micros(row[2]))
-)
+# Stored messages were validated when written; decoding checks only their types.
+_converter.register_structure_hook(ChatMessage, lambda value, _: trusted_message(*value))
 
 
 @attrs.frozen

@@ -10,40 +10,70 @@ import uuid
 
 import attrs
 
-from projections.session import SessionSnapshot, empty_snapshot, fold
+import orjson
+
+from projections.session import Entry, SessionHead, SessionSnapshot, empty_snapshot, fold
 
 from ._codec import decode_event, decode_value, encode_value
 from ._environment import Transaction
-from ._errors import EventStoreError
+from ._errors import EventStoreError, StoreCorrupted
 from ._log import EventLog, StoredEvent
 from ._snapshots import SnapshotStore
 from ._time import from_micros
-from ._values import SessionView
+from ._values import SessionView, trusted_message
 from .events import RecordedEvent, SessionEvent
 
-__all__ = ["SnapshotRecord", "encode_snapshot", "decode_snapshot", "to_recorded", "fold_stream", "view_of"]
+__all__ = ["SnapshotRecord", "write_snapshot", "read_snapshot", "to_recorded", "fold_stream", "view_of"]
 
 #: Version of the snapshot layout; snapshots of another layout are ignored (they are derived data).
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 2
+#: Messages per snapshot blob. Blobs cut at fixed indexes stay identical from one
+#: snapshot to the next while the messages before them do not change.
+SNAPSHOT_CHUNK = 64
 
 
 @attrs.frozen
 class SnapshotRecord:
-    """A stored snapshot: the folded session and the hash of the event it folds up to."""
+    """A stored snapshot: the session's head, its message blobs, and the hash of the event it folds up to."""
 
     format: int
     event_hash: str
-    state: SessionSnapshot
+    head: SessionHead
+    chunks: list[str]
 
 
-def encode_snapshot(state: SessionSnapshot, event_hash: bytes) -> bytes:
-    return encode_value(SnapshotRecord(SNAPSHOT_FORMAT, event_hash.hex(), state))
+def write_snapshot(txn: Transaction, snapshots: SnapshotStore, stream_id: int, state: SessionSnapshot,
+                   event_hash: bytes) -> None:
+    """Store ``state`` as the snapshot of its version."""
+    messages = state.messages
+    chunks = []
+    for start in range(0, len(messages), SNAPSHOT_CHUNK):
+        body = b",".join(orjson.dumps([m.role, m.content, micros]) for m, micros in messages[start:start + SNAPSHOT_CHUNK])
+        chunks.append(snapshots.put_blob(txn, stream_id, body).hex())
+    record = SnapshotRecord(SNAPSHOT_FORMAT, event_hash.hex(), state.head, chunks)
+    snapshots.put(txn, stream_id, state.head.version, encode_value(record))
 
 
-def decode_snapshot(data: bytes) -> SnapshotRecord | None:
-    """The snapshot, or ``None`` if it has another layout. Raises ``StoreCorrupted`` if damaged."""
+def read_snapshot(txn: Transaction, snapshots: SnapshotStore, stream_id: int, data: bytes
+                  ) -> tuple[SnapshotRecord, SessionSnapshot] | None:
+    """The snapshot and the session it holds; ``None`` if it has another layout.
+
+    Raises:
+        StoreCorrupted: the snapshot or one of its blobs is damaged or missing.
+    """
+    try:
+        if orjson.loads(data).get("format") != SNAPSHOT_FORMAT:
+            return None
+    except (orjson.JSONDecodeError, AttributeError):
+        raise StoreCorrupted(f"a snapshot of stream {stream_id} is damaged") from None
     record = decode_value(data, SnapshotRecord)
-    return record if record.format == SNAPSHOT_FORMAT else None
+    try:
+        bodies = [snapshots.get_blob(txn, stream_id, bytes.fromhex(digest)) for digest in record.chunks]
+        rows = orjson.loads(b"[" + b",".join(bodies) + b"]")
+        entries = tuple(Entry(trusted_message(role, content), micros) for role, content, micros in rows)
+    except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
+        raise StoreCorrupted(f"a snapshot of stream {stream_id} is damaged: {exc}") from None
+    return record, SessionSnapshot(record.head, entries)
 
 
 def to_recorded(entry: StoredEvent, event: SessionEvent | None = None) -> RecordedEvent:
@@ -64,13 +94,14 @@ def fold_stream(txn: Transaction, log: EventLog, snapshots: SnapshotStore, strea
     state, start = empty_snapshot(key), 0
     found = snapshots.latest(txn, stream_id, version)
     if found is not None:
-        record = decode_snapshot(found[1])
-        if record is not None:
-            state, start = record.state, found[0]
+        snapshot = read_snapshot(txn, snapshots, stream_id, found[1])
+        if snapshot is not None:
+            state, start = snapshot[1], found[0]
     return fold(state, (to_recorded(entry) for entry in log.read_stream(txn, stream_id, start, version)))
 
 
 def view_of(state: SessionSnapshot) -> SessionView:
     """The public view of a folded session."""
     head = state.head
-    return SessionView(head.key, head.version, head.exists, state.messages, head.metadata(), head.name, head.state)
+    return SessionView(head.key, head.version, head.exists, head.metadata(), head.name, head.state,
+                       entries=state.messages)

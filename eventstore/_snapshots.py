@@ -1,18 +1,25 @@
 """The snapshot store: opaque bytes per (stream, version), kept beside the log, never in it.
 
-A snapshot is derived data: dropping every snapshot loses nothing, it only
-makes folding a session slower.
+Beside each snapshot record, the store keeps content-addressed blobs per
+stream: consecutive snapshots of a long session share the blobs of its
+unchanged messages, so snapshot space grows with the messages, not with
+messages × snapshots. A snapshot is derived data: dropping every snapshot
+loses nothing, it only makes folding a session slower.
 """
 
 from __future__ import annotations
 
+import hashlib
 import struct
 
 from ._environment import Environment, Transaction
+from ._errors import StoreCorrupted
 
 __all__ = ["SnapshotStore"]
 
 _STREAM_VERSION = struct.Struct(">QQ")
+_STREAM = struct.Struct(">Q")
+_DIGEST_BYTES = 16
 
 
 class SnapshotStore:
@@ -20,6 +27,19 @@ class SnapshotStore:
 
     def __init__(self, environment: Environment) -> None:
         self._db = environment.open_db(b"snapshots")
+        self._blobs = environment.open_db(b"snapshots.blobs")
+
+    def put_blob(self, txn: Transaction, stream_id: int, data: bytes) -> bytes:
+        """Store ``data`` once per stream; return its digest."""
+        digest = hashlib.sha256(data).digest()[:_DIGEST_BYTES]
+        txn.put(_STREAM.pack(stream_id) + digest, data, db=self._blobs, overwrite=False)
+        return digest
+
+    def get_blob(self, txn: Transaction, stream_id: int, digest: bytes) -> bytes:
+        data = txn.get(_STREAM.pack(stream_id) + digest, db=self._blobs)
+        if data is None:
+            raise StoreCorrupted(f"snapshot blob {digest.hex()} of stream {stream_id} is missing")
+        return data
 
     def put(self, txn: Transaction, stream_id: int, version: int, data: bytes) -> None:
         txn.put(_STREAM_VERSION.pack(stream_id, version), data, db=self._db)
@@ -50,16 +70,19 @@ class SnapshotStore:
         return None if raw is None else bytes(raw)
 
     def delete_stream(self, txn: Transaction, stream_id: int) -> None:
-        """Drop every snapshot of a stream."""
-        cursor = txn.cursor(db=self._db)
-        if not cursor.set_range(_STREAM_VERSION.pack(stream_id, 0)):
-            return
-        while _STREAM_VERSION.unpack(cursor.key())[0] == stream_id:
-            if not cursor.delete() or not cursor.key():
-                break
+        """Drop every snapshot and blob of a stream."""
+        prefix = _STREAM.pack(stream_id)
+        for db in (self._db, self._blobs):
+            cursor = txn.cursor(db=db)
+            if not cursor.set_range(prefix):
+                continue
+            while cursor.key()[:_STREAM.size] == prefix:
+                if not cursor.delete() or not cursor.key():
+                    break
 
     def count(self, txn: Transaction) -> int:
         return txn.stat(self._db)["entries"]
 
     def clear(self, txn: Transaction) -> None:
         txn.drop(self._db, delete=False)
+        txn.drop(self._blobs, delete=False)

@@ -26,7 +26,7 @@ from projections.session import SessionHead, SessionSnapshot, empty_head, empty_
 from ._codec import encode_event
 from ._audit import Progress, verify
 from ._bookkeeping import IdempotencyRecords, ImportReceipts
-from ._folding import encode_snapshot, fold_stream, to_recorded, view_of
+from ._folding import fold_stream, to_recorded, view_of, write_snapshot
 from ._environment import Environment, Transaction
 from ._errors import (
     EventStoreError,
@@ -475,7 +475,8 @@ class SessionStore:
             if _same_session(current, wanted):
                 return current_version
             head = wanted.head
-            event = SessionRestored(target, head.exists, wanted.messages, head.name, head.state, head.created_at)
+            messages = tuple(entry.timestamped() for entry in wanted.messages)
+            event = SessionRestored(target, head.exists, messages, head.name, head.state, head.created_at)
             return self._record(txn, key, [event], now)[-1].version
 
         return self._write(body)
@@ -753,8 +754,7 @@ class SessionStore:
         state = fold_stream(txn, self._log, self._snapshots, stream_id, key, version)
         position = self._log.stream_position(txn, stream_id, version)
         assert position is not None
-        self._snapshots.put(txn, stream_id, version,
-                            encode_snapshot(state, self._log.read_position(txn, position).hash))
+        write_snapshot(txn, self._snapshots, stream_id, state, self._log.read_position(txn, position).hash)
 
     def _outdated(self, txn: Transaction) -> list[ReadModel]:
         head_position = self._log.head(txn)[0]

@@ -11,7 +11,8 @@ from typing import Any
 
 import attrs
 
-from ._errors import InvalidArgument, InvalidMessage, InvalidSessionKey
+from ._errors import InvalidArgument, InvalidMessage, InvalidSessionKey, StoreCorrupted
+from ._time import from_micros as _from_micros
 
 __all__ = [
     "ChatMessage",
@@ -113,12 +114,17 @@ _set_role = ChatMessage.__dict__["role"].__set__  # type: ignore[attr-defined]
 _set_content = ChatMessage.__dict__["content"].__set__  # type: ignore[attr-defined]
 
 
-def trusted_message(role: str, content: str) -> ChatMessage:
-    """Build a ``ChatMessage`` from already validated stored data, skipping the validators.
+def trusted_message(role: Any, content: Any) -> ChatMessage:
+    """Build a ``ChatMessage`` from stored data, validated when it was written.
 
-    Loading a long session builds thousands of messages; the validators would
-    double the cost of ``load`` for data that was validated when it was written.
+    Loading a long session builds thousands of messages, and the full validators
+    would double the cost of ``load``; a type check still catches damaged data.
+
+    Raises:
+        StoreCorrupted: the stored role or content is not a str.
     """
+    if type(role) is not str or type(content) is not str or not role:
+        raise StoreCorrupted(f"a stored message has role {role!r:.40} and content of type {type(content).__name__}")
     message = _new(ChatMessage)
     _set_role(message, role)
     _set_content(message, content)
@@ -175,24 +181,29 @@ class SessionView:
         key: the session key.
         version: the session's version (0 before its first event).
         exists: whether the session was live at that version.
-        messages: its messages then, oldest first.
-        timestamped: the same messages with the times they were appended.
         metadata: its metadata then (``None`` if it did not exist).
         name: its name then.
         state: its run state then.
+        messages: its messages then, oldest first.
+        timestamped: the same messages with the times they were appended.
     """
 
     key: str
     version: int
     exists: bool
-    timestamped: tuple[TimestampedMessage, ...]
     metadata: SessionMetadata | None
     name: str | None
     state: SessionState | None
+    # (message, µs appended) pairs; the datetimes are only built if asked for.
+    _entries: tuple[tuple[ChatMessage, int], ...] = attrs.field(repr=False, alias="entries")
 
     @property
     def messages(self) -> list[ChatMessage]:
-        return [entry.message for entry in self.timestamped]
+        return [entry[0] for entry in self._entries]
+
+    @property
+    def timestamped(self) -> list[TimestampedMessage]:
+        return [TimestampedMessage(message, _from_micros(micros)) for message, micros in self._entries]
 
 
 @attrs.frozen

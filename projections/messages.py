@@ -76,12 +76,12 @@ class MessageLists:
         if isinstance(edit, ClearMessages):
             self._delete_all(txn, stream_id)
         elif isinstance(edit, ReplaceMessages):
-            self._rewrite(txn, stream_id, [_row(m.message, to_micros(m.created_at)) for m in edit.messages])
+            self._rewrite(txn, stream_id, [_row(m.message, m.micros) for m in edit.messages])
         elif isinstance(edit, RedactMessages):
             rows = self.rows(txn, stream_id)
             self._rewrite(txn, stream_id, [orjson.dumps([role, REDACTED, micros]) for role, _, micros in rows])
         elif isinstance(edit, AppendMessage):
-            self._append(txn, stream_id, _row(edit.message.message, to_micros(edit.message.created_at)))
+            self._append(txn, stream_id, _row(edit.message.message, edit.message.micros))
         else:
             self._edit_last(txn, stream_id, edit)
 
@@ -186,7 +186,7 @@ class MessageLists:
         for stream_id in sorted(stored_streams - sessions.keys()):
             problems.append(f"messages: stream {stream_id} has messages but no events")
         for stream_id, session in sessions.items():
-            expected = [[m.message.role, m.message.content, to_micros(m.created_at)] for m in session.messages]
+            expected = [[m.message.role, m.message.content, m.micros] for m in session.messages]
             try:
                 differs = self.rows(txn, stream_id) != expected
             except StoreCorrupted as exc:

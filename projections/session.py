@@ -10,10 +10,11 @@ the rules live here once.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Iterable, Union
+from typing import Iterable, NamedTuple, Union
 
 import attrs
 
+from eventstore._time import from_micros, to_micros
 from eventstore._values import ChatMessage, SessionMetadata, SessionState, TimestampedMessage
 from eventstore.events import (
     LastMessageRemoved,
@@ -32,6 +33,7 @@ from eventstore.events import (
 __all__ = [
     "SessionHead",
     "SessionSnapshot",
+    "Entry",
     "AppendMessage",
     "RemoveLastMessage",
     "ReplaceLastMessage",
@@ -45,6 +47,7 @@ __all__ = [
     "evolve_head",
     "message_edit",
     "apply_edit",
+    "step",
     "fold",
 ]
 
@@ -72,9 +75,23 @@ class SessionHead:
         return SessionMetadata(self.key, self.name, self.created_at, self.last_activity, self.message_count)
 
 
+class Entry(NamedTuple):
+    """A current message and when it was appended, in µs since the epoch.
+
+    The fold's light form of ``TimestampedMessage``: folding and loading long
+    sessions builds thousands of these, and a datetime per message would dominate.
+    """
+
+    message: ChatMessage
+    micros: int
+
+    def timestamped(self) -> TimestampedMessage:
+        return TimestampedMessage(self.message, from_micros(self.micros))
+
+
 @attrs.frozen
 class AppendMessage:
-    message: TimestampedMessage
+    message: Entry
 
 
 @attrs.frozen
@@ -94,7 +111,7 @@ class ClearMessages:
 
 @attrs.frozen
 class ReplaceMessages:
-    messages: tuple[TimestampedMessage, ...]
+    messages: tuple[Entry, ...]
 
 
 @attrs.frozen
@@ -115,7 +132,7 @@ def message_edit(recorded: RecordedEvent) -> MessageEdit | None:
     """What ``recorded`` does to the session's message list, if anything."""
     event = recorded.event
     if isinstance(event, MessageAppended):
-        return AppendMessage(TimestampedMessage(event.message, recorded.recorded_at))
+        return AppendMessage(Entry(event.message, to_micros(recorded.recorded_at)))
     if isinstance(event, LastMessageRemoved):
         return RemoveLastMessage()
     if isinstance(event, LastMessageReplaced):
@@ -123,7 +140,7 @@ def message_edit(recorded: RecordedEvent) -> MessageEdit | None:
     if isinstance(event, (MessagesCleared, SessionDeleted)):
         return ClearMessages()
     if isinstance(event, SessionRestored):
-        return ReplaceMessages(event.messages)
+        return ReplaceMessages(tuple(Entry(m.message, to_micros(m.created_at)) for m in event.messages))
     if isinstance(event, SessionRedacted):
         return RedactMessages()
     return None
@@ -143,6 +160,17 @@ def _count_after(count: int, edit: MessageEdit | None) -> int:
 
 def evolve_head(head: SessionHead, recorded: RecordedEvent) -> SessionHead:
     """The head after ``recorded``; any event of a session that does not exist starts a fresh one."""
+    return _evolve_head(head, recorded, message_edit(recorded))
+
+
+def step(head: SessionHead, messages: list[Entry], recorded: RecordedEvent) -> SessionHead:
+    """Fold one event into a head and a message list the caller owns; return the new head."""
+    edit = message_edit(recorded)
+    apply_edit(messages, edit)
+    return _evolve_head(head, recorded, edit)
+
+
+def _evolve_head(head: SessionHead, recorded: RecordedEvent, edit: MessageEdit | None) -> SessionHead:
     event = recorded.event
     at = recorded.recorded_at
     if isinstance(event, SessionDeleted) or (isinstance(event, SessionRestored) and not event.exists):
@@ -160,11 +188,11 @@ def evolve_head(head: SessionHead, recorded: RecordedEvent) -> SessionHead:
         name = event.name
     elif isinstance(event, SessionStateChanged):
         state = SessionState(event.state, event.turn_id, at if event.state == RUNNING else None)
-    count = _count_after(head.message_count, message_edit(recorded))
+    count = _count_after(head.message_count, edit)
     return SessionHead(head.key, recorded.version, True, name, state, head.created_at, at, count)
 
 
-def apply_edit(messages: list[TimestampedMessage], edit: MessageEdit | None) -> None:
+def apply_edit(messages: list[Entry], edit: MessageEdit | None) -> None:
     """Apply ``edit`` to a message list that the caller owns."""
     if isinstance(edit, AppendMessage):
         messages.append(edit.message)
@@ -172,7 +200,7 @@ def apply_edit(messages: list[TimestampedMessage], edit: MessageEdit | None) -> 
         messages.pop()
     elif isinstance(edit, ReplaceLastMessage):
         # A streaming update keeps the time the message was first appended.
-        messages[-1] = TimestampedMessage(edit.message, messages[-1].created_at)
+        messages[-1] = Entry(edit.message, messages[-1].micros)
     elif isinstance(edit, ClearMessages):
         messages.clear()
     elif isinstance(edit, ReplaceMessages):
@@ -181,9 +209,9 @@ def apply_edit(messages: list[TimestampedMessage], edit: MessageEdit | None) -> 
         messages[:] = [redacted(m) for m in messages]
 
 
-def redacted(message: TimestampedMessage) -> TimestampedMessage:
-    """The message with its content replaced by the redaction marker."""
-    return TimestampedMessage(ChatMessage(message.message.role, REDACTED), message.created_at)
+def redacted(entry: Entry) -> Entry:
+    """The entry with its content replaced by the redaction marker."""
+    return Entry(ChatMessage(entry.message.role, REDACTED), entry.micros)
 
 
 @attrs.frozen
@@ -191,7 +219,7 @@ class SessionSnapshot:
     """A whole session: its head and its current messages. What snapshots store."""
 
     head: SessionHead
-    messages: tuple[TimestampedMessage, ...]
+    messages: tuple[Entry, ...]
 
 
 def empty_snapshot(key: str) -> SessionSnapshot:
@@ -204,6 +232,5 @@ def fold(state: SessionSnapshot, events: Iterable[RecordedEvent]) -> SessionSnap
     head = state.head
     messages = list(state.messages)  # private working copy; ``state`` is never changed
     for recorded in events:
-        head = evolve_head(head, recorded)
-        apply_edit(messages, message_edit(recorded))
+        head = step(head, messages, recorded)
     return SessionSnapshot(head, tuple(messages))
