@@ -19,7 +19,7 @@ from cattrs.preconf.orjson import make_converter
 
 from ._errors import EventStoreError, IncompatibleStore, StoreCorrupted
 from ._time import from_micros, to_micros
-from ._values import ChatMessage, trusted_message
+from ._values import ChatMessage, TimestampedMessage, trusted_message
 from .events import EVENT_TYPES, SessionEvent
 
 __all__ = ["EncodedEvent", "encode_event", "decode_event", "encode_value", "decode_value"]
@@ -33,10 +33,41 @@ UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
 _converter = make_converter()
 # Times are stored as integer microseconds: compact, and exact to the datetime's resolution.
 _converter.register_unstructure_hook(datetime, to_micros)
-_converter.register_structure_hook(datetime, lambda value, _: from_micros(value))
 _converter.register_unstructure_hook(ChatMessage, lambda m: [m.role, m.content])
 # Stored messages were validated when written; decoding checks only their types.
 _converter.register_structure_hook(ChatMessage, lambda value, _: trusted_message(*value))
+# Restored sessions carry thousands of messages: store each as a compact row.
+_converter.register_unstructure_hook(
+    TimestampedMessage, lambda m: [m.message.role, m.message.content, to_micros(m.created_at)]
+)
+_converter.register_structure_hook(
+    TimestampedMessage, lambda row, _: TimestampedMessage(trusted_message(row[0], row[1]), _micros(row[2]))
+)
+
+
+def _exactly(kind: type) -> Callable[[Any, Any], Any]:
+    """A structure hook that accepts only ``kind`` itself: cattrs would turn 5 into "5" and "no" into True,
+    making damaged bytes decode to a wrong answer instead of failing."""
+
+    def structure(value: Any, _: Any) -> Any:
+        if type(value) is not kind:
+            raise TypeError(f"expected {kind.__name__}, found {type(value).__name__}")
+        return value
+
+    return structure
+
+
+for _kind in (str, int, bool):
+    _converter.register_structure_hook(_kind, _exactly(_kind))
+
+
+def _micros(value: Any) -> datetime:
+    if type(value) is not int:
+        raise TypeError(f"expected a time in µs, found {type(value).__name__}")
+    return from_micros(value)
+
+
+_converter.register_structure_hook(datetime, lambda value, _: _micros(value))
 
 
 @attrs.frozen

@@ -282,5 +282,7 @@ class EventLog:
         except (struct.error, ValueError, UnicodeDecodeError) as exc:
             raise StoreCorrupted(f"position {position}: the event record is damaged ({exc})") from None
         encoded = EncodedEvent(type_name, schema_version, bytes(raw[start:]))
+        if not flags & _REDACTED_FLAG and hashlib.sha256(encoded.payload).digest() != digest:
+            raise StoreCorrupted(f"position {position}: the payload does not match its digest (it was changed)")
         return StoredEvent(position, stream_id, self.stream_key(txn, stream_id), version, recorded_at,
                            event_id, encoded, digest, link, bool(flags & _REDACTED_FLAG))

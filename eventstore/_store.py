@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 import re
 from collections import OrderedDict
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping, Sequence, TypeVar, get_args
+from typing import Callable, ContextManager, Iterable, Iterator, Mapping, Sequence, TypeVar, get_args
 
 import attrs
 
@@ -30,6 +30,7 @@ from ._folding import fold_stream, to_recorded, view_of, write_snapshot
 from ._environment import Environment, Transaction
 from ._errors import (
     EventStoreError,
+    StoreClosed,
     StoreNotFound,
     StoreReadOnly,
     InvalidArgument,
@@ -139,6 +140,7 @@ class SessionStore:
         self._snapshot_every = snapshot_every
         self._cache_sessions = cache_sessions
         self._loaded: OrderedDict[int, tuple[int, tuple[ChatMessage, ...]]] = OrderedDict()
+        self._closed = False
         self._environment = Environment.acquire(self.path, durable=durable, max_size=max_size, readonly=readonly)
         self._readonly = readonly or self._environment.readonly
         try:
@@ -146,7 +148,6 @@ class SessionStore:
         except BaseException:
             self._environment.release()
             raise
-        self._closed = False
 
     def _open_components(self) -> None:
         self._log = EventLog(self._environment)
@@ -158,7 +159,7 @@ class SessionStore:
         self._idempotency = IdempotencyRecords(self._environment)
         self._receipts = ImportReceipts(self._environment)
         if self._environment.readonly:
-            with self._environment.read() as txn:
+            with self._read() as txn:
                 if self._outdated(txn):
                     raise StoreReadOnly(f"the read models of {self.path} are out of date; open it writable once")
         else:
@@ -264,7 +265,7 @@ class SessionStore:
 
     def cleanup_stale(self, ttl_hours: float) -> int:
         """Delete every session idle for more than ``ttl_hours``; return how many were deleted."""
-        cutoff = to_micros(self._now() - timedelta(hours=_check_count(ttl_hours, "ttl_hours")))
+        cutoff = self._micros_ago(_check_count(ttl_hours, "ttl_hours") * 3600)
 
         def body(txn: Transaction) -> int:
             stale = self._catalog.inactive_since(txn, cutoff)
@@ -308,7 +309,7 @@ class SessionStore:
         if version is not None or as_of is not None:
             return self.session_at(key, version=version, as_of=as_of).messages
         validate_key(key)
-        with self._environment.read() as txn:
+        with self._read() as txn:
             found = self._live(txn, key)
             if found is None:
                 return []
@@ -325,18 +326,18 @@ class SessionStore:
     def load_with_timestamps(self, key: str) -> list[TimestampedMessage]:
         """The session's current messages with the times they were appended."""
         validate_key(key)
-        with self._environment.read() as txn:
+        with self._read() as txn:
             found = self._live(txn, key)
             return [] if found is None else self._messages.load_timestamped(txn, found[0])
 
     def list_sessions(self) -> list[str]:
         """Keys of the live sessions, most recent activity first."""
-        with self._environment.read() as txn:
+        with self._read() as txn:
             return self._catalog.keys_by_activity(txn)
 
     def list_sessions_with_metadata(self) -> list[SessionMetadata]:
         """Metadata of the live sessions, most recent activity first."""
-        with self._environment.read() as txn:
+        with self._read() as txn:
             return self._catalog.metadata_by_activity(txn)
 
     def get_session_metadata(self, key: str) -> SessionMetadata | None:
@@ -360,13 +361,13 @@ class SessionStore:
 
     def list_running_sessions(self) -> list[SessionMetadata]:
         """Sessions in the ``"running"`` state, latest turn first."""
-        with self._environment.read() as txn:
+        with self._read() as txn:
             return [head.metadata() for head in self._catalog.running(txn)]  # type: ignore[misc]
 
     def list_stuck_sessions(self, threshold_secs: float) -> list[SessionMetadata]:
         """Running sessions whose turn started more than ``threshold_secs`` ago, oldest first."""
-        cutoff = to_micros(self._now() - timedelta(seconds=_check_count(threshold_secs, "threshold_secs")))
-        with self._environment.read() as txn:
+        cutoff = self._micros_ago(_check_count(threshold_secs, "threshold_secs"))
+        with self._read() as txn:
             return [head.metadata() for head in self._catalog.running_since_before(txn, cutoff)]  # type: ignore[misc]
 
     def search(self, query: SessionQuery) -> list[SessionMetadata]:
@@ -383,7 +384,7 @@ class SessionStore:
             raise InvalidArgument(f"limit must be a non-negative int, not {limit!r}")
         keyword = "" if query.keyword is None else validate_text(query.keyword, "keyword")
         words = set(_words(keyword))
-        with self._environment.read() as txn:
+        with self._read() as txn:
             sessions = self._catalog.metadata_by_activity(txn, None if words else limit)
             if not words:
                 return sessions
@@ -404,7 +405,7 @@ class SessionStore:
     def history(self, key: str) -> list[RecordedEvent]:
         """Every event of the session key, oldest first, across deletions and reuse of the key."""
         validate_key(key)
-        with self._environment.read() as txn:
+        with self._read() as txn:
             stream_id = self._log.stream_id(txn, key)
             if stream_id is None:
                 return []
@@ -424,7 +425,7 @@ class SessionStore:
         remaining = limit
         while remaining is None or remaining > 0:
             batch_size = _BATCH if remaining is None else min(_BATCH, remaining)
-            with self._environment.read() as txn:
+            with self._read() as txn:
                 batch = [to_recorded(entry) for entry in self._log.read_all(txn, after, batch_size)]
             yield from batch
             if len(batch) < batch_size:
@@ -445,7 +446,7 @@ class SessionStore:
             InvalidArgument: both arguments, a naive datetime, a bad type.
         """
         validate_key(key)
-        with self._environment.read() as txn:
+        with self._read() as txn:
             stream_id = self._log.stream_id(txn, key)
             target = self._resolve_version(txn, key, stream_id, version, as_of)
             if stream_id is None or target == 0:
@@ -490,7 +491,7 @@ class SessionStore:
         validate_key(key)
         _check_index(from_version, "from_version")
         from_version = max(from_version, 1)
-        with self._environment.read() as txn:
+        with self._read() as txn:
             stream_id = self._log.stream_id(txn, key)
             last = 0 if stream_id is None else self._log.stream_version(txn, stream_id)
             if to_version is not None:
@@ -502,7 +503,7 @@ class SessionStore:
     def _replay(self, stream_id: int | None, state: SessionSnapshot, after: int, last: int
                 ) -> Iterator[tuple[RecordedEvent, SessionView]]:
         while stream_id is not None and after < last:
-            with self._environment.read() as txn:
+            with self._read() as txn:
                 batch = [to_recorded(entry) for entry in
                          self._log.read_stream(txn, stream_id, after, min(after + _BATCH, last))]
             for recorded in batch:
@@ -518,7 +519,7 @@ class SessionStore:
 
         Runs in one read transaction, so the answer is about one consistent moment.
         """
-        with self._environment.read() as txn:
+        with self._read() as txn:
             return verify(txn, self._log, self._snapshots, self._read_models, progress)
 
     def redact(self, key: str, reason: str) -> int:
@@ -646,7 +647,7 @@ class SessionStore:
 
     def import_receipts(self) -> list[ImportReceipt]:
         """The receipt of every source imported so far."""
-        with self._environment.read() as txn:
+        with self._read() as txn:
             return self._receipts.all(txn)
 
     def replicate(self, events: Iterable[RecordedEvent], progress: Progress | None = None, total: int = 0) -> int:
@@ -692,7 +693,18 @@ class SessionStore:
 
     # -- internals ------------------------------------------------------------------
 
+    def _micros_ago(self, seconds: float) -> float:
+        """The time ``seconds`` ago in µs; a float, so that huge or infinite spans stay exact enough."""
+        return to_micros(self._now()) - seconds * 1_000_000
+
+    def _read(self) -> ContextManager[Transaction]:
+        if self._closed:
+            raise StoreClosed("the store is closed")
+        return self._environment.read()
+
     def _write(self, body: Callable[[Transaction], R]) -> R:
+        if self._closed:
+            raise StoreClosed("the store is closed")
         if self._readonly:
             raise StoreReadOnly(f"the store at {self.path} was opened read-only")
         return self._environment.write(body)
@@ -787,7 +799,7 @@ class SessionStore:
 
     def _head(self, key: str) -> SessionHead | None:
         validate_key(key)
-        with self._environment.read() as txn:
+        with self._read() as txn:
             found = self._live(txn, key)
         return None if found is None else found[1]
 
@@ -796,6 +808,55 @@ class SessionStore:
         self._loaded.move_to_end(stream_id)
         while len(self._loaded) > self._cache_sessions:
             self._loaded.popitem(last=False)
+
+    def stats(self) -> StoreStats:
+        """Counts of what the store holds, read in one read transaction (for ``eventstore stats``)."""
+        with self._read() as txn:
+            events, _ = self._log.count(txn)
+            heads = [head for _, head in self._catalog.heads(txn)]
+            streams = sum(1 for _ in self._log.stream_ids(txn))
+            return StoreStats(
+                events=events, sessions=len(heads), deleted_sessions=streams - len(heads),
+                messages=sum(head.message_count for head in heads), bytes=self._environment.file_size(),
+                snapshots=self._snapshots.count(txn), last_position=self._log.head(txn)[0],
+                import_receipts=len(self._receipts.all(txn)),
+                checkpoints={name: ProjectionCheckpoint(*checkpoint)
+                             for name, checkpoint in self._checkpoints.all(txn).items()})
+
+
+@attrs.frozen
+class ProjectionCheckpoint:
+    """How far a read model has applied the log, and the version of its code."""
+
+    code_version: int
+    position: int
+
+
+@attrs.frozen
+class StoreStats:
+    """What ``SessionStore.stats`` counts.
+
+    Attributes:
+        events: events in the log.
+        sessions: live sessions.
+        deleted_sessions: keys with events whose session is deleted.
+        messages: current messages of the live sessions.
+        bytes: size of the data file.
+        snapshots: stored snapshots.
+        last_position: global position of the latest event (0 for none).
+        import_receipts: sources imported so far.
+        checkpoints: per read model, its code version and last applied position.
+    """
+
+    events: int
+    sessions: int
+    deleted_sessions: int
+    messages: int
+    bytes: int
+    snapshots: int
+    last_position: int
+    import_receipts: int
+    checkpoints: dict[str, ProjectionCheckpoint]
 
 
 _WORD = re.compile(r"\w+")

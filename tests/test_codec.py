@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from eventstore import ChatMessage, IncompatibleStore, StoreCorrupted
+from datetime import datetime, timezone
+
+from eventstore import ChatMessage, IncompatibleStore, SessionState, StoreCorrupted, TimestampedMessage
 from eventstore import _codec
 from eventstore._codec import EncodedEvent, decode_event, encode_event
 from eventstore.events import (
@@ -18,9 +20,15 @@ from eventstore.events import (
     MessageAppended,
     MessagesCleared,
     SessionDeleted,
+    SessionRedacted,
     SessionRenamed,
+    SessionRestored,
     SessionStateChanged,
 )
+
+#: 2026-01-01T00:00:00Z, and the integer microseconds since the epoch it is stored as.
+NEW_YEAR = datetime(2026, 1, 1, tzinfo=timezone.utc)
+NEW_YEAR_MICROS = b"%d" % (1_767_225_600 * 1_000_000)
 
 #: (event, type name, schema version, payload bytes)
 CASES = [
@@ -40,6 +48,14 @@ CASES = [
     (SessionStateChanged("idle"), "SessionStateChanged", 1, b'{"state":"idle","turn_id":null}'),
     (SessionDeleted(), "SessionDeleted", 1, b'{"reason":null}'),
     (SessionDeleted("stale"), "SessionDeleted", 1, b'{"reason":"stale"}'),
+    (SessionRestored(3, True, (TimestampedMessage(ChatMessage.user("hi"), NEW_YEAR),), "trip",
+                     SessionState("running", "t1", NEW_YEAR), NEW_YEAR), "SessionRestored", 1,
+     b'{"restored_version":3,"exists":true,"messages":[["user","hi",' + NEW_YEAR_MICROS + b']],"name":"trip",'
+     b'"state":{"state":"running","turn_id":"t1","turn_started_at":' + NEW_YEAR_MICROS + b'},'
+     b'"created_at":' + NEW_YEAR_MICROS + b'}'),
+    (SessionRestored(0, False, (), None, None, None), "SessionRestored", 1,
+     b'{"restored_version":0,"exists":false,"messages":[],"name":null,"state":null,"created_at":null}'),
+    (SessionRedacted("gdpr request"), "SessionRedacted", 1, b'{"reason":"gdpr request"}'),
 ]
 IDS = [f"{name}-{index}" for index, (_, name, _, _) in enumerate(CASES)]
 
@@ -79,13 +95,17 @@ class TestDecode:
     @pytest.mark.parametrize("event, type_name, schema_version, payload", CASES, ids=IDS)
     def test_every_byte_flip_never_escapes(self, event, type_name, schema_version, payload):
         """Replacing any one byte with garbage decodes or raises StoreCorrupted, never another exception."""
+        escaped = []
         for index in range(len(payload)):
-            for garbage in (b"\xff", b"\x00", b"}", b'"'):
+            for garbage in (b"\xff", b"\x00", b"}", b'"', b"9", b"["):
                 damaged = payload[:index] + garbage + payload[index + 1:]
                 try:
                     decode_event(EncodedEvent(type_name, schema_version, damaged))
                 except StoreCorrupted:
                     pass
+                except Exception as exc:  # noqa: BLE001 - any other exception is the failure reported
+                    escaped.append((damaged, type(exc).__name__))
+        assert [] == escaped
 
     def test_unknown_type(self):
         """An unknown type name raises IncompatibleStore."""
@@ -130,6 +150,8 @@ class TestDecode:
         ("MessagesCleared", b'{"count":"3"}'),
         ("MessagesCleared", b'{"count":3.7}'),
         ("MessagesCleared", b'{"count":true}'),
+        ("SessionRestored",
+         b'{"restored_version":2,"exists":"no","messages":[],"name":null,"state":null,"created_at":null}'),
     ])
     def test_wrongly_typed_field(self, type_name, payload):
         """A field of the wrong JSON type raises StoreCorrupted instead of being coerced to a wrong answer."""

@@ -1,1 +1,74 @@
-"""placeholder"""
+"""The ``eventstore`` command line: inspect, replay, recover, import and export a session store.
+
+What lives here and why: the click group, the ``--store`` option and the one
+place where library errors become one-line ``Error: ...`` messages. Each
+command group lives in its own module (``_inspect``, ``_recover``,
+``_interchange``, ``_demo``); all of them call the ``SessionStore`` facade and
+the click-free ``eventstore.zeroclaw`` and ``eventstore.interchange`` modules.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+import lmdb
+
+from .. import EventStoreError
+from ._context import STORE_ENV, Env, default_store_path, user_error
+
+__all__ = ["cli", "main"]
+
+
+class _Group(click.Group):
+    """A group that shows every library error as one line (``Error: ...``, exit status 1), never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            # The reader went away (``eventstore history KEY | head``): stop quietly.
+            raise click.exceptions.Exit(1) from None
+        except (EventStoreError, lmdb.Error, OSError) as exc:
+            env = ctx.find_object(Env)
+            raise user_error(exc, env.store_path if env is not None else None) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--store", "store_path", type=click.Path(path_type=Path), envvar=STORE_ENV, show_envvar=True,
+              metavar="PATH",
+              help="The store directory. Default: $XDG_DATA_HOME/eventstore (~/.local/share/eventstore; "
+                   "~/Library/Application Support/eventstore on macOS).")
+@click.version_option(package_name="eventstore", prog_name="eventstore", message="%(prog)s %(version)s")
+@click.pass_context
+def cli(ctx: click.Context, store_path: Path | None) -> None:
+    """Inspect, replay, recover, import and export an event-sourced session store.
+
+    Every change to a session is an event; these commands show sessions as they
+    are and as they were, step through their history, bring back earlier
+    states, move ZeroClaw history in and out, and check the store.
+
+    \b
+    Example:
+        eventstore demo                # a sample store, and a guided tour
+        eventstore sessions            # the sessions, most recent first
+        eventstore show KEY --as-of 2026-03-01T14:05
+    """
+    ctx.obj = Env(store_path or default_store_path(), store_path is not None)
+
+
+def _register() -> None:
+    from . import _demo, _inspect, _interchange, _recover
+
+    for module in (_demo, _inspect, _recover, _interchange):
+        for command in module.COMMANDS:
+            cli.add_command(command)
+
+
+_register()
+
+
+def main() -> None:
+    """The console script's entry point."""
+    cli(prog_name="eventstore")

@@ -1,0 +1,155 @@
+"""What every command shares: where the store is, opening it safely, reading times, and turning errors into one line.
+
+What lives here and why: the command line is a thin shell over
+``SessionStore``; the few decisions it makes on its own (the default store
+location, refusing to create a store on a read, how a typed time is read, how
+a library error reads) are made here, once.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import attrs
+import click
+import lmdb
+
+from .. import (
+    EventStoreError,
+    IncompatibleStore,
+    InvalidVersion,
+    SessionStore,
+    SourceChanged,
+    StoreBusy,
+    StoreCorrupted,
+    StoreReadOnly,
+)
+from .._time import Clock
+from ..events import RecordedEvent, SessionDeleted, SessionRestored
+
+__all__ = ["Env", "pass_env", "default_store_path", "parse_time", "user_error", "session_history"]
+
+#: The environment variable naming the store (``--store`` wins over it).
+STORE_ENV = "EVENTSTORE_PATH"
+
+
+def default_store_path() -> Path:
+    """The per-user default store: ``$XDG_DATA_HOME/eventstore`` (``~/.local/share/eventstore``),
+    or ``~/Library/Application Support/eventstore`` on macOS."""
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "eventstore"
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "eventstore"
+
+
+@attrs.frozen
+class Env:
+    """The command line's context: the store path, and whether the user chose it."""
+
+    store_path: Path
+    chosen: bool
+
+    def open(self, *, write: bool = False, create: bool = False, clock: Clock | None = None) -> SessionStore:
+        """Open the store: read-only unless ``write``; refuse a path that holds no store unless ``create``.
+
+        A read, or a write that needs existing sessions, never creates a store.
+        """
+        path = self.store_path
+        if path.exists() and not path.is_dir():
+            raise click.ClickException(f"{path} is a file, not a store directory")
+        if not create and not (path / "data.mdb").is_file():
+            hint = "" if self.chosen else f" (the default store; choose another with --store or {STORE_ENV})"
+            raise click.ClickException(
+                f"no store at {path}{hint}; create one with `eventstore demo` or `eventstore import`")
+        return SessionStore(path, readonly=not (write or create), clock=clock)
+
+    def store_option(self) -> str:
+        """The ``--store`` option to repeat in a suggested command, if the user chose a store."""
+        return f" --store {_quote(str(self.store_path))}" if self.chosen else ""
+
+
+def _quote(text: str) -> str:
+    return text if re.fullmatch(r"[\w@%+=:,./-]+", text) else "'" + text.replace("'", "'\\''") + "'"
+
+
+pass_env = click.make_pass_decorator(Env)
+
+_PRECISION = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ](\d{2})(:\d{2})?(:\d{2})?(\.\d+)?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?$")
+
+
+def parse_time(text: str, option: str = "--as-of") -> datetime:
+    """Read a time typed by the user: ISO 8601, naive meaning local time, or ``now``.
+
+    A time names the end of its last given unit: ``2026-03-01`` is the end of that
+    day, ``2026-03-01T14:05`` the end of that minute and ``14:05:09`` the end of that
+    second, so a time copied from ``history`` (shown to the second) includes its event.
+    """
+    stripped = text.strip()
+    if stripped.lower() == "now":
+        return datetime.now().astimezone()
+    try:
+        moment = datetime.fromisoformat(stripped)
+    except ValueError:
+        raise click.ClickException(
+            f"{option}: {text!r} is not a time; use ISO 8601, e.g. 2026-03-01T14:05:09 (local time) "
+            "or 2026-03-01T13:05:09Z") from None
+    if moment.tzinfo is None:
+        moment = moment.astimezone()  # a naive time is local time
+    found = _PRECISION.match(stripped)
+    if found is not None and found.group(4) is None:
+        hour, minute, second = found.group(1), found.group(2), found.group(3)
+        unit = (timedelta(days=1) if hour is None else timedelta(hours=1) if minute is None
+                else timedelta(minutes=1) if second is None else timedelta(seconds=1))
+        moment += unit - timedelta(microseconds=1)
+    return moment
+
+
+def user_error(exc: BaseException, store_path: Path | None = None) -> click.ClickException:
+    """The one-line error a library failure shows the user."""
+    where = f" at {store_path}" if store_path is not None else ""
+    if isinstance(exc, StoreBusy):
+        return click.ClickException(f"{exc}. Close the other programs using the store{where} and try again")
+    if isinstance(exc, StoreCorrupted):
+        return click.ClickException(f"the store{where} is damaged: {exc}. Run `eventstore verify` for details")
+    if isinstance(exc, IncompatibleStore):
+        return click.ClickException(f"the store{where} was written by a newer eventstore: {exc}")
+    if isinstance(exc, StoreReadOnly):
+        return click.ClickException(f"{exc}; run `eventstore rebuild` once to bring the store up to date"
+                                    if "out of date" in str(exc) else str(exc))
+    if isinstance(exc, SourceChanged):
+        return click.ClickException(str(exc))
+    if isinstance(exc, InvalidVersion):
+        return click.ClickException(f"{exc}; see `eventstore history KEY` for its versions")
+    if isinstance(exc, EventStoreError):
+        return click.ClickException(str(exc))
+    if isinstance(exc, lmdb.Error):
+        return click.ClickException(f"cannot use the store{where}: {exc}")
+    if isinstance(exc, OSError):
+        name = f" {exc.filename}" if exc.filename else ""
+        return click.ClickException(f"{exc.strerror or exc}:{name}" if exc.strerror else str(exc))
+    return click.ClickException(str(exc))
+
+
+def session_history(store: SessionStore, key: str) -> list[RecordedEvent]:
+    """The key's history; a one-line error if the key never had an event."""
+    history = store.history(key)
+    if not history:
+        raise click.ClickException(f"no session {key!r} in the store at {store.path}; "
+                                   "see `eventstore sessions` for the keys")
+    return history
+
+
+def require_live(store: SessionStore, key: str) -> None:
+    """A one-line error unless ``key`` is a live session (naming a deletion, if that is why)."""
+    if store.session_exists(key):
+        return
+    history = session_history(store, key)
+    ended = next((r.version for r in reversed(history) if isinstance(r.event, SessionDeleted)
+                  or (isinstance(r.event, SessionRestored) and not r.event.exists)), history[-1].version)
+    raise click.ClickException(
+        f"session {key!r} was deleted at version {ended}; "
+        f"`eventstore restore {_quote(key)} --version {ended - 1}` brings it back")

@@ -1,0 +1,401 @@
+"""Commands that look into a store without changing it: sessions, show, history, replay, search, stats.
+
+What lives here and why: reading commands, each a few lines over one facade
+call, plus the words that describe an event (``history``) and what it changed
+(``replay``). None of them creates a store where there is none.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Iterator, Sequence
+
+import attrs
+import click
+from rich.text import Text
+
+from .. import ChatMessage, SessionMetadata, SessionQuery, SessionState, SessionStore, SessionView
+from ..events import (
+    LastMessageRemoved,
+    LastMessageReplaced,
+    MessageAppended,
+    MessagesCleared,
+    RecordedEvent,
+    SessionDeleted,
+    SessionEvent,
+    SessionRedacted,
+    SessionRenamed,
+    SessionRestored,
+    SessionStateChanged,
+)
+from ..interchange import event_to_dict
+from ._context import Env, parse_time, pass_env, require_live, session_history
+from ._output import Output, human_bytes, json_time, output_options, preview, show_time
+
+# -- shared words ------------------------------------------------------------------------
+
+
+def state_text(state: SessionState | None) -> str:
+    if state is None:
+        return "-"
+    return state.state if state.turn_id is None else f"{state.state} ({state.turn_id})"
+
+
+def state_json(state: SessionState | None) -> dict[str, Any] | None:
+    if state is None:
+        return None
+    return {"state": state.state, "turn_id": state.turn_id, "turn_started_at": json_time(state.turn_started_at)}
+
+
+def describe_event(event: SessionEvent) -> str:
+    """One line saying what an event is."""
+    if isinstance(event, MessageAppended):
+        return f"{event.message.role}: {preview(event.message.content)}"
+    if isinstance(event, LastMessageReplaced):
+        return f"last message replaced by {event.message.role}: {preview(event.message.content)}"
+    if isinstance(event, LastMessageRemoved):
+        return "last message removed"
+    if isinstance(event, MessagesCleared):
+        return f"{event.count} messages cleared"
+    if isinstance(event, SessionRenamed):
+        return "name cleared" if event.name is None else f"renamed to {event.name!r}"
+    if isinstance(event, SessionStateChanged):
+        return f"state → {event.state}" + ("" if event.turn_id is None else f" (turn {event.turn_id})")
+    if isinstance(event, SessionDeleted):
+        return "deleted" + ("" if event.reason is None else f" ({event.reason})")
+    if isinstance(event, SessionRestored):
+        what = f"{len(event.messages)} messages" if event.exists else "not existing"
+        return f"restored to version {event.restored_version} ({what})"
+    if isinstance(event, SessionRedacted):
+        return f"message content redacted: {event.reason}"
+    return type(event).__name__  # pragma: no cover - every event type is named above
+
+
+def _message_json(index: int, message: ChatMessage, created_at: datetime | None = None) -> dict[str, Any]:
+    row: dict[str, Any] = {"index": index, "role": message.role, "content": message.content}
+    if created_at is not None:
+        row["created_at"] = json_time(created_at)
+    return row
+
+
+def changes(before: SessionView, after: SessionView, event: SessionEvent) -> list[dict[str, Any]]:
+    """What one event changed, from the session before it to the session after it."""
+    found: list[dict[str, Any]] = []
+    if after.exists and not before.exists:
+        found.append({"kind": "created"})
+    if before.exists and not after.exists:
+        found.append({"kind": "deleted"})
+    if isinstance(event, SessionRestored):
+        found.append({"kind": "restored", "to_version": event.restored_version})
+    if before.name != after.name:
+        found.append({"kind": "renamed", "from": before.name, "to": after.name})
+    if before.state != after.state:
+        found.append({"kind": "state", "from": state_json(before.state), "to": state_json(after.state)})
+    old, new = before.messages, after.messages
+    if isinstance(event, SessionRedacted):
+        count = sum(a != b for a, b in zip(old, new))
+        found.append({"kind": "redacted", "messages": count, "reason": event.reason})
+        return found
+    common = 0
+    while common < min(len(old), len(new)) and old[common] == new[common]:
+        common += 1
+    if isinstance(event, LastMessageReplaced) and len(old) == len(new) == common + 1:
+        found.append({"kind": "message_replaced", **_message_json(common, new[common]),
+                      "was": {"role": old[common].role, "content": old[common].content}})
+        return found
+    found.extend({"kind": "message_removed", **_message_json(i, old[i])} for i in range(common, len(old)))
+    found.extend({"kind": "message_added", **_message_json(i, new[i])} for i in range(common, len(new)))
+    return found
+
+
+def change_text(change: dict[str, Any]) -> Text:
+    kind = change["kind"]
+    if kind == "message_added":
+        return Text.assemble(("+ ", "green"), f"#{change['index'] + 1} {change['role']}: {preview(change['content'], 70)}")
+    if kind == "message_removed":
+        return Text.assemble(("- ", "red"), f"#{change['index'] + 1} {change['role']}: {preview(change['content'], 70)}")
+    if kind == "message_replaced":
+        return Text.assemble(("~ ", "yellow"), f"#{change['index'] + 1} {change['role']}: "
+                             f"{preview(change['was']['content'], 30)} → {preview(change['content'], 40)}")
+    if kind == "renamed":
+        return Text(f"  name: {change['from'] or '-'} → {change['to'] or '-'}")
+    if kind == "state":
+        def name(state: dict[str, Any] | None) -> str:
+            return "-" if state is None else state["state"] + (f" ({state['turn_id']})" if state["turn_id"] else "")
+        return Text(f"  state: {name(change['from'])} → {name(change['to'])}")
+    if kind == "redacted":
+        return Text(f"  {change['messages']} messages redacted ({change['reason']})")
+    if kind == "restored":
+        return Text(f"  restored to its state at version {change['to_version']}")
+    return Text(f"  session {kind}")
+
+
+def _metadata_row(store: SessionStore, metadata: SessionMetadata) -> dict[str, Any]:
+    state = store.get_session_state(metadata.key)
+    return {"key": metadata.key, "name": metadata.name, "messages": metadata.message_count,
+            "state": state_json(state), "created_at": json_time(metadata.created_at),
+            "last_activity": json_time(metadata.last_activity), "_state": state, "_meta": metadata}
+
+
+def _print_sessions(out: Output, rows: list[dict[str, Any]], *, turns: bool = False, empty: str) -> None:
+    if out.as_json:
+        out.json([{k: v for k, v in row.items() if not k.startswith("_")} for row in rows])
+        return
+    columns = ["KEY", "NAME", "MESSAGES", "STATE", "CREATED", "LAST ACTIVITY"] + (["TURN STARTED"] if turns else [])
+    out.table(columns, ([row["key"], row["name"], row["messages"], state_text(row["_state"]),
+                         show_time(row["_meta"].created_at), show_time(row["_meta"].last_activity)]
+                        + ([show_time(row["_state"].turn_started_at if row["_state"] else None)] if turns else [])
+                        for row in rows), empty=empty)
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+@click.command()
+@click.option("--running", is_flag=True, help="Only sessions whose state is running, latest turn first.")
+@click.option("--stuck", type=float, metavar="SECS",
+              help="Only running sessions whose turn started more than SECS seconds ago, oldest first.")
+@output_options
+@pass_env
+def sessions(env: Env, running: bool, stuck: float | None, as_json: bool) -> None:
+    """List the live sessions, most recent activity first.
+
+    Shows each session's key, name, message count, run state, creation time and
+    last activity (in your local time zone).
+
+    \b
+    Example:
+        eventstore sessions
+        eventstore sessions --stuck 600 --json
+    """
+    if running and stuck is not None:
+        raise click.ClickException("give --running or --stuck SECS, not both")
+    out = Output(as_json)
+    with env.open() as store:
+        if stuck is not None:
+            found, empty = store.list_stuck_sessions(stuck), f"No session has been running for more than {stuck:g} s."
+        elif running:
+            found, empty = store.list_running_sessions(), "No running sessions."
+        else:
+            found, empty = store.list_sessions_with_metadata(), "No sessions."
+        rows = [_metadata_row(store, metadata) for metadata in found]
+    _print_sessions(out, rows, turns=running or stuck is not None, empty=empty)
+
+
+def _view_json(view: SessionView) -> dict[str, Any]:
+    metadata = view.metadata
+    return {"key": view.key, "version": view.version, "exists": view.exists, "name": view.name,
+            "state": state_json(view.state),
+            "created_at": json_time(metadata.created_at) if metadata else None,
+            "last_activity": json_time(metadata.last_activity) if metadata else None,
+            "message_count": len(view.timestamped),
+            "messages": [_message_json(i, m.message, m.created_at) for i, m in enumerate(view.timestamped)]}
+
+
+def show_view(out: Output, view: SessionView, when: str = "") -> None:
+    """Print a session view: its head, then its messages."""
+    if out.as_json:
+        out.json(_view_json(view))
+        return
+    title = view.key + (f" — {view.name}" if view.name else "")
+    out.line(Text(title + when, style="bold"))
+    metadata = view.metadata
+    out.fields([("version", view.version), ("state", state_text(view.state)),
+                ("messages", len(view.timestamped)),
+                ("created", show_time(metadata.created_at if metadata else None)),
+                ("last activity", show_time(metadata.last_activity if metadata else None))])
+    out.table(["#", "TIME", "ROLE", "CONTENT"],
+              ([i + 1, show_time(m.created_at), m.message.role, m.message.content]
+               for i, m in enumerate(view.timestamped)), empty="(no messages)")
+
+
+@click.command()
+@click.argument("key")
+@click.option("--version", type=int, metavar="N", help="Show the session as it was after its N-th event.")
+@click.option("--as-of", "as_of", metavar="TIME",
+              help="Show the session as it was at TIME (ISO 8601; without a zone, local time).")
+@output_options
+@pass_env
+def show(env: Env, key: str, version: int | None, as_of: str | None, as_json: bool) -> None:
+    """Show a session's messages and metadata, now or at an earlier point.
+
+    With --version N or --as-of TIME, the session as it was then (a time names
+    the end of its last given unit: 2026-03-01T14:05 is the end of that minute).
+
+    \b
+    Example:
+        eventstore show demo:lisbon-trip
+        eventstore show demo:lisbon-trip --version 4
+        eventstore show demo:lisbon-trip --as-of 2026-03-01T14:05
+    """
+    if version is not None and as_of is not None:
+        raise click.ClickException("give --version N or --as-of TIME, not both")
+    moment = None if as_of is None else parse_time(as_of)
+    out = Output(as_json)
+    with env.open() as store:
+        if version is None and moment is None:
+            require_live(store, key)
+            view = store.session_at(key)
+        else:
+            session_history(store, key)
+            view = store.session_at(key, version=version, as_of=moment)
+            if not view.exists:
+                when = f"at version {version}" if version is not None else f"as of {show_time(moment)}"
+                raise click.ClickException(f"session {key!r} did not exist {when} (it was not yet created, "
+                                           f"or deleted); see `eventstore history {key}`")
+    when = "" if version is None and moment is None else (
+        f" (as of {show_time(moment)})" if moment is not None else f" (at version {version})")
+    show_view(out, view, when)
+
+
+@click.command()
+@click.argument("key")
+@output_options
+@pass_env
+def history(env: Env, key: str, as_json: bool) -> None:
+    """List every event of a session, oldest first, across deletions and reuse of its key.
+
+    Each event shows its version, global position, time, type and what it
+    says. With --json, one event a line in the export format (times local).
+
+    \b
+    Example:
+        eventstore history demo:lisbon-trip
+        eventstore history demo:lisbon-trip --json | jq .type
+    """
+    out = Output(as_json)
+    with env.open() as store:
+        events = session_history(store, key)
+    if as_json:
+        out.json_lines({**event_to_dict(r), "recorded_at": json_time(r.recorded_at)} for r in events)
+        return
+    out.table(["VERSION", "POSITION", "TIME", "EVENT", "WHAT"],
+              ([r.version, r.position, show_time(r.recorded_at), type(r.event).__name__,
+                describe_event(r.event) + (" [redacted]" if r.redacted else "")] for r in events),
+              title=f"History of {key}")
+
+
+def _replay_rows(store: SessionStore, key: str, start: int, stop: int | None
+                 ) -> Iterator[tuple[RecordedEvent, SessionView, list[dict[str, Any]]]]:
+    before = store.session_at(key, version=start - 1)
+    for recorded, view in store.replay(key, from_version=start, to_version=stop):
+        yield recorded, view, changes(before, view, recorded.event)
+        before = view
+
+
+@click.command()
+@click.argument("key")
+@click.option("--from", "start", type=int, default=1, show_default=True, metavar="N",
+              help="Start at the session's N-th event.")
+@click.option("--to", "stop", type=int, metavar="N", help="Stop after the session's N-th event.")
+@output_options
+@pass_env
+def replay(env: Env, key: str, start: int, stop: int | None, as_json: bool) -> None:
+    """Step through a session event by event, showing what each one changed.
+
+    For each event: messages added (+), removed (-) or replaced (~), renames,
+    state moves, deletions, restores and redactions. With --json, one object a
+    line with the changes and the session's size after the event.
+
+    \b
+    Example:
+        eventstore replay demo:lisbon-trip
+        eventstore replay demo:lisbon-trip --from 5 --to 8 --json
+    """
+    out = Output(as_json)
+    with env.open() as store:
+        last = session_history(store, key)[-1].version
+        if start < 1 or start > last:
+            raise click.ClickException(f"--from {start}: session {key!r} has versions 1 to {last}")
+        steps = _replay_rows(store, key, start, stop)
+        if as_json:
+            out.json_lines({"version": r.version, "position": r.position, "recorded_at": json_time(r.recorded_at),
+                            "type": type(r.event).__name__, "changes": found, "exists": view.exists,
+                            "name": view.name, "messages": len(view.timestamped)}
+                           for r, view, found in steps)
+            return
+        for recorded, view, found in steps:
+            out.line(Text.assemble((f"v{recorded.version}", "bold cyan"), f"  {show_time(recorded.recorded_at)}  ",
+                                   (type(recorded.event).__name__, "bold"),
+                                   f"  → {len(view.timestamped)} messages" if view.exists else "  → (no session)"))
+            for change in found:
+                out.line(Text("    ") + change_text(change))
+
+
+def _hit_json(hit: object) -> dict[str, Any]:
+    data = attrs.asdict(hit) if attrs.has(type(hit)) else dict(vars(hit))
+    return {k: json_time(v) if isinstance(v, datetime) else v for k, v in data.items()}
+
+
+@click.command()
+@click.argument("words", nargs=-1, required=True)
+@click.option("--messages", "in_messages", is_flag=True,
+              help="List the matching messages themselves instead of the sessions that contain them.")
+@click.option("--limit", type=click.IntRange(min=0), metavar="N",
+              help="At most N results (50 by default for sessions).")
+@output_options
+@pass_env
+def search(env: Env, words: Sequence[str], in_messages: bool, limit: int | None, as_json: bool) -> None:
+    """Find sessions whose current messages contain any of WORDS.
+
+    Words are matched whole and case-insensitively; sessions come most recent
+    first. With --messages, the matching messages are listed one by one.
+
+    \b
+    Example:
+        eventstore search lisbon tram
+        eventstore search deploy --messages --json
+    """
+    keyword = " ".join(words)
+    out = Output(as_json)
+    with env.open() as store:
+        if in_messages:
+            finder = getattr(store, "search_messages", None)
+            if finder is None:
+                raise click.ClickException("this version of eventstore cannot search messages; "
+                                           "search sessions without --messages")
+            hits = [_hit_json(hit) for hit in finder(keyword, limit)]
+        else:
+            rows = [_metadata_row(store, m) for m in store.search(SessionQuery(keyword, limit))]
+    if in_messages:
+        if as_json:
+            out.json(hits)
+        else:
+            columns = list(hits[0]) if hits else ["key"]
+            out.table([c.upper().replace("_", " ") for c in columns],
+                      ([preview(str(h[c]), 70) if isinstance(h[c], str) else h[c] for c in columns] for h in hits),
+                      empty=f"No message matches {keyword!r}.")
+        return
+    _print_sessions(out, rows, empty=f"No session matches {keyword!r}.")
+
+
+@click.command()
+@output_options
+@pass_env
+def stats(env: Env, as_json: bool) -> None:
+    """Count what the store holds: events, sessions, messages, bytes, snapshots, read-model checkpoints.
+
+    \b
+    Example:
+        eventstore stats
+        eventstore stats --json | jq .events
+    """
+    out = Output(as_json)
+    with env.open() as store:
+        found = store.stats()
+    data = attrs.asdict(found)
+    if as_json:
+        out.json(data)
+        return
+    out.fields([("store", store.path), ("events", found.events), ("sessions", found.sessions),
+                ("deleted sessions", found.deleted_sessions), ("messages", found.messages),
+                ("bytes", f"{found.bytes} ({human_bytes(found.bytes)})"), ("snapshots", found.snapshots),
+                ("last position", found.last_position), ("import receipts", found.import_receipts)])
+    out.table(["READ MODEL", "CODE VERSION", "POSITION", "UP TO DATE"],
+              ([name, checkpoint.code_version, checkpoint.position,
+                "yes" if checkpoint.position == found.last_position else "no"]
+               for name, checkpoint in sorted(found.checkpoints.items())),
+              title="Projection checkpoints", empty="No projection checkpoints.")
+
+
+COMMANDS = [sessions, show, history, replay, search, stats]

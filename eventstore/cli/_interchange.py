@@ -1,0 +1,211 @@
+"""Commands that move history in and out: ``import zeroclaw``, ``import events`` and ``export``.
+
+What lives here and why: argument checking and reporting only. Reading
+ZeroClaw's files and building events is ``eventstore.zeroclaw``; the events
+file format is ``eventstore.interchange``; both are click-free and tested on
+their own.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import click
+
+from .. import interchange, zeroclaw
+from ._context import Env, pass_env, require_live, session_history
+from ._output import Output, output_options, progress_bar
+
+_STATUS_TEXT = {
+    "imported": "imported",
+    "unchanged": "unchanged since its import; nothing added",
+    "changed": "changed since it was imported; not merged",
+    "empty": "no valid message; nothing imported",
+    "unreadable": "not readable",
+}
+
+
+@click.group(name="import")
+def import_() -> None:
+    """Import sessions: from a ZeroClaw workspace, or from an events file made by export.
+
+    \b
+    Example:
+        eventstore import zeroclaw ~/.zeroclaw/workspace
+        eventstore import events backup.events.jsonl
+    """
+
+
+def _source_json(result: zeroclaw.SourceResult) -> dict[str, Any]:
+    batch = result.batch
+    return {
+        "source": str(result.path), "kind": result.kind, "status": result.status, "detail": result.detail or None,
+        "sessions": result.sessions, "messages": result.messages, "events": result.events,
+        "existing_keys": list(result.existing_keys),
+        "empty_sessions": list(batch.empty_sessions) if batch else [],
+        "skipped": batch.skipped_by_reason() if batch else {},
+        "skipped_lines": [{"line": s.line, "reason": s.reason} for s in batch.skipped] if batch else [],
+        "bad_times": batch.bad_times if batch else 0,
+    }
+
+
+@import_.command(name="zeroclaw")
+@click.argument("workspace", type=click.Path(path_type=Path))
+@click.option("--verbose", "-v", is_flag=True, help="List every skipped line (or database row) with its number.")
+@output_options
+@pass_env
+def import_zeroclaw(env: Env, workspace: Path, verbose: bool, as_json: bool) -> None:
+    """Import a ZeroClaw workspace's sessions (sessions/*.jsonl and sessions/sessions.db).
+
+    Keeps names, states and the original times from sessions.db (JSONL files
+    have no times: their messages get the file's modification time). Each
+    source file is imported in one transaction with a receipt (name, size,
+    SHA-256), so importing again adds nothing; a file changed since its import
+    is reported, not merged; a session key the store already has is reported,
+    not merged. Blank, non-JSON, non-message and invalid UTF-8 lines are
+    skipped and counted. The source files are only read.
+
+    \b
+    Example:
+        eventstore import zeroclaw ~/.zeroclaw/workspace --verbose
+    """
+    zeroclaw.sessions_dir(workspace)  # a bad workspace is refused before any store is created
+    out = Output(as_json)
+    with env.open(create=True) as store:
+        with progress_bar("Importing") as progress:
+            result = zeroclaw.import_workspace(store, workspace, progress)
+    if as_json:
+        out.json({"workspace": str(workspace), "sessions": result.sessions, "messages": result.messages,
+                  "skipped_lines": result.skipped_lines, "sources": [_source_json(s) for s in result.sources]})
+        return
+    rows = []
+    for source in result.sources:
+        batch = source.batch
+        skipped = ", ".join(f"{n} {why}" for why, n in batch.skipped_by_reason().items()) if batch else ""
+        rows.append([source.path.name, source.sessions, source.messages, skipped or "-",
+                     source.detail if source.status == "unreadable" else _STATUS_TEXT[source.status]])
+    out.table(["SOURCE", "SESSIONS", "MESSAGES", "SKIPPED", "RESULT"], rows,
+              title=f"Import from {workspace}")
+    for source in result.sources:
+        for key in source.existing_keys:
+            out.line(f"{source.path.name}: session {key!r} is already in the store; not merged.")
+        if source.batch is not None:
+            for key in source.batch.empty_sessions if source.kind == "sqlite" else ():
+                out.line(f"{source.path.name}: session {key!r} has nothing to import (no message, name or state).")
+            if source.batch.bad_times:
+                out.line(f"{source.path.name}: {source.batch.bad_times} timestamps did not parse; "
+                         "the time before each was used.")
+            if verbose:
+                unit = "row" if source.kind == "sqlite" else "line"
+                for skipped in source.batch.skipped:
+                    out.line(f"{source.path.name} {unit} {skipped.line}: {skipped.reason}")
+    out.line(f"Imported {result.sessions} sessions with {result.messages} messages; "
+             f"skipped {result.skipped_lines} lines." + ("" if verbose or not result.skipped_lines
+                                                          else " (--verbose lists them)"))
+
+
+@import_.command(name="events")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@output_options
+@pass_env
+def import_events(env: Env, file: Path, as_json: bool) -> None:
+    """Import an events file made by `eventstore export --format events`.
+
+    A whole-log export (--all) is replicated exactly (positions, versions,
+    times, ids and hashes) into an empty store, or into the store it was
+    imported into before (then nothing is added). An export of some sessions
+    is imported as new events with their original times; keys already in the
+    store are reported, not merged.
+
+    \b
+    Example:
+        eventstore import events backup.events.jsonl
+        EVENTSTORE_PATH=./copy eventstore import events backup.events.jsonl
+    """
+    out = Output(as_json)
+    with env.open(create=True) as store:
+        with progress_bar("Importing") as progress:
+            result = interchange.import_events(store, file, progress)
+    skipped = list(result.outcome.skipped) if result.outcome is not None else []
+    if as_json:
+        out.json({"file": str(file), "mode": result.mode, "events": result.events,
+                  "already_present": result.already_present, "existing_keys": skipped})
+        return
+    how = "replicated exactly" if result.mode == "replicate" else "imported with their original times"
+    out.line(f"{result.events} events {how}" + (f"; {result.already_present} were already in the store."
+                                                 if result.already_present else "."))
+    for key in skipped:
+        out.line(f"session {key!r} is already in the store; not merged.")
+
+
+@click.command()
+@click.argument("keys", nargs=-1)
+@click.option("--all", "all_sessions", is_flag=True,
+              help="Everything: the whole log (events) or every live session (jsonl).")
+@click.option("--format", "fmt", type=click.Choice(["events", "jsonl"]), default="events", show_default=True,
+              help="events: the full event log as JSON Lines (positions, versions, times, hashes); "
+                   "jsonl: ZeroClaw session files, current messages.")
+@click.option("--out", "out_path", type=click.Path(path_type=Path), metavar="PATH",
+              help="events: the file to write (default: standard output); jsonl: the directory to write into.")
+@click.option("--force", is_flag=True, help="Overwrite existing files.")
+@output_options
+@pass_env
+def export(env: Env, keys: Sequence[str], all_sessions: bool, fmt: str, out_path: Path | None, force: bool,
+           as_json: bool) -> None:
+    """Export sessions: the full event log, or ZeroClaw-compatible JSONL files.
+
+    --format events writes the events of the whole log (--all) or of the named
+    sessions' histories, one JSON object a line; `eventstore import events`
+    reads it back into a store that verifies and answers identically.
+    --format jsonl writes <key>.jsonl (ZeroClaw's file name rules, current
+    messages) into the --out directory, so you can always go back to ZeroClaw.
+
+    \b
+    Example:
+        eventstore export --all --out backup.events.jsonl
+        eventstore export --all --format jsonl --out ~/.zeroclaw/workspace/sessions
+    """
+    if bool(keys) == all_sessions:
+        raise click.ClickException("name the sessions to export, or pass --all (one of them)")
+    if fmt == "jsonl" and out_path is None:
+        raise click.ClickException("--format jsonl writes one file per session: give --out DIRECTORY")
+    if fmt == "events" and out_path is not None and out_path.exists() and not force:
+        raise click.ClickException(f"{out_path} exists; pass --force to overwrite it")
+    out = Output(as_json)
+    with env.open() as store:
+        if fmt == "jsonl":
+            for key in keys:
+                require_live(store, key)
+            chosen = list(keys) if keys else store.list_sessions()
+            with progress_bar("Exporting") as progress:
+                result = zeroclaw.export_jsonl(store, chosen, out_path, overwrite=force, progress=progress)
+            if as_json:
+                out.json({"format": "jsonl", "out": str(out_path),
+                          "files": {k: str(p) for k, p in result.written.items()},
+                          "not_written": result.not_written})
+            else:
+                out.line(f"Wrote {len(result.written)} session files into {out_path}.")
+                for key, why in result.not_written.items():
+                    out.line(f"not written: {key!r}: {why}")
+            if result.not_written:
+                raise click.exceptions.Exit(1)
+            return
+        for key in keys:
+            session_history(store, key)
+        total = store.stats().events if all_sessions else 0
+        if out_path is None:
+            sys.stdout.flush()
+            count = interchange.export_events(store, sys.stdout.buffer, None if all_sessions else list(keys))
+            sys.stdout.buffer.flush()
+            return
+        with open(out_path, "wb") as stream, progress_bar("Exporting") as progress:
+            count = interchange.export_events(store, stream, None if all_sessions else list(keys), progress, total)
+    if as_json:
+        out.json({"format": "events", "out": str(out_path), "events": count, "whole_log": all_sessions})
+    else:
+        out.line(f"Wrote {count} events to {out_path}.")
+
+
+COMMANDS = [import_, export]

@@ -1,0 +1,237 @@
+"""Commands that repair, recover or tidy a store: restore, delete, compact, redact, vacuum, verify, rebuild.
+
+What lives here and why: the commands that write (or, for ``verify``, judge)
+the store. Each refuses a path that holds no store, names the session it acts
+on, and asks before doing what cannot be undone (``restore``, ``redact``)
+unless given ``--yes``.
+"""
+
+from __future__ import annotations
+
+import click
+
+from .. import SessionView
+from ._context import Env, _quote, parse_time, pass_env, require_live, session_history
+from ._output import Output, human_bytes, output_options, progress_bar, show_time, spinner
+
+
+def _summary(view: SessionView) -> str:
+    if not view.exists:
+        return "no session"
+    name = f", named {view.name!r}" if view.name else ""
+    return f"{len(view.timestamped)} messages{name}"
+
+
+@click.command()
+@click.argument("key")
+@click.option("--version", type=int, metavar="N", help="Bring back the session as it was after its N-th event.")
+@click.option("--as-of", "as_of", metavar="TIME",
+              help="Bring back the session as it was at TIME (ISO 8601; without a zone, local time).")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@output_options
+@pass_env
+def restore(env: Env, key: str, version: int | None, as_of: str | None, yes: bool, as_json: bool) -> None:
+    """Make a session again what it was at an earlier version or time.
+
+    Appends one event that brings back the messages, name, state and
+    existence of that moment (a deleted session comes back); nothing is
+    deleted, so a restore can itself be undone. Asks first unless --yes.
+
+    \b
+    Example:
+        eventstore restore demo:lisbon-trip --version 9
+        eventstore restore demo:lisbon-trip --as-of 2026-03-01T14:05 --yes
+    """
+    if (version is None) == (as_of is None):
+        raise click.ClickException("give --version N or --as-of TIME (one of them)")
+    moment = None if as_of is None else parse_time(as_of)
+    out = Output(as_json)
+    with env.open(write=True) as store:
+        history = session_history(store, key)
+        current = store.session_at(key)
+        target = store.session_at(key, version=version, as_of=moment)
+        when = f"version {target.version}" + (f" (as of {show_time(moment)})" if moment is not None else "")
+        if not yes:
+            click.confirm(f"Restore {key!r} (now version {history[-1].version}: {_summary(current)}) to "
+                          f"{when}: {_summary(target)}?", abort=True, err=True)
+        before = history[-1].version
+        after = store.restore(key, version=version, as_of=moment)
+    changed = after != before
+    if as_json:
+        out.json({"key": key, "restored_to": target.version, "changed": changed, "version": after,
+                  "exists": target.exists, "messages": len(target.timestamped)})
+    elif not changed:
+        out.line(f"Nothing to do: {key} is already as it was at {when}.")
+    else:
+        out.line(f"Restored {key} to {when}: {_summary(target)}. It is now at version {after}; "
+                 f"`eventstore restore {_quote(key)} --version {before}` undoes this.")
+
+
+@click.command()
+@click.argument("key")
+@click.option("--reason", metavar="TEXT", help="Why the session is deleted (kept in its history).")
+@output_options
+@pass_env
+def delete(env: Env, key: str, reason: str | None, as_json: bool) -> None:
+    """Delete a session (as an event: its history stays and restore brings it back).
+
+    \b
+    Example:
+        eventstore delete demo:old-draft --reason "cleanup"
+    """
+    out = Output(as_json)
+    with env.open(write=True) as store:
+        require_live(store, key)
+        store.delete_session(key, reason=reason)
+        version = store.history(key)[-1].version
+    if as_json:
+        out.json({"key": key, "deleted": True, "version": version})
+    else:
+        out.line(f"Deleted {key} (version {version}). Its history stays; "
+                 f"`eventstore restore {_quote(key)} --version {version - 1}` brings it back.")
+
+
+@click.command()
+@click.argument("key", required=False)
+@click.option("--all", "all_sessions", is_flag=True, help="Snapshot every live session.")
+@output_options
+@pass_env
+def compact(env: Env, key: str | None, all_sessions: bool, as_json: bool) -> None:
+    """Snapshot a session (or every session) at its current version, so reads fold fewer events.
+
+    No event is deleted: a snapshot is derived data that makes point-in-time
+    reads, replay and restore of long sessions cheaper.
+
+    \b
+    Example:
+        eventstore compact demo:lisbon-trip
+        eventstore compact --all
+    """
+    if (key is None) == (not all_sessions):
+        raise click.ClickException("give a session KEY or --all (one of them)")
+    out = Output(as_json)
+    with env.open(write=True) as store:
+        if key is not None:
+            session_history(store, key)
+            keys = [key]
+        else:
+            keys = store.list_sessions()
+        taken = []
+        with progress_bar("Snapshotting") as progress:
+            for done, each in enumerate(keys, 1):
+                if store.compact(each):
+                    taken.append(each)
+                progress(done, len(keys))
+    if as_json:
+        out.json({"sessions": len(keys), "snapshots_taken": len(taken), "keys": taken})
+    elif key is not None:
+        out.line(f"Took a snapshot of {key} at its current version." if taken
+                 else f"{key} already has a snapshot at its current version.")
+    else:
+        out.line(f"Took {len(taken)} snapshots of {len(keys)} sessions "
+                 f"({len(keys) - len(taken)} already had one at their current version).")
+
+
+@click.command()
+@output_options
+@pass_env
+def verify(env: Env, as_json: bool) -> None:
+    """Check the whole store: hash chain, snapshots and read models against the log.
+
+    Exits with status 0 when the store is sound, 1 when it is damaged (the
+    problems are listed, one a line).
+
+    \b
+    Example:
+        eventstore verify && echo sound
+    """
+    out = Output(as_json)
+    with env.open() as store:
+        with progress_bar("Verifying") as progress:
+            report = store.verify(progress=progress)
+    if as_json:
+        out.json({"ok": report.ok, "events_checked": report.events_checked, "problems": list(report.problems)})
+    elif report.ok:
+        out.line(f"OK: {report.events_checked} events checked; the hash chain, snapshots and read models agree.")
+    else:
+        for problem in report.problems:
+            out.line(f"problem: {problem}")
+        out.line(f"DAMAGED: {len(report.problems)} problems found in {report.events_checked} events checked.")
+    if not report.ok:
+        raise click.exceptions.Exit(1)
+
+
+@click.command()
+@output_options
+@pass_env
+def rebuild(env: Env, as_json: bool) -> None:
+    """Rebuild every read model (session list, message lists) from the event log.
+
+    \b
+    Example:
+        eventstore rebuild && eventstore verify
+    """
+    out = Output(as_json)
+    with env.open(write=True) as store:
+        with spinner("Rebuilding the read models"):
+            store.rebuild_projections()
+        events = store.stats().events
+    if as_json:
+        out.json({"rebuilt": True, "events": events})
+    else:
+        out.line(f"Rebuilt the read models from {events} events.")
+
+
+@click.command()
+@click.argument("key")
+@click.option("--reason", required=True, metavar="TEXT", help="Why the content is redacted (kept in the history).")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@output_options
+@pass_env
+def redact(env: Env, key: str, reason: str, yes: bool, as_json: bool) -> None:
+    """Make the content of every message of a session unrecoverable.
+
+    Each event keeps its place, type and hash (so verify still passes); roles,
+    times and names stay. Run vacuum afterwards to remove the old bytes from
+    the file. This cannot be undone: asks first unless --yes.
+
+    \b
+    Example:
+        eventstore redact demo:bug-triage --reason "contained an API key" --yes
+    """
+    out = Output(as_json)
+    with env.open(write=True) as store:
+        session_history(store, key)
+        if not yes:
+            click.confirm(f"Redact every message of {key!r}? Their content cannot be recovered.", abort=True,
+                          err=True)
+        changed = store.redact(key, reason)
+    if as_json:
+        out.json({"key": key, "events_redacted": changed, "reason": reason})
+    else:
+        out.line(f"Redacted {changed} events of {key}. Run `eventstore vacuum` to remove the old bytes from the file.")
+
+
+@click.command()
+@output_options
+@pass_env
+def vacuum(env: Env, as_json: bool) -> None:
+    """Rewrite the store's file compactly, dropping freed pages (and the bytes of redacted content).
+
+    Needs the store to itself: close other programs using it first.
+
+    \b
+    Example:
+        eventstore vacuum
+    """
+    out = Output(as_json)
+    with env.open(write=True) as store:
+        with spinner("Vacuuming"):
+            before, after = store.vacuum()
+    if as_json:
+        out.json({"bytes_before": before, "bytes_after": after})
+    else:
+        out.line(f"Vacuumed the store: {human_bytes(before)} → {human_bytes(after)}.")
+
+
+COMMANDS = [restore, delete, compact, verify, rebuild, redact, vacuum]
