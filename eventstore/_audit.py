@@ -34,7 +34,8 @@ class _Session:
     def __init__(self, key: str) -> None:
         self.head = empty_head(key)
         self.messages: list[Entry] = []
-        self.redacted_positions: list[int] = []
+        self.redacted_positions: list[int] = []  # redacted, awaiting their redaction event
+        self.content_positions: list[int] = []  # holding content, which a later redaction would cover
         self.latest_time = 0
 
     def snapshot(self) -> SessionSnapshot:
@@ -77,12 +78,19 @@ def verify(txn: Transaction, log: EventLog, snapshots: SnapshotStore, read_model
         except EventStoreError as exc:
             problems.append(str(exc))
             continue
+        holds_content = redact_event(event.event) != event.event
         if entry.redacted:
             session.redacted_positions.append(position)
-            if redact_event(event.event) != event.event:
+            if holds_content:
                 problems.append(f"position {position}: a redacted event still holds message content")
+        elif holds_content:
+            session.content_positions.append(position)
         if isinstance(event.event, SessionRedacted):
+            # A redaction covers every earlier event of its session.
+            problems.extend(f"position {p}: holds message content although a later redaction covers it"
+                            for p in session.content_positions)
             session.redacted_positions.clear()
+            session.content_positions.clear()
         session.head = step(session.head, session.messages, event)
         if (entry.stream_id, entry.version) in pending_snapshots:
             pending_snapshots.discard((entry.stream_id, entry.version))

@@ -277,6 +277,8 @@ class EventLog:
              digest, link, type_length) = _RECORD.unpack_from(raw)
             if layout != LOG_FORMAT:
                 raise ValueError(f"record layout {layout}")
+            if flags & ~_REDACTED_FLAG:
+                raise ValueError(f"unknown flags {flags:#x}")
             start = _RECORD.size + type_length
             type_name = bytes(raw[_RECORD.size:start]).decode()
         except (struct.error, ValueError, UnicodeDecodeError) as exc:
@@ -284,5 +286,9 @@ class EventLog:
         encoded = EncodedEvent(type_name, schema_version, bytes(raw[start:]))
         if not flags & _REDACTED_FLAG and hashlib.sha256(encoded.payload).digest() != digest:
             raise StoreCorrupted(f"position {position}: the payload does not match its digest (it was changed)")
-        return StoredEvent(position, stream_id, self.stream_key(txn, stream_id), version, recorded_at,
-                           event_id, encoded, digest, link, bool(flags & _REDACTED_FLAG))
+        try:
+            key = self.stream_key(txn, stream_id)
+        except StoreCorrupted as exc:
+            raise StoreCorrupted(f"position {position}: {exc}") from None
+        return StoredEvent(position, stream_id, key, version, recorded_at, event_id, encoded, digest, link,
+                           bool(flags & _REDACTED_FLAG))
