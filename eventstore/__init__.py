@@ -23,7 +23,7 @@ from ._errors import (
     InvalidVersion,
     WrongExpectedVersion,
 )
-from ._store import DEFAULT_SEARCH_LIMIT, SessionStore
+from ._store import DEFAULT_SEARCH_LIMIT, ProjectionCheckpoint, SessionStore, StoreStats
 from ._values import (
     MAX_KEY_BYTES,
     ChatMessage,
@@ -45,6 +45,8 @@ __all__ = [
     "SessionQuery",
     "SessionState",
     "SessionStore",
+    "StoreStats",
+    "ProjectionCheckpoint",
     "RecordedEvent",
     "SessionView",
     "VerifyReport",

@@ -12,7 +12,7 @@ import attrs
 
 import orjson
 
-from projections.session import Entry, SessionHead, SessionSnapshot, empty_snapshot, fold
+from projections.session import SessionHead, SessionSnapshot, empty_snapshot, fold
 
 from ._codec import decode_event, decode_value, encode_value
 from ._environment import Transaction
@@ -70,7 +70,7 @@ def read_snapshot(txn: Transaction, snapshots: SnapshotStore, stream_id: int, da
     try:
         bodies = [snapshots.get_blob(txn, stream_id, bytes.fromhex(digest)) for digest in record.chunks]
         rows = orjson.loads(b"[" + b",".join(bodies) + b"]")
-        entries = tuple(Entry(trusted_message(role, content), micros) for role, content, micros in rows)
+        entries = tuple((trusted_message(role, content), micros) for role, content, micros in rows)
     except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
         raise StoreCorrupted(f"a snapshot of stream {stream_id} is damaged: {exc}") from None
     return record, SessionSnapshot(record.head, entries)

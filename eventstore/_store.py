@@ -9,6 +9,7 @@ reads a read model, never the log (point-in-time reads fold the log on purpose).
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from collections import OrderedDict
@@ -21,7 +22,17 @@ import attrs
 from projections.catalog import Catalog
 from projections.messages import MessageLists
 from projections.readmodel import Checkpoints, ReadModel
-from projections.session import SessionHead, SessionSnapshot, empty_head, empty_snapshot, fold
+from projections.session import (
+    Entry,
+    SessionHead,
+    SessionSnapshot,
+    apply_edit,
+    empty_head,
+    empty_snapshot,
+    fold,
+    message_edit,
+    timestamped,
+)
 
 from ._codec import encode_event
 from ._audit import Progress, verify
@@ -139,7 +150,9 @@ class SessionStore:
         self._clock = clock or system_clock
         self._snapshot_every = snapshot_every
         self._cache_sessions = cache_sessions
-        self._loaded: OrderedDict[int, tuple[int, tuple[ChatMessage, ...]]] = OrderedDict()
+        # Decoded message lists by session key, with the session version they are valid for.
+        self._loaded: OrderedDict[str, tuple[int, tuple[Entry, ...]]] = OrderedDict()
+        self._listing: tuple[int, tuple[SessionMetadata, ...]] | None = None
         self._closed = False
         self._environment = Environment.acquire(self.path, durable=durable, max_size=max_size, readonly=readonly)
         self._readonly = readonly or self._environment.readonly
@@ -150,6 +163,7 @@ class SessionStore:
             raise
 
     def _open_components(self) -> None:
+        self._listing = None  # database handles change (vacuum): trust nothing cached by transaction id
         self._log = EventLog(self._environment)
         self._snapshots = SnapshotStore(self._environment)
         self._catalog = Catalog(self._environment.open_db)
@@ -308,27 +322,28 @@ class SessionStore:
         """
         if version is not None or as_of is not None:
             return self.session_at(key, version=version, as_of=as_of).messages
+        return [message for message, _ in self._entries(key)]
+
+    def load_with_timestamps(self, key: str) -> list[TimestampedMessage]:
+        """The session's current messages with the times they were appended."""
+        return [timestamped(entry) for entry in self._entries(key)]
+
+    def _entries(self, key: str) -> tuple[Entry, ...]:
+        """The current entries of a session, from the cache when it holds the session's version."""
         validate_key(key)
         with self._read() as txn:
             found = self._live(txn, key)
             if found is None:
-                return []
+                return ()
             stream_id, head = found
-            cached = self._loaded.get(stream_id)
+            cached = self._loaded.get(key)
             if cached is not None and cached[0] == head.version:
-                return list(cached[1])
-            messages = self._messages.load(txn, stream_id)
-        if len(messages) != head.message_count:
-            raise StoreCorrupted(f"session {key!r}: {len(messages)} messages stored, {head.message_count} counted")
-        self._remember(stream_id, head.version, messages)
-        return messages
-
-    def load_with_timestamps(self, key: str) -> list[TimestampedMessage]:
-        """The session's current messages with the times they were appended."""
-        validate_key(key)
-        with self._read() as txn:
-            found = self._live(txn, key)
-            return [] if found is None else self._messages.load_timestamped(txn, found[0])
+                return cached[1]
+            entries = tuple(self._messages.entries(txn, stream_id))
+        if len(entries) != head.message_count:
+            raise StoreCorrupted(f"session {key!r}: {len(entries)} messages stored, {head.message_count} counted")
+        self._remember(key, head.version, entries)
+        return entries
 
     def list_sessions(self) -> list[str]:
         """Keys of the live sessions, most recent activity first."""
@@ -338,7 +353,15 @@ class SessionStore:
     def list_sessions_with_metadata(self) -> list[SessionMetadata]:
         """Metadata of the live sessions, most recent activity first."""
         with self._read() as txn:
-            return self._catalog.metadata_by_activity(txn)
+            # LMDB gives every committed write a new transaction id, in any process:
+            # an unchanged id means an unchanged catalog.
+            snapshot_id = txn.id()
+            cached = self._listing
+            if cached is not None and cached[0] == snapshot_id:
+                return list(cached[1])
+            listing = self._catalog.metadata_by_activity(txn)
+        self._listing = (snapshot_id, tuple(listing))
+        return listing
 
     def get_session_metadata(self, key: str) -> SessionMetadata | None:
         """The session's metadata; ``None`` for an unknown or deleted session."""
@@ -476,7 +499,7 @@ class SessionStore:
             if _same_session(current, wanted):
                 return current_version
             head = wanted.head
-            messages = tuple(entry.timestamped() for entry in wanted.messages)
+            messages = tuple(timestamped(entry) for entry in wanted.messages)
             event = SessionRestored(target, head.exists, messages, head.name, head.state, head.created_at)
             return self._record(txn, key, [event], now)[-1].version
 
@@ -639,7 +662,9 @@ class SessionStore:
                 imported += 1
                 events += len(timed)
             receipt = ImportReceipt(source or "", size, sha256, imported, events)
-            if source is not None:
+            if source is not None and (imported or not skipped):
+                # A source whose every key was refused gets no receipt: importing it
+                # again reports the conflicts again instead of "already imported".
                 self._receipts.put(txn, receipt)
             return ImportOutcome(receipt, tuple(skipped), False)
 
@@ -684,9 +709,9 @@ class SessionStore:
                 original = Original(recorded.event_id.bytes, bytes.fromhex(recorded.payload_digest), recorded.redacted)
             except ValueError:
                 raise ReplicationMismatch(f"position {recorded.position}: bad payload digest") from None
-            stored = self._record(txn, validate_key(recorded.session_key), [recorded.event],
+            copied = self._record(txn, validate_key(recorded.session_key), [recorded.event],
                                   to_micros(utc(recorded.recorded_at)), recorded.version - 1, [original])
-            if stored[0].hash.hex() != recorded.hash or stored[0].recorded_at != to_micros(recorded.recorded_at):
+            if (copied[0].hash, copied[0].recorded_at) != (recorded.hash, recorded.recorded_at):
                 raise ReplicationMismatch(f"position {recorded.position}: the event does not hash as it did "
                                           "in its source store")
         return len(batch)
@@ -728,7 +753,10 @@ class SessionStore:
             validate_text(idempotency_key, "idempotency_key")
         now = to_micros(self._now())
 
+        recorded: list[RecordedEvent] = []
+
         def body(txn: Transaction) -> tuple[R, int]:
+            recorded.clear()  # the body runs again if the map had to grow
             if idempotency_key is not None:
                 earlier = self._idempotency.get(txn, key, idempotency_key)
                 if earlier is not None:
@@ -736,31 +764,51 @@ class SessionStore:
             stream_id = self._log.stream_id(txn, key)
             head = (None if stream_id is None else self._catalog.head(txn, stream_id)) or empty_head(key)
             events, result = decide(head)
-            stored = self._record(txn, key, events, now, expected_version)
-            if stored:
-                version = stored[-1].version
+            recorded.extend(self._record(txn, key, events, now, expected_version))
+            if recorded:
+                version = recorded[-1].version
             else:
                 version = 0 if stream_id is None else self._log.stream_version(txn, stream_id)
             if idempotency_key is not None:
                 self._idempotency.put(txn, key, idempotency_key, [result, version])
             return result, version
 
-        return self._write(body)
+        outcome = self._write(body)
+        self._advance_cache(recorded)
+        return outcome
+
+    def _advance_cache(self, committed: Sequence[RecordedEvent]) -> None:
+        """Bring a session's cached list up to date with events this process just committed.
+
+        An assistant appends and reloads every turn; folding the new events into the
+        cached list spares that reload its decode.
+        """
+        if not committed:
+            return
+        key = committed[0].session_key
+        cached = self._loaded.get(key)
+        if cached is None or cached[0] != committed[0].version - 1:
+            return
+        entries = list(cached[1])
+        for event in committed:
+            apply_edit(entries, message_edit(event))
+        self._remember(key, committed[-1].version, tuple(entries))
 
     def _record(self, txn: Transaction, key: str, events: Sequence[SessionEvent], now: int,
                 expected_version: int | None = None, originals: Sequence[Original] | None = None
-                ) -> list[StoredEvent]:
+                ) -> list[RecordedEvent]:
         stored = self._log.append(txn, key, [encode_event(e) for e in events], now, expected_version, originals)
-        for entry, event in zip(stored, events):
-            recorded = to_recorded(entry, event)
-            for model in self._read_models:
-                model.apply(txn, entry.stream_id, recorded)
+        if not stored:
+            return []
+        recorded = [to_recorded(entry, event) for entry, event in zip(stored, events)]
+        stream_id = stored[0].stream_id
+        for model in self._read_models:
+            model.apply(txn, stream_id, recorded)
+            self._checkpoints.put(txn, model.name, model.code_version, stored[-1].position)
+        for entry in stored:
             if entry.version % self._snapshot_every == 0:
-                self._take_snapshot(txn, entry.stream_id, key, entry.version)
-        if stored:
-            for model in self._read_models:
-                self._checkpoints.put(txn, model.name, model.code_version, stored[-1].position)
-        return stored
+                self._take_snapshot(txn, stream_id, key, entry.version)
+        return recorded
 
     def _take_snapshot(self, txn: Transaction, stream_id: int, key: str, version: int) -> None:
         state = fold_stream(txn, self._log, self._snapshots, stream_id, key, version)
@@ -782,11 +830,12 @@ class SessionStore:
         for model in models:
             model.clear(txn)
         last = 0
-        for entry in self._log.read_all(txn):
-            recorded = to_recorded(entry)
+        # Runs of one session's events go to the read models as one batch.
+        for stream_id, entries in itertools.groupby(self._log.read_all(txn), key=lambda entry: entry.stream_id):
+            recorded = [to_recorded(entry) for entry in entries]
             for model in models:
-                model.apply(txn, entry.stream_id, recorded)
-            last = entry.position
+                model.apply(txn, stream_id, recorded)
+            last = recorded[-1].position
         for model in models:
             self._checkpoints.put(txn, model.name, model.code_version, last)
 
@@ -803,9 +852,9 @@ class SessionStore:
             found = self._live(txn, key)
         return None if found is None else found[1]
 
-    def _remember(self, stream_id: int, version: int, messages: list[ChatMessage]) -> None:
-        self._loaded[stream_id] = (version, tuple(messages))
-        self._loaded.move_to_end(stream_id)
+    def _remember(self, key: str, version: int, entries: tuple[Entry, ...]) -> None:
+        self._loaded[key] = (version, entries)
+        self._loaded.move_to_end(key)
         while len(self._loaded) > self._cache_sessions:
             self._loaded.popitem(last=False)
 

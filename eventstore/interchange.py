@@ -16,7 +16,8 @@ The file (UTF-8, one JSON object a line, ``\\n`` line ends):
 * every further line, one recorded event: ``{"position", "session_key",
   "version", "recorded_at" (ISO 8601, UTC, microseconds), "event_id" (UUID),
   "type", "schema_version", "payload" (the codec's JSON), "payload_digest",
-  "hash", "redacted"}``.
+  "hash", "redacted"}``. U+2028 and U+2029 are written as ``\\u2028`` and
+  ``\\u2029`` escapes, so even a reader that splits lines on them works.
 """
 
 from __future__ import annotations
@@ -152,6 +153,11 @@ def event_from_dict(data: object) -> RecordedEvent:
     )
 
 
+def _line(data: dict[str, Any]) -> bytes:
+    """One JSON line; U+2028 and U+2029 escaped so that no line-splitting reader breaks inside a string."""
+    return orjson.dumps(data).replace(b"\xe2\x80\xa8", b"\\u2028").replace(b"\xe2\x80\xa9", b"\\u2029") + b"\n"
+
+
 def write_events(events: Iterable[RecordedEvent], out: IO[bytes], header: ExportHeader,
                  progress: Progress | None = None, total: int = 0) -> int:
     """Write the header and then every event to the binary stream ``out``; return how many events."""
@@ -160,7 +166,7 @@ def write_events(events: Iterable[RecordedEvent], out: IO[bytes], header: Export
                             "keys": None if header.keys is None else list(header.keys)}) + b"\n")
     count = 0
     for recorded in events:
-        out.write(orjson.dumps(event_to_dict(recorded)) + b"\n")
+        out.write(_line(event_to_dict(recorded)))
         count += 1
         if progress is not None and count % 500 == 0:
             progress(count, total)

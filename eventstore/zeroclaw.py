@@ -331,15 +331,18 @@ def read_sqlite(path: str | os.PathLike[str]) -> SourceBatch:
 
 def _query(connection: sqlite3.Connection, path: Path) -> tuple[list[tuple], dict[str, dict[str, object]]]:
     try:
+        # typeof(): ZeroClaw reads these columns as text, so a BLOB or number in them is no message.
         rows = connection.execute(
-            "SELECT id, session_key, role, content, created_at FROM sessions ORDER BY id").fetchall()
+            "SELECT id, session_key, role, content, created_at, "
+            "typeof(session_key) = 'text' AND typeof(role) = 'text' AND typeof(content) = 'text' "
+            "FROM sessions ORDER BY id").fetchall()
         columns = {_text(row[1]) for row in connection.execute("PRAGMA table_info(session_metadata)")}
         metadata: dict[str, dict[str, object]] = {}
         if "session_key" in columns:
             wanted = [c for c in ("session_key", "created_at", "last_activity", "name", "state", "turn_id",
                                   "turn_started_at") if c in columns]
             for row in connection.execute(f"SELECT {', '.join(wanted)} FROM session_metadata"):
-                record = dict(zip(wanted, row))
+                record = dict(zip(wanted, row, strict=True))
                 key = _text(record["session_key"])
                 if key is not None:
                     metadata[key] = record
@@ -353,7 +356,10 @@ def _build_sessions(path: Path, size: int, sha256: str, fallback: datetime, rows
     skipped: list[SkippedLine] = []
     bad_times = 0
     messages: dict[str, list[tuple[datetime | None, ChatMessage]]] = {}
-    for row_id, raw_key, raw_role, raw_content, raw_time in rows:
+    for row_id, raw_key, raw_role, raw_content, raw_time, all_text in rows:
+        if not all_text:
+            skipped.append(SkippedLine(row_id, NOT_A_MESSAGE))
+            continue
         key, role, content = _text(raw_key), _text(raw_role), _text(raw_content)
         if key is None or role is None or content is None:
             undecodable = any(isinstance(v, bytes) and _text(v) is None for v in (raw_key, raw_role, raw_content))

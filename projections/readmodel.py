@@ -10,7 +10,7 @@ or silently behind, the log.
 from __future__ import annotations
 
 import struct
-from typing import Mapping, Protocol
+from typing import Mapping, Protocol, Sequence
 
 import lmdb
 
@@ -32,8 +32,11 @@ class ReadModel(Protocol):
     #: Bumped whenever the stored form or the fold changes: the model is then rebuilt on open.
     code_version: int
 
-    def apply(self, txn: lmdb.Transaction, stream_id: int, recorded: RecordedEvent) -> None:
-        """Fold one recorded event into the stored state."""
+    def apply(self, txn: lmdb.Transaction, stream_id: int, events: Sequence[RecordedEvent]) -> None:
+        """Fold recorded events of one session, in order, into the stored state.
+
+        A command's events come in one call, so a batch can read and write its state once.
+        """
 
     def clear(self, txn: lmdb.Transaction) -> None:
         """Drop all stored state."""

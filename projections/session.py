@@ -10,7 +10,7 @@ the rules live here once.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Iterable, NamedTuple, Union
+from typing import Iterable, Union
 
 import attrs
 
@@ -34,6 +34,7 @@ __all__ = [
     "SessionHead",
     "SessionSnapshot",
     "Entry",
+    "timestamped",
     "AppendMessage",
     "RemoveLastMessage",
     "ReplaceLastMessage",
@@ -75,18 +76,16 @@ class SessionHead:
         return SessionMetadata(self.key, self.name, self.created_at, self.last_activity, self.message_count)
 
 
-class Entry(NamedTuple):
-    """A current message and when it was appended, in µs since the epoch.
+#: A current message and when it was appended, in µs since the epoch: the fold's
+#: light form of ``TimestampedMessage``. Folding and loading long sessions builds
+#: thousands of these; a plain tuple costs a fraction of a datetime or a class.
+Entry = tuple[ChatMessage, int]
 
-    The fold's light form of ``TimestampedMessage``: folding and loading long
-    sessions builds thousands of these, and a datetime per message would dominate.
-    """
 
-    message: ChatMessage
-    micros: int
-
-    def timestamped(self) -> TimestampedMessage:
-        return TimestampedMessage(self.message, from_micros(self.micros))
+def timestamped(entry: Entry) -> TimestampedMessage:
+    """The public form of an entry."""
+    message, micros = entry
+    return TimestampedMessage(message, from_micros(micros))
 
 
 @attrs.frozen
@@ -132,7 +131,7 @@ def message_edit(recorded: RecordedEvent) -> MessageEdit | None:
     """What ``recorded`` does to the session's message list, if anything."""
     event = recorded.event
     if isinstance(event, MessageAppended):
-        return AppendMessage(Entry(event.message, to_micros(recorded.recorded_at)))
+        return AppendMessage((event.message, to_micros(recorded.recorded_at)))
     if isinstance(event, LastMessageRemoved):
         return RemoveLastMessage()
     if isinstance(event, LastMessageReplaced):
@@ -140,7 +139,7 @@ def message_edit(recorded: RecordedEvent) -> MessageEdit | None:
     if isinstance(event, (MessagesCleared, SessionDeleted)):
         return ClearMessages()
     if isinstance(event, SessionRestored):
-        return ReplaceMessages(tuple(Entry(m.message, to_micros(m.created_at)) for m in event.messages))
+        return ReplaceMessages(tuple((m.message, to_micros(m.created_at)) for m in event.messages))
     if isinstance(event, SessionRedacted):
         return RedactMessages()
     return None
@@ -200,7 +199,7 @@ def apply_edit(messages: list[Entry], edit: MessageEdit | None) -> None:
         messages.pop()
     elif isinstance(edit, ReplaceLastMessage):
         # A streaming update keeps the time the message was first appended.
-        messages[-1] = Entry(edit.message, messages[-1].micros)
+        messages[-1] = (edit.message, messages[-1][1])
     elif isinstance(edit, ClearMessages):
         messages.clear()
     elif isinstance(edit, ReplaceMessages):
@@ -211,7 +210,8 @@ def apply_edit(messages: list[Entry], edit: MessageEdit | None) -> None:
 
 def redacted(entry: Entry) -> Entry:
     """The entry with its content replaced by the redaction marker."""
-    return Entry(ChatMessage(entry.message.role, REDACTED), entry.micros)
+    message, micros = entry
+    return ChatMessage(message.role, REDACTED), micros
 
 
 @attrs.frozen

@@ -13,7 +13,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from eventstore import ChatMessage, SessionMetadata, SessionState, SessionStore, TimestampedMessage
 from eventstore._folding import fold_stream, to_recorded
-from projections.session import SessionHead, empty_snapshot, fold
+from projections.session import SessionHead, empty_snapshot, fold, timestamped
 
 from conftest import FakeClock
 from strategies import KEYS, STATES, histories, messages, names, session_keys, turn_ids
@@ -288,7 +288,7 @@ class StoreMachine(RuleBasedStateMachine):
                 events = [to_recorded(e) for e in store._log.read_stream(txn, stream_id)]
                 replayed = fold(empty_snapshot(key), events)
                 assert session.head(key) == replayed.head
-                assert session.messages == [entry.timestamped() for entry in replayed.messages]
+                assert session.messages == [timestamped(entry) for entry in replayed.messages]
                 assert replayed == fold_stream(txn, store._log, store._snapshots, stream_id, key, session.version)
 
 

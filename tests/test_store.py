@@ -674,7 +674,7 @@ class TestSnapshots:
         """A batch crossing version 5 snapshots exactly the state after its fifth event."""
         store.append_many("s", [user(str(n)) for n in range(7)])
         hidden, state = fold_from_snapshot(store, "s", 5)
-        assert (5, [user(str(n)) for n in range(5)]) == (hidden, [entry.message for entry in state.messages])
+        assert (5, [user(str(n)) for n in range(5)]) == (hidden, [message for message, _ in state.messages])
         assert [user(str(n)) for n in range(7)] == store.load("s")
 
     def test_snapshot_plus_tail_equals_replay(self, store):

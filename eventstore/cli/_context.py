@@ -65,7 +65,16 @@ class Env:
             hint = "" if self.chosen else f" (the default store; choose another with --store or {STORE_ENV})"
             raise click.ClickException(
                 f"no store at {path}{hint}; create one with `eventstore demo` or `eventstore import`")
-        return SessionStore(path, readonly=not (write or create), clock=clock)
+        if write or create:
+            return SessionStore(path, clock=clock)
+        try:
+            return SessionStore(path, readonly=True, clock=clock)
+        except StoreReadOnly:
+            # Opening read-only fails only when the read models are out of date (a newer eventstore):
+            # a writable open rebuilds them from the log. Derived data only; no store is created.
+            if not os.access(path, os.W_OK):
+                raise
+            return SessionStore(path, clock=clock)
 
     def store_option(self) -> str:
         """The ``--store`` option to repeat in a suggested command, if the user chose a store."""
@@ -118,7 +127,7 @@ def user_error(exc: BaseException, store_path: Path | None = None) -> click.Clic
     if isinstance(exc, IncompatibleStore):
         return click.ClickException(f"the store{where} was written by a newer eventstore: {exc}")
     if isinstance(exc, StoreReadOnly):
-        return click.ClickException(f"{exc}; run `eventstore rebuild` once to bring the store up to date"
+        return click.ClickException(f"{exc} (its directory is not writable, so they cannot be rebuilt here)"
                                     if "out of date" in str(exc) else str(exc))
     if isinstance(exc, SourceChanged):
         return click.ClickException(str(exc))

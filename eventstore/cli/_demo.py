@@ -143,7 +143,7 @@ def build(store: SessionStore, clock: DemoClock) -> list[str]:
 def point_in_time(store: SessionStore) -> datetime:
     """A moment worth visiting: just before the trip's retracted question was removed."""
     events = store.history(TRIP)
-    for earlier, recorded in zip(events, events[1:]):
+    for earlier, recorded in zip(events, events[1:], strict=False):
         if isinstance(recorded.event, LastMessageRemoved):
             return earlier.recorded_at
     return events[len(events) // 2].recorded_at
@@ -154,7 +154,7 @@ def point_in_time(store: SessionStore) -> datetime:
 @click.pass_context
 @pass_env
 def demo(env: Env, ctx: click.Context, as_json: bool) -> None:
-    """Create a sample store of conversations and take a guided tour of it.
+    """Create a sample store and take a guided tour.
 
     Writes four conversations (a streamed reply, a retracted message, renames,
     state changes, tool calls, an accidental clear and its restore, a deleted

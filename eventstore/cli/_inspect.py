@@ -93,7 +93,7 @@ def changes(before: SessionView, after: SessionView, event: SessionEvent) -> lis
         found.append({"kind": "state", "from": state_json(before.state), "to": state_json(after.state)})
     old, new = before.messages, after.messages
     if isinstance(event, SessionRedacted):
-        count = sum(a != b for a, b in zip(old, new))
+        count = sum(a != b for a, b in zip(old, new, strict=False))
         found.append({"kind": "redacted", "messages": count, "reason": event.reason})
         return found
     common = 0
@@ -110,10 +110,9 @@ def changes(before: SessionView, after: SessionView, event: SessionEvent) -> lis
 
 def change_text(change: dict[str, Any]) -> Text:
     kind = change["kind"]
-    if kind == "message_added":
-        return Text.assemble(("+ ", "green"), f"#{change['index'] + 1} {change['role']}: {preview(change['content'], 70)}")
-    if kind == "message_removed":
-        return Text.assemble(("- ", "red"), f"#{change['index'] + 1} {change['role']}: {preview(change['content'], 70)}")
+    if kind in ("message_added", "message_removed"):
+        sign = ("+ ", "green") if kind == "message_added" else ("- ", "red")
+        return Text.assemble(sign, f"#{change['index'] + 1} {change['role']}: {preview(change['content'], 70)}")
     if kind == "message_replaced":
         return Text.assemble(("~ ", "yellow"), f"#{change['index'] + 1} {change['role']}: "
                              f"{preview(change['was']['content'], 30)} → {preview(change['content'], 40)}")
@@ -158,7 +157,7 @@ def _print_sessions(out: Output, rows: list[dict[str, Any]], *, turns: bool = Fa
 @output_options
 @pass_env
 def sessions(env: Env, running: bool, stuck: float | None, as_json: bool) -> None:
-    """List the live sessions, most recent activity first.
+    """List the live sessions, most recent first.
 
     Shows each session's key, name, message count, run state, creation time and
     last activity (in your local time zone).
@@ -217,7 +216,9 @@ def show_view(out: Output, view: SessionView, when: str = "") -> None:
 @output_options
 @pass_env
 def show(env: Env, key: str, version: int | None, as_of: str | None, as_json: bool) -> None:
-    """Show a session's messages and metadata, now or at an earlier point.
+    """Show a session now, or at an earlier point.
+
+    Prints its name, state, version and times, then every message.
 
     With --version N or --as-of TIME, the session as it was then (a time names
     the end of its last given unit: 2026-03-01T14:05 is the end of that minute).
@@ -253,7 +254,9 @@ def show(env: Env, key: str, version: int | None, as_of: str | None, as_json: bo
 @output_options
 @pass_env
 def history(env: Env, key: str, as_json: bool) -> None:
-    """List every event of a session, oldest first, across deletions and reuse of its key.
+    """List every event of a session.
+
+    Oldest first, across deletions and reuse of the key.
 
     Each event shows its version, global position, time, type and what it
     says. With --json, one event a line in the export format (times local).
@@ -291,7 +294,7 @@ def _replay_rows(store: SessionStore, key: str, start: int, stop: int | None
 @output_options
 @pass_env
 def replay(env: Env, key: str, start: int, stop: int | None, as_json: bool) -> None:
-    """Step through a session event by event, showing what each one changed.
+    """Step through a session, showing what each event changed.
 
     For each event: messages added (+), removed (-) or replaced (~), renames,
     state moves, deletions, restores and redactions. With --json, one object a
@@ -336,7 +339,7 @@ def _hit_json(hit: object) -> dict[str, Any]:
 @output_options
 @pass_env
 def search(env: Env, words: Sequence[str], in_messages: bool, limit: int | None, as_json: bool) -> None:
-    """Find sessions whose current messages contain any of WORDS.
+    """Find the sessions whose messages contain any of WORDS.
 
     Words are matched whole and case-insensitively; sessions come most recent
     first. With --messages, the matching messages are listed one by one.
@@ -373,7 +376,9 @@ def search(env: Env, words: Sequence[str], in_messages: bool, limit: int | None,
 @output_options
 @pass_env
 def stats(env: Env, as_json: bool) -> None:
-    """Count what the store holds: events, sessions, messages, bytes, snapshots, read-model checkpoints.
+    """Count events, sessions, messages, bytes, snapshots.
+
+    Also lists each read model's checkpoint: the log position it has applied.
 
     \b
     Example:

@@ -29,7 +29,7 @@ _STATUS_TEXT = {
 
 @click.group(name="import")
 def import_() -> None:
-    """Import sessions: from a ZeroClaw workspace, or from an events file made by export.
+    """Import sessions from ZeroClaw or an events file.
 
     \b
     Example:
@@ -57,15 +57,16 @@ def _source_json(result: zeroclaw.SourceResult) -> dict[str, Any]:
 @output_options
 @pass_env
 def import_zeroclaw(env: Env, workspace: Path, verbose: bool, as_json: bool) -> None:
-    """Import a ZeroClaw workspace's sessions (sessions/*.jsonl and sessions/sessions.db).
+    """Import a ZeroClaw workspace's sessions.
 
-    Keeps names, states and the original times from sessions.db (JSONL files
-    have no times: their messages get the file's modification time). Each
-    source file is imported in one transaction with a receipt (name, size,
-    SHA-256), so importing again adds nothing; a file changed since its import
-    is reported, not merged; a session key the store already has is reported,
-    not merged. Blank, non-JSON, non-message and invalid UTF-8 lines are
-    skipped and counted. The source files are only read.
+    Reads WORKSPACE/sessions/*.jsonl and WORKSPACE/sessions/sessions.db. Keeps
+    names, states and the original times from sessions.db (JSONL files have no
+    times: their messages get the file's modification time). Each source file is
+    imported in one transaction with a receipt (name, size, SHA-256), so importing
+    again adds nothing; a file changed since its import is reported, not merged; a
+    session key the store already has is reported, not merged. Blank, non-JSON, non-
+    message and invalid UTF-8 lines are skipped and counted. The source files are
+    only read.
 
     \b
     Example:
@@ -111,7 +112,9 @@ def import_zeroclaw(env: Env, workspace: Path, verbose: bool, as_json: bool) -> 
 @output_options
 @pass_env
 def import_events(env: Env, file: Path, as_json: bool) -> None:
-    """Import an events file made by `eventstore export --format events`.
+    """Import an events file made by export.
+
+    The file is what `eventstore export --format events` writes.
 
     A whole-log export (--all) is replicated exactly (positions, versions,
     times, ids and hashes) into an empty store, or into the store it was
@@ -154,7 +157,7 @@ def import_events(env: Env, file: Path, as_json: bool) -> None:
 @pass_env
 def export(env: Env, keys: Sequence[str], all_sessions: bool, fmt: str, out_path: Path | None, force: bool,
            as_json: bool) -> None:
-    """Export sessions: the full event log, or ZeroClaw-compatible JSONL files.
+    """Export the event log, or ZeroClaw JSONL files.
 
     --format events writes the events of the whole log (--all) or of the named
     sessions' histories, one JSON object a line; `eventstore import events`

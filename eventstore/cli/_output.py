@@ -83,8 +83,9 @@ class Output:
         # No file given: rich then writes to whatever sys.stdout is when it prints (CliRunner swaps it).
         self.console = Console(highlight=False, soft_wrap=False)
         if not self.console.is_terminal and "COLUMNS" not in os.environ:
-            # Piped or redirected: no terminal to fit, so let tables take their natural width.
-            self.console.width = _PIPED_WIDTH
+            # Piped (``| less``): fit the terminal the user still sees on stderr; redirected to a
+            # file: no terminal to fit, so let tables take their natural width.
+            self.console.width = _terminal_width() or _PIPED_WIDTH
 
     # -- JSON --------------------------------------------------------------------------
 
@@ -165,5 +166,9 @@ def spinner(description: str) -> Iterator[None]:
         yield
 
 
-def stdout_is_terminal() -> bool:
-    return sys.stdout.isatty()
+def _terminal_width() -> int | None:
+    """The width of the terminal on stderr, if stderr is one."""
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns if sys.stderr.isatty() else None
+    except (OSError, ValueError, AttributeError):
+        return None

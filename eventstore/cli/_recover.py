@@ -31,7 +31,7 @@ def _summary(view: SessionView) -> str:
 @output_options
 @pass_env
 def restore(env: Env, key: str, version: int | None, as_of: str | None, yes: bool, as_json: bool) -> None:
-    """Make a session again what it was at an earlier version or time.
+    """Bring a session back to an earlier version or time.
 
     Appends one event that brings back the messages, name, state and
     existence of that moment (a deleted session comes back); nothing is
@@ -73,7 +73,10 @@ def restore(env: Env, key: str, version: int | None, as_of: str | None, yes: boo
 @output_options
 @pass_env
 def delete(env: Env, key: str, reason: str | None, as_json: bool) -> None:
-    """Delete a session (as an event: its history stays and restore brings it back).
+    """Delete a session (restore brings it back).
+
+    The deletion is an event: the session's history stays, and restore
+    brings back any earlier state.
 
     \b
     Example:
@@ -97,10 +100,11 @@ def delete(env: Env, key: str, reason: str | None, as_json: bool) -> None:
 @output_options
 @pass_env
 def compact(env: Env, key: str | None, all_sessions: bool, as_json: bool) -> None:
-    """Snapshot a session (or every session) at its current version, so reads fold fewer events.
+    """Snapshot sessions so that long reads fold fewer events.
 
-    No event is deleted: a snapshot is derived data that makes point-in-time
-    reads, replay and restore of long sessions cheaper.
+    Takes a snapshot of KEY (or of every live session with --all) at its current
+    version. No event is deleted: a snapshot is derived data that makes point-in-
+    time reads, replay and restore of long sessions cheaper.
 
     \b
     Example:
@@ -136,10 +140,11 @@ def compact(env: Env, key: str | None, all_sessions: bool, as_json: bool) -> Non
 @output_options
 @pass_env
 def verify(env: Env, as_json: bool) -> None:
-    """Check the whole store: hash chain, snapshots and read models against the log.
+    """Check the hash chain, snapshots and read models.
 
-    Exits with status 0 when the store is sound, 1 when it is damaged (the
-    problems are listed, one a line).
+    Walks the whole log, checks every hash link, and compares every snapshot and
+    read model with a fresh fold of the log. Exits with status 0 when the store is
+    sound, 1 when it is damaged (the problems are listed, one a line).
 
     \b
     Example:
@@ -165,7 +170,10 @@ def verify(env: Env, as_json: bool) -> None:
 @output_options
 @pass_env
 def rebuild(env: Env, as_json: bool) -> None:
-    """Rebuild every read model (session list, message lists) from the event log.
+    """Rebuild the read models from the event log.
+
+    Drops the session list and the message lists and folds them again from
+    the log, in one transaction.
 
     \b
     Example:
@@ -189,7 +197,7 @@ def rebuild(env: Env, as_json: bool) -> None:
 @output_options
 @pass_env
 def redact(env: Env, key: str, reason: str, yes: bool, as_json: bool) -> None:
-    """Make the content of every message of a session unrecoverable.
+    """Make a session's message content unrecoverable.
 
     Each event keeps its place, type and hash (so verify still passes); roles,
     times and names stay. Run vacuum afterwards to remove the old bytes from
@@ -216,9 +224,10 @@ def redact(env: Env, key: str, reason: str, yes: bool, as_json: bool) -> None:
 @output_options
 @pass_env
 def vacuum(env: Env, as_json: bool) -> None:
-    """Rewrite the store's file compactly, dropping freed pages (and the bytes of redacted content).
+    """Rewrite the store's file compactly.
 
-    Needs the store to itself: close other programs using it first.
+    Drops freed pages, and with them the old bytes of redacted content. Needs the
+    store to itself: close other programs using it first.
 
     \b
     Example:

@@ -1,0 +1,763 @@
+"""The ``eventstore`` command line, every command through click's ``CliRunner``: exit codes, output, ``--json``.
+
+Times print in the local zone: the tests pin it to UTC+05:30 (a POSIX TZ string,
+no tz database needed) so that a wrong zone shows up as a wrong hour.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Iterator
+
+import click
+import lmdb
+import pytest
+from click.testing import CliRunner, Result
+
+from eventstore import ChatMessage, SessionStore
+from eventstore.cli import cli
+from eventstore.cli._context import default_store_path, parse_time
+
+from conftest import FakeClock
+
+START = datetime(2026, 1, 1, tzinfo=timezone.utc)  # 05:30 local in the tests' zone
+
+
+@pytest.fixture(autouse=True)
+def local_zone(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("TZ", "IST-5:30")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def run(store: Path | None, *args: str, input: str | None = None, env: dict[str, str] | None = None) -> Result:
+    arguments = (["--store", str(store)] if store is not None else []) + list(args)
+    return CliRunner().invoke(cli, arguments, input=input, env=env, catch_exceptions=False)
+
+
+def error_line(result: Result) -> str:
+    """The single line a failed command printed, checking it is one line starting with ``Error:``."""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: ")
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    """A store with three live sessions, one deleted, known times (from 2026-01-01 00:00 UTC)."""
+    store_path = tmp_path / "store"
+    clock = FakeClock(START)
+    with SessionStore(store_path, clock=clock) as store:
+        store.append("alpha", ChatMessage.system("You are terse."))  # v1 00:00
+        clock.advance(minutes=1)
+        store.append("alpha", ChatMessage.user("Where is Lisbon?"))  # v2 00:01
+        clock.advance(minutes=1)
+        store.append("alpha", ChatMessage.assistant("In Portugal, on the Tagus."))  # v3 00:02
+        clock.advance(minutes=1)
+        store.set_session_name("alpha", "Geography")  # v4 00:03
+        clock.advance(minutes=1)
+        store.append("alpha", ChatMessage.user("A wrong question"))  # v5 00:04
+        clock.advance(minutes=1)
+        store.remove_last("alpha")  # v6 00:05
+        clock.advance(minutes=1)
+        store.set_session_state("beta", "running", turn_id="t1")
+        store.append("beta", ChatMessage.user("Deploy the release"))
+        clock.advance(minutes=1)
+        store.append("gamma", ChatMessage.user("hello there"))
+        store.append("gamma", ChatMessage.assistant("draft"))
+        store.update_last("gamma", ChatMessage.assistant("final answer"))
+        clock.advance(minutes=1)
+        store.append("gone", ChatMessage.user("temporary"))
+        store.delete_session("gone", reason="test")
+    return store_path
+
+
+def open_store(path: Path) -> SessionStore:
+    return SessionStore(path)
+
+
+# -- help -------------------------------------------------------------------------------------
+
+
+def all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], click.Command]]:
+    for name, command in sorted(group.commands.items()):
+        yield prefix + (name,), command
+        if isinstance(command, click.Group):
+            yield from all_commands(command, prefix + (name,))
+
+
+class TestHelp:
+    def test_every_command_has_a_summary_and_an_example(self) -> None:
+        """Every command's --help has a one-line summary and an Example: section with a real invocation."""
+        commands = list(all_commands(cli))
+        assert {"demo", "sessions", "show", "history", "replay", "search", "restore", "delete", "compact",
+                "verify", "rebuild", "redact", "vacuum", "stats", "import", "export"} <= {p[0] for p, _ in commands}
+        assert {("import", "zeroclaw"), ("import", "events")} <= {p for p, _ in commands}
+        for words, command in [((), cli), *commands]:
+            result = run(None, *words, "--help")
+            assert result.exit_code == 0, words
+            assert "Example:" in result.stdout, words
+            example = result.stdout.split("Example:", 1)[1]
+            assert "eventstore " + " ".join(words) in example, words
+            assert command.get_short_help_str(limit=200).strip(), words
+
+    def test_summaries_fit_the_command_list(self) -> None:
+        """`eventstore --help` lists every command with its whole one-line summary (none cut with ...)."""
+        listing = run(None, "--help").stdout.split("Commands:", 1)[1]
+        assert "..." not in listing
+        assert len(listing.strip().splitlines()) == len(cli.commands)
+
+    def test_reference_documents_every_command(self) -> None:
+        """The generated reference has a section, with its example, for every command."""
+        from eventstore.cli._reference import reference
+
+        text = reference()
+        for words, _ in all_commands(cli):
+            section = text.split(f"## eventstore {' '.join(words)}\n", 1)[1].split("\n## ", 1)[0]
+            assert "Example:" in section, words
+            assert f"Usage: eventstore {' '.join(words)} " in section, words
+
+    def test_every_command_takes_json(self) -> None:
+        """Every command (not the groups) offers --json."""
+        for words, command in all_commands(cli):
+            if not isinstance(command, click.Group):
+                assert "--json" in run(None, *words, "--help").stdout, words
+
+    def test_version(self) -> None:
+        """--version names the program."""
+        result = run(None, "--version")
+        assert result.exit_code == 0
+        assert result.stdout.startswith("eventstore ")
+
+    def test_python_dash_m(self, path: Path) -> None:
+        """`python -m eventstore` runs the same command line."""
+        done = subprocess.run([sys.executable, "-m", "eventstore", "--store", str(path), "sessions", "--json"],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert [row["key"] for row in json.loads(done.stdout)] == ["gamma", "beta", "alpha"]
+        assert done.stderr == ""
+
+
+# -- store location and errors ---------------------------------------------------------------
+
+
+class TestStoreLocation:
+    def test_missing_store_is_an_error_and_not_created(self, tmp_path: Path) -> None:
+        """A read on a path with no store fails in one line and creates nothing there."""
+        missing = tmp_path / "nothing-here"
+        for args in (["sessions"], ["show", "k"], ["history", "k"], ["verify"], ["stats"], ["delete", "k"],
+                     ["compact", "--all"], ["vacuum"], ["rebuild"], ["export", "--all"]):
+            result = run(missing, *args)
+            assert result.exit_code == 1, args
+            assert f"no store at {missing}" in error_line(result)
+            assert not missing.exists(), args
+
+    def test_empty_directory_is_not_a_store(self, tmp_path: Path) -> None:
+        """An existing directory without data.mdb is not turned into a store by a read."""
+        result = run(tmp_path, "sessions")
+        assert result.exit_code == 1
+        assert "no store at" in error_line(result)
+        assert list(tmp_path.iterdir()) == []
+
+    def test_a_file_is_not_a_store(self, tmp_path: Path) -> None:
+        """--store naming a file fails in one line."""
+        file = tmp_path / "file"
+        file.write_text("x")
+        result = run(file, "sessions")
+        assert result.exit_code == 1
+        assert "is a file, not a store directory" in error_line(result)
+
+    def test_damaged_store(self, tmp_path: Path) -> None:
+        """A data.mdb that is not LMDB is reported in one line."""
+        (tmp_path / "data.mdb").write_bytes(b"not an lmdb file" * 100)
+        result = run(tmp_path, "sessions")
+        assert result.exit_code == 1
+        assert "damaged" in error_line(result)
+
+    def test_outdated_read_models_are_rebuilt_by_a_read(self, path: Path) -> None:
+        """A store whose read models an older version wrote is brought up to date, not refused."""
+        env = lmdb.open(str(path), max_dbs=32)
+        db = env.open_db(b"projections.checkpoints")
+        with env.begin(write=True) as txn:
+            txn.put(b"catalog", (0).to_bytes(8, "big") + (1).to_bytes(8, "big"), db=db)
+        env.close()
+        result = run(path, "sessions", "--json")
+        assert result.exit_code == 0, result.output
+        assert len(json.loads(result.stdout)) == 3
+        assert json.loads(run(path, "stats", "--json").stdout)["checkpoints"]["catalog"]["position"] == 13
+
+    def test_environment_variable(self, path: Path) -> None:
+        """EVENTSTORE_PATH picks the store when --store is not given."""
+        result = run(None, "sessions", "--json", env={"EVENTSTORE_PATH": str(path)})
+        assert result.exit_code == 0
+        assert len(json.loads(result.stdout)) == 3
+
+    def test_option_wins_over_environment(self, path: Path, tmp_path: Path) -> None:
+        """--store wins over EVENTSTORE_PATH."""
+        result = run(path, "sessions", "--json", env={"EVENTSTORE_PATH": str(tmp_path / "other")})
+        assert result.exit_code == 0
+        assert len(json.loads(result.stdout)) == 3
+
+    def test_default_store_under_xdg_data_home(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Without --store or EVENTSTORE_PATH the store is $XDG_DATA_HOME/eventstore, named in the error."""
+        monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+        monkeypatch.delenv("EVENTSTORE_PATH", raising=False)
+        if sys.platform != "darwin":
+            assert default_store_path() == tmp_path / "xdg" / "eventstore"
+        result = run(None, "sessions")
+        assert result.exit_code == 1
+        assert str(default_store_path()) in error_line(result)
+        assert "the default store" in result.stderr
+
+
+# -- sessions -----------------------------------------------------------------------------------
+
+
+class TestSessions:
+    def test_table(self, path: Path) -> None:
+        """The table lists live sessions (not the deleted one) with names, counts, states and local times."""
+        result = run(path, "sessions")
+        assert result.exit_code == 0
+        lines = result.stdout.splitlines()
+        rows = [line for line in lines if line.startswith("│")]
+        assert [row.split("│")[1].strip() for row in rows] == ["gamma", "beta", "alpha"]
+        alpha = rows[2]
+        assert "Geography" in alpha and " 3 " in alpha
+        assert "2026-01-01 05:30:00" in alpha  # created 00:00 UTC, shown at UTC+05:30
+        assert "running (t1)" in rows[1]
+        assert "gone" not in result.stdout
+
+    def test_json(self, path: Path) -> None:
+        """--json gives one JSON document with the facade's values and local ISO times."""
+        result = run(path, "sessions", "--json")
+        rows = json.loads(result.stdout)
+        alpha = rows[2]
+        assert alpha == {"key": "alpha", "name": "Geography", "messages": 3, "state": None,
+                         "created_at": "2026-01-01T05:30:00.000000+05:30",
+                         "last_activity": "2026-01-01T05:35:00.000000+05:30"}
+        assert rows[1]["state"] == {"state": "running", "turn_id": "t1",
+                                    "turn_started_at": "2026-01-01T05:36:00.000000+05:30"}
+
+    def test_running_and_stuck(self, path: Path) -> None:
+        """--running lists running sessions; --stuck SECS those whose turn is older than SECS."""
+        assert [r["key"] for r in json.loads(run(path, "sessions", "--running", "--json").stdout)] == ["beta"]
+        assert [r["key"] for r in json.loads(run(path, "sessions", "--stuck", "60", "--json").stdout)] == ["beta"]
+        far = 10 * 365 * 86400  # the turn started in 2026; ten years is longer than any test run's clock drift
+        assert json.loads(run(path, "sessions", "--stuck", str(far * 100), "--json").stdout) == []
+        result = run(path, "sessions", "--stuck", str(far * 100))
+        assert "No session has been running" in result.stdout
+
+    def test_empty_store(self, tmp_path: Path) -> None:
+        """An empty store lists nothing: a sentence for people, [] for scripts."""
+        SessionStore(tmp_path / "s").close()
+        assert run(tmp_path / "s", "sessions").stdout.strip() == "No sessions."
+        assert json.loads(run(tmp_path / "s", "sessions", "--json").stdout) == []
+
+    def test_running_and_stuck_together_is_an_error(self, path: Path) -> None:
+        result = run(path, "sessions", "--running", "--stuck", "5")
+        assert result.exit_code == 1
+        assert "not both" in error_line(result)
+
+
+# -- show ---------------------------------------------------------------------------------------
+
+
+class TestShow:
+    def test_current(self, path: Path) -> None:
+        """show prints the head and every message with its local time."""
+        result = run(path, "show", "alpha")
+        assert result.exit_code == 0
+        assert "alpha — Geography" in result.stdout
+        assert "version:       6" in result.stdout
+        assert "In Portugal, on the Tagus." in result.stdout
+        assert "2026-01-01 05:32:00" in result.stdout
+        assert "A wrong question" not in result.stdout
+
+    def test_json_matches_the_facade(self, path: Path) -> None:
+        """--json gives the session with every message and its time."""
+        data = json.loads(run(path, "show", "alpha", "--json").stdout)
+        with open_store(path) as store:
+            messages = store.load_with_timestamps("alpha")
+        assert data["version"] == 6 and data["exists"] and data["name"] == "Geography"
+        assert [(m["role"], m["content"]) for m in data["messages"]] == [
+            (m.message.role, m.message.content) for m in messages]
+        assert [datetime.fromisoformat(m["created_at"]) for m in data["messages"]] == [m.created_at for m in messages]
+
+    def test_version(self, path: Path) -> None:
+        """--version N shows the session after its N-th event."""
+        data = json.loads(run(path, "show", "alpha", "--version", "5", "--json").stdout)
+        assert data["version"] == 5
+        assert data["messages"][-1]["content"] == "A wrong question"
+        assert "(at version 2)" in run(path, "show", "alpha", "--version", "2").stdout
+
+    def test_as_of_local_time(self, path: Path) -> None:
+        """--as-of reads a naive time as local time, to the end of the second given."""
+        # 05:34:00 local = 00:04:00 UTC, the moment "A wrong question" was appended.
+        data = json.loads(run(path, "show", "alpha", "--as-of", "2026-01-01T05:34:00", "--json").stdout)
+        assert data["version"] == 5
+        data = json.loads(run(path, "show", "alpha", "--as-of", "2026-01-01T00:03:30Z", "--json").stdout)
+        assert data["version"] == 4
+        # A minute names its end: 05:34 is 05:34:59.999999, shown to the second.
+        assert "(as of 2026-01-01 05:34:59)" in run(path, "show", "alpha", "--as-of", "2026-01-01T05:34").stdout
+
+    def test_unknown_session(self, path: Path) -> None:
+        result = run(path, "show", "nope")
+        assert result.exit_code == 1
+        assert "no session 'nope'" in error_line(result)
+
+    def test_deleted_session(self, path: Path) -> None:
+        """A deleted session's error says how to bring it back."""
+        result = run(path, "show", "gone")
+        assert result.exit_code == 1
+        assert "`eventstore restore gone --version 1`" in error_line(result)
+
+    def test_bad_version(self, path: Path) -> None:
+        result = run(path, "show", "alpha", "--version", "99")
+        assert result.exit_code == 1
+        assert "version 99 does not exist" in error_line(result)
+        result = run(path, "show", "alpha", "--version", "-1")
+        assert result.exit_code == 1
+        error_line(result)
+
+    def test_version_before_creation(self, path: Path) -> None:
+        result = run(path, "show", "alpha", "--version", "0")
+        assert result.exit_code == 1
+        assert "did not exist at version 0" in error_line(result)
+
+    def test_bad_time(self, path: Path) -> None:
+        result = run(path, "show", "alpha", "--as-of", "last tuesday")
+        assert result.exit_code == 1
+        assert "is not a time" in error_line(result)
+
+    def test_version_and_time_together(self, path: Path) -> None:
+        result = run(path, "show", "alpha", "--version", "1", "--as-of", "2026-01-01")
+        assert result.exit_code == 1
+        assert "not both" in error_line(result)
+
+
+class TestParseTime:
+    def test_units_end_at_their_last_microsecond(self) -> None:
+        """A time names the end of its last unit; naive means local; fractions are exact."""
+        local = timezone(timedelta(hours=5, minutes=30))
+        assert parse_time("2026-03-01") == datetime(2026, 3, 1, 23, 59, 59, 999999, local)
+        assert parse_time("2026-03-01T14:05") == datetime(2026, 3, 1, 14, 5, 59, 999999, local)
+        assert parse_time("2026-03-01 14:05:09") == datetime(2026, 3, 1, 14, 5, 9, 999999, local)
+        assert parse_time("2026-03-01T14:05:09.5") == datetime(2026, 3, 1, 14, 5, 9, 500000, local)
+        assert parse_time("2026-03-01T14:05:09Z") == datetime(2026, 3, 1, 14, 5, 9, 999999, timezone.utc)
+        assert abs(parse_time("now") - datetime.now(timezone.utc)) < timedelta(seconds=5)
+
+    def test_garbage(self) -> None:
+        with pytest.raises(click.ClickException, match="is not a time"):
+            parse_time("soon")
+
+
+# -- history and replay --------------------------------------------------------------------------
+
+
+class TestHistory:
+    def test_table(self, path: Path) -> None:
+        result = run(path, "history", "alpha")
+        assert result.exit_code == 0
+        for words in ("MessageAppended", "renamed to 'Geography'", "last message removed", "2026-01-01 05:35:00"):
+            assert words in result.stdout
+
+    def test_json_lines(self, path: Path) -> None:
+        """--json prints one event a line, in the export format with local times."""
+        lines = run(path, "history", "gone", "--json").stdout.splitlines()
+        events = [json.loads(line) for line in lines]
+        assert [e["type"] for e in events] == ["MessageAppended", "SessionDeleted"]
+        assert [e["version"] for e in events] == [1, 2]
+        assert events[1]["payload"] == {"reason": "test"}
+        assert events[0]["recorded_at"].endswith("+05:30")
+
+    def test_unknown(self, path: Path) -> None:
+        result = run(path, "history", "nope")
+        assert result.exit_code == 1
+        assert "no session 'nope'" in error_line(result)
+
+
+class TestReplay:
+    def test_text_shows_each_change(self, path: Path) -> None:
+        result = run(path, "replay", "alpha")
+        assert result.exit_code == 0
+        out = result.stdout
+        assert "v1" in out and "session created" in out
+        assert "+ #3 assistant: In Portugal, on the Tagus." in out
+        assert "name: - → Geography" in out
+        assert "- #4 user: A wrong question" in out
+
+    def test_json_changes(self, path: Path) -> None:
+        """--json: one step a line, with the kinds of change."""
+        steps = [json.loads(line) for line in run(path, "replay", "gamma", "--json").stdout.splitlines()]
+        assert [s["version"] for s in steps] == [1, 2, 3]
+        assert steps[2]["changes"] == [{"kind": "message_replaced", "index": 1, "role": "assistant",
+                                        "content": "final answer", "was": {"role": "assistant", "content": "draft"}}]
+        beta = [json.loads(line) for line in run(path, "replay", "beta", "--json").stdout.splitlines()]
+        assert beta[0]["changes"][1]["kind"] == "state"
+        assert beta[0]["changes"][1]["to"]["state"] == "running"
+        gone = [json.loads(line) for line in run(path, "replay", "gone", "--from", "2", "--json").stdout.splitlines()]
+        assert [c["kind"] for c in gone[0]["changes"]] == ["deleted", "message_removed"]
+
+    def test_range_checked(self, path: Path) -> None:
+        result = run(path, "replay", "alpha", "--from", "9")
+        assert result.exit_code == 1
+        assert "has versions 1 to 6" in error_line(result)
+
+
+# -- search and stats ---------------------------------------------------------------------------------
+
+
+class TestSearch:
+    def test_sessions(self, path: Path) -> None:
+        """Words are OR-ed, whole and case-insensitive; the table lists matching sessions."""
+        rows = json.loads(run(path, "search", "LISBON", "release", "--json").stdout)
+        assert [r["key"] for r in rows] == ["beta", "alpha"]
+        assert "alpha" in run(path, "search", "tagus").stdout
+
+    def test_no_match(self, path: Path) -> None:
+        assert json.loads(run(path, "search", "zebra", "--json").stdout) == []
+        assert "No session matches 'zebra'." in run(path, "search", "zebra").stdout
+
+    def test_limit(self, path: Path) -> None:
+        rows = json.loads(run(path, "search", "lisbon", "release", "--limit", "1", "--json").stdout)
+        assert [r["key"] for r in rows] == ["beta"]
+
+    def test_messages(self, path: Path) -> None:
+        """--messages lists matching messages when the facade can search them, else says it cannot."""
+        result = run(path, "search", "tagus", "--messages", "--json")
+        if hasattr(SessionStore, "search_messages"):
+            assert result.exit_code == 0
+            hits = json.loads(result.stdout)
+            assert len(hits) == 1 and "alpha" in json.dumps(hits[0])
+        else:
+            assert result.exit_code == 1
+            assert "cannot search messages" in error_line(result)
+
+
+class TestStats:
+    def test_json_counts(self, path: Path) -> None:
+        data = json.loads(run(path, "stats", "--json").stdout)
+        assert data["events"] == 13
+        assert data["sessions"] == 3
+        assert data["deleted_sessions"] == 1
+        assert data["messages"] == 6
+        assert data["last_position"] == 13
+        assert data["bytes"] == (path / "data.mdb").stat().st_size
+        assert data["snapshots"] == 0
+        assert data["checkpoints"]["catalog"]["position"] == 13
+        assert set(data["checkpoints"]) == {"catalog", "messages"}
+
+    def test_table(self, path: Path) -> None:
+        out = run(path, "stats").stdout
+        assert "events:" in out and "13" in out
+        assert "Projection checkpoints" in out and "catalog" in out
+
+
+# -- writing commands ------------------------------------------------------------------------------
+
+
+class TestRestore:
+    def test_asks_and_can_be_refused(self, path: Path) -> None:
+        """Without --yes, restore asks; answering no changes nothing and exits non-zero."""
+        result = run(path, "restore", "alpha", "--version", "5", input="n\n")
+        assert result.exit_code == 1
+        assert "Restore 'alpha'" in result.stderr
+        with open_store(path) as store:
+            assert len(store.history("alpha")) == 6
+
+    def test_confirmed(self, path: Path) -> None:
+        result = run(path, "restore", "alpha", "--version", "5", input="y\n")
+        assert result.exit_code == 0
+        assert "Restored alpha to version 5" in result.stdout
+        with open_store(path) as store:
+            assert store.load("alpha")[-1].content == "A wrong question"
+
+    def test_yes_json_as_of(self, path: Path) -> None:
+        """--yes skips the question; --as-of picks the version by local time."""
+        result = run(path, "restore", "alpha", "--as-of", "2026-01-01T05:32", "--yes", "--json")
+        assert result.exit_code == 0
+        assert json.loads(result.stdout) == {"key": "alpha", "restored_to": 3, "changed": True, "version": 7,
+                                             "exists": True, "messages": 3}
+        with open_store(path) as store:
+            assert store.get_session_name("alpha") is None
+
+    def test_brings_back_a_deleted_session(self, path: Path) -> None:
+        assert run(path, "restore", "gone", "--version", "1", "--yes").exit_code == 0
+        with open_store(path) as store:
+            assert store.load("gone") == [ChatMessage.user("temporary")]
+
+    def test_nothing_to_do(self, path: Path) -> None:
+        result = run(path, "restore", "alpha", "--version", "6", "--yes")
+        assert result.exit_code == 0
+        assert "Nothing to do" in result.stdout
+
+    def test_needs_exactly_one_point(self, path: Path) -> None:
+        for args in ([], ["--version", "1", "--as-of", "2026-01-01"]):
+            result = run(path, "restore", "alpha", *args, "--yes")
+            assert result.exit_code == 1
+            assert "--version N or --as-of TIME" in error_line(result)
+
+    def test_bad_version_and_unknown_key(self, path: Path) -> None:
+        assert "does not exist" in error_line(run(path, "restore", "alpha", "--version", "40", "--yes"))
+        assert "no session 'nope'" in error_line(run(path, "restore", "nope", "--version", "1", "--yes"))
+
+
+class TestDelete:
+    def test_delete(self, path: Path) -> None:
+        result = run(path, "delete", "gamma", "--reason", "done", "--json")
+        assert result.exit_code == 0
+        assert json.loads(result.stdout) == {"key": "gamma", "deleted": True, "version": 4}
+        with open_store(path) as store:
+            assert not store.session_exists("gamma")
+            assert store.history("gamma")[-1].event.reason == "done"
+
+    def test_text_says_how_to_undo(self, path: Path) -> None:
+        assert "`eventstore restore gamma --version 3` brings it back" in run(path, "delete", "gamma").stdout
+
+    def test_deleted_or_unknown(self, path: Path) -> None:
+        assert "was deleted" in error_line(run(path, "delete", "gone"))
+        assert "no session 'nope'" in error_line(run(path, "delete", "nope"))
+
+
+class TestCompact:
+    def test_one_session(self, path: Path) -> None:
+        assert "Took a snapshot of alpha" in run(path, "compact", "alpha").stdout
+        assert "already has a snapshot" in run(path, "compact", "alpha").stdout
+        with open_store(path) as store:
+            assert store.stats().snapshots == 1
+
+    def test_all(self, path: Path) -> None:
+        result = run(path, "compact", "--all", "--json")
+        assert result.exit_code == 0
+        assert json.loads(result.stdout) == {"sessions": 3, "snapshots_taken": 3, "keys": ["gamma", "beta", "alpha"]}
+        assert result.stderr == ""  # no progress bar when not on a terminal
+
+    def test_needs_key_or_all(self, path: Path) -> None:
+        for args in ([], ["alpha", "--all"]):
+            result = run(path, "compact", *args)
+            assert result.exit_code == 1
+            assert "KEY or --all" in error_line(result)
+
+
+def damage_catalog(path: Path) -> None:
+    """Delete one entry of the catalog read model behind the store's back."""
+    env = lmdb.open(str(path), max_dbs=32)
+    db = env.open_db(b"catalog.sessions")
+    with env.begin(write=True) as txn:
+        key = next(iter(txn.cursor(db=db).iternext(values=False)))
+        txn.delete(key, db=db)
+    env.close()
+
+
+class TestVerifyAndRebuild:
+    def test_sound(self, path: Path) -> None:
+        result = run(path, "verify")
+        assert result.exit_code == 0
+        assert result.stdout.startswith("OK: 13 events checked")
+        assert result.stderr == ""
+        assert json.loads(run(path, "verify", "--json").stdout) == {"ok": True, "events_checked": 13, "problems": []}
+
+    def test_damaged_exits_1_with_problems(self, path: Path) -> None:
+        damage_catalog(path)
+        result = run(path, "verify")
+        assert result.exit_code == 1
+        assert "problem: catalog.sessions" in result.stdout
+        assert "DAMAGED:" in result.stdout
+        data = json.loads(run(path, "verify", "--json").stdout)
+        assert data["ok"] is False and data["problems"]
+        assert run(path, "verify", "--json").exit_code == 1
+
+    def test_rebuild_repairs(self, path: Path) -> None:
+        damage_catalog(path)
+        result = run(path, "rebuild")
+        assert result.exit_code == 0
+        assert "Rebuilt the read models from 13 events." in result.stdout
+        assert run(path, "verify").exit_code == 0
+        assert json.loads(run(path, "rebuild", "--json").stdout) == {"rebuilt": True, "events": 13}
+
+
+class TestRedact:
+    def test_needs_reason(self, path: Path) -> None:
+        result = run(path, "redact", "alpha", "--yes")
+        assert result.exit_code == 2  # a usage error: --reason is required
+
+    def test_asks(self, path: Path) -> None:
+        result = run(path, "redact", "alpha", "--reason", "pii", input="n\n")
+        assert result.exit_code == 1
+        with open_store(path) as store:
+            assert store.load("alpha")[1].content == "Where is Lisbon?"
+
+    def test_redacts_and_still_verifies(self, path: Path) -> None:
+        result = run(path, "redact", "alpha", "--reason", "pii", "--yes", "--json")
+        assert result.exit_code == 0
+        assert json.loads(result.stdout) == {"key": "alpha", "events_redacted": 4, "reason": "pii"}
+        with open_store(path) as store:
+            assert [m.content for m in store.load("alpha")] == ["[redacted]"] * 3
+        assert run(path, "verify").exit_code == 0
+        assert "Run `eventstore vacuum`" in run(path, "redact", "beta", "--reason", "x", "--yes").stdout
+
+
+class TestVacuum:
+    def test_vacuum(self, path: Path) -> None:
+        result = run(path, "vacuum", "--json")
+        assert result.exit_code == 0
+        data = json.loads(result.stdout)
+        assert data["bytes_after"] == (path / "data.mdb").stat().st_size
+        assert data["bytes_after"] <= data["bytes_before"]
+        assert "Vacuumed the store" in run(path, "vacuum").stdout
+        assert run(path, "verify").exit_code == 0
+
+    def test_busy_store(self, path: Path) -> None:
+        """vacuum while another SessionStore has the store open fails in one line (StoreBusy)."""
+        with open_store(path):
+            result = run(path, "vacuum")
+        assert result.exit_code == 1
+        assert "needs the store to itself" in error_line(result)
+
+
+# -- import and export (the details are in test_zeroclaw_import.py and test_export_roundtrip.py) ----------
+
+
+class TestInterchange:
+    def test_export_needs_keys_or_all(self, path: Path) -> None:
+        assert "--all" in error_line(run(path, "export"))
+        assert "--all" in error_line(run(path, "export", "alpha", "--all"))
+
+    def test_export_jsonl_needs_a_directory(self, path: Path) -> None:
+        assert "give --out DIRECTORY" in error_line(run(path, "export", "--all", "--format", "jsonl"))
+
+    def test_export_events_to_stdout(self, path: Path) -> None:
+        result = run(path, "export", "gone")
+        assert result.exit_code == 0
+        lines = [json.loads(line) for line in result.stdout.splitlines()]
+        assert lines[0] == {"format": "eventstore.events", "version": 1, "whole_log": False, "keys": ["gone"]}
+        assert [line["type"] for line in lines[1:]] == ["MessageAppended", "SessionDeleted"]
+
+    def test_export_refuses_to_overwrite(self, path: Path, tmp_path: Path) -> None:
+        target = tmp_path / "out.jsonl"
+        target.write_text("keep me")
+        assert "pass --force" in error_line(run(path, "export", "--all", "--out", str(target)))
+        assert target.read_text() == "keep me"
+        result = run(path, "export", "--all", "--out", str(target), "--force", "--json")
+        assert json.loads(result.stdout) == {"format": "events", "out": str(target), "events": 13,
+                                             "whole_log": True}
+
+    def test_export_unknown_key(self, path: Path) -> None:
+        assert "no session 'nope'" in error_line(run(path, "export", "nope"))
+
+    def test_import_events_file_that_is_not_one(self, path: Path, tmp_path: Path) -> None:
+        bogus = tmp_path / "bogus.jsonl"
+        bogus.write_text('{"role": "user", "content": "hi"}\n')
+        result = run(tmp_path / "new", "import", "events", str(bogus))
+        assert result.exit_code == 1
+        assert "line 1: not an eventstore events file" in error_line(result)
+
+    def test_import_zeroclaw_bad_workspace_creates_no_store(self, tmp_path: Path) -> None:
+        (tmp_path / "ws").mkdir()
+        result = run(tmp_path / "store", "import", "zeroclaw", str(tmp_path / "ws"))
+        assert result.exit_code == 1
+        assert "no ZeroClaw sessions" in error_line(result)
+        assert not (tmp_path / "store").exists()
+
+
+# -- demo ---------------------------------------------------------------------------------------------
+
+
+class TestDemo:
+    def test_end_to_end_twice(self, tmp_path: Path) -> None:
+        """The README's demo: writes the sessions, tours them in five printed steps; a second run reuses them."""
+        store = tmp_path / "demo"
+        first = run(store, "demo")
+        assert first.exit_code == 0, first.output
+        out = first.stdout
+        assert "Wrote the demo sessions demo:lisbon-trip, demo:bug-triage, demo:sql-help, demo:old-draft" in out
+        for step in range(1, 6):
+            assert f"Step {step} of 5" in out
+        assert f"$ eventstore --store {store} sessions" in out
+        assert f"$ eventstore --store {store} show demo:lisbon-trip --as-of " in out
+        assert "Nightly export failure" in out  # the session list
+        assert "Sintra (40 min from Rossio)" in out  # show
+        assert "SessionRestored" in out and "LastMessageRemoved" in out  # history
+        point_in_time = out.split("Step 5 of 5", 1)[1]
+        assert "how expensive are taxis?" in point_in_time  # the retracted question, back in time
+        assert "Traceback" not in first.output
+
+        second = run(store, "demo")
+        assert second.exit_code == 0, second.output
+        assert "already in the store" in second.stdout
+        assert "Step 5 of 5" in second.stdout
+        with open_store(store) as opened:
+            assert opened.verify().ok
+            assert opened.list_sessions() == ["demo:sql-help", "demo:bug-triage", "demo:lisbon-trip"]
+            assert opened.stats().snapshots >= 1
+            assert [m.key for m in opened.list_running_sessions()] == ["demo:bug-triage"]
+            trip = opened.history("demo:lisbon-trip")
+            assert {type(r.event).__name__ for r in trip} >= {"SessionRenamed", "LastMessageRemoved",
+                                                             "LastMessageReplaced", "MessagesCleared",
+                                                             "SessionRestored"}
+            assert not opened.session_exists("demo:old-draft")
+
+    def test_default_store(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """`eventstore demo` with no options writes the default per-user store."""
+        monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+        monkeypatch.setenv("HOME", str(tmp_path))
+        monkeypatch.delenv("EVENTSTORE_PATH", raising=False)
+        result = run(None, "demo")
+        assert result.exit_code == 0, result.output
+        assert "$ eventstore sessions" in result.stdout
+        assert (default_store_path() / "data.mdb").is_file()
+        assert len(json.loads(run(None, "sessions", "--json").stdout)) == 3
+
+    def test_json(self, tmp_path: Path) -> None:
+        data = json.loads(run(tmp_path / "d", "demo", "--json").stdout)
+        assert data["created"] == ["demo:lisbon-trip", "demo:bug-triage", "demo:sql-help", "demo:old-draft"]
+        assert data["tour"][0] == f"eventstore --store {tmp_path / 'd'} sessions"
+
+    def test_brings_back_a_deleted_demo_session(self, tmp_path: Path) -> None:
+        """If the user deleted a demo session, the next demo run restores it and the tour still works."""
+        store = tmp_path / "d"
+        run(store, "demo", "--json")
+        assert run(store, "delete", "demo:lisbon-trip").exit_code == 0
+        result = run(store, "demo")
+        assert result.exit_code == 0, result.output
+        assert "Wrote the demo sessions demo:lisbon-trip" in result.stdout
+
+
+def test_progress_bar_draws_on_a_terminal(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a terminal (forced here), long work draws a progress bar on stderr; stdout keeps the result."""
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    result = run(path, "verify", "--json")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["ok"] is True
+    assert "Verifying" in result.stderr
+
+
+def test_user_errors_never_print_tracebacks(path: Path) -> None:
+    """A sweep of user mistakes: each is one line on stderr and a non-zero exit."""
+    mistakes = [["show", ""], ["show", "x" * 2000], ["history", "nope"], ["replay", "nope"],
+                ["compact", "nope"], ["redact", "nope", "--reason", "r", "--yes"],
+                ["restore", "alpha", "--as-of", "2026-13-45", "--yes"], ["export", "nope", "--format", "jsonl",
+                                                                          "--out", os.devnull]]
+    for args in mistakes:
+        result = run(path, *args)
+        assert result.exit_code == 1, args
+        error_line(result)
+
+
+def test_the_library_never_imports_click_or_rich() -> None:
+    """The CLI is a thin shell: the package and its interchange modules load without click or rich."""
+    code = ("import sys, eventstore, eventstore.zeroclaw, eventstore.interchange; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('click', 'rich')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
