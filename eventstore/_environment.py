@@ -42,6 +42,9 @@ Transaction = lmdb.Transaction
 
 _INITIAL_MAP_SIZE = 64 << 20
 _MAX_DBS = 32
+# Reader slots: one per concurrent read transaction in all processes. Slots of
+# processes that died are reclaimed on every open, so only live readers count.
+_MAX_READERS = 1024
 _USERS_LOCK = "users.lock"
 _VACUUM_DIR = "vacuum.tmp"
 
@@ -130,10 +133,18 @@ class Environment:
         except FileNotFoundError:
             pass  # a read-only store that was never opened writable by this version
         self._env = self._open_lmdb()
+        self._clear_stale_readers()
+
+    def _clear_stale_readers(self) -> None:
+        """Free reader slots left by processes that died mid-read (LMDB does not, by itself)."""
+        try:
+            self._env.reader_check()
+        except lmdb.Error:
+            pass  # no reader table (read-only media): nothing to clear
 
     def _open_lmdb(self) -> lmdb.Environment:
         size = min(_INITIAL_MAP_SIZE, self.max_size) if self.max_size else _INITIAL_MAP_SIZE
-        options = dict(map_size=size, max_dbs=_MAX_DBS, sync=self._durable, max_readers=256, readonly=self.readonly)
+        options = dict(map_size=size, max_dbs=_MAX_DBS, sync=self._durable, max_readers=_MAX_READERS, readonly=self.readonly)
         try:
             try:
                 return lmdb.open(str(self.path), **options)
@@ -284,6 +295,12 @@ class Environment:
                 # Another process grew the map: adopt its size and try again.
                 with self._gate.exclusive():
                     self._env.set_mapsize(0)
+            except lmdb.ReadersFullError:
+                self._gate.leave_shared()
+                if not self._env.reader_check():
+                    raise EventStoreError(
+                        f"the store at {self.path} has {self._env.max_readers()} readers at once, its limit"
+                    ) from None
             except BaseException:
                 self._gate.leave_shared()
                 raise
