@@ -5,3 +5,8 @@ in their own named databases; ``readmodel`` says what every read model offers.
 This package may use ``eventstore``'s event and value types; the log knows
 nothing of it.
 """
+
+# eventstore's facade imports these read models. Importing eventstore first gives
+# one import order whichever package a caller names first (else projections ->
+# eventstore -> facade -> a half-imported projections module).
+import eventstore as _eventstore  # noqa: E402,F401
