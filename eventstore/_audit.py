@@ -7,6 +7,7 @@ session's current state in memory.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Callable, Sequence
 
 from projections.readmodel import ReadModel
@@ -34,7 +35,7 @@ class _Session:
     def __init__(self, key: str) -> None:
         self.head = empty_head(key)
         self.messages: list[Entry] = []
-        self.redacted_positions: list[int] = []  # redacted, awaiting their redaction event
+        self.redacted: dict[int, str] = {}  # position → payload digest, awaiting their redaction event
         self.content_positions: list[int] = []  # holding content, which a later redaction would cover
         self.latest_time = 0
 
@@ -80,7 +81,7 @@ def verify(txn: Transaction, log: EventLog, snapshots: SnapshotStore, read_model
             continue
         holds_content = redact_event(event.event) != event.event
         if entry.redacted:
-            session.redacted_positions.append(position)
+            session.redacted[position] = hashlib.sha256(entry.encoded.payload).hexdigest()
             if holds_content:
                 problems.append(f"position {position}: a redacted event still holds message content")
         elif holds_content:
@@ -89,7 +90,12 @@ def verify(txn: Transaction, log: EventLog, snapshots: SnapshotStore, read_model
             # A redaction covers every earlier event of its session.
             problems.extend(f"position {p}: holds message content although a later redaction covers it"
                             for p in session.content_positions)
-            session.redacted_positions.clear()
+            # The redaction event, itself in the chain, names the digest of every payload it rewrote.
+            for rewritten, digest in event.event.rewritten:
+                if session.redacted.pop(rewritten, None) != digest:
+                    problems.append(f"position {rewritten}: its redacted payload is not the one the redaction wrote")
+            problems.extend(f"position {p}: marked redacted, but no redaction rewrote it" for p in session.redacted)
+            session.redacted.clear()
             session.content_positions.clear()
         session.head = step(session.head, session.messages, event)
         if (entry.stream_id, entry.version) in pending_snapshots:
@@ -98,8 +104,8 @@ def verify(txn: Transaction, log: EventLog, snapshots: SnapshotStore, read_model
         if progress is not None and checked % _PROGRESS_EVERY == 0:
             progress(checked, total)
     for stream_id, session in sessions.items():
-        if session.redacted_positions:
-            problems.append(f"positions {session.redacted_positions}: redacted with no later redaction event "
+        if session.redacted:
+            problems.append(f"positions {sorted(session.redacted)}: redacted with no later redaction event "
                             f"in session {session.head.key!r}")
     for stream_id, version in sorted(pending_snapshots):
         problems.append(f"snapshot of stream {stream_id} at version {version} has no event")

@@ -42,12 +42,16 @@ class ImportReceipts:
     def __init__(self, environment: Environment) -> None:
         self._db = environment.open_db(b"facade.imports")
 
+    @staticmethod
+    def _key(source: str) -> bytes:
+        return hashlib.sha256(source.encode()).digest()  # sources may be longer than an LMDB key
+
     def get(self, txn: Transaction, source: str) -> ImportReceipt | None:
-        raw = txn.get(source.encode(), db=self._db)
+        raw = txn.get(self._key(source), db=self._db)
         return None if raw is None else decode_value(raw, ImportReceipt)
 
     def put(self, txn: Transaction, receipt: ImportReceipt) -> None:
-        txn.put(receipt.source.encode(), encode_value(receipt), db=self._db)
+        txn.put(self._key(receipt.source), encode_value(receipt), db=self._db)
 
     def all(self, txn: Transaction) -> list[ImportReceipt]:
         return [decode_value(raw, ImportReceipt) for raw in txn.cursor(db=self._db).iternext(keys=False)]

@@ -18,7 +18,7 @@ from cattrs.errors import BaseValidationError
 from cattrs.preconf.orjson import make_converter
 
 from ._errors import EventStoreError, IncompatibleStore, StoreCorrupted
-from ._time import from_micros, to_micros
+from ._time import from_micros, stored_micros, to_micros
 from ._values import ChatMessage, TimestampedMessage, trusted_message
 from .events import EVENT_TYPES, SessionEvent
 
@@ -62,9 +62,7 @@ for _kind in (str, int, bool):
 
 
 def _micros(value: Any) -> datetime:
-    if type(value) is not int:
-        raise TypeError(f"expected a time in µs, found {type(value).__name__}")
-    return from_micros(value)
+    return from_micros(stored_micros(value))
 
 
 _converter.register_structure_hook(datetime, lambda value, _: _micros(value))

@@ -49,6 +49,11 @@ _USERS_LOCK = "users.lock"
 _VACUUM_DIR = "vacuum.tmp"
 
 
+# What py-lmdb raises when the file's pages do not make sense.
+_DAMAGE = (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.InvalidError, lmdb.BadValsizeError,
+           lmdb.PageFullError, lmdb.IncompatibleError)
+
+
 def _is_permission_error(exc: lmdb.Error) -> bool:
     return any(word in str(exc) for word in ("Permission denied", "Read-only file system"))
 
@@ -68,11 +73,13 @@ class _Gate:
         self._condition = threading.Condition()
         self._active = 0
         self._resizing = False
+        self._owner: int | None = None
         self._held = threading.local()
 
     def enter_shared(self) -> None:
         with self._condition:
-            while self._resizing:
+            # The thread that holds the gate alone may still open transactions (vacuum reopens databases).
+            while self._resizing and self._owner != threading.get_ident():
                 self._condition.wait()
             self._active += 1
         self._held.count = getattr(self._held, "count", 0) + 1
@@ -98,11 +105,13 @@ class _Gate:
             self._resizing = True
             while self._active:
                 self._condition.wait()
+            self._owner = threading.get_ident()
         try:
             yield
         finally:
             with self._condition:
                 self._resizing = False
+                self._owner = None
                 self._condition.notify_all()
 
 
@@ -118,7 +127,7 @@ class Environment:
         self._pid = os.getpid()
         self._references = 0
         self._gate = _Gate()
-        self._write_lock = threading.Lock()
+        self._write_lock = threading.RLock()  # re-entered when vacuum reopens the databases
         self._durable = durable
         # A store in a directory we cannot write (read-only media, say) serves reads.
         self.readonly = readonly or not os.access(path, os.W_OK)
@@ -174,6 +183,10 @@ class Environment:
                 cls._registry[key] = environment
             elif environment.readonly and not readonly:
                 raise StoreBusy(f"{path} is open read-only in this process; close it before opening it writable")
+            elif (environment._durable, environment.max_size) != (durable, max_size):
+                # One environment serves both: silently weaker durability or no cap would surprise.
+                raise StoreBusy(f"{path} is already open in this process with durable={environment._durable}, "
+                                f"max_size={environment.max_size}; open it with the same options")
             environment._references += 1
             return environment
 
@@ -190,12 +203,13 @@ class Environment:
         if self._users is not None:
             self._users.close()
 
-    def vacuum(self) -> None:
+    def vacuum(self, reopen: Callable[[], None]) -> None:
         """Rewrite the data file compactly (LMDB's compacting copy) and swap it in.
 
         Freed pages, which may still hold old bytes, are left behind. The new file
         is complete and on disk before an atomic rename replaces the old one.
-        Every named database handle is invalid afterwards: reopen them.
+        Every named database handle is invalid afterwards: ``reopen`` opens them
+        again before any other thread may start a transaction.
 
         Raises:
             StoreBusy: another store object in this process, or another process, has the store open.
@@ -222,6 +236,7 @@ class Environment:
                 _fsync(self.path)
                 scratch.rmdir()
                 self._env = self._open_lmdb()
+                reopen()
             finally:
                 fcntl.flock(self._users, fcntl.LOCK_SH)
 
@@ -307,8 +322,12 @@ class Environment:
         try:
             with txn:
                 yield txn
-        except lmdb.CorruptedError as exc:
+        except (lmdb.MapFullError, lmdb.ReadonlyError):
+            raise  # handled by write(): grow the map, or refuse
+        except _DAMAGE as exc:
             raise StoreCorrupted(f"the LMDB file is damaged: {exc}") from None
+        except lmdb.Error as exc:
+            raise EventStoreError(f"the store at {self.path} failed: {exc}") from None
         finally:
             self._gate.leave_shared()
 

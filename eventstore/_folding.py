@@ -19,7 +19,7 @@ from ._environment import Transaction
 from ._errors import EventStoreError, StoreCorrupted
 from ._log import EventLog, StoredEvent
 from ._snapshots import SnapshotStore
-from ._time import from_micros
+from ._time import from_micros, stored_micros
 from ._values import SessionView, trusted_message
 from .events import RecordedEvent, SessionEvent
 
@@ -70,7 +70,7 @@ def read_snapshot(txn: Transaction, snapshots: SnapshotStore, stream_id: int, da
     try:
         bodies = [snapshots.get_blob(txn, stream_id, bytes.fromhex(digest)) for digest in record.chunks]
         rows = orjson.loads(b"[" + b",".join(bodies) + b"]")
-        entries = tuple((trusted_message(role, content), micros) for role, content, micros in rows)
+        entries = tuple((trusted_message(role, content), stored_micros(micros)) for role, content, micros in rows)
     except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
         raise StoreCorrupted(f"a snapshot of stream {stream_id} is damaged: {exc}") from None
     return record, SessionSnapshot(record.head, entries)
@@ -83,9 +83,12 @@ def to_recorded(entry: StoredEvent, event: SessionEvent | None = None) -> Record
             event = decode_event(entry.encoded)
         except EventStoreError as exc:
             raise type(exc)(f"position {entry.position}: {exc}") from None
-    return RecordedEvent(entry.position, entry.session_key, entry.version, from_micros(entry.recorded_at),
-                         event, uuid.UUID(bytes=entry.event_id), entry.hash.hex(), entry.payload_digest.hex(),
-                         entry.redacted)
+    try:
+        recorded_at = from_micros(entry.recorded_at)
+    except OverflowError:
+        raise StoreCorrupted(f"position {entry.position}: the recorded time is damaged") from None
+    return RecordedEvent(entry.position, entry.session_key, entry.version, recorded_at, event,
+                         uuid.UUID(bytes=entry.event_id), entry.hash.hex(), entry.payload_digest.hex(), entry.redacted)
 
 
 def fold_stream(txn: Transaction, log: EventLog, snapshots: SnapshotStore, stream_id: int, key: str,

@@ -96,7 +96,6 @@ class EventLog:
         self._keys = environment.open_db(b"log.keys")
         self._stream_keys = environment.open_db(b"log.stream_keys")
         self._meta = environment.open_db(b"log.meta")
-        self._key_cache: dict[int, str] = {}
         if environment.readonly:
             with environment.read() as txn:
                 self._check_format(txn, writable=False)
@@ -123,13 +122,14 @@ class EventLog:
 
     def stream_key(self, txn: Transaction, stream_id: int) -> str:
         """The session key of a stream id."""
-        key = self._key_cache.get(stream_id)
-        if key is None:
-            raw = txn.get(_U64.pack(stream_id), db=self._stream_keys)
-            if raw is None:
-                raise StoreCorrupted(f"stream {stream_id} has no session key")
-            key = self._key_cache[stream_id] = bytes(raw).decode()
-        return key
+        # No cache: a write transaction that later aborts could fill it with a key that never existed.
+        raw = txn.get(_U64.pack(stream_id), db=self._stream_keys)
+        if raw is None:
+            raise StoreCorrupted(f"stream {stream_id} has no session key")
+        try:
+            return bytes(raw).decode()
+        except UnicodeDecodeError:
+            raise StoreCorrupted(f"the session key of stream {stream_id} is damaged") from None
 
     def stream_version(self, txn: Transaction, stream_id: int) -> int:
         """The version of the stream's latest event (0 for none)."""
@@ -156,8 +156,12 @@ class EventLog:
         cursor = txn.cursor(db=self._events)
         if not cursor.last():
             return 0, GENESIS_HASH, 0
-        stored = self._decode(txn, _U64.unpack(cursor.key())[0], cursor.value())
-        return stored.position, stored.hash, stored.recorded_at
+        # Only the envelope: appending must not depend on decoding (or re-hashing) the last payload.
+        try:
+            fields = _RECORD.unpack_from(cursor.value())
+            return _U64.unpack(cursor.key())[0], fields[8], fields[4]
+        except struct.error:
+            raise StoreCorrupted("the last event record is damaged") from None
 
     def append(self, txn: Transaction, key: str, events: Sequence[EncodedEvent], recorded_at: int,
                expected_version: int | None = None, originals: Sequence[Original] | None = None
@@ -183,7 +187,7 @@ class EventLog:
             latest = self.stream_position(txn, stream_id, version)
             if latest is None:
                 raise StoreCorrupted(f"stream {stream_id}: version {version} is missing from the stream index")
-            recorded_at = max(recorded_at, self.read_position(txn, latest).recorded_at)
+            recorded_at = max(recorded_at, self._recorded_at(txn, latest))
         position, previous_hash, _ = self.head(txn)
         stored_events = []
         for index, encoded in enumerate(events):
@@ -238,6 +242,13 @@ class EventLog:
             if limit is not None and count >= limit:
                 return
             yield self._decode(txn, _U64.unpack(raw_key)[0], raw)
+
+    def _recorded_at(self, txn: Transaction, position: int) -> int:
+        raw = txn.get(_U64.pack(position), db=self._events)
+        try:
+            return _RECORD.unpack_from(raw)[4]
+        except (struct.error, TypeError):
+            raise StoreCorrupted(f"position {position}: the event record is missing or damaged") from None
 
     def redact(self, txn: Transaction, position: int, payload: bytes) -> None:
         """Replace the payload at ``position``, keeping its digest, hash and everything else (invariant 8)."""

@@ -9,9 +9,10 @@ reads a read model, never the log (point-in-time reads fold the log on purpose).
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
-import re
+import threading
 from collections import OrderedDict
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +23,8 @@ import attrs
 from projections.catalog import Catalog
 from projections.messages import MessageLists
 from projections.readmodel import Checkpoints, ReadModel
+from projections.search import SearchIndex, snippet
+from projections.tokenizer import parse_query
 from projections.session import (
     Entry,
     SessionHead,
@@ -41,6 +44,7 @@ from ._folding import fold_stream, to_recorded, view_of, write_snapshot
 from ._environment import Environment, Transaction
 from ._errors import (
     EventStoreError,
+    IncompatibleStore,
     StoreClosed,
     StoreNotFound,
     StoreReadOnly,
@@ -57,6 +61,7 @@ from ._values import (
     ChatMessage,
     SessionMetadata,
     SessionQuery,
+    SearchHit,
     SessionState,
     ImportOutcome,
     ImportReceipt,
@@ -88,10 +93,21 @@ R = TypeVar("R")
 Decision = tuple[Sequence[SessionEvent], R]
 
 EVENT_CLASSES = get_args(SessionEvent)
+_SMALLEST_STORE = 1 << 20
 #: Events read per read transaction when streaming the log.
 _BATCH = 1000
 #: Sessions returned by ``search`` when the query sets no limit (as ZeroClaw).
 DEFAULT_SEARCH_LIMIT = 50
+#: Events folded into a deferred read model per batch (a batch holds its changes in memory).
+_DEFERRED_BATCH = 50_000
+
+
+def _recordable(moment: object) -> int:
+    """A time an event may be recorded at, in µs: aware, and not before 1970 (the indexes are unsigned)."""
+    micros = to_micros(utc(moment))  # type: ignore[arg-type]
+    if micros < 0:
+        raise InvalidArgument(f"cannot record an event at {moment}: times before 1970 are not supported")
+    return micros
 
 
 def _check_index(value: object, what: str) -> int:
@@ -107,6 +123,12 @@ def _same_session(one: SessionSnapshot, other: SessionSnapshot) -> bool:
         return True
     return (a.exists, a.name, a.state, a.created_at, one.messages) == (b.exists, b.name, b.state, b.created_at,
                                                                        other.messages)
+
+
+def _check_progress(progress: object) -> Progress | None:
+    if progress is not None and not callable(progress):
+        raise InvalidArgument(f"progress must be a callable or None, not {progress!r}")
+    return progress  # type: ignore[return-value]
 
 
 def _check_count(value: object, what: str) -> float:
@@ -130,6 +152,8 @@ class SessionStore:
         readonly: open for reads only: writes raise ``StoreReadOnly``, and a
             missing store raises ``StoreNotFound`` instead of being created. A store
             whose directory is not writable opens read-only by itself.
+        rebuild_progress: called as ``progress(events_done, events_total)`` while
+            opening rebuilds a read model whose code version changed.
 
     The store is a context manager, may be shared by threads, and may be opened
     by several processes at once.
@@ -137,9 +161,12 @@ class SessionStore:
 
     def __init__(self, path: str | os.PathLike[str], *, clock: Clock | None = None, durable: bool = True,
                  snapshot_every: int = 1000, max_size: int | None = None, cache_sessions: int = 256,
-                 readonly: bool = False) -> None:
+                 readonly: bool = False, rebuild_progress: Progress | None = None) -> None:
         if isinstance(snapshot_every, bool) or not isinstance(snapshot_every, int) or snapshot_every < 1:
             raise InvalidArgument(f"snapshot_every must be a positive int, not {snapshot_every!r}")
+        _check_index(cache_sessions, "cache_sessions")
+        if max_size is not None and (_check_index(max_size, "max_size") < _SMALLEST_STORE):
+            raise InvalidArgument(f"max_size must be at least {_SMALLEST_STORE} bytes, not {max_size}")
         self.path = Path(path)
         if readonly and not self.path.is_dir():
             raise StoreNotFound(f"there is no store at {self.path}")
@@ -148,11 +175,15 @@ class SessionStore:
         except OSError as exc:
             raise EventStoreError(f"cannot create the store directory {self.path}: {exc}") from None
         self._clock = clock or system_clock
+        self._rebuild_progress = _check_progress(rebuild_progress)
         self._snapshot_every = snapshot_every
         self._cache_sessions = cache_sessions
         # Decoded message lists by session key, with the session version they are valid for.
         self._loaded: OrderedDict[str, tuple[int, tuple[Entry, ...]]] = OrderedDict()
-        self._listing: tuple[int, tuple[SessionMetadata, ...]] | None = None
+        self._listing: tuple[tuple[int, int], tuple[SessionMetadata, ...]] | None = None
+        self._cache_lock = threading.Lock()
+        # Bumped whenever the environment is reopened (vacuum): LMDB transaction ids start over then.
+        self._generation = 0
         self._closed = False
         self._environment = Environment.acquire(self.path, durable=durable, max_size=max_size, readonly=readonly)
         self._readonly = readonly or self._environment.readonly
@@ -163,12 +194,15 @@ class SessionStore:
             raise
 
     def _open_components(self) -> None:
-        self._listing = None  # database handles change (vacuum): trust nothing cached by transaction id
+        self._generation += 1  # database handles and transaction ids change (vacuum)
         self._log = EventLog(self._environment)
         self._snapshots = SnapshotStore(self._environment)
         self._catalog = Catalog(self._environment.open_db)
         self._messages = MessageLists(self._environment.open_db)
         self._read_models: tuple[ReadModel, ...] = (self._catalog, self._messages)
+        # Deferred read models: not applied in the command's transaction, caught up before reads.
+        self._search = SearchIndex(self._environment.open_db)
+        self._deferred: tuple[SearchIndex, ...] = (self._search,)
         self._checkpoints = Checkpoints(self._environment.open_db)
         self._idempotency = IdempotencyRecords(self._environment)
         self._receipts = ImportReceipts(self._environment)
@@ -279,12 +313,13 @@ class SessionStore:
 
     def cleanup_stale(self, ttl_hours: float) -> int:
         """Delete every session idle for more than ``ttl_hours``; return how many were deleted."""
-        cutoff = self._micros_ago(_check_count(ttl_hours, "ttl_hours") * 3600)
+        now = self._now_micros()
+        cutoff = now - _check_count(ttl_hours, "ttl_hours") * 3600 * 1_000_000
 
         def body(txn: Transaction) -> int:
             stale = self._catalog.inactive_since(txn, cutoff)
             for head in stale:
-                self._record(txn, head.key, [SessionDeleted("stale")], to_micros(self._now()))
+                self._record(txn, head.key, [SessionDeleted("stale")], now)
             return len(stale)
 
         return self._write(body)
@@ -308,10 +343,31 @@ class SessionStore:
 
         return self._write(body)
 
-    def rebuild_projections(self) -> None:
-        """Drop every read model and rebuild it from the log, in one transaction."""
-        self._write(lambda txn: self._rebuild(txn, self._read_models))
+    def rebuild_projections(self, names: Iterable[str] | None = None, progress: Progress | None = None) -> None:
+        """Drop read models and rebuild them from the log, in one transaction.
+
+        Args:
+            names: which projections (``"catalog"``, ``"messages"``, ``"search"``); all by default.
+            progress: called as ``progress(events_done, events_total)`` as the rebuild goes.
+
+        Raises:
+            InvalidArgument: an unknown projection name.
+        """
+        _check_progress(progress)
+        models = {model.name: model for model in (*self._read_models, *self._deferred)}
+        if names is None:
+            chosen = list(models.values())
+        else:
+            if isinstance(names, (str, bytes)) or not isinstance(names, Iterable):
+                raise InvalidArgument(f"names must be a collection of projection names, not {names!r}")
+            wanted = list(names)
+            unknown = [name for name in wanted if not isinstance(name, str) or name not in models]
+            if unknown:
+                raise InvalidArgument(f"unknown projections {unknown}; known: {sorted(models)}")
+            chosen = [models[name] for name in dict.fromkeys(wanted)]
+        self._write(lambda txn: self._rebuild(txn, chosen, progress))
         self._loaded.clear()
+        self._listing = None
 
     # -- queries --------------------------------------------------------------------
 
@@ -355,7 +411,7 @@ class SessionStore:
         with self._read() as txn:
             # LMDB gives every committed write a new transaction id, in any process:
             # an unchanged id means an unchanged catalog.
-            snapshot_id = txn.id()
+            snapshot_id = (self._generation, txn.id())
             cached = self._listing
             if cached is not None and cached[0] == snapshot_id:
                 return list(cached[1])
@@ -394,34 +450,155 @@ class SessionStore:
             return [head.metadata() for head in self._catalog.running_since_before(txn, cutoff)]  # type: ignore[misc]
 
     def search(self, query: SessionQuery) -> list[SessionMetadata]:
-        """Sessions with a current message containing any word of ``query.keyword``.
+        """Sessions with a current message that matches a word of ``query.keyword``, best match first.
 
-        A ``None`` or blank keyword returns every session. At most ``query.limit``
-        sessions (``DEFAULT_SEARCH_LIMIT`` for a keyword search without one),
-        most recent activity first.
+        Words are OR-ed (see ``projections.tokenizer.parse_query``: a trailing
+        ``*`` makes a prefix, a word of several tokens is a phrase). A session
+        scores by its best message (BM25); equal scores order by most recent
+        activity. At most ``query.limit`` sessions, ``DEFAULT_SEARCH_LIMIT``
+        without one. A ``None`` or blank keyword returns every session's
+        metadata, most recent activity first (cut at ``limit`` when given).
+        Session keys are not searched, only message contents.
         """
         if not isinstance(query, SessionQuery):
             raise InvalidArgument(f"search takes a SessionQuery, not {type(query).__name__}")
         limit = query.limit
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
-            raise InvalidArgument(f"limit must be a non-negative int, not {limit!r}")
+        if limit is not None:
+            _check_index(limit, "limit")
         keyword = "" if query.keyword is None else validate_text(query.keyword, "keyword")
-        words = set(_words(keyword))
-        with self._read() as txn:
-            sessions = self._catalog.metadata_by_activity(txn, None if words else limit)
-            if not words:
-                return sessions
-            limit = DEFAULT_SEARCH_LIMIT if limit is None else limit
+        if not keyword.strip():
+            with self._read() as txn:
+                return self._catalog.metadata_by_activity(txn, limit)
+        words = parse_query(keyword)
+        limit = DEFAULT_SEARCH_LIMIT if limit is None else limit
+        if not words or not limit:
+            return []
+
+        def run(view: object, txn: Transaction) -> list[SessionMetadata]:
+            hits = self._search.search_sessions(view, words, limit, self._search_texts(txn))  # type: ignore[arg-type]
+            return self._catalog.metadata_of(txn, [stream_id for stream_id, _ in hits])
+
+        return self._with_search(run)
+
+    def search_messages(self, keyword: str | None, limit: int | None = 20) -> list[SearchHit]:
+        """The current messages that best match ``keyword`` (words as in ``search``), best first.
+
+        Each hit has its session's key, its index in ``load(session_key)``, the
+        message, its BM25 score and a snippet with the matched words in ``[`` ``]``.
+        Equal scores order by the session's most recent activity, then the later message.
+        At most ``limit`` hits (20 when ``None``).
+        """
+        limit = 20 if limit is None else _check_index(limit, "limit")
+        words = parse_query("" if keyword is None else validate_text(keyword, "keyword"))
+        if not words or not limit:
+            return []
+
+        def run(view: object, txn: Transaction) -> list[SearchHit]:
+            texts = self._search_texts(txn)
             found = []
-            for metadata in sessions:
-                if len(found) >= limit:
-                    break
-                stream_id = self._log.stream_id(txn, metadata.key)
-                assert stream_id is not None
-                if any(words.intersection(_words(row[1])) for row in self._messages.rows(txn, stream_id)):
-                    found.append(metadata)
+            for stream_id, index, score in self._search.search_messages(view, words, limit, texts):  # type: ignore
+                head = self._catalog.head(txn, stream_id)
+                rows = texts.rows(stream_id)
+                if head is None or index >= len(rows):
+                    raise StoreCorrupted(f"the search index names message {index} of stream {stream_id}, "
+                                         "which does not exist")
+                role, content = rows[index][0], rows[index][1]
+                found.append(SearchHit(head.key, index, ChatMessage(role, content), score, snippet(content, words)))
             return found
 
+        return self._with_search(run)
+
+    def catch_up(self) -> int:
+        """Bring the deferred read models (the search index) up to the log; return how many events they applied.
+
+        Searches catch up by themselves first; call this to take the work out
+        of the next search, say after a bulk import.
+        """
+        if self._readonly:
+            raise StoreReadOnly(f"the store at {self.path} was opened read-only")
+        return self._write(self._catch_up)
+
+    # -- the search index (deferred) -------------------------------------------------------
+
+    def _search_lag(self, txn: Transaction) -> int | None:
+        """How far the search index is behind the log (0: current); ``None``: another code version built it.
+
+        An index never built (no checkpoint) is empty: it is behind by the whole log.
+        """
+        checkpoint = self._checkpoints.get(txn, self._search.name)
+        if checkpoint is not None and checkpoint[0] != self._search.code_version:
+            return None
+        return self._log.head(txn)[0] - (0 if checkpoint is None else checkpoint[1])
+
+    def _search_pending(self, txn: Transaction) -> Iterator[tuple[int, list[RecordedEvent]]]:
+        """The events the search index has not applied, in runs of one session's."""
+        checkpoint = self._checkpoints.get(txn, self._search.name)
+        after = 0 if checkpoint is None else checkpoint[1]
+        for stream_id, run in itertools.groupby(self._log.read_all(txn, after), key=lambda entry: entry.stream_id):
+            yield stream_id, [to_recorded(entry) for entry in run]
+
+    def _catch_up(self, txn: Transaction) -> int:
+        """Apply to the deferred read models every event after their checkpoints, in ``txn``."""
+        applied = 0
+        for model in self._deferred:
+            checkpoint = self._checkpoints.get(txn, model.name)
+            if checkpoint is not None and checkpoint[0] != model.code_version:
+                applied += self._rebuild(txn, [model])
+                continue
+            after = 0 if checkpoint is None else checkpoint[1]
+            last = self._fold_deferred(txn, model, self._log.read_all(txn, after))
+            if last > after:
+                self._checkpoints.put(txn, model.name, model.code_version, last)
+                applied += last - after
+        return applied
+
+    def _fold_deferred(self, txn: Transaction, model: SearchIndex, entries: Iterable[StoredEvent],
+                       progress: Callable[[int], None] | None = None) -> int:
+        """Fold stored events into a deferred model, ``_DEFERRED_BATCH`` at a time; return the last position."""
+        last = 0
+        runs = itertools.groupby(entries, key=lambda entry: entry.stream_id)
+        more = True
+        while more:
+            more = False
+            with model.batch(txn) as writer:
+                folded = 0
+                for stream_id, run in runs:
+                    recorded = [to_recorded(entry) for entry in run]
+                    model.fold(writer, stream_id, recorded)
+                    last = recorded[-1].position
+                    folded += len(recorded)
+                    if folded >= _DEFERRED_BATCH:
+                        more = True
+                        break
+            if progress is not None and last:
+                progress(last)
+        return last
+
+    def _with_search(self, run: Callable[[object, Transaction], R]) -> R:
+        """``run(view, txn)`` on the search index as of every committed event (read-your-writes).
+
+        A current index is read as it is. A lagging one is caught up first, in a
+        write transaction that the query then reads through; a read-only store
+        applies the missing events in memory instead.
+        """
+        with self._read() as txn:
+            lag = self._search_lag(txn)
+            if lag == 0:
+                return run(self._search.reader(txn), txn)
+            if self._readonly:
+                if lag is None:
+                    raise StoreReadOnly(f"the search index of {self.path} must be rebuilt; open the store "
+                                        "writable once")
+                return run(self._search.overlay(txn, self._search_pending(txn)), txn)
+
+        def body(txn: Transaction) -> R:
+            self._catch_up(txn)
+            return run(self._search.reader(txn), txn)
+
+        return self._write(body)
+
+    def _search_texts(self, txn: Transaction) -> _SessionTexts:
+        return _SessionTexts(self._messages, txn)
 
     # -- audit and time travel --------------------------------------------------------
 
@@ -485,7 +662,7 @@ class SessionStore:
         validate_key(key)
         if version is None and as_of is None:
             raise InvalidArgument("restore needs a version or an as_of time")
-        now = to_micros(self._now())
+        now = self._now_micros()
 
         def body(txn: Transaction) -> int:
             stream_id = self._log.stream_id(txn, key)
@@ -540,10 +717,13 @@ class SessionStore:
         Args:
             progress: called as ``progress(events_done, events_total)`` as the walk goes.
 
-        Runs in one read transaction, so the answer is about one consistent moment.
+        Runs in one read transaction, so the answer is about one consistent moment;
+        it writes nothing (a search index behind the log is checked with the
+        missing events applied in memory).
         """
         with self._read() as txn:
-            return verify(txn, self._log, self._snapshots, self._read_models, progress)
+            models = [*self._read_models, _DeferredCheck(self, txn)]
+            return verify(txn, self._log, self._snapshots, models, progress)  # type: ignore[arg-type]
 
     def redact(self, key: str, reason: str) -> int:
         """Make the content of every message of the session unrecoverable; return how many events changed.
@@ -556,22 +736,24 @@ class SessionStore:
         validate_key(key)
         if not validate_text(reason, "reason").strip():
             raise InvalidArgument("a redaction needs a reason")
-        now = to_micros(self._now())
+        now = self._now_micros()
 
         def body(txn: Transaction) -> int:
             stream_id = self._log.stream_id(txn, key)
             if stream_id is None:
                 return 0
-            changed = 0
+            rewritten = []
             for entry in list(self._log.read_stream(txn, stream_id)):
                 event = to_recorded(entry).event
                 blanked = redact_event(event)
                 if blanked != event:
-                    self._log.redact(txn, entry.position, encode_event(blanked).payload)
-                    changed += 1
+                    payload = encode_event(blanked).payload
+                    self._log.redact(txn, entry.position, payload)
+                    rewritten.append((entry.position, hashlib.sha256(payload).hexdigest()))
             self._snapshots.delete_stream(txn, stream_id)
-            self._record(txn, key, [SessionRedacted(reason)], now)
-            return changed
+            self._record(txn, key, [SessionRedacted(reason, tuple(rewritten))], now)
+            self._catch_up(txn)  # the redacted words leave the search index in the same commit
+            return len(rewritten)
 
         changed = self._write(body)
         self._loaded.clear()
@@ -586,8 +768,7 @@ class SessionStore:
         if self._readonly:
             raise StoreReadOnly(f"the store at {self.path} was opened read-only")
         before = self._environment.file_size()
-        self._environment.vacuum()
-        self._open_components()
+        self._environment.vacuum(reopen=self._open_components)
         return before, self._environment.file_size()
 
     def _resolve_version(self, txn: Transaction, key: str, stream_id: int | None, version: int | None,
@@ -658,7 +839,7 @@ class SessionStore:
                     skipped.append(key)
                     continue
                 for moment, event in timed:
-                    self._record(txn, key, [event], to_micros(utc(moment)))
+                    self._record(txn, key, [event], _recordable(moment))
                 imported += 1
                 events += len(timed)
             receipt = ImportReceipt(source or "", size, sha256, imported, events)
@@ -707,8 +888,14 @@ class SessionStore:
                 raise ReplicationMismatch(f"event at position {recorded.position} arrived where {expected} was due")
             try:
                 original = Original(recorded.event_id.bytes, bytes.fromhex(recorded.payload_digest), recorded.redacted)
-            except ValueError:
-                raise ReplicationMismatch(f"position {recorded.position}: bad payload digest") from None
+            except (ValueError, AttributeError, TypeError):
+                raise ReplicationMismatch(f"position {recorded.position}: bad event id or payload digest") from None
+            # The chain covers the payload's digest, not the payload: check the event against it.
+            if recorded.redacted:
+                if redact_event(recorded.event) != recorded.event:
+                    raise ReplicationMismatch(f"position {recorded.position}: a redacted event holds content")
+            elif hashlib.sha256(encode_event(recorded.event).payload).hexdigest() != recorded.payload_digest:
+                raise ReplicationMismatch(f"position {recorded.position}: the event does not match its digest")
             copied = self._record(txn, validate_key(recorded.session_key), [recorded.event],
                                   to_micros(utc(recorded.recorded_at)), recorded.version - 1, [original])
             if (copied[0].hash, copied[0].recorded_at) != (recorded.hash, recorded.recorded_at):
@@ -720,7 +907,7 @@ class SessionStore:
 
     def _micros_ago(self, seconds: float) -> float:
         """The time ``seconds`` ago in µs; a float, so that huge or infinite spans stay exact enough."""
-        return to_micros(self._now()) - seconds * 1_000_000
+        return self._now_micros() - seconds * 1_000_000
 
     def _read(self) -> ContextManager[Transaction]:
         if self._closed:
@@ -737,6 +924,9 @@ class SessionStore:
     def _now(self) -> datetime:
         return utc(self._clock())
 
+    def _now_micros(self) -> int:
+        return _recordable(self._clock())
+
     @staticmethod
     def _check_message(message: object) -> ChatMessage:
         if not isinstance(message, ChatMessage):
@@ -751,7 +941,7 @@ class SessionStore:
             _check_index(expected_version, "expected_version")
         if idempotency_key is not None:
             validate_text(idempotency_key, "idempotency_key")
-        now = to_micros(self._now())
+        now = self._now_micros()
 
         recorded: list[RecordedEvent] = []
 
@@ -818,26 +1008,57 @@ class SessionStore:
 
     def _outdated(self, txn: Transaction) -> list[ReadModel]:
         head_position = self._log.head(txn)[0]
+        for model in self._read_models:
+            checkpoint = self._checkpoints.get(txn, model.name)
+            if checkpoint is not None and checkpoint[0] > model.code_version:
+                raise IncompatibleStore(f"the {model.name} projection was built by a newer version of eventstore "
+                                        f"({checkpoint[0]} > {model.code_version}); upgrade the package")
         return [model for model in self._read_models
                 if self._checkpoints.get(txn, model.name) != (model.code_version, head_position)]
 
     def _rebuild_outdated(self, txn: Transaction) -> None:
-        outdated = self._outdated(txn)
+        """On open: rebuild inline models that are behind or of another code version, and deferred
+        models of another code version (a deferred model merely behind, or never built, catches up
+        on its next read or ``catch_up``)."""
+        outdated: list[ReadModel | SearchIndex] = list(self._outdated(txn))
+        outdated += [model for model in self._deferred
+                     if (self._checkpoints.get(txn, model.name) or (model.code_version,))[0] != model.code_version]
         if outdated:
-            self._rebuild(txn, outdated)
+            self._rebuild(txn, outdated, self._rebuild_progress)
 
-    def _rebuild(self, txn: Transaction, models: Sequence[ReadModel]) -> None:
+    def _rebuild(self, txn: Transaction, models: Sequence[ReadModel | SearchIndex],
+                 progress: Progress | None = None) -> int:
+        """Clear ``models`` and fold the whole log into them; return the position they reach.
+
+        ``progress(done, total)`` counts events, once per pass: one pass for the
+        inline models together, one per deferred model.
+        """
+        inline = [model for model in models if getattr(model, "inline", True)]
+        deferred = [model for model in models if not getattr(model, "inline", True)]
+        total = self._log.head(txn)[0] * ((1 if inline else 0) + len(deferred))
         for model in models:
             model.clear(txn)
-        last = 0
-        # Runs of one session's events go to the read models as one batch.
-        for stream_id, entries in itertools.groupby(self._log.read_all(txn), key=lambda entry: entry.stream_id):
-            recorded = [to_recorded(entry) for entry in entries]
-            for model in models:
-                model.apply(txn, stream_id, recorded)
-            last = recorded[-1].position
+        last = done = 0
+        if inline:
+            # Runs of one session's events go to the read models as one batch.
+            for stream_id, entries in itertools.groupby(self._log.read_all(txn), key=lambda entry: entry.stream_id):
+                recorded = [to_recorded(entry) for entry in entries]
+                for model in inline:
+                    model.apply(txn, stream_id, recorded)  # type: ignore[arg-type]
+                if progress is not None and recorded[-1].position // _BATCH != last // _BATCH:
+                    progress(recorded[-1].position, total)
+                last = recorded[-1].position
+            done = last
+        for model in deferred:
+            base = done
+            last = self._fold_deferred(txn, model, self._log.read_all(txn),  # type: ignore[arg-type]
+                                       None if progress is None else lambda at: progress(base + at, total))
+            done += last
         for model in models:
             self._checkpoints.put(txn, model.name, model.code_version, last)
+        if progress is not None:
+            progress(total, total)
+        return last
 
     def _live(self, txn: Transaction, key: str) -> tuple[int, SessionHead] | None:
         stream_id = self._log.stream_id(txn, key)
@@ -853,10 +1074,11 @@ class SessionStore:
         return None if found is None else found[1]
 
     def _remember(self, key: str, version: int, entries: tuple[Entry, ...]) -> None:
-        self._loaded[key] = (version, entries)
-        self._loaded.move_to_end(key)
-        while len(self._loaded) > self._cache_sessions:
-            self._loaded.popitem(last=False)
+        with self._cache_lock:  # threads share the store: keep the LRU bookkeeping whole
+            self._loaded[key] = (version, entries)
+            self._loaded.move_to_end(key)
+            while len(self._loaded) > self._cache_sessions:
+                self._loaded.popitem(last=False)
 
     def stats(self) -> StoreStats:
         """Counts of what the store holds, read in one read transaction (for ``eventstore stats``)."""
@@ -908,8 +1130,39 @@ class StoreStats:
     checkpoints: dict[str, ProjectionCheckpoint]
 
 
-_WORD = re.compile(r"\w+")
+class _DeferredCheck:
+    """The search index as ``verify`` checks it: as stored when current, else with the missing events in memory."""
+
+    name = SearchIndex.name
+
+    def __init__(self, store: SessionStore, txn: Transaction) -> None:
+        self._store, self._lag = store, store._search_lag(txn)
+
+    def check(self, txn: Transaction, sessions: Mapping[int, SessionSnapshot]) -> list[str]:
+        store, index = self._store, self._store._search
+        if self._lag is None:
+            return ["search: the index was built by another code version and must be rebuilt"]
+        if not self._lag:
+            return index.check(txn, sessions)
+        try:
+            view = index.overlay(txn, store._search_pending(txn))
+        except EventStoreError as exc:
+            return [f"search: cannot fold the log into the index: {exc}"]
+        return index.check_view(view, sessions)
 
 
-def _words(text: str) -> list[str]:
-    return _WORD.findall(text.casefold())
+class _SessionTexts:
+    """Message contents of sessions, read once per query through one transaction (for phrase checks)."""
+
+    def __init__(self, messages: MessageLists, txn: Transaction) -> None:
+        self._messages, self._txn = messages, txn
+        self._rows: dict[int, list[list[object]]] = {}
+
+    def rows(self, stream_id: int) -> list[list[object]]:
+        found = self._rows.get(stream_id)
+        if found is None:
+            found = self._rows[stream_id] = self._messages.rows(self._txn, stream_id)
+        return found
+
+    def __call__(self, stream_id: int) -> list[str]:
+        return [row[1] for row in self.rows(stream_id)]  # type: ignore[misc]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
-__all__ = ["Clock", "system_clock", "to_micros", "from_micros"]
+__all__ = ["Clock", "system_clock", "to_micros", "from_micros", "stored_micros"]
 
 #: A zero-argument callable returning an aware UTC datetime.
 Clock = Callable[[], datetime]
@@ -27,3 +27,14 @@ def to_micros(moment: datetime) -> int:
 def from_micros(micros: int) -> datetime:
     """The aware UTC datetime of ``micros`` microseconds since the epoch."""
     return _EPOCH + timedelta(microseconds=micros)
+
+
+def stored_micros(value: object) -> int:
+    """A time read back from storage, in µs.
+
+    Raises:
+        TypeError: the stored value is not an int (the data is damaged).
+    """
+    if type(value) is not int:
+        raise TypeError(f"expected a time in µs, found {type(value).__name__}")
+    return value

@@ -20,6 +20,7 @@ __all__ = [
     "SessionMetadata",
     "SessionState",
     "SessionQuery",
+    "SearchHit",
     "SessionView",
     "VerifyReport",
     "ImportReceipt",
@@ -174,6 +175,25 @@ class SessionQuery:
 
 
 @attrs.frozen
+class SearchHit:
+    """A current message that matched a search (``SessionStore.search_messages``).
+
+    Attributes:
+        session_key: the session it belongs to.
+        index: its position in ``load(session_key)``.
+        message: the message itself.
+        score: its relevance (BM25; higher is better).
+        snippet: a short excerpt with the matched words in ``[`` ``]``.
+    """
+
+    session_key: str
+    index: int
+    message: ChatMessage
+    score: float
+    snippet: str
+
+
+@attrs.frozen
 class SessionView:
     """A whole session as it was at one version: what point-in-time reads and replay return.
 
@@ -247,6 +267,8 @@ class ImportOutcome:
 
 def utc(moment: datetime) -> datetime:
     """Return an aware datetime in UTC, refusing naive ones."""
+    if not isinstance(moment, datetime):
+        raise InvalidArgument(f"expected a datetime, not {type(moment).__name__}")
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise InvalidArgument(f"datetime {moment.isoformat()} has no time zone; pass an aware datetime")
     return moment.astimezone(timezone.utc)

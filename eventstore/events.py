@@ -35,6 +35,20 @@ __all__ = [
 ]
 
 
+# Validators: an event that cannot be stored faithfully must not reach the log
+# (imports and replication build events directly), and a damaged stored event
+# must not decode into a wrong one.
+_text = attrs.validators.instance_of(str)
+_optional_text = attrs.validators.optional(_text)
+_message = attrs.validators.instance_of(ChatMessage)
+_count = [attrs.validators.instance_of(int), attrs.validators.ge(0)]
+
+
+def _non_empty(_instance: object, attribute: attrs.Attribute, value: str) -> None:  # type: ignore[type-arg]
+    if not value:
+        raise ValueError(f"{attribute.name} must not be empty")
+
+
 @attrs.frozen
 class MessageAppended:
     """A message was added at the end of the session."""
@@ -42,7 +56,7 @@ class MessageAppended:
     type_name: ClassVar[str] = "MessageAppended"
     schema_version: ClassVar[int] = 1
 
-    message: ChatMessage
+    message: ChatMessage = attrs.field(validator=_message)
 
 
 @attrs.frozen
@@ -60,7 +74,7 @@ class LastMessageReplaced:
     type_name: ClassVar[str] = "LastMessageReplaced"
     schema_version: ClassVar[int] = 1
 
-    message: ChatMessage
+    message: ChatMessage = attrs.field(validator=_message)
 
 
 @attrs.frozen
@@ -70,7 +84,7 @@ class MessagesCleared:
     type_name: ClassVar[str] = "MessagesCleared"
     schema_version: ClassVar[int] = 1
 
-    count: int
+    count: int = attrs.field(validator=_count)
 
 
 @attrs.frozen
@@ -80,7 +94,7 @@ class SessionRenamed:
     type_name: ClassVar[str] = "SessionRenamed"
     schema_version: ClassVar[int] = 1
 
-    name: str | None
+    name: str | None = attrs.field(validator=_optional_text)
 
 
 @attrs.frozen
@@ -90,8 +104,8 @@ class SessionStateChanged:
     type_name: ClassVar[str] = "SessionStateChanged"
     schema_version: ClassVar[int] = 1
 
-    state: str
-    turn_id: str | None = None
+    state: str = attrs.field(validator=[_text, _non_empty])
+    turn_id: str | None = attrs.field(default=None, validator=_optional_text)
 
 
 @attrs.frozen
@@ -101,7 +115,7 @@ class SessionDeleted:
     type_name: ClassVar[str] = "SessionDeleted"
     schema_version: ClassVar[int] = 1
 
-    reason: str | None = None
+    reason: str | None = attrs.field(default=None, validator=_optional_text)
 
 
 @attrs.frozen
@@ -114,12 +128,16 @@ class SessionRestored:
     type_name: ClassVar[str] = "SessionRestored"
     schema_version: ClassVar[int] = 1
 
-    restored_version: int
-    exists: bool
-    messages: tuple[TimestampedMessage, ...]
-    name: str | None
-    state: SessionState | None
-    created_at: datetime | None
+    restored_version: int = attrs.field(validator=_count)
+    exists: bool = attrs.field(validator=attrs.validators.instance_of(bool))
+    messages: tuple[TimestampedMessage, ...] = attrs.field(
+        validator=attrs.validators.deep_iterable(attrs.validators.instance_of(TimestampedMessage),
+                                                 attrs.validators.instance_of(tuple)))
+    name: str | None = attrs.field(validator=_optional_text)
+    state: SessionState | None = attrs.field(validator=attrs.validators.optional(
+        attrs.validators.instance_of(SessionState)))
+    created_at: datetime | None = attrs.field(validator=attrs.validators.optional(
+        attrs.validators.instance_of(datetime)))
 
 
 @attrs.frozen
@@ -133,7 +151,10 @@ class SessionRedacted:
     type_name: ClassVar[str] = "SessionRedacted"
     schema_version: ClassVar[int] = 1
 
-    reason: str
+    reason: str = attrs.field(validator=[_text, _non_empty])
+    #: (position, SHA-256 hex of the redacted payload) of every event this redaction rewrote:
+    #: chained with this event, so that a redacted record cannot be changed unseen.
+    rewritten: tuple[tuple[int, str], ...] = ()
 
 
 #: What a redacted message's content reads.

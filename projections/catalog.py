@@ -127,6 +127,18 @@ class Catalog:
         except (TypeError, ValueError, OverflowError) as exc:
             raise StoreCorrupted(f"the session catalog is damaged: {exc}") from None
 
+    def metadata_of(self, txn: lmdb.Transaction, stream_ids: Sequence[int]) -> list[SessionMetadata]:
+        """Metadata of the live sessions among ``stream_ids``, in that order (for search results)."""
+        found = dict(txn.cursor(db=self._sessions).getmulti([_ID.pack(stream_id) for stream_id in stream_ids]))
+        values = [found[key] for key in map(_ID.pack, stream_ids) if key in found]
+        parse = datetime.fromisoformat
+        try:
+            rows = orjson.loads(b"[" + b",".join(values) + b"]")
+            return [SessionMetadata(key, name, parse(created), parse(last), count)
+                    for key, _version, name, _state, _turn, _started, created, last, count in rows]
+        except (orjson.JSONDecodeError, TypeError, ValueError, OverflowError) as exc:
+            raise StoreCorrupted(f"the session catalog is damaged: {exc}") from None
+
     def keys_by_activity(self, txn: lmdb.Transaction) -> list[str]:
         """Live session keys, most recent activity first."""
         return [row[0] for row in self._rows(txn, None)]

@@ -23,6 +23,7 @@ import lmdb
 import orjson
 
 from eventstore._errors import StoreCorrupted
+from eventstore._time import stored_micros
 from eventstore._values import ChatMessage, trusted_message
 from eventstore.events import REDACTED, RecordedEvent
 
@@ -191,7 +192,8 @@ class MessageLists:
     def entries(self, txn: lmdb.Transaction, stream_id: int) -> list[Entry]:
         """The session's current messages with the µs they were appended, oldest first."""
         try:
-            return [(trusted_message(role, content), micros) for role, content, micros in self.rows(txn, stream_id)]
+            return [(trusted_message(role, content), stored_micros(micros))
+                    for role, content, micros in self.rows(txn, stream_id)]
         except (TypeError, ValueError) as exc:
             raise StoreCorrupted(f"the messages of stream {stream_id} are damaged: {exc}") from None
 

@@ -830,7 +830,9 @@ class TestRedact:
         """The redaction is recorded as a SessionRedacted event carrying the reason."""
         secret_session(store, clock)
         store.redact("k", "GDPR art. 17")
-        assert SessionRedacted("GDPR art. 17") == store.history("k")[-1].event
+        event = store.history("k")[-1].event
+        assert (SessionRedacted, "GDPR art. 17") == (type(event), event.reason)
+        assert [e.position for e in store.history("k") if e.redacted] == [p for p, _ in event.rewritten]
 
     def test_returns_how_many_events_changed(self, store, clock):
         """redact returns the number of events whose content it replaced."""

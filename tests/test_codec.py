@@ -55,7 +55,8 @@ CASES = [
      b'"created_at":' + NEW_YEAR_MICROS + b'}'),
     (SessionRestored(0, False, (), None, None, None), "SessionRestored", 1,
      b'{"restored_version":0,"exists":false,"messages":[],"name":null,"state":null,"created_at":null}'),
-    (SessionRedacted("gdpr request"), "SessionRedacted", 1, b'{"reason":"gdpr request"}'),
+    (SessionRedacted("gdpr request", ((3, "ab"),)), "SessionRedacted", 1,
+     b'{"reason":"gdpr request","rewritten":[[3,"ab"]]}'),
 ]
 IDS = [f"{name}-{index}" for index, (_, name, _, _) in enumerate(CASES)]
 

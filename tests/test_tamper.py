@@ -549,3 +549,26 @@ class TestRedactedContentPutBack:
         assert False is report.ok
         assert names_session(report.problems, "alice", built.streams["alice"]) or any(
             names_position(report.problems, p) for p in built.positions["alice"]), report.problems
+
+    def test_rename_flagged_and_forged(self, redacted):
+        """A non-message event marked redacted and given another name is reported at its position."""
+        built, _ = redacted
+        position = built.positions["alice"][12]  # the rename to "wonderland"
+        with editing(built.path, b"log.events") as txn:
+            record = bytearray(txn.get(position_key(position)))
+            assert b"wonderland" in record
+            record[1] |= 0x01
+            txn.put(position_key(position), bytes(record).replace(b"wonderland", b"FORGEDNAME"))
+        report = reverify(built)
+        assert (False, True) == (report.ok, names_position(report.problems, position)), report.problems
+
+    def test_role_of_redacted_message_forged(self, redacted):
+        """A redacted message given another role is reported at its position."""
+        built, _ = redacted
+        position = built.positions["alice"][2]
+        with editing(built.path, b"log.events") as txn:
+            record = bytes(txn.get(position_key(position)))
+            assert b'["user","[redacted]"]' in record
+            txn.put(position_key(position), record.replace(b'["user",', b'["tool",'))
+        report = reverify(built)
+        assert (False, True) == (report.ok, names_position(report.problems, position)), report.problems
