@@ -127,6 +127,13 @@ class TestHelp:
             assert "Example:" in section, words
             assert f"Usage: eventstore {' '.join(words)} " in section, words
 
+    def test_checked_in_reference_is_current(self) -> None:
+        """docs/cli.md is what `python -m eventstore.cli._reference` prints now (regenerate it when help changes)."""
+        from eventstore.cli._reference import reference
+
+        checked_in = (Path(__file__).parent.parent / "docs" / "cli.md").read_text(encoding="utf-8")
+        assert reference() + "\n" == checked_in
+
     def test_every_command_takes_json(self) -> None:
         """Every command (not the groups) offers --json."""
         for words, command in all_commands(cli):
