@@ -132,7 +132,7 @@ class TestHelp:
         from eventstore.cli._reference import reference
 
         checked_in = (Path(__file__).parent.parent / "docs" / "cli.md").read_text(encoding="utf-8")
-        assert reference() + "\n" == checked_in
+        assert reference() == checked_in
 
     def test_every_command_takes_json(self) -> None:
         """Every command (not the groups) offers --json."""
