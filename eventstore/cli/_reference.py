@@ -24,7 +24,8 @@ def _commands(group: click.Group, words: tuple[str, ...] = ()) -> Iterator[tuple
 def help_text(words: tuple[str, ...]) -> str:
     """What ``eventstore WORDS... --help`` prints."""
     command: click.Command = cli
-    settings = {"max_content_width": 100, "help_option_names": ["-h", "--help"]}
+    # A fixed width: the reference must not depend on the terminal it was generated in.
+    settings = {"terminal_width": 100, "max_content_width": 100, "help_option_names": ["-h", "--help"]}
     context = click.Context(cli, info_name="eventstore", **settings)
     for word in words:
         assert isinstance(command, click.Group)
