@@ -109,6 +109,10 @@ def verify(txn: Transaction, log: EventLog, snapshots: SnapshotStore, read_model
                             f"in session {session.head.key!r}")
     for stream_id, version in sorted(pending_snapshots):
         problems.append(f"snapshot of stream {stream_id} at version {version} has no event")
+    try:
+        problems.extend(log.key_index_problems(txn))
+    except EventStoreError as exc:
+        problems.append(str(exc))
     events, stream_entries = log.count(txn)
     if stream_entries != events:
         problems.append(f"the stream index has {stream_entries} entries for {events} events")

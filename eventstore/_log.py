@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import struct
 from typing import Iterator, Sequence
 
@@ -107,7 +108,10 @@ class EventLog:
         if stored is None:
             if writable:
                 txn.put(b"format", str(LOG_FORMAT).encode(), db=self._meta)
-        elif int(stored) > LOG_FORMAT:
+            return
+        if not re.fullmatch(rb"[1-9][0-9]{0,40}", bytes(stored)):
+            raise StoreCorrupted(f"the store's format marker is damaged ({bytes(stored)[:20]!r})")
+        if int(stored) > LOG_FORMAT:
             raise IncompatibleStore(
                 f"the store has log format {int(stored)}, newer than this code's {LOG_FORMAT}; "
                 "upgrade the eventstore package"
@@ -116,9 +120,36 @@ class EventLog:
     # -- streams ------------------------------------------------------------------
 
     def stream_id(self, txn: Transaction, key: str) -> int | None:
-        """The stream id of ``key``, or ``None`` if the key never had an event."""
+        """The stream id of ``key``, or ``None`` if the key never had an event.
+
+        Raises:
+            StoreCorrupted: the key index leads to another session's stream.
+        """
         found = txn.get(hashlib.sha256(key.encode()).digest(), db=self._keys)
-        return None if found is None else _U64.unpack(found)[0]
+        if found is None:
+            return None
+        if len(found) != _U64.size:
+            raise StoreCorrupted(f"the key index entry of {key!r} is damaged")
+        stream_id = _U64.unpack(found)[0]
+        if self.stream_key(txn, stream_id) != key:  # one more read: a damaged index must not mix sessions up
+            raise StoreCorrupted(f"the key index leads {key!r} to another session's stream")
+        return stream_id
+
+    def key_index_problems(self, txn: Transaction) -> list[str]:
+        """Where the key index and the stream keys disagree (for ``verify``)."""
+        problems = []
+        for stream_id, key in self.stream_ids(txn):
+            try:
+                found = self.stream_id(txn, key)
+            except StoreCorrupted as exc:
+                problems.append(str(exc))
+                continue
+            if found != stream_id:
+                problems.append(f"the key index does not lead {key!r} to its stream {stream_id}")
+        keys, streams = txn.stat(self._keys)["entries"], txn.stat(self._stream_keys)["entries"]
+        if keys != streams:
+            problems.append(f"the key index has {keys} entries for {streams} session keys")
+        return problems
 
     def stream_key(self, txn: Transaction, stream_id: int) -> str:
         """The session key of a stream id."""
@@ -267,7 +298,10 @@ class EventLog:
     def stream_ids(self, txn: Transaction) -> Iterator[tuple[int, str]]:
         """Every stream id with its session key, in id order."""
         for raw_id, raw_key in txn.cursor(db=self._stream_keys):
-            yield _U64.unpack(raw_id)[0], bytes(raw_key).decode()
+            try:
+                yield _U64.unpack(raw_id)[0], bytes(raw_key).decode()
+            except (struct.error, UnicodeDecodeError):
+                raise StoreCorrupted("the stream keys are damaged") from None
 
     def count(self, txn: Transaction) -> tuple[int, int]:
         """(entries in the event table, entries in the stream index)."""

@@ -99,7 +99,9 @@ _BATCH = 1000
 #: Sessions returned by ``search`` when the query sets no limit (as ZeroClaw).
 DEFAULT_SEARCH_LIMIT = 50
 #: Events folded into a deferred read model per batch (a batch holds its changes in memory).
-_DEFERRED_BATCH = 50_000
+_DEFERRED_BATCH = 200_000
+#: A search applies up to this many missing events in memory rather than catch the index up on disk.
+_OVERLAY_UP_TO = 32
 
 
 def _recordable(moment: object) -> int:
@@ -123,6 +125,13 @@ def _same_session(one: SessionSnapshot, other: SessionSnapshot) -> bool:
         return True
     return (a.exists, a.name, a.state, a.created_at, one.messages) == (b.exists, b.name, b.state, b.created_at,
                                                                        other.messages)
+
+
+def _iterable(value: object, what: str) -> Iterable[object]:
+    try:
+        return iter(value)  # type: ignore[call-overload,no-any-return]
+    except TypeError:
+        raise InvalidArgument(f"{what} must be iterable, not {type(value).__name__}") from None
 
 
 def _check_progress(progress: object) -> Progress | None:
@@ -165,6 +174,13 @@ class SessionStore:
         if isinstance(snapshot_every, bool) or not isinstance(snapshot_every, int) or snapshot_every < 1:
             raise InvalidArgument(f"snapshot_every must be a positive int, not {snapshot_every!r}")
         _check_index(cache_sessions, "cache_sessions")
+        if not isinstance(path, (str, os.PathLike)) or (isinstance(path, str) and not path) or "\x00" in str(path):
+            raise InvalidArgument(f"path must be a non-empty str or os.PathLike without NUL, not {path!r:.60}")
+        if clock is not None and not callable(clock):
+            raise InvalidArgument(f"clock must be a callable returning an aware datetime, not {clock!r:.60}")
+        for flag, what in ((durable, "durable"), (readonly, "readonly")):
+            if not isinstance(flag, bool):
+                raise InvalidArgument(f"{what} must be a bool, not {flag!r:.60}")
         if max_size is not None and (_check_index(max_size, "max_size") < _SMALLEST_STORE):
             raise InvalidArgument(f"max_size must be at least {_SMALLEST_STORE} bytes, not {max_size}")
         self.path = Path(path)
@@ -212,6 +228,14 @@ class SessionStore:
                     raise StoreReadOnly(f"the read models of {self.path} are out of date; open it writable once")
         else:
             self._environment.write(self._rebuild_outdated)
+            with self._read() as txn:
+                checkpoint = self._checkpoints.get(txn, self._search.name)
+            if checkpoint is not None and checkpoint[0] != self._search.code_version:
+                progress = self._rebuild_progress
+                with self._read() as txn:
+                    total = self._log.head(txn)[0]
+                self._catch_up_prepared(rebuild=True, progress=None if progress is None
+                                        else lambda at: progress(at, total))  # type: ignore[misc]
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -245,7 +269,7 @@ class SessionStore:
         """Append several messages atomically (one event each, one commit); return the new version."""
         if isinstance(messages, (str, bytes, ChatMessage)):
             raise InvalidArgument("append_many takes an iterable of ChatMessage")
-        batch = [self._check_message(message) for message in messages]
+        batch = [self._check_message(message) for message in _iterable(messages, "messages")]
         return self._execute(key, lambda head: ([MessageAppended(m) for m in batch], None),
                              expected_version, idempotency_key)[1]
 
@@ -365,7 +389,20 @@ class SessionStore:
             if unknown:
                 raise InvalidArgument(f"unknown projections {unknown}; known: {sorted(models)}")
             chosen = [models[name] for name in dict.fromkeys(wanted)]
-        self._write(lambda txn: self._rebuild(txn, chosen, progress))
+        inline = [model for model in chosen if getattr(model, "inline", True)]
+        with self._read() as txn:
+            events = self._log.head(txn)[0]
+        # One pass over the log for the inline models together, then one for the search index.
+        total = events * (bool(inline) + (self._search in chosen))
+        if inline:
+            self._write(lambda txn: self._rebuild(txn, inline, None if progress is None
+                                                  else lambda done, _: progress(done, total)))
+        if self._search in chosen:
+            offset = events if inline else 0
+            self._catch_up_prepared(rebuild=True, progress=None if progress is None
+                                    else lambda at: progress(offset + at, total))
+        if progress is not None:
+            progress(total, total)
         self._loaded.clear()
         self._listing = None
 
@@ -516,9 +553,65 @@ class SessionStore:
         """
         if self._readonly:
             raise StoreReadOnly(f"the store at {self.path} was opened read-only")
-        return self._write(self._catch_up)
+        if self._closed:
+            raise StoreClosed("the store is closed")
+        return self._catch_up_prepared()
 
     # -- the search index (deferred) -------------------------------------------------------
+
+    def _catch_up_prepared(self, rebuild: bool = False, progress: Callable[[int], None] | None = None) -> int:
+        """Bring the search index up to the log: fold in a read transaction, write in a short write one.
+
+        Folding is the long part. Done outside the write transaction it holds
+        no writer up, and is not redone when the write must run again (the
+        environment reruns a write whose map had to grow). ``_DEFERRED_BATCH``
+        events at a time; ``rebuild`` starts from nothing. Returns how many
+        events were applied.
+        """
+        index, applied = self._search, 0
+        while True:
+            with self._read() as txn:
+                checkpoint = self._checkpoints.get(txn, index.name)
+                fresh = rebuild or (checkpoint is not None and checkpoint[0] != index.code_version)
+                after = 0 if fresh or checkpoint is None else checkpoint[1]
+                head = self._log.head(txn)[0]
+                if not fresh and checkpoint is not None and after >= head:
+                    return applied
+                writer = index.prepare(txn, fresh=fresh)
+                last = self._fold_batch(index, writer, self._log.read_all(txn, after), progress) or after
+                writer.settle()
+
+            def body(txn: Transaction) -> int | None:
+                if self._checkpoints.get(txn, index.name) != checkpoint:
+                    return None  # another catch-up or rebuild got there first: start again from it
+                index.write(writer, txn)
+                self._checkpoints.put(txn, index.name, index.code_version, last)
+                return last - after
+
+            done = self._write(body)
+            if done is not None:
+                applied += done
+                rebuild = False
+                if last >= head:
+                    return applied
+
+    @staticmethod
+    def _fold_batch(index: SearchIndex, writer: object, entries: Iterable[StoredEvent],
+                    progress: Callable[[int], None] | None = None) -> int:
+        """Fold up to ``_DEFERRED_BATCH`` stored events into a prepared batch; return the last position (0: none)."""
+        last = folded = 0
+        for stream_id, run in itertools.groupby(entries, key=lambda entry: entry.stream_id):
+            recorded = [to_recorded(entry) for entry in run]
+            index.fold(writer, stream_id, recorded)  # type: ignore[arg-type]
+            last = recorded[-1].position
+            folded += len(recorded)
+            if progress is not None and folded % _BATCH < len(recorded):
+                progress(last)
+            if folded >= _DEFERRED_BATCH:
+                break
+        if progress is not None and last:
+            progress(last)
+        return last
 
     def _search_lag(self, txn: Transaction) -> int | None:
         """How far the search index is behind the log (0: current); ``None``: another code version built it.
@@ -547,9 +640,9 @@ class SessionStore:
                 continue
             after = 0 if checkpoint is None else checkpoint[1]
             last = self._fold_deferred(txn, model, self._log.read_all(txn, after))
-            if last > after:
-                self._checkpoints.put(txn, model.name, model.code_version, last)
-                applied += last - after
+            if last > after or checkpoint is None:
+                self._checkpoints.put(txn, model.name, model.code_version, max(last, after))
+                applied += max(last - after, 0)
         return applied
 
     def _fold_deferred(self, txn: Transaction, model: SearchIndex, entries: Iterable[StoredEvent],
@@ -577,21 +670,26 @@ class SessionStore:
     def _with_search(self, run: Callable[[object, Transaction], R]) -> R:
         """``run(view, txn)`` on the search index as of every committed event (read-your-writes).
 
-        A current index is read as it is. A lagging one is caught up first, in a
-        write transaction that the query then reads through; a read-only store
-        applies the missing events in memory instead.
+        A current index is read as it is. One that lacks a few events (at most
+        ``_OVERLAY_UP_TO``) is read with them applied in memory, which costs
+        less than a durable commit; one further behind is caught up first
+        (``_catch_up_prepared``), then read (a read-only store always applies
+        the missing events in memory).
         """
         with self._read() as txn:
             lag = self._search_lag(txn)
             if lag == 0:
-                return run(self._search.reader(txn), txn)
+                return run(self._search.reader(txn, read_only=True), txn)
+            if lag is not None and (lag <= _OVERLAY_UP_TO or self._readonly):
+                return run(self._search.overlay(txn, self._search_pending(txn), read_only=True), txn)
             if self._readonly:
-                if lag is None:
-                    raise StoreReadOnly(f"the search index of {self.path} must be rebuilt; open the store "
-                                        "writable once")
-                return run(self._search.overlay(txn, self._search_pending(txn)), txn)
+                raise StoreReadOnly(f"the search index of {self.path} must be rebuilt; open the store writable once")
+        self._catch_up_prepared()
+        with self._read() as txn:
+            if self._search_lag(txn) == 0:
+                return run(self._search.reader(txn, read_only=True), txn)
 
-        def body(txn: Transaction) -> R:
+        def body(txn: Transaction) -> R:  # writers keep the index behind: catch up and read in one transaction
             self._catch_up(txn)
             return run(self._search.reader(txn), txn)
 
@@ -721,6 +819,7 @@ class SessionStore:
         it writes nothing (a search index behind the log is checked with the
         missing events applied in memory).
         """
+        progress = _check_progress(progress)
         with self._read() as txn:
             models = [*self._read_models, _DeferredCheck(self, txn)]
             return verify(txn, self._log, self._snapshots, models, progress)  # type: ignore[arg-type]
@@ -817,14 +916,22 @@ class SessionStore:
         committed with the events: importing the same source again writes nothing,
         and a source that changed since raises ``SourceChanged``.
         """
+        if not isinstance(sessions, Mapping):
+            raise InvalidArgument(f"import_sessions takes a mapping of key to timed events, not {type(sessions).__name__}")
         for key, timed in sessions.items():
             validate_key(key)
-            for moment, event in timed:
-                utc(moment)
+            for pair in _iterable(timed, "a session's timed events"):
+                if not (isinstance(pair, tuple) and len(pair) == 2):
+                    raise InvalidArgument(f"expected (datetime, event) pairs, not {pair!r:.60}")
+                moment, event = pair
+                _recordable(moment)
                 if not isinstance(event, EVENT_CLASSES):
                     raise InvalidArgument(f"cannot import {type(event).__name__}: not a session event")
         if source is not None:
             validate_text(source, "source")
+        for value, what in ((size, "size"), (sha256, "sha256")):
+            if not isinstance(value, int if what == "size" else str) or isinstance(value, bool):
+                raise InvalidArgument(f"{what} has the wrong type: {value!r:.60}")
 
         def body(txn: Transaction) -> ImportOutcome:
             if source is not None:
@@ -864,9 +971,11 @@ class SessionStore:
         one it carries; otherwise ``ReplicationMismatch`` is raised and that batch
         is not written. Returns how many events were appended.
         """
+        progress = _check_progress(progress)
+        _check_index(total, "total")
         count = 0
         batch: list[RecordedEvent] = []
-        for recorded in events:
+        for recorded in _iterable(events, "events"):
             if not isinstance(recorded, RecordedEvent):
                 raise InvalidArgument(f"replicate takes RecordedEvent objects, not {type(recorded).__name__}")
             batch.append(recorded)
@@ -1017,12 +1126,10 @@ class SessionStore:
                 if self._checkpoints.get(txn, model.name) != (model.code_version, head_position)]
 
     def _rebuild_outdated(self, txn: Transaction) -> None:
-        """On open: rebuild inline models that are behind or of another code version, and deferred
-        models of another code version (a deferred model merely behind, or never built, catches up
-        on its next read or ``catch_up``)."""
-        outdated: list[ReadModel | SearchIndex] = list(self._outdated(txn))
-        outdated += [model for model in self._deferred
-                     if (self._checkpoints.get(txn, model.name) or (model.code_version,))[0] != model.code_version]
+        """On open: rebuild inline models that are behind or of another code version. (A deferred model
+        of another code version is rebuilt next, outside this transaction; one merely behind, or never
+        built, catches up on its next read or ``catch_up``.)"""
+        outdated = self._outdated(txn)
         if outdated:
             self._rebuild(txn, outdated, self._rebuild_progress)
 
@@ -1143,9 +1250,9 @@ class _DeferredCheck:
         if self._lag is None:
             return ["search: the index was built by another code version and must be rebuilt"]
         if not self._lag:
-            return index.check(txn, sessions)
+            return index.check_view(index.reader(txn, read_only=True), sessions)
         try:
-            view = index.overlay(txn, store._search_pending(txn))
+            view = index.overlay(txn, store._search_pending(txn), read_only=True)
         except EventStoreError as exc:
             return [f"search: cannot fold the log into the index: {exc}"]
         return index.check_view(view, sessions)
