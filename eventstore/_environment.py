@@ -45,6 +45,9 @@ _MAX_DBS = 32
 # Reader slots: one per concurrent read transaction in all processes. Slots of
 # processes that died are reclaimed on every open, so only live readers count.
 _MAX_READERS = 1024
+_READER_CHECK_EVERY = 64
+# Transactions a forked child inherited, kept referenced so that they are never ended there.
+_INHERITED: list[Transaction] = []
 _USERS_LOCK = "users.lock"
 _VACUUM_DIR = "vacuum.tmp"
 
@@ -52,6 +55,10 @@ _VACUUM_DIR = "vacuum.tmp"
 # What py-lmdb raises when the file's pages do not make sense.
 _DAMAGE = (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.InvalidError, lmdb.BadValsizeError,
            lmdb.PageFullError, lmdb.IncompatibleError)
+
+
+def _on_read_only_media(path: Path) -> bool:
+    return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
 
 
 def _is_permission_error(exc: lmdb.Error) -> bool:
@@ -129,6 +136,7 @@ class Environment:
         self._gate = _Gate()
         self._write_lock = threading.RLock()  # re-entered when vacuum reopens the databases
         self._durable = durable
+        self._commits = 0
         # A store in a directory we cannot write (read-only media, say) serves reads.
         self.readonly = readonly or not os.access(path, os.W_OK)
         if self.readonly and not (path / "data.mdb").exists():
@@ -143,6 +151,16 @@ class Environment:
             pass  # a read-only store that was never opened writable by this version
         self._env = self._open_lmdb()
         self._clear_stale_readers()
+
+    def _exclude_writers(self) -> None:
+        """Hold ``users.lock`` alone while reading without a reader slot: writers wait to open the store."""
+        if self._users is None:
+            return  # never opened writable by this version: there is no writer to keep out
+        try:
+            fcntl.flock(self._users, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StoreBusy(f"{self.path} is open for writing elsewhere, and this process cannot register "
+                            "as a reader (its lock file is not writable)") from None
 
     def _clear_stale_readers(self) -> None:
         """Free reader slots left by processes that died mid-read (LMDB does not, by itself)."""
@@ -160,7 +178,10 @@ class Environment:
             except lmdb.Error as exc:
                 if not self.readonly or not _is_permission_error(exc):
                     raise
-                # Read-only media: no reader table is possible, and no writer can exist either.
+                # We cannot write lock.mdb, so LMDB cannot protect our snapshot from a writer.
+                # On read-only media no writer can exist; elsewhere, keep writers out while we read.
+                if not _on_read_only_media(self.path):
+                    self._exclude_writers()
                 return lmdb.open(str(self.path), lock=False, **options)
         except lmdb.InvalidError as exc:
             raise StoreCorrupted(f"{self.path} is not a usable store: {exc}") from None
@@ -179,6 +200,12 @@ class Environment:
         with cls._registry_lock:
             environment = cls._registry.get(key)
             if environment is None:
+                if any(other[1] == key[1] for other in cls._registry):
+                    # py-lmdb (and LMDB) forbid a second open of a path in a process, and a
+                    # forked child inherits the parent's open environment.
+                    raise StoreUsedAfterFork(
+                        f"{path} was open in the parent when this process forked, so it cannot be opened "
+                        "here; start workers with multiprocessing's 'spawn' or 'forkserver' method")
                 environment = cls(path, durable=durable, max_size=max_size, readonly=readonly)
                 cls._registry[key] = environment
             elif environment.readonly and not readonly:
@@ -285,6 +312,7 @@ class Environment:
                 self._grow()
 
     def _grow(self) -> None:
+        self._clear_stale_readers()  # pages pinned by dead readers may be all the room needed
         with self._gate.exclusive():
             current = self._env.info()["map_size"]
             if self.max_size is not None and current >= self.max_size:
@@ -320,8 +348,12 @@ class Environment:
                 self._gate.leave_shared()
                 raise
         try:
-            with txn:
+            try:
                 yield txn
+            except BaseException:
+                self._end(txn, commit=False)
+                raise
+            self._end(txn, commit=True)
         except (lmdb.MapFullError, lmdb.ReadonlyError):
             raise  # handled by write(): grow the map, or refuse
         except _DAMAGE as exc:
@@ -330,6 +362,20 @@ class Environment:
             raise EventStoreError(f"the store at {self.path} failed: {exc}") from None
         finally:
             self._gate.leave_shared()
+
+    def _end(self, txn: Transaction, *, commit: bool) -> None:
+        if os.getpid() != self._pid:
+            # A forked child unwinding a transaction it inherited: ending it would free the
+            # parent's reader slot in the shared lock file. Keep it alive and untouched.
+            _INHERITED.append(txn)
+            return
+        if commit:
+            txn.commit()
+        else:
+            txn.abort()
+        self._commits += 1
+        if self._commits % _READER_CHECK_EVERY == 0:
+            self._clear_stale_readers()  # dead readers would pin pages and grow the file
 
     def file_size(self) -> int:
         """Size of the data file on disk, in bytes."""

@@ -1,0 +1,583 @@
+"""Bad input and damaged stores.
+
+* Garbage for every public argument of every ``SessionStore`` method (found by
+  introspection, so new methods are covered) and of the constructor: wrong
+  types, huge and negative ints, NaN and infinities, None, bytes, lone
+  surrogates, NUL, naive datetimes, nested junk. Nothing but an
+  ``EventStoreError`` may escape, and a call that raised wrote nothing (every
+  named database is byte-for-byte as before).
+* Damaged stores: random bytes flipped in the values of every named database
+  (the log's, the snapshots', the read models'; through lmdb directly), and a
+  list of known kinds of damage that random flips rarely produce. Every read
+  either returns exactly what it returned before the damage, or raises
+  ``StoreCorrupted`` / ``IncompatibleStore``, or ``verify()`` reports the
+  damage: never wrong data that nothing flags, never another exception.
+* A store written by a newer version (log format, event schema version, event
+  type) is refused with ``IncompatibleStore`` and a message that says so.
+
+Examples per test follow the Hypothesis profile of ``conftest.py``; for a long
+run set ``EVENTSTORE_GARBAGE_EXAMPLES``; ``-rP`` prints how many inputs were tried::
+
+    EVENTSTORE_GARBAGE_EXAMPLES=2000 .venv/bin/python -m pytest tests/test_garbage.py -rP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import math
+import os
+import shutil
+import struct
+import tempfile
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta, timezone
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Callable
+
+import lmdb
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from _reliability import digest
+from eventstore import (
+    ChatMessage,
+    EventStoreError,
+    IncompatibleStore,
+    SessionQuery,
+    SessionStore,
+    StoreCorrupted,
+)
+from eventstore._codec import EncodedEvent
+from eventstore._time import to_micros
+
+EXAMPLES = os.environ.get("EVENTSTORE_GARBAGE_EXAMPLES")
+
+
+def examples(**options: Any) -> settings:
+    """The profile's settings (plus ``options``), unless a long run asks for more examples."""
+    if EXAMPLES:
+        options["max_examples"] = int(EXAMPLES)
+    return settings(**options)
+
+# -- garbage ------------------------------------------------------------------------------
+
+HUGE_INTS = [2**63 - 1, 2**63, 2**64, 2**64 + 1, -(2**63) - 1, 10**100, -(10**100), -1]
+SPECIAL_FLOATS = [math.nan, math.inf, -math.inf, 1e308, -1e308, 5e-324, -0.0, 1e18]
+SPECIAL_TEXT = ["", " ", "\x00", "a\x00b", "\ud800", "x\udfffy", "\U0010ffff", "x" * 5000, "é" * 600, "\n", "None"]
+
+
+class Opaque:
+    """An object of no type the store knows."""
+
+
+def _scalars() -> st.SearchStrategy[Any]:
+    return st.one_of(
+        st.none(), st.booleans(),
+        st.integers(), st.sampled_from(HUGE_INTS),
+        st.floats(), st.sampled_from(SPECIAL_FLOATS),
+        st.text(max_size=8), st.sampled_from(SPECIAL_TEXT),
+        st.text(st.characters(categories=["Cs"]), min_size=1, max_size=3),  # lone surrogates
+        st.binary(max_size=8), st.just(bytearray(b"abc")), st.just(memoryview(b"abc")),
+        st.datetimes(), st.datetimes(timezones=st.just(timezone.utc)),
+        st.datetimes(timezones=st.sampled_from([timezone(timedelta(hours=14)), timezone(timedelta(hours=-12))])),
+        st.sampled_from([datetime.min, datetime.max, datetime.min.replace(tzinfo=timezone.utc),
+                         datetime.max.replace(tzinfo=timezone.utc)]),
+        st.dates(), st.timedeltas(), st.complex_numbers(), st.fractions(), st.decimals(),
+        st.sampled_from([Opaque(), object(), Ellipsis, NotImplemented, int, print, lambda *a: None,
+                         ChatMessage.user("a real message"), SessionQuery(), SessionQuery("x", 1),
+                         Fraction(1, 3), date(2020, 1, 1), Path("/"), type]),
+        st.builds(ChatMessage, st.sampled_from(["user", "assistant", "x"]), st.text(max_size=5)),
+        st.builds(SessionQuery, st.none() | st.text(max_size=3), st.none() | st.integers(-3, 3)),
+    )
+
+
+def junk() -> st.SearchStrategy[Any]:
+    return st.recursive(
+        _scalars(),
+        lambda children: st.one_of(
+            st.lists(children, max_size=3), st.tuples(children, children),
+            st.dictionaries(st.text(max_size=3), children, max_size=3),
+            st.lists(children, max_size=3).map(iter),
+            st.lists(children, max_size=3).map(lambda items: (item for item in items)),
+            st.builds(lambda value: (lambda *args: value), children),  # a callable returning junk
+        ),
+        max_leaves=6,
+    )
+
+
+#: Built once: building a recursive strategy costs more than drawing from it.
+JUNK = junk()
+
+
+# -- valid values, so that one garbage argument is tested at a time -----------------------
+
+KEYS = ["a", "b", "c", "running", "gone"]
+messages = st.builds(ChatMessage, st.sampled_from(["user", "assistant"]), st.text(max_size=6))
+VALID: dict[str, st.SearchStrategy[Any]] = {
+    "key": st.sampled_from(KEYS),
+    "message": messages,
+    "messages": st.lists(messages, max_size=3),
+    "expected_version": st.none(),
+    "idempotency_key": st.none() | st.text("abc", max_size=3),
+    "name": st.text(max_size=6),
+    "state": st.sampled_from(["idle", "running"]),
+    "turn_id": st.none() | st.text("t12", max_size=2),
+    "reason": st.text("why", min_size=1, max_size=3),
+    "ttl_hours": st.floats(1e4, 1e5),
+    "threshold_secs": st.floats(0, 1e4),
+    "query": st.builds(SessionQuery, st.none() | st.text("ab ", max_size=3), st.none() | st.integers(0, 5)),
+    "version": st.none() | st.integers(0, 2),
+    "as_of": st.none(),
+    "after": st.integers(0, 5),
+    "limit": st.none() | st.integers(0, 5),
+    "from_version": st.integers(0, 3),
+    "to_version": st.none(),
+    "progress": st.none() | st.just(lambda done, total: None),
+    "sessions": st.just({}),
+    "source": st.none() | st.text("src", min_size=1, max_size=3),
+    "size": st.just(0),
+    "sha256": st.just(""),
+    "events": st.just([]),
+    "total": st.just(0),
+}
+#: Methods not fuzzed: they take no argument that could be garbage, or end the store's life.
+NOT_FUZZED = {"close", "vacuum"}
+
+
+def _public_methods() -> list[str]:
+    return sorted(name for name, value in inspect.getmembers(SessionStore, inspect.isfunction)
+                  if not name.startswith("_") and name not in NOT_FUZZED
+                  and len(inspect.signature(value).parameters) > 1)
+
+
+def _parameters(name: str) -> list[inspect.Parameter]:
+    return list(inspect.signature(getattr(SessionStore, name)).parameters.values())[1:]
+
+
+def _valid(parameter: inspect.Parameter) -> st.SearchStrategy[Any]:
+    if parameter.name in VALID:
+        return VALID[parameter.name]
+    if parameter.default is not inspect.Parameter.empty:
+        return st.just(parameter.default)
+    return JUNK  # a parameter this suite does not know yet: garbage only
+
+
+def _call(store: SessionStore, name: str, arguments: dict[str, Any], parameters: list[inspect.Parameter]) -> Any:
+    positional = [arguments[p.name] for p in parameters
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name in arguments]
+    keywords = {p.name: arguments[p.name] for p in parameters if p.kind == p.KEYWORD_ONLY and p.name in arguments}
+    result = getattr(store, name)(*positional, **keywords)
+    if isinstance(result, Iterator):
+        result = list(result)
+    return result
+
+
+def _populate(store: SessionStore) -> None:
+    store.append_many("a", [ChatMessage.user("hello world"), ChatMessage.assistant("hi")])
+    store.set_session_name("a", "first")
+    store.append("b", ChatMessage.user("second session"))
+    store.set_session_state("running", "running", "t1")
+    store.append("gone", ChatMessage.user("bye"))
+    store.delete_session("gone", reason="test")
+
+
+@pytest.fixture(scope="module")
+def garbage_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SessionStore]:
+    with SessionStore(tmp_path_factory.mktemp("garbage") / "store", durable=False, snapshot_every=3) as store:
+        _populate(store)
+        yield store
+        report = store.verify()
+        assert report.ok, report.problems
+
+
+#: Garbage calls and damaged stores tried, by method; printed after the module (``-rP`` or ``-s`` shows it).
+tried: dict[str, int] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def figures() -> Iterator[None]:
+    yield
+    print(f"\ngarbage inputs tried: {sum(tried.values())} ({dict(sorted(tried.items()))})")
+
+
+@pytest.mark.parametrize("method", _public_methods())
+@examples()
+@given(data=st.data())
+def test_garbage_arguments(garbage_store: SessionStore, method: str, data: st.DataObject) -> None:
+    """Garbage in one or more arguments: only an EventStoreError escapes, and a refused call writes nothing."""
+    parameters = _parameters(method)
+    spoiled = data.draw(st.sets(st.sampled_from([p.name for p in parameters]), min_size=1), label="garbage in")
+    arguments = {}
+    for parameter in parameters:
+        if parameter.name in spoiled:
+            arguments[parameter.name] = data.draw(JUNK, label=parameter.name)
+        elif parameter.default is inspect.Parameter.empty or data.draw(st.booleans(), label=f"pass {parameter.name}"):
+            arguments[parameter.name] = data.draw(_valid(parameter), label=parameter.name)
+    tried[method] = tried.get(method, 0) + 1
+    before = digest(garbage_store)
+    try:
+        _call(garbage_store, method, arguments, parameters)
+    except EventStoreError:
+        assert digest(garbage_store) == before, f"{method} raised, but wrote"
+    # Anything else propagates and fails the test: an undocumented exception escaped.
+
+
+def test_store_is_healthy_after_the_garbage(garbage_store: SessionStore) -> None:
+    """Runs after the garbage calls: what was accepted did not poison the store. Every query still
+    answers, and verify is green."""
+    store = garbage_store
+    assert store.import_receipts() is not None
+    assert store.list_sessions_with_metadata() is not None and store.list_running_sessions() is not None
+    events = list(store.events())
+    assert [event.position for event in events] == list(range(1, len(events) + 1))
+    for key in store.list_sessions():
+        assert len(store.load(key)) == len(store.load_with_timestamps(key))
+        history = store.history(key)
+        assert store.session_at(key, version=len(history)).messages == store.load(key)
+    report = store.verify()
+    assert report.ok, report.problems[:10]
+
+
+# -- the constructor ------------------------------------------------------------------------
+
+CONSTRUCTOR_VALID: dict[str, st.SearchStrategy[Any]] = {
+    "clock": st.none(),
+    "durable": st.just(False),
+    "snapshot_every": st.integers(1, 5),
+    "max_size": st.none() | st.just(64 << 20),
+    "cache_sessions": st.integers(0, 3),
+    "readonly": st.just(False),
+}
+
+
+@pytest.fixture(scope="module")
+def scratch_dir() -> Iterator[Path]:
+    """A working directory for stores made from garbage paths (relative ones land here)."""
+    base = Path(tempfile.mkdtemp(prefix="eventstore-garbage-"))
+    here = os.getcwd()
+    os.chdir(base)
+    try:
+        yield base
+    finally:
+        os.chdir(here)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.parametrize("spoil", [p.name for p in _parameters("__init__")])
+@examples(suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(data=st.data())
+def test_garbage_constructor_arguments(scratch_dir: Path, spoil: str, data: st.DataObject) -> None:
+    """Garbage for one argument of SessionStore(...): only EventStoreError escapes, at once or from the
+    first calls of a store that accepted it, and an existing store is left as it was."""
+    existing = scratch_dir / "existing"
+    if not existing.exists():
+        with SessionStore(existing, durable=False) as store:
+            _populate(store)
+    with SessionStore(existing, durable=False) as store:
+        before = digest(store)
+    parameters = _parameters("__init__")
+    spoiled = {spoil}
+    arguments: dict[str, Any] = {}
+    for parameter in parameters[1:]:
+        if parameter.name in spoiled:
+            arguments[parameter.name] = data.draw(JUNK, label=parameter.name)
+        elif data.draw(st.booleans(), label=f"pass {parameter.name}"):
+            arguments[parameter.name] = data.draw(CONSTRUCTOR_VALID.get(parameter.name, st.just(parameter.default)),
+                                                  label=parameter.name)
+    path: Any = data.draw(JUNK, label="path") if "path" in spoiled else existing
+    if isinstance(path, (str, os.PathLike)) and path is not existing:
+        # A garbage path that is a real path: keep it inside the scratch directory, away from the store.
+        spelled = os.fspath(path)
+        assume(not os.path.isabs(spelled) and ".." not in spelled)
+        assume(os.path.normpath(spelled).split(os.sep)[0] not in ("existing", "."))
+    tried[f"__init__ {spoil}"] = tried.get(f"__init__ {spoil}", 0) + 1
+    try:
+        store = SessionStore(path, **arguments)
+    except EventStoreError:
+        with SessionStore(existing, durable=False) as witness:
+            assert digest(witness) == before, "a refused SessionStore(...) wrote to the store"
+    else:
+        try:
+            for call in (lambda: store.append("a", ChatMessage.user("more")), lambda: store.load("a"),
+                         lambda: store.load("a"), lambda: store.load("b"), lambda: store.list_sessions_with_metadata(),
+                         lambda: store.set_session_state("b", "running"), lambda: store.list_stuck_sessions(1)):
+                try:
+                    call()
+                except EventStoreError:
+                    pass
+        finally:
+            store.close()
+
+
+# -- damaged stores ---------------------------------------------------------------------------
+
+
+def _reads(store: SessionStore) -> dict[str, Callable[[], Any]]:
+    """Every query, as a name and a thunk, over the sessions of the damaged store."""
+    reads: dict[str, Callable[[], Any]] = {
+        "list_sessions": store.list_sessions,
+        "list_sessions_with_metadata": store.list_sessions_with_metadata,
+        "list_running_sessions": store.list_running_sessions,
+        "events": lambda: list(store.events()),
+        "search": lambda: store.search(SessionQuery("hello second")),
+    }
+    for key in KEYS:
+        reads[f"load {key}"] = lambda key=key: store.load(key)
+        reads[f"load_with_timestamps {key}"] = lambda key=key: store.load_with_timestamps(key)
+        reads[f"metadata {key}"] = lambda key=key: store.get_session_metadata(key)
+        reads[f"name {key}"] = lambda key=key: store.get_session_name(key)
+        reads[f"state {key}"] = lambda key=key: store.get_session_state(key)
+        reads[f"exists {key}"] = lambda key=key: store.session_exists(key)
+        reads[f"history {key}"] = lambda key=key: store.history(key)
+        for version in range(1, 8):
+            reads[f"session_at {key} {version}"] = lambda key=key, version=version: _session_at(store, key, version)
+    return reads
+
+
+def _session_at(store: SessionStore, key: str, version: int) -> Any:
+    try:
+        return store.session_at(key, version=version)
+    except EventStoreError as exc:
+        if type(exc).__name__ == "InvalidVersion":
+            return "no such version"
+        raise
+
+
+def _damage_source() -> Path:
+    """A store with every kind of record in it, snapshots included (snapshot_every=3)."""
+    source = Path(tempfile.mkdtemp(prefix="eventstore-damage-")) / "store"
+    with SessionStore(source, durable=False, snapshot_every=3) as store:
+        _populate(store)
+        store.append_many("c", [ChatMessage.user(f"message {n} " + "c" * n * 40) for n in range(8)])
+        store.update_last("c", ChatMessage.assistant("replaced"))
+        store.remove_last("c")
+        store.set_session_state("c", "running", "t2")
+        store.set_session_state("c", "idle")
+        store.append("b", ChatMessage.assistant("second reply"))
+    return source
+
+
+@pytest.fixture(scope="module")
+def pristine() -> Iterator[tuple[Path, dict[str, Any], dict[bytes, int]]]:
+    source = _damage_source()
+    with SessionStore(source, durable=False) as store:
+        expected = {name: _outcome(read) for name, read in _reads(store).items()}
+        assert store.verify().ok
+    environment = lmdb.open(str(source), max_dbs=64, readonly=True, lock=False)
+    with environment.begin() as txn:
+        names = [bytes(name) for name, _ in txn.cursor()]  # every named database, new read models included
+        sizes = {name: txn.stat(environment.open_db(name, txn=txn, create=False))["entries"] for name in names}
+    environment.close()
+    sizes = {name: size for name, size in sizes.items() if size}
+    yield source, expected, sizes
+    shutil.rmtree(source.parent, ignore_errors=True)
+
+
+def _outcome(read: Callable[[], Any]) -> Any:
+    try:
+        return ("value", read())
+    except (StoreCorrupted, IncompatibleStore) as exc:
+        return ("refused", type(exc).__name__)
+
+
+#: (database index, entry index, byte offset, XOR mask); the indexes are taken modulo what exists.
+flips = st.lists(st.tuples(st.integers(0, 1000), st.integers(0, 10_000), st.integers(0, 100_000),
+                           st.integers(1, 255)), min_size=1, max_size=3)
+
+
+# One failure is enough here (shrinking several is slow): test_known_damage lists the kinds one by one.
+@examples(suppress_health_check=[HealthCheck.too_slow], report_multiple_bugs=False)
+@given(damage=flips)
+def test_flipped_bytes_are_reported_or_refused_never_silently_wrong(
+        pristine: tuple[Path, dict[str, Any], dict[bytes, int]], damage: list[tuple[bytes, int, int, int]]) -> None:
+    source, expected, sizes = pristine
+    names = sorted(sizes)
+    copy = source.parent / "damaged"
+    shutil.rmtree(copy, ignore_errors=True)
+    copy.mkdir()
+    shutil.copy2(source / "data.mdb", copy / "data.mdb")
+    environment = lmdb.open(str(copy), max_dbs=64)
+    changed = []
+    with environment.begin(write=True) as txn:
+        for index, entry, offset, mask in damage:
+            name = names[index % len(names)]
+            database = environment.open_db(name, txn=txn, create=False)
+            cursor = txn.cursor(db=database)
+            cursor.first()
+            for _ in range(entry % sizes[name]):
+                cursor.next()
+            key, value = bytes(cursor.key()), bytearray(cursor.value())
+            if not value:
+                continue
+            value[offset % len(value)] ^= mask
+            txn.put(key, bytes(value), db=database)
+            changed.append((name.decode(), key.hex(), offset % len(value), mask))
+    environment.close()
+    tried["damage"] = tried.get("damage", 0) + 1
+    _check_damaged(copy, expected, changed)
+
+
+def _check_damaged(copy: Path, expected: dict[str, Any], changed: object) -> None:
+    """The damaged store is refused at open, or every read returns what it did before or raises
+    StoreCorrupted/IncompatibleStore, or verify reports a problem. Any other exception fails."""
+    try:
+        store = SessionStore(copy, durable=False)
+    except (StoreCorrupted, IncompatibleStore):
+        return  # refused at open: detected
+    with store:
+        outcomes = {name: _outcome(read) for name, read in _reads(store).items()}
+        try:
+            report = store.verify()
+            flagged = not report.ok
+        except (StoreCorrupted, IncompatibleStore):
+            flagged = True
+    wrong = {name: (expected[name], outcome) for name, outcome in outcomes.items()
+             if outcome[0] == "value" and outcome != expected[name]}
+    assert flagged or not wrong, f"damage {changed} went unnoticed; wrong answers: {_short(wrong)}"
+
+
+def _stream_id(txn: Any, environment: Any, key: str) -> bytes:
+    return bytes(txn.get(hashlib.sha256(key.encode()).digest(), db=environment.open_db(b"log.keys", txn=txn)))
+
+
+def _put(txn: Any, environment: Any, name: bytes, key: bytes, value: bytes) -> None:
+    txn.put(key, value, db=environment.open_db(name, txn=txn))
+
+
+def _first_event_with(txn: Any, environment: Any, field: slice, value: bytes) -> None:
+    database = environment.open_db(b"log.events", txn=txn)
+    raw = bytearray(txn.get(struct.pack(">Q", 1), db=database))
+    raw[field] = value
+    txn.put(struct.pack(">Q", 1), bytes(raw), db=database)
+
+
+#: Damage that random flips rarely produce, each a way to go wrong that must be caught.
+KNOWN_DAMAGE: dict[str, Callable[[Any, Any], None]] = {
+    "key index points at another session": lambda txn, env: _put(
+        txn, env, b"log.keys", hashlib.sha256(b"a").digest(), _stream_id(txn, env, "b")),
+    "key index loses a session": lambda txn, env: txn.delete(
+        hashlib.sha256(b"b").digest(), db=env.open_db(b"log.keys", txn=txn)),
+    "session key not UTF-8": lambda txn, env: _put(txn, env, b"log.stream_keys", _stream_id(txn, env, "a"), b"\xff\xfe"),
+    "session key changed": lambda txn, env: _put(txn, env, b"log.stream_keys", _stream_id(txn, env, "a"), b"z"),
+    # Record layout: format, flags, stream id, version, recorded µs (bytes 18..26), ...
+    "recording time out of range": lambda txn, env: _first_event_with(txn, env, slice(18, 26), struct.pack(">q", 2**62)),
+    "recording time negative": lambda txn, env: _first_event_with(txn, env, slice(18, 26), struct.pack(">q", -(2**62))),
+    "stream id of a missing stream": lambda txn, env: _first_event_with(txn, env, slice(2, 10), struct.pack(">Q", 999)),
+    "catalog row not JSON": lambda txn, env: _put(txn, env, b"catalog.sessions", _stream_id(txn, env, "a"), b"{["),
+    "log format not a number": lambda txn, env: _put(txn, env, b"log.meta", b"format", b"one"),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(KNOWN_DAMAGE))
+def test_known_damage_is_reported_or_refused(pristine: tuple[Path, dict[str, Any], dict[bytes, int]],
+                                             damage: str) -> None:
+    source, expected, _ = pristine
+    copy = source.parent / f"known-{damage.replace(' ', '-')}"
+    shutil.rmtree(copy, ignore_errors=True)
+    copy.mkdir()
+    shutil.copy2(source / "data.mdb", copy / "data.mdb")
+    environment = lmdb.open(str(copy), max_dbs=64)
+    with environment.begin(write=True) as txn:
+        KNOWN_DAMAGE[damage](txn, environment)
+    environment.close()
+    _check_damaged(copy, expected, damage)
+
+
+def _short(wrong: dict[str, Any]) -> str:
+    return "; ".join(f"{name}: {str(before)[:150]} -> {str(after)[:150]}" for name, (before, after) in
+                     list(wrong.items())[:4])
+
+
+# -- stores from a newer version ------------------------------------------------------------------
+
+
+@pytest.fixture
+def written(tmp_path: Path) -> Path:
+    path = tmp_path / "store"
+    with SessionStore(path) as store:
+        _populate(store)
+    return path
+
+
+def _set_meta(path: Path, value: bytes) -> None:
+    environment = lmdb.open(str(path), max_dbs=64)
+    with environment.begin(write=True) as txn:
+        txn.put(b"format", value, db=environment.open_db(b"log.meta", txn=txn))
+    environment.close()
+
+
+@pytest.mark.parametrize("readonly", [False, True])
+@pytest.mark.parametrize("value", [b"2", b"99", b"18446744073709551616"])
+def test_newer_log_format_is_refused_clearly(written: Path, value: bytes, readonly: bool) -> None:
+    _set_meta(written, value)
+    data = (written / "data.mdb").read_bytes()
+    with pytest.raises(IncompatibleStore) as raised:
+        SessionStore(written, readonly=readonly)
+    message = str(raised.value)
+    assert value.decode() in message and "newer" in message and "upgrade" in message
+    assert (written / "data.mdb").read_bytes() == data, "a refused open wrote to the store"
+    with pytest.raises(IncompatibleStore):  # and again: the refusal left nothing half-open
+        SessionStore(written, readonly=readonly)
+
+
+@pytest.mark.parametrize("value", [b"", b"x", b"-1", b"1.5", b"\xff", b"0x2", b"1" * 5000])
+def test_garbled_log_format_is_refused_clearly(written: Path, value: bytes) -> None:
+    _set_meta(written, value)
+    with pytest.raises((IncompatibleStore, StoreCorrupted)):
+        SessionStore(written)
+
+
+def _append_raw(path: Path, encoded: EncodedEvent, projections_too: bool) -> None:
+    """Append an event as a newer version of the package would have written it (through the log,
+    which knows no event class); with ``projections_too``, move the read models' checkpoints past it
+    as that newer version would have."""
+    with SessionStore(path) as store:
+        def body(txn: Any) -> None:
+            store._log.append(txn, "a", [encoded], to_micros(datetime.now(timezone.utc)))
+            if projections_too:
+                head = store._log.head(txn)[0]
+                for model in store._read_models:
+                    store._checkpoints.put(txn, model.name, model.code_version, head)
+
+        store._environment.write(body)
+
+
+NEWER_EVENTS = {
+    "newer schema version": (EncodedEvent("MessageAppended", 99, b'{"message":["user","from the future"]}'),
+                             ["schema version 99", "newer"]),
+    "unknown event type": (EncodedEvent("SessionForked", 1, b'{"into":"z"}'), ["SessionForked"]),
+}
+
+
+@pytest.mark.parametrize("event", sorted(NEWER_EVENTS))
+def test_event_from_a_newer_version_refused_at_open(written: Path, event: str) -> None:
+    """The read models must be brought up to date on open, which needs the newer event: refused."""
+    encoded, words = NEWER_EVENTS[event]
+    _append_raw(written, encoded, projections_too=False)
+    data = (written / "data.mdb").read_bytes()
+    with pytest.raises(IncompatibleStore) as raised:
+        SessionStore(written)
+    assert all(word in str(raised.value) for word in words), str(raised.value)
+    assert (written / "data.mdb").read_bytes() == data
+
+
+@pytest.mark.parametrize("event", sorted(NEWER_EVENTS))
+def test_event_from_a_newer_version_refused_when_read(written: Path, event: str) -> None:
+    """The newer version kept the read models up to date: the store opens, but every read of the
+    newer event, and verify, says IncompatibleStore clearly; other sessions read as before."""
+    encoded, words = NEWER_EVENTS[event]
+    _append_raw(written, encoded, projections_too=True)
+    with SessionStore(written) as store:
+        for read in (lambda: store.history("a"), lambda: list(store.events()),
+                     lambda: store.session_at("a", version=4), lambda: store.rebuild_projections()):
+            with pytest.raises(IncompatibleStore) as raised:
+                read()
+            assert all(word in str(raised.value) for word in words), str(raised.value)
+        assert store.load("b") == [ChatMessage.user("second session")]
+        assert len(store.history("b")) == 1
+        report = store.verify()
+        assert not report.ok
+        assert any(all(word in problem for word in words) for problem in report.problems), report.problems
