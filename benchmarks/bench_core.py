@@ -348,7 +348,6 @@ def load_phases(store: SessionStore, key: str) -> tuple[list[int], dict[str, int
     Returns the phase times in ns (in ``LOAD_PHASES`` order) and the sizes seen.
     """
     from eventstore._values import trusted_message, validate_key
-    from projections.session import Entry
 
     environment, model = store._environment, store._messages
     t0 = now_ns()
@@ -363,10 +362,10 @@ def load_phases(store: SessionStore, key: str) -> tuple[list[int], dict[str, int
         for value in values:
             rows += orjson.loads(memoryview(value)[4:])
         t4 = now_ns()
-        entries = tuple(Entry(trusted_message(role, content), micros) for role, content, micros in rows)
+        entries = tuple((trusted_message(role, content), micros) for role, content, micros in rows)
         t5 = now_ns()
     t6 = now_ns()
-    messages = [entry.message for entry in entries]
+    messages = [message for message, _ in entries]
     t7 = now_ns()
     marks = (t0, t1, t2, t3, t4, t5, t6, t7)
     return [b - a for a, b in zip(marks, marks[1:])], {"chunks": len(values), "bytes": sum(map(len, values)),
