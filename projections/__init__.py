@@ -2,6 +2,8 @@
 
 ``session`` holds the folds (no I/O); ``catalog`` and ``messages`` persist them
 in their own named databases; ``readmodel`` says what every read model offers.
+``tokenizer`` (pure) splits text and queries into terms; ``search`` is the
+ranked search index, a deferred read model.
 This package may use ``eventstore``'s event and value types; the log knows
 nothing of it.
 """

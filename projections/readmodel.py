@@ -5,6 +5,11 @@ databases. The facade applies it inline, in the command's write transaction,
 and saves its checkpoint (the global position it has applied, and the version
 of its code) in that same transaction, so a read model can never be ahead of,
 or silently behind, the log.
+
+A deferred read model (``inline = False``, the search index) is not applied
+by commands: its checkpoint may lag the log, and the facade catches it up
+(writing data and checkpoint in one transaction) before reading it. A read
+model whose checkpoint records another code version is rebuilt on open.
 """
 
 from __future__ import annotations

@@ -2,53 +2,65 @@
 
 What lives here, top to bottom:
 
-* the pure part: BM25 weights (``impact``, ``level_weight``, ``idf``), phrase
-  matching and ``snippet``;
-* the stored forms of the index (``_Summary`` per term, ``_Chunk`` of a
-  session's messages) and their codecs;
+* the pure part: BM25 weights (``term_weight``, ``impact``, ``level_weight``,
+  ``idf``), phrase matching and ``snippet``;
+* the stored forms (a ``_Summary`` per term, a chunk of postings per 64
+  messages of a session) and their byte-level edits;
+* ``_Reader`` / ``_Writer``: the stored state through one transaction, and a
+  batch of changes held in memory that reads see (so a batch never written is
+  an overlay: the index plus events it has not applied);
 * ``SearchIndex``, the read model: it folds ``message_edit`` of every event
-  into those forms (so only current messages match), checks itself against
-  sessions folded from the log (``check``), and answers queries
-  (``search_sessions``, ``search_messages``).
+  into those forms, so only current messages match (``remove_last``,
+  ``update_last``, clears, deletions, redactions remove; a restore adds back);
+  checks itself against sessions folded from the log; answers queries.
 
-Scoring. BM25 over messages with k1 = 1.2 and b = 0.75. A message's weight
-for a term, ``tf·(k1+1) / (tf + k1·(1 - b + b·dl/PIVOT))``, is computed when the
-message is indexed and kept as one of 255 levels; the length pivot is fixed
-at ``PIVOT`` tokens instead of the corpus average, so a stored weight never
-goes stale and a session's best weight for a term can be stored and read in
-weight order. The inverse document frequency is FTS5's,
-``log((N - df + 0.5) / (df + 0.5))`` floored at 1e-6, from the current counts
-at query time. A message's score is the sum of ``idf × weight`` over the
-query terms it contains; a session scores by its best message; equal scores
-order by most recent activity.
+Scoring. BM25 over messages, k1 = 1.2, b = 0.75. A message's weight for a
+term, ``tf·(k1+1) / (tf + k1·(1 - b + b·dl/PIVOT))``, is computed when the
+message is indexed and stored as one of 255 levels; the length pivot is a
+constant (``PIVOT`` tokens) rather than the corpus average, so a stored
+weight never goes stale and a session's best weight for a term can be kept
+and read best first. The inverse document frequency is FTS5's,
+``log((N - df + 0.5) / (df + 0.5))`` floored at 1e-6, from the current
+counts at query time. A message scores the sum of ``idf × weight`` over the
+query terms it holds (a phrase's terms only where the phrase is); a session
+scores by its best message; equal scores order by most recent activity.
 
-Storage (named databases, all ``search.*``):
+Storage (named databases ``search.*``):
 
-* ``search.terms``: term (UTF-8; see ``tokenizer.term_key``) → term id (u32).
-  Prefix queries walk its keys.
-* ``search.summary``: term id → the term's ``_Summary``: how many messages
-  contain it (df), and every session containing it with the session's best
-  level, stored twice: grouped by level, best first (so the top sessions for
-  a term are a prefix of the value), and sorted by session (so the level of
-  any session is a binary search away). 9 bytes per (term, session).
-* ``search.docs``: session + chunk number → ``_Chunk``: the postings of up to
-  64 consecutive messages, each message's term ids (sorted) and levels. 5
-  bytes per (term, message). The forward index: removals read what to take
-  out, and exact multi-term scores of a session are computed from it.
-* ``search.sessions``: session → message count and latest activity (µs).
-* ``search.meta``: the number of current messages and the next term id.
+* ``search.terms``: term (``tokenizer.term_key``) → term id (u32). Prefix
+  queries walk its keys.
+* ``search.summary``: term id → how many messages hold the term (u32), then
+  its summary: each session that holds it with its best level and a tag
+  (where that level is, whether several messages hold the term), sorted by
+  session for binary search; a term in more than ``GROUPED_FROM`` sessions
+  also keeps its sessions grouped by level, best first, so its top sessions
+  are a prefix. 6 bytes per (term, session), 10 for frequent terms.
+* ``search.docs``: session and chunk number → the postings of up to 64
+  messages: each message's term ids (3 bytes, 4 once ids need it) and levels.
+  The forward index: removals read what to take out, and a session's exact
+  multi-term score is computed from it.
+* ``search.sessions``: session → message count and latest activity;
+  ``search.meta``: message count, next term id, generation (changes when the
+  index is cleared, so term ids cached in memory are dropped).
 
-Inline or deferred: deferred, by measurement. Indexing a message touches
-every distinct term's summary (about 30 for a chat message): 200-300 µs of
-Python per message when done one message per transaction, against a ~0.7 ms
-durable append, that is 1.3-1.4x instead of the 1.2x budget; batched over
-many messages the same work costs a fraction of that, because each summary
-is decoded and written once per batch. So the facade does not apply this
-model in the command's transaction: it catches it up from its checkpoint, in
-batches, before any search (read-your-writes) and on ``catch_up()``; a
-read-only store applies the pending events in memory instead (see
-``SearchIndex.overlay``). The benchmark (``benchmarks/bench_search.py``)
-prints the figures.
+Queries. One term: its best level groups, down to the ``limit``-th session.
+Several: every session holding one query term scores by that term's level;
+one holding several is resolved from the tags when possible, else scored
+exactly (best upper bound first, only while the bound can still make the
+``limit``); terms in many sessions go through a threshold algorithm over
+their level groups instead of whole summaries.
+
+Inline or deferred: deferred, by measurement (``benchmarks/bench_search.py``).
+Indexing one message in its own transaction costs about as much CPU as the
+durable append itself (0.75 ms against 0.83 ms on the 100,000-message
+benchmark: 1.9x the append, where the budget is 1.2x), because each of its
+~30 terms rewrites its summary; batched, each summary is decoded and written
+once per batch. So the facade does not apply this model in the command's
+transaction. A search reads the index as of every committed event: when the
+index lacks a few events it applies them in memory (an overlay, no write);
+further behind, it is caught up first, folding in a read transaction and
+writing in a short write one, as ``catch_up()`` does. Appends cost what they
+cost without search.
 """
 
 from __future__ import annotations
@@ -56,6 +68,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import math
+import os
 import struct
 import sys
 from array import array
@@ -63,7 +76,7 @@ from collections import Counter
 from contextlib import contextmanager
 from functools import lru_cache
 from itertools import repeat
-from operator import itemgetter, mul, neg
+from operator import itemgetter, mul, neg, rshift
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import attrs
@@ -118,11 +131,14 @@ _SESSION = struct.Struct("<Iq")  # messages, latest activity µs
 _U64 = struct.Struct("<Q")
 _META_MESSAGES = b"messages"
 _META_NEXT_TID = b"next_tid"
+_META_GENERATION = b"generation"
+#: Term ids a process keeps in memory at most.
+_TID_CACHE_SIZE = 1 << 20
 _MAX_ID = 0xFFFFFFFF
 #: A query whose terms are in at most this many sessions all told is scored from whole summaries.
 _MATERIALIZE_UP_TO = 4000
 #: Appends noted before they are folded into the summaries (bounds a batch's memory).
-_SETTLE_EVERY = 16384
+_SETTLE_EVERY = 32768
 
 
 # -- the pure part: weights, phrases, snippets ------------------------------------
@@ -160,16 +176,24 @@ def phrase_in(terms: Sequence[str], phrase: Sequence[str], prefix: bool) -> bool
     if not size:
         return False
     head, last = list(phrase[:-1]), phrase[-1]
-    first = phrase[0]
     for start in range(len(terms) - size + 1):
-        if terms[start] != first and size > 1:
-            continue
-        if size > 1 and terms[start:start + size - 1] != head:
+        if size > 1 and (terms[start] != head[0] or terms[start:start + size - 1] != head):
             continue
         candidate = terms[start + size - 1]
         if candidate == last or (prefix and candidate.startswith(last)):
             return True
     return False
+
+
+def _matched(terms: list[str], words: Sequence[QueryWord]) -> set[int]:
+    """Indexes of the tokens of ``terms`` that a word of the query matches."""
+    hits: set[int] = set()
+    for index, term in enumerate(terms):
+        for word in words:
+            size = len(word.tokens)
+            if index + 1 >= size and phrase_in(terms[index + 1 - size:index + 1], word.tokens, word.prefix):
+                hits.update(range(index + 1 - size, index + 1))
+    return hits
 
 
 def snippet(text: str, words: Sequence[QueryWord], width: int = 12, mark: tuple[str, str] = ("[", "]")) -> str:
@@ -182,37 +206,43 @@ def snippet(text: str, words: Sequence[QueryWord], width: int = 12, mark: tuple[
         mark: what goes before and after a matched token.
 
     Returns:
-        The excerpt, with "…" where text was cut.
+        The excerpt, with "…" where text was cut. Reads only as far into a
+        long text as the excerpt needs.
     """
-    spans = list(token_spans(text))
+    longest = max((len(word.tokens) for word in words), default=1)
+    spans: list[tuple[int, int, str]] = []
+    terms: list[str] = []
+    first = None
+    for span in token_spans(text):
+        spans.append(span)
+        terms.append(span[2])
+        if first is None:
+            tail = terms[-longest:]
+            found = _matched(tail, words)
+            if found:
+                first = len(terms) - len(tail) + min(found)
+        elif len(spans) >= first + width + longest:
+            break
     if not spans:
-        return text[:80]
-    terms = [term for _, _, term in spans]
-    hits: set[int] = set()
-    singles = {word.tokens[0]: word.prefix for word in words if not word.is_phrase}
-    for index, term in enumerate(terms):
-        if term in singles or any(prefix and term.startswith(token) for token, prefix in singles.items()):
-            hits.add(index)
-    for word in words:
-        if not word.is_phrase:
-            continue
-        size = len(word.tokens)
-        for start in range(len(terms) - size + 1):
-            if phrase_in(terms[start:start + size], word.tokens, word.prefix):
-                hits.update(range(start, start + size))
-    first = min(hits) if hits else 0
+        return " ".join(text[:80].split())
+    complete = len(spans) < first + width + longest if first is not None else True
+    first = first or 0
     begin = max(0, min(first - width // 3, len(spans) - width))
     end = min(len(spans), begin + width)
+    hits = _matched(terms[begin:end], words)
     pieces = []
-    cursor = spans[begin][0]
+    cursor = 0 if begin == 0 else spans[begin][0]
     for index in range(begin, end):
         start, stop, _ = spans[index]
         pieces.append(text[cursor:start])
         token = text[start:stop]
-        pieces.append(f"{mark[0]}{token}{mark[1]}" if index in hits else token)
+        pieces.append(f"{mark[0]}{token}{mark[1]}" if index - begin in hits else token)
         cursor = stop
-    body = "".join(pieces).strip()
-    return ("…" if begin > 0 else "") + " ".join(body.split()) + ("…" if end < len(spans) else "")
+    last = complete and end == len(spans)
+    if last:
+        pieces.append(text[cursor:])
+    body = " ".join("".join(pieces).split())
+    return ("…" if begin > 0 else "") + body + ("" if last else "…")
 
 
 # -- stored forms ------------------------------------------------------------------
@@ -463,27 +493,38 @@ def _summary_set(raw: bytes | None, sid: int, code: int) -> bytes | None:
     return _SUMMARY_HEAD.pack(grown, len(levels), flags) + b"".join(parts)
 
 
-def _merged(stored: int, level: int, index: int, count: int) -> int:
-    """The entry of a session for a term after ``count`` new messages (the best of them ``level``, first at ``index``)."""
+# Appends not yet folded into a summary are noted per (term, session) as one int that ``max``
+# combines: ``level << 33 | (_LAST_INDEX - index) << 1 | several``: the best level, the first
+# message with it (a higher note for a smaller index), and whether several messages have the term.
+_LAST_INDEX = 0xFFFFFFFF
+
+
+def _note(level: int, index: int) -> int:
+    return level << 33 | (_LAST_INDEX - index) << 1
+
+
+def _merged(stored: int, note: int) -> int:
+    """The entry of a session for a term after the appends that ``note`` sums up."""
+    level, index = note >> 33, _LAST_INDEX - (note >> 1 & _LAST_INDEX)
     if not stored:
-        return level << 8 | _tag(index, count > 1)
+        return level << 8 | _tag(index, bool(note & 1))
     if level > stored >> 8:
         return level << 8 | _tag(index, True)
     return stored | _MULTI
 
 
-def _summary_raise(raw: bytes | None, changes: Mapping[int, list[int]]) -> bytes | None:
-    """``raw`` updated with appended messages: session → ``[best level, its first index, messages]``."""
+def _summary_raise(raw: bytes | None, changes: Mapping[int, int]) -> bytes | None:
+    """``raw`` updated with appended messages: session → their note (see ``_note``)."""
     if raw is not None and len(changes) * 16 < _SUMMARY_HEAD.unpack_from(raw)[0]:
         summary = _Summary(raw)
-        for sid, (level, index, count) in changes.items():
-            raw = _summary_set(raw, sid, _merged(summary.entry_of(sid), level, index, count))
+        for sid, note in changes.items():
+            raw = _summary_set(raw, sid, _merged(summary.entry_of(sid), note))
             summary = _Summary(raw)  # type: ignore[arg-type]
         return raw
     entries = {} if raw is None else _Summary(raw).entries()
     get = entries.get
-    for sid, (level, index, count) in changes.items():
-        entries[sid] = _merged(get(sid, 0), level, index, count)
+    for sid, note in changes.items():
+        entries[sid] = _merged(get(sid, 0), note)
     return _summary_of(entries)
 
 
@@ -629,21 +670,44 @@ class _Plan:
 
 
 class _Reader:
-    """The stored state of the index, read through one transaction."""
+    """The stored state of the index, read through one transaction.
 
-    def __init__(self, index: SearchIndex, txn: lmdb.Transaction) -> None:
-        self.index, self.txn = index, txn
+    Term ids come from the index's process-wide cache when it holds them: a
+    term keeps its id until the index is cleared, and clearing writes a new
+    generation, which empties the cache. Only reads in read-only transactions
+    fill the cache (``learn``), so it never holds an id a write might yet undo.
+    """
+
+    def __init__(self, index: SearchIndex, txn: lmdb.Transaction, learn: bool = False, fresh: bool = False) -> None:
+        self.index, self.txn, self._learn, self._fresh = index, txn, learn and not fresh, fresh
+        self._values: dict[int, bytes | None] = {}
+        generation = txn.get(_META_GENERATION, db=index._meta)
+        known = index._tid_cache
+        if known[0] != generation:  # a rebuild since (or a reader of an older snapshot): another cache
+            known = index._tid_cache = (generation, {})
+        self._cache = known[1]
 
     def tid(self, term: str) -> int | None:
+        if self._fresh:
+            return None
+        cache = self._cache
+        found = cache.get(term)
+        if found is not None:
+            return found
         raw = self.txn.get(term_key(term), db=self.index._terms)
-        return None if raw is None else _U32.unpack_from(raw)[0]
+        if raw is None:
+            return None
+        found = _U32.unpack_from(raw)[0]
+        if self._learn and len(cache) < _TID_CACHE_SIZE:
+            cache[term] = found
+        return found
 
     def prefix_tids(self, prefix: str) -> list[tuple[str, int]]:
         """``(term, term id)`` of every term that starts with ``prefix``."""
         key = prefix.encode("utf-8")[:MAX_TERM_BYTES]
         cursor = self.txn.cursor(db=self.index._terms)
         found: list[tuple[str, int]] = []
-        if not cursor.set_range(key):
+        if self._fresh or not cursor.set_range(key):
             return found
         for raw_key, value in cursor:
             if not raw_key.startswith(key):
@@ -653,12 +717,21 @@ class _Reader:
                 found.append((term, _U32.unpack_from(value)[0]))
         return found
 
+    def _term_value(self, tid: int) -> bytes | None:
+        """A term's stored value: its message count (u32), then its summary."""
+        values = self._values
+        if tid not in values:
+            values[tid] = None if self._fresh else self.txn.get(_KEY.pack(tid), db=self.index._summary)
+        return values[tid]
+
     def df(self, tid: int) -> int:
-        raw = self.txn.get(_KEY.pack(tid), db=self.index._df)
-        return 0 if raw is None else _U32.unpack(raw)[0]
+        """How many current messages contain term ``tid``."""
+        raw = self._term_value(tid)
+        return 0 if raw is None else _U32.unpack_from(raw)[0]
 
     def summary_raw(self, tid: int) -> bytes | None:
-        return self.txn.get(_KEY.pack(tid), db=self.index._summary)
+        raw = self._term_value(tid)
+        return None if raw is None else raw[4:]
 
     def summary(self, tid: int) -> _Summary | None:
         raw = self.summary_raw(tid)
@@ -666,6 +739,8 @@ class _Reader:
 
     def session(self, sid: int) -> tuple[int, int] | None:
         """``(messages, latest activity µs)`` of a session that has messages."""
+        if self._fresh:
+            return None
         raw = self.txn.get(_KEY.pack(sid), db=self.index._sessions)
         return None if raw is None else _SESSION.unpack(raw)
 
@@ -675,14 +750,14 @@ class _Reader:
         return {_KEY.unpack(key)[0]: _SESSION.unpack(value)[1] for key, value in cursor.getmulti(keys)}
 
     def chunk(self, sid: int, number: int) -> bytes | None:
-        return self.txn.get(_CHUNK_KEY.pack(sid, number), db=self.index._docs)
+        return None if self._fresh else self.txn.get(_CHUNK_KEY.pack(sid, number), db=self.index._docs)
 
     def chunks(self, sid: int) -> list[bytes]:
         """Every chunk of a session, in order."""
         prefix = _KEY.pack(sid)
         cursor = self.txn.cursor(db=self.index._docs)
         found = []
-        if cursor.set_range(prefix):
+        if not self._fresh and cursor.set_range(prefix):
             for key, value in cursor:
                 if key[:4] != prefix:
                     break
@@ -690,7 +765,7 @@ class _Reader:
         return found
 
     def messages(self) -> int:
-        raw = self.txn.get(_META_MESSAGES, db=self.index._meta)
+        raw = None if self._fresh else self.txn.get(_META_MESSAGES, db=self.index._meta)
         return 0 if raw is None else _U64.unpack(raw)[0]
 
 
@@ -714,20 +789,20 @@ class _Writer(_Reader):
     batch of many messages rewrites each summary once.
     """
 
-    def __init__(self, index: SearchIndex, txn: lmdb.Transaction) -> None:
-        super().__init__(index, txn)
+    def __init__(self, index: SearchIndex, txn: lmdb.Transaction, learn: bool = False, fresh: bool = False) -> None:
+        super().__init__(index, txn, learn, fresh)
         self._tids: dict[str, int] = {}
         self._new_terms: dict[bytes, bytes] = {}
         self._summaries: dict[int, bytes | None] = {}
         self._dfs: dict[int, int] = {}
         self._sessions: dict[int, _Session] = {}
-        self._pending: dict[int, dict[int, list[int]]] = {}
+        self._pending: dict[int, dict[int, int]] = {}
         self._pending_df: Counter[int] = Counter()
         self._unsettled = 0
         self._messages = super().messages()
-        raw = txn.get(_META_NEXT_TID, db=index._meta)
+        raw = None if fresh else txn.get(_META_NEXT_TID, db=index._meta)
         self._next_tid = 1 if raw is None else _U64.unpack(raw)[0]
-        self._first_tid = self._next_tid
+        self._first_tid = 0 if fresh else self._next_tid
 
     # -- reads through the batch ---------------------------------------------------
 
@@ -745,14 +820,14 @@ class _Writer(_Reader):
         return sorted(found.items())
 
     def df(self, tid: int) -> int:
-        self.settle()
+        self._settle(tid)
         found = self._dfs.get(tid)
         if found is None:
             found = self._dfs[tid] = super().df(tid)
         return found
 
     def summary_raw(self, tid: int) -> bytes | None:
-        self.settle()
+        self._settle(tid)
         if tid not in self._summaries:
             self._summaries[tid] = super().summary_raw(tid)
         return self._summaries[tid]
@@ -850,33 +925,32 @@ class _Writer(_Reader):
             self.settle()
         self._pending_df.update(tids)
         pending = self._pending
-        index = state.count - 1
+        place = (_LAST_INDEX - state.count + 1) << 1
         for tid, level in zip(tids, levels):
+            note = level << 33 | place
             sessions = pending.get(tid)
             if sessions is None:
-                pending[tid] = {sid: [level, index, 1]}
+                pending[tid] = {sid: note}
                 continue
-            seen = sessions.get(sid)
-            if seen is None:
-                sessions[sid] = [level, index, 1]
-            else:
-                seen[2] += 1
-                if level > seen[0]:
-                    seen[0], seen[1] = level, index
+            earlier = sessions.get(sid)
+            sessions[sid] = note if earlier is None else (earlier if earlier > note else note) | 1
 
     def settle(self) -> None:
-        """Fold the pending appends into the summaries and counts, each term once."""
-        if not self._pending:
+        """Fold all pending appends into the summaries and counts, each term once."""
+        for tid in list(self._pending):
+            self._settle(tid)
+        self._unsettled = 0
+
+    def _settle(self, tid: int) -> None:
+        """Fold the pending appends of one term (a reader of the batch sees them; others wait)."""
+        best = self._pending.pop(tid, None)
+        if best is None:
             return
-        pending, pending_df = self._pending, self._pending_df
-        self._pending, self._pending_df, self._unsettled = {}, Counter(), 0
         summaries, dfs = self._summaries, self._dfs
-        stored_summary, stored_df = super().summary_raw, super().df
-        for tid, best in pending.items():
-            raw = summaries[tid] if tid in summaries else stored_summary(tid)
-            summaries[tid] = _summary_raise(raw, best)
-            df = dfs.get(tid)
-            dfs[tid] = (stored_df(tid) if df is None else df) + pending_df[tid]
+        raw = summaries[tid] if tid in summaries else _Reader.summary_raw(self, tid)
+        summaries[tid] = _summary_raise(raw, best)
+        df = dfs.get(tid)
+        dfs[tid] = (_Reader.df(self, tid) if df is None else df) + self._pending_df.pop(tid)
 
     def _lower(self, tid: int, sid: int, messages: int, code: int) -> None:
         """Take ``messages`` messages of session ``sid`` out of term ``tid``, whose entry there is now ``code``."""
@@ -899,7 +973,6 @@ class _Writer(_Reader):
         state.dirty.add(number)
         state.count -= 1
         self._messages -= 1
-        self.settle()
         for tid, level in zip(tids, levels):
             raw_summary = self.summary_raw(tid)
             entry = 0 if raw_summary is None else _Summary(raw_summary).entry_of(sid)
@@ -938,7 +1011,6 @@ class _Writer(_Reader):
         index, txn = self.index, self.txn
         terms = sorted(self._new_terms.items())
         summaries: list[tuple[bytes, bytes | None]] = []
-        dfs: list[tuple[bytes, bytes | None]] = []
         for tid in sorted(self._summaries):
             df = self._dfs.get(tid)
             if df is None:
@@ -947,16 +1019,15 @@ class _Writer(_Reader):
             if (df == 0) != (raw is None):
                 raise StoreCorrupted(f"the search index is damaged: term {tid} has {df} messages but "
                                      f"{'no' if raw is None else 'some'} sessions")
-            summaries.append((_KEY.pack(tid), raw))
-            dfs.append((_KEY.pack(tid), None if raw is None else _U32.pack(df)))
+            summaries.append((_KEY.pack(tid), None if raw is None else _U32.pack(df) + raw))
         docs: list[tuple[bytes, bytes | None]] = []
         sessions: list[tuple[bytes, bytes | None]] = []
         for sid in sorted(self._sessions):
             state = self._sessions[sid]
             docs += [(_CHUNK_KEY.pack(sid, number), state.chunks.get(number)) for number in sorted(state.dirty)]
             sessions.append((_KEY.pack(sid), _SESSION.pack(state.count, state.activity) if state.count else None))
-        for db, items in ((index._terms, terms), (index._summary, summaries), (index._df, dfs),
-                          (index._docs, docs), (index._sessions, sessions)):
+        for db, items in ((index._terms, terms), (index._summary, summaries), (index._docs, docs),
+                          (index._sessions, sessions)):
             self._write(db, items)
         txn.put(_META_MESSAGES, _U64.pack(self._messages), db=index._meta)
         if self._next_tid != self._first_tid:
@@ -988,14 +1059,15 @@ class SearchIndex:
 
     def __init__(self, open_db: OpenDb) -> None:
         self._terms = open_db(b"search.terms")
-        self._df = open_db(b"search.df")
         self._summary = open_db(b"search.summary")
         self._docs = open_db(b"search.docs")
         self._sessions = open_db(b"search.sessions")
         self._meta = open_db(b"search.meta")
+        #: (generation, term → id) learnt from read transactions; see ``_Reader``.
+        self._tid_cache: tuple[bytes | None, dict[str, int]] = (None, {})
 
     def _databases(self) -> tuple[Any, ...]:
-        return self._terms, self._df, self._summary, self._docs, self._sessions, self._meta
+        return self._terms, self._summary, self._docs, self._sessions, self._meta
 
     # -- folding events ------------------------------------------------------------
 
@@ -1011,13 +1083,31 @@ class SearchIndex:
         yield writer
         writer.flush()
 
-    def overlay(self, txn: lmdb.Transaction, pending: Iterable[tuple[int, Sequence[RecordedEvent]]]) -> _Writer:
-        """A view of the index with ``pending`` events applied in memory only (for a read-only store)."""
-        writer = _Writer(self, txn)
+    def prepare(self, txn: lmdb.Transaction, fresh: bool = False) -> _Writer:
+        """A batch to fold in one transaction (a read one will do) and ``write`` in another.
+
+        ``fresh``: build from nothing (a rebuild), ignoring what is stored.
+        The stored index must not change between the two transactions.
+        """
+        return _Writer(self, txn, fresh=fresh)
+
+    def write(self, writer: _Writer, txn: lmdb.Transaction) -> None:
+        """Write a prepared batch through ``txn`` (clearing the index first for a fresh one). May run again."""
+        if writer._fresh:
+            self.clear(txn)
+        writer.txn = txn
+        writer.flush()
+
+    def overlay(self, txn: lmdb.Transaction, pending: Iterable[tuple[int, Sequence[RecordedEvent]]],
+                read_only: bool = False) -> _Writer:
+        """A view of the index with ``pending`` events applied in memory only, never written.
+
+        ``read_only``: ``txn`` is a read transaction (the term-id cache may learn from it).
+        """
+        writer = _Writer(self, txn, learn=read_only)
         for stream_id, events in pending:
             self.fold(writer, stream_id, events)
-        writer.settle()
-        return writer
+        return writer  # what a query reads settles then, term by term
 
     @staticmethod
     def fold(writer: _Writer, stream_id: int, events: Sequence[RecordedEvent]) -> None:
@@ -1050,12 +1140,13 @@ class SearchIndex:
     def clear(self, txn: lmdb.Transaction) -> None:
         for db in self._databases():
             txn.drop(db, delete=False)
+        txn.put(_META_GENERATION, os.urandom(16), db=self._meta)  # term ids change: caches must forget them
 
     # -- queries -------------------------------------------------------------------
 
-    def reader(self, txn: lmdb.Transaction) -> _Reader:
-        """The index as stored, through ``txn``."""
-        return _Reader(self, txn)
+    def reader(self, txn: lmdb.Transaction, read_only: bool = False) -> _Reader:
+        """The index as stored, through ``txn`` (``read_only``: a read transaction, the cache may learn)."""
+        return _Reader(self, txn, learn=read_only)
 
     def _plan(self, view: _Reader, words: Sequence[QueryWord]) -> _Plan | None:
         terms: dict[int, str] = {}
@@ -1071,13 +1162,15 @@ class SearchIndex:
         for word in words:
             if word.is_phrase:
                 positions = []
+                resolved: dict[int, str] = {}
                 for place, token in enumerate(word.tokens):
                     found = resolve(token, word.prefix and place == len(word.tokens) - 1)
                     if not found:
-                        break
-                    terms.update(found)
+                        break  # a token in no message: the phrase matches nothing
+                    resolved.update(found)
                     positions.append(set(found))
                 else:
+                    terms.update(resolved)
                     phrases.append(_Phrase(word.tokens, word.prefix, positions))
             else:
                 found = resolve(word.tokens[0], word.prefix)
@@ -1094,7 +1187,8 @@ class SearchIndex:
         phrases = [phrase for phrase in phrases if all(position & present for position in phrase.positions)]
         if not free and not phrases:
             return None
-        return _Plan(plan_terms, free, phrases)
+        needed = free.union(*(tid for phrase in phrases for tid in phrase.positions))
+        return _Plan([term for term in plan_terms if term.tid in needed], free, phrases)
 
     def _evaluate(self, view: _Reader, plan: _Plan, sid: int, texts: Texts | None,
                   cache: dict[int, list[str]]) -> dict[int, float]:
@@ -1158,7 +1252,10 @@ class SearchIndex:
             candidates = [sid for sid, score in scored.items() if score >= cutoff]
         else:
             candidates = list(scored)
-        activity = view.activities(candidates)
+        # Activity orders equal scores only: read it for the sessions that tie.
+        ties = Counter(map(scored.__getitem__, candidates))
+        activity = view.activities([sid for sid in candidates if ties[scored[sid]] > 1]) if len(ties) < len(
+            candidates) else {}
         candidates.sort(key=lambda sid: (scored[sid], activity.get(sid, 0), sid), reverse=True)
         return [(sid, scored[sid]) for sid in candidates[:limit]]
 
@@ -1194,43 +1291,54 @@ class SearchIndex:
         Every session with one query term scores by that term's best level. A
         session with several is resolved from the terms' tags when each term is
         in one of its messages (same tag: same message, the weights add up;
-        different tags: different messages); the rest are scored from their
-        postings, best upper bound first, while that bound can still reach the
-        ``limit``-th score.
+        different tags: different messages). Otherwise it waits, scored later
+        (best upper bound first, while that bound can still reach the
+        ``limit``-th score): when only one of its terms is in several messages,
+        by reading the few messages the others are in, else from all its postings.
         """
         scored: dict[int, float] = {}
         seen: Counter[int] = Counter()
         parts = []
+        alone = []
         for term in plan.terms:
             summary = term.summary
             sids = summary._sorted_sids()
             table = list(map(mul, repeat(term.weight), _WEIGHTS))
             parts.append((summary, table))
             seen.update(sids)
-            scored.update(zip(sids, map(table.__getitem__, summary._levels())))
+            alone.append(dict(zip(sids, map(table.__getitem__, summary._levels()))))
+            scored.update(alone[-1])
         shared = [sid for sid, count in seen.items() if count > 1]
         if not shared:
             return scored
-        unresolved = []
-        for sid in shared:
+        # A shared session scores at least its best single term, at most the sum of them. Those whose
+        # sum reaches the limit-th of the lower bounds are resolved, highest sum first, until the sum of
+        # the next cannot reach the limit-th exact score found; the others keep their lower bound, which
+        # is below every score returned.
+        columns = [list(map(single.get, shared, repeat(0.0))) for single in alone]
+        scored.update(zip(shared, map(max, *columns)))
+        best_scores = sorted((score for sid, score in scored.items() if seen[sid] == 1), reverse=True)[:limit]
+        floor = sorted(scored.values(), reverse=True)[limit - 1] if len(scored) >= limit else -1.0
+        ahead = sorted(((upper, sid) for sid, upper in zip(shared, map(sum, zip(*columns)))
+                        if upper * (1 + 1e-9) >= floor), reverse=True)
+        cache: dict[int, list[str]] = {}
+        for upper, sid in ahead:
+            if len(best_scores) >= limit and upper * (1 + 1e-9) < best_scores[-1]:
+                break
             codes = [(code, table) for code, table in ((summary.entry_of(sid), table) for summary, table in parts)
                      if code]
-            if all(code & _MULTI == 0 and code & _LAST_TAG != _LAST_TAG for code, _ in codes):
+            several = sum(1 for code, _ in codes if code & _MULTI)
+            if several > 1 or any(code & _LAST_TAG == _LAST_TAG for code, _ in codes if not code & _MULTI):
+                score = max(self._evaluate(view, plan, sid, None, cache).values())
+            elif several:  # one term in several messages: only the others' messages can add up
+                places = {code & _LAST_TAG for code, _ in codes if not code & _MULTI}
+                score = max(scored[sid], *self._evaluate_messages(view, plan, sid, places).values())
+            else:  # each term in one message, known by its tag
                 sums: dict[int, float] = {}
                 for code, table in codes:
                     tag = code & _LAST_TAG
                     sums[tag] = sums.get(tag, 0) + table[code >> 8]
-                scored[sid] = max(sums.values())
-            else:
-                unresolved.append((sum(table[code >> 8] for code, table in codes), sid))
-                del scored[sid]
-        unresolved.sort(reverse=True)
-        best_scores = sorted(scored.values(), reverse=True)[:limit]
-        cache: dict[int, list[str]] = {}
-        for bound, sid in unresolved:
-            if len(best_scores) >= limit and bound < best_scores[-1]:
-                break
-            score = max(self._evaluate(view, plan, sid, None, cache).values())
+                score = max(sums.values())
             scored[sid] = score
             if len(best_scores) < limit:
                 bisect.insort(best_scores, score, key=neg)
@@ -1238,6 +1346,27 @@ class SearchIndex:
                 best_scores.pop()
                 bisect.insort(best_scores, score, key=neg)
         return scored
+
+    @staticmethod
+    def _evaluate_messages(view: _Reader, plan: _Plan, sid: int, places: Iterable[int]) -> dict[int, float]:
+        """Exact scores of some of a session's messages (by index), read from their postings alone."""
+        scores: dict[int, float] = {}
+        chunks: dict[int, bytes | None] = {}
+        for index in places:
+            number, place = divmod(index, CHUNK_MESSAGES)
+            if number not in chunks:
+                chunks[number] = view.chunk(sid, number)
+            raw = chunks[number]
+            if raw is None:
+                raise StoreCorrupted(f"the search index is damaged: session {sid} lacks message {index}")
+            tids, levels = _chunk_message(raw, place)
+            total = 0.0
+            for term in plan.terms:
+                at = bisect.bisect_left(tids, term.tid)
+                if at < len(tids) and tids[at] == term.tid:
+                    total = total + term.weight * _WEIGHTS[levels[at]] if total else term.weight * _WEIGHTS[levels[at]]
+            scores[index] = total
+        return scores
 
     def _threshold(self, view: _Reader, plan: _Plan, limit: int, texts: Texts | None,
                    message_level: bool) -> dict[Any, float]:
@@ -1359,7 +1488,7 @@ class SearchIndex:
                     wanted[view.tid(term)] = level
                     count, best = expected.setdefault(term, (0, {}))
                     expected[term] = (count + 1, best)
-                    best[sid] = _merged(best.get(sid, 0), level, index, 1)
+                    best[sid] = _merged(best.get(sid, 0), _note(level, index))
                 if wanted != dict(zip(tids, levels)):
                     problems.append(f"search: message {index} of session {head.key!r} is indexed with "
                                     "other terms than its content")
@@ -1379,10 +1508,9 @@ class SearchIndex:
                     or order != sorted(set(order), reverse=True):
                 problems.append(f"search: the entry of term {term!r} differs from the log")
         if not isinstance(view, _Writer):
-            for name, db in (("summaries", self._summary), ("counts", self._df)):
-                stored_count = view.txn.stat(db)["entries"]
-                if stored_count != len(expected):
-                    problems.append(f"search: {stored_count} term {name} stored, {len(expected)} terms in the log")
+            stored_count = view.txn.stat(self._summary)["entries"]
+            if stored_count != len(expected):
+                problems.append(f"search: {stored_count} term summaries stored, {len(expected)} terms in the log")
             for key in view.txn.cursor(db=self._sessions).iternext(values=False):
                 if _KEY.unpack(key)[0] not in sessions:
                     problems.append(f"search: stream {_KEY.unpack(key)[0]} is indexed but has no events")
@@ -1397,7 +1525,7 @@ class SearchIndex:
         terms = {}
         for key, value in txn.cursor(db=self._summary):
             tid = _KEY.unpack(key)[0]
-            terms[names[tid]] = (view.df(tid), _Summary(bytes(value)).entries())
+            terms[names[tid]] = (view.df(tid), _Summary(bytes(value[4:])).entries())
         docs = {}
         for key, value in txn.cursor(db=self._docs):
             raw = bytes(value)

@@ -1,0 +1,792 @@
+"""Search: the tokenizer and query parser, the ranked index and its upkeep, and the facade's search calls.
+
+Checked against independent answers: FTS5's own tokenizer and matching (SQLite's
+``sqlite3`` module ships FTS5 here), a plain-Python BM25 over the sessions'
+current messages, and an index rebuilt from the log.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import tempfile
+import unicodedata
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from eventstore import (
+    REDACTED,
+    ChatMessage,
+    InvalidArgument,
+    SearchHit,
+    SessionQuery,
+    SessionStore,
+    StoreReadOnly,
+)
+from projections import search as search_module
+from projections.search import PIVOT, SearchIndex, idf, impact, level_weight, phrase_in, snippet, term_weight
+from projections.tokenizer import MAX_TERM_BYTES, QueryWord, fold, parse_query, term_key, token_spans, tokenize
+
+from conftest import FakeClock
+
+
+def keys(found: list) -> list[str]:
+    return [metadata.key for metadata in found]
+
+
+def search(store: SessionStore, keyword: str | None, limit: int | None = None) -> list[str]:
+    return keys(store.search(SessionQuery(keyword, limit)))
+
+
+# -- the tokenizer -----------------------------------------------------------------------
+
+
+def fts5_tokens(texts: list[str]) -> list[list[str]]:
+    """What FTS5's default unicode61 tokenizer makes of each text."""
+    connection = sqlite3.connect(":memory:")
+    connection.execute("CREATE VIRTUAL TABLE t USING fts5(x)")
+    connection.execute("CREATE VIRTUAL TABLE v USING fts5vocab(t, 'instance')")
+    connection.executemany("INSERT INTO t(rowid, x) VALUES (?, ?)", list(enumerate(texts, 1)))
+    found: dict[int, list[str]] = {}
+    for row, term in connection.execute("SELECT doc, term FROM v ORDER BY doc, offset"):
+        found.setdefault(row, []).append(term)
+    return [found.get(row, []) for row in range(1, len(texts) + 1)]
+
+
+#: Characters that Python and SQLite agree exist (assigned in Unicode 3.2), from many scripts and categories.
+TOKENIZER_ALPHABET = "".join(
+    chr(code) for code in [*range(0x20, 0x250), *range(0x370, 0x3D0), *range(0x400, 0x460), *range(0x5D0, 0x5EB),
+                           *range(0x620, 0x64B), *range(0x300, 0x332), 0x1E9E, 0x212A, *range(0x2000, 0x2070),
+                           *range(0x3040, 0x3097), *range(0x4E00, 0x4E20), *range(0xFF01, 0xFF5F), 0xE000, 0xFB01]
+    if unicodedata.ucd_3_2_0.category(chr(code)) != "Cn"
+) + "😀🎉"
+
+
+class TestTokenizer:
+    def test_diacritics_and_case_fold_away(self) -> None:
+        """"Café", "CAFÉ" and "cafe" (also with a combining accent) are one term."""
+        assert [["cafe"]] * 4 == [tokenize(text) for text in ("Café", "CAFÉ", "cafe", "cafe\u0301")]
+
+    def test_punctuation_separates(self) -> None:
+        """"Rust?" is the token "rust"; "Rusty" is another word."""
+        assert (["rust"], ["rusty"]) == (tokenize("Rust?"), tokenize("Rusty"))
+
+    def test_underscore_symbols_and_emoji_separate(self) -> None:
+        """Only letters, digits and private-use characters make tokens, as in FTS5."""
+        assert ["snake", "case", "a1", "b", "x\ue000y"] == tokenize("snake_case a1+b 😀x\ue000y")
+
+    def test_fts5_folding_choices(self) -> None:
+        """Simple case folding as FTS5 does it: ß stays, ſ is s, İ is i, Ǆ is ǆ; Greek keeps its accents."""
+        assert ["straße", "s", "istanbul", "ǆ", "άλφα"] == tokenize("Straße ſ İstanbul Ǆ Άλφα")
+
+    def test_no_compatibility_decomposition(self) -> None:
+        """A ligature and fullwidth letters stay as they are (lowercased), as in FTS5."""
+        assert ["ﬁle", "ａｂｃ"] == tokenize("ﬁle ＡＢＣ")
+
+    @settings(max_examples=200)
+    @given(st.text(TOKENIZER_ALPHABET, max_size=40))
+    def test_spans_give_the_same_tokens(self, text: str) -> None:
+        """token_spans finds the same terms as tokenize, and each span's text folds to its term."""
+        spans = list(token_spans(text))
+        assert tokenize(text) == [term for _, _, term in spans]
+        assert all(fold(text[start:end]) == term for start, end, term in spans)
+
+    @settings(max_examples=100)
+    @given(st.lists(st.text(TOKENIZER_ALPHABET, max_size=30), min_size=1, max_size=20))
+    def test_same_tokens_as_fts5(self, texts: list[str]) -> None:
+        """On characters both Unicode databases know, our tokens are FTS5's unicode61 tokens."""
+        assert fts5_tokens(texts) == [tokenize(text) for text in texts]
+
+    def test_long_terms_get_bounded_distinct_keys(self) -> None:
+        """A term longer than the key limit is stored under a bounded key that keeps its prefix."""
+        first, second = "a" * 5000, "a" * 4999 + "b"
+        assert (len(term_key(first)) < 511, term_key(first) != term_key(second)) == (True, True)
+        assert term_key(first)[:MAX_TERM_BYTES] == first.encode()[:MAX_TERM_BYTES]
+
+
+class TestParseQuery:
+    def test_words_prefixes_and_phrases(self) -> None:
+        """Whitespace separates words; a trailing * is a prefix; several tokens in one word are a phrase."""
+        assert (QueryWord(("rust",)), QueryWord(("lang",), True), QueryWord(("gpt", "4"))) == \
+            parse_query("  Rust?  lang*\tgpt-4 ")
+
+    def test_operator_words_and_quotes_are_plain_words(self) -> None:
+        """FTS5's operators and quotes mean nothing here."""
+        assert tuple(QueryWord((w,)) for w in ("and", "or", "not", "near", "x")) == \
+            parse_query('AND OR NOT NEAR "x" " *')
+
+    def test_words_without_tokens_are_dropped(self) -> None:
+        """Emoji, punctuation and lone stars make no word; repeats count once."""
+        assert (QueryWord(("go",)),) == parse_query("😀 ??? * go GO go!")
+
+    @given(st.text(max_size=200))
+    def test_never_raises(self, keyword: str) -> None:
+        """Any string parses, into words that all have tokens."""
+        assert all(word.tokens for word in parse_query(keyword))
+
+
+# -- the pure part of scoring ---------------------------------------------------------------
+
+
+class TestWeights:
+    def test_more_occurrences_weigh_more(self) -> None:
+        """The weight grows with the term's frequency and shrinks with the message's length."""
+        assert term_weight(1, 10) < term_weight(3, 10) and term_weight(2, 10) > term_weight(2, 100)
+
+    def test_levels_keep_the_order(self) -> None:
+        """Stored levels order as the weights they stand for, and stand close to them."""
+        assert impact(1, 10) < impact(3, 10) and impact(2, 80) < impact(2, 8)
+        assert abs(level_weight(impact(1, int(PIVOT))) - term_weight(1, int(PIVOT))) < 0.005
+
+    def test_idf_like_fts5(self) -> None:
+        """A rare term weighs more than a common one; a term in most messages gets FTS5's floor of 1e-6."""
+        assert idf(1000, 1) > idf(1000, 100) > 0 and idf(10, 9) == 1e-6
+
+    def test_phrase_in(self) -> None:
+        """Adjacent and in order, the last token a prefix when asked."""
+        assert (True, False, True, False) == (phrase_in(["a", "gpt", "4"], ["gpt", "4"], False),
+                                              phrase_in(["4", "gpt"], ["gpt", "4"], False),
+                                              phrase_in(["gpt", "40"], ["gpt", "4"], True),
+                                              phrase_in(["gpt", "40"], ["gpt", "4"], False))
+
+    def test_snippet_marks_matches(self) -> None:
+        """The snippet shows the text around the first match with every matched token marked."""
+        text = "Nothing here. Then I drank a Café au lait; cafe again."
+        assert "…I drank a [Café] au lait; [cafe] again." == snippet(text, parse_query("cafe"), width=8)
+
+
+# -- the facade: what matches ---------------------------------------------------------------
+
+
+class TestMatching:
+    def test_diacritics_and_punctuation(self, store: SessionStore) -> None:
+        """"cafe" finds "Café"; "Rust" finds "Rust?" but not "Rusty"."""
+        store.append("drinks", ChatMessage.user("Un Café, s'il vous plaît"))
+        store.append("q", ChatMessage.user("Do you like Rust?"))
+        store.append("nails", ChatMessage.user("Rusty nails"))
+        assert (["drinks"], ["q"]) == (search(store, "cafe"), search(store, "rust"))
+
+    def test_words_are_or_ed(self, store: SessionStore, clock: FakeClock) -> None:
+        """A session matches when any word matches."""
+        store.append("one", ChatMessage.user("apples"))
+        clock.advance(seconds=1)
+        store.append("two", ChatMessage.user("pears"))
+        store.append("three", ChatMessage.user("plums"))
+        assert {"one", "two"} == set(search(store, "apples pears kiwis"))
+
+    def test_prefix(self, store: SessionStore) -> None:
+        """"rust*" finds rust, rusty and rustacean, not trust."""
+        for key, text in (("a", "rust"), ("b", "rusty"), ("c", "a Rustacean"), ("d", "trust me")):
+            store.append(key, ChatMessage.user(text))
+        assert ({"a", "b", "c"}, ["b"]) == (set(search(store, "rust*")), search(store, "rusty*"))
+
+    def test_phrase(self, store: SessionStore) -> None:
+        """A word of several tokens needs them adjacent and in order."""
+        store.append("yes", ChatMessage.user("we tried gpt-4 today"))
+        store.append("no", ChatMessage.user("4 versions of gpt"))
+        assert (["yes"], ["yes"]) == (search(store, "GPT-4"), search(store, "gpt.4*"))
+
+    def test_key_alone_does_not_match(self, store: SessionStore) -> None:
+        """A session whose key contains the word, but none of its messages, is not found."""
+        store.append("telegram_rust_fans", ChatMessage.user("hello there"))
+        assert [] == search(store, "rust")
+
+    def test_session_name_alone_does_not_match(self, store: SessionStore) -> None:
+        """Only message contents are searched."""
+        store.append("k", ChatMessage.user("hello"))
+        store.set_session_name("k", "rust club")
+        assert [] == search(store, "rust")
+
+    def test_blank_keyword_lists_sessions(self, store: SessionStore, clock: FakeClock) -> None:
+        """None or whitespace returns every session's metadata, most recent first, cut at a given limit."""
+        for key in ("old", "mid", "new"):
+            store.append(key, ChatMessage.user("x"))
+            clock.advance(seconds=1)
+        assert (["new", "mid", "old"], ["new", "mid", "old"], ["new", "mid"]) == (
+            search(store, None), search(store, " \t"), search(store, "", 2))
+
+    @pytest.mark.parametrize("keyword", [
+        "???", '"', '""', "*", "AND", "OR NOT", "NEAR(a b)", "a AND", "😀", "-", "x*y*", "^", "col:rust",
+        '"unterminated', "a\x00b", "( ) { } [ ]", "\u200d", "🎉🎉 ok", "rust' OR '1'='1",
+    ])
+    def test_hostile_queries(self, store: SessionStore, keyword: str) -> None:
+        """Punctuation, quotes, FTS5 syntax and emoji never raise, and match only their literal words."""
+        text = "ok rust and near not a b x y col 1"
+        store.append("k", ChatMessage.user(text))
+        store.append("other", ChatMessage.user("nothing relevant"))
+        matches = any(phrase_in(tokenize(text), word.tokens, word.prefix) for word in parse_query(keyword))
+        assert (["k"] if matches else []) == search(store, keyword)
+
+    def test_huge_query(self, store: SessionStore) -> None:
+        """A 10 KB keyword is fine: it matches what its words match."""
+        store.append("k", ChatMessage.user("needle"))
+        store.append("other", ChatMessage.user("hay"))
+        keyword = "x" * 5000 + " " + " ".join(f"w{n}" for n in range(1000)) + " needle"
+        assert (["k"], []) == (search(store, keyword[:10_240]), search(store, "y" * 10_240))
+
+    def test_limit(self, store: SessionStore) -> None:
+        """At most limit sessions; 50 by default; 0 gives none."""
+        store.append_many("seed", [ChatMessage.user("x")])
+        for n in range(60):
+            store.append(f"s{n}", ChatMessage.user("common"))
+        assert (50, 7, 0) == (len(search(store, "common")), len(search(store, "common", 7)),
+                              len(search(store, "common", 0)))
+
+    def test_bad_arguments(self, store: SessionStore) -> None:
+        """A bad limit or keyword type is refused."""
+        with pytest.raises(InvalidArgument):
+            store.search(SessionQuery("x", -1))
+        with pytest.raises(InvalidArgument):
+            store.search(SessionQuery(b"x", None))  # type: ignore[arg-type]
+        with pytest.raises(InvalidArgument):
+            store.search_messages("x", -2)
+
+
+# -- ranking ------------------------------------------------------------------------------
+
+
+class TestRanking:
+    def test_frequency(self, store: SessionStore, clock: FakeClock) -> None:
+        """A message with the word three times outranks one with it once (same length)."""
+        store.append("thrice", ChatMessage.user("tea tea tea cup"))
+        clock.advance(seconds=1)
+        store.append("once", ChatMessage.user("tea one two cup"))
+        store.append_many("filler", [ChatMessage.user(f"word{n}") for n in range(20)])
+        assert ["thrice", "once"] == search(store, "tea")
+
+    def test_rare_word_outranks_common_word(self, store: SessionStore, clock: FakeClock) -> None:
+        """With OR, the session with the rare word comes first."""
+        for n in range(30):
+            store.append(f"common{n}", ChatMessage.user("hello world"))
+        clock.advance(seconds=1)
+        store.append("rare", ChatMessage.user("hello zanzibar"))
+        assert "rare" == search(store, "world zanzibar")[0]
+
+    def test_session_scores_by_its_best_message(self, store: SessionStore, clock: FakeClock) -> None:
+        """Many weak messages do not add up: the session with the strongest single message wins."""
+        store.append_many("many", [ChatMessage.user("kiwi " + "filler " * 30) for _ in range(10)])
+        clock.advance(seconds=1)
+        store.append("one", ChatMessage.user("kiwi"))
+        store.append_many("filler", [ChatMessage.user(f"word{n}") for n in range(20)])
+        assert ["one", "many"] == search(store, "kiwi")
+
+    def test_words_in_one_message_add_up(self, store: SessionStore, clock: FakeClock) -> None:
+        """Both words in one message beat the same words in two messages of a session."""
+        store.append_many("apart", [ChatMessage.user("lisbon x"), ChatMessage.user("tram x")])
+        clock.advance(seconds=1)
+        store.append("together", ChatMessage.user("lisbon tram"))
+        store.append_many("filler", [ChatMessage.user(f"word{n}") for n in range(20)])
+        assert ["together", "apart"] == search(store, "lisbon tram")
+
+    def test_ties_by_most_recent_activity(self, store: SessionStore, clock: FakeClock) -> None:
+        """Equal scores order by last activity, which any event moves."""
+        for key in ("a", "b", "c"):
+            store.append(key, ChatMessage.user("same words"))
+            clock.advance(seconds=1)
+        store.set_session_name("a", "touched")
+        assert ["a", "c", "b"] == search(store, "same")
+
+    def test_scores_are_bm25_over_messages(self, store: SessionStore) -> None:
+        """search_messages scores equal a plain BM25 (stored levels, fixed pivot) computed here."""
+        texts = ["red apple pie", "green apple", "apple apple apple tart", "pear"]
+        store.append_many("k", [ChatMessage.user(text) for text in texts])
+        hits = store.search_messages("apple tart")
+        df = Counter(term for text in texts for term in set(tokenize(text)))
+
+        def score(text: str) -> float:
+            terms = tokenize(text)
+            return sum(idf(4, df[t]) * level_weight(impact(terms.count(t), len(terms))) for t in ("apple", "tart")
+                       if t in terms)
+
+        assert [(2, score(texts[2])), (1, score(texts[1])), (0, score(texts[0]))] == \
+            [(hit.index, pytest.approx(hit.score)) for hit in hits]
+
+
+class ReferenceSearch:
+    """Plain-Python search over the current messages: the contract, written the obvious way."""
+
+    def __init__(self, store: SessionStore) -> None:
+        self.messages = {m.key: [message.content for message in store.load(m.key)]
+                         for m in store.list_sessions_with_metadata()}
+        self.activity = {m.key: m.last_activity for m in store.list_sessions_with_metadata()}
+
+    def scores(self, keyword: str) -> dict[str, float]:
+        words = parse_query(keyword)
+        rows = [(key, tokenize(text)) for key, texts in self.messages.items() for text in texts]
+        df = Counter(term for _, terms in rows for term in set(terms))
+        best: dict[str, float] = {}
+        for key, terms in rows:
+            counted = {t for word in words if not word.is_phrase for t in terms
+                       if t == word.tokens[0] or word.prefix and t.startswith(word.tokens[0])}
+            for word in words:
+                if word.is_phrase and phrase_in(terms, word.tokens, word.prefix):
+                    counted.update(t for t in terms if t in word.tokens[:-1] or t == word.tokens[-1]
+                                   or word.prefix and t.startswith(word.tokens[-1]))
+            if counted:
+                score = sum(idf(len(rows), df[t]) * level_weight(impact(terms.count(t), len(terms)))
+                            for t in sorted(counted))
+                best[key] = max(best.get(key, 0.0), score)
+        return best
+
+    def search(self, keyword: str, limit: int) -> list[str]:
+        best = self.scores(keyword)
+        return sorted(best, key=lambda key: (best[key], self.activity[key]), reverse=True)[:limit]
+
+
+VOCABULARY = ["apple", "Apple!", "banana", "cherry", "date", "elder", "fig", "grape", "gpt-4", "Café", "cafe",
+              "rust", "rusty", "trust", "zeta", "zeta's"]
+texts = st.lists(st.sampled_from(VOCABULARY), max_size=8).map(" ".join)
+queries = st.lists(st.sampled_from(["apple", "banana", "fig", "zeta", "rust*", "gpt-4", "cafe", "Cherry",
+                                    "date", "ap*", "s", "nothing"]), min_size=1, max_size=3).map(" ".join)
+
+
+class TestAgainstReference:
+    @settings(max_examples=40)
+    @given(st.lists(st.tuples(st.sampled_from(["a", "b", "c", "d", "e"]), texts), min_size=1, max_size=40),
+           st.lists(queries, min_size=1, max_size=5), st.integers(1, 6))
+    def test_same_ranking(self, appends: list[tuple[str, str]], keywords: list[str], limit: int) -> None:
+        """The index ranks sessions exactly as a plain BM25 over the current messages does (ties by activity)."""
+        with tempfile.TemporaryDirectory() as directory:
+            clock = FakeClock()
+            with SessionStore(Path(directory), clock=clock, durable=False) as store:
+                for key, text in appends:
+                    store.append(key, ChatMessage.user(text))
+                    clock.advance(seconds=1)
+                reference = ReferenceSearch(store)
+                for keyword in keywords:
+                    expected = reference.search(keyword, limit)
+                    found = store.search(SessionQuery(keyword, limit))
+                    assert expected == keys(found), keyword
+                    scores = reference.scores(keyword)
+                    assert [pytest.approx(scores[key]) for key in expected] == \
+                        [max(hit.score for hit in store.search_messages(keyword, 100) if hit.session_key == key)
+                         for key in expected]
+
+
+class TestAgainstReferenceAfterEdits:
+    @settings(max_examples=400)
+    @given(st.lists(st.tuples(st.sampled_from(["a", "b", "c", "d", "e", "f"]),
+                              st.lists(st.sampled_from([f"w{n}" for n in range(12)]), max_size=8).map(" ".join),
+                              st.sampled_from(["append"] * 6 + ["remove_last", "update_last", "clear"])),
+                    min_size=1, max_size=80),
+           st.lists(st.lists(st.sampled_from([f"w{n}" for n in range(12)] + ["w1*"]), min_size=1, max_size=3)
+                    .map(" ".join), min_size=1, max_size=6),
+           st.integers(1, 6), st.sampled_from([0, 4000]), st.sampled_from([1, 256]))
+    def test_same_ranking(self, script: list[tuple[str, str, str]], keywords: list[str], limit: int,
+                          materialize_up_to: int, grouped_from: int) -> None:
+        """Over edits, many ties and every query path (whole summaries or level groups), the ranking is exact."""
+        saved = search_module._MATERIALIZE_UP_TO, search_module.GROUPED_FROM
+        search_module._MATERIALIZE_UP_TO, search_module.GROUPED_FROM = materialize_up_to, grouped_from
+        try:
+            with tempfile.TemporaryDirectory() as directory:
+                clock = FakeClock()
+                with SessionStore(Path(directory), clock=clock, durable=False) as store:
+                    for key, text, command in script:
+                        clock.advance(seconds=1)
+                        if command == "append" or not store.load(key):
+                            store.append(key, ChatMessage.user(text))
+                        elif command == "remove_last":
+                            store.remove_last(key)
+                        elif command == "update_last":
+                            store.update_last(key, ChatMessage.user(text))
+                        else:
+                            store.clear_messages(key)
+                    store.catch_up()
+                    reference = ReferenceSearch(store)
+                    for keyword in keywords:
+                        scores = reference.scores(keyword)
+                        found = [(m.key, scores[m.key]) for m in store.search(SessionQuery(keyword, limit))]
+                        assert reference.search(keyword, limit) == [key for key, _ in found], keyword
+        finally:
+            search_module._MATERIALIZE_UP_TO, search_module.GROUPED_FROM = saved
+
+
+# -- only current messages match ------------------------------------------------------------
+
+
+class TestRemovals:
+    def test_remove_last(self, store: SessionStore) -> None:
+        """A removed message no longer matches; the one before it still does."""
+        store.append_many("k", [ChatMessage.user("alpha"), ChatMessage.user("beta")])
+        store.remove_last("k")
+        assert ([], ["k"]) == (search(store, "beta"), search(store, "alpha"))
+
+    def test_update_last(self, store: SessionStore) -> None:
+        """A streaming update replaces the words of the last message."""
+        store.append("k", ChatMessage.assistant("draft wording"))
+        store.update_last("k", ChatMessage.assistant("final wording"))
+        assert ([], ["k"], ["k"]) == (search(store, "draft"), search(store, "final"), search(store, "wording"))
+
+    def test_clear(self, store: SessionStore) -> None:
+        """Cleared messages no longer match; new ones do."""
+        store.append_many("k", [ChatMessage.user("old words")])
+        store.clear_messages("k")
+        store.append("k", ChatMessage.user("new words"))
+        assert ([], ["k"]) == (search(store, "old"), search(store, "new"))
+
+    def test_delete_and_cleanup(self, store: SessionStore, clock: FakeClock) -> None:
+        """A deleted session, or one deleted as stale, no longer matches."""
+        store.append("gone", ChatMessage.user("marker"))
+        store.append("stale", ChatMessage.user("marker"))
+        clock.advance(hours=2)
+        store.append("kept", ChatMessage.user("marker"))
+        store.delete_session("gone")
+        store.cleanup_stale(1)
+        assert ["kept"] == search(store, "marker")
+
+    def test_redact(self, store: SessionStore) -> None:
+        """Redacted words are gone from the index at once; the redaction marker is what matches."""
+        store.append_many("k", [ChatMessage.user("my secret password"), ChatMessage.user("more secret")])
+        store.redact("k", "user request")
+        assert ([], ["k"]) == (search(store, "secret password"), search(store, REDACTED))
+        assert [] == store.search_messages("secret")
+
+    def test_restore_brings_messages_back(self, store: SessionStore) -> None:
+        """Restoring to a version before a removal, a clear or a deletion indexes those messages again."""
+        version = store.append_many("k", [ChatMessage.user("lisbon"), ChatMessage.user("porto")])
+        store.remove_last("k")
+        store.clear_messages("k")
+        store.delete_session("k")
+        assert [] == search(store, "porto")
+        store.restore("k", version=version)
+        assert (["k"], ["k"]) == (search(store, "porto"), search(store, "lisbon"))
+
+    def test_message_indexes_follow_the_list(self, store: SessionStore) -> None:
+        """search_messages' index is the message's place in load() after every kind of edit."""
+        store.append_many("k", [ChatMessage.user(w) for w in ("one", "two", "three", "two")])
+        store.remove_last("k")
+        store.update_last("k", ChatMessage.user("two again"))
+        hits = store.search_messages("two")
+        assert [(1, "two"), (2, "two again")] == sorted((hit.index, store.load("k")[hit.index].content)
+                                                        for hit in hits)
+
+    def test_verify_checks_the_index(self, store: SessionStore) -> None:
+        """verify compares the index with the log, and notices a damaged entry."""
+        store.append_many("k", [ChatMessage.user("alpha beta"), ChatMessage.user("gamma")])
+        store.catch_up()
+        assert store.verify().ok
+        environment = store._environment
+        with environment._env.begin(write=True) as txn:
+            docs = environment._env.open_db(b"search.sessions", txn=txn)
+            key, value = next(iter(txn.cursor(db=docs)))
+            txn.put(key, value[:4] + b"\x00" * 8, db=docs)
+        report = store.verify()
+        assert (False, True) == (report.ok, any(p.startswith("search:") for p in report.problems))
+
+
+# -- search_messages ---------------------------------------------------------------------------
+
+
+class TestSearchMessages:
+    def test_hits(self, store: SessionStore) -> None:
+        """Each hit names its session, its index in load(), the message, a score and a marked snippet."""
+        store.append_many("trip", [ChatMessage.user("Plan the trip"), ChatMessage.assistant("Lisbon has trams.")])
+        [hit] = store.search_messages("lisbon")
+        assert SearchHit("trip", 1, ChatMessage.assistant("Lisbon has trams."), hit.score,
+                         "[Lisbon] has trams.") == hit
+        assert store.load("trip")[hit.index] == hit.message and hit.score > 0
+
+    def test_limit_and_order(self, store: SessionStore, clock: FakeClock) -> None:
+        """Best first, at most limit; equal scores put the newer message first."""
+        store.append_many("k", [ChatMessage.user("echo")] * 5)
+        assert [4, 3] == [hit.index for hit in store.search_messages("echo", 2)]
+
+    def test_no_words(self, store: SessionStore) -> None:
+        """A keyword without tokens, or None, finds nothing."""
+        store.append("k", ChatMessage.user("x"))
+        assert ([], []) == (store.search_messages(None), store.search_messages("?!"))
+
+
+# -- the projection machinery -------------------------------------------------------------------
+
+
+class TestMachinery:
+    def test_read_your_writes(self, store: SessionStore) -> None:
+        """A search sees every message committed before it, without catch_up."""
+        for n in range(20):
+            store.append("k", ChatMessage.user(f"word{n}"))
+            assert ["k"] == search(store, f"word{n}")
+
+    def test_appends_do_not_touch_the_index(self, store: SessionStore) -> None:
+        """The index is deferred: appends leave its checkpoint, catch_up applies what it missed."""
+        store.catch_up()
+        before = store.stats().checkpoints["search"].position
+        store.append_many("k", [ChatMessage.user("a"), ChatMessage.user("b")])
+        assert (before, 2, before + 2) == (store.stats().checkpoints["search"].position, store.catch_up(),
+                                           store.stats().checkpoints["search"].position)
+        assert 0 == store.catch_up()
+
+    def test_small_lag_is_read_in_memory_a_large_one_written(self, store: SessionStore) -> None:
+        """A search applies a few missing events in memory and writes nothing; further behind, it catches up."""
+        from eventstore._store import _OVERLAY_UP_TO
+
+        store.catch_up()
+        position = store.stats().checkpoints["search"].position
+        store.append("k", ChatMessage.user("alpha"))
+        assert (["k"], position) == (search(store, "alpha"), store.stats().checkpoints["search"].position)
+        store.append_many("k", [ChatMessage.user("beta")] * _OVERLAY_UP_TO)
+        assert (["k"], store.stats().last_position) == (search(store, "beta"),
+                                                        store.stats().checkpoints["search"].position)
+
+    def test_rebuild_renumbers_terms_safely(self, store: SessionStore) -> None:
+        """A rebuild gives terms new ids; ids remembered from before it are not used after it."""
+        store.append_many("a", [ChatMessage.user("alpha"), ChatMessage.user("beta")])
+        store.catch_up()
+        assert (["a"], ["a"]) == (search(store, "alpha"), search(store, "beta"))  # ids learnt here
+        store.redact("a", "test")  # the log now says "[redacted]" where it said alpha and beta
+        store.append("b", ChatMessage.user("gamma"))
+        store.rebuild_projections(["search"])  # "redacted" gets the id alpha had, "gamma" beta's
+        assert ([], [], ["a"], ["b"]) == (search(store, "alpha"), search(store, "beta"),
+                                          search(store, "redacted"), search(store, "gamma"))
+
+    def test_another_store_object_and_read_only_store(self, store_path: Path, clock: FakeClock) -> None:
+        """Writes of one store object are seen by another, and by a read-only one (which cannot catch up)."""
+        with SessionStore(store_path, clock=clock) as writer:
+            writer.append("k", ChatMessage.user("first"))
+            writer.catch_up()
+            writer.append("k", ChatMessage.user("second"))
+            with SessionStore(store_path, readonly=True) as reader:
+                assert (["k"], ["k"]) == (search(reader, "second"), search(reader, "first"))
+                assert reader.verify().ok
+                with pytest.raises(StoreReadOnly):
+                    reader.catch_up()
+
+    def test_rebuild_named_projection_with_progress(self, store: SessionStore) -> None:
+        """rebuild_projections(["search"]) rebuilds the index alone and reports progress up to the total."""
+        store.append_many("k", [ChatMessage.user("alpha"), ChatMessage.user("beta")])
+        seen: list[tuple[int, int]] = []
+        store.rebuild_projections(["search"], progress=lambda done, total: seen.append((done, total)))
+        assert ((2, 2), ["k"]) == (seen[-1], search(store, "beta"))
+        with pytest.raises(InvalidArgument):
+            store.rebuild_projections(["nope"])
+        with pytest.raises(InvalidArgument):
+            store.rebuild_projections("search")
+
+    def test_new_code_version_rebuilds_on_open(self, store_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A changed code version rebuilds the index when the store opens, reporting progress."""
+        with SessionStore(store_path) as store:
+            store.append_many("k", [ChatMessage.user("alpha"), ChatMessage.user("beta")])
+            store.catch_up()
+        monkeypatch.setattr(SearchIndex, "code_version", SearchIndex.code_version + 1)
+        seen: list[tuple[int, int]] = []
+        with SessionStore(store_path, rebuild_progress=lambda done, total: seen.append((done, total))) as store:
+            checkpoint = store.stats().checkpoints["search"]
+            assert ((2, 2), (SearchIndex.code_version, 2)) == (seen[-1], (checkpoint.code_version,
+                                                                          checkpoint.position))
+            assert ["k"] == search(store, "alpha")
+
+    def test_read_only_store_refuses_an_index_of_another_version(self, store_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+        """A read-only store cannot rebuild an index of another code version, and says so."""
+        with SessionStore(store_path) as store:
+            store.append("k", ChatMessage.user("alpha"))
+            store.catch_up()
+        monkeypatch.setattr(SearchIndex, "code_version", SearchIndex.code_version + 1)
+        with SessionStore(store_path, readonly=True) as reader:
+            with pytest.raises(StoreReadOnly):
+                search(reader, "alpha")
+
+
+# -- a rebuilt index answers like the incrementally built one -------------------------------------
+
+COMMAND_KEYS = ["a", "b", "c"]
+commands = st.lists(st.one_of(
+    st.tuples(st.just("append"), st.sampled_from(COMMAND_KEYS), texts),
+    st.tuples(st.just("remove_last"), st.sampled_from(COMMAND_KEYS)),
+    st.tuples(st.just("update_last"), st.sampled_from(COMMAND_KEYS), texts),
+    st.tuples(st.just("clear"), st.sampled_from(COMMAND_KEYS)),
+    st.tuples(st.just("delete"), st.sampled_from(COMMAND_KEYS)),
+    st.tuples(st.just("rename"), st.sampled_from(COMMAND_KEYS)),
+    st.tuples(st.just("restore"), st.sampled_from(COMMAND_KEYS), st.integers(0, 30)),
+    st.tuples(st.just("redact"), st.sampled_from(COMMAND_KEYS)),
+    st.tuples(st.just("search"), queries),
+), max_size=40)
+
+
+def run_commands(store: SessionStore, clock: FakeClock, script: list[tuple]) -> None:
+    for command in script:
+        clock.advance(seconds=1)
+        name, key = command[0], command[1]
+        if name == "append":
+            store.append(key, ChatMessage.user(command[2]))
+        elif name == "remove_last":
+            store.remove_last(key)
+        elif name == "update_last":
+            store.update_last(key, ChatMessage.assistant(command[2]))
+        elif name == "clear":
+            store.clear_messages(key)
+        elif name == "delete":
+            store.delete_session(key)
+        elif name == "rename":
+            store.set_session_name(key, "renamed")
+        elif name == "restore":
+            versions = len(store.history(key))
+            if versions:
+                store.restore(key, version=command[2] % (versions + 1))
+        elif name == "redact":
+            if store.history(key):
+                store.redact(key, "test")
+        else:
+            store.search(SessionQuery(key))
+            store.catch_up()  # the index moves on in steps, as searches and catch_up move it
+
+
+def answers(store: SessionStore) -> list:
+    found = []
+    for keyword in ["apple", "banana fig", "rust*", "gpt-4", "cafe zeta", "ap* date", "redacted", "cherry s"]:
+        found.append(keys(store.search(SessionQuery(keyword, 3))))
+        found.append([(hit.session_key, hit.index, hit.score) for hit in store.search_messages(keyword, 4)])
+    return found
+
+
+class TestRebuild:
+    @settings(max_examples=40)
+    @given(commands)
+    def test_rebuilt_index_answers_exactly_like_the_incremental_one(self, script: list[tuple]) -> None:
+        """After any history, rebuilding the index from the log changes no answer and no stored entry."""
+        with tempfile.TemporaryDirectory() as directory:
+            clock = FakeClock()
+            with SessionStore(Path(directory), clock=clock, durable=False, snapshot_every=4) as store:
+                run_commands(store, clock, script)
+                incremental = answers(store)  # read through the index and what it lacks, applied in memory
+                store.catch_up()
+                assert incremental == answers(store)
+                with store._environment.read() as txn:
+                    stored = store._search.dump(txn)
+                assert store.verify().ok
+                store.rebuild_projections(["search"])
+                with store._environment.read() as txn:
+                    rebuilt = store._search.dump(txn)
+                assert (incremental, stored) == (answers(store), rebuilt)
+                assert incremental == [list(a) for a in answers_reference(store)]
+
+
+def answers_reference(store: SessionStore) -> list:
+    """``answers`` as the plain-Python reference computes them (sessions only; messages from the store)."""
+    reference = ReferenceSearch(store)
+    found = []
+    for keyword in ["apple", "banana fig", "rust*", "gpt-4", "cafe zeta", "ap* date", "redacted", "cherry s"]:
+        found.append(reference.search(keyword, 3))
+        found.append([(hit.session_key, hit.index, hit.score) for hit in store.search_messages(keyword, 4)])
+    return found
+
+
+# -- against SQLite FTS5 ---------------------------------------------------------------------------------
+
+
+def fts5_sessions(messages: dict[str, list[str]], keyword: str) -> set[str]:
+    """The sessions FTS5 finds for ZeroClaw's OR query (each word quoted, a trailing * kept as FTS5's prefix)."""
+    connection = sqlite3.connect(":memory:")
+    connection.execute("CREATE VIRTUAL TABLE t USING fts5(session UNINDEXED, content)")
+    connection.executemany("INSERT INTO t VALUES (?, ?)",
+                           [(key, text) for key, texts_ in messages.items() for text in texts_])
+    parts = []
+    for raw in keyword.split():
+        word = raw.rstrip("*")
+        if not tokenize(word):
+            continue
+        parts.append('"' + word.replace('"', '""') + '"' + ("*" if word != raw else ""))
+    if not parts:
+        return set()
+    query = " OR ".join(parts)
+    return {row[0] for row in connection.execute("SELECT DISTINCT session FROM t WHERE t MATCH ?", (query,))}
+
+
+FTS_WORDS = ["apple", "Apple!", "banana", "gpt-4", "GPT", "café", "Cafe", "rust", "Rusty?", "trust", "don't",
+             "naïve", "NAIVE", "x-ray", "zeta", "Ωmega", "ωmega", "straße", "1.5", "v2", "e-mail", "email"]
+
+
+class TestAgainstFTS5:
+    @settings(max_examples=60)
+    @given(st.dictionaries(st.sampled_from(["a", "b", "c", "d", "e", "f"]),
+                           st.lists(st.lists(st.sampled_from(FTS_WORDS), max_size=6).map(" ".join), min_size=1,
+                                    max_size=4), min_size=1),
+           st.lists(st.lists(st.sampled_from(FTS_WORDS + ["ap*", "rust*", "e*", "gpt-4*", "na*", "zz"]),
+                             min_size=1, max_size=3).map(" ".join), min_size=1, max_size=5))
+    def test_same_sessions_match(self, messages: dict[str, list[str]], keywords: list[str]) -> None:
+        """For OR queries with prefixes and phrases, the matching sessions are the ones FTS5 finds."""
+        with tempfile.TemporaryDirectory() as directory:
+            with SessionStore(Path(directory), durable=False) as store:
+                for key, texts_ in messages.items():
+                    store.append_many(key, [ChatMessage.user(text) for text in texts_])
+                for keyword in keywords:
+                    assert fts5_sessions(messages, keyword) == set(search(store, keyword, 100)), keyword
+
+
+# -- the stored forms -------------------------------------------------------------------------------------
+
+
+class TestStoredForms:
+    @given(st.dictionaries(st.integers(1, 2**32 - 1), st.tuples(st.integers(1, 255), st.integers(0, 255)),
+                           max_size=40),
+           st.lists(st.tuples(st.integers(1, 60), st.integers(0, 255), st.integers(0, 255)), max_size=30),
+           st.integers(0, 8))
+    def test_summary_edits(self, start: dict[int, tuple[int, int]], edits: list[tuple[int, int, int]],
+                           grouped_from: int) -> None:
+        """Editing a stored summary as bytes gives what encoding the edited entries afresh gives."""
+        original = search_module.GROUPED_FROM
+        search_module.GROUPED_FROM = grouped_from
+        try:
+            entries = {sid: level << 8 | tag for sid, (level, tag) in start.items()}
+            raw = search_module._summary_of(entries)
+            for sid, level, tag in edits:
+                code = level << 8 | tag if level else 0
+                raw = search_module._summary_set(raw, sid, code)
+                if code:
+                    entries[sid] = code
+                else:
+                    entries.pop(sid, None)
+            summary = None if raw is None else search_module._Summary(raw)
+            assert (entries or None) == (summary and summary.entries())
+            if summary is not None:
+                levels = [level for level, _ in summary.groups()]
+                grouped = {sid: level for level, members in summary.groups()
+                           for sid in search_module._u32s(members)}
+                assert (levels, grouped) == (sorted(set(levels), reverse=True),
+                                             {sid: code >> 8 for sid, code in entries.items()})
+        finally:
+            search_module.GROUPED_FROM = original
+
+    @given(st.lists(st.lists(st.integers(1, 2**25), max_size=12, unique=True).map(sorted), min_size=1,
+                    max_size=70))
+    def test_chunks(self, messages: list[list[int]]) -> None:
+        """A chunk keeps each message's term ids and levels, grows, shrinks and widens its ids when needed."""
+        raw = None
+        for tids in messages[:search_module.CHUNK_MESSAGES]:
+            raw = search_module._chunk_append(raw, tids, bytes(range(1, len(tids) + 1)))
+        kept = messages[:search_module.CHUNK_MESSAGES]
+        assert [(tids, bytes(range(1, len(tids) + 1))) for tids in kept] == \
+            [(list(t), l) for t, l in (search_module._chunk_message(raw, i) for i in range(len(kept)))]
+        rest, tids, levels = search_module._chunk_pop(raw)
+        assert (list(tids), rest is None) == (kept[-1], len(kept) == 1)
+        for index, message in enumerate(kept[:-1]):
+            for tid in message:
+                assert (index, message.index(tid) + 1) in search_module._chunk_occurrences(rest, tid)
+
+
+def test_index_size_is_counted(store: SessionStore) -> None:
+    """The index lives in its own named databases (search.*), which hold entries once caught up."""
+    store.append("k", ChatMessage.user("alpha beta"))
+    store.catch_up()
+    env = store._environment._env
+    with env.begin() as txn:
+        counts = {name: txn.stat(env.open_db(name.encode(), txn=txn))["entries"]
+                  for name in ("search.terms", "search.summary", "search.docs", "search.sessions")}
+    assert {"search.terms": 2, "search.summary": 2, "search.docs": 1, "search.sessions": 1} == counts
+
+
+def test_scores_use_current_counts(store: SessionStore) -> None:
+    """idf follows the current messages: removing messages with a word raises its weight."""
+    store.append_many("other", [ChatMessage.user(f"word{n}") for n in range(10)])
+    store.append_many("k", [ChatMessage.user("alpha")] + [ChatMessage.user("alpha filler")] * 5)
+    before = store.search_messages("alpha", 1)[0].score
+    for _ in range(5):
+        store.remove_last("k")
+    after = store.search_messages("alpha", 1)[0].score
+    assert after > before and math.isfinite(after)
