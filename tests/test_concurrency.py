@@ -188,32 +188,39 @@ def test_long_read_does_not_block_writers(tmp_path: Path) -> None:
         assert len(store.load("b")) == 200 and store.verify().ok
 
 
+def _write_while_a_read_is_held(store: SessionStore, wait: float) -> tuple[bool, list[BaseException], bool]:
+    """Append 8 large messages in one thread while another holds a read open for ``wait`` seconds.
+
+    Returns whether the writer finished within ``wait``, its failures, and whether it finished at all.
+    """
+    thread, _, release, _ = _held_read(store)
+    done = threading.Event()
+    failures: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            for n in range(8):
+                store.append("big", ChatMessage.user(str(n) * 500_000))
+            done.set()
+        except BaseException as exc:  # noqa: BLE001
+            failures.append(exc)
+
+    writing = threading.Thread(target=write)
+    writing.start()
+    try:
+        in_time = done.wait(wait)
+    finally:
+        release.set()
+        thread.join(60)
+        writing.join(60)
+    return in_time, failures, done.is_set()
+
+
 def test_long_read_does_not_block_a_writer(tmp_path: Path) -> None:
     """A long read in another thread does not hold up writers (within the map, nothing waits)."""
     with SessionStore(tmp_path / "store", durable=False) as store:
         store.append("a", ChatMessage.user("x"))
-        thread, _, release, _ = _held_read(store)
-        done = threading.Event()
-        failures: list[BaseException] = []
-
-        def write() -> None:
-            try:
-                for n in range(8):
-                    store.append("big", ChatMessage.user(str(n) * 500_000))
-                done.set()
-            except BaseException as exc:  # noqa: BLE001
-                failures.append(exc)
-
-        writing = threading.Thread(target=write)
-        writing.start()
-        try:
-            finished = done.wait(5)
-        finally:
-            release.set()
-            thread.join(60)
-            writing.join(60)
-        assert not failures, failures
-        assert finished, "the writer waited for the long read to end"
+        assert (True, [], True) == _write_while_a_read_is_held(store, 5)
         assert len(store.load("big")) == 8
 
 
@@ -224,27 +231,7 @@ def test_map_growth_waits_for_a_long_read_then_goes_on(tmp_path: Path, monkeypat
     with SessionStore(tmp_path / "store", durable=False) as store:
         store.append("a", ChatMessage.user("x"))
         initial = store._environment._env.info()["map_size"]
-        thread, _, release, _ = _held_read(store)
-        done = threading.Event()
-        failures: list[BaseException] = []
-
-        def write() -> None:
-            try:
-                for n in range(8):
-                    store.append("big", ChatMessage.user(str(n) * 500_000))
-                done.set()
-            except BaseException as exc:  # noqa: BLE001
-                failures.append(exc)
-
-        writing = threading.Thread(target=write)
-        writing.start()
-        try:
-            waited = not done.wait(1)
-        finally:
-            release.set()
-            thread.join(60)
-            writing.join(60)
-        assert (True, [], True) == (waited, failures, done.is_set())
+        assert (False, [], True) == _write_while_a_read_is_held(store, 1)
         assert store._environment._env.info()["map_size"] > initial
         assert [m.content for m in store.load("big")] == [str(n) * 500_000 for n in range(8)]
         assert store.verify().ok
