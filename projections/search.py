@@ -75,8 +75,8 @@ from array import array
 from collections import Counter
 from contextlib import contextmanager
 from functools import lru_cache
-from itertools import repeat
-from operator import itemgetter, mul, neg, rshift
+from itertools import compress, repeat
+from operator import ge, itemgetter, mul, neg, rshift
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import attrs
@@ -1248,8 +1248,9 @@ class SearchIndex:
         if not scored:
             return []
         if len(scored) > limit:
-            cutoff = sorted(scored.values(), reverse=True)[limit - 1]
-            candidates = [sid for sid, score in scored.items() if score >= cutoff]
+            cutoff = heapq.nlargest(limit, scored.values())[-1] if len(scored) < 4 * limit else \
+                sorted(scored.values(), reverse=True)[limit - 1]
+            candidates = list(compress(scored.keys(), map(ge, scored.values(), repeat(cutoff))))
         else:
             candidates = list(scored)
         # Activity orders equal scores only: read it for the sessions that tie.
@@ -1297,51 +1298,71 @@ class SearchIndex:
         by reading the few messages the others are in, else from all its postings.
         """
         scored: dict[int, float] = {}
-        seen: Counter[int] = Counter()
         parts = []
-        alone = []
+        alone: list[dict[int, float]] = []
         for term in plan.terms:
             summary = term.summary
-            sids = summary._sorted_sids()
             table = list(map(mul, repeat(term.weight), _WEIGHTS))
             parts.append((summary, table))
-            seen.update(sids)
-            alone.append(dict(zip(sids, map(table.__getitem__, summary._levels()))))
+            alone.append(dict(zip(summary._sorted_sids(), map(table.__getitem__, summary._levels()))))
             scored.update(alone[-1])
-        shared = [sid for sid, count in seen.items() if count > 1]
-        if not shared:
+        found: set[int] = set()
+        for first, one in enumerate(alone):
+            for other in alone[first + 1:]:
+                found |= one.keys() & other.keys()
+        if not found:
             return scored
+        shared = list(found)
         # A shared session scores at least its best single term, at most the sum of them. Those whose
         # sum reaches the limit-th of the lower bounds are resolved, highest sum first, until the sum of
         # the next cannot reach the limit-th exact score found; the others keep their lower bound, which
         # is below every score returned.
         columns = [list(map(single.get, shared, repeat(0.0))) for single in alone]
-        scored.update(zip(shared, map(max, *columns)))
-        best_scores = sorted((score for sid, score in scored.items() if seen[sid] == 1), reverse=True)[:limit]
-        floor = sorted(scored.values(), reverse=True)[limit - 1] if len(scored) >= limit else -1.0
+        exact = dict(scored)
+        for sid in shared:
+            del exact[sid]
+        best_scores = sorted(exact.values(), reverse=True)[:limit]  # sessions with one term: exact
+        lower = list(map(max, *columns))
+        scored.update(zip(shared, lower))
+        floor = sorted(best_scores + lower, reverse=True)[limit - 1] if len(scored) >= limit else -1.0
         ahead = sorted(((upper, sid) for sid, upper in zip(shared, map(sum, zip(*columns)))
                         if upper * (1 + 1e-9) >= floor), reverse=True)
         cache: dict[int, list[str]] = {}
+        if len(ahead) * len(parts) > 64:  # many to look at: a dict per term beats a search per look
+            lookups = [(summary.entries().get, table) for summary, table in parts]
+        else:
+            lookups = [(summary.entry_of, table) for summary, table in parts]
+        full = len(best_scores) >= limit
         for upper, sid in ahead:
-            if len(best_scores) >= limit and upper * (1 + 1e-9) < best_scores[-1]:
+            if full and upper * (1 + 1e-9) < best_scores[-1]:
                 break
-            codes = [(code, table) for code, table in ((summary.entry_of(sid), table) for summary, table in parts)
-                     if code]
-            several = sum(1 for code, _ in codes if code & _MULTI)
-            if several > 1 or any(code & _LAST_TAG == _LAST_TAG for code, _ in codes if not code & _MULTI):
+            several, unknown, places, present = 0, False, [], []
+            for lookup, table in lookups:
+                code = lookup(sid)
+                if code:
+                    present.append((code, table))
+                    if code & _MULTI:
+                        several += 1
+                    elif code & _LAST_TAG == _LAST_TAG:
+                        unknown = True
+                    else:
+                        places.append(code & _LAST_TAG)
+            if several > 1 or unknown:
                 score = max(self._evaluate(view, plan, sid, None, cache).values())
             elif several:  # one term in several messages: only the others' messages can add up
-                places = {code & _LAST_TAG for code, _ in codes if not code & _MULTI}
                 score = max(scored[sid], *self._evaluate_messages(view, plan, sid, places).values())
-            else:  # each term in one message, known by its tag
+            elif len(set(places)) == len(places):  # each term in its own message: the best one alone
+                score = scored[sid]
+            else:  # some terms share a message, known by its tag
                 sums: dict[int, float] = {}
-                for code, table in codes:
+                for code, table in present:
                     tag = code & _LAST_TAG
                     sums[tag] = sums.get(tag, 0) + table[code >> 8]
                 score = max(sums.values())
             scored[sid] = score
-            if len(best_scores) < limit:
+            if not full:
                 bisect.insort(best_scores, score, key=neg)
+                full = len(best_scores) >= limit
             elif score > best_scores[-1]:
                 best_scores.pop()
                 bisect.insort(best_scores, score, key=neg)
