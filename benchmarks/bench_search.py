@@ -320,8 +320,8 @@ class Bench:
                 hits = [0, 0]
                 for n, keyword in enumerate(queries):
                     runs: list[tuple[str, Callable[[], Any]]] = [
-                        ("fts", lambda: sqlite_store.search(keyword)),
-                        ("ours", lambda: ours.search(SessionQuery(keyword)))]
+                        ("fts", lambda keyword=keyword: sqlite_store.search(keyword)),
+                        ("ours", lambda keyword=keyword: ours.search(SessionQuery(keyword)))]
                     if n % 2:
                         runs.reverse()
                     for name, run in runs:
@@ -342,7 +342,7 @@ class Bench:
         self.out("  median ratio on the mix: " + ", ".join(f"{w}-word {r:.2f}x" for w, r in summary)
                  + "  (target: at most 1x)")
         messages = make_queries(corpus, MIX, 2, settings.band_queries, settings.seed + 1)
-        samples = [timed(lambda: ours.search_messages(keyword)) for keyword in messages]
+        samples = [timed(lambda keyword=keyword: ours.search_messages(keyword)) for keyword in messages]
         self.out(f"  ours, search_messages (2 words, limit 20): median {fmt_us(Stats.of(samples).median)}")
 
     def appends(self, corpus: Corpus, ours: SessionStore, sqlite_store: ZeroClawSqlite) -> None:
@@ -366,7 +366,7 @@ class Bench:
         for n in range(settings.appends):
             rng.shuffle(order)
             for name in order:
-                samples[name].append(timed(lambda: kinds[name](n)))
+                samples[name].append(timed(lambda name=name, n=n: kinds[name](n)))
         bare.close()
         self.out()
         self.out(f"== durable appends of one message ({settings.appends} each, interleaved; median / p95) ==")

@@ -12,9 +12,7 @@ import sqlite3
 import tempfile
 import unicodedata
 from collections import Counter
-from datetime import timedelta
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from hypothesis import given, settings
@@ -763,7 +761,7 @@ class TestStoredForms:
         kept = messages[:search_module.CHUNK_MESSAGES]
         assert [(tids, bytes(range(1, len(tids) + 1))) for tids in kept] == \
             [(list(t), l) for t, l in (search_module._chunk_message(raw, i) for i in range(len(kept)))]
-        rest, tids, levels = search_module._chunk_pop(raw)
+        rest, tids, _ = search_module._chunk_pop(raw)
         assert (list(tids), rest is None) == (kept[-1], len(kept) == 1)
         for index, message in enumerate(kept[:-1]):
             for tid in message:
