@@ -7,6 +7,8 @@ This is where storage (log, snapshot bytes) meets the pure session fold in
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
+from typing import Iterable, Iterator, NamedTuple
 
 import attrs
 
@@ -78,17 +80,36 @@ def read_snapshot(txn: Transaction, snapshots: SnapshotStore, stream_id: int, da
 
 def to_recorded(entry: StoredEvent, event: SessionEvent | None = None) -> RecordedEvent:
     """The public form of a stored event, decoding it unless ``event`` is given."""
-    if event is None:
-        try:
-            event = decode_event(entry.encoded)
-        except EventStoreError as exc:
-            raise type(exc)(f"position {entry.position}: {exc}") from None
+    return RecordedEvent(entry.position, entry.session_key, entry.version, _recorded_at(entry),
+                         _decoded(entry) if event is None else event, uuid.UUID(bytes=entry.event_id),
+                         entry.hash.hex(), entry.payload_digest.hex(), entry.redacted)
+
+
+class _Change(NamedTuple):
+    """What the fold reads of an event; cheaper to build than a ``RecordedEvent`` (no id, no hashes)."""
+
+    version: int
+    recorded_at: datetime
+    event: SessionEvent
+
+
+def _changes(entries: Iterable[StoredEvent]) -> Iterator[_Change]:
+    for entry in entries:
+        yield _Change(entry.version, _recorded_at(entry), _decoded(entry))
+
+
+def _decoded(entry: StoredEvent) -> SessionEvent:
     try:
-        recorded_at = from_micros(entry.recorded_at)
+        return decode_event(entry.encoded)
+    except EventStoreError as exc:
+        raise type(exc)(f"position {entry.position}: {exc}") from None
+
+
+def _recorded_at(entry: StoredEvent) -> datetime:
+    try:
+        return from_micros(entry.recorded_at)
     except OverflowError:
         raise StoreCorrupted(f"position {entry.position}: the recorded time is damaged") from None
-    return RecordedEvent(entry.position, entry.session_key, entry.version, recorded_at, event,
-                         uuid.UUID(bytes=entry.event_id), entry.hash.hex(), entry.payload_digest.hex(), entry.redacted)
 
 
 def fold_stream(txn: Transaction, log: EventLog, snapshots: SnapshotStore, stream_id: int, key: str,
@@ -100,7 +121,7 @@ def fold_stream(txn: Transaction, log: EventLog, snapshots: SnapshotStore, strea
         snapshot = read_snapshot(txn, snapshots, stream_id, found[1])
         if snapshot is not None:
             state, start = snapshot[1], found[0]
-    return fold(state, (to_recorded(entry) for entry in log.read_stream(txn, stream_id, start, version)))
+    return fold(state, _changes(log.read_stream(txn, stream_id, start, version)))
 
 
 def view_of(state: SessionSnapshot) -> SessionView:

@@ -251,28 +251,33 @@ class EventLog:
         cursor = txn.cursor(db=self._streams)
         if not cursor.set_range(_STREAM_KEY.pack(stream_id, after_version + 1)):
             return
+        keys: dict[int, str] = {}
         for raw_key, raw_position in cursor:
             found_stream, version = _STREAM_KEY.unpack(raw_key)
             if found_stream != stream_id or (up_to_version is not None and version > up_to_version):
                 return
-            yield self.read_position(txn, _U64.unpack(raw_position)[0])
+            yield self._read(txn, _U64.unpack(raw_position)[0], keys)
 
     def read_position(self, txn: Transaction, position: int) -> StoredEvent:
         """The event at ``position``."""
+        return self._read(txn, position, {})
+
+    def _read(self, txn: Transaction, position: int, keys: dict[int, str]) -> StoredEvent:
         raw = txn.get(_U64.pack(position), db=self._events)
         if raw is None:
             raise StoreCorrupted(f"position {position}: the event is missing")
-        return self._decode(txn, position, raw)
+        return self._decode(txn, position, raw, keys)
 
     def read_all(self, txn: Transaction, after_position: int = 0, limit: int | None = None) -> Iterator[StoredEvent]:
         """Events of every stream in global order, after ``after_position``."""
         cursor = txn.cursor(db=self._events)
         if not cursor.set_range(_U64.pack(after_position + 1)):
             return
+        keys: dict[int, str] = {}
         for count, (raw_key, raw) in enumerate(cursor):
             if limit is not None and count >= limit:
                 return
-            yield self._decode(txn, _U64.unpack(raw_key)[0], raw)
+            yield self._decode(txn, _U64.unpack(raw_key)[0], raw, keys)
 
     def _recorded_at(self, txn: Transaction, position: int) -> int:
         raw = txn.get(_U64.pack(position), db=self._events)
@@ -309,14 +314,16 @@ class EventLog:
 
     def records(self, txn: Transaction) -> Iterator[tuple[int, StoredEvent | StoreCorrupted]]:
         """Every record by its stored position, damaged ones as the error they raise (for ``verify``)."""
+        keys: dict[int, str] = {}
         for raw_key, raw in txn.cursor(db=self._events):
             position = _U64.unpack(raw_key)[0] if len(raw_key) == _U64.size else -1
             try:
-                yield position, self._decode(txn, position, raw)
+                yield position, self._decode(txn, position, raw, keys)
             except StoreCorrupted as exc:
                 yield position, exc
 
-    def _decode(self, txn: Transaction, position: int, raw: bytes) -> StoredEvent:
+    def _decode(self, txn: Transaction, position: int, raw: bytes, keys: dict[int, str]) -> StoredEvent:
+        """Decode a record; ``keys`` remembers session keys for the caller's one transaction."""
         try:
             (layout, flags, stream_id, version, recorded_at, event_id, schema_version,
              digest, link, type_length) = _RECORD.unpack_from(raw)
@@ -331,9 +338,11 @@ class EventLog:
         encoded = EncodedEvent(type_name, schema_version, bytes(raw[start:]))
         if not flags & _REDACTED_FLAG and hashlib.sha256(encoded.payload).digest() != digest:
             raise StoreCorrupted(f"position {position}: the payload does not match its digest (it was changed)")
-        try:
-            key = self.stream_key(txn, stream_id)
-        except StoreCorrupted as exc:
-            raise StoreCorrupted(f"position {position}: {exc}") from None
+        key = keys.get(stream_id)
+        if key is None:
+            try:
+                key = keys[stream_id] = self.stream_key(txn, stream_id)
+            except StoreCorrupted as exc:
+                raise StoreCorrupted(f"position {position}: {exc}") from None
         return StoredEvent(position, stream_id, key, version, recorded_at, event_id, encoded, digest, link,
                            bool(flags & _REDACTED_FLAG))

@@ -10,7 +10,7 @@ the rules live here once.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Iterable, Union
+from typing import Iterable, Protocol, Union
 
 import attrs
 
@@ -21,9 +21,9 @@ from eventstore.events import (
     LastMessageReplaced,
     MessageAppended,
     MessagesCleared,
-    RecordedEvent,
     REDACTED,
     SessionDeleted,
+    SessionEvent,
     SessionRedacted,
     SessionRenamed,
     SessionRestored,
@@ -33,6 +33,7 @@ from eventstore.events import (
 __all__ = [
     "SessionHead",
     "SessionSnapshot",
+    "Change",
     "Entry",
     "timestamped",
     "AppendMessage",
@@ -53,6 +54,19 @@ __all__ = [
 ]
 
 RUNNING = "running"
+
+
+class Change(Protocol):
+    """What the fold reads of a recorded event; a ``RecordedEvent`` is one."""
+
+    @property
+    def version(self) -> int: ...
+
+    @property
+    def recorded_at(self) -> datetime: ...
+
+    @property
+    def event(self) -> SessionEvent: ...
 
 
 @attrs.frozen
@@ -127,7 +141,7 @@ def empty_head(key: str) -> SessionHead:
     return SessionHead(key, 0, False, None, None, None, None, 0)
 
 
-def message_edit(recorded: RecordedEvent) -> MessageEdit | None:
+def message_edit(recorded: Change) -> MessageEdit | None:
     """What ``recorded`` does to the session's message list, if anything."""
     event = recorded.event
     if isinstance(event, MessageAppended):
@@ -157,19 +171,19 @@ def _count_after(count: int, edit: MessageEdit | None) -> int:
     return count
 
 
-def evolve_head(head: SessionHead, recorded: RecordedEvent) -> SessionHead:
+def evolve_head(head: SessionHead, recorded: Change) -> SessionHead:
     """The head after ``recorded``; any event of a session that does not exist starts a fresh one."""
     return _evolve_head(head, recorded, message_edit(recorded))
 
 
-def step(head: SessionHead, messages: list[Entry], recorded: RecordedEvent) -> SessionHead:
+def step(head: SessionHead, messages: list[Entry], recorded: Change) -> SessionHead:
     """Fold one event into a head and a message list the caller owns; return the new head."""
     edit = message_edit(recorded)
     apply_edit(messages, edit)
     return _evolve_head(head, recorded, edit)
 
 
-def _evolve_head(head: SessionHead, recorded: RecordedEvent, edit: MessageEdit | None) -> SessionHead:
+def _evolve_head(head: SessionHead, recorded: Change, edit: MessageEdit | None) -> SessionHead:
     event = recorded.event
     at = recorded.recorded_at
     if isinstance(event, SessionDeleted) or (isinstance(event, SessionRestored) and not event.exists):
@@ -227,7 +241,7 @@ def empty_snapshot(key: str) -> SessionSnapshot:
     return SessionSnapshot(empty_head(key), ())
 
 
-def fold(state: SessionSnapshot, events: Iterable[RecordedEvent]) -> SessionSnapshot:
+def fold(state: SessionSnapshot, events: Iterable[Change]) -> SessionSnapshot:
     """The session after ``events`` (its later events, in order) are applied to ``state``."""
     head = state.head
     messages = list(state.messages)  # private working copy; ``state`` is never changed
