@@ -169,7 +169,7 @@ class SessionStore:
     """
 
     def __init__(self, path: str | os.PathLike[str], *, clock: Clock | None = None, durable: bool = True,
-                 snapshot_every: int = 500, max_size: int | None = None, cache_sessions: int = 256,
+                 snapshot_every: int = 250, max_size: int | None = None, cache_sessions: int = 256,
                  readonly: bool = False, rebuild_progress: Progress | None = None) -> None:
         if isinstance(snapshot_every, bool) or not isinstance(snapshot_every, int) or snapshot_every < 1:
             raise InvalidArgument(f"snapshot_every must be a positive int, not {snapshot_every!r}")
