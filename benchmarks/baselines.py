@@ -84,17 +84,21 @@ ON CONFLICT(session_key) DO UPDATE SET
 """
 
 
+_SYNCHRONOUS = {True: "FULL", False: "OFF", "full": "FULL", "normal": "NORMAL", "off": "OFF"}
+
+
 class SqliteSessions:
     """ZeroClaw's SQLite session store: ``<path>/sessions/sessions.db``."""
 
-    def __init__(self, path: str | os.PathLike[str], *, durable: bool = True) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, durable: bool | str = True) -> None:
+        """``durable``: ``True``/``"full"``, ``"normal"`` or ``False``/``"off"``, as ``SessionStore`` takes it."""
         self.path = Path(path)
         (self.path / "sessions").mkdir(parents=True, exist_ok=True)
         self.db_path = self.path / "sessions" / "sessions.db"
         # Autocommit mode; every call opens its own explicit transaction.
         self._db = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
+        self._db.execute(f"PRAGMA synchronous={_SYNCHRONOUS[durable]}")
         self._db.executescript(_SCHEMA)
 
     def close(self) -> None:

@@ -226,15 +226,38 @@ def metered(ops: dict[str, Callable[[int], int]], tally: dict[str, list[int]]) -
 
 def fsync_probe(path: Path) -> Callable[[int], int]:
     """A bare 4 KB overwrite + fdatasync in the stores' directory: the floor of one durable flush."""
+    return _flush_probe(path, pages=1, synchronous_page=False)
+
+
+def commit_floor_probe(path: Path, pages: int) -> Callable[[int], int]:
+    """The floor of LMDB's durable commit: ``pages`` random 4 KB overwrites + fdatasync, then a 4 KB write
+    through an ``O_DSYNC`` descriptor (LMDB's meta page); no B-tree, no Python."""
+    return _flush_probe(path, pages=pages, synchronous_page=True)
+
+
+def _flush_probe(path: Path, pages: int, synchronous_page: bool) -> Callable[[int], int]:
+    span = 4096 * 4096  # a 16 MiB file, written out first so that no write allocates blocks
     descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    os.pwrite(descriptor, bytes(span), 0)
+    os.fsync(descriptor)
+    meta = os.open(path, os.O_RDWR | os.O_DSYNC)
     page = os.urandom(4096)
+    rng = random.Random(pages)
 
     def run(_i: int) -> int:
+        offsets = [rng.randrange(1, span // 4096) * 4096 for _ in range(pages)]
         start = now_ns()
-        os.pwrite(descriptor, page, 0)
+        for offset in offsets:
+            os.pwrite(descriptor, page, offset)
         os.fdatasync(descriptor)
+        if synchronous_page:
+            os.pwrite(meta, page, 0)
         return now_ns() - start
-    run.close = lambda: os.close(descriptor)  # type: ignore[attr-defined]
+
+    def close() -> None:
+        os.close(descriptor)
+        os.close(meta)
+    run.close = close  # type: ignore[attr-defined]
     return run
 
 
@@ -303,7 +326,7 @@ def render_table(rows: list[Row], columns: tuple[str, ...] = BACKENDS) -> str:
 # -- opening stores -----------------------------------------------------------------------
 
 
-def open_store(backend: str, path: Path, *, durable: bool = True, **options: Any) -> Any:
+def open_store(backend: str, path: Path, *, durable: bool | str = True, **options: Any) -> Any:
     if backend == "ours":
         return SessionStore(path, durable=durable, **options)
     if backend == "sqlite":
@@ -406,6 +429,7 @@ class Bench:
         self.profile = False
         self.profiled: dict[str, str] = {}
         self.listed: dict[str, Any] = {}
+        self.pages_per_append = 0
 
     def open(self, backend: str, name: str, **options: Any) -> Any:
         store = open_store(backend, self.dir / name / backend, **options)
@@ -419,6 +443,7 @@ class Bench:
         with self.stack:
             main = {b: self.open(b, "main") for b in BACKENDS}
             self.single_appends(main)
+            self.durability_levels()
             self.batched_appends(main)
             self.loads(main)
             self.removals(main)
@@ -449,6 +474,32 @@ class Bench:
                                   f"({_fmt_ns(floor.p95)}); LMDB flushes twice per commit, SQLite's WAL once",
                              extra={"fdatasync_probe": floor.__dict__}))
         self._written("append", "bytes written per append (write calls)", written)
+        self.pages_per_append = round(statistics.median(written["ours"]) / 4096) if written.get("ours") else 0
+
+    def durability_levels(self) -> None:
+        """Single appends at one flush a commit, and the flush floors of both commit protocols."""
+        self.log("single appends with one flush a commit; flush floors")
+        stores = {"ours": self.open("ours", "normal", durable="normal"), "sqlite": self.open("sqlite", "normal"),
+                  "sqlite, synchronous=NORMAL": self.open("sqlite", "sqlite-normal", durable="normal")}
+        samples = interleaved({b: timed(lambda i, s=s: s.append("append-bench", self.msg(i)))
+                               for b, s in stores.items()}, self.s.single_appends, self.s.block)
+        unflushed = Stats.of(samples.pop("sqlite, synchronous=NORMAL"))
+        self.rows.append(Row(
+            "append_normal", "append (single; ours Durability.NORMAL: one flush)", "ns",
+            {b: Stats.of(v) for b, v in samples.items()},
+            note="a power loss may roll back our latest commit; SQLite here is synchronous=FULL as above (its "
+                 f"NORMAL does not flush at commit at all: {_fmt_ns(unflushed.median)})"))
+        pages = max(1, self.pages_per_append)
+        probes = {"ours": commit_floor_probe(self.dir / "floor-lmdb", pages),
+                  "sqlite": fsync_probe(self.dir / "floor-sqlite")}
+        for probe in probes.values():
+            self.stack.callback(probe.close)  # type: ignore[attr-defined]
+        samples = interleaved(probes, self.s.single_appends, self.s.block)
+        self.diagnostics.append(Row(
+            "flush_floor", "floor of one durable commit (bare writes and flushes, no database)", "ns",
+            {b: Stats.of(v) for b, v in samples.items()},
+            note=f"ours: LMDB's protocol, {pages} random 4 KB pages (what an append writes here) + fdatasync, "
+                 f"then the meta page through O_DSYNC; sqlite: 1 page + fdatasync (its WAL flushes once)"))
 
     def batched_appends(self, stores: dict[str, Any]) -> None:
         self.log("durable batched appends")
@@ -852,7 +903,7 @@ def main(argv: list[str] | None = None) -> int:
     print(render_table(bench.rows))
     print()
     print("Diagnostics:")
-    order = ["open", "append_nosync", "append_many_nosync", "written_append", "written_append_many",
+    order = ["open", "flush_floor", "append_nosync", "append_many_nosync", "written_append", "written_append_many",
              "written_remove_last"]
     bench.diagnostics.sort(key=lambda row: order.index(row.key) if row.key in order else len(order))
     print(render_table(bench.diagnostics))

@@ -13,6 +13,7 @@ is the one place that deals with those rules:
 
 from __future__ import annotations
 
+import enum
 import fcntl
 import os
 import shutil
@@ -35,7 +36,7 @@ from ._errors import (
     StoreUsedAfterFork,
 )
 
-__all__ = ["Environment", "Transaction"]
+__all__ = ["Durability", "Environment", "Transaction"]
 
 T = TypeVar("T")
 Transaction = lmdb.Transaction
@@ -50,6 +51,22 @@ _READER_CHECK_EVERY = 64
 _INHERITED: list[Transaction] = []
 _USERS_LOCK = "users.lock"
 _VACUUM_DIR = "vacuum.tmp"
+
+
+class Durability(str, enum.Enum):
+    """What a commit survives, and what it costs (named after SQLite's ``synchronous`` levels).
+
+    A crash of the process never loses a commit in any mode: the kernel has it.
+    """
+
+    #: Every commit survives power loss. LMDB flushes twice per commit (data pages, then the meta page).
+    FULL = "full"
+    #: One flush per commit (the meta page is written, not flushed): a power loss or OS crash may roll
+    #: back the latest commit, never damages the store (SQLite's WAL with ``synchronous=NORMAL``).
+    NORMAL = "normal"
+    #: No flush: a power loss or OS crash may lose recent commits or damage the store (LMDB's
+    #: ``MDB_NOSYNC``; ``verify`` would report it). For bulk loads and scratch stores.
+    OFF = "off"
 
 
 # What py-lmdb raises when the file's pages do not make sense.
@@ -128,14 +145,14 @@ class Environment:
     _registry: dict[tuple[int, str], Environment] = {}
     _registry_lock = threading.Lock()
 
-    def __init__(self, path: Path, *, durable: bool, max_size: int | None, readonly: bool) -> None:
+    def __init__(self, path: Path, *, durability: Durability, max_size: int | None, readonly: bool) -> None:
         self.path = path
         self.max_size = max_size
         self._pid = os.getpid()
         self._references = 0
         self._gate = _Gate()
         self._write_lock = threading.RLock()  # re-entered when vacuum reopens the databases
-        self._durable = durable
+        self.durability = durability
         self._commits = 0
         # A store in a directory we cannot write (read-only media, say) serves reads.
         self.readonly = readonly or not os.access(path, os.W_OK)
@@ -171,7 +188,8 @@ class Environment:
 
     def _open_lmdb(self) -> lmdb.Environment:
         size = min(_INITIAL_MAP_SIZE, self.max_size) if self.max_size else _INITIAL_MAP_SIZE
-        options = dict(map_size=size, max_dbs=_MAX_DBS, sync=self._durable, max_readers=_MAX_READERS, readonly=self.readonly)
+        options = dict(map_size=size, max_dbs=_MAX_DBS, sync=self.durability is not Durability.OFF,
+                       metasync=self.durability is Durability.FULL, max_readers=_MAX_READERS, readonly=self.readonly)
         try:
             try:
                 return lmdb.open(str(self.path), **options)
@@ -189,7 +207,7 @@ class Environment:
             raise EventStoreError(f"cannot open the store at {self.path}: {exc}") from None
 
     @classmethod
-    def acquire(cls, path: Path, *, durable: bool = True, max_size: int | None = None,
+    def acquire(cls, path: Path, *, durability: Durability = Durability.FULL, max_size: int | None = None,
                 readonly: bool = False) -> Environment:
         """The process's environment for ``path``, opened on first use.
 
@@ -206,13 +224,14 @@ class Environment:
                     raise StoreUsedAfterFork(
                         f"{path} was open in the parent when this process forked, so it cannot be opened "
                         "here; start workers with multiprocessing's 'spawn' or 'forkserver' method")
-                environment = cls(path, durable=durable, max_size=max_size, readonly=readonly)
+                environment = cls(path, durability=durability, max_size=max_size, readonly=readonly)
                 cls._registry[key] = environment
             elif environment.readonly and not readonly:
                 raise StoreBusy(f"{path} is open read-only in this process; close it before opening it writable")
-            elif (environment._durable, environment.max_size) != (durable, max_size):
+            elif (environment.durability, environment.max_size) != (durability, max_size):
                 # One environment serves both: silently weaker durability or no cap would surprise.
-                raise StoreBusy(f"{path} is already open in this process with durable={environment._durable}, "
+                raise StoreBusy(f"{path} is already open in this process with durability "
+                                f"{environment.durability.value!r}, "
                                 f"max_size={environment.max_size}; open it with the same options")
             environment._references += 1
             return environment

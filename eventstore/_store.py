@@ -41,7 +41,7 @@ from ._codec import encode_event
 from ._audit import Progress, verify
 from ._bookkeeping import IdempotencyRecords, ImportReceipts
 from ._folding import fold_stream, to_recorded, view_of, write_snapshot
-from ._environment import Environment, Transaction
+from ._environment import Durability, Environment, Transaction
 from ._errors import (
     EventStoreError,
     IncompatibleStore,
@@ -118,6 +118,16 @@ def _check_index(value: object, what: str) -> int:
     return value
 
 
+def _durability(durable: object) -> Durability:
+    if durable is True or durable is False:
+        return Durability.FULL if durable else Durability.OFF
+    try:
+        return Durability(durable)
+    except ValueError:
+        choices = ", ".join(repr(level.value) for level in Durability)
+        raise InvalidArgument(f"durable must be a bool or a Durability ({choices}), not {durable!r:.60}") from None
+
+
 def _same_session(one: SessionSnapshot, other: SessionSnapshot) -> bool:
     """Whether two folded sessions look the same to a reader (versions and activity times aside)."""
     a, b = one.head, other.head
@@ -152,9 +162,12 @@ class SessionStore:
     Args:
         path: a directory, created if missing.
         clock: returns the current aware UTC datetime; the real clock by default.
-        durable: when true (the default), a call returns after its commit is on
-            disk. When false, commits skip fsync: a crash of the process loses
-            nothing, a crash of the machine may lose the latest commits.
+        durable: what a commit survives: ``True`` (the default) or
+            ``Durability.FULL``: a call returns after its commit is on disk;
+            ``Durability.NORMAL`` (or ``"normal"``): one flush per commit, and a
+            power loss may roll back the latest commit; ``False`` or
+            ``Durability.OFF``: no flush, a power loss may lose recent commits or
+            damage the store. A crash of the process loses nothing in any mode.
         snapshot_every: take a snapshot of a session every this many of its events.
         max_size: a cap on the store's size in bytes; reaching it raises ``StoreFull``.
         cache_sessions: how many sessions' decoded message lists to keep in memory.
@@ -168,7 +181,8 @@ class SessionStore:
     by several processes at once.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, clock: Clock | None = None, durable: bool = True,
+    def __init__(self, path: str | os.PathLike[str], *, clock: Clock | None = None,
+                 durable: bool | Durability | str = True,
                  snapshot_every: int = 250, max_size: int | None = None, cache_sessions: int = 256,
                  readonly: bool = False, rebuild_progress: Progress | None = None) -> None:
         if isinstance(snapshot_every, bool) or not isinstance(snapshot_every, int) or snapshot_every < 1:
@@ -178,9 +192,9 @@ class SessionStore:
             raise InvalidArgument(f"path must be a non-empty str or os.PathLike without NUL, not {path!r:.60}")
         if clock is not None and not callable(clock):
             raise InvalidArgument(f"clock must be a callable returning an aware datetime, not {clock!r:.60}")
-        for flag, what in ((durable, "durable"), (readonly, "readonly")):
-            if not isinstance(flag, bool):
-                raise InvalidArgument(f"{what} must be a bool, not {flag!r:.60}")
+        durability = _durability(durable)
+        if not isinstance(readonly, bool):
+            raise InvalidArgument(f"readonly must be a bool, not {readonly!r:.60}")
         if max_size is not None and (_check_index(max_size, "max_size") < _SMALLEST_STORE):
             raise InvalidArgument(f"max_size must be at least {_SMALLEST_STORE} bytes, not {max_size}")
         self.path = Path(path)
@@ -201,7 +215,8 @@ class SessionStore:
         # Bumped whenever the environment is reopened (vacuum): LMDB transaction ids start over then.
         self._generation = 0
         self._closed = False
-        self._environment = Environment.acquire(self.path, durable=durable, max_size=max_size, readonly=readonly)
+        self._environment = Environment.acquire(self.path, durability=durability, max_size=max_size,
+                                                readonly=readonly)
         self._readonly = readonly or self._environment.readonly
         try:
             self._open_components()

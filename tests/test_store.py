@@ -12,12 +12,14 @@ import pytest
 
 from eventstore import (
     ChatMessage,
+    Durability,
     EventStoreError,
     InvalidArgument,
     SessionMetadata,
     SessionQuery,
     SessionState,
     SessionStore,
+    StoreBusy,
     StoreClosed,
     StoreCorrupted,
     StoreFull,
@@ -1006,6 +1008,41 @@ class TestClose:
             with pytest.raises(StoreClosed):
                 closed.load("s")
             assert [] == survivor.list_sessions()
+
+
+class TestDurability:
+    """``durable``: what a commit survives, set as LMDB's flush flags."""
+
+    @pytest.mark.parametrize("durable, sync, metasync", [
+        (True, True, True), (Durability.FULL, True, True), ("full", True, True),
+        (Durability.NORMAL, True, False), ("normal", True, False),
+        (False, False, False), (Durability.OFF, False, False), ("off", False, False),
+    ])
+    def test_levels(self, store_path, durable, sync, metasync):
+        """Each level sets LMDB's sync and metasync flags; committed data reads back after a reopen."""
+        with SessionStore(store_path, durable=durable) as store:
+            flags = store._environment._env.flags()
+            assert (sync, metasync) == (flags["sync"], flags["metasync"])
+            store.append("s", user("kept"))
+        with SessionStore(store_path) as reopened:
+            assert [user("kept")] == reopened.load("s")
+
+    def test_bad_level(self, store_path):
+        """Anything but a bool or a Durability is refused before a directory is created."""
+        for bad in ("fast", "FULL", 1, 0, None, 2.5):
+            with pytest.raises(InvalidArgument, match="durable must be"):
+                SessionStore(store_path, durable=bad)
+        assert not store_path.exists()
+
+    def test_conflicting_options_in_one_process(self, store_path):
+        """A path open in this process refuses a second open with another durability or size cap."""
+        with SessionStore(store_path, durable=Durability.NORMAL) as first:
+            with SessionStore(store_path, durable="normal") as twin:
+                twin.append("s", user("shared"))
+            for options in ({"durable": True}, {"durable": False}, {"durable": "normal", "max_size": 1 << 30}):
+                with pytest.raises(StoreBusy, match="already open in this process"):
+                    SessionStore(store_path, **options)
+            assert [user("shared")] == first.load("s")
 
 
 class TestThreads:
