@@ -3,8 +3,9 @@
 Run: python -m benchmarks.bench_time_travel [--quick]
 
 On a session of N events (mostly appends, some removals and streaming
-updates) it times, in one run, medians of:
-  * a first, uncached ``load`` (a fresh SessionStore object each time);
+updates) it times, in one run and taking turns, medians of these calls, each
+on a freshly opened store (nothing cached or mapped; the open is not timed):
+  * a first, uncached ``load``;
   * ``session_at(version=N-10)``, which folds from the nearest snapshot;
   * ``session_at(version=5000)`` on histories of growing length, which must stay flat.
 """
@@ -52,46 +53,48 @@ def build(path: Path, events: int, seed: int = 7) -> None:
             store.append_many(KEY, batch)
 
 
-def median_ms(run: Callable[[], object], repeat: int) -> float:
-    times = []
+def interleaved_ms(runs: dict[str, Callable[[], float]], repeat: int) -> dict[str, float]:
+    """Median ms of each run (each returns the seconds it timed), taking turns so that a shared
+    machine's noise lands on all alike."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeat):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+        for name, run in runs.items():
+            times[name].append(run())
+    return {name: statistics.median(values) * 1000 for name, values in times.items()}
 
 
-def first_load_ms(path: Path, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        with SessionStore(path) as store:  # a fresh object: nothing cached
+def fresh(path: Path, call: Callable[[SessionStore], object]) -> Callable[[], float]:
+    """``call`` on a freshly opened store, so nothing is cached or mapped yet; opening it is not timed."""
+    def run() -> float:
+        with SessionStore(path) as store:
             start = time.perf_counter()
-            store.load(KEY)
-            times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+            call(store)
+            return time.perf_counter() - start
+    return run
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions and shorter histories")
     args = parser.parse_args()
-    repeat = 5 if args.quick else 15
+    repeat = 5 if args.quick else 25
     histories = [10_000, 20_000] if args.quick else [10_000, 20_000, 40_000]
     with tempfile.TemporaryDirectory() as scratch:
-        rows = []
+        runs: dict[str, Callable[[], float]] = {}
         for events in histories:
             path = Path(scratch) / f"s{events}"
             build(path, events)
-            with SessionStore(path) as store:
-                near_end = median_ms(lambda: store.session_at(KEY, version=events - 10), repeat)
-                middle = median_ms(lambda: store.session_at(KEY, version=5000), repeat)
-            rows.append((events, first_load_ms(path, repeat), near_end, middle))
+            runs[f"load {events}"] = fresh(path, lambda store: store.load(KEY))
+            runs[f"near_end {events}"] = fresh(path, lambda store, at=events - 10: store.session_at(KEY, version=at))
+            runs[f"middle {events}"] = fresh(path, lambda store: store.session_at(KEY, version=5000))
+        ms = interleaved_ms(runs, repeat)
     print(f"{'events':>8} {'first load ms':>14} {'at N-10 ms':>11} {'ratio':>6} {'at 5000 ms':>11}")
-    for events, load, near_end, middle in rows:
+    for events in histories:
+        load, near_end, middle = ms[f"load {events}"], ms[f"near_end {events}"], ms[f"middle {events}"]
         print(f"{events:>8} {load:>14.2f} {near_end:>11.2f} {near_end / load:>6.2f} {middle:>11.2f}")
-    first = rows[0]
-    print(f"\nat N-10 / first load (N=10,000): {first[2] / first[1]:.2f}x (target <= 2x)")
-    print(f"at 5000, longest / shortest history: {rows[-1][3] / first[3]:.2f}x (target: flat, ~1x)")
+    first, last = histories[0], histories[-1]
+    print(f"\nat N-10 / first load (N={first:,}): {ms[f'near_end {first}'] / ms[f'load {first}']:.2f}x (target <= 2x)")
+    print(f"at 5000, longest / shortest history: {ms[f'middle {last}'] / ms[f'middle {first}']:.2f}x (target: flat, ~1x)")
 
 
 if __name__ == "__main__":
