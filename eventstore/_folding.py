@@ -14,7 +14,7 @@ import attrs
 
 import orjson
 
-from projections.session import SessionHead, SessionSnapshot, empty_snapshot, fold
+from projections.session import Entry, SessionHead, SessionSnapshot, empty_snapshot, fold
 
 from ._codec import decode_event, decode_value, encode_value
 from ._environment import Transaction
@@ -69,13 +69,15 @@ def read_snapshot(txn: Transaction, snapshots: SnapshotStore, stream_id: int, da
     except (orjson.JSONDecodeError, AttributeError):
         raise StoreCorrupted(f"a snapshot of stream {stream_id} is damaged") from None
     record = decode_value(data, SnapshotRecord)
+    entries: list[Entry] = []
     try:
-        bodies = [snapshots.get_blob(txn, stream_id, bytes.fromhex(digest)) for digest in record.chunks]
-        rows = orjson.loads(b"[" + b",".join(bodies) + b"]")
-        entries = tuple((trusted_message(role, content), stored_micros(micros)) for role, content, micros in rows)
+        # Blob by blob: a long session's decoded rows never sit in memory all at once (cache-friendly).
+        for digest in record.chunks:
+            rows = orjson.loads(b"[%b]" % snapshots.get_blob(txn, stream_id, bytes.fromhex(digest)))
+            entries += [(trusted_message(role, content), stored_micros(micros)) for role, content, micros in rows]
     except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
         raise StoreCorrupted(f"a snapshot of stream {stream_id} is damaged: {exc}") from None
-    return record, SessionSnapshot(record.head, entries)
+    return record, SessionSnapshot(record.head, tuple(entries))
 
 
 def to_recorded(entry: StoredEvent, event: SessionEvent | None = None) -> RecordedEvent:

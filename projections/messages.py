@@ -191,11 +191,15 @@ class MessageLists:
 
     def entries(self, txn: lmdb.Transaction, stream_id: int) -> list[Entry]:
         """The session's current messages with the µs they were appended, oldest first."""
+        entries: list[Entry] = []
         try:
-            return [(trusted_message(role, content), stored_micros(micros))
-                    for role, content, micros in self.rows(txn, stream_id)]
+            # Chunk by chunk: a long session's decoded rows never sit in memory all at once (cache-friendly).
+            for value in self._values(txn, stream_id):
+                entries += [(trusted_message(role, content), stored_micros(micros))
+                             for role, content, micros in _decode(value, stream_id)]
         except (TypeError, ValueError) as exc:
             raise StoreCorrupted(f"the messages of stream {stream_id} are damaged: {exc}") from None
+        return entries
 
     def check(self, txn: lmdb.Transaction, sessions: Mapping[int, SessionSnapshot]) -> list[str]:
         """Problems where the stored lists differ from ``sessions`` freshly folded from the log."""
