@@ -25,7 +25,8 @@ from ._time import from_micros, stored_micros
 from ._values import SessionView, trusted_message
 from .events import RecordedEvent, SessionEvent
 
-__all__ = ["SnapshotRecord", "write_snapshot", "read_snapshot", "to_recorded", "fold_stream", "view_of"]
+__all__ = ["SNAPSHOT_CHUNK", "SnapshotRecord", "write_snapshot", "read_snapshot", "read_snapshot_record", "read_blob",
+           "to_recorded", "fold_stream", "view_of"]
 
 #: Version of the snapshot layout; snapshots of another layout are ignored (they are derived data).
 SNAPSHOT_FORMAT = 2
@@ -63,21 +64,33 @@ def read_snapshot(txn: Transaction, snapshots: SnapshotStore, stream_id: int, da
     Raises:
         StoreCorrupted: the snapshot or one of its blobs is damaged or missing.
     """
+    record = read_snapshot_record(stream_id, data)
+    if record is None:
+        return None
+    entries: list[Entry] = []
+    # Blob by blob: a long session's decoded rows never sit in memory all at once (cache-friendly).
+    for digest in record.chunks:
+        entries += read_blob(txn, snapshots, stream_id, digest)
+    return record, SessionSnapshot(record.head, tuple(entries))
+
+
+def read_snapshot_record(stream_id: int, data: bytes) -> SnapshotRecord | None:
+    """A snapshot's record (head, blob digests) without reading its blobs; ``None`` for another layout."""
     try:
         if orjson.loads(data).get("format") != SNAPSHOT_FORMAT:
             return None
     except (orjson.JSONDecodeError, AttributeError):
         raise StoreCorrupted(f"a snapshot of stream {stream_id} is damaged") from None
-    record = decode_value(data, SnapshotRecord)
-    entries: list[Entry] = []
+    return decode_value(data, SnapshotRecord)
+
+
+def read_blob(txn: Transaction, snapshots: SnapshotStore, stream_id: int, digest: str) -> list[Entry]:
+    """The messages (up to ``SNAPSHOT_CHUNK``) of one snapshot blob."""
     try:
-        # Blob by blob: a long session's decoded rows never sit in memory all at once (cache-friendly).
-        for digest in record.chunks:
-            rows = orjson.loads(b"[%b]" % snapshots.get_blob(txn, stream_id, bytes.fromhex(digest)))
-            entries += [(trusted_message(role, content), stored_micros(micros)) for role, content, micros in rows]
+        rows = orjson.loads(b"[%b]" % snapshots.get_blob(txn, stream_id, bytes.fromhex(digest)))
+        return [(trusted_message(role, content), stored_micros(micros)) for role, content, micros in rows]
     except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
         raise StoreCorrupted(f"a snapshot of stream {stream_id} is damaged: {exc}") from None
-    return record, SessionSnapshot(record.head, tuple(entries))
 
 
 def to_recorded(entry: StoredEvent, event: SessionEvent | None = None) -> RecordedEvent:

@@ -15,6 +15,7 @@ import lmdb
 import pytest
 
 from conftest import FakeClock
+from eventstore import _audit
 from eventstore import (
     REDACTED,
     ChatMessage,
@@ -778,6 +779,21 @@ class TestVerifyProgress:
         assert (total, total) == calls[-1]
         assert any(0 < done < total for done, _ in calls)
 
+
+    def test_shared_snapshot_blobs_are_decoded_once(self, tmp_path, clock, monkeypatch):
+        """Checking every snapshot of a long session decodes each of its blobs once, not once per snapshot."""
+        with SessionStore(tmp_path / "long", clock=clock, snapshot_every=40) as long_store:
+            for n in range(1000):
+                long_store.append("long", ChatMessage.user(f"message {n}"))
+            with long_store._read() as txn:
+                blobs = txn.stat(long_store._environment.open_db(b"snapshots.blobs"))["entries"]
+            decoded = []
+            real_read_blob = _audit.read_blob
+            monkeypatch.setattr(_audit, "read_blob", lambda *args: decoded.append(args[-1]) or real_read_blob(*args))
+            report = long_store.verify()
+        assert (True, []) == (report.ok, report.problems)
+        references = sum(-(-version // 64) for version in range(40, 1001, 40))  # blobs each snapshot lists
+        assert len(decoded) == len(set(decoded)) <= blobs < references / 4
 
 # -- redaction -------------------------------------------------------------------------------------
 
