@@ -8,13 +8,21 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Iterable, Iterator, NamedTuple
+from typing import Iterable, Iterator, NamedTuple, Sequence
 
 import attrs
 
 import orjson
 
-from projections.session import Entry, SessionHead, SessionSnapshot, empty_snapshot, fold
+from projections.session import (
+    Entry,
+    SessionHead,
+    SessionSnapshot,
+    empty_snapshot,
+    fold,
+    message_edit,
+    untouched_prefix,
+)
 
 from ._codec import decode_event, decode_value, encode_value
 from ._environment import Transaction
@@ -25,7 +33,7 @@ from ._time import from_micros, stored_micros
 from ._values import SessionView, trusted_message
 from .events import RecordedEvent, SessionEvent
 
-__all__ = ["SNAPSHOT_CHUNK", "SnapshotRecord", "write_snapshot", "read_snapshot", "read_snapshot_record", "read_blob",
+__all__ = ["SNAPSHOT_CHUNK", "SnapshotRecord", "take_snapshot", "read_snapshot", "read_snapshot_record", "read_blob",
            "to_recorded", "fold_stream", "view_of"]
 
 #: Version of the snapshot layout; snapshots of another layout are ignored (they are derived data).
@@ -45,16 +53,41 @@ class SnapshotRecord:
     chunks: list[str]
 
 
-def write_snapshot(txn: Transaction, snapshots: SnapshotStore, stream_id: int, state: SessionSnapshot,
-                   event_hash: bytes) -> None:
-    """Store ``state`` as the snapshot of its version."""
-    messages = state.messages
-    chunks = []
-    for start in range(0, len(messages), SNAPSHOT_CHUNK):
-        body = b",".join(orjson.dumps([m.role, m.content, micros]) for m, micros in messages[start:start + SNAPSHOT_CHUNK])
+def take_snapshot(txn: Transaction, log: EventLog, snapshots: SnapshotStore, stream_id: int, key: str,
+                  version: int, event_hash: bytes) -> None:
+    """Store the session after its ``version``-th event (whose hash is ``event_hash``) as a snapshot.
+
+    It starts from the nearest earlier snapshot's record: the blobs of leading
+    messages that no event since then touched are kept by digest, unread; only
+    the rest is decoded, folded and encoded. So a long session's snapshot costs
+    its recent changes, not its length.
+    """
+    found = snapshots.latest(txn, stream_id, version)
+    record = None if found is None else read_snapshot_record(stream_id, found[1])
+    if found is None or record is None:
+        state = fold(empty_snapshot(key), _changes(log.read_stream(txn, stream_id, 0, version)))
+        _put_snapshot(txn, snapshots, stream_id, state.head, [], state.messages, event_hash)
+        return
+    changes = list(_changes(log.read_stream(txn, stream_id, found[0], version)))
+    untouched = untouched_prefix(record.head.message_count, (message_edit(change) for change in changes))
+    kept = record.chunks[:untouched // SNAPSHOT_CHUNK]
+    rest: list[Entry] = []
+    for digest in record.chunks[len(kept):]:
+        rest += read_blob(txn, snapshots, stream_id, digest)
+    # The fold edits only the end of the list, so it may run on the part after the kept blobs.
+    state = fold(SessionSnapshot(record.head, tuple(rest)), changes)
+    _put_snapshot(txn, snapshots, stream_id, state.head, kept, state.messages, event_hash)
+
+
+def _put_snapshot(txn: Transaction, snapshots: SnapshotStore, stream_id: int, head: SessionHead, kept: list[str],
+                  rest: Sequence[Entry], event_hash: bytes) -> None:
+    """Write a snapshot whose messages are the blobs ``kept`` (whole blobs, by digest) followed by ``rest``."""
+    chunks = list(kept)
+    for start in range(0, len(rest), SNAPSHOT_CHUNK):
+        body = b",".join(orjson.dumps([m.role, m.content, micros]) for m, micros in rest[start:start + SNAPSHOT_CHUNK])
         chunks.append(snapshots.put_blob(txn, stream_id, body).hex())
-    record = SnapshotRecord(SNAPSHOT_FORMAT, event_hash.hex(), state.head, chunks)
-    snapshots.put(txn, stream_id, state.head.version, encode_value(record))
+    record = SnapshotRecord(SNAPSHOT_FORMAT, event_hash.hex(), head, chunks)
+    snapshots.put(txn, stream_id, head.version, encode_value(record))
 
 
 def read_snapshot(txn: Transaction, snapshots: SnapshotStore, stream_id: int, data: bytes

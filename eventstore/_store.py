@@ -40,7 +40,7 @@ from projections.session import (
 from ._codec import encode_event
 from ._audit import Progress, verify
 from ._bookkeeping import IdempotencyRecords, ImportReceipts
-from ._folding import fold_stream, to_recorded, view_of, write_snapshot
+from ._folding import fold_stream, take_snapshot, to_recorded, view_of
 from ._environment import Durability, Environment, Transaction
 from ._errors import (
     EventStoreError,
@@ -1125,10 +1125,10 @@ class SessionStore:
         return recorded
 
     def _take_snapshot(self, txn: Transaction, stream_id: int, key: str, version: int) -> None:
-        state = fold_stream(txn, self._log, self._snapshots, stream_id, key, version)
         position = self._log.stream_position(txn, stream_id, version)
         assert position is not None
-        write_snapshot(txn, self._snapshots, stream_id, state, self._log.read_position(txn, position).hash)
+        event_hash = self._log.read_position(txn, position).hash
+        take_snapshot(txn, self._log, self._snapshots, stream_id, key, version, event_hash)
 
     def _outdated(self, txn: Transaction) -> list[ReadModel]:
         head_position = self._log.head(txn)[0]

@@ -49,6 +49,7 @@ __all__ = [
     "evolve_head",
     "message_edit",
     "apply_edit",
+    "untouched_prefix",
     "step",
     "fold",
 ]
@@ -220,6 +221,22 @@ def apply_edit(messages: list[Entry], edit: MessageEdit | None) -> None:
         messages[:] = edit.messages
     elif isinstance(edit, RedactMessages):
         messages[:] = [redacted(m) for m in messages]
+
+
+def untouched_prefix(count: int, edits: Iterable[MessageEdit | None]) -> int:
+    """How many of a list's first ``count`` messages ``edits``, applied in order, leave as they are."""
+    untouched = length = count
+    for edit in edits:
+        if isinstance(edit, AppendMessage):
+            length += 1
+        elif isinstance(edit, RemoveLastMessage):
+            length -= 1
+            untouched = min(untouched, length)
+        elif isinstance(edit, ReplaceLastMessage):
+            untouched = min(untouched, length - 1)
+        elif edit is not None:  # a clear, a whole new list, a redaction
+            return 0
+    return untouched
 
 
 def redacted(entry: Entry) -> Entry:
