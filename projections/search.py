@@ -51,8 +51,8 @@ exactly (best upper bound first, only while the bound can still make the
 their level groups instead of whole summaries.
 
 Inline or deferred: deferred, by measurement (``benchmarks/bench_search.py``,
-100,000 messages). Indexing one message in its own transaction costs about as
-much as the durable append itself (0.71 ms against 1.05 ms: 1.7x the append,
+100,000 messages). Indexing one message in its own transaction costs two thirds
+of the durable append itself (0.71 ms against 1.05 ms: 1.7x the append,
 where the budget is 1.2x), because each of its ~30 terms rewrites its
 summary; batched, each summary is decoded and written once per batch (0.15 ms
 a message for a bulk build). So the facade does not apply this model in the
