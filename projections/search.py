@@ -51,10 +51,10 @@ exactly (best upper bound first, only while the bound can still make the
 their level groups instead of whole summaries.
 
 Inline or deferred: deferred, by measurement (``benchmarks/bench_search.py``,
-100,000 messages). Indexing one message in its own transaction costs about as
-much as the durable append itself (0.67 ms against 0.77 ms: 1.9x the append,
+100,000 messages). Indexing one message in its own transaction costs two thirds
+of the durable append itself (0.71 ms against 1.05 ms: 1.7x the append,
 where the budget is 1.2x), because each of its ~30 terms rewrites its
-summary; batched, each summary is decoded and written once per batch (0.18 ms
+summary; batched, each summary is decoded and written once per batch (0.15 ms
 a message for a bulk build). So the facade does not apply this model in the
 command's transaction, and an append costs what it costs without search
 (0.99x measured). A search reads the index as of every committed event: when
@@ -253,14 +253,19 @@ def snippet(text: str, words: Sequence[QueryWord], width: int = 12, mark: tuple[
 # are big-endian, so that they sort by number.
 
 
-def _u32s(data: bytes | memoryview) -> Sequence[int]:
-    """The little-endian u32 values in ``data``, without copying where the host allows it."""
+def _unsigned(data: bytes | bytearray | memoryview, typecode: str) -> Sequence[int]:
+    """The little-endian unsigned values (``array`` ``typecode``) in ``data``, without copying where the host allows it."""
     if _LITTLE:
-        return memoryview(data).cast("I")
-    values = array("I")
+        return memoryview(data).cast(typecode)
+    values = array(typecode)
     values.frombytes(data)
     values.byteswap()
     return values
+
+
+def _u32s(data: bytes | memoryview) -> Sequence[int]:
+    """The little-endian u32 values in ``data``."""
+    return _unsigned(data, "I")
 
 
 def _pack_u32s(values: Sequence[int]) -> bytes:
@@ -394,8 +399,9 @@ class _Summary:
 
     def entries(self) -> dict[int, int]:
         """Session → ``level << 8 | tag``."""
-        levels, tags = self._levels(), self._tags()
-        return dict(zip(self._sorted_sids(), map(int.__or__, map(int.__lshift__, levels, repeat(8)), tags)))
+        codes = bytearray(2 * self.sessions)  # interleaved in C: tag, level as a little-endian u16
+        codes[0::2], codes[1::2] = self._tags(), self._levels()
+        return dict(zip(self._sorted_sids(), _unsigned(codes, "H")))
 
 
 def _summary_of(entries: Mapping[int, int]) -> bytes | None:
@@ -1259,8 +1265,9 @@ class SearchIndex:
         ties = Counter(map(scored.__getitem__, candidates))
         activity = view.activities([sid for sid in candidates if ties[scored[sid]] > 1]) if len(ties) < len(
             candidates) else {}
-        candidates.sort(key=lambda sid: (scored[sid], activity.get(sid, 0), sid), reverse=True)
-        return [(sid, scored[sid]) for sid in candidates[:limit]]
+        ranked = sorted(zip(map(scored.__getitem__, candidates), map(activity.get, candidates, repeat(0)), candidates),
+                        reverse=True)
+        return [(sid, score) for score, _, sid in ranked[:limit]]
 
     def search_messages(self, view: _Reader, words: Sequence[QueryWord], limit: int,
                         texts: Texts | None = None) -> list[tuple[int, int, float]]:
