@@ -8,30 +8,31 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Iterable, Iterator, NamedTuple, Sequence
+from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
 
 import attrs
 
 import orjson
 
 from projections.session import (
+    EDIT_KINDS,
+    Change,
     Entry,
     SessionHead,
     SessionSnapshot,
     empty_snapshot,
     fold,
-    message_edit,
     untouched_prefix,
 )
 
 from ._codec import decode_event, decode_value, encode_value
 from ._environment import Transaction
-from ._errors import EventStoreError, StoreCorrupted
+from ._errors import EventStoreError, IncompatibleStore, StoreCorrupted
 from ._log import EventLog, StoredEvent
 from ._snapshots import SnapshotStore
 from ._time import from_micros, stored_micros
 from ._values import SessionView, trusted_message
-from .events import RecordedEvent, SessionEvent
+from .events import EVENT_TYPES, RecordedEvent, SessionEvent
 
 __all__ = ["SNAPSHOT_CHUNK", "SnapshotRecord", "take_snapshot", "read_snapshot", "read_snapshot_record", "read_blob",
            "to_recorded", "fold_stream", "view_of"]
@@ -53,30 +54,36 @@ class SnapshotRecord:
     chunks: list[str]
 
 
-def take_snapshot(txn: Transaction, log: EventLog, snapshots: SnapshotStore, stream_id: int, key: str,
-                  version: int, event_hash: bytes) -> None:
-    """Store the session after its ``version``-th event (whose hash is ``event_hash``) as a snapshot.
+def take_snapshot(txn: Transaction, log: EventLog, snapshots: SnapshotStore, stream_id: int, head: SessionHead,
+                  messages_from: Callable[[int], Sequence[Entry]], event_hash: bytes,
+                  recent: Sequence[Change] = ()) -> None:
+    """Store the session as it is now as the snapshot of its version (``head.version``, whose event hash is
+    ``event_hash``); ``messages_from(index)`` gives its current messages from an index on.
 
     It starts from the nearest earlier snapshot's record: the blobs of leading
-    messages that no event since then touched are kept by digest, unread; only
-    the rest is decoded, folded and encoded. So a long session's snapshot costs
-    its recent changes, not its length.
+    messages that no event since then touched are kept by digest, unread, and
+    only the messages after them are encoded. The events since that snapshot are
+    looked at only for their types (``recent``, this commit's own, are at hand).
+    So a long session's snapshot costs its recent changes, not its length.
     """
-    found = snapshots.latest(txn, stream_id, version)
+    found = snapshots.latest(txn, stream_id, head.version)
     record = None if found is None else read_snapshot_record(stream_id, found[1])
-    if found is None or record is None:
-        state = fold(empty_snapshot(key), _changes(log.read_stream(txn, stream_id, 0, version)))
-        _put_snapshot(txn, snapshots, stream_id, state.head, [], state.messages, event_hash)
-        return
-    changes = list(_changes(log.read_stream(txn, stream_id, found[0], version)))
-    untouched = untouched_prefix(record.head.message_count, (message_edit(change) for change in changes))
-    kept = record.chunks[:untouched // SNAPSHOT_CHUNK]
-    rest: list[Entry] = []
-    for digest in record.chunks[len(kept):]:
-        rest += read_blob(txn, snapshots, stream_id, digest)
-    # The fold edits only the end of the list, so it may run on the part after the kept blobs.
-    state = fold(SessionSnapshot(record.head, tuple(rest)), changes)
-    _put_snapshot(txn, snapshots, stream_id, state.head, kept, state.messages, event_hash)
+    kept: list[str] = []
+    if found is not None and record is not None:
+        recent_types = [type(change.event) for change in recent if change.version > found[0]]
+        logged = log.stream_type_names(txn, stream_id, found[0], head.version - len(recent_types))
+        types = [*map(_event_type, logged), *recent_types]
+        untouched = untouched_prefix(record.head.message_count, (EDIT_KINDS.get(kind) for kind in types))
+        kept = record.chunks[:untouched // SNAPSHOT_CHUNK]
+    rest = messages_from(len(kept) * SNAPSHOT_CHUNK)
+    _put_snapshot(txn, snapshots, stream_id, head, kept, rest, event_hash)
+
+
+def _event_type(type_name: str) -> type[SessionEvent]:
+    kind = EVENT_TYPES.get(type_name)
+    if kind is None:
+        raise IncompatibleStore(f"unknown event type {type_name!r}")
+    return kind
 
 
 def _put_snapshot(txn: Transaction, snapshots: SnapshotStore, stream_id: int, head: SessionHead, kept: list[str],

@@ -248,15 +248,34 @@ class EventLog:
     def read_stream(self, txn: Transaction, stream_id: int, after_version: int = 0,
                     up_to_version: int | None = None) -> Iterator[StoredEvent]:
         """The stream's events with ``after_version < version <= up_to_version``, oldest first."""
+        keys: dict[int, str] = {}
+        for position in self._stream_positions(txn, stream_id, after_version, up_to_version):
+            yield self._read(txn, position, keys)
+
+    def stream_type_names(self, txn: Transaction, stream_id: int, after_version: int, up_to_version: int
+                          ) -> Iterator[str]:
+        """The type names of the stream's events with ``after_version < version <= up_to_version``.
+
+        Reads only the records' envelopes: no payload is copied, checked or decoded.
+        """
+        for position in self._stream_positions(txn, stream_id, after_version, up_to_version):
+            raw = txn.get(_U64.pack(position), db=self._events)
+            try:
+                type_length = _RECORD.unpack_from(raw)[-1]
+                yield bytes(raw[_RECORD.size:_RECORD.size + type_length]).decode()
+            except (struct.error, TypeError, UnicodeDecodeError):
+                raise StoreCorrupted(f"position {position}: the event record is missing or damaged") from None
+
+    def _stream_positions(self, txn: Transaction, stream_id: int, after_version: int,
+                          up_to_version: int | None) -> Iterator[int]:
         cursor = txn.cursor(db=self._streams)
         if not cursor.set_range(_STREAM_KEY.pack(stream_id, after_version + 1)):
             return
-        keys: dict[int, str] = {}
         for raw_key, raw_position in cursor:
             found_stream, version = _STREAM_KEY.unpack(raw_key)
             if found_stream != stream_id or (up_to_version is not None and version > up_to_version):
                 return
-            yield self._read(txn, _U64.unpack(raw_position)[0], keys)
+            yield _U64.unpack(raw_position)[0]
 
     def read_position(self, txn: Transaction, position: int) -> StoredEvent:
         """The event at ``position``."""

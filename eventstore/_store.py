@@ -377,7 +377,9 @@ class SessionStore:
             version = self._log.stream_version(txn, stream_id)
             if self._snapshots.has(txn, stream_id, version):
                 return False
-            self._take_snapshot(txn, stream_id, key, version)
+            position = self._log.stream_position(txn, stream_id, version)
+            assert position is not None
+            self._take_snapshot(txn, stream_id, key, version, self._log.read_position(txn, position).hash)
             return True
 
         return self._write(body)
@@ -1119,16 +1121,17 @@ class SessionStore:
         for model in self._read_models:
             model.apply(txn, stream_id, recorded)
             self._checkpoints.put(txn, model.name, model.code_version, stored[-1].position)
-        for entry in stored:
-            if entry.version % self._snapshot_every == 0:
-                self._take_snapshot(txn, stream_id, key, entry.version)
+        if stored[-1].version // self._snapshot_every > (stored[0].version - 1) // self._snapshot_every:
+            # This commit reached a multiple of snapshot_every: snapshot the session as the commit leaves it.
+            self._take_snapshot(txn, stream_id, key, stored[-1].version, stored[-1].hash, recorded)
         return recorded
 
-    def _take_snapshot(self, txn: Transaction, stream_id: int, key: str, version: int) -> None:
-        position = self._log.stream_position(txn, stream_id, version)
-        assert position is not None
-        event_hash = self._log.read_position(txn, position).hash
-        take_snapshot(txn, self._log, self._snapshots, stream_id, key, version, event_hash)
+    def _take_snapshot(self, txn: Transaction, stream_id: int, key: str, version: int, event_hash: bytes,
+                       recent: Sequence[RecordedEvent] = ()) -> None:
+        """Snapshot the session at ``version``, its latest: the read models hold it as it is now."""
+        head = self._catalog.head(txn, stream_id) or attrs.evolve(empty_head(key), version=version)
+        take_snapshot(txn, self._log, self._snapshots, stream_id, head,
+                      lambda start: self._messages.entries(txn, stream_id, start), event_hash, recent)
 
     def _outdated(self, txn: Transaction) -> list[ReadModel]:
         head_position = self._log.head(txn)[0]

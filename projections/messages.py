@@ -161,17 +161,21 @@ class MessageLists:
         value = cursor.value()
         return _Chunk(first, _COUNT.unpack_from(value)[0], bytes(value[_COUNT.size:]))
 
-    def _values(self, txn: lmdb.Transaction, stream_id: int) -> list[Any]:
+    def _values(self, txn: lmdb.Transaction, stream_id: int, start: int = 0) -> tuple[int, list[Any]]:
+        """The values of the stream's chunks from the one holding message ``start`` on, and that chunk's first index."""
         prefix = _ID.pack(stream_id)
         cursor = txn.cursor(db=self._chunks)
+        # The chunk holding ``start`` is the last one of the stream that begins at or before it.
+        found = cursor.prev() if cursor.set_range(_CHUNK_KEY.pack(stream_id, start + 1)) else cursor.last()
+        if not found or cursor.key()[:8] != prefix:
+            return start, []
+        first = _CHUNK_KEY.unpack(cursor.key())[1]
         values: list[Any] = []
-        if not cursor.set_range(prefix):
-            return values
         for key, value in cursor:
             if key[:8] != prefix:
                 break
             values.append(value)
-        return values
+        return first, values
 
     def _delete_all(self, txn: lmdb.Transaction, stream_id: int) -> None:
         prefix = _ID.pack(stream_id)
@@ -185,21 +189,22 @@ class MessageLists:
     def rows(self, txn: lmdb.Transaction, stream_id: int) -> list[list[Any]]:
         """The session's messages as stored rows ``[role, content, µs]``."""
         rows: list[list[Any]] = []
-        for value in self._values(txn, stream_id):
+        for value in self._values(txn, stream_id)[1]:
             rows += _decode(value, stream_id)
         return rows
 
-    def entries(self, txn: lmdb.Transaction, stream_id: int) -> list[Entry]:
-        """The session's current messages with the µs they were appended, oldest first."""
+    def entries(self, txn: lmdb.Transaction, stream_id: int, start: int = 0) -> list[Entry]:
+        """The session's current messages (from index ``start`` on) with the µs they were appended, oldest first."""
+        first, values = self._values(txn, stream_id, start)
         entries: list[Entry] = []
         try:
             # Chunk by chunk: a long session's decoded rows never sit in memory all at once (cache-friendly).
-            for value in self._values(txn, stream_id):
+            for value in values:
                 entries += [(trusted_message(role, content), stored_micros(micros))
-                             for role, content, micros in _decode(value, stream_id)]
+                            for role, content, micros in _decode(value, stream_id)]
         except (TypeError, ValueError) as exc:
             raise StoreCorrupted(f"the messages of stream {stream_id} are damaged: {exc}") from None
-        return entries
+        return entries[start - first:]
 
     def check(self, txn: lmdb.Transaction, sessions: Mapping[int, SessionSnapshot]) -> list[str]:
         """Problems where the stored lists differ from ``sessions`` freshly folded from the log."""
@@ -210,7 +215,7 @@ class MessageLists:
         for stream_id, session in sessions.items():
             expected = [[message.role, message.content, micros] for message, micros in session.messages]
             try:
-                values = self._values(txn, stream_id)
+                values = self._values(txn, stream_id)[1]
                 differs = self.rows(txn, stream_id) != expected or any(
                     _COUNT.unpack_from(value)[0] != len(_decode(value, stream_id)) for value in values)
             except StoreCorrupted as exc:

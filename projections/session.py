@@ -50,6 +50,7 @@ __all__ = [
     "message_edit",
     "apply_edit",
     "untouched_prefix",
+    "EDIT_KINDS",
     "step",
     "fold",
 ]
@@ -142,8 +143,21 @@ def empty_head(key: str) -> SessionHead:
     return SessionHead(key, 0, False, None, None, None, None, 0)
 
 
+#: The kind of edit each event type makes to the message list (what ``message_edit`` returns for it);
+#: enough to know which messages a run of events leaves alone without decoding the events.
+EDIT_KINDS: dict[type[SessionEvent], type[MessageEdit]] = {
+    MessageAppended: AppendMessage,
+    LastMessageRemoved: RemoveLastMessage,
+    LastMessageReplaced: ReplaceLastMessage,
+    MessagesCleared: ClearMessages,
+    SessionDeleted: ClearMessages,
+    SessionRestored: ReplaceMessages,
+    SessionRedacted: RedactMessages,
+}
+
+
 def message_edit(recorded: Change) -> MessageEdit | None:
-    """What ``recorded`` does to the session's message list, if anything."""
+    """What ``recorded`` does to the session's message list, if anything (of the kind ``EDIT_KINDS`` gives)."""
     event = recorded.event
     if isinstance(event, MessageAppended):
         return AppendMessage((event.message, to_micros(recorded.recorded_at)))
@@ -223,18 +237,18 @@ def apply_edit(messages: list[Entry], edit: MessageEdit | None) -> None:
         messages[:] = [redacted(m) for m in messages]
 
 
-def untouched_prefix(count: int, edits: Iterable[MessageEdit | None]) -> int:
-    """How many of a list's first ``count`` messages ``edits``, applied in order, leave as they are."""
+def untouched_prefix(count: int, kinds: Iterable[type[MessageEdit] | None]) -> int:
+    """How many of a list's first ``count`` messages edits of these kinds, in order, leave as they are."""
     untouched = length = count
-    for edit in edits:
-        if isinstance(edit, AppendMessage):
+    for kind in kinds:
+        if kind is AppendMessage:
             length += 1
-        elif isinstance(edit, RemoveLastMessage):
+        elif kind is RemoveLastMessage:
             length -= 1
             untouched = min(untouched, length)
-        elif isinstance(edit, ReplaceLastMessage):
+        elif kind is ReplaceLastMessage:
             untouched = min(untouched, length - 1)
-        elif edit is not None:  # a clear, a whole new list, a redaction
+        elif kind is not None:  # a clear, a whole new list, a redaction
             return 0
     return untouched
 

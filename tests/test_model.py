@@ -60,10 +60,10 @@ class Model:
         session = self.sessions[key]
         at = self.clock.now if session.latest_time is None else max(self.clock.now, session.latest_time)
         session.latest_time = at
-        for _ in range(count):
-            session.version += 1
-            if session.version % SNAPSHOT_EVERY == 0:
-                self.snapshots.add((key, session.version))
+        session.version += count
+        if session.version // SNAPSHOT_EVERY > (session.version - count) // SNAPSHOT_EVERY:
+            # The commit reached a multiple of SNAPSHOT_EVERY: a snapshot as the commit leaves the session.
+            self.snapshots.add((key, session.version))
         if creates:
             if not session.exists:
                 session.exists, session.created_at = True, at

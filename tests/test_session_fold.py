@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime, timezone
+
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from eventstore import ChatMessage
+from eventstore import ChatMessage, RecordedEvent, TimestampedMessage
+from eventstore.events import SessionRedacted, SessionRestored
 from projections.session import (
+    EDIT_KINDS,
     AppendMessage,
     ClearMessages,
     Entry,
@@ -15,8 +20,10 @@ from projections.session import (
     ReplaceLastMessage,
     ReplaceMessages,
     apply_edit,
+    message_edit,
     untouched_prefix,
 )
+from strategies import histories
 
 
 def entry(n: int) -> Entry:
@@ -43,16 +50,33 @@ def test_untouched_prefix_is_left_as_it_was(count, sequence):
             apply_edit(after, edit)
     except IndexError:
         assume(False)  # it removed or replaced a message that was not there, which the log never does
-    untouched = untouched_prefix(count, sequence)
+    untouched = untouched_prefix(count, [type(edit) for edit in sequence])
     assert 0 <= untouched <= min(count, len(after))
     assert all(after[i] is before[i] for i in range(untouched))
 
 
 def test_untouched_prefix_is_tight():
-    """It counts exactly the messages before the lowest one an edit reached."""
-    assert 10 == untouched_prefix(10, [AppendMessage(entry(1)), AppendMessage(entry(2))])
-    assert 8 == untouched_prefix(10, [RemoveLastMessage(), RemoveLastMessage(), AppendMessage(entry(1))])
-    assert 9 == untouched_prefix(10, [ReplaceLastMessage(ChatMessage.user("x"))])
-    assert 10 == untouched_prefix(10, [AppendMessage(entry(1)), RemoveLastMessage()])
-    assert 0 == untouched_prefix(10, [AppendMessage(entry(1)), RedactMessages()])
-    assert 0 == untouched_prefix(10, [ClearMessages()])
+    """It counts exactly the messages before the lowest one an edit reached; other events count for nothing."""
+    assert 10 == untouched_prefix(10, [AppendMessage, None, AppendMessage])
+    assert 8 == untouched_prefix(10, [RemoveLastMessage, RemoveLastMessage, AppendMessage])
+    assert 9 == untouched_prefix(10, [ReplaceLastMessage, None])
+    assert 10 == untouched_prefix(10, [AppendMessage, RemoveLastMessage])
+    assert 0 == untouched_prefix(10, [AppendMessage, RedactMessages])
+    assert 0 == untouched_prefix(10, [ClearMessages])
+
+
+_MOMENT = datetime(2026, 1, 1, tzinfo=timezone.utc)
+#: The two kinds of event the generated histories lack.
+_RARE = [
+    RecordedEvent(1, "session", 1, _MOMENT, SessionRestored(0, True, (TimestampedMessage(ChatMessage.user("back"), _MOMENT),),
+                                                             None, None, _MOMENT), uuid.UUID(int=1), "0" * 64),
+    RecordedEvent(2, "session", 2, _MOMENT, SessionRedacted("asked to"), uuid.UUID(int=2), "0" * 64),
+]
+
+
+@given(histories())
+def test_edit_kinds_name_what_message_edit_returns(history):
+    """``EDIT_KINDS`` (by event type) names the kind of edit ``message_edit`` makes of every event."""
+    for recorded in history + _RARE:
+        edit = message_edit(recorded)
+        assert EDIT_KINDS.get(type(recorded.event)) is (None if edit is None else type(edit))

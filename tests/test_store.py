@@ -672,11 +672,12 @@ class TestSnapshots:
         assert (10, replayed(store, "s", 11)) == fold_from_snapshot(store, "s", 11)
         assert not has_snapshot(store, "other", 1)
 
-    def test_snapshot_in_the_middle_of_a_batch(self, store):
-        """A batch crossing version 5 snapshots exactly the state after its fifth event."""
+    def test_batch_reaching_a_multiple(self, store):
+        """A batch that reaches version 5 snapshots the session as the batch leaves it (version 7), not before."""
         store.append_many("s", [user(str(n)) for n in range(7)])
-        hidden, state = fold_from_snapshot(store, "s", 5)
-        assert (5, [user(str(n)) for n in range(5)]) == (hidden, [message for message, _ in state.messages])
+        hidden, state = fold_from_snapshot(store, "s", 7)
+        assert (7, [user(str(n)) for n in range(7)]) == (hidden, [message for message, _ in state.messages])
+        assert 0 == fold_from_snapshot(store, "s", 6)[0]
         assert [user(str(n)) for n in range(7)] == store.load("s")
 
     def test_snapshot_plus_tail_equals_replay(self, store):
@@ -687,7 +688,7 @@ class TestSnapshots:
         store.clear_messages("s")
         store.append("s", user("after"))
         assert (15, replayed(store, "s", 16)) == fold_from_snapshot(store, "s", 16)
-        assert (10, replayed(store, "s", 14)) == fold_from_snapshot(store, "s", 14)
+        assert (12, replayed(store, "s", 14)) == fold_from_snapshot(store, "s", 14)
 
 
 class TestRebuild:
