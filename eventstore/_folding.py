@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 
 import attrs
 
@@ -55,10 +55,11 @@ class SnapshotRecord:
 
 
 def take_snapshot(txn: Transaction, log: EventLog, snapshots: SnapshotStore, stream_id: int, head: SessionHead,
-                  messages_from: Callable[[int], Sequence[Entry]], event_hash: bytes,
+                  rows_from: Callable[[int], Sequence[Sequence[Any]]], event_hash: bytes,
                   recent: Sequence[Change] = ()) -> None:
     """Store the session as it is now as the snapshot of its version (``head.version``, whose event hash is
-    ``event_hash``); ``messages_from(index)`` gives its current messages from an index on.
+    ``event_hash``); ``rows_from(index)`` gives its current messages from an index on, as ``[role, content,
+    µs]`` rows (the message read model's, encoded again without building messages).
 
     It starts from the nearest earlier snapshot's record: the blobs of leading
     messages that no event since then touched are kept by digest, unread, and
@@ -75,8 +76,7 @@ def take_snapshot(txn: Transaction, log: EventLog, snapshots: SnapshotStore, str
         types = [*map(_event_type, logged), *recent_types]
         untouched = untouched_prefix(record.head.message_count, (EDIT_KINDS.get(kind) for kind in types))
         kept = record.chunks[:untouched // SNAPSHOT_CHUNK]
-    rest = messages_from(len(kept) * SNAPSHOT_CHUNK)
-    _put_snapshot(txn, snapshots, stream_id, head, kept, rest, event_hash)
+    _put_snapshot(txn, snapshots, stream_id, head, kept, rows_from(len(kept) * SNAPSHOT_CHUNK), event_hash)
 
 
 def _event_type(type_name: str) -> type[SessionEvent]:
@@ -87,11 +87,11 @@ def _event_type(type_name: str) -> type[SessionEvent]:
 
 
 def _put_snapshot(txn: Transaction, snapshots: SnapshotStore, stream_id: int, head: SessionHead, kept: list[str],
-                  rest: Sequence[Entry], event_hash: bytes) -> None:
-    """Write a snapshot whose messages are the blobs ``kept`` (whole blobs, by digest) followed by ``rest``."""
+                  rows: Sequence[Sequence[Any]], event_hash: bytes) -> None:
+    """Write a snapshot whose messages are the blobs ``kept`` (whole blobs, by digest) followed by ``rows``."""
     chunks = list(kept)
-    for start in range(0, len(rest), SNAPSHOT_CHUNK):
-        body = b",".join(orjson.dumps([m.role, m.content, micros]) for m, micros in rest[start:start + SNAPSHOT_CHUNK])
+    for start in range(0, len(rows), SNAPSHOT_CHUNK):
+        body = b",".join(map(orjson.dumps, rows[start:start + SNAPSHOT_CHUNK]))
         chunks.append(snapshots.put_blob(txn, stream_id, body).hex())
     record = SnapshotRecord(SNAPSHOT_FORMAT, event_hash.hex(), head, chunks)
     snapshots.put(txn, stream_id, head.version, encode_value(record))
@@ -133,9 +133,10 @@ def read_blob(txn: Transaction, snapshots: SnapshotStore, stream_id: int, digest
         raise StoreCorrupted(f"a snapshot of stream {stream_id} is damaged: {exc}") from None
 
 
-def to_recorded(entry: StoredEvent, event: SessionEvent | None = None) -> RecordedEvent:
-    """The public form of a stored event, decoding it unless ``event`` is given."""
-    return RecordedEvent(entry.position, entry.session_key, entry.version, _recorded_at(entry),
+def to_recorded(entry: StoredEvent, event: SessionEvent | None = None,
+                recorded_at: datetime | None = None) -> RecordedEvent:
+    """The public form of a stored event, decoding it unless ``event`` is given (and its time, unless given)."""
+    return RecordedEvent(entry.position, entry.session_key, entry.version, recorded_at or _recorded_at(entry),
                          _decoded(entry) if event is None else event, uuid.UUID(bytes=entry.event_id),
                          entry.hash.hex(), entry.payload_digest.hex(), entry.redacted)
 

@@ -1116,7 +1116,8 @@ class SessionStore:
         stored = self._log.append(txn, key, [encode_event(e) for e in events], now, expected_version, originals)
         if not stored:
             return []
-        recorded = [to_recorded(entry, event) for entry, event in zip(stored, events)]
+        recorded_at = from_micros(stored[0].recorded_at)  # the log records one commit's events at one time
+        recorded = [to_recorded(entry, event, recorded_at) for entry, event in zip(stored, events)]
         stream_id = stored[0].stream_id
         for model in self._read_models:
             model.apply(txn, stream_id, recorded)
@@ -1131,7 +1132,7 @@ class SessionStore:
         """Snapshot the session at ``version``, its latest: the read models hold it as it is now."""
         head = self._catalog.head(txn, stream_id) or attrs.evolve(empty_head(key), version=version)
         take_snapshot(txn, self._log, self._snapshots, stream_id, head,
-                      lambda start: self._messages.entries(txn, stream_id, start), event_hash, recent)
+                      lambda start: self._messages.rows(txn, stream_id, start), event_hash, recent)
 
     def _outdated(self, txn: Transaction) -> list[ReadModel]:
         head_position = self._log.head(txn)[0]

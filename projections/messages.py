@@ -186,25 +186,25 @@ class MessageLists:
             if not cursor.delete():
                 break
 
-    def rows(self, txn: lmdb.Transaction, stream_id: int) -> list[list[Any]]:
-        """The session's messages as stored rows ``[role, content, µs]``."""
-        rows: list[list[Any]] = []
-        for value in self._values(txn, stream_id)[1]:
-            rows += _decode(value, stream_id)
-        return rows
-
-    def entries(self, txn: lmdb.Transaction, stream_id: int, start: int = 0) -> list[Entry]:
-        """The session's current messages (from index ``start`` on) with the µs they were appended, oldest first."""
+    def rows(self, txn: lmdb.Transaction, stream_id: int, start: int = 0) -> list[list[Any]]:
+        """The session's messages (from index ``start`` on) as stored rows ``[role, content, µs]``."""
         first, values = self._values(txn, stream_id, start)
+        rows: list[list[Any]] = []
+        for value in values:
+            rows += _decode(value, stream_id)
+        return rows[start - first:]
+
+    def entries(self, txn: lmdb.Transaction, stream_id: int) -> list[Entry]:
+        """The session's current messages with the µs they were appended, oldest first."""
         entries: list[Entry] = []
         try:
             # Chunk by chunk: a long session's decoded rows never sit in memory all at once (cache-friendly).
-            for value in values:
+            for value in self._values(txn, stream_id)[1]:
                 entries += [(trusted_message(role, content), stored_micros(micros))
                             for role, content, micros in _decode(value, stream_id)]
         except (TypeError, ValueError) as exc:
             raise StoreCorrupted(f"the messages of stream {stream_id} are damaged: {exc}") from None
-        return entries[start - first:]
+        return entries
 
     def check(self, txn: lmdb.Transaction, sessions: Mapping[int, SessionSnapshot]) -> list[str]:
         """Problems where the stored lists differ from ``sessions`` freshly folded from the log."""
