@@ -1,7 +1,9 @@
-"""Folding a session from the log at the facade level: nearest snapshot plus the events after it.
+"""Sessions at the facade level: folded from the nearest snapshot plus the events after it, and snapshotted.
 
 This is where storage (log, snapshot bytes) meets the pure session fold in
-``projections.session``; the facade and the auditor share it.
+``projections.session``; the facade and the auditor share it. A snapshot is a
+record (the session's head and the digests of its message blobs, 64 messages
+each at fixed indexes) and the blobs themselves, shared between snapshots.
 """
 
 from __future__ import annotations
