@@ -55,18 +55,26 @@ def _row(message: ChatMessage, micros: int) -> bytes:
 
 
 class _Chunk:
-    """A chunk being edited in memory: its first index, row count and JSON array bytes."""
+    """A chunk being edited in memory: its first index, row count and rows (JSON, joined when written)."""
 
-    __slots__ = ("first", "count", "body")
+    __slots__ = ("first", "count", "rows", "size")
 
     def __init__(self, first: int, count: int, body: bytes) -> None:
-        self.first, self.count, self.body = first, count, body
+        self.first, self.count = first, count
+        self.rows = [body[1:-1]] if count else []  # the stored array's inside stands for its rows
+        self.size = len(body)  # of the JSON array the rows make
+
+    @property
+    def body(self) -> bytes:
+        return b"[" + b",".join(self.rows) + b"]"
 
     def fits(self, row: bytes) -> bool:
-        return not self.count or (self.count < CHUNK_MESSAGES and len(self.body) + len(row) < CHUNK_BYTES)
+        return not self.count or (self.count < CHUNK_MESSAGES and self.size + len(row) < CHUNK_BYTES)
 
     def add(self, row: bytes) -> None:
-        self.body = self.body[:-1] + b"," + row + b"]" if self.count else b"[" + row + b"]"
+        # Rows are joined once, when the chunk is written: a batch of appends copies the chunk once.
+        self.size += len(row) + (1 if self.count else 2)
+        self.rows.append(row)
         self.count += 1
 
     def successor(self) -> _Chunk:

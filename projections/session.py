@@ -174,31 +174,18 @@ def message_edit(recorded: Change) -> MessageEdit | None:
     return None
 
 
-def _count_after(count: int, edit: MessageEdit | None) -> int:
-    if isinstance(edit, AppendMessage):
-        return count + 1
-    if isinstance(edit, RemoveLastMessage):
-        return count - 1
-    if isinstance(edit, ClearMessages):
-        return 0
-    if isinstance(edit, ReplaceMessages):
-        return len(edit.messages)
-    return count
-
-
 def evolve_head(head: SessionHead, recorded: Change) -> SessionHead:
     """The head after ``recorded``; any event of a session that does not exist starts a fresh one."""
-    return _evolve_head(head, recorded, message_edit(recorded))
+    return _evolve_head(head, recorded)
 
 
 def step(head: SessionHead, messages: list[Entry], recorded: Change) -> SessionHead:
     """Fold one event into a head and a message list the caller owns; return the new head."""
-    edit = message_edit(recorded)
-    apply_edit(messages, edit)
-    return _evolve_head(head, recorded, edit)
+    apply_edit(messages, message_edit(recorded))
+    return _evolve_head(head, recorded)
 
 
-def _evolve_head(head: SessionHead, recorded: Change, edit: MessageEdit | None) -> SessionHead:
+def _evolve_head(head: SessionHead, recorded: Change) -> SessionHead:
     event = recorded.event
     at = recorded.recorded_at
     if isinstance(event, SessionDeleted) or (isinstance(event, SessionRestored) and not event.exists):
@@ -216,8 +203,19 @@ def _evolve_head(head: SessionHead, recorded: Change, edit: MessageEdit | None) 
         name = event.name
     elif isinstance(event, SessionStateChanged):
         state = SessionState(event.state, event.turn_id, at if event.state == RUNNING else None)
-    count = _count_after(head.message_count, edit)
+    count = _count_after(head.message_count, EDIT_KINDS.get(type(event)))
     return SessionHead(head.key, recorded.version, True, name, state, head.created_at, at, count)
+
+
+def _count_after(count: int, kind: type[MessageEdit] | None) -> int:
+    """The message count after an edit of this kind (a whole new list comes only with a restore, above)."""
+    if kind is AppendMessage:
+        return count + 1
+    if kind is RemoveLastMessage:
+        return count - 1
+    if kind is ClearMessages:
+        return 0
+    return count
 
 
 def apply_edit(messages: list[Entry], edit: MessageEdit | None) -> None:
