@@ -9,8 +9,10 @@ only ever become the classes registered here.
 
 from __future__ import annotations
 
+import gc
+from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 import attrs
 import orjson
@@ -22,7 +24,7 @@ from ._time import from_micros, stored_micros, to_micros
 from ._values import ChatMessage, TimestampedMessage, trusted_message
 from .events import EVENT_TYPES, SessionEvent
 
-__all__ = ["EncodedEvent", "encode_event", "decode_event", "encode_value", "decode_value"]
+__all__ = ["EncodedEvent", "encode_event", "decode_event", "encode_value", "decode_value", "bulk_decoding"]
 
 T = TypeVar("T")
 
@@ -125,3 +127,21 @@ def decode_value(data: bytes, cls: type[T]) -> T:
         return _converter.structure(orjson.loads(data), cls)
     except (orjson.JSONDecodeError, BaseValidationError, EventStoreError, TypeError, ValueError, KeyError) as exc:
         raise StoreCorrupted(f"{cls.__name__} does not decode: {exc}") from None
+
+
+@contextmanager
+def bulk_decoding() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a decode builds thousands of objects.
+
+    Decoded messages and rows hold no reference cycles, so the collections their
+    allocations trigger find nothing to free; in a fresh process they cost about
+    a sixth of a long load. Reference counting frees memory as usual, and the
+    collector is enabled again only if it was enabled on entry.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

@@ -27,7 +27,7 @@ from projections.session import (
     untouched_prefix,
 )
 
-from ._codec import decode_event, decode_value, encode_value
+from ._codec import bulk_decoding, decode_event, decode_value, encode_value
 from ._environment import Transaction
 from ._errors import EventStoreError, IncompatibleStore, StoreCorrupted
 from ._log import EventLog, StoredEvent
@@ -111,8 +111,9 @@ def read_snapshot(txn: Transaction, snapshots: SnapshotStore, stream_id: int, da
         return None
     entries: list[Entry] = []
     # Blob by blob: a long session's decoded rows never sit in memory all at once (cache-friendly).
-    for digest in record.chunks:
-        entries += read_blob(txn, snapshots, stream_id, digest)
+    with bulk_decoding():
+        for digest in record.chunks:
+            entries += read_blob(txn, snapshots, stream_id, digest)
     return record, SessionSnapshot(record.head, tuple(entries))
 
 

@@ -15,6 +15,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import lmdb
 import orjson
 
+from eventstore._codec import bulk_decoding
 from eventstore._errors import StoreCorrupted
 from eventstore._time import to_micros
 from eventstore._values import SessionMetadata, SessionState
@@ -122,8 +123,9 @@ class Catalog:
         rows = self._rows(txn, limit)
         parse = datetime.fromisoformat  # the times were written in UTC by _text; verify checks them
         try:
-            return [SessionMetadata(key, name, parse(created), parse(last), count)
-                    for key, _version, name, _state, _turn, _started, created, last, count in rows]
+            with bulk_decoding():
+                return [SessionMetadata(key, name, parse(created), parse(last), count)
+                        for key, _version, name, _state, _turn, _started, created, last, count in rows]
         except (TypeError, ValueError, OverflowError) as exc:
             raise StoreCorrupted(f"the session catalog is damaged: {exc}") from None
 

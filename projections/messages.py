@@ -22,6 +22,7 @@ from typing import Any, Mapping, Sequence
 import lmdb
 import orjson
 
+from eventstore._codec import bulk_decoding
 from eventstore._errors import StoreCorrupted
 from eventstore._time import stored_micros
 from eventstore._values import ChatMessage, trusted_message
@@ -207,9 +208,10 @@ class MessageLists:
         entries: list[Entry] = []
         try:
             # Chunk by chunk: a long session's decoded rows never sit in memory all at once (cache-friendly).
-            for value in self._values(txn, stream_id)[1]:
-                entries += [(trusted_message(role, content), stored_micros(micros))
-                            for role, content, micros in _decode(value, stream_id)]
+            with bulk_decoding():
+                for value in self._values(txn, stream_id)[1]:
+                    entries += [(trusted_message(role, content), stored_micros(micros))
+                                for role, content, micros in _decode(value, stream_id)]
         except (TypeError, ValueError) as exc:
             raise StoreCorrupted(f"the messages of stream {stream_id} are damaged: {exc}") from None
         return entries

@@ -6,13 +6,14 @@ The payloads are written out by hand from the schema (compact JSON, a message as
 
 from __future__ import annotations
 
-import pytest
-
+import gc
 from datetime import datetime, timezone
+
+import pytest
 
 from eventstore import ChatMessage, IncompatibleStore, SessionState, StoreCorrupted, TimestampedMessage
 from eventstore import _codec
-from eventstore._codec import EncodedEvent, decode_event, encode_event
+from eventstore._codec import EncodedEvent, bulk_decoding, decode_event, encode_event
 from eventstore.events import (
     EVENT_TYPES,
     LastMessageRemoved,
@@ -158,3 +159,26 @@ class TestDecode:
         """A field of the wrong JSON type raises StoreCorrupted instead of being coerced to a wrong answer."""
         with pytest.raises(StoreCorrupted):
             decode_event(EncodedEvent(type_name, 1, payload))
+
+
+class TestBulkDecoding:
+    """``bulk_decoding`` pauses the cyclic garbage collector and puts it back as it found it."""
+
+    def test_restores_an_enabled_collector(self):
+        """Paused inside, enabled again after, even when the decode raises."""
+        assert gc.isenabled()
+        with pytest.raises(StoreCorrupted):
+            with bulk_decoding():
+                assert not gc.isenabled()
+                raise StoreCorrupted("damaged")
+        assert gc.isenabled()
+
+    def test_leaves_a_disabled_collector_disabled(self):
+        """A caller that turned the collector off keeps it off."""
+        gc.disable()
+        try:
+            with bulk_decoding():
+                assert not gc.isenabled()
+            assert not gc.isenabled()
+        finally:
+            gc.enable()
