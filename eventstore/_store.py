@@ -128,6 +128,11 @@ def _durability(durable: object) -> Durability:
         raise InvalidArgument(f"durable must be a bool or a Durability ({choices}), not {durable!r:.60}") from None
 
 
+def _runs(entries: Iterable[StoredEvent]) -> Iterator[tuple[int, Iterator[StoredEvent]]]:
+    """Stored events in runs of one session's (stream id, its events)."""
+    return itertools.groupby(entries, key=lambda entry: entry.stream_id)
+
+
 def _same_session(one: SessionSnapshot, other: SessionSnapshot) -> bool:
     """Whether two folded sessions look the same to a reader (versions and activity times aside)."""
     a, b = one.head, other.head
@@ -595,7 +600,7 @@ class SessionStore:
                 if not fresh and checkpoint is not None and after >= head:
                     return applied
                 writer = index.prepare(txn, fresh=fresh)
-                last = self._fold_batch(index, writer, self._log.read_all(txn, after), progress) or after
+                last = self._fold_runs(index, writer, _runs(self._log.read_all(txn, after)), progress)[0] or after
                 writer.settle()
 
             def body(txn: Transaction) -> int | None:
@@ -613,11 +618,15 @@ class SessionStore:
                     return applied
 
     @staticmethod
-    def _fold_batch(index: SearchIndex, writer: object, entries: Iterable[StoredEvent],
-                    progress: Callable[[int], None] | None = None) -> int:
-        """Fold up to ``_DEFERRED_BATCH`` stored events into a prepared batch; return the last position (0: none)."""
+    def _fold_runs(index: SearchIndex, writer: object, runs: Iterator[tuple[int, Iterator[StoredEvent]]],
+                   progress: Callable[[int], None] | None = None) -> tuple[int, bool]:
+        """Fold runs of one session's stored events into a batch, ``_DEFERRED_BATCH`` events at most.
+
+        Returns the last position folded (0: none) and whether the batch filled up
+        (then more may follow: ``runs`` goes on where this call stopped).
+        """
         last = folded = 0
-        for stream_id, run in itertools.groupby(entries, key=lambda entry: entry.stream_id):
+        for stream_id, run in runs:
             recorded = [to_recorded(entry) for entry in run]
             index.fold(writer, stream_id, recorded)  # type: ignore[arg-type]
             last = recorded[-1].position
@@ -628,7 +637,7 @@ class SessionStore:
                 break
         if progress is not None and last:
             progress(last)
-        return last
+        return last, folded >= _DEFERRED_BATCH
 
     def _search_lag(self, txn: Transaction) -> int | None:
         """How far the search index is behind the log (0: current); ``None``: another code version built it.
@@ -644,7 +653,7 @@ class SessionStore:
         """The events the search index has not applied, in runs of one session's."""
         checkpoint = self._checkpoints.get(txn, self._search.name)
         after = 0 if checkpoint is None else checkpoint[1]
-        for stream_id, run in itertools.groupby(self._log.read_all(txn, after), key=lambda entry: entry.stream_id):
+        for stream_id, run in _runs(self._log.read_all(txn, after)):
             yield stream_id, [to_recorded(entry) for entry in run]
 
     def _catch_up(self, txn: Transaction) -> int:
@@ -665,23 +674,11 @@ class SessionStore:
     def _fold_deferred(self, txn: Transaction, model: SearchIndex, entries: Iterable[StoredEvent],
                        progress: Callable[[int], None] | None = None) -> int:
         """Fold stored events into a deferred model, ``_DEFERRED_BATCH`` at a time; return the last position."""
-        last = 0
-        runs = itertools.groupby(entries, key=lambda entry: entry.stream_id)
-        more = True
-        while more:
-            more = False
+        runs, last, full = _runs(entries), 0, True
+        while full:
             with model.batch(txn) as writer:
-                folded = 0
-                for stream_id, run in runs:
-                    recorded = [to_recorded(entry) for entry in run]
-                    model.fold(writer, stream_id, recorded)
-                    last = recorded[-1].position
-                    folded += len(recorded)
-                    if folded >= _DEFERRED_BATCH:
-                        more = True
-                        break
-            if progress is not None and last:
-                progress(last)
+                folded, full = self._fold_runs(model, writer, runs, progress)
+            last = folded or last
         return last
 
     def _with_search(self, run: Callable[[object, Transaction], R]) -> R:
@@ -1167,7 +1164,7 @@ class SessionStore:
         last = done = 0
         if inline:
             # Runs of one session's events go to the read models as one batch.
-            for stream_id, entries in itertools.groupby(self._log.read_all(txn), key=lambda entry: entry.stream_id):
+            for stream_id, entries in _runs(self._log.read_all(txn)):
                 recorded = [to_recorded(entry) for entry in entries]
                 for model in inline:
                     model.apply(txn, stream_id, recorded)  # type: ignore[arg-type]

@@ -532,6 +532,22 @@ class TestMachinery:
         assert (["k"], store.stats().last_position) == (search(store, "beta"),
                                                         store.stats().checkpoints["search"].position)
 
+    def test_catch_up_and_rebuild_in_many_batches(self, store: SessionStore, monkeypatch) -> None:
+        """With batches of 7 events, catching up and rebuilding fold every event, batch after batch."""
+        from eventstore import _store
+
+        monkeypatch.setattr(_store, "_DEFERRED_BATCH", 7)
+        for n in range(40):
+            store.append(f"s{n % 3}", ChatMessage.user(f"word{n} common"))
+        assert 40 == store.catch_up()
+        expected = {f"word{n}": [f"s{n % 3}"] for n in range(40)}
+        assert expected == {word: search(store, word) for word in expected}
+        store.rebuild_projections(["search"])
+        assert expected == {word: search(store, word) for word in expected}
+        assert 40 == store.stats().checkpoints["search"].position
+        assert sorted(search(store, "common")) == ["s0", "s1", "s2"]
+        assert store.verify().ok
+
     def test_rebuild_renumbers_terms_safely(self, store: SessionStore) -> None:
         """A rebuild gives terms new ids; ids remembered from before it are not used after it."""
         store.append_many("a", [ChatMessage.user("alpha"), ChatMessage.user("beta")])
