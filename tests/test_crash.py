@@ -150,7 +150,8 @@ def test_killed_writers_lose_no_acknowledged_call(tmp_path: Path) -> None:
             harness.rotate(tmp_path / f"store-{phase}")
         durable = {1: "normal", 3: "full"}.get(phase % 4, "off")
         harness.figures[f"{durable} phases"] += 1
-        pool = [harness.start("writer", durable=durable, keys=SHARED, batch_max=8, pad=200, pause=PAUSE) for _ in range(POOL)]
+        pool = [harness.start("writer", durable=durable, keys=SHARED, batch_max=8, pad=200, pause=PAUSE)
+                for _ in range(POOL)]
         for _ in range(PHASE - POOL):
             index = harness.rng.randrange(POOL)
             harness.kill_at_random_moment(pool[index])
