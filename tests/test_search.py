@@ -776,7 +776,7 @@ class TestStoredForms:
             raw = search_module._chunk_append(raw, tids, bytes(range(1, len(tids) + 1)))
         kept = messages[:search_module.CHUNK_MESSAGES]
         assert [(tids, bytes(range(1, len(tids) + 1))) for tids in kept] == \
-            [(list(t), l) for t, l in (search_module._chunk_message(raw, i) for i in range(len(kept)))]
+            [(list(tids), levels) for tids, levels in (search_module._chunk_message(raw, i) for i in range(len(kept)))]
         rest, tids, _ = search_module._chunk_pop(raw)
         assert (list(tids), rest is None) == (kept[-1], len(kept) == 1)
         for index, message in enumerate(kept[:-1]):

@@ -67,10 +67,10 @@ def test_untouched_prefix_is_tight():
 
 _MOMENT = datetime(2026, 1, 1, tzinfo=timezone.utc)
 #: The two kinds of event the generated histories lack.
+_BACK = (TimestampedMessage(ChatMessage.user("back"), _MOMENT),)
 _RARE = [
-    RecordedEvent(1, "session", 1, _MOMENT,
-                  SessionRestored(0, True, (TimestampedMessage(ChatMessage.user("back"), _MOMENT),), None, None, _MOMENT),
-                  uuid.UUID(int=1), "0" * 64),
+    RecordedEvent(1, "session", 1, _MOMENT, SessionRestored(0, True, _BACK, None, None, _MOMENT), uuid.UUID(int=1),
+                  "0" * 64),
     RecordedEvent(2, "session", 2, _MOMENT, SessionRedacted("asked to"), uuid.UUID(int=2), "0" * 64),
 ]
 
