@@ -158,7 +158,7 @@ def _blobs_match(txn: Transaction, snapshots: SnapshotStore, stream_id: int, dig
     for index, digest in enumerate(digests):
         start = index * SNAPSHOT_CHUNK
         rows = messages[start:start + SNAPSHOT_CHUNK]
-        if session.matched_blobs.get(index) != (digest, rows):  # entries the fold kept compare by identity
+        if session.matched_blobs.get(index) != (digest, rows):  # fast: the fold keeps unchanged entries as they were
             if read_blob(txn, snapshots, stream_id, digest) != rows:
                 return False
             session.matched_blobs[index] = (digest, rows)

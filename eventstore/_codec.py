@@ -10,6 +10,7 @@ only ever become the classes registered here.
 from __future__ import annotations
 
 import gc
+import threading
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Callable, Iterator, TypeVar
@@ -129,19 +130,34 @@ def decode_value(data: bytes, cls: type[T]) -> T:
         raise StoreCorrupted(f"{cls.__name__} does not decode: {exc}") from None
 
 
+class _CollectorPause:
+    """How many threads are inside ``bulk_decoding``, and whether the collector was on when the first came in."""
+
+    lock = threading.Lock()
+    depth = 0
+    was_enabled = False
+
+
 @contextmanager
 def bulk_decoding() -> Iterator[None]:
     """Pause Python's cyclic garbage collector while a decode builds thousands of objects.
 
     Decoded messages and rows hold no reference cycles, so the collections their
     allocations trigger find nothing to free; in a fresh process they cost about
-    a sixth of a long load. Reference counting frees memory as usual, and the
-    collector is enabled again only if it was enabled on entry.
+    a sixth of a long load. Reference counting frees memory as usual. Threads
+    share one pause: the first in turns the collector off, the last out turns it
+    back on if it was on before the first came in.
     """
-    enabled = gc.isenabled()
-    gc.disable()
+    pause = _CollectorPause
+    with pause.lock:
+        if pause.depth == 0:
+            pause.was_enabled = gc.isenabled()
+            gc.disable()
+        pause.depth += 1
     try:
         yield
     finally:
-        if enabled:
-            gc.enable()
+        with pause.lock:
+            pause.depth -= 1
+            if pause.depth == 0 and pause.was_enabled:
+                gc.enable()

@@ -261,9 +261,11 @@ class EventLog:
         for position in self._stream_positions(txn, stream_id, after_version, up_to_version):
             raw = txn.get(_U64.pack(position), db=self._events)
             try:
-                type_length = _RECORD.unpack_from(raw)[-1]
-                yield bytes(raw[_RECORD.size:_RECORD.size + type_length]).decode()
-            except (struct.error, TypeError, UnicodeDecodeError):
+                fields = _RECORD.unpack_from(raw)
+                if fields[0] != LOG_FORMAT:
+                    raise ValueError(f"record layout {fields[0]}")
+                yield bytes(raw[_RECORD.size:_RECORD.size + fields[-1]]).decode()
+            except (struct.error, TypeError, ValueError, UnicodeDecodeError):
                 raise StoreCorrupted(f"position {position}: the event record is missing or damaged") from None
 
     def _stream_positions(self, txn: Transaction, stream_id: int, after_version: int,

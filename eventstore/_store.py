@@ -173,7 +173,8 @@ class SessionStore:
             power loss may roll back the latest commit; ``False`` or
             ``Durability.OFF``: no flush, a power loss may lose recent commits or
             damage the store. A crash of the process loses nothing in any mode.
-        snapshot_every: take a snapshot of a session every this many of its events.
+        snapshot_every: take a snapshot of a session every this many of its events (at the end
+            of the commit that gets there).
         max_size: a cap on the store's size in bytes; reaching it raises ``StoreFull``.
         cache_sessions: how many sessions' decoded message lists to keep in memory.
         readonly: open for reads only: writes raise ``StoreReadOnly``, and a
@@ -677,8 +678,8 @@ class SessionStore:
         runs, last, full = _runs(entries), 0, True
         while full:
             with model.batch(txn) as writer:
-                folded, full = self._fold_runs(model, writer, runs, progress)
-            last = folded or last
+                reached, full = self._fold_runs(model, writer, runs, progress)
+            last = reached or last
         return last
 
     def _with_search(self, run: Callable[[object, Transaction], R]) -> R:
@@ -931,7 +932,8 @@ class SessionStore:
         and a source that changed since raises ``SourceChanged``.
         """
         if not isinstance(sessions, Mapping):
-            raise InvalidArgument(f"import_sessions takes a mapping of key to timed events, not {type(sessions).__name__}")
+            raise InvalidArgument("import_sessions takes a mapping of key to timed events, "
+                                  f"not {type(sessions).__name__}")
         for key, timed in sessions.items():
             validate_key(key)
             for pair in _iterable(timed, "a session's timed events"):
@@ -939,7 +941,7 @@ class SessionStore:
                     raise InvalidArgument(f"expected (datetime, event) pairs, not {pair!r:.60}")
                 moment, event = pair
                 _recordable(moment)
-                if not isinstance(event, EVENT_CLASSES):
+                if type(event) not in EVENT_CLASSES:  # a subclass would be stored, and read back, as its base
                     raise InvalidArgument(f"cannot import {type(event).__name__}: not a session event")
         if source is not None:
             validate_text(source, "source")
@@ -992,6 +994,8 @@ class SessionStore:
         for recorded in _iterable(events, "events"):
             if not isinstance(recorded, RecordedEvent):
                 raise InvalidArgument(f"replicate takes RecordedEvent objects, not {type(recorded).__name__}")
+            if type(recorded.event) not in EVENT_CLASSES:  # a subclass would be stored, and read back, as its base
+                raise InvalidArgument(f"cannot replicate {type(recorded.event).__name__}: not a session event")
             batch.append(recorded)
             if len(batch) == _BATCH:
                 count += self._write(lambda txn: self._replicate_batch(txn, batch))

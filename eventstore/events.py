@@ -15,7 +15,7 @@ from typing import ClassVar, Union
 
 import attrs
 
-from ._values import ChatMessage, SessionState, TimestampedMessage
+from ._values import ChatMessage, SessionState, TimestampedMessage, utc
 
 __all__ = [
     "MessageAppended",
@@ -47,6 +47,17 @@ _count = [attrs.validators.instance_of(int), attrs.validators.ge(0)]
 def _non_empty(_instance: object, attribute: attrs.Attribute, value: str) -> None:  # type: ignore[type-arg]
     if not value:
         raise ValueError(f"{attribute.name} must not be empty")
+
+
+def _in_utc(value: datetime | None) -> datetime | None:
+    """An aware time as UTC, so that every read model stores and shows it alike."""
+    return None if value is None else utc(value)
+
+
+def _restorable(instance: SessionRestored, _attribute: attrs.Attribute, _value: object) -> None:  # type: ignore[type-arg]
+    if not instance.exists and (instance.messages or instance.name is not None or instance.state is not None
+                                or instance.created_at is not None):
+        raise ValueError("a restore to a session that does not exist carries no messages, name, state or time")
 
 
 @attrs.frozen
@@ -136,8 +147,7 @@ class SessionRestored:
     name: str | None = attrs.field(validator=_optional_text)
     state: SessionState | None = attrs.field(validator=attrs.validators.optional(
         attrs.validators.instance_of(SessionState)))
-    created_at: datetime | None = attrs.field(validator=attrs.validators.optional(
-        attrs.validators.instance_of(datetime)))
+    created_at: datetime | None = attrs.field(converter=_in_utc, validator=_restorable)
 
 
 @attrs.frozen

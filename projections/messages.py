@@ -174,8 +174,10 @@ class MessageLists:
         """The values of the stream's chunks from the one holding message ``start`` on, and that chunk's first index."""
         prefix = _ID.pack(stream_id)
         cursor = txn.cursor(db=self._chunks)
-        # The chunk holding ``start`` is the last one of the stream that begins at or before it.
-        found = cursor.prev() if cursor.set_range(_CHUNK_KEY.pack(stream_id, start + 1)) else cursor.last()
+        if start == 0:  # from the stream's first chunk, wherever it begins (verify must see a stray one)
+            found = cursor.set_range(prefix)
+        else:  # the chunk holding ``start``: the stream's last one that begins at or before it
+            found = cursor.prev() if cursor.set_range(_CHUNK_KEY.pack(stream_id, start + 1)) else cursor.last()
         if not found or cursor.key()[:8] != prefix:
             return start, []
         first = _CHUNK_KEY.unpack(cursor.key())[1]
@@ -201,7 +203,7 @@ class MessageLists:
         rows: list[list[Any]] = []
         for value in values:
             rows += _decode(value, stream_id)
-        return rows[start - first:]
+        return rows[max(start - first, 0):]  # a damaged stream may begin after 0: keep what is there
 
     def entries(self, txn: lmdb.Transaction, stream_id: int) -> list[Entry]:
         """The session's current messages with the µs they were appended, oldest first."""

@@ -254,7 +254,7 @@ def snippet(text: str, words: Sequence[QueryWord], width: int = 12, mark: tuple[
 
 
 def _unsigned(data: bytes | bytearray | memoryview, typecode: str) -> Sequence[int]:
-    """The little-endian unsigned values (``array`` ``typecode``) in ``data``, without copying where the host allows it."""
+    """The little-endian unsigned values (``array`` ``typecode``) in ``data``, without copying where it can."""
     if _LITTLE:
         return memoryview(data).cast(typecode)
     values = array(typecode)

@@ -248,7 +248,7 @@ def untouched_prefix(count: int, kinds: Iterable[type[MessageEdit] | None]) -> i
             untouched = min(untouched, length - 1)
         elif kind is not None:  # a clear, a whole new list, a redaction
             return 0
-    return untouched
+    return max(untouched, 0)
 
 
 def redacted(entry: Entry) -> Entry:

@@ -7,6 +7,7 @@ The payloads are written out by hand from the schema (compact JSON, a message as
 from __future__ import annotations
 
 import gc
+import threading
 from datetime import datetime, timezone
 
 import pytest
@@ -182,3 +183,17 @@ class TestBulkDecoding:
             assert not gc.isenabled()
         finally:
             gc.enable()
+
+    def test_threads_share_one_pause(self):
+        """Threads entering and leaving at will leave the collector on, as it was before the first came in."""
+        def decode_often() -> None:
+            for _ in range(3000):
+                with bulk_decoding():
+                    pass
+
+        threads = [threading.Thread(target=decode_often) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert gc.isenabled()

@@ -27,7 +27,7 @@ from eventstore import (
 )
 from eventstore import _environment
 from eventstore._folding import fold_stream, to_recorded
-from eventstore.events import MessageAppended, SessionDeleted
+from eventstore.events import MessageAppended, MessagesCleared, SessionDeleted, SessionRestored
 from projections.session import empty_snapshot, fold
 
 from conftest import FakeClock
@@ -1008,6 +1008,50 @@ class TestClose:
             with pytest.raises(StoreClosed):
                 closed.load("s")
             assert [] == survivor.list_sessions()
+
+
+class TestImportedEvents:
+    """``import_sessions`` takes events as the log will store and read them back."""
+
+    def test_subclass_refused(self, store):
+        """An instance of a subclass of an event class is refused: it would be read back as its base."""
+        class Clearing(MessagesCleared):
+            pass
+
+        moment = datetime(2026, 1, 1, tzinfo=timezone.utc)
+        with pytest.raises(InvalidArgument, match="Clearing"):
+            store.import_sessions({"s": [(moment, MessageAppended(user("x"))), (moment, Clearing(1))]})
+        assert [] == store.list_sessions()
+
+    def test_restore_to_nothing_carries_nothing(self):
+        """A restore to a session that does not exist cannot carry messages, a name, a state or a time."""
+        moment = datetime(2026, 1, 1, tzinfo=timezone.utc)
+        for fields in ({"messages": (TimestampedMessage(user("x"), moment),)}, {"name": "n"},
+                       {"state": SessionState("idle", None, None)}, {"created_at": moment}):
+            arguments = {"messages": (), "name": None, "state": None, "created_at": None, **fields}
+            with pytest.raises(ValueError, match="does not exist"):
+                SessionRestored(1, False, **arguments)
+
+    def test_restore_time_in_another_zone_is_kept_in_utc(self, store):
+        """A restore's creation time given at +02:00 is stored as the same instant in UTC."""
+        moment = datetime(2026, 1, 1, tzinfo=timezone.utc)
+        local = datetime(2026, 1, 1, 2, tzinfo=timezone(timedelta(hours=2)))
+        store.import_sessions({"s": [(moment, SessionRestored(1, True, (), None, None, local))]})
+        metadata = store.get_session_metadata("s")
+        assert (moment, timezone.utc) == (metadata.created_at, metadata.created_at.tzinfo)
+        assert store.verify().ok
+
+    def test_snapshot_from_the_log_when_read_models_disagree(self, store_path, clock):
+        """A snapshot due while the message list has drifted from the catalog is folded from the log instead."""
+        with SessionStore(store_path, clock=clock, snapshot_every=4) as drifting:
+            drifting.append_many("s", [user("0"), user("1"), user("2")])
+            with drifting._read() as txn:
+                stream_id = drifting._log.stream_id(txn, "s")
+            drifting._environment.write(lambda txn: drifting._messages._delete_all(txn, stream_id))
+            drifting.append("s", user("3"))  # version 4: a snapshot is due
+            problems = drifting.verify().problems
+            assert problems and not any("snapshot" in problem for problem in problems), problems
+            assert [user(str(n)) for n in range(4)] == drifting.load("s", version=4)
 
 
 class TestDurability:

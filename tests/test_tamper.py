@@ -415,6 +415,14 @@ class TestProjectionDrift:
             txn.put(_U64.pack(built.streams["bob"]) + carol[0][8:], carol[1])
         self.check(built, "bob")
 
+    def test_stray_message_chunk_after_the_start(self, built):
+        """A message chunk of the deleted bob that begins at message 3 (none at 0) is reported for bob."""
+        with editing(built.path, b"messages.chunks") as txn:
+            carol = next(bytes(v) for k, v in txn.cursor()
+                         if _U64.unpack(bytes(k)[:8])[0] == built.streams["carol"])
+            txn.put(_U64.pack(built.streams["bob"]) + struct.pack(">I", 3), carol)
+        self.check(built, "bob")
+
     def test_orphan_message_chunk(self, built):
         """A message chunk of a stream that has no events is reported, naming that stream."""
         with editing(built.path, b"messages.chunks") as txn:
