@@ -358,8 +358,8 @@ LOAD_PHASES = (
     "validate key, begin read txn",
     "key -> stream id + head (LMDB gets, orjson head)",
     "LMDB cursor walk over chunks",
-    "orjson decode, chunk by chunk",
-    "entry construction (message + µs)",
+    "decode chunk by chunk (struct columns, UTF-8 contents)",
+    "message construction (C-level maps) + entries",
     "end read txn",
     "cache store + list of messages",
 )
@@ -371,7 +371,8 @@ def load_phases(store: SessionStore, key: str) -> tuple[list[int], dict[str, int
     Returns the phase times in ns (in ``LOAD_PHASES`` order) and the sizes seen.
     """
     from eventstore._codec import bulk_decoding
-    from eventstore._values import trusted_message, validate_key
+    from eventstore._values import trusted_messages, validate_key
+    from projections.chunk import _contents, _sections
 
     environment, model = store._environment, store._messages
     t0 = now_ns()
@@ -380,16 +381,17 @@ def load_phases(store: SessionStore, key: str) -> tuple[list[int], dict[str, int
         t1 = now_ns()
         stream_id, _head = store._live(txn, key)
         t2 = now_ns()
-        _first, values = model._values(txn, stream_id)
+        values = [value for _, value in model._items(txn, stream_id)]
         t3 = now_ns()
         decode_ns = construct_ns = 0
         entries: list[Any] = []
         with bulk_decoding():
-            for value in values:  # chunk by chunk, as the store does
+            for value in values:  # chunk by chunk, as the store does (projections.chunk.decode_entries)
                 before = now_ns()
-                rows = orjson.loads(memoryview(value)[4:])
+                micros, sizes, roles, text_at = _sections(value)
+                contents = _contents(value, sizes, text_at)
                 decoded = now_ns()
-                entries += [(trusted_message(role, content), micros) for role, content, micros in rows]
+                entries += zip(trusted_messages(roles, contents), micros)
                 construct_ns += now_ns() - decoded
                 decode_ns += decoded - before
         t5 = now_ns()
@@ -832,7 +834,7 @@ def render_breakdown(breakdown: dict[str, Any]) -> str:
                      f"{_fmt_ns(warm['sum_of_phase_medians_ns'] if warm else None):>18}")
         if first:
             lines.append(f"  (public first load, median {_fmt_ns(first['public_load_median_ns'])}; "
-                         f"{first['chunks']} chunks, {first['bytes']:,} bytes of JSON rows)")
+                         f"{first['chunks']} chunks, {first['bytes']:,} bytes of chunks)")
     for name in ("first_load_error", "warm_load_error"):
         if breakdown.get(name):
             lines.append(f"  breakdown unavailable ({name}): {breakdown[name]}")

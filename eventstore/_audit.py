@@ -15,7 +15,7 @@ from projections.session import Entry, SessionSnapshot, empty_head, step
 
 from ._environment import Transaction
 from ._errors import EventStoreError
-from ._folding import SNAPSHOT_CHUNK, read_blob, read_snapshot_record, to_recorded
+from ._folding import SnapshotRecord, read_blob, read_snapshot_record, to_recorded
 from ._log import GENESIS_HASH, EventLog, chain_hash
 from ._snapshots import SnapshotStore
 from ._values import VerifyReport
@@ -136,14 +136,14 @@ def _check_snapshot(txn: Transaction, snapshots: SnapshotStore, stream_id: int, 
             return []
         if record.event_hash != event_hash.hex():
             problems.append(f"{where}: records the hash of another event")
-        if record.head != session.head or not _blobs_match(txn, snapshots, stream_id, record.chunks, session):
+        if record.head != session.head or not _blobs_match(txn, snapshots, stream_id, record, session):
             problems.append(f"{where}: differs from a fresh fold of the log")
     except EventStoreError as exc:
         return [f"{where}: {exc}"]
     return problems
 
 
-def _blobs_match(txn: Transaction, snapshots: SnapshotStore, stream_id: int, digests: list[str],
+def _blobs_match(txn: Transaction, snapshots: SnapshotStore, stream_id: int, record: SnapshotRecord,
                  session: _Session) -> bool:
     """Whether the snapshot's blobs hold the session's messages.
 
@@ -152,14 +152,12 @@ def _blobs_match(txn: Transaction, snapshots: SnapshotStore, stream_id: int, dig
     checking every snapshot of a session costs about one pass over its messages
     each, not one decode of all of them.
     """
-    messages = session.messages
-    if len(digests) != -(-len(messages) // SNAPSHOT_CHUNK):
-        return False
-    for index, digest in enumerate(digests):
-        start = index * SNAPSHOT_CHUNK
-        rows = messages[start:start + SNAPSHOT_CHUNK]
+    messages, start = session.messages, 0
+    for index, (digest, count) in enumerate(zip(record.chunks, record.counts)):
+        rows = messages[start:start + count]
+        start += count
         if session.matched_blobs.get(index) != (digest, rows):  # fast: the fold keeps unchanged entries as they were
-            if read_blob(txn, snapshots, stream_id, digest) != rows:
+            if read_blob(txn, snapshots, stream_id, digest, count) != rows:
                 return False
             session.matched_blobs[index] = (digest, rows)
-    return True
+    return start == len(messages)

@@ -2,20 +2,22 @@
 
 This is where storage (log, snapshot bytes) meets the pure session fold in
 ``projections.session``; the facade and the auditor share it. A snapshot is a
-record (the session's head and the digests of its message blobs, 64 messages
-each at fixed indexes) and the blobs themselves, shared between snapshots.
+record (the session's head and the digests of its message blobs) and the
+blobs themselves, shared between snapshots: they are the message read model's
+chunks, byte for byte.
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
+from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
 
 import attrs
 
 import orjson
 
+from projections.chunk import DamagedChunk, decode_entries, layout, message_count
 from projections.session import (
     EDIT_KINDS,
     Change,
@@ -32,58 +34,76 @@ from ._environment import Transaction
 from ._errors import EventStoreError, IncompatibleStore, StoreCorrupted
 from ._log import EventLog, StoredEvent
 from ._snapshots import SnapshotStore
-from ._time import from_micros, stored_micros
-from ._values import SessionView, trusted_message
+from ._time import from_micros
+from ._values import SessionView
 from .events import EVENT_TYPES, RecordedEvent, SessionEvent
 
-__all__ = ["SNAPSHOT_CHUNK", "SnapshotRecord", "take_snapshot", "read_snapshot", "read_snapshot_record", "read_blob",
-           "to_recorded", "fold_stream", "view_of"]
+__all__ = ["SnapshotRecord", "take_snapshot", "read_snapshot", "read_snapshot_record", "read_blob", "to_recorded",
+           "fold_stream", "view_of"]
 
 #: Version of the snapshot layout; snapshots of another layout are ignored (they are derived data).
-SNAPSHOT_FORMAT = 2
-#: Messages per snapshot blob. Blobs cut at fixed indexes stay identical from one
-#: snapshot to the next while the messages before them do not change.
-SNAPSHOT_CHUNK = 64
+SNAPSHOT_FORMAT = 3
 
 
 @attrs.frozen
 class SnapshotRecord:
-    """A stored snapshot: the session's head, its message blobs, and the hash of the event it folds up to."""
+    """A stored snapshot: the session's head, its message blobs (digests, and how many messages each holds),
+    and the hash of the event it folds up to."""
 
     format: int
     event_hash: str
     head: SessionHead
     chunks: list[str]
+    counts: list[int]
 
 
 def take_snapshot(txn: Transaction, log: EventLog, snapshots: SnapshotStore, stream_id: int, head: SessionHead,
-                  rows_from: Callable[[int], Sequence[Sequence[Any]]], event_hash: bytes,
+                  chunks_from: Callable[[int], list[bytes] | None], event_hash: bytes,
                   recent: Sequence[Change] = ()) -> None:
     """Store the session as it is now as the snapshot of its version (``head.version``, whose event hash is
-    ``event_hash``); ``rows_from(index)`` gives its current messages from an index on, as ``[role, content,
-    µs]`` rows (the message read model's, encoded again without building messages).
+    ``event_hash``); ``chunks_from(index)`` gives the message read model's stored chunks from an index on
+    (``None`` if no chunk begins there).
 
-    It starts from the nearest earlier snapshot's record: the blobs of leading
-    messages that no event since then touched are kept by digest, unread, and
-    only the messages after them are encoded. The events since that snapshot are
-    looked at only for their types (``recent``, this commit's own, are at hand).
-    So a long session's snapshot costs its recent changes, not its length.
+    The blobs of a snapshot are those chunks, byte for byte: taking one copies
+    and hashes bytes, with no message decoded or encoded. Blobs are shared by
+    digest, and the leading ones of the nearest earlier snapshot that no event
+    since touched are kept without being read. The events since that snapshot
+    are looked at only for their types (``recent``, this commit's own, are at
+    hand). So a long session's snapshot costs its recent changes, not its length.
     """
     found = snapshots.latest(txn, stream_id, head.version)
     record = None if found is None else read_snapshot_record(stream_id, found[1])
-    kept: list[str] = []
+    kept, counts, start = [], [], 0
     if found is not None and record is not None:
         recent_types = [type(change.event) for change in recent if change.version > found[0]]
         logged = log.stream_type_names(txn, stream_id, found[0], head.version - len(recent_types))
         types = [*map(_event_type, logged), *recent_types]
         untouched = untouched_prefix(record.head.message_count, (EDIT_KINDS.get(kind) for kind in types))
-        kept = record.chunks[:untouched // SNAPSHOT_CHUNK]
-    rows = rows_from(len(kept) * SNAPSHOT_CHUNK)
-    if len(kept) * SNAPSHOT_CHUNK + len(rows) != head.message_count:
+        for digest, count in zip(record.chunks, record.counts):
+            if start + count > untouched:
+                break
+            kept.append(digest)
+            counts.append(count)
+            start += count
+    values = chunks_from(start)
+    while values is None and kept:
+        # No chunk begins there: the last blob kept was then the open chunk, which appends have since grown.
+        start -= counts.pop()
+        kept.pop()
+        values = chunks_from(start)
+    try:
+        complete = values is not None and start + sum(map(message_count, values)) == head.message_count
+    except DamagedChunk:
+        complete = False
+    if not complete:
         # The read models disagree with themselves (verify reports it): take the snapshot from the log.
         state = fold_stream(txn, log, snapshots, stream_id, head.key, head.version)
-        head, kept, rows = state.head, [], [[m.role, m.content, micros] for m, micros in state.messages]
-    _put_snapshot(txn, snapshots, stream_id, head, kept, rows, event_hash)
+        head, kept, counts, values = state.head, [], [], [value for _, value in layout(state.messages)]
+    for value in values or ():
+        kept.append(snapshots.put_blob(txn, stream_id, value).hex())
+        counts.append(message_count(value))
+    record = SnapshotRecord(SNAPSHOT_FORMAT, event_hash.hex(), head, kept, counts)
+    snapshots.put(txn, stream_id, head.version, encode_value(record))
 
 
 def _event_type(type_name: str) -> type[SessionEvent]:
@@ -91,17 +111,6 @@ def _event_type(type_name: str) -> type[SessionEvent]:
     if kind is None:
         raise IncompatibleStore(f"unknown event type {type_name!r}")
     return kind
-
-
-def _put_snapshot(txn: Transaction, snapshots: SnapshotStore, stream_id: int, head: SessionHead, kept: list[str],
-                  rows: Sequence[Sequence[Any]], event_hash: bytes) -> None:
-    """Write a snapshot whose messages are the blobs ``kept`` (whole blobs, by digest) followed by ``rows``."""
-    chunks = list(kept)
-    for start in range(0, len(rows), SNAPSHOT_CHUNK):
-        body = b",".join(map(orjson.dumps, rows[start:start + SNAPSHOT_CHUNK]))
-        chunks.append(snapshots.put_blob(txn, stream_id, body).hex())
-    record = SnapshotRecord(SNAPSHOT_FORMAT, event_hash.hex(), head, chunks)
-    snapshots.put(txn, stream_id, head.version, encode_value(record))
 
 
 def read_snapshot(txn: Transaction, snapshots: SnapshotStore, stream_id: int, data: bytes
@@ -115,10 +124,13 @@ def read_snapshot(txn: Transaction, snapshots: SnapshotStore, stream_id: int, da
     if record is None:
         return None
     entries: list[Entry] = []
-    # Blob by blob: a long session's decoded rows never sit in memory all at once (cache-friendly).
+    # Blob by blob: a long session's decoded columns never sit in memory all at once (cache-friendly).
     with bulk_decoding():
-        for digest in record.chunks:
-            entries += read_blob(txn, snapshots, stream_id, digest)
+        for digest, count in zip(record.chunks, record.counts):
+            entries += read_blob(txn, snapshots, stream_id, digest, count)
+    if len(entries) != record.head.message_count:
+        raise StoreCorrupted(f"a snapshot of stream {stream_id} holds {len(entries)} messages, "
+                             f"not the {record.head.message_count} of its head")
     return record, SessionSnapshot(record.head, tuple(entries))
 
 
@@ -129,16 +141,21 @@ def read_snapshot_record(stream_id: int, data: bytes) -> SnapshotRecord | None:
             return None
     except (orjson.JSONDecodeError, AttributeError):
         raise StoreCorrupted(f"a snapshot of stream {stream_id} is damaged") from None
-    return decode_value(data, SnapshotRecord)
+    record = decode_value(data, SnapshotRecord)
+    if len(record.chunks) != len(record.counts):
+        raise StoreCorrupted(f"a snapshot of stream {stream_id} is damaged: its blobs and counts differ in number")
+    return record
 
 
-def read_blob(txn: Transaction, snapshots: SnapshotStore, stream_id: int, digest: str) -> list[Entry]:
-    """The messages (up to ``SNAPSHOT_CHUNK``) of one snapshot blob."""
+def read_blob(txn: Transaction, snapshots: SnapshotStore, stream_id: int, digest: str, count: int) -> list[Entry]:
+    """The ``count`` messages of one snapshot blob."""
     try:
-        rows = orjson.loads(b"[%b]" % snapshots.get_blob(txn, stream_id, bytes.fromhex(digest)))
-        return [(trusted_message(role, content), stored_micros(micros)) for role, content, micros in rows]
-    except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
+        entries = decode_entries(snapshots.get_blob(txn, stream_id, bytes.fromhex(digest)))
+    except (DamagedChunk, ValueError) as exc:
         raise StoreCorrupted(f"a snapshot of stream {stream_id} is damaged: {exc}") from None
+    if len(entries) != count:
+        raise StoreCorrupted(f"a snapshot blob of stream {stream_id} holds {len(entries)} messages, not {count}")
+    return entries
 
 
 def to_recorded(entry: StoredEvent, event: SessionEvent | None = None,

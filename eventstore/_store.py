@@ -558,12 +558,12 @@ class SessionStore:
             found = []
             for stream_id, index, score in self._search.search_messages(view, words, limit, texts):  # type: ignore
                 head = self._catalog.head(txn, stream_id)
-                rows = texts.rows(stream_id)
-                if head is None or index >= len(rows):
+                entries = texts.entries(stream_id)
+                if head is None or index >= len(entries):
                     raise StoreCorrupted(f"the search index names message {index} of stream {stream_id}, "
                                          "which does not exist")
-                role, content = rows[index][0], rows[index][1]
-                found.append(SearchHit(head.key, index, ChatMessage(role, content), score, snippet(content, words)))
+                message = entries[index][0]
+                found.append(SearchHit(head.key, index, message, score, snippet(message.content, words)))
             return found
 
         return self._with_search(run)
@@ -1133,7 +1133,7 @@ class SessionStore:
         """Snapshot the session at ``version``, its latest: the read models hold it as it is now."""
         head = self._catalog.head(txn, stream_id) or attrs.evolve(empty_head(key), version=version)
         take_snapshot(txn, self._log, self._snapshots, stream_id, head,
-                      lambda start: self._messages.rows(txn, stream_id, start), event_hash, recent)
+                      lambda start: self._messages.chunks_from(txn, stream_id, start), event_hash, recent)
 
     def _outdated(self, txn: Transaction) -> list[ReadModel]:
         head_position = self._log.head(txn)[0]
@@ -1279,17 +1279,22 @@ class _DeferredCheck:
 
 
 class _SessionTexts:
-    """Message contents of sessions, read once per query through one transaction (for phrase checks)."""
+    """Messages of sessions, read once per query through one transaction (for phrase checks and hits)."""
 
     def __init__(self, messages: MessageLists, txn: Transaction) -> None:
         self._messages, self._txn = messages, txn
-        self._rows: dict[int, list[list[object]]] = {}
+        self._contents: dict[int, list[str]] = {}
+        self._entries: dict[int, list[Entry]] = {}
 
-    def rows(self, stream_id: int) -> list[list[object]]:
-        found = self._rows.get(stream_id)
+    def entries(self, stream_id: int) -> list[Entry]:
+        found = self._entries.get(stream_id)
         if found is None:
-            found = self._rows[stream_id] = self._messages.rows(self._txn, stream_id)
+            found = self._entries[stream_id] = self._messages.entries(self._txn, stream_id)
         return found
 
     def __call__(self, stream_id: int) -> list[str]:
-        return [row[1] for row in self.rows(stream_id)]  # type: ignore[misc]
+        """The contents alone: phrase checks read many sessions and need nothing else."""
+        found = self._contents.get(stream_id)
+        if found is None:
+            found = self._contents[stream_id] = self._messages.contents(self._txn, stream_id)
+        return found

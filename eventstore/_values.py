@@ -6,8 +6,10 @@ timezone-aware UTC.
 
 from __future__ import annotations
 
+from collections import deque
 from datetime import datetime, timezone
-from typing import Any
+from itertools import repeat
+from typing import Any, Iterable, Sequence
 
 import attrs
 
@@ -130,6 +132,15 @@ def trusted_message(role: Any, content: Any) -> ChatMessage:
     _set_role(message, role)
     _set_content(message, content)
     return message
+
+
+def trusted_messages(roles: Sequence[str], contents: Iterable[str]) -> list[ChatMessage]:
+    """Build many messages from stored columns whose types the caller has checked (non-empty str roles,
+    str contents), by C-level ``map`` calls: no Python code runs per message."""
+    messages = list(map(_new, repeat(ChatMessage, len(roles))))
+    deque(map(_set_role, messages, roles), maxlen=0)
+    deque(map(_set_content, messages, contents), maxlen=0)
+    return messages
 
 
 @attrs.frozen

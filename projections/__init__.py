@@ -1,7 +1,9 @@
 """Projections: pure folds of the event log, and the LMDB read models that persist them.
 
 ``session`` holds the folds (no I/O); ``catalog`` and ``messages`` persist them
-in their own named databases; ``readmodel`` says what every read model offers.
+in their own named databases; ``chunk`` is the stored form of a run of messages
+(pure: bytes in, bytes out), shared by the message read model and the snapshots;
+``readmodel`` says what every read model offers.
 ``tokenizer`` (pure) splits text and queries into terms; ``search`` is the
 ranked search index, a deferred read model.
 This package may use ``eventstore``'s event and value types; the log knows

@@ -444,7 +444,7 @@ def snapshot_problems(store: Any) -> list[str]:
             if name in inline and position != head_position:
                 problems.append(f"checkpoint {name} at {position}, log head at {head_position}")
         for stream_id, head in store._catalog.heads(txn):
-            rows = store._messages.rows(txn, stream_id)
+            rows = store._messages.entries(txn, stream_id)
             if len(rows) != head.message_count:
                 problems.append(f"{head.key}: {len(rows)} messages stored, {head.message_count} counted")
             version = store._log.stream_version(txn, stream_id)

@@ -789,7 +789,7 @@ class TestVerifyProgress:
                 blobs = txn.stat(long_store._environment.open_db(b"snapshots.blobs"))["entries"]
             decoded = []
             real_read_blob = _audit.read_blob
-            monkeypatch.setattr(_audit, "read_blob", lambda *args: decoded.append(args[-1]) or real_read_blob(*args))
+            monkeypatch.setattr(_audit, "read_blob", lambda *args: decoded.append(args[3]) or real_read_blob(*args))
             report = long_store.verify()
         assert (True, []) == (report.ok, report.problems)
         references = sum(-(-version // 64) for version in range(40, 1001, 40))  # blobs each snapshot lists

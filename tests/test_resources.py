@@ -400,13 +400,14 @@ def test_read_only_reader_keeps_its_snapshot_while_the_owner_writes(shared_tmp: 
                 head = reader._catalog.head(txn, stream_id)
                 os.write(go[1], b"x")
                 os.read(done[0], 1)  # the owner rewrites the session meanwhile
-                rows = reader._messages.rows(txn, stream_id)
+                entries = reader._messages.entries(txn, stream_id)
                 events = [entry.encoded.payload for entry in reader._log.read_stream(txn, stream_id)]
         except EventStoreError as exc:
             return {"torn": f"{type(exc).__name__}: {exc}"}  # its snapshot was pulled from under it
         finally:
             reader.close()
-        return {"count": head.message_count, "rows": [row[1][:12] for row in rows], "events": len(events)}
+        return {"count": head.message_count, "rows": [message.content[:12] for message, _ in entries],
+                "events": len(events)}
 
     result: list[Any] = []
 

@@ -1,0 +1,224 @@
+"""A run of up to 64 messages in stored form: a message chunk, and a snapshot blob.
+
+Layout (integers big-endian)::
+
+    count (u32) | role table size (u32)
+    count × time appended (i64, µs) | count × content size (u32, bytes) | count × role (u8, index into the table)
+    role table: a JSON array of the run's distinct roles, in order of first use
+    contents: UTF-8, back to back
+
+Reading dominates, and in Python its cost is building objects, so the layout
+is made for that: a content is one ``bytes.decode`` of a slice (about twice as
+fast as parsing a JSON string, and there are no escapes), a role is an index
+into a table of a few names, the times are one ``struct`` call, and the
+messages are built by C-level ``map`` calls, not a Python loop. Appending or
+removing the last message edits the sections' ends; no content is decoded.
+
+The layout is canonical (the table follows first use), so a read model rebuilt
+from the log is byte for byte the one kept up to date, and a snapshot can keep
+the read model's chunks as they are.
+"""
+
+from __future__ import annotations
+
+import struct
+from itertools import accumulate
+from typing import Iterable, Iterator, Sequence
+
+import orjson
+
+from eventstore._values import trusted_messages
+
+from .session import Entry
+
+__all__ = ["Chunk", "DamagedChunk", "CHUNK_MESSAGES", "CHUNK_BYTES", "decode_entries", "decode_contents",
+           "message_count", "layout"]
+
+#: A chunk closes at this many messages (the role index is one byte) ...
+CHUNK_MESSAGES = 64
+#: ... or at this many bytes: small enough that a durable append rewrites few pages.
+CHUNK_BYTES = 16 << 10
+
+_HEADER = struct.Struct(">II")
+_MICROS = struct.Struct(">q")
+_SIZE = struct.Struct(">I")
+_PER_MESSAGE = _MICROS.size + _SIZE.size + 1  # time, content size, role index
+#: By count: the times and the content sizes, unpacked in one call.
+_COLUMNS = [struct.Struct(f">{count}q{count}I") for count in range(CHUNK_MESSAGES + 1)]
+
+
+class DamagedChunk(ValueError):
+    """Stored chunk bytes that do not follow the layout."""
+
+
+class Chunk:
+    """A chunk being edited: its columns as bytes, so an edit costs the same whatever the chunk holds."""
+
+    __slots__ = ("micros", "sizes", "roles", "table", "text")
+
+    def __init__(self) -> None:
+        self.micros = bytearray()
+        self.sizes = bytearray()
+        self.roles = bytearray()
+        self.table: list[str] = []
+        self.text = bytearray()
+
+    @classmethod
+    def parse(cls, value: bytes) -> Chunk:
+        """The chunk stored as ``value``, with nothing decoded but its role table.
+
+        Raises:
+            DamagedChunk: ``value`` does not follow the layout.
+        """
+        count, table_size = _header(value)
+        chunk = cls()
+        sizes_at = _HEADER.size + _MICROS.size * count
+        roles_at = sizes_at + _SIZE.size * count
+        text_at = roles_at + count + table_size
+        chunk.table = list(_table(value[roles_at + count:text_at]))  # a copy: the cached one is shared
+        chunk.micros = bytearray(value[_HEADER.size:sizes_at])
+        chunk.sizes = bytearray(value[sizes_at:roles_at])
+        chunk.roles = bytearray(value[roles_at:roles_at + count])
+        chunk.text = bytearray(value[text_at:])
+        return chunk
+
+    @property
+    def count(self) -> int:
+        return len(self.roles)
+
+    def fits(self, content: bytes) -> bool:
+        """Whether a message with these content bytes still belongs in this chunk."""
+        count = len(self.roles)
+        size = _HEADER.size + _PER_MESSAGE * (count + 1) + len(self.text) + len(content)
+        return not count or (count < CHUNK_MESSAGES and size < CHUNK_BYTES)
+
+    def append(self, role: str, content: bytes, micros: int) -> None:
+        try:
+            at = self.table.index(role)
+        except ValueError:
+            at = len(self.table)
+            self.table.append(role)
+        self.micros += _MICROS.pack(micros)
+        self.sizes += _SIZE.pack(len(content))
+        self.roles.append(at)
+        self.text += content
+
+    @property
+    def last_micros(self) -> int:
+        return _MICROS.unpack_from(self.micros, len(self.micros) - _MICROS.size)[0]
+
+    def pop(self) -> None:
+        """Drop the last message."""
+        size = _SIZE.unpack_from(self.sizes, len(self.sizes) - _SIZE.size)[0]
+        del self.micros[-_MICROS.size:]
+        del self.sizes[-_SIZE.size:]
+        del self.text[len(self.text) - size:]
+        if self.roles.pop() not in self.roles:
+            # Its only use was the last, so it came last into the table (first use): the layout stays canonical.
+            self.table.pop()
+
+    def encode(self) -> bytes:
+        table = orjson.dumps(self.table)
+        return b"".join((_HEADER.pack(len(self.roles), len(table)), self.micros, self.sizes, self.roles, table,
+                         self.text))
+
+
+def _header(value: bytes) -> tuple[int, int]:
+    """The message count and role table size of a stored chunk, checked against its size."""
+    try:
+        count, table_size = _HEADER.unpack_from(value)
+    except struct.error:
+        raise DamagedChunk(f"a chunk of {len(value)} bytes has no header") from None
+    if count > CHUNK_MESSAGES or _HEADER.size + _PER_MESSAGE * count + table_size > len(value):
+        raise DamagedChunk(f"a chunk of {len(value)} bytes cannot hold {count} messages")
+    return count, table_size
+
+
+def _roles_at(count: int) -> int:
+    return _HEADER.size + (_MICROS.size + _SIZE.size) * count
+
+
+#: Role tables seen, by their stored bytes: a store has few distinct ones, and a load then decodes none.
+_TABLES: dict[bytes, list[str]] = {}
+
+
+def _table(encoded: bytes) -> list[str]:
+    table = _TABLES.get(encoded)
+    if table is not None:
+        return table
+    try:
+        table = orjson.loads(encoded)
+    except orjson.JSONDecodeError as exc:
+        raise DamagedChunk(f"the role table does not decode: {exc}") from None
+    if type(table) is not list or not all(type(role) is str and role for role in table):
+        raise DamagedChunk("the role table is not a list of names")
+    if len(_TABLES) >= 1024:  # roles are open-ended: stay bounded
+        _TABLES.clear()
+    _TABLES[encoded] = table
+    return table
+
+
+def _sections(value: bytes) -> tuple[Sequence[int], Sequence[int], list[str], int]:
+    """The times, content sizes and roles of a stored chunk, and where its contents begin."""
+    count, table_size = _header(value)
+    roles_at = _roles_at(count)
+    table_at = roles_at + count
+    text_at = table_at + table_size
+    table = _table(value[table_at:text_at])
+    try:
+        roles = list(map(table.__getitem__, value[roles_at:table_at]))
+    except IndexError:
+        raise DamagedChunk("a role index is outside the role table") from None
+    columns = _COLUMNS[count].unpack_from(value, _HEADER.size)
+    sizes = columns[count:]
+    if text_at + sum(sizes) != len(value):
+        raise DamagedChunk(f"the contents take {len(value) - text_at} bytes, not the {sum(sizes)} recorded")
+    return columns[:count], sizes, roles, text_at
+
+
+def _contents(value: bytes, sizes: Sequence[int], text_at: int) -> list[str]:
+    ends = list(accumulate(sizes, initial=text_at))
+    try:
+        return list(map(bytes.decode, map(value.__getitem__, map(slice, ends, ends[1:]))))
+    except UnicodeDecodeError as exc:
+        raise DamagedChunk(f"a content is not UTF-8: {exc}") from None
+
+
+def decode_entries(value: bytes) -> list[Entry]:
+    """The messages of a stored chunk, with the µs each was appended.
+
+    Raises:
+        DamagedChunk: ``value`` does not follow the layout.
+    """
+    value = bytes(value)  # slicing must copy (a memoryview's slices are not bytes)
+    micros, sizes, roles, text_at = _sections(value)
+    return list(zip(trusted_messages(roles, _contents(value, sizes, text_at)), micros))
+
+
+def decode_contents(value: bytes) -> list[str]:
+    """Only the contents of a stored chunk's messages (search reads nothing else)."""
+    value = bytes(value)
+    _, sizes, _, text_at = _sections(value)
+    return _contents(value, sizes, text_at)
+
+
+def message_count(value: bytes) -> int:
+    """How many messages a stored chunk holds, as its header says.
+
+    Raises:
+        DamagedChunk: ``value`` is too short for a header.
+    """
+    return _header(value)[0]
+
+
+def layout(entries: Iterable[Entry]) -> Iterator[tuple[int, bytes]]:
+    """The chunks of a message list, as (first index, stored bytes), cut where appending one by one cuts."""
+    first, chunk = 0, Chunk()
+    for message, micros in entries:
+        content = message.content.encode()
+        if not chunk.fits(content):
+            yield first, chunk.encode()
+            first, chunk = first + chunk.count, Chunk()
+        chunk.append(message.role, content, micros)
+    if chunk.count:
+        yield first, chunk.encode()

@@ -1,0 +1,125 @@
+"""The stored form of a run of messages (``projections.chunk``), apart from the store."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from eventstore import ChatMessage
+from projections.chunk import (
+    CHUNK_BYTES,
+    CHUNK_MESSAGES,
+    Chunk,
+    DamagedChunk,
+    decode_contents,
+    decode_entries,
+    layout,
+    message_count,
+)
+from projections.session import Entry
+
+texts = st.text(st.characters(exclude_categories=("Cs",)), max_size=300)  # any str but lone surrogates
+roles = st.sampled_from(["user", "assistant", "system", "tool", "función", "🤖"])
+entries = st.builds(lambda role, content, micros: (ChatMessage(role, content), micros),
+                    roles, texts, st.integers(-(2**63), 2**63 - 1))
+# Edits of the last chunk: ("append", entry) or ("pop", None).
+edits = st.lists(st.one_of(st.tuples(st.just("append"), entries), st.just(("pop", None))), max_size=80)
+
+
+def built(entries: list[Entry]) -> Chunk:
+    chunk = Chunk()
+    for message, micros in entries:
+        chunk.append(message.role, message.content.encode(), micros)
+    return chunk
+
+
+@given(st.lists(entries, max_size=CHUNK_MESSAGES))
+def test_round_trip(run):
+    """What is appended decodes back as the same messages and times, and the header counts them."""
+    value = built(run).encode()
+    assert decode_entries(value) == run
+    assert decode_contents(value) == [message.content for message, _ in run]
+    assert message_count(value) == len(run)
+
+
+@given(edits)
+def test_edits_keep_the_layout_canonical(sequence):
+    """Any appends and pops, each through a parse of the stored bytes, give the bytes of the result built at once."""
+    value, expected = Chunk().encode(), []
+    for kind, item in sequence:
+        chunk = Chunk.parse(value)
+        if kind == "append" and len(expected) < CHUNK_MESSAGES:
+            message, micros = item
+            chunk.append(message.role, message.content.encode(), micros)
+            expected.append(item)
+        elif kind == "pop" and expected:
+            assert chunk.last_micros == expected[-1][1]
+            chunk.pop()
+            expected.pop()
+        value = chunk.encode()
+    assert value == built(expected).encode()
+    assert decode_entries(value) == expected
+
+
+@given(st.lists(entries, max_size=300))
+def test_layout_cuts_as_appending_one_by_one(run):
+    """``layout`` gives chunks that together hold the list, each within the limits, starting where the last ended."""
+    chunks = list(layout(run))
+    starts = [0]
+    for first, value in chunks:
+        assert first == starts[-1]
+        assert 1 <= message_count(value) <= CHUNK_MESSAGES
+        starts.append(first + message_count(value))
+    assert [entry for _, value in chunks for entry in decode_entries(value)] == run
+    for (_, value), (_, following) in zip(chunks, chunks[1:]):
+        # A chunk closes only when the next message does not fit.
+        next_message = decode_entries(following)[0][0]
+        assert not Chunk.parse(value).fits(next_message.content.encode())
+
+
+def test_a_chunk_closes_at_its_limits():
+    """At 64 messages, or before a message that would take it to 16 KB; a first message always fits."""
+    small = built([(ChatMessage.user("x"), n) for n in range(CHUNK_MESSAGES)])
+    assert not small.fits(b"x")
+    big = built([(ChatMessage.user("y" * (CHUNK_BYTES // 2)), 0)])
+    assert not big.fits(b"z" * (CHUNK_BYTES // 2))
+    assert big.fits(b"z" * 100)
+    assert Chunk().fits(b"w" * (4 * CHUNK_BYTES))
+
+
+def test_roles_come_from_a_table_in_order_of_first_use():
+    """Each distinct role is stored once; a pop that removes a role's only use drops it from the table."""
+    chunk = built([(ChatMessage.user("a"), 1), (ChatMessage.tool("b"), 2), (ChatMessage.user("c"), 3)])
+    assert (["user", "tool"], b"\x00\x01\x00") == (chunk.table, bytes(chunk.roles))
+    chunk.append("system", b"d", 4)
+    chunk.pop()
+    assert ["user", "tool"] == chunk.table
+    chunk.pop()
+    chunk.pop()
+    assert ["user"] == chunk.table
+
+
+GOOD = built([(ChatMessage.user("hello"), 1), (ChatMessage.assistant("héllo 🙂"), 2)]).encode()
+
+
+@pytest.mark.parametrize("damaged, why", [
+    (b"", "no header"),
+    (GOOD[:7], "no header"),
+    (struct.pack(">II", 65, 0) + GOOD[8:], "cannot hold"),
+    (struct.pack(">II", 2, 400) + GOOD[8:], "cannot hold"),
+    (GOOD[:-1], "contents take"),
+    (GOOD + b"!", "contents take"),
+    (GOOD.replace(b'["user","assistant"]', b'["user",42,"xxxxx"]'), "role table"),
+    (GOOD.replace(b'["user","assistant"]', b'["user""assistant"]'), "role table"),
+    (GOOD.replace(b'["user","assistant"]', b'["","user","assist"]'), "role table"),
+    (GOOD.replace(b"\x00\x01[", b"\x00\x07["), "outside the role table"),
+    (GOOD.replace("🙂".encode(), b"\xff\xfe\xfd\xfc"), "not UTF-8"),
+])
+def test_damaged_bytes_are_refused(damaged, why):
+    """Bytes that do not follow the layout raise ``DamagedChunk`` (a ValueError) saying what is wrong."""
+    with pytest.raises(DamagedChunk, match=why):
+        decode_entries(damaged)
+    assert issubclass(DamagedChunk, ValueError)
