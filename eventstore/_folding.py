@@ -38,8 +38,8 @@ from ._time import from_micros
 from ._values import SessionView
 from .events import EVENT_TYPES, RecordedEvent, SessionEvent
 
-__all__ = ["SnapshotRecord", "take_snapshot", "read_snapshot", "read_snapshot_record", "read_blob", "to_recorded",
-           "fold_stream", "view_of"]
+__all__ = ["SnapshotRecord", "LogChange", "take_snapshot", "read_snapshot", "read_snapshot_record", "read_blob",
+           "to_recorded", "log_changes", "fold_stream", "view_of"]
 
 #: Version of the snapshot layout; snapshots of another layout are ignored (they are derived data).
 SNAPSHOT_FORMAT = 3
@@ -166,17 +166,21 @@ def to_recorded(entry: StoredEvent, event: SessionEvent | None = None,
                          entry.hash.hex(), entry.payload_digest.hex(), entry.redacted)
 
 
-class _Change(NamedTuple):
-    """What the fold reads of an event; cheaper to build than a ``RecordedEvent`` (no id, no hashes)."""
+class LogChange(NamedTuple):
+    """What the folds and read models read of a stored event (a ``projections.session.Change``):
+    cheaper to build than a ``RecordedEvent``, with no id object and no hex digests."""
 
+    session_key: str
     version: int
     recorded_at: datetime
     event: SessionEvent
+    hash: bytes
 
 
-def _changes(entries: Iterable[StoredEvent]) -> Iterator[_Change]:
+def log_changes(entries: Iterable[StoredEvent]) -> Iterator[LogChange]:
+    """The stored events decoded, as changes."""
     for entry in entries:
-        yield _Change(entry.version, _recorded_at(entry), _decoded(entry))
+        yield LogChange(entry.session_key, entry.version, _recorded_at(entry), _decoded(entry), entry.hash)
 
 
 def _decoded(entry: StoredEvent) -> SessionEvent:
@@ -202,7 +206,7 @@ def fold_stream(txn: Transaction, log: EventLog, snapshots: SnapshotStore, strea
         snapshot = read_snapshot(txn, snapshots, stream_id, found[1])
         if snapshot is not None:
             state, start = snapshot[1], found[0]
-    return fold(state, _changes(log.read_stream(txn, stream_id, start, version)))
+    return fold(state, log_changes(log.read_stream(txn, stream_id, start, version)))
 
 
 def view_of(state: SessionSnapshot) -> SessionView:

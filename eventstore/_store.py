@@ -40,7 +40,7 @@ from projections.session import (
 from ._codec import encode_event
 from ._audit import Progress, verify
 from ._bookkeeping import IdempotencyRecords, ImportReceipts
-from ._folding import fold_stream, take_snapshot, to_recorded, view_of
+from ._folding import LogChange, fold_stream, log_changes, take_snapshot, to_recorded, view_of
 from ._environment import Durability, Environment, Transaction
 from ._errors import (
     EventStoreError,
@@ -628,11 +628,11 @@ class SessionStore:
         """
         last = folded = 0
         for stream_id, run in runs:
-            recorded = [to_recorded(entry) for entry in run]
-            index.fold(writer, stream_id, recorded)  # type: ignore[arg-type]
-            last = recorded[-1].position
-            folded += len(recorded)
-            if progress is not None and folded % _BATCH < len(recorded):
+            entries = list(run)
+            index.fold(writer, stream_id, list(log_changes(entries)))  # type: ignore[arg-type]
+            last = entries[-1].position
+            folded += len(entries)
+            if progress is not None and folded % _BATCH < len(entries):
                 progress(last)
             if folded >= _DEFERRED_BATCH:
                 break
@@ -650,12 +650,12 @@ class SessionStore:
             return None
         return self._log.head(txn)[0] - (0 if checkpoint is None else checkpoint[1])
 
-    def _search_pending(self, txn: Transaction) -> Iterator[tuple[int, list[RecordedEvent]]]:
+    def _search_pending(self, txn: Transaction) -> Iterator[tuple[int, list[LogChange]]]:
         """The events the search index has not applied, in runs of one session's."""
         checkpoint = self._checkpoints.get(txn, self._search.name)
         after = 0 if checkpoint is None else checkpoint[1]
         for stream_id, run in _runs(self._log.read_all(txn, after)):
-            yield stream_id, [to_recorded(entry) for entry in run]
+            yield stream_id, list(log_changes(run))
 
     def _catch_up(self, txn: Transaction) -> int:
         """Apply to the deferred read models every event after their checkpoints, in ``txn``."""
@@ -1025,7 +1025,7 @@ class SessionStore:
                 raise ReplicationMismatch(f"position {recorded.position}: the event does not match its digest")
             copied = self._record(txn, validate_key(recorded.session_key), [recorded.event],
                                   to_micros(utc(recorded.recorded_at)), recorded.version - 1, [original])
-            if (copied[0].hash, copied[0].recorded_at) != (recorded.hash, recorded.recorded_at):
+            if (copied[0].hash.hex(), copied[0].recorded_at) != (recorded.hash, recorded.recorded_at):
                 raise ReplicationMismatch(f"position {recorded.position}: the event does not hash as it did "
                                           "in its source store")
         return len(batch)
@@ -1070,7 +1070,7 @@ class SessionStore:
             validate_text(idempotency_key, "idempotency_key")
         now = self._now_micros()
 
-        recorded: list[RecordedEvent] = []
+        recorded: list[LogChange] = []
 
         def body(txn: Transaction) -> tuple[R, int]:
             recorded.clear()  # the body runs again if the map had to grow
@@ -1094,7 +1094,7 @@ class SessionStore:
         self._advance_cache(recorded)
         return outcome
 
-    def _advance_cache(self, committed: Sequence[RecordedEvent]) -> None:
+    def _advance_cache(self, committed: Sequence[LogChange]) -> None:
         """Bring a session's cached list up to date with events this process just committed.
 
         An assistant appends and reloads every turn; folding the new events into the
@@ -1113,12 +1113,13 @@ class SessionStore:
 
     def _record(self, txn: Transaction, key: str, events: Sequence[SessionEvent], now: int,
                 expected_version: int | None = None, originals: Sequence[Original] | None = None
-                ) -> list[RecordedEvent]:
+                ) -> list[LogChange]:
         stored = self._log.append(txn, key, [encode_event(e) for e in events], now, expected_version, originals)
         if not stored:
             return []
         recorded_at = from_micros(stored[0].recorded_at)  # the log records one commit's events at one time
-        recorded = [to_recorded(entry, event, recorded_at) for entry, event in zip(stored, events)]
+        recorded = [LogChange(key, entry.version, recorded_at, event, entry.hash)
+                    for entry, event in zip(stored, events)]
         stream_id = stored[0].stream_id
         for model in self._read_models:
             model.apply(txn, stream_id, recorded)
@@ -1129,7 +1130,7 @@ class SessionStore:
         return recorded
 
     def _take_snapshot(self, txn: Transaction, stream_id: int, key: str, version: int, event_hash: bytes,
-                       recent: Sequence[RecordedEvent] = ()) -> None:
+                       recent: Sequence[LogChange] = ()) -> None:
         """Snapshot the session at ``version``, its latest: the read models hold it as it is now."""
         head = self._catalog.head(txn, stream_id) or attrs.evolve(empty_head(key), version=version)
         take_snapshot(txn, self._log, self._snapshots, stream_id, head,
@@ -1168,13 +1169,14 @@ class SessionStore:
         last = done = 0
         if inline:
             # Runs of one session's events go to the read models as one batch.
-            for stream_id, entries in _runs(self._log.read_all(txn)):
-                recorded = [to_recorded(entry) for entry in entries]
+            for stream_id, run in _runs(self._log.read_all(txn)):
+                entries = list(run)
+                changes = list(log_changes(entries))
                 for model in inline:
-                    model.apply(txn, stream_id, recorded)  # type: ignore[arg-type]
-                if progress is not None and recorded[-1].position // _BATCH != last // _BATCH:
-                    progress(recorded[-1].position, total)
-                last = recorded[-1].position
+                    model.apply(txn, stream_id, changes)  # type: ignore[arg-type]
+                if progress is not None and entries[-1].position // _BATCH != last // _BATCH:
+                    progress(entries[-1].position, total)
+                last = entries[-1].position
             done = last
         for model in deferred:
             base = done

@@ -19,10 +19,9 @@ from eventstore._codec import bulk_decoding
 from eventstore._errors import StoreCorrupted
 from eventstore._time import to_micros
 from eventstore._values import SessionMetadata, SessionState
-from eventstore.events import RecordedEvent
 
 from .readmodel import OpenDb
-from .session import SessionHead, SessionSnapshot, empty_head, evolve_head
+from .session import Change, SessionHead, SessionSnapshot, empty_head, evolve_head
 
 __all__ = ["Catalog"]
 
@@ -87,7 +86,7 @@ class Catalog:
         raw = txn.get(_ID.pack(stream_id), db=self._sessions)
         return None if raw is None else _decode_head(raw)
 
-    def apply(self, txn: lmdb.Transaction, stream_id: int, events: Sequence[RecordedEvent]) -> None:
+    def apply(self, txn: lmdb.Transaction, stream_id: int, events: Sequence[Change]) -> None:
         before = self.head(txn, stream_id)
         after = before or empty_head(events[0].session_key)
         for recorded in events:

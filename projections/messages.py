@@ -16,12 +16,12 @@ import lmdb
 
 from eventstore._codec import bulk_decoding
 from eventstore._errors import StoreCorrupted
-from eventstore.events import RecordedEvent
 
 from .chunk import Chunk, DamagedChunk, decode_contents, decode_entries, layout, message_count
 from .readmodel import OpenDb
 from .session import (
     AppendMessage,
+    Change,
     ClearMessages,
     Entry,
     RedactMessages,
@@ -48,7 +48,7 @@ class MessageLists:
     def __init__(self, open_db: OpenDb) -> None:
         self._chunks = open_db(b"messages.chunks")
 
-    def apply(self, txn: lmdb.Transaction, stream_id: int, events: Sequence[RecordedEvent]) -> None:
+    def apply(self, txn: lmdb.Transaction, stream_id: int, events: Sequence[Change]) -> None:
         first, tail = 0, None  # the last chunk (its first index and columns) while a run of appends goes on
         for recorded in events:
             edit = message_edit(recorded)

@@ -19,9 +19,7 @@ from typing import Mapping, Protocol, Sequence
 
 import lmdb
 
-from eventstore.events import RecordedEvent
-
-from .session import SessionSnapshot
+from .session import Change, SessionSnapshot
 
 __all__ = ["ReadModel", "Checkpoints", "Checkpoint"]
 
@@ -37,7 +35,7 @@ class ReadModel(Protocol):
     #: Bumped whenever the stored form or the fold changes: the model is then rebuilt on open.
     code_version: int
 
-    def apply(self, txn: lmdb.Transaction, stream_id: int, events: Sequence[RecordedEvent]) -> None:
+    def apply(self, txn: lmdb.Transaction, stream_id: int, events: Sequence[Change]) -> None:
         """Fold recorded events of one session, in order, into the stored state.
 
         A command's events come in one call, so a batch can read and write its state once.

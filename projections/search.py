@@ -85,11 +85,12 @@ import lmdb
 
 from eventstore._errors import EventStoreError, StoreCorrupted
 from eventstore._time import to_micros
-from eventstore.events import REDACTED, RecordedEvent
+from eventstore.events import REDACTED
 
 from .readmodel import OpenDb
 from .session import (
     AppendMessage,
+    Change,
     ClearMessages,
     RedactMessages,
     RemoveLastMessage,
@@ -1078,7 +1079,7 @@ class SearchIndex:
 
     # -- folding events ------------------------------------------------------------
 
-    def apply(self, txn: lmdb.Transaction, stream_id: int, events: Sequence[RecordedEvent]) -> None:
+    def apply(self, txn: lmdb.Transaction, stream_id: int, events: Sequence[Change]) -> None:
         """Fold recorded events of one session into the index (as one batch)."""
         with self.batch(txn) as writer:
             self.fold(writer, stream_id, events)
@@ -1105,7 +1106,7 @@ class SearchIndex:
         writer.txn = txn
         writer.flush()
 
-    def overlay(self, txn: lmdb.Transaction, pending: Iterable[tuple[int, Sequence[RecordedEvent]]],
+    def overlay(self, txn: lmdb.Transaction, pending: Iterable[tuple[int, Sequence[Change]]],
                 read_only: bool = False) -> _Writer:
         """A view of the index with ``pending`` events applied in memory only, never written.
 
@@ -1117,7 +1118,7 @@ class SearchIndex:
         return writer  # what a query reads settles then, term by term
 
     @staticmethod
-    def fold(writer: _Writer, stream_id: int, events: Sequence[RecordedEvent]) -> None:
+    def fold(writer: _Writer, stream_id: int, events: Sequence[Change]) -> None:
         """Apply the message edits of ``events`` (one session's, in order) to a batch."""
         if stream_id > _MAX_ID:
             raise EventStoreError(f"stream id {stream_id} is too large for the search index")

@@ -59,7 +59,10 @@ RUNNING = "running"
 
 
 class Change(Protocol):
-    """What the fold reads of a recorded event; a ``RecordedEvent`` is one."""
+    """What the folds and read models read of a recorded event; a ``RecordedEvent`` is one."""
+
+    @property
+    def session_key(self) -> str: ...
 
     @property
     def version(self) -> int: ...
