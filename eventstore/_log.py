@@ -25,10 +25,11 @@ stream id + version → position; ``log.keys`` SHA-256 of the key → stream id;
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import re
 import struct
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import attrs
 
@@ -76,6 +77,11 @@ class Original:
     event_id: bytes
     payload_digest: bytes
     redacted: bool
+
+
+def stream_runs(entries: Iterable[StoredEvent]) -> Iterator[tuple[int, Iterator[StoredEvent]]]:
+    """Stored events in runs of one session's: (stream id, its events), as a read model applies them."""
+    return itertools.groupby(entries, key=lambda entry: entry.stream_id)
 
 
 def chain_hash(previous: bytes, position: int, key: str, version: int, recorded_at: int,

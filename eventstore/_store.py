@@ -10,7 +10,6 @@ reads a read model, never the log (point-in-time reads fold the log on purpose).
 from __future__ import annotations
 
 import hashlib
-import itertools
 import os
 import threading
 from collections import OrderedDict
@@ -38,6 +37,7 @@ from projections.session import (
 )
 
 from ._codec import encode_event
+from ._deferred import DeferredSearch, SessionTexts
 from ._audit import Progress, verify
 from ._bookkeeping import IdempotencyRecords, ImportReceipts
 from ._folding import LogChange, fold_stream, log_changes, take_snapshot, to_recorded, view_of
@@ -54,7 +54,7 @@ from ._errors import (
     SourceChanged,
     StoreCorrupted,
 )
-from ._log import EventLog, Original, StoredEvent
+from ._log import EventLog, Original, stream_runs
 from ._snapshots import SnapshotStore
 from ._time import Clock, from_micros, system_clock, to_micros
 from ._values import (
@@ -98,10 +98,6 @@ _SMALLEST_STORE = 1 << 20
 _BATCH = 1000
 #: Sessions returned by ``search`` when the query sets no limit (as ZeroClaw).
 DEFAULT_SEARCH_LIMIT = 50
-#: Events folded into a deferred read model per batch (a batch holds its changes in memory).
-_DEFERRED_BATCH = 200_000
-#: A search applies up to this many missing events in memory rather than catch the index up on disk.
-_OVERLAY_UP_TO = 32
 
 
 def _recordable(moment: object) -> int:
@@ -126,11 +122,6 @@ def _durability(durable: object) -> Durability:
     except ValueError:
         choices = ", ".join(repr(level.value) for level in Durability)
         raise InvalidArgument(f"durable must be a bool or a Durability ({choices}), not {durable!r:.60}") from None
-
-
-def _runs(entries: Iterable[StoredEvent]) -> Iterator[tuple[int, Iterator[StoredEvent]]]:
-    """Stored events in runs of one session's (stream id, its events)."""
-    return itertools.groupby(entries, key=lambda entry: entry.stream_id)
 
 
 def _same_session(one: SessionSnapshot, other: SessionSnapshot) -> bool:
@@ -237,10 +228,10 @@ class SessionStore:
         self._catalog = Catalog(self._environment.open_db)
         self._messages = MessageLists(self._environment.open_db)
         self._read_models: tuple[ReadModel, ...] = (self._catalog, self._messages)
-        # Deferred read models: not applied in the command's transaction, caught up before reads.
-        self._search = SearchIndex(self._environment.open_db)
-        self._deferred: tuple[SearchIndex, ...] = (self._search,)
         self._checkpoints = Checkpoints(self._environment.open_db)
+        # Not applied in the command's transaction: caught up before reads.
+        self._search = DeferredSearch(SearchIndex(self._environment.open_db), self._log, self._checkpoints,
+                                      self._read, self._write, self._readonly, self.path)
         self._idempotency = IdempotencyRecords(self._environment)
         self._receipts = ImportReceipts(self._environment)
         if self._environment.readonly:
@@ -249,14 +240,12 @@ class SessionStore:
                     raise StoreReadOnly(f"the read models of {self.path} are out of date; open it writable once")
         else:
             self._environment.write(self._rebuild_outdated)
-            with self._read() as txn:
-                checkpoint = self._checkpoints.get(txn, self._search.name)
-            if checkpoint is not None and checkpoint[0] != self._search.code_version:
+            if self._search.built_by_other_code():
                 progress = self._rebuild_progress
                 with self._read() as txn:
                     total = self._log.head(txn)[0]
-                self._catch_up_prepared(rebuild=True, progress=None if progress is None
-                                        else lambda at: progress(at, total))  # type: ignore[misc]
+                self._search.catch_up(rebuild=True, progress=None if progress is None
+                                      else lambda at: progress(at, total))  # type: ignore[misc]
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -401,7 +390,8 @@ class SessionStore:
             InvalidArgument: an unknown projection name.
         """
         _check_progress(progress)
-        models = {model.name: model for model in (*self._read_models, *self._deferred)}
+        index = self._search.index
+        models = {model.name: model for model in (*self._read_models, index)}
         if names is None:
             chosen = list(models.values())
         else:
@@ -412,18 +402,18 @@ class SessionStore:
             if unknown:
                 raise InvalidArgument(f"unknown projections {unknown}; known: {sorted(models)}")
             chosen = [models[name] for name in dict.fromkeys(wanted)]
-        inline = [model for model in chosen if getattr(model, "inline", True)]
+        inline = [model for model in chosen if model is not index]
         with self._read() as txn:
             events = self._log.head(txn)[0]
         # One pass over the log for the inline models together, then one for the search index.
-        total = events * (bool(inline) + (self._search in chosen))
+        total = events * (bool(inline) + (index in chosen))
         if inline:
             self._write(lambda txn: self._rebuild(txn, inline, None if progress is None
                                                   else lambda done, _: progress(done, total)))
-        if self._search in chosen:
+        if index in chosen:
             offset = events if inline else 0
-            self._catch_up_prepared(rebuild=True, progress=None if progress is None
-                                    else lambda at: progress(offset + at, total))
+            self._search.catch_up(rebuild=True, progress=None if progress is None
+                                  else lambda at: progress(offset + at, total))
         if progress is not None:
             progress(total, total)
         self._loaded.clear()
@@ -535,10 +525,11 @@ class SessionStore:
             return []
 
         def run(view: object, txn: Transaction) -> list[SessionMetadata]:
-            hits = self._search.search_sessions(view, words, limit, self._search_texts(txn))  # type: ignore[arg-type]
+            hits = self._search.index.search_sessions(view, words, limit,  # type: ignore[arg-type]
+                                                      SessionTexts(self._messages, txn))
             return self._catalog.metadata_of(txn, [stream_id for stream_id, _ in hits])
 
-        return self._with_search(run)
+        return self._search.query(run)
 
     def search_messages(self, keyword: str | None, limit: int | None = 20) -> list[SearchHit]:
         """The current messages that best match ``keyword`` (words as in ``search``), best first.
@@ -554,9 +545,10 @@ class SessionStore:
             return []
 
         def run(view: object, txn: Transaction) -> list[SearchHit]:
-            texts = self._search_texts(txn)
+            texts = SessionTexts(self._messages, txn)
             found = []
-            for stream_id, index, score in self._search.search_messages(view, words, limit, texts):  # type: ignore
+            for stream_id, index, score in self._search.index.search_messages(view, words, limit,  # type: ignore
+                                                                              texts):
                 head = self._catalog.head(txn, stream_id)
                 entries = texts.entries(stream_id)
                 if head is None or index >= len(entries):
@@ -566,7 +558,7 @@ class SessionStore:
                 found.append(SearchHit(head.key, index, message, score, snippet(message.content, words)))
             return found
 
-        return self._with_search(run)
+        return self._search.query(run)
 
     def catch_up(self) -> int:
         """Bring the deferred read models (the search index) up to the log; return how many events they applied.
@@ -578,140 +570,7 @@ class SessionStore:
             raise StoreReadOnly(f"the store at {self.path} was opened read-only")
         if self._closed:
             raise StoreClosed("the store is closed")
-        return self._catch_up_prepared()
-
-    # -- the search index (deferred) -------------------------------------------------------
-
-    def _catch_up_prepared(self, rebuild: bool = False, progress: Callable[[int], None] | None = None) -> int:
-        """Bring the search index up to the log: fold in a read transaction, write in a short write one.
-
-        Folding is the long part. Done outside the write transaction it holds
-        no writer up, and is not redone when the write must run again (the
-        environment reruns a write whose map had to grow). ``_DEFERRED_BATCH``
-        events at a time; ``rebuild`` starts from nothing. Returns how many
-        events were applied.
-        """
-        index, applied = self._search, 0
-        while True:
-            with self._read() as txn:
-                checkpoint = self._checkpoints.get(txn, index.name)
-                fresh = rebuild or (checkpoint is not None and checkpoint[0] != index.code_version)
-                after = 0 if fresh or checkpoint is None else checkpoint[1]
-                head = self._log.head(txn)[0]
-                if not fresh and checkpoint is not None and after >= head:
-                    return applied
-                writer = index.prepare(txn, fresh=fresh)
-                last = self._fold_runs(index, writer, _runs(self._log.read_all(txn, after)), progress)[0] or after
-                writer.settle()
-
-            def body(txn: Transaction) -> int | None:
-                if self._checkpoints.get(txn, index.name) != checkpoint:
-                    return None  # another catch-up or rebuild got there first: start again from it
-                index.write(writer, txn)
-                self._checkpoints.put(txn, index.name, index.code_version, last)
-                return last - after
-
-            done = self._write(body)
-            if done is not None:
-                applied += done
-                rebuild = False
-                if last >= head:
-                    return applied
-
-    @staticmethod
-    def _fold_runs(index: SearchIndex, writer: object, runs: Iterator[tuple[int, Iterator[StoredEvent]]],
-                   progress: Callable[[int], None] | None = None) -> tuple[int, bool]:
-        """Fold runs of one session's stored events into a batch, ``_DEFERRED_BATCH`` events at most.
-
-        Returns the last position folded (0: none) and whether the batch filled up
-        (then more may follow: ``runs`` goes on where this call stopped).
-        """
-        last = folded = 0
-        for stream_id, run in runs:
-            entries = list(run)
-            index.fold(writer, stream_id, list(log_changes(entries)))  # type: ignore[arg-type]
-            last = entries[-1].position
-            folded += len(entries)
-            if progress is not None and folded % _BATCH < len(entries):
-                progress(last)
-            if folded >= _DEFERRED_BATCH:
-                break
-        if progress is not None and last:
-            progress(last)
-        return last, folded >= _DEFERRED_BATCH
-
-    def _search_lag(self, txn: Transaction) -> int | None:
-        """How far the search index is behind the log (0: current); ``None``: another code version built it.
-
-        An index never built (no checkpoint) is empty: it is behind by the whole log.
-        """
-        checkpoint = self._checkpoints.get(txn, self._search.name)
-        if checkpoint is not None and checkpoint[0] != self._search.code_version:
-            return None
-        return self._log.head(txn)[0] - (0 if checkpoint is None else checkpoint[1])
-
-    def _search_pending(self, txn: Transaction) -> Iterator[tuple[int, list[LogChange]]]:
-        """The events the search index has not applied, in runs of one session's."""
-        checkpoint = self._checkpoints.get(txn, self._search.name)
-        after = 0 if checkpoint is None else checkpoint[1]
-        for stream_id, run in _runs(self._log.read_all(txn, after)):
-            yield stream_id, list(log_changes(run))
-
-    def _catch_up(self, txn: Transaction) -> int:
-        """Apply to the deferred read models every event after their checkpoints, in ``txn``."""
-        applied = 0
-        for model in self._deferred:
-            checkpoint = self._checkpoints.get(txn, model.name)
-            if checkpoint is not None and checkpoint[0] != model.code_version:
-                applied += self._rebuild(txn, [model])
-                continue
-            after = 0 if checkpoint is None else checkpoint[1]
-            last = self._fold_deferred(txn, model, self._log.read_all(txn, after))
-            if last > after or checkpoint is None:
-                self._checkpoints.put(txn, model.name, model.code_version, max(last, after))
-                applied += max(last - after, 0)
-        return applied
-
-    def _fold_deferred(self, txn: Transaction, model: SearchIndex, entries: Iterable[StoredEvent],
-                       progress: Callable[[int], None] | None = None) -> int:
-        """Fold stored events into a deferred model, ``_DEFERRED_BATCH`` at a time; return the last position."""
-        runs, last, full = _runs(entries), 0, True
-        while full:
-            with model.batch(txn) as writer:
-                reached, full = self._fold_runs(model, writer, runs, progress)
-            last = reached or last
-        return last
-
-    def _with_search(self, run: Callable[[object, Transaction], R]) -> R:
-        """``run(view, txn)`` on the search index as of every committed event (read-your-writes).
-
-        A current index is read as it is. One that lacks a few events (at most
-        ``_OVERLAY_UP_TO``) is read with them applied in memory, which costs
-        less than a durable commit; one further behind is caught up first
-        (``_catch_up_prepared``), then read (a read-only store always applies
-        the missing events in memory).
-        """
-        with self._read() as txn:
-            lag = self._search_lag(txn)
-            if lag == 0:
-                return run(self._search.reader(txn, read_only=True), txn)
-            if lag is not None and (lag <= _OVERLAY_UP_TO or self._readonly):
-                return run(self._search.overlay(txn, self._search_pending(txn), read_only=True), txn)
-            if self._readonly:
-                raise StoreReadOnly(f"the search index of {self.path} must be rebuilt; open the store writable once")
-        self._catch_up_prepared()
-        with self._read() as txn:
-            if self._search_lag(txn) == 0:
-                return run(self._search.reader(txn, read_only=True), txn)
-
-        def body(txn: Transaction) -> R:  # writers keep the index behind: catch up and read in one transaction
-            self._catch_up(txn)
-            return run(self._search.reader(txn), txn)
-
-        return self._write(body)
-
-    def _search_texts(self, txn: Transaction) -> _SessionTexts:
-        return _SessionTexts(self._messages, txn)
+        return self._search.catch_up()
 
     # -- audit and time travel --------------------------------------------------------
 
@@ -836,7 +695,7 @@ class SessionStore:
         """
         progress = _check_progress(progress)
         with self._read() as txn:
-            models = [*self._read_models, _DeferredCheck(self, txn)]
+            models = [*self._read_models, self._search.checker(txn)]
             return verify(txn, self._log, self._snapshots, models, progress)  # type: ignore[arg-type]
 
     def redact(self, key: str, reason: str) -> int:
@@ -866,7 +725,7 @@ class SessionStore:
                     rewritten.append((entry.position, hashlib.sha256(payload).hexdigest()))
             self._snapshots.delete_stream(txn, stream_id)
             self._record(txn, key, [SessionRedacted(reason, tuple(rewritten))], now)
-            self._catch_up(txn)  # the redacted words leave the search index in the same commit
+            self._search.catch_up_in(txn)  # the redacted words leave the search index in the same commit
             return len(rewritten)
 
         changed = self._write(body)
@@ -1154,40 +1013,28 @@ class SessionStore:
         if outdated:
             self._rebuild(txn, outdated, self._rebuild_progress)
 
-    def _rebuild(self, txn: Transaction, models: Sequence[ReadModel | SearchIndex],
-                 progress: Progress | None = None) -> int:
-        """Clear ``models`` and fold the whole log into them; return the position they reach.
+    def _rebuild(self, txn: Transaction, models: Sequence[ReadModel], progress: Progress | None = None) -> None:
+        """Clear the inline ``models`` and fold the whole log into them, one pass for all.
 
-        ``progress(done, total)`` counts events, once per pass: one pass for the
-        inline models together, one per deferred model.
+        ``progress(done, total)`` counts events.
         """
-        inline = [model for model in models if getattr(model, "inline", True)]
-        deferred = [model for model in models if not getattr(model, "inline", True)]
-        total = self._log.head(txn)[0] * ((1 if inline else 0) + len(deferred))
+        total = self._log.head(txn)[0]
         for model in models:
             model.clear(txn)
-        last = done = 0
-        if inline:
-            # Runs of one session's events go to the read models as one batch.
-            for stream_id, run in _runs(self._log.read_all(txn)):
-                entries = list(run)
-                changes = list(log_changes(entries))
-                for model in inline:
-                    model.apply(txn, stream_id, changes)  # type: ignore[arg-type]
-                if progress is not None and entries[-1].position // _BATCH != last // _BATCH:
-                    progress(entries[-1].position, total)
-                last = entries[-1].position
-            done = last
-        for model in deferred:
-            base = done
-            last = self._fold_deferred(txn, model, self._log.read_all(txn),  # type: ignore[arg-type]
-                                       None if progress is None else lambda at: progress(base + at, total))
-            done += last
+        last = 0
+        # Runs of one session's events go to the read models as one batch.
+        for stream_id, run in stream_runs(self._log.read_all(txn)):
+            entries = list(run)
+            changes = list(log_changes(entries))
+            for model in models:
+                model.apply(txn, stream_id, changes)  # type: ignore[arg-type]
+            if progress is not None and entries[-1].position // _BATCH != last // _BATCH:
+                progress(entries[-1].position, total)
+            last = entries[-1].position
         for model in models:
             self._checkpoints.put(txn, model.name, model.code_version, last)
         if progress is not None:
             progress(total, total)
-        return last
 
     def _live(self, txn: Transaction, key: str) -> tuple[int, SessionHead] | None:
         stream_id = self._log.stream_id(txn, key)
@@ -1257,46 +1104,3 @@ class StoreStats:
     last_position: int
     import_receipts: int
     checkpoints: dict[str, ProjectionCheckpoint]
-
-
-class _DeferredCheck:
-    """The search index as ``verify`` checks it: as stored when current, else with the missing events in memory."""
-
-    name = SearchIndex.name
-
-    def __init__(self, store: SessionStore, txn: Transaction) -> None:
-        self._store, self._lag = store, store._search_lag(txn)
-
-    def check(self, txn: Transaction, sessions: Mapping[int, SessionSnapshot]) -> list[str]:
-        store, index = self._store, self._store._search
-        if self._lag is None:
-            return ["search: the index was built by another code version and must be rebuilt"]
-        if not self._lag:
-            return index.check_view(index.reader(txn, read_only=True), sessions)
-        try:
-            view = index.overlay(txn, store._search_pending(txn), read_only=True)
-        except EventStoreError as exc:
-            return [f"search: cannot fold the log into the index: {exc}"]
-        return index.check_view(view, sessions)
-
-
-class _SessionTexts:
-    """Messages of sessions, read once per query through one transaction (for phrase checks and hits)."""
-
-    def __init__(self, messages: MessageLists, txn: Transaction) -> None:
-        self._messages, self._txn = messages, txn
-        self._contents: dict[int, list[str]] = {}
-        self._entries: dict[int, list[Entry]] = {}
-
-    def entries(self, stream_id: int) -> list[Entry]:
-        found = self._entries.get(stream_id)
-        if found is None:
-            found = self._entries[stream_id] = self._messages.entries(self._txn, stream_id)
-        return found
-
-    def __call__(self, stream_id: int) -> list[str]:
-        """The contents alone: phrase checks read many sessions and need nothing else."""
-        found = self._contents.get(stream_id)
-        if found is None:
-            found = self._contents[stream_id] = self._messages.contents(self._txn, stream_id)
-        return found

@@ -522,21 +522,21 @@ class TestMachinery:
 
     def test_small_lag_is_read_in_memory_a_large_one_written(self, store: SessionStore) -> None:
         """A search applies a few missing events in memory and writes nothing; further behind, it catches up."""
-        from eventstore._store import _OVERLAY_UP_TO
+        from eventstore._deferred import OVERLAY_UP_TO
 
         store.catch_up()
         position = store.stats().checkpoints["search"].position
         store.append("k", ChatMessage.user("alpha"))
         assert (["k"], position) == (search(store, "alpha"), store.stats().checkpoints["search"].position)
-        store.append_many("k", [ChatMessage.user("beta")] * _OVERLAY_UP_TO)
+        store.append_many("k", [ChatMessage.user("beta")] * OVERLAY_UP_TO)
         assert (["k"], store.stats().last_position) == (search(store, "beta"),
                                                         store.stats().checkpoints["search"].position)
 
     def test_catch_up_and_rebuild_in_many_batches(self, store: SessionStore, monkeypatch) -> None:
         """With batches of 7 events, catching up and rebuilding fold every event, batch after batch."""
-        from eventstore import _store
+        from eventstore import _deferred
 
-        monkeypatch.setattr(_store, "_DEFERRED_BATCH", 7)
+        monkeypatch.setattr(_deferred, "DEFERRED_BATCH", 7)
         for n in range(40):
             store.append(f"s{n % 3}", ChatMessage.user(f"word{n} common"))
         assert 40 == store.catch_up()
@@ -672,11 +672,11 @@ class TestRebuild:
                 store.catch_up()
                 assert incremental == answers(store)
                 with store._environment.read() as txn:
-                    stored = store._search.dump(txn)
+                    stored = store._search.index.dump(txn)
                 assert store.verify().ok
                 store.rebuild_projections(["search"])
                 with store._environment.read() as txn:
-                    rebuilt = store._search.dump(txn)
+                    rebuilt = store._search.index.dump(txn)
                 assert (incremental, stored) == (answers(store), rebuilt)
                 assert incremental == [list(a) for a in answers_reference(store)]
 
