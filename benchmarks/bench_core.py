@@ -61,7 +61,7 @@ class Settings:
     batches: int = 60
     batch_size: int = 100
     load_size: int = 1000
-    first_load_runs: int = 9
+    first_load_runs: int = 15
     repeated_loads: int = 300
     turns: int = 60
     list_sessions: int = 10_000

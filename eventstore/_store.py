@@ -382,6 +382,10 @@ class SessionStore:
     def rebuild_projections(self, names: Iterable[str] | None = None, progress: Progress | None = None) -> None:
         """Drop read models and rebuild them from the log, in one transaction.
 
+        Rebuilding ``"messages"`` also drops every snapshot: their blobs are copies
+        of that model's chunks, so a damaged one could outlive the repair. They are
+        taken again as sessions grow, and ``compact(key)`` takes one at once.
+
         Args:
             names: which projections (``"catalog"``, ``"messages"``, ``"search"``); all by default.
             progress: called as ``progress(events_done, events_total)`` as the rebuild goes.
@@ -408,8 +412,12 @@ class SessionStore:
         # One pass over the log for the inline models together, then one for the search index.
         total = events * (bool(inline) + (index in chosen))
         if inline:
-            self._write(lambda txn: self._rebuild(txn, inline, None if progress is None
-                                                  else lambda done, _: progress(done, total)))
+            def body(txn: Transaction) -> None:
+                if self._messages in inline:
+                    self._snapshots.clear(txn)
+                self._rebuild(txn, inline, None if progress is None else lambda done, _: progress(done, total))
+
+            self._write(body)
         if index in chosen:
             offset = events if inline else 0
             self._search.catch_up(rebuild=True, progress=None if progress is None

@@ -65,16 +65,18 @@ class Chunk:
 
     @classmethod
     def parse(cls, value: bytes) -> Chunk:
-        """The chunk stored as ``value``, with nothing decoded but its role table.
+        """The chunk stored as ``value``, checked, with no content decoded.
 
         Raises:
             DamagedChunk: ``value`` does not follow the layout.
         """
-        count, table_size = _header(value)
+        micros, _, _, text_at = _sections(value)  # the whole layout must hold before an edit builds on it
+        count = len(micros)
+        if not count:
+            raise DamagedChunk("a stored chunk holds no message")
         chunk = cls()
         sizes_at = _HEADER.size + _MICROS.size * count
         roles_at = sizes_at + _SIZE.size * count
-        text_at = roles_at + count + table_size
         chunk.table = list(_table(value[roles_at + count:text_at]))  # a copy: the cached one is shared
         chunk.micros = bytearray(value[_HEADER.size:sizes_at])
         chunk.sizes = bytearray(value[sizes_at:roles_at])

@@ -50,7 +50,7 @@ def test_edits_keep_the_layout_canonical(sequence):
     """Any appends and pops, each through a parse of the stored bytes, give the bytes of the result built at once."""
     value, expected = Chunk().encode(), []
     for kind, item in sequence:
-        chunk = Chunk.parse(value)
+        chunk = Chunk.parse(value) if expected else Chunk()
         if kind == "append" and len(expected) < CHUNK_MESSAGES:
             message, micros = item
             chunk.append(message.role, message.content.encode(), micros)
@@ -116,10 +116,29 @@ GOOD = built([(ChatMessage.user("hello"), 1), (ChatMessage.assistant("héllo �
     (GOOD.replace(b'["user","assistant"]', b'["user""assistant"]'), "role table"),
     (GOOD.replace(b'["user","assistant"]', b'["","user","assist"]'), "role table"),
     (GOOD.replace(b"\x00\x01[", b"\x00\x07["), "outside the role table"),
-    (GOOD.replace("🙂".encode(), b"\xff\xfe\xfd\xfc"), "not UTF-8"),
 ])
 def test_damaged_bytes_are_refused(damaged, why):
-    """Bytes that do not follow the layout raise ``DamagedChunk`` (a ValueError) saying what is wrong."""
+    """Bytes that do not follow the layout raise ``DamagedChunk`` (a ValueError) saying what is wrong,
+    whether they are read or about to be edited."""
     with pytest.raises(DamagedChunk, match=why):
         decode_entries(damaged)
+    with pytest.raises(DamagedChunk, match=why):
+        Chunk.parse(damaged)
     assert issubclass(DamagedChunk, ValueError)
+
+
+def test_a_content_that_is_not_utf8_is_refused_when_read():
+    """Contents are decoded only when read (an edit never decodes one)."""
+    damaged = GOOD.replace("🙂".encode(), b"\xff\xfe\xfd\xfc")
+    with pytest.raises(DamagedChunk, match="not UTF-8"):
+        decode_entries(damaged)
+    with pytest.raises(DamagedChunk, match="not UTF-8"):
+        decode_contents(damaged)
+
+
+def test_an_empty_stored_chunk_is_refused_for_editing():
+    """No chunk is stored empty, so one that is cannot take a pop (it would have nothing to pop)."""
+    empty = Chunk().encode()
+    assert [] == decode_entries(empty)
+    with pytest.raises(DamagedChunk, match="holds no message"):
+        Chunk.parse(empty)

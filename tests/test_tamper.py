@@ -14,7 +14,7 @@ import lmdb
 import pytest
 
 from conftest import FakeClock
-from eventstore import ChatMessage, SessionStore, VerifyReport
+from eventstore import ChatMessage, SessionStore, StoreCorrupted, VerifyReport
 from eventstore._log import _RECORD
 
 _U64 = struct.Struct(">Q")
@@ -434,6 +434,25 @@ class TestProjectionDrift:
             report.problems
 
 
+    def test_damaged_last_chunk_refuses_edits(self, built):
+        """A last chunk whose role table was emptied: reads and edits of the session raise ``StoreCorrupted``
+        naming its stream, and write nothing."""
+        stream = built.streams["alice"]
+        with editing(built.path, b"messages.chunks") as txn:
+            key, value = [(bytes(k), bytes(v)) for k, v in txn.cursor() if _U64.unpack(bytes(k)[:8])[0] == stream][-1]
+            table = re.search(rb'\["[^\]]*"\]', value)  # the role table comes before any content
+            assert table is not None
+            txn.put(key, value.replace(table.group(), b"[" + b" " * (len(table.group()) - 2) + b"]"))
+        with SessionStore(built.path, clock=built.clock, snapshot_every=SNAPSHOT_EVERY) as store:
+            before = store.stats().events
+            for act in (lambda: store.load("alice"), lambda: store.remove_last("alice"),
+                        lambda: store.update_last("alice", ChatMessage.user("x")),
+                        lambda: store.append("alice", ChatMessage.user("y"))):
+                with pytest.raises(StoreCorrupted, match=rf"\bstream {stream}\b"):
+                    act()
+            assert before == store.stats().events
+
+
 # -- damaged snapshots -----------------------------------------------------------------------------
 
 
@@ -487,6 +506,19 @@ class TestDamagedSnapshot:
         with editing(built.path, b"snapshots") as txn:
             txn.put(_U64_PAIR.pack(stream, 99), bytes(txn.get(_U64_PAIR.pack(stream, 2))))
         self.check(built, "carol")
+
+    def test_rebuilding_the_messages_repairs_it(self, built):
+        """Rebuilding the message read model drops the snapshots (copies of its chunks): verify is green again,
+        and a snapshot taken afterwards holds the log's messages."""
+        assert replace_in(built.path, SNAPSHOT_DATABASES, b"alice says 03", b"alice sayz 03") > 0
+        with SessionStore(built.path, clock=built.clock, snapshot_every=SNAPSHOT_EVERY) as store:
+            store.rebuild_projections(["catalog"])
+            assert False is store.verify().ok  # the catalog alone does not touch the snapshots
+            store.rebuild_projections(["messages"])
+            assert (True, 0) == (store.verify().ok, store.stats().snapshots)
+            assert store.compact("alice")
+            assert (True, 1) == (store.verify().ok, store.stats().snapshots)
+            assert "alice says 03" in [m.content for m in store.session_at("alice").messages]
 
     def test_missing_blob(self, built):
         """A snapshot whose message blobs are gone is reported for its session."""

@@ -172,8 +172,10 @@ def verify(env: Env, as_json: bool) -> None:
 def rebuild(env: Env, as_json: bool) -> None:
     """Rebuild the read models from the event log.
 
-    Drops the session list and the message lists and folds them again from
-    the log, in one transaction.
+    Drops the session list, the message lists and the search index and folds
+    them again from the log. Snapshots (copies of the message lists) are
+    dropped too, and taken again as sessions grow; run it when verify reports
+    a damaged read model or snapshot.
 
     \b
     Example:
