@@ -151,7 +151,7 @@ def read_blob(txn: Transaction, snapshots: SnapshotStore, stream_id: int, digest
     """The ``count`` messages of one snapshot blob."""
     try:
         entries = decode_entries(snapshots.get_blob(txn, stream_id, bytes.fromhex(digest)))
-    except (DamagedChunk, ValueError) as exc:
+    except ValueError as exc:  # a damaged blob (DamagedChunk) or digest
         raise StoreCorrupted(f"a snapshot of stream {stream_id} is damaged: {exc}") from None
     if len(entries) != count:
         raise StoreCorrupted(f"a snapshot blob of stream {stream_id} holds {len(entries)} messages, not {count}")
