@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
-__all__ = ["Clock", "system_clock", "to_micros", "from_micros", "stored_micros"]
+__all__ = ["Clock", "system_clock", "to_micros", "from_micros", "stored_micros", "MIN_MICROS", "MAX_MICROS"]
 
 #: A zero-argument callable returning an aware UTC datetime.
 Clock = Callable[[], datetime]
@@ -38,3 +38,8 @@ def stored_micros(value: object) -> int:
     if type(value) is not int:
         raise TypeError(f"expected a time in µs, found {type(value).__name__}")
     return value
+
+
+#: The times a datetime can hold, in µs since the epoch: a stored time outside them is damaged.
+MIN_MICROS = to_micros(datetime.min.replace(tzinfo=timezone.utc))
+MAX_MICROS = to_micros(datetime.max.replace(tzinfo=timezone.utc))

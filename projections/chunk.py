@@ -27,6 +27,7 @@ from typing import Iterable, Iterator, Sequence
 
 import orjson
 
+from eventstore._time import MAX_MICROS, MIN_MICROS
 from eventstore._values import trusted_messages
 
 from .session import Entry
@@ -172,10 +173,12 @@ def _sections(value: bytes) -> tuple[Sequence[int], Sequence[int], list[str], in
     except IndexError:
         raise DamagedChunk("a role index is outside the role table") from None
     columns = _COLUMNS[count].unpack_from(value, _HEADER.size)
-    sizes = columns[count:]
+    micros, sizes = columns[:count], columns[count:]
     if text_at + sum(sizes) != len(value):
         raise DamagedChunk(f"the contents take {len(value) - text_at} bytes, not the {sum(sizes)} recorded")
-    return columns[:count], sizes, roles, text_at
+    if count and (min(micros) < MIN_MICROS or max(micros) > MAX_MICROS):
+        raise DamagedChunk("a time is outside what a datetime can hold")
+    return micros, sizes, roles, text_at
 
 
 def _contents(value: bytes, sizes: Sequence[int], text_at: int) -> list[str]:

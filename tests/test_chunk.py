@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from eventstore import ChatMessage
+from eventstore._time import MAX_MICROS, MIN_MICROS
 from projections.chunk import (
     CHUNK_BYTES,
     CHUNK_MESSAGES,
@@ -24,7 +25,7 @@ from projections.session import Entry
 texts = st.text(st.characters(exclude_categories=("Cs",)), max_size=300)  # any str but lone surrogates
 roles = st.sampled_from(["user", "assistant", "system", "tool", "función", "🤖"])
 entries = st.builds(lambda role, content, micros: (ChatMessage(role, content), micros),
-                    roles, texts, st.integers(-(2**63), 2**63 - 1))
+                    roles, texts, st.integers(MIN_MICROS, MAX_MICROS))  # any time a datetime holds
 # Edits of the last chunk: ("append", entry) or ("pop", None).
 edits = st.lists(st.one_of(st.tuples(st.just("append"), entries), st.just(("pop", None))), max_size=80)
 
@@ -116,6 +117,7 @@ GOOD = built([(ChatMessage.user("hello"), 1), (ChatMessage.assistant("héllo �
     (GOOD.replace(b'["user","assistant"]', b'["user""assistant"]'), "role table"),
     (GOOD.replace(b'["user","assistant"]', b'["","user","assist"]'), "role table"),
     (GOOD.replace(b"\x00\x01[", b"\x00\x07["), "outside the role table"),
+    (GOOD[:8] + b"\x7f" + GOOD[9:], "time is outside"),  # the first time's high byte: year 9999 and beyond
 ])
 def test_damaged_bytes_are_refused(damaged, why):
     """Bytes that do not follow the layout raise ``DamagedChunk`` (a ValueError) saying what is wrong,
