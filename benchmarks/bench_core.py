@@ -938,6 +938,8 @@ def main(argv: list[str] | None = None) -> int:
     print(render_breakdown(bench.breakdown))
     print()
     print(render_targets(checks))
+    if args.quick:
+        print("  (a smoke run: too few samples, and stores too young, to judge the targets; run without --quick)")
     for title, text in bench.profiled.items():
         print()
         print(f"Profile of ours (cProfile, inflates Python-level costs): {title}")
