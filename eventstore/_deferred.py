@@ -1,6 +1,6 @@
 """The search index as a deferred read model: left behind by commands, brought up to the log by reads.
 
-Indexing a message inline would about double a durable append (``bench_search``
+Indexing a message inline would add 70-90% to a durable append (``bench_search``
 measures it), so a command commits without touching the index and every search
 first brings it up to date. A few missing events are folded in memory for that
 one read (read-your-writes without a write). More are folded in a read
