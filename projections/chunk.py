@@ -76,8 +76,7 @@ class Chunk:
         if not count:
             raise DamagedChunk("a stored chunk holds no message")
         chunk = cls()
-        sizes_at = _HEADER.size + _MICROS.size * count
-        roles_at = sizes_at + _SIZE.size * count
+        sizes_at, roles_at = _HEADER.size + _MICROS.size * count, _roles_at(count)
         chunk.table = list(_table(value[roles_at + count:text_at]))  # a copy: the cached one is shared
         chunk.micros = bytearray(value[_HEADER.size:sizes_at])
         chunk.sizes = bytearray(value[sizes_at:roles_at])
