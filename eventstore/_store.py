@@ -187,6 +187,10 @@ class SessionStore:
         _check_index(cache_sessions, "cache_sessions")
         if not isinstance(path, (str, os.PathLike)) or (isinstance(path, str) and not path) or "\x00" in str(path):
             raise InvalidArgument(f"path must be a non-empty str or os.PathLike without NUL, not {path!r:.60}")
+        try:
+            os.fsencode(path)
+        except UnicodeEncodeError:
+            raise InvalidArgument(f"path {path!r:.60} cannot be encoded for the file system") from None
         if clock is not None and not callable(clock):
             raise InvalidArgument(f"clock must be a callable returning an aware datetime, not {clock!r:.60}")
         durability = _durability(durable)

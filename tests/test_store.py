@@ -950,6 +950,13 @@ class TestBadArguments:
         assert str(caught.value)
         assert before == (head_position(store), read_models(store))
 
+    def test_unencodable_path(self, tmp_path):
+        """A path the file system cannot name (a lone surrogate) is a bad argument, and nothing is created."""
+        for bad in ("\ud800", tmp_path / "x\ud800y"):
+            with pytest.raises(InvalidArgument, match="cannot be encoded"):
+                SessionStore(bad)
+        assert [] == list(tmp_path.iterdir())
+
     def test_bad_snapshot_every(self, store_path):
         """``snapshot_every`` must be a positive int."""
         for bad in (0, -1, 1.5, True, "5"):
