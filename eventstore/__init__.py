@@ -23,7 +23,7 @@ from ._errors import (
     InvalidVersion,
     WrongExpectedVersion,
 )
-from ._environment import Durability
+from .storage import Durability
 from ._store import DEFAULT_SEARCH_LIMIT, ProjectionCheckpoint, SessionStore, StoreStats
 from ._values import (
     MAX_KEY_BYTES,

@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 from projections.readmodel import ReadModel
 from projections.session import Entry, SessionSnapshot, empty_head, step
 
-from ._environment import Transaction
+from .storage import ReadTransaction
 from ._errors import EventStoreError
 from ._folding import SnapshotRecord, read_blob, read_snapshot_record, to_recorded
 from ._log import GENESIS_HASH, EventLog, chain_hash
@@ -45,7 +45,7 @@ class _Session:
         return SessionSnapshot(self.head, tuple(self.messages))
 
 
-def verify(txn: Transaction, log: EventLog, snapshots: SnapshotStore, read_models: Sequence[ReadModel],
+def verify(txn: ReadTransaction, log: EventLog, snapshots: SnapshotStore, read_models: Sequence[ReadModel],
            progress: Progress | None = None) -> VerifyReport:
     """Check the chain, the stream index, the snapshots and every read model against the log."""
     problems: list[str] = []
@@ -126,7 +126,7 @@ def verify(txn: Transaction, log: EventLog, snapshots: SnapshotStore, read_model
     return VerifyReport(not problems, checked, problems)
 
 
-def _check_snapshot(txn: Transaction, snapshots: SnapshotStore, stream_id: int, version: int, event_hash: bytes,
+def _check_snapshot(txn: ReadTransaction, snapshots: SnapshotStore, stream_id: int, version: int, event_hash: bytes,
                     session: _Session) -> list[str]:
     where = f"snapshot of {session.head.key!r} at version {version}"
     problems = []
@@ -143,7 +143,7 @@ def _check_snapshot(txn: Transaction, snapshots: SnapshotStore, stream_id: int, 
     return problems
 
 
-def _blobs_match(txn: Transaction, snapshots: SnapshotStore, stream_id: int, record: SnapshotRecord,
+def _blobs_match(txn: ReadTransaction, snapshots: SnapshotStore, stream_id: int, record: SnapshotRecord,
                  session: _Session) -> bool:
     """Whether the snapshot's blobs hold the session's messages.
 

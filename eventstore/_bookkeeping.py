@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from ._codec import decode_value, encode_value
-from ._environment import Environment, Transaction
+from .storage import ReadTransaction, Storage, WriteTransaction
 from ._values import ImportReceipt
 
 __all__ = ["IdempotencyRecords", "ImportReceipts"]
@@ -21,37 +21,37 @@ __all__ = ["IdempotencyRecords", "ImportReceipts"]
 class IdempotencyRecords:
     """The result of every command given an idempotency key, by session key and idempotency key."""
 
-    def __init__(self, environment: Environment) -> None:
-        self._db = environment.open_db(b"facade.idempotency")
+    def __init__(self, storage: Storage) -> None:
+        self._db = storage.space("facade.idempotency")
 
     @staticmethod
     def _key(session_key: str, idempotency_key: str) -> bytes:
         return hashlib.sha256(orjson.dumps([session_key, idempotency_key])).digest()
 
-    def get(self, txn: Transaction, session_key: str, idempotency_key: str) -> Any | None:
-        raw = txn.get(self._key(session_key, idempotency_key), db=self._db)
+    def get(self, txn: ReadTransaction, session_key: str, idempotency_key: str) -> Any | None:
+        raw = txn.get(self._db, self._key(session_key, idempotency_key))
         return None if raw is None else orjson.loads(raw)
 
-    def put(self, txn: Transaction, session_key: str, idempotency_key: str, outcome: Any) -> None:
-        txn.put(self._key(session_key, idempotency_key), orjson.dumps(outcome), db=self._db)
+    def put(self, txn: WriteTransaction, session_key: str, idempotency_key: str, outcome: Any) -> None:
+        txn.put(self._db, self._key(session_key, idempotency_key), orjson.dumps(outcome))
 
 
 class ImportReceipts:
     """One receipt per imported source, so that importing it again adds nothing."""
 
-    def __init__(self, environment: Environment) -> None:
-        self._db = environment.open_db(b"facade.imports")
+    def __init__(self, storage: Storage) -> None:
+        self._db = storage.space("facade.imports")
 
     @staticmethod
     def _key(source: str) -> bytes:
         return hashlib.sha256(source.encode()).digest()  # sources may be longer than an LMDB key
 
-    def get(self, txn: Transaction, source: str) -> ImportReceipt | None:
-        raw = txn.get(self._key(source), db=self._db)
+    def get(self, txn: ReadTransaction, source: str) -> ImportReceipt | None:
+        raw = txn.get(self._db, self._key(source))
         return None if raw is None else decode_value(raw, ImportReceipt)
 
-    def put(self, txn: Transaction, receipt: ImportReceipt) -> None:
-        txn.put(self._key(receipt.source), encode_value(receipt), db=self._db)
+    def put(self, txn: WriteTransaction, receipt: ImportReceipt) -> None:
+        txn.put(self._db, self._key(receipt.source), encode_value(receipt))
 
-    def all(self, txn: Transaction) -> list[ImportReceipt]:
-        return [decode_value(raw, ImportReceipt) for raw in txn.cursor(db=self._db).iternext(keys=False)]
+    def all(self, txn: ReadTransaction) -> list[ImportReceipt]:
+        return [decode_value(raw, ImportReceipt) for _, raw in txn.scan(self._db)]

@@ -18,7 +18,7 @@ from projections.readmodel import Checkpoints
 from projections.search import SearchIndex
 from projections.session import Entry, SessionSnapshot
 
-from ._environment import Transaction
+from .storage import ReadTransaction, WriteTransaction
 from ._errors import EventStoreError, StoreReadOnly
 from ._folding import LogChange, log_changes
 from ._log import EventLog, StoredEvent, stream_runs
@@ -34,8 +34,8 @@ OVERLAY_UP_TO = 32
 #: How often a long fold reports progress, in events.
 _PROGRESS_EVERY = 1000
 
-Read = Callable[[], ContextManager[Transaction]]
-Write = Callable[[Callable[[Transaction], R]], R]
+Read = Callable[[], ContextManager[ReadTransaction]]
+Write = Callable[[Callable[[WriteTransaction], R]], R]
 
 
 class DeferredSearch:
@@ -52,7 +52,7 @@ class DeferredSearch:
         self._read, self._write = read, write
         self._readonly, self._path = readonly, path
 
-    def lag(self, txn: Transaction) -> int | None:
+    def lag(self, txn: ReadTransaction) -> int | None:
         """How far the index is behind the log (0: current); ``None``: another code version built it.
 
         An index never built (no checkpoint) is empty: it is behind by the whole log.
@@ -66,14 +66,14 @@ class DeferredSearch:
         with self._read() as txn:
             return self.lag(txn) is None
 
-    def pending(self, txn: Transaction) -> Iterator[tuple[int, list[LogChange]]]:
+    def pending(self, txn: ReadTransaction) -> Iterator[tuple[int, list[LogChange]]]:
         """The events the index has not applied, in runs of one session's."""
         checkpoint = self._checkpoints.get(txn, self.index.name)
         after = 0 if checkpoint is None else checkpoint[1]
         for stream_id, run in stream_runs(self._log.read_all(txn, after)):
             yield stream_id, list(log_changes(run))
 
-    def query(self, run: Callable[[object, Transaction], R]) -> R:
+    def query(self, run: Callable[[object, ReadTransaction], R]) -> R:
         """``run(view, txn)`` on the index as of every committed event (read-your-writes).
 
         A current index is read as it is. One that lacks a few events (at most
@@ -95,7 +95,7 @@ class DeferredSearch:
             if self.lag(txn) == 0:
                 return run(index.reader(txn, read_only=True), txn)
 
-        def body(txn: Transaction) -> R:  # writers keep the index behind: catch up and read in one transaction
+        def body(txn: WriteTransaction) -> R:  # writers keep the index behind: catch up and read in one transaction
             self.catch_up_in(txn)
             return run(index.reader(txn), txn)
 
@@ -120,7 +120,7 @@ class DeferredSearch:
                 last = _fold_runs(index, writer, stream_runs(self._log.read_all(txn, after)), progress)[0] or after
                 writer.settle()
 
-            def body(txn: Transaction) -> int | None:
+            def body(txn: WriteTransaction) -> int | None:
                 if self._checkpoints.get(txn, index.name) != checkpoint:
                     return None  # another catch-up or rebuild got there first: start again from it
                 index.write(writer, txn)
@@ -134,7 +134,7 @@ class DeferredSearch:
                 if last >= head:
                     return applied
 
-    def catch_up_in(self, txn: Transaction) -> int:
+    def catch_up_in(self, txn: WriteTransaction) -> int:
         """Apply every event after the index's checkpoint inside ``txn`` (a write the caller owns)."""
         index = self.index
         checkpoint = self._checkpoints.get(txn, index.name)
@@ -147,7 +147,7 @@ class DeferredSearch:
             self._checkpoints.put(txn, index.name, index.code_version, max(last, after))
         return max(last - after, 0)
 
-    def _fold(self, txn: Transaction, entries: Iterable[StoredEvent]) -> int:
+    def _fold(self, txn: WriteTransaction, entries: Iterable[StoredEvent]) -> int:
         """Fold stored events into the index, ``DEFERRED_BATCH`` at a time; return the last position."""
         runs, last, full = stream_runs(entries), 0, True
         while full:
@@ -156,7 +156,7 @@ class DeferredSearch:
             last = reached or last
         return last
 
-    def checker(self, txn: Transaction) -> _IndexCheck:
+    def checker(self, txn: ReadTransaction) -> _IndexCheck:
         """The index as ``verify`` checks it (a read model's ``check``)."""
         return _IndexCheck(self, self.lag(txn))
 
@@ -191,7 +191,7 @@ class _IndexCheck:
     def __init__(self, search: DeferredSearch, lag: int | None) -> None:
         self._search, self._lag = search, lag
 
-    def check(self, txn: Transaction, sessions: Mapping[int, SessionSnapshot]) -> list[str]:
+    def check(self, txn: ReadTransaction, sessions: Mapping[int, SessionSnapshot]) -> list[str]:
         index = self._search.index
         if self._lag is None:
             return ["search: the index was built by another code version and must be rebuilt"]
@@ -207,7 +207,7 @@ class _IndexCheck:
 class SessionTexts:
     """Messages of sessions, read once per query through one transaction (for phrase checks and hits)."""
 
-    def __init__(self, messages: MessageLists, txn: Transaction) -> None:
+    def __init__(self, messages: MessageLists, txn: ReadTransaction) -> None:
         self._messages, self._txn = messages, txn
         self._contents: dict[int, list[str]] = {}
         self._entries: dict[int, list[Entry]] = {}

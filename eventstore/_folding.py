@@ -30,7 +30,7 @@ from projections.session import (
 )
 
 from ._codec import bulk_decoding, decode_event, decode_value, encode_value
-from ._environment import Transaction
+from .storage import ReadTransaction, WriteTransaction
 from ._errors import EventStoreError, IncompatibleStore, StoreCorrupted
 from ._log import EventLog, StoredEvent
 from ._snapshots import SnapshotStore
@@ -57,7 +57,7 @@ class SnapshotRecord:
     counts: list[int]
 
 
-def take_snapshot(txn: Transaction, log: EventLog, snapshots: SnapshotStore, stream_id: int, head: SessionHead,
+def take_snapshot(txn: WriteTransaction, log: EventLog, snapshots: SnapshotStore, stream_id: int, head: SessionHead,
                   chunks_from: Callable[[int], list[bytes] | None], event_hash: bytes,
                   recent: Sequence[Change] = ()) -> None:
     """Store the session as it is now as the snapshot of its version (``head.version``, whose event hash is
@@ -113,7 +113,7 @@ def _event_type(type_name: str) -> type[SessionEvent]:
     return kind
 
 
-def read_snapshot(txn: Transaction, snapshots: SnapshotStore, stream_id: int, data: bytes
+def read_snapshot(txn: ReadTransaction, snapshots: SnapshotStore, stream_id: int, data: bytes
                   ) -> tuple[SnapshotRecord, SessionSnapshot] | None:
     """The snapshot and the session it holds; ``None`` if it has another layout.
 
@@ -147,7 +147,7 @@ def read_snapshot_record(stream_id: int, data: bytes) -> SnapshotRecord | None:
     return record
 
 
-def read_blob(txn: Transaction, snapshots: SnapshotStore, stream_id: int, digest: str, count: int) -> list[Entry]:
+def read_blob(txn: ReadTransaction, snapshots: SnapshotStore, stream_id: int, digest: str, count: int) -> list[Entry]:
     """The ``count`` messages of one snapshot blob."""
     try:
         entries = decode_entries(snapshots.get_blob(txn, stream_id, bytes.fromhex(digest)))
@@ -197,7 +197,7 @@ def _recorded_at(entry: StoredEvent) -> datetime:
         raise StoreCorrupted(f"position {entry.position}: the recorded time is damaged") from None
 
 
-def fold_stream(txn: Transaction, log: EventLog, snapshots: SnapshotStore, stream_id: int, key: str,
+def fold_stream(txn: ReadTransaction, log: EventLog, snapshots: SnapshotStore, stream_id: int, key: str,
                 version: int) -> SessionSnapshot:
     """The session after its ``version``-th event; costs the events since the nearest snapshot."""
     state, start = empty_snapshot(key), 0

@@ -34,7 +34,7 @@ from typing import Iterable, Iterator, Sequence
 import attrs
 
 from ._codec import EncodedEvent
-from ._environment import Environment, Transaction
+from .storage import ReadTransaction, Storage, WriteTransaction
 from ._errors import IncompatibleStore, StoreCorrupted, WrongExpectedVersion
 
 __all__ = ["EventLog", "StoredEvent", "Original", "GENESIS_HASH"]
@@ -97,23 +97,27 @@ def chain_hash(previous: bytes, position: int, key: str, version: int, recorded_
 class EventLog:
     """Append and read events inside transactions the caller owns."""
 
-    def __init__(self, environment: Environment) -> None:
-        self._events = environment.open_db(b"log.events")
-        self._streams = environment.open_db(b"log.streams")
-        self._keys = environment.open_db(b"log.keys")
-        self._stream_keys = environment.open_db(b"log.stream_keys")
-        self._meta = environment.open_db(b"log.meta")
-        if environment.readonly:
-            with environment.read() as txn:
-                self._check_format(txn, writable=False)
+    def __init__(self, storage: Storage) -> None:
+        self._events = storage.space("log.events")
+        self._streams = storage.space("log.streams")
+        self._keys = storage.space("log.keys")
+        self._stream_keys = storage.space("log.stream_keys")
+        self._meta = storage.space("log.meta")
+        if storage.readonly:
+            with storage.read() as txn:
+                self._check_format(txn)
         else:
-            environment.write(lambda txn: self._check_format(txn, writable=True))
+            storage.write(self._mark_format)
 
-    def _check_format(self, txn: Transaction, writable: bool) -> None:
-        stored = txn.get(b"format", db=self._meta)
+    def _mark_format(self, txn: WriteTransaction) -> None:
+        if txn.get(self._meta, b"format") is None:
+            txn.put(self._meta, b"format", str(LOG_FORMAT).encode())
+        else:
+            self._check_format(txn)
+
+    def _check_format(self, txn: ReadTransaction) -> None:
+        stored = txn.get(self._meta, b"format")
         if stored is None:
-            if writable:
-                txn.put(b"format", str(LOG_FORMAT).encode(), db=self._meta)
             return
         if not re.fullmatch(rb"[1-9][0-9]{0,40}", bytes(stored)):
             raise StoreCorrupted(f"the store's format marker is damaged ({bytes(stored)[:20]!r})")
@@ -125,13 +129,13 @@ class EventLog:
 
     # -- streams ------------------------------------------------------------------
 
-    def stream_id(self, txn: Transaction, key: str) -> int | None:
+    def stream_id(self, txn: ReadTransaction, key: str) -> int | None:
         """The stream id of ``key``, or ``None`` if the key never had an event.
 
         Raises:
             StoreCorrupted: the key index leads to another session's stream.
         """
-        found = txn.get(hashlib.sha256(key.encode()).digest(), db=self._keys)
+        found = txn.get(self._keys, hashlib.sha256(key.encode()).digest())
         if found is None:
             return None
         if len(found) != _U64.size:
@@ -141,7 +145,7 @@ class EventLog:
             raise StoreCorrupted(f"the key index leads {key!r} to another session's stream")
         return stream_id
 
-    def key_index_problems(self, txn: Transaction) -> list[str]:
+    def key_index_problems(self, txn: ReadTransaction) -> list[str]:
         """Where the key index and the stream keys disagree (for ``verify``)."""
         problems = []
         for stream_id, key in self.stream_ids(txn):
@@ -152,15 +156,15 @@ class EventLog:
                 continue
             if found != stream_id:
                 problems.append(f"the key index does not lead {key!r} to its stream {stream_id}")
-        keys, streams = txn.stat(self._keys)["entries"], txn.stat(self._stream_keys)["entries"]
+        keys, streams = txn.count(self._keys), txn.count(self._stream_keys)
         if keys != streams:
             problems.append(f"the key index has {keys} entries for {streams} session keys")
         return problems
 
-    def stream_key(self, txn: Transaction, stream_id: int) -> str:
+    def stream_key(self, txn: ReadTransaction, stream_id: int) -> str:
         """The session key of a stream id."""
         # No cache: a write transaction that later aborts could fill it with a key that never existed.
-        raw = txn.get(_U64.pack(stream_id), db=self._stream_keys)
+        raw = txn.get(self._stream_keys, _U64.pack(stream_id))
         if raw is None:
             raise StoreCorrupted(f"stream {stream_id} has no session key")
         try:
@@ -168,39 +172,36 @@ class EventLog:
         except UnicodeDecodeError:
             raise StoreCorrupted(f"the session key of stream {stream_id} is damaged") from None
 
-    def stream_version(self, txn: Transaction, stream_id: int) -> int:
+    def stream_version(self, txn: ReadTransaction, stream_id: int) -> int:
         """The version of the stream's latest event (0 for none)."""
-        cursor = txn.cursor(db=self._streams)
-        if cursor.set_range(_STREAM_KEY.pack(stream_id + 1, 0)):
-            if not cursor.prev():
-                return 0
-        elif not cursor.last():
+        found = txn.before(self._streams, _STREAM_KEY.pack(stream_id + 1, 0))
+        if found is None:
             return 0
-        found_stream, version = _STREAM_KEY.unpack(cursor.key())
+        found_stream, version = _STREAM_KEY.unpack(found[0])
         return version if found_stream == stream_id else 0
 
-    def _create_stream(self, txn: Transaction, key: str) -> int:
-        cursor = txn.cursor(db=self._stream_keys)
-        stream_id = _U64.unpack(cursor.key())[0] + 1 if cursor.last() else 1
-        txn.put(hashlib.sha256(key.encode()).digest(), _U64.pack(stream_id), db=self._keys)
-        txn.put(_U64.pack(stream_id), key.encode(), db=self._stream_keys)
+    def _create_stream(self, txn: WriteTransaction, key: str) -> int:
+        last = txn.last(self._stream_keys)
+        stream_id = _U64.unpack(last[0])[0] + 1 if last else 1
+        txn.put(self._keys, hashlib.sha256(key.encode()).digest(), _U64.pack(stream_id))
+        txn.put(self._stream_keys, _U64.pack(stream_id), key.encode())
         return stream_id
 
     # -- appending ------------------------------------------------------------------
 
-    def head(self, txn: Transaction) -> tuple[int, bytes, int]:
+    def head(self, txn: ReadTransaction) -> tuple[int, bytes, int]:
         """(position, hash, recorded time) of the latest event; (0, genesis, 0) for an empty log."""
-        cursor = txn.cursor(db=self._events)
-        if not cursor.last():
+        last = txn.last(self._events)
+        if last is None:
             return 0, GENESIS_HASH, 0
         # Only the envelope: appending must not depend on decoding (or re-hashing) the last payload.
         try:
-            fields = _RECORD.unpack_from(cursor.value())
-            return _U64.unpack(cursor.key())[0], fields[8], fields[4]
+            fields = _RECORD.unpack_from(last[1])
+            return _U64.unpack(last[0])[0], fields[8], fields[4]
         except struct.error:
             raise StoreCorrupted("the last event record is damaged") from None
 
-    def append(self, txn: Transaction, key: str, events: Sequence[EncodedEvent], recorded_at: int,
+    def append(self, txn: WriteTransaction, key: str, events: Sequence[EncodedEvent], recorded_at: int,
                expected_version: int | None = None, originals: Sequence[Original] | None = None
                ) -> list[StoredEvent]:
         """Append ``events`` to the stream of ``key``; return them as stored.
@@ -240,10 +241,9 @@ class EventLog:
             type_bytes = encoded.type_name.encode()
             record = _RECORD.pack(LOG_FORMAT, flags, stream_id, version, recorded_at, event_id,
                                   encoded.schema_version, digest, link, len(type_bytes))
-            if not txn.put(_U64.pack(position), record + type_bytes + encoded.payload,
-                           db=self._events, append=True, overwrite=False):
+            if not txn.append(self._events, _U64.pack(position), record + type_bytes + encoded.payload):
                 raise StoreCorrupted(f"position {position} is already taken")
-            txn.put(_STREAM_KEY.pack(stream_id, version), _U64.pack(position), db=self._streams)
+            txn.put(self._streams, _STREAM_KEY.pack(stream_id, version), _U64.pack(position))
             stored_events.append(StoredEvent(position, stream_id, key, version, recorded_at, event_id,
                                              encoded, digest, link, bool(flags)))
             previous_hash = link
@@ -251,105 +251,99 @@ class EventLog:
 
     # -- reading --------------------------------------------------------------------
 
-    def read_stream(self, txn: Transaction, stream_id: int, after_version: int = 0,
+    def read_stream(self, txn: ReadTransaction, stream_id: int, after_version: int = 0,
                     up_to_version: int | None = None) -> Iterator[StoredEvent]:
         """The stream's events with ``after_version < version <= up_to_version``, oldest first."""
         keys: dict[int, str] = {}
         for position in self._stream_positions(txn, stream_id, after_version, up_to_version):
             yield self._read(txn, position, keys)
 
-    def stream_type_names(self, txn: Transaction, stream_id: int, after_version: int, up_to_version: int
+    def stream_type_names(self, txn: ReadTransaction, stream_id: int, after_version: int, up_to_version: int
                           ) -> Iterator[str]:
         """The type names of the stream's events with ``after_version < version <= up_to_version``.
 
         Reads only the records' envelopes: no payload is copied, checked or decoded.
         """
         for position in self._stream_positions(txn, stream_id, after_version, up_to_version):
-            raw = txn.get(_U64.pack(position), db=self._events)
+            raw = txn.get(self._events, _U64.pack(position))
             try:
-                fields = _RECORD.unpack_from(raw)
+                fields = _RECORD.unpack_from(raw)  # type: ignore[arg-type]
                 if fields[0] != LOG_FORMAT:
                     raise ValueError(f"record layout {fields[0]}")
                 yield bytes(raw[_RECORD.size:_RECORD.size + fields[-1]]).decode()
             except (struct.error, TypeError, ValueError, UnicodeDecodeError):
                 raise StoreCorrupted(f"position {position}: the event record is missing or damaged") from None
 
-    def _stream_positions(self, txn: Transaction, stream_id: int, after_version: int,
+    def _stream_positions(self, txn: ReadTransaction, stream_id: int, after_version: int,
                           up_to_version: int | None) -> Iterator[int]:
-        cursor = txn.cursor(db=self._streams)
-        if not cursor.set_range(_STREAM_KEY.pack(stream_id, after_version + 1)):
-            return
-        for raw_key, raw_position in cursor:
+        for raw_key, raw_position in txn.scan(self._streams, _STREAM_KEY.pack(stream_id, after_version + 1)):
             found_stream, version = _STREAM_KEY.unpack(raw_key)
             if found_stream != stream_id or (up_to_version is not None and version > up_to_version):
                 return
             yield _U64.unpack(raw_position)[0]
 
-    def read_position(self, txn: Transaction, position: int) -> StoredEvent:
+    def read_position(self, txn: ReadTransaction, position: int) -> StoredEvent:
         """The event at ``position``."""
         return self._read(txn, position, {})
 
-    def _read(self, txn: Transaction, position: int, keys: dict[int, str]) -> StoredEvent:
-        raw = txn.get(_U64.pack(position), db=self._events)
+    def _read(self, txn: ReadTransaction, position: int, keys: dict[int, str]) -> StoredEvent:
+        raw = txn.get(self._events, _U64.pack(position))
         if raw is None:
             raise StoreCorrupted(f"position {position}: the event is missing")
         return self._decode(txn, position, raw, keys)
 
-    def read_all(self, txn: Transaction, after_position: int = 0, limit: int | None = None) -> Iterator[StoredEvent]:
+    def read_all(self, txn: ReadTransaction, after_position: int = 0, limit: int | None = None) -> Iterator[StoredEvent]:
         """Events of every stream in global order, after ``after_position``."""
-        cursor = txn.cursor(db=self._events)
-        if not cursor.set_range(_U64.pack(after_position + 1)):
-            return
         keys: dict[int, str] = {}
-        for count, (raw_key, raw) in enumerate(cursor):
+        for count, (raw_key, raw) in enumerate(txn.scan(self._events, _U64.pack(after_position + 1))):
             if limit is not None and count >= limit:
                 return
             yield self._decode(txn, _U64.unpack(raw_key)[0], raw, keys)
 
-    def _recorded_at(self, txn: Transaction, position: int) -> int:
-        raw = txn.get(_U64.pack(position), db=self._events)
+    def _recorded_at(self, txn: ReadTransaction, position: int) -> int:
+        raw = txn.get(self._events, _U64.pack(position))
         try:
-            return _RECORD.unpack_from(raw)[4]
+            return _RECORD.unpack_from(raw)[4]  # type: ignore[arg-type,no-any-return]
         except (struct.error, TypeError):
             raise StoreCorrupted(f"position {position}: the event record is missing or damaged") from None
 
-    def redact(self, txn: Transaction, position: int, payload: bytes) -> None:
+    def redact(self, txn: WriteTransaction, position: int, payload: bytes) -> None:
         """Replace the payload at ``position``, keeping its digest, hash and everything else (invariant 8)."""
-        raw = txn.get(_U64.pack(position), db=self._events)
+        raw = txn.get(self._events, _U64.pack(position))
         if raw is None:
             raise StoreCorrupted(f"position {position}: the event is missing")
         type_end = _RECORD.size + _RECORD.unpack_from(raw)[-1]
         flagged = raw[:1] + bytes([raw[1] | _REDACTED_FLAG]) + raw[2:type_end]
-        txn.put(_U64.pack(position), flagged + payload, db=self._events)
+        txn.put(self._events, _U64.pack(position), flagged + payload)
 
-    def stream_position(self, txn: Transaction, stream_id: int, version: int) -> int | None:
+    def stream_position(self, txn: ReadTransaction, stream_id: int, version: int) -> int | None:
         """The global position of a stream's ``version``-th event, if the stream index has it."""
-        raw = txn.get(_STREAM_KEY.pack(stream_id, version), db=self._streams)
+        raw = txn.get(self._streams, _STREAM_KEY.pack(stream_id, version))
         return None if raw is None else _U64.unpack(raw)[0]
 
-    def stream_ids(self, txn: Transaction) -> Iterator[tuple[int, str]]:
+    def stream_ids(self, txn: ReadTransaction) -> Iterator[tuple[int, str]]:
         """Every stream id with its session key, in id order."""
-        for raw_id, raw_key in txn.cursor(db=self._stream_keys):
+        for raw_id, raw_key in txn.scan(self._stream_keys):
             try:
                 yield _U64.unpack(raw_id)[0], bytes(raw_key).decode()
             except (struct.error, UnicodeDecodeError):
                 raise StoreCorrupted("the stream keys are damaged") from None
 
-    def count(self, txn: Transaction) -> tuple[int, int]:
+    def count(self, txn: ReadTransaction) -> tuple[int, int]:
         """(entries in the event table, entries in the stream index)."""
-        return txn.stat(self._events)["entries"], txn.stat(self._streams)["entries"]
+        return txn.count(self._events), txn.count(self._streams)
 
-    def records(self, txn: Transaction) -> Iterator[tuple[int, StoredEvent | StoreCorrupted]]:
+    def records(self, txn: ReadTransaction) -> Iterator[tuple[int, StoredEvent | StoreCorrupted]]:
         """Every record by its stored position, damaged ones as the error they raise (for ``verify``)."""
         keys: dict[int, str] = {}
-        for raw_key, raw in txn.cursor(db=self._events):
+        for raw_key, raw in txn.scan(self._events):
             position = _U64.unpack(raw_key)[0] if len(raw_key) == _U64.size else -1
             try:
                 yield position, self._decode(txn, position, raw, keys)
             except StoreCorrupted as exc:
                 yield position, exc
 
-    def _decode(self, txn: Transaction, position: int, raw: bytes, keys: dict[int, str]) -> StoredEvent:
+    def _decode(self, txn: ReadTransaction, position: int, raw: bytes, keys: dict[int, str]) -> StoredEvent:
         """Decode a record; ``keys`` remembers session keys for the caller's one transaction."""
         try:
             (layout, flags, stream_id, version, recorded_at, event_id, schema_version,

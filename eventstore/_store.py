@@ -41,7 +41,8 @@ from ._deferred import DeferredSearch, SessionTexts
 from ._audit import Progress, verify
 from ._bookkeeping import IdempotencyRecords, ImportReceipts
 from ._folding import LogChange, fold_stream, log_changes, take_snapshot, to_recorded, view_of
-from ._environment import Durability, Environment, Transaction
+from .storage import Durability, ReadTransaction, WriteTransaction
+from .storage.lmdb import Environment
 from ._errors import (
     EventStoreError,
     IncompatibleStore,
@@ -229,12 +230,12 @@ class SessionStore:
         self._generation += 1  # database handles and transaction ids change (vacuum)
         self._log = EventLog(self._environment)
         self._snapshots = SnapshotStore(self._environment)
-        self._catalog = Catalog(self._environment.open_db)
-        self._messages = MessageLists(self._environment.open_db)
+        self._catalog = Catalog(self._environment.space)
+        self._messages = MessageLists(self._environment.space)
         self._read_models: tuple[ReadModel, ...] = (self._catalog, self._messages)
-        self._checkpoints = Checkpoints(self._environment.open_db)
+        self._checkpoints = Checkpoints(self._environment.space)
         # Not applied in the command's transaction: caught up before reads.
-        self._search = DeferredSearch(SearchIndex(self._environment.open_db), self._log, self._checkpoints,
+        self._search = DeferredSearch(SearchIndex(self._environment.space), self._log, self._checkpoints,
                                       self._read, self._write, self._readonly, self.path)
         self._idempotency = IdempotencyRecords(self._environment)
         self._receipts = ImportReceipts(self._environment)
@@ -354,7 +355,7 @@ class SessionStore:
         now = self._now_micros()
         cutoff = now - _check_count(ttl_hours, "ttl_hours") * 3600 * 1_000_000
 
-        def body(txn: Transaction) -> int:
+        def body(txn: WriteTransaction) -> int:
             stale = self._catalog.inactive_since(txn, cutoff)
             for head in stale:
                 self._record(txn, head.key, [SessionDeleted("stale")], now)
@@ -369,7 +370,7 @@ class SessionStore:
         """
         validate_key(key)
 
-        def body(txn: Transaction) -> bool:
+        def body(txn: WriteTransaction) -> bool:
             stream_id = self._log.stream_id(txn, key)
             if stream_id is None:
                 return False
@@ -416,7 +417,7 @@ class SessionStore:
         # One pass over the log for the inline models together, then one for the search index.
         total = events * (bool(inline) + (index in chosen))
         if inline:
-            def body(txn: Transaction) -> None:
+            def body(txn: WriteTransaction) -> None:
                 if self._messages in inline:
                     self._snapshots.clear(txn)
                 self._rebuild(txn, inline, None if progress is None else lambda done, _: progress(done, total))
@@ -473,7 +474,7 @@ class SessionStore:
         with self._read() as txn:
             # LMDB gives every committed write a new transaction id, in any process:
             # an unchanged id means an unchanged catalog.
-            snapshot_id = (self._generation, txn.id())
+            snapshot_id = (self._generation, txn.snapshot_id())
             cached = self._listing
             if cached is not None and cached[0] == snapshot_id:
                 return list(cached[1])
@@ -536,7 +537,7 @@ class SessionStore:
         if not words or not limit:
             return []
 
-        def run(view: object, txn: Transaction) -> list[SessionMetadata]:
+        def run(view: object, txn: ReadTransaction) -> list[SessionMetadata]:
             hits = self._search.index.search_sessions(view, words, limit,  # type: ignore[arg-type]
                                                       SessionTexts(self._messages, txn))
             return self._catalog.metadata_of(txn, [stream_id for stream_id, _ in hits])
@@ -556,7 +557,7 @@ class SessionStore:
         if not words or not limit:
             return []
 
-        def run(view: object, txn: Transaction) -> list[SearchHit]:
+        def run(view: object, txn: ReadTransaction) -> list[SearchHit]:
             texts = SessionTexts(self._messages, txn)
             found = []
             for stream_id, index, score in self._search.index.search_messages(view, words, limit,  # type: ignore
@@ -648,7 +649,7 @@ class SessionStore:
             raise InvalidArgument("restore needs a version or an as_of time")
         now = self._now_micros()
 
-        def body(txn: Transaction) -> int:
+        def body(txn: WriteTransaction) -> int:
             stream_id = self._log.stream_id(txn, key)
             target = self._resolve_version(txn, key, stream_id, version, as_of)
             if stream_id is None:
@@ -723,7 +724,7 @@ class SessionStore:
             raise InvalidArgument("a redaction needs a reason")
         now = self._now_micros()
 
-        def body(txn: Transaction) -> int:
+        def body(txn: WriteTransaction) -> int:
             stream_id = self._log.stream_id(txn, key)
             if stream_id is None:
                 return 0
@@ -756,7 +757,7 @@ class SessionStore:
         self._environment.vacuum(reopen=self._open_components)
         return before, self._environment.file_size()
 
-    def _resolve_version(self, txn: Transaction, key: str, stream_id: int | None, version: int | None,
+    def _resolve_version(self, txn: ReadTransaction, key: str, stream_id: int | None, version: int | None,
                          as_of: datetime | None) -> int:
         current = 0 if stream_id is None else self._log.stream_version(txn, stream_id)
         if version is not None and as_of is not None:
@@ -781,7 +782,7 @@ class SessionStore:
             raise InvalidVersion(f"session {key!r} has {current} versions; version {version} does not exist")
         return version
 
-    def _version_time(self, txn: Transaction, stream_id: int, version: int) -> int:
+    def _version_time(self, txn: ReadTransaction, stream_id: int, version: int) -> int:
         position = self._log.stream_position(txn, stream_id, version)
         if position is None:
             raise StoreCorrupted(f"stream {stream_id}: version {version} is missing from the stream index")
@@ -820,7 +821,7 @@ class SessionStore:
             if not isinstance(value, int if what == "size" else str) or isinstance(value, bool):
                 raise InvalidArgument(f"{what} has the wrong type: {value!r:.60}")
 
-        def body(txn: Transaction) -> ImportOutcome:
+        def body(txn: WriteTransaction) -> ImportOutcome:
             if source is not None:
                 earlier = self._receipts.get(txn, source)
                 if earlier is not None:
@@ -879,7 +880,7 @@ class SessionStore:
             progress(count, total)
         return count
 
-    def _replicate_batch(self, txn: Transaction, batch: Sequence[RecordedEvent]) -> int:
+    def _replicate_batch(self, txn: WriteTransaction, batch: Sequence[RecordedEvent]) -> int:
         for recorded in batch:
             expected = self._log.head(txn)[0] + 1
             if recorded.position != expected:
@@ -907,12 +908,12 @@ class SessionStore:
         """The time ``seconds`` ago in µs; a float, so that huge or infinite spans stay exact enough."""
         return self._now_micros() - seconds * 1_000_000
 
-    def _read(self) -> ContextManager[Transaction]:
+    def _read(self) -> ContextManager[ReadTransaction]:
         if self._closed:
             raise StoreClosed("the store is closed")
         return self._environment.read()
 
-    def _write(self, body: Callable[[Transaction], R]) -> R:
+    def _write(self, body: Callable[[WriteTransaction], R]) -> R:
         if self._closed:
             raise StoreClosed("the store is closed")
         if self._readonly:
@@ -943,7 +944,7 @@ class SessionStore:
 
         recorded: list[LogChange] = []
 
-        def body(txn: Transaction) -> tuple[R, int]:
+        def body(txn: WriteTransaction) -> tuple[R, int]:
             recorded.clear()  # the body runs again if the map had to grow
             if idempotency_key is not None:
                 earlier = self._idempotency.get(txn, key, idempotency_key)
@@ -982,7 +983,7 @@ class SessionStore:
             apply_edit(entries, message_edit(event))
         self._remember(key, committed[-1].version, tuple(entries))
 
-    def _record(self, txn: Transaction, key: str, events: Sequence[SessionEvent], now: int,
+    def _record(self, txn: WriteTransaction, key: str, events: Sequence[SessionEvent], now: int,
                 expected_version: int | None = None, originals: Sequence[Original] | None = None
                 ) -> list[LogChange]:
         stored = self._log.append(txn, key, [encode_event(e) for e in events], now, expected_version, originals)
@@ -1000,14 +1001,14 @@ class SessionStore:
             self._take_snapshot(txn, stream_id, key, stored[-1].version, stored[-1].hash, recorded)
         return recorded
 
-    def _take_snapshot(self, txn: Transaction, stream_id: int, key: str, version: int, event_hash: bytes,
+    def _take_snapshot(self, txn: WriteTransaction, stream_id: int, key: str, version: int, event_hash: bytes,
                        recent: Sequence[LogChange] = ()) -> None:
         """Snapshot the session at ``version``, its latest: the read models hold it as it is now."""
         head = self._catalog.head(txn, stream_id) or attrs.evolve(empty_head(key), version=version)
         take_snapshot(txn, self._log, self._snapshots, stream_id, head,
                       lambda start: self._messages.chunks_from(txn, stream_id, start), event_hash, recent)
 
-    def _outdated(self, txn: Transaction) -> list[ReadModel]:
+    def _outdated(self, txn: ReadTransaction) -> list[ReadModel]:
         head_position = self._log.head(txn)[0]
         for model in self._read_models:
             checkpoint = self._checkpoints.get(txn, model.name)
@@ -1017,7 +1018,7 @@ class SessionStore:
         return [model for model in self._read_models
                 if self._checkpoints.get(txn, model.name) != (model.code_version, head_position)]
 
-    def _rebuild_outdated(self, txn: Transaction) -> None:
+    def _rebuild_outdated(self, txn: WriteTransaction) -> None:
         """On open: rebuild inline models that are behind or of another code version. (A deferred model
         of another code version is rebuilt next, outside this transaction; one merely behind, or never
         built, catches up on its next read or ``catch_up``.)"""
@@ -1025,7 +1026,7 @@ class SessionStore:
         if outdated:
             self._rebuild(txn, outdated, self._rebuild_progress)
 
-    def _rebuild(self, txn: Transaction, models: Sequence[ReadModel], progress: Progress | None = None) -> None:
+    def _rebuild(self, txn: WriteTransaction, models: Sequence[ReadModel], progress: Progress | None = None) -> None:
         """Clear the inline ``models`` and fold the whole log into them, one pass for all.
 
         ``progress(done, total)`` counts events.
@@ -1048,7 +1049,7 @@ class SessionStore:
         if progress is not None:
             progress(total, total)
 
-    def _live(self, txn: Transaction, key: str) -> tuple[int, SessionHead] | None:
+    def _live(self, txn: ReadTransaction, key: str) -> tuple[int, SessionHead] | None:
         stream_id = self._log.stream_id(txn, key)
         if stream_id is None:
             return None

@@ -12,7 +12,6 @@ import struct
 from datetime import datetime, timezone
 from typing import Any, Iterator, Mapping, Sequence
 
-import lmdb
 import orjson
 
 from eventstore._codec import bulk_decoding
@@ -20,7 +19,9 @@ from eventstore._errors import StoreCorrupted
 from eventstore._time import to_micros
 from eventstore._values import SessionMetadata, SessionState
 
-from .readmodel import OpenDb
+from eventstore.storage import ReadTransaction, WriteTransaction
+
+from .readmodel import OpenSpace
 from .session import Change, SessionHead, SessionSnapshot, empty_head, evolve_head
 
 __all__ = ["Catalog"]
@@ -76,17 +77,17 @@ class Catalog:
     name = "catalog"
     code_version = 2
 
-    def __init__(self, open_db: OpenDb) -> None:
-        self._sessions = open_db(b"catalog.sessions")
-        self._activity = open_db(b"catalog.activity")
-        self._running = open_db(b"catalog.running")
+    def __init__(self, open_space: OpenSpace) -> None:
+        self._sessions = open_space("catalog.sessions")
+        self._activity = open_space("catalog.activity")
+        self._running = open_space("catalog.running")
 
-    def head(self, txn: lmdb.Transaction, stream_id: int) -> SessionHead | None:
+    def head(self, txn: ReadTransaction, stream_id: int) -> SessionHead | None:
         """The head of a live session, or ``None``."""
-        raw = txn.get(_ID.pack(stream_id), db=self._sessions)
+        raw = txn.get(self._sessions, _ID.pack(stream_id))
         return None if raw is None else _decode_head(raw)
 
-    def apply(self, txn: lmdb.Transaction, stream_id: int, events: Sequence[Change]) -> None:
+    def apply(self, txn: WriteTransaction, stream_id: int, events: Sequence[Change]) -> None:
         before = self.head(txn, stream_id)
         after = before or empty_head(events[0].session_key)
         for recorded in events:
@@ -95,29 +96,29 @@ class Catalog:
             self._unindex(txn, stream_id, before)
         if after.exists:
             row = _encode_head(after)
-            txn.put(_ID.pack(stream_id), row, db=self._sessions)
-            txn.put(self._activity_key(stream_id, after), row, db=self._activity)
+            txn.put(self._sessions, _ID.pack(stream_id), row)
+            txn.put(self._activity, self._activity_key(stream_id, after), row)
             if after.state is not None and after.state.turn_started_at is not None:
-                txn.put(_TIME_ID.pack(to_micros(after.state.turn_started_at), stream_id), b"", db=self._running)
+                txn.put(self._running, _TIME_ID.pack(to_micros(after.state.turn_started_at), stream_id), b"")
 
-    def _unindex(self, txn: lmdb.Transaction, stream_id: int, head: SessionHead) -> None:
-        txn.delete(_ID.pack(stream_id), db=self._sessions)
-        txn.delete(self._activity_key(stream_id, head), db=self._activity)
+    def _unindex(self, txn: WriteTransaction, stream_id: int, head: SessionHead) -> None:
+        txn.delete(self._sessions, _ID.pack(stream_id))
+        txn.delete(self._activity, self._activity_key(stream_id, head))
         if head.state is not None and head.state.turn_started_at is not None:
-            txn.delete(_TIME_ID.pack(to_micros(head.state.turn_started_at), stream_id), db=self._running)
+            txn.delete(self._running, _TIME_ID.pack(to_micros(head.state.turn_started_at), stream_id))
 
     @staticmethod
     def _activity_key(stream_id: int, head: SessionHead) -> bytes:
         assert head.last_activity is not None
         return _TIME_ID.pack(to_micros(head.last_activity), stream_id)
 
-    def clear(self, txn: lmdb.Transaction) -> None:
-        for db in (self._sessions, self._activity, self._running):
-            txn.drop(db, delete=False)
+    def clear(self, txn: WriteTransaction) -> None:
+        for space in (self._sessions, self._activity, self._running):
+            txn.clear(space)
 
     # -- queries ----------------------------------------------------------------------
 
-    def metadata_by_activity(self, txn: lmdb.Transaction, limit: int | None = None) -> list[SessionMetadata]:
+    def metadata_by_activity(self, txn: ReadTransaction, limit: int | None = None) -> list[SessionMetadata]:
         """Live sessions' metadata, most recent activity first."""
         rows = self._rows(txn, limit)
         parse = datetime.fromisoformat  # the times were written in UTC by _text; verify checks them
@@ -128,9 +129,9 @@ class Catalog:
         except (TypeError, ValueError, OverflowError) as exc:
             raise StoreCorrupted(f"the session catalog is damaged: {exc}") from None
 
-    def metadata_of(self, txn: lmdb.Transaction, stream_ids: Sequence[int]) -> list[SessionMetadata]:
+    def metadata_of(self, txn: ReadTransaction, stream_ids: Sequence[int]) -> list[SessionMetadata]:
         """Metadata of the live sessions among ``stream_ids``, in that order (for search results)."""
-        found = dict(txn.cursor(db=self._sessions).getmulti([_ID.pack(stream_id) for stream_id in stream_ids]))
+        found = txn.get_many(self._sessions, [_ID.pack(stream_id) for stream_id in stream_ids])
         values = [found[key] for key in map(_ID.pack, stream_ids) if key in found]
         parse = datetime.fromisoformat
         try:
@@ -140,13 +141,13 @@ class Catalog:
         except (orjson.JSONDecodeError, TypeError, ValueError, OverflowError) as exc:
             raise StoreCorrupted(f"the session catalog is damaged: {exc}") from None
 
-    def keys_by_activity(self, txn: lmdb.Transaction) -> list[str]:
+    def keys_by_activity(self, txn: ReadTransaction) -> list[str]:
         """Live session keys, most recent activity first."""
         return [row[0] for row in self._rows(txn, None)]
 
-    def _rows(self, txn: lmdb.Transaction, limit: int | None) -> list[list[Any]]:
+    def _rows(self, txn: ReadTransaction, limit: int | None) -> list[list[Any]]:
         values = []
-        for value in txn.cursor(db=self._activity).iterprev(keys=False, values=True):
+        for _, value in txn.scan(self._activity, reverse=True):
             if limit is not None and len(values) >= limit:
                 break
             values.append(value)
@@ -156,42 +157,42 @@ class Catalog:
         except orjson.JSONDecodeError as exc:
             raise StoreCorrupted(f"the session catalog is damaged: {exc}") from None
 
-    def heads(self, txn: lmdb.Transaction) -> Iterator[tuple[int, SessionHead]]:
+    def heads(self, txn: ReadTransaction) -> Iterator[tuple[int, SessionHead]]:
         """Every live session's stream id and head, by stream id."""
-        for raw_id, raw in txn.cursor(db=self._sessions):
+        for raw_id, raw in txn.scan(self._sessions):
             yield _ID.unpack(raw_id)[0], _decode_head(raw)
 
-    def running(self, txn: lmdb.Transaction) -> list[SessionHead]:
+    def running(self, txn: ReadTransaction) -> list[SessionHead]:
         """Running sessions, latest turn first."""
-        entries = txn.cursor(db=self._running).iterprev(values=False)
+        entries = txn.scan_keys(self._running, reverse=True)
         return [self._running_head(txn, raw) for raw in entries]
 
-    def running_since_before(self, txn: lmdb.Transaction, cutoff: int) -> list[SessionHead]:
+    def running_since_before(self, txn: ReadTransaction, cutoff: int) -> list[SessionHead]:
         """Running sessions whose turn started before ``cutoff`` µs, oldest turn first."""
         heads = []
-        for raw in txn.cursor(db=self._running).iternext(values=False):
+        for raw in txn.scan_keys(self._running):
             if _TIME_ID.unpack(raw)[0] >= cutoff:
                 break
             heads.append(self._running_head(txn, raw))
         return heads
 
-    def _running_head(self, txn: lmdb.Transaction, raw: bytes) -> SessionHead:
+    def _running_head(self, txn: ReadTransaction, raw: bytes) -> SessionHead:
         stream_id = _TIME_ID.unpack(raw)[1]
         head = self.head(txn, stream_id)
         if head is None:
             raise StoreCorrupted(f"the running index names stream {stream_id}, which has no session")
         return head
 
-    def inactive_since(self, txn: lmdb.Transaction, cutoff: int) -> list[SessionHead]:
+    def inactive_since(self, txn: ReadTransaction, cutoff: int) -> list[SessionHead]:
         """Live sessions whose last activity is before ``cutoff`` µs, oldest first."""
         heads = []
-        for raw_key, raw in txn.cursor(db=self._activity):
+        for raw_key, raw in txn.scan(self._activity):
             if _TIME_ID.unpack(raw_key)[0] >= cutoff:
                 break
             heads.append(_decode_head(raw))
         return heads
 
-    def check(self, txn: lmdb.Transaction, sessions: Mapping[int, SessionSnapshot]) -> list[str]:
+    def check(self, txn: ReadTransaction, sessions: Mapping[int, SessionSnapshot]) -> list[str]:
         """Problems where the stored catalog differs from ``sessions`` freshly folded from the log."""
         expected: dict[bytes, dict[bytes, bytes]] = {b"sessions": {}, b"activity": {}, b"running": {}}
         for stream_id, session in sessions.items():
@@ -214,9 +215,9 @@ class Catalog:
                                 "differs from the log")
         return problems
 
-    def dump(self, txn: lmdb.Transaction) -> dict[bytes, list[tuple[bytes, bytes]]]:
+    def dump(self, txn: ReadTransaction) -> dict[bytes, list[tuple[bytes, bytes]]]:
         """Every stored entry, for comparing a rebuilt catalog with an incremental one."""
-        return {name: [(bytes(k), bytes(v)) for k, v in txn.cursor(db=db)]
-                for name, db in ((b"sessions", self._sessions), (b"activity", self._activity),
-                                 (b"running", self._running))}
+        return {name: [(bytes(k), bytes(v)) for k, v in txn.scan(space)]
+                for name, space in ((b"sessions", self._sessions), (b"activity", self._activity),
+                                    (b"running", self._running))}
 

@@ -10,15 +10,14 @@ A removal or streaming update rewrites only the last chunk.
 from __future__ import annotations
 
 import struct
-from typing import Any, Mapping, Sequence
-
-import lmdb
+from typing import Any, Iterator, Mapping, Sequence
 
 from eventstore._codec import bulk_decoding
 from eventstore._errors import StoreCorrupted
+from eventstore.storage import ReadTransaction, WriteTransaction
 
 from .chunk import Chunk, DamagedChunk, decode_contents, decode_entries, layout, message_count
-from .readmodel import OpenDb
+from .readmodel import OpenSpace
 from .session import (
     AppendMessage,
     Change,
@@ -45,10 +44,10 @@ class MessageLists:
     name = "messages"
     code_version = 3
 
-    def __init__(self, open_db: OpenDb) -> None:
-        self._chunks = open_db(b"messages.chunks")
+    def __init__(self, open_space: OpenSpace) -> None:
+        self._chunks = open_space("messages.chunks")
 
-    def apply(self, txn: lmdb.Transaction, stream_id: int, events: Sequence[Change]) -> None:
+    def apply(self, txn: WriteTransaction, stream_id: int, events: Sequence[Change]) -> None:
         first, tail = 0, None  # the last chunk (its first index and columns) while a run of appends goes on
         for recorded in events:
             edit = message_edit(recorded)
@@ -70,7 +69,7 @@ class MessageLists:
         if tail is not None:
             self._put(txn, stream_id, first, tail.encode())
 
-    def _edit(self, txn: lmdb.Transaction, stream_id: int, edit: Any) -> None:
+    def _edit(self, txn: WriteTransaction, stream_id: int, edit: Any) -> None:
         if isinstance(edit, ClearMessages):
             self._delete_all(txn, stream_id)
         elif isinstance(edit, ReplaceMessages):
@@ -80,16 +79,16 @@ class MessageLists:
         else:
             self._edit_last(txn, stream_id, edit)
 
-    def _put(self, txn: lmdb.Transaction, stream_id: int, first: int, value: bytes) -> None:
-        txn.put(_CHUNK_KEY.pack(stream_id, first), value, db=self._chunks)
+    def _put(self, txn: WriteTransaction, stream_id: int, first: int, value: bytes) -> None:
+        txn.put(self._chunks, _CHUNK_KEY.pack(stream_id, first), value)
 
-    def _rewrite(self, txn: lmdb.Transaction, stream_id: int, entries: Sequence[Entry]) -> None:
+    def _rewrite(self, txn: WriteTransaction, stream_id: int, entries: Sequence[Entry]) -> None:
         """Replace the whole list, laying the chunks out as appending the messages one by one would."""
         self._delete_all(txn, stream_id)
         for first, value in layout(entries):
             self._put(txn, stream_id, first, value)
 
-    def _edit_last(self, txn: lmdb.Transaction, stream_id: int, edit: RemoveLastMessage | ReplaceLastMessage) -> None:
+    def _edit_last(self, txn: WriteTransaction, stream_id: int, edit: RemoveLastMessage | ReplaceLastMessage) -> None:
         found = self._last_chunk(txn, stream_id)
         if found is None:
             raise StoreCorrupted(f"stream {stream_id}: an event edits the last message, but there is none")
@@ -101,58 +100,49 @@ class MessageLists:
         if last.count:
             self._put(txn, stream_id, first, last.encode())
         else:
-            txn.delete(_CHUNK_KEY.pack(stream_id, first), db=self._chunks)
+            txn.delete(self._chunks, _CHUNK_KEY.pack(stream_id, first))
 
-    def _last_chunk(self, txn: lmdb.Transaction, stream_id: int) -> tuple[int, Chunk] | None:
-        cursor = txn.cursor(db=self._chunks)
-        found = cursor.prev() if cursor.set_range(_ID.pack(stream_id + 1)) else cursor.last()
-        if not found:
+    def _last_chunk(self, txn: ReadTransaction, stream_id: int) -> tuple[int, Chunk] | None:
+        found = txn.before(self._chunks, _ID.pack(stream_id + 1))
+        if found is None:
             return None
-        found_stream, first = _CHUNK_KEY.unpack(cursor.key())
+        found_stream, first = _CHUNK_KEY.unpack(found[0])
         if found_stream != stream_id:
             return None
         try:
-            return first, Chunk.parse(cursor.value())
+            return first, Chunk.parse(found[1])
         except DamagedChunk as exc:
             raise StoreCorrupted(f"the messages of stream {stream_id} are damaged: {exc}") from None
 
-    def _items(self, txn: lmdb.Transaction, stream_id: int, start: int = 0) -> list[tuple[int, bytes]]:
+    def _items(self, txn: ReadTransaction, stream_id: int, start: int = 0) -> list[tuple[int, bytes]]:
         """The stream's chunks, as (first index, value), from the one holding message ``start`` on."""
         prefix = _ID.pack(stream_id)
-        cursor = txn.cursor(db=self._chunks)
         if start == 0:  # from the stream's first chunk, wherever it begins (verify must see a stray one)
-            found = cursor.set_range(prefix)
-        else:  # the chunk holding ``start``: the stream's last one that begins at or before it
-            found = cursor.prev() if cursor.set_range(_CHUNK_KEY.pack(stream_id, start + 1)) else cursor.last()
-        return self._walk(cursor, prefix) if found else []
+            return self._walk(txn.scan(self._chunks, prefix), prefix)
+        # The chunk holding ``start``: the stream's last one that begins at or before it.
+        holding = txn.before(self._chunks, _CHUNK_KEY.pack(stream_id, start + 1))
+        return [] if holding is None else self._walk(txn.scan(self._chunks, holding[0]), prefix)
 
     @staticmethod
-    def _walk(cursor: lmdb.Cursor, prefix: bytes) -> list[tuple[int, bytes]]:
+    def _walk(pairs: Iterator[tuple[bytes, bytes]], prefix: bytes) -> list[tuple[int, bytes]]:
         items: list[tuple[int, bytes]] = []
-        for key, value in cursor:
+        for key, value in pairs:
             if key[:8] != prefix:
                 break
             items.append((_CHUNK_KEY.unpack(key)[1], value))
         return items
 
-    def chunks_from(self, txn: lmdb.Transaction, stream_id: int, start: int) -> list[bytes] | None:
+    def chunks_from(self, txn: ReadTransaction, stream_id: int, start: int) -> list[bytes] | None:
         """The stored chunks of a session from message ``start`` on, if a chunk begins there (else ``None``)."""
-        cursor = txn.cursor(db=self._chunks)
         key = _CHUNK_KEY.pack(stream_id, start)
-        if not cursor.set_range(key) or cursor.key() != key:
+        if txn.get(self._chunks, key) is None:
             return None if start else []
-        return [value for _, value in self._walk(cursor, key[:8])]
+        return [value for _, value in self._walk(txn.scan(self._chunks, key), key[:8])]
 
-    def _delete_all(self, txn: lmdb.Transaction, stream_id: int) -> None:
-        prefix = _ID.pack(stream_id)
-        cursor = txn.cursor(db=self._chunks)
-        if not cursor.set_range(prefix):
-            return
-        while cursor.key()[:8] == prefix:
-            if not cursor.delete():
-                break
+    def _delete_all(self, txn: WriteTransaction, stream_id: int) -> None:
+        txn.delete_range(self._chunks, _ID.pack(stream_id), _ID.pack(stream_id + 1))
 
-    def entries(self, txn: lmdb.Transaction, stream_id: int) -> list[Entry]:
+    def entries(self, txn: ReadTransaction, stream_id: int) -> list[Entry]:
         """The session's current messages with the µs they were appended, oldest first."""
         entries: list[Entry] = []
         try:
@@ -164,7 +154,7 @@ class MessageLists:
             raise StoreCorrupted(f"the messages of stream {stream_id} are damaged: {exc}") from None
         return entries
 
-    def contents(self, txn: lmdb.Transaction, stream_id: int) -> list[str]:
+    def contents(self, txn: ReadTransaction, stream_id: int) -> list[str]:
         """Only the contents of the session's current messages, oldest first."""
         contents: list[str] = []
         try:
@@ -174,10 +164,10 @@ class MessageLists:
             raise StoreCorrupted(f"the messages of stream {stream_id} are damaged: {exc}") from None
         return contents
 
-    def check(self, txn: lmdb.Transaction, sessions: Mapping[int, SessionSnapshot]) -> list[str]:
+    def check(self, txn: ReadTransaction, sessions: Mapping[int, SessionSnapshot]) -> list[str]:
         """Problems where the stored lists differ from ``sessions`` freshly folded from the log."""
         problems = []
-        stored_streams = {_CHUNK_KEY.unpack(key)[0] for key in txn.cursor(db=self._chunks).iternext(values=False)}
+        stored_streams = {_CHUNK_KEY.unpack(key)[0] for key in txn.scan_keys(self._chunks)}
         for stream_id in sorted(stored_streams - sessions.keys()):
             problems.append(f"messages: stream {stream_id} has messages but no events")
         for stream_id, session in sessions.items():
@@ -195,9 +185,9 @@ class MessageLists:
                 problems.append(f"messages: the list of session {session.head.key!r} differs from the log")
         return problems
 
-    def clear(self, txn: lmdb.Transaction) -> None:
-        txn.drop(self._chunks, delete=False)
+    def clear(self, txn: WriteTransaction) -> None:
+        txn.clear(self._chunks)
 
-    def dump(self, txn: lmdb.Transaction) -> list[tuple[bytes, bytes]]:
+    def dump(self, txn: ReadTransaction) -> list[tuple[bytes, bytes]]:
         """Every stored entry, for comparing a rebuilt model with an incremental one."""
-        return [(bytes(k), bytes(v)) for k, v in txn.cursor(db=self._chunks)]
+        return [(bytes(k), bytes(v)) for k, v in txn.scan(self._chunks)]

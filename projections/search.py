@@ -81,13 +81,14 @@ from operator import ge, itemgetter, mul, neg
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import attrs
-import lmdb
 
 from eventstore._errors import EventStoreError, StoreCorrupted
 from eventstore._time import to_micros
 from eventstore.events import REDACTED
 
-from .readmodel import OpenDb
+from eventstore.storage import ReadTransaction, WriteTransaction
+
+from .readmodel import OpenSpace
 from .session import (
     AppendMessage,
     Change,
@@ -686,10 +687,10 @@ class _Reader:
     fill the cache (``learn``), so it never holds an id a write might yet undo.
     """
 
-    def __init__(self, index: SearchIndex, txn: lmdb.Transaction, learn: bool = False, fresh: bool = False) -> None:
+    def __init__(self, index: SearchIndex, txn: ReadTransaction, learn: bool = False, fresh: bool = False) -> None:
         self.index, self.txn, self._learn, self._fresh = index, txn, learn and not fresh, fresh
         self._values: dict[int, bytes | None] = {}
-        generation = txn.get(_META_GENERATION, db=index._meta)
+        generation = txn.get(index._meta, _META_GENERATION)
         known = index._tid_cache
         if known[0] != generation:  # a rebuild since (or a reader of an older snapshot): another cache
             known = index._tid_cache = (generation, {})
@@ -702,7 +703,7 @@ class _Reader:
         found = cache.get(term)
         if found is not None:
             return found
-        raw = self.txn.get(term_key(term), db=self.index._terms)
+        raw = self.txn.get(self.index._terms, term_key(term))
         if raw is None:
             return None
         found = _U32.unpack_from(raw)[0]
@@ -713,11 +714,10 @@ class _Reader:
     def prefix_tids(self, prefix: str) -> list[tuple[str, int]]:
         """``(term, term id)`` of every term that starts with ``prefix``."""
         key = prefix.encode("utf-8")[:MAX_TERM_BYTES]
-        cursor = self.txn.cursor(db=self.index._terms)
         found: list[tuple[str, int]] = []
-        if self._fresh or not cursor.set_range(key):
+        if self._fresh:
             return found
-        for raw_key, value in cursor:
+        for raw_key, value in self.txn.scan(self.index._terms, key):
             if not raw_key.startswith(key):
                 break
             term = bytes(value[4:] or raw_key).decode("utf-8")
@@ -729,7 +729,7 @@ class _Reader:
         """A term's stored value: its message count (u32), then its summary."""
         values = self._values
         if tid not in values:
-            values[tid] = None if self._fresh else self.txn.get(_KEY.pack(tid), db=self.index._summary)
+            values[tid] = None if self._fresh else self.txn.get(self.index._summary, _KEY.pack(tid))
         return values[tid]
 
     def df(self, tid: int) -> int:
@@ -749,31 +749,30 @@ class _Reader:
         """``(messages, latest activity µs)`` of a session that has messages."""
         if self._fresh:
             return None
-        raw = self.txn.get(_KEY.pack(sid), db=self.index._sessions)
+        raw = self.txn.get(self.index._sessions, _KEY.pack(sid))
         return None if raw is None else _SESSION.unpack(raw)
 
     def activities(self, sids: Iterable[int]) -> dict[int, int]:
         keys = [_KEY.pack(sid) for sid in sids]
-        cursor = self.txn.cursor(db=self.index._sessions)
-        return {_KEY.unpack(key)[0]: _SESSION.unpack(value)[1] for key, value in cursor.getmulti(keys)}
+        found = self.txn.get_many(self.index._sessions, keys)
+        return {_KEY.unpack(key)[0]: _SESSION.unpack(value)[1] for key, value in found.items()}
 
     def chunk(self, sid: int, number: int) -> bytes | None:
-        return None if self._fresh else self.txn.get(_CHUNK_KEY.pack(sid, number), db=self.index._docs)
+        return None if self._fresh else self.txn.get(self.index._docs, _CHUNK_KEY.pack(sid, number))
 
     def chunks(self, sid: int) -> list[bytes]:
         """Every chunk of a session, in order."""
         prefix = _KEY.pack(sid)
-        cursor = self.txn.cursor(db=self.index._docs)
         found = []
-        if not self._fresh and cursor.set_range(prefix):
-            for key, value in cursor:
+        if not self._fresh:
+            for key, value in self.txn.scan(self.index._docs, prefix):
                 if key[:4] != prefix:
                     break
                 found.append(value)
         return found
 
     def messages(self) -> int:
-        raw = None if self._fresh else self.txn.get(_META_MESSAGES, db=self.index._meta)
+        raw = None if self._fresh else self.txn.get(self.index._meta, _META_MESSAGES)
         return 0 if raw is None else _U64.unpack(raw)[0]
 
 
@@ -797,7 +796,7 @@ class _Writer(_Reader):
     batch of many messages rewrites each summary once.
     """
 
-    def __init__(self, index: SearchIndex, txn: lmdb.Transaction, learn: bool = False, fresh: bool = False) -> None:
+    def __init__(self, index: SearchIndex, txn: ReadTransaction, learn: bool = False, fresh: bool = False) -> None:
         super().__init__(index, txn, learn, fresh)
         self._tids: dict[str, int] = {}
         self._new_terms: dict[bytes, bytes] = {}
@@ -808,7 +807,7 @@ class _Writer(_Reader):
         self._pending_df: Counter[int] = Counter()
         self._unsettled = 0
         self._messages = super().messages()
-        raw = None if fresh else txn.get(_META_NEXT_TID, db=index._meta)
+        raw = None if fresh else txn.get(index._meta, _META_NEXT_TID)
         self._next_tid = 1 if raw is None else _U64.unpack(raw)[0]
         self._first_tid = 0 if fresh else self._next_tid
 
@@ -1037,21 +1036,21 @@ class _Writer(_Reader):
         for db, items in ((index._terms, terms), (index._summary, summaries), (index._docs, docs),
                           (index._sessions, sessions)):
             self._write(db, items)
-        txn.put(_META_MESSAGES, _U64.pack(self._messages), db=index._meta)
+        txn.put(index._meta, _META_MESSAGES, _U64.pack(self._messages))
         if self._next_tid != self._first_tid:
-            txn.put(_META_NEXT_TID, _U64.pack(self._next_tid), db=index._meta)
+            txn.put(index._meta, _META_NEXT_TID, _U64.pack(self._next_tid))
 
     def _write(self, db: Any, items: list[tuple[bytes, bytes | None]]) -> None:
         txn = self.txn
-        if not txn.stat(db)["entries"]:
+        if not txn.count(db):
             # Appending in key order fills each page, where updates in place leave them half empty.
-            txn.cursor(db=db).putmulti([(key, value) for key, value in items if value is not None], append=True)
+            txn.append_many(db, [(key, value) for key, value in items if value is not None])
             return
         for key, value in items:
             if value is None:
-                txn.delete(key, db=db)
+                txn.delete(db, key)
             else:
-                txn.put(key, value, db=db)
+                txn.put(db, key, value)
 
 
 # -- the read model ------------------------------------------------------------------
@@ -1065,12 +1064,12 @@ class SearchIndex:
     #: Not applied in the command's transaction: the facade catches it up before reads.
     inline = False
 
-    def __init__(self, open_db: OpenDb) -> None:
-        self._terms = open_db(b"search.terms")
-        self._summary = open_db(b"search.summary")
-        self._docs = open_db(b"search.docs")
-        self._sessions = open_db(b"search.sessions")
-        self._meta = open_db(b"search.meta")
+    def __init__(self, open_space: OpenSpace) -> None:
+        self._terms = open_space("search.terms")
+        self._summary = open_space("search.summary")
+        self._docs = open_space("search.docs")
+        self._sessions = open_space("search.sessions")
+        self._meta = open_space("search.meta")
         #: (generation, term → id) learnt from read transactions; see ``_Reader``.
         self._tid_cache: tuple[bytes | None, dict[str, int]] = (None, {})
 
@@ -1079,19 +1078,19 @@ class SearchIndex:
 
     # -- folding events ------------------------------------------------------------
 
-    def apply(self, txn: lmdb.Transaction, stream_id: int, events: Sequence[Change]) -> None:
+    def apply(self, txn: WriteTransaction, stream_id: int, events: Sequence[Change]) -> None:
         """Fold recorded events of one session into the index (as one batch)."""
         with self.batch(txn) as writer:
             self.fold(writer, stream_id, events)
 
     @contextmanager
-    def batch(self, txn: lmdb.Transaction) -> Iterator[_Writer]:
+    def batch(self, txn: WriteTransaction) -> Iterator[_Writer]:
         """A batch for ``fold``: changes stay in memory and are written when the block ends."""
         writer = _Writer(self, txn)
         yield writer
         writer.flush()
 
-    def prepare(self, txn: lmdb.Transaction, fresh: bool = False) -> _Writer:
+    def prepare(self, txn: WriteTransaction, fresh: bool = False) -> _Writer:
         """A batch to fold in one transaction (a read one will do) and ``write`` in another.
 
         ``fresh``: build from nothing (a rebuild), ignoring what is stored.
@@ -1099,14 +1098,14 @@ class SearchIndex:
         """
         return _Writer(self, txn, fresh=fresh)
 
-    def write(self, writer: _Writer, txn: lmdb.Transaction) -> None:
+    def write(self, writer: _Writer, txn: WriteTransaction) -> None:
         """Write a prepared batch through ``txn`` (clearing the index first for a fresh one). May run again."""
         if writer._fresh:
             self.clear(txn)
         writer.txn = txn
         writer.flush()
 
-    def overlay(self, txn: lmdb.Transaction, pending: Iterable[tuple[int, Sequence[Change]]],
+    def overlay(self, txn: ReadTransaction, pending: Iterable[tuple[int, Sequence[Change]]],
                 read_only: bool = False) -> _Writer:
         """A view of the index with ``pending`` events applied in memory only, never written.
 
@@ -1145,14 +1144,14 @@ class SearchIndex:
                     writer.append(stream_id, REDACTED, micros)
             writer.touch(stream_id, micros)
 
-    def clear(self, txn: lmdb.Transaction) -> None:
+    def clear(self, txn: WriteTransaction) -> None:
         for db in self._databases():
-            txn.drop(db, delete=False)
-        txn.put(_META_GENERATION, os.urandom(16), db=self._meta)  # term ids change: caches must forget them
+            txn.clear(db)
+        txn.put(self._meta, _META_GENERATION, os.urandom(16))  # term ids change: caches must forget them
 
     # -- queries -------------------------------------------------------------------
 
-    def reader(self, txn: lmdb.Transaction, read_only: bool = False) -> _Reader:
+    def reader(self, txn: ReadTransaction, read_only: bool = False) -> _Reader:
         """The index as stored, through ``txn`` (``read_only``: a read transaction, the cache may learn)."""
         return _Reader(self, txn, learn=read_only)
 
@@ -1483,7 +1482,7 @@ class SearchIndex:
 
     # -- audit ---------------------------------------------------------------------
 
-    def check(self, txn: lmdb.Transaction, sessions: Mapping[int, SessionSnapshot]) -> list[str]:
+    def check(self, txn: ReadTransaction, sessions: Mapping[int, SessionSnapshot]) -> list[str]:
         """Problems where the stored index differs from one built afresh from ``sessions``."""
         return self.check_view(self.reader(txn), sessions)
 
@@ -1544,31 +1543,31 @@ class SearchIndex:
                     or order != sorted(set(order), reverse=True):
                 problems.append(f"search: the entry of term {term!r} differs from the log")
         if not isinstance(view, _Writer):
-            stored_count = view.txn.stat(self._summary)["entries"]
+            stored_count = view.txn.count(self._summary)
             if stored_count != len(expected):
                 problems.append(f"search: {stored_count} term summaries stored, {len(expected)} terms in the log")
-            for key in view.txn.cursor(db=self._sessions).iternext(values=False):
+            for key in view.txn.scan_keys(self._sessions):
                 if _KEY.unpack(key)[0] not in sessions:
                     problems.append(f"search: stream {_KEY.unpack(key)[0]} is indexed but has no events")
         return problems
 
-    def dump(self, txn: lmdb.Transaction) -> dict[str, Any]:
+    def dump(self, txn: ReadTransaction) -> dict[str, Any]:
         """The index's content, independent of term ids, for comparing two builds."""
         names = {}
-        for key, value in txn.cursor(db=self._terms):
+        for key, value in txn.scan(self._terms):
             names[_U32.unpack_from(value)[0]] = bytes(value[4:] or key).decode("utf-8")
         view = self.reader(txn)
         terms = {}
-        for key, value in txn.cursor(db=self._summary):
+        for key, value in txn.scan(self._summary):
             tid = _KEY.unpack(key)[0]
             terms[names[tid]] = (view.df(tid), _Summary(bytes(value[4:])).entries())
         docs = {}
-        for key, value in txn.cursor(db=self._docs):
+        for key, value in txn.scan(self._docs):
             raw = bytes(value)
             rows = []
             for index in range(_CHUNK_HEAD.unpack_from(raw)[0]):
                 tids, levels = _chunk_message(raw, index)
                 rows.append(sorted(zip((names[tid] for tid in tids), levels)))
             docs[_CHUNK_KEY.unpack(key)] = rows
-        sessions = {_KEY.unpack(key)[0]: _SESSION.unpack(value) for key, value in txn.cursor(db=self._sessions)}
+        sessions = {_KEY.unpack(key)[0]: _SESSION.unpack(value) for key, value in txn.scan(self._sessions)}
         return {"terms": terms, "docs": docs, "sessions": sessions, "messages": view.messages()}

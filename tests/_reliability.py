@@ -276,7 +276,7 @@ def digest(store: Any) -> str:
     """SHA-256 over every entry of every named database: equal digests mean nothing was written."""
     environment = store._environment
     sha = hashlib.sha256()
-    with environment.read() as txn:
+    with environment._env.begin() as txn:
         names = [bytes(name) for name, _ in txn.cursor()]
         for name in names:
             sha.update(b"db:" + name)
@@ -291,7 +291,7 @@ def digest(store: Any) -> str:
 
 def _open(args: dict[str, Any]) -> Any:
     if args.get("initial_map"):
-        from eventstore import _environment
+        from eventstore.storage import lmdb as _environment
 
         _environment._INITIAL_MAP_SIZE = args["initial_map"]
     from eventstore import SessionStore

@@ -26,7 +26,7 @@ from eventstore import (
     StoreUsedAfterFork,
     WrongExpectedVersion,
 )
-from eventstore import _environment
+from eventstore.storage import lmdb as _environment
 
 OPS = int(os.environ.get("EVENTSTORE_CONCURRENCY_OPS", "120"))
 

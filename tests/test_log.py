@@ -11,7 +11,7 @@ import pytest
 
 from eventstore import ChatMessage, IncompatibleStore, StoreCorrupted, WrongExpectedVersion
 from eventstore._codec import decode_event, encode_event
-from eventstore._environment import Environment
+from eventstore.storage.lmdb import Environment
 from eventstore._log import _RECORD, GENESIS_HASH, EventLog, StoredEvent, chain_hash
 from eventstore.events import MessageAppended, SessionDeleted, SessionEvent, SessionRenamed
 
@@ -62,12 +62,12 @@ def recompute_chain(stored: Sequence[StoredEvent]) -> list[bytes]:
 
 
 def overwrite(environment: Environment, log: EventLog, position: int, raw: bytes) -> None:
-    environment.write(lambda txn: txn.put(_POSITION.pack(position), raw, db=log._events))
+    environment.write(lambda txn: txn.put(log._events, _POSITION.pack(position), raw))
 
 
 def raw_record(environment: Environment, log: EventLog, position: int) -> bytes:
     with environment.read() as txn:
-        return bytes(txn.get(_POSITION.pack(position), db=log._events))
+        return bytes(txn.get(log._events, _POSITION.pack(position)))
 
 
 class TestInvariants:
@@ -331,7 +331,7 @@ class TestDamage:
     def test_missing_record(self, environment, log):
         """A stream entry pointing at a missing record raises StoreCorrupted naming the position."""
         append(environment, log, "a", [said("1"), said("2")])
-        environment.write(lambda txn: txn.delete(_POSITION.pack(2), db=log._events))
+        environment.write(lambda txn: txn.delete(log._events, _POSITION.pack(2)))
         with environment.read() as txn:
             with pytest.raises(StoreCorrupted, match=r"\bposition 2\b"):
                 list(log.read_stream(txn, log.stream_id(txn, "a")))
@@ -359,6 +359,6 @@ class TestFormat:
 
     def test_newer_format_refused(self, tmp_path, environment, log):
         """A store written with a newer log format raises IncompatibleStore on open."""
-        environment.write(lambda txn: txn.put(b"format", b"99", db=log._meta))
+        environment.write(lambda txn: txn.put(log._meta, b"format", b"99"))
         with pytest.raises(IncompatibleStore):
             EventLog(environment)

@@ -33,7 +33,7 @@ from eventstore import (
     StoreNotFound,
     StoreReadOnly,
 )
-from eventstore import _environment
+from eventstore.storage import lmdb as _environment
 
 MIB = 1 << 20
 SESSION_MESSAGES = int(os.environ.get("EVENTSTORE_SESSION_MESSAGES", "100000"))

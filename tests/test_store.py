@@ -25,7 +25,7 @@ from eventstore import (
     TimestampedMessage,
     WrongExpectedVersion,
 )
-from eventstore import _environment
+from eventstore.storage import lmdb as _environment
 from eventstore._folding import fold_stream, to_recorded
 from eventstore.events import MessageAppended, MessagesCleared, SessionDeleted, SessionRestored
 from projections.session import empty_snapshot, fold
@@ -87,7 +87,7 @@ def fold_from_snapshot(store: SessionStore, key: str, version: int):
         found = store._snapshots.latest(txn, stream_id, version)
         hidden = 0 if found is None else found[0]
         for hidden_version in range(1, hidden + 1):
-            assert txn.delete(_STREAM_VERSION.pack(stream_id, hidden_version), db=store._log._streams)
+            assert txn.delete(store._log._streams, _STREAM_VERSION.pack(stream_id, hidden_version))
         result.append((hidden, fold_stream(txn, store._log, store._snapshots, stream_id, key, version)))
         raise _Abort
 
@@ -735,8 +735,8 @@ class TestRebuild:
         key = (2).to_bytes(8, "big")
 
         def damage(txn):
-            raw = bytes(txn.get(key, db=store._log._events))
-            txn.put(key, raw[:-5], db=store._log._events)
+            raw = bytes(txn.get(store._log._events, key))
+            txn.put(store._log._events, key, raw[:-5])
 
         store._environment.write(damage)
         with pytest.raises(StoreCorrupted, match=r"\bposition 2\b"):

@@ -1,4 +1,6 @@
-"""The LMDB environment: opened once per path and process, grown when full, guarded against fork.
+"""The LMDB storage engine: the ``Storage`` protocol over one LMDB environment.
+
+The environment is opened once per path and process, grown when full, and guarded against fork.
 
 LMDB forbids opening one environment twice in a process (closing either copy
 drops the other's locks), using an environment in a forked child, and
@@ -13,18 +15,17 @@ is the one place that deals with those rules:
 
 from __future__ import annotations
 
-import enum
 import fcntl
 import os
 import shutil
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Callable, ContextManager, Iterator, TypeVar
+from typing import BinaryIO, Callable, Iterable, Iterator, TypeVar
 
 import lmdb
 
-from ._errors import (
+from .._errors import (
     EventStoreError,
     IncompatibleStore,
     StoreBusy,
@@ -36,10 +37,11 @@ from ._errors import (
     StoreUsedAfterFork,
 )
 
-__all__ = ["Durability", "Environment", "Transaction"]
+from .protocol import Durability
+
+__all__ = ["Environment", "LmdbSpace", "LmdbTransaction"]
 
 T = TypeVar("T")
-Transaction = lmdb.Transaction
 
 _INITIAL_MAP_SIZE = 64 << 20
 _MAX_DBS = 32
@@ -48,25 +50,9 @@ _MAX_DBS = 32
 _MAX_READERS = 1024
 _READER_CHECK_EVERY = 64
 # Transactions a forked child inherited, kept referenced so that they are never ended there.
-_INHERITED: list[Transaction] = []
+_INHERITED: list[lmdb.Transaction] = []
 _USERS_LOCK = "users.lock"
 _VACUUM_DIR = "vacuum.tmp"
-
-
-class Durability(str, enum.Enum):
-    """What a commit survives, and what it costs (named after SQLite's ``synchronous`` levels).
-
-    A crash of the process never loses a commit in any mode: the kernel has it.
-    """
-
-    #: Every commit survives power loss. LMDB flushes twice per commit (data pages, then the meta page).
-    FULL = "full"
-    #: One flush per commit (the meta page is written, not flushed): a power loss or OS crash may roll
-    #: back the latest commit, never damages the store (SQLite's WAL with ``synchronous=NORMAL``).
-    NORMAL = "normal"
-    #: No flush: a power loss or OS crash may lose recent commits or damage the store (LMDB's
-    #: ``MDB_NOSYNC``; ``verify`` would report it). For bulk loads and scratch stores.
-    OFF = "off"
 
 
 # What py-lmdb raises when the file's pages do not make sense.
@@ -88,6 +74,110 @@ def _fsync(path: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+class LmdbSpace:
+    """A named LMDB database; its handle is valid until the environment is reopened (vacuum)."""
+
+    __slots__ = ("name", "db")
+
+    def __init__(self, name: str, db: lmdb._Database) -> None:
+        self.name = name
+        self.db = db
+
+    def __repr__(self) -> str:
+        return f"LmdbSpace({self.name!r})"
+
+
+class LmdbTransaction:
+    """``WriteTransaction`` (and ``ReadTransaction``) over one py-lmdb transaction.
+
+    Each method is one or two py-lmdb calls, and scans hand out py-lmdb's own C
+    iterators: the seam costs a method call, not a copy.
+    """
+
+    __slots__ = ("_txn",)
+
+    def __init__(self, txn: lmdb.Transaction) -> None:
+        self._txn = txn
+
+    def get(self, space: LmdbSpace, key: bytes) -> bytes | None:
+        return self._txn.get(key, db=space.db)  # type: ignore[no-any-return]
+
+    def get_many(self, space: LmdbSpace, keys: Iterable[bytes]) -> dict[bytes, bytes]:
+        return dict(self._txn.cursor(db=space.db).getmulti(list(keys)))
+
+    def _positioned(self, space: LmdbSpace, start: bytes | None, reverse: bool) -> lmdb.Cursor | None:
+        cursor = self._txn.cursor(db=space.db)
+        if reverse:
+            if start is None or not cursor.set_range(start):
+                found = cursor.last()
+            else:
+                found = cursor.prev()
+        else:
+            found = cursor.first() if start is None else cursor.set_range(start)
+        return cursor if found else None
+
+    def scan(self, space: LmdbSpace, start: bytes | None = None, *, reverse: bool = False
+             ) -> Iterator[tuple[bytes, bytes]]:
+        cursor = self._positioned(space, start, reverse)
+        if cursor is None:
+            return iter(())
+        return cursor.iterprev() if reverse else cursor.iternext()  # type: ignore[no-any-return]
+
+    def scan_keys(self, space: LmdbSpace, start: bytes | None = None, *, reverse: bool = False) -> Iterator[bytes]:
+        cursor = self._positioned(space, start, reverse)
+        if cursor is None:
+            return iter(())
+        return (cursor.iterprev if reverse else cursor.iternext)(values=False)  # type: ignore[no-any-return]
+
+    def before(self, space: LmdbSpace, key: bytes) -> tuple[bytes, bytes] | None:
+        cursor = self._positioned(space, key, True)
+        return None if cursor is None else cursor.item()
+
+    def last(self, space: LmdbSpace) -> tuple[bytes, bytes] | None:
+        cursor = self._txn.cursor(db=space.db)
+        return cursor.item() if cursor.last() else None
+
+    def count(self, space: LmdbSpace) -> int:
+        return self._txn.stat(space.db)["entries"]  # type: ignore[no-any-return]
+
+    def snapshot_id(self) -> int:
+        return self._txn.id()  # type: ignore[no-any-return]
+
+    def put(self, space: LmdbSpace, key: bytes, value: bytes) -> None:
+        self._txn.put(key, value, db=space.db)
+
+    def insert(self, space: LmdbSpace, key: bytes, value: bytes) -> bool:
+        return self._txn.put(key, value, db=space.db, overwrite=False)  # type: ignore[no-any-return]
+
+    def append(self, space: LmdbSpace, key: bytes, value: bytes) -> bool:
+        return self._txn.put(key, value, db=space.db, append=True, overwrite=False)  # type: ignore[no-any-return]
+
+    def append_many(self, space: LmdbSpace, items: Iterable[tuple[bytes, bytes]]) -> None:
+        pairs = list(items)
+        added = self._txn.cursor(db=space.db).putmulti(pairs, append=True, overwrite=False)[1]
+        if added != len(pairs):
+            raise ValueError(f"append_many: {len(pairs) - added} of {len(pairs)} keys were not in ascending order")
+
+    def delete(self, space: LmdbSpace, key: bytes) -> bool:
+        return self._txn.delete(key, db=space.db)  # type: ignore[no-any-return]
+
+    def delete_range(self, space: LmdbSpace, start: bytes, stop: bytes) -> int:
+        cursor = self._txn.cursor(db=space.db)
+        removed = 0
+        if not cursor.set_range(start):
+            return 0
+        while cursor.key() < stop:
+            # delete() moves the cursor to the next key; it returns False past the last one.
+            deleted = cursor.delete()
+            removed += 1
+            if not deleted or not cursor.key():
+                break
+        return removed
+
+    def clear(self, space: LmdbSpace) -> None:
+        self._txn.drop(space.db, delete=False)
 
 
 class _Gate:
@@ -286,8 +376,11 @@ class Environment:
             finally:
                 fcntl.flock(self._users, fcntl.LOCK_SH)
 
-    def open_db(self, name: bytes) -> lmdb._Database:
-        """Open (creating if needed) a named database; call once per name at startup."""
+    def space(self, name: str) -> LmdbSpace:
+        """The named database ``name`` (created if needed); call once per name at startup."""
+        return LmdbSpace(name, self._open_db(name.encode()))
+
+    def _open_db(self, name: bytes) -> lmdb._Database:
         if self.readonly:
             with self._gate_only():
                 try:
@@ -313,11 +406,13 @@ class Environment:
         if self.readonly:
             raise StoreReadOnly(f"the store at {self.path} is open read-only")
 
-    def read(self) -> ContextManager[Transaction]:
+    @contextmanager
+    def read(self) -> Iterator[LmdbTransaction]:
         """A read transaction: a consistent snapshot. Keep it short: it pins old pages."""
-        return self._transaction(write=False)
+        with self._transaction(write=False) as txn:
+            yield LmdbTransaction(txn)
 
-    def write(self, body: Callable[[Transaction], T]) -> T:
+    def write(self, body: Callable[[LmdbTransaction], T]) -> T:
         """Run ``body`` in one write transaction and commit; grow the map and retry if full.
 
         ``body`` may run more than once, so it must do nothing but work in the transaction.
@@ -326,7 +421,7 @@ class Environment:
         while True:
             try:
                 with self._write_lock, self._transaction(write=True) as txn:
-                    return body(txn)
+                    return body(LmdbTransaction(txn))
             except lmdb.MapFullError:
                 self._grow()
 
@@ -340,7 +435,7 @@ class Environment:
             self._env.set_mapsize(min(wanted, self.max_size) if self.max_size else wanted)
 
     @contextmanager
-    def _transaction(self, *, write: bool) -> Iterator[Transaction]:
+    def _transaction(self, *, write: bool) -> Iterator[lmdb.Transaction]:
         if os.getpid() != self._pid:
             raise StoreUsedAfterFork(
                 "this store was opened before fork(); open a new SessionStore in the child process"
@@ -382,7 +477,7 @@ class Environment:
         finally:
             self._gate.leave_shared()
 
-    def _end(self, txn: Transaction, *, commit: bool) -> None:
+    def _end(self, txn: lmdb.Transaction, *, commit: bool) -> None:
         if os.getpid() != self._pid:
             # A forked child unwinding a transaction it inherited: ending it would free the
             # parent's reader slot in the shared lock file. Keep it alive and untouched.

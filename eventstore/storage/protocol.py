@@ -1,0 +1,156 @@
+"""The storage seam: ordered key-value transactions over named key spaces.
+
+The log, the snapshots, the bookkeeping and every read model store their data
+through these protocols only, so a storage engine is one module that
+implements them (``lmdb``: the embedded default; ``memory``: the reference
+semantics, and fast unit tests). The conformance tests in
+``tests/storage_conformance.py`` pin the semantics every implementation keeps.
+
+The contract, for every implementation:
+
+* A key space holds byte keys in byte order, each with one byte value.
+* A read transaction sees one committed state (a snapshot) from start to end,
+  however many commits happen meanwhile.
+* A write transaction sees its own writes; ``Storage.write`` commits it whole or
+  not at all, and may run its body again (after growing the store, say), so a
+  body must only work in the transaction.
+* Only one write transaction runs at a time per store; readers never wait for it.
+* Every read that a command needs can be batched (``get_many``): a networked
+  engine pays a round trip per call, not per key.
+"""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import Callable, ContextManager, Iterable, Iterator, Protocol, TypeVar
+
+__all__ = ["Durability", "Space", "ReadTransaction", "WriteTransaction", "Storage"]
+
+T = TypeVar("T")
+
+
+class Durability(str, enum.Enum):
+    """What a commit survives, and what it costs (named after SQLite's ``synchronous`` levels).
+
+    A crash of the process never loses a commit in any mode: the kernel has it.
+    """
+
+    #: Every commit survives power loss. LMDB flushes twice per commit (data pages, then the meta page).
+    FULL = "full"
+    #: One flush per commit (the meta page is written, not flushed): a power loss or OS crash may roll
+    #: back the latest commit, never damages the store (SQLite's WAL with ``synchronous=NORMAL``).
+    NORMAL = "normal"
+    #: No flush: a power loss or OS crash may lose recent commits or damage the store (LMDB's
+    #: ``MDB_NOSYNC``; ``verify`` would report it). For bulk loads and scratch stores.
+    OFF = "off"
+
+
+class Space(Protocol):
+    """A named key space: an LMDB named database, a table elsewhere. Obtained from ``Storage.space``."""
+
+    @property
+    def name(self) -> str:
+        """The space's name, as given to ``Storage.space``."""
+
+
+class ReadTransaction(Protocol):
+    """Reads from one consistent snapshot of the store."""
+
+    def get(self, space: Space, key: bytes) -> bytes | None:
+        """The value stored at ``key``, or ``None``."""
+
+    def get_many(self, space: Space, keys: Iterable[bytes]) -> dict[bytes, bytes]:
+        """The values of those ``keys`` that are present (absent keys are left out)."""
+
+    def scan(self, space: Space, start: bytes | None = None, *, reverse: bool = False
+             ) -> Iterator[tuple[bytes, bytes]]:
+        """(key, value) pairs in key order.
+
+        Forward: every key ``>= start`` (all keys if ``start`` is ``None``), ascending.
+        Reverse: every key ``< start`` (all keys if ``start`` is ``None``), descending;
+        so the first pair of ``scan(space, k, reverse=True)`` is the floor strictly below ``k``.
+        The iterator is valid only while the transaction is open.
+        """
+
+    def scan_keys(self, space: Space, start: bytes | None = None, *, reverse: bool = False) -> Iterator[bytes]:
+        """The keys ``scan`` would yield, without copying the values."""
+
+    def before(self, space: Space, key: bytes) -> tuple[bytes, bytes] | None:
+        """The pair with the greatest key strictly below ``key``, or ``None`` (a floor lookup)."""
+
+    def last(self, space: Space) -> tuple[bytes, bytes] | None:
+        """The pair with the greatest key, or ``None`` for an empty space."""
+
+    def count(self, space: Space) -> int:
+        """How many keys the space holds."""
+
+    def snapshot_id(self) -> int:
+        """Names the committed state this transaction reads: two transactions of one open store with the
+        same id see the same contents (caches key on it). Ids may start over when the store is reopened."""
+
+
+class WriteTransaction(ReadTransaction, Protocol):
+    """A read transaction that also writes; committed by ``Storage.write``."""
+
+    def put(self, space: Space, key: bytes, value: bytes) -> None:
+        """Store ``value`` at ``key``, replacing any value there."""
+
+    def insert(self, space: Space, key: bytes, value: bytes) -> bool:
+        """Store ``value`` at ``key`` unless the key is present; whether it was stored."""
+
+    def append(self, space: Space, key: bytes, value: bytes) -> bool:
+        """Store ``value`` at ``key`` if ``key`` sorts after every key of the space (cheap on B-trees);
+        ``False``, and nothing written, otherwise."""
+
+    def append_many(self, space: Space, items: Iterable[tuple[bytes, bytes]]) -> None:
+        """``append`` each pair in turn; the keys must ascend, after every key of the space.
+
+        Raises:
+            ValueError: a key does not sort after the previous one.
+        """
+
+    def delete(self, space: Space, key: bytes) -> bool:
+        """Remove ``key``; whether it was present."""
+
+    def delete_range(self, space: Space, start: bytes, stop: bytes) -> int:
+        """Remove every key with ``start <= key < stop``; how many were removed."""
+
+    def clear(self, space: Space) -> None:
+        """Remove every key of the space."""
+
+
+class Storage(Protocol):
+    """One open store: its key spaces and its transactions.
+
+    ``StoreClosed``, ``StoreReadOnly``, ``StoreFull``, ``StoreCorrupted`` and
+    ``StoreUsedAfterFork`` are the only errors a transaction raises of its own;
+    no engine's exception crosses this protocol.
+    """
+
+    path: Path
+    readonly: bool
+    durability: Durability
+
+    def space(self, name: str) -> Space:
+        """The key space ``name``, created if missing (a read-only store raises ``IncompatibleStore`` then).
+
+        Call once per name when the store opens; handles stay valid until ``vacuum``.
+        """
+
+    def read(self) -> ContextManager[ReadTransaction]:
+        """A read transaction. Keep it short: it may pin old pages."""
+
+    def write(self, body: Callable[[WriteTransaction], T]) -> T:
+        """Run ``body`` in one write transaction and commit; ``body`` may run more than once."""
+
+    def file_size(self) -> int:
+        """Bytes the store occupies on disk (0 for one that has no file)."""
+
+    def vacuum(self, reopen: Callable[[], None]) -> None:
+        """Rewrite the store compactly, leaving freed bytes behind; every ``Space`` handle is invalid
+        afterwards, and ``reopen`` obtains them again before any other thread starts a transaction."""
+
+    def release(self) -> None:
+        """Drop this user's hold on the store; the last one closes it."""
+
