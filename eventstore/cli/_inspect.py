@@ -30,7 +30,7 @@ from ..events import (
 )
 from ..interchange import event_to_dict
 from ._context import Env, parse_time, pass_env, require_live, session_history
-from ._output import Output, human_bytes, json_time, output_options, preview, show_time
+from ._output import Output, human_bytes, json_time, output_options, preview, safe_text, show_time
 
 # -- shared words ------------------------------------------------------------------------
 
@@ -109,21 +109,24 @@ def changes(before: SessionView, after: SessionView, event: SessionEvent) -> lis
 
 
 def change_text(change: dict[str, Any]) -> Text:
+    """One line saying what a change did (terminal-safe: it quotes roles, contents, names and reasons)."""
     kind = change["kind"]
     if kind in ("message_added", "message_removed"):
         sign = ("+ ", "green") if kind == "message_added" else ("- ", "red")
-        return Text.assemble(sign, f"#{change['index'] + 1} {change['role']}: {preview(change['content'], 70)}")
+        return Text.assemble(sign, safe_text(f"#{change['index'] + 1} {change['role']}: "
+                                             f"{preview(change['content'], 70)}"))
     if kind == "message_replaced":
-        return Text.assemble(("~ ", "yellow"), f"#{change['index'] + 1} {change['role']}: "
-                             f"{preview(change['was']['content'], 30)} → {preview(change['content'], 40)}")
+        return Text.assemble(("~ ", "yellow"), safe_text(f"#{change['index'] + 1} {change['role']}: "
+                                                         f"{preview(change['was']['content'], 30)} → "
+                                                         f"{preview(change['content'], 40)}"))
     if kind == "renamed":
-        return Text(f"  name: {change['from'] or '-'} → {change['to'] or '-'}")
+        return safe_text(f"  name: {change['from'] or '-'} → {change['to'] or '-'}")
     if kind == "state":
         def name(state: dict[str, Any] | None) -> str:
             return "-" if state is None else state["state"] + (f" ({state['turn_id']})" if state["turn_id"] else "")
-        return Text(f"  state: {name(change['from'])} → {name(change['to'])}")
+        return safe_text(f"  state: {name(change['from'])} → {name(change['to'])}")
     if kind == "redacted":
-        return Text(f"  {change['messages']} messages redacted ({change['reason']})")
+        return safe_text(f"  {change['messages']} messages redacted ({change['reason']})")
     if kind == "restored":
         return Text(f"  restored to its state at version {change['to_version']}")
     return Text(f"  session {kind}")
@@ -197,7 +200,7 @@ def show_view(out: Output, view: SessionView, when: str = "") -> None:
         out.json(_view_json(view))
         return
     title = view.key + (f" — {view.name}" if view.name else "")
-    out.line(Text(title + when, style="bold"))
+    out.line(title + when, style="bold")
     metadata = view.metadata
     out.fields([("version", view.version), ("state", state_text(view.state)),
                 ("messages", len(view.timestamped)),
@@ -205,7 +208,7 @@ def show_view(out: Output, view: SessionView, when: str = "") -> None:
                 ("last activity", show_time(metadata.last_activity if metadata else None))])
     out.table(["#", "TIME", "ROLE", "CONTENT"],
               ([i + 1, show_time(m.created_at), m.message.role, m.message.content]
-               for i, m in enumerate(view.timestamped)), empty="(no messages)")
+               for i, m in enumerate(view.timestamped)), empty="(no messages)", bodies={"CONTENT"})
 
 
 @click.command()
