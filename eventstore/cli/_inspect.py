@@ -14,7 +14,7 @@ import attrs
 import click
 from rich.text import Text
 
-from .. import ChatMessage, SessionMetadata, SessionQuery, SessionState, SessionStore, SessionView
+from .. import ChatMessage, SearchHit, SessionMetadata, SessionQuery, SessionState, SessionStore, SessionView
 from ..events import (
     LastMessageRemoved,
     LastMessageReplaced,
@@ -328,9 +328,8 @@ def replay(env: Env, key: str, start: int, stop: int | None, as_json: bool) -> N
                 out.line(Text("    ") + change_text(change))
 
 
-def _hit_json(hit: object) -> dict[str, Any]:
-    data = attrs.asdict(hit) if attrs.has(type(hit)) else dict(vars(hit))
-    return {k: json_time(v) if isinstance(v, datetime) else v for k, v in data.items()}
+def _hit_json(hit: SearchHit) -> dict[str, Any]:
+    return {k: json_time(v) if isinstance(v, datetime) else v for k, v in attrs.asdict(hit).items()}
 
 
 @click.command()
@@ -360,17 +359,16 @@ def search(env: Env, words: Sequence[str], in_messages: bool, limit: int | None,
             if finder is None:
                 raise click.ClickException("this version of eventstore cannot search messages; "
                                            "search sessions without --messages")
-            hits = [_hit_json(hit) for hit in finder(keyword, limit)]
+            hits: list[SearchHit] = finder(keyword, limit)
         else:
             rows = [_metadata_row(store, m) for m in store.search(SessionQuery(keyword, limit))]
     if in_messages:
         if as_json:
-            out.json(hits)
+            out.json([_hit_json(hit) for hit in hits])
         else:
-            columns = list(hits[0]) if hits else ["key"]
-            out.table([c.upper().replace("_", " ") for c in columns],
-                      ([preview(str(h[c]), 70) if isinstance(h[c], str) else h[c] for c in columns] for h in hits),
-                      empty=f"No message matches {keyword!r}.")
+            out.table(["KEY", "#", "ROLE", "MATCH", "SCORE"],
+                      ([hit.session_key, hit.index + 1, hit.message.role, preview(hit.snippet, 70), f"{hit.score:.2f}"]
+                       for hit in hits), empty=f"No message matches {keyword!r}.")
         return
     _print_sessions(out, rows, empty=f"No session matches {keyword!r}.")
 
