@@ -10,6 +10,7 @@ as a visible escape; the ``--json`` output must hold the exact strings.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import unicodedata
@@ -214,6 +215,19 @@ def test_errors_quote_keys_and_paths_safely(hostile: Hostile, tmp_path: Path) ->
 def test_a_path_the_terminal_cannot_encode(hostile: Hostile, tmp_path: Path) -> None:
     """A path from a non-UTF-8 argument holds lone surrogates; the error shows them as escapes."""
     assert r"\udcff" in hostile.error("sessions", store=tmp_path / "no\udcffstore")
+
+
+def test_json_of_a_path_that_is_not_utf8(tmp_path: Path) -> None:
+    """JSON cannot hold a lone surrogate raw; it is written as a \\udcXX escape, which gives the path back."""
+    with SessionStore(tmp_path / "store") as opened:
+        opened.append("k", ChatMessage.user("hi"))
+    target = tmp_path / "events\udcff.jsonl"
+    arguments = ["--store", str(tmp_path / "store"), "export", "--all", "--out", str(target), "--json"]
+    result = CliRunner().invoke(cli, arguments, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert r"events\udcff.jsonl" in result.stdout
+    assert os.fsencode(json.loads(result.stdout)["out"]) == os.fsencode(target)
+    assert target.is_file()
 
 
 # -- writing commands ---------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import json
 import os
 import re
 import sys
@@ -176,6 +177,16 @@ def _default(value: object) -> object:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+def _dumps(document: object, *, indent: bool) -> str:
+    try:
+        return orjson.dumps(document, default=_default, option=orjson.OPT_INDENT_2 if indent else None).decode()
+    except orjson.JSONEncodeError:
+        # orjson refuses lone surrogates (a path given as a non-UTF-8 argument holds them); JSON can write them
+        # as \udcXX escapes, from which json.loads and os.fsencode give back the path's bytes.
+        return json.dumps(document, default=_default, indent=2 if indent else None,
+                          separators=(",", ": ") if indent else (",", ":"))
+
+
 class Output:
     """Where a command's results go: tables and lines for people, or JSON."""
 
@@ -192,12 +203,12 @@ class Output:
 
     def json(self, document: object) -> None:
         """Print one JSON document."""
-        click.echo(orjson.dumps(document, default=_default, option=orjson.OPT_INDENT_2).decode())
+        click.echo(_dumps(document, indent=True))
 
     def json_lines(self, rows: Iterable[object]) -> None:
         """Print one compact JSON object a line, as the rows come."""
         for row in rows:
-            click.echo(orjson.dumps(row, default=_default).decode())
+            click.echo(_dumps(row, indent=False))
 
     # -- people --------------------------------------------------------------------------
 
