@@ -90,22 +90,26 @@ class Hostile:
         arguments = ["--store", str(store or self.path), *args]
         return CliRunner().invoke(cli, arguments, input=input, env=WIDE, catch_exceptions=False)
 
-    def human(self, *args: str, input: str | None = None, store: Path | None = None, code: int = 0) -> str:
+    def checked(self, *args: str, input: str | None = None, store: Path | None = None, code: int = 0) -> Result:
         """Run a command for people; check its exit code and that stdout and stderr hold nothing raw."""
         result = self.run(*args, input=input, store=store)
         assert result.exit_code == code, result.output
         assert "Traceback" not in result.output
         assert raw_characters(result.stdout) == []
         assert raw_characters(result.stderr) == []
+        return result
+
+    def human(self, *args: str, input: str | None = None, store: Path | None = None) -> str:
+        """What a successful command printed for people (stdout, then stderr), checked."""
+        result = self.checked(*args, input=input, store=store)
         return result.stdout + result.stderr
 
     def error(self, *args: str, store: Path | None = None, code: int = 1) -> str:
-        """Run a command that fails; check its error is one terminal-safe line."""
-        output = self.human(*args, store=store, code=code)
-        lines = self.run(*args, store=store).stderr.strip().splitlines()
+        """The error a failing command printed, checked: one line (after the usage, for a usage error)."""
+        lines = self.checked(*args, store=store, code=code).stderr.strip().splitlines()
         assert lines[-1].startswith("Error: ")
         assert code == 2 or len(lines) == 1, lines
-        return output
+        return lines[-1]
 
     def json(self, *args: str) -> Any:
         result = self.run(*args, "--json")
