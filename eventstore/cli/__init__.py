@@ -1,7 +1,7 @@
 """The ``eventstore`` command line: inspect, replay, recover, import and export a session store.
 
 What lives here and why: the click group, the ``--store`` option and the one
-place where library errors become one-line ``Error: ...`` messages. Each
+place where library errors become one-line, terminal-safe ``Error: ...`` messages. Each
 command group lives in its own module (``_inspect``, ``_recover``,
 ``_interchange``, ``_demo``); all of them call the ``SessionStore`` facade and
 the click-free ``eventstore.zeroclaw`` and ``eventstore.interchange`` modules.
@@ -9,6 +9,8 @@ the click-free ``eventstore.zeroclaw`` and ``eventstore.interchange`` modules.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,22 +19,44 @@ import lmdb
 
 from .. import EventStoreError
 from ._context import STORE_ENV, Env, default_store_path, user_error
+from ._output import terminal_safe
 
 __all__ = ["cli", "main"]
+
+
+@contextmanager
+def _terminal_safe_errors() -> Iterator[None]:
+    """Make an error's message terminal-safe: it may quote a key, a path or an argument."""
+    try:
+        yield
+    except click.ClickException as exc:
+        message = exc.format_message()
+        safe = terminal_safe(message)
+        if safe == message:
+            raise
+        if isinstance(exc, click.UsageError):
+            raise click.UsageError(safe, exc.ctx) from None
+        raise click.ClickException(safe) from None
 
 
 class _Group(click.Group):
     """A group that shows every library error as one line (``Error: ...``, exit status 1), never a traceback."""
 
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        with _terminal_safe_errors():
+            return super().make_context(info_name, args, parent, **extra)
+
     def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except BrokenPipeError:
-            # The reader went away (``eventstore history KEY | head``): stop quietly.
-            raise click.exceptions.Exit(1) from None
-        except (EventStoreError, lmdb.Error, OSError) as exc:
-            env = ctx.find_object(Env)
-            raise user_error(exc, env.store_path if env is not None else None) from None
+        with _terminal_safe_errors():
+            try:
+                return super().invoke(ctx)
+            except BrokenPipeError:
+                # The reader went away (``eventstore history KEY | head``): stop quietly.
+                raise click.exceptions.Exit(1) from None
+            except (EventStoreError, lmdb.Error, OSError) as exc:
+                env = ctx.find_object(Env)
+                raise user_error(exc, env.store_path if env is not None else None) from None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -15,7 +15,6 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import click
-from rich.text import Text
 
 from .. import ChatMessage, SessionStore
 from ..events import LastMessageRemoved
@@ -192,11 +191,11 @@ def demo(env: Env, ctx: click.Context, as_json: bool) -> None:
         out.line(f"The demo sessions are already in the store at {env.store_path}; touring them again.")
     for number, (title, command, target, arguments) in enumerate(steps, 1):
         out.line()
-        out.line(Text(f"Step {number} of {len(steps)}: {title}", style="bold magenta"))
-        out.line(Text(f"$ {prefix} {command}", style="cyan"))
+        out.line(f"Step {number} of {len(steps)}: {title}", style="bold magenta")
+        out.line(f"$ {prefix} {command}", style="cyan")
         ctx.invoke(target, **arguments)
     out.line()
-    out.line(Text("Next, try:", style="bold"))
+    out.line("Next, try:", style="bold")
     for command, why in ((f"replay {SQL}", "each event with what it changed"),
                          (f"history {DRAFT}", "a deleted session keeps its history"),
                          (f"restore {DRAFT} --version 2", "bring it back"),

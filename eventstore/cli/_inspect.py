@@ -14,7 +14,7 @@ import attrs
 import click
 from rich.text import Text
 
-from .. import ChatMessage, SessionMetadata, SessionQuery, SessionState, SessionStore, SessionView
+from .. import ChatMessage, SearchHit, SessionMetadata, SessionQuery, SessionState, SessionStore, SessionView
 from ..events import (
     LastMessageRemoved,
     LastMessageReplaced,
@@ -30,7 +30,7 @@ from ..events import (
 )
 from ..interchange import event_to_dict
 from ._context import Env, parse_time, pass_env, require_live, session_history
-from ._output import Output, human_bytes, json_time, output_options, preview, show_time
+from ._output import Output, human_bytes, json_time, output_options, preview, safe_text, show_time
 
 # -- shared words ------------------------------------------------------------------------
 
@@ -109,21 +109,24 @@ def changes(before: SessionView, after: SessionView, event: SessionEvent) -> lis
 
 
 def change_text(change: dict[str, Any]) -> Text:
+    """One line saying what a change did (terminal-safe: it quotes roles, contents, names and reasons)."""
     kind = change["kind"]
     if kind in ("message_added", "message_removed"):
         sign = ("+ ", "green") if kind == "message_added" else ("- ", "red")
-        return Text.assemble(sign, f"#{change['index'] + 1} {change['role']}: {preview(change['content'], 70)}")
+        return Text.assemble(sign, safe_text(f"#{change['index'] + 1} {change['role']}: "
+                                             f"{preview(change['content'], 70)}"))
     if kind == "message_replaced":
-        return Text.assemble(("~ ", "yellow"), f"#{change['index'] + 1} {change['role']}: "
-                             f"{preview(change['was']['content'], 30)} → {preview(change['content'], 40)}")
+        return Text.assemble(("~ ", "yellow"), safe_text(f"#{change['index'] + 1} {change['role']}: "
+                                                         f"{preview(change['was']['content'], 30)} → "
+                                                         f"{preview(change['content'], 40)}"))
     if kind == "renamed":
-        return Text(f"  name: {change['from'] or '-'} → {change['to'] or '-'}")
+        return safe_text(f"  name: {change['from'] or '-'} → {change['to'] or '-'}")
     if kind == "state":
         def name(state: dict[str, Any] | None) -> str:
             return "-" if state is None else state["state"] + (f" ({state['turn_id']})" if state["turn_id"] else "")
-        return Text(f"  state: {name(change['from'])} → {name(change['to'])}")
+        return safe_text(f"  state: {name(change['from'])} → {name(change['to'])}")
     if kind == "redacted":
-        return Text(f"  {change['messages']} messages redacted ({change['reason']})")
+        return safe_text(f"  {change['messages']} messages redacted ({change['reason']})")
     if kind == "restored":
         return Text(f"  restored to its state at version {change['to_version']}")
     return Text(f"  session {kind}")
@@ -197,7 +200,7 @@ def show_view(out: Output, view: SessionView, when: str = "") -> None:
         out.json(_view_json(view))
         return
     title = view.key + (f" — {view.name}" if view.name else "")
-    out.line(Text(title + when, style="bold"))
+    out.line(title + when, style="bold")
     metadata = view.metadata
     out.fields([("version", view.version), ("state", state_text(view.state)),
                 ("messages", len(view.timestamped)),
@@ -205,7 +208,7 @@ def show_view(out: Output, view: SessionView, when: str = "") -> None:
                 ("last activity", show_time(metadata.last_activity if metadata else None))])
     out.table(["#", "TIME", "ROLE", "CONTENT"],
               ([i + 1, show_time(m.created_at), m.message.role, m.message.content]
-               for i, m in enumerate(view.timestamped)), empty="(no messages)")
+               for i, m in enumerate(view.timestamped)), empty="(no messages)", bodies={"CONTENT"})
 
 
 @click.command()
@@ -325,9 +328,8 @@ def replay(env: Env, key: str, start: int, stop: int | None, as_json: bool) -> N
                 out.line(Text("    ") + change_text(change))
 
 
-def _hit_json(hit: object) -> dict[str, Any]:
-    data = attrs.asdict(hit) if attrs.has(type(hit)) else dict(vars(hit))
-    return {k: json_time(v) if isinstance(v, datetime) else v for k, v in data.items()}
+def _hit_json(hit: SearchHit) -> dict[str, Any]:
+    return {k: json_time(v) if isinstance(v, datetime) else v for k, v in attrs.asdict(hit).items()}
 
 
 @click.command()
@@ -357,17 +359,16 @@ def search(env: Env, words: Sequence[str], in_messages: bool, limit: int | None,
             if finder is None:
                 raise click.ClickException("this version of eventstore cannot search messages; "
                                            "search sessions without --messages")
-            hits = [_hit_json(hit) for hit in finder(keyword, limit)]
+            hits: list[SearchHit] = finder(keyword, limit)
         else:
             rows = [_metadata_row(store, m) for m in store.search(SessionQuery(keyword, limit))]
     if in_messages:
         if as_json:
-            out.json(hits)
+            out.json([_hit_json(hit) for hit in hits])
         else:
-            columns = list(hits[0]) if hits else ["key"]
-            out.table([c.upper().replace("_", " ") for c in columns],
-                      ([preview(str(h[c]), 70) if isinstance(h[c], str) else h[c] for c in columns] for h in hits),
-                      empty=f"No message matches {keyword!r}.")
+            out.table(["KEY", "#", "ROLE", "MATCH", "SCORE"],
+                      ([hit.session_key, hit.index + 1, hit.message.role, preview(hit.snippet, 70), f"{hit.score:.2f}"]
+                       for hit in hits), empty=f"No message matches {keyword!r}.")
         return
     _print_sessions(out, rows, empty=f"No session matches {keyword!r}.")
 

@@ -6,15 +6,27 @@ table (the default) and JSON (``--json``: one document, or JSON Lines for
 streams such as ``history`` and ``replay``). Times are shown in the user's
 local zone. Progress bars and spinners go to stderr and only on a terminal,
 so piped output stays clean.
+
+Keys, names, roles, contents, reasons and paths come from users and from
+imported files, so nothing printed for people may reach the terminal raw: a
+message holding ``ESC ] 52`` would write the reader's clipboard. Every table
+cell, line, title, prompt and error passes through ``terminal_safe`` (or its
+rich twin ``safe_text``), which shows control and invisible characters as
+escapes and interprets no rich markup. ``--json`` prints the exact strings.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
+import json
 import os
+import re
 import sys
+import unicodedata
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
+from typing import Any, Callable, Collection, Iterable, Iterator, Sequence, TypeVar
 
 import click
 import orjson
@@ -28,6 +40,96 @@ _TIME_COLUMNS = frozenset({"TIME", "CREATED", "LAST ACTIVITY", "TURN STARTED"})
 _PIPED_WIDTH = 160
 Row = dict[str, Any]
 ProgressCallback = Callable[[int, int], None]
+
+
+# -- terminal safety ---------------------------------------------------------------------
+
+#: Control (C0, DEL, C1), format (bidi controls, zero-width characters, U+FEFF, tags), surrogate and
+#: line/paragraph separator characters: each can move the cursor, send a terminal command, reorder or hide text.
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+#: Every character of those categories lies in planes 0, 1 and 14 (a test checks this against the whole range).
+_UNSAFE_PLANES = (range(0x20000), range(0xE0000, 0xE1000))
+#: Letters that draw nothing (the Hangul fillers), a known way to fake an empty or an identical-looking name.
+_BLANK_LETTERS = "\u115f\u1160\u3164\uffa0"
+#: What a message body may keep: its line breaks, and tabs (printed as spaces).
+_BODY_WHITESPACE = "\t\n"
+_SHORT_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+#: How an escape is drawn on a terminal, so that it stands apart from a backslash typed in the text.
+ESCAPE_STYLE = "dim"
+
+
+@functools.cache
+def _unsafe_codes() -> tuple[str, ...]:
+    found = [chr(code) for plane in _UNSAFE_PLANES for code in plane
+             if unicodedata.category(chr(code)) in _UNSAFE_CATEGORIES]
+    return tuple(sorted(found + list(_BLANK_LETTERS)))
+
+
+@functools.cache
+def _unsafe_pattern(body: bool) -> re.Pattern[str]:
+    """One character class of the unsafe characters, as ranges (a class of single characters is ten times slower)."""
+    ranges: list[list[int]] = []
+    for char in _unsafe_codes():
+        if body and char in _BODY_WHITESPACE:
+            continue
+        if ranges and ranges[-1][1] == ord(char) - 1:
+            ranges[-1][1] = ord(char)
+        else:
+            ranges.append([ord(char), ord(char)])
+    return re.compile("[" + "".join(f"{re.escape(chr(low))}-{re.escape(chr(high))}" for low, high in ranges) + "]")
+
+
+def _escape(char: str) -> str:
+    """A character as Python writes it in a string literal: ``\\n``, ``\\x1b``, ``\\u202e``, ``\\U000e0041``."""
+    code = ord(char)
+    return _SHORT_ESCAPES.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000
+                                        else f"\\U{code:08x}")
+
+
+def terminal_safe(text: str, *, body: bool = False) -> str:
+    """``text`` made harmless to print on a terminal, every unsafe character shown as its escape.
+
+    Escaped: C0 controls (ESC, BEL, CR, ...), DEL, C1 controls (U+0080-U+009F), bidi controls
+    (U+202A-U+202E, U+2066-U+2069, U+200E, U+200F, U+061C), zero-width and other format characters
+    (U+200B-U+200D, U+2060, U+FEFF, tags), lone surrogates, U+2028, U+2029 and the blank Hangul fillers.
+    In a message ``body`` a newline stays a newline and a tab becomes spaces; everywhere else they are
+    escaped too. Backslashes are left alone: ``--json`` is the exact form.
+    """
+    safe = _unsafe_pattern(body).sub(lambda found: _escape(found.group()), text)
+    return safe.expandtabs() if body else safe
+
+
+def safe_text(text: str | Text, *, body: bool = False) -> Text:
+    """``terminal_safe`` for rich text: keeps a ``Text``'s styles and draws each escape dimmed.
+
+    Build rich text of user strings with this, not with ``Text(...)``: rich silently drops BEL, BS,
+    VT, FF and CR from a str it is given, and this shows them. A str's markup is never read.
+    """
+    plain = text if isinstance(text, str) else text.plain
+    unsafe = _unsafe_pattern(body)
+    cuts = [offset for found in unsafe.finditer(plain) for offset in found.span()]
+    result = Text() if isinstance(text, str) else Text(
+        style=text.style, justify=text.justify, overflow=text.overflow, no_wrap=text.no_wrap, end=text.end)
+    for start, end in itertools.pairwise([0, *cuts, len(plain)]):
+        piece = Text(plain[start:end]) if isinstance(text, str) else text[start:end]
+        if unsafe.fullmatch(plain[start:end]):
+            escape = Text(_escape(plain[start:end]))
+            for span in piece.spans:
+                escape.stylize(span.style)
+            escape.stylize(ESCAPE_STYLE)
+            piece = escape
+        result.append_text(piece)
+    if body:
+        result.expand_tabs()
+    return result
+
+
+def confirm(question: str) -> None:
+    """Ask on stderr; abort unless the user agrees."""
+    click.confirm(terminal_safe(question), abort=True, err=True)
+
+
+# -- options and values --------------------------------------------------------------------
 
 
 def output_options(command: F) -> F:
@@ -75,6 +177,16 @@ def _default(value: object) -> object:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+def _dumps(document: object, *, indent: bool) -> str:
+    try:
+        return orjson.dumps(document, default=_default, option=orjson.OPT_INDENT_2 if indent else None).decode()
+    except orjson.JSONEncodeError:
+        # orjson refuses lone surrogates (a path given as a non-UTF-8 argument holds them); JSON can write them
+        # as \udcXX escapes, from which json.loads and os.fsencode give back the path's bytes.
+        return json.dumps(document, default=_default, indent=2 if indent else None,
+                          separators=(",", ": ") if indent else (",", ":"))
+
+
 class Output:
     """Where a command's results go: tables and lines for people, or JSON."""
 
@@ -91,26 +203,28 @@ class Output:
 
     def json(self, document: object) -> None:
         """Print one JSON document."""
-        click.echo(orjson.dumps(document, default=_default, option=orjson.OPT_INDENT_2).decode())
+        click.echo(_dumps(document, indent=True))
 
     def json_lines(self, rows: Iterable[object]) -> None:
         """Print one compact JSON object a line, as the rows come."""
         for row in rows:
-            click.echo(orjson.dumps(row, default=_default).decode())
+            click.echo(_dumps(row, indent=False))
 
     # -- people --------------------------------------------------------------------------
 
     def line(self, text: str | Text = "", style: str | None = None) -> None:
-        """Print a line of plain text (no markup is interpreted in it, and it is not wrapped)."""
-        self.console.print(text, style=style, markup=False, highlight=False, soft_wrap=True)
+        """Print a line, made terminal-safe (no markup is interpreted in it, and it is not wrapped)."""
+        self.console.print(safe_text(text), style=style, highlight=False, soft_wrap=True)
 
     def table(self, columns: Sequence[str], rows: Iterable[Sequence[object]], *, title: str | None = None,
-              empty: str = "Nothing to show.") -> int:
+              empty: str = "Nothing to show.", bodies: Collection[str] = ()) -> int:
         """Print a table; print ``empty`` instead when there are no rows. Returns the row count.
 
-        Time columns stay on one line; the others wrap when the terminal is narrow.
+        Every cell and the title are made terminal-safe; cells of the ``bodies`` columns (message
+        contents) keep their line breaks. Time columns stay on one line; the others wrap when the
+        terminal is narrow.
         """
-        table = Table(title=title, title_justify="left", header_style="bold")
+        table = Table(title=None if title is None else safe_text(title), title_justify="left", header_style="bold")
         for name in columns:
             if name in _TIME_COLUMNS:
                 table.add_column(name, no_wrap=True, min_width=19)
@@ -118,8 +232,8 @@ class Output:
                 table.add_column(name, overflow="fold")
         count = 0
         for row in rows:
-            table.add_row(*(cell if isinstance(cell, Text) else Text("-" if cell is None else str(cell))
-                            for cell in row))
+            table.add_row(*(safe_text(cell if isinstance(cell, Text) else "-" if cell is None else str(cell),
+                                      body=name in bodies) for name, cell in zip(columns, row, strict=True)))
             count += 1
         if count:
             self.console.print(table)
@@ -131,7 +245,8 @@ class Output:
         """Print ``name: value`` lines, aligned."""
         width = max((len(name) for name, _ in pairs), default=0)
         for name, value in pairs:
-            self.line(Text.assemble((f"{name + ':':<{width + 1}} ", "bold"), "-" if value is None else str(value)))
+            self.line(Text.assemble((f"{name + ':':<{width + 1}} ", "bold"),
+                                    safe_text("-" if value is None else str(value))))
 
 
 @contextmanager
@@ -144,9 +259,10 @@ def progress_bar(description: str) -> Iterator[ProgressCallback]:
     if not console.is_terminal:
         yield lambda done, total: None
         return
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=True) as bar:
-        task = bar.add_task(description, total=None)
+    columns = (SpinnerColumn(), TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task(terminal_safe(description), total=None)
 
         def update(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total or None)
@@ -162,7 +278,7 @@ def spinner(description: str) -> Iterator[None]:
     if not console.is_terminal:
         yield
         return
-    with console.status(description):
+    with console.status(safe_text(description)):
         yield
 
 

@@ -12,7 +12,7 @@ import click
 
 from .. import SessionView
 from ._context import Env, _quote, parse_time, pass_env, require_live, session_history
-from ._output import Output, human_bytes, output_options, progress_bar, show_time, spinner
+from ._output import Output, confirm, human_bytes, output_options, progress_bar, show_time, spinner
 
 
 def _summary(view: SessionView) -> str:
@@ -52,8 +52,8 @@ def restore(env: Env, key: str, version: int | None, as_of: str | None, yes: boo
         target = store.session_at(key, version=version, as_of=moment)
         when = f"version {target.version}" + (f" (as of {show_time(moment)})" if moment is not None else "")
         if not yes:
-            click.confirm(f"Restore {key!r} (now version {history[-1].version}: {_summary(current)}) to "
-                          f"{when}: {_summary(target)}?", abort=True, err=True)
+            confirm(f"Restore {key!r} (now version {history[-1].version}: {_summary(current)}) to "
+                    f"{when}: {_summary(target)}?")
         before = history[-1].version
         after = store.restore(key, version=version, as_of=moment)
     changed = after != before
@@ -213,8 +213,7 @@ def redact(env: Env, key: str, reason: str, yes: bool, as_json: bool) -> None:
     with env.open(write=True) as store:
         session_history(store, key)
         if not yes:
-            click.confirm(f"Redact every message of {key!r}? Their content cannot be recovered.", abort=True,
-                          err=True)
+            confirm(f"Redact every message of {key!r}? Their content cannot be recovered.")
         changed = store.redact(key, reason)
     if as_json:
         out.json({"key": key, "events_redacted": changed, "reason": reason})
