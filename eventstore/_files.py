@@ -49,6 +49,9 @@ class TargetExists(InvalidArgument):
 class WriteFailed(EventStoreError, OSError):
     """Writing a file failed (a full disk, say); no partial file was left behind. ``errno`` is the cause's."""
 
+    def __str__(self) -> str:
+        return str(self.strerror)  # the sentence, without OSError's "[Errno N]" prefix
+
 
 def file_kind(mode: int) -> str:
     """What a ``st_mode`` is, for messages: ``"a FIFO"``, ``"a symbolic link"``, ``"a regular file"``..."""
