@@ -10,10 +10,12 @@ ZeroClaw keeps sessions in ``WORKSPACE/sessions/``:
 * ``<key>.jsonl``: one ``{"role", "content"}`` object a line, no times. The
   file name is the key with every character other than a Unicode letter, digit,
   ``_`` or ``-`` replaced by ``_`` (so the original key may be lost; the file
-  name is the key we import). ZeroClaw splits lines on ``\\n`` only and skips
-  blank, corrupt and non-UTF-8 lines; so do we (Python's ``splitlines`` would
-  also break on U+2028 inside JSON strings). Imported messages get the file's
-  modification time.
+  name is the key we import, unless the first line is a ``{"session_key": KEY}``
+  record, which our export writes and ZeroClaw skips). ZeroClaw splits lines on
+  ``\\n`` only and skips blank, corrupt and non-UTF-8 lines; so do we (Python's
+  ``splitlines`` would also break on U+2028 inside JSON strings). Imported
+  messages get the file's modification time. An empty or blank file is a
+  session with no messages (ZeroClaw lists it; clearing a session empties it).
 * ``sessions.db`` (SQLite): ``sessions(id, session_key, role, content,
   created_at)`` and ``session_metadata(session_key, created_at, last_activity,
   message_count, name, state, turn_id, turn_started_at, ...)``, times as
@@ -23,29 +25,48 @@ Tool calls have no field of their own: they are JSON documents packed into
 ``content``, which is kept exactly. Source files are only ever read: the
 database is copied (with its ``-wal`` file) into a temporary directory first,
 since even a read-only SQLite open may create files beside it.
+
+A workspace is input we do not control. Only regular files are read, opened
+without blocking (a FIFO is reported, never waited on); a symbolic link is
+followed only to a file inside the workspace; a file over ``MAX_FILE_BYTES`` is
+not read, and a line (or row) over ``MAX_LINE_BYTES`` is skipped. A time that
+does not parse or that the store cannot record (before 1970, past year 9999)
+counts as a bad time and the time before it is used. Each such source or line
+is reported and the import goes on with the next one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
-import shutil
 import sqlite3
+import stat
 import tempfile
+import unicodedata
 from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Any
 
 import attrs
 import orjson
 
-from ._errors import EventStoreError, SourceChanged
+from ._errors import EventStoreError, InvalidArgument, SourceChanged
+from ._files import TargetExists, UnsafeTarget, atomic_write, check_target, file_kind, open_directory
 from ._store import SessionStore
 from ._values import ChatMessage, ImportOutcome, validate_key
 from .events import MessageAppended, SessionEvent, SessionRenamed, SessionStateChanged
 
 __all__ = [
+    "MANIFEST_NAME",
+    "MAX_FILE_BYTES",
+    "MAX_LINE_BYTES",
+    "MAX_NAME_BYTES",
+    "JsonlExport",
+    "NotAWorkspace",
+    "RefusedSource",
     "SkippedLine",
     "SourceBatch",
     "SourceResult",
@@ -56,16 +77,28 @@ __all__ = [
     "read_sqlite",
     "read_workspace",
     "import_workspace",
-    "write_jsonl",
+    "jsonl_bytes",
+    "plan_file_names",
     "export_jsonl",
 ]
 
 Progress = Callable[[int, int], None]
 TimedEvents = list[tuple[datetime, SessionEvent]]
 
+#: The largest source file read, in bytes: a larger one is reported and not read.
+MAX_FILE_BYTES = 1 << 30
+#: The longest JSONL line (or SQLite message, role and content) imported, in bytes: a longer one is skipped.
+MAX_LINE_BYTES = 16 << 20
+
 #: Why an input line or row was skipped.
-BLANK, NOT_JSON, NOT_A_MESSAGE, INVALID_UTF8, BAD_KEY = (
-    "blank", "not JSON", "not a message", "invalid UTF-8", "invalid session key")
+BLANK, NOT_JSON, NOT_A_MESSAGE, INVALID_UTF8, BAD_KEY, TOO_LONG = (
+    "blank", "not JSON", "not a message", "invalid UTF-8", "invalid session key",
+    f"longer than {MAX_LINE_BYTES >> 20} MiB")
+
+#: The field of the record that names a JSONL file's session when the file name is not the key.
+KEY_FIELD = "session_key"
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 @attrs.frozen
@@ -114,10 +147,12 @@ class SourceResult:
     Attributes:
         status: ``"imported"``; ``"unchanged"`` (imported before, nothing added);
             ``"changed"`` (changed since its import, not merged); ``"empty"`` (no
-            valid message, nothing imported); ``"unreadable"`` (not a ZeroClaw file).
+            valid message, nothing imported); ``"unreadable"`` (not a ZeroClaw file,
+            or an I/O error); ``"refused"`` (not read: not a regular file, a link
+            leaving the workspace, or too large); ``"failed"`` (the store refused it).
         sessions, messages, events: what was written.
         existing_keys: keys already in the store, reported and not merged.
-        detail: a sentence for ``"unreadable"`` and ``"changed"``.
+        detail: a sentence for ``"unreadable"``, ``"refused"``, ``"failed"`` and ``"changed"``.
     """
 
     batch: SourceBatch | None
@@ -155,6 +190,10 @@ class NotAWorkspace(EventStoreError, ValueError):
     """The path holds no ZeroClaw sessions."""
 
 
+class RefusedSource(EventStoreError, ValueError):
+    """A source file that is not read: not a regular file, a link leaving the workspace, or too large."""
+
+
 # -- reading -------------------------------------------------------------------------
 
 
@@ -174,19 +213,55 @@ def sessions_dir(workspace: str | os.PathLike[str]) -> Path:
     raise NotAWorkspace(f"no ZeroClaw sessions in {root} (looked for sessions/*.jsonl and sessions/sessions.db)")
 
 
-def _digest(paths: Iterable[Path]) -> tuple[int, str]:
-    sha = hashlib.sha256()
+@contextlib.contextmanager
+def _open_source(path: Path, roots: Sequence[Path] | None) -> Iterator[tuple[int, os.stat_result]]:
+    """The source opened for reading with its status, if it is a regular file (inside ``roots``, if given).
+
+    The path is resolved first and the resolved path opened with ``O_NOFOLLOW``
+    and ``O_NONBLOCK``; what was opened is checked with ``fstat``, so a FIFO or
+    device is never read, and a file swapped in meanwhile is seen as it is.
+
+    Raises:
+        RefusedSource: a link leaving ``roots``, not a regular file, or over ``MAX_FILE_BYTES``.
+        OSError: it cannot be opened.
+    """
+    real = Path(os.path.realpath(path))
+    if roots is not None and not any(real.is_relative_to(root) for root in roots):
+        raise RefusedSource(f"a symbolic link to {real}, outside the workspace; not read")
+    fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise RefusedSource(f"{file_kind(info.st_mode)}, not a regular file; not read")
+        if info.st_size > MAX_FILE_BYTES:
+            raise RefusedSource(f"{info.st_size} bytes, over the {MAX_FILE_BYTES >> 30} GiB limit; not read")
+        yield fd, info
+    finally:
+        os.close(fd)
+
+
+def _chunks(fd: int) -> Iterator[bytes]:
+    """The bytes of an open source, a chunk at a time, stopping with ``RefusedSource`` past ``MAX_FILE_BYTES``
+    (the file may have grown since it was checked)."""
     size = 0
-    for path in paths:
-        with open(path, "rb") as stream:
-            while chunk := stream.read(1 << 20):
-                sha.update(chunk)
-                size += len(chunk)
-    return size, sha.hexdigest()
+    while chunk := os.read(fd, 1 << 20):
+        size += len(chunk)
+        if size > MAX_FILE_BYTES:
+            raise RefusedSource(f"over the {MAX_FILE_BYTES >> 30} GiB limit; not read")
+        yield chunk
 
 
-def _mtime(path: Path) -> datetime:
-    return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
+def recordable_time(moment: datetime | None) -> datetime | None:
+    """``moment`` if the store can record an event at it (not before 1970), else ``None``."""
+    return moment if moment is not None and moment >= _EPOCH else None
+
+
+def _file_time(info: os.stat_result) -> datetime | None:
+    """A file's modification time, if the store can record it."""
+    try:
+        return recordable_time(datetime.fromtimestamp(info.st_mtime, timezone.utc))
+    except (OverflowError, OSError, ValueError):  # a time past year 9999, or outside the platform's range
+        return None
 
 
 def parse_message(raw: bytes) -> ChatMessage | str:
@@ -212,25 +287,52 @@ def parse_message(raw: bytes) -> ChatMessage | str:
         return NOT_A_MESSAGE
 
 
-def read_jsonl(path: str | os.PathLike[str]) -> SourceBatch:
-    """Read one ZeroClaw JSONL session file; the file name without ``.jsonl`` is the key.
+def _key_record(raw: bytes) -> str | None:
+    """The key a ``{"session_key": KEY}`` line names (the first line our export writes when needed), if it is one."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(data, dict) or list(data) != [KEY_FIELD] or not isinstance(data[KEY_FIELD], str):
+        return None
+    try:
+        return validate_key(data[KEY_FIELD])
+    except EventStoreError:
+        return None
+
+
+def read_jsonl(path: str | os.PathLike[str], *, roots: Sequence[Path] | None = None) -> SourceBatch:
+    """Read one ZeroClaw JSONL session file; the file name without ``.jsonl`` is the key, unless the
+    first line is a ``{"session_key": KEY}`` record.
 
     Lines are split on ``\\n`` only; blank lines, lines that are not JSON or not a
-    message, and invalid UTF-8 are skipped and listed. Every message gets the
-    file's modification time.
+    message, invalid UTF-8 and lines over ``MAX_LINE_BYTES`` are skipped and
+    listed. Every message gets the file's modification time. A file with no
+    line but blank ones is a session with no messages (recorded as a session
+    without a name, as ``set_session_name(key, "")`` would create it).
+
+    Raises:
+        RefusedSource: not a regular file, over ``MAX_FILE_BYTES``, or (with ``roots``) a link leaving them.
+        OSError: it cannot be read.
     """
     path = Path(path)
-    data = path.read_bytes()
+    with _open_source(path, roots) as (fd, info):
+        data = b"".join(_chunks(fd))
     size, sha256 = len(data), hashlib.sha256(data).hexdigest()
-    key = path.name[: -len(".jsonl")]
     lines = data.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()  # the newline ending the last line starts no line
-    moment = _mtime(path)
+    recorded_key = _key_record(lines[0]) if lines else None
+    key = recorded_key or path.name[: -len(".jsonl")]
+    moment = _file_time(info)
+    bad_times = int(moment is None)
+    moment = moment or _EPOCH
     events: TimedEvents = []
     skipped = []
     for number, raw in enumerate(lines, 1):
-        found = parse_message(raw)
+        if number == 1 and recorded_key is not None:
+            continue
+        found = TOO_LONG if len(raw) > MAX_LINE_BYTES else parse_message(raw)
         if isinstance(found, str):
             skipped.append(SkippedLine(number, found))
         else:
@@ -238,9 +340,11 @@ def read_jsonl(path: str | os.PathLike[str]) -> SourceBatch:
     try:
         validate_key(key)
     except EventStoreError:
-        return SourceBatch(path, "jsonl", size, sha256, {}, tuple(skipped) + (SkippedLine(0, BAD_KEY),))
+        return SourceBatch(path, "jsonl", size, sha256, {}, (*skipped, SkippedLine(0, BAD_KEY)), (), bad_times)
+    if not events and all(s.reason == BLANK for s in skipped):
+        events.append((moment, SessionRenamed(None)))
     sessions = {key: events} if events else {}
-    return SourceBatch(path, "jsonl", size, sha256, sessions, tuple(skipped), () if events else (key,))
+    return SourceBatch(path, "jsonl", size, sha256, sessions, tuple(skipped), () if events else (key,), bad_times)
 
 
 def parse_time(text: object) -> datetime | None:
@@ -254,11 +358,11 @@ def parse_time(text: object) -> datetime | None:
         return None
     try:
         moment = datetime.fromisoformat(text.strip())
-    except ValueError:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        return moment.astimezone(timezone.utc)
+    except (ValueError, OverflowError):  # OverflowError: 9999-12-31T23:59:59-14:00 is past year 9999 in UTC
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
 
 
 def _text(value: object) -> str | None:
@@ -296,27 +400,28 @@ class _Timeline:
         return result
 
 
-def read_sqlite(path: str | os.PathLike[str]) -> SourceBatch:
+def read_sqlite(path: str | os.PathLike[str], *, roots: Sequence[Path] | None = None) -> SourceBatch:
     """Read ZeroClaw's ``sessions.db``: every session's messages with their times, its name and its state.
 
     The file (and its ``-wal`` file, if any) is copied to a temporary directory
     and read there, so the source is never touched. Rows whose role or content
-    is not valid text are skipped and listed by ``id``. Missing ``name`` or
-    state columns (older files) are tolerated.
+    is not valid text, or longer than ``MAX_LINE_BYTES``, are skipped and listed
+    by ``id``. Missing ``name`` or state columns (older files) are tolerated.
 
     Raises:
         NotAWorkspace: the file is not a ZeroClaw sessions database.
+        RefusedSource: it or its ``-wal`` file is not a regular file, is over ``MAX_FILE_BYTES``, or (with
+            ``roots``) is a link leaving them.
+        OSError: it cannot be read.
     """
     path = Path(path)
     wal = path.with_name(path.name + "-wal")
-    sources = [path] + ([wal] if wal.is_file() else [])
-    size, sha256 = _digest(sources)
-    fallback = _mtime(path)
+    sha = hashlib.sha256()
     with tempfile.TemporaryDirectory(prefix="eventstore-zeroclaw-") as scratch:
         copy = Path(scratch) / "sessions.db"
-        shutil.copyfile(path, copy)
-        if wal.is_file():
-            shutil.copyfile(wal, copy.with_name("sessions.db-wal"))
+        size, info = _copy_source(path, copy, roots, sha)
+        if os.path.lexists(wal):
+            size += _copy_source(wal, copy.with_name(wal.name), roots, sha)[0]
         try:
             connection = sqlite3.connect(copy)
         except sqlite3.Error as exc:
@@ -326,10 +431,22 @@ def read_sqlite(path: str | os.PathLike[str]) -> SourceBatch:
             rows, metadata = _query(connection, path)
         finally:
             connection.close()
-    return _build_sessions(path, size, sha256, fallback, rows, metadata)
+    return _build_sessions(path, size, sha.hexdigest(), _file_time(info), rows, metadata)
 
 
-def _query(connection: sqlite3.Connection, path: Path) -> tuple[list[tuple], dict[str, dict[str, object]]]:
+def _copy_source(source: Path, target: Path, roots: Sequence[Path] | None, sha: hashlib._Hash
+                 ) -> tuple[int, os.stat_result]:
+    """Copy a source file to ``target``, adding its bytes to ``sha``; its size and status."""
+    size = 0
+    with _open_source(source, roots) as (fd, info), open(target, "xb") as out:
+        for chunk in _chunks(fd):
+            sha.update(chunk)
+            out.write(chunk)
+            size += len(chunk)
+    return size, info
+
+
+def _query(connection: sqlite3.Connection, path: Path) -> tuple[list[tuple[Any, ...]], dict[str, dict[str, object]]]:
     try:
         # typeof(): ZeroClaw reads these columns as text, so a BLOB or number in them is no message.
         rows = connection.execute(
@@ -351,14 +468,23 @@ def _query(connection: sqlite3.Connection, path: Path) -> tuple[list[tuple], dic
     return rows, metadata
 
 
-def _build_sessions(path: Path, size: int, sha256: str, fallback: datetime, rows: list[tuple],
-                    metadata: dict[str, dict[str, object]]) -> SourceBatch:
+def _usable_time(value: object) -> datetime | None:
+    """A stored RFC 3339 time, if it parses and the store can record it."""
+    return recordable_time(parse_time(value))
+
+
+def _build_sessions(path: Path, size: int, sha256: str, file_time: datetime | None,
+                    rows: list[tuple[Any, ...]], metadata: dict[str, dict[str, object]]) -> SourceBatch:
     skipped: list[SkippedLine] = []
-    bad_times = 0
+    bad_times = int(file_time is None)
+    fallback = file_time or _EPOCH
     messages: dict[str, list[tuple[datetime | None, ChatMessage]]] = {}
     for row_id, raw_key, raw_role, raw_content, raw_time, all_text in rows:
         if not all_text:
             skipped.append(SkippedLine(row_id, NOT_A_MESSAGE))
+            continue
+        if len(raw_role) + len(raw_content) > MAX_LINE_BYTES:  # text columns, read as bytes
+            skipped.append(SkippedLine(row_id, TOO_LONG))
             continue
         key, role, content = _text(raw_key), _text(raw_role), _text(raw_content)
         if key is None or role is None or content is None:
@@ -370,7 +496,7 @@ def _build_sessions(path: Path, size: int, sha256: str, fallback: datetime, rows
         except EventStoreError:
             skipped.append(SkippedLine(row_id, NOT_A_MESSAGE))
             continue
-        moment = parse_time(raw_time)
+        moment = _usable_time(raw_time)
         if moment is None:
             bad_times += 1
         messages.setdefault(key, []).append((moment, message))
@@ -385,9 +511,9 @@ def _build_sessions(path: Path, size: int, sha256: str, fallback: datetime, rows
             skipped.append(SkippedLine(0, BAD_KEY))
             continue
         meta = metadata.get(key, {})
-        created = parse_time(meta.get("created_at"))
-        last_activity = parse_time(meta.get("last_activity"))
-        bad_times += sum(meta.get(c) is not None and parse_time(meta.get(c)) is None
+        created = _usable_time(meta.get("created_at"))
+        last_activity = _usable_time(meta.get("last_activity"))
+        bad_times += sum(meta.get(c) is not None and _usable_time(meta.get(c)) is None
                          for c in ("created_at", "last_activity", "turn_started_at"))
         timeline = _Timeline()
         known = [m for m, _ in messages.get(key, []) if m is not None]
@@ -401,7 +527,7 @@ def _build_sessions(path: Path, size: int, sha256: str, fallback: datetime, rows
             timeline.add(previous, MessageAppended(message))
         state = _text(meta.get("state"))
         if state:
-            started = parse_time(meta.get("turn_started_at"))
+            started = _usable_time(meta.get("turn_started_at"))
             when = started if state == "running" and started is not None else (last_activity or previous)
             timeline.insert_by_time(max(when, start), SessionStateChanged(state, _text(meta.get("turn_id"))))
         if timeline.events:
@@ -411,23 +537,43 @@ def _build_sessions(path: Path, size: int, sha256: str, fallback: datetime, rows
     return SourceBatch(path, "sqlite", size, sha256, sessions, tuple(skipped), tuple(empty), bad_times)
 
 
-def read_workspace(workspace: str | os.PathLike[str]) -> list[SourceBatch | SourceResult]:
-    """Read every source of a workspace: ``sessions.db`` first (it has names, states and times), then
-    each ``*.jsonl`` file by name. A source that cannot be read comes back as an ``"unreadable"`` result."""
-    directory = sessions_dir(workspace)
-    found: list[SourceBatch | SourceResult] = []
+def _sources(directory: Path) -> list[tuple[Path, str]]:
+    """The workspace's sources in import order: ``sessions.db`` first (it has names, states and times), then
+    each ``*.jsonl`` entry by name (whatever it is: what is not a regular file is reported when read)."""
     database = directory / "sessions.db"
-    if database.is_file():
-        try:
-            found.append(read_sqlite(database))
-        except (NotAWorkspace, OSError) as exc:
-            found.append(SourceResult(None, database, "sqlite", "unreadable", detail=str(exc)))
-    for path in sorted(directory.glob("*.jsonl")):
-        try:
-            found.append(read_jsonl(path))
-        except OSError as exc:
-            found.append(SourceResult(None, path, "jsonl", "unreadable", detail=str(exc)))
-    return found
+    found = [(database, "sqlite")] if os.path.lexists(database) else []
+    return found + [(path, "jsonl") for path in sorted(directory.glob("*.jsonl"))]
+
+
+def _read_source(path: Path, kind: str, roots: Sequence[Path]) -> SourceBatch | SourceResult:
+    """One source read into a batch, or the result saying why it was not read."""
+    try:
+        return read_sqlite(path, roots=roots) if kind == "sqlite" else read_jsonl(path, roots=roots)
+    except RefusedSource as exc:
+        return SourceResult(None, path, kind, "refused", detail=str(exc))
+    except NotAWorkspace as exc:
+        return SourceResult(None, path, kind, "unreadable", detail=str(exc))
+    except OSError as exc:
+        return SourceResult(None, path, kind, "unreadable", detail=f"cannot read it: {exc.strerror or exc}")
+
+
+def _workspace_sources(workspace: str | os.PathLike[str]) -> tuple[list[tuple[Path, str]], tuple[Path, ...]]:
+    """The sources to read, and the directories a symbolic link among them may point into."""
+    directory = sessions_dir(workspace)
+    roots = tuple(dict.fromkeys(Path(os.path.realpath(p)) for p in (workspace, directory)))
+    return _sources(directory), roots
+
+
+def read_workspace(workspace: str | os.PathLike[str]) -> list[SourceBatch | SourceResult]:
+    """Read every source of a workspace (see ``_sources`` for the order). A source that is not read comes
+    back as a result: ``"refused"`` (not a regular file inside the workspace, or too large) or
+    ``"unreadable"``.
+
+    Raises:
+        NotAWorkspace: the path holds no ZeroClaw sessions.
+    """
+    sources, roots = _workspace_sources(workspace)
+    return [_read_source(path, kind, roots) for path, kind in sources]
 
 
 def _import_batch(store: SessionStore, batch: SourceBatch) -> SourceResult:
@@ -439,6 +585,8 @@ def _import_batch(store: SessionStore, batch: SourceBatch) -> SourceResult:
     except SourceChanged:
         return SourceResult(batch, batch.path, batch.kind, "changed",
                             detail="changed since it was imported; not merged")
+    except InvalidArgument as exc:  # data the store cannot hold; the next source may be fine
+        return SourceResult(batch, batch.path, batch.kind, "failed", detail=f"not imported: {exc}")
     if outcome.already_imported:
         return SourceResult(batch, batch.path, batch.kind, "unchanged")
     imported = {k: v for k, v in batch.sessions.items() if k not in outcome.skipped}
@@ -454,14 +602,17 @@ def import_workspace(store: SessionStore, workspace: str | os.PathLike[str],
     Idempotent: each source's receipt (name, size, SHA-256) is committed with
     its events, so a second import adds nothing; a source changed since its
     import is reported (``"changed"``), not merged; a key that already has
-    events in the store is reported in ``existing_keys``, not merged.
+    events in the store is reported in ``existing_keys``, not merged. A source
+    that is not read or that the store refuses is reported, and the import goes
+    on with the next. Sources are read one at a time, each just before its import.
 
     Raises:
         NotAWorkspace: the path holds no ZeroClaw sessions.
     """
-    sources = read_workspace(workspace)
+    sources, roots = _workspace_sources(workspace)
     results = []
-    for done, source in enumerate(sources, 1):
+    for done, (path, kind) in enumerate(sources, 1):
+        source = _read_source(path, kind, roots)
         results.append(source if isinstance(source, SourceResult) else _import_batch(store, source))
         if progress is not None:
             progress(done, len(sources))
@@ -477,46 +628,139 @@ def sanitize_key(key: str) -> str:
     return "".join(c if c.isalnum() or c in "_-" else "_" for c in key)
 
 
-def write_jsonl(path: str | os.PathLike[str], messages: Sequence[ChatMessage]) -> None:
-    """Write messages as a ZeroClaw JSONL session file (one compact ``{"role","content"}`` object a line)."""
-    Path(path).write_bytes(b"".join(orjson.dumps({"role": m.role, "content": m.content}) + b"\n"
-                                    for m in messages))
+#: The file an export writes last into its directory: which file holds which session.
+MANIFEST_NAME = "eventstore-manifest.json"
+#: The ``format`` field of the manifest.
+MANIFEST_FORMAT = "eventstore.jsonl-export"
+#: The longest file name an export writes, in bytes (most file systems' limit); a longer ZeroClaw name is hashed.
+MAX_NAME_BYTES = 255
+#: How much of the sanitized key a hashed name keeps in front, in bytes, so that it stays readable.
+_HASHED_PREFIX_BYTES = 100
+
+
+def _caseless(name: str) -> str:
+    """The form under which two names are the same file on a case-insensitive or normalizing file system."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
+
+
+def _encodable(name: str) -> bool:
+    try:
+        return len(os.fsencode(name)) <= MAX_NAME_BYTES
+    except UnicodeError:
+        return False
+
+
+def _hashed_name(key: str) -> str:
+    """``<start of the sanitized key>.<128 bits of the key's SHA-256>.jsonl``: never too long, never equal to
+    another key's name, never equal to a ZeroClaw name (which has no ``.`` before ``.jsonl``)."""
+    digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+    prefix = sanitize_key(key).encode()[:_HASHED_PREFIX_BYTES].decode("utf-8", "ignore")
+    return f"{prefix}.{digest}.jsonl" if _encodable(prefix) else f"{digest}.jsonl"
+
+
+def plan_file_names(keys: Sequence[str]) -> dict[str, str]:
+    """The file name of each key's export, all decided before any is written.
+
+    A key keeps ZeroClaw's name (``<sanitized key>.jsonl``) when it fits in
+    ``MAX_NAME_BYTES``, the file system can encode it, and no other key of the
+    export has the same name up to case and Unicode normalization; otherwise it
+    gets a hashed name (``_hashed_name``). The real key is in the file's first
+    line and in the manifest whenever the name does not say it.
+    """
+    plain = {key: f"{sanitize_key(key)}.jsonl" for key in keys}
+    uses = Counter(_caseless(name) for name in plain.values())
+    return {key: name if _encodable(name) and uses[_caseless(name)] == 1 else _hashed_name(key)
+            for key, name in plain.items()}
+
+
+def jsonl_bytes(messages: Sequence[ChatMessage], key: str | None = None) -> bytes:
+    """Messages as a ZeroClaw JSONL session file (one compact ``{"role","content"}`` object a line), after a
+    ``{"session_key": key}`` line if ``key`` is given (ZeroClaw skips it; ``read_jsonl`` takes the key from it)."""
+    lines = [orjson.dumps({KEY_FIELD: key})] if key is not None else []
+    lines += [orjson.dumps({"role": m.role, "content": m.content}) for m in messages]
+    return b"".join(line + b"\n" for line in lines)
 
 
 @attrs.frozen
 class JsonlExport:
-    """What ``export_jsonl`` wrote: file per key, and keys not written (with why)."""
+    """What ``export_jsonl`` wrote: file per key, keys not written (with why), and the manifest (if written)."""
 
     written: dict[str, Path]
     not_written: dict[str, str]
+    manifest: Path | None = None
+
+
+def _read_manifest(directory_fd: int, shown: Path, overwrite: bool) -> dict[str, str]:
+    """The sessions an earlier export's manifest lists; ``{}`` if there is none.
+
+    Raises:
+        UnsafeTarget: the manifest's name is a symbolic link or not a regular file.
+        TargetExists: a file of that name that is no manifest, unless ``overwrite``.
+    """
+    check_target(directory_fd, MANIFEST_NAME, shown, replace=True)
+    try:
+        fd = os.open(MANIFEST_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=directory_fd)
+    except FileNotFoundError:
+        return {}
+    try:
+        data = orjson.loads(b"".join(_chunks(fd)))
+    except (orjson.JSONDecodeError, RefusedSource):
+        data = None
+    finally:
+        os.close(fd)
+    sessions = data.get("sessions") if isinstance(data, dict) and data.get("format") == MANIFEST_FORMAT else None
+    if isinstance(sessions, dict) and all(isinstance(v, str) for v in sessions.values()):
+        return sessions
+    if overwrite:
+        return {}
+    raise TargetExists(f"{shown} exists and is not an export manifest; pass --force to replace it")
 
 
 def export_jsonl(store: SessionStore, keys: Sequence[str], directory: str | os.PathLike[str], *,
                  overwrite: bool = False, progress: Progress | None = None) -> JsonlExport:
-    """Write each live session's current messages to ``DIRECTORY/<sanitized key>.jsonl``.
+    """Write each live session's current messages into ``directory`` as ZeroClaw JSONL files, then the manifest.
 
-    A key whose file exists (unless ``overwrite``), whose sanitized name another
-    key of the export already took, or that is not a live session is reported in
-    ``not_written``.
+    File names come from ``plan_file_names``. Every file is written whole or
+    not at all, never through a symbolic link (see ``eventstore._files``). A
+    key that is not a live session, or whose file is a symbolic link, not a
+    regular file, or exists (unless ``overwrite``) is reported in
+    ``not_written``. The manifest (``MANIFEST_NAME``: ``{"format", "version",
+    "sessions": {key: file name}}``) is written last, keeping an earlier
+    export's entries for other keys and other file names.
+
+    Raises:
+        UnsafeTarget: ``directory`` is not a directory, or the manifest's name is a link or not a regular file.
+        TargetExists: a file named like the manifest that is not one (unless ``overwrite``).
+        WriteFailed: a write failed (a full disk, say); the files written before it stay, complete, and no
+            partial or temporary file is left.
     """
+    keys = list(dict.fromkeys(keys))
+    names = plan_file_names(keys)
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     not_written: dict[str, str] = {}
-    taken: dict[str, str] = {}
-    for done, key in enumerate(keys, 1):
-        stem = sanitize_key(key)
-        target = directory / f"{stem}.jsonl"
-        if not store.session_exists(key):
-            not_written[key] = "no such session"
-        elif stem in taken:
-            not_written[key] = f"its file name {target.name} is taken by {taken[stem]!r}"
-        elif target.exists() and not overwrite:
-            not_written[key] = f"{target} exists"
-        else:
-            write_jsonl(target, store.load(key))
-            written[key] = target
-            taken[stem] = key
-        if progress is not None:
-            progress(done, len(keys))
-    return JsonlExport(written, not_written)
+    with open_directory(directory, create=True) as directory_fd:
+        manifest = directory / MANIFEST_NAME
+        earlier = _read_manifest(directory_fd, manifest, overwrite)
+        for done, key in enumerate(keys, 1):
+            name = names[key]
+            if not store.session_exists(key):
+                not_written[key] = "no such session"
+            else:
+                try:
+                    with atomic_write(directory_fd, name, directory / name, replace=overwrite) as stream:
+                        stream.write(jsonl_bytes(store.load(key), None if name == f"{key}.jsonl" else key))
+                    written[key] = directory / name
+                except (UnsafeTarget, TargetExists) as exc:
+                    not_written[key] = str(exc)
+            if progress is not None:
+                progress(done, len(keys))
+        if not written:
+            return JsonlExport(written, not_written)
+        taken = {_caseless(path.name) for path in written.values()}
+        entries = {k: v for k, v in earlier.items() if k not in written and _caseless(v) not in taken}
+        entries.update((key, path.name) for key, path in written.items())
+        with atomic_write(directory_fd, MANIFEST_NAME, manifest, replace=True) as stream:
+            stream.write(orjson.dumps({"format": MANIFEST_FORMAT, "version": 1, "sessions": entries},
+                                      option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
+    return JsonlExport(written, not_written, manifest)

@@ -19,7 +19,7 @@ from eventstore.interchange import (
     event_to_dict,
     import_events,
 )
-from eventstore.zeroclaw import read_jsonl, sanitize_key
+from eventstore.zeroclaw import MANIFEST_NAME, read_jsonl, sanitize_key
 
 from conftest import FakeClock
 
@@ -258,20 +258,25 @@ class TestPartialExport:
 
 class TestJsonlExport:
     def test_files_match_load(self, source: Path, tmp_path: Path) -> None:
-        """One <sanitized key>.jsonl per live session whose lines are exactly load()'s messages."""
+        """One <sanitized key>.jsonl per live session whose messages are exactly load()'s, and a manifest."""
         out = tmp_path / "zeroclaw" / "sessions"
         result = run("--store", str(source), "export", "--all", "--format", "jsonl", "--out", str(out), "--json")
         assert result.exit_code == 0, result.output
         with SessionStore(source) as store:
             keys = store.list_sessions()
-            assert sorted(p.name for p in out.iterdir()) == sorted(f"{sanitize_key(k)}.jsonl" for k in keys)
+            names = {key: f"{sanitize_key(key)}.jsonl" for key in keys}
+            assert sorted(p.name for p in out.iterdir()) == sorted([*names.values(), MANIFEST_NAME])
+            manifest = json.loads((out / MANIFEST_NAME).read_bytes())
+            assert manifest == {"format": "eventstore.jsonl-export", "version": 1, "sessions": names}
             for key in keys:
-                path = out / f"{sanitize_key(key)}.jsonl"
+                path = out / names[key]
                 lines = path.read_bytes().split(b"\n")
                 assert lines[-1] == b""
-                assert [json.loads(line) for line in lines[:-1]] == [
+                # The key itself comes first when the file name does not say it (ZeroClaw skips that line).
+                header = [] if path.stem == key else [{"session_key": key}]
+                assert [json.loads(line) for line in lines[:-1]] == header + [
                     {"role": m.role, "content": m.content} for m in store.load(key)]
-                assert [e.message for _, e in read_jsonl(path).sessions.get(path.stem, [])] == store.load(key)
+                assert [e.message for _, e in read_jsonl(path).sessions[key]] == store.load(key)
         assert "chat_1.jsonl" in json.loads(result.stdout)["files"]["chat/1"]
 
     def test_existing_files_are_kept(self, source: Path, tmp_path: Path) -> None:

@@ -27,8 +27,8 @@ from eventstore.zeroclaw import (
     parse_time,
     read_jsonl,
     read_sqlite,
+    jsonl_bytes,
     sanitize_key,
-    write_jsonl,
 )
 
 MTIME = datetime(2025, 6, 1, 12, 0, tzinfo=timezone.utc)
@@ -441,7 +441,7 @@ class TestWriteJsonl:
     def test_round_trip_through_the_reader(self, tmp_path: Path) -> None:
         """What write_jsonl writes, read_jsonl reads back exactly, U+2028 and tool calls included."""
         path = tmp_path / "k.jsonl"
-        write_jsonl(path, ALICE_MESSAGES)
+        path.write_bytes(jsonl_bytes(ALICE_MESSAGES))
         assert path.read_bytes().count(b"\n") == len(ALICE_MESSAGES)
         batch = read_jsonl(path)
         assert [e.message for _, e in batch.sessions["k"]] == ALICE_MESSAGES

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import click
 
 from .. import interchange, zeroclaw
+from .._files import atomic_file
 from ._context import Env, pass_env, require_live, session_history
 from ._output import Output, output_options, progress_bar
 
@@ -24,6 +25,8 @@ _STATUS_TEXT = {
     "changed": "changed since it was imported; not merged",
     "empty": "no valid message; nothing imported",
     "unreadable": "not readable",
+    "refused": "not read",
+    "failed": "not imported",
 }
 
 
@@ -65,8 +68,11 @@ def import_zeroclaw(env: Env, workspace: Path, verbose: bool, as_json: bool) -> 
     imported in one transaction with a receipt (name, size, SHA-256), so importing
     again adds nothing; a file changed since its import is reported, not merged; a
     session key the store already has is reported, not merged. Blank, non-JSON, non-
-    message and invalid UTF-8 lines are skipped and counted. The source files are
-    only read.
+    message and invalid UTF-8 lines are skipped and counted, and so are lines over
+    16 MiB. An empty JSONL file is a session with no messages. Only regular files
+    inside the workspace are read: a FIFO, a device, a symbolic link leading out
+    of the workspace or a file over 1 GiB is reported and skipped, and the import
+    goes on. The source files are only read.
 
     \b
     Example:
@@ -86,7 +92,7 @@ def import_zeroclaw(env: Env, workspace: Path, verbose: bool, as_json: bool) -> 
         batch = source.batch
         skipped = ", ".join(f"{n} {why}" for why, n in batch.skipped_by_reason().items()) if batch else ""
         rows.append([source.path.name, source.sessions, source.messages, skipped or "-",
-                     source.detail if source.status == "unreadable" else _STATUS_TEXT[source.status]])
+                     source.detail or _STATUS_TEXT[source.status]])
     out.table(["SOURCE", "SESSIONS", "MESSAGES", "SKIPPED", "RESULT"], rows,
               title=f"Import from {workspace}")
     for source in result.sources:
@@ -96,12 +102,12 @@ def import_zeroclaw(env: Env, workspace: Path, verbose: bool, as_json: bool) -> 
             for key in source.batch.empty_sessions if source.kind == "sqlite" else ():
                 out.line(f"{source.path.name}: session {key!r} has nothing to import (no message, name or state).")
             if source.batch.bad_times:
-                out.line(f"{source.path.name}: {source.batch.bad_times} timestamps did not parse; "
-                         "the time before each was used.")
+                out.line(f"{source.path.name}: {source.batch.bad_times} timestamps did not parse or were before "
+                         "1970; the time before each (or 1970-01-01) was used.")
             if verbose:
                 unit = "row" if source.kind == "sqlite" else "line"
-                for skipped in source.batch.skipped:
-                    out.line(f"{source.path.name} {unit} {skipped.line}: {skipped.reason}")
+                for line in source.batch.skipped:
+                    out.line(f"{source.path.name} {unit} {line.line}: {line.reason}")
     out.line(f"Imported {result.sessions} sessions with {result.messages} messages; "
              f"skipped {result.skipped_lines} lines." + ("" if verbose or not result.skipped_lines
                                                           else " (--verbose lists them)"))
@@ -152,7 +158,7 @@ def import_events(env: Env, file: Path, as_json: bool) -> None:
                    "jsonl: ZeroClaw session files, current messages.")
 @click.option("--out", "out_path", type=click.Path(path_type=Path), metavar="PATH",
               help="events: the file to write (default: standard output); jsonl: the directory to write into.")
-@click.option("--force", is_flag=True, help="Overwrite existing files.")
+@click.option("--force", is_flag=True, help="Replace existing regular files (never a symbolic link).")
 @output_options
 @pass_env
 def export(env: Env, keys: Sequence[str], all_sessions: bool, fmt: str, out_path: Path | None, force: bool,
@@ -163,7 +169,11 @@ def export(env: Env, keys: Sequence[str], all_sessions: bool, fmt: str, out_path
     sessions' histories, one JSON object a line; `eventstore import events`
     reads it back into a store that verifies and answers identically.
     --format jsonl writes <key>.jsonl (ZeroClaw's file name rules, current
-    messages) into the --out directory, so you can always go back to ZeroClaw.
+    messages) into the --out directory, so you can always go back to ZeroClaw;
+    a name that is too long or that two keys share up to case gets a hashed
+    name, and eventstore-manifest.json lists every key's file. Each file is
+    written to a temporary file and renamed into place: a symbolic link at a
+    target is never followed, and a failed export leaves no partial file.
 
     \b
     Example:
@@ -174,11 +184,9 @@ def export(env: Env, keys: Sequence[str], all_sessions: bool, fmt: str, out_path
         raise click.ClickException("name the sessions to export, or pass --all (one of them)")
     if fmt == "jsonl" and out_path is None:
         raise click.ClickException("--format jsonl writes one file per session: give --out DIRECTORY")
-    if fmt == "events" and out_path is not None and out_path.exists() and not force:
-        raise click.ClickException(f"{out_path} exists; pass --force to overwrite it")
     out = Output(as_json)
     with env.open() as store:
-        if fmt == "jsonl":
+        if fmt == "jsonl" and out_path is not None:  # (jsonl without --out was refused above)
             for key in keys:
                 require_live(store, key)
             chosen = list(keys) if keys else store.list_sessions()
@@ -187,7 +195,8 @@ def export(env: Env, keys: Sequence[str], all_sessions: bool, fmt: str, out_path
             if as_json:
                 out.json({"format": "jsonl", "out": str(out_path),
                           "files": {k: str(p) for k, p in result.written.items()},
-                          "not_written": result.not_written})
+                          "not_written": result.not_written,
+                          "manifest": None if result.manifest is None else str(result.manifest)})
             else:
                 out.line(f"Wrote {len(result.written)} session files into {out_path}.")
                 for key, why in result.not_written.items():
@@ -203,7 +212,7 @@ def export(env: Env, keys: Sequence[str], all_sessions: bool, fmt: str, out_path
             count = interchange.export_events(store, sys.stdout.buffer, None if all_sessions else list(keys))
             sys.stdout.buffer.flush()
             return
-        with open(out_path, "wb") as stream, progress_bar("Exporting") as progress:
+        with atomic_file(out_path, replace=force) as stream, progress_bar("Exporting") as progress:
             count = interchange.export_events(store, stream, None if all_sessions else list(keys), progress, total)
     if as_json:
         out.json({"format": "events", "out": str(out_path), "events": count, "whole_log": all_sessions})
