@@ -191,14 +191,11 @@ class SessionStore:
         return self._environment.read()
 
     def _write(self, body: Callable[[WriteTransaction], R]) -> R:
-        self._check_writable()
-        return self._environment.write(body)
-
-    def _check_writable(self) -> None:
         if self._closed:
             raise StoreClosed("the store is closed")
         if self._readonly:
             raise StoreReadOnly(f"the store at {self.path} was opened read-only")
+        return self._environment.write(body)
 
     # -- commands (services.commands decides, services.writer records) ----------------
 
