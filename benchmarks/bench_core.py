@@ -379,7 +379,7 @@ def load_phases(store: SessionStore, key: str) -> tuple[list[int], dict[str, int
     validate_key(key)
     with environment.read() as txn:
         t1 = now_ns()
-        stream_id, _head = store._live(txn, key)
+        stream_id, _head = store._queries.live(txn, key)
         t2 = now_ns()
         values = [value for _, value in model._items(txn, stream_id)]
         t3 = now_ns()
@@ -709,7 +709,7 @@ class Bench:
                              extra={"build_seconds": build}))
 
         def uncached(i: int, store: Any = stores["ours"]) -> Any:
-            store._listing = None  # private: forget the cached listing, to time the decode itself
+            store._queries._listing = None  # private: forget the cached listing, to time the decode itself
             return store.list_sessions_with_metadata()
 
         samples = interleaved({"ours": timed(uncached), **{b: timed(lambda i, st=stores[b]: st.list_sessions_with_metadata())
@@ -774,17 +774,17 @@ class Bench:
             (f"list_sessions_with_metadata, {s.list_sessions:,} sessions", max(2, s.list_runs // 3),
              lambda i: listed.list_sessions_with_metadata()),
         ]
-        cache_size = ours._cache_sessions
+        cache_size = ours._decoded.capacity
         for title, count, fn in jobs:
-            ours._cache_sessions = 0 if "cache off" in title else cache_size
-            ours._loaded.clear()
+            ours._decoded.capacity = 0 if "cache off" in title else cache_size
+            ours._decoded.clear()
             profiler = cProfile.Profile()
             profiler.enable()
             for i in range(count):
                 fn(i)
             profiler.disable()
             self.profiled[title] = render_profile(profiler, count)
-        ours._cache_sessions = cache_size
+        ours._decoded.capacity = cache_size
 
 
 def render_profile(profiler: cProfile.Profile, calls: int, top: int = 12) -> str:

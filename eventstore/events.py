@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import ClassVar, Union
+from typing import ClassVar, Union, assert_never, get_args
 
 import attrs
 
@@ -31,6 +31,7 @@ __all__ = [
     "redact_event",
     "SessionEvent",
     "RecordedEvent",
+    "EVENT_CLASSES",
     "EVENT_TYPES",
 ]
 
@@ -182,21 +183,12 @@ SessionEvent = Union[
     SessionRedacted,
 ]
 
+#: The registry of event types: every event class, in the order of ``SessionEvent``. Derived from the union,
+#: so a new event type is registered by adding it there; mypy then names every ``match`` that must handle it.
+EVENT_CLASSES: tuple[type[SessionEvent], ...] = get_args(SessionEvent)
+
 #: Every event class by its stored type name.
-EVENT_TYPES: dict[str, type] = {
-    cls.type_name: cls
-    for cls in (
-        MessageAppended,
-        LastMessageRemoved,
-        LastMessageReplaced,
-        MessagesCleared,
-        SessionRenamed,
-        SessionStateChanged,
-        SessionDeleted,
-        SessionRestored,
-        SessionRedacted,
-    )
-}
+EVENT_TYPES: dict[str, type[SessionEvent]] = {cls.type_name: cls for cls in EVENT_CLASSES}
 
 
 @attrs.frozen
@@ -231,10 +223,15 @@ class RecordedEvent:
 
 def redact_event(event: SessionEvent) -> SessionEvent:
     """The event with the content of every message it carries replaced by ``REDACTED``."""
-    if isinstance(event, (MessageAppended, LastMessageReplaced)):
-        return attrs.evolve(event, message=ChatMessage(event.message.role, REDACTED))
-    if isinstance(event, SessionRestored):
-        messages = tuple(TimestampedMessage(ChatMessage(m.message.role, REDACTED), m.created_at)
-                         for m in event.messages)
-        return attrs.evolve(event, messages=messages)
-    return event
+    match event:
+        case MessageAppended() | LastMessageReplaced():
+            return attrs.evolve(event, message=ChatMessage(event.message.role, REDACTED))
+        case SessionRestored():
+            messages = tuple(TimestampedMessage(ChatMessage(m.message.role, REDACTED), m.created_at)
+                             for m in event.messages)
+            return attrs.evolve(event, messages=messages)
+        case (LastMessageRemoved() | MessagesCleared() | SessionRenamed() | SessionStateChanged() | SessionDeleted()
+              | SessionRedacted()):
+            return event  # no message content
+        case _:
+            assert_never(event)

@@ -10,7 +10,7 @@ A removal or streaming update rewrites only the last chunk.
 from __future__ import annotations
 
 import struct
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Iterator, Mapping, Sequence, assert_never
 
 from eventstore._codec import bulk_decoding
 from eventstore._errors import StoreCorrupted
@@ -51,33 +51,33 @@ class MessageLists:
         first, tail = 0, None  # the last chunk (its first index and columns) while a run of appends goes on
         for recorded in events:
             edit = message_edit(recorded)
-            if isinstance(edit, AppendMessage):
-                message, micros = edit.message
-                content = message.content.encode()
-                if tail is None:
-                    first, tail = self._last_chunk(txn, stream_id) or (0, Chunk())
-                if not tail.fits(content):
-                    self._put(txn, stream_id, first, tail.encode())
-                    first, tail = first + tail.count, Chunk()
-                tail.append(message.role, content, micros)
-                continue
-            if tail is not None:
+            if tail is not None and not isinstance(edit, AppendMessage):
                 self._put(txn, stream_id, first, tail.encode())
                 tail = None
-            if edit is not None:
-                self._edit(txn, stream_id, edit)
+            match edit:
+                case AppendMessage():
+                    message, micros = edit.message
+                    content = message.content.encode()
+                    if tail is None:
+                        first, tail = self._last_chunk(txn, stream_id) or (0, Chunk())
+                    if not tail.fits(content):
+                        self._put(txn, stream_id, first, tail.encode())
+                        first, tail = first + tail.count, Chunk()
+                    tail.append(message.role, content, micros)
+                case ClearMessages():
+                    self._delete_all(txn, stream_id)
+                case ReplaceMessages():
+                    self._rewrite(txn, stream_id, edit.messages)
+                case RedactMessages():
+                    self._rewrite(txn, stream_id, [redacted(entry) for entry in self.entries(txn, stream_id)])
+                case RemoveLastMessage() | ReplaceLastMessage():
+                    self._edit_last(txn, stream_id, edit)
+                case None:
+                    pass
+                case _:
+                    assert_never(edit)
         if tail is not None:
             self._put(txn, stream_id, first, tail.encode())
-
-    def _edit(self, txn: WriteTransaction, stream_id: int, edit: Any) -> None:
-        if isinstance(edit, ClearMessages):
-            self._delete_all(txn, stream_id)
-        elif isinstance(edit, ReplaceMessages):
-            self._rewrite(txn, stream_id, edit.messages)
-        elif isinstance(edit, RedactMessages):
-            self._rewrite(txn, stream_id, [redacted(entry) for entry in self.entries(txn, stream_id)])
-        else:
-            self._edit_last(txn, stream_id, edit)
 
     def _put(self, txn: WriteTransaction, stream_id: int, first: int, value: bytes) -> None:
         txn.put(self._chunks, _CHUNK_KEY.pack(stream_id, first), value)

@@ -10,7 +10,7 @@ the rules live here once.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Iterable, Protocol, Union
+from typing import Iterable, Protocol, Union, assert_never
 
 import attrs
 
@@ -146,13 +146,16 @@ def empty_head(key: str) -> SessionHead:
     return SessionHead(key, 0, False, None, None, None, None, 0)
 
 
-#: The kind of edit each event type makes to the message list (what ``message_edit`` returns for it);
-#: enough to know which messages a run of events leaves alone without decoding the events.
-EDIT_KINDS: dict[type[SessionEvent], type[MessageEdit]] = {
+#: The kind of edit each event type makes to the message list (what ``message_edit`` returns for it, ``None``
+#: for none); enough to know which messages a run of events leaves alone without decoding the events.
+#: Every event type has an entry (``tests/test_event_registry.py`` checks it against ``EVENT_CLASSES``).
+EDIT_KINDS: dict[type[SessionEvent], type[MessageEdit] | None] = {
     MessageAppended: AppendMessage,
     LastMessageRemoved: RemoveLastMessage,
     LastMessageReplaced: ReplaceLastMessage,
     MessagesCleared: ClearMessages,
+    SessionRenamed: None,
+    SessionStateChanged: None,
     SessionDeleted: ClearMessages,
     SessionRestored: ReplaceMessages,
     SessionRedacted: RedactMessages,
@@ -162,19 +165,23 @@ EDIT_KINDS: dict[type[SessionEvent], type[MessageEdit]] = {
 def message_edit(recorded: Change) -> MessageEdit | None:
     """What ``recorded`` does to the session's message list, if anything (of the kind ``EDIT_KINDS`` gives)."""
     event = recorded.event
-    if isinstance(event, MessageAppended):
-        return AppendMessage((event.message, to_micros(recorded.recorded_at)))
-    if isinstance(event, LastMessageRemoved):
-        return RemoveLastMessage()
-    if isinstance(event, LastMessageReplaced):
-        return ReplaceLastMessage(event.message)
-    if isinstance(event, (MessagesCleared, SessionDeleted)):
-        return ClearMessages()
-    if isinstance(event, SessionRestored):
-        return ReplaceMessages(tuple((m.message, to_micros(m.created_at)) for m in event.messages))
-    if isinstance(event, SessionRedacted):
-        return RedactMessages()
-    return None
+    match event:
+        case MessageAppended():
+            return AppendMessage((event.message, to_micros(recorded.recorded_at)))
+        case LastMessageRemoved():
+            return RemoveLastMessage()
+        case LastMessageReplaced():
+            return ReplaceLastMessage(event.message)
+        case MessagesCleared() | SessionDeleted():
+            return ClearMessages()
+        case SessionRestored():
+            return ReplaceMessages(tuple((m.message, to_micros(m.created_at)) for m in event.messages))
+        case SessionRedacted():
+            return RedactMessages()
+        case SessionRenamed() | SessionStateChanged():
+            return None
+        case _:
+            assert_never(event)
 
 
 def evolve_head(head: SessionHead, recorded: Change) -> SessionHead:
@@ -191,51 +198,54 @@ def step(head: SessionHead, messages: list[Entry], recorded: Change) -> SessionH
 def _evolve_head(head: SessionHead, recorded: Change) -> SessionHead:
     event = recorded.event
     at = recorded.recorded_at
-    if isinstance(event, SessionDeleted) or (isinstance(event, SessionRestored) and not event.exists):
-        return SessionHead(head.key, recorded.version, False, None, None, None, None, 0)
-    if isinstance(event, SessionRestored):
-        return SessionHead(head.key, recorded.version, True, event.name, event.state, event.created_at, at,
-                           len(event.messages))
-    if isinstance(event, SessionRedacted) and not head.exists:
-        return attrs.evolve(head, version=recorded.version)  # redacting an old life revives nothing
-    if not head.exists:
-        head = SessionHead(head.key, head.version, True, None, None, at, at, 0)
-    name = head.name
-    state = head.state
-    if isinstance(event, SessionRenamed):
-        name = event.name
-    elif isinstance(event, SessionStateChanged):
-        state = SessionState(event.state, event.turn_id, at if event.state == RUNNING else None)
-    count = _count_after(head.message_count, EDIT_KINDS.get(type(event)))
-    return SessionHead(head.key, recorded.version, True, name, state, head.created_at, at, count)
-
-
-def _count_after(count: int, kind: type[MessageEdit] | None) -> int:
-    """The message count after an edit of this kind (a whole new list comes only with a restore, above)."""
-    if kind is AppendMessage:
-        return count + 1
-    if kind is RemoveLastMessage:
-        return count - 1
-    if kind is ClearMessages:
-        return 0
-    return count
+    # Any event of a session that does not exist starts a fresh one (but a deletion, a restore, a redaction).
+    live = head if head.exists else SessionHead(head.key, head.version, True, None, None, at, at, 0)
+    name, state, count = live.name, live.state, live.message_count
+    match event:
+        case SessionDeleted() | SessionRestored(exists=False):
+            return SessionHead(head.key, recorded.version, False, None, None, None, None, 0)
+        case SessionRestored():
+            return SessionHead(head.key, recorded.version, True, event.name, event.state, event.created_at, at,
+                               len(event.messages))
+        case SessionRedacted() if not head.exists:
+            return attrs.evolve(head, version=recorded.version)  # redacting an old life revives nothing
+        case SessionRenamed():
+            name = event.name
+        case SessionStateChanged():
+            state = SessionState(event.state, event.turn_id, at if event.state == RUNNING else None)
+        case MessageAppended():
+            count += 1
+        case LastMessageRemoved():
+            count -= 1
+        case MessagesCleared():
+            count = 0
+        case LastMessageReplaced() | SessionRedacted():
+            pass
+        case _:
+            assert_never(event)
+    return SessionHead(head.key, recorded.version, True, name, state, live.created_at, at, count)
 
 
 def apply_edit(messages: list[Entry], edit: MessageEdit | None) -> None:
     """Apply ``edit`` to a message list that the caller owns."""
-    if isinstance(edit, AppendMessage):
-        messages.append(edit.message)
-    elif isinstance(edit, RemoveLastMessage):
-        messages.pop()
-    elif isinstance(edit, ReplaceLastMessage):
-        # A streaming update keeps the time the message was first appended.
-        messages[-1] = (edit.message, messages[-1][1])
-    elif isinstance(edit, ClearMessages):
-        messages.clear()
-    elif isinstance(edit, ReplaceMessages):
-        messages[:] = edit.messages
-    elif isinstance(edit, RedactMessages):
-        messages[:] = [redacted(m) for m in messages]
+    match edit:
+        case AppendMessage():
+            messages.append(edit.message)
+        case RemoveLastMessage():
+            messages.pop()
+        case ReplaceLastMessage():
+            # A streaming update keeps the time the message was first appended.
+            messages[-1] = (edit.message, messages[-1][1])
+        case ClearMessages():
+            messages.clear()
+        case ReplaceMessages():
+            messages[:] = edit.messages
+        case RedactMessages():
+            messages[:] = [redacted(m) for m in messages]
+        case None:
+            pass
+        case _:
+            assert_never(edit)
 
 
 def untouched_prefix(count: int, kinds: Iterable[type[MessageEdit] | None]) -> int:

@@ -8,7 +8,7 @@ call, plus the words that describe an event (``history``) and what it changed
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Sequence, assert_never
 
 import attrs
 import click
@@ -49,26 +49,28 @@ def state_json(state: SessionState | None) -> dict[str, Any] | None:
 
 def describe_event(event: SessionEvent) -> str:
     """One line saying what an event is."""
-    if isinstance(event, MessageAppended):
-        return f"{event.message.role}: {preview(event.message.content)}"
-    if isinstance(event, LastMessageReplaced):
-        return f"last message replaced by {event.message.role}: {preview(event.message.content)}"
-    if isinstance(event, LastMessageRemoved):
-        return "last message removed"
-    if isinstance(event, MessagesCleared):
-        return f"{event.count} messages cleared"
-    if isinstance(event, SessionRenamed):
-        return "name cleared" if event.name is None else f"renamed to {event.name!r}"
-    if isinstance(event, SessionStateChanged):
-        return f"state → {event.state}" + ("" if event.turn_id is None else f" (turn {event.turn_id})")
-    if isinstance(event, SessionDeleted):
-        return "deleted" + ("" if event.reason is None else f" ({event.reason})")
-    if isinstance(event, SessionRestored):
-        what = f"{len(event.messages)} messages" if event.exists else "not existing"
-        return f"restored to version {event.restored_version} ({what})"
-    if isinstance(event, SessionRedacted):
-        return f"message content redacted: {event.reason}"
-    return type(event).__name__  # pragma: no cover - every event type is named above
+    match event:
+        case MessageAppended():
+            return f"{event.message.role}: {preview(event.message.content)}"
+        case LastMessageReplaced():
+            return f"last message replaced by {event.message.role}: {preview(event.message.content)}"
+        case LastMessageRemoved():
+            return "last message removed"
+        case MessagesCleared():
+            return f"{event.count} messages cleared"
+        case SessionRenamed():
+            return "name cleared" if event.name is None else f"renamed to {event.name!r}"
+        case SessionStateChanged():
+            return f"state → {event.state}" + ("" if event.turn_id is None else f" (turn {event.turn_id})")
+        case SessionDeleted():
+            return "deleted" + ("" if event.reason is None else f" ({event.reason})")
+        case SessionRestored():
+            what = f"{len(event.messages)} messages" if event.exists else "not existing"
+            return f"restored to version {event.restored_version} ({what})"
+        case SessionRedacted():
+            return f"message content redacted: {event.reason}"
+        case _:
+            assert_never(event)
 
 
 def _message_json(index: int, message: ChatMessage, created_at: datetime | None = None) -> dict[str, Any]:

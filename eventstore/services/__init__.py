@@ -1,0 +1,8 @@
+"""The application services behind ``SessionStore``: one module per job.
+
+``commands``: the pure deciders; ``writer``: the command pipeline; ``queries``:
+current-state reads; ``time_travel``: reads of the past, and restore;
+``maintenance``: compaction, rebuilds, redaction, vacuum, verify and stats;
+``replication``: imports and replication. ``arguments`` holds the argument checks
+and ``cache`` the decoded message lists the queries and the writer share.
+"""

@@ -1,0 +1,56 @@
+"""Checks of the arguments a caller passes: a mistake raises ``InvalidArgument``, never a traceback."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from .._audit import Progress
+from .._errors import InvalidArgument
+from .._time import Clock, to_micros
+from .._values import ChatMessage, utc
+
+__all__ = ["recordable", "now_micros", "check_index", "check_count", "check_progress", "check_message", "iterable"]
+
+
+def recordable(moment: object) -> int:
+    """A time an event may be recorded at, in µs: aware, and not before 1970 (the indexes are unsigned)."""
+    micros = to_micros(utc(moment))  # type: ignore[arg-type]
+    if micros < 0:
+        raise InvalidArgument(f"cannot record an event at {moment}: times before 1970 are not supported")
+    return micros
+
+
+def now_micros(clock: Clock) -> int:
+    """The clock's time in µs, checked as a time an event may be recorded at."""
+    return recordable(clock())
+
+
+def check_index(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidArgument(f"{what} must be a non-negative int, not {value!r}")
+    return value
+
+
+def check_count(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise InvalidArgument(f"{what} must be a non-negative number, not {value!r}")
+    return float(value)
+
+
+def check_progress(progress: object) -> Progress | None:
+    if progress is not None and not callable(progress):
+        raise InvalidArgument(f"progress must be a callable or None, not {progress!r}")
+    return progress
+
+
+def check_message(message: object) -> ChatMessage:
+    if not isinstance(message, ChatMessage):
+        raise InvalidArgument(f"expected a ChatMessage, not {type(message).__name__}")
+    return message
+
+
+def iterable(value: object, what: str) -> Iterable[object]:
+    try:
+        return iter(value)  # type: ignore[call-overload,no-any-return]
+    except TypeError:
+        raise InvalidArgument(f"{what} must be iterable, not {type(value).__name__}") from None

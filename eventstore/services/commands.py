@@ -1,0 +1,99 @@
+"""The deciders: the events a command records and the answer it gives, from the session as it is.
+
+Each is a pure function of the session's head (or, for a restore, the whole
+folded session) and the command's checked arguments; ``services.writer`` runs it
+inside the command's write transaction. An empty list of events records nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence, TypeVar
+
+from projections.session import SessionHead, SessionSnapshot, timestamped
+
+from .._values import ChatMessage
+from ..events import (
+    LastMessageRemoved,
+    LastMessageReplaced,
+    MessageAppended,
+    MessagesCleared,
+    SessionDeleted,
+    SessionEvent,
+    SessionRedacted,
+    SessionRenamed,
+    SessionRestored,
+    SessionStateChanged,
+)
+
+__all__ = ["Decision", "append_messages", "remove_last", "replace_last", "clear_messages", "rename",
+           "change_state", "delete", "restore", "redact"]
+
+R = TypeVar("R")
+#: The events to record, and the command's answer.
+Decision = tuple[Sequence[SessionEvent], R]
+
+
+def append_messages(head: SessionHead, messages: Sequence[ChatMessage]) -> Decision[None]:
+    """One event per message, creating the session if needed."""
+    return [MessageAppended(message) for message in messages], None
+
+
+def remove_last(head: SessionHead) -> Decision[bool]:
+    """Remove the last message; ``False`` when there is none."""
+    return ([LastMessageRemoved()], True) if head.message_count else ([], False)
+
+
+def replace_last(head: SessionHead, message: ChatMessage) -> Decision[bool]:
+    """Replace the last message; ``False`` when there is none."""
+    return ([LastMessageReplaced(message)], True) if head.message_count else ([], False)
+
+
+def clear_messages(head: SessionHead) -> Decision[int]:
+    """Remove every message; answers how many went."""
+    return ([MessagesCleared(head.message_count)], head.message_count) if head.message_count else ([], 0)
+
+
+def rename(head: SessionHead, name: str | None) -> Decision[None]:
+    """Name the session (``None`` clears the name); the name it already has records nothing."""
+    return ([SessionRenamed(name)], None) if not head.exists or head.name != name else ([], None)
+
+
+def change_state(head: SessionHead, state: str, turn_id: str | None) -> Decision[None]:
+    """Set the run state; the state and turn id it already has record nothing."""
+    current = head.state
+    unchanged = head.exists and current is not None and (current.state, current.turn_id) == (state, turn_id)
+    return ([], None) if unchanged else ([SessionStateChanged(state, turn_id)], None)
+
+
+def delete(head: SessionHead, reason: str | None) -> Decision[bool]:
+    """Delete the session; ``False`` when it does not exist."""
+    return ([SessionDeleted(reason)], True) if head.exists else ([], False)
+
+
+def restore(current: SessionSnapshot, wanted: SessionSnapshot, target: int) -> Decision[bool]:
+    """Make the session ``current`` equal to ``wanted``, its state at version ``target``; whether it changed.
+
+    Versions and activity times aside, a session that already looks as wanted records nothing.
+    """
+    if _same_session(current, wanted):
+        return [], False
+    head = wanted.head
+    messages = tuple(timestamped(entry) for entry in wanted.messages)
+    return [SessionRestored(target, head.exists, messages, head.name, head.state, head.created_at)], True
+
+
+def redact(reason: str, rewritten: Sequence[tuple[int, str]]) -> Decision[int]:
+    """Record a redaction that rewrote these (position, payload digest) events; answers how many.
+
+    The session's head plays no part: a deleted session's old messages are redacted too.
+    """
+    return [SessionRedacted(reason, tuple(rewritten))], len(rewritten)
+
+
+def _same_session(one: SessionSnapshot, other: SessionSnapshot) -> bool:
+    """Whether two folded sessions look the same to a reader (versions and activity times aside)."""
+    a, b = one.head, other.head
+    if not a.exists and not b.exists:
+        return True
+    return (a.exists, a.name, a.state, a.created_at, one.messages) == (b.exists, b.name, b.state, b.created_at,
+                                                                       other.messages)

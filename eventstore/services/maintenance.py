@@ -1,0 +1,248 @@
+"""Keeping the store in order: compaction, rebuilds of the read models, redaction, vacuum, verify and stats.
+
+Read models are rebuilt on open when they are behind the log or were built by
+another code version (a deferred one only when of another code version: one
+merely behind catches up on its next read).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Callable, Iterable, Sequence
+
+import attrs
+
+from projections.catalog import Catalog
+from projections.messages import MessageLists
+from projections.readmodel import Checkpoints, ReadModel
+
+from .._audit import Progress, verify
+from .._bookkeeping import ImportReceipts
+from .._codec import encode_event
+from .._deferred import DeferredSearch, Read
+from .._errors import IncompatibleStore, InvalidArgument, StoreReadOnly
+from .._folding import log_changes, to_recorded
+from .._log import EventLog, stream_runs
+from .._snapshots import SnapshotStore
+from .._values import VerifyReport
+from ..events import redact_event
+from ..storage import ReadTransaction, Storage, WriteTransaction
+from . import commands
+from .cache import DecodedSessions
+from .writer import CommandWriter, Write
+
+__all__ = ["Maintenance", "StoreStats", "ProjectionCheckpoint"]
+
+#: How often a rebuild reports progress, in events.
+_PROGRESS_EVERY = 1000
+
+
+@attrs.frozen
+class ProjectionCheckpoint:
+    """How far a read model has applied the log, and the version of its code."""
+
+    code_version: int
+    position: int
+
+
+@attrs.frozen
+class StoreStats:
+    """What ``SessionStore.stats`` counts.
+
+    Attributes:
+        events: events in the log.
+        sessions: live sessions.
+        deleted_sessions: keys with events whose session is deleted.
+        messages: current messages of the live sessions.
+        bytes: size of the data file.
+        snapshots: stored snapshots.
+        last_position: global position of the latest event (0 for none).
+        import_receipts: sources imported so far.
+        checkpoints: per read model, its code version and last applied position.
+    """
+
+    events: int
+    sessions: int
+    deleted_sessions: int
+    messages: int
+    bytes: int
+    snapshots: int
+    last_position: int
+    import_receipts: int
+    checkpoints: dict[str, ProjectionCheckpoint]
+
+
+class Maintenance:
+    """The store's upkeep, over the log, the snapshots and every read model."""
+
+    def __init__(self, storage: Storage, log: EventLog, snapshots: SnapshotStore, catalog: Catalog,
+                 messages: MessageLists, checkpoints: Checkpoints, search: DeferredSearch,
+                 receipts: ImportReceipts, read: Read, write: Write, writer: CommandWriter,
+                 decoded: DecodedSessions) -> None:
+        self._storage, self._log, self._snapshots = storage, log, snapshots
+        self._catalog, self._messages, self._checkpoints = catalog, messages, checkpoints
+        self._read_models: tuple[ReadModel, ...] = writer.read_models
+        self._search, self._receipts = search, receipts
+        self._read, self._write, self._writer, self._decoded = read, write, writer, decoded
+
+    # -- read models ------------------------------------------------------------------
+
+    def open_read_models(self, progress: Progress | None) -> None:
+        """On open: rebuild the read models that need it, or refuse a read-only store whose models do."""
+        if self._storage.readonly:
+            with self._read() as txn:
+                if self._outdated(txn):
+                    raise StoreReadOnly(f"the read models of {self._storage.path} are out of date; "
+                                        "open it writable once")
+            return
+        self._storage.write(lambda txn: self._rebuild_outdated(txn, progress))
+        if self._search.built_by_other_code():
+            with self._read() as txn:
+                total = self._log.head(txn)[0]
+            self._search.catch_up(rebuild=True, progress=None if progress is None
+                                  else lambda at: progress(at, total))
+
+    def rebuild_projections(self, names: Iterable[str] | None, progress: Progress | None) -> None:
+        """Drop the named read models (all by default) and rebuild them from the log."""
+        index = self._search.index
+        models = {model.name: model for model in (*self._read_models, index)}
+        if names is None:
+            chosen = list(models.values())
+        else:
+            if isinstance(names, (str, bytes)) or not isinstance(names, Iterable):
+                raise InvalidArgument(f"names must be a collection of projection names, not {names!r}")
+            wanted = list(names)
+            unknown = [name for name in wanted if not isinstance(name, str) or name not in models]
+            if unknown:
+                raise InvalidArgument(f"unknown projections {unknown}; known: {sorted(models)}")
+            chosen = [models[name] for name in dict.fromkeys(wanted)]
+        inline = [model for model in chosen if model is not index]
+        with self._read() as txn:
+            events = self._log.head(txn)[0]
+        # One pass over the log for the inline models together, then one for the search index.
+        total = events * (bool(inline) + (index in chosen))
+        if inline:
+            def body(txn: WriteTransaction) -> None:
+                if self._messages in inline:
+                    self._snapshots.clear(txn)
+                self._rebuild(txn, inline, None if progress is None else lambda done, _: progress(done, total))
+
+            self._write(body)
+        if index in chosen:
+            offset = events if inline else 0
+            self._search.catch_up(rebuild=True, progress=None if progress is None
+                                  else lambda at: progress(offset + at, total))
+        if progress is not None:
+            progress(total, total)
+        self._decoded.clear()
+
+    def _outdated(self, txn: ReadTransaction) -> list[ReadModel]:
+        head_position = self._log.head(txn)[0]
+        for model in self._read_models:
+            checkpoint = self._checkpoints.get(txn, model.name)
+            if checkpoint is not None and checkpoint[0] > model.code_version:
+                raise IncompatibleStore(f"the {model.name} projection was built by a newer version of eventstore "
+                                        f"({checkpoint[0]} > {model.code_version}); upgrade the package")
+        return [model for model in self._read_models
+                if self._checkpoints.get(txn, model.name) != (model.code_version, head_position)]
+
+    def _rebuild_outdated(self, txn: WriteTransaction, progress: Progress | None) -> None:
+        """Rebuild the inline models that are behind or of another code version."""
+        outdated = self._outdated(txn)
+        if outdated:
+            self._rebuild(txn, outdated, progress)
+
+    def _rebuild(self, txn: WriteTransaction, models: Sequence[ReadModel], progress: Progress | None = None) -> None:
+        """Clear the inline ``models`` and fold the whole log into them, one pass for all.
+
+        ``progress(done, total)`` counts events.
+        """
+        total = self._log.head(txn)[0]
+        for model in models:
+            model.clear(txn)
+        last = 0
+        # Runs of one session's events go to the read models as one batch.
+        for stream_id, run in stream_runs(self._log.read_all(txn)):
+            entries = list(run)
+            changes = list(log_changes(entries))
+            for model in models:
+                model.apply(txn, stream_id, changes)
+            if progress is not None and entries[-1].position // _PROGRESS_EVERY != last // _PROGRESS_EVERY:
+                progress(entries[-1].position, total)
+            last = entries[-1].position
+        for model in models:
+            self._checkpoints.put(txn, model.name, model.code_version, last)
+        if progress is not None:
+            progress(total, total)
+
+    # -- sessions and the file ----------------------------------------------------------
+
+    def compact(self, key: str) -> bool:
+        """Snapshot the session at its current version, unless it has no events or that snapshot exists."""
+        def body(txn: WriteTransaction) -> bool:
+            stream_id = self._log.stream_id(txn, key)
+            if stream_id is None:
+                return False
+            version = self._log.stream_version(txn, stream_id)
+            if self._snapshots.has(txn, stream_id, version):
+                return False
+            position = self._log.stream_position(txn, stream_id, version)
+            assert position is not None
+            self._writer.take_snapshot(txn, stream_id, key, version, self._log.read_position(txn, position).hash)
+            return True
+
+        return self._write(body)
+
+    def redact(self, key: str, reason: str) -> int:
+        """Blank the message content of every event of the session; return how many events changed."""
+        now = self._writer.now_micros()
+
+        def body(txn: WriteTransaction) -> int:
+            stream_id = self._log.stream_id(txn, key)
+            if stream_id is None:
+                return 0
+            rewritten = []
+            for entry in list(self._log.read_stream(txn, stream_id)):
+                event = to_recorded(entry).event
+                blanked = redact_event(event)
+                if blanked != event:
+                    payload = encode_event(blanked).payload
+                    self._log.redact(txn, entry.position, payload)
+                    rewritten.append((entry.position, hashlib.sha256(payload).hexdigest()))
+            self._snapshots.delete_stream(txn, stream_id)
+            events, changed = commands.redact(reason, rewritten)
+            self._writer.record(txn, key, events, now)
+            self._search.catch_up_in(txn)  # the redacted words leave the search index in the same commit
+            return changed
+
+        changed = self._write(body)
+        self._decoded.clear()
+        return changed
+
+    def vacuum(self, reopen: Callable[[], None]) -> tuple[int, int]:
+        """Rewrite the file compactly; ``reopen`` wires the store again. Returns (bytes before, bytes after)."""
+        before = self._storage.file_size()
+        self._storage.vacuum(reopen=reopen)
+        return before, self._storage.file_size()
+
+    # -- checks and counts ----------------------------------------------------------------
+
+    def verify(self, progress: Progress | None) -> VerifyReport:
+        """Check the chain, the snapshots and every read model against a fresh fold, in one read transaction."""
+        with self._read() as txn:
+            models = [*self._read_models, self._search.checker(txn)]
+            return verify(txn, self._log, self._snapshots, models, progress)  # type: ignore[arg-type]
+
+    def stats(self) -> StoreStats:
+        """Counts of what the store holds, read in one read transaction."""
+        with self._read() as txn:
+            events, _ = self._log.count(txn)
+            heads = [head for _, head in self._catalog.heads(txn)]
+            streams = sum(1 for _ in self._log.stream_ids(txn))
+            return StoreStats(
+                events=events, sessions=len(heads), deleted_sessions=streams - len(heads),
+                messages=sum(head.message_count for head in heads), bytes=self._storage.file_size(),
+                snapshots=self._snapshots.count(txn), last_position=self._log.head(txn)[0],
+                import_receipts=len(self._receipts.all(txn)),
+                checkpoints={name: ProjectionCheckpoint(*checkpoint)
+                             for name, checkpoint in self._checkpoints.all(txn).items()})

@@ -1,0 +1,135 @@
+"""Current-state reads: each runs in one read transaction and reads a read model, never the log.
+
+Loads answer from the decoded lists of ``services.cache`` while the session's
+version holds; listings from the last listing while the store's committed state
+holds. Searches go through the deferred search index, caught up first.
+"""
+
+from __future__ import annotations
+
+from projections.catalog import Catalog
+from projections.messages import MessageLists
+from projections.search import snippet
+from projections.session import Entry, SessionHead
+from projections.tokenizer import parse_query
+
+from .._deferred import DeferredSearch, Read, SessionTexts
+from .._errors import StoreCorrupted
+from .._log import EventLog
+from .._time import Clock
+from .._values import SearchHit, SessionMetadata, validate_key
+from ..storage import ReadTransaction
+from .arguments import now_micros
+from .cache import DecodedSessions
+
+__all__ = ["Queries"]
+
+
+class Queries:
+    """Reads of the sessions as they are now."""
+
+    def __init__(self, log: EventLog, catalog: Catalog, messages: MessageLists, search: DeferredSearch, read: Read,
+                 clock: Clock, decoded: DecodedSessions) -> None:
+        self._log, self._catalog, self._messages, self._search = log, catalog, messages, search
+        self._read, self._clock, self._decoded = read, clock, decoded
+        # The latest listing, with the committed state it was read from. (A store reopened by
+        # ``vacuum`` gets new ``Queries``: the states' ids start over then.)
+        self._listing: tuple[int, tuple[SessionMetadata, ...]] | None = None
+
+    def live(self, txn: ReadTransaction, key: str) -> tuple[int, SessionHead] | None:
+        """The stream id and head of a live session."""
+        stream_id = self._log.stream_id(txn, key)
+        if stream_id is None:
+            return None
+        head = self._catalog.head(txn, stream_id)
+        return None if head is None else (stream_id, head)
+
+    def head(self, key: str) -> SessionHead | None:
+        validate_key(key)
+        with self._read() as txn:
+            found = self.live(txn, key)
+        return None if found is None else found[1]
+
+    def entries(self, key: str) -> tuple[Entry, ...]:
+        """The current entries of a session, from the cache when it holds the session's version."""
+        validate_key(key)
+        with self._read() as txn:
+            found = self.live(txn, key)
+            if found is None:
+                return ()
+            stream_id, head = found
+            cached = self._decoded.get(key, head.version)
+            if cached is not None:
+                return cached
+            entries = tuple(self._messages.entries(txn, stream_id))
+        if len(entries) != head.message_count:
+            raise StoreCorrupted(f"session {key!r}: {len(entries)} messages stored, {head.message_count} counted")
+        self._decoded.remember(key, head.version, entries)
+        return entries
+
+    def keys(self) -> list[str]:
+        with self._read() as txn:
+            return self._catalog.keys_by_activity(txn)
+
+    def metadata(self, limit: int | None = None) -> list[SessionMetadata]:
+        """Metadata of the live sessions, most recent activity first (the first ``limit``)."""
+        with self._read() as txn:
+            return self._catalog.metadata_by_activity(txn, limit)
+
+    def listing(self) -> list[SessionMetadata]:
+        """``metadata()``, answered from the latest listing while nothing was committed since."""
+        with self._read() as txn:
+            snapshot_id = txn.snapshot_id()
+            cached = self._listing
+            if cached is not None and cached[0] == snapshot_id:
+                return list(cached[1])
+            listing = self._catalog.metadata_by_activity(txn)
+        self._listing = (snapshot_id, tuple(listing))
+        return listing
+
+    def running(self) -> list[SessionMetadata]:
+        """Sessions in the ``"running"`` state, latest turn first."""
+        with self._read() as txn:
+            return [head.metadata() for head in self._catalog.running(txn)]  # type: ignore[misc]
+
+    def stuck(self, threshold_secs: float) -> list[SessionMetadata]:
+        """Running sessions whose turn started more than ``threshold_secs`` ago, oldest first."""
+        # A float, so that huge or infinite spans stay exact enough.
+        cutoff = now_micros(self._clock) - threshold_secs * 1_000_000
+        with self._read() as txn:
+            return [head.metadata() for head in self._catalog.running_since_before(txn, cutoff)]  # type: ignore[arg-type,misc]
+
+    def search(self, keyword: str, limit: int) -> list[SessionMetadata]:
+        """Sessions whose current messages best match the words of ``keyword``, best first."""
+        words = parse_query(keyword)
+        if not words or not limit:
+            return []
+
+        def run(view: object, txn: ReadTransaction) -> list[SessionMetadata]:
+            hits = self._search.index.search_sessions(view, words, limit,  # type: ignore[arg-type]
+                                                      SessionTexts(self._messages, txn))
+            return self._catalog.metadata_of(txn, [stream_id for stream_id, _ in hits])
+
+        return self._search.query(run)
+
+    def search_messages(self, keyword: str, limit: int) -> list[SearchHit]:
+        """The current messages that best match the words of ``keyword``, best first."""
+        words = parse_query(keyword)
+        if not words or not limit:
+            return []
+
+        def run(view: object, txn: ReadTransaction) -> list[SearchHit]:
+            texts = SessionTexts(self._messages, txn)
+            found = []
+            for stream_id, index, score in self._search.index.search_messages(view, words, limit,  # type: ignore
+                                                                              texts):
+                head = self._catalog.head(txn, stream_id)
+                entries = texts.entries(stream_id)
+                if head is None or index >= len(entries):
+                    raise StoreCorrupted(f"the search index names message {index} of stream {stream_id}, "
+                                         "which does not exist")
+                message = entries[index][0]
+                found.append(SearchHit(head.key, index, message, score, snippet(message.content, words)))
+            return found
+
+        return self._search.query(run)

@@ -1,0 +1,146 @@
+"""Reads of the past (history, the change feed, a session at a version or a time, replay), and restore.
+
+These fold the log on purpose, from the nearest snapshot: the read models hold only the present.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Iterator
+
+import attrs
+
+from projections.session import SessionSnapshot, empty_snapshot, fold
+
+from .._deferred import Read
+from .._errors import InvalidArgument, InvalidVersion, StoreCorrupted
+from .._folding import fold_stream, to_recorded, view_of
+from .._log import EventLog
+from .._snapshots import SnapshotStore
+from .._time import to_micros
+from .._values import SessionView, utc
+from ..events import RecordedEvent
+from ..storage import ReadTransaction, WriteTransaction
+from . import commands
+from .arguments import check_index
+from .writer import CommandWriter, Write
+
+__all__ = ["TimeTravel", "BATCH"]
+
+#: Events read per read transaction when streaming the log.
+BATCH = 1000
+
+
+class TimeTravel:
+    """The sessions as they were, from the log and the snapshots."""
+
+    def __init__(self, log: EventLog, snapshots: SnapshotStore, read: Read, write: Write,
+                 writer: CommandWriter) -> None:
+        self._log, self._snapshots = log, snapshots
+        self._read, self._write, self._writer = read, write, writer
+
+    def history(self, key: str) -> list[RecordedEvent]:
+        """Every event of the session key, oldest first, across deletions and reuse of the key."""
+        with self._read() as txn:
+            stream_id = self._log.stream_id(txn, key)
+            if stream_id is None:
+                return []
+            return [to_recorded(entry) for entry in self._log.read_stream(txn, stream_id)]
+
+    def events(self, after: int, limit: int | None) -> Iterator[RecordedEvent]:
+        """Every event after position ``after``, in batches, each read in its own short read transaction."""
+        remaining = limit
+        while remaining is None or remaining > 0:
+            batch_size = BATCH if remaining is None else min(BATCH, remaining)
+            with self._read() as txn:
+                batch = [to_recorded(entry) for entry in self._log.read_all(txn, after, batch_size)]
+            yield from batch
+            if len(batch) < batch_size:
+                return
+            after = batch[-1].position
+            if remaining is not None:
+                remaining -= len(batch)
+
+    def session_at(self, key: str, version: int | None, as_of: datetime | None) -> SessionView:
+        """The whole session after its ``version``-th event, or as of ``as_of`` (the current one by default)."""
+        with self._read() as txn:
+            stream_id = self._log.stream_id(txn, key)
+            target = self._resolve_version(txn, key, stream_id, version, as_of)
+            if stream_id is None or target == 0:
+                return attrs.evolve(view_of(empty_snapshot(key)), version=target)
+            return view_of(fold_stream(txn, self._log, self._snapshots, stream_id, key, target))
+
+    def restore(self, key: str, version: int | None, as_of: datetime | None) -> int:
+        """Append ``SessionRestored`` unless the session already looks as it did then; return its version."""
+        now = self._writer.now_micros()
+
+        def body(txn: WriteTransaction) -> int:
+            stream_id = self._log.stream_id(txn, key)
+            target = self._resolve_version(txn, key, stream_id, version, as_of)
+            if stream_id is None:
+                return 0
+            current_version = self._log.stream_version(txn, stream_id)
+            current = fold_stream(txn, self._log, self._snapshots, stream_id, key, current_version)
+            wanted = (fold_stream(txn, self._log, self._snapshots, stream_id, key, target) if target
+                      else empty_snapshot(key))
+            events, changed = commands.restore(current, wanted, target)
+            return self._writer.record(txn, key, events, now)[-1].version if changed else current_version
+
+        return self._write(body)
+
+    def replay(self, key: str, from_version: int, to_version: int | None
+               ) -> Iterator[tuple[RecordedEvent, SessionView]]:
+        """One ``(event, session right after it)`` pair per event, streamed in batches."""
+        from_version = max(from_version, 1)
+        with self._read() as txn:
+            stream_id = self._log.stream_id(txn, key)
+            last = 0 if stream_id is None else self._log.stream_version(txn, stream_id)
+            if to_version is not None:
+                last = self._resolve_version(txn, key, stream_id, to_version, None)
+            start = (empty_snapshot(key) if stream_id is None or from_version == 1 else
+                     fold_stream(txn, self._log, self._snapshots, stream_id, key, min(from_version - 1, last)))
+        return self._replay(stream_id, start, from_version - 1, last)
+
+    def _replay(self, stream_id: int | None, state: SessionSnapshot, after: int, last: int
+                ) -> Iterator[tuple[RecordedEvent, SessionView]]:
+        while stream_id is not None and after < last:
+            with self._read() as txn:
+                batch = [to_recorded(entry) for entry in
+                         self._log.read_stream(txn, stream_id, after, min(after + BATCH, last))]
+            for recorded in batch:
+                state = fold(state, [recorded])
+                yield recorded, view_of(state)
+            after += BATCH
+
+    def _resolve_version(self, txn: ReadTransaction, key: str, stream_id: int | None, version: int | None,
+                         as_of: datetime | None) -> int:
+        """The version ``version`` or ``as_of`` names (the current one for neither)."""
+        current = 0 if stream_id is None else self._log.stream_version(txn, stream_id)
+        if version is not None and as_of is not None:
+            raise InvalidArgument("give a version or an as_of time, not both")
+        if as_of is not None:
+            if not isinstance(as_of, datetime):
+                raise InvalidArgument(f"as_of must be a datetime, not {type(as_of).__name__}")
+            moment = to_micros(utc(as_of))
+            # Recorded times never decrease, so the versions recorded by then form a prefix.
+            low, high = 0, current
+            while low < high:
+                middle = (low + high + 1) // 2
+                if self._version_time(txn, stream_id, middle) <= moment:  # type: ignore[arg-type]
+                    low = middle
+                else:
+                    high = middle - 1
+            return low
+        if version is None:
+            return current
+        check_index(version, "version")
+        if version > current:
+            raise InvalidVersion(f"session {key!r} has {current} versions; version {version} does not exist")
+        return version
+
+    def _version_time(self, txn: ReadTransaction, stream_id: int, version: int) -> int:
+        position = self._log.stream_position(txn, stream_id, version)
+        if position is None:
+            raise StoreCorrupted(f"stream {stream_id}: version {version} is missing from the stream index")
+        return self._log.read_position(txn, position).recorded_at
+

@@ -1,0 +1,140 @@
+"""The command pipeline: one command, one write transaction, one atomic commit.
+
+A command's transaction checks its idempotency key, reads the session's head
+from the catalog, runs the command's decider (``services.commands``), appends
+the events to the log, applies every inline read model and saves its
+checkpoint, and takes a snapshot when one is due. Once it has committed, the
+decoded list of the session, if cached, is brought up to date.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Protocol, Sequence, TypeVar
+
+import attrs
+
+from projections.catalog import Catalog
+from projections.messages import MessageLists
+from projections.readmodel import Checkpoints, ReadModel
+from projections.session import SessionHead, empty_head
+
+from .._bookkeeping import IdempotencyRecords
+from .._codec import encode_event
+from .._folding import LogChange, take_snapshot
+from .._log import EventLog, Original
+from .._snapshots import SnapshotStore
+from .._time import Clock, from_micros
+from .._values import validate_key, validate_text
+from ..events import SessionEvent
+from ..storage import WriteTransaction
+from . import commands
+from .arguments import check_index, now_micros
+from .cache import DecodedSessions
+from .commands import Decision
+
+__all__ = ["CommandWriter", "Write"]
+
+R = TypeVar("R")
+
+
+class Write(Protocol):
+    """The store's write: runs ``body`` in one write transaction and commits (refusing a closed or read-only
+    store)."""
+
+    def __call__(self, body: Callable[[WriteTransaction], R]) -> R: ...
+
+
+class CommandWriter:
+    """Runs commands and records events: the only way events reach the log."""
+
+    def __init__(self, log: EventLog, snapshots: SnapshotStore, catalog: Catalog, messages: MessageLists,
+                 checkpoints: Checkpoints, idempotency: IdempotencyRecords, write: Write, clock: Clock,
+                 snapshot_every: int, decoded: DecodedSessions) -> None:
+        self._log, self._snapshots = log, snapshots
+        self._catalog, self._messages, self._checkpoints = catalog, messages, checkpoints
+        self.read_models: tuple[ReadModel, ...] = (catalog, messages)
+        self._idempotency = idempotency
+        self._write, self._clock = write, clock
+        self._snapshot_every = snapshot_every
+        self._decoded = decoded
+
+    def now_micros(self) -> int:
+        return now_micros(self._clock)
+
+    def execute(self, key: str, decide: Callable[[SessionHead], Decision[R]], expected_version: int | None = None,
+                idempotency_key: str | None = None) -> tuple[R, int]:
+        """Run one command on one session; return the decision's result and the session's version.
+
+        ``expected_version``: raise ``WrongExpectedVersion`` (writing nothing) unless the session
+        is at this version. ``idempotency_key``: a retry with the same key writes nothing and
+        returns the first call's result.
+        """
+        validate_key(key)
+        if expected_version is not None:
+            check_index(expected_version, "expected_version")
+        if idempotency_key is not None:
+            validate_text(idempotency_key, "idempotency_key")
+        now = self.now_micros()
+
+        recorded: list[LogChange] = []
+
+        def body(txn: WriteTransaction) -> tuple[R, int]:
+            recorded.clear()  # the body runs again if the map had to grow
+            if idempotency_key is not None:
+                earlier = self._idempotency.get(txn, key, idempotency_key)
+                if earlier is not None:
+                    return earlier[0], earlier[1]
+            stream_id = self._log.stream_id(txn, key)
+            head = (None if stream_id is None else self._catalog.head(txn, stream_id)) or empty_head(key)
+            events, result = decide(head)
+            recorded.extend(self.record(txn, key, events, now, expected_version))
+            if recorded:
+                version = recorded[-1].version
+            else:
+                version = 0 if stream_id is None else self._log.stream_version(txn, stream_id)
+            if idempotency_key is not None:
+                self._idempotency.put(txn, key, idempotency_key, [result, version])
+            return result, version
+
+        outcome = self._write(body)
+        self._decoded.advance(recorded)
+        return outcome
+
+    def delete_stale(self, ttl_hours: float) -> int:
+        """Delete every session idle for more than ``ttl_hours``, in one transaction; return how many."""
+        now = self.now_micros()
+        cutoff = now - ttl_hours * 3600 * 1_000_000
+
+        def body(txn: WriteTransaction) -> int:
+            stale = self._catalog.inactive_since(txn, cutoff)  # type: ignore[arg-type]
+            for head in stale:
+                self.record(txn, head.key, commands.delete(head, "stale")[0], now)
+            return len(stale)
+
+        return self._write(body)
+
+    def record(self, txn: WriteTransaction, key: str, events: Sequence[SessionEvent], now: int,
+               expected_version: int | None = None, originals: Sequence[Original] | None = None
+               ) -> list[LogChange]:
+        """Append one session's events in ``txn``, apply the inline read models, snapshot when due."""
+        stored = self._log.append(txn, key, [encode_event(e) for e in events], now, expected_version, originals)
+        if not stored:
+            return []
+        recorded_at = from_micros(stored[0].recorded_at)  # the log records one commit's events at one time
+        recorded = [LogChange(key, entry.version, recorded_at, event, entry.hash)
+                    for entry, event in zip(stored, events)]
+        stream_id = stored[0].stream_id
+        for model in self.read_models:
+            model.apply(txn, stream_id, recorded)
+            self._checkpoints.put(txn, model.name, model.code_version, stored[-1].position)
+        if stored[-1].version // self._snapshot_every > (stored[0].version - 1) // self._snapshot_every:
+            # This commit reached a multiple of snapshot_every: snapshot the session as the commit leaves it.
+            self.take_snapshot(txn, stream_id, key, stored[-1].version, stored[-1].hash, recorded)
+        return recorded
+
+    def take_snapshot(self, txn: WriteTransaction, stream_id: int, key: str, version: int, event_hash: bytes,
+                      recent: Sequence[LogChange] = ()) -> None:
+        """Snapshot the session at ``version``, its latest: the read models hold it as it is now."""
+        head = self._catalog.head(txn, stream_id) or attrs.evolve(empty_head(key), version=version)
+        take_snapshot(txn, self._log, self._snapshots, stream_id, head,
+                      lambda start: self._messages.chunks_from(txn, stream_id, start), event_hash, recent)
