@@ -707,6 +707,9 @@ class SessionStore:
         missing events applied in memory).
         """
         progress = _check_progress(progress)
+        damaged_pages = self._environment.page_problems()  # before any read that such a page would crash
+        if damaged_pages:
+            return VerifyReport(False, 0, damaged_pages)
         with self._read() as txn:
             models = [*self._read_models, self._search.checker(txn)]
             return verify(txn, self._log, self._snapshots, models, progress)  # type: ignore[arg-type]
