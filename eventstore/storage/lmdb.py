@@ -344,12 +344,12 @@ class Environment:
         self._commits = 0
         # A store in a directory we cannot write (read-only media, say) serves reads.
         self.readonly = readonly or not os.access(path, os.W_OK)
-        if self.readonly and not (path / _DATA).exists():
-            raise StoreNotFound(f"there is no store at {path}")
         try:
             _check_files(path)
         except OSError as exc:
             raise EventStoreError(f"cannot read the store at {path}: {exc}") from None
+        if self.readonly and not (path / _DATA).exists():
+            raise StoreNotFound(f"there is no store at {path}")
         creating = not self.readonly and not (path / _DATA).exists()
         self._users: BinaryIO | None = None
         try:

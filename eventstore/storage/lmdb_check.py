@@ -294,7 +294,9 @@ def _node_offsets(page: bytes) -> list[int] | None:
     offsets = list(struct.unpack_from(f"={count}H", page, _HEADER_SIZE))
     limit = len(page)
     for offset in offsets:
-        if offset < upper or offset + _NODE.size > limit or offset + _NODE.size + _NODE.unpack_from(page, offset)[3] > limit:
+        if offset < upper or offset + _NODE.size > limit:
+            return None
+        if offset + _NODE.size + _NODE.unpack_from(page, offset)[3] > limit:  # the key
             return None
     return offsets
 
