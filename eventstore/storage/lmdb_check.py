@@ -34,6 +34,7 @@ _DATA_VERSION = 1
 _INVALID_PAGE = 2**64 - 1
 _SMALLEST_PAGE = 512
 _ATTEMPTS = 5
+_PROBLEMS_SHOWN = 3
 _LARGEST_PAGE = 1 << 16
 # Page header: page number, padding, flags, then lower/upper free-space bounds (or an overflow run's length).
 _HEADER = struct.Struct("=QHHHH")
@@ -143,8 +144,9 @@ def check_file(data_file: Path, *, walk_pages_up_to: int = 0) -> None:
         else:
             return  # a writer is busy committing: the file works
     if problems:
-        raise StoreCorrupted(f"{data_file} is damaged: {problems[0]}"
-                             + (f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""))
+        shown = "; ".join(problems[:_PROBLEMS_SHOWN])
+        more = f"; and {len(problems) - _PROBLEMS_SHOWN} more" if len(problems) > _PROBLEMS_SHOWN else ""
+        raise StoreCorrupted(f"{data_file} is damaged: {shown}{more}")
 
 
 def page_problems(data_file: Path, transaction: int) -> list[str] | None:
