@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import struct
 import subprocess
@@ -104,7 +105,8 @@ def test_every_zeroed_page_and_cut_is_refused_or_reported_never_a_crash(small_st
     and the command line end normally; damage LMDB would read is refused or reported."""
     size = (small_store / "data.mdb").stat().st_size
     damages = [f"zero:{page}" for page in range(size // PAGE)]
-    damages += [f"cut:{cut}" for cut in (1, PAGE + 100, 2 * PAGE, size // 2, size - PAGE, size - 1)]
+    cuts = [1, PAGE + 100, 2 * PAGE, size // 2, size - PAGE, size - 1, *random.Random(12).sample(range(size), 6)]
+    damages += [f"cut:{cut}" for cut in cuts]
     copies = [_damaged_copy(small_store, tmp_path / damage.replace(":", "-"), damage) for damage in damages]
     outcomes = _run_victim(copies)
     assert len(outcomes) == len(copies)
