@@ -20,7 +20,7 @@ from pathlib import Path
 import lmdb
 import pytest
 
-from eventstore import ChatMessage, SessionStore, StoreBusy, StoreCorrupted
+from eventstore import ChatMessage, SessionStore, StoreBusy, StoreCorrupted, StoreUsedAfterFork
 
 MARKER = "store.json"  # written when a store is created
 
@@ -292,3 +292,27 @@ def test_a_data_file_replaced_under_an_open_lock_file_is_refused(tmp_path: Path)
             SessionStore(path)
     finally:
         holder.close()
+
+
+def test_vacuum_in_a_forked_child_leaves_the_parents_data_file_in_place(tmp_path: Path) -> None:
+    """A child that vacuums its parent's store must be refused before it swaps in a new data file:
+    the parent would go on writing into the old, unlinked one."""
+    path = tmp_path / "store"
+    with SessionStore(path) as store:
+        store.append("a", ChatMessage.user("x"))
+        inode = (path / "data.mdb").stat().st_ino
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                store.vacuum()
+            except StoreUsedAfterFork:
+                code = 0
+            finally:
+                os._exit(code)
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0, "the child's vacuum was not refused"
+        assert (path / "data.mdb").stat().st_ino == inode
+        store.append("a", ChatMessage.user("y"))
+        assert store.verify().ok
+    with SessionStore(path) as again:
+        assert [message.content for message in again.load("a")] == ["x", "y"]

@@ -484,6 +484,7 @@ class Environment:
         Raises:
             StoreBusy: another store object in this process, or another process, has the store open.
         """
+        self._refuse_if_forked()  # the child would replace the file under its parent
         self._refuse_if_readonly()
         assert self._users is not None
         with self._registry_lock:
@@ -517,6 +518,10 @@ class Environment:
         LMDB aborts the process on a page that is not what its parent says; this walk reads
         the file itself, inside a read transaction that keeps its pages from being reused.
         """
+        self._refuse_if_forked()
+        if _file_identity(self.path / _DATA) != self.identity:
+            return [f"{self.path / _DATA} was replaced while this store object had it open; "
+                    "its pages cannot be checked here (open the store again)"]
         for _ in range(_PAGE_CHECK_ATTEMPTS):
             with self.read() as txn:
                 problems = lmdb_check.page_problems(self.path / _DATA, txn.snapshot_id())
@@ -550,6 +555,12 @@ class Environment:
             yield
         finally:
             self._gate.leave_shared()
+
+    def _refuse_if_forked(self) -> None:
+        if os.getpid() != self._pid:
+            raise StoreUsedAfterFork(
+                "this store was opened before fork(); open a new SessionStore in the child process"
+            )
 
     def _refuse_if_readonly(self) -> None:
         if self.readonly:
@@ -585,10 +596,7 @@ class Environment:
 
     @contextmanager
     def _transaction(self, *, write: bool) -> Iterator[lmdb.Transaction]:
-        if os.getpid() != self._pid:
-            raise StoreUsedAfterFork(
-                "this store was opened before fork(); open a new SessionStore in the child process"
-            )
+        self._refuse_if_forked()
         if not self._references:
             raise StoreClosed("the store is closed")
         while True:
