@@ -15,12 +15,19 @@ import struct
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import lmdb
 import pytest
 
-from eventstore import ChatMessage, SessionStore, StoreBusy, StoreCorrupted, StoreUsedAfterFork
+from eventstore import (
+    ChatMessage,
+    SessionStore,
+    StoreBusy,
+    StoreCorrupted,
+    StoreUsedAfterFork,
+)
 
 MARKER = "store.json"  # written when a store is created
 
@@ -225,7 +232,7 @@ def test_cli_write_commands_refuse_an_emptied_store(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def tiny_file_system(tmp_path: Path) -> object:
+def tiny_file_system(tmp_path: Path) -> Iterator[Path]:
     mount = tmp_path / "tiny"
     mount.mkdir()
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=False,
