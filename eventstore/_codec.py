@@ -10,6 +10,7 @@ only ever become the classes registered here.
 from __future__ import annotations
 
 import gc
+import struct
 import threading
 from contextlib import contextmanager
 from datetime import datetime
@@ -25,7 +26,8 @@ from ._time import from_micros, stored_micros, to_micros
 from ._values import ChatMessage, TimestampedMessage, trusted_message
 from .events import EVENT_TYPES, SessionEvent
 
-__all__ = ["EncodedEvent", "encode_event", "decode_event", "encode_value", "decode_value", "bulk_decoding"]
+__all__ = ["EncodedEvent", "encode_event", "decode_event", "encode_value", "decode_value", "bulk_decoding",
+           "unpack_stored"]
 
 T = TypeVar("T")
 
@@ -161,3 +163,14 @@ def bulk_decoding() -> Iterator[None]:
             pause.depth -= 1
             if pause.depth == 0 and pause.was_enabled:
                 gc.enable()
+
+
+def unpack_stored(layout: struct.Struct, raw: bytes, what: str) -> tuple[Any, ...]:
+    """Unpack a stored key or value of a fixed layout; one of the wrong length is damage.
+
+    Raises:
+        StoreCorrupted: ``raw`` does not have the layout's length, naming ``what`` it is.
+    """
+    if len(raw) != layout.size:
+        raise StoreCorrupted(f"{what} is damaged ({len(raw)} bytes where {layout.size} belong)")
+    return layout.unpack(raw)

@@ -33,7 +33,7 @@ from typing import Iterable, Iterator, Sequence
 
 import attrs
 
-from ._codec import EncodedEvent
+from ._codec import EncodedEvent, unpack_stored
 from .storage import ReadTransaction, Storage, WriteTransaction
 from ._errors import IncompatibleStore, StoreCorrupted, WrongExpectedVersion
 
@@ -177,12 +177,12 @@ class EventLog:
         found = txn.before(self._streams, _STREAM_KEY.pack(stream_id + 1, 0))
         if found is None:
             return 0
-        found_stream, version = _STREAM_KEY.unpack(found[0])
+        found_stream, version = unpack_stored(_STREAM_KEY, found[0], "a key of the stream index")
         return version if found_stream == stream_id else 0
 
     def _create_stream(self, txn: WriteTransaction, key: str) -> int:
         last = txn.last(self._stream_keys)
-        stream_id = _U64.unpack(last[0])[0] + 1 if last else 1
+        stream_id = unpack_stored(_U64, last[0], "the last stream id")[0] + 1 if last else 1
         txn.put(self._keys, hashlib.sha256(key.encode()).digest(), _U64.pack(stream_id))
         txn.put(self._stream_keys, _U64.pack(stream_id), key.encode())
         return stream_id
@@ -277,10 +277,11 @@ class EventLog:
     def _stream_positions(self, txn: ReadTransaction, stream_id: int, after_version: int,
                           up_to_version: int | None) -> Iterator[int]:
         for raw_key, raw_position in txn.scan(self._streams, _STREAM_KEY.pack(stream_id, after_version + 1)):
-            found_stream, version = _STREAM_KEY.unpack(raw_key)
+            found_stream, version = unpack_stored(_STREAM_KEY, raw_key, "a key of the stream index")
             if found_stream != stream_id or (up_to_version is not None and version > up_to_version):
                 return
-            yield _U64.unpack(raw_position)[0]
+            yield unpack_stored(_U64, raw_position, f"the stream index entry of stream {stream_id} "
+                                                    f"version {version}")[0]
 
     def read_position(self, txn: ReadTransaction, position: int) -> StoredEvent:
         """The event at ``position``."""
@@ -298,7 +299,7 @@ class EventLog:
         for count, (raw_key, raw) in enumerate(txn.scan(self._events, _U64.pack(after_position + 1))):
             if limit is not None and count >= limit:
                 return
-            yield self._decode(txn, _U64.unpack(raw_key)[0], raw, keys)
+            yield self._decode(txn, unpack_stored(_U64, raw_key, "a position in the event table")[0], raw, keys)
 
     def _recorded_at(self, txn: ReadTransaction, position: int) -> int:
         raw = txn.get(self._events, _U64.pack(position))
@@ -319,7 +320,8 @@ class EventLog:
     def stream_position(self, txn: ReadTransaction, stream_id: int, version: int) -> int | None:
         """The global position of a stream's ``version``-th event, if the stream index has it."""
         raw = txn.get(self._streams, _STREAM_KEY.pack(stream_id, version))
-        return None if raw is None else _U64.unpack(raw)[0]
+        return None if raw is None else unpack_stored(_U64, raw, f"the stream index entry of stream {stream_id} "
+                                                                 f"version {version}")[0]
 
     def stream_ids(self, txn: ReadTransaction) -> Iterator[tuple[int, str]]:
         """Every stream id with its session key, in id order."""

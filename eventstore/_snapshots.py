@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import struct
 
+from ._codec import unpack_stored
 from .storage import ReadTransaction, Storage, WriteTransaction
 from ._errors import StoreCorrupted
 
@@ -52,14 +53,14 @@ class SnapshotStore:
         found = txn.before(self._db, _STREAM_VERSION.pack(stream_id, up_to_version + 1))
         if found is None:
             return None
-        found_stream, version = _STREAM_VERSION.unpack(found[0])
+        found_stream, version = unpack_stored(_STREAM_VERSION, found[0], "a snapshot key")
         if found_stream != stream_id:
             return None
         return version, bytes(found[1])
 
     def versions(self, txn: ReadTransaction) -> set[tuple[int, int]]:
         """(stream id, version) of every snapshot."""
-        return {_STREAM_VERSION.unpack(key) for key in txn.scan_keys(self._db)}
+        return {unpack_stored(_STREAM_VERSION, key, "a snapshot key") for key in txn.scan_keys(self._db)}
 
     def get(self, txn: ReadTransaction, stream_id: int, version: int) -> bytes | None:
         raw = txn.get(self._db, _STREAM_VERSION.pack(stream_id, version))

@@ -14,7 +14,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import orjson
 
-from eventstore._codec import bulk_decoding
+from eventstore._codec import bulk_decoding, unpack_stored
 from eventstore._errors import StoreCorrupted
 from eventstore._time import to_micros
 from eventstore._values import SessionMetadata, SessionState
@@ -143,7 +143,13 @@ class Catalog:
 
     def keys_by_activity(self, txn: ReadTransaction) -> list[str]:
         """Live session keys, most recent activity first."""
-        return [row[0] for row in self._rows(txn, None)]
+        try:
+            keys = [row[0] for row in self._rows(txn, None)]
+        except (TypeError, KeyError, IndexError) as exc:
+            raise StoreCorrupted(f"the session catalog is damaged: a row is not a list ({exc!r})") from None
+        if not all(isinstance(key, str) for key in keys):
+            raise StoreCorrupted("the session catalog is damaged: a session key is not text")
+        return keys
 
     def _rows(self, txn: ReadTransaction, limit: int | None) -> list[list[Any]]:
         values = []
@@ -160,7 +166,7 @@ class Catalog:
     def heads(self, txn: ReadTransaction) -> Iterator[tuple[int, SessionHead]]:
         """Every live session's stream id and head, by stream id."""
         for raw_id, raw in txn.scan(self._sessions):
-            yield _ID.unpack(raw_id)[0], _decode_head(raw)
+            yield unpack_stored(_ID, raw_id, "a key of the session catalog")[0], _decode_head(raw)
 
     def running(self, txn: ReadTransaction) -> list[SessionHead]:
         """Running sessions, latest turn first."""
@@ -171,13 +177,13 @@ class Catalog:
         """Running sessions whose turn started before ``cutoff`` µs, oldest turn first."""
         heads = []
         for raw in txn.scan_keys(self._running):
-            if _TIME_ID.unpack(raw)[0] >= cutoff:
+            if unpack_stored(_TIME_ID, raw, "a key of the running index")[0] >= cutoff:
                 break
             heads.append(self._running_head(txn, raw))
         return heads
 
     def _running_head(self, txn: ReadTransaction, raw: bytes) -> SessionHead:
-        stream_id = _TIME_ID.unpack(raw)[1]
+        stream_id = unpack_stored(_TIME_ID, raw, "a key of the running index")[1]
         head = self.head(txn, stream_id)
         if head is None:
             raise StoreCorrupted(f"the running index names stream {stream_id}, which has no session")
@@ -187,7 +193,7 @@ class Catalog:
         """Live sessions whose last activity is before ``cutoff`` µs, oldest first."""
         heads = []
         for raw_key, raw in txn.scan(self._activity):
-            if _TIME_ID.unpack(raw_key)[0] >= cutoff:
+            if unpack_stored(_TIME_ID, raw_key, "a key of the activity index")[0] >= cutoff:
                 break
             heads.append(_decode_head(raw))
         return heads
@@ -209,6 +215,9 @@ class Catalog:
             stored = dict(entries)
             for key in sorted(stored.keys() ^ expected[name].keys() | {
                     k for k in stored.keys() & expected[name].keys() if stored[k] != expected[name][k]}):
+                if len(key) < _ID.size:
+                    problems.append(f"catalog.{name.decode()}: the key {key.hex()} is damaged")
+                    continue
                 stream_id = _ID.unpack(key[-8:])[0]
                 problems.append(f"catalog.{name.decode()}: the entry of stream {stream_id} "
                                 f"({sessions[stream_id].head.key if stream_id in sessions else 'unknown'!r}) "

@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 from typing import Iterator, Mapping, Sequence, assert_never
 
-from eventstore._codec import bulk_decoding
+from eventstore._codec import bulk_decoding, unpack_stored
 from eventstore._errors import StoreCorrupted
 from eventstore.storage import ReadTransaction, WriteTransaction
 
@@ -106,7 +106,7 @@ class MessageLists:
         found = txn.before(self._chunks, _ID.pack(stream_id + 1))
         if found is None:
             return None
-        found_stream, first = _CHUNK_KEY.unpack(found[0])
+        found_stream, first = unpack_stored(_CHUNK_KEY, found[0], "a message chunk key")
         if found_stream != stream_id:
             return None
         try:
@@ -129,7 +129,7 @@ class MessageLists:
         for key, value in pairs:
             if key[:8] != prefix:
                 break
-            items.append((_CHUNK_KEY.unpack(key)[1], value))
+            items.append((unpack_stored(_CHUNK_KEY, key, "a message chunk key")[1], value))
         return items
 
     def chunks_from(self, txn: ReadTransaction, stream_id: int, start: int) -> list[bytes] | None:
@@ -167,7 +167,11 @@ class MessageLists:
     def check(self, txn: ReadTransaction, sessions: Mapping[int, SessionSnapshot]) -> list[str]:
         """Problems where the stored lists differ from ``sessions`` freshly folded from the log."""
         problems = []
-        stored_streams = {_CHUNK_KEY.unpack(key)[0] for key in txn.scan_keys(self._chunks)}
+        try:
+            stored_streams = {unpack_stored(_CHUNK_KEY, key, "a message chunk key")[0]
+                              for key in txn.scan_keys(self._chunks)}
+        except StoreCorrupted as exc:
+            return [f"messages: {exc}"]
         for stream_id in sorted(stored_streams - sessions.keys()):
             problems.append(f"messages: stream {stream_id} has messages but no events")
         for stream_id, session in sessions.items():

@@ -323,6 +323,7 @@ def _reads(store: SessionStore) -> dict[str, Callable[[], Any]]:
         "list_running_sessions": store.list_running_sessions,
         "events": lambda: list(store.events()),
         "search": lambda: store.search(SessionQuery("hello second")),
+        "list_stuck_sessions": lambda: store.list_stuck_sessions(0),
     }
     for key in KEYS:
         reads[f"load {key}"] = lambda key=key: store.load(key)
@@ -468,6 +469,20 @@ KNOWN_DAMAGE: dict[str, Callable[[Any, Any], None]] = {
     "stream id of a missing stream": lambda txn, env: _first_event_with(txn, env, slice(2, 10), struct.pack(">Q", 999)),
     "catalog row not JSON": lambda txn, env: _put(txn, env, b"catalog.sessions", _stream_id(txn, env, "a"), b"{["),
     "log format not a number": lambda txn, env: _put(txn, env, b"log.meta", b"format", b"one"),
+    # Keys of the wrong length, each where a read of session "a" (or a scan) meets it.
+    "event table key of nine bytes": lambda txn, env: _put(txn, env, b"log.events", struct.pack(">Q", 1) + b"\0",
+                                                           b"x" * 100),
+    "stream index key of seventeen bytes": lambda txn, env: _put(
+        txn, env, b"log.streams", _stream_id(txn, env, "a") + struct.pack(">Q", 1) + b"\0", struct.pack(">Q", 1)),
+    "stream index entry of four bytes": lambda txn, env: _put(
+        txn, env, b"log.streams", _stream_id(txn, env, "a") + struct.pack(">Q", 1), b"\0\0\0\1"),
+    "message chunk key of thirteen bytes": lambda txn, env: _put(
+        txn, env, b"messages.chunks", _stream_id(txn, env, "a") + b"\0" * 5, b"x"),
+    "snapshot key of nine bytes": lambda txn, env: _put(txn, env, b"snapshots", _stream_id(txn, env, "c") + b"\1",
+                                                        b"x"),
+    "catalog key of four bytes": lambda txn, env: _put(txn, env, b"catalog.sessions", b"\0\0\0\1", b"{}"),
+    "running index key of nine bytes": lambda txn, env: _put(txn, env, b"catalog.running", b"\0" * 9, b""),
+    "activity index key of nine bytes": lambda txn, env: _put(txn, env, b"catalog.activity", b"\0" * 9, b"{}"),
 }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import click
 
-from .. import SessionView
+from .. import SessionView, StoreCorrupted, VerifyReport
 from ._context import Env, _quote, parse_time, pass_env, require_live, session_history
 from ._output import Output, confirm, human_bytes, output_options, progress_bar, show_time, spinner
 
@@ -151,8 +151,13 @@ def verify(env: Env, as_json: bool) -> None:
         eventstore verify && echo sound
     """
     out = Output(as_json)
-    with env.open() as store:
-        with progress_bar("Verifying") as progress:
+    try:
+        store = env.open()
+    except StoreCorrupted as exc:
+        # Damage that would crash the process is refused at open: that is this command's report.
+        report = VerifyReport(False, 0, [str(exc)])
+    else:
+        with store, progress_bar("Verifying") as progress:
             report = store.verify(progress=progress)
     if as_json:
         out.json({"ok": report.ok, "events_checked": report.events_checked, "problems": list(report.problems)})

@@ -229,6 +229,9 @@ class Maintenance:
 
     def verify(self, progress: Progress | None) -> VerifyReport:
         """Check the chain, the snapshots and every read model against a fresh fold, in one read transaction."""
+        damaged_pages = self._storage.page_problems()  # before any read that such a page would crash
+        if damaged_pages:
+            return VerifyReport(False, 0, damaged_pages)
         with self._read() as txn:
             models = [*self._read_models, self._search.checker(txn)]
             return verify(txn, self._log, self._snapshots, models, progress)  # type: ignore[arg-type]

@@ -15,10 +15,13 @@ is the one place that deals with those rules:
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import json
 import os
 import shutil
 import threading
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Iterator, TypeVar
@@ -36,7 +39,7 @@ from .._errors import (
     StoreReadOnly,
     StoreUsedAfterFork,
 )
-
+from . import lmdb_check
 from .protocol import Durability
 
 __all__ = ["Environment", "LmdbSpace", "LmdbTransaction"]
@@ -53,6 +56,20 @@ _READER_CHECK_EVERY = 64
 _INHERITED: list[lmdb.Transaction] = []
 _USERS_LOCK = "users.lock"
 _VACUUM_DIR = "vacuum.tmp"
+_DATA = "data.mdb"
+_LOCK = "lock.mdb"
+#: Written when a store is created (or first opened writable by a version that writes it): a store
+#: that has existed never silently starts over because its data file went missing or empty.
+MARKER = "store.json"
+_MARKER_FORMAT = "eventstore"
+# LMDB's lock file: a header of two cache lines plus one 64-byte slot per reader beyond the first.
+_LOCK_FILE_BYTES = 192 + 64 * (_MAX_READERS - 1)
+# A data file of at most this many pages (4 MiB) has every page checked at each open (measured:
+# about 20 ms per 1,000 pages); a larger one has its meta pages, size and tree roots checked (well
+# under a millisecond), and every page by verify.
+_WALK_AT_OPEN_PAGES = 1024
+# A page check needs the meta page of its read transaction, which two commits meanwhile overwrite.
+_PAGE_CHECK_ATTEMPTS = 100
 
 
 # What py-lmdb raises when the file's pages do not make sense.
@@ -72,6 +89,88 @@ def _fsync(path: Path) -> None:
     descriptor = os.open(path, os.O_RDONLY)
     try:
         os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of a file, or None if there is none."""
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return found.st_dev, found.st_ino
+
+
+def _check_files(path: Path) -> None:
+    """Refuse a data file that is missing or empty where a store has existed, or that LMDB would crash on.
+
+    Raises:
+        StoreCorrupted: naming the file and what is wrong.
+    """
+    data = path / _DATA
+    try:
+        size = data.stat().st_size
+    except FileNotFoundError:
+        size = -1
+    if size > 0:
+        lmdb_check.check_file(data, walk_pages_up_to=_WALK_AT_OPEN_PAGES)
+        return
+    traces = [name for name in (MARKER, _LOCK, _USERS_LOCK) if (path / name).exists()]
+    if traces:
+        state = "is empty" if size == 0 else "is missing"
+        raise StoreCorrupted(
+            f"{data} {state}, but a store existed at {path} ({', '.join(traces)} is there): opening it would "
+            f"silently start a new, empty store. Put data.mdb back from a backup; if nothing was ever "
+            f"stored there, remove the directory")
+
+
+def _undo_creation(path: Path) -> None:
+    """Remove what a failed creation left (a full disk, say), so that the next try is a creation again.
+
+    A data file of two pages at most holds LMDB's meta pages and nothing committed.
+    """
+    data = path / _DATA
+    if data.exists() and data.stat().st_size > 2 * os.sysconf("SC_PAGE_SIZE"):
+        return  # another process created the store meanwhile
+    for name in (_DATA, _LOCK, _USERS_LOCK):
+        (path / name).unlink(missing_ok=True)
+
+
+def _write_marker(path: Path) -> None:
+    """Record that a store exists here (atomically; a failure to write it is not fatal to the open)."""
+    marker = path / MARKER
+    if marker.exists():
+        return
+    scratch = path / f".{MARKER}.{os.getpid()}.tmp"
+    try:
+        scratch.write_text(json.dumps({"format": _MARKER_FORMAT, "version": 1, "id": uuid.uuid4().hex}) + "\n")
+        _fsync(scratch)
+        os.replace(scratch, marker)
+        _fsync(path)
+    except OSError:
+        scratch.unlink(missing_ok=True)  # a full disk, say: the next writable open tries again
+
+
+def _reserve_lock_file(path: Path) -> None:
+    """Give LMDB's lock file its blocks before LMDB maps it: a sparse one is a SIGBUS on a full disk.
+
+    Raises:
+        StoreFull: the file system has no room for it.
+    """
+    lock = path / _LOCK
+    try:
+        descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except PermissionError:
+        return  # LMDB says so itself, and a read-only open copes
+    try:
+        if os.fstat(descriptor).st_size <= _LOCK_FILE_BYTES:
+            os.posix_fallocate(descriptor, 0, _LOCK_FILE_BYTES)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StoreFull(f"no room on the file system for the store at {path}: {exc.strerror}") from None
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+            raise EventStoreError(f"cannot prepare {lock}: {exc.strerror}") from None
     finally:
         os.close(descriptor)
 
@@ -246,18 +345,40 @@ class Environment:
         self._commits = 0
         # A store in a directory we cannot write (read-only media, say) serves reads.
         self.readonly = readonly or not os.access(path, os.W_OK)
-        if self.readonly and not (path / "data.mdb").exists():
+        try:
+            _check_files(path)
+        except OSError as exc:
+            raise EventStoreError(f"cannot read the store at {path}: {exc}") from None
+        if self.readonly and not (path / _DATA).exists():
             raise StoreNotFound(f"there is no store at {path}")
-        # Every process holds a shared lock on this file while the store is open, so
-        # that vacuum can tell whether it has the store to itself.
+        creating = not self.readonly and not (path / _DATA).exists()
         self._users: BinaryIO | None = None
         try:
-            self._users = open(path / _USERS_LOCK, "rb" if self.readonly else "a+b")  # noqa: SIM115 - until release()
+            self._open_files()
+        except BaseException:
+            if self._users is not None:
+                self._users.close()
+            if creating:
+                _undo_creation(path)
+            raise
+        #: Which data file this environment has open: a replaced one is another store (see ``acquire``).
+        self.identity = _file_identity(path / _DATA)
+        self._lock_identity = _file_identity(path / _LOCK)
+        if not self.readonly:
+            _write_marker(path)
+        self._clear_stale_readers()
+
+    def _open_files(self) -> None:
+        if not self.readonly:
+            _reserve_lock_file(self.path)
+        # Every process holds a shared lock on this file while the store is open, so
+        # that vacuum can tell whether it has the store to itself.
+        try:
+            self._users = open(self.path / _USERS_LOCK, "rb" if self.readonly else "a+b")  # noqa: SIM115
             fcntl.flock(self._users, fcntl.LOCK_SH)
         except FileNotFoundError:
             pass  # a read-only store that was never opened writable by this version
         self._env = self._open_lmdb()
-        self._clear_stale_readers()
 
     def _exclude_writers(self) -> None:
         """Hold ``users.lock`` alone while reading without a reader slot: writers wait to open the store."""
@@ -294,6 +415,8 @@ class Environment:
         except lmdb.InvalidError as exc:
             raise StoreCorrupted(f"{self.path} is not a usable store: {exc}") from None
         except lmdb.Error as exc:
+            if os.strerror(errno.ENOSPC) in str(exc) or os.strerror(errno.EDQUOT) in str(exc):
+                raise StoreFull(f"no room on the file system for the store at {self.path}: {exc}") from None
             raise EventStoreError(f"cannot open the store at {self.path}: {exc}") from None
 
     @classmethod
@@ -307,6 +430,15 @@ class Environment:
         key = (os.getpid(), str(path.resolve()))
         with cls._registry_lock:
             environment = cls._registry.get(key)
+            if environment is not None and environment.identity != _file_identity(path / _DATA):
+                # The directory was replaced (moved aside, restored from a backup) while this
+                # process had it open: its holders keep the old file; this caller gets the new one.
+                if environment._lock_identity == _file_identity(path / _LOCK):
+                    # Two environments on one lock file would drop each other's locks (see above).
+                    raise StoreBusy(f"{path / _DATA} was replaced while this process had the store open; "
+                                    "close the SessionStore objects of the old one first")
+                del cls._registry[key]
+                environment = None
             if environment is None:
                 if any(other[1] == key[1] for other in cls._registry):
                     # py-lmdb (and LMDB) forbid a second open of a path in a process, and a
@@ -332,7 +464,9 @@ class Environment:
             self._references -= 1
             if self._references:
                 return
-            self._registry.pop((self._pid, str(self.path.resolve())), None)
+            key = (self._pid, str(self.path.resolve()))
+            if self._registry.get(key) is self:  # not if it was replaced (see ``acquire``)
+                del self._registry[key]
         if os.getpid() == self._pid:
             with self._gate.exclusive():
                 self._env.close()
@@ -350,6 +484,7 @@ class Environment:
         Raises:
             StoreBusy: another store object in this process, or another process, has the store open.
         """
+        self._refuse_if_forked()  # the child would replace the file under its parent
         self._refuse_if_readonly()
         assert self._users is not None
         with self._registry_lock:
@@ -372,9 +507,28 @@ class Environment:
                 _fsync(self.path)
                 scratch.rmdir()
                 self._env = self._open_lmdb()
+                self.identity = _file_identity(self.path / _DATA)
                 reopen()
             finally:
                 fcntl.flock(self._users, fcntl.LOCK_SH)
+
+    def page_problems(self) -> list[str]:
+        """What is wrong with the pages of the data file, found before LMDB reads them (for ``verify``).
+
+        LMDB aborts the process on a page that is not what its parent says; this walk reads
+        the file itself, inside a read transaction that keeps its pages from being reused.
+        """
+        self._refuse_if_forked()
+        if _file_identity(self.path / _DATA) != self.identity:
+            return [f"{self.path / _DATA} was replaced while this store object had it open; "
+                    "its pages cannot be checked here (open the store again)"]
+        for _ in range(_PAGE_CHECK_ATTEMPTS):
+            with self.read() as txn:
+                problems = lmdb_check.page_problems(self.path / _DATA, txn.snapshot_id())
+            if problems is not None:
+                return problems
+        raise StoreBusy(f"the pages of {self.path / _DATA} could not be checked: writers commit faster than "
+                        "a read transaction can start; try again")
 
     def space(self, name: str) -> LmdbSpace:
         """The named database ``name`` (created if needed); call once per name at startup."""
@@ -401,6 +555,12 @@ class Environment:
             yield
         finally:
             self._gate.leave_shared()
+
+    def _refuse_if_forked(self) -> None:
+        if os.getpid() != self._pid:
+            raise StoreUsedAfterFork(
+                "this store was opened before fork(); open a new SessionStore in the child process"
+            )
 
     def _refuse_if_readonly(self) -> None:
         if self.readonly:
@@ -436,10 +596,7 @@ class Environment:
 
     @contextmanager
     def _transaction(self, *, write: bool) -> Iterator[lmdb.Transaction]:
-        if os.getpid() != self._pid:
-            raise StoreUsedAfterFork(
-                "this store was opened before fork(); open a new SessionStore in the child process"
-            )
+        self._refuse_if_forked()
         if not self._references:
             raise StoreClosed("the store is closed")
         while True:

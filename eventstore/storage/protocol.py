@@ -147,6 +147,10 @@ class Storage(Protocol):
     def file_size(self) -> int:
         """Bytes the store occupies on disk (0 for one that has no file)."""
 
+    def page_problems(self) -> list[str]:
+        """Damage found by reading the store's files without trusting them (before any read that damage could
+        crash); empty when there is none, or nothing the engine can check."""
+
     def vacuum(self, reopen: Callable[[], None]) -> None:
         """Rewrite the store compactly, leaving freed bytes behind; every ``Space`` handle is invalid
         afterwards, and ``reopen`` obtains them again before any other thread starts a transaction."""
