@@ -68,6 +68,7 @@ def _held_read(store: SessionStore) -> tuple[threading.Thread, threading.Event, 
 # -- many writers and readers ---------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_processes_and_threads_write_while_readers_check(tmp_path: Path) -> None:
     """3 processes x 3 threads (over two store objects each) append to private and shared sessions,
     while a reader process and two reader threads check consistency the whole time."""
@@ -117,6 +118,7 @@ def test_processes_and_threads_write_while_readers_check(tmp_path: Path) -> None
           f"{reader_passes} in a process, {passes[0]} in threads")
 
 
+@pytest.mark.slow
 def test_compare_and_set_appends_race_without_loss(tmp_path: Path) -> None:
     """Processes and threads append with expected_version read just before: each append that returned
     owns the version it returned, no append is lost and nothing is appended twice."""
@@ -224,6 +226,7 @@ def test_long_read_does_not_block_a_writer(tmp_path: Path) -> None:
         assert len(store.load("big")) == 8
 
 
+@pytest.mark.slow
 def test_map_growth_waits_for_a_long_read_then_goes_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Growing the map needs a moment with no transaction open in the process (LMDB remaps the file):
     a writer that must grow waits for a long read in another thread to end, then commits, losing nothing."""
@@ -237,6 +240,7 @@ def test_map_growth_waits_for_a_long_read_then_goes_on(tmp_path: Path, monkeypat
         assert store.verify().ok
 
 
+@pytest.mark.slow
 def test_file_growth_is_bounded_with_brief_readers(tmp_path: Path) -> None:
     """Pages a brief reader pinned are reused once it lets go: over many hold-and-release cycles the
     file grows no faster than the log itself does."""
@@ -420,6 +424,7 @@ def test_reader_slots_are_not_leaked_by_stores_and_threads(tmp_path: Path) -> No
         assert len([line for line in readers if str(os.getpid()) in line]) <= 2, readers
 
 
+@pytest.mark.slow
 def test_readers_killed_mid_read_neither_exhaust_the_reader_table_nor_pin_pages(tmp_path: Path) -> None:
     """More processes than LMDB's reader table has slots die of SIGKILL inside a read, while this process
     keeps the store open (so nobody reopens it from scratch): writes here do not keep growing the file

@@ -39,8 +39,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from _reliability import Calls, Worker, check_log, check_projections
 from eventstore import ChatMessage, SessionStore
+
+pytestmark = pytest.mark.slow  # each test kills dozens of processes
 
 KILLS = int(os.environ.get("EVENTSTORE_CRASH_KILLS", "50"))
 MAINTENANCE_KILLS = max(16, KILLS // 4)

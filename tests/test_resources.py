@@ -199,6 +199,7 @@ def _ten_megabytes() -> str:
     return ascii_part + " needle " + tricky + ascii_part[::-1]
 
 
+@pytest.mark.slow
 def test_ten_megabyte_message_round_trips(tmp_path: Path) -> None:
     content = _ten_megabytes()
     assert len(content.encode()) > 10_000_000
@@ -219,6 +220,7 @@ def test_ten_megabyte_message_round_trips(tmp_path: Path) -> None:
         assert [event.event.message.content for event in store.events()] == [content, replacement]  # type: ignore
 
 
+@pytest.mark.slow
 def test_very_long_session(tmp_path: Path) -> None:
     """A session of 100,000 messages written in batches: everything reads back, in order."""
     count = SESSION_MESSAGES
@@ -374,6 +376,7 @@ def test_read_only_path_serves_reads_and_refuses_writes(shared_tmp: Path, files:
         assert digest(store) == before
 
 
+@pytest.mark.slow
 def test_read_only_reader_keeps_its_snapshot_while_the_owner_writes(shared_tmp: Path) -> None:
     """A process that may only read the store (it cannot write lock.mdb, so it cannot register in
     LMDB's reader table) holds a read while the store's owner rewrites the same session many times.

@@ -367,6 +367,7 @@ class TestAgainstReference:
                          for key in expected]
 
 
+@pytest.mark.slow
 class TestAgainstReferenceAfterEdits:
     @settings(max_examples=400)
     @given(st.lists(st.tuples(st.sampled_from(["a", "b", "c", "d", "e", "f"]),

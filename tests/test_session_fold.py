@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timezone
 
+import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
@@ -75,6 +76,7 @@ _RARE = [
 ]
 
 
+@pytest.mark.slow
 @given(histories())
 def test_edit_kinds_name_what_message_edit_returns(history):
     """``EDIT_KINDS`` (by event type) names the kind of edit ``message_edit`` makes of every event."""
