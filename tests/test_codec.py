@@ -9,7 +9,7 @@ from __future__ import annotations
 import gc
 import threading
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -39,7 +39,7 @@ from eventstore.events import (
 )
 
 #: 2026-01-01T00:00:00Z, and the integer microseconds since the epoch it is stored as.
-NEW_YEAR = datetime(2026, 1, 1, tzinfo=timezone.utc)
+NEW_YEAR = datetime(2026, 1, 1, tzinfo=UTC)
 NEW_YEAR_MICROS = b"%d" % (1_767_225_600 * 1_000_000)
 
 #: (event, type name, schema version, payload bytes)
@@ -116,7 +116,7 @@ class TestDecode:
                     decode_event(EncodedEvent(type_name, schema_version, damaged))
                 except StoreCorrupted:
                     pass
-                except Exception as exc:  # noqa: BLE001 - any other exception is the failure reported
+                except Exception as exc:  # any other exception is the failure reported
                     escaped.append((damaged, type(exc).__name__))
         assert [] == escaped
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
-from _reliability import Calls, Worker, check_log, consistency_problems, digest, snapshot_problems
 from eventstore import (
     ChatMessage,
     EventStoreError,
@@ -25,8 +25,10 @@ from eventstore import (
     StoreReadOnly,
     StoreUsedAfterFork,
     WrongExpectedVersion,
+    _environment,
 )
-from eventstore import _environment
+
+from _reliability import Calls, Worker, check_log, consistency_problems, digest, snapshot_problems
 
 OPS = int(os.environ.get("EVENTSTORE_CONCURRENCY_OPS", "120"))
 
@@ -38,7 +40,7 @@ def _fork(child: Callable[[], int]) -> int:
         code = 99
         try:
             code = child()
-        except BaseException:  # noqa: BLE001 - report through the exit code
+        except BaseException:  # reported through the exit code
             import traceback
 
             traceback.print_exc()
@@ -204,7 +206,7 @@ def _write_while_a_read_is_held(store: SessionStore, wait: float) -> tuple[bool,
             for n in range(8):
                 store.append("big", ChatMessage.user(str(n) * 500_000))
             done.set()
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             failures.append(exc)
 
     writing = threading.Thread(target=write)
@@ -310,10 +312,9 @@ def test_second_open_with_a_size_cap_is_honoured_or_refused(tmp_path: Path) -> N
             capped = SessionStore(path, durable=False, max_size=1 << 20)
         except EventStoreError:
             return  # refused clearly: fine
-        with capped:
-            with pytest.raises(StoreFull):
-                for n in range(40):
-                    capped.append("b", ChatMessage.user(str(n) * 100_000))
+        with capped, pytest.raises(StoreFull):
+            for n in range(40):
+                capped.append("b", ChatMessage.user(str(n) * 100_000))
 
 
 def test_second_open_read_only_refuses_writes(tmp_path: Path) -> None:
@@ -410,7 +411,7 @@ def test_reader_slots_are_not_leaked_by_stores_and_threads(tmp_path: Path) -> No
         def read() -> None:
             try:
                 assert store.load_with_timestamps("a")[0].message == ChatMessage.user("x")
-            except BaseException as exc:  # noqa: BLE001
+            except BaseException as exc:
                 failures.append(exc)
 
         for _ in range(10):
@@ -452,7 +453,7 @@ def test_readers_killed_mid_read_neither_exhaust_the_reader_table_nor_pin_pages(
         def read() -> None:
             try:
                 outcome.append(store.load("a"))
-            except BaseException as exc:  # noqa: BLE001
+            except BaseException as exc:
                 outcome.append(exc)
 
         thread = threading.Thread(target=read)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import assume, given
@@ -24,6 +24,7 @@ from projections.session import (
     message_edit,
     untouched_prefix,
 )
+
 from strategies import histories
 
 
@@ -66,7 +67,7 @@ def test_untouched_prefix_is_tight():
     assert 0 == untouched_prefix(10, [ClearMessages])
 
 
-_MOMENT = datetime(2026, 1, 1, tzinfo=timezone.utc)
+_MOMENT = datetime(2026, 1, 1, tzinfo=UTC)
 #: The two kinds of event the generated histories lack.
 _BACK = (TimestampedMessage(ChatMessage.user("back"), _MOMENT),)
 _RARE = [
