@@ -162,9 +162,9 @@ def pause_gc_while_decoding(enabled: bool) -> bool:
     """Opt in (or back out) to pausing Python's cyclic garbage collector while a load decodes; off by default.
 
     Decoded messages hold no reference cycles, so the collections their
-    allocations trigger free nothing; on sessions of tens of thousands of
-    messages they cost a third or more of a load (``benchmarks/bench_gc_pause.py``
-    measures it). The collector is process-wide, so the pause is: while one
+    allocations trigger free nothing, yet on long sessions they are a
+    noticeable share of a load (``benchmarks/bench_gc_pause.py`` measures
+    it). The collector is process-wide, so the pause is: while one
     thread decodes, other threads see it off. That is the host's call to make,
     hence opt-in. Threads share one pause: the first in turns the collector
     off, the last out turns it back on if it was on before the first came in.
