@@ -47,10 +47,11 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from eventstore import ChatMessage, SessionMetadata, SessionQuery, SessionStore
 
@@ -180,7 +181,7 @@ class ZeroClawSqlite:
         self.db.execute("COMMIT")
 
     def append(self, key: str, message: ChatMessage) -> None:
-        now = datetime.now(timezone.utc).isoformat()
+        now = datetime.now(UTC).isoformat()
         self.db.execute(_INSERT, (key, message.role, message.content, now))
         self.db.execute(_UPSERT, (key, now, now))
 
@@ -263,7 +264,7 @@ class Bench:
         self.out(f"corpus: {settings.messages:,} messages, {settings.sessions:,} sessions, "
                  f"{settings.vocabulary:,}-word Zipf vocabulary, {tokens:,} words ({tokens / settings.messages:.0f} "
                  "a message)")
-        start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+        start = datetime(2026, 1, 1, tzinfo=UTC)
 
         self.log("bulk load: SQLite FTS5")
         sqlite_store = ZeroClawSqlite(self.workdir / "zeroclaw.db")

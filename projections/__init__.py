@@ -7,10 +7,6 @@ in their own named databases; ``chunk`` is the stored form of a run of messages
 ``tokenizer`` (pure) splits text and queries into terms; ``search`` is the
 ranked search index, a deferred read model.
 This package may use ``eventstore``'s event and value types; the log knows
-nothing of it.
+nothing of it. Importing it imports nothing else: each module names what it needs.
 """
 
-# eventstore's facade imports these read models. Importing eventstore first gives
-# one import order whichever package a caller names first (else projections ->
-# eventstore -> facade -> a half-imported projections module).
-import eventstore as _eventstore  # noqa: E402,F401

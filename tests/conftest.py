@@ -1,11 +1,12 @@
-"""Shared fixtures, and the Hypothesis profiles: ``ci`` (set when CI is in the environment) is fixed and deadline-free."""
+"""Shared fixtures, and the Hypothesis profiles: ``ci`` (set when CI is in the environment) is fixed and
+deadline-free."""
 
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -23,7 +24,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.ge
 class FakeClock:
     """A clock the test moves by hand; each call returns the current time."""
 
-    def __init__(self, start: datetime = datetime(2026, 1, 1, tzinfo=timezone.utc)) -> None:
+    def __init__(self, start: datetime = datetime(2026, 1, 1, tzinfo=UTC)) -> None:
         self.now = start
 
     def __call__(self) -> datetime:

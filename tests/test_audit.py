@@ -6,16 +6,15 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import lmdb
 import pytest
 
-from conftest import FakeClock
-from eventstore import _audit
 from eventstore import (
     REDACTED,
     ChatMessage,
@@ -28,6 +27,7 @@ from eventstore import (
     SessionStore,
     SessionView,
     StoreBusy,
+    _audit,
 )
 from eventstore._codec import encode_event
 from eventstore._log import GENESIS_HASH, chain_hash
@@ -42,6 +42,8 @@ from eventstore.events import (
     SessionRestored,
     SessionStateChanged,
 )
+
+from conftest import FakeClock
 
 #: More events than one streaming batch of the store reads (1000), so streaming crosses batches.
 BIG = 2500
@@ -233,7 +235,7 @@ class TestHistory:
         for event in store.events():
             encoded = encode_event(event.event)
             expected = chain_hash(previous, event.position, event.session_key, event.version,
-                                  round((event.recorded_at - datetime(1970, 1, 1, tzinfo=timezone.utc))
+                                  round((event.recorded_at - datetime(1970, 1, 1, tzinfo=UTC))
                                         / timedelta(microseconds=1)),
                                   event.event_id.bytes, encoded, hashlib.sha256(encoded.payload).digest())
             assert expected.hex() == event.hash
@@ -949,7 +951,7 @@ class TestVacuum:
         assert ["data.mdb"] == files_containing(store_path, SECRET.encode())
         store.redact("k", "user request")
         store.vacuum()
-        needles = [SECRET, SECRET_TOO] + self.LONG_SECRET.split()
+        needles = [SECRET, SECRET_TOO, *self.LONG_SECRET.split()]
         leaks = {n: files_containing(store_path, n.encode()) for n in needles}
         assert {} == {n: files for n, files in leaks.items() if files}
 
@@ -987,5 +989,5 @@ class TestVacuum:
         """Once the other store object is closed, vacuum succeeds."""
         scripted(store, clock)
         SessionStore(store_path, clock=clock).close()
-        before, after = store.vacuum()
+        _before, after = store.vacuum()
         assert (True, after) == (store.verify().ok, os.path.getsize(store_path / "data.mdb"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import struct
 
 import pytest
@@ -75,7 +76,7 @@ def test_layout_cuts_as_appending_one_by_one(run):
         assert 1 <= message_count(value) <= CHUNK_MESSAGES
         starts.append(first + message_count(value))
     assert [entry for _, value in chunks for entry in decode_entries(value)] == run
-    for (_, value), (_, following) in zip(chunks, chunks[1:]):
+    for (_, value), (_, following) in itertools.pairwise(chunks):
         # A chunk closes only when the next message does not fit.
         next_message = decode_entries(following)[0][0]
         assert not Chunk.parse(value).fits(next_message.content.encode())

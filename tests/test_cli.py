@@ -11,9 +11,9 @@ import os
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Iterator
 
 import click
 import lmdb
@@ -26,7 +26,7 @@ from eventstore.cli._context import default_store_path, parse_time
 
 from conftest import FakeClock
 
-START = datetime(2026, 1, 1, tzinfo=timezone.utc)  # 05:30 local in the tests' zone
+START = datetime(2026, 1, 1, tzinfo=UTC)  # 05:30 local in the tests' zone
 
 
 @pytest.fixture(autouse=True)
@@ -91,9 +91,9 @@ def open_store(path: Path) -> SessionStore:
 
 def all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], click.Command]]:
     for name, command in sorted(group.commands.items()):
-        yield prefix + (name,), command
+        yield (*prefix, name), command
         if isinstance(command, click.Group):
-            yield from all_commands(command, prefix + (name,))
+            yield from all_commands(command, (*prefix, name))
 
 
 class TestHelp:
@@ -360,8 +360,8 @@ class TestParseTime:
         assert parse_time("2026-03-01T14:05") == datetime(2026, 3, 1, 14, 5, 59, 999999, local)
         assert parse_time("2026-03-01 14:05:09") == datetime(2026, 3, 1, 14, 5, 9, 999999, local)
         assert parse_time("2026-03-01T14:05:09.5") == datetime(2026, 3, 1, 14, 5, 9, 500000, local)
-        assert parse_time("2026-03-01T14:05:09Z") == datetime(2026, 3, 1, 14, 5, 9, 999999, timezone.utc)
-        assert abs(parse_time("now") - datetime.now(timezone.utc)) < timedelta(seconds=5)
+        assert parse_time("2026-03-01T14:05:09Z") == datetime(2026, 3, 1, 14, 5, 9, 999999, UTC)
+        assert abs(parse_time("now") - datetime.now(UTC)) < timedelta(seconds=5)
 
     def test_garbage(self) -> None:
         with pytest.raises(click.ClickException, match="is not a time"):

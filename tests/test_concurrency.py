@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
-from _reliability import Calls, Worker, check_log, consistency_problems, digest, snapshot_problems
 from eventstore import (
     ChatMessage,
     EventStoreError,
@@ -25,8 +25,11 @@ from eventstore import (
     StoreReadOnly,
     StoreUsedAfterFork,
     WrongExpectedVersion,
+    _environment,
 )
 from eventstore.storage import lmdb as _environment
+
+from _reliability import Calls, Worker, check_log, consistency_problems, digest, snapshot_problems
 
 OPS = int(os.environ.get("EVENTSTORE_CONCURRENCY_OPS", "120"))
 
@@ -38,7 +41,7 @@ def _fork(child: Callable[[], int]) -> int:
         code = 99
         try:
             code = child()
-        except BaseException:  # noqa: BLE001 - report through the exit code
+        except BaseException:  # reported through the exit code
             import traceback
 
             traceback.print_exc()
@@ -68,6 +71,7 @@ def _held_read(store: SessionStore) -> tuple[threading.Thread, threading.Event, 
 # -- many writers and readers ---------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_processes_and_threads_write_while_readers_check(tmp_path: Path) -> None:
     """3 processes x 3 threads (over two store objects each) append to private and shared sessions,
     while a reader process and two reader threads check consistency the whole time."""
@@ -117,6 +121,7 @@ def test_processes_and_threads_write_while_readers_check(tmp_path: Path) -> None
           f"{reader_passes} in a process, {passes[0]} in threads")
 
 
+@pytest.mark.slow
 def test_compare_and_set_appends_race_without_loss(tmp_path: Path) -> None:
     """Processes and threads append with expected_version read just before: each append that returned
     owns the version it returned, no append is lost and nothing is appended twice."""
@@ -202,7 +207,7 @@ def _write_while_a_read_is_held(store: SessionStore, wait: float) -> tuple[bool,
             for n in range(8):
                 store.append("big", ChatMessage.user(str(n) * 500_000))
             done.set()
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             failures.append(exc)
 
     writing = threading.Thread(target=write)
@@ -224,6 +229,7 @@ def test_long_read_does_not_block_a_writer(tmp_path: Path) -> None:
         assert len(store.load("big")) == 8
 
 
+@pytest.mark.slow
 def test_map_growth_waits_for_a_long_read_then_goes_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Growing the map needs a moment with no transaction open in the process (LMDB remaps the file):
     a writer that must grow waits for a long read in another thread to end, then commits, losing nothing."""
@@ -237,6 +243,7 @@ def test_map_growth_waits_for_a_long_read_then_goes_on(tmp_path: Path, monkeypat
         assert store.verify().ok
 
 
+@pytest.mark.slow
 def test_file_growth_is_bounded_with_brief_readers(tmp_path: Path) -> None:
     """Pages a brief reader pinned are reused once it lets go: over many hold-and-release cycles the
     file grows no faster than the log itself does."""
@@ -306,10 +313,9 @@ def test_second_open_with_a_size_cap_is_honoured_or_refused(tmp_path: Path) -> N
             capped = SessionStore(path, durable=False, max_size=1 << 20)
         except EventStoreError:
             return  # refused clearly: fine
-        with capped:
-            with pytest.raises(StoreFull):
-                for n in range(40):
-                    capped.append("b", ChatMessage.user(str(n) * 100_000))
+        with capped, pytest.raises(StoreFull):
+            for n in range(40):
+                capped.append("b", ChatMessage.user(str(n) * 100_000))
 
 
 def test_second_open_read_only_refuses_writes(tmp_path: Path) -> None:
@@ -406,7 +412,7 @@ def test_reader_slots_are_not_leaked_by_stores_and_threads(tmp_path: Path) -> No
         def read() -> None:
             try:
                 assert store.load_with_timestamps("a")[0].message == ChatMessage.user("x")
-            except BaseException as exc:  # noqa: BLE001
+            except BaseException as exc:
                 failures.append(exc)
 
         for _ in range(10):
@@ -420,6 +426,7 @@ def test_reader_slots_are_not_leaked_by_stores_and_threads(tmp_path: Path) -> No
         assert len([line for line in readers if str(os.getpid()) in line]) <= 2, readers
 
 
+@pytest.mark.slow
 def test_readers_killed_mid_read_neither_exhaust_the_reader_table_nor_pin_pages(tmp_path: Path) -> None:
     """More processes than LMDB's reader table has slots die of SIGKILL inside a read, while this process
     keeps the store open (so nobody reopens it from scratch): writes here do not keep growing the file
@@ -447,7 +454,7 @@ def test_readers_killed_mid_read_neither_exhaust_the_reader_table_nor_pin_pages(
         def read() -> None:
             try:
                 outcome.append(store.load("a"))
-            except BaseException as exc:  # noqa: BLE001
+            except BaseException as exc:
                 outcome.append(exc)
 
         thread = threading.Thread(target=read)

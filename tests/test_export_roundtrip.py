@@ -4,7 +4,7 @@ verifies and answers every read identically (redaction included); ``export --for
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from eventstore.zeroclaw import MANIFEST_NAME, read_jsonl, sanitize_key
 
 from conftest import FakeClock
 
-START = datetime(2026, 3, 1, 8, 0, tzinfo=timezone.utc)
+START = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 
 
 def run(*args: str) -> Result:

@@ -23,6 +23,7 @@ run set ``EVENTSTORE_GARBAGE_EXAMPLES``; ``-rP`` prints how many inputs were tri
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import math
@@ -30,18 +31,17 @@ import os
 import shutil
 import struct
 import tempfile
-from collections.abc import Iterator
-from datetime import date, datetime, timedelta, timezone
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime, timedelta, timezone
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import lmdb
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from _reliability import digest
 from eventstore import (
     ChatMessage,
     EventStoreError,
@@ -52,6 +52,8 @@ from eventstore import (
 )
 from eventstore._codec import EncodedEvent
 from eventstore._time import to_micros
+
+from _reliability import digest
 
 EXAMPLES = os.environ.get("EVENTSTORE_GARBAGE_EXAMPLES")
 
@@ -81,10 +83,10 @@ def _scalars() -> st.SearchStrategy[Any]:
         st.text(max_size=8), st.sampled_from(SPECIAL_TEXT),
         st.text(st.characters(categories=["Cs"]), min_size=1, max_size=3),  # lone surrogates
         st.binary(max_size=8), st.just(bytearray(b"abc")), st.just(memoryview(b"abc")),
-        st.datetimes(), st.datetimes(timezones=st.just(timezone.utc)),
+        st.datetimes(), st.datetimes(timezones=st.just(UTC)),
         st.datetimes(timezones=st.sampled_from([timezone(timedelta(hours=14)), timezone(timedelta(hours=-12))])),
-        st.sampled_from([datetime.min, datetime.max, datetime.min.replace(tzinfo=timezone.utc),
-                         datetime.max.replace(tzinfo=timezone.utc)]),
+        st.sampled_from([datetime.min, datetime.max, datetime.min.replace(tzinfo=UTC),
+                         datetime.max.replace(tzinfo=UTC)]),
         st.dates(), st.timedeltas(), st.complex_numbers(), st.fractions(), st.decimals(),
         st.sampled_from([Opaque(), object(), Ellipsis, NotImplemented, int, print, lambda *a: None,
                          ChatMessage.user("a real message"), SessionQuery(), SessionQuery("x", 1),
@@ -304,10 +306,8 @@ def test_garbage_constructor_arguments(scratch_dir: Path, spoil: str, data: st.D
             for call in (lambda: store.append("a", ChatMessage.user("more")), lambda: store.load("a"),
                          lambda: store.load("a"), lambda: store.load("b"), lambda: store.list_sessions_with_metadata(),
                          lambda: store.set_session_state("b", "running"), lambda: store.list_stuck_sessions(1)):
-                try:
+                with contextlib.suppress(EventStoreError):
                     call()
-                except EventStoreError:
-                    pass
         finally:
             store.close()
 
@@ -461,10 +461,12 @@ KNOWN_DAMAGE: dict[str, Callable[[Any, Any], None]] = {
         txn, env, b"log.keys", hashlib.sha256(b"a").digest(), _stream_id(txn, env, "b")),
     "key index loses a session": lambda txn, env: txn.delete(
         hashlib.sha256(b"b").digest(), db=env.open_db(b"log.keys", txn=txn)),
-    "session key not UTF-8": lambda txn, env: _put(txn, env, b"log.stream_keys", _stream_id(txn, env, "a"), b"\xff\xfe"),
+    "session key not UTF-8":
+        lambda txn, env: _put(txn, env, b"log.stream_keys", _stream_id(txn, env, "a"), b"\xff\xfe"),
     "session key changed": lambda txn, env: _put(txn, env, b"log.stream_keys", _stream_id(txn, env, "a"), b"z"),
     # Record layout: format, flags, stream id, version, recorded µs (bytes 18..26), ...
-    "recording time out of range": lambda txn, env: _first_event_with(txn, env, slice(18, 26), struct.pack(">q", 2**62)),
+    "recording time out of range":
+        lambda txn, env: _first_event_with(txn, env, slice(18, 26), struct.pack(">q", 2**62)),
     "recording time negative": lambda txn, env: _first_event_with(txn, env, slice(18, 26), struct.pack(">q", -(2**62))),
     "stream id of a missing stream": lambda txn, env: _first_event_with(txn, env, slice(2, 10), struct.pack(">Q", 999)),
     "catalog row not JSON": lambda txn, env: _put(txn, env, b"catalog.sessions", _stream_id(txn, env, "a"), b"{["),
@@ -551,7 +553,7 @@ def _append_raw(path: Path, encoded: EncodedEvent, projections_too: bool) -> Non
     as that newer version would have."""
     with SessionStore(path) as store:
         def body(txn: Any) -> None:
-            store._log.append(txn, "a", [encoded], to_micros(datetime.now(timezone.utc)))
+            store._log.append(txn, "a", [encoded], to_micros(datetime.now(UTC)))
             if projections_too:
                 head = store._log.head(txn)[0]
                 for model in store._read_models:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import pytest
 
@@ -332,9 +332,8 @@ class TestDamage:
         """A stream entry pointing at a missing record raises StoreCorrupted naming the position."""
         append(environment, log, "a", [said("1"), said("2")])
         environment.write(lambda txn: txn.delete(log._events, _POSITION.pack(2)))
-        with environment.read() as txn:
-            with pytest.raises(StoreCorrupted, match=r"\bposition 2\b"):
-                list(log.read_stream(txn, log.stream_id(txn, "a")))
+        with environment.read() as txn, pytest.raises(StoreCorrupted, match=r"\bposition 2\b"):
+            list(log.read_stream(txn, log.stream_id(txn, "a")))
 
     def test_damaged_head(self, environment, log):
         """A damaged latest record makes ``head`` (so every append) raise StoreCorrupted naming it."""
@@ -349,9 +348,8 @@ class TestDamage:
         raw = raw_record(environment, log, 1)
         assert b"10" in raw
         overwrite(environment, log, 1, raw.replace(b"10", b"99"))
-        with environment.read() as txn:
-            with pytest.raises(StoreCorrupted, match=r"\bposition 1\b"):
-                log.read_position(txn, 1)
+        with environment.read() as txn, pytest.raises(StoreCorrupted, match=r"\bposition 1\b"):
+            log.read_position(txn, 1)
 
 
 class TestFormat:

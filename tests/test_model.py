@@ -7,6 +7,7 @@ import tempfile
 from datetime import datetime, timedelta
 
 import attrs
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
@@ -297,6 +298,7 @@ StoreMachine.TestCase.__doc__ = "The store agrees with the in-memory model after
 TestStoreModel = StoreMachine.TestCase
 
 
+@pytest.mark.slow
 class TestFold:
     """``projections.session.fold``: snapshots plus tails."""
 

@@ -321,11 +321,11 @@ class ReferenceSearch:
         best: dict[str, float] = {}
         for key, terms in rows:
             counted = {t for word in words if not word.is_phrase for t in terms
-                       if t == word.tokens[0] or word.prefix and t.startswith(word.tokens[0])}
+                       if t == word.tokens[0] or (word.prefix and t.startswith(word.tokens[0]))}
             for word in words:
                 if word.is_phrase and phrase_in(terms, word.tokens, word.prefix):
                     counted.update(t for t in terms if t in word.tokens[:-1] or t == word.tokens[-1]
-                                   or word.prefix and t.startswith(word.tokens[-1]))
+                                   or (word.prefix and t.startswith(word.tokens[-1])))
             if counted:
                 score = sum(idf(len(rows), df[t]) * level_weight(impact(terms.count(t), len(terms)))
                             for t in sorted(counted))
@@ -367,6 +367,7 @@ class TestAgainstReference:
                          for key in expected]
 
 
+@pytest.mark.slow
 class TestAgainstReferenceAfterEdits:
     @settings(max_examples=400)
     @given(st.lists(st.tuples(st.sampled_from(["a", "b", "c", "d", "e", "f"]),
@@ -602,9 +603,8 @@ class TestMachinery:
             store.append("k", ChatMessage.user("alpha"))
             store.catch_up()
         monkeypatch.setattr(SearchIndex, "code_version", SearchIndex.code_version + 1)
-        with SessionStore(store_path, readonly=True) as reader:
-            with pytest.raises(StoreReadOnly):
-                search(reader, "alpha")
+        with SessionStore(store_path, readonly=True) as reader, pytest.raises(StoreReadOnly):
+            search(reader, "alpha")
 
 
 # -- a rebuilt index answers like the incrementally built one -------------------------------------
@@ -721,16 +721,15 @@ class TestAgainstFTS5:
     @given(st.dictionaries(st.sampled_from(["a", "b", "c", "d", "e", "f"]),
                            st.lists(st.lists(st.sampled_from(FTS_WORDS), max_size=6).map(" ".join), min_size=1,
                                     max_size=4), min_size=1),
-           st.lists(st.lists(st.sampled_from(FTS_WORDS + ["ap*", "rust*", "e*", "gpt-4*", "na*", "zz"]),
+           st.lists(st.lists(st.sampled_from([*FTS_WORDS, "ap*", "rust*", "e*", "gpt-4*", "na*", "zz"]),
                              min_size=1, max_size=3).map(" ".join), min_size=1, max_size=5))
     def test_same_sessions_match(self, messages: dict[str, list[str]], keywords: list[str]) -> None:
         """For OR queries with prefixes and phrases, the matching sessions are the ones FTS5 finds."""
-        with tempfile.TemporaryDirectory() as directory:
-            with SessionStore(Path(directory), durable=False) as store:
-                for key, texts_ in messages.items():
-                    store.append_many(key, [ChatMessage.user(text) for text in texts_])
-                for keyword in keywords:
-                    assert fts5_sessions(messages, keyword) == set(search(store, keyword, 100)), keyword
+        with tempfile.TemporaryDirectory() as directory, SessionStore(Path(directory), durable=False) as store:
+            for key, texts_ in messages.items():
+                store.append_many(key, [ChatMessage.user(text) for text in texts_])
+            for keyword in keywords:
+                assert fts5_sessions(messages, keyword) == set(search(store, keyword, 100)), keyword
 
 
 # -- the stored forms -------------------------------------------------------------------------------------

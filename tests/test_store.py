@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import struct
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -24,6 +24,7 @@ from eventstore import (
     StoreFull,
     TimestampedMessage,
     WrongExpectedVersion,
+    _environment,
 )
 from eventstore.storage import lmdb as _environment
 from eventstore._folding import fold_stream, to_recorded
@@ -32,7 +33,7 @@ from projections.session import empty_snapshot, fold
 
 from conftest import FakeClock
 
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)  # FakeClock's start
+T0 = datetime(2026, 1, 1, tzinfo=UTC)  # FakeClock's start
 _STREAM_VERSION = struct.Struct(">QQ")  # the log's stream index key: stream id, version
 
 
@@ -198,7 +199,7 @@ class TestLoad:
     def test_times_are_utc(self, store):
         """Loaded times are timezone-aware UTC."""
         store.append("s", user("1"))
-        assert timezone.utc == store.load_with_timestamps("s")[0].created_at.tzinfo
+        assert UTC == store.load_with_timestamps("s")[0].created_at.tzinfo
 
     def test_returned_list_is_a_copy(self, store):
         """Mutating a loaded list does not change what the next load returns."""
@@ -392,7 +393,7 @@ class TestMetadata:
         with SessionStore(store_path, clock=lambda: datetime(2026, 1, 1, 5, tzinfo=zone)) as store:
             store.append("s", user("1"))
             metadata = store.get_session_metadata("s")
-        assert (T0, timezone.utc) == (metadata.created_at, metadata.created_at.tzinfo)
+        assert (T0, UTC) == (metadata.created_at, metadata.created_at.tzinfo)
 
 
 class TestNames:
@@ -1025,14 +1026,14 @@ class TestImportedEvents:
         class Clearing(MessagesCleared):
             pass
 
-        moment = datetime(2026, 1, 1, tzinfo=timezone.utc)
+        moment = datetime(2026, 1, 1, tzinfo=UTC)
         with pytest.raises(InvalidArgument, match="Clearing"):
             store.import_sessions({"s": [(moment, MessageAppended(user("x"))), (moment, Clearing(1))]})
         assert [] == store.list_sessions()
 
     def test_restore_to_nothing_carries_nothing(self):
         """A restore to a session that does not exist cannot carry messages, a name, a state or a time."""
-        moment = datetime(2026, 1, 1, tzinfo=timezone.utc)
+        moment = datetime(2026, 1, 1, tzinfo=UTC)
         for fields in ({"messages": (TimestampedMessage(user("x"), moment),)}, {"name": "n"},
                        {"state": SessionState("idle", None, None)}, {"created_at": moment}):
             arguments = {"messages": (), "name": None, "state": None, "created_at": None, **fields}
@@ -1041,11 +1042,11 @@ class TestImportedEvents:
 
     def test_restore_time_in_another_zone_is_kept_in_utc(self, store):
         """A restore's creation time given at +02:00 is stored as the same instant in UTC."""
-        moment = datetime(2026, 1, 1, tzinfo=timezone.utc)
+        moment = datetime(2026, 1, 1, tzinfo=UTC)
         local = datetime(2026, 1, 1, 2, tzinfo=timezone(timedelta(hours=2)))
         store.import_sessions({"s": [(moment, SessionRestored(1, True, (), None, None, local))]})
         metadata = store.get_session_metadata("s")
-        assert (moment, timezone.utc) == (metadata.created_at, metadata.created_at.tzinfo)
+        assert (moment, UTC) == (metadata.created_at, metadata.created_at.tzinfo)
         assert store.verify().ok
 
     def test_snapshot_from_the_log_when_read_models_disagree(self, store_path, clock):

@@ -4,17 +4,19 @@ snapshot points, ``session_at(key, version=v)`` and ``replay`` equal the model's
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import FakeClock
 from eventstore import ChatMessage, SessionState, SessionStore, SessionView
+
+from conftest import FakeClock
 
 KEYS = ("a", "b")
 STATES = ("idle", "running", "error")
@@ -59,7 +61,7 @@ class Sessions:
         current = self.current(key)
         if kind == "append":
             session = self.live(key, now)
-            self.record(key, replace(session, messages=session.messages + ((args[0], now),)), now)
+            self.record(key, replace(session, messages=(*session.messages, (args[0], now))), now)
         elif kind == "append_many":
             for message in args[0]:
                 self.apply(("append", key, message), now)
@@ -67,7 +69,7 @@ class Sessions:
             self.record(key, replace(current, messages=current.messages[:-1]), now)
         elif kind == "update_last" and current.messages:
             last = (args[0], current.messages[-1][1])
-            self.record(key, replace(current, messages=current.messages[:-1] + (last,)), now)
+            self.record(key, replace(current, messages=(*current.messages[:-1], last)), now)
         elif kind == "clear" and current.messages:
             self.record(key, replace(current, messages=()), now)
         elif kind == "rename":
@@ -157,13 +159,13 @@ def expected(session: Model) -> tuple[Any, ...]:
 @contextmanager
 def played(script: list[tuple[Any, ...]], every: int) -> Iterator[tuple[SessionStore, Sessions]]:
     """A fresh store with ``script`` run on it and on the model."""
-    clock = FakeClock(datetime(2026, 1, 1, tzinfo=timezone.utc))
+    clock = FakeClock(datetime(2026, 1, 1, tzinfo=UTC))
     sessions = Sessions()
-    with tempfile.TemporaryDirectory() as directory:
-        with SessionStore(Path(directory) / "store", clock=clock, snapshot_every=every, durable=False) as store:
-            for command in script:
-                run(store, sessions, clock, command)
-            yield store, sessions
+    with tempfile.TemporaryDirectory() as directory, \
+            SessionStore(Path(directory) / "store", clock=clock, snapshot_every=every, durable=False) as store:
+        for command in script:
+            run(store, sessions, clock, command)
+        yield store, sessions
 
 
 class TestTimeTravelMatchesModel:
