@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import struct
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -21,6 +22,7 @@ from projections.chunk import (
     layout,
     message_count,
 )
+from projections import chunk
 from projections.session import Entry
 
 texts = st.text(st.characters(exclude_categories=("Cs",)), max_size=300)  # any str but lone surrogates
@@ -145,3 +147,10 @@ def test_an_empty_stored_chunk_is_refused_for_editing():
     assert [] == decode_entries(empty)
     with pytest.raises(DamagedChunk, match="holds no message"):
         Chunk.parse(empty)
+
+
+@given(st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1), max_size=6))
+def test_role_tables_keep_the_bytes_orjson_wrote(roles: list[str]) -> None:
+    """Role tables are written with the standard library, byte for byte as orjson wrote them before."""
+    assert orjson.dumps(roles) == chunk._encoded_table(roles)
+    assert roles == chunk._table(chunk._encoded_table(roles))
