@@ -1443,7 +1443,7 @@ class SearchIndex:
             threshold = best[0] if len(best) >= limit else -1.0
             unseen = sum(entry[0] for entry in lists)
             leading = -waiting[0][0] if waiting else -1.0
-            if unseen < threshold and leading < threshold:
+            if unseen * (1 + 1e-9) < threshold and leading * (1 + 1e-9) < threshold:
                 break
             if waiting and leading >= unseen:
                 _, sid = heapq.heappop(waiting)

@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from eventstore import (
@@ -304,6 +304,29 @@ class TestRanking:
 
         assert [(2, score(texts[2])), (1, score(texts[1])), (0, score(texts[0]))] == \
             [(hit.index, pytest.approx(hit.score)) for hit in hits]
+
+
+    @settings(max_examples=60)
+    @given(st.lists(st.lists(st.sampled_from([f"w{n}" for n in range(12)]), min_size=1, max_size=5).map(" ".join),
+                    min_size=1, max_size=3),
+           st.sampled_from(["w0-w0 w1*", "w0-w1 w1*", "w0 w1*", "w0 w1 w10 w11"]))
+    @example(["w10 w0 w0 w9 w1"], "w0-w0 w1*")
+    @example(["w10 w1 w11 w1 w2"], "w0-w0 w1*")
+    @example(["w11 w7 w1 w0 w1"], "w0-w1 w1*")
+    def test_exact_tie_at_the_limit_goes_to_the_most_recent(self, texts: list[str], keyword: str) -> None:
+        """Two sessions with the same messages score exactly the same: at limit 1 the newer one wins, on every
+        query path (a phrase's, a prefix's) and in ``search_messages`` too."""
+        with tempfile.TemporaryDirectory() as directory:
+            clock = FakeClock()
+            with SessionStore(Path(directory), clock=clock, durable=False) as store:
+                for key in ("old", "filler", "new"):
+                    for text in texts if key != "filler" else ["w3 w2"]:
+                        clock.advance(seconds=1)
+                        store.append(key, ChatMessage.user(text))
+                sessions = search(store, keyword, 1)
+                hits = store.search_messages(keyword, 1)
+                assert sessions in ([], ["new"]), keyword
+                assert [hit.session_key for hit in hits] == sessions
 
 
 class ReferenceSearch:
