@@ -22,8 +22,10 @@ import attrs
 from projections.catalog import Catalog
 from projections.messages import MessageLists
 from projections.readmodel import Checkpoints, ReadModel
-from projections.search import SearchIndex, snippet
-from projections.tokenizer import parse_query
+from projections.search.index import SearchIndex
+from projections.search.reader import IndexReader
+from projections.search.snippets import snippet
+from projections.search.tokenizer import parse_query
 from projections.session import (
     Entry,
     SessionHead,
@@ -37,7 +39,7 @@ from projections.session import (
 )
 
 from ._codec import encode_event
-from ._deferred import DeferredSearch, SessionTexts
+from ._deferred import Deferred, DeferredReadModels, SessionTexts
 from ._audit import Progress, verify
 from ._bookkeeping import IdempotencyRecords, ImportReceipts
 from ._folding import LogChange, fold_stream, log_changes, take_snapshot, to_recorded, view_of
@@ -235,8 +237,10 @@ class SessionStore:
         self._read_models: tuple[ReadModel, ...] = (self._catalog, self._messages)
         self._checkpoints = Checkpoints(self._environment.space)
         # Not applied in the command's transaction: caught up before reads.
-        self._search = DeferredSearch(SearchIndex(self._environment.space), self._log, self._checkpoints,
-                                      self._read, self._write, self._readonly, self.path)
+        self._search_index = SearchIndex(self._environment.space)
+        self._search = Deferred(self._search_index, self._log, self._checkpoints, self._read, self._write,
+                                self._readonly, self.path)
+        self._deferred = DeferredReadModels([self._search])
         self._idempotency = IdempotencyRecords(self._environment)
         self._receipts = ImportReceipts(self._environment)
         if self._environment.readonly:
@@ -245,12 +249,7 @@ class SessionStore:
                     raise StoreReadOnly(f"the read models of {self.path} are out of date; open it writable once")
         else:
             self._environment.write(self._rebuild_outdated)
-            if self._search.built_by_other_code():
-                progress = self._rebuild_progress
-                with self._read() as txn:
-                    total = self._log.head(txn)[0]
-                self._search.catch_up(rebuild=True, progress=None if progress is None
-                                      else lambda at: progress(at, total))  # type: ignore[misc]
+            self._deferred.rebuild_outdated(self._rebuild_progress)
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -399,23 +398,24 @@ class SessionStore:
             InvalidArgument: an unknown projection name.
         """
         _check_progress(progress)
-        index = self._search.index
-        models = {model.name: model for model in (*self._read_models, index)}
+        models = {model.name: model for model in self._read_models}
+        known = [*models, *self._deferred.names()]
         if names is None:
-            chosen = list(models.values())
+            chosen = known
         else:
             if isinstance(names, (str, bytes)) or not isinstance(names, Iterable):
                 raise InvalidArgument(f"names must be a collection of projection names, not {names!r}")
             wanted = list(names)
-            unknown = [name for name in wanted if not isinstance(name, str) or name not in models]
+            unknown = [name for name in wanted if not isinstance(name, str) or name not in known]
             if unknown:
-                raise InvalidArgument(f"unknown projections {unknown}; known: {sorted(models)}")
-            chosen = [models[name] for name in dict.fromkeys(wanted)]
-        inline = [model for model in chosen if model is not index]
+                raise InvalidArgument(f"unknown projections {unknown}; known: {sorted(known)}")
+            chosen = list(dict.fromkeys(wanted))
+        inline = [models[name] for name in chosen if name in models]
+        later = [name for name in chosen if name not in models]
         with self._read() as txn:
             events = self._log.head(txn)[0]
-        # One pass over the log for the inline models together, then one for the search index.
-        total = events * (bool(inline) + (index in chosen))
+        # One pass over the log for the inline models together, then one for each deferred model.
+        total = events * (bool(inline) + len(later))
         if inline:
             def body(txn: WriteTransaction) -> None:
                 if self._messages in inline:
@@ -423,10 +423,10 @@ class SessionStore:
                 self._rebuild(txn, inline, None if progress is None else lambda done, _: progress(done, total))
 
             self._write(body)
-        if index in chosen:
+        if later:
             offset = events if inline else 0
-            self._search.catch_up(rebuild=True, progress=None if progress is None
-                                  else lambda at: progress(offset + at, total))
+            self._deferred.rebuild(later, None if progress is None
+                                   else lambda done, _: progress(offset + done, total))
         if progress is not None:
             progress(total, total)
         self._loaded.clear()
@@ -515,7 +515,7 @@ class SessionStore:
     def search(self, query: SessionQuery) -> list[SessionMetadata]:
         """Sessions with a current message that matches a word of ``query.keyword``, best match first.
 
-        Words are OR-ed (see ``projections.tokenizer.parse_query``: a trailing
+        Words are OR-ed (see ``projections.search.tokenizer.parse_query``: a trailing
         ``*`` makes a prefix, a word of several tokens is a phrase). A session
         scores by its best message (BM25); equal scores order by most recent
         activity. At most ``query.limit`` sessions, ``DEFAULT_SEARCH_LIMIT``
@@ -537,9 +537,8 @@ class SessionStore:
         if not words or not limit:
             return []
 
-        def run(view: object, txn: ReadTransaction) -> list[SessionMetadata]:
-            hits = self._search.index.search_sessions(view, words, limit,  # type: ignore[arg-type]
-                                                      SessionTexts(self._messages, txn))
+        def run(view: IndexReader, txn: ReadTransaction) -> list[SessionMetadata]:
+            hits = self._search_index.search_sessions(view, words, limit, SessionTexts(self._messages, txn))
             return self._catalog.metadata_of(txn, [stream_id for stream_id, _ in hits])
 
         return self._search.query(run)
@@ -557,11 +556,10 @@ class SessionStore:
         if not words or not limit:
             return []
 
-        def run(view: object, txn: ReadTransaction) -> list[SearchHit]:
+        def run(view: IndexReader, txn: ReadTransaction) -> list[SearchHit]:
             texts = SessionTexts(self._messages, txn)
             found = []
-            for stream_id, index, score in self._search.index.search_messages(view, words, limit,  # type: ignore
-                                                                              texts):
+            for stream_id, index, score in self._search_index.search_messages(view, words, limit, texts):
                 head = self._catalog.head(txn, stream_id)
                 entries = texts.entries(stream_id)
                 if head is None or index >= len(entries):
@@ -583,7 +581,7 @@ class SessionStore:
             raise StoreReadOnly(f"the store at {self.path} was opened read-only")
         if self._closed:
             raise StoreClosed("the store is closed")
-        return self._search.catch_up()
+        return self._deferred.catch_up()
 
     # -- audit and time travel --------------------------------------------------------
 
@@ -708,7 +706,7 @@ class SessionStore:
         """
         progress = _check_progress(progress)
         with self._read() as txn:
-            models = [*self._read_models, self._search.checker(txn)]
+            models = [*self._read_models, *self._deferred.checkers(txn)]
             return verify(txn, self._log, self._snapshots, models, progress)  # type: ignore[arg-type]
 
     def redact(self, key: str, reason: str) -> int:
@@ -738,7 +736,7 @@ class SessionStore:
                     rewritten.append((entry.position, hashlib.sha256(payload).hexdigest()))
             self._snapshots.delete_stream(txn, stream_id)
             self._record(txn, key, [SessionRedacted(reason, tuple(rewritten))], now)
-            self._search.catch_up_in(txn)  # the redacted words leave the search index in the same commit
+            self._deferred.catch_up_in(txn)  # the redacted words leave the search index in the same commit
             return len(rewritten)
 
         changed = self._write(body)

@@ -27,9 +27,12 @@ from eventstore import (
     SessionStore,
     StoreReadOnly,
 )
-from projections import search as search_module
-from projections.search import PIVOT, SearchIndex, idf, impact, level_weight, phrase_in, snippet, term_weight
-from projections.tokenizer import MAX_TERM_BYTES, QueryWord, fold, parse_query, term_key, token_spans, tokenize
+from projections.search import formats
+from projections.search import queries as search_queries
+from projections.search.index import SearchIndex
+from projections.search.scoring import PIVOT, idf, impact, level_weight, term_weight
+from projections.search.snippets import phrase_in, snippet
+from projections.search.tokenizer import MAX_TERM_BYTES, QueryWord, fold, parse_query, term_key, token_spans, tokenize
 
 from conftest import FakeClock
 
@@ -402,8 +405,8 @@ class TestAgainstReferenceAfterEdits:
     def test_same_ranking(self, script: list[tuple[str, str, str]], keywords: list[str], limit: int,
                           materialize_up_to: int, grouped_from: int) -> None:
         """Over edits, many ties and every query path (whole summaries or level groups), the ranking is exact."""
-        saved = search_module._MATERIALIZE_UP_TO, search_module.GROUPED_FROM
-        search_module._MATERIALIZE_UP_TO, search_module.GROUPED_FROM = materialize_up_to, grouped_from
+        saved = search_queries.MATERIALIZE_UP_TO, formats.GROUPED_FROM
+        search_queries.MATERIALIZE_UP_TO, formats.GROUPED_FROM = materialize_up_to, grouped_from
         try:
             with tempfile.TemporaryDirectory() as directory:
                 clock = FakeClock()
@@ -425,7 +428,7 @@ class TestAgainstReferenceAfterEdits:
                         found = [(m.key, scores[m.key]) for m in store.search(SessionQuery(keyword, limit))]
                         assert reference.search(keyword, limit) == [key for key, _ in found], keyword
         finally:
-            search_module._MATERIALIZE_UP_TO, search_module.GROUPED_FROM = saved
+            search_queries.MATERIALIZE_UP_TO, formats.GROUPED_FROM = saved
 
 
 # -- only current messages match ------------------------------------------------------------
@@ -695,11 +698,11 @@ class TestRebuild:
                 store.catch_up()
                 assert incremental == answers(store)
                 with store._environment.read() as txn:
-                    stored = store._search.index.dump(txn)
+                    stored = store._search_index.dump(txn)
                 assert store.verify().ok
                 store.rebuild_projections(["search"])
                 with store._environment.read() as txn:
-                    rebuilt = store._search.index.dump(txn)
+                    rebuilt = store._search_index.dump(txn)
                 assert (incremental, stored) == (answers(store), rebuilt)
                 assert incremental == [list(a) for a in answers_reference(store)]
 
@@ -767,44 +770,44 @@ class TestStoredForms:
     def test_summary_edits(self, start: dict[int, tuple[int, int]], edits: list[tuple[int, int, int]],
                            grouped_from: int) -> None:
         """Editing a stored summary as bytes gives what encoding the edited entries afresh gives."""
-        original = search_module.GROUPED_FROM
-        search_module.GROUPED_FROM = grouped_from
+        original = formats.GROUPED_FROM
+        formats.GROUPED_FROM = grouped_from
         try:
             entries = {sid: level << 8 | tag for sid, (level, tag) in start.items()}
-            raw = search_module._summary_of(entries)
+            raw = formats.summary_of(entries)
             for sid, level, tag in edits:
                 code = level << 8 | tag if level else 0
-                raw = search_module._summary_set(raw, sid, code)
+                raw = formats.summary_set(raw, sid, code)
                 if code:
                     entries[sid] = code
                 else:
                     entries.pop(sid, None)
-            summary = None if raw is None else search_module._Summary(raw)
+            summary = None if raw is None else formats.Summary(raw)
             assert (entries or None) == (summary and summary.entries())
             if summary is not None:
                 levels = [level for level, _ in summary.groups()]
                 grouped = {sid: level for level, members in summary.groups()
-                           for sid in search_module._u32s(members)}
+                           for sid in formats.u32s(members)}
                 assert (levels, grouped) == (sorted(set(levels), reverse=True),
                                              {sid: code >> 8 for sid, code in entries.items()})
         finally:
-            search_module.GROUPED_FROM = original
+            formats.GROUPED_FROM = original
 
     @given(st.lists(st.lists(st.integers(1, 2**25), max_size=12, unique=True).map(sorted), min_size=1,
                     max_size=70))
     def test_chunks(self, messages: list[list[int]]) -> None:
         """A chunk keeps each message's term ids and levels, grows, shrinks and widens its ids when needed."""
         raw = None
-        for tids in messages[:search_module.CHUNK_MESSAGES]:
-            raw = search_module._chunk_append(raw, tids, bytes(range(1, len(tids) + 1)))
-        kept = messages[:search_module.CHUNK_MESSAGES]
+        for tids in messages[:formats.CHUNK_MESSAGES]:
+            raw = formats.chunk_append(raw, tids, bytes(range(1, len(tids) + 1)))
+        kept = messages[:formats.CHUNK_MESSAGES]
         assert [(tids, bytes(range(1, len(tids) + 1))) for tids in kept] == \
-            [(list(tids), levels) for tids, levels in (search_module._chunk_message(raw, i) for i in range(len(kept)))]
-        rest, tids, _ = search_module._chunk_pop(raw)
+            [(list(tids), levels) for tids, levels in (formats.chunk_message(raw, i) for i in range(len(kept)))]
+        rest, tids, _ = formats.chunk_pop(raw)
         assert (list(tids), rest is None) == (kept[-1], len(kept) == 1)
         for index, message in enumerate(kept[:-1]):
             for tid in message:
-                assert (index, message.index(tid) + 1) in search_module._chunk_occurrences(rest, tid)
+                assert (index, message.index(tid) + 1) in formats.chunk_occurrences(rest, tid)
 
 
 def test_index_size_is_counted(store: SessionStore) -> None:
