@@ -521,7 +521,8 @@ class SessionStore:
         activity. At most ``query.limit`` sessions, ``DEFAULT_SEARCH_LIMIT``
         without one. A ``None`` or blank keyword returns every session's
         metadata, most recent activity first (cut at ``limit`` when given).
-        Session keys are not searched, only message contents.
+        Session keys are not searched, only message contents. Queries are bounded
+        (``SessionQuery``): at most 64 terms count, a prefix stands for its most frequent terms.
         """
         if not isinstance(query, SessionQuery):
             raise InvalidArgument(f"search takes a SessionQuery, not {type(query).__name__}")
@@ -549,7 +550,8 @@ class SessionStore:
         Each hit has its session's key, its index in ``load(session_key)``, the
         message, its BM25 score and a snippet with the matched words in ``[`` ``]``.
         Equal scores order by the session's most recent activity, then the later message.
-        At most ``limit`` hits (20 when ``None``).
+        At most ``limit`` hits (20 when ``None``). Bounded as ``search`` is: words count while they
+        match at most 64 terms, later ones are ignored (see ``SessionQuery`` and docs/search.md).
         """
         limit = 20 if limit is None else _check_index(limit, "limit")
         words = parse_query("" if keyword is None else validate_text(keyword, "keyword"))

@@ -27,12 +27,20 @@ from eventstore import (
     SessionStore,
     StoreReadOnly,
 )
-from projections.search import formats
+from projections.search import formats, planning
 from projections.search import queries as search_queries
 from projections.search.index import SearchIndex
 from projections.search.scoring import PIVOT, idf, impact, level_weight, term_weight
 from projections.search.snippets import phrase_in, snippet
-from projections.search.tokenizer import MAX_TERM_BYTES, QueryWord, fold, parse_query, term_key, token_spans, tokenize
+from projections.search.tokenizer import (
+    MAX_TERM_BYTES,
+    QueryWord,
+    fold,
+    parse_query,
+    term_key,
+    token_spans,
+    tokenize,
+)
 
 from conftest import FakeClock
 
@@ -130,6 +138,63 @@ class TestParseQuery:
     def test_never_raises(self, keyword: str) -> None:
         """Any string parses, into words that all have tokens."""
         assert all(word.tokens for word in parse_query(keyword))
+
+
+class TestQueryBounds:
+    """Any query is answered in bounded time: it resolves to at most 64 terms, a prefix to a few of them."""
+
+    def test_a_query_resolves_to_at_most_64_terms(self, store: SessionStore) -> None:
+        """Words count in order while their terms number at most 64; later ones are ignored. Words in no message
+        and repeats cost nothing; a prefix counts the terms it stands for."""
+        limit = planning.MAX_QUERY_TERMS
+        for n in range(limit + 2):
+            store.append(f"s{n}", ChatMessage.user(f"w{n}"))
+        absent = " ".join(f"nowhere{n}" for n in range(200))
+        keyword = f"{absent} w0 w0 " + " ".join(f"w{n}" for n in range(limit + 2))
+        assert {f"s{n}" for n in range(limit)} == set(search(store, keyword, 100))
+        full = " ".join(f"w{n}" for n in range(2, limit + 2))
+        assert {f"s{n}" for n in range(2, limit + 2)} == set(search(store, full + " w1*", 100))  # w1* comes too late
+        assert [f"s{limit + 1}"] == search(store, f"w{limit + 1}")
+
+    def test_a_prefix_stands_for_its_most_frequent_terms(self, store: SessionStore,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+        """Past ``MAX_PREFIX_TERMS`` terms, a prefix matches its most frequent ones (ties: the first in key order)."""
+        monkeypatch.setattr(planning, "MAX_PREFIX_TERMS", 2)
+        for count, term in ((1, "pa"), (3, "pb"), (2, "pc"), (3, "pd"), (1, "pe")):
+            store.append_many(term, [ChatMessage.user(term)] * count)
+        assert {"pb", "pd"} == set(search(store, "p*", 10))
+        assert {"pb", "pd"} == {hit.session_key for hit in store.search_messages("p*", 10)}
+
+    def test_prefixes_share_one_budget(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Many prefixes in one query share ``MAX_QUERY_TERMS`` equally, each keeping at least one term."""
+        assert planning.MAX_PREFIX_TERMS == planning.prefix_share(parse_query("a* b"))
+        share = planning.prefix_share(parse_query(" ".join(f"{c}*" for c in "abcdefghijklmnopqrstuvwxyz")))
+        assert share * 26 <= planning.MAX_QUERY_TERMS and share >= 1
+        assert 1 == planning.prefix_share(parse_query(" ".join(f"w{n}*" for n in range(200))))
+
+    def test_a_prefix_walks_a_bounded_part_of_the_dictionary(self, store: SessionStore,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+        """The walk from the prefix stops after ``MAX_PREFIX_WALK`` terms in key order."""
+        monkeypatch.setattr(planning, "MAX_PREFIX_WALK", 3)
+        store.append_many("k", [ChatMessage.user(term) for term in ("qa", "qb", "qc", "qd", "qd", "qd")])
+        assert [0, 1, 2] == sorted(hit.index for hit in store.search_messages("q*", 10))
+
+    @settings(max_examples=30)
+    @given(st.lists(st.tuples(st.sampled_from(["a", "b", "c"]),
+                              st.lists(st.sampled_from(["rust", "rusty", "rustacean", "rusted", "trust", "ru"]),
+                                       max_size=5).map(" ".join)), min_size=1, max_size=20),
+           st.integers(1, 3))
+    def test_a_prefix_within_the_bounds_ranks_as_before(self, appends: list[tuple[str, str]], limit: int) -> None:
+        """With no more terms than the bound, a prefix query ranks exactly as a full expansion does."""
+        with tempfile.TemporaryDirectory() as directory:
+            clock = FakeClock()
+            with SessionStore(Path(directory), clock=clock, durable=False) as store:
+                for key, text in appends:
+                    clock.advance(seconds=1)
+                    store.append(key, ChatMessage.user(text))
+                reference = ReferenceSearch(store)
+                for keyword in ("ru*", "rust* trust", "r*"):
+                    assert reference.search(keyword, limit) == search(store, keyword, limit), keyword
 
 
 # -- the pure part of scoring ---------------------------------------------------------------

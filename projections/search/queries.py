@@ -29,10 +29,14 @@ from .scoring import LEVEL_WEIGHTS, may_reach, ranked
 from .snippets import phrase_in
 from .tokenizer import QueryWord, tokenize
 
-__all__ = ["MATERIALIZE_UP_TO", "Texts", "search_messages", "search_sessions"]
+__all__ = ["MATERIALIZE_UP_TO", "EXACT_WORK", "Texts", "search_messages", "search_sessions"]
 
 #: A query whose terms are in at most this many sessions all told is scored from whole summaries.
 MATERIALIZE_UP_TO = 4000
+
+#: The work budget of one query, in (session, term) pairs scored exactly from postings: it bounds a query whose
+#: terms are in very many sessions with near-equal weights. Past it, the best sessions found so far stand.
+EXACT_WORK = 4096
 
 #: Returns the contents of a session's current messages, oldest first (for phrase checks).
 Texts = Callable[[int], Sequence[str]]
@@ -186,9 +190,10 @@ def _resolve(view: IndexReader, plan: Plan, limit: int, tables: list[list[float]
     lookups = [(summary.entries().get if len(ahead) * 10 > summary.sessions else summary.entry_of, table)
                for summary, table in parts]
     full = len(best_scores) >= limit
-    for upper, sid in ahead:
-        if full and not may_reach(upper, best_scores[-1]):
-            break
+    budget = _exact_sessions(plan, limit)
+    for evaluated, (upper, sid) in enumerate(ahead):
+        if full and not may_reach(upper, best_scores[-1]) or evaluated >= budget:
+            break  # the others keep their lower bound (past the work budget, too)
         several, unknown, places, present = 0, False, [], []
         for lookup, table in lookups:
             code = lookup(sid)
@@ -241,6 +246,11 @@ def _evaluate_messages(view: IndexReader, plan: Plan, sid: int, places: Iterable
                 total = total + weight if total else weight
         scores[index] = total
     return scores
+
+def _exact_sessions(plan: Plan, limit: int) -> int:
+    """How many sessions a query may score exactly (``EXACT_WORK``), never fewer than it returns."""
+    return max(limit, EXACT_WORK // len(plan.terms))
+
 
 class _Groups:
     """A term's sessions, one level group at a time, best first."""
@@ -298,6 +308,7 @@ def _threshold(view: IndexReader, plan: Plan, limit: int, texts: Texts | None,
         elif score > best[0]:
             heapq.heapreplace(best, score)
 
+    evaluated, budget = 0, _exact_sessions(plan, limit)
     while lists or waiting:
         threshold = best[0] if len(best) >= limit else -1.0
         unseen = sum(entry.gain for entry in lists)
@@ -305,6 +316,9 @@ def _threshold(view: IndexReader, plan: Plan, limit: int, texts: Texts | None,
         if not may_reach(unseen, threshold) and not may_reach(leading, threshold):
             break
         if waiting and leading >= unseen:
+            if evaluated >= budget:
+                break  # the work budget is spent: the best found so far stand
+            evaluated += 1
             _, sid = heapq.heappop(waiting)
             messages = _evaluate(view, plan, sid, texts, cache)
             if message_level:

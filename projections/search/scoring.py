@@ -14,6 +14,7 @@ most recent activity.
 
 from __future__ import annotations
 
+import heapq
 import math
 from functools import lru_cache
 from typing import Callable, Hashable, Mapping, TypeVar
@@ -86,4 +87,4 @@ def may_reach(bound: float, score: float) -> bool:
 
 def ranked(scored: Mapping[K, float], recency: Callable[[K], tuple[int, ...]], limit: int) -> list[K]:
     """The ``limit`` best keys of ``scored``: highest score first; equal scores by ``recency``, highest first."""
-    return sorted(scored, key=lambda key: (scored[key], recency(key)), reverse=True)[:limit]
+    return heapq.nlargest(limit, scored, key=lambda key: (scored[key], recency(key)))
