@@ -18,10 +18,10 @@ from typing import Callable, ContextManager, Iterable, Iterator, Mapping, Sequen
 from projections.catalog import Catalog
 from projections.messages import MessageLists
 from projections.readmodel import Checkpoints, ReadModel
-from projections.search import SearchIndex
+from projections.search.index import SearchIndex
 from projections.session import timestamped
 
-from ._deferred import DeferredSearch
+from ._deferred import Deferred, DeferredReadModels
 from ._audit import Progress
 from ._bookkeeping import IdempotencyRecords, ImportReceipts
 from .storage import Durability, ReadTransaction, WriteTransaction
@@ -154,19 +154,21 @@ class SessionStore:
         self._messages = MessageLists(self._environment.space)
         self._checkpoints = Checkpoints(self._environment.space)
         # Not applied in the command's transaction: caught up before reads.
-        self._search = DeferredSearch(SearchIndex(self._environment.space), self._log, self._checkpoints,
-                                      self._read, self._write, self._readonly, self.path)
+        self._search_index = SearchIndex(self._environment.space)
+        self._search = Deferred(self._search_index, self._log, self._checkpoints, self._read, self._write,
+                                self._readonly, self.path)
+        self._deferred = DeferredReadModels([self._search])
         self._idempotency = IdempotencyRecords(self._environment)
         self._receipts = ImportReceipts(self._environment)
         self._writer = CommandWriter(self._log, self._snapshots, self._catalog, self._messages, self._checkpoints,
                                      self._idempotency, self._write, self._clock, self._snapshot_every,
                                      self._decoded)
         self._read_models: tuple[ReadModel, ...] = self._writer.read_models
-        self._queries = Queries(self._log, self._catalog, self._messages, self._search, self._read, self._clock,
-                                self._decoded)
+        self._queries = Queries(self._log, self._catalog, self._messages, self._search, self._search_index,
+                                self._read, self._clock, self._decoded)
         self._time_travel = TimeTravel(self._log, self._snapshots, self._read, self._write, self._writer)
         self._maintenance = Maintenance(self._environment, self._log, self._snapshots, self._catalog, self._messages,
-                                        self._checkpoints, self._search, self._receipts, self._read, self._write,
+                                        self._checkpoints, self._deferred, self._receipts, self._read, self._write,
                                         self._writer, self._decoded)
         self._replication = Replication(self._log, self._receipts, self._read, self._write, self._writer)
         self._maintenance.open_read_models(self._rebuild_progress)
@@ -324,13 +326,14 @@ class SessionStore:
     def search(self, query: SessionQuery) -> list[SessionMetadata]:
         """Sessions with a current message that matches a word of ``query.keyword``, best match first.
 
-        Words are OR-ed (see ``projections.tokenizer.parse_query``: a trailing
+        Words are OR-ed (see ``projections.search.tokenizer.parse_query``: a trailing
         ``*`` makes a prefix, a word of several tokens is a phrase). A session
         scores by its best message (BM25); equal scores order by most recent
         activity. At most ``query.limit`` sessions, ``DEFAULT_SEARCH_LIMIT``
         without one. A ``None`` or blank keyword returns every session's
         metadata, most recent activity first (cut at ``limit`` when given).
-        Session keys are not searched, only message contents.
+        Session keys are not searched, only message contents. Queries are bounded
+        (``SessionQuery``): at most 64 terms count, a prefix stands for its most frequent terms.
         """
         if not isinstance(query, SessionQuery):
             raise InvalidArgument(f"search takes a SessionQuery, not {type(query).__name__}")
@@ -348,7 +351,8 @@ class SessionStore:
         Each hit has its session's key, its index in ``load(session_key)``, the
         message, its BM25 score and a snippet with the matched words in ``[`` ``]``.
         Equal scores order by the session's most recent activity, then the later message.
-        At most ``limit`` hits (20 when ``None``).
+        At most ``limit`` hits (20 when ``None``). Bounded as ``search`` is: words count while they
+        match at most 64 terms, later ones are ignored (see ``SessionQuery`` and docs/search.md).
         """
         limit = 20 if limit is None else check_index(limit, "limit")
         return self._queries.search_messages("" if keyword is None else validate_text(keyword, "keyword"), limit)
@@ -363,7 +367,7 @@ class SessionStore:
             raise StoreReadOnly(f"the store at {self.path} was opened read-only")
         if self._closed:
             raise StoreClosed("the store is closed")
-        return self._search.catch_up()
+        return self._deferred.catch_up()
 
     # -- time travel (services.time_travel) ---------------------------------------------
 

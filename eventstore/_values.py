@@ -179,7 +179,13 @@ class SessionMetadata:
 
 @attrs.frozen
 class SessionQuery:
-    """A search: ``keyword`` words are OR-ed; at most ``limit`` sessions come back."""
+    """A search: ``keyword`` words are OR-ed; at most ``limit`` sessions come back.
+
+    Every query is answered in bounded time: its words count, in order, while
+    the terms they match number at most 64 (later words are ignored, never an
+    error), a prefix (``word*``) matches at most its 32 most frequent terms,
+    and scoring stops at a work budget (see docs/search.md).
+    """
 
     keyword: str | None = None
     limit: int | None = None

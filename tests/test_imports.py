@@ -34,7 +34,7 @@ def test_the_library_never_imports_click_or_rich(statement):
     assert not top_level(modules_after(statement)) & {"click", "rich"}
 
 
-@pytest.mark.parametrize("module", ["projections.tokenizer", "projections.chunk", "projections.session",
+@pytest.mark.parametrize("module", ["projections.search.tokenizer", "projections.chunk", "projections.session",
                                     "eventstore.events"])
 def test_pure_modules_do_not_import_lmdb(module):
     loaded = modules_after(f"import {module}")
