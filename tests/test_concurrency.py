@@ -25,7 +25,6 @@ from eventstore import (
     StoreReadOnly,
     StoreUsedAfterFork,
     WrongExpectedVersion,
-    _environment,
 )
 from eventstore.storage import lmdb as _environment
 

@@ -32,7 +32,6 @@ from eventstore import (
     StoreFull,
     StoreNotFound,
     StoreReadOnly,
-    _environment,
 )
 from eventstore.storage import lmdb as _environment
 

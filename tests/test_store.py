@@ -24,7 +24,6 @@ from eventstore import (
     StoreFull,
     TimestampedMessage,
     WrongExpectedVersion,
-    _environment,
 )
 from eventstore.storage import lmdb as _environment
 from eventstore._folding import fold_stream, to_recorded
