@@ -328,6 +328,138 @@ class _Gate:
                 self._condition.notify_all()
 
 
+def _translated(exc: Exception, path: Path) -> Exception:
+    """The error a caller sees for ``exc``: no py-lmdb exception crosses the API."""
+    if isinstance(exc, _DAMAGE):
+        return StoreCorrupted(f"the LMDB file is damaged: {exc}")
+    if isinstance(exc, lmdb.Error):
+        return EventStoreError(f"the store at {path} failed: {exc}")
+    return exc
+
+
+def _outcome_of(run: Callable[[], object]) -> tuple[bool, object]:
+    """(True, what ``run`` returned) or (False, the exception it raised); a full map is not an outcome."""
+    try:
+        return True, run()
+    except lmdb.MapFullError:
+        raise
+    except Exception as exc:
+        return False, exc
+
+
+class _WriteLock:
+    """The writers' lock, re-entrant, that can tell whether the calling thread holds it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._owner: int | None = None
+        self._depth = 0
+
+    def acquire(self, blocking: bool = True) -> bool:
+        if not self._lock.acquire(blocking):
+            return False
+        self._owner = threading.get_ident()
+        self._depth += 1
+        return True
+
+    def release(self) -> None:
+        self._depth -= 1
+        if not self._depth:
+            self._owner = None
+        self._lock.release()
+
+    def held_here(self) -> bool:
+        return self._owner == threading.get_ident()
+
+    def __enter__(self) -> _WriteLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.release()
+
+
+class _Member:
+    """One body waiting for its group commit, then its outcome."""
+
+    __slots__ = ("body", "done", "queued", "_ok", "_value", "wake")
+
+    def __init__(self, body: Callable[[LmdbTransaction], object]) -> None:
+        self.body = body
+        self.done = False
+        self.queued = False
+        self._ok = False
+        self._value: object = None
+        #: Set when the member is committed, or its thread should take the lead; made only by a thread that waits.
+        self.wake: threading.Event | None = None
+
+    def settle(self, ok: bool, value: object) -> None:
+        self._ok, self._value = ok, value
+        self.done = True
+
+    def outcome(self) -> object:
+        if not self._ok:
+            assert isinstance(self._value, BaseException)
+            raise self._value
+        return self._value
+
+
+class _GroupQueue:
+    """Group commit, as RocksDB's WriteThread: the bodies waiting for the writers' lock, and the hand-over.
+
+    The thread holding the writers' lock leads: it takes every queued body (its own among them) and
+    commits them in one transaction with one flush, then wakes the followers it committed, and, once the
+    lock is free, the first body still queued, whose thread leads the next group. A lone writer finds
+    the lock free and waits for nobody.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queued: list[_Member] = []
+
+    def join(self, member: _Member, write_lock: _WriteLock) -> bool:
+        """Queue ``member``; True once this thread holds ``write_lock`` (it leads), False once a leader
+        has committed the member."""
+        if write_lock.acquire(blocking=False):
+            self._enqueue(member)  # no leader can take it before this thread does: it holds the lock
+            return True
+        wake = member.wake = threading.Event()
+        self._enqueue(member)
+        while not write_lock.acquire(blocking=False):
+            wake.wait()
+            wake.clear()
+            if member.done:
+                return False
+        return True
+
+    def _enqueue(self, member: _Member) -> None:
+        with self._lock:
+            member.queued = True
+            self._queued.append(member)
+
+    def take(self) -> list[_Member]:
+        """Every queued member, in arrival order (their commit order)."""
+        with self._lock:
+            group, self._queued = self._queued, []
+        for member in group:
+            member.queued = False
+        return group
+
+    def requeue(self, members: list[_Member]) -> None:
+        """Put members of a failed group back at the front, to be committed by the next leader."""
+        with self._lock:
+            for member in members:
+                member.queued = True
+            self._queued[:0] = members
+
+    def wake_next(self) -> None:
+        """Wake the first queued member's thread to take the lead (call after releasing the lock)."""
+        with self._lock:
+            head = self._queued[0] if self._queued else None
+        if head is not None and head.wake is not None:
+            head.wake.set()
+
+
 class Environment:
     """One open LMDB environment, shared by every ``SessionStore`` of a process on that path."""
 
@@ -340,7 +472,8 @@ class Environment:
         self._pid = os.getpid()
         self._references = 0
         self._gate = _Gate()
-        self._write_lock = threading.RLock()  # re-entered when vacuum reopens the databases
+        self._write_lock = _WriteLock()  # re-entered when vacuum reopens the databases
+        self._group = _GroupQueue()
         self.durability = durability
         self._commits = 0
         # A store in a directory we cannot write (read-only media, say) serves reads.
@@ -576,14 +709,95 @@ class Environment:
         """Run ``body`` in one write transaction and commit; grow the map and retry if full.
 
         ``body`` may run more than once, so it must do nothing but work in the transaction.
+        Bodies that arrive while another commit is in flight are committed together (see ``_GroupQueue``).
         """
+        self._refuse_if_forked()  # a lock held at fork() would never be released in the child
         self._refuse_if_readonly()
+        if self._write_lock.held_here():
+            # Vacuum reopening the databases: this thread has the store to itself, and another thread
+            # waiting to lead a group would wait for it.
+            return self._commit_alone(body)
+        member = _Member(body)
+        if self._group.join(member, self._write_lock):
+            try:
+                if not member.done:  # a leader may have committed it while this thread was taking the lock
+                    self._lead(member)
+            finally:
+                self._write_lock.release()
+                self._group.wake_next()
+        return member.outcome()  # type: ignore[return-value]
+
+    def _lead(self, own: _Member) -> None:
+        """Commit every queued body (``own`` among them) in one transaction; wake each follower."""
+        group = self._group.take()
+        try:
+            self._commit_group(group)
+        except BaseException:
+            # Nothing of the group committed: the followers queue again for the next leader, and this
+            # thread raises what went wrong (a body's own failure is its outcome, never the group's).
+            self._group.requeue([member for member in group if member is not own])
+            raise
+        finally:
+            for member in group:
+                if member.wake is not None:
+                    member.wake.set()
+
+    def _commit_group(self, group: list[_Member]) -> None:
+        """One write transaction for the group, each body in its own nested transaction, one flush."""
         while True:
             try:
-                with self._write_lock, self._transaction(write=True) as txn:
-                    return body(LmdbTransaction(txn))
+                if len(group) == 1:
+                    group[0].settle(*_outcome_of(lambda: self._commit_alone_once(group[0].body)))
+                    return
+                outcomes: list[tuple[bool, object]] = []
+                with self._transaction(write=True) as txn:
+                    for member in group:
+                        outcomes.append(self._nested(txn, member.body))
+                for member, outcome in zip(group, outcomes):
+                    member.settle(*outcome)
+                return
+            except lmdb.MapFullError:
+                try:
+                    self._grow()
+                except StoreFull:
+                    if len(group) == 1:
+                        raise
+                    # At the size cap: each body alone, so that those that fit still commit.
+                    for member in group:
+                        member.settle(*_outcome_of(lambda: self._commit_alone(member.body)))  # noqa: B023
+                    return
+
+    def _nested(self, txn: lmdb.Transaction, body: Callable[[LmdbTransaction], object]) -> tuple[bool, object]:
+        """Run ``body`` in a transaction nested in ``txn``: kept if it returns, rolled back alone if it raises.
+
+        Returns (True, its result) or (False, the exception for its caller). A full map, and anything
+        that is not an ``Exception`` (an interrupt), abort the whole group.
+        """
+        child = self._env.begin(write=True, parent=txn)
+        try:
+            value = body(LmdbTransaction(child))
+        except lmdb.MapFullError:
+            child.abort()
+            raise
+        except Exception as exc:
+            child.abort()
+            return False, _translated(exc, self.path)
+        except BaseException:
+            child.abort()
+            raise
+        child.commit()
+        return True, value
+
+    def _commit_alone(self, body: Callable[[LmdbTransaction], T]) -> T:
+        while True:
+            try:
+                return self._commit_alone_once(body)
             except lmdb.MapFullError:
                 self._grow()
+
+    def _commit_alone_once(self, body: Callable[[LmdbTransaction], T]) -> T:
+        with self._transaction(write=True) as txn:
+            return body(LmdbTransaction(txn))
 
     def _grow(self) -> None:
         self._clear_stale_readers()  # pages pinned by dead readers may be all the room needed
@@ -627,10 +841,8 @@ class Environment:
             self._end(txn, commit=True)
         except (lmdb.MapFullError, lmdb.ReadonlyError):
             raise  # handled by write(): grow the map, or refuse
-        except _DAMAGE as exc:
-            raise StoreCorrupted(f"the LMDB file is damaged: {exc}") from None
         except lmdb.Error as exc:
-            raise EventStoreError(f"the store at {self.path} failed: {exc}") from None
+            raise _translated(exc, self.path) from None
         finally:
             self._gate.leave_shared()
 

@@ -14,7 +14,10 @@ The contract, for every implementation:
 * A write transaction sees its own writes; ``Storage.write`` commits it whole or
   not at all, and may run its body again (after growing the store, say), so a
   body must only work in the transaction.
-* Only one write transaction runs at a time per store; readers never wait for it.
+* Only one write transaction runs at a time per store; readers never wait for it. Bodies given to
+  ``write`` by several threads at once may be committed together (group commit: one transaction and one
+  flush), each in its own nested transaction, so a body that raises is rolled back alone and only its
+  caller sees the error; the others commit, in the order they arrived.
 * Every read that a command needs can be batched (``get_many``): a networked
   engine pays a round trip per call, not per key.
 """
