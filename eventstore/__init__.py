@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         StoreNotFound,
         StoreReadOnly,
         StoreUsedAfterFork,
+        TransactionError,
         WrongExpectedVersion,
     )
     from ._store import DEFAULT_SEARCH_LIMIT, ProjectionCheckpoint, SessionStore, StoreStats
@@ -66,7 +67,7 @@ _HOMES: dict[str, str] = {
     **dict.fromkeys(
         ["EventStoreError", "InvalidArgument", "InvalidSessionKey", "InvalidMessage", "StoreCorrupted",
          "IncompatibleStore", "StoreClosed", "StoreUsedAfterFork", "WrongExpectedVersion", "StoreFull", "StoreBusy",
-         "InvalidVersion", "SourceChanged", "ReplicationMismatch", "StoreNotFound", "StoreReadOnly"],
+         "InvalidVersion", "SourceChanged", "ReplicationMismatch", "StoreNotFound", "StoreReadOnly", "TransactionError"],
         "._errors",
     ),
 }
@@ -107,6 +108,7 @@ __all__ = [
     "ReplicationMismatch",
     "StoreNotFound",
     "StoreReadOnly",
+    "TransactionError",
 ]
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "StoreNotFound",
     "StoreReadOnly",
     "ReplicationMismatch",
+    "TransactionError",
 ]
 
 
@@ -99,3 +100,7 @@ class StoreNotFound(EventStoreError):
 
 class StoreReadOnly(EventStoreError):
     """A write was attempted on a store opened read-only (explicitly, or because its files are)."""
+
+
+class TransactionError(EventStoreError):
+    """A transaction used out of turn: a command added after it ended, a result read before it committed."""

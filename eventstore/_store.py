@@ -11,6 +11,7 @@ to ``replication``.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Callable, ContextManager, Iterable, Iterator, Mapping, Sequence, TypeVar
@@ -52,12 +53,14 @@ from ._values import (
 )
 from .events import EVENT_CLASSES, RecordedEvent, SessionEvent
 from .services import commands
-from .services.arguments import check_count, check_index, check_message, check_progress, iterable, recordable
+from .services.arguments import check_count, check_index, check_progress, iterable, recordable
 from .services.cache import DecodedSessions
 from .services.maintenance import Maintenance, ProjectionCheckpoint, StoreStats
 from .services.queries import Queries
 from .services.replication import Replication
 from .services.time_travel import TimeTravel
+from .services import transaction as checked
+from .services.transaction import Transaction
 from .services.writer import CommandWriter
 
 __all__ = ["SessionStore", "StoreStats", "ProjectionCheckpoint", "DEFAULT_SEARCH_LIMIT"]
@@ -67,6 +70,16 @@ R = TypeVar("R")
 _SMALLEST_STORE = 1 << 20
 #: Sessions returned by ``search`` when the query sets no limit (as ZeroClaw).
 DEFAULT_SEARCH_LIMIT = 50
+
+
+@contextmanager
+def _committed_at_exit(transaction: Transaction) -> Iterator[Transaction]:
+    try:
+        yield transaction
+    except BaseException:
+        transaction.discard()
+        raise
+    transaction.commit()
 
 
 def _durability(durable: object) -> Durability:
@@ -215,11 +228,7 @@ class SessionStore:
     def append_many(self, key: str, messages: Iterable[ChatMessage], *, expected_version: int | None = None,
                     idempotency_key: str | None = None) -> int:
         """Append several messages atomically (one event each, one commit); return the new version."""
-        if isinstance(messages, (str, bytes, ChatMessage)):
-            raise InvalidArgument("append_many takes an iterable of ChatMessage")
-        batch = [check_message(message) for message in iterable(messages, "messages")]
-        return self._writer.execute(key, lambda head: commands.append_messages(head, batch),
-                                    expected_version, idempotency_key)[1]
+        return self._writer.execute(key, checked.append_messages(messages), expected_version, idempotency_key)[1]
 
     def remove_last(self, key: str, *, expected_version: int | None = None,
                     idempotency_key: str | None = None) -> bool:
@@ -229,9 +238,7 @@ class SessionStore:
     def update_last(self, key: str, message: ChatMessage, *, expected_version: int | None = None,
                     idempotency_key: str | None = None) -> bool:
         """Replace the last message (a streaming update); ``False`` when the session has none."""
-        message = check_message(message)
-        return self._writer.execute(key, lambda head: commands.replace_last(head, message),
-                                    expected_version, idempotency_key)[0]
+        return self._writer.execute(key, checked.replace_last(message), expected_version, idempotency_key)[0]
 
     def clear_messages(self, key: str, *, expected_version: int | None = None,
                        idempotency_key: str | None = None) -> int:
@@ -244,8 +251,7 @@ class SessionStore:
 
         Setting the name it already has records nothing.
         """
-        new_name = validate_text(name, "session name") or None
-        self._writer.execute(key, lambda head: commands.rename(head, new_name), expected_version, idempotency_key)
+        self._writer.execute(key, checked.rename(name), expected_version, idempotency_key)
 
     def set_session_state(self, key: str, state: str, turn_id: str | None = None, *,
                           expected_version: int | None = None, idempotency_key: str | None = None) -> None:
@@ -253,21 +259,28 @@ class SessionStore:
 
         Setting the state and turn id it already has records nothing.
         """
-        validate_text(state, "session state")
-        if not state:
-            raise InvalidArgument("session state must not be empty")
-        if turn_id is not None:
-            validate_text(turn_id, "turn id")
-        self._writer.execute(key, lambda head: commands.change_state(head, state, turn_id),
-                             expected_version, idempotency_key)
+        self._writer.execute(key, checked.change_state(state, turn_id), expected_version, idempotency_key)
 
     def delete_session(self, key: str, *, reason: str | None = None, expected_version: int | None = None,
                        idempotency_key: str | None = None) -> bool:
         """Delete the session (as an event); ``False`` when it does not exist."""
-        if reason is not None:
-            validate_text(reason, "reason")
-        return self._writer.execute(key, lambda head: commands.delete(head, reason),
-                                    expected_version, idempotency_key)[0]
+        return self._writer.execute(key, checked.delete(reason), expected_version, idempotency_key)[0]
+
+    def transaction(self) -> ContextManager[Transaction]:
+        """Commands on several sessions committed together: all of them, or none.
+
+        ``with store.transaction() as tx:`` then ``tx.append(...)``, ``tx.set_session_state(...)``, ...
+        (the store's commands, each with its ``expected_version`` and ``idempotency_key``) queue commands;
+        the end of the block commits them in one write transaction, after which each call's
+        ``Pending.result`` holds what the store's method would have returned. A command that fails
+        (``WrongExpectedVersion``, say) fails the block, and nothing is written; so does an exception
+        raised inside the block.
+        """
+        if self._readonly:
+            raise StoreReadOnly(f"the store at {self.path} was opened read-only")
+        if self._closed:
+            raise StoreClosed("the store is closed")
+        return _committed_at_exit(Transaction(lambda: self._writer))
 
     def cleanup_stale(self, ttl_hours: float) -> int:
         """Delete every session idle for more than ``ttl_hours``; return how many were deleted."""

@@ -9,7 +9,7 @@ decoded list of the session, if cached, is brought up to date.
 
 from __future__ import annotations
 
-from typing import Callable, Protocol, Sequence, TypeVar
+from typing import Callable, Generic, Protocol, Sequence, TypeVar
 
 import attrs
 
@@ -32,7 +32,7 @@ from .arguments import check_index, now_micros
 from .cache import DecodedSessions
 from .commands import Decision
 
-__all__ = ["CommandWriter", "Write"]
+__all__ = ["Command", "CommandWriter", "Write"]
 
 R = TypeVar("R")
 
@@ -42,6 +42,26 @@ class Write(Protocol):
     store)."""
 
     def __call__(self, body: Callable[[WriteTransaction], R]) -> R: ...
+
+
+@attrs.frozen
+class Command(Generic[R]):
+    """One command on one session, its arguments checked: the decider and the options."""
+
+    key: str
+    decide: Callable[[SessionHead], Decision[R]]
+    expected_version: int | None = None
+    idempotency_key: str | None = None
+
+    @classmethod
+    def checked(cls, key: str, decide: Callable[[SessionHead], Decision[R]], expected_version: int | None = None,
+                idempotency_key: str | None = None) -> Command[R]:
+        validate_key(key)
+        if expected_version is not None:
+            check_index(expected_version, "expected_version")
+        if idempotency_key is not None:
+            validate_text(idempotency_key, "idempotency_key")
+        return cls(key, decide, expected_version, idempotency_key)
 
 
 class CommandWriter:
@@ -69,36 +89,45 @@ class CommandWriter:
         is at this version. ``idempotency_key``: a retry with the same key writes nothing and
         returns the first call's result.
         """
-        validate_key(key)
-        if expected_version is not None:
-            check_index(expected_version, "expected_version")
-        if idempotency_key is not None:
-            validate_text(idempotency_key, "idempotency_key")
+        return self.execute_together([Command.checked(key, decide, expected_version, idempotency_key)])[0]
+
+    def execute_together(self, batch: Sequence[Command[R]]) -> list[tuple[R, int]]:
+        """Run commands (on one session or several) in one write transaction: all of them commit, or none.
+
+        Each is decided on the session as the commands before it left it; returns each one's result
+        and version.
+        """
         now = self.now_micros()
+        recorded: list[list[LogChange]] = []
 
-        recorded: list[LogChange] = []
-
-        def body(txn: WriteTransaction) -> tuple[R, int]:
+        def body(txn: WriteTransaction) -> list[tuple[R, int]]:
             recorded.clear()  # the body runs again if the map had to grow
-            if idempotency_key is not None:
-                earlier = self._idempotency.get(txn, key, idempotency_key)
-                if earlier is not None:
-                    return earlier[0], earlier[1]
-            stream_id = self._log.stream_id(txn, key)
-            head = (None if stream_id is None else self._catalog.head(txn, stream_id)) or empty_head(key)
-            events, result = decide(head)
-            recorded.extend(self.record(txn, key, events, now, expected_version))
-            if recorded:
-                version = recorded[-1].version
-            else:
-                version = 0 if stream_id is None else self._log.stream_version(txn, stream_id)
-            if idempotency_key is not None:
-                self._idempotency.put(txn, key, idempotency_key, [result, version])
-            return result, version
+            return [self._apply(txn, command, now, recorded) for command in batch]
 
-        outcome = self._write(body)
-        self._decoded.advance(recorded)
-        return outcome
+        outcomes = self._write(body)
+        for changes in recorded:
+            self._decoded.advance(changes)
+        return outcomes
+
+    def _apply(self, txn: WriteTransaction, command: Command[R], now: int, recorded: list[list[LogChange]]
+               ) -> tuple[R, int]:
+        key, idempotency_key = command.key, command.idempotency_key
+        if idempotency_key is not None:
+            earlier = self._idempotency.get(txn, key, idempotency_key)
+            if earlier is not None:
+                return earlier[0], earlier[1]
+        stream_id = self._log.stream_id(txn, key)
+        head = (None if stream_id is None else self._catalog.head(txn, stream_id)) or empty_head(key)
+        events, result = command.decide(head)
+        changes = self.record(txn, key, events, now, command.expected_version)
+        recorded.append(changes)
+        if changes:
+            version = changes[-1].version
+        else:
+            version = 0 if stream_id is None else self._log.stream_version(txn, stream_id)
+        if idempotency_key is not None:
+            self._idempotency.put(txn, key, idempotency_key, [result, version])
+        return result, version
 
     def delete_stale(self, ttl_hours: float) -> int:
         """Delete every session idle for more than ``ttl_hours``, in one transaction; return how many."""

@@ -1,0 +1,180 @@
+"""Several commands, on one session or many, committed together: ``SessionStore.transaction()``.
+
+Also the store's commands with their arguments checked (``append_messages``, ``replace_last``, ...): the
+store runs one at once, a transaction queues them, so both check arguments the same way, when called.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Generic, Iterable, TypeVar
+
+from projections.session import SessionHead
+
+from .._errors import InvalidArgument, TransactionError
+from .._values import ChatMessage, validate_text
+from . import commands
+from .arguments import check_message, iterable
+from .commands import Decision
+from .writer import Command, CommandWriter
+
+__all__ = ["Pending", "Transaction", "append_messages", "replace_last", "rename", "change_state", "delete"]
+
+R = TypeVar("R")
+T = TypeVar("T")
+Decide = Callable[[SessionHead], Decision[R]]
+
+
+# -- the commands, their arguments checked ------------------------------------------------------------------
+
+def append_messages(messages: Iterable[ChatMessage]) -> Decide[None]:
+    if isinstance(messages, (str, bytes, ChatMessage)):
+        raise InvalidArgument("append_many takes an iterable of ChatMessage")
+    batch = [check_message(message) for message in iterable(messages, "messages")]
+    return lambda head: commands.append_messages(head, batch)
+
+
+def replace_last(message: ChatMessage) -> Decide[bool]:
+    message = check_message(message)
+    return lambda head: commands.replace_last(head, message)
+
+
+def rename(name: str) -> Decide[None]:
+    new_name = validate_text(name, "session name") or None
+    return lambda head: commands.rename(head, new_name)
+
+
+def change_state(state: str, turn_id: str | None) -> Decide[None]:
+    validate_text(state, "session state")
+    if not state:
+        raise InvalidArgument("session state must not be empty")
+    if turn_id is not None:
+        validate_text(turn_id, "turn id")
+    return lambda head: commands.change_state(head, state, turn_id)
+
+
+def delete(reason: str | None) -> Decide[bool]:
+    if reason is not None:
+        validate_text(reason, "reason")
+    return lambda head: commands.delete(head, reason)
+
+
+# -- the transaction ------------------------------------------------------------------------------------------
+
+class Pending(Generic[T]):
+    """A command's answer in a transaction: ``result`` is known once the transaction has committed."""
+
+    __slots__ = ("_answer", "_value", "_known")
+
+    def __init__(self, answer: Callable[[tuple[Any, int]], T]) -> None:
+        self._answer = answer
+        self._value: T | None = None
+        self._known = False
+
+    def settle(self, outcome: tuple[Any, int]) -> None:
+        self._value, self._known = self._answer(outcome), True
+
+    @property
+    def result(self) -> T:
+        """What the store's method of the same name would have returned.
+
+        Raises:
+            TransactionError: the transaction has not committed (yet).
+        """
+        if not self._known:
+            raise TransactionError("a command's result is known once its transaction has committed")
+        return self._value  # type: ignore[return-value]
+
+    def __repr__(self) -> str:
+        return f"Pending({self._value!r})" if self._known else "Pending(<not committed>)"
+
+
+def _decision(outcome: tuple[Any, int]) -> Any:
+    return outcome[0]
+
+
+def _version(outcome: tuple[Any, int]) -> int:
+    return outcome[1]
+
+
+class Transaction:
+    """Commands on several sessions, committed together when the ``with`` block ends: all of them, or none.
+
+    Each method takes the arguments of the store's method of the same name, checks them at once, and
+    returns a ``Pending`` whose ``result`` is that method's answer after the commit. Each command is
+    decided on its session as the commands before it in the transaction left it; any that fails
+    (``WrongExpectedVersion``, say) fails the whole transaction, which then writes nothing.
+    """
+
+    def __init__(self, writer: Callable[[], CommandWriter]) -> None:
+        self._writer = writer
+        self._queued: list[tuple[Command[Any], Pending[Any]]] = []
+        self._ended = False
+
+    def _add(self, key: str, decide: Decide[Any], expected_version: int | None, idempotency_key: str | None,
+             answer: Callable[[tuple[Any, int]], T]) -> Pending[T]:
+        if self._ended:
+            raise TransactionError("this transaction has ended; start another with store.transaction()")
+        command = Command.checked(key, decide, expected_version, idempotency_key)
+        pending = Pending(answer)
+        self._queued.append((command, pending))
+        return pending
+
+    def append(self, key: str, message: ChatMessage, *, expected_version: int | None = None,
+               idempotency_key: str | None = None) -> Pending[int]:
+        """Append a message; the result is the session's new version."""
+        return self.append_many(key, [message], expected_version=expected_version, idempotency_key=idempotency_key)
+
+    def append_many(self, key: str, messages: Iterable[ChatMessage], *, expected_version: int | None = None,
+                    idempotency_key: str | None = None) -> Pending[int]:
+        """Append several messages; the result is the session's new version."""
+        return self._add(key, append_messages(messages), expected_version, idempotency_key, _version)
+
+    def remove_last(self, key: str, *, expected_version: int | None = None,
+                    idempotency_key: str | None = None) -> Pending[bool]:
+        """Remove the last message; the result says whether there was one."""
+        return self._add(key, commands.remove_last, expected_version, idempotency_key, _decision)
+
+    def update_last(self, key: str, message: ChatMessage, *, expected_version: int | None = None,
+                    idempotency_key: str | None = None) -> Pending[bool]:
+        """Replace the last message; the result says whether there was one."""
+        return self._add(key, replace_last(message), expected_version, idempotency_key, _decision)
+
+    def clear_messages(self, key: str, *, expected_version: int | None = None,
+                       idempotency_key: str | None = None) -> Pending[int]:
+        """Remove every message; the result is how many went."""
+        return self._add(key, commands.clear_messages, expected_version, idempotency_key, _decision)
+
+    def set_session_name(self, key: str, name: str, *, expected_version: int | None = None,
+                         idempotency_key: str | None = None) -> Pending[None]:
+        """Name the session (an empty name clears it)."""
+        return self._add(key, rename(name), expected_version, idempotency_key, _decision)
+
+    def set_session_state(self, key: str, state: str, turn_id: str | None = None, *,
+                          expected_version: int | None = None, idempotency_key: str | None = None
+                          ) -> Pending[None]:
+        """Set the run state (``"running"`` starts the turn clock)."""
+        return self._add(key, change_state(state, turn_id), expected_version, idempotency_key, _decision)
+
+    def delete_session(self, key: str, *, reason: str | None = None, expected_version: int | None = None,
+                       idempotency_key: str | None = None) -> Pending[bool]:
+        """Delete the session; the result says whether it existed."""
+        return self._add(key, delete(reason), expected_version, idempotency_key, _decision)
+
+    def commit(self) -> None:
+        """Commit every queued command in one write transaction (the end of the ``with`` block does it)."""
+        self._end()
+        if not self._queued:
+            return
+        outcomes = self._writer().execute_together([command for command, _ in self._queued])
+        for (_, pending), outcome in zip(self._queued, outcomes):
+            pending.settle(outcome)
+
+    def discard(self) -> None:
+        """Drop the queued commands: nothing is written (the ``with`` block left by an exception)."""
+        self._end()
+        self._queued.clear()
+
+    def _end(self) -> None:
+        if self._ended:
+            raise TransactionError("this transaction has ended already")
+        self._ended = True
