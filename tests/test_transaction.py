@@ -16,6 +16,8 @@ from eventstore import (
     WrongExpectedVersion,
 )
 
+from eventstore.services.transaction import Pending
+
 from conftest import FakeClock
 
 
@@ -42,7 +44,7 @@ SCRIPT: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
 
 def state(store: SessionStore) -> dict[str, Any]:
     return {key: (store.load(key), store.get_session_name(key), store.get_session_state(key) and
-                  store.get_session_state(key).state, store.session_exists(key))  # type: ignore[union-attr]
+                  store.get_session_state(key).state, store.session_exists(key))
             for key in ("a", "b", "c", "user", "nobody")}
 
 
@@ -106,7 +108,7 @@ def test_arguments_are_checked_when_the_command_is_added(store: SessionStore) ->
 
 
 def test_a_retried_transaction_with_idempotency_keys_writes_nothing_again(store: SessionStore) -> None:
-    results = []
+    results: list[list[Pending[Any]]] = []
     for _ in range(2):
         with store.transaction() as tx:
             results.append([tx.append("b", hello("once"), idempotency_key="b-1"),
