@@ -15,7 +15,6 @@ from eventstore import (
     TransactionError,
     WrongExpectedVersion,
 )
-
 from eventstore.services.transaction import Pending
 
 from conftest import FakeClock

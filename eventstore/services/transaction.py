@@ -6,7 +6,8 @@ store runs one at once, a transaction queues them, so both check arguments the s
 
 from __future__ import annotations
 
-from typing import Any, Callable, Generic, Iterable, TypeVar
+from collections.abc import Callable, Iterable
+from typing import Any, Generic, TypeVar
 
 from projections.session import SessionHead
 
