@@ -11,6 +11,7 @@ to ``replication``.
 from __future__ import annotations
 
 import os
+import threading
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -55,6 +56,7 @@ from .events import EVENT_CLASSES, RecordedEvent, SessionEvent
 from .services import commands
 from .services.arguments import check_count, check_index, check_progress, iterable, recordable
 from .services.cache import DecodedSessions
+from .services.feed import Feed
 from .services.maintenance import Maintenance, ProjectionCheckpoint, StoreStats
 from .services.queries import Queries
 from .services.replication import Replication
@@ -276,11 +278,14 @@ class SessionStore:
         (``WrongExpectedVersion``, say) fails the block, and nothing is written; so does an exception
         raised inside the block.
         """
+        return _committed_at_exit(self._new_transaction())
+
+    def _new_transaction(self) -> Transaction:
         if self._readonly:
             raise StoreReadOnly(f"the store at {self.path} was opened read-only")
         if self._closed:
             raise StoreClosed("the store is closed")
-        return _committed_at_exit(Transaction(lambda: self._writer))
+        return Transaction(lambda: self._writer)
 
     def cleanup_stale(self, ttl_hours: float) -> int:
         """Delete every session idle for more than ``ttl_hours``; return how many were deleted."""
@@ -397,6 +402,42 @@ class SessionStore:
         if limit is not None:
             check_index(limit, "limit")
         return self._time_travel.events(after, limit)
+
+    def subscribe(self, after: int = 0, timeout: float | None = None) -> Iterator[RecordedEvent]:
+        """Every event committed after position ``after``, in global order, then each new one as it commits.
+
+        A live change feed: each event exactly once, in order, and the iterator keeps waiting for new
+        ones, by this process (woken at once) or by others (seen within about 25 ms). Resume after a
+        restart by passing the last position handled. It holds at most one batch of events, so a slow
+        consumer never holds writers up. With ``timeout``, it ends once that many seconds pass without a
+        new event. Closing the store ends it with ``StoreClosed``.
+        """
+        return self._follow(self._feed_steps(after, timeout))
+
+    def _feed_steps(self, after: int, timeout: float | None) -> Iterator[RecordedEvent | float]:
+        """The steps of a subscription (see ``services.feed``), its arguments checked; shared with ``aio``."""
+        check_index(after, "after")
+        if timeout is not None:
+            timeout = check_count(timeout, "timeout")
+        feed = Feed(lambda start, limit: list(self._time_travel.events(start, limit)), self._environment.last_commit)
+        return feed.steps(after, timeout)
+
+    def _follow(self, steps: Iterator[RecordedEvent | float]) -> Iterator[RecordedEvent]:
+        woken = threading.Event()
+        stop = self._watch_commits(woken.set)
+        try:
+            for step in steps:
+                if isinstance(step, float):
+                    woken.wait(step)  # returns at once when this process commits
+                    woken.clear()
+                else:
+                    yield step
+        finally:
+            stop()
+
+    def _watch_commits(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener`` after every commit of this process (in the committing thread); returns the stop."""
+        return self._environment.watch_commits(listener)
 
     def session_at(self, key: str, version: int | None = None, as_of: datetime | None = None) -> SessionView:
         """The whole session as it was after its ``version``-th event, or as of the aware time ``as_of``.

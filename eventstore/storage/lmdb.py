@@ -460,6 +460,28 @@ class _GroupQueue:
             head.wake.set()
 
 
+class _CommitListeners:
+    """What to call after each commit of this process (subscriptions waiting for new events)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._listeners: list[Callable[[], None]] = []
+
+    def add(self, listener: Callable[[], None]) -> Callable[[], None]:
+        with self._lock:
+            self._listeners = [*self._listeners, listener]
+
+        def stop() -> None:
+            with self._lock:
+                self._listeners = [other for other in self._listeners if other is not listener]
+
+        return stop
+
+    def notify(self) -> None:
+        for listener in self._listeners:  # a copy: add and stop replace the list
+            listener()
+
+
 class Environment:
     """One open LMDB environment, shared by every ``SessionStore`` of a process on that path."""
 
@@ -474,6 +496,7 @@ class Environment:
         self._gate = _Gate()
         self._write_lock = _WriteLock()  # re-entered when vacuum reopens the databases
         self._group = _GroupQueue()
+        self._listeners = _CommitListeners()
         self.durability = durability
         self._commits = 0
         # A store in a directory we cannot write (read-only media, say) serves reads.
@@ -741,6 +764,7 @@ class Environment:
             for member in group:
                 if member.wake is not None:
                     member.wake.set()
+        self._listeners.notify()
 
     def _commit_group(self, group: list[_Member]) -> None:
         """One write transaction for the group, each body in its own nested transaction, one flush."""
@@ -859,6 +883,20 @@ class Environment:
         self._commits += 1
         if self._commits % _READER_CHECK_EVERY == 0:
             self._clear_stale_readers()  # dead readers would pin pages and grow the file
+
+    def last_commit(self) -> int:
+        """The id of the latest commit, by any process (LMDB's meta page: no transaction, a few µs)."""
+        self._refuse_if_forked()
+        if not self._references:
+            raise StoreClosed("the store is closed")
+        try:
+            return self._env.info()["last_txnid"]  # type: ignore[no-any-return]
+        except lmdb.Error as exc:
+            raise _translated(exc, self.path) from None
+
+    def watch_commits(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener`` after every commit of this process; returns the function that stops it."""
+        return self._listeners.add(listener)
 
     def file_size(self) -> int:
         """Size of the data file on disk, in bytes."""

@@ -147,6 +147,14 @@ class Storage(Protocol):
     def write(self, body: Callable[[WriteTransaction], T]) -> T:
         """Run ``body`` in one write transaction and commit; ``body`` may run more than once."""
 
+    def last_commit(self) -> int:
+        """A number that changes with every commit to the store, by any process; cheap (no transaction),
+        so a reader waiting for commits can check it often."""
+
+    def watch_commits(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener`` after every commit this process makes (in the committing thread: it must be
+        quick and must not raise); returns the function that stops the calls."""
+
     def file_size(self) -> int:
         """Bytes the store occupies on disk (0 for one that has no file)."""
 
