@@ -36,6 +36,7 @@ if TYPE_CHECKING:
         TransactionError,
         WrongExpectedVersion,
     )
+    from .aio import AsyncSessionStore
     from ._store import DEFAULT_SEARCH_LIMIT, ProjectionCheckpoint, SessionStore, StoreStats
     from ._values import (
         MAX_KEY_BYTES,
@@ -60,6 +61,7 @@ _HOMES: dict[str, str] = {
         "._values",
     ),
     **dict.fromkeys(["SessionStore", "StoreStats", "ProjectionCheckpoint", "DEFAULT_SEARCH_LIMIT"], "._store"),
+    "AsyncSessionStore": ".aio",
     "Durability": ".storage",
     "RecordedEvent": ".events",
     "REDACTED": ".events",
@@ -80,6 +82,7 @@ __all__ = [
     "SearchHit",
     "SessionState",
     "SessionStore",
+    "AsyncSessionStore",
     "Durability",
     "StoreStats",
     "ProjectionCheckpoint",
