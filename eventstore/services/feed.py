@@ -3,7 +3,7 @@
 The feed reads the log in batches (each in its own short read transaction) and holds at most one batch, so
 a slow consumer costs one batch of memory and never holds a writer up. When it has caught up it waits: a
 commit of this process wakes it at once (``Storage.watch_commits``), and every ``POLL_SECONDS`` it checks
-whether another process has committed (``Storage.last_commit``: a few µs, no transaction).
+whether another process has committed (``Storage.last_commit``: a few µs).
 
 The waiting is the caller's: the same steps serve a thread (``SessionStore.subscribe``) and an event
 loop (``AsyncSessionStore.subscribe``).

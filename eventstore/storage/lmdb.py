@@ -885,14 +885,13 @@ class Environment:
             self._clear_stale_readers()  # dead readers would pin pages and grow the file
 
     def last_commit(self) -> int:
-        """The id of the latest commit, by any process (LMDB's meta page: no transaction, a few µs)."""
-        self._refuse_if_forked()
-        if not self._references:
-            raise StoreClosed("the store is closed")
-        try:
-            return self._env.info()["last_txnid"]  # type: ignore[no-any-return]
-        except lmdb.Error as exc:
-            raise _translated(exc, self.path) from None
+        """The id of the latest commit that a new read transaction sees, by any process (microseconds).
+
+        Not ``env.info()``'s: LMDB shows a commit's meta page there before it has flushed it and let
+        readers see the commit, so a reader woken by it could read the state before the commit.
+        """
+        with self._transaction(write=False) as txn:
+            return txn.id()  # type: ignore[no-any-return]
 
     def watch_commits(self, listener: Callable[[], None]) -> Callable[[], None]:
         """Call ``listener`` after every commit of this process; returns the function that stops it."""

@@ -148,8 +148,8 @@ class Storage(Protocol):
         """Run ``body`` in one write transaction and commit; ``body`` may run more than once."""
 
     def last_commit(self) -> int:
-        """A number that changes with every commit to the store, by any process; cheap (no transaction),
-        so a reader waiting for commits can check it often."""
+        """A number that changes with every commit to the store, by any process, once a new read
+        transaction sees that commit; cheap, so a reader waiting for commits can check it often."""
 
     def watch_commits(self, listener: Callable[[], None]) -> Callable[[], None]:
         """Call ``listener`` after every commit this process makes (in the committing thread: it must be
