@@ -47,8 +47,7 @@ class Feed:
             seen = self._last_commit()  # before reading: a commit after the read changes it
             batch = self._read_batch(position, BATCH)
             if batch:
-                for event in batch:
-                    yield event
+                yield from batch
                 position = batch[-1].position
                 idle_since = time.monotonic()
                 continue
