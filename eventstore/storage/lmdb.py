@@ -752,12 +752,13 @@ class Environment:
 
     def _lead(self, own: _Member) -> None:
         """Commit every queued body (``own`` among them) in one transaction; wake each follower."""
-        group = self._group.take()
+        group: list[_Member] = []  # taken from the queue once the write transaction has begun
         try:
             self._commit_group(group)
         except BaseException:
             # Nothing of the group committed: the followers queue again for the next leader, and this
             # thread raises what went wrong (a body's own failure is its outcome, never the group's).
+            group += self._group.take() if not group else []
             self._group.requeue([member for member in group if member is not own])
             raise
         finally:
@@ -767,19 +768,18 @@ class Environment:
         self._listeners.notify()
 
     def _commit_group(self, group: list[_Member]) -> None:
-        """One write transaction for the group, each body in its own nested transaction, one flush."""
+        """One write transaction for every queued body, each in its own nested transaction, one flush.
+
+        The queue is taken once the transaction has begun, so bodies that arrive while it waits for
+        another process's commit join the group.
+        """
         while True:
             try:
-                if len(group) == 1:
-                    group[0].settle(*_outcome_of(lambda: self._commit_alone_once(group[0].body)))
-                    return
-                outcomes: list[tuple[bool, object]] = []
                 with self._transaction(write=True) as txn:
-                    for member in group:
-                        outcomes.append(self._nested(txn, member.body))
-                for member, outcome in zip(group, outcomes):
-                    member.settle(*outcome)
-                return
+                    if not group:
+                        group += self._group.take()
+                    outcomes = self._run_bodies(txn, group)
+                break
             except lmdb.MapFullError:
                 try:
                     self._grow()
@@ -787,9 +787,20 @@ class Environment:
                     if len(group) == 1:
                         raise
                     # At the size cap: each body alone, so that those that fit still commit.
-                    for member in group:
-                        member.settle(*_outcome_of(lambda: self._commit_alone(member.body)))  # noqa: B023
-                    return
+                    outcomes = [_outcome_of(lambda: self._commit_alone(member.body)) for member in group]  # noqa: B023
+                    break
+            except Exception as exc:
+                if len(group) != 1:
+                    raise
+                outcomes = [(False, exc)]  # a body alone: its failure aborted the transaction, and is its own
+                break
+        for member, outcome in zip(group, outcomes):
+            member.settle(*outcome)
+
+    def _run_bodies(self, txn: lmdb.Transaction, group: list[_Member]) -> list[tuple[bool, object]]:
+        if len(group) == 1:  # alone, it needs no nested transaction: its failure aborts the transaction
+            return [(True, group[0].body(LmdbTransaction(txn)))]
+        return [self._nested(txn, member.body) for member in group]
 
     def _nested(self, txn: lmdb.Transaction, body: Callable[[LmdbTransaction], object]) -> tuple[bool, object]:
         """Run ``body`` in a transaction nested in ``txn``: kept if it returns, rolled back alone if it raises.
