@@ -52,8 +52,10 @@ __all__ = ["AsyncSessionStore", "WRITER_THREADS", "ON_THE_LOOP", "STREAMED", "WR
 
 T = TypeVar("T")
 
-#: Threads that run an async store's writes; as many writes as this can join one group commit.
-WRITER_THREADS = 64
+#: Threads that run an async store's writes; as many writes as this can join one group commit. More
+#: threads make bigger groups but contend with the loop for the GIL (measured: 64 threads doubled the
+#: loop's p99 lateness for a third more appends per second; see docs/async.md).
+WRITER_THREADS = 8
 #: Methods that run on the event loop: reads of the current state, each a short read transaction.
 ON_THE_LOOP = frozenset({
     "load", "load_with_timestamps", "list_sessions", "list_sessions_with_metadata", "get_session_metadata",

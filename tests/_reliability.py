@@ -315,21 +315,36 @@ def _one_call(store: Any, rng: random.Random, wid: str, seq: int, keys: list[str
 
 
 def role_writer(args: dict[str, Any]) -> None:
-    """Append single messages and batches until killed (or ``ops`` calls, or ``seconds``)."""
-    rng = random.Random(args["seed"])
+    """Append single messages and batches until killed (or ``ops`` calls, or ``seconds``); with ``threads``,
+    that many threads do so at once (their commits grouped), each reporting as a worker of its own."""
     store = _open(args)
     emit("ready", os.getpid())
-    wid = args["wid"]
-    keys = [*args["keys"], f"own-{wid}"]
     deadline = time.monotonic() + args.get("seconds", 120)
-    seq = 0
-    while time.monotonic() < deadline and seq < args.get("ops", 1 << 60):
-        _one_call(store, rng, wid, seq, keys, args.get("batch_max", 8), args.get("pad", 64))
-        seq += 1
-        if args.get("pause"):
-            time.sleep(rng.uniform(0, args["pause"]))
+    done: list[int] = []
+
+    def write(wid: str, rng: random.Random) -> None:
+        keys = [*args["keys"], f"own-{wid}"]
+        seq = 0
+        while time.monotonic() < deadline and seq < args.get("ops", 1 << 60):
+            _one_call(store, rng, wid, seq, keys, args.get("batch_max", 8), args.get("pad", 64))
+            seq += 1
+            if args.get("pause"):
+                time.sleep(rng.uniform(0, args["pause"]))
+        done.append(seq)
+
+    threads = args.get("threads", 1)
+    if threads == 1:
+        write(args["wid"], random.Random(args["seed"]))
+    else:
+        writers = [threading.Thread(target=write, args=(f"{args['wid']}.{index}",
+                                                        random.Random(f"{args['seed']}-{index}")))
+                   for index in range(threads)]
+        for writer in writers:
+            writer.start()
+        for writer in writers:
+            writer.join()
     store.close()
-    emit("done", seq)
+    emit("done", sum(done))
 
 
 def role_maintainer(args: dict[str, Any]) -> None:

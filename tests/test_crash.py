@@ -50,6 +50,7 @@ pytestmark = pytest.mark.slow  # each test kills dozens of processes
 KILLS = int(os.environ.get("EVENTSTORE_CRASH_KILLS", "50"))
 MAINTENANCE_KILLS = max(16, KILLS // 4)
 VACUUM_KILLS = max(8, KILLS // 5)
+GROUP_KILLS = max(12, KILLS // 4)
 SEED = int(os.environ.get("EVENTSTORE_CRASH_SEED", str(random.randrange(1 << 32))))
 
 #: Writers alive at once; a phase kills this many more than it starts fresh, then checks the store.
@@ -170,6 +171,29 @@ def test_killed_writers_lose_no_acknowledged_call(tmp_path: Path) -> None:
     assert harness.figures["kills"] >= KILLS
     # The writers got work done between kills, so the checks above checked something.
     assert harness.figures["acknowledged calls"] >= 2 * KILLS, harness.context()
+    assert harness.figures["full phases"] >= 1 and harness.figures["normal phases"] >= 1
+
+
+def test_killed_group_committing_writers_lose_no_acknowledged_call(tmp_path: Path) -> None:
+    """SIGKILLed writer processes of 8 threads each, whose commits are grouped: every acknowledged call
+    survives whole, and a group killed before its commit leaves nothing of any of its calls."""
+    harness = Harness(tmp_path, "groups")
+    phase = 0
+    while harness.figures["kills"] < GROUP_KILLS:
+        durable = ("full", "normal", "off")[phase % 3]
+        harness.figures[f"{durable} phases"] += 1
+        options = {"durable": durable, "keys": SHARED, "batch_max": 6, "pad": 100, "threads": 8, "pause": PAUSE}
+        pool = [harness.start("writer", **options) for _ in range(2)]
+        for _ in range(4):
+            index = harness.rng.randrange(len(pool))
+            harness.kill_at_random_moment(pool[index])
+            pool[index] = harness.start("writer", **options)
+        for worker in pool:
+            harness.kill_at_random_moment(worker)
+        harness.check()
+        phase += 1
+    print(f"crash/groups: {dict(harness.figures)} seed={SEED}")
+    assert harness.figures["acknowledged calls"] >= 8 * GROUP_KILLS, harness.context()
     assert harness.figures["full phases"] >= 1 and harness.figures["normal phases"] >= 1
 
 
