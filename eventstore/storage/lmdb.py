@@ -902,7 +902,7 @@ class Environment:
         readers see the commit, so a reader woken by it could read the state before the commit.
         """
         with self._transaction(write=False) as txn:
-            return txn.id()  # type: ignore[no-any-return]
+            return int(txn.id())
 
     def watch_commits(self, listener: Callable[[], None]) -> Callable[[], None]:
         """Call ``listener`` after every commit of this process; returns the function that stops it."""
