@@ -172,8 +172,8 @@ def _call(store: SessionStore, name: str, arguments: dict[str, Any], parameters:
                   if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name in arguments]
     keywords = {p.name: arguments[p.name] for p in parameters if p.kind == p.KEYWORD_ONLY and p.name in arguments}
     result = getattr(store, name)(*positional, **keywords)
-    if isinstance(result, Iterator):
-        result = list(result)
+    if isinstance(result, Iterator) and name != "subscribe":  # a subscription checks its arguments when called,
+        result = list(result)                                  # then waits for new events (for ever, by default)
     return result
 
 

@@ -382,12 +382,11 @@ class _WriteLock:
 class _Member:
     """One body waiting for its group commit, then its outcome."""
 
-    __slots__ = ("body", "done", "queued", "_ok", "_value", "wake")
+    __slots__ = ("body", "done", "_ok", "_value", "wake")
 
     def __init__(self, body: Callable[[LmdbTransaction], object]) -> None:
         self.body = body
         self.done = False
-        self.queued = False
         self._ok = False
         self._value: object = None
         #: Set when the member is committed, or its thread should take the lead; made only by a thread that waits.
@@ -434,22 +433,17 @@ class _GroupQueue:
 
     def _enqueue(self, member: _Member) -> None:
         with self._lock:
-            member.queued = True
             self._queued.append(member)
 
     def take(self) -> list[_Member]:
         """Every queued member, in arrival order (their commit order)."""
         with self._lock:
             group, self._queued = self._queued, []
-        for member in group:
-            member.queued = False
         return group
 
     def requeue(self, members: list[_Member]) -> None:
         """Put members of a failed group back at the front, to be committed by the next leader."""
         with self._lock:
-            for member in members:
-                member.queued = True
             self._queued[:0] = members
 
     def wake_next(self) -> None:
@@ -758,7 +752,8 @@ class Environment:
         except BaseException:
             # Nothing of the group committed: the followers queue again for the next leader, and this
             # thread raises what went wrong (a body's own failure is its outcome, never the group's).
-            group += self._group.take() if not group else []
+            if not group:  # it failed before taking the queue: take it now, to queue the others again
+                group += self._group.take()
             self._group.requeue([member for member in group if member is not own])
             raise
         finally:
