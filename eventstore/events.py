@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Callable, ClassVar, Union, assert_never, get_args
+from typing import Any, Callable, ClassVar, Union, assert_never, get_args
 
 import attrs
 
@@ -41,17 +41,17 @@ __all__ = [
 # (imports and replication build events directly), and a damaged stored event
 # must not decode into a wrong one. Each raises ``InvalidArgument``, so a bad
 # event built by a caller is a user mistake like any other.
-Validator = Callable[[object, "attrs.Attribute[object]", object], None]
+Validator = Callable[[Any, Any, Any], None]
 
 
 def _instance_of(*kinds: type, optional: bool = False) -> Validator:
-    """A field that holds one of ``kinds`` (``None`` too when ``optional``); a bool is no int."""
+    """A field that holds one of ``kinds`` (``None`` too when ``optional``)."""
     names = " or ".join(kind.__name__ for kind in kinds) + (" or None" if optional else "")
 
-    def check(_instance: object, attribute: attrs.Attribute[object], value: object) -> None:
+    def check(_instance: Any, attribute: Any, value: Any) -> None:
         if value is None and optional:
             return
-        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        if not isinstance(value, kinds):
             raise InvalidArgument(f"{attribute.name} must be {names}, not {type(value).__name__}")
 
     return check
@@ -60,7 +60,7 @@ def _instance_of(*kinds: type, optional: bool = False) -> Validator:
 def _tuple_of(item: Validator) -> Validator:
     """A tuple whose every item passes ``item``."""
 
-    def check(instance: object, attribute: attrs.Attribute[object], value: object) -> None:
+    def check(instance: Any, attribute: Any, value: Any) -> None:
         if not isinstance(value, tuple):
             raise InvalidArgument(f"{attribute.name} must be a tuple, not {type(value).__name__}")
         for element in value:
@@ -69,17 +69,17 @@ def _tuple_of(item: Validator) -> Validator:
     return check
 
 
-def _non_negative(_instance: object, attribute: attrs.Attribute[object], value: int) -> None:
-    if value < 0:
-        raise InvalidArgument(f"{attribute.name} must not be negative, not {value}")
+def _count(_instance: Any, attribute: Any, value: Any) -> None:
+    if type(value) is not int or value < 0:
+        raise InvalidArgument(f"{attribute.name} must be a non-negative int, not {value!r:.60}")
 
 
-def _non_empty(_instance: object, attribute: attrs.Attribute[object], value: str) -> None:
-    if not value:
-        raise InvalidArgument(f"{attribute.name} must not be empty")
+def _non_empty_text(_instance: Any, attribute: Any, value: Any) -> None:
+    if not isinstance(value, str) or not value:
+        raise InvalidArgument(f"{attribute.name} must be a non-empty str, not {value!r:.60}")
 
 
-def _rewritten_entry(_instance: object, attribute: attrs.Attribute[object], value: object) -> None:
+def _rewritten_entry(_instance: Any, attribute: Any, value: Any) -> None:
     if not (isinstance(value, tuple) and len(value) == 2 and type(value[0]) is int and value[0] > 0
             and isinstance(value[1], str)):
         raise InvalidArgument(f"{attribute.name} holds (position, digest) pairs, not {value!r:.60}")
@@ -90,16 +90,14 @@ def _in_utc(value: datetime | None) -> datetime | None:
     return None if value is None else utc(value)
 
 
-def _restorable(instance: SessionRestored, _attribute: attrs.Attribute[object], _value: object) -> None:
+def _restorable(instance: SessionRestored, _attribute: Any, _value: Any) -> None:
     if not instance.exists and (instance.messages or instance.name is not None or instance.state is not None
                                 or instance.created_at is not None):
         raise InvalidArgument("a restore to a session that does not exist carries no messages, name, state or time")
 
 
-_text = _instance_of(str)
 _optional_text = _instance_of(str, optional=True)
 _message = _instance_of(ChatMessage)
-_count = [_instance_of(int), _non_negative]
 
 
 @attrs.frozen
@@ -157,7 +155,7 @@ class SessionStateChanged:
     type_name: ClassVar[str] = "SessionStateChanged"
     schema_version: ClassVar[int] = 1
 
-    state: str = attrs.field(validator=[_text, _non_empty])
+    state: str = attrs.field(validator=_non_empty_text)
     turn_id: str | None = attrs.field(default=None, validator=_optional_text)
 
 
@@ -200,7 +198,7 @@ class SessionRedacted:
     type_name: ClassVar[str] = "SessionRedacted"
     schema_version: ClassVar[int] = 1
 
-    reason: str = attrs.field(validator=[_text, _non_empty])
+    reason: str = attrs.field(validator=_non_empty_text)
     #: (position, SHA-256 hex of the redacted payload) of every event this redaction rewrote:
     #: chained with this event, so that a redacted record cannot be changed unseen.
     rewritten: tuple[tuple[int, str], ...] = attrs.field(default=(), validator=_tuple_of(_rewritten_entry))
