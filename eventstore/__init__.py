@@ -7,6 +7,7 @@ The public API is re-exported here; the machinery lives in private modules.
 
 from ._errors import (
     EventStoreError,
+    IdempotencyKeyReused,
     IncompatibleStore,
     InvalidArgument,
     InvalidMessage,
@@ -68,6 +69,7 @@ __all__ = [
     "StoreClosed",
     "StoreUsedAfterFork",
     "WrongExpectedVersion",
+    "IdempotencyKeyReused",
     "StoreFull",
     "StoreBusy",
     "InvalidVersion",
