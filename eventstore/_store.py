@@ -228,11 +228,13 @@ class SessionStore:
 
     def update_last(self, key: str, message: ChatMessage, *, expected_version: int | None = None,
                     idempotency_key: str | None = None) -> bool:
-        """Replace the last message (a streaming update); ``False`` when the session has none."""
+        """Replace the last message (a streaming update); ``False`` when the session has none.
+
+        Replacing it by an equal message records nothing (and answers ``True``).
+        """
         message = check_message(message)
-        request = Request("update_last", (message_argument(message),))
-        return self._writer.execute(key, request, lambda head: commands.replace_last(head, message),
-                                    expected_version, idempotency_key)[0]
+        return self._writer.replace_last(key, Request("update_last", (message_argument(message),)), message,
+                                         expected_version, idempotency_key)
 
     def clear_messages(self, key: str, *, expected_version: int | None = None,
                        idempotency_key: str | None = None) -> int:

@@ -47,9 +47,16 @@ def test_remove_last_needs_a_message():
 
 
 def test_replace_last_needs_a_message():
-    assert commands.replace_last(live(1), REPLY) == ([LastMessageReplaced(REPLY)], True)
+    assert commands.replace_last(live(1), HELLO, REPLY) == ([LastMessageReplaced(REPLY)], True)
     for head in (live(0), empty_head("s"), deleted()):
-        assert commands.replace_last(head, REPLY) == ([], False)
+        assert commands.replace_last(head, None, REPLY) == ([], False)
+
+
+def test_replacing_the_last_message_by_an_equal_one_records_nothing():
+    """It changes nothing, so it records nothing; it still answers True (the session has a last message)."""
+    assert commands.replace_last(live(2), REPLY, ChatMessage.assistant("hi there")) == ([], True)
+    assert commands.replace_last(live(2), REPLY, ChatMessage.user("hi there")) == (
+        [LastMessageReplaced(ChatMessage.user("hi there"))], True)
 
 
 def test_clear_messages_answers_how_many_went():

@@ -191,3 +191,26 @@ class TestRestoreAndRedactOptions:
         assert event_count(store) == events
         with pytest.raises(IdempotencyKeyReused):
             store.redact("s", "another reason", idempotency_key="k")
+
+
+class TestCallsThatChangeNothing:
+    """A call that changes nothing records nothing."""
+
+    def test_update_last_with_an_equal_message_records_nothing(self, store):
+        store.append_many("s", [HELLO, ChatMessage.assistant("partial")])
+        before = event_count(store)
+        assert store.update_last("s", ChatMessage.assistant("partial")) is True
+        assert event_count(store) == before
+        assert store.update_last("s", ChatMessage.user("partial")) is True  # another role is a change
+        assert event_count(store) == before + 1
+        assert store.load("s") == [HELLO, ChatMessage.user("partial")]
+
+    def test_update_last_compares_with_the_last_message_after_edits(self, store):
+        """The last message comes from the stored list, also across chunks and after removals and reopening."""
+        store.append_many("s", [ChatMessage.user(str(n)) for n in range(70)])  # more than one chunk
+        store.remove_last("s")
+        before = event_count(store)
+        assert store.update_last("s", ChatMessage.user("68")) is True
+        assert event_count(store) == before
+        assert store.update_last("s", ChatMessage.user("69")) is True
+        assert event_count(store) == before + 1

@@ -89,6 +89,8 @@ class Model:
         session = self.sessions[key]
         if not (session.exists and session.messages):
             return False
+        if session.messages[-1].message == message:
+            return True  # changes nothing, so records nothing
         self._event(key)
         session.messages[-1] = TimestampedMessage(message, session.messages[-1].created_at)
         return True
@@ -198,6 +200,13 @@ class StoreMachine(RuleBasedStateMachine):
 
     @rule(key=session_keys, message=messages)
     def update_last(self, key: str, message: ChatMessage) -> None:
+        assert self.model.update_last(key, message) == self.store.update_last(key, message)
+
+    @rule(key=session_keys)
+    def update_last_unchanged(self, key: str) -> None:
+        """A streaming update that repeats the last message as it is."""
+        session = self.model.sessions[key]
+        message = session.messages[-1].message if session.exists and session.messages else ChatMessage.user("x")
         assert self.model.update_last(key, message) == self.store.update_last(key, message)
 
     @rule(key=session_keys)

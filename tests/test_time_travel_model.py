@@ -65,7 +65,7 @@ class Sessions:
                 self.apply(("append", key, message), now)
         elif kind == "remove_last" and current.messages:
             self.record(key, replace(current, messages=current.messages[:-1]), now)
-        elif kind == "update_last" and current.messages:
+        elif kind == "update_last" and current.messages and current.messages[-1][0] != args[0]:
             last = (args[0], current.messages[-1][1])
             self.record(key, replace(current, messages=current.messages[:-1] + (last,)), now)
         elif kind == "clear" and current.messages:

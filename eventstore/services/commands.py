@@ -1,7 +1,8 @@
 """The deciders: the events a command records and the answer it gives, from the session as it is.
 
-Each is a pure function of the session's head (or, for a restore, the whole
-folded session) and the command's checked arguments; ``services.writer`` runs it
+Each is a pure function of the session's head (with its last message for a
+replacement, or the whole folded session for a restore) and the command's
+checked arguments; ``services.writer`` runs it
 inside the command's write transaction. An empty list of events records nothing.
 """
 
@@ -43,9 +44,15 @@ def remove_last(head: SessionHead) -> Decision[bool]:
     return ([LastMessageRemoved()], True) if head.message_count else ([], False)
 
 
-def replace_last(head: SessionHead, message: ChatMessage) -> Decision[bool]:
-    """Replace the last message; ``False`` when there is none."""
-    return ([LastMessageReplaced(message)], True) if head.message_count else ([], False)
+def replace_last(head: SessionHead, last: ChatMessage | None, message: ChatMessage) -> Decision[bool]:
+    """Replace the last message (``last``); ``False`` when there is none.
+
+    Replacing it by an equal message records nothing, and still answers ``True``: the session has a last message,
+    and it reads as asked.
+    """
+    if not head.message_count:
+        return [], False
+    return ([], True) if message == last else ([LastMessageReplaced(message)], True)
 
 
 def clear_messages(head: SessionHead) -> Decision[int]:

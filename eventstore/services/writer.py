@@ -103,6 +103,18 @@ class CommandWriter:
 
         return self.run(key, request, step, expected_version, idempotency_key)
 
+    def replace_last(self, key: str, request: Request, message: ChatMessage, expected_version: int | None = None,
+                     idempotency_key: str | None = None) -> bool:
+        """Replace the session's last message, deciding from its head and that message; whether it has one."""
+
+        def step(txn: WriteTransaction, stream_id: int | None, now: int) -> tuple[bool, list[LogChange]]:
+            head = (None if stream_id is None else self._catalog.head(txn, stream_id)) or empty_head(key)
+            last = self._messages.last(txn, stream_id) if stream_id is not None and head.message_count else None
+            events, replaced = commands.replace_last(head, last, message)
+            return replaced, self.record(txn, key, events, now)
+
+        return self.run(key, request, step, expected_version, idempotency_key)[0]
+
     def run(self, key: str, request: Request, step: Step[R], expected_version: int | None = None,
             idempotency_key: str | None = None) -> tuple[R, int]:
         """Run ``step`` (which records the command's events) in one write transaction; return its result and the
