@@ -317,9 +317,10 @@ class SessionStore:
         return None if head is None else head.name
 
     def get_session_state(self, key: str) -> SessionState | None:
-        """The session's run state; ``None`` if it never had one or does not exist."""
+        """The session's run state; ``"idle"`` (with no turn) if it never had one set, ``None`` if it does not
+        exist (as ZeroClaw's SQLite backend)."""
         head = self._queries.head(key)
-        return None if head is None else head.state
+        return None if head is None else head.run_state()
 
     def list_running_sessions(self) -> list[SessionMetadata]:
         """Sessions in the ``"running"`` state, latest turn first."""

@@ -66,9 +66,10 @@ def rename(head: SessionHead, name: str | None) -> Decision[None]:
 
 
 def change_state(head: SessionHead, state: str, turn_id: str | None) -> Decision[None]:
-    """Set the run state; the state and turn id it already has record nothing."""
-    current = head.state
-    unchanged = head.exists and current is not None and (current.state, current.turn_id) == (state, turn_id)
+    """Set the run state; the state and turn id it already has record nothing (a live session that never had a
+    state is idle)."""
+    current = head.run_state()
+    unchanged = current is not None and (current.state, current.turn_id) == (state, turn_id)
     return ([], None) if unchanged else ([SessionStateChanged(state, turn_id)], None)
 
 
@@ -102,5 +103,5 @@ def _same_session(one: SessionSnapshot, other: SessionSnapshot) -> bool:
     a, b = one.head, other.head
     if not a.exists and not b.exists:
         return True
-    return (a.exists, a.name, a.state, a.created_at, one.messages) == (b.exists, b.name, b.state, b.created_at,
-                                                                       other.messages)
+    return ((a.exists, a.name, a.run_state(), a.created_at, one.messages)
+            == (b.exists, b.name, b.run_state(), b.created_at, other.messages))
