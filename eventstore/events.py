@@ -87,7 +87,10 @@ def _rewritten_entry(_instance: Any, attribute: Any, value: Any) -> None:
 
 def _in_utc(value: datetime | None) -> datetime | None:
     """An aware time as UTC, so that every read model stores and shows it alike."""
-    return None if value is None else utc(value)
+    try:
+        return None if value is None else utc(value)
+    except OverflowError:  # 9999-12-31T23:59:59-14:00 is past year 9999 in UTC
+        raise InvalidArgument(f"{value} is out of range in UTC") from None
 
 
 def _restorable(instance: SessionRestored, _attribute: Any, _value: Any) -> None:

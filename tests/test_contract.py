@@ -3,7 +3,7 @@ changes one session takes, calls that change nothing, and event construction fro
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import orjson
 import pytest
@@ -54,6 +54,8 @@ class TestEventConstruction:
         lambda: SessionRestored(1, True, (HELLO,), None, None, T0),
         lambda: SessionRestored(1, True, (), None, "idle", T0),
         lambda: SessionRestored(1, False, (), "a name", None, None),
+        lambda: SessionRestored(1, True, (), None, None, datetime(2024, 5, 1)),
+        lambda: SessionRestored(1, True, (), None, None, datetime.max.replace(tzinfo=timezone(-timedelta(hours=14)))),
         lambda: SessionRedacted(""),
         lambda: SessionRedacted("gdpr", [(1, "digest")]),
         lambda: SessionRedacted("gdpr", ((0, "digest"),)),
