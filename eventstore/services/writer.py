@@ -130,7 +130,7 @@ class CommandWriter:
             check_index(expected_version, "expected_version")
         if idempotency_key is not None:
             validate_text(idempotency_key, "idempotency_key")
-        digest = request.digest()
+        digest = None if idempotency_key is None else request.digest()
         now = self.now_micros()
 
         recorded: list[LogChange] = []
