@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .storage import Durability
     from ._errors import (
         EventStoreError,
+        IdempotencyKeyReused,
         IncompatibleStore,
         InvalidArgument,
         InvalidMessage,
@@ -64,7 +65,8 @@ _HOMES: dict[str, str] = {
     "REDACTED": ".events",
     "pause_gc_while_decoding": "._codec",
     **dict.fromkeys(
-        ["EventStoreError", "InvalidArgument", "InvalidSessionKey", "InvalidMessage", "StoreCorrupted",
+        ["EventStoreError", "IdempotencyKeyReused", "InvalidArgument", "InvalidSessionKey", "InvalidMessage",
+         "StoreCorrupted",
          "IncompatibleStore", "StoreClosed", "StoreUsedAfterFork", "WrongExpectedVersion", "StoreFull", "StoreBusy",
          "InvalidVersion", "SourceChanged", "ReplicationMismatch", "StoreNotFound", "StoreReadOnly"],
         "._errors",
@@ -100,6 +102,7 @@ __all__ = [
     "StoreClosed",
     "StoreUsedAfterFork",
     "WrongExpectedVersion",
+    "IdempotencyKeyReused",
     "StoreFull",
     "StoreBusy",
     "InvalidVersion",

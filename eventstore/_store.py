@@ -58,7 +58,7 @@ from .services.maintenance import Maintenance, ProjectionCheckpoint, StoreStats
 from .services.queries import Queries
 from .services.replication import Replication
 from .services.time_travel import TimeTravel
-from .services.writer import CommandWriter
+from .services.writer import CommandWriter, Request, message_argument
 
 __all__ = ["SessionStore", "StoreStats", "ProjectionCheckpoint", "DEFAULT_SEARCH_LIMIT"]
 
@@ -218,25 +218,31 @@ class SessionStore:
         if isinstance(messages, (str, bytes, ChatMessage)):
             raise InvalidArgument("append_many takes an iterable of ChatMessage")
         batch = [check_message(message) for message in iterable(messages, "messages")]
-        return self._writer.execute(key, lambda head: commands.append_messages(head, batch),
+        request = Request("append_many", tuple(message_argument(message) for message in batch))
+        return self._writer.execute(key, request, lambda head: commands.append_messages(head, batch),
                                     expected_version, idempotency_key)[1]
 
     def remove_last(self, key: str, *, expected_version: int | None = None,
                     idempotency_key: str | None = None) -> bool:
         """Remove the last message; ``False`` (and no event) when there is none."""
-        return self._writer.execute(key, commands.remove_last, expected_version, idempotency_key)[0]
+        return self._writer.execute(key, Request("remove_last"), commands.remove_last, expected_version,
+                                    idempotency_key)[0]
 
     def update_last(self, key: str, message: ChatMessage, *, expected_version: int | None = None,
                     idempotency_key: str | None = None) -> bool:
-        """Replace the last message (a streaming update); ``False`` when the session has none."""
+        """Replace the last message (a streaming update); ``False`` when the session has none.
+
+        Replacing it by an equal message records nothing (and answers ``True``).
+        """
         message = check_message(message)
-        return self._writer.execute(key, lambda head: commands.replace_last(head, message),
-                                    expected_version, idempotency_key)[0]
+        return self._writer.replace_last(key, Request("update_last", (message_argument(message),)), message,
+                                         expected_version, idempotency_key)
 
     def clear_messages(self, key: str, *, expected_version: int | None = None,
                        idempotency_key: str | None = None) -> int:
         """Remove every message but keep the session, its name and state; return how many went."""
-        return self._writer.execute(key, commands.clear_messages, expected_version, idempotency_key)[0]
+        return self._writer.execute(key, Request("clear_messages"), commands.clear_messages, expected_version,
+                                    idempotency_key)[0]
 
     def set_session_name(self, key: str, name: str, *, expected_version: int | None = None,
                          idempotency_key: str | None = None) -> None:
@@ -245,7 +251,8 @@ class SessionStore:
         Setting the name it already has records nothing.
         """
         new_name = validate_text(name, "session name") or None
-        self._writer.execute(key, lambda head: commands.rename(head, new_name), expected_version, idempotency_key)
+        self._writer.execute(key, Request("set_session_name", (new_name,)),
+                             lambda head: commands.rename(head, new_name), expected_version, idempotency_key)
 
     def set_session_state(self, key: str, state: str, turn_id: str | None = None, *,
                           expected_version: int | None = None, idempotency_key: str | None = None) -> None:
@@ -258,7 +265,8 @@ class SessionStore:
             raise InvalidArgument("session state must not be empty")
         if turn_id is not None:
             validate_text(turn_id, "turn id")
-        self._writer.execute(key, lambda head: commands.change_state(head, state, turn_id),
+        self._writer.execute(key, Request("set_session_state", (state, turn_id)),
+                             lambda head: commands.change_state(head, state, turn_id),
                              expected_version, idempotency_key)
 
     def delete_session(self, key: str, *, reason: str | None = None, expected_version: int | None = None,
@@ -266,8 +274,8 @@ class SessionStore:
         """Delete the session (as an event); ``False`` when it does not exist."""
         if reason is not None:
             validate_text(reason, "reason")
-        return self._writer.execute(key, lambda head: commands.delete(head, reason),
-                                    expected_version, idempotency_key)[0]
+        return self._writer.execute(key, Request("delete_session", (reason,)),
+                                    lambda head: commands.delete(head, reason), expected_version, idempotency_key)[0]
 
     def cleanup_stale(self, ttl_hours: float) -> int:
         """Delete every session idle for more than ``ttl_hours``; return how many were deleted."""
@@ -311,9 +319,10 @@ class SessionStore:
         return None if head is None else head.name
 
     def get_session_state(self, key: str) -> SessionState | None:
-        """The session's run state; ``None`` if it never had one or does not exist."""
+        """The session's run state; ``"idle"`` (with no turn) if it never had one set, ``None`` if it does not
+        exist (as ZeroClaw's SQLite backend)."""
         head = self._queries.head(key)
-        return None if head is None else head.state
+        return None if head is None else head.run_state()
 
     def list_running_sessions(self) -> list[SessionMetadata]:
         """Sessions in the ``"running"`` state, latest turn first."""
@@ -398,16 +407,23 @@ class SessionStore:
         """
         return self._time_travel.session_at(validate_key(key), version, as_of)
 
-    def restore(self, key: str, version: int | None = None, as_of: datetime | None = None) -> int:
+    def restore(self, key: str, version: int | None = None, as_of: datetime | None = None, *,
+                expected_version: int | None = None, idempotency_key: str | None = None) -> int:
         """Make the session equal to its state at ``version`` or ``as_of`` by appending ``SessionRestored``.
 
         Messages, name, state and existence come back; nothing is deleted.
         Restoring to the current state writes nothing. Returns the session's version afterwards.
+        Takes ``expected_version`` and ``idempotency_key`` like every command that changes one session.
         """
         validate_key(key)
         if version is None and as_of is None:
             raise InvalidArgument("restore needs a version or an as_of time")
-        return self._time_travel.restore(key, version, as_of)
+        if version is not None:
+            check_index(version, "version")
+        if as_of is not None and not isinstance(as_of, datetime):
+            raise InvalidArgument(f"as_of must be a datetime, not {type(as_of).__name__}")
+        request = Request("restore", (version, None if as_of is None else as_of.isoformat()))
+        return self._time_travel.restore(key, version, as_of, request, expected_version, idempotency_key)
 
     def replay(self, key: str, from_version: int = 1, to_version: int | None = None
                ) -> Iterator[tuple[RecordedEvent, SessionView]]:
@@ -456,18 +472,21 @@ class SessionStore:
         """
         return self._maintenance.verify(check_progress(progress))
 
-    def redact(self, key: str, reason: str) -> int:
+    def redact(self, key: str, reason: str, *, expected_version: int | None = None,
+               idempotency_key: str | None = None) -> int:
         """Make the content of every message of the session unrecoverable; return how many events changed.
 
         Each event keeps its place, type and hash (its original payload digest
         stays, so the chain verifies); the session's snapshots are dropped and a
         ``SessionRedacted`` event records the reason. Run ``vacuum`` afterwards
-        to remove the old bytes from the file.
+        to remove the old bytes from the file. Takes ``expected_version`` and
+        ``idempotency_key`` like every command that changes one session.
         """
         validate_key(key)
         if not validate_text(reason, "reason").strip():
             raise InvalidArgument("a redaction needs a reason")
-        return self._maintenance.redact(key, reason)
+        return self._maintenance.redact(key, reason, Request("redact", (reason,)), expected_version,
+                                        idempotency_key)
 
     def vacuum(self) -> tuple[int, int]:
         """Rewrite the store's file compactly, dropping freed pages; return (bytes before, bytes after).

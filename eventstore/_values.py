@@ -220,7 +220,7 @@ class SessionView:
         exists: whether the session was live at that version.
         metadata: its metadata then (``None`` if it did not exist).
         name: its name then.
-        state: its run state then.
+        state: its run state then (``"idle"`` if none was set; ``None`` if it did not exist).
         messages: its messages then, oldest first.
         timestamped: the same messages with the times they were appended.
     """

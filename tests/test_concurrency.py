@@ -482,6 +482,8 @@ COMMANDS: dict[str, Callable[..., Any]] = {
     "set_session_name": lambda store, key, **kw: store.set_session_name(key, "a new name", **kw),
     "set_session_state": lambda store, key, **kw: store.set_session_state(key, "running", "t9", **kw),
     "delete_session": lambda store, key, **kw: store.delete_session(key, reason="done", **kw),
+    "restore": lambda store, key, **kw: store.restore(key, version=0, **kw),
+    "redact": lambda store, key, **kw: store.redact(key, "a data subject asked", **kw),
 }
 
 

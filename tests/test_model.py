@@ -41,6 +41,12 @@ class ModelSession:
             return None
         return SessionMetadata(key, self.name, self.created_at, self.last_activity, len(self.messages))
 
+    def run_state(self) -> SessionState | None:
+        """What ``get_session_state`` answers: idle for a live session that never had a state set."""
+        if not self.exists:
+            return None
+        return SessionState("idle") if self.state is None else self.state
+
     def head(self, key: str) -> SessionHead:
         if not self.exists:
             return SessionHead(key, self.version, False, None, None, None, None, 0)
@@ -90,6 +96,8 @@ class Model:
         session = self.sessions[key]
         if not (session.exists and session.messages):
             return False
+        if session.messages[-1].message == message:
+            return True  # changes nothing, so records nothing
         self._event(key)
         session.messages[-1] = TimestampedMessage(message, session.messages[-1].created_at)
         return True
@@ -110,8 +118,7 @@ class Model:
 
     def set_session_state(self, key: str, state: str, turn_id: str | None) -> None:
         session = self.sessions[key]
-        current = session.state
-        if session.exists and current is not None and (current.state, current.turn_id) == (state, turn_id):
+        if session.exists and (session.run_state().state, session.run_state().turn_id) == (state, turn_id):
             return
         at = self._event(key)
         session.state = SessionState(state, turn_id, at if state == "running" else None)
@@ -202,6 +209,13 @@ class StoreMachine(RuleBasedStateMachine):
         assert self.model.update_last(key, message) == self.store.update_last(key, message)
 
     @rule(key=session_keys)
+    def update_last_unchanged(self, key: str) -> None:
+        """A streaming update that repeats the last message as it is."""
+        session = self.model.sessions[key]
+        message = session.messages[-1].message if session.exists and session.messages else ChatMessage.user("x")
+        assert self.model.update_last(key, message) == self.store.update_last(key, message)
+
+    @rule(key=session_keys)
     def clear_messages(self, key: str) -> None:
         assert self.model.clear_messages(key) == self.store.clear_messages(key)
 
@@ -250,7 +264,7 @@ class StoreMachine(RuleBasedStateMachine):
             assert session.metadata(key) == self.store.get_session_metadata(key)
             assert session.exists == self.store.session_exists(key)
             assert (session.name if session.exists else None) == self.store.get_session_name(key)
-            assert (session.state if session.exists else None) == self.store.get_session_state(key)
+            assert session.run_state() == self.store.get_session_state(key)
 
     @invariant()
     def listing_agrees(self) -> None:

@@ -465,10 +465,25 @@ class TestState:
         assert SessionState("running", None, T0) == store.get_session_state("new")
 
     def test_no_state(self, store):
-        """A session never given a state, and an unknown one, have state None."""
+        """A live session never given a state is idle with no turn (as ZeroClaw's column default); an unknown or
+        deleted one has state None."""
         store.append("s", user("1"))
-        assert None is store.get_session_state("s")
+        assert SessionState("idle", None, None) == store.get_session_state("s")
+        assert SessionState("idle", None, None) == store.session_at("s").state
         assert None is store.get_session_state("nobody")
+        store.delete_session("s")
+        assert None is store.get_session_state("s")
+        assert None is store.session_at("s").state
+        assert [] == store.list_running_sessions()
+
+    def test_setting_idle_on_a_session_that_never_had_a_state_records_nothing(self, store):
+        """It already reads as idle: the call changes nothing, so it records nothing."""
+        store.append("s", user("1"))
+        store.set_session_state("s", "idle")
+        assert 1 == store.session_at("s").version
+        store.set_session_state("s", "idle", "t1")  # a turn id is a change
+        assert SessionState("idle", "t1", None) == store.get_session_state("s")
+        assert 2 == store.session_at("s").version
 
     def test_new_turn_restarts_clock(self, store, clock):
         """A new running turn starts its clock again."""
@@ -571,7 +586,7 @@ class TestDelete:
         assert 6 == store.append("s", user("fresh"))
         assert SessionMetadata("s", None, reborn, reborn, 1) == store.get_session_metadata("s")
         assert [TimestampedMessage(user("fresh"), reborn)] == store.load_with_timestamps("s")
-        assert None is store.get_session_state("s")
+        assert SessionState("idle", None, None) == store.get_session_state("s")  # not the old running state
         assert [] == store.list_running_sessions()
 
     def test_reuse_by_rename(self, store, clock):
@@ -621,7 +636,7 @@ class TestCleanupStale:
         """Any recent event, not only an append, keeps a session alive."""
         store.append("s", user("1"))
         clock.advance(hours=10)
-        store.set_session_state("s", "idle")
+        store.set_session_state("s", "error")
         clock.advance(hours=1)
         assert 0 == store.cleanup_stale(5)
         assert store.session_exists("s")

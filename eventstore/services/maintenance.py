@@ -21,7 +21,7 @@ from .._bookkeeping import ImportReceipts
 from .._codec import encode_event
 from .._deferred import DeferredReadModels, Read
 from .._errors import IncompatibleStore, InvalidArgument, StoreReadOnly
-from .._folding import log_changes, to_recorded
+from .._folding import LogChange, log_changes, to_recorded
 from .._log import EventLog, stream_runs
 from .._snapshots import SnapshotStore
 from .._values import VerifyReport
@@ -29,7 +29,7 @@ from ..events import redact_event
 from ..storage import ReadTransaction, Storage, WriteTransaction
 from . import commands
 from .cache import DecodedSessions
-from .writer import CommandWriter, Write
+from .writer import CommandWriter, Request, Write
 
 __all__ = ["Maintenance", "StoreStats", "ProjectionCheckpoint"]
 
@@ -190,14 +190,13 @@ class Maintenance:
 
         return self._write(body)
 
-    def redact(self, key: str, reason: str) -> int:
+    def redact(self, key: str, reason: str, request: Request, expected_version: int | None,
+               idempotency_key: str | None) -> int:
         """Blank the message content of every event of the session; return how many events changed."""
-        now = self._writer.now_micros()
 
-        def body(txn: WriteTransaction) -> int:
-            stream_id = self._log.stream_id(txn, key)
+        def step(txn: WriteTransaction, stream_id: int | None, now: int) -> tuple[int, list[LogChange]]:
             if stream_id is None:
-                return 0
+                return 0, []
             rewritten = []
             for entry in list(self._log.read_stream(txn, stream_id)):
                 event = to_recorded(entry).event
@@ -208,11 +207,11 @@ class Maintenance:
                     rewritten.append((entry.position, hashlib.sha256(payload).hexdigest()))
             self._snapshots.delete_stream(txn, stream_id)
             events, changed = commands.redact(reason, rewritten)
-            self._writer.record(txn, key, events, now)
+            recorded = self._writer.record(txn, key, events, now)
             self._deferred.catch_up_in(txn)  # the redacted words leave the search index in the same commit
-            return changed
+            return changed, recorded
 
-        changed = self._write(body)
+        changed = self._writer.run(key, request, step, expected_version, idempotency_key)[0]
         self._decoded.clear()
         return changed
 
