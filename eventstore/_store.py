@@ -375,7 +375,9 @@ class SessionStore:
     def events(self, after: int = 0, limit: int | None = None) -> Iterator[RecordedEvent]:
         """Every event of every session in global order, after position ``after`` (a change feed).
 
-        Streams in batches, each read in its own short read transaction.
+        Streams in batches, each read in its own short read transaction. A ``SessionRedacted``
+        means that the earlier events of its session are now redacted: a follower must drop or
+        blank what it kept of them (``replicate`` does; see docs/reliability.md#redaction).
         """
         check_index(after, "after")
         if limit is not None:
