@@ -332,6 +332,11 @@ def check_events(stream: IO[bytes]) -> EventsCheck:
     Raises:
         BadExportFile: the first line that does not check out, naming it.
     """
+    return _check(stream)[0]
+
+
+def _check(stream: IO[bytes]) -> tuple[EventsCheck, list[RecordedEvent]]:
+    """``check_events``, and the events of a file of some sessions (which its check holds anyway)."""
     header, events = _read_numbered(stream)
     sessions: dict[str, SessionCheck] = {}
     lines: dict[int, tuple[int, RecordedEvent]] = {}  # by position (some sessions' files), with the line number
@@ -365,7 +370,7 @@ def check_events(stream: IO[bytes]) -> EventsCheck:
     if unlinked:
         warnings.append(f"the hashes of {unlinked} of the {len(lines)} events could not be checked: the event "
                         "before each belongs to a session not in the file")
-    return EventsCheck(header, count, unlinked, tuple(warnings))
+    return EventsCheck(header, count, unlinked, tuple(warnings)), [recorded for _, recorded in lines.values()]
 
 
 def _link(previous: bytes, recorded: RecordedEvent) -> str:
@@ -421,24 +426,20 @@ def import_events(store: SessionStore, path: str | Path, progress: Progress | No
     """
     path = Path(path)
     with open(path, "rb") as stream:
-        checked = check_events(stream)
+        checked, histories = _check(stream)
     total = checked.events
+    if not checked.header.whole_log:
+        sessions: dict[str, list[RecordedEvent]] = {}
+        for recorded in histories:
+            sessions.setdefault(recorded.session_key, []).append(recorded)
+        size, sha256 = _digest(path)
+        outcome = store.import_sessions(sessions, source=f"events:{path.resolve()}", size=size, sha256=sha256)
+        if progress is not None:
+            progress(total, total)
+        return EventsImport("sessions", 0 if outcome.already_imported else outcome.receipt.events,
+                            total if outcome.already_imported else 0, outcome, checked.warnings)
     with open(path, "rb") as stream:
-        header, events = read_events(stream)
-        if not header.whole_log:
-            sessions: dict[str, list[RecordedEvent]] = {}
-            count = 0
-            for recorded in events:
-                sessions.setdefault(recorded.session_key, []).append(recorded)
-                count += 1
-                if progress is not None and count % 500 == 0:
-                    progress(count, total)
-            size, sha256 = _digest(path)
-            outcome = store.import_sessions(sessions, source=f"events:{path.resolve()}", size=size, sha256=sha256)
-            if progress is not None:
-                progress(total, total)
-            return EventsImport("sessions", 0 if outcome.already_imported else outcome.receipt.events,
-                                count if outcome.already_imported else 0, outcome, checked.warnings)
+        _, events = read_events(stream)
         present = _skip_present(store, events)
         done = [present[0]]
 
