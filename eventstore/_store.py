@@ -50,13 +50,13 @@ from ._values import (
     validate_key,
     validate_text,
 )
-from .events import EVENT_CLASSES, RecordedEvent, SessionEvent
+from .events import RecordedEvent
 from .services import commands
-from .services.arguments import check_count, check_index, check_message, check_progress, iterable, recordable
+from .services.arguments import check_count, check_index, check_message, check_progress, iterable
 from .services.cache import DecodedSessions
 from .services.maintenance import Maintenance, ProjectionCheckpoint, StoreStats
 from .services.queries import Queries
-from .services.replication import Replication
+from .services.replication import Importable, Replication, importable
 from .services.time_travel import TimeTravel
 from .services.writer import CommandWriter, Request, message_argument
 
@@ -170,7 +170,8 @@ class SessionStore:
         self._maintenance = Maintenance(self._environment, self._log, self._snapshots, self._catalog, self._messages,
                                         self._checkpoints, self._deferred, self._receipts, self._read, self._write,
                                         self._writer, self._decoded)
-        self._replication = Replication(self._log, self._receipts, self._read, self._write, self._writer)
+        self._replication = Replication(self._log, self._snapshots, self._receipts, self._read, self._write,
+                                        self._writer)
         self._maintenance.open_read_models(self._rebuild_progress)
 
     # -- lifecycle ------------------------------------------------------------------
@@ -387,7 +388,9 @@ class SessionStore:
     def events(self, after: int = 0, limit: int | None = None) -> Iterator[RecordedEvent]:
         """Every event of every session in global order, after position ``after`` (a change feed).
 
-        Streams in batches, each read in its own short read transaction.
+        Streams in batches, each read in its own short read transaction. A ``SessionRedacted``
+        means that the earlier events of its session are now redacted: a follower must drop or
+        blank what it kept of them (``replicate`` does; see docs/reliability.md#redaction).
         """
         check_index(after, "after")
         if limit is not None:
@@ -504,33 +507,28 @@ class SessionStore:
 
     # -- import and replication (services.replication) ------------------------------------
 
-    def import_sessions(self, sessions: Mapping[str, Sequence[tuple[datetime, SessionEvent]]], *,
+    def import_sessions(self, sessions: Mapping[str, Sequence[Importable]], *,
                         source: str | None = None, size: int = 0, sha256: str = "") -> ImportOutcome:
         """Import whole sessions with their original times, in one transaction.
 
-        Keys that already have events in the store are skipped (never merged) and
-        listed in the outcome. With ``source``, a receipt (name, size, SHA-256) is
-        committed with the events: importing the same source again writes nothing,
-        and a source that changed since raises ``SourceChanged``.
+        Each session's events are (time, event) pairs, or another store's ``RecordedEvent``s
+        (``history(key)``), which keep their redaction. Keys that already have events in the store are
+        skipped (never merged) and listed in the outcome. With ``source``, a receipt (name, size, SHA-256)
+        is committed with the events: importing the same source again writes nothing, and a source that
+        changed since raises ``SourceChanged``. An event that no command records there (a removal from an
+        empty session, say) raises ``InvalidArgument`` naming the session, and nothing is written.
         """
         if not isinstance(sessions, Mapping):
             raise InvalidArgument("import_sessions takes a mapping of key to timed events, "
                                   f"not {type(sessions).__name__}")
-        for key, timed in sessions.items():
-            validate_key(key)
-            for pair in iterable(timed, "a session's timed events"):
-                if not (isinstance(pair, tuple) and len(pair) == 2):
-                    raise InvalidArgument(f"expected (datetime, event) pairs, not {pair!r:.60}")
-                moment, event = pair
-                recordable(moment)
-                if type(event) not in EVENT_CLASSES:  # a subclass would be stored, and read back, as its base
-                    raise InvalidArgument(f"cannot import {type(event).__name__}: not a session event")
+        checked = {validate_key(key): [importable(item) for item in iterable(timed, "a session's timed events")]
+                   for key, timed in sessions.items()}
         if source is not None:
             validate_text(source, "source")
         for value, what in ((size, "size"), (sha256, "sha256")):
             if not isinstance(value, int if what == "size" else str) or isinstance(value, bool):
                 raise InvalidArgument(f"{what} has the wrong type: {value!r:.60}")
-        return self._replication.import_sessions(sessions, source, size, sha256)
+        return self._replication.import_sessions(checked, source, size, sha256)
 
     def import_receipts(self) -> list[ImportReceipt]:
         """The receipt of every source imported so far."""

@@ -658,8 +658,9 @@ class TestInterchange:
         result = run(path, "export", "gone")
         assert result.exit_code == 0
         lines = [json.loads(line) for line in result.stdout.splitlines()]
-        assert lines[0] == {"format": "eventstore.events", "version": 1, "whole_log": False, "keys": ["gone"]}
-        assert [line["type"] for line in lines[1:]] == ["MessageAppended", "SessionDeleted"]
+        assert lines[0] == {"format": "eventstore.events", "version": 2, "whole_log": False, "keys": ["gone"]}
+        assert [line["type"] for line in lines[1:-1]] == ["MessageAppended", "SessionDeleted"]
+        assert lines[-1] == {"end": True, "events": 2, "last_hash": lines[-2]["hash"]}
 
     def test_export_refuses_to_overwrite(self, path: Path, tmp_path: Path) -> None:
         target = tmp_path / "out.jsonl"

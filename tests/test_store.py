@@ -27,7 +27,7 @@ from eventstore import (
 )
 from eventstore.storage import lmdb as _environment
 from eventstore._folding import fold_stream, to_recorded
-from eventstore.events import MessageAppended, MessagesCleared, SessionDeleted, SessionRestored
+from eventstore.events import MessageAppended, MessagesCleared, SessionDeleted, SessionRenamed, SessionRestored
 from projections.session import empty_snapshot, fold
 
 from conftest import FakeClock
@@ -1058,7 +1058,9 @@ class TestImportedEvents:
         """A restore's creation time given at +02:00 is stored as the same instant in UTC."""
         moment = datetime(2026, 1, 1, tzinfo=UTC)
         local = datetime(2026, 1, 1, 2, tzinfo=timezone(timedelta(hours=2)))
-        store.import_sessions({"s": [(moment, SessionRestored(1, True, (), None, None, local))]})
+        # A restore needs a version to go back to (a restore to version 1 of a session at version 2).
+        store.import_sessions({"s": [(moment, SessionRenamed("a")), (moment, SessionRenamed("b")),
+                                     (moment, SessionRestored(1, True, (), "a", None, local))]})
         metadata = store.get_session_metadata("s")
         assert (moment, UTC) == (metadata.created_at, metadata.created_at.tzinfo)
         assert store.verify().ok
