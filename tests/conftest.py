@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from eventstore import SessionStore
-from eventstore.storage import MemoryStorage, Storage
+from eventstore.storage import Durability, MemoryStorage, Storage
 from eventstore.storage.lmdb import Environment
 
 #: The storage engines a test parametrised over ``engine`` or ``open_storage`` runs on.
@@ -73,6 +73,6 @@ def store(store_path: Path, clock: FakeClock, engine: str) -> Iterator[SessionSt
 def open_storage(request: pytest.FixtureRequest) -> Callable[[Path], Storage]:
     """Opens a storage engine at a path; opening a path again gives the same contents. Once per engine."""
     if request.param == "lmdb":
-        return Environment.acquire
+        return lambda path: Environment.acquire(path, durability=Durability.OFF)
     stores: dict[Path, MemoryStorage] = {}
     return lambda path: stores.setdefault(path, MemoryStorage(path)).open_again()
