@@ -3,12 +3,14 @@ what they hold after applying histories in random batches must be what the sessi
 
 from __future__ import annotations
 
+import itertools
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from strategies import histories
 
 from eventstore import RecordedEvent
 from eventstore.storage import Storage
@@ -16,8 +18,6 @@ from projections.catalog import Catalog
 from projections.messages import MessageLists
 from projections.readmodel import Checkpoints
 from projections.session import SessionSnapshot, empty_snapshot, fold
-
-from strategies import histories
 
 KEYS = ("alpha", "beta", "gamma")
 
@@ -34,7 +34,7 @@ def batched_histories(draw: st.DrawFn) -> list[tuple[int, list[RecordedEvent]]]:
         history = draw(histories(key=key, max_size=12))
         cuts = sorted(draw(st.sets(st.integers(1, max(len(history) - 1, 1)), max_size=4)))
         bounds = [0, *[cut for cut in cuts if cut < len(history)], len(history)]
-        pending[stream_id] = [history[a:b] for a, b in zip(bounds, bounds[1:]) if b > a]
+        pending[stream_id] = [history[a:b] for a, b in itertools.pairwise(bounds) if b > a]
     batches = []
     while any(pending.values()):
         stream_id = draw(st.sampled_from(sorted(s for s, left in pending.items() if left)))
