@@ -20,7 +20,7 @@ import os
 import shutil
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
@@ -496,11 +496,9 @@ class Environment:
         if self.readonly:
             raise StoreReadOnly(f"the store at {self.path} is open read-only")
 
-    @contextmanager
-    def read(self) -> Iterator[LmdbTransaction]:
+    def read(self) -> AbstractContextManager[LmdbTransaction]:
         """A read transaction: a consistent snapshot. Keep it short: it pins old pages."""
-        with self._transaction(write=False) as txn:
-            yield LmdbTransaction(txn)
+        return self._transaction(write=False)
 
     def write(self, body: Callable[[WriteTransaction], T]) -> T:
         """Run ``body`` in one write transaction and commit; grow the map and retry if full.
@@ -511,7 +509,7 @@ class Environment:
         while True:
             try:
                 with self._write_lock, self._transaction(write=True) as txn:
-                    return body(LmdbTransaction(txn))
+                    return body(txn)
             except _MapFull:
                 self._grow()
 
@@ -528,7 +526,7 @@ class Environment:
                 raise _translated(exc, self.path) from None
 
     @contextmanager
-    def _transaction(self, *, write: bool) -> Iterator[lmdb.Transaction]:
+    def _transaction(self, *, write: bool) -> Iterator[LmdbTransaction]:
         if os.getpid() != self._pid:
             raise StoreUsedAfterFork(
                 "this store was opened before fork(); open a new SessionStore in the child process"
@@ -538,7 +536,7 @@ class Environment:
         txn = self._begin(write)
         try:
             try:
-                yield txn
+                yield LmdbTransaction(txn)
             except BaseException:
                 self._end(txn, commit=False)
                 raise
