@@ -168,6 +168,7 @@ class StorageConformance:
         with storage.read() as txn:
             assert _ascending(expected) == list(txn.scan(filled, start, reverse=reverse))
             assert expected == list(txn.scan_keys(filled, start, reverse=reverse))
+            assert [value for _, value in _ascending(expected)] == list(txn.scan_values(filled, start, reverse=reverse))
 
     @pytest.mark.parametrize("key", STARTS)
     def test_before(self, storage, filled, key):
@@ -179,7 +180,7 @@ class StorageConformance:
     def test_empty_space(self, storage, space):
         with storage.read() as txn:
             assert [] == list(txn.scan(space)) == list(txn.scan(space, b"a", reverse=True))
-            assert [] == list(txn.scan_keys(space, reverse=True))
+            assert [] == list(txn.scan_keys(space, reverse=True)) == list(txn.scan_values(space, b"a"))
             assert (None, None, 0, {}) == (txn.last(space), txn.before(space, b"z"), txn.count(space),
                                            txn.get_many(space, [b"a"]))
 
@@ -425,6 +426,7 @@ class _DictMachine(RuleBasedStateMachine):
         with self.storage.read() as txn:
             assert items == list(txn.scan(self.spaces[space], start, reverse=reverse))
             assert [k for k, _ in items] == list(txn.scan_keys(self.spaces[space], start, reverse=reverse))
+            assert [v for _, v in items] == list(txn.scan_values(self.spaces[space], start, reverse=reverse))
 
     @rule(space=st.sampled_from(_SPACES), key=_keys, keys=st.lists(_keys, max_size=4))
     def point_reads(self, space: str, key: bytes, keys: list[bytes]) -> None:

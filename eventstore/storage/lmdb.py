@@ -169,6 +169,12 @@ class LmdbTransaction:
             return iter(())
         return (cursor.iterprev if reverse else cursor.iternext)(values=False)  # type: ignore[return-value]
 
+    def scan_values(self, space: Space, start: bytes | None = None, *, reverse: bool = False) -> Iterator[bytes]:
+        cursor = self._positioned(space, start, reverse)
+        if cursor is None:
+            return iter(())
+        return (cursor.iterprev if reverse else cursor.iternext)(keys=False)  # type: ignore[return-value]
+
     def before(self, space: Space, key: bytes) -> tuple[bytes, bytes] | None:
         cursor = self._positioned(space, key, True)
         return None if cursor is None else cursor.item()  # type: ignore[return-value]

@@ -104,6 +104,11 @@ class MemoryTransaction:
         for key in self.scan_keys(space, start, reverse=reverse):
             yield key, self._table(space).values[key]
 
+    def scan_values(self, space: Space, start: bytes | None = None, *, reverse: bool = False
+                    ) -> Iterator[bytes]:
+        for key in self.scan_keys(space, start, reverse=reverse):
+            yield self._table(space).values[key]
+
     def scan_keys(self, space: Space, start: bytes | None = None, *, reverse: bool = False) -> Iterator[bytes]:
         # Each step looks the next key up afresh, so the body may change the space while it scans.
         keys = self._table(space).keys

@@ -87,6 +87,9 @@ class ReadTransaction(Protocol):
     def scan_keys(self, space: Space, start: bytes | None = None, *, reverse: bool = False) -> Iterator[bytes]:
         """The keys ``scan`` would yield, without copying the values."""
 
+    def scan_values(self, space: Space, start: bytes | None = None, *, reverse: bool = False) -> Iterator[bytes]:
+        """The values ``scan`` would yield, without building a pair per key (listings read thousands)."""
+
     def before(self, space: Space, key: bytes) -> tuple[bytes, bytes] | None:
         """The pair with the greatest key strictly below ``key``, or ``None`` (a floor lookup)."""
 
