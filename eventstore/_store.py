@@ -24,7 +24,7 @@ from projections.session import timestamped
 from ._deferred import Deferred, DeferredReadModels
 from ._audit import Progress
 from ._bookkeeping import IdempotencyRecords, ImportReceipts
-from .storage import Durability, ReadTransaction, WriteTransaction
+from .storage import Durability, ReadTransaction, Storage, WriteTransaction
 from .storage.lmdb import Environment
 from ._errors import (
     EventStoreError,
@@ -79,6 +79,16 @@ def _durability(durable: object) -> Durability:
         raise InvalidArgument(f"durable must be a bool or a Durability ({choices}), not {durable!r:.60}") from None
 
 
+def _check_options(clock: object, snapshot_every: object, cache_sessions: object, rebuild_progress: object) -> None:
+    """Check the options every way of opening a store takes."""
+    if isinstance(snapshot_every, bool) or not isinstance(snapshot_every, int) or snapshot_every < 1:
+        raise InvalidArgument(f"snapshot_every must be a positive int, not {snapshot_every!r}")
+    check_index(cache_sessions, "cache_sessions")
+    if clock is not None and not callable(clock):
+        raise InvalidArgument(f"clock must be a callable returning an aware datetime, not {clock!r:.60}")
+    check_progress(rebuild_progress)
+
+
 class SessionStore:
     """An event-sourced, append-only store of conversation sessions in one LMDB environment.
 
@@ -102,44 +112,67 @@ class SessionStore:
             opening rebuilds a read model whose code version changed.
 
     The store is a context manager, may be shared by threads, and may be opened
-    by several processes at once.
+    by several processes at once. ``SessionStore.on_storage`` opens one on another
+    storage engine.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, clock: Clock | None = None,
                  durable: bool | Durability | str = True,
                  snapshot_every: int = 250, max_size: int | None = None, cache_sessions: int = 256,
                  readonly: bool = False, rebuild_progress: Progress | None = None) -> None:
-        if isinstance(snapshot_every, bool) or not isinstance(snapshot_every, int) or snapshot_every < 1:
-            raise InvalidArgument(f"snapshot_every must be a positive int, not {snapshot_every!r}")
-        check_index(cache_sessions, "cache_sessions")
+        _check_options(clock, snapshot_every, cache_sessions, rebuild_progress)
         if not isinstance(path, (str, os.PathLike)) or (isinstance(path, str) and not path) or "\x00" in str(path):
             raise InvalidArgument(f"path must be a non-empty str or os.PathLike without NUL, not {path!r:.60}")
         try:
             os.fsencode(path)
         except UnicodeEncodeError:
             raise InvalidArgument(f"path {path!r:.60} cannot be encoded for the file system") from None
-        if clock is not None and not callable(clock):
-            raise InvalidArgument(f"clock must be a callable returning an aware datetime, not {clock!r:.60}")
         durability = _durability(durable)
         if not isinstance(readonly, bool):
             raise InvalidArgument(f"readonly must be a bool, not {readonly!r:.60}")
         if max_size is not None and (check_index(max_size, "max_size") < _SMALLEST_STORE):
             raise InvalidArgument(f"max_size must be at least {_SMALLEST_STORE} bytes, not {max_size}")
-        self.path = Path(path)
-        if readonly and not self.path.is_dir():
-            raise StoreNotFound(f"there is no store at {self.path}")
+        directory = Path(path)
+        if readonly and not directory.is_dir():
+            raise StoreNotFound(f"there is no store at {directory}")
         try:
-            self.path.mkdir(parents=True, exist_ok=True)
+            directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise EventStoreError(f"cannot create the store directory {self.path}: {exc}") from None
+            raise EventStoreError(f"cannot create the store directory {directory}: {exc}") from None
+        environment = Environment.acquire(directory, durability=durability, max_size=max_size, readonly=readonly)
+        self._attach(environment, directory, clock, snapshot_every, cache_sessions, rebuild_progress, readonly)
+
+    @classmethod
+    def on_storage(cls, storage: Storage, *, clock: Clock | None = None, snapshot_every: int = 250,
+                   cache_sessions: int = 256, rebuild_progress: Progress | None = None) -> SessionStore:
+        """A store on an open storage engine, which it owns from then on: ``close`` releases it.
+
+        ``SessionStore(path, ...)`` is this over LMDB at ``path``. The engine's own options
+        (durability, size cap, read-only) are set when the engine is opened; the other
+        arguments are ``SessionStore``'s. For a store in memory (tests, scratch work)::
+
+            SessionStore.on_storage(eventstore.storage.MemoryStorage())
+        """
+        try:
+            _check_options(clock, snapshot_every, cache_sessions, rebuild_progress)
+        except BaseException:
+            storage.release()
+            raise
+        store = cls.__new__(cls)
+        store._attach(storage, storage.path, clock, snapshot_every, cache_sessions, rebuild_progress, False)
+        return store
+
+    def _attach(self, storage: Storage, path: Path, clock: Clock | None, snapshot_every: int, cache_sessions: int,
+                rebuild_progress: Progress | None, readonly: bool) -> None:
+        """Open the log and the read models on ``storage``; release it if that fails."""
+        self.path = path
         self._clock = clock or system_clock
-        self._rebuild_progress = check_progress(rebuild_progress)
+        self._rebuild_progress = rebuild_progress
         self._snapshot_every = snapshot_every
         self._decoded = DecodedSessions(cache_sessions)
         self._closed = False
-        self._environment = Environment.acquire(self.path, durability=durability, max_size=max_size,
-                                                readonly=readonly)
-        self._readonly = readonly or self._environment.readonly
+        self._environment = storage
+        self._readonly = readonly or storage.readonly
         try:
             self._open_components()
         except BaseException:

@@ -14,6 +14,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from eventstore import ChatMessage, SessionMetadata, SessionState, SessionStore, TimestampedMessage
 from eventstore._folding import fold_stream, to_recorded
+from eventstore.storage import MemoryStorage
 from projections.session import SessionHead, empty_snapshot, fold, timestamped
 
 from conftest import FakeClock
@@ -310,6 +311,19 @@ class StoreMachine(RuleBasedStateMachine):
 
 StoreMachine.TestCase.__doc__ = "The store agrees with the in-memory model after every random step."
 TestStoreModel = StoreMachine.TestCase
+
+
+class MemoryStoreMachine(StoreMachine):
+    """The same machine on the in-memory engine; reopening opens the same contents again."""
+
+    def _open(self) -> SessionStore:
+        storage = self.__dict__.get("storage")
+        self.storage = MemoryStorage() if storage is None else storage.open_again()
+        return SessionStore.on_storage(self.storage, clock=self.clock, snapshot_every=SNAPSHOT_EVERY)
+
+
+MemoryStoreMachine.TestCase.__doc__ = "The store on the in-memory engine agrees with the model after every step."
+TestStoreModelInMemory = MemoryStoreMachine.TestCase
 
 
 @pytest.mark.slow

@@ -22,15 +22,17 @@ from eventstore import (
     StoreClosed,
     StoreCorrupted,
     StoreFull,
+    StoreReadOnly,
     TimestampedMessage,
     WrongExpectedVersion,
 )
+from eventstore.storage import MemoryStorage
 from eventstore.storage import lmdb as _environment
 from eventstore._folding import fold_stream, to_recorded
 from eventstore.events import MessageAppended, MessagesCleared, SessionDeleted, SessionRenamed, SessionRestored
 from projections.session import empty_snapshot, fold
 
-from conftest import FakeClock
+from conftest import ENGINES, FakeClock
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)  # FakeClock's start
 _STREAM_VERSION = struct.Struct(">QQ")  # the log's stream index key: stream id, version
@@ -70,6 +72,13 @@ def has_snapshot(store: SessionStore, key: str, version: int) -> bool:
 def replayed(store: SessionStore, key: str, version: int):
     """The session folded from its first event up to ``version``, without snapshots."""
     return fold(empty_snapshot(key), [e for e in stream_events(store, key) if e.version <= version])
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    """Every test using the ``store`` fixture runs on LMDB and in memory; tests that open a path
+    themselves (reopening, file options, map size, threads) run on LMDB only."""
+    return str(request.param)
 
 
 class _Abort(Exception):
@@ -977,6 +986,31 @@ class TestBadArguments:
         for bad in (0, -1, 1.5, True, "5"):
             with pytest.raises(InvalidArgument):
                 SessionStore(store_path, snapshot_every=bad)
+
+
+class TestOnStorage:
+    """``SessionStore.on_storage``: a store on any engine, which it owns from then on."""
+
+    def test_close_releases_the_storage(self, clock):
+        storage = MemoryStorage()
+        with SessionStore.on_storage(storage, clock=clock) as store:
+            store.append("a", user("hi"))
+        with pytest.raises(StoreClosed):
+            storage.space("log.events")
+        with SessionStore.on_storage(storage.open_again(readonly=True), clock=clock) as reader:
+            assert [user("hi")] == reader.load("a")
+            with pytest.raises(StoreReadOnly):
+                reader.append("a", user("no"))
+
+    def test_bad_option_releases_the_storage(self):
+        storage = MemoryStorage()
+        for options in ({"snapshot_every": 0}, {"clock": "now"}, {"cache_sessions": -1}, {"rebuild_progress": 1}):
+            with pytest.raises(InvalidArgument):
+                SessionStore.on_storage(storage.open_again(), **options)
+        with pytest.raises(InvalidArgument):
+            SessionStore.on_storage(storage, snapshot_every=0)
+        with pytest.raises(StoreClosed):
+            storage.space("log.events")
 
 
 class TestClose:
