@@ -339,6 +339,13 @@ class StorageConformance:
 
         run_state_machine_as_test(machine)
 
+    def test_an_undamaged_store_has_no_page_problems(self, tmp_path: Path) -> None:
+        """A fresh store with data reports no damage from its files."""
+        storage = self.make_storage(tmp_path)
+        space = storage.space("a")
+        storage.write(lambda txn: txn.put(space, b"k", b"v"))
+        assert [] == storage.page_problems()
+
 
 _SPACES = ("one", "two")
 _keys = st.lists(st.sampled_from(b"\x00ab\xff"), min_size=1, max_size=3).map(bytes)

@@ -253,6 +253,11 @@ class MemoryStorage:
     def file_size(self) -> int:
         return 0
 
+    def page_problems(self) -> list[str]:
+        """No file, so no page to damage."""
+        self._check_open()
+        return []
+
     def vacuum(self, reopen: Callable[[], None]) -> None:
         """Nothing to compact; ``reopen`` runs all the same, as the protocol promises callers."""
         self._check_open()
