@@ -10,11 +10,14 @@ is the one place that deals with those rules:
 * ``Environment.acquire`` hands out one shared, reference-counted environment per
   (process, path);
 * every transaction checks the process id and refuses a forked child;
+* a forked child opens environments of its own: the inherited ones are never used,
+  closed or freed there (see ``_after_fork_in_child``);
 * a gate lets any number of transactions run together, or one map resize alone.
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
 import json
@@ -22,11 +25,13 @@ import os
 import shutil
 import threading
 import uuid
+import weakref
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Iterator, TypeVar
 
 import lmdb
+from lmdb import _envid
 
 from .._errors import (
     EventStoreError,
@@ -70,6 +75,36 @@ _LOCK_FILE_BYTES = 192 + 64 * (_MAX_READERS - 1)
 _WALK_AT_OPEN_PAGES = 1024
 # A page check needs the meta page of its read transaction, which two commits meanwhile overwrite.
 _PAGE_CHECK_ATTEMPTS = 100
+
+
+# py-lmdb's identities of an environment's files, which it keeps for every environment open in the process.
+_LMDB_ENV_KEYS: Callable[[str | bytes, bool], tuple[object, ...]] = _envid.env_keys
+
+
+def _keep_forever(obj: object) -> None:
+    """Hold a reference that is never dropped (py-lmdb closes an environment it frees, even in a forked child)."""
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
+
+
+def _env_keys_of_this_process(path: str | bytes, subdir: bool) -> tuple[object, ...]:
+    return tuple((os.getpid(), key) for key in _LMDB_ENV_KEYS(path, subdir))
+
+
+def _after_fork_in_child() -> None:
+    """Leave the environments inherited from the parent alone, and let this process open its own.
+
+    LMDB lets a child open an environment of its own, but it must neither use nor close the inherited
+    one: closing it would clear this process's reader slots in the shared lock file and drop its file
+    locks. So the inherited ones stay allocated until the process ends, are never used (every
+    transaction checks the process id), and leave the registry. py-lmdb's own registry of open files
+    survives fork too and would refuse the child's open: keyed by process, it names the inherited
+    environments as the parent's.
+    """
+    Environment._registry_lock = threading.Lock()  # another thread may have held it at the fork
+    Environment._registry.clear()
+    for environment in list(_OPENED):
+        _keep_forever(environment._env)
+    _envid.env_keys = _env_keys_of_this_process
 
 
 # What py-lmdb raises when the file's pages do not make sense.
@@ -367,6 +402,7 @@ class Environment:
         if not self.readonly:
             _write_marker(path)
         self._clear_stale_readers()
+        _OPENED.add(self)
 
     def _open_files(self) -> None:
         if not self.readonly:
@@ -440,12 +476,6 @@ class Environment:
                 del cls._registry[key]
                 environment = None
             if environment is None:
-                if any(other[1] == key[1] for other in cls._registry):
-                    # py-lmdb (and LMDB) forbid a second open of a path in a process, and a
-                    # forked child inherits the parent's open environment.
-                    raise StoreUsedAfterFork(
-                        f"{path} was open in the parent when this process forked, so it cannot be opened "
-                        "here; start workers with multiprocessing's 'spawn' or 'forkserver' method")
                 environment = cls(path, durability=durability, max_size=max_size, readonly=readonly)
                 cls._registry[key] = environment
             elif environment.readonly and not readonly:
@@ -577,6 +607,7 @@ class Environment:
 
         ``body`` may run more than once, so it must do nothing but work in the transaction.
         """
+        self._refuse_if_forked()  # before the write lock, which a thread of the parent may have held at the fork
         self._refuse_if_readonly()
         while True:
             try:
@@ -651,3 +682,8 @@ class Environment:
     def file_size(self) -> int:
         """Size of the data file on disk, in bytes."""
         return os.path.getsize(self.path / "data.mdb")
+
+
+# Every environment this process has opened and not freed, for ``_after_fork_in_child``.
+_OPENED: weakref.WeakSet[Environment] = weakref.WeakSet()
+os.register_at_fork(after_in_child=_after_fork_in_child)
