@@ -18,6 +18,7 @@ from ._errors import (
     StoreBusy,
     StoreNotFound,
     StoreReadOnly,
+    StoreInaccessible,
     StoreFull,
     StoreUsedAfterFork,
     InvalidVersion,
@@ -75,4 +76,5 @@ __all__ = [
     "ReplicationMismatch",
     "StoreNotFound",
     "StoreReadOnly",
+    "StoreInaccessible",
 ]

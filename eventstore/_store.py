@@ -32,6 +32,7 @@ from ._errors import (
     StoreNotFound,
     StoreReadOnly,
     InvalidArgument,
+    shown,
 )
 from ._log import EventLog
 from ._snapshots import SnapshotStore
@@ -110,7 +111,7 @@ class SessionStore:
                  snapshot_every: int = 250, max_size: int | None = None, cache_sessions: int = 256,
                  readonly: bool = False, rebuild_progress: Progress | None = None) -> None:
         if isinstance(snapshot_every, bool) or not isinstance(snapshot_every, int) or snapshot_every < 1:
-            raise InvalidArgument(f"snapshot_every must be a positive int, not {snapshot_every!r}")
+            raise InvalidArgument(f"snapshot_every must be a positive int, not {shown(snapshot_every)}")
         check_index(cache_sessions, "cache_sessions")
         if not isinstance(path, (str, os.PathLike)) or (isinstance(path, str) and not path) or "\x00" in str(path):
             raise InvalidArgument(f"path must be a non-empty str or os.PathLike without NUL, not {path!r:.60}")

@@ -34,7 +34,7 @@ import orjson
 from ._codec import EncodedEvent, decode_event, encode_event
 from ._errors import EventStoreError, InvalidArgument, ReplicationMismatch
 from ._store import SessionStore
-from ._values import ImportOutcome
+from ._values import ImportOutcome, utc
 from .events import RecordedEvent, SessionEvent
 
 __all__ = [
@@ -144,7 +144,7 @@ def event_from_dict(data: object) -> RecordedEvent:
         position=_field(data, "position", int),
         session_key=_field(data, "session_key", str),
         version=_field(data, "version", int),
-        recorded_at=recorded_at.astimezone(timezone.utc),
+        recorded_at=utc(recorded_at),
         event=event,
         event_id=uuid.UUID(_field(data, "event_id", str)),
         hash=_field(data, "hash", str),

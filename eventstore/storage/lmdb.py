@@ -23,6 +23,7 @@ import fcntl
 import json
 import os
 import shutil
+import stat
 import threading
 import uuid
 import weakref
@@ -40,6 +41,7 @@ from .._errors import (
     StoreClosed,
     StoreCorrupted,
     StoreFull,
+    StoreInaccessible,
     StoreNotFound,
     StoreReadOnly,
     StoreUsedAfterFork,
@@ -160,6 +162,38 @@ def _check_files(path: Path) -> None:
             f"stored there, remove the directory")
 
 
+def _open_users_lock(lock: Path, *, create: bool) -> BinaryIO | None:
+    """Open ``users.lock`` to hold a lock on (read access is enough), or None if a read-only open finds none.
+
+    Raises:
+        StoreInaccessible: this process may not read it.
+        StoreCorrupted: it is not a regular file (a directory, a FIFO, a symbolic link).
+        StoreFull: there is no room to create it.
+    """
+    # Non-blocking: opening a FIFO planted there would otherwise wait for a writer forever.
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_CREAT if create else 0)
+    not_a_lock_file = StoreCorrupted(f"{lock} is not a regular file, so it is not the store's lock file; remove it")
+    try:
+        descriptor = os.open(lock, flags, 0o644)
+    except FileNotFoundError:
+        if create:
+            raise StoreNotFound(f"there is no store at {lock.parent}: the directory is gone") from None
+        return None  # a read-only store that was never opened writable by this version
+    except PermissionError:
+        raise StoreInaccessible(f"this process may not open {lock}, so it cannot take part in the store's "
+                                "locking; fix the file's permissions or open the store as its owner") from None
+    except OSError as exc:
+        if exc.errno in (errno.EISDIR, errno.ELOOP):
+            raise not_a_lock_file from None
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StoreFull(f"no room on the file system to create {lock}") from None
+        raise EventStoreError(f"cannot open {lock}: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        raise not_a_lock_file
+    return os.fdopen(descriptor, "rb")
+
+
 def _undo_creation(path: Path) -> None:
     """Remove what a failed creation left (a full disk, say), so that the next try is a creation again.
 
@@ -198,6 +232,8 @@ def _reserve_lock_file(path: Path) -> None:
         descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     except PermissionError:
         return  # LMDB says so itself, and a read-only open copes
+    except IsADirectoryError:
+        raise StoreCorrupted(f"{lock} is a directory, not the store's LMDB lock file; remove it") from None
     try:
         if os.fstat(descriptor).st_size <= _LOCK_FILE_BYTES:
             os.posix_fallocate(descriptor, 0, _LOCK_FILE_BYTES)
@@ -382,6 +418,8 @@ class Environment:
         self.readonly = readonly or not os.access(path, os.W_OK)
         try:
             _check_files(path)
+        except PermissionError as exc:
+            raise StoreInaccessible(f"this process may not read the store at {path}: {exc}") from None
         except OSError as exc:
             raise EventStoreError(f"cannot read the store at {path}: {exc}") from None
         if self.readonly and not (path / _DATA).exists():
@@ -409,11 +447,9 @@ class Environment:
             _reserve_lock_file(self.path)
         # Every process holds a shared lock on this file while the store is open, so
         # that vacuum can tell whether it has the store to itself.
-        try:
-            self._users = open(self.path / _USERS_LOCK, "rb" if self.readonly else "a+b")  # noqa: SIM115
+        self._users = _open_users_lock(self.path / _USERS_LOCK, create=not self.readonly)
+        if self._users is not None:
             fcntl.flock(self._users, fcntl.LOCK_SH)
-        except FileNotFoundError:
-            pass  # a read-only store that was never opened writable by this version
         self._env = self._open_lmdb()
 
     def _exclude_writers(self) -> None:
