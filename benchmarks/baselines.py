@@ -21,9 +21,9 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
-from datetime import datetime, timezone
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterable
 
 import orjson
 
@@ -34,7 +34,7 @@ __all__ = ["SqliteSessions", "JsonlSessions", "sanitize_key"]
 
 def _now_rfc3339() -> str:
     # chrono's to_rfc3339() in ZeroClaw: an explicit +00:00 offset.
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(UTC).isoformat()
 
 
 _SCHEMA = """
@@ -271,7 +271,7 @@ class JsonlSessions:
                 stat = entry.stat()
                 with open(entry.path, "rb") as handle:
                     count = handle.read().count(b"\n")
-                modified = datetime.fromtimestamp(stat.st_mtime, timezone.utc)
+                modified = datetime.fromtimestamp(stat.st_mtime, UTC)
                 found.append(SessionMetadata(entry.name[:-6], None, modified, modified, count))
         found.sort(key=lambda m: m.last_activity, reverse=True)
         return found

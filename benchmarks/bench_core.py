@@ -34,10 +34,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import lmdb
 import orjson
@@ -313,7 +314,7 @@ def render_table(rows: list[Row], columns: tuple[str, ...] = BACKENDS) -> str:
         ratios = [row.ratio(p) for p in PEERS]
         body.append([row.title, str(n)] + [_cell(row, c) for c in columns]
                     + ["-" if r is None else f"{r:.2f}x" for r in ratios])
-    widths = [max(len(line[i]) for line in [header] + body) for i in range(len(header))]
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
     lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths)))]
     lines.append("  ".join("-" * w for w in widths))
     for line, row in zip(body, rows):
@@ -554,7 +555,7 @@ class Bench:
         opened: dict[str, list[float]] = {b: [] for b in BACKENDS}
         phases: list[dict[str, Any]] = []
         breakdown_error = None
-        jobs = list(BACKENDS) + ["breakdown"]
+        jobs = [*BACKENDS, "breakdown"]
         for run in range(s.first_load_runs):
             shift = run % len(jobs)
             for job in jobs[shift:] + jobs[:shift]:
@@ -712,8 +713,8 @@ class Bench:
             store._queries._listing = None  # private: forget the cached listing, to time the decode itself
             return store.list_sessions_with_metadata()
 
-        samples = interleaved({"ours": timed(uncached), **{b: timed(lambda i, st=stores[b]: st.list_sessions_with_metadata())
-                                                            for b in PEERS}}, s.list_runs, 1)
+        peers = {b: timed(lambda i, st=stores[b]: st.list_sessions_with_metadata()) for b in PEERS}
+        samples = interleaved({"ours": timed(uncached), **peers}, s.list_runs, 1)
         self.rows.append(Row("list_uncached", f"list_sessions_with_metadata, {s.list_sessions:,} sessions, "
                              "ours uncached", "ns", {b: Stats.of(v) for b, v in samples.items()}))
 

@@ -17,8 +17,8 @@ import random
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from eventstore import ChatMessage, SessionStore
 

@@ -3,43 +3,77 @@
 Every change is an immutable event with a global position, a per-session
 version and a time; read models folded from those events answer the queries.
 The public API is re-exported here; the machinery lives in private modules.
+
+Names are imported on first use (PEP 562): ``import eventstore``, or importing
+a pure module such as ``eventstore.events``, does not load LMDB, the codec or
+the read models.
 """
 
-from ._errors import (
-    EventStoreError,
-    IncompatibleStore,
-    InvalidArgument,
-    InvalidMessage,
-    InvalidSessionKey,
-    StoreClosed,
-    StoreCorrupted,
-    ReplicationMismatch,
-    SourceChanged,
-    StoreBusy,
-    StoreNotFound,
-    StoreReadOnly,
-    StoreInaccessible,
-    StoreFull,
-    StoreUsedAfterFork,
-    InvalidVersion,
-    WrongExpectedVersion,
-)
-from .storage import Durability
-from ._store import DEFAULT_SEARCH_LIMIT, ProjectionCheckpoint, SessionStore, StoreStats
-from ._values import (
-    MAX_KEY_BYTES,
-    ChatMessage,
-    SessionMetadata,
-    SessionQuery,
-    SearchHit,
-    SessionState,
-    ImportOutcome,
-    ImportReceipt,
-    SessionView,
-    TimestampedMessage,
-    VerifyReport,
-)
-from .events import REDACTED, RecordedEvent
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._codec import pause_gc_while_decoding
+    from .storage import Durability
+    from ._errors import (
+        EventStoreError,
+        IdempotencyKeyReused,
+        IncompatibleStore,
+        InvalidArgument,
+        InvalidMessage,
+        InvalidSessionKey,
+        InvalidVersion,
+        ReplicationMismatch,
+        SourceChanged,
+        StoreBusy,
+        StoreClosed,
+        StoreCorrupted,
+        StoreFull,
+        StoreInaccessible,
+        StoreNotFound,
+        StoreReadOnly,
+        StoreUsedAfterFork,
+        WrongExpectedVersion,
+    )
+    from ._store import DEFAULT_SEARCH_LIMIT, ProjectionCheckpoint, SessionStore, StoreStats
+    from ._values import (
+        MAX_KEY_BYTES,
+        ChatMessage,
+        ImportOutcome,
+        ImportReceipt,
+        SearchHit,
+        SessionMetadata,
+        SessionQuery,
+        SessionState,
+        SessionView,
+        TimestampedMessage,
+        VerifyReport,
+    )
+    from .events import REDACTED, RecordedEvent
+
+#: Each public name and the private module that defines it.
+_HOMES: dict[str, str] = {
+    **dict.fromkeys(
+        ["ChatMessage", "TimestampedMessage", "SessionMetadata", "SessionQuery", "SearchHit", "SessionState",
+         "SessionView", "VerifyReport", "ImportReceipt", "ImportOutcome", "MAX_KEY_BYTES"],
+        "._values",
+    ),
+    **dict.fromkeys(["SessionStore", "StoreStats", "ProjectionCheckpoint", "DEFAULT_SEARCH_LIMIT"], "._store"),
+    "Durability": ".storage",
+    "RecordedEvent": ".events",
+    "REDACTED": ".events",
+    "pause_gc_while_decoding": "._codec",
+    **dict.fromkeys(
+        ["EventStoreError", "IdempotencyKeyReused", "InvalidArgument", "InvalidSessionKey", "InvalidMessage",
+         "StoreCorrupted",
+         "IncompatibleStore", "StoreClosed", "StoreUsedAfterFork", "WrongExpectedVersion", "StoreFull", "StoreBusy",
+         "InvalidVersion", "SourceChanged", "ReplicationMismatch", "StoreNotFound", "StoreReadOnly",
+         "StoreInaccessible"],
+        "._errors",
+    ),
+}
 
 __all__ = [
     "ChatMessage",
@@ -60,6 +94,7 @@ __all__ = [
     "ImportOutcome",
     "MAX_KEY_BYTES",
     "DEFAULT_SEARCH_LIMIT",
+    "pause_gc_while_decoding",
     "EventStoreError",
     "InvalidArgument",
     "InvalidSessionKey",
@@ -69,6 +104,7 @@ __all__ = [
     "StoreClosed",
     "StoreUsedAfterFork",
     "WrongExpectedVersion",
+    "IdempotencyKeyReused",
     "StoreFull",
     "StoreBusy",
     "InvalidVersion",
@@ -78,3 +114,16 @@ __all__ = [
     "StoreReadOnly",
     "StoreInaccessible",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(home, __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -12,22 +12,27 @@ from __future__ import annotations
 import gc
 import struct
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, Callable, Iterator, TypeVar
+from functools import cache
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 import orjson
-from cattrs.errors import BaseValidationError
-from cattrs.preconf.orjson import make_converter
 
-from ._errors import EventStoreError, IncompatibleStore, StoreCorrupted
+from ._errors import EventStoreError, IncompatibleStore, InvalidArgument, StoreCorrupted
 from ._time import from_micros, stored_micros, to_micros
 from ._values import ChatMessage, TimestampedMessage, trusted_message
 from .events import EVENT_TYPES, SessionEvent
 
-__all__ = ["EncodedEvent", "encode_event", "decode_event", "encode_value", "decode_value", "bulk_decoding",
-           "unpack_stored"]
+if TYPE_CHECKING:
+    from cattrs.preconf.orjson import OrjsonConverter
+
+__all__ = [
+    "EncodedEvent", "encode_event", "decode_event", "encode_value", "decode_value", "bulk_decoding",
+    "pause_gc_while_decoding", "unpack_stored",
+]
 
 T = TypeVar("T")
 
@@ -35,19 +40,38 @@ T = TypeVar("T")
 #: of the next version. Add one here whenever an event type's version is bumped.
 UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {}
 
-_converter = make_converter()
-# Times are stored as integer microseconds: compact, and exact to the datetime's resolution.
-_converter.register_unstructure_hook(datetime, to_micros)
-_converter.register_unstructure_hook(ChatMessage, lambda m: [m.role, m.content])
-# Stored messages were validated when written; decoding checks only their types.
-_converter.register_structure_hook(ChatMessage, lambda value, _: trusted_message(*value))
-# Restored sessions carry thousands of messages: store each as a compact row.
-_converter.register_unstructure_hook(
-    TimestampedMessage, lambda m: [m.message.role, m.message.content, to_micros(m.created_at)]
-)
-_converter.register_structure_hook(
-    TimestampedMessage, lambda row, _: TimestampedMessage(trusted_message(row[0], row[1]), _micros(row[2]))
-)
+
+@cache
+def _converter() -> OrjsonConverter:
+    """The cattrs converter, built on first use: importing cattrs and building the converter is a large part
+    of importing the package, which processes that never encode or decode would pay for nothing."""
+    from cattrs.preconf.orjson import make_converter
+
+    converter = make_converter()
+    # Times are stored as integer microseconds: compact, and exact to the datetime's resolution.
+    converter.register_unstructure_hook(datetime, to_micros)
+    converter.register_unstructure_hook(ChatMessage, lambda m: [m.role, m.content])
+    # Stored messages were validated when written; decoding checks only their types.
+    converter.register_structure_hook(ChatMessage, lambda value, _: trusted_message(*value))
+    # Restored sessions carry thousands of messages: store each as a compact row.
+    converter.register_unstructure_hook(
+        TimestampedMessage, lambda m: [m.message.role, m.message.content, to_micros(m.created_at)]
+    )
+    converter.register_structure_hook(
+        TimestampedMessage, lambda row, _: TimestampedMessage(trusted_message(row[0], row[1]), _micros(row[2]))
+    )
+    for kind in (str, int, bool):
+        converter.register_structure_hook(kind, _exactly(kind))
+    converter.register_structure_hook(datetime, lambda value, _: _micros(value))
+    return converter
+
+
+@cache
+def _undecodable() -> tuple[type[Exception], ...]:
+    """What a payload that does not match its schema raises (cattrs' own errors are imported with the converter)."""
+    from cattrs.errors import BaseValidationError
+
+    return orjson.JSONDecodeError, BaseValidationError, EventStoreError, TypeError, ValueError, KeyError
 
 
 def _exactly(kind: type) -> Callable[[Any, Any], Any]:
@@ -62,15 +86,8 @@ def _exactly(kind: type) -> Callable[[Any, Any], Any]:
     return structure
 
 
-for _kind in (str, int, bool):
-    _converter.register_structure_hook(_kind, _exactly(_kind))
-
-
 def _micros(value: Any) -> datetime:
     return from_micros(stored_micros(value))
-
-
-_converter.register_structure_hook(datetime, lambda value, _: _micros(value))
 
 
 @attrs.frozen
@@ -84,7 +101,7 @@ class EncodedEvent:
 
 def encode_event(event: SessionEvent) -> EncodedEvent:
     """Encode a typed event."""
-    payload = orjson.dumps(_converter.unstructure(event))
+    payload = orjson.dumps(_converter().unstructure(event))
     return EncodedEvent(type(event).type_name, type(event).schema_version, payload)
 
 
@@ -109,15 +126,15 @@ def decode_event(encoded: EncodedEvent) -> SessionEvent:
         while version < cls.schema_version:
             data = UPCASTERS[(encoded.type_name, version)](data)
             version += 1
-        event: SessionEvent = _converter.structure(data, cls)
-    except (orjson.JSONDecodeError, BaseValidationError, EventStoreError, TypeError, ValueError, KeyError) as exc:
+        event: SessionEvent = _converter().structure(data, cls)
+    except _undecodable() as exc:
         raise StoreCorrupted(f"{encoded.type_name} payload does not decode: {exc}") from None
     return event
 
 
 def encode_value(value: Any) -> bytes:
     """Encode any registered attrs value (a snapshot, a read-model record) as JSON bytes."""
-    return orjson.dumps(_converter.unstructure(value))
+    return orjson.dumps(_converter().unstructure(value))
 
 
 def decode_value(data: bytes, cls: type[T]) -> T:
@@ -127,42 +144,64 @@ def decode_value(data: bytes, cls: type[T]) -> T:
         StoreCorrupted: the bytes do not match the schema.
     """
     try:
-        return _converter.structure(orjson.loads(data), cls)
-    except (orjson.JSONDecodeError, BaseValidationError, EventStoreError, TypeError, ValueError, KeyError) as exc:
+        return _converter().structure(orjson.loads(data), cls)
+    except _undecodable() as exc:
         raise StoreCorrupted(f"{cls.__name__} does not decode: {exc}") from None
 
 
 class _CollectorPause:
-    """How many threads are inside ``bulk_decoding``, and whether the collector was on when the first came in."""
+    """Whether the host opted in, how many threads are inside a pause, and whether the collector was on
+    when the first came in."""
 
     lock = threading.Lock()
+    wanted = False
     depth = 0
     was_enabled = False
 
 
+def pause_gc_while_decoding(enabled: bool) -> bool:
+    """Opt in (or back out) to pausing Python's cyclic garbage collector while a load decodes; off by default.
+
+    Decoded messages hold no reference cycles, so the collections their
+    allocations trigger free nothing, yet on long sessions they are a
+    noticeable share of a load (``benchmarks/bench_gc_pause.py`` measures
+    it). The collector is process-wide, so the pause is: while one
+    thread decodes, other threads see it off. That is the host's call to make,
+    hence opt-in. Threads share one pause: the first in turns the collector
+    off, the last out turns it back on if it was on before the first came in.
+    A host that opts in should not turn the collector on or off itself while
+    loads run. Returns the previous setting.
+
+    Raises:
+        InvalidArgument: ``enabled`` is not a bool.
+    """
+    if not isinstance(enabled, bool):
+        raise InvalidArgument(f"enabled must be a bool, not {enabled!r:.60}")
+    with _CollectorPause.lock:
+        previous, _CollectorPause.wanted = _CollectorPause.wanted, enabled
+    return previous
+
+
 @contextmanager
 def bulk_decoding() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector while a decode builds thousands of objects.
-
-    Decoded messages and rows hold no reference cycles, so the collections their
-    allocations trigger find nothing to free; in a fresh process they cost about
-    a sixth of a long load. Reference counting frees memory as usual. Threads
-    share one pause: the first in turns the collector off, the last out turns it
-    back on if it was on before the first came in.
-    """
+    """Around a decode that builds thousands of objects: pauses the collector if the host opted in
+    (``pause_gc_while_decoding``), else changes nothing. Reference counting frees memory as usual."""
     pause = _CollectorPause
     with pause.lock:
-        if pause.depth == 0:
-            pause.was_enabled = gc.isenabled()
-            gc.disable()
-        pause.depth += 1
+        paused = pause.wanted  # this call undoes what it did, even if the setting changes meanwhile
+        if paused:
+            if pause.depth == 0:
+                pause.was_enabled = gc.isenabled()
+                gc.disable()
+            pause.depth += 1
     try:
         yield
     finally:
-        with pause.lock:
-            pause.depth -= 1
-            if pause.depth == 0 and pause.was_enabled:
-                gc.enable()
+        if paused:
+            with pause.lock:
+                pause.depth -= 1
+                if pause.depth == 0 and pause.was_enabled:
+                    gc.enable()
 
 
 def unpack_stored(layout: struct.Struct, raw: bytes, what: str) -> tuple[Any, ...]:

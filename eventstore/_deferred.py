@@ -1,64 +1,135 @@
-"""The search index as a deferred read model: left behind by commands, brought up to the log by reads.
+"""Deferred read models: left behind by commands, brought up to the log by reads.
 
-Indexing a message inline would add 70-90% to a durable append (``bench_search``
-measures it), so a command commits without touching the index and every search
-first brings it up to date. A few missing events are folded in memory for that
-one read (read-your-writes without a write). More are folded in a read
+A deferred read model is one whose upkeep would cost a command too much (the
+search index: indexing a message inline adds 70-90% to a durable append,
+``bench_search`` measures it). Commands commit without touching it; every read
+of it first brings it up to date. A few missing events are folded in memory for
+that one read (read-your-writes without a write). More are folded in a read
 transaction and written in a short write one, so the long part holds no writer
 up and is not redone when a write must run again.
+
+``DeferredReadModel`` says what such a model offers; ``Deferred`` keeps one
+behind the log and catches it up; ``DeferredReadModels`` holds every registered
+one, for what the facade does to all of them (catch up, rebuild, verify).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, ContextManager, Iterable, Iterator, Mapping, TypeVar
+from typing import (
+    Any,
+    Callable,
+    ContextManager,
+    Generic,
+    Iterable,
+    Iterator,
+    Mapping,
+    Protocol,
+    Sequence,
+    TypeVar,
+)
 
 from projections.messages import MessageLists
 from projections.readmodel import Checkpoints
-from projections.search import SearchIndex
-from projections.session import Entry, SessionSnapshot
+from projections.session import Change, Entry, SessionSnapshot
 
 from .storage import ReadTransaction, WriteTransaction
 from ._errors import EventStoreError, StoreReadOnly
 from ._folding import LogChange, log_changes
 from ._log import EventLog, StoredEvent, stream_runs
 
-__all__ = ["DeferredSearch", "SessionTexts"]
+__all__ = ["Batch", "Deferred", "DeferredReadModel", "DeferredReadModels", "SessionTexts"]
 
 R = TypeVar("R")
+#: A model's batch of changes held in memory (it is also a view: reads through it see them).
+BatchT = TypeVar("BatchT", bound="Batch")
+#: What a model's queries read: its stored state through a transaction, or a batch.
+ViewT = TypeVar("ViewT")
 
-#: Events folded into the index per batch (a batch holds its changes in memory).
+#: Events folded into a model per batch (a batch holds its changes in memory).
 DEFERRED_BATCH = 200_000
-#: A search applies up to this many missing events in memory rather than catch the index up on disk.
+#: A read applies up to this many missing events in memory rather than catch the model up on disk.
 OVERLAY_UP_TO = 32
 #: How often a long fold reports progress, in events.
 _PROGRESS_EVERY = 1000
 
 Read = Callable[[], ContextManager[ReadTransaction]]
-Write = Callable[[Callable[[WriteTransaction], R]], R]
 
 
-class DeferredSearch:
-    """The search index, kept behind the log and caught up before it is read.
+class Write(Protocol):
+    """The facade's write: ``body`` in one write transaction, committed."""
+
+    def __call__(self, body: Callable[[WriteTransaction], R]) -> R: ...
+
+
+class Batch(Protocol):
+    """Changes folded in memory, not yet written."""
+
+    def settle(self) -> None:
+        """Finish the folding work (before the write transaction, where it would hold writers up)."""
+
+
+class DeferredReadModel(Protocol[BatchT, ViewT]):
+    """What a deferred read model offers. Its checkpoint may lag the log; ``Deferred`` catches it up."""
+
+    #: Stable name, used for its checkpoint and ``rebuild_projections(names=...)``.
+    name: str
+    #: Bumped whenever its stored form or fold changes: it is then rebuilt on open.
+    code_version: int
+
+    def prepare(self, txn: ReadTransaction, fresh: bool = False) -> BatchT:
+        """A batch to ``fold`` into through ``txn`` (a read one will do) and ``write`` in another transaction;
+        ``fresh``: build from nothing, ignoring what is stored."""
+
+    def fold(self, batch: BatchT, stream_id: int, events: Sequence[Change]) -> None:
+        """Apply one session's recorded events, in order, to a batch."""
+
+    def write(self, batch: BatchT, txn: WriteTransaction) -> None:
+        """Write a prepared batch (clearing the stored state first for a fresh one); may run again."""
+
+    def batch(self, txn: WriteTransaction) -> ContextManager[BatchT]:
+        """A batch folded and written in ``txn``, written when the block ends."""
+
+    def overlay(self, txn: ReadTransaction, pending: Iterable[tuple[int, Sequence[Change]]],
+                read_only: bool = False) -> ViewT:
+        """The stored state with ``pending`` events applied in memory only (read-your-writes)."""
+
+    def reader(self, txn: ReadTransaction, read_only: bool = False) -> ViewT:
+        """The stored state through ``txn``."""
+
+    def clear(self, txn: WriteTransaction) -> None:
+        """Drop all stored state."""
+
+    def check_view(self, view: ViewT, sessions: Mapping[int, SessionSnapshot]) -> list[str]:
+        """Where the state seen through ``view`` differs from ``sessions`` (stream id → session folded from the log)."""
+
+
+class Deferred(Generic[BatchT, ViewT]):
+    """One deferred read model, kept behind the log and caught up before it is read.
 
     ``read`` and ``write`` are the facade's transactions (they refuse a closed or
     read-only store as the facade does).
     """
 
-    def __init__(self, index: SearchIndex, log: EventLog, checkpoints: Checkpoints, read: Read,
+    def __init__(self, model: DeferredReadModel[BatchT, ViewT], log: EventLog, checkpoints: Checkpoints, read: Read,
                  write: Write, readonly: bool, path: Path) -> None:
-        self.index = index
+        self.model = model
         self._log, self._checkpoints = log, checkpoints
         self._read, self._write = read, write
         self._readonly, self._path = readonly, path
 
-    def lag(self, txn: ReadTransaction) -> int | None:
-        """How far the index is behind the log (0: current); ``None``: another code version built it.
+    def log_head(self) -> int:
+        """The log's last position."""
+        with self._read() as txn:
+            return self._log.head(txn)[0]
 
-        An index never built (no checkpoint) is empty: it is behind by the whole log.
+    def lag(self, txn: ReadTransaction) -> int | None:
+        """How far the model is behind the log (0: current); ``None``: another code version built it.
+
+        A model never built (no checkpoint) is empty: it is behind by the whole log.
         """
-        checkpoint = self._checkpoints.get(txn, self.index.name)
-        if checkpoint is not None and checkpoint[0] != self.index.code_version:
+        checkpoint = self._checkpoints.get(txn, self.model.name)
+        if checkpoint is not None and checkpoint[0] != self.model.code_version:
             return None
         return self._log.head(txn)[0] - (0 if checkpoint is None else checkpoint[1])
 
@@ -67,64 +138,65 @@ class DeferredSearch:
             return self.lag(txn) is None
 
     def pending(self, txn: ReadTransaction) -> Iterator[tuple[int, list[LogChange]]]:
-        """The events the index has not applied, in runs of one session's."""
-        checkpoint = self._checkpoints.get(txn, self.index.name)
+        """The events the model has not applied, in runs of one session's."""
+        checkpoint = self._checkpoints.get(txn, self.model.name)
         after = 0 if checkpoint is None else checkpoint[1]
         for stream_id, run in stream_runs(self._log.read_all(txn, after)):
             yield stream_id, list(log_changes(run))
 
-    def query(self, run: Callable[[object, ReadTransaction], R]) -> R:
-        """``run(view, txn)`` on the index as of every committed event (read-your-writes).
+    def query(self, run: Callable[[ViewT, ReadTransaction], R]) -> R:
+        """``run(view, txn)`` on the model as of every committed event (read-your-writes).
 
-        A current index is read as it is. One that lacks a few events (at most
+        A current model is read as it is. One that lacks a few events (at most
         ``OVERLAY_UP_TO``) is read with them applied in memory, which costs less
         than a durable commit; one further behind is caught up first, then read
         (a read-only store always applies the missing events in memory).
         """
-        index = self.index
+        model = self.model
         with self._read() as txn:
             lag = self.lag(txn)
             if lag == 0:
-                return run(index.reader(txn, read_only=True), txn)
+                return run(model.reader(txn, read_only=True), txn)
             if lag is not None and (lag <= OVERLAY_UP_TO or self._readonly):
-                return run(index.overlay(txn, self.pending(txn), read_only=True), txn)
+                return run(model.overlay(txn, self.pending(txn), read_only=True), txn)
             if self._readonly:
-                raise StoreReadOnly(f"the search index of {self._path} must be rebuilt; open the store writable once")
+                raise StoreReadOnly(f"the {model.name} read model of {self._path} must be rebuilt; "
+                                    "open the store writable once")
         self.catch_up()
         with self._read() as txn:
             if self.lag(txn) == 0:
-                return run(index.reader(txn, read_only=True), txn)
+                return run(model.reader(txn, read_only=True), txn)
 
-        def body(txn: WriteTransaction) -> R:  # writers keep the index behind: catch up and read in one transaction
+        def body(txn: WriteTransaction) -> R:  # writers keep the model behind: catch up and read in one transaction
             self.catch_up_in(txn)
-            return run(index.reader(txn), txn)
+            return run(model.reader(txn), txn)
 
         return self._write(body)
 
     def catch_up(self, rebuild: bool = False, progress: Callable[[int], None] | None = None) -> int:
-        """Bring the index up to the log: fold in a read transaction, write in a short write one.
+        """Bring the model up to the log: fold in a read transaction, write in a short write one.
 
         ``DEFERRED_BATCH`` events at a time; ``rebuild`` starts from nothing.
         ``progress(position)`` reports the fold. Returns how many events were applied.
         """
-        index, applied = self.index, 0
+        model, applied = self.model, 0
         while True:
             with self._read() as txn:
-                checkpoint = self._checkpoints.get(txn, index.name)
-                fresh = rebuild or (checkpoint is not None and checkpoint[0] != index.code_version)
+                checkpoint = self._checkpoints.get(txn, model.name)
+                fresh = rebuild or (checkpoint is not None and checkpoint[0] != model.code_version)
                 after = 0 if fresh or checkpoint is None else checkpoint[1]
                 head = self._log.head(txn)[0]
                 if not fresh and checkpoint is not None and after >= head:
                     return applied
-                writer = index.prepare(txn, fresh=fresh)
-                last = _fold_runs(index, writer, stream_runs(self._log.read_all(txn, after)), progress)[0] or after
+                writer = model.prepare(txn, fresh=fresh)
+                last = _fold_runs(model, writer, stream_runs(self._log.read_all(txn, after)), progress)[0] or after
                 writer.settle()
 
             def body(txn: WriteTransaction) -> int | None:
-                if self._checkpoints.get(txn, index.name) != checkpoint:
+                if self._checkpoints.get(txn, model.name) != checkpoint:
                     return None  # another catch-up or rebuild got there first: start again from it
-                index.write(writer, txn)
-                self._checkpoints.put(txn, index.name, index.code_version, last)
+                model.write(writer, txn)
+                self._checkpoints.put(txn, model.name, model.code_version, last)
                 return last - after
 
             done = self._write(body)
@@ -135,33 +207,74 @@ class DeferredSearch:
                     return applied
 
     def catch_up_in(self, txn: WriteTransaction) -> int:
-        """Apply every event after the index's checkpoint inside ``txn`` (a write the caller owns)."""
-        index = self.index
-        checkpoint = self._checkpoints.get(txn, index.name)
-        fresh = checkpoint is not None and checkpoint[0] != index.code_version
+        """Apply every event after the model's checkpoint inside ``txn`` (a write the caller owns)."""
+        model = self.model
+        checkpoint = self._checkpoints.get(txn, model.name)
+        fresh = checkpoint is not None and checkpoint[0] != model.code_version
         if fresh:
-            index.clear(txn)
+            model.clear(txn)
         after = 0 if fresh or checkpoint is None else checkpoint[1]
         last = self._fold(txn, self._log.read_all(txn, after))
         if fresh or last > after or checkpoint is None:
-            self._checkpoints.put(txn, index.name, index.code_version, max(last, after))
+            self._checkpoints.put(txn, model.name, model.code_version, max(last, after))
         return max(last - after, 0)
 
     def _fold(self, txn: WriteTransaction, entries: Iterable[StoredEvent]) -> int:
-        """Fold stored events into the index, ``DEFERRED_BATCH`` at a time; return the last position."""
+        """Fold stored events into the model, ``DEFERRED_BATCH`` at a time; return the last position."""
         runs, last, full = stream_runs(entries), 0, True
         while full:
-            with self.index.batch(txn) as writer:
-                reached, full = _fold_runs(self.index, writer, runs)
+            with self.model.batch(txn) as writer:
+                reached, full = _fold_runs(self.model, writer, runs)
             last = reached or last
         return last
 
-    def checker(self, txn: ReadTransaction) -> _IndexCheck:
-        """The index as ``verify`` checks it (a read model's ``check``)."""
-        return _IndexCheck(self, self.lag(txn))
+    def checker(self, txn: ReadTransaction) -> _DeferredCheck[BatchT, ViewT]:
+        """The model as ``verify`` checks it (a read model's ``check``)."""
+        return _DeferredCheck(self, self.lag(txn))
 
 
-def _fold_runs(index: SearchIndex, writer: object, runs: Iterator[tuple[int, Iterator[StoredEvent]]],
+class DeferredReadModels:
+    """Every registered deferred read model, for what the facade does to all of them."""
+
+    def __init__(self, registered: Iterable[Deferred[Any, Any]]) -> None:
+        self._registered = {deferred.model.name: deferred for deferred in registered}
+
+    def names(self) -> list[str]:
+        return list(self._registered)
+
+    def rebuild(self, names: Iterable[str], progress: Callable[[int, int], None] | None = None) -> None:
+        """Rebuild the named models from the log, one after the other; ``progress(done, total)`` over all."""
+        chosen = [self._registered[name] for name in names]
+        if not chosen:
+            return
+        events = chosen[0].log_head()
+        for done, deferred in enumerate(chosen):
+            report = None if progress is None else _offset(progress, done * events, len(chosen) * events)
+            deferred.catch_up(rebuild=True, progress=report)
+
+    def rebuild_outdated(self, progress: Callable[[int, int], None] | None = None) -> None:
+        """Rebuild those built by another code version (on open)."""
+        self.rebuild([name for name, deferred in self._registered.items() if deferred.built_by_other_code()],
+                     progress)
+
+    def catch_up(self) -> int:
+        """Bring every model up to the log; how many events they applied, all told."""
+        return sum(deferred.catch_up() for deferred in self._registered.values())
+
+    def catch_up_in(self, txn: WriteTransaction) -> int:
+        """``Deferred.catch_up_in`` of every model."""
+        return sum(deferred.catch_up_in(txn) for deferred in self._registered.values())
+
+    def checkers(self, txn: ReadTransaction) -> list[_DeferredCheck[Any, Any]]:
+        return [deferred.checker(txn) for deferred in self._registered.values()]
+
+
+def _offset(progress: Callable[[int, int], None], offset: int, total: int) -> Callable[[int], None]:
+    return lambda at: progress(offset + at, total)
+
+
+def _fold_runs(model: DeferredReadModel[BatchT, Any], writer: BatchT,
+               runs: Iterator[tuple[int, Iterator[StoredEvent]]],
                progress: Callable[[int], None] | None = None) -> tuple[int, bool]:
     """Fold runs of one session's stored events into a batch, ``DEFERRED_BATCH`` events at most.
 
@@ -171,7 +284,7 @@ def _fold_runs(index: SearchIndex, writer: object, runs: Iterator[tuple[int, Ite
     last = folded = 0
     for stream_id, run in runs:
         entries = list(run)
-        index.fold(writer, stream_id, list(log_changes(entries)))  # type: ignore[arg-type]
+        model.fold(writer, stream_id, list(log_changes(entries)))
         last = entries[-1].position
         folded += len(entries)
         if progress is not None and folded % _PROGRESS_EVERY < len(entries):
@@ -183,25 +296,24 @@ def _fold_runs(index: SearchIndex, writer: object, runs: Iterator[tuple[int, Ite
     return last, folded >= DEFERRED_BATCH
 
 
-class _IndexCheck:
-    """The index as ``verify`` checks it: as stored when current, else with the missing events in memory."""
+class _DeferredCheck(Generic[BatchT, ViewT]):
+    """A model as ``verify`` checks it: as stored when current, else with the missing events in memory."""
 
-    name = SearchIndex.name
-
-    def __init__(self, search: DeferredSearch, lag: int | None) -> None:
-        self._search, self._lag = search, lag
+    def __init__(self, deferred: Deferred[BatchT, ViewT], lag: int | None) -> None:
+        self._deferred, self._lag = deferred, lag
+        self.name = deferred.model.name
 
     def check(self, txn: ReadTransaction, sessions: Mapping[int, SessionSnapshot]) -> list[str]:
-        index = self._search.index
+        model = self._deferred.model
         if self._lag is None:
-            return ["search: the index was built by another code version and must be rebuilt"]
+            return [f"{model.name}: the read model was built by another code version and must be rebuilt"]
         if not self._lag:
-            return index.check_view(index.reader(txn, read_only=True), sessions)
+            return model.check_view(model.reader(txn, read_only=True), sessions)
         try:
-            view = index.overlay(txn, self._search.pending(txn), read_only=True)
+            view = model.overlay(txn, self._deferred.pending(txn), read_only=True)
         except EventStoreError as exc:
-            return [f"search: cannot fold the log into the index: {exc}"]
-        return index.check_view(view, sessions)
+            return [f"{model.name}: cannot fold the log into the read model: {exc}"]
+        return model.check_view(view, sessions)
 
 
 class SessionTexts:

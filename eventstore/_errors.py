@@ -16,6 +16,7 @@ __all__ = [
     "StoreClosed",
     "StoreUsedAfterFork",
     "WrongExpectedVersion",
+    "IdempotencyKeyReused",
     "StoreFull",
     "InvalidVersion",
     "StoreBusy",
@@ -83,6 +84,22 @@ class WrongExpectedVersion(EventStoreError):
         self.key = key
         self.expected = expected
         self.actual = actual
+
+
+class IdempotencyKeyReused(InvalidArgument):
+    """An idempotency key already answered another command, or the same command with other arguments.
+
+    A key names one request: only a retry of that exact call may reuse it. Nothing was written.
+    """
+
+    def __init__(self, key: str, idempotency_key: str, first_command: str, command: str) -> None:
+        first = f"{first_command} with other arguments" if first_command == command else first_command
+        super().__init__(f"idempotency key {idempotency_key!r:.80} of session {key!r:.80} was first used for "
+                         f"{first}, so it cannot answer this {command}; reuse a key only to retry the same call")
+        self.key = key
+        self.idempotency_key = idempotency_key
+        self.first_command = first_command
+        self.command = command
 
 
 class StoreFull(EventStoreError):

@@ -180,7 +180,13 @@ class SessionMetadata:
 
 @attrs.frozen
 class SessionQuery:
-    """A search: ``keyword`` words are OR-ed; at most ``limit`` sessions come back."""
+    """A search: ``keyword`` words are OR-ed; at most ``limit`` sessions come back.
+
+    Every query is answered in bounded time: its words count, in order, while
+    the terms they match number at most 64 (later words are ignored, never an
+    error), a prefix (``word*``) matches at most its 32 most frequent terms,
+    and scoring stops at a work budget (see docs/search.md).
+    """
 
     keyword: str | None = None
     limit: int | None = None
@@ -215,7 +221,7 @@ class SessionView:
         exists: whether the session was live at that version.
         metadata: its metadata then (``None`` if it did not exist).
         name: its name then.
-        state: its run state then.
+        state: its run state then (``"idle"`` if none was set; ``None`` if it did not exist).
         messages: its messages then, oldest first.
         timestamped: the same messages with the times they were appended.
     """

@@ -4,13 +4,9 @@
 in their own named databases; ``chunk`` is the stored form of a run of messages
 (pure: bytes in, bytes out), shared by the message read model and the snapshots;
 ``readmodel`` says what every read model offers.
-``tokenizer`` (pure) splits text and queries into terms; ``search`` is the
-ranked search index, a deferred read model.
+``search`` is the ranked search index, a deferred read model (a subpackage:
+its ``tokenizer`` splits text and queries into terms, purely).
 This package may use ``eventstore``'s event and value types; the log knows
-nothing of it.
+nothing of it. Importing it imports nothing else: each module names what it needs.
 """
 
-# eventstore's facade imports these read models. Importing eventstore first gives
-# one import order whichever package a caller names first (else projections ->
-# eventstore -> facade -> a half-imported projections module).
-import eventstore as _eventstore  # noqa: E402,F401

@@ -25,7 +25,7 @@ import struct
 from itertools import accumulate
 from typing import Iterable, Iterator, Sequence
 
-import orjson
+import json
 
 from eventstore._time import MAX_MICROS, MIN_MICROS
 from eventstore._values import trusted_messages
@@ -109,9 +109,16 @@ class Chunk:
     def last_micros(self) -> int:
         return _MICROS.unpack_from(self.micros, len(self.micros) - _MICROS.size)[0]
 
+    def _last_size(self) -> int:
+        return _SIZE.unpack_from(self.sizes, len(self.sizes) - _SIZE.size)[0]  # type: ignore[no-any-return]
+
+    def last(self) -> tuple[str, bytes]:
+        """The last message's role and content bytes."""
+        return self.table[self.roles[-1]], bytes(self.text[len(self.text) - self._last_size():])
+
     def pop(self) -> None:
         """Drop the last message."""
-        size = _SIZE.unpack_from(self.sizes, len(self.sizes) - _SIZE.size)[0]
+        size = self._last_size()
         del self.micros[-_MICROS.size:]
         del self.sizes[-_SIZE.size:]
         del self.text[len(self.text) - size:]
@@ -120,7 +127,7 @@ class Chunk:
             self.table.pop()
 
     def encode(self) -> bytes:
-        table = orjson.dumps(self.table)
+        table = _encoded_table(self.table)
         return b"".join((_HEADER.pack(len(self.roles), len(table)), self.micros, self.sizes, self.roles, table,
                          self.text))
 
@@ -144,13 +151,29 @@ def _roles_at(count: int) -> int:
 _TABLES: dict[bytes, list[str]] = {}
 
 
+#: Stored bytes of role tables written, by their roles (the inverse of ``_TABLES``).
+_ENCODED: dict[tuple[str, ...], bytes] = {}
+
+
+def _encoded_table(table: list[str]) -> bytes:
+    """The stored form of a role table: compact JSON, as orjson wrote it before (the same bytes)."""
+    roles = tuple(table)
+    encoded = _ENCODED.get(roles)
+    if encoded is None:
+        encoded = json.dumps(table, ensure_ascii=False, separators=(",", ":")).encode()
+        if len(_ENCODED) >= 1024:  # roles are open-ended: stay bounded
+            _ENCODED.clear()
+        _ENCODED[roles] = encoded
+    return encoded
+
+
 def _table(encoded: bytes) -> list[str]:
     table = _TABLES.get(encoded)
     if table is not None:
         return table
     try:
-        table = orjson.loads(encoded)
-    except orjson.JSONDecodeError as exc:
+        table = json.loads(encoded)
+    except ValueError as exc:  # JSONDecodeError, and UnicodeDecodeError for bytes that are not UTF-8
         raise DamagedChunk(f"the role table does not decode: {exc}") from None
     if type(table) is not list or not all(type(role) is str and role for role in table):
         raise DamagedChunk("the role table is not a list of names")

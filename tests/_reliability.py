@@ -30,8 +30,9 @@ import sys
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -309,10 +310,7 @@ def _one_call(store: Any, rng: random.Random, wid: str, seq: int, keys: list[str
     n = 1 if rng.random() < 0.5 else rng.randint(2, batch_max)
     size = rng.randint(0, pad)
     messages = [ChatMessage("user", text(wid, seq, j, n, size)) for j in range(n)]
-    if n == 1 and rng.random() < 0.7:
-        version = store.append(key, messages[0])
-    else:
-        version = store.append_many(key, messages)
+    version = store.append(key, messages[0]) if n == 1 and rng.random() < 0.7 else store.append_many(key, messages)
     emit("ack", wid, seq, key, version, n)
 
 
@@ -322,7 +320,7 @@ def role_writer(args: dict[str, Any]) -> None:
     store = _open(args)
     emit("ready", os.getpid())
     wid = args["wid"]
-    keys = list(args["keys"]) + [f"own-{wid}"]
+    keys = [*args["keys"], f"own-{wid}"]
     deadline = time.monotonic() + args.get("seconds", 120)
     seq = 0
     while time.monotonic() < deadline and seq < args.get("ops", 1 << 60):
@@ -558,7 +556,7 @@ def role_killed_readers(args: dict[str, Any]) -> None:
                 store.load("a")
                 with store._environment.read():
                     os.kill(os.getpid(), signal.SIGKILL)
-            except BaseException as exc:  # noqa: BLE001
+            except BaseException as exc:
                 sys.stderr.write(f"{type(exc).__name__}: {exc}\n")
             finally:
                 os._exit(3)

@@ -1,16 +1,23 @@
-"""Shared fixtures, and the Hypothesis profiles: ``ci`` (set when CI is in the environment) is fixed and deadline-free."""
+"""Shared fixtures, and the Hypothesis profiles: ``ci`` (set when CI is in the environment) is fixed and
+deadline-free."""
 
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 from eventstore import SessionStore
+from eventstore.storage import Durability, MemoryStorage, Storage
+from eventstore.storage.lmdb import Environment
+
+#: The storage engines a test parametrised over ``engine`` or ``open_storage`` runs on.
+ENGINES = ("lmdb", "memory")
 
 settings.register_profile(
     "ci", max_examples=60, deadline=None, derandomize=True, print_blob=True,
@@ -23,7 +30,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.ge
 class FakeClock:
     """A clock the test moves by hand; each call returns the current time."""
 
-    def __init__(self, start: datetime = datetime(2026, 1, 1, tzinfo=timezone.utc)) -> None:
+    def __init__(self, start: datetime = datetime(2026, 1, 1, tzinfo=UTC)) -> None:
         self.now = start
 
     def __call__(self) -> datetime:
@@ -44,7 +51,30 @@ def store_path(tmp_path: Path) -> Path:
     return tmp_path / "store"
 
 
+def open_store(engine: str, path: Path, **options: Any) -> SessionStore:
+    """A ``SessionStore`` at ``path`` on LMDB, or in memory (then ``path`` only names it)."""
+    if engine == "memory":
+        return SessionStore.on_storage(MemoryStorage(path), **options)
+    return SessionStore(path, **options)
+
+
 @pytest.fixture
-def store(store_path: Path, clock: FakeClock) -> Iterator[SessionStore]:
-    with SessionStore(store_path, clock=clock, snapshot_every=5) as opened:
+def engine() -> str:
+    """The engine the ``store`` fixture opens; a module that runs on every engine overrides this
+    with ``@pytest.fixture(params=ENGINES)``."""
+    return "lmdb"
+
+
+@pytest.fixture
+def store(store_path: Path, clock: FakeClock, engine: str) -> Iterator[SessionStore]:
+    with open_store(engine, store_path, clock=clock, snapshot_every=5) as opened:
         yield opened
+
+
+@pytest.fixture(params=ENGINES)
+def open_storage(request: pytest.FixtureRequest) -> Callable[[Path], Storage]:
+    """Opens a storage engine at a path; opening a path again gives the same contents. Once per engine."""
+    if request.param == "lmdb":
+        return lambda path: Environment.acquire(path, durability=Durability.OFF)
+    stores: dict[Path, MemoryStorage] = {}
+    return lambda path: stores.setdefault(path, MemoryStorage(path)).open_again()

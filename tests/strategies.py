@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from hypothesis import strategies as st
 
@@ -39,7 +39,7 @@ KEYS = ("a", "b", "ключ", "é" * 512)
 #: Run states: "running" starts a turn, the others do not.
 STATES = ("idle", "running", "error")
 
-_START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+_START = datetime(2026, 1, 1, tzinfo=UTC)
 
 #: Message text: any Unicode that encodes to UTF-8 (no lone surrogates), short enough to keep examples fast.
 texts = st.text(st.characters(exclude_categories=("Cs",)), max_size=20)

@@ -6,16 +6,15 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import lmdb
 import pytest
 
-from conftest import FakeClock
-from eventstore import _audit
 from eventstore import (
     REDACTED,
     ChatMessage,
@@ -28,9 +27,11 @@ from eventstore import (
     SessionStore,
     SessionView,
     StoreBusy,
+    _audit,
 )
 from eventstore._codec import encode_event
 from eventstore._log import GENESIS_HASH, chain_hash
+from eventstore._time import to_micros
 from eventstore.events import (
     LastMessageRemoved,
     LastMessageReplaced,
@@ -42,6 +43,8 @@ from eventstore.events import (
     SessionRestored,
     SessionStateChanged,
 )
+
+from conftest import FakeClock
 
 #: More events than one streaming batch of the store reads (1000), so streaming crosses batches.
 BIG = 2500
@@ -233,7 +236,7 @@ class TestHistory:
         for event in store.events():
             encoded = encode_event(event.event)
             expected = chain_hash(previous, event.position, event.session_key, event.version,
-                                  round((event.recorded_at - datetime(1970, 1, 1, tzinfo=timezone.utc))
+                                  round((event.recorded_at - datetime(1970, 1, 1, tzinfo=UTC))
                                         / timedelta(microseconds=1)),
                                   event.event_id.bytes, encoded, hashlib.sha256(encoded.payload).digest())
             assert expected.hex() == event.hash
@@ -932,6 +935,61 @@ class TestRedact:
             store.redact("k", None)  # type: ignore[arg-type]
 
 
+class TestReplicatedRedaction:
+    """A replica follows redactions (issue 12, item 11): a replicated ``SessionRedacted`` rewrites the events
+    of its session that the copy already holds, in the same transaction, so the copy verifies."""
+
+    def test_copy_redacts_what_it_already_holds(self, store, clock, tmp_path):
+        secret_session(store, clock)
+        store.append("other", ChatMessage.user(SECRET))
+        with SessionStore(tmp_path / "copy", clock=clock, snapshot_every=2) as copy:
+            copy.replicate(store.events())
+            store.redact("k", "user request")
+            assert 1 == copy.replicate(store.events(after=head_position(copy)))
+            report = copy.verify()
+            assert (True, []) == (report.ok, report.problems)
+            assert (store.history("k"), store.load("k")) == (copy.history("k"), copy.load("k"))
+            assert [ChatMessage.user(SECRET)] == copy.load("other")
+            texts = [m.content for v in range(len(copy.history("k")) + 1) for m in copy.load("k", version=v)]
+            assert [] == [t for t in texts if SECRET in t or SECRET_TOO in t]
+
+    def test_redaction_of_an_earlier_life_and_a_second_redaction(self, store, clock, tmp_path):
+        """Each replicated redaction rewrites only what no earlier redaction covered, across lives of the key."""
+        store.append("k", ChatMessage.user(SECRET))
+        store.delete_session("k")
+        with SessionStore(tmp_path / "copy", clock=clock) as copy:
+            copy.replicate(store.events())
+            store.append("k", ChatMessage.user(SECRET_TOO))
+            store.redact("k", "first")
+            copy.replicate(store.events(after=head_position(copy)))
+            store.append("k", ChatMessage.user("third secret"))
+            copy.replicate(store.events(after=head_position(copy)))
+            store.redact("k", "second")
+            copy.replicate(store.events(after=head_position(copy)))
+            assert (True, store.history("k")) == (copy.verify().ok, copy.history("k"))
+
+    def test_redaction_naming_other_events_is_refused(self, store, clock, tmp_path):
+        """A redaction event that does not name exactly what the copy holds of its session writes nothing."""
+        secret_session(store, clock)
+        with SessionStore(tmp_path / "copy", clock=clock) as copy:
+            copy.replicate(store.events())
+            store.redact("k", "user request")
+            redaction = store.history("k")[-1]
+            forged = SessionRedacted("user request", redaction.event.rewritten[1:])
+            encoded = encode_event(forged)
+            digest = hashlib.sha256(encoded.payload).digest()
+            previous = bytes.fromhex(store.history("k")[-2].hash)
+            link = chain_hash(previous, redaction.position, "k", redaction.version,
+                              to_micros(redaction.recorded_at), redaction.event_id.bytes,
+                              encoded, digest)
+            events = [RecordedEvent(redaction.position, "k", redaction.version, redaction.recorded_at, forged,
+                                    redaction.event_id, link.hex(), digest.hex())]
+            with pytest.raises(InvalidArgument, match="the redaction names other events"):
+                copy.replicate(events)
+            assert SECRET in copy.history("k")[0].event.message.content
+            assert copy.verify().ok
+
+
 # -- vacuum ----------------------------------------------------------------------------------------
 
 
@@ -949,7 +1007,7 @@ class TestVacuum:
         assert ["data.mdb"] == files_containing(store_path, SECRET.encode())
         store.redact("k", "user request")
         store.vacuum()
-        needles = [SECRET, SECRET_TOO] + self.LONG_SECRET.split()
+        needles = [SECRET, SECRET_TOO, *self.LONG_SECRET.split()]
         leaks = {n: files_containing(store_path, n.encode()) for n in needles}
         assert {} == {n: files for n, files in leaks.items() if files}
 
@@ -987,5 +1045,5 @@ class TestVacuum:
         """Once the other store object is closed, vacuum succeeds."""
         scripted(store, clock)
         SessionStore(store_path, clock=clock).close()
-        before, after = store.vacuum()
+        _before, after = store.vacuum()
         assert (True, after) == (store.verify().ok, os.path.getsize(store_path / "data.mdb"))

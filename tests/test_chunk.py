@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import struct
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -20,6 +22,7 @@ from projections.chunk import (
     layout,
     message_count,
 )
+from projections import chunk
 from projections.session import Entry
 
 texts = st.text(st.characters(exclude_categories=("Cs",)), max_size=300)  # any str but lone surrogates
@@ -75,7 +78,7 @@ def test_layout_cuts_as_appending_one_by_one(run):
         assert 1 <= message_count(value) <= CHUNK_MESSAGES
         starts.append(first + message_count(value))
     assert [entry for _, value in chunks for entry in decode_entries(value)] == run
-    for (_, value), (_, following) in zip(chunks, chunks[1:]):
+    for (_, value), (_, following) in itertools.pairwise(chunks):
         # A chunk closes only when the next message does not fit.
         next_message = decode_entries(following)[0][0]
         assert not Chunk.parse(value).fits(next_message.content.encode())
@@ -144,3 +147,10 @@ def test_an_empty_stored_chunk_is_refused_for_editing():
     assert [] == decode_entries(empty)
     with pytest.raises(DamagedChunk, match="holds no message"):
         Chunk.parse(empty)
+
+
+@given(st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1), max_size=6))
+def test_role_tables_keep_the_bytes_orjson_wrote(roles: list[str]) -> None:
+    """Role tables are written with the standard library, byte for byte as orjson wrote them before."""
+    assert orjson.dumps(roles) == chunk._encoded_table(roles)
+    assert roles == chunk._table(chunk._encoded_table(roles))

@@ -11,9 +11,9 @@ import os
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Iterator
 
 import click
 import lmdb
@@ -26,7 +26,7 @@ from eventstore.cli._context import default_store_path, parse_time
 
 from conftest import FakeClock
 
-START = datetime(2026, 1, 1, tzinfo=timezone.utc)  # 05:30 local in the tests' zone
+START = datetime(2026, 1, 1, tzinfo=UTC)  # 05:30 local in the tests' zone
 
 
 @pytest.fixture(autouse=True)
@@ -91,9 +91,9 @@ def open_store(path: Path) -> SessionStore:
 
 def all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], click.Command]]:
     for name, command in sorted(group.commands.items()):
-        yield prefix + (name,), command
+        yield (*prefix, name), command
         if isinstance(command, click.Group):
-            yield from all_commands(command, prefix + (name,))
+            yield from all_commands(command, (*prefix, name))
 
 
 class TestHelp:
@@ -249,7 +249,8 @@ class TestSessions:
         result = run(path, "sessions", "--json")
         rows = json.loads(result.stdout)
         alpha = rows[2]
-        assert alpha == {"key": "alpha", "name": "Geography", "messages": 3, "state": None,
+        assert alpha == {"key": "alpha", "name": "Geography", "messages": 3,
+                         "state": {"state": "idle", "turn_id": None, "turn_started_at": None},
                          "created_at": "2026-01-01T05:30:00.000000+05:30",
                          "last_activity": "2026-01-01T05:35:00.000000+05:30"}
         assert rows[1]["state"] == {"state": "running", "turn_id": "t1",
@@ -289,6 +290,13 @@ class TestShow:
         assert "In Portugal, on the Tagus." in result.stdout
         assert "2026-01-01 05:32:00" in result.stdout
         assert "A wrong question" not in result.stdout
+
+    def test_a_session_never_given_a_state_shows_idle(self, path: Path) -> None:
+        """As get_session_state: idle with no turn, in the table and in --json."""
+        assert "state:         idle\n" in run(path, "show", "alpha").stdout
+        data = json.loads(run(path, "show", "alpha", "--json").stdout)
+        assert data["state"] == {"state": "idle", "turn_id": None, "turn_started_at": None}
+        assert json.loads(run(path, "show", "gone", "--version", "1", "--json").stdout)["state"]["state"] == "idle"
 
     def test_json_matches_the_facade(self, path: Path) -> None:
         """--json gives the session with every message and its time."""
@@ -360,8 +368,8 @@ class TestParseTime:
         assert parse_time("2026-03-01T14:05") == datetime(2026, 3, 1, 14, 5, 59, 999999, local)
         assert parse_time("2026-03-01 14:05:09") == datetime(2026, 3, 1, 14, 5, 9, 999999, local)
         assert parse_time("2026-03-01T14:05:09.5") == datetime(2026, 3, 1, 14, 5, 9, 500000, local)
-        assert parse_time("2026-03-01T14:05:09Z") == datetime(2026, 3, 1, 14, 5, 9, 999999, timezone.utc)
-        assert abs(parse_time("now") - datetime.now(timezone.utc)) < timedelta(seconds=5)
+        assert parse_time("2026-03-01T14:05:09Z") == datetime(2026, 3, 1, 14, 5, 9, 999999, UTC)
+        assert abs(parse_time("now") - datetime.now(UTC)) < timedelta(seconds=5)
 
     def test_garbage(self) -> None:
         with pytest.raises(click.ClickException, match="is not a time"):
@@ -414,6 +422,9 @@ class TestReplay:
         assert beta[0]["changes"][1]["to"]["state"] == "running"
         gone = [json.loads(line) for line in run(path, "replay", "gone", "--from", "2", "--json").stdout.splitlines()]
         assert [c["kind"] for c in gone[0]["changes"]] == ["deleted", "message_removed"]
+        # Coming to life idle, or leaving from idle, is no change of state worth a line.
+        alpha = [json.loads(line) for line in run(path, "replay", "alpha", "--json").stdout.splitlines()]
+        assert [c["kind"] for c in alpha[0]["changes"]] == ["created", "message_added"]
 
     def test_range_checked(self, path: Path) -> None:
         result = run(path, "replay", "alpha", "--from", "9")
@@ -647,8 +658,9 @@ class TestInterchange:
         result = run(path, "export", "gone")
         assert result.exit_code == 0
         lines = [json.loads(line) for line in result.stdout.splitlines()]
-        assert lines[0] == {"format": "eventstore.events", "version": 1, "whole_log": False, "keys": ["gone"]}
-        assert [line["type"] for line in lines[1:]] == ["MessageAppended", "SessionDeleted"]
+        assert lines[0] == {"format": "eventstore.events", "version": 2, "whole_log": False, "keys": ["gone"]}
+        assert [line["type"] for line in lines[1:-1]] == ["MessageAppended", "SessionDeleted"]
+        assert lines[-1] == {"end": True, "events": 2, "last_hash": lines[-2]["hash"]}
 
     def test_export_refuses_to_overwrite(self, path: Path, tmp_path: Path) -> None:
         target = tmp_path / "out.jsonl"

@@ -8,12 +8,22 @@ from __future__ import annotations
 
 import gc
 import threading
-from datetime import datetime, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 
-from eventstore import ChatMessage, IncompatibleStore, SessionState, StoreCorrupted, TimestampedMessage
-from eventstore import _codec
+from eventstore import (
+    ChatMessage,
+    IncompatibleStore,
+    InvalidArgument,
+    SessionState,
+    SessionStore,
+    StoreCorrupted,
+    TimestampedMessage,
+    _codec,
+    pause_gc_while_decoding,
+)
 from eventstore._codec import EncodedEvent, bulk_decoding, decode_event, encode_event
 from eventstore.events import (
     EVENT_TYPES,
@@ -29,7 +39,7 @@ from eventstore.events import (
 )
 
 #: 2026-01-01T00:00:00Z, and the integer microseconds since the epoch it is stored as.
-NEW_YEAR = datetime(2026, 1, 1, tzinfo=timezone.utc)
+NEW_YEAR = datetime(2026, 1, 1, tzinfo=UTC)
 NEW_YEAR_MICROS = b"%d" % (1_767_225_600 * 1_000_000)
 
 #: (event, type name, schema version, payload bytes)
@@ -106,7 +116,7 @@ class TestDecode:
                     decode_event(EncodedEvent(type_name, schema_version, damaged))
                 except StoreCorrupted:
                     pass
-                except Exception as exc:  # noqa: BLE001 - any other exception is the failure reported
+                except Exception as exc:  # any other exception is the failure reported
                     escaped.append((damaged, type(exc).__name__))
         assert [] == escaped
 
@@ -162,18 +172,28 @@ class TestDecode:
             decode_event(EncodedEvent(type_name, 1, payload))
 
 
-class TestBulkDecoding:
-    """``bulk_decoding`` pauses the cyclic garbage collector and puts it back as it found it."""
+@pytest.fixture
+def gc_pause_opted_in() -> Iterator[None]:
+    previous = pause_gc_while_decoding(True)
+    try:
+        yield
+    finally:
+        pause_gc_while_decoding(previous)
 
+
+class TestBulkDecoding:
+    """Opted in, ``bulk_decoding`` pauses the cyclic garbage collector and puts it back as it found it."""
+
+    @pytest.mark.usefixtures("gc_pause_opted_in")
     def test_restores_an_enabled_collector(self):
         """Paused inside, enabled again after, even when the decode raises."""
         assert gc.isenabled()
-        with pytest.raises(StoreCorrupted):
-            with bulk_decoding():
-                assert not gc.isenabled()
-                raise StoreCorrupted("damaged")
+        with pytest.raises(StoreCorrupted), bulk_decoding():
+            assert not gc.isenabled()
+            raise StoreCorrupted("damaged")
         assert gc.isenabled()
 
+    @pytest.mark.usefixtures("gc_pause_opted_in")
     def test_leaves_a_disabled_collector_disabled(self):
         """A caller that turned the collector off keeps it off."""
         gc.disable()
@@ -184,6 +204,7 @@ class TestBulkDecoding:
         finally:
             gc.enable()
 
+    @pytest.mark.usefixtures("gc_pause_opted_in")
     def test_threads_share_one_pause(self):
         """Threads entering and leaving at will leave the collector on, as it was before the first came in."""
         def decode_often() -> None:
@@ -197,3 +218,65 @@ class TestBulkDecoding:
         for thread in threads:
             thread.join()
         assert gc.isenabled()
+
+    @pytest.mark.usefixtures("gc_pause_opted_in")
+    def test_opting_out_inside_a_pause_still_ends_it(self):
+        """A pause begun while opted in is undone when it ends, even if the host opted out meanwhile."""
+        with bulk_decoding():
+            assert pause_gc_while_decoding(False) is True
+            assert not gc.isenabled()
+        assert gc.isenabled()
+
+    def test_the_setting_is_a_bool(self):
+        with pytest.raises(InvalidArgument):
+            pause_gc_while_decoding(1)  # type: ignore[arg-type]
+
+
+class TestCollectorUntouchedByDefault:
+    """Not opted in, the library never changes the host's collector: not after a call, nor while one runs."""
+
+    @pytest.mark.parametrize("host_enabled", [True, False], ids=["host-collector-on", "host-collector-off"])
+    def test_decoding_leaves_the_collector_alone(self, host_enabled):
+        if not host_enabled:
+            gc.disable()
+        try:
+            with bulk_decoding():
+                assert gc.isenabled() is host_enabled
+            assert gc.isenabled() is host_enabled
+        finally:
+            gc.enable()
+
+    @pytest.mark.parametrize("host_enabled", [True, False], ids=["host-collector-on", "host-collector-off"])
+    def test_loads_in_other_threads_never_change_it(self, tmp_path, host_enabled):
+        """The host thread watches the collector while other threads load, list and time-travel long sessions."""
+        messages = [ChatMessage.user(f"message {i} about lmdb and garbage collection") for i in range(3000)]
+        with SessionStore(tmp_path / "store", durable=False, cache_sessions=0, snapshot_every=500) as store:
+            for key in ("a", "b"):
+                store.append_many(key, messages)
+            seen: set[bool] = set()
+            errors: list[BaseException] = []
+
+            def load_repeatedly(key: str) -> None:
+                try:
+                    for version in range(1, 16):
+                        assert store.load(key) == messages
+                        store.list_sessions_with_metadata()
+                        store.session_at(key, version=version)
+                except BaseException as exc:  # reported to the host thread below
+                    errors.append(exc)
+
+            if not host_enabled:
+                gc.disable()
+            try:
+                threads = [threading.Thread(target=load_repeatedly, args=(key,)) for key in ("a", "b", "a")]
+                for thread in threads:
+                    thread.start()
+                while any(thread.is_alive() for thread in threads):
+                    seen.add(gc.isenabled())
+                for thread in threads:
+                    thread.join()
+                seen.add(gc.isenabled())
+            finally:
+                gc.enable()
+        assert not errors
+        assert seen == {host_enabled}

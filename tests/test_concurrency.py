@@ -13,12 +13,12 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
-from _reliability import Calls, Worker, check_log, consistency_problems, digest, snapshot_problems
 from eventstore import (
     ChatMessage,
     EventStoreError,
@@ -31,6 +31,8 @@ from eventstore import (
 )
 from eventstore.storage import lmdb as _environment
 
+from _reliability import Calls, Worker, check_log, consistency_problems, digest, snapshot_problems
+
 OPS = int(os.environ.get("EVENTSTORE_CONCURRENCY_OPS", "120"))
 
 
@@ -41,7 +43,7 @@ def _fork(child: Callable[[], int]) -> int:
         code = 99
         try:
             code = child()
-        except BaseException:  # noqa: BLE001 - report through the exit code
+        except BaseException:  # reported through the exit code
             import traceback
 
             traceback.print_exc()
@@ -71,6 +73,7 @@ def _held_read(store: SessionStore) -> tuple[threading.Thread, threading.Event, 
 # -- many writers and readers ---------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_processes_and_threads_write_while_readers_check(tmp_path: Path) -> None:
     """3 processes x 3 threads (over two store objects each) append to private and shared sessions,
     while a reader process and two reader threads check consistency the whole time."""
@@ -120,6 +123,7 @@ def test_processes_and_threads_write_while_readers_check(tmp_path: Path) -> None
           f"{reader_passes} in a process, {passes[0]} in threads")
 
 
+@pytest.mark.slow
 def test_compare_and_set_appends_race_without_loss(tmp_path: Path) -> None:
     """Processes and threads append with expected_version read just before: each append that returned
     owns the version it returned, no append is lost and nothing is appended twice."""
@@ -205,7 +209,7 @@ def _write_while_a_read_is_held(store: SessionStore, wait: float) -> tuple[bool,
             for n in range(8):
                 store.append("big", ChatMessage.user(str(n) * 500_000))
             done.set()
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             failures.append(exc)
 
     writing = threading.Thread(target=write)
@@ -227,6 +231,7 @@ def test_long_read_does_not_block_a_writer(tmp_path: Path) -> None:
         assert len(store.load("big")) == 8
 
 
+@pytest.mark.slow
 def test_map_growth_waits_for_a_long_read_then_goes_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Growing the map needs a moment with no transaction open in the process (LMDB remaps the file):
     a writer that must grow waits for a long read in another thread to end, then commits, losing nothing."""
@@ -240,6 +245,7 @@ def test_map_growth_waits_for_a_long_read_then_goes_on(tmp_path: Path, monkeypat
         assert store.verify().ok
 
 
+@pytest.mark.slow
 def test_file_growth_is_bounded_with_brief_readers(tmp_path: Path) -> None:
     """Pages a brief reader pinned are reused once it lets go: over many hold-and-release cycles the
     file grows no faster than the log itself does."""
@@ -309,10 +315,9 @@ def test_second_open_with_a_size_cap_is_honoured_or_refused(tmp_path: Path) -> N
             capped = SessionStore(path, durable=False, max_size=1 << 20)
         except EventStoreError:
             return  # refused clearly: fine
-        with capped:
-            with pytest.raises(StoreFull):
-                for n in range(40):
-                    capped.append("b", ChatMessage.user(str(n) * 100_000))
+        with capped, pytest.raises(StoreFull):
+            for n in range(40):
+                capped.append("b", ChatMessage.user(str(n) * 100_000))
 
 
 def test_second_open_read_only_refuses_writes(tmp_path: Path) -> None:
@@ -355,6 +360,12 @@ def test_forked_child_cannot_use_its_parents_store(tmp_path: Path) -> None:
         store.append("a", ChatMessage.user("parent goes on"))
         assert [m.content for m in store.load("a")] == ["x", "parent goes on"]
         assert store.verify().ok
+
+
+def _lmdb(store: SessionStore) -> _environment.Environment:
+    """The store's LMDB environment, whose reader table and locks the fork tests look at."""
+    assert isinstance(store._environment, _environment.Environment)
+    return store._environment
 
 
 def _child_writes_its_own(path: Path, inherited: SessionStore, start: Any, count: int) -> int:
@@ -466,12 +477,12 @@ def test_a_forked_child_closing_the_inherited_store_keeps_its_own_reads_register
         nonlocal store
         with SessionStore(path) as own, own._environment.read():
             mine = f" {os.getpid()} "
-            if mine not in own._environment._env.readers():
+            if mine not in _lmdb(own)._env.readers():
                 return 11
             store.close()
             del store
             gc.collect()
-            return 0 if mine in own._environment._env.readers() else 12
+            return 0 if mine in _lmdb(own)._env.readers() else 12
 
     assert _fork(child) == 0
     assert store.load("a") == [ChatMessage.user("x")] and store.verify().ok
@@ -485,7 +496,7 @@ def test_the_inherited_store_refuses_even_when_the_parent_was_writing_at_the_for
         holding, release = threading.Event(), threading.Event()
 
         def write_slowly() -> None:
-            with store._environment._write_lock:
+            with _lmdb(store)._write_lock:
                 holding.set()
                 release.wait(60)
 
@@ -560,7 +571,7 @@ def test_reader_slots_are_not_leaked_by_stores_and_threads(tmp_path: Path) -> No
         def read() -> None:
             try:
                 assert store.load_with_timestamps("a")[0].message == ChatMessage.user("x")
-            except BaseException as exc:  # noqa: BLE001
+            except BaseException as exc:
                 failures.append(exc)
 
         for _ in range(10):
@@ -574,6 +585,7 @@ def test_reader_slots_are_not_leaked_by_stores_and_threads(tmp_path: Path) -> No
         assert len([line for line in readers if str(os.getpid()) in line]) <= 2, readers
 
 
+@pytest.mark.slow
 def test_readers_killed_mid_read_neither_exhaust_the_reader_table_nor_pin_pages(tmp_path: Path) -> None:
     """More processes than LMDB's reader table has slots die of SIGKILL inside a read, while this process
     keeps the store open (so nobody reopens it from scratch): writes here do not keep growing the file
@@ -601,7 +613,7 @@ def test_readers_killed_mid_read_neither_exhaust_the_reader_table_nor_pin_pages(
         def read() -> None:
             try:
                 outcome.append(store.load("a"))
-            except BaseException as exc:  # noqa: BLE001
+            except BaseException as exc:
                 outcome.append(exc)
 
         thread = threading.Thread(target=read)
@@ -630,6 +642,8 @@ COMMANDS: dict[str, Callable[..., Any]] = {
     "set_session_name": lambda store, key, **kw: store.set_session_name(key, "a new name", **kw),
     "set_session_state": lambda store, key, **kw: store.set_session_state(key, "running", "t9", **kw),
     "delete_session": lambda store, key, **kw: store.delete_session(key, reason="done", **kw),
+    "restore": lambda store, key, **kw: store.restore(key, version=0, **kw),
+    "redact": lambda store, key, **kw: store.redact(key, "a data subject asked", **kw),
 }
 
 

@@ -39,8 +39,13 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from _reliability import Calls, Worker, check_log, check_projections
+import pytest
+
 from eventstore import ChatMessage, SessionStore
+
+from _reliability import Calls, Worker, check_log, check_projections
+
+pytestmark = pytest.mark.slow  # each test kills dozens of processes
 
 KILLS = int(os.environ.get("EVENTSTORE_CRASH_KILLS", "50"))
 MAINTENANCE_KILLS = max(16, KILLS // 4)
@@ -134,7 +139,8 @@ def _seed(path: Path, sessions: dict[str, int], size: int = 40) -> int:
     with SessionStore(path, durable=False) as store:
         for key, count in sessions.items():
             for start in range(0, count, 500):
-                batch = [ChatMessage.assistant(f"seed {key} {n} " + "s" * size) for n in range(start, min(count, start + 500))]
+                batch = [ChatMessage.assistant(f"seed {key} {n} " + "s" * size)
+                         for n in range(start, min(count, start + 500))]
                 store.append_many(key, batch)
                 events += len(batch)
     return events

@@ -11,14 +11,13 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import attrs
 import pytest
 from click.testing import CliRunner
 
-from conftest import FakeClock
 from eventstore import (
     ChatMessage,
     InvalidArgument,
@@ -31,6 +30,8 @@ from eventstore import (
 from eventstore.cli import cli
 from eventstore.cli._context import parse_time
 from eventstore.events import MessageAppended
+
+from conftest import FakeClock
 
 LATEST_EVER = datetime.max.replace(tzinfo=timezone(-timedelta(hours=14)))  # past year 9999 in UTC
 EARLIEST_EVER = datetime.min.replace(tzinfo=timezone(timedelta(hours=14)))  # before year 1 in UTC
@@ -68,7 +69,7 @@ def test_a_time_after_every_datetime_in_utc_is_the_current_session(store: Sessio
 def test_a_time_before_every_datetime_in_utc_is_the_empty_session(store: SessionStore) -> None:
     view = store.session_at("a", as_of=EARLIEST_EVER)
     assert (view.version, view.exists, view.messages) == (0, False, [])
-    assert store.load("a", as_of=datetime.min.replace(tzinfo=timezone.utc)) == []
+    assert store.load("a", as_of=datetime.min.replace(tzinfo=UTC)) == []
 
 
 def test_a_naive_as_of_is_still_refused(store: SessionStore) -> None:
@@ -209,7 +210,7 @@ def test_a_users_lock_that_is_not_a_file_is_reported_as_damage(tmp_path: Path, r
     path = tmp_path / "store"
     SessionStore(path, durable=False).close()
     spoil(path / "users.lock")
-    with pytest.raises(StoreCorrupted, match="users.lock is not a regular file"):
+    with pytest.raises(StoreCorrupted, match=r"users\.lock is not a regular file"):
         SessionStore(path, durable=False, readonly=readonly)
 
 
@@ -217,7 +218,7 @@ def test_an_lmdb_lock_file_that_is_a_directory_is_reported_as_damage(tmp_path: P
     path = tmp_path / "store"
     SessionStore(path, durable=False).close()
     _replace_with_directory(path / "lock.mdb")
-    with pytest.raises(StoreCorrupted, match="lock.mdb is a directory"):
+    with pytest.raises(StoreCorrupted, match=r"lock\.mdb is a directory"):
         SessionStore(path, durable=False)
 
 
@@ -257,7 +258,7 @@ def test_parse_time_at_the_ends_of_time_converts_to_any_zone(monkeypatch: pytest
     time.tzset()
     try:
         moment = parse_time(typed)
-        assert moment.astimezone().astimezone(timezone.utc).year == (1 if typed.startswith("0001") else 9999)
+        assert moment.astimezone().astimezone(UTC).year == (1 if typed.startswith("0001") else 9999)
     finally:
         monkeypatch.undo()
         time.tzset()

@@ -1,17 +1,19 @@
-"""The LMDB event log, driven directly: one named test per numbered invariant of ``eventstore._log``."""
+"""The event log, driven directly on every storage engine: one named test per numbered invariant of
+``eventstore._log``."""
 
 from __future__ import annotations
 
 import hashlib
 import struct
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import pytest
 
 from eventstore import ChatMessage, IncompatibleStore, StoreCorrupted, WrongExpectedVersion
 from eventstore._codec import decode_event, encode_event
-from eventstore.storage.lmdb import Environment
+from eventstore.storage import Storage
 from eventstore._log import _RECORD, GENESIS_HASH, EventLog, StoredEvent, chain_hash
 from eventstore.events import MessageAppended, SessionDeleted, SessionEvent, SessionRenamed
 
@@ -20,14 +22,14 @@ _POSITION = struct.Struct(">Q")
 
 
 @pytest.fixture
-def environment(tmp_path: Path) -> Iterator[Environment]:
-    opened = Environment.acquire(tmp_path)
+def environment(tmp_path: Path, open_storage: Callable[[Path], Storage]) -> Iterator[Storage]:
+    opened = open_storage(tmp_path)
     yield opened
     opened.release()
 
 
 @pytest.fixture
-def log(environment: Environment) -> EventLog:
+def log(environment: Storage) -> EventLog:
     return EventLog(environment)
 
 
@@ -35,18 +37,18 @@ def said(text: str) -> MessageAppended:
     return MessageAppended(ChatMessage.user(text))
 
 
-def append(environment: Environment, log: EventLog, key: str, events: Sequence[SessionEvent], at: int = T0,
+def append(environment: Storage, log: EventLog, key: str, events: Sequence[SessionEvent], at: int = T0,
            expected_version: int | None = None) -> list[StoredEvent]:
     encoded = [encode_event(event) for event in events]
     return environment.write(lambda txn: log.append(txn, key, encoded, at, expected_version))
 
 
-def everything(environment: Environment, log: EventLog) -> list[StoredEvent]:
+def everything(environment: Storage, log: EventLog) -> list[StoredEvent]:
     with environment.read() as txn:
         return list(log.read_all(txn))
 
 
-def head(environment: Environment, log: EventLog) -> tuple[int, bytes, int]:
+def head(environment: Storage, log: EventLog) -> tuple[int, bytes, int]:
     with environment.read() as txn:
         return log.head(txn)
 
@@ -61,11 +63,11 @@ def recompute_chain(stored: Sequence[StoredEvent]) -> list[bytes]:
     return hashes
 
 
-def overwrite(environment: Environment, log: EventLog, position: int, raw: bytes) -> None:
+def overwrite(environment: Storage, log: EventLog, position: int, raw: bytes) -> None:
     environment.write(lambda txn: txn.put(log._events, _POSITION.pack(position), raw))
 
 
-def raw_record(environment: Environment, log: EventLog, position: int) -> bytes:
+def raw_record(environment: Storage, log: EventLog, position: int) -> bytes:
     with environment.read() as txn:
         return bytes(txn.get(log._events, _POSITION.pack(position)))
 
@@ -218,11 +220,11 @@ class TestInvariants:
 
         assert (1, 1) == environment.write(body)
 
-    def test_invariant_7_one_stream_id_per_key(self, tmp_path):
+    def test_invariant_7_one_stream_id_per_key(self, tmp_path, open_storage):
         """A key keeps its stream id across appends, deletion and reopening."""
         path = tmp_path / "own"
         path.mkdir()
-        first = Environment.acquire(path)
+        first = open_storage(path)
         try:
             log = EventLog(first)
             append(first, log, "a", [said("1")])
@@ -232,7 +234,7 @@ class TestInvariants:
             append(first, log, "a", [SessionDeleted(), said("2")])
         finally:
             first.release()
-        reopened = Environment.acquire(path)
+        reopened = open_storage(path)
         try:
             relog = EventLog(reopened)
             with reopened.read() as txn:
@@ -332,9 +334,8 @@ class TestDamage:
         """A stream entry pointing at a missing record raises StoreCorrupted naming the position."""
         append(environment, log, "a", [said("1"), said("2")])
         environment.write(lambda txn: txn.delete(log._events, _POSITION.pack(2)))
-        with environment.read() as txn:
-            with pytest.raises(StoreCorrupted, match=r"\bposition 2\b"):
-                list(log.read_stream(txn, log.stream_id(txn, "a")))
+        with environment.read() as txn, pytest.raises(StoreCorrupted, match=r"\bposition 2\b"):
+            list(log.read_stream(txn, log.stream_id(txn, "a")))
 
     def test_damaged_head(self, environment, log):
         """A damaged latest record makes ``head`` (so every append) raise StoreCorrupted naming it."""
@@ -349,9 +350,8 @@ class TestDamage:
         raw = raw_record(environment, log, 1)
         assert b"10" in raw
         overwrite(environment, log, 1, raw.replace(b"10", b"99"))
-        with environment.read() as txn:
-            with pytest.raises(StoreCorrupted, match=r"\bposition 1\b"):
-                log.read_position(txn, 1)
+        with environment.read() as txn, pytest.raises(StoreCorrupted, match=r"\bposition 1\b"):
+            log.read_position(txn, 1)
 
 
 class TestFormat:

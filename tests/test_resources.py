@@ -18,12 +18,12 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
-from _reliability import Calls, Worker, check_log, digest
 from eventstore import (
     ChatMessage,
     EventStoreError,
@@ -34,6 +34,8 @@ from eventstore import (
     StoreReadOnly,
 )
 from eventstore.storage import lmdb as _environment
+
+from _reliability import Calls, Worker, check_log, digest
 
 MIB = 1 << 20
 SESSION_MESSAGES = int(os.environ.get("EVENTSTORE_SESSION_MESSAGES", "100000"))
@@ -75,7 +77,7 @@ def test_map_grows_while_threads_write_and_read(tmp_path: Path, monkeypatch: pyt
             try:
                 for i in range(30):
                     store.append_many(f"w{n}", [ChatMessage.user(f"{n}-{i}-{j}" + "x" * 20_000) for j in range(2)])
-            except BaseException as exc:  # noqa: BLE001
+            except BaseException as exc:
                 failures.append(exc)
 
         def read() -> None:
@@ -87,7 +89,7 @@ def test_map_grows_while_threads_write_and_read(tmp_path: Path, monkeypatch: pyt
                         messages = store.load(f"w{n}")
                         assert [m.content.partition("x")[0] for m in messages] == [
                             f"{n}-{i}-{j}" for i in range(len(messages) // 2) for j in range(2)]
-            except BaseException as exc:  # noqa: BLE001
+            except BaseException as exc:
                 failures.append(exc)
 
         writers = [threading.Thread(target=write, args=(n,)) for n in range(4)]
@@ -116,7 +118,7 @@ def test_map_grows_in_several_processes_at_once(tmp_path: Path) -> None:
                                  "pad": 60_000, "batch_max": 3, "initial_map": 512 << 10}, tmp_path / "logs")
                for n in range(2)]
     with SessionStore(path, durable=False) as store:
-        for n in range(40):
+        for _n in range(40):
             store.append("local", ChatMessage.user("y" * 50_000))
     assert [worker.finish(120) for worker in workers] == [0, 0], [worker.stderr() for worker in workers]
     calls = Calls()
@@ -199,6 +201,7 @@ def _ten_megabytes() -> str:
     return ascii_part + " needle " + tricky + ascii_part[::-1]
 
 
+@pytest.mark.slow
 def test_ten_megabyte_message_round_trips(tmp_path: Path) -> None:
     content = _ten_megabytes()
     assert len(content.encode()) > 10_000_000
@@ -219,6 +222,7 @@ def test_ten_megabyte_message_round_trips(tmp_path: Path) -> None:
         assert [event.event.message.content for event in store.events()] == [content, replacement]  # type: ignore
 
 
+@pytest.mark.slow
 def test_very_long_session(tmp_path: Path) -> None:
     """A session of 100,000 messages written in batches: everything reads back, in order."""
     count = SESSION_MESSAGES
@@ -260,7 +264,7 @@ def shared_tmp() -> Iterator[Path]:
     try:
         yield base
     finally:
-        for root, dirs, files in os.walk(base):
+        for root, _dirs, files in os.walk(base):
             os.chmod(root, 0o755)
             for name in files:
                 os.chmod(os.path.join(root, name), 0o644)
@@ -286,7 +290,7 @@ def _run_without_write_access(body: Callable[[], Any]) -> Any:
                 os.setgid(65534)
                 os.setuid(65534)
             result = {"ok": body()}
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             import traceback
 
             result = {"error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()}
@@ -374,6 +378,7 @@ def test_read_only_path_serves_reads_and_refuses_writes(shared_tmp: Path, files:
         assert digest(store) == before
 
 
+@pytest.mark.slow
 def test_read_only_reader_keeps_its_snapshot_while_the_owner_writes(shared_tmp: Path) -> None:
     """A process that may only read the store (it cannot write lock.mdb, so it cannot register in
     LMDB's reader table) holds a read while the store's owner rewrites the same session many times.

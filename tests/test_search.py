@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from eventstore import (
@@ -27,9 +27,20 @@ from eventstore import (
     SessionStore,
     StoreReadOnly,
 )
-from projections import search as search_module
-from projections.search import PIVOT, SearchIndex, idf, impact, level_weight, phrase_in, snippet, term_weight
-from projections.tokenizer import MAX_TERM_BYTES, QueryWord, fold, parse_query, term_key, token_spans, tokenize
+from projections.search import formats, planning
+from projections.search import queries as search_queries
+from projections.search.index import SearchIndex
+from projections.search.scoring import PIVOT, idf, impact, level_weight, term_weight
+from projections.search.snippets import phrase_in, snippet
+from projections.search.tokenizer import (
+    MAX_TERM_BYTES,
+    QueryWord,
+    fold,
+    parse_query,
+    term_key,
+    token_spans,
+    tokenize,
+)
 
 from conftest import FakeClock
 
@@ -127,6 +138,63 @@ class TestParseQuery:
     def test_never_raises(self, keyword: str) -> None:
         """Any string parses, into words that all have tokens."""
         assert all(word.tokens for word in parse_query(keyword))
+
+
+class TestQueryBounds:
+    """Any query is answered in bounded time: it resolves to at most 64 terms, a prefix to a few of them."""
+
+    def test_a_query_resolves_to_at_most_64_terms(self, store: SessionStore) -> None:
+        """Words count in order while their terms number at most 64; later ones are ignored. Words in no message
+        and repeats cost nothing; a prefix counts the terms it stands for."""
+        limit = planning.MAX_QUERY_TERMS
+        for n in range(limit + 2):
+            store.append(f"s{n}", ChatMessage.user(f"w{n}"))
+        absent = " ".join(f"nowhere{n}" for n in range(200))
+        keyword = f"{absent} w0 w0 " + " ".join(f"w{n}" for n in range(limit + 2))
+        assert {f"s{n}" for n in range(limit)} == set(search(store, keyword, 100))
+        full = " ".join(f"w{n}" for n in range(2, limit + 2))
+        assert {f"s{n}" for n in range(2, limit + 2)} == set(search(store, full + " w1*", 100))  # w1* comes too late
+        assert [f"s{limit + 1}"] == search(store, f"w{limit + 1}")
+
+    def test_a_prefix_stands_for_its_most_frequent_terms(self, store: SessionStore,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+        """Past ``MAX_PREFIX_TERMS`` terms, a prefix matches its most frequent ones (ties: the first in key order)."""
+        monkeypatch.setattr(planning, "MAX_PREFIX_TERMS", 2)
+        for count, term in ((1, "pa"), (3, "pb"), (2, "pc"), (3, "pd"), (1, "pe")):
+            store.append_many(term, [ChatMessage.user(term)] * count)
+        assert {"pb", "pd"} == set(search(store, "p*", 10))
+        assert {"pb", "pd"} == {hit.session_key for hit in store.search_messages("p*", 10)}
+
+    def test_prefixes_share_one_budget(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Many prefixes in one query share ``MAX_QUERY_TERMS`` equally, each keeping at least one term."""
+        assert planning.MAX_PREFIX_TERMS == planning.prefix_share(parse_query("a* b"))
+        share = planning.prefix_share(parse_query(" ".join(f"{c}*" for c in "abcdefghijklmnopqrstuvwxyz")))
+        assert share * 26 <= planning.MAX_QUERY_TERMS and share >= 1
+        assert 1 == planning.prefix_share(parse_query(" ".join(f"w{n}*" for n in range(200))))
+
+    def test_a_prefix_walks_a_bounded_part_of_the_dictionary(self, store: SessionStore,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+        """The walk from the prefix stops after ``MAX_PREFIX_WALK`` terms in key order."""
+        monkeypatch.setattr(planning, "MAX_PREFIX_WALK", 3)
+        store.append_many("k", [ChatMessage.user(term) for term in ("qa", "qb", "qc", "qd", "qd", "qd")])
+        assert [0, 1, 2] == sorted(hit.index for hit in store.search_messages("q*", 10))
+
+    @settings(max_examples=30)
+    @given(st.lists(st.tuples(st.sampled_from(["a", "b", "c"]),
+                              st.lists(st.sampled_from(["rust", "rusty", "rustacean", "rusted", "trust", "ru"]),
+                                       max_size=5).map(" ".join)), min_size=1, max_size=20),
+           st.integers(1, 3))
+    def test_a_prefix_within_the_bounds_ranks_as_before(self, appends: list[tuple[str, str]], limit: int) -> None:
+        """With no more terms than the bound, a prefix query ranks exactly as a full expansion does."""
+        with tempfile.TemporaryDirectory() as directory:
+            clock = FakeClock()
+            with SessionStore(Path(directory), clock=clock, durable=False) as store:
+                for key, text in appends:
+                    clock.advance(seconds=1)
+                    store.append(key, ChatMessage.user(text))
+                reference = ReferenceSearch(store)
+                for keyword in ("ru*", "rust* trust", "r*"):
+                    assert reference.search(keyword, limit) == search(store, keyword, limit), keyword
 
 
 # -- the pure part of scoring ---------------------------------------------------------------
@@ -306,6 +374,29 @@ class TestRanking:
             [(hit.index, pytest.approx(hit.score)) for hit in hits]
 
 
+    @settings(max_examples=60)
+    @given(st.lists(st.lists(st.sampled_from([f"w{n}" for n in range(12)]), min_size=1, max_size=5).map(" ".join),
+                    min_size=1, max_size=3),
+           st.sampled_from(["w0-w0 w1*", "w0-w1 w1*", "w0 w1*", "w0 w1 w10 w11"]))
+    @example(["w10 w0 w0 w9 w1"], "w0-w0 w1*")
+    @example(["w10 w1 w11 w1 w2"], "w0-w0 w1*")
+    @example(["w11 w7 w1 w0 w1"], "w0-w1 w1*")
+    def test_exact_tie_at_the_limit_goes_to_the_most_recent(self, texts: list[str], keyword: str) -> None:
+        """Two sessions with the same messages score exactly the same: at limit 1 the newer one wins, on every
+        query path (a phrase's, a prefix's) and in ``search_messages`` too."""
+        with tempfile.TemporaryDirectory() as directory:
+            clock = FakeClock()
+            with SessionStore(Path(directory), clock=clock, durable=False) as store:
+                for key in ("old", "filler", "new"):
+                    for text in texts if key != "filler" else ["w3 w2"]:
+                        clock.advance(seconds=1)
+                        store.append(key, ChatMessage.user(text))
+                sessions = search(store, keyword, 1)
+                hits = store.search_messages(keyword, 1)
+                assert sessions in ([], ["new"]), keyword
+                assert [hit.session_key for hit in hits] == sessions
+
+
 class ReferenceSearch:
     """Plain-Python search over the current messages: the contract, written the obvious way."""
 
@@ -321,11 +412,11 @@ class ReferenceSearch:
         best: dict[str, float] = {}
         for key, terms in rows:
             counted = {t for word in words if not word.is_phrase for t in terms
-                       if t == word.tokens[0] or word.prefix and t.startswith(word.tokens[0])}
+                       if t == word.tokens[0] or (word.prefix and t.startswith(word.tokens[0]))}
             for word in words:
                 if word.is_phrase and phrase_in(terms, word.tokens, word.prefix):
                     counted.update(t for t in terms if t in word.tokens[:-1] or t == word.tokens[-1]
-                                   or word.prefix and t.startswith(word.tokens[-1]))
+                                   or (word.prefix and t.startswith(word.tokens[-1])))
             if counted:
                 score = sum(idf(len(rows), df[t]) * level_weight(impact(terms.count(t), len(terms)))
                             for t in sorted(counted))
@@ -367,6 +458,7 @@ class TestAgainstReference:
                          for key in expected]
 
 
+@pytest.mark.slow
 class TestAgainstReferenceAfterEdits:
     @settings(max_examples=400)
     @given(st.lists(st.tuples(st.sampled_from(["a", "b", "c", "d", "e", "f"]),
@@ -379,8 +471,8 @@ class TestAgainstReferenceAfterEdits:
     def test_same_ranking(self, script: list[tuple[str, str, str]], keywords: list[str], limit: int,
                           materialize_up_to: int, grouped_from: int) -> None:
         """Over edits, many ties and every query path (whole summaries or level groups), the ranking is exact."""
-        saved = search_module._MATERIALIZE_UP_TO, search_module.GROUPED_FROM
-        search_module._MATERIALIZE_UP_TO, search_module.GROUPED_FROM = materialize_up_to, grouped_from
+        saved = search_queries.MATERIALIZE_UP_TO, formats.GROUPED_FROM
+        search_queries.MATERIALIZE_UP_TO, formats.GROUPED_FROM = materialize_up_to, grouped_from
         try:
             with tempfile.TemporaryDirectory() as directory:
                 clock = FakeClock()
@@ -402,7 +494,7 @@ class TestAgainstReferenceAfterEdits:
                         found = [(m.key, scores[m.key]) for m in store.search(SessionQuery(keyword, limit))]
                         assert reference.search(keyword, limit) == [key for key, _ in found], keyword
         finally:
-            search_module._MATERIALIZE_UP_TO, search_module.GROUPED_FROM = saved
+            search_queries.MATERIALIZE_UP_TO, formats.GROUPED_FROM = saved
 
 
 # -- only current messages match ------------------------------------------------------------
@@ -602,9 +694,8 @@ class TestMachinery:
             store.append("k", ChatMessage.user("alpha"))
             store.catch_up()
         monkeypatch.setattr(SearchIndex, "code_version", SearchIndex.code_version + 1)
-        with SessionStore(store_path, readonly=True) as reader:
-            with pytest.raises(StoreReadOnly):
-                search(reader, "alpha")
+        with SessionStore(store_path, readonly=True) as reader, pytest.raises(StoreReadOnly):
+            search(reader, "alpha")
 
 
 # -- a rebuilt index answers like the incrementally built one -------------------------------------
@@ -672,11 +763,11 @@ class TestRebuild:
                 store.catch_up()
                 assert incremental == answers(store)
                 with store._environment.read() as txn:
-                    stored = store._search.index.dump(txn)
+                    stored = store._search_index.dump(txn)
                 assert store.verify().ok
                 store.rebuild_projections(["search"])
                 with store._environment.read() as txn:
-                    rebuilt = store._search.index.dump(txn)
+                    rebuilt = store._search_index.dump(txn)
                 assert (incremental, stored) == (answers(store), rebuilt)
                 assert incremental == [list(a) for a in answers_reference(store)]
 
@@ -721,16 +812,15 @@ class TestAgainstFTS5:
     @given(st.dictionaries(st.sampled_from(["a", "b", "c", "d", "e", "f"]),
                            st.lists(st.lists(st.sampled_from(FTS_WORDS), max_size=6).map(" ".join), min_size=1,
                                     max_size=4), min_size=1),
-           st.lists(st.lists(st.sampled_from(FTS_WORDS + ["ap*", "rust*", "e*", "gpt-4*", "na*", "zz"]),
+           st.lists(st.lists(st.sampled_from([*FTS_WORDS, "ap*", "rust*", "e*", "gpt-4*", "na*", "zz"]),
                              min_size=1, max_size=3).map(" ".join), min_size=1, max_size=5))
     def test_same_sessions_match(self, messages: dict[str, list[str]], keywords: list[str]) -> None:
         """For OR queries with prefixes and phrases, the matching sessions are the ones FTS5 finds."""
-        with tempfile.TemporaryDirectory() as directory:
-            with SessionStore(Path(directory), durable=False) as store:
-                for key, texts_ in messages.items():
-                    store.append_many(key, [ChatMessage.user(text) for text in texts_])
-                for keyword in keywords:
-                    assert fts5_sessions(messages, keyword) == set(search(store, keyword, 100)), keyword
+        with tempfile.TemporaryDirectory() as directory, SessionStore(Path(directory), durable=False) as store:
+            for key, texts_ in messages.items():
+                store.append_many(key, [ChatMessage.user(text) for text in texts_])
+            for keyword in keywords:
+                assert fts5_sessions(messages, keyword) == set(search(store, keyword, 100)), keyword
 
 
 # -- the stored forms -------------------------------------------------------------------------------------
@@ -744,44 +834,44 @@ class TestStoredForms:
     def test_summary_edits(self, start: dict[int, tuple[int, int]], edits: list[tuple[int, int, int]],
                            grouped_from: int) -> None:
         """Editing a stored summary as bytes gives what encoding the edited entries afresh gives."""
-        original = search_module.GROUPED_FROM
-        search_module.GROUPED_FROM = grouped_from
+        original = formats.GROUPED_FROM
+        formats.GROUPED_FROM = grouped_from
         try:
             entries = {sid: level << 8 | tag for sid, (level, tag) in start.items()}
-            raw = search_module._summary_of(entries)
+            raw = formats.summary_of(entries)
             for sid, level, tag in edits:
                 code = level << 8 | tag if level else 0
-                raw = search_module._summary_set(raw, sid, code)
+                raw = formats.summary_set(raw, sid, code)
                 if code:
                     entries[sid] = code
                 else:
                     entries.pop(sid, None)
-            summary = None if raw is None else search_module._Summary(raw)
+            summary = None if raw is None else formats.Summary(raw)
             assert (entries or None) == (summary and summary.entries())
             if summary is not None:
                 levels = [level for level, _ in summary.groups()]
                 grouped = {sid: level for level, members in summary.groups()
-                           for sid in search_module._u32s(members)}
+                           for sid in formats.u32s(members)}
                 assert (levels, grouped) == (sorted(set(levels), reverse=True),
                                              {sid: code >> 8 for sid, code in entries.items()})
         finally:
-            search_module.GROUPED_FROM = original
+            formats.GROUPED_FROM = original
 
     @given(st.lists(st.lists(st.integers(1, 2**25), max_size=12, unique=True).map(sorted), min_size=1,
                     max_size=70))
     def test_chunks(self, messages: list[list[int]]) -> None:
         """A chunk keeps each message's term ids and levels, grows, shrinks and widens its ids when needed."""
         raw = None
-        for tids in messages[:search_module.CHUNK_MESSAGES]:
-            raw = search_module._chunk_append(raw, tids, bytes(range(1, len(tids) + 1)))
-        kept = messages[:search_module.CHUNK_MESSAGES]
+        for tids in messages[:formats.CHUNK_MESSAGES]:
+            raw = formats.chunk_append(raw, tids, bytes(range(1, len(tids) + 1)))
+        kept = messages[:formats.CHUNK_MESSAGES]
         assert [(tids, bytes(range(1, len(tids) + 1))) for tids in kept] == \
-            [(list(tids), levels) for tids, levels in (search_module._chunk_message(raw, i) for i in range(len(kept)))]
-        rest, tids, _ = search_module._chunk_pop(raw)
+            [(list(tids), levels) for tids, levels in (formats.chunk_message(raw, i) for i in range(len(kept)))]
+        rest, tids, _ = formats.chunk_pop(raw)
         assert (list(tids), rest is None) == (kept[-1], len(kept) == 1)
         for index, message in enumerate(kept[:-1]):
             for tid in message:
-                assert (index, message.index(tid) + 1) in search_module._chunk_occurrences(rest, tid)
+                assert (index, message.index(tid) + 1) in formats.chunk_occurrences(rest, tid)
 
 
 def test_index_size_is_counted(store: SessionStore) -> None:

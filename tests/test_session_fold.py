@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
+import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
@@ -23,6 +24,7 @@ from projections.session import (
     message_edit,
     untouched_prefix,
 )
+
 from strategies import histories
 
 
@@ -65,7 +67,7 @@ def test_untouched_prefix_is_tight():
     assert 0 == untouched_prefix(10, [ClearMessages])
 
 
-_MOMENT = datetime(2026, 1, 1, tzinfo=timezone.utc)
+_MOMENT = datetime(2026, 1, 1, tzinfo=UTC)
 #: The two kinds of event the generated histories lack.
 _BACK = (TimestampedMessage(ChatMessage.user("back"), _MOMENT),)
 _RARE = [
@@ -75,6 +77,7 @@ _RARE = [
 ]
 
 
+@pytest.mark.slow
 @given(histories())
 def test_edit_kinds_name_what_message_edit_returns(history):
     """``EDIT_KINDS`` (by event type) names the kind of edit ``message_edit`` makes of every event."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import struct
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -22,17 +22,19 @@ from eventstore import (
     StoreClosed,
     StoreCorrupted,
     StoreFull,
+    StoreReadOnly,
     TimestampedMessage,
     WrongExpectedVersion,
 )
+from eventstore.storage import MemoryStorage
 from eventstore.storage import lmdb as _environment
 from eventstore._folding import fold_stream, to_recorded
-from eventstore.events import MessageAppended, MessagesCleared, SessionDeleted, SessionRestored
+from eventstore.events import MessageAppended, MessagesCleared, SessionDeleted, SessionRenamed, SessionRestored
 from projections.session import empty_snapshot, fold
 
-from conftest import FakeClock
+from conftest import ENGINES, FakeClock
 
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)  # FakeClock's start
+T0 = datetime(2026, 1, 1, tzinfo=UTC)  # FakeClock's start
 _STREAM_VERSION = struct.Struct(">QQ")  # the log's stream index key: stream id, version
 
 
@@ -70,6 +72,13 @@ def has_snapshot(store: SessionStore, key: str, version: int) -> bool:
 def replayed(store: SessionStore, key: str, version: int):
     """The session folded from its first event up to ``version``, without snapshots."""
     return fold(empty_snapshot(key), [e for e in stream_events(store, key) if e.version <= version])
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    """Every test using the ``store`` fixture runs on LMDB and in memory; tests that open a path
+    themselves (reopening, file options, map size, threads) run on LMDB only."""
+    return str(request.param)
 
 
 class _Abort(Exception):
@@ -198,7 +207,7 @@ class TestLoad:
     def test_times_are_utc(self, store):
         """Loaded times are timezone-aware UTC."""
         store.append("s", user("1"))
-        assert timezone.utc == store.load_with_timestamps("s")[0].created_at.tzinfo
+        assert UTC == store.load_with_timestamps("s")[0].created_at.tzinfo
 
     def test_returned_list_is_a_copy(self, store):
         """Mutating a loaded list does not change what the next load returns."""
@@ -392,7 +401,7 @@ class TestMetadata:
         with SessionStore(store_path, clock=lambda: datetime(2026, 1, 1, 5, tzinfo=zone)) as store:
             store.append("s", user("1"))
             metadata = store.get_session_metadata("s")
-        assert (T0, timezone.utc) == (metadata.created_at, metadata.created_at.tzinfo)
+        assert (T0, UTC) == (metadata.created_at, metadata.created_at.tzinfo)
 
 
 class TestNames:
@@ -465,10 +474,25 @@ class TestState:
         assert SessionState("running", None, T0) == store.get_session_state("new")
 
     def test_no_state(self, store):
-        """A session never given a state, and an unknown one, have state None."""
+        """A live session never given a state is idle with no turn (as ZeroClaw's column default); an unknown or
+        deleted one has state None."""
         store.append("s", user("1"))
-        assert None is store.get_session_state("s")
+        assert SessionState("idle", None, None) == store.get_session_state("s")
+        assert SessionState("idle", None, None) == store.session_at("s").state
         assert None is store.get_session_state("nobody")
+        store.delete_session("s")
+        assert None is store.get_session_state("s")
+        assert None is store.session_at("s").state
+        assert [] == store.list_running_sessions()
+
+    def test_setting_idle_on_a_session_that_never_had_a_state_records_nothing(self, store):
+        """It already reads as idle: the call changes nothing, so it records nothing."""
+        store.append("s", user("1"))
+        store.set_session_state("s", "idle")
+        assert 1 == store.session_at("s").version
+        store.set_session_state("s", "idle", "t1")  # a turn id is a change
+        assert SessionState("idle", "t1", None) == store.get_session_state("s")
+        assert 2 == store.session_at("s").version
 
     def test_new_turn_restarts_clock(self, store, clock):
         """A new running turn starts its clock again."""
@@ -571,7 +595,7 @@ class TestDelete:
         assert 6 == store.append("s", user("fresh"))
         assert SessionMetadata("s", None, reborn, reborn, 1) == store.get_session_metadata("s")
         assert [TimestampedMessage(user("fresh"), reborn)] == store.load_with_timestamps("s")
-        assert None is store.get_session_state("s")
+        assert SessionState("idle", None, None) == store.get_session_state("s")  # not the old running state
         assert [] == store.list_running_sessions()
 
     def test_reuse_by_rename(self, store, clock):
@@ -621,7 +645,7 @@ class TestCleanupStale:
         """Any recent event, not only an append, keeps a session alive."""
         store.append("s", user("1"))
         clock.advance(hours=10)
-        store.set_session_state("s", "idle")
+        store.set_session_state("s", "error")
         clock.advance(hours=1)
         assert 0 == store.cleanup_stale(5)
         assert store.session_exists("s")
@@ -964,6 +988,31 @@ class TestBadArguments:
                 SessionStore(store_path, snapshot_every=bad)
 
 
+class TestOnStorage:
+    """``SessionStore.on_storage``: a store on any engine, which it owns from then on."""
+
+    def test_close_releases_the_storage(self, clock):
+        storage = MemoryStorage()
+        with SessionStore.on_storage(storage, clock=clock) as store:
+            store.append("a", user("hi"))
+        with pytest.raises(StoreClosed):
+            storage.space("log.events")
+        with SessionStore.on_storage(storage.open_again(readonly=True), clock=clock) as reader:
+            assert [user("hi")] == reader.load("a")
+            with pytest.raises(StoreReadOnly):
+                reader.append("a", user("no"))
+
+    def test_bad_option_releases_the_storage(self):
+        storage = MemoryStorage()
+        for options in ({"snapshot_every": 0}, {"clock": "now"}, {"cache_sessions": -1}, {"rebuild_progress": 1}):
+            with pytest.raises(InvalidArgument):
+                SessionStore.on_storage(storage.open_again(), **options)
+        with pytest.raises(InvalidArgument):
+            SessionStore.on_storage(storage, snapshot_every=0)
+        with pytest.raises(StoreClosed):
+            storage.space("log.events")
+
+
 class TestClose:
     """``close``, and one path opened twice in one process."""
 
@@ -1025,14 +1074,14 @@ class TestImportedEvents:
         class Clearing(MessagesCleared):
             pass
 
-        moment = datetime(2026, 1, 1, tzinfo=timezone.utc)
+        moment = datetime(2026, 1, 1, tzinfo=UTC)
         with pytest.raises(InvalidArgument, match="Clearing"):
             store.import_sessions({"s": [(moment, MessageAppended(user("x"))), (moment, Clearing(1))]})
         assert [] == store.list_sessions()
 
     def test_restore_to_nothing_carries_nothing(self):
         """A restore to a session that does not exist cannot carry messages, a name, a state or a time."""
-        moment = datetime(2026, 1, 1, tzinfo=timezone.utc)
+        moment = datetime(2026, 1, 1, tzinfo=UTC)
         for fields in ({"messages": (TimestampedMessage(user("x"), moment),)}, {"name": "n"},
                        {"state": SessionState("idle", None, None)}, {"created_at": moment}):
             arguments = {"messages": (), "name": None, "state": None, "created_at": None, **fields}
@@ -1041,11 +1090,13 @@ class TestImportedEvents:
 
     def test_restore_time_in_another_zone_is_kept_in_utc(self, store):
         """A restore's creation time given at +02:00 is stored as the same instant in UTC."""
-        moment = datetime(2026, 1, 1, tzinfo=timezone.utc)
+        moment = datetime(2026, 1, 1, tzinfo=UTC)
         local = datetime(2026, 1, 1, 2, tzinfo=timezone(timedelta(hours=2)))
-        store.import_sessions({"s": [(moment, SessionRestored(1, True, (), None, None, local))]})
+        # A restore needs a version to go back to (a restore to version 1 of a session at version 2).
+        store.import_sessions({"s": [(moment, SessionRenamed("a")), (moment, SessionRenamed("b")),
+                                     (moment, SessionRestored(1, True, (), "a", None, local))]})
         metadata = store.get_session_metadata("s")
-        assert (moment, timezone.utc) == (metadata.created_at, metadata.created_at.tzinfo)
+        assert (moment, UTC) == (metadata.created_at, metadata.created_at.tzinfo)
         assert store.verify().ok
 
     def test_snapshot_from_the_log_when_read_models_disagree(self, store_path, clock):

@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import re
 import struct
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import lmdb
 import pytest
 
-from conftest import FakeClock
 from eventstore import ChatMessage, SessionStore, StoreCorrupted, VerifyReport
 from eventstore._log import _RECORD
+
+from conftest import FakeClock
 
 _U64 = struct.Struct(">Q")
 _U64_PAIR = struct.Struct(">QQ")

@@ -13,9 +13,9 @@ import json
 import os
 import sqlite3
 import time
-from datetime import datetime, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from click.testing import CliRunner, Result
@@ -31,7 +31,7 @@ from eventstore.zeroclaw import (
     sanitize_key,
 )
 
-MTIME = datetime(2025, 6, 1, 12, 0, tzinfo=timezone.utc)
+MTIME = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 
 TOOL_CALL = ('{"content":null,"tool_calls":[{"id":"call_1","name":"shell",'
              '"arguments":"{\\"command\\":\\"ls -la\\"}"}]}')
@@ -81,7 +81,7 @@ CREATE TABLE session_metadata (
 
 
 def utc(text: str) -> datetime:
-    return datetime.fromisoformat(text).astimezone(timezone.utc)
+    return datetime.fromisoformat(text).astimezone(UTC)
 
 
 def write_file(path: Path, data: bytes) -> Path:
@@ -263,9 +263,9 @@ class TestReadSqlite:
 
 def test_parse_time() -> None:
     """RFC 3339 with nanoseconds, Z, or no offset (UTC); garbage is None."""
-    assert parse_time("2026-02-01T09:00:00.123456789+02:00") == datetime(2026, 2, 1, 7, 0, 0, 123456, timezone.utc)
-    assert parse_time(b"2026-02-01T09:00:00Z") == datetime(2026, 2, 1, 9, tzinfo=timezone.utc)
-    assert parse_time("2026-02-01 09:00:00") == datetime(2026, 2, 1, 9, tzinfo=timezone.utc)
+    assert parse_time("2026-02-01T09:00:00.123456789+02:00") == datetime(2026, 2, 1, 7, 0, 0, 123456, UTC)
+    assert parse_time(b"2026-02-01T09:00:00Z") == datetime(2026, 2, 1, 9, tzinfo=UTC)
+    assert parse_time("2026-02-01 09:00:00") == datetime(2026, 2, 1, 9, tzinfo=UTC)
     assert parse_time("yesterday") is None and parse_time(None) is None and parse_time(5) is None
 
 
@@ -328,7 +328,7 @@ class TestImportWorkspace:
         bob = workspace / "sessions" / "bob.jsonl"
         bob.write_bytes(bob.read_bytes() + b'\n{"role":"user","content":"more"}\n')
         again = import_workspace(store, workspace)
-        changed = [r for r in again.sources if r.path.name == "bob.jsonl"][0]
+        changed = next(r for r in again.sources if r.path.name == "bob.jsonl")
         assert changed.status == "changed"
         assert "not merged" in changed.detail
         assert store.load("bob") == [ChatMessage.user("hi bob"), ChatMessage.assistant("yo")]
@@ -336,7 +336,7 @@ class TestImportWorkspace:
     def test_existing_key_is_reported_not_merged(self, workspace: Path, store: SessionStore) -> None:
         store.append("bob", ChatMessage.user("already here"))
         result = import_workspace(store, workspace)
-        bob = [r for r in result.sources if r.path.name == "bob.jsonl"][0]
+        bob = next(r for r in result.sources if r.path.name == "bob.jsonl")
         assert (bob.status, bob.existing_keys, bob.sessions) == ("imported", ("bob",), 0)
         assert store.load("bob") == [ChatMessage.user("already here")]
 
@@ -345,7 +345,7 @@ class TestImportWorkspace:
         write_file(workspace / "sessions" / "slack_ops.jsonl", b'{"role":"user","content":"x"}\n')
         write_file(workspace / "sessions" / "telegram:42.jsonl", b'{"role":"user","content":"dup"}\n')
         result = import_workspace(store, workspace)
-        dup = [r for r in result.sources if r.path.name == "telegram:42.jsonl"][0]
+        dup = next(r for r in result.sources if r.path.name == "telegram:42.jsonl")
         assert dup.existing_keys == ("telegram:42",)
         assert store.load("slack_ops") == [ChatMessage.user("x")]
         assert store.get_session_name("telegram:42") == "Weekly plan"
@@ -366,7 +366,7 @@ class TestImportWorkspace:
         assert not store.session_exists("ghost")
         assert [m.content for m in store.load("discord_7")] == ["old hello", "old reply", "later"]
         assert store.get_session_name("discord_7") is None
-        assert store.get_session_state("discord_7") is None
+        assert store.get_session_state("discord_7") == SessionState("idle", None, None)  # no state column
         meta = store.get_session_metadata("discord_7")
         assert meta is not None and meta.created_at == utc("2025-01-01T08:00:00+00:00")
 
@@ -398,7 +398,7 @@ class TestImportCommand:
         target = tmp_path / "cli-store"
         data = json.loads(cli_run("--store", str(target), "import", "zeroclaw", str(workspace), "--json").stdout)
         assert (data["sessions"], data["messages"], data["skipped_lines"]) == (5, 12, 13)
-        alice = [s for s in data["sources"] if s["source"].endswith("alice.jsonl")][0]
+        alice = next(s for s in data["sources"] if s["source"].endswith("alice.jsonl"))
         assert alice["status"] == "imported"
         assert {"line": 4, "reason": "not JSON"} not in alice["skipped_lines"]
         assert {"line": 3, "reason": "not JSON"} in alice["skipped_lines"]

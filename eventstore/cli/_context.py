@@ -16,7 +16,6 @@ from pathlib import Path
 
 import attrs
 import click
-import lmdb
 
 from .. import (
     EventStoreError,
@@ -146,8 +145,6 @@ def user_error(exc: BaseException, store_path: Path | None = None) -> click.Clic
         return click.ClickException(f"{exc}; see `eventstore history KEY` for its versions")
     if isinstance(exc, EventStoreError):
         return click.ClickException(str(exc))
-    if isinstance(exc, lmdb.Error):
-        return click.ClickException(f"cannot use the store{where}: {exc}")
     if isinstance(exc, OSError):
         name = f" {exc.filename}" if exc.filename else ""
         return click.ClickException(f"{exc.strerror or exc}:{name}" if exc.strerror else str(exc))

@@ -19,9 +19,9 @@ from projections.readmodel import Checkpoints, ReadModel
 from .._audit import Progress, verify
 from .._bookkeeping import ImportReceipts
 from .._codec import encode_event
-from .._deferred import DeferredSearch, Read
+from .._deferred import DeferredReadModels, Read
 from .._errors import IncompatibleStore, InvalidArgument, StoreReadOnly
-from .._folding import log_changes, to_recorded
+from .._folding import LogChange, log_changes, to_recorded
 from .._log import EventLog, stream_runs
 from .._snapshots import SnapshotStore
 from .._values import VerifyReport
@@ -29,7 +29,7 @@ from ..events import redact_event
 from ..storage import ReadTransaction, Storage, WriteTransaction
 from . import commands
 from .cache import DecodedSessions
-from .writer import CommandWriter, Write
+from .writer import CommandWriter, Request, Write
 
 __all__ = ["Maintenance", "StoreStats", "ProjectionCheckpoint"]
 
@@ -76,13 +76,13 @@ class Maintenance:
     """The store's upkeep, over the log, the snapshots and every read model."""
 
     def __init__(self, storage: Storage, log: EventLog, snapshots: SnapshotStore, catalog: Catalog,
-                 messages: MessageLists, checkpoints: Checkpoints, search: DeferredSearch,
+                 messages: MessageLists, checkpoints: Checkpoints, deferred: DeferredReadModels,
                  receipts: ImportReceipts, read: Read, write: Write, writer: CommandWriter,
                  decoded: DecodedSessions) -> None:
         self._storage, self._log, self._snapshots = storage, log, snapshots
         self._catalog, self._messages, self._checkpoints = catalog, messages, checkpoints
         self._read_models: tuple[ReadModel, ...] = writer.read_models
-        self._search, self._receipts = search, receipts
+        self._deferred, self._receipts = deferred, receipts
         self._read, self._write, self._writer, self._decoded = read, write, writer, decoded
 
     # -- read models ------------------------------------------------------------------
@@ -96,31 +96,28 @@ class Maintenance:
                                         "open it writable once")
             return
         self._storage.write(lambda txn: self._rebuild_outdated(txn, progress))
-        if self._search.built_by_other_code():
-            with self._read() as txn:
-                total = self._log.head(txn)[0]
-            self._search.catch_up(rebuild=True, progress=None if progress is None
-                                  else lambda at: progress(at, total))
+        self._deferred.rebuild_outdated(progress)
 
     def rebuild_projections(self, names: Iterable[str] | None, progress: Progress | None) -> None:
         """Drop the named read models (all by default) and rebuild them from the log."""
-        index = self._search.index
-        models = {model.name: model for model in (*self._read_models, index)}
+        models = {model.name: model for model in self._read_models}
+        known = [*models, *self._deferred.names()]
         if names is None:
-            chosen = list(models.values())
+            chosen = known
         else:
             if isinstance(names, (str, bytes)) or not isinstance(names, Iterable):
                 raise InvalidArgument(f"names must be a collection of projection names, not {names!r}")
             wanted = list(names)
-            unknown = [name for name in wanted if not isinstance(name, str) or name not in models]
+            unknown = [name for name in wanted if not isinstance(name, str) or name not in known]
             if unknown:
-                raise InvalidArgument(f"unknown projections {unknown}; known: {sorted(models)}")
-            chosen = [models[name] for name in dict.fromkeys(wanted)]
-        inline = [model for model in chosen if model is not index]
+                raise InvalidArgument(f"unknown projections {unknown}; known: {sorted(known)}")
+            chosen = list(dict.fromkeys(wanted))
+        inline = [models[name] for name in chosen if name in models]
+        later = [name for name in chosen if name not in models]
         with self._read() as txn:
             events = self._log.head(txn)[0]
-        # One pass over the log for the inline models together, then one for the search index.
-        total = events * (bool(inline) + (index in chosen))
+        # One pass over the log for the inline models together, then one for each deferred model.
+        total = events * (bool(inline) + len(later))
         if inline:
             def body(txn: WriteTransaction) -> None:
                 if self._messages in inline:
@@ -128,10 +125,10 @@ class Maintenance:
                 self._rebuild(txn, inline, None if progress is None else lambda done, _: progress(done, total))
 
             self._write(body)
-        if index in chosen:
+        if later:
             offset = events if inline else 0
-            self._search.catch_up(rebuild=True, progress=None if progress is None
-                                  else lambda at: progress(offset + at, total))
+            self._deferred.rebuild(later, None if progress is None
+                                   else lambda done, _: progress(offset + done, total))
         if progress is not None:
             progress(total, total)
         self._decoded.clear()
@@ -193,14 +190,13 @@ class Maintenance:
 
         return self._write(body)
 
-    def redact(self, key: str, reason: str) -> int:
+    def redact(self, key: str, reason: str, request: Request, expected_version: int | None,
+               idempotency_key: str | None) -> int:
         """Blank the message content of every event of the session; return how many events changed."""
-        now = self._writer.now_micros()
 
-        def body(txn: WriteTransaction) -> int:
-            stream_id = self._log.stream_id(txn, key)
+        def step(txn: WriteTransaction, stream_id: int | None, now: int) -> tuple[int, list[LogChange]]:
             if stream_id is None:
-                return 0
+                return 0, []
             rewritten = []
             for entry in list(self._log.read_stream(txn, stream_id)):
                 event = to_recorded(entry).event
@@ -211,11 +207,11 @@ class Maintenance:
                     rewritten.append((entry.position, hashlib.sha256(payload).hexdigest()))
             self._snapshots.delete_stream(txn, stream_id)
             events, changed = commands.redact(reason, rewritten)
-            self._writer.record(txn, key, events, now)
-            self._search.catch_up_in(txn)  # the redacted words leave the search index in the same commit
-            return changed
+            recorded = self._writer.record(txn, key, events, now)
+            self._deferred.catch_up_in(txn)  # the redacted words leave the search index in the same commit
+            return changed, recorded
 
-        changed = self._write(body)
+        changed = self._writer.run(key, request, step, expected_version, idempotency_key)[0]
         self._decoded.clear()
         return changed
 
@@ -233,7 +229,7 @@ class Maintenance:
         if damaged_pages:
             return VerifyReport(False, 0, damaged_pages)
         with self._read() as txn:
-            models = [*self._read_models, self._search.checker(txn)]
+            models = [*self._read_models, *self._deferred.checkers(txn)]
             return verify(txn, self._log, self._snapshots, models, progress)  # type: ignore[arg-type]
 
     def stats(self) -> StoreStats:

@@ -7,13 +7,17 @@ holds. Searches go through the deferred search index, caught up first.
 
 from __future__ import annotations
 
+from typing import Any
+
 from projections.catalog import Catalog
 from projections.messages import MessageLists
-from projections.search import snippet
+from projections.search.index import SearchIndex
+from projections.search.reader import IndexReader
+from projections.search.snippets import snippet
+from projections.search.tokenizer import parse_query
 from projections.session import Entry, SessionHead
-from projections.tokenizer import parse_query
 
-from .._deferred import DeferredSearch, Read, SessionTexts
+from .._deferred import Deferred, Read, SessionTexts
 from .._errors import StoreCorrupted
 from .._log import EventLog
 from .._time import Clock
@@ -28,9 +32,10 @@ __all__ = ["Queries"]
 class Queries:
     """Reads of the sessions as they are now."""
 
-    def __init__(self, log: EventLog, catalog: Catalog, messages: MessageLists, search: DeferredSearch, read: Read,
-                 clock: Clock, decoded: DecodedSessions) -> None:
+    def __init__(self, log: EventLog, catalog: Catalog, messages: MessageLists, search: Deferred[Any, IndexReader],
+                 search_index: SearchIndex, read: Read, clock: Clock, decoded: DecodedSessions) -> None:
         self._log, self._catalog, self._messages, self._search = log, catalog, messages, search
+        self._search_index = search_index
         self._read, self._clock, self._decoded = read, clock, decoded
         # The latest listing, with the committed state it was read from. (A store reopened by
         # ``vacuum`` gets new ``Queries``: the states' ids start over then.)
@@ -105,9 +110,8 @@ class Queries:
         if not words or not limit:
             return []
 
-        def run(view: object, txn: ReadTransaction) -> list[SessionMetadata]:
-            hits = self._search.index.search_sessions(view, words, limit,  # type: ignore[arg-type]
-                                                      SessionTexts(self._messages, txn))
+        def run(view: IndexReader, txn: ReadTransaction) -> list[SessionMetadata]:
+            hits = self._search_index.search_sessions(view, words, limit, SessionTexts(self._messages, txn))
             return self._catalog.metadata_of(txn, [stream_id for stream_id, _ in hits])
 
         return self._search.query(run)
@@ -118,11 +122,10 @@ class Queries:
         if not words or not limit:
             return []
 
-        def run(view: object, txn: ReadTransaction) -> list[SearchHit]:
+        def run(view: IndexReader, txn: ReadTransaction) -> list[SearchHit]:
             texts = SessionTexts(self._messages, txn)
             found = []
-            for stream_id, index, score in self._search.index.search_messages(view, words, limit,  # type: ignore
-                                                                              texts):
+            for stream_id, index, score in self._search_index.search_messages(view, words, limit, texts):
                 head = self._catalog.head(txn, stream_id)
                 entries = texts.entries(stream_id)
                 if head is None or index >= len(entries):

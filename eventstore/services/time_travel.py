@@ -14,7 +14,7 @@ from projections.session import SessionSnapshot, empty_snapshot, fold
 
 from .._deferred import Read
 from .._errors import InvalidArgument, InvalidVersion, StoreCorrupted, shown
-from .._folding import fold_stream, to_recorded, view_of
+from .._folding import LogChange, fold_stream, to_recorded, view_of
 from .._log import EventLog
 from .._snapshots import SnapshotStore
 from .._time import aware_micros
@@ -23,7 +23,7 @@ from ..events import RecordedEvent
 from ..storage import ReadTransaction, WriteTransaction
 from . import commands
 from .arguments import check_index
-from .writer import CommandWriter, Write
+from .writer import CommandWriter, Request, Write
 
 __all__ = ["TimeTravel", "BATCH"]
 
@@ -74,23 +74,21 @@ class TimeTravel:
                 return attrs.evolve(view_of(empty_snapshot(key)), version=target)
             return view_of(fold_stream(txn, self._log, self._snapshots, stream_id, key, target))
 
-    def restore(self, key: str, version: int | None, as_of: datetime | None) -> int:
+    def restore(self, key: str, version: int | None, as_of: datetime | None, request: Request,
+                expected_version: int | None, idempotency_key: str | None) -> int:
         """Append ``SessionRestored`` unless the session already looks as it did then; return its version."""
-        now = self._writer.now_micros()
 
-        def body(txn: WriteTransaction) -> int:
-            stream_id = self._log.stream_id(txn, key)
+        def step(txn: WriteTransaction, stream_id: int | None, now: int) -> tuple[None, list[LogChange]]:
             target = self._resolve_version(txn, key, stream_id, version, as_of)
             if stream_id is None:
-                return 0
-            current_version = self._log.stream_version(txn, stream_id)
-            current = fold_stream(txn, self._log, self._snapshots, stream_id, key, current_version)
+                return None, []
+            current = fold_stream(txn, self._log, self._snapshots, stream_id, key,
+                                  self._log.stream_version(txn, stream_id))
             wanted = (fold_stream(txn, self._log, self._snapshots, stream_id, key, target) if target
                       else empty_snapshot(key))
-            events, changed = commands.restore(current, wanted, target)
-            return self._writer.record(txn, key, events, now)[-1].version if changed else current_version
+            return None, self._writer.record(txn, key, commands.restore(current, wanted, target)[0], now)
 
-        return self._write(body)
+        return self._writer.run(key, request, step, expected_version, idempotency_key)[1]
 
     def replay(self, key: str, from_version: int, to_version: int | None
                ) -> Iterator[tuple[RecordedEvent, SessionView]]:

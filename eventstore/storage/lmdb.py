@@ -27,9 +27,10 @@ import stat
 import threading
 import uuid
 import weakref
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable, Iterator, TypeVar
+from typing import BinaryIO, TypeVar
 
 import lmdb
 from lmdb import _envid
@@ -47,7 +48,7 @@ from .._errors import (
     StoreUsedAfterFork,
 )
 from . import lmdb_check
-from .protocol import Durability
+from .protocol import MAX_KEY_SIZE, Durability, Space, WriteTransaction
 
 __all__ = ["Environment", "LmdbSpace", "LmdbTransaction"]
 
@@ -112,6 +113,26 @@ def _after_fork_in_child() -> None:
 # What py-lmdb raises when the file's pages do not make sense.
 _DAMAGE = (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.InvalidError, lmdb.BadValsizeError,
            lmdb.PageFullError, lmdb.IncompatibleError)
+
+
+class _MapFull(StoreFull):
+    """The map is full: ``Environment.write`` grows it and runs the body again (never raised further)."""
+
+
+def _translated(exc: lmdb.Error, path: Path | None = None) -> EventStoreError:
+    """The store's error for a py-lmdb error, so that none leaves this module."""
+    where = "the store" if path is None else f"the store at {path}"
+    if isinstance(exc, lmdb.MapFullError):
+        return _MapFull(f"{where} needs a larger map")
+    if isinstance(exc, lmdb.ReadonlyError):
+        return StoreReadOnly(f"{where} cannot be written here: {exc}")
+    if isinstance(exc, _DAMAGE):
+        return StoreCorrupted(f"the LMDB file is damaged: {exc}")
+    return EventStoreError(f"{where} failed: {exc}")
+
+
+def _bad_key(key: bytes) -> ValueError:
+    return ValueError(f"a key must have 1 to {MAX_KEY_SIZE} bytes, not {len(key)}")
 
 
 def _on_read_only_media(path: Path) -> bool:
@@ -249,11 +270,11 @@ def _reserve_lock_file(path: Path) -> None:
 class LmdbSpace:
     """A named LMDB database; its handle is valid until the environment is reopened (vacuum)."""
 
-    __slots__ = ("name", "db")
+    __slots__ = ("handle", "name")
 
-    def __init__(self, name: str, db: lmdb._Database) -> None:
+    def __init__(self, name: str, handle: lmdb._Database) -> None:
         self.name = name
-        self.db = db
+        self.handle = handle
 
     def __repr__(self) -> str:
         return f"LmdbSpace({self.name!r})"
@@ -263,7 +284,11 @@ class LmdbTransaction:
     """``WriteTransaction`` (and ``ReadTransaction``) over one py-lmdb transaction.
 
     Each method is one or two py-lmdb calls, and scans hand out py-lmdb's own C
-    iterators: the seam costs a method call, not a copy.
+    iterators: the seam costs a method call, not a copy. Each method turns a
+    py-lmdb error into the store's own (``try`` costs nothing until it catches);
+    an error while iterating a scan is turned by the transaction's ``with``.
+    py-lmdb's stubs allow ``memoryview`` results, which only ``buffers=True``
+    transactions return; ours never do, hence the ``type: ignore`` on results.
     """
 
     __slots__ = ("_txn",)
@@ -271,83 +296,144 @@ class LmdbTransaction:
     def __init__(self, txn: lmdb.Transaction) -> None:
         self._txn = txn
 
-    def get(self, space: LmdbSpace, key: bytes) -> bytes | None:
-        return self._txn.get(key, db=space.db)  # type: ignore[no-any-return]
+    @property
+    def raw(self) -> lmdb.Transaction:
+        """The py-lmdb transaction, for the engine's own use (opening databases)."""
+        return self._txn
 
-    def get_many(self, space: LmdbSpace, keys: Iterable[bytes]) -> dict[bytes, bytes]:
-        return dict(self._txn.cursor(db=space.db).getmulti(list(keys)))
+    def get(self, space: Space, key: bytes) -> bytes | None:
+        try:
+            return self._txn.get(key, db=space.handle)  # type: ignore[return-value]
+        except lmdb.Error as exc:
+            raise _translated(exc) from None
 
-    def _positioned(self, space: LmdbSpace, start: bytes | None, reverse: bool) -> lmdb.Cursor | None:
-        cursor = self._txn.cursor(db=space.db)
-        if reverse:
-            if start is None or not cursor.set_range(start):
-                found = cursor.last()
+    def get_many(self, space: Space, keys: Iterable[bytes]) -> dict[bytes, bytes]:
+        try:
+            return dict(self._txn.cursor(db=space.handle).getmulti(list(keys)))  # type: ignore[arg-type]
+        except lmdb.Error as exc:
+            raise _translated(exc) from None
+
+    def _positioned(self, space: Space, start: bytes | None, reverse: bool) -> lmdb.Cursor | None:
+        try:
+            cursor = self._txn.cursor(db=space.handle)
+            if reverse:
+                if start is None or not cursor.set_range(start):
+                    found = cursor.last()
+                else:
+                    found = cursor.prev()
             else:
-                found = cursor.prev()
-        else:
-            found = cursor.first() if start is None else cursor.set_range(start)
+                found = cursor.first() if start is None else cursor.set_range(start)
+        except lmdb.Error as exc:
+            raise _translated(exc) from None
         return cursor if found else None
 
-    def scan(self, space: LmdbSpace, start: bytes | None = None, *, reverse: bool = False
+    def scan(self, space: Space, start: bytes | None = None, *, reverse: bool = False
              ) -> Iterator[tuple[bytes, bytes]]:
         cursor = self._positioned(space, start, reverse)
         if cursor is None:
             return iter(())
-        return cursor.iterprev() if reverse else cursor.iternext()  # type: ignore[no-any-return]
+        return cursor.iterprev() if reverse else cursor.iternext()  # type: ignore[return-value]
 
-    def scan_keys(self, space: LmdbSpace, start: bytes | None = None, *, reverse: bool = False) -> Iterator[bytes]:
+    def scan_keys(self, space: Space, start: bytes | None = None, *, reverse: bool = False) -> Iterator[bytes]:
         cursor = self._positioned(space, start, reverse)
         if cursor is None:
             return iter(())
-        return (cursor.iterprev if reverse else cursor.iternext)(values=False)  # type: ignore[no-any-return]
+        return (cursor.iterprev if reverse else cursor.iternext)(values=False)  # type: ignore[return-value]
 
-    def before(self, space: LmdbSpace, key: bytes) -> tuple[bytes, bytes] | None:
+    def scan_values(self, space: Space, start: bytes | None = None, *, reverse: bool = False) -> Iterator[bytes]:
+        cursor = self._positioned(space, start, reverse)
+        if cursor is None:
+            return iter(())
+        return (cursor.iterprev if reverse else cursor.iternext)(keys=False)  # type: ignore[return-value]
+
+    def before(self, space: Space, key: bytes) -> tuple[bytes, bytes] | None:
         cursor = self._positioned(space, key, True)
-        return None if cursor is None else cursor.item()
+        return None if cursor is None else cursor.item()  # type: ignore[return-value]
 
-    def last(self, space: LmdbSpace) -> tuple[bytes, bytes] | None:
-        cursor = self._txn.cursor(db=space.db)
-        return cursor.item() if cursor.last() else None
+    def last(self, space: Space) -> tuple[bytes, bytes] | None:
+        cursor = self._positioned(space, None, True)
+        return None if cursor is None else cursor.item()  # type: ignore[return-value]
 
-    def count(self, space: LmdbSpace) -> int:
-        return self._txn.stat(space.db)["entries"]  # type: ignore[no-any-return]
+    def count(self, space: Space) -> int:
+        try:
+            return self._txn.stat(space.handle)["entries"]
+        except lmdb.Error as exc:
+            raise _translated(exc) from None
 
     def snapshot_id(self) -> int:
-        return self._txn.id()  # type: ignore[no-any-return]
+        try:
+            return self._txn.id()
+        except lmdb.Error as exc:
+            raise _translated(exc) from None
 
-    def put(self, space: LmdbSpace, key: bytes, value: bytes) -> None:
-        self._txn.put(key, value, db=space.db)
+    def put(self, space: Space, key: bytes, value: bytes) -> None:
+        try:
+            self._txn.put(key, value, db=space.handle)
+        except lmdb.BadValsizeError:
+            raise _bad_key(key) from None
+        except lmdb.Error as exc:
+            raise _translated(exc) from None
 
-    def insert(self, space: LmdbSpace, key: bytes, value: bytes) -> bool:
-        return self._txn.put(key, value, db=space.db, overwrite=False)  # type: ignore[no-any-return]
+    def insert(self, space: Space, key: bytes, value: bytes) -> bool:
+        try:
+            return self._txn.put(key, value, db=space.handle, overwrite=False)
+        except lmdb.BadValsizeError:
+            raise _bad_key(key) from None
+        except lmdb.Error as exc:
+            raise _translated(exc) from None
 
-    def append(self, space: LmdbSpace, key: bytes, value: bytes) -> bool:
-        return self._txn.put(key, value, db=space.db, append=True, overwrite=False)  # type: ignore[no-any-return]
+    def append(self, space: Space, key: bytes, value: bytes) -> bool:
+        try:
+            return self._txn.put(key, value, db=space.handle, append=True, overwrite=False)
+        except lmdb.BadValsizeError:
+            raise _bad_key(key) from None
+        except lmdb.Error as exc:
+            raise _translated(exc) from None
 
-    def append_many(self, space: LmdbSpace, items: Iterable[tuple[bytes, bytes]]) -> None:
+    def append_many(self, space: Space, items: Iterable[tuple[bytes, bytes]]) -> None:
         pairs = list(items)
-        added = self._txn.cursor(db=space.db).putmulti(pairs, append=True, overwrite=False)[1]
-        if added != len(pairs):
-            raise ValueError(f"append_many: {len(pairs) - added} of {len(pairs)} keys were not in ascending order")
+        if not pairs:
+            return
+        keys = [key for key, _ in pairs]
+        # Checked first so that a refused batch writes nothing: once these hold, and the first key
+        # is appended, py-lmdb appends every other pair.
+        longest = max(keys, key=len)
+        if len(longest) > MAX_KEY_SIZE:
+            raise _bad_key(longest)
+        if not all(map(bytes.__lt__, keys, keys[1:])) or not self.append(space, *pairs[0]):
+            raise ValueError("append_many: the keys do not ascend after every key of the space")
+        try:
+            self._txn.cursor(db=space.handle).putmulti(pairs[1:], append=True, overwrite=False)
+        except lmdb.Error as exc:
+            raise _translated(exc) from None
 
-    def delete(self, space: LmdbSpace, key: bytes) -> bool:
-        return self._txn.delete(key, db=space.db)  # type: ignore[no-any-return]
+    def delete(self, space: Space, key: bytes) -> bool:
+        try:
+            return self._txn.delete(key, db=space.handle)
+        except lmdb.Error as exc:
+            raise _translated(exc) from None
 
-    def delete_range(self, space: LmdbSpace, start: bytes, stop: bytes) -> int:
-        cursor = self._txn.cursor(db=space.db)
+    def delete_range(self, space: Space, start: bytes, stop: bytes) -> int:
         removed = 0
-        if not cursor.set_range(start):
-            return 0
-        while cursor.key() < stop:
-            # delete() moves the cursor to the next key; it returns False past the last one.
-            deleted = cursor.delete()
-            removed += 1
-            if not deleted or not cursor.key():
-                break
+        try:
+            cursor = self._txn.cursor(db=space.handle)
+            if not cursor.set_range(start):
+                return 0
+            while cursor.key() < stop:  # type: ignore[operator]
+                # delete() moves the cursor to the next key; it returns False past the last one.
+                deleted = cursor.delete()
+                removed += 1
+                if not deleted or not cursor.key():
+                    break
+        except lmdb.Error as exc:
+            raise _translated(exc) from None
         return removed
 
-    def clear(self, space: LmdbSpace) -> None:
-        self._txn.drop(space.db, delete=False)
+    def clear(self, space: Space) -> None:
+        try:
+            self._txn.drop(space.handle, delete=False)
+        except lmdb.Error as exc:
+            raise _translated(exc) from None
 
 
 class _Gate:
@@ -566,7 +652,10 @@ class Environment:
                 scratch = self.path / _VACUUM_DIR
                 shutil.rmtree(scratch, ignore_errors=True)
                 scratch.mkdir()
-                self._env.copy(str(scratch), compact=True)
+                try:
+                    self._env.copy(str(scratch), compact=True)
+                except lmdb.Error as exc:
+                    raise _translated(exc, self.path) from None
                 _fsync(scratch / "data.mdb")
                 self._env.close()
                 os.replace(scratch / "data.mdb", self.path / "data.mdb")
@@ -598,6 +687,8 @@ class Environment:
 
     def space(self, name: str) -> LmdbSpace:
         """The named database ``name`` (created if needed); call once per name at startup."""
+        if not self._references:
+            raise StoreClosed("the store is closed")
         return LmdbSpace(name, self._open_db(name.encode()))
 
     def _open_db(self, name: bytes) -> lmdb._Database:
@@ -609,10 +700,16 @@ class Environment:
                 except lmdb.NotFoundError:
                     raise IncompatibleStore(f"the store has no {name.decode()} database; open it writable once "
                                             "with this version to upgrade it") from None
-        with self._write_lock, self._transaction(write=True) as txn:
+                except lmdb.Error as exc:
+                    raise _translated(exc, self.path) from None
+
+        def open_db(txn: WriteTransaction) -> lmdb._Database:
+            assert isinstance(txn, LmdbTransaction)
             # Passing the transaction explicitly: open_db would otherwise start its own
             # write transaction, which hangs while this thread holds one.
-            return self._env.open_db(name, txn=txn)
+            return self._env.open_db(name, txn=txn.raw)
+
+        return self.write(open_db)
 
     @contextmanager
     def _gate_only(self) -> Iterator[None]:
@@ -632,13 +729,11 @@ class Environment:
         if self.readonly:
             raise StoreReadOnly(f"the store at {self.path} is open read-only")
 
-    @contextmanager
-    def read(self) -> Iterator[LmdbTransaction]:
+    def read(self) -> AbstractContextManager[LmdbTransaction]:
         """A read transaction: a consistent snapshot. Keep it short: it pins old pages."""
-        with self._transaction(write=False) as txn:
-            yield LmdbTransaction(txn)
+        return self._transaction(write=False)
 
-    def write(self, body: Callable[[LmdbTransaction], T]) -> T:
+    def write(self, body: Callable[[WriteTransaction], T]) -> T:
         """Run ``body`` in one write transaction and commit; grow the map and retry if full.
 
         ``body`` may run more than once, so it must do nothing but work in the transaction.
@@ -648,58 +743,63 @@ class Environment:
         while True:
             try:
                 with self._write_lock, self._transaction(write=True) as txn:
-                    return body(LmdbTransaction(txn))
-            except lmdb.MapFullError:
+                    return body(txn)
+            except _MapFull:
                 self._grow()
 
     def _grow(self) -> None:
         self._clear_stale_readers()  # pages pinned by dead readers may be all the room needed
         with self._gate.exclusive():
-            current = self._env.info()["map_size"]
-            if self.max_size is not None and current >= self.max_size:
-                raise StoreFull(f"the store reached its size cap of {self.max_size} bytes")
-            wanted = current * 2
-            self._env.set_mapsize(min(wanted, self.max_size) if self.max_size else wanted)
+            try:
+                current = self._env.info()["map_size"]
+                if self.max_size is not None and current >= self.max_size:
+                    raise StoreFull(f"the store reached its size cap of {self.max_size} bytes")
+                wanted = current * 2
+                self._env.set_mapsize(min(wanted, self.max_size) if self.max_size else wanted)
+            except lmdb.Error as exc:
+                raise _translated(exc, self.path) from None
 
     @contextmanager
-    def _transaction(self, *, write: bool) -> Iterator[lmdb.Transaction]:
+    def _transaction(self, *, write: bool) -> Iterator[LmdbTransaction]:
         self._refuse_if_forked()
         if not self._references:
             raise StoreClosed("the store is closed")
-        while True:
-            self._gate.enter_shared()
-            try:
-                txn = self._env.begin(write=write)
-                break
-            except lmdb.MapResizedError:
-                self._gate.leave_shared()
-                # Another process grew the map: adopt its size and try again.
-                with self._gate.exclusive():
-                    self._env.set_mapsize(0)
-            except lmdb.ReadersFullError:
-                self._gate.leave_shared()
-                if not self._env.reader_check():
-                    raise EventStoreError(
-                        f"the store at {self.path} has {self._env.max_readers()} readers at once, its limit"
-                    ) from None
-            except BaseException:
-                self._gate.leave_shared()
-                raise
+        txn = self._begin(write)
         try:
             try:
-                yield txn
+                yield LmdbTransaction(txn)
             except BaseException:
                 self._end(txn, commit=False)
                 raise
             self._end(txn, commit=True)
-        except (lmdb.MapFullError, lmdb.ReadonlyError):
-            raise  # handled by write(): grow the map, or refuse
-        except _DAMAGE as exc:
-            raise StoreCorrupted(f"the LMDB file is damaged: {exc}") from None
         except lmdb.Error as exc:
-            raise EventStoreError(f"the store at {self.path} failed: {exc}") from None
+            raise _translated(exc, self.path) from None  # a full map: write() grows it and runs the body again
         finally:
             self._gate.leave_shared()
+
+    def _begin(self, write: bool) -> lmdb.Transaction:
+        """A new py-lmdb transaction, the gate entered for it."""
+        try:
+            while True:
+                self._gate.enter_shared()
+                try:
+                    return self._env.begin(write=write)
+                except lmdb.MapResizedError:
+                    self._gate.leave_shared()
+                    # Another process grew the map: adopt its size and try again.
+                    with self._gate.exclusive():
+                        self._env.set_mapsize(0)
+                except lmdb.ReadersFullError:
+                    self._gate.leave_shared()
+                    if not self._env.reader_check():
+                        raise EventStoreError(
+                            f"the store at {self.path} has {self._env.max_readers()} readers at once, its limit"
+                        ) from None
+                except BaseException:
+                    self._gate.leave_shared()
+                    raise
+        except lmdb.Error as exc:
+            raise _translated(exc, self.path) from None
 
     def _end(self, txn: lmdb.Transaction, *, commit: bool) -> None:
         if os.getpid() != self._pid:

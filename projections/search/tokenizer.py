@@ -41,8 +41,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterator
 from functools import lru_cache
-from typing import Iterator
 
 import attrs
 
@@ -96,17 +96,16 @@ def _fold_char(char: str) -> str:
     return folded
 
 
-# FTS5 folds the Basic Multilingual Plane (less the surrogates) and Deseret, and leaves
-# Cherokee alone (its lowercase letters came after SQLite's tables were made).
-_FOLDED_CODES = [c for c in (*range(0xD800), *range(0xE000, 0x10000), *range(0x10400, 0x10450))
-                 if not 0x13A0 <= c <= 0x13FF and not 0xAB70 <= c <= 0xABBF]
-
-
 @lru_cache(maxsize=1)
 def _fold_table() -> dict[int, str | None]:
-    """``str.translate`` table: every BMP token character that folds to something else, and the marks."""
+    """``str.translate`` table: every BMP token character that folds to something else, and the marks.
+    Built on the first non-ASCII token, not at import."""
     table: dict[int, str | None] = {ord(mark): None for mark in DIACRITICS}
-    for code in _FOLDED_CODES:
+    # FTS5 folds the Basic Multilingual Plane (less the surrogates) and Deseret, and leaves
+    # Cherokee alone (its lowercase letters came after SQLite's tables were made).
+    folded_codes = (c for c in (*range(0xD800), *range(0xE000, 0x10000), *range(0x10400, 0x10450))
+                    if not 0x13A0 <= c <= 0x13FF and not 0xAB70 <= c <= 0xABBF)
+    for code in folded_codes:
         char = chr(code)
         if not char.isalnum():
             continue

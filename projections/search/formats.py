@@ -1,0 +1,565 @@
+"""The search index's stored forms: pure bytes in, bytes out.
+
+Named key spaces ``search.*``:
+
+* ``search.terms``: term (``tokenizer.term_key``) → term id (u32), then the
+  whole term when the key is shortened. Prefix queries walk its keys in order.
+* ``search.summary``: term id → how many messages hold the term (u32), then
+  its summary (``Summary``): each session that holds it with its best level
+  and a tag, sorted by session for binary search; a term in more than
+  ``GROUPED_FROM`` sessions also keeps its sessions grouped by level, best
+  first, so its top sessions are a prefix. 6 bytes per (term, session), 10
+  for frequent terms.
+* ``search.docs``: session and chunk number → the postings of up to
+  ``CHUNK_MESSAGES`` messages: each message's term ids (3 bytes, 4 once ids
+  need it) and levels. The forward index: removals read what to take out, and
+  a session's exact multi-term score is computed from it.
+* ``search.sessions``: session → message count and latest activity;
+  ``search.meta``: message count, next term id, generation (changes when the
+  index is cleared, so term ids cached in memory are dropped).
+"""
+
+from __future__ import annotations
+
+import bisect
+import struct
+import sys
+from array import array
+from collections import Counter
+from itertools import repeat
+from typing import Iterator, Literal, Mapping, Sequence
+
+from eventstore._errors import StoreCorrupted
+
+__all__ = [
+    "CHUNK_MESSAGES",
+    "GROUPED_FROM",
+    "MAX_ID",
+    "META_GENERATION",
+    "META_MESSAGES",
+    "META_NEXT_TID",
+    "MULTI",
+    "LAST_TAG",
+    "LAST_INDEX",
+    "Summary",
+    "u32s",
+    "summary_of",
+    "summary_set",
+    "summary_raise",
+    "tag",
+    "note",
+    "merged",
+    "chunk_append",
+    "chunk_pop",
+    "chunk_message",
+    "chunk_size",
+    "chunk_occurrences",
+    "chunk_counts",
+    "id_key",
+    "id_of_key",
+    "chunk_key",
+    "chunk_of_key",
+    "term_entry",
+    "term_of_entry",
+    "term_value",
+    "tid_of_entry",
+    "df_of_value",
+    "summary_of_value",
+    "session_value",
+    "session_of_value",
+    "count_value",
+    "count_of_value",
+]
+
+#: Messages per forward-index chunk.
+CHUNK_MESSAGES = 64
+#: The greatest term id, and the greatest session id, the index can hold.
+MAX_ID = 0xFFFFFFFF
+META_MESSAGES = b"messages"
+META_NEXT_TID = b"next_tid"
+META_GENERATION = b"generation"
+
+_LITTLE = sys.byteorder == "little"
+_U32 = struct.Struct("<I")  # in values
+_KEY = struct.Struct(">I")  # in keys: term ids, sessions
+_CHUNK_KEY = struct.Struct(">II")  # session, chunk number
+_SESSION = struct.Struct("<Iq")  # messages, latest activity µs
+_U64 = struct.Struct("<Q")
+
+
+# -- keys and small values -----------------------------------------------------------
+
+
+def id_key(number: int) -> bytes:
+    """The key of a term id (``search.summary``) or a session (``search.sessions``); a chunk key's prefix."""
+    return _KEY.pack(number)
+
+
+def id_of_key(key: bytes) -> int:
+    return int(_KEY.unpack(key)[0])
+
+
+def chunk_key(sid: int, number: int) -> bytes:
+    return _CHUNK_KEY.pack(sid, number)
+
+
+def chunk_of_key(key: bytes) -> tuple[int, int]:
+    """``(session, chunk number)``."""
+    sid, number = _CHUNK_KEY.unpack(key)
+    return sid, number
+
+
+def term_entry(term: str, key: bytes, tid: int) -> bytes:
+    """The ``search.terms`` value of ``term`` stored under ``key`` (``term_key(term)``)."""
+    full = term.encode("utf-8")
+    return _U32.pack(tid) + (full if key != full else b"")
+
+
+def term_of_entry(key: bytes, value: bytes) -> tuple[str, int]:
+    """``(term, term id)`` of a ``search.terms`` pair."""
+    return bytes(value[4:] or key).decode("utf-8"), int(_U32.unpack_from(value)[0])
+
+
+def tid_of_entry(value: bytes) -> int:
+    """The term id of a ``search.terms`` value."""
+    return int(_U32.unpack_from(value)[0])
+
+
+def term_value(df: int, summary: bytes) -> bytes:
+    """The ``search.summary`` value: the term's message count, then its summary."""
+    return _U32.pack(df) + summary
+
+
+def df_of_value(value: bytes) -> int:
+    return int(_U32.unpack_from(value)[0])
+
+
+def summary_of_value(value: bytes) -> bytes:
+    return value[4:]
+
+
+def session_value(messages: int, activity: int) -> bytes:
+    return _SESSION.pack(messages, activity)
+
+
+def session_of_value(value: bytes) -> tuple[int, int]:
+    """``(messages, latest activity µs)``."""
+    messages, activity = _SESSION.unpack(value)
+    return messages, activity
+
+
+def count_value(count: int) -> bytes:
+    return _U64.pack(count)
+
+
+def count_of_value(value: bytes) -> int:
+    return int(_U64.unpack(value)[0])
+
+
+# -- stored forms ------------------------------------------------------------------
+#
+# Values are little-endian, so that on the usual little-endian hosts a run of u32
+# in a value is read, and binary-searched, in place (``memoryview.cast``); keys
+# are big-endian, so that they sort by number.
+
+
+def _unsigned(data: bytes | bytearray | memoryview, typecode: Literal["I", "H"]) -> Sequence[int]:
+    """The little-endian unsigned values (``array`` ``typecode``) in ``data``, without copying where it can."""
+    if _LITTLE:
+        return memoryview(data).cast(typecode)
+    values = array(typecode)
+    values.frombytes(data)
+    values.byteswap()
+    return values
+
+
+def u32s(data: bytes | bytearray | memoryview) -> Sequence[int]:
+    """The little-endian u32 values in ``data``."""
+    return _unsigned(data, "I")
+
+
+def _pack_u32s(values: Sequence[int]) -> bytes:
+    return struct.pack(f"<{len(values)}I", *values)
+
+
+def _find_u32(data: bytes, pattern: bytes, start: int, end: int) -> int:
+    """The offset of the first 4-byte-aligned (relative to ``start``) ``pattern`` in ``data[start:end]``, or -1."""
+    position = data.find(pattern, start, end)
+    while position >= 0 and (position - start) & 3:
+        position = data.find(pattern, position + 1, end)
+    return position
+
+
+def _run_end(values: Sequence[int], start: int) -> int:
+    """The end of the run of values equal to ``values[start]`` (``values`` sorted descending)."""
+    value = values[start]
+    low, high = start + 1, len(values)
+    while low < high:
+        middle = (low + high) // 2
+        if values[middle] < value:
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
+# A term's summary: every session that contains the term, with the session's best level for it
+# and a tag that says where that level is: bit 7 set when several of the session's messages
+# contain the term, bits 0-6 the index of the first message with the best level (127: 127 or
+# later). Two query terms whose tags are single and different are then known to sit in
+# different messages, and equal ones (below 127) in the same message, without reading postings.
+#
+#   head      u32 sessions (n), u16 distinct levels (d), u8 flags
+#   sorted    n × u32: the sessions, ascending
+#   best      n bytes: the best level of each sorted session
+#   tags      n bytes: the tag of each sorted session
+# and, for a term in more than GROUPED_FROM sessions (flag 1), the sessions in level order:
+#   levels    d bytes, descending
+#   counts    d × u16 (or u32 with flag 2): sessions at each level
+#   grouped   n × u32: the sessions, grouped by level in the order above, ascending within a level
+# A smaller term is put in level order when it is read; this keeps the many rare terms small.
+#
+# In memory an entry is one int, ``level << 8 | tag``.
+_SUMMARY_HEAD = struct.Struct("<IHB")
+GROUPED = 1
+_WIDE_COUNTS = 2
+MULTI = 0x80
+LAST_TAG = 0x7F
+#: Terms in more sessions than this store their sessions in level order too.
+GROUPED_FROM = 256
+
+
+def tag(index: int, multi: bool) -> int:
+    return (MULTI if multi else 0) | min(index, LAST_TAG)
+
+
+class Summary:
+    """A stored summary, read in place."""
+
+    __slots__ = ("raw", "sessions", "distinct", "flags", "levels_at")
+    raw: bytes
+    sessions: int
+    distinct: int
+    flags: int
+    #: Where the best levels start (after the head and the sorted sessions).
+    levels_at: int
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+        n, distinct, flags = _SUMMARY_HEAD.unpack_from(raw)
+        self.sessions, self.distinct, self.flags = n, distinct, flags
+        self.levels_at = _SUMMARY_HEAD.size + 4 * n
+        size = self.levels_at + 2 * n
+        if flags & GROUPED:
+            size += distinct * (5 if flags & _WIDE_COUNTS else 3) + 4 * n
+        if len(raw) != size:
+            raise StoreCorrupted("the search index is damaged: a term summary has the wrong size")
+
+    def sorted_sids(self) -> Sequence[int]:
+        return u32s(memoryview(self.raw)[_SUMMARY_HEAD.size:self.levels_at])
+
+    def best_levels(self) -> bytes:
+        return self.raw[self.levels_at:self.levels_at + self.sessions]
+
+    def tags(self) -> bytes:
+        return self.raw[self.levels_at + self.sessions:self.levels_at + 2 * self.sessions]
+
+    def groups(self) -> Iterator[tuple[int, bytes]]:
+        """``(level, sessions as little-endian u32 bytes)``, best level first, ascending within a level."""
+        raw, n = self.raw, self.sessions
+        if self.flags & GROUPED:
+            at = self.levels_at + 2 * n
+            distinct = self.distinct
+            levels = raw[at:at + distinct]
+            wide = self.flags & _WIDE_COUNTS
+            counts = struct.unpack_from(f"<{distinct}{'I' if wide else 'H'}", raw, at + distinct)
+            offset = at + distinct * (5 if wide else 3)
+            for level, count in zip(levels, counts):
+                yield level, raw[offset:offset + 4 * count]
+                offset += 4 * count
+            return
+        best = self.best_levels()
+        sids = self.sorted_sids()
+        order = sorted(range(n), key=best.__getitem__, reverse=True)  # stable: ascending sessions
+        start = 0
+        while start < n:
+            level = best[order[start]]
+            end = start + best.count(level)  # a level's sessions are contiguous in ``order``
+            yield level, _pack_u32s([sids[i] for i in order[start:end]])
+            start = end
+
+    @property
+    def grouped(self) -> bool:
+        """Whether the sessions are also stored in level order (a term in more than ``GROUPED_FROM``)."""
+        return bool(self.flags & GROUPED)
+
+    def level_of(self, sid: int) -> int:
+        """The best level of session ``sid``; 0 when it does not contain the term."""
+        return self.entry_of(sid) >> 8
+
+    def entry_of(self, sid: int) -> int:
+        """``level << 8 | tag`` of session ``sid``; 0 when it does not contain the term."""
+        sids = self.sorted_sids()
+        index = bisect.bisect_left(sids, sid)
+        if index < self.sessions and sids[index] == sid:
+            at = self.levels_at + index
+            return self.raw[at] << 8 | self.raw[at + self.sessions]
+        return 0
+
+    def levels_of(self, sids: Sequence[int]) -> list[int]:
+        """``level_of`` of many sessions."""
+        found = self.sorted_sids()
+        size = self.sessions
+        raw, base = self.raw, self.levels_at
+        positions = map(bisect.bisect_left, repeat(found), sids)
+        return [raw[base + p] if p < size and found[p] == s else 0 for p, s in zip(positions, sids)]
+
+    def as_dict(self) -> dict[int, int]:
+        """Session → best level."""
+        return dict(zip(self.sorted_sids(), self.best_levels()))
+
+    def entries(self) -> dict[int, int]:
+        """Session → ``level << 8 | tag``."""
+        codes = bytearray(2 * self.sessions)  # interleaved in C: tag, level as a little-endian u16
+        codes[0::2], codes[1::2] = self.tags(), self.best_levels()
+        return dict(zip(self.sorted_sids(), _unsigned(codes, "H")))
+
+
+def summary_of(entries: Mapping[int, int]) -> bytes | None:
+    """The stored summary of ``entries`` (session → ``level << 8 | tag``); ``None`` when empty."""
+    if not entries:
+        return None
+    sids = sorted(entries)
+    codes = list(map(entries.__getitem__, sids))
+    parts = [b"", _pack_u32s(sids), bytes([code >> 8 for code in codes]), bytes([code & 0xFF for code in codes])]
+    flags = distinct = 0
+    if len(sids) > GROUPED_FROM:
+        by_level = sorted(sids, key=entries.__getitem__, reverse=True)
+        levels = [entries[sid] >> 8 for sid in by_level]
+        order, counts, start = [], [], 0
+        while start < len(levels):
+            end = _run_end(levels, start)
+            order.append(levels[start])
+            counts.append(end - start)
+            by_level[start:end] = sorted(by_level[start:end])
+            start = end
+        distinct = len(order)
+        flags = GROUPED | (_WIDE_COUNTS if max(counts) > 0xFFFF else 0)
+        parts += [bytes(order), struct.pack(f"<{distinct}{'I' if flags & _WIDE_COUNTS else 'H'}", *counts),
+                  _pack_u32s(by_level)]
+    parts[0] = _SUMMARY_HEAD.pack(len(sids), distinct, flags)
+    return b"".join(parts)
+
+
+def summary_set(raw: bytes | None, sid: int, code: int) -> bytes | None:
+    """``raw`` with session ``sid`` at entry ``code`` (0: without it), edited as bytes."""
+    if raw is None:
+        return summary_of({sid: code}) if code else None
+    summary = Summary(raw)
+    n = summary.sessions
+    sids = summary.sorted_sids()
+    index = bisect.bisect_left(sids, sid)
+    present = index < n and sids[index] == sid
+    old = summary.entry_of(sid)
+    if old == code:
+        return raw
+    grown = n + (not present) - (not code)
+    grouped = bool(summary.flags & GROUPED)
+    if not grown:
+        return None
+    if grouped != (grown > GROUPED_FROM):
+        entries = summary.entries()
+        if code:
+            entries[sid] = code
+        else:
+            del entries[sid]
+        return summary_of(entries)
+    member = _U32.pack(sid)
+    levels_at = summary.levels_at
+    head, tags_at, end = _SUMMARY_HEAD.size, levels_at + n, levels_at + 2 * n
+    start = head + 4 * index
+    level, tag_byte = bytes((code >> 8,)), bytes((code & 0xFF,))
+    if not present:
+        parts = [raw[head:start], member, raw[start:levels_at + index], level, raw[levels_at + index:tags_at + index],
+                 tag_byte, raw[tags_at + index:end]]
+    elif not code:
+        parts = [raw[head:start], raw[start + 4:levels_at + index], raw[levels_at + index + 1:tags_at + index],
+                 raw[tags_at + index + 1:end]]
+    else:
+        parts = [raw[head:levels_at + index], level, raw[levels_at + index + 1:tags_at + index], tag_byte,
+                 raw[tags_at + index + 1:end]]
+    if not grouped:
+        return _SUMMARY_HEAD.pack(grown, 0, 0) + b"".join(parts)
+    old_level, new_level = old >> 8, code >> 8
+    distinct, wide = summary.distinct, summary.flags & _WIDE_COUNTS
+    levels = bytearray(raw[end:end + distinct])
+    counts = list(struct.unpack_from(f"<{distinct}{'I' if wide else 'H'}", raw, end + distinct))
+    members = raw[end + distinct * (5 if wide else 3):]
+    if old_level != new_level:
+        if old_level:
+            group = levels.index(old_level)
+            first = 4 * sum(counts[:group])
+            at = _find_u32(members, member, first, first + 4 * counts[group])
+            if at < 0:
+                raise StoreCorrupted("the search index is damaged: a term summary contradicts itself")
+            members = members[:at] + members[at + 4:]
+            counts[group] -= 1
+            if not counts[group]:
+                del levels[group], counts[group]
+        if new_level:
+            if new_level in levels:
+                group = levels.index(new_level)
+                counts[group] += 1
+                at = 4 * sum(counts[:group + 1]) - 4
+            else:
+                group = sum(1 for existing in levels if existing > new_level)
+                levels.insert(group, new_level)
+                counts.insert(group, 1)
+                at = 4 * sum(counts[:group])
+            members = members[:at] + member + members[at:]
+    flags = GROUPED | (_WIDE_COUNTS if counts and max(counts) > 0xFFFF else 0)
+    parts += [bytes(levels), struct.pack(f"<{len(counts)}{'I' if flags & _WIDE_COUNTS else 'H'}", *counts), members]
+    return _SUMMARY_HEAD.pack(grown, len(levels), flags) + b"".join(parts)
+
+
+# Appends not yet folded into a summary are noted per (term, session) as one int that ``max``
+# combines: ``level << 33 | (LAST_INDEX - index) << 1 | several``: the best level, the first
+# message with it (a higher note for a smaller index), and whether several messages have the term.
+LAST_INDEX = 0xFFFFFFFF
+
+
+def note(level: int, index: int) -> int:
+    return level << 33 | (LAST_INDEX - index) << 1
+
+
+def merged(stored: int, noted: int) -> int:
+    """The entry of a session for a term after the appends that ``noted`` sums up (see ``note``)."""
+    level, index = noted >> 33, LAST_INDEX - (noted >> 1 & LAST_INDEX)
+    if not stored:
+        return level << 8 | tag(index, bool(noted & 1))
+    if level > stored >> 8:
+        return level << 8 | tag(index, True)
+    return stored | MULTI
+
+
+def summary_raise(raw: bytes | None, changes: Mapping[int, int]) -> bytes | None:
+    """``raw`` updated with appended messages: session → their note (see ``note``)."""
+    if raw is not None and len(changes) * 16 < _SUMMARY_HEAD.unpack_from(raw)[0]:
+        summary = Summary(raw)
+        for sid, noted in changes.items():
+            raw = summary_set(raw, sid, merged(summary.entry_of(sid), noted))
+            summary = Summary(raw)  # type: ignore[arg-type]
+        return raw
+    entries = {} if raw is None else Summary(raw).entries()
+    get = entries.get
+    for sid, noted in changes.items():
+        entries[sid] = merged(get(sid, 0), noted)
+    return summary_of(entries)
+
+
+# A chunk: the postings of up to CHUNK_MESSAGES consecutive messages of a session.
+#
+#   head      u16 messages (m), u32 postings (p), u8 width of a term id (w: 3, or 4 once ids need it)
+#   starts    (m + 1) × u32: where each message's postings start
+#   terms     p × w bytes: term ids, ascending within a message
+#   levels    p bytes
+_CHUNK_HEAD = struct.Struct("<HIB")
+_WIDE = 1 << 24  # the first term id that needs 4 bytes
+
+
+def _chunk_parts(raw: bytes) -> tuple[int, int, int, int, int]:
+    """(messages, postings, width, offset of the term ids, offset of the levels)."""
+    count, postings, width = _CHUNK_HEAD.unpack_from(raw)
+    terms = _CHUNK_HEAD.size + 4 * (count + 1)
+    if width not in (3, 4) or len(raw) != terms + (width + 1) * postings:
+        raise StoreCorrupted("the search index is damaged: a chunk of postings has the wrong size")
+    return count, postings, width, terms, terms + width * postings
+
+
+def _chunk_starts(raw: bytes, count: int) -> Sequence[int]:
+    return u32s(memoryview(raw)[_CHUNK_HEAD.size:_CHUNK_HEAD.size + 4 * (count + 1)])
+
+
+def _ids(tids: Sequence[int], width: int) -> bytes:
+    """Term ids as little-endian ``width``-byte integers."""
+    packed = _pack_u32s(tids)
+    if width == 4:
+        return packed
+    narrow = bytearray(3 * len(tids))  # drop every fourth (high) byte, in C
+    narrow[0::3], narrow[1::3], narrow[2::3] = packed[0::4], packed[1::4], packed[2::4]
+    return bytes(narrow)
+
+
+def _unids(data: bytes, width: int) -> Sequence[int]:
+    """The term ids in ``data`` (``width`` bytes each)."""
+    if width == 4:
+        return u32s(data)
+    wide = bytearray(len(data) // 3 * 4)
+    wide[0::4], wide[1::4], wide[2::4] = data[0::3], data[1::3], data[2::3]
+    return u32s(wide)
+
+
+def chunk_append(raw: bytes | None, tids: Sequence[int], levels: bytes) -> bytes:
+    wide = bool(tids) and tids[-1] >= _WIDE
+    if raw is None:
+        width = 4 if wide else 3
+        return b"".join((_CHUNK_HEAD.pack(1, len(levels), width), _pack_u32s((0, len(levels))),
+                         _ids(tids, width), levels))
+    count, postings, width, terms, at = _chunk_parts(raw)
+    if wide and width == 3:  # widen the whole chunk
+        raw = b"".join((_CHUNK_HEAD.pack(count, postings, 4), raw[_CHUNK_HEAD.size:terms],
+                        _pack_u32s(_unids(raw[terms:at], 3)), raw[at:]))
+        count, postings, width, terms, at = _chunk_parts(raw)
+    total = postings + len(levels)
+    return b"".join((_CHUNK_HEAD.pack(count + 1, total, width), raw[_CHUNK_HEAD.size:terms], _U32.pack(total),
+                     raw[terms:at], _ids(tids, width), raw[at:], levels))
+
+
+def chunk_pop(raw: bytes) -> tuple[bytes | None, Sequence[int], bytes]:
+    """The chunk without its last message, and that message's term ids and levels."""
+    count, _, width, terms, at = _chunk_parts(raw)
+    start = _chunk_starts(raw, count)[count - 1]
+    tids, levels = _unids(raw[terms + width * start:at], width), raw[at + start:]
+    if count == 1:
+        return None, tids, levels
+    rest = b"".join((_CHUNK_HEAD.pack(count - 1, start, width), raw[_CHUNK_HEAD.size:terms - 4],
+                     raw[terms:terms + width * start], raw[at:at + start]))
+    return rest, tids, levels
+
+
+def chunk_size(raw: bytes) -> int:
+    """How many messages the chunk holds."""
+    return int(_CHUNK_HEAD.unpack_from(raw)[0])
+
+
+def chunk_message(raw: bytes, index: int) -> tuple[Sequence[int], bytes]:
+    count, _, width, terms, at = _chunk_parts(raw)
+    starts = _chunk_starts(raw, count)
+    start, end = starts[index], starts[index + 1]
+    return _unids(raw[terms + width * start:terms + width * end], width), raw[at + start:at + end]
+
+
+def chunk_occurrences(raw: bytes, tid: int) -> list[tuple[int, int]]:
+    """``(message index in the chunk, level)`` of each message containing term ``tid``."""
+    count, _, width, terms, at = _chunk_parts(raw)
+    pattern = tid.to_bytes(width, "little")
+    position = raw.find(pattern, terms, at)
+    found: list[tuple[int, int]] = []
+    starts = None
+    while position >= 0:
+        offset = position - terms
+        if offset % width:
+            position = raw.find(pattern, position + 1, at)
+            continue
+        if starts is None:
+            starts = _chunk_starts(raw, count)
+        posting = offset // width
+        found.append((bisect.bisect_right(starts, posting) - 1, raw[at + posting]))
+        position = raw.find(pattern, position + width, at)
+    return found
+
+
+def chunk_counts(raw: bytes) -> Counter[int]:
+    """How many of the chunk's messages contain each term."""
+    _, _, width, terms, at = _chunk_parts(raw)
+    return Counter(_unids(raw[terms:at], width))

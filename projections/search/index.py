@@ -1,0 +1,160 @@
+"""``SearchIndex``, the read model: folds message edits into the index's stored forms and answers queries.
+
+It folds ``message_edit`` of every event, so only current messages match
+(``remove_last``, ``update_last``, clears, deletions, redactions remove; a
+restore adds back). It is a deferred read model (see ``DeferredReadModel`` in
+``eventstore/_deferred.py``, and ``docs/search.md`` for why): commands leave it
+behind the log, and reads bring it up to date first, applying a few missing
+events in memory (``overlay``) or catching it up (``prepare`` then ``write``).
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+from eventstore._errors import EventStoreError
+from eventstore._time import to_micros
+from eventstore.events import REDACTED
+from eventstore.storage import ReadTransaction, WriteTransaction
+
+from ..readmodel import OpenSpace
+from ..session import (
+    AppendMessage,
+    Change,
+    ClearMessages,
+    RedactMessages,
+    RemoveLastMessage,
+    ReplaceLastMessage,
+    ReplaceMessages,
+    SessionSnapshot,
+    message_edit,
+)
+from . import queries
+from .formats import MAX_ID, META_GENERATION
+from .queries import Texts
+from .reader import IndexReader, SearchSpaces, TermIds
+from .tokenizer import QueryWord
+from .verification import check_index, dump_index
+from .writer import IndexWriter
+
+__all__ = ["SearchIndex"]
+
+
+class SearchIndex:
+    """Ranked keyword search over the current messages of every live session (a deferred read model)."""
+
+    name = "search"
+    code_version = 1
+    #: Not applied in the command's transaction: the facade catches it up before reads.
+    inline = False
+
+    def __init__(self, open_space: OpenSpace) -> None:
+        self._spaces = SearchSpaces.open(open_space)
+        self._term_ids = TermIds()
+
+    # -- folding events ------------------------------------------------------------
+
+    def apply(self, txn: WriteTransaction, stream_id: int, events: Sequence[Change]) -> None:
+        """Fold recorded events of one session into the index (as one batch)."""
+        with self.batch(txn) as writer:
+            self.fold(writer, stream_id, events)
+
+    @contextmanager
+    def batch(self, txn: WriteTransaction) -> Iterator[IndexWriter]:
+        """A batch for ``fold``: changes stay in memory and are written when the block ends."""
+        writer = IndexWriter(self._spaces, self._term_ids, txn)
+        yield writer
+        writer.flush(txn)
+
+    def prepare(self, txn: ReadTransaction, fresh: bool = False) -> IndexWriter:
+        """A batch to fold in one transaction (a read one will do) and ``write`` in another.
+
+        ``fresh``: build from nothing (a rebuild), ignoring what is stored.
+        The stored index must not change between the two transactions.
+        """
+        return IndexWriter(self._spaces, self._term_ids, txn, fresh=fresh)
+
+    def write(self, writer: IndexWriter, txn: WriteTransaction) -> None:
+        """Write a prepared batch through ``txn`` (clearing the index first for a fresh one). May run again."""
+        if writer.fresh:
+            self.clear(txn)
+        writer.flush(txn)
+
+    def overlay(self, txn: ReadTransaction, pending: Iterable[tuple[int, Sequence[Change]]],
+                read_only: bool = False) -> IndexWriter:
+        """A view of the index with ``pending`` events applied in memory only, never written.
+
+        ``read_only``: ``txn`` is a read transaction (the term-id cache may learn from it).
+        """
+        writer = IndexWriter(self._spaces, self._term_ids, txn, learn=read_only)
+        for stream_id, events in pending:
+            self.fold(writer, stream_id, events)
+        return writer  # what a query reads settles then, term by term
+
+    @staticmethod
+    def fold(writer: IndexWriter, stream_id: int, events: Sequence[Change]) -> None:
+        """Apply the message edits of ``events`` (one session's, in order) to a batch."""
+        if stream_id > MAX_ID:
+            raise EventStoreError(f"stream id {stream_id} is too large for the search index")
+        for recorded in events:
+            micros = to_micros(recorded.recorded_at)
+            edit = message_edit(recorded)
+            if isinstance(edit, AppendMessage):
+                writer.append(stream_id, edit.message[0].content, micros)
+            elif isinstance(edit, RemoveLastMessage):
+                writer.remove_last(stream_id)
+            elif isinstance(edit, ReplaceLastMessage):
+                writer.remove_last(stream_id)
+                writer.append(stream_id, edit.message.content, micros)
+            elif isinstance(edit, ClearMessages):
+                writer.clear(stream_id)
+            elif isinstance(edit, ReplaceMessages):
+                writer.clear(stream_id)
+                for message, _ in edit.messages:
+                    writer.append(stream_id, message.content, micros)
+            elif isinstance(edit, RedactMessages):
+                count = writer.message_count(stream_id)
+                writer.clear(stream_id)
+                for _ in range(count):
+                    writer.append(stream_id, REDACTED, micros)
+            writer.touch(stream_id, micros)
+
+    def clear(self, txn: WriteTransaction) -> None:
+        for space in self._spaces.all():
+            txn.clear(space)
+        txn.put(self._spaces.meta, META_GENERATION, os.urandom(16))  # term ids change: caches must forget them
+
+    # -- queries -------------------------------------------------------------------
+
+    def reader(self, txn: ReadTransaction, read_only: bool = False) -> IndexReader:
+        """The index as stored, through ``txn`` (``read_only``: a read transaction, the cache may learn)."""
+        return IndexReader(self._spaces, self._term_ids, txn, learn=read_only)
+
+    @staticmethod
+    def search_sessions(view: IndexReader, words: Sequence[QueryWord], limit: int,
+                        texts: Texts | None = None) -> list[tuple[int, float]]:
+        """The ``limit`` best sessions as ``(stream id, score)`` (see ``queries.search_sessions``)."""
+        return queries.search_sessions(view, words, limit, texts)
+
+    @staticmethod
+    def search_messages(view: IndexReader, words: Sequence[QueryWord], limit: int,
+                        texts: Texts | None = None) -> list[tuple[int, int, float]]:
+        """The ``limit`` best messages as ``(stream id, message index, score)`` (see ``queries.search_messages``)."""
+        return queries.search_messages(view, words, limit, texts)
+
+    # -- audit ---------------------------------------------------------------------
+
+    def check(self, txn: ReadTransaction, sessions: Mapping[int, SessionSnapshot]) -> list[str]:
+        """Problems where the stored index differs from one built afresh from ``sessions``."""
+        return check_index(self.reader(txn), sessions)
+
+    @staticmethod
+    def check_view(view: IndexReader, sessions: Mapping[int, SessionSnapshot]) -> list[str]:
+        """``check`` through a view: a reader, or the overlay of a read-only store."""
+        return check_index(view, sessions)
+
+    def dump(self, txn: ReadTransaction) -> dict[str, Any]:
+        """The index's content, independent of term ids, for comparing two builds."""
+        return dump_index(self.reader(txn))

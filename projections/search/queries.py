@@ -1,0 +1,351 @@
+"""Query execution: the best sessions, or messages, for a plan, exactly ranked.
+
+Every session holding one query term scores by that term's level; a session
+holding several is resolved from the tags when possible, else scored exactly
+(best upper bound first, only while the bound can still make the ``limit``).
+One term: its best level groups, down to the ``limit``-th session. Several
+terms in few sessions all told: whole summaries (``_materialized``); terms in
+many sessions, or phrases: a threshold algorithm over their level groups
+(``_threshold``). Every path prunes with ``scoring.may_reach``, so a session
+tying the ``limit``-th score is always scored; ties go to the most recent
+activity.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+from collections import Counter
+from itertools import compress, repeat
+from operator import attrgetter, ge, mul, neg
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+from eventstore._errors import StoreCorrupted
+
+from .formats import CHUNK_MESSAGES, LAST_TAG, MULTI, chunk_message, chunk_occurrences, u32s
+from .planning import Phrase, Plan, PlanTerm, plan_query
+from .reader import IndexReader
+from .scoring import LEVEL_WEIGHTS, may_reach, ranked
+from .snippets import phrase_in
+from .tokenizer import QueryWord, tokenize
+
+__all__ = ["MATERIALIZE_UP_TO", "EXACT_WORK", "Texts", "search_messages", "search_sessions"]
+
+#: A query whose terms are in at most this many sessions all told is scored from whole summaries.
+MATERIALIZE_UP_TO = 4000
+
+#: The work budget of one query, in (session, term) pairs scored exactly from postings: it bounds a query whose
+#: terms are in very many sessions with near-equal weights. Past it, the best sessions found so far stand.
+EXACT_WORK = 4096
+
+#: Returns the contents of a session's current messages, oldest first (for phrase checks).
+Texts = Callable[[int], Sequence[str]]
+
+
+def _evaluate(view: IndexReader, plan: Plan, sid: int, texts: Texts | None,
+              cache: dict[int, list[str]]) -> dict[int, float]:
+    """Exact scores of the session's matching messages: message index → score."""
+    found: dict[int, dict[int, int]] = {}
+    for number, raw in enumerate(view.chunks(sid)):
+        base = number * CHUNK_MESSAGES
+        for term in plan.terms:
+            for index, level in chunk_occurrences(raw, term.tid):
+                found.setdefault(base + index, {})[term.tid] = level
+    scores: dict[int, float] = {}
+    for index, levels in found.items():
+        counted = plan.free.intersection(levels)
+        for phrase in plan.phrases:
+            if all(position.intersection(levels) for position in phrase.positions) and \
+                    _phrase_holds(sid, index, phrase, texts, cache):
+                for position in phrase.positions:
+                    counted.update(position.intersection(levels))
+        if counted:
+            scores[index] = sum(term.weight * LEVEL_WEIGHTS[levels[term.tid]]
+                                for term in plan.terms if term.tid in counted)
+    return scores
+
+def _phrase_holds(sid: int, index: int, phrase: Phrase, texts: Texts | None,
+                  cache: dict[int, list[str]]) -> bool:
+    if texts is None:
+        return True
+    contents = cache.get(sid)
+    if contents is None:
+        contents = cache[sid] = list(texts(sid))
+    if index >= len(contents):
+        return False
+    return phrase_in(tokenize(contents[index]), phrase.tokens, phrase.prefix)
+
+def search_sessions(view: IndexReader, words: Sequence[QueryWord], limit: int,
+                    texts: Texts | None = None) -> list[tuple[int, float]]:
+    """The ``limit`` best sessions for ``words`` as ``(stream id, score)``: best first, then most recent.
+
+    Args:
+        view: the index through a transaction (``reader``) or a batch (``overlay``).
+        words: the parsed query (``tokenizer.parse_query``).
+        limit: how many sessions at most.
+        texts: loads a session's message contents, to check phrases (words
+            of several tokens); without it a phrase matches wherever all its
+            tokens occur in one message.
+    """
+    plan = plan_query(view, words) if limit > 0 else None
+    if plan is None:
+        return []
+    cutoff = None
+    if len(plan.terms) == 1 and not plan.phrases:
+        scored = _single_term(plan.terms[0], limit)
+    elif not plan.phrases and sum(term.summary.sessions for term in plan.terms) <= MATERIALIZE_UP_TO:
+        scored, cutoff = _materialized(view, plan, limit)
+    else:
+        scored = _threshold(view, plan, limit, texts, message_level=False)
+    if not scored:
+        return []
+    if len(scored) > limit:
+        if cutoff is None:
+            cutoff = sorted(scored.values(), reverse=True)[limit - 1]
+        candidates = list(compress(scored.keys(), map(ge, scored.values(), repeat(cutoff))))
+    else:
+        candidates = list(scored)
+    # Activity orders equal scores only: read it for the sessions that tie.
+    ties = Counter(map(scored.__getitem__, candidates))
+    activity = view.activities([sid for sid in candidates if ties[scored[sid]] > 1]) if len(ties) < len(
+        candidates) else {}
+    best = ranked({sid: scored[sid] for sid in candidates}, lambda sid: (activity.get(sid, 0), sid), limit)
+    return [(sid, scored[sid]) for sid in best]
+
+
+def search_messages(view: IndexReader, words: Sequence[QueryWord], limit: int,
+                    texts: Texts | None = None) -> list[tuple[int, int, float]]:
+    """The ``limit`` best current messages as ``(stream id, message index, score)``: best first, then newest."""
+    plan = plan_query(view, words) if limit > 0 else None
+    if plan is None:
+        return []
+    scored = _threshold(view, plan, limit, texts, message_level=True)
+    activity = view.activities({sid for sid, _ in scored})
+    best = ranked(scored, lambda key: (activity.get(key[0], 0), key[1], key[0]), limit)
+    return [(sid, index, scored[sid, index]) for sid, index in best]
+
+
+def _single_term(term: PlanTerm, limit: int) -> dict[int, float]:
+    """Sessions for a one-term query: its best level groups, through the group that reaches ``limit``."""
+    summary = term.summary
+    if not summary.grouped:  # few sessions: score them all
+        table = list(map(mul, repeat(term.weight), LEVEL_WEIGHTS))
+        return dict(zip(summary.sorted_sids(), map(table.__getitem__, summary.best_levels())))
+    scored: dict[int, float] = {}
+    for level, members in summary.groups():
+        scored.update(zip(u32s(members), repeat(term.weight * LEVEL_WEIGHTS[level])))
+        if len(scored) >= limit:
+            break
+    return scored
+
+def _materialized(view: IndexReader, plan: Plan, limit: int) -> tuple[dict[int, float], float | None]:
+    """Exact top scores when the query's terms are in few sessions all told (no phrases).
+
+    Every session with one query term scores by that term's best level. A
+    session with several is resolved from the terms' tags when each term is
+    in one of its messages (same tag: same message, the weights add up;
+    different tags: different messages). Otherwise it waits, scored later
+    (best upper bound first, while that bound can still reach the
+    ``limit``-th score): when only one of its terms is in several messages,
+    by reading the few messages the others are in, else from all its postings.
+
+    Returns the scores (exact for every session that can be among the
+    ``limit`` best, lower bounds below them) and the ``limit``-th best score.
+    """
+    tables = [list(map(mul, repeat(term.weight), LEVEL_WEIGHTS)) for term in plan.terms]
+    alone = [dict(zip(term.summary.sorted_sids(), map(table.__getitem__, term.summary.best_levels())))
+             for term, table in zip(plan.terms, tables)]
+    return _resolve(view, plan, limit, tables, alone)
+
+def _resolve(view: IndexReader, plan: Plan, limit: int, tables: list[list[float]],
+             alone: list[dict[int, float]]) -> tuple[dict[int, float], float | None]:
+    """The scoring of ``_materialized``, from each term's session → single-term score."""
+    scored: dict[int, float] = {}
+    parts = [(term.summary, table) for term, table in zip(plan.terms, tables)]
+    for single in alone:
+        scored.update(single)
+    found: set[int] = set()
+    for first, one in enumerate(alone):
+        for other in alone[first + 1:]:
+            found |= one.keys() & other.keys()
+    if not found:
+        return scored, None
+    shared = list(found)
+    # A shared session scores at least its best single term, at most the sum of them. Those whose
+    # sum reaches the limit-th of the lower bounds are resolved, highest sum first, until the sum of
+    # the next cannot reach the limit-th exact score found; the others keep their lower bound, which
+    # is below every score returned.
+    columns = [list(map(single.get, shared, repeat(0.0))) for single in alone]
+    exact = dict(scored)
+    for sid in shared:
+        del exact[sid]
+    best_scores = sorted(exact.values(), reverse=True)[:limit]  # sessions with one term: exact
+    lower = list(map(max, *columns))
+    scored.update(zip(shared, lower))
+    floor = sorted(best_scores + lower, reverse=True)[limit - 1] if len(scored) >= limit else -1.0
+    ahead = sorted(((upper, sid) for sid, upper in zip(shared, map(sum, zip(*columns)))
+                    if may_reach(upper, floor)), reverse=True)
+    cache: dict[int, list[str]] = {}
+    # A dict of a term's entries costs about a tenth of a binary search per session it holds.
+    lookups = [(summary.entries().get if len(ahead) * 10 > summary.sessions else summary.entry_of, table)
+               for summary, table in parts]
+    full = len(best_scores) >= limit
+    budget = _exact_sessions(plan, limit)
+    for evaluated, (upper, sid) in enumerate(ahead):
+        if full and not may_reach(upper, best_scores[-1]) or evaluated >= budget:
+            break  # the others keep their lower bound (past the work budget, too)
+        several, unknown, places, present = 0, False, [], []
+        for lookup, table in lookups:
+            code = lookup(sid)
+            if code:
+                present.append((code, table))
+                if code & MULTI:
+                    several += 1
+                elif code & LAST_TAG == LAST_TAG:
+                    unknown = True
+                else:
+                    places.append(code & LAST_TAG)
+        if several > 1 or unknown:
+            score = max(_evaluate(view, plan, sid, None, cache).values())
+        elif several:  # one term in several messages: only the others' messages can add up
+            score = max(scored[sid], *_evaluate_messages(view, plan, sid, places).values())
+        elif len(set(places)) == len(places):  # each term in its own message: the best one alone
+            score = scored[sid]
+        else:  # some terms share a message, known by its tag
+            sums: dict[int, float] = {}
+            for code, table in present:
+                tag = code & LAST_TAG
+                sums[tag] = sums.get(tag, 0) + table[code >> 8]
+            score = max(sums.values())
+        scored[sid] = score
+        if not full:
+            bisect.insort(best_scores, score, key=neg)
+            full = len(best_scores) >= limit
+        elif score > best_scores[-1]:
+            best_scores.pop()
+            bisect.insort(best_scores, score, key=neg)
+    return scored, best_scores[-1] if full else None
+
+def _evaluate_messages(view: IndexReader, plan: Plan, sid: int, places: Iterable[int]) -> dict[int, float]:
+    """Exact scores of some of a session's messages (by index), read from their postings alone."""
+    scores: dict[int, float] = {}
+    chunks: dict[int, bytes | None] = {}
+    for index in places:
+        number, place = divmod(index, CHUNK_MESSAGES)
+        if number not in chunks:
+            chunks[number] = view.chunk(sid, number)
+        raw = chunks[number]
+        if raw is None:
+            raise StoreCorrupted(f"the search index is damaged: session {sid} lacks message {index}")
+        tids, levels = chunk_message(raw, place)
+        total = 0.0
+        for term in plan.terms:
+            at = bisect.bisect_left(tids, term.tid)
+            if at < len(tids) and tids[at] == term.tid:
+                weight = term.weight * LEVEL_WEIGHTS[levels[at]]
+                total = total + weight if total else weight
+        scores[index] = total
+    return scores
+
+def _exact_sessions(plan: Plan, limit: int) -> int:
+    """How many sessions a query may score exactly (``EXACT_WORK``), never fewer than it returns."""
+    return max(limit, EXACT_WORK // len(plan.terms))
+
+
+class _Groups:
+    """A term's sessions, one level group at a time, best first."""
+
+    __slots__ = ("gain", "group", "rest", "term")
+
+    def __init__(self, term: PlanTerm, first: tuple[int, bytes], rest: Iterator[tuple[int, bytes]]) -> None:
+        self.term, self.rest = term, rest
+        self.group = first
+        #: What the current group adds to the score of a session in it.
+        self.gain = term.weight * LEVEL_WEIGHTS[first[0]]
+
+    def advance(self) -> bool:
+        """Move to the next group; ``False`` when there is none."""
+        following = next(self.rest, None)
+        if following is None:
+            return False
+        self.group, self.gain = following, self.term.weight * LEVEL_WEIGHTS[following[0]]
+        return True
+
+
+def _threshold(view: IndexReader, plan: Plan, limit: int, texts: Texts | None,
+               message_level: bool) -> dict[Any, float]:
+    """The best exact scores, by a threshold algorithm over the terms' level groups.
+
+    Each term lists its sessions by best level, best first. Groups are taken
+    from the list whose next group could add the most; each new session gets
+    an upper bound (the sum over the query terms of its best levels). A
+    session with one query term (and no phrase) is scored from its level
+    alone; others wait, best bound first, and are scored exactly from their
+    postings only when their bound leads. It stops when neither the waiting
+    sessions nor the unseen ones (bounded by the sum of the lists' next
+    levels) can reach the ``limit``-th best score: sessions that tie with it
+    are all scored.
+
+    Returns session → score, or with ``message_level`` (session, message index) → score.
+    """
+    lists = []
+    for term in plan.terms:
+        groups = term.summary.groups()
+        first = next(groups, None)
+        if first is not None:
+            lists.append(_Groups(term, first, groups))
+    by_level_alone = not plan.phrases and not message_level
+    seen: set[int] = set()
+    scored: dict[Any, float] = {}
+    best: list[float] = []  # min-heap of the ``limit`` best scores
+    waiting: list[tuple[float, int]] = []  # max-heap of (-bound, session)
+    cache: dict[int, list[str]] = {}
+
+    def record(key: Any, score: float) -> None:
+        scored[key] = score
+        if len(best) < limit:
+            heapq.heappush(best, score)
+        elif score > best[0]:
+            heapq.heapreplace(best, score)
+
+    evaluated, budget = 0, _exact_sessions(plan, limit)
+    while lists or waiting:
+        threshold = best[0] if len(best) >= limit else -1.0
+        unseen = sum(entry.gain for entry in lists)
+        leading = -waiting[0][0] if waiting else -1.0
+        if not may_reach(unseen, threshold) and not may_reach(leading, threshold):
+            break
+        if waiting and leading >= unseen:
+            if evaluated >= budget:
+                break  # the work budget is spent: the best found so far stand
+            evaluated += 1
+            _, sid = heapq.heappop(waiting)
+            messages = _evaluate(view, plan, sid, texts, cache)
+            if message_level:
+                for index, score in messages.items():
+                    record((sid, index), score)
+            elif messages:
+                record(sid, max(messages.values()))
+            continue
+        entry = max(lists, key=attrgetter("gain"))
+        term, (level, members) = entry.term, entry.group
+        if not entry.advance():
+            lists.remove(entry)
+        fresh = [sid for sid in u32s(members) if sid not in seen]
+        if not fresh:
+            continue
+        seen.update(fresh)
+        others = [other for other in plan.terms if other is not term]
+        contribution = term.weight * LEVEL_WEIGHTS[level]
+        if not others:
+            rows: Iterable[tuple[int, ...]] = repeat(())
+        else:
+            rows = zip(*(other.summary.levels_of(fresh) for other in others))
+        alone_ok = by_level_alone and term.tid in plan.free
+        for sid, row in zip(fresh, rows):
+            if alone_ok and not any(row):
+                record(sid, contribution)
+                continue
+            bound = contribution + sum(other.weight * LEVEL_WEIGHTS[lv] for other, lv in zip(others, row) if lv)
+            heapq.heappush(waiting, (-bound, sid))
+    return scored

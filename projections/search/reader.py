@@ -1,0 +1,210 @@
+"""The search index's stored state, read through one transaction.
+
+``SearchSpaces`` names the index's key spaces; ``TermIds`` is the process-wide
+cache of term ids; ``IndexReader`` reads terms, summaries, chunks and sessions
+through a transaction, decoding the forms of ``formats``.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Iterator
+
+import attrs
+
+from eventstore.storage import ReadTransaction, Space
+
+from ..readmodel import OpenSpace
+from .formats import (
+    META_GENERATION,
+    META_MESSAGES,
+    Summary,
+    chunk_key,
+    chunk_of_key,
+    count_of_value,
+    df_of_value,
+    id_key,
+    id_of_key,
+    session_of_value,
+    summary_of_value,
+    term_of_entry,
+    tid_of_entry,
+)
+from .tokenizer import MAX_TERM_BYTES, term_key
+
+__all__ = ["SearchSpaces", "TermIds", "IndexReader"]
+
+#: Term ids a process keeps in memory at most.
+_TID_CACHE_SIZE = 1 << 20
+
+
+@attrs.frozen
+class SearchSpaces:
+    """The index's key spaces (see ``formats``)."""
+
+    terms: Space
+    summary: Space
+    docs: Space
+    sessions: Space
+    meta: Space
+
+    @classmethod
+    def open(cls, open_space: OpenSpace) -> SearchSpaces:
+        return cls(open_space("search.terms"), open_space("search.summary"), open_space("search.docs"),
+                   open_space("search.sessions"), open_space("search.meta"))
+
+    def all(self) -> tuple[Space, ...]:
+        return self.terms, self.summary, self.docs, self.sessions, self.meta
+
+
+class TermIds:
+    """Term → id, learnt from read transactions, for one generation of the index at a time.
+
+    A term keeps its id until the index is cleared, and clearing writes a new
+    generation, which empties the cache.
+    """
+
+    def __init__(self) -> None:
+        self._generation: bytes | None = None
+        self._ids: dict[str, int] = {}
+
+    def of_generation(self, generation: bytes | None) -> dict[str, int]:
+        """The cache for ``generation``: another generation (a rebuild since, or an older snapshot) starts afresh."""
+        if self._generation != generation:
+            self._generation, self._ids = generation, {}
+        return self._ids
+
+
+class IndexReader:
+    """The stored state of the index, read through one transaction.
+
+    Term ids come from the process-wide ``TermIds`` when it holds them. Only
+    reads in read-only transactions fill it (``learn``), so it never holds an
+    id a write might yet undo. ``fresh``: read as if the index were empty (a
+    rebuild folds from nothing).
+    """
+
+    def __init__(self, spaces: SearchSpaces, term_ids: TermIds, txn: ReadTransaction, learn: bool = False,
+                 fresh: bool = False) -> None:
+        self.spaces, self.txn = spaces, txn
+        self._learn, self._fresh = learn and not fresh, fresh
+        self._values: dict[int, bytes | None] = {}
+        self._cache = term_ids.of_generation(txn.get(spaces.meta, META_GENERATION))
+
+    @property
+    def fresh(self) -> bool:
+        return self._fresh
+
+    @property
+    def holds_unwritten_changes(self) -> bool:
+        """Whether reads see changes not in the transaction (a batch, an overlay)."""
+        return False
+
+    def tid(self, term: str) -> int | None:
+        if self._fresh:
+            return None
+        cache = self._cache
+        found = cache.get(term)
+        if found is not None:
+            return found
+        raw = self.txn.get(self.spaces.terms, term_key(term))
+        if raw is None:
+            return None
+        found = tid_of_entry(raw)
+        if self._learn and len(cache) < _TID_CACHE_SIZE:
+            cache[term] = found
+        return found
+
+    def prefix_tids(self, prefix: str) -> Iterator[tuple[str, int]]:
+        """``(term, term id)`` of every term that starts with ``prefix``, in key order (a walk from the prefix)."""
+        if self._fresh:
+            return
+        key = prefix.encode("utf-8")[:MAX_TERM_BYTES]
+        for raw_key, value in self.txn.scan(self.spaces.terms, key):
+            if not raw_key.startswith(key):
+                return
+            term, tid = term_of_entry(raw_key, value)
+            if term.startswith(prefix):
+                yield term, tid
+
+    def _term_value(self, tid: int) -> bytes | None:
+        """A term's stored value: its message count (u32), then its summary."""
+        values = self._values
+        if tid not in values:
+            values[tid] = None if self._fresh else self.txn.get(self.spaces.summary, id_key(tid))
+        return values[tid]
+
+    def df(self, tid: int) -> int:
+        """How many current messages contain term ``tid``."""
+        raw = self._term_value(tid)
+        return 0 if raw is None else df_of_value(raw)
+
+    def dfs(self, tids: Iterable[int]) -> dict[int, int]:
+        """``df`` of many terms, read in one batch."""
+        wanted = [tid for tid in tids if tid not in self._values]
+        if wanted and not self._fresh:
+            found = self.txn.get_many(self.spaces.summary, [id_key(tid) for tid in wanted])
+            for tid in wanted:
+                self._values[tid] = found.get(id_key(tid))
+        return {tid: self.df(tid) for tid in tids}
+
+    def summary_raw(self, tid: int) -> bytes | None:
+        raw = self._term_value(tid)
+        return None if raw is None else summary_of_value(raw)
+
+    def summary(self, tid: int) -> Summary | None:
+        raw = self.summary_raw(tid)
+        return None if raw is None else Summary(raw)
+
+    def session(self, sid: int) -> tuple[int, int] | None:
+        """``(messages, latest activity µs)`` of a session that has messages."""
+        if self._fresh:
+            return None
+        raw = self.txn.get(self.spaces.sessions, id_key(sid))
+        return None if raw is None else session_of_value(raw)
+
+    def activities(self, sids: Iterable[int]) -> dict[int, int]:
+        found = self.txn.get_many(self.spaces.sessions, [id_key(sid) for sid in sids])
+        return {id_of_key(key): session_of_value(value)[1] for key, value in found.items()}
+
+    def chunk(self, sid: int, number: int) -> bytes | None:
+        return None if self._fresh else self.txn.get(self.spaces.docs, chunk_key(sid, number))
+
+    def chunks(self, sid: int) -> list[bytes]:
+        """Every chunk of a session, in order."""
+        prefix = id_key(sid)
+        found = []
+        if not self._fresh:
+            for key, value in self.txn.scan(self.spaces.docs, prefix):
+                if key[:4] != prefix:
+                    break
+                found.append(value)
+        return found
+
+    def messages(self) -> int:
+        raw = None if self._fresh else self.txn.get(self.spaces.meta, META_MESSAGES)
+        return 0 if raw is None else count_of_value(raw)
+
+    # -- whole spaces, for checks and dumps ------------------------------------------
+
+    def stored_terms(self) -> Iterator[tuple[str, int]]:
+        """``(term, term id)`` of every stored term, in key order."""
+        for key, value in self.txn.scan(self.spaces.terms):
+            yield term_of_entry(key, value)
+
+    def stored_summaries(self) -> Iterator[tuple[int, int, Summary]]:
+        """``(term id, message count, summary)`` of every stored term."""
+        for key, value in self.txn.scan(self.spaces.summary):
+            yield id_of_key(key), df_of_value(value), Summary(bytes(summary_of_value(value)))
+
+    def stored_summary_count(self) -> int:
+        return self.txn.count(self.spaces.summary)
+
+    def stored_chunks(self) -> Iterator[tuple[tuple[int, int], bytes]]:
+        """``((session, chunk number), chunk)`` of every stored chunk."""
+        for key, value in self.txn.scan(self.spaces.docs):
+            yield chunk_of_key(key), bytes(value)
+
+    def stored_sessions(self) -> Iterator[tuple[int, tuple[int, int]]]:
+        """``(session, (messages, latest activity µs))`` of every indexed session."""
+        for key, value in self.txn.scan(self.spaces.sessions):
+            yield id_of_key(key), session_of_value(value)

@@ -1,0 +1,99 @@
+"""Checking the search index against sessions folded from the log, and dumping it to compare two builds."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Mapping
+
+from eventstore._errors import StoreCorrupted
+from eventstore._time import to_micros
+
+from ..session import SessionSnapshot
+from .formats import chunk_message, chunk_size, merged, note, u32s
+from .reader import IndexReader
+from .scoring import impact
+from .tokenizer import tokenize
+
+__all__ = ["check_index", "dump_index"]
+
+
+def check_index(view: IndexReader, sessions: Mapping[int, SessionSnapshot]) -> list[str]:
+    """Problems where the index seen through ``view`` (a reader, or an overlay) differs from one built afresh
+    from ``sessions`` (stream id → session folded from the log)."""
+    problems: list[str] = []
+    total = 0
+    expected: dict[str, tuple[int, dict[int, int]]] = {}  # term → (messages, session → best level)
+    for sid, session in sorted(sessions.items()):
+        head = session.head
+        contents = [message.content for message, _ in session.messages] if head.exists else []
+        stored = view.session(sid)
+        if not contents:
+            if stored is not None:
+                problems.append(f"search: session {head.key!r} is indexed but has no messages")
+            continue
+        total += len(contents)
+        activity = to_micros(head.last_activity) if head.last_activity is not None else 0
+        if stored != (len(contents), activity):
+            problems.append(f"search: session {head.key!r} is indexed with {stored} (messages, activity), "
+                            f"the log says {(len(contents), activity)}")
+            continue
+        try:
+            rows = [chunk_message(raw, index) for raw in view.chunks(sid)
+                    for index in range(chunk_size(raw))]
+        except StoreCorrupted as exc:
+            problems.append(f"search: session {head.key!r}: {exc}")
+            continue
+        if len(rows) != len(contents):
+            problems.append(f"search: session {head.key!r} has {len(rows)} messages indexed, "
+                            f"{len(contents)} in the log")
+            continue
+        for index, (text, (tids, levels)) in enumerate(zip(contents, rows)):
+            terms = tokenize(text)
+            wanted: dict[int | None, int] = {}
+            for term, tf in Counter(terms).items():
+                level = impact(tf, len(terms))
+                wanted[view.tid(term)] = level
+                count, best = expected.setdefault(term, (0, {}))
+                expected[term] = (count + 1, best)
+                best[sid] = merged(best.get(sid, 0), note(level, index))
+            if wanted != dict(zip(tids, levels)):
+                problems.append(f"search: message {index} of session {head.key!r} is indexed with "
+                                "other terms than its content")
+    if view.messages() != total:
+        problems.append(f"search: {view.messages()} messages counted, {total} in the log")
+    for term, (count, best) in sorted(expected.items()):
+        tid = view.tid(term)
+        summary = None if tid is None else view.summary(tid)
+        if tid is None or summary is None:
+            problems.append(f"search: the term {term!r} is missing")
+            continue
+        groups = [(level, list(u32s(members))) for level, members in summary.groups()]
+        grouped = {sid: level for level, members in groups for sid in members}
+        order = [level for level, _ in groups]
+        if view.df(tid) != count or summary.entries() != best or grouped != summary.as_dict() \
+                or sum(len(members) for _, members in groups) != summary.sessions \
+                or order != sorted(set(order), reverse=True):
+            problems.append(f"search: the entry of term {term!r} differs from the log")
+    if not view.holds_unwritten_changes:
+        stored_count = view.stored_summary_count()
+        if stored_count != len(expected):
+            problems.append(f"search: {stored_count} term summaries stored, {len(expected)} terms in the log")
+        for sid, _ in view.stored_sessions():
+            if sid not in sessions:
+                problems.append(f"search: stream {sid} is indexed but has no events")
+    return problems
+
+
+def dump_index(view: IndexReader) -> dict[str, Any]:
+    """The stored index's content, independent of term ids, for comparing two builds."""
+    names = {tid: term for term, tid in view.stored_terms()}
+    terms = {names[tid]: (df, summary.entries()) for tid, df, summary in view.stored_summaries()}
+    docs = {}
+    for place, raw in view.stored_chunks():
+        rows = []
+        for index in range(chunk_size(raw)):
+            tids, levels = chunk_message(raw, index)
+            rows.append(sorted(zip((names[tid] for tid in tids), levels)))
+        docs[place] = rows
+    sessions = dict(view.stored_sessions())
+    return {"terms": terms, "docs": docs, "sessions": sessions, "messages": view.messages()}

@@ -1,0 +1,335 @@
+"""A batch of changes to the search index, held in memory: reads through it see them, ``flush`` writes them.
+
+A batch never written is an overlay: the index plus events it has not applied.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from typing import Iterable, Iterator
+
+from eventstore._errors import EventStoreError, StoreCorrupted
+from eventstore.storage import ReadTransaction, Space, WriteTransaction
+
+from .formats import (
+    CHUNK_MESSAGES,
+    LAST_INDEX,
+    MAX_ID,
+    META_MESSAGES,
+    META_NEXT_TID,
+    MULTI,
+    Summary,
+    chunk_append,
+    chunk_counts,
+    chunk_key,
+    chunk_occurrences,
+    chunk_pop,
+    chunk_size,
+    count_of_value,
+    count_value,
+    id_key,
+    session_value,
+    summary_raise,
+    summary_set,
+    tag,
+    term_entry,
+    term_value,
+)
+from .reader import IndexReader, SearchSpaces, TermIds
+from .scoring import impact
+from .tokenizer import term_key, tokenize
+
+__all__ = ["IndexWriter"]
+
+#: Appends noted before they are folded into the summaries (bounds a batch's memory).
+_SETTLE_EVERY = 32768
+
+
+class _SessionState:
+    """A session being changed by a batch: message count, activity and the chunks read so far."""
+
+    __slots__ = ("count", "activity", "chunks", "dirty", "loaded")
+
+    def __init__(self, count: int, activity: int) -> None:
+        self.count, self.activity = count, activity
+        self.chunks: dict[int, bytes | None] = {}
+        self.dirty: set[int] = set()
+        self.loaded = False
+
+
+class IndexWriter(IndexReader):
+    """A batch of changes: reads through it see them, ``flush`` writes them.
+
+    Appends only note each term's best level per session and its new message
+    count; ``settle`` folds those notes into each term's summary once, so a
+    batch of many messages rewrites each summary once.
+    """
+
+    def __init__(self, spaces: SearchSpaces, term_ids: TermIds, txn: ReadTransaction, learn: bool = False,
+                 fresh: bool = False) -> None:
+        super().__init__(spaces, term_ids, txn, learn, fresh)
+        self._tids: dict[str, int] = {}
+        self._new_terms: dict[bytes, bytes] = {}
+        self._summaries: dict[int, bytes | None] = {}
+        self._dfs: dict[int, int] = {}
+        self._sessions: dict[int, _SessionState] = {}
+        self._pending: dict[int, dict[int, int]] = {}
+        self._pending_df: Counter[int] = Counter()
+        self._unsettled = 0
+        self._messages = super().messages()
+        raw = None if fresh else txn.get(spaces.meta, META_NEXT_TID)
+        self._next_tid = 1 if raw is None else count_of_value(raw)
+        self._first_tid = 0 if fresh else self._next_tid
+
+    # -- reads through the batch ---------------------------------------------------
+
+    def tid(self, term: str) -> int | None:
+        found = self._tids.get(term)
+        if found is None:
+            found = super().tid(term)
+            if found is not None:
+                self._tids[term] = found
+        return found
+
+    @property
+    def holds_unwritten_changes(self) -> bool:
+        return True
+
+    def prefix_tids(self, prefix: str) -> Iterator[tuple[str, int]]:
+        """As stored, merged in key order with the terms this batch added."""
+        added = sorted((term_key(term), term, tid) for term, tid in self._tids.items()
+                       if tid >= self._first_tid and term.startswith(prefix))
+        stored = ((term_key(term), term, tid) for term, tid in super().prefix_tids(prefix))
+        for _, term, tid in heapq.merge(stored, added):
+            yield term, tid
+
+    def df(self, tid: int) -> int:
+        self._settle(tid)
+        found = self._dfs.get(tid)
+        if found is None:
+            found = self._dfs[tid] = super().df(tid)
+        return found
+
+    def summary_raw(self, tid: int) -> bytes | None:
+        self._settle(tid)
+        if tid not in self._summaries:
+            self._summaries[tid] = super().summary_raw(tid)
+        return self._summaries[tid]
+
+    def messages(self) -> int:
+        return self._messages
+
+    def _state(self, sid: int) -> _SessionState:
+        state = self._sessions.get(sid)
+        if state is None:
+            state = self._sessions[sid] = _SessionState(*(super().session(sid) or (0, 0)))
+        return state
+
+    def session(self, sid: int) -> tuple[int, int] | None:
+        state = self._sessions.get(sid)
+        if state is None:
+            return super().session(sid)
+        return (state.count, state.activity) if state.count else None
+
+    def activities(self, sids: Iterable[int]) -> dict[int, int]:
+        sids = list(sids)
+        found = super().activities(sid for sid in sids if sid not in self._sessions)
+        for sid in sids:
+            state = self._sessions.get(sid)
+            if state is not None and state.count:
+                found[sid] = state.activity
+        return found
+
+    def chunk(self, sid: int, number: int) -> bytes | None:
+        state = self._state(sid)
+        if number not in state.chunks:
+            state.chunks[number] = None if state.loaded else super().chunk(sid, number)
+        return state.chunks[number]
+
+    def chunks(self, sid: int) -> list[bytes]:
+        state = self._state(sid)
+        if not state.loaded:
+            for number, raw in enumerate(super().chunks(sid)):
+                state.chunks.setdefault(number, raw)
+            state.loaded = True
+        found = [state.chunks.get(number) for number in range((state.count + CHUNK_MESSAGES - 1) // CHUNK_MESSAGES)]
+        if any(raw is None for raw in found):
+            raise StoreCorrupted(f"the search index is damaged: session {sid} lacks chunks of postings")
+        return found  # type: ignore[return-value]
+
+    # -- changes -------------------------------------------------------------------
+
+    def _new_tid(self, term: str) -> int:
+        tid = self._next_tid
+        if tid > MAX_ID:
+            raise EventStoreError("the search index has run out of term ids; rebuild it")
+        self._next_tid += 1
+        self._tids[term] = tid
+        key = term_key(term)
+        self._new_terms[key] = term_entry(term, key, tid)
+        return tid
+
+    def postings(self, text: str) -> tuple[list[int], bytes]:
+        """The term ids (ascending) and levels of a message's text."""
+        terms = tokenize(text)
+        if not terms:
+            return [], b""
+        length = len(terms)
+        counts = Counter(terms)
+        known = self._tids.get
+        tids = [known(term) or self._lookup(term) for term in counts]
+        pairs = sorted(zip(tids, [impact(tf, length) for tf in counts.values()]))
+        return [tid for tid, _ in pairs], bytes([level for _, level in pairs])
+
+    def _lookup(self, term: str) -> int:
+        return self.tid(term) or self._new_tid(term)
+
+    def message_count(self, sid: int) -> int:
+        """How many current messages session ``sid`` has, as of this batch."""
+        return self._state(sid).count
+
+    def touch(self, sid: int, micros: int) -> None:
+        state = self._state(sid)
+        if state.count:
+            state.activity = micros
+
+    def append(self, sid: int, text: str, micros: int) -> None:
+        state = self._state(sid)
+        tids, levels = self.postings(text)
+        number, place = divmod(state.count, CHUNK_MESSAGES)
+        raw = self.chunk(sid, number) if place else None
+        if place and raw is None:
+            raise StoreCorrupted(f"the search index is damaged: session {sid} lacks its last chunk")
+        state.chunks[number] = chunk_append(raw, tids, levels)
+        state.dirty.add(number)
+        state.count += 1
+        state.activity = micros
+        self._messages += 1
+        if not levels:
+            return
+        self._unsettled += 1
+        if self._unsettled >= _SETTLE_EVERY:
+            self.settle()
+        self._pending_df.update(tids)
+        pending = self._pending
+        place = (LAST_INDEX - state.count + 1) << 1
+        for tid, level in zip(tids, levels):
+            note = level << 33 | place
+            sessions = pending.get(tid)
+            if sessions is None:
+                pending[tid] = {sid: note}
+                continue
+            earlier = sessions.get(sid)
+            sessions[sid] = note if earlier is None else (earlier if earlier > note else note) | 1
+
+    def settle(self) -> None:
+        """Fold all pending appends into the summaries and counts, each term once."""
+        for tid in list(self._pending):
+            self._settle(tid)
+        self._unsettled = 0
+
+    def _settle(self, tid: int) -> None:
+        """Fold the pending appends of one term (a reader of the batch sees them; others wait)."""
+        best = self._pending.pop(tid, None)
+        if best is None:
+            return
+        summaries, dfs = self._summaries, self._dfs
+        raw = summaries[tid] if tid in summaries else super().summary_raw(tid)
+        summaries[tid] = summary_raise(raw, best)
+        df = dfs.get(tid)
+        dfs[tid] = (super().df(tid) if df is None else df) + self._pending_df.pop(tid)
+
+    def _lower(self, tid: int, sid: int, messages: int, code: int) -> None:
+        """Take ``messages`` messages of session ``sid`` out of term ``tid``, whose entry there is now ``code``."""
+        df = self.df(tid) - messages
+        if df < 0:
+            raise StoreCorrupted(f"the search index is damaged: term {tid} counts too few messages")
+        self._dfs[tid] = df
+        self._summaries[tid] = summary_set(self.summary_raw(tid), sid, code)
+
+    def remove_last(self, sid: int) -> None:
+        state = self._state(sid)
+        if not state.count:
+            raise StoreCorrupted(f"the search index is damaged: session {sid} has no message to remove")
+        number = (state.count - 1) // CHUNK_MESSAGES
+        raw = self.chunk(sid, number)
+        if raw is None or chunk_size(raw) != state.count - number * CHUNK_MESSAGES:
+            raise StoreCorrupted(f"the search index is damaged: the last chunk of session {sid} is wrong")
+        rest, tids, levels = chunk_pop(raw)
+        state.chunks[number] = rest
+        state.dirty.add(number)
+        state.count -= 1
+        self._messages -= 1
+        for tid, level in zip(tids, levels):
+            raw_summary = self.summary_raw(tid)
+            entry = 0 if raw_summary is None else Summary(raw_summary).entry_of(sid)
+            self._lower(tid, sid, 1, self._entry(sid, tid) if entry & MULTI else 0)
+
+    def _entry(self, sid: int, tid: int) -> int:
+        """The summary entry of term ``tid`` over the session's current messages (0: in none)."""
+        best = first = count = 0
+        for number, raw in enumerate(self.chunks(sid)):
+            for index, level in chunk_occurrences(raw, tid):
+                count += 1
+                if level > best:
+                    best, first = level, number * CHUNK_MESSAGES + index
+        return best << 8 | tag(first, count > 1) if count else 0
+
+    def clear(self, sid: int) -> None:
+        state = self._state(sid)
+        if not state.count:
+            return
+        counts: Counter[int] = Counter()
+        for raw in self.chunks(sid):
+            counts.update(chunk_counts(raw))
+        for tid, count in counts.items():
+            self._lower(tid, sid, count, 0)
+        for number in list(state.chunks):
+            state.chunks[number] = None
+            state.dirty.add(number)
+        self._messages -= state.count
+        state.count = 0
+
+    # -- writing -------------------------------------------------------------------
+
+    def flush(self, txn: WriteTransaction) -> None:
+        """Write the batch through ``txn``: every changed entry once, in key order (densely packed into an empty
+        index). May run again in a retried transaction: it only reads the batch."""
+        self.settle()
+        spaces = self.spaces
+        terms: list[tuple[bytes, bytes | None]] = sorted(self._new_terms.items())
+        summaries: list[tuple[bytes, bytes | None]] = []
+        for tid in sorted(self._summaries):
+            df = self._dfs.get(tid)
+            if df is None:
+                continue  # read, never changed
+            raw = self._summaries[tid]
+            if (df == 0) != (raw is None):
+                raise StoreCorrupted(f"the search index is damaged: term {tid} has {df} messages but "
+                                     f"{'no' if raw is None else 'some'} sessions")
+            summaries.append((id_key(tid), None if raw is None else term_value(df, raw)))
+        docs: list[tuple[bytes, bytes | None]] = []
+        sessions: list[tuple[bytes, bytes | None]] = []
+        for sid in sorted(self._sessions):
+            state = self._sessions[sid]
+            docs += [(chunk_key(sid, number), state.chunks.get(number)) for number in sorted(state.dirty)]
+            sessions.append((id_key(sid), session_value(state.count, state.activity) if state.count else None))
+        for space, items in ((spaces.terms, terms), (spaces.summary, summaries), (spaces.docs, docs),
+                             (spaces.sessions, sessions)):
+            _write(txn, space, items)
+        txn.put(spaces.meta, META_MESSAGES, count_value(self._messages))
+        if self._next_tid != self._first_tid:
+            txn.put(spaces.meta, META_NEXT_TID, count_value(self._next_tid))
+
+
+def _write(txn: WriteTransaction, space: Space, items: list[tuple[bytes, bytes | None]]) -> None:
+    if not txn.count(space):
+        # Appending in key order fills each page, where updates in place leave them half empty.
+        txn.append_many(space, [(key, value) for key, value in items if value is not None])
+        return
+    for key, value in items:
+        if value is None:
+            txn.delete(space, key)
+        else:
+            txn.put(space, key, value)
