@@ -146,6 +146,10 @@ def fmt_time(stats: Stats) -> str:
     return fmt_ns(stats.median) + ("" if stats.p99 is None else f" ({fmt_ns(stats.p99)})")
 
 
+def fmt_ratio(ratio: float) -> str:
+    return f"{ratio:.3g}x"  # three significant digits: a ratio of 0.004x must not print as 0.00x
+
+
 def fmt_bytes(size: float) -> str:
     return f"{size / 1e9:.2f} GB" if size >= 1e9 else f"{size / 1e6:.1f} MB"
 
@@ -176,7 +180,7 @@ def time_row(key: str, title: str, samples: dict[str, list[float]], sqlite: str 
 
 def render_rows(rows: list[Row]) -> str:
     header = ("measure", "n", "ours", "SQLite", "ours/SQLite")
-    body = [(row.title, f"{row.n:,}", row.ours, row.sqlite, "-" if row.ratio is None else f"{row.ratio:.2f}x")
+    body = [(row.title, f"{row.n:,}", row.ours, row.sqlite, "-" if row.ratio is None else fmt_ratio(row.ratio))
             for row in rows]
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
     lines = []
@@ -355,9 +359,9 @@ class Bench:
         growth = {name: cost[-1] / cost[0] for name, cost in costs.items()}
         self.rows += [
             Row("tenths_build", "build: appends / inserts, cost a message, last tenth / first", total,
-                f"{growth['ours appends']:.2f}x", f"{growth['SQLite inserts']:.2f}x", None),
+                fmt_ratio(growth["ours appends"]), fmt_ratio(growth["SQLite inserts"]), None),
             Row("tenths_catch_up", "build: catch_up, cost a message, last tenth / first", total,
-                f"{growth['ours catch_up']:.2f}x", "-", None),
+                fmt_ratio(growth["ours catch_up"]), "-", None),
         ]
         self.notes += [f"{name}, µs a message by tenth: {fmt_tenths(cost)}" for name, cost in costs.items()]
         self.notes.append(f"wall time: ours appends {appends / 1e9:,.0f} s + catch_up {caught_up / 1e9:,.0f} s; "
@@ -480,7 +484,8 @@ def render_targets(values: dict[str, float]) -> str:
     lines = ["Targets of issue 16 (a verdict on each figure, not on the run):"]
     for key, text, least in TARGETS:
         value = values[key]
-        lines.append(f"  [{'met   ' if value >= least else 'missed'}] {text}: {value:.2f}x (needs >= {least:.2f}x)")
+        verdict = "met   " if value >= least else "missed"
+        lines.append(f"  [{verdict}] {text}: {fmt_ratio(value)} (needs >= {least:.2f}x)")
     for key, text, most, unit in BOUNDS:
         value = values[key]
         lines.append(f"  [{'met   ' if value <= most else 'missed'}] {text}: {value:.2f}{unit}")
