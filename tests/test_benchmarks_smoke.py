@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from benchmarks.bench_scale import BOUNDS, TARGETS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,6 +39,7 @@ ROWS = (
 )
 
 
+@pytest.mark.slow  # builds two stores and spawns listing processes: tens of seconds on a busy machine
 def test_bench_scale_quick_prints_every_row_and_target(tmp_path: Path) -> None:
     completed = subprocess.run(
         [sys.executable, "-m", "benchmarks.bench_scale", "--quick", "--sessions", "45", "--dir", str(tmp_path)],
