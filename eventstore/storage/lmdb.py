@@ -529,7 +529,7 @@ class Environment:
             with self._env.begin() as source, target.begin(write=True) as copy:
                 for name in names:
                     database = self._env.open_db(name, txn=source, create=False)
-                    into = target.open_db(name, txn=copy, **database.flags(source))
+                    into = target.open_db(name, txn=copy, **database.flags())
                     read, written = copy.cursor(db=into).putmulti(source.cursor(db=database).iternext(),
                                                                   append=True)
                     if written != read:  # append refuses a key out of order: the source's order is damaged
