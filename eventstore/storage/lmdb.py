@@ -519,7 +519,8 @@ class Environment:
 
         Appending in key order fills each page; LMDB zero-fills the unused space of
         the pages it allocates (``meminit``, with ``writemap`` off), so the new
-        file holds nothing but the live key-values and zeros.
+        file holds nothing but the live key-values and zeros. Commits do not
+        flush: the caller flushes the finished file once.
         """
         target = lmdb.open(str(directory), map_size=self._env.info()["map_size"], max_dbs=_MAX_DBS, lock=False,
                            sync=False, metasync=False, meminit=True, writemap=False)
@@ -535,7 +536,6 @@ class Environment:
                     if written != read:  # append refuses a key out of order: the source's order is damaged
                         raise StoreCorrupted(f"the {name.decode(errors='replace')} database of {self.path} has "
                                              "keys out of order; vacuum changed nothing")
-            target.sync(True)
         finally:
             target.close()
 
