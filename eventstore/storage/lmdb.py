@@ -626,12 +626,14 @@ class Environment:
             self._users.close()
 
     def vacuum(self, reopen: Callable[[], None]) -> None:
-        """Rewrite the data file compactly (LMDB's compacting copy) and swap it in.
+        """Rewrite the data file from its live key-values alone, and swap it in.
 
-        Freed pages, which may still hold old bytes, are left behind. The new file
-        is complete and on disk before an atomic rename replaces the old one.
-        Every named database handle is invalid afterwards: ``reopen`` opens them
-        again before any other thread may start a transaction.
+        Nothing but what the databases hold reaches the new file: not freed pages,
+        nor the stale bytes a live page keeps in its unused space (LMDB's
+        compacting copy copies those). The new file is complete and on disk
+        before an atomic rename replaces the old one. Every named database
+        handle is invalid afterwards: ``reopen`` opens them again before any
+        other thread may start a transaction.
 
         Raises:
             StoreBusy: another store object in this process, or another process, has the store open.
@@ -653,7 +655,7 @@ class Environment:
                 shutil.rmtree(scratch, ignore_errors=True)
                 scratch.mkdir()
                 try:
-                    self._env.copy(str(scratch), compact=True)
+                    self._write_live_data(scratch)
                 except lmdb.Error as exc:
                     raise _translated(exc, self.path) from None
                 _fsync(scratch / "data.mdb")
@@ -666,6 +668,31 @@ class Environment:
                 reopen()
             finally:
                 fcntl.flock(self._users, fcntl.LOCK_SH)
+
+    def _write_live_data(self, directory: Path) -> None:
+        """Copy every named database, key by key in key order, into a new environment in ``directory``.
+
+        Appending in key order fills each page; LMDB zero-fills the unused space of
+        the pages it allocates (``meminit``, with ``writemap`` off), so the new
+        file holds nothing but the live key-values and zeros. Commits do not
+        flush: the caller flushes the finished file once.
+        """
+        target = lmdb.open(str(directory), map_size=self._env.info()["map_size"], max_dbs=_MAX_DBS, lock=False,
+                           sync=False, metasync=False, meminit=True, writemap=False)
+        try:
+            with self._env.begin() as source:
+                names = [bytes(name) for name in source.cursor().iternext(values=False)]
+            with self._env.begin() as source, target.begin(write=True) as copy:
+                for name in names:
+                    database = self._env.open_db(name, txn=source, create=False)
+                    into = target.open_db(name, txn=copy, **database.flags())
+                    read, written = copy.cursor(db=into).putmulti(source.cursor(db=database).iternext(),
+                                                                  append=True)
+                    if written != read:  # append refuses a key out of order: the source's order is damaged
+                        raise StoreCorrupted(f"the {name.decode(errors='replace')} database of {self.path} has "
+                                             "keys out of order; vacuum changed nothing")
+        finally:
+            target.close()
 
     def page_problems(self) -> list[str]:
         """What is wrong with the pages of the data file, found before LMDB reads them (for ``verify``).
