@@ -9,11 +9,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import lmdb
 import pytest
 from hypothesis import HealthCheck, settings
 
 from eventstore import SessionStore
-from eventstore.storage import Durability, MemoryStorage, Storage
+from eventstore._log import EventLog
+from eventstore.storage import Durability, MemoryStorage, ReadTransaction, Storage
 from eventstore.storage.lmdb import Environment
 
 #: The storage engines a test parametrised over ``engine`` or ``open_storage`` runs on.
@@ -56,6 +58,26 @@ def open_store(engine: str, path: Path, **options: Any) -> SessionStore:
     if engine == "memory":
         return SessionStore.on_storage(MemoryStorage(path), **options)
     return SessionStore(path, **options)
+
+
+def lmdb_storage(store: SessionStore) -> Environment:
+    """The LMDB engine under a store opened on LMDB, for a test that looks beneath the storage protocol."""
+    assert isinstance(store._environment, Environment), f"{store._environment!r} is not on LMDB"
+    return store._environment
+
+
+def raw_value(txn: lmdb.Transaction, key: bytes, db: lmdb._Database | None = None) -> bytes:
+    """The value LMDB holds at ``key``, which the test knows is there (it damages or reads what it wrote)."""
+    value = txn.get(key, db=db)
+    assert value is not None, f"nothing at {key!r}"
+    return bytes(value)
+
+
+def stream_id_of(log: EventLog, txn: ReadTransaction, key: str) -> int:
+    """The stream id of a session the test has written, so that it has one."""
+    stream_id = log.stream_id(txn, key)
+    assert stream_id is not None, f"session {key!r} has no stream"
+    return stream_id
 
 
 @pytest.fixture

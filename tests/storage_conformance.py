@@ -11,6 +11,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import strategies as st
@@ -57,7 +58,12 @@ class StorageConformance:
     @pytest.fixture
     def filled(self, storage: Storage, space: Space) -> Space:
         """``space`` holding ``KEYS``, each with the value ``b"v" + key``."""
-        storage.write(lambda txn: [txn.put(space, key, value) for key, value in _ascending(list(KEYS))])
+
+        def fill(txn: WriteTransaction) -> None:
+            for key, value in _ascending(list(KEYS)):
+                txn.put(space, key, value)
+
+        storage.write(fill)
         return space
 
     @staticmethod
@@ -175,7 +181,7 @@ class StorageConformance:
         """The floor strictly below ``key``."""
         below = [k for k in KEYS if k < key]
         with storage.read() as txn:
-            assert (_ascending(below[-1:]) or [None])[0] == txn.before(filled, key)
+            assert (_ascending(below)[-1] if below else None) == txn.before(filled, key)
 
     def test_empty_space(self, storage, space):
         with storage.read() as txn:
@@ -334,10 +340,13 @@ class StorageConformance:
 
     def test_agrees_with_a_dict(self, tmp_path):
         """Random batches of writes, some failing, and reads agree with a plain dict per space."""
-        def machine() -> _DictMachine:
-            return _DictMachine(lambda: self.make_storage(Path(tempfile.mkdtemp(dir=tmp_path))))
+        make_storage = self.make_storage
 
-        run_state_machine_as_test(machine)
+        class Machine(_DictMachine):
+            def __init__(self) -> None:
+                super().__init__(lambda: make_storage(Path(tempfile.mkdtemp(dir=tmp_path))))
+
+        run_state_machine_as_test(Machine)
 
     def test_an_undamaged_store_has_no_page_problems(self, tmp_path: Path) -> None:
         """A fresh store with data reports no damage from its files."""
@@ -361,7 +370,7 @@ _operations = st.one_of(
 )
 
 
-def _apply(model: dict[str, dict[bytes, bytes]], operation: tuple) -> object:
+def _apply(model: dict[str, dict[bytes, bytes]], operation: tuple[Any, ...]) -> object:
     """What ``operation`` returns on the model, which it changes as the engine must."""
     name, space = operation[0], model[operation[1]]
     if name == "put":
@@ -399,7 +408,7 @@ class _DictMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         self.storage.release()
 
-    def _run(self, txn: WriteTransaction, operation: tuple) -> object:
+    def _run(self, txn: WriteTransaction, operation: tuple[Any, ...]) -> object:
         name, space = operation[0], self.spaces[operation[1]]
         try:
             return getattr(txn, name)(space, *operation[2:])
@@ -407,7 +416,7 @@ class _DictMachine(RuleBasedStateMachine):
             return ValueError
 
     @rule(operations=st.lists(_operations, max_size=6), fail=st.booleans())
-    def write(self, operations: list[tuple], fail: bool) -> None:
+    def write(self, operations: list[tuple[Any, ...]], fail: bool) -> None:
         """One transaction of ``operations``; with ``fail``, the body raises at the end and nothing stays."""
         model = {name: dict(space) for name, space in self.model.items()}
         expected = [_apply(model, operation) for operation in operations]

@@ -32,6 +32,7 @@ from eventstore import (
 from eventstore.storage import lmdb as _environment
 
 from _reliability import Calls, Worker, check_log, consistency_problems, digest, snapshot_problems
+from conftest import lmdb_storage
 
 OPS = int(os.environ.get("EVENTSTORE_CONCURRENCY_OPS", "120"))
 
@@ -183,8 +184,12 @@ def test_long_read_does_not_block_writers(tmp_path: Path) -> None:
                                        "durable": True}, tmp_path / "logs")
             assert writer.finish(60) == 0, writer.stderr()
             done = threading.Event()
-            writing = threading.Thread(target=lambda: (
-                [store.append("b", ChatMessage.user(str(n))) for n in range(200)], done.set()))
+
+            def write_then_signal() -> None:
+                for n in range(200):
+                    store.append("b", ChatMessage.user(str(n)))
+                done.set()
+            writing = threading.Thread(target=write_then_signal)
             writing.start()
             assert done.wait(60), "a writer thread was blocked by the reader"
             assert thread.is_alive(), "the read ended before the writers did"
@@ -238,9 +243,9 @@ def test_map_growth_waits_for_a_long_read_then_goes_on(tmp_path: Path, monkeypat
     monkeypatch.setattr(_environment, "_INITIAL_MAP_SIZE", 1 << 20)
     with SessionStore(tmp_path / "store", durable=False) as store:
         store.append("a", ChatMessage.user("x"))
-        initial = store._environment._env.info()["map_size"]
+        initial = lmdb_storage(store)._env.info()["map_size"]
         assert (False, [], True) == _write_while_a_read_is_held(store, 1)
-        assert store._environment._env.info()["map_size"] > initial
+        assert lmdb_storage(store)._env.info()["map_size"] > initial
         assert [m.content for m in store.load("big")] == [str(n) * 500_000 for n in range(8)]
         assert store.verify().ok
 
@@ -581,7 +586,7 @@ def test_reader_slots_are_not_leaked_by_stores_and_threads(tmp_path: Path) -> No
             for thread in threads:
                 thread.join(30)
         assert failures == []
-        readers = str(store._environment._env.readers()).splitlines()
+        readers = str(lmdb_storage(store)._env.readers()).splitlines()
         assert len([line for line in readers if str(os.getpid()) in line]) <= 2, readers
 
 
@@ -594,7 +599,7 @@ def test_readers_killed_mid_read_neither_exhaust_the_reader_table_nor_pin_pages(
     problems = []
     with SessionStore(path, durable=False) as store:
         store.append("a", ChatMessage.user("x"))
-        count = store._environment._env.max_readers() + 50
+        count = lmdb_storage(store)._env.max_readers() + 50
         killer = Worker("killed_readers", {"path": str(path), "count": count}, tmp_path / "logs")
         assert killer.finish(120) == 0, killer.stderr()
         [(_, died, could_not_open)] = killer.of_kind("killed")

@@ -37,29 +37,30 @@ HELLO = ChatMessage.user("hello")
 class TestEventConstruction:
     """An event built from bad values raises ``InvalidArgument``, never a plain ``ValueError`` or ``TypeError``."""
 
+    # Each build marked `type: ignore[arg-type]`: the test passes a wrong type on purpose.
     @pytest.mark.parametrize("build", [
-        lambda: MessageAppended("hello"),
-        lambda: LastMessageReplaced(None),
+        lambda: MessageAppended("hello"),  # type: ignore[arg-type]
+        lambda: LastMessageReplaced(None),  # type: ignore[arg-type]
         lambda: MessagesCleared(-1),
         lambda: MessagesCleared(True),
-        lambda: MessagesCleared("3"),
-        lambda: SessionRenamed(7),
+        lambda: MessagesCleared("3"),  # type: ignore[arg-type]
+        lambda: SessionRenamed(7),  # type: ignore[arg-type]
         lambda: SessionStateChanged(""),
-        lambda: SessionStateChanged(None),
-        lambda: SessionStateChanged("idle", 5),
-        lambda: SessionDeleted(b"why"),
+        lambda: SessionStateChanged(None),  # type: ignore[arg-type]
+        lambda: SessionStateChanged("idle", 5),  # type: ignore[arg-type]
+        lambda: SessionDeleted(b"why"),  # type: ignore[arg-type]
         lambda: SessionRestored(-1, True, (), None, None, T0),
-        lambda: SessionRestored(1, 1, (), None, None, T0),
-        lambda: SessionRestored(1, True, [TimestampedMessage(HELLO, T0)], None, None, T0),
-        lambda: SessionRestored(1, True, (HELLO,), None, None, T0),
-        lambda: SessionRestored(1, True, (), None, "idle", T0),
+        lambda: SessionRestored(1, 1, (), None, None, T0),  # type: ignore[arg-type]
+        lambda: SessionRestored(1, True, [TimestampedMessage(HELLO, T0)], None, None, T0),  # type: ignore[arg-type]
+        lambda: SessionRestored(1, True, (HELLO,), None, None, T0),  # type: ignore[arg-type]
+        lambda: SessionRestored(1, True, (), None, "idle", T0),  # type: ignore[arg-type]
         lambda: SessionRestored(1, False, (), "a name", None, None),
         lambda: SessionRestored(1, True, (), None, None, datetime(2024, 5, 1)),
         lambda: SessionRestored(1, True, (), None, None, datetime.max.replace(tzinfo=timezone(-timedelta(hours=14)))),
         lambda: SessionRedacted(""),
-        lambda: SessionRedacted("gdpr", [(1, "digest")]),
+        lambda: SessionRedacted("gdpr", [(1, "digest")]),  # type: ignore[arg-type]
         lambda: SessionRedacted("gdpr", ((0, "digest"),)),
-        lambda: SessionRedacted("gdpr", (("1", "digest"),)),
+        lambda: SessionRedacted("gdpr", (("1", "digest"),)),  # type: ignore[arg-type]
     ], ids=lambda build: "")
     def test_bad_values_raise_invalid_argument(self, build):
         with pytest.raises(InvalidArgument):

@@ -36,6 +36,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -444,15 +445,15 @@ def _reads(store: SessionStore) -> dict[str, Callable[[], Any]]:
         "list_stuck_sessions": lambda: store.list_stuck_sessions(0),
     }
     for key in KEYS:
-        reads[f"load {key}"] = lambda key=key: store.load(key)
-        reads[f"load_with_timestamps {key}"] = lambda key=key: store.load_with_timestamps(key)
-        reads[f"metadata {key}"] = lambda key=key: store.get_session_metadata(key)
-        reads[f"name {key}"] = lambda key=key: store.get_session_name(key)
-        reads[f"state {key}"] = lambda key=key: store.get_session_state(key)
-        reads[f"exists {key}"] = lambda key=key: store.session_exists(key)
-        reads[f"history {key}"] = lambda key=key: store.history(key)
+        reads[f"load {key}"] = partial(store.load, key)
+        reads[f"load_with_timestamps {key}"] = partial(store.load_with_timestamps, key)
+        reads[f"metadata {key}"] = partial(store.get_session_metadata, key)
+        reads[f"name {key}"] = partial(store.get_session_name, key)
+        reads[f"state {key}"] = partial(store.get_session_state, key)
+        reads[f"exists {key}"] = partial(store.session_exists, key)
+        reads[f"history {key}"] = partial(store.history, key)
         for version in range(1, 8):
-            reads[f"session_at {key} {version}"] = lambda key=key, version=version: _session_at(store, key, version)
+            reads[f"session_at {key} {version}"] = partial(_session_at, store, key, version)
     return reads
 
 
@@ -511,7 +512,7 @@ flips = st.lists(st.tuples(st.integers(0, 1000), st.integers(0, 10_000), st.inte
 @examples(suppress_health_check=[HealthCheck.too_slow], report_multiple_bugs=False)
 @given(damage=flips)
 def test_flipped_bytes_are_reported_or_refused_never_silently_wrong(
-        pristine: tuple[Path, dict[str, Any], dict[bytes, int]], damage: list[tuple[bytes, int, int, int]]) -> None:
+        pristine: tuple[Path, dict[str, Any], dict[bytes, int]], damage: list[tuple[int, int, int, int]]) -> None:
     source, expected, sizes = pristine
     names = sorted(sizes)
     copy = source.parent / "damaged"

@@ -42,7 +42,9 @@ def run(*args: str) -> Result:
 
 def sealed(events: list[tuple[str, SessionEvent]]) -> list[RecordedEvent]:
     """A log as a forger would write it: positions, versions, digests and hashes all consistent."""
-    previous, versions, log = GENESIS_HASH, {}, []
+    previous = GENESIS_HASH
+    versions: dict[str, int] = {}
+    log: list[RecordedEvent] = []
     for position, (key, event) in enumerate(events, 1):
         version = versions[key] = versions.get(key, 0) + 1
         at = START + timedelta(seconds=position)

@@ -17,6 +17,8 @@ from eventstore.storage import Storage
 from eventstore._log import _RECORD, GENESIS_HASH, EventLog, StoredEvent, chain_hash
 from eventstore.events import MessageAppended, SessionDeleted, SessionEvent, SessionRenamed
 
+from conftest import stream_id_of
+
 T0 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z in microseconds
 _POSITION = struct.Struct(">Q")
 
@@ -69,7 +71,9 @@ def overwrite(environment: Storage, log: EventLog, position: int, raw: bytes) ->
 
 def raw_record(environment: Storage, log: EventLog, position: int) -> bytes:
     with environment.read() as txn:
-        return bytes(txn.get(log._events, _POSITION.pack(position)))
+        raw = txn.get(log._events, _POSITION.pack(position))
+        assert raw is not None, f"no record at position {position}"
+        return bytes(raw)
 
 
 class TestInvariants:
@@ -230,7 +234,7 @@ class TestInvariants:
             append(first, log, "a", [said("1")])
             append(first, log, "b", [said("1")])
             with first.read() as txn:
-                ids = {key: log.stream_id(txn, key) for key in ("a", "b")}
+                ids = {key: stream_id_of(log, txn, key) for key in ("a", "b")}
             append(first, log, "a", [SessionDeleted(), said("2")])
         finally:
             first.release()

@@ -38,9 +38,17 @@ class ModelSession:
     last_activity: datetime | None = None
 
     def metadata(self, key: str) -> SessionMetadata | None:
-        if not self.exists:
-            return None
+        return self.live_metadata(key) if self.exists else None
+
+    def live_metadata(self, key: str) -> SessionMetadata:
+        """The metadata of a live session, which has both its times."""
+        assert self.exists and self.created_at is not None and self.last_activity is not None
         return SessionMetadata(key, self.name, self.created_at, self.last_activity, len(self.messages))
+
+    def turn_started_at(self) -> datetime:
+        """When the turn of a running session started."""
+        assert self.state is not None and self.state.turn_started_at is not None
+        return self.state.turn_started_at
 
     def run_state(self) -> SessionState | None:
         """What ``get_session_state`` answers: idle for a live session that never had a state set."""
@@ -136,7 +144,7 @@ class Model:
 
     def cleanup_stale(self, ttl_hours: float) -> int:
         cutoff = self.clock.now - timedelta(hours=ttl_hours)
-        stale = [key for key, s in self.sessions.items() if s.exists and s.last_activity < cutoff]
+        stale = [key for key, s in self.sessions.items() if s.exists and s.live_metadata(key).last_activity < cutoff]
         for key in stale:
             self.delete_session(key)
         return len(stale)
@@ -270,7 +278,7 @@ class StoreMachine(RuleBasedStateMachine):
     @invariant()
     def listing_agrees(self) -> None:
         listed = self.store.list_sessions_with_metadata()
-        expected = sorted((s.metadata(key) for key, s in self.model.live().items()), key=by_key)
+        expected = sorted((s.live_metadata(key) for key, s in self.model.live().items()), key=by_key)
         assert expected == sorted(listed, key=by_key)
         activity = [m.last_activity for m in listed]
         assert sorted(activity, reverse=True) == activity
@@ -281,15 +289,15 @@ class StoreMachine(RuleBasedStateMachine):
         live = self.model.live()
         running = {key: s for key, s in live.items() if s.state is not None and s.state.state == "running"}
         listed = self.store.list_running_sessions()
-        assert sorted((s.metadata(key) for key, s in running.items()), key=by_key) == sorted(listed, key=by_key)
-        turns = [running[m.key].state.turn_started_at for m in listed]
+        assert sorted((s.live_metadata(key) for key, s in running.items()), key=by_key) == sorted(listed, key=by_key)
+        turns = [running[m.key].turn_started_at() for m in listed]
         assert sorted(turns, reverse=True) == turns
         for threshold in STUCK_THRESHOLDS:
             cutoff = self.clock.now - timedelta(seconds=threshold)
             stuck = self.store.list_stuck_sessions(threshold)
-            expected = [s.metadata(k) for k, s in running.items() if s.state.turn_started_at < cutoff]
+            expected = [s.live_metadata(k) for k, s in running.items() if s.turn_started_at() < cutoff]
             assert sorted(expected, key=by_key) == sorted(stuck, key=by_key)
-            turns = [running[m.key].state.turn_started_at for m in stuck]
+            turns = [running[m.key].turn_started_at() for m in stuck]
             assert sorted(turns) == turns
 
     @invariant()

@@ -13,6 +13,7 @@ import tempfile
 import unicodedata
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import example, given, settings
@@ -23,6 +24,7 @@ from eventstore import (
     ChatMessage,
     InvalidArgument,
     SearchHit,
+    SessionMetadata,
     SessionQuery,
     SessionStore,
     StoreReadOnly,
@@ -43,10 +45,10 @@ from projections.search.tokenizer import (
     tokenize,
 )
 
-from conftest import FakeClock
+from conftest import FakeClock, lmdb_storage
 
 
-def keys(found: list) -> list[str]:
+def keys(found: list[SessionMetadata]) -> list[str]:
     return [metadata.key for metadata in found]
 
 
@@ -371,8 +373,9 @@ class TestRanking:
             return sum(idf(4, df[t]) * level_weight(impact(terms.count(t), len(terms))) for t in ("apple", "tart")
                        if t in terms)
 
+        # An approx equals the float it wraps, which mypy's equality check cannot know.
         assert [(2, score(texts[2])), (1, score(texts[1])), (0, score(texts[0]))] == \
-            [(hit.index, pytest.approx(hit.score)) for hit in hits]
+            [(hit.index, pytest.approx(hit.score)) for hit in hits]  # type: ignore[comparison-overlap]
 
 
     @settings(max_examples=60)
@@ -567,7 +570,7 @@ class TestRemovals:
         store.append_many("k", [ChatMessage.user("alpha beta"), ChatMessage.user("gamma")])
         store.catch_up()
         assert store.verify().ok
-        environment = store._environment
+        environment = lmdb_storage(store)
         with environment._env.begin(write=True) as txn:
             docs = environment._env.open_db(b"search.sessions", txn=txn)
             key, value = next(iter(txn.cursor(db=docs)))
@@ -767,7 +770,7 @@ commands = st.lists(st.one_of(
 ), max_size=40)
 
 
-def run_commands(store: SessionStore, clock: FakeClock, script: list[tuple]) -> None:
+def run_commands(store: SessionStore, clock: FakeClock, script: list[tuple[Any, ...]]) -> None:
     for command in script:
         clock.advance(seconds=1)
         name, key = command[0], command[1]
@@ -795,8 +798,8 @@ def run_commands(store: SessionStore, clock: FakeClock, script: list[tuple]) -> 
             store.catch_up()  # the index moves on in steps, as searches and catch_up move it
 
 
-def answers(store: SessionStore) -> list:
-    found = []
+def answers(store: SessionStore) -> list[list[Any]]:
+    found: list[list[Any]] = []
     for keyword in ["apple", "banana fig", "rust*", "gpt-4", "cafe zeta", "ap* date", "redacted", "cherry s"]:
         found.append(keys(store.search(SessionQuery(keyword, 3))))
         found.append([(hit.session_key, hit.index, hit.score) for hit in store.search_messages(keyword, 4)])
@@ -806,7 +809,7 @@ def answers(store: SessionStore) -> list:
 class TestRebuild:
     @settings(max_examples=40)
     @given(commands)
-    def test_rebuilt_index_answers_exactly_like_the_incremental_one(self, script: list[tuple]) -> None:
+    def test_rebuilt_index_answers_exactly_like_the_incremental_one(self, script: list[tuple[Any, ...]]) -> None:
         """After any history, rebuilding the index from the log changes no answer and no stored entry."""
         with tempfile.TemporaryDirectory() as directory:
             clock = FakeClock()
@@ -825,10 +828,10 @@ class TestRebuild:
                 assert incremental == [list(a) for a in answers_reference(store)]
 
 
-def answers_reference(store: SessionStore) -> list:
+def answers_reference(store: SessionStore) -> list[list[Any]]:
     """``answers`` as the plain-Python reference computes them (sessions only; messages from the store)."""
     reference = ReferenceSearch(store)
-    found = []
+    found: list[list[Any]] = []
     for keyword in ["apple", "banana fig", "rust*", "gpt-4", "cafe zeta", "ap* date", "redacted", "cherry s"]:
         found.append(reference.search(keyword, 3))
         found.append([(hit.session_key, hit.index, hit.score) for hit in store.search_messages(keyword, 4)])
@@ -917,12 +920,14 @@ class TestStoredForms:
         raw = None
         for tids in messages[:formats.CHUNK_MESSAGES]:
             raw = formats.chunk_append(raw, tids, bytes(range(1, len(tids) + 1)))
+        assert raw is not None
         kept = messages[:formats.CHUNK_MESSAGES]
         assert [(tids, bytes(range(1, len(tids) + 1))) for tids in kept] == \
             [(list(tids), levels) for tids, levels in (formats.chunk_message(raw, i) for i in range(len(kept)))]
-        rest, tids, _ = formats.chunk_pop(raw)
-        assert (list(tids), rest is None) == (kept[-1], len(kept) == 1)
+        rest, popped, _ = formats.chunk_pop(raw)
+        assert (list(popped), rest is None) == (kept[-1], len(kept) == 1)
         for index, message in enumerate(kept[:-1]):
+            assert rest is not None
             for tid in message:
                 assert (index, message.index(tid) + 1) in formats.chunk_occurrences(rest, tid)
 
@@ -931,7 +936,7 @@ def test_index_size_is_counted(store: SessionStore) -> None:
     """The index lives in its own named databases (search.*), which hold entries once caught up."""
     store.append("k", ChatMessage.user("alpha beta"))
     store.catch_up()
-    env = store._environment._env
+    env = lmdb_storage(store)._env
     with env.begin() as txn:
         counts = {name: txn.stat(env.open_db(name.encode(), txn=txn))["entries"]
                   for name in ("search.terms", "search.summary", "search.docs", "search.sessions")}

@@ -41,7 +41,7 @@ class TestNoLmdbErrorEscapes:
         try:
             space = storage.space("one")
             with pytest.raises(StoreReadOnly), storage.read() as txn:
-                txn.put(space, b"k", b"v")  # type: ignore[attr-defined]
+                txn.put(space, b"k", b"v")
         finally:
             storage.release()
 

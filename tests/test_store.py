@@ -6,6 +6,7 @@ import math
 import struct
 import threading
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 
@@ -32,7 +33,7 @@ from eventstore._folding import fold_stream, to_recorded
 from eventstore.events import MessageAppended, MessagesCleared, SessionDeleted, SessionRenamed, SessionRestored
 from projections.session import empty_snapshot, fold
 
-from conftest import ENGINES, FakeClock
+from conftest import ENGINES, FakeClock, lmdb_storage, stream_id_of
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)  # FakeClock's start
 _STREAM_VERSION = struct.Struct(">QQ")  # the log's stream index key: stream id, version
@@ -92,7 +93,7 @@ def fold_from_snapshot(store: SessionStore, key: str, version: int):
     result = []
 
     def body(txn):
-        stream_id = store._log.stream_id(txn, key)
+        stream_id = stream_id_of(store._log, txn, key)
         found = store._snapshots.latest(txn, stream_id, version)
         hidden = 0 if found is None else found[0]
         for hidden_version in range(1, hidden + 1):
@@ -952,8 +953,9 @@ BAD_CALLS = {
     "search-not-a-query": lambda s: s.search("text"),
     "search-negative-limit": lambda s: s.search(SessionQuery(limit=-1)),
     "search-bool-limit": lambda s: s.search(SessionQuery(limit=True)),
-    "search-float-limit": lambda s: s.search(SessionQuery(limit=2.5)),
-    "search-int-keyword": lambda s: s.search(SessionQuery(keyword=5)),
+    # The test passes a wrong type on purpose:
+    "search-float-limit": lambda s: s.search(SessionQuery(limit=2.5)),  # type: ignore[arg-type]
+    "search-int-keyword": lambda s: s.search(SessionQuery(keyword=5)),  # type: ignore[arg-type]
 }
 
 
@@ -985,7 +987,7 @@ class TestBadArguments:
         """``snapshot_every`` must be a positive int."""
         for bad in (0, -1, 1.5, True, "5"):
             with pytest.raises(InvalidArgument):
-                SessionStore(store_path, snapshot_every=bad)
+                SessionStore(store_path, snapshot_every=bad)  # type: ignore[arg-type]  # a wrong type on purpose
 
 
 class TestOnStorage:
@@ -1084,7 +1086,7 @@ class TestImportedEvents:
         moment = datetime(2026, 1, 1, tzinfo=UTC)
         for fields in ({"messages": (TimestampedMessage(user("x"), moment),)}, {"name": "n"},
                        {"state": SessionState("idle", None, None)}, {"created_at": moment}):
-            arguments = {"messages": (), "name": None, "state": None, "created_at": None, **fields}
+            arguments: dict[str, Any] = {"messages": (), "name": None, "state": None, "created_at": None, **fields}
             with pytest.raises(ValueError, match="does not exist"):
                 SessionRestored(1, False, **arguments)
 
@@ -1104,7 +1106,7 @@ class TestImportedEvents:
         with SessionStore(store_path, clock=clock, snapshot_every=4) as drifting:
             drifting.append_many("s", [user("0"), user("1"), user("2")])
             with drifting._read() as txn:
-                stream_id = drifting._log.stream_id(txn, "s")
+                stream_id = stream_id_of(drifting._log, txn, "s")
             drifting._environment.write(lambda txn: drifting._messages._delete_all(txn, stream_id))
             drifting.append("s", user("3"))  # version 4: a snapshot is due
             problems = drifting.verify().problems
@@ -1123,7 +1125,7 @@ class TestDurability:
     def test_levels(self, store_path, durable, sync, metasync):
         """Each level sets LMDB's sync and metasync flags; committed data reads back after a reopen."""
         with SessionStore(store_path, durable=durable) as store:
-            flags = store._environment._env.flags()
+            flags = lmdb_storage(store)._env.flags()
             assert (sync, metasync) == (flags["sync"], flags["metasync"])
             store.append("s", user("kept"))
         with SessionStore(store_path) as reopened:
@@ -1133,7 +1135,7 @@ class TestDurability:
         """Anything but a bool or a Durability is refused before a directory is created."""
         for bad in ("fast", "FULL", 1, 0, None, 2.5):
             with pytest.raises(InvalidArgument, match="durable must be"):
-                SessionStore(store_path, durable=bad)
+                SessionStore(store_path, durable=bad)  # type: ignore[arg-type]  # a wrong type on purpose
         assert not store_path.exists()
 
     def test_conflicting_options_in_one_process(self, store_path):

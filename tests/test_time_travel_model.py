@@ -124,7 +124,7 @@ def run(store: SessionStore, sessions: Sessions, clock: FakeClock, command: tupl
     sessions.apply((kind, key, *args), now)
 
 
-texts = st.text(st.characters(exclude_categories=("Cs",)), max_size=8)
+texts = st.text(st.characters(exclude_categories=["Cs"]), max_size=8)
 messages = st.builds(ChatMessage, st.sampled_from(("user", "assistant", "tool")), texts)
 keys = st.sampled_from(KEYS)
 pauses = st.sampled_from((0, 0, 1, 60))
