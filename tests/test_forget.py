@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from eventstore import REDACTED, ChatMessage, SessionQuery, SessionStore
-from eventstore.storage.lmdb import Environment, LmdbTransaction
+from eventstore.storage import WriteTransaction
+from eventstore.storage.lmdb import Environment
 from projections.search.tokenizer import token_spans
 
 from conftest import FakeClock
@@ -111,7 +112,7 @@ def test_vacuum_keeps_no_stale_bytes_of_live_pages(tmp_path: Path) -> None:
         space = environment.space("test.values")
         stale, kept = b"a" * 9000 + b"StaleSecret" + b"b" * 300, b"c" * 9000
 
-        def overwrite(txn: LmdbTransaction) -> None:
+        def overwrite(txn: WriteTransaction) -> None:
             txn.put(space, b"key", stale)
             txn.put(space, b"key", kept)
 
