@@ -82,9 +82,9 @@ def cli(ctx: click.Context, store_path: Path | None) -> None:
 
 
 def _register() -> None:
-    from . import _demo, _inspect, _interchange, _recover
+    from . import _demo, _inspect, _interchange, _recover, _salvage
 
-    for module in (_demo, _inspect, _recover, _interchange):
+    for module in (_demo, _inspect, _recover, _interchange, _salvage):
         for command in module.COMMANDS:
             cli.add_command(command)
 

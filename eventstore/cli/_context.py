@@ -133,7 +133,8 @@ def user_error(exc: BaseException, store_path: Path | None = None) -> click.Clic
     if isinstance(exc, StoreBusy):
         return click.ClickException(f"{exc}. Close the other programs using the store{where} and try again")
     if isinstance(exc, StoreCorrupted):
-        return click.ClickException(f"the store{where} is damaged: {exc}. Run `eventstore verify` for details")
+        return click.ClickException(f"the store{where} is damaged: {exc}. Run `eventstore verify` for details, "
+                                    "and `eventstore salvage --out FILE` to copy out the events still readable")
     if isinstance(exc, IncompatibleStore):
         return click.ClickException(f"the store{where} was written by a newer eventstore: {exc}")
     if isinstance(exc, StoreReadOnly):

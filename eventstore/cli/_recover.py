@@ -167,6 +167,7 @@ def verify(env: Env, as_json: bool) -> None:
         for problem in report.problems:
             out.line(f"problem: {problem}")
         out.line(f"DAMAGED: {len(report.problems)} problems found in {report.events_checked} events checked.")
+        out.line("To copy out the events still readable: eventstore salvage --out FILE")
     if not report.ok:
         raise click.exceptions.Exit(1)
 
