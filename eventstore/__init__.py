@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         StoreClosed,
         StoreCorrupted,
         StoreFull,
+        StoreInaccessible,
         StoreNotFound,
         StoreReadOnly,
         StoreUsedAfterFork,
@@ -68,7 +69,8 @@ _HOMES: dict[str, str] = {
         ["EventStoreError", "IdempotencyKeyReused", "InvalidArgument", "InvalidSessionKey", "InvalidMessage",
          "StoreCorrupted",
          "IncompatibleStore", "StoreClosed", "StoreUsedAfterFork", "WrongExpectedVersion", "StoreFull", "StoreBusy",
-         "InvalidVersion", "SourceChanged", "ReplicationMismatch", "StoreNotFound", "StoreReadOnly"],
+         "InvalidVersion", "SourceChanged", "ReplicationMismatch", "StoreNotFound", "StoreReadOnly",
+         "StoreInaccessible"],
         "._errors",
     ),
 }
@@ -110,6 +112,7 @@ __all__ = [
     "ReplicationMismatch",
     "StoreNotFound",
     "StoreReadOnly",
+    "StoreInaccessible",
 ]
 
 

@@ -23,8 +23,20 @@ __all__ = [
     "SourceChanged",
     "StoreNotFound",
     "StoreReadOnly",
+    "StoreInaccessible",
     "ReplicationMismatch",
+    "shown",
 ]
+
+# Python refuses to print an int of more than 4,300 digits; a message names one by its size instead.
+_LONGEST_INT_SHOWN_BITS = 256
+
+
+def shown(value: object, width: int = 60) -> str:
+    """``repr(value)`` for an error message, cut to ``width`` characters; a huge int is named by its size."""
+    if isinstance(value, int) and value.bit_length() > _LONGEST_INT_SHOWN_BITS:
+        return f"a{' negative' if value < 0 else 'n'} int of {value.bit_length()} bits"
+    return f"{value!r:.{width}}"
 
 
 class EventStoreError(Exception):
@@ -67,7 +79,7 @@ class WrongExpectedVersion(EventStoreError):
 
     def __init__(self, key: str, expected: int, actual: int) -> None:
         super().__init__(
-            f"session {key!r} is at version {actual}, but version {expected} was expected"
+            f"session {key!r} is at version {actual}, but version {shown(expected)} was expected"
         )
         self.key = key
         self.expected = expected
@@ -116,3 +128,7 @@ class StoreNotFound(EventStoreError):
 
 class StoreReadOnly(EventStoreError):
     """A write was attempted on a store opened read-only (explicitly, or because its files are)."""
+
+
+class StoreInaccessible(EventStoreError):
+    """This process may not open a file of the store (its permissions forbid it); nothing was changed."""

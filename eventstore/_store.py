@@ -32,6 +32,7 @@ from ._errors import (
     StoreNotFound,
     StoreReadOnly,
     InvalidArgument,
+    shown,
 )
 from ._log import EventLog
 from ._snapshots import SnapshotStore
@@ -82,7 +83,7 @@ def _durability(durable: object) -> Durability:
 def _check_options(clock: object, snapshot_every: object, cache_sessions: object, rebuild_progress: object) -> None:
     """Check the options every way of opening a store takes."""
     if isinstance(snapshot_every, bool) or not isinstance(snapshot_every, int) or snapshot_every < 1:
-        raise InvalidArgument(f"snapshot_every must be a positive int, not {snapshot_every!r}")
+        raise InvalidArgument(f"snapshot_every must be a positive int, not {shown(snapshot_every)}")
     check_index(cache_sessions, "cache_sessions")
     if clock is not None and not callable(clock):
         raise InvalidArgument(f"clock must be a callable returning an aware datetime, not {clock!r:.60}")

@@ -45,7 +45,7 @@ from ._errors import EventStoreError, InvalidArgument, ReplicationMismatch
 from ._log import GENESIS_HASH, chain_hash
 from ._store import SessionStore
 from ._time import to_micros
-from ._values import ImportOutcome
+from ._values import ImportOutcome, utc
 from .events import RecordedEvent, SessionEvent
 from .services.replication import SessionCheck
 
@@ -186,7 +186,7 @@ def event_from_dict(data: object) -> RecordedEvent:
         position=_field(data, "position", int),
         session_key=_field(data, "session_key", str),
         version=_field(data, "version", int),
-        recorded_at=recorded_at.astimezone(timezone.utc),
+        recorded_at=utc(recorded_at),
         event=event,
         event_id=uuid.UUID(_field(data, "event_id", str)),
         hash=_field(data, "hash", str),

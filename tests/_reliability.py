@@ -544,8 +544,7 @@ def _vacuum_refused(path: str) -> bool:
 def role_killed_readers(args: dict[str, Any]) -> None:
     """Fork ``count`` children that each open the store, start a read and die of SIGKILL inside it.
 
-    This process never opens the store itself, so its children can (py-lmdb refuses a second
-    open of one environment in a process, and a forked child inherits that bookkeeping)."""
+    This process never opens the store itself: each child's open is its first on the path."""
     from eventstore import SessionStore
 
     died, failed = 0, 0

@@ -27,6 +27,7 @@ from eventstore import (
     SessionStore,
     StoreReadOnly,
 )
+from eventstore.storage import WriteTransaction
 from projections.search import formats, planning
 from projections.search import queries as search_queries
 from projections.search.index import SearchIndex
@@ -407,7 +408,9 @@ class ReferenceSearch:
 
     def scores(self, keyword: str) -> dict[str, float]:
         words = parse_query(keyword)
-        rows = [(key, tokenize(text)) for key, texts in self.messages.items() for text in texts]
+        # A redacted message counts, but holds no words: the placeholder is not indexed.
+        rows = [(key, [] if text == REDACTED else tokenize(text)) for key, texts in self.messages.items()
+                for text in texts]
         df = Counter(term for _, terms in rows for term in set(terms))
         best: dict[str, float] = {}
         for key, terms in rows:
@@ -531,11 +534,14 @@ class TestRemovals:
         assert ["kept"] == search(store, "marker")
 
     def test_redact(self, store: SessionStore) -> None:
-        """Redacted words are gone from the index at once; the redaction marker is what matches."""
+        """Redacted words are gone from the index at once, and the placeholder's words find nothing."""
         store.append_many("k", [ChatMessage.user("my secret password"), ChatMessage.user("more secret")])
+        store.append("other", ChatMessage.user("the report was redacted by legal"))
         store.redact("k", "user request")
-        assert ([], ["k"]) == (search(store, "secret password"), search(store, REDACTED))
-        assert [] == store.search_messages("secret")
+        assert ([], ["other"], ["other"]) == (search(store, "secret password"), search(store, REDACTED),
+                                              search(store, "redacted"))
+        assert ([], ["other"]) == (store.search_messages("secret"),
+                                   [hit.session_key for hit in store.search_messages("redacted")])
 
     def test_restore_brings_messages_back(self, store: SessionStore) -> None:
         """Restoring to a version before a removal, a clear or a deletion indexes those messages again."""
@@ -646,10 +652,57 @@ class TestMachinery:
         store.catch_up()
         assert (["a"], ["a"]) == (search(store, "alpha"), search(store, "beta"))  # ids learnt here
         store.redact("a", "test")  # the log now says "[redacted]" where it said alpha and beta
-        store.append("b", ChatMessage.user("gamma"))
-        store.rebuild_projections(["search"])  # "redacted" gets the id alpha had, "gamma" beta's
-        assert ([], [], ["a"], ["b"]) == (search(store, "alpha"), search(store, "beta"),
-                                          search(store, "redacted"), search(store, "gamma"))
+        store.append_many("b", [ChatMessage.user("gamma"), ChatMessage.user("delta")])
+        store.rebuild_projections(["search"])  # "gamma" gets the id alpha had, "delta" beta's
+        assert ([], [], [], ["b"], ["b"]) == (search(store, "alpha"), search(store, "beta"),
+                                              search(store, "redacted"), search(store, "gamma"),
+                                              search(store, "delta"))
+
+    def test_a_term_that_comes_back_gets_a_new_id(self, store: SessionStore) -> None:
+        """A term that left the dictionary and returns is found under its new id, not one remembered."""
+        store.append("a", ChatMessage.user("boomerang"))
+        store.catch_up()
+        assert ["a"] == search(store, "boomerang")  # its id is learnt here
+        store.remove_last("a")
+        store.catch_up()  # the term leaves the dictionary
+        assert [] == search(store, "boomerang")
+        store.append("b", ChatMessage.user("boomerang"))
+        store.catch_up()  # and comes back under another id
+        assert (["b"], ["b"], True) == (search(store, "boomerang"), search(store, "boomer*"), store.verify().ok)
+
+    def test_terms_no_message_holds_leave_the_dictionary(self, store: SessionStore) -> None:
+        """Every kind of removal takes the words only it held out of the term dictionary; shared words stay."""
+        store.append_many("a", [ChatMessage.user("shared alpha"), ChatMessage.user("shared beta")])
+        store.append_many("b", [ChatMessage.user("shared gamma"), ChatMessage.user("delta")])
+        store.append("c", ChatMessage.user("epsilon"))
+        store.append("d", ChatMessage.user("zeta"))
+        store.remove_last("a")
+        store.update_last("b", ChatMessage.user("eta"))
+        store.clear_messages("c")
+        store.delete_session("d")
+        store.catch_up()
+        with store._environment.read() as txn:
+            terms = sorted(term for term, _ in store._search_index.reader(txn).stored_terms())
+        assert ["alpha", "eta", "gamma", "shared"] == terms
+        assert store.verify().ok
+
+    def test_verify_reports_terms_no_message_holds(self, store: SessionStore) -> None:
+        """A term left in the dictionary is reported, without naming it, and a rebuild clears it."""
+        store.append("k", ChatMessage.user("kept"))
+        store.catch_up()
+        index = store._search_index
+        tid = 0xFFFFFF
+
+        def leave_a_term(txn: WriteTransaction) -> None:  # as an index that kept every term it saw did
+            txn.put(index._spaces.terms, b"leftover", formats.term_entry("leftover", b"leftover", tid))
+            txn.put(index._spaces.names, formats.id_key(tid), b"leftover")
+
+        store._environment.write(leave_a_term)
+        problems = store.verify().problems
+        assert 1 == len(problems) and "1 terms that no current message holds" in problems[0], problems
+        assert "redacted" in problems[0] and "vacuum" in problems[0] and "leftover" not in problems[0]
+        store.rebuild_projections(["search"])
+        assert (True, ["k"]) == (store.verify().ok, search(store, "kept"))
 
     def test_another_store_object_and_read_only_store(self, store_path: Path, clock: FakeClock) -> None:
         """Writes of one store object are seen by another, and by a read-only one (which cannot catch up)."""

@@ -89,12 +89,20 @@ pass_env = click.make_pass_decorator(Env)
 _PRECISION = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ](\d{2})(:\d{2})?(:\d{2})?(\.\d+)?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?$")
 
 
+#: The earliest and latest times a typed time is read as: a time zone's offset (under a day) and the end of a day
+#: away from the ends of datetime's range, which no conversion then crosses.
+_EARLIEST = datetime.min + timedelta(days=3)
+_LATEST = datetime.max - timedelta(days=3)
+
+
 def parse_time(text: str, option: str = "--as-of") -> datetime:
     """Read a time typed by the user: ISO 8601, naive meaning local time, or ``now``.
 
     A time names the end of its last given unit: ``2026-03-01`` is the end of that
     day, ``2026-03-01T14:05`` the end of that minute and ``14:05:09`` the end of that
     second, so a time copied from ``history`` (shown to the second) includes its event.
+    A time less than three days from the start of year 1 or the end of year 9999 is moved to three days
+    from it (still before every event, or after all of them), so that it converts to any time zone.
     """
     stripped = text.strip()
     if stripped.lower() == "now":
@@ -105,6 +113,9 @@ def parse_time(text: str, option: str = "--as-of") -> datetime:
         raise click.ClickException(
             f"{option}: {text!r} is not a time; use ISO 8601, e.g. 2026-03-01T14:05:09 (local time) "
             "or 2026-03-01T13:05:09Z") from None
+    # Every event lies between 1970 and now, so a time within days of year 1 or 9999 means the same as
+    # that end of time; moved there, it converts to any time zone (and to UTC) without overflow.
+    moment = min(max(moment.replace(tzinfo=None), _EARLIEST), _LATEST).replace(tzinfo=moment.tzinfo)
     if moment.tzinfo is None:
         moment = moment.astimezone()  # a naive time is local time
     found = _PRECISION.match(stripped)

@@ -20,7 +20,7 @@ from .._audit import Progress
 from .._bookkeeping import ImportReceipts
 from .._codec import encode_event
 from .._deferred import Read
-from .._errors import InvalidArgument, ReplicationMismatch, SourceChanged
+from .._errors import InvalidArgument, ReplicationMismatch, SourceChanged, shown
 from .._folding import LogChange, to_recorded
 from .._log import EventLog, Original
 from .._snapshots import SnapshotStore
@@ -248,7 +248,8 @@ class Replication:
         for recorded in batch:
             expected = self._log.head(txn)[0] + 1
             if recorded.position != expected:
-                raise ReplicationMismatch(f"event at position {recorded.position} arrived where {expected} was due")
+                raise ReplicationMismatch(
+                    f"event at position {shown(recorded.position)} arrived where {expected} was due")
             try:
                 original = Original(recorded.event_id.bytes, bytes.fromhex(recorded.payload_digest), recorded.redacted)
             except (ValueError, AttributeError, TypeError):

@@ -13,12 +13,12 @@ import attrs
 from projections.session import SessionSnapshot, empty_snapshot, fold
 
 from .._deferred import Read
-from .._errors import InvalidArgument, InvalidVersion, StoreCorrupted
+from .._errors import InvalidArgument, InvalidVersion, StoreCorrupted, shown
 from .._folding import LogChange, fold_stream, to_recorded, view_of
 from .._log import EventLog
 from .._snapshots import SnapshotStore
-from .._time import to_micros
-from .._values import SessionView, utc
+from .._time import aware_micros
+from .._values import SessionView
 from ..events import RecordedEvent
 from ..storage import ReadTransaction, WriteTransaction
 from . import commands
@@ -29,6 +29,8 @@ __all__ = ["TimeTravel", "BATCH"]
 
 #: Events read per read transaction when streaming the log.
 BATCH = 1000
+#: The last position the log can hold (positions are unsigned 64-bit keys).
+LAST_POSITION = 2**64 - 1
 
 
 class TimeTravel:
@@ -49,6 +51,8 @@ class TimeTravel:
 
     def events(self, after: int, limit: int | None) -> Iterator[RecordedEvent]:
         """Every event after position ``after``, in batches, each read in its own short read transaction."""
+        if after >= LAST_POSITION:
+            return  # no position comes after it
         remaining = limit
         while remaining is None or remaining > 0:
             batch_size = BATCH if remaining is None else min(BATCH, remaining)
@@ -117,9 +121,8 @@ class TimeTravel:
         if version is not None and as_of is not None:
             raise InvalidArgument("give a version or an as_of time, not both")
         if as_of is not None:
-            if not isinstance(as_of, datetime):
-                raise InvalidArgument(f"as_of must be a datetime, not {type(as_of).__name__}")
-            moment = to_micros(utc(as_of))
+            # Any aware time has an answer: before the first event, the empty session; after the last, the current one.
+            moment = aware_micros(as_of, "as_of")
             # Recorded times never decrease, so the versions recorded by then form a prefix.
             low, high = 0, current
             while low < high:
@@ -133,7 +136,7 @@ class TimeTravel:
             return current
         check_index(version, "version")
         if version > current:
-            raise InvalidVersion(f"session {key!r} has {current} versions; version {version} does not exist")
+            raise InvalidVersion(f"session {key!r} has {current} versions; version {shown(version)} does not exist")
         return version
 
     def _version_time(self, txn: ReadTransaction, stream_id: int, version: int) -> int:

@@ -10,24 +10,30 @@ is the one place that deals with those rules:
 * ``Environment.acquire`` hands out one shared, reference-counted environment per
   (process, path);
 * every transaction checks the process id and refuses a forked child;
+* a forked child opens environments of its own: the inherited ones are never used,
+  closed or freed there (see ``_after_fork_in_child``);
 * a gate lets any number of transactions run together, or one map resize alone.
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
 import json
 import os
 import shutil
+import stat
 import threading
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
 import lmdb
+from lmdb import _envid
 
 from .._errors import (
     EventStoreError,
@@ -36,6 +42,7 @@ from .._errors import (
     StoreClosed,
     StoreCorrupted,
     StoreFull,
+    StoreInaccessible,
     StoreNotFound,
     StoreReadOnly,
     StoreUsedAfterFork,
@@ -71,6 +78,36 @@ _LOCK_FILE_BYTES = 192 + 64 * (_MAX_READERS - 1)
 _WALK_AT_OPEN_PAGES = 1024
 # A page check needs the meta page of its read transaction, which two commits meanwhile overwrite.
 _PAGE_CHECK_ATTEMPTS = 100
+
+
+# py-lmdb's identities of an environment's files, which it keeps for every environment open in the process.
+_LMDB_ENV_KEYS: Callable[[str | bytes, bool], tuple[object, ...]] = _envid.env_keys
+
+
+def _keep_forever(obj: object) -> None:
+    """Hold a reference that is never dropped (py-lmdb closes an environment it frees, even in a forked child)."""
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
+
+
+def _env_keys_of_this_process(path: str | bytes, subdir: bool) -> tuple[object, ...]:
+    return tuple((os.getpid(), key) for key in _LMDB_ENV_KEYS(path, subdir))
+
+
+def _after_fork_in_child() -> None:
+    """Leave the environments inherited from the parent alone, and let this process open its own.
+
+    LMDB lets a child open an environment of its own, but it must neither use nor close the inherited
+    one: closing it would clear this process's reader slots in the shared lock file and drop its file
+    locks. So the inherited ones stay allocated until the process ends, are never used (every
+    transaction checks the process id), and leave the registry. py-lmdb's own registry of open files
+    survives fork too and would refuse the child's open: keyed by process, it names the inherited
+    environments as the parent's.
+    """
+    Environment._registry_lock = threading.Lock()  # another thread may have held it at the fork
+    Environment._registry.clear()
+    for environment in list(_OPENED):
+        _keep_forever(environment._env)
+    _envid.env_keys = _env_keys_of_this_process
 
 
 # What py-lmdb raises when the file's pages do not make sense.
@@ -146,6 +183,38 @@ def _check_files(path: Path) -> None:
             f"stored there, remove the directory")
 
 
+def _open_users_lock(lock: Path, *, create: bool) -> BinaryIO | None:
+    """Open ``users.lock`` to hold a lock on (read access is enough), or None if a read-only open finds none.
+
+    Raises:
+        StoreInaccessible: this process may not read it.
+        StoreCorrupted: it is not a regular file (a directory, a FIFO, a symbolic link).
+        StoreFull: there is no room to create it.
+    """
+    # Non-blocking: opening a FIFO planted there would otherwise wait for a writer forever.
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_CREAT if create else 0)
+    not_a_lock_file = StoreCorrupted(f"{lock} is not a regular file, so it is not the store's lock file; remove it")
+    try:
+        descriptor = os.open(lock, flags, 0o644)
+    except FileNotFoundError:
+        if create:
+            raise StoreNotFound(f"there is no store at {lock.parent}: the directory is gone") from None
+        return None  # a read-only store that was never opened writable by this version
+    except PermissionError:
+        raise StoreInaccessible(f"this process may not open {lock}, so it cannot take part in the store's "
+                                "locking; fix the file's permissions or open the store as its owner") from None
+    except OSError as exc:
+        if exc.errno in (errno.EISDIR, errno.ELOOP):
+            raise not_a_lock_file from None
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StoreFull(f"no room on the file system to create {lock}") from None
+        raise EventStoreError(f"cannot open {lock}: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        raise not_a_lock_file
+    return os.fdopen(descriptor, "rb")
+
+
 def _undo_creation(path: Path) -> None:
     """Remove what a failed creation left (a full disk, say), so that the next try is a creation again.
 
@@ -184,6 +253,8 @@ def _reserve_lock_file(path: Path) -> None:
         descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     except PermissionError:
         return  # LMDB says so itself, and a read-only open copes
+    except IsADirectoryError:
+        raise StoreCorrupted(f"{lock} is a directory, not the store's LMDB lock file; remove it") from None
     try:
         if os.fstat(descriptor).st_size <= _LOCK_FILE_BYTES:
             os.posix_fallocate(descriptor, 0, _LOCK_FILE_BYTES)
@@ -433,6 +504,8 @@ class Environment:
         self.readonly = readonly or not os.access(path, os.W_OK)
         try:
             _check_files(path)
+        except PermissionError as exc:
+            raise StoreInaccessible(f"this process may not read the store at {path}: {exc}") from None
         except OSError as exc:
             raise EventStoreError(f"cannot read the store at {path}: {exc}") from None
         if self.readonly and not (path / _DATA).exists():
@@ -453,17 +526,16 @@ class Environment:
         if not self.readonly:
             _write_marker(path)
         self._clear_stale_readers()
+        _OPENED.add(self)
 
     def _open_files(self) -> None:
         if not self.readonly:
             _reserve_lock_file(self.path)
         # Every process holds a shared lock on this file while the store is open, so
         # that vacuum can tell whether it has the store to itself.
-        try:
-            self._users = open(self.path / _USERS_LOCK, "rb" if self.readonly else "a+b")  # noqa: SIM115
+        self._users = _open_users_lock(self.path / _USERS_LOCK, create=not self.readonly)
+        if self._users is not None:
             fcntl.flock(self._users, fcntl.LOCK_SH)
-        except FileNotFoundError:
-            pass  # a read-only store that was never opened writable by this version
         self._env = self._open_lmdb()
 
     def _exclude_writers(self) -> None:
@@ -526,12 +598,6 @@ class Environment:
                 del cls._registry[key]
                 environment = None
             if environment is None:
-                if any(other[1] == key[1] for other in cls._registry):
-                    # py-lmdb (and LMDB) forbid a second open of a path in a process, and a
-                    # forked child inherits the parent's open environment.
-                    raise StoreUsedAfterFork(
-                        f"{path} was open in the parent when this process forked, so it cannot be opened "
-                        "here; start workers with multiprocessing's 'spawn' or 'forkserver' method")
                 environment = cls(path, durability=durability, max_size=max_size, readonly=readonly)
                 cls._registry[key] = environment
             elif environment.readonly and not readonly:
@@ -560,12 +626,14 @@ class Environment:
             self._users.close()
 
     def vacuum(self, reopen: Callable[[], None]) -> None:
-        """Rewrite the data file compactly (LMDB's compacting copy) and swap it in.
+        """Rewrite the data file from its live key-values alone, and swap it in.
 
-        Freed pages, which may still hold old bytes, are left behind. The new file
-        is complete and on disk before an atomic rename replaces the old one.
-        Every named database handle is invalid afterwards: ``reopen`` opens them
-        again before any other thread may start a transaction.
+        Nothing but what the databases hold reaches the new file: not freed pages,
+        nor the stale bytes a live page keeps in its unused space (LMDB's
+        compacting copy copies those). The new file is complete and on disk
+        before an atomic rename replaces the old one. Every named database
+        handle is invalid afterwards: ``reopen`` opens them again before any
+        other thread may start a transaction.
 
         Raises:
             StoreBusy: another store object in this process, or another process, has the store open.
@@ -587,7 +655,7 @@ class Environment:
                 shutil.rmtree(scratch, ignore_errors=True)
                 scratch.mkdir()
                 try:
-                    self._env.copy(str(scratch), compact=True)
+                    self._write_live_data(scratch)
                 except lmdb.Error as exc:
                     raise _translated(exc, self.path) from None
                 _fsync(scratch / "data.mdb")
@@ -600,6 +668,31 @@ class Environment:
                 reopen()
             finally:
                 fcntl.flock(self._users, fcntl.LOCK_SH)
+
+    def _write_live_data(self, directory: Path) -> None:
+        """Copy every named database, key by key in key order, into a new environment in ``directory``.
+
+        Appending in key order fills each page; LMDB zero-fills the unused space of
+        the pages it allocates (``meminit``, with ``writemap`` off), so the new
+        file holds nothing but the live key-values and zeros. Commits do not
+        flush: the caller flushes the finished file once.
+        """
+        target = lmdb.open(str(directory), map_size=self._env.info()["map_size"], max_dbs=_MAX_DBS, lock=False,
+                           sync=False, metasync=False, meminit=True, writemap=False)
+        try:
+            with self._env.begin() as source:
+                names = [bytes(name) for name in source.cursor().iternext(values=False)]
+            with self._env.begin() as source, target.begin(write=True) as copy:
+                for name in names:
+                    database = self._env.open_db(name, txn=source, create=False)
+                    into = target.open_db(name, txn=copy, **database.flags())
+                    read, written = copy.cursor(db=into).putmulti(source.cursor(db=database).iternext(),
+                                                                  append=True)
+                    if written != read:  # append refuses a key out of order: the source's order is damaged
+                        raise StoreCorrupted(f"the {name.decode(errors='replace')} database of {self.path} has "
+                                             "keys out of order; vacuum changed nothing")
+        finally:
+            target.close()
 
     def page_problems(self) -> list[str]:
         """What is wrong with the pages of the data file, found before LMDB reads them (for ``verify``).
@@ -672,6 +765,7 @@ class Environment:
 
         ``body`` may run more than once, so it must do nothing but work in the transaction.
         """
+        self._refuse_if_forked()  # before the write lock, which a thread of the parent may have held at the fork
         self._refuse_if_readonly()
         while True:
             try:
@@ -751,3 +845,8 @@ class Environment:
     def file_size(self) -> int:
         """Size of the data file on disk, in bytes."""
         return os.path.getsize(self.path / "data.mdb")
+
+
+# Every environment this process has opened and not freed, for ``_after_fork_in_child``.
+_OPENED: weakref.WeakSet[Environment] = weakref.WeakSet()
+os.register_at_fork(after_in_child=_after_fork_in_child)
