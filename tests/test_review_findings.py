@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import lmdb
 import pytest
+from click.testing import CliRunner
 
 from eventstore import ChatMessage, SessionStore
+from eventstore._errors import IncompatibleStore
+from eventstore.cli import cli
+from eventstore.cli._context import user_error
 from projections.search.planning import MAX_QUERY_TERMS
 
 from conftest import ENGINES, open_store
@@ -36,3 +42,34 @@ class TestSnippetsFollowTheQueryBound:
         store.append_many("s", [ChatMessage.user("alpha beta"), ChatMessage.user("gamma alpha")])
         hits = store.search_messages("gam* alpha", 5)
         assert {"[alpha] beta", "[gamma] [alpha]"} == {hit.snippet for hit in hits}
+
+
+class TestReadCommandsOnAStoreOfTheVersionBefore:
+    """A read command on a store that lacks a key space this version added opens it writable once (as for read
+    models out of date), instead of failing with "written by a newer eventstore" until some write comes."""
+
+    @staticmethod
+    def older_store(path: Path) -> Path:
+        with SessionStore(path) as store:
+            store.append("alpha", ChatMessage.user("hello there"))
+        environment = lmdb.open(str(path), max_dbs=64)
+        with environment.begin(write=True) as txn:
+            txn.drop(environment.open_db(b"search.names", txn=txn), delete=True)
+        environment.close()
+        return path
+
+    def test_a_listing_upgrades_the_store_and_answers(self, tmp_path: Path) -> None:
+        path = self.older_store(tmp_path / "store")
+        result = CliRunner().invoke(cli, ["--store", str(path), "sessions", "--json"], catch_exceptions=False)
+        assert 0 == result.exit_code, result.output
+        assert ["alpha"] == [session["key"] for session in json.loads(result.stdout)]
+        with SessionStore(path, readonly=True) as store:
+            assert store.verify().ok
+
+    def test_the_error_does_not_call_an_older_store_newer(self, tmp_path: Path) -> None:
+        path = self.older_store(tmp_path / "store")
+        with pytest.raises(IncompatibleStore) as refused:
+            SessionStore(path, readonly=True)
+        message = user_error(refused.value, path).message
+        assert "newer" not in message
+        assert "open it writable once" in message
