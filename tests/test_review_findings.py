@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import lmdb
 import pytest
@@ -14,6 +16,8 @@ from eventstore import ChatMessage, SessionStore
 from eventstore._errors import IncompatibleStore
 from eventstore.cli import cli
 from eventstore.cli._context import user_error
+from eventstore.interchange import BadExportFile, export_events, import_events
+from eventstore.storage import MemoryStorage
 from projections.search.planning import MAX_QUERY_TERMS
 
 from conftest import ENGINES, open_store
@@ -73,3 +77,44 @@ class TestReadCommandsOnAStoreOfTheVersionBefore:
         message = user_error(refused.value, path).message
         assert "newer" not in message
         assert "open it writable once" in message
+
+
+class TestCraftedEventsFilesAreRefusedAsBadFiles:
+    """An events file whose numbers do not fit the chain's fields, or whose hash is not hexadecimal, is a bad file
+    (``BadExportFile``), not a ``struct.error`` or ``ValueError`` from inside the check."""
+
+    @staticmethod
+    def exported(tmp_path: Path, keys: list[str] | None, edit: Callable[[dict[str, Any]], None], line: int = 1
+                 ) -> Path:
+        """An export of two sessions (``k`` at positions 1, 2, 4, 5), its ``line``-th line (0 is the header)
+        edited."""
+        with SessionStore.on_storage(MemoryStorage()) as source:
+            source.append_many("k", [ChatMessage.user("one"), ChatMessage.user("two")])
+            source.append("other", ChatMessage.user("three"))
+            source.append_many("k", [ChatMessage.user("four"), ChatMessage.user("five")])
+            out = io.BytesIO()
+            export_events(source, out, keys)
+        lines = out.getvalue().splitlines()
+        event = json.loads(lines[line])
+        edit(event)
+        lines[line] = json.dumps(event).encode()
+        file = tmp_path / "crafted.events"
+        file.write_bytes(b"\n".join(lines) + b"\n")
+        return file
+
+    @pytest.mark.parametrize("keys", [None, ["k"]])
+    @pytest.mark.parametrize("field, value", [("version", -1), ("version", 2**64 - 1), ("schema_version", 2**16)])
+    def test_a_number_out_of_range(self, tmp_path: Path, keys: list[str] | None, field: str, value: int) -> None:
+        file = self.exported(tmp_path, keys, lambda event: event.update({field: value}))
+        with SessionStore.on_storage(MemoryStorage()) as store:
+            with pytest.raises(BadExportFile):
+                import_events(store, file)
+            assert [] == list(store.events())
+
+    def test_a_hash_that_is_not_hexadecimal(self, tmp_path: Path) -> None:
+        # Position 4 follows an event not in the file, so only position 5's check reads its hash.
+        file = self.exported(tmp_path, ["k"], lambda event: event.update({"hash": "not hex"}), line=3)
+        with SessionStore.on_storage(MemoryStorage()) as store:
+            with pytest.raises(BadExportFile):
+                import_events(store, file)
+            assert [] == list(store.events())
