@@ -32,6 +32,7 @@ them, and each event against its session as no command would record it.
 from __future__ import annotations
 
 import hashlib
+import struct
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -374,14 +375,14 @@ def _check(stream: IO[bytes]) -> tuple[EventsCheck, list[RecordedEvent]]:
 
 
 def _link(previous: bytes, recorded: RecordedEvent) -> str:
-    """The hash ``recorded`` has when it follows an event of hash ``previous``."""
+    """The hash ``recorded`` has when it follows an event of hash ``previous`` ("" for none: a digest that is
+    not hexadecimal, or a number the chain's fields cannot hold)."""
     try:
-        digest = bytes.fromhex(recorded.payload_digest)
-    except ValueError:
+        return chain_hash(previous, recorded.position, recorded.session_key, recorded.version,
+                          to_micros(recorded.recorded_at), recorded.event_id.bytes, encode_event(recorded.event),
+                          bytes.fromhex(recorded.payload_digest)).hex()
+    except (ValueError, struct.error):
         return ""
-    return chain_hash(previous, recorded.position, recorded.session_key, recorded.version,
-                      to_micros(recorded.recorded_at), recorded.event_id.bytes, encode_event(recorded.event),
-                      digest).hex()
 
 
 def _check_links(lines: dict[int, tuple[int, RecordedEvent]]) -> int:
@@ -391,10 +392,17 @@ def _check_links(lines: dict[int, tuple[int, RecordedEvent]]) -> int:
         before = lines.get(position - 1)
         if before is None and position != 1:
             unlinked += 1
+        elif before is not None and not _is_hash(before[1].hash):
+            raise BadExportFile(f"line {before[0]}: session {before[1].session_key!r}: the hash is not 64 "
+                                "hexadecimal digits")
         elif _link(GENESIS_HASH if before is None else bytes.fromhex(before[1].hash), recorded) != recorded.hash:
             raise BadExportFile(f"line {number}: session {recorded.session_key!r}: the hash does not follow "
                                 "from the event and the one before it")
     return unlinked
+
+
+def _is_hash(text: str) -> bool:
+    return len(text) == 64 and set(text) <= set("0123456789abcdef")
 
 
 def _digest(path: Path) -> tuple[int, str]:

@@ -68,9 +68,10 @@ class Env:
             return SessionStore(path, clock=clock)
         try:
             return SessionStore(path, readonly=True, clock=clock)
-        except StoreReadOnly:
-            # Opening read-only fails only when the read models are out of date (a newer eventstore):
-            # a writable open rebuilds them from the log. Derived data only; no store is created.
+        except (StoreReadOnly, IncompatibleStore):
+            # Opening read-only fails when the read models are out of date or a key space is missing (a store
+            # of an earlier version): a writable open rebuilds or adds them from the log. Derived data only; no
+            # store is created. A store of a newer version is refused by the writable open too.
             if not os.access(path, os.W_OK):
                 raise
             return SessionStore(path, clock=clock)
@@ -136,7 +137,7 @@ def user_error(exc: BaseException, store_path: Path | None = None) -> click.Clic
         return click.ClickException(f"the store{where} is damaged: {exc}. Run `eventstore verify` for details, "
                                     "and `eventstore salvage --out FILE` to copy out the events still readable")
     if isinstance(exc, IncompatibleStore):
-        return click.ClickException(f"the store{where} was written by a newer eventstore: {exc}")
+        return click.ClickException(f"the store{where} does not fit this version of eventstore: {exc}")
     if isinstance(exc, StoreReadOnly):
         return click.ClickException(f"{exc} (its directory is not writable, so they cannot be rebuilt here)"
                                     if "out of date" in str(exc) else str(exc))
