@@ -8,7 +8,8 @@ layouts and durability; they are deliberately plain ports, not tuned rewrites:
 
 * ``SqliteSessions``: ZeroClaw's schema (``sessions`` rows with an index on the
   key, ``session_metadata``, an FTS5 table kept by triggers), WAL,
-  ``synchronous=FULL``, one transaction per call, RFC 3339 ``+00:00`` times.
+  ``synchronous=FULL``, one transaction per call, RFC 3339 ``+00:00`` times;
+  its search, unranked as ZeroClaw's or ranked by ``bm25()``, for the scale benchmark.
 * ``JsonlSessions``: ``sessions/<sanitized key>.jsonl``, one ``{"role","content"}``
   object a line, open-append-write-fsync per call; ``remove_last`` rewrites the
   file (temporary file, fsync, rename); metadata comes from file stats.
@@ -169,6 +170,51 @@ class SqliteSessions:
         parse = datetime.fromisoformat
         return [SessionMetadata(key, name, parse(created), parse(last), count)
                 for key, name, created, last, count in rows]
+
+    def get_session_metadata(self, key: str) -> SessionMetadata | None:
+        row = self._db.execute(
+            "SELECT name, created_at, last_activity, message_count FROM session_metadata WHERE session_key = ?", (key,)
+        ).fetchone()
+        if row is None:
+            return None
+        name, created, last, count = row
+        return SessionMetadata(key, name, datetime.fromisoformat(created), datetime.fromisoformat(last), count)
+
+    def session_exists(self, key: str) -> bool:
+        return self._db.execute("SELECT 1 FROM session_metadata WHERE session_key = ?", (key,)).fetchone() is not None
+
+    def search(self, keyword: str, limit: int = 50) -> list[SessionMetadata]:
+        """ZeroClaw's search: each word quoted, OR-ed, ``DISTINCT`` session keys up to ``limit``, unranked.
+
+        Upstream's FTS5 table also holds ``session_key``; this schema's holds the
+        content only, so the key comes from ``sessions`` by rowid, which is what
+        an external-content FTS5 table reads a column from anyway.
+        """
+        rows = self._db.execute(
+            "SELECT DISTINCT s.session_key FROM sessions_fts f JOIN sessions s ON s.id = f.rowid "
+            "WHERE sessions_fts MATCH ? LIMIT ?", (_fts_any(keyword), limit)
+        ).fetchall()
+        return self._metadata_of(key for (key,) in rows)
+
+    def search_ranked(self, keyword: str, limit: int = 50) -> list[SessionMetadata]:
+        """The same words ranked by ``bm25()``: sessions by their best message, best first (as ours ranks)."""
+        rows = self._db.execute(
+            # MATERIALIZED: a flattened subquery would call bm25() outside the full-text query, which FTS5 refuses.
+            "WITH hit AS MATERIALIZED (SELECT rowid, bm25(sessions_fts) AS score FROM sessions_fts "
+            "WHERE sessions_fts MATCH ?) SELECT s.session_key, MIN(hit.score) AS best FROM hit "
+            "JOIN sessions s ON s.id = hit.rowid GROUP BY s.session_key ORDER BY best LIMIT ?",
+            (_fts_any(keyword), limit)
+        ).fetchall()
+        return self._metadata_of(key for key, _ in rows)
+
+    def _metadata_of(self, keys: Iterable[str]) -> list[SessionMetadata]:
+        found = (self.get_session_metadata(key) for key in keys)
+        return [metadata for metadata in found if metadata is not None]
+
+
+def _fts_any(keyword: str) -> str:
+    """ZeroClaw's FTS5 query for a keyword: every word as a quoted string, OR-ed."""
+    return " OR ".join('"' + word.replace('"', '""') + '"' for word in keyword.split())
 
 
 _UNSAFE = re.compile(r"[^\w-]")

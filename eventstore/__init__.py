@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .storage import Durability
     from ._errors import (
         EventStoreError,
+        IdempotencyKeyReused,
         IncompatibleStore,
         InvalidArgument,
         InvalidMessage,
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
         StoreClosed,
         StoreCorrupted,
         StoreFull,
+        StoreInaccessible,
         StoreNotFound,
         StoreReadOnly,
         StoreUsedAfterFork,
@@ -67,9 +69,11 @@ _HOMES: dict[str, str] = {
     "REDACTED": ".events",
     "pause_gc_while_decoding": "._codec",
     **dict.fromkeys(
-        ["EventStoreError", "InvalidArgument", "InvalidSessionKey", "InvalidMessage", "StoreCorrupted",
+        ["EventStoreError", "IdempotencyKeyReused", "InvalidArgument", "InvalidSessionKey", "InvalidMessage",
+         "StoreCorrupted",
          "IncompatibleStore", "StoreClosed", "StoreUsedAfterFork", "WrongExpectedVersion", "StoreFull", "StoreBusy",
-         "InvalidVersion", "SourceChanged", "ReplicationMismatch", "StoreNotFound", "StoreReadOnly", "TransactionError"],
+         "InvalidVersion", "SourceChanged", "ReplicationMismatch", "StoreNotFound", "StoreReadOnly",
+         "StoreInaccessible", "TransactionError"],
         "._errors",
     ),
 }
@@ -104,6 +108,7 @@ __all__ = [
     "StoreClosed",
     "StoreUsedAfterFork",
     "WrongExpectedVersion",
+    "IdempotencyKeyReused",
     "StoreFull",
     "StoreBusy",
     "InvalidVersion",
@@ -111,6 +116,7 @@ __all__ = [
     "ReplicationMismatch",
     "StoreNotFound",
     "StoreReadOnly",
+    "StoreInaccessible",
     "TransactionError",
 ]
 

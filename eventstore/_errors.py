@@ -16,15 +16,28 @@ __all__ = [
     "StoreClosed",
     "StoreUsedAfterFork",
     "WrongExpectedVersion",
+    "IdempotencyKeyReused",
     "StoreFull",
     "InvalidVersion",
     "StoreBusy",
     "SourceChanged",
     "StoreNotFound",
     "StoreReadOnly",
+    "StoreInaccessible",
     "ReplicationMismatch",
+    "shown",
     "TransactionError",
 ]
+
+# Python refuses to print an int of more than 4,300 digits; a message names one by its size instead.
+_LONGEST_INT_SHOWN_BITS = 256
+
+
+def shown(value: object, width: int = 60) -> str:
+    """``repr(value)`` for an error message, cut to ``width`` characters; a huge int is named by its size."""
+    if isinstance(value, int) and value.bit_length() > _LONGEST_INT_SHOWN_BITS:
+        return f"a{' negative' if value < 0 else 'n'} int of {value.bit_length()} bits"
+    return f"{value!r:.{width}}"
 
 
 class EventStoreError(Exception):
@@ -67,11 +80,27 @@ class WrongExpectedVersion(EventStoreError):
 
     def __init__(self, key: str, expected: int, actual: int) -> None:
         super().__init__(
-            f"session {key!r} is at version {actual}, but version {expected} was expected"
+            f"session {key!r} is at version {actual}, but version {shown(expected)} was expected"
         )
         self.key = key
         self.expected = expected
         self.actual = actual
+
+
+class IdempotencyKeyReused(InvalidArgument):
+    """An idempotency key already answered another command, or the same command with other arguments.
+
+    A key names one request: only a retry of that exact call may reuse it. Nothing was written.
+    """
+
+    def __init__(self, key: str, idempotency_key: str, first_command: str, command: str) -> None:
+        first = f"{first_command} with other arguments" if first_command == command else first_command
+        super().__init__(f"idempotency key {idempotency_key!r:.80} of session {key!r:.80} was first used for "
+                         f"{first}, so it cannot answer this {command}; reuse a key only to retry the same call")
+        self.key = key
+        self.idempotency_key = idempotency_key
+        self.first_command = first_command
+        self.command = command
 
 
 class StoreFull(EventStoreError):
@@ -100,6 +129,10 @@ class StoreNotFound(EventStoreError):
 
 class StoreReadOnly(EventStoreError):
     """A write was attempted on a store opened read-only (explicitly, or because its files are)."""
+
+
+class StoreInaccessible(EventStoreError):
+    """This process may not open a file of the store (its permissions forbid it); nothing was changed."""
 
 
 class TransactionError(EventStoreError):

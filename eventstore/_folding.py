@@ -212,5 +212,5 @@ def fold_stream(txn: ReadTransaction, log: EventLog, snapshots: SnapshotStore, s
 def view_of(state: SessionSnapshot) -> SessionView:
     """The public view of a folded session."""
     head = state.head
-    return SessionView(head.key, head.version, head.exists, head.metadata(), head.name, head.state,
+    return SessionView(head.key, head.version, head.exists, head.metadata(), head.name, head.run_state(),
                        entries=state.messages)

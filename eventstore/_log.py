@@ -29,7 +29,7 @@ import itertools
 import os
 import re
 import struct
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import attrs
 
@@ -37,7 +37,7 @@ from ._codec import EncodedEvent, unpack_stored
 from .storage import ReadTransaction, Storage, WriteTransaction
 from ._errors import IncompatibleStore, StoreCorrupted, WrongExpectedVersion
 
-__all__ = ["EventLog", "StoredEvent", "Original", "GENESIS_HASH"]
+__all__ = ["EventLog", "StoredEvent", "Original", "GENESIS_HASH", "decode_record"]
 
 #: The hash the first event links to.
 GENESIS_HASH = hashlib.sha256(b"eventstore genesis").digest()
@@ -347,25 +347,39 @@ class EventLog:
 
     def _decode(self, txn: ReadTransaction, position: int, raw: bytes, keys: dict[int, str]) -> StoredEvent:
         """Decode a record; ``keys`` remembers session keys for the caller's one transaction."""
-        try:
-            (layout, flags, stream_id, version, recorded_at, event_id, schema_version,
-             digest, link, type_length) = _RECORD.unpack_from(raw)
-            if layout != LOG_FORMAT:
-                raise ValueError(f"record layout {layout}")
-            if flags & ~_REDACTED_FLAG:
-                raise ValueError(f"unknown flags {flags:#x}")
-            start = _RECORD.size + type_length
-            type_name = bytes(raw[_RECORD.size:start]).decode()
-        except (struct.error, ValueError, UnicodeDecodeError) as exc:
-            raise StoreCorrupted(f"position {position}: the event record is damaged ({exc})") from None
-        encoded = EncodedEvent(type_name, schema_version, bytes(raw[start:]))
-        if not flags & _REDACTED_FLAG and hashlib.sha256(encoded.payload).digest() != digest:
-            raise StoreCorrupted(f"position {position}: the payload does not match its digest (it was changed)")
-        key = keys.get(stream_id)
-        if key is None:
-            try:
+
+        def key_of(stream_id: int) -> str:
+            key = keys.get(stream_id)
+            if key is None:
                 key = keys[stream_id] = self.stream_key(txn, stream_id)
-            except StoreCorrupted as exc:
-                raise StoreCorrupted(f"position {position}: {exc}") from None
-        return StoredEvent(position, stream_id, key, version, recorded_at, event_id, encoded, digest, link,
-                           bool(flags & _REDACTED_FLAG))
+            return key
+
+        return decode_record(position, raw, key_of)
+
+
+def decode_record(position: int, raw: bytes, key_of: Callable[[int], str]) -> StoredEvent:
+    """Decode the record stored at ``position``; ``key_of`` gives a stream id's session key.
+
+    Raises:
+        StoreCorrupted: the record is damaged, its payload does not match its digest, or ``key_of`` raised it.
+    """
+    try:
+        (layout, flags, stream_id, version, recorded_at, event_id, schema_version,
+         digest, link, type_length) = _RECORD.unpack_from(raw)
+        if layout != LOG_FORMAT:
+            raise ValueError(f"record layout {layout}")
+        if flags & ~_REDACTED_FLAG:
+            raise ValueError(f"unknown flags {flags:#x}")
+        start = _RECORD.size + type_length
+        type_name = bytes(raw[_RECORD.size:start]).decode()
+    except (struct.error, ValueError, UnicodeDecodeError) as exc:
+        raise StoreCorrupted(f"position {position}: the event record is damaged ({exc})") from None
+    encoded = EncodedEvent(type_name, schema_version, bytes(raw[start:]))
+    if not flags & _REDACTED_FLAG and hashlib.sha256(encoded.payload).digest() != digest:
+        raise StoreCorrupted(f"position {position}: the payload does not match its digest (it was changed)")
+    try:
+        key = key_of(stream_id)
+    except StoreCorrupted as exc:
+        raise StoreCorrupted(f"position {position}: {exc}") from None
+    return StoredEvent(position, stream_id, key, version, recorded_at, event_id, encoded, digest, link,
+                       bool(flags & _REDACTED_FLAG))

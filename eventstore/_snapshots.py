@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from typing import Iterator
 
 from ._codec import unpack_stored
 from .storage import ReadTransaction, Storage, WriteTransaction
@@ -73,6 +74,11 @@ class SnapshotStore:
 
     def count(self, txn: ReadTransaction) -> int:
         return txn.count(self._db)
+
+    def blob_keys(self, txn: ReadTransaction) -> Iterator[tuple[int, bytes]]:
+        """(stream id, digest) of every stored blob."""
+        for key in txn.scan_keys(self._blobs):
+            yield unpack_stored(_STREAM, key[:_STREAM.size], "a snapshot blob key")[0], bytes(key[_STREAM.size:])
 
     def clear(self, txn: WriteTransaction) -> None:
         txn.clear(self._db)

@@ -26,7 +26,7 @@ from projections.session import timestamped
 from ._deferred import Deferred, DeferredReadModels
 from ._audit import Progress
 from ._bookkeeping import IdempotencyRecords, ImportReceipts
-from .storage import Durability, ReadTransaction, WriteTransaction
+from .storage import Durability, ReadTransaction, Storage, WriteTransaction
 from .storage.lmdb import Environment
 from ._errors import (
     EventStoreError,
@@ -34,6 +34,7 @@ from ._errors import (
     StoreNotFound,
     StoreReadOnly,
     InvalidArgument,
+    shown,
 )
 from ._log import EventLog
 from ._snapshots import SnapshotStore
@@ -52,18 +53,17 @@ from ._values import (
     validate_key,
     validate_text,
 )
-from .events import EVENT_CLASSES, RecordedEvent, SessionEvent
-from .services import commands
-from .services.arguments import check_count, check_index, check_progress, iterable, recordable
+from .events import RecordedEvent
+from .services.arguments import check_count, check_index, check_progress, iterable
 from .services.cache import DecodedSessions
 from .services.feed import Feed
 from .services.maintenance import Maintenance, ProjectionCheckpoint, StoreStats
 from .services.queries import Queries
-from .services.replication import Replication
+from .services.replication import Importable, Replication, importable
 from .services.time_travel import TimeTravel
 from .services import transaction as checked
 from .services.transaction import Transaction
-from .services.writer import CommandWriter
+from .services.writer import CommandWriter, Request
 
 __all__ = ["SessionStore", "StoreStats", "ProjectionCheckpoint", "DEFAULT_SEARCH_LIMIT"]
 
@@ -94,6 +94,16 @@ def _durability(durable: object) -> Durability:
         raise InvalidArgument(f"durable must be a bool or a Durability ({choices}), not {durable!r:.60}") from None
 
 
+def _check_options(clock: object, snapshot_every: object, cache_sessions: object, rebuild_progress: object) -> None:
+    """Check the options every way of opening a store takes."""
+    if isinstance(snapshot_every, bool) or not isinstance(snapshot_every, int) or snapshot_every < 1:
+        raise InvalidArgument(f"snapshot_every must be a positive int, not {shown(snapshot_every)}")
+    check_index(cache_sessions, "cache_sessions")
+    if clock is not None and not callable(clock):
+        raise InvalidArgument(f"clock must be a callable returning an aware datetime, not {clock!r:.60}")
+    check_progress(rebuild_progress)
+
+
 class SessionStore:
     """An event-sourced, append-only store of conversation sessions in one LMDB environment.
 
@@ -117,44 +127,67 @@ class SessionStore:
             opening rebuilds a read model whose code version changed.
 
     The store is a context manager, may be shared by threads, and may be opened
-    by several processes at once.
+    by several processes at once. ``SessionStore.on_storage`` opens one on another
+    storage engine.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, clock: Clock | None = None,
                  durable: bool | Durability | str = True,
                  snapshot_every: int = 250, max_size: int | None = None, cache_sessions: int = 256,
                  readonly: bool = False, rebuild_progress: Progress | None = None) -> None:
-        if isinstance(snapshot_every, bool) or not isinstance(snapshot_every, int) or snapshot_every < 1:
-            raise InvalidArgument(f"snapshot_every must be a positive int, not {snapshot_every!r}")
-        check_index(cache_sessions, "cache_sessions")
+        _check_options(clock, snapshot_every, cache_sessions, rebuild_progress)
         if not isinstance(path, (str, os.PathLike)) or (isinstance(path, str) and not path) or "\x00" in str(path):
             raise InvalidArgument(f"path must be a non-empty str or os.PathLike without NUL, not {path!r:.60}")
         try:
             os.fsencode(path)
         except UnicodeEncodeError:
             raise InvalidArgument(f"path {path!r:.60} cannot be encoded for the file system") from None
-        if clock is not None and not callable(clock):
-            raise InvalidArgument(f"clock must be a callable returning an aware datetime, not {clock!r:.60}")
         durability = _durability(durable)
         if not isinstance(readonly, bool):
             raise InvalidArgument(f"readonly must be a bool, not {readonly!r:.60}")
         if max_size is not None and (check_index(max_size, "max_size") < _SMALLEST_STORE):
             raise InvalidArgument(f"max_size must be at least {_SMALLEST_STORE} bytes, not {max_size}")
-        self.path = Path(path)
-        if readonly and not self.path.is_dir():
-            raise StoreNotFound(f"there is no store at {self.path}")
+        directory = Path(path)
+        if readonly and not directory.is_dir():
+            raise StoreNotFound(f"there is no store at {directory}")
         try:
-            self.path.mkdir(parents=True, exist_ok=True)
+            directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise EventStoreError(f"cannot create the store directory {self.path}: {exc}") from None
+            raise EventStoreError(f"cannot create the store directory {directory}: {exc}") from None
+        environment = Environment.acquire(directory, durability=durability, max_size=max_size, readonly=readonly)
+        self._attach(environment, directory, clock, snapshot_every, cache_sessions, rebuild_progress, readonly)
+
+    @classmethod
+    def on_storage(cls, storage: Storage, *, clock: Clock | None = None, snapshot_every: int = 250,
+                   cache_sessions: int = 256, rebuild_progress: Progress | None = None) -> SessionStore:
+        """A store on an open storage engine, which it owns from then on: ``close`` releases it.
+
+        ``SessionStore(path, ...)`` is this over LMDB at ``path``. The engine's own options
+        (durability, size cap, read-only) are set when the engine is opened; the other
+        arguments are ``SessionStore``'s. For a store in memory (tests, scratch work)::
+
+            SessionStore.on_storage(eventstore.storage.MemoryStorage())
+        """
+        try:
+            _check_options(clock, snapshot_every, cache_sessions, rebuild_progress)
+        except BaseException:
+            storage.release()
+            raise
+        store = cls.__new__(cls)
+        store._attach(storage, storage.path, clock, snapshot_every, cache_sessions, rebuild_progress, False)
+        return store
+
+    def _attach(self, storage: Storage, path: Path, clock: Clock | None, snapshot_every: int, cache_sessions: int,
+                rebuild_progress: Progress | None, readonly: bool) -> None:
+        """Open the log and the read models on ``storage``; release it if that fails."""
+        self.path = path
         self._clock = clock or system_clock
-        self._rebuild_progress = check_progress(rebuild_progress)
+        self._rebuild_progress = rebuild_progress
         self._snapshot_every = snapshot_every
         self._decoded = DecodedSessions(cache_sessions)
         self._closed = False
-        self._environment = Environment.acquire(self.path, durability=durability, max_size=max_size,
-                                                readonly=readonly)
-        self._readonly = readonly or self._environment.readonly
+        self._environment = storage
+        self._readonly = readonly or storage.readonly
         try:
             self._open_components()
         except BaseException:
@@ -185,7 +218,8 @@ class SessionStore:
         self._maintenance = Maintenance(self._environment, self._log, self._snapshots, self._catalog, self._messages,
                                         self._checkpoints, self._deferred, self._receipts, self._read, self._write,
                                         self._writer, self._decoded)
-        self._replication = Replication(self._log, self._receipts, self._read, self._write, self._writer)
+        self._replication = Replication(self._log, self._snapshots, self._receipts, self._read, self._write,
+                                        self._writer)
         self._maintenance.open_read_models(self._rebuild_progress)
 
     # -- lifecycle ------------------------------------------------------------------
@@ -230,22 +264,25 @@ class SessionStore:
     def append_many(self, key: str, messages: Iterable[ChatMessage], *, expected_version: int | None = None,
                     idempotency_key: str | None = None) -> int:
         """Append several messages atomically (one event each, one commit); return the new version."""
-        return self._writer.execute(key, checked.append_messages(messages), expected_version, idempotency_key)[1]
+        return self._writer.run_command(checked.append_many(key, messages, expected_version, idempotency_key))[1]
 
     def remove_last(self, key: str, *, expected_version: int | None = None,
                     idempotency_key: str | None = None) -> bool:
         """Remove the last message; ``False`` (and no event) when there is none."""
-        return self._writer.execute(key, commands.remove_last, expected_version, idempotency_key)[0]
+        return self._writer.run_command(checked.remove_last(key, expected_version, idempotency_key))[0]
 
     def update_last(self, key: str, message: ChatMessage, *, expected_version: int | None = None,
                     idempotency_key: str | None = None) -> bool:
-        """Replace the last message (a streaming update); ``False`` when the session has none."""
-        return self._writer.execute(key, checked.replace_last(message), expected_version, idempotency_key)[0]
+        """Replace the last message (a streaming update); ``False`` when the session has none.
+
+        Replacing it by an equal message records nothing (and answers ``True``).
+        """
+        return self._writer.run_command(checked.update_last(key, message, expected_version, idempotency_key))[0]
 
     def clear_messages(self, key: str, *, expected_version: int | None = None,
                        idempotency_key: str | None = None) -> int:
         """Remove every message but keep the session, its name and state; return how many went."""
-        return self._writer.execute(key, commands.clear_messages, expected_version, idempotency_key)[0]
+        return self._writer.run_command(checked.clear_messages(key, expected_version, idempotency_key))[0]
 
     def set_session_name(self, key: str, name: str, *, expected_version: int | None = None,
                          idempotency_key: str | None = None) -> None:
@@ -253,7 +290,7 @@ class SessionStore:
 
         Setting the name it already has records nothing.
         """
-        self._writer.execute(key, checked.rename(name), expected_version, idempotency_key)
+        self._writer.run_command(checked.set_session_name(key, name, expected_version, idempotency_key))
 
     def set_session_state(self, key: str, state: str, turn_id: str | None = None, *,
                           expected_version: int | None = None, idempotency_key: str | None = None) -> None:
@@ -261,12 +298,12 @@ class SessionStore:
 
         Setting the state and turn id it already has records nothing.
         """
-        self._writer.execute(key, checked.change_state(state, turn_id), expected_version, idempotency_key)
+        self._writer.run_command(checked.set_session_state(key, state, turn_id, expected_version, idempotency_key))
 
     def delete_session(self, key: str, *, reason: str | None = None, expected_version: int | None = None,
                        idempotency_key: str | None = None) -> bool:
         """Delete the session (as an event); ``False`` when it does not exist."""
-        return self._writer.execute(key, checked.delete(reason), expected_version, idempotency_key)[0]
+        return self._writer.run_command(checked.delete_session(key, reason, expected_version, idempotency_key))[0]
 
     def transaction(self) -> ContextManager[Transaction]:
         """Commands on several sessions committed together: all of them, or none.
@@ -329,9 +366,10 @@ class SessionStore:
         return None if head is None else head.name
 
     def get_session_state(self, key: str) -> SessionState | None:
-        """The session's run state; ``None`` if it never had one or does not exist."""
+        """The session's run state; ``"idle"`` (with no turn) if it never had one set, ``None`` if it does not
+        exist (as ZeroClaw's SQLite backend)."""
         head = self._queries.head(key)
-        return None if head is None else head.state
+        return None if head is None else head.run_state()
 
     def list_running_sessions(self) -> list[SessionMetadata]:
         """Sessions in the ``"running"`` state, latest turn first."""
@@ -396,7 +434,9 @@ class SessionStore:
     def events(self, after: int = 0, limit: int | None = None) -> Iterator[RecordedEvent]:
         """Every event of every session in global order, after position ``after`` (a change feed).
 
-        Streams in batches, each read in its own short read transaction.
+        Streams in batches, each read in its own short read transaction. A ``SessionRedacted``
+        means that the earlier events of its session are now redacted: a follower must drop or
+        blank what it kept of them (``replicate`` does; see docs/reliability.md#redaction).
         """
         check_index(after, "after")
         if limit is not None:
@@ -452,16 +492,23 @@ class SessionStore:
         """
         return self._time_travel.session_at(validate_key(key), version, as_of)
 
-    def restore(self, key: str, version: int | None = None, as_of: datetime | None = None) -> int:
+    def restore(self, key: str, version: int | None = None, as_of: datetime | None = None, *,
+                expected_version: int | None = None, idempotency_key: str | None = None) -> int:
         """Make the session equal to its state at ``version`` or ``as_of`` by appending ``SessionRestored``.
 
         Messages, name, state and existence come back; nothing is deleted.
         Restoring to the current state writes nothing. Returns the session's version afterwards.
+        Takes ``expected_version`` and ``idempotency_key`` like every command that changes one session.
         """
         validate_key(key)
         if version is None and as_of is None:
             raise InvalidArgument("restore needs a version or an as_of time")
-        return self._time_travel.restore(key, version, as_of)
+        if version is not None:
+            check_index(version, "version")
+        if as_of is not None and not isinstance(as_of, datetime):
+            raise InvalidArgument(f"as_of must be a datetime, not {type(as_of).__name__}")
+        request = Request("restore", (version, None if as_of is None else as_of.isoformat()))
+        return self._time_travel.restore(key, version, as_of, request, expected_version, idempotency_key)
 
     def replay(self, key: str, from_version: int = 1, to_version: int | None = None
                ) -> Iterator[tuple[RecordedEvent, SessionView]]:
@@ -510,18 +557,21 @@ class SessionStore:
         """
         return self._maintenance.verify(check_progress(progress))
 
-    def redact(self, key: str, reason: str) -> int:
+    def redact(self, key: str, reason: str, *, expected_version: int | None = None,
+               idempotency_key: str | None = None) -> int:
         """Make the content of every message of the session unrecoverable; return how many events changed.
 
         Each event keeps its place, type and hash (its original payload digest
         stays, so the chain verifies); the session's snapshots are dropped and a
         ``SessionRedacted`` event records the reason. Run ``vacuum`` afterwards
-        to remove the old bytes from the file.
+        to remove the old bytes from the file. Takes ``expected_version`` and
+        ``idempotency_key`` like every command that changes one session.
         """
         validate_key(key)
         if not validate_text(reason, "reason").strip():
             raise InvalidArgument("a redaction needs a reason")
-        return self._maintenance.redact(key, reason)
+        return self._maintenance.redact(key, reason, Request("redact", (reason,)), expected_version,
+                                        idempotency_key)
 
     def vacuum(self) -> tuple[int, int]:
         """Rewrite the store's file compactly, dropping freed pages; return (bytes before, bytes after).
@@ -539,33 +589,28 @@ class SessionStore:
 
     # -- import and replication (services.replication) ------------------------------------
 
-    def import_sessions(self, sessions: Mapping[str, Sequence[tuple[datetime, SessionEvent]]], *,
+    def import_sessions(self, sessions: Mapping[str, Sequence[Importable]], *,
                         source: str | None = None, size: int = 0, sha256: str = "") -> ImportOutcome:
         """Import whole sessions with their original times, in one transaction.
 
-        Keys that already have events in the store are skipped (never merged) and
-        listed in the outcome. With ``source``, a receipt (name, size, SHA-256) is
-        committed with the events: importing the same source again writes nothing,
-        and a source that changed since raises ``SourceChanged``.
+        Each session's events are (time, event) pairs, or another store's ``RecordedEvent``s
+        (``history(key)``), which keep their redaction. Keys that already have events in the store are
+        skipped (never merged) and listed in the outcome. With ``source``, a receipt (name, size, SHA-256)
+        is committed with the events: importing the same source again writes nothing, and a source that
+        changed since raises ``SourceChanged``. An event that no command records there (a removal from an
+        empty session, say) raises ``InvalidArgument`` naming the session, and nothing is written.
         """
         if not isinstance(sessions, Mapping):
             raise InvalidArgument("import_sessions takes a mapping of key to timed events, "
                                   f"not {type(sessions).__name__}")
-        for key, timed in sessions.items():
-            validate_key(key)
-            for pair in iterable(timed, "a session's timed events"):
-                if not (isinstance(pair, tuple) and len(pair) == 2):
-                    raise InvalidArgument(f"expected (datetime, event) pairs, not {pair!r:.60}")
-                moment, event = pair
-                recordable(moment)
-                if type(event) not in EVENT_CLASSES:  # a subclass would be stored, and read back, as its base
-                    raise InvalidArgument(f"cannot import {type(event).__name__}: not a session event")
+        checked = {validate_key(key): [importable(item) for item in iterable(timed, "a session's timed events")]
+                   for key, timed in sessions.items()}
         if source is not None:
             validate_text(source, "source")
         for value, what in ((size, "size"), (sha256, "sha256")):
             if not isinstance(value, int if what == "size" else str) or isinstance(value, bool):
                 raise InvalidArgument(f"{what} has the wrong type: {value!r:.60}")
-        return self._replication.import_sessions(sessions, source, size, sha256)
+        return self._replication.import_sessions(checked, source, size, sha256)
 
     def import_receipts(self) -> list[ImportReceipt]:
         """The receipt of every source imported so far."""

@@ -5,7 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
-__all__ = ["Clock", "system_clock", "to_micros", "from_micros", "stored_micros", "MIN_MICROS", "MAX_MICROS"]
+from ._errors import InvalidArgument
+
+__all__ = ["Clock", "system_clock", "to_micros", "aware_micros", "from_micros", "stored_micros", "MIN_MICROS",
+           "MAX_MICROS"]
 
 #: A zero-argument callable returning an aware UTC datetime.
 Clock = Callable[[], datetime]
@@ -22,6 +25,19 @@ def system_clock() -> datetime:
 def to_micros(moment: datetime) -> int:
     """Microseconds since the Unix epoch of an aware datetime."""
     return (moment - _EPOCH) // _MICROSECOND
+
+
+def aware_micros(moment: object, what: str = "a time") -> int:
+    """Microseconds since the Unix epoch of any aware datetime, even one whose UTC time no datetime can hold.
+
+    Raises:
+        InvalidArgument: ``moment`` is not a datetime, or is naive.
+    """
+    if not isinstance(moment, datetime):
+        raise InvalidArgument(f"{what} must be an aware datetime, not {type(moment).__name__}")
+    if moment.utcoffset() is None:
+        raise InvalidArgument(f"{what} {moment.isoformat()} has no time zone; pass an aware datetime")
+    return to_micros(moment)  # exact: the difference of two aware datetimes converts neither
 
 
 def from_micros(micros: int) -> datetime:

@@ -14,6 +14,7 @@ from typing import Any, Iterable, Sequence
 import attrs
 
 from ._errors import InvalidArgument, InvalidMessage, InvalidSessionKey, StoreCorrupted
+from ._time import MAX_MICROS, MIN_MICROS, aware_micros
 from ._time import from_micros as _from_micros
 
 __all__ = [
@@ -220,7 +221,7 @@ class SessionView:
         exists: whether the session was live at that version.
         metadata: its metadata then (``None`` if it did not exist).
         name: its name then.
-        state: its run state then.
+        state: its run state then (``"idle"`` if none was set; ``None`` if it did not exist).
         messages: its messages then, oldest first.
         timestamped: the same messages with the times they were appended.
     """
@@ -283,9 +284,7 @@ class ImportOutcome:
 
 
 def utc(moment: datetime) -> datetime:
-    """Return an aware datetime in UTC, refusing naive ones."""
-    if not isinstance(moment, datetime):
-        raise InvalidArgument(f"expected a datetime, not {type(moment).__name__}")
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise InvalidArgument(f"datetime {moment.isoformat()} has no time zone; pass an aware datetime")
+    """Return an aware datetime in UTC, refusing naive ones and those whose UTC time no datetime can hold."""
+    if not MIN_MICROS <= aware_micros(moment, "datetime") <= MAX_MICROS:
+        raise InvalidArgument(f"{moment.isoformat()} is out of range: in UTC it falls outside years 1 to 9999")
     return moment.astimezone(timezone.utc)

@@ -44,7 +44,8 @@ from ._values import (
     TimestampedMessage,
     VerifyReport,
 )
-from .events import RecordedEvent, SessionEvent
+from .events import RecordedEvent
+from .services.replication import Importable
 from .services.transaction import Transaction
 from .storage import Durability
 
@@ -273,7 +274,7 @@ class AsyncSessionStore:
         return self._store.get_session_name(key)
 
     async def get_session_state(self, key: str) -> SessionState | None:
-        """The session's run state; ``None`` if it never had one or does not exist.
+        """The session's run state; ``"idle"`` (with no turn) if it never had one set, ``None`` if it does not
 
         Runs on the event loop; see ``SessionStore.get_session_state``."""
         return self._store.get_session_state(key)
@@ -326,11 +327,13 @@ class AsyncSessionStore:
         Runs on the event loop; see ``SessionStore.session_at``."""
         return self._store.session_at(key, version, as_of)
 
-    async def restore(self, key: str, version: int | None = None, as_of: datetime | None = None) -> int:
+    async def restore(self, key: str, version: int | None = None, as_of: datetime | None = None, *,
+                      expected_version: int | None = None, idempotency_key: str | None = None) -> int:
         """Make the session equal to its state at ``version`` or ``as_of`` by appending ``SessionRestored``.
 
         Runs on a writer thread; see ``SessionStore.restore``."""
-        return await self._off_loop(self._store.restore, key, version, as_of)
+        return await self._off_loop(self._store.restore, key, version, as_of, expected_version=expected_version,
+                                    idempotency_key=idempotency_key)
 
     def replay(self, key: str, from_version: int = 1,
                to_version: int | None = None) -> AsyncIterator[tuple[RecordedEvent, SessionView]]:
@@ -357,11 +360,13 @@ class AsyncSessionStore:
         Runs on a writer thread; see ``SessionStore.verify``."""
         return await self._off_loop(self._store.verify, progress)
 
-    async def redact(self, key: str, reason: str) -> int:
+    async def redact(self, key: str, reason: str, *, expected_version: int | None = None,
+                     idempotency_key: str | None = None) -> int:
         """Make the content of every message of the session unrecoverable; return how many events changed.
 
         Runs on a writer thread; see ``SessionStore.redact``."""
-        return await self._off_loop(self._store.redact, key, reason)
+        return await self._off_loop(self._store.redact, key, reason, expected_version=expected_version,
+                                    idempotency_key=idempotency_key)
 
     async def vacuum(self) -> tuple[int, int]:
         """Rewrite the store's file compactly, dropping freed pages; return (bytes before, bytes after).
@@ -375,8 +380,8 @@ class AsyncSessionStore:
         Runs on the event loop; see ``SessionStore.stats``."""
         return self._store.stats()
 
-    async def import_sessions(self, sessions: Mapping[str, Sequence[tuple[datetime, SessionEvent]]], *,
-                              source: str | None = None, size: int = 0, sha256: str = '') -> ImportOutcome:
+    async def import_sessions(self, sessions: Mapping[str, Sequence[Importable]], *, source: str | None = None,
+                              size: int = 0, sha256: str = '') -> ImportOutcome:
         """Import whole sessions with their original times, in one transaction.
 
         Runs on a writer thread; see ``SessionStore.import_sessions``."""

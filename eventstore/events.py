@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import ClassVar, Union, assert_never, get_args
+from typing import Any, Callable, ClassVar, Union, assert_never, get_args
 
 import attrs
 
+from ._errors import InvalidArgument
 from ._values import ChatMessage, SessionState, TimestampedMessage, utc
 
 __all__ = [
@@ -38,27 +39,68 @@ __all__ = [
 
 # Validators: an event that cannot be stored faithfully must not reach the log
 # (imports and replication build events directly), and a damaged stored event
-# must not decode into a wrong one.
-_text = attrs.validators.instance_of(str)
-_optional_text = attrs.validators.optional(_text)
-_message = attrs.validators.instance_of(ChatMessage)
-_count = [attrs.validators.instance_of(int), attrs.validators.ge(0)]
+# must not decode into a wrong one. Each raises ``InvalidArgument``, so a bad
+# event built by a caller is a user mistake like any other.
+Validator = Callable[[Any, Any, Any], None]
 
 
-def _non_empty(_instance: object, attribute: attrs.Attribute, value: str) -> None:  # type: ignore[type-arg]
-    if not value:
-        raise ValueError(f"{attribute.name} must not be empty")
+def _instance_of(*kinds: type, optional: bool = False) -> Validator:
+    """A field that holds one of ``kinds`` (``None`` too when ``optional``)."""
+    names = " or ".join(kind.__name__ for kind in kinds) + (" or None" if optional else "")
+
+    def check(_instance: Any, attribute: Any, value: Any) -> None:
+        if value is None and optional:
+            return
+        if not isinstance(value, kinds):
+            raise InvalidArgument(f"{attribute.name} must be {names}, not {type(value).__name__}")
+
+    return check
+
+
+def _tuple_of(item: Validator) -> Validator:
+    """A tuple whose every item passes ``item``."""
+
+    def check(instance: Any, attribute: Any, value: Any) -> None:
+        if not isinstance(value, tuple):
+            raise InvalidArgument(f"{attribute.name} must be a tuple, not {type(value).__name__}")
+        for element in value:
+            item(instance, attribute, element)
+
+    return check
+
+
+def _count(_instance: Any, attribute: Any, value: Any) -> None:
+    if type(value) is not int or value < 0:
+        raise InvalidArgument(f"{attribute.name} must be a non-negative int, not {value!r:.60}")
+
+
+def _non_empty_text(_instance: Any, attribute: Any, value: Any) -> None:
+    if not isinstance(value, str) or not value:
+        raise InvalidArgument(f"{attribute.name} must be a non-empty str, not {value!r:.60}")
+
+
+def _rewritten_entry(_instance: Any, attribute: Any, value: Any) -> None:
+    if not (isinstance(value, tuple) and len(value) == 2 and type(value[0]) is int and value[0] > 0
+            and isinstance(value[1], str)):
+        raise InvalidArgument(f"{attribute.name} holds (position, digest) pairs, not {value!r:.60}")
 
 
 def _in_utc(value: datetime | None) -> datetime | None:
     """An aware time as UTC, so that every read model stores and shows it alike."""
-    return None if value is None else utc(value)
+    try:
+        return None if value is None else utc(value)
+    except OverflowError:  # 9999-12-31T23:59:59-14:00 is past year 9999 in UTC
+        raise InvalidArgument(f"{value} is out of range in UTC") from None
 
 
-def _restorable(instance: SessionRestored, _attribute: attrs.Attribute, _value: object) -> None:  # type: ignore[type-arg]
+def _restorable(instance: SessionRestored, _attribute: Any, _value: Any) -> None:
     if not instance.exists and (instance.messages or instance.name is not None or instance.state is not None
                                 or instance.created_at is not None):
-        raise ValueError("a restore to a session that does not exist carries no messages, name, state or time")
+        raise InvalidArgument("a restore to a session that does not exist carries no messages, name, state or time")
+
+
+_optional_text = _instance_of(str, optional=True)
+_message = _instance_of(ChatMessage)
 
 
 @attrs.frozen
@@ -116,7 +158,7 @@ class SessionStateChanged:
     type_name: ClassVar[str] = "SessionStateChanged"
     schema_version: ClassVar[int] = 1
 
-    state: str = attrs.field(validator=[_text, _non_empty])
+    state: str = attrs.field(validator=_non_empty_text)
     turn_id: str | None = attrs.field(default=None, validator=_optional_text)
 
 
@@ -141,13 +183,10 @@ class SessionRestored:
     schema_version: ClassVar[int] = 1
 
     restored_version: int = attrs.field(validator=_count)
-    exists: bool = attrs.field(validator=attrs.validators.instance_of(bool))
-    messages: tuple[TimestampedMessage, ...] = attrs.field(
-        validator=attrs.validators.deep_iterable(attrs.validators.instance_of(TimestampedMessage),
-                                                 attrs.validators.instance_of(tuple)))
+    exists: bool = attrs.field(validator=_instance_of(bool))
+    messages: tuple[TimestampedMessage, ...] = attrs.field(validator=_tuple_of(_instance_of(TimestampedMessage)))
     name: str | None = attrs.field(validator=_optional_text)
-    state: SessionState | None = attrs.field(validator=attrs.validators.optional(
-        attrs.validators.instance_of(SessionState)))
+    state: SessionState | None = attrs.field(validator=_instance_of(SessionState, optional=True))
     created_at: datetime | None = attrs.field(converter=_in_utc, validator=_restorable)
 
 
@@ -162,10 +201,10 @@ class SessionRedacted:
     type_name: ClassVar[str] = "SessionRedacted"
     schema_version: ClassVar[int] = 1
 
-    reason: str = attrs.field(validator=[_text, _non_empty])
+    reason: str = attrs.field(validator=_non_empty_text)
     #: (position, SHA-256 hex of the redacted payload) of every event this redaction rewrote:
     #: chained with this event, so that a redacted record cannot be changed unseen.
-    rewritten: tuple[tuple[int, str], ...] = ()
+    rewritten: tuple[tuple[int, str], ...] = attrs.field(default=(), validator=_tuple_of(_rewritten_entry))
 
 
 #: What a redacted message's content reads.

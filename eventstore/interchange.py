@@ -7,22 +7,32 @@ digest, hash, redaction flag). The event payload is the codec's own JSON
 (``eventstore._codec``), so the format follows the event schemas and their
 upcasters. No click here: the command line is a thin shell over these functions.
 
-The file (UTF-8, one JSON object a line, ``\\n`` line ends):
+The file (UTF-8, one JSON object a line, ``\\n`` line ends; ``docs/events-format.md``):
 
-* line 1, the header: ``{"format": "eventstore.events", "version": 1,
+* line 1, the header: ``{"format": "eventstore.events", "version": 2,
   "whole_log": true, "keys": null}``. ``whole_log`` says the file holds every
   event of its store from position 1 (an exact replica can be built from it);
   otherwise ``keys`` lists the sessions whose histories it holds.
-* every further line, one recorded event: ``{"position", "session_key",
+* every further line but the last, one recorded event: ``{"position", "session_key",
   "version", "recorded_at" (ISO 8601, UTC, microseconds), "event_id" (UUID),
   "type", "schema_version", "payload" (the codec's JSON), "payload_digest",
   "hash", "redacted"}``. U+2028 and U+2029 are written as ``\\u2028`` and
   ``\\u2029`` escapes, so even a reader that splits lines on them works.
+* the last line, the trailer: ``{"end": true, "events": N, "last_hash": H}``, the
+  number of event lines and the hash of the last (``null`` for none), so that a
+  file cut short at a line boundary is refused. Version 1 files have no trailer;
+  they are still read, with a warning.
+
+Before an import writes anything, every line is checked (``check_events``): each
+payload against its digest, each hash against the one before it when that event
+is in the file, versions from 1 without a gap, redactions as ``verify`` checks
+them, and each event against its session as no command would record it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import struct
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,34 +43,45 @@ import orjson
 
 from ._codec import EncodedEvent, decode_event, encode_event
 from ._errors import EventStoreError, InvalidArgument, ReplicationMismatch
+from ._log import GENESIS_HASH, chain_hash
 from ._store import SessionStore
-from ._values import ImportOutcome
+from ._time import to_micros
+from ._values import ImportOutcome, utc
 from .events import RecordedEvent, SessionEvent
+from .services.replication import SessionCheck
 
 __all__ = [
     "EVENTS_FORMAT",
     "EVENTS_FORMAT_VERSION",
     "BadExportFile",
     "ExportHeader",
+    "EventsCheck",
     "EventsImport",
     "event_to_dict",
     "event_from_dict",
     "write_events",
     "read_events",
+    "check_events",
     "export_events",
     "import_events",
 ]
 
 #: The ``format`` field of an events file's header.
 EVENTS_FORMAT = "eventstore.events"
-#: The version of the events file layout this code writes and reads.
-EVENTS_FORMAT_VERSION = 1
+#: The version of the events file layout this code writes: 2 ends the file with a trailer line.
+EVENTS_FORMAT_VERSION = 2
+#: The oldest layout this code reads (version 1: no trailer).
+_OLDEST_VERSION = 1
 
 Progress = Callable[[int, int], None]
 
+#: What an import reports of a file without a trailer.
+NO_TRAILER = ("the file has no trailer line (it was written by an older eventstore): a file cut short at a "
+              "line boundary cannot be told from a whole one")
+
 
 class BadExportFile(InvalidArgument):
-    """An events file does not parse: names the line and what is wrong with it."""
+    """An events file does not parse or does not check out: names the line and what is wrong with it."""
 
 
 @attrs.frozen
@@ -70,10 +91,30 @@ class ExportHeader:
     Attributes:
         whole_log: the file holds every event of its store, from position 1.
         keys: the sessions whose whole histories the file holds, when it is not the whole log.
+        version: the layout of the file.
     """
 
     whole_log: bool
     keys: tuple[str, ...] | None = None
+    version: int = EVENTS_FORMAT_VERSION
+
+
+@attrs.frozen
+class EventsCheck:
+    """What ``check_events`` found in a file that checks out.
+
+    Attributes:
+        header: the file's header.
+        events: its event lines.
+        unlinked: events whose hash could not be checked, because the event before them is not in the
+            file (in a file of some sessions, the events after another session's).
+        warnings: what could not be checked, in sentences for the import's report.
+    """
+
+    header: ExportHeader
+    events: int
+    unlinked: int
+    warnings: tuple[str, ...]
 
 
 @attrs.frozen
@@ -86,12 +127,14 @@ class EventsImport:
         events: events written to the store.
         already_present: events of the file the store already held (a repeated import).
         outcome: for ``"sessions"``, the import outcome (receipt and skipped keys).
+        warnings: what could not be checked (see ``EventsCheck``).
     """
 
     mode: str
     events: int
     already_present: int
     outcome: ImportOutcome | None = None
+    warnings: tuple[str, ...] = ()
 
 
 def _utc_text(moment: datetime) -> str:
@@ -144,7 +187,7 @@ def event_from_dict(data: object) -> RecordedEvent:
         position=_field(data, "position", int),
         session_key=_field(data, "session_key", str),
         version=_field(data, "version", int),
-        recorded_at=recorded_at.astimezone(timezone.utc),
+        recorded_at=utc(recorded_at),
         event=event,
         event_id=uuid.UUID(_field(data, "event_id", str)),
         hash=_field(data, "hash", str),
@@ -160,16 +203,17 @@ def _line(data: dict[str, Any]) -> bytes:
 
 def write_events(events: Iterable[RecordedEvent], out: IO[bytes], header: ExportHeader,
                  progress: Progress | None = None, total: int = 0) -> int:
-    """Write the header and then every event to the binary stream ``out``; return how many events."""
+    """Write the header, every event and the trailer to the binary stream ``out``; return how many events."""
     out.write(orjson.dumps({"format": EVENTS_FORMAT, "version": EVENTS_FORMAT_VERSION,
                             "whole_log": header.whole_log,
                             "keys": None if header.keys is None else list(header.keys)}) + b"\n")
-    count = 0
+    count, last_hash = 0, None
     for recorded in events:
         out.write(_line(event_to_dict(recorded)))
-        count += 1
+        count, last_hash = count + 1, recorded.hash
         if progress is not None and count % 500 == 0:
             progress(count, total)
+    out.write(orjson.dumps({"end": True, "events": count, "last_hash": last_hash}) + b"\n")
     if progress is not None:
         progress(count, total)
     return count
@@ -185,12 +229,13 @@ def export_events(store: SessionStore, out: IO[bytes], keys: Sequence[str] | Non
     """
     if keys is None:
         return write_events(store.events(), out, ExportHeader(True), progress, total)
+    chosen = tuple(dict.fromkeys(keys))  # a key named twice is exported once
 
     def histories() -> Iterator[RecordedEvent]:
-        for key in keys:
+        for key in chosen:
             yield from store.history(key)
 
-    return write_events(histories(), out, ExportHeader(False, tuple(keys)), progress, total)
+    return write_events(histories(), out, ExportHeader(False, chosen), progress, total)
 
 
 def _split_lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes]]:
@@ -209,45 +254,155 @@ def read_header(line: bytes) -> ExportHeader:
     if not isinstance(data, dict) or data.get("format") != EVENTS_FORMAT:
         raise BadExportFile("line 1: not an eventstore events file (made by `eventstore export --format events`)")
     version = data.get("version")
-    if not isinstance(version, int) or version > EVENTS_FORMAT_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or version < _OLDEST_VERSION:
+        raise BadExportFile(f"line 1: {version!r} is not an events file version")
+    if version > EVENTS_FORMAT_VERSION:
         raise BadExportFile(f"line 1: events file version {version!r} is newer than this code reads "
                             f"({EVENTS_FORMAT_VERSION}); upgrade the eventstore package")
-    keys = data.get("keys")
-    if keys is not None and (not isinstance(keys, list) or not all(isinstance(k, str) for k in keys)):
-        raise BadExportFile("line 1: 'keys' must be a list of session keys")
-    return ExportHeader(bool(data.get("whole_log")), None if keys is None else tuple(keys))
+    whole_log, keys = data.get("whole_log"), data.get("keys", ())
+    if not isinstance(whole_log, bool):
+        raise BadExportFile("line 1: the header's 'whole_log' must be true or false")
+    if whole_log and keys is not None:
+        raise BadExportFile("line 1: a whole-log header has 'keys': null")
+    if not whole_log and (not isinstance(keys, list) or not all(isinstance(k, str) for k in keys)):
+        raise BadExportFile("line 1: the header's 'keys' must list the file's session keys")
+    return ExportHeader(whole_log, None if keys is None else tuple(keys), version)
 
 
 def read_events(stream: IO[bytes]) -> tuple[ExportHeader, Iterator[RecordedEvent]]:
     """The header of an events file and an iterator over its events.
 
+    The iterator checks the trailer: a version 2 file must end with one, counting
+    the events and naming the last hash, and nothing may follow it.
+
     Raises (while iterating):
-        BadExportFile: a line that does not parse, naming its number.
+        BadExportFile: a line that does not parse, naming its number; a missing or wrong trailer.
     """
+    header, numbered = _read_numbered(stream)
+    return header, (recorded for _, recorded in numbered)
+
+
+def _read_numbered(stream: IO[bytes]) -> tuple[ExportHeader, Iterator[tuple[int, RecordedEvent]]]:
+    """``read_events``, with each event's line number."""
     lines = _split_lines(stream)
     first = next(lines, None)
     if first is None:
         raise BadExportFile("the file is empty; expected an eventstore events file")
     header = read_header(first[1])
 
-    def events() -> Iterator[RecordedEvent]:
+    def events() -> Iterator[tuple[int, RecordedEvent]]:
+        count, last_hash, ended = 0, None, 0
         for number, raw in lines:
             if not raw.strip():
                 continue
+            if ended:
+                raise BadExportFile(f"line {number}: a line after the trailer (line {ended})")
             try:
-                yield event_from_dict(orjson.loads(raw))
-            except (orjson.JSONDecodeError, ValueError, EventStoreError) as exc:
+                data = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
                 raise BadExportFile(f"line {number}: {exc}") from None
+            if isinstance(data, dict) and "end" in data:
+                if (data.get("end"), data.get("events"), data.get("last_hash")) != (True, count, last_hash):
+                    raise BadExportFile(f"line {number}: the trailer counts {data.get('events')!r} events ending "
+                                        f"with hash {data.get('last_hash')!r}; the file has {count} ending with "
+                                        f"{last_hash!r} (lines are missing or were added)")
+                ended = number
+                continue
+            try:
+                recorded = event_from_dict(data)
+            except (ValueError, EventStoreError) as exc:
+                raise BadExportFile(f"line {number}: {exc}") from None
+            count, last_hash = count + 1, recorded.hash
+            yield number, recorded
+        if not ended and header.version >= 2:
+            raise BadExportFile(f"the file ends without its trailer line after {count} events: it was cut short")
 
     return header, events()
 
 
-def _count_lines(path: Path) -> int:
-    count = 0
-    with open(path, "rb") as stream:
-        while chunk := stream.read(1 << 20):
-            count += chunk.count(b"\n")
-    return count
+def check_events(stream: IO[bytes]) -> EventsCheck:
+    """Check every line of an events file, writing nothing; return what was found.
+
+    In a whole-log file the hash chain runs unbroken from position 1; in a file of
+    some sessions every event belongs to a key of the header, no position repeats
+    and each hash is checked against the event before it when that event is in
+    the file. In both, each session's events pass ``SessionCheck``: versions from
+    1 without a gap, payloads that match their digests, redacted events named by
+    a later redaction, and only events a command could have recorded.
+
+    Raises:
+        BadExportFile: the first line that does not check out, naming it.
+    """
+    return _check(stream)[0]
+
+
+def _check(stream: IO[bytes]) -> tuple[EventsCheck, list[RecordedEvent]]:
+    """``check_events``, and the events of a file of some sessions (which its check holds anyway)."""
+    header, events = _read_numbered(stream)
+    sessions: dict[str, SessionCheck] = {}
+    lines: dict[int, tuple[int, RecordedEvent]] = {}  # by position (some sessions' files), with the line number
+    previous, count = GENESIS_HASH, 0
+    for number, recorded in events:
+        count += 1
+        where = f"line {number}: session {recorded.session_key!r}"
+        if header.keys is not None and recorded.session_key not in header.keys:
+            raise BadExportFile(f"{where} is not one of the header's keys")
+        if header.whole_log:
+            if recorded.position != count:
+                raise BadExportFile(f"line {number}: position {recorded.position} where {count} was due")
+            if _link(previous, recorded) != recorded.hash:
+                raise BadExportFile(f"{where}: the hash does not follow from the event and the one before it")
+            previous = bytes.fromhex(recorded.hash)
+        elif recorded.position in lines:
+            raise BadExportFile(f"line {number}: position {recorded.position} repeats line "
+                                f"{lines[recorded.position][0]}")
+        else:
+            lines[recorded.position] = number, recorded
+        check = sessions.setdefault(recorded.session_key, SessionCheck(recorded.session_key))
+        problem = check.check(recorded)
+        if problem is not None:
+            raise BadExportFile(f"{where}: {problem}")
+    for key, check in sessions.items():
+        problem = check.finish()
+        if problem is not None:
+            raise BadExportFile(f"session {key!r}: {problem}")
+    unlinked = _check_links(lines)
+    warnings = [NO_TRAILER] if header.version < 2 else []
+    if unlinked:
+        warnings.append(f"the hashes of {unlinked} of the {len(lines)} events could not be checked: the event "
+                        "before each belongs to a session not in the file")
+    return EventsCheck(header, count, unlinked, tuple(warnings)), [recorded for _, recorded in lines.values()]
+
+
+def _link(previous: bytes, recorded: RecordedEvent) -> str:
+    """The hash ``recorded`` has when it follows an event of hash ``previous`` ("" for none: a digest that is
+    not hexadecimal, or a number the chain's fields cannot hold)."""
+    try:
+        return chain_hash(previous, recorded.position, recorded.session_key, recorded.version,
+                          to_micros(recorded.recorded_at), recorded.event_id.bytes, encode_event(recorded.event),
+                          bytes.fromhex(recorded.payload_digest)).hex()
+    except (ValueError, struct.error):
+        return ""
+
+
+def _check_links(lines: dict[int, tuple[int, RecordedEvent]]) -> int:
+    """Check the hash of every event whose predecessor is in the file; return how many could not be checked."""
+    unlinked = 0
+    for position, (number, recorded) in lines.items():
+        before = lines.get(position - 1)
+        if before is None and position != 1:
+            unlinked += 1
+        elif before is not None and not _is_hash(before[1].hash):
+            raise BadExportFile(f"line {before[0]}: session {before[1].session_key!r}: the hash is not 64 "
+                                "hexadecimal digits")
+        elif _link(GENESIS_HASH if before is None else bytes.fromhex(before[1].hash), recorded) != recorded.hash:
+            raise BadExportFile(f"line {number}: session {recorded.session_key!r}: the hash does not follow "
+                                "from the event and the one before it")
+    return unlinked
+
+
+def _is_hash(text: str) -> bool:
+    return len(text) == 64 and set(text) <= set("0123456789abcdef")
 
 
 def _digest(path: Path) -> tuple[int, str]:
@@ -261,39 +416,38 @@ def _digest(path: Path) -> tuple[int, str]:
 
 
 def import_events(store: SessionStore, path: str | Path, progress: Progress | None = None) -> EventsImport:
-    """Read an events file into ``store``.
+    """Check an events file (``check_events``), then read it into ``store``.
 
     A whole-log file is replicated exactly (positions, versions, times, ids,
     hashes): into an empty store, or into a store that holds a prefix of the
     same log (the events it already has are checked, hash by hash, and
     skipped, so importing a file twice adds nothing). A file of session
     histories is imported with ``import_sessions``: each key's events with
-    their original times, a receipt for the file, keys already in the store
-    skipped and listed.
+    their original times, redacted events still redacted, a receipt for the
+    file, keys already in the store skipped and listed. A file that does not
+    check out writes nothing.
 
     Raises:
-        BadExportFile: the file does not parse.
+        BadExportFile: the file does not parse or check out.
         ReplicationMismatch: the store holds other events than the file at the same positions.
         SourceChanged: a histories file changed since it was imported.
     """
     path = Path(path)
-    total = max(_count_lines(path) - 1, 0)
     with open(path, "rb") as stream:
-        header, events = read_events(stream)
-        if not header.whole_log:
-            sessions: dict[str, list[tuple[datetime, SessionEvent]]] = {}
-            count = 0
-            for recorded in events:
-                sessions.setdefault(recorded.session_key, []).append((recorded.recorded_at, recorded.event))
-                count += 1
-                if progress is not None and count % 500 == 0:
-                    progress(count, total)
-            size, sha256 = _digest(path)
-            outcome = store.import_sessions(sessions, source=f"events:{path.resolve()}", size=size, sha256=sha256)
-            if progress is not None:
-                progress(total, total)
-            return EventsImport("sessions", 0 if outcome.already_imported else outcome.receipt.events,
-                                count if outcome.already_imported else 0, outcome)
+        checked, histories = _check(stream)
+    total = checked.events
+    if not checked.header.whole_log:
+        sessions: dict[str, list[RecordedEvent]] = {}
+        for recorded in histories:
+            sessions.setdefault(recorded.session_key, []).append(recorded)
+        size, sha256 = _digest(path)
+        outcome = store.import_sessions(sessions, source=f"events:{path.resolve()}", size=size, sha256=sha256)
+        if progress is not None:
+            progress(total, total)
+        return EventsImport("sessions", 0 if outcome.already_imported else outcome.receipt.events,
+                            total if outcome.already_imported else 0, outcome, checked.warnings)
+    with open(path, "rb") as stream:
+        _, events = read_events(stream)
         present = _skip_present(store, events)
         done = [present[0]]
 
@@ -302,7 +456,7 @@ def import_events(store: SessionStore, path: str | Path, progress: Progress | No
                 progress(done[0] + count, total)
 
         written = store.replicate(present[1], progress=report, total=total)
-        return EventsImport("replicate", written, present[0])
+        return EventsImport("replicate", written, present[0], warnings=checked.warnings)
 
 
 def _skip_present(store: SessionStore, events: Iterator[RecordedEvent]) -> tuple[int, Iterator[RecordedEvent]]:

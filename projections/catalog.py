@@ -153,7 +153,7 @@ class Catalog:
 
     def _rows(self, txn: ReadTransaction, limit: int | None) -> list[list[Any]]:
         values = []
-        for _, value in txn.scan(self._activity, reverse=True):
+        for value in txn.scan_values(self._activity, reverse=True):
             if limit is not None and len(values) >= limit:
                 break
             values.append(value)

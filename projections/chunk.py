@@ -109,9 +109,16 @@ class Chunk:
     def last_micros(self) -> int:
         return _MICROS.unpack_from(self.micros, len(self.micros) - _MICROS.size)[0]
 
+    def _last_size(self) -> int:
+        return _SIZE.unpack_from(self.sizes, len(self.sizes) - _SIZE.size)[0]  # type: ignore[no-any-return]
+
+    def last(self) -> tuple[str, bytes]:
+        """The last message's role and content bytes."""
+        return self.table[self.roles[-1]], bytes(self.text[len(self.text) - self._last_size():])
+
     def pop(self) -> None:
         """Drop the last message."""
-        size = _SIZE.unpack_from(self.sizes, len(self.sizes) - _SIZE.size)[0]
+        size = self._last_size()
         del self.micros[-_MICROS.size:]
         del self.sizes[-_SIZE.size:]
         del self.text[len(self.text) - size:]

@@ -14,6 +14,7 @@ from typing import Iterator, Mapping, Sequence, assert_never
 
 from eventstore._codec import bulk_decoding, unpack_stored
 from eventstore._errors import StoreCorrupted
+from eventstore._values import ChatMessage, trusted_message
 from eventstore.storage import ReadTransaction, WriteTransaction
 
 from .chunk import Chunk, DamagedChunk, decode_contents, decode_entries, layout, message_count
@@ -113,6 +114,17 @@ class MessageLists:
             return first, Chunk.parse(found[1])
         except DamagedChunk as exc:
             raise StoreCorrupted(f"the messages of stream {stream_id} are damaged: {exc}") from None
+
+    def last(self, txn: ReadTransaction, stream_id: int) -> ChatMessage | None:
+        """The session's last message (``None`` when it has none), decoding no other."""
+        found = self._last_chunk(txn, stream_id)
+        if found is None:
+            return None
+        role, content = found[1].last()
+        try:
+            return trusted_message(role, content.decode())
+        except UnicodeDecodeError:
+            raise StoreCorrupted(f"the last message of stream {stream_id} is not UTF-8") from None
 
     def _items(self, txn: ReadTransaction, stream_id: int, start: int = 0) -> list[tuple[int, bytes]]:
         """The stream's chunks, as (first index, value), from the one holding message ``start`` on."""

@@ -31,6 +31,7 @@ from eventstore.events import (
 )
 
 __all__ = [
+    "IDLE",
     "SessionHead",
     "SessionSnapshot",
     "Change",
@@ -94,6 +95,16 @@ class SessionHead:
         assert self.created_at is not None and self.last_activity is not None
         return SessionMetadata(self.key, self.name, self.created_at, self.last_activity, self.message_count)
 
+    def run_state(self) -> SessionState | None:
+        """The run state readers see: ``IDLE`` for a live session that never had one set (as ZeroClaw, whose
+        column defaults to ``'idle'``); ``None`` when it does not exist."""
+        if not self.exists:
+            return None
+        return IDLE if self.state is None else self.state
+
+
+#: The run state of a live session that never had one set.
+IDLE = SessionState("idle")
 
 #: A current message and when it was appended, in µs since the epoch: the fold's
 #: light form of ``TimestampedMessage``. Folding and loading long sessions builds

@@ -226,7 +226,7 @@ def check_log(store: Any, calls: Calls, other_events: int = 0) -> dict[str, int]
             assert version > last_version.get(key, 0), f"worker {wid}: call {seq} got version {version} of {key!r}"
             last_version[key] = version
         for seq, (key, version, n) in acked.items():
-            parts = found.get((wid, seq))
+            parts = found.get((wid, seq), [])
             assert parts, f"acknowledged call {wid}/{seq} ({n} messages to {key!r}, version {version}) is lost"
             assert (parts[0][3], parts[-1][4], len(parts)) == (key, version, n), (
                 f"call {wid}/{seq}: acknowledged as {(key, version, n)}, stored as "
@@ -559,8 +559,7 @@ def _vacuum_refused(path: str) -> bool:
 def role_killed_readers(args: dict[str, Any]) -> None:
     """Fork ``count`` children that each open the store, start a read and die of SIGKILL inside it.
 
-    This process never opens the store itself, so its children can (py-lmdb refuses a second
-    open of one environment in a process, and a forked child inherits that bookkeeping)."""
+    This process never opens the store itself: each child's open is its first on the path."""
     from eventstore import SessionStore
 
     died, failed = 0, 0

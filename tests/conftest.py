@@ -7,11 +7,19 @@ import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, Callable, Iterator
 
+import lmdb
 import pytest
 from hypothesis import HealthCheck, settings
 
 from eventstore import SessionStore
+from eventstore._log import EventLog
+from eventstore.storage import Durability, MemoryStorage, ReadTransaction, Storage
+from eventstore.storage.lmdb import Environment
+
+#: The storage engines a test parametrised over ``engine`` or ``open_storage`` runs on.
+ENGINES = ("lmdb", "memory")
 
 settings.register_profile(
     "ci", max_examples=60, deadline=None, derandomize=True, print_blob=True,
@@ -45,7 +53,50 @@ def store_path(tmp_path: Path) -> Path:
     return tmp_path / "store"
 
 
+def open_store(engine: str, path: Path, **options: Any) -> SessionStore:
+    """A ``SessionStore`` at ``path`` on LMDB, or in memory (then ``path`` only names it)."""
+    if engine == "memory":
+        return SessionStore.on_storage(MemoryStorage(path), **options)
+    return SessionStore(path, **options)
+
+
+def lmdb_storage(store: SessionStore) -> Environment:
+    """The LMDB engine under a store opened on LMDB, for a test that looks beneath the storage protocol."""
+    assert isinstance(store._environment, Environment), f"{store._environment!r} is not on LMDB"
+    return store._environment
+
+
+def raw_value(txn: lmdb.Transaction, key: bytes, db: lmdb._Database | None = None) -> bytes:
+    """The value LMDB holds at ``key``, which the test knows is there (it damages or reads what it wrote)."""
+    value = txn.get(key, db=db)
+    assert value is not None, f"nothing at {key!r}"
+    return bytes(value)
+
+
+def stream_id_of(log: EventLog, txn: ReadTransaction, key: str) -> int:
+    """The stream id of a session the test has written, so that it has one."""
+    stream_id = log.stream_id(txn, key)
+    assert stream_id is not None, f"session {key!r} has no stream"
+    return stream_id
+
+
 @pytest.fixture
-def store(store_path: Path, clock: FakeClock) -> Iterator[SessionStore]:
-    with SessionStore(store_path, clock=clock, snapshot_every=5) as opened:
+def engine() -> str:
+    """The engine the ``store`` fixture opens; a module that runs on every engine overrides this
+    with ``@pytest.fixture(params=ENGINES)``."""
+    return "lmdb"
+
+
+@pytest.fixture
+def store(store_path: Path, clock: FakeClock, engine: str) -> Iterator[SessionStore]:
+    with open_store(engine, store_path, clock=clock, snapshot_every=5) as opened:
         yield opened
+
+
+@pytest.fixture(params=ENGINES)
+def open_storage(request: pytest.FixtureRequest) -> Callable[[Path], Storage]:
+    """Opens a storage engine at a path; opening a path again gives the same contents. Once per engine."""
+    if request.param == "lmdb":
+        return lambda path: Environment.acquire(path, durability=Durability.OFF)
+    stores: dict[Path, MemoryStorage] = {}
+    return lambda path: stores.setdefault(path, MemoryStorage(path)).open_again()

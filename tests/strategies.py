@@ -42,7 +42,7 @@ STATES = ("idle", "running", "error")
 _START = datetime(2026, 1, 1, tzinfo=UTC)
 
 #: Message text: any Unicode that encodes to UTF-8 (no lone surrogates), short enough to keep examples fast.
-texts = st.text(st.characters(exclude_categories=("Cs",)), max_size=20)
+texts = st.text(st.characters(exclude_categories=["Cs"]), max_size=20)
 roles = st.sampled_from(("user", "assistant", "system", "tool"))
 messages = st.builds(ChatMessage, roles, texts)
 session_keys = st.sampled_from(KEYS)

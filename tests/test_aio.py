@@ -25,7 +25,9 @@ from eventstore import (
     _aio_generate,
     aio,
 )
-from eventstore.storage.lmdb import LmdbTransaction
+from eventstore.storage import WriteTransaction
+
+from conftest import lmdb_storage
 
 
 def hello(text: str) -> ChatMessage:
@@ -232,15 +234,16 @@ async def test_a_cancelled_write_waiting_for_the_lock_still_commits_once(store_p
         async with AsyncSessionStore(store_path, durable=False) as store:
             holding, release = threading.Event(), threading.Event()
 
-            def hold(txn: LmdbTransaction) -> None:
+            def hold(txn: WriteTransaction) -> None:
                 holding.set()
                 release.wait()
 
-            blocker = threading.Thread(target=sync._environment.write, args=(hold,))
+            environment = lmdb_storage(sync)
+            blocker = threading.Thread(target=environment.write, args=(hold,))
             blocker.start()
             holding.wait()
             task = asyncio.create_task(store.append("a", hello("queued"), idempotency_key="once"))
-            while not sync._environment._group._queued:  # the write waits for the lock in its thread
+            while not environment._group._queued:  # the write waits for the lock in its thread
                 await asyncio.sleep(0.001)
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
@@ -279,10 +282,10 @@ def test_loop_never_runs_the_write_itself(store_path: Path) -> None:
     async def main() -> None:
         loop_thread.append(threading.get_ident())
         async with AsyncSessionStore(store_path, durable=False) as store:
-            environment = store._store._environment
+            environment = lmdb_storage(store._store)
             original = environment.write
 
-            def spying(body: Callable[[LmdbTransaction], Any]) -> Any:
+            def spying(body: Callable[[WriteTransaction], Any]) -> Any:
                 writer_threads.add(threading.get_ident())
                 return original(body)
 

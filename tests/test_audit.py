@@ -28,9 +28,11 @@ from eventstore import (
     SessionView,
     StoreBusy,
     _audit,
+    _folding,
 )
 from eventstore._codec import encode_event
 from eventstore._log import GENESIS_HASH, chain_hash
+from eventstore._time import to_micros
 from eventstore.events import (
     LastMessageRemoved,
     LastMessageReplaced,
@@ -115,13 +117,13 @@ def head_position(store: SessionStore) -> int:
     return max((event.position for event in store.events()), default=0)
 
 
-def fields(view: SessionView) -> tuple:
+def fields(view: SessionView) -> tuple[object, ...]:
     """Every public field of a view, for comparing views by value."""
     return (view.key, view.version, view.exists, view.messages, list(view.timestamped), view.metadata, view.name,
             view.state)
 
 
-def empty(key: str) -> tuple:
+def empty(key: str) -> tuple[object, ...]:
     """The fields of the empty, non-existent session at version 0."""
     return (key, 0, False, [], [], None, None, None)
 
@@ -789,9 +791,13 @@ class TestVerifyProgress:
                 long_store.append("long", ChatMessage.user(f"message {n}"))
             with long_store._read() as txn:
                 blobs = txn.count(long_store._environment.space("snapshots.blobs"))
-            decoded = []
-            real_read_blob = _audit.read_blob
-            monkeypatch.setattr(_audit, "read_blob", lambda *args: decoded.append(args[3]) or real_read_blob(*args))
+            decoded: list[str] = []
+            real_read_blob = _folding.read_blob
+
+            def read_blob_counting(*args: Any) -> Any:
+                decoded.append(args[3])
+                return real_read_blob(*args)
+            monkeypatch.setattr(_audit, "read_blob", read_blob_counting)
             report = long_store.verify()
         assert (True, []) == (report.ok, report.problems)
         references = sum(-(-version // 64) for version in range(40, 1001, 40))  # blobs each snapshot lists
@@ -839,7 +845,7 @@ class TestRedact:
         store.redact("k", "user request")
         after = store.history("k")[:-1]
 
-        def envelope(e: RecordedEvent) -> tuple:
+        def envelope(e: RecordedEvent) -> tuple[object, ...]:
             role = getattr(getattr(e.event, "message", None), "role", None)
             return e.position, e.version, type(e.event), e.recorded_at, e.event_id, e.hash, role
         assert [envelope(e) for e in before] == [envelope(e) for e in after]
@@ -931,7 +937,62 @@ class TestRedact:
         """A reason that is not a str raises InvalidArgument."""
         secret_session(store, clock)
         with pytest.raises(InvalidArgument):
-            store.redact("k", None)  # type: ignore[arg-type]
+            store.redact("k", None)
+
+
+class TestReplicatedRedaction:
+    """A replica follows redactions (issue 12, item 11): a replicated ``SessionRedacted`` rewrites the events
+    of its session that the copy already holds, in the same transaction, so the copy verifies."""
+
+    def test_copy_redacts_what_it_already_holds(self, store, clock, tmp_path):
+        secret_session(store, clock)
+        store.append("other", ChatMessage.user(SECRET))
+        with SessionStore(tmp_path / "copy", clock=clock, snapshot_every=2) as copy:
+            copy.replicate(store.events())
+            store.redact("k", "user request")
+            assert 1 == copy.replicate(store.events(after=head_position(copy)))
+            report = copy.verify()
+            assert (True, []) == (report.ok, report.problems)
+            assert (store.history("k"), store.load("k")) == (copy.history("k"), copy.load("k"))
+            assert [ChatMessage.user(SECRET)] == copy.load("other")
+            texts = [m.content for v in range(len(copy.history("k")) + 1) for m in copy.load("k", version=v)]
+            assert [] == [t for t in texts if SECRET in t or SECRET_TOO in t]
+
+    def test_redaction_of_an_earlier_life_and_a_second_redaction(self, store, clock, tmp_path):
+        """Each replicated redaction rewrites only what no earlier redaction covered, across lives of the key."""
+        store.append("k", ChatMessage.user(SECRET))
+        store.delete_session("k")
+        with SessionStore(tmp_path / "copy", clock=clock) as copy:
+            copy.replicate(store.events())
+            store.append("k", ChatMessage.user(SECRET_TOO))
+            store.redact("k", "first")
+            copy.replicate(store.events(after=head_position(copy)))
+            store.append("k", ChatMessage.user("third secret"))
+            copy.replicate(store.events(after=head_position(copy)))
+            store.redact("k", "second")
+            copy.replicate(store.events(after=head_position(copy)))
+            assert (True, store.history("k")) == (copy.verify().ok, copy.history("k"))
+
+    def test_redaction_naming_other_events_is_refused(self, store, clock, tmp_path):
+        """A redaction event that does not name exactly what the copy holds of its session writes nothing."""
+        secret_session(store, clock)
+        with SessionStore(tmp_path / "copy", clock=clock) as copy:
+            copy.replicate(store.events())
+            store.redact("k", "user request")
+            redaction = store.history("k")[-1]
+            forged = SessionRedacted("user request", redaction.event.rewritten[1:])
+            encoded = encode_event(forged)
+            digest = hashlib.sha256(encoded.payload).digest()
+            previous = bytes.fromhex(store.history("k")[-2].hash)
+            link = chain_hash(previous, redaction.position, "k", redaction.version,
+                              to_micros(redaction.recorded_at), redaction.event_id.bytes,
+                              encoded, digest)
+            events = [RecordedEvent(redaction.position, "k", redaction.version, redaction.recorded_at, forged,
+                                    redaction.event_id, link.hex(), digest.hex())]
+            with pytest.raises(InvalidArgument, match="the redaction names other events"):
+                copy.replicate(events)
+            assert SECRET in copy.history("k")[0].event.message.content
+            assert copy.verify().ok
 
 
 # -- vacuum ----------------------------------------------------------------------------------------

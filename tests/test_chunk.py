@@ -25,7 +25,7 @@ from projections.chunk import (
 from projections import chunk
 from projections.session import Entry
 
-texts = st.text(st.characters(exclude_categories=("Cs",)), max_size=300)  # any str but lone surrogates
+texts = st.text(st.characters(exclude_categories=["Cs"]), max_size=300)  # any str but lone surrogates
 roles = st.sampled_from(["user", "assistant", "system", "tool", "función", "🤖"])
 entries = st.builds(lambda role, content, micros: (ChatMessage(role, content), micros),
                     roles, texts, st.integers(MIN_MICROS, MAX_MICROS))  # any time a datetime holds
@@ -52,7 +52,8 @@ def test_round_trip(run):
 @given(edits)
 def test_edits_keep_the_layout_canonical(sequence):
     """Any appends and pops, each through a parse of the stored bytes, give the bytes of the result built at once."""
-    value, expected = Chunk().encode(), []
+    value = Chunk().encode()
+    expected: list[Entry] = []
     for kind, item in sequence:
         chunk = Chunk.parse(value) if expected else Chunk()
         if kind == "append" and len(expected) < CHUNK_MESSAGES:
@@ -149,7 +150,7 @@ def test_an_empty_stored_chunk_is_refused_for_editing():
         Chunk.parse(empty)
 
 
-@given(st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1), max_size=6))
+@given(st.lists(st.text(alphabet=st.characters(blacklist_categories=["Cs"]), min_size=1), max_size=6))
 def test_role_tables_keep_the_bytes_orjson_wrote(roles: list[str]) -> None:
     """Role tables are written with the standard library, byte for byte as orjson wrote them before."""
     assert orjson.dumps(roles) == chunk._encoded_table(roles)

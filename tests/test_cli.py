@@ -249,7 +249,8 @@ class TestSessions:
         result = run(path, "sessions", "--json")
         rows = json.loads(result.stdout)
         alpha = rows[2]
-        assert alpha == {"key": "alpha", "name": "Geography", "messages": 3, "state": None,
+        assert alpha == {"key": "alpha", "name": "Geography", "messages": 3,
+                         "state": {"state": "idle", "turn_id": None, "turn_started_at": None},
                          "created_at": "2026-01-01T05:30:00.000000+05:30",
                          "last_activity": "2026-01-01T05:35:00.000000+05:30"}
         assert rows[1]["state"] == {"state": "running", "turn_id": "t1",
@@ -289,6 +290,13 @@ class TestShow:
         assert "In Portugal, on the Tagus." in result.stdout
         assert "2026-01-01 05:32:00" in result.stdout
         assert "A wrong question" not in result.stdout
+
+    def test_a_session_never_given_a_state_shows_idle(self, path: Path) -> None:
+        """As get_session_state: idle with no turn, in the table and in --json."""
+        assert "state:         idle\n" in run(path, "show", "alpha").stdout
+        data = json.loads(run(path, "show", "alpha", "--json").stdout)
+        assert data["state"] == {"state": "idle", "turn_id": None, "turn_started_at": None}
+        assert json.loads(run(path, "show", "gone", "--version", "1", "--json").stdout)["state"]["state"] == "idle"
 
     def test_json_matches_the_facade(self, path: Path) -> None:
         """--json gives the session with every message and its time."""
@@ -414,6 +422,9 @@ class TestReplay:
         assert beta[0]["changes"][1]["to"]["state"] == "running"
         gone = [json.loads(line) for line in run(path, "replay", "gone", "--from", "2", "--json").stdout.splitlines()]
         assert [c["kind"] for c in gone[0]["changes"]] == ["deleted", "message_removed"]
+        # Coming to life idle, or leaving from idle, is no change of state worth a line.
+        alpha = [json.loads(line) for line in run(path, "replay", "alpha", "--json").stdout.splitlines()]
+        assert [c["kind"] for c in alpha[0]["changes"]] == ["created", "message_added"]
 
     def test_range_checked(self, path: Path) -> None:
         result = run(path, "replay", "alpha", "--from", "9")
@@ -647,8 +658,9 @@ class TestInterchange:
         result = run(path, "export", "gone")
         assert result.exit_code == 0
         lines = [json.loads(line) for line in result.stdout.splitlines()]
-        assert lines[0] == {"format": "eventstore.events", "version": 1, "whole_log": False, "keys": ["gone"]}
-        assert [line["type"] for line in lines[1:]] == ["MessageAppended", "SessionDeleted"]
+        assert lines[0] == {"format": "eventstore.events", "version": 2, "whole_log": False, "keys": ["gone"]}
+        assert [line["type"] for line in lines[1:-1]] == ["MessageAppended", "SessionDeleted"]
+        assert lines[-1] == {"end": True, "events": 2, "last_hash": lines[-2]["hash"]}
 
     def test_export_refuses_to_overwrite(self, path: Path, tmp_path: Path) -> None:
         target = tmp_path / "out.jsonl"

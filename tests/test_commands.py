@@ -47,9 +47,16 @@ def test_remove_last_needs_a_message():
 
 
 def test_replace_last_needs_a_message():
-    assert commands.replace_last(live(1), REPLY) == ([LastMessageReplaced(REPLY)], True)
+    assert commands.replace_last(live(1), HELLO, REPLY) == ([LastMessageReplaced(REPLY)], True)
     for head in (live(0), empty_head("s"), deleted()):
-        assert commands.replace_last(head, REPLY) == ([], False)
+        assert commands.replace_last(head, None, REPLY) == ([], False)
+
+
+def test_replacing_the_last_message_by_an_equal_one_records_nothing():
+    """It changes nothing, so it records nothing; it still answers True (the session has a last message)."""
+    assert commands.replace_last(live(2), REPLY, ChatMessage.assistant("hi there")) == ([], True)
+    assert commands.replace_last(live(2), REPLY, ChatMessage.user("hi there")) == (
+        [LastMessageReplaced(ChatMessage.user("hi there"))], True)
 
 
 def test_clear_messages_answers_how_many_went():
@@ -74,8 +81,22 @@ def test_change_state_records_only_a_change_of_state_or_turn():
     assert commands.change_state(live(state=running), "running", "t2") == (
         [SessionStateChanged("running", "t2")], None)
     assert commands.change_state(live(state=running), "idle", "t1") == ([SessionStateChanged("idle", "t1")], None)
-    assert commands.change_state(live(), "idle", None) == ([SessionStateChanged("idle", None)], None)
     assert commands.change_state(empty_head("s"), "idle", None) == ([SessionStateChanged("idle", None)], None)
+    assert commands.change_state(deleted(), "idle", None) == ([SessionStateChanged("idle", None)], None)
+
+
+def test_a_live_session_that_never_had_a_state_is_idle():
+    """Setting idle with no turn changes nothing a reader sees, so it records nothing; anything else does."""
+    assert commands.change_state(live(), "idle", None) == ([], None)
+    assert commands.change_state(live(), "idle", "t1") == ([SessionStateChanged("idle", "t1")], None)
+    assert commands.change_state(live(), "running", None) == ([SessionStateChanged("running", None)], None)
+
+
+def test_restore_to_a_state_that_only_differs_by_an_unset_idle_records_nothing():
+    idle = SessionSnapshot(live(0, state=SessionState("idle"), version=2), ())
+    never_set = SessionSnapshot(live(0, version=1), ())
+    assert commands.restore(idle, never_set, 1) == ([], False)
+    assert commands.restore(never_set, idle, 2) == ([], False)
 
 
 def test_delete_needs_a_live_session():

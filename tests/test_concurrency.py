@@ -7,8 +7,11 @@ Worker processes are ``tests/_reliability.py`` roles, started with ``subprocess`
 
 from __future__ import annotations
 
+import gc
+import multiprocessing
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +32,7 @@ from eventstore import (
 from eventstore.storage import lmdb as _environment
 
 from _reliability import Calls, Worker, check_log, consistency_problems, digest, snapshot_problems
+from conftest import lmdb_storage
 
 OPS = int(os.environ.get("EVENTSTORE_CONCURRENCY_OPS", "120"))
 
@@ -180,8 +184,12 @@ def test_long_read_does_not_block_writers(tmp_path: Path) -> None:
                                        "durable": True}, tmp_path / "logs")
             assert writer.finish(60) == 0, writer.stderr()
             done = threading.Event()
-            writing = threading.Thread(target=lambda: (
-                [store.append("b", ChatMessage.user(str(n))) for n in range(200)], done.set()))
+
+            def write_then_signal() -> None:
+                for n in range(200):
+                    store.append("b", ChatMessage.user(str(n)))
+                done.set()
+            writing = threading.Thread(target=write_then_signal)
             writing.start()
             assert done.wait(60), "a writer thread was blocked by the reader"
             assert thread.is_alive(), "the read ended before the writers did"
@@ -235,9 +243,9 @@ def test_map_growth_waits_for_a_long_read_then_goes_on(tmp_path: Path, monkeypat
     monkeypatch.setattr(_environment, "_INITIAL_MAP_SIZE", 1 << 20)
     with SessionStore(tmp_path / "store", durable=False) as store:
         store.append("a", ChatMessage.user("x"))
-        initial = store._environment._env.info()["map_size"]
+        initial = lmdb_storage(store)._env.info()["map_size"]
         assert (False, [], True) == _write_while_a_read_is_held(store, 1)
-        assert store._environment._env.info()["map_size"] > initial
+        assert lmdb_storage(store)._env.info()["map_size"] > initial
         assert [m.content for m in store.load("big")] == [str(n) * 500_000 for n in range(8)]
         assert store.verify().ok
 
@@ -359,24 +367,181 @@ def test_forked_child_cannot_use_its_parents_store(tmp_path: Path) -> None:
         assert store.verify().ok
 
 
-def test_forked_child_opening_the_store_itself_works_or_is_told_why_not(tmp_path: Path) -> None:
-    """After fork, the child opens its own store on the same path, as StoreUsedAfterFork tells it to:
-    that works, or raises StoreUsedAfterFork explaining what to do instead."""
+def _lmdb(store: SessionStore) -> _environment.Environment:
+    """The store's LMDB environment, whose reader table and locks the fork tests look at."""
+    assert isinstance(store._environment, _environment.Environment)
+    return store._environment
+
+
+def _child_writes_its_own(path: Path, inherited: SessionStore, start: Any, count: int) -> int:
+    """What a forked child does: the inherited store refuses, a store of its own reads and writes.
+
+    Returns the exit code: 0 if everything held, else which check failed.
+    """
+    try:
+        inherited.load("parent")
+        return 11
+    except StoreUsedAfterFork:
+        pass
+    with SessionStore(path) as own:
+        if [m.content for m in own.load("parent")][:1] != ["before fork"]:
+            return 12
+        start.wait()
+        for n in range(count):
+            own.append("child", ChatMessage.user(f"child {n}"))
+        own.append_many("child", [ChatMessage.user("batch 1"), ChatMessage.user("batch 2")])
+        if len(own.load("child")) != count + 2 or not own.verify().ok:
+            return 13
+    try:
+        inherited.append("parent", ChatMessage.user("through the inherited store"))
+        return 14
+    except StoreUsedAfterFork:
+        pass
+    inherited.close()  # lets go of it without closing the parent's environment
+    return 0
+
+
+def _parent_writes_alongside(store: SessionStore, start: Any, child_done: Callable[[], int], count: int) -> None:
+    """Append while the child does; then check that everyone's writes are there and the store is sound."""
+    start.set()
+    for n in range(count):
+        store.append("parent", ChatMessage.user(f"parent {n}"))
+    assert child_done() == 0
+    assert [m.content for m in store.load("child")] == [f"child {n}" for n in range(count)] + ["batch 1", "batch 2"]
+    assert [m.content for m in store.load("parent")] == ["before fork"] + [f"parent {n}" for n in range(count)]
+    store.append("parent", ChatMessage.user("after the child"))
+    assert store.load("parent")[-1].content == "after the child"
+    assert store.verify().ok
+
+
+def test_a_forked_child_opens_the_store_itself_and_writes_alongside_its_parent(tmp_path: Path) -> None:
+    """os.fork() with the store open (and a read held in another thread): the child's own SessionStore reads
+    and writes while the parent writes too, the inherited one keeps refusing, and the parent carries on."""
     path = tmp_path / "store"
     with SessionStore(path) as store:
-        store.append("a", ChatMessage.user("x"))
+        store.append("parent", ChatMessage.user("before fork"))
+        thread, _, release, reports = _held_read(store)
+        start_read, start_write = os.pipe()
+
+        class Start:
+            @staticmethod
+            def set() -> None:
+                os.write(start_write, b"x")
+
+            @staticmethod
+            def wait() -> None:
+                os.read(start_read, 1)
+
+        pid = os.fork()
+        if pid == 0:
+            code = 99
+            try:
+                code = _child_writes_its_own(path, store, Start, 50)
+            finally:
+                os._exit(code)
+
+        def child_done() -> int:
+            return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+        _parent_writes_alongside(store, Start, child_done, 50)
+        release.set()
+        thread.join(60)
+        assert reports[0].ok
+
+
+def _multiprocessing_child(path: Path, inherited: SessionStore, start: Any) -> None:
+    sys.exit(_child_writes_its_own(path, inherited, start, 30))
+
+
+def test_a_multiprocessing_fork_child_opens_the_store_itself(tmp_path: Path) -> None:
+    """The same with multiprocessing's 'fork' start method (Linux's default before Python 3.14)."""
+    context = multiprocessing.get_context("fork")
+    path = tmp_path / "store"
+    with SessionStore(path) as store:
+        store.append("parent", ChatMessage.user("before fork"))
+        start = context.Event()
+        child = context.Process(target=_multiprocessing_child, args=(path, store, start))
+        child.start()
+
+        def child_done() -> int:
+            child.join(120)
+            return child.exitcode if child.exitcode is not None else 97
+
+        _parent_writes_alongside(store, start, child_done, 30)
+
+
+def test_a_forked_child_closing_the_inherited_store_keeps_its_own_reads_registered(tmp_path: Path) -> None:
+    """Freeing the inherited store in the child must not close the parent's environment there: LMDB would
+    then clear the reader slots of this process, those of the child's own store among them, and a writer
+    could reuse pages under a read in progress."""
+    path = tmp_path / "store"
+    store = SessionStore(path)
+    store.append("a", ChatMessage.user("x"))
+
+    def child() -> int:
+        nonlocal store
+        with SessionStore(path) as own, own._environment.read():
+            mine = f" {os.getpid()} "
+            if mine not in _lmdb(own)._env.readers():
+                return 11
+            store.close()
+            del store
+            gc.collect()
+            return 0 if mine in _lmdb(own)._env.readers() else 12
+
+    assert _fork(child) == 0
+    assert store.load("a") == [ChatMessage.user("x")] and store.verify().ok
+    store.close()
+
+
+def test_the_inherited_store_refuses_even_when_the_parent_was_writing_at_the_fork(tmp_path: Path) -> None:
+    """A thread of the parent held the store's write lock when it forked: in the child, the inherited store
+    raises StoreUsedAfterFork instead of waiting for a thread that does not exist there."""
+    with SessionStore(tmp_path / "store") as store:
+        holding, release = threading.Event(), threading.Event()
+
+        def write_slowly() -> None:
+            with _lmdb(store)._write_lock:
+                holding.set()
+                release.wait(60)
+
+        writer = threading.Thread(target=write_slowly)
+        writer.start()
+        holding.wait(60)
 
         def child() -> int:
+            signal.alarm(20)  # a hang ends the child instead of the test run
             try:
-                own = SessionStore(path)
+                store.append("a", ChatMessage.user("x"))
             except StoreUsedAfterFork:
-                return 0  # a clear answer
-            with own:
-                own.append("child", ChatMessage.user("hello"))
-                return 0 if own.load("a") == [ChatMessage.user("x")] else 11
+                return 0
+            return 11
+
+        try:
+            assert _fork(child) == 0
+        finally:
+            release.set()
+            writer.join(60)
+
+
+def test_a_forked_grandchild_opens_the_store_too(tmp_path: Path) -> None:
+    """Parent, child and grandchild each hold a store of their own on one path."""
+    path = tmp_path / "store"
+    with SessionStore(path) as store:
+        store.append("a", ChatMessage.user("parent"))
+
+        def grandchild() -> int:
+            with SessionStore(path) as own:
+                own.append("a", ChatMessage.user("grandchild"))
+            return 0
+
+        def child() -> int:
+            with SessionStore(path) as own:
+                own.append("a", ChatMessage.user("child"))
+                return _fork(grandchild)
 
         assert _fork(child) == 0
-        assert store.load("child") in ([], [ChatMessage.user("hello")])
+        assert [m.content for m in store.load("a")] == ["parent", "child", "grandchild"]
         assert store.verify().ok
 
 
@@ -421,7 +586,7 @@ def test_reader_slots_are_not_leaked_by_stores_and_threads(tmp_path: Path) -> No
             for thread in threads:
                 thread.join(30)
         assert failures == []
-        readers = str(store._environment._env.readers()).splitlines()
+        readers = str(lmdb_storage(store)._env.readers()).splitlines()
         assert len([line for line in readers if str(os.getpid()) in line]) <= 2, readers
 
 
@@ -434,7 +599,7 @@ def test_readers_killed_mid_read_neither_exhaust_the_reader_table_nor_pin_pages(
     problems = []
     with SessionStore(path, durable=False) as store:
         store.append("a", ChatMessage.user("x"))
-        count = store._environment._env.max_readers() + 50
+        count = lmdb_storage(store)._env.max_readers() + 50
         killer = Worker("killed_readers", {"path": str(path), "count": count}, tmp_path / "logs")
         assert killer.finish(120) == 0, killer.stderr()
         [(_, died, could_not_open)] = killer.of_kind("killed")
@@ -482,6 +647,8 @@ COMMANDS: dict[str, Callable[..., Any]] = {
     "set_session_name": lambda store, key, **kw: store.set_session_name(key, "a new name", **kw),
     "set_session_state": lambda store, key, **kw: store.set_session_state(key, "running", "t9", **kw),
     "delete_session": lambda store, key, **kw: store.delete_session(key, reason="done", **kw),
+    "restore": lambda store, key, **kw: store.restore(key, version=0, **kw),
+    "redact": lambda store, key, **kw: store.redact(key, "a data subject asked", **kw),
 }
 
 

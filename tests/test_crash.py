@@ -72,7 +72,7 @@ class Harness:
         self.calls = Calls()
         self.figures: Counter[str] = Counter()
         self.durations: list[float] = []
-        self.earlier = Counter()  # figures of the stores a long run rotated away from
+        self.earlier: Counter[str] = Counter()  # figures of the stores a long run rotated away from
 
     def context(self) -> str:
         return f"(EVENTSTORE_CRASH_SEED={SEED}, figures so far {dict(self.figures)})"

@@ -29,6 +29,8 @@ from eventstore import (
     StoreUsedAfterFork,
 )
 
+from conftest import raw_value
+
 MARKER = "store.json"  # written when a store is created
 
 PAGE = 4096
@@ -153,7 +155,7 @@ def test_damage_below_the_roots_of_a_large_store_is_found_by_verify_not_by_a_cra
     with environment.begin() as txn:
         events = environment.open_db(b"log.events", txn=txn, create=False)
         assert txn.stat(events)["depth"] > 1, "the damaged leaf must not be the root"
-        record = bytes(txn.get(struct.pack(">Q", 150), db=events))
+        record = raw_value(txn, struct.pack(">Q", 150), events)
     environment.close()
     data = bytearray((path / "data.mdb").read_bytes())
     page = data.find(record) // PAGE

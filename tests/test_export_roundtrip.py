@@ -120,7 +120,7 @@ class TestEventsRoundTrip:
             expected = reads(original)
             count = original.stats().events
         assert json.loads(result.stdout) == {"file": str(dump), "mode": "replicate", "events": count,
-                                             "already_present": 0, "existing_keys": []}
+                                             "already_present": 0, "existing_keys": [], "warnings": []}
         with SessionStore(target) as copy:
             report = copy.verify()
             assert report.ok, report.problems
@@ -141,7 +141,7 @@ class TestEventsRoundTrip:
         dump = tmp_path / "all.events.jsonl"
         export_all(source, dump)
         assert b"hunter2" not in dump.read_bytes()
-        lines = [json.loads(line) for line in dump.read_text(encoding="utf-8").split("\n")[:-1][1:]]
+        lines = [json.loads(line) for line in dump.read_text(encoding="utf-8").split("\n")[1:-2]]
         redacted = [line for line in lines if line["redacted"]]
         assert [line["payload"]["message"] for line in redacted] == [["user", "[redacted]"],
                                                                    ["assistant", "[redacted]"]]
@@ -189,7 +189,7 @@ class TestEventsRoundTrip:
             store.append("chat/1", ChatMessage.user("one more"))
         export_all(source, second)
         data = json.loads(run("--store", str(target), "import", "events", str(second), "--json").stdout)
-        first_events = len(first.read_text(encoding="utf-8").split("\n")) - 2  # a header, a final newline
+        first_events = len(first.read_text(encoding="utf-8").split("\n")) - 3  # a header, a trailer, a newline
         assert (data["events"], data["already_present"]) == (1, first_events)
         with SessionStore(source) as a, SessionStore(target) as b:
             assert reads(a) == reads(b)
@@ -230,7 +230,10 @@ class TestEventsRoundTrip:
         dump.write_text("\n".join(lines) + "\n")
         result = run("--store", str(tmp_path / "copy"), "import", "events", str(dump))
         assert result.exit_code == 1
-        assert "does not hash as it did" in result.stderr
+        assert result.stderr == ("Error: line 3: session 'chat/1': the hash does not follow from the event and "
+                                 "the one before it\n")
+        with SessionStore(tmp_path / "copy") as copy:
+            assert copy.stats().events == 0
 
 
 class TestPartialExport:

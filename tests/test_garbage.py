@@ -24,19 +24,23 @@ run set ``EVENTSTORE_GARBAGE_EXAMPLES``; ``-rP`` prints how many inputs were tri
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import inspect
 import math
 import os
+import re
 import shutil
 import struct
 import tempfile
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import attrs
 import lmdb
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -51,7 +55,9 @@ from eventstore import (
     StoreCorrupted,
 )
 from eventstore._codec import EncodedEvent
+from eventstore._errors import shown
 from eventstore._time import to_micros
+from eventstore.events import MessageAppended, SessionRestored
 
 from _reliability import digest
 
@@ -172,8 +178,13 @@ def _call(store: SessionStore, name: str, arguments: dict[str, Any], parameters:
                   if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name in arguments]
     keywords = {p.name: arguments[p.name] for p in parameters if p.kind == p.KEYWORD_ONLY and p.name in arguments}
     result = getattr(store, name)(*positional, **keywords)
-    if isinstance(result, Iterator) and name != "subscribe":  # a subscription checks its arguments when called,
-        result = list(result)                                  # then waits for new events (for ever, by default)
+    if name == "subscribe":
+        # A subscription checks its arguments when called, then waits for new events (for ever, by default):
+        # what it yields is tested in test_subscribe.py.
+        result.close()
+        return None
+    if isinstance(result, Iterator):
+        result = list(result)
     return result
 
 
@@ -241,6 +252,119 @@ def test_store_is_healthy_after_the_garbage(garbage_store: SessionStore) -> None
         assert store.session_at(key, version=len(history)).messages == store.load(key)
     report = store.verify()
     assert report.ok, report.problems[:10]
+
+
+# -- the extremes of every numeric and time argument -------------------------------------------
+
+EXTREME_NUMBERS: list[Any] = [0, -1, 1, 2**63 - 1, 2**63, 2**64 - 1, 2**64, 2**1024, -(2**1024), 10**400, 10**5000,
+                              -(10**5000), math.inf, -math.inf, math.nan, 1e308, -1e308, 5e-324, -0.0]
+_OFFSETS = [None, UTC, timezone(timedelta(hours=14)), timezone(timedelta(hours=-14)),
+            timezone(timedelta(hours=23, minutes=59)), timezone(-timedelta(hours=23, minutes=59))]
+_MOMENTS = (datetime.min, datetime.max, datetime(1969, 12, 31, 23, 59, 59, 999999), datetime(1970, 1, 1))
+EXTREME_TIMES: list[Any] = [moment.replace(tzinfo=offset) for offset in _OFFSETS for moment in _MOMENTS]
+#: A plain valid value for each required argument, so that one argument at a time is at its extreme.
+PLAIN: dict[str, Any] = {
+    "key": "a", "message": ChatMessage.user("extreme"), "messages": [ChatMessage.user("extreme")], "name": "n",
+    "state": "running", "reason": "why", "query": SessionQuery("hello"), "ttl_hours": 1e6, "threshold_secs": 0,
+    "sessions": {}, "events": [], "keyword": "hello",
+}
+
+
+def _extremes_of(annotation: str) -> list[Any]:
+    if "datetime" in annotation and "Mapping" not in annotation:
+        return EXTREME_TIMES
+    return EXTREME_NUMBERS if re.search(r"\b(int|float)\b", annotation) else []
+
+
+def _shown(value: Any) -> str:
+    return shown(value) if isinstance(value, int) else repr(value)
+
+
+EXTREME_CALLS = [pytest.param(method, parameter.name, value, id=f"{method}-{parameter.name}-{_shown(value)}")
+                 for method in _public_methods() for parameter in _parameters(method)
+                 for value in _extremes_of(str(parameter.annotation))]
+
+
+def _expect_answer_or_refusal(store: SessionStore, call: Callable[[], Any]) -> None:
+    """``call`` returns (a generator is drained) or raises an EventStoreError, having written nothing."""
+    before = digest(store)
+    try:
+        result = call()
+        if isinstance(result, Iterator):
+            list(result)
+    except EventStoreError:
+        assert digest(store) == before, "refused, but wrote"
+
+
+def test_every_numeric_and_time_argument_is_found() -> None:
+    """The sweep below finds the arguments by their annotations: check that it finds the ones we know of."""
+    found = {(method, name) for method, name, _ in (param.values for param in EXTREME_CALLS)}
+    assert {("events", "after"), ("list_stuck_sessions", "threshold_secs"), ("cleanup_stale", "ttl_hours"),
+            ("session_at", "as_of"), ("restore", "as_of"), ("replay", "to_version"), ("search_messages", "limit"),
+            ("append", "expected_version"), ("import_sessions", "size"), ("replicate", "total")} <= found
+
+
+@pytest.mark.parametrize(("method", "name", "value"), EXTREME_CALLS)
+def test_extreme_arguments(garbage_store: SessionStore, method: str, name: str, value: Any) -> None:
+    """0, -1, 2**63-1, 2**64, 2**1024, 10**5000, infinities, NaN, 1e308 and datetime.min/max, naive and at the
+    extreme offsets, for each numeric and time argument of each method: a result or an EventStoreError."""
+    parameters = _parameters(method)
+    arguments = {p.name: PLAIN[p.name] for p in parameters if p.default is inspect.Parameter.empty}
+    arguments[name] = value
+    _expect_answer_or_refusal(garbage_store, lambda: _call(garbage_store, method, arguments, parameters))
+
+
+@pytest.mark.parametrize("value", EXTREME_NUMBERS, ids=_shown)
+def test_extreme_search_limits(garbage_store: SessionStore, value: Any) -> None:
+    for query in (SessionQuery("hello", value), SessionQuery(None, value)):
+        _expect_answer_or_refusal(garbage_store, functools.partial(garbage_store.search, query))
+
+
+@pytest.mark.parametrize("moment", EXTREME_TIMES, ids=repr)
+def test_extreme_times_of_imported_and_replicated_events(garbage_store: SessionStore, moment: datetime) -> None:
+    """Times inside the arguments: an imported event's, a replicated event's, a restored session's creation."""
+    def imported() -> Any:
+        return garbage_store.import_sessions({"imported": [(moment, MessageAppended(ChatMessage.user("old")))]})
+
+    def replicated() -> Any:
+        last = list(garbage_store.events())[-1]
+        return garbage_store.replicate([attrs.evolve(last, position=last.position + 1, recorded_at=moment)])
+
+    def restored() -> Any:
+        event = SessionRestored(restored_version=0, exists=True, messages=(), name=None, state=None,
+                                created_at=moment)
+        return garbage_store.import_sessions({"restored": [(datetime(2026, 1, 1, tzinfo=UTC), event)]})
+
+    for call in (imported, replicated, restored):
+        _expect_answer_or_refusal(garbage_store, call)
+
+
+@pytest.mark.parametrize("value", EXTREME_NUMBERS, ids=_shown)
+def test_extreme_numbers_in_replicated_events(garbage_store: SessionStore, value: Any) -> None:
+    last = list(garbage_store.events())[-1]
+    for changed in (attrs.evolve(last, position=value), attrs.evolve(last, version=value)):
+        _expect_answer_or_refusal(garbage_store, functools.partial(garbage_store.replicate, [changed]))
+
+
+@pytest.mark.parametrize("moment", EXTREME_TIMES, ids=repr)
+def test_a_clock_at_the_extremes(tmp_path: Path, moment: datetime) -> None:
+    """A clock (a constructor argument) that returns an extreme time: a result or an EventStoreError."""
+    with SessionStore(tmp_path / "store", durable=False, clock=lambda: moment) as store:
+        for call in (lambda: store.append("a", ChatMessage.user("x")), lambda: store.list_stuck_sessions(1),
+                     lambda: store.cleanup_stale(1), lambda: store.load("a")):
+            _expect_answer_or_refusal(store, call)
+
+
+@pytest.mark.parametrize("name", ["snapshot_every", "max_size", "cache_sessions"])
+@pytest.mark.parametrize("value", EXTREME_NUMBERS, ids=_shown)
+def test_extreme_constructor_numbers(tmp_path: Path, name: str, value: Any) -> None:
+    try:
+        store = SessionStore(tmp_path / "store", durable=False, **{name: value})
+    except EventStoreError:
+        return
+    with store:
+        _expect_answer_or_refusal(store, lambda: store.append("a", ChatMessage.user("x")))
+        assert store.load("a") in ([], [ChatMessage.user("x")])
 
 
 # -- the constructor ------------------------------------------------------------------------
@@ -326,15 +450,15 @@ def _reads(store: SessionStore) -> dict[str, Callable[[], Any]]:
         "list_stuck_sessions": lambda: store.list_stuck_sessions(0),
     }
     for key in KEYS:
-        reads[f"load {key}"] = lambda key=key: store.load(key)
-        reads[f"load_with_timestamps {key}"] = lambda key=key: store.load_with_timestamps(key)
-        reads[f"metadata {key}"] = lambda key=key: store.get_session_metadata(key)
-        reads[f"name {key}"] = lambda key=key: store.get_session_name(key)
-        reads[f"state {key}"] = lambda key=key: store.get_session_state(key)
-        reads[f"exists {key}"] = lambda key=key: store.session_exists(key)
-        reads[f"history {key}"] = lambda key=key: store.history(key)
+        reads[f"load {key}"] = partial(store.load, key)
+        reads[f"load_with_timestamps {key}"] = partial(store.load_with_timestamps, key)
+        reads[f"metadata {key}"] = partial(store.get_session_metadata, key)
+        reads[f"name {key}"] = partial(store.get_session_name, key)
+        reads[f"state {key}"] = partial(store.get_session_state, key)
+        reads[f"exists {key}"] = partial(store.session_exists, key)
+        reads[f"history {key}"] = partial(store.history, key)
         for version in range(1, 8):
-            reads[f"session_at {key} {version}"] = lambda key=key, version=version: _session_at(store, key, version)
+            reads[f"session_at {key} {version}"] = partial(_session_at, store, key, version)
     return reads
 
 
@@ -393,7 +517,7 @@ flips = st.lists(st.tuples(st.integers(0, 1000), st.integers(0, 10_000), st.inte
 @examples(suppress_health_check=[HealthCheck.too_slow], report_multiple_bugs=False)
 @given(damage=flips)
 def test_flipped_bytes_are_reported_or_refused_never_silently_wrong(
-        pristine: tuple[Path, dict[str, Any], dict[bytes, int]], damage: list[tuple[bytes, int, int, int]]) -> None:
+        pristine: tuple[Path, dict[str, Any], dict[bytes, int]], damage: list[tuple[int, int, int, int]]) -> None:
     source, expected, sizes = pristine
     names = sorted(sizes)
     copy = source.parent / "damaged"

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from eventstore import ChatMessage, Durability, SessionStore, StoreFull, WrongExpectedVersion
-from eventstore.storage.lmdb import Environment, LmdbSpace, LmdbTransaction
+from eventstore.storage import Space, WriteTransaction
+from eventstore.storage.lmdb import Environment
 
-Body = Callable[[LmdbTransaction], object]
+Body = Callable[[WriteTransaction], object]
 
 
 class Refused(Exception):
@@ -39,7 +40,7 @@ def in_one_group(environment: Environment, bodies: list[Body]) -> list[tuple[boo
     holding, release = threading.Event(), threading.Event()
     outcomes: list[tuple[bool, object]] = [(False, None)] * len(bodies)
 
-    def blocker(txn: LmdbTransaction) -> None:
+    def blocker(txn: WriteTransaction) -> None:
         holding.set()
         release.wait()
 
@@ -63,8 +64,8 @@ def in_one_group(environment: Environment, bodies: list[Body]) -> list[tuple[boo
     return outcomes
 
 
-def put_and_report(space: LmdbSpace, key: bytes, fail: bool = False) -> Body:
-    def body(txn: LmdbTransaction) -> int:
+def put_and_report(space: Space, key: bytes, fail: bool = False) -> Body:
+    def body(txn: WriteTransaction) -> int:
         txn.put(space, key, b"value")
         if fail:
             raise Refused(key.decode())
@@ -97,7 +98,7 @@ def test_a_group_that_fills_the_map_grows_it_and_commits_everyone(environment: E
     chunk = b"x" * (12 << 20)
 
     def big(key: bytes) -> Body:
-        def body(txn: LmdbTransaction) -> int:
+        def body(txn: WriteTransaction) -> int:
             txn.put(space, key, chunk)
             return len(chunk)
         return body
@@ -119,7 +120,7 @@ def test_at_the_size_cap_the_bodies_that_fit_still_commit(tmp_path: Path) -> Non
         chunk = b"y" * (3 << 20)
 
         def big(key: bytes) -> Body:
-            def body(txn: LmdbTransaction) -> bytes:
+            def body(txn: WriteTransaction) -> bytes:
                 txn.put(space, key, chunk)
                 return key
             return body
@@ -143,19 +144,19 @@ def test_an_interrupt_in_a_group_reaches_the_leader_and_the_others_commit_on_ret
     runs: list[bytes] = []
     interrupted: list[BaseException] = []
 
-    def interrupt_once(txn: LmdbTransaction) -> str:
+    def interrupt_once(txn: WriteTransaction) -> str:
         runs.append(b"interrupting")
         txn.put(space, b"interrupting", b"1")
         if runs.count(b"interrupting") == 1:
             raise KeyboardInterrupt
         return "ran again"
 
-    def leader_body(txn: LmdbTransaction) -> None:
+    def leader_body(txn: WriteTransaction) -> None:
         txn.put(space, b"leader", b"1")
 
     holding, release = threading.Event(), threading.Event()
 
-    def blocker(txn: LmdbTransaction) -> None:
+    def blocker(txn: WriteTransaction) -> None:
         holding.set()
         release.wait()
 

@@ -1,4 +1,5 @@
-"""The LMDB event log, driven directly: one named test per numbered invariant of ``eventstore._log``."""
+"""The event log, driven directly on every storage engine: one named test per numbered invariant of
+``eventstore._log``."""
 
 from __future__ import annotations
 
@@ -6,28 +7,31 @@ import hashlib
 import struct
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Callable, Iterator, Sequence
 
 import pytest
 
 from eventstore import ChatMessage, IncompatibleStore, StoreCorrupted, WrongExpectedVersion
 from eventstore._codec import decode_event, encode_event
-from eventstore.storage.lmdb import Environment
+from eventstore.storage import Storage
 from eventstore._log import _RECORD, GENESIS_HASH, EventLog, StoredEvent, chain_hash
 from eventstore.events import MessageAppended, SessionDeleted, SessionEvent, SessionRenamed
+
+from conftest import stream_id_of
 
 T0 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z in microseconds
 _POSITION = struct.Struct(">Q")
 
 
 @pytest.fixture
-def environment(tmp_path: Path) -> Iterator[Environment]:
-    opened = Environment.acquire(tmp_path)
+def environment(tmp_path: Path, open_storage: Callable[[Path], Storage]) -> Iterator[Storage]:
+    opened = open_storage(tmp_path)
     yield opened
     opened.release()
 
 
 @pytest.fixture
-def log(environment: Environment) -> EventLog:
+def log(environment: Storage) -> EventLog:
     return EventLog(environment)
 
 
@@ -35,18 +39,18 @@ def said(text: str) -> MessageAppended:
     return MessageAppended(ChatMessage.user(text))
 
 
-def append(environment: Environment, log: EventLog, key: str, events: Sequence[SessionEvent], at: int = T0,
+def append(environment: Storage, log: EventLog, key: str, events: Sequence[SessionEvent], at: int = T0,
            expected_version: int | None = None) -> list[StoredEvent]:
     encoded = [encode_event(event) for event in events]
     return environment.write(lambda txn: log.append(txn, key, encoded, at, expected_version))
 
 
-def everything(environment: Environment, log: EventLog) -> list[StoredEvent]:
+def everything(environment: Storage, log: EventLog) -> list[StoredEvent]:
     with environment.read() as txn:
         return list(log.read_all(txn))
 
 
-def head(environment: Environment, log: EventLog) -> tuple[int, bytes, int]:
+def head(environment: Storage, log: EventLog) -> tuple[int, bytes, int]:
     with environment.read() as txn:
         return log.head(txn)
 
@@ -61,13 +65,15 @@ def recompute_chain(stored: Sequence[StoredEvent]) -> list[bytes]:
     return hashes
 
 
-def overwrite(environment: Environment, log: EventLog, position: int, raw: bytes) -> None:
+def overwrite(environment: Storage, log: EventLog, position: int, raw: bytes) -> None:
     environment.write(lambda txn: txn.put(log._events, _POSITION.pack(position), raw))
 
 
-def raw_record(environment: Environment, log: EventLog, position: int) -> bytes:
+def raw_record(environment: Storage, log: EventLog, position: int) -> bytes:
     with environment.read() as txn:
-        return bytes(txn.get(log._events, _POSITION.pack(position)))
+        raw = txn.get(log._events, _POSITION.pack(position))
+        assert raw is not None, f"no record at position {position}"
+        return bytes(raw)
 
 
 class TestInvariants:
@@ -218,21 +224,21 @@ class TestInvariants:
 
         assert (1, 1) == environment.write(body)
 
-    def test_invariant_7_one_stream_id_per_key(self, tmp_path):
+    def test_invariant_7_one_stream_id_per_key(self, tmp_path, open_storage):
         """A key keeps its stream id across appends, deletion and reopening."""
         path = tmp_path / "own"
         path.mkdir()
-        first = Environment.acquire(path)
+        first = open_storage(path)
         try:
             log = EventLog(first)
             append(first, log, "a", [said("1")])
             append(first, log, "b", [said("1")])
             with first.read() as txn:
-                ids = {key: log.stream_id(txn, key) for key in ("a", "b")}
+                ids = {key: stream_id_of(log, txn, key) for key in ("a", "b")}
             append(first, log, "a", [SessionDeleted(), said("2")])
         finally:
             first.release()
-        reopened = Environment.acquire(path)
+        reopened = open_storage(path)
         try:
             relog = EventLog(reopened)
             with reopened.read() as txn:

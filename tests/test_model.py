@@ -14,6 +14,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from eventstore import ChatMessage, SessionMetadata, SessionState, SessionStore, TimestampedMessage
 from eventstore._folding import fold_stream, to_recorded
+from eventstore.storage import MemoryStorage
 from projections.session import SessionHead, empty_snapshot, fold, timestamped
 
 from conftest import FakeClock
@@ -37,9 +38,23 @@ class ModelSession:
     last_activity: datetime | None = None
 
     def metadata(self, key: str) -> SessionMetadata | None:
+        return self.live_metadata(key) if self.exists else None
+
+    def live_metadata(self, key: str) -> SessionMetadata:
+        """The metadata of a live session, which has both its times."""
+        assert self.exists and self.created_at is not None and self.last_activity is not None
+        return SessionMetadata(key, self.name, self.created_at, self.last_activity, len(self.messages))
+
+    def turn_started_at(self) -> datetime:
+        """When the turn of a running session started."""
+        assert self.state is not None and self.state.turn_started_at is not None
+        return self.state.turn_started_at
+
+    def run_state(self) -> SessionState | None:
+        """What ``get_session_state`` answers: idle for a live session that never had a state set."""
         if not self.exists:
             return None
-        return SessionMetadata(key, self.name, self.created_at, self.last_activity, len(self.messages))
+        return SessionState("idle") if self.state is None else self.state
 
     def head(self, key: str) -> SessionHead:
         if not self.exists:
@@ -90,6 +105,8 @@ class Model:
         session = self.sessions[key]
         if not (session.exists and session.messages):
             return False
+        if session.messages[-1].message == message:
+            return True  # changes nothing, so records nothing
         self._event(key)
         session.messages[-1] = TimestampedMessage(message, session.messages[-1].created_at)
         return True
@@ -110,8 +127,7 @@ class Model:
 
     def set_session_state(self, key: str, state: str, turn_id: str | None) -> None:
         session = self.sessions[key]
-        current = session.state
-        if session.exists and current is not None and (current.state, current.turn_id) == (state, turn_id):
+        if session.exists and (session.run_state().state, session.run_state().turn_id) == (state, turn_id):
             return
         at = self._event(key)
         session.state = SessionState(state, turn_id, at if state == "running" else None)
@@ -128,7 +144,7 @@ class Model:
 
     def cleanup_stale(self, ttl_hours: float) -> int:
         cutoff = self.clock.now - timedelta(hours=ttl_hours)
-        stale = [key for key, s in self.sessions.items() if s.exists and s.last_activity < cutoff]
+        stale = [key for key, s in self.sessions.items() if s.exists and s.live_metadata(key).last_activity < cutoff]
         for key in stale:
             self.delete_session(key)
         return len(stale)
@@ -202,6 +218,13 @@ class StoreMachine(RuleBasedStateMachine):
         assert self.model.update_last(key, message) == self.store.update_last(key, message)
 
     @rule(key=session_keys)
+    def update_last_unchanged(self, key: str) -> None:
+        """A streaming update that repeats the last message as it is."""
+        session = self.model.sessions[key]
+        message = session.messages[-1].message if session.exists and session.messages else ChatMessage.user("x")
+        assert self.model.update_last(key, message) == self.store.update_last(key, message)
+
+    @rule(key=session_keys)
     def clear_messages(self, key: str) -> None:
         assert self.model.clear_messages(key) == self.store.clear_messages(key)
 
@@ -250,12 +273,12 @@ class StoreMachine(RuleBasedStateMachine):
             assert session.metadata(key) == self.store.get_session_metadata(key)
             assert session.exists == self.store.session_exists(key)
             assert (session.name if session.exists else None) == self.store.get_session_name(key)
-            assert (session.state if session.exists else None) == self.store.get_session_state(key)
+            assert session.run_state() == self.store.get_session_state(key)
 
     @invariant()
     def listing_agrees(self) -> None:
         listed = self.store.list_sessions_with_metadata()
-        expected = sorted((s.metadata(key) for key, s in self.model.live().items()), key=by_key)
+        expected = sorted((s.live_metadata(key) for key, s in self.model.live().items()), key=by_key)
         assert expected == sorted(listed, key=by_key)
         activity = [m.last_activity for m in listed]
         assert sorted(activity, reverse=True) == activity
@@ -266,15 +289,15 @@ class StoreMachine(RuleBasedStateMachine):
         live = self.model.live()
         running = {key: s for key, s in live.items() if s.state is not None and s.state.state == "running"}
         listed = self.store.list_running_sessions()
-        assert sorted((s.metadata(key) for key, s in running.items()), key=by_key) == sorted(listed, key=by_key)
-        turns = [running[m.key].state.turn_started_at for m in listed]
+        assert sorted((s.live_metadata(key) for key, s in running.items()), key=by_key) == sorted(listed, key=by_key)
+        turns = [running[m.key].turn_started_at() for m in listed]
         assert sorted(turns, reverse=True) == turns
         for threshold in STUCK_THRESHOLDS:
             cutoff = self.clock.now - timedelta(seconds=threshold)
             stuck = self.store.list_stuck_sessions(threshold)
-            expected = [s.metadata(k) for k, s in running.items() if s.state.turn_started_at < cutoff]
+            expected = [s.live_metadata(k) for k, s in running.items() if s.turn_started_at() < cutoff]
             assert sorted(expected, key=by_key) == sorted(stuck, key=by_key)
-            turns = [running[m.key].state.turn_started_at for m in stuck]
+            turns = [running[m.key].turn_started_at() for m in stuck]
             assert sorted(turns) == turns
 
     @invariant()
@@ -296,6 +319,19 @@ class StoreMachine(RuleBasedStateMachine):
 
 StoreMachine.TestCase.__doc__ = "The store agrees with the in-memory model after every random step."
 TestStoreModel = StoreMachine.TestCase
+
+
+class MemoryStoreMachine(StoreMachine):
+    """The same machine on the in-memory engine; reopening opens the same contents again."""
+
+    def _open(self) -> SessionStore:
+        storage = self.__dict__.get("storage")
+        self.storage = MemoryStorage() if storage is None else storage.open_again()
+        return SessionStore.on_storage(self.storage, clock=self.clock, snapshot_every=SNAPSHOT_EVERY)
+
+
+MemoryStoreMachine.TestCase.__doc__ = "The store on the in-memory engine agrees with the model after every step."
+TestStoreModelInMemory = MemoryStoreMachine.TestCase
 
 
 @pytest.mark.slow

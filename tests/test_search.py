@@ -13,6 +13,7 @@ import tempfile
 import unicodedata
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import example, given, settings
@@ -23,10 +24,12 @@ from eventstore import (
     ChatMessage,
     InvalidArgument,
     SearchHit,
+    SessionMetadata,
     SessionQuery,
     SessionStore,
     StoreReadOnly,
 )
+from eventstore.storage import WriteTransaction
 from projections.search import formats, planning
 from projections.search import queries as search_queries
 from projections.search.index import SearchIndex
@@ -42,10 +45,10 @@ from projections.search.tokenizer import (
     tokenize,
 )
 
-from conftest import FakeClock
+from conftest import FakeClock, lmdb_storage
 
 
-def keys(found: list) -> list[str]:
+def keys(found: list[SessionMetadata]) -> list[str]:
     return [metadata.key for metadata in found]
 
 
@@ -370,8 +373,9 @@ class TestRanking:
             return sum(idf(4, df[t]) * level_weight(impact(terms.count(t), len(terms))) for t in ("apple", "tart")
                        if t in terms)
 
+        # An approx equals the float it wraps, which mypy's equality check cannot know.
         assert [(2, score(texts[2])), (1, score(texts[1])), (0, score(texts[0]))] == \
-            [(hit.index, pytest.approx(hit.score)) for hit in hits]
+            [(hit.index, pytest.approx(hit.score)) for hit in hits]  # type: ignore[comparison-overlap]
 
 
     @settings(max_examples=60)
@@ -407,7 +411,9 @@ class ReferenceSearch:
 
     def scores(self, keyword: str) -> dict[str, float]:
         words = parse_query(keyword)
-        rows = [(key, tokenize(text)) for key, texts in self.messages.items() for text in texts]
+        # A redacted message counts, but holds no words: the placeholder is not indexed.
+        rows = [(key, [] if text == REDACTED else tokenize(text)) for key, texts in self.messages.items()
+                for text in texts]
         df = Counter(term for _, terms in rows for term in set(terms))
         best: dict[str, float] = {}
         for key, terms in rows:
@@ -531,11 +537,14 @@ class TestRemovals:
         assert ["kept"] == search(store, "marker")
 
     def test_redact(self, store: SessionStore) -> None:
-        """Redacted words are gone from the index at once; the redaction marker is what matches."""
+        """Redacted words are gone from the index at once, and the placeholder's words find nothing."""
         store.append_many("k", [ChatMessage.user("my secret password"), ChatMessage.user("more secret")])
+        store.append("other", ChatMessage.user("the report was redacted by legal"))
         store.redact("k", "user request")
-        assert ([], ["k"]) == (search(store, "secret password"), search(store, REDACTED))
-        assert [] == store.search_messages("secret")
+        assert ([], ["other"], ["other"]) == (search(store, "secret password"), search(store, REDACTED),
+                                              search(store, "redacted"))
+        assert ([], ["other"]) == (store.search_messages("secret"),
+                                   [hit.session_key for hit in store.search_messages("redacted")])
 
     def test_restore_brings_messages_back(self, store: SessionStore) -> None:
         """Restoring to a version before a removal, a clear or a deletion indexes those messages again."""
@@ -561,7 +570,7 @@ class TestRemovals:
         store.append_many("k", [ChatMessage.user("alpha beta"), ChatMessage.user("gamma")])
         store.catch_up()
         assert store.verify().ok
-        environment = store._environment
+        environment = lmdb_storage(store)
         with environment._env.begin(write=True) as txn:
             docs = environment._env.open_db(b"search.sessions", txn=txn)
             key, value = next(iter(txn.cursor(db=docs)))
@@ -646,10 +655,57 @@ class TestMachinery:
         store.catch_up()
         assert (["a"], ["a"]) == (search(store, "alpha"), search(store, "beta"))  # ids learnt here
         store.redact("a", "test")  # the log now says "[redacted]" where it said alpha and beta
-        store.append("b", ChatMessage.user("gamma"))
-        store.rebuild_projections(["search"])  # "redacted" gets the id alpha had, "gamma" beta's
-        assert ([], [], ["a"], ["b"]) == (search(store, "alpha"), search(store, "beta"),
-                                          search(store, "redacted"), search(store, "gamma"))
+        store.append_many("b", [ChatMessage.user("gamma"), ChatMessage.user("delta")])
+        store.rebuild_projections(["search"])  # "gamma" gets the id alpha had, "delta" beta's
+        assert ([], [], [], ["b"], ["b"]) == (search(store, "alpha"), search(store, "beta"),
+                                              search(store, "redacted"), search(store, "gamma"),
+                                              search(store, "delta"))
+
+    def test_a_term_that_comes_back_gets_a_new_id(self, store: SessionStore) -> None:
+        """A term that left the dictionary and returns is found under its new id, not one remembered."""
+        store.append("a", ChatMessage.user("boomerang"))
+        store.catch_up()
+        assert ["a"] == search(store, "boomerang")  # its id is learnt here
+        store.remove_last("a")
+        store.catch_up()  # the term leaves the dictionary
+        assert [] == search(store, "boomerang")
+        store.append("b", ChatMessage.user("boomerang"))
+        store.catch_up()  # and comes back under another id
+        assert (["b"], ["b"], True) == (search(store, "boomerang"), search(store, "boomer*"), store.verify().ok)
+
+    def test_terms_no_message_holds_leave_the_dictionary(self, store: SessionStore) -> None:
+        """Every kind of removal takes the words only it held out of the term dictionary; shared words stay."""
+        store.append_many("a", [ChatMessage.user("shared alpha"), ChatMessage.user("shared beta")])
+        store.append_many("b", [ChatMessage.user("shared gamma"), ChatMessage.user("delta")])
+        store.append("c", ChatMessage.user("epsilon"))
+        store.append("d", ChatMessage.user("zeta"))
+        store.remove_last("a")
+        store.update_last("b", ChatMessage.user("eta"))
+        store.clear_messages("c")
+        store.delete_session("d")
+        store.catch_up()
+        with store._environment.read() as txn:
+            terms = sorted(term for term, _ in store._search_index.reader(txn).stored_terms())
+        assert ["alpha", "eta", "gamma", "shared"] == terms
+        assert store.verify().ok
+
+    def test_verify_reports_terms_no_message_holds(self, store: SessionStore) -> None:
+        """A term left in the dictionary is reported, without naming it, and a rebuild clears it."""
+        store.append("k", ChatMessage.user("kept"))
+        store.catch_up()
+        index = store._search_index
+        tid = 0xFFFFFF
+
+        def leave_a_term(txn: WriteTransaction) -> None:  # as an index that kept every term it saw did
+            txn.put(index._spaces.terms, b"leftover", formats.term_entry("leftover", b"leftover", tid))
+            txn.put(index._spaces.names, formats.id_key(tid), b"leftover")
+
+        store._environment.write(leave_a_term)
+        problems = store.verify().problems
+        assert 1 == len(problems) and "1 terms that no current message holds" in problems[0], problems
+        assert "redacted" in problems[0] and "vacuum" in problems[0] and "leftover" not in problems[0]
+        store.rebuild_projections(["search"])
+        assert (True, ["k"]) == (store.verify().ok, search(store, "kept"))
 
     def test_another_store_object_and_read_only_store(self, store_path: Path, clock: FakeClock) -> None:
         """Writes of one store object are seen by another, and by a read-only one (which cannot catch up)."""
@@ -714,7 +770,7 @@ commands = st.lists(st.one_of(
 ), max_size=40)
 
 
-def run_commands(store: SessionStore, clock: FakeClock, script: list[tuple]) -> None:
+def run_commands(store: SessionStore, clock: FakeClock, script: list[tuple[Any, ...]]) -> None:
     for command in script:
         clock.advance(seconds=1)
         name, key = command[0], command[1]
@@ -742,8 +798,8 @@ def run_commands(store: SessionStore, clock: FakeClock, script: list[tuple]) -> 
             store.catch_up()  # the index moves on in steps, as searches and catch_up move it
 
 
-def answers(store: SessionStore) -> list:
-    found = []
+def answers(store: SessionStore) -> list[list[Any]]:
+    found: list[list[Any]] = []
     for keyword in ["apple", "banana fig", "rust*", "gpt-4", "cafe zeta", "ap* date", "redacted", "cherry s"]:
         found.append(keys(store.search(SessionQuery(keyword, 3))))
         found.append([(hit.session_key, hit.index, hit.score) for hit in store.search_messages(keyword, 4)])
@@ -753,7 +809,7 @@ def answers(store: SessionStore) -> list:
 class TestRebuild:
     @settings(max_examples=40)
     @given(commands)
-    def test_rebuilt_index_answers_exactly_like_the_incremental_one(self, script: list[tuple]) -> None:
+    def test_rebuilt_index_answers_exactly_like_the_incremental_one(self, script: list[tuple[Any, ...]]) -> None:
         """After any history, rebuilding the index from the log changes no answer and no stored entry."""
         with tempfile.TemporaryDirectory() as directory:
             clock = FakeClock()
@@ -772,10 +828,10 @@ class TestRebuild:
                 assert incremental == [list(a) for a in answers_reference(store)]
 
 
-def answers_reference(store: SessionStore) -> list:
+def answers_reference(store: SessionStore) -> list[list[Any]]:
     """``answers`` as the plain-Python reference computes them (sessions only; messages from the store)."""
     reference = ReferenceSearch(store)
-    found = []
+    found: list[list[Any]] = []
     for keyword in ["apple", "banana fig", "rust*", "gpt-4", "cafe zeta", "ap* date", "redacted", "cherry s"]:
         found.append(reference.search(keyword, 3))
         found.append([(hit.session_key, hit.index, hit.score) for hit in store.search_messages(keyword, 4)])
@@ -864,12 +920,14 @@ class TestStoredForms:
         raw = None
         for tids in messages[:formats.CHUNK_MESSAGES]:
             raw = formats.chunk_append(raw, tids, bytes(range(1, len(tids) + 1)))
+        assert raw is not None
         kept = messages[:formats.CHUNK_MESSAGES]
         assert [(tids, bytes(range(1, len(tids) + 1))) for tids in kept] == \
             [(list(tids), levels) for tids, levels in (formats.chunk_message(raw, i) for i in range(len(kept)))]
-        rest, tids, _ = formats.chunk_pop(raw)
-        assert (list(tids), rest is None) == (kept[-1], len(kept) == 1)
+        rest, popped, _ = formats.chunk_pop(raw)
+        assert (list(popped), rest is None) == (kept[-1], len(kept) == 1)
         for index, message in enumerate(kept[:-1]):
+            assert rest is not None
             for tid in message:
                 assert (index, message.index(tid) + 1) in formats.chunk_occurrences(rest, tid)
 
@@ -878,7 +936,7 @@ def test_index_size_is_counted(store: SessionStore) -> None:
     """The index lives in its own named databases (search.*), which hold entries once caught up."""
     store.append("k", ChatMessage.user("alpha beta"))
     store.catch_up()
-    env = store._environment._env
+    env = lmdb_storage(store)._env
     with env.begin() as txn:
         counts = {name: txn.stat(env.open_db(name.encode(), txn=txn))["entries"]
                   for name in ("search.terms", "search.summary", "search.docs", "search.sessions")}

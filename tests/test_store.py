@@ -6,6 +6,7 @@ import math
 import struct
 import threading
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 
@@ -22,15 +23,17 @@ from eventstore import (
     StoreClosed,
     StoreCorrupted,
     StoreFull,
+    StoreReadOnly,
     TimestampedMessage,
     WrongExpectedVersion,
 )
+from eventstore.storage import MemoryStorage
 from eventstore.storage import lmdb as _environment
 from eventstore._folding import fold_stream, to_recorded
-from eventstore.events import MessageAppended, MessagesCleared, SessionDeleted, SessionRestored
+from eventstore.events import MessageAppended, MessagesCleared, SessionDeleted, SessionRenamed, SessionRestored
 from projections.session import empty_snapshot, fold
 
-from conftest import FakeClock
+from conftest import ENGINES, FakeClock, lmdb_storage, stream_id_of
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)  # FakeClock's start
 _STREAM_VERSION = struct.Struct(">QQ")  # the log's stream index key: stream id, version
@@ -72,6 +75,13 @@ def replayed(store: SessionStore, key: str, version: int):
     return fold(empty_snapshot(key), [e for e in stream_events(store, key) if e.version <= version])
 
 
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    """Every test using the ``store`` fixture runs on LMDB and in memory; tests that open a path
+    themselves (reopening, file options, map size, threads) run on LMDB only."""
+    return str(request.param)
+
+
 class _Abort(Exception):
     pass
 
@@ -83,7 +93,7 @@ def fold_from_snapshot(store: SessionStore, key: str, version: int):
     result = []
 
     def body(txn):
-        stream_id = store._log.stream_id(txn, key)
+        stream_id = stream_id_of(store._log, txn, key)
         found = store._snapshots.latest(txn, stream_id, version)
         hidden = 0 if found is None else found[0]
         for hidden_version in range(1, hidden + 1):
@@ -465,10 +475,25 @@ class TestState:
         assert SessionState("running", None, T0) == store.get_session_state("new")
 
     def test_no_state(self, store):
-        """A session never given a state, and an unknown one, have state None."""
+        """A live session never given a state is idle with no turn (as ZeroClaw's column default); an unknown or
+        deleted one has state None."""
         store.append("s", user("1"))
-        assert None is store.get_session_state("s")
+        assert SessionState("idle", None, None) == store.get_session_state("s")
+        assert SessionState("idle", None, None) == store.session_at("s").state
         assert None is store.get_session_state("nobody")
+        store.delete_session("s")
+        assert None is store.get_session_state("s")
+        assert None is store.session_at("s").state
+        assert [] == store.list_running_sessions()
+
+    def test_setting_idle_on_a_session_that_never_had_a_state_records_nothing(self, store):
+        """It already reads as idle: the call changes nothing, so it records nothing."""
+        store.append("s", user("1"))
+        store.set_session_state("s", "idle")
+        assert 1 == store.session_at("s").version
+        store.set_session_state("s", "idle", "t1")  # a turn id is a change
+        assert SessionState("idle", "t1", None) == store.get_session_state("s")
+        assert 2 == store.session_at("s").version
 
     def test_new_turn_restarts_clock(self, store, clock):
         """A new running turn starts its clock again."""
@@ -571,7 +596,7 @@ class TestDelete:
         assert 6 == store.append("s", user("fresh"))
         assert SessionMetadata("s", None, reborn, reborn, 1) == store.get_session_metadata("s")
         assert [TimestampedMessage(user("fresh"), reborn)] == store.load_with_timestamps("s")
-        assert None is store.get_session_state("s")
+        assert SessionState("idle", None, None) == store.get_session_state("s")  # not the old running state
         assert [] == store.list_running_sessions()
 
     def test_reuse_by_rename(self, store, clock):
@@ -621,7 +646,7 @@ class TestCleanupStale:
         """Any recent event, not only an append, keeps a session alive."""
         store.append("s", user("1"))
         clock.advance(hours=10)
-        store.set_session_state("s", "idle")
+        store.set_session_state("s", "error")
         clock.advance(hours=1)
         assert 0 == store.cleanup_stale(5)
         assert store.session_exists("s")
@@ -928,8 +953,9 @@ BAD_CALLS = {
     "search-not-a-query": lambda s: s.search("text"),
     "search-negative-limit": lambda s: s.search(SessionQuery(limit=-1)),
     "search-bool-limit": lambda s: s.search(SessionQuery(limit=True)),
-    "search-float-limit": lambda s: s.search(SessionQuery(limit=2.5)),
-    "search-int-keyword": lambda s: s.search(SessionQuery(keyword=5)),
+    # The test passes a wrong type on purpose:
+    "search-float-limit": lambda s: s.search(SessionQuery(limit=2.5)),  # type: ignore[arg-type]
+    "search-int-keyword": lambda s: s.search(SessionQuery(keyword=5)),  # type: ignore[arg-type]
 }
 
 
@@ -961,7 +987,32 @@ class TestBadArguments:
         """``snapshot_every`` must be a positive int."""
         for bad in (0, -1, 1.5, True, "5"):
             with pytest.raises(InvalidArgument):
-                SessionStore(store_path, snapshot_every=bad)
+                SessionStore(store_path, snapshot_every=bad)  # type: ignore[arg-type]  # a wrong type on purpose
+
+
+class TestOnStorage:
+    """``SessionStore.on_storage``: a store on any engine, which it owns from then on."""
+
+    def test_close_releases_the_storage(self, clock):
+        storage = MemoryStorage()
+        with SessionStore.on_storage(storage, clock=clock) as store:
+            store.append("a", user("hi"))
+        with pytest.raises(StoreClosed):
+            storage.space("log.events")
+        with SessionStore.on_storage(storage.open_again(readonly=True), clock=clock) as reader:
+            assert [user("hi")] == reader.load("a")
+            with pytest.raises(StoreReadOnly):
+                reader.append("a", user("no"))
+
+    def test_bad_option_releases_the_storage(self):
+        storage = MemoryStorage()
+        for options in ({"snapshot_every": 0}, {"clock": "now"}, {"cache_sessions": -1}, {"rebuild_progress": 1}):
+            with pytest.raises(InvalidArgument):
+                SessionStore.on_storage(storage.open_again(), **options)
+        with pytest.raises(InvalidArgument):
+            SessionStore.on_storage(storage, snapshot_every=0)
+        with pytest.raises(StoreClosed):
+            storage.space("log.events")
 
 
 class TestClose:
@@ -1035,7 +1086,7 @@ class TestImportedEvents:
         moment = datetime(2026, 1, 1, tzinfo=UTC)
         for fields in ({"messages": (TimestampedMessage(user("x"), moment),)}, {"name": "n"},
                        {"state": SessionState("idle", None, None)}, {"created_at": moment}):
-            arguments = {"messages": (), "name": None, "state": None, "created_at": None, **fields}
+            arguments: dict[str, Any] = {"messages": (), "name": None, "state": None, "created_at": None, **fields}
             with pytest.raises(ValueError, match="does not exist"):
                 SessionRestored(1, False, **arguments)
 
@@ -1043,7 +1094,9 @@ class TestImportedEvents:
         """A restore's creation time given at +02:00 is stored as the same instant in UTC."""
         moment = datetime(2026, 1, 1, tzinfo=UTC)
         local = datetime(2026, 1, 1, 2, tzinfo=timezone(timedelta(hours=2)))
-        store.import_sessions({"s": [(moment, SessionRestored(1, True, (), None, None, local))]})
+        # A restore needs a version to go back to (a restore to version 1 of a session at version 2).
+        store.import_sessions({"s": [(moment, SessionRenamed("a")), (moment, SessionRenamed("b")),
+                                     (moment, SessionRestored(1, True, (), "a", None, local))]})
         metadata = store.get_session_metadata("s")
         assert (moment, UTC) == (metadata.created_at, metadata.created_at.tzinfo)
         assert store.verify().ok
@@ -1053,7 +1106,7 @@ class TestImportedEvents:
         with SessionStore(store_path, clock=clock, snapshot_every=4) as drifting:
             drifting.append_many("s", [user("0"), user("1"), user("2")])
             with drifting._read() as txn:
-                stream_id = drifting._log.stream_id(txn, "s")
+                stream_id = stream_id_of(drifting._log, txn, "s")
             drifting._environment.write(lambda txn: drifting._messages._delete_all(txn, stream_id))
             drifting.append("s", user("3"))  # version 4: a snapshot is due
             problems = drifting.verify().problems
@@ -1072,7 +1125,7 @@ class TestDurability:
     def test_levels(self, store_path, durable, sync, metasync):
         """Each level sets LMDB's sync and metasync flags; committed data reads back after a reopen."""
         with SessionStore(store_path, durable=durable) as store:
-            flags = store._environment._env.flags()
+            flags = lmdb_storage(store)._env.flags()
             assert (sync, metasync) == (flags["sync"], flags["metasync"])
             store.append("s", user("kept"))
         with SessionStore(store_path) as reopened:
@@ -1082,7 +1135,7 @@ class TestDurability:
         """Anything but a bool or a Durability is refused before a directory is created."""
         for bad in ("fast", "FULL", 1, 0, None, 2.5):
             with pytest.raises(InvalidArgument, match="durable must be"):
-                SessionStore(store_path, durable=bad)
+                SessionStore(store_path, durable=bad)  # type: ignore[arg-type]  # a wrong type on purpose
         assert not store_path.exists()
 
     def test_conflicting_options_in_one_process(self, store_path):

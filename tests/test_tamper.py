@@ -16,7 +16,7 @@ import pytest
 from eventstore import ChatMessage, SessionStore, StoreCorrupted, VerifyReport
 from eventstore._log import _RECORD
 
-from conftest import FakeClock
+from conftest import FakeClock, raw_value
 
 _U64 = struct.Struct(">Q")
 _U64_PAIR = struct.Struct(">QQ")
@@ -184,7 +184,8 @@ _HEADER = _RECORD.size
 
 
 def _type_end(record: bytes) -> int:
-    return _HEADER + _RECORD.unpack_from(record)[-1]
+    type_name_length: int = _RECORD.unpack_from(record)[-1]
+    return _HEADER + type_name_length
 
 
 #: (name, offset in the record, xor mask). The header is
@@ -221,7 +222,7 @@ class TestChangedByte:
         _name, where, mask = change
         position = built.positions["alice"][3]  # alice's 4th append, in the middle of the log
         with editing(built.path, b"log.events") as txn:
-            record = bytearray(txn.get(position_key(position)))
+            record = bytearray(raw_value(txn, position_key(position)))
             record[where(bytes(record))] ^= mask
             txn.put(position_key(position), bytes(record))
         report = reverify(built)
@@ -233,7 +234,7 @@ class TestChangedByte:
         """A changed payload byte of a deletion, a rename or a state change is reported at its position."""
         position = built.positions[key][version - 1]
         with editing(built.path, b"log.events") as txn:
-            record = bytearray(txn.get(position_key(position)))
+            record = bytearray(raw_value(txn, position_key(position)))
             record[-2] ^= 0x01
             txn.put(position_key(position), bytes(record))
         report = reverify(built)
@@ -244,7 +245,7 @@ class TestChangedByte:
         """A byte added at the end of a record is reported at its position."""
         position = built.positions["alice"][3]
         with editing(built.path, b"log.events") as txn:
-            txn.put(position_key(position), bytes(txn.get(position_key(position))) + b" ")
+            txn.put(position_key(position), raw_value(txn, position_key(position)) + b" ")
         report = reverify(built)
         assert (False, True) == (report.ok, names_position(report.problems, position)), report.problems
 
@@ -306,7 +307,7 @@ class TestSwappedEvents:
         a = built.positions[first[0]][first[1] - 1]
         b = built.positions[second[0]][second[1] - 1]
         with editing(built.path, b"log.events") as txn:
-            record_a, record_b = bytes(txn.get(position_key(a))), bytes(txn.get(position_key(b)))
+            record_a, record_b = raw_value(txn, position_key(a)), raw_value(txn, position_key(b))
             txn.put(position_key(a), record_b)
             txn.put(position_key(b), record_a)
         report = reverify(built)
@@ -320,8 +321,7 @@ class TestSwappedEvents:
         with raw(built.path) as env:
             events, streams = env.open_db(b"log.events"), env.open_db(b"log.streams")
             with env.begin(write=True) as txn:
-                record_a, record_b = bytes(txn.get(position_key(a), db=events)), bytes(
-                    txn.get(position_key(b), db=events))
+                record_a, record_b = raw_value(txn, position_key(a), events), raw_value(txn, position_key(b), events)
                 txn.put(position_key(a), record_b, db=events)
                 txn.put(position_key(b), record_a, db=events)
                 txn.put(_U64_PAIR.pack(stream, 2), position_key(b), db=streams)
@@ -346,7 +346,7 @@ class TestProjectionDrift:
         """A changed name in alice's catalog.sessions row is reported for alice."""
         stream = _U64.pack(built.streams["alice"])
         with editing(built.path, b"catalog.sessions") as txn:
-            row = bytes(txn.get(stream))
+            row = raw_value(txn, stream)
             assert b'"wonderland"' in row
             txn.put(stream, row.replace(b'"wonderland"', b'"wonderlanD"'))
         self.check(built, "alice")
@@ -355,7 +355,7 @@ class TestProjectionDrift:
         """A wrong message count in alice's catalog.sessions row is reported for alice."""
         stream = _U64.pack(built.streams["alice"])
         with editing(built.path, b"catalog.sessions") as txn:
-            row = bytes(txn.get(stream))
+            row = raw_value(txn, stream)
             assert row.endswith(b",12]")
             txn.put(stream, row[:-4] + b",13]")
         self.check(built, "alice")
@@ -369,14 +369,14 @@ class TestProjectionDrift:
     def test_deleted_session_back_in_catalog(self, built):
         """A catalog row for the deleted bob is reported for bob."""
         with editing(built.path, b"catalog.sessions") as txn:
-            row = bytes(txn.get(_U64.pack(built.streams["carol"])))
+            row = raw_value(txn, _U64.pack(built.streams["carol"]))
             txn.put(_U64.pack(built.streams["bob"]), row.replace(b'"carol"', b'"bob"'))
         self.check(built, "bob")
 
     def test_orphan_catalog_entry(self, built):
         """A catalog row for a stream that has no events is reported, naming that stream."""
         with editing(built.path, b"catalog.sessions") as txn:
-            txn.put(_U64.pack(999), bytes(txn.get(_U64.pack(built.streams["carol"]))))
+            txn.put(_U64.pack(999), raw_value(txn, _U64.pack(built.streams["carol"])))
         report = reverify(built)
         assert (False, True) == (report.ok, any(re.search(r"\bstream 999\b", p) for p in report.problems)), \
             report.problems
@@ -480,7 +480,7 @@ class TestDamagedSnapshot:
         """A truncated snapshot is reported for its session."""
         with editing(built.path, b"snapshots") as txn:
             key = _U64_PAIR.pack(built.streams["alice"], 10)
-            txn.put(key, bytes(txn.get(key))[:-7])
+            txn.put(key, raw_value(txn, key)[:-7])
         self.check(built, "alice")
 
     def test_message_text_changed(self, built):
@@ -505,7 +505,7 @@ class TestDamagedSnapshot:
         """A snapshot at a version the session never reached is reported for its stream."""
         stream = built.streams["carol"]
         with editing(built.path, b"snapshots") as txn:
-            txn.put(_U64_PAIR.pack(stream, 99), bytes(txn.get(_U64_PAIR.pack(stream, 2))))
+            txn.put(_U64_PAIR.pack(stream, 99), raw_value(txn, _U64_PAIR.pack(stream, 2)))
         self.check(built, "carol")
 
     def test_rebuilding_the_messages_repairs_it(self, built):
@@ -543,7 +543,7 @@ class TestRedactedContentPutBack:
         built, originals = redacted
         position = built.positions["alice"][3]
         with editing(built.path, b"log.events") as txn:
-            record = bytes(txn.get(position_key(position)))
+            record = raw_value(txn, position_key(position))
             original = originals[position]
             txn.put(position_key(position), record[:_type_end(record)] + original[_type_end(original):])
         report = reverify(built)
@@ -563,7 +563,7 @@ class TestRedactedContentPutBack:
         built, _ = redacted
         position = built.positions["alice"][3]
         with editing(built.path, b"log.events") as txn:
-            record = bytearray(txn.get(position_key(position)))
+            record = bytearray(raw_value(txn, position_key(position)))
             record[1] &= 0xFE
             txn.put(position_key(position), bytes(record))
         report = reverify(built)
@@ -574,7 +574,7 @@ class TestRedactedContentPutBack:
         built, _ = redacted
         position = built.positions["alice"][3]
         with editing(built.path, b"log.events") as txn:
-            record = bytes(txn.get(position_key(position)))
+            record = raw_value(txn, position_key(position))
             assert b"[redacted]" in record
             txn.put(position_key(position), record.replace(b"[redacted]", b"new words!"))
         report = reverify(built)
@@ -596,7 +596,7 @@ class TestRedactedContentPutBack:
         built, _ = redacted
         position = built.positions["alice"][12]  # the rename to "wonderland"
         with editing(built.path, b"log.events") as txn:
-            record = bytearray(txn.get(position_key(position)))
+            record = bytearray(raw_value(txn, position_key(position)))
             assert b"wonderland" in record
             record[1] |= 0x01
             txn.put(position_key(position), bytes(record).replace(b"wonderland", b"FORGEDNAME"))
@@ -608,7 +608,7 @@ class TestRedactedContentPutBack:
         built, _ = redacted
         position = built.positions["alice"][2]
         with editing(built.path, b"log.events") as txn:
-            record = bytes(txn.get(position_key(position)))
+            record = raw_value(txn, position_key(position))
             assert b'["user","[redacted]"]' in record
             txn.put(position_key(position), record.replace(b'["user",', b'["tool",'))
         report = reverify(built)

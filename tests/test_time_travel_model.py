@@ -67,7 +67,7 @@ class Sessions:
                 self.apply(("append", key, message), now)
         elif kind == "remove_last" and current.messages:
             self.record(key, replace(current, messages=current.messages[:-1]), now)
-        elif kind == "update_last" and current.messages:
+        elif kind == "update_last" and current.messages and current.messages[-1][0] != args[0]:
             last = (args[0], current.messages[-1][1])
             self.record(key, replace(current, messages=(*current.messages[:-1], last)), now)
         elif kind == "clear" and current.messages:
@@ -78,15 +78,15 @@ class Sessions:
                 self.record(key, replace(self.live(key, now), name=name), now)
         elif kind == "state":
             state, turn_id = args
-            old = current.state
-            if not (current.exists and old is not None and (old.state, old.turn_id) == (state, turn_id)):
+            old = seen(current).state
+            if not (current.exists and (old.state, old.turn_id) == (state, turn_id)):
                 started = now if state == "running" else None
                 self.record(key, replace(self.live(key, now), state=SessionState(state, turn_id, started)), now)
         elif kind == "delete" and current.exists:
             self.record(key, GONE, now)
         elif kind == "restore":
             wanted = self.versions[key][self.restore_target(key, args[0])]
-            if wanted != current and (wanted.exists or current.exists):
+            if seen(wanted) != seen(current) and (wanted.exists or current.exists):
                 self.record(key, wanted, now)
 
     def restore_target(self, key: str, choice: int) -> int:
@@ -124,7 +124,7 @@ def run(store: SessionStore, sessions: Sessions, clock: FakeClock, command: tupl
     sessions.apply((kind, key, *args), now)
 
 
-texts = st.text(st.characters(exclude_categories=("Cs",)), max_size=8)
+texts = st.text(st.characters(exclude_categories=["Cs"]), max_size=8)
 messages = st.builds(ChatMessage, st.sampled_from(("user", "assistant", "tool")), texts)
 keys = st.sampled_from(KEYS)
 pauses = st.sampled_from((0, 0, 1, 60))
@@ -147,12 +147,18 @@ scripts = st.lists(commands, min_size=1, max_size=50)
 snapshot_every = st.integers(1, 4)
 
 
+def seen(session: Model) -> Model:
+    """The session as readers see it: a live session that never had a state set is idle."""
+    return replace(session, state=session.state or SessionState("idle")) if session.exists else session
+
+
 def observed(view: SessionView) -> tuple[Any, ...]:
     """What a view shows, in the model's terms."""
     return (view.exists, view.name, view.state, view.messages, [(m.message, m.created_at) for m in view.timestamped])
 
 
 def expected(session: Model) -> tuple[Any, ...]:
+    session = seen(session)
     return (session.exists, session.name, session.state, [m for m, _ in session.messages], list(session.messages))
 
 

@@ -64,12 +64,13 @@ def test_a_transaction_answers_and_leaves_the_store_as_the_same_calls_one_by_one
 
 def test_one_failing_command_fails_the_transaction_and_nothing_is_written(store: SessionStore) -> None:
     store.append("a", hello("before"))
+    state_before = store.get_session_state("a")
     with pytest.raises(WrongExpectedVersion), store.transaction() as tx:
         first = tx.append("b", hello("never"))
         tx.set_session_state("a", "running")
         tx.append("a", hello("late"), expected_version=0)
     assert [event.position for event in store.events()] == [1]
-    assert not store.session_exists("b") and store.get_session_state("a") is None
+    assert not store.session_exists("b") and store.get_session_state("a") == state_before
     with pytest.raises(TransactionError):
         _ = first.result
 

@@ -91,7 +91,7 @@ class TestTimes:
         assert result.sources[0].batch is not None and result.sources[0].batch.bad_times == 4
         assert [(m.message.content, m.created_at) for m in store.load_with_timestamps("k")] == [
             ("first", datetime(2026, 1, 1, tzinfo=timezone.utc)), ("odd", datetime(2026, 1, 1, tzinfo=timezone.utc))]
-        assert store.get_session_state("k").state == "running"  # type: ignore[union-attr]
+        assert store.get_session_state("k").state == "running"
         assert store.load("zz-good") == [ChatMessage.user("fine")]
         assert store.verify().ok
 

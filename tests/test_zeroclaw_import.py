@@ -366,7 +366,7 @@ class TestImportWorkspace:
         assert not store.session_exists("ghost")
         assert [m.content for m in store.load("discord_7")] == ["old hello", "old reply", "later"]
         assert store.get_session_name("discord_7") is None
-        assert store.get_session_state("discord_7") is None
+        assert store.get_session_state("discord_7") == SessionState("idle", None, None)  # no state column
         meta = store.get_session_metadata("discord_7")
         assert meta is not None and meta.created_at == utc("2025-01-01T08:00:00+00:00")
 

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import lmdb
 
 from .. import EventStoreError
 from ._context import STORE_ENV, Env, default_store_path, user_error
@@ -54,7 +53,7 @@ class _Group(click.Group):
             except BrokenPipeError:
                 # The reader went away (``eventstore history KEY | head``): stop quietly.
                 raise click.exceptions.Exit(1) from None
-            except (EventStoreError, lmdb.Error, OSError) as exc:
+            except (EventStoreError, OSError) as exc:
                 env = ctx.find_object(Env)
                 raise user_error(exc, env.store_path if env is not None else None) from None
 
@@ -83,9 +82,9 @@ def cli(ctx: click.Context, store_path: Path | None) -> None:
 
 
 def _register() -> None:
-    from . import _demo, _inspect, _interchange, _recover
+    from . import _demo, _inspect, _interchange, _recover, _salvage
 
-    for module in (_demo, _inspect, _recover, _interchange):
+    for module in (_demo, _inspect, _recover, _interchange, _salvage):
         for command in module.COMMANDS:
             cli.add_command(command)
 

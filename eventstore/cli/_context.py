@@ -16,7 +16,6 @@ from pathlib import Path
 
 import attrs
 import click
-import lmdb
 
 from .. import (
     EventStoreError,
@@ -69,9 +68,10 @@ class Env:
             return SessionStore(path, clock=clock)
         try:
             return SessionStore(path, readonly=True, clock=clock)
-        except StoreReadOnly:
-            # Opening read-only fails only when the read models are out of date (a newer eventstore):
-            # a writable open rebuilds them from the log. Derived data only; no store is created.
+        except (StoreReadOnly, IncompatibleStore):
+            # Opening read-only fails when the read models are out of date or a key space is missing (a store
+            # of an earlier version): a writable open rebuilds or adds them from the log. Derived data only; no
+            # store is created. A store of a newer version is refused by the writable open too.
             if not os.access(path, os.W_OK):
                 raise
             return SessionStore(path, clock=clock)
@@ -90,12 +90,20 @@ pass_env = click.make_pass_decorator(Env)
 _PRECISION = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ](\d{2})(:\d{2})?(:\d{2})?(\.\d+)?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?$")
 
 
+#: The earliest and latest times a typed time is read as: a time zone's offset (under a day) and the end of a day
+#: away from the ends of datetime's range, which no conversion then crosses.
+_EARLIEST = datetime.min + timedelta(days=3)
+_LATEST = datetime.max - timedelta(days=3)
+
+
 def parse_time(text: str, option: str = "--as-of") -> datetime:
     """Read a time typed by the user: ISO 8601, naive meaning local time, or ``now``.
 
     A time names the end of its last given unit: ``2026-03-01`` is the end of that
     day, ``2026-03-01T14:05`` the end of that minute and ``14:05:09`` the end of that
     second, so a time copied from ``history`` (shown to the second) includes its event.
+    A time less than three days from the start of year 1 or the end of year 9999 is moved to three days
+    from it (still before every event, or after all of them), so that it converts to any time zone.
     """
     stripped = text.strip()
     if stripped.lower() == "now":
@@ -106,6 +114,9 @@ def parse_time(text: str, option: str = "--as-of") -> datetime:
         raise click.ClickException(
             f"{option}: {text!r} is not a time; use ISO 8601, e.g. 2026-03-01T14:05:09 (local time) "
             "or 2026-03-01T13:05:09Z") from None
+    # Every event lies between 1970 and now, so a time within days of year 1 or 9999 means the same as
+    # that end of time; moved there, it converts to any time zone (and to UTC) without overflow.
+    moment = min(max(moment.replace(tzinfo=None), _EARLIEST), _LATEST).replace(tzinfo=moment.tzinfo)
     if moment.tzinfo is None:
         moment = moment.astimezone()  # a naive time is local time
     found = _PRECISION.match(stripped)
@@ -123,9 +134,10 @@ def user_error(exc: BaseException, store_path: Path | None = None) -> click.Clic
     if isinstance(exc, StoreBusy):
         return click.ClickException(f"{exc}. Close the other programs using the store{where} and try again")
     if isinstance(exc, StoreCorrupted):
-        return click.ClickException(f"the store{where} is damaged: {exc}. Run `eventstore verify` for details")
+        return click.ClickException(f"the store{where} is damaged: {exc}. Run `eventstore verify` for details, "
+                                    "and `eventstore salvage --out FILE` to copy out the events still readable")
     if isinstance(exc, IncompatibleStore):
-        return click.ClickException(f"the store{where} was written by a newer eventstore: {exc}")
+        return click.ClickException(f"the store{where} does not fit this version of eventstore: {exc}")
     if isinstance(exc, StoreReadOnly):
         return click.ClickException(f"{exc} (its directory is not writable, so they cannot be rebuilt here)"
                                     if "out of date" in str(exc) else str(exc))
@@ -135,8 +147,6 @@ def user_error(exc: BaseException, store_path: Path | None = None) -> click.Clic
         return click.ClickException(f"{exc}; see `eventstore history KEY` for its versions")
     if isinstance(exc, EventStoreError):
         return click.ClickException(str(exc))
-    if isinstance(exc, lmdb.Error):
-        return click.ClickException(f"cannot use the store{where}: {exc}")
     if isinstance(exc, OSError):
         name = f" {exc.filename}" if exc.filename else ""
         return click.ClickException(f"{exc.strerror or exc}:{name}" if exc.strerror else str(exc))

@@ -14,6 +14,8 @@ import attrs
 import click
 from rich.text import Text
 
+from projections.session import IDLE
+
 from .. import ChatMessage, SearchHit, SessionMetadata, SessionQuery, SessionState, SessionStore, SessionView
 from ..events import (
     LastMessageRemoved,
@@ -91,7 +93,8 @@ def changes(before: SessionView, after: SessionView, event: SessionEvent) -> lis
         found.append({"kind": "restored", "to_version": event.restored_version})
     if before.name != after.name:
         found.append({"kind": "renamed", "from": before.name, "to": after.name})
-    if before.state != after.state:
+    # A session comes to life idle and leaves from any state: only a state beyond that is news when it flips.
+    if before.state != after.state and not (before.exists != after.exists and IDLE in (before.state, after.state)):
         found.append({"kind": "state", "from": state_json(before.state), "to": state_json(after.state)})
     old, new = before.messages, after.messages
     if isinstance(event, SessionRedacted):

@@ -122,11 +122,14 @@ def import_events(env: Env, file: Path, as_json: bool) -> None:
 
     The file is what `eventstore export --format events` writes.
 
-    A whole-log export (--all) is replicated exactly (positions, versions,
-    times, ids and hashes) into an empty store, or into the store it was
-    imported into before (then nothing is added). An export of some sessions
-    is imported as new events with their original times; keys already in the
-    store are reported, not merged.
+    Every line is checked before anything is written (digests, hashes,
+    versions, redactions, the trailer line that ends the file); a file that
+    does not check out is refused, naming its line, and what could not be
+    checked is reported. A whole-log export (--all) is replicated exactly
+    (positions, versions, times, ids and hashes) into an empty store, or into
+    the store it was imported into before (then nothing is added). An export
+    of some sessions is imported as new events with their original times;
+    keys already in the store are reported, not merged.
 
     \b
     Example:
@@ -140,8 +143,11 @@ def import_events(env: Env, file: Path, as_json: bool) -> None:
     skipped = list(result.outcome.skipped) if result.outcome is not None else []
     if as_json:
         out.json({"file": str(file), "mode": result.mode, "events": result.events,
-                  "already_present": result.already_present, "existing_keys": skipped})
+                  "already_present": result.already_present, "existing_keys": skipped,
+                  "warnings": list(result.warnings)})
         return
+    for warning in result.warnings:
+        out.line(f"warning: {warning}.")
     how = "replicated exactly" if result.mode == "replicate" else "imported with their original times"
     out.line(f"{result.events} events {how}" + (f"; {result.already_present} were already in the store."
                                                  if result.already_present else "."))

@@ -166,7 +166,8 @@ def verify(env: Env, as_json: bool) -> None:
     else:
         for problem in report.problems:
             out.line(f"problem: {problem}")
-        out.line(f"DAMAGED: {len(report.problems)} problems found in {report.events_checked} events checked.")
+        out.line(f"DAMAGED: {len(report.problems)} problems found in {report.events_checked} events checked; "
+                 "`eventstore salvage --out FILE` copies out the events still readable.")
     if not report.ok:
         raise click.exceptions.Exit(1)
 

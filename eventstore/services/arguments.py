@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from typing import Iterable
 
 from .._audit import Progress
-from .._errors import InvalidArgument
+from .._errors import InvalidArgument, shown
 from .._time import Clock, to_micros
 from .._values import ChatMessage, utc
 
@@ -27,19 +28,23 @@ def now_micros(clock: Clock) -> int:
 
 def check_index(value: object, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidArgument(f"{what} must be a non-negative int, not {value!r}")
+        raise InvalidArgument(f"{what} must be a non-negative int, not {shown(value)}")
     return value
 
 
 def check_count(value: object, what: str) -> float:
+    """A non-negative span as a float; an int too large for a float is longer than any: infinity."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-        raise InvalidArgument(f"{what} must be a non-negative number, not {value!r}")
-    return float(value)
+        raise InvalidArgument(f"{what} must be a non-negative number, not {shown(value)}")
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
 
 
 def check_progress(progress: object) -> Progress | None:
     if progress is not None and not callable(progress):
-        raise InvalidArgument(f"progress must be a callable or None, not {progress!r}")
+        raise InvalidArgument(f"progress must be a callable or None, not {shown(progress)}")
     return progress
 
 

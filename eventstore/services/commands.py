@@ -1,7 +1,8 @@
 """The deciders: the events a command records and the answer it gives, from the session as it is.
 
-Each is a pure function of the session's head (or, for a restore, the whole
-folded session) and the command's checked arguments; ``services.writer`` runs it
+Each is a pure function of the session's head (with its last message for a
+replacement, or the whole folded session for a restore) and the command's
+checked arguments; ``services.writer`` runs it
 inside the command's write transaction. An empty list of events records nothing.
 """
 
@@ -43,9 +44,15 @@ def remove_last(head: SessionHead) -> Decision[bool]:
     return ([LastMessageRemoved()], True) if head.message_count else ([], False)
 
 
-def replace_last(head: SessionHead, message: ChatMessage) -> Decision[bool]:
-    """Replace the last message; ``False`` when there is none."""
-    return ([LastMessageReplaced(message)], True) if head.message_count else ([], False)
+def replace_last(head: SessionHead, last: ChatMessage | None, message: ChatMessage) -> Decision[bool]:
+    """Replace the last message (``last``); ``False`` when there is none.
+
+    Replacing it by an equal message records nothing, and still answers ``True``: the session has a last message,
+    and it reads as asked.
+    """
+    if not head.message_count:
+        return [], False
+    return ([], True) if message == last else ([LastMessageReplaced(message)], True)
 
 
 def clear_messages(head: SessionHead) -> Decision[int]:
@@ -59,9 +66,10 @@ def rename(head: SessionHead, name: str | None) -> Decision[None]:
 
 
 def change_state(head: SessionHead, state: str, turn_id: str | None) -> Decision[None]:
-    """Set the run state; the state and turn id it already has record nothing."""
-    current = head.state
-    unchanged = head.exists and current is not None and (current.state, current.turn_id) == (state, turn_id)
+    """Set the run state; the state and turn id it already has record nothing (a live session that never had a
+    state is idle)."""
+    current = head.run_state()
+    unchanged = current is not None and (current.state, current.turn_id) == (state, turn_id)
     return ([], None) if unchanged else ([SessionStateChanged(state, turn_id)], None)
 
 
@@ -95,5 +103,5 @@ def _same_session(one: SessionSnapshot, other: SessionSnapshot) -> bool:
     a, b = one.head, other.head
     if not a.exists and not b.exists:
         return True
-    return (a.exists, a.name, a.state, a.created_at, one.messages) == (b.exists, b.name, b.state, b.created_at,
-                                                                       other.messages)
+    return ((a.exists, a.name, a.run_state(), a.created_at, one.messages)
+            == (b.exists, b.name, b.run_state(), b.created_at, other.messages))

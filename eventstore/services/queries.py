@@ -12,6 +12,7 @@ from typing import Any
 from projections.catalog import Catalog
 from projections.messages import MessageLists
 from projections.search.index import SearchIndex
+from projections.search.planning import plan_query
 from projections.search.reader import IndexReader
 from projections.search.snippets import snippet
 from projections.search.tokenizer import parse_query
@@ -124,15 +125,18 @@ class Queries:
 
         def run(view: IndexReader, txn: ReadTransaction) -> list[SearchHit]:
             texts = SessionTexts(self._messages, txn)
+            hits = self._search_index.search_messages(view, words, limit, texts)
+            plan = plan_query(view, words) if hits else None
+            counted = () if plan is None else plan.words  # the words past the query's bound cost nothing here
             found = []
-            for stream_id, index, score in self._search_index.search_messages(view, words, limit, texts):
+            for stream_id, index, score in hits:
                 head = self._catalog.head(txn, stream_id)
                 entries = texts.entries(stream_id)
                 if head is None or index >= len(entries):
                     raise StoreCorrupted(f"the search index names message {index} of stream {stream_id}, "
                                          "which does not exist")
                 message = entries[index][0]
-                found.append(SearchHit(head.key, index, message, score, snippet(message.content, words)))
+                found.append(SearchHit(head.key, index, message, score, snippet(message.content, counted)))
             return found
 
         return self._search.query(run)

@@ -1,41 +1,177 @@
-"""Events from elsewhere: whole sessions imported with their times, and events replicated from another store."""
+"""Events from elsewhere: whole sessions imported with their times, and events replicated from another store.
+
+Both refuse, writing nothing, what ``verify`` would later report as damage or what no command records: an
+event the session cannot take next (``SessionCheck``), a redacted event no redaction names, a redaction that
+leaves content. A replicated redaction rewrites the events of its session that the copy already holds, as the
+source's ``redact`` did, so that the copy verifies.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import re
+import uuid
 from datetime import datetime
 from typing import Iterable, Mapping, Sequence
+
+from projections.session import SessionHead, empty_head, evolve_head
 
 from .._audit import Progress
 from .._bookkeeping import ImportReceipts
 from .._codec import encode_event
 from .._deferred import Read
-from .._errors import InvalidArgument, ReplicationMismatch, SourceChanged
+from .._errors import InvalidArgument, ReplicationMismatch, SourceChanged, shown
+from .._folding import LogChange, to_recorded
 from .._log import EventLog, Original
+from .._snapshots import SnapshotStore
 from .._time import to_micros
 from .._values import ImportOutcome, ImportReceipt, utc, validate_key
-from ..events import EVENT_CLASSES, RecordedEvent, SessionEvent, redact_event
+from ..events import (
+    EVENT_CLASSES,
+    LastMessageRemoved,
+    LastMessageReplaced,
+    MessagesCleared,
+    RecordedEvent,
+    SessionEvent,
+    SessionRedacted,
+    SessionRestored,
+    redact_event,
+)
 from ..storage import WriteTransaction
 from .arguments import recordable
 from .writer import CommandWriter, Write
 
-__all__ = ["Replication"]
+__all__ = ["Replication", "Importable", "importable", "SessionCheck", "refusal", "payload_digest"]
 
 #: Events replicated per write transaction.
 BATCH = 1000
+
+#: An event to import: a (time, event) pair, or a ``RecordedEvent`` of another store (which keeps its
+#: redaction: flag, original payload digest and the redaction naming it).
+Importable = tuple[datetime, SessionEvent] | RecordedEvent
+
+
+def importable(item: object) -> Importable:
+    """``item`` checked as an event ``import_sessions`` takes."""
+    if isinstance(item, RecordedEvent):
+        moment, event = item.recorded_at, item.event
+    elif isinstance(item, tuple) and len(item) == 2:
+        moment, event = item
+    else:
+        raise InvalidArgument(f"expected (datetime, event) pairs or recorded events, not {item!r:.60}")
+    recordable(moment)
+    if type(event) not in EVENT_CLASSES:  # a subclass would be stored, and read back, as its base
+        raise InvalidArgument(f"cannot import {type(event).__name__}: not a session event")
+    return item
+
+
+def payload_digest(event: SessionEvent) -> str:
+    """The hex SHA-256 of the event's payload as the log stores it."""
+    return hashlib.sha256(encode_event(event).payload).hexdigest()
+
+
+def refusal(head: SessionHead, event: SessionEvent) -> str | None:
+    """Why ``event`` cannot come next in the session at ``head`` (``None``: it can).
+
+    These are events no command records there: the read models cannot fold them, or they state something
+    false (a clear of another number of messages, a restore to a version the session never had).
+    """
+    match event:
+        case LastMessageRemoved() | LastMessageReplaced() if not head.message_count:
+            return f"{event.type_name} on a session with no message"
+        case MessagesCleared() if event.count != head.message_count:
+            return f"MessagesCleared({event.count}) on a session with {head.message_count} messages"
+        case SessionRestored() if event.restored_version >= head.version:
+            return f"SessionRestored to version {event.restored_version} of a session at version {head.version}"
+    return None
+
+
+class SessionCheck:
+    """One session's events to import, checked in order as ``verify`` would check them once recorded.
+
+    A ``RecordedEvent`` must also come at the version it had (1, 2, 3, ...), after the position of the one
+    before it, with a payload that matches its digest; a redacted one must hold no content and be named, with
+    the digest of its redacted payload, by a later ``SessionRedacted`` of its session, which must leave no
+    content before it.
+    """
+
+    def __init__(self, key: str) -> None:
+        self.head = empty_head(key)
+        self._position = 0
+        self._unnamed: dict[int, str] = {}  # position → digest of the redacted payload, awaiting its redaction
+        self._content = False  # an event holding content since the last redaction
+
+    def check(self, item: Importable) -> str | None:
+        """Why ``item`` cannot come next (``None``: it can, and the session moves past it)."""
+        recorded = item if isinstance(item, RecordedEvent) else None
+        moment, event = (item.recorded_at, item.event) if isinstance(item, RecordedEvent) else item
+        problem = refusal(self.head, event) or (None if recorded is None else self._recorded_problem(recorded))
+        if problem is None and isinstance(event, SessionRedacted):
+            problem = self._redaction_problem(event)
+        if problem is not None:
+            return problem
+        self._content = self._content or redact_event(event) != event
+        self.head = evolve_head(self.head, LogChange(self.head.key, self.head.version + 1, utc(moment), event, b""))
+        return None
+
+    def _recorded_problem(self, recorded: RecordedEvent) -> str | None:
+        if recorded.version != self.head.version + 1:
+            return f"version {recorded.version} where version {self.head.version + 1} was due"
+        if recorded.position <= self._position:
+            return f"position {recorded.position} does not come after the session's previous {self._position}"
+        self._position = recorded.position
+        digest = payload_digest(recorded.event)
+        if recorded.redacted:
+            if redact_event(recorded.event) != recorded.event:
+                return "an event marked redacted holds message content"
+            if not re.fullmatch("[0-9a-f]{64}", recorded.payload_digest):
+                return f"payload_digest {recorded.payload_digest!r:.80} is not a hex SHA-256 digest"
+            self._unnamed[recorded.position] = digest
+        elif digest != recorded.payload_digest:
+            return "the payload does not match its payload_digest (the event was changed)"
+        return None
+
+    def _redaction_problem(self, event: SessionRedacted) -> str | None:
+        if self._content:
+            return "a SessionRedacted that leaves message content before it"
+        if event.rewritten != tuple(sorted(self._unnamed.items())):
+            return (f"a SessionRedacted naming {[p for p, _ in event.rewritten]} where the redacted events "
+                    f"before it are {sorted(self._unnamed)} (positions, with the digests of their payloads)")
+        self._unnamed.clear()
+        return None
+
+    def finish(self) -> str | None:
+        """What is wrong with the session once all its events are in (``None``: nothing)."""
+        if self._unnamed:
+            return f"events at positions {sorted(self._unnamed)} are marked redacted, but no SessionRedacted names them"
+        return None
 
 
 class Replication:
     """Imports and replication: events recorded with the times (and, replicated, the hashes) they came with."""
 
-    def __init__(self, log: EventLog, receipts: ImportReceipts, read: Read, write: Write,
+    def __init__(self, log: EventLog, snapshots: SnapshotStore, receipts: ImportReceipts, read: Read, write: Write,
                  writer: CommandWriter) -> None:
-        self._log, self._receipts = log, receipts
+        self._log, self._snapshots, self._receipts = log, snapshots, receipts
         self._read, self._write, self._writer = read, write, writer
 
-    def import_sessions(self, sessions: Mapping[str, Sequence[tuple[datetime, SessionEvent]]], source: str | None,
+    def import_sessions(self, sessions: Mapping[str, Sequence[Importable]], source: str | None,
                         size: int, sha256: str) -> ImportOutcome:
-        """Import the sessions whose keys have no events yet, in one transaction, with a receipt for ``source``."""
+        """Import the sessions whose keys have no events yet, in one transaction, with a receipt for ``source``.
+
+        Raises:
+            InvalidArgument: an event ``SessionCheck`` refuses (nothing is written).
+        """
+        for key, timed in sessions.items():
+            check = SessionCheck(key)
+            for number, item in enumerate(timed, 1):
+                problem = check.check(item)
+                if problem is not None:
+                    raise InvalidArgument(f"session {key!r}, event {number}: {problem}; nothing was imported")
+            problem = check.finish()
+            if problem is not None:
+                raise InvalidArgument(f"session {key!r}: {problem}; nothing was imported")
+
         def body(txn: WriteTransaction) -> ImportOutcome:
             if source is not None:
                 earlier = self._receipts.get(txn, source)
@@ -48,8 +184,7 @@ class Replication:
                 if self._log.stream_id(txn, key) is not None:
                     skipped.append(key)
                     continue
-                for moment, event in timed:
-                    self._writer.record(txn, key, [event], recordable(moment))
+                self._import_session(txn, key, timed)
                 imported += 1
                 events += len(timed)
             receipt = ImportReceipt(source or "", size, sha256, imported, events)
@@ -60,6 +195,23 @@ class Replication:
             return ImportOutcome(receipt, tuple(skipped), False)
 
         return self._write(body)
+
+    def _import_session(self, txn: WriteTransaction, key: str, timed: Sequence[Importable]) -> None:
+        """Record one checked session's events as new events; redacted ones stay redacted."""
+        positions: dict[int, int] = {}  # a redacted event's position in its source → its position here
+        for item in timed:
+            if not isinstance(item, RecordedEvent):
+                self._writer.record(txn, key, [item[1]], recordable(item[0]))
+                continue
+            event, originals = item.event, None
+            if item.redacted:
+                # It keeps the digest of its original payload, which its hash here covers.
+                originals = [Original(uuid.uuid4().bytes, bytes.fromhex(item.payload_digest), True)]
+            elif isinstance(event, SessionRedacted):
+                event = SessionRedacted(event.reason, tuple((positions[p], d) for p, d in event.rewritten))
+            self._writer.record(txn, key, [event], recordable(item.recorded_at), originals=originals)
+            if item.redacted:
+                positions[item.position] = self._log.head(txn)[0]
 
     def receipts(self) -> list[ImportReceipt]:
         with self._read() as txn:
@@ -96,7 +248,8 @@ class Replication:
         for recorded in batch:
             expected = self._log.head(txn)[0] + 1
             if recorded.position != expected:
-                raise ReplicationMismatch(f"event at position {recorded.position} arrived where {expected} was due")
+                raise ReplicationMismatch(
+                    f"event at position {shown(recorded.position)} arrived where {expected} was due")
             try:
                 original = Original(recorded.event_id.bytes, bytes.fromhex(recorded.payload_digest), recorded.redacted)
             except (ValueError, AttributeError, TypeError):
@@ -105,11 +258,44 @@ class Replication:
             if recorded.redacted:
                 if redact_event(recorded.event) != recorded.event:
                     raise ReplicationMismatch(f"position {recorded.position}: a redacted event holds content")
-            elif hashlib.sha256(encode_event(recorded.event).payload).hexdigest() != recorded.payload_digest:
+            elif payload_digest(recorded.event) != recorded.payload_digest:
                 raise ReplicationMismatch(f"position {recorded.position}: the event does not match its digest")
-            copied = self._writer.record(txn, validate_key(recorded.session_key), [recorded.event],
-                                         to_micros(utc(recorded.recorded_at)), recorded.version - 1, [original])
+            key = validate_key(recorded.session_key)
+            if isinstance(recorded.event, SessionRedacted):
+                self._redact_held(txn, key, recorded)
+            copied = self._writer.record(txn, key, [recorded.event], to_micros(utc(recorded.recorded_at)),
+                                         recorded.version - 1, [original])
             if (copied[0].hash.hex(), copied[0].recorded_at) != (recorded.hash, recorded.recorded_at):
                 raise ReplicationMismatch(f"position {recorded.position}: the event does not hash as it did "
                                           "in its source store")
         return len(batch)
+
+    def _redact_held(self, txn: WriteTransaction, key: str, redaction: RecordedEvent) -> None:
+        """Before a replicated ``SessionRedacted``: redact what the copy holds of the session, as the source did.
+
+        Every event of the session that holds content is rewritten (the copy received it before the source
+        redacted it); with the redacted events no earlier redaction names, they must be exactly the events the
+        redaction names, with the digests of their redacted payloads.
+        """
+        assert isinstance(redaction.event, SessionRedacted)
+        stream_id = self._log.stream_id(txn, key)
+        unnamed: dict[int, str] = {}
+        rewrote = False
+        for entry in [] if stream_id is None else list(self._log.read_stream(txn, stream_id)):
+            event = to_recorded(entry).event
+            if isinstance(event, SessionRedacted):
+                for position, _ in event.rewritten:
+                    unnamed.pop(position, None)
+            elif redact_event(event) != event:
+                payload = encode_event(redact_event(event)).payload
+                self._log.redact(txn, entry.position, payload)
+                unnamed[entry.position] = hashlib.sha256(payload).hexdigest()
+                rewrote = True
+            elif entry.redacted:
+                unnamed[entry.position] = hashlib.sha256(entry.encoded.payload).hexdigest()
+        if tuple(sorted(unnamed.items())) != redaction.event.rewritten:
+            raise ReplicationMismatch(f"position {redaction.position}: the redaction names other events than this "
+                                      "store holds redacted or with content in its session")
+        if rewrote:
+            assert stream_id is not None
+            self._snapshots.delete_stream(txn, stream_id)

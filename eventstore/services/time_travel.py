@@ -13,22 +13,24 @@ import attrs
 from projections.session import SessionSnapshot, empty_snapshot, fold
 
 from .._deferred import Read
-from .._errors import InvalidArgument, InvalidVersion, StoreCorrupted
-from .._folding import fold_stream, to_recorded, view_of
+from .._errors import InvalidArgument, InvalidVersion, StoreCorrupted, shown
+from .._folding import LogChange, fold_stream, to_recorded, view_of
 from .._log import EventLog
 from .._snapshots import SnapshotStore
-from .._time import to_micros
-from .._values import SessionView, utc
+from .._time import aware_micros
+from .._values import SessionView
 from ..events import RecordedEvent
 from ..storage import ReadTransaction, WriteTransaction
 from . import commands
 from .arguments import check_index
-from .writer import CommandWriter, Write
+from .writer import CommandWriter, Request, Write
 
 __all__ = ["TimeTravel", "BATCH"]
 
 #: Events read per read transaction when streaming the log.
 BATCH = 1000
+#: The last position the log can hold (positions are unsigned 64-bit keys).
+LAST_POSITION = 2**64 - 1
 
 
 class TimeTravel:
@@ -49,6 +51,8 @@ class TimeTravel:
 
     def events(self, after: int, limit: int | None) -> Iterator[RecordedEvent]:
         """Every event after position ``after``, in batches, each read in its own short read transaction."""
+        if after >= LAST_POSITION:
+            return  # no position comes after it
         remaining = limit
         while remaining is None or remaining > 0:
             batch_size = BATCH if remaining is None else min(BATCH, remaining)
@@ -70,23 +74,21 @@ class TimeTravel:
                 return attrs.evolve(view_of(empty_snapshot(key)), version=target)
             return view_of(fold_stream(txn, self._log, self._snapshots, stream_id, key, target))
 
-    def restore(self, key: str, version: int | None, as_of: datetime | None) -> int:
+    def restore(self, key: str, version: int | None, as_of: datetime | None, request: Request,
+                expected_version: int | None, idempotency_key: str | None) -> int:
         """Append ``SessionRestored`` unless the session already looks as it did then; return its version."""
-        now = self._writer.now_micros()
 
-        def body(txn: WriteTransaction) -> int:
-            stream_id = self._log.stream_id(txn, key)
+        def step(txn: WriteTransaction, stream_id: int | None, now: int) -> tuple[None, list[LogChange]]:
             target = self._resolve_version(txn, key, stream_id, version, as_of)
             if stream_id is None:
-                return 0
-            current_version = self._log.stream_version(txn, stream_id)
-            current = fold_stream(txn, self._log, self._snapshots, stream_id, key, current_version)
+                return None, []
+            current = fold_stream(txn, self._log, self._snapshots, stream_id, key,
+                                  self._log.stream_version(txn, stream_id))
             wanted = (fold_stream(txn, self._log, self._snapshots, stream_id, key, target) if target
                       else empty_snapshot(key))
-            events, changed = commands.restore(current, wanted, target)
-            return self._writer.record(txn, key, events, now)[-1].version if changed else current_version
+            return None, self._writer.record(txn, key, commands.restore(current, wanted, target)[0], now)
 
-        return self._write(body)
+        return self._writer.run(key, request, step, expected_version, idempotency_key)[1]
 
     def replay(self, key: str, from_version: int, to_version: int | None
                ) -> Iterator[tuple[RecordedEvent, SessionView]]:
@@ -119,9 +121,8 @@ class TimeTravel:
         if version is not None and as_of is not None:
             raise InvalidArgument("give a version or an as_of time, not both")
         if as_of is not None:
-            if not isinstance(as_of, datetime):
-                raise InvalidArgument(f"as_of must be a datetime, not {type(as_of).__name__}")
-            moment = to_micros(utc(as_of))
+            # Any aware time has an answer: before the first event, the empty session; after the last, the current one.
+            moment = aware_micros(as_of, "as_of")
             # Recorded times never decrease, so the versions recorded by then form a prefix.
             low, high = 0, current
             while low < high:
@@ -135,7 +136,7 @@ class TimeTravel:
             return current
         check_index(version, "version")
         if version > current:
-            raise InvalidVersion(f"session {key!r} has {current} versions; version {version} does not exist")
+            raise InvalidVersion(f"session {key!r} has {current} versions; version {shown(version)} does not exist")
         return version
 
     def _version_time(self, txn: ReadTransaction, stream_id: int, version: int) -> int:

@@ -1,6 +1,6 @@
 """Several commands, on one session or many, committed together: ``SessionStore.transaction()``.
 
-Also the store's commands with their arguments checked (``append_messages``, ``replace_last``, ...): the
+Also the store's commands with their arguments checked (``append_many``, ``update_last``, ...): the
 store runs one at once, a transaction queues them, so both check arguments the same way, when called.
 """
 
@@ -16,47 +16,76 @@ from .._values import ChatMessage, validate_text
 from . import commands
 from .arguments import check_message, iterable
 from .commands import Decision
-from .writer import Command, CommandWriter
+from .writer import Command, CommandWriter, Request, Step, message_argument
 
-__all__ = ["Pending", "Transaction", "append_messages", "replace_last", "rename", "change_state", "delete"]
+__all__ = ["Pending", "Transaction", "append_many", "remove_last", "update_last", "clear_messages",
+           "set_session_name", "set_session_state", "delete_session"]
 
 R = TypeVar("R")
 T = TypeVar("T")
-Decide = Callable[[SessionHead], Decision[R]]
 
 
 # -- the commands, their arguments checked ------------------------------------------------------------------
 
-def append_messages(messages: Iterable[ChatMessage]) -> Decide[None]:
+def append_many(key: str, messages: Iterable[ChatMessage], expected_version: int | None,
+                idempotency_key: str | None) -> Command[None]:
     if isinstance(messages, (str, bytes, ChatMessage)):
         raise InvalidArgument("append_many takes an iterable of ChatMessage")
     batch = [check_message(message) for message in iterable(messages, "messages")]
-    return lambda head: commands.append_messages(head, batch)
+    request = Request("append_many", tuple(message_argument(message) for message in batch))
+    return Command.checked(key, request, deciding(key, lambda head: commands.append_messages(head, batch)),
+                           expected_version, idempotency_key)
 
 
-def replace_last(message: ChatMessage) -> Decide[bool]:
+def remove_last(key: str, expected_version: int | None, idempotency_key: str | None) -> Command[bool]:
+    return Command.checked(key, Request("remove_last"), deciding(key, commands.remove_last), expected_version,
+                           idempotency_key)
+
+
+def update_last(key: str, message: ChatMessage, expected_version: int | None,
+                idempotency_key: str | None) -> Command[bool]:
     message = check_message(message)
-    return lambda head: commands.replace_last(head, message)
+    return Command.checked(key, Request("update_last", (message_argument(message),)),
+                           lambda writer: writer.replacing_last(key, message), expected_version, idempotency_key)
 
 
-def rename(name: str) -> Decide[None]:
+def clear_messages(key: str, expected_version: int | None, idempotency_key: str | None) -> Command[int]:
+    return Command.checked(key, Request("clear_messages"), deciding(key, commands.clear_messages), expected_version,
+                           idempotency_key)
+
+
+def set_session_name(key: str, name: str, expected_version: int | None,
+                     idempotency_key: str | None) -> Command[None]:
     new_name = validate_text(name, "session name") or None
-    return lambda head: commands.rename(head, new_name)
+    return Command.checked(key, Request("set_session_name", (new_name,)),
+                           deciding(key, lambda head: commands.rename(head, new_name)), expected_version,
+                           idempotency_key)
 
 
-def change_state(state: str, turn_id: str | None) -> Decide[None]:
+def set_session_state(key: str, state: str, turn_id: str | None, expected_version: int | None,
+                      idempotency_key: str | None) -> Command[None]:
     validate_text(state, "session state")
     if not state:
         raise InvalidArgument("session state must not be empty")
     if turn_id is not None:
         validate_text(turn_id, "turn id")
-    return lambda head: commands.change_state(head, state, turn_id)
+    return Command.checked(key, Request("set_session_state", (state, turn_id)),
+                           deciding(key, lambda head: commands.change_state(head, state, turn_id)),
+                           expected_version, idempotency_key)
 
 
-def delete(reason: str | None) -> Decide[bool]:
+def delete_session(key: str, reason: str | None, expected_version: int | None,
+                   idempotency_key: str | None) -> Command[bool]:
     if reason is not None:
         validate_text(reason, "reason")
-    return lambda head: commands.delete(head, reason)
+    return Command.checked(key, Request("delete_session", (reason,)),
+                           deciding(key, lambda head: commands.delete(head, reason)), expected_version,
+                           idempotency_key)
+
+
+def deciding(key: str, decide: Callable[[SessionHead], Decision[R]]) -> Callable[[CommandWriter], Step[R]]:
+    """The plan of a command that decides from the session's head."""
+    return lambda writer: writer.deciding(key, decide)
 
 
 # -- the transaction ------------------------------------------------------------------------------------------
@@ -111,11 +140,9 @@ class Transaction:
         self._queued: list[tuple[Command[Any], Pending[Any]]] = []
         self._ended = False
 
-    def _add(self, key: str, decide: Decide[Any], expected_version: int | None, idempotency_key: str | None,
-             answer: Callable[[tuple[Any, int]], T]) -> Pending[T]:
+    def _add(self, command: Command[Any], answer: Callable[[tuple[Any, int]], T]) -> Pending[T]:
         if self._ended:
             raise TransactionError("this transaction has ended; start another with store.transaction()")
-        command = Command.checked(key, decide, expected_version, idempotency_key)
         pending = Pending(answer)
         self._queued.append((command, pending))
         return pending
@@ -128,45 +155,45 @@ class Transaction:
     def append_many(self, key: str, messages: Iterable[ChatMessage], *, expected_version: int | None = None,
                     idempotency_key: str | None = None) -> Pending[int]:
         """Append several messages; the result is the session's new version."""
-        return self._add(key, append_messages(messages), expected_version, idempotency_key, _version)
+        return self._add(append_many(key, messages, expected_version, idempotency_key), _version)
 
     def remove_last(self, key: str, *, expected_version: int | None = None,
                     idempotency_key: str | None = None) -> Pending[bool]:
         """Remove the last message; the result says whether there was one."""
-        return self._add(key, commands.remove_last, expected_version, idempotency_key, _decision)
+        return self._add(remove_last(key, expected_version, idempotency_key), _decision)
 
     def update_last(self, key: str, message: ChatMessage, *, expected_version: int | None = None,
                     idempotency_key: str | None = None) -> Pending[bool]:
         """Replace the last message; the result says whether there was one."""
-        return self._add(key, replace_last(message), expected_version, idempotency_key, _decision)
+        return self._add(update_last(key, message, expected_version, idempotency_key), _decision)
 
     def clear_messages(self, key: str, *, expected_version: int | None = None,
                        idempotency_key: str | None = None) -> Pending[int]:
         """Remove every message; the result is how many went."""
-        return self._add(key, commands.clear_messages, expected_version, idempotency_key, _decision)
+        return self._add(clear_messages(key, expected_version, idempotency_key), _decision)
 
     def set_session_name(self, key: str, name: str, *, expected_version: int | None = None,
                          idempotency_key: str | None = None) -> Pending[None]:
         """Name the session (an empty name clears it)."""
-        return self._add(key, rename(name), expected_version, idempotency_key, _decision)
+        return self._add(set_session_name(key, name, expected_version, idempotency_key), _decision)
 
     def set_session_state(self, key: str, state: str, turn_id: str | None = None, *,
                           expected_version: int | None = None, idempotency_key: str | None = None
                           ) -> Pending[None]:
         """Set the run state (``"running"`` starts the turn clock)."""
-        return self._add(key, change_state(state, turn_id), expected_version, idempotency_key, _decision)
+        return self._add(set_session_state(key, state, turn_id, expected_version, idempotency_key), _decision)
 
     def delete_session(self, key: str, *, reason: str | None = None, expected_version: int | None = None,
                        idempotency_key: str | None = None) -> Pending[bool]:
         """Delete the session; the result says whether it existed."""
-        return self._add(key, delete(reason), expected_version, idempotency_key, _decision)
+        return self._add(delete_session(key, reason, expected_version, idempotency_key), _decision)
 
     def commit(self) -> None:
         """Commit every queued command in one write transaction (the end of the ``with`` block does it)."""
         self._end()
         if not self._queued:
             return
-        outcomes = self._writer().execute_together([command for command, _ in self._queued])
+        outcomes = self._writer().run_together([command for command, _ in self._queued])
         for (_, pending), outcome in zip(self._queued, outcomes):
             pending.settle(outcome)
 

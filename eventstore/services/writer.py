@@ -1,30 +1,34 @@
 """The command pipeline: one command, one write transaction, one atomic commit.
 
-A command's transaction checks its idempotency key, reads the session's head
-from the catalog, runs the command's decider (``services.commands``), appends
-the events to the log, applies every inline read model and saves its
-checkpoint, and takes a snapshot when one is due. Once it has committed, the
+A command's transaction checks its idempotency key (a key already recorded for
+the same request answers as it did then) and its expected version, reads the
+session's head from the catalog, runs the command's decider
+(``services.commands``), appends the events to the log, applies every inline
+read model and saves its checkpoint, and takes a snapshot when one is due. Once it has committed, the
 decoded list of the session, if cached, is brought up to date.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Generic, Protocol, Sequence, TypeVar
+import hashlib
+from typing import Any, Callable, Generic, Protocol, Sequence, TypeVar
 
 import attrs
+import orjson
 
 from projections.catalog import Catalog
 from projections.messages import MessageLists
 from projections.readmodel import Checkpoints, ReadModel
 from projections.session import SessionHead, empty_head
 
-from .._bookkeeping import IdempotencyRecords
+from .._bookkeeping import IdempotencyRecord, IdempotencyRecords
 from .._codec import encode_event
+from .._errors import IdempotencyKeyReused, WrongExpectedVersion
 from .._folding import LogChange, take_snapshot
 from .._log import EventLog, Original
 from .._snapshots import SnapshotStore
 from .._time import Clock, from_micros
-from .._values import validate_key, validate_text
+from .._values import ChatMessage, validate_key, validate_text
 from ..events import SessionEvent
 from ..storage import WriteTransaction
 from . import commands
@@ -32,9 +36,55 @@ from .arguments import check_index, now_micros
 from .cache import DecodedSessions
 from .commands import Decision
 
-__all__ = ["Command", "CommandWriter", "Write"]
+__all__ = ["Command", "CommandWriter", "Request", "Step", "Write", "message_argument"]
 
 R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+
+
+@attrs.frozen
+class Request:
+    """A command as an idempotency key identifies it: its name and its arguments, as JSON values."""
+
+    name: str
+    arguments: tuple[object, ...] = ()
+
+    def digest(self) -> str:
+        return hashlib.sha256(orjson.dumps([self.name, self.arguments])).hexdigest()
+
+
+def message_argument(message: ChatMessage) -> list[str]:
+    """A message as a request's argument."""
+    return [message.role, message.content]
+
+
+class Step(Protocol[R_co]):
+    """The work of one command inside its write transaction: given the session's stream id (``None`` for a key
+    without events) and the command's time in µs, record its events; return its result and the recorded events."""
+
+    def __call__(self, txn: WriteTransaction, stream_id: int | None, now: int) -> tuple[R_co, list[LogChange]]: ...
+
+
+@attrs.frozen
+class Command(Generic[R]):
+    """One command on one session, its arguments checked: what identifies it (``request``), the writer's step
+    that records it (``plan(writer)``), and its options."""
+
+    key: str
+    request: Request
+    plan: Callable[[CommandWriter], Step[R]]
+    expected_version: int | None = None
+    idempotency_key: str | None = None
+
+    @classmethod
+    def checked(cls, key: str, request: Request, plan: Callable[[CommandWriter], Step[R]],
+                expected_version: int | None = None, idempotency_key: str | None = None) -> Command[R]:
+        validate_key(key)
+        if expected_version is not None:
+            check_index(expected_version, "expected_version")
+        if idempotency_key is not None:
+            validate_text(idempotency_key, "idempotency_key")
+        return cls(key, request, plan, expected_version, idempotency_key)
 
 
 class Write(Protocol):
@@ -42,26 +92,6 @@ class Write(Protocol):
     store)."""
 
     def __call__(self, body: Callable[[WriteTransaction], R]) -> R: ...
-
-
-@attrs.frozen
-class Command(Generic[R]):
-    """One command on one session, its arguments checked: the decider and the options."""
-
-    key: str
-    decide: Callable[[SessionHead], Decision[R]]
-    expected_version: int | None = None
-    idempotency_key: str | None = None
-
-    @classmethod
-    def checked(cls, key: str, decide: Callable[[SessionHead], Decision[R]], expected_version: int | None = None,
-                idempotency_key: str | None = None) -> Command[R]:
-        validate_key(key)
-        if expected_version is not None:
-            check_index(expected_version, "expected_version")
-        if idempotency_key is not None:
-            validate_text(idempotency_key, "idempotency_key")
-        return cls(key, decide, expected_version, idempotency_key)
 
 
 class CommandWriter:
@@ -81,26 +111,52 @@ class CommandWriter:
     def now_micros(self) -> int:
         return now_micros(self._clock)
 
-    def execute(self, key: str, decide: Callable[[SessionHead], Decision[R]], expected_version: int | None = None,
-                idempotency_key: str | None = None) -> tuple[R, int]:
-        """Run one command on one session; return the decision's result and the session's version.
+    def deciding(self, key: str, decide: Callable[[SessionHead], Decision[R]]) -> Step[R]:
+        """The step of a command that decides from the session's head."""
 
-        ``expected_version``: raise ``WrongExpectedVersion`` (writing nothing) unless the session
-        is at this version. ``idempotency_key``: a retry with the same key writes nothing and
-        returns the first call's result.
+        def step(txn: WriteTransaction, stream_id: int | None, now: int) -> tuple[R, list[LogChange]]:
+            head = (None if stream_id is None else self._catalog.head(txn, stream_id)) or empty_head(key)
+            events, result = decide(head)
+            return result, self.record(txn, key, events, now)
+
+        return step
+
+    def replacing_last(self, key: str, message: ChatMessage) -> Step[bool]:
+        """The step that replaces the session's last message, deciding from its head and that message."""
+
+        def step(txn: WriteTransaction, stream_id: int | None, now: int) -> tuple[bool, list[LogChange]]:
+            head = (None if stream_id is None else self._catalog.head(txn, stream_id)) or empty_head(key)
+            last = self._messages.last(txn, stream_id) if stream_id is not None and head.message_count else None
+            events, replaced = commands.replace_last(head, last, message)
+            return replaced, self.record(txn, key, events, now)
+
+        return step
+
+    def run(self, key: str, request: Request, step: Step[R], expected_version: int | None = None,
+            idempotency_key: str | None = None) -> tuple[R, int]:
+        """Run ``step`` (which records the command's events) in one write transaction; return its result and the
+        session's version.
+
+        ``expected_version``: raise ``WrongExpectedVersion`` (writing nothing) unless the
+        session is at this version. ``idempotency_key``: a retry of ``request`` with the same
+        key writes nothing and returns the first call's result; another request with that key
+        raises ``IdempotencyKeyReused``.
         """
-        return self.execute_together([Command.checked(key, decide, expected_version, idempotency_key)])[0]
+        return self.run_command(Command.checked(key, request, lambda _: step, expected_version, idempotency_key))
 
-    def execute_together(self, batch: Sequence[Command[R]]) -> list[tuple[R, int]]:
+    def run_command(self, command: Command[R]) -> tuple[R, int]:
+        """Run one command in its own write transaction; its result and the session's version."""
+        return self.run_together([command])[0]
+
+    def run_together(self, batch: Sequence[Command[Any]]) -> list[tuple[Any, int]]:
         """Run commands (on one session or several) in one write transaction: all of them commit, or none.
 
-        Each is decided on the session as the commands before it left it; returns each one's result
-        and version.
+        Each runs on its session as the commands before it left it; returns each one's result and version.
         """
         now = self.now_micros()
         recorded: list[list[LogChange]] = []
 
-        def body(txn: WriteTransaction) -> list[tuple[R, int]]:
+        def body(txn: WriteTransaction) -> list[tuple[Any, int]]:
             recorded.clear()  # the body runs again if the map had to grow
             return [self._apply(txn, command, now, recorded) for command in batch]
 
@@ -111,22 +167,25 @@ class CommandWriter:
 
     def _apply(self, txn: WriteTransaction, command: Command[R], now: int, recorded: list[list[LogChange]]
                ) -> tuple[R, int]:
-        key, idempotency_key = command.key, command.idempotency_key
+        key, idempotency_key, expected_version = command.key, command.idempotency_key, command.expected_version
+        digest = None if idempotency_key is None else command.request.digest()
         if idempotency_key is not None:
             earlier = self._idempotency.get(txn, key, idempotency_key)
             if earlier is not None:
-                return earlier[0], earlier[1]
+                if earlier.digest is not None and earlier.digest != digest:
+                    raise IdempotencyKeyReused(key, idempotency_key, earlier.command or "?", command.request.name)
+                return earlier.result, earlier.version
         stream_id = self._log.stream_id(txn, key)
-        head = (None if stream_id is None else self._catalog.head(txn, stream_id)) or empty_head(key)
-        events, result = command.decide(head)
-        changes = self.record(txn, key, events, now, command.expected_version)
+        version = 0 if stream_id is None else self._log.stream_version(txn, stream_id)
+        if expected_version is not None and expected_version != version:
+            raise WrongExpectedVersion(key, expected_version, version)
+        result, changes = command.plan(self)(txn, stream_id, now)
         recorded.append(changes)
         if changes:
             version = changes[-1].version
-        else:
-            version = 0 if stream_id is None else self._log.stream_version(txn, stream_id)
         if idempotency_key is not None:
-            self._idempotency.put(txn, key, idempotency_key, [result, version])
+            self._idempotency.put(txn, key, idempotency_key,
+                                  IdempotencyRecord(result, version, command.request.name, digest))
         return result, version
 
     def delete_stale(self, ttl_hours: float) -> int:

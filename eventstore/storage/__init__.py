@@ -1,5 +1,13 @@
 """Storage engines behind one protocol (``protocol``): LMDB, the default (``lmdb``), and in memory (``memory``)."""
 
-from .protocol import Durability, ReadTransaction, Space, Storage, WriteTransaction
+from .memory import MemoryStorage
+from .protocol import (
+    MAX_KEY_SIZE,
+    Durability,
+    ReadTransaction,
+    Space,
+    Storage,
+    WriteTransaction,
+)
 
-__all__ = ["Durability", "ReadTransaction", "Space", "Storage", "WriteTransaction"]
+__all__ = ["MAX_KEY_SIZE", "Durability", "MemoryStorage", "ReadTransaction", "Space", "Storage", "WriteTransaction"]

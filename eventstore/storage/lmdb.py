@@ -10,23 +10,30 @@ is the one place that deals with those rules:
 * ``Environment.acquire`` hands out one shared, reference-counted environment per
   (process, path);
 * every transaction checks the process id and refuses a forked child;
+* a forked child opens environments of its own: the inherited ones are never used,
+  closed or freed there (see ``_after_fork_in_child``);
 * a gate lets any number of transactions run together, or one map resize alone.
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
 import json
 import os
 import shutil
+import stat
 import threading
 import uuid
-from contextlib import contextmanager
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable, Iterator, TypeVar
+from typing import BinaryIO, TypeVar
 
 import lmdb
+from lmdb import _envid
 
 from .._errors import (
     EventStoreError,
@@ -35,12 +42,13 @@ from .._errors import (
     StoreClosed,
     StoreCorrupted,
     StoreFull,
+    StoreInaccessible,
     StoreNotFound,
     StoreReadOnly,
     StoreUsedAfterFork,
 )
 from . import lmdb_check
-from .protocol import Durability
+from .protocol import MAX_KEY_SIZE, Durability, Space, WriteTransaction
 
 __all__ = ["Environment", "LmdbSpace", "LmdbTransaction"]
 
@@ -72,9 +80,59 @@ _WALK_AT_OPEN_PAGES = 1024
 _PAGE_CHECK_ATTEMPTS = 100
 
 
+# py-lmdb's identities of an environment's files, which it keeps for every environment open in the process.
+_LMDB_ENV_KEYS: Callable[[str | bytes, bool], tuple[object, ...]] = _envid.env_keys
+
+
+def _keep_forever(obj: object) -> None:
+    """Hold a reference that is never dropped (py-lmdb closes an environment it frees, even in a forked child)."""
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
+
+
+def _env_keys_of_this_process(path: str | bytes, subdir: bool) -> tuple[object, ...]:
+    return tuple((os.getpid(), key) for key in _LMDB_ENV_KEYS(path, subdir))
+
+
+def _after_fork_in_child() -> None:
+    """Leave the environments inherited from the parent alone, and let this process open its own.
+
+    LMDB lets a child open an environment of its own, but it must neither use nor close the inherited
+    one: closing it would clear this process's reader slots in the shared lock file and drop its file
+    locks. So the inherited ones stay allocated until the process ends, are never used (every
+    transaction checks the process id), and leave the registry. py-lmdb's own registry of open files
+    survives fork too and would refuse the child's open: keyed by process, it names the inherited
+    environments as the parent's.
+    """
+    Environment._registry_lock = threading.Lock()  # another thread may have held it at the fork
+    Environment._registry.clear()
+    for environment in list(_OPENED):
+        _keep_forever(environment._env)
+    _envid.env_keys = _env_keys_of_this_process
+
+
 # What py-lmdb raises when the file's pages do not make sense.
 _DAMAGE = (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.InvalidError, lmdb.BadValsizeError,
            lmdb.PageFullError, lmdb.IncompatibleError)
+
+
+class _MapFull(StoreFull):
+    """The map is full: ``Environment.write`` grows it and runs the body again (never raised further)."""
+
+
+def _translated(exc: lmdb.Error, path: Path | None = None) -> EventStoreError:
+    """The store's error for a py-lmdb error, so that none leaves this module."""
+    where = "the store" if path is None else f"the store at {path}"
+    if isinstance(exc, lmdb.MapFullError):
+        return _MapFull(f"{where} needs a larger map")
+    if isinstance(exc, lmdb.ReadonlyError):
+        return StoreReadOnly(f"{where} cannot be written here: {exc}")
+    if isinstance(exc, _DAMAGE):
+        return StoreCorrupted(f"the LMDB file is damaged: {exc}")
+    return EventStoreError(f"{where} failed: {exc}")
+
+
+def _bad_key(key: bytes) -> ValueError:
+    return ValueError(f"a key must have 1 to {MAX_KEY_SIZE} bytes, not {len(key)}")
 
 
 def _on_read_only_media(path: Path) -> bool:
@@ -125,6 +183,38 @@ def _check_files(path: Path) -> None:
             f"stored there, remove the directory")
 
 
+def _open_users_lock(lock: Path, *, create: bool) -> BinaryIO | None:
+    """Open ``users.lock`` to hold a lock on (read access is enough), or None if a read-only open finds none.
+
+    Raises:
+        StoreInaccessible: this process may not read it.
+        StoreCorrupted: it is not a regular file (a directory, a FIFO, a symbolic link).
+        StoreFull: there is no room to create it.
+    """
+    # Non-blocking: opening a FIFO planted there would otherwise wait for a writer forever.
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_CREAT if create else 0)
+    not_a_lock_file = StoreCorrupted(f"{lock} is not a regular file, so it is not the store's lock file; remove it")
+    try:
+        descriptor = os.open(lock, flags, 0o644)
+    except FileNotFoundError:
+        if create:
+            raise StoreNotFound(f"there is no store at {lock.parent}: the directory is gone") from None
+        return None  # a read-only store that was never opened writable by this version
+    except PermissionError:
+        raise StoreInaccessible(f"this process may not open {lock}, so it cannot take part in the store's "
+                                "locking; fix the file's permissions or open the store as its owner") from None
+    except OSError as exc:
+        if exc.errno in (errno.EISDIR, errno.ELOOP):
+            raise not_a_lock_file from None
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StoreFull(f"no room on the file system to create {lock}") from None
+        raise EventStoreError(f"cannot open {lock}: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        raise not_a_lock_file
+    return os.fdopen(descriptor, "rb")
+
+
 def _undo_creation(path: Path) -> None:
     """Remove what a failed creation left (a full disk, say), so that the next try is a creation again.
 
@@ -163,6 +253,8 @@ def _reserve_lock_file(path: Path) -> None:
         descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     except PermissionError:
         return  # LMDB says so itself, and a read-only open copes
+    except IsADirectoryError:
+        raise StoreCorrupted(f"{lock} is a directory, not the store's LMDB lock file; remove it") from None
     try:
         if os.fstat(descriptor).st_size <= _LOCK_FILE_BYTES:
             os.posix_fallocate(descriptor, 0, _LOCK_FILE_BYTES)
@@ -178,11 +270,11 @@ def _reserve_lock_file(path: Path) -> None:
 class LmdbSpace:
     """A named LMDB database; its handle is valid until the environment is reopened (vacuum)."""
 
-    __slots__ = ("name", "db")
+    __slots__ = ("handle", "name")
 
-    def __init__(self, name: str, db: lmdb._Database) -> None:
+    def __init__(self, name: str, handle: lmdb._Database) -> None:
         self.name = name
-        self.db = db
+        self.handle = handle
 
     def __repr__(self) -> str:
         return f"LmdbSpace({self.name!r})"
@@ -192,7 +284,11 @@ class LmdbTransaction:
     """``WriteTransaction`` (and ``ReadTransaction``) over one py-lmdb transaction.
 
     Each method is one or two py-lmdb calls, and scans hand out py-lmdb's own C
-    iterators: the seam costs a method call, not a copy.
+    iterators: the seam costs a method call, not a copy. Each method turns a
+    py-lmdb error into the store's own (``try`` costs nothing until it catches);
+    an error while iterating a scan is turned by the transaction's ``with``.
+    py-lmdb's stubs allow ``memoryview`` results, which only ``buffers=True``
+    transactions return; ours never do, hence the ``type: ignore`` on results.
     """
 
     __slots__ = ("_txn",)
@@ -200,83 +296,144 @@ class LmdbTransaction:
     def __init__(self, txn: lmdb.Transaction) -> None:
         self._txn = txn
 
-    def get(self, space: LmdbSpace, key: bytes) -> bytes | None:
-        return self._txn.get(key, db=space.db)  # type: ignore[no-any-return]
+    @property
+    def raw(self) -> lmdb.Transaction:
+        """The py-lmdb transaction, for the engine's own use (opening databases)."""
+        return self._txn
 
-    def get_many(self, space: LmdbSpace, keys: Iterable[bytes]) -> dict[bytes, bytes]:
-        return dict(self._txn.cursor(db=space.db).getmulti(list(keys)))
+    def get(self, space: Space, key: bytes) -> bytes | None:
+        try:
+            return self._txn.get(key, db=space.handle)  # type: ignore[return-value]
+        except lmdb.Error as exc:
+            raise _translated(exc) from None
 
-    def _positioned(self, space: LmdbSpace, start: bytes | None, reverse: bool) -> lmdb.Cursor | None:
-        cursor = self._txn.cursor(db=space.db)
-        if reverse:
-            if start is None or not cursor.set_range(start):
-                found = cursor.last()
+    def get_many(self, space: Space, keys: Iterable[bytes]) -> dict[bytes, bytes]:
+        try:
+            return dict(self._txn.cursor(db=space.handle).getmulti(list(keys)))  # type: ignore[arg-type]
+        except lmdb.Error as exc:
+            raise _translated(exc) from None
+
+    def _positioned(self, space: Space, start: bytes | None, reverse: bool) -> lmdb.Cursor | None:
+        try:
+            cursor = self._txn.cursor(db=space.handle)
+            if reverse:
+                if start is None or not cursor.set_range(start):
+                    found = cursor.last()
+                else:
+                    found = cursor.prev()
             else:
-                found = cursor.prev()
-        else:
-            found = cursor.first() if start is None else cursor.set_range(start)
+                found = cursor.first() if start is None else cursor.set_range(start)
+        except lmdb.Error as exc:
+            raise _translated(exc) from None
         return cursor if found else None
 
-    def scan(self, space: LmdbSpace, start: bytes | None = None, *, reverse: bool = False
+    def scan(self, space: Space, start: bytes | None = None, *, reverse: bool = False
              ) -> Iterator[tuple[bytes, bytes]]:
         cursor = self._positioned(space, start, reverse)
         if cursor is None:
             return iter(())
-        return cursor.iterprev() if reverse else cursor.iternext()  # type: ignore[no-any-return]
+        return cursor.iterprev() if reverse else cursor.iternext()  # type: ignore[return-value]
 
-    def scan_keys(self, space: LmdbSpace, start: bytes | None = None, *, reverse: bool = False) -> Iterator[bytes]:
+    def scan_keys(self, space: Space, start: bytes | None = None, *, reverse: bool = False) -> Iterator[bytes]:
         cursor = self._positioned(space, start, reverse)
         if cursor is None:
             return iter(())
-        return (cursor.iterprev if reverse else cursor.iternext)(values=False)  # type: ignore[no-any-return]
+        return (cursor.iterprev if reverse else cursor.iternext)(values=False)  # type: ignore[return-value]
 
-    def before(self, space: LmdbSpace, key: bytes) -> tuple[bytes, bytes] | None:
+    def scan_values(self, space: Space, start: bytes | None = None, *, reverse: bool = False) -> Iterator[bytes]:
+        cursor = self._positioned(space, start, reverse)
+        if cursor is None:
+            return iter(())
+        return (cursor.iterprev if reverse else cursor.iternext)(keys=False)  # type: ignore[return-value]
+
+    def before(self, space: Space, key: bytes) -> tuple[bytes, bytes] | None:
         cursor = self._positioned(space, key, True)
-        return None if cursor is None else cursor.item()
+        return None if cursor is None else cursor.item()  # type: ignore[return-value]
 
-    def last(self, space: LmdbSpace) -> tuple[bytes, bytes] | None:
-        cursor = self._txn.cursor(db=space.db)
-        return cursor.item() if cursor.last() else None
+    def last(self, space: Space) -> tuple[bytes, bytes] | None:
+        cursor = self._positioned(space, None, True)
+        return None if cursor is None else cursor.item()  # type: ignore[return-value]
 
-    def count(self, space: LmdbSpace) -> int:
-        return self._txn.stat(space.db)["entries"]  # type: ignore[no-any-return]
+    def count(self, space: Space) -> int:
+        try:
+            return self._txn.stat(space.handle)["entries"]
+        except lmdb.Error as exc:
+            raise _translated(exc) from None
 
     def snapshot_id(self) -> int:
-        return self._txn.id()  # type: ignore[no-any-return]
+        try:
+            return self._txn.id()
+        except lmdb.Error as exc:
+            raise _translated(exc) from None
 
-    def put(self, space: LmdbSpace, key: bytes, value: bytes) -> None:
-        self._txn.put(key, value, db=space.db)
+    def put(self, space: Space, key: bytes, value: bytes) -> None:
+        try:
+            self._txn.put(key, value, db=space.handle)
+        except lmdb.BadValsizeError:
+            raise _bad_key(key) from None
+        except lmdb.Error as exc:
+            raise _translated(exc) from None
 
-    def insert(self, space: LmdbSpace, key: bytes, value: bytes) -> bool:
-        return self._txn.put(key, value, db=space.db, overwrite=False)  # type: ignore[no-any-return]
+    def insert(self, space: Space, key: bytes, value: bytes) -> bool:
+        try:
+            return self._txn.put(key, value, db=space.handle, overwrite=False)
+        except lmdb.BadValsizeError:
+            raise _bad_key(key) from None
+        except lmdb.Error as exc:
+            raise _translated(exc) from None
 
-    def append(self, space: LmdbSpace, key: bytes, value: bytes) -> bool:
-        return self._txn.put(key, value, db=space.db, append=True, overwrite=False)  # type: ignore[no-any-return]
+    def append(self, space: Space, key: bytes, value: bytes) -> bool:
+        try:
+            return self._txn.put(key, value, db=space.handle, append=True, overwrite=False)
+        except lmdb.BadValsizeError:
+            raise _bad_key(key) from None
+        except lmdb.Error as exc:
+            raise _translated(exc) from None
 
-    def append_many(self, space: LmdbSpace, items: Iterable[tuple[bytes, bytes]]) -> None:
+    def append_many(self, space: Space, items: Iterable[tuple[bytes, bytes]]) -> None:
         pairs = list(items)
-        added = self._txn.cursor(db=space.db).putmulti(pairs, append=True, overwrite=False)[1]
-        if added != len(pairs):
-            raise ValueError(f"append_many: {len(pairs) - added} of {len(pairs)} keys were not in ascending order")
+        if not pairs:
+            return
+        keys = [key for key, _ in pairs]
+        # Checked first so that a refused batch writes nothing: once these hold, and the first key
+        # is appended, py-lmdb appends every other pair.
+        longest = max(keys, key=len)
+        if len(longest) > MAX_KEY_SIZE:
+            raise _bad_key(longest)
+        if not all(map(bytes.__lt__, keys, keys[1:])) or not self.append(space, *pairs[0]):
+            raise ValueError("append_many: the keys do not ascend after every key of the space")
+        try:
+            self._txn.cursor(db=space.handle).putmulti(pairs[1:], append=True, overwrite=False)
+        except lmdb.Error as exc:
+            raise _translated(exc) from None
 
-    def delete(self, space: LmdbSpace, key: bytes) -> bool:
-        return self._txn.delete(key, db=space.db)  # type: ignore[no-any-return]
+    def delete(self, space: Space, key: bytes) -> bool:
+        try:
+            return self._txn.delete(key, db=space.handle)
+        except lmdb.Error as exc:
+            raise _translated(exc) from None
 
-    def delete_range(self, space: LmdbSpace, start: bytes, stop: bytes) -> int:
-        cursor = self._txn.cursor(db=space.db)
+    def delete_range(self, space: Space, start: bytes, stop: bytes) -> int:
         removed = 0
-        if not cursor.set_range(start):
-            return 0
-        while cursor.key() < stop:
-            # delete() moves the cursor to the next key; it returns False past the last one.
-            deleted = cursor.delete()
-            removed += 1
-            if not deleted or not cursor.key():
-                break
+        try:
+            cursor = self._txn.cursor(db=space.handle)
+            if not cursor.set_range(start):
+                return 0
+            while cursor.key() < stop:  # type: ignore[operator]
+                # delete() moves the cursor to the next key; it returns False past the last one.
+                deleted = cursor.delete()
+                removed += 1
+                if not deleted or not cursor.key():
+                    break
+        except lmdb.Error as exc:
+            raise _translated(exc) from None
         return removed
 
-    def clear(self, space: LmdbSpace) -> None:
-        self._txn.drop(space.db, delete=False)
+    def clear(self, space: Space) -> None:
+        try:
+            self._txn.drop(space.handle, delete=False)
+        except lmdb.Error as exc:
+            raise _translated(exc) from None
 
 
 class _Gate:
@@ -328,20 +485,11 @@ class _Gate:
                 self._condition.notify_all()
 
 
-def _translated(exc: Exception, path: Path) -> Exception:
-    """The error a caller sees for ``exc``: no py-lmdb exception crosses the API."""
-    if isinstance(exc, _DAMAGE):
-        return StoreCorrupted(f"the LMDB file is damaged: {exc}")
-    if isinstance(exc, lmdb.Error):
-        return EventStoreError(f"the store at {path} failed: {exc}")
-    return exc
-
-
 def _outcome_of(run: Callable[[], object]) -> tuple[bool, object]:
     """(True, what ``run`` returned) or (False, the exception it raised); a full map is not an outcome."""
     try:
         return True, run()
-    except lmdb.MapFullError:
+    except _MapFull:
         raise
     except Exception as exc:
         return False, exc
@@ -384,7 +532,7 @@ class _Member:
 
     __slots__ = ("body", "done", "_ok", "_value", "wake")
 
-    def __init__(self, body: Callable[[LmdbTransaction], object]) -> None:
+    def __init__(self, body: Callable[[WriteTransaction], object]) -> None:
         self.body = body
         self.done = False
         self._ok = False
@@ -497,6 +645,8 @@ class Environment:
         self.readonly = readonly or not os.access(path, os.W_OK)
         try:
             _check_files(path)
+        except PermissionError as exc:
+            raise StoreInaccessible(f"this process may not read the store at {path}: {exc}") from None
         except OSError as exc:
             raise EventStoreError(f"cannot read the store at {path}: {exc}") from None
         if self.readonly and not (path / _DATA).exists():
@@ -517,17 +667,16 @@ class Environment:
         if not self.readonly:
             _write_marker(path)
         self._clear_stale_readers()
+        _OPENED.add(self)
 
     def _open_files(self) -> None:
         if not self.readonly:
             _reserve_lock_file(self.path)
         # Every process holds a shared lock on this file while the store is open, so
         # that vacuum can tell whether it has the store to itself.
-        try:
-            self._users = open(self.path / _USERS_LOCK, "rb" if self.readonly else "a+b")  # noqa: SIM115
+        self._users = _open_users_lock(self.path / _USERS_LOCK, create=not self.readonly)
+        if self._users is not None:
             fcntl.flock(self._users, fcntl.LOCK_SH)
-        except FileNotFoundError:
-            pass  # a read-only store that was never opened writable by this version
         self._env = self._open_lmdb()
 
     def _exclude_writers(self) -> None:
@@ -590,12 +739,6 @@ class Environment:
                 del cls._registry[key]
                 environment = None
             if environment is None:
-                if any(other[1] == key[1] for other in cls._registry):
-                    # py-lmdb (and LMDB) forbid a second open of a path in a process, and a
-                    # forked child inherits the parent's open environment.
-                    raise StoreUsedAfterFork(
-                        f"{path} was open in the parent when this process forked, so it cannot be opened "
-                        "here; start workers with multiprocessing's 'spawn' or 'forkserver' method")
                 environment = cls(path, durability=durability, max_size=max_size, readonly=readonly)
                 cls._registry[key] = environment
             elif environment.readonly and not readonly:
@@ -624,12 +767,14 @@ class Environment:
             self._users.close()
 
     def vacuum(self, reopen: Callable[[], None]) -> None:
-        """Rewrite the data file compactly (LMDB's compacting copy) and swap it in.
+        """Rewrite the data file from its live key-values alone, and swap it in.
 
-        Freed pages, which may still hold old bytes, are left behind. The new file
-        is complete and on disk before an atomic rename replaces the old one.
-        Every named database handle is invalid afterwards: ``reopen`` opens them
-        again before any other thread may start a transaction.
+        Nothing but what the databases hold reaches the new file: not freed pages,
+        nor the stale bytes a live page keeps in its unused space (LMDB's
+        compacting copy copies those). The new file is complete and on disk
+        before an atomic rename replaces the old one. Every named database
+        handle is invalid afterwards: ``reopen`` opens them again before any
+        other thread may start a transaction.
 
         Raises:
             StoreBusy: another store object in this process, or another process, has the store open.
@@ -650,7 +795,10 @@ class Environment:
                 scratch = self.path / _VACUUM_DIR
                 shutil.rmtree(scratch, ignore_errors=True)
                 scratch.mkdir()
-                self._env.copy(str(scratch), compact=True)
+                try:
+                    self._write_live_data(scratch)
+                except lmdb.Error as exc:
+                    raise _translated(exc, self.path) from None
                 _fsync(scratch / "data.mdb")
                 self._env.close()
                 os.replace(scratch / "data.mdb", self.path / "data.mdb")
@@ -661,6 +809,31 @@ class Environment:
                 reopen()
             finally:
                 fcntl.flock(self._users, fcntl.LOCK_SH)
+
+    def _write_live_data(self, directory: Path) -> None:
+        """Copy every named database, key by key in key order, into a new environment in ``directory``.
+
+        Appending in key order fills each page; LMDB zero-fills the unused space of
+        the pages it allocates (``meminit``, with ``writemap`` off), so the new
+        file holds nothing but the live key-values and zeros. Commits do not
+        flush: the caller flushes the finished file once.
+        """
+        target = lmdb.open(str(directory), map_size=self._env.info()["map_size"], max_dbs=_MAX_DBS, lock=False,
+                           sync=False, metasync=False, meminit=True, writemap=False)
+        try:
+            with self._env.begin() as source:
+                names = [bytes(name) for name in source.cursor().iternext(values=False)]
+            with self._env.begin() as source, target.begin(write=True) as copy:
+                for name in names:
+                    database = self._env.open_db(name, txn=source, create=False)
+                    into = target.open_db(name, txn=copy, **database.flags())
+                    read, written = copy.cursor(db=into).putmulti(source.cursor(db=database).iternext(),
+                                                                  append=True)
+                    if written != read:  # append refuses a key out of order: the source's order is damaged
+                        raise StoreCorrupted(f"the {name.decode(errors='replace')} database of {self.path} has "
+                                             "keys out of order; vacuum changed nothing")
+        finally:
+            target.close()
 
     def page_problems(self) -> list[str]:
         """What is wrong with the pages of the data file, found before LMDB reads them (for ``verify``).
@@ -682,6 +855,8 @@ class Environment:
 
     def space(self, name: str) -> LmdbSpace:
         """The named database ``name`` (created if needed); call once per name at startup."""
+        if not self._references:
+            raise StoreClosed("the store is closed")
         return LmdbSpace(name, self._open_db(name.encode()))
 
     def _open_db(self, name: bytes) -> lmdb._Database:
@@ -693,10 +868,16 @@ class Environment:
                 except lmdb.NotFoundError:
                     raise IncompatibleStore(f"the store has no {name.decode()} database; open it writable once "
                                             "with this version to upgrade it") from None
-        with self._write_lock, self._transaction(write=True) as txn:
+                except lmdb.Error as exc:
+                    raise _translated(exc, self.path) from None
+
+        def open_db(txn: WriteTransaction) -> lmdb._Database:
+            assert isinstance(txn, LmdbTransaction)
             # Passing the transaction explicitly: open_db would otherwise start its own
             # write transaction, which hangs while this thread holds one.
-            return self._env.open_db(name, txn=txn)
+            return self._env.open_db(name, txn=txn.raw)
+
+        return self.write(open_db)
 
     @contextmanager
     def _gate_only(self) -> Iterator[None]:
@@ -716,19 +897,17 @@ class Environment:
         if self.readonly:
             raise StoreReadOnly(f"the store at {self.path} is open read-only")
 
-    @contextmanager
-    def read(self) -> Iterator[LmdbTransaction]:
+    def read(self) -> AbstractContextManager[LmdbTransaction]:
         """A read transaction: a consistent snapshot. Keep it short: it pins old pages."""
-        with self._transaction(write=False) as txn:
-            yield LmdbTransaction(txn)
+        return self._transaction(write=False)
 
-    def write(self, body: Callable[[LmdbTransaction], T]) -> T:
+    def write(self, body: Callable[[WriteTransaction], T]) -> T:
         """Run ``body`` in one write transaction and commit; grow the map and retry if full.
 
         ``body`` may run more than once, so it must do nothing but work in the transaction.
         Bodies that arrive while another commit is in flight are committed together (see ``_GroupQueue``).
         """
-        self._refuse_if_forked()  # a lock held at fork() would never be released in the child
+        self._refuse_if_forked()  # before the write lock, which a thread of the parent may have held at the fork
         self._refuse_if_readonly()
         if self._write_lock.held_here():
             # Vacuum reopening the databases: this thread has the store to itself, and another thread
@@ -775,7 +954,7 @@ class Environment:
                         group += self._group.take()
                     outcomes = self._run_bodies(txn, group)
                 break
-            except lmdb.MapFullError:
+            except _MapFull:
                 try:
                     self._grow()
                 except StoreFull:
@@ -792,89 +971,99 @@ class Environment:
         for member, outcome in zip(group, outcomes):
             member.settle(*outcome)
 
-    def _run_bodies(self, txn: lmdb.Transaction, group: list[_Member]) -> list[tuple[bool, object]]:
+    def _run_bodies(self, txn: LmdbTransaction, group: list[_Member]) -> list[tuple[bool, object]]:
         if len(group) == 1:  # alone, it needs no nested transaction: its failure aborts the transaction
-            return [(True, group[0].body(LmdbTransaction(txn)))]
+            return [(True, group[0].body(txn))]
         return [self._nested(txn, member.body) for member in group]
 
-    def _nested(self, txn: lmdb.Transaction, body: Callable[[LmdbTransaction], object]) -> tuple[bool, object]:
+    def _nested(self, txn: LmdbTransaction, body: Callable[[WriteTransaction], object]) -> tuple[bool, object]:
         """Run ``body`` in a transaction nested in ``txn``: kept if it returns, rolled back alone if it raises.
 
         Returns (True, its result) or (False, the exception for its caller). A full map, and anything
         that is not an ``Exception`` (an interrupt), abort the whole group.
         """
-        child = self._env.begin(write=True, parent=txn)
+        child = self._env.begin(write=True, parent=txn.raw)
         try:
             value = body(LmdbTransaction(child))
-        except lmdb.MapFullError:
+        except lmdb.Error as exc:  # from iterating a scan: the adapter's methods raise the store's errors
+            child.abort()
+            error = _translated(exc, self.path)
+            if isinstance(error, _MapFull):
+                raise error from None
+            return False, error
+        except _MapFull:
             child.abort()
             raise
         except Exception as exc:
             child.abort()
-            return False, _translated(exc, self.path)
+            return False, exc
         except BaseException:
             child.abort()
             raise
         child.commit()
         return True, value
 
-    def _commit_alone(self, body: Callable[[LmdbTransaction], T]) -> T:
+    def _commit_alone(self, body: Callable[[WriteTransaction], T]) -> T:
         while True:
             try:
-                return self._commit_alone_once(body)
-            except lmdb.MapFullError:
+                with self._transaction(write=True) as txn:
+                    return body(txn)
+            except _MapFull:
                 self._grow()
-
-    def _commit_alone_once(self, body: Callable[[LmdbTransaction], T]) -> T:
-        with self._transaction(write=True) as txn:
-            return body(LmdbTransaction(txn))
 
     def _grow(self) -> None:
         self._clear_stale_readers()  # pages pinned by dead readers may be all the room needed
         with self._gate.exclusive():
-            current = self._env.info()["map_size"]
-            if self.max_size is not None and current >= self.max_size:
-                raise StoreFull(f"the store reached its size cap of {self.max_size} bytes")
-            wanted = current * 2
-            self._env.set_mapsize(min(wanted, self.max_size) if self.max_size else wanted)
+            try:
+                current = self._env.info()["map_size"]
+                if self.max_size is not None and current >= self.max_size:
+                    raise StoreFull(f"the store reached its size cap of {self.max_size} bytes")
+                wanted = current * 2
+                self._env.set_mapsize(min(wanted, self.max_size) if self.max_size else wanted)
+            except lmdb.Error as exc:
+                raise _translated(exc, self.path) from None
 
     @contextmanager
-    def _transaction(self, *, write: bool) -> Iterator[lmdb.Transaction]:
+    def _transaction(self, *, write: bool) -> Iterator[LmdbTransaction]:
         self._refuse_if_forked()
         if not self._references:
             raise StoreClosed("the store is closed")
-        while True:
-            self._gate.enter_shared()
-            try:
-                txn = self._env.begin(write=write)
-                break
-            except lmdb.MapResizedError:
-                self._gate.leave_shared()
-                # Another process grew the map: adopt its size and try again.
-                with self._gate.exclusive():
-                    self._env.set_mapsize(0)
-            except lmdb.ReadersFullError:
-                self._gate.leave_shared()
-                if not self._env.reader_check():
-                    raise EventStoreError(
-                        f"the store at {self.path} has {self._env.max_readers()} readers at once, its limit"
-                    ) from None
-            except BaseException:
-                self._gate.leave_shared()
-                raise
+        txn = self._begin(write)
         try:
             try:
-                yield txn
+                yield LmdbTransaction(txn)
             except BaseException:
                 self._end(txn, commit=False)
                 raise
             self._end(txn, commit=True)
-        except (lmdb.MapFullError, lmdb.ReadonlyError):
-            raise  # handled by write(): grow the map, or refuse
         except lmdb.Error as exc:
-            raise _translated(exc, self.path) from None
+            raise _translated(exc, self.path) from None  # a full map: write() grows it and runs the body again
         finally:
             self._gate.leave_shared()
+
+    def _begin(self, write: bool) -> lmdb.Transaction:
+        """A new py-lmdb transaction, the gate entered for it."""
+        try:
+            while True:
+                self._gate.enter_shared()
+                try:
+                    return self._env.begin(write=write)
+                except lmdb.MapResizedError:
+                    self._gate.leave_shared()
+                    # Another process grew the map: adopt its size and try again.
+                    with self._gate.exclusive():
+                        self._env.set_mapsize(0)
+                except lmdb.ReadersFullError:
+                    self._gate.leave_shared()
+                    if not self._env.reader_check():
+                        raise EventStoreError(
+                            f"the store at {self.path} has {self._env.max_readers()} readers at once, its limit"
+                        ) from None
+                except BaseException:
+                    self._gate.leave_shared()
+                    raise
+        except lmdb.Error as exc:
+            raise _translated(exc, self.path) from None
 
     def _end(self, txn: lmdb.Transaction, *, commit: bool) -> None:
         if os.getpid() != self._pid:
@@ -897,7 +1086,7 @@ class Environment:
         readers see the commit, so a reader woken by it could read the state before the commit.
         """
         with self._transaction(write=False) as txn:
-            return int(txn.id())
+            return txn.snapshot_id()
 
     def watch_commits(self, listener: Callable[[], None]) -> Callable[[], None]:
         """Call ``listener`` after every commit of this process; returns the function that stops it."""
@@ -906,3 +1095,8 @@ class Environment:
     def file_size(self) -> int:
         """Size of the data file on disk, in bytes."""
         return os.path.getsize(self.path / "data.mdb")
+
+
+# Every environment this process has opened and not freed, for ``_after_fork_in_child``.
+_OPENED: weakref.WeakSet[Environment] = weakref.WeakSet()
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -27,7 +27,7 @@ import attrs
 
 from .._errors import StoreCorrupted
 
-__all__ = ["Meta", "check_file", "page_problems", "read_metas"]
+__all__ = ["Database", "Meta", "check_file", "leaf_nodes", "page_problems", "read_metas"]
 
 _MAGIC = 0xBEEFC0DE
 _DATA_VERSION = 1
@@ -227,6 +227,29 @@ class _Walker:
         self._visited.clear()
         return problems
 
+    def named_databases(self) -> tuple[list[str], dict[str, Database]]:
+        """The problems in the main database, and the named databases it holds, by name."""
+        problems, named = self._walk_tree(self.meta.main)
+        self._visited.clear()
+        return problems, {database.name: database for database in named}
+
+    def leaf_pages(self, database: Database) -> Iterator[tuple[bytes, str | None]]:
+        """The leaf pages of one B-tree (``_tree``), from a fresh start."""
+        self._visited.clear()
+        yield from self._tree(database)
+
+    def overflow_value(self, first: int, size: int, database: Database) -> tuple[bytes | None, str | None]:
+        """A large value of ``size`` bytes stored in the overflow run from page ``first``, or what is wrong."""
+        run, problem = self._check_page(first, database, _OVERFLOW)
+        if run is None:
+            return None, f"a large value's {problem}"
+        count = _OVERFLOW_PAGES.unpack_from(run, 12)[0]
+        if count < 1 or first + count > min(self.pages, self.meta.last_page + 1) \
+                or _HEADER_SIZE + size > count * self.meta.page_size:
+            return None, f"the large value at {self._where(first, database)} does not fit its run of {count} pages"
+        start = first * self.meta.page_size + _HEADER_SIZE
+        return os.pread(self._file.fileno(), size, start), None
+
     def _walk_tree(self, database: Database) -> tuple[list[str], list[Database]]:
         """What is wrong in one B-tree, and the named databases its leaves hold (the main database's)."""
         problems: list[str] = []
@@ -320,3 +343,24 @@ def _sub_databases(page: bytes) -> Iterator[Database]:
             continue
         name = page[start:data].decode("utf-8", "replace")
         yield _database(name, _DATABASE.unpack_from(page, data))
+
+
+def leaf_nodes(page: bytes) -> Iterator[tuple[bytes, bytes | int, int]]:
+    """The nodes of a leaf page that parse: (key, value or the first page of a large value's run, value size).
+
+    A node that runs outside its page is left out; a fixed-size leaf page (no values) has none.
+    """
+    if not _HEADER.unpack_from(page)[2] & _LEAF:
+        return
+    for offset in _node_offsets(page) or []:
+        low, high, flags, key_size = _NODE.unpack_from(page, offset)
+        size = low | high << 16
+        start = offset + _NODE.size
+        data = start + key_size
+        if flags & (_SUB_DATABASE | _DUPLICATES):
+            continue
+        if flags & _BIG_DATA:
+            if data + _PAGE_NUMBER.size <= len(page):
+                yield page[start:data], _PAGE_NUMBER.unpack_from(page, data)[0], size
+        elif data + size <= len(page):
+            yield page[start:data], page[data:data + size], size

@@ -8,7 +8,9 @@ semantics, and fast unit tests). The conformance tests in
 
 The contract, for every implementation:
 
-* A key space holds byte keys in byte order, each with one byte value.
+* A key space holds byte keys in byte order, each with one byte value. A key
+  has 1 to ``MAX_KEY_SIZE`` bytes; storing another size raises ``ValueError``
+  (a caller's bug, never a user's: the log hashes long session keys).
 * A read transaction sees one committed state (a snapshot) from start to end,
   however many commits happen meanwhile.
 * A write transaction sees its own writes; ``Storage.write`` commits it whole or
@@ -25,12 +27,17 @@ The contract, for every implementation:
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Callable, ContextManager, Iterable, Iterator, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
-__all__ = ["Durability", "Space", "ReadTransaction", "WriteTransaction", "Storage"]
+__all__ = ["MAX_KEY_SIZE", "Durability", "ReadTransaction", "Space", "Storage", "WriteTransaction"]
 
 T = TypeVar("T")
+
+#: The longest key every engine stores (LMDB's limit at its default page size).
+MAX_KEY_SIZE = 511
 
 
 class Durability(str, enum.Enum):
@@ -56,6 +63,10 @@ class Space(Protocol):
     def name(self) -> str:
         """The space's name, as given to ``Storage.space``."""
 
+    @property
+    def handle(self) -> Any:
+        """What the engine finds the space by (an LMDB database handle, say); only the engine uses it."""
+
 
 class ReadTransaction(Protocol):
     """Reads from one consistent snapshot of the store."""
@@ -78,6 +89,9 @@ class ReadTransaction(Protocol):
 
     def scan_keys(self, space: Space, start: bytes | None = None, *, reverse: bool = False) -> Iterator[bytes]:
         """The keys ``scan`` would yield, without copying the values."""
+
+    def scan_values(self, space: Space, start: bytes | None = None, *, reverse: bool = False) -> Iterator[bytes]:
+        """The values ``scan`` would yield, without building a pair per key (listings read thousands)."""
 
     def before(self, space: Space, key: bytes) -> tuple[bytes, bytes] | None:
         """The pair with the greatest key strictly below ``key``, or ``None`` (a floor lookup)."""
@@ -110,7 +124,8 @@ class WriteTransaction(ReadTransaction, Protocol):
         """``append`` each pair in turn; the keys must ascend, after every key of the space.
 
         Raises:
-            ValueError: a key does not sort after the previous one.
+            ValueError: a key does not sort after the previous one (or the space's last key); then
+                nothing of the batch is written, and the transaction may go on.
         """
 
     def delete(self, space: Space, key: bytes) -> bool:
@@ -127,8 +142,12 @@ class Storage(Protocol):
     """One open store: its key spaces and its transactions.
 
     ``StoreClosed``, ``StoreReadOnly``, ``StoreFull``, ``StoreCorrupted`` and
-    ``StoreUsedAfterFork`` are the only errors a transaction raises of its own;
-    no engine's exception crosses this protocol.
+    ``StoreUsedAfterFork`` are the only errors a transaction raises of its own
+    (besides ``ValueError`` for a caller's bug, and the generic ``EventStoreError``
+    for an engine failure with no better name); no engine's exception crosses this
+    protocol. Once released (by its last user), a store's ``read``, ``write`` and
+    ``space`` raise ``StoreClosed``; on a ``readonly`` store, ``write`` and
+    ``vacuum`` raise ``StoreReadOnly``.
     """
 
     path: Path
@@ -141,7 +160,7 @@ class Storage(Protocol):
         Call once per name when the store opens; handles stay valid until ``vacuum``.
         """
 
-    def read(self) -> ContextManager[ReadTransaction]:
+    def read(self) -> AbstractContextManager[ReadTransaction]:
         """A read transaction. Keep it short: it may pin old pages."""
 
     def write(self, body: Callable[[WriteTransaction], T]) -> T:

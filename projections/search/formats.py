@@ -4,6 +4,12 @@ Named key spaces ``search.*``:
 
 * ``search.terms``: term (``tokenizer.term_key``) → term id (u32), then the
   whole term when the key is shortened. Prefix queries walk its keys in order.
+  Only terms that some current message holds are kept: a term whose count
+  drops to zero leaves the dictionary (and ``search.names``) in the same
+  commit, so removed or redacted words do not linger as keys. Ids are never
+  reused before the index is cleared (``TermIds`` relies on it).
+* ``search.names``: term id → term key, the way back from an id to the term,
+  so that a term whose count drops to zero can be removed.
 * ``search.summary``: term id → how many messages hold the term (u32), then
   its summary (``Summary``): each session that holds it with its best level
   and a tag, sorted by session for binary search; a term in more than
@@ -91,7 +97,8 @@ _U64 = struct.Struct("<Q")
 
 
 def id_key(number: int) -> bytes:
-    """The key of a term id (``search.summary``) or a session (``search.sessions``); a chunk key's prefix."""
+    """The key of a term id (``search.summary``, ``search.names``) or a session (``search.sessions``); a chunk
+    key's prefix."""
     return _KEY.pack(number)
 
 

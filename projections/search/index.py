@@ -46,7 +46,9 @@ class SearchIndex:
     """Ranked keyword search over the current messages of every live session (a deferred read model)."""
 
     name = "search"
-    code_version = 1
+    #: 2: terms no message holds leave the dictionary, ``search.names`` maps ids back to terms, and the
+    #: redaction placeholder is not indexed.
+    code_version = 2
     #: Not applied in the command's transaction: the facade catches it up before reads.
     inline = False
 

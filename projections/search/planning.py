@@ -61,6 +61,7 @@ class Plan:
     terms: list[PlanTerm]  # every term involved, in the canonical order of summation (by term)
     free: set[int]  # term ids that count wherever they occur
     phrases: list[Phrase]
+    words: tuple[QueryWord, ...]  # the query's words that count (snippets mark only these)
 
 
 def prefix_share(words: Sequence[QueryWord]) -> int:
@@ -88,6 +89,7 @@ def plan_query(view: IndexReader, words: Sequence[QueryWord]) -> Plan | None:
     terms: dict[int, str] = {}
     free: set[int] = set()
     phrases: list[Phrase] = []
+    counted: list[QueryWord] = []
     share = prefix_share(words)
 
     def resolve(token: str, prefix: bool) -> dict[int, str]:
@@ -113,12 +115,14 @@ def plan_query(view: IndexReader, words: Sequence[QueryWord]) -> Plan | None:
                     break
                 terms.update(resolved)
                 phrases.append(Phrase(word.tokens, word.prefix, positions))
+                counted.append(word)
         else:
             found = resolve(word.tokens[0], word.prefix)
             if len(terms.keys() | found.keys()) > MAX_QUERY_TERMS:
                 break
             terms.update(found)
             free.update(found)
+            counted.append(word)
     messages = view.messages()
     plan_terms = []
     for tid, term in sorted(terms.items(), key=itemgetter(1)):
@@ -131,4 +135,4 @@ def plan_query(view: IndexReader, words: Sequence[QueryWord]) -> Plan | None:
     if not free and not phrases:
         return None
     needed = free.union(*(tid for phrase in phrases for tid in phrase.positions))
-    return Plan([term for term in plan_terms if term.tid in needed], free, phrases)
+    return Plan([term for term in plan_terms if term.tid in needed], free, phrases, tuple(counted))

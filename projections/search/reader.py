@@ -42,6 +42,7 @@ class SearchSpaces:
     """The index's key spaces (see ``formats``)."""
 
     terms: Space
+    names: Space
     summary: Space
     docs: Space
     sessions: Space
@@ -49,18 +50,21 @@ class SearchSpaces:
 
     @classmethod
     def open(cls, open_space: OpenSpace) -> SearchSpaces:
-        return cls(open_space("search.terms"), open_space("search.summary"), open_space("search.docs"),
-                   open_space("search.sessions"), open_space("search.meta"))
+        return cls(open_space("search.terms"), open_space("search.names"), open_space("search.summary"),
+                   open_space("search.docs"), open_space("search.sessions"), open_space("search.meta"))
 
     def all(self) -> tuple[Space, ...]:
-        return self.terms, self.summary, self.docs, self.sessions, self.meta
+        return self.terms, self.names, self.summary, self.docs, self.sessions, self.meta
 
 
 class TermIds:
     """Term → id, learnt from read transactions, for one generation of the index at a time.
 
-    A term keeps its id until the index is cleared, and clearing writes a new
-    generation, which empties the cache.
+    A term keeps its id while some message holds it, and an id is never given
+    to another term until the index is cleared (clearing writes a new
+    generation, which empties the cache). A term that leaves the dictionary
+    and comes back gets a new id, so a cached id is current exactly when its
+    summary is stored (``IndexReader.tid`` checks).
     """
 
     def __init__(self) -> None:
@@ -104,7 +108,7 @@ class IndexReader:
             return None
         cache = self._cache
         found = cache.get(term)
-        if found is not None:
+        if found is not None and self._term_value(found) is not None:
             return found
         raw = self.txn.get(self.spaces.terms, term_key(term))
         if raw is None:
@@ -190,6 +194,11 @@ class IndexReader:
         """``(term, term id)`` of every stored term, in key order."""
         for key, value in self.txn.scan(self.spaces.terms):
             yield term_of_entry(key, value)
+
+    def stored_names(self) -> Iterator[tuple[int, bytes]]:
+        """``(term id, term key)`` of every stored term, by id."""
+        for key, value in self.txn.scan(self.spaces.names):
+            yield id_of_key(key), bytes(value)
 
     def stored_summaries(self) -> Iterator[tuple[int, int, Summary]]:
         """``(term id, message count, summary)`` of every stored term."""

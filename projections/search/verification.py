@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from eventstore._errors import StoreCorrupted
 from eventstore._time import to_micros
@@ -12,7 +12,8 @@ from ..session import SessionSnapshot
 from .formats import chunk_message, chunk_size, merged, note, u32s
 from .reader import IndexReader
 from .scoring import impact
-from .tokenizer import tokenize
+from .tokenizer import term_key
+from .writer import indexed_terms
 
 __all__ = ["check_index", "dump_index"]
 
@@ -48,7 +49,7 @@ def check_index(view: IndexReader, sessions: Mapping[int, SessionSnapshot]) -> l
                             f"{len(contents)} in the log")
             continue
         for index, (text, (tids, levels)) in enumerate(zip(contents, rows)):
-            terms = tokenize(text)
+            terms = indexed_terms(text)
             wanted: dict[int | None, int] = {}
             for term, tf in Counter(terms).items():
                 level = impact(tf, len(terms))
@@ -81,6 +82,24 @@ def check_index(view: IndexReader, sessions: Mapping[int, SessionSnapshot]) -> l
         for sid, _ in view.stored_sessions():
             if sid not in sessions:
                 problems.append(f"search: stream {sid} is indexed but has no events")
+        problems += _dictionary_problems(view, expected.keys())
+    return problems
+
+
+def _dictionary_problems(view: IndexReader, held: Iterable[str]) -> list[str]:
+    """Where the term dictionary differs from the terms current messages hold (``held``), or its two
+    directions disagree. The terms themselves are not named: they may be redacted text."""
+    problems = []
+    stored = dict(view.stored_terms())
+    extra, missing = len(stored.keys() - set(held)), len(set(held) - stored.keys())
+    if extra:
+        problems.append(f"search: the term dictionary holds {extra} terms that no current message holds; "
+                        "text that was removed or redacted may survive there (rebuild the search projection, "
+                        "then vacuum)")
+    if missing:
+        problems.append(f"search: {missing} terms of current messages are missing from the term dictionary")
+    if dict(view.stored_names()) != {tid: term_key(term) for term, tid in stored.items()}:
+        problems.append("search: the term dictionary and its reverse (search.names) disagree")
     return problems
 
 

@@ -10,6 +10,7 @@ from collections import Counter
 from typing import Iterable, Iterator
 
 from eventstore._errors import EventStoreError, StoreCorrupted
+from eventstore.events import REDACTED
 from eventstore.storage import ReadTransaction, Space, WriteTransaction
 
 from .formats import (
@@ -35,15 +36,22 @@ from .formats import (
     tag,
     term_entry,
     term_value,
+    tid_of_entry,
 )
 from .reader import IndexReader, SearchSpaces, TermIds
 from .scoring import impact
 from .tokenizer import term_key, tokenize
 
-__all__ = ["IndexWriter"]
+__all__ = ["IndexWriter", "indexed_terms"]
 
 #: Appends noted before they are folded into the summaries (bounds a batch's memory).
 _SETTLE_EVERY = 32768
+
+
+def indexed_terms(content: str) -> list[str]:
+    """The terms a message is indexed by: its content's, and none for the redaction placeholder (a redacted
+    message must not be found by the placeholder's words)."""
+    return [] if content == REDACTED else tokenize(content)
 
 
 class _SessionState:
@@ -172,7 +180,7 @@ class IndexWriter(IndexReader):
 
     def postings(self, text: str) -> tuple[list[int], bytes]:
         """The term ids (ascending) and levels of a message's text."""
-        terms = tokenize(text)
+        terms = indexed_terms(text)
         if not terms:
             return [], b""
         length = len(terms)
@@ -298,7 +306,7 @@ class IndexWriter(IndexReader):
         index). May run again in a retried transaction: it only reads the batch."""
         self.settle()
         spaces = self.spaces
-        terms: list[tuple[bytes, bytes | None]] = sorted(self._new_terms.items())
+        terms, names = self._dictionary_changes(txn)
         summaries: list[tuple[bytes, bytes | None]] = []
         for tid in sorted(self._summaries):
             df = self._dfs.get(tid)
@@ -315,12 +323,29 @@ class IndexWriter(IndexReader):
             state = self._sessions[sid]
             docs += [(chunk_key(sid, number), state.chunks.get(number)) for number in sorted(state.dirty)]
             sessions.append((id_key(sid), session_value(state.count, state.activity) if state.count else None))
-        for space, items in ((spaces.terms, terms), (spaces.summary, summaries), (spaces.docs, docs),
-                             (spaces.sessions, sessions)):
+        for space, items in ((spaces.terms, terms), (spaces.names, names), (spaces.summary, summaries),
+                             (spaces.docs, docs), (spaces.sessions, sessions)):
             _write(txn, space, items)
         txn.put(spaces.meta, META_MESSAGES, count_value(self._messages))
         if self._next_tid != self._first_tid:
             txn.put(spaces.meta, META_NEXT_TID, count_value(self._next_tid))
+
+    def _dictionary_changes(self, txn: ReadTransaction) -> tuple[list[tuple[bytes, bytes | None]],
+                                                                  list[tuple[bytes, bytes | None]]]:
+        """What ``search.terms`` and ``search.names`` gain and lose (``None``): the new terms that some
+        message still holds come in; every term no message holds any more goes, so that no removed or
+        redacted word stays behind as a key."""
+        gone = {tid for tid, df in self._dfs.items() if not df}
+        added = {tid: key for key, tid in ((key, tid_of_entry(entry)) for key, entry in self._new_terms.items())
+                 if tid not in gone}
+        terms: list[tuple[bytes, bytes | None]] = [(key, self._new_terms[key]) for key in added.values()]
+        names: list[tuple[bytes, bytes | None]] = [(id_key(tid), key) for tid, key in added.items()]
+        for tid in gone:
+            key = None if tid >= self._first_tid else txn.get(self.spaces.names, id_key(tid))
+            if key is not None:
+                terms.append((bytes(key), None))
+                names.append((id_key(tid), None))
+        return sorted(terms), sorted(names)
 
 
 def _write(txn: WriteTransaction, space: Space, items: list[tuple[bytes, bytes | None]]) -> None:
