@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from eventstore import AsyncSessionStore, ChatMessage, Durability, SessionStore
-from eventstore.storage.lmdb import Environment, LmdbTransaction
+from eventstore.storage import WriteTransaction
+from eventstore.storage.lmdb import Environment
 
 from .baselines import SqliteSessions
 
@@ -161,7 +162,7 @@ def lone_writer_overhead(path: Path, count: int) -> tuple[float, float]:
     try:
         space = environment.space("bench")
 
-        def body(txn: LmdbTransaction) -> None:
+        def body(txn: WriteTransaction) -> None:
             txn.put(space, b"key", b"value")
 
         grouped: list[float] = []
