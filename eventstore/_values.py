@@ -7,9 +7,10 @@ timezone-aware UTC.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from itertools import repeat
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import attrs
 
@@ -67,13 +68,14 @@ def validate_key(key: object) -> str:
     return key
 
 
-def _check_role(_instance: Any, _attribute: Any, value: object) -> None:
+# attrs types a field by its validator's ``value``, so that says ``str``; the checks still take any object.
+def _check_role(_instance: object, _attribute: attrs.Attribute[str], value: str) -> None:
     validate_text(value, "message role", InvalidMessage)
     if not value:
         raise InvalidMessage("message role must not be empty")
 
 
-def _check_content(_instance: Any, _attribute: Any, value: object) -> None:
+def _check_content(_instance: object, _attribute: attrs.Attribute[str], value: str) -> None:
     validate_text(value, "message content", InvalidMessage)
 
 
@@ -114,8 +116,8 @@ class ChatMessage:
 
 
 _new = object.__new__
-_set_role = ChatMessage.__dict__["role"].__set__  # type: ignore[attr-defined]
-_set_content = ChatMessage.__dict__["content"].__set__  # type: ignore[attr-defined]
+_set_role: Callable[[ChatMessage, str], None] = ChatMessage.__dict__["role"].__set__
+_set_content: Callable[[ChatMessage, str], None] = ChatMessage.__dict__["content"].__set__
 
 
 def trusted_message(role: Any, content: Any) -> ChatMessage:

@@ -152,14 +152,15 @@ class Catalog:
         return keys
 
     def _rows(self, txn: ReadTransaction, limit: int | None) -> list[list[Any]]:
-        values = []
+        values: list[bytes] = []
         for value in txn.scan_values(self._activity, reverse=True):
             if limit is not None and len(values) >= limit:
                 break
             values.append(value)
         try:
-            # One C-level decode for the whole listing instead of one call per row.
-            return orjson.loads(b"[" + b",".join(values) + b"]")
+            # One C-level decode for the whole listing instead of one call per row; callers check the fields.
+            rows: list[list[Any]] = orjson.loads(b"[" + b",".join(values) + b"]")
+            return rows
         except orjson.JSONDecodeError as exc:
             raise StoreCorrupted(f"the session catalog is damaged: {exc}") from None
 

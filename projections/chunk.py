@@ -107,10 +107,12 @@ class Chunk:
 
     @property
     def last_micros(self) -> int:
-        return _MICROS.unpack_from(self.micros, len(self.micros) - _MICROS.size)[0]
+        micros: int = _MICROS.unpack_from(self.micros, len(self.micros) - _MICROS.size)[0]
+        return micros
 
     def _last_size(self) -> int:
-        return _SIZE.unpack_from(self.sizes, len(self.sizes) - _SIZE.size)[0]  # type: ignore[no-any-return]
+        size: int = _SIZE.unpack_from(self.sizes, len(self.sizes) - _SIZE.size)[0]
+        return size
 
     def last(self) -> tuple[str, bytes]:
         """The last message's role and content bytes."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
+import functools
 import json
 import os
 import shutil
@@ -61,7 +62,7 @@ _MAX_DBS = 32
 _MAX_READERS = 1024
 _READER_CHECK_EVERY = 64
 # Transactions a forked child inherited, kept referenced so that they are never ended there.
-_INHERITED: list[lmdb.Transaction] = []
+_INHERITED: list[lmdb.Transaction[bytes]] = []
 _USERS_LOCK = "users.lock"
 _VACUUM_DIR = "vacuum.tmp"
 _DATA = "data.mdb"
@@ -287,33 +288,32 @@ class LmdbTransaction:
     iterators: the seam costs a method call, not a copy. Each method turns a
     py-lmdb error into the store's own (``try`` costs nothing until it catches);
     an error while iterating a scan is turned by the transaction's ``with``.
-    py-lmdb's stubs allow ``memoryview`` results, which only ``buffers=True``
-    transactions return; ours never do, hence the ``type: ignore`` on results.
+    Ours are begun without ``buffers``, so py-lmdb returns ``bytes`` (``Transaction[bytes]``), never ``memoryview``.
     """
 
     __slots__ = ("_txn",)
 
-    def __init__(self, txn: lmdb.Transaction) -> None:
+    def __init__(self, txn: lmdb.Transaction[bytes]) -> None:
         self._txn = txn
 
     @property
-    def raw(self) -> lmdb.Transaction:
+    def raw(self) -> lmdb.Transaction[bytes]:
         """The py-lmdb transaction, for the engine's own use (opening databases)."""
         return self._txn
 
     def get(self, space: Space, key: bytes) -> bytes | None:
         try:
-            return self._txn.get(key, db=space.handle)  # type: ignore[return-value]
+            return self._txn.get(key, db=space.handle)
         except lmdb.Error as exc:
             raise _translated(exc) from None
 
     def get_many(self, space: Space, keys: Iterable[bytes]) -> dict[bytes, bytes]:
         try:
-            return dict(self._txn.cursor(db=space.handle).getmulti(list(keys)))  # type: ignore[arg-type]
+            return dict(self._txn.cursor(db=space.handle).getmulti(list(keys)))
         except lmdb.Error as exc:
             raise _translated(exc) from None
 
-    def _positioned(self, space: Space, start: bytes | None, reverse: bool) -> lmdb.Cursor | None:
+    def _positioned(self, space: Space, start: bytes | None, reverse: bool) -> lmdb.Cursor[bytes] | None:
         try:
             cursor = self._txn.cursor(db=space.handle)
             if reverse:
@@ -332,27 +332,27 @@ class LmdbTransaction:
         cursor = self._positioned(space, start, reverse)
         if cursor is None:
             return iter(())
-        return cursor.iterprev() if reverse else cursor.iternext()  # type: ignore[return-value]
+        return cursor.iterprev() if reverse else cursor.iternext()
 
     def scan_keys(self, space: Space, start: bytes | None = None, *, reverse: bool = False) -> Iterator[bytes]:
         cursor = self._positioned(space, start, reverse)
         if cursor is None:
             return iter(())
-        return (cursor.iterprev if reverse else cursor.iternext)(values=False)  # type: ignore[return-value]
+        return (cursor.iterprev if reverse else cursor.iternext)(values=False)
 
     def scan_values(self, space: Space, start: bytes | None = None, *, reverse: bool = False) -> Iterator[bytes]:
         cursor = self._positioned(space, start, reverse)
         if cursor is None:
             return iter(())
-        return (cursor.iterprev if reverse else cursor.iternext)(keys=False)  # type: ignore[return-value]
+        return (cursor.iterprev if reverse else cursor.iternext)(keys=False)
 
     def before(self, space: Space, key: bytes) -> tuple[bytes, bytes] | None:
         cursor = self._positioned(space, key, True)
-        return None if cursor is None else cursor.item()  # type: ignore[return-value]
+        return None if cursor is None else cursor.item()
 
     def last(self, space: Space) -> tuple[bytes, bytes] | None:
         cursor = self._positioned(space, None, True)
-        return None if cursor is None else cursor.item()  # type: ignore[return-value]
+        return None if cursor is None else cursor.item()
 
     def count(self, space: Space) -> int:
         try:
@@ -419,7 +419,7 @@ class LmdbTransaction:
             cursor = self._txn.cursor(db=space.handle)
             if not cursor.set_range(start):
                 return 0
-            while cursor.key() < stop:  # type: ignore[operator]
+            while cursor.key() < stop:
                 # delete() moves the cursor to the next key; it returns False past the last one.
                 deleted = cursor.delete()
                 removed += 1
@@ -490,6 +490,9 @@ class Environment:
 
     _registry: dict[tuple[int, str], Environment] = {}
     _registry_lock = threading.Lock()
+    #: ``users.lock``, held shared while open; ``None`` until ``_open_files`` opens it, or where it is absent.
+    #: Declared here, not set in ``__init__``, so the checker sees that ``_open_files`` may have set it.
+    _users: BinaryIO | None = None
 
     def __init__(self, path: Path, *, durability: Durability, max_size: int | None, readonly: bool) -> None:
         self.path = path
@@ -511,7 +514,6 @@ class Environment:
         if self.readonly and not (path / _DATA).exists():
             raise StoreNotFound(f"there is no store at {path}")
         creating = not self.readonly and not (path / _DATA).exists()
-        self._users: BinaryIO | None = None
         try:
             self._open_files()
         except BaseException:
@@ -557,11 +559,12 @@ class Environment:
 
     def _open_lmdb(self) -> lmdb.Environment:
         size = min(_INITIAL_MAP_SIZE, self.max_size) if self.max_size else _INITIAL_MAP_SIZE
-        options = dict(map_size=size, max_dbs=_MAX_DBS, sync=self.durability is not Durability.OFF,
-                       metasync=self.durability is Durability.FULL, max_readers=_MAX_READERS, readonly=self.readonly)
+        open_environment = functools.partial(
+            lmdb.open, str(self.path), map_size=size, max_dbs=_MAX_DBS, sync=self.durability is not Durability.OFF,
+            metasync=self.durability is Durability.FULL, max_readers=_MAX_READERS, readonly=self.readonly)
         try:
             try:
-                return lmdb.open(str(self.path), **options)
+                return open_environment()
             except lmdb.Error as exc:
                 if not self.readonly or not _is_permission_error(exc):
                     raise
@@ -569,7 +572,7 @@ class Environment:
                 # On read-only media no writer can exist; elsewhere, keep writers out while we read.
                 if not _on_read_only_media(self.path):
                     self._exclude_writers()
-                return lmdb.open(str(self.path), lock=False, **options)
+                return open_environment(lock=False)
         except lmdb.InvalidError as exc:
             raise StoreCorrupted(f"{self.path} is not a usable store: {exc}") from None
         except lmdb.Error as exc:
@@ -804,7 +807,7 @@ class Environment:
         finally:
             self._gate.leave_shared()
 
-    def _begin(self, write: bool) -> lmdb.Transaction:
+    def _begin(self, write: bool) -> lmdb.Transaction[bytes]:
         """A new py-lmdb transaction, the gate entered for it."""
         try:
             while True:
@@ -828,7 +831,7 @@ class Environment:
         except lmdb.Error as exc:
             raise _translated(exc, self.path) from None
 
-    def _end(self, txn: lmdb.Transaction, *, commit: bool) -> None:
+    def _end(self, txn: lmdb.Transaction[bytes], *, commit: bool) -> None:
         if os.getpid() != self._pid:
             # A forked child unwinding a transaction it inherited: ending it would free the
             # parent's reader slot in the shared lock file. Keep it alive and untouched.
