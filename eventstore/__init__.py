@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._codec import pause_gc_while_decoding
-    from .storage import Durability
     from ._errors import (
         EventStoreError,
         IdempotencyKeyReused,
@@ -52,6 +51,7 @@ if TYPE_CHECKING:
         VerifyReport,
     )
     from .events import REDACTED, RecordedEvent
+    from .storage import Durability
 
 #: Each public name and the private module that defines it.
 _HOMES: dict[str, str] = {

@@ -8,18 +8,18 @@ session's current state in memory.
 from __future__ import annotations
 
 import hashlib
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from projections.readmodel import ReadModel
 from projections.session import Entry, SessionSnapshot, empty_head, step
 
-from .storage import ReadTransaction
 from ._errors import EventStoreError
 from ._folding import SnapshotRecord, read_blob, read_snapshot_record, to_recorded
 from ._log import GENESIS_HASH, EventLog, chain_hash
 from ._snapshots import SnapshotStore
 from ._values import VerifyReport
 from .events import SessionRedacted, redact_event
+from .storage import ReadTransaction
 
 __all__ = ["verify", "Progress"]
 
@@ -105,7 +105,7 @@ def verify(txn: ReadTransaction, log: EventLog, snapshots: SnapshotStore, read_m
             problems.extend(_check_snapshot(txn, snapshots, entry.stream_id, entry.version, entry.hash, session))
         if progress is not None and checked % _PROGRESS_EVERY == 0:
             progress(checked, total)
-    for stream_id, session in sessions.items():
+    for session in sessions.values():
         if session.redacted:
             problems.append(f"positions {sorted(session.redacted)}: redacted with no later redaction event "
                             f"in session {session.head.key!r}")

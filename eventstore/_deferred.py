@@ -15,28 +15,20 @@ one, for what the facade does to all of them (catch up, rebuild, verify).
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import (
-    Any,
-    Callable,
-    ContextManager,
-    Generic,
-    Iterable,
-    Iterator,
-    Mapping,
-    Protocol,
-    Sequence,
-    TypeVar,
-)
+from typing import Any, Generic, Protocol, TypeVar
 
 from projections.messages import MessageLists
-from projections.readmodel import Checkpoints
+from projections.readmodel import Checkpoint, Checkpoints
 from projections.session import Change, Entry, SessionSnapshot
 
-from .storage import ReadTransaction, WriteTransaction
 from ._errors import EventStoreError, StoreReadOnly
 from ._folding import LogChange, log_changes
 from ._log import EventLog, StoredEvent, stream_runs
+from .storage import ReadTransaction, WriteTransaction
 
 __all__ = ["Batch", "Deferred", "DeferredReadModel", "DeferredReadModels", "SessionTexts"]
 
@@ -53,7 +45,7 @@ OVERLAY_UP_TO = 32
 #: How often a long fold reports progress, in events.
 _PROGRESS_EVERY = 1000
 
-Read = Callable[[], ContextManager[ReadTransaction]]
+Read = Callable[[], AbstractContextManager[ReadTransaction]]
 
 
 class Write(Protocol):
@@ -87,7 +79,7 @@ class DeferredReadModel(Protocol[BatchT, ViewT]):
     def write(self, batch: BatchT, txn: WriteTransaction) -> None:
         """Write a prepared batch (clearing the stored state first for a fresh one); may run again."""
 
-    def batch(self, txn: WriteTransaction) -> ContextManager[BatchT]:
+    def batch(self, txn: WriteTransaction) -> AbstractContextManager[BatchT]:
         """A batch folded and written in ``txn``, written when the block ends."""
 
     def overlay(self, txn: ReadTransaction, pending: Iterable[tuple[int, Sequence[Change]]],
@@ -191,20 +183,22 @@ class Deferred(Generic[BatchT, ViewT]):
                 writer = model.prepare(txn, fresh=fresh)
                 last = _fold_runs(model, writer, stream_runs(self._log.read_all(txn, after)), progress)[0] or after
                 writer.settle()
-
-            def body(txn: WriteTransaction) -> int | None:
-                if self._checkpoints.get(txn, model.name) != checkpoint:
-                    return None  # another catch-up or rebuild got there first: start again from it
-                model.write(writer, txn)
-                self._checkpoints.put(txn, model.name, model.code_version, last)
-                return last - after
-
-            done = self._write(body)
-            if done is not None:
-                applied += done
+            if self._write(functools.partial(self._write_batch, writer, checkpoint, last)):
+                applied += last - after
                 rebuild = False
                 if last >= head:
                     return applied
+
+    def _write_batch(self, batch: BatchT, folded_from: Checkpoint | None, last: int, txn: WriteTransaction) -> bool:
+        """Write ``batch``, folded from checkpoint ``folded_from`` up to ``last``, and move the checkpoint.
+
+        ``False``: another catch-up or rebuild got there first; nothing is written (start again from it).
+        """
+        if self._checkpoints.get(txn, self.model.name) != folded_from:
+            return False
+        self.model.write(batch, txn)
+        self._checkpoints.put(txn, self.model.name, self.model.code_version, last)
+        return True
 
     def catch_up_in(self, txn: WriteTransaction) -> int:
         """Apply every event after the model's checkpoint inside ``txn`` (a write the caller owns)."""

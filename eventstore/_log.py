@@ -29,13 +29,13 @@ import itertools
 import os
 import re
 import struct
-from typing import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import attrs
 
 from ._codec import EncodedEvent, unpack_stored
-from .storage import ReadTransaction, Storage, WriteTransaction
 from ._errors import IncompatibleStore, StoreCorrupted, WrongExpectedVersion
+from .storage import ReadTransaction, Storage, WriteTransaction
 
 __all__ = ["EventLog", "StoredEvent", "Original", "GENESIS_HASH", "decode_record"]
 
@@ -293,7 +293,8 @@ class EventLog:
             raise StoreCorrupted(f"position {position}: the event is missing")
         return self._decode(txn, position, raw, keys)
 
-    def read_all(self, txn: ReadTransaction, after_position: int = 0, limit: int | None = None) -> Iterator[StoredEvent]:
+    def read_all(self, txn: ReadTransaction, after_position: int = 0, limit: int | None = None
+                 ) -> Iterator[StoredEvent]:
         """Events of every stream in global order, after ``after_position``."""
         keys: dict[int, str] = {}
         for count, (raw_key, raw) in enumerate(txn.scan(self._events, _U64.pack(after_position + 1))):

@@ -14,8 +14,8 @@ import struct
 from typing import Iterator
 
 from ._codec import unpack_stored
-from .storage import ReadTransaction, Storage, WriteTransaction
 from ._errors import StoreCorrupted
+from .storage import ReadTransaction, Storage, WriteTransaction
 
 __all__ = ["SnapshotStore"]
 

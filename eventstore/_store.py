@@ -11,9 +11,11 @@ to ``replication``.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, ContextManager, Iterable, Iterator, Mapping, Sequence, TypeVar
+from typing import TypeVar
 
 from projections.catalog import Catalog
 from projections.messages import MessageLists
@@ -21,17 +23,15 @@ from projections.readmodel import Checkpoints, ReadModel
 from projections.search.index import SearchIndex
 from projections.session import timestamped
 
-from ._deferred import Deferred, DeferredReadModels
 from ._audit import Progress
 from ._bookkeeping import IdempotencyRecords, ImportReceipts
-from .storage import Durability, ReadTransaction, Storage, WriteTransaction
-from .storage.lmdb import Environment
+from ._deferred import Deferred, DeferredReadModels
 from ._errors import (
     EventStoreError,
+    InvalidArgument,
     StoreClosed,
     StoreNotFound,
     StoreReadOnly,
-    InvalidArgument,
     shown,
 )
 from ._log import EventLog
@@ -39,12 +39,12 @@ from ._snapshots import SnapshotStore
 from ._time import Clock, system_clock
 from ._values import (
     ChatMessage,
-    SessionMetadata,
-    SessionQuery,
-    SearchHit,
-    SessionState,
     ImportOutcome,
     ImportReceipt,
+    SearchHit,
+    SessionMetadata,
+    SessionQuery,
+    SessionState,
     SessionView,
     TimestampedMessage,
     VerifyReport,
@@ -60,6 +60,8 @@ from .services.queries import Queries
 from .services.replication import Importable, Replication, importable
 from .services.time_travel import TimeTravel
 from .services.writer import CommandWriter, Request, message_argument
+from .storage import Durability, ReadTransaction, Storage, WriteTransaction
+from .storage.lmdb import Environment
 
 __all__ = ["SessionStore", "StoreStats", "ProjectionCheckpoint", "DEFAULT_SEARCH_LIMIT"]
 
@@ -222,7 +224,7 @@ class SessionStore:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
-    def _read(self) -> ContextManager[ReadTransaction]:
+    def _read(self) -> AbstractContextManager[ReadTransaction]:
         if self._closed:
             raise StoreClosed("the store is closed")
         return self._environment.read()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from itertools import repeat
 from typing import Any
 
@@ -289,4 +289,4 @@ def utc(moment: datetime) -> datetime:
     """Return an aware datetime in UTC, refusing naive ones and those whose UTC time no datetime can hold."""
     if not MIN_MICROS <= aware_micros(moment, "datetime") <= MAX_MICROS:
         raise InvalidArgument(f"{moment.isoformat()} is out of range: in UTC it falls outside years 1 to 9999")
-    return moment.astimezone(timezone.utc)
+    return moment.astimezone(UTC)

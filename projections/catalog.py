@@ -9,8 +9,9 @@ stream id → nothing (running sessions only). A deleted session has no entry.
 from __future__ import annotations
 
 import struct
-from datetime import datetime, timezone
-from typing import Any, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 
@@ -18,7 +19,6 @@ from eventstore._codec import bulk_decoding, unpack_stored
 from eventstore._errors import StoreCorrupted
 from eventstore._time import to_micros
 from eventstore._values import SessionMetadata, SessionState
-
 from eventstore.storage import ReadTransaction, WriteTransaction
 
 from .readmodel import OpenSpace
@@ -40,7 +40,7 @@ def _moment(text: str | None) -> datetime | None:
     if text is None:
         return None
     moment = datetime.fromisoformat(text)
-    if moment.tzinfo is not timezone.utc:
+    if moment.tzinfo is not UTC:
         raise ValueError(f"stored time {text!r} is not in UTC")
     return moment
 

@@ -21,11 +21,10 @@ the read model's chunks as they are.
 
 from __future__ import annotations
 
-import struct
-from itertools import accumulate
-from typing import Iterable, Iterator, Sequence
-
 import json
+import struct
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import accumulate
 
 from eventstore._time import MAX_MICROS, MIN_MICROS
 from eventstore._values import trusted_messages

@@ -5,8 +5,8 @@ These fold the log on purpose, from the nearest snapshot: the read models hold o
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
-from typing import Iterator
 
 import attrs
 

@@ -11,7 +11,8 @@ decoded list of the session, if cached, is brought up to date.
 from __future__ import annotations
 
 import hashlib
-from typing import Callable, Protocol, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Protocol, TypeVar
 
 import attrs
 import orjson

@@ -29,9 +29,9 @@ import threading
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import BinaryIO, ClassVar, TypeVar
 
 import lmdb
 from lmdb import _envid
@@ -317,10 +317,7 @@ class LmdbTransaction:
         try:
             cursor = self._txn.cursor(db=space.handle)
             if reverse:
-                if start is None or not cursor.set_range(start):
-                    found = cursor.last()
-                else:
-                    found = cursor.prev()
+                found = cursor.last() if start is None or not cursor.set_range(start) else cursor.prev()
             else:
                 found = cursor.first() if start is None else cursor.set_range(start)
         except lmdb.Error as exc:
@@ -488,7 +485,7 @@ class _Gate:
 class Environment:
     """One open LMDB environment, shared by every ``SessionStore`` of a process on that path."""
 
-    _registry: dict[tuple[int, str], Environment] = {}
+    _registry: ClassVar[dict[tuple[int, str], Environment]] = {}
     _registry_lock = threading.Lock()
     #: ``users.lock``, held shared while open; ``None`` until ``_open_files`` opens it, or where it is absent.
     #: Declared here, not set in ``__init__``, so the checker sees that ``_open_files`` may have set it.
@@ -552,10 +549,8 @@ class Environment:
 
     def _clear_stale_readers(self) -> None:
         """Free reader slots left by processes that died mid-read (LMDB does not, by itself)."""
-        try:
+        with suppress(lmdb.Error):  # no reader table (read-only media): nothing to clear
             self._env.reader_check()
-        except lmdb.Error:
-            pass  # no reader table (read-only media): nothing to clear
 
     def _open_lmdb(self) -> lmdb.Environment:
         size = min(_INITIAL_MAP_SIZE, self.max_size) if self.max_size else _INITIAL_MAP_SIZE

@@ -32,8 +32,9 @@ import struct
 import sys
 from array import array
 from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from itertools import repeat
-from typing import Iterator, Literal, Mapping, Sequence
+from typing import Literal
 
 from eventstore._errors import StoreCorrupted
 

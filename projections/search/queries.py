@@ -16,9 +16,10 @@ from __future__ import annotations
 import bisect
 import heapq
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import compress, repeat
 from operator import attrgetter, ge, mul, neg
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 from eventstore._errors import StoreCorrupted
 
@@ -192,7 +193,7 @@ def _resolve(view: IndexReader, plan: Plan, limit: int, tables: list[list[float]
     full = len(best_scores) >= limit
     budget = _exact_sessions(plan, limit)
     for evaluated, (upper, sid) in enumerate(ahead):
-        if full and not may_reach(upper, best_scores[-1]) or evaluated >= budget:
+        if (full and not may_reach(upper, best_scores[-1])) or evaluated >= budget:
             break  # the others keep their lower bound (past the work budget, too)
         several, unknown, places, present = 0, False, [], []
         for lookup, table in lookups:
