@@ -285,8 +285,10 @@ class ImportOutcome:
     already_imported: bool
 
 
-def utc(moment: datetime) -> datetime:
-    """Return an aware datetime in UTC, refusing naive ones and those whose UTC time no datetime can hold."""
-    if not MIN_MICROS <= aware_micros(moment, "datetime") <= MAX_MICROS:
+def utc(moment: object) -> datetime:
+    """Return an aware datetime in UTC, refusing anything else and those whose UTC time no datetime can hold."""
+    micros = aware_micros(moment, "datetime")
+    assert isinstance(moment, datetime)  # aware_micros refuses anything else
+    if not MIN_MICROS <= micros <= MAX_MICROS:
         raise InvalidArgument(f"{moment.isoformat()} is out of range: in UTC it falls outside years 1 to 9999")
     return moment.astimezone(UTC)

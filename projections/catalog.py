@@ -174,7 +174,7 @@ class Catalog:
         entries = txn.scan_keys(self._running, reverse=True)
         return [self._running_head(txn, raw) for raw in entries]
 
-    def running_since_before(self, txn: ReadTransaction, cutoff: int) -> list[SessionHead]:
+    def running_since_before(self, txn: ReadTransaction, cutoff: float) -> list[SessionHead]:
         """Running sessions whose turn started before ``cutoff`` µs, oldest turn first."""
         heads = []
         for raw in txn.scan_keys(self._running):
@@ -190,7 +190,7 @@ class Catalog:
             raise StoreCorrupted(f"the running index names stream {stream_id}, which has no session")
         return head
 
-    def inactive_since(self, txn: ReadTransaction, cutoff: int) -> list[SessionHead]:
+    def inactive_since(self, txn: ReadTransaction, cutoff: float) -> list[SessionHead]:
         """Live sessions whose last activity is before ``cutoff`` µs, oldest first."""
         heads = []
         for raw_key, raw in txn.scan(self._activity):

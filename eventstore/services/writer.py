@@ -167,7 +167,7 @@ class CommandWriter:
         cutoff = now - ttl_hours * 3600 * 1_000_000
 
         def body(txn: WriteTransaction) -> int:
-            stale = self._catalog.inactive_since(txn, cutoff)  # type: ignore[arg-type]
+            stale = self._catalog.inactive_since(txn, cutoff)
             for head in stale:
                 self.record(txn, head.key, commands.delete(head, "stale")[0], now)
             return len(stale)

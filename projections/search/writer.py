@@ -162,9 +162,10 @@ class IndexWriter(IndexReader):
                 state.chunks.setdefault(number, raw)
             state.loaded = True
         found = [state.chunks.get(number) for number in range((state.count + CHUNK_MESSAGES - 1) // CHUNK_MESSAGES)]
-        if any(raw is None for raw in found):
+        chunks = [raw for raw in found if raw is not None]
+        if len(chunks) != len(found):
             raise StoreCorrupted(f"the search index is damaged: session {sid} lacks chunks of postings")
-        return found  # type: ignore[return-value]
+        return chunks
 
     # -- changes -------------------------------------------------------------------
 
