@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from typing import Iterator
+from collections.abc import Iterator
 
 from ._codec import unpack_stored
 from ._errors import StoreCorrupted
