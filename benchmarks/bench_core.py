@@ -2,7 +2,7 @@
 
 Usage (from the project root)::
 
-    python -m benchmarks.bench_core            # the full run, a table on stdout (~2 minutes)
+    python -m benchmarks.bench_core            # the full run, a table on stdout (about a minute)
     python -m benchmarks.bench_core --quick    # a smoke run (seconds)
     python -m benchmarks.bench_core --out results.json
 

@@ -1,12 +1,13 @@
 """Deferred read models: left behind by commands, brought up to the log by reads.
 
 A deferred read model is one whose upkeep would cost a command too much (the
-search index: indexing a message inline adds 70-90% to a durable append,
-``bench_search`` measures it). Commands commit without touching it; every read
-of it first brings it up to date. A few missing events are folded in memory for
-that one read (read-your-writes without a write). More are folded in a read
-transaction and written in a short write one, so the long part holds no writer
-up and is not redone when a write must run again.
+search index: indexing a message rewrites the summary of each of its terms, a
+large share of a durable append; docs/benchmarks.md has the measurement).
+Commands commit without touching it; every read of it first brings it up to
+date. A few missing events are folded in memory for that one read (read-your-writes
+without a write). More are folded in a read transaction and written in a
+short write one, so the long part holds no writer up and is not redone when a
+write must run again.
 
 ``DeferredReadModel`` says what such a model offers; ``Deferred`` keeps one
 behind the log and catches it up; ``DeferredReadModels`` holds every registered

@@ -124,7 +124,7 @@ def trusted_message(role: Any, content: Any) -> ChatMessage:
     """Build a ``ChatMessage`` from stored data, validated when it was written.
 
     Loading a long session builds thousands of messages, and the full validators
-    would double the cost of ``load``; a type check still catches damaged data.
+    would add substantially to the cost of ``load``; a type check still catches damaged data.
 
     Raises:
         StoreCorrupted: the stored role or content is not a str.

@@ -30,8 +30,8 @@ _ID = struct.Struct(">Q")
 _TIME_ID = struct.Struct(">QQ")
 
 
-# Times are stored as ISO 8601 text: ``datetime.fromisoformat`` is C, several times
-# faster than building a datetime from µs in Python, and a listing builds two per session.
+# Times are stored as ISO 8601 text: ``datetime.fromisoformat`` is C, faster
+# than building a datetime from µs in Python, and a listing builds two per session.
 def _text(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat()
 

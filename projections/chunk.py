@@ -8,8 +8,8 @@ Layout (integers big-endian)::
     contents: UTF-8, back to back
 
 Reading dominates, and in Python its cost is building objects, so the layout
-is made for that: a content is one ``bytes.decode`` of a slice (about twice as
-fast as parsing a JSON string, and there are no escapes), a role is an index
+is made for that: a content is one ``bytes.decode`` of a slice (faster than
+parsing a JSON string, and there are no escapes), a role is an index
 into a table of a few names, the times are one ``struct`` call, and the
 messages are built by C-level ``map`` calls, not a Python loop. Appending or
 removing the last message edits the sections' ends; no content is decoded.

@@ -73,9 +73,9 @@ MARKER = "store.json"
 _MARKER_FORMAT = "eventstore"
 # LMDB's lock file: a header of two cache lines plus one 64-byte slot per reader beyond the first.
 _LOCK_FILE_BYTES = 192 + 64 * (_MAX_READERS - 1)
-# A data file of at most this many pages (4 MiB) has every page checked at each open (measured:
-# about 20 ms per 1,000 pages); a larger one has its meta pages, size and tree roots checked (well
-# under a millisecond), and every page by verify.
+# A data file of at most this many pages (4 MiB) has every page checked at each open (a walk costs time
+# in proportion to the pages: docs/benchmarks.md); a larger one has only its meta pages, size and tree
+# roots checked, and every page by verify.
 _WALK_AT_OPEN_PAGES = 1024
 # A page check needs the meta page of its read transaction, which two commits meanwhile overwrite.
 _PAGE_CHECK_ATTEMPTS = 100

@@ -42,6 +42,9 @@ EXACT_WORK = 4096
 #: Returns the contents of a session's current messages, oldest first (for phrase checks).
 Texts = Callable[[int], Sequence[str]]
 
+#: How many more lookups than sessions make a dict of a term's entries cheaper than a binary search per lookup.
+_DICT_PAYS_OFF = 10
+
 
 def _evaluate(view: IndexReader, plan: Plan, sid: int, texts: Texts | None,
               cache: dict[int, list[str]]) -> dict[int, float]:
@@ -187,8 +190,7 @@ def _resolve(view: IndexReader, plan: Plan, limit: int, tables: list[list[float]
     ahead = sorted(((upper, sid) for sid, upper in zip(shared, map(sum, zip(*columns)))
                     if may_reach(upper, floor)), reverse=True)
     cache: dict[int, list[str]] = {}
-    # A dict of a term's entries costs about a tenth of a binary search per session it holds.
-    lookups = [(summary.entries().get if len(ahead) * 10 > summary.sessions else summary.entry_of, table)
+    lookups = [(summary.entries().get if len(ahead) * _DICT_PAYS_OFF > summary.sessions else summary.entry_of, table)
                for summary, table in parts]
     full = len(best_scores) >= limit
     budget = _exact_sessions(plan, limit)
