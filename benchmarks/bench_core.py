@@ -2,7 +2,7 @@
 
 Usage (from the project root)::
 
-    python -m benchmarks.bench_core            # the full run, a table on stdout (~2 minutes)
+    python -m benchmarks.bench_core            # the full run, a table on stdout (about a minute)
     python -m benchmarks.bench_core --quick    # a smoke run (seconds)
     python -m benchmarks.bench_core --out results.json
 
@@ -34,16 +34,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import lmdb
 import orjson
 
-from eventstore import ChatMessage, SessionStore
+from eventstore import ChatMessage, SessionMetadata, SessionStore
 
 from .baselines import JsonlSessions, SqliteSessions
 
@@ -51,6 +51,8 @@ BACKENDS = ("ours", "sqlite", "jsonl")
 PEERS = ("sqlite", "jsonl")
 ROOT = Path(__file__).resolve().parent.parent
 now_ns = time.perf_counter_ns
+#: A store of any backend: ours, SQLite or JSONL.
+S = TypeVar("S")
 
 
 # -- settings -----------------------------------------------------------------------
@@ -163,15 +165,24 @@ class Stats:
         return cls(len(ordered), statistics.median(ordered), p95, ordered[0], statistics.fmean(ordered))
 
 
-def timed(fn: Callable[[int], object]) -> Callable[[int], int]:
+def timed(call: Callable[[S, int], object], store: S) -> Callable[[int], int]:
+    """An op that returns the ns ``call(store, i)`` takes; ``store`` is bound now, as ops run later."""
     def op(i: int) -> int:
         start = now_ns()
-        fn(i)
+        call(store, i)
         return now_ns() - start
     return op
 
 
-def interleaved(ops: dict[str, Callable[[int], int]], count: int, block: int) -> dict[str, list[float]]:
+def load_bench(store: Any, _i: int) -> object:
+    return store.load("load-bench")
+
+
+def list_all(store: Any, _i: int) -> object:
+    return store.list_sessions_with_metadata()
+
+
+def interleaved(ops: Mapping[str, Callable[[int], int]], count: int, block: int) -> dict[str, list[float]]:
     """Run ``count`` timed operations per backend, in rotating blocks; each op returns its own ns."""
     samples: dict[str, list[float]] = {name: [] for name in ops}
     names = list(ops)
@@ -225,28 +236,35 @@ def metered(ops: dict[str, Callable[[int], int]], tally: dict[str, list[int]]) -
     return {name: wrap(name, op) for name, op in ops.items()}
 
 
-def fsync_probe(path: Path) -> Callable[[int], int]:
+def fsync_probe(path: Path) -> FlushProbe:
     """A bare 4 KB overwrite + fdatasync in the stores' directory: the floor of one durable flush."""
-    return _flush_probe(path, pages=1, synchronous_page=False)
+    return FlushProbe(path, pages=1, synchronous_page=False)
 
 
-def commit_floor_probe(path: Path, pages: int) -> Callable[[int], int]:
+def commit_floor_probe(path: Path, pages: int) -> FlushProbe:
     """The floor of LMDB's durable commit: ``pages`` random 4 KB overwrites + fdatasync, then a 4 KB write
     through an ``O_DSYNC`` descriptor (LMDB's meta page); no B-tree, no Python."""
-    return _flush_probe(path, pages=pages, synchronous_page=True)
+    return FlushProbe(path, pages=pages, synchronous_page=True)
 
 
-def _flush_probe(path: Path, pages: int, synchronous_page: bool) -> Callable[[int], int]:
-    span = 4096 * 4096  # a 16 MiB file, written out first so that no write allocates blocks
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    os.pwrite(descriptor, bytes(span), 0)
-    os.fsync(descriptor)
-    meta = os.open(path, os.O_RDWR | os.O_DSYNC)
-    page = os.urandom(4096)
-    rng = random.Random(pages)
+class FlushProbe:
+    """A timed op (``probe(i)`` returns ns): ``pages`` random 4 KB overwrites of a scratch file + fdatasync,
+    then, with ``synchronous_page``, a 4 KB write through an ``O_DSYNC`` descriptor. ``close`` frees the file."""
 
-    def run(_i: int) -> int:
-        offsets = [rng.randrange(1, span // 4096) * 4096 for _ in range(pages)]
+    _SPAN = 4096 * 4096  # a 16 MiB file, written out first so that no write allocates blocks
+
+    def __init__(self, path: Path, pages: int, synchronous_page: bool) -> None:
+        self._pages, self._synchronous_page = pages, synchronous_page
+        self._descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        os.pwrite(self._descriptor, bytes(self._SPAN), 0)
+        os.fsync(self._descriptor)
+        self._meta = os.open(path, os.O_RDWR | os.O_DSYNC)
+        self._page = os.urandom(4096)
+        self._rng = random.Random(pages)
+
+    def __call__(self, _i: int) -> int:
+        descriptor, page, synchronous_page, meta = self._descriptor, self._page, self._synchronous_page, self._meta
+        offsets = [self._rng.randrange(1, self._SPAN // 4096) * 4096 for _ in range(self._pages)]
         start = now_ns()
         for offset in offsets:
             os.pwrite(descriptor, page, offset)
@@ -255,11 +273,9 @@ def _flush_probe(path: Path, pages: int, synchronous_page: bool) -> Callable[[in
             os.pwrite(meta, page, 0)
         return now_ns() - start
 
-    def close() -> None:
-        os.close(descriptor)
-        os.close(meta)
-    run.close = close  # type: ignore[attr-defined]
-    return run
+    def close(self) -> None:
+        os.close(self._descriptor)
+        os.close(self._meta)
 
 
 # -- results --------------------------------------------------------------------------
@@ -333,6 +349,8 @@ def open_store(backend: str, path: Path, *, durable: bool | str = True, **option
     if backend == "sqlite":
         return SqliteSessions(path, durable=durable)
     if backend == "jsonl":
+        if not isinstance(durable, bool):
+            raise ValueError(f"JSONL has no durability level {durable!r}: only on or off")
         return JsonlSessions(path, durable=durable)
     raise ValueError(backend)
 
@@ -380,8 +398,11 @@ def load_phases(store: SessionStore, key: str) -> tuple[list[int], dict[str, int
     validate_key(key)
     with environment.read() as txn:
         t1 = now_ns()
-        stream_id, _head = store._queries.live(txn, key)
+        found = store._queries.live(txn, key)
         t2 = now_ns()
+        if found is None:
+            raise LookupError(f"no session {key!r} to load")
+        stream_id = found[0]
         values = [value for _, value in model._items(txn, stream_id)]
         t3 = now_ns()
         decode_ns = construct_ns = 0
@@ -418,7 +439,8 @@ def spawn(args: list[str]) -> dict[str, Any]:
                                capture_output=True, text=True, timeout=300)
     if completed.returncode:
         raise RuntimeError(f"child {args} failed:\n{completed.stderr}")
-    return json.loads(completed.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
+    return result
 
 
 # -- the benchmark ----------------------------------------------------------------------------
@@ -447,6 +469,10 @@ class Bench:
     def msg(self, i: int) -> ChatMessage:
         return self.pool[i % len(self.pool)]
 
+    def append_one(self, store: Any, i: int) -> None:
+        """The single-append workload: message ``i`` to one session."""
+        store.append("append-bench", self.msg(i))
+
     def run(self) -> None:
         with self.stack:
             main = {b: self.open(b, "main") for b in BACKENDS}
@@ -469,10 +495,9 @@ class Bench:
     def single_appends(self, stores: dict[str, Any]) -> None:
         self.log("durable single appends")
         written: dict[str, list[int]] = {}
-        ops = metered({b: timed(lambda i, s=s: s.append("append-bench", self.msg(i))) for b, s in stores.items()},
-                      written)
+        ops = metered({b: timed(self.append_one, s) for b, s in stores.items()}, written)
         probe = fsync_probe(self.dir / "fsync-probe")
-        self.stack.callback(probe.close)  # type: ignore[attr-defined]
+        self.stack.callback(probe.close)
         ops["fsync probe"] = probe
         samples = interleaved(ops, self.s.single_appends, self.s.block)
         floor = Stats.of(samples.pop("fsync probe"))
@@ -489,8 +514,8 @@ class Bench:
         self.log("single appends with one flush a commit; flush floors")
         stores = {"ours": self.open("ours", "normal", durable="normal"), "sqlite": self.open("sqlite", "normal"),
                   "sqlite, synchronous=NORMAL": self.open("sqlite", "sqlite-normal", durable="normal")}
-        samples = interleaved({b: timed(lambda i, s=s: s.append("append-bench", self.msg(i)))
-                               for b, s in stores.items()}, self.s.single_appends, self.s.block)
+        samples = interleaved({b: timed(self.append_one, s) for b, s in stores.items()}, self.s.single_appends,
+                              self.s.block)
         unflushed = Stats.of(samples.pop("sqlite, synchronous=NORMAL"))
         self.rows.append(Row(
             "append_normal", "append (single; ours Durability.NORMAL: one flush)", "ns",
@@ -502,7 +527,7 @@ class Bench:
                   "sqlite": fsync_probe(self.dir / "floor-sqlite"),
                   "one page": commit_floor_probe(self.dir / "floor-lmdb-1", 1)}
         for probe in probes.values():
-            self.stack.callback(probe.close)  # type: ignore[attr-defined]
+            self.stack.callback(probe.close)
         samples = interleaved(probes, self.s.single_appends, self.s.block)
         least = Stats.of(samples.pop("one page"))
         self.diagnostics.append(Row(
@@ -582,8 +607,8 @@ class Bench:
         self.log(f"repeated loads ({s.repeated_loads} per store)")
         uncached = SessionStore(self.dir / "main" / "ours", cache_sessions=0)
         self.stack.callback(uncached.close)
-        ops = {b: timed(lambda i, st=st: st.load("load-bench")) for b, st in stores.items()}
-        ops["ours, cache off"] = timed(lambda i: uncached.load("load-bench"))
+        ops = {b: timed(load_bench, st) for b, st in stores.items()}
+        ops["ours, cache off"] = timed(load_bench, uncached)
         samples = interleaved(ops, s.repeated_loads, s.block)
         peer_stats = {b: Stats.of(samples[b]) for b in PEERS}
         self.rows.append(Row("repeated_load", f"load {s.load_size}: repeated, same process", "ns",
@@ -700,8 +725,7 @@ class Bench:
                 raise AssertionError(f"{backend} lists {len(listed)} sessions")
         self.listed = stores
         self.log(f"listing ({s.list_runs} runs per store)")
-        samples = interleaved({b: timed(lambda i, st=st: st.list_sessions_with_metadata()) for b, st in
-                               stores.items()}, s.list_runs, 1)
+        samples = interleaved({b: timed(list_all, st) for b, st in stores.items()}, s.list_runs, 1)
         self.rows.append(Row("list", f"list_sessions_with_metadata, {s.list_sessions:,} sessions", "ns",
                              {b: Stats.of(v) for b, v in samples.items()},
                              note="setup (append_many of 2 per session, no fsync): "
@@ -709,12 +733,12 @@ class Bench:
                                   + "; ours answers a repeat from its cache (keyed by LMDB's transaction id)",
                              extra={"build_seconds": build}))
 
-        def uncached(i: int, store: Any = stores["ours"]) -> Any:
+        def list_uncached(store: SessionStore, i: int) -> list[SessionMetadata]:
             store._queries._listing = None  # private: forget the cached listing, to time the decode itself
             return store.list_sessions_with_metadata()
 
-        peers = {b: timed(lambda i, st=stores[b]: st.list_sessions_with_metadata()) for b in PEERS}
-        samples = interleaved({"ours": timed(uncached), **peers}, s.list_runs, 1)
+        peers = {b: timed(list_all, stores[b]) for b in PEERS}
+        samples = interleaved({"ours": timed(list_uncached, stores["ours"]), **peers}, s.list_runs, 1)
         self.rows.append(Row("list_uncached", f"list_sessions_with_metadata, {s.list_sessions:,} sessions, "
                              "ours uncached", "ns", {b: Stats.of(v) for b, v in samples.items()}))
 
@@ -747,14 +771,13 @@ class Bench:
         s = self.s
         self.log("appends without fsync (diagnostic)")
         stores = {b: self.open(b, "nosync", durable=False) for b in BACKENDS}
-        samples = interleaved({b: timed(lambda i, st=st: st.append("append-bench", self.msg(i)))
-                               for b, st in stores.items()}, s.single_appends, s.block)
+        samples = interleaved({b: timed(self.append_one, st) for b, st in stores.items()}, s.single_appends, s.block)
         self.diagnostics.append(Row("append_nosync", "append, durability off (CPU cost)", "ns",
                                     {b: Stats.of(v) for b, v in samples.items()}))
         size = s.batch_size
         samples = interleaved(
-            {b: timed(lambda i, st=st: st.append_many(f"batch-{i % 8}",
-                                                       [self.msg(i * size + j) for j in range(size)]))
+            {b: timed(lambda store, i: store.append_many(f"batch-{i % 8}", [self.msg(i * size + j)
+                                                                            for j in range(size)]), st)
              for b, st in stores.items()}, s.batches, max(1, s.block // 4))
         self.diagnostics.append(Row("append_many_nosync", f"append_many {size}, durability off (CPU cost)", "ns",
                                     {b: Stats.of(v) for b, v in samples.items()},
@@ -789,7 +812,7 @@ class Bench:
 
 
 def render_profile(profiler: cProfile.Profile, calls: int, top: int = 12) -> str:
-    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]  # pstats's table: undocumented, unstubbed
     total = sum(entry[2] for entry in stats.values()) or 1.0
     lines = [f"    {'own µs/op':>10} {'cum µs/op':>10} {'own %':>6} {'calls/op':>9}  function"]
     ranked = sorted(stats.items(), key=lambda item: item[1][2], reverse=True)[:top]
@@ -840,9 +863,10 @@ def render_breakdown(breakdown: dict[str, Any]) -> str:
     lines = []
     first = breakdown.get("first_load")
     warm = breakdown.get("warm_load")
-    if first or warm:
+    either = first or warm
+    if either:
         lines.append("Where our load of 1,000 messages goes (private API, mirrors SessionStore.load):")
-        names = list((first or warm)["phases_ns"])
+        names = list(either["phases_ns"])
         lines.append(f"  {'phase':<52}{'first, fresh process':>22}{'warm, cache off':>18}")
         for name in names:
             a = first["phases_ns"].get(name) if first else None

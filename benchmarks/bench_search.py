@@ -50,15 +50,17 @@ import string
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec
 
 from eventstore import ChatMessage, SessionMetadata, SessionQuery, SessionStore
+from eventstore.storage.lmdb import Environment
 
 now_ns = time.perf_counter_ns
+P = ParamSpec("P")
 
 
 # -- settings and corpus --------------------------------------------------------------------
@@ -208,14 +210,17 @@ class ZeroClawSqlite:
         return [key for key, _ in self.db.execute(_RANKED, (query, limit)).fetchall()]
 
     def index_bytes(self) -> int:
-        return self.db.execute("SELECT sum(pgsize) FROM dbstat WHERE name LIKE 'sessions_fts%'").fetchone()[0]
+        size: int = self.db.execute("SELECT sum(pgsize) FROM dbstat WHERE name LIKE 'sessions_fts%'").fetchone()[0]
+        return size
 
     def close(self) -> None:
         self.db.close()
 
 
 def our_index_bytes(store: SessionStore) -> dict[str, int]:
-    env = store._environment._env  # sizes only: the pages each search.* database holds
+    environment = store._environment
+    assert isinstance(environment, Environment), "page sizes are LMDB's"
+    env = environment._env  # sizes only: the pages each search.* database holds
     sizes = {}
     with env.begin() as txn:
         for name in ("search.terms", "search.summary", "search.docs", "search.sessions", "search.meta"):
@@ -227,10 +232,16 @@ def our_index_bytes(store: SessionStore) -> dict[str, int]:
 # -- measuring ----------------------------------------------------------------------------------------
 
 
-def timed(fn: Callable[[], Any]) -> int:
+def timed(fn: Callable[P, object], *args: P.args, **kwargs: P.kwargs) -> int:
+    """The ns ``fn(*args, **kwargs)`` takes."""
     start = now_ns()
-    fn()
+    fn(*args, **kwargs)
     return now_ns() - start
+
+
+def search_ours(store: SessionStore, keyword: str, limit: int | None = None) -> list[SessionMetadata]:
+    """Our session search, its query built inside the timed call, as a caller builds it."""
+    return store.search(SessionQuery(keyword, limit))
 
 
 @dataclass
@@ -332,14 +343,13 @@ class Bench:
                 ours_ns: list[int] = []
                 hits = [0, 0]
                 for n, keyword in enumerate(queries):
-                    runs: list[tuple[str, Callable[[], Any]]] = [
-                        ("fts", lambda keyword=keyword: sqlite_store.search(keyword)),
-                        ("ours", lambda keyword=keyword: ours.search(SessionQuery(keyword)))]
+                    runs: list[tuple[str, Callable[[str], Sized]]] = [
+                        ("fts", sqlite_store.search), ("ours", lambda query: ours.search(SessionQuery(query)))]
                     if n % 2:
                         runs.reverse()
                     for name, run in runs:
                         start = now_ns()
-                        found = run()
+                        found = run(keyword)
                         elapsed = now_ns() - start
                         (theirs_ns if name == "fts" else ours_ns).append(elapsed)
                         hits[name == "ours"] += len(found)
@@ -355,7 +365,7 @@ class Bench:
         self.out("  median ratio on the mix: " + ", ".join(f"{w}-word {r:.2f}x" for w, r in summary)
                  + "  (target: at most 1x)")
         messages = make_queries(corpus, MIX, 2, settings.band_queries, settings.seed + 1)
-        samples = [timed(lambda keyword=keyword: ours.search_messages(keyword)) for keyword in messages]
+        samples = [timed(ours.search_messages, keyword) for keyword in messages]
         self.out(f"  ours, search_messages (2 words, limit 20): median {fmt_us(Stats.of(samples).median)}")
 
     def hostile(self, corpus: Corpus, ours: SessionStore, sqlite_store: ZeroClawSqlite) -> None:
@@ -370,9 +380,9 @@ class Bench:
         self.out("== hostile queries (limit 50, ranked on both sides; median of 5) ==")
         self.out(f"  {'query':<24}{'FTS5 ranked':>12} {'ours search':>12} {'ours messages':>14}")
         for label, keyword in cases:
-            theirs = [timed(lambda: sqlite_store.ranked_search(keyword)) for _ in range(5)]
-            mine = [timed(lambda: ours.search(SessionQuery(keyword, 50))) for _ in range(5)]
-            hits = [timed(lambda: ours.search_messages(keyword, 20)) for _ in range(5)]
+            theirs = [timed(sqlite_store.ranked_search, keyword) for _ in range(5)]
+            mine = [timed(search_ours, ours, keyword, 50) for _ in range(5)]
+            hits = [timed(ours.search_messages, keyword, 20) for _ in range(5)]
             self.out(f"  {label:<24}{fmt_us(statistics.median(theirs)):>12} {fmt_us(statistics.median(mine)):>12} "
                      f"{fmt_us(statistics.median(hits)):>14}")
         self.out("  target: each under 500 ms at 30,000 messages (bounded: 64 query tokens, prefixes expanded to "
@@ -399,7 +409,7 @@ class Bench:
         for n in range(settings.appends):
             rng.shuffle(order)
             for name in order:
-                samples[name].append(timed(lambda name=name, n=n: kinds[name](n)))
+                samples[name].append(timed(kinds[name], n))
         bare.close()
         self.out()
         self.out(f"== durable appends of one message ({settings.appends} each, interleaved; median / p95) ==")

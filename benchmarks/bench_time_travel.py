@@ -73,6 +73,11 @@ def fresh(path: Path, call: Callable[[SessionStore], object]) -> Callable[[], fl
     return run
 
 
+def at_version(version: int) -> Callable[[SessionStore], object]:
+    """``session_at(KEY, version=version)``, the version bound now: the runs are called after the loop."""
+    return lambda store: store.session_at(KEY, version=version)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions and shorter histories")
@@ -85,8 +90,8 @@ def main() -> None:
             path = Path(scratch) / f"s{events}"
             build(path, events)
             runs[f"load {events}"] = fresh(path, lambda store: store.load(KEY))
-            runs[f"near_end {events}"] = fresh(path, lambda store, at=events - 10: store.session_at(KEY, version=at))
-            runs[f"middle {events}"] = fresh(path, lambda store: store.session_at(KEY, version=5000))
+            runs[f"near_end {events}"] = fresh(path, at_version(events - 10))
+            runs[f"middle {events}"] = fresh(path, at_version(5000))
         ms = interleaved_ms(runs, repeat)
     print(f"{'events':>8} {'first load ms':>14} {'at N-10 ms':>11} {'ratio':>6} {'at 5000 ms':>11}")
     for events in histories:

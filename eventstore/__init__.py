@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._codec import pause_gc_while_decoding
-    from .storage import Durability
     from ._errors import (
         EventStoreError,
         IdempotencyKeyReused,
@@ -38,7 +37,6 @@ if TYPE_CHECKING:
         TransactionError,
         WrongExpectedVersion,
     )
-    from .aio import AsyncSessionStore
     from ._store import DEFAULT_SEARCH_LIMIT, ProjectionCheckpoint, SessionStore, StoreStats
     from ._values import (
         MAX_KEY_BYTES,
@@ -53,7 +51,9 @@ if TYPE_CHECKING:
         TimestampedMessage,
         VerifyReport,
     )
+    from .aio import AsyncSessionStore
     from .events import REDACTED, RecordedEvent
+    from .storage import Durability
 
 #: Each public name and the private module that defines it.
 _HOMES: dict[str, str] = {

@@ -8,25 +8,32 @@ session's current state in memory.
 from __future__ import annotations
 
 import hashlib
-from typing import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
 
-from projections.readmodel import ReadModel
 from projections.session import Entry, SessionSnapshot, empty_head, step
 
-from .storage import ReadTransaction
 from ._errors import EventStoreError
 from ._folding import SnapshotRecord, read_blob, read_snapshot_record, to_recorded
 from ._log import GENESIS_HASH, EventLog, chain_hash
 from ._snapshots import SnapshotStore
 from ._values import VerifyReport
 from .events import SessionRedacted, redact_event
+from .storage import ReadTransaction
 
-__all__ = ["verify", "Progress"]
+__all__ = ["verify", "Progress", "CheckedModel"]
 
 #: Called as ``progress(events_done, events_total)`` while a long operation runs.
 Progress = Callable[[int, int], None]
 
 _PROGRESS_EVERY = 1000
+
+
+class CheckedModel(Protocol):
+    """What ``verify`` asks of a read model, inline or deferred."""
+
+    def check(self, txn: ReadTransaction, sessions: Mapping[int, SessionSnapshot]) -> list[str]:
+        """Where the stored state differs from ``sessions`` (stream id → session folded from the log)."""
 
 
 class _Session:
@@ -45,7 +52,7 @@ class _Session:
         return SessionSnapshot(self.head, tuple(self.messages))
 
 
-def verify(txn: ReadTransaction, log: EventLog, snapshots: SnapshotStore, read_models: Sequence[ReadModel],
+def verify(txn: ReadTransaction, log: EventLog, snapshots: SnapshotStore, read_models: Sequence[CheckedModel],
            progress: Progress | None = None) -> VerifyReport:
     """Check the chain, the stream index, the snapshots and every read model against the log."""
     problems: list[str] = []
@@ -105,7 +112,7 @@ def verify(txn: ReadTransaction, log: EventLog, snapshots: SnapshotStore, read_m
             problems.extend(_check_snapshot(txn, snapshots, entry.stream_id, entry.version, entry.hash, session))
         if progress is not None and checked % _PROGRESS_EVERY == 0:
             progress(checked, total)
-    for stream_id, session in sessions.items():
+    for session in sessions.values():
         if session.redacted:
             problems.append(f"positions {sorted(session.redacted)}: redacted with no later redaction event "
                             f"in session {session.head.key!r}")

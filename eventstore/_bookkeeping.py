@@ -14,8 +14,8 @@ import orjson
 
 from ._codec import decode_value, encode_value
 from ._errors import StoreCorrupted
-from .storage import ReadTransaction, Storage, WriteTransaction
 from ._values import ImportReceipt
+from .storage import ReadTransaction, Storage, WriteTransaction
 
 __all__ = ["IdempotencyRecord", "IdempotencyRecords", "ImportReceipts"]
 

@@ -1,7 +1,7 @@
 """The codec: typed events and snapshots to bytes and back, through a cattrs schema.
 
 Encoding an event gives a type name, a schema version and JSON payload bytes
-(orjson: several times faster than ``json``, which matters on every append).
+(orjson: much faster than ``json``, which matters on every append).
 Decoding reverses it, upcasting payloads written by an older schema version one
 step at a time. Nothing here touches LMDB, and there is no pickle: stored bytes
 only ever become the classes registered here.

@@ -1,12 +1,13 @@
 """Deferred read models: left behind by commands, brought up to the log by reads.
 
 A deferred read model is one whose upkeep would cost a command too much (the
-search index: indexing a message inline adds 70-90% to a durable append,
-``bench_search`` measures it). Commands commit without touching it; every read
-of it first brings it up to date. A few missing events are folded in memory for
-that one read (read-your-writes without a write). More are folded in a read
-transaction and written in a short write one, so the long part holds no writer
-up and is not redone when a write must run again.
+search index: indexing a message rewrites the summary of each of its terms, a
+large share of a durable append; docs/benchmarks.md has the measurement).
+Commands commit without touching it; every read of it first brings it up to
+date. A few missing events are folded in memory for that one read (read-your-writes
+without a write). More are folded in a read transaction and written in a
+short write one, so the long part holds no writer up and is not redone when a
+write must run again.
 
 ``DeferredReadModel`` says what such a model offers; ``Deferred`` keeps one
 behind the log and catches it up; ``DeferredReadModels`` holds every registered
@@ -15,28 +16,20 @@ one, for what the facade does to all of them (catch up, rebuild, verify).
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import (
-    Any,
-    Callable,
-    ContextManager,
-    Generic,
-    Iterable,
-    Iterator,
-    Mapping,
-    Protocol,
-    Sequence,
-    TypeVar,
-)
+from typing import Any, Generic, Protocol, TypeVar
 
 from projections.messages import MessageLists
-from projections.readmodel import Checkpoints
+from projections.readmodel import Checkpoint, Checkpoints
 from projections.session import Change, Entry, SessionSnapshot
 
-from .storage import ReadTransaction, WriteTransaction
 from ._errors import EventStoreError, StoreReadOnly
 from ._folding import LogChange, log_changes
 from ._log import EventLog, StoredEvent, stream_runs
+from .storage import ReadTransaction, WriteTransaction
 
 __all__ = ["Batch", "Deferred", "DeferredReadModel", "DeferredReadModels", "SessionTexts"]
 
@@ -53,7 +46,7 @@ OVERLAY_UP_TO = 32
 #: How often a long fold reports progress, in events.
 _PROGRESS_EVERY = 1000
 
-Read = Callable[[], ContextManager[ReadTransaction]]
+Read = Callable[[], AbstractContextManager[ReadTransaction]]
 
 
 class Write(Protocol):
@@ -87,7 +80,7 @@ class DeferredReadModel(Protocol[BatchT, ViewT]):
     def write(self, batch: BatchT, txn: WriteTransaction) -> None:
         """Write a prepared batch (clearing the stored state first for a fresh one); may run again."""
 
-    def batch(self, txn: WriteTransaction) -> ContextManager[BatchT]:
+    def batch(self, txn: WriteTransaction) -> AbstractContextManager[BatchT]:
         """A batch folded and written in ``txn``, written when the block ends."""
 
     def overlay(self, txn: ReadTransaction, pending: Iterable[tuple[int, Sequence[Change]]],
@@ -191,20 +184,22 @@ class Deferred(Generic[BatchT, ViewT]):
                 writer = model.prepare(txn, fresh=fresh)
                 last = _fold_runs(model, writer, stream_runs(self._log.read_all(txn, after)), progress)[0] or after
                 writer.settle()
-
-            def body(txn: WriteTransaction) -> int | None:
-                if self._checkpoints.get(txn, model.name) != checkpoint:
-                    return None  # another catch-up or rebuild got there first: start again from it
-                model.write(writer, txn)
-                self._checkpoints.put(txn, model.name, model.code_version, last)
-                return last - after
-
-            done = self._write(body)
-            if done is not None:
-                applied += done
+            if self._write(functools.partial(self._write_batch, writer, checkpoint, last)):
+                applied += last - after
                 rebuild = False
                 if last >= head:
                     return applied
+
+    def _write_batch(self, batch: BatchT, folded_from: Checkpoint | None, last: int, txn: WriteTransaction) -> bool:
+        """Write ``batch``, folded from checkpoint ``folded_from`` up to ``last``, and move the checkpoint.
+
+        ``False``: another catch-up or rebuild got there first; nothing is written (start again from it).
+        """
+        if self._checkpoints.get(txn, self.model.name) != folded_from:
+            return False
+        self.model.write(batch, txn)
+        self._checkpoints.put(txn, self.model.name, self.model.code_version, last)
+        return True
 
     def catch_up_in(self, txn: WriteTransaction) -> int:
         """Apply every event after the model's checkpoint inside ``txn`` (a write the caller owns)."""

@@ -10,11 +10,11 @@ chunks, byte for byte.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
+from typing import NamedTuple
 
 import attrs
-
 import orjson
 
 from projections.chunk import DamagedChunk, decode_entries, layout, message_count
@@ -30,13 +30,13 @@ from projections.session import (
 )
 
 from ._codec import bulk_decoding, decode_event, decode_value, encode_value
-from .storage import ReadTransaction, WriteTransaction
 from ._errors import EventStoreError, IncompatibleStore, StoreCorrupted
 from ._log import EventLog, StoredEvent
 from ._snapshots import SnapshotStore
 from ._time import from_micros
 from ._values import SessionView
 from .events import EVENT_TYPES, RecordedEvent, SessionEvent
+from .storage import ReadTransaction, WriteTransaction
 
 __all__ = ["SnapshotRecord", "LogChange", "take_snapshot", "read_snapshot", "read_snapshot_record", "read_blob",
            "to_recorded", "log_changes", "fold_stream", "view_of"]

@@ -29,13 +29,13 @@ import itertools
 import os
 import re
 import struct
-from typing import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import attrs
 
 from ._codec import EncodedEvent, unpack_stored
-from .storage import ReadTransaction, Storage, WriteTransaction
 from ._errors import IncompatibleStore, StoreCorrupted, WrongExpectedVersion
+from .storage import ReadTransaction, Storage, WriteTransaction
 
 __all__ = ["EventLog", "StoredEvent", "Original", "GENESIS_HASH", "decode_record"]
 
@@ -140,7 +140,7 @@ class EventLog:
             return None
         if len(found) != _U64.size:
             raise StoreCorrupted(f"the key index entry of {key!r} is damaged")
-        stream_id = _U64.unpack(found)[0]
+        stream_id: int = _U64.unpack(found)[0]
         if self.stream_key(txn, stream_id) != key:  # one more read: a damaged index must not mix sessions up
             raise StoreCorrupted(f"the key index leads {key!r} to another session's stream")
         return stream_id
@@ -265,13 +265,13 @@ class EventLog:
         Reads only the records' envelopes: no payload is copied, checked or decoded.
         """
         for position in self._stream_positions(txn, stream_id, after_version, up_to_version):
-            raw = txn.get(self._events, _U64.pack(position))
+            raw = txn.get(self._events, _U64.pack(position)) or b""  # a missing record fails to unpack, as damage
             try:
-                fields = _RECORD.unpack_from(raw)  # type: ignore[arg-type]
+                fields = _RECORD.unpack_from(raw)
                 if fields[0] != LOG_FORMAT:
                     raise ValueError(f"record layout {fields[0]}")
                 yield bytes(raw[_RECORD.size:_RECORD.size + fields[-1]]).decode()
-            except (struct.error, TypeError, ValueError, UnicodeDecodeError):
+            except (struct.error, ValueError, UnicodeDecodeError):
                 raise StoreCorrupted(f"position {position}: the event record is missing or damaged") from None
 
     def _stream_positions(self, txn: ReadTransaction, stream_id: int, after_version: int,
@@ -293,7 +293,8 @@ class EventLog:
             raise StoreCorrupted(f"position {position}: the event is missing")
         return self._decode(txn, position, raw, keys)
 
-    def read_all(self, txn: ReadTransaction, after_position: int = 0, limit: int | None = None) -> Iterator[StoredEvent]:
+    def read_all(self, txn: ReadTransaction, after_position: int = 0, limit: int | None = None
+                 ) -> Iterator[StoredEvent]:
         """Events of every stream in global order, after ``after_position``."""
         keys: dict[int, str] = {}
         for count, (raw_key, raw) in enumerate(txn.scan(self._events, _U64.pack(after_position + 1))):
@@ -302,10 +303,11 @@ class EventLog:
             yield self._decode(txn, unpack_stored(_U64, raw_key, "a position in the event table")[0], raw, keys)
 
     def _recorded_at(self, txn: ReadTransaction, position: int) -> int:
-        raw = txn.get(self._events, _U64.pack(position))
+        raw = txn.get(self._events, _U64.pack(position)) or b""  # a missing record fails to unpack, as damage
         try:
-            return _RECORD.unpack_from(raw)[4]  # type: ignore[arg-type,no-any-return]
-        except (struct.error, TypeError):
+            recorded: int = _RECORD.unpack_from(raw)[4]
+            return recorded
+        except struct.error:
             raise StoreCorrupted(f"position {position}: the event record is missing or damaged") from None
 
     def redact(self, txn: WriteTransaction, position: int, payload: bytes) -> None:

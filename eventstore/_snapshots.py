@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from typing import Iterator
+from collections.abc import Iterator
 
 from ._codec import unpack_stored
-from .storage import ReadTransaction, Storage, WriteTransaction
 from ._errors import StoreCorrupted
+from .storage import ReadTransaction, Storage, WriteTransaction
 
 __all__ = ["SnapshotStore"]
 

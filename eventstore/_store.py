@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import os
 import threading
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, ContextManager, Iterable, Iterator, Mapping, Sequence, TypeVar
+from typing import TypeVar
 
 from projections.catalog import Catalog
 from projections.messages import MessageLists
@@ -23,17 +24,15 @@ from projections.readmodel import Checkpoints, ReadModel
 from projections.search.index import SearchIndex
 from projections.session import timestamped
 
-from ._deferred import Deferred, DeferredReadModels
 from ._audit import Progress
 from ._bookkeeping import IdempotencyRecords, ImportReceipts
-from .storage import Durability, ReadTransaction, Storage, WriteTransaction
-from .storage.lmdb import Environment
+from ._deferred import Deferred, DeferredReadModels
 from ._errors import (
     EventStoreError,
+    InvalidArgument,
     StoreClosed,
     StoreNotFound,
     StoreReadOnly,
-    InvalidArgument,
     shown,
 )
 from ._log import EventLog
@@ -41,12 +40,12 @@ from ._snapshots import SnapshotStore
 from ._time import Clock, system_clock
 from ._values import (
     ChatMessage,
-    SessionMetadata,
-    SessionQuery,
-    SearchHit,
-    SessionState,
     ImportOutcome,
     ImportReceipt,
+    SearchHit,
+    SessionMetadata,
+    SessionQuery,
+    SessionState,
     SessionView,
     TimestampedMessage,
     VerifyReport,
@@ -54,6 +53,7 @@ from ._values import (
     validate_text,
 )
 from .events import RecordedEvent
+from .services import transaction as checked
 from .services.arguments import check_count, check_index, check_progress, iterable
 from .services.cache import DecodedSessions
 from .services.feed import Feed
@@ -61,9 +61,10 @@ from .services.maintenance import Maintenance, ProjectionCheckpoint, StoreStats
 from .services.queries import Queries
 from .services.replication import Importable, Replication, importable
 from .services.time_travel import TimeTravel
-from .services import transaction as checked
 from .services.transaction import Transaction
 from .services.writer import CommandWriter, Request
+from .storage import Durability, ReadTransaction, Storage, WriteTransaction
+from .storage.lmdb import Environment
 
 __all__ = ["SessionStore", "StoreStats", "ProjectionCheckpoint", "DEFAULT_SEARCH_LIMIT"]
 
@@ -236,7 +237,7 @@ class SessionStore:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
-    def _read(self) -> ContextManager[ReadTransaction]:
+    def _read(self) -> AbstractContextManager[ReadTransaction]:
         if self._closed:
             raise StoreClosed("the store is closed")
         return self._environment.read()
@@ -305,7 +306,7 @@ class SessionStore:
         """Delete the session (as an event); ``False`` when it does not exist."""
         return self._writer.run_command(checked.delete_session(key, reason, expected_version, idempotency_key))[0]
 
-    def transaction(self) -> ContextManager[Transaction]:
+    def transaction(self) -> AbstractContextManager[Transaction]:
         """Commands on several sessions committed together: all of them, or none.
 
         ``with store.transaction() as tx:`` then ``tx.append(...)``, ``tx.set_session_state(...)``, ...

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-from typing import Callable
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 from ._errors import InvalidArgument
 
@@ -13,13 +13,13 @@ __all__ = ["Clock", "system_clock", "to_micros", "aware_micros", "from_micros", 
 #: A zero-argument callable returning an aware UTC datetime.
 Clock = Callable[[], datetime]
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 
 def system_clock() -> datetime:
     """The real clock, in UTC."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def to_micros(moment: datetime) -> int:
@@ -57,5 +57,5 @@ def stored_micros(value: object) -> int:
 
 
 #: The times a datetime can hold, in µs since the epoch: a stored time outside them is damaged.
-MIN_MICROS = to_micros(datetime.min.replace(tzinfo=timezone.utc))
-MAX_MICROS = to_micros(datetime.max.replace(tzinfo=timezone.utc))
+MIN_MICROS = to_micros(datetime.min.replace(tzinfo=UTC))
+MAX_MICROS = to_micros(datetime.max.replace(tzinfo=UTC))

@@ -7,9 +7,10 @@ timezone-aware UTC.
 from __future__ import annotations
 
 from collections import deque
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from itertools import repeat
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import attrs
 
@@ -67,13 +68,14 @@ def validate_key(key: object) -> str:
     return key
 
 
-def _check_role(_instance: Any, _attribute: Any, value: object) -> None:
+# attrs types a field by its validator's ``value``, so that says ``str``; the checks still take any object.
+def _check_role(_instance: object, _attribute: attrs.Attribute[str], value: str) -> None:
     validate_text(value, "message role", InvalidMessage)
     if not value:
         raise InvalidMessage("message role must not be empty")
 
 
-def _check_content(_instance: Any, _attribute: Any, value: object) -> None:
+def _check_content(_instance: object, _attribute: attrs.Attribute[str], value: str) -> None:
     validate_text(value, "message content", InvalidMessage)
 
 
@@ -114,15 +116,15 @@ class ChatMessage:
 
 
 _new = object.__new__
-_set_role = ChatMessage.__dict__["role"].__set__  # type: ignore[attr-defined]
-_set_content = ChatMessage.__dict__["content"].__set__  # type: ignore[attr-defined]
+_set_role: Callable[[ChatMessage, str], None] = ChatMessage.__dict__["role"].__set__
+_set_content: Callable[[ChatMessage, str], None] = ChatMessage.__dict__["content"].__set__
 
 
 def trusted_message(role: Any, content: Any) -> ChatMessage:
     """Build a ``ChatMessage`` from stored data, validated when it was written.
 
     Loading a long session builds thousands of messages, and the full validators
-    would double the cost of ``load``; a type check still catches damaged data.
+    would add substantially to the cost of ``load``; a type check still catches damaged data.
 
     Raises:
         StoreCorrupted: the stored role or content is not a str.
@@ -283,8 +285,10 @@ class ImportOutcome:
     already_imported: bool
 
 
-def utc(moment: datetime) -> datetime:
-    """Return an aware datetime in UTC, refusing naive ones and those whose UTC time no datetime can hold."""
-    if not MIN_MICROS <= aware_micros(moment, "datetime") <= MAX_MICROS:
+def utc(moment: object) -> datetime:
+    """Return an aware datetime in UTC, refusing anything else and those whose UTC time no datetime can hold."""
+    micros = aware_micros(moment, "datetime")
+    assert isinstance(moment, datetime)  # aware_micros refuses anything else
+    if not MIN_MICROS <= micros <= MAX_MICROS:
         raise InvalidArgument(f"{moment.isoformat()} is out of range: in UTC it falls outside years 1 to 9999")
-    return moment.astimezone(timezone.utc)
+    return moment.astimezone(UTC)

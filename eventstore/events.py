@@ -10,8 +10,9 @@ version and add an upcaster in ``eventstore._codec``.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Callable, ClassVar, Union, assert_never, get_args
+from typing import Any, ClassVar, assert_never, get_args
 
 import attrs
 
@@ -210,17 +211,17 @@ class SessionRedacted:
 #: What a redacted message's content reads.
 REDACTED = "[redacted]"
 
-SessionEvent = Union[
-    MessageAppended,
-    LastMessageRemoved,
-    LastMessageReplaced,
-    MessagesCleared,
-    SessionRenamed,
-    SessionStateChanged,
-    SessionDeleted,
-    SessionRestored,
-    SessionRedacted,
-]
+SessionEvent = (
+    MessageAppended
+    | LastMessageRemoved
+    | LastMessageReplaced
+    | MessagesCleared
+    | SessionRenamed
+    | SessionStateChanged
+    | SessionDeleted
+    | SessionRestored
+    | SessionRedacted
+)
 
 #: The registry of event types: every event class, in the order of ``SessionEvent``. Derived from the union,
 #: so a new event type is registered by adding it there; mypy then names every ``match`` that must handle it.

@@ -34,9 +34,10 @@ from __future__ import annotations
 import hashlib
 import struct
 import uuid
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable, Iterator, Sequence
+from typing import IO, Any
 
 import attrs
 import orjson
@@ -138,7 +139,7 @@ class EventsImport:
 
 
 def _utc_text(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def event_to_dict(recorded: RecordedEvent) -> dict[str, Any]:
@@ -238,13 +239,6 @@ def export_events(store: SessionStore, out: IO[bytes], keys: Sequence[str] | Non
     return write_events(histories(), out, ExportHeader(False, chosen), progress, total)
 
 
-def _split_lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes]]:
-    number = 0
-    for raw in stream:
-        number += 1
-        yield number, raw
-
-
 def read_header(line: bytes) -> ExportHeader:
     """Parse an events file's first line."""
     try:
@@ -284,7 +278,7 @@ def read_events(stream: IO[bytes]) -> tuple[ExportHeader, Iterator[RecordedEvent
 
 def _read_numbered(stream: IO[bytes]) -> tuple[ExportHeader, Iterator[tuple[int, RecordedEvent]]]:
     """``read_events``, with each event's line number."""
-    lines = _split_lines(stream)
+    lines = enumerate(stream, start=1)
     first = next(lines, None)
     if first is None:
         raise BadExportFile("the file is empty; expected an eventstore events file")

@@ -46,7 +46,7 @@ import tempfile
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +98,7 @@ BLANK, NOT_JSON, NOT_A_MESSAGE, INVALID_UTF8, BAD_KEY, TOO_LONG = (
 #: The field of the record that names a JSONL file's session when the file name is not the key.
 KEY_FIELD = "session_key"
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @attrs.frozen
@@ -259,7 +259,7 @@ def recordable_time(moment: datetime | None) -> datetime | None:
 def _file_time(info: os.stat_result) -> datetime | None:
     """A file's modification time, if the store can record it."""
     try:
-        return recordable_time(datetime.fromtimestamp(info.st_mtime, timezone.utc))
+        return recordable_time(datetime.fromtimestamp(info.st_mtime, UTC))
     except (OverflowError, OSError, ValueError):  # a time past year 9999, or outside the platform's range
         return None
 
@@ -359,8 +359,8 @@ def parse_time(text: object) -> datetime | None:
     try:
         moment = datetime.fromisoformat(text.strip())
         if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=timezone.utc)
-        return moment.astimezone(timezone.utc)
+            moment = moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC)
     except (ValueError, OverflowError):  # OverflowError: 9999-12-31T23:59:59-14:00 is past year 9999 in UTC
         return None
 

@@ -9,8 +9,9 @@ stream id → nothing (running sessions only). A deleted session has no entry.
 from __future__ import annotations
 
 import struct
-from datetime import datetime, timezone
-from typing import Any, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 
@@ -18,7 +19,6 @@ from eventstore._codec import bulk_decoding, unpack_stored
 from eventstore._errors import StoreCorrupted
 from eventstore._time import to_micros
 from eventstore._values import SessionMetadata, SessionState
-
 from eventstore.storage import ReadTransaction, WriteTransaction
 
 from .readmodel import OpenSpace
@@ -30,8 +30,8 @@ _ID = struct.Struct(">Q")
 _TIME_ID = struct.Struct(">QQ")
 
 
-# Times are stored as ISO 8601 text: ``datetime.fromisoformat`` is C, several times
-# faster than building a datetime from µs in Python, and a listing builds two per session.
+# Times are stored as ISO 8601 text: ``datetime.fromisoformat`` is C, faster
+# than building a datetime from µs in Python, and a listing builds two per session.
 def _text(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat()
 
@@ -40,7 +40,7 @@ def _moment(text: str | None) -> datetime | None:
     if text is None:
         return None
     moment = datetime.fromisoformat(text)
-    if moment.tzinfo is not timezone.utc:
+    if moment.tzinfo is not UTC:
         raise ValueError(f"stored time {text!r} is not in UTC")
     return moment
 
@@ -152,14 +152,15 @@ class Catalog:
         return keys
 
     def _rows(self, txn: ReadTransaction, limit: int | None) -> list[list[Any]]:
-        values = []
+        values: list[bytes] = []
         for value in txn.scan_values(self._activity, reverse=True):
             if limit is not None and len(values) >= limit:
                 break
             values.append(value)
         try:
-            # One C-level decode for the whole listing instead of one call per row.
-            return orjson.loads(b"[" + b",".join(values) + b"]")
+            # One C-level decode for the whole listing instead of one call per row; callers check the fields.
+            rows: list[list[Any]] = orjson.loads(b"[" + b",".join(values) + b"]")
+            return rows
         except orjson.JSONDecodeError as exc:
             raise StoreCorrupted(f"the session catalog is damaged: {exc}") from None
 
@@ -173,7 +174,7 @@ class Catalog:
         entries = txn.scan_keys(self._running, reverse=True)
         return [self._running_head(txn, raw) for raw in entries]
 
-    def running_since_before(self, txn: ReadTransaction, cutoff: int) -> list[SessionHead]:
+    def running_since_before(self, txn: ReadTransaction, cutoff: float) -> list[SessionHead]:
         """Running sessions whose turn started before ``cutoff`` µs, oldest turn first."""
         heads = []
         for raw in txn.scan_keys(self._running):
@@ -189,7 +190,7 @@ class Catalog:
             raise StoreCorrupted(f"the running index names stream {stream_id}, which has no session")
         return head
 
-    def inactive_since(self, txn: ReadTransaction, cutoff: int) -> list[SessionHead]:
+    def inactive_since(self, txn: ReadTransaction, cutoff: float) -> list[SessionHead]:
         """Live sessions whose last activity is before ``cutoff`` µs, oldest first."""
         heads = []
         for raw_key, raw in txn.scan(self._activity):

@@ -8,8 +8,8 @@ Layout (integers big-endian)::
     contents: UTF-8, back to back
 
 Reading dominates, and in Python its cost is building objects, so the layout
-is made for that: a content is one ``bytes.decode`` of a slice (about twice as
-fast as parsing a JSON string, and there are no escapes), a role is an index
+is made for that: a content is one ``bytes.decode`` of a slice (faster than
+parsing a JSON string, and there are no escapes), a role is an index
 into a table of a few names, the times are one ``struct`` call, and the
 messages are built by C-level ``map`` calls, not a Python loop. Appending or
 removing the last message edits the sections' ends; no content is decoded.
@@ -21,11 +21,10 @@ the read model's chunks as they are.
 
 from __future__ import annotations
 
-import struct
-from itertools import accumulate
-from typing import Iterable, Iterator, Sequence
-
 import json
+import struct
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import accumulate
 
 from eventstore._time import MAX_MICROS, MIN_MICROS
 from eventstore._values import trusted_messages
@@ -107,10 +106,12 @@ class Chunk:
 
     @property
     def last_micros(self) -> int:
-        return _MICROS.unpack_from(self.micros, len(self.micros) - _MICROS.size)[0]
+        micros: int = _MICROS.unpack_from(self.micros, len(self.micros) - _MICROS.size)[0]
+        return micros
 
     def _last_size(self) -> int:
-        return _SIZE.unpack_from(self.sizes, len(self.sizes) - _SIZE.size)[0]  # type: ignore[no-any-return]
+        size: int = _SIZE.unpack_from(self.sizes, len(self.sizes) - _SIZE.size)[0]
+        return size
 
     def last(self) -> tuple[str, bytes]:
         """The last message's role and content bytes."""

@@ -10,7 +10,8 @@ A removal or streaming update rewrites only the last chunk.
 from __future__ import annotations
 
 import struct
-from typing import Iterator, Mapping, Sequence, assert_never
+from collections.abc import Iterator, Mapping, Sequence
+from typing import assert_never
 
 from eventstore._codec import bulk_decoding, unpack_stored
 from eventstore._errors import StoreCorrupted

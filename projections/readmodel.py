@@ -15,7 +15,8 @@ model whose checkpoint records another code version is rebuilt on open.
 from __future__ import annotations
 
 import struct
-from typing import Mapping, Protocol, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 from eventstore.storage import ReadTransaction, Space, WriteTransaction
 

@@ -9,19 +9,20 @@ the rules live here once.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Iterable, Protocol, Union, assert_never
+from typing import Protocol, assert_never
 
 import attrs
 
 from eventstore._time import from_micros, to_micros
 from eventstore._values import ChatMessage, SessionMetadata, SessionState, TimestampedMessage
 from eventstore.events import (
+    REDACTED,
     LastMessageRemoved,
     LastMessageReplaced,
     MessageAppended,
     MessagesCleared,
-    REDACTED,
     SessionDeleted,
     SessionEvent,
     SessionRedacted,
@@ -148,8 +149,7 @@ class RedactMessages:
     pass
 
 
-MessageEdit = Union[AppendMessage, RemoveLastMessage, ReplaceLastMessage, ClearMessages, ReplaceMessages,
-                    RedactMessages]
+MessageEdit = AppendMessage | RemoveLastMessage | ReplaceLastMessage | ClearMessages | ReplaceMessages | RedactMessages
 
 
 def empty_head(key: str) -> SessionHead:

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_model import SNAPSHOT_EVERY, StoreMachine
 
 from eventstore import (
     AsyncSessionStore,
@@ -28,6 +27,7 @@ from eventstore import (
 from eventstore.storage import WriteTransaction
 
 from conftest import lmdb_storage
+from test_model import SNAPSHOT_EVERY, StoreMachine
 
 
 def hello(text: str) -> ChatMessage:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from eventstore import ChatMessage
 from eventstore._time import MAX_MICROS, MIN_MICROS
+from projections import chunk
 from projections.chunk import (
     CHUNK_BYTES,
     CHUNK_MESSAGES,
@@ -22,7 +23,6 @@ from projections.chunk import (
     layout,
     message_count,
 )
-from projections import chunk
 from projections.session import Entry
 
 texts = st.text(st.characters(exclude_categories=["Cs"]), max_size=300)  # any str but lone surrogates

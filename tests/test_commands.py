@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from eventstore import ChatMessage, SessionState, TimestampedMessage
 from eventstore.events import (
@@ -19,8 +19,8 @@ from eventstore.events import (
 from eventstore.services import commands
 from projections.session import SessionHead, SessionSnapshot, empty_head, empty_snapshot
 
-T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
-T1 = datetime(2024, 5, 1, 13, 0, tzinfo=timezone.utc)
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+T1 = datetime(2024, 5, 1, 13, 0, tzinfo=UTC)
 HELLO, REPLY = ChatMessage.user("hello"), ChatMessage.assistant("hi there")
 
 
@@ -112,8 +112,8 @@ def test_restore_carries_the_wanted_session_whole():
                              ((HELLO, 1_000_000), (REPLY, 2_000_000)))
     events, changed = commands.restore(current, wanted, 2)
     assert changed is True
-    assert events == [SessionRestored(2, True, (TimestampedMessage(HELLO, datetime.fromtimestamp(1, timezone.utc)),
-                                                TimestampedMessage(REPLY, datetime.fromtimestamp(2, timezone.utc))),
+    assert events == [SessionRestored(2, True, (TimestampedMessage(HELLO, datetime.fromtimestamp(1, UTC)),
+                                                TimestampedMessage(REPLY, datetime.fromtimestamp(2, UTC))),
                                       "then", SessionState("idle"), T0)]
 
 

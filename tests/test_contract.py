@@ -3,7 +3,7 @@ changes one session takes, calls that change nothing, and event construction fro
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import orjson
 import pytest
@@ -30,7 +30,7 @@ from eventstore.events import (
     SessionStateChanged,
 )
 
-T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 HELLO = ChatMessage.user("hello")
 
 

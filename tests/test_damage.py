@@ -201,7 +201,7 @@ def test_lock_files_beside_an_empty_data_file_mean_a_store_existed(tmp_path: Pat
     path.mkdir()
     (path / "data.mdb").write_bytes(b"")
     (path / trace).write_bytes(b"")
-    with pytest.raises(StoreCorrupted, match="data.mdb is empty"):
+    with pytest.raises(StoreCorrupted, match=r"data\.mdb is empty"):
         SessionStore(path)
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Iterable, Iterator, Mapping, Sequence
 
 from eventstore import ChatMessage, SessionStore
 from eventstore._audit import verify
@@ -97,7 +97,7 @@ def stream_ids(store: SessionStore, *keys: str) -> dict[str, int]:
 def checked(store: SessionStore, registry: DeferredReadModels) -> list[str]:
     """``verify``'s problems with every registered model checked."""
     with store._read() as txn:
-        return verify(txn, store._log, store._snapshots, registry.checkers(txn)).problems  # type: ignore[arg-type]
+        return verify(txn, store._log, store._snapshots, registry.checkers(txn)).problems
 
 
 def test_a_second_model_is_read_up_to_date_caught_up_and_checked(store: SessionStore) -> None:

@@ -8,9 +8,10 @@ import hashlib
 import json
 import re
 import uuid
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -32,7 +33,7 @@ from eventstore.interchange import BadExportFile, ExportHeader, import_events, w
 
 from test_export_roundtrip import build
 
-START = datetime(2026, 3, 1, 8, 0, tzinfo=timezone.utc)
+START = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 Lines = list[dict[str, Any]]
 
 

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import pytest
 
 from eventstore import ChatMessage, IncompatibleStore, StoreCorrupted, WrongExpectedVersion
 from eventstore._codec import decode_event, encode_event
-from eventstore.storage import Storage
 from eventstore._log import _RECORD, GENESIS_HASH, EventLog, StoredEvent, chain_hash
 from eventstore.events import MessageAppended, SessionDeleted, SessionEvent, SessionRenamed
+from eventstore.storage import Storage
 
 from conftest import stream_id_of
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from strategies import histories
 
 from eventstore import RecordedEvent
 from eventstore.storage import Storage
@@ -18,6 +17,8 @@ from projections.catalog import Catalog
 from projections.messages import MessageLists
 from projections.readmodel import Checkpoints
 from projections.session import SessionSnapshot, empty_snapshot, fold
+
+from strategies import histories
 
 KEYS = ("alpha", "beta", "gamma")
 

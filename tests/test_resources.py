@@ -6,7 +6,7 @@ Long versions::
     EVENTSTORE_SESSION_MESSAGES=300000 EVENTSTORE_SESSION_SNAPSHOT_EVERY=1000 \\
         .venv/bin/python -m pytest tests/test_resources.py -rP
 
-(``EVENTSTORE_SESSION_SNAPSHOT_EVERY`` defaults to 25,000 here; 1,000 is the store's own default.)
+(``EVENTSTORE_SESSION_SNAPSHOT_EVERY`` defaults to 25,000 here; 250 is the store's own default.)
 """
 
 from __future__ import annotations

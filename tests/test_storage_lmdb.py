@@ -50,7 +50,7 @@ class TestNoLmdbErrorEscapes:
         storage = Environment.acquire(tmp_path, durability=Durability.OFF)
         try:
             storage._env.close()
-            with pytest.raises(EventStoreError, match="the store at .* failed") as caught, storage.read():
+            with pytest.raises(EventStoreError, match=r"the store at .* failed") as caught, storage.read():
                 pass
             assert not isinstance(caught.value, lmdb.Error)
         finally:

@@ -27,10 +27,10 @@ from eventstore import (
     TimestampedMessage,
     WrongExpectedVersion,
 )
-from eventstore.storage import MemoryStorage
-from eventstore.storage import lmdb as _environment
 from eventstore._folding import fold_stream, to_recorded
 from eventstore.events import MessageAppended, MessagesCleared, SessionDeleted, SessionRenamed, SessionRestored
+from eventstore.storage import MemoryStorage
+from eventstore.storage import lmdb as _environment
 from projections.session import empty_snapshot, fold
 
 from conftest import ENGINES, FakeClock, lmdb_storage, stream_id_of

@@ -13,7 +13,7 @@ import os
 import signal
 import sqlite3
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
@@ -78,7 +78,7 @@ def database(path: Path, created_at: str, metadata_time: str) -> None:
 class TestTimes:
     def test_parse_time_of_a_time_past_year_9999_in_utc(self) -> None:
         assert parse_time(FAR_FUTURE) is None
-        assert parse_time("9999-12-31T23:59:59+00:00") == datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc)
+        assert parse_time("9999-12-31T23:59:59+00:00") == datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
 
     @pytest.mark.parametrize("bad", [FAR_FUTURE, MOON_LANDING])
     def test_a_bad_time_is_counted_and_the_run_goes_on(self, sessions: Path, store: SessionStore,
@@ -90,7 +90,7 @@ class TestTimes:
             "sessions.db": "imported", "zz-good.jsonl": "imported"}
         assert result.sources[0].batch is not None and result.sources[0].batch.bad_times == 4
         assert [(m.message.content, m.created_at) for m in store.load_with_timestamps("k")] == [
-            ("first", datetime(2026, 1, 1, tzinfo=timezone.utc)), ("odd", datetime(2026, 1, 1, tzinfo=timezone.utc))]
+            ("first", datetime(2026, 1, 1, tzinfo=UTC)), ("odd", datetime(2026, 1, 1, tzinfo=UTC))]
         assert store.get_session_state("k").state == "running"
         assert store.load("zz-good") == [ChatMessage.user("fine")]
         assert store.verify().ok
@@ -101,7 +101,7 @@ class TestTimes:
         result = import_workspace(store, sessions.parent)
         assert [r.status for r in result.sources] == ["imported", "imported"]
         assert result.sources[0].batch is not None and result.sources[0].batch.bad_times == 1
-        assert store.load_with_timestamps("old")[0].created_at == datetime(1970, 1, 1, tzinfo=timezone.utc)
+        assert store.load_with_timestamps("old")[0].created_at == datetime(1970, 1, 1, tzinfo=UTC)
 
     def test_cli_reports_bad_times(self, sessions: Path, tmp_path: Path) -> None:
         database(sessions / "sessions.db", FAR_FUTURE, MOON_LANDING)

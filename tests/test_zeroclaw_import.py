@@ -24,10 +24,10 @@ from eventstore import ChatMessage, SessionState, SessionStore
 from eventstore.cli import cli
 from eventstore.zeroclaw import (
     import_workspace,
+    jsonl_bytes,
     parse_time,
     read_jsonl,
     read_sqlite,
-    jsonl_bytes,
     sanitize_key,
 )
 

@@ -11,7 +11,8 @@ show --as-of), printing each one first. Running it again reuses the sessions.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+import itertools
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import click
@@ -32,7 +33,7 @@ class DemoClock:
 
     def __init__(self) -> None:
         start = (datetime.now().astimezone() - timedelta(days=2)).replace(hour=9, minute=0, second=0, microsecond=0)
-        self.now = start.astimezone(timezone.utc)
+        self.now = start.astimezone(UTC)
 
     def __call__(self) -> datetime:
         return self.now
@@ -142,7 +143,7 @@ def build(store: SessionStore, clock: DemoClock) -> list[str]:
 def point_in_time(store: SessionStore) -> datetime:
     """A moment worth visiting: just before the trip's retracted question was removed."""
     events = store.history(TRIP)
-    for earlier, recorded in zip(events, events[1:], strict=False):
+    for earlier, recorded in itertools.pairwise(events):
         if isinstance(recorded.event, LastMessageRemoved):
             return earlier.recorded_at
     return events[len(events) // 2].recorded_at

@@ -7,8 +7,9 @@ call, plus the words that describe an event (``history``) and what it changed
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any, Iterator, Sequence, assert_never
+from typing import Any, assert_never
 
 import attrs
 import click

@@ -9,8 +9,9 @@ their own.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import click
 
@@ -80,9 +81,8 @@ def import_zeroclaw(env: Env, workspace: Path, verbose: bool, as_json: bool) -> 
     """
     zeroclaw.sessions_dir(workspace)  # a bad workspace is refused before any store is created
     out = Output(as_json)
-    with env.open(create=True) as store:
-        with progress_bar("Importing") as progress:
-            result = zeroclaw.import_workspace(store, workspace, progress)
+    with env.open(create=True) as store, progress_bar("Importing") as progress:
+        result = zeroclaw.import_workspace(store, workspace, progress)
     if as_json:
         out.json({"workspace": str(workspace), "sessions": result.sessions, "messages": result.messages,
                   "skipped_lines": result.skipped_lines, "sources": [_source_json(s) for s in result.sources]})
@@ -137,9 +137,8 @@ def import_events(env: Env, file: Path, as_json: bool) -> None:
         EVENTSTORE_PATH=./copy eventstore import events backup.events.jsonl
     """
     out = Output(as_json)
-    with env.open(create=True) as store:
-        with progress_bar("Importing") as progress:
-            result = interchange.import_events(store, file, progress)
+    with env.open(create=True) as store, progress_bar("Importing") as progress:
+        result = interchange.import_events(store, file, progress)
     skipped = list(result.outcome.skipped) if result.outcome is not None else []
     if as_json:
         out.json({"file": str(file), "mode": result.mode, "events": result.events,

@@ -24,9 +24,10 @@ import os
 import re
 import sys
 import unicodedata
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, Callable, Collection, Iterable, Iterator, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import click
 import orjson

@@ -241,9 +241,8 @@ def vacuum(env: Env, as_json: bool) -> None:
         eventstore vacuum
     """
     out = Output(as_json)
-    with env.open(write=True) as store:
-        with spinner("Vacuuming"):
-            before, after = store.vacuum()
+    with env.open(write=True) as store, spinner("Vacuuming"):
+        before, after = store.vacuum()
     if as_json:
         out.json({"bytes_before": before, "bytes_after": after})
     else:

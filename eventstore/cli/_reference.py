@@ -6,7 +6,8 @@ a heading and its help text exactly as ``eventstore COMMAND --help`` prints it.
 
 from __future__ import annotations
 
-from typing import Iterator
+import functools
+from collections.abc import Iterator
 
 import click
 
@@ -16,21 +17,23 @@ from . import cli
 def _commands(group: click.Group, words: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], click.Command]]:
     for name in sorted(group.commands):
         command = group.commands[name]
-        yield words + (name,), command
+        path = (*words, name)
+        yield path, command
         if isinstance(command, click.Group):
-            yield from _commands(command, words + (name,))
+            yield from _commands(command, path)
 
 
 def help_text(words: tuple[str, ...]) -> str:
     """What ``eventstore WORDS... --help`` prints."""
     command: click.Command = cli
     # A fixed width: the reference must not depend on the terminal it was generated in.
-    settings = {"terminal_width": 100, "max_content_width": 100, "help_option_names": ["-h", "--help"]}
-    context = click.Context(cli, info_name="eventstore", **settings)
+    new_context = functools.partial(click.Context, terminal_width=100, max_content_width=100,
+                                    help_option_names=["-h", "--help"])
+    context = new_context(cli, info_name="eventstore")
     for word in words:
         assert isinstance(command, click.Group)
         command = command.commands[word]
-        context = click.Context(command, info_name=word, parent=context, **settings)
+        context = new_context(command, info_name=word, parent=context)
     return command.get_help(context)
 
 

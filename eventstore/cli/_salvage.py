@@ -2,7 +2,7 @@
 
 What lives here and why: a store whose data file fails its checks is refused at
 open, so ``export`` cannot read it. ``salvage`` reads the file itself, without LMDB
-(``eventstore.storage.lmdb_salvage``), and writes the longest gap-free run of
+(``eventstore.services.salvage``), and writes the longest gap-free run of
 events from position 1 as a whole-log events file, which ``import events`` turns
 into a new store that verifies.
 """
@@ -15,7 +15,7 @@ import click
 
 from .. import interchange
 from .._files import atomic_file
-from ..storage.lmdb_salvage import salvage as read_salvage
+from ..services.salvage import salvage as read_salvage
 from ._context import Env, pass_env
 from ._output import Output, output_options
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
+from typing import cast
 
 from .._audit import Progress
 from .._errors import InvalidArgument, shown
@@ -15,7 +16,7 @@ __all__ = ["recordable", "now_micros", "check_index", "check_count", "check_prog
 
 def recordable(moment: object) -> int:
     """A time an event may be recorded at, in µs: aware, and not before 1970 (the indexes are unsigned)."""
-    micros = to_micros(utc(moment))  # type: ignore[arg-type]
+    micros = to_micros(utc(moment))
     if micros < 0:
         raise InvalidArgument(f"cannot record an event at {moment}: times before 1970 are not supported")
     return micros
@@ -56,6 +57,6 @@ def check_message(message: object) -> ChatMessage:
 
 def iterable(value: object, what: str) -> Iterable[object]:
     try:
-        return iter(value)  # type: ignore[call-overload,no-any-return]
+        return iter(cast("Iterable[object]", value))  # iter() is the check: TypeError if it does not iterate
     except TypeError:
         raise InvalidArgument(f"{what} must be iterable, not {type(value).__name__}") from None

@@ -8,7 +8,8 @@ inside the command's write transaction. An empty list of events records nothing.
 
 from __future__ import annotations
 
-from typing import Sequence, TypeVar
+from collections.abc import Sequence
+from typing import TypeVar
 
 from projections.session import SessionHead, SessionSnapshot, timestamped
 

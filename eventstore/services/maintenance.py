@@ -8,7 +8,7 @@ merely behind catches up on its next read).
 from __future__ import annotations
 
 import hashlib
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import attrs
 
@@ -16,7 +16,7 @@ from projections.catalog import Catalog
 from projections.messages import MessageLists
 from projections.readmodel import Checkpoints, ReadModel
 
-from .._audit import Progress, verify
+from .._audit import CheckedModel, Progress, verify
 from .._bookkeeping import ImportReceipts
 from .._codec import encode_event
 from .._deferred import DeferredReadModels, Read
@@ -229,8 +229,8 @@ class Maintenance:
         if damaged_pages:
             return VerifyReport(False, 0, damaged_pages)
         with self._read() as txn:
-            models = [*self._read_models, *self._deferred.checkers(txn)]
-            report = verify(txn, self._log, self._snapshots, models, progress)  # type: ignore[arg-type]
+            models: list[CheckedModel] = [*self._read_models, *self._deferred.checkers(txn)]
+            report = verify(txn, self._log, self._snapshots, models, progress)
             problems = self._unreferenced_blobs(txn)
         if not problems:
             return report

@@ -7,6 +7,7 @@ holds. Searches go through the deferred search index, caught up first.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from projections.catalog import Catalog
@@ -96,14 +97,14 @@ class Queries:
     def running(self) -> list[SessionMetadata]:
         """Sessions in the ``"running"`` state, latest turn first."""
         with self._read() as txn:
-            return [head.metadata() for head in self._catalog.running(txn)]  # type: ignore[misc]
+            return _live_metadata(self._catalog.running(txn))
 
     def stuck(self, threshold_secs: float) -> list[SessionMetadata]:
         """Running sessions whose turn started more than ``threshold_secs`` ago, oldest first."""
         # A float, so that huge or infinite spans stay exact enough.
         cutoff = now_micros(self._clock) - threshold_secs * 1_000_000
         with self._read() as txn:
-            return [head.metadata() for head in self._catalog.running_since_before(txn, cutoff)]  # type: ignore[arg-type,misc]
+            return _live_metadata(self._catalog.running_since_before(txn, cutoff))
 
     def search(self, keyword: str, limit: int) -> list[SessionMetadata]:
         """Sessions whose current messages best match the words of ``keyword``, best first."""
@@ -140,3 +141,8 @@ class Queries:
             return found
 
         return self._search.query(run)
+
+
+def _live_metadata(heads: Iterable[SessionHead]) -> list[SessionMetadata]:
+    """The metadata of heads from the catalog, which holds live sessions only: each has metadata."""
+    return [metadata for head in heads if (metadata := head.metadata()) is not None]

@@ -5,8 +5,8 @@ These fold the log on purpose, from the nearest snapshot: the read models hold o
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
-from typing import Iterator
 
 import attrs
 
@@ -125,9 +125,9 @@ class TimeTravel:
             moment = aware_micros(as_of, "as_of")
             # Recorded times never decrease, so the versions recorded by then form a prefix.
             low, high = 0, current
-            while low < high:
+            while stream_id is not None and low < high:  # no stream: version 0, and nothing to search
                 middle = (low + high + 1) // 2
-                if self._version_time(txn, stream_id, middle) <= moment:  # type: ignore[arg-type]
+                if self._version_time(txn, stream_id, middle) <= moment:
                     low = middle
                 else:
                     high = middle - 1

@@ -11,7 +11,8 @@ decoded list of the session, if cached, is brought up to date.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Callable, Generic, Protocol, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, Protocol, TypeVar
 
 import attrs
 import orjson
@@ -194,7 +195,7 @@ class CommandWriter:
         cutoff = now - ttl_hours * 3600 * 1_000_000
 
         def body(txn: WriteTransaction) -> int:
-            stale = self._catalog.inactive_since(txn, cutoff)  # type: ignore[arg-type]
+            stale = self._catalog.inactive_since(txn, cutoff)
             for head in stale:
                 self.record(txn, head.key, commands.delete(head, "stale")[0], now)
             return len(stale)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
+import functools
 import json
 import os
 import shutil
@@ -28,9 +29,9 @@ import threading
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import BinaryIO, ClassVar, TypeVar
 
 import lmdb
 from lmdb import _envid
@@ -61,7 +62,7 @@ _MAX_DBS = 32
 _MAX_READERS = 1024
 _READER_CHECK_EVERY = 64
 # Transactions a forked child inherited, kept referenced so that they are never ended there.
-_INHERITED: list[lmdb.Transaction] = []
+_INHERITED: list[lmdb.Transaction[bytes]] = []
 _USERS_LOCK = "users.lock"
 _VACUUM_DIR = "vacuum.tmp"
 _DATA = "data.mdb"
@@ -72,9 +73,9 @@ MARKER = "store.json"
 _MARKER_FORMAT = "eventstore"
 # LMDB's lock file: a header of two cache lines plus one 64-byte slot per reader beyond the first.
 _LOCK_FILE_BYTES = 192 + 64 * (_MAX_READERS - 1)
-# A data file of at most this many pages (4 MiB) has every page checked at each open (measured:
-# about 20 ms per 1,000 pages); a larger one has its meta pages, size and tree roots checked (well
-# under a millisecond), and every page by verify.
+# A data file of at most this many pages (4 MiB) has every page checked at each open (a walk costs time
+# in proportion to the pages: docs/benchmarks.md); a larger one has only its meta pages, size and tree
+# roots checked, and every page by verify.
 _WALK_AT_OPEN_PAGES = 1024
 # A page check needs the meta page of its read transaction, which two commits meanwhile overwrite.
 _PAGE_CHECK_ATTEMPTS = 100
@@ -287,40 +288,36 @@ class LmdbTransaction:
     iterators: the seam costs a method call, not a copy. Each method turns a
     py-lmdb error into the store's own (``try`` costs nothing until it catches);
     an error while iterating a scan is turned by the transaction's ``with``.
-    py-lmdb's stubs allow ``memoryview`` results, which only ``buffers=True``
-    transactions return; ours never do, hence the ``type: ignore`` on results.
+    Ours are begun without ``buffers``, so py-lmdb returns ``bytes`` (``Transaction[bytes]``), never ``memoryview``.
     """
 
     __slots__ = ("_txn",)
 
-    def __init__(self, txn: lmdb.Transaction) -> None:
+    def __init__(self, txn: lmdb.Transaction[bytes]) -> None:
         self._txn = txn
 
     @property
-    def raw(self) -> lmdb.Transaction:
+    def raw(self) -> lmdb.Transaction[bytes]:
         """The py-lmdb transaction, for the engine's own use (opening databases)."""
         return self._txn
 
     def get(self, space: Space, key: bytes) -> bytes | None:
         try:
-            return self._txn.get(key, db=space.handle)  # type: ignore[return-value]
+            return self._txn.get(key, db=space.handle)
         except lmdb.Error as exc:
             raise _translated(exc) from None
 
     def get_many(self, space: Space, keys: Iterable[bytes]) -> dict[bytes, bytes]:
         try:
-            return dict(self._txn.cursor(db=space.handle).getmulti(list(keys)))  # type: ignore[arg-type]
+            return dict(self._txn.cursor(db=space.handle).getmulti(list(keys)))
         except lmdb.Error as exc:
             raise _translated(exc) from None
 
-    def _positioned(self, space: Space, start: bytes | None, reverse: bool) -> lmdb.Cursor | None:
+    def _positioned(self, space: Space, start: bytes | None, reverse: bool) -> lmdb.Cursor[bytes] | None:
         try:
             cursor = self._txn.cursor(db=space.handle)
             if reverse:
-                if start is None or not cursor.set_range(start):
-                    found = cursor.last()
-                else:
-                    found = cursor.prev()
+                found = cursor.last() if start is None or not cursor.set_range(start) else cursor.prev()
             else:
                 found = cursor.first() if start is None else cursor.set_range(start)
         except lmdb.Error as exc:
@@ -332,27 +329,27 @@ class LmdbTransaction:
         cursor = self._positioned(space, start, reverse)
         if cursor is None:
             return iter(())
-        return cursor.iterprev() if reverse else cursor.iternext()  # type: ignore[return-value]
+        return cursor.iterprev() if reverse else cursor.iternext()
 
     def scan_keys(self, space: Space, start: bytes | None = None, *, reverse: bool = False) -> Iterator[bytes]:
         cursor = self._positioned(space, start, reverse)
         if cursor is None:
             return iter(())
-        return (cursor.iterprev if reverse else cursor.iternext)(values=False)  # type: ignore[return-value]
+        return (cursor.iterprev if reverse else cursor.iternext)(values=False)
 
     def scan_values(self, space: Space, start: bytes | None = None, *, reverse: bool = False) -> Iterator[bytes]:
         cursor = self._positioned(space, start, reverse)
         if cursor is None:
             return iter(())
-        return (cursor.iterprev if reverse else cursor.iternext)(keys=False)  # type: ignore[return-value]
+        return (cursor.iterprev if reverse else cursor.iternext)(keys=False)
 
     def before(self, space: Space, key: bytes) -> tuple[bytes, bytes] | None:
         cursor = self._positioned(space, key, True)
-        return None if cursor is None else cursor.item()  # type: ignore[return-value]
+        return None if cursor is None else cursor.item()
 
     def last(self, space: Space) -> tuple[bytes, bytes] | None:
         cursor = self._positioned(space, None, True)
-        return None if cursor is None else cursor.item()  # type: ignore[return-value]
+        return None if cursor is None else cursor.item()
 
     def count(self, space: Space) -> int:
         try:
@@ -419,7 +416,7 @@ class LmdbTransaction:
             cursor = self._txn.cursor(db=space.handle)
             if not cursor.set_range(start):
                 return 0
-            while cursor.key() < stop:  # type: ignore[operator]
+            while cursor.key() < stop:
                 # delete() moves the cursor to the next key; it returns False past the last one.
                 deleted = cursor.delete()
                 removed += 1
@@ -627,8 +624,11 @@ class _CommitListeners:
 class Environment:
     """One open LMDB environment, shared by every ``SessionStore`` of a process on that path."""
 
-    _registry: dict[tuple[int, str], Environment] = {}
+    _registry: ClassVar[dict[tuple[int, str], Environment]] = {}
     _registry_lock = threading.Lock()
+    #: ``users.lock``, held shared while open; ``None`` until ``_open_files`` opens it, or where it is absent.
+    #: Declared here, not set in ``__init__``, so the checker sees that ``_open_files`` may have set it.
+    _users: BinaryIO | None = None
 
     def __init__(self, path: Path, *, durability: Durability, max_size: int | None, readonly: bool) -> None:
         self.path = path
@@ -652,7 +652,6 @@ class Environment:
         if self.readonly and not (path / _DATA).exists():
             raise StoreNotFound(f"there is no store at {path}")
         creating = not self.readonly and not (path / _DATA).exists()
-        self._users: BinaryIO | None = None
         try:
             self._open_files()
         except BaseException:
@@ -691,18 +690,17 @@ class Environment:
 
     def _clear_stale_readers(self) -> None:
         """Free reader slots left by processes that died mid-read (LMDB does not, by itself)."""
-        try:
+        with suppress(lmdb.Error):  # no reader table (read-only media): nothing to clear
             self._env.reader_check()
-        except lmdb.Error:
-            pass  # no reader table (read-only media): nothing to clear
 
     def _open_lmdb(self) -> lmdb.Environment:
         size = min(_INITIAL_MAP_SIZE, self.max_size) if self.max_size else _INITIAL_MAP_SIZE
-        options = dict(map_size=size, max_dbs=_MAX_DBS, sync=self.durability is not Durability.OFF,
-                       metasync=self.durability is Durability.FULL, max_readers=_MAX_READERS, readonly=self.readonly)
+        open_environment = functools.partial(
+            lmdb.open, str(self.path), map_size=size, max_dbs=_MAX_DBS, sync=self.durability is not Durability.OFF,
+            metasync=self.durability is Durability.FULL, max_readers=_MAX_READERS, readonly=self.readonly)
         try:
             try:
-                return lmdb.open(str(self.path), **options)
+                return open_environment()
             except lmdb.Error as exc:
                 if not self.readonly or not _is_permission_error(exc):
                     raise
@@ -710,7 +708,7 @@ class Environment:
                 # On read-only media no writer can exist; elsewhere, keep writers out while we read.
                 if not _on_read_only_media(self.path):
                     self._exclude_writers()
-                return lmdb.open(str(self.path), lock=False, **options)
+                return open_environment(lock=False)
         except lmdb.InvalidError as exc:
             raise StoreCorrupted(f"{self.path} is not a usable store: {exc}") from None
         except lmdb.Error as exc:
@@ -1041,7 +1039,7 @@ class Environment:
         finally:
             self._gate.leave_shared()
 
-    def _begin(self, write: bool) -> lmdb.Transaction:
+    def _begin(self, write: bool) -> lmdb.Transaction[bytes]:
         """A new py-lmdb transaction, the gate entered for it."""
         try:
             while True:
@@ -1065,7 +1063,7 @@ class Environment:
         except lmdb.Error as exc:
             raise _translated(exc, self.path) from None
 
-    def _end(self, txn: lmdb.Transaction, *, commit: bool) -> None:
+    def _end(self, txn: lmdb.Transaction[bytes], *, commit: bool) -> None:
         if os.getpid() != self._pid:
             # A forked child unwinding a transaction it inherited: ending it would free the
             # parent's reader slot in the shared lock file. Keep it alive and untouched.

@@ -40,7 +40,7 @@ T = TypeVar("T")
 MAX_KEY_SIZE = 511
 
 
-class Durability(str, enum.Enum):
+class Durability(str, enum.Enum):  # noqa: UP042 - a StrEnum would change str() of this public value
     """What a commit survives, and what it costs (named after SQLite's ``synchronous`` levels).
 
     A crash of the process never loses a commit in any mode: the kernel has it.

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .index import SearchIndex
-    from .scoring import B, K1, LEVELS, PIVOT, idf, impact, level_weight, term_weight
+    from .scoring import K1, LEVELS, PIVOT, B, idf, impact, level_weight, term_weight
     from .snippets import phrase_in, snippet
     from .tokenizer import QueryWord, parse_query, tokenize
 

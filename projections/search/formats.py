@@ -32,8 +32,9 @@ import struct
 import sys
 from array import array
 from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from itertools import repeat
-from typing import Iterator, Literal, Mapping, Sequence
+from typing import Literal
 
 from eventstore._errors import StoreCorrupted
 
@@ -455,7 +456,8 @@ def summary_raise(raw: bytes | None, changes: Mapping[int, int]) -> bytes | None
         summary = Summary(raw)
         for sid, noted in changes.items():
             raw = summary_set(raw, sid, merged(summary.entry_of(sid), noted))
-            summary = Summary(raw)  # type: ignore[arg-type]
+            assert raw is not None  # a raised entry is never 0, so the summary keeps it
+            summary = Summary(raw)
         return raw
     entries = {} if raw is None else Summary(raw).entries()
     get = entries.get

@@ -11,8 +11,9 @@ events in memory (``overlay``) or catching it up (``prepare`` then ``write``).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 from eventstore._errors import EventStoreError
 from eventstore._time import to_micros

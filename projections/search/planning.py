@@ -13,9 +13,9 @@ ignored; words in no message cost nothing), and a prefix stands for at most
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from itertools import islice
 from operator import itemgetter
-from typing import Sequence
 
 import attrs
 

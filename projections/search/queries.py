@@ -16,9 +16,10 @@ from __future__ import annotations
 import bisect
 import heapq
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import compress, repeat
 from operator import attrgetter, ge, mul, neg
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 from eventstore._errors import StoreCorrupted
 
@@ -40,6 +41,9 @@ EXACT_WORK = 4096
 
 #: Returns the contents of a session's current messages, oldest first (for phrase checks).
 Texts = Callable[[int], Sequence[str]]
+
+#: How many more lookups than sessions make a dict of a term's entries cheaper than a binary search per lookup.
+_DICT_PAYS_OFF = 10
 
 
 def _evaluate(view: IndexReader, plan: Plan, sid: int, texts: Texts | None,
@@ -186,13 +190,12 @@ def _resolve(view: IndexReader, plan: Plan, limit: int, tables: list[list[float]
     ahead = sorted(((upper, sid) for sid, upper in zip(shared, map(sum, zip(*columns)))
                     if may_reach(upper, floor)), reverse=True)
     cache: dict[int, list[str]] = {}
-    # A dict of a term's entries costs about a tenth of a binary search per session it holds.
-    lookups = [(summary.entries().get if len(ahead) * 10 > summary.sessions else summary.entry_of, table)
+    lookups = [(summary.entries().get if len(ahead) * _DICT_PAYS_OFF > summary.sessions else summary.entry_of, table)
                for summary, table in parts]
     full = len(best_scores) >= limit
     budget = _exact_sessions(plan, limit)
     for evaluated, (upper, sid) in enumerate(ahead):
-        if full and not may_reach(upper, best_scores[-1]) or evaluated >= budget:
+        if (full and not may_reach(upper, best_scores[-1])) or evaluated >= budget:
             break  # the others keep their lower bound (past the work budget, too)
         several, unknown, places, present = 0, False, [], []
         for lookup, table in lookups:

@@ -7,7 +7,7 @@ through a transaction, decoding the forms of ``formats``.
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import attrs
 

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Callable, Hashable, Mapping
 from functools import lru_cache
-from typing import Callable, Hashable, Mapping, TypeVar
+from typing import TypeVar
 
 __all__ = [
     "K1",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from .tokenizer import QueryWord, token_spans
 
@@ -27,7 +27,7 @@ def phrase_in(terms: Sequence[str], phrase: Sequence[str], prefix: bool) -> bool
 def matched_tokens(terms: list[str], words: Sequence[QueryWord]) -> set[int]:
     """Indexes of the tokens of ``terms`` that a word of the query matches."""
     hits: set[int] = set()
-    for index, term in enumerate(terms):
+    for index in range(len(terms)):
         for word in words:
             size = len(word.tokens)
             if index + 1 >= size and phrase_in(terms[index + 1 - size:index + 1], word.tokens, word.prefix):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from eventstore._errors import EventStoreError, StoreCorrupted
 from eventstore.events import REDACTED
@@ -162,9 +162,10 @@ class IndexWriter(IndexReader):
                 state.chunks.setdefault(number, raw)
             state.loaded = True
         found = [state.chunks.get(number) for number in range((state.count + CHUNK_MESSAGES - 1) // CHUNK_MESSAGES)]
-        if any(raw is None for raw in found):
+        chunks = [raw for raw in found if raw is not None]
+        if len(chunks) != len(found):
             raise StoreCorrupted(f"the search index is damaged: session {sid} lacks chunks of postings")
-        return found  # type: ignore[return-value]
+        return chunks
 
     # -- changes -------------------------------------------------------------------
 
@@ -269,7 +270,7 @@ class IndexWriter(IndexReader):
         state.dirty.add(number)
         state.count -= 1
         self._messages -= 1
-        for tid, level in zip(tids, levels):
+        for tid, _level in zip(tids, levels):
             raw_summary = self.summary_raw(tid)
             entry = 0 if raw_summary is None else Summary(raw_summary).entry_of(sid)
             self._lower(tid, sid, 1, self._entry(sid, tid) if entry & MULTI else 0)

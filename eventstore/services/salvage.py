@@ -22,7 +22,7 @@ from .._errors import EventStoreError, StoreCorrupted
 from .._folding import to_recorded
 from .._log import decode_record
 from ..events import RecordedEvent
-from .lmdb_check import _LARGEST_PAGE, _SMALLEST_PAGE, Database, Meta, _parse_meta, _Walker, leaf_nodes
+from ..storage.lmdb_check import _LARGEST_PAGE, _SMALLEST_PAGE, Database, Meta, _parse_meta, _Walker, leaf_nodes
 
 __all__ = ["Salvage", "salvage", "raw_entries"]
 
