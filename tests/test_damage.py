@@ -205,6 +205,19 @@ def test_lock_files_beside_an_empty_data_file_mean_a_store_existed(tmp_path: Pat
         SessionStore(path)
 
 
+def test_a_creation_killed_before_the_data_file_existed_is_created_again(tmp_path: Path) -> None:
+    """Lock files without a data file or a marker: a creation killed early, nothing committed; open creates."""
+    path = tmp_path / "store"
+    path.mkdir()
+    for name in ("lock.mdb", "users.lock"):
+        (path / name).write_bytes(b"")
+    with SessionStore(path) as store:
+        store.append("k", ChatMessage.user("hello"))
+    with SessionStore(path) as store:
+        assert [ChatMessage.user("hello")] == store.load("k")
+    assert (path / MARKER).is_file()
+
+
 def test_an_older_store_gets_the_marker_on_its_next_writable_open(tmp_path: Path) -> None:
     path = tmp_path / "store"
     _populate(path, sessions=1, rounds=1)

@@ -175,7 +175,10 @@ def _check_files(path: Path) -> None:
     if size > 0:
         lmdb_check.check_file(data, walk_pages_up_to=_WALK_AT_OPEN_PAGES)
         return
-    traces = [name for name in (MARKER, _LOCK, _USERS_LOCK) if (path / name).exists()]
+    # A missing data file beside lock files alone is a creation killed before LMDB made the file: nothing was
+    # ever committed there. An empty one beside them is a store made before the marker existed, emptied.
+    witnesses = (MARKER, _LOCK, _USERS_LOCK) if size == 0 else (MARKER,)
+    traces = [name for name in witnesses if (path / name).exists()]
     if traces:
         state = "is empty" if size == 0 else "is missing"
         raise StoreCorrupted(
