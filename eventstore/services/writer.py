@@ -29,7 +29,7 @@ from .._folding import LogChange, take_snapshot
 from .._log import EventLog, Original
 from .._snapshots import SnapshotStore
 from .._time import Clock, from_micros
-from .._values import ChatMessage, validate_key, validate_text
+from .._values import ChatMessage, stored_payload_of, validate_key, validate_text
 from ..events import SessionEvent
 from ..storage import WriteTransaction
 from . import commands
@@ -54,9 +54,10 @@ class Request:
         return hashlib.sha256(orjson.dumps([self.name, self.arguments])).hexdigest()
 
 
-def message_argument(message: ChatMessage) -> list[str]:
-    """A message as a request's argument."""
-    return [message.role, message.content]
+def message_argument(message: ChatMessage) -> list[object]:
+    """A message as a request's argument (its payload, if any, as its stored JSON)."""
+    payload = stored_payload_of(message)
+    return [message.role, message.content] + ([] if payload is None else [orjson.Fragment(bytes(payload))])
 
 
 class Step(Protocol[R_co]):
