@@ -31,10 +31,9 @@ from eventstore import (
 from eventstore.integrations.openai_agents import EventStoreSession, item_to_message, message_to_item
 from eventstore.storage import MemoryStorage
 
-from strategies import json_payloads
-
 from .conftest import STORE_KINDS, on_a_loop, open_store
 from .items import ITEM_SHAPES
+from strategies import json_payloads
 
 KEY = "user-42"
 ALL_SHAPES = [cast(TResponseInputItem, item) for item in ITEM_SHAPES.values()]
