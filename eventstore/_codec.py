@@ -22,7 +22,7 @@ import attrs
 import orjson
 
 from ._errors import EventStoreError, IncompatibleStore, InvalidArgument, StoreCorrupted
-from ._payload import stored_payload
+from ._payload import payload_tree, stored_payload
 from ._time import from_micros, stored_micros, to_micros
 from ._values import ChatMessage, TimestampedMessage, stored_payload_of, trusted_message
 from .events import EVENT_TYPES, LastMessageReplaced, MessageAppended, SessionEvent, SessionRestored
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EncodedEvent", "encode_event", "decode_event", "encode_value", "decode_value", "bulk_decoding",
-    "pause_gc_while_decoding", "unpack_stored",
+    "pause_gc_while_decoding", "unpack_stored", "message_to_json", "message_from_json",
 ]
 
 T = TypeVar("T")
@@ -114,6 +114,25 @@ def _stored_message(row: Any, fields: int) -> ChatMessage:
         raise TypeError(f"a stored message is not a row of {fields} or {fields + 1} items")
     payload = stored_payload(row[fields]) if len(row) > fields else None
     return trusted_message(row[0], row[1], payload)
+
+
+def message_to_json(message: ChatMessage) -> list[Any]:
+    """A message as a JSON value, ``[role, content]`` and its payload's stored form if it has one (for a
+    command's answer kept with its idempotency key)."""
+    payload = stored_payload_of(message)
+    return [message.role, message.content] + ([] if payload is None else [payload_tree(payload)])
+
+
+def message_from_json(row: Any) -> ChatMessage:
+    """The message ``message_to_json`` gave.
+
+    Raises:
+        StoreCorrupted: ``row`` is not such a value.
+    """
+    try:
+        return _stored_message(row, 2)
+    except (TypeError, IndexError) as exc:
+        raise StoreCorrupted(f"a stored message does not decode: {exc}") from None
 
 
 def _micros(value: Any) -> datetime:

@@ -123,14 +123,15 @@ class CommandWriter:
 
         return step
 
-    def replacing_last(self, key: str, message: ChatMessage) -> Step[bool]:
-        """The step that replaces the session's last message, deciding from its head and that message."""
+    def deciding_with_last(self, key: str, decide: Callable[[SessionHead, ChatMessage | None], Decision[R]]
+                           ) -> Step[R]:
+        """The step of a command that decides from the session's head and its last message (``None`` for none)."""
 
-        def step(txn: WriteTransaction, stream_id: int | None, now: int) -> tuple[bool, list[LogChange]]:
+        def step(txn: WriteTransaction, stream_id: int | None, now: int) -> tuple[R, list[LogChange]]:
             head = (None if stream_id is None else self._catalog.head(txn, stream_id)) or empty_head(key)
             last = self._messages.last(txn, stream_id) if stream_id is not None and head.message_count else None
-            events, replaced = commands.replace_last(head, last, message)
-            return replaced, self.record(txn, key, events, now)
+            events, result = decide(head, last)
+            return result, self.record(txn, key, events, now)
 
         return step
 
