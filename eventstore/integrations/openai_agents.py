@@ -147,7 +147,7 @@ class EventStoreSession:
 
     Raises:
         InvalidArgument: a store of another kind. A ``session_id`` the store cannot take as a key (empty, with
-            NUL, too long) raises ``InvalidSessionKey`` on the first write (and reads as an empty session).
+            NUL, too long) raises ``InvalidSessionKey`` when the session is first used.
     """
 
     session_id: str
