@@ -10,8 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from agents import set_tracing_disabled
 
 from eventstore import AsyncSessionStore, SessionStore
+
+set_tracing_disabled(True)  # the SDK would otherwise try to export traces of each run to OpenAI
 
 #: The kinds of store the session runs on.
 STORE_KINDS = ("async", "sync")
