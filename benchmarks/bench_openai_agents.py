@@ -1,0 +1,152 @@
+"""EventStoreSession against the SDK's SQLiteSession on a file: the calls an agent's turn makes.
+
+Run: python -m benchmarks.bench_openai_agents [--quick] [--dir DIR]
+
+Both stores durable (each commit on disk when the call returns: LMDB's default and SQLite's, WAL with
+synchronous=FULL). 20 sessions of 200 items each (a user message, a tool call, its output and an answer per turn),
+then, in one run taking turns so a shared machine's noise falls on all alike, medians and p99 of:
+  * ``get_items()`` of a 200-item session, and ``get_items(limit=20)`` (``SessionSettings(limit=...)``);
+  * ``add_items`` of a turn (4 items), and ``pop_item`` (a retry);
+  * listing the sessions (ours ``list_sessions``; SQLite, the session table read as an application would).
+Ours runs on the ``AsyncSessionStore`` and on the ``SessionStore``, whose writes go to a worker thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import sqlite3
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from agents import SQLiteSession, TResponseInputItem
+
+from eventstore import AsyncSessionStore, SessionStore
+from eventstore.integrations.openai_agents import EventStoreSession
+
+SESSIONS = 20
+TURNS = 50  # of 4 items: 200 items a session
+
+
+def turn(number: int) -> list[TResponseInputItem]:
+    """One turn's items, as a run with a tool call stores them."""
+    call_id = f"call_{number}"
+    return [
+        {"role": "user", "content": f"Question {number}: what is the weather in city {number}, and why?"},
+        {"type": "function_call", "id": f"fc_{number}", "call_id": call_id, "name": "get_weather",
+         "arguments": f'{{"city": "city {number}", "days": 3}}', "status": "completed"},
+        {"type": "function_call_output", "call_id": call_id, "output": '{"forecast": "sunny", "high": 21.5}'},
+        {"id": f"msg_{number}", "type": "message", "role": "assistant", "status": "completed",
+         "content": [{"type": "output_text", "annotations": [], "logprobs": [],
+                      "text": f"In city {number} it will be sunny, up to 21.5 °C: a high-pressure ridge. " * 3}]},
+    ]
+
+
+class Peer:
+    """One store under test: its sessions by id, and how it lists them."""
+
+    def __init__(self, name: str, sessions: dict[str, Any], list_sessions: Callable[[], Awaitable[object]],
+                 close: Callable[[], Awaitable[None]]) -> None:
+        self.name, self.sessions, self.list_sessions, self.close = name, sessions, list_sessions, close
+
+
+async def open_ours(path: Path, kind: str) -> Peer:
+    with SessionStore(path, durable=False) as builder:  # built fast, then opened durable below
+        for n in range(SESSIONS):
+            await EventStoreSession(f"s{n}", builder).add_items([i for t in range(TURNS) for i in turn(t)])
+    store: SessionStore | AsyncSessionStore = AsyncSessionStore(path) if kind == "async" else SessionStore(path)
+    sessions = {f"s{n}": EventStoreSession(f"s{n}", store) for n in range(SESSIONS)}
+    sessions["writer"] = EventStoreSession("writer", store)
+
+    async def list_sessions() -> object:
+        return await store.list_sessions() if isinstance(store, AsyncSessionStore) else store.list_sessions()
+
+    async def close() -> None:
+        if isinstance(store, AsyncSessionStore):
+            await store.close()
+        else:
+            store.close()
+    return Peer(f"ours ({kind} store)", sessions, list_sessions, close)
+
+
+async def open_sqlite(path: Path) -> Peer:
+    sessions = {f"s{n}": SQLiteSession(f"s{n}", path) for n in range(SESSIONS)}
+    for session in sessions.values():
+        await session.add_items([i for t in range(TURNS) for i in turn(t)])
+    sessions["writer"] = SQLiteSession("writer", path)
+    reader = sqlite3.connect(path, check_same_thread=False)
+
+    async def list_sessions() -> object:  # the SDK has no listing: an application reads the table in a thread
+        return await asyncio.to_thread(
+            lambda: reader.execute("SELECT session_id FROM agent_sessions ORDER BY session_id").fetchall())
+
+    async def close() -> None:
+        reader.close()
+        for session in sessions.values():
+            session.close()
+    return Peer("SQLiteSession (file)", sessions, list_sessions, close)
+
+
+async def timed(call: Awaitable[object]) -> float:
+    start = time.perf_counter()
+    await call
+    return time.perf_counter() - start
+
+
+def calls(peer: Peer, rng: random.Random, number: int) -> dict[str, Callable[[], Awaitable[object]]]:
+    """The calls of one round, by name, on one peer (each bound to its session now)."""
+    read = peer.sessions[f"s{rng.randrange(SESSIONS)}"]
+    writer = peer.sessions["writer"]
+    return {
+        "get_items() of 200 items": read.get_items,
+        "get_items(limit=20)": lambda: read.get_items(limit=20),
+        "add_items of a turn (4 items)": lambda: writer.add_items(turn(number)),
+        "pop_item": writer.pop_item,
+        f"list the {SESSIONS + 1} sessions": peer.list_sessions,
+    }
+
+
+def p99(values: list[float]) -> float:
+    return sorted(values)[min(len(values) - 1, round(0.99 * (len(values) - 1)))]
+
+
+async def run(directory: str, rounds: int) -> None:
+    peers = [await open_ours(Path(directory) / "async", "async"), await open_ours(Path(directory) / "sync", "sync"),
+             await open_sqlite(Path(directory) / "sqlite.db")]
+    times: dict[tuple[str, str], list[float]] = {}
+    try:
+        for number in range(rounds):
+            for peer in peers if number % 2 else reversed(peers):  # who goes first alternates
+                for call_name, call in calls(peer, random.Random(number), TURNS + number).items():
+                    times.setdefault((call_name, peer.name), []).append(await timed(call()))
+    finally:
+        for peer in peers:
+            await peer.close()
+    names = [peer.name for peer in peers]
+    print(f"{rounds} rounds; median ms (p99 ms); ratio: SQLiteSession / ours on the async store "
+          "(above 1: ours is faster)\n")
+    print("| call | " + " | ".join(names) + " | SQLite / ours |")
+    print("|---|" + "---|" * (len(names) + 1))
+    for call_name in dict.fromkeys(call for call, _peer in times):
+        cells = [times[(call_name, name)] for name in names]
+        medians = [statistics.median(cell) * 1000 for cell in cells]
+        shown = [f"{median:.3f} ({p99(cell) * 1000:.2f})" for median, cell in zip(medians, cells)]
+        print(f"| {call_name} | " + " | ".join(shown) + f" | {medians[-1] / medians[0]:.1f}x |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke run: too few rounds to judge")
+    parser.add_argument("--dir", help="where the temporary stores go (default: the system's temporary directory)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(dir=args.dir) as directory:
+        asyncio.run(run(directory, 10 if args.quick else 300))
+
+
+if __name__ == "__main__":
+    main()
