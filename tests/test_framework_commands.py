@@ -269,3 +269,16 @@ def test_the_fork_command(tmp_path):
     with SessionStore(path) as store:
         assert [user("one")] == store.load("copy")
         assert [user("one"), user("two")] == store.load("latest")
+
+
+def test_no_byte_of_a_redacted_source_survives_in_its_fork_after_vacuum(tmp_path):
+    with SessionStore(tmp_path / "store") as store:
+        store.append_many("src", [user("secret-4711", {"note": "payload-0815"}), user("plain")])
+        store.fork("src", "copy")
+        store.replace_messages("copy", [user("summary"), user("secret-4711", {"note": "payload-0815"})])
+        store.compact("copy")
+        store.redact("src", "gdpr")
+        store.vacuum()
+        assert store.verify().ok
+    held = b"".join(path.read_bytes() for path in (tmp_path / "store").iterdir() if path.is_file())
+    assert b"secret-4711" not in held and b"payload-0815" not in held
