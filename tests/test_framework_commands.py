@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,7 +29,7 @@ def user(text: str, payload: dict[str, object] | None = None) -> ChatMessage:
 
 
 @pytest.fixture
-def store(tmp_path: Path, clock: FakeClock) -> SessionStore:
+def store(tmp_path: Path, clock: FakeClock) -> Iterator[SessionStore]:
     with SessionStore(tmp_path / "store", clock=clock, durable=False, snapshot_every=3) as opened:
         yield opened
 
@@ -109,9 +110,9 @@ class TestReplaceMessages:
         assert 2 == store.replace_messages("k", [], idempotency_key="prune")
         assert [user("two")] == store.load("k")
         with pytest.raises(InvalidArgument):
-            store.replace_messages("k", user("not a list"))  # type: ignore[arg-type]
+            store.replace_messages("k", user("not a list"))
         with pytest.raises(InvalidArgument):
-            store.replace_messages("k", ["text"])  # type: ignore[list-item]
+            store.replace_messages("k", ["text"])
 
     def test_in_a_transaction_with_other_sessions(self, store):
         store.append("a", user("one"))
