@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import io
+import random
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -283,3 +288,50 @@ def test_no_byte_of_a_redacted_source_survives_in_its_fork_after_vacuum(tmp_path
         assert store.verify().ok
     held = b"".join(path.read_bytes() for path in (tmp_path / "store").iterdir() if path.is_file())
     assert b"secret-4711" not in held and b"payload-0815" not in held
+
+
+def test_a_failing_transaction_replaces_and_forks_nothing(store):
+    store.append_many("src", [user("one"), user("two")])
+    with pytest.raises(WrongExpectedVersion), store.transaction() as tx:
+        tx.replace_messages("src", [user("summary")])
+        tx.fork("src", "copy")
+        tx.pop_last("src")
+        tx.append("src", user("late"), expected_version=0)
+    assert [user("one"), user("two")] == store.load("src")
+    assert not store.session_exists("copy") and 2 == len(list(store.events()))
+
+
+_REPLACER = """
+import sys
+from eventstore import ChatMessage, SessionStore
+with SessionStore(sys.argv[1], durable=False) as store:
+    print("ready", flush=True)
+    turn = 0
+    while True:
+        turn += 1
+        size = 50 + turn % 150
+        store.replace_messages("k", [ChatMessage("user", f"{turn}:{i}", {"i": i}) for i in range(size)])
+        store.fork("k", f"fork-{turn}")
+"""
+
+
+@pytest.mark.slow
+def test_killed_while_replacing_and_forking(tmp_path):
+    """A replacement or a fork is one event in one commit: a killed writer leaves whole lists and whole forks."""
+    path = str(tmp_path / "store")
+    rng = random.Random(15)
+    for _ in range(4):
+        worker = subprocess.Popen([sys.executable, "-c", _REPLACER, path], stdout=subprocess.PIPE, text=True)
+        assert worker.stdout is not None and "ready" == worker.stdout.readline().strip()
+        time.sleep(rng.uniform(0.05, 0.6))
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+        with SessionStore(path, durable=False) as store:
+            assert store.verify().ok
+            loaded = store.load("k")
+            turn = loaded[0].content.split(":")[0] if loaded else None
+            assert loaded == [ChatMessage("user", f"{turn}:{i}", {"i": i}) for i in range(len(loaded))]
+            for key in store.list_sessions():
+                if key.startswith("fork-"):
+                    (forked,) = store.history(key)
+                    assert store.load(key) == store.session_at("k", version=forked.event.source_version).messages
