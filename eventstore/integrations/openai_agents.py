@@ -16,15 +16,24 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar, cast
 
+import attrs
 from agents.items import TResponseInputItem
 from agents.memory.session_settings import SessionSettings, coerce_session_settings, resolve_session_limit
 
-from eventstore import AsyncSessionStore, ChatMessage, InvalidArgument, InvalidMessage, SessionStore
+from eventstore import (
+    AsyncSessionStore,
+    ChatMessage,
+    InvalidArgument,
+    InvalidMessage,
+    SessionStore,
+    SessionView,
+    WrongExpectedVersion,
+)
 
-__all__ = ["EventStoreSession", "item_to_message", "message_to_item"]
+__all__ = ["EventStoreSession", "CompactionSnapshot", "item_to_message", "message_to_item"]
 
 T = TypeVar("T")
 
@@ -96,6 +105,11 @@ class _AwaitedStore(Protocol):
 
     async def clear_messages(self, key: str) -> int: ...
 
+    async def session_at(self, key: str) -> SessionView: ...
+
+    async def replace_messages(self, key: str, messages: Sequence[ChatMessage], *,
+                               expected_version: int | None = None) -> int: ...
+
 
 class _OffLoopWrites:
     """A ``SessionStore`` for the event loop: reads on the loop (a short read of LMDB's memory map, as
@@ -116,6 +130,14 @@ class _OffLoopWrites:
     async def clear_messages(self, key: str) -> int:
         return await asyncio.to_thread(self._store.clear_messages, key)
 
+    async def session_at(self, key: str) -> SessionView:
+        return self._store.session_at(key)
+
+    async def replace_messages(self, key: str, messages: Sequence[ChatMessage], *,
+                               expected_version: int | None = None) -> int:
+        return await asyncio.to_thread(self._store.replace_messages, key, messages,
+                                       expected_version=expected_version)
+
 
 async def _to_the_end(write: Awaitable[T]) -> T:
     """Await ``write`` until it has committed or failed, even when the caller is cancelled meanwhile, and only
@@ -133,6 +155,22 @@ async def _to_the_end(write: Awaitable[T]) -> T:
             task.exception()  # retrieved, so the loop does not report it: the caller sees the cancellation
         raise cancelled
     return task.result()
+
+
+@attrs.frozen
+class CompactionSnapshot:
+    """The latest items of a session, and a way to replace a suffix of them if the session has not changed since.
+
+    What the SDK's ``OpenAIResponsesCompactionSession`` reads through a session's ``_get_compaction_snapshot``.
+    """
+
+    #: The latest items, oldest first.
+    items: list[TResponseInputItem]
+    #: Whether they are all the session holds.
+    complete: bool
+    #: ``await replace_suffix(start, output)``: ``items[start:]`` become ``output``; ``False`` (writing nothing)
+    #: if the session changed since the snapshot, or ``start`` is past the end.
+    replace_suffix: Callable[[int, list[TResponseInputItem]], Awaitable[bool]]
 
 
 class EventStoreSession:
@@ -190,6 +228,39 @@ class EventStoreSession:
     async def clear_session(self) -> None:
         """Remove every item, as one event; the session and its history stay."""
         await _to_the_end(self._store.clear_messages(self.session_id))
+
+    async def _get_compaction_snapshot(
+            self, limit: int, *, prune_prefix: Callable[[TResponseInputItem], bool] | None = None,
+    ) -> CompactionSnapshot:
+        """The latest ``limit`` items, for the SDK's compaction (a hook its ``SQLiteSession`` has too).
+
+        The replacement is one ``MessagesReplaced`` event, written only if the session is still at the version
+        read here, so a concurrent write is never lost; what compaction drops stays in the history. With
+        ``prune_prefix``, the oldest items before the replaced suffix for which it is true go as well.
+        """
+        view = await self._store.session_at(self.session_id)
+        messages = view.messages
+        window = messages[-limit:] if limit > 0 else []
+        before_window = len(messages) - len(window)
+
+        async def replace_suffix(start: int, output: list[TResponseInputItem]) -> bool:
+            if start >= len(window):
+                return False
+            kept = messages[:before_window + start]
+            if prune_prefix is not None:
+                expired = next((n for n, message in enumerate(kept) if not prune_prefix(message_to_item(message))),
+                               len(kept))
+                kept = kept[expired:]
+            replacement = [*kept, *(item_to_message(item) for item in output)]
+            try:
+                await _to_the_end(self._store.replace_messages(self.session_id, replacement,
+                                                               expected_version=view.version))
+            except WrongExpectedVersion:
+                return False
+            return True
+
+        return CompactionSnapshot([message_to_item(message) for message in window], before_window == 0,
+                                  replace_suffix)
 
     def __repr__(self) -> str:
         return f"EventStoreSession({self.session_id!r})"

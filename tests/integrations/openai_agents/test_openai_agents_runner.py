@@ -1,13 +1,16 @@
 """Agents run by the SDK's ``Runner`` with the SDK's scripted test model, their memory an ``EventStoreSession``:
-several turns, a tool call, streaming, a retry that pops the last exchange, and a store reopened between turns."""
+several turns, a tool call, streaming, a retry that pops the last exchange, a store reopened between turns, and the
+SDK's automatic compaction (one event, which restore undoes)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 from agents import Agent, Runner, function_tool
+from agents.memory import OpenAIResponsesCompactionSession
 from agents.testing import ScriptedModel, assistant_message, function_call
 
 from eventstore import AsyncSessionStore, SessionStore
@@ -112,3 +115,52 @@ async def test_a_conversation_goes_on_in_a_reopened_store(tmp_path: Path) -> Non
         result = await Runner.run(agent, "What do I like?", session=EventStoreSession(KEY, store))
     assert result.final_output == "Tea."
     assert contents(model.calls[-1].input) == ["I like tea.", "Noted: you like tea.", "What do I like?"]
+
+
+class CompactingClient:
+    """The part of an OpenAI client that ``OpenAIResponsesCompactionSession`` calls: ``responses.compact``,
+    answering one compaction item for whatever it is given, and keeping what it was given."""
+
+    def __init__(self) -> None:
+        self.responses, self.inputs = self, list[Any]()
+
+    async def compact(self, **request: Any) -> SimpleNamespace:
+        self.inputs.append(request["input"])
+        return SimpleNamespace(output=[{"type": "compaction", "id": "cmp_1", "encrypted_content": "summary"}],
+                               usage=None)
+
+
+@on_a_loop
+async def test_automatic_compaction_replaces_the_turn_in_one_event_that_restore_undoes(
+        store: SessionStore | AsyncSessionStore, sync_store: SessionStore) -> None:
+    client = CompactingClient()
+    session = EventStoreSession(KEY, store)
+    compacting = OpenAIResponsesCompactionSession(KEY, session, client=cast(Any, client), compaction_mode="input",
+                                                  should_trigger_compaction=lambda _context: True)
+    model = ScriptedModel([[assistant_message("A long answer.")]])
+    await Runner.run(Agent(name="long", model=model), "A long question?", session=compacting)
+
+    assert contents(client.inputs[0]) == ["A long question?", "A long answer."]
+    assert await session.get_items() == [{"type": "compaction", "id": "cmp_1", "encrypted_content": "summary"}]
+    replaced = sync_store.history(KEY)[-1]
+    assert replaced.event.type_name == "MessagesReplaced"
+    sync_store.restore(KEY, version=replaced.version - 1)
+    assert contents(await session.get_items()) == ["A long question?", "A long answer."]
+
+
+@on_a_loop
+async def test_a_compaction_snapshot_replaces_nothing_once_the_session_has_moved_on(
+        store: SessionStore | AsyncSessionStore) -> None:
+    session = EventStoreSession(KEY, store)
+    await session.add_items([{"role": "user", "content": f"old {n}"} for n in range(3)])
+    snapshot = await session._get_compaction_snapshot(2)
+    assert (contents(snapshot.items), snapshot.complete) == (["old 1", "old 2"], False)
+    assert not await snapshot.replace_suffix(2, [])  # past the end
+    await session.add_items([{"role": "user", "content": "new"}])
+    assert not await snapshot.replace_suffix(0, [{"role": "user", "content": "summary"}])
+    assert contents(await session.get_items()) == ["old 0", "old 1", "old 2", "new"]
+
+    snapshot = await session._get_compaction_snapshot(9, prune_prefix=lambda item: item["content"] == "old 0")
+    assert snapshot.complete
+    assert await snapshot.replace_suffix(2, [{"role": "user", "content": "summary"}])
+    assert contents(await session.get_items()) == ["old 1", "summary"]
