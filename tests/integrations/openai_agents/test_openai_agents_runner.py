@@ -160,7 +160,7 @@ async def test_a_compaction_snapshot_replaces_nothing_once_the_session_has_moved
     assert not await snapshot.replace_suffix(0, [{"role": "user", "content": "summary"}])
     assert contents(await session.get_items()) == ["old 0", "old 1", "old 2", "new"]
 
-    snapshot = await session._get_compaction_snapshot(9, prune_prefix=lambda item: item["content"] == "old 0")
+    snapshot = await session._get_compaction_snapshot(9, prune_prefix=lambda item: item.get("content") == "old 0")
     assert snapshot.complete
     assert await snapshot.replace_suffix(2, [{"role": "user", "content": "summary"}])
     assert contents(await session.get_items()) == ["old 1", "summary"]
