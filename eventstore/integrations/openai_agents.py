@@ -9,7 +9,8 @@ Each SDK item is one message of the session: the item's own ``role`` (or ``"tool
 ``"assistant"`` for the model's other items: calls, reasoning, ...), its text as ``content`` (what search finds and
 the command line shows), and the item itself, exactly, as the message's payload. ``pop_item`` and
 ``clear_session`` are events like every other change: what they removed stays in ``store.history(session_id)``
-and comes back with ``store.restore``. See docs/integrations-openai-agents.md.
+and comes back with ``store.restore``. The SDK's automatic compaction replaces the compacted items as one event too
+(``_get_compaction_snapshot``). See docs/integrations-openai-agents.md.
 """
 
 from __future__ import annotations
