@@ -228,10 +228,14 @@ class TestFork:
         assert store.verify().ok
 
     def test_export_import_and_replicate(self, store, tmp_path):
+        """Forks, replacements and pops, redacted or not, import and replicate exactly and verify."""
         store.append_many("src", [user("one", {"\ud800": 1}), user("two")])
         store.fork("src", "copy", version=1)
+        store.replace_messages("copy", [user("summary", {"of": [1]}), user("one", {"\ud800": 1})])
+        store.pop_last("src")
         store.redact("src", "gdpr")
         store.fork("src", "after")
+        store.replace_messages("after", [user("fresh")])
         buffer = io.BytesIO()
         export_events(store, buffer)
         (tmp_path / "events.jsonl").write_bytes(buffer.getvalue())

@@ -299,3 +299,10 @@ class TestCommandLine:
         lines = [json.loads(line) for line in run("history", "k", "--json").splitlines()]
         assert {"tool": {"$str": [55296, "x"]}} == lines[1]["payload"]["message"][2]
         assert '{"tool":' in run("history", "k")
+
+
+def test_search_does_not_index_payloads(tmp_path):
+    with SessionStore(tmp_path / "s", durable=False) as store:
+        store.append("k", ChatMessage("user", "visible words", {"hidden": "zanzibar"}))
+        assert [] == store.search_messages("zanzibar")
+        assert ["k"] == [hit.session_key for hit in store.search_messages("visible")]
