@@ -186,7 +186,7 @@ class EventStoreSession:
 
     Raises:
         InvalidArgument: a store of another kind. A ``session_id`` the store cannot take as a key (empty, with
-            NUL, too long) raises ``InvalidSessionKey`` when the session is first used.
+            NUL, too long) raises ``InvalidSessionKey`` at the first write.
     """
 
     session_id: str
