@@ -1,0 +1,348 @@
+"""Google ADK sessions kept in the event store: ``EventStoreSessionService``, a ``BaseSessionService``.
+
+``Runner(agent=..., app_name=..., session_service=EventStoreSessionService(store))`` with an
+``AsyncSessionStore``. Each ADK session is one session of the store, keyed
+``adk:session:["<app>", "<user>", "<session id>"]``: its first message records the creation (time and
+session-scoped state), and every ADK ``Event`` appended after it is one message whose payload is the event
+as ``model_dump(mode="json")``, read back with ``Event.model_validate``. App- and user-scoped state
+(``app:`` and ``user:`` keys) live in their own sessions, ``adk:app:["<app>"]`` and
+``adk:user:["<app>", "<user>"]``, one message per change, written in the same store transaction as the event
+that made the change; ``temp:`` keys are never stored. So every change is an event of the log, with
+``history``, ``restore`` and ``verify`` at hand.
+
+Stale writers are refused as ADK's database services refuse them, across processes: a session carries the
+store version it was read at, and ``append_event`` appends with that ``expected_version``; a session changed
+since by another writer raises ADK's ``StaleSessionError``. See docs/integrations-adk.md.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import attrs
+from google.adk.errors import StaleSessionError
+from google.adk.errors.already_exists_error import AlreadyExistsError
+from google.adk.errors.session_not_found_error import SessionNotFoundError
+from google.adk.events.event import Event
+from google.adk.sessions.base_session_service import BaseSessionService, GetSessionConfig, ListSessionsResponse
+from google.adk.sessions.session import Session
+from google.adk.sessions.state import State
+from pydantic_core import to_jsonable_python
+from typing_extensions import override
+
+from eventstore import AsyncSessionStore, ChatMessage, StoreCorrupted, WrongExpectedVersion
+
+__all__ = ["EventStoreSessionService"]
+
+_SESSION_KIND, _APP_KIND, _USER_KIND = "adk:session:", "adk:app:", "adk:user:"
+_STALE = ("The session has been modified in storage since it was loaded. "
+          "Please reload the session before appending more events.")
+
+JSONObject = dict[str, Any]
+
+
+# -- keys ---------------------------------------------------------------------------------------------------------
+
+def _key(kind: str, *parts: str) -> str:
+    """A store key for ``parts``: JSON keeps any app name, user id or session id apart from the next."""
+    return kind + json.dumps(list(parts))
+
+
+def _key_prefix(kind: str, *parts: str) -> str:
+    """The prefix shared by the keys of ``kind`` whose first parts are ``parts``."""
+    return kind + json.dumps(list(parts))[:-1] + ", "
+
+
+def _key_parts(key: str, kind: str) -> list[str]:
+    parts: list[str] = json.loads(key[len(kind):])
+    return parts
+
+
+def _normalized_id(session_id: str) -> str:
+    """Session ids are stripped of surrounding whitespace, as ADK's in-memory and SQLite services do."""
+    return session_id.strip() if session_id else session_id
+
+
+# -- stored messages ----------------------------------------------------------------------------------------------
+
+def _message(role: str, text: str, envelope: Mapping[str, Any]) -> ChatMessage:
+    del text  # searchable once messages carry a payload; until then the envelope is the content
+    return ChatMessage(role, json.dumps(envelope))
+
+
+def _envelope(message: ChatMessage, key: str) -> JSONObject:
+    try:
+        envelope = json.loads(message.content)
+    except ValueError:
+        envelope = None
+    if not isinstance(envelope, dict):
+        raise StoreCorrupted(f"session {key!r} holds a message the ADK session service did not write")
+    return envelope
+
+
+def _event_text(event: Event) -> str:
+    """The event's text parts, which the store's search indexes."""
+    if event.content is None or not event.content.parts:
+        return ""
+    return "\n".join(part.text for part in event.content.parts if part.text)
+
+
+def _event_role(event: Event) -> str:
+    return "user" if event.author == "user" else "assistant"
+
+
+@attrs.frozen
+class _ScopedDelta:
+    """A state change split by scope: ``app:`` and ``user:`` keys without their prefix, ``temp:`` keys dropped."""
+
+    app: JSONObject
+    user: JSONObject
+    session: JSONObject
+
+
+def _split_delta(delta: Mapping[str, Any]) -> _ScopedDelta:
+    app: JSONObject = {}
+    user: JSONObject = {}
+    session: JSONObject = {}
+    for key, value in delta.items():
+        if key.startswith(State.APP_PREFIX):
+            app[key.removeprefix(State.APP_PREFIX)] = value
+        elif key.startswith(State.USER_PREFIX):
+            user[key.removeprefix(State.USER_PREFIX)] = value
+        elif not key.startswith(State.TEMP_PREFIX):
+            session[key] = value
+    return _ScopedDelta(app, user, session)
+
+
+@attrs.frozen
+class _StoredSession:
+    """An ADK session folded from its store messages: ``version`` is the store version its last message was
+    written at, ``events`` the event payloads, oldest first."""
+
+    version: int
+    last_update_time: float
+    state: JSONObject
+    events: tuple[JSONObject, ...]
+
+
+def _fold_session(key: str, messages: Sequence[ChatMessage]) -> _StoredSession | None:
+    if not messages:
+        return None
+    envelopes = [_envelope(message, key) for message in messages]
+    created = envelopes[0].get("created")
+    if not isinstance(created, dict):
+        raise StoreCorrupted(f"session {key!r} does not start with an ADK session's creation")
+    state = dict(created["state"])
+    last_update_time = float(created["time"])
+    events = []
+    for envelope in envelopes[1:]:
+        event = envelope["event"]
+        events.append(event)
+        state.update(_split_delta(event.get("actions", {}).get("state_delta", {})).session)
+        last_update_time = event["timestamp"]
+    return _StoredSession(envelopes[-1]["version"], last_update_time, state, tuple(events))
+
+
+def _fold_scope(key: str, messages: Iterable[ChatMessage]) -> JSONObject:
+    """App or user state: its changes applied in order (a key set to ``None`` keeps ``None``)."""
+    state: JSONObject = {}
+    for message in messages:
+        state.update(_envelope(message, key)["delta"])
+    return state
+
+
+def _recent(events: Sequence[JSONObject], config: GetSessionConfig | None) -> Sequence[JSONObject]:
+    """The events ``config`` asks for: those at or after ``after_timestamp``, then the last ``num_recent_events``."""
+    if config is None:
+        return events
+    if config.after_timestamp is not None:
+        after = config.after_timestamp
+        events = [event for event in events if event["timestamp"] >= after]
+    if config.num_recent_events is not None:
+        events = events[-config.num_recent_events:] if config.num_recent_events else []
+    return events
+
+
+def _merged_state(session: JSONObject, app: JSONObject, user: JSONObject) -> JSONObject:
+    merged = dict(session)
+    merged.update((State.APP_PREFIX + key, value) for key, value in app.items())
+    merged.update((State.USER_PREFIX + key, value) for key, value in user.items())
+    return merged
+
+
+# -- the service --------------------------------------------------------------------------------------------------
+
+class EventStoreSessionService(BaseSessionService):
+    """ADK's session service on an ``AsyncSessionStore``; the service does not close the store.
+
+    Reads run on the event loop (a read of the store takes microseconds); writes run on the store's writer
+    threads. Several processes may serve the same store: each append is checked against the version the
+    session was read at, so a stale session is refused whichever process wrote last.
+    """
+
+    def __init__(self, store: AsyncSessionStore) -> None:
+        self._store = store
+
+    # -- reads ----------------------------------------------------------------------------------------------------
+
+    async def _stored(self, key: str) -> _StoredSession | None:
+        return _fold_session(key, await self._store.load(key))
+
+    async def _scope_state(self, key: str) -> JSONObject:
+        return _fold_scope(key, await self._store.load(key))
+
+    async def _session_keys(self, prefix: str) -> list[str]:
+        # A filter of every key until the store lists keys by prefix itself.
+        return [key for key in await self._store.list_sessions() if key.startswith(prefix)]
+
+    def _session(self, app_name: str, user_id: str, session_id: str, stored: _StoredSession, state: JSONObject,
+                 events: Sequence[JSONObject]) -> Session:
+        session = Session(app_name=app_name, user_id=user_id, id=session_id, state=state,
+                          events=[Event.model_validate(event) for event in events],
+                          last_update_time=stored.last_update_time)
+        session._storage_update_marker = str(stored.version)
+        return session
+
+    @override
+    async def get_session(self, *, app_name: str, user_id: str, session_id: str,
+                          config: GetSessionConfig | None = None) -> Session | None:
+        session_id = _normalized_id(session_id)
+        stored = await self._stored(_key(_SESSION_KIND, app_name, user_id, session_id))
+        if stored is None:
+            return None
+        state = _merged_state(stored.state, await self._scope_state(_key(_APP_KIND, app_name)),
+                              await self._scope_state(_key(_USER_KIND, app_name, user_id)))
+        return self._session(app_name, user_id, session_id, stored, state, _recent(stored.events, config))
+
+    @override
+    async def list_sessions(self, *, app_name: str, user_id: str | None = None) -> ListSessionsResponse:
+        """The app's sessions (of one user, or of all), least recently updated first, without their events."""
+        prefix = _key_prefix(_SESSION_KIND, app_name) if user_id is None else _key_prefix(
+            _SESSION_KIND, app_name, user_id)
+        app_state = await self._scope_state(_key(_APP_KIND, app_name))
+        user_states: dict[str, JSONObject] = {}
+        sessions = []
+        for key in await self._session_keys(prefix):
+            stored = await self._stored(key)
+            if stored is None:  # deleted since the listing
+                continue
+            _, owner, session_id = _key_parts(key, _SESSION_KIND)
+            if owner not in user_states:
+                user_states[owner] = await self._scope_state(_key(_USER_KIND, app_name, owner))
+            state = _merged_state(stored.state, app_state, user_states[owner])
+            sessions.append(self._session(app_name, owner, session_id, stored, state, ()))
+        sessions.sort(key=lambda session: (session.last_update_time, session.user_id, session.id))
+        return ListSessionsResponse(sessions=sessions)
+
+    @override
+    async def get_user_state(self, *, app_name: str, user_id: str) -> dict[str, Any]:
+        return await self._scope_state(_key(_USER_KIND, app_name, user_id))
+
+    # -- writes ---------------------------------------------------------------------------------------------------
+
+    @override
+    async def create_session(self, *, app_name: str, user_id: str, state: dict[str, Any] | None = None,
+                             session_id: str | None = None) -> Session:
+        session_id = _normalized_id(session_id or "") or str(uuid.uuid4())
+        key = _key(_SESSION_KIND, app_name, user_id, session_id)
+        # A deleted session's id may be used again: its stream goes on from the deletion's version.
+        current = await self._store.session_at(key)
+        if current.exists:
+            raise AlreadyExistsError(f"Session with id {session_id} already exists.")
+        scoped = _split_delta(to_jsonable_python(state or {}, fallback=str))
+        created = {"created": {"time": time.time(), "state": scoped.session}, "version": current.version + 1}
+        try:
+            await self._commit(key, _message("system", "", created), current.version, app_name, user_id, scoped)
+        except WrongExpectedVersion:
+            raise AlreadyExistsError(f"Session with id {session_id} already exists.") from None
+        session = await self.get_session(app_name=app_name, user_id=user_id, session_id=session_id)
+        if session is None:
+            raise SessionNotFoundError(f"Session {session_id} was deleted as it was created.")
+        return session
+
+    @override
+    async def delete_session(self, *, app_name: str, user_id: str, session_id: str) -> None:
+        """Delete the session (an event of the log: ``restore`` brings it back); unknown sessions are ignored."""
+        await self._store.delete_session(_key(_SESSION_KIND, app_name, user_id, _normalized_id(session_id)))
+
+    @override
+    async def append_event(self, session: Session, event: Event) -> Event:
+        """Store the event and its state changes in one transaction, then apply them to ``session``.
+
+        Raises:
+            StaleSessionError: the session changed in the store since ``session`` was read.
+            SessionNotFoundError: the session does not exist (or was deleted).
+        """
+        if event.partial:
+            return event
+        self._apply_temp_state(session, event)
+        event = self._trim_temp_delta_state(event)
+        key = _key(_SESSION_KIND, session.app_name, session.user_id, session.id)
+        payload = event.model_dump(mode="json", exclude_none=True)
+        scoped = _split_delta(payload.get("actions", {}).get("state_delta", {}))
+        expected = await self._expected_version(key, session)
+        version = await self._append(key, event, payload, expected, session, scoped)
+        session.last_update_time = event.timestamp
+        session._storage_update_marker = str(version)
+        return self._commit_event_to_session(session, event)
+
+    async def _expected_version(self, key: str, session: Session) -> int:
+        """The store version ``session`` was read at.
+
+        A session built elsewhere (no marker) is taken to be current unless the store holds a later update
+        than its ``last_update_time`` and another last event, as ADK's database service decides.
+        """
+        if session._storage_update_marker is not None:
+            return int(session._storage_update_marker)
+        stored = await self._stored(key)
+        if stored is None:
+            raise SessionNotFoundError(f"Session {session.id} not found.")
+        last_id = session.events[-1].id if session.events else None
+        stored_last_id = stored.events[-1]["id"] if stored.events else None
+        if stored.last_update_time > session.last_update_time and last_id != stored_last_id:
+            raise StaleSessionError(_STALE)
+        return stored.version
+
+    async def _append(self, key: str, event: Event, payload: JSONObject, expected: int, session: Session,
+                      scoped: _ScopedDelta) -> int:
+        """Commit the event at ``expected``; return the session's new version."""
+        for attempt in range(2):
+            envelope = {"event": payload, "version": expected + 1}
+            try:
+                return await self._commit(key, _message(_event_role(event), _event_text(event), envelope), expected,
+                                          session.app_name, session.user_id, scoped)
+            except WrongExpectedVersion:
+                if attempt:
+                    break
+            expected = await self._current_version(key, session, expected)
+        raise StaleSessionError(_STALE)
+
+    async def _current_version(self, key: str, session: Session, expected: int) -> int:
+        """After a refused append: the store's version, if no ADK event was written since ``expected``.
+
+        Writes that are not the service's (a rename, a restore, a redaction) move the version on without a
+        message of the service carrying it; the session is still current then. One read of the whole session
+        (``session_at``) gives its version and messages consistently.
+        """
+        current = await self._store.session_at(key)
+        if not current.exists:
+            raise SessionNotFoundError(f"Session {session.id} not found.")
+        stored = _fold_session(key, current.messages)
+        if stored is None or stored.version != expected:
+            raise StaleSessionError(_STALE)
+        return current.version
+
+    async def _commit(self, key: str, message: ChatMessage, expected: int, app_name: str, user_id: str,
+                      scoped: _ScopedDelta) -> int:
+        """Append ``message`` at ``expected`` and the app and user state changes, all in one transaction."""
+        async with self._store.transaction() as tx:
+            appended = tx.append(key, message, expected_version=expected)
+            if scoped.app:
+                tx.append(_key(_APP_KIND, app_name), _message("system", "", {"delta": scoped.app}))
+            if scoped.user:
+                tx.append(_key(_USER_KIND, app_name, user_id), _message("system", "", {"delta": scoped.user}))
+        return appended.result
