@@ -1,0 +1,151 @@
+"""What ADK's own contract tests do not check: stale writers in other processes, exact round trips, atomic
+scoped state, and the event store's history and restore under an ADK session."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from google.adk.errors import StaleSessionError
+from google.adk.events.event import Event
+from google.adk.events.event_actions import EventActions
+from google.genai import types
+
+from eventstore import AsyncSessionStore
+from eventstore.integrations.adk import EventStoreSessionService
+
+APP = "my_app"
+
+# A writer in another process: appends ROUNDS events to one session, each read fresh and retried when stale,
+# each adding one to the session's, the user's and the app's counters.
+WRITER = textwrap.dedent("""
+    import asyncio, sys
+    from google.adk.errors import StaleSessionError
+    from google.adk.events.event import Event
+    from google.adk.events.event_actions import EventActions
+    from eventstore import AsyncSessionStore
+    from eventstore.integrations.adk import EventStoreSessionService
+
+    async def main(path, name, rounds):
+        async with AsyncSessionStore(path) as store:
+            service = EventStoreSessionService(store)
+            stale = 0
+            for i in range(rounds):
+                while True:
+                    session = await service.get_session(app_name="my_app", user_id="u", session_id="s")
+                    delta = {key: session.state.get(key, 0) + 1 for key in ("n", "user:n", "app:n")}
+                    try:
+                        await service.append_event(session, Event(author=name, invocation_id=f"{name}{i}",
+                                                                  actions=EventActions(state_delta=delta)))
+                        break
+                    except StaleSessionError:
+                        stale += 1
+            print(stale)
+
+    asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+""")
+
+
+def writer(store_path: Path, name: str, rounds: int) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-c", WRITER, str(store_path), name, str(rounds)],
+                            stdout=subprocess.PIPE, text=True)
+
+
+async def test_a_session_read_before_another_process_appended_is_stale(
+        session_service: EventStoreSessionService, store_path: Path) -> None:
+    session = await session_service.create_session(app_name=APP, user_id="u", session_id="s")
+    other = writer(store_path, "other", 1)
+    assert other.wait(timeout=120) == 0
+    with pytest.raises(StaleSessionError):
+        await session_service.append_event(session, Event(author="me", actions=EventActions(
+            state_delta={"app:n": 100, "user:n": 100})))
+    fresh = await session_service.get_session(app_name=APP, user_id="u", session_id="s")
+    assert fresh is not None
+    # The refused event changed no state of any scope: the event and its state commit together or not at all.
+    assert fresh.state == {"n": 1, "user:n": 1, "app:n": 1}
+    await session_service.append_event(fresh, Event(author="me"))
+    assert [event.author for event in fresh.events] == ["other", "me"]
+
+
+def test_writers_in_two_processes_lose_no_update(tmp_path: Path) -> None:
+    """Each writer reads, adds one and appends; a stale read is refused and retried, so no increment is lost."""
+    import asyncio
+
+    store_path = tmp_path / "store"
+
+    async def create() -> None:
+        async with AsyncSessionStore(store_path) as store:
+            await EventStoreSessionService(store).create_session(app_name=APP, user_id="u", session_id="s")
+
+    async def final() -> tuple[int, dict[str, object]]:
+        async with AsyncSessionStore(store_path) as store:
+            session = await EventStoreSessionService(store).get_session(app_name=APP, user_id="u", session_id="s")
+            assert session is not None
+            return len(session.events), session.state
+
+    asyncio.run(create())
+    rounds = 40
+    writers = [writer(store_path, name, rounds) for name in ("a", "b")]
+    assert [process.wait(timeout=300) for process in writers] == [0, 0]
+    assert asyncio.run(final()) == (2 * rounds, {"n": 2 * rounds, "user:n": 2 * rounds, "app:n": 2 * rounds})
+
+
+async def test_events_round_trip_exactly(session_service: EventStoreSessionService) -> None:
+    """Lone surrogates and NUL in text, ints against floats, key order: an event comes back as it went in."""
+    session = await session_service.create_session(app_name=APP, user_id="u")
+    metadata = {"z": 1, "a": 1.0, "big": 2**63, "tiny": 5e-324, "nested": {"b": [1, 2.5, None], "a": "\udc80\x00"}}
+    event = Event(author="user", invocation_id="inv", content=types.Content(role="user", parts=[
+        types.Part(text="lone \ud800 surrogate and NUL \x00")]), custom_metadata=metadata,
+        actions=EventActions(state_delta={"count": 3, "ratio": 3.0}))
+    await session_service.append_event(session, event)
+    reloaded = await session_service.get_session(app_name=APP, user_id="u", session_id=session.id)
+    assert reloaded is not None
+    assert reloaded.events == [event]
+    got = reloaded.events[0]
+    assert got.custom_metadata is not None
+    assert list(got.custom_metadata) == list(metadata)
+    assert [type(value) for value in got.custom_metadata.values()] == [type(value) for value in metadata.values()]
+    assert type(reloaded.state["count"]) is int
+    assert type(reloaded.state["ratio"]) is float
+
+
+async def test_a_deleted_session_comes_back_with_restore_and_takes_new_events(
+        session_service: EventStoreSessionService, store: AsyncSessionStore) -> None:
+    session = await session_service.create_session(app_name=APP, user_id="u", session_id="s", state={"k": 1})
+    await session_service.append_event(session, Event(author="user", invocation_id="kept"))
+    await session_service.delete_session(app_name=APP, user_id="u", session_id="s")
+    assert await session_service.get_session(app_name=APP, user_id="u", session_id="s") is None
+
+    key = 'adk:session:["my_app", "u", "s"]'
+    await store.restore(key, version=2)
+    restored = await session_service.get_session(app_name=APP, user_id="u", session_id="s")
+    assert restored is not None
+    assert ([event.invocation_id for event in restored.events], restored.state) == (["kept"], {"k": 1})
+    # The restore moved the session's version on without an ADK event: the restored session is current.
+    await session_service.append_event(restored, Event(author="user", invocation_id="after"))
+    again = await session_service.get_session(app_name=APP, user_id="u", session_id="s")
+    assert again is not None
+    assert [event.invocation_id for event in again.events] == ["kept", "after"]
+    kinds = [type(recorded).__name__ for recorded in await store.history(key)]
+    assert len(kinds) == 5
+
+
+async def test_a_recreated_session_id_starts_empty(session_service: EventStoreSessionService) -> None:
+    session = await session_service.create_session(app_name=APP, user_id="u", session_id="s", state={"old": 1})
+    await session_service.append_event(session, Event(author="user"))
+    await session_service.delete_session(app_name=APP, user_id="u", session_id="s")
+    again = await session_service.create_session(app_name=APP, user_id="u", session_id="s")
+    assert (again.state, again.events) == ({}, [])
+    await session_service.append_event(again, Event(author="user", invocation_id="new"))
+    reloaded = await session_service.get_session(app_name=APP, user_id="u", session_id="s")
+    assert reloaded is not None
+    assert [event.invocation_id for event in reloaded.events] == ["new"]
+
+
+def test_importing_eventstore_does_not_import_adk() -> None:
+    code = "import sys, eventstore; eventstore.SessionStore; print('google.adk' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"
