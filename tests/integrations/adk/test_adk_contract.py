@@ -26,8 +26,11 @@ from eventstore.integrations.adk import EventStoreSessionService
 APP = "my_app"
 
 
-def delta_event(delta: dict[str, object], invocation_id: str = "inv1", **fields: object) -> Event:
-    return Event(invocation_id=invocation_id, author="user", actions=EventActions(state_delta=delta), **fields)
+def delta_event(delta: dict[str, object], invocation_id: str = "inv1", timestamp: float | None = None) -> Event:
+    event = Event(invocation_id=invocation_id, author="user", actions=EventActions(state_delta=delta))
+    if timestamp is not None:
+        event.timestamp = timestamp
+    return event
 
 
 # -- create, get, list, delete -------------------------------------------------------------------------------------
