@@ -18,8 +18,10 @@ since by another writer raises ADK's ``StaleSessionError``. See docs/integration
 from __future__ import annotations
 
 import json
+import operator
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -39,6 +41,8 @@ from eventstore import AsyncSessionStore, ChatMessage, StoreCorrupted, WrongExpe
 __all__ = ["EventStoreSessionService"]
 
 _SESSION_KIND, _APP_KIND, _USER_KIND = "adk:session:", "adk:app:", "adk:user:"
+#: How many sessions' folds a service keeps (as many as the store keeps decoded by default).
+_FOLDS_KEPT = 256
 _STALE = ("The session has been modified in storage since it was loaded. "
           "Please reload the session before appending more events.")
 
@@ -129,22 +133,58 @@ class _StoredSession:
     events: tuple[JSONObject, ...]
 
 
-def _fold_session(key: str, messages: Sequence[ChatMessage]) -> _StoredSession | None:
+def _fold_session(key: str, messages: Sequence[ChatMessage],
+                  earlier: _StoredSession | None = None) -> _StoredSession | None:
+    """The session ``messages`` hold; with ``earlier``, the fold of the messages before these, extended."""
+    if earlier is None:
+        if not messages:
+            return None
+        created = _envelope(messages[0], key).get("created")
+        if not isinstance(created, dict):
+            raise StoreCorrupted(f"session {key!r} does not start with an ADK session's creation")
+        earlier = _StoredSession(_envelope(messages[0], key)["version"], float(created["time"]),
+                                 dict(created["state"]), ())
+        messages = messages[1:]
     if not messages:
-        return None
-    envelopes = [_envelope(message, key) for message in messages]
-    created = envelopes[0].get("created")
-    if not isinstance(created, dict):
-        raise StoreCorrupted(f"session {key!r} does not start with an ADK session's creation")
-    state = dict(created["state"])
-    last_update_time = float(created["time"])
-    events = []
-    for envelope in envelopes[1:]:
+        return earlier
+    state = dict(earlier.state)
+    events = list(earlier.events)
+    envelope: JSONObject = {}
+    for message in messages:
+        envelope = _envelope(message, key)
         event = envelope["event"]
         events.append(event)
         state.update(_split_delta(event.get("actions", {}).get("state_delta", {})).session)
-        last_update_time = event["timestamp"]
-    return _StoredSession(envelopes[-1]["version"], last_update_time, state, tuple(events))
+    return _StoredSession(envelope["version"], events[-1]["timestamp"], state, tuple(events))
+
+
+class _Folds:
+    """Sessions folded from their messages, kept for the sessions read last.
+
+    The store hands back the very same (immutable) message objects while a session is unchanged, and keeps
+    them when messages are appended; so a fold is reused while its messages are the ones it was made from,
+    and extended by the messages appended since. Anything else (a restore, a pruning) folds afresh.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._folds: OrderedDict[str, tuple[tuple[ChatMessage, ...], _StoredSession]] = OrderedDict()
+
+    def fold(self, key: str, messages: Sequence[ChatMessage]) -> _StoredSession | None:
+        cached = self._folds.pop(key, None)
+        folded = None
+        if cached is not None:
+            earlier_messages, earlier = cached
+            count = len(earlier_messages)
+            if len(messages) >= count and all(map(operator.is_, earlier_messages, messages[:count])):
+                folded = _fold_session(key, messages[count:], earlier)
+        if folded is None:
+            folded = _fold_session(key, messages)
+        if folded is not None:
+            self._folds[key] = (tuple(messages), folded)
+            if len(self._folds) > self._size:
+                self._folds.popitem(last=False)
+        return folded
 
 
 def _fold_scope(key: str, messages: Iterable[ChatMessage]) -> JSONObject:
@@ -186,11 +226,12 @@ class EventStoreSessionService(BaseSessionService):
 
     def __init__(self, store: AsyncSessionStore) -> None:
         self._store = store
+        self._folds = _Folds(_FOLDS_KEPT)
 
     # -- reads ----------------------------------------------------------------------------------------------------
 
     async def _stored(self, key: str) -> _StoredSession | None:
-        return _fold_session(key, await self._store.load(key))
+        return self._folds.fold(key, await self._store.load(key))
 
     async def _scope_state(self, key: str) -> JSONObject:
         return _fold_scope(key, await self._store.load(key))

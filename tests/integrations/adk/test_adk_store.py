@@ -149,3 +149,21 @@ def test_importing_eventstore_does_not_import_adk() -> None:
     code = "import sys, eventstore; eventstore.SessionStore; print('google.adk' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True).stdout.strip() == "False"
+
+
+async def test_an_event_removed_through_the_store_is_gone_from_the_session(
+        session_service: EventStoreSessionService, store: AsyncSessionStore) -> None:
+    """The service reuses what it folded from a session's messages only while they are the same messages."""
+    session = await session_service.create_session(app_name=APP, user_id="u", session_id="s")
+    for n in (1, 2):
+        await session_service.append_event(session, Event(author="user", invocation_id=f"inv{n}", actions=EventActions(
+            state_delta={f"k{n}": n})))
+    assert await session_service.get_session(app_name=APP, user_id="u", session_id="s") == session
+    assert await store.remove_last('adk:session:["my_app", "u", "s"]')
+    pruned = await session_service.get_session(app_name=APP, user_id="u", session_id="s")
+    assert pruned is not None
+    assert ([event.invocation_id for event in pruned.events], pruned.state) == (["inv1"], {"k1": 1})
+    await session_service.append_event(pruned, Event(author="user", invocation_id="inv3"))
+    again = await session_service.get_session(app_name=APP, user_id="u", session_id="s")
+    assert again is not None
+    assert [event.invocation_id for event in again.events] == ["inv1", "inv3"]
