@@ -74,16 +74,14 @@ def _normalized_id(session_id: str) -> str:
 # -- stored messages ----------------------------------------------------------------------------------------------
 
 def _message(role: str, text: str, envelope: Mapping[str, Any]) -> ChatMessage:
-    del text  # searchable once messages carry a payload; until then the envelope is the content
-    return ChatMessage(role, json.dumps(envelope))
+    """A store message: ``envelope`` exactly, as its payload; ``text`` for search, in valid Unicode (the
+    payload keeps any lone surrogate of it)."""
+    return ChatMessage(role, text.encode("utf-8", "replace").decode("utf-8"), envelope)
 
 
 def _envelope(message: ChatMessage, key: str) -> JSONObject:
-    try:
-        envelope = json.loads(message.content)
-    except ValueError:
-        envelope = None
-    if not isinstance(envelope, dict):
+    envelope = message.payload
+    if envelope is None:
         raise StoreCorrupted(f"session {key!r} holds a message the ADK session service did not write")
     return envelope
 

@@ -14,7 +14,7 @@ from google.adk.events.event import Event
 from google.adk.events.event_actions import EventActions
 from google.genai import types
 
-from eventstore import AsyncSessionStore
+from eventstore import AsyncSessionStore, SessionQuery
 from eventstore.integrations.adk import EventStoreSessionService
 
 APP = "my_app"
@@ -167,3 +167,12 @@ async def test_an_event_removed_through_the_store_is_gone_from_the_session(
     again = await session_service.get_session(app_name=APP, user_id="u", session_id="s")
     assert again is not None
     assert [event.invocation_id for event in again.events] == ["inv1", "inv3"]
+
+
+async def test_the_store_searches_the_text_of_adk_events(session_service: EventStoreSessionService,
+                                                         store: AsyncSessionStore) -> None:
+    session = await session_service.create_session(app_name=APP, user_id="u", session_id="s")
+    await session_service.append_event(session, Event(author="user", content=types.Content(role="user", parts=[
+        types.Part(text="Which lighthouse keeper \udc80 wrote this?")])))
+    hits = await store.search(SessionQuery("lighthouse"))
+    assert [hit.key for hit in hits] == ['adk:session:["my_app", "u", "s"]']
