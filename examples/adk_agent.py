@@ -23,7 +23,7 @@ from google.genai import types
 from pydantic import Field
 
 from eventstore import AsyncSessionStore
-from eventstore.integrations.adk import EventStoreSessionService
+from eventstore.integrations.adk import EventStoreSessionService, session_key
 
 
 class ScriptedModel(BaseLlm):
@@ -64,7 +64,7 @@ async def main(path: str) -> None:
         stored = await service.get_session(app_name="demo", user_id="ada", session_id=session.id)
         assert stored is not None
         print(f"stored: {len(stored.events)} ADK events; state {stored.state}")
-        key = f'adk:session:["demo", "ada", "{session.id}"]'
+        key = session_key("demo", "ada", session.id)
         history = await store.history(key)
         print(f"the store's log holds {len(history)} events of this session; after the first turn it had "
               f"{len(await store.load(key, version=5)) - 1} ADK events")

@@ -38,7 +38,7 @@ from typing_extensions import override
 
 from eventstore import AsyncSessionStore, ChatMessage, StoreCorrupted, WrongExpectedVersion
 
-__all__ = ["EventStoreSessionService"]
+__all__ = ["EventStoreSessionService", "session_key"]
 
 _SESSION_KIND, _APP_KIND, _USER_KIND = "adk:session:", "adk:app:", "adk:user:"
 #: How many sessions' folds a service keeps (as many as the store keeps decoded by default).
@@ -47,6 +47,8 @@ _STALE = ("The session has been modified in storage since it was loaded. "
           "Please reload the session before appending more events.")
 
 JSONObject = dict[str, Any]
+#: A creation a redaction emptied: no time, no state.
+_REDACTED_CREATION: JSONObject = {"time": 0.0, "state": {}}
 
 
 # -- keys ---------------------------------------------------------------------------------------------------------
@@ -54,6 +56,11 @@ JSONObject = dict[str, Any]
 def _key(kind: str, *parts: str) -> str:
     """A store key for ``parts``: JSON keeps any app name, user id or session id apart from the next."""
     return kind + json.dumps(list(parts))
+
+
+def session_key(app_name: str, user_id: str, session_id: str) -> str:
+    """The store key of an ADK session: for the store's ``history``, ``session_at``, ``restore``, ``fork``, ..."""
+    return _key(_SESSION_KIND, app_name, user_id, _normalized_id(session_id))
 
 
 def _key_prefix(kind: str, *parts: str) -> str:
@@ -133,27 +140,30 @@ class _StoredSession:
 
 def _fold_session(key: str, messages: Sequence[ChatMessage],
                   earlier: _StoredSession | None = None) -> _StoredSession | None:
-    """The session ``messages`` hold; with ``earlier``, the fold of the messages before these, extended."""
+    """The session ``messages`` hold; with ``earlier``, the fold of the messages before these, extended.
+
+    A redaction leaves every payload of the session empty: what it held is gone, and reads as nothing.
+    """
     if earlier is None:
         if not messages:
             return None
-        created = _envelope(messages[0], key).get("created")
+        first = _envelope(messages[0], key)
+        created = first.get("created") if first else _REDACTED_CREATION
         if not isinstance(created, dict):
             raise StoreCorrupted(f"session {key!r} does not start with an ADK session's creation")
-        earlier = _StoredSession(_envelope(messages[0], key)["version"], float(created["time"]),
-                                 dict(created["state"]), ())
+        earlier = _StoredSession(first.get("version", 0), float(created["time"]), dict(created["state"]), ())
         messages = messages[1:]
-    if not messages:
-        return earlier
+    version, last_update_time = earlier.version, earlier.last_update_time
     state = dict(earlier.state)
     events = list(earlier.events)
-    envelope: JSONObject = {}
     for message in messages:
         envelope = _envelope(message, key)
-        event = envelope["event"]
-        events.append(event)
-        state.update(_split_delta(event.get("actions", {}).get("state_delta", {})).session)
-    return _StoredSession(envelope["version"], events[-1]["timestamp"], state, tuple(events))
+        if envelope:
+            event = envelope["event"]
+            events.append(event)
+            state.update(_split_delta(event.get("actions", {}).get("state_delta", {})).session)
+            version, last_update_time = envelope["version"], event["timestamp"]
+    return _StoredSession(version, last_update_time, state, tuple(events))
 
 
 class _Folds:
@@ -189,7 +199,7 @@ def _fold_scope(key: str, messages: Iterable[ChatMessage]) -> JSONObject:
     """App or user state: its changes applied in order (a key set to ``None`` keeps ``None``)."""
     state: JSONObject = {}
     for message in messages:
-        state.update(_envelope(message, key)["delta"])
+        state.update(_envelope(message, key).get("delta", {}))  # a redacted change is gone
     return state
 
 
@@ -250,7 +260,7 @@ class EventStoreSessionService(BaseSessionService):
     async def get_session(self, *, app_name: str, user_id: str, session_id: str,
                           config: GetSessionConfig | None = None) -> Session | None:
         session_id = _normalized_id(session_id)
-        stored = await self._stored(_key(_SESSION_KIND, app_name, user_id, session_id))
+        stored = await self._stored(session_key(app_name, user_id, session_id))
         if stored is None:
             return None
         state = _merged_state(stored.state, await self._scope_state(_key(_APP_KIND, app_name)),
@@ -287,7 +297,7 @@ class EventStoreSessionService(BaseSessionService):
     async def create_session(self, *, app_name: str, user_id: str, state: dict[str, Any] | None = None,
                              session_id: str | None = None) -> Session:
         session_id = _normalized_id(session_id or "") or str(uuid.uuid4())
-        key = _key(_SESSION_KIND, app_name, user_id, session_id)
+        key = session_key(app_name, user_id, session_id)
         # A deleted session's id may be used again: its stream goes on from the deletion's version.
         current = await self._store.session_at(key)
         if current.exists:
@@ -306,7 +316,7 @@ class EventStoreSessionService(BaseSessionService):
     @override
     async def delete_session(self, *, app_name: str, user_id: str, session_id: str) -> None:
         """Delete the session (an event of the log: ``restore`` brings it back); unknown sessions are ignored."""
-        await self._store.delete_session(_key(_SESSION_KIND, app_name, user_id, _normalized_id(session_id)))
+        await self._store.delete_session(session_key(app_name, user_id, session_id))
 
     @override
     async def append_event(self, session: Session, event: Event) -> Event:
@@ -320,7 +330,7 @@ class EventStoreSessionService(BaseSessionService):
             return event
         self._apply_temp_state(session, event)
         event = self._trim_temp_delta_state(event)
-        key = _key(_SESSION_KIND, session.app_name, session.user_id, session.id)
+        key = session_key(session.app_name, session.user_id, session.id)
         payload = event.model_dump(mode="json", exclude_none=True)
         scoped = _split_delta(payload.get("actions", {}).get("state_delta", {}))
         expected = await self._expected_version(key, session)

@@ -21,7 +21,7 @@ from google.genai import types
 from pydantic import Field
 
 from eventstore import AsyncSessionStore
-from eventstore.integrations.adk import EventStoreSessionService
+from eventstore.integrations.adk import EventStoreSessionService, session_key
 
 APP = "notes"
 
@@ -84,7 +84,7 @@ async def test_an_agent_keeps_its_turns_and_state_across_runners_and_store_reope
         third = await turn(runner, session.id, "What do you know about me?")
         stored = await service.get_session(app_name=APP, user_id="ada", session_id=session.id)
         other = await service.create_session(app_name=APP, user_id="bob")
-        history = await reopened.history(f'adk:session:["{APP}", "ada", "{session.id}"]')
+        history = await reopened.history(session_key(APP, "ada", session.id))
 
     assert stored is not None
     assert [part.text for event in third if event.author == "notetaker" and event.content

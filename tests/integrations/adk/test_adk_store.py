@@ -15,7 +15,7 @@ from google.adk.events.event_actions import EventActions
 from google.genai import types
 
 from eventstore import AsyncSessionStore, SessionQuery
-from eventstore.integrations.adk import EventStoreSessionService
+from eventstore.integrations.adk import EventStoreSessionService, session_key
 
 APP = "my_app"
 
@@ -119,7 +119,7 @@ async def test_a_deleted_session_comes_back_with_restore_and_takes_new_events(
     await session_service.delete_session(app_name=APP, user_id="u", session_id="s")
     assert await session_service.get_session(app_name=APP, user_id="u", session_id="s") is None
 
-    key = 'adk:session:["my_app", "u", "s"]'
+    key = session_key(APP, "u", "s")
     await store.restore(key, version=2)
     restored = await session_service.get_session(app_name=APP, user_id="u", session_id="s")
     assert restored is not None
@@ -159,7 +159,7 @@ async def test_an_event_removed_through_the_store_is_gone_from_the_session(
         await session_service.append_event(session, Event(author="user", invocation_id=f"inv{n}", actions=EventActions(
             state_delta={f"k{n}": n})))
     assert await session_service.get_session(app_name=APP, user_id="u", session_id="s") == session
-    assert await store.remove_last('adk:session:["my_app", "u", "s"]')
+    assert await store.remove_last(session_key(APP, "u", "s"))
     pruned = await session_service.get_session(app_name=APP, user_id="u", session_id="s")
     assert pruned is not None
     assert ([event.invocation_id for event in pruned.events], pruned.state) == (["inv1"], {"k1": 1})
@@ -176,3 +176,19 @@ async def test_the_store_searches_the_text_of_adk_events(session_service: EventS
         types.Part(text="Which lighthouse keeper \udc80 wrote this?")])))
     hits = await store.search(SessionQuery("lighthouse"))
     assert [hit.key for hit in hits] == ['adk:session:["my_app", "u", "s"]']
+
+
+async def test_a_redacted_session_reads_empty_and_takes_new_events(session_service: EventStoreSessionService,
+                                                                    store: AsyncSessionStore) -> None:
+    session = await session_service.create_session(app_name=APP, user_id="u", session_id="s", state={"pin": 1234})
+    await session_service.append_event(session, Event(author="user", actions=EventActions(
+        state_delta={"card": "4111", "user:card": "4111"})))
+    await store.redact(session_key(APP, "u", "s"), "card numbers")
+    await store.redact('adk:user:["my_app", "u"]', "card numbers")
+    redacted = await session_service.get_session(app_name=APP, user_id="u", session_id="s")
+    assert redacted is not None
+    assert (redacted.events, redacted.state) == ([], {})
+    await session_service.append_event(redacted, Event(author="user", invocation_id="after"))
+    again = await session_service.get_session(app_name=APP, user_id="u", session_id="s")
+    assert again is not None
+    assert [event.invocation_id for event in again.events] == ["after"]
