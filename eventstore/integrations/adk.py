@@ -17,10 +17,12 @@ since by another writer raises ADK's ``StaleSessionError``. See docs/integration
 
 from __future__ import annotations
 
+import asyncio
 import json
 import operator
 import time
 import uuid
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -235,6 +237,7 @@ class EventStoreSessionService(BaseSessionService):
     def __init__(self, store: AsyncSessionStore) -> None:
         self._store = store
         self._folds = _Folds(_FOLDS_KEPT)
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     # -- reads ----------------------------------------------------------------------------------------------------
 
@@ -333,11 +336,20 @@ class EventStoreSessionService(BaseSessionService):
         key = session_key(session.app_name, session.user_id, session.id)
         payload = event.model_dump(mode="json", exclude_none=True)
         scoped = _split_delta(payload.get("actions", {}).get("state_delta", {}))
-        expected = await self._expected_version(key, session)
-        version = await self._append(key, event, payload, expected, session, scoped)
-        session.last_update_time = event.timestamp
-        session._storage_update_marker = str(version)
-        return self._commit_event_to_session(session, event)
+        # Appends to one session wait for each other here: those through one session object (the parallel
+        # branches of an invocation share it) then each see the version the previous one left.
+        async with self._lock(key):
+            expected = await self._expected_version(key, session)
+            version = await self._append(key, event, payload, expected, session, scoped)
+            session.last_update_time = event.timestamp
+            session._storage_update_marker = str(version)
+            return self._commit_event_to_session(session, event)
+
+    def _lock(self, key: str) -> asyncio.Lock:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        return lock
 
     async def _expected_version(self, key: str, session: Session) -> int:
         """The store version ``session`` was read at.

@@ -3,6 +3,7 @@ scoped state, and the event store's history and restore under an ADK session."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import textwrap
@@ -72,8 +73,6 @@ async def test_a_session_read_before_another_process_appended_is_stale(
 
 def test_writers_in_two_processes_lose_no_update(tmp_path: Path) -> None:
     """Each writer reads, adds one and appends; a stale read is refused and retried, so no increment is lost."""
-    import asyncio
-
     store_path = tmp_path / "store"
 
     async def create() -> None:
@@ -192,3 +191,17 @@ async def test_a_redacted_session_reads_empty_and_takes_new_events(session_servi
     again = await session_service.get_session(app_name=APP, user_id="u", session_id="s")
     assert again is not None
     assert [event.invocation_id for event in again.events] == ["after"]
+
+
+async def test_concurrent_appends_through_one_session_object_all_land(
+        session_service: EventStoreSessionService) -> None:
+    """Parallel agents of one invocation share a session object: their appends wait for each other, as ADK's
+    database service serializes them, instead of finding the shared session stale."""
+    session = await session_service.create_session(app_name=APP, user_id="u", session_id="s")
+    events = [Event(author=f"branch{n}", invocation_id="inv", actions=EventActions(state_delta={f"k{n}": n}))
+              for n in range(6)]
+    await asyncio.gather(*(session_service.append_event(session, event) for event in events))
+    reloaded = await session_service.get_session(app_name=APP, user_id="u", session_id="s")
+    assert reloaded is not None
+    assert sorted(event.author for event in reloaded.events) == [f"branch{n}" for n in range(6)]
+    assert reloaded.state == {f"k{n}": n for n in range(6)} == session.state
