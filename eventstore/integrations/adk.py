@@ -24,8 +24,8 @@ import time
 import uuid
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Generic, TypeVar
 
 import attrs
 from google.adk.errors import StaleSessionError
@@ -168,41 +168,41 @@ def _fold_session(key: str, messages: Sequence[ChatMessage],
     return _StoredSession(version, last_update_time, state, tuple(events))
 
 
-class _Folds:
-    """Sessions folded from their messages, kept for the sessions read last.
+def _fold_scope(key: str, messages: Sequence[ChatMessage], earlier: JSONObject | None = None) -> JSONObject:
+    """App or user state: its changes applied in order (a key set to ``None`` keeps ``None``); with
+    ``earlier``, the state the messages before these left."""
+    state = dict(earlier or {})
+    for message in messages:
+        state.update(_envelope(message, key).get("delta", {}))  # a redacted change is gone
+    return state
+
+
+Folded = TypeVar("Folded")
+
+
+class _Folds(Generic[Folded]):
+    """Folds of the sessions read last, by key.
 
     The store hands back the very same (immutable) message objects while a session is unchanged, and keeps
     them when messages are appended; so a fold is reused while its messages are the ones it was made from,
     and extended by the messages appended since. Anything else (a restore, a pruning) folds afresh.
     """
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, fold: Callable[[str, Sequence[ChatMessage], Folded | None], Folded], size: int) -> None:
+        self._fold = fold
         self._size = size
-        self._folds: OrderedDict[str, tuple[tuple[ChatMessage, ...], _StoredSession]] = OrderedDict()
+        self._folds: OrderedDict[str, tuple[tuple[ChatMessage, ...], Folded]] = OrderedDict()
 
-    def fold(self, key: str, messages: Sequence[ChatMessage]) -> _StoredSession | None:
+    def fold(self, key: str, messages: Sequence[ChatMessage]) -> Folded:
         cached = self._folds.pop(key, None)
-        folded = None
-        if cached is not None:
-            earlier_messages, earlier = cached
-            count = len(earlier_messages)
-            if len(messages) >= count and all(map(operator.is_, earlier_messages, messages[:count])):
-                folded = _fold_session(key, messages[count:], earlier)
-        if folded is None:
-            folded = _fold_session(key, messages)
-        if folded is not None:
-            self._folds[key] = (tuple(messages), folded)
-            if len(self._folds) > self._size:
-                self._folds.popitem(last=False)
+        if cached is not None and len(messages) >= len(cached[0]) and all(map(operator.is_, cached[0], messages)):
+            folded = self._fold(key, messages[len(cached[0]):], cached[1])
+        else:
+            folded = self._fold(key, messages, None)
+        self._folds[key] = (tuple(messages), folded)
+        if len(self._folds) > self._size:
+            self._folds.popitem(last=False)
         return folded
-
-
-def _fold_scope(key: str, messages: Iterable[ChatMessage]) -> JSONObject:
-    """App or user state: its changes applied in order (a key set to ``None`` keeps ``None``)."""
-    state: JSONObject = {}
-    for message in messages:
-        state.update(_envelope(message, key).get("delta", {}))  # a redacted change is gone
-    return state
 
 
 def _recent(events: Sequence[JSONObject], config: GetSessionConfig | None) -> Sequence[JSONObject]:
@@ -236,16 +236,17 @@ class EventStoreSessionService(BaseSessionService):
 
     def __init__(self, store: AsyncSessionStore) -> None:
         self._store = store
-        self._folds = _Folds(_FOLDS_KEPT)
+        self._sessions = _Folds(_fold_session, _FOLDS_KEPT)
+        self._scopes = _Folds(_fold_scope, _FOLDS_KEPT)
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     # -- reads ----------------------------------------------------------------------------------------------------
 
     async def _stored(self, key: str) -> _StoredSession | None:
-        return self._folds.fold(key, await self._store.load(key))
+        return self._sessions.fold(key, await self._store.load(key))
 
     async def _scope_state(self, key: str) -> JSONObject:
-        return _fold_scope(key, await self._store.load(key))
+        return self._scopes.fold(key, await self._store.load(key))
 
     async def _session_keys(self, prefix: str) -> list[str]:
         # A filter of every key until the store lists keys by prefix itself.
