@@ -24,11 +24,13 @@ __all__ = [
     "LastMessageRemoved",
     "LastMessageReplaced",
     "MessagesCleared",
+    "MessagesReplaced",
     "SessionRenamed",
     "SessionStateChanged",
     "SessionDeleted",
     "SessionRestored",
     "SessionRedacted",
+    "SessionForked",
     "REDACTED",
     "redacted_message",
     "redact_event",
@@ -143,6 +145,34 @@ class MessagesCleared:
     count: int = attrs.field(validator=_count)
 
 
+def _times_in_utc(times: Any) -> Any:
+    """A tuple of aware times (or ``None``) in UTC; anything else is left for the validator to refuse."""
+    if isinstance(times, tuple) and all(isinstance(at, datetime) or at is None for at in times):
+        return tuple(map(_in_utc, times))
+    return times
+
+
+def _appended_times(instance: MessagesReplaced, attribute: Any, value: Any) -> None:
+    _tuple_of(_instance_of(datetime, optional=True))(instance, attribute, value)
+    if len(value) != len(instance.messages):
+        raise InvalidArgument(f"{attribute.name} holds one time or None per message")
+
+
+@attrs.frozen
+class MessagesReplaced:
+    """The session's messages became exactly ``messages`` (``replace_messages``), creating it if needed.
+
+    A message kept from the list before keeps the time it was appended (``appended``); one that is new there has
+    ``None`` and reads as appended by this event.
+    """
+
+    type_name: ClassVar[str] = "MessagesReplaced"
+    schema_version: ClassVar[int] = 1
+
+    messages: tuple[ChatMessage, ...] = attrs.field(validator=_tuple_of(_message))
+    appended: tuple[datetime | None, ...] = attrs.field(converter=_times_in_utc, validator=_appended_times)
+
+
 @attrs.frozen
 class SessionRenamed:
     """The session's human-readable name was set, or cleared (``None``)."""
@@ -209,6 +239,35 @@ class SessionRedacted:
     rewritten: tuple[tuple[int, str], ...] = attrs.field(default=(), validator=_tuple_of(_rewritten_entry))
 
 
+def _event_hash(_instance: Any, attribute: Any, value: Any) -> None:
+    if not (isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)):
+        raise InvalidArgument(f"{attribute.name} must be a hex SHA-256, not {value!r:.70}")
+
+
+def _positive(_instance: Any, attribute: Any, value: Any) -> None:
+    if type(value) is not int or value < 1:
+        raise InvalidArgument(f"{attribute.name} must be a positive int, not {value!r:.60}")
+
+
+@attrs.frozen
+class SessionForked:
+    """The session started as a copy of ``source_key`` as it was at ``source_version`` (``fork``).
+
+    It names the source's event at that version by its hash, and carries what it copied (the messages, with the
+    times they were appended there, and the name), so that folding it needs nothing else and later changes to
+    the source change nothing here. The source's history is not copied.
+    """
+
+    type_name: ClassVar[str] = "SessionForked"
+    schema_version: ClassVar[int] = 1
+
+    source_key: str = attrs.field(validator=_non_empty_text)
+    source_version: int = attrs.field(validator=_positive)
+    source_hash: str = attrs.field(validator=_event_hash)
+    messages: tuple[TimestampedMessage, ...] = attrs.field(validator=_tuple_of(_instance_of(TimestampedMessage)))
+    name: str | None = attrs.field(validator=_optional_text)
+
+
 #: What a redacted message's content reads.
 REDACTED = "[redacted]"
 
@@ -217,11 +276,13 @@ SessionEvent = (
     | LastMessageRemoved
     | LastMessageReplaced
     | MessagesCleared
+    | MessagesReplaced
     | SessionRenamed
     | SessionStateChanged
     | SessionDeleted
     | SessionRestored
     | SessionRedacted
+    | SessionForked
 )
 
 #: The registry of event types: every event class, in the order of ``SessionEvent``. Derived from the union,
@@ -276,9 +337,11 @@ def redact_event(event: SessionEvent) -> SessionEvent:
     match event:
         case MessageAppended() | LastMessageReplaced():
             return attrs.evolve(event, message=redacted_message(event.message))
-        case SessionRestored():
+        case SessionRestored() | SessionForked():
             messages = tuple(TimestampedMessage(redacted_message(m.message), m.created_at) for m in event.messages)
             return attrs.evolve(event, messages=messages)
+        case MessagesReplaced():
+            return attrs.evolve(event, messages=tuple(map(redacted_message, event.messages)))
         case (LastMessageRemoved() | MessagesCleared() | SessionRenamed() | SessionStateChanged() | SessionDeleted()
               | SessionRedacted()):
             return event  # no message content

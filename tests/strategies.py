@@ -7,14 +7,16 @@ from datetime import UTC, datetime, timedelta
 
 from hypothesis import strategies as st
 
-from eventstore import ChatMessage, RecordedEvent
+from eventstore import ChatMessage, RecordedEvent, TimestampedMessage
 from eventstore.events import (
     LastMessageRemoved,
     LastMessageReplaced,
     MessageAppended,
     MessagesCleared,
+    MessagesReplaced,
     SessionDeleted,
     SessionEvent,
+    SessionForked,
     SessionRenamed,
     SessionStateChanged,
 )
@@ -63,10 +65,25 @@ names = st.sampled_from(("", "trip", "work", "Ünïcode name"))
 turn_ids = st.none() | st.sampled_from(("t1", "t2", "t3"))
 
 
+@st.composite
+def replacements(draw: st.DrawFn) -> MessagesReplaced:
+    """A ``MessagesReplaced``: some messages, each kept (with a time it was appended) or new."""
+    replacing = tuple(draw(st.lists(messages, max_size=3)))
+    return MessagesReplaced(replacing, tuple(draw(st.none() | st.just(_START)) for _ in replacing))
+
+
+@st.composite
+def forks(draw: st.DrawFn) -> SessionForked:
+    """A ``SessionForked``: a session started as a copy of another one's messages (a fresh session's first event)."""
+    copied = tuple(TimestampedMessage(message, _START) for message in draw(st.lists(messages, max_size=3)))
+    return SessionForked("source", draw(st.integers(1, 5)), "0" * 64, copied, draw(st.none() | names.filter(bool)))
+
+
 def events_for(message_count: int) -> st.SearchStrategy[SessionEvent]:
     """One event that is valid for a session holding ``message_count`` messages."""
     choices: list[st.SearchStrategy[SessionEvent]] = [
         st.builds(MessageAppended, messages),
+        replacements(),
         st.builds(SessionRenamed, st.none() | names.filter(bool)),
         st.builds(SessionStateChanged, st.sampled_from(STATES), turn_ids),
         st.builds(SessionDeleted, st.none() | st.just("stale")),
@@ -88,13 +105,15 @@ def histories(draw: st.DrawFn, key: str = "session", max_size: int = 30) -> list
     count = 0
     moment = _START
     for version in range(1, size + 1):
-        event = draw(events_for(count))
+        event = draw(forks() if version == 1 and draw(st.booleans()) else events_for(count))
         if isinstance(event, MessageAppended):
             count += 1
         elif isinstance(event, LastMessageRemoved):
             count -= 1
         elif isinstance(event, (MessagesCleared, SessionDeleted)):
             count = 0
+        elif isinstance(event, (MessagesReplaced, SessionForked)):
+            count = len(event.messages)
         moment += timedelta(seconds=draw(st.integers(0, 3600)))
         recorded.append(RecordedEvent(
             position=version * 2, session_key=key, version=version, recorded_at=moment, event=event,
