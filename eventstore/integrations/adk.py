@@ -18,6 +18,7 @@ since by another writer raises ADK's ``StaleSessionError``. See docs/integration
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import operator
 import time
@@ -25,6 +26,7 @@ import uuid
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 import attrs
@@ -38,11 +40,20 @@ from google.adk.sessions.state import State
 from pydantic_core import to_jsonable_python
 from typing_extensions import override
 
-from eventstore import AsyncSessionStore, ChatMessage, StoreCorrupted, WrongExpectedVersion
+from eventstore import (
+    AsyncSessionStore,
+    ChatMessage,
+    SessionExists,
+    SessionNotFound,
+    StoreCorrupted,
+    WrongExpectedVersion,
+)
 
 __all__ = ["EventStoreSessionService", "session_key"]
 
 _SESSION_KIND, _APP_KIND, _USER_KIND = "adk:session:", "adk:app:", "adk:user:"
+#: How many changes an app's or user's state keeps as messages before they are made one.
+_SCOPE_CHANGES_KEPT = 64
 #: How many sessions' folds a service keeps (as many as the store keeps decoded by default).
 _FOLDS_KEPT = 256
 _STALE = ("The session has been modified in storage since it was loaded. "
@@ -132,12 +143,23 @@ def _split_delta(delta: Mapping[str, Any]) -> _ScopedDelta:
 @attrs.frozen
 class _StoredSession:
     """An ADK session folded from its store messages: ``version`` is the store version its last message was
-    written at, ``events`` the event payloads, oldest first."""
+    written at (``None`` if that message was not written to this session), ``events`` the event payloads,
+    oldest first."""
 
-    version: int
+    version: int | None
     last_update_time: float
     state: JSONObject
     events: tuple[JSONObject, ...]
+
+
+def _claim(envelope: JSONObject, key: str) -> int | None:
+    """The version a message was written at, if it was written to ``key``.
+
+    Such a version never exceeds the session's: later events only add to it, and a restore or pruning brings
+    back messages of the same session, written before. A fork's messages were written to its source: their
+    versions say nothing of the fork's, so they give none.
+    """
+    return envelope["version"] if envelope.get("key") == key else None
 
 
 def _fold_session(key: str, messages: Sequence[ChatMessage],
@@ -153,7 +175,7 @@ def _fold_session(key: str, messages: Sequence[ChatMessage],
         created = first.get("created") if first else _REDACTED_CREATION
         if not isinstance(created, dict):
             raise StoreCorrupted(f"session {key!r} does not start with an ADK session's creation")
-        earlier = _StoredSession(first.get("version", 0), float(created["time"]), dict(created["state"]), ())
+        earlier = _StoredSession(_claim(first, key), float(created["time"]), dict(created["state"]), ())
         messages = messages[1:]
     version, last_update_time = earlier.version, earlier.last_update_time
     state = dict(earlier.state)
@@ -164,7 +186,7 @@ def _fold_session(key: str, messages: Sequence[ChatMessage],
             event = envelope["event"]
             events.append(event)
             state.update(_split_delta(event.get("actions", {}).get("state_delta", {})).session)
-            version, last_update_time = envelope["version"], event["timestamp"]
+            version, last_update_time = _claim(envelope, key), event["timestamp"]
     return _StoredSession(version, last_update_time, state, tuple(events))
 
 
@@ -257,7 +279,8 @@ class EventStoreSessionService(BaseSessionService):
         session = Session(app_name=app_name, user_id=user_id, id=session_id, state=state,
                           events=[Event.model_validate(event) for event in events],
                           last_update_time=stored.last_update_time)
-        session._storage_update_marker = str(stored.version)
+        if stored.version is not None:
+            session._storage_update_marker = str(stored.version)
         return session
 
     @override
@@ -307,7 +330,8 @@ class EventStoreSessionService(BaseSessionService):
         if current.exists:
             raise AlreadyExistsError(f"Session with id {session_id} already exists.")
         scoped = _split_delta(to_jsonable_python(state or {}, fallback=str))
-        created = {"created": {"time": time.time(), "state": scoped.session}, "version": current.version + 1}
+        created = {"created": {"time": time.time(), "state": scoped.session}, "key": key,
+                   "version": current.version + 1}
         try:
             await self._commit(key, _message("system", "", created), current.version, app_name, user_id, scoped)
         except WrongExpectedVersion:
@@ -316,6 +340,31 @@ class EventStoreSessionService(BaseSessionService):
         if session is None:
             raise SessionNotFoundError(f"Session {session_id} was deleted as it was created.")
         return session
+
+    async def fork_session(self, *, app_name: str, user_id: str, session_id: str, new_session_id: str | None = None,
+                           version: int | None = None, as_of: datetime | None = None) -> Session:
+        """A new session of the user that starts as ``session_id`` is now, or was after the store ``version``
+        of its session (see ``store.history(session_key(...))``) or at the aware time ``as_of``.
+
+        The source is unchanged; the fork's own history begins with the fork (the store's ``fork``), and both
+        go on independently. App and user state are shared, as between any two sessions of the user.
+
+        Raises:
+            AlreadyExistsError: ``new_session_id`` names a live session.
+            SessionNotFoundError: the source session did not exist at that point.
+        """
+        new_session_id = _normalized_id(new_session_id or "") or str(uuid.uuid4())
+        try:
+            await self._store.fork(session_key(app_name, user_id, session_id),
+                                   session_key(app_name, user_id, new_session_id), version, as_of)
+        except SessionExists:
+            raise AlreadyExistsError(f"Session with id {new_session_id} already exists.") from None
+        except SessionNotFound:
+            raise SessionNotFoundError(f"Session {session_id} not found.") from None
+        forked = await self.get_session(app_name=app_name, user_id=user_id, session_id=new_session_id)
+        if forked is None:
+            raise SessionNotFoundError(f"Session {new_session_id} was deleted as it was forked.")
+        return forked
 
     @override
     async def delete_session(self, *, app_name: str, user_id: str, session_id: str) -> None:
@@ -355,25 +404,28 @@ class EventStoreSessionService(BaseSessionService):
     async def _expected_version(self, key: str, session: Session) -> int:
         """The store version ``session`` was read at.
 
-        A session built elsewhere (no marker) is taken to be current unless the store holds a later update
-        than its ``last_update_time`` and another last event, as ADK's database service decides.
+        A session without one (built elsewhere, or read when its last message was not written to this session:
+        a fork's) is taken to be current unless the store holds a later update than its ``last_update_time`` and
+        another last event, as ADK's database service decides; one read of the whole session (``session_at``)
+        gives the version and the messages consistently.
         """
         if session._storage_update_marker is not None:
             return int(session._storage_update_marker)
-        stored = await self._stored(key)
+        current = await self._store.session_at(key)
+        stored = _fold_session(key, current.messages) if current.exists else None
         if stored is None:
             raise SessionNotFoundError(f"Session {session.id} not found.")
         last_id = session.events[-1].id if session.events else None
         stored_last_id = stored.events[-1]["id"] if stored.events else None
         if stored.last_update_time > session.last_update_time and last_id != stored_last_id:
             raise StaleSessionError(_STALE)
-        return stored.version
+        return current.version
 
     async def _append(self, key: str, event: Event, payload: JSONObject, expected: int, session: Session,
                       scoped: _ScopedDelta) -> int:
         """Commit the event at ``expected``; return the session's new version."""
         for attempt in range(2):
-            envelope = {"event": payload, "version": expected + 1}
+            envelope = {"event": payload, "key": key, "version": expected + 1}
             try:
                 return await self._commit(key, _message(_event_role(event), _event_text(event), envelope), expected,
                                           session.app_name, session.user_id, scoped)
@@ -401,10 +453,22 @@ class EventStoreSessionService(BaseSessionService):
     async def _commit(self, key: str, message: ChatMessage, expected: int, app_name: str, user_id: str,
                       scoped: _ScopedDelta) -> int:
         """Append ``message`` at ``expected`` and the app and user state changes, all in one transaction."""
+        scopes = [(_key(_APP_KIND, app_name), scoped.app), (_key(_USER_KIND, app_name, user_id), scoped.user)]
         async with self._store.transaction() as tx:
             appended = tx.append(key, message, expected_version=expected)
-            if scoped.app:
-                tx.append(_key(_APP_KIND, app_name), _message("system", "", {"delta": scoped.app}))
-            if scoped.user:
-                tx.append(_key(_USER_KIND, app_name, user_id), _message("system", "", {"delta": scoped.user}))
+            changed = [(scope, tx.append(scope, _message("system", "", {"delta": delta})))
+                       for scope, delta in scopes if delta]
+        for scope, version in changed:
+            await self._compact(scope, version.result)
         return appended.result
+
+    async def _compact(self, scope: str, version: int) -> None:
+        """Make a scope's many changes one (with ``replace_messages``: the changes stay in the log), so reading
+        its state never folds more than ``_SCOPE_CHANGES_KEPT`` of them. Skipped when another writer changed
+        the scope since ``version``: its own write compacts it."""
+        messages = await self._store.load(scope)
+        if len(messages) > _SCOPE_CHANGES_KEPT:
+            state = self._scopes.fold(scope, messages)
+            with contextlib.suppress(WrongExpectedVersion):
+                await self._store.replace_messages(scope, [_message("system", "", {"delta": state})],
+                                                   expected_version=version)

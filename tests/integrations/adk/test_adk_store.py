@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from google.adk.errors import StaleSessionError
+from google.adk.errors.already_exists_error import AlreadyExistsError
+from google.adk.errors.session_not_found_error import SessionNotFoundError
 from google.adk.events.event import Event
 from google.adk.events.event_actions import EventActions
 from google.genai import types
@@ -205,3 +207,55 @@ async def test_concurrent_appends_through_one_session_object_all_land(
     assert reloaded is not None
     assert sorted(event.author for event in reloaded.events) == [f"branch{n}" for n in range(6)]
     assert reloaded.state == {f"k{n}": n for n in range(6)} == session.state
+
+
+async def test_a_fork_starts_as_the_source_was_and_goes_its_own_way(session_service: EventStoreSessionService,
+                                                                     store: AsyncSessionStore) -> None:
+    source = await session_service.create_session(app_name=APP, user_id="u", session_id="s", state={"plan": "a"})
+    await session_service.append_event(source, Event(author="user", invocation_id="first", actions=EventActions(
+        state_delta={"step": 1})))
+    after_first = len(await store.history(session_key(APP, "u", "s")))
+    await session_service.append_event(source, Event(author="user", invocation_id="second", actions=EventActions(
+        state_delta={"step": 2})))
+
+    fork = await session_service.fork_session(app_name=APP, user_id="u", session_id="s", new_session_id="retry",
+                                              version=after_first)
+    assert ([event.invocation_id for event in fork.events], fork.state) == (["first"], {"plan": "a", "step": 1})
+    stale_fork = fork.model_copy(deep=True)
+    await session_service.append_event(fork, Event(author="user", invocation_id="other", actions=EventActions(
+        state_delta={"step": 5})))
+    # The source goes on from where it was, untouched by the fork; and both stale checks still hold.
+    await session_service.append_event(source, Event(author="user", invocation_id="third"))
+    with pytest.raises(StaleSessionError):
+        await session_service.append_event(stale_fork, Event(author="user"))
+    reloaded_fork = await session_service.get_session(app_name=APP, user_id="u", session_id="retry")
+    reloaded_source = await session_service.get_session(app_name=APP, user_id="u", session_id="s")
+    assert reloaded_fork is not None
+    assert reloaded_source is not None
+    assert [event.invocation_id for event in reloaded_fork.events] == ["first", "other"]
+    assert [event.invocation_id for event in reloaded_source.events] == ["first", "second", "third"]
+    assert (reloaded_fork.state["step"], reloaded_source.state["step"]) == (5, 2)
+
+
+async def test_forks_of_unknown_sessions_or_onto_live_ones_are_refused(
+        session_service: EventStoreSessionService) -> None:
+    await session_service.create_session(app_name=APP, user_id="u", session_id="s")
+    await session_service.create_session(app_name=APP, user_id="u", session_id="taken")
+    with pytest.raises(AlreadyExistsError):
+        await session_service.fork_session(app_name=APP, user_id="u", session_id="s", new_session_id="taken")
+    with pytest.raises(SessionNotFoundError):
+        await session_service.fork_session(app_name=APP, user_id="u", session_id="missing")
+
+
+async def test_many_changes_of_user_state_are_made_one_and_keep_their_history(
+        session_service: EventStoreSessionService, store: AsyncSessionStore) -> None:
+    session = await session_service.create_session(app_name=APP, user_id="u", session_id="s")
+    for n in range(150):
+        await session_service.append_event(session, Event(author="user", actions=EventActions(
+            state_delta={"user:count": n, f"user:k{n % 3}": n})))
+    user_scope = 'adk:user:["my_app", "u"]'
+    assert len(await store.load(user_scope)) <= 64
+    assert await session_service.get_user_state(app_name=APP, user_id="u") == {
+        "count": 149, "k0": 147, "k1": 148, "k2": 149}
+    # Each change is still an event of the log.
+    assert len(await store.history(user_scope)) > 150
