@@ -37,6 +37,7 @@ from google.adk.events.event import Event
 from google.adk.sessions.base_session_service import BaseSessionService, GetSessionConfig, ListSessionsResponse
 from google.adk.sessions.session import Session
 from google.adk.sessions.state import State
+from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
 from typing_extensions import override
 
@@ -276,8 +277,12 @@ class EventStoreSessionService(BaseSessionService):
 
     def _session(self, app_name: str, user_id: str, session_id: str, stored: _StoredSession, state: JSONObject,
                  events: Sequence[JSONObject]) -> Session:
-        session = Session(app_name=app_name, user_id=user_id, id=session_id, state=state,
-                          events=[Event.model_validate(event) for event in events],
+        try:
+            validated = [Event.model_validate(event) for event in events]
+        except ValidationError as exc:
+            raise StoreCorrupted(f"session {session_id!r} of user {user_id!r} of app {app_name!r} holds an event "
+                                 f"this version of ADK does not read: {exc.errors()[0]['msg']}") from None
+        session = Session(app_name=app_name, user_id=user_id, id=session_id, state=state, events=validated,
                           last_update_time=stored.last_update_time)
         if stored.version is not None:
             session._storage_update_marker = str(stored.version)

@@ -17,7 +17,7 @@ from google.adk.events.event import Event
 from google.adk.events.event_actions import EventActions
 from google.genai import types
 
-from eventstore import AsyncSessionStore, SessionQuery
+from eventstore import AsyncSessionStore, ChatMessage, SessionQuery, StoreCorrupted
 from eventstore.integrations.adk import EventStoreSessionService, session_key
 
 APP = "my_app"
@@ -259,3 +259,13 @@ async def test_many_changes_of_user_state_are_made_one_and_keep_their_history(
         "count": 149, "k0": 147, "k1": 148, "k2": 149}
     # Each change is still an event of the log.
     assert len(await store.history(user_scope)) > 150
+
+
+async def test_an_event_adk_cannot_read_is_a_store_error_not_a_pydantic_one(
+        session_service: EventStoreSessionService, store: AsyncSessionStore) -> None:
+    await session_service.create_session(app_name=APP, user_id="u", session_id="s")
+    key = session_key(APP, "u", "s")
+    await store.append(key, ChatMessage("user", "?", {"event": {"author": ["not", "a", "str"], "timestamp": 1.0},
+                                                      "key": key, "version": 2}))
+    with pytest.raises(StoreCorrupted, match="holds an event this version of ADK does not read"):
+        await session_service.get_session(app_name=APP, user_id="u", session_id="s")
