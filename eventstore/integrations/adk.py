@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import json
 import operator
 import time
@@ -144,13 +145,18 @@ def _split_delta(delta: Mapping[str, Any]) -> _ScopedDelta:
 @attrs.frozen
 class _StoredSession:
     """An ADK session folded from its store messages: ``version`` is the store version its last message was
-    written at (``None`` if that message was not written to this session), ``events`` the event payloads,
-    oldest first."""
+    written at (``None`` if that message was not written to this session); ``events`` the messages of its
+    events, oldest first (each read gets fresh event objects from their payloads), with their ``timestamps``.
+
+    Folds are kept between reads: whoever gets ``state``'s values gets copies.
+    """
 
     version: int | None
     last_update_time: float
     state: JSONObject
-    events: tuple[JSONObject, ...]
+    events: tuple[ChatMessage, ...]
+    timestamps: tuple[float, ...]
+    last_event_id: str | None
 
 
 def _claim(envelope: JSONObject, key: str) -> int | None:
@@ -176,19 +182,23 @@ def _fold_session(key: str, messages: Sequence[ChatMessage],
         created = first.get("created") if first else _REDACTED_CREATION
         if not isinstance(created, dict):
             raise StoreCorrupted(f"session {key!r} does not start with an ADK session's creation")
-        earlier = _StoredSession(_claim(first, key), float(created["time"]), dict(created["state"]), ())
+        earlier = _StoredSession(_claim(first, key), float(created["time"]), dict(created["state"]), (), (), None)
         messages = messages[1:]
-    version, last_update_time = earlier.version, earlier.last_update_time
+    version, last_update_time, last_event_id = earlier.version, earlier.last_update_time, earlier.last_event_id
     state = dict(earlier.state)
     events = list(earlier.events)
+    timestamps = list(earlier.timestamps)
     for message in messages:
         envelope = _envelope(message, key)
         if envelope:
-            event = envelope["event"]
-            events.append(event)
+            event = envelope.get("event")
+            if not isinstance(event, dict):
+                raise StoreCorrupted(f"session {key!r} holds a message that is not an ADK event")
+            events.append(message)
+            timestamps.append(event.get("timestamp", 0.0))
             state.update(_split_delta(event.get("actions", {}).get("state_delta", {})).session)
-            version, last_update_time = _claim(envelope, key), event["timestamp"]
-    return _StoredSession(version, last_update_time, state, tuple(events))
+            version, last_update_time, last_event_id = _claim(envelope, key), timestamps[-1], event.get("id")
+    return _StoredSession(version, last_update_time, state, tuple(events), tuple(timestamps), last_event_id)
 
 
 def _fold_scope(key: str, messages: Sequence[ChatMessage], earlier: JSONObject | None = None) -> JSONObject:
@@ -228,23 +238,25 @@ class _Folds(Generic[Folded]):
         return folded
 
 
-def _recent(events: Sequence[JSONObject], config: GetSessionConfig | None) -> Sequence[JSONObject]:
+def _recent(stored: _StoredSession, config: GetSessionConfig | None) -> Sequence[ChatMessage]:
     """The events ``config`` asks for: those at or after ``after_timestamp``, then the last ``num_recent_events``."""
+    events: Sequence[ChatMessage] = stored.events
     if config is None:
         return events
     if config.after_timestamp is not None:
         after = config.after_timestamp
-        events = [event for event in events if event["timestamp"] >= after]
+        events = [event for event, timestamp in zip(events, stored.timestamps) if timestamp >= after]
     if config.num_recent_events is not None:
         events = events[-config.num_recent_events:] if config.num_recent_events else []
     return events
 
 
 def _merged_state(session: JSONObject, app: JSONObject, user: JSONObject) -> JSONObject:
+    """The state a ``Session`` shows, a copy of the kept folds' (ADK records writes into nested values)."""
     merged = dict(session)
     merged.update((State.APP_PREFIX + key, value) for key, value in app.items())
     merged.update((State.USER_PREFIX + key, value) for key, value in user.items())
-    return merged
+    return copy.deepcopy(merged)
 
 
 # -- the service --------------------------------------------------------------------------------------------------
@@ -276,9 +288,10 @@ class EventStoreSessionService(BaseSessionService):
         return [key for key in await self._store.list_sessions() if key.startswith(prefix)]
 
     def _session(self, app_name: str, user_id: str, session_id: str, stored: _StoredSession, state: JSONObject,
-                 events: Sequence[JSONObject]) -> Session:
+                 events: Sequence[ChatMessage]) -> Session:
+        key = session_key(app_name, user_id, session_id)
         try:
-            validated = [Event.model_validate(event) for event in events]
+            validated = [Event.model_validate(_envelope(event, key)["event"]) for event in events]
         except ValidationError as exc:
             raise StoreCorrupted(f"session {session_id!r} of user {user_id!r} of app {app_name!r} holds an event "
                                  f"this version of ADK does not read: {exc.errors()[0]['msg']}") from None
@@ -297,7 +310,7 @@ class EventStoreSessionService(BaseSessionService):
             return None
         state = _merged_state(stored.state, await self._scope_state(_key(_APP_KIND, app_name)),
                               await self._scope_state(_key(_USER_KIND, app_name, user_id)))
-        return self._session(app_name, user_id, session_id, stored, state, _recent(stored.events, config))
+        return self._session(app_name, user_id, session_id, stored, state, _recent(stored, config))
 
     @override
     async def list_sessions(self, *, app_name: str, user_id: str | None = None) -> ListSessionsResponse:
@@ -321,7 +334,7 @@ class EventStoreSessionService(BaseSessionService):
 
     @override
     async def get_user_state(self, *, app_name: str, user_id: str) -> dict[str, Any]:
-        return await self._scope_state(_key(_USER_KIND, app_name, user_id))
+        return copy.deepcopy(await self._scope_state(_key(_USER_KIND, app_name, user_id)))
 
     # -- writes ---------------------------------------------------------------------------------------------------
 
@@ -421,8 +434,7 @@ class EventStoreSessionService(BaseSessionService):
         if stored is None:
             raise SessionNotFoundError(f"Session {session.id} not found.")
         last_id = session.events[-1].id if session.events else None
-        stored_last_id = stored.events[-1]["id"] if stored.events else None
-        if stored.last_update_time > session.last_update_time and last_id != stored_last_id:
+        if stored.last_update_time > session.last_update_time and last_id != stored.last_event_id:
             raise StaleSessionError(_STALE)
         return current.version
 

@@ -50,8 +50,8 @@ def says(text: str) -> LlmResponse:
 
 def remember(fact: str, tool_context: ToolContext) -> dict[str, Any]:
     """Remember a fact about the user."""
-    facts = [*tool_context.state.get("user:facts", []), fact]
-    tool_context.state["user:facts"] = facts
+    facts = tool_context.state.setdefault("user:facts", [])
+    facts.append(fact)  # a write into a value read from the state: ADK records it, the service must not share it
     tool_context.state["app:facts_remembered"] = tool_context.state.get("app:facts_remembered", 0) + 1
     tool_context.state["temp:scratch"] = "not kept"
     return {"remembered": len(facts)}

@@ -269,3 +269,24 @@ async def test_an_event_adk_cannot_read_is_a_store_error_not_a_pydantic_one(
                                                       "key": key, "version": 2}))
     with pytest.raises(StoreCorrupted, match="holds an event this version of ADK does not read"):
         await session_service.get_session(app_name=APP, user_id="u", session_id="s")
+
+
+async def test_writes_into_returned_state_and_events_change_nothing_stored(
+        session_service: EventStoreSessionService) -> None:
+    """The service keeps what it folded between reads; what it hands out must be the caller's own."""
+    session = await session_service.create_session(app_name=APP, user_id="u", session_id="s",
+                                                   state={"tags": ["a"], "user:prefs": {"tea": True}})
+    await session_service.append_event(session, Event(author="user", custom_metadata={"seen": [1]},
+                                                      actions=EventActions(state_delta={"app:list": [1]})))
+    first = await session_service.get_session(app_name=APP, user_id="u", session_id="s")
+    assert first is not None
+    first.state["tags"].append("b")
+    first.state["user:prefs"]["tea"] = False
+    first.state["app:list"].append(2)
+    assert first.events[0].custom_metadata is not None
+    first.events[0].custom_metadata["seen"].append(2)
+    (await session_service.get_user_state(app_name=APP, user_id="u"))["prefs"]["tea"] = False
+    again = await session_service.get_session(app_name=APP, user_id="u", session_id="s")
+    assert again is not None
+    assert again.state == {"tags": ["a"], "user:prefs": {"tea": True}, "app:list": [1]}
+    assert again.events[0].custom_metadata == {"seen": [1]}
