@@ -6,9 +6,9 @@
 session-scoped state), and every ADK ``Event`` appended after it is one message whose payload is the event
 as ``model_dump(mode="json")``, read back with ``Event.model_validate``. App- and user-scoped state
 (``app:`` and ``user:`` keys) live in their own sessions, ``adk:app:["<app>"]`` and
-``adk:user:["<app>", "<user>"]``, one message per change, written in the same store transaction as the event
-that made the change; ``temp:`` keys are never stored. So every change is an event of the log, with
-``history``, ``restore`` and ``verify`` at hand.
+``adk:user:["<app>", "<user>"]``, one message per change (made one past 64), written in the same store
+transaction as the event that made the change; ``temp:`` keys are never stored. So every change is an event of the
+log, with ``history``, ``restore``, ``verify`` and ``fork`` (``fork_session``) at hand.
 
 Stale writers are refused as ADK's database services refuse them, across processes: a session carries the
 store version it was read at, and ``append_event`` appends with that ``expected_version``; a session changed
