@@ -1,0 +1,491 @@
+"""Google ADK sessions kept in the event store: ``EventStoreSessionService``, a ``BaseSessionService``.
+
+``Runner(agent=..., app_name=..., session_service=EventStoreSessionService(store))`` with an
+``AsyncSessionStore``. Each ADK session is one session of the store, keyed
+``adk:session:["<app>", "<user>", "<session id>"]``: its first message records the creation (time and
+session-scoped state), and every ADK ``Event`` appended after it is one message whose payload is the event
+as ``model_dump(mode="json")``, read back with ``Event.model_validate``. App- and user-scoped state
+(``app:`` and ``user:`` keys) live in their own sessions, ``adk:app:["<app>"]`` and
+``adk:user:["<app>", "<user>"]``, one message per change (made one past 64), written in the same store
+transaction as the event that made the change; ``temp:`` keys are never stored. So every change is an event of the
+log, with ``history``, ``restore``, ``verify`` and ``fork`` (``fork_session``) at hand.
+
+Stale writers are refused as ADK's database services refuse them, across processes: a session carries the
+store version it was read at, and ``append_event`` appends with that ``expected_version``; a session changed
+since by another writer raises ADK's ``StaleSessionError``. See docs/integrations-adk.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import json
+import operator
+import time
+import uuid
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+import attrs
+from google.adk.errors import StaleSessionError
+from google.adk.errors.already_exists_error import AlreadyExistsError
+from google.adk.errors.session_not_found_error import SessionNotFoundError
+from google.adk.events.event import Event
+from google.adk.sessions.base_session_service import BaseSessionService, GetSessionConfig, ListSessionsResponse
+from google.adk.sessions.session import Session
+from google.adk.sessions.state import State
+from pydantic import ValidationError
+from pydantic_core import to_jsonable_python
+from typing_extensions import override
+
+from eventstore import (
+    AsyncSessionStore,
+    ChatMessage,
+    SessionExists,
+    SessionNotFound,
+    StoreCorrupted,
+    WrongExpectedVersion,
+)
+
+__all__ = ["EventStoreSessionService", "session_key"]
+
+_SESSION_KIND, _APP_KIND, _USER_KIND = "adk:session:", "adk:app:", "adk:user:"
+#: How many changes an app's or user's state keeps as messages before they are made one.
+_SCOPE_CHANGES_KEPT = 64
+#: How many sessions' folds a service keeps (as many as the store keeps decoded by default).
+_FOLDS_KEPT = 256
+_STALE = ("The session has been modified in storage since it was loaded. "
+          "Please reload the session before appending more events.")
+
+JSONObject = dict[str, Any]
+#: A creation a redaction emptied: no time, no state.
+_REDACTED_CREATION: JSONObject = {"time": 0.0, "state": {}}
+
+
+# -- keys ---------------------------------------------------------------------------------------------------------
+
+def _key(kind: str, *parts: str) -> str:
+    """A store key for ``parts``: JSON keeps any app name, user id or session id apart from the next."""
+    return kind + json.dumps(list(parts))
+
+
+def session_key(app_name: str, user_id: str, session_id: str) -> str:
+    """The store key of an ADK session: for the store's ``history``, ``session_at``, ``restore``, ``fork``, ..."""
+    return _key(_SESSION_KIND, app_name, user_id, _normalized_id(session_id))
+
+
+def _key_prefix(kind: str, *parts: str) -> str:
+    """The prefix shared by the keys of ``kind`` whose first parts are ``parts``."""
+    return kind + json.dumps(list(parts))[:-1] + ", "
+
+
+def _key_parts(key: str, kind: str) -> list[str]:
+    parts: list[str] = json.loads(key[len(kind):])
+    return parts
+
+
+def _normalized_id(session_id: str) -> str:
+    """Session ids are stripped of surrounding whitespace, as ADK's in-memory and SQLite services do."""
+    return session_id.strip() if session_id else session_id
+
+
+# -- stored messages ----------------------------------------------------------------------------------------------
+
+def _message(role: str, text: str, envelope: Mapping[str, Any]) -> ChatMessage:
+    """A store message: ``envelope`` exactly, as its payload; ``text`` for search, in valid Unicode (the
+    payload keeps any lone surrogate of it)."""
+    return ChatMessage(role, text.encode("utf-8", "replace").decode("utf-8"), envelope)
+
+
+def _envelope(message: ChatMessage, key: str) -> JSONObject:
+    envelope = message.payload
+    if envelope is None:
+        raise StoreCorrupted(f"session {key!r} holds a message the ADK session service did not write")
+    return envelope
+
+
+def _event_text(event: Event) -> str:
+    """The event's text parts, which the store's search indexes."""
+    if event.content is None or not event.content.parts:
+        return ""
+    return "\n".join(part.text for part in event.content.parts if part.text)
+
+
+def _event_role(event: Event) -> str:
+    return "user" if event.author == "user" else "assistant"
+
+
+@attrs.frozen
+class _ScopedDelta:
+    """A state change split by scope: ``app:`` and ``user:`` keys without their prefix, ``temp:`` keys dropped."""
+
+    app: JSONObject
+    user: JSONObject
+    session: JSONObject
+
+
+def _split_delta(delta: Mapping[str, Any]) -> _ScopedDelta:
+    app: JSONObject = {}
+    user: JSONObject = {}
+    session: JSONObject = {}
+    for key, value in delta.items():
+        if key.startswith(State.APP_PREFIX):
+            app[key.removeprefix(State.APP_PREFIX)] = value
+        elif key.startswith(State.USER_PREFIX):
+            user[key.removeprefix(State.USER_PREFIX)] = value
+        elif not key.startswith(State.TEMP_PREFIX):
+            session[key] = value
+    return _ScopedDelta(app, user, session)
+
+
+@attrs.frozen
+class _StoredSession:
+    """An ADK session folded from its store messages: ``version`` is the store version its last message was
+    written at (``None`` if that message was not written to this session); ``events`` the messages of its
+    events, oldest first (each read gets fresh event objects from their payloads), with their ``timestamps``.
+
+    Folds are kept between reads: whoever gets ``state``'s values gets copies.
+    """
+
+    version: int | None
+    last_update_time: float
+    state: JSONObject
+    events: tuple[ChatMessage, ...]
+    timestamps: tuple[float, ...]
+    last_event_id: str | None
+
+
+def _claim(envelope: JSONObject, key: str) -> int | None:
+    """The version a message was written at, if it was written to ``key``.
+
+    Such a version never exceeds the session's: later events only add to it, and a restore or pruning brings
+    back messages of the same session, written before. A fork's messages were written to its source: their
+    versions say nothing of the fork's, so they give none.
+    """
+    return envelope["version"] if envelope.get("key") == key else None
+
+
+def _fold_session(key: str, messages: Sequence[ChatMessage],
+                  earlier: _StoredSession | None = None) -> _StoredSession | None:
+    """The session ``messages`` hold; with ``earlier``, the fold of the messages before these, extended.
+
+    A redaction leaves every payload of the session empty: what it held is gone, and reads as nothing.
+    """
+    if earlier is None:
+        if not messages:
+            return None
+        first = _envelope(messages[0], key)
+        created = first.get("created") if first else _REDACTED_CREATION
+        if not isinstance(created, dict):
+            raise StoreCorrupted(f"session {key!r} does not start with an ADK session's creation")
+        earlier = _StoredSession(_claim(first, key), float(created["time"]), dict(created["state"]), (), (), None)
+        messages = messages[1:]
+    version, last_update_time, last_event_id = earlier.version, earlier.last_update_time, earlier.last_event_id
+    state = dict(earlier.state)
+    events = list(earlier.events)
+    timestamps = list(earlier.timestamps)
+    for message in messages:
+        envelope = _envelope(message, key)
+        if envelope:
+            event = envelope.get("event")
+            if not isinstance(event, dict):
+                raise StoreCorrupted(f"session {key!r} holds a message that is not an ADK event")
+            events.append(message)
+            timestamps.append(event.get("timestamp", 0.0))
+            state.update(_split_delta(event.get("actions", {}).get("state_delta", {})).session)
+            version, last_update_time, last_event_id = _claim(envelope, key), timestamps[-1], event.get("id")
+    return _StoredSession(version, last_update_time, state, tuple(events), tuple(timestamps), last_event_id)
+
+
+def _fold_scope(key: str, messages: Sequence[ChatMessage], earlier: JSONObject | None = None) -> JSONObject:
+    """App or user state: its changes applied in order (a key set to ``None`` keeps ``None``); with
+    ``earlier``, the state the messages before these left."""
+    state = dict(earlier or {})
+    for message in messages:
+        state.update(_envelope(message, key).get("delta", {}))  # a redacted change is gone
+    return state
+
+
+Folded = TypeVar("Folded")
+
+
+class _Folds(Generic[Folded]):
+    """Folds of the sessions read last, by key.
+
+    The store hands back the very same (immutable) message objects while a session is unchanged, and keeps
+    them when messages are appended; so a fold is reused while its messages are the ones it was made from,
+    and extended by the messages appended since. Anything else (a restore, a pruning) folds afresh.
+    """
+
+    def __init__(self, fold: Callable[[str, Sequence[ChatMessage], Folded | None], Folded], size: int) -> None:
+        self._fold = fold
+        self._size = size
+        self._folds: OrderedDict[str, tuple[tuple[ChatMessage, ...], Folded]] = OrderedDict()
+
+    def fold(self, key: str, messages: Sequence[ChatMessage]) -> Folded:
+        cached = self._folds.pop(key, None)
+        if cached is not None and len(messages) >= len(cached[0]) and all(map(operator.is_, cached[0], messages)):
+            folded = self._fold(key, messages[len(cached[0]):], cached[1])
+        else:
+            folded = self._fold(key, messages, None)
+        self._folds[key] = (tuple(messages), folded)
+        if len(self._folds) > self._size:
+            self._folds.popitem(last=False)
+        return folded
+
+
+def _recent(stored: _StoredSession, config: GetSessionConfig | None) -> Sequence[ChatMessage]:
+    """The events ``config`` asks for: those at or after ``after_timestamp``, then the last ``num_recent_events``."""
+    events: Sequence[ChatMessage] = stored.events
+    if config is None:
+        return events
+    if config.after_timestamp is not None:
+        after = config.after_timestamp
+        events = [event for event, timestamp in zip(events, stored.timestamps) if timestamp >= after]
+    if config.num_recent_events is not None:
+        events = events[-config.num_recent_events:] if config.num_recent_events else []
+    return events
+
+
+def _merged_state(session: JSONObject, app: JSONObject, user: JSONObject) -> JSONObject:
+    """The state a ``Session`` shows, a copy of the kept folds' (ADK records writes into nested values)."""
+    merged = dict(session)
+    merged.update((State.APP_PREFIX + key, value) for key, value in app.items())
+    merged.update((State.USER_PREFIX + key, value) for key, value in user.items())
+    return copy.deepcopy(merged)
+
+
+# -- the service --------------------------------------------------------------------------------------------------
+
+class EventStoreSessionService(BaseSessionService):
+    """ADK's session service on an ``AsyncSessionStore``; the service does not close the store.
+
+    Reads run on the event loop (a read of the store takes microseconds); writes run on the store's writer
+    threads. Several processes may serve the same store: each append is checked against the version the
+    session was read at, so a stale session is refused whichever process wrote last.
+    """
+
+    def __init__(self, store: AsyncSessionStore) -> None:
+        self._store = store
+        self._sessions = _Folds(_fold_session, _FOLDS_KEPT)
+        self._scopes = _Folds(_fold_scope, _FOLDS_KEPT)
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    # -- reads ----------------------------------------------------------------------------------------------------
+
+    async def _stored(self, key: str) -> _StoredSession | None:
+        return self._sessions.fold(key, await self._store.load(key))
+
+    async def _scope_state(self, key: str) -> JSONObject:
+        return self._scopes.fold(key, await self._store.load(key))
+
+    async def _session_keys(self, prefix: str) -> list[str]:
+        # A filter of every key until the store lists keys by prefix itself.
+        return [key for key in await self._store.list_sessions() if key.startswith(prefix)]
+
+    def _session(self, app_name: str, user_id: str, session_id: str, stored: _StoredSession, state: JSONObject,
+                 events: Sequence[ChatMessage]) -> Session:
+        key = session_key(app_name, user_id, session_id)
+        try:
+            validated = [Event.model_validate(_envelope(event, key)["event"]) for event in events]
+        except ValidationError as exc:
+            raise StoreCorrupted(f"session {session_id!r} of user {user_id!r} of app {app_name!r} holds an event "
+                                 f"this version of ADK does not read: {exc.errors()[0]['msg']}") from None
+        session = Session(app_name=app_name, user_id=user_id, id=session_id, state=state, events=validated,
+                          last_update_time=stored.last_update_time)
+        if stored.version is not None:
+            session._storage_update_marker = str(stored.version)
+        return session
+
+    @override
+    async def get_session(self, *, app_name: str, user_id: str, session_id: str,
+                          config: GetSessionConfig | None = None) -> Session | None:
+        session_id = _normalized_id(session_id)
+        stored = await self._stored(session_key(app_name, user_id, session_id))
+        if stored is None:
+            return None
+        state = _merged_state(stored.state, await self._scope_state(_key(_APP_KIND, app_name)),
+                              await self._scope_state(_key(_USER_KIND, app_name, user_id)))
+        return self._session(app_name, user_id, session_id, stored, state, _recent(stored, config))
+
+    @override
+    async def list_sessions(self, *, app_name: str, user_id: str | None = None) -> ListSessionsResponse:
+        """The app's sessions (of one user, or of all), least recently updated first, without their events."""
+        prefix = _key_prefix(_SESSION_KIND, app_name) if user_id is None else _key_prefix(
+            _SESSION_KIND, app_name, user_id)
+        app_state = await self._scope_state(_key(_APP_KIND, app_name))
+        user_states: dict[str, JSONObject] = {}
+        sessions = []
+        for key in await self._session_keys(prefix):
+            stored = await self._stored(key)
+            if stored is None:  # deleted since the listing
+                continue
+            _, owner, session_id = _key_parts(key, _SESSION_KIND)
+            if owner not in user_states:
+                user_states[owner] = await self._scope_state(_key(_USER_KIND, app_name, owner))
+            state = _merged_state(stored.state, app_state, user_states[owner])
+            sessions.append(self._session(app_name, owner, session_id, stored, state, ()))
+        sessions.sort(key=lambda session: (session.last_update_time, session.user_id, session.id))
+        return ListSessionsResponse(sessions=sessions)
+
+    @override
+    async def get_user_state(self, *, app_name: str, user_id: str) -> dict[str, Any]:
+        return copy.deepcopy(await self._scope_state(_key(_USER_KIND, app_name, user_id)))
+
+    # -- writes ---------------------------------------------------------------------------------------------------
+
+    @override
+    async def create_session(self, *, app_name: str, user_id: str, state: dict[str, Any] | None = None,
+                             session_id: str | None = None) -> Session:
+        session_id = _normalized_id(session_id or "") or str(uuid.uuid4())
+        key = session_key(app_name, user_id, session_id)
+        # A deleted session's id may be used again: its stream goes on from the deletion's version.
+        current = await self._store.session_at(key)
+        if current.exists:
+            raise AlreadyExistsError(f"Session with id {session_id} already exists.")
+        scoped = _split_delta(to_jsonable_python(state or {}, fallback=str))
+        created = {"created": {"time": time.time(), "state": scoped.session}, "key": key,
+                   "version": current.version + 1}
+        try:
+            await self._commit(key, _message("system", "", created), current.version, app_name, user_id, scoped)
+        except WrongExpectedVersion:
+            raise AlreadyExistsError(f"Session with id {session_id} already exists.") from None
+        session = await self.get_session(app_name=app_name, user_id=user_id, session_id=session_id)
+        if session is None:
+            raise SessionNotFoundError(f"Session {session_id} was deleted as it was created.")
+        return session
+
+    async def fork_session(self, *, app_name: str, user_id: str, session_id: str, new_session_id: str | None = None,
+                           version: int | None = None, as_of: datetime | None = None) -> Session:
+        """A new session of the user that starts as ``session_id`` is now, or was after the store ``version``
+        of its session (see ``store.history(session_key(...))``) or at the aware time ``as_of``.
+
+        The source is unchanged; the fork's own history begins with the fork (the store's ``fork``), and both
+        go on independently. App and user state are shared, as between any two sessions of the user.
+
+        Raises:
+            AlreadyExistsError: ``new_session_id`` names a live session.
+            SessionNotFoundError: the source session did not exist at that point.
+        """
+        new_session_id = _normalized_id(new_session_id or "") or str(uuid.uuid4())
+        try:
+            await self._store.fork(session_key(app_name, user_id, session_id),
+                                   session_key(app_name, user_id, new_session_id), version, as_of)
+        except SessionExists:
+            raise AlreadyExistsError(f"Session with id {new_session_id} already exists.") from None
+        except SessionNotFound:
+            raise SessionNotFoundError(f"Session {session_id} not found.") from None
+        forked = await self.get_session(app_name=app_name, user_id=user_id, session_id=new_session_id)
+        if forked is None:
+            raise SessionNotFoundError(f"Session {new_session_id} was deleted as it was forked.")
+        return forked
+
+    @override
+    async def delete_session(self, *, app_name: str, user_id: str, session_id: str) -> None:
+        """Delete the session (an event of the log: ``restore`` brings it back); unknown sessions are ignored."""
+        await self._store.delete_session(session_key(app_name, user_id, session_id))
+
+    @override
+    async def append_event(self, session: Session, event: Event) -> Event:
+        """Store the event and its state changes in one transaction, then apply them to ``session``.
+
+        Raises:
+            StaleSessionError: the session changed in the store since ``session`` was read.
+            SessionNotFoundError: the session does not exist (or was deleted).
+        """
+        if event.partial:
+            return event
+        self._apply_temp_state(session, event)
+        event = self._trim_temp_delta_state(event)
+        key = session_key(session.app_name, session.user_id, session.id)
+        payload = event.model_dump(mode="json", exclude_none=True)
+        scoped = _split_delta(payload.get("actions", {}).get("state_delta", {}))
+        # Appends to one session wait for each other here: those through one session object (the parallel
+        # branches of an invocation share it) then each see the version the previous one left.
+        async with self._lock(key):
+            expected = await self._expected_version(key, session)
+            version = await self._append(key, event, payload, expected, session, scoped)
+            session.last_update_time = event.timestamp
+            session._storage_update_marker = str(version)
+            return self._commit_event_to_session(session, event)
+
+    def _lock(self, key: str) -> asyncio.Lock:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        return lock
+
+    async def _expected_version(self, key: str, session: Session) -> int:
+        """The store version ``session`` was read at.
+
+        A session without one (built elsewhere, or read when its last message was not written to this session:
+        a fork's) is taken to be current unless the store holds a later update than its ``last_update_time`` and
+        another last event, as ADK's database service decides; one read of the whole session (``session_at``)
+        gives the version and the messages consistently.
+        """
+        if session._storage_update_marker is not None:
+            return int(session._storage_update_marker)
+        current = await self._store.session_at(key)
+        stored = _fold_session(key, current.messages) if current.exists else None
+        if stored is None:
+            raise SessionNotFoundError(f"Session {session.id} not found.")
+        last_id = session.events[-1].id if session.events else None
+        if stored.last_update_time > session.last_update_time and last_id != stored.last_event_id:
+            raise StaleSessionError(_STALE)
+        return current.version
+
+    async def _append(self, key: str, event: Event, payload: JSONObject, expected: int, session: Session,
+                      scoped: _ScopedDelta) -> int:
+        """Commit the event at ``expected``; return the session's new version."""
+        for attempt in range(2):
+            envelope = {"event": payload, "key": key, "version": expected + 1}
+            try:
+                return await self._commit(key, _message(_event_role(event), _event_text(event), envelope), expected,
+                                          session.app_name, session.user_id, scoped)
+            except WrongExpectedVersion:
+                if attempt:
+                    break
+            expected = await self._current_version(key, session, expected)
+        raise StaleSessionError(_STALE)
+
+    async def _current_version(self, key: str, session: Session, expected: int) -> int:
+        """After a refused append: the store's version, if no ADK event was written since ``expected``.
+
+        Writes that are not the service's (a rename, a restore, a redaction) move the version on without a
+        message of the service carrying it; the session is still current then. One read of the whole session
+        (``session_at``) gives its version and messages consistently.
+        """
+        current = await self._store.session_at(key)
+        if not current.exists:
+            raise SessionNotFoundError(f"Session {session.id} not found.")
+        stored = _fold_session(key, current.messages)
+        if stored is None or stored.version != expected:
+            raise StaleSessionError(_STALE)
+        return current.version
+
+    async def _commit(self, key: str, message: ChatMessage, expected: int, app_name: str, user_id: str,
+                      scoped: _ScopedDelta) -> int:
+        """Append ``message`` at ``expected`` and the app and user state changes, all in one transaction."""
+        scopes = [(_key(_APP_KIND, app_name), scoped.app), (_key(_USER_KIND, app_name, user_id), scoped.user)]
+        async with self._store.transaction() as tx:
+            appended = tx.append(key, message, expected_version=expected)
+            changed = [(scope, tx.append(scope, _message("system", "", {"delta": delta})))
+                       for scope, delta in scopes if delta]
+        for scope, version in changed:
+            await self._compact(scope, version.result)
+        return appended.result
+
+    async def _compact(self, scope: str, version: int) -> None:
+        """Make a scope's many changes one (with ``replace_messages``: the changes stay in the log), so reading
+        its state never folds more than ``_SCOPE_CHANGES_KEPT`` of them. Skipped when another writer changed
+        the scope since ``version``: its own write compacts it."""
+        messages = await self._store.load(scope)
+        if len(messages) > _SCOPE_CHANGES_KEPT:
+            state = self._scopes.fold(scope, messages)
+            with contextlib.suppress(WrongExpectedVersion):
+                await self._store.replace_messages(scope, [_message("system", "", {"delta": state})],
+                                                   expected_version=version)
