@@ -584,9 +584,15 @@ class SessionStore:
             raise StoreReadOnly(f"the store at {self.path} was opened read-only")
         return self._maintenance.vacuum(reopen=self._open_components)
 
-    def stats(self) -> StoreStats:
-        """Counts of what the store holds, read in one read transaction (for ``eventstore stats``)."""
-        return self._maintenance.stats()
+    def stats(self, *, databases: bool = False) -> StoreStats:
+        """Counts of what the store holds, read in one read transaction (for ``eventstore stats``).
+
+        With ``databases``, ``usage`` says where the bytes go: entries, key and value bytes and pages per named
+        database, and the file's free pages. That visits every key and value, so it takes a while on a large store.
+        """
+        if not isinstance(databases, bool):
+            raise InvalidArgument(f"databases must be a bool, not {databases!r:.60}")
+        return self._maintenance.stats(databases)
 
     # -- import and replication (services.replication) ------------------------------------
 
