@@ -383,7 +383,7 @@ def search(env: Env, words: Sequence[str], in_messages: bool, limit: int | None,
 @output_options
 @pass_env
 def stats(env: Env, as_json: bool) -> None:
-    """Count events, sessions, messages, bytes, snapshots; say where the bytes go.
+    """Count what the store holds, and say where its bytes go.
 
     Also lists each read model's checkpoint (the log position it has applied), and per named database its
     entries, key and value bytes and pages (branch, leaf, overflow), with the file's free pages. That reads
