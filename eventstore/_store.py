@@ -200,7 +200,7 @@ class SessionStore:
         self._log = EventLog(self._environment)
         self._snapshots = SnapshotStore(self._environment)
         self._catalog = Catalog(self._environment.space)
-        self._messages = MessageLists(self._environment.space)
+        self._messages = MessageLists(self._environment.space, self._log.dictionary)
         self._checkpoints = Checkpoints(self._environment.space)
         # Not applied in the command's transaction: caught up before reads.
         self._search_index = SearchIndex(self._environment.space)
