@@ -288,3 +288,21 @@ def test_lmdb_values_of_the_new_forms_stay_within_a_page(store_path: Path, clock
     assert usage is not None
     chunks = next(space for space in usage.spaces if space.name == "messages.chunks")
     assert (chunks.entries, chunks.overflow_pages) == (3, 0), chunks
+
+
+def test_messages_with_payloads_round_trip_compressed(store_path: Path, clock: FakeClock,
+                                                      early_dictionary: None) -> None:
+    """Payloads trail a chunk's contents; the compressed chunk holds them as the plain one does."""
+    rng = random.Random(7)
+    messages = [ChatMessage("tool", sentence(rng), {"call": i, "args": [sentence(rng)], "ok": i % 2 == 0})
+                for i in range(20)]
+    with SessionStore(store_path, clock=clock) as store:
+        for message in conversation(1, 8):
+            store.append("alice", message)
+        store.append_many("tools", messages)
+        assert store.load("tools") == messages
+        assert store.pop_last("tools") == messages[-1]
+        assert store.load("tools") == messages[:-1]
+        assert store.verify().ok
+    chunks = [value for _, value in items(store_path, b"messages.chunks")]
+    assert [value[0] for value in chunks] == [0, 1]  # alice's 8 short messages plain, the tools' compressed
