@@ -24,15 +24,15 @@ stream id + version → position; ``log.keys`` SHA-256 of the key → stream id;
 ``log.stream_keys`` stream id → key; ``log.meta`` the format marker and the
 store's compression dictionary (``dictionary.id``, ``dictionary``).
 
-Records have two layouts (docs/events-format.md). Layout 1 stores the payload
+Records have two layouts (docs/space.md). Layout 1 stores the payload
 as it is, with its digest. Layout 2, written once the store has trained its
 compression dictionary (at ``TRAINING_EVENTS`` events; ``_compression``), is
 compact: 32-bit stream id and version, a one-byte schema version and type name
 length, no digest (it is the SHA-256 of the payload, recomputed when read)
 unless redaction or replication gave one that differs, and the payload as a
 zstd frame with a checksum, so a damaged payload is caught on every read as in
-layout 1. Both are read; a store with a dictionary is marked format 2, which
-older code refuses.
+layout 1. Both are read. A store this version creates, or gives a dictionary,
+is marked format 2, which older code refuses.
 """
 
 from __future__ import annotations
@@ -392,11 +392,8 @@ class EventLog:
     def _train(self, txn: WriteTransaction, head_position: int) -> Dictionary | None:
         """Train and store the store's dictionary from the payloads of the latest events; ``None`` when they do
         not train one (too few bytes, say: the next multiple of ``TRAINING_EVENTS`` tries again)."""
-        dictionary = self.dictionary
-        samples = [entry.encoded.payload
-                   for entry in self.read_all(txn, max(0, head_position - TRAINING_EVENTS))]
-        data = train(samples)
-        return None if data is None else dictionary.put(txn, data)
+        data = train([entry.encoded.payload for entry in self.read_all(txn, max(0, head_position - TRAINING_EVENTS))])
+        return None if data is None else self.dictionary.put(txn, data)
 
     # -- reading --------------------------------------------------------------------
 
