@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 
 from eventstore import ChatMessage, SessionStore, StoreCorrupted, _log
+from eventstore._compression import Dictionary
 from eventstore.services.salvage import salvage
+from eventstore.storage import WriteTransaction
 
-from conftest import FakeClock
+from conftest import FakeClock, raw_value
 from test_tamper import editing, items, names_position, names_session, position_key
 
 _U64 = struct.Struct(">Q")
@@ -204,7 +206,7 @@ def test_a_changed_byte_of_a_compact_record_is_reported_at_its_position(compress
     path, position = compressed
     _, where, mask = change
     with editing(path, b"log.events") as txn:
-        record = bytearray(txn.get(position_key(position)))
+        record = bytearray(raw_value(txn, position_key(position)))
         record[where(bytes(record))] ^= mask
         txn.put(position_key(position), bytes(record))
     problems = reverify(path, clock)
@@ -214,7 +216,7 @@ def test_a_changed_byte_of_a_compact_record_is_reported_at_its_position(compress
 def test_a_damaged_frame_is_refused_on_read(compressed: tuple[Path, int], clock: FakeClock) -> None:
     path, position = compressed
     with editing(path, b"log.events") as txn:
-        record = bytearray(txn.get(position_key(position)))
+        record = bytearray(raw_value(txn, position_key(position)))
         record[-3] ^= 0x10
         txn.put(position_key(position), bytes(record))
     with SessionStore(path, clock=clock) as store, pytest.raises(StoreCorrupted, match=f"position {position}"):
@@ -228,7 +230,7 @@ def test_a_damaged_dictionary_is_reported(compressed: tuple[Path, int], clock: F
         if damage == "removed":
             txn.delete(b"dictionary")
         else:
-            data = bytearray(txn.get(b"dictionary"))
+            data = bytearray(raw_value(txn, b"dictionary"))
             for at in range(len(data) // 2, len(data), 7):  # its content, past the entropy tables
                 data[at] ^= 0x55
             txn.put(b"dictionary", bytes(data))
@@ -251,23 +253,25 @@ def test_a_changed_byte_of_a_compressed_chunk_is_reported(compressed: tuple[Path
         store.load("bob")
 
 
-def test_a_training_rolled_back_leaves_no_dictionary(store_path: Path, clock: FakeClock,
-                                                     early_dictionary: None) -> None:
+def test_a_training_rolled_back_leaves_no_dictionary(store_path: Path, clock: FakeClock, early_dictionary: None,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """The append that trains the dictionary fails after training it: the next appends train their own."""
+    original = _log.EventLog._train
+    failed: list[int] = []
+
+    def train_then_fail_once(self: _log.EventLog, txn: WriteTransaction, head_position: int) -> Dictionary | None:
+        trained = original(self, txn, head_position)
+        if not failed:
+            failed.append(head_position)
+            raise OSError("the disk went away")
+        return trained
+
+    monkeypatch.setattr(_log.EventLog, "_train", train_then_fail_once)
     with SessionStore(store_path, clock=clock) as store:
         store.append_many("alice", conversation(1, 7))
-        original = _log.EventLog._train
-
-        def train_then_fail(self: _log.EventLog, *args: object) -> object:
-            original(self, *args)  # type: ignore[arg-type]
-            raise OSError("the disk went away")
-
-        _log.EventLog._train = train_then_fail  # type: ignore[method-assign]
-        try:
-            with pytest.raises(OSError):
-                store.append("alice", ChatMessage.user("the eighth"))
-        finally:
-            _log.EventLog._train = original  # type: ignore[method-assign]
+        with pytest.raises(OSError):
+            store.append("alice", ChatMessage.user("the eighth"))
+    assert failed == [7]
     assert b"dictionary" not in dict(items(store_path, b"log.meta"))
     with SessionStore(store_path, clock=clock) as store:
         store.append_many("alice", conversation(2, 9))
