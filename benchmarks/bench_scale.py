@@ -58,6 +58,7 @@ from typing import Any
 import lmdb
 
 from eventstore import ChatMessage, SessionQuery, SessionStore
+from projections.chunk import decode_entries
 
 from .baselines import SqliteSessions
 from .bench_core import du, interleaved
@@ -304,6 +305,7 @@ class Bench:
                   "sqlite": open_store("sqlite", self.path("sqlite"), durable=False)}
         try:
             self.short_sessions(stores)
+            self.load_parts(stores["ours"])
             self.search(stores)
         finally:
             for store in stores.values():
@@ -381,6 +383,21 @@ class Bench:
         self.sizes = (render_sizes("ours, pages per named database", *lmdb_pages(self.path("ours")))
                       + render_sizes("SQLite, pages per table and index",
                                      *sqlite_pages(self.path("sqlite") / "sessions" / "sessions.db")))
+        self.space_per_message()
+
+    def space_per_message(self) -> None:
+        """Bytes a message in each of our databases (values, and the pages holding them): what compression and
+        page fill leave, from ``stats(databases=True)``."""
+        messages = self.s.sessions * self.s.messages
+        with SessionStore(self.path("ours"), durable=False) as store:
+            usage = store.stats(databases=True).usage
+        assert usage is not None
+        lines = ["  ours, bytes a message (values / pages):"]
+        for space in sorted(usage.spaces, key=lambda space: -space.pages):
+            if space.pages * usage.page_size >= messages:  # a byte a message or more
+                lines.append(f"    {space.name:<36}{space.value_bytes / messages:>7.1f} /"
+                             f"{space.pages * usage.page_size / messages:>7.1f}")
+        self.sizes += lines
 
     def fresh_processes(self) -> None:
         runs = self.s.fresh_processes
@@ -422,6 +439,41 @@ class Bench:
                            + (" (first, cache off)" if call == "load" else ""), samples)
             self.rows.append(row)
             self.values[call] = row.ratio or 0.0
+
+    def load_parts(self, ours: SessionStore) -> None:
+        """Where the µs of our first load of a short session go: the read transaction, the key lookup, the
+        catalog head, reading the chunk (and decompressing it), decoding it, and the whole load, each alone on
+        random keys (medians; the parts do not add up to the whole exactly)."""
+        count = min(self.s.lookups, self.s.sessions)
+        keys = [self.corpus.key(n) for n in random.Random(self.s.seed + 2).sample(range(self.s.sessions), count)]
+        # Private parts of the store, as a load calls them (there is no public way to time a part of a load).
+        environment, log, catalog, messages = ours._environment, ours._log, ours._catalog, ours._messages
+        with environment.read() as txn:
+            streams = [log.stream_id(txn, key) for key in keys]
+            chunks = [[value for _, value in messages._items(txn, stream_id or 0)] for stream_id in streams]
+
+        def timed(name: str, run: Callable[[int], object]) -> None:
+            samples = []
+            for i in range(count):
+                start = now_ns()
+                run(i)
+                samples.append(now_ns() - start)
+            self.notes.append(f"load, part: {name}: {fmt_time(Stats.of(samples))}")
+
+        def in_one_read(name: str, run: Callable[[Any, int], object]) -> None:
+            with environment.read() as txn:
+                timed(name, lambda i: run(txn, i))
+
+        def begin_and_end(_: int) -> None:
+            with environment.read():
+                pass
+
+        timed("a read transaction, begun and ended", begin_and_end)
+        in_one_read("the key's stream id (hash, key index, key check)", lambda txn, i: log.stream_id(txn, keys[i]))
+        in_one_read("the catalog head", lambda txn, i: catalog.head(txn, streams[i] or 0))
+        in_one_read("reading the chunks (and decompressing)", lambda txn, i: messages._items(txn, streams[i] or 0))
+        timed("decoding the chunks into messages", lambda i: [decode_entries(value) for value in chunks[i]])
+        timed("the whole load", lambda i: ours.load(keys[i]))
 
     def search(self, stores: dict[str, Any]) -> None:
         s = self.s

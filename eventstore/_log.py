@@ -16,10 +16,23 @@ Invariants (each has a named test in ``tests/test_log.py``):
    1 KiB work because LMDB keys hold only fixed-size ids and digests.
 8. A record never changes, except that redaction may replace its payload; it
    then keeps the digest of the original payload, so the chain still verifies.
+9. The chain hashes the canonical (uncompressed) payload: how a record is stored
+   (layout 1 or 2, compressed or not) changes no hash.
 
 Layout (named databases): ``log.events`` position → record; ``log.streams``
 stream id + version → position; ``log.keys`` SHA-256 of the key → stream id;
-``log.stream_keys`` stream id → key.
+``log.stream_keys`` stream id → key; ``log.meta`` the format marker and the
+store's compression dictionary (``dictionary.id``, ``dictionary``).
+
+Records have two layouts (docs/space.md). Layout 1 stores the payload
+as it is, with its digest. Layout 2, written once the store has trained its
+compression dictionary (at ``TRAINING_EVENTS`` events; ``_compression``), is
+compact: 32-bit stream id and version, a one-byte schema version and type name
+length, no digest (it is the SHA-256 of the payload, recomputed when read)
+unless redaction or replication gave one that differs, and the payload as a
+zstd frame with a checksum, so a damaged payload is caught on every read as in
+layout 1. Both are read. A store this version creates, or gives a dictionary,
+is marked format 2, which older code refuses.
 """
 
 from __future__ import annotations
@@ -34,24 +47,33 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 import attrs
 
 from ._codec import EncodedEvent, unpack_stored
+from ._compression import TRAINING_EVENTS, Dictionary, train
 from ._errors import IncompatibleStore, StoreCorrupted, WrongExpectedVersion
-from .storage import ReadTransaction, Storage, WriteTransaction
+from .storage import ReadTransaction, Space, Storage, WriteTransaction
 
-__all__ = ["EventLog", "StoredEvent", "Original", "GENESIS_HASH", "decode_record"]
+__all__ = ["EventLog", "StoredEvent", "Original", "GENESIS_HASH", "decode_record", "StoredDictionary"]
 
 #: The hash the first event links to.
 GENESIS_HASH = hashlib.sha256(b"eventstore genesis").digest()
 
-#: Version of the record layout and database set; a newer store is refused.
-LOG_FORMAT = 1
+#: Version of the record layouts and database set; a newer store is refused. Format 2 (a store with a
+#: compression dictionary, whose records may have layout 2) is marked when the dictionary is stored.
+LOG_FORMAT = 2
 
 _U64 = struct.Struct(">Q")
 _STREAM_KEY = struct.Struct(">QQ")
 # format, flags, stream id, version, recorded µs, event id, schema version,
 # payload digest, hash, type name length; then the type name, then the payload.
 _RECORD = struct.Struct(">BBQQq16sH32s32sH")
+# Layout 2: format, flags, stream id, version, recorded µs, event id, schema version, hash, type name length;
+# then the payload digest if flagged, the type name, and the payload as a zstd frame.
+_RECORD_2 = struct.Struct(">BBIIq16sB32sB")
 _CANONICAL = struct.Struct(">QQq16sHHH")
 _REDACTED_FLAG = 1
+_DIGEST_FLAG = 2  # layout 2: the digest is stored (it is not the SHA-256 of the payload)
+_FLAGS = {1: _REDACTED_FLAG, 2: _REDACTED_FLAG | _DIGEST_FLAG}  # the flags each layout knows
+_DIGEST_BYTES = 32
+_U32_LIMIT = 1 << 32
 
 
 @attrs.frozen
@@ -94,6 +116,112 @@ def chain_hash(previous: bytes, position: int, key: str, version: int, recorded_
     return hashlib.sha256(previous + canonical + type_bytes + key_bytes + payload_digest).digest()
 
 
+@attrs.frozen
+class _Envelope:
+    """A record's fields up to its payload, whichever its layout."""
+
+    layout: int
+    flags: int
+    stream_id: int
+    version: int
+    recorded_at: int
+    event_id: bytes
+    schema_version: int
+    digest: bytes | None  # None in layout 2 when it is the payload's SHA-256
+    hash: bytes
+    type_name: str
+    payload_at: int
+
+
+def _envelope(raw: bytes) -> _Envelope:
+    """The envelope of a stored record.
+
+    Raises:
+        struct.error, ValueError, UnicodeDecodeError: the record is damaged.
+    """
+    layout = raw[0] if raw else 0
+    if layout == 2:
+        (_, flags, stream_id, version, recorded_at, event_id, schema_version, link,
+         type_length) = _RECORD_2.unpack_from(raw)
+        at = _RECORD_2.size
+        digest = None
+        if flags & _DIGEST_FLAG:
+            digest = bytes(raw[at:at + _DIGEST_BYTES])
+            at += _DIGEST_BYTES
+    elif layout == 1:
+        (_, flags, stream_id, version, recorded_at, event_id, schema_version, digest, link,
+         type_length) = _RECORD.unpack_from(raw)
+        at = _RECORD.size
+    else:
+        raise ValueError(f"record layout {layout}")
+    if flags & ~_FLAGS[layout]:
+        raise ValueError(f"unknown flags {flags:#x}")
+    type_name = bytes(raw[at:at + type_length]).decode()
+    if len(type_name.encode()) != type_length:
+        raise ValueError("the record ends inside its type name")
+    return _Envelope(layout, flags, stream_id, version, recorded_at, event_id, schema_version, digest, link,
+                     type_name, at + type_length)
+
+
+def _compact_record(flags: int, stream_id: int, version: int, recorded_at: int, event_id: bytes,
+                    encoded: EncodedEvent, digest: bytes, link: bytes, dictionary: Dictionary) -> bytes | None:
+    """A record in layout 2, or ``None`` when its fields do not fit that layout (layout 1 takes any)."""
+    type_bytes = encoded.type_name.encode()
+    if stream_id >= _U32_LIMIT or version >= _U32_LIMIT or encoded.schema_version > 0xFF or len(type_bytes) > 0xFF:
+        return None
+    stored_digest = b"" if digest == hashlib.sha256(encoded.payload).digest() else digest
+    if stored_digest:
+        flags |= _DIGEST_FLAG
+    header = _RECORD_2.pack(2, flags, stream_id, version, recorded_at, event_id, encoded.schema_version, link,
+                            len(type_bytes))
+    return header + stored_digest + type_bytes + dictionary.compress(encoded.payload)
+
+
+class StoredDictionary:
+    """The store's compression dictionary in ``log.meta``: read through each transaction (another process may
+    have trained it), decoded once per process."""
+
+    def __init__(self, meta: Space) -> None:
+        self._meta = meta
+        self._known: dict[bytes, Dictionary] = {}  # by stored id
+
+    def get(self, txn: ReadTransaction) -> Dictionary | None:
+        """The store's dictionary as ``txn`` sees it, ``None`` before it is trained.
+
+        Raises:
+            StoreCorrupted: the stored dictionary is damaged.
+        """
+        identity = txn.get(self._meta, b"dictionary.id")
+        if identity is None:
+            return None
+        found = self._known.get(identity)
+        if found is None:
+            data = txn.get(self._meta, b"dictionary")
+            if data is None:
+                raise StoreCorrupted("the store's compression dictionary is missing")
+            # Ids are random: one trained in a transaction that was rolled back is never asked for again.
+            found = self._known[bytes(identity)] = Dictionary(bytes(data))
+        return found
+
+    def require(self, txn: ReadTransaction) -> Dictionary:
+        """The store's dictionary, which a compressed record or chunk needs.
+
+        Raises:
+            StoreCorrupted: there is none, or it is damaged.
+        """
+        found = self.get(txn)
+        if found is None:
+            raise StoreCorrupted("compressed data, but the store has no compression dictionary")
+        return found
+
+    def put(self, txn: WriteTransaction, data: bytes) -> Dictionary:
+        identity = os.urandom(8)
+        txn.put(self._meta, b"dictionary", data)
+        txn.put(self._meta, b"dictionary.id", identity)
+        txn.put(self._meta, b"format", str(LOG_FORMAT).encode())
+        return Dictionary(data)
+
+
 class EventLog:
     """Append and read events inside transactions the caller owns."""
 
@@ -103,6 +231,7 @@ class EventLog:
         self._keys = storage.space("log.keys")
         self._stream_keys = storage.space("log.stream_keys")
         self._meta = storage.space("log.meta")
+        self.dictionary = StoredDictionary(self._meta)
         if storage.readonly:
             with storage.read() as txn:
                 self._check_format(txn)
@@ -196,9 +325,9 @@ class EventLog:
             return 0, GENESIS_HASH, 0
         # Only the envelope: appending must not depend on decoding (or re-hashing) the last payload.
         try:
-            fields = _RECORD.unpack_from(last[1])
-            return _U64.unpack(last[0])[0], fields[8], fields[4]
-        except struct.error:
+            envelope = _envelope(last[1])
+            return _U64.unpack(last[0])[0], envelope.hash, envelope.recorded_at
+        except (struct.error, ValueError, UnicodeDecodeError):
             raise StoreCorrupted("the last event record is damaged") from None
 
     def append(self, txn: WriteTransaction, key: str, events: Sequence[EncodedEvent], recorded_at: int,
@@ -227,6 +356,9 @@ class EventLog:
                 raise StoreCorrupted(f"stream {stream_id}: version {version} is missing from the stream index")
             recorded_at = max(recorded_at, self._recorded_at(txn, latest))
         position, previous_hash, _ = self.head(txn)
+        dictionary = self.dictionary.get(txn)
+        if dictionary is None and (position + len(events)) // TRAINING_EVENTS > position // TRAINING_EVENTS:
+            dictionary = self._train(txn, position)
         stored_events = []
         for index, encoded in enumerate(events):
             position += 1
@@ -238,16 +370,30 @@ class EventLog:
                 event_id, digest = original.event_id, original.payload_digest
                 flags = _REDACTED_FLAG if original.redacted else 0
             link = chain_hash(previous_hash, position, key, version, recorded_at, event_id, encoded, digest)
-            type_bytes = encoded.type_name.encode()
-            record = _RECORD.pack(LOG_FORMAT, flags, stream_id, version, recorded_at, event_id,
-                                  encoded.schema_version, digest, link, len(type_bytes))
-            if not txn.append(self._events, _U64.pack(position), record + type_bytes + encoded.payload):
+            record = None if dictionary is None else _compact_record(
+                flags, stream_id, version, recorded_at, event_id, encoded, digest, link, dictionary)
+            if record is None:
+                record = self._plain_record(flags, stream_id, version, recorded_at, event_id, encoded, digest, link)
+            if not txn.append(self._events, _U64.pack(position), record):
                 raise StoreCorrupted(f"position {position} is already taken")
             txn.put(self._streams, _STREAM_KEY.pack(stream_id, version), _U64.pack(position))
             stored_events.append(StoredEvent(position, stream_id, key, version, recorded_at, event_id,
                                              encoded, digest, link, bool(flags)))
             previous_hash = link
         return stored_events
+
+    @staticmethod
+    def _plain_record(flags: int, stream_id: int, version: int, recorded_at: int, event_id: bytes,
+                      encoded: EncodedEvent, digest: bytes, link: bytes) -> bytes:
+        type_bytes = encoded.type_name.encode()
+        return _RECORD.pack(1, flags, stream_id, version, recorded_at, event_id, encoded.schema_version, digest,
+                            link, len(type_bytes)) + type_bytes + encoded.payload
+
+    def _train(self, txn: WriteTransaction, head_position: int) -> Dictionary | None:
+        """Train and store the store's dictionary from the payloads of the latest events; ``None`` when they do
+        not train one (too few bytes, say: the next multiple of ``TRAINING_EVENTS`` tries again)."""
+        data = train([entry.encoded.payload for entry in self.read_all(txn, max(0, head_position - TRAINING_EVENTS))])
+        return None if data is None else self.dictionary.put(txn, data)
 
     # -- reading --------------------------------------------------------------------
 
@@ -267,10 +413,7 @@ class EventLog:
         for position in self._stream_positions(txn, stream_id, after_version, up_to_version):
             raw = txn.get(self._events, _U64.pack(position)) or b""  # a missing record fails to unpack, as damage
             try:
-                fields = _RECORD.unpack_from(raw)
-                if fields[0] != LOG_FORMAT:
-                    raise ValueError(f"record layout {fields[0]}")
-                yield bytes(raw[_RECORD.size:_RECORD.size + fields[-1]]).decode()
+                yield _envelope(raw).type_name
             except (struct.error, ValueError, UnicodeDecodeError):
                 raise StoreCorrupted(f"position {position}: the event record is missing or damaged") from None
 
@@ -305,9 +448,8 @@ class EventLog:
     def _recorded_at(self, txn: ReadTransaction, position: int) -> int:
         raw = txn.get(self._events, _U64.pack(position)) or b""  # a missing record fails to unpack, as damage
         try:
-            recorded: int = _RECORD.unpack_from(raw)[4]
-            return recorded
-        except struct.error:
+            return _envelope(raw).recorded_at
+        except (struct.error, ValueError, UnicodeDecodeError):
             raise StoreCorrupted(f"position {position}: the event record is missing or damaged") from None
 
     def redact(self, txn: WriteTransaction, position: int, payload: bytes) -> None:
@@ -315,9 +457,19 @@ class EventLog:
         raw = txn.get(self._events, _U64.pack(position))
         if raw is None:
             raise StoreCorrupted(f"position {position}: the event is missing")
-        type_end = _RECORD.size + _RECORD.unpack_from(raw)[-1]
-        flagged = raw[:1] + bytes([raw[1] | _REDACTED_FLAG]) + raw[2:type_end]
-        txn.put(self._events, _U64.pack(position), flagged + payload)
+        envelope = _envelope(raw)
+        if envelope.layout == 1:
+            flagged = raw[:1] + bytes([raw[1] | _REDACTED_FLAG]) + raw[2:envelope.payload_at]
+            txn.put(self._events, _U64.pack(position), flagged + payload)
+            return
+        # The digest of the original payload, which the redacted record must keep (stored, or recomputed).
+        original = self._decode(txn, position, raw, {})
+        encoded = EncodedEvent(envelope.type_name, envelope.schema_version, payload)
+        record = _compact_record(envelope.flags | _REDACTED_FLAG, envelope.stream_id, envelope.version,
+                                 envelope.recorded_at, envelope.event_id, encoded, original.payload_digest,
+                                 envelope.hash, self.dictionary.require(txn))
+        assert record is not None  # the same fields fitted layout 2 before
+        txn.put(self._events, _U64.pack(position), record)
 
     def stream_position(self, txn: ReadTransaction, stream_id: int, version: int) -> int | None:
         """The global position of a stream's ``version``-th event, if the stream index has it."""
@@ -356,32 +508,37 @@ class EventLog:
                 key = keys[stream_id] = self.stream_key(txn, stream_id)
             return key
 
-        return decode_record(position, raw, key_of)
+        return decode_record(position, raw, key_of, lambda: self.dictionary.require(txn))
 
 
-def decode_record(position: int, raw: bytes, key_of: Callable[[int], str]) -> StoredEvent:
-    """Decode the record stored at ``position``; ``key_of`` gives a stream id's session key.
+def decode_record(position: int, raw: bytes, key_of: Callable[[int], str],
+                  dictionary_of: Callable[[], Dictionary]) -> StoredEvent:
+    """Decode the record stored at ``position``; ``key_of`` gives a stream id's session key, ``dictionary_of``
+    the store's compression dictionary (asked for only by a compressed record).
 
     Raises:
-        StoreCorrupted: the record is damaged, its payload does not match its digest, or ``key_of`` raised it.
+        StoreCorrupted: the record is damaged, its payload does not match its digest (or its frame's
+            checksum), or ``key_of`` or ``dictionary_of`` raised it.
     """
     try:
-        (layout, flags, stream_id, version, recorded_at, event_id, schema_version,
-         digest, link, type_length) = _RECORD.unpack_from(raw)
-        if layout != LOG_FORMAT:
-            raise ValueError(f"record layout {layout}")
-        if flags & ~_REDACTED_FLAG:
-            raise ValueError(f"unknown flags {flags:#x}")
-        start = _RECORD.size + type_length
-        type_name = bytes(raw[_RECORD.size:start]).decode()
+        envelope = _envelope(raw)
     except (struct.error, ValueError, UnicodeDecodeError) as exc:
         raise StoreCorrupted(f"position {position}: the event record is damaged ({exc})") from None
-    encoded = EncodedEvent(type_name, schema_version, bytes(raw[start:]))
-    if not flags & _REDACTED_FLAG and hashlib.sha256(encoded.payload).digest() != digest:
+    stored = bytes(raw[envelope.payload_at:])
+    try:
+        payload = stored if envelope.layout == 1 else dictionary_of().expand(stored, "the payload")
+    except StoreCorrupted as exc:
+        raise StoreCorrupted(f"position {position}: {exc} (it was changed)") from None
+    encoded = EncodedEvent(envelope.type_name, envelope.schema_version, payload)
+    redacted = bool(envelope.flags & _REDACTED_FLAG)
+    digest = envelope.digest
+    if digest is None:
+        digest = hashlib.sha256(payload).digest()
+    elif not redacted and hashlib.sha256(payload).digest() != digest:
         raise StoreCorrupted(f"position {position}: the payload does not match its digest (it was changed)")
     try:
-        key = key_of(stream_id)
+        key = key_of(envelope.stream_id)
     except StoreCorrupted as exc:
         raise StoreCorrupted(f"position {position}: {exc}") from None
-    return StoredEvent(position, stream_id, key, version, recorded_at, event_id, encoded, digest, link,
-                       bool(flags & _REDACTED_FLAG))
+    return StoredEvent(position, envelope.stream_id, key, envelope.version, envelope.recorded_at, envelope.event_id,
+                       encoded, digest, envelope.hash, redacted)

@@ -200,7 +200,7 @@ class SessionStore:
         self._log = EventLog(self._environment)
         self._snapshots = SnapshotStore(self._environment)
         self._catalog = Catalog(self._environment.space)
-        self._messages = MessageLists(self._environment.space)
+        self._messages = MessageLists(self._environment.space, self._log.dictionary)
         self._checkpoints = Checkpoints(self._environment.space)
         # Not applied in the command's transaction: caught up before reads.
         self._search_index = SearchIndex(self._environment.space)
@@ -621,9 +621,15 @@ class SessionStore:
             raise StoreReadOnly(f"the store at {self.path} was opened read-only")
         return self._maintenance.vacuum(reopen=self._open_components)
 
-    def stats(self) -> StoreStats:
-        """Counts of what the store holds, read in one read transaction (for ``eventstore stats``)."""
-        return self._maintenance.stats()
+    def stats(self, *, databases: bool = False) -> StoreStats:
+        """Counts of what the store holds, read in one read transaction (for ``eventstore stats``).
+
+        With ``databases``, ``usage`` says where the bytes go: entries, key and value bytes and pages per named
+        database, and the file's free pages. That visits every key and value, so it takes a while on a large store.
+        """
+        if not isinstance(databases, bool):
+            raise InvalidArgument(f"databases must be a bool, not {databases!r:.60}")
+        return self._maintenance.stats(databases)
 
     # -- import and replication (services.replication) ------------------------------------
 

@@ -398,11 +398,11 @@ class AsyncSessionStore:
         Runs on a writer thread; see ``SessionStore.vacuum``."""
         return await self._off_loop(self._store.vacuum)
 
-    async def stats(self) -> StoreStats:
+    async def stats(self, *, databases: bool = False) -> StoreStats:
         """Counts of what the store holds, read in one read transaction (for ``eventstore stats``).
 
         Runs on the event loop; see ``SessionStore.stats``."""
-        return self._store.stats()
+        return self._store.stats(databases=databases)
 
     async def import_sessions(self, sessions: Mapping[str, Sequence[Importable]], *, source: str | None = None,
                               size: int = 0, sha256: str = '') -> ImportOutcome:

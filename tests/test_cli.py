@@ -479,6 +479,16 @@ class TestStats:
         out = run(path, "stats").stdout
         assert "events:" in out and "13" in out
         assert "Projection checkpoints" in out and "catalog" in out
+        assert "Where the bytes go" in out and "log.events" in out and "free pages:" in out
+
+    def test_json_says_where_the_bytes_go(self, path: Path) -> None:
+        usage = json.loads(run(path, "stats", "--json").stdout)["usage"]
+        spaces = {space["name"]: space for space in usage["spaces"]}
+        assert spaces["log.events"]["entries"] == 13
+        assert spaces["log.events"]["key_bytes"] == 13 * 8  # positions are 8 bytes
+        assert spaces["log.events"]["leaf_pages"] >= 1
+        assert usage["page_size"] == os.sysconf("SC_PAGE_SIZE")
+        assert usage["file_pages"] * usage["page_size"] <= (path / "data.mdb").stat().st_size
 
 
 # -- writing commands ------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from .._log import EventLog, stream_runs
 from .._snapshots import SnapshotStore
 from .._values import VerifyReport
 from ..events import SessionForked, redact_event
-from ..storage import ReadTransaction, Storage, WriteTransaction
+from ..storage import ReadTransaction, Storage, StorageUsage, WriteTransaction
 from . import commands
 from .cache import DecodedSessions
 from .writer import CommandWriter, Request, Write
@@ -59,6 +59,8 @@ class StoreStats:
         last_position: global position of the latest event (0 for none).
         import_receipts: sources imported so far.
         checkpoints: per read model, its code version and last applied position.
+        usage: where the bytes go, per named database, and the file's free pages (only when asked for: it
+            visits every key and value).
     """
 
     events: int
@@ -70,6 +72,7 @@ class StoreStats:
     last_position: int
     import_receipts: int
     checkpoints: dict[str, ProjectionCheckpoint]
+    usage: StorageUsage | None = None
 
 
 class Maintenance:
@@ -293,8 +296,10 @@ class Maintenance:
         return [f"{unreferenced} snapshot blobs belong to no snapshot; text that was removed or redacted may "
                 "survive there (rebuild the messages projection, which drops every snapshot, then vacuum)"]
 
-    def stats(self) -> StoreStats:
-        """Counts of what the store holds, read in one read transaction."""
+    def stats(self, databases: bool) -> StoreStats:
+        """Counts of what the store holds, read in one read transaction; with ``databases``, where the bytes go
+        (read in another)."""
+        usage = self._storage.usage() if databases else None
         with self._read() as txn:
             events, _ = self._log.count(txn)
             heads = [head for _, head in self._catalog.heads(txn)]
@@ -305,4 +310,5 @@ class Maintenance:
                 snapshots=self._snapshots.count(txn), last_position=self._log.head(txn)[0],
                 import_receipts=len(self._receipts.all(txn)),
                 checkpoints={name: ProjectionCheckpoint(*checkpoint)
-                             for name, checkpoint in self._checkpoints.all(txn).items()})
+                             for name, checkpoint in self._checkpoints.all(txn).items()},
+                usage=usage)

@@ -2,11 +2,12 @@
 
 A store whose ``data.mdb`` fails ``lmdb_check`` is refused at open, so nothing can
 be exported from it through LMDB. Here the ``log.events`` and ``log.stream_keys``
-B-trees are walked from the newest meta page that parses (``lmdb_check``'s page
-checks), every page that does not check out is skipped, and each record that
-decodes (with the log's own decoder, so a record whose payload does not match
-its digest is left out) is returned with its position. The longest gap-free run
-from position 1 is a log that an events import rebuilds exactly.
+B-trees (and ``log.meta``, for the compression dictionary) are walked from the
+newest meta page that parses (``lmdb_check``'s page checks), every page that
+does not check out is skipped, and each record that decodes (with the log's
+own decoder, so a record whose payload does not match its digest is left out)
+is returned with its position. The longest gap-free run from position 1 is a
+log that an events import rebuilds exactly.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import attrs
 
+from .._compression import Dictionary
 from .._errors import EventStoreError, StoreCorrupted
 from .._folding import to_recorded
 from .._log import decode_record
@@ -28,6 +30,7 @@ __all__ = ["Salvage", "salvage", "raw_entries"]
 
 _EVENTS = "log.events"
 _STREAM_KEYS = "log.stream_keys"
+_META = "log.meta"
 _U64 = struct.Struct(">Q")
 
 
@@ -115,6 +118,16 @@ def _read_log(walker: _Walker, named: dict[str, Database], problems: list[str]) 
             raise StoreCorrupted(f"the session key of stream {stream_id} cannot be read")
         return keys[stream_id]
 
+    meta = dict(raw_entries(walker, named[_META], problems)) if _META in named else {}
+    dictionaries: list[Dictionary] = []  # read when a compressed record needs it
+
+    def dictionary_of() -> Dictionary:
+        if not dictionaries:
+            if b"dictionary" not in meta:
+                raise StoreCorrupted("the store's compression dictionary cannot be read")
+            dictionaries.append(Dictionary(meta[b"dictionary"]))
+        return dictionaries[0]
+
     events: dict[int, RecordedEvent] = {}
     for raw_position, raw in raw_entries(walker, named[_EVENTS], problems):
         if len(raw_position) != _U64.size:
@@ -122,7 +135,7 @@ def _read_log(walker: _Walker, named: dict[str, Database], problems: list[str]) 
             continue
         position = _U64.unpack(raw_position)[0]
         try:
-            events[position] = to_recorded(decode_record(position, raw, key_of))
+            events[position] = to_recorded(decode_record(position, raw, key_of, dictionary_of))
         except EventStoreError as exc:
             problems.append(str(exc))
     prefix_end = 0

@@ -6,8 +6,11 @@ from .protocol import (
     Durability,
     ReadTransaction,
     Space,
+    SpaceUsage,
     Storage,
+    StorageUsage,
     WriteTransaction,
 )
 
-__all__ = ["MAX_KEY_SIZE", "Durability", "MemoryStorage", "ReadTransaction", "Space", "Storage", "WriteTransaction"]
+__all__ = ["MAX_KEY_SIZE", "Durability", "MemoryStorage", "ReadTransaction", "Space", "SpaceUsage", "Storage",
+           "StorageUsage", "WriteTransaction"]

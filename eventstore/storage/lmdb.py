@@ -49,7 +49,7 @@ from .._errors import (
     StoreUsedAfterFork,
 )
 from . import lmdb_check
-from .protocol import MAX_KEY_SIZE, Durability, Space, WriteTransaction
+from .protocol import MAX_KEY_SIZE, Durability, Space, SpaceUsage, StorageUsage, WriteTransaction
 
 __all__ = ["Environment", "LmdbSpace", "LmdbTransaction"]
 
@@ -835,6 +835,31 @@ class Environment:
                                              "keys out of order; vacuum changed nothing")
         finally:
             target.close()
+
+    def usage(self) -> StorageUsage:
+        """Entries, key and value bytes and pages per named database, and the file's free pages.
+
+        The pages that no database holds, past the two meta pages and the main database's (the names), are
+        on LMDB's free list: freed by earlier commits, reused by later ones.
+        """
+        self._refuse_if_forked()
+        with self._transaction(write=False) as txn:
+            raw = txn.raw
+            names = [bytes(name) for name in raw.cursor().iternext(values=False)]
+            spaces = []
+            for name in names:
+                database = self._env.open_db(name, txn=raw, create=False)
+                keys = values = 0
+                for key, value in raw.cursor(db=database).iternext():
+                    keys += len(key)
+                    values += len(value)
+                found = raw.stat(database)
+                spaces.append(SpaceUsage(name.decode(errors="replace"), found["entries"], keys, values,
+                                         found["branch_pages"], found["leaf_pages"], found["overflow_pages"]))
+            main = self._env.stat()
+            file_pages = self._env.info()["last_pgno"] + 1
+        held = sum(space.pages for space in spaces) + main["branch_pages"] + main["leaf_pages"] + 2
+        return StorageUsage(main["psize"], file_pages, file_pages - held, tuple(spaces))
 
     def page_problems(self) -> list[str]:
         """What is wrong with the pages of the data file, found before LMDB reads them (for ``verify``).

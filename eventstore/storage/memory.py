@@ -20,7 +20,7 @@ from typing import TypeVar
 import attrs
 
 from .._errors import IncompatibleStore, StoreClosed, StoreReadOnly
-from .protocol import MAX_KEY_SIZE, Durability, Space, WriteTransaction
+from .protocol import MAX_KEY_SIZE, Durability, Space, SpaceUsage, StorageUsage, WriteTransaction
 
 __all__ = ["MemorySpace", "MemoryStorage", "MemoryTransaction"]
 
@@ -271,6 +271,14 @@ class MemoryStorage:
 
     def file_size(self) -> int:
         return 0
+
+    def usage(self) -> StorageUsage:
+        """Entries and key and value bytes per space; no pages."""
+        self._check_open()
+        spaces = self._contents.committed[1]
+        return StorageUsage(0, 0, 0, tuple(
+            SpaceUsage(name, len(table.keys), sum(map(len, table.keys)), sum(map(len, table.values.values())))
+            for name, table in sorted(spaces.items())))
 
     def page_problems(self) -> list[str]:
         """No file, so no page to damage."""

@@ -32,7 +32,10 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-__all__ = ["MAX_KEY_SIZE", "Durability", "ReadTransaction", "Space", "Storage", "WriteTransaction"]
+import attrs
+
+__all__ = ["MAX_KEY_SIZE", "Durability", "ReadTransaction", "Space", "SpaceUsage", "Storage", "StorageUsage",
+           "WriteTransaction"]
 
 T = TypeVar("T")
 
@@ -54,6 +57,42 @@ class Durability(str, enum.Enum):  # noqa: UP042 - a StrEnum would change str() 
     #: No flush: a power loss or OS crash may lose recent commits or damage the store (LMDB's
     #: ``MDB_NOSYNC``; ``verify`` would report it). For bulk loads and scratch stores.
     OFF = "off"
+
+
+@attrs.frozen
+class SpaceUsage:
+    """Where one key space's bytes go: its entries, their key and value bytes, and the pages holding them
+    (an engine without pages counts none)."""
+
+    name: str
+    entries: int
+    key_bytes: int
+    value_bytes: int
+    branch_pages: int = 0
+    leaf_pages: int = 0
+    overflow_pages: int = 0
+
+    @property
+    def pages(self) -> int:
+        return self.branch_pages + self.leaf_pages + self.overflow_pages
+
+
+@attrs.frozen
+class StorageUsage:
+    """Where a store's bytes go: per key space, and the pages of the file that no space holds.
+
+    Attributes:
+        page_size: bytes a page (0 for an engine without pages).
+        file_pages: pages the file has allocated so far (its used part).
+        free_pages: pages of the file on the engine's free list (freed by earlier commits, reused by later ones;
+            the free list's own pages among them).
+        spaces: every key space, by name.
+    """
+
+    page_size: int
+    file_pages: int
+    free_pages: int
+    spaces: tuple[SpaceUsage, ...]
 
 
 class Space(Protocol):
@@ -176,6 +215,9 @@ class Storage(Protocol):
 
     def file_size(self) -> int:
         """Bytes the store occupies on disk (0 for one that has no file)."""
+
+    def usage(self) -> StorageUsage:
+        """Where the bytes go, per key space, read in one read transaction (every key and value is visited)."""
 
     def page_problems(self) -> list[str]:
         """Damage found by reading the store's files without trusting them (before any read that damage could

@@ -1,0 +1,312 @@
+"""Compressed storage: layout 2 records and compressed message chunks, once a store has its dictionary.
+
+Round trips, stores of the previous format (layout 1 records, plain chunks, format marker 1), redaction,
+salvage, and damage to every part of the new forms, which ``verify`` must report where it is.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+from pathlib import Path
+
+import pytest
+
+from eventstore import ChatMessage, SessionStore, StoreCorrupted, _log
+from eventstore._compression import Dictionary
+from eventstore.services.salvage import salvage
+from eventstore.storage import WriteTransaction
+
+from conftest import FakeClock, raw_value
+from test_tamper import editing, items, names_position, names_session, position_key
+
+_U64 = struct.Struct(">Q")
+#: Layout 2's header: format, flags, stream id, version, recorded µs, event id, schema version, hash,
+#: type name length (then the type name, then the payload's frame).
+_HEADER_2 = _log._RECORD_2.size
+_WORDS = ("river", "mountain", "lantern", "harbour", "meadow", "copper", "violet", "thunder", "orchard", "whisper",
+          "granite", "saffron", "compass", "glacier", "ember", "willow", "beacon", "marble", "falcon", "cinder")
+
+
+def sentence(rng: random.Random) -> str:
+    return " ".join(rng.choice(_WORDS) for _ in range(rng.randint(20, 40))).capitalize() + "."
+
+
+def conversation(seed: int, count: int) -> list[ChatMessage]:
+    rng = random.Random(seed)
+    return [ChatMessage("assistant" if i % 2 else "user", sentence(rng)) for i in range(count)]
+
+
+@pytest.fixture
+def early_dictionary(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store trains its dictionary at 8 events rather than thousands, so small stores compress."""
+    monkeypatch.setattr(_log, "TRAINING_EVENTS", 8)
+
+
+def layouts(path: Path) -> list[int]:
+    return [value[0] for _, value in items(path, b"log.events")]
+
+
+def marker(path: Path) -> bytes:
+    return dict(items(path, b"log.meta"))[b"format"]
+
+
+def fill(store: SessionStore, clock: FakeClock) -> dict[str, list[ChatMessage]]:
+    """Three sessions: one of single appends, one of a batch of 20, one short; what each holds."""
+    sessions = {"alice": conversation(1, 30), "bob": conversation(2, 20), "carol": conversation(3, 2)}
+    for message in sessions["alice"]:
+        clock.advance(seconds=1)
+        store.append("alice", message)
+    store.append_many("bob", sessions["bob"])
+    store.append_many("carol", sessions["carol"])
+    return sessions
+
+
+def test_records_after_training_are_compact_compressed_and_read_back(store_path: Path, clock: FakeClock,
+                                                                     early_dictionary: None) -> None:
+    with SessionStore(store_path, clock=clock) as store:
+        sessions = fill(store, clock)
+        for key, messages in sessions.items():
+            assert store.load(key) == messages
+        assert store.verify().ok
+        history = store.history("alice")
+    # Positions 1-7 were written before the dictionary; the append that reached 8 trained it first.
+    assert layouts(store_path) == [1] * 7 + [2] * (len(layouts(store_path)) - 7)
+    assert marker(store_path) == b"2"
+    chunks = dict(items(store_path, b"messages.chunks"))
+    assert {value[0] for value in chunks.values() if len(value) > 1000} == {1}  # big chunks compressed
+    with SessionStore(store_path, clock=clock) as store:
+        assert store.history("alice") == history
+        store.rebuild_projections()
+        for key, messages in sessions.items():
+            assert store.load(key) == messages
+        assert store.verify().ok
+
+
+def test_compression_takes_fewer_bytes(tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same sessions, with and without a dictionary: the log and the chunks shrink."""
+    value_bytes = {}
+    for training_at in (8, 10**9):
+        monkeypatch.setattr(_log, "TRAINING_EVENTS", training_at)
+        with SessionStore(tmp_path / str(training_at), clock=clock) as store:
+            fill(store, clock)
+            usage = store.stats(databases=True).usage
+            assert usage is not None
+            value_bytes[training_at] = {space.name: space.value_bytes for space in usage.spaces}
+    for name in ("log.events", "messages.chunks"):
+        assert value_bytes[8][name] < 0.75 * value_bytes[10**9][name], name
+
+
+def test_a_store_of_the_previous_format_opens_reads_and_gets_its_dictionary(
+        store_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before a dictionary, records, chunks and databases are those the previous version wrote; with its format
+    marker put back to 1, the store is one that version made."""
+    monkeypatch.setattr(_log, "TRAINING_EVENTS", 10**9)
+    with SessionStore(store_path, clock=clock) as store:
+        sessions = fill(store, clock)
+        before = list(store.events())
+    with editing(store_path, b"log.meta") as txn:
+        txn.put(b"format", b"1")
+    assert set(layouts(store_path)) == {1}
+    assert {value[0] for _, value in items(store_path, b"messages.chunks")} == {0}
+
+    monkeypatch.setattr(_log, "TRAINING_EVENTS", 64)
+    with SessionStore(store_path, clock=clock) as store:
+        for key, messages in sessions.items():
+            assert store.load(key) == messages
+        assert store.verify().ok
+    assert marker(store_path) == b"1"  # nothing compressed yet: the previous version may still open it
+    with SessionStore(store_path, clock=clock) as store:
+        more = conversation(4, 40)
+        store.append_many("dave", more[:20])
+        for message in more[20:]:
+            store.append("dave", message)
+        assert store.load("dave") == more
+        assert list(store.events())[:len(before)] == before
+        assert store.verify().ok
+    assert marker(store_path) == b"2"
+    assert layouts(store_path)[:len(before)] == [1] * len(before)
+    assert layouts(store_path)[-1] == 2
+
+
+def test_redacting_compressed_records_keeps_the_chain(store_path: Path, clock: FakeClock,
+                                                      early_dictionary: None) -> None:
+    with SessionStore(store_path, clock=clock) as store:
+        sessions = fill(store, clock)
+        positions = [event.position for event in store.history("alice")]
+        store.redact("alice", "user request")
+        assert store.verify().ok
+        assert all(message.content == "[redacted]" for message in store.load("alice"))
+        assert store.load("bob") == sessions["bob"]
+    records = dict(items(store_path, b"log.events"))
+    compact = [records[position_key(p)] for p in positions if records[position_key(p)][0] == 2]
+    assert compact and all(record[1] == 3 for record in compact)  # redacted, the original digest kept
+    with SessionStore(store_path, clock=clock) as store:
+        assert store.verify().ok
+
+
+def test_salvage_reads_compressed_records(store_path: Path, clock: FakeClock, early_dictionary: None) -> None:
+    with SessionStore(store_path, clock=clock) as store:
+        fill(store, clock)
+        events = list(store.events())
+    found = salvage(store_path / "data.mdb")
+    assert found.first_missing is None and not found.problems
+    assert list(found.prefix) == events
+
+
+# -- damage ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def compressed(store_path: Path, clock: FakeClock, early_dictionary: None) -> tuple[Path, int]:
+    """A closed store with compressed records; the position of a compressed message event in its middle."""
+    with SessionStore(store_path, clock=clock) as store:
+        fill(store, clock)
+        position = store.history("alice")[20].position
+        assert store.verify().ok
+    assert dict(items(store_path, b"log.events"))[position_key(position)][0] == 2
+    return store_path, position
+
+
+def reverify(path: Path, clock: FakeClock) -> list[str]:
+    with SessionStore(path, clock=clock) as store:
+        report = store.verify()
+    assert not report.ok
+    return report.problems
+
+
+def _type_end(record: bytes) -> int:
+    return _HEADER_2 + record[_HEADER_2 - 1]
+
+
+#: (name, offset in a layout 2 record, xor mask).
+BYTE_CHANGES = [
+    ("format", lambda r: 0, 0x03),
+    ("flags-redacted-bit", lambda r: 1, 0x01),
+    ("flags-digest-bit", lambda r: 1, 0x02),
+    ("flags-unused-bit", lambda r: 1, 0x80),
+    ("stream-id", lambda r: 5, 0x02),
+    ("version", lambda r: 9, 0x01),
+    ("recorded-at", lambda r: 17, 0x01),
+    ("event-id", lambda r: 20, 0xFF),
+    ("schema-version", lambda r: 34, 0x01),
+    ("hash-first-byte", lambda r: 35, 0x01),
+    ("hash-last-byte", lambda r: 66, 0x80),
+    ("type-name-length", lambda r: 67, 0x01),
+    ("type-name", lambda r: _HEADER_2, 0x20),
+    ("frame-first-byte", lambda r: _type_end(r), 0x01),
+    ("frame-middle-byte", lambda r: (_type_end(r) + len(r)) // 2, 0x01),
+    ("frame-last-byte", lambda r: len(r) - 1, 0x01),
+]
+
+
+@pytest.mark.parametrize("change", BYTE_CHANGES, ids=[change[0] for change in BYTE_CHANGES])
+def test_a_changed_byte_of_a_compact_record_is_reported_at_its_position(compressed: tuple[Path, int],
+                                                                        clock: FakeClock, change) -> None:
+    path, position = compressed
+    _, where, mask = change
+    with editing(path, b"log.events") as txn:
+        record = bytearray(raw_value(txn, position_key(position)))
+        record[where(bytes(record))] ^= mask
+        txn.put(position_key(position), bytes(record))
+    problems = reverify(path, clock)
+    assert names_position(problems, position), problems
+
+
+def test_a_damaged_frame_is_refused_on_read(compressed: tuple[Path, int], clock: FakeClock) -> None:
+    path, position = compressed
+    with editing(path, b"log.events") as txn:
+        record = bytearray(raw_value(txn, position_key(position)))
+        record[-3] ^= 0x10
+        txn.put(position_key(position), bytes(record))
+    with SessionStore(path, clock=clock) as store, pytest.raises(StoreCorrupted, match=f"position {position}"):
+        store.history("alice")
+
+
+@pytest.mark.parametrize("damage", ["changed", "removed"])
+def test_a_damaged_dictionary_is_reported(compressed: tuple[Path, int], clock: FakeClock, damage: str) -> None:
+    path, position = compressed
+    with editing(path, b"log.meta") as txn:
+        if damage == "removed":
+            txn.delete(b"dictionary")
+        else:
+            data = bytearray(raw_value(txn, b"dictionary"))
+            for at in range(len(data) // 2, len(data), 7):  # its content, past the entropy tables
+                data[at] ^= 0x55
+            txn.put(b"dictionary", bytes(data))
+    problems = reverify(path, clock)
+    assert names_position(problems, position), problems
+
+
+def test_a_changed_byte_of_a_compressed_chunk_is_reported(compressed: tuple[Path, int], clock: FakeClock) -> None:
+    path, _ = compressed
+    stream_keys = {bytes(v).decode(): _U64.unpack(k)[0] for k, v in items(path, b"log.stream_keys")}
+    with editing(path, b"messages.chunks") as txn:
+        key, value = next((bytes(k), bytearray(v)) for k, v in txn.cursor()
+                          if _U64.unpack(bytes(k)[:8])[0] == stream_keys["bob"])
+        assert value[0] == 1
+        value[len(value) // 2] ^= 0x04
+        txn.put(key, bytes(value))
+    problems = reverify(path, clock)
+    assert names_session(problems, "bob", stream_keys["bob"]), problems
+    with SessionStore(path, clock=clock) as store, pytest.raises(StoreCorrupted, match="damaged"):
+        store.load("bob")
+
+
+def test_a_training_rolled_back_leaves_no_dictionary(store_path: Path, clock: FakeClock, early_dictionary: None,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The append that trains the dictionary fails after training it: the next appends train their own."""
+    original = _log.EventLog._train
+    failed: list[int] = []
+
+    def train_then_fail_once(self: _log.EventLog, txn: WriteTransaction, head_position: int) -> Dictionary | None:
+        trained = original(self, txn, head_position)
+        if not failed:
+            failed.append(head_position)
+            raise OSError("the disk went away")
+        return trained
+
+    monkeypatch.setattr(_log.EventLog, "_train", train_then_fail_once)
+    with SessionStore(store_path, clock=clock) as store:
+        store.append_many("alice", conversation(1, 7))
+        with pytest.raises(OSError):
+            store.append("alice", ChatMessage.user("the eighth"))
+    assert failed == [7]
+    assert b"dictionary" not in dict(items(store_path, b"log.meta"))
+    with SessionStore(store_path, clock=clock) as store:
+        store.append_many("alice", conversation(2, 9))
+        assert store.load("alice") == conversation(1, 7) + conversation(2, 9)
+        assert store.verify().ok
+    assert 2 in layouts(store_path)
+
+
+def test_lmdb_values_of_the_new_forms_stay_within_a_page(store_path: Path, clock: FakeClock,
+                                                         early_dictionary: None) -> None:
+    """A 20-message chunk of a few KB, compressed, no longer needs overflow pages of its own."""
+    with SessionStore(store_path, clock=clock) as store:
+        for message in conversation(1, 8):  # the eighth append trains the dictionary on the seven before it
+            store.append("alice", message)
+        store.append_many("bob", conversation(2, 20))
+        store.append_many("carol", conversation(5, 20))
+        usage = store.stats(databases=True).usage
+    assert usage is not None
+    chunks = next(space for space in usage.spaces if space.name == "messages.chunks")
+    assert (chunks.entries, chunks.overflow_pages) == (3, 0), chunks
+
+
+def test_messages_with_payloads_round_trip_compressed(store_path: Path, clock: FakeClock,
+                                                      early_dictionary: None) -> None:
+    """Payloads trail a chunk's contents; the compressed chunk holds them as the plain one does."""
+    rng = random.Random(7)
+    messages = [ChatMessage("tool", sentence(rng), {"call": i, "args": [sentence(rng)], "ok": i % 2 == 0})
+                for i in range(20)]
+    with SessionStore(store_path, clock=clock) as store:
+        for message in conversation(1, 8):
+            store.append("alice", message)
+        store.append_many("tools", messages)
+        assert store.load("tools") == messages
+        assert store.pop_last("tools") == messages[-1]
+        assert store.load("tools") == messages[:-1]
+        assert store.verify().ok
+    chunks = [value for _, value in items(store_path, b"messages.chunks")]
+    assert [value[0] for value in chunks] == [0, 1]  # alice's 8 short messages plain, the tools' compressed
