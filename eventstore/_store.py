@@ -272,6 +272,14 @@ class SessionStore:
         """Remove the last message; ``False`` (and no event) when there is none."""
         return self._writer.run_command(checked.remove_last(key, expected_version, idempotency_key))[0]
 
+    def pop_last(self, key: str, *, expected_version: int | None = None,
+                 idempotency_key: str | None = None) -> ChatMessage | None:
+        """Remove the last message and return it; ``None`` (and no event) when there is none.
+
+        One ``LastMessageRemoved`` event: the message stays in ``history`` and comes back with ``restore``.
+        """
+        return checked.popped(self._writer.run_command(checked.pop_last(key, expected_version, idempotency_key)))
+
     def update_last(self, key: str, message: ChatMessage, *, expected_version: int | None = None,
                     idempotency_key: str | None = None) -> bool:
         """Replace the last message (a streaming update); ``False`` when the session has none.

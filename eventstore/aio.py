@@ -185,6 +185,14 @@ class AsyncSessionStore:
         return await self._off_loop(self._store.remove_last, key, expected_version=expected_version,
                                     idempotency_key=idempotency_key)
 
+    async def pop_last(self, key: str, *, expected_version: int | None = None,
+                       idempotency_key: str | None = None) -> ChatMessage | None:
+        """Remove the last message and return it; ``None`` (and no event) when there is none.
+
+        Runs on a writer thread; see ``SessionStore.pop_last``."""
+        return await self._off_loop(self._store.pop_last, key, expected_version=expected_version,
+                                    idempotency_key=idempotency_key)
+
     async def update_last(self, key: str, message: ChatMessage, *, expected_version: int | None = None,
                           idempotency_key: str | None = None) -> bool:
         """Replace the last message (a streaming update); ``False`` when the session has none.

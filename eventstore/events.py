@@ -17,7 +17,7 @@ from typing import Any, ClassVar, assert_never, get_args
 import attrs
 
 from ._errors import InvalidArgument
-from ._values import ChatMessage, SessionState, TimestampedMessage, utc
+from ._values import ChatMessage, SessionState, TimestampedMessage, stored_payload_of, utc
 
 __all__ = [
     "MessageAppended",
@@ -30,6 +30,7 @@ __all__ = [
     "SessionRestored",
     "SessionRedacted",
     "REDACTED",
+    "redacted_message",
     "redact_event",
     "SessionEvent",
     "RecordedEvent",
@@ -109,7 +110,7 @@ class MessageAppended:
     """A message was added at the end of the session."""
 
     type_name: ClassVar[str] = "MessageAppended"
-    schema_version: ClassVar[int] = 1
+    schema_version: ClassVar[int] = 2  # 2: a message may carry a payload
 
     message: ChatMessage = attrs.field(validator=_message)
 
@@ -127,7 +128,7 @@ class LastMessageReplaced:
     """The last message was replaced (a streaming update); it keeps its original time."""
 
     type_name: ClassVar[str] = "LastMessageReplaced"
-    schema_version: ClassVar[int] = 1
+    schema_version: ClassVar[int] = 2  # 2: a message may carry a payload
 
     message: ChatMessage = attrs.field(validator=_message)
 
@@ -181,7 +182,7 @@ class SessionRestored:
     """
 
     type_name: ClassVar[str] = "SessionRestored"
-    schema_version: ClassVar[int] = 1
+    schema_version: ClassVar[int] = 2  # 2: a message may carry a payload
 
     restored_version: int = attrs.field(validator=_count)
     exists: bool = attrs.field(validator=_instance_of(bool))
@@ -261,14 +262,22 @@ class RecordedEvent:
 
 
 
+def redacted_message(message: ChatMessage) -> ChatMessage:
+    """The message with its content replaced by ``REDACTED`` and its payload, if it has one, by ``{}``.
+
+    A payload becomes ``{}``, not ``None``, so that the redacted event keeps its schema version (which the
+    hash chain covers): messages with payloads are written in a later schema than those without.
+    """
+    return ChatMessage(message.role, REDACTED, None if stored_payload_of(message) is None else {})
+
+
 def redact_event(event: SessionEvent) -> SessionEvent:
-    """The event with the content of every message it carries replaced by ``REDACTED``."""
+    """The event with the content and payload of every message it carries redacted (``redacted_message``)."""
     match event:
         case MessageAppended() | LastMessageReplaced():
-            return attrs.evolve(event, message=ChatMessage(event.message.role, REDACTED))
+            return attrs.evolve(event, message=redacted_message(event.message))
         case SessionRestored():
-            messages = tuple(TimestampedMessage(ChatMessage(m.message.role, REDACTED), m.created_at)
-                             for m in event.messages)
+            messages = tuple(TimestampedMessage(redacted_message(m.message), m.created_at) for m in event.messages)
             return attrs.evolve(event, messages=messages)
         case (LastMessageRemoved() | MessagesCleared() | SessionRenamed() | SessionStateChanged() | SessionDeleted()
               | SessionRedacted()):

@@ -18,7 +18,6 @@ import attrs
 from eventstore._time import from_micros, to_micros
 from eventstore._values import ChatMessage, SessionMetadata, SessionState, TimestampedMessage
 from eventstore.events import (
-    REDACTED,
     LastMessageRemoved,
     LastMessageReplaced,
     MessageAppended,
@@ -29,6 +28,7 @@ from eventstore.events import (
     SessionRenamed,
     SessionRestored,
     SessionStateChanged,
+    redacted_message,
 )
 
 __all__ = [
@@ -276,9 +276,9 @@ def untouched_prefix(count: int, kinds: Iterable[type[MessageEdit] | None]) -> i
 
 
 def redacted(entry: Entry) -> Entry:
-    """The entry with its content replaced by the redaction marker."""
+    """The entry with its content (and payload) redacted."""
     message, micros = entry
-    return ChatMessage(message.role, REDACTED), micros
+    return redacted_message(message), micros
 
 
 @attrs.frozen

@@ -24,6 +24,8 @@ __all__ = [
     "STATES",
     "texts",
     "roles",
+    "json_texts",
+    "json_payloads",
     "messages",
     "session_keys",
     "names",
@@ -44,7 +46,17 @@ _START = datetime(2026, 1, 1, tzinfo=UTC)
 #: Message text: any Unicode that encodes to UTF-8 (no lone surrogates), short enough to keep examples fast.
 texts = st.text(st.characters(exclude_categories=["Cs"]), max_size=20)
 roles = st.sampled_from(("user", "assistant", "system", "tool"))
-messages = st.builds(ChatMessage, roles, texts)
+#: Payload strings: any code points, lone surrogates and NUL included (frameworks produce them), and the tags
+#: of the payload's stored form, which must come back as plain strings.
+json_texts = (st.text(st.characters(categories=["Cs", "Cc", "L", "N", "P", "S", "Zs"]), max_size=8)
+              | st.sampled_from(("$str", "$int", "$obj", "$", "")))
+_json_scalars = (st.none() | st.booleans() | st.integers() | st.integers(2**63 - 2, 2**64 + 2).map(lambda n: -n)
+                 | st.integers(2**64 - 2, 2**64 + 2) | st.floats(allow_nan=False, allow_infinity=False) | json_texts)
+#: JSON objects as a message's payload: nested, with every kind of value the stored form must keep exactly.
+json_payloads = st.dictionaries(json_texts, st.recursive(
+    _json_scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(json_texts, inner, max_size=3),
+    max_leaves=8), max_size=4)
+messages = st.builds(ChatMessage, roles, texts, st.none() | st.none() | json_payloads)
 session_keys = st.sampled_from(KEYS)
 #: Names as callers pass them: the empty string clears the name.
 names = st.sampled_from(("", "trip", "work", "Ünïcode name"))

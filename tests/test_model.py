@@ -101,6 +101,12 @@ class Model:
         session.messages.pop()
         return True
 
+    def pop_last(self, key: str) -> ChatMessage | None:
+        session = self.sessions[key]
+        last = session.messages[-1].message if session.exists and session.messages else None
+        self.remove_last(key)
+        return last
+
     def update_last(self, key: str, message: ChatMessage) -> bool:
         session = self.sessions[key]
         if not (session.exists and session.messages):
@@ -212,6 +218,10 @@ class StoreMachine(RuleBasedStateMachine):
     @rule(key=session_keys)
     def remove_last(self, key: str) -> None:
         assert self.model.remove_last(key) == self.store.remove_last(key)
+
+    @rule(key=session_keys)
+    def pop_last(self, key: str) -> None:
+        assert self.model.pop_last(key) == self.store.pop_last(key)
 
     @rule(key=session_keys, message=messages)
     def update_last(self, key: str, message: ChatMessage) -> None:

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from eventstore import ChatMessage, SessionState, SessionStore, SessionView
 
 from conftest import FakeClock
+from strategies import json_payloads
 
 KEYS = ("a", "b")
 STATES = ("idle", "running", "error")
@@ -65,7 +66,7 @@ class Sessions:
         elif kind == "append_many":
             for message in args[0]:
                 self.apply(("append", key, message), now)
-        elif kind == "remove_last" and current.messages:
+        elif kind in ("remove_last", "pop_last") and current.messages:
             self.record(key, replace(current, messages=current.messages[:-1]), now)
         elif kind == "update_last" and current.messages and current.messages[-1][0] != args[0]:
             last = (args[0], current.messages[-1][1])
@@ -103,6 +104,9 @@ def run(store: SessionStore, sessions: Sessions, clock: FakeClock, command: tupl
         store.append_many(key, args[0])
     elif kind == "remove_last":
         store.remove_last(key)
+    elif kind == "pop_last":
+        current = sessions.current(key).messages
+        assert (current[-1][0] if current else None) == store.pop_last(key)
     elif kind == "update_last":
         store.update_last(key, args[0])
     elif kind == "clear":
@@ -125,7 +129,8 @@ def run(store: SessionStore, sessions: Sessions, clock: FakeClock, command: tupl
 
 
 texts = st.text(st.characters(exclude_categories=["Cs"]), max_size=8)
-messages = st.builds(ChatMessage, st.sampled_from(("user", "assistant", "tool")), texts)
+messages = st.builds(ChatMessage, st.sampled_from(("user", "assistant", "tool")), texts,
+                     st.none() | st.none() | json_payloads)
 keys = st.sampled_from(KEYS)
 pauses = st.sampled_from((0, 0, 1, 60))
 
@@ -134,6 +139,7 @@ commands = st.one_of(
     st.tuples(st.just("append"), keys, messages, pauses),
     st.tuples(st.just("append_many"), keys, st.lists(messages, max_size=3), pauses),
     st.tuples(st.just("remove_last"), keys, pauses),
+    st.tuples(st.just("pop_last"), keys, pauses),
     st.tuples(st.just("update_last"), keys, messages, pauses),
     st.tuples(st.just("clear"), keys, pauses),
     st.tuples(st.just("rename"), keys, st.sampled_from(("", "trip", "work")), pauses),

@@ -18,6 +18,8 @@ from rich.text import Text
 from projections.session import IDLE
 
 from .. import ChatMessage, SearchHit, SessionMetadata, SessionQuery, SessionState, SessionStore, SessionView
+from .._payload import payload_tree
+from .._values import stored_payload_of
 from ..events import (
     LastMessageRemoved,
     LastMessageReplaced,
@@ -54,9 +56,9 @@ def describe_event(event: SessionEvent) -> str:
     """One line saying what an event is."""
     match event:
         case MessageAppended():
-            return f"{event.message.role}: {preview(event.message.content)}"
+            return f"{event.message.role}: {message_text(event.message)}"
         case LastMessageReplaced():
-            return f"last message replaced by {event.message.role}: {preview(event.message.content)}"
+            return f"last message replaced by {event.message.role}: {message_text(event.message)}"
         case LastMessageRemoved():
             return "last message removed"
         case MessagesCleared():
@@ -76,8 +78,29 @@ def describe_event(event: SessionEvent) -> str:
             assert_never(event)
 
 
+def payload_json(message: ChatMessage) -> Any:
+    """The message's payload as JSON outputs show it: its stored form (always valid Unicode, so a string that
+    is not comes as a tagged object: docs/events-format.md), ``None`` without one."""
+    stored = stored_payload_of(message)
+    return None if stored is None else payload_tree(stored)
+
+
+def payload_text(message: ChatMessage) -> str:
+    """The message's payload as one line of compact JSON (its stored form), ``""`` without one."""
+    stored = stored_payload_of(message)
+    return "" if stored is None else bytes(stored).decode()
+
+
+def message_text(message: ChatMessage, width: int = 50) -> str:
+    """A message's content, previewed, and its payload, if it has one."""
+    payload = payload_text(message)
+    return preview(message.content, width) + (f" {preview(payload, 40)}" if payload else "")
+
+
 def _message_json(index: int, message: ChatMessage, created_at: datetime | None = None) -> dict[str, Any]:
     row: dict[str, Any] = {"index": index, "role": message.role, "content": message.content}
+    if stored_payload_of(message) is not None:
+        row["payload"] = payload_json(message)
     if created_at is not None:
         row["created_at"] = json_time(created_at)
     return row
@@ -106,8 +129,8 @@ def changes(before: SessionView, after: SessionView, event: SessionEvent) -> lis
     while common < min(len(old), len(new)) and old[common] == new[common]:
         common += 1
     if isinstance(event, LastMessageReplaced) and len(old) == len(new) == common + 1:
-        found.append({"kind": "message_replaced", **_message_json(common, new[common]),
-                      "was": {"role": old[common].role, "content": old[common].content}})
+        was = {key: value for key, value in _message_json(common, old[common]).items() if key != "index"}
+        found.append({"kind": "message_replaced", **_message_json(common, new[common]), "was": was})
         return found
     found.extend({"kind": "message_removed", **_message_json(i, old[i])} for i in range(common, len(old)))
     found.extend({"kind": "message_added", **_message_json(i, new[i])} for i in range(common, len(new)))
@@ -212,9 +235,13 @@ def show_view(out: Output, view: SessionView, when: str = "") -> None:
                 ("messages", len(view.timestamped)),
                 ("created", show_time(metadata.created_at if metadata else None)),
                 ("last activity", show_time(metadata.last_activity if metadata else None))])
-    out.table(["#", "TIME", "ROLE", "CONTENT"],
+    rows = view.timestamped
+    # A payload column only where a message has one: sessions without payloads show as they always did.
+    payloads = any(stored_payload_of(m.message) is not None for m in rows)
+    out.table(["#", "TIME", "ROLE", "CONTENT"] + (["PAYLOAD"] if payloads else []),
               ([i + 1, show_time(m.created_at), m.message.role, m.message.content]
-               for i, m in enumerate(view.timestamped)), empty="(no messages)", bodies={"CONTENT"})
+               + ([payload_text(m.message)] if payloads else []) for i, m in enumerate(rows)),
+              empty="(no messages)", bodies={"CONTENT", "PAYLOAD"})
 
 
 @click.command()

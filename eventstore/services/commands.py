@@ -27,7 +27,7 @@ from ..events import (
     SessionStateChanged,
 )
 
-__all__ = ["Decision", "append_messages", "remove_last", "replace_last", "clear_messages", "rename",
+__all__ = ["Decision", "append_messages", "remove_last", "pop_last", "replace_last", "clear_messages", "rename",
            "change_state", "delete", "restore", "redact"]
 
 R = TypeVar("R")
@@ -43,6 +43,11 @@ def append_messages(head: SessionHead, messages: Sequence[ChatMessage]) -> Decis
 def remove_last(head: SessionHead) -> Decision[bool]:
     """Remove the last message; ``False`` when there is none."""
     return ([LastMessageRemoved()], True) if head.message_count else ([], False)
+
+
+def pop_last(head: SessionHead, last: ChatMessage | None) -> Decision[ChatMessage | None]:
+    """Remove the last message (``last``) and answer it; ``None`` when there is none."""
+    return ([LastMessageRemoved()], last) if head.message_count else ([], None)
 
 
 def replace_last(head: SessionHead, last: ChatMessage | None, message: ChatMessage) -> Decision[bool]:

@@ -11,6 +11,7 @@ from typing import Any, Generic, TypeVar
 
 from projections.session import SessionHead
 
+from .._codec import message_from_json, message_to_json
 from .._errors import InvalidArgument, TransactionError
 from .._values import ChatMessage, validate_text
 from . import commands
@@ -18,8 +19,8 @@ from .arguments import check_message, iterable
 from .commands import Decision
 from .writer import Command, CommandWriter, Request, Step, message_argument
 
-__all__ = ["Pending", "Transaction", "append_many", "remove_last", "update_last", "clear_messages",
-           "set_session_name", "set_session_state", "delete_session"]
+__all__ = ["Pending", "Transaction", "append_many", "remove_last", "pop_last", "popped", "update_last",
+           "clear_messages", "set_session_name", "set_session_state", "delete_session"]
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -42,11 +43,30 @@ def remove_last(key: str, expected_version: int | None, idempotency_key: str | N
                            idempotency_key)
 
 
+def pop_last(key: str, expected_version: int | None, idempotency_key: str | None) -> Command[list[Any] | None]:
+    """Its result is the removed message as ``message_to_json`` gives it (so that an idempotency record can keep
+    it): ``popped`` turns it back into the message."""
+
+    def decide(head: SessionHead, last: ChatMessage | None) -> Decision[list[Any] | None]:
+        events, removed = commands.pop_last(head, last)
+        return events, None if removed is None else message_to_json(removed)
+
+    return Command.checked(key, Request("pop_last"), lambda writer: writer.deciding_with_last(key, decide),
+                           expected_version, idempotency_key)
+
+
+def popped(outcome: tuple[Any, int]) -> ChatMessage | None:
+    """The message a ``pop_last`` command removed, from its outcome."""
+    return None if outcome[0] is None else message_from_json(outcome[0])
+
+
 def update_last(key: str, message: ChatMessage, expected_version: int | None,
                 idempotency_key: str | None) -> Command[bool]:
     message = check_message(message)
     return Command.checked(key, Request("update_last", (message_argument(message),)),
-                           lambda writer: writer.replacing_last(key, message), expected_version, idempotency_key)
+                           lambda writer: writer.deciding_with_last(
+                               key, lambda head, last: commands.replace_last(head, last, message)),
+                           expected_version, idempotency_key)
 
 
 def clear_messages(key: str, expected_version: int | None, idempotency_key: str | None) -> Command[int]:
@@ -161,6 +181,11 @@ class Transaction:
                     idempotency_key: str | None = None) -> Pending[bool]:
         """Remove the last message; the result says whether there was one."""
         return self._add(remove_last(key, expected_version, idempotency_key), _decision)
+
+    def pop_last(self, key: str, *, expected_version: int | None = None,
+                 idempotency_key: str | None = None) -> Pending[ChatMessage | None]:
+        """Remove the last message; the result is that message, ``None`` when there was none."""
+        return self._add(pop_last(key, expected_version, idempotency_key), popped)
 
     def update_last(self, key: str, message: ChatMessage, *, expected_version: int | None = None,
                     idempotency_key: str | None = None) -> Pending[bool]:

@@ -29,7 +29,7 @@ from .._folding import LogChange, take_snapshot
 from .._log import EventLog, Original
 from .._snapshots import SnapshotStore
 from .._time import Clock, from_micros
-from .._values import ChatMessage, validate_key, validate_text
+from .._values import ChatMessage, stored_payload_of, validate_key, validate_text
 from ..events import SessionEvent
 from ..storage import WriteTransaction
 from . import commands
@@ -54,9 +54,10 @@ class Request:
         return hashlib.sha256(orjson.dumps([self.name, self.arguments])).hexdigest()
 
 
-def message_argument(message: ChatMessage) -> list[str]:
-    """A message as a request's argument."""
-    return [message.role, message.content]
+def message_argument(message: ChatMessage) -> list[object]:
+    """A message as a request's argument (its payload, if any, as its stored JSON)."""
+    payload = stored_payload_of(message)
+    return [message.role, message.content] + ([] if payload is None else [orjson.Fragment(bytes(payload))])
 
 
 class Step(Protocol[R_co]):
@@ -122,14 +123,15 @@ class CommandWriter:
 
         return step
 
-    def replacing_last(self, key: str, message: ChatMessage) -> Step[bool]:
-        """The step that replaces the session's last message, deciding from its head and that message."""
+    def deciding_with_last(self, key: str, decide: Callable[[SessionHead, ChatMessage | None], Decision[R]]
+                           ) -> Step[R]:
+        """The step of a command that decides from the session's head and its last message (``None`` for none)."""
 
-        def step(txn: WriteTransaction, stream_id: int | None, now: int) -> tuple[bool, list[LogChange]]:
+        def step(txn: WriteTransaction, stream_id: int | None, now: int) -> tuple[R, list[LogChange]]:
             head = (None if stream_id is None else self._catalog.head(txn, stream_id)) or empty_head(key)
             last = self._messages.last(txn, stream_id) if stream_id is not None and head.message_count else None
-            events, replaced = commands.replace_last(head, last, message)
-            return replaced, self.record(txn, key, events, now)
+            events, result = decide(head, last)
+            return result, self.record(txn, key, events, now)
 
         return step
 
