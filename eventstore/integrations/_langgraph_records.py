@@ -23,7 +23,7 @@ import base64
 import functools
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote, unquote
 
 import attrs
@@ -242,7 +242,7 @@ class Records:
         parent_id = self._header(checkpoint_id).parent_id
         return CheckpointTuple(
             config=checkpoint_config(thread_id, namespace, checkpoint_id),
-            checkpoint=Checkpoint(**body, channel_values=values),
+            checkpoint=cast(Checkpoint, {**body, "channel_values": values}),
             metadata=payload["metadata"],
             parent_config=None if parent_id is None else checkpoint_config(thread_id, namespace, parent_id),
             pending_writes=self.pending_writes(serde, checkpoint_id),
