@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import WRITES_IDX_MAP, Checkpoint, CheckpointTuple, writes_sort_key
 
-from eventstore import AsyncSessionStore, InvalidArgument, SessionStore
+from eventstore import AsyncSessionStore, InvalidArgument, SessionStore, WrongExpectedVersion
 from eventstore.events import MessageAppended
-from eventstore.integrations.langgraph import EventStoreSaver
+from eventstore.integrations.langgraph import EventStoreSaver, _advance, _Commit, _Done
 from eventstore.storage import MemoryStorage
 
 # Thread ids that a careless key scheme would mix up ("/" and its escape) or fail to store (a lone surrogate).
@@ -259,3 +259,28 @@ class TestErrors:
                 EventStoreSaver(async_store).get_tuple(config("t", ""))
         finally:
             asyncio.run(async_store.close())
+
+
+class TestRaces:
+    def test_a_rewrite_that_another_writer_overtook_reads_again(self, saver: EventStoreSaver, store: SessionStore):
+        """A checkpoint put between the rewrite's read and its commit survives: the commit fails on its expected
+        version, and the rewrite starts again from a fresh read."""
+        put_three(saver)
+        operation = saver._delete_for_runs(["r1"])
+        commits = 0
+        step = _advance(operation, None, None)
+        while not isinstance(step, _Done):
+            if isinstance(step, _Commit):
+                commits += 1
+                if commits == 1:
+                    saver.put(config("t", "", "1ef3"), checkpoint("1ef4", {"a": 2, "b": 1}, {"a": 2, "b": 1}),
+                              {"run_id": "r3"}, {})
+            try:
+                answer = saver._serve(store, step)
+            except WrongExpectedVersion as exc:
+                step = _advance(operation, None, exc)
+            else:
+                step = _advance(operation, answer, None)
+        assert 2 == commits
+        assert [("1ef4", {"a": 2, "b": 1}), ("1ef3", {"a": 2, "b": 1})] == [
+            (found.checkpoint["id"], found.checkpoint["channel_values"]) for found in saver.list(config("t", ""))]
