@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.synchronize
+from collections.abc import Callable
 from pathlib import Path
 
 from langchain_core.runnables import RunnableConfig
@@ -48,7 +49,7 @@ def put_and_delete_runs(path: str, name: str, start: multiprocessing.synchronize
                 saver.delete_for_runs(["dropped"])
 
 
-def race(path: Path, writer: object) -> None:
+def race(path: Path, writer: Callable[[str, str, multiprocessing.synchronize.Barrier], None]) -> None:
     with SessionStore(path):  # create the store before the writers race to
         pass
     context = multiprocessing.get_context("spawn")
