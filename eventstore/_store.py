@@ -288,6 +288,18 @@ class SessionStore:
         """
         return self._writer.run_command(checked.update_last(key, message, expected_version, idempotency_key))[0]
 
+    def replace_messages(self, key: str, messages: Iterable[ChatMessage], *, expected_version: int | None = None,
+                         idempotency_key: str | None = None) -> int:
+        """Make the session's messages exactly ``messages``, atomically, as one ``MessagesReplaced`` event, creating
+        the session if needed; return the session's version.
+
+        For a framework that prunes or summarises a session: what it drops stays in ``history`` (and
+        ``restore`` brings it back). Messages kept from the list before, in order, keep the time they were
+        appended; the others read as appended now. A live session that holds exactly these records nothing.
+        """
+        return self._writer.run_command(checked.replace_messages(key, messages, expected_version,
+                                                                 idempotency_key))[1]
+
     def clear_messages(self, key: str, *, expected_version: int | None = None,
                        idempotency_key: str | None = None) -> int:
         """Remove every message but keep the session, its name and state; return how many went."""

@@ -201,6 +201,14 @@ class AsyncSessionStore:
         return await self._off_loop(self._store.update_last, key, message, expected_version=expected_version,
                                     idempotency_key=idempotency_key)
 
+    async def replace_messages(self, key: str, messages: Iterable[ChatMessage], *, expected_version: int | None = None,
+                               idempotency_key: str | None = None) -> int:
+        """Make the session's messages exactly ``messages``, atomically, as one ``MessagesReplaced`` event, creating
+
+        Runs on a writer thread; see ``SessionStore.replace_messages``."""
+        return await self._off_loop(self._store.replace_messages, key, messages, expected_version=expected_version,
+                                    idempotency_key=idempotency_key)
+
     async def clear_messages(self, key: str, *, expected_version: int | None = None,
                              idempotency_key: str | None = None) -> int:
         """Remove every message but keep the session, its name and state; return how many went.

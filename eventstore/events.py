@@ -24,6 +24,7 @@ __all__ = [
     "LastMessageRemoved",
     "LastMessageReplaced",
     "MessagesCleared",
+    "MessagesReplaced",
     "SessionRenamed",
     "SessionStateChanged",
     "SessionDeleted",
@@ -143,6 +144,34 @@ class MessagesCleared:
     count: int = attrs.field(validator=_count)
 
 
+def _times_in_utc(times: Any) -> Any:
+    """A tuple of aware times (or ``None``) in UTC; anything else is left for the validator to refuse."""
+    if isinstance(times, tuple) and all(isinstance(at, datetime) or at is None for at in times):
+        return tuple(map(_in_utc, times))
+    return times
+
+
+def _appended_times(instance: MessagesReplaced, attribute: Any, value: Any) -> None:
+    _tuple_of(_instance_of(datetime, optional=True))(instance, attribute, value)
+    if len(value) != len(instance.messages):
+        raise InvalidArgument(f"{attribute.name} holds one time or None per message")
+
+
+@attrs.frozen
+class MessagesReplaced:
+    """The session's messages became exactly ``messages`` (``replace_messages``), creating it if needed.
+
+    A message kept from the list before keeps the time it was appended (``appended``); one that is new there has
+    ``None`` and reads as appended by this event.
+    """
+
+    type_name: ClassVar[str] = "MessagesReplaced"
+    schema_version: ClassVar[int] = 1
+
+    messages: tuple[ChatMessage, ...] = attrs.field(validator=_tuple_of(_message))
+    appended: tuple[datetime | None, ...] = attrs.field(converter=_times_in_utc, validator=_appended_times)
+
+
 @attrs.frozen
 class SessionRenamed:
     """The session's human-readable name was set, or cleared (``None``)."""
@@ -217,6 +246,7 @@ SessionEvent = (
     | LastMessageRemoved
     | LastMessageReplaced
     | MessagesCleared
+    | MessagesReplaced
     | SessionRenamed
     | SessionStateChanged
     | SessionDeleted
@@ -279,6 +309,8 @@ def redact_event(event: SessionEvent) -> SessionEvent:
         case SessionRestored():
             messages = tuple(TimestampedMessage(redacted_message(m.message), m.created_at) for m in event.messages)
             return attrs.evolve(event, messages=messages)
+        case MessagesReplaced():
+            return attrs.evolve(event, messages=tuple(map(redacted_message, event.messages)))
         case (LastMessageRemoved() | MessagesCleared() | SessionRenamed() | SessionStateChanged() | SessionDeleted()
               | SessionRedacted()):
             return event  # no message content

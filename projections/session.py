@@ -22,6 +22,7 @@ from eventstore.events import (
     LastMessageReplaced,
     MessageAppended,
     MessagesCleared,
+    MessagesReplaced,
     SessionDeleted,
     SessionEvent,
     SessionRedacted,
@@ -165,6 +166,7 @@ EDIT_KINDS: dict[type[SessionEvent], type[MessageEdit] | None] = {
     LastMessageRemoved: RemoveLastMessage,
     LastMessageReplaced: ReplaceLastMessage,
     MessagesCleared: ClearMessages,
+    MessagesReplaced: ReplaceMessages,
     SessionRenamed: None,
     SessionStateChanged: None,
     SessionDeleted: ClearMessages,
@@ -187,6 +189,10 @@ def message_edit(recorded: Change) -> MessageEdit | None:
             return ClearMessages()
         case SessionRestored():
             return ReplaceMessages(tuple((m.message, to_micros(m.created_at)) for m in event.messages))
+        case MessagesReplaced():
+            now = to_micros(recorded.recorded_at)
+            return ReplaceMessages(tuple((message, now if at is None else to_micros(at))
+                                         for message, at in zip(event.messages, event.appended)))
         case SessionRedacted():
             return RedactMessages()
         case SessionRenamed() | SessionStateChanged():
@@ -230,6 +236,8 @@ def _evolve_head(head: SessionHead, recorded: Change) -> SessionHead:
             count -= 1
         case MessagesCleared():
             count = 0
+        case MessagesReplaced():
+            count = len(event.messages)
         case LastMessageReplaced() | SessionRedacted():
             pass
         case _:

@@ -13,6 +13,7 @@ from eventstore.events import (
     LastMessageReplaced,
     MessageAppended,
     MessagesCleared,
+    MessagesReplaced,
     SessionDeleted,
     SessionEvent,
     SessionRenamed,
@@ -63,10 +64,18 @@ names = st.sampled_from(("", "trip", "work", "Ünïcode name"))
 turn_ids = st.none() | st.sampled_from(("t1", "t2", "t3"))
 
 
+@st.composite
+def replacements(draw: st.DrawFn) -> MessagesReplaced:
+    """A ``MessagesReplaced``: some messages, each kept (with a time it was appended) or new."""
+    replacing = tuple(draw(st.lists(messages, max_size=3)))
+    return MessagesReplaced(replacing, tuple(draw(st.none() | st.just(_START)) for _ in replacing))
+
+
 def events_for(message_count: int) -> st.SearchStrategy[SessionEvent]:
     """One event that is valid for a session holding ``message_count`` messages."""
     choices: list[st.SearchStrategy[SessionEvent]] = [
         st.builds(MessageAppended, messages),
+        replacements(),
         st.builds(SessionRenamed, st.none() | names.filter(bool)),
         st.builds(SessionStateChanged, st.sampled_from(STATES), turn_ids),
         st.builds(SessionDeleted, st.none() | st.just("stale")),
@@ -95,6 +104,8 @@ def histories(draw: st.DrawFn, key: str = "session", max_size: int = 30) -> list
             count -= 1
         elif isinstance(event, (MessagesCleared, SessionDeleted)):
             count = 0
+        elif isinstance(event, MessagesReplaced):
+            count = len(event.messages)
         moment += timedelta(seconds=draw(st.integers(0, 3600)))
         recorded.append(RecordedEvent(
             position=version * 2, session_key=key, version=version, recorded_at=moment, event=event,

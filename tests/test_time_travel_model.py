@@ -71,6 +71,16 @@ class Sessions:
         elif kind == "update_last" and current.messages and current.messages[-1][0] != args[0]:
             last = (args[0], current.messages[-1][1])
             self.record(key, replace(current, messages=(*current.messages[:-1], last)), now)
+        elif kind == "replace":
+            wanted = self.replacement(key, args[0])
+            if not (current.exists and [m for m, _ in current.messages] == wanted):
+                kept, after = [], 0
+                for message in wanted:  # each the first equal message after the one matched before keeps its time
+                    found = next((i for i in range(after, len(current.messages))
+                                  if current.messages[i][0] == message), None)
+                    kept.append((message, now if found is None else current.messages[found][1]))
+                    after = after if found is None else found + 1
+                self.record(key, replace(self.live(key, now), messages=tuple(kept)), now)
         elif kind == "clear" and current.messages:
             self.record(key, replace(current, messages=()), now)
         elif kind == "rename":
@@ -89,6 +99,12 @@ class Sessions:
             wanted = self.versions[key][self.restore_target(key, args[0])]
             if seen(wanted) != seen(current) and (wanted.exists or current.exists):
                 self.record(key, wanted, now)
+
+    def replacement(self, key: str, choices: list[int | ChatMessage]) -> list[ChatMessage]:
+        """The list a replace asks for: a number picks a current message (if there is one), a message is new."""
+        current = [m for m, _ in self.current(key).messages]
+        return [choice if isinstance(choice, ChatMessage) else current[choice % len(current)]
+                for choice in choices if isinstance(choice, ChatMessage) or current]
 
     def restore_target(self, key: str, choice: int) -> int:
         return choice % len(self.versions[key])
@@ -111,6 +127,8 @@ def run(store: SessionStore, sessions: Sessions, clock: FakeClock, command: tupl
         store.update_last(key, args[0])
     elif kind == "clear":
         store.clear_messages(key)
+    elif kind == "replace":
+        store.replace_messages(key, sessions.replacement(key, args[0]))
     elif kind == "rename":
         store.set_session_name(key, args[0])
     elif kind == "state":
@@ -142,6 +160,7 @@ commands = st.one_of(
     st.tuples(st.just("pop_last"), keys, pauses),
     st.tuples(st.just("update_last"), keys, messages, pauses),
     st.tuples(st.just("clear"), keys, pauses),
+    st.tuples(st.just("replace"), keys, st.lists(st.integers(0, 9) | messages, max_size=4), pauses),
     st.tuples(st.just("rename"), keys, st.sampled_from(("", "trip", "work")), pauses),
     st.tuples(st.just("state"), keys, st.sampled_from(STATES), st.none() | st.sampled_from(("t1", "t2")), pauses),
     st.tuples(st.just("delete"), keys, pauses),

@@ -25,6 +25,7 @@ from ..events import (
     LastMessageReplaced,
     MessageAppended,
     MessagesCleared,
+    MessagesReplaced,
     RecordedEvent,
     SessionDeleted,
     SessionEvent,
@@ -63,6 +64,9 @@ def describe_event(event: SessionEvent) -> str:
             return "last message removed"
         case MessagesCleared():
             return f"{event.count} messages cleared"
+        case MessagesReplaced():
+            kept = sum(at is not None for at in event.appended)
+            return f"messages replaced: {len(event.messages)} now, {kept} of them kept"
         case SessionRenamed():
             return "name cleared" if event.name is None else f"renamed to {event.name!r}"
         case SessionStateChanged():

@@ -8,17 +8,21 @@ inside the command's write transaction. An empty list of events records nothing.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TypeVar
 
-from projections.session import SessionHead, SessionSnapshot, timestamped
+from projections.session import Entry, SessionHead, SessionSnapshot, timestamped
 
+from .._time import from_micros
 from .._values import ChatMessage
 from ..events import (
     LastMessageRemoved,
     LastMessageReplaced,
     MessageAppended,
     MessagesCleared,
+    MessagesReplaced,
     SessionDeleted,
     SessionEvent,
     SessionRedacted,
@@ -27,7 +31,8 @@ from ..events import (
     SessionStateChanged,
 )
 
-__all__ = ["Decision", "append_messages", "remove_last", "pop_last", "replace_last", "clear_messages", "rename",
+__all__ = ["Decision", "append_messages", "remove_last", "pop_last", "replace_last", "replace_messages",
+           "clear_messages", "rename",
            "change_state", "delete", "restore", "redact"]
 
 R = TypeVar("R")
@@ -59,6 +64,31 @@ def replace_last(head: SessionHead, last: ChatMessage | None, message: ChatMessa
     if not head.message_count:
         return [], False
     return ([], True) if message == last else ([LastMessageReplaced(message)], True)
+
+
+def replace_messages(head: SessionHead, current: Sequence[Entry], messages: Sequence[ChatMessage]) -> Decision[None]:
+    """Make the session's messages (``current``) exactly ``messages``, creating the session if needed.
+
+    A live session that holds exactly these records nothing. Messages equal to ones of the current list, taken
+    in order (each the first match after the one before), keep the time they were appended; the others read as
+    appended now. So pruning a session keeps the times of what remains.
+    """
+    if head.exists and [message for message, _ in current] == list(messages):
+        return [], None
+    positions: dict[ChatMessage, list[int]] = {}
+    for index, (message, _) in enumerate(current):
+        positions.setdefault(message, []).append(index)
+    appended: list[datetime | None] = []
+    after = 0
+    for message in messages:
+        found = positions.get(message, [])
+        at = bisect.bisect_left(found, after)
+        if at < len(found):
+            appended.append(from_micros(current[found[at]][1]))
+            after = found[at] + 1
+        else:
+            appended.append(None)
+    return [MessagesReplaced(tuple(messages), tuple(appended))], None
 
 
 def clear_messages(head: SessionHead) -> Decision[int]:

@@ -20,7 +20,7 @@ from .commands import Decision
 from .writer import Command, CommandWriter, Request, Step, message_argument
 
 __all__ = ["Pending", "Transaction", "append_many", "remove_last", "pop_last", "popped", "update_last",
-           "clear_messages", "set_session_name", "set_session_state", "delete_session"]
+           "replace_messages", "clear_messages", "set_session_name", "set_session_state", "delete_session"]
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -67,6 +67,17 @@ def update_last(key: str, message: ChatMessage, expected_version: int | None,
                            lambda writer: writer.deciding_with_last(
                                key, lambda head, last: commands.replace_last(head, last, message)),
                            expected_version, idempotency_key)
+
+
+def replace_messages(key: str, messages: Iterable[ChatMessage], expected_version: int | None,
+                     idempotency_key: str | None) -> Command[None]:
+    if isinstance(messages, (str, bytes, ChatMessage)):
+        raise InvalidArgument("replace_messages takes an iterable of ChatMessage")
+    wanted = [check_message(message) for message in iterable(messages, "messages")]
+    request = Request("replace_messages", tuple(message_argument(message) for message in wanted))
+    return Command.checked(key, request, lambda writer: writer.deciding_with_messages(
+        key, lambda head, current: commands.replace_messages(head, current, wanted)), expected_version,
+        idempotency_key)
 
 
 def clear_messages(key: str, expected_version: int | None, idempotency_key: str | None) -> Command[int]:
@@ -191,6 +202,11 @@ class Transaction:
                     idempotency_key: str | None = None) -> Pending[bool]:
         """Replace the last message; the result says whether there was one."""
         return self._add(update_last(key, message, expected_version, idempotency_key), _decision)
+
+    def replace_messages(self, key: str, messages: Iterable[ChatMessage], *, expected_version: int | None = None,
+                         idempotency_key: str | None = None) -> Pending[int]:
+        """Make the session's messages exactly these, as one event; the result is the session's version."""
+        return self._add(replace_messages(key, messages, expected_version, idempotency_key), _version)
 
     def clear_messages(self, key: str, *, expected_version: int | None = None,
                        idempotency_key: str | None = None) -> Pending[int]:

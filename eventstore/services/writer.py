@@ -20,7 +20,7 @@ import orjson
 from projections.catalog import Catalog
 from projections.messages import MessageLists
 from projections.readmodel import Checkpoints, ReadModel
-from projections.session import SessionHead, empty_head
+from projections.session import Entry, SessionHead, empty_head
 
 from .._bookkeeping import IdempotencyRecord, IdempotencyRecords
 from .._codec import encode_event
@@ -131,6 +131,18 @@ class CommandWriter:
             head = (None if stream_id is None else self._catalog.head(txn, stream_id)) or empty_head(key)
             last = self._messages.last(txn, stream_id) if stream_id is not None and head.message_count else None
             events, result = decide(head, last)
+            return result, self.record(txn, key, events, now)
+
+        return step
+
+    def deciding_with_messages(self, key: str, decide: Callable[[SessionHead, list[Entry]], Decision[R]]
+                               ) -> Step[R]:
+        """The step of a command that decides from the session's head and its whole current message list."""
+
+        def step(txn: WriteTransaction, stream_id: int | None, now: int) -> tuple[R, list[LogChange]]:
+            head = (None if stream_id is None else self._catalog.head(txn, stream_id)) or empty_head(key)
+            current = self._messages.entries(txn, stream_id) if stream_id is not None and head.exists else []
+            events, result = decide(head, current)
             return result, self.record(txn, key, events, now)
 
         return step
