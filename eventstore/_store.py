@@ -531,6 +531,23 @@ class SessionStore:
         request = Request("restore", (version, None if as_of is None else as_of.isoformat()))
         return self._time_travel.restore(key, version, as_of, request, expected_version, idempotency_key)
 
+    def fork(self, source_key: str, new_key: str, version: int | None = None, as_of: datetime | None = None, *,
+             idempotency_key: str | None = None) -> int:
+        """Start the session ``new_key`` as ``source_key`` was after its ``version``-th event, or as of the aware
+        time ``as_of`` (now for neither); return the fork's version.
+
+        One ``SessionForked`` event in the new session names the source, its version and that event's hash, and
+        carries the messages (with the times they were appended there) and the name; the source's history is not
+        copied, and later changes to the source change nothing in the fork. ``history(new_key)`` begins there.
+        A deleted ``new_key`` starts afresh (its versions go on). Redacting the source redacts its forks too.
+
+        Raises:
+            SessionExists: ``new_key`` is a live session.
+            SessionNotFound: the source did not exist at that point.
+            InvalidVersion: a version past the source's end.
+        """
+        return self._writer.run_command(checked.fork(source_key, new_key, version, as_of, idempotency_key))[1]
+
     def replay(self, key: str, from_version: int = 1, to_version: int | None = None
                ) -> Iterator[tuple[RecordedEvent, SessionView]]:
         """Step through the session: one ``(event, session right after it)`` pair per event.

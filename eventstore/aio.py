@@ -351,6 +351,14 @@ class AsyncSessionStore:
         return await self._off_loop(self._store.restore, key, version, as_of, expected_version=expected_version,
                                     idempotency_key=idempotency_key)
 
+    async def fork(self, source_key: str, new_key: str, version: int | None = None, as_of: datetime | None = None, *,
+                   idempotency_key: str | None = None) -> int:
+        """Start the session ``new_key`` as ``source_key`` was after its ``version``-th event, or as of the aware
+
+        Runs on a writer thread; see ``SessionStore.fork``."""
+        return await self._off_loop(self._store.fork, source_key, new_key, version, as_of,
+                                    idempotency_key=idempotency_key)
+
     def replay(self, key: str, from_version: int = 1,
                to_version: int | None = None) -> AsyncIterator[tuple[RecordedEvent, SessionView]]:
         """Step through the session: one ``(event, session right after it)`` pair per event.

@@ -30,6 +30,7 @@ __all__ = [
     "SessionDeleted",
     "SessionRestored",
     "SessionRedacted",
+    "SessionForked",
     "REDACTED",
     "redacted_message",
     "redact_event",
@@ -238,6 +239,35 @@ class SessionRedacted:
     rewritten: tuple[tuple[int, str], ...] = attrs.field(default=(), validator=_tuple_of(_rewritten_entry))
 
 
+def _event_hash(_instance: Any, attribute: Any, value: Any) -> None:
+    if not (isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)):
+        raise InvalidArgument(f"{attribute.name} must be a hex SHA-256, not {value!r:.70}")
+
+
+def _positive(_instance: Any, attribute: Any, value: Any) -> None:
+    if type(value) is not int or value < 1:
+        raise InvalidArgument(f"{attribute.name} must be a positive int, not {value!r:.60}")
+
+
+@attrs.frozen
+class SessionForked:
+    """The session started as a copy of ``source_key`` as it was at ``source_version`` (``fork``).
+
+    It names the source's event at that version by its hash, and carries what it copied (the messages, with the
+    times they were appended there, and the name), so that folding it needs nothing else and later changes to
+    the source change nothing here. The source's history is not copied.
+    """
+
+    type_name: ClassVar[str] = "SessionForked"
+    schema_version: ClassVar[int] = 1
+
+    source_key: str = attrs.field(validator=_non_empty_text)
+    source_version: int = attrs.field(validator=_positive)
+    source_hash: str = attrs.field(validator=_event_hash)
+    messages: tuple[TimestampedMessage, ...] = attrs.field(validator=_tuple_of(_instance_of(TimestampedMessage)))
+    name: str | None = attrs.field(validator=_optional_text)
+
+
 #: What a redacted message's content reads.
 REDACTED = "[redacted]"
 
@@ -252,6 +282,7 @@ SessionEvent = (
     | SessionDeleted
     | SessionRestored
     | SessionRedacted
+    | SessionForked
 )
 
 #: The registry of event types: every event class, in the order of ``SessionEvent``. Derived from the union,
@@ -306,7 +337,7 @@ def redact_event(event: SessionEvent) -> SessionEvent:
     match event:
         case MessageAppended() | LastMessageReplaced():
             return attrs.evolve(event, message=redacted_message(event.message))
-        case SessionRestored():
+        case SessionRestored() | SessionForked():
             messages = tuple(TimestampedMessage(redacted_message(m.message), m.created_at) for m in event.messages)
             return attrs.evolve(event, messages=messages)
         case MessagesReplaced():

@@ -25,6 +25,7 @@ from eventstore.events import (
     MessagesReplaced,
     SessionDeleted,
     SessionEvent,
+    SessionForked,
     SessionRedacted,
     SessionRenamed,
     SessionRestored,
@@ -172,6 +173,7 @@ EDIT_KINDS: dict[type[SessionEvent], type[MessageEdit] | None] = {
     SessionDeleted: ClearMessages,
     SessionRestored: ReplaceMessages,
     SessionRedacted: RedactMessages,
+    SessionForked: ReplaceMessages,
 }
 
 
@@ -187,7 +189,7 @@ def message_edit(recorded: Change) -> MessageEdit | None:
             return ReplaceLastMessage(event.message)
         case MessagesCleared() | SessionDeleted():
             return ClearMessages()
-        case SessionRestored():
+        case SessionRestored() | SessionForked():
             return ReplaceMessages(tuple((m.message, to_micros(m.created_at)) for m in event.messages))
         case MessagesReplaced():
             now = to_micros(recorded.recorded_at)
@@ -224,6 +226,8 @@ def _evolve_head(head: SessionHead, recorded: Change) -> SessionHead:
         case SessionRestored():
             return SessionHead(head.key, recorded.version, True, event.name, event.state, event.created_at, at,
                                len(event.messages))
+        case SessionForked():  # a fresh session, whatever the key held before
+            return SessionHead(head.key, recorded.version, True, event.name, None, at, at, len(event.messages))
         case SessionRedacted() if not head.exists:
             return attrs.evolve(head, version=recorded.version)  # redacting an old life revives nothing
         case SessionRenamed():

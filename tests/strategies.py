@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from hypothesis import strategies as st
 
-from eventstore import ChatMessage, RecordedEvent
+from eventstore import ChatMessage, RecordedEvent, TimestampedMessage
 from eventstore.events import (
     LastMessageRemoved,
     LastMessageReplaced,
@@ -16,6 +16,7 @@ from eventstore.events import (
     MessagesReplaced,
     SessionDeleted,
     SessionEvent,
+    SessionForked,
     SessionRenamed,
     SessionStateChanged,
 )
@@ -71,6 +72,13 @@ def replacements(draw: st.DrawFn) -> MessagesReplaced:
     return MessagesReplaced(replacing, tuple(draw(st.none() | st.just(_START)) for _ in replacing))
 
 
+@st.composite
+def forks(draw: st.DrawFn) -> SessionForked:
+    """A ``SessionForked``: a session started as a copy of another one's messages (a fresh session's first event)."""
+    copied = tuple(TimestampedMessage(message, _START) for message in draw(st.lists(messages, max_size=3)))
+    return SessionForked("source", draw(st.integers(1, 5)), "0" * 64, copied, draw(st.none() | names.filter(bool)))
+
+
 def events_for(message_count: int) -> st.SearchStrategy[SessionEvent]:
     """One event that is valid for a session holding ``message_count`` messages."""
     choices: list[st.SearchStrategy[SessionEvent]] = [
@@ -97,14 +105,14 @@ def histories(draw: st.DrawFn, key: str = "session", max_size: int = 30) -> list
     count = 0
     moment = _START
     for version in range(1, size + 1):
-        event = draw(events_for(count))
+        event = draw(forks() if version == 1 and draw(st.booleans()) else events_for(count))
         if isinstance(event, MessageAppended):
             count += 1
         elif isinstance(event, LastMessageRemoved):
             count -= 1
         elif isinstance(event, (MessagesCleared, SessionDeleted)):
             count = 0
-        elif isinstance(event, MessagesReplaced):
+        elif isinstance(event, (MessagesReplaced, SessionForked)):
             count = len(event.messages)
         moment += timedelta(seconds=draw(st.integers(0, 3600)))
         recorded.append(RecordedEvent(

@@ -33,6 +33,7 @@ from eventstore.events import (
     MessagesCleared,
     MessagesReplaced,
     SessionDeleted,
+    SessionForked,
     SessionRedacted,
     SessionRenamed,
     SessionRestored,
@@ -86,6 +87,10 @@ CASES = [
      b'"created_at":' + NEW_YEAR_MICROS + b'}'),
     (SessionRestored(0, False, (), None, None, None), "SessionRestored", 1,
      b'{"restored_version":0,"exists":false,"messages":[],"name":null,"state":null,"created_at":null}'),
+    (SessionForked("chat/1", 3, "ab" * 32, (TimestampedMessage(ChatMessage("user", "hi", {"k": [1]}), NEW_YEAR),),
+                   "trip"), "SessionForked", 1,
+     b'{"source_key":"chat/1","source_version":3,"source_hash":"' + b"ab" * 32 + b'","messages":[["user","hi",'
+     + NEW_YEAR_MICROS + b',{"k":[1]}]],"name":"trip"}'),
     (SessionRedacted("gdpr request", ((3, "ab"),)), "SessionRedacted", 1,
      b'{"reason":"gdpr request","rewritten":[[3,"ab"]]}'),
 ]

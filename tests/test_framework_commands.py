@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import io
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from eventstore import ChatMessage, InvalidArgument, SessionStore, WrongExpectedVersion
-from eventstore.events import LastMessageRemoved
+from eventstore import (
+    ChatMessage,
+    InvalidArgument,
+    InvalidVersion,
+    SessionExists,
+    SessionNotFound,
+    SessionStore,
+    WrongExpectedVersion,
+)
+from eventstore.events import LastMessageRemoved, MessageAppended, SessionForked, SessionRedacted
+from eventstore.interchange import export_events, import_events
 
 from conftest import FakeClock
 
@@ -120,3 +131,154 @@ class TestReplaceMessages:
         assert store.verify().ok
         store.rebuild_projections()
         assert store.verify().ok
+
+
+class TestFork:
+    def test_starts_as_the_source_was_and_names_it(self, store, clock):
+        store.append_many("src", [user("one"), user("two", {"id": 2})])
+        store.set_session_name("src", "trip")
+        clock.advance(seconds=10)
+        assert 1 == store.fork("src", "copy", version=2)
+        assert store.load_with_timestamps("src") == store.load_with_timestamps("copy")
+        assert store.get_session_name("copy") is None  # the name came at version 3
+        (started,) = store.history("copy")
+        assert isinstance(started.event, SessionForked)
+        assert ("src", 2, store.history("src")[1].hash) == (started.event.source_key, started.event.source_version,
+                                                           started.event.source_hash)
+        assert clock.now == store.get_session_metadata("copy").created_at
+        assert 1 == store.fork("src", "named")
+        assert "trip" == store.get_session_name("named")
+
+    def test_later_changes_of_either_stay_apart(self, store):
+        store.append_many("src", [user("one"), user("two")])
+        store.fork("src", "copy")
+        store.append("src", user("source only"))
+        store.update_last("copy", user("fork only"))
+        assert [user("one"), user("source only")] == store.load("src")[::2]
+        assert [user("one"), user("fork only")] == store.load("copy")
+        assert [user("one"), user("two")] == store.session_at("copy", version=1).messages
+        store.restore("copy", version=1)
+        assert [user("one"), user("two")] == store.load("copy")
+        assert store.verify().ok
+
+    def test_at_a_time(self, store, clock):
+        store.append("src", user("one"))
+        moment = clock.now
+        clock.advance(seconds=5)
+        store.append("src", user("two"))
+        store.fork("src", "copy", as_of=moment)
+        assert [user("one")] == store.load("copy")
+
+    def test_refusals_write_nothing(self, store):
+        store.append("src", user("one"))
+        store.append("taken", user("mine"))
+        with pytest.raises(SessionExists):
+            store.fork("src", "taken")
+        with pytest.raises(SessionNotFound):
+            store.fork("nobody", "copy")
+        with pytest.raises(SessionNotFound):
+            store.fork("src", "copy", version=0)
+        with pytest.raises(InvalidVersion):
+            store.fork("src", "copy", version=9)
+        with pytest.raises(InvalidArgument):
+            store.fork("src", "copy", version=1, as_of=datetime(2026, 1, 1, tzinfo=UTC))
+        store.delete_session("src")
+        with pytest.raises(SessionNotFound):
+            store.fork("src", "copy")
+        assert 3 == len(list(store.events())) and not store.session_exists("copy")
+
+    def test_onto_a_deleted_key_and_a_retry(self, store):
+        store.append("src", user("one"))
+        store.append("old", user("old"))
+        store.delete_session("old")
+        assert 3 == store.fork("src", "old", idempotency_key="f1")
+        assert 3 == store.fork("src", "old", idempotency_key="f1")
+        assert [user("one")] == store.load("old")
+
+    def test_in_a_transaction_sees_the_commands_before_it(self, store):
+        with store.transaction() as tx:
+            tx.append("src", user("one"))
+            forked = tx.fork("src", "copy")
+            tx.append("copy", user("two"))
+        assert 1 == forked.result
+        assert [user("one"), user("two")] == store.load("copy")
+
+    def test_redacting_the_source_redacts_its_forks(self, store):
+        store.append_many("src", [user("secret 1234", {"card": "1234"}), user("plain")])
+        store.fork("src", "copy")
+        store.fork("copy", "copy of copy")
+        store.append("copy", user("own 5678"))
+        store.append("unrelated", user("keep 1234"))
+        store.redact("src", "gdpr")
+        for key in ("src", "copy", "copy of copy"):
+            assert all(m.content == "[redacted]" for m in store.load(key))
+            assert isinstance(store.history(key)[-1].event, SessionRedacted)
+        assert [user("keep 1234")] == store.load("unrelated")
+        with store._read() as txn:
+            leaks = [e.session_key for e in store._log.read_all(txn)
+                     if b"1234" in e.encoded.payload and e.session_key != "unrelated"]
+        assert [] == leaks
+        assert ["unrelated"] == [hit.session_key for hit in store.search_messages("1234")]
+        assert store.verify().ok
+
+    def test_export_import_and_replicate(self, store, tmp_path):
+        store.append_many("src", [user("one", {"\ud800": 1}), user("two")])
+        store.fork("src", "copy", version=1)
+        store.redact("src", "gdpr")
+        store.fork("src", "after")
+        buffer = io.BytesIO()
+        export_events(store, buffer)
+        (tmp_path / "events.jsonl").write_bytes(buffer.getvalue())
+        for name in ("import", "replica"):
+            with SessionStore(tmp_path / name, durable=False) as other:
+                if name == "import":
+                    import_events(other, tmp_path / "events.jsonl")
+                else:
+                    other.replicate(store.events())
+                for key in ("src", "copy", "after"):
+                    assert store.load_with_timestamps(key) == other.load_with_timestamps(key)
+                    assert store.history(key) == other.history(key)
+                assert other.verify().ok
+
+    def test_import_refuses_a_fork_onto_a_live_session(self, store):
+        fork = SessionForked("src", 1, "0" * 64, (), None)
+        moment = datetime(2026, 1, 1, tzinfo=UTC)
+        with pytest.raises(InvalidArgument, match="SessionForked on a live session"):
+            store.import_sessions({"k": [(moment, MessageAppended(user("x"))), (moment, fork)]})
+
+
+def test_the_fork_command(tmp_path):
+    from click.testing import CliRunner
+
+    from eventstore.cli import cli
+
+    path = tmp_path / "store"
+    with SessionStore(path) as store:
+        store.append_many("src", [user("one"), user("two")])
+
+    def run(*args: str) -> tuple[int, str]:
+        result = CliRunner().invoke(cli, ["--store", str(path), *args])
+        return result.exit_code, result.output
+
+    assert (0, "Forked src at its version 1 into copy: 1 messages.\n") == run("fork", "src", "copy", "--version", "1")
+    code, output = run("fork", "src", "copy")
+    assert 1 == code and output.startswith("Error: session 'copy' exists") and len(output.splitlines()) == 1
+    code, output = run("fork", "src", "other", "--version", "7")
+    assert 1 == code and "version 7 does not exist" in output and len(output.splitlines()) == 1
+    assert 0 == run("fork", "src", "latest", "--json")[0]
+    with SessionStore(path) as store:
+        assert [user("one")] == store.load("copy")
+        assert [user("one"), user("two")] == store.load("latest")
+
+
+def test_no_byte_of_a_redacted_source_survives_in_its_fork_after_vacuum(tmp_path):
+    with SessionStore(tmp_path / "store") as store:
+        store.append_many("src", [user("secret-4711", {"note": "payload-0815"}), user("plain")])
+        store.fork("src", "copy")
+        store.replace_messages("copy", [user("summary"), user("secret-4711", {"note": "payload-0815"})])
+        store.compact("copy")
+        store.redact("src", "gdpr")
+        store.vacuum()
+        assert store.verify().ok
+    held = b"".join(path.read_bytes() for path in (tmp_path / "store").iterdir() if path.is_file())
+    assert b"secret-4711" not in held and b"payload-0815" not in held

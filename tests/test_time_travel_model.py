@@ -14,7 +14,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from eventstore import ChatMessage, SessionState, SessionStore, SessionView
+from eventstore import ChatMessage, SessionExists, SessionNotFound, SessionState, SessionStore, SessionView
 
 from conftest import FakeClock
 from strategies import json_payloads
@@ -93,6 +93,10 @@ class Sessions:
             if not (current.exists and (old.state, old.turn_id) == (state, turn_id)):
                 started = now if state == "running" else None
                 self.record(key, replace(self.live(key, now), state=SessionState(state, turn_id, started)), now)
+        elif kind == "fork":
+            source = self.versions[args[0]][self.restore_target(args[0], args[1])]
+            if source.exists and not current.exists:
+                self.record(key, Model(True, source.name, None, now, source.messages), now)
         elif kind == "delete" and current.exists:
             self.record(key, GONE, now)
         elif kind == "restore":
@@ -143,6 +147,16 @@ def run(store: SessionStore, sessions: Sessions, clock: FakeClock, command: tupl
         return
     elif kind == "compact":
         store.compact(key)
+    elif kind == "fork":
+        source_version = sessions.restore_target(args[0], args[1])
+        exists, source = sessions.current(key).exists, sessions.versions[args[0]][source_version]
+        try:
+            store.fork(args[0], key, version=source_version)
+            assert source.exists and not exists
+        except SessionExists:
+            assert exists
+        except SessionNotFound:
+            assert not source.exists and not exists
     sessions.apply((kind, key, *args), now)
 
 
@@ -167,6 +181,7 @@ commands = st.one_of(
     restores,
     restores,
     st.tuples(st.just("compact"), keys, pauses),
+    st.tuples(st.just("fork"), keys, keys, st.integers(0, 1000), pauses),
 )
 scripts = st.lists(commands, min_size=1, max_size=50)
 snapshot_every = st.integers(1, 4)

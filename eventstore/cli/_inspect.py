@@ -29,6 +29,7 @@ from ..events import (
     RecordedEvent,
     SessionDeleted,
     SessionEvent,
+    SessionForked,
     SessionRedacted,
     SessionRenamed,
     SessionRestored,
@@ -78,6 +79,9 @@ def describe_event(event: SessionEvent) -> str:
             return f"restored to version {event.restored_version} ({what})"
         case SessionRedacted():
             return f"message content redacted: {event.reason}"
+        case SessionForked():
+            return (f"forked from {event.source_key!r} at its version {event.source_version} "
+                    f"({len(event.messages)} messages; event {event.source_hash[:12]})")
         case _:
             assert_never(event)
 
@@ -119,6 +123,8 @@ def changes(before: SessionView, after: SessionView, event: SessionEvent) -> lis
         found.append({"kind": "deleted"})
     if isinstance(event, SessionRestored):
         found.append({"kind": "restored", "to_version": event.restored_version})
+    if isinstance(event, SessionForked):
+        found.append({"kind": "forked", "from": event.source_key, "version": event.source_version})
     if before.name != after.name:
         found.append({"kind": "renamed", "from": before.name, "to": after.name})
     # A session comes to life idle and leaves from any state: only a state beyond that is news when it flips.
@@ -162,6 +168,8 @@ def change_text(change: dict[str, Any]) -> Text:
         return safe_text(f"  {change['messages']} messages redacted ({change['reason']})")
     if kind == "restored":
         return Text(f"  restored to its state at version {change['to_version']}")
+    if kind == "forked":
+        return safe_text(f"  forked from {change['from']} at its version {change['version']}")
     return Text(f"  session {kind}")
 
 

@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from projections.session import Entry, SessionHead, SessionSnapshot, timestamped
 
+from .._errors import SessionExists, SessionNotFound
 from .._time import from_micros
 from .._values import ChatMessage
 from ..events import (
@@ -25,6 +26,7 @@ from ..events import (
     MessagesReplaced,
     SessionDeleted,
     SessionEvent,
+    SessionForked,
     SessionRedacted,
     SessionRenamed,
     SessionRestored,
@@ -32,7 +34,7 @@ from ..events import (
 )
 
 __all__ = ["Decision", "append_messages", "remove_last", "pop_last", "replace_last", "replace_messages",
-           "clear_messages", "rename",
+           "clear_messages", "rename", "fork",
            "change_state", "delete", "restore", "redact"]
 
 R = TypeVar("R")
@@ -124,6 +126,24 @@ def restore(current: SessionSnapshot, wanted: SessionSnapshot, target: int) -> D
     head = wanted.head
     messages = tuple(timestamped(entry) for entry in wanted.messages)
     return [SessionRestored(target, head.exists, messages, head.name, head.state, head.created_at)], True
+
+
+def fork(head: SessionHead, source: SessionSnapshot, source_key: str, source_hash: str) -> Decision[None]:
+    """Start the session ``head`` (which must not be live) as a copy of ``source``, the session ``source_key`` at
+    its version whose event hash is ``source_hash``.
+
+    Raises:
+        SessionExists: the session is live.
+        SessionNotFound: the source did not exist at that version.
+    """
+    if head.exists:
+        raise SessionExists(f"session {head.key!r} exists; a fork starts a new session (or a deleted one)")
+    version = source.head.version
+    if not source.head.exists:
+        when = "has no events" if not version else f"did not exist at version {version}"
+        raise SessionNotFound(f"session {source_key!r} {when}: there is nothing to fork")
+    messages = tuple(timestamped(entry) for entry in source.messages)
+    return [SessionForked(source_key, version, source_hash, messages, source.head.name)], None
 
 
 def redact(reason: str, rewritten: Sequence[tuple[int, str]]) -> Decision[int]:

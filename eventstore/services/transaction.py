@@ -7,20 +7,22 @@ store runs one at once, a transaction queues them, so both check arguments the s
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from projections.session import SessionHead
 
 from .._codec import message_from_json, message_to_json
 from .._errors import InvalidArgument, TransactionError
-from .._values import ChatMessage, validate_text
+from .._time import aware_micros
+from .._values import ChatMessage, validate_key, validate_text
 from . import commands
-from .arguments import check_message, iterable
+from .arguments import check_index, check_message, iterable
 from .commands import Decision
 from .writer import Command, CommandWriter, Request, Step, message_argument
 
 __all__ = ["Pending", "Transaction", "append_many", "remove_last", "pop_last", "popped", "update_last",
-           "replace_messages", "clear_messages", "set_session_name", "set_session_state", "delete_session"]
+           "replace_messages", "fork", "clear_messages", "set_session_name", "set_session_state", "delete_session"]
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -78,6 +80,20 @@ def replace_messages(key: str, messages: Iterable[ChatMessage], expected_version
     return Command.checked(key, request, lambda writer: writer.deciding_with_messages(
         key, lambda head, current: commands.replace_messages(head, current, wanted)), expected_version,
         idempotency_key)
+
+
+def fork(source_key: str, new_key: str, version: int | None, as_of: datetime | None,
+         idempotency_key: str | None) -> Command[None]:
+    validate_key(source_key)
+    if version is not None:
+        check_index(version, "version")
+    if version is not None and as_of is not None:
+        raise InvalidArgument("give a version or an as_of time, not both")
+    if as_of is not None:
+        aware_micros(as_of, "as_of")
+    request = Request("fork", (source_key, version, None if as_of is None else as_of.isoformat()))
+    return Command.checked(new_key, request, lambda writer: writer.forking(new_key, source_key, version, as_of),
+                           None, idempotency_key)
 
 
 def clear_messages(key: str, expected_version: int | None, idempotency_key: str | None) -> Command[int]:
@@ -207,6 +223,11 @@ class Transaction:
                          idempotency_key: str | None = None) -> Pending[int]:
         """Make the session's messages exactly these, as one event; the result is the session's version."""
         return self._add(replace_messages(key, messages, expected_version, idempotency_key), _version)
+
+    def fork(self, source_key: str, new_key: str, version: int | None = None, as_of: datetime | None = None, *,
+             idempotency_key: str | None = None) -> Pending[int]:
+        """Start ``new_key`` as a copy of ``source_key`` then; the result is the fork's version."""
+        return self._add(fork(source_key, new_key, version, as_of, idempotency_key), _version)
 
     def clear_messages(self, key: str, *, expected_version: int | None = None,
                        idempotency_key: str | None = None) -> Pending[int]:
