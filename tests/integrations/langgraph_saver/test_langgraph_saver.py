@@ -21,8 +21,8 @@ from langgraph.checkpoint.base import (
     writes_sort_key,
 )
 
-from eventstore import AsyncSessionStore, InvalidArgument, SessionStore, WrongExpectedVersion
-from eventstore.events import MessageAppended
+from eventstore import AsyncSessionStore, InvalidArgument, SessionExists, SessionStore, WrongExpectedVersion
+from eventstore.events import MessageAppended, SessionForked
 from eventstore.integrations.langgraph import EventStoreSaver, _advance, _Commit, _Done
 from eventstore.storage import MemoryStorage
 
@@ -247,6 +247,16 @@ class TestEvents:
             assert [read(found) for found in saver.list(config("t", namespace))] == [
                 read(found) for found in saver.list(config("copy", namespace))]
         assert 4 == len(store.list_sessions())
+        [fork] = [recorded.event for recorded in store.history("langgraph/copy/")]
+        assert isinstance(fork, SessionForked)
+        assert ("langgraph/t/", 3) == (fork.source_key, fork.source_version)
+
+    def test_copying_onto_a_thread_with_checkpoints_is_refused(self, saver: EventStoreSaver):
+        put_three(saver)
+        put_three(saver, "other")
+        with pytest.raises(SessionExists):
+            saver.copy_thread("t", "other")
+        assert ["1ef3", "1ef2", "1ef1"] == [found.checkpoint["id"] for found in saver.list(config("other", ""))]
 
 
 class TestErrors:
