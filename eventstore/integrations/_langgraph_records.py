@@ -155,6 +155,13 @@ def writes_message(serde: SerializerProtocol, checkpoint_id: str, writes: Sequen
                        {"task": task_id, "path": task_path, "writes": rows})
 
 
+def _payload_of(message: ChatMessage) -> dict[str, Any]:
+    payload = message.payload  # decoded afresh at each access: read it once
+    if payload is None:
+        raise StoreCorrupted(f"a LangGraph {message.role} message has no payload")
+    return payload
+
+
 @attrs.frozen
 class Records:
     """One session's messages read as checkpoints and writes.
@@ -194,6 +201,10 @@ class Records:
         assert head is not None  # positions only name the saver's messages
         return head
 
+    def run_id(self, checkpoint_id: str) -> str | None:
+        """The run that made the checkpoint (from its header: no payload is decoded)."""
+        return self._header(checkpoint_id).run_id
+
     def chain(self, checkpoint_id: str) -> Iterable[str]:
         """The checkpoint and its ancestors in this session, nearest first."""
         seen: set[str] = set()
@@ -217,10 +228,7 @@ class Records:
         return found
 
     def payload(self, checkpoint_id: str) -> dict[str, Any]:
-        payload = self.messages[self.positions[checkpoint_id]].payload
-        if payload is None:
-            raise StoreCorrupted(f"LangGraph checkpoint {checkpoint_id!r:.60} has no payload")
-        return payload
+        return _payload_of(self.messages[self.positions[checkpoint_id]])
 
     def metadata(self, checkpoint_id: str) -> dict[str, Any]:
         metadata: dict[str, Any] = self.payload(checkpoint_id)["metadata"]
@@ -253,7 +261,7 @@ class Records:
         special channel's write (an error, an interrupt, ...) counts the last time. In LangGraph's order."""
         chosen: dict[tuple[str, int], tuple[str, list[Any]]] = {}
         for position in self.writes.get(checkpoint_id, ()):
-            payload = self.messages[position].payload or {}
+            payload = _payload_of(self.messages[position])
             for row in payload["writes"]:
                 if row[0] < 0 or (payload["task"], row[0]) not in chosen:
                     chosen[(payload["task"], row[0])] = (payload["path"], row)

@@ -139,6 +139,7 @@ def _advance(operation: Operation[T], answer: Any, failure: EventStoreError | No
 
 
 def _keys_with_prefix(keys: list[str], prefix: str) -> list[str]:
+    # Filters the whole listing: a store's list_sessions(prefix=...), reading only the matching keys, replaces it.
     return [key for key in keys if key.startswith(prefix)]
 
 
@@ -260,8 +261,7 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
         runs = set(run_ids)
         if runs:
             yield from self._rewrite(KEY_PREFIX, lambda records: {
-                checkpoint_id for checkpoint_id, position in records.positions.items()
-                if getattr(records.headers[position], "run_id", None) in runs})
+                checkpoint_id for checkpoint_id in records.positions if records.run_id(checkpoint_id) in runs})
 
     def _prune(self, thread_ids: Sequence[str], strategy: str) -> Operation[None]:
         if strategy not in ("keep_latest", "delete"):
