@@ -107,6 +107,12 @@ def sqlite(path: Path) -> tuple[BaseCheckpointSaver[Any], Callable[[], None]]:
     return saver, connection.close
 
 
+def allocated(path: Path) -> int:
+    """Bytes the file system allocated to a file, or to the files of a directory (their -wal and -shm too)."""
+    files = list(path.iterdir()) if path.is_dir() else list(path.parent.glob(path.name + "*"))
+    return sum(file.stat().st_blocks * 512 for file in files)
+
+
 def timed(call: Callable[[Peer, Any], Any], peer: Peer, prepared: Any) -> float:
     started = time.perf_counter()
     call(peer, prepared)
@@ -134,13 +140,15 @@ def main() -> None:
                 peer.turn()
         built = time.perf_counter() - started
         messages = len(peers[0].graph.get_state(THREAD).values["messages"])
-        print(f"a thread of {messages} messages ({turns} turns) on each, built in {built:.1f} s\n")
+        print(f"a thread of {messages} messages ({turns} turns) on each, built in {built:.1f} s; bytes on disk "
+              f"(allocated): ours {allocated(Path(scratch) / 'full') / 1e6:.1f} MB, "
+              f"SQLite {allocated(Path(scratch) / 'checkpoints.sqlite') / 1e6:.1f} MB\n")
         results: dict[str, dict[str, list[float]]] = {peer.name: {} for peer in peers}
 
         def measure(name: str, call: Callable[[Peer, Any], Any], prepare: Callable[[Peer], Any] = lambda _: None
                     ) -> None:
-            for _ in range(samples):
-                for peer in peers:
+            for sample in range(samples):
+                for peer in peers[sample % len(peers):] + peers[:sample % len(peers)]:  # each goes first in turn
                     results[peer.name].setdefault(name, []).append(timed(call, peer, prepare(peer)))
 
         measure("load: get_tuple(latest)", lambda peer, _: peer.saver.get_tuple(THREAD))
