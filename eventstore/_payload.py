@@ -1,13 +1,16 @@
-"""A message's structured payload: a JSON object kept exactly, in a stored form that orjson writes as it is.
+"""A message's structured payload: a JSON object kept exactly, in a stored form that any JSON library reads back.
 
 A payload is checked once, when a message is built, and turned into its stored
-form: the JSON bytes that events, message chunks and snapshots hold. The message
-keeps those bytes (immutable, compared byte for byte, so ``1`` and ``1.0`` or two
-key orders differ) and decodes a fresh object whenever it is read, so no caller
-can change a stored or cached message through it.
+form: compact JSON bytes, which message chunks and snapshots hold as they are
+(events hold the same JSON value, written by the codec). The message keeps those
+bytes (immutable, compared byte for byte, so ``1`` and ``1.0`` or two key orders
+differ) and decodes a fresh object whenever it is read, so no caller can change a
+stored or cached message through it. The standard library writes them: values
+are a pure layer, and its output is canonical (a float as its shortest ``repr``),
+so bytes read back from an event's JSON and written again are the same bytes.
 
-What plain JSON through orjson would lose is written as a tagged object of one
-key (docs/events-format.md, "Message payloads"):
+What plain JSON (and orjson, which reads integers past 64 bits as floats) would lose
+is written as a tagged object of one key (docs/events-format.md, "Message payloads"):
 
 * ``{"$str": ["ab", 56448, "c"]}``: a string that is not valid Unicode (a lone
   surrogate): its runs of text, with each surrogate as its code point;
@@ -19,11 +22,10 @@ key (docs/events-format.md, "Message payloads"):
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from typing import Any
-
-import orjson
 
 from ._errors import InvalidMessage, StoreCorrupted
 
@@ -57,11 +59,7 @@ def freeze_payload(payload: object) -> StoredPayload | None:
         return payload
     if not isinstance(payload, Mapping):
         raise InvalidMessage(f"a message payload must be a JSON object (a dict), not {type(payload).__name__}")
-    tree = _freeze(payload, 1, set())
-    try:
-        encoded = orjson.dumps(tree)
-    except orjson.JSONEncodeError as exc:  # cannot happen for a checked tree; a plain message if it does
-        raise InvalidMessage(f"the message payload cannot be encoded: {exc}") from None
+    encoded = _dumps(_freeze(payload, 1, set()))
     if len(encoded) > MAX_PAYLOAD_BYTES:
         raise InvalidMessage(f"the message payload takes {len(encoded)} bytes stored; the limit is {MAX_PAYLOAD_BYTES}")
     return StoredPayload(encoded)
@@ -141,6 +139,11 @@ def _digits(number: int) -> str:
         raise InvalidMessage("a message payload holds an integer too large to store") from None
 
 
+def _dumps(tree: object) -> bytes:
+    """The stored form of a checked tree (valid Unicode, finite floats): compact, keys in their order."""
+    return json.dumps(tree, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
 def thaw_payload(stored: bytes) -> dict[str, Any]:
     """A fresh payload object from its stored form.
 
@@ -148,7 +151,7 @@ def thaw_payload(stored: bytes) -> dict[str, Any]:
         StoreCorrupted: the bytes are not a stored payload.
     """
     try:
-        tree = orjson.loads(memoryview(stored))  # orjson takes no subclass of bytes
+        tree = json.loads(stored)
         if b'{"$' not in stored:  # nothing tagged (a tag is always an object's first key)
             if type(tree) is not dict:
                 raise TypeError("not an object")
@@ -157,7 +160,7 @@ def thaw_payload(stored: bytes) -> dict[str, Any]:
         if type(thawed) is not dict:
             raise TypeError("not an object")
         return thawed
-    except (orjson.JSONDecodeError, TypeError, ValueError, IndexError) as exc:
+    except (TypeError, ValueError, IndexError) as exc:  # ValueError: JSONDecodeError, UnicodeDecodeError too
         raise StoreCorrupted(f"a stored message payload is damaged: {exc}") from None
 
 
@@ -188,13 +191,17 @@ def stored_payload(tree: object) -> StoredPayload:
     """The stored form of a payload read back from stored JSON (an event's), checked only for its type.
 
     Raises:
-        StoreCorrupted: ``tree`` is not an object.
+        StoreCorrupted: ``tree`` is not an object, or holds what JSON cannot.
     """
     if type(tree) is not dict:
         raise StoreCorrupted(f"a stored message payload is a {type(tree).__name__}, not an object")
-    return StoredPayload(orjson.dumps(tree))
+    try:
+        return StoredPayload(_dumps(tree))
+    except (TypeError, ValueError) as exc:
+        raise StoreCorrupted(f"a stored message payload is damaged: {exc}") from None
 
 
 def payload_tree(stored: bytes) -> Any:
-    """The stored form as a JSON value (tags kept): what JSON outputs show, since it is always valid Unicode."""
-    return orjson.loads(memoryview(stored))
+    """The stored form as a JSON value (tags kept): what events and JSON outputs hold, since it is always valid
+    Unicode."""
+    return json.loads(stored)

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import io
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,7 +34,7 @@ def user(text: str, payload: dict[str, object] | None = None) -> ChatMessage:
 
 
 @pytest.fixture
-def store(tmp_path: Path, clock: FakeClock) -> SessionStore:
+def store(tmp_path: Path, clock: FakeClock) -> Iterator[SessionStore]:
     with SessionStore(tmp_path / "store", clock=clock, durable=False, snapshot_every=3) as opened:
         yield opened
 
@@ -109,9 +115,9 @@ class TestReplaceMessages:
         assert 2 == store.replace_messages("k", [], idempotency_key="prune")
         assert [user("two")] == store.load("k")
         with pytest.raises(InvalidArgument):
-            store.replace_messages("k", user("not a list"))  # type: ignore[arg-type]
+            store.replace_messages("k", user("not a list"))
         with pytest.raises(InvalidArgument):
-            store.replace_messages("k", ["text"])  # type: ignore[list-item]
+            store.replace_messages("k", ["text"])
 
     def test_in_a_transaction_with_other_sessions(self, store):
         store.append("a", user("one"))
@@ -222,10 +228,14 @@ class TestFork:
         assert store.verify().ok
 
     def test_export_import_and_replicate(self, store, tmp_path):
+        """Forks, replacements and pops, redacted or not, import and replicate exactly and verify."""
         store.append_many("src", [user("one", {"\ud800": 1}), user("two")])
         store.fork("src", "copy", version=1)
+        store.replace_messages("copy", [user("summary", {"of": [1]}), user("one", {"\ud800": 1})])
+        store.pop_last("src")
         store.redact("src", "gdpr")
         store.fork("src", "after")
+        store.replace_messages("after", [user("fresh")])
         buffer = io.BytesIO()
         export_events(store, buffer)
         (tmp_path / "events.jsonl").write_bytes(buffer.getvalue())
@@ -282,3 +292,50 @@ def test_no_byte_of_a_redacted_source_survives_in_its_fork_after_vacuum(tmp_path
         assert store.verify().ok
     held = b"".join(path.read_bytes() for path in (tmp_path / "store").iterdir() if path.is_file())
     assert b"secret-4711" not in held and b"payload-0815" not in held
+
+
+def test_a_failing_transaction_replaces_and_forks_nothing(store):
+    store.append_many("src", [user("one"), user("two")])
+    with pytest.raises(WrongExpectedVersion), store.transaction() as tx:
+        tx.replace_messages("src", [user("summary")])
+        tx.fork("src", "copy")
+        tx.pop_last("src")
+        tx.append("src", user("late"), expected_version=0)
+    assert [user("one"), user("two")] == store.load("src")
+    assert not store.session_exists("copy") and 2 == len(list(store.events()))
+
+
+_REPLACER = """
+import sys
+from eventstore import ChatMessage, SessionStore
+with SessionStore(sys.argv[1], durable=False) as store:
+    print("ready", flush=True)
+    turn = 0
+    while True:
+        turn += 1
+        size = 50 + turn % 150
+        store.replace_messages("k", [ChatMessage("user", f"{turn}:{i}", {"i": i}) for i in range(size)])
+        store.fork("k", f"fork-{turn}")
+"""
+
+
+@pytest.mark.slow
+def test_killed_while_replacing_and_forking(tmp_path):
+    """A replacement or a fork is one event in one commit: a killed writer leaves whole lists and whole forks."""
+    path = str(tmp_path / "store")
+    rng = random.Random(15)
+    for _ in range(4):
+        worker = subprocess.Popen([sys.executable, "-c", _REPLACER, path], stdout=subprocess.PIPE, text=True)
+        assert worker.stdout is not None and "ready" == worker.stdout.readline().strip()
+        time.sleep(rng.uniform(0.05, 0.6))
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+        with SessionStore(path, durable=False) as store:
+            assert store.verify().ok
+            loaded = store.load("k")
+            turn = loaded[0].content.split(":")[0] if loaded else None
+            assert loaded == [ChatMessage("user", f"{turn}:{i}", {"i": i}) for i in range(len(loaded))]
+            for key in store.list_sessions():
+                if key.startswith("fork-"):
+                    (forked,) = store.history(key)
+                    assert store.load(key) == store.session_at("k", version=forked.event.source_version).messages

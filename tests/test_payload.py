@@ -20,7 +20,10 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from eventstore import AsyncSessionStore, ChatMessage, InvalidMessage, SessionStore, StoreCorrupted
-from eventstore._payload import MAX_PAYLOAD_BYTES, MAX_PAYLOAD_DEPTH, freeze_payload, thaw_payload
+from eventstore._codec import decode_event, encode_event
+from eventstore._payload import MAX_PAYLOAD_BYTES, MAX_PAYLOAD_DEPTH, freeze_payload, stored_payload, thaw_payload
+from eventstore._values import stored_payload_of
+from eventstore.events import MessageAppended
 from eventstore.interchange import export_events, import_events
 from eventstore.storage import MemoryStorage
 
@@ -86,7 +89,7 @@ class TestValidation:
 
     def test_size(self):
         text = "x" * (MAX_PAYLOAD_BYTES - len(b'{"a":""}'))
-        assert len(ChatMessage("user", "", {"a": text}).payload["a"]) == len(text)
+        assert {"a": text} == ChatMessage("user", "", {"a": text}).payload
         with pytest.raises(InvalidMessage, match="limit"):
             ChatMessage("user", "", {"a": text + "x"})
 
@@ -102,6 +105,7 @@ class TestValue:
         given_payload["a"][1]["b"] = 3
         given_payload["c"] = 4
         read = message.payload
+        assert read is not None
         read["a"].append(5)
         assert {"a": [1, {"b": 2}]} == message.payload
         with pytest.raises(attrs.exceptions.FrozenInstanceError):
@@ -127,12 +131,17 @@ class TestValue:
     @example(AWKWARD)
     @example({"$obj": [["$str", 1]], "$int": "2"})
     @example({"": {"$str": {"$str": "\ud83d\ude00"}}})
+    @example({"small": [1e-07, 2.5e-05, -6.9522870820729175e-06, 1e16, 1e22, 5e-324, 0.1]})
     def test_stored_form_round_trips(self, payload):
-        """Any JSON object comes back exactly, and its stored form is JSON that orjson reads and writes as is."""
+        """Any JSON object comes back exactly; its stored form read back by orjson (as an event's is) and stored
+        again is the same bytes, and so is an event's JSON that orjson reads and writes again."""
         stored = freeze_payload(payload)
         assert stored is not None
         assert same_json(payload, thaw_payload(stored))
-        assert stored == orjson.dumps(orjson.loads(bytes(stored)))
+        assert stored == stored_payload(orjson.loads(bytes(stored)))
+        event = encode_event(MessageAppended(ChatMessage("user", "", payload)))
+        assert event.payload == orjson.dumps(orjson.loads(event.payload))
+        assert stored == stored_payload_of(decode_event(event).message)
 
     @pytest.mark.parametrize("damaged", [b"[1]", b'{"a":', b'{"a":{"$str":["x",99999999]}}', b'{"a":{"$int":"x"}}',
                                          b'{"a":{"$obj":[[1,2]]}}', b'{"a":{"$obj":[1]}}'])
@@ -290,3 +299,10 @@ class TestCommandLine:
         lines = [json.loads(line) for line in run("history", "k", "--json").splitlines()]
         assert {"tool": {"$str": [55296, "x"]}} == lines[1]["payload"]["message"][2]
         assert '{"tool":' in run("history", "k")
+
+
+def test_search_does_not_index_payloads(tmp_path):
+    with SessionStore(tmp_path / "s", durable=False) as store:
+        store.append("k", ChatMessage("user", "visible words", {"hidden": "zanzibar"}))
+        assert [] == store.search_messages("zanzibar")
+        assert ["k"] == [hit.session_key for hit in store.search_messages("visible")]

@@ -72,10 +72,10 @@ class Sessions:
             last = (args[0], current.messages[-1][1])
             self.record(key, replace(current, messages=(*current.messages[:-1], last)), now)
         elif kind == "replace":
-            wanted = self.replacement(key, args[0])
-            if not (current.exists and [m for m, _ in current.messages] == wanted):
+            asked = self.replacement(key, args[0])
+            if not (current.exists and [m for m, _ in current.messages] == asked):
                 kept, after = [], 0
-                for message in wanted:  # each the first equal message after the one matched before keeps its time
+                for message in asked:  # each the first equal message after the one matched before keeps its time
                     found = next((i for i in range(after, len(current.messages))
                                   if current.messages[i][0] == message), None)
                     kept.append((message, now if found is None else current.messages[found][1]))
