@@ -20,6 +20,8 @@ version they read as ``expected_version`` and start again if another writer got 
 from __future__ import annotations
 
 import asyncio
+import threading
+import weakref
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -63,6 +65,12 @@ T = TypeVar("T")
 
 #: How often a rewrite starts again after another writer changed a session it read, before it gives up.
 REWRITE_ATTEMPTS = 16
+#: Locks that make this saver's appends to one session go one at a time (a session uses lock hash(key) % this).
+#: LangGraph puts a checkpoint from a background thread while the next step's writes arrive; two appends to
+#: one session at once may commit together and then reach the store's cache of decoded sessions out of order,
+#: which drops the thread from it, and the next read decodes the whole thread again (measured: a turn's
+#: get_tuple on a 200-message thread took 30 ms at the median instead of 7).
+APPEND_LOCKS = 64
 
 
 # -- what an operation asks of the store -------------------------------------------------------------------
@@ -191,6 +199,10 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
             raise InvalidArgument(f"EventStoreSaver takes a SessionStore or an AsyncSessionStore, "
                                   f"not {type(store).__name__}")
         self.store = store
+        self._append_locks = [threading.Lock() for _ in range(APPEND_LOCKS)]
+        # asyncio locks belong to one event loop: a set for each loop the saver is awaited on.
+        self._async_append_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[asyncio.Lock]] = (
+            weakref.WeakKeyDictionary())
 
     # -- the operations, each once --------------------------------------------------------------------------
 
@@ -313,8 +325,7 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
                 step = _advance(operation, answer, None)
         return step.value
 
-    @staticmethod
-    def _serve(store: SessionStore, request: _Request) -> Any:
+    def _serve(self, store: SessionStore, request: _Request) -> Any:
         if isinstance(request, _Load):
             return store.load(request.key)
         if isinstance(request, _Current):
@@ -322,7 +333,8 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
         if isinstance(request, _Keys):
             return _keys_with_prefix(store.list_sessions(), request.prefix)
         if isinstance(request, _Append):
-            return store.append(request.key, request.message)
+            with self._append_locks[hash(request.key) % APPEND_LOCKS]:
+                return store.append(request.key, request.message)
         with store.transaction() as tx:
             _queue(tx, request.changes)
         return None
@@ -342,8 +354,7 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
                 step = _advance(operation, answer, None)
         return step.value
 
-    @staticmethod
-    async def _aserve(store: AsyncSessionStore, request: _Request) -> Any:
+    async def _aserve(self, store: AsyncSessionStore, request: _Request) -> Any:
         if isinstance(request, _Load):
             return await store.load(request.key)
         if isinstance(request, _Current):
@@ -351,7 +362,12 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
         if isinstance(request, _Keys):
             return _keys_with_prefix(await store.list_sessions(), request.prefix)
         if isinstance(request, _Append):
-            return await store.append(request.key, request.message)
+            loop = asyncio.get_running_loop()
+            locks = self._async_append_locks.get(loop)
+            if locks is None:
+                locks = self._async_append_locks[loop] = [asyncio.Lock() for _ in range(APPEND_LOCKS)]
+            async with locks[hash(request.key) % APPEND_LOCKS]:
+                return await store.append(request.key, request.message)
         async with store.transaction() as tx:
             _queue(tx, request.changes)
         return None
