@@ -220,7 +220,7 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
         before_id = get_checkpoint_id(before) if before else None
         if config is None:
             keys = yield _Keys(KEY_PREFIX)
-        elif "checkpoint_ns" in config["configurable"]:
+        elif config["configurable"].get("checkpoint_ns") is not None:
             keys = [session_key(_thread_id(config), _namespace(config))]
         else:
             keys = yield _Keys(thread_prefix(_thread_id(config)))

@@ -251,6 +251,14 @@ class TestEvents:
         assert isinstance(fork, SessionForked)
         assert ("langgraph/t/", 3) == (fork.source_key, fork.source_version)
 
+    def test_a_namespace_of_none_lists_every_namespace(self, saver: EventStoreSaver):
+        """As ``InMemorySaver``: no namespace, or ``None``, means all of the thread's."""
+        put_three(saver)
+        saver.put(config("t", "child:1"), checkpoint("1ef9", {"c": 1}, {"c": 1}), {"step": 0}, {"c": 1})
+        listed = [found.checkpoint["id"] for found in saver.list({"configurable": {"thread_id": "t",
+                                                                                   "checkpoint_ns": None}})]
+        assert ["1ef9", "1ef3", "1ef2", "1ef1"] == listed
+
     def test_copying_onto_a_thread_with_checkpoints_is_refused(self, saver: EventStoreSaver):
         put_three(saver)
         put_three(saver, "other")
