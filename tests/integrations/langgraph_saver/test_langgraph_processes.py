@@ -16,8 +16,9 @@ from langchain_core.runnables import RunnableConfig
 
 from eventstore import SessionStore
 from eventstore.integrations.langgraph import EventStoreSaver
-from langgraph_saver.test_langgraph_graphs import steps_graph
-from langgraph_saver.test_langgraph_saver import checkpoint, config
+
+from .test_langgraph_graphs import steps_graph
+from .test_langgraph_saver import checkpoint, config
 
 WRITERS = 2
 TURNS = 10
