@@ -1,0 +1,169 @@
+"""LangGraph's checkpointer on the store against LangGraph's own durable one, ``SqliteSaver``.
+
+Run: python -m benchmarks.bench_langgraph [--quick] [--dir DIR]
+
+Both savers hold the same chat thread: a graph of one node that answers each user message (a fake model, no
+network), run until the thread's state holds 200 messages (100 turns, 300 checkpoints). Then, taking turns call
+by call, it times what a turn asks of the checkpointer:
+
+* load: ``get_tuple`` of the thread's latest checkpoint (the state of 200 messages), the store and the saver
+  opened before; and the same on a freshly opened store or connection (the open not timed);
+* put: ``put`` of the next checkpoint (201 messages) after the latest;
+* turn: a whole ``graph.invoke`` of one more turn (a load, three puts, the writes of two tasks);
+* list: ``list`` of the thread's ten latest checkpoints (``get_state_history``'s first page).
+
+Durable as each is by default: ``SqliteSaver`` on a connection set up as ``from_conn_string`` does (WAL,
+``synchronous=FULL``: one flush per commit), ours ``SessionStore(path)`` (``Durability.FULL``: two flushes per
+commit, LMDB's data then its meta page) and, as a third peer, ``Durability.NORMAL`` (one flush). It prints each
+call's median and p99 with the ratio SQLite/peer (above 1: the peer is faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver, empty_checkpoint
+from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.graph import END, START, MessagesState, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+
+from eventstore import Durability, SessionStore
+from eventstore.integrations.langgraph import EventStoreSaver
+
+THREAD: RunnableConfig = {"configurable": {"thread_id": "chat-1", "checkpoint_ns": ""}}
+WORDS = "the quick brown fox jumps over the lazy dog while the model answers every question it is asked".split()
+
+
+def reply(state: MessagesState) -> dict[str, list[AIMessage]]:
+    """The fake model: answers the last message with its words reversed."""
+    return {"messages": [AIMessage(" ".join(reversed(str(state["messages"][-1].content).split())))]}
+
+
+def chat_graph(checkpointer: BaseCheckpointSaver[Any]) -> CompiledStateGraph[Any, Any, Any, Any]:
+    builder = StateGraph(MessagesState)
+    builder.add_node("reply", reply)
+    builder.add_edge(START, "reply")
+    builder.add_edge("reply", END)
+    return builder.compile(checkpointer=checkpointer)
+
+
+def user_message(turn: int) -> dict[str, list[HumanMessage]]:
+    return {"messages": [HumanMessage(f"question {turn}: " + " ".join(WORDS[(turn + i) % len(WORDS)]
+                                                                       for i in range(16)))]}
+
+
+class Peer:
+    """One saver under test, reopened on demand."""
+
+    def __init__(self, name: str, open_saver: Callable[[], tuple[BaseCheckpointSaver[Any], Callable[[], None]]]):
+        self.name = name
+        self._open = open_saver
+        self.saver, self._close = open_saver()
+        self.graph = chat_graph(self.saver)
+        self.turns = 0
+
+    def reopen(self) -> None:
+        self._close()
+        self.saver, self._close = self._open()
+        self.graph = chat_graph(self.saver)
+
+    def turn(self) -> None:
+        self.graph.invoke(user_message(self.turns), THREAD)
+        self.turns += 1
+
+    def next_put(self) -> tuple[Any, ...]:
+        """The arguments of a ``put`` of the next checkpoint: the latest one's messages and one more."""
+        latest = self.saver.get_tuple(THREAD)
+        assert latest is not None
+        checkpoint = empty_checkpoint()
+        checkpoint["channel_values"] = {"messages": [*latest.checkpoint["channel_values"]["messages"],
+                                                     *user_message(self.turns)["messages"]]}
+        checkpoint["channel_versions"] = {"messages": self.saver.get_next_version(
+            latest.checkpoint["channel_versions"]["messages"], None)}
+        return latest.config, checkpoint, {"source": "update", "step": self.turns}, checkpoint["channel_versions"]
+
+    def close(self) -> None:
+        self._close()
+
+
+def ours(path: Path, durable: Durability) -> tuple[BaseCheckpointSaver[Any], Callable[[], None]]:
+    store = SessionStore(path, durable=durable)
+    return EventStoreSaver(store), store.close
+
+
+def sqlite(path: Path) -> tuple[BaseCheckpointSaver[Any], Callable[[], None]]:
+    connection = sqlite3.connect(path, check_same_thread=False)
+    saver = SqliteSaver(connection)
+    saver.setup()
+    return saver, connection.close
+
+
+def allocated(path: Path) -> int:
+    """Bytes the file system allocated to a file, or to the files of a directory (their -wal and -shm too)."""
+    files = list(path.iterdir()) if path.is_dir() else list(path.parent.glob(path.name + "*"))
+    return sum(file.stat().st_blocks * 512 for file in files)
+
+
+def timed(call: Callable[[Peer, Any], Any], peer: Peer, prepared: Any) -> float:
+    started = time.perf_counter()
+    call(peer, prepared)
+    return time.perf_counter() - started
+
+
+def summary(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    return statistics.median(ordered), ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 10 turns, few samples")
+    parser.add_argument("--dir", help="where the temporary stores go")
+    arguments = parser.parse_args()
+    turns, samples = (5, 5) if arguments.quick else (100, 60)
+    with tempfile.TemporaryDirectory(dir=arguments.dir) as scratch:
+        peers = [Peer("ours", lambda: ours(Path(scratch) / "full", Durability.FULL)),
+                 Peer("ours, normal", lambda: ours(Path(scratch) / "normal", Durability.NORMAL)),
+                 Peer("SqliteSaver", lambda: sqlite(Path(scratch) / "checkpoints.sqlite"))]
+        started = time.perf_counter()
+        for _ in range(turns):
+            for peer in peers:
+                peer.turn()
+        built = time.perf_counter() - started
+        messages = len(peers[0].graph.get_state(THREAD).values["messages"])
+        print(f"a thread of {messages} messages ({turns} turns) on each, built in {built:.1f} s; bytes on disk "
+              f"(allocated): ours {allocated(Path(scratch) / 'full') / 1e6:.1f} MB, "
+              f"SQLite {allocated(Path(scratch) / 'checkpoints.sqlite') / 1e6:.1f} MB\n")
+        results: dict[str, dict[str, list[float]]] = {peer.name: {} for peer in peers}
+
+        def measure(name: str, call: Callable[[Peer, Any], Any], prepare: Callable[[Peer], Any] = lambda _: None
+                    ) -> None:
+            for sample in range(samples):
+                for peer in peers[sample % len(peers):] + peers[:sample % len(peers)]:  # each goes first in turn
+                    results[peer.name].setdefault(name, []).append(timed(call, peer, prepare(peer)))
+
+        measure("load: get_tuple(latest)", lambda peer, _: peer.saver.get_tuple(THREAD))
+        measure("load, freshly opened", lambda peer, _: peer.saver.get_tuple(THREAD), Peer.reopen)
+        measure("list: 10 latest checkpoints", lambda peer, _: list(peer.saver.list(THREAD, limit=10)))
+        measure("put: the next checkpoint", lambda peer, arguments: peer.saver.put(*arguments), Peer.next_put)
+        measure("turn: graph.invoke", lambda peer, _: peer.turn())
+        for peer in peers:
+            peer.close()
+    print(f"{'call':30} {'peer':13} {'median':>10} {'p99':>10} {'SQLite/peer':>12}")
+    for name, samples_of_sqlite in results["SqliteSaver"].items():
+        their_median, _ = summary(samples_of_sqlite)
+        for peer_name, by_call in results.items():
+            median, p99 = summary(by_call[name])
+            print(f"{name:30} {peer_name:13} {median * 1e3:7.2f} ms {p99 * 1e3:7.2f} ms {their_median / median:11.2f}x")
+
+if __name__ == "__main__":
+    main()

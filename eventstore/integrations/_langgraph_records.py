@@ -1,0 +1,304 @@
+"""How LangGraph's checkpoints and pending writes are kept as messages of sessions: the pure part, no store.
+
+One session per thread and checkpoint namespace, keyed ``langgraph/<thread id>/<namespace>`` (both parts
+percent-encoded, so the key splits back). Each ``put`` appends one message of role ``checkpoint`` and each
+``put_writes`` one of role ``writes``. A message's content is a short JSON header with what finding things
+needs (the checkpoint's id, its parent, the channel versions whose values it holds, its run), so a lookup
+decodes only the payloads it returns; the payload holds the rest:
+
+* ``checkpoint``: ``{"checkpoint": blob, "metadata": {...}, "blobs": {channel: blob}}``: the checkpoint less
+  its channel values, the metadata as JSON (as LangGraph's SQL savers keep it), and the values of the
+  channels that changed in this checkpoint (its ``new_versions``);
+* ``writes``: ``{"task": id, "path": task path, "writes": [[idx, channel, *blob], ...]}``.
+
+A blob is ``[type, base64 of the bytes]`` as the saver's serializer typed them (``["empty", ""]``: the channel
+has no value at that version). A checkpoint reads the value of each channel at its version from the nearest
+checkpoint on its own parent chain that holds it, never from another branch of the thread: a fork started
+from an older checkpoint reuses version numbers that another branch has written already.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, cast
+from urllib.parse import quote, unquote
+
+import attrs
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    PendingWrite,
+    writes_sort_key,
+)
+from langgraph.checkpoint.serde.base import SerializerProtocol
+
+from eventstore import ChatMessage, StoreCorrupted
+
+__all__ = ["KEY_PREFIX", "CHECKPOINT", "WRITES", "Header", "Records", "session_key", "thread_prefix",
+           "key_parts", "header", "checkpoint_message", "writes_message", "checkpoint_config"]
+
+#: Every session of the saver has a key starting with this.
+KEY_PREFIX = "langgraph/"
+#: The roles of the saver's messages; a message of another role in its sessions is not its own and is skipped.
+CHECKPOINT, WRITES = "checkpoint", "writes"
+_EMPTY = ("empty", "")
+
+Version = str | int | float
+
+
+def session_key(thread_id: str, namespace: str) -> str:
+    """The key of the session that holds the checkpoints of ``thread_id`` in ``namespace``."""
+    return f"{thread_prefix(thread_id)}{_encoded(namespace)}"
+
+
+def thread_prefix(thread_id: str) -> str:
+    """The start of the keys of every namespace of ``thread_id`` (and of no other thread)."""
+    return f"{KEY_PREFIX}{_encoded(thread_id)}/"
+
+
+def key_parts(key: str) -> tuple[str, str]:
+    """The thread id and namespace that ``session_key`` made ``key`` of."""
+    thread, namespace = key[len(KEY_PREFIX):].split("/")
+    return unquote(thread, errors="surrogatepass"), unquote(namespace, errors="surrogatepass")
+
+
+def _encoded(text: str) -> str:
+    return quote(text, safe="", errors="surrogatepass")
+
+
+def checkpoint_config(thread_id: str, namespace: str, checkpoint_id: str) -> RunnableConfig:
+    return {"configurable": {"thread_id": thread_id, "checkpoint_ns": namespace, "checkpoint_id": checkpoint_id}}
+
+
+@attrs.frozen
+class Header:
+    """A message's content read: which checkpoint it belongs to, and for a checkpoint what finding values needs.
+
+    Attributes:
+        role: ``CHECKPOINT`` or ``WRITES``.
+        checkpoint_id: the checkpoint's id (for writes: the checkpoint they were written at).
+        parent_id: the id of the checkpoint it was put after (checkpoints only).
+        stored: the channels whose values the message holds, and their versions (checkpoints only).
+        run_id: the run that made the checkpoint, from its metadata.
+    """
+
+    role: str
+    checkpoint_id: str
+    parent_id: str | None = None
+    stored: Mapping[str, Version] = attrs.field(factory=dict)
+    run_id: str | None = None
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def header(role: str, content: str) -> Header | None:
+    """The header of a message (cached: the store hands back the same content strings while a session is cached);
+    ``None`` for a message that is not the saver's."""
+    if role not in (CHECKPOINT, WRITES):
+        return None
+    try:
+        fields = json.loads(content)
+        return Header(role, fields["checkpoint"], fields.get("parent"), fields.get("stored", {}), fields.get("run"))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise StoreCorrupted(f"a LangGraph {role} message has a damaged header: {exc}") from None
+
+
+def _content(fields: Mapping[str, Any]) -> str:
+    # ensure_ascii: a lone surrogate in a channel name is escaped, not rejected.
+    return json.dumps({name: value for name, value in fields.items() if value is not None}, separators=(",", ":"))
+
+
+def _blob(serde: SerializerProtocol, value: Any) -> list[str]:
+    kind, data = serde.dumps_typed(value)
+    return [kind, base64.b64encode(data).decode("ascii")]
+
+
+def _value(serde: SerializerProtocol, blob: Sequence[str]) -> Any:
+    return serde.loads_typed((blob[0], base64.b64decode(blob[1])))
+
+
+def _jsonable(value: Any) -> Any:
+    """Metadata as JSON keeps it (a tuple becomes a list, as LangGraph's SQL savers store it)."""
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, Mapping):
+        return {name: _jsonable(item) for name, item in value.items()}
+    return value
+
+
+def checkpoint_message(serde: SerializerProtocol, checkpoint: Checkpoint, metadata: CheckpointMetadata,
+                       parent_id: str | None, new_versions: ChannelVersions) -> ChatMessage:
+    """The message that records ``put(config, checkpoint, metadata, new_versions)``."""
+    values = checkpoint["channel_values"]
+    body = {name: field for name, field in checkpoint.items() if name != "channel_values"}
+    blobs = {channel: _blob(serde, values[channel]) if channel in values else list(_EMPTY)
+             for channel in new_versions}
+    run_id = metadata.get("run_id")
+    content = _content({"checkpoint": checkpoint["id"], "parent": parent_id, "stored": dict(new_versions),
+                        "run": run_id if isinstance(run_id, str) else None})
+    payload = {"checkpoint": _blob(serde, body), "metadata": _jsonable(metadata), "blobs": blobs}
+    return ChatMessage(CHECKPOINT, content, payload)
+
+
+def writes_message(serde: SerializerProtocol, checkpoint_id: str, writes: Sequence[tuple[str, Any]], task_id: str,
+                   task_path: str) -> ChatMessage:
+    """The message that records ``put_writes(config, writes, task_id, task_path)`` at ``checkpoint_id``."""
+    rows = [[WRITES_IDX_MAP.get(channel, idx), channel, *_blob(serde, value)]
+            for idx, (channel, value) in enumerate(writes)]
+    return ChatMessage(WRITES, _content({"checkpoint": checkpoint_id}),
+                       {"task": task_id, "path": task_path, "writes": rows})
+
+
+def _payload_of(message: ChatMessage) -> dict[str, Any]:
+    payload = message.payload  # decoded afresh at each access: read it once
+    if payload is None:
+        raise StoreCorrupted(f"a LangGraph {message.role} message has no payload")
+    return payload
+
+
+@attrs.frozen
+class Records:
+    """One session's messages read as checkpoints and writes.
+
+    Attributes:
+        messages: the session's messages, oldest first.
+        headers: their headers (``None`` for a message that is not the saver's).
+        positions: each checkpoint id and the position of its message (the latest, if put again).
+        writes: each checkpoint id and the positions of the writes messages written at it, in order.
+    """
+
+    messages: Sequence[ChatMessage]
+    headers: Sequence[Header | None]
+    positions: Mapping[str, int]
+    writes: Mapping[str, Sequence[int]]
+
+    @classmethod
+    def of(cls, messages: Sequence[ChatMessage]) -> Records:
+        headers = [header(message.role, message.content) for message in messages]
+        positions: dict[str, int] = {}
+        writes: dict[str, list[int]] = {}
+        for position, head in enumerate(headers):
+            if head is None:
+                continue
+            if head.role == CHECKPOINT:
+                positions[head.checkpoint_id] = position
+            else:
+                writes.setdefault(head.checkpoint_id, []).append(position)
+        return cls(messages, headers, positions, writes)
+
+    def latest(self) -> str | None:
+        """The id of the newest checkpoint (checkpoint ids sort by time)."""
+        return max(self.positions, default=None)
+
+    def _header(self, checkpoint_id: str) -> Header:
+        head = self.headers[self.positions[checkpoint_id]]
+        assert head is not None  # positions only name the saver's messages
+        return head
+
+    def run_id(self, checkpoint_id: str) -> str | None:
+        """The run that made the checkpoint (from its header: no payload is decoded)."""
+        return self._header(checkpoint_id).run_id
+
+    def chain(self, checkpoint_id: str) -> Iterable[str]:
+        """The checkpoint and its ancestors in this session, nearest first."""
+        seen: set[str] = set()
+        current: str | None = checkpoint_id
+        while current is not None and current in self.positions and current not in seen:
+            seen.add(current)
+            yield current
+            current = self._header(current).parent_id
+
+    def suppliers(self, checkpoint_id: str, versions: Mapping[str, Version]) -> dict[str, str]:
+        """For each channel of ``versions``, the checkpoint on the chain that holds its value at that version."""
+        wanted = dict(versions)
+        found: dict[str, str] = {}
+        for ancestor in self.chain(checkpoint_id):
+            if not wanted:
+                break
+            for channel, version in self._header(ancestor).stored.items():
+                if channel in wanted and wanted[channel] == version:
+                    found[channel] = ancestor
+                    del wanted[channel]
+        return found
+
+    def payload(self, checkpoint_id: str) -> dict[str, Any]:
+        return _payload_of(self.messages[self.positions[checkpoint_id]])
+
+    def metadata(self, checkpoint_id: str) -> dict[str, Any]:
+        metadata: dict[str, Any] = self.payload(checkpoint_id)["metadata"]
+        return metadata
+
+    def checkpoint_tuple(self, serde: SerializerProtocol, checkpoint_id: str, thread_id: str,
+                         namespace: str) -> CheckpointTuple:
+        """The checkpoint as ``get_tuple`` returns it: its channel values found along its chain, its writes."""
+        payload = self.payload(checkpoint_id)
+        body = _value(serde, payload["checkpoint"])
+        payloads = {checkpoint_id: payload}
+        values: dict[str, Any] = {}
+        for channel, supplier in self.suppliers(checkpoint_id, body["channel_versions"]).items():
+            if supplier not in payloads:
+                payloads[supplier] = self.payload(supplier)
+            blob = payloads[supplier]["blobs"][channel]
+            if blob[0] != _EMPTY[0]:
+                values[channel] = _value(serde, blob)
+        parent_id = self._header(checkpoint_id).parent_id
+        return CheckpointTuple(
+            config=checkpoint_config(thread_id, namespace, checkpoint_id),
+            checkpoint=cast(Checkpoint, {**body, "channel_values": values}),
+            metadata=payload["metadata"],
+            parent_config=None if parent_id is None else checkpoint_config(thread_id, namespace, parent_id),
+            pending_writes=self.pending_writes(serde, checkpoint_id),
+        )
+
+    def pending_writes(self, serde: SerializerProtocol, checkpoint_id: str) -> list[PendingWrite]:
+        """The writes at the checkpoint: a write repeated by (task, index) counts once, the first time; a
+        special channel's write (an error, an interrupt, ...) counts the last time. In LangGraph's order."""
+        chosen: dict[tuple[str, int], tuple[str, list[Any]]] = {}
+        for position in self.writes.get(checkpoint_id, ()):
+            payload = _payload_of(self.messages[position])
+            for row in payload["writes"]:
+                if row[0] < 0 or (payload["task"], row[0]) not in chosen:
+                    chosen[(payload["task"], row[0])] = (payload["path"], row)
+        ordered = sorted(chosen.items(), key=lambda item: writes_sort_key(item[1][0], *item[0]))
+        return [(task, row[1], _value(serde, row[2:])) for (task, _), (_, row) in ordered]
+
+    def without(self, serde: SerializerProtocol, dropped: set[str]) -> list[ChatMessage]:
+        """The messages less the ``dropped`` checkpoints and their writes, every kept checkpoint reading as before.
+
+        A kept checkpoint whose values came from a dropped ancestor gets them copied into its own message.
+        """
+        kept: list[ChatMessage] = []
+        for position, (message, head) in enumerate(zip(self.messages, self.headers)):
+            if head is not None and head.checkpoint_id in dropped:
+                continue
+            if head is None or head.role == WRITES or self.positions[head.checkpoint_id] != position:
+                kept.append(message)
+            else:
+                kept.append(self._self_sufficient(serde, head, dropped))
+        return kept
+
+    def _self_sufficient(self, serde: SerializerProtocol, head: Header, dropped: set[str]) -> ChatMessage:
+        checkpoint_id = head.checkpoint_id
+        payload = self.payload(checkpoint_id)
+        versions = _value(serde, payload["checkpoint"])["channel_versions"]
+        still_reached: set[str] = set()
+        for ancestor in self.chain(checkpoint_id):
+            if ancestor in dropped:
+                break
+            still_reached.add(ancestor)
+        moved = {channel: supplier for channel, supplier in self.suppliers(checkpoint_id, versions).items()
+                 if supplier not in still_reached}
+        if not moved:
+            return self.messages[self.positions[checkpoint_id]]
+        blobs = {**payload["blobs"], **{channel: self.payload(supplier)["blobs"][channel]
+                                         for channel, supplier in moved.items()}}
+        stored = {**head.stored, **{channel: versions[channel] for channel in moved}}
+        content = _content({"checkpoint": checkpoint_id, "parent": head.parent_id, "stored": stored,
+                            "run": head.run_id})
+        return ChatMessage(CHECKPOINT, content, {**payload, "blobs": blobs})

@@ -1,0 +1,454 @@
+"""``EventStoreSaver``: a LangGraph checkpointer whose checkpoints and pending writes are events of the store.
+
+    from eventstore import SessionStore
+    from eventstore.integrations.langgraph import EventStoreSaver
+
+    graph = builder.compile(checkpointer=EventStoreSaver(SessionStore("./store")))
+
+Each thread (and checkpoint namespace) is one session; each ``put`` and ``put_writes`` appends one message
+to it (``_langgraph_records`` says how they are kept). So a thread's whole history stays in the log: deleting
+a thread, pruning it or deleting runs record events that ``history`` shows and ``restore`` undoes, and
+``verify`` checks the hash chain under all of it. Give it an ``AsyncSessionStore`` for ``ainvoke`` and the
+other async methods (the sync ones then refuse); over a ``SessionStore`` both kinds work.
+
+Every operation below is written once, as a generator that yields what it needs from the store (a
+``_Request``) and is sent the answer; ``_run`` serves it from a ``SessionStore``, ``_arun`` awaits an
+``AsyncSessionStore``. Operations that rewrite a session (``prune``, ``delete_for_runs``) commit with the
+version they read as ``expected_version`` and start again if another writer got in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import weakref
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
+from typing import Any, Generic, Protocol, TypeVar
+
+import attrs
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    get_checkpoint_id,
+    get_checkpoint_metadata,
+)
+from langgraph.checkpoint.serde.base import SerializerProtocol
+
+from eventstore import (
+    AsyncSessionStore,
+    ChatMessage,
+    EventStoreError,
+    InvalidArgument,
+    SessionStore,
+    SessionView,
+    WrongExpectedVersion,
+)
+
+from ._langgraph_records import (
+    KEY_PREFIX,
+    Records,
+    checkpoint_config,
+    checkpoint_message,
+    key_parts,
+    session_key,
+    thread_prefix,
+    writes_message,
+)
+
+__all__ = ["EventStoreSaver"]
+
+T = TypeVar("T")
+
+#: How often a rewrite starts again after another writer changed a session it read, before it gives up.
+REWRITE_ATTEMPTS = 16
+#: Locks that make this saver's appends to one session go one at a time (a session uses lock hash(key) % this).
+#: LangGraph puts a checkpoint from a background thread while the next step's writes arrive; two appends to
+#: one session at once may commit together and then reach the store's cache of decoded sessions out of order,
+#: which drops the thread from it, and the next read decodes the whole thread again (measured: a turn's
+#: get_tuple on a 200-message thread took 30 ms at the median instead of 7).
+APPEND_LOCKS = 64
+
+
+# -- what an operation asks of the store -------------------------------------------------------------------
+
+@attrs.frozen
+class _Load:
+    """The session's messages (``store.load``)."""
+
+    key: str
+
+
+@attrs.frozen
+class _Current:
+    """The session's messages and version, read together (``store.session_at``)."""
+
+    key: str
+
+
+@attrs.frozen
+class _Keys:
+    """The keys of the live sessions that start with ``prefix``."""
+
+    prefix: str
+
+
+@attrs.frozen
+class _Append:
+    key: str
+    message: ChatMessage
+
+
+@attrs.frozen
+class _Replace:
+    key: str
+    messages: tuple[ChatMessage, ...]
+    expected_version: int
+
+
+@attrs.frozen
+class _Delete:
+    key: str
+
+
+@attrs.frozen
+class _Fork:
+    source: str
+    target: str
+
+
+@attrs.frozen
+class _Commit:
+    """Changes to several sessions, committed together."""
+
+    changes: tuple[_Replace | _Delete | _Fork, ...]
+
+
+_Request = _Load | _Current | _Keys | _Append | _Commit
+Operation = Generator[_Request, Any, T]
+
+
+@attrs.frozen
+class _Done(Generic[T]):
+    """An operation's result."""
+
+    value: T
+
+
+def _advance(operation: Operation[T], answer: Any, failure: EventStoreError | None) -> _Request | _Done[T]:
+    """Send the operation the answer to its last request (or throw it the failure); its next request, or its end."""
+    try:
+        return operation.send(answer) if failure is None else operation.throw(failure)
+    except StopIteration as stop:
+        return _Done(stop.value)
+
+
+def _keys_with_prefix(keys: list[str], prefix: str) -> list[str]:
+    # Filters the whole listing: a store's list_sessions(prefix=...), reading only the matching keys, replaces it.
+    return [key for key in keys if key.startswith(prefix)]
+
+
+class _Transaction(Protocol):
+    """The calls of a store's transaction that rewrites use (a store's and an async store's take the same)."""
+
+    def replace_messages(self, key: str, messages: Sequence[ChatMessage], *, expected_version: int) -> object: ...
+
+    def delete_session(self, key: str) -> object: ...
+
+    def fork(self, source_key: str, new_key: str) -> object: ...
+
+
+def _queue(tx: _Transaction, changes: Sequence[_Replace | _Delete | _Fork]) -> None:
+    for change in changes:
+        if isinstance(change, _Replace):
+            tx.replace_messages(change.key, change.messages, expected_version=change.expected_version)
+        elif isinstance(change, _Delete):
+            tx.delete_session(change.key)
+        else:
+            tx.fork(change.source, change.target)
+
+
+def _thread_id(config: RunnableConfig) -> str:
+    configurable = config.get("configurable") or {}
+    if "thread_id" not in configurable:
+        raise InvalidArgument("a LangGraph checkpointer needs config['configurable']['thread_id']")
+    return str(configurable["thread_id"])
+
+
+def _namespace(config: RunnableConfig) -> str:
+    return str(config["configurable"].get("checkpoint_ns", ""))
+
+
+# -- the saver ---------------------------------------------------------------------------------------------
+
+class EventStoreSaver(BaseCheckpointSaver[int]):
+    """A LangGraph checkpointer on a ``SessionStore`` or an ``AsyncSessionStore``.
+
+    Args:
+        store: the store; the caller opens and closes it.
+        serde: how checkpoints, channel values and writes become bytes; LangGraph's ``JsonPlusSerializer``
+            by default.
+    """
+
+    def __init__(self, store: SessionStore | AsyncSessionStore, *, serde: SerializerProtocol | None = None) -> None:
+        super().__init__(serde=serde)
+        if not isinstance(store, (SessionStore, AsyncSessionStore)):
+            raise InvalidArgument(f"EventStoreSaver takes a SessionStore or an AsyncSessionStore, "
+                                  f"not {type(store).__name__}")
+        self.store = store
+        self._append_locks = [threading.Lock() for _ in range(APPEND_LOCKS)]
+        # asyncio locks belong to one event loop: a set for each loop the saver is awaited on.
+        self._async_append_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[asyncio.Lock]] = (
+            weakref.WeakKeyDictionary())
+
+    # -- the operations, each once --------------------------------------------------------------------------
+
+    def _get_tuple(self, config: RunnableConfig) -> Operation[CheckpointTuple | None]:
+        thread_id, namespace = _thread_id(config), _namespace(config)
+        records = Records.of((yield _Load(session_key(thread_id, namespace))))
+        checkpoint_id = get_checkpoint_id(config) or records.latest()
+        if checkpoint_id is None or checkpoint_id not in records.positions:
+            return None
+        return records.checkpoint_tuple(self.serde, checkpoint_id, thread_id, namespace)
+
+    def _list(self, config: RunnableConfig | None, filter: dict[str, Any] | None, before: RunnableConfig | None,
+              limit: int | None) -> Operation[list[CheckpointTuple]]:
+        wanted_id = get_checkpoint_id(config) if config else None
+        before_id = get_checkpoint_id(before) if before else None
+        if config is None:
+            keys = yield _Keys(KEY_PREFIX)
+        elif config["configurable"].get("checkpoint_ns") is not None:
+            keys = [session_key(_thread_id(config), _namespace(config))]
+        else:
+            keys = yield _Keys(thread_prefix(_thread_id(config)))
+        found: list[tuple[str, Records, str]] = []
+        for key in keys:
+            records = Records.of((yield _Load(key)))
+            found.extend((checkpoint_id, records, key) for checkpoint_id in records.positions
+                         if (wanted_id is None or checkpoint_id == wanted_id)
+                         and (before_id is None or checkpoint_id < before_id))
+        found.sort(key=lambda item: item[0], reverse=True)
+        listed: list[CheckpointTuple] = []
+        for checkpoint_id, records, key in found:
+            if limit is not None and len(listed) >= limit:
+                break
+            if filter:
+                metadata = records.metadata(checkpoint_id)
+                if any(metadata.get(name) != value for name, value in filter.items()):
+                    continue
+            listed.append(records.checkpoint_tuple(self.serde, checkpoint_id, *key_parts(key)))
+        return listed
+
+    def _put(self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata,
+             new_versions: ChannelVersions) -> Operation[RunnableConfig]:
+        thread_id, namespace = _thread_id(config), _namespace(config)
+        message = checkpoint_message(self.serde, checkpoint, get_checkpoint_metadata(config, metadata),
+                                     get_checkpoint_id(config), new_versions)
+        yield _Append(session_key(thread_id, namespace), message)
+        return checkpoint_config(thread_id, namespace, checkpoint["id"])
+
+    def _put_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str,
+                    task_path: str) -> Operation[None]:
+        checkpoint_id = get_checkpoint_id(config)
+        if checkpoint_id is None:
+            raise InvalidArgument("put_writes needs the checkpoint_id of the checkpoint the writes belong to")
+        if writes:
+            message = writes_message(self.serde, checkpoint_id, writes, task_id, task_path)
+            yield _Append(session_key(_thread_id(config), _namespace(config)), message)
+
+    def _delete_thread(self, thread_id: str) -> Operation[None]:
+        keys = yield _Keys(thread_prefix(str(thread_id)))
+        if keys:
+            yield _Commit(tuple(_Delete(key) for key in keys))
+
+    def _copy_thread(self, source_thread_id: str, target_thread_id: str) -> Operation[None]:
+        keys = yield _Keys(thread_prefix(str(source_thread_id)))
+        if keys:
+            yield _Commit(tuple(_Fork(key, session_key(str(target_thread_id), key_parts(key)[1])) for key in keys))
+
+    def _delete_for_runs(self, run_ids: Sequence[str]) -> Operation[None]:
+        runs = set(run_ids)
+        if runs:
+            yield from self._rewrite(KEY_PREFIX, lambda records: {
+                checkpoint_id for checkpoint_id in records.positions if records.run_id(checkpoint_id) in runs})
+
+    def _prune(self, thread_ids: Sequence[str], strategy: str) -> Operation[None]:
+        if strategy not in ("keep_latest", "delete"):
+            raise InvalidArgument(f"prune's strategy is 'keep_latest' or 'delete', not {strategy!r:.60}")
+        for thread_id in thread_ids:
+            if strategy == "delete":
+                yield from self._delete_thread(thread_id)
+            else:
+                yield from self._rewrite(thread_prefix(str(thread_id)),
+                                         lambda records: set(records.positions) - {records.latest()})
+
+    def _rewrite(self, prefix: str, dropped_of: Callable[[Records], set[str]]) -> Operation[None]:
+        """Drop the checkpoints ``dropped_of`` names (and their writes) from every session under ``prefix``, in one
+        commit; start again, up to ``REWRITE_ATTEMPTS`` times, when another writer changed one in between."""
+        for attempt in range(REWRITE_ATTEMPTS):
+            changes: list[_Replace] = []
+            for key in (yield _Keys(prefix)):
+                if not dropped_of(Records.of((yield _Load(key)))):
+                    continue  # the cheap read says nothing goes: no need for the versioned one
+                view: SessionView = yield _Current(key)
+                records = Records.of(view.messages)
+                dropped = dropped_of(records)
+                if dropped:
+                    changes.append(_Replace(key, tuple(records.without(self.serde, dropped)), view.version))
+            if not changes:
+                return
+            try:
+                yield _Commit(tuple(changes))
+                return
+            except WrongExpectedVersion:
+                if attempt == REWRITE_ATTEMPTS - 1:
+                    raise
+
+    # -- serving an operation -----------------------------------------------------------------------------------
+
+    def _run(self, operation: Operation[T]) -> T:
+        """Run the operation on a ``SessionStore``."""
+        store = self.store
+        if not isinstance(store, SessionStore):
+            raise InvalidArgument("this EventStoreSaver is on an AsyncSessionStore: use the async methods "
+                                  "(ainvoke, astream, aget_state, ...), or give the saver a SessionStore")
+        step = _advance(operation, None, None)
+        while not isinstance(step, _Done):
+            try:
+                answer = self._serve(store, step)
+            except EventStoreError as exc:
+                step = _advance(operation, None, exc)
+            else:
+                step = _advance(operation, answer, None)
+        return step.value
+
+    def _serve(self, store: SessionStore, request: _Request) -> Any:
+        if isinstance(request, _Load):
+            return store.load(request.key)
+        if isinstance(request, _Current):
+            return store.session_at(request.key)
+        if isinstance(request, _Keys):
+            return _keys_with_prefix(store.list_sessions(), request.prefix)
+        if isinstance(request, _Append):
+            with self._append_locks[hash(request.key) % APPEND_LOCKS]:
+                return store.append(request.key, request.message)
+        with store.transaction() as tx:
+            _queue(tx, request.changes)
+        return None
+
+    async def _arun(self, operation: Operation[T]) -> T:
+        """Run the operation on an ``AsyncSessionStore``, or on a ``SessionStore`` in a thread."""
+        store = self.store
+        if isinstance(store, SessionStore):
+            return await asyncio.to_thread(self._run, operation)
+        step = _advance(operation, None, None)
+        while not isinstance(step, _Done):
+            try:
+                answer = await self._aserve(store, step)
+            except EventStoreError as exc:
+                step = _advance(operation, None, exc)
+            else:
+                step = _advance(operation, answer, None)
+        return step.value
+
+    async def _aserve(self, store: AsyncSessionStore, request: _Request) -> Any:
+        if isinstance(request, _Load):
+            return await store.load(request.key)
+        if isinstance(request, _Current):
+            return await store.session_at(request.key)
+        if isinstance(request, _Keys):
+            return _keys_with_prefix(await store.list_sessions(), request.prefix)
+        if isinstance(request, _Append):
+            loop = asyncio.get_running_loop()
+            locks = self._async_append_locks.get(loop)
+            if locks is None:
+                locks = self._async_append_locks[loop] = [asyncio.Lock() for _ in range(APPEND_LOCKS)]
+            async with locks[hash(request.key) % APPEND_LOCKS]:
+                return await store.append(request.key, request.message)
+        async with store.transaction() as tx:
+            _queue(tx, request.changes)
+        return None
+
+    # -- BaseCheckpointSaver --------------------------------------------------------------------------------------
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        """The checkpoint ``config`` names by ``checkpoint_id``, else the thread's latest; ``None`` if none."""
+        return self._run(self._get_tuple(config))
+
+    def list(self, config: RunnableConfig | None, *, filter: dict[str, Any] | None = None,
+             before: RunnableConfig | None = None, limit: int | None = None) -> Iterator[CheckpointTuple]:
+        """Checkpoints, newest first: of ``config``'s thread (and namespace, if it names one), or of every
+        thread; those whose metadata has every ``filter`` item, older than ``before``, at most ``limit``."""
+        return iter(self._run(self._list(config, filter, before, limit)))
+
+    def put(self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata,
+            new_versions: ChannelVersions) -> RunnableConfig:
+        """Record the checkpoint (one event); ``config``'s ``checkpoint_id`` is its parent."""
+        return self._run(self._put(config, checkpoint, metadata, new_versions))
+
+    def put_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str,
+                   task_path: str = "") -> None:
+        """Record a task's writes at the checkpoint ``config`` names (one event)."""
+        self._run(self._put_writes(config, writes, task_id, task_path))
+
+    def delete_thread(self, thread_id: str) -> None:
+        """Delete every namespace of the thread, in one commit (events: ``restore`` brings them back)."""
+        self._run(self._delete_thread(thread_id))
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """Drop the checkpoints these runs made, and their writes, from every thread (one event per session)."""
+        self._run(self._delete_for_runs(run_ids))
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Fork every namespace of the source thread into the target thread, in one commit.
+
+        Raises:
+            SessionExists: the target thread has checkpoints already.
+        """
+        self._run(self._copy_thread(source_thread_id, target_thread_id))
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """``"keep_latest"``: keep each namespace's latest checkpoint (and its writes) only; ``"delete"``: delete
+        the threads. One event per session; the pruned checkpoints stay in the history."""
+        self._run(self._prune(thread_ids, strategy))
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        """``get_tuple``, awaited."""
+        return await self._arun(self._get_tuple(config))
+
+    async def alist(self, config: RunnableConfig | None, *, filter: dict[str, Any] | None = None,
+                    before: RunnableConfig | None = None, limit: int | None = None
+                    ) -> AsyncIterator[CheckpointTuple]:
+        """``list``, as an async iterator."""
+        for item in await self._arun(self._list(config, filter, before, limit)):
+            yield item
+
+    async def aput(self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata,
+                   new_versions: ChannelVersions) -> RunnableConfig:
+        """``put``, awaited."""
+        return await self._arun(self._put(config, checkpoint, metadata, new_versions))
+
+    async def aput_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str,
+                          task_path: str = "") -> None:
+        """``put_writes``, awaited."""
+        await self._arun(self._put_writes(config, writes, task_id, task_path))
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        """``delete_thread``, awaited."""
+        await self._arun(self._delete_thread(thread_id))
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """``delete_for_runs``, awaited."""
+        await self._arun(self._delete_for_runs(run_ids))
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """``copy_thread``, awaited."""
+        await self._arun(self._copy_thread(source_thread_id, target_thread_id))
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """``prune``, awaited."""
+        await self._arun(self._prune(thread_ids, strategy))
+

@@ -1,0 +1,314 @@
+"""``EventStoreSaver`` through the checkpointer API: against a plain in-memory model, and what only an event log
+gives (every change an event, deletions and prunes undone by ``restore``), and its errors."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    writes_sort_key,
+)
+
+from eventstore import AsyncSessionStore, InvalidArgument, SessionExists, SessionStore, WrongExpectedVersion
+from eventstore.events import MessageAppended, SessionForked
+from eventstore.integrations.langgraph import EventStoreSaver, _advance, _Commit, _Done
+from eventstore.storage import MemoryStorage
+
+# Thread ids that a careless key scheme would mix up ("/" and its escape) or fail to store (a lone surrogate).
+THREADS = ("a/b", "a%2Fb", "é", "\ud800x")
+NAMESPACES = ("", "child:1")
+CHANNELS = ("a", "b", "c")
+RUNS = ("run-0", "run-1", "run-2")
+DROP = "<dropped>"  # an update that takes the channel out of the checkpoint
+
+
+def config(thread_id: str, namespace: str, checkpoint_id: str | None = None) -> RunnableConfig:
+    configurable = {"thread_id": thread_id, "checkpoint_ns": namespace}
+    if checkpoint_id is not None:
+        configurable["checkpoint_id"] = checkpoint_id
+    return {"configurable": configurable}
+
+
+def checkpoint(checkpoint_id: str, values: dict[str, Any], versions: ChannelVersions) -> Checkpoint:
+    return Checkpoint(v=1, id=checkpoint_id, ts="2026-12-03T00:00:00+00:00", channel_values=values,
+                      channel_versions=versions, versions_seen={}, updated_channels=None)
+
+
+# -- the model ---------------------------------------------------------------------------------------------------
+
+@attrs.define
+class Stored:
+    """What a checkpoint must read back as: its whole values (not only the changed ones), and its writes."""
+
+    values: dict[str, Any]
+    versions: ChannelVersions
+    metadata: dict[str, Any]
+    parent_id: str | None
+    writes: dict[tuple[str, int], tuple[str, str, Any]] = attrs.Factory(dict)
+
+    def pending_writes(self) -> list[tuple[str, str, Any]]:
+        ordered = sorted(self.writes.items(), key=lambda item: writes_sort_key(item[1][0], *item[0]))
+        return [(task, channel, value) for (task, _), (_, channel, value) in ordered]
+
+
+Model = dict[tuple[str, str], dict[str, Stored]]
+
+values_ = st.one_of(st.text(max_size=5), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False),
+                    st.binary(max_size=5), st.lists(st.integers(0, 9), max_size=3), st.none())
+puts = st.tuples(st.just("put"), st.sampled_from(THREADS), st.sampled_from(NAMESPACES), st.integers(0, 9) | st.none(),
+                 st.dictionaries(st.sampled_from(CHANNELS), values_ | st.just(DROP), max_size=3),
+                 st.sampled_from(RUNS))
+writes_ = st.tuples(st.just("writes"), st.sampled_from(THREADS), st.sampled_from(NAMESPACES), st.integers(0, 9),
+                    st.sampled_from(("task-0", "task-1")), st.sampled_from(("", "~1", "~0")),
+                    st.lists(st.tuples(st.sampled_from((*CHANNELS, "__error__", "__interrupt__")), values_),
+                             max_size=3))
+rewrites = st.one_of(
+    st.tuples(st.just("delete_thread"), st.sampled_from(THREADS)),
+    st.tuples(st.just("prune"), st.lists(st.sampled_from(THREADS), max_size=2),
+              st.sampled_from(("keep_latest", "delete"))),
+    st.tuples(st.just("delete_for_runs"), st.lists(st.sampled_from(RUNS), max_size=2)),
+)
+operations = st.lists(st.one_of(puts, puts, writes_, writes_, rewrites), max_size=25)
+
+
+def apply(saver: EventStoreSaver, model: Model, operation: tuple[Any, ...], serial: int) -> None:
+    """Run one operation on the saver and on the model."""
+    kind = operation[0]
+    if kind == "put":
+        _, thread_id, namespace, parent_pick, updates, run = operation
+        checkpoints = model.setdefault((thread_id, namespace), {})
+        parent_id = None
+        if parent_pick is not None and checkpoints:
+            parent_id = sorted(checkpoints)[parent_pick % len(checkpoints)]
+        parent = checkpoints[parent_id] if parent_id is not None else Stored({}, {}, {}, None)
+        values, versions = dict(parent.values), dict(parent.versions)
+        new_versions: ChannelVersions = {}
+        for channel, value in updates.items():
+            if value == DROP:
+                values.pop(channel, None)
+                versions.pop(channel, None)
+            else:
+                # The parent's version plus one: a sibling branch writes the same version with another value.
+                versions[channel] = new_versions[channel] = int(parent.versions.get(channel, 0)) + 1
+                values[channel] = value
+        checkpoint_id = f"1ef{serial:05d}"
+        metadata: CheckpointMetadata = {"source": "loop", "step": serial, "parents": {}, "run_id": run}
+        saver.put(config(thread_id, namespace, parent_id), checkpoint(checkpoint_id, values, versions), metadata,
+                  new_versions)
+        checkpoints[checkpoint_id] = Stored(values, versions, dict(metadata), parent_id)
+    elif kind == "writes":
+        _, thread_id, namespace, pick, task, path, writes = operation
+        in_namespace = model.get((thread_id, namespace))
+        if not in_namespace:
+            return
+        checkpoint_id = sorted(in_namespace)[pick % len(in_namespace)]
+        stored = in_namespace[checkpoint_id]
+        saver.put_writes(config(thread_id, namespace, checkpoint_id), writes, task, path)
+        for idx, (channel, value) in enumerate(writes):
+            idx = WRITES_IDX_MAP.get(channel, idx)
+            if idx < 0 or (task, idx) not in stored.writes:
+                stored.writes[(task, idx)] = (path, channel, value)
+    elif kind == "delete_thread":
+        saver.delete_thread(operation[1])
+        for namespace in NAMESPACES:
+            model.pop((operation[1], namespace), None)
+    elif kind == "prune":
+        _, thread_ids, strategy = operation
+        saver.prune(thread_ids, strategy=strategy)
+        for (thread_id, namespace), checkpoints in list(model.items()):
+            if thread_id in thread_ids and checkpoints:
+                latest = max(checkpoints)
+                model[(thread_id, namespace)] = {} if strategy == "delete" else {latest: checkpoints[latest]}
+    else:
+        saver.delete_for_runs(operation[1])
+        for checkpoints in model.values():
+            for key in [key for key, stored in checkpoints.items() if stored.metadata["run_id"] in operation[1]]:
+                del checkpoints[key]
+
+
+def read(found: CheckpointTuple | None) -> tuple[Any, ...] | None:
+    """What a checkpoint reads as, less its thread and namespace (a copied thread reads the same)."""
+    if found is None:
+        return None
+    parent_id = None if found.parent_config is None else found.parent_config["configurable"]["checkpoint_id"]
+    return (found.config["configurable"]["checkpoint_id"], found.checkpoint["channel_values"],
+            found.checkpoint["channel_versions"], found.metadata, parent_id, found.pending_writes)
+
+
+def expected(checkpoint_id: str, stored: Stored) -> tuple[Any, ...]:
+    return (checkpoint_id, stored.values, stored.versions, stored.metadata, stored.parent_id,
+            stored.pending_writes())
+
+
+def check(saver: EventStoreSaver, model: Model) -> None:
+    for thread_id in THREADS:
+        everywhere: list[str] = []
+        for namespace in NAMESPACES:
+            checkpoints = model.get((thread_id, namespace), {})
+            everywhere.extend(checkpoints)
+            for checkpoint_id, stored in checkpoints.items():
+                assert expected(checkpoint_id, stored) == read(saver.get_tuple(config(thread_id, namespace,
+                                                                                      checkpoint_id)))
+            latest = max(checkpoints, default=None)
+            assert (None if latest is None else expected(latest, checkpoints[latest])) == read(
+                saver.get_tuple(config(thread_id, namespace)))
+            listed = [read(found) for found in saver.list(config(thread_id, namespace))]
+            assert [expected(key, checkpoints[key]) for key in sorted(checkpoints, reverse=True)] == listed
+        assert sorted(everywhere, reverse=True) == [found.checkpoint["id"]
+                                                    for found in saver.list({"configurable": {"thread_id": thread_id}})]
+    in_run = sorted((key for checkpoints in model.values() for key, stored in checkpoints.items()
+                     if stored.metadata["run_id"] == "run-1"), reverse=True)
+    assert in_run[:2] == [found.checkpoint["id"] for found in saver.list(None, filter={"run_id": "run-1"}, limit=2)]
+
+
+@given(operations)
+@example([("put", "a/b", "", None, {"a": 1, "b": 2}, "run-0"), ("put", "a/b", "", 0, {"a": 3}, "run-1"),
+          ("put", "a/b", "", 0, {"a": 4}, "run-2"), ("put", "a/b", "", 1, {}, "run-0"),
+          ("delete_for_runs", ["run-1"]), ("prune", ["a/b"], "keep_latest")])
+def test_the_saver_reads_back_what_the_model_holds(operations: list[tuple[Any, ...]]):
+    """Sibling branches write equal versions; rewrites drop the checkpoints that survivors read values from."""
+    with SessionStore.on_storage(MemoryStorage(Path("model"))) as store:
+        saver, model = EventStoreSaver(store), Model()
+        for serial, operation in enumerate(operations):
+            apply(saver, model, operation, serial)
+        check(saver, model)
+        assert store.verify().ok
+
+
+# -- what an event log adds --------------------------------------------------------------------------------------
+
+def put_three(saver: EventStoreSaver, thread_id: str = "t") -> list[RunnableConfig]:
+    """Three checkpoints in a row: the last reads "a" from the second and "b" from the first."""
+    first = saver.put(config(thread_id, ""), checkpoint("1ef1", {"a": 1, "b": 1}, {"a": 1, "b": 1}),
+                      {"source": "input", "step": -1, "run_id": "r1"}, {"a": 1, "b": 1})
+    second = saver.put(first, checkpoint("1ef2", {"a": 2, "b": 1}, {"a": 2, "b": 1}),
+                       {"source": "loop", "step": 0, "run_id": "r1"}, {"a": 2})
+    third = saver.put(second, checkpoint("1ef3", {"a": 2, "b": 1}, {"a": 2, "b": 1}),
+                      {"source": "loop", "step": 1, "run_id": "r2"}, {})
+    return [first, second, third]
+
+
+class TestEvents:
+    def test_each_put_and_put_writes_is_one_event_with_its_metadata(self, saver: EventStoreSaver,
+                                                                     store: SessionStore):
+        _, _, third = put_three(saver)
+        saver.put_writes(third, [("a", 5)], "task-1")
+        [key] = store.list_sessions()
+        events = [recorded.event for recorded in store.history(key)]
+        assert all(isinstance(event, MessageAppended) for event in events)
+        assert ["checkpoint", "checkpoint", "checkpoint", "writes"] == [event.message.role for event in events]
+        assert {"metadata": {"source": "loop", "step": 1, "run_id": "r2"}}.items() <= (
+            events[2].message.payload or {}).items()
+        assert store.verify().ok
+
+    def test_a_deleted_thread_comes_back_with_restore(self, saver: EventStoreSaver, store: SessionStore):
+        put_three(saver)
+        before = read(saver.get_tuple(config("t", "")))
+        [key] = store.list_sessions()
+        saver.delete_thread("t")
+        assert saver.get_tuple(config("t", "")) is None
+        store.restore(key, version=len(store.history(key)) - 1)
+        assert before == read(saver.get_tuple(config("t", "")))
+
+    def test_a_pruned_thread_reads_as_before_and_keeps_its_history(self, saver: EventStoreSaver,
+                                                                    store: SessionStore):
+        put_three(saver)
+        before = read(saver.get_tuple(config("t", "")))
+        saver.prune(["t"])
+        assert ["1ef3"] == [found.checkpoint["id"] for found in saver.list(config("t", ""))]
+        assert before == read(saver.get_tuple(config("t", "")))
+        [key] = store.list_sessions()
+        store.restore(key, version=3)
+        assert ["1ef3", "1ef2", "1ef1"] == [found.checkpoint["id"] for found in saver.list(config("t", ""))]
+
+    def test_deleting_a_run_keeps_what_later_runs_read_from_it(self, saver: EventStoreSaver):
+        put_three(saver)
+        saver.delete_for_runs(["r1"])
+        assert [("1ef3", {"a": 2, "b": 1})] == [(found.checkpoint["id"], found.checkpoint["channel_values"])
+                                                for found in saver.list(config("t", ""))]
+
+    def test_a_copied_thread_is_a_fork_of_each_namespace(self, saver: EventStoreSaver, store: SessionStore):
+        put_three(saver)
+        saver.put(config("t", "child:1"), checkpoint("1ef9", {"c": 1}, {"c": 1}), {"step": 0}, {"c": 1})
+        saver.copy_thread("t", "copy")
+        for namespace in NAMESPACES:
+            assert [read(found) for found in saver.list(config("t", namespace))] == [
+                read(found) for found in saver.list(config("copy", namespace))]
+        assert 4 == len(store.list_sessions())
+        [fork] = [recorded.event for recorded in store.history("langgraph/copy/")]
+        assert isinstance(fork, SessionForked)
+        assert ("langgraph/t/", 3) == (fork.source_key, fork.source_version)
+
+    def test_a_namespace_of_none_lists_every_namespace(self, saver: EventStoreSaver):
+        """As ``InMemorySaver``: no namespace, or ``None``, means all of the thread's."""
+        put_three(saver)
+        saver.put(config("t", "child:1"), checkpoint("1ef9", {"c": 1}, {"c": 1}), {"step": 0}, {"c": 1})
+        listed = [found.checkpoint["id"] for found in saver.list({"configurable": {"thread_id": "t",
+                                                                                   "checkpoint_ns": None}})]
+        assert ["1ef9", "1ef3", "1ef2", "1ef1"] == listed
+
+    def test_copying_onto_a_thread_with_checkpoints_is_refused(self, saver: EventStoreSaver):
+        put_three(saver)
+        put_three(saver, "other")
+        with pytest.raises(SessionExists):
+            saver.copy_thread("t", "other")
+        assert ["1ef3", "1ef2", "1ef1"] == [found.checkpoint["id"] for found in saver.list(config("other", ""))]
+
+
+class TestErrors:
+    def test_a_config_without_a_thread_id(self, saver: EventStoreSaver):
+        with pytest.raises(InvalidArgument, match="thread_id"):
+            saver.get_tuple({"configurable": {}})
+
+    def test_an_unknown_prune_strategy(self, saver: EventStoreSaver):
+        with pytest.raises(InvalidArgument, match="strategy"):
+            saver.prune(["t"], strategy="keep_some")
+
+    def test_not_a_store(self):
+        with pytest.raises(InvalidArgument, match="SessionStore"):
+            EventStoreSaver("./store")  # type: ignore[arg-type]
+
+    def test_the_sync_methods_on_an_async_store(self, store_path: Path):
+        async_store = AsyncSessionStore(store_path, durable=False)
+        try:
+            with pytest.raises(InvalidArgument, match="async methods"):
+                EventStoreSaver(async_store).get_tuple(config("t", ""))
+        finally:
+            asyncio.run(async_store.close())
+
+
+class TestRaces:
+    def test_a_rewrite_that_another_writer_overtook_reads_again(self, saver: EventStoreSaver, store: SessionStore):
+        """A checkpoint put between the rewrite's read and its commit survives: the commit fails on its expected
+        version, and the rewrite starts again from a fresh read."""
+        put_three(saver)
+        operation = saver._delete_for_runs(["r1"])
+        commits = 0
+        step = _advance(operation, None, None)
+        while not isinstance(step, _Done):
+            if isinstance(step, _Commit):
+                commits += 1
+                if commits == 1:
+                    saver.put(config("t", "", "1ef3"), checkpoint("1ef4", {"a": 2, "b": 1}, {"a": 2, "b": 1}),
+                              {"run_id": "r3"}, {})
+            try:
+                answer = saver._serve(store, step)
+            except WrongExpectedVersion as exc:
+                step = _advance(operation, None, exc)
+            else:
+                step = _advance(operation, answer, None)
+        assert 2 == commits
+        assert [("1ef4", {"a": 2, "b": 1}), ("1ef3", {"a": 2, "b": 1})] == [
+            (found.checkpoint["id"], found.checkpoint["channel_values"]) for found in saver.list(config("t", ""))]
