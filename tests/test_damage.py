@@ -218,6 +218,37 @@ def test_a_creation_killed_before_the_data_file_existed_is_created_again(tmp_pat
     assert (path / MARKER).is_file()
 
 
+@pytest.mark.parametrize("data_file", ["missing", "empty"])
+def test_a_creation_killed_before_lmdb_wrote_its_pages_is_created_again(tmp_path: Path, data_file: str) -> None:
+    """The creation note without a marker: LMDB had made (or not yet made) the data file but written nothing."""
+    path = tmp_path / "store"
+    path.mkdir()
+    for name in ("lock.mdb", "users.lock", "creating"):
+        (path / name).write_bytes(b"")
+    if data_file == "empty":
+        (path / "data.mdb").write_bytes(b"")
+    with SessionStore(path) as store:
+        store.append("k", ChatMessage.user("hello"))
+    with SessionStore(path) as store:
+        assert [ChatMessage.user("hello")] == store.load("k")
+    assert (path / MARKER).is_file() and not (path / "creating").exists()
+
+
+def test_a_creation_note_beside_a_marker_does_not_excuse_an_emptied_store(tmp_path: Path) -> None:
+    path = tmp_path / "store"
+    _populate(path, sessions=1, rounds=1)
+    (path / "creating").write_bytes(b"")
+    (path / "data.mdb").write_bytes(b"")
+    with pytest.raises(StoreCorrupted, match=r"data\.mdb is empty"):
+        SessionStore(path)
+
+
+def test_a_finished_creation_leaves_no_note(tmp_path: Path) -> None:
+    path = tmp_path / "store"
+    SessionStore(path).close()
+    assert (path / MARKER).is_file() and not (path / "creating").exists()
+
+
 def test_an_older_store_gets_the_marker_on_its_next_writable_open(tmp_path: Path) -> None:
     path = tmp_path / "store"
     _populate(path, sessions=1, rounds=1)

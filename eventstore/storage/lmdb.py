@@ -17,6 +17,7 @@ is the one place that deals with those rules:
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import fcntl
@@ -71,6 +72,9 @@ _LOCK = "lock.mdb"
 #: that has existed never silently starts over because its data file went missing or empty.
 MARKER = "store.json"
 _MARKER_FORMAT = "eventstore"
+#: Present from just before a creation makes the data file until the marker is written: an empty data file beside
+#: it is a creation under way (LMDB serialises it) or killed before LMDB wrote its first pages, not a lost store.
+_CREATING = "creating"
 # LMDB's lock file: a header of two cache lines plus one 64-byte slot per reader beyond the first.
 _LOCK_FILE_BYTES = 192 + 64 * (_MAX_READERS - 1)
 # A data file of at most this many pages (4 MiB) has every page checked at each open (a walk costs time
@@ -175,6 +179,8 @@ def _check_files(path: Path) -> None:
     if size > 0:
         lmdb_check.check_file(data, walk_pages_up_to=_WALK_AT_OPEN_PAGES)
         return
+    if size == 0 and (path / _CREATING).exists() and not (path / MARKER).exists():
+        return
     # A missing data file beside lock files alone is a creation killed before LMDB made the file: nothing was
     # ever committed there. An empty one beside them is a store made before the marker existed, emptied.
     witnesses = (MARKER, _LOCK, _USERS_LOCK) if size == 0 else (MARKER,)
@@ -227,8 +233,17 @@ def _undo_creation(path: Path) -> None:
     data = path / _DATA
     if data.exists() and data.stat().st_size > 2 * os.sysconf("SC_PAGE_SIZE"):
         return  # another process created the store meanwhile
-    for name in (_DATA, _LOCK, _USERS_LOCK):
+    for name in (_DATA, _LOCK, _USERS_LOCK, _CREATING):
         (path / name).unlink(missing_ok=True)
+
+
+def _note_creation(path: Path) -> None:
+    """Say that a creation is under way, before LMDB makes the data file (see ``_CREATING``)."""
+    # Without the note, an interrupted creation is refused as a lost store: safe, if less convenient. The note
+    # must reach the disk before the data file can, or a crash may keep only the latter.
+    with contextlib.suppress(OSError):
+        (path / _CREATING).touch()
+        _fsync(path)
 
 
 def _write_marker(path: Path) -> None:
@@ -655,6 +670,8 @@ class Environment:
         if self.readonly and not (path / _DATA).exists():
             raise StoreNotFound(f"there is no store at {path}")
         creating = not self.readonly and not (path / _DATA).exists()
+        if creating:
+            _note_creation(path)
         try:
             self._open_files()
         except BaseException:
@@ -668,6 +685,8 @@ class Environment:
         self._lock_identity = _file_identity(path / _LOCK)
         if not self.readonly:
             _write_marker(path)
+            if (path / MARKER).exists():
+                (path / _CREATING).unlink(missing_ok=True)
         self._clear_stale_readers()
         _OPENED.add(self)
 
