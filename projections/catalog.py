@@ -253,9 +253,20 @@ class Catalog:
         return found
 
     def metadata_of_key(self, txn: ReadTransaction, key: str) -> SessionMetadata | None:
-        """The metadata of the live session ``key``, or ``None``: one read."""
+        """The metadata of the live session ``key``, or ``None``: one read, decoded inline (a lookup per call
+        is a hot path: no list of rows, no collector pause)."""
         raw = txn.get(self._keys, _key_index(key))
-        return None if raw is None else _metadata([_the_session(key, _keyed_value(raw)[1])])[0]
+        if raw is None:
+            return None
+        try:
+            found, _version, name, _state, _turn, _started, created, last, count = orjson.loads(raw[_TIME_ID.size:])
+            metadata = SessionMetadata(found, name, datetime.fromisoformat(created), datetime.fromisoformat(last),
+                                       count)
+        except (orjson.JSONDecodeError, TypeError, ValueError, OverflowError) as exc:
+            raise StoreCorrupted(f"the session catalog is damaged: {exc}") from None
+        if found != key:
+            raise StoreCorrupted(f"the session key index leads {key!r} to another session's entry")
+        return metadata
 
     def head_of_key(self, txn: ReadTransaction, key: str) -> SessionHead | None:
         """The head of the live session ``key``, or ``None``: one read."""
