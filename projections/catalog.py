@@ -181,6 +181,16 @@ class Catalog:
         assert head.last_activity is not None
         return _TIME_ID.pack(to_micros(head.last_activity), stream_id)
 
+    def upgrade(self, txn: WriteTransaction, from_version: int) -> bool:
+        """Version 2 is this one without ``catalog.keys``: derive it from ``catalog.sessions``."""
+        if from_version != 2:
+            return False
+        for raw_id, row in txn.scan(self._sessions):
+            stream_id = unpack_stored(_ID, raw_id, "a key of the session catalog")[0]
+            head = _decode_head(row)
+            txn.put(self._keys, _key_index(head.key), self._activity_key(stream_id, head) + row)
+        return True
+
     def clear(self, txn: WriteTransaction) -> None:
         for space in (self._sessions, self._activity, self._keys, self._running):
             txn.clear(space)

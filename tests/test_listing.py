@@ -99,19 +99,20 @@ def test_prefix_arguments_are_checked(store: SessionStore) -> None:
 # -- stores written before the key index ---------------------------------------------------------------
 
 
-def _as_before_the_key_index(path: Path) -> None:
+def _as_before_the_key_index(path: Path, version: int = 2) -> None:
     """Make the store at ``path`` what the previous catalog (code version 2) left: the same databases but
-    ``catalog.keys``, whose checkpoint says version 2."""
+    ``catalog.keys``, whose checkpoint says ``version``."""
     with SessionStore(path) as store:
         def body(txn: object) -> None:
             txn.clear(store._catalog._keys)  # type: ignore[attr-defined]
             position = store._log.head(txn)[0]  # type: ignore[arg-type]
-            store._checkpoints.put(txn, "catalog", 2, position)  # type: ignore[arg-type]
+            store._checkpoints.put(txn, "catalog", version, position)  # type: ignore[arg-type]
 
         store._environment.write(body)
 
 
 def test_a_store_from_before_the_key_index_opens_and_lists_by_prefix(store_path: Path) -> None:
+    """The key index is derived from the catalog's rows when the store opens writable."""
     with SessionStore(store_path) as store:
         for key in ("tg:1", "tg:2", "slack:1"):
             store.append(key, user(key))
@@ -119,7 +120,9 @@ def test_a_store_from_before_the_key_index_opens_and_lists_by_prefix(store_path:
         store.delete_session("slack:1")
         expected = store.list_sessions_with_metadata()
     _as_before_the_key_index(store_path)
-    with SessionStore(store_path) as store:
+    folded: list[tuple[int, int]] = []
+    with SessionStore(store_path, rebuild_progress=lambda done, total: folded.append((done, total))) as store:
+        assert [] == folded  # converted in place, without reading the log
         with store._environment.read() as txn:
             assert (Catalog.code_version, 2) == (store._checkpoints.get(txn, "catalog")[0], len(  # type: ignore[index]
                 list(txn.scan(store._catalog._keys))))
@@ -271,3 +274,14 @@ class MemoryPagingMachine(PagingMachine):
 
 
 TestPagingInMemory = MemoryPagingMachine.TestCase
+
+
+def test_a_catalog_older_than_version_2_is_rebuilt_from_the_log(store_path: Path) -> None:
+    with SessionStore(store_path) as store:
+        store.append("tg:1", user("hi"))
+        expected = store.list_sessions_with_metadata()
+    _as_before_the_key_index(store_path, version=1)
+    folded: list[tuple[int, int]] = []
+    with SessionStore(store_path, rebuild_progress=lambda done, total: folded.append((done, total))) as store:
+        assert folded and expected == store.list_sessions_with_metadata(prefix="tg")
+        assert store.verify().ok
