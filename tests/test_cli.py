@@ -341,8 +341,11 @@ class TestSessionPages:
 
     def test_limit_all_and_prefix(self, many: Path) -> None:
         assert 7 == len(_keys(run(many, "sessions", "--limit", "7").stdout))
-        everything = run(many, "sessions", "--all").stdout
-        assert 120 == len(_keys(everything)) and everything.rstrip("\n").endswith("120 of 120 sessions.")
+        everything = run(many, "sessions", "--all").stdout.rstrip("\n").split("\n")
+        assert ["KEY", "NAME", "MESSAGES"] == everything[0].split()[:3] and "120 of 120 sessions." == everything[-1]
+        with SessionStore(many) as store:
+            assert store.list_sessions() == [line.split()[0] for line in everything[1:-1]]
+        assert "x117  -     1         idle   2026-01-01 07:28:00  2026-01-01 07:28:00" == everything[3]
         result = run(many, "sessions", "--prefix", "x", "--limit", "30")
         assert all(key.startswith("x") for key in _keys(result.stdout)) and 30 == len(_keys(result.stdout))
         lines = result.stdout.rstrip("\n").split("\n")
@@ -363,6 +366,14 @@ class TestSessionPages:
         rest = run(None, *told[1].removeprefix("Next: eventstore ").split())
         assert ["s019", "x018", "s017"] == [row["key"] for row in json_lines(rest.stdout)][:3]
         assert 20 == len(json_lines(rest.stdout)) and "" == rest.stderr
+
+    def test_all_escapes_what_a_terminal_would_run(self, tmp_path: Path) -> None:
+        with SessionStore(tmp_path / "s") as store:
+            store.append("evil\x1b]52;c;aGk=\x07", ChatMessage.user("hi"))
+            store.set_session_name("evil\x1b]52;c;aGk=\x07", "\u202ename")
+        out = run(tmp_path / "s", "sessions", "--all").stdout
+        assert "\x1b" not in out and "\u202e" not in out
+        assert "evil\\x1b]52;c;aGk=\\x07  \\u202ename" in out
 
     def test_a_page_past_the_end_says_so(self, many: Path) -> None:
         with SessionStore(many) as store:

@@ -250,13 +250,41 @@ def _summary(env: Env, walk: _Walk, shown: int, limit: int | None, as_json: bool
     return lines
 
 
+#: The widest a column of ``_print_columns`` is padded to (a longer value widens its own line only).
+_WIDEST = 60
+
+
+def _print_columns(store: SessionStore, blocks: Iterable[list[SessionMetadata]]) -> int:
+    """Sessions as plain aligned columns, a block at a time (a rich table of 100,000 rows takes a minute to draw);
+    the columns are as wide as the first block needs. Returns how many were printed."""
+    header = ("KEY", "NAME", "MESSAGES", "STATE", "CREATED", "LAST ACTIVITY")
+    widths: list[int] = []
+    shown = 0
+    for block in blocks:
+        rows = [[terminal_safe(text) for text in (metadata.key, metadata.name or "-", str(metadata.message_count),
+                                                   state_text(store.get_session_state(metadata.key)),
+                                                   show_time(metadata.created_at), show_time(metadata.last_activity))]
+                for metadata in block]
+        if not widths:
+            widths = [min(_WIDEST, max(len(cell) for cell in column)) for column in zip(header, *rows, strict=True)]
+            click.echo(_columns(header, widths))
+        click.echo("\n".join(_columns(row, widths) for row in rows))
+        shown += len(rows)
+    return shown
+
+
+def _columns(cells: Sequence[str], widths: Sequence[int]) -> str:
+    return "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)).rstrip()
+
+
 # -- commands ------------------------------------------------------------------------------
 
 
 @click.command()
 @click.option("--limit", type=click.IntRange(min=1), metavar="N",
               help=f"Show at most N sessions ({PAGE} by default; with --json, every session unless given).")
-@click.option("--all", "everything", is_flag=True, help="Show every session.")
+@click.option("--all", "everything", is_flag=True,
+              help="Show every session (past 1,000 sessions, as plain columns read a block at a time).")
 @click.option("--after", metavar="CURSOR", help="Continue where an earlier listing ended (it prints the command).")
 @click.option("--prefix", metavar="TEXT", help="Only the sessions whose key starts with TEXT.")
 @click.option("--running", is_flag=True, help="Only sessions whose state is running, latest turn first.")
@@ -314,9 +342,11 @@ def sessions(env: Env, limit: int | None, everything: bool, after: str | None, p
                 for line in _summary(env, walk, shown, limit, as_json):
                     click.echo(terminal_safe(line), err=True)
             return
-        # A table a block at a time: each is drawn as it is read, and none holds more than a block of rows.
-        for block in walk.blocks(wanted):
-            shown += _sessions_table(out, (_metadata_row(store, metadata) for metadata in block), empty="")
+        if wanted is not None and wanted <= _BLOCK:
+            shown = _sessions_table(out, [_metadata_row(store, metadata) for metadata in walk.sessions(wanted)],
+                                    empty="")
+        else:
+            shown = _print_columns(store, walk.blocks(wanted))
     if not walk.total:
         out.line("No sessions.")
         return
