@@ -137,7 +137,7 @@ def _the_session(key: str, row: bytes) -> list[Any]:
 
 
 class Catalog:
-    """Session heads, by stream id, by last activity and by running turn."""
+    """Session heads, by stream id, by key, by last activity and by running turn."""
 
     name = "catalog"
     code_version = 3
