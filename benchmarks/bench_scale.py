@@ -25,7 +25,13 @@ with ``durable=False``. Measured side by side in one run:
    ``get_session_metadata`` and ``session_exists``, random keys, warm OS cache;
 5. search: 2- and 3-word queries of mid-frequency words (ranks 100-2,000) and of
    the 100 most common, against FTS5 running ZeroClaw's unranked query and FTS5
-   ranked by ``bm25()``.
+   ranked by ``bm25()``;
+6. listing a page at a time: ``list_sessions_page(limit=50)`` at the front and
+   from cursors spread over the whole order (does a page cost the same at any
+   depth?) against SQLite's keyset query with a count, and
+   ``list_sessions(prefix=...)`` of about one session in a thousand against a
+   range of SQLite's key index; and ``eventstore sessions`` (the first page) and
+   ``eventstore sessions --json`` (every session) as commands.
 
 Times are medians (p99 in brackets with 100 samples or more); ratios are ours
 over SQLite as speed (SQLite's time / ours; above 1: ours is faster) or as size
@@ -52,12 +58,13 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import lmdb
 
-from eventstore import ChatMessage, SessionQuery, SessionStore
+from eventstore import ChatMessage, SessionMetadata, SessionQuery, SessionStore
 from projections.chunk import decode_entries
 
 from .baselines import SqliteSessions
@@ -85,6 +92,8 @@ class Settings:
 
 
 QUICK = Settings(sessions=2_000, batch=100, lookups=500, fresh_processes=3, queries=40)
+#: Sessions a page of the listing measurements.
+PAGE = 50
 #: Ranks (from 0) of the words in mid-frequency and most-common queries.
 MID_BAND = (100, 2_000)
 TOP_BAND = (0, 100)
@@ -228,6 +237,23 @@ def child_list(backend: str, path: str) -> dict[str, int]:
     return {"open_ns": opened - start, "list_ns": done - opened, "count": len(listed)}
 
 
+def spawn_cli(path: Path, *arguments: str) -> float:
+    """ns for ``eventstore --store PATH sessions ARGUMENTS`` as a fresh process, its output read and dropped."""
+    start = now_ns()
+    completed = subprocess.run([sys.executable, "-m", "eventstore", "--store", str(path), "sessions", *arguments],
+                               check=False, cwd=ROOT, capture_output=True, timeout=900)
+    elapsed = now_ns() - start
+    if completed.returncode:
+        raise RuntimeError(f"eventstore sessions {' '.join(arguments)} failed:\n{completed.stderr.decode()}")
+    return elapsed
+
+
+def timed(call: Callable[[], object]) -> int:
+    start = now_ns()
+    call()
+    return now_ns() - start
+
+
 def spawn_list(backend: str, path: Path) -> dict[str, int]:
     start = now_ns()
     completed = subprocess.run([sys.executable, "-m", "benchmarks.bench_scale", "--child-list", backend, str(path)],
@@ -306,6 +332,7 @@ class Bench:
         try:
             self.short_sessions(stores)
             self.load_parts(stores["ours"])
+            self.listing_pages(stores)
             self.search(stores)
         finally:
             for store in stores.values():
@@ -475,6 +502,64 @@ class Bench:
         timed("decoding the chunks into messages", lambda i: [decode_entries(value) for value in chunks[i]])
         timed("the whole load", lambda i: ours.load(keys[i]))
 
+    def listing_pages(self, stores: dict[str, Any]) -> None:
+        """Pages of 50 at the front and at cursors over the whole order, prefix listings, and the CLI."""
+        s = self.s
+        ours: SessionStore = stores["ours"]
+        db = stores["sqlite"]._db
+        self.log("listing: pages of 50 at every depth, prefixes, eventstore sessions")
+        cursors: list[str | None] = [None]
+        while (cursor := ours.list_sessions_page(limit=PAGE, cursor=cursors[-1]).next_cursor) is not None:
+            cursors.append(cursor)
+        rng = random.Random(s.seed + 2)
+        count = min(s.queries, len(cursors))
+        depths = [rng.randrange(len(cursors)) for _ in range(count)]
+        # SQLite's cursor for the same place: the (last_activity, key) of the session just before the page.
+        order = "ORDER BY last_activity DESC, session_key DESC"
+        before = [None if depth == 0 else db.execute(f"SELECT last_activity, session_key FROM session_metadata "
+                                                     f"{order} LIMIT 1 OFFSET ?", (depth * PAGE - 1,)).fetchone()
+                  for depth in depths]
+
+        def sqlite_page(place: tuple[str, str] | None) -> list[SessionMetadata]:
+            where = "" if place is None else "WHERE (last_activity, session_key) < (?, ?) "
+            rows = db.execute("SELECT session_key, name, created_at, last_activity, message_count "
+                              f"FROM session_metadata {where}{order} LIMIT ?", (*(place or ()), PAGE)).fetchall()
+            db.execute("SELECT COUNT(*) FROM session_metadata").fetchone()
+            parse = datetime.fromisoformat
+            return [SessionMetadata(key, name, parse(created), parse(last), n) for key, name, created, last, n in rows]
+
+        first = interleaved({"ours": lambda _: timed(lambda: ours.list_sessions_page(limit=PAGE)),
+                             "sqlite": lambda _: timed(lambda: sqlite_page(None))}, count, 10)
+        deep = interleaved({
+            "ours": lambda i: timed(lambda: ours.list_sessions_page(limit=PAGE, cursor=cursors[depths[i]])),
+            "sqlite": lambda i: timed(lambda: sqlite_page(before[i]))}, count, 10)
+        prefixes = [f"{Corpus.key(0)[:-10]}{rng.randrange(1000):03d}" for _ in range(count)]
+        upper = {prefix: prefix[:-1] + chr(ord(prefix[-1]) + 1) for prefix in prefixes}
+        prefixed = interleaved({
+            "ours": lambda i: timed(lambda: ours.list_sessions(prefix=prefixes[i])),
+            "sqlite": lambda i: timed(lambda: db.execute(
+                f"SELECT session_key FROM session_metadata WHERE session_key >= ? AND session_key < ? {order}",
+                (prefixes[i], upper[prefixes[i]])).fetchall())}, count, 10)
+        found = sum(len(ours.list_sessions(prefix=prefix)) for prefix in prefixes) / count
+        self.rows += [
+            time_row("page_first", f"list_sessions_page(limit={PAGE}), the first page, with the total", first),
+            time_row("page_deep", f"list_sessions_page(limit={PAGE}) from a cursor at a random depth", deep),
+            time_row("prefix", f"list_sessions(prefix=...) of about 1 in 1,000 keys ({found:.1f} found)", prefixed),
+        ]
+        ours_first, ours_deep = Stats.of(first["ours"]).median, Stats.of(deep["ours"]).median
+        self.notes.append(f"a page from a random depth / the first page: ours {ours_deep / ours_first:.2f}x, SQLite "
+                          f"{Stats.of(deep['sqlite']).median / Stats.of(first['sqlite']).median:.2f}x "
+                          "(SQLite's schema has no index on last_activity: each page sorts every session)")
+        self.values["page_depth"] = ours_deep / ours_first
+        runs = {name: [spawn_cli(self.path("ours"), *arguments) for _ in range(s.fresh_processes)]
+                for name, arguments in (("first", ()), ("json", ("--json",)))}
+        self.rows += [
+            Row("cli_page", "eventstore sessions (the first page), the whole process", s.fresh_processes,
+                fmt_time(Stats.of(runs["first"])), "-", None),
+            Row("cli_json", f"eventstore sessions --json (all {s.sessions:,}), the whole process", s.fresh_processes,
+                fmt_time(Stats.of(runs["json"])), "-", None),
+        ]
+
     def search(self, stores: dict[str, Any]) -> None:
         s = self.s
         ours: SessionStore = stores["ours"]
@@ -527,6 +612,7 @@ TARGETS = (
 BOUNDS = (
     ("catch_up_linear", "catch_up costs the same a message at the end as at the start (last/first tenth <= 1.25x)",
      1.25, "x"),
+    ("page_depth", "a page from any cursor costs what the first page does (random depth / first <= 1.25x)", 1.25, "x"),
     ("search_top_2_ours_ms", "2-word queries of the 100 most common words no slower than 10 ms", 10.0, " ms"),
     ("search_top_3_ours_ms", "3-word queries of the 100 most common words no slower than 10 ms", 10.0, " ms"),
 )

@@ -44,6 +44,7 @@ from ._values import (
     ImportReceipt,
     SearchHit,
     SessionMetadata,
+    SessionPage,
     SessionQuery,
     SessionState,
     SessionView,
@@ -93,6 +94,11 @@ def _durability(durable: object) -> Durability:
     except ValueError:
         choices = ", ".join(repr(level.value) for level in Durability)
         raise InvalidArgument(f"durable must be a bool or a Durability ({choices}), not {durable!r:.60}") from None
+
+
+def _prefix(prefix: object) -> str:
+    """A key prefix argument as text; ``None`` is the empty prefix, which every key has."""
+    return "" if prefix is None else validate_text(prefix, "prefix")
 
 
 def _check_options(clock: object, snapshot_every: object, cache_sessions: object, rebuild_progress: object) -> None:
@@ -364,22 +370,42 @@ class SessionStore:
         """The session's current messages with the times they were appended."""
         return [timestamped(entry) for entry in self._queries.entries(key)]
 
-    def list_sessions(self) -> list[str]:
-        """Keys of the live sessions, most recent activity first."""
-        return self._queries.keys()
+    def list_sessions(self, prefix: str | None = None) -> list[str]:
+        """Keys of the live sessions, most recent activity first; with ``prefix``, those that start with it.
 
-    def list_sessions_with_metadata(self) -> list[SessionMetadata]:
-        """Metadata of the live sessions, most recent activity first."""
-        return self._queries.listing()
+        A prefix reads one range of the key index: the cost follows the matches, not the store."""
+        return self._queries.keys(_prefix(prefix))
+
+    def list_sessions_with_metadata(self, prefix: str | None = None) -> list[SessionMetadata]:
+        """Metadata of the live sessions, most recent activity first; with ``prefix``, of the keys it starts."""
+        return self._queries.listing(_prefix(prefix))
+
+    def list_sessions_page(self, limit: int = 50, cursor: str | None = None, *,
+                           prefix: str | None = None) -> SessionPage:
+        """A page of at most ``limit`` sessions, most recent activity first, and the count of all of them.
+
+        Pass the page's ``next_cursor`` as ``cursor`` for the next page (``None``: the first page). A page
+        without ``prefix`` costs its own sessions, whatever the store holds; with one, the sessions
+        under the prefix. A walk through the pages lists every session exactly once that stays as
+        it is meanwhile; a session that changes meanwhile moves to the front, where a walk that has
+        passed it does not see it again (never twice; maybe not at all). See docs/listing.md.
+
+        Raises:
+            InvalidArgument: ``limit`` under 1, or a cursor that no page returned.
+        """
+        if check_index(limit, "limit") < 1:
+            raise InvalidArgument(f"limit must be at least 1, not {limit}")
+        if cursor is not None:
+            validate_text(cursor, "cursor")
+        return self._queries.page(limit, cursor, _prefix(prefix))
 
     def get_session_metadata(self, key: str) -> SessionMetadata | None:
         """The session's metadata; ``None`` for an unknown or deleted session."""
-        head = self._queries.head(key)
-        return None if head is None else head.metadata()
+        return self._queries.metadata_of(key)
 
     def session_exists(self, key: str) -> bool:
         """Whether the session is live (has events and is not deleted)."""
-        return self._queries.head(key) is not None
+        return self._queries.exists(key)
 
     def get_session_name(self, key: str) -> str | None:
         """The session's name, if it has one."""

@@ -23,6 +23,7 @@ __all__ = [
     "ChatMessage",
     "TimestampedMessage",
     "SessionMetadata",
+    "SessionPage",
     "SessionState",
     "SessionQuery",
     "SearchHit",
@@ -216,6 +217,22 @@ class SessionMetadata:
     created_at: datetime
     last_activity: datetime
     message_count: int
+
+
+@attrs.frozen
+class SessionPage:
+    """A page of ``SessionStore.list_sessions_page``.
+
+    Attributes:
+        sessions: the page's sessions, most recent activity first.
+        next_cursor: the ``cursor`` that continues after this page; ``None`` after the last page.
+        total: how many live sessions there are (whose key starts with the prefix, if one was given),
+            counted in the same read as the page.
+    """
+
+    sessions: tuple[SessionMetadata, ...]
+    next_cursor: str | None
+    total: int
 
 
 @attrs.frozen

@@ -38,6 +38,7 @@ from ._values import (
     ImportReceipt,
     SearchHit,
     SessionMetadata,
+    SessionPage,
     SessionQuery,
     SessionState,
     SessionView,
@@ -61,7 +62,7 @@ WRITER_THREADS = 8
 ON_THE_LOOP = frozenset({
     "load", "load_with_timestamps", "list_sessions", "list_sessions_with_metadata", "get_session_metadata",
     "session_exists", "get_session_name", "get_session_state", "list_running_sessions", "list_stuck_sessions",
-    "session_at", "import_receipts", "stats",
+    "session_at", "import_receipts", "stats", "list_sessions_page",
 })
 #: Methods that stream: async iterators over the sync iterator, a batch per read transaction.
 STREAMED = frozenset({"events", "replay"})
@@ -259,17 +260,24 @@ class AsyncSessionStore:
         Runs on the event loop; see ``SessionStore.load_with_timestamps``."""
         return self._store.load_with_timestamps(key)
 
-    async def list_sessions(self) -> list[str]:
-        """Keys of the live sessions, most recent activity first.
+    async def list_sessions(self, prefix: str | None = None) -> list[str]:
+        """Keys of the live sessions, most recent activity first; with ``prefix``, those that start with it.
 
         Runs on the event loop; see ``SessionStore.list_sessions``."""
-        return self._store.list_sessions()
+        return self._store.list_sessions(prefix)
 
-    async def list_sessions_with_metadata(self) -> list[SessionMetadata]:
-        """Metadata of the live sessions, most recent activity first.
+    async def list_sessions_with_metadata(self, prefix: str | None = None) -> list[SessionMetadata]:
+        """Metadata of the live sessions, most recent activity first; with ``prefix``, of the keys it starts.
 
         Runs on the event loop; see ``SessionStore.list_sessions_with_metadata``."""
-        return self._store.list_sessions_with_metadata()
+        return self._store.list_sessions_with_metadata(prefix)
+
+    async def list_sessions_page(self, limit: int = 50, cursor: str | None = None, *,
+                                 prefix: str | None = None) -> SessionPage:
+        """A page of at most ``limit`` sessions, most recent activity first, and the count of all of them.
+
+        Runs on the event loop; see ``SessionStore.list_sessions_page``."""
+        return self._store.list_sessions_page(limit, cursor, prefix=prefix)
 
     async def get_session_metadata(self, key: str) -> SessionMetadata | None:
         """The session's metadata; ``None`` for an unknown or deleted session.

@@ -1,15 +1,26 @@
-"""The session catalog read model: each live session's head, ordered by activity and by turn.
+"""The session catalog read model: each live session's head, by stream id, by key, by activity and by turn.
 
 Databases: ``catalog.sessions`` stream id → head row; ``catalog.activity``
 last-activity time + stream id → head row (the list order, newest last, so a
-listing is one cursor walk with no lookups); ``catalog.running`` turn start +
+listing is one cursor walk with no lookups, and a page starts with one seek);
+``catalog.keys`` session key → activity key + head row (a session's metadata in
+one read, and a prefix is one range of it); ``catalog.running`` turn start +
 stream id → nothing (running sessions only). A deleted session has no entry.
+
+A session key is its own ``catalog.keys`` key when it is shorter than
+``_LONG_KEY`` bytes; a longer one (keys run to 1 KiB, LMDB's keys to 511 bytes)
+keeps its first ``_KEPT`` bytes followed by the SHA-256 of the whole key, so it
+still sorts among the keys that share its start.
 """
 
 from __future__ import annotations
 
+import hashlib
+import heapq
+import itertools
 import struct
-from collections.abc import Iterator, Mapping, Sequence
+import sys
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +39,18 @@ __all__ = ["Catalog"]
 
 _ID = struct.Struct(">Q")
 _TIME_ID = struct.Struct(">QQ")
+#: Bytes of a long session key kept at the start of its ``catalog.keys`` key, before its digest.
+_KEPT = 448
+#: The size of a long key's ``catalog.keys`` key; every shorter key is stored as it is.
+_LONG_KEY = _KEPT + hashlib.sha256().digest_size
+
+#: A position in the activity order: the ``catalog.activity`` key of the session a page ended at.
+Position = bytes
+
+
+def _key_index(key: str) -> bytes:
+    raw = key.encode()
+    return raw if len(raw) < _LONG_KEY else raw[:_KEPT] + hashlib.sha256(raw).digest()
 
 
 # Times are stored as ISO 8601 text: ``datetime.fromisoformat`` is C, faster
@@ -71,15 +94,58 @@ def _decode_head(raw: bytes) -> SessionHead:
         raise StoreCorrupted(f"the session catalog is damaged: {exc}") from None
 
 
+def _decode_rows(values: Iterable[bytes]) -> list[list[Any]]:
+    """Rows of head bytes, in one C-level decode for them all instead of one call per row; callers check fields."""
+    try:
+        rows: list[list[Any]] = orjson.loads(b"[" + b",".join(values) + b"]")
+        return rows
+    except orjson.JSONDecodeError as exc:
+        raise StoreCorrupted(f"the session catalog is damaged: {exc}") from None
+
+
+def _metadata(rows: list[list[Any]]) -> list[SessionMetadata]:
+    parse = datetime.fromisoformat  # the times were written in UTC by _text; verify checks them
+    try:
+        with bulk_decoding():
+            return [SessionMetadata(key, name, parse(created), parse(last), count)
+                    for key, _version, name, _state, _turn, _started, created, last, count in rows]
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise StoreCorrupted(f"the session catalog is damaged: {exc}") from None
+
+
+def _keyed_value(raw: bytes) -> tuple[Position, bytes]:
+    """A ``catalog.keys`` value split into the session's activity key and its head row."""
+    if len(raw) <= _TIME_ID.size:
+        raise StoreCorrupted(f"an entry of the session key index is damaged ({len(raw)} bytes)")
+    return raw[:_TIME_ID.size], raw[_TIME_ID.size:]
+
+
+def _row_key(row: bytes) -> tuple[str, list[Any]]:
+    """The session key of a head row, and the decoded row."""
+    decoded = _decode_rows((row,))[0]
+    if not isinstance(decoded, list) or not decoded or not isinstance(decoded[0], str):
+        raise StoreCorrupted("the session catalog is damaged: a row has no session key")
+    return decoded[0], decoded
+
+
+def _the_session(key: str, row: bytes) -> list[Any]:
+    """The head row of ``key`` read from the key index, checked to be that session's."""
+    found, decoded = _row_key(row)
+    if found != key:
+        raise StoreCorrupted(f"the session key index leads {key!r} to another session's entry")
+    return decoded
+
+
 class Catalog:
-    """Session heads, by stream id, by last activity and by running turn."""
+    """Session heads, by stream id, by key, by last activity and by running turn."""
 
     name = "catalog"
-    code_version = 2
+    code_version = 3
 
     def __init__(self, open_space: OpenSpace) -> None:
         self._sessions = open_space("catalog.sessions")
         self._activity = open_space("catalog.activity")
+        self._keys = open_space("catalog.keys")
         self._running = open_space("catalog.running")
 
     def head(self, txn: ReadTransaction, stream_id: int) -> SessionHead | None:
@@ -96,14 +162,17 @@ class Catalog:
             self._unindex(txn, stream_id, before)
         if after.exists:
             row = _encode_head(after)
+            activity_key = self._activity_key(stream_id, after)
             txn.put(self._sessions, _ID.pack(stream_id), row)
-            txn.put(self._activity, self._activity_key(stream_id, after), row)
+            txn.put(self._activity, activity_key, row)
+            txn.put(self._keys, _key_index(after.key), activity_key + row)
             if after.state is not None and after.state.turn_started_at is not None:
                 txn.put(self._running, _TIME_ID.pack(to_micros(after.state.turn_started_at), stream_id), b"")
 
     def _unindex(self, txn: WriteTransaction, stream_id: int, head: SessionHead) -> None:
         txn.delete(self._sessions, _ID.pack(stream_id))
         txn.delete(self._activity, self._activity_key(stream_id, head))
+        txn.delete(self._keys, _key_index(head.key))
         if head.state is not None and head.state.turn_started_at is not None:
             txn.delete(self._running, _TIME_ID.pack(to_micros(head.state.turn_started_at), stream_id))
 
@@ -112,57 +181,116 @@ class Catalog:
         assert head.last_activity is not None
         return _TIME_ID.pack(to_micros(head.last_activity), stream_id)
 
+    def upgrade(self, txn: WriteTransaction, from_version: int) -> bool:
+        """Version 2 is this one without ``catalog.keys``: derive it from ``catalog.sessions``."""
+        if from_version != 2:
+            return False
+        for raw_id, row in txn.scan(self._sessions):
+            stream_id = unpack_stored(_ID, raw_id, "a key of the session catalog")[0]
+            head = _decode_head(row)
+            txn.put(self._keys, _key_index(head.key), self._activity_key(stream_id, head) + row)
+        return True
+
     def clear(self, txn: WriteTransaction) -> None:
-        for space in (self._sessions, self._activity, self._running):
+        for space in (self._sessions, self._activity, self._keys, self._running):
             txn.clear(space)
 
     # -- queries ----------------------------------------------------------------------
 
     def metadata_by_activity(self, txn: ReadTransaction, limit: int | None = None) -> list[SessionMetadata]:
         """Live sessions' metadata, most recent activity first."""
-        rows = self._rows(txn, limit)
-        parse = datetime.fromisoformat  # the times were written in UTC by _text; verify checks them
-        try:
-            with bulk_decoding():
-                return [SessionMetadata(key, name, parse(created), parse(last), count)
-                        for key, _version, name, _state, _turn, _started, created, last, count in rows]
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise StoreCorrupted(f"the session catalog is damaged: {exc}") from None
+        values = txn.scan_values(self._activity, reverse=True)
+        return _metadata(_decode_rows(values if limit is None else itertools.islice(values, min(limit, sys.maxsize))))
 
     def metadata_of(self, txn: ReadTransaction, stream_ids: Sequence[int]) -> list[SessionMetadata]:
         """Metadata of the live sessions among ``stream_ids``, in that order (for search results)."""
         found = txn.get_many(self._sessions, [_ID.pack(stream_id) for stream_id in stream_ids])
-        values = [found[key] for key in map(_ID.pack, stream_ids) if key in found]
-        parse = datetime.fromisoformat
-        try:
-            rows = orjson.loads(b"[" + b",".join(values) + b"]")
-            return [SessionMetadata(key, name, parse(created), parse(last), count)
-                    for key, _version, name, _state, _turn, _started, created, last, count in rows]
-        except (orjson.JSONDecodeError, TypeError, ValueError, OverflowError) as exc:
-            raise StoreCorrupted(f"the session catalog is damaged: {exc}") from None
+        return _metadata(_decode_rows(found[key] for key in map(_ID.pack, stream_ids) if key in found))
 
-    def keys_by_activity(self, txn: ReadTransaction) -> list[str]:
-        """Live session keys, most recent activity first."""
+    def keys_by_activity(self, txn: ReadTransaction, prefix: str = "") -> list[str]:
+        """Live session keys (those starting with ``prefix``), most recent activity first."""
+        if prefix:
+            rows = _decode_rows(row for _, row in sorted(self._prefixed(txn, prefix), reverse=True))
+        else:
+            rows = _decode_rows(txn.scan_values(self._activity, reverse=True))
         try:
-            keys = [row[0] for row in self._rows(txn, None)]
+            keys = [row[0] for row in rows]
         except (TypeError, KeyError, IndexError) as exc:
             raise StoreCorrupted(f"the session catalog is damaged: a row is not a list ({exc!r})") from None
         if not all(isinstance(key, str) for key in keys):
             raise StoreCorrupted("the session catalog is damaged: a session key is not text")
         return keys
 
-    def _rows(self, txn: ReadTransaction, limit: int | None) -> list[list[Any]]:
-        values: list[bytes] = []
-        for value in txn.scan_values(self._activity, reverse=True):
-            if limit is not None and len(values) >= limit:
+    def metadata_with_prefix(self, txn: ReadTransaction, prefix: str) -> list[SessionMetadata]:
+        """Metadata of the live sessions whose key starts with ``prefix``, most recent activity first."""
+        return _metadata(_decode_rows(row for _, row in sorted(self._prefixed(txn, prefix), reverse=True)))
+
+    def page(self, txn: ReadTransaction, limit: int, before: Position | None, prefix: str = ""
+             ) -> tuple[list[SessionMetadata], Position | None, int]:
+        """At most ``limit`` live sessions (those starting with ``prefix``) whose activity position is below
+        ``before``, most recent first; the position to continue below (``None`` at the end); and how many
+        sessions there are in all (with that prefix).
+
+        Without a prefix it reads the page alone, whatever the number of sessions; with one, every session
+        of the prefix (one range of the key index).
+        """
+        if prefix:
+            matching = self._prefixed(txn, prefix)
+            total = len(matching)
+            limit = min(limit, total)  # one past it says whether more follow, and stays a machine size
+            below = matching if before is None else [entry for entry in matching if entry[0] < before]
+            entries = heapq.nlargest(limit + 1, below)
+        else:
+            total = txn.count(self._activity)
+            limit = min(limit, total)
+            entries = list(itertools.islice(txn.scan(self._activity, before, reverse=True), limit + 1))
+        more = len(entries) > limit
+        del entries[limit:]
+        return _metadata(_decode_rows(row for _, row in entries)), entries[-1][0] if more else None, total
+
+    def _prefixed(self, txn: ReadTransaction, prefix: str) -> list[tuple[Position, bytes]]:
+        """(activity key, head row) of every live session whose key starts with ``prefix``, in key order."""
+        wanted = prefix.encode()
+        start = wanted[:_KEPT]
+        found = []
+        for index_key, value in txn.scan(self._keys, start):
+            if not index_key.startswith(start):
                 break
-            values.append(value)
+            position, row = _keyed_value(value)
+            # A short key is its own index key; only a long key under a long prefix needs its row read.
+            if index_key.startswith(wanted) or (len(index_key) == _LONG_KEY and _row_key(row)[0].startswith(prefix)):
+                found.append((position, row))
+        return found
+
+    def metadata_of_key(self, txn: ReadTransaction, key: str) -> SessionMetadata | None:
+        """The metadata of the live session ``key``, or ``None``: one read, decoded inline (a lookup per call
+        is a hot path: no list of rows, no collector pause)."""
+        raw = txn.get(self._keys, _key_index(key))
+        if raw is None:
+            return None
         try:
-            # One C-level decode for the whole listing instead of one call per row; callers check the fields.
-            rows: list[list[Any]] = orjson.loads(b"[" + b",".join(values) + b"]")
-            return rows
-        except orjson.JSONDecodeError as exc:
+            found, _version, name, _state, _turn, _started, created, last, count = orjson.loads(raw[_TIME_ID.size:])
+            metadata = SessionMetadata(found, name, datetime.fromisoformat(created), datetime.fromisoformat(last),
+                                       count)
+        except (orjson.JSONDecodeError, TypeError, ValueError, OverflowError) as exc:
             raise StoreCorrupted(f"the session catalog is damaged: {exc}") from None
+        if found != key:
+            raise StoreCorrupted(f"the session key index leads {key!r} to another session's entry")
+        return metadata
+
+    def head_of_key(self, txn: ReadTransaction, key: str) -> SessionHead | None:
+        """The head of the live session ``key``, or ``None``: one read."""
+        raw = txn.get(self._keys, _key_index(key))
+        if raw is None:
+            return None
+        try:
+            return _head_from_row(_the_session(key, _keyed_value(raw)[1]))
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise StoreCorrupted(f"the session catalog is damaged: {exc}") from None
+
+    def has_key(self, txn: ReadTransaction, key: str) -> bool:
+        """Whether the session ``key`` is live."""
+        return txn.get(self._keys, _key_index(key)) is not None
 
     def heads(self, txn: ReadTransaction) -> Iterator[tuple[int, SessionHead]]:
         """Every live session's stream id and head, by stream id."""
@@ -201,14 +329,16 @@ class Catalog:
 
     def check(self, txn: ReadTransaction, sessions: Mapping[int, SessionSnapshot]) -> list[str]:
         """Problems where the stored catalog differs from ``sessions`` freshly folded from the log."""
-        expected: dict[bytes, dict[bytes, bytes]] = {b"sessions": {}, b"activity": {}, b"running": {}}
+        expected: dict[bytes, dict[bytes, bytes]] = {b"sessions": {}, b"activity": {}, b"keys": {}, b"running": {}}
         for stream_id, session in sessions.items():
             head = session.head
             if not head.exists:
                 continue
             row = _encode_head(head)
+            activity_key = self._activity_key(stream_id, head)
             expected[b"sessions"][_ID.pack(stream_id)] = row
-            expected[b"activity"][self._activity_key(stream_id, head)] = row
+            expected[b"activity"][activity_key] = row
+            expected[b"keys"][_key_index(head.key)] = activity_key + row
             if head.state is not None and head.state.turn_started_at is not None:
                 expected[b"running"][_TIME_ID.pack(to_micros(head.state.turn_started_at), stream_id)] = b""
         problems = []
@@ -216,10 +346,12 @@ class Catalog:
             stored = dict(entries)
             for key in sorted(stored.keys() ^ expected[name].keys() | {
                     k for k in stored.keys() & expected[name].keys() if stored[k] != expected[name][k]}):
-                if len(key) < _ID.size:
-                    problems.append(f"catalog.{name.decode()}: the key {key.hex()} is damaged")
+                # A key index entry names its stream in its value (its activity key), the others in their key.
+                where = (expected[name].get(key) or stored[key])[:_TIME_ID.size] if name == b"keys" else key
+                if len(where) < _ID.size:
+                    problems.append(f"catalog.{name.decode()}: the entry at {key.hex()} is damaged")
                     continue
-                stream_id = _ID.unpack(key[-8:])[0]
+                stream_id = _ID.unpack(where[-8:])[0]
                 problems.append(f"catalog.{name.decode()}: the entry of stream {stream_id} "
                                 f"({sessions[stream_id].head.key if stream_id in sessions else 'unknown'!r}) "
                                 "differs from the log")
@@ -229,5 +361,5 @@ class Catalog:
         """Every stored entry, for comparing a rebuilt catalog with an incremental one."""
         return {name: [(bytes(k), bytes(v)) for k, v in txn.scan(space)]
                 for name, space in ((b"sessions", self._sessions), (b"activity", self._activity),
-                                    (b"running", self._running))}
+                                    (b"keys", self._keys), (b"running", self._running))}
 

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from eventstore.storage import ReadTransaction, Space, WriteTransaction
 
 from .session import Change, SessionSnapshot
 
-__all__ = ["ReadModel", "Checkpoints", "Checkpoint", "OpenSpace"]
+__all__ = ["ReadModel", "UpgradableReadModel", "Checkpoints", "Checkpoint", "OpenSpace"]
 
 _CHECKPOINT = struct.Struct(">QQ")  # code version, position
 Checkpoint = tuple[int, int]
@@ -47,6 +47,15 @@ class ReadModel(Protocol):
 
     def check(self, txn: ReadTransaction, sessions: Mapping[int, SessionSnapshot]) -> list[str]:
         """Where the stored state differs from ``sessions`` (stream id → session folded from the log)."""
+
+
+@runtime_checkable
+class UpgradableReadModel(ReadModel, Protocol):
+    """A read model that can bring the state an older code version stored up to its own, without the log."""
+
+    def upgrade(self, txn: WriteTransaction, from_version: int) -> bool:
+        """Convert in place the state that code version ``from_version`` stored (current with the log);
+        ``False``, having written nothing, when it cannot: the model is then rebuilt from the log."""
 
 
 class Checkpoints:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import click
 import lmdb
@@ -86,6 +87,11 @@ def open_store(path: Path) -> SessionStore:
     return SessionStore(path)
 
 
+def json_lines(text: str) -> list[Any]:
+    """The objects of JSON Lines output (split on ``\n`` alone, as docs/cli-output.md says)."""
+    return [json.loads(line) for line in text.split("\n") if line]
+
+
 # -- help -------------------------------------------------------------------------------------
 
 
@@ -151,7 +157,7 @@ class TestHelp:
         done = subprocess.run([sys.executable, "-m", "eventstore", "--store", str(path), "sessions", "--json"],
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
-        assert [row["key"] for row in json.loads(done.stdout)] == ["gamma", "beta", "alpha"]
+        assert [row["key"] for row in json_lines(done.stdout)] == ["gamma", "beta", "alpha"]
         assert done.stderr == ""
 
 
@@ -200,20 +206,20 @@ class TestStoreLocation:
         env.close()
         result = run(path, "sessions", "--json")
         assert result.exit_code == 0, result.output
-        assert len(json.loads(result.stdout)) == 3
+        assert len(json_lines(result.stdout)) == 3
         assert json.loads(run(path, "stats", "--json").stdout)["checkpoints"]["catalog"]["position"] == 13
 
     def test_environment_variable(self, path: Path) -> None:
         """EVENTSTORE_PATH picks the store when --store is not given."""
         result = run(None, "sessions", "--json", env={"EVENTSTORE_PATH": str(path)})
         assert result.exit_code == 0
-        assert len(json.loads(result.stdout)) == 3
+        assert len(json_lines(result.stdout)) == 3
 
     def test_option_wins_over_environment(self, path: Path, tmp_path: Path) -> None:
         """--store wins over EVENTSTORE_PATH."""
         result = run(path, "sessions", "--json", env={"EVENTSTORE_PATH": str(tmp_path / "other")})
         assert result.exit_code == 0
-        assert len(json.loads(result.stdout)) == 3
+        assert len(json_lines(result.stdout)) == 3
 
     def test_default_store_under_xdg_data_home(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         """Without --store or EVENTSTORE_PATH the store is $XDG_DATA_HOME/eventstore, named in the error."""
@@ -245,9 +251,9 @@ class TestSessions:
         assert "gone" not in result.stdout
 
     def test_json(self, path: Path) -> None:
-        """--json gives one JSON document with the facade's values and local ISO times."""
+        """--json gives one JSON object a line with the facade's values and local ISO times."""
         result = run(path, "sessions", "--json")
-        rows = json.loads(result.stdout)
+        rows = json_lines(result.stdout)
         alpha = rows[2]
         assert alpha == {"key": "alpha", "name": "Geography", "messages": 3,
                          "state": {"state": "idle", "turn_id": None, "turn_started_at": None},
@@ -255,26 +261,129 @@ class TestSessions:
                          "last_activity": "2026-01-01T05:35:00.000000+05:30"}
         assert rows[1]["state"] == {"state": "running", "turn_id": "t1",
                                     "turn_started_at": "2026-01-01T05:36:00.000000+05:30"}
+        assert ("", 3) == (result.stderr, len(rows))
 
     def test_running_and_stuck(self, path: Path) -> None:
         """--running lists running sessions; --stuck SECS those whose turn is older than SECS."""
-        assert [r["key"] for r in json.loads(run(path, "sessions", "--running", "--json").stdout)] == ["beta"]
-        assert [r["key"] for r in json.loads(run(path, "sessions", "--stuck", "60", "--json").stdout)] == ["beta"]
+        assert [r["key"] for r in json_lines(run(path, "sessions", "--running", "--json").stdout)] == ["beta"]
+        assert [r["key"] for r in json_lines(run(path, "sessions", "--stuck", "60", "--json").stdout)] == ["beta"]
         far = 10 * 365 * 86400  # the turn started in 2026; ten years is longer than any test run's clock drift
-        assert json.loads(run(path, "sessions", "--stuck", str(far * 100), "--json").stdout) == []
+        assert run(path, "sessions", "--stuck", str(far * 100), "--json").stdout == ""
         result = run(path, "sessions", "--stuck", str(far * 100))
         assert "No session has been running" in result.stdout
 
     def test_empty_store(self, tmp_path: Path) -> None:
-        """An empty store lists nothing: a sentence for people, [] for scripts."""
+        """An empty store lists nothing: a sentence for people, no line for scripts."""
         SessionStore(tmp_path / "s").close()
         assert run(tmp_path / "s", "sessions").stdout.strip() == "No sessions."
-        assert json.loads(run(tmp_path / "s", "sessions", "--json").stdout) == []
+        assert run(tmp_path / "s", "sessions", "--json").stdout == ""
 
     def test_running_and_stuck_together_is_an_error(self, path: Path) -> None:
         result = run(path, "sessions", "--running", "--stuck", "5")
         assert result.exit_code == 1
         assert "not both" in error_line(result)
+
+    @pytest.mark.parametrize("arguments", [["--all", "--limit", "2"], ["--running", "--limit", "2"],
+                                           ["--stuck", "1", "--prefix", "a"], ["--running", "--all"],
+                                           ["--running", "--after", "AQ"]])
+    def test_paging_options_that_do_not_go_together(self, path: Path, arguments: list[str]) -> None:
+        result = run(path, "sessions", *arguments)
+        assert result.exit_code == 1
+        assert "not" in error_line(result)
+
+    def test_a_bad_cursor_is_one_line(self, path: Path) -> None:
+        result = run(path, "sessions", "--after", "nonsense")
+        assert result.exit_code == 1
+        assert "cursor" in error_line(result)
+
+
+def _keys(table: str) -> list[str]:
+    return [line.split("│")[1].strip() for line in table.splitlines() if line.startswith("│")]
+
+
+class TestSessionPages:
+    @pytest.fixture
+    def many(self, tmp_path: Path) -> Path:
+        """120 sessions, a minute apart: s119 is the most recent; every third key starts with "x"."""
+        clock = FakeClock(START)
+        with SessionStore(tmp_path / "many", clock=clock) as store:
+            for number in range(120):
+                clock.advance(minutes=1)
+                store.append(("x" if number % 3 == 0 else "s") + f"{number:03d}", ChatMessage.user("hi"))
+        return tmp_path / "many"
+
+    def test_the_latest_page_then_the_count_and_the_next_command(self, many: Path) -> None:
+        result = run(many, "sessions")
+        assert result.exit_code == 0
+        keys = _keys(result.stdout)
+        assert 50 == len(keys) and ("s119", "s070") == (keys[0], keys[-1])
+        lines = result.stdout.rstrip("\n").split("\n")
+        assert "50 of 120 sessions." == lines[-2]
+        command = lines[-1].removeprefix("Next: eventstore ").split()
+        assert ["--store", str(many), "sessions"] == command[:3] and "--after" == command[3]
+        following = run(None, *command)
+        assert _keys(following.stdout)[:2] == ["x069", "s068"]
+
+    def test_walking_the_pages_by_their_commands_lists_each_session_once(self, many: Path) -> None:
+        seen: list[str] = []
+        command = ["--store", str(many), "sessions", "--limit", "45"]
+        while True:
+            result = run(None, *command)
+            seen += _keys(result.stdout)
+            last = result.stdout.rstrip("\n").split("\n")[-1]
+            if not last.startswith("Next: "):
+                assert f"{len(_keys(result.stdout))} of 120 sessions." == last
+                break
+            assert ["--limit", "45"] == last.split()[5:7]
+            command = last.removeprefix("Next: eventstore ").split()
+        with SessionStore(many) as store:
+            assert store.list_sessions() == seen
+
+    def test_limit_all_and_prefix(self, many: Path) -> None:
+        assert 7 == len(_keys(run(many, "sessions", "--limit", "7").stdout))
+        everything = run(many, "sessions", "--all").stdout.rstrip("\n").split("\n")
+        assert ["KEY", "NAME", "MESSAGES"] == everything[0].split()[:3] and "120 of 120 sessions." == everything[-1]
+        with SessionStore(many) as store:
+            assert store.list_sessions() == [line.split()[0] for line in everything[1:-1]]
+        assert "x117  -     1         idle   2026-01-01 07:28:00  2026-01-01 07:28:00" == everything[3]
+        result = run(many, "sessions", "--prefix", "x", "--limit", "30")
+        assert all(key.startswith("x") for key in _keys(result.stdout)) and 30 == len(_keys(result.stdout))
+        lines = result.stdout.rstrip("\n").split("\n")
+        assert "30 of 40 sessions whose key starts with 'x'." == lines[-2]
+        rest = run(None, *lines[-1].removeprefix("Next: eventstore ").split())
+        assert 10 == len(_keys(rest.stdout)) and rest.stdout.rstrip("\n").endswith("10 of 40 sessions whose key "
+                                                                                    "starts with 'x'.")
+
+    def test_json_streams_every_session_or_a_page_with_the_next_command_on_stderr(self, many: Path) -> None:
+        result = run(many, "sessions", "--json")
+        with SessionStore(many) as store:
+            assert store.list_sessions() == [row["key"] for row in json_lines(result.stdout)]
+        assert "" == result.stderr
+        page = run(many, "sessions", "--json", "--limit", "100")
+        assert 100 == len(json_lines(page.stdout))
+        told = page.stderr.rstrip("\n").split("\n")
+        assert "100 of 120 sessions." == told[0]
+        rest = run(None, *told[1].removeprefix("Next: eventstore ").split())
+        assert ["s019", "x018", "s017"] == [row["key"] for row in json_lines(rest.stdout)][:3]
+        assert 20 == len(json_lines(rest.stdout)) and "" == rest.stderr
+
+    def test_all_escapes_what_a_terminal_would_run(self, tmp_path: Path) -> None:
+        with SessionStore(tmp_path / "s") as store:
+            store.append("evil\x1b]52;c;aGk=\x07", ChatMessage.user("hi"))
+            store.set_session_name("evil\x1b]52;c;aGk=\x07", "\u202ename")
+        out = run(tmp_path / "s", "sessions", "--all").stdout
+        assert "\x1b" not in out and "\u202e" not in out
+        assert "evil\\x1b]52;c;aGk=\\x07  \\u202ename" in out
+
+    def test_a_page_past_the_end_says_so(self, many: Path) -> None:
+        with SessionStore(many) as store:
+            cursor = store.list_sessions_page(limit=120).next_cursor
+            assert cursor is None
+            last = store.list_sessions_page(limit=119).next_cursor
+            assert last is not None
+            store.delete_session("x000")
+        result = run(many, "sessions", "--after", last)
+        assert ["No sessions after that cursor.", "0 of 119 sessions."] == result.stdout.strip().split("\n")
 
 
 # -- show ---------------------------------------------------------------------------------------
@@ -745,7 +854,7 @@ class TestDemo:
         assert result.exit_code == 0, result.output
         assert "$ eventstore sessions" in result.stdout
         assert (default_store_path() / "data.mdb").is_file()
-        assert len(json.loads(run(None, "sessions", "--json").stdout)) == 3
+        assert len(json_lines(run(None, "sessions", "--json").stdout)) == 3
 
     def test_json(self, tmp_path: Path) -> None:
         data = json.loads(run(tmp_path / "d", "demo", "--json").stdout)

@@ -278,7 +278,8 @@ def test_demo_in_a_hostile_store_path(hostile: Hostile, tmp_path: Path) -> None:
 
 def test_json_keeps_the_exact_strings(hostile: Hostile) -> None:
     text = hostile.text
-    listed = {row["key"]: row for row in hostile.json("sessions")}
+    lines = hostile.run("sessions", "--json").stdout.split("\n")[:-1]  # JSON Lines; not splitlines(): U+2028 is data
+    listed = {row["key"]: row for row in map(json.loads, lines)}
     assert listed[hostile.key]["name"] == f"name{text}"
     assert listed[hostile.key]["state"] == {"state": f"state{text}", "turn_id": f"turn{text}",
                                             "turn_started_at": None}
@@ -286,7 +287,7 @@ def test_json_keeps_the_exact_strings(hostile: Hostile) -> None:
     assert shown["key"] == hostile.key
     assert [(m["role"], m["content"]) for m in shown["messages"]] == [
         (f"role{text}", f"findme {text}\x00 body\nline two\tend"), ("assistant", f"final{text}")]
-    lines = hostile.run("history", hostile.gone, "--json").stdout.split("\n")  # not splitlines(): U+2028 is data
+    lines = hostile.run("history", hostile.gone, "--json").stdout.split("\n")
     assert json.loads(lines[-2])["payload"] == {"reason": f"reason{text}"}
     replayed = [json.loads(line) for line in hostile.run("replay", hostile.key, "--json").stdout.split("\n")[:-1]]
     assert {"kind": "renamed", "from": None, "to": f"name{text}"} in replayed[-1]["changes"]

@@ -20,6 +20,9 @@ from projections.session import SessionHead, empty_snapshot, fold, timestamped
 from conftest import FakeClock
 from strategies import KEYS, STATES, histories, messages, names, session_keys, turn_ids
 
+#: Key prefixes the listing check asks about: none, one of each key's first letter, one inside the long key's
+#: digest-shortened index entry and one past it, one of no key.
+PREFIXES = ("", "a", "к", "é", "é" * 200, "é" * 300, "é" * 512, "ab", "\U0001f600")
 #: Thresholds the stuck-session check asks about after every step, in seconds.
 STUCK_THRESHOLDS = (0, 60, 3600)
 
@@ -316,6 +319,12 @@ class StoreMachine(RuleBasedStateMachine):
         activity = [m.last_activity for m in listed]
         assert sorted(activity, reverse=True) == activity
         assert [m.key for m in listed] == self.store.list_sessions()
+        for prefix in PREFIXES:
+            with_prefix = [m for m in listed if m.key.startswith(prefix)]
+            assert with_prefix == self.store.list_sessions_with_metadata(prefix=prefix)
+            assert [m.key for m in with_prefix] == self.store.list_sessions(prefix=prefix)
+            page = self.store.list_sessions_page(limit=len(KEYS), prefix=prefix)
+            assert (tuple(with_prefix), None, len(with_prefix)) == (page.sessions, page.next_cursor, page.total)
 
     @invariant()
     def running_agrees(self) -> None:

@@ -66,7 +66,7 @@ class TestReadCommandsOnAStoreOfTheVersionBefore:
         path = self.older_store(tmp_path / "store")
         result = CliRunner().invoke(cli, ["--store", str(path), "sessions", "--json"], catch_exceptions=False)
         assert 0 == result.exit_code, result.output
-        assert ["alpha"] == [session["key"] for session in json.loads(result.stdout)]
+        assert ["alpha"] == [json.loads(line)["key"] for line in result.stdout.split("\n") if line]
         with SessionStore(path, readonly=True) as store:
             assert store.verify().ok
 

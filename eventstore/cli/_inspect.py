@@ -7,7 +7,8 @@ call, plus the words that describe an event (``history``) and what it changed
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, assert_never
 
@@ -36,8 +37,8 @@ from ..events import (
     SessionStateChanged,
 )
 from ..interchange import event_to_dict
-from ._context import Env, parse_time, pass_env, require_live, session_history
-from ._output import Output, human_bytes, json_time, output_options, preview, safe_text, show_time
+from ._context import Env, _quote, parse_time, pass_env, require_live, session_history
+from ._output import Output, human_bytes, json_time, output_options, preview, safe_text, show_time, terminal_safe
 
 # -- shared words ------------------------------------------------------------------------
 
@@ -180,49 +181,179 @@ def _metadata_row(store: SessionStore, metadata: SessionMetadata) -> dict[str, A
             "last_activity": json_time(metadata.last_activity), "_state": state, "_meta": metadata}
 
 
+def _public(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if not k.startswith("_")}
+
+
 def _print_sessions(out: Output, rows: list[dict[str, Any]], *, turns: bool = False, empty: str) -> None:
     if out.as_json:
-        out.json([{k: v for k, v in row.items() if not k.startswith("_")} for row in rows])
+        out.json([_public(row) for row in rows])
         return
+    _sessions_table(out, rows, turns=turns, empty=empty)
+
+
+def _sessions_table(out: Output, rows: Iterable[dict[str, Any]], *, turns: bool = False, empty: str) -> int:
     columns = ["KEY", "NAME", "MESSAGES", "STATE", "CREATED", "LAST ACTIVITY"] + (["TURN STARTED"] if turns else [])
-    out.table(columns, ([row["key"], row["name"], row["messages"], state_text(row["_state"]),
-                         show_time(row["_meta"].created_at), show_time(row["_meta"].last_activity)]
-                        + ([show_time(row["_state"].turn_started_at if row["_state"] else None)] if turns else [])
-                        for row in rows), empty=empty)
+    return out.table(columns, ([row["key"], row["name"], row["messages"], state_text(row["_state"]),
+                                show_time(row["_meta"].created_at), show_time(row["_meta"].last_activity)]
+                               + ([show_time(row["_state"].turn_started_at if row["_state"] else None)] if turns
+                                  else [])
+                               for row in rows), empty=empty)
+
+
+#: Sessions a table shows unless told otherwise, and how many a read of the store fetches at a time.
+PAGE = 50
+_BLOCK = 1000
+
+
+@attrs.define
+class _Walk:
+    """The listing from ``cursor`` on, read a block at a time (each block one read of the store): the sessions,
+    then the total the first block counted and the cursor after the last session shown (``None``: the end)."""
+
+    store: SessionStore
+    prefix: str | None
+    cursor: str | None
+    total: int = 0
+
+    def sessions(self, wanted: int | None) -> Iterator[SessionMetadata]:
+        """The next ``wanted`` sessions (all of them when ``None``)."""
+        first = True
+        while wanted is None or wanted > 0:
+            page = self.store.list_sessions_page(_BLOCK if wanted is None else min(_BLOCK, wanted), self.cursor,
+                                                 prefix=self.prefix)
+            if first:
+                self.total, first = page.total, False
+            yield from page.sessions
+            self.cursor = page.next_cursor
+            if wanted is not None:
+                wanted -= len(page.sessions)
+            if self.cursor is None:
+                return
+
+    def blocks(self, wanted: int | None) -> Iterator[list[SessionMetadata]]:
+        """``sessions(wanted)`` in lists of at most a block."""
+        found = self.sessions(wanted)
+        while block := list(itertools.islice(found, _BLOCK)):
+            yield block
+
+
+def _summary(env: Env, walk: _Walk, shown: int, limit: int | None, as_json: bool) -> list[str]:
+    """How many sessions were shown of how many, and the command that shows the next ones."""
+    among = f" whose key starts with {walk.prefix!r}" if walk.prefix else ""
+    lines = [f"{shown:,} of {walk.total:,} sessions{among}."]
+    if walk.cursor is not None:
+        options = "".join(f" {option}" for option in (
+            "--json" if as_json else "", "" if limit is None else f"--limit {limit}",
+            "" if walk.prefix is None else f"--prefix {_quote(walk.prefix)}") if option)
+        lines.append(f"Next: eventstore{env.store_option()} sessions{options} --after {walk.cursor}")
+    return lines
+
+
+#: The widest a column of ``_print_columns`` is padded to (a longer value widens its own line only).
+_WIDEST = 60
+
+
+def _print_columns(store: SessionStore, blocks: Iterable[list[SessionMetadata]]) -> int:
+    """Sessions as plain aligned columns, a block at a time (a rich table of 100,000 rows takes a minute to draw);
+    the columns are as wide as the first block needs. Returns how many were printed."""
+    header = ("KEY", "NAME", "MESSAGES", "STATE", "CREATED", "LAST ACTIVITY")
+    widths: list[int] = []
+    shown = 0
+    for block in blocks:
+        rows = [[terminal_safe(text) for text in (metadata.key, metadata.name or "-", str(metadata.message_count),
+                                                   state_text(store.get_session_state(metadata.key)),
+                                                   show_time(metadata.created_at), show_time(metadata.last_activity))]
+                for metadata in block]
+        if not widths:
+            widths = [min(_WIDEST, max(len(cell) for cell in column)) for column in zip(header, *rows, strict=True)]
+            click.echo(_columns(header, widths))
+        click.echo("\n".join(_columns(row, widths) for row in rows))
+        shown += len(rows)
+    return shown
+
+
+def _columns(cells: Sequence[str], widths: Sequence[int]) -> str:
+    return "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)).rstrip()
 
 
 # -- commands ------------------------------------------------------------------------------
 
 
 @click.command()
+@click.option("--limit", type=click.IntRange(min=1), metavar="N",
+              help=f"Show at most N sessions ({PAGE} by default; with --json, every session unless given).")
+@click.option("--all", "everything", is_flag=True,
+              help="Show every session (past 1,000 sessions, as plain columns read a block at a time).")
+@click.option("--after", metavar="CURSOR", help="Continue where an earlier listing ended (it prints the command).")
+@click.option("--prefix", metavar="TEXT", help="Only the sessions whose key starts with TEXT.")
 @click.option("--running", is_flag=True, help="Only sessions whose state is running, latest turn first.")
 @click.option("--stuck", type=float, metavar="SECS",
               help="Only running sessions whose turn started more than SECS seconds ago, oldest first.")
 @output_options
 @pass_env
-def sessions(env: Env, running: bool, stuck: float | None, as_json: bool) -> None:
-    """List the live sessions, most recent first.
+def sessions(env: Env, limit: int | None, everything: bool, after: str | None, prefix: str | None, running: bool,
+             stuck: float | None, as_json: bool) -> None:
+    """List the live sessions, most recent first, a page at a time.
 
     Shows each session's key, name, message count, run state, creation time and
-    last activity (in your local time zone).
+    last activity (in your local time zone). The last line counts the sessions
+    and, when more follow, gives the command that lists the next ones. With
+    --json, one JSON object a line for every session (or --limit N of them; the
+    next command then goes to stderr).
 
     \b
     Example:
         eventstore sessions
+        eventstore sessions --limit 200 --prefix telegram_
+        eventstore sessions --all --json > sessions.jsonl
         eventstore sessions --stuck 600 --json
     """
     if running and stuck is not None:
         raise click.ClickException("give --running or --stuck SECS, not both")
+    if everything and limit is not None:
+        raise click.ClickException("give --limit N or --all, not both")
+    paging = [name for name, given in (("--limit", limit is not None), ("--all", everything),
+                                        ("--after", after is not None), ("--prefix", prefix is not None)) if given]
+    if (running or stuck is not None) and paging:
+        raise click.ClickException(f"{paging[0]} lists the sessions by activity; not with --running or --stuck")
     out = Output(as_json)
     with env.open() as store:
-        if stuck is not None:
-            found, empty = store.list_stuck_sessions(stuck), f"No session has been running for more than {stuck:g} s."
-        elif running:
-            found, empty = store.list_running_sessions(), "No running sessions."
+        if running or stuck is not None:
+            if stuck is not None:
+                found = store.list_stuck_sessions(stuck)
+                empty = f"No session has been running for more than {stuck:g} s."
+            else:
+                found, empty = store.list_running_sessions(), "No running sessions."
+            rows = [_metadata_row(store, metadata) for metadata in found]
+            if as_json:
+                out.json_lines(_public(row) for row in rows)
+            else:
+                _sessions_table(out, rows, turns=True, empty=empty)
+            return
+        walk = _Walk(store, prefix, after)
+        wanted = None if everything or (as_json and limit is None) else limit or PAGE
+        shown = 0
+        if as_json:
+            for metadata in walk.sessions(wanted):
+                out.json_lines([_public(_metadata_row(store, metadata))])
+                shown += 1
+            if walk.cursor is not None:
+                for line in _summary(env, walk, shown, limit, as_json):
+                    click.echo(terminal_safe(line), err=True)
+            return
+        if wanted is not None and wanted <= _BLOCK:
+            shown = _sessions_table(out, [_metadata_row(store, metadata) for metadata in walk.sessions(wanted)],
+                                    empty="")
         else:
-            found, empty = store.list_sessions_with_metadata(), "No sessions."
-        rows = [_metadata_row(store, metadata) for metadata in found]
-    _print_sessions(out, rows, turns=running or stuck is not None, empty=empty)
+            shown = _print_columns(store, walk.blocks(wanted))
+    if not walk.total:
+        out.line("No sessions.")
+        return
+    if not shown:
+        out.line("No sessions after that cursor.")
+    for line in _summary(env, walk, shown, limit, as_json):
+        out.line(line)
 
 
 def _view_json(view: SessionView) -> dict[str, Any]:

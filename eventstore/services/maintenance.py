@@ -14,7 +14,7 @@ import attrs
 
 from projections.catalog import Catalog
 from projections.messages import MessageLists
-from projections.readmodel import Checkpoints, ReadModel
+from projections.readmodel import Checkpoints, ReadModel, UpgradableReadModel
 
 from .._audit import CheckedModel, Progress, verify
 from .._bookkeeping import ImportReceipts
@@ -148,9 +148,19 @@ class Maintenance:
 
     def _rebuild_outdated(self, txn: WriteTransaction, progress: Progress | None) -> None:
         """Rebuild the inline models that are behind or of another code version."""
-        outdated = self._outdated(txn)
+        outdated = [model for model in self._outdated(txn) if not self._upgraded(txn, model)]
         if outdated:
             self._rebuild(txn, outdated, progress)
+
+    def _upgraded(self, txn: WriteTransaction, model: ReadModel) -> bool:
+        """Whether ``model``, current with the log but stored by an older code version, was converted in place."""
+        checkpoint = self._checkpoints.get(txn, model.name)
+        position = self._log.head(txn)[0]
+        if not isinstance(model, UpgradableReadModel) or checkpoint is None or checkpoint[1] != position \
+                or not model.upgrade(txn, checkpoint[0]):
+            return False
+        self._checkpoints.put(txn, model.name, model.code_version, position)
+        return True
 
     def _rebuild(self, txn: WriteTransaction, models: Sequence[ReadModel], progress: Progress | None = None) -> None:
         """Clear the inline ``models`` and fold the whole log into them, one pass for all.

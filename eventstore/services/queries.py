@@ -3,14 +3,19 @@
 Loads answer from the decoded lists of ``services.cache`` while the session's
 version holds; listings from the last listing while the store's committed state
 holds. Searches go through the deferred search index, caught up first.
+
+A page's cursor is the catalog's activity position of the page's last session,
+opaque to callers: a format byte and that position, in URL-safe base64.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Iterable
 from typing import Any
 
-from projections.catalog import Catalog
+from projections.catalog import Catalog, Position
 from projections.messages import MessageLists
 from projections.search.index import SearchIndex
 from projections.search.planning import plan_query
@@ -20,15 +25,39 @@ from projections.search.tokenizer import parse_query
 from projections.session import Entry, SessionHead
 
 from .._deferred import Deferred, Read, SessionTexts
-from .._errors import StoreCorrupted
+from .._errors import InvalidArgument, StoreCorrupted
 from .._log import EventLog
 from .._time import Clock
-from .._values import SearchHit, SessionMetadata, validate_key
+from .._values import SearchHit, SessionMetadata, SessionPage, validate_key
 from ..storage import ReadTransaction
 from .arguments import now_micros
 from .cache import DecodedSessions
 
 __all__ = ["Queries"]
+
+_CURSOR_FORMAT = b"\x01"
+_CURSOR_SIZE = len(_CURSOR_FORMAT) + 16
+
+
+def _cursor(position: Position) -> str:
+    return base64.urlsafe_b64encode(_CURSOR_FORMAT + position).decode().rstrip("=")
+
+
+def _position(cursor: str) -> Position:
+    """The position a cursor of ``_cursor`` names.
+
+    Raises:
+        InvalidArgument: the text is no such cursor.
+    """
+    try:
+        raw = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    position = raw[len(_CURSOR_FORMAT):]
+    # Only the exact text a page returned: another spelling of the same bytes is a caller's mistake too.
+    if len(raw) != _CURSOR_SIZE or not raw.startswith(_CURSOR_FORMAT) or _cursor(position) != cursor:
+        raise InvalidArgument(f"cursor {cursor!r:.60} is not one that list_sessions_page returned")
+    return position
 
 
 class Queries:
@@ -54,8 +83,17 @@ class Queries:
     def head(self, key: str) -> SessionHead | None:
         validate_key(key)
         with self._read() as txn:
-            found = self.live(txn, key)
-        return None if found is None else found[1]
+            return self._catalog.head_of_key(txn, key)
+
+    def metadata_of(self, key: str) -> SessionMetadata | None:
+        validate_key(key)
+        with self._read() as txn:
+            return self._catalog.metadata_of_key(txn, key)
+
+    def exists(self, key: str) -> bool:
+        validate_key(key)
+        with self._read() as txn:
+            return self._catalog.has_key(txn, key)
 
     def entries(self, key: str) -> tuple[Entry, ...]:
         """The current entries of a session, from the cache when it holds the session's version."""
@@ -74,17 +112,22 @@ class Queries:
         self._decoded.remember(key, head.version, entries)
         return entries
 
-    def keys(self) -> list[str]:
+    def keys(self, prefix: str) -> list[str]:
+        """Keys of the live sessions starting with ``prefix``, most recent activity first."""
         with self._read() as txn:
-            return self._catalog.keys_by_activity(txn)
+            return self._catalog.keys_by_activity(txn, prefix)
 
     def metadata(self, limit: int | None = None) -> list[SessionMetadata]:
         """Metadata of the live sessions, most recent activity first (the first ``limit``)."""
         with self._read() as txn:
             return self._catalog.metadata_by_activity(txn, limit)
 
-    def listing(self) -> list[SessionMetadata]:
-        """``metadata()``, answered from the latest listing while nothing was committed since."""
+    def listing(self, prefix: str) -> list[SessionMetadata]:
+        """Metadata of the sessions whose key starts with ``prefix``, most recent activity first; every
+        session's answered from the latest such listing while nothing was committed since."""
+        if prefix:
+            with self._read() as txn:
+                return self._catalog.metadata_with_prefix(txn, prefix)
         with self._read() as txn:
             snapshot_id = txn.snapshot_id()
             cached = self._listing
@@ -93,6 +136,13 @@ class Queries:
             listing = self._catalog.metadata_by_activity(txn)
         self._listing = (snapshot_id, tuple(listing))
         return listing
+
+    def page(self, limit: int, cursor: str | None, prefix: str) -> SessionPage:
+        """The page of at most ``limit`` sessions after ``cursor`` (from the most recent without one)."""
+        before = None if cursor is None else _position(cursor)
+        with self._read() as txn:
+            sessions, last, total = self._catalog.page(txn, limit, before, prefix)
+        return SessionPage(tuple(sessions), None if last is None else _cursor(last), total)
 
     def running(self) -> list[SessionMetadata]:
         """Sessions in the ``"running"`` state, latest turn first."""

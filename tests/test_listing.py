@@ -1,0 +1,287 @@
+"""Listing sessions: by key prefix, a page at a time while sessions change, and stores of the catalog before
+its key index."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from datetime import datetime
+from pathlib import Path
+
+import attrs
+import pytest
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from eventstore import ChatMessage, InvalidArgument, SessionMetadata, SessionPage, SessionStore
+from eventstore.storage import MemoryStorage
+from projections.catalog import Catalog
+
+from conftest import FakeClock
+
+
+def user(text: str) -> ChatMessage:
+    return ChatMessage.user(text)
+
+
+# -- prefixes and pages, by example ------------------------------------------------------------------
+
+
+def test_prefix_lists_only_its_keys_most_recent_first(store: SessionStore, clock: FakeClock) -> None:
+    for key in ("tg:1", "slack:1", "tg:2", "tg", "tgx"):
+        clock.advance(seconds=1)
+        store.append(key, user(key))
+    assert ["tgx", "tg", "tg:2", "tg:1"] == store.list_sessions(prefix="tg")
+    assert ["tg:2", "tg:1"] == store.list_sessions(prefix="tg:")
+    assert ["tg:2", "tg:1"] == [m.key for m in store.list_sessions_with_metadata(prefix="tg:")]
+    assert [] == store.list_sessions(prefix="discord:") == store.list_sessions_with_metadata(prefix="discord:")
+    assert store.list_sessions() == store.list_sessions(prefix="") == store.list_sessions(prefix=None)
+
+
+def test_long_keys_that_share_their_start_stay_apart(store: SessionStore) -> None:
+    """Keys past the index's key size share their first bytes there; each is still its own session."""
+    start = "é" * 300  # 600 bytes: the index keeps fewer, then a digest
+    keys = [start + suffix for suffix in ("a", "b", "ab")] + ["é" * 512]
+    for key in keys:
+        store.append(key, user(key[-2:]))
+    assert sorted(keys) == sorted(store.list_sessions(prefix=start))
+    assert [start + "ab", start + "a"] == store.list_sessions(prefix=start + "a")
+    assert ["é" * 512] == store.list_sessions(prefix="é" * 301)
+    for key in keys:
+        metadata = store.get_session_metadata(key)
+        assert metadata is not None and (key, 1) == (metadata.key, metadata.message_count)
+        assert store.session_exists(key)
+    assert not store.session_exists(start + "c") and store.get_session_metadata(start) is None
+    assert store.verify().ok
+
+
+def test_pages_walk_every_session_once_newest_first(store: SessionStore, clock: FakeClock) -> None:
+    for number in range(7):
+        clock.advance(seconds=number % 2)  # pairs of sessions share a time: the walk orders them all the same
+        store.append(f"s{number}", user("hi"))
+    walked, cursor, pages = [], None, 0
+    while True:
+        page = store.list_sessions_page(limit=3, cursor=cursor)
+        assert 7 == page.total and len(page.sessions) <= 3
+        walked += page.sessions
+        pages += 1
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert (3, store.list_sessions_with_metadata()) == (pages, walked)
+    assert SessionPage((), None, 0) == store.list_sessions_page(prefix="nobody")
+    assert SessionPage(tuple(walked), None, 7) == store.list_sessions_page(limit=7)
+
+
+@pytest.mark.parametrize("cursor", ["", "x", "AQ", "AQAGYcCcZ7sUAAAAAAAATh4x", "AgAGYcCcZ7sUAAAAAAAATh4",
+                                    "AQAGYcCcZ7sUAAAAAAAAT!4", "AQAGYcCcZ7sUAAAAAAAATh4="])
+def test_a_cursor_no_page_returned_is_refused(store: SessionStore, cursor: str) -> None:
+    store.append("a", user("hi"))
+    with pytest.raises(InvalidArgument, match="cursor"):
+        store.list_sessions_page(cursor=cursor)
+
+
+@pytest.mark.parametrize(("arguments", "words"), [
+    ({"limit": 0}, "limit"), ({"limit": -1}, "limit"), ({"limit": 1.5}, "limit"), ({"limit": True}, "limit"),
+    ({"cursor": 5}, "cursor"), ({"prefix": b"a"}, "prefix"), ({"prefix": "\ud800"}, "prefix"),
+])
+def test_page_arguments_are_checked(store: SessionStore, arguments: dict[str, object], words: str) -> None:
+    with pytest.raises(InvalidArgument, match=words):
+        store.list_sessions_page(**arguments)  # type: ignore[arg-type]
+
+
+def test_prefix_arguments_are_checked(store: SessionStore) -> None:
+    for call in (store.list_sessions, store.list_sessions_with_metadata):
+        with pytest.raises(InvalidArgument, match="prefix"):
+            call(prefix=3)  # type: ignore[arg-type]
+
+
+# -- stores written before the key index ---------------------------------------------------------------
+
+
+def _as_before_the_key_index(path: Path, version: int = 2) -> None:
+    """Make the store at ``path`` what the previous catalog (code version 2) left: the same databases but
+    ``catalog.keys``, whose checkpoint says ``version``."""
+    with SessionStore(path) as store:
+        def body(txn: object) -> None:
+            txn.clear(store._catalog._keys)  # type: ignore[attr-defined]
+            position = store._log.head(txn)[0]  # type: ignore[arg-type]
+            store._checkpoints.put(txn, "catalog", version, position)  # type: ignore[arg-type]
+
+        store._environment.write(body)
+
+
+def test_a_store_from_before_the_key_index_opens_and_lists_by_prefix(store_path: Path) -> None:
+    """The key index is derived from the catalog's rows when the store opens writable."""
+    with SessionStore(store_path) as store:
+        for key in ("tg:1", "tg:2", "slack:1"):
+            store.append(key, user(key))
+        store.set_session_name("tg:1", "first")
+        store.delete_session("slack:1")
+        expected = store.list_sessions_with_metadata()
+    _as_before_the_key_index(store_path)
+    folded: list[tuple[int, int]] = []
+    with SessionStore(store_path, rebuild_progress=lambda done, total: folded.append((done, total))) as store:
+        assert [] == folded  # converted in place, without reading the log
+        with store._environment.read() as txn:
+            assert (Catalog.code_version, 2) == (store._checkpoints.get(txn, "catalog")[0], len(  # type: ignore[index]
+                list(txn.scan(store._catalog._keys))))
+        assert expected == store.list_sessions_with_metadata(prefix="tg:")
+        assert expected[0] == store.get_session_metadata("tg:1") and not store.session_exists("slack:1")
+        assert store.verify().ok
+
+
+# -- pages while sessions change, against a model ---------------------------------------------------------
+
+KEYS = ("u1:a", "u1:b", "u1:c", "u1:d", "u2:a", "u2:b", "u3", "x")
+PREFIXES = ("", "u1:", "u2", "x", "nobody")
+
+
+@attrs.define
+class Life:
+    """A live session as the model knows it."""
+
+    created_at: datetime
+    last_activity: datetime
+    name: str | None = None
+    count: int = 0
+
+
+@attrs.define
+class Walk:
+    """A walk through the pages in progress: where it is, what it listed, what changed meanwhile."""
+
+    prefix: str
+    live_at_start: set[str]
+    cursor: str | None = None
+    listed: list[SessionMetadata] = attrs.Factory(list)
+    moved: set[str] = attrs.Factory(set)
+
+
+class PagingMachine(RuleBasedStateMachine):
+    """Walks through the pages with random changes between pages: a session that does not change during the walk
+    is listed exactly once, none is listed twice, each page is what the model says, the total is right."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = FakeClock()
+        self.live: dict[str, Life] = {}
+        self.versions = dict.fromkeys(KEYS, 0)
+        self.latest: dict[str, datetime] = {}
+        self.buried: dict[str, tuple[int, Life]] = {}  # a deleted session's last version and life
+        self.names = 0
+        self.walk: Walk | None = None
+        self.store = self._open()
+
+    def _open(self) -> SessionStore:
+        self.directory = tempfile.mkdtemp(prefix="eventstore-pages-")
+        return SessionStore(self.directory, clock=self.clock, durable=False)
+
+    def teardown(self) -> None:
+        self.store.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def _event(self, key: str) -> datetime:
+        """Count an event of ``key``; return its time (never before the key's latest)."""
+        at = max(self.clock.now, self.latest.get(key, self.clock.now))
+        self.latest[key] = at
+        self.versions[key] += 1
+        if self.walk is not None:
+            self.walk.moved.add(key)
+        return at
+
+    @rule(seconds=st.sampled_from((0, 0, 1, 5)))
+    def advance_clock(self, seconds: int) -> None:
+        self.clock.advance(seconds=seconds)
+
+    @rule(seconds=st.sampled_from((1, 10)))
+    def clock_goes_back(self, seconds: int) -> None:
+        self.clock.advance(seconds=-seconds)
+
+    @rule(key=st.sampled_from(KEYS))
+    def append(self, key: str) -> None:
+        self.store.append(key, user("hi"))
+        at = self._event(key)
+        life = self.live.setdefault(key, Life(at, at))
+        life.last_activity, life.count = at, life.count + 1
+
+    @rule(key=st.sampled_from(KEYS))
+    def rename(self, key: str) -> None:
+        self.names += 1
+        self.store.set_session_name(key, f"name {self.names}")
+        at = self._event(key)
+        life = self.live.setdefault(key, Life(at, at))
+        life.last_activity, life.name = at, f"name {self.names}"
+
+    @rule(key=st.sampled_from(KEYS))
+    def delete(self, key: str) -> None:
+        assert (key in self.live) == self.store.delete_session(key)
+        if key in self.live:
+            self.buried[key] = (self.versions[key], self.live.pop(key))
+            self._event(key)
+
+    @precondition(lambda self: any(key not in self.live for key in self.buried))
+    @rule(data=st.data())
+    def restore(self, data: st.DataObject) -> None:
+        key = data.draw(st.sampled_from(sorted(key for key in self.buried if key not in self.live)))
+        version, life = self.buried[key]
+        self.store.restore(key, version=version)
+        at = self._event(key)
+        self.live[key] = attrs.evolve(life, last_activity=at)
+
+    @rule(prefix=st.sampled_from(PREFIXES), limit=st.integers(1, 3))
+    def page(self, prefix: str, limit: int) -> None:
+        """The next page of the walk in progress, or the first of a new one; check a walk when it ends."""
+        if self.walk is None:
+            self.walk = Walk(prefix, {key for key in self.live if key.startswith(prefix)})
+        walk = self.walk
+        page = self.store.list_sessions_page(limit=limit, cursor=walk.cursor, prefix=walk.prefix)
+        matching = {key: life for key, life in self.live.items() if key.startswith(walk.prefix)}
+        assert len(matching) == page.total
+        assert len(page.sessions) <= limit and (page.next_cursor is None or len(page.sessions) == limit)
+        for metadata in page.sessions:
+            life = matching[metadata.key]
+            assert SessionMetadata(metadata.key, life.name, life.created_at, life.last_activity,
+                                   life.count) == metadata
+        walk.listed += page.sessions
+        walk.cursor = page.next_cursor
+        if walk.cursor is None:
+            keys = [metadata.key for metadata in walk.listed]
+            assert len(keys) == len(set(keys)), f"listed twice: {keys}"
+            skipped = walk.live_at_start - walk.moved - set(keys)
+            assert not skipped, f"skipped: {skipped}"
+            times = [metadata.last_activity for metadata in walk.listed]
+            assert sorted(times, reverse=True) == times
+            self.walk = None
+
+    @invariant()
+    def one_page_is_the_listing(self) -> None:
+        listing = self.store.list_sessions_with_metadata()
+        assert (tuple(listing), None, len(self.live)) == attrs.astuple(
+            self.store.list_sessions_page(limit=len(KEYS)), recurse=False)
+
+
+PagingMachine.TestCase.__doc__ = "Pages stay right while sessions change between them."
+TestPaging = PagingMachine.TestCase
+
+
+class MemoryPagingMachine(PagingMachine):
+    """The same walks on the in-memory engine."""
+
+    def _open(self) -> SessionStore:
+        self.directory = tempfile.mkdtemp(prefix="eventstore-pages-")
+        return SessionStore.on_storage(MemoryStorage(), clock=self.clock)
+
+
+TestPagingInMemory = MemoryPagingMachine.TestCase
+
+
+def test_a_catalog_older_than_version_2_is_rebuilt_from_the_log(store_path: Path) -> None:
+    with SessionStore(store_path) as store:
+        store.append("tg:1", user("hi"))
+        expected = store.list_sessions_with_metadata()
+    _as_before_the_key_index(store_path, version=1)
+    folded: list[tuple[int, int]] = []
+    with SessionStore(store_path, rebuild_progress=lambda done, total: folded.append((done, total))) as store:
+        assert folded and expected == store.list_sessions_with_metadata(prefix="tg")
+        assert store.verify().ok
