@@ -3,6 +3,7 @@ deadline-free."""
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -17,6 +18,8 @@ from eventstore import SessionStore
 from eventstore._log import EventLog
 from eventstore.storage import Durability, MemoryStorage, ReadTransaction, Storage
 from eventstore.storage.lmdb import Environment
+
+from postgres_server import PostgresServer
 
 #: The storage engines a test parametrised over ``engine`` or ``open_storage`` runs on.
 ENGINES = ("lmdb", "memory")
@@ -100,3 +103,29 @@ def open_storage(request: pytest.FixtureRequest) -> Callable[[Path], Storage]:
         return lambda path: Environment.acquire(path, durability=Durability.OFF)
     stores: dict[Path, MemoryStorage] = {}
     return lambda path: stores.setdefault(path, MemoryStorage(path)).open_again()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL server for the whole run; a test that needs it fails if it cannot start."""
+    server = PostgresServer()
+    try:
+        server.start()
+        yield server
+        server.stop()
+    finally:
+        server.remove()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """The URL of a fresh, empty schema of the throwaway server (its own ``search_path``)."""
+    import psycopg
+
+    schema = f"test_{next(_schemas)}"
+    with psycopg.connect(postgres_server.url, autocommit=True) as connection:
+        connection.execute(f"CREATE SCHEMA {schema}")
+    return f"{postgres_server.url}&options=-csearch_path%3D{schema}"
+
+
+_schemas = itertools.count(1)
