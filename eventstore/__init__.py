@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         StoreInaccessible,
         StoreNotFound,
         StoreReadOnly,
+        StoreUnavailable,
         StoreUsedAfterFork,
         TransactionError,
         WrongExpectedVersion,
@@ -76,6 +77,7 @@ _HOMES: dict[str, str] = {
          "StoreInaccessible", "TransactionError"],
         "._errors",
     ),
+    "StoreUnavailable": "._errors",
 }
 
 __all__ = [
@@ -118,6 +120,7 @@ __all__ = [
     "StoreReadOnly",
     "StoreInaccessible",
     "TransactionError",
+    "StoreUnavailable",
 ]
 
 
