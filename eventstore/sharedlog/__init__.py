@@ -18,7 +18,7 @@ import attrs
 from .._errors import EventStoreError
 
 __all__ = ["NewEvent", "SessionAppend", "Rewrite", "SharedRecord", "Commit", "Committed", "SharedEvent",
-           "SharedHead", "RecordTaken", "SharedLog"]
+           "SharedHead", "RecordTaken", "HeadMoved", "SharedLog"]
 
 
 @attrs.frozen
@@ -68,6 +68,9 @@ class Commit:
     appends: tuple[SessionAppend, ...] = ()
     rewrites: tuple[Rewrite, ...] = ()
     records: tuple[SharedRecord, ...] = ()
+    #: The position the first event must get, or ``None`` for wherever the head is. A write whose payloads
+    #: name positions of its own events (an imported redaction) is pinned to the positions it decided with.
+    first_position: int | None = None
 
 
 @attrs.frozen
@@ -116,10 +119,14 @@ class RecordTaken(EventStoreError):
         self.value = value
 
 
+class HeadMoved(EventStoreError):
+    """A pinned commit (``Commit.first_position``) found the head elsewhere; nothing was written."""
+
+
 class SharedLog(Protocol):
     """The log several hosts share. Every method is one round trip, safe to call from several threads.
 
-    Errors: ``WrongExpectedVersion`` (a session moved on; nothing written), ``RecordTaken``,
+    Errors: ``WrongExpectedVersion`` (a session moved on; nothing written), ``RecordTaken``, ``HeadMoved``,
     ``StoreUnavailable`` (the server cannot be reached; a commit's outcome may be unknown).
     """
 

@@ -31,7 +31,7 @@ from .._errors import (
     WrongExpectedVersion,
 )
 from .._log import GENESIS_HASH
-from . import Commit, Committed, RecordTaken, SharedEvent, SharedHead
+from . import Commit, Committed, HeadMoved, RecordTaken, SharedEvent, SharedHead
 
 __all__ = ["PostgresLog", "SCHEMA_FORMAT", "CHANNEL"]
 
@@ -57,7 +57,7 @@ INSERT INTO es_meta VALUES (1);
 CREATE FUNCTION es_commit(
     a_keys text[], a_expected int8[], a_recorded int8[], a_counts int4[],
     e_ids bytea[], e_types text[], e_schemas int4[], e_payloads bytea[], e_digests bytea[], e_redacted bool[],
-    w_positions int8[], w_payloads bytea[], r_spaces text[], r_keys bytea[], r_values bytea[],
+    w_positions int8[], w_payloads bytea[], r_spaces text[], r_keys bytea[], r_values bytea[], pinned int8,
     OUT first_position int8, OUT head_position int8, OUT head_hash bytea)
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -70,6 +70,9 @@ BEGIN
     PERFORM 1 FROM es_sessions WHERE key = ANY (a_keys) ORDER BY key FOR UPDATE;
     SELECT position, hash INTO head_position, head_hash FROM es_head FOR UPDATE;
     first_position := head_position + 1;
+    IF pinned IS NOT NULL AND pinned <> first_position THEN
+        RAISE EXCEPTION USING ERRCODE = 'EV412', MESSAGE = 'the head moved';
+    END IF;
     FOR i IN 1 .. coalesce(array_length(a_keys, 1), 0) LOOP
         SELECT version, recorded_at INTO current_version, recorded FROM es_sessions WHERE key = a_keys[i];
         IF NOT FOUND THEN
@@ -115,7 +118,7 @@ END $$;
 #: format → the SQL that takes a schema of that format to the next one (none yet: format 1 is the first).
 _UPGRADES: dict[int, LiteralString] = {}
 
-_COMMIT = "SELECT * FROM es_commit(" + ", ".join(["%s"] * 15) + ")"
+_COMMIT = "SELECT * FROM es_commit(" + ", ".join(["%s"] * 16) + ")"
 _READ = """
 SELECT h.position, h.hash, e.position, e.key, e.version, e.recorded_at, e.event_id, e.type, e.schema_version,
        e.payload, e.digest, e.hash, e.redacted
@@ -210,6 +213,7 @@ class PostgresLog:
             [e.payload for e in events], [e.payload_digest for e in events], [e.redacted for e in events],
             [w.position for w in commit.rewrites], [w.payload for w in commit.rewrites],
             [r.space for r in commit.records], [r.key for r in commit.records], [r.value for r in commit.records],
+            commit.first_position,
         )
         try:
             with self._connection() as connection:
@@ -241,6 +245,8 @@ class PostgresLog:
             found = connection.execute("SELECT value FROM es_records WHERE space = %s AND key = %s",
                                        (record.space, record.key)).fetchone()
             raise RecordTaken(record, bytes(found[0]) if found else b"")
+        if exc.sqlstate == "EV412":
+            raise HeadMoved(f"the log's head is no longer at position {commit.first_position} - 1")
         if exc.sqlstate == "EV400":
             raise StoreCorrupted("an event's payload does not match its digest; nothing was written")
 
