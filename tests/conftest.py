@@ -23,6 +23,8 @@ from postgres_server import PostgresServer
 
 #: The storage engines a test parametrised over ``engine`` or ``open_storage`` runs on.
 ENGINES = ("lmdb", "memory")
+#: The engines a store contract test runs on: those, and the log on PostgreSQL with an LMDB replica.
+STORE_ENGINES = (*ENGINES, "postgres")
 
 settings.register_profile(
     "ci", max_examples=60, deadline=None, derandomize=True, print_blob=True,
@@ -57,10 +59,23 @@ def store_path(tmp_path: Path) -> Path:
 
 
 def open_store(engine: str, path: Path, **options: Any) -> SessionStore:
-    """A ``SessionStore`` at ``path`` on LMDB, or in memory (then ``path`` only names it)."""
+    """A ``SessionStore`` at ``path`` on LMDB, or in memory (then ``path`` only names it), or on the test's
+    PostgreSQL schema with its replica at ``path`` (the engine fixture chose the schema: ``engine_of``)."""
     if engine == "memory":
         return SessionStore.on_storage(MemoryStorage(path), **options)
+    if engine == "postgres":
+        return SessionStore(_postgres_url[0], cache=path, **options)
     return SessionStore(path, **options)
+
+
+def engine_of(request: pytest.FixtureRequest) -> str:
+    """The engine of a test parametrised over ``STORE_ENGINES``; on PostgreSQL, with a fresh schema."""
+    if request.param == "postgres":
+        _postgres_url[:] = [request.getfixturevalue("postgres_url")]
+    return str(request.param)
+
+
+_postgres_url: list[str] = []
 
 
 def lmdb_storage(store: SessionStore) -> Environment:
