@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, settings
 
 from eventstore import SessionStore
 from eventstore._log import EventLog
+from eventstore.services.replica import ReplicaStorage
 from eventstore.storage import Durability, MemoryStorage, ReadTransaction, Storage
 from eventstore.storage.lmdb import Environment
 
@@ -25,6 +26,9 @@ from postgres_server import PostgresServer
 ENGINES = ("lmdb", "memory")
 #: The engines a store contract test runs on: those, and the log on PostgreSQL with an LMDB replica.
 STORE_ENGINES = (*ENGINES, "postgres")
+#: Where the log lives: in the store's LMDB file, or on PostgreSQL (each host reading an LMDB replica). Tests
+#: that also look at the store's files (audit, search, the feed) run on both.
+LOG_BACKENDS = ("lmdb", "postgres")
 
 settings.register_profile(
     "ci", max_examples=60, deadline=None, derandomize=True, print_blob=True,
@@ -80,8 +84,11 @@ _postgres_url: list[str] = []
 
 def lmdb_storage(store: SessionStore) -> Environment:
     """The LMDB engine under a store opened on LMDB, for a test that looks beneath the storage protocol."""
-    assert isinstance(store._environment, Environment), f"{store._environment!r} is not on LMDB"
-    return store._environment
+    storage = store._environment
+    if isinstance(storage, ReplicaStorage):  # the log is shared; the replica is on LMDB
+        storage = storage.replica
+    assert isinstance(storage, Environment), f"{storage!r} is not on LMDB"
+    return storage
 
 
 def raw_value(txn: lmdb.Transaction, key: bytes, db: lmdb._Database | None = None) -> bytes:

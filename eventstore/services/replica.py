@@ -240,6 +240,11 @@ class ReplicaStorage:
     def shared(self) -> SharedLog:
         return self._shared
 
+    @property
+    def replica(self) -> Storage:
+        """The local engine that holds the replica."""
+        return self._inner
+
     def bind(self, binding: ReplicaBinding) -> None:
         """Connect the store above; then fill the replica up to the shared log's head."""
         self._binding = binding
@@ -333,6 +338,7 @@ class ReplicaStorage:
         return self._inner.page_problems()
 
     def vacuum(self, reopen: Callable[[], None]) -> None:
+        self._binding = None  # its handles die with the vacuum; ``reopen`` binds the store again
         self._inner.vacuum(reopen)
 
     def release(self) -> None:
