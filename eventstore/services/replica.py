@@ -309,9 +309,11 @@ class ReplicaStorage:
         """After the shared log recorded a write elsewhere: catch up, and keep its records here too."""
         self.catch_up()
         if records:
+            spaces = {record.space: self._inner.space(record.space) for record in records}
+
             def keep(txn: WriteTransaction) -> None:
                 for record in records:
-                    txn.put(self._inner.space(record.space), record.key, record.value)
+                    txn.put(spaces[record.space], record.key, record.value)
 
             self._applying(keep)
 
