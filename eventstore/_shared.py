@@ -13,15 +13,13 @@ from pathlib import Path
 from ._audit import Progress
 from ._errors import EventStoreError, InvalidArgument
 from .services.replica import ReplicaStorage
-from .storage import Durability, Storage
-from .storage.lmdb import MARKER, Environment
+from .storage import Durability
+from .storage.lmdb import Environment
 
 __all__ = ["SHARED_LOG_SCHEMES", "open_shared"]
 
 #: The URL schemes of a shared log.
 SHARED_LOG_SCHEMES = ("postgresql://", "postgres://")
-#: The files of an LMDB replica, removed when it is rebuilt (the directory may hold other things).
-_REPLICA_FILES = ("data.mdb", "lock.mdb", MARKER)
 
 
 def open_shared(url: str, cache: str | os.PathLike[str] | None, max_size: int | None, readonly: bool,
@@ -36,21 +34,15 @@ def open_shared(url: str, cache: str | os.PathLike[str] | None, max_size: int | 
         raise InvalidArgument("a postgresql:// store needs the postgres extra: pip install 'eventstore[postgres]'"
                               ) from None
     directory = Path(cache)
-
-    def open_replica(fresh: bool) -> Storage:
-        if fresh:
-            for name in _REPLICA_FILES:
-                (directory / name).unlink(missing_ok=True)
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise EventStoreError(f"cannot create the replica directory {directory}: {exc}") from None
-        # No flush: the shared log is the durable copy, and a replica is rebuilt from it (docs/postgres.md).
-        return Environment.acquire(directory, durability=Durability.OFF, max_size=max_size)
-
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EventStoreError(f"cannot create the replica directory {directory}: {exc}") from None
     shared = PostgresLog(url, create=not readonly)
     try:
-        return ReplicaStorage(open_replica, shared, progress, readonly)
+        # No flush: the shared log is the durable copy, and a replica is rebuilt from it (docs/postgres.md).
+        replica = Environment.acquire(directory, durability=Durability.OFF, max_size=max_size)
     except BaseException:
         shared.close()
         raise
+    return ReplicaStorage(replica, shared, progress, readonly)

@@ -235,7 +235,12 @@ class SessionStore:
         self._maintenance.open_read_models(self._rebuild_progress)
         if isinstance(self._environment, ReplicaStorage):
             self._environment.bind(ReplicaBinding(self._log.head, self._replication.replicate_batch,
-                                                  self._open_components))
+                                                  self._reopen_emptied))
+
+    def _reopen_emptied(self) -> None:
+        """Open the components again on a replica emptied to be rebuilt, forgetting what was decoded from it."""
+        self._decoded.clear()
+        self._open_components()
 
     # -- lifecycle ------------------------------------------------------------------
 

@@ -68,8 +68,8 @@ _NAMES_POSITIONS = frozenset({"SessionRedacted"})
 @attrs.frozen
 class ReplicaBinding:
     """What the replica needs of the store above it: the local log's head, the replication of a batch of
-    events (hash-checked) in a write transaction, and the reopening of the store's components after the
-    replica was rebuilt."""
+    events (hash-checked) in a write transaction, and the reopening of the store's components (dropping
+    what they cached) after the replica was emptied to be rebuilt."""
 
     head: Callable[[ReadTransaction], tuple[int, bytes, int]]
     replicate: Callable[[WriteTransaction, Sequence[RecordedEvent]], int]
@@ -214,15 +214,15 @@ class ReplicaStorage:
     """The storage of a store whose log is shared: a local replica engine plus the shared log.
 
     Args:
-        open_replica: opens the local engine; with ``fresh=True`` on an emptied directory (a rebuild).
+        replica: the local engine; released with this storage.
         shared: the shared log; released with this storage.
         progress: called as ``progress(events_done, events_total)`` while the replica is filled or rebuilt.
     """
 
-    def __init__(self, open_replica: Callable[[bool], Storage], shared: SharedLog, progress: Progress | None = None,
+    def __init__(self, replica: Storage, shared: SharedLog, progress: Progress | None = None,
                  readonly: bool = False) -> None:
-        self._open_replica = open_replica
-        self._inner = open_replica(False)
+        self._inner = replica
+        self._spaces: dict[str, Space] = {}  # every space the store opened: a rebuild empties them all
         self._shared = shared
         self._progress = progress
         self.path: Path = self._inner.path
@@ -248,13 +248,14 @@ class ReplicaStorage:
     def bind(self, binding: ReplicaBinding) -> None:
         """Connect the store above; then fill the replica up to the shared log's head."""
         self._binding = binding
-        self._stream_keys = self._inner.space(_STREAM_KEYS)
+        self._stream_keys = self.space(_STREAM_KEYS)
         self.catch_up()
 
     # -- the storage protocol -------------------------------------------------------------
 
     def space(self, name: str) -> Space:
-        return self._inner.space(name)
+        self._spaces[name] = self._inner.space(name)
+        return self._spaces[name]
 
     def read(self) -> AbstractContextManager[ReadTransaction]:
         if not getattr(self._local, "applying", False):
@@ -364,7 +365,7 @@ class ReplicaStorage:
                 head = self._shared.read(position, BATCH)
                 self._head = max(self._head, head.position)
                 diverged = head.position < position or (head.position == position and head.hash != last_hash)
-                filling = filling or head.position - position > BATCH
+                filling = filling or position == 0 < head.position or head.position - position > BATCH
                 if not diverged and not head.events:
                     return applied
                 try:
@@ -388,13 +389,19 @@ class ReplicaStorage:
             self._local.applying = False
 
     def _rebuild(self) -> None:
-        """The replica diverged from the shared log (a failover lost commits it had seen): start it again."""
+        """The replica diverged from the shared log (a failover lost commits it had seen): empty it, in place
+        (every handle stays valid for calls under way), and fill it again."""
         binding = self._binding
         assert binding is not None
-        self._inner.release()
-        self._inner = self._open_replica(True)
+        spaces = [space for name, space in self._spaces.items() if name != "log.meta"]
+
+        def empty(txn: WriteTransaction) -> None:
+            for space in spaces:
+                txn.clear(space)
+
+        self._applying(empty)
         self._binding = None
-        binding.reopen()  # the store opens its components again, on the fresh replica; it binds again
+        binding.reopen()  # the store opens its components again, dropping their caches; it binds again
 
     # -- the watcher: LISTEN, with a poll of the head as the fallback ------------------------
 

@@ -261,6 +261,8 @@ class PostgresLog:
 
     def wait(self, seen: int, timeout: float) -> int:
         with self._listening:  # one listening connection; the waiters take turns
+            if self._closed:
+                raise StoreClosed("the store is closed")
             try:
                 if self._listener is None or self._listener.closed:
                     self._listener = psycopg.connect(self.url, autocommit=True)
