@@ -47,6 +47,11 @@ class PostgresServer:
         self._run(_binary("pg_ctl"), "start", "-w", "-s", "-D", str(self.data), "-l", str(self.directory / "log"),
                   "-o", options)
 
+    def running(self) -> bool:
+        status = subprocess.run([*self._prefix, _binary("pg_ctl"), "status", "-D", str(self.data)],
+                                capture_output=True, check=False)
+        return status.returncode == 0
+
     def stop(self) -> None:
         self._run(_binary("pg_ctl"), "stop", "-s", "-m", "immediate", "-D", str(self.data))
 
