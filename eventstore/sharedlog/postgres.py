@@ -218,11 +218,13 @@ class PostgresLog:
         try:
             with self._connection() as connection:
                 try:
-                    row = connection.execute(_COMMIT, arguments).fetchone()
+                    with connection.pipeline():  # the notification rides along: no round trip of its own
+                        cursor = connection.execute(_COMMIT, arguments)
+                        connection.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
                 except psycopg.Error as exc:
                     self._refuse(connection, commit, exc)
                     raise
-                connection.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
+                row = cursor.fetchone()
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(
                 f"PostgreSQL cannot be reached ({str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}); "
