@@ -12,7 +12,15 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from eventstore import ChatMessage, IdempotencyKeyReused, InvalidVersion, SessionStore, WrongExpectedVersion
+from eventstore import (
+    ChatMessage,
+    IdempotencyKeyReused,
+    InvalidArgument,
+    InvalidVersion,
+    SessionStore,
+    StoreNotFound,
+    WrongExpectedVersion,
+)
 from eventstore.cli import cli
 from eventstore.events import MessageAppended
 
@@ -143,3 +151,12 @@ def test_a_subscription_on_one_host_sees_the_commits_of_another(open_host):
     writer.join()
     assert (seen.position, seen.event) == (2, MessageAppended(ChatMessage.user("after")))
     assert time.monotonic() - started < 5  # woken by the notification (or the head poll), not by the timeout
+
+
+def test_opening_mistakes_are_named(postgres_url, tmp_path):
+    with pytest.raises(InvalidArgument, match="needs cache=DIR"):
+        SessionStore(postgres_url)
+    with pytest.raises(InvalidArgument, match="a path needs none"):
+        SessionStore(tmp_path / "lmdb", cache=tmp_path / "replica")
+    with pytest.raises(StoreNotFound, match="no eventstore log"):
+        SessionStore(postgres_url, cache=tmp_path / "replica", readonly=True)

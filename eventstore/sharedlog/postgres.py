@@ -27,6 +27,7 @@ from .._errors import (
     IncompatibleStore,
     StoreClosed,
     StoreCorrupted,
+    StoreNotFound,
     StoreUnavailable,
     WrongExpectedVersion,
 )
@@ -137,8 +138,8 @@ class PostgresLog:
     """The shared log in one PostgreSQL database (schema: the connection's ``search_path``).
 
     Connections are pooled (one per concurrent caller); a broken one is dropped, and the next call
-    connects again. ``create``: make the tables in an empty schema (else ``StoreNotFound``... is the
-    caller's to raise: ``exists`` says whether they are there).
+    connects again. ``create``: make the tables in an empty schema (else an empty schema raises
+    ``StoreNotFound``).
     """
 
     def __init__(self, url: str, *, create: bool = True) -> None:
@@ -187,7 +188,7 @@ class PostgresLog:
             connection.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema()))")
             if connection.execute("SELECT to_regclass('es_meta')").fetchone() == (None,):
                 if not create:
-                    raise StoreCorrupted("the database holds no eventstore log (es_meta is missing)")
+                    raise StoreNotFound("the database schema holds no eventstore log (es_meta is missing)")
                 connection.execute(_CREATE, prepare=False)
                 connection.execute("INSERT INTO es_head (position, hash) VALUES (0, %s)", (GENESIS_HASH,))
             row = connection.execute("SELECT format FROM es_meta").fetchone()
