@@ -11,10 +11,19 @@ import threading
 import psycopg
 import pytest
 
-from eventstore import IncompatibleStore, StoreUnavailable, WrongExpectedVersion
+from eventstore import EventStoreError, IncompatibleStore, StoreUnavailable, WrongExpectedVersion
 from eventstore._codec import EncodedEvent
 from eventstore._log import GENESIS_HASH, chain_hash
-from eventstore.sharedlog import Commit, NewEvent, RecordTaken, Rewrite, SessionAppend, SharedEvent, SharedRecord
+from eventstore.sharedlog import (
+    Commit,
+    NewEvent,
+    RecordTaken,
+    Rewrite,
+    SessionAppend,
+    SharedEvent,
+    SharedRecord,
+    postgres,
+)
 from eventstore.sharedlog.postgres import SCHEMA_FORMAT, PostgresLog
 
 T0 = 1_767_225_600_000_000
@@ -141,3 +150,12 @@ def test_a_newer_format_is_refused_and_an_unreachable_server_is_a_clear_error(lo
         PostgresLog(postgres_url)
     with pytest.raises(StoreUnavailable, match="cannot be reached"):
         PostgresLog("postgresql://postgres@/postgres?host=/nonexistent-directory&connect_timeout=2")
+
+
+def test_the_notification_is_a_transaction_of_its_own_after_the_commit(log, monkeypatch):
+    """A notification that fails leaves the commit before it in place: the two are separate transactions (sent
+    in one pipeline they would be one, and the commit would wait on the notification queue's lock)."""
+    monkeypatch.setattr(postgres, "_NOTIFY", "SELECT pg_notify(%s, repeat('x', 9000))")  # too long a payload
+    with pytest.raises(EventStoreError, match="payload string too long"):
+        log.commit(append("a", 0, "one"))
+    assert [e.payload for e in everything(log)] == [b"one"]

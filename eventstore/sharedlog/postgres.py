@@ -10,7 +10,8 @@ version, and only then advances the head: positions are assigned while the head 
 gap-free, a rejected commit takes none, and commits become visible in position order (a reader tailing
 the log never skips one that commits late, as readers of sequences do). It computes each chain link from
 the previous one, exactly as ``eventstore._log.chain_hash`` does. ``NOTIFY`` follows the commit in its
-own statement (inside the commit it would serialise committers on the notification queue too).
+own transaction (inside the commit it would serialise committers on the notification queue too), which is
+committed without waiting for a flush.
 """
 
 from __future__ import annotations
@@ -119,6 +120,9 @@ END $$;
 #: format → the SQL that takes a schema of that format to the next one (none yet: format 1 is the first).
 _UPGRADES: dict[int, LiteralString] = {}
 
+# The notification's own transaction, after the commit's: not flushed (a lost one costs a subscriber the head
+# poll's second), and never in a pipeline with the commit, which would make the two one transaction.
+_NOTIFY = "SELECT set_config('synchronous_commit', 'off', true), pg_notify(%s, '')"
 _COMMIT = "SELECT * FROM es_commit(" + ", ".join(["%s"] * 16) + ")"
 _READ = """
 SELECT h.position, h.hash, e.position, e.key, e.version, e.recorded_at, e.event_id, e.type, e.schema_version,
@@ -219,13 +223,11 @@ class PostgresLog:
         try:
             with self._connection() as connection:
                 try:
-                    with connection.pipeline():  # the notification rides along: no round trip of its own
-                        cursor = connection.execute(_COMMIT, arguments)
-                        connection.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
+                    row = connection.execute(_COMMIT, arguments).fetchone()
                 except psycopg.Error as exc:
                     self._refuse(connection, commit, exc)
                     raise
-                row = cursor.fetchone()
+                connection.execute(_NOTIFY, (CHANNEL,))
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(
                 f"PostgreSQL cannot be reached ({str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}); "
