@@ -160,3 +160,15 @@ def test_opening_mistakes_are_named(postgres_url, tmp_path):
         SessionStore(tmp_path / "lmdb", cache=tmp_path / "replica")
     with pytest.raises(StoreNotFound, match="no eventstore log"):
         SessionStore(postgres_url, cache=tmp_path / "replica", readonly=True)
+
+
+def test_a_stale_replica_checks_a_callers_expected_version_against_the_current_session(open_host):
+    one, two = open_host("one"), open_host("two")
+    one.append("k", ChatMessage.user("first"))
+    two.append("k", ChatMessage.user("second"))  # host one's replica has not seen it
+    assert one.append("k", ChatMessage.user("third"), expected_version=2) == 3
+    two.append("k", ChatMessage.user("fourth"))
+    with pytest.raises(WrongExpectedVersion) as refused:
+        one.append("k", ChatMessage.user("late"), expected_version=3)
+    assert (refused.value.expected, refused.value.actual) == (3, 4)
+    assert [m.content for m in one.load("k")] == ["first", "second", "third", "fourth"]

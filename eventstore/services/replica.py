@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import attrs
 
@@ -230,15 +230,12 @@ class ReplicaStorage:
         self.durability = self._inner.durability
         self._binding: ReplicaBinding | None = None
         self._catching_up = threading.RLock()  # a rebuild binds again, catching up
+        self._begun = self._finished = 0  # catch-ups begun, and the number of the latest one finished
         self._local = threading.local()  # .applying: this thread writes the replica itself (catching up)
         self._head = 0  # the shared log's head, as the watcher last saw it
         self._watcher: threading.Thread | None = None
         self._listeners: list[Callable[[], None]] = []
         self._released = False
-
-    @property
-    def shared(self) -> SharedLog:
-        return self._shared
 
     @property
     def replica(self) -> Storage:
@@ -268,26 +265,41 @@ class ReplicaStorage:
         last: EventStoreError | None = None
         for _ in range(ATTEMPTS):
             shipped: list[object] = []
+            decided_at: list[int] = []  # the replica's head the body decided against
             try:
-                return self._inner.write(functools.partial(self._attempt, body=body, shipped=shipped))
+                return self._inner.write(functools.partial(self._attempt, body=body, shipped=shipped,
+                                                           decided_at=decided_at))
             except _Elsewhere as elsewhere:
                 self._settle(elsewhere.records)
-                return elsewhere.result  # type: ignore[return-value]
+                return cast(T, elsewhere.result)
             except _Refused as refused:
                 last = refused.cause
                 if isinstance(last, RecordTaken):  # another host's retry recorded it: answer as it did
                     self._settle((attrs.evolve(last.record, value=last.value),))
-                elif not self.catch_up():
-                    time.sleep(0.001)  # the session moved on at a commit the replica has not seen yet
-            except WrongExpectedVersion:
-                if not self.catch_up():  # the caller's expected version, checked against a current replica
+                elif not self._moved_past(decided_at):
+                    time.sleep(0.001)  # the session moved on at a commit the server does not show yet
+            except WrongExpectedVersion as wrong:
+                last = wrong
+                if not self._moved_past(decided_at):  # the caller's expected version, against a current replica
                     raise
         assert last is not None
         raise last
 
-    def _attempt(self, txn: WriteTransaction, *, body: Callable[[WriteTransaction], T], shipped: list[object]) -> T:
+    def _moved_past(self, decided_at: list[int]) -> bool:
+        """Catch up; whether the replica is now past the head a refused body decided against."""
+        self.catch_up()
+        with self._inner.read() as txn:
+            return not decided_at or self._head_of(txn) != decided_at[0]
+
+    def _head_of(self, txn: ReadTransaction) -> int:
+        assert self._binding is not None
+        return self._binding.head(txn)[0]
+
+    def _attempt(self, txn: WriteTransaction, *, body: Callable[[WriteTransaction], T], shipped: list[object],
+                 decided_at: list[int]) -> T:
         if shipped:  # the engine runs the body again (it grew its map) after the shared log took it
             raise _Elsewhere(shipped[0], ())
+        decided_at[:] = [self._head_of(txn)]
         capture = _Capture(txn, self._stream_keys)
         result = body(_CapturingTransaction(txn, capture))
         commit = capture.commit()
@@ -353,33 +365,47 @@ class ReplicaStorage:
 
     def catch_up(self) -> int:
         """Replicate the shared log's events the replica lacks; how many it applied. Rebuilds a replica that
-        diverged from the shared log."""
+        diverged from the shared log.
+
+        Threads share the work: a call that finds a catch-up under way waits for it, and returns at once if a
+        catch-up that began after the call arrived has finished (it saw every commit acknowledged before).
+        """
         binding = self._binding
         if binding is None:
             return 0
+        arrived = self._begun
         with self._catching_up:
-            applied, filling = 0, False
-            while True:
-                with self._inner.read() as txn:
-                    position, last_hash, _ = binding.head(txn)
-                head = self._shared.read(position, BATCH)
-                self._head = max(self._head, head.position)
-                diverged = head.position < position or (head.position == position and head.hash != last_hash)
-                filling = filling or position == 0 < head.position or head.position - position > BATCH
-                if not diverged and not head.events:
-                    return applied
-                try:
-                    if diverged:
-                        raise ReplicationMismatch(f"the replica holds {position} events, the shared log "
-                                                  f"{head.position}, and their heads differ")
-                    events = [_recorded(event) for event in head.events]
-                    applied += self._applying(lambda txn: binding.replicate(
-                        txn, [e for e in events if e.position > binding.head(txn)[0]]))  # noqa: B023
-                except ReplicationMismatch:
-                    self._rebuild()
-                    return applied
-                if filling and self._progress is not None:
-                    self._progress(events[-1].position, head.position)
+            if self._finished > arrived:
+                return 0
+            self._begun += 1
+            number = self._begun
+            applied = self._fill(binding)
+            self._finished = max(self._finished, number)
+            return applied
+
+    def _fill(self, binding: ReplicaBinding) -> int:
+        applied, filling = 0, False
+        while True:
+            with self._inner.read() as txn:
+                position, last_hash, _ = binding.head(txn)
+            head = self._shared.read(position, BATCH)
+            self._head = max(self._head, head.position)
+            diverged = head.position < position or (head.position == position and head.hash != last_hash)
+            filling = filling or position == 0 < head.position or head.position - position > BATCH
+            if not diverged and not head.events:
+                return applied
+            try:
+                if diverged:
+                    raise ReplicationMismatch(f"the replica holds {position} events, the shared log "
+                                              f"{head.position}, and their heads differ")
+                events = [_recorded(event) for event in head.events]
+                applied += self._applying(lambda txn: binding.replicate(
+                    txn, [e for e in events if e.position > binding.head(txn)[0]]))  # noqa: B023
+            except ReplicationMismatch:
+                self._rebuild()
+                return applied
+            if filling and self._progress is not None:
+                self._progress(events[-1].position, head.position)
 
     def _applying(self, body: Callable[[WriteTransaction], Any]) -> Any:
         self._local.applying = True
