@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         StoreInaccessible,
         StoreNotFound,
         StoreReadOnly,
+        StoreUnavailable,
         StoreUsedAfterFork,
         TransactionError,
         WrongExpectedVersion,
@@ -81,6 +82,7 @@ _HOMES: dict[str, str] = {
          "StoreInaccessible", "TransactionError"],
         "._errors",
     ),
+    "StoreUnavailable": "._errors",
 }
 
 __all__ = [
@@ -126,6 +128,7 @@ __all__ = [
     "TransactionError",
     "SessionExists",
     "SessionNotFound",
+    "StoreUnavailable",
 ]
 
 

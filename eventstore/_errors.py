@@ -27,6 +27,7 @@ __all__ = [
     "ReplicationMismatch",
     "shown",
     "TransactionError",
+    "StoreUnavailable",
 ]
 
 # Python refuses to print an int of more than 4,300 digits; a message names one by its size instead.
@@ -145,3 +146,8 @@ class StoreInaccessible(EventStoreError):
 
 class TransactionError(EventStoreError):
     """A transaction used out of turn: a command added after it ended, a result read before it committed."""
+
+
+class StoreUnavailable(EventStoreError):
+    """The shared log's server cannot be reached (the store reconnects on the next call). A command that
+    failed this way may or may not have been recorded: retry it with the same ``idempotency_key``."""

@@ -36,6 +36,7 @@ from ._errors import (
     shown,
 )
 from ._log import EventLog
+from ._shared import SHARED_LOG_SCHEMES, open_shared
 from ._snapshots import SnapshotStore
 from ._time import Clock, system_clock
 from ._values import (
@@ -60,6 +61,7 @@ from .services.cache import DecodedSessions
 from .services.feed import Feed
 from .services.maintenance import Maintenance, ProjectionCheckpoint, StoreStats
 from .services.queries import Queries
+from .services.replica import ReplicaBinding, ReplicaStorage
 from .services.replication import Importable, Replication, importable
 from .services.time_travel import TimeTravel
 from .services.transaction import Transaction
@@ -132,6 +134,8 @@ class SessionStore:
             whose directory is not writable opens read-only by itself.
         rebuild_progress: called as ``progress(events_done, events_total)`` while
             opening rebuilds a read model whose code version changed.
+        cache: with a ``postgresql://`` URL as ``path``: the directory of this host's replica, which
+            reads come from (docs/postgres.md); the log itself lives in PostgreSQL.
 
     The store is a context manager, may be shared by threads, and may be opened
     by several processes at once. ``SessionStore.on_storage`` opens one on another
@@ -141,8 +145,15 @@ class SessionStore:
     def __init__(self, path: str | os.PathLike[str], *, clock: Clock | None = None,
                  durable: bool | Durability | str = True,
                  snapshot_every: int = 250, max_size: int | None = None, cache_sessions: int = 256,
-                 readonly: bool = False, rebuild_progress: Progress | None = None) -> None:
+                 readonly: bool = False, rebuild_progress: Progress | None = None,
+                 cache: str | os.PathLike[str] | None = None) -> None:
         _check_options(clock, snapshot_every, cache_sessions, rebuild_progress)
+        if isinstance(path, str) and path.startswith(SHARED_LOG_SCHEMES):
+            storage = open_shared(path, cache, max_size, readonly, rebuild_progress)
+            self._attach(storage, storage.path, clock, snapshot_every, cache_sessions, rebuild_progress, readonly)
+            return
+        if cache is not None:
+            raise InvalidArgument("cache= is the replica directory of a postgresql:// store; a path needs none")
         if not isinstance(path, (str, os.PathLike)) or (isinstance(path, str) and not path) or "\x00" in str(path):
             raise InvalidArgument(f"path must be a non-empty str or os.PathLike without NUL, not {path!r:.60}")
         try:
@@ -228,6 +239,14 @@ class SessionStore:
         self._replication = Replication(self._log, self._snapshots, self._receipts, self._read, self._write,
                                         self._writer)
         self._maintenance.open_read_models(self._rebuild_progress)
+        if isinstance(self._environment, ReplicaStorage):
+            self._environment.bind(ReplicaBinding(self._log.head, self._replication.replicate_batch,
+                                                  self._reopen_emptied))
+
+    def _reopen_emptied(self) -> None:
+        """Open the components again on a replica emptied to be rebuilt, forgetting what was decoded from it."""
+        self._decoded.clear()
+        self._open_components()
 
     # -- lifecycle ------------------------------------------------------------------
 

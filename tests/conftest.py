@@ -3,6 +3,7 @@ deadline-free."""
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,11 +16,19 @@ from hypothesis import HealthCheck, settings
 
 from eventstore import SessionStore
 from eventstore._log import EventLog
+from eventstore.services.replica import ReplicaStorage
 from eventstore.storage import Durability, MemoryStorage, ReadTransaction, Storage
 from eventstore.storage.lmdb import Environment
 
+from postgres_server import PostgresServer
+
 #: The storage engines a test parametrised over ``engine`` or ``open_storage`` runs on.
 ENGINES = ("lmdb", "memory")
+#: The engines a store contract test runs on: those, and the log on PostgreSQL with an LMDB replica.
+STORE_ENGINES = (*ENGINES, "postgres")
+#: Where the log lives: in the store's LMDB file, or on PostgreSQL (each host reading an LMDB replica). Tests
+#: that also look at the store's files (audit, search, the feed) run on both.
+LOG_BACKENDS = ("lmdb", "postgres")
 
 settings.register_profile(
     "ci", max_examples=60, deadline=None, derandomize=True, print_blob=True,
@@ -54,16 +63,32 @@ def store_path(tmp_path: Path) -> Path:
 
 
 def open_store(engine: str, path: Path, **options: Any) -> SessionStore:
-    """A ``SessionStore`` at ``path`` on LMDB, or in memory (then ``path`` only names it)."""
+    """A ``SessionStore`` at ``path`` on LMDB, or in memory (then ``path`` only names it), or on the test's
+    PostgreSQL schema with its replica at ``path`` (the engine fixture chose the schema: ``engine_of``)."""
     if engine == "memory":
         return SessionStore.on_storage(MemoryStorage(path), **options)
+    if engine == "postgres":
+        return SessionStore(_postgres_url[0], cache=path, **options)
     return SessionStore(path, **options)
+
+
+def engine_of(request: pytest.FixtureRequest) -> str:
+    """The engine of a test parametrised over ``STORE_ENGINES``; on PostgreSQL, with a fresh schema."""
+    if request.param == "postgres":
+        _postgres_url[:] = [request.getfixturevalue("postgres_url")]
+    return str(request.param)
+
+
+_postgres_url: list[str] = []
 
 
 def lmdb_storage(store: SessionStore) -> Environment:
     """The LMDB engine under a store opened on LMDB, for a test that looks beneath the storage protocol."""
-    assert isinstance(store._environment, Environment), f"{store._environment!r} is not on LMDB"
-    return store._environment
+    storage = store._environment
+    if isinstance(storage, ReplicaStorage):  # the log is shared; the replica is on LMDB
+        storage = storage.replica
+    assert isinstance(storage, Environment), f"{storage!r} is not on LMDB"
+    return storage
 
 
 def raw_value(txn: lmdb.Transaction, key: bytes, db: lmdb._Database | None = None) -> bytes:
@@ -100,3 +125,29 @@ def open_storage(request: pytest.FixtureRequest) -> Callable[[Path], Storage]:
         return lambda path: Environment.acquire(path, durability=Durability.OFF)
     stores: dict[Path, MemoryStorage] = {}
     return lambda path: stores.setdefault(path, MemoryStorage(path)).open_again()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL server for the whole run; a test that needs it fails if it cannot start."""
+    server = PostgresServer()
+    try:
+        server.start()
+        yield server
+        server.stop()
+    finally:
+        server.remove()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """The URL of a fresh, empty schema of the throwaway server (its own ``search_path``)."""
+    import psycopg
+
+    schema = f"test_{next(_schemas)}"
+    with psycopg.connect(postgres_server.url, autocommit=True) as connection:
+        connection.execute(f"CREATE SCHEMA {schema}")
+    return f"{postgres_server.url}&options=-csearch_path%3D{schema}"
+
+
+_schemas = itertools.count(1)

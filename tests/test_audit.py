@@ -45,7 +45,13 @@ from eventstore.events import (
     SessionStateChanged,
 )
 
-from conftest import FakeClock
+from conftest import LOG_BACKENDS, FakeClock, engine_of, open_store
+
+
+@pytest.fixture(params=LOG_BACKENDS)
+def engine(request: pytest.FixtureRequest) -> str:
+    """The tests that take the ``store`` fixture run with the log in LMDB and on PostgreSQL."""
+    return engine_of(request)
 
 #: More events than one streaming batch of the store reads (1000), so streaming crosses batches.
 BIG = 2500
@@ -1036,19 +1042,19 @@ class TestVacuum:
         store.append("k", ChatMessage.user("after vacuum"))
         assert (ChatMessage.user("after vacuum"), True) == (store.load("k")[-1], store.verify().ok)
 
-    def test_busy_with_a_second_store_open(self, store, store_path, clock):
+    def test_busy_with_a_second_store_open(self, store, store_path, clock, engine):
         """With a second SessionStore open on the same path, vacuum raises StoreBusy and changes nothing."""
         scripted(store, clock)
         events = list(store.events())
-        with SessionStore(store_path, clock=clock) as second:
+        with open_store(engine, store_path, clock=clock) as second:
             with pytest.raises(StoreBusy):
                 store.vacuum()
             assert events == list(second.events())
         assert events == list(store.events())
 
-    def test_works_after_the_second_store_closes(self, store, store_path, clock):
+    def test_works_after_the_second_store_closes(self, store, store_path, clock, engine):
         """Once the other store object is closed, vacuum succeeds."""
         scripted(store, clock)
-        SessionStore(store_path, clock=clock).close()
+        open_store(engine, store_path, clock=clock).close()
         _before, after = store.vacuum()
         assert (True, after) == (store.verify().ok, os.path.getsize(store_path / "data.mdb"))

@@ -59,28 +59,33 @@ def path(tmp_path: Path) -> Path:
     store_path = tmp_path / "store"
     clock = FakeClock(START)
     with SessionStore(store_path, clock=clock) as store:
-        store.append("alpha", ChatMessage.system("You are terse."))  # v1 00:00
-        clock.advance(minutes=1)
-        store.append("alpha", ChatMessage.user("Where is Lisbon?"))  # v2 00:01
-        clock.advance(minutes=1)
-        store.append("alpha", ChatMessage.assistant("In Portugal, on the Tagus."))  # v3 00:02
-        clock.advance(minutes=1)
-        store.set_session_name("alpha", "Geography")  # v4 00:03
-        clock.advance(minutes=1)
-        store.append("alpha", ChatMessage.user("A wrong question"))  # v5 00:04
-        clock.advance(minutes=1)
-        store.remove_last("alpha")  # v6 00:05
-        clock.advance(minutes=1)
-        store.set_session_state("beta", "running", turn_id="t1")
-        store.append("beta", ChatMessage.user("Deploy the release"))
-        clock.advance(minutes=1)
-        store.append("gamma", ChatMessage.user("hello there"))
-        store.append("gamma", ChatMessage.assistant("draft"))
-        store.update_last("gamma", ChatMessage.assistant("final answer"))
-        clock.advance(minutes=1)
-        store.append("gone", ChatMessage.user("temporary"))
-        store.delete_session("gone", reason="test")
+        fill(store, clock)
     return store_path
+
+
+def fill(store: SessionStore, clock: FakeClock) -> None:
+    """Three live sessions, one deleted, at known times."""
+    store.append("alpha", ChatMessage.system("You are terse."))  # v1 00:00
+    clock.advance(minutes=1)
+    store.append("alpha", ChatMessage.user("Where is Lisbon?"))  # v2 00:01
+    clock.advance(minutes=1)
+    store.append("alpha", ChatMessage.assistant("In Portugal, on the Tagus."))  # v3 00:02
+    clock.advance(minutes=1)
+    store.set_session_name("alpha", "Geography")  # v4 00:03
+    clock.advance(minutes=1)
+    store.append("alpha", ChatMessage.user("A wrong question"))  # v5 00:04
+    clock.advance(minutes=1)
+    store.remove_last("alpha")  # v6 00:05
+    clock.advance(minutes=1)
+    store.set_session_state("beta", "running", turn_id="t1")
+    store.append("beta", ChatMessage.user("Deploy the release"))
+    clock.advance(minutes=1)
+    store.append("gamma", ChatMessage.user("hello there"))
+    store.append("gamma", ChatMessage.assistant("draft"))
+    store.update_last("gamma", ChatMessage.assistant("final answer"))
+    clock.advance(minutes=1)
+    store.append("gone", ChatMessage.user("temporary"))
+    store.delete_session("gone", reason="test")
 
 
 def open_store(path: Path) -> SessionStore:

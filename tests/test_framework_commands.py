@@ -26,16 +26,18 @@ from eventstore import (
 from eventstore.events import LastMessageRemoved, MessageAppended, SessionForked, SessionRedacted
 from eventstore.interchange import export_events, import_events
 
-from conftest import FakeClock
+from conftest import LOG_BACKENDS, FakeClock, engine_of, open_store
 
 
 def user(text: str, payload: dict[str, object] | None = None) -> ChatMessage:
     return ChatMessage("user", text, payload)
 
 
-@pytest.fixture
-def store(tmp_path: Path, clock: FakeClock) -> Iterator[SessionStore]:
-    with SessionStore(tmp_path / "store", clock=clock, durable=False, snapshot_every=3) as opened:
+@pytest.fixture(params=LOG_BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Iterator[SessionStore]:
+    """The commands run with the log in LMDB and on PostgreSQL."""
+    engine = engine_of(request)
+    with open_store(engine, tmp_path / "store", clock=clock, durable=False, snapshot_every=3) as opened:
         yield opened
 
 

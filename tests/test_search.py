@@ -45,7 +45,13 @@ from projections.search.tokenizer import (
     tokenize,
 )
 
-from conftest import FakeClock, lmdb_storage
+from conftest import LOG_BACKENDS, FakeClock, engine_of, lmdb_storage
+
+
+@pytest.fixture(params=LOG_BACKENDS)
+def engine(request: pytest.FixtureRequest) -> str:
+    """The tests that take the ``store`` fixture run with the log in LMDB and on PostgreSQL."""
+    return engine_of(request)
 
 
 def keys(found: list[SessionMetadata]) -> list[str]:

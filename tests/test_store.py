@@ -33,7 +33,7 @@ from eventstore.storage import MemoryStorage
 from eventstore.storage import lmdb as _environment
 from projections.session import empty_snapshot, fold
 
-from conftest import ENGINES, FakeClock, lmdb_storage, stream_id_of
+from conftest import STORE_ENGINES, FakeClock, engine_of, lmdb_storage, stream_id_of
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)  # FakeClock's start
 _STREAM_VERSION = struct.Struct(">QQ")  # the log's stream index key: stream id, version
@@ -75,11 +75,11 @@ def replayed(store: SessionStore, key: str, version: int):
     return fold(empty_snapshot(key), [e for e in stream_events(store, key) if e.version <= version])
 
 
-@pytest.fixture(params=ENGINES)
+@pytest.fixture(params=STORE_ENGINES)
 def engine(request: pytest.FixtureRequest) -> str:
-    """Every test using the ``store`` fixture runs on LMDB and in memory; tests that open a path
-    themselves (reopening, file options, map size, threads) run on LMDB only."""
-    return str(request.param)
+    """Every test using the ``store`` fixture runs on LMDB, in memory and on PostgreSQL; tests that open a
+    path themselves (reopening, file options, map size, threads) run on LMDB only."""
+    return engine_of(request)
 
 
 class _Abort(Exception):

@@ -14,8 +14,18 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from eventstore import ChatMessage, RecordedEvent, SessionStore
 from eventstore.services.feed import BATCH, Feed
+
+from conftest import LOG_BACKENDS, engine_of
+
+
+@pytest.fixture(params=LOG_BACKENDS)
+def engine(request: pytest.FixtureRequest) -> str:
+    """The tests that take the ``store`` fixture run with the log in LMDB and on PostgreSQL."""
+    return engine_of(request)
 
 
 def hello(text: str) -> ChatMessage:

@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from .. import EventStoreError
-from ._context import STORE_ENV, Env, default_store_path, user_error
+from ._context import CACHE_ENV, STORE_ENV, Env, user_error
 from ._output import terminal_safe
 
 __all__ = ["cli", "main"]
@@ -59,13 +59,17 @@ class _Group(click.Group):
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--store", "store_path", type=click.Path(path_type=Path), envvar=STORE_ENV, show_envvar=True,
+@click.option("--store", "store_path", type=click.Path(path_type=str), envvar=STORE_ENV, show_envvar=True,
               metavar="PATH",
-              help="The store directory. Default: $XDG_DATA_HOME/eventstore (~/.local/share/eventstore; "
+              help="The store directory, or a postgresql:// URL (the log on PostgreSQL, read through a replica "
+                   "in --cache). Default: $XDG_DATA_HOME/eventstore (~/.local/share/eventstore; "
                    "~/Library/Application Support/eventstore on macOS).")
+@click.option("--cache", "cache", type=click.Path(path_type=Path), envvar=CACHE_ENV, show_envvar=True,
+              metavar="DIR", help="With a postgresql:// store: this host's replica directory. Default: one per URL "
+                                  "beside the default store.")
 @click.version_option(package_name="eventstore", prog_name="eventstore", message="%(prog)s %(version)s")
 @click.pass_context
-def cli(ctx: click.Context, store_path: Path | None) -> None:
+def cli(ctx: click.Context, store_path: str | None, cache: Path | None) -> None:
     """Inspect, replay, recover, import and export an event-sourced session store.
 
     Every change to a session is an event; these commands show sessions as they
@@ -78,7 +82,7 @@ def cli(ctx: click.Context, store_path: Path | None) -> None:
         eventstore sessions            # the sessions, most recent first
         eventstore show KEY --as-of 2026-03-01T14:05
     """
-    ctx.obj = Env(store_path or default_store_path(), store_path is not None)
+    ctx.obj = Env.chosen_by(store_path, cache)
 
 
 def _register() -> None:

@@ -8,6 +8,7 @@ a library error reads) are made here, once.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import sys
@@ -27,13 +28,16 @@ from .. import (
     StoreCorrupted,
     StoreReadOnly,
 )
+from .._shared import SHARED_LOG_SCHEMES
 from .._time import Clock
 from ..events import RecordedEvent, SessionDeleted, SessionRestored
 
-__all__ = ["Env", "pass_env", "default_store_path", "parse_time", "user_error", "session_history"]
+__all__ = ["CACHE_ENV", "Env", "pass_env", "default_store_path", "parse_time", "user_error", "session_history"]
 
 #: The environment variable naming the store (``--store`` wins over it).
 STORE_ENV = "EVENTSTORE_PATH"
+#: The environment variable naming a shared store's replica directory (``--cache`` wins over it).
+CACHE_ENV = "EVENTSTORE_CACHE"
 
 
 def default_store_path() -> Path:
@@ -51,12 +55,27 @@ class Env:
 
     store_path: Path
     chosen: bool
+    #: A ``postgresql://`` store's URL, and its replica directory.
+    url: str | None = None
+    cache: Path | None = None
+
+    @classmethod
+    def chosen_by(cls, store: str | None, cache: Path | None) -> Env:
+        """The context of ``--store`` (a path or a URL, or the default) and ``--cache``."""
+        if store is not None and store.startswith(SHARED_LOG_SCHEMES):
+            digest = hashlib.sha256(store.encode()).hexdigest()[:16]
+            replica = cache or default_store_path().parent / f"eventstore-replica-{digest}"
+            return cls(replica, True, store, replica)
+        return cls(Path(store) if store else default_store_path(), store is not None)
 
     def open(self, *, write: bool = False, create: bool = False, clock: Clock | None = None) -> SessionStore:
         """Open the store: read-only unless ``write``; refuse a path that holds no store unless ``create``.
 
-        A read, or a write that needs existing sessions, never creates a store.
+        A read, or a write that needs existing sessions, never creates a store. A ``postgresql://`` store
+        opens writable (its replica is a cache the store writes as it reads).
         """
+        if self.url is not None:
+            return SessionStore(self.url, cache=self.cache, clock=clock)
         path = self.store_path
         if path.exists() and not path.is_dir():
             raise click.ClickException(f"{path} is a file, not a store directory")
@@ -78,6 +97,8 @@ class Env:
 
     def store_option(self) -> str:
         """The ``--store`` option to repeat in a suggested command, if the user chose a store."""
+        if self.url is not None:
+            return f" --store {_quote(self.url)} --cache {_quote(str(self.store_path))}"
         return f" --store {_quote(str(self.store_path))}" if self.chosen else ""
 
 

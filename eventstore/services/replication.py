@@ -245,9 +245,10 @@ class Replication:
         return count
 
     def _replicate(self, batch: Sequence[RecordedEvent]) -> int:
-        return self._write(lambda txn: self._replicate_batch(txn, batch))
+        return self._write(lambda txn: self.replicate_batch(txn, batch))
 
-    def _replicate_batch(self, txn: WriteTransaction, batch: Sequence[RecordedEvent]) -> int:
+    def replicate_batch(self, txn: WriteTransaction, batch: Sequence[RecordedEvent]) -> int:
+        """Append ``batch``, checked as ``replicate`` checks it, in the caller's transaction; how many."""
         for recorded in batch:
             expected = self._log.head(txn)[0] + 1
             if recorded.position != expected:

@@ -1,0 +1,462 @@
+"""A host's replica of a shared log: the store's storage when its log lives on a server (``sharedlog``).
+
+``ReplicaStorage`` implements the storage protocol over a local engine (LMDB), so the store above it runs
+unchanged: its commands decide against the replica, its queries read the replica. Two things differ:
+
+* **A write that records events** (or bookkeeping that must be unique across hosts) runs its body in a
+  local write transaction that captures what the body wrote to the log and the bookkeeping spaces, and
+  before the local commit hands that to the shared log in one call (``SharedLog.commit``), with each
+  session's version as the body decided against it. When the shared log put the events where the replica
+  did (nobody committed in between: same first position, same chain head), the local transaction commits
+  as it is. Otherwise it is rolled back and the replica catches up from the shared log, which brings this
+  write's events back with the positions they got there. A refusal (a session moved on, a record taken)
+  rolls back, catches up and runs the body again, a bounded number of times: the body then decides
+  against the current session, and a caller's ``expected_version`` is checked against it.
+* **A read** first catches the replica up to the shared log's head: a host reads its own writes, and
+  everyone's after one round trip. Catching up replicates (``Replication.replicate_batch``): every hash is
+  checked, so a replica that diverged from the shared log (a failover that lost commits) is detected, and
+  rebuilt from the shared log with progress.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import attrs
+
+from .._audit import Progress
+from .._codec import EncodedEvent
+from .._errors import EventStoreError, ReplicationMismatch, StoreClosed, WrongExpectedVersion
+from .._folding import to_recorded
+from .._log import _RECORD, StoredEvent, decode_record
+from ..events import RecordedEvent
+from ..sharedlog import (
+    Commit,
+    HeadMoved,
+    NewEvent,
+    RecordTaken,
+    Rewrite,
+    SessionAppend,
+    SharedEvent,
+    SharedLog,
+    SharedRecord,
+)
+from ..storage import ReadTransaction, Space, Storage, WriteTransaction
+
+__all__ = ["ReplicaStorage", "ReplicaBinding", "ATTEMPTS", "BATCH"]
+
+T = TypeVar("T")
+
+#: How many times a write is decided again after the shared log refused it (a session moved on).
+ATTEMPTS = 50
+#: Events fetched per round trip while catching up.
+BATCH = 1000
+#: The spaces a write shares: the log, and the bookkeeping that the first writer owns across hosts.
+_LOG_EVENTS = "log.events"
+_SHARED_RECORDS = frozenset({"facade.idempotency", "facade.imports"})
+_STREAM_KEYS = "log.stream_keys"
+#: Types whose payload names positions: such a write must get exactly the positions it decided with.
+_NAMES_POSITIONS = frozenset({"SessionRedacted"})
+
+
+@attrs.frozen
+class ReplicaBinding:
+    """What the replica needs of the store above it: the local log's head, the replication of a batch of
+    events (hash-checked) in a write transaction, and the reopening of the store's components (dropping
+    what they cached) after the replica was emptied to be rebuilt."""
+
+    head: Callable[[ReadTransaction], tuple[int, bytes, int]]
+    replicate: Callable[[WriteTransaction, Sequence[RecordedEvent]], int]
+    reopen: Callable[[], None]
+
+
+class _Refused(Exception):
+    """The shared log refused the write: the local transaction rolls back; catch up and decide again."""
+
+    def __init__(self, cause: EventStoreError) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+class _Elsewhere(Exception):
+    """The shared log recorded the write at other positions than the replica's: roll back, then catch up."""
+
+    def __init__(self, result: object, records: tuple[SharedRecord, ...]) -> None:
+        super().__init__("recorded elsewhere")
+        self.result = result
+        self.records = records
+
+
+class _Capture:
+    """The writes of one body to the shared spaces, in order, taken from its local transaction."""
+
+    def __init__(self, txn: WriteTransaction, stream_keys: Space) -> None:
+        self.txn = txn
+        self._stream_keys = stream_keys
+        self.events: list[tuple[int, bytes]] = []
+        self.rewrites: list[Rewrite] = []
+        self.records: list[SharedRecord] = []
+
+    def commit(self) -> Commit | None:
+        """The shared log's commit of what was captured (``None``: the body shared nothing)."""
+        if not (self.events or self.rewrites or self.records):
+            return None
+        keys: dict[int, str] = {}
+
+        def key_of(stream_id: int) -> str:
+            if stream_id not in keys:
+                raw = self.txn.get(self._stream_keys, stream_id.to_bytes(8, "big"))
+                if raw is None:
+                    raise EventStoreError(f"stream {stream_id} has no session key")
+                keys[stream_id] = bytes(raw).decode()
+            return keys[stream_id]
+
+        stored = [decode_record(position, raw, key_of) for position, raw in self.events]
+        appends: list[SessionAppend] = []
+        for entry in stored:
+            event = NewEvent(entry.event_id, entry.encoded.type_name, entry.encoded.schema_version,
+                             entry.encoded.payload, entry.payload_digest, entry.redacted)
+            last = appends[-1] if appends else None
+            if (last is not None and last.key == entry.session_key and last.recorded_at == entry.recorded_at
+                    and last.expected_version + len(last.events) + 1 == entry.version):
+                appends[-1] = attrs.evolve(last, events=(*last.events, event))
+            else:
+                appends.append(SessionAppend(entry.session_key, entry.version - 1, entry.recorded_at, (event,)))
+        pinned = any(entry.encoded.type_name in _NAMES_POSITIONS for entry in stored)
+        return Commit(tuple(appends), tuple(self.rewrites), tuple(self.records),
+                      stored[0].position if pinned else None)
+
+
+class _CapturingTransaction:
+    """A write transaction that records what its body writes to the shared spaces, then writes it locally."""
+
+    def __init__(self, txn: WriteTransaction, capture: _Capture) -> None:
+        self._txn = txn
+        self._capture = capture
+
+    def get(self, space: Space, key: bytes) -> bytes | None:
+        return self._txn.get(space, key)
+
+    def get_many(self, space: Space, keys: Iterable[bytes]) -> dict[bytes, bytes]:
+        return self._txn.get_many(space, keys)
+
+    def scan(self, space: Space, start: bytes | None = None, *, reverse: bool = False
+             ) -> Iterator[tuple[bytes, bytes]]:
+        return self._txn.scan(space, start, reverse=reverse)
+
+    def scan_keys(self, space: Space, start: bytes | None = None, *, reverse: bool = False) -> Iterator[bytes]:
+        return self._txn.scan_keys(space, start, reverse=reverse)
+
+    def scan_values(self, space: Space, start: bytes | None = None, *, reverse: bool = False) -> Iterator[bytes]:
+        return self._txn.scan_values(space, start, reverse=reverse)
+
+    def before(self, space: Space, key: bytes) -> tuple[bytes, bytes] | None:
+        return self._txn.before(space, key)
+
+    def last(self, space: Space) -> tuple[bytes, bytes] | None:
+        return self._txn.last(space)
+
+    def count(self, space: Space) -> int:
+        return self._txn.count(space)
+
+    def snapshot_id(self) -> int:
+        return self._txn.snapshot_id()
+
+    def _shared(self, space: Space) -> bool:
+        return space.name == _LOG_EVENTS or space.name in _SHARED_RECORDS
+
+    def put(self, space: Space, key: bytes, value: bytes) -> None:
+        if space.name == _LOG_EVENTS:  # the log puts only to rewrite a payload (redaction)
+            type_end = _RECORD.size + _RECORD.unpack_from(value)[-1]
+            self._capture.rewrites.append(Rewrite(int.from_bytes(key, "big"), bytes(value[type_end:])))
+        elif space.name in _SHARED_RECORDS:
+            self._capture.records.append(SharedRecord(space.name, bytes(key), bytes(value)))
+        self._txn.put(space, key, value)
+
+    def append(self, space: Space, key: bytes, value: bytes) -> bool:
+        appended = self._txn.append(space, key, value)
+        if appended and space.name == _LOG_EVENTS:
+            self._capture.events.append((int.from_bytes(key, "big"), bytes(value)))
+        return appended
+
+    def insert(self, space: Space, key: bytes, value: bytes) -> bool:
+        self._refuse(space, "insert")
+        return self._txn.insert(space, key, value)
+
+    def append_many(self, space: Space, items: Iterable[tuple[bytes, bytes]]) -> None:
+        self._refuse(space, "append_many")
+        self._txn.append_many(space, items)
+
+    def delete(self, space: Space, key: bytes) -> bool:
+        self._refuse(space, "delete")
+        return self._txn.delete(space, key)
+
+    def delete_range(self, space: Space, start: bytes, stop: bytes) -> int:
+        self._refuse(space, "delete_range")
+        return self._txn.delete_range(space, start, stop)
+
+    def clear(self, space: Space) -> None:
+        self._refuse(space, "clear")
+        self._txn.clear(space)
+
+    def _refuse(self, space: Space, what: str) -> None:
+        if self._shared(space):
+            raise EventStoreError(f"{space.name} lives in the shared log: {what} there is not supported")
+
+
+class ReplicaStorage:
+    """The storage of a store whose log is shared: a local replica engine plus the shared log.
+
+    Args:
+        replica: the local engine; released with this storage.
+        shared: the shared log; released with this storage.
+        progress: called as ``progress(events_done, events_total)`` while the replica is filled or rebuilt.
+    """
+
+    def __init__(self, replica: Storage, shared: SharedLog, progress: Progress | None = None,
+                 readonly: bool = False) -> None:
+        self._inner = replica
+        self._spaces: dict[str, Space] = {}  # every space the store opened: a rebuild empties them all
+        self._shared = shared
+        self._progress = progress
+        self.path: Path = self._inner.path
+        self.readonly = readonly
+        self.durability = self._inner.durability
+        self._binding: ReplicaBinding | None = None
+        self._catching_up = threading.RLock()  # a rebuild binds again, catching up
+        self._begun = self._finished = 0  # catch-ups begun, and the number of the latest one finished
+        self._local = threading.local()  # .applying: this thread writes the replica itself (catching up)
+        self._head = 0  # the shared log's head, as the watcher last saw it
+        self._watcher: threading.Thread | None = None
+        self._listeners: list[Callable[[], None]] = []
+        self._released = False
+
+    @property
+    def replica(self) -> Storage:
+        """The local engine that holds the replica."""
+        return self._inner
+
+    def bind(self, binding: ReplicaBinding) -> None:
+        """Connect the store above; then fill the replica up to the shared log's head."""
+        self._binding = binding
+        self._stream_keys = self.space(_STREAM_KEYS)
+        self.catch_up()
+
+    # -- the storage protocol -------------------------------------------------------------
+
+    def space(self, name: str) -> Space:
+        self._spaces[name] = self._inner.space(name)
+        return self._spaces[name]
+
+    def read(self) -> AbstractContextManager[ReadTransaction]:
+        if not getattr(self._local, "applying", False):
+            self.catch_up()
+        return self._inner.read()
+
+    def write(self, body: Callable[[WriteTransaction], T]) -> T:
+        if getattr(self._local, "applying", False) or self._binding is None:
+            return self._inner.write(body)
+        last: EventStoreError | None = None
+        for _ in range(ATTEMPTS):
+            shipped: list[object] = []
+            decided_at: list[int] = []  # the replica's head the body decided against
+            try:
+                return self._inner.write(functools.partial(self._attempt, body=body, shipped=shipped,
+                                                           decided_at=decided_at))
+            except _Elsewhere as elsewhere:
+                self._settle(elsewhere.records)
+                return cast(T, elsewhere.result)
+            except _Refused as refused:
+                last = refused.cause
+                if isinstance(last, RecordTaken):  # another host's retry recorded it: answer as it did
+                    self._settle((attrs.evolve(last.record, value=last.value),))
+                elif not self._moved_past(decided_at):
+                    time.sleep(0.001)  # the session moved on at a commit the server does not show yet
+            except WrongExpectedVersion as wrong:
+                last = wrong
+                if not self._moved_past(decided_at):  # the caller's expected version, against a current replica
+                    raise
+        assert last is not None
+        raise last
+
+    def _moved_past(self, decided_at: list[int]) -> bool:
+        """Catch up; whether the replica is now past the head a refused body decided against."""
+        self.catch_up()
+        with self._inner.read() as txn:
+            return not decided_at or self._head_of(txn) != decided_at[0]
+
+    def _head_of(self, txn: ReadTransaction) -> int:
+        assert self._binding is not None
+        return self._binding.head(txn)[0]
+
+    def _attempt(self, txn: WriteTransaction, *, body: Callable[[WriteTransaction], T], shipped: list[object],
+                 decided_at: list[int]) -> T:
+        if shipped:  # the engine runs the body again (it grew its map) after the shared log took it
+            raise _Elsewhere(shipped[0], ())
+        decided_at[:] = [self._head_of(txn)]
+        capture = _Capture(txn, self._stream_keys)
+        result = body(_CapturingTransaction(txn, capture))
+        commit = capture.commit()
+        if commit is None:
+            return result
+        try:
+            committed = self._shared.commit(commit)
+        except (WrongExpectedVersion, RecordTaken, HeadMoved) as refusal:
+            raise _Refused(refusal) from None
+        shipped.append(result)
+        if not capture.events:  # bookkeeping alone: the same here as there
+            return result
+        (first, _), (last, record) = capture.events[0], capture.events[-1]
+        if (committed.first_position, committed.head_position, committed.head_hash) != (first, last, _hash_of(record)):
+            raise _Elsewhere(result, commit.records)
+        self._head = max(self._head, last)
+        return result
+
+    def _settle(self, records: Sequence[SharedRecord]) -> None:
+        """After the shared log recorded a write elsewhere: catch up, and keep its records here too."""
+        self.catch_up()
+        if records:
+            spaces = {record.space: self._inner.space(record.space) for record in records}
+
+            def keep(txn: WriteTransaction) -> None:
+                for record in records:
+                    txn.put(spaces[record.space], record.key, record.value)
+
+            self._applying(keep)
+
+    def last_commit(self) -> int:
+        self._watch()
+        return self._head
+
+    def watch_commits(self, listener: Callable[[], None]) -> Callable[[], None]:
+        self._watch()
+        self._listeners.append(listener)
+        stop_local = self._inner.watch_commits(listener)
+
+        def stop() -> None:
+            stop_local()
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return stop
+
+    def file_size(self) -> int:
+        return self._inner.file_size()
+
+    def page_problems(self) -> list[str]:
+        return self._inner.page_problems()
+
+    def vacuum(self, reopen: Callable[[], None]) -> None:
+        self._binding = None  # its handles die with the vacuum; ``reopen`` binds the store again
+        self._inner.vacuum(reopen)
+
+    def release(self) -> None:
+        self._released = True
+        self._inner.release()
+        self._shared.close()
+
+    # -- catching up --------------------------------------------------------------------
+
+    def catch_up(self) -> int:
+        """Replicate the shared log's events the replica lacks; how many it applied. Rebuilds a replica that
+        diverged from the shared log.
+
+        Threads share the work: a call that finds a catch-up under way waits for it, and returns at once if a
+        catch-up that began after the call arrived has finished (it saw every commit acknowledged before).
+        """
+        binding = self._binding
+        if binding is None:
+            return 0
+        arrived = self._begun
+        with self._catching_up:
+            if self._finished > arrived:
+                return 0
+            self._begun += 1
+            number = self._begun
+            applied = self._fill(binding)
+            self._finished = max(self._finished, number)
+            return applied
+
+    def _fill(self, binding: ReplicaBinding) -> int:
+        applied, filling = 0, False
+        while True:
+            with self._inner.read() as txn:
+                position, last_hash, _ = binding.head(txn)
+            head = self._shared.read(position, BATCH)
+            self._head = max(self._head, head.position)
+            diverged = head.position < position or (head.position == position and head.hash != last_hash)
+            filling = filling or position == 0 < head.position or head.position - position > BATCH
+            if not diverged and not head.events:
+                return applied
+            try:
+                if diverged:
+                    raise ReplicationMismatch(f"the replica holds {position} events, the shared log "
+                                              f"{head.position}, and their heads differ")
+                events = [_recorded(event) for event in head.events]
+                applied += self._applying(lambda txn: binding.replicate(
+                    txn, [e for e in events if e.position > binding.head(txn)[0]]))  # noqa: B023
+            except ReplicationMismatch:
+                self._rebuild()
+                return applied
+            if filling and self._progress is not None:
+                self._progress(events[-1].position, head.position)
+
+    def _applying(self, body: Callable[[WriteTransaction], Any]) -> Any:
+        self._local.applying = True
+        try:
+            return self._inner.write(body)
+        finally:
+            self._local.applying = False
+
+    def _rebuild(self) -> None:
+        """The replica diverged from the shared log (a failover lost commits it had seen): empty it, in place
+        (every handle stays valid for calls under way), and fill it again."""
+        binding = self._binding
+        assert binding is not None
+        spaces = [space for name, space in self._spaces.items() if name != "log.meta"]
+
+        def empty(txn: WriteTransaction) -> None:
+            for space in spaces:
+                txn.clear(space)
+
+        self._applying(empty)
+        self._binding = None
+        binding.reopen()  # the store opens its components again, dropping their caches; it binds again
+
+    # -- the watcher: LISTEN, with a poll of the head as the fallback ------------------------
+
+    def _watch(self) -> None:
+        if self._watcher is None:
+            self._watcher = threading.Thread(target=self._watch_head, name="eventstore-shared-log", daemon=True)
+            self._watcher.start()
+
+    def _watch_head(self) -> None:
+        while not self._released:
+            try:
+                position = self._shared.wait(self._head, 1.0)
+            except StoreClosed:
+                return
+            except EventStoreError:
+                time.sleep(0.5)  # the server is away: try again
+                continue
+            if position != self._head:
+                self._head = max(self._head, position)
+                for listener in list(self._listeners):
+                    listener()
+
+
+def _hash_of(record: bytes) -> bytes:
+    link: bytes = _RECORD.unpack_from(record)[8]
+    return link
+
+
+def _recorded(event: SharedEvent) -> RecordedEvent:
+    return to_recorded(StoredEvent(event.position, 0, event.session_key, event.version, event.recorded_at,
+                                   event.event_id, EncodedEvent(event.type_name, event.schema_version, event.payload),
+                                   event.payload_digest, event.hash, event.redacted))

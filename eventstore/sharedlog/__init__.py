@@ -1,0 +1,145 @@
+"""The shared log: the one place several hosts append to, each keeping its reads in a local replica.
+
+A store on a shared log decides every command against its local replica (an LMDB store fed from the shared
+log), then hands the shared log what the command recorded: per session, the version it decided against and
+its events, payloads rewritten by a redaction, and the bookkeeping records (idempotency results, import
+receipts) that must be unique across hosts. The shared log checks each session's version, assigns the
+positions and the chain links, and commits it all or nothing. ``postgres`` is the implementation.
+
+This module holds only the protocol and its values; no database driver is imported here.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import attrs
+
+from .._errors import EventStoreError
+
+__all__ = ["NewEvent", "SessionAppend", "Rewrite", "SharedRecord", "Commit", "Committed", "SharedEvent",
+           "SharedHead", "RecordTaken", "HeadMoved", "SharedLog"]
+
+
+@attrs.frozen
+class NewEvent:
+    """An event to append: what the chain link covers besides its place (position, version, time)."""
+
+    event_id: bytes
+    type_name: str
+    schema_version: int
+    payload: bytes
+    payload_digest: bytes
+    redacted: bool = False
+
+
+@attrs.frozen
+class SessionAppend:
+    """Events of one session, decided against its ``expected_version``, recorded at ``recorded_at`` (µs; the
+    shared log raises it to the session's latest time if a clock went back)."""
+
+    key: str
+    expected_version: int
+    recorded_at: int
+    events: tuple[NewEvent, ...]
+
+
+@attrs.frozen
+class Rewrite:
+    """A redaction: the payload at ``position`` replaced, its digest and link kept."""
+
+    position: int
+    payload: bytes
+
+
+@attrs.frozen
+class SharedRecord:
+    """A bookkeeping record (``space`` names its kind) that the first command to write it owns."""
+
+    space: str
+    key: bytes
+    value: bytes
+
+
+@attrs.frozen
+class Commit:
+    """Everything one write of a store records, committed whole or not at all."""
+
+    appends: tuple[SessionAppend, ...] = ()
+    rewrites: tuple[Rewrite, ...] = ()
+    records: tuple[SharedRecord, ...] = ()
+    #: The position the first event must get, or ``None`` for wherever the head is. A write whose payloads
+    #: name positions of its own events (an imported redaction) is pinned to the positions it decided with.
+    first_position: int | None = None
+
+
+@attrs.frozen
+class Committed:
+    """Where a commit's events went: the position of its first event and the log's head (position, hash)
+    right after it."""
+
+    first_position: int
+    head_position: int
+    head_hash: bytes
+
+
+@attrs.frozen
+class SharedEvent:
+    """An event as the shared log holds it."""
+
+    position: int
+    session_key: str
+    version: int
+    recorded_at: int
+    event_id: bytes
+    type_name: str
+    schema_version: int
+    payload: bytes
+    payload_digest: bytes
+    hash: bytes
+    redacted: bool
+
+
+@attrs.frozen
+class SharedHead:
+    """The log's head (last position and its hash) and up to a batch of the events after a position."""
+
+    position: int
+    hash: bytes
+    events: tuple[SharedEvent, ...]
+
+
+class RecordTaken(EventStoreError):
+    """A record the commit would write is already there (another host's retry got there first); nothing was
+    written. ``value`` is the record as it is."""
+
+    def __init__(self, record: SharedRecord, value: bytes) -> None:
+        super().__init__(f"the {record.space} record is already taken")
+        self.record = record
+        self.value = value
+
+
+class HeadMoved(EventStoreError):
+    """A pinned commit (``Commit.first_position``) found the head elsewhere; nothing was written."""
+
+
+class SharedLog(Protocol):
+    """The log several hosts share. Every method is one round trip, safe to call from several threads.
+
+    Errors: ``WrongExpectedVersion`` (a session moved on; nothing written), ``RecordTaken``, ``HeadMoved``,
+    ``StoreUnavailable`` (the server cannot be reached; a commit's outcome may be unknown).
+    """
+
+    url: str
+
+    def commit(self, commit: Commit) -> Committed:
+        """Append and record ``commit``, all or nothing, checking each session's expected version."""
+
+    def read(self, after: int, limit: int) -> SharedHead:
+        """The head and up to ``limit`` events after position ``after``, oldest first."""
+
+    def wait(self, seen: int, timeout: float) -> int:
+        """The head position, once it differs from ``seen`` or ``timeout`` seconds have passed."""
+
+    def close(self) -> None:
+        """Release the connections; further calls raise ``StoreClosed``."""

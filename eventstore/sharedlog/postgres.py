@@ -1,0 +1,301 @@
+"""The shared log on PostgreSQL: the only module that imports a PostgreSQL driver (psycopg 3).
+
+Tables (in the connection's ``search_path``): ``es_meta`` (the format marker), ``es_head`` (one row: the
+last position and its hash), ``es_sessions`` (each session's version and latest recorded time),
+``es_events`` (the log) and ``es_records`` (idempotency results and import receipts, first writer wins).
+
+Every commit is one call of the ``es_commit`` function, one round trip. It locks the sessions' rows in key
+order, then the head row (every writer locks in that order, so none deadlocks), checks each session's
+version, and only then advances the head: positions are assigned while the head row is locked, so they are
+gap-free, a rejected commit takes none, and commits become visible in position order (a reader tailing
+the log never skips one that commits late, as readers of sequences do). It computes each chain link from
+the previous one, exactly as ``eventstore._log.chain_hash`` does. ``NOTIFY`` follows the commit in its
+own transaction (inside the commit it would serialise committers on the notification queue too), which is
+committed without waiting for a flush.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, LiteralString, TypeVar
+
+import psycopg
+
+from .._errors import (
+    EventStoreError,
+    IncompatibleStore,
+    StoreClosed,
+    StoreCorrupted,
+    StoreNotFound,
+    StoreUnavailable,
+    WrongExpectedVersion,
+)
+from .._log import GENESIS_HASH
+from . import Commit, Committed, HeadMoved, RecordTaken, SharedEvent, SharedHead
+
+__all__ = ["PostgresLog", "SCHEMA_FORMAT", "CHANNEL"]
+
+T = TypeVar("T")
+
+#: The schema's format; a database with a newer one is refused, an older one upgraded by ``_UPGRADES``.
+SCHEMA_FORMAT = 1
+#: The channel ``NOTIFY`` wakes subscribers on.
+CHANNEL = "eventstore_log"
+
+_CREATE: LiteralString = """
+CREATE TABLE es_meta (format int NOT NULL);
+CREATE TABLE es_head (
+    one bool PRIMARY KEY DEFAULT true CHECK (one), position int8 NOT NULL, hash bytea NOT NULL);
+CREATE TABLE es_sessions (key text PRIMARY KEY, version int8 NOT NULL, recorded_at int8 NOT NULL);
+CREATE TABLE es_events (
+    position int8 PRIMARY KEY, key text NOT NULL, version int8 NOT NULL, recorded_at int8 NOT NULL,
+    event_id bytea NOT NULL, type text NOT NULL, schema_version int4 NOT NULL, payload bytea NOT NULL,
+    digest bytea NOT NULL, hash bytea NOT NULL, redacted bool NOT NULL);
+CREATE TABLE es_records (space text NOT NULL, key bytea NOT NULL, value bytea NOT NULL, PRIMARY KEY (space, key));
+INSERT INTO es_meta VALUES (1);
+
+CREATE FUNCTION es_commit(
+    a_keys text[], a_expected int8[], a_recorded int8[], a_counts int4[],
+    e_ids bytea[], e_types text[], e_schemas int4[], e_payloads bytea[], e_digests bytea[], e_redacted bool[],
+    w_positions int8[], w_payloads bytea[], r_spaces text[], r_keys bytea[], r_values bytea[], pinned int8,
+    OUT first_position int8, OUT head_position int8, OUT head_hash bytea)
+LANGUAGE plpgsql AS $$
+DECLARE
+    e int := 0;
+    current_version int8;
+    recorded int8;
+    key_bytes bytea;
+    type_bytes bytea;
+BEGIN
+    PERFORM 1 FROM es_sessions WHERE key = ANY (a_keys) ORDER BY key FOR UPDATE;
+    SELECT position, hash INTO head_position, head_hash FROM es_head FOR UPDATE;
+    first_position := head_position + 1;
+    IF pinned IS NOT NULL AND pinned <> first_position THEN
+        RAISE EXCEPTION USING ERRCODE = 'EV412', MESSAGE = 'the head moved';
+    END IF;
+    FOR i IN 1 .. coalesce(array_length(a_keys, 1), 0) LOOP
+        SELECT version, recorded_at INTO current_version, recorded FROM es_sessions WHERE key = a_keys[i];
+        IF NOT FOUND THEN
+            current_version := 0;
+            recorded := a_recorded[i];
+        END IF;
+        IF current_version <> a_expected[i] THEN
+            RAISE EXCEPTION USING ERRCODE = 'EV409', MESSAGE = 'wrong expected version',
+                DETAIL = current_version::text, HINT = i::text;
+        END IF;
+        recorded := greatest(recorded, a_recorded[i]);
+        key_bytes := convert_to(a_keys[i], 'UTF8');
+        FOR j IN 1 .. a_counts[i] LOOP
+            e := e + 1;
+            head_position := head_position + 1;
+            current_version := current_version + 1;
+            IF NOT e_redacted[e] AND sha256(e_payloads[e]) <> e_digests[e] THEN
+                RAISE EXCEPTION USING ERRCODE = 'EV400', MESSAGE = 'a payload does not match its digest';
+            END IF;
+            type_bytes := convert_to(e_types[e], 'UTF8');
+            head_hash := sha256(head_hash || int8send(head_position) || int8send(current_version)
+                || int8send(recorded) || e_ids[e] || substr(int4send(e_schemas[e]), 3)
+                || substr(int4send(octet_length(type_bytes)), 3) || substr(int4send(octet_length(key_bytes)), 3)
+                || type_bytes || key_bytes || e_digests[e]);
+            INSERT INTO es_events VALUES (head_position, a_keys[i], current_version, recorded, e_ids[e], e_types[e],
+                e_schemas[e], e_payloads[e], e_digests[e], head_hash, e_redacted[e]);
+        END LOOP;
+        INSERT INTO es_sessions VALUES (a_keys[i], current_version, recorded)
+            ON CONFLICT (key) DO UPDATE SET version = excluded.version, recorded_at = excluded.recorded_at;
+    END LOOP;
+    UPDATE es_events SET payload = w.payload, redacted = true
+        FROM unnest(w_positions, w_payloads) AS w (position, payload) WHERE es_events.position = w.position;
+    FOR i IN 1 .. coalesce(array_length(r_spaces, 1), 0) LOOP
+        INSERT INTO es_records VALUES (r_spaces[i], r_keys[i], r_values[i]) ON CONFLICT DO NOTHING;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION USING ERRCODE = 'EV410', MESSAGE = 'record taken', HINT = i::text;
+        END IF;
+    END LOOP;
+    UPDATE es_head SET position = head_position, hash = head_hash;
+END $$;
+"""
+
+#: format → the SQL that takes a schema of that format to the next one (none yet: format 1 is the first).
+_UPGRADES: dict[int, LiteralString] = {}
+
+# The notification's own transaction, after the commit's: not flushed (a lost one costs a subscriber the head
+# poll's second), and never in a pipeline with the commit, which would make the two one transaction.
+_NOTIFY = "SELECT set_config('synchronous_commit', 'off', true), pg_notify(%s, '')"
+_COMMIT = "SELECT * FROM es_commit(" + ", ".join(["%s"] * 16) + ")"
+_READ = """
+SELECT h.position, h.hash, e.position, e.key, e.version, e.recorded_at, e.event_id, e.type, e.schema_version,
+       e.payload, e.digest, e.hash, e.redacted
+FROM es_head h LEFT JOIN LATERAL (SELECT * FROM es_events WHERE position > %s ORDER BY position LIMIT %s) e ON true
+"""
+
+
+def _unavailable(exc: psycopg.Error, doing: str) -> EventStoreError:
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, psycopg.OperationalError):
+        return StoreUnavailable(f"PostgreSQL cannot be reached while {doing}: {reason}")
+    return EventStoreError(f"PostgreSQL failed while {doing}: {reason}")
+
+
+class PostgresLog:
+    """The shared log in one PostgreSQL database (schema: the connection's ``search_path``).
+
+    Connections are pooled (one per concurrent caller); a broken one is dropped, and the next call
+    connects again. ``create``: make the tables in an empty schema (else an empty schema raises
+    ``StoreNotFound``).
+    """
+
+    def __init__(self, url: str, *, create: bool = True) -> None:
+        self.url = url
+        self._idle: list[psycopg.Connection[Any]] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self._listener: psycopg.Connection[Any] | None = None
+        self._listening = threading.Lock()
+        self._call(lambda connection: self._prepare(connection, create), "opening the store")
+
+    # -- connections ------------------------------------------------------------------
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        with self._lock:
+            if self._closed:
+                raise StoreClosed("the store is closed")
+            connection = self._idle.pop() if self._idle else None
+        if connection is None:
+            connection = psycopg.connect(self.url, autocommit=True, prepare_threshold=0)
+        try:
+            yield connection
+        except BaseException:
+            connection.close()  # its state is unknown: a broken connection, or a call cut short
+            raise
+        self._give_back(connection)
+
+    def _give_back(self, connection: psycopg.Connection[Any]) -> None:
+        with self._lock:
+            if not self._closed:
+                self._idle.append(connection)
+                return
+        connection.close()
+
+    def _call(self, body: Callable[[psycopg.Connection[Any]], T], doing: str) -> T:
+        try:
+            with self._connection() as connection:
+                return body(connection)
+        except psycopg.Error as exc:
+            raise _unavailable(exc, doing) from None
+
+    def _prepare(self, connection: psycopg.Connection[Any], create: bool) -> None:
+        """Create the tables in an empty schema, upgrade an older format, refuse a newer one."""
+        with connection.transaction():
+            connection.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema()))")
+            if connection.execute("SELECT to_regclass('es_meta')").fetchone() == (None,):
+                if not create:
+                    raise StoreNotFound("the database schema holds no eventstore log (es_meta is missing)")
+                connection.execute(_CREATE, prepare=False)
+                connection.execute("INSERT INTO es_head (position, hash) VALUES (0, %s)", (GENESIS_HASH,))
+            row = connection.execute("SELECT format FROM es_meta").fetchone()
+            stored = row[0] if row else None
+            if not isinstance(stored, int):
+                raise StoreCorrupted(f"the log's format marker is damaged ({stored!r:.20})")
+            if stored > SCHEMA_FORMAT:
+                raise IncompatibleStore(f"the PostgreSQL log has format {stored}, newer than this code's "
+                                        f"{SCHEMA_FORMAT}; upgrade the eventstore package")
+            while stored < SCHEMA_FORMAT:
+                connection.execute(_UPGRADES[stored], prepare=False)
+                stored += 1
+                connection.execute("UPDATE es_meta SET format = %s", (stored,))
+
+    # -- the protocol -----------------------------------------------------------------
+
+    def commit(self, commit: Commit) -> Committed:
+        events = [event for append in commit.appends for event in append.events]
+        arguments = (
+            [a.key for a in commit.appends], [a.expected_version for a in commit.appends],
+            [a.recorded_at for a in commit.appends], [len(a.events) for a in commit.appends],
+            [e.event_id for e in events], [e.type_name for e in events], [e.schema_version for e in events],
+            [e.payload for e in events], [e.payload_digest for e in events], [e.redacted for e in events],
+            [w.position for w in commit.rewrites], [w.payload for w in commit.rewrites],
+            [r.space for r in commit.records], [r.key for r in commit.records], [r.value for r in commit.records],
+            commit.first_position,
+        )
+        try:
+            with self._connection() as connection:
+                try:
+                    row = connection.execute(_COMMIT, arguments).fetchone()
+                except psycopg.Error as exc:
+                    self._refuse(connection, commit, exc)
+                    raise
+                connection.execute(_NOTIFY, (CHANNEL,))
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(
+                f"PostgreSQL cannot be reached ({str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}); "
+                "the command may or may not have been recorded: retry it with the same idempotency_key"
+            ) from None
+        except psycopg.Error as exc:
+            raise _unavailable(exc, "committing") from None
+        assert row is not None
+        return Committed(row[0], row[1], bytes(row[2]))
+
+    @staticmethod
+    def _refuse(connection: psycopg.Connection[Any], commit: Commit, exc: psycopg.Error) -> None:
+        """Raise what a refused commit means for the store, when ``exc`` is one of ``es_commit``'s refusals."""
+        diag = exc.diag
+        if exc.sqlstate == "EV409":
+            append = commit.appends[int(diag.message_hint or 0) - 1]
+            raise WrongExpectedVersion(append.key, append.expected_version, int(diag.message_detail or 0))
+        if exc.sqlstate == "EV410":
+            record = commit.records[int(diag.message_hint or 0) - 1]
+            found = connection.execute("SELECT value FROM es_records WHERE space = %s AND key = %s",
+                                       (record.space, record.key)).fetchone()
+            raise RecordTaken(record, bytes(found[0]) if found else b"")
+        if exc.sqlstate == "EV412":
+            raise HeadMoved(f"the log's head is no longer at position {commit.first_position} - 1")
+        if exc.sqlstate == "EV400":
+            raise StoreCorrupted("an event's payload does not match its digest; nothing was written")
+
+    def read(self, after: int, limit: int) -> SharedHead:
+        def body(connection: psycopg.Connection[Any]) -> SharedHead:
+            rows = connection.execute(_READ, (after, limit)).fetchall()
+            events = tuple(SharedEvent(row[2], row[3], row[4], row[5], bytes(row[6]), row[7], row[8], bytes(row[9]),
+                                       bytes(row[10]), bytes(row[11]), row[12]) for row in rows if row[2] is not None)
+            return SharedHead(rows[0][0], bytes(rows[0][1]), events)
+
+        return self._call(body, "reading the log")
+
+    def wait(self, seen: int, timeout: float) -> int:
+        with self._listening:  # one listening connection; the waiters take turns
+            if self._closed:
+                raise StoreClosed("the store is closed")
+            try:
+                if self._listener is None or self._listener.closed:
+                    self._listener = psycopg.connect(self.url, autocommit=True)
+                    self._listener.execute(f"LISTEN {CHANNEL}")
+                position = self._head(self._listener)
+                if position == seen:
+                    for _ in self._listener.notifies(timeout=timeout, stop_after=1):
+                        pass
+                    position = self._head(self._listener)
+                return position
+            except psycopg.Error as exc:
+                if self._listener is not None:
+                    self._listener.close()
+                raise _unavailable(exc, "waiting for commits") from None
+
+    @staticmethod
+    def _head(connection: psycopg.Connection[Any]) -> int:
+        row = connection.execute("SELECT position FROM es_head").fetchone()
+        assert row is not None
+        position: int = row[0]
+        return position
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.close()
+        with self._listening:
+            if self._listener is not None:
+                self._listener.close()

@@ -1,0 +1,140 @@
+"""Faults of a store on PostgreSQL: writers killed mid-command, the server stopped and restarted under load,
+a replica deleted, a replica that diverged from the log (a failover that lost commits)."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import psycopg
+import pytest
+
+from eventstore import ChatMessage, SessionStore, StoreUnavailable
+
+
+def contents(store: SessionStore) -> dict[str, list[ChatMessage]]:
+    return {key: store.load(key) for key in store.list_sessions()}
+
+
+def test_a_deleted_replica_is_filled_again_from_the_log_with_progress(postgres_url, tmp_path):
+    with SessionStore(postgres_url, cache=tmp_path / "host") as store:
+        for number in range(30):
+            store.append(f"k{number % 3}", ChatMessage.user(f"message {number}"))
+        before = contents(store)
+    shutil.rmtree(tmp_path / "host")
+    progress: list[tuple[int, int]] = []
+    with SessionStore(postgres_url, cache=tmp_path / "host", rebuild_progress=lambda *p: progress.append(p)) as store:
+        assert contents(store) == before
+        assert store.verify().ok
+    assert progress[-1] == (30, 30)
+
+
+def test_a_replica_that_diverged_from_the_log_is_rebuilt(postgres_url, tmp_path):
+    with SessionStore(postgres_url, cache=tmp_path / "one") as one:
+        for number in range(5):
+            one.append("k", ChatMessage.user(f"seen by one {number}"))
+    with psycopg.connect(postgres_url, autocommit=True) as connection:  # a failover lost the last two commits
+        connection.execute("DELETE FROM es_events WHERE position > 3")
+        connection.execute("UPDATE es_head SET position = 3, hash = (SELECT hash FROM es_events WHERE position = 3)")
+        connection.execute("UPDATE es_sessions SET version = 3")
+    with SessionStore(postgres_url, cache=tmp_path / "two") as two:
+        two.append("k", ChatMessage.user("after the failover"))
+        two.append("other", ChatMessage.user("also after"))
+        expected = contents(two)
+    progress: list[tuple[int, int]] = []
+    with SessionStore(postgres_url, cache=tmp_path / "one", rebuild_progress=lambda *p: progress.append(p)) as one:
+        assert contents(one) == expected
+        assert [m.content for m in one.load("k")][-2:] == ["seen by one 2", "after the failover"]
+        assert one.verify().ok
+        assert progress[-1] == (5, 5)
+
+
+WRITER = textwrap.dedent("""
+    import sys
+    from eventstore import ChatMessage, SessionStore
+    url, cache, name = sys.argv[1:]
+    with SessionStore(url, cache=cache) as store:
+        number = 0
+        while True:
+            store.append_many("shared", [ChatMessage.user(f"{name} {number} {part}") for part in range(3)])
+            print(number, flush=True)
+            number += 1
+""")
+
+
+def test_writers_killed_mid_command_lose_nothing_acknowledged_and_leave_no_partial_command(postgres_url, tmp_path):
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, postgres_url, str(tmp_path / f"host{n}"), f"w{n}"],
+                                stdout=subprocess.PIPE, text=True) for n in range(3)]
+    acknowledged: dict[str, list[int]] = {f"w{n}": [] for n in range(3)}
+    readers = [threading.Thread(target=lambda out, into: into.extend(int(line) for line in out),
+                                args=(writer.stdout, acknowledged[f"w{n}"])) for n, writer in enumerate(writers)]
+    for reader in readers:
+        reader.start()
+    deadline = time.monotonic() + 60
+    while min(map(len, acknowledged.values())) < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for writer in writers:  # mid-command: each is writing its next command
+        writer.send_signal(signal.SIGKILL)
+    for writer, reader in zip(writers, readers):
+        writer.wait()
+        reader.join()
+    assert min(map(len, acknowledged.values())) >= 5, acknowledged
+    with SessionStore(postgres_url, cache=tmp_path / "fresh") as fresh:
+        texts = [message.content.rsplit(" ", 1) for message in fresh.load("shared")]
+        commands = [texts[start][0] for start in range(0, len(texts), 3)]
+        assert texts == [[command, str(part)] for command in commands for part in range(3)]  # whole commands only
+        for name, numbers in acknowledged.items():
+            recorded = [int(command.split()[1]) for command in commands if command.split()[0] == name]
+            assert recorded[:len(numbers)] == numbers and len(recorded) <= len(numbers) + 1
+        assert fresh.verify().ok
+    for n in range(3):  # each killed host's replica opens, catches up and verifies
+        with SessionStore(postgres_url, cache=tmp_path / f"host{n}") as host:
+            assert len(host.load("shared")) == len(texts)
+            assert host.verify().ok
+
+
+def test_the_server_stopped_and_restarted_under_load(postgres_server, postgres_url, tmp_path):
+    acknowledged: list[int] = []
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def write() -> None:
+        with SessionStore(postgres_url, cache=tmp_path / "host") as store:
+            number = 0
+            while not stop.is_set() or number < 40:
+                try:  # a retry with the request's idempotency key is never recorded twice
+                    store.append("k", ChatMessage.user(f"{number}"), idempotency_key=f"request {number}")
+                except StoreUnavailable as unavailable:
+                    failures.append(unavailable)
+                    time.sleep(0.05)
+                    continue
+                acknowledged.append(number)
+                number += 1
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    time.sleep(0.5)
+    postgres_server.stop()
+    time.sleep(1)
+    postgres_server.start()
+    time.sleep(0.5)
+    stop.set()
+    writer.join(60)
+    assert failures, "the writer never saw the server down"
+    assert all("cannot be reached" in str(failure) for failure in failures)
+    with SessionStore(postgres_url, cache=tmp_path / "fresh") as fresh:
+        assert [int(m.content) for m in fresh.load("k")] == acknowledged == list(range(len(acknowledged)))
+        assert fresh.verify().ok
+
+
+@pytest.fixture(autouse=True)
+def _server_up(postgres_server):
+    """A test that stops the server leaves it running for the next one, whatever happened."""
+    yield
+    if not postgres_server.running():
+        postgres_server.start()

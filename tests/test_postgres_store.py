@@ -1,0 +1,174 @@
+"""A store whose log is on PostgreSQL, each host reading from its own LMDB replica."""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import re
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from eventstore import (
+    ChatMessage,
+    IdempotencyKeyReused,
+    InvalidArgument,
+    InvalidVersion,
+    SessionStore,
+    StoreNotFound,
+    WrongExpectedVersion,
+)
+from eventstore.cli import cli
+from eventstore.events import MessageAppended
+
+from conftest import FakeClock
+from test_cli import START, fill, run
+
+
+@pytest.fixture
+def open_host(postgres_url: str, tmp_path: Path):
+    opened: list[SessionStore] = []
+
+    def open_host(name: str = "host", **options) -> SessionStore:
+        store = SessionStore(postgres_url, cache=tmp_path / name, **options)
+        opened.append(store)
+        return store
+
+    yield open_host
+    for store in opened:
+        store.close()
+
+
+def test_two_hosts_read_each_others_writes(open_host):
+    one, two = open_host("one"), open_host("two")
+    assert one.append("k", ChatMessage.user("hello")) == 1
+    assert two.append("k", ChatMessage.assistant("hi")) == 2
+    assert [m.content for m in one.load("k")] == ["hello", "hi"]
+    with pytest.raises(WrongExpectedVersion):
+        one.append("k", ChatMessage.user("late"), expected_version=1)
+    assert one.append("k", ChatMessage.user("again"), expected_version=2) == 3
+    assert two.verify().ok and one.verify().ok
+
+
+COMMANDS = [
+    ["sessions"], ["sessions", "--json"], ["sessions", "--running"], ["show", "alpha"], ["show", "gamma", "--json"],
+    ["show", "alpha", "--version", "3"], ["search", "lisbon"], ["stats", "--json"], ["nothing-such"],
+    ["show", "missing"],
+]
+
+
+def test_the_command_line_takes_the_url_where_it_takes_a_path_and_answers_alike(open_host, tmp_path, postgres_url):
+    on_lmdb, on_postgres = tmp_path / "lmdb", tmp_path / "replica"
+    for opened in (lambda clock: SessionStore(on_lmdb, clock=clock), lambda clock: open_host("filler", clock=clock)):
+        clock = FakeClock(START)
+        with opened(clock) as store:
+            fill(store, clock)
+    for command in COMMANDS:
+        local = run(on_lmdb, *command)
+        shared = CliRunner().invoke(cli, ["--store", postgres_url, "--cache", str(on_postgres), *command],
+                                    catch_exceptions=False)
+        answers = [(result.exit_code, result.output.replace(str(on_lmdb), "STORE").replace(str(on_postgres), "STORE"))
+                   for result in (local, shared)]
+        if command[0] == "stats":  # the sizes of the files differ: the counts must not
+            answers = [(code, re.sub(r"\"bytes\": \d+", "", text)) for code, text in answers]
+        assert answers[0] == answers[1], command
+    verified = CliRunner().invoke(cli, ["--store", postgres_url, "--cache", str(on_postgres), "verify"])
+    assert verified.exit_code == 0, verified.output
+
+
+def _host(url: str, cache: str, name: str, rounds: int, done: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    """One host: appends (some expecting a version), idempotent retries that the other host also sends,
+    restores and deletions racing the other's appends. Reports the idempotency keys it was answered for."""
+    answered = []
+    with SessionStore(url, cache=cache) as store:
+        for number in range(rounds):
+            store.append(f"{name}-own", ChatMessage.user(f"{name} {number}"))
+            store.append("shared", ChatMessage.user(f"{name} says {number}"))
+            version = store.append("shared", ChatMessage.user("retried"), idempotency_key=f"retry {number}")
+            answered.append((number, version))
+            with contextlib.suppress(WrongExpectedVersion):
+                seen = store.session_at("shared").version
+                store.append("shared", ChatMessage.assistant(f"{name} after {seen}"), expected_version=seen)
+            if number % 7 == 3:
+                with contextlib.suppress(WrongExpectedVersion, InvalidVersion):
+                    store.restore("shared", version=max(1, store.session_at("shared").version - 2))
+            if number % 11 == 5:
+                store.delete_session("shared", reason=f"{name} {number}")
+    done.put((name, answered))
+
+
+def test_two_hosts_writing_the_same_sessions_end_with_replicas_equal_to_a_fresh_one(postgres_url, tmp_path):
+    context = multiprocessing.get_context("spawn")
+    done = context.Queue()
+    rounds = 30
+    hosts = [context.Process(target=_host, args=(postgres_url, str(tmp_path / name), name, rounds, done))
+             for name in ("one", "two")]
+    for process in hosts:
+        process.start()
+    for process in hosts:
+        process.join(240)
+        assert process.exitcode == 0
+    answers = dict(done.get(timeout=5) for _ in hosts)
+    # Each retried key was recorded once, and both hosts were answered with that one command's version.
+    assert answers["one"] == answers["two"]
+    with SessionStore(postgres_url, cache=tmp_path / "fresh") as fresh:
+        retried = [e for e in fresh.events() if getattr(e.event, "message", None) == ChatMessage.user("retried")]
+        assert [e.version for e in retried] == [version for _, version in answers["one"]]
+        assert len(fresh.history("one-own")) == len(fresh.history("two-own")) == rounds
+        expected = {key: (fresh.load(key), fresh.session_at(key).version) for key in fresh.list_sessions()}
+        assert fresh.verify().ok
+        for name in ("one", "two"):
+            with SessionStore(postgres_url, cache=tmp_path / name) as replica:
+                assert {key: (replica.load(key), replica.session_at(key).version)
+                        for key in replica.list_sessions()} == expected
+                assert replica.list_sessions_with_metadata() == fresh.list_sessions_with_metadata()
+                assert replica.verify().ok
+
+
+def test_an_idempotent_retry_on_another_host_answers_as_the_first_and_records_nothing(open_host):
+    one, two = open_host("one"), open_host("two")
+    assert one.append("k", ChatMessage.user("hi"), idempotency_key="request-1") == 1
+    one.append("k", ChatMessage.user("later"))
+    assert two.append("k", ChatMessage.user("hi"), idempotency_key="request-1") == 1
+    assert [m.content for m in two.load("k")] == ["hi", "later"]
+    with pytest.raises(IdempotencyKeyReused):
+        two.append("k", ChatMessage.user("other"), idempotency_key="request-1")
+    assert len(one.history("k")) == 2
+
+
+def test_a_subscription_on_one_host_sees_the_commits_of_another(open_host):
+    one, two = open_host("one"), open_host("two")
+    one.append("k", ChatMessage.user("before"))
+    feed = two.subscribe(timeout=10)
+    assert next(feed).position == 1
+    writer = threading.Timer(0.2, lambda: one.append("k", ChatMessage.user("after")))
+    writer.start()
+    started = time.monotonic()
+    seen = next(feed)
+    writer.join()
+    assert (seen.position, seen.event) == (2, MessageAppended(ChatMessage.user("after")))
+    assert time.monotonic() - started < 5  # woken by the notification (or the head poll), not by the timeout
+
+
+def test_opening_mistakes_are_named(postgres_url, tmp_path):
+    with pytest.raises(InvalidArgument, match="needs cache=DIR"):
+        SessionStore(postgres_url)
+    with pytest.raises(InvalidArgument, match="a path needs none"):
+        SessionStore(tmp_path / "lmdb", cache=tmp_path / "replica")
+    with pytest.raises(StoreNotFound, match="no eventstore log"):
+        SessionStore(postgres_url, cache=tmp_path / "replica", readonly=True)
+
+
+def test_a_stale_replica_checks_a_callers_expected_version_against_the_current_session(open_host):
+    one, two = open_host("one"), open_host("two")
+    one.append("k", ChatMessage.user("first"))
+    two.append("k", ChatMessage.user("second"))  # host one's replica has not seen it
+    assert one.append("k", ChatMessage.user("third"), expected_version=2) == 3
+    two.append("k", ChatMessage.user("fourth"))
+    with pytest.raises(WrongExpectedVersion) as refused:
+        one.append("k", ChatMessage.user("late"), expected_version=3)
+    assert (refused.value.expected, refused.value.actual) == (3, 4)
+    assert [m.content for m in one.load("k")] == ["first", "second", "third", "fourth"]
