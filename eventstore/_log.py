@@ -163,6 +163,32 @@ def _envelope(raw: bytes) -> _Envelope:
                      type_name, at + type_length)
 
 
+def record_hash(raw: bytes) -> bytes:
+    """The chain hash a stored record carries, whichever its layout.
+
+    Raises:
+        StoreCorrupted: the record is damaged.
+    """
+    try:
+        return _envelope(raw).hash
+    except (struct.error, ValueError, UnicodeDecodeError) as exc:
+        raise StoreCorrupted(f"an event record is damaged ({exc})") from None
+
+
+def record_payload(raw: bytes, dictionary_of: Callable[[], Dictionary]) -> bytes:
+    """The plain payload of a stored record (``dictionary_of``: the store's dictionary, for a compressed one).
+
+    Raises:
+        StoreCorrupted: the record is damaged.
+    """
+    try:
+        envelope = _envelope(raw)
+    except (struct.error, ValueError, UnicodeDecodeError) as exc:
+        raise StoreCorrupted(f"an event record is damaged ({exc})") from None
+    stored = bytes(raw[envelope.payload_at:])
+    return stored if envelope.layout == 1 else dictionary_of().expand(stored, "the payload")
+
+
 def _compact_record(flags: int, stream_id: int, version: int, recorded_at: int, event_id: bytes,
                     encoded: EncodedEvent, digest: bytes, link: bytes, dictionary: Dictionary) -> bytes | None:
     """A record in layout 2, or ``None`` when its fields do not fit that layout (layout 1 takes any)."""

@@ -59,7 +59,8 @@ def test_pages_walk_every_session_once_newest_first(store: SessionStore, clock: 
     for number in range(7):
         clock.advance(seconds=number % 2)  # pairs of sessions share a time: the walk orders them all the same
         store.append(f"s{number}", user("hi"))
-    walked, cursor, pages = [], None, 0
+    walked: list[SessionMetadata] = []
+    cursor, pages = None, 0
     while True:
         page = store.list_sessions_page(limit=3, cursor=cursor)
         assert 7 == page.total and len(page.sessions) <= 3

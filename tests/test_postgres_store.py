@@ -21,6 +21,7 @@ from eventstore import (
     StoreNotFound,
     WrongExpectedVersion,
 )
+from eventstore._log import TRAINING_EVENTS
 from eventstore.cli import cli
 from eventstore.events import MessageAppended
 
@@ -51,6 +52,22 @@ def test_two_hosts_read_each_others_writes(open_host):
         one.append("k", ChatMessage.user("late"), expected_version=1)
     assert one.append("k", ChatMessage.user("again"), expected_version=2) == 3
     assert two.verify().ok and one.verify().ok
+
+
+def test_hosts_past_the_compression_dictionary_share_plain_payloads(open_host):
+    """Each replica trains its own dictionary; what a host sends the shared log is the decompressed event."""
+    one = open_host("one")
+    for batch in range(TRAINING_EVENTS // 500 + 1):
+        one.append_many(f"s{batch}", [ChatMessage.user(f"message {batch} {n} of a batch") for n in range(500)])
+    one.append("after", ChatMessage.user("written with a trained dictionary"))
+    two = open_host("two")
+    two.append("after", ChatMessage.assistant("and answered from another host"))
+    assert [m.content for m in one.load("after")] == ["written with a trained dictionary",
+                                                     "and answered from another host"]
+    one.redact("after", "a test")  # rewrites compressed local records: the shared log gets them plain
+    assert {m.content for m in two.load("after")} == {"[redacted]"}
+    assert one.verify().ok and two.verify().ok
+    assert open_host("three").load("s0")[0] == ChatMessage.user("message 0 0 of a batch")
 
 
 COMMANDS = [

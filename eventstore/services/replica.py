@@ -34,7 +34,7 @@ from .._audit import Progress
 from .._codec import EncodedEvent
 from .._errors import EventStoreError, ReplicationMismatch, StoreClosed, WrongExpectedVersion
 from .._folding import to_recorded
-from .._log import _RECORD, StoredEvent, decode_record
+from .._log import StoredDictionary, StoredEvent, decode_record, record_hash, record_payload
 from ..events import RecordedEvent
 from ..sharedlog import (
     Commit,
@@ -47,7 +47,7 @@ from ..sharedlog import (
     SharedLog,
     SharedRecord,
 )
-from ..storage import ReadTransaction, Space, Storage, WriteTransaction
+from ..storage import ReadTransaction, Space, Storage, StorageUsage, WriteTransaction
 
 __all__ = ["ReplicaStorage", "ReplicaBinding", "ATTEMPTS", "BATCH"]
 
@@ -61,6 +61,7 @@ BATCH = 1000
 _LOG_EVENTS = "log.events"
 _SHARED_RECORDS = frozenset({"facade.idempotency", "facade.imports"})
 _STREAM_KEYS = "log.stream_keys"
+_LOG_META = "log.meta"  # where the replica's own compression dictionary lives (the shared log stores payloads plain)
 #: Types whose payload names positions: such a write must get exactly the positions it decided with.
 _NAMES_POSITIONS = frozenset({"SessionRedacted"})
 
@@ -96,12 +97,17 @@ class _Elsewhere(Exception):
 class _Capture:
     """The writes of one body to the shared spaces, in order, taken from its local transaction."""
 
-    def __init__(self, txn: WriteTransaction, stream_keys: Space) -> None:
+    def __init__(self, txn: WriteTransaction, stream_keys: Space, dictionary: StoredDictionary) -> None:
         self.txn = txn
         self._stream_keys = stream_keys
+        self._dictionary = dictionary
         self.events: list[tuple[int, bytes]] = []
         self.rewrites: list[Rewrite] = []
         self.records: list[SharedRecord] = []
+
+    def plain_payload(self, record: bytes) -> bytes:
+        """A local record's payload as the shared log stores it: decompressed."""
+        return record_payload(record, lambda: self._dictionary.require(self.txn))
 
     def commit(self) -> Commit | None:
         """The shared log's commit of what was captured (``None``: the body shared nothing)."""
@@ -117,7 +123,8 @@ class _Capture:
                 keys[stream_id] = bytes(raw).decode()
             return keys[stream_id]
 
-        stored = [decode_record(position, raw, key_of) for position, raw in self.events]
+        stored = [decode_record(position, raw, key_of, lambda: self._dictionary.require(self.txn))
+                  for position, raw in self.events]
         appends: list[SessionAppend] = []
         for entry in stored:
             event = NewEvent(entry.event_id, entry.encoded.type_name, entry.encoded.schema_version,
@@ -173,8 +180,7 @@ class _CapturingTransaction:
 
     def put(self, space: Space, key: bytes, value: bytes) -> None:
         if space.name == _LOG_EVENTS:  # the log puts only to rewrite a payload (redaction)
-            type_end = _RECORD.size + _RECORD.unpack_from(value)[-1]
-            self._capture.rewrites.append(Rewrite(int.from_bytes(key, "big"), bytes(value[type_end:])))
+            self._capture.rewrites.append(Rewrite(int.from_bytes(key, "big"), self._capture.plain_payload(value)))
         elif space.name in _SHARED_RECORDS:
             self._capture.records.append(SharedRecord(space.name, bytes(key), bytes(value)))
         self._txn.put(space, key, value)
@@ -246,6 +252,7 @@ class ReplicaStorage:
         """Connect the store above; then fill the replica up to the shared log's head."""
         self._binding = binding
         self._stream_keys = self.space(_STREAM_KEYS)
+        self._dictionary = StoredDictionary(self.space(_LOG_META))
         self.catch_up()
 
     # -- the storage protocol -------------------------------------------------------------
@@ -300,7 +307,7 @@ class ReplicaStorage:
         if shipped:  # the engine runs the body again (it grew its map) after the shared log took it
             raise _Elsewhere(shipped[0], ())
         decided_at[:] = [self._head_of(txn)]
-        capture = _Capture(txn, self._stream_keys)
+        capture = _Capture(txn, self._stream_keys, self._dictionary)
         result = body(_CapturingTransaction(txn, capture))
         commit = capture.commit()
         if commit is None:
@@ -313,7 +320,8 @@ class ReplicaStorage:
         if not capture.events:  # bookkeeping alone: the same here as there
             return result
         (first, _), (last, record) = capture.events[0], capture.events[-1]
-        if (committed.first_position, committed.head_position, committed.head_hash) != (first, last, _hash_of(record)):
+        decided = (first, last, record_hash(record))
+        if (committed.first_position, committed.head_position, committed.head_hash) != decided:
             raise _Elsewhere(result, commit.records)
         self._head = max(self._head, last)
         return result
@@ -348,6 +356,9 @@ class ReplicaStorage:
 
     def file_size(self) -> int:
         return self._inner.file_size()
+
+    def usage(self) -> StorageUsage:
+        return self._inner.usage()
 
     def page_problems(self) -> list[str]:
         return self._inner.page_problems()
@@ -449,11 +460,6 @@ class ReplicaStorage:
                 self._head = max(self._head, position)
                 for listener in list(self._listeners):
                     listener()
-
-
-def _hash_of(record: bytes) -> bytes:
-    link: bytes = _RECORD.unpack_from(record)[8]
-    return link
 
 
 def _recorded(event: SharedEvent) -> RecordedEvent:
