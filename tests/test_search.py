@@ -473,12 +473,15 @@ class TestAgainstReferenceAfterEdits:
                     min_size=1, max_size=80),
            st.lists(st.lists(st.sampled_from([f"w{n}" for n in range(12)] + ["w1*"]), min_size=1, max_size=3)
                     .map(" ".join), min_size=1, max_size=6),
-           st.integers(1, 6), st.sampled_from([0, 4000]), st.sampled_from([1, 256]))
+           st.integers(1, 6), st.sampled_from([0, 4000]), st.sampled_from([1, 256]),
+           st.sampled_from([formats.BLOCK_BITS, 1]))
     def test_same_ranking(self, script: list[tuple[str, str, str]], keywords: list[str], limit: int,
-                          materialize_up_to: int, grouped_from: int) -> None:
-        """Over edits, many ties and every query path (whole summaries or level groups), the ranking is exact."""
-        saved = search_queries.MATERIALIZE_UP_TO, formats.GROUPED_FROM
-        search_queries.MATERIALIZE_UP_TO, formats.GROUPED_FROM = materialize_up_to, grouped_from
+                          materialize_up_to: int, grouped_from: int, block_bits: int) -> None:
+        """Over edits, many ties and every query path (whole summaries or level groups, one block or several), the
+        ranking is exact."""
+        saved = search_queries.MATERIALIZE_UP_TO, formats.GROUPED_FROM, formats.BLOCK_BITS
+        search_queries.MATERIALIZE_UP_TO, formats.GROUPED_FROM, formats.BLOCK_BITS = \
+            materialize_up_to, grouped_from, block_bits
         try:
             with tempfile.TemporaryDirectory() as directory:
                 clock = FakeClock()
@@ -494,13 +497,14 @@ class TestAgainstReferenceAfterEdits:
                         else:
                             store.clear_messages(key)
                     store.catch_up()
+                    assert store.verify().ok
                     reference = ReferenceSearch(store)
                     for keyword in keywords:
                         scores = reference.scores(keyword)
                         found = [(m.key, scores[m.key]) for m in store.search(SessionQuery(keyword, limit))]
                         assert reference.search(keyword, limit) == [key for key, _ in found], keyword
         finally:
-            search_queries.MATERIALIZE_UP_TO, formats.GROUPED_FROM = saved
+            search_queries.MATERIALIZE_UP_TO, formats.GROUPED_FROM, formats.BLOCK_BITS = saved
 
 
 # -- only current messages match ------------------------------------------------------------
@@ -902,7 +906,7 @@ class TestStoredForms:
                     entries[sid] = code
                 else:
                     entries.pop(sid, None)
-            summary = None if raw is None else formats.Summary(raw)
+            summary = None if raw is None else formats.Block(raw)
             assert (entries or None) == (summary and summary.entries())
             if summary is not None:
                 levels = [level for level, _ in summary.groups()]

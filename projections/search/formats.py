@@ -28,6 +28,7 @@ Named key spaces ``search.*``:
 from __future__ import annotations
 
 import bisect
+import heapq
 import struct
 import sys
 from array import array
@@ -48,7 +49,12 @@ __all__ = [
     "MULTI",
     "LAST_TAG",
     "LAST_INDEX",
+    "BLOCK_BITS",
+    "Block",
     "Summary",
+    "block_of",
+    "block_key",
+    "block_of_key",
     "u32s",
     "summary_of",
     "summary_set",
@@ -68,10 +74,10 @@ __all__ = [
     "chunk_of_key",
     "term_entry",
     "term_of_entry",
-    "term_value",
+    "head_value",
     "tid_of_entry",
     "df_of_value",
-    "summary_of_value",
+    "blocks_of_value",
     "session_value",
     "session_of_value",
     "count_value",
@@ -80,6 +86,9 @@ __all__ = [
 
 #: Messages per forward-index chunk.
 CHUNK_MESSAGES = 64
+#: A term's summary is stored in blocks of ``1 << BLOCK_BITS`` consecutive session ids, so that indexing new
+#: sessions rewrites the last blocks only, never a whole summary.
+BLOCK_BITS = 12
 #: The greatest term id, and the greatest session id, the index can hold.
 MAX_ID = 0xFFFFFFFF
 META_MESSAGES = b"messages"
@@ -133,17 +142,33 @@ def tid_of_entry(value: bytes) -> int:
     return int(_U32.unpack_from(value)[0])
 
 
-def term_value(df: int, summary: bytes) -> bytes:
-    """The ``search.summary`` value: the term's message count, then its summary."""
-    return _U32.pack(df) + summary
+def block_of(sid: int) -> int:
+    """The block of session ``sid`` in a term's summary."""
+    return sid >> BLOCK_BITS
+
+
+def block_key(block: int, tid: int) -> bytes:
+    """The ``search.blocks`` key of a term's block: block first, so that new sessions' blocks come last."""
+    return _CHUNK_KEY.pack(block, tid)
+
+
+def block_of_key(key: bytes) -> tuple[int, int]:
+    """``(block, term id)``."""
+    block, tid = _CHUNK_KEY.unpack(key)
+    return block, tid
+
+
+def head_value(df: int, blocks: Sequence[int]) -> bytes:
+    """The ``search.summary`` value: the term's message count, then the blocks it has sessions in."""
+    return _U32.pack(df) + _pack_u32s(blocks)
 
 
 def df_of_value(value: bytes) -> int:
     return int(_U32.unpack_from(value)[0])
 
 
-def summary_of_value(value: bytes) -> bytes:
-    return value[4:]
+def blocks_of_value(value: bytes) -> Sequence[int]:
+    return u32s(value[4:])
 
 
 def session_value(messages: int, activity: int) -> bytes:
@@ -241,8 +266,8 @@ def tag(index: int, multi: bool) -> int:
     return (MULTI if multi else 0) | min(index, LAST_TAG)
 
 
-class Summary:
-    """A stored summary, read in place."""
+class Block:
+    """One block's stored summary, read in place."""
 
     __slots__ = ("raw", "sessions", "distinct", "flags", "levels_at")
     raw: bytes
@@ -265,6 +290,14 @@ class Summary:
 
     def sorted_sids(self) -> Sequence[int]:
         return u32s(memoryview(self.raw)[_SUMMARY_HEAD.size:self.levels_at])
+
+    def sids_raw(self) -> bytes:
+        """The sorted sessions as little-endian u32 bytes."""
+        return self.raw[_SUMMARY_HEAD.size:self.levels_at]
+
+    def last_sid(self) -> int:
+        """The greatest session of the block (every block holds one at least)."""
+        return int(_U32.unpack_from(self.raw, self.levels_at - 4)[0])
 
     def best_levels(self) -> bytes:
         return self.raw[self.levels_at:self.levels_at + self.sessions]
@@ -301,10 +334,6 @@ class Summary:
         """Whether the sessions are also stored in level order (a term in more than ``GROUPED_FROM``)."""
         return bool(self.flags & GROUPED)
 
-    def level_of(self, sid: int) -> int:
-        """The best level of session ``sid``; 0 when it does not contain the term."""
-        return self.entry_of(sid) >> 8
-
     def entry_of(self, sid: int) -> int:
         """``level << 8 | tag`` of session ``sid``; 0 when it does not contain the term."""
         sids = self.sorted_sids()
@@ -314,23 +343,96 @@ class Summary:
             return self.raw[at] << 8 | self.raw[at + self.sessions]
         return 0
 
-    def levels_of(self, sids: Sequence[int]) -> list[int]:
-        """``level_of`` of many sessions."""
-        found = self.sorted_sids()
-        size = self.sessions
-        raw, base = self.raw, self.levels_at
-        positions = map(bisect.bisect_left, repeat(found), sids)
-        return [raw[base + p] if p < size and found[p] == s else 0 for p, s in zip(positions, sids)]
-
-    def as_dict(self) -> dict[int, int]:
-        """Session → best level."""
-        return dict(zip(self.sorted_sids(), self.best_levels()))
-
     def entries(self) -> dict[int, int]:
         """Session → ``level << 8 | tag``."""
         codes = bytearray(2 * self.sessions)  # interleaved in C: tag, level as a little-endian u16
         codes[0::2], codes[1::2] = self.tags(), self.best_levels()
         return dict(zip(self.sorted_sids(), _unsigned(codes, "H")))
+
+
+class Summary:
+    """A term's summary over all its blocks (in session order): what queries read.
+
+    The sorted sessions, levels and tags of the blocks are joined, so lookups
+    bisect one run as in a single block; level groups are merged across
+    blocks, best level first, lazily.
+    """
+
+    __slots__ = ("blocks", "sessions", "_sids", "_levels", "_tags")
+
+    def __init__(self, blocks: Sequence[Block]) -> None:
+        self.blocks = blocks
+        if len(blocks) == 1:
+            only = blocks[0]
+            self._sids, self._levels, self._tags = only.sids_raw(), only.best_levels(), only.tags()
+        else:
+            self._sids = b"".join(block.sids_raw() for block in blocks)
+            self._levels = b"".join(block.best_levels() for block in blocks)
+            self._tags = b"".join(block.tags() for block in blocks)
+        self.sessions = len(self._levels)
+
+    def sorted_sids(self) -> Sequence[int]:
+        return u32s(self._sids)
+
+    def best_levels(self) -> bytes:
+        return self._levels
+
+    def tags(self) -> bytes:
+        return self._tags
+
+    @property
+    def grouped(self) -> bool:
+        """Whether the sessions are read in level order from stored groups (a term in more than ``GROUPED_FROM``)."""
+        return self.sessions > GROUPED_FROM
+
+    def groups(self) -> Iterator[tuple[int, bytes]]:
+        """``(level, sessions as little-endian u32 bytes)``, best level first, ascending within a level."""
+        if len(self.blocks) == 1:
+            yield from self.blocks[0].groups()
+            return
+        # heapq.merge keeps the blocks' order among equal levels: sessions stay ascending.
+        level, parts = -1, list[bytes]()
+        for found, members in heapq.merge(*(block.groups() for block in self.blocks), key=_minus_level):
+            if found != level and parts:
+                yield level, b"".join(parts)
+                parts = []
+            level = found
+            parts.append(members)
+        if parts:
+            yield level, b"".join(parts)
+
+    def level_of(self, sid: int) -> int:
+        """The best level of session ``sid``; 0 when it does not contain the term."""
+        return self.entry_of(sid) >> 8
+
+    def entry_of(self, sid: int) -> int:
+        """``level << 8 | tag`` of session ``sid``; 0 when it does not contain the term."""
+        sids = self.sorted_sids()
+        index = bisect.bisect_left(sids, sid)
+        if index < self.sessions and sids[index] == sid:
+            return self._levels[index] << 8 | self._tags[index]
+        return 0
+
+    def levels_of(self, sids: Sequence[int]) -> list[int]:
+        """``level_of`` of many sessions."""
+        found = self.sorted_sids()
+        size, levels = self.sessions, self._levels
+        positions = map(bisect.bisect_left, repeat(found), sids)
+        return [levels[p] if p < size and found[p] == s else 0 for p, s in zip(positions, sids)]
+
+    def as_dict(self) -> dict[int, int]:
+        """Session → best level."""
+        return dict(zip(self.sorted_sids(), self._levels))
+
+    def entries(self) -> dict[int, int]:
+        """Session → ``level << 8 | tag``."""
+        codes = bytearray(2 * self.sessions)  # interleaved in C: tag, level as a little-endian u16
+        codes[0::2], codes[1::2] = self._tags, self._levels
+        return dict(zip(self.sorted_sids(), _unsigned(codes, "H")))
+
+
+def _minus_level(group: tuple[int, bytes]) -> int:
+    return -group[0]
 
 
 def summary_of(entries: Mapping[int, int]) -> bytes | None:
@@ -359,11 +461,43 @@ def summary_of(entries: Mapping[int, int]) -> bytes | None:
     return b"".join(parts)
 
 
+def _level_groups(entries: Mapping[int, int]) -> list[tuple[int, list[int]]]:
+    """``(level, sessions ascending)`` of ``entries`` (session → ``level << 8 | tag``), best level first."""
+    by_level: dict[int, list[int]] = {}
+    for sid in sorted(entries):
+        by_level.setdefault(entries[sid] >> 8, []).append(sid)
+    return sorted(by_level.items(), reverse=True)
+
+
+def _extended(block: Block, entries: Mapping[int, int]) -> bytes | None:
+    """``block`` with ``entries`` of sessions all greater than its own: its parts are extended, not rebuilt."""
+    total = block.sessions + len(entries)
+    if total > GROUPED_FROM and not block.grouped:
+        return summary_of({**block.entries(), **entries})  # a small block becomes grouped
+    sids = sorted(entries)
+    codes = list(map(entries.__getitem__, sids))
+    parts = [b"", block.sids_raw(), _pack_u32s(sids), block.best_levels(), bytes([code >> 8 for code in codes]),
+             block.tags(), bytes([code & 0xFF for code in codes])]
+    flags = distinct = 0
+    if total > GROUPED_FROM:
+        members = {level: [group] for level, group in block.groups()}
+        for level, added in _level_groups(entries):
+            members.setdefault(level, []).append(_pack_u32s(added))
+        order = sorted(members, reverse=True)
+        joined = [b"".join(members[level]) for level in order]
+        counts = [len(group) // 4 for group in joined]
+        distinct = len(order)
+        flags = GROUPED | (_WIDE_COUNTS if max(counts) > 0xFFFF else 0)
+        parts += [bytes(order), struct.pack(f"<{distinct}{'I' if flags & _WIDE_COUNTS else 'H'}", *counts), *joined]
+    parts[0] = _SUMMARY_HEAD.pack(total, distinct, flags)
+    return b"".join(parts)
+
+
 def summary_set(raw: bytes | None, sid: int, code: int) -> bytes | None:
     """``raw`` with session ``sid`` at entry ``code`` (0: without it), edited as bytes."""
     if raw is None:
         return summary_of({sid: code}) if code else None
-    summary = Summary(raw)
+    summary = Block(raw)
     n = summary.sessions
     sids = summary.sorted_sids()
     index = bisect.bisect_left(sids, sid)
@@ -452,14 +586,17 @@ def merged(stored: int, noted: int) -> int:
 
 def summary_raise(raw: bytes | None, changes: Mapping[int, int]) -> bytes | None:
     """``raw`` updated with appended messages: session → their note (see ``note``)."""
-    if raw is not None and len(changes) * 16 < _SUMMARY_HEAD.unpack_from(raw)[0]:
-        summary = Summary(raw)
-        for sid, noted in changes.items():
-            raw = summary_set(raw, sid, merged(summary.entry_of(sid), noted))
-            assert raw is not None  # a raised entry is never 0, so the summary keeps it
-            summary = Summary(raw)
-        return raw
-    entries = {} if raw is None else Summary(raw).entries()
+    if raw is not None:
+        block = Block(raw)
+        if min(changes) > block.last_sid():  # sessions new to the block (a bulk import): no entry changes
+            return _extended(block, {sid: merged(0, noted) for sid, noted in changes.items()})
+        if len(changes) * 16 < block.sessions:
+            for sid, noted in changes.items():
+                raw = summary_set(raw, sid, merged(block.entry_of(sid), noted))
+                assert raw is not None  # a raised entry is never 0, so the summary keeps it
+                block = Block(raw)
+            return raw
+    entries = {} if raw is None else Block(raw).entries()
     get = entries.get
     for sid, noted in changes.items():
         entries[sid] = merged(get(sid, 0), noted)
