@@ -334,8 +334,7 @@ class Bench:
         self.log("catch_up() of our search index")
         progress: list[tuple[int, int]] = [(0, 0)]
         start = now_ns()
-        # Private: the public catch_up() is this call without a progress callback, which the tenths need.
-        applied = ours._search.catch_up(progress=lambda position: progress.append((now_ns() - start, position)))
+        applied = ours.catch_up(progress=lambda done, _total: progress.append((now_ns() - start, done)))
         caught_up = now_ns() - start
         progress.append((caught_up, applied))
         for store in stores.values():

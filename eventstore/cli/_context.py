@@ -27,6 +27,7 @@ from .. import (
     StoreCorrupted,
     StoreReadOnly,
 )
+from .._audit import Progress
 from .._time import Clock
 from ..events import RecordedEvent, SessionDeleted, SessionRestored
 
@@ -52,10 +53,12 @@ class Env:
     store_path: Path
     chosen: bool
 
-    def open(self, *, write: bool = False, create: bool = False, clock: Clock | None = None) -> SessionStore:
+    def open(self, *, write: bool = False, create: bool = False, clock: Clock | None = None,
+             rebuild_progress: Progress | None = None) -> SessionStore:
         """Open the store: read-only unless ``write``; refuse a path that holds no store unless ``create``.
 
-        A read, or a write that needs existing sessions, never creates a store.
+        A read, or a write that needs existing sessions, never creates a store. ``rebuild_progress`` reports the
+        rebuild of read models a writable open makes when a store of an earlier version needs it.
         """
         path = self.store_path
         if path.exists() and not path.is_dir():
@@ -65,7 +68,7 @@ class Env:
             raise click.ClickException(
                 f"no store at {path}{hint}; create one with `eventstore demo` or `eventstore import`")
         if write or create:
-            return SessionStore(path, clock=clock)
+            return SessionStore(path, clock=clock, rebuild_progress=rebuild_progress)
         try:
             return SessionStore(path, readonly=True, clock=clock)
         except (StoreReadOnly, IncompatibleStore):
@@ -74,7 +77,11 @@ class Env:
             # store is created. A store of a newer version is refused by the writable open too.
             if not os.access(path, os.W_OK):
                 raise
-            return SessionStore(path, clock=clock)
+            return SessionStore(path, clock=clock, rebuild_progress=rebuild_progress)
+
+    def writable(self) -> bool:
+        """Whether the store may be opened writable (to rebuild what a read-only open cannot)."""
+        return os.access(self.store_path, os.W_OK)
 
     def store_option(self) -> str:
         """The ``--store`` option to repeat in a suggested command, if the user chose a store."""

@@ -48,7 +48,6 @@ __all__ = [
     "META_NEXT_TID",
     "MULTI",
     "LAST_TAG",
-    "LAST_INDEX",
     "BLOCK_BITS",
     "Block",
     "Summary",
@@ -60,7 +59,7 @@ __all__ = [
     "summary_set",
     "summary_raise",
     "tag",
-    "note",
+    "entry",
     "merged",
     "chunk_append",
     "chunk_pop",
@@ -437,51 +436,36 @@ def _minus_level(group: tuple[int, bytes]) -> int:
 
 def summary_of(entries: Mapping[int, int]) -> bytes | None:
     """The stored summary of ``entries`` (session → ``level << 8 | tag``); ``None`` when empty."""
-    if not entries:
-        return None
+    return _joined(None, entries) if entries else None
+
+
+def _level_groups(sids: list[int], entries: Mapping[int, int]) -> Iterator[tuple[int, list[int]]]:
+    """``(level, sessions ascending)`` of ``sids`` by their ``entries``, best level first."""
+    # Sorted by the whole entry in C (a key of the level alone would be a Python call a session).
+    by_level = sorted(sids, key=entries.__getitem__, reverse=True)
+    levels = [entries[sid] >> 8 for sid in by_level]
+    start = 0
+    while start < len(levels):
+        end = _run_end(levels, start)
+        yield levels[start], sorted(by_level[start:end])
+        start = end
+
+
+def _joined(block: Block | None, entries: Mapping[int, int]) -> bytes:
+    """The summary of ``block`` (``None``: empty) with ``entries`` of sessions all greater than its own: the
+    block's parts are extended, not decoded."""
+    total = len(entries) + (0 if block is None else block.sessions)
+    if block is not None and total > GROUPED_FROM and not block.grouped:
+        return _joined(None, {**block.entries(), **entries})  # a small block becomes grouped
     sids = sorted(entries)
     codes = list(map(entries.__getitem__, sids))
-    parts = [b"", _pack_u32s(sids), bytes([code >> 8 for code in codes]), bytes([code & 0xFF for code in codes])]
-    flags = distinct = 0
-    if len(sids) > GROUPED_FROM:
-        by_level = sorted(sids, key=entries.__getitem__, reverse=True)
-        levels = [entries[sid] >> 8 for sid in by_level]
-        order, counts, start = [], [], 0
-        while start < len(levels):
-            end = _run_end(levels, start)
-            order.append(levels[start])
-            counts.append(end - start)
-            by_level[start:end] = sorted(by_level[start:end])
-            start = end
-        distinct = len(order)
-        flags = GROUPED | (_WIDE_COUNTS if max(counts) > 0xFFFF else 0)
-        parts += [bytes(order), struct.pack(f"<{distinct}{'I' if flags & _WIDE_COUNTS else 'H'}", *counts),
-                  _pack_u32s(by_level)]
-    parts[0] = _SUMMARY_HEAD.pack(len(sids), distinct, flags)
-    return b"".join(parts)
-
-
-def _level_groups(entries: Mapping[int, int]) -> list[tuple[int, list[int]]]:
-    """``(level, sessions ascending)`` of ``entries`` (session → ``level << 8 | tag``), best level first."""
-    by_level: dict[int, list[int]] = {}
-    for sid in sorted(entries):
-        by_level.setdefault(entries[sid] >> 8, []).append(sid)
-    return sorted(by_level.items(), reverse=True)
-
-
-def _extended(block: Block, entries: Mapping[int, int]) -> bytes | None:
-    """``block`` with ``entries`` of sessions all greater than its own: its parts are extended, not rebuilt."""
-    total = block.sessions + len(entries)
-    if total > GROUPED_FROM and not block.grouped:
-        return summary_of({**block.entries(), **entries})  # a small block becomes grouped
-    sids = sorted(entries)
-    codes = list(map(entries.__getitem__, sids))
-    parts = [b"", block.sids_raw(), _pack_u32s(sids), block.best_levels(), bytes([code >> 8 for code in codes]),
-             block.tags(), bytes([code & 0xFF for code in codes])]
+    kept = (b"", b"", b"") if block is None else (block.sids_raw(), block.best_levels(), block.tags())
+    parts = [b"", kept[0], _pack_u32s(sids), kept[1], bytes([code >> 8 for code in codes]),
+             kept[2], bytes([code & 0xFF for code in codes])]
     flags = distinct = 0
     if total > GROUPED_FROM:
-        members = {level: [group] for level, group in block.groups()}
-        for level, added in _level_groups(entries):
+        members = {} if block is None else {level: [group] for level, group in block.groups()}
+        for level, added in _level_groups(sids, entries):
             members.setdefault(level, []).append(_pack_u32s(added))
         order = sorted(members, reverse=True)
         joined = [b"".join(members[level]) for level in order]
@@ -564,42 +548,41 @@ def summary_set(raw: bytes | None, sid: int, code: int) -> bytes | None:
     return _SUMMARY_HEAD.pack(grown, len(levels), flags) + b"".join(parts)
 
 
-# Appends not yet folded into a summary are noted per (term, session) as one int that ``max``
-# combines: ``level << 33 | (LAST_INDEX - index) << 1 | several``: the best level, the first
-# message with it (a higher note for a smaller index), and whether several messages have the term.
-LAST_INDEX = 0xFFFFFFFF
+# Appends not yet folded into a summary are kept per (term, session) as an entry: that of the first
+# message with the term, then ``merged`` with each later one.
 
 
-def note(level: int, index: int) -> int:
-    return level << 33 | (LAST_INDEX - index) << 1
+def entry(level: int, index: int) -> int:
+    """The entry of a session whose message ``index`` alone holds a term, at ``level``."""
+    return level << 8 | (index if index < LAST_TAG else LAST_TAG)
 
 
-def merged(stored: int, noted: int) -> int:
-    """The entry of a session for a term after the appends that ``noted`` sums up (see ``note``)."""
-    level, index = noted >> 33, LAST_INDEX - (noted >> 1 & LAST_INDEX)
-    if not stored:
-        return level << 8 | tag(index, bool(noted & 1))
-    if level > stored >> 8:
-        return level << 8 | tag(index, True)
-    return stored | MULTI
+def merged(earlier: int, later: int) -> int:
+    """The entry of a session for a term from that of its earlier messages (0: none) and of later ones: the best
+    level, the first message with it, and several messages."""
+    if not earlier:
+        return later
+    return (later if later >> 8 > earlier >> 8 else earlier) | MULTI
 
 
 def summary_raise(raw: bytes | None, changes: Mapping[int, int]) -> bytes | None:
-    """``raw`` updated with appended messages: session → their note (see ``note``)."""
+    """``raw`` updated with appended messages: session → the entry of its appended messages alone."""
     if raw is not None:
         block = Block(raw)
-        if min(changes) > block.last_sid():  # sessions new to the block (a bulk import): no entry changes
-            return _extended(block, {sid: merged(0, noted) for sid, noted in changes.items()})
+        if min(changes) > block.last_sid():  # sessions new to the block (a bulk import): their entries as they are
+            return _joined(block, changes)
         if len(changes) * 16 < block.sessions:
-            for sid, noted in changes.items():
-                raw = summary_set(raw, sid, merged(block.entry_of(sid), noted))
+            for sid, later in changes.items():
+                raw = summary_set(raw, sid, merged(block.entry_of(sid), later))
                 assert raw is not None  # a raised entry is never 0, so the summary keeps it
                 block = Block(raw)
             return raw
-    entries = {} if raw is None else Block(raw).entries()
+    if raw is None:
+        return summary_of(changes)
+    entries = Block(raw).entries()
     get = entries.get
-    for sid, noted in changes.items():
-        entries[sid] = merged(get(sid, 0), noted)
+    for sid, later in changes.items():
+        entries[sid] = merged(get(sid, 0), later)
     return summary_of(entries)
 
 

@@ -10,7 +10,7 @@ from eventstore._errors import StoreCorrupted
 from eventstore._time import to_micros
 
 from ..session import SessionSnapshot
-from .formats import chunk_message, chunk_size, merged, note, u32s
+from .formats import chunk_message, chunk_size, entry, merged, u32s
 from .reader import IndexReader
 from .scoring import impact
 from .tokenizer import term_key
@@ -57,7 +57,7 @@ def check_index(view: IndexReader, sessions: Mapping[int, SessionSnapshot]) -> l
                 wanted[view.tid(term)] = level
                 count, best = expected.setdefault(term, (0, {}))
                 expected[term] = (count + 1, best)
-                best[sid] = merged(best.get(sid, 0), note(level, index))
+                best[sid] = merged(best.get(sid, 0), entry(level, index))
             if wanted != dict(zip(tids, levels)):
                 problems.append(f"search: message {index} of session {head.key!r} is indexed with "
                                 "other terms than its content")

@@ -17,7 +17,7 @@ from eventstore.storage import ReadTransaction, Space, WriteTransaction
 
 from .formats import (
     CHUNK_MESSAGES,
-    LAST_INDEX,
+    LAST_TAG,
     MAX_ID,
     META_MESSAGES,
     META_NEXT_TID,
@@ -221,7 +221,8 @@ class IndexWriter(IndexReader):
         counts = Counter(terms)
         known = self._tids.get
         tids = [known(term) or self._lookup(term) for term in counts]
-        pairs = sorted(zip(tids, [impact(tf, length) for tf in counts.values()]))
+        once = impact(1, length)  # the level of most terms of a message
+        pairs = sorted(zip(tids, [once if tf == 1 else impact(tf, length) for tf in counts.values()]))
         return [tid for tid, _ in pairs], bytes([level for _, level in pairs])
 
     def _lookup(self, term: str) -> int:
@@ -255,15 +256,16 @@ class IndexWriter(IndexReader):
             self.settle()
         self._pending_df.update(tids)
         pending = self._pending
-        place = (LAST_INDEX - state.count + 1) << 1
+        index = min(state.count - 1, LAST_TAG)
         for tid, level in zip(tids, levels):
-            note = level << 33 | place
+            code = level << 8 | index
             sessions = pending.get(tid)
             if sessions is None:
-                pending[tid] = {sid: note}
+                pending[tid] = {sid: code}
                 continue
             earlier = sessions.get(sid)
-            sessions[sid] = note if earlier is None else (earlier if earlier > note else note) | 1
+            # merged(earlier, code), inline: this loop runs for every term of every message
+            sessions[sid] = code if earlier is None else (code if code >> 8 > earlier >> 8 else earlier) | MULTI
 
     def settle(self) -> None:
         """Fold all pending appends into the summaries and counts, each term once."""
