@@ -419,6 +419,13 @@ class Summary:
         positions = map(bisect.bisect_left, repeat(found), sids)
         return [levels[p] if p < size and found[p] == s else 0 for p, s in zip(positions, sids)]
 
+    def entries_of(self, sids: Sequence[int]) -> list[int]:
+        """``entry_of`` of many sessions."""
+        found = self.sorted_sids()
+        size, levels, tags = self.sessions, self._levels, self._tags
+        positions = map(bisect.bisect_left, repeat(found), sids)
+        return [levels[p] << 8 | tags[p] if p < size and found[p] == s else 0 for p, s in zip(positions, sids)]
+
     def as_dict(self) -> dict[int, int]:
         """Session → best level."""
         return dict(zip(self.sorted_sids(), self._levels))
