@@ -747,6 +747,54 @@ class TestMachinery:
                                                                           checkpoint.position))
             assert ["k"] == search(store, "alpha")
 
+    def test_catch_up_reports_progress(self, store: SessionStore, monkeypatch: pytest.MonkeyPatch) -> None:
+        """catch_up(progress=...) counts the events it folds, from 0 after the checkpoint up to the total, batch
+        after batch; without a lag it reports the total at once."""
+        from eventstore import _deferred
+
+        monkeypatch.setattr(_deferred, "DEFERRED_BATCH", 7)
+        monkeypatch.setattr(_deferred, "_PROGRESS_EVERY", 1)
+        store.append_many("a", [ChatMessage.user("alpha")] * 5)
+        store.catch_up()
+        for n in range(30):
+            store.append(f"s{n % 4}", ChatMessage.user(f"word{n}"))
+        seen: list[tuple[int, int]] = []
+        assert 30 == store.catch_up(progress=lambda done, total: seen.append((done, total)))
+        assert {30} == {total for _, total in seen} and seen[-1] == (30, 30)
+        assert [done for done, _ in seen] == sorted(done for done, _ in seen) and seen[0][0] < 30
+        seen.clear()
+        assert (0, [(0, 0)]) == (store.catch_up(progress=lambda done, total: seen.append((done, total))), seen)
+        with pytest.raises(InvalidArgument):
+            store.catch_up(progress="no")  # type: ignore[arg-type]
+
+    def test_index_of_the_previous_format_is_rebuilt_on_open(self, store_path: Path) -> None:
+        """A store whose index has the previous stored form (version 2: a term's whole summary in one value,
+        after its message count) opens, rebuilds the index, finds what it should and verifies."""
+        with SessionStore(store_path) as store:
+            store.append_many("k", [ChatMessage.user("alpha beta"), ChatMessage.user("beta")])
+            store.append("j", ChatMessage.user("gamma"))
+            store.catch_up()
+            index = store._search_index
+
+            def previous_format(txn: WriteTransaction) -> None:
+                for space in (index._spaces.summary, index._spaces.blocks):
+                    txn.clear(space)
+                with_terms = dict(index.reader(txn).stored_terms())
+                for term, (df, entries) in {"alpha": (1, {1: 255 << 8}), "beta": (2, {1: 200 << 8 | 0x80}),
+                                            "gamma": (1, {2: 255 << 8})}.items():
+                    raw = formats.summary_of(entries)
+                    assert raw is not None
+                    txn.put(index._spaces.summary, formats.id_key(with_terms[term]), df.to_bytes(4, "little") + raw)
+                store._checkpoints.put(txn, "search", 2, store.stats().last_position)
+
+            store._environment.write(previous_format)
+        seen: list[tuple[int, int]] = []
+        with SessionStore(store_path, rebuild_progress=lambda done, total: seen.append((done, total))) as store:
+            assert seen and seen[-1][0] == seen[-1][1]
+            assert (["k"], ["k"], ["j"]) == (search(store, "alpha"), search(store, "beta"), search(store, "gamma"))
+            assert store.verify().ok
+            assert SearchIndex.code_version == store.stats().checkpoints["search"].code_version
+
     def test_read_only_store_refuses_an_index_of_another_version(self, store_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
         """A read-only store cannot rebuild an index of another code version, and says so."""
