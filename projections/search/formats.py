@@ -11,11 +11,16 @@ Named key spaces ``search.*``:
 * ``search.names``: term id → term key, the way back from an id to the term,
   so that a term whose count drops to zero can be removed.
 * ``search.summary``: term id → how many messages hold the term (u32), then
-  its summary (``Summary``): each session that holds it with its best level
-  and a tag, sorted by session for binary search; a term in more than
-  ``GROUPED_FROM`` sessions also keeps its sessions grouped by level, best
-  first, so its top sessions are a prefix. 6 bytes per (term, session), 10
-  for frequent terms.
+  the blocks its summary is stored in (u32 each, ascending).
+* ``search.blocks``: block and term id → the term's summary (``Block``) over
+  the sessions of that block (``1 << BLOCK_BITS`` consecutive session ids):
+  each session that holds the term with its best level and a tag, sorted by
+  session for binary search; a block of more than ``GROUPED_FROM`` sessions
+  also keeps them grouped by level, best first, so that a term's top sessions
+  are read first. 6 bytes per (term, session), 10 in large blocks. The block
+  comes first in the key: new sessions' blocks are appended at the end, and a
+  batch of new sessions rewrites only the last blocks (``Summary`` joins a
+  term's blocks for queries).
 * ``search.docs``: session and chunk number → the postings of up to
   ``CHUNK_MESSAGES`` messages: each message's term ids (3 bytes, 4 once ids
   need it) and levels. The forward index: removals read what to take out, and
@@ -28,6 +33,7 @@ Named key spaces ``search.*``:
 from __future__ import annotations
 
 import bisect
+import functools
 import heapq
 import struct
 import sys
@@ -52,6 +58,7 @@ __all__ = [
     "Block",
     "Summary",
     "block_of",
+    "offset_of",
     "block_key",
     "block_of_key",
     "u32s",
@@ -86,7 +93,7 @@ __all__ = [
 #: Messages per forward-index chunk.
 CHUNK_MESSAGES = 64
 #: A term's summary is stored in blocks of ``1 << BLOCK_BITS`` consecutive session ids, so that indexing new
-#: sessions rewrites the last blocks only, never a whole summary.
+#: sessions rewrites the last blocks only, never a whole summary; a block stores its sessions as u16 offsets.
 BLOCK_BITS = 12
 #: The greatest term id, and the greatest session id, the index can hold.
 MAX_ID = 0xFFFFFFFF
@@ -100,6 +107,7 @@ _KEY = struct.Struct(">I")  # in keys: term ids, sessions
 _CHUNK_KEY = struct.Struct(">II")  # session, chunk number
 _SESSION = struct.Struct("<Iq")  # messages, latest activity µs
 _U64 = struct.Struct("<Q")
+_U16 = struct.Struct("<H")
 
 
 # -- keys and small values -----------------------------------------------------------
@@ -144,6 +152,11 @@ def tid_of_entry(value: bytes) -> int:
 def block_of(sid: int) -> int:
     """The block of session ``sid`` in a term's summary."""
     return sid >> BLOCK_BITS
+
+
+def offset_of(sid: int) -> int:
+    """Session ``sid`` as its block stores it."""
+    return sid & ((1 << BLOCK_BITS) - 1)
 
 
 def block_key(block: int, tid: int) -> bytes:
@@ -214,10 +227,14 @@ def _pack_u32s(values: Sequence[int]) -> bytes:
     return struct.pack(f"<{len(values)}I", *values)
 
 
-def _find_u32(data: bytes, pattern: bytes, start: int, end: int) -> int:
-    """The offset of the first 4-byte-aligned (relative to ``start``) ``pattern`` in ``data[start:end]``, or -1."""
+def _pack_u16s(values: Sequence[int]) -> bytes:
+    return struct.pack(f"<{len(values)}H", *values)
+
+
+def _find_u16(data: bytes, pattern: bytes, start: int, end: int) -> int:
+    """The offset of the first 2-byte-aligned (relative to ``start``) ``pattern`` in ``data[start:end]``, or -1."""
     position = data.find(pattern, start, end)
-    while position >= 0 and (position - start) & 3:
+    while position >= 0 and (position - start) & 1:
         position = data.find(pattern, position + 1, end)
     return position
 
@@ -235,7 +252,7 @@ def _run_end(values: Sequence[int], start: int) -> int:
     return low
 
 
-# A term's summary: every session that contains the term, with the session's best level for it
+# A term's summary in a block: every session of the block that contains the term, with its best level for it
 # and a tag that says where that level is: bit 7 set when several of the session's messages
 # contain the term, bits 0-6 the index of the first message with the best level (127: 127 or
 # later). Two query terms whose tags are single and different are then known to sit in
@@ -245,11 +262,11 @@ def _run_end(values: Sequence[int], start: int) -> int:
 #   sorted    n × u32: the sessions, ascending
 #   best      n bytes: the best level of each sorted session
 #   tags      n bytes: the tag of each sorted session
-# and, for a term in more than GROUPED_FROM sessions (flag 1), the sessions in level order:
+# and, for a block of more than GROUPED_FROM sessions (flag 1), the sessions in level order:
 #   levels    d bytes, descending
 #   counts    d × u16 (or u32 with flag 2): sessions at each level
 #   grouped   n × u32: the sessions, grouped by level in the order above, ascending within a level
-# A smaller term is put in level order when it is read; this keeps the many rare terms small.
+# A smaller block is put in level order when it is read; this keeps the many rare terms small.
 #
 # In memory an entry is one int, ``level << 8 | tag``.
 _SUMMARY_HEAD = struct.Struct("<IHB")
@@ -266,7 +283,7 @@ def tag(index: int, multi: bool) -> int:
 
 
 class Block:
-    """One block's stored summary, read in place."""
+    """One block's stored summary, read in place. Its sessions are offsets in the block (``sid & BLOCK_MASK``)."""
 
     __slots__ = ("raw", "sessions", "distinct", "flags", "levels_at")
     raw: bytes
@@ -280,23 +297,23 @@ class Block:
         self.raw = raw
         n, distinct, flags = _SUMMARY_HEAD.unpack_from(raw)
         self.sessions, self.distinct, self.flags = n, distinct, flags
-        self.levels_at = _SUMMARY_HEAD.size + 4 * n
+        self.levels_at = _SUMMARY_HEAD.size + 2 * n
         size = self.levels_at + 2 * n
         if flags & GROUPED:
-            size += distinct * (5 if flags & _WIDE_COUNTS else 3) + 4 * n
+            size += distinct * (5 if flags & _WIDE_COUNTS else 3) + 2 * n
         if len(raw) != size:
             raise StoreCorrupted("the search index is damaged: a term summary has the wrong size")
 
     def sorted_sids(self) -> Sequence[int]:
-        return u32s(memoryview(self.raw)[_SUMMARY_HEAD.size:self.levels_at])
+        return _unsigned(memoryview(self.raw)[_SUMMARY_HEAD.size:self.levels_at], "H")
 
     def sids_raw(self) -> bytes:
-        """The sorted sessions as little-endian u32 bytes."""
+        """The sorted sessions as little-endian u16 bytes."""
         return self.raw[_SUMMARY_HEAD.size:self.levels_at]
 
     def last_sid(self) -> int:
         """The greatest session of the block (every block holds one at least)."""
-        return int(_U32.unpack_from(self.raw, self.levels_at - 4)[0])
+        return int(_U16.unpack_from(self.raw, self.levels_at - 2)[0])
 
     def best_levels(self) -> bytes:
         return self.raw[self.levels_at:self.levels_at + self.sessions]
@@ -305,7 +322,7 @@ class Block:
         return self.raw[self.levels_at + self.sessions:self.levels_at + 2 * self.sessions]
 
     def groups(self) -> Iterator[tuple[int, bytes]]:
-        """``(level, sessions as little-endian u32 bytes)``, best level first, ascending within a level."""
+        """``(level, sessions as little-endian u16 bytes)``, best level first, ascending within a level."""
         raw, n = self.raw, self.sessions
         if self.flags & GROUPED:
             at = self.levels_at + 2 * n
@@ -315,8 +332,8 @@ class Block:
             counts = struct.unpack_from(f"<{distinct}{'I' if wide else 'H'}", raw, at + distinct)
             offset = at + distinct * (5 if wide else 3)
             for level, count in zip(levels, counts):
-                yield level, raw[offset:offset + 4 * count]
-                offset += 4 * count
+                yield level, raw[offset:offset + 2 * count]
+                offset += 2 * count
             return
         best = self.best_levels()
         sids = self.sorted_sids()
@@ -325,7 +342,7 @@ class Block:
         while start < n:
             level = best[order[start]]
             end = start + best.count(level)  # a level's sessions are contiguous in ``order``
-            yield level, _pack_u32s([sids[i] for i in order[start:end]])
+            yield level, _pack_u16s([sids[i] for i in order[start:end]])
             start = end
 
     @property
@@ -359,15 +376,15 @@ class Summary:
 
     __slots__ = ("blocks", "sessions", "_sids", "_levels", "_tags")
 
-    def __init__(self, blocks: Sequence[Block]) -> None:
+    def __init__(self, blocks: Sequence[tuple[int, Block]]) -> None:
+        """``blocks``: ``(block number, its summary)``, ascending."""
         self.blocks = blocks
+        self._sids = b"".join(_absolute(block.sids_raw(), number) for number, block in blocks)
         if len(blocks) == 1:
-            only = blocks[0]
-            self._sids, self._levels, self._tags = only.sids_raw(), only.best_levels(), only.tags()
+            self._levels, self._tags = blocks[0][1].best_levels(), blocks[0][1].tags()
         else:
-            self._sids = b"".join(block.sids_raw() for block in blocks)
-            self._levels = b"".join(block.best_levels() for block in blocks)
-            self._tags = b"".join(block.tags() for block in blocks)
+            self._levels = b"".join(block.best_levels() for _, block in blocks)
+            self._tags = b"".join(block.tags() for _, block in blocks)
         self.sessions = len(self._levels)
 
     def sorted_sids(self) -> Sequence[int]:
@@ -386,12 +403,10 @@ class Summary:
 
     def groups(self) -> Iterator[tuple[int, bytes]]:
         """``(level, sessions as little-endian u32 bytes)``, best level first, ascending within a level."""
-        if len(self.blocks) == 1:
-            yield from self.blocks[0].groups()
-            return
         # heapq.merge keeps the blocks' order among equal levels: sessions stay ascending.
         level, parts = -1, list[bytes]()
-        for found, members in heapq.merge(*(block.groups() for block in self.blocks), key=_minus_level):
+        for found, members in heapq.merge(*(_absolute_groups(block, number) for number, block in self.blocks),
+                                          key=_minus_level):
             if found != level and parts:
                 yield level, b"".join(parts)
                 parts = []
@@ -441,6 +456,30 @@ def _minus_level(group: tuple[int, bytes]) -> int:
     return -group[0]
 
 
+def _absolute_groups(block: Block, number: int) -> Iterator[tuple[int, bytes]]:
+    for level, members in block.groups():
+        yield level, _absolute(members, number)
+
+
+@functools.lru_cache(maxsize=512)
+def _or_table(bits: int) -> bytes:
+    """A ``bytes.translate`` table that sets ``bits`` in every byte."""
+    return bytes(value | bits for value in range(256))
+
+
+def _absolute(offsets: bytes, number: int) -> bytes:
+    """Offsets in block ``number`` (little-endian u16) as session ids (little-endian u32), in C: an id is the
+    block's first id with the offset's bits set (they are clear in it)."""
+    base = number << BLOCK_BITS
+    count = len(offsets) // 2
+    wide = bytearray(4 * count)
+    wide[0::4] = offsets[0::2].translate(_or_table(base & 0xFF))
+    wide[1::4] = offsets[1::2].translate(_or_table(base >> 8 & 0xFF))
+    wide[2::4] = bytes((base >> 16 & 0xFF,)) * count
+    wide[3::4] = bytes((base >> 24 & 0xFF,)) * count
+    return bytes(wide)
+
+
 def summary_of(entries: Mapping[int, int]) -> bytes | None:
     """The stored summary of ``entries`` (session → ``level << 8 | tag``); ``None`` when empty."""
     return _joined(None, entries) if entries else None
@@ -467,16 +506,16 @@ def _joined(block: Block | None, entries: Mapping[int, int]) -> bytes:
     sids = sorted(entries)
     codes = list(map(entries.__getitem__, sids))
     kept = (b"", b"", b"") if block is None else (block.sids_raw(), block.best_levels(), block.tags())
-    parts = [b"", kept[0], _pack_u32s(sids), kept[1], bytes([code >> 8 for code in codes]),
+    parts = [b"", kept[0], _pack_u16s(sids), kept[1], bytes([code >> 8 for code in codes]),
              kept[2], bytes([code & 0xFF for code in codes])]
     flags = distinct = 0
     if total > GROUPED_FROM:
         members = {} if block is None else {level: [group] for level, group in block.groups()}
         for level, added in _level_groups(sids, entries):
-            members.setdefault(level, []).append(_pack_u32s(added))
+            members.setdefault(level, []).append(_pack_u16s(added))
         order = sorted(members, reverse=True)
         joined = [b"".join(members[level]) for level in order]
-        counts = [len(group) // 4 for group in joined]
+        counts = [len(group) // 2 for group in joined]
         distinct = len(order)
         flags = GROUPED | (_WIDE_COUNTS if max(counts) > 0xFFFF else 0)
         parts += [bytes(order), struct.pack(f"<{distinct}{'I' if flags & _WIDE_COUNTS else 'H'}", *counts), *joined]
@@ -507,16 +546,16 @@ def summary_set(raw: bytes | None, sid: int, code: int) -> bytes | None:
         else:
             del entries[sid]
         return summary_of(entries)
-    member = _U32.pack(sid)
+    member = _U16.pack(sid)
     levels_at = summary.levels_at
     head, tags_at, end = _SUMMARY_HEAD.size, levels_at + n, levels_at + 2 * n
-    start = head + 4 * index
+    start = head + 2 * index
     level, tag_byte = bytes((code >> 8,)), bytes((code & 0xFF,))
     if not present:
         parts = [raw[head:start], member, raw[start:levels_at + index], level, raw[levels_at + index:tags_at + index],
                  tag_byte, raw[tags_at + index:end]]
     elif not code:
-        parts = [raw[head:start], raw[start + 4:levels_at + index], raw[levels_at + index + 1:tags_at + index],
+        parts = [raw[head:start], raw[start + 2:levels_at + index], raw[levels_at + index + 1:tags_at + index],
                  raw[tags_at + index + 1:end]]
     else:
         parts = [raw[head:levels_at + index], level, raw[levels_at + index + 1:tags_at + index], tag_byte,
@@ -531,11 +570,11 @@ def summary_set(raw: bytes | None, sid: int, code: int) -> bytes | None:
     if old_level != new_level:
         if old_level:
             group = levels.index(old_level)
-            first = 4 * sum(counts[:group])
-            at = _find_u32(members, member, first, first + 4 * counts[group])
+            first = 2 * sum(counts[:group])
+            at = _find_u16(members, member, first, first + 2 * counts[group])
             if at < 0:
                 raise StoreCorrupted("the search index is damaged: a term summary contradicts itself")
-            members = members[:at] + members[at + 4:]
+            members = members[:at] + members[at + 2:]
             counts[group] -= 1
             if not counts[group]:
                 del levels[group], counts[group]
@@ -543,12 +582,12 @@ def summary_set(raw: bytes | None, sid: int, code: int) -> bytes | None:
             if new_level in levels:
                 group = levels.index(new_level)
                 counts[group] += 1
-                at = 4 * sum(counts[:group + 1]) - 4
+                at = 2 * sum(counts[:group + 1]) - 2
             else:
                 group = sum(1 for existing in levels if existing > new_level)
                 levels.insert(group, new_level)
                 counts.insert(group, 1)
-                at = 4 * sum(counts[:group])
+                at = 2 * sum(counts[:group])
             members = members[:at] + member + members[at:]
     flags = GROUPED | (_WIDE_COUNTS if counts and max(counts) > 0xFFFF else 0)
     parts += [bytes(levels), struct.pack(f"<{len(counts)}{'I' if flags & _WIDE_COUNTS else 'H'}", *counts), members]

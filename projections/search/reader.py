@@ -173,7 +173,7 @@ class IndexReader:
             raw = self.block_raw(tid, block)
             if raw is None:
                 raise StoreCorrupted(f"the search index is damaged: term {tid} lacks a block of its summary")
-            blocks.append(Block(raw))
+            blocks.append((block, Block(raw)))
         return Summary(blocks) if blocks else None
 
     def session(self, sid: int) -> tuple[int, int] | None:

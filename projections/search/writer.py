@@ -15,6 +15,7 @@ from eventstore._errors import EventStoreError, StoreCorrupted
 from eventstore.events import REDACTED
 from eventstore.storage import ReadTransaction, Space, WriteTransaction
 
+from . import formats
 from .formats import (
     CHUNK_MESSAGES,
     LAST_TAG,
@@ -35,6 +36,7 @@ from .formats import (
     count_value,
     head_value,
     id_key,
+    offset_of,
     session_value,
     summary_raise,
     summary_set,
@@ -278,15 +280,16 @@ class IndexWriter(IndexReader):
         best = self._pending.pop(tid, None)
         if best is None:
             return
-        low, high = block_of(min(best)), block_of(max(best))
-        if low == high:
-            self._set_block(tid, low, summary_raise(self._block(tid, low), best))
-        else:
-            by_block: dict[int, dict[int, int]] = {}
-            for sid, noted in best.items():
-                by_block.setdefault(block_of(sid), {})[sid] = noted
-            for block, changes in by_block.items():
-                self._set_block(tid, block, summary_raise(self._block(tid, block), changes))
+        bits = formats.BLOCK_BITS  # read here: tests make blocks small
+        mask = (1 << bits) - 1
+        by_block: dict[int, dict[int, int]] = {}
+        for sid, code in best.items():
+            changes = by_block.get(sid >> bits)
+            if changes is None:
+                changes = by_block[sid >> bits] = {}
+            changes[sid & mask] = code
+        for block, changes in by_block.items():
+            self._set_block(tid, block, summary_raise(self._block(tid, block), changes))
         dfs = self._dfs
         df = dfs.get(tid)
         dfs[tid] = (super().df(tid) if df is None else df) + self._pending_df.pop(tid)
@@ -298,7 +301,7 @@ class IndexWriter(IndexReader):
             raise StoreCorrupted(f"the search index is damaged: term {tid} counts too few messages")
         self._dfs[tid] = df
         block = block_of(sid)
-        self._set_block(tid, block, summary_set(self._block(tid, block), sid, code))
+        self._set_block(tid, block, summary_set(self._block(tid, block), offset_of(sid), code))
 
     def remove_last(self, sid: int) -> None:
         state = self._state(sid)
@@ -315,7 +318,7 @@ class IndexWriter(IndexReader):
         self._messages -= 1
         for tid, _level in zip(tids, levels):
             raw_block = self.block_raw(tid, block_of(sid))
-            entry = 0 if raw_block is None else Block(raw_block).entry_of(sid)
+            entry = 0 if raw_block is None else Block(raw_block).entry_of(offset_of(sid))
             self._lower(tid, sid, 1, self._entry(sid, tid) if entry & MULTI else 0)
 
     def _entry(self, sid: int, tid: int) -> int:
