@@ -299,6 +299,7 @@ class Bench:
     def run(self) -> None:
         self.build()
         self.bytes_on_disk()
+        self.index_bytes()
         self.fresh_processes()
         stores = {"ours": open_store("ours", self.path("ours"), durable=False, cache_sessions=0),
                   "sqlite": open_store("sqlite", self.path("sqlite"), durable=False)}
@@ -380,6 +381,14 @@ class Bench:
         self.sizes = (render_sizes("ours, pages per named database", *lmdb_pages(self.path("ours")))
                       + render_sizes("SQLite, pages per table and index",
                                      *sqlite_pages(self.path("sqlite") / "sessions" / "sessions.db")))
+
+    def index_bytes(self) -> None:
+        """The search index's pages (``search.*``) against FTS5's shadow tables: its share of issue 16's item 2."""
+        ours = sum(size for name, size in lmdb_pages(self.path("ours"))[0].items() if name.startswith("search."))
+        theirs = sum(size for name, size in sqlite_pages(self.path("sqlite") / "sessions" / "sessions.db")[0].items()
+                     if name.startswith("sessions_fts"))
+        self.rows.append(Row("index_bytes", "bytes of the search index: ours search.* / FTS5's shadow tables",
+                             self.s.sessions * self.s.messages, fmt_bytes(ours), fmt_bytes(theirs), theirs / ours))
 
     def fresh_processes(self) -> None:
         runs = self.s.fresh_processes

@@ -17,7 +17,8 @@ Named key spaces ``search.*``:
   each session that holds the term with its best level and a tag, sorted by
   session for binary search; a block of more than ``GROUPED_FROM`` sessions
   also keeps them grouped by level, best first, so that a term's top sessions
-  are read first. 6 bytes per (term, session), 10 in large blocks. The block
+  are read first. Sessions are stored as u16 offsets in the block: 4 bytes
+  per (term, session), 6 in large blocks. The block
   comes first in the key: new sessions' blocks are appended at the end, and a
   batch of new sessions rewrites only the last blocks (``Summary`` joins a
   term's blocks for queries).
@@ -259,13 +260,13 @@ def _run_end(values: Sequence[int], start: int) -> int:
 # different messages, and equal ones (below 127) in the same message, without reading postings.
 #
 #   head      u32 sessions (n), u16 distinct levels (d), u8 flags
-#   sorted    n × u32: the sessions, ascending
+#   sorted    n × u16: the sessions (offsets in the block), ascending
 #   best      n bytes: the best level of each sorted session
 #   tags      n bytes: the tag of each sorted session
 # and, for a block of more than GROUPED_FROM sessions (flag 1), the sessions in level order:
 #   levels    d bytes, descending
 #   counts    d × u16 (or u32 with flag 2): sessions at each level
-#   grouped   n × u32: the sessions, grouped by level in the order above, ascending within a level
+#   grouped   n × u16: the sessions, grouped by level in the order above, ascending within a level
 # A smaller block is put in level order when it is read; this keeps the many rare terms small.
 #
 # In memory an entry is one int, ``level << 8 | tag``.
