@@ -410,10 +410,11 @@ def load_phases(store: SessionStore, key: str) -> tuple[list[int], dict[str, int
         with bulk_decoding():
             for value in values:  # chunk by chunk, as the store does (projections.chunk.decode_entries)
                 before = now_ns()
-                micros, sizes, roles, text_at = _sections(value)
+                micros, sizes, roles, text_at, payloads = _sections(value)
                 contents = _contents(value, sizes, text_at)
                 decoded = now_ns()
-                entries += zip(trusted_messages(roles, contents), micros)
+                by_index = None if payloads is None else dict(enumerate(payloads))
+                entries += zip(trusted_messages(roles, contents, by_index), micros)
                 construct_ns += now_ns() - decoded
                 decode_ns += decoded - before
         t5 = now_ns()

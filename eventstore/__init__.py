@@ -25,6 +25,8 @@ if TYPE_CHECKING:
         InvalidSessionKey,
         InvalidVersion,
         ReplicationMismatch,
+        SessionExists,
+        SessionNotFound,
         SourceChanged,
         StoreBusy,
         StoreClosed,
@@ -68,6 +70,7 @@ _HOMES: dict[str, str] = {
     "RecordedEvent": ".events",
     "REDACTED": ".events",
     "pause_gc_while_decoding": "._codec",
+    **dict.fromkeys(["SessionExists", "SessionNotFound"], "._errors"),
     **dict.fromkeys(
         ["EventStoreError", "IdempotencyKeyReused", "InvalidArgument", "InvalidSessionKey", "InvalidMessage",
          "StoreCorrupted",
@@ -118,6 +121,8 @@ __all__ = [
     "StoreReadOnly",
     "StoreInaccessible",
     "TransactionError",
+    "SessionExists",
+    "SessionNotFound",
 ]
 
 

@@ -22,23 +22,36 @@ import attrs
 import orjson
 
 from ._errors import EventStoreError, IncompatibleStore, InvalidArgument, StoreCorrupted
+from ._payload import payload_tree, stored_payload
 from ._time import from_micros, stored_micros, to_micros
-from ._values import ChatMessage, TimestampedMessage, trusted_message
-from .events import EVENT_TYPES, SessionEvent
+from ._values import ChatMessage, TimestampedMessage, stored_payload_of, trusted_message
+from .events import EVENT_TYPES, LastMessageReplaced, MessageAppended, SessionEvent, SessionRestored
 
 if TYPE_CHECKING:
     from cattrs.preconf.orjson import OrjsonConverter
 
 __all__ = [
     "EncodedEvent", "encode_event", "decode_event", "encode_value", "decode_value", "bulk_decoding",
-    "pause_gc_while_decoding", "unpack_stored",
+    "pause_gc_while_decoding", "unpack_stored", "message_to_json", "message_from_json",
 ]
 
 T = TypeVar("T")
 
 #: Upcasters by (type name, schema version they read): each returns the payload
 #: of the next version. Add one here whenever an event type's version is bumped.
-UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {}
+UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
+    # Schema 2 lets a message carry a payload (a third item); a schema 1 payload is a schema 2 one without.
+    (cls.type_name, 1): lambda data: data for cls in (MessageAppended, LastMessageReplaced, SessionRestored)
+}
+
+#: The event types whose schema 2 added message payloads, and whether an event of one carries none: such an
+#: event is written as schema 1, byte for byte (and so hash for hash) as before payloads existed, and a store
+#: without payloads stays readable by older code.
+_PAYLOAD_FREE: dict[type[SessionEvent], Callable[[Any], bool]] = {
+    MessageAppended: lambda event: stored_payload_of(event.message) is None,
+    LastMessageReplaced: lambda event: stored_payload_of(event.message) is None,
+    SessionRestored: lambda event: all(stored_payload_of(row.message) is None for row in event.messages),
+}
 
 
 @cache
@@ -50,15 +63,17 @@ def _converter() -> OrjsonConverter:
     converter = make_converter()
     # Times are stored as integer microseconds: compact, and exact to the datetime's resolution.
     converter.register_unstructure_hook(datetime, to_micros)
-    converter.register_unstructure_hook(ChatMessage, lambda m: [m.role, m.content])
+    # A message is a row [role, content], with its payload's stored JSON as a third item when it has one.
+    converter.register_unstructure_hook(ChatMessage, lambda m: _message_row(m, [m.role, m.content]))
     # Stored messages were validated when written; decoding checks only their types.
-    converter.register_structure_hook(ChatMessage, lambda value, _: trusted_message(*value))
-    # Restored sessions carry thousands of messages: store each as a compact row.
+    converter.register_structure_hook(ChatMessage, lambda row, _: _stored_message(row, 2))
+    # Restored sessions carry thousands of messages: store each as a compact row, [role, content, µs(, payload)].
     converter.register_unstructure_hook(
-        TimestampedMessage, lambda m: [m.message.role, m.message.content, to_micros(m.created_at)]
+        TimestampedMessage,
+        lambda m: _message_row(m.message, [m.message.role, m.message.content, to_micros(m.created_at)]),
     )
     converter.register_structure_hook(
-        TimestampedMessage, lambda row, _: TimestampedMessage(trusted_message(row[0], row[1]), _micros(row[2]))
+        TimestampedMessage, lambda row, _: TimestampedMessage(_stored_message(row, 3), _micros(row[2]))
     )
     for kind in (str, int, bool):
         converter.register_structure_hook(kind, _exactly(kind))
@@ -86,6 +101,42 @@ def _exactly(kind: type) -> Callable[[Any, Any], Any]:
     return structure
 
 
+def _message_row(message: ChatMessage, row: list[Any]) -> list[Any]:
+    payload = stored_payload_of(message)
+    if payload is not None:
+        # The value, written again by orjson: an event's bytes are orjson's throughout, so that exports, which
+        # read and write events with orjson, give back the bytes their digests were taken of.
+        row.append(orjson.loads(bytes(payload)))
+    return row
+
+
+def _stored_message(row: Any, fields: int) -> ChatMessage:
+    """The message of a stored row of ``fields`` items, or of one more: its payload."""
+    if type(row) is not list or len(row) not in (fields, fields + 1):
+        raise TypeError(f"a stored message is not a row of {fields} or {fields + 1} items")
+    payload = stored_payload(row[fields]) if len(row) > fields else None
+    return trusted_message(row[0], row[1], payload)
+
+
+def message_to_json(message: ChatMessage) -> list[Any]:
+    """A message as a JSON value, ``[role, content]`` and its payload's stored form if it has one (for a
+    command's answer kept with its idempotency key)."""
+    payload = stored_payload_of(message)
+    return [message.role, message.content] + ([] if payload is None else [payload_tree(payload)])
+
+
+def message_from_json(row: Any) -> ChatMessage:
+    """The message ``message_to_json`` gave.
+
+    Raises:
+        StoreCorrupted: ``row`` is not such a value.
+    """
+    try:
+        return _stored_message(row, 2)
+    except (TypeError, IndexError) as exc:
+        raise StoreCorrupted(f"a stored message does not decode: {exc}") from None
+
+
 def _micros(value: Any) -> datetime:
     return from_micros(stored_micros(value))
 
@@ -102,7 +153,9 @@ class EncodedEvent:
 def encode_event(event: SessionEvent) -> EncodedEvent:
     """Encode a typed event."""
     payload = orjson.dumps(_converter().unstructure(event))
-    return EncodedEvent(type(event).type_name, type(event).schema_version, payload)
+    cls = type(event)
+    payload_free = _PAYLOAD_FREE.get(cls)
+    return EncodedEvent(cls.type_name, 1 if payload_free and payload_free(event) else cls.schema_version, payload)
 
 
 def decode_event(encoded: EncodedEvent) -> SessionEvent:

@@ -111,6 +111,14 @@ class InvalidVersion(InvalidArgument):
     """A point-in-time argument names no state of the session (a version past its end, say)."""
 
 
+class SessionNotFound(InvalidVersion):
+    """A command reads a session that does not exist at the point it names (``fork``'s source, say)."""
+
+
+class SessionExists(EventStoreError):
+    """A command that starts a session found it live already (``fork`` onto a key in use); nothing was written."""
+
+
 class StoreBusy(EventStoreError):
     """The operation needs the store to itself, and another store object or process has it open."""
 

@@ -30,16 +30,16 @@ from projections.session import (
 )
 
 from ._codec import bulk_decoding, decode_event, decode_value, encode_value
-from ._errors import EventStoreError, IncompatibleStore, StoreCorrupted
+from ._errors import EventStoreError, IncompatibleStore, InvalidArgument, InvalidVersion, StoreCorrupted, shown
 from ._log import EventLog, StoredEvent
 from ._snapshots import SnapshotStore
-from ._time import from_micros
+from ._time import aware_micros, from_micros
 from ._values import SessionView
 from .events import EVENT_TYPES, RecordedEvent, SessionEvent
 from .storage import ReadTransaction, WriteTransaction
 
 __all__ = ["SnapshotRecord", "LogChange", "take_snapshot", "read_snapshot", "read_snapshot_record", "read_blob",
-           "to_recorded", "log_changes", "fold_stream", "view_of"]
+           "to_recorded", "log_changes", "fold_stream", "view_of", "resolve_version", "version_position"]
 
 #: Version of the snapshot layout; snapshots of another layout are ignored (they are derived data).
 SNAPSHOT_FORMAT = 3
@@ -207,6 +207,49 @@ def fold_stream(txn: ReadTransaction, log: EventLog, snapshots: SnapshotStore, s
         if snapshot is not None:
             state, start = snapshot[1], found[0]
     return fold(state, log_changes(log.read_stream(txn, stream_id, start, version)))
+
+
+def resolve_version(txn: ReadTransaction, log: EventLog, key: str, stream_id: int | None, version: int | None,
+                    as_of: datetime | None) -> int:
+    """The version of the session that ``version`` (checked by the caller) or ``as_of`` names (the current one for
+    neither).
+
+    Raises:
+        InvalidVersion: a version past the end.
+        InvalidArgument: both, a naive time, a bad type.
+    """
+    current = 0 if stream_id is None else log.stream_version(txn, stream_id)
+    if version is not None and as_of is not None:
+        raise InvalidArgument("give a version or an as_of time, not both")
+    if as_of is not None:
+        # Any aware time has an answer: before the first event, the empty session; after the last, the current one.
+        moment = aware_micros(as_of, "as_of")
+        # Recorded times never decrease, so the versions recorded by then form a prefix.
+        low, high = 0, current
+        while stream_id is not None and low < high:  # no stream: version 0, and nothing to search
+            middle = (low + high + 1) // 2
+            if _version_time(txn, log, stream_id, middle) <= moment:
+                low = middle
+            else:
+                high = middle - 1
+        return low
+    if version is None:
+        return current
+    if version > current:
+        raise InvalidVersion(f"session {key!r} has {current} versions; version {shown(version)} does not exist")
+    return version
+
+
+def _version_time(txn: ReadTransaction, log: EventLog, stream_id: int, version: int) -> int:
+    return log.read_position(txn, version_position(txn, log, stream_id, version)).recorded_at
+
+
+def version_position(txn: ReadTransaction, log: EventLog, stream_id: int, version: int) -> int:
+    """The log position of the stream's ``version``-th event."""
+    position = log.stream_position(txn, stream_id, version)
+    if position is None:
+        raise StoreCorrupted(f"stream {stream_id}: version {version} is missing from the stream index")
+    return position
 
 
 def view_of(state: SessionSnapshot) -> SessionView:

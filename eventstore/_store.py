@@ -272,6 +272,14 @@ class SessionStore:
         """Remove the last message; ``False`` (and no event) when there is none."""
         return self._writer.run_command(checked.remove_last(key, expected_version, idempotency_key))[0]
 
+    def pop_last(self, key: str, *, expected_version: int | None = None,
+                 idempotency_key: str | None = None) -> ChatMessage | None:
+        """Remove the last message and return it; ``None`` (and no event) when there is none.
+
+        One ``LastMessageRemoved`` event: the message stays in ``history`` and comes back with ``restore``.
+        """
+        return checked.popped(self._writer.run_command(checked.pop_last(key, expected_version, idempotency_key)))
+
     def update_last(self, key: str, message: ChatMessage, *, expected_version: int | None = None,
                     idempotency_key: str | None = None) -> bool:
         """Replace the last message (a streaming update); ``False`` when the session has none.
@@ -279,6 +287,18 @@ class SessionStore:
         Replacing it by an equal message records nothing (and answers ``True``).
         """
         return self._writer.run_command(checked.update_last(key, message, expected_version, idempotency_key))[0]
+
+    def replace_messages(self, key: str, messages: Iterable[ChatMessage], *, expected_version: int | None = None,
+                         idempotency_key: str | None = None) -> int:
+        """Make the session's messages exactly ``messages``, atomically, as one ``MessagesReplaced`` event, creating
+        the session if needed; return the session's version.
+
+        For a framework that prunes or summarises a session: what it drops stays in ``history`` (and
+        ``restore`` brings it back). Messages kept from the list before, in order, keep the time they were
+        appended; the others read as appended now. A live session that holds exactly these records nothing.
+        """
+        return self._writer.run_command(checked.replace_messages(key, messages, expected_version,
+                                                                 idempotency_key))[1]
 
     def clear_messages(self, key: str, *, expected_version: int | None = None,
                        idempotency_key: str | None = None) -> int:
@@ -514,6 +534,23 @@ class SessionStore:
             raise InvalidArgument(f"as_of must be a datetime, not {type(as_of).__name__}")
         request = Request("restore", (version, None if as_of is None else as_of.isoformat()))
         return self._time_travel.restore(key, version, as_of, request, expected_version, idempotency_key)
+
+    def fork(self, source_key: str, new_key: str, version: int | None = None, as_of: datetime | None = None, *,
+             idempotency_key: str | None = None) -> int:
+        """Start the session ``new_key`` as ``source_key`` was after its ``version``-th event, or as of the aware
+        time ``as_of`` (now for neither); return the fork's version.
+
+        One ``SessionForked`` event in the new session names the source, its version and that event's hash, and
+        carries the messages (with the times they were appended there) and the name; the source's history is not
+        copied, and later changes to the source change nothing in the fork. ``history(new_key)`` begins there.
+        A deleted ``new_key`` starts afresh (its versions go on). Redacting the source redacts its forks too.
+
+        Raises:
+            SessionExists: ``new_key`` is a live session.
+            SessionNotFound: the source did not exist at that point.
+            InvalidVersion: a version past the source's end.
+        """
+        return self._writer.run_command(checked.fork(source_key, new_key, version, as_of, idempotency_key))[1]
 
     def replay(self, key: str, from_version: int = 1, to_version: int | None = None
                ) -> Iterator[tuple[RecordedEvent, SessionView]]:

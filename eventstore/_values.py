@@ -7,14 +7,15 @@ timezone-aware UTC.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from itertools import repeat
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from ._errors import InvalidArgument, InvalidMessage, InvalidSessionKey, StoreCorrupted
+from ._payload import StoredPayload, freeze_payload, thaw_payload
 from ._time import MAX_MICROS, MIN_MICROS, aware_micros
 from ._time import from_micros as _from_micros
 
@@ -79,49 +80,81 @@ def _check_content(_instance: object, _attribute: attrs.Attribute[str], value: s
     validate_text(value, "message content", InvalidMessage)
 
 
-@attrs.frozen
+@attrs.frozen(repr=False)
 class ChatMessage:
     """One message of a conversation, equal by value.
 
     Args:
         role: who spoke: ``"user"``, ``"assistant"``, ``"system"``, ``"tool"`` or any non-empty str.
         content: the text, kept byte for byte.
+        payload: structured data beside the text (a framework's item, say): a JSON object (str keys; values
+            ``None``, bool, int, float, str, list, dict) kept exactly, strings that are not valid Unicode
+            included. It is copied when the message is made; reading it gives a fresh copy each time.
+            Equal payloads are equal as stored: ``1`` and ``1.0``, or two orders of the same keys, differ.
 
     Raises:
-        InvalidMessage: a non-str or empty role, a non-str content.
+        InvalidMessage: a non-str or empty role, a non-str content, a payload that is not such a JSON object
+            (NaN, a cycle, deeper than 64 levels, over 16 MiB stored: see ``eventstore._payload``).
     """
 
     role: str = attrs.field(validator=_check_role)
     content: str = attrs.field(validator=_check_content)
+    # Held in its stored form (immutable JSON bytes); ``payload`` decodes a fresh object on each read.
+    _stored_payload: StoredPayload | None = attrs.field(default=None, alias="payload",
+                                                        converter=freeze_payload)
+
+    @property
+    def payload(self) -> dict[str, Any] | None:
+        """The payload (a fresh copy: changing it changes no message), or ``None``."""
+        stored = self._stored_payload
+        return None if stored is None else thaw_payload(stored)
+
+    def __repr__(self) -> str:
+        payload = "" if self._stored_payload is None else f", payload={self.payload!r}"
+        return f"ChatMessage(role={self.role!r}, content={self.content!r}{payload})"
+
+    if not TYPE_CHECKING:  # hidden from the checker, which would otherwise accept any attribute name
+        def __getattr__(self, name: str) -> Any:
+            # Loads build messages in bulk (``trusted_messages``) and leave the payload slot of those without
+            # one unset: one more pass to set it would cost about a tenth of a load. Unset reads as no payload.
+            if name == "_stored_payload":
+                return None
+            raise AttributeError(f"'ChatMessage' object has no attribute {name!r}")
 
     @classmethod
-    def user(cls, text: str) -> ChatMessage:
+    def user(cls, text: str, payload: Mapping[str, Any] | None = None) -> ChatMessage:
         """A message from the user."""
-        return cls("user", text)
+        return cls("user", text, payload)
 
     @classmethod
-    def assistant(cls, text: str) -> ChatMessage:
+    def assistant(cls, text: str, payload: Mapping[str, Any] | None = None) -> ChatMessage:
         """A message from the assistant."""
-        return cls("assistant", text)
+        return cls("assistant", text, payload)
 
     @classmethod
-    def system(cls, text: str) -> ChatMessage:
+    def system(cls, text: str, payload: Mapping[str, Any] | None = None) -> ChatMessage:
         """A system prompt."""
-        return cls("system", text)
+        return cls("system", text, payload)
 
     @classmethod
-    def tool(cls, text: str) -> ChatMessage:
+    def tool(cls, text: str, payload: Mapping[str, Any] | None = None) -> ChatMessage:
         """A tool result."""
-        return cls("tool", text)
+        return cls("tool", text, payload)
 
 
 _new = object.__new__
 _set_role: Callable[[ChatMessage, str], None] = ChatMessage.__dict__["role"].__set__
 _set_content: Callable[[ChatMessage, str], None] = ChatMessage.__dict__["content"].__set__
+_set_payload: Callable[[ChatMessage, StoredPayload | None], None] = ChatMessage.__dict__["_stored_payload"].__set__
 
 
-def trusted_message(role: Any, content: Any) -> ChatMessage:
-    """Build a ``ChatMessage`` from stored data, validated when it was written.
+def stored_payload_of(message: ChatMessage) -> StoredPayload | None:
+    """The stored form of the message's payload (what events and chunks keep), ``None`` without one."""
+    return message._stored_payload
+
+
+def trusted_message(role: Any, content: Any, payload: bytes | None = None) -> ChatMessage:
+    """Build a ``ChatMessage`` from stored data, validated when it was written (``payload`` in stored form).
 
     Loading a long session builds thousands of messages, and the full validators
     would add substantially to the cost of ``load``; a type check still catches damaged data.
@@ -134,15 +167,20 @@ def trusted_message(role: Any, content: Any) -> ChatMessage:
     message = _new(ChatMessage)
     _set_role(message, role)
     _set_content(message, content)
+    _set_payload(message, None if payload is None else StoredPayload(payload))
     return message
 
 
-def trusted_messages(roles: Sequence[str], contents: Iterable[str]) -> list[ChatMessage]:
+def trusted_messages(roles: Sequence[str], contents: Iterable[str],
+                     payloads: Mapping[int, bytes] | None = None) -> list[ChatMessage]:
     """Build many messages from stored columns whose types the caller has checked (non-empty str roles,
-    str contents), by C-level ``map`` calls: no Python code runs per message."""
+    str contents; ``payloads`` in stored form by index), by C-level ``map`` calls: no Python code runs per
+    message without a payload."""
     messages = list(map(_new, repeat(ChatMessage, len(roles))))
     deque(map(_set_role, messages, roles), maxlen=0)
     deque(map(_set_content, messages, contents), maxlen=0)
+    for index, payload in (payloads or {}).items():  # the others' payload slot stays unset: no payload
+        _set_payload(messages[index], StoredPayload(payload))
     return messages
 
 

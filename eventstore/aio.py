@@ -185,12 +185,28 @@ class AsyncSessionStore:
         return await self._off_loop(self._store.remove_last, key, expected_version=expected_version,
                                     idempotency_key=idempotency_key)
 
+    async def pop_last(self, key: str, *, expected_version: int | None = None,
+                       idempotency_key: str | None = None) -> ChatMessage | None:
+        """Remove the last message and return it; ``None`` (and no event) when there is none.
+
+        Runs on a writer thread; see ``SessionStore.pop_last``."""
+        return await self._off_loop(self._store.pop_last, key, expected_version=expected_version,
+                                    idempotency_key=idempotency_key)
+
     async def update_last(self, key: str, message: ChatMessage, *, expected_version: int | None = None,
                           idempotency_key: str | None = None) -> bool:
         """Replace the last message (a streaming update); ``False`` when the session has none.
 
         Runs on a writer thread; see ``SessionStore.update_last``."""
         return await self._off_loop(self._store.update_last, key, message, expected_version=expected_version,
+                                    idempotency_key=idempotency_key)
+
+    async def replace_messages(self, key: str, messages: Iterable[ChatMessage], *, expected_version: int | None = None,
+                               idempotency_key: str | None = None) -> int:
+        """Make the session's messages exactly ``messages``, atomically, as one ``MessagesReplaced`` event, creating
+
+        Runs on a writer thread; see ``SessionStore.replace_messages``."""
+        return await self._off_loop(self._store.replace_messages, key, messages, expected_version=expected_version,
                                     idempotency_key=idempotency_key)
 
     async def clear_messages(self, key: str, *, expected_version: int | None = None,
@@ -333,6 +349,14 @@ class AsyncSessionStore:
 
         Runs on a writer thread; see ``SessionStore.restore``."""
         return await self._off_loop(self._store.restore, key, version, as_of, expected_version=expected_version,
+                                    idempotency_key=idempotency_key)
+
+    async def fork(self, source_key: str, new_key: str, version: int | None = None, as_of: datetime | None = None, *,
+                   idempotency_key: str | None = None) -> int:
+        """Start the session ``new_key`` as ``source_key`` was after its ``version``-th event, or as of the aware
+
+        Runs on a writer thread; see ``SessionStore.fork``."""
+        return await self._off_loop(self._store.fork, source_key, new_key, version, as_of,
                                     idempotency_key=idempotency_key)
 
     def replay(self, key: str, from_version: int = 1,

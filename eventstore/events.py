@@ -17,19 +17,22 @@ from typing import Any, ClassVar, assert_never, get_args
 import attrs
 
 from ._errors import InvalidArgument
-from ._values import ChatMessage, SessionState, TimestampedMessage, utc
+from ._values import ChatMessage, SessionState, TimestampedMessage, stored_payload_of, utc
 
 __all__ = [
     "MessageAppended",
     "LastMessageRemoved",
     "LastMessageReplaced",
     "MessagesCleared",
+    "MessagesReplaced",
     "SessionRenamed",
     "SessionStateChanged",
     "SessionDeleted",
     "SessionRestored",
     "SessionRedacted",
+    "SessionForked",
     "REDACTED",
+    "redacted_message",
     "redact_event",
     "SessionEvent",
     "RecordedEvent",
@@ -109,7 +112,7 @@ class MessageAppended:
     """A message was added at the end of the session."""
 
     type_name: ClassVar[str] = "MessageAppended"
-    schema_version: ClassVar[int] = 1
+    schema_version: ClassVar[int] = 2  # 2: a message may carry a payload
 
     message: ChatMessage = attrs.field(validator=_message)
 
@@ -127,7 +130,7 @@ class LastMessageReplaced:
     """The last message was replaced (a streaming update); it keeps its original time."""
 
     type_name: ClassVar[str] = "LastMessageReplaced"
-    schema_version: ClassVar[int] = 1
+    schema_version: ClassVar[int] = 2  # 2: a message may carry a payload
 
     message: ChatMessage = attrs.field(validator=_message)
 
@@ -140,6 +143,34 @@ class MessagesCleared:
     schema_version: ClassVar[int] = 1
 
     count: int = attrs.field(validator=_count)
+
+
+def _times_in_utc(times: Any) -> Any:
+    """A tuple of aware times (or ``None``) in UTC; anything else is left for the validator to refuse."""
+    if isinstance(times, tuple) and all(isinstance(at, datetime) or at is None for at in times):
+        return tuple(map(_in_utc, times))
+    return times
+
+
+def _appended_times(instance: MessagesReplaced, attribute: Any, value: Any) -> None:
+    _tuple_of(_instance_of(datetime, optional=True))(instance, attribute, value)
+    if len(value) != len(instance.messages):
+        raise InvalidArgument(f"{attribute.name} holds one time or None per message")
+
+
+@attrs.frozen
+class MessagesReplaced:
+    """The session's messages became exactly ``messages`` (``replace_messages``), creating it if needed.
+
+    A message kept from the list before keeps the time it was appended (``appended``); one that is new there has
+    ``None`` and reads as appended by this event.
+    """
+
+    type_name: ClassVar[str] = "MessagesReplaced"
+    schema_version: ClassVar[int] = 1
+
+    messages: tuple[ChatMessage, ...] = attrs.field(validator=_tuple_of(_message))
+    appended: tuple[datetime | None, ...] = attrs.field(converter=_times_in_utc, validator=_appended_times)
 
 
 @attrs.frozen
@@ -181,7 +212,7 @@ class SessionRestored:
     """
 
     type_name: ClassVar[str] = "SessionRestored"
-    schema_version: ClassVar[int] = 1
+    schema_version: ClassVar[int] = 2  # 2: a message may carry a payload
 
     restored_version: int = attrs.field(validator=_count)
     exists: bool = attrs.field(validator=_instance_of(bool))
@@ -208,6 +239,35 @@ class SessionRedacted:
     rewritten: tuple[tuple[int, str], ...] = attrs.field(default=(), validator=_tuple_of(_rewritten_entry))
 
 
+def _event_hash(_instance: Any, attribute: Any, value: Any) -> None:
+    if not (isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)):
+        raise InvalidArgument(f"{attribute.name} must be a hex SHA-256, not {value!r:.70}")
+
+
+def _positive(_instance: Any, attribute: Any, value: Any) -> None:
+    if type(value) is not int or value < 1:
+        raise InvalidArgument(f"{attribute.name} must be a positive int, not {value!r:.60}")
+
+
+@attrs.frozen
+class SessionForked:
+    """The session started as a copy of ``source_key`` as it was at ``source_version`` (``fork``).
+
+    It names the source's event at that version by its hash, and carries what it copied (the messages, with the
+    times they were appended there, and the name), so that folding it needs nothing else and later changes to
+    the source change nothing here. The source's history is not copied.
+    """
+
+    type_name: ClassVar[str] = "SessionForked"
+    schema_version: ClassVar[int] = 1
+
+    source_key: str = attrs.field(validator=_non_empty_text)
+    source_version: int = attrs.field(validator=_positive)
+    source_hash: str = attrs.field(validator=_event_hash)
+    messages: tuple[TimestampedMessage, ...] = attrs.field(validator=_tuple_of(_instance_of(TimestampedMessage)))
+    name: str | None = attrs.field(validator=_optional_text)
+
+
 #: What a redacted message's content reads.
 REDACTED = "[redacted]"
 
@@ -216,11 +276,13 @@ SessionEvent = (
     | LastMessageRemoved
     | LastMessageReplaced
     | MessagesCleared
+    | MessagesReplaced
     | SessionRenamed
     | SessionStateChanged
     | SessionDeleted
     | SessionRestored
     | SessionRedacted
+    | SessionForked
 )
 
 #: The registry of event types: every event class, in the order of ``SessionEvent``. Derived from the union,
@@ -261,15 +323,25 @@ class RecordedEvent:
 
 
 
+def redacted_message(message: ChatMessage) -> ChatMessage:
+    """The message with its content replaced by ``REDACTED`` and its payload, if it has one, by ``{}``.
+
+    A payload becomes ``{}``, not ``None``, so that the redacted event keeps its schema version (which the
+    hash chain covers): messages with payloads are written in a later schema than those without.
+    """
+    return ChatMessage(message.role, REDACTED, None if stored_payload_of(message) is None else {})
+
+
 def redact_event(event: SessionEvent) -> SessionEvent:
-    """The event with the content of every message it carries replaced by ``REDACTED``."""
+    """The event with the content and payload of every message it carries redacted (``redacted_message``)."""
     match event:
         case MessageAppended() | LastMessageReplaced():
-            return attrs.evolve(event, message=ChatMessage(event.message.role, REDACTED))
-        case SessionRestored():
-            messages = tuple(TimestampedMessage(ChatMessage(m.message.role, REDACTED), m.created_at)
-                             for m in event.messages)
+            return attrs.evolve(event, message=redacted_message(event.message))
+        case SessionRestored() | SessionForked():
+            messages = tuple(TimestampedMessage(redacted_message(m.message), m.created_at) for m in event.messages)
             return attrs.evolve(event, messages=messages)
+        case MessagesReplaced():
+            return attrs.evolve(event, messages=tuple(map(redacted_message, event.messages)))
         case (LastMessageRemoved() | MessagesCleared() | SessionRenamed() | SessionStateChanged() | SessionDeleted()
               | SessionRedacted()):
             return event  # no message content

@@ -6,6 +6,7 @@ Layout (integers big-endian)::
     count × time appended (i64, µs) | count × content size (u32, bytes) | count × role (u8, index into the table)
     role table: a JSON array of the run's distinct roles, in order of first use
     contents: UTF-8, back to back
+    only if a message of the run has a payload: count × payload size (u32, 0 for none) | payloads, back to back
 
 Reading dominates, and in Python its cost is building objects, so the layout
 is made for that: a content is one ``bytes.decode`` of a slice (faster than
@@ -14,7 +15,10 @@ into a table of a few names, the times are one ``struct`` call, and the
 messages are built by C-level ``map`` calls, not a Python loop. Appending or
 removing the last message edits the sections' ends; no content is decoded.
 
-The layout is canonical (the table follows first use), so a read model rebuilt
+Payloads (their stored JSON, ``eventstore._payload``) trail the contents, so a run
+without one is stored as before payloads existed, and its loads do no more work.
+
+The layout is canonical (the table follows first use, payloads trail a run that has one), so a read model rebuilt
 from the log is byte for byte the one kept up to date, and a snapshot can keep
 the read model's chunks as they are.
 """
@@ -27,12 +31,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from itertools import accumulate
 
 from eventstore._time import MAX_MICROS, MIN_MICROS
-from eventstore._values import trusted_messages
+from eventstore._values import ChatMessage, stored_payload_of, trusted_messages
 
 from .session import Entry
 
 __all__ = ["Chunk", "DamagedChunk", "CHUNK_MESSAGES", "CHUNK_BYTES", "decode_entries", "decode_contents",
-           "message_count", "layout"]
+           "message_count", "layout", "payload_bytes"]
 
 #: A chunk closes at this many messages (the role index is one byte) ...
 CHUNK_MESSAGES = 64
@@ -54,7 +58,7 @@ class DamagedChunk(ValueError):
 class Chunk:
     """A chunk being edited: its columns as bytes, so an edit costs the same whatever the chunk holds."""
 
-    __slots__ = ("micros", "sizes", "roles", "table", "text")
+    __slots__ = ("micros", "sizes", "roles", "table", "text", "payloads")
 
     def __init__(self) -> None:
         self.micros = bytearray()
@@ -62,6 +66,8 @@ class Chunk:
         self.roles = bytearray()
         self.table: list[str] = []
         self.text = bytearray()
+        #: Each message's payload (``b""`` for none) once one has a payload; ``None`` while none has.
+        self.payloads: list[bytes] | None = None
 
     @classmethod
     def parse(cls, value: bytes) -> Chunk:
@@ -70,7 +76,7 @@ class Chunk:
         Raises:
             DamagedChunk: ``value`` does not follow the layout.
         """
-        micros, _, _, text_at = _sections(value)  # the whole layout must hold before an edit builds on it
+        micros, _, _, text_at, payloads = _sections(value)  # the whole layout must hold before an edit builds on it
         count = len(micros)
         if not count:
             raise DamagedChunk("a stored chunk holds no message")
@@ -80,20 +86,23 @@ class Chunk:
         chunk.micros = bytearray(value[_HEADER.size:sizes_at])
         chunk.sizes = bytearray(value[sizes_at:roles_at])
         chunk.roles = bytearray(value[roles_at:roles_at + count])
-        chunk.text = bytearray(value[text_at:])
+        chunk.text = bytearray(value[text_at:len(value) - _trailer_size(payloads)])
+        chunk.payloads = payloads
         return chunk
 
     @property
     def count(self) -> int:
         return len(self.roles)
 
-    def fits(self, content: bytes) -> bool:
-        """Whether a message with these content bytes still belongs in this chunk."""
+    def fits(self, content: bytes, payload: bytes = b"") -> bool:
+        """Whether a message with these content (and payload) bytes still belongs in this chunk."""
         count = len(self.roles)
         size = _HEADER.size + _PER_MESSAGE * (count + 1) + len(self.text) + len(content)
+        if payload or self.payloads is not None:
+            size += _SIZE.size * (count + 1) + sum(map(len, self.payloads or ())) + len(payload)
         return not count or (count < CHUNK_MESSAGES and size < CHUNK_BYTES)
 
-    def append(self, role: str, content: bytes, micros: int) -> None:
+    def append(self, role: str, content: bytes, micros: int, payload: bytes = b"") -> None:
         try:
             at = self.table.index(role)
         except ValueError:
@@ -103,6 +112,10 @@ class Chunk:
         self.sizes += _SIZE.pack(len(content))
         self.roles.append(at)
         self.text += content
+        if payload and self.payloads is None:
+            self.payloads = [b""] * (len(self.roles) - 1)
+        if self.payloads is not None:
+            self.payloads.append(payload)
 
     @property
     def last_micros(self) -> int:
@@ -113,9 +126,10 @@ class Chunk:
         size: int = _SIZE.unpack_from(self.sizes, len(self.sizes) - _SIZE.size)[0]
         return size
 
-    def last(self) -> tuple[str, bytes]:
-        """The last message's role and content bytes."""
-        return self.table[self.roles[-1]], bytes(self.text[len(self.text) - self._last_size():])
+    def last(self) -> tuple[str, bytes, bytes]:
+        """The last message's role, content bytes and payload bytes (``b""`` for none)."""
+        payload = b"" if self.payloads is None else self.payloads[-1]
+        return self.table[self.roles[-1]], bytes(self.text[len(self.text) - self._last_size():]), payload
 
     def pop(self) -> None:
         """Drop the last message."""
@@ -126,11 +140,37 @@ class Chunk:
         if self.roles.pop() not in self.roles:
             # Its only use was the last, so it came last into the table (first use): the layout stays canonical.
             self.table.pop()
+        if self.payloads is not None:
+            self.payloads.pop()
+            if not any(self.payloads):
+                self.payloads = None  # no payload left: no trailer, as canonical
 
     def encode(self) -> bytes:
         table = _encoded_table(self.table)
-        return b"".join((_HEADER.pack(len(self.roles), len(table)), self.micros, self.sizes, self.roles, table,
-                         self.text))
+        parts: list[bytes | bytearray] = [_HEADER.pack(len(self.roles), len(table)), self.micros, self.sizes,
+                                          self.roles, table, self.text]
+        if self.payloads is not None:
+            parts.append(struct.pack(f">{len(self.payloads)}I", *map(len, self.payloads)))
+            parts += self.payloads
+        return b"".join(parts)
+
+
+def _trailer_size(payloads: list[bytes] | None) -> int:
+    return 0 if payloads is None else _SIZE.size * len(payloads) + sum(map(len, payloads))
+
+
+def _trailer(value: bytes, count: int, end: int) -> list[bytes]:
+    """The payloads trailing the contents (which end at ``end``), checked."""
+    at = end + _SIZE.size * count
+    if at > len(value):
+        raise DamagedChunk(f"the contents take {len(value) - end} bytes fewer than recorded")
+    payloads = []
+    for size in struct.unpack_from(f">{count}I", value, end):
+        payloads.append(bytes(value[at:at + size]))
+        at += size
+    if at != len(value) or not any(payloads):
+        raise DamagedChunk(f"a chunk of {len(value)} bytes does not end where its contents and payloads do")
+    return payloads
 
 
 def _header(value: bytes) -> tuple[int, int]:
@@ -184,8 +224,8 @@ def _table(encoded: bytes) -> list[str]:
     return table
 
 
-def _sections(value: bytes) -> tuple[Sequence[int], Sequence[int], list[str], int]:
-    """The times, content sizes and roles of a stored chunk, and where its contents begin."""
+def _sections(value: bytes) -> tuple[Sequence[int], Sequence[int], list[str], int, list[bytes] | None]:
+    """The times, content sizes and roles of a stored chunk, where its contents begin, and its payloads."""
     count, table_size = _header(value)
     roles_at = _roles_at(count)
     table_at = roles_at + count
@@ -197,11 +237,11 @@ def _sections(value: bytes) -> tuple[Sequence[int], Sequence[int], list[str], in
         raise DamagedChunk("a role index is outside the role table") from None
     columns = _COLUMNS[count].unpack_from(value, _HEADER.size)
     micros, sizes = columns[:count], columns[count:]
-    if text_at + sum(sizes) != len(value):
-        raise DamagedChunk(f"the contents take {len(value) - text_at} bytes, not the {sum(sizes)} recorded")
+    end = text_at + sum(sizes)
+    payloads = None if end == len(value) else _trailer(value, count, end)
     if count and (min(micros) < MIN_MICROS or max(micros) > MAX_MICROS):
         raise DamagedChunk("a time is outside what a datetime can hold")
-    return micros, sizes, roles, text_at
+    return micros, sizes, roles, text_at, payloads
 
 
 def _contents(value: bytes, sizes: Sequence[int], text_at: int) -> list[str]:
@@ -219,15 +259,22 @@ def decode_entries(value: bytes) -> list[Entry]:
         DamagedChunk: ``value`` does not follow the layout.
     """
     value = bytes(value)  # slicing must copy (a memoryview's slices are not bytes)
-    micros, sizes, roles, text_at = _sections(value)
-    return list(zip(trusted_messages(roles, _contents(value, sizes, text_at)), micros))
+    micros, sizes, roles, text_at, payloads = _sections(value)
+    by_index = None if payloads is None else {index: payload for index, payload in enumerate(payloads) if payload}
+    return list(zip(trusted_messages(roles, _contents(value, sizes, text_at), by_index), micros))
 
 
 def decode_contents(value: bytes) -> list[str]:
     """Only the contents of a stored chunk's messages (search reads nothing else)."""
     value = bytes(value)
-    _, sizes, _, text_at = _sections(value)
+    _, sizes, _, text_at, _ = _sections(value)
     return _contents(value, sizes, text_at)
+
+
+def payload_bytes(message: ChatMessage) -> bytes:
+    """What a chunk stores of the message's payload: its stored JSON, ``b""`` for none."""
+    payload = stored_payload_of(message)
+    return b"" if payload is None else bytes(payload)
 
 
 def message_count(value: bytes) -> int:
@@ -243,10 +290,10 @@ def layout(entries: Iterable[Entry]) -> Iterator[tuple[int, bytes]]:
     """The chunks of a message list, as (first index, stored bytes), cut where appending one by one cuts."""
     first, chunk = 0, Chunk()
     for message, micros in entries:
-        content = message.content.encode()
-        if not chunk.fits(content):
+        content, payload = message.content.encode(), payload_bytes(message)
+        if not chunk.fits(content, payload):
             yield first, chunk.encode()
             first, chunk = first + chunk.count, Chunk()
-        chunk.append(message.role, content, micros)
+        chunk.append(message.role, content, micros, payload)
     if chunk.count:
         yield first, chunk.encode()

@@ -18,7 +18,7 @@ from eventstore._errors import StoreCorrupted
 from eventstore._values import ChatMessage, trusted_message
 from eventstore.storage import ReadTransaction, WriteTransaction
 
-from .chunk import Chunk, DamagedChunk, decode_contents, decode_entries, layout, message_count
+from .chunk import Chunk, DamagedChunk, decode_contents, decode_entries, layout, message_count, payload_bytes
 from .readmodel import OpenSpace
 from .session import (
     AppendMessage,
@@ -59,13 +59,13 @@ class MessageLists:
             match edit:
                 case AppendMessage():
                     message, micros = edit.message
-                    content = message.content.encode()
+                    content, payload = message.content.encode(), payload_bytes(message)
                     if tail is None:
                         first, tail = self._last_chunk(txn, stream_id) or (0, Chunk())
-                    if not tail.fits(content):
+                    if not tail.fits(content, payload):
                         self._put(txn, stream_id, first, tail.encode())
                         first, tail = first + tail.count, Chunk()
-                    tail.append(message.role, content, micros)
+                    tail.append(message.role, content, micros, payload)
                 case ClearMessages():
                     self._delete_all(txn, stream_id)
                 case ReplaceMessages():
@@ -98,7 +98,7 @@ class MessageLists:
         micros = last.last_micros
         last.pop()
         if isinstance(edit, ReplaceLastMessage):
-            last.append(edit.message.role, edit.message.content.encode(), micros)
+            last.append(edit.message.role, edit.message.content.encode(), micros, payload_bytes(edit.message))
         if last.count:
             self._put(txn, stream_id, first, last.encode())
         else:
@@ -121,9 +121,9 @@ class MessageLists:
         found = self._last_chunk(txn, stream_id)
         if found is None:
             return None
-        role, content = found[1].last()
+        role, content, payload = found[1].last()
         try:
-            return trusted_message(role, content.decode())
+            return trusted_message(role, content.decode(), payload or None)
         except UnicodeDecodeError:
             raise StoreCorrupted(f"the last message of stream {stream_id} is not UTF-8") from None
 

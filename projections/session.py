@@ -18,17 +18,19 @@ import attrs
 from eventstore._time import from_micros, to_micros
 from eventstore._values import ChatMessage, SessionMetadata, SessionState, TimestampedMessage
 from eventstore.events import (
-    REDACTED,
     LastMessageRemoved,
     LastMessageReplaced,
     MessageAppended,
     MessagesCleared,
+    MessagesReplaced,
     SessionDeleted,
     SessionEvent,
+    SessionForked,
     SessionRedacted,
     SessionRenamed,
     SessionRestored,
     SessionStateChanged,
+    redacted_message,
 )
 
 __all__ = [
@@ -165,11 +167,13 @@ EDIT_KINDS: dict[type[SessionEvent], type[MessageEdit] | None] = {
     LastMessageRemoved: RemoveLastMessage,
     LastMessageReplaced: ReplaceLastMessage,
     MessagesCleared: ClearMessages,
+    MessagesReplaced: ReplaceMessages,
     SessionRenamed: None,
     SessionStateChanged: None,
     SessionDeleted: ClearMessages,
     SessionRestored: ReplaceMessages,
     SessionRedacted: RedactMessages,
+    SessionForked: ReplaceMessages,
 }
 
 
@@ -185,8 +189,12 @@ def message_edit(recorded: Change) -> MessageEdit | None:
             return ReplaceLastMessage(event.message)
         case MessagesCleared() | SessionDeleted():
             return ClearMessages()
-        case SessionRestored():
+        case SessionRestored() | SessionForked():
             return ReplaceMessages(tuple((m.message, to_micros(m.created_at)) for m in event.messages))
+        case MessagesReplaced():
+            now = to_micros(recorded.recorded_at)
+            return ReplaceMessages(tuple((message, now if at is None else to_micros(at))
+                                         for message, at in zip(event.messages, event.appended)))
         case SessionRedacted():
             return RedactMessages()
         case SessionRenamed() | SessionStateChanged():
@@ -218,6 +226,8 @@ def _evolve_head(head: SessionHead, recorded: Change) -> SessionHead:
         case SessionRestored():
             return SessionHead(head.key, recorded.version, True, event.name, event.state, event.created_at, at,
                                len(event.messages))
+        case SessionForked():  # a fresh session, whatever the key held before
+            return SessionHead(head.key, recorded.version, True, event.name, None, at, at, len(event.messages))
         case SessionRedacted() if not head.exists:
             return attrs.evolve(head, version=recorded.version)  # redacting an old life revives nothing
         case SessionRenamed():
@@ -230,6 +240,8 @@ def _evolve_head(head: SessionHead, recorded: Change) -> SessionHead:
             count -= 1
         case MessagesCleared():
             count = 0
+        case MessagesReplaced():
+            count = len(event.messages)
         case LastMessageReplaced() | SessionRedacted():
             pass
         case _:
@@ -276,9 +288,9 @@ def untouched_prefix(count: int, kinds: Iterable[type[MessageEdit] | None]) -> i
 
 
 def redacted(entry: Entry) -> Entry:
-    """The entry with its content replaced by the redaction marker."""
+    """The entry with its content (and payload) redacted."""
     message, micros = entry
-    return ChatMessage(message.role, REDACTED), micros
+    return redacted_message(message), micros
 
 
 @attrs.frozen

@@ -31,7 +31,9 @@ from eventstore.events import (
     LastMessageReplaced,
     MessageAppended,
     MessagesCleared,
+    MessagesReplaced,
     SessionDeleted,
+    SessionForked,
     SessionRedacted,
     SessionRenamed,
     SessionRestored,
@@ -50,10 +52,28 @@ CASES = [
      b'{"message":["assistant","say \\"hi\\"\\n"]}'),
     (MessageAppended(ChatMessage.tool("h\u00e9llo \u2713 \U0001F600")), "MessageAppended", 1,
      b'{"message":["tool","h\xc3\xa9llo \xe2\x9c\x93 \xf0\x9f\x98\x80"]}'),
+    # A message with a payload: a third item, its stored JSON; such events are schema 2 (without one, 1).
+    (MessageAppended(ChatMessage("assistant", "", {"type": "function_call", "args": {"n": 1.0, "big": 2**64}})),
+     "MessageAppended", 2,
+     b'{"message":["assistant","",{"type":"function_call","args":{"n":1.0,"big":{"$int":"18446744073709551616"}}}]}'),
+    (MessageAppended(ChatMessage.user("x\x00", {"k": "\ud800!", "$str": 1})), "MessageAppended", 2,
+     b'{"message":["user","x\\u0000",{"k":{"$str":[55296,"!"]},"$str":1}]}'),
+    (MessageAppended(ChatMessage.user("", {"$obj": []})), "MessageAppended", 2,
+     b'{"message":["user","",{"$obj":[["$obj",[]]]}]}'),
+    (LastMessageReplaced(ChatMessage.assistant("done", {})), "LastMessageReplaced", 2,
+     b'{"message":["assistant","done",{}]}'),
+    (SessionRestored(3, True, (TimestampedMessage(ChatMessage("user", "hi", {"a": [None, True]}), NEW_YEAR),),
+                     None, None, NEW_YEAR), "SessionRestored", 2,
+     b'{"restored_version":3,"exists":true,"messages":[["user","hi",' + NEW_YEAR_MICROS + b',{"a":[null,true]}]],'
+     b'"name":null,"state":null,"created_at":' + NEW_YEAR_MICROS + b'}'),
     (LastMessageRemoved(), "LastMessageRemoved", 1, b"{}"),
     (LastMessageReplaced(ChatMessage.assistant("partial")), "LastMessageReplaced", 1,
      b'{"message":["assistant","partial"]}'),
     (MessagesCleared(3), "MessagesCleared", 1, b'{"count":3}'),
+    (MessagesReplaced((ChatMessage.system("summary"), ChatMessage.user("kept", {"id": 1})), (None, NEW_YEAR)),
+     "MessagesReplaced", 1,
+     b'{"messages":[["system","summary"],["user","kept",{"id":1}]],"appended":[null,' + NEW_YEAR_MICROS + b']}'),
+    (MessagesReplaced((), ()), "MessagesReplaced", 1, b'{"messages":[],"appended":[]}'),
     (SessionRenamed("trip"), "SessionRenamed", 1, b'{"name":"trip"}'),
     (SessionRenamed(None), "SessionRenamed", 1, b'{"name":null}'),
     (SessionStateChanged("running", "turn-1"), "SessionStateChanged", 1, b'{"state":"running","turn_id":"turn-1"}'),
@@ -67,6 +87,10 @@ CASES = [
      b'"created_at":' + NEW_YEAR_MICROS + b'}'),
     (SessionRestored(0, False, (), None, None, None), "SessionRestored", 1,
      b'{"restored_version":0,"exists":false,"messages":[],"name":null,"state":null,"created_at":null}'),
+    (SessionForked("chat/1", 3, "ab" * 32, (TimestampedMessage(ChatMessage("user", "hi", {"k": [1]}), NEW_YEAR),),
+                   "trip"), "SessionForked", 1,
+     b'{"source_key":"chat/1","source_version":3,"source_hash":"' + b"ab" * 32 + b'","messages":[["user","hi",'
+     + NEW_YEAR_MICROS + b',{"k":[1]}]],"name":"trip"}'),
     (SessionRedacted("gdpr request", ((3, "ab"),)), "SessionRedacted", 1,
      b'{"reason":"gdpr request","rewritten":[[3,"ab"]]}'),
 ]
@@ -129,7 +153,7 @@ class TestDecode:
     def test_newer_schema_version(self, event, type_name, schema_version, payload):
         """A schema version newer than the code's raises IncompatibleStore."""
         with pytest.raises(IncompatibleStore):
-            decode_event(EncodedEvent(type_name, schema_version + 1, payload))
+            decode_event(EncodedEvent(type_name, EVENT_TYPES[type_name].schema_version + 1, payload))
 
     def test_older_version_is_upcast(self, monkeypatch):
         """A payload of an older schema version goes through its upcaster."""

@@ -10,7 +10,7 @@ from projections.session import EDIT_KINDS
 
 def test_the_registry_holds_every_event_of_the_union_once_by_its_stored_name():
     assert EVENT_CLASSES == get_args(SessionEvent)
-    assert len(set(EVENT_CLASSES)) == len(EVENT_CLASSES) == 9
+    assert len(set(EVENT_CLASSES)) == len(EVENT_CLASSES) == 11
     assert EVENT_TYPES == {cls.type_name: cls for cls in EVENT_CLASSES}
     assert len(EVENT_TYPES) == len(EVENT_CLASSES)  # no two classes share a stored name
 

@@ -266,7 +266,7 @@ EXTREME_TIMES: list[Any] = [moment.replace(tzinfo=offset) for offset in _OFFSETS
 PLAIN: dict[str, Any] = {
     "key": "a", "message": ChatMessage.user("extreme"), "messages": [ChatMessage.user("extreme")], "name": "n",
     "state": "running", "reason": "why", "query": SessionQuery("hello"), "ttl_hours": 1e6, "threshold_secs": 0,
-    "sessions": {}, "events": [], "keyword": "hello",
+    "sessions": {}, "events": [], "keyword": "hello", "source_key": "a", "new_key": "forked",
 }
 
 
@@ -689,7 +689,7 @@ def _append_raw(path: Path, encoded: EncodedEvent, projections_too: bool) -> Non
 NEWER_EVENTS = {
     "newer schema version": (EncodedEvent("MessageAppended", 99, b'{"message":["user","from the future"]}'),
                              ["schema version 99", "newer"]),
-    "unknown event type": (EncodedEvent("SessionForked", 1, b'{"into":"z"}'), ["SessionForked"]),
+    "unknown event type": (EncodedEvent("SessionArchived", 1, b'{"into":"z"}'), ["SessionArchived"]),
 }
 
 

@@ -101,6 +101,26 @@ class Model:
         session.messages.pop()
         return True
 
+    def pop_last(self, key: str) -> ChatMessage | None:
+        session = self.sessions[key]
+        last = session.messages[-1].message if session.exists and session.messages else None
+        self.remove_last(key)
+        return last
+
+    def replace_messages(self, key: str, wanted: list[ChatMessage]) -> int:
+        session = self.sessions[key]
+        current = session.messages if session.exists else []
+        if session.exists and [m.message for m in current] == wanted:
+            return session.version
+        at = self._event(key)
+        kept, after = [], 0
+        for message in wanted:  # each the first equal message after the one matched before keeps its time
+            found = next((i for i in range(after, len(current)) if current[i].message == message), None)
+            kept.append(TimestampedMessage(message, at if found is None else current[found].created_at))
+            after = after if found is None else found + 1
+        session.messages = kept
+        return session.version
+
     def update_last(self, key: str, message: ChatMessage) -> bool:
         session = self.sessions[key]
         if not (session.exists and session.messages):
@@ -212,6 +232,19 @@ class StoreMachine(RuleBasedStateMachine):
     @rule(key=session_keys)
     def remove_last(self, key: str) -> None:
         assert self.model.remove_last(key) == self.store.remove_last(key)
+
+    @rule(key=session_keys, data=st.data())
+    def replace_messages(self, key: str, data: st.DataObject) -> None:
+        """A prune (some current messages, in order), with new ones mixed in."""
+        session = self.model.sessions[key]
+        current = [m.message for m in session.messages] if session.exists else []
+        kept = data.draw(st.lists(st.sampled_from(current), max_size=4) if current else st.just([]), label="kept")
+        wanted = data.draw(st.permutations(kept + data.draw(st.lists(messages, max_size=2))), label="wanted")
+        assert self.model.replace_messages(key, wanted) == self.store.replace_messages(key, wanted)
+
+    @rule(key=session_keys)
+    def pop_last(self, key: str) -> None:
+        assert self.model.pop_last(key) == self.store.pop_last(key)
 
     @rule(key=session_keys, message=messages)
     def update_last(self, key: str, message: ChatMessage) -> None:

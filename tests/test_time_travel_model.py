@@ -14,9 +14,10 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from eventstore import ChatMessage, SessionState, SessionStore, SessionView
+from eventstore import ChatMessage, SessionExists, SessionNotFound, SessionState, SessionStore, SessionView
 
 from conftest import FakeClock
+from strategies import json_payloads
 
 KEYS = ("a", "b")
 STATES = ("idle", "running", "error")
@@ -65,11 +66,21 @@ class Sessions:
         elif kind == "append_many":
             for message in args[0]:
                 self.apply(("append", key, message), now)
-        elif kind == "remove_last" and current.messages:
+        elif kind in ("remove_last", "pop_last") and current.messages:
             self.record(key, replace(current, messages=current.messages[:-1]), now)
         elif kind == "update_last" and current.messages and current.messages[-1][0] != args[0]:
             last = (args[0], current.messages[-1][1])
             self.record(key, replace(current, messages=(*current.messages[:-1], last)), now)
+        elif kind == "replace":
+            asked = self.replacement(key, args[0])
+            if not (current.exists and [m for m, _ in current.messages] == asked):
+                kept, after = [], 0
+                for message in asked:  # each the first equal message after the one matched before keeps its time
+                    found = next((i for i in range(after, len(current.messages))
+                                  if current.messages[i][0] == message), None)
+                    kept.append((message, now if found is None else current.messages[found][1]))
+                    after = after if found is None else found + 1
+                self.record(key, replace(self.live(key, now), messages=tuple(kept)), now)
         elif kind == "clear" and current.messages:
             self.record(key, replace(current, messages=()), now)
         elif kind == "rename":
@@ -82,12 +93,22 @@ class Sessions:
             if not (current.exists and (old.state, old.turn_id) == (state, turn_id)):
                 started = now if state == "running" else None
                 self.record(key, replace(self.live(key, now), state=SessionState(state, turn_id, started)), now)
+        elif kind == "fork":
+            source = self.versions[args[0]][self.restore_target(args[0], args[1])]
+            if source.exists and not current.exists:
+                self.record(key, Model(True, source.name, None, now, source.messages), now)
         elif kind == "delete" and current.exists:
             self.record(key, GONE, now)
         elif kind == "restore":
             wanted = self.versions[key][self.restore_target(key, args[0])]
             if seen(wanted) != seen(current) and (wanted.exists or current.exists):
                 self.record(key, wanted, now)
+
+    def replacement(self, key: str, choices: list[int | ChatMessage]) -> list[ChatMessage]:
+        """The list a replace asks for: a number picks a current message (if there is one), a message is new."""
+        current = [m for m, _ in self.current(key).messages]
+        return [choice if isinstance(choice, ChatMessage) else current[choice % len(current)]
+                for choice in choices if isinstance(choice, ChatMessage) or current]
 
     def restore_target(self, key: str, choice: int) -> int:
         return choice % len(self.versions[key])
@@ -103,10 +124,15 @@ def run(store: SessionStore, sessions: Sessions, clock: FakeClock, command: tupl
         store.append_many(key, args[0])
     elif kind == "remove_last":
         store.remove_last(key)
+    elif kind == "pop_last":
+        current = sessions.current(key).messages
+        assert (current[-1][0] if current else None) == store.pop_last(key)
     elif kind == "update_last":
         store.update_last(key, args[0])
     elif kind == "clear":
         store.clear_messages(key)
+    elif kind == "replace":
+        store.replace_messages(key, sessions.replacement(key, args[0]))
     elif kind == "rename":
         store.set_session_name(key, args[0])
     elif kind == "state":
@@ -121,11 +147,22 @@ def run(store: SessionStore, sessions: Sessions, clock: FakeClock, command: tupl
         return
     elif kind == "compact":
         store.compact(key)
+    elif kind == "fork":
+        source_version = sessions.restore_target(args[0], args[1])
+        exists, source = sessions.current(key).exists, sessions.versions[args[0]][source_version]
+        try:
+            store.fork(args[0], key, version=source_version)
+            assert source.exists and not exists
+        except SessionExists:
+            assert exists
+        except SessionNotFound:
+            assert not source.exists and not exists
     sessions.apply((kind, key, *args), now)
 
 
 texts = st.text(st.characters(exclude_categories=["Cs"]), max_size=8)
-messages = st.builds(ChatMessage, st.sampled_from(("user", "assistant", "tool")), texts)
+messages = st.builds(ChatMessage, st.sampled_from(("user", "assistant", "tool")), texts,
+                     st.none() | st.none() | json_payloads)
 keys = st.sampled_from(KEYS)
 pauses = st.sampled_from((0, 0, 1, 60))
 
@@ -134,14 +171,17 @@ commands = st.one_of(
     st.tuples(st.just("append"), keys, messages, pauses),
     st.tuples(st.just("append_many"), keys, st.lists(messages, max_size=3), pauses),
     st.tuples(st.just("remove_last"), keys, pauses),
+    st.tuples(st.just("pop_last"), keys, pauses),
     st.tuples(st.just("update_last"), keys, messages, pauses),
     st.tuples(st.just("clear"), keys, pauses),
+    st.tuples(st.just("replace"), keys, st.lists(st.integers(0, 9) | messages, max_size=4), pauses),
     st.tuples(st.just("rename"), keys, st.sampled_from(("", "trip", "work")), pauses),
     st.tuples(st.just("state"), keys, st.sampled_from(STATES), st.none() | st.sampled_from(("t1", "t2")), pauses),
     st.tuples(st.just("delete"), keys, pauses),
     restores,
     restores,
     st.tuples(st.just("compact"), keys, pauses),
+    st.tuples(st.just("fork"), keys, keys, st.integers(0, 1000), pauses),
 )
 scripts = st.lists(commands, min_size=1, max_size=50)
 snapshot_every = st.integers(1, 4)

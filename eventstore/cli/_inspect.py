@@ -27,14 +27,18 @@ from .. import (
     SessionView,
     StoreReadOnly,
 )
+from .._payload import payload_tree
+from .._values import stored_payload_of
 from ..events import (
     LastMessageRemoved,
     LastMessageReplaced,
     MessageAppended,
     MessagesCleared,
+    MessagesReplaced,
     RecordedEvent,
     SessionDeleted,
     SessionEvent,
+    SessionForked,
     SessionRedacted,
     SessionRenamed,
     SessionRestored,
@@ -63,13 +67,16 @@ def describe_event(event: SessionEvent) -> str:
     """One line saying what an event is."""
     match event:
         case MessageAppended():
-            return f"{event.message.role}: {preview(event.message.content)}"
+            return f"{event.message.role}: {message_text(event.message)}"
         case LastMessageReplaced():
-            return f"last message replaced by {event.message.role}: {preview(event.message.content)}"
+            return f"last message replaced by {event.message.role}: {message_text(event.message)}"
         case LastMessageRemoved():
             return "last message removed"
         case MessagesCleared():
             return f"{event.count} messages cleared"
+        case MessagesReplaced():
+            kept = sum(at is not None for at in event.appended)
+            return f"messages replaced: {len(event.messages)} now, {kept} of them kept"
         case SessionRenamed():
             return "name cleared" if event.name is None else f"renamed to {event.name!r}"
         case SessionStateChanged():
@@ -81,12 +88,36 @@ def describe_event(event: SessionEvent) -> str:
             return f"restored to version {event.restored_version} ({what})"
         case SessionRedacted():
             return f"message content redacted: {event.reason}"
+        case SessionForked():
+            return (f"forked from {event.source_key!r} at its version {event.source_version} "
+                    f"({len(event.messages)} messages; event {event.source_hash[:12]})")
         case _:
             assert_never(event)
 
 
+def payload_json(message: ChatMessage) -> Any:
+    """The message's payload as JSON outputs show it: its stored form (always valid Unicode, so a string that
+    is not comes as a tagged object: docs/events-format.md), ``None`` without one."""
+    stored = stored_payload_of(message)
+    return None if stored is None else payload_tree(stored)
+
+
+def payload_text(message: ChatMessage) -> str:
+    """The message's payload as one line of compact JSON (its stored form), ``""`` without one."""
+    stored = stored_payload_of(message)
+    return "" if stored is None else bytes(stored).decode()
+
+
+def message_text(message: ChatMessage, width: int = 50) -> str:
+    """A message's content, previewed, and its payload, if it has one."""
+    payload = payload_text(message)
+    return preview(message.content, width) + (f" {preview(payload, 40)}" if payload else "")
+
+
 def _message_json(index: int, message: ChatMessage, created_at: datetime | None = None) -> dict[str, Any]:
     row: dict[str, Any] = {"index": index, "role": message.role, "content": message.content}
+    if stored_payload_of(message) is not None:
+        row["payload"] = payload_json(message)
     if created_at is not None:
         row["created_at"] = json_time(created_at)
     return row
@@ -101,6 +132,8 @@ def changes(before: SessionView, after: SessionView, event: SessionEvent) -> lis
         found.append({"kind": "deleted"})
     if isinstance(event, SessionRestored):
         found.append({"kind": "restored", "to_version": event.restored_version})
+    if isinstance(event, SessionForked):
+        found.append({"kind": "forked", "from": event.source_key, "version": event.source_version})
     if before.name != after.name:
         found.append({"kind": "renamed", "from": before.name, "to": after.name})
     # A session comes to life idle and leaves from any state: only a state beyond that is news when it flips.
@@ -115,8 +148,8 @@ def changes(before: SessionView, after: SessionView, event: SessionEvent) -> lis
     while common < min(len(old), len(new)) and old[common] == new[common]:
         common += 1
     if isinstance(event, LastMessageReplaced) and len(old) == len(new) == common + 1:
-        found.append({"kind": "message_replaced", **_message_json(common, new[common]),
-                      "was": {"role": old[common].role, "content": old[common].content}})
+        was = {key: value for key, value in _message_json(common, old[common]).items() if key != "index"}
+        found.append({"kind": "message_replaced", **_message_json(common, new[common]), "was": was})
         return found
     found.extend({"kind": "message_removed", **_message_json(i, old[i])} for i in range(common, len(old)))
     found.extend({"kind": "message_added", **_message_json(i, new[i])} for i in range(common, len(new)))
@@ -144,6 +177,8 @@ def change_text(change: dict[str, Any]) -> Text:
         return safe_text(f"  {change['messages']} messages redacted ({change['reason']})")
     if kind == "restored":
         return Text(f"  restored to its state at version {change['to_version']}")
+    if kind == "forked":
+        return safe_text(f"  forked from {change['from']} at its version {change['version']}")
     return Text(f"  session {kind}")
 
 
@@ -221,9 +256,13 @@ def show_view(out: Output, view: SessionView, when: str = "") -> None:
                 ("messages", len(view.timestamped)),
                 ("created", show_time(metadata.created_at if metadata else None)),
                 ("last activity", show_time(metadata.last_activity if metadata else None))])
-    out.table(["#", "TIME", "ROLE", "CONTENT"],
+    rows = view.timestamped
+    # A payload column only where a message has one: sessions without payloads show as they always did.
+    payloads = any(stored_payload_of(m.message) is not None for m in rows)
+    out.table(["#", "TIME", "ROLE", "CONTENT"] + (["PAYLOAD"] if payloads else []),
               ([i + 1, show_time(m.created_at), m.message.role, m.message.content]
-               for i, m in enumerate(view.timestamped)), empty="(no messages)", bodies={"CONTENT"})
+               + ([payload_text(m.message)] if payloads else []) for i, m in enumerate(rows)),
+              empty="(no messages)", bodies={"CONTENT", "PAYLOAD"})
 
 
 @click.command()

@@ -1,4 +1,4 @@
-"""Commands that repair, recover or tidy a store: restore, delete, compact, redact, vacuum, verify, rebuild.
+"""Commands that repair, recover or tidy a store: restore, fork, delete, compact, redact, vacuum, verify, rebuild.
 
 What lives here and why: the commands that write (or, for ``verify``, judge)
 the store. Each refuses a path that holds no store, names the session it acts
@@ -11,6 +11,7 @@ from __future__ import annotations
 import click
 
 from .. import SessionView, StoreCorrupted, VerifyReport
+from ..events import SessionForked
 from ._context import Env, _quote, parse_time, pass_env, require_live, session_history
 from ._output import Output, confirm, human_bytes, output_options, progress_bar, show_time, spinner
 
@@ -65,6 +66,44 @@ def restore(env: Env, key: str, version: int | None, as_of: str | None, yes: boo
     else:
         out.line(f"Restored {key} to {when}: {_summary(target)}. It is now at version {after}; "
                  f"`eventstore restore {_quote(key)} --version {before}` undoes this.")
+
+
+@click.command()
+@click.argument("source")
+@click.argument("new_key", metavar="NEW")
+@click.option("--version", type=int, metavar="N", help="Fork SOURCE as it was after its N-th event.")
+@click.option("--as-of", "as_of", metavar="TIME",
+              help="Fork SOURCE as it was at TIME (ISO 8601; without a zone, local time).")
+@output_options
+@pass_env
+def fork(env: Env, source: str, new_key: str, version: int | None, as_of: str | None, as_json: bool) -> None:
+    """Start a new session as a copy of another, now or as it was.
+
+    NEW begins with one event naming SOURCE, its version and that event's
+    hash, holding SOURCE's messages and name as they were then. SOURCE's
+    history is not copied, and later changes to SOURCE do not reach NEW.
+    NEW must not be a live session.
+
+    \b
+    Example:
+        eventstore fork demo:lisbon-trip demo:lisbon-trip-b
+        eventstore fork demo:lisbon-trip demo:lisbon-trip-b --version 4
+    """
+    if version is not None and as_of is not None:
+        raise click.ClickException("give --version N or --as-of TIME, not both")
+    moment = None if as_of is None else parse_time(as_of)
+    out = Output(as_json)
+    with env.open(write=True) as store:
+        session_history(store, source)
+        forked = store.fork(source, new_key, version=version, as_of=moment)
+        view = store.session_at(new_key)
+        started = store.history(new_key)[-1].event
+    source_version = started.source_version if isinstance(started, SessionForked) else None
+    if as_json:
+        out.json({"key": new_key, "source": source, "source_version": source_version, "version": forked,
+                  "messages": len(view.timestamped)})
+    else:
+        out.line(f"Forked {source} at its version {source_version} into {new_key}: {_summary(view)}.")
 
 
 @click.command()
@@ -249,4 +288,4 @@ def vacuum(env: Env, as_json: bool) -> None:
         out.line(f"Vacuumed the store: {human_bytes(before)} → {human_bytes(after)}.")
 
 
-COMMANDS = [restore, delete, compact, verify, rebuild, redact, vacuum]
+COMMANDS = [restore, fork, delete, compact, verify, rebuild, redact, vacuum]

@@ -8,26 +8,33 @@ inside the command's write transaction. An empty list of events records nothing.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TypeVar
 
-from projections.session import SessionHead, SessionSnapshot, timestamped
+from projections.session import Entry, SessionHead, SessionSnapshot, timestamped
 
+from .._errors import SessionExists, SessionNotFound
+from .._time import from_micros
 from .._values import ChatMessage
 from ..events import (
     LastMessageRemoved,
     LastMessageReplaced,
     MessageAppended,
     MessagesCleared,
+    MessagesReplaced,
     SessionDeleted,
     SessionEvent,
+    SessionForked,
     SessionRedacted,
     SessionRenamed,
     SessionRestored,
     SessionStateChanged,
 )
 
-__all__ = ["Decision", "append_messages", "remove_last", "replace_last", "clear_messages", "rename",
+__all__ = ["Decision", "append_messages", "remove_last", "pop_last", "replace_last", "replace_messages",
+           "clear_messages", "rename", "fork",
            "change_state", "delete", "restore", "redact"]
 
 R = TypeVar("R")
@@ -45,6 +52,11 @@ def remove_last(head: SessionHead) -> Decision[bool]:
     return ([LastMessageRemoved()], True) if head.message_count else ([], False)
 
 
+def pop_last(head: SessionHead, last: ChatMessage | None) -> Decision[ChatMessage | None]:
+    """Remove the last message (``last``) and answer it; ``None`` when there is none."""
+    return ([LastMessageRemoved()], last) if head.message_count else ([], None)
+
+
 def replace_last(head: SessionHead, last: ChatMessage | None, message: ChatMessage) -> Decision[bool]:
     """Replace the last message (``last``); ``False`` when there is none.
 
@@ -54,6 +66,31 @@ def replace_last(head: SessionHead, last: ChatMessage | None, message: ChatMessa
     if not head.message_count:
         return [], False
     return ([], True) if message == last else ([LastMessageReplaced(message)], True)
+
+
+def replace_messages(head: SessionHead, current: Sequence[Entry], messages: Sequence[ChatMessage]) -> Decision[None]:
+    """Make the session's messages (``current``) exactly ``messages``, creating the session if needed.
+
+    A live session that holds exactly these records nothing. Messages equal to ones of the current list, taken
+    in order (each the first match after the one before), keep the time they were appended; the others read as
+    appended now. So pruning a session keeps the times of what remains.
+    """
+    if head.exists and [message for message, _ in current] == list(messages):
+        return [], None
+    positions: dict[ChatMessage, list[int]] = {}
+    for index, (message, _) in enumerate(current):
+        positions.setdefault(message, []).append(index)
+    appended: list[datetime | None] = []
+    after = 0
+    for message in messages:
+        found = positions.get(message, [])
+        at = bisect.bisect_left(found, after)
+        if at < len(found):
+            appended.append(from_micros(current[found[at]][1]))
+            after = found[at] + 1
+        else:
+            appended.append(None)
+    return [MessagesReplaced(tuple(messages), tuple(appended))], None
 
 
 def clear_messages(head: SessionHead) -> Decision[int]:
@@ -89,6 +126,24 @@ def restore(current: SessionSnapshot, wanted: SessionSnapshot, target: int) -> D
     head = wanted.head
     messages = tuple(timestamped(entry) for entry in wanted.messages)
     return [SessionRestored(target, head.exists, messages, head.name, head.state, head.created_at)], True
+
+
+def fork(head: SessionHead, source: SessionSnapshot, source_key: str, source_hash: str) -> Decision[None]:
+    """Start the session ``head`` (which must not be live) as a copy of ``source``, the session ``source_key`` at
+    its version whose event hash is ``source_hash``.
+
+    Raises:
+        SessionExists: the session is live.
+        SessionNotFound: the source did not exist at that version.
+    """
+    if head.exists:
+        raise SessionExists(f"session {head.key!r} exists; a fork starts a new session (or a deleted one)")
+    version = source.head.version
+    if not source.head.exists:
+        when = "has no events" if not version else f"did not exist at version {version}"
+        raise SessionNotFound(f"session {source_key!r} {when}: there is nothing to fork")
+    messages = tuple(timestamped(entry) for entry in source.messages)
+    return [SessionForked(source_key, version, source_hash, messages, source.head.name)], None
 
 
 def redact(reason: str, rewritten: Sequence[tuple[int, str]]) -> Decision[int]:

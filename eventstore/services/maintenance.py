@@ -25,7 +25,7 @@ from .._folding import LogChange, log_changes, read_snapshot_record, to_recorded
 from .._log import EventLog, stream_runs
 from .._snapshots import SnapshotStore
 from .._values import VerifyReport
-from ..events import redact_event
+from ..events import SessionForked, redact_event
 from ..storage import ReadTransaction, Storage, WriteTransaction
 from . import commands
 from .cache import DecodedSessions
@@ -192,28 +192,58 @@ class Maintenance:
 
     def redact(self, key: str, reason: str, request: Request, expected_version: int | None,
                idempotency_key: str | None) -> int:
-        """Blank the message content of every event of the session; return how many events changed."""
+        """Blank the message content of every event of the session, and of every session forked from it
+        (transitively: a fork holds copies of its source's messages); return how many events changed."""
 
         def step(txn: WriteTransaction, stream_id: int | None, now: int) -> tuple[int, list[LogChange]]:
             if stream_id is None:
                 return 0, []
-            rewritten = []
-            for entry in list(self._log.read_stream(txn, stream_id)):
-                event = to_recorded(entry).event
-                blanked = redact_event(event)
-                if blanked != event:
-                    payload = encode_event(blanked).payload
-                    self._log.redact(txn, entry.position, payload)
-                    rewritten.append((entry.position, hashlib.sha256(payload).hexdigest()))
-            self._snapshots.delete_stream(txn, stream_id)
-            events, changed = commands.redact(reason, rewritten)
-            recorded = self._writer.record(txn, key, events, now)
+            changed, recorded = self._redact_stream(txn, key, stream_id, reason, now)
+            for fork_key, fork_stream in self._forks_of(txn, key):
+                changed += self._redact_stream(txn, fork_key, fork_stream,
+                                               f"{reason} (forked from {key!r}, which was redacted)", now)[0]
             self._deferred.catch_up_in(txn)  # the redacted words leave the search index in the same commit
             return changed, recorded
 
         changed = self._writer.run(key, request, step, expected_version, idempotency_key)[0]
         self._decoded.clear()
         return changed
+
+    def _redact_stream(self, txn: WriteTransaction, key: str, stream_id: int, reason: str, now: int
+                       ) -> tuple[int, list[LogChange]]:
+        rewritten = []
+        for entry in list(self._log.read_stream(txn, stream_id)):
+            event = to_recorded(entry).event
+            blanked = redact_event(event)
+            if blanked != event:
+                payload = encode_event(blanked).payload
+                self._log.redact(txn, entry.position, payload)
+                rewritten.append((entry.position, hashlib.sha256(payload).hexdigest()))
+        self._snapshots.delete_stream(txn, stream_id)
+        events, changed = commands.redact(reason, rewritten)
+        return changed, self._writer.record(txn, key, events, now)
+
+    def _forks_of(self, txn: ReadTransaction, key: str) -> list[tuple[str, int]]:
+        """(key, stream id) of every session forked from ``key``, or from one of those, and so on.
+
+        Reads the type of every event of the log (and decodes the forks): a redaction is rare, and an index of
+        forks would cost every fork and import its upkeep.
+        """
+        sources: dict[str, set[tuple[str, int]]] = {}
+        for entry in self._log.read_all(txn):
+            if entry.encoded.type_name == SessionForked.type_name:
+                event = to_recorded(entry).event
+                if isinstance(event, SessionForked):
+                    sources.setdefault(event.source_key, set()).add((entry.session_key, entry.stream_id))
+        found: list[tuple[str, int]] = []
+        seen, pending = {key}, [key]
+        while pending:
+            for fork in sorted(sources.get(pending.pop(), ())):
+                if fork[0] not in seen:
+                    seen.add(fork[0])
+                    found.append(fork)
+                    pending.append(fork[0])
+        return found
 
     def vacuum(self, reopen: Callable[[], None]) -> tuple[int, int]:
         """Rewrite the file compactly; ``reopen`` wires the store again. Returns (bytes before, bytes after)."""

@@ -33,6 +33,7 @@ from ..events import (
     MessagesCleared,
     RecordedEvent,
     SessionEvent,
+    SessionForked,
     SessionRedacted,
     SessionRestored,
     redact_event,
@@ -83,6 +84,8 @@ def refusal(head: SessionHead, event: SessionEvent) -> str | None:
             return f"MessagesCleared({event.count}) on a session with {head.message_count} messages"
         case SessionRestored() if event.restored_version >= head.version:
             return f"SessionRestored to version {event.restored_version} of a session at version {head.version}"
+        case SessionForked() if head.exists:
+            return "SessionForked on a live session"
     return None
 
 

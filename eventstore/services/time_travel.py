@@ -13,11 +13,9 @@ import attrs
 from projections.session import SessionSnapshot, empty_snapshot, fold
 
 from .._deferred import Read
-from .._errors import InvalidArgument, InvalidVersion, StoreCorrupted, shown
-from .._folding import LogChange, fold_stream, to_recorded, view_of
+from .._folding import LogChange, fold_stream, resolve_version, to_recorded, view_of
 from .._log import EventLog
 from .._snapshots import SnapshotStore
-from .._time import aware_micros
 from .._values import SessionView
 from ..events import RecordedEvent
 from ..storage import ReadTransaction, WriteTransaction
@@ -116,32 +114,7 @@ class TimeTravel:
 
     def _resolve_version(self, txn: ReadTransaction, key: str, stream_id: int | None, version: int | None,
                          as_of: datetime | None) -> int:
-        """The version ``version`` or ``as_of`` names (the current one for neither)."""
-        current = 0 if stream_id is None else self._log.stream_version(txn, stream_id)
-        if version is not None and as_of is not None:
-            raise InvalidArgument("give a version or an as_of time, not both")
-        if as_of is not None:
-            # Any aware time has an answer: before the first event, the empty session; after the last, the current one.
-            moment = aware_micros(as_of, "as_of")
-            # Recorded times never decrease, so the versions recorded by then form a prefix.
-            low, high = 0, current
-            while stream_id is not None and low < high:  # no stream: version 0, and nothing to search
-                middle = (low + high + 1) // 2
-                if self._version_time(txn, stream_id, middle) <= moment:
-                    low = middle
-                else:
-                    high = middle - 1
-            return low
-        if version is None:
-            return current
-        check_index(version, "version")
-        if version > current:
-            raise InvalidVersion(f"session {key!r} has {current} versions; version {shown(version)} does not exist")
-        return version
-
-    def _version_time(self, txn: ReadTransaction, stream_id: int, version: int) -> int:
-        position = self._log.stream_position(txn, stream_id, version)
-        if position is None:
-            raise StoreCorrupted(f"stream {stream_id}: version {version} is missing from the stream index")
-        return self._log.read_position(txn, position).recorded_at
+        if version is not None:
+            check_index(version, "version")
+        return resolve_version(txn, self._log, key, stream_id, version, as_of)
 

@@ -7,19 +7,22 @@ store runs one at once, a transaction queues them, so both check arguments the s
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from projections.session import SessionHead
 
+from .._codec import message_from_json, message_to_json
 from .._errors import InvalidArgument, TransactionError
-from .._values import ChatMessage, validate_text
+from .._time import aware_micros
+from .._values import ChatMessage, validate_key, validate_text
 from . import commands
-from .arguments import check_message, iterable
+from .arguments import check_index, check_message, iterable
 from .commands import Decision
 from .writer import Command, CommandWriter, Request, Step, message_argument
 
-__all__ = ["Pending", "Transaction", "append_many", "remove_last", "update_last", "clear_messages",
-           "set_session_name", "set_session_state", "delete_session"]
+__all__ = ["Pending", "Transaction", "append_many", "remove_last", "pop_last", "popped", "update_last",
+           "replace_messages", "fork", "clear_messages", "set_session_name", "set_session_state", "delete_session"]
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -42,11 +45,55 @@ def remove_last(key: str, expected_version: int | None, idempotency_key: str | N
                            idempotency_key)
 
 
+def pop_last(key: str, expected_version: int | None, idempotency_key: str | None) -> Command[list[Any] | None]:
+    """Its result is the removed message as ``message_to_json`` gives it (so that an idempotency record can keep
+    it): ``popped`` turns it back into the message."""
+
+    def decide(head: SessionHead, last: ChatMessage | None) -> Decision[list[Any] | None]:
+        events, removed = commands.pop_last(head, last)
+        return events, None if removed is None else message_to_json(removed)
+
+    return Command.checked(key, Request("pop_last"), lambda writer: writer.deciding_with_last(key, decide),
+                           expected_version, idempotency_key)
+
+
+def popped(outcome: tuple[Any, int]) -> ChatMessage | None:
+    """The message a ``pop_last`` command removed, from its outcome."""
+    return None if outcome[0] is None else message_from_json(outcome[0])
+
+
 def update_last(key: str, message: ChatMessage, expected_version: int | None,
                 idempotency_key: str | None) -> Command[bool]:
     message = check_message(message)
     return Command.checked(key, Request("update_last", (message_argument(message),)),
-                           lambda writer: writer.replacing_last(key, message), expected_version, idempotency_key)
+                           lambda writer: writer.deciding_with_last(
+                               key, lambda head, last: commands.replace_last(head, last, message)),
+                           expected_version, idempotency_key)
+
+
+def replace_messages(key: str, messages: Iterable[ChatMessage], expected_version: int | None,
+                     idempotency_key: str | None) -> Command[None]:
+    if isinstance(messages, (str, bytes, ChatMessage)):
+        raise InvalidArgument("replace_messages takes an iterable of ChatMessage")
+    wanted = [check_message(message) for message in iterable(messages, "messages")]
+    request = Request("replace_messages", tuple(message_argument(message) for message in wanted))
+    return Command.checked(key, request, lambda writer: writer.deciding_with_messages(
+        key, lambda head, current: commands.replace_messages(head, current, wanted)), expected_version,
+        idempotency_key)
+
+
+def fork(source_key: str, new_key: str, version: int | None, as_of: datetime | None,
+         idempotency_key: str | None) -> Command[None]:
+    validate_key(source_key)
+    if version is not None:
+        check_index(version, "version")
+    if version is not None and as_of is not None:
+        raise InvalidArgument("give a version or an as_of time, not both")
+    if as_of is not None:
+        aware_micros(as_of, "as_of")
+    request = Request("fork", (source_key, version, None if as_of is None else as_of.isoformat()))
+    return Command.checked(new_key, request, lambda writer: writer.forking(new_key, source_key, version, as_of),
+                           None, idempotency_key)
 
 
 def clear_messages(key: str, expected_version: int | None, idempotency_key: str | None) -> Command[int]:
@@ -162,10 +209,25 @@ class Transaction:
         """Remove the last message; the result says whether there was one."""
         return self._add(remove_last(key, expected_version, idempotency_key), _decision)
 
+    def pop_last(self, key: str, *, expected_version: int | None = None,
+                 idempotency_key: str | None = None) -> Pending[ChatMessage | None]:
+        """Remove the last message; the result is that message, ``None`` when there was none."""
+        return self._add(pop_last(key, expected_version, idempotency_key), popped)
+
     def update_last(self, key: str, message: ChatMessage, *, expected_version: int | None = None,
                     idempotency_key: str | None = None) -> Pending[bool]:
         """Replace the last message; the result says whether there was one."""
         return self._add(update_last(key, message, expected_version, idempotency_key), _decision)
+
+    def replace_messages(self, key: str, messages: Iterable[ChatMessage], *, expected_version: int | None = None,
+                         idempotency_key: str | None = None) -> Pending[int]:
+        """Make the session's messages exactly these, as one event; the result is the session's version."""
+        return self._add(replace_messages(key, messages, expected_version, idempotency_key), _version)
+
+    def fork(self, source_key: str, new_key: str, version: int | None = None, as_of: datetime | None = None, *,
+             idempotency_key: str | None = None) -> Pending[int]:
+        """Start ``new_key`` as a copy of ``source_key`` then; the result is the fork's version."""
+        return self._add(fork(source_key, new_key, version, as_of, idempotency_key), _version)
 
     def clear_messages(self, key: str, *, expected_version: int | None = None,
                        idempotency_key: str | None = None) -> Pending[int]:

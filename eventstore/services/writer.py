@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 import attrs
@@ -20,16 +21,16 @@ import orjson
 from projections.catalog import Catalog
 from projections.messages import MessageLists
 from projections.readmodel import Checkpoints, ReadModel
-from projections.session import SessionHead, empty_head
+from projections.session import Entry, SessionHead, empty_head, empty_snapshot
 
 from .._bookkeeping import IdempotencyRecord, IdempotencyRecords
 from .._codec import encode_event
 from .._errors import IdempotencyKeyReused, WrongExpectedVersion
-from .._folding import LogChange, take_snapshot
+from .._folding import LogChange, fold_stream, resolve_version, take_snapshot, version_position
 from .._log import EventLog, Original
 from .._snapshots import SnapshotStore
 from .._time import Clock, from_micros
-from .._values import ChatMessage, validate_key, validate_text
+from .._values import ChatMessage, stored_payload_of, validate_key, validate_text
 from ..events import SessionEvent
 from ..storage import WriteTransaction
 from . import commands
@@ -54,9 +55,10 @@ class Request:
         return hashlib.sha256(orjson.dumps([self.name, self.arguments])).hexdigest()
 
 
-def message_argument(message: ChatMessage) -> list[str]:
-    """A message as a request's argument."""
-    return [message.role, message.content]
+def message_argument(message: ChatMessage) -> list[object]:
+    """A message as a request's argument (its payload, if any, as its stored JSON)."""
+    payload = stored_payload_of(message)
+    return [message.role, message.content] + ([] if payload is None else [orjson.Fragment(bytes(payload))])
 
 
 class Step(Protocol[R_co]):
@@ -122,14 +124,44 @@ class CommandWriter:
 
         return step
 
-    def replacing_last(self, key: str, message: ChatMessage) -> Step[bool]:
-        """The step that replaces the session's last message, deciding from its head and that message."""
+    def deciding_with_last(self, key: str, decide: Callable[[SessionHead, ChatMessage | None], Decision[R]]
+                           ) -> Step[R]:
+        """The step of a command that decides from the session's head and its last message (``None`` for none)."""
 
-        def step(txn: WriteTransaction, stream_id: int | None, now: int) -> tuple[bool, list[LogChange]]:
+        def step(txn: WriteTransaction, stream_id: int | None, now: int) -> tuple[R, list[LogChange]]:
             head = (None if stream_id is None else self._catalog.head(txn, stream_id)) or empty_head(key)
             last = self._messages.last(txn, stream_id) if stream_id is not None and head.message_count else None
-            events, replaced = commands.replace_last(head, last, message)
-            return replaced, self.record(txn, key, events, now)
+            events, result = decide(head, last)
+            return result, self.record(txn, key, events, now)
+
+        return step
+
+    def deciding_with_messages(self, key: str, decide: Callable[[SessionHead, list[Entry]], Decision[R]]
+                               ) -> Step[R]:
+        """The step of a command that decides from the session's head and its whole current message list."""
+
+        def step(txn: WriteTransaction, stream_id: int | None, now: int) -> tuple[R, list[LogChange]]:
+            head = (None if stream_id is None else self._catalog.head(txn, stream_id)) or empty_head(key)
+            current = self._messages.entries(txn, stream_id) if stream_id is not None and head.exists else []
+            events, result = decide(head, current)
+            return result, self.record(txn, key, events, now)
+
+        return step
+
+    def forking(self, key: str, source_key: str, version: int | None, as_of: datetime | None) -> Step[None]:
+        """The step that starts ``key`` as a fork of ``source_key`` at ``version`` or ``as_of`` (now for neither)."""
+
+        def step(txn: WriteTransaction, stream_id: int | None, now: int) -> tuple[None, list[LogChange]]:
+            head = (None if stream_id is None else self._catalog.head(txn, stream_id)) or empty_head(key)
+            source_stream = self._log.stream_id(txn, source_key)
+            target = resolve_version(txn, self._log, source_key, source_stream, version, as_of)
+            source, source_hash = empty_snapshot(source_key), ""
+            if source_stream is not None and target:
+                source = fold_stream(txn, self._log, self._snapshots, source_stream, source_key, target)
+                position = version_position(txn, self._log, source_stream, target)
+                source_hash = self._log.read_position(txn, position).hash.hex()
+            events, result = commands.fork(head, source, source_key, source_hash)
+            return result, self.record(txn, key, events, now)
 
         return step
 
