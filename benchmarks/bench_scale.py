@@ -326,6 +326,7 @@ class Bench:
     def run(self) -> None:
         self.build()
         self.bytes_on_disk()
+        self.index_bytes()
         self.fresh_processes()
         stores = {"ours": open_store("ours", self.path("ours"), durable=False, cache_sessions=0),
                   "sqlite": open_store("sqlite", self.path("sqlite"), durable=False)}
@@ -363,8 +364,7 @@ class Bench:
         self.log("catch_up() of our search index")
         progress: list[tuple[int, int]] = [(0, 0)]
         start = now_ns()
-        # Private: the public catch_up() is this call without a progress callback, which the tenths need.
-        applied = ours._search.catch_up(progress=lambda position: progress.append((now_ns() - start, position)))
+        applied = ours.catch_up(progress=lambda done, _total: progress.append((now_ns() - start, done)))
         caught_up = now_ns() - start
         progress.append((caught_up, applied))
         for store in stores.values():
@@ -425,6 +425,14 @@ class Bench:
                 lines.append(f"    {space.name:<36}{space.value_bytes / messages:>7.1f} /"
                              f"{space.pages * usage.page_size / messages:>7.1f}")
         self.sizes += lines
+
+    def index_bytes(self) -> None:
+        """The search index's pages (``search.*``) against FTS5's shadow tables: its share of issue 16's item 2."""
+        ours = sum(size for name, size in lmdb_pages(self.path("ours"))[0].items() if name.startswith("search."))
+        theirs = sum(size for name, size in sqlite_pages(self.path("sqlite") / "sessions" / "sessions.db")[0].items()
+                     if name.startswith("sessions_fts"))
+        self.rows.append(Row("index_bytes", "bytes of the search index: ours search.* / FTS5's shadow tables",
+                             self.s.sessions * self.s.messages, fmt_bytes(ours), fmt_bytes(theirs), theirs / ours))
 
     def fresh_processes(self) -> None:
         runs = self.s.fresh_processes

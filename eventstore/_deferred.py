@@ -126,6 +126,14 @@ class Deferred(Generic[BatchT, ViewT]):
             return None
         return self._log.head(txn)[0] - (0 if checkpoint is None else checkpoint[1])
 
+    def span(self) -> tuple[int, int]:
+        """The log positions the next catch-up folds: after its checkpoint (0 when it must be rebuilt), up to the
+        log's last position."""
+        with self._read() as txn:
+            checkpoint = self._checkpoints.get(txn, self.model.name)
+            current = checkpoint is not None and checkpoint[0] == self.model.code_version
+            return checkpoint[1] if checkpoint is not None and current else 0, self._log.head(txn)[0]
+
     def built_by_other_code(self) -> bool:
         with self._read() as txn:
             return self.lag(txn) is None
@@ -252,9 +260,21 @@ class DeferredReadModels:
         self.rebuild([name for name, deferred in self._registered.items() if deferred.built_by_other_code()],
                      progress)
 
-    def catch_up(self) -> int:
-        """Bring every model up to the log; how many events they applied, all told."""
-        return sum(deferred.catch_up() for deferred in self._registered.values())
+    def catch_up(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Bring every model up to the log; how many events they applied, all told.
+
+        ``progress(done, total)``: events folded so far and to fold, over all models.
+        """
+        if progress is None:
+            return sum(deferred.catch_up() for deferred in self._registered.values())
+        spans = [deferred.span() for deferred in self._registered.values()]
+        total = sum(head - after for after, head in spans)
+        applied = done = 0
+        for deferred, (after, head) in zip(self._registered.values(), spans):
+            applied += deferred.catch_up(progress=_offset(progress, done - after, total))
+            done += head - after
+        progress(total, total)
+        return applied
 
     def catch_up_in(self, txn: WriteTransaction) -> int:
         """``Deferred.catch_up_in`` of every model."""

@@ -479,17 +479,21 @@ class SessionStore:
         limit = 20 if limit is None else check_index(limit, "limit")
         return self._queries.search_messages("" if keyword is None else validate_text(keyword, "keyword"), limit)
 
-    def catch_up(self) -> int:
+    def catch_up(self, progress: Progress | None = None) -> int:
         """Bring the deferred read models (the search index) up to the log; return how many events they applied.
 
         Searches catch up by themselves first; call this to take the work out
         of the next search, say after a bulk import.
+
+        Args:
+            progress: called as ``progress(events_done, events_total)`` as the catch-up goes.
         """
+        progress = check_progress(progress)
         if self._readonly:
             raise StoreReadOnly(f"the store at {self.path} was opened read-only")
         if self._closed:
             raise StoreClosed("the store is closed")
-        return self._deferred.catch_up()
+        return self._deferred.catch_up(progress)
 
     # -- time travel (services.time_travel) ---------------------------------------------
 

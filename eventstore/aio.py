@@ -329,11 +329,11 @@ class AsyncSessionStore:
         Runs on a writer thread; see ``SessionStore.search_messages``."""
         return await self._off_loop(self._store.search_messages, keyword, limit)
 
-    async def catch_up(self) -> int:
+    async def catch_up(self, progress: Progress | None = None) -> int:
         """Bring the deferred read models (the search index) up to the log; return how many events they applied.
 
         Runs on a writer thread; see ``SessionStore.catch_up``."""
-        return await self._off_loop(self._store.catch_up)
+        return await self._off_loop(self._store.catch_up, progress)
 
     async def history(self, key: str) -> list[RecordedEvent]:
         """Every event of the session key, oldest first, across deletions and reuse of the key.

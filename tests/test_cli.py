@@ -564,6 +564,18 @@ class TestSearch:
         rows = json.loads(run(path, "search", "lisbon", "release", "--limit", "1", "--json").stdout)
         assert [r["key"] for r in rows] == ["beta"]
 
+    def test_index_of_an_earlier_version(self, path: Path) -> None:
+        """A store whose search index an earlier version built (another code version) is searched: the read-only
+        open cannot rebuild the index, so the command opens the store writable and rebuilds it first."""
+        with SessionStore(path) as store:
+            store.catch_up()
+            position = store.stats().checkpoints["search"].position
+            store._environment.write(lambda txn: store._checkpoints.put(txn, "search", 2, position))
+        result = run(path, "search", "tagus", "--json")
+        assert (0, ["alpha"]) == (result.exit_code, [row["key"] for row in json.loads(result.stdout)])
+        with SessionStore(path, readonly=True) as store:
+            assert store.stats().checkpoints["search"].code_version > 2
+
     def test_messages(self, path: Path) -> None:
         """--messages lists matching messages when the facade can search them, else says it cannot."""
         result = run(path, "search", "tagus", "--messages", "--json")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
+import struct
 import tempfile
 import unicodedata
 from collections import Counter
@@ -479,12 +480,15 @@ class TestAgainstReferenceAfterEdits:
                     min_size=1, max_size=80),
            st.lists(st.lists(st.sampled_from([f"w{n}" for n in range(12)] + ["w1*"]), min_size=1, max_size=3)
                     .map(" ".join), min_size=1, max_size=6),
-           st.integers(1, 6), st.sampled_from([0, 4000]), st.sampled_from([1, 256]))
+           st.integers(1, 6), st.sampled_from([0, 4000]), st.sampled_from([1, 256]),
+           st.sampled_from([formats.BLOCK_BITS, 1]))
     def test_same_ranking(self, script: list[tuple[str, str, str]], keywords: list[str], limit: int,
-                          materialize_up_to: int, grouped_from: int) -> None:
-        """Over edits, many ties and every query path (whole summaries or level groups), the ranking is exact."""
-        saved = search_queries.MATERIALIZE_UP_TO, formats.GROUPED_FROM
-        search_queries.MATERIALIZE_UP_TO, formats.GROUPED_FROM = materialize_up_to, grouped_from
+                          materialize_up_to: int, grouped_from: int, block_bits: int) -> None:
+        """Over edits, many ties and every query path (whole summaries or level groups, one block or several), the
+        ranking is exact."""
+        saved = search_queries.MATERIALIZE_UP_TO, formats.GROUPED_FROM, formats.BLOCK_BITS
+        search_queries.MATERIALIZE_UP_TO, formats.GROUPED_FROM, formats.BLOCK_BITS = \
+            materialize_up_to, grouped_from, block_bits
         try:
             with tempfile.TemporaryDirectory() as directory:
                 clock = FakeClock()
@@ -500,13 +504,14 @@ class TestAgainstReferenceAfterEdits:
                         else:
                             store.clear_messages(key)
                     store.catch_up()
+                    assert store.verify().ok
                     reference = ReferenceSearch(store)
                     for keyword in keywords:
                         scores = reference.scores(keyword)
                         found = [(m.key, scores[m.key]) for m in store.search(SessionQuery(keyword, limit))]
                         assert reference.search(keyword, limit) == [key for key, _ in found], keyword
         finally:
-            search_queries.MATERIALIZE_UP_TO, formats.GROUPED_FROM = saved
+            search_queries.MATERIALIZE_UP_TO, formats.GROUPED_FROM, formats.BLOCK_BITS = saved
 
 
 # -- only current messages match ------------------------------------------------------------
@@ -749,6 +754,54 @@ class TestMachinery:
                                                                           checkpoint.position))
             assert ["k"] == search(store, "alpha")
 
+    def test_catch_up_reports_progress(self, store: SessionStore, monkeypatch: pytest.MonkeyPatch) -> None:
+        """catch_up(progress=...) counts the events it folds, from 0 after the checkpoint up to the total, batch
+        after batch; without a lag it reports the total at once."""
+        from eventstore import _deferred
+
+        monkeypatch.setattr(_deferred, "DEFERRED_BATCH", 7)
+        monkeypatch.setattr(_deferred, "_PROGRESS_EVERY", 1)
+        store.append_many("a", [ChatMessage.user("alpha")] * 5)
+        store.catch_up()
+        for n in range(30):
+            store.append(f"s{n % 4}", ChatMessage.user(f"word{n}"))
+        seen: list[tuple[int, int]] = []
+        assert 30 == store.catch_up(progress=lambda done, total: seen.append((done, total)))
+        assert {30} == {total for _, total in seen} and seen[-1] == (30, 30)
+        assert [done for done, _ in seen] == sorted(done for done, _ in seen) and seen[0][0] < 30
+        seen.clear()
+        assert (0, [(0, 0)]) == (store.catch_up(progress=lambda done, total: seen.append((done, total))), seen)
+        with pytest.raises(InvalidArgument):
+            store.catch_up(progress="no")  # type: ignore[arg-type]
+
+    def test_index_of_the_previous_format_is_rebuilt_on_open(self, store_path: Path) -> None:
+        """A store whose index has the previous stored form (version 2: a term's whole summary in one value,
+        after its message count) opens, rebuilds the index, finds what it should and verifies."""
+        with SessionStore(store_path) as store:
+            store.append_many("k", [ChatMessage.user("alpha beta"), ChatMessage.user("beta")])
+            store.append("j", ChatMessage.user("gamma"))
+            store.catch_up()
+            index = store._search_index
+
+            def previous_format(txn: WriteTransaction) -> None:
+                for space in (index._spaces.summary, index._spaces.blocks):
+                    txn.clear(space)
+                with_terms = dict(index.reader(txn).stored_terms())
+                for term, (df, entries) in {"alpha": (1, {1: 255 << 8}), "beta": (2, {1: 200 << 8 | 0x80}),
+                                            "gamma": (1, {2: 255 << 8})}.items():
+                    raw = formats.summary_of(entries)
+                    assert raw is not None
+                    txn.put(index._spaces.summary, formats.id_key(with_terms[term]), df.to_bytes(4, "little") + raw)
+                store._checkpoints.put(txn, "search", 2, store.stats().last_position)
+
+            store._environment.write(previous_format)
+        seen: list[tuple[int, int]] = []
+        with SessionStore(store_path, rebuild_progress=lambda done, total: seen.append((done, total))) as store:
+            assert seen and seen[-1][0] == seen[-1][1]
+            assert (["k"], ["k"], ["j"]) == (search(store, "alpha"), search(store, "beta"), search(store, "gamma"))
+            assert store.verify().ok
+            assert SearchIndex.code_version == store.stats().checkpoints["search"].code_version
+
     def test_read_only_store_refuses_an_index_of_another_version(self, store_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
         """A read-only store cannot rebuild an index of another code version, and says so."""
@@ -889,9 +942,9 @@ class TestAgainstFTS5:
 
 
 class TestStoredForms:
-    @given(st.dictionaries(st.integers(1, 2**32 - 1), st.tuples(st.integers(1, 255), st.integers(0, 255)),
+    @given(st.dictionaries(st.integers(0, 2**16 - 1), st.tuples(st.integers(1, 255), st.integers(0, 255)),
                            max_size=40),
-           st.lists(st.tuples(st.integers(1, 60), st.integers(0, 255), st.integers(0, 255)), max_size=30),
+           st.lists(st.tuples(st.integers(0, 60), st.integers(0, 255), st.integers(0, 255)), max_size=30),
            st.integers(0, 8))
     def test_summary_edits(self, start: dict[int, tuple[int, int]], edits: list[tuple[int, int, int]],
                            grouped_from: int) -> None:
@@ -908,12 +961,12 @@ class TestStoredForms:
                     entries[sid] = code
                 else:
                     entries.pop(sid, None)
-            summary = None if raw is None else formats.Summary(raw)
+            summary = None if raw is None else formats.Block(raw)
             assert (entries or None) == (summary and summary.entries())
             if summary is not None:
                 levels = [level for level, _ in summary.groups()]
                 grouped = {sid: level for level, members in summary.groups()
-                           for sid in formats.u32s(members)}
+                           for sid in struct.unpack(f"<{len(members) // 2}H", members)}
                 assert (levels, grouped) == (sorted(set(levels), reverse=True),
                                              {sid: code >> 8 for sid, code in entries.items()})
         finally:

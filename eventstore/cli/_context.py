@@ -28,6 +28,7 @@ from .. import (
     StoreCorrupted,
     StoreReadOnly,
 )
+from .._audit import Progress
 from .._shared import SHARED_LOG_SCHEMES
 from .._time import Clock
 from ..events import RecordedEvent, SessionDeleted, SessionRestored
@@ -68,11 +69,13 @@ class Env:
             return cls(replica, True, store, replica)
         return cls(Path(store) if store else default_store_path(), store is not None)
 
-    def open(self, *, write: bool = False, create: bool = False, clock: Clock | None = None) -> SessionStore:
+    def open(self, *, write: bool = False, create: bool = False, clock: Clock | None = None,
+             rebuild_progress: Progress | None = None) -> SessionStore:
         """Open the store: read-only unless ``write``; refuse a path that holds no store unless ``create``.
 
         A read, or a write that needs existing sessions, never creates a store. A ``postgresql://`` store
-        opens writable (its replica is a cache the store writes as it reads).
+        opens writable (its replica is a cache the store writes as it reads). ``rebuild_progress`` reports
+        the rebuild of read models a writable open makes when a store of an earlier version needs it.
         """
         if self.url is not None:
             return SessionStore(self.url, cache=self.cache, clock=clock)
@@ -84,7 +87,7 @@ class Env:
             raise click.ClickException(
                 f"no store at {path}{hint}; create one with `eventstore demo` or `eventstore import`")
         if write or create:
-            return SessionStore(path, clock=clock)
+            return SessionStore(path, clock=clock, rebuild_progress=rebuild_progress)
         try:
             return SessionStore(path, readonly=True, clock=clock)
         except (StoreReadOnly, IncompatibleStore):
@@ -93,7 +96,11 @@ class Env:
             # store is created. A store of a newer version is refused by the writable open too.
             if not os.access(path, os.W_OK):
                 raise
-            return SessionStore(path, clock=clock)
+            return SessionStore(path, clock=clock, rebuild_progress=rebuild_progress)
+
+    def writable(self) -> bool:
+        """Whether the store may be opened writable (to rebuild what a read-only open cannot)."""
+        return os.access(self.store_path, os.W_OK)
 
     def store_option(self) -> str:
         """The ``--store`` option to repeat in a suggested command, if the user chose a store."""

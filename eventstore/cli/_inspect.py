@@ -18,7 +18,16 @@ from rich.text import Text
 
 from projections.session import IDLE
 
-from .. import ChatMessage, SearchHit, SessionMetadata, SessionQuery, SessionState, SessionStore, SessionView
+from .. import (
+    ChatMessage,
+    SearchHit,
+    SessionMetadata,
+    SessionQuery,
+    SessionState,
+    SessionStore,
+    SessionView,
+    StoreReadOnly,
+)
 from .._payload import payload_tree
 from .._values import stored_payload_of
 from ..events import (
@@ -38,7 +47,17 @@ from ..events import (
 )
 from ..interchange import event_to_dict
 from ._context import Env, _quote, parse_time, pass_env, require_live, session_history
-from ._output import Output, human_bytes, json_time, output_options, preview, safe_text, show_time, terminal_safe
+from ._output import (
+    Output,
+    human_bytes,
+    json_time,
+    output_options,
+    preview,
+    progress_bar,
+    safe_text,
+    show_time,
+    terminal_safe,
+)
 
 # -- shared words ------------------------------------------------------------------------
 
@@ -529,15 +548,22 @@ def search(env: Env, words: Sequence[str], in_messages: bool, limit: int | None,
     """
     keyword = " ".join(words)
     out = Output(as_json)
-    with env.open() as store:
+
+    def find(store: SessionStore) -> tuple[list[SearchHit], list[dict[str, Any]]]:
         if in_messages:
-            finder = getattr(store, "search_messages", None)
-            if finder is None:
-                raise click.ClickException("this version of eventstore cannot search messages; "
-                                           "search sessions without --messages")
-            hits: list[SearchHit] = finder(keyword, limit)
-        else:
-            rows = [_metadata_row(store, m) for m in store.search(SessionQuery(keyword, limit))]
+            return store.search_messages(keyword, limit), []
+        return [], [_metadata_row(store, m) for m in store.search(SessionQuery(keyword, limit))]
+
+    try:
+        with env.open() as store:
+            hits, rows = find(store)
+    except StoreReadOnly:
+        # The search index was built by an earlier version: a writable open rebuilds it (derived data only).
+        if not env.writable():
+            raise
+        with progress_bar("Rebuilding the search index") as progress, \
+                env.open(write=True, rebuild_progress=progress) as store:
+            hits, rows = find(store)
     if in_messages:
         if as_json:
             out.json([_hit_json(hit) for hit in hits])

@@ -228,8 +228,8 @@ def rebuild(env: Env, as_json: bool) -> None:
     """
     out = Output(as_json)
     with env.open(write=True) as store:
-        with spinner("Rebuilding the read models"):
-            store.rebuild_projections()
+        with progress_bar("Rebuilding the read models") as progress:
+            store.rebuild_projections(progress=progress)
         events = store.stats().events
     if as_json:
         out.json({"rebuilt": True, "events": events})

@@ -11,11 +11,17 @@ Named key spaces ``search.*``:
 * ``search.names``: term id → term key, the way back from an id to the term,
   so that a term whose count drops to zero can be removed.
 * ``search.summary``: term id → how many messages hold the term (u32), then
-  its summary (``Summary``): each session that holds it with its best level
-  and a tag, sorted by session for binary search; a term in more than
-  ``GROUPED_FROM`` sessions also keeps its sessions grouped by level, best
-  first, so its top sessions are a prefix. 6 bytes per (term, session), 10
-  for frequent terms.
+  the blocks its summary is stored in (u32 each, ascending).
+* ``search.blocks``: block and term id → the term's summary (``Block``) over
+  the sessions of that block (``1 << BLOCK_BITS`` consecutive session ids):
+  each session that holds the term with its best level and a tag, sorted by
+  session for binary search; a block of more than ``GROUPED_FROM`` sessions
+  also keeps them grouped by level, best first, so that a term's top sessions
+  are read first. Sessions are stored as u16 offsets in the block: 4 bytes
+  per (term, session), 6 in large blocks. The block
+  comes first in the key: new sessions' blocks are appended at the end, and a
+  batch of new sessions rewrites only the last blocks (``Summary`` joins a
+  term's blocks for queries).
 * ``search.docs``: session and chunk number → the postings of up to
   ``CHUNK_MESSAGES`` messages: each message's term ids (3 bytes, 4 once ids
   need it) and levels. The forward index: removals read what to take out, and
@@ -28,6 +34,8 @@ Named key spaces ``search.*``:
 from __future__ import annotations
 
 import bisect
+import functools
+import heapq
 import struct
 import sys
 from array import array
@@ -47,14 +55,19 @@ __all__ = [
     "META_NEXT_TID",
     "MULTI",
     "LAST_TAG",
-    "LAST_INDEX",
+    "BLOCK_BITS",
+    "Block",
     "Summary",
+    "block_of",
+    "offset_of",
+    "block_key",
+    "block_of_key",
     "u32s",
     "summary_of",
     "summary_set",
     "summary_raise",
     "tag",
-    "note",
+    "entry",
     "merged",
     "chunk_append",
     "chunk_pop",
@@ -68,10 +81,10 @@ __all__ = [
     "chunk_of_key",
     "term_entry",
     "term_of_entry",
-    "term_value",
+    "head_value",
     "tid_of_entry",
     "df_of_value",
-    "summary_of_value",
+    "blocks_of_value",
     "session_value",
     "session_of_value",
     "count_value",
@@ -80,6 +93,9 @@ __all__ = [
 
 #: Messages per forward-index chunk.
 CHUNK_MESSAGES = 64
+#: A term's summary is stored in blocks of ``1 << BLOCK_BITS`` consecutive session ids, so that indexing new
+#: sessions rewrites the last blocks only, never a whole summary; a block stores its sessions as u16 offsets.
+BLOCK_BITS = 12
 #: The greatest term id, and the greatest session id, the index can hold.
 MAX_ID = 0xFFFFFFFF
 META_MESSAGES = b"messages"
@@ -92,6 +108,7 @@ _KEY = struct.Struct(">I")  # in keys: term ids, sessions
 _CHUNK_KEY = struct.Struct(">II")  # session, chunk number
 _SESSION = struct.Struct("<Iq")  # messages, latest activity µs
 _U64 = struct.Struct("<Q")
+_U16 = struct.Struct("<H")
 
 
 # -- keys and small values -----------------------------------------------------------
@@ -133,17 +150,38 @@ def tid_of_entry(value: bytes) -> int:
     return int(_U32.unpack_from(value)[0])
 
 
-def term_value(df: int, summary: bytes) -> bytes:
-    """The ``search.summary`` value: the term's message count, then its summary."""
-    return _U32.pack(df) + summary
+def block_of(sid: int) -> int:
+    """The block of session ``sid`` in a term's summary."""
+    return sid >> BLOCK_BITS
+
+
+def offset_of(sid: int) -> int:
+    """Session ``sid`` as its block stores it."""
+    return sid & ((1 << BLOCK_BITS) - 1)
+
+
+def block_key(block: int, tid: int) -> bytes:
+    """The ``search.blocks`` key of a term's block: block first, so that new sessions' blocks come last."""
+    return _CHUNK_KEY.pack(block, tid)
+
+
+def block_of_key(key: bytes) -> tuple[int, int]:
+    """``(block, term id)``."""
+    block, tid = _CHUNK_KEY.unpack(key)
+    return block, tid
+
+
+def head_value(df: int, blocks: Sequence[int]) -> bytes:
+    """The ``search.summary`` value: the term's message count, then the blocks it has sessions in."""
+    return _U32.pack(df) + _pack_u32s(blocks)
 
 
 def df_of_value(value: bytes) -> int:
     return int(_U32.unpack_from(value)[0])
 
 
-def summary_of_value(value: bytes) -> bytes:
-    return value[4:]
+def blocks_of_value(value: bytes) -> Sequence[int]:
+    return u32s(value[4:])
 
 
 def session_value(messages: int, activity: int) -> bytes:
@@ -190,10 +228,14 @@ def _pack_u32s(values: Sequence[int]) -> bytes:
     return struct.pack(f"<{len(values)}I", *values)
 
 
-def _find_u32(data: bytes, pattern: bytes, start: int, end: int) -> int:
-    """The offset of the first 4-byte-aligned (relative to ``start``) ``pattern`` in ``data[start:end]``, or -1."""
+def _pack_u16s(values: Sequence[int]) -> bytes:
+    return struct.pack(f"<{len(values)}H", *values)
+
+
+def _find_u16(data: bytes, pattern: bytes, start: int, end: int) -> int:
+    """The offset of the first 2-byte-aligned (relative to ``start``) ``pattern`` in ``data[start:end]``, or -1."""
     position = data.find(pattern, start, end)
-    while position >= 0 and (position - start) & 3:
+    while position >= 0 and (position - start) & 1:
         position = data.find(pattern, position + 1, end)
     return position
 
@@ -211,21 +253,21 @@ def _run_end(values: Sequence[int], start: int) -> int:
     return low
 
 
-# A term's summary: every session that contains the term, with the session's best level for it
+# A term's summary in a block: every session of the block that contains the term, with its best level for it
 # and a tag that says where that level is: bit 7 set when several of the session's messages
 # contain the term, bits 0-6 the index of the first message with the best level (127: 127 or
 # later). Two query terms whose tags are single and different are then known to sit in
 # different messages, and equal ones (below 127) in the same message, without reading postings.
 #
 #   head      u32 sessions (n), u16 distinct levels (d), u8 flags
-#   sorted    n × u32: the sessions, ascending
+#   sorted    n × u16: the sessions (offsets in the block), ascending
 #   best      n bytes: the best level of each sorted session
 #   tags      n bytes: the tag of each sorted session
-# and, for a term in more than GROUPED_FROM sessions (flag 1), the sessions in level order:
+# and, for a block of more than GROUPED_FROM sessions (flag 1), the sessions in level order:
 #   levels    d bytes, descending
 #   counts    d × u16 (or u32 with flag 2): sessions at each level
-#   grouped   n × u32: the sessions, grouped by level in the order above, ascending within a level
-# A smaller term is put in level order when it is read; this keeps the many rare terms small.
+#   grouped   n × u16: the sessions, grouped by level in the order above, ascending within a level
+# A smaller block is put in level order when it is read; this keeps the many rare terms small.
 #
 # In memory an entry is one int, ``level << 8 | tag``.
 _SUMMARY_HEAD = struct.Struct("<IHB")
@@ -241,8 +283,8 @@ def tag(index: int, multi: bool) -> int:
     return (MULTI if multi else 0) | min(index, LAST_TAG)
 
 
-class Summary:
-    """A stored summary, read in place."""
+class Block:
+    """One block's stored summary, read in place. Its sessions are offsets in the block (``sid & BLOCK_MASK``)."""
 
     __slots__ = ("raw", "sessions", "distinct", "flags", "levels_at")
     raw: bytes
@@ -256,15 +298,23 @@ class Summary:
         self.raw = raw
         n, distinct, flags = _SUMMARY_HEAD.unpack_from(raw)
         self.sessions, self.distinct, self.flags = n, distinct, flags
-        self.levels_at = _SUMMARY_HEAD.size + 4 * n
+        self.levels_at = _SUMMARY_HEAD.size + 2 * n
         size = self.levels_at + 2 * n
         if flags & GROUPED:
-            size += distinct * (5 if flags & _WIDE_COUNTS else 3) + 4 * n
+            size += distinct * (5 if flags & _WIDE_COUNTS else 3) + 2 * n
         if len(raw) != size:
             raise StoreCorrupted("the search index is damaged: a term summary has the wrong size")
 
     def sorted_sids(self) -> Sequence[int]:
-        return u32s(memoryview(self.raw)[_SUMMARY_HEAD.size:self.levels_at])
+        return _unsigned(memoryview(self.raw)[_SUMMARY_HEAD.size:self.levels_at], "H")
+
+    def sids_raw(self) -> bytes:
+        """The sorted sessions as little-endian u16 bytes."""
+        return self.raw[_SUMMARY_HEAD.size:self.levels_at]
+
+    def last_sid(self) -> int:
+        """The greatest session of the block (every block holds one at least)."""
+        return int(_U16.unpack_from(self.raw, self.levels_at - 2)[0])
 
     def best_levels(self) -> bytes:
         return self.raw[self.levels_at:self.levels_at + self.sessions]
@@ -273,7 +323,7 @@ class Summary:
         return self.raw[self.levels_at + self.sessions:self.levels_at + 2 * self.sessions]
 
     def groups(self) -> Iterator[tuple[int, bytes]]:
-        """``(level, sessions as little-endian u32 bytes)``, best level first, ascending within a level."""
+        """``(level, sessions as little-endian u16 bytes)``, best level first, ascending within a level."""
         raw, n = self.raw, self.sessions
         if self.flags & GROUPED:
             at = self.levels_at + 2 * n
@@ -283,8 +333,8 @@ class Summary:
             counts = struct.unpack_from(f"<{distinct}{'I' if wide else 'H'}", raw, at + distinct)
             offset = at + distinct * (5 if wide else 3)
             for level, count in zip(levels, counts):
-                yield level, raw[offset:offset + 4 * count]
-                offset += 4 * count
+                yield level, raw[offset:offset + 2 * count]
+                offset += 2 * count
             return
         best = self.best_levels()
         sids = self.sorted_sids()
@@ -293,17 +343,13 @@ class Summary:
         while start < n:
             level = best[order[start]]
             end = start + best.count(level)  # a level's sessions are contiguous in ``order``
-            yield level, _pack_u32s([sids[i] for i in order[start:end]])
+            yield level, _pack_u16s([sids[i] for i in order[start:end]])
             start = end
 
     @property
     def grouped(self) -> bool:
         """Whether the sessions are also stored in level order (a term in more than ``GROUPED_FROM``)."""
         return bool(self.flags & GROUPED)
-
-    def level_of(self, sid: int) -> int:
-        """The best level of session ``sid``; 0 when it does not contain the term."""
-        return self.entry_of(sid) >> 8
 
     def entry_of(self, sid: int) -> int:
         """``level << 8 | tag`` of session ``sid``; 0 when it does not contain the term."""
@@ -314,18 +360,6 @@ class Summary:
             return self.raw[at] << 8 | self.raw[at + self.sessions]
         return 0
 
-    def levels_of(self, sids: Sequence[int]) -> list[int]:
-        """``level_of`` of many sessions."""
-        found = self.sorted_sids()
-        size = self.sessions
-        raw, base = self.raw, self.levels_at
-        positions = map(bisect.bisect_left, repeat(found), sids)
-        return [raw[base + p] if p < size and found[p] == s else 0 for p, s in zip(positions, sids)]
-
-    def as_dict(self) -> dict[int, int]:
-        """Session → best level."""
-        return dict(zip(self.sorted_sids(), self.best_levels()))
-
     def entries(self) -> dict[int, int]:
         """Session → ``level << 8 | tag``."""
         codes = bytearray(2 * self.sessions)  # interleaved in C: tag, level as a little-endian u16
@@ -333,29 +367,160 @@ class Summary:
         return dict(zip(self.sorted_sids(), _unsigned(codes, "H")))
 
 
+class Summary:
+    """A term's summary over all its blocks (in session order): what queries read.
+
+    The sorted sessions, levels and tags of the blocks are joined, so lookups
+    bisect one run as in a single block; level groups are merged across
+    blocks, best level first, lazily.
+    """
+
+    __slots__ = ("blocks", "sessions", "_sids", "_levels", "_tags")
+
+    def __init__(self, blocks: Sequence[tuple[int, Block]]) -> None:
+        """``blocks``: ``(block number, its summary)``, ascending."""
+        self.blocks = blocks
+        self._sids = b"".join(_absolute(block.sids_raw(), number) for number, block in blocks)
+        if len(blocks) == 1:
+            self._levels, self._tags = blocks[0][1].best_levels(), blocks[0][1].tags()
+        else:
+            self._levels = b"".join(block.best_levels() for _, block in blocks)
+            self._tags = b"".join(block.tags() for _, block in blocks)
+        self.sessions = len(self._levels)
+
+    def sorted_sids(self) -> Sequence[int]:
+        return u32s(self._sids)
+
+    def best_levels(self) -> bytes:
+        return self._levels
+
+    def tags(self) -> bytes:
+        return self._tags
+
+    @property
+    def grouped(self) -> bool:
+        """Whether the sessions are read in level order from stored groups (a term in more than ``GROUPED_FROM``)."""
+        return self.sessions > GROUPED_FROM
+
+    def groups(self) -> Iterator[tuple[int, bytes]]:
+        """``(level, sessions as little-endian u32 bytes)``, best level first, ascending within a level."""
+        # heapq.merge keeps the blocks' order among equal levels: sessions stay ascending.
+        level, parts = -1, list[bytes]()
+        for found, members in heapq.merge(*(_absolute_groups(block, number) for number, block in self.blocks),
+                                          key=_minus_level):
+            if found != level and parts:
+                yield level, b"".join(parts)
+                parts = []
+            level = found
+            parts.append(members)
+        if parts:
+            yield level, b"".join(parts)
+
+    def level_of(self, sid: int) -> int:
+        """The best level of session ``sid``; 0 when it does not contain the term."""
+        return self.entry_of(sid) >> 8
+
+    def entry_of(self, sid: int) -> int:
+        """``level << 8 | tag`` of session ``sid``; 0 when it does not contain the term."""
+        sids = self.sorted_sids()
+        index = bisect.bisect_left(sids, sid)
+        if index < self.sessions and sids[index] == sid:
+            return self._levels[index] << 8 | self._tags[index]
+        return 0
+
+    def levels_of(self, sids: Sequence[int]) -> list[int]:
+        """``level_of`` of many sessions."""
+        found = self.sorted_sids()
+        size, levels = self.sessions, self._levels
+        positions = map(bisect.bisect_left, repeat(found), sids)
+        return [levels[p] if p < size and found[p] == s else 0 for p, s in zip(positions, sids)]
+
+    def entries_of(self, sids: Sequence[int]) -> list[int]:
+        """``entry_of`` of many sessions."""
+        found = self.sorted_sids()
+        size, levels, tags = self.sessions, self._levels, self._tags
+        positions = map(bisect.bisect_left, repeat(found), sids)
+        return [levels[p] << 8 | tags[p] if p < size and found[p] == s else 0 for p, s in zip(positions, sids)]
+
+    def as_dict(self) -> dict[int, int]:
+        """Session → best level."""
+        return dict(zip(self.sorted_sids(), self._levels))
+
+    def entries(self) -> dict[int, int]:
+        """Session → ``level << 8 | tag``."""
+        codes = bytearray(2 * self.sessions)  # interleaved in C: tag, level as a little-endian u16
+        codes[0::2], codes[1::2] = self._tags, self._levels
+        return dict(zip(self.sorted_sids(), _unsigned(codes, "H")))
+
+
+def _minus_level(group: tuple[int, bytes]) -> int:
+    return -group[0]
+
+
+def _absolute_groups(block: Block, number: int) -> Iterator[tuple[int, bytes]]:
+    for level, members in block.groups():
+        yield level, _absolute(members, number)
+
+
+@functools.lru_cache(maxsize=512)
+def _or_table(bits: int) -> bytes:
+    """A ``bytes.translate`` table that sets ``bits`` in every byte."""
+    return bytes(value | bits for value in range(256))
+
+
+def _absolute(offsets: bytes, number: int) -> bytes:
+    """Offsets in block ``number`` (little-endian u16) as session ids (little-endian u32), in C: an id is the
+    block's first id with the offset's bits set (they are clear in it)."""
+    base = number << BLOCK_BITS
+    count = len(offsets) // 2
+    wide = bytearray(4 * count)
+    wide[0::4] = offsets[0::2].translate(_or_table(base & 0xFF))
+    wide[1::4] = offsets[1::2].translate(_or_table(base >> 8 & 0xFF))
+    wide[2::4] = bytes((base >> 16 & 0xFF,)) * count
+    wide[3::4] = bytes((base >> 24 & 0xFF,)) * count
+    return bytes(wide)
+
+
 def summary_of(entries: Mapping[int, int]) -> bytes | None:
     """The stored summary of ``entries`` (session → ``level << 8 | tag``); ``None`` when empty."""
-    if not entries:
-        return None
+    return _joined(None, entries) if entries else None
+
+
+def _level_groups(sids: list[int], entries: Mapping[int, int]) -> Iterator[tuple[int, list[int]]]:
+    """``(level, sessions ascending)`` of ``sids`` by their ``entries``, best level first."""
+    # Sorted by the whole entry in C (a key of the level alone would be a Python call a session).
+    by_level = sorted(sids, key=entries.__getitem__, reverse=True)
+    levels = [entries[sid] >> 8 for sid in by_level]
+    start = 0
+    while start < len(levels):
+        end = _run_end(levels, start)
+        yield levels[start], sorted(by_level[start:end])
+        start = end
+
+
+def _joined(block: Block | None, entries: Mapping[int, int]) -> bytes:
+    """The summary of ``block`` (``None``: empty) with ``entries`` of sessions all greater than its own: the
+    block's parts are extended, not decoded."""
+    total = len(entries) + (0 if block is None else block.sessions)
+    if block is not None and total > GROUPED_FROM and not block.grouped:
+        return _joined(None, {**block.entries(), **entries})  # a small block becomes grouped
     sids = sorted(entries)
     codes = list(map(entries.__getitem__, sids))
-    parts = [b"", _pack_u32s(sids), bytes([code >> 8 for code in codes]), bytes([code & 0xFF for code in codes])]
+    kept = (b"", b"", b"") if block is None else (block.sids_raw(), block.best_levels(), block.tags())
+    parts = [b"", kept[0], _pack_u16s(sids), kept[1], bytes([code >> 8 for code in codes]),
+             kept[2], bytes([code & 0xFF for code in codes])]
     flags = distinct = 0
-    if len(sids) > GROUPED_FROM:
-        by_level = sorted(sids, key=entries.__getitem__, reverse=True)
-        levels = [entries[sid] >> 8 for sid in by_level]
-        order, counts, start = [], [], 0
-        while start < len(levels):
-            end = _run_end(levels, start)
-            order.append(levels[start])
-            counts.append(end - start)
-            by_level[start:end] = sorted(by_level[start:end])
-            start = end
+    if total > GROUPED_FROM:
+        members = {} if block is None else {level: [group] for level, group in block.groups()}
+        for level, added in _level_groups(sids, entries):
+            members.setdefault(level, []).append(_pack_u16s(added))
+        order = sorted(members, reverse=True)
+        joined = [b"".join(members[level]) for level in order]
+        counts = [len(group) // 2 for group in joined]
         distinct = len(order)
         flags = GROUPED | (_WIDE_COUNTS if max(counts) > 0xFFFF else 0)
-        parts += [bytes(order), struct.pack(f"<{distinct}{'I' if flags & _WIDE_COUNTS else 'H'}", *counts),
-                  _pack_u32s(by_level)]
-    parts[0] = _SUMMARY_HEAD.pack(len(sids), distinct, flags)
+        parts += [bytes(order), struct.pack(f"<{distinct}{'I' if flags & _WIDE_COUNTS else 'H'}", *counts), *joined]
+    parts[0] = _SUMMARY_HEAD.pack(total, distinct, flags)
     return b"".join(parts)
 
 
@@ -363,7 +528,7 @@ def summary_set(raw: bytes | None, sid: int, code: int) -> bytes | None:
     """``raw`` with session ``sid`` at entry ``code`` (0: without it), edited as bytes."""
     if raw is None:
         return summary_of({sid: code}) if code else None
-    summary = Summary(raw)
+    summary = Block(raw)
     n = summary.sessions
     sids = summary.sorted_sids()
     index = bisect.bisect_left(sids, sid)
@@ -382,16 +547,16 @@ def summary_set(raw: bytes | None, sid: int, code: int) -> bytes | None:
         else:
             del entries[sid]
         return summary_of(entries)
-    member = _U32.pack(sid)
+    member = _U16.pack(sid)
     levels_at = summary.levels_at
     head, tags_at, end = _SUMMARY_HEAD.size, levels_at + n, levels_at + 2 * n
-    start = head + 4 * index
+    start = head + 2 * index
     level, tag_byte = bytes((code >> 8,)), bytes((code & 0xFF,))
     if not present:
         parts = [raw[head:start], member, raw[start:levels_at + index], level, raw[levels_at + index:tags_at + index],
                  tag_byte, raw[tags_at + index:end]]
     elif not code:
-        parts = [raw[head:start], raw[start + 4:levels_at + index], raw[levels_at + index + 1:tags_at + index],
+        parts = [raw[head:start], raw[start + 2:levels_at + index], raw[levels_at + index + 1:tags_at + index],
                  raw[tags_at + index + 1:end]]
     else:
         parts = [raw[head:levels_at + index], level, raw[levels_at + index + 1:tags_at + index], tag_byte,
@@ -406,11 +571,11 @@ def summary_set(raw: bytes | None, sid: int, code: int) -> bytes | None:
     if old_level != new_level:
         if old_level:
             group = levels.index(old_level)
-            first = 4 * sum(counts[:group])
-            at = _find_u32(members, member, first, first + 4 * counts[group])
+            first = 2 * sum(counts[:group])
+            at = _find_u16(members, member, first, first + 2 * counts[group])
             if at < 0:
                 raise StoreCorrupted("the search index is damaged: a term summary contradicts itself")
-            members = members[:at] + members[at + 4:]
+            members = members[:at] + members[at + 2:]
             counts[group] -= 1
             if not counts[group]:
                 del levels[group], counts[group]
@@ -418,51 +583,53 @@ def summary_set(raw: bytes | None, sid: int, code: int) -> bytes | None:
             if new_level in levels:
                 group = levels.index(new_level)
                 counts[group] += 1
-                at = 4 * sum(counts[:group + 1]) - 4
+                at = 2 * sum(counts[:group + 1]) - 2
             else:
                 group = sum(1 for existing in levels if existing > new_level)
                 levels.insert(group, new_level)
                 counts.insert(group, 1)
-                at = 4 * sum(counts[:group])
+                at = 2 * sum(counts[:group])
             members = members[:at] + member + members[at:]
     flags = GROUPED | (_WIDE_COUNTS if counts and max(counts) > 0xFFFF else 0)
     parts += [bytes(levels), struct.pack(f"<{len(counts)}{'I' if flags & _WIDE_COUNTS else 'H'}", *counts), members]
     return _SUMMARY_HEAD.pack(grown, len(levels), flags) + b"".join(parts)
 
 
-# Appends not yet folded into a summary are noted per (term, session) as one int that ``max``
-# combines: ``level << 33 | (LAST_INDEX - index) << 1 | several``: the best level, the first
-# message with it (a higher note for a smaller index), and whether several messages have the term.
-LAST_INDEX = 0xFFFFFFFF
+# Appends not yet folded into a summary are kept per (term, session) as an entry: that of the first
+# message with the term, then ``merged`` with each later one.
 
 
-def note(level: int, index: int) -> int:
-    return level << 33 | (LAST_INDEX - index) << 1
+def entry(level: int, index: int) -> int:
+    """The entry of a session whose message ``index`` alone holds a term, at ``level``."""
+    return level << 8 | (index if index < LAST_TAG else LAST_TAG)
 
 
-def merged(stored: int, noted: int) -> int:
-    """The entry of a session for a term after the appends that ``noted`` sums up (see ``note``)."""
-    level, index = noted >> 33, LAST_INDEX - (noted >> 1 & LAST_INDEX)
-    if not stored:
-        return level << 8 | tag(index, bool(noted & 1))
-    if level > stored >> 8:
-        return level << 8 | tag(index, True)
-    return stored | MULTI
+def merged(earlier: int, later: int) -> int:
+    """The entry of a session for a term from that of its earlier messages (0: none) and of later ones: the best
+    level, the first message with it, and several messages."""
+    if not earlier:
+        return later
+    return (later if later >> 8 > earlier >> 8 else earlier) | MULTI
 
 
 def summary_raise(raw: bytes | None, changes: Mapping[int, int]) -> bytes | None:
-    """``raw`` updated with appended messages: session → their note (see ``note``)."""
-    if raw is not None and len(changes) * 16 < _SUMMARY_HEAD.unpack_from(raw)[0]:
-        summary = Summary(raw)
-        for sid, noted in changes.items():
-            raw = summary_set(raw, sid, merged(summary.entry_of(sid), noted))
-            assert raw is not None  # a raised entry is never 0, so the summary keeps it
-            summary = Summary(raw)
-        return raw
-    entries = {} if raw is None else Summary(raw).entries()
+    """``raw`` updated with appended messages: session → the entry of its appended messages alone."""
+    if raw is not None:
+        block = Block(raw)
+        if min(changes) > block.last_sid():  # sessions new to the block (a bulk import): their entries as they are
+            return _joined(block, changes)
+        if len(changes) * 16 < block.sessions:
+            for sid, later in changes.items():
+                raw = summary_set(raw, sid, merged(block.entry_of(sid), later))
+                assert raw is not None  # a raised entry is never 0, so the summary keeps it
+                block = Block(raw)
+            return raw
+    if raw is None:
+        return summary_of(changes)
+    entries = Block(raw).entries()
     get = entries.get
-    for sid, noted in changes.items():
-        entries[sid] = merged(get(sid, 0), noted)
+    for sid, later in changes.items():
+        entries[sid] = merged(get(sid, 0), later)
     return summary_of(entries)
 
 

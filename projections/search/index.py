@@ -48,8 +48,8 @@ class SearchIndex:
 
     name = "search"
     #: 2: terms no message holds leave the dictionary, ``search.names`` maps ids back to terms, and the
-    #: redaction placeholder is not indexed.
-    code_version = 2
+    #: redaction placeholder is not indexed. 3: summaries in blocks of sessions (``search.blocks``).
+    code_version = 3
     #: Not applied in the command's transaction: the facade catches it up before reads.
     inline = False
 

@@ -311,6 +311,8 @@ def _threshold(view: IndexReader, plan: Plan, limit: int, texts: Texts | None,
         elif score > best[0]:
             heapq.heapreplace(best, score)
 
+    tables = [list(map(mul, repeat(term.weight), LEVEL_WEIGHTS)) for term in plan.terms]
+
     evaluated, budget = 0, _exact_sessions(plan, limit)
     while lists or waiting:
         threshold = best[0] if len(best) >= limit else -1.0
@@ -341,14 +343,40 @@ def _threshold(view: IndexReader, plan: Plan, limit: int, texts: Texts | None,
         others = [other for other in plan.terms if other is not term]
         contribution = term.weight * LEVEL_WEIGHTS[level]
         if not others:
-            rows: Iterable[tuple[int, ...]] = repeat(())
-        else:
-            rows = zip(*(other.summary.levels_of(fresh) for other in others))
-        alone_ok = by_level_alone and term.tid in plan.free
-        for sid, row in zip(fresh, rows):
-            if alone_ok and not any(row):
-                record(sid, contribution)
-                continue
+            for sid in fresh:
+                if by_level_alone:
+                    record(sid, contribution)
+                else:
+                    heapq.heappush(waiting, (-contribution, sid))
+            continue
+        if by_level_alone:  # the entries' tags often tell the exact score without postings
+            columns = [other.summary.entries_of(fresh) for other in plan.terms]
+            for sid, codes in zip(fresh, zip(*columns)):
+                exact = _score_from_tags(codes, tables)
+                if exact is not None:
+                    record(sid, exact)
+                    continue
+                bound = sum(table[code >> 8] for table, code in zip(tables, codes) if code)
+                heapq.heappush(waiting, (-bound, sid))
+            continue
+        for sid, row in zip(fresh, zip(*(other.summary.levels_of(fresh) for other in others))):
             bound = contribution + sum(other.weight * LEVEL_WEIGHTS[lv] for other, lv in zip(others, row) if lv)
             heapq.heappush(waiting, (-bound, sid))
     return scored
+
+
+def _score_from_tags(codes: Sequence[int], tables: Sequence[Sequence[float]]) -> float | None:
+    """A session's exact score from its entries for the query's terms (in plan order; 0: absent), when one term
+    is present or each is in one message whose index its tag holds: terms of one message add up, the best
+    message counts. ``None`` when a term is in several messages, or in one past the tags' range."""
+    present = [(code, table) for code, table in zip(codes, tables) if code]
+    if len(present) == 1:  # one term: its best message
+        code, table = present[0]
+        return table[code >> 8]
+    sums: dict[int, float] = {}
+    for code, table in present:
+        if code & MULTI or code & LAST_TAG == LAST_TAG:
+            return None
+        place = code & LAST_TAG
+        sums[place] = sums.get(place, 0) + table[code >> 8]  # in plan order, as _evaluate adds them
+    return max(sums.values())

@@ -7,17 +7,22 @@ through a transaction, decoding the forms of ``formats``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 import attrs
 
+from eventstore._errors import StoreCorrupted
 from eventstore.storage import ReadTransaction, Space
 
 from ..readmodel import OpenSpace
 from .formats import (
     META_GENERATION,
     META_MESSAGES,
+    Block,
     Summary,
+    block_key,
+    block_of_key,
+    blocks_of_value,
     chunk_key,
     chunk_of_key,
     count_of_value,
@@ -25,7 +30,6 @@ from .formats import (
     id_key,
     id_of_key,
     session_of_value,
-    summary_of_value,
     term_of_entry,
     tid_of_entry,
 )
@@ -44,6 +48,7 @@ class SearchSpaces:
     terms: Space
     names: Space
     summary: Space
+    blocks: Space
     docs: Space
     sessions: Space
     meta: Space
@@ -51,10 +56,11 @@ class SearchSpaces:
     @classmethod
     def open(cls, open_space: OpenSpace) -> SearchSpaces:
         return cls(open_space("search.terms"), open_space("search.names"), open_space("search.summary"),
-                   open_space("search.docs"), open_space("search.sessions"), open_space("search.meta"))
+                   open_space("search.blocks"), open_space("search.docs"), open_space("search.sessions"),
+                   open_space("search.meta"))
 
     def all(self) -> tuple[Space, ...]:
-        return self.terms, self.names, self.summary, self.docs, self.sessions, self.meta
+        return self.terms, self.names, self.summary, self.blocks, self.docs, self.sessions, self.meta
 
 
 class TermIds:
@@ -131,7 +137,7 @@ class IndexReader:
                 yield term, tid
 
     def _term_value(self, tid: int) -> bytes | None:
-        """A term's stored value: its message count (u32), then its summary."""
+        """A term's stored head: its message count (u32), then the blocks of its summary."""
         values = self._values
         if tid not in values:
             values[tid] = None if self._fresh else self.txn.get(self.spaces.summary, id_key(tid))
@@ -151,13 +157,24 @@ class IndexReader:
                 self._values[tid] = found.get(id_key(tid))
         return {tid: self.df(tid) for tid in tids}
 
-    def summary_raw(self, tid: int) -> bytes | None:
+    def blocks_of(self, tid: int) -> Sequence[int]:
+        """The blocks that hold term ``tid``'s sessions, ascending."""
         raw = self._term_value(tid)
-        return None if raw is None else summary_of_value(raw)
+        return () if raw is None else blocks_of_value(raw)
+
+    def block_raw(self, tid: int, block: int) -> bytes | None:
+        """The stored summary of term ``tid`` in ``block``."""
+        return None if self._fresh else self.txn.get(self.spaces.blocks, block_key(block, tid))
 
     def summary(self, tid: int) -> Summary | None:
-        raw = self.summary_raw(tid)
-        return None if raw is None else Summary(raw)
+        """Term ``tid``'s summary over all its blocks; ``None`` when no message holds it."""
+        blocks = []
+        for block in self.blocks_of(tid):
+            raw = self.block_raw(tid, block)
+            if raw is None:
+                raise StoreCorrupted(f"the search index is damaged: term {tid} lacks a block of its summary")
+            blocks.append((block, Block(raw)))
+        return Summary(blocks) if blocks else None
 
     def session(self, sid: int) -> tuple[int, int] | None:
         """``(messages, latest activity µs)`` of a session that has messages."""
@@ -203,10 +220,19 @@ class IndexReader:
     def stored_summaries(self) -> Iterator[tuple[int, int, Summary]]:
         """``(term id, message count, summary)`` of every stored term."""
         for key, value in self.txn.scan(self.spaces.summary):
-            yield id_of_key(key), df_of_value(value), Summary(bytes(summary_of_value(value)))
+            tid = id_of_key(key)
+            summary = self.summary(tid)
+            if summary is None:
+                raise StoreCorrupted(f"the search index is damaged: term {tid} has no blocks")
+            yield tid, df_of_value(value), summary
 
     def stored_summary_count(self) -> int:
         return self.txn.count(self.spaces.summary)
+
+    def stored_blocks(self) -> Iterator[tuple[int, int]]:
+        """``(block, term id)`` of every stored block of a summary."""
+        for key in self.txn.scan_keys(self.spaces.blocks):
+            yield block_of_key(key)
 
     def stored_chunks(self) -> Iterator[tuple[tuple[int, int], bytes]]:
         """``((session, chunk number), chunk)`` of every stored chunk."""

@@ -10,7 +10,7 @@ from eventstore._errors import StoreCorrupted
 from eventstore._time import to_micros
 
 from ..session import SessionSnapshot
-from .formats import chunk_message, chunk_size, merged, note, u32s
+from .formats import chunk_message, chunk_size, entry, merged, u32s
 from .reader import IndexReader
 from .scoring import impact
 from .tokenizer import term_key
@@ -57,7 +57,7 @@ def check_index(view: IndexReader, sessions: Mapping[int, SessionSnapshot]) -> l
                 wanted[view.tid(term)] = level
                 count, best = expected.setdefault(term, (0, {}))
                 expected[term] = (count + 1, best)
-                best[sid] = merged(best.get(sid, 0), note(level, index))
+                best[sid] = merged(best.get(sid, 0), entry(level, index))
             if wanted != dict(zip(tids, levels)):
                 problems.append(f"search: message {index} of session {head.key!r} is indexed with "
                                 "other terms than its content")
@@ -65,7 +65,11 @@ def check_index(view: IndexReader, sessions: Mapping[int, SessionSnapshot]) -> l
         problems.append(f"search: {view.messages()} messages counted, {total} in the log")
     for term, (count, best) in sorted(expected.items()):
         tid = view.tid(term)
-        summary = None if tid is None else view.summary(tid)
+        try:
+            summary = None if tid is None else view.summary(tid)
+        except StoreCorrupted as exc:
+            problems.append(f"search: {exc}")
+            continue
         if tid is None or summary is None:
             problems.append(f"search: the term {term!r} is missing")
             continue
@@ -80,6 +84,9 @@ def check_index(view: IndexReader, sessions: Mapping[int, SessionSnapshot]) -> l
         stored_count = view.stored_summary_count()
         if stored_count != len(expected):
             problems.append(f"search: {stored_count} term summaries stored, {len(expected)} terms in the log")
+        listed = {(block, tid) for tid, _ in view.stored_names() for block in view.blocks_of(tid)}
+        if set(view.stored_blocks()) != listed:
+            problems.append("search: the blocks of term summaries differ from the blocks their terms list")
         for sid, _ in view.stored_sessions():
             if sid not in sessions:
                 problems.append(f"search: stream {sid} is indexed but has no events")

@@ -5,22 +5,27 @@ A batch never written is an overlay: the index plus events it has not applied.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from operator import itemgetter
 
 from eventstore._errors import EventStoreError, StoreCorrupted
 from eventstore.events import REDACTED
 from eventstore.storage import ReadTransaction, Space, WriteTransaction
 
+from . import formats
 from .formats import (
     CHUNK_MESSAGES,
-    LAST_INDEX,
+    LAST_TAG,
     MAX_ID,
     META_MESSAGES,
     META_NEXT_TID,
     MULTI,
-    Summary,
+    Block,
+    block_key,
+    block_of,
     chunk_append,
     chunk_counts,
     chunk_key,
@@ -29,13 +34,14 @@ from .formats import (
     chunk_size,
     count_of_value,
     count_value,
+    head_value,
     id_key,
+    offset_of,
     session_value,
     summary_raise,
     summary_set,
     tag,
     term_entry,
-    term_value,
     tid_of_entry,
 )
 from .reader import IndexReader, SearchSpaces, TermIds
@@ -71,7 +77,8 @@ class IndexWriter(IndexReader):
 
     Appends only note each term's best level per session and its new message
     count; ``settle`` folds those notes into each term's summary once, so a
-    batch of many messages rewrites each summary once.
+    batch of many messages rewrites each block of a summary it touches once
+    (new sessions go to the last blocks, which are extended, not rebuilt).
     """
 
     def __init__(self, spaces: SearchSpaces, term_ids: TermIds, txn: ReadTransaction, learn: bool = False,
@@ -79,7 +86,9 @@ class IndexWriter(IndexReader):
         super().__init__(spaces, term_ids, txn, learn, fresh)
         self._tids: dict[str, int] = {}
         self._new_terms: dict[bytes, bytes] = {}
-        self._summaries: dict[int, bytes | None] = {}
+        self._blocks: dict[tuple[int, int], bytes | None] = {}  # (term id, block) → its summary there
+        self._dirty: set[tuple[int, int]] = set()
+        self._lists: dict[int, list[int]] = {}  # term id → its blocks
         self._dfs: dict[int, int] = {}
         self._sessions: dict[int, _SessionState] = {}
         self._pending: dict[int, dict[int, int]] = {}
@@ -119,11 +128,37 @@ class IndexWriter(IndexReader):
             found = self._dfs[tid] = super().df(tid)
         return found
 
-    def summary_raw(self, tid: int) -> bytes | None:
+    def blocks_of(self, tid: int) -> Sequence[int]:
         self._settle(tid)
-        if tid not in self._summaries:
-            self._summaries[tid] = super().summary_raw(tid)
-        return self._summaries[tid]
+        return self._block_list(tid)
+
+    def block_raw(self, tid: int, block: int) -> bytes | None:
+        self._settle(tid)
+        return self._block(tid, block)
+
+    def _block_list(self, tid: int) -> list[int]:
+        found = self._lists.get(tid)
+        if found is None:
+            found = self._lists[tid] = list(super().blocks_of(tid))
+        return found
+
+    def _block(self, tid: int, block: int) -> bytes | None:
+        key = tid, block
+        if key not in self._blocks:
+            self._blocks[key] = super().block_raw(tid, block)
+        return self._blocks[key]
+
+    def _set_block(self, tid: int, block: int, raw: bytes | None) -> None:
+        key = tid, block
+        self._blocks[key] = raw
+        self._dirty.add(key)
+        blocks = self._block_list(tid)
+        at = bisect.bisect_left(blocks, block)
+        present = at < len(blocks) and blocks[at] == block
+        if raw is None and present:
+            del blocks[at]
+        elif raw is not None and not present:
+            blocks.insert(at, block)
 
     def messages(self) -> int:
         return self._messages
@@ -188,7 +223,8 @@ class IndexWriter(IndexReader):
         counts = Counter(terms)
         known = self._tids.get
         tids = [known(term) or self._lookup(term) for term in counts]
-        pairs = sorted(zip(tids, [impact(tf, length) for tf in counts.values()]))
+        once = impact(1, length)  # the level of most terms of a message
+        pairs = sorted(zip(tids, [once if tf == 1 else impact(tf, length) for tf in counts.values()]))
         return [tid for tid, _ in pairs], bytes([level for _, level in pairs])
 
     def _lookup(self, term: str) -> int:
@@ -222,15 +258,16 @@ class IndexWriter(IndexReader):
             self.settle()
         self._pending_df.update(tids)
         pending = self._pending
-        place = (LAST_INDEX - state.count + 1) << 1
+        index = min(state.count - 1, LAST_TAG)
         for tid, level in zip(tids, levels):
-            note = level << 33 | place
+            code = level << 8 | index
             sessions = pending.get(tid)
             if sessions is None:
-                pending[tid] = {sid: note}
+                pending[tid] = {sid: code}
                 continue
             earlier = sessions.get(sid)
-            sessions[sid] = note if earlier is None else (earlier if earlier > note else note) | 1
+            # merged(earlier, code), inline: this loop runs for every term of every message
+            sessions[sid] = code if earlier is None else (code if code >> 8 > earlier >> 8 else earlier) | MULTI
 
     def settle(self) -> None:
         """Fold all pending appends into the summaries and counts, each term once."""
@@ -243,9 +280,17 @@ class IndexWriter(IndexReader):
         best = self._pending.pop(tid, None)
         if best is None:
             return
-        summaries, dfs = self._summaries, self._dfs
-        raw = summaries[tid] if tid in summaries else super().summary_raw(tid)
-        summaries[tid] = summary_raise(raw, best)
+        bits = formats.BLOCK_BITS  # read here: tests make blocks small
+        mask = (1 << bits) - 1
+        by_block: dict[int, dict[int, int]] = {}
+        for sid, code in best.items():
+            changes = by_block.get(sid >> bits)
+            if changes is None:
+                changes = by_block[sid >> bits] = {}
+            changes[sid & mask] = code
+        for block, changes in by_block.items():
+            self._set_block(tid, block, summary_raise(self._block(tid, block), changes))
+        dfs = self._dfs
         df = dfs.get(tid)
         dfs[tid] = (super().df(tid) if df is None else df) + self._pending_df.pop(tid)
 
@@ -255,7 +300,8 @@ class IndexWriter(IndexReader):
         if df < 0:
             raise StoreCorrupted(f"the search index is damaged: term {tid} counts too few messages")
         self._dfs[tid] = df
-        self._summaries[tid] = summary_set(self.summary_raw(tid), sid, code)
+        block = block_of(sid)
+        self._set_block(tid, block, summary_set(self._block(tid, block), offset_of(sid), code))
 
     def remove_last(self, sid: int) -> None:
         state = self._state(sid)
@@ -271,8 +317,8 @@ class IndexWriter(IndexReader):
         state.count -= 1
         self._messages -= 1
         for tid, _level in zip(tids, levels):
-            raw_summary = self.summary_raw(tid)
-            entry = 0 if raw_summary is None else Summary(raw_summary).entry_of(sid)
+            raw_block = self.block_raw(tid, block_of(sid))
+            entry = 0 if raw_block is None else Block(raw_block).entry_of(offset_of(sid))
             self._lower(tid, sid, 1, self._entry(sid, tid) if entry & MULTI else 0)
 
     def _entry(self, sid: int, tid: int) -> int:
@@ -308,24 +354,23 @@ class IndexWriter(IndexReader):
         self.settle()
         spaces = self.spaces
         terms, names = self._dictionary_changes(txn)
-        summaries: list[tuple[bytes, bytes | None]] = []
-        for tid in sorted(self._summaries):
-            df = self._dfs.get(tid)
-            if df is None:
-                continue  # read, never changed
-            raw = self._summaries[tid]
-            if (df == 0) != (raw is None):
+        heads: list[tuple[bytes, bytes | None]] = []
+        for tid in sorted(self._dfs):
+            df, blocks = self._dfs[tid], self._block_list(tid)
+            if (df == 0) != (not blocks):
                 raise StoreCorrupted(f"the search index is damaged: term {tid} has {df} messages but "
-                                     f"{'no' if raw is None else 'some'} sessions")
-            summaries.append((id_key(tid), None if raw is None else term_value(df, raw)))
+                                     f"{'no' if not blocks else 'some'} sessions")
+            heads.append((id_key(tid), head_value(df, blocks) if df else None))
+        summaries = [(block_key(block, tid), self._blocks[tid, block]) for tid, block in self._dirty]
+        summaries.sort()
         docs: list[tuple[bytes, bytes | None]] = []
         sessions: list[tuple[bytes, bytes | None]] = []
         for sid in sorted(self._sessions):
             state = self._sessions[sid]
             docs += [(chunk_key(sid, number), state.chunks.get(number)) for number in sorted(state.dirty)]
             sessions.append((id_key(sid), session_value(state.count, state.activity) if state.count else None))
-        for space, items in ((spaces.terms, terms), (spaces.names, names), (spaces.summary, summaries),
-                             (spaces.docs, docs), (spaces.sessions, sessions)):
+        for space, items in ((spaces.terms, terms), (spaces.names, names), (spaces.summary, heads),
+                             (spaces.blocks, summaries), (spaces.docs, docs), (spaces.sessions, sessions)):
             _write(txn, space, items)
         txn.put(spaces.meta, META_MESSAGES, count_value(self._messages))
         if self._next_tid != self._first_tid:
@@ -350,12 +395,14 @@ class IndexWriter(IndexReader):
 
 
 def _write(txn: WriteTransaction, space: Space, items: list[tuple[bytes, bytes | None]]) -> None:
-    if not txn.count(space):
-        # Appending in key order fills each page, where updates in place leave them half empty.
-        txn.append_many(space, [(key, value) for key, value in items if value is not None])
-        return
-    for key, value in items:
+    """Write ``items`` (in key order; ``None``: delete): those past the space's last key are appended, which fills
+    each page, where inserts leave pages half empty (new sessions' keys come last in every space but the
+    dictionary's)."""
+    last = txn.last(space)
+    split = 0 if last is None else bisect.bisect_right(items, last[0], key=itemgetter(0))
+    for key, value in items[:split]:
         if value is None:
             txn.delete(space, key)
         else:
             txn.put(space, key, value)
+    txn.append_many(space, [(key, value) for key, value in items[split:] if value is not None])
