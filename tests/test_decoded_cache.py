@@ -15,7 +15,8 @@ from eventstore.services.cache import DecodedSessions
 from eventstore.storage import WriteTransaction
 from eventstore.storage.lmdb import Environment
 from projections.session import Entry, apply_edit, message_edit
-from tests.strategies import histories
+
+from strategies import histories
 
 
 def folded(history: list[RecordedEvent]) -> tuple[Entry, ...]:
