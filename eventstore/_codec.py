@@ -22,7 +22,7 @@ import attrs
 import orjson
 
 from ._errors import EventStoreError, IncompatibleStore, InvalidArgument, StoreCorrupted
-from ._payload import payload_tree, stored_payload
+from ._payload import payload_tree, read_payloads_with, stored_payload
 from ._time import from_micros, stored_micros, to_micros
 from ._values import ChatMessage, TimestampedMessage, stored_payload_of, trusted_message
 from .events import EVENT_TYPES, LastMessageReplaced, MessageAppended, SessionEvent, SessionRestored
@@ -36,6 +36,15 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+
+def _read_payload(stored: bytes) -> Any:
+    return orjson.loads(memoryview(stored))  # a view: orjson reads no subclass of bytes (``StoredPayload``)
+
+
+# A message's payload is decoded on each read of it: orjson's reader takes half the time of the standard library's,
+# and reads stored forms exactly as well (they hold no integer past 64 bits and no lone surrogate).
+read_payloads_with(_read_payload)
 
 #: Upcasters by (type name, schema version they read): each returns the payload
 #: of the next version. Add one here whenever an event type's version is bumped.

@@ -20,8 +20,16 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from eventstore import AsyncSessionStore, ChatMessage, InvalidMessage, SessionStore, StoreCorrupted
+from eventstore._codec import _read_payload as _codec_reader
 from eventstore._codec import decode_event, encode_event
-from eventstore._payload import MAX_PAYLOAD_BYTES, MAX_PAYLOAD_DEPTH, freeze_payload, stored_payload, thaw_payload
+from eventstore._payload import (
+    MAX_PAYLOAD_BYTES,
+    MAX_PAYLOAD_DEPTH,
+    freeze_payload,
+    read_payloads_with,
+    stored_payload,
+    thaw_payload,
+)
 from eventstore._values import stored_payload_of
 from eventstore.events import MessageAppended
 from eventstore.interchange import export_events, import_events
@@ -142,6 +150,22 @@ class TestValue:
         event = encode_event(MessageAppended(ChatMessage("user", "", payload)))
         assert event.payload == orjson.dumps(orjson.loads(event.payload))
         assert stored == stored_payload_of(decode_event(event).message)
+
+    @given(json_payloads)
+    @example(AWKWARD)
+    @example({"floats": [1e-07, 1e16, 1e22, 5e-324, 1.7976931348623157e308, 0.30000000000000004, -0.0, 2.0**64]})
+    def test_the_standard_library_reads_stored_forms_as_the_codec_does(self, payload):
+        """The codec reads payloads with orjson; a message made before the codec was loaded reads them with the
+        standard library: both give the payload back exactly."""
+        stored = freeze_payload(payload)
+        assert stored is not None
+        by_codec = thaw_payload(stored)
+        read_payloads_with(json.loads)
+        try:
+            by_standard_library = thaw_payload(stored)
+        finally:
+            read_payloads_with(_codec_reader)
+        assert same_json(payload, by_codec) and same_json(payload, by_standard_library)
 
     @pytest.mark.parametrize("damaged", [b"[1]", b'{"a":', b'{"a":{"$str":["x",99999999]}}', b'{"a":{"$int":"x"}}',
                                          b'{"a":{"$obj":[[1,2]]}}', b'{"a":{"$obj":[1]}}'])

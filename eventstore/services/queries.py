@@ -22,13 +22,14 @@ from projections.search.planning import plan_query
 from projections.search.reader import IndexReader
 from projections.search.snippets import snippet
 from projections.search.tokenizer import parse_query
-from projections.session import Entry, SessionHead
+from projections.session import Entry, SessionHead, SessionSnapshot
 
 from .._deferred import Deferred, Read, SessionTexts
 from .._errors import InvalidArgument, StoreCorrupted
+from .._folding import view_of
 from .._log import EventLog
 from .._time import Clock
-from .._values import SearchHit, SessionMetadata, SessionPage, validate_key
+from .._values import SearchHit, SessionMetadata, SessionPage, SessionView, validate_key
 from ..storage import ReadTransaction
 from .arguments import now_micros
 from .cache import DecodedSessions
@@ -100,13 +101,20 @@ class Queries:
         validate_key(key)
         with self._read() as txn:
             found = self.live(txn, key)
-            if found is None:
-                return ()
-            stream_id, head = found
-            cached = self._decoded.get(key, head.version)
-            if cached is not None:
-                return cached
-            entries = tuple(self._messages.entries(txn, stream_id))
+            return () if found is None else self._entries_in(txn, key, *found)
+
+    def view(self, key: str) -> SessionView | None:
+        """A live session as it is now (``None`` for another): its head and messages, read together."""
+        validate_key(key)
+        with self._read() as txn:
+            found = self.live(txn, key)
+            return None if found is None else view_of(SessionSnapshot(found[1], self._entries_in(txn, key, *found)))
+
+    def _entries_in(self, txn: ReadTransaction, key: str, stream_id: int, head: SessionHead) -> tuple[Entry, ...]:
+        cached = self._decoded.get(key, head.version)
+        if cached is not None:
+            return cached
+        entries = tuple(self._messages.entries(txn, stream_id))
         if len(entries) != head.message_count:
             raise StoreCorrupted(f"session {key!r}: {len(entries)} messages stored, {head.message_count} counted")
         self._decoded.remember(key, head.version, entries)
