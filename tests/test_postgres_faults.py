@@ -138,3 +138,34 @@ def _server_up(postgres_server):
     yield
     if not postgres_server.running():
         postgres_server.start()
+
+
+HAMMER = textwrap.dedent("""
+    import sys, time
+    from eventstore import ChatMessage, SessionStore
+    url, cache, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    with SessionStore(url, cache=cache) as store:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            store.append("busy", ChatMessage.user("hammer"))
+""")
+
+
+def test_a_writer_that_keeps_losing_the_race_to_a_busy_session_takes_its_turn(postgres_url, tmp_path):
+    """Two processes append to one session in tight loops; a third host's appends (no expected version) must all
+    succeed, not run out of optimistic retries."""
+    with SessionStore(postgres_url, cache=tmp_path / "mine") as mine:
+        mine.append("busy", ChatMessage.user("first"))
+        hammers = [subprocess.Popen([sys.executable, "-c", HAMMER, postgres_url, str(tmp_path / f"h{n}"), "8"])
+                   for n in range(2)]
+        try:
+            time.sleep(1.5)  # both hammering
+            versions = [mine.append("busy", ChatMessage.assistant(f"mine {n}")) for n in range(40)]
+        finally:
+            for hammer in hammers:
+                hammer.wait(timeout=60)
+        assert versions == sorted(versions) and len(set(versions)) == 40
+        mine_only = [m.content for m in mine.load("busy") if m.content.startswith("mine")]
+        assert mine_only == [f"mine {n}" for n in range(40)]
+        assert all(hammer.returncode == 0 for hammer in hammers)
+        assert mine.verify().ok

@@ -20,6 +20,7 @@ unchanged: its commands decide against the replica, its queries read the replica
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 import time
@@ -270,12 +271,16 @@ class ReplicaStorage:
         if getattr(self._local, "applying", False) or self._binding is None:
             return self._inner.write(body)
         last: EventStoreError | None = None
-        for _ in range(ATTEMPTS):
+        contended: list[str] = []  # sessions whose turn to take: the race to them was lost twice
+        for attempt in range(ATTEMPTS):
             shipped: list[object] = []
             decided_at: list[int] = []  # the replica's head the body decided against
             try:
-                return self._inner.write(functools.partial(self._attempt, body=body, shipped=shipped,
-                                                           decided_at=decided_at))
+                with self._shared.turn(contended) if contended else contextlib.nullcontext():
+                    if contended:
+                        self.catch_up()  # nobody else can move these sessions now: decide on their latest
+                    return self._inner.write(functools.partial(self._attempt, body=body, shipped=shipped,
+                                                               decided_at=decided_at))
             except _Elsewhere as elsewhere:
                 self._settle(elsewhere.records)
                 return cast(T, elsewhere.result)
@@ -283,6 +288,8 @@ class ReplicaStorage:
                 last = refused.cause
                 if isinstance(last, RecordTaken):  # another host's retry recorded it: answer as it did
                     self._settle((attrs.evolve(last.record, value=last.value),))
+                elif isinstance(last, WrongExpectedVersion) and attempt >= 1:
+                    contended = [last.key]
                 elif not self._moved_past(decided_at):
                     time.sleep(0.001)  # the session moved on at a commit the server does not show yet
             except WrongExpectedVersion as wrong:

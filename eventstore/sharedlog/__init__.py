@@ -11,6 +11,8 @@ This module holds only the protocol and its values; no database driver is import
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 import attrs
@@ -134,6 +136,10 @@ class SharedLog(Protocol):
 
     def commit(self, commit: Commit) -> Committed:
         """Append and record ``commit``, all or nothing, checking each session's expected version."""
+
+    def turn(self, keys: Sequence[str]) -> AbstractContextManager[None]:
+        """While it lasts, other writers' commits to these sessions wait, and this thread's commits go ahead:
+        for a writer that keeps losing the race to a busy session (optimistic retries alone may starve it)."""
 
     def read(self, after: int, limit: int) -> SharedHead:
         """The head and up to ``limit`` events after position ``after``, oldest first."""

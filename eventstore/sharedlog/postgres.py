@@ -17,8 +17,8 @@ committed without waiting for a flush.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from typing import Any, LiteralString, TypeVar
 
 import psycopg
@@ -69,6 +69,8 @@ DECLARE
     key_bytes bytea;
     type_bytes bytea;
 BEGIN
+    -- A writer refused again and again holds its session's turn (an exclusive advisory lock): wait for it.
+    PERFORM pg_advisory_xact_lock_shared(hashtextextended(k, 0)) FROM unnest(a_keys) AS k ORDER BY k;
     PERFORM 1 FROM es_sessions WHERE key = ANY (a_keys) ORDER BY key FOR UPDATE;
     SELECT position, hash INTO head_position, head_hash FROM es_head FOR UPDATE;
     first_position := head_position + 1;
@@ -150,6 +152,7 @@ class PostgresLog:
         self.url = url
         self._idle: list[psycopg.Connection[Any]] = []
         self._lock = threading.Lock()
+        self._turns = threading.local()  # .connection: the connection of this thread's turn, if it holds one
         self._closed = False
         self._listener: psycopg.Connection[Any] | None = None
         self._listening = threading.Lock()
@@ -159,6 +162,10 @@ class PostgresLog:
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        held: psycopg.Connection[Any] | None = getattr(self._turns, "connection", None)
+        if held is not None:  # this thread holds a turn: its commits go through the turn's connection
+            yield held
+            return
         with self._lock:
             if self._closed:
                 raise StoreClosed("the store is closed")
@@ -208,6 +215,23 @@ class PostgresLog:
                 connection.execute("UPDATE es_meta SET format = %s", (stored,))
 
     # -- the protocol -----------------------------------------------------------------
+
+    @contextmanager
+    def turn(self, keys: Sequence[str]) -> Iterator[None]:
+        held = sorted(set(keys))
+        try:
+            with self._connection() as connection:
+                for key in held:
+                    connection.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
+                self._turns.connection = connection
+                try:
+                    yield
+                finally:
+                    self._turns.connection = None
+                    with suppress(psycopg.Error):  # a broken connection loses its locks as it closes
+                        connection.execute("SELECT pg_advisory_unlock_all()")
+        except psycopg.Error as exc:
+            raise _unavailable(exc, "taking a session's turn") from None
 
     def commit(self, commit: Commit) -> Committed:
         events = [event for append in commit.appends for event in append.events]
