@@ -14,7 +14,7 @@ import time
 import psycopg
 import pytest
 
-from eventstore import ChatMessage, SessionStore, StoreUnavailable
+from eventstore import ChatMessage, InvalidArgument, SessionStore, StoreUnavailable
 
 
 def contents(store: SessionStore) -> dict[str, list[ChatMessage]]:
@@ -138,3 +138,15 @@ def _server_up(postgres_server):
     yield
     if not postgres_server.running():
         postgres_server.start()
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql://app:s3cret@[::1/chat",  # libpq quotes the whole URI
+    "postgresql://app:s3%zzcret@db.invalid/chat",  # libpq quotes the token it cannot decode
+    "postgresql://app:s3cret@db.invalid/chat?bogus=1",
+])
+def test_a_malformed_url_is_an_invalid_argument_that_never_shows_the_password(url, tmp_path):
+    with pytest.raises(InvalidArgument) as raised:
+        SessionStore(url, cache=tmp_path)
+    assert "s3" not in str(raised.value) and "cret" not in str(raised.value)
+    assert "PostgreSQL URL" in str(raised.value)
