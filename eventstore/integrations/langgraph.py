@@ -211,14 +211,14 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
 
     def _list(self, config: RunnableConfig | None, filter: dict[str, Any] | None, before: RunnableConfig | None,
               limit: int | None) -> Operation[list[CheckpointTuple]]:
-        wanted_id = get_checkpoint_id(config) if config else None
         before_id = get_checkpoint_id(before) if before else None
-        if config is None:
+        if not config:  # as InMemorySaver: an empty config is no config
             keys = yield _Keys(KEY_PREFIX)
-        elif config["configurable"].get("checkpoint_ns") is not None:
+        elif (config.get("configurable") or {}).get("checkpoint_ns") is not None:
             keys = [session_key(_thread_id(config), _namespace(config))]
         else:
             keys = yield _Keys(thread_prefix(_thread_id(config)))
+        wanted_id = get_checkpoint_id(config) if config else None
         found: list[tuple[str, Records, str]] = []
         for key in keys:
             records = Records.of((yield _Load(key)))
