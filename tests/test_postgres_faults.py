@@ -14,7 +14,7 @@ import time
 import psycopg
 import pytest
 
-from eventstore import ChatMessage, SessionStore, StoreUnavailable
+from eventstore import ChatMessage, InvalidArgument, SessionStore, StoreUnavailable
 
 
 def contents(store: SessionStore) -> dict[str, list[ChatMessage]]:
@@ -169,3 +169,15 @@ def test_a_writer_that_keeps_losing_the_race_to_a_busy_session_takes_its_turn(po
         assert mine_only == [f"mine {n}" for n in range(40)]
         assert all(hammer.returncode == 0 for hammer in hammers)
         assert mine.verify().ok
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql://app:s3cret@[::1/chat",  # libpq quotes the whole URI
+    "postgresql://app:s3%zzcret@db.invalid/chat",  # libpq quotes the token it cannot decode
+    "postgresql://app:s3cret@db.invalid/chat?bogus=1",
+])
+def test_a_malformed_url_is_an_invalid_argument_that_never_shows_the_password(url, tmp_path):
+    with pytest.raises(InvalidArgument) as raised:
+        SessionStore(url, cache=tmp_path)
+    assert "s3" not in str(raised.value) and "cret" not in str(raised.value)
+    assert "PostgreSQL URL" in str(raised.value)

@@ -284,8 +284,7 @@ class EventStoreSessionService(BaseSessionService):
         return self._scopes.fold(key, await self._store.load(key))
 
     async def _session_keys(self, prefix: str) -> list[str]:
-        # A filter of every key until the store lists keys by prefix itself.
-        return [key for key in await self._store.list_sessions() if key.startswith(prefix)]
+        return await self._store.list_sessions(prefix=prefix)
 
     def _session(self, app_name: str, user_id: str, session_id: str, stored: _StoredSession, state: JSONObject,
                  events: Sequence[ChatMessage]) -> Session:

@@ -146,11 +146,6 @@ def _advance(operation: Operation[T], answer: Any, failure: EventStoreError | No
         return _Done(stop.value)
 
 
-def _keys_with_prefix(keys: list[str], prefix: str) -> list[str]:
-    # Filters the whole listing: a store's list_sessions(prefix=...), reading only the matching keys, replaces it.
-    return [key for key in keys if key.startswith(prefix)]
-
-
 class _Transaction(Protocol):
     """The calls of a store's transaction that rewrites use (a store's and an async store's take the same)."""
 
@@ -216,14 +211,14 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
 
     def _list(self, config: RunnableConfig | None, filter: dict[str, Any] | None, before: RunnableConfig | None,
               limit: int | None) -> Operation[list[CheckpointTuple]]:
-        wanted_id = get_checkpoint_id(config) if config else None
         before_id = get_checkpoint_id(before) if before else None
-        if config is None:
+        if not config:  # as InMemorySaver: an empty config is no config
             keys = yield _Keys(KEY_PREFIX)
-        elif config["configurable"].get("checkpoint_ns") is not None:
+        elif (config.get("configurable") or {}).get("checkpoint_ns") is not None:
             keys = [session_key(_thread_id(config), _namespace(config))]
         else:
             keys = yield _Keys(thread_prefix(_thread_id(config)))
+        wanted_id = get_checkpoint_id(config) if config else None
         found: list[tuple[str, Records, str]] = []
         for key in keys:
             records = Records.of((yield _Load(key)))
@@ -331,7 +326,7 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
         if isinstance(request, _Current):
             return store.session_at(request.key)
         if isinstance(request, _Keys):
-            return _keys_with_prefix(store.list_sessions(), request.prefix)
+            return store.list_sessions(prefix=request.prefix)
         if isinstance(request, _Append):
             with self._append_locks[hash(request.key) % APPEND_LOCKS]:
                 return store.append(request.key, request.message)
@@ -360,7 +355,7 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
         if isinstance(request, _Current):
             return await store.session_at(request.key)
         if isinstance(request, _Keys):
-            return _keys_with_prefix(await store.list_sessions(), request.prefix)
+            return await store.list_sessions(prefix=request.prefix)
         if isinstance(request, _Append):
             loop = asyncio.get_running_loop()
             locks = self._async_append_locks.get(loop)

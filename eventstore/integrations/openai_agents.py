@@ -186,7 +186,7 @@ class EventStoreSession:
 
     Raises:
         InvalidArgument: a store of another kind. A ``session_id`` the store cannot take as a key (empty, with
-            NUL, too long) raises ``InvalidSessionKey`` at the first write.
+            NUL, too long) raises ``InvalidSessionKey`` at the first call (``get_items`` too).
     """
 
     session_id: str

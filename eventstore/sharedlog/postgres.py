@@ -26,6 +26,7 @@ import psycopg
 from .._errors import (
     EventStoreError,
     IncompatibleStore,
+    InvalidArgument,
     StoreClosed,
     StoreCorrupted,
     StoreNotFound,
@@ -133,11 +134,27 @@ FROM es_head h LEFT JOIN LATERAL (SELECT * FROM es_events WHERE position > %s OR
 """
 
 
+def _reason(exc: psycopg.Error) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
 def _unavailable(exc: psycopg.Error, doing: str) -> EventStoreError:
-    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    reason = _reason(exc)
     if isinstance(exc, psycopg.OperationalError):
         return StoreUnavailable(f"PostgreSQL cannot be reached while {doing}: {reason}")
     return EventStoreError(f"PostgreSQL failed while {doing}: {reason}")
+
+
+def _connect(url: str, **options: Any) -> psycopg.Connection[Any]:
+    """A connection to ``url``; a URL libpq cannot parse is the caller's mistake, told without its password
+    (libpq quotes the URL, or the token it could not decode)."""
+    try:
+        return psycopg.connect(url, autocommit=True, **options)
+    except psycopg.ProgrammingError as exc:
+        reason = _reason(exc)
+        password = url.partition("://")[2].partition("/")[0].rpartition("@")[0].partition(":")[2]
+        raise InvalidArgument("not a valid PostgreSQL URL: "
+                              + (reason.replace(password, "***") if password else reason)) from None
 
 
 class PostgresLog:
@@ -171,7 +188,7 @@ class PostgresLog:
                 raise StoreClosed("the store is closed")
             connection = self._idle.pop() if self._idle else None
         if connection is None:
-            connection = psycopg.connect(self.url, autocommit=True, prepare_threshold=0)
+            connection = _connect(self.url, prepare_threshold=0)
         try:
             yield connection
         except BaseException:
@@ -294,7 +311,7 @@ class PostgresLog:
                 raise StoreClosed("the store is closed")
             try:
                 if self._listener is None or self._listener.closed:
-                    self._listener = psycopg.connect(self.url, autocommit=True)
+                    self._listener = _connect(self.url)
                     self._listener.execute(f"LISTEN {CHANNEL}")
                 position = self._head(self._listener)
                 if position == seen:

@@ -259,6 +259,13 @@ class TestEvents:
                                                                                    "checkpoint_ns": None}})]
         assert ["1ef9", "1ef3", "1ef2", "1ef1"] == listed
 
+    def test_an_empty_config_lists_every_thread(self, saver: EventStoreSaver):
+        """As ``InMemorySaver``: an empty config is no config."""
+        put_three(saver)
+        put_three(saver, "other")
+        assert [found.config for found in saver.list(None)] == [found.config for found in saver.list({})]
+        assert 6 == len(list(saver.list({})))
+
     def test_copying_onto_a_thread_with_checkpoints_is_refused(self, saver: EventStoreSaver):
         put_three(saver)
         put_three(saver, "other")
@@ -271,6 +278,8 @@ class TestErrors:
     def test_a_config_without_a_thread_id(self, saver: EventStoreSaver):
         with pytest.raises(InvalidArgument, match="thread_id"):
             saver.get_tuple({"configurable": {}})
+        with pytest.raises(InvalidArgument, match="thread_id"):
+            list(saver.list({"tags": ["a config without configurable"]}))
 
     def test_an_unknown_prune_strategy(self, saver: EventStoreSaver):
         with pytest.raises(InvalidArgument, match="strategy"):
