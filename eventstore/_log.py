@@ -47,7 +47,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 import attrs
 
 from ._codec import EncodedEvent, unpack_stored
-from ._compression import TRAINING_EVENTS, Dictionary, train
+from ._compression import TRAINING_EVENTS, TRAINING_SAMPLE_BYTES, Dictionary, train
 from ._errors import IncompatibleStore, StoreCorrupted, WrongExpectedVersion
 from .storage import ReadTransaction, Space, Storage, WriteTransaction
 
@@ -416,9 +416,11 @@ class EventLog:
                             link, len(type_bytes)) + type_bytes + encoded.payload
 
     def _train(self, txn: WriteTransaction, head_position: int) -> Dictionary | None:
-        """Train and store the store's dictionary from the payloads of the latest events; ``None`` when they do
-        not train one (too few bytes, say: the next multiple of ``TRAINING_EVENTS`` tries again)."""
-        data = train([entry.encoded.payload for entry in self.read_all(txn, max(0, head_position - TRAINING_EVENTS))])
+        """Train and store the store's dictionary from the payloads of the latest events (the start of each);
+        ``None`` when they do not train one (too few bytes, say: the next multiple of ``TRAINING_EVENTS`` tries
+        again)."""
+        first = max(0, head_position - TRAINING_EVENTS)
+        data = train([entry.encoded.payload[:TRAINING_SAMPLE_BYTES] for entry in self.read_all(txn, first)])
         return None if data is None else self.dictionary.put(txn, data)
 
     # -- reading --------------------------------------------------------------------

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import random
 import struct
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from eventstore import ChatMessage, SessionStore, StoreCorrupted, _log
-from eventstore._compression import Dictionary
+from eventstore._compression import TRAINING_SAMPLE_BYTES, Dictionary, train
 from eventstore.services.salvage import salvage
 from eventstore.storage import WriteTransaction
 
@@ -310,3 +311,24 @@ def test_messages_with_payloads_round_trip_compressed(store_path: Path, clock: F
         assert store.verify().ok
     chunks = [value for _, value in items(store_path, b"messages.chunks")]
     assert [value[0] for value in chunks] == [0, 1]  # alice's 8 short messages plain, the tools' compressed
+
+
+def test_training_reads_the_start_of_each_payload(store_path: Path, clock: FakeClock, early_dictionary: None,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Long sessions' events (each replacement carries every message) train on their first bytes only, so the
+    commit that trains holds and trains on at most ``TRAINING_SAMPLE_BYTES`` an event, and still trains."""
+    sample_sizes: list[int] = []
+
+    def recording_train(samples: Sequence[bytes]) -> bytes | None:
+        sample_sizes.extend(map(len, samples))
+        return train(samples)
+
+    monkeypatch.setattr(_log, "train", recording_train)
+    messages = conversation(4, 300)
+    with SessionStore(store_path, clock=clock) as store:
+        for count in range(100, 108):
+            store.replace_messages("alice", messages[:count])
+        assert store.load("alice") == messages[:107]
+        assert store.verify().ok
+    assert len(sample_sizes) == 7 and max(sample_sizes) == TRAINING_SAMPLE_BYTES
+    assert marker(store_path) == b"2"
