@@ -473,6 +473,22 @@ class EventLog:
                 return
             yield self._decode(txn, unpack_stored(_U64, raw_key, "a position in the event table")[0], raw, keys)
 
+    def positions_of(self, txn: ReadTransaction, type_name: str) -> Iterator[int]:
+        """The positions of every event of this type, read from the records' headers: no payload is decompressed,
+        decoded or checked (``read_position`` does that for the few wanted).
+
+        Raises:
+            StoreCorrupted: a record's header is damaged.
+        """
+        for raw_key, raw in txn.scan(self._events):
+            position = unpack_stored(_U64, raw_key, "a position in the event table")[0]
+            try:
+                found = _envelope(raw).type_name
+            except (struct.error, ValueError, UnicodeDecodeError) as exc:
+                raise StoreCorrupted(f"position {position}: the event record is damaged ({exc})") from None
+            if found == type_name:
+                yield position
+
     def _recorded_at(self, txn: ReadTransaction, position: int) -> int:
         raw = txn.get(self._events, _U64.pack(position)) or b""  # a missing record fails to unpack, as damage
         try:

@@ -332,3 +332,28 @@ def test_training_reads_the_start_of_each_payload(store_path: Path, clock: FakeC
         assert store.verify().ok
     assert len(sample_sizes) == 7 and max(sample_sizes) == TRAINING_SAMPLE_BYTES
     assert marker(store_path) == b"2"
+
+
+def test_a_redaction_decompresses_only_its_sessions_and_the_forks(store_path: Path, clock: FakeClock,
+                                                                   early_dictionary: None,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finding the forks reads every record's type from its header: the rest of the log stays compressed."""
+    with SessionStore(store_path, clock=clock) as store:
+        fill(store, clock)
+        store.fork("carol", "dave")
+        store.search_messages("river")  # the search index caught up: the redaction has no backlog of its own to fold
+        expanded: list[str] = []
+        original = Dictionary.expand
+
+        def counting_expand(self: Dictionary, frame: bytes, what: str) -> bytes:
+            expanded.append(what)
+            return original(self, frame, what)
+
+        monkeypatch.setattr(Dictionary, "expand", counting_expand)
+        assert store.redact("carol", "asked to") == 3  # carol's two appends, dave's fork
+        monkeypatch.undo()
+        assert store.load("dave") == [ChatMessage.user("[redacted]"), ChatMessage("assistant", "[redacted]")]
+        assert store.verify().ok
+    # Carol's two events and dave's fork, each read twice to be redacted, the fork once more to find it, and the two
+    # SessionRedacted events folded into the search index: not the other 50 events of the log.
+    assert expanded.count("the payload") <= 9, expanded
