@@ -24,10 +24,14 @@ import zstandard
 
 from ._errors import StoreCorrupted
 
-__all__ = ["Dictionary", "TRAINING_EVENTS", "train"]
+__all__ = ["Dictionary", "TRAINING_EVENTS", "TRAINING_SAMPLE_BYTES", "train"]
 
 #: A store trains its dictionary when its log reaches this many events, from their payloads.
 TRAINING_EVENTS = 4096
+#: Bytes of each event payload that training reads: a dictionary serves small frames, and whole payloads of
+#: long sessions (a ``MessagesReplaced`` or ``SessionForked`` carries every message) would make the commit that
+#: trains hold and train on gigabytes (4,096 payloads of 50 KB: 3 s and 400 MB; at most 16 MiB this way).
+TRAINING_SAMPLE_BYTES = 4096
 #: Bytes of a trained dictionary (zstd's default size).
 DICTIONARY_BYTES = 32 << 10
 #: Level 1: on chat text with a dictionary, within 4% of level 3's bytes, and faster to write (a single append

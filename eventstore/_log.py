@@ -47,7 +47,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 import attrs
 
 from ._codec import EncodedEvent, unpack_stored
-from ._compression import TRAINING_EVENTS, Dictionary, train
+from ._compression import TRAINING_EVENTS, TRAINING_SAMPLE_BYTES, Dictionary, train
 from ._errors import IncompatibleStore, StoreCorrupted, WrongExpectedVersion
 from .storage import ReadTransaction, Space, Storage, WriteTransaction
 
@@ -416,9 +416,11 @@ class EventLog:
                             link, len(type_bytes)) + type_bytes + encoded.payload
 
     def _train(self, txn: WriteTransaction, head_position: int) -> Dictionary | None:
-        """Train and store the store's dictionary from the payloads of the latest events; ``None`` when they do
-        not train one (too few bytes, say: the next multiple of ``TRAINING_EVENTS`` tries again)."""
-        data = train([entry.encoded.payload for entry in self.read_all(txn, max(0, head_position - TRAINING_EVENTS))])
+        """Train and store the store's dictionary from the payloads of the latest events (the start of each);
+        ``None`` when they do not train one (too few bytes, say: the next multiple of ``TRAINING_EVENTS`` tries
+        again)."""
+        first = max(0, head_position - TRAINING_EVENTS)
+        data = train([entry.encoded.payload[:TRAINING_SAMPLE_BYTES] for entry in self.read_all(txn, first)])
         return None if data is None else self.dictionary.put(txn, data)
 
     # -- reading --------------------------------------------------------------------
@@ -470,6 +472,22 @@ class EventLog:
             if limit is not None and count >= limit:
                 return
             yield self._decode(txn, unpack_stored(_U64, raw_key, "a position in the event table")[0], raw, keys)
+
+    def positions_of(self, txn: ReadTransaction, type_name: str) -> Iterator[int]:
+        """The positions of every event of this type, read from the records' headers: no payload is decompressed,
+        decoded or checked (``read_position`` does that for the few wanted).
+
+        Raises:
+            StoreCorrupted: a record's header is damaged.
+        """
+        for raw_key, raw in txn.scan(self._events):
+            position = unpack_stored(_U64, raw_key, "a position in the event table")[0]
+            try:
+                found = _envelope(raw).type_name
+            except (struct.error, ValueError, UnicodeDecodeError) as exc:
+                raise StoreCorrupted(f"position {position}: the event record is damaged ({exc})") from None
+            if found == type_name:
+                yield position
 
     def _recorded_at(self, txn: ReadTransaction, position: int) -> int:
         raw = txn.get(self._events, _U64.pack(position)) or b""  # a missing record fails to unpack, as damage

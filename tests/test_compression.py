@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import random
 import struct
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from eventstore import ChatMessage, SessionStore, StoreCorrupted, _log
-from eventstore._compression import Dictionary
+from eventstore._compression import TRAINING_SAMPLE_BYTES, Dictionary, train
 from eventstore.services.salvage import salvage
 from eventstore.storage import WriteTransaction
 
@@ -310,3 +311,49 @@ def test_messages_with_payloads_round_trip_compressed(store_path: Path, clock: F
         assert store.verify().ok
     chunks = [value for _, value in items(store_path, b"messages.chunks")]
     assert [value[0] for value in chunks] == [0, 1]  # alice's 8 short messages plain, the tools' compressed
+
+
+def test_training_reads_the_start_of_each_payload(store_path: Path, clock: FakeClock, early_dictionary: None,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Long sessions' events (each replacement carries every message) train on their first bytes only, so the
+    commit that trains holds and trains on at most ``TRAINING_SAMPLE_BYTES`` an event, and still trains."""
+    sample_sizes: list[int] = []
+
+    def recording_train(samples: Sequence[bytes]) -> bytes | None:
+        sample_sizes.extend(map(len, samples))
+        return train(samples)
+
+    monkeypatch.setattr(_log, "train", recording_train)
+    messages = conversation(4, 300)
+    with SessionStore(store_path, clock=clock) as store:
+        for count in range(100, 108):
+            store.replace_messages("alice", messages[:count])
+        assert store.load("alice") == messages[:107]
+        assert store.verify().ok
+    assert len(sample_sizes) == 7 and max(sample_sizes) == TRAINING_SAMPLE_BYTES
+    assert marker(store_path) == b"2"
+
+
+def test_a_redaction_decompresses_only_its_sessions_and_the_forks(store_path: Path, clock: FakeClock,
+                                                                   early_dictionary: None,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finding the forks reads every record's type from its header: the rest of the log stays compressed."""
+    with SessionStore(store_path, clock=clock) as store:
+        fill(store, clock)
+        store.fork("carol", "dave")
+        store.search_messages("river")  # the search index caught up: the redaction has no backlog of its own to fold
+        expanded: list[str] = []
+        original = Dictionary.expand
+
+        def counting_expand(self: Dictionary, frame: bytes, what: str) -> bytes:
+            expanded.append(what)
+            return original(self, frame, what)
+
+        monkeypatch.setattr(Dictionary, "expand", counting_expand)
+        assert store.redact("carol", "asked to") == 3  # carol's two appends, dave's fork
+        monkeypatch.undo()
+        assert store.load("dave") == [ChatMessage.user("[redacted]"), ChatMessage("assistant", "[redacted]")]
+        assert store.verify().ok
+    # Carol's two events and dave's fork, each read twice to be redacted, the fork once more to find it, and the two
+    # SessionRedacted events folded into the search index: not the other 50 events of the log.
+    assert expanded.count("the payload") <= 9, expanded

@@ -184,8 +184,8 @@ class TestFork:
             store.fork("src", "taken")
         with pytest.raises(SessionNotFound):
             store.fork("nobody", "copy")
-        with pytest.raises(SessionNotFound):
-            store.fork("src", "copy", version=0)
+        with pytest.raises(SessionNotFound, match="'src' had no events at that point"):
+            store.fork("src", "copy", version=0)  # not "has no events": it has one
         with pytest.raises(InvalidVersion):
             store.fork("src", "copy", version=9)
         with pytest.raises(InvalidArgument):

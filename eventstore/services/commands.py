@@ -140,7 +140,7 @@ def fork(head: SessionHead, source: SessionSnapshot, source_key: str, source_has
         raise SessionExists(f"session {head.key!r} exists; a fork starts a new session (or a deleted one)")
     version = source.head.version
     if not source.head.exists:
-        when = "has no events" if not version else f"did not exist at version {version}"
+        when = "had no events at that point" if not version else f"did not exist at version {version}"
         raise SessionNotFound(f"session {source_key!r} {when}: there is nothing to fork")
     messages = tuple(timestamped(entry) for entry in source.messages)
     return [SessionForked(source_key, version, source_hash, messages, source.head.name)], None

@@ -239,15 +239,15 @@ class Maintenance:
     def _forks_of(self, txn: ReadTransaction, key: str) -> list[tuple[str, int]]:
         """(key, stream id) of every session forked from ``key``, or from one of those, and so on.
 
-        Reads the type of every event of the log (and decodes the forks): a redaction is rare, and an index of
-        forks would cost every fork and import its upkeep.
+        Reads the type of every event of the log from its header (and decodes the forks): a redaction is rare, and
+        an index of forks would cost every fork and import its upkeep.
         """
         sources: dict[str, set[tuple[str, int]]] = {}
-        for entry in self._log.read_all(txn):
-            if entry.encoded.type_name == SessionForked.type_name:
-                event = to_recorded(entry).event
-                if isinstance(event, SessionForked):
-                    sources.setdefault(event.source_key, set()).add((entry.session_key, entry.stream_id))
+        for position in self._log.positions_of(txn, SessionForked.type_name):
+            entry = self._log.read_position(txn, position)
+            event = to_recorded(entry).event
+            if isinstance(event, SessionForked):
+                sources.setdefault(event.source_key, set()).add((entry.session_key, entry.stream_id))
         found: list[tuple[str, int]] = []
         seen, pending = {key}, [key]
         while pending:
