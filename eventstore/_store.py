@@ -410,7 +410,7 @@ class SessionStore:
         passed it does not see it again (never twice; maybe not at all). See docs/listing.md.
 
         Raises:
-            InvalidArgument: ``limit`` under 1, or a cursor that no page returned.
+            InvalidArgument: ``limit`` under 1, or a string that is not a cursor.
         """
         if check_index(limit, "limit") < 1:
             raise InvalidArgument(f"limit must be at least 1, not {limit}")
