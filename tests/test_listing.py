@@ -34,7 +34,8 @@ def test_prefix_lists_only_its_keys_most_recent_first(store: SessionStore, clock
     assert ["tgx", "tg", "tg:2", "tg:1"] == store.list_sessions(prefix="tg")
     assert ["tg:2", "tg:1"] == store.list_sessions(prefix="tg:")
     assert ["tg:2", "tg:1"] == [m.key for m in store.list_sessions_with_metadata(prefix="tg:")]
-    assert [] == store.list_sessions(prefix="discord:") == store.list_sessions_with_metadata(prefix="discord:")
+    assert [] == store.list_sessions(prefix="discord:")
+    assert [] == store.list_sessions_with_metadata(prefix="discord:")
     assert store.list_sessions() == store.list_sessions(prefix="") == store.list_sessions(prefix=None)
 
 

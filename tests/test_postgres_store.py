@@ -21,7 +21,7 @@ from eventstore import (
     StoreNotFound,
     WrongExpectedVersion,
 )
-from eventstore._log import TRAINING_EVENTS
+from eventstore._compression import TRAINING_EVENTS
 from eventstore.cli import cli
 from eventstore.events import MessageAppended
 
