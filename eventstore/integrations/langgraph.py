@@ -20,7 +20,9 @@ version they read as ``expected_version`` and start again if another writer got 
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
+import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
 from typing import Any, Generic, Protocol, TypeVar
@@ -127,7 +129,14 @@ class _Commit:
     changes: tuple[_Replace | _Delete | _Fork, ...]
 
 
-_Request = _Load | _Current | _Keys | _Append | _Commit
+@attrs.frozen
+class _Pause:
+    """Wait before trying again: a busy writer would otherwise win every race to the session."""
+
+    seconds: float
+
+
+_Request = _Load | _Current | _Keys | _Append | _Commit | _Pause
 Operation = Generator[_Request, Any, T]
 
 
@@ -301,6 +310,9 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
             except WrongExpectedVersion:
                 if attempt == REWRITE_ATTEMPTS - 1:
                     raise
+                # Growing, jittered waits: another process putting checkpoints in a loop can keep winning a
+                # fixed number of immediate retries; a pause lets this commit land in one of its gaps.
+                yield _Pause(random.uniform(0, min(0.2, 0.002 * 2 ** attempt)))
 
     # -- serving an operation -----------------------------------------------------------------------------------
 
@@ -330,6 +342,9 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
         if isinstance(request, _Append):
             with self._append_locks[hash(request.key) % APPEND_LOCKS]:
                 return store.append(request.key, request.message)
+        if isinstance(request, _Pause):
+            time.sleep(request.seconds)
+            return None
         with store.transaction() as tx:
             _queue(tx, request.changes)
         return None
@@ -363,6 +378,9 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
                 locks = self._async_append_locks[loop] = [asyncio.Lock() for _ in range(APPEND_LOCKS)]
             async with locks[hash(request.key) % APPEND_LOCKS]:
                 return await store.append(request.key, request.message)
+        if isinstance(request, _Pause):
+            await asyncio.sleep(request.seconds)
+            return None
         async with store.transaction() as tx:
             _queue(tx, request.changes)
         return None
