@@ -257,8 +257,10 @@ class Catalog:
             if not index_key.startswith(start):
                 break
             position, row = _keyed_value(value)
-            # A short key is its own index key; only a long key under a long prefix needs its row read.
-            if index_key.startswith(wanted) or (len(index_key) == _LONG_KEY and _row_key(row)[0].startswith(prefix)):
+            # A short key is its own index key; a long key's ends with a digest after its first ``_KEPT`` bytes,
+            # so under a longer prefix only its row's key says whether it matches.
+            if (_row_key(row)[0].startswith(prefix) if len(index_key) == _LONG_KEY and len(wanted) > _KEPT
+                    else index_key.startswith(wanted)):
                 found.append((position, row))
         return found
 

@@ -3,6 +3,7 @@ its key index."""
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import tempfile
 from datetime import datetime
@@ -54,6 +55,19 @@ def test_long_keys_that_share_their_start_stay_apart(store: SessionStore) -> Non
         assert store.session_exists(key)
     assert not store.session_exists(start + "c") and store.get_session_metadata(start) is None
     assert store.verify().ok
+
+
+def test_a_long_prefix_never_matches_a_long_keys_digest(store: SessionStore) -> None:
+    """Past the kept bytes a long key's index key is a digest: a prefix that reaches there is compared with the
+    key itself, even when the digest's first byte happens to be the prefix's next one."""
+    start = "a" * 448  # the index keeps this many bytes of a long key
+    key = next(key for key in (f"{start}{'Y' * 40}{n}" for n in range(10_000))
+               if hashlib.sha256(key.encode()).digest()[0] == ord("X"))
+    store.append(key, user("hi"))
+    assert [] == store.list_sessions(prefix=start + "X")
+    assert [] == store.list_sessions_with_metadata(prefix=start + "X")
+    assert 0 == store.list_sessions_page(prefix=start + "X").total
+    assert [key] == store.list_sessions(prefix=start + "Y")
 
 
 def test_pages_walk_every_session_once_newest_first(store: SessionStore, clock: FakeClock) -> None:
