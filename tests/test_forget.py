@@ -87,6 +87,16 @@ class TestRedactedTextLeavesEveryFile:
         """Every needle is in data.mdb before the redaction (so that its absence later means something)."""
         assert {needle: ["data.mdb"] for needle in sorted(needles())} == leaks(history)
 
+    def test_a_popped_message_leaves_with_the_redaction(self, tmp_path: Path) -> None:
+        """A message that ``pop_last`` removed with an idempotency key is not kept in the key's record."""
+        with SessionStore(tmp_path) as store:
+            store.append_many("secret", [ChatMessage.user("first"),
+                                         ChatMessage.user(SECRET_TEXTS[0], {"note": SECRET_TEXTS[1]})])
+            store.pop_last("secret", idempotency_key="pop")
+            store.redact("secret", "user request")
+            store.vacuum()
+        assert {} == leaks(tmp_path)
+
     def test_redact_then_vacuum(self, history: Path) -> None:
         """After redact the index and every live record have forgotten the text, but freed pages may still
         hold it; after vacuum no file holds any of it, shared words are still found, and the store verifies."""

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from eventstore import (
+    REDACTED,
     ChatMessage,
     InvalidArgument,
     InvalidVersion,
@@ -67,6 +68,16 @@ class TestPopLast:
         first = store.pop_last("k", idempotency_key="retry")
         assert first == store.pop_last("k", idempotency_key="retry") == user("two", {"big": 2**80})
         assert [user("one", {"\ud800": 1})] == store.load("k")
+
+    def test_a_retry_after_a_redaction_answers_the_redacted_message(self, store):
+        """The idempotency record keeps no copy of the message, which a redaction would leave behind."""
+        store.append_many("k", [user("one"), user("two", {"card": "4111"})])
+        store.pop_last("k", idempotency_key="retry")
+        store.redact("k", "user request")
+        assert user(REDACTED, {}) == store.pop_last("k", idempotency_key="retry")
+        with store.transaction() as tx:
+            again = tx.pop_last("k", idempotency_key="retry")
+        assert user(REDACTED, {}) == again.result
 
     def test_expected_version(self, store):
         store.append("k", user("one"))

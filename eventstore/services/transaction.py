@@ -16,10 +16,11 @@ from .._codec import message_from_json, message_to_json
 from .._errors import InvalidArgument, TransactionError
 from .._time import aware_micros
 from .._values import ChatMessage, validate_key, validate_text
+from ..storage import WriteTransaction
 from . import commands
 from .arguments import check_index, check_message, iterable
 from .commands import Decision
-from .writer import Command, CommandWriter, Request, Step, message_argument
+from .writer import Command, CommandWriter, KeptResult, Request, Step, message_argument
 
 __all__ = ["Pending", "Transaction", "append_many", "remove_last", "pop_last", "popped", "update_last",
            "replace_messages", "fork", "clear_messages", "set_session_name", "set_session_state", "delete_session"]
@@ -46,15 +47,27 @@ def remove_last(key: str, expected_version: int | None, idempotency_key: str | N
 
 
 def pop_last(key: str, expected_version: int | None, idempotency_key: str | None) -> Command[list[Any] | None]:
-    """Its result is the removed message as ``message_to_json`` gives it (so that an idempotency record can keep
-    it): ``popped`` turns it back into the message."""
+    """Its result is the removed message as ``message_to_json`` gives it: ``popped`` turns it back into the
+    message. Its idempotency record keeps only whether one was removed, and a retry reads the message from the log
+    (as a redaction left it)."""
 
     def decide(head: SessionHead, last: ChatMessage | None) -> Decision[list[Any] | None]:
         events, removed = commands.pop_last(head, last)
         return events, None if removed is None else message_to_json(removed)
 
     return Command.checked(key, Request("pop_last"), lambda writer: writer.deciding_with_last(key, decide),
-                           expected_version, idempotency_key)
+                           expected_version, idempotency_key, KeptResult(_removed, _removed_again))
+
+
+def _removed(result: list[Any] | None) -> bool:
+    return result is not None
+
+
+def _removed_again(writer: CommandWriter, txn: WriteTransaction, key: str, kept: Any, version: int
+                   ) -> list[Any] | None:
+    if kept is None or isinstance(kept, list):  # a record written before keeps the message (or none) itself
+        return kept
+    return message_to_json(writer.last_message_at(txn, key, version - 1)) if kept else None
 
 
 def popped(outcome: tuple[Any, int]) -> ChatMessage | None:

@@ -25,7 +25,7 @@ from projections.session import Entry, SessionHead, empty_head, empty_snapshot
 
 from .._bookkeeping import IdempotencyRecord, IdempotencyRecords
 from .._codec import encode_event
-from .._errors import IdempotencyKeyReused, WrongExpectedVersion
+from .._errors import IdempotencyKeyReused, StoreCorrupted, WrongExpectedVersion
 from .._folding import LogChange, fold_stream, resolve_version, take_snapshot, version_position
 from .._log import EventLog, Original
 from .._snapshots import SnapshotStore
@@ -38,7 +38,7 @@ from .arguments import check_index, now_micros
 from .cache import DecodedSessions
 from .commands import Decision
 
-__all__ = ["Command", "CommandWriter", "Request", "Step", "Write", "message_argument"]
+__all__ = ["Command", "CommandWriter", "KeptResult", "Request", "Step", "Write", "message_argument"]
 
 R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
@@ -69,6 +69,16 @@ class Step(Protocol[R_co]):
 
 
 @attrs.frozen
+class KeptResult(Generic[R]):
+    """How an idempotency record keeps a result that holds message text: a redaction rewrites the log, not the
+    records, so the record keeps ``keep(result)`` and a retry answers ``recall(writer, txn, key, kept, version)``,
+    read again from the log (``version``: the session's after the command)."""
+
+    keep: Callable[[R], Any]
+    recall: Callable[[CommandWriter, WriteTransaction, str, Any, int], R]
+
+
+@attrs.frozen
 class Command(Generic[R]):
     """One command on one session, its arguments checked: what identifies it (``request``), the writer's step
     that records it (``plan(writer)``), and its options."""
@@ -78,16 +88,18 @@ class Command(Generic[R]):
     plan: Callable[[CommandWriter], Step[R]]
     expected_version: int | None = None
     idempotency_key: str | None = None
+    kept: KeptResult[R] | None = None
 
     @classmethod
     def checked(cls, key: str, request: Request, plan: Callable[[CommandWriter], Step[R]],
-                expected_version: int | None = None, idempotency_key: str | None = None) -> Command[R]:
+                expected_version: int | None = None, idempotency_key: str | None = None,
+                kept: KeptResult[R] | None = None) -> Command[R]:
         validate_key(key)
         if expected_version is not None:
             check_index(expected_version, "expected_version")
         if idempotency_key is not None:
             validate_text(idempotency_key, "idempotency_key")
-        return cls(key, request, plan, expected_version, idempotency_key)
+        return cls(key, request, plan, expected_version, idempotency_key, kept)
 
 
 class Write(Protocol):
@@ -135,6 +147,19 @@ class CommandWriter:
             return result, self.record(txn, key, events, now)
 
         return step
+
+    def last_message_at(self, txn: WriteTransaction, key: str, version: int) -> ChatMessage:
+        """The last message of the session ``key`` after its ``version``-th event.
+
+        Raises:
+            StoreCorrupted: the session had no message then.
+        """
+        stream_id = self._log.stream_id(txn, key)
+        messages = () if stream_id is None else fold_stream(txn, self._log, self._snapshots, stream_id, key,
+                                                            version).messages
+        if not messages:
+            raise StoreCorrupted(f"session {key!r} had no message at version {version}, which a command removed")
+        return messages[-1][0]
 
     def deciding_with_messages(self, key: str, decide: Callable[[SessionHead, list[Entry]], Decision[R]]
                                ) -> Step[R]:
@@ -207,6 +232,8 @@ class CommandWriter:
             if earlier is not None:
                 if earlier.digest is not None and earlier.digest != digest:
                     raise IdempotencyKeyReused(key, idempotency_key, earlier.command or "?", command.request.name)
+                if command.kept is not None:
+                    return command.kept.recall(self, txn, key, earlier.result, earlier.version), earlier.version
                 return earlier.result, earlier.version
         stream_id = self._log.stream_id(txn, key)
         version = 0 if stream_id is None else self._log.stream_version(txn, stream_id)
@@ -217,8 +244,9 @@ class CommandWriter:
         if changes:
             version = changes[-1].version
         if idempotency_key is not None:
+            kept = result if command.kept is None else command.kept.keep(result)
             self._idempotency.put(txn, key, idempotency_key,
-                                  IdempotencyRecord(result, version, command.request.name, digest))
+                                  IdempotencyRecord(kept, version, command.request.name, digest))
         return result, version
 
     def delete_stale(self, ttl_hours: float) -> int:
