@@ -115,3 +115,15 @@ def test_the_report_is_one_line_saying_nothing_is_missing(store: Path, tmp_path:
     result = _eventstore("--store", str(store), "salvage", "--out", str(tmp_path / "x.jsonl"))
     assert result.returncode == 0
     assert result.stdout.strip() == f"Wrote all {EVENTS} events to {tmp_path / 'x.jsonl'}; no damage was met."
+
+
+def test_a_file_with_nothing_to_salvage_says_so_in_one_line_without_pointing_to_salvage(store: Path,
+                                                                                         tmp_path: Path) -> None:
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "data.mdb").write_bytes((store / "data.mdb").read_bytes()[:100])
+    out = tmp_path / "x.jsonl"
+    result = _eventstore("--store", str(damaged), "salvage", "--out", str(out))
+    assert 1 == result.returncode and not out.exists()
+    assert [f"Error: {damaged / 'data.mdb'}: neither meta page can be read, so nothing can be salvaged"
+            ] == result.stderr.splitlines()

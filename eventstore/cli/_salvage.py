@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from .. import interchange
+from .._errors import StoreCorrupted
 from .._files import atomic_file
 from ..services.salvage import salvage as read_salvage
 from ._context import Env, pass_env
@@ -45,7 +46,10 @@ def salvage(env: Env, out_path: Path, force: bool, as_json: bool) -> None:
     data_file = env.store_path / "data.mdb"
     if not data_file.is_file():
         raise click.ClickException(f"no store at {env.store_path}: {data_file} is not a file")
-    found = read_salvage(data_file)
+    try:
+        found = read_salvage(data_file)
+    except StoreCorrupted as exc:  # the one-line error of other commands would point back to this one
+        raise click.ClickException(str(exc)) from None
     with atomic_file(out_path, replace=force) as stream:
         interchange.write_events(found.prefix, stream, interchange.ExportHeader(True))
     out = Output(as_json)
