@@ -25,6 +25,7 @@ from agents.items import TResponseInputItem
 from agents.memory.session_settings import SessionSettings, coerce_session_settings, resolve_session_limit
 
 from eventstore import (
+    REDACTED,
     AsyncSessionStore,
     ChatMessage,
     InvalidArgument,
@@ -43,6 +44,8 @@ T = TypeVar("T")
 _TEXT_FIELDS = ("content", "output", "arguments", "summary")
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+#: The roles of the input messages a model takes.
+_INPUT_ROLES = frozenset({"user", "assistant", "system", "developer"})
 
 
 def item_to_message(item: TResponseInputItem) -> ChatMessage:
@@ -57,8 +60,13 @@ def item_to_message(item: TResponseInputItem) -> ChatMessage:
 
 
 def message_to_item(message: ChatMessage) -> TResponseInputItem:
-    """The SDK item a message stores; a message written without a payload reads as a plain input message."""
+    """The SDK item a message stores; a message written without a payload reads as a plain input message, and so
+    does a redacted one (an empty item would make the model's API refuse the turn), as the user's or else the
+    assistant's."""
     payload = message.payload
+    if payload == {} and message.content == REDACTED:
+        role = message.role if message.role in _INPUT_ROLES else "assistant"
+        return cast(TResponseInputItem, {"role": role, "content": REDACTED})
     if payload is None:
         return cast(TResponseInputItem, {"role": message.role, "content": message.content})
     return cast(TResponseInputItem, payload)

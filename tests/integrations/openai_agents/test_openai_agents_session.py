@@ -98,6 +98,19 @@ async def test_a_message_written_without_a_payload_reads_as_an_input_message(syn
 
 
 @on_a_loop
+async def test_a_redacted_item_reads_as_an_input_message_the_model_takes(sync_store: SessionStore) -> None:
+    """A redaction leaves each payload empty; an empty item would make the model's API refuse the whole turn."""
+    session = EventStoreSession(KEY, sync_store)
+    await session.add_items([cast(TResponseInputItem, item) for item in (
+        ITEM_SHAPES["easy input message"], ITEM_SHAPES["function call"], ITEM_SHAPES["function call output"], {})])
+    assert {} == (await session.get_items())[-1]  # an empty item of the caller's stays one
+    sync_store.redact(KEY, "user request")
+    assert await session.get_items() == [
+        {"role": "user", "content": "[redacted]"}, {"role": "assistant", "content": "[redacted]"},
+        {"role": "assistant", "content": "[redacted]"}, {"role": "assistant", "content": "[redacted]"}]
+
+
+@on_a_loop
 async def test_an_item_that_is_not_a_json_object_is_refused_and_nothing_is_written(sync_store: SessionStore) -> None:
     session = EventStoreSession(KEY, sync_store)
     good: TResponseInputItem = {"role": "user", "content": "kept out too"}
