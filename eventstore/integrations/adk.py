@@ -45,6 +45,7 @@ from typing_extensions import override
 from eventstore import (
     AsyncSessionStore,
     ChatMessage,
+    InvalidArgument,
     SessionExists,
     SessionNotFound,
     StoreCorrupted,
@@ -270,6 +271,9 @@ class EventStoreSessionService(BaseSessionService):
     """
 
     def __init__(self, store: AsyncSessionStore) -> None:
+        """Raises: InvalidArgument: a store of another kind (a ``SessionStore`` would fail at the first call)."""
+        if not isinstance(store, AsyncSessionStore):
+            raise InvalidArgument(f"store must be an AsyncSessionStore, not {type(store).__name__}")
         self._store = store
         self._sessions = _Folds(_fold_session, _FOLDS_KEPT)
         self._scopes = _Folds(_fold_scope, _FOLDS_KEPT)

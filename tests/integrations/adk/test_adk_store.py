@@ -17,7 +17,7 @@ from google.adk.events.event import Event
 from google.adk.events.event_actions import EventActions
 from google.genai import types
 
-from eventstore import AsyncSessionStore, ChatMessage, SessionQuery, StoreCorrupted
+from eventstore import AsyncSessionStore, ChatMessage, InvalidArgument, SessionQuery, SessionStore, StoreCorrupted
 from eventstore.integrations.adk import EventStoreSessionService, session_key
 
 APP = "my_app"
@@ -144,6 +144,11 @@ async def test_a_recreated_session_id_starts_empty(session_service: EventStoreSe
     reloaded = await session_service.get_session(app_name=APP, user_id="u", session_id="s")
     assert reloaded is not None
     assert [event.invocation_id for event in reloaded.events] == ["new"]
+
+
+def test_a_store_of_another_kind_is_refused_when_the_service_is_made(tmp_path: Path) -> None:
+    with SessionStore(tmp_path / "store") as store, pytest.raises(InvalidArgument, match="AsyncSessionStore"):
+        EventStoreSessionService(store)  # type: ignore[arg-type]
 
 
 def test_importing_eventstore_does_not_import_adk() -> None:
