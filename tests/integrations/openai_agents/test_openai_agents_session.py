@@ -103,7 +103,7 @@ async def test_a_redacted_item_reads_as_an_input_message_the_model_takes(sync_st
     session = EventStoreSession(KEY, sync_store)
     await session.add_items([cast(TResponseInputItem, item) for item in (
         ITEM_SHAPES["easy input message"], ITEM_SHAPES["function call"], ITEM_SHAPES["function call output"], {})])
-    assert {} == (await session.get_items())[-1]  # an empty item of the caller's stays one
+    assert {} == cast(dict[str, Any], (await session.get_items())[-1])  # an empty item of the caller's stays one
     sync_store.redact(KEY, "user request")
     assert await session.get_items() == [
         {"role": "user", "content": "[redacted]"}, {"role": "assistant", "content": "[redacted]"},
