@@ -380,6 +380,22 @@ class TestSessionPages:
         assert "\x1b" not in out and "\u202e" not in out
         assert "evil\\x1b]52;c;aGk=\\x07  \\u202ename" in out
 
+    def test_the_next_command_keeps_a_prefix_of_any_characters_exactly(self, tmp_path: Path) -> None:
+        """A prefix the terminal would see escaped is quoted so that a shell gives back its very characters."""
+        prefix = "it's \\ a\n\x1b[31m\x85\u202e\u3164:"
+        with SessionStore(tmp_path / "s") as store:
+            for number in range(3):
+                store.append(f"{prefix}{number}", ChatMessage.user("hi"))
+            store.append("other", ChatMessage.user("hi"))
+        page = run(tmp_path / "s", "sessions", "--json", "--limit", "1", "--prefix", prefix)
+        assert [f"{prefix}2"] == [row["key"] for row in json_lines(page.stdout)]
+        told = page.stderr.rstrip("\n").split("\n")[1]
+        assert told.isprintable()
+        shell = subprocess.run(["bash", "-c", 'printf "%s\\0" ' + told.removeprefix("Next: eventstore ")],
+                               check=True, capture_output=True, text=True)
+        following = run(None, *shell.stdout.split("\0")[:-1])
+        assert [f"{prefix}1"] == [row["key"] for row in json_lines(following.stdout)]
+
     def test_a_page_past_the_end_says_so(self, many: Path) -> None:
         with SessionStore(many) as store:
             cursor = store.list_sessions_page(limit=120).next_cursor

@@ -32,6 +32,7 @@ from .._audit import Progress
 from .._shared import SHARED_LOG_SCHEMES
 from .._time import Clock
 from ..events import RecordedEvent, SessionDeleted, SessionRestored
+from ._output import terminal_safe
 
 __all__ = ["CACHE_ENV", "Env", "pass_env", "default_store_path", "parse_time", "user_error", "session_history"]
 
@@ -110,7 +111,21 @@ class Env:
 
 
 def _quote(text: str) -> str:
-    return text if re.fullmatch(r"[\w@%+=:,./-]+", text) else "'" + text.replace("'", "'\\''") + "'"
+    if re.fullmatch(r"[\w@%+=:,./-]+", text):
+        return text
+    if terminal_safe(text) == text:
+        return "'" + text.replace("'", "'\\''") + "'"
+    # The terminal would show escapes in place of some characters: bash's $'...', whose escapes give them back.
+    return "$'" + "".join(_escaped_for_shell(char) for char in text) + "'"
+
+
+def _escaped_for_shell(char: str) -> str:
+    if char in "\\'":
+        return "\\" + char
+    if terminal_safe(char) == char:
+        return char
+    code = ord(char)  # \xHH is a byte there: a character from U+0080 on is \u or \U
+    return f"\\x{code:02x}" if code < 0x80 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 pass_env = click.make_pass_decorator(Env)
