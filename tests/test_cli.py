@@ -694,6 +694,17 @@ class TestDelete:
     def test_text_says_how_to_undo(self, path: Path) -> None:
         assert "`eventstore restore gamma --version 3` brings it back" in run(path, "delete", "gamma").stdout
 
+    def test_the_undo_command_of_a_key_that_looks_like_an_option_runs(self, tmp_path: Path) -> None:
+        with SessionStore(tmp_path / "s") as store:
+            store.append("-v", ChatMessage.user("hi"))
+        told = run(tmp_path / "s", "delete", "--", "-v").stdout
+        command = told[told.index("`eventstore ") + len("`eventstore "):told.rindex("`")]
+        shell = subprocess.run(["bash", "-c", 'printf "%s\\0" ' + command], check=True, capture_output=True, text=True)
+        command_name, *arguments = shell.stdout.split("\0")[:-1]
+        assert 0 == run(tmp_path / "s", command_name, "--yes", *arguments).exit_code
+        with SessionStore(tmp_path / "s") as store:
+            assert [ChatMessage.user("hi")] == store.load("-v")
+
     def test_deleted_or_unknown(self, path: Path) -> None:
         assert "was deleted" in error_line(run(path, "delete", "gone"))
         assert "no session 'nope'" in error_line(run(path, "delete", "nope"))

@@ -34,7 +34,8 @@ from .._time import Clock
 from ..events import RecordedEvent, SessionDeleted, SessionRestored
 from ._output import terminal_safe
 
-__all__ = ["CACHE_ENV", "Env", "pass_env", "default_store_path", "parse_time", "user_error", "session_history"]
+__all__ = ["CACHE_ENV", "Env", "pass_env", "default_store_path", "parse_time", "restore_command", "user_error",
+           "session_history"]
 
 #: The environment variable naming the store (``--store`` wins over it).
 STORE_ENV = "EVENTSTORE_PATH"
@@ -108,6 +109,13 @@ class Env:
         if self.url is not None:
             return f" --store {_quote(self.url)} --cache {_quote(str(self.store_path))}"
         return f" --store {_quote(str(self.store_path))}" if self.chosen else ""
+
+
+def restore_command(key: str, version: int) -> str:
+    """The command that restores ``key`` to ``version``, for a shell (a key that looks like an option after ``--``)."""
+    if key.startswith("-"):
+        return f"eventstore restore --version {version} -- {_quote(key)}"
+    return f"eventstore restore {_quote(key)} --version {version}"
 
 
 def _quote(text: str) -> str:
@@ -214,4 +222,4 @@ def require_live(store: SessionStore, key: str) -> None:
                   or (isinstance(r.event, SessionRestored) and not r.event.exists)), history[-1].version)
     raise click.ClickException(
         f"session {key!r} was deleted at version {ended}; "
-        f"`eventstore restore {_quote(key)} --version {ended - 1}` brings it back")
+        f"`{restore_command(key, ended - 1)}` brings it back")

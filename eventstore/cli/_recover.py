@@ -12,7 +12,7 @@ import click
 
 from .. import SessionView, StoreCorrupted, VerifyReport
 from ..events import SessionForked
-from ._context import Env, _quote, parse_time, pass_env, require_live, session_history
+from ._context import Env, parse_time, pass_env, require_live, restore_command, session_history
 from ._output import Output, confirm, human_bytes, output_options, progress_bar, show_time, spinner
 
 
@@ -65,7 +65,7 @@ def restore(env: Env, key: str, version: int | None, as_of: str | None, yes: boo
         out.line(f"Nothing to do: {key} is already as it was at {when}.")
     else:
         out.line(f"Restored {key} to {when}: {_summary(target)}. It is now at version {after}; "
-                 f"`eventstore restore {_quote(key)} --version {before}` undoes this.")
+                 f"`{restore_command(key, before)}` undoes this.")
 
 
 @click.command()
@@ -130,7 +130,7 @@ def delete(env: Env, key: str, reason: str | None, as_json: bool) -> None:
         out.json({"key": key, "deleted": True, "version": version})
     else:
         out.line(f"Deleted {key} (version {version}). Its history stays; "
-                 f"`eventstore restore {_quote(key)} --version {version - 1}` brings it back.")
+                 f"`{restore_command(key, version - 1)}` brings it back.")
 
 
 @click.command()
