@@ -15,7 +15,7 @@ import statistics
 import struct
 import tempfile
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +97,29 @@ def written_pages(before: bytes, after: bytes) -> Counter[str]:
     return written
 
 
+def _medians(counts: list[Counter[str]]) -> dict[str, float]:
+    names = sorted({name for count in counts for name in count})
+    medians = {name: statistics.median(count[name] for count in counts) for name in names}
+    return {**medians, "total": statistics.median(sum(count.values()) for count in counts)}
+
+
+async def pages_of(data_file: Path, write: Callable[[int], Awaitable[object]], samples: int) -> dict[str, float]:
+    """Median pages by database (and ``total``) that each of ``samples`` calls of ``write(n)``, a durable commit
+    of the store whose file is ``data_file``, writes."""
+    counts = []
+    for sample in range(samples):
+        before = data_file.read_bytes()
+        await write(sample)
+        counts.append(written_pages(before, data_file.read_bytes()))
+    return _medians(counts)
+
+
+def describe(pages: dict[str, float]) -> str:
+    """``pages_of``'s result in one line, most pages first."""
+    named = sorted(((count, name) for name, count in pages.items() if name != "total"), reverse=True)
+    return f"{pages['total']:g} pages: " + ", ".join(f"{name} {count:g}" for count, name in named if count)
+
+
 def _turn(number: int) -> list[ChatMessage]:
     """An OpenAI Agents SDK turn: four items, each with its payload (as ``EventStoreSession`` stores them)."""
     call = f"call_{number}"
@@ -149,9 +172,7 @@ def measure(directory: Path, sessions: int, samples: int) -> dict[str, dict[str,
                 before = data_file.read_bytes()
                 command(store, key, sample)
                 counts.append(written_pages(before, data_file.read_bytes()))
-            names = sorted({name for count in counts for name in count})
-            results[kind] = {name: statistics.median(count[name] for count in counts) for name in names}
-            results[kind]["total"] = statistics.median(sum(count.values()) for count in counts)
+            results[kind] = _medians(counts)
     return results
 
 
