@@ -78,7 +78,9 @@ class MessageLists:
                     content, payload = message.content.encode(), payload_bytes(message)
                     if tail is None:
                         first, tail = self._last_chunk(txn, stream_id) or (0, Chunk())
-                    if not tail.fits(content, payload):
+                        if not tail.fits(content, payload):  # the stored chunk is full: left as it is, unwritten
+                            first, tail = first + tail.count, Chunk()
+                    elif not tail.fits(content, payload):
                         self._put(txn, stream_id, first, tail.encode())
                         first, tail = first + tail.count, Chunk()
                     tail.append(message.role, content, micros, payload)

@@ -244,6 +244,204 @@ def check_log(store: Any, calls: Calls, other_events: int = 0) -> dict[str, int]
     return {"events": len(events), "calls": len(found), "unacknowledged": unacknowledged}
 
 
+# -- the command mix: every kind of write, checked against a plain model ----------------
+#
+# A commander worker owns its sessions (``wid-a``, ``wid-b`` and the forks it makes), so its calls alone decide
+# them: before each call it reports the call (``intent``), after it returns ``did``. The harness replays the
+# intents on a ``Model``; the store must hold exactly the model after the acknowledged calls, or after those and
+# the one call in flight when the worker died: never a part of a call.
+
+#: A message as a report carries it: role, content, payload (or None).
+Message = tuple[str, str, "dict[str, Any] | None"]
+
+
+class Model:
+    """The plain in-memory model of a commander's sessions: per key, its version and its messages."""
+
+    def __init__(self) -> None:
+        self.versions: dict[str, int] = {}
+        self.messages: dict[str, list[Message]] = {}
+
+    def copy(self) -> Model:
+        other = Model()
+        other.versions = dict(self.versions)
+        other.messages = {key: list(messages) for key, messages in self.messages.items()}
+        return other
+
+    def live(self, key: str) -> list[Message] | None:
+        return self.messages.get(key)
+
+    def _record(self, key: str, events: int, messages: list[Message]) -> None:
+        self.versions[key] = self.versions.get(key, 0) + events
+        self.messages[key] = messages
+
+    def apply(self, command: dict[str, Any]) -> object:
+        """Apply one command; return what the store's call answers (a version, or the popped message)."""
+        op, key = command["op"], command["key"]
+        current = self.messages.get(key, [])
+        if op == "append_many":
+            added = [_message_of(raw) for raw in command["messages"]]
+            self._record(key, len(added), current + added)
+        elif op == "pop_last":
+            if not current:
+                return None
+            self._record(key, 1, current[:-1])
+            return current[-1]
+        elif op == "replace":
+            kept = [current[index] for index in command["keep"]]
+            self._record(key, 1, kept + [_message_of(raw) for raw in command["messages"]])
+        elif op == "fork":
+            self._record(key, 1, list(self.messages[command["source"]]))
+        elif op == "transaction":
+            return [self.apply(part) for part in command["parts"]]
+        else:
+            raise ValueError(op)
+        return self.versions[key]
+
+
+def _message_of(raw: list[Any]) -> Message:
+    return raw[0], raw[1], raw[2]
+
+
+def _new_messages(rng: random.Random, wid: str, seq: int, part: int, count: int, pad: int) -> list[list[Any]]:
+    """Messages of a call; about half carry a payload (a lone surrogate included, which only payloads keep)."""
+    messages = []
+    for j in range(count):
+        content = text(wid, seq, j, count, rng.randint(0, pad)) + f"#{part}"
+        payload = ({"wid": wid, "seq": seq, "j": j, "values": [1, 2.5, None, True, "\ud800", {"nested": [part]}]}
+                   if rng.random() < 0.5 else None)
+        messages.append([rng.choice(["user", "assistant", "tool"]), content, payload])
+    return messages
+
+
+def next_command(rng: random.Random, model: Model, wid: str, seq: int, pad: int, part: int = 0,
+                 in_transaction: bool = False) -> dict[str, Any]:
+    """A random command on the worker's sessions, valid in the state ``model`` describes."""
+    keys = [f"{wid}-a", f"{wid}-b", *sorted(key for key in model.messages if "-f" in key)[-1:]]  # one fork
+    key = rng.choice(keys)
+    kinds = ["append_many", "append_many", "pop_last", "replace", "fork", "transaction"]
+    kind = rng.choice(kinds[:-1] if in_transaction else kinds)
+    if kind == "append_many":
+        return {"op": kind, "key": key, "messages": _new_messages(rng, wid, seq, part, rng.randint(1, 4), pad)}
+    if kind == "pop_last":
+        return {"op": kind, "key": key}
+    if kind == "replace":
+        current = model.live(key) or []
+        keep = sorted(rng.sample(range(len(current)), min(len(current), rng.randint(0, 3))))
+        return {"op": kind, "key": key, "keep": keep,
+                "messages": _new_messages(rng, wid, seq, part, rng.randint(1, 3), pad)}
+    if kind == "fork":
+        sources = [source for source in keys if model.live(source)]
+        if not sources:
+            return next_command(rng, model, wid, seq, pad, part, in_transaction)
+        return {"op": kind, "key": f"{wid}-f{seq}.{part}", "source": rng.choice(sources)}
+    parts: list[dict[str, Any]] = []
+    scratch = model.copy()
+    for index in range(rng.randint(2, 3)):
+        parts.append(next_command(rng, scratch, wid, seq, pad, index + 1, in_transaction=True))
+        scratch.apply(parts[-1])
+    return {"op": kind, "key": key, "parts": parts}
+
+
+def run_command(target: Any, command: dict[str, Any], model: Model) -> object:
+    """Run a command on a store, or queue it on a ``transaction()``; return the call's answer. ``model`` is the
+    sessions as the calls before left them (the messages a replacement keeps come from it); it is advanced."""
+    from eventstore import ChatMessage
+
+    def messages(raws: Iterable[Message | list[Any]]) -> list[Any]:
+        return [ChatMessage(role, content, payload=payload) for role, content, payload in raws]
+
+    op, key = command["op"], command["key"]
+    if op == "transaction":
+        with target.transaction() as tx:
+            pending: list[Any] = [run_command(tx, part, model) for part in command["parts"]]
+        return [answer.result for answer in pending]
+    current = model.live(key) or []
+    model.apply(command)
+    if op == "append_many":
+        return target.append_many(key, messages(command["messages"]))
+    if op == "pop_last":
+        return target.pop_last(key)
+    if op == "replace":
+        kept = [current[index] for index in command["keep"]]
+        return target.replace_messages(key, messages([*kept, *command["messages"]]))
+    return target.fork(command["source"], key)
+
+
+def answer_of(answer: object) -> object:
+    """A call's answer as the model gives it."""
+    from eventstore import ChatMessage
+
+    if isinstance(answer, list):
+        return [answer_of(item) for item in answer]
+    if isinstance(answer, ChatMessage):
+        return answer.role, answer.content, answer.payload
+    return answer
+
+
+class Commands:
+    """What commander workers reported: per worker, the commands by seq, and the seqs acknowledged."""
+
+    def __init__(self) -> None:
+        self.intents: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
+        self.acked: dict[str, set[int]] = defaultdict(set)
+
+    def add(self, records: Iterable[list[Any]]) -> None:
+        for record in records:
+            if record[0] == "intent":
+                self.intents[record[1]][record[2]] = record[3]
+            elif record[0] == "did":
+                self.acked[record[1]].add(record[2])
+
+    def count(self) -> int:
+        return sum(len(seqs) for seqs in self.acked.values())
+
+
+def stored_sessions(store: Any) -> tuple[dict[str, int], dict[str, list[Message]]]:
+    """Each session's version (from the log, whose positions must run 1..N) and the live sessions' messages."""
+    versions: dict[str, int] = defaultdict(int)
+    for expected, event in enumerate(store.events(), start=1):
+        assert event.position == expected, f"position {event.position} where {expected} was due"
+        versions[event.session_key] += 1
+        assert event.version == versions[event.session_key], f"{event.session_key!r}: version gap at {event.version}"
+    messages = {key: [(m.role, m.content, m.payload) for m in store.load(key)] for key in store.list_sessions()}
+    return dict(versions), messages
+
+
+def check_commands(store: Any, commands: Commands) -> dict[str, int]:
+    """Each commander's sessions are its model after its acknowledged calls, or after those and the call in
+    flight when it died; figures: calls found committed without an acknowledgement."""
+    versions, messages = stored_sessions(store)
+    unacknowledged = 0
+    for wid, intents in commands.intents.items():
+        acked = commands.acked.get(wid, set())
+        done = len(acked)
+        assert acked == set(range(done)), f"worker {wid}: acknowledged calls {sorted(acked)} are not 0..{done - 1}"
+        assert set(intents) <= set(range(done + 1)), f"worker {wid}: reported calls {sorted(intents)}"
+        model = Model()
+        for seq in range(done):
+            model.apply(intents[seq])
+        candidates = [model]
+        if done in intents:
+            candidates.append(model.copy())
+            candidates[-1].apply(intents[done])
+        seen = None
+        for index, candidate in enumerate(candidates):
+            keys = set(candidate.versions) | {key for key in versions if key.startswith(f"{wid}-")}
+            mine = ({key: versions.get(key, 0) for key in keys},
+                    {key: messages[key] for key in keys if key in messages})
+            wanted = ({key: candidate.versions.get(key, 0) for key in keys}, candidate.messages)
+            if mine == wanted:
+                unacknowledged += index
+                break
+            seen = mine
+        else:
+            raise AssertionError(f"worker {wid}: the store holds neither the model after its {done} acknowledged "
+                                 f"calls nor after the one in flight ({intents.get(done)}):\nstored {seen}\n"
+                                 f"model {candidates[0].versions} {candidates[0].messages}")
+    return {"unacknowledged": unacknowledged}
+
+
 def public_state(store: Any) -> dict[str, Any]:
     """Everything the read models answer, through the public API."""
     keys = sorted(store.list_sessions())
@@ -345,6 +543,31 @@ def role_writer(args: dict[str, Any]) -> None:
             writer.join()
     store.close()
     emit("done", sum(done))
+
+
+def role_commander(args: dict[str, Any]) -> None:
+    """Run every kind of command (appends with payloads, ``pop_last``, ``replace_messages``, ``fork``, a
+    ``transaction()`` over several sessions) on this worker's own sessions until killed; each call's answer
+    must be the model's."""
+    store = _open(args)
+    emit("ready", os.getpid())
+    rng, wid, model = random.Random(args["seed"]), args["wid"], Model()
+    deadline = time.monotonic() + args.get("seconds", 120)
+    seq = 0
+    while time.monotonic() < deadline:
+        command = next_command(rng, model, wid, seq, args.get("pad", 40))
+        emit("intent", wid, seq, command)
+        answer = answer_of(run_command(store, command, model.copy()))
+        expected = model.apply(command)
+        if answer != expected:
+            sys.stderr.write(f"call {seq} {command}: the store answered {answer!r}, the model {expected!r}\n")
+            sys.exit(1)
+        emit("did", wid, seq)
+        seq += 1
+        if args.get("pause"):
+            time.sleep(rng.uniform(0, args["pause"]))
+    store.close()
+    emit("done", seq)
 
 
 def role_maintainer(args: dict[str, Any]) -> None:
@@ -618,6 +841,7 @@ def role_cas(args: dict[str, Any]) -> None:
 
 ROLES = {
     "cas": role_cas,
+    "commander": role_commander,
     "writer": role_writer,
     "maintainer": role_maintainer,
     "threads": role_threads,

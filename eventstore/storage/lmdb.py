@@ -120,6 +120,10 @@ _DAMAGE = (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.InvalidError, lmdb.
            lmdb.PageFullError, lmdb.IncompatibleError)
 
 
+#: A key put into the main database and deleted in the same transaction (no named database bears it).
+_RELEASE_KEY = b"\x00eventstore: release freed pages"
+
+
 class _MapFull(StoreFull):
     """The map is full: ``Environment.write`` grows it and runs the body again (never raised further)."""
 
@@ -1021,6 +1025,7 @@ class Environment:
         The queue is taken once the transaction has begun, so bodies that arrive while it waits for
         another process's commit join the group.
         """
+        released = False
         while True:
             try:
                 with self._transaction(write=True) as txn:
@@ -1030,7 +1035,7 @@ class Environment:
                 break
             except _MapFull:
                 try:
-                    self._grow()
+                    released = self._make_room(released)
                 except StoreFull:
                     if len(group) == 1:
                         raise
@@ -1078,12 +1083,41 @@ class Environment:
         return True, value
 
     def _commit_alone(self, body: Callable[[WriteTransaction], T]) -> T:
+        released = False
         while True:
             try:
                 with self._transaction(write=True) as txn:
                     return body(txn)
             except _MapFull:
-                self._grow()
+                released = self._make_room(released)
+
+    def _make_room(self, released: bool) -> bool:
+        """Room for a write the map could not hold: the map grown, or, at the size cap, once (``released``
+        tells whether it was done), the pages the latest commit freed made reusable; returns ``released``.
+
+        Raises:
+            StoreFull: at the size cap, with those pages released already (or no room even for that).
+        """
+        try:
+            self._grow()
+        except StoreFull:
+            if released or not self._release_freed_pages():
+                raise
+            return True
+        return released
+
+    def _release_freed_pages(self) -> bool:
+        """Commit a write that leaves every database as it was; ``False`` when even that does not fit.
+
+        LMDB reuses the pages a commit freed only once a later commit exists (until then a reader may still
+        stand on the one before it): at the size cap, the room a write after a redaction needs."""
+        try:
+            with self._transaction(write=True) as txn:
+                txn.raw.put(_RELEASE_KEY, b"")  # the main database; taken out again at once
+                txn.raw.delete(_RELEASE_KEY)
+        except _MapFull:
+            return False
+        return True
 
     def _grow(self) -> None:
         self._clear_stale_readers()  # pages pinned by dead readers may be all the room needed

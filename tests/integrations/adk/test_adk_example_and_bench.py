@@ -24,4 +24,6 @@ def test_the_adk_benchmark_quick_run_prints_every_call(tmp_path: Path) -> None:
                          check=True, timeout=300, cwd=ROOT)
     rows = [line.split("|")[1].strip() for line in run.stdout.splitlines()
             if line.startswith("| ") and "µs" not in line]
-    assert rows == ["get_session", "append turn", "list_sessions"]
+    assert rows == ["get_session", "append turn", "list_sessions",
+                    "floor: bare I/O of a turn's two commits (no database)"]
+    assert any(line.startswith("Our append_event writes ") and "log.events" in line for line in run.stdout.splitlines())

@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 CALLS = ("get_items() of 200 items", "get_items(limit=20)", "add_items of a turn (4 items)", "pop_item",
-         "list the 21 sessions")
+         "list the 21 sessions", "floor: bare I/O of a durable commit (no database)")
 
 
 @pytest.mark.slow  # builds three stores of 4,000 items: seconds to tens of seconds on a busy machine
@@ -23,4 +23,5 @@ def test_the_benchmark_prints_a_row_per_call_with_each_store(tmp_path: Path) -> 
     for call in CALLS:
         [row] = [line for line in lines if line.startswith(f"| {call} |")]
         assert len(row.split("|")) == 7 and row.endswith("x |")
+    assert any(line.startswith("Our add_items of a turn writes ") and "log.events" in line for line in lines)
     assert list(tmp_path.iterdir()) == []  # the stores were temporary
