@@ -200,17 +200,45 @@ class MessageLists:
     def _delete_all(self, txn: WriteTransaction, stream_id: int) -> None:
         txn.delete_range(self._chunks, _ID.pack(stream_id), _ID.pack(stream_id + 1))
 
-    def entries(self, txn: ReadTransaction, stream_id: int) -> list[Entry]:
-        """The session's current messages with the µs they were appended, oldest first."""
+    def entries(self, txn: ReadTransaction, stream_id: int, count: int | None = None) -> list[Entry]:
+        """The session's current messages with the µs they were appended, oldest first.
+
+        ``count``: how many the catalog says the session holds. A short session's one chunk is then read by
+        a single lookup, and no read goes past its last chunk.
+        """
         entries: list[Entry] = []
         try:
             # Chunk by chunk: a long session's decoded columns never sit in memory all at once (cache-friendly).
             with bulk_decoding():
-                for _, value in self._items(txn, stream_id):
+                for value in self._values(txn, stream_id, count):
                     entries += decode_entries(value)
+                    if count is not None and len(entries) >= count:
+                        break
         except DamagedChunk as exc:
             raise StoreCorrupted(f"the messages of stream {stream_id} are damaged: {exc}") from None
         return entries
+
+    def _values(self, txn: ReadTransaction, stream_id: int, count: int | None) -> Iterator[bytes]:
+        """The stream's chunks (plain), oldest first: with ``count``, the first by one lookup, and the others
+        (if it holds fewer) by a walk that its caller stops.
+
+        Raises:
+            DamagedChunk: a compressed chunk does not decompress.
+        """
+        if count is None:
+            yield from (value for _, value in self._items(txn, stream_id))
+            return
+        if not count:
+            return
+        first = txn.get(self._chunks, _CHUNK_KEY.pack(stream_id, 0))
+        if first is None:
+            return
+        yield self._plain(txn, first)
+        prefix = _ID.pack(stream_id)
+        for key, value in txn.scan(self._chunks, _CHUNK_KEY.pack(stream_id, 1)):
+            if key[:8] != prefix:
+                return
+            yield self._plain(txn, value)
 
     def contents(self, txn: ReadTransaction, stream_id: int) -> list[str]:
         """Only the contents of the session's current messages, oldest first."""

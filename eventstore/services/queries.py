@@ -100,7 +100,8 @@ class Queries:
         """The current entries of a session, from the cache when it holds the session's version."""
         validate_key(key)
         with self._read() as txn:
-            found = self.live(txn, key)
+            # The key index's entry names the stream and holds the version and count: no log read, no head.
+            found = self._catalog.stream_of_key(txn, key)
             return () if found is None else self._entries_in(txn, key, *found)
 
     def view(self, key: str) -> SessionView | None:
@@ -108,16 +109,21 @@ class Queries:
         validate_key(key)
         with self._read() as txn:
             found = self.live(txn, key)
-            return None if found is None else view_of(SessionSnapshot(found[1], self._entries_in(txn, key, *found)))
+            if found is None:
+                return None
+            stream_id, head = found
+            entries = self._entries_in(txn, key, stream_id, head.version, head.message_count)
+            return view_of(SessionSnapshot(head, entries))
 
-    def _entries_in(self, txn: ReadTransaction, key: str, stream_id: int, head: SessionHead) -> tuple[Entry, ...]:
-        cached = self._decoded.get(key, head.version)
+    def _entries_in(self, txn: ReadTransaction, key: str, stream_id: int, version: int, count: int
+                    ) -> tuple[Entry, ...]:
+        cached = self._decoded.get(key, version)
         if cached is not None:
             return cached
-        entries = tuple(self._messages.entries(txn, stream_id))
-        if len(entries) != head.message_count:
-            raise StoreCorrupted(f"session {key!r}: {len(entries)} messages stored, {head.message_count} counted")
-        self._decoded.remember(key, head.version, entries)
+        entries = tuple(self._messages.entries(txn, stream_id, count))
+        if len(entries) != count:
+            raise StoreCorrupted(f"session {key!r}: {len(entries)} messages stored, {count} counted")
+        self._decoded.remember(key, version, entries)
         return entries
 
     def keys(self, prefix: str) -> list[str]:
