@@ -286,8 +286,8 @@ class Catalog:
             return None
         position, row = _keyed_value(raw)
         try:
-            found, version, *_, count = _decode_rows((row,))[0]
-        except (TypeError, ValueError) as exc:
+            found, version, *_, count = orjson.loads(row)
+        except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
             raise StoreCorrupted(f"the session catalog is damaged: {exc}") from None
         if found != key:
             raise StoreCorrupted(f"the session key index leads {key!r} to another session's entry")

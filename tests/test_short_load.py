@@ -105,3 +105,13 @@ def test_a_chunk_holding_more_than_counted_is_corruption(sessions, cache_session
     counted = f"{CHUNK_MESSAGES} messages stored, 3 counted"
     with SessionStore(path, cache_sessions=cache_sessions) as store, pytest.raises(StoreCorrupted, match=counted):
         store.load("short")
+
+
+@pytest.mark.parametrize("row", [b"not json", b'{"short": 1}', b'["short"]', b'["short", "1", null, 3]',
+                                 b'["short", 1, null, null, null, null, null, null, 3.0]'])
+def test_a_damaged_key_index_row_is_corruption(sessions, row: bytes) -> None:
+    """The head row in "short"'s key index entry does not decode, or holds no whole version and count."""
+    path, _ = sessions
+    edit_raw(path, b"catalog.keys", lambda txn: txn.put(b"short", raw_value(txn, b"short")[:16] + row))
+    with SessionStore(path, cache_sessions=0) as store, pytest.raises(StoreCorrupted, match="catalog"):
+        store.load("short")
