@@ -36,8 +36,7 @@ from eventstore._values import ChatMessage, stored_payload_of, trusted_messages
 from .session import Entry
 
 __all__ = ["Chunk", "DamagedChunk", "CHUNK_MESSAGES", "CHUNK_BYTES", "decode_entries", "decode_messages",
-           "decode_contents",
-           "message_count", "layout", "payload_bytes"]
+           "decode_contents", "message_count", "layout", "payload_bytes"]
 
 #: A chunk closes at this many messages (the role index is one byte) ...
 CHUNK_MESSAGES = 64
