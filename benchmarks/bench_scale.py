@@ -65,7 +65,7 @@ from typing import Any
 import lmdb
 
 from eventstore import ChatMessage, SessionMetadata, SessionQuery, SessionStore
-from projections.chunk import decode_entries
+from projections.chunk import decode_messages
 
 from .baselines import SqliteSessions
 from .bench_core import du, interleaved
@@ -476,16 +476,16 @@ class Bench:
             self.values[call] = row.ratio or 0.0
 
     def load_parts(self, ours: SessionStore) -> None:
-        """Where the µs of our first load of a short session go: the read transaction, the key lookup, the
-        catalog head, reading the chunk (and decompressing it), decoding it, and the whole load, each alone on
-        random keys (medians; the parts do not add up to the whole exactly)."""
+        """Where the µs of our first load of a short session go: the read transaction, the key index entry
+        (stream, version and count), reading the chunk (and decompressing it), decoding its messages, and the
+        whole load, each alone on random keys (medians; the parts do not add up to the whole exactly)."""
         count = min(self.s.lookups, self.s.sessions)
         keys = [self.corpus.key(n) for n in random.Random(self.s.seed + 2).sample(range(self.s.sessions), count)]
         # Private parts of the store, as a load calls them (there is no public way to time a part of a load).
-        environment, log, catalog, messages = ours._environment, ours._log, ours._catalog, ours._messages
+        environment, catalog, messages = ours._environment, ours._catalog, ours._messages
         with environment.read() as txn:
-            streams = [log.stream_id(txn, key) for key in keys]
-            chunks = [[value for _, value in messages._items(txn, stream_id or 0)] for stream_id in streams]
+            found = [catalog.stream_of_key(txn, key) or (0, 0, 0) for key in keys]
+            firsts = [next(messages._values(txn, stream_id, held), b"") for stream_id, _, held in found]
 
         def timed(name: str, run: Callable[[int], object]) -> None:
             samples = []
@@ -504,10 +504,10 @@ class Bench:
                 pass
 
         timed("a read transaction, begun and ended", begin_and_end)
-        in_one_read("the key's stream id (hash, key index, key check)", lambda txn, i: log.stream_id(txn, keys[i]))
-        in_one_read("the catalog head", lambda txn, i: catalog.head(txn, streams[i] or 0))
-        in_one_read("reading the chunks (and decompressing)", lambda txn, i: messages._items(txn, streams[i] or 0))
-        timed("decoding the chunks into messages", lambda i: [decode_entries(value) for value in chunks[i]])
+        in_one_read("the key index entry (stream, version, count)", lambda txn, i: catalog.stream_of_key(txn, keys[i]))
+        in_one_read("reading the first chunk (and decompressing)",
+                    lambda txn, i: next(messages._values(txn, found[i][0], found[i][2]), None))
+        timed("decoding the first chunk into messages", lambda i: decode_messages(firsts[i]))
         timed("the whole load", lambda i: ours.load(keys[i]))
 
     def listing_pages(self, stores: dict[str, Any]) -> None:

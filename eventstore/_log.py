@@ -189,14 +189,23 @@ def record_payload(raw: bytes, dictionary_of: Callable[[], Dictionary]) -> bytes
     return stored if envelope.layout == 1 else dictionary_of().expand(stored, "the payload")
 
 
+def _digest_to_store(digest: bytes, payload: bytes) -> bytes | None:
+    """What a layout 2 record stores of the payload digest ``digest``: nothing (``None``) when it is the SHA-256
+    of ``payload``, the digest otherwise (a redacted or replicated payload)."""
+    return None if digest == hashlib.sha256(payload).digest() else digest
+
+
 def _compact_record(flags: int, stream_id: int, version: int, recorded_at: int, event_id: bytes,
-                    encoded: EncodedEvent, digest: bytes, link: bytes, dictionary: Dictionary) -> bytes | None:
-    """A record in layout 2, or ``None`` when its fields do not fit that layout (layout 1 takes any)."""
+                    encoded: EncodedEvent, stored_digest: bytes | None, link: bytes, dictionary: Dictionary
+                    ) -> bytes | None:
+    """A record in layout 2 (``stored_digest`` from ``_digest_to_store``), or ``None`` when its fields do not fit
+    that layout (layout 1 takes any)."""
     type_bytes = encoded.type_name.encode()
     if stream_id >= _U32_LIMIT or version >= _U32_LIMIT or encoded.schema_version > 0xFF or len(type_bytes) > 0xFF:
         return None
-    stored_digest = b"" if digest == hashlib.sha256(encoded.payload).digest() else digest
-    if stored_digest:
+    if stored_digest is None:
+        stored_digest = b""
+    else:
         flags |= _DIGEST_FLAG
     header = _RECORD_2.pack(2, flags, stream_id, version, recorded_at, event_id, encoded.schema_version, link,
                             len(type_bytes))
@@ -386,18 +395,21 @@ class EventLog:
         if dictionary is None and (position + len(events)) // TRAINING_EVENTS > position // TRAINING_EVENTS:
             dictionary = self._train(txn, position)
         stored_events = []
+        new_ids = os.urandom(16 * len(events)) if originals is None else b""  # one system call, not one an event
         for index, encoded in enumerate(events):
             position += 1
             version += 1
             if originals is None:
-                event_id, digest, flags = os.urandom(16), hashlib.sha256(encoded.payload).digest(), 0
+                event_id, flags = new_ids[16 * index:16 * index + 16], 0
+                digest, stored_digest = hashlib.sha256(encoded.payload).digest(), None  # its own: not stored
             else:
                 original = originals[index]
                 event_id, digest = original.event_id, original.payload_digest
                 flags = _REDACTED_FLAG if original.redacted else 0
+                stored_digest = _digest_to_store(digest, encoded.payload)
             link = chain_hash(previous_hash, position, key, version, recorded_at, event_id, encoded, digest)
             record = None if dictionary is None else _compact_record(
-                flags, stream_id, version, recorded_at, event_id, encoded, digest, link, dictionary)
+                flags, stream_id, version, recorded_at, event_id, encoded, stored_digest, link, dictionary)
             if record is None:
                 record = self._plain_record(flags, stream_id, version, recorded_at, event_id, encoded, digest, link)
             if not txn.append(self._events, _U64.pack(position), record):
@@ -510,8 +522,9 @@ class EventLog:
         original = self._decode(txn, position, raw, {})
         encoded = EncodedEvent(envelope.type_name, envelope.schema_version, payload)
         record = _compact_record(envelope.flags | _REDACTED_FLAG, envelope.stream_id, envelope.version,
-                                 envelope.recorded_at, envelope.event_id, encoded, original.payload_digest,
-                                 envelope.hash, self.dictionary.require(txn))
+                                 envelope.recorded_at, envelope.event_id, encoded,
+                                 _digest_to_store(original.payload_digest, payload), envelope.hash,
+                                 self.dictionary.require(txn))
         assert record is not None  # the same fields fitted layout 2 before
         txn.put(self._events, _U64.pack(position), record)
 

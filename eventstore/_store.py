@@ -383,7 +383,7 @@ class SessionStore:
         """
         if version is not None or as_of is not None:
             return self.session_at(key, version=version, as_of=as_of).messages
-        return [message for message, _ in self._queries.entries(key)]
+        return self._queries.messages(key)
 
     def load_with_timestamps(self, key: str) -> list[TimestampedMessage]:
         """The session's current messages with the times they were appended."""

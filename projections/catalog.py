@@ -280,6 +280,23 @@ class Catalog:
             raise StoreCorrupted(f"the session key index leads {key!r} to another session's entry")
         return metadata
 
+    def stream_of_key(self, txn: ReadTransaction, key: str) -> tuple[int, int, int] | None:
+        """The stream id, version and message count of the live session ``key``, or ``None``: one read, and no
+        time decoded (what a load needs before it reads the messages)."""
+        raw = txn.get(self._keys, _key_index(key))
+        if raw is None:
+            return None
+        position, row = _keyed_value(raw)
+        try:
+            found, version, *_, count = orjson.loads(row)
+        except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
+            raise StoreCorrupted(f"the session catalog is damaged: {exc}") from None
+        if found != key:
+            raise StoreCorrupted(f"the session key index leads {key!r} to another session's entry")
+        if type(version) is not int or type(count) is not int:
+            raise StoreCorrupted(f"the session catalog is damaged: session {key!r} has no version or count")
+        return _TIME_ID.unpack(position)[1], version, count
+
     def head_of_key(self, txn: ReadTransaction, key: str) -> SessionHead | None:
         """The head of the live session ``key``, or ``None``: one read."""
         raw = txn.get(self._keys, _key_index(key))

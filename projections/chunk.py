@@ -35,8 +35,8 @@ from eventstore._values import ChatMessage, stored_payload_of, trusted_messages
 
 from .session import Entry
 
-__all__ = ["Chunk", "DamagedChunk", "CHUNK_MESSAGES", "CHUNK_BYTES", "decode_entries", "decode_contents",
-           "message_count", "layout", "payload_bytes"]
+__all__ = ["Chunk", "DamagedChunk", "CHUNK_MESSAGES", "CHUNK_BYTES", "decode_entries", "decode_messages",
+           "decode_contents", "message_count", "layout", "payload_bytes"]
 
 #: A chunk closes at this many messages (the role index is one byte) ...
 CHUNK_MESSAGES = 64
@@ -252,8 +252,8 @@ def _contents(value: bytes, sizes: Sequence[int], text_at: int) -> list[str]:
         raise DamagedChunk(f"a content is not UTF-8: {exc}") from None
 
 
-def decode_entries(value: bytes) -> list[Entry]:
-    """The messages of a stored chunk, with the µs each was appended.
+def _decoded(value: bytes) -> tuple[list[ChatMessage], Sequence[int]]:
+    """The messages of a stored chunk, and the µs each was appended.
 
     Raises:
         DamagedChunk: ``value`` does not follow the layout.
@@ -261,7 +261,26 @@ def decode_entries(value: bytes) -> list[Entry]:
     value = bytes(value)  # slicing must copy (a memoryview's slices are not bytes)
     micros, sizes, roles, text_at, payloads = _sections(value)
     by_index = None if payloads is None else {index: payload for index, payload in enumerate(payloads) if payload}
-    return list(zip(trusted_messages(roles, _contents(value, sizes, text_at), by_index), micros))
+    return trusted_messages(roles, _contents(value, sizes, text_at), by_index), micros
+
+
+def decode_entries(value: bytes) -> list[Entry]:
+    """The messages of a stored chunk, with the µs each was appended.
+
+    Raises:
+        DamagedChunk: ``value`` does not follow the layout.
+    """
+    messages, micros = _decoded(value)
+    return list(zip(messages, micros))
+
+
+def decode_messages(value: bytes) -> list[ChatMessage]:
+    """Only the messages of a stored chunk (a load without times builds no pairs).
+
+    Raises:
+        DamagedChunk: ``value`` does not follow the layout.
+    """
+    return _decoded(value)[0]
 
 
 def decode_contents(value: bytes) -> list[str]:

@@ -19,8 +19,8 @@ everything above this class (snapshots, search) sees plain chunks.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator, Mapping, Sequence
-from typing import assert_never
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TypeVar, assert_never
 
 from eventstore._codec import bulk_decoding, unpack_stored
 from eventstore._errors import StoreCorrupted
@@ -28,7 +28,16 @@ from eventstore._log import StoredDictionary
 from eventstore._values import ChatMessage, trusted_message
 from eventstore.storage import ReadTransaction, WriteTransaction
 
-from .chunk import Chunk, DamagedChunk, decode_contents, decode_entries, layout, message_count, payload_bytes
+from .chunk import (
+    Chunk,
+    DamagedChunk,
+    decode_contents,
+    decode_entries,
+    decode_messages,
+    layout,
+    message_count,
+    payload_bytes,
+)
 from .readmodel import OpenSpace
 from .session import (
     AppendMessage,
@@ -52,6 +61,8 @@ _CHUNK_KEY = struct.Struct(">QI")
 #: 2,030 bytes on pages of its own).
 COMPRESS_ABOVE = 2000
 _COMPRESSED = b"\x01"
+#: What a chunk decodes to: messages, or messages with their times.
+Decoded = TypeVar("Decoded", ChatMessage, Entry)
 
 
 class MessageLists:
@@ -202,17 +213,53 @@ class MessageLists:
     def _delete_all(self, txn: WriteTransaction, stream_id: int) -> None:
         txn.delete_range(self._chunks, _ID.pack(stream_id), _ID.pack(stream_id + 1))
 
-    def entries(self, txn: ReadTransaction, stream_id: int) -> list[Entry]:
-        """The session's current messages with the µs they were appended, oldest first."""
-        entries: list[Entry] = []
+    def entries(self, txn: ReadTransaction, stream_id: int, count: int | None = None) -> list[Entry]:
+        """The session's current messages with the µs they were appended, oldest first.
+
+        ``count``: how many the catalog says the session holds. A short session's one chunk is then read by
+        a single lookup, and no read goes past its last chunk.
+        """
+        return self._decode(txn, stream_id, count, decode_entries)
+
+    def messages(self, txn: ReadTransaction, stream_id: int, count: int) -> list[ChatMessage]:
+        """The session's current messages without their times, oldest first (``count`` as for ``entries``)."""
+        return self._decode(txn, stream_id, count, decode_messages)
+
+    def _decode(self, txn: ReadTransaction, stream_id: int, count: int | None,
+                decode: Callable[[bytes], list[Decoded]]) -> list[Decoded]:
+        decoded: list[Decoded] = []
         try:
             # Chunk by chunk: a long session's decoded columns never sit in memory all at once (cache-friendly).
             with bulk_decoding():
-                for _, value in self._items(txn, stream_id):
-                    entries += decode_entries(value)
+                for value in self._values(txn, stream_id, count):
+                    decoded += decode(value)
+                    if count is not None and len(decoded) >= count:
+                        break
         except DamagedChunk as exc:
             raise StoreCorrupted(f"the messages of stream {stream_id} are damaged: {exc}") from None
-        return entries
+        return decoded
+
+    def _values(self, txn: ReadTransaction, stream_id: int, count: int | None) -> Iterator[bytes]:
+        """The stream's chunks (plain), oldest first: with ``count``, the first by one lookup, and the others
+        (if it holds fewer) by a walk that its caller stops.
+
+        Raises:
+            DamagedChunk: a compressed chunk does not decompress.
+        """
+        if count is None:
+            yield from (value for _, value in self._items(txn, stream_id))
+            return
+        if not count:
+            return
+        first = txn.get(self._chunks, _CHUNK_KEY.pack(stream_id, 0))
+        if first is None:
+            return
+        yield self._plain(txn, first)
+        prefix = _ID.pack(stream_id)
+        for key, value in txn.scan(self._chunks, _CHUNK_KEY.pack(stream_id, 1)):
+            if key[:8] != prefix:
+                return
+            yield self._plain(txn, value)
 
     def contents(self, txn: ReadTransaction, stream_id: int) -> list[str]:
         """Only the contents of the session's current messages, oldest first."""

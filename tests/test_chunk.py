@@ -20,6 +20,7 @@ from projections.chunk import (
     DamagedChunk,
     decode_contents,
     decode_entries,
+    decode_messages,
     layout,
     message_count,
 )
@@ -45,6 +46,7 @@ def test_round_trip(run):
     """What is appended decodes back as the same messages and times, and the header counts them."""
     value = built(run).encode()
     assert decode_entries(value) == run
+    assert decode_messages(value) == [message for message, _ in run]
     assert decode_contents(value) == [message.content for message, _ in run]
     assert message_count(value) == len(run)
 

@@ -29,7 +29,7 @@ from .._errors import InvalidArgument, StoreCorrupted
 from .._folding import view_of
 from .._log import EventLog
 from .._time import Clock
-from .._values import SearchHit, SessionMetadata, SessionPage, SessionView, validate_key
+from .._values import ChatMessage, SearchHit, SessionMetadata, SessionPage, SessionView, validate_key
 from ..storage import ReadTransaction
 from .arguments import now_micros
 from .cache import DecodedSessions
@@ -100,24 +100,44 @@ class Queries:
         """The current entries of a session, from the cache when it holds the session's version."""
         validate_key(key)
         with self._read() as txn:
-            found = self.live(txn, key)
+            # The key index's entry names the stream and holds the version and count: no log read, no head.
+            found = self._catalog.stream_of_key(txn, key)
             return () if found is None else self._entries_in(txn, key, *found)
+
+    def messages(self, key: str) -> list[ChatMessage]:
+        """The current messages of a session; decoded without their times when the cache is off (then there is
+        nothing to remember them for)."""
+        validate_key(key)
+        with self._read() as txn:
+            found = self._catalog.stream_of_key(txn, key)
+            if found is None:
+                return []
+            if self._decoded.capacity:
+                return [message for message, _ in self._entries_in(txn, key, *found)]
+            stream_id, _, count = found
+            messages = self._messages.messages(txn, stream_id, count)
+        _check_count(key, len(messages), count)
+        return messages
 
     def view(self, key: str) -> SessionView | None:
         """A live session as it is now (``None`` for another): its head and messages, read together."""
         validate_key(key)
         with self._read() as txn:
             found = self.live(txn, key)
-            return None if found is None else view_of(SessionSnapshot(found[1], self._entries_in(txn, key, *found)))
+            if found is None:
+                return None
+            stream_id, head = found
+            entries = self._entries_in(txn, key, stream_id, head.version, head.message_count)
+            return view_of(SessionSnapshot(head, entries))
 
-    def _entries_in(self, txn: ReadTransaction, key: str, stream_id: int, head: SessionHead) -> tuple[Entry, ...]:
-        cached = self._decoded.get(key, head.version)
+    def _entries_in(self, txn: ReadTransaction, key: str, stream_id: int, version: int, count: int
+                    ) -> tuple[Entry, ...]:
+        cached = self._decoded.get(key, version)
         if cached is not None:
             return cached
-        entries = tuple(self._messages.entries(txn, stream_id))
-        if len(entries) != head.message_count:
-            raise StoreCorrupted(f"session {key!r}: {len(entries)} messages stored, {head.message_count} counted")
-        self._decoded.remember(key, head.version, entries)
+        entries = tuple(self._messages.entries(txn, stream_id, count))
+        _check_count(key, len(entries), count)
+        self._decoded.remember(key, version, entries)
         return entries
 
     def keys(self, prefix: str) -> list[str]:
@@ -199,6 +219,12 @@ class Queries:
             return found
 
         return self._search.query(run)
+
+
+def _check_count(key: str, stored: int, count: int) -> None:
+    """Raises: StoreCorrupted: the session's message list does not hold as many messages as its head counts."""
+    if stored != count:
+        raise StoreCorrupted(f"session {key!r}: {stored} messages stored, {count} counted")
 
 
 def _live_metadata(heads: Iterable[SessionHead]) -> list[SessionMetadata]:
