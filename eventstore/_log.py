@@ -32,7 +32,8 @@ length, no digest (it is the SHA-256 of the payload, recomputed when read)
 unless redaction or replication gave one that differs, and the payload as a
 zstd frame with a checksum, so a damaged payload is caught on every read as in
 layout 1. Both are read. A store this version creates, or gives a dictionary,
-is marked format 2, which older code refuses.
+is marked format 2, which older code refuses; one that trains a second
+dictionary (its first was trained on too alike payloads) is marked format 3.
 """
 
 from __future__ import annotations
@@ -57,8 +58,11 @@ __all__ = ["EventLog", "StoredEvent", "Original", "GENESIS_HASH", "decode_record
 GENESIS_HASH = hashlib.sha256(b"eventstore genesis").digest()
 
 #: Version of the record layouts and database set; a newer store is refused. Format 2 (a store with a
-#: compression dictionary, whose records may have layout 2) is marked when the dictionary is stored.
-LOG_FORMAT = 2
+#: compression dictionary, whose records may have layout 2) is marked when the dictionary is stored; format 3
+#: (frames may name one of several dictionaries) when a second dictionary is (``Dictionary.log_format``).
+LOG_FORMAT = 3
+#: The format a store is marked with when it is created.
+_NEW_FORMAT = 2
 
 _U64 = struct.Struct(">Q")
 _STREAM_KEY = struct.Struct(">QQ")
@@ -250,11 +254,11 @@ class StoredDictionary:
         return found
 
     def put(self, txn: WriteTransaction, data: bytes) -> Dictionary:
-        identity = os.urandom(8)
+        dictionary = Dictionary(data)
         txn.put(self._meta, b"dictionary", data)
-        txn.put(self._meta, b"dictionary.id", identity)
-        txn.put(self._meta, b"format", str(LOG_FORMAT).encode())
-        return Dictionary(data)
+        txn.put(self._meta, b"dictionary.id", os.urandom(8))
+        txn.put(self._meta, b"format", str(dictionary.log_format).encode())
+        return dictionary
 
 
 class EventLog:
@@ -275,7 +279,7 @@ class EventLog:
 
     def _mark_format(self, txn: WriteTransaction) -> None:
         if txn.get(self._meta, b"format") is None:
-            txn.put(self._meta, b"format", str(LOG_FORMAT).encode())
+            txn.put(self._meta, b"format", str(_NEW_FORMAT).encode())
         else:
             self._check_format(txn)
 
@@ -394,6 +398,8 @@ class EventLog:
         dictionary = self.dictionary.get(txn)
         if dictionary is None and (position + len(events)) // TRAINING_EVENTS > position // TRAINING_EVENTS:
             dictionary = self._train(txn, position)
+        elif dictionary is not None and dictionary.retrain_due(position, position + len(events), TRAINING_EVENTS):
+            dictionary = self._train(txn, position, dictionary) or dictionary
         stored_events = []
         new_ids = os.urandom(16 * len(events)) if originals is None else b""  # one system call, not one an event
         for index, encoded in enumerate(events):
@@ -427,13 +433,16 @@ class EventLog:
         return _RECORD.pack(1, flags, stream_id, version, recorded_at, event_id, encoded.schema_version, digest,
                             link, len(type_bytes)) + type_bytes + encoded.payload
 
-    def _train(self, txn: WriteTransaction, head_position: int) -> Dictionary | None:
-        """Train and store the store's dictionary from the payloads of the latest events (the start of each);
-        ``None`` when they do not train one (too few bytes, say: the next multiple of ``TRAINING_EVENTS`` tries
-        again)."""
+    def _train(self, txn: WriteTransaction, head_position: int, poor: Dictionary | None = None) -> Dictionary | None:
+        """Train and store the store's dictionary from the payloads of the latest events (the start of each), or
+        one more after the ``poor`` one; ``None`` when they do not train one (too few bytes, say: the next
+        multiple of ``TRAINING_EVENTS`` tries again)."""
         first = max(0, head_position - TRAINING_EVENTS)
-        data = train([entry.encoded.payload[:TRAINING_SAMPLE_BYTES] for entry in self.read_all(txn, first)])
-        return None if data is None else self.dictionary.put(txn, data)
+        samples = [entry.encoded.payload[:TRAINING_SAMPLE_BYTES] for entry in self.read_all(txn, first)]
+        data = train(samples, None if poor is None else poor.next_id)
+        if data is None:
+            return None
+        return self.dictionary.put(txn, data if poor is None else poor.with_another(data))
 
     # -- reading --------------------------------------------------------------------
 

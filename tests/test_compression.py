@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+import zstandard
 
 from eventstore import ChatMessage, SessionStore, StoreCorrupted, _log
-from eventstore._compression import TRAINING_SAMPLE_BYTES, Dictionary, train
+from eventstore._compression import MAX_DICTIONARIES, TRAINING_SAMPLE_BYTES, Dictionary, train
 from eventstore.services.salvage import salvage
 from eventstore.storage import WriteTransaction
 
@@ -319,9 +320,9 @@ def test_training_reads_the_start_of_each_payload(store_path: Path, clock: FakeC
     commit that trains holds and trains on at most ``TRAINING_SAMPLE_BYTES`` an event, and still trains."""
     sample_sizes: list[int] = []
 
-    def recording_train(samples: Sequence[bytes]) -> bytes | None:
+    def recording_train(samples: Sequence[bytes], dictionary_id: int | None = None) -> bytes | None:
         sample_sizes.extend(map(len, samples))
-        return train(samples)
+        return train(samples, dictionary_id)
 
     monkeypatch.setattr(_log, "train", recording_train)
     messages = conversation(4, 300)
@@ -357,3 +358,83 @@ def test_a_redaction_decompresses_only_its_sessions_and_the_forks(store_path: Pa
     # Carol's two events and dave's fork, each read twice to be redacted, the fork once more to find it, and the two
     # SessionRedacted events folded into the search index: not the other 50 events of the log.
     assert expanded.count("the payload") <= 9, expanded
+
+
+def frame_dictionaries(path: Path) -> list[int]:
+    """The dictionary id each layout 2 record's frame carries (0: none, the store's first dictionary)."""
+    found = []
+    for _, record in items(path, b"log.events"):
+        if record[0] == 2:
+            start = _HEADER_2 + record[_HEADER_2 - 1] + (32 if record[1] & 2 else 0)
+            found.append(zstandard.get_frame_parameters(b"\x28\xb5\x2f\xfd" + record[start:]).dict_id)
+    return found
+
+
+def test_a_dictionary_trained_on_alike_payloads_is_trained_again(store_path: Path, clock: FakeClock,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store whose first payloads were all alike trains a dictionary that helps nothing; once the log has
+    doubled it trains another from its latest payloads. Records and chunks of both stay readable (each frame names
+    its dictionary), verify stays green, and the store is marked format 3."""
+    monkeypatch.setattr(_log, "TRAINING_EVENTS", 256)
+    ping = ChatMessage.user("ping")
+    sessions = {"varied": conversation(7, 300), "later": conversation(8, 40)}
+    with SessionStore(store_path, clock=clock) as store:
+        store.append_many("bot", [ping] * 255)
+        store.append("bot", ping)  # the 256th event trains on 255 copies of one payload
+    first = dict(items(store_path, b"log.meta"))[b"dictionary"]
+    assert len(first) < 256 and marker(store_path) == b"2"
+    with SessionStore(store_path, clock=clock) as store:
+        for message in sessions["varied"][:256]:  # the 512th event trains again
+            store.append("varied", message)
+        store.append_many("varied", sessions["varied"][256:])
+        store.append_many("later", sessions["later"])
+        assert store.load("bot") == [ping] * 256
+        for key, messages in sessions.items():
+            assert store.load(key) == messages
+        assert store.verify().ok
+    meta = dict(items(store_path, b"log.meta"))
+    assert meta[b"format"] == b"3" and len(meta[b"dictionary"]) > len(first) + 4096
+    assert set(frame_dictionaries(store_path)) == {0, 1}
+    with SessionStore(store_path, clock=clock) as store:
+        store.rebuild_projections()
+        for key, messages in sessions.items():
+            assert store.load(key) == messages
+        assert store.verify().ok
+        events = list(store.events())
+    found = salvage(store_path / "data.mdb")
+    assert found.first_missing is None and not found.problems and list(found.prefix) == events
+
+
+def test_dictionaries_bundle_round_trips_and_name_their_frames() -> None:
+    """Pure: a second dictionary's frames carry its id; frames of either read back from the stored bundle; a frame
+    naming a dictionary the store lacks, or a bundle cut short, is refused."""
+    rng = random.Random(3)
+    samples = [sentence(rng).encode() for _ in range(300)]
+    first = Dictionary(train(samples) or b"")
+    both = Dictionary(first.with_another(train(samples, first.next_id) or b""))
+    old_frame, new_frame = first.compress(b"a river of copper"), both.compress(b"a meadow of glacier")
+    assert (first.log_format, both.log_format) == (2, 3)
+    assert both.expand(old_frame, "old") == b"a river of copper" and both.expand(new_frame, "new") == \
+        b"a meadow of glacier"
+    with pytest.raises(StoreCorrupted, match="Dictionary mismatch"):
+        first.expand(new_frame, "a frame")
+    with pytest.raises(StoreCorrupted, match="names a compression dictionary"):
+        both.expand(Dictionary(both.with_another(train(samples, both.next_id) or b"")).compress(b"x"), "a frame")
+    with pytest.raises(StoreCorrupted, match="dictionary is damaged"):
+        Dictionary(both.data[:-10])
+
+
+def test_retraining_waits_for_the_log_to_double_and_stops() -> None:
+    """A poor dictionary is trained again at a multiple of the training interval once the log has doubled for each
+    dictionary; a good one never; at most ``MAX_DICTIONARIES``."""
+    poor = Dictionary(train([b"ping " * 40] * 300) or b"")
+    assert not poor.retrain_due(600, 700, 256) and poor.retrain_due(511, 512, 256)
+    assert not poor.retrain_due(512, 600, 256) and poor.retrain_due(700, 800, 256)
+    rng = random.Random(4)
+    good = Dictionary(train([sentence(rng).encode() for _ in range(300)]) or b"")
+    assert not good.retrain_due(511, 512, 256)
+    data = poor.data
+    for _ in range(MAX_DICTIONARIES - 1):
+        dictionary = Dictionary(data)
+        data = dictionary.with_another(train([b"ping " * 40] * 300, dictionary.next_id) or b"")
+    assert not Dictionary(data).retrain_due(10**9 - 1, 10**9, 256)

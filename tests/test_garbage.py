@@ -651,7 +651,7 @@ def _set_meta(path: Path, value: bytes) -> None:
 
 
 @pytest.mark.parametrize("readonly", [False, True])
-@pytest.mark.parametrize("value", [b"3", b"99", b"18446744073709551616"])
+@pytest.mark.parametrize("value", [b"4", b"99", b"18446744073709551616"])
 def test_newer_log_format_is_refused_clearly(written: Path, value: bytes, readonly: bool) -> None:
     _set_meta(written, value)
     data = (written / "data.mdb").read_bytes()

@@ -972,23 +972,36 @@ class TestStoredForms:
         finally:
             formats.GROUPED_FROM = original
 
-    @given(st.lists(st.lists(st.integers(1, 2**25), max_size=12, unique=True).map(sorted), min_size=1,
-                    max_size=70))
-    def test_chunks(self, messages: list[list[int]]) -> None:
-        """A chunk keeps each message's term ids and levels, grows, shrinks and widens its ids when needed."""
+    @given(st.lists(st.dictionaries(st.integers(1, 2**25) | st.sampled_from([1, 2, 65535, 65536, 2**24 - 1, 2**24]),
+                                    st.sampled_from([7, 9]) | st.integers(1, 255), max_size=12),
+                    min_size=1, max_size=70))
+    @example([{1: 7, 65535: 7, 65536: 9, 2**24: 7}, {}, {2: 9}])
+    def test_chunks(self, messages: list[dict[int, int]]) -> None:
+        """A chunk keeps each message's term ids and levels (compared with plain lists), grows, shrinks and widens
+        its ids when needed; each term's occurrences and counts are found in place."""
+        kept = [sorted(message.items()) for message in messages[:formats.CHUNK_MESSAGES]]
+        encoded = [([tid for tid, _ in postings], bytes(level for _, level in postings)) for postings in kept]
         raw = None
-        for tids in messages[:formats.CHUNK_MESSAGES]:
-            raw = formats.chunk_append(raw, tids, bytes(range(1, len(tids) + 1)))
-        assert raw is not None
-        kept = messages[:formats.CHUNK_MESSAGES]
-        assert [(tids, bytes(range(1, len(tids) + 1))) for tids in kept] == \
-            [(list(tids), levels) for tids, levels in (formats.chunk_message(raw, i) for i in range(len(kept)))]
-        rest, popped, _ = formats.chunk_pop(raw)
-        assert (list(popped), rest is None) == (kept[-1], len(kept) == 1)
-        for index, message in enumerate(kept[:-1]):
-            assert rest is not None
-            for tid in message:
-                assert (index, message.index(tid) + 1) in formats.chunk_occurrences(rest, tid)
+        for message in encoded[:len(encoded) // 2]:  # one at a time, then the rest at once
+            raw = formats.chunk_append(raw, [message])
+        raw = formats.chunk_append(raw, encoded[len(encoded) // 2:])
+        assert formats.chunk_size(raw) == len(kept)
+
+        def stored(chunk: bytes) -> list[list[tuple[int, int]]]:
+            return [list(zip(tids, levels)) for tids, levels in
+                    (formats.chunk_message(chunk, index) for index in range(formats.chunk_size(chunk)))]
+
+        assert stored(raw) == kept
+        rest, popped, levels = formats.chunk_pop(raw)
+        assert (list(zip(popped, levels)), rest is None) == (kept[-1], len(kept) == 1)
+        remaining = kept[:-1]
+        if rest is not None:
+            assert stored(rest) == remaining
+            assert formats.chunk_counts(rest) == Counter(tid for postings in remaining for tid, _ in postings)
+        for tid in {tid for postings in kept for tid, _ in postings} | {3, 2**25 + 1, 2**32 - 1}:
+            expected = [(index, dict(postings)[tid]) for index, postings in enumerate(remaining)
+                        if tid in dict(postings)]
+            assert (formats.chunk_occurrences(rest, tid) if rest is not None else []) == expected
 
 
 def test_index_size_is_counted(store: SessionStore) -> None:

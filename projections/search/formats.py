@@ -23,9 +23,10 @@ Named key spaces ``search.*``:
   batch of new sessions rewrites only the last blocks (``Summary`` joins a
   term's blocks for queries).
 * ``search.docs``: session and chunk number → the postings of up to
-  ``CHUNK_MESSAGES`` messages: each message's term ids (3 bytes, 4 once ids
-  need it) and levels. The forward index: removals read what to take out, and
-  a session's exact multi-term score is computed from it.
+  ``CHUNK_MESSAGES`` messages: each message's term ids (2 bytes below 65,536,
+  else 3, or 4 once ids need it) and levels (one a message, and those of the
+  postings at another level). The forward index: removals read what to take
+  out, and a session's exact multi-term score is computed from it.
 * ``search.sessions``: session → message count and latest activity;
   ``search.meta``: message count, next term id, generation (changes when the
   index is cleared, so term ids cached in memory are dropped).
@@ -40,7 +41,7 @@ import struct
 import sys
 from array import array
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import repeat
 from typing import Literal
 
@@ -224,18 +225,28 @@ def u32s(data: bytes | bytearray | memoryview) -> Sequence[int]:
     return _unsigned(data, "I")
 
 
+def _packed(values: Sequence[int], typecode: Literal["I", "H"]) -> bytes:
+    """``values`` as little-endian unsigned integers (``array`` ``typecode``)."""
+    packed = array(typecode, values)
+    if not _LITTLE:
+        packed.byteswap()
+    return packed.tobytes()
+
+
 def _pack_u32s(values: Sequence[int]) -> bytes:
-    return struct.pack(f"<{len(values)}I", *values)
+    return _packed(values, "I")
 
 
 def _pack_u16s(values: Sequence[int]) -> bytes:
-    return struct.pack(f"<{len(values)}H", *values)
+    return _packed(values, "H")
 
 
-def _find_u16(data: bytes, pattern: bytes, start: int, end: int) -> int:
-    """The offset of the first 2-byte-aligned (relative to ``start``) ``pattern`` in ``data[start:end]``, or -1."""
+def _find_aligned(data: bytes, pattern: bytes, start: int, end: int) -> int:
+    """The offset of the first ``pattern`` in ``data[start:end]`` at a multiple of its length from ``start`` (a
+    value of a run of fixed-width values), or -1."""
+    width = len(pattern)
     position = data.find(pattern, start, end)
-    while position >= 0 and (position - start) & 1:
+    while position >= 0 and (position - start) % width:
         position = data.find(pattern, position + 1, end)
     return position
 
@@ -572,7 +583,7 @@ def summary_set(raw: bytes | None, sid: int, code: int) -> bytes | None:
         if old_level:
             group = levels.index(old_level)
             first = 2 * sum(counts[:group])
-            at = _find_u16(members, member, first, first + 2 * counts[group])
+            at = _find_aligned(members, member, first, first + 2 * counts[group])
             if at < 0:
                 raise StoreCorrupted("the search index is damaged: a term summary contradicts itself")
             members = members[:at] + members[at + 2:]
@@ -633,27 +644,116 @@ def summary_raise(raw: bytes | None, changes: Mapping[int, int]) -> bytes | None
     return summary_of(entries)
 
 
-# A chunk: the postings of up to CHUNK_MESSAGES consecutive messages of a session.
+# A chunk: the postings of up to CHUNK_MESSAGES consecutive messages of a session, each message's term ids
+# ascending. Ids below 65,536 (the terms met first, the common words among them) take two bytes, in one run for
+# the whole chunk; greater ids take three (four once ids need it) in another. Both runs are searched in place.
+# Most terms of a message occur once in it and so share one level (it follows from the message's length): a
+# message stores its most common level once, and only the postings at another level store theirs.
 #
-#   head      u16 messages (m), u32 postings (p), u8 width of a term id (w: 3, or 4 once ids need it)
-#   starts    (m + 1) × u32: where each message's postings start
-#   terms     p × w bytes: term ids, ascending within a message
-#   levels    p bytes
-_CHUNK_HEAD = struct.Struct("<HIB")
+#   head      u8 flags, u8 messages (m), then counts of c bytes (2, or 4 with flag _WIDE_COUNTS):
+#             low postings (L), high postings (H), postings with a level of their own (X)
+#   low ends  m × c: the low postings of the messages up to each one's end
+#   high ends m × c: the same for high postings
+#   levels    m bytes: each message's most common level
+#   low       L × u16: term ids below 65,536
+#   high      H × w: the others (w = 3, or 4 with flag _WIDE_IDS)
+#   at        X × c: the numbers of the postings with a level of their own, ascending (a message's postings are
+#             numbered after the earlier messages' ones, its low postings first)
+#   own       X bytes: their levels
+_CHUNK_COUNTS_16 = struct.Struct("<BBHHH")
+_CHUNK_COUNTS_32 = struct.Struct("<BBIII")
+_CHUNK_WIDE_COUNTS = 1
+_CHUNK_WIDE_IDS = 2
+_LOW = 1 << 16  # the first term id stored in the high run
 _WIDE = 1 << 24  # the first term id that needs 4 bytes
 
 
-def _chunk_parts(raw: bytes) -> tuple[int, int, int, int, int]:
-    """(messages, postings, width, offset of the term ids, offset of the levels)."""
-    count, postings, width = _CHUNK_HEAD.unpack_from(raw)
-    terms = _CHUNK_HEAD.size + 4 * (count + 1)
-    if width not in (3, 4) or len(raw) != terms + (width + 1) * postings:
-        raise StoreCorrupted("the search index is damaged: a chunk of postings has the wrong size")
-    return count, postings, width, terms, terms + width * postings
+class _Chunk:
+    """A stored chunk's layout; its parts are read in place when asked for (a query that finds no term in the
+    chunk reads none of them)."""
+
+    __slots__ = ("raw", "messages", "id_width", "count_width", "low_at", "high_at", "high_end", "own_at")
+
+    def __init__(self, raw: bytes) -> None:
+        flags = raw[0] if raw else -1
+        counts = _CHUNK_COUNTS_32 if flags & _CHUNK_WIDE_COUNTS else _CHUNK_COUNTS_16
+        if flags & ~(_CHUNK_WIDE_COUNTS | _CHUNK_WIDE_IDS) or len(raw) < counts.size:
+            raise StoreCorrupted("the search index is damaged: a chunk of postings has an unknown form")
+        _, messages, low, high, exceptions = counts.unpack_from(raw)
+        self.raw, self.messages = raw, messages
+        self.count_width = count_width = 4 if flags & _CHUNK_WIDE_COUNTS else 2
+        self.id_width = 4 if flags & _CHUNK_WIDE_IDS else 3
+        self.low_at = counts.size + (2 * count_width + 1) * messages
+        self.high_at = self.low_at + 2 * low
+        self.high_end = self.high_at + self.id_width * high
+        self.own_at = self.high_end + count_width * exceptions
+        if len(raw) != self.own_at + exceptions:
+            raise StoreCorrupted("the search index is damaged: a chunk of postings has the wrong size")
+
+    def _counts(self, start: int, count: int) -> Sequence[int]:
+        return _unsigned(memoryview(self.raw)[start:start + self.count_width * count],
+                         "I" if self.count_width == 4 else "H")
+
+    def low_ends(self) -> Sequence[int]:
+        """The low postings of the messages up to each one's end."""
+        return self._counts(self.low_at - (2 * self.count_width + 1) * self.messages, self.messages)
+
+    def high_ends(self) -> Sequence[int]:
+        return self._counts(self.low_at - (self.count_width + 1) * self.messages, self.messages)
+
+    def levels(self) -> bytes:
+        """Each message's most common level."""
+        return self.raw[self.low_at - self.messages:self.low_at]
+
+    def at(self) -> Sequence[int]:
+        """The numbers of the postings with a level of their own, ascending."""
+        return self._counts(self.high_end, (self.own_at - self.high_end) // self.count_width)
+
+    def own(self) -> bytes:
+        return self.raw[self.own_at:]
+
+    def low_ids(self) -> Sequence[int]:
+        return _unsigned(memoryview(self.raw)[self.low_at:self.high_at], "H")
+
+    def high_ids(self) -> Sequence[int]:
+        return _unids(self.raw[self.high_at:self.high_end], self.id_width)
+
+    def bounds(self, index: int) -> tuple[int, int, int, int]:
+        """Where message ``index``'s low and high postings start and end in their runs."""
+        low_ends, high_ends = self.low_ends(), self.high_ends()
+        low_start, high_start = (low_ends[index - 1], high_ends[index - 1]) if index else (0, 0)
+        return low_start, low_ends[index], high_start, high_ends[index]
+
+    def message(self, index: int) -> tuple[Sequence[int], bytes]:
+        """Message ``index``'s term ids (ascending) and their levels."""
+        low_start, low_end, high_start, high_end = self.bounds(index)
+        tids = self.low_ids()[low_start:low_end]
+        if high_end > high_start:
+            tids = [*tids, *self.high_ids()[high_start:high_end]]
+        first, size = low_start + high_start, len(tids)
+        at = self.at()
+        exceptions = range(bisect.bisect_left(at, first), bisect.bisect_left(at, first + size))
+        level = self.raw[self.low_at - self.messages + index]
+        if not exceptions:
+            return tids, bytes((level,)) * size
+        levels, own = bytearray((level,)) * size, self.own()
+        for place in exceptions:
+            levels[at[place] - first] = own[place]
+        return tids, bytes(levels)
 
 
-def _chunk_starts(raw: bytes, count: int) -> Sequence[int]:
-    return u32s(memoryview(raw)[_CHUNK_HEAD.size:_CHUNK_HEAD.size + 4 * (count + 1)])
+def _chunk_of(levels: bytes, low_ends: Sequence[int], high_ends: Sequence[int], low: bytes, high: bytes,
+              id_width: int, at: Sequence[int], own: bytes) -> bytes:
+    """A chunk's stored form from its parts (``low`` and ``high`` packed)."""
+    postings = len(low) // 2 + len(high) // id_width
+    wide = postings > 0xFFFF
+    flags = (_CHUNK_WIDE_COUNTS if wide else 0) | (_CHUNK_WIDE_IDS if id_width == 4 else 0)
+    counts = _CHUNK_COUNTS_32 if wide else _CHUNK_COUNTS_16
+    typecode = "I" if wide else "H"
+    return b"".join((counts.pack(flags, len(levels), len(low) // 2, len(high) // id_width, len(at)),
+                     struct.pack(f"<{len(low_ends)}{typecode}", *low_ends),
+                     struct.pack(f"<{len(high_ends)}{typecode}", *high_ends),
+                     levels, low, high, struct.pack(f"<{len(at)}{typecode}", *at), own))
 
 
 def _ids(tids: Sequence[int], width: int) -> bytes:
@@ -675,67 +775,116 @@ def _unids(data: bytes, width: int) -> Sequence[int]:
     return u32s(wide)
 
 
-def chunk_append(raw: bytes | None, tids: Sequence[int], levels: bytes) -> bytes:
-    wide = bool(tids) and tids[-1] >= _WIDE
+def _places(data: bytes, value: int) -> Iterator[int]:
+    """Where byte ``value`` occurs in ``data``."""
+    place = data.find(value)
+    while place >= 0:
+        yield place
+        place = data.find(value, place + 1)
+
+
+def chunk_append(raw: bytes | None, messages: Iterable[tuple[Sequence[int], bytes]]) -> bytes:
+    """``raw`` (``None``: an empty chunk) with more messages, each given as its term ids, ascending, and their
+    levels: the chunk is decoded and encoded once however many messages it gains."""
     if raw is None:
-        width = 4 if wide else 3
-        return b"".join((_CHUNK_HEAD.pack(1, len(levels), width), _pack_u32s((0, len(levels))),
-                         _ids(tids, width), levels))
-    count, postings, width, terms, at = _chunk_parts(raw)
-    if wide and width == 3:  # widen the whole chunk
-        raw = b"".join((_CHUNK_HEAD.pack(count, postings, 4), raw[_CHUNK_HEAD.size:terms],
-                        _pack_u32s(_unids(raw[terms:at], 3)), raw[at:]))
-        count, postings, width, terms, at = _chunk_parts(raw)
-    total = postings + len(levels)
-    return b"".join((_CHUNK_HEAD.pack(count + 1, total, width), raw[_CHUNK_HEAD.size:terms], _U32.pack(total),
-                     raw[terms:at], _ids(tids, width), raw[at:], levels))
+        levels, low_ends, high_ends, low, high, id_width = bytearray(), [], [], [b""], [b""], 3
+        at: list[int] = []
+        own = bytearray()
+    else:
+        chunk = _Chunk(raw)
+        levels, low_ends, high_ends = bytearray(chunk.levels()), list(chunk.low_ends()), list(chunk.high_ends())
+        low, high = [raw[chunk.low_at:chunk.high_at]], [raw[chunk.high_at:chunk.high_end]]
+        id_width, at, own = chunk.id_width, list(chunk.at()), bytearray(chunk.own())
+    low_count = low_ends[-1] if low_ends else 0
+    high_count = high_ends[-1] if high_ends else 0
+    for tids, message_levels in messages:
+        if tids and tids[-1] >= _WIDE and id_width == 3:  # widen the chunk's high ids
+            high, id_width = [_pack_u32s(_unids(b"".join(high), 3))], 4
+        split = bisect.bisect_left(tids, _LOW)
+        common = max(set(message_levels), key=message_levels.count) if message_levels else 0
+        first = low_count + high_count
+        if message_levels.count(common) != len(message_levels):  # some postings at other levels: find them in C
+            others = sorted((place, level) for level in set(message_levels) - {common}
+                            for place in _places(message_levels, level))
+            at += [first + place for place, _ in others]
+            own += bytes(level for _, level in others)
+        low_count += split
+        high_count += len(tids) - split
+        levels.append(common)
+        low_ends.append(low_count)
+        high_ends.append(high_count)
+        low.append(_pack_u16s(tids[:split]))
+        if split < len(tids):
+            high.append(_ids(tids[split:], id_width))
+    return _chunk_of(bytes(levels), low_ends, high_ends, b"".join(low), b"".join(high), id_width, at, bytes(own))
 
 
 def chunk_pop(raw: bytes) -> tuple[bytes | None, Sequence[int], bytes]:
     """The chunk without its last message, and that message's term ids and levels."""
-    count, _, width, terms, at = _chunk_parts(raw)
-    start = _chunk_starts(raw, count)[count - 1]
-    tids, levels = _unids(raw[terms + width * start:at], width), raw[at + start:]
-    if count == 1:
+    chunk = _Chunk(raw)
+    last = chunk.messages - 1
+    tids, levels = chunk.message(last)
+    if not last:
         return None, tids, levels
-    rest = b"".join((_CHUNK_HEAD.pack(count - 1, start, width), raw[_CHUNK_HEAD.size:terms - 4],
-                     raw[terms:terms + width * start], raw[at:at + start]))
-    return rest, tids, levels
+    low_start, _, high_start, _ = chunk.bounds(last)
+    at = chunk.at()
+    kept = bisect.bisect_left(at, low_start + high_start)
+    return _chunk_of(chunk.levels()[:last], chunk.low_ends()[:last], chunk.high_ends()[:last],
+                     raw[chunk.low_at:chunk.low_at + 2 * low_start],
+                     raw[chunk.high_at:chunk.high_at + chunk.id_width * high_start], chunk.id_width,
+                     at[:kept], chunk.own()[:kept]), tids, levels
 
 
 def chunk_size(raw: bytes) -> int:
     """How many messages the chunk holds."""
-    return int(_CHUNK_HEAD.unpack_from(raw)[0])
+    return int(_Chunk(raw).messages)
 
 
 def chunk_message(raw: bytes, index: int) -> tuple[Sequence[int], bytes]:
-    count, _, width, terms, at = _chunk_parts(raw)
-    starts = _chunk_starts(raw, count)
-    start, end = starts[index], starts[index + 1]
-    return _unids(raw[terms + width * start:terms + width * end], width), raw[at + start:at + end]
+    """Message ``index``'s term ids (ascending) and their levels."""
+    return _Chunk(raw).message(index)
 
 
 def chunk_occurrences(raw: bytes, tid: int) -> list[tuple[int, int]]:
     """``(message index in the chunk, level)`` of each message containing term ``tid``."""
-    count, _, width, terms, at = _chunk_parts(raw)
-    pattern = tid.to_bytes(width, "little")
-    position = raw.find(pattern, terms, at)
+    chunk = _Chunk(raw)
+    low = tid < _LOW
+    if low:
+        start, end, width = chunk.low_at, chunk.high_at, 2
+    elif tid < 1 << 8 * chunk.id_width:
+        start, end, width = chunk.high_at, chunk.high_end, chunk.id_width
+    else:
+        return []
+    # A message's low postings are numbered after the postings of the messages before it; its high ones, after
+    # its low ones.
     found: list[tuple[int, int]] = []
-    starts = None
-    while position >= 0:
-        offset = position - terms
+    pattern = tid.to_bytes(width, "little")
+    position = raw.find(pattern, start, end)
+    if position < 0:
+        return found
+    ends, others = (chunk.low_ends(), chunk.high_ends()) if low else (chunk.high_ends(), chunk.low_ends())
+    at, own, levels = chunk.at(), chunk.own(), chunk.levels()
+    while position >= 0:  # this loop runs for every message that holds a query's term: kept inline
+        offset = position - start
         if offset % width:
-            position = raw.find(pattern, position + 1, at)
+            position = raw.find(pattern, position + 1, end)
             continue
-        if starts is None:
-            starts = _chunk_starts(raw, count)
-        posting = offset // width
-        found.append((bisect.bisect_right(starts, posting) - 1, raw[at + posting]))
-        position = raw.find(pattern, position + width, at)
+        place = offset // width
+        index = bisect.bisect_right(ends, place)
+        level = levels[index]
+        if at:
+            number = place + (others[index - 1] if index else 0) if low else place + others[index]
+            exception = bisect.bisect_left(at, number)
+            if exception < len(at) and at[exception] == number:
+                level = own[exception]
+        found.append((index, level))
+        position = raw.find(pattern, position + width, end)
     return found
 
 
 def chunk_counts(raw: bytes) -> Counter[int]:
     """How many of the chunk's messages contain each term."""
-    _, _, width, terms, at = _chunk_parts(raw)
-    return Counter(_unids(raw[terms:at], width))
+    chunk = _Chunk(raw)
+    counts = Counter(chunk.low_ids())
+    counts.update(chunk.high_ids())
+    return counts

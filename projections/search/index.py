@@ -48,8 +48,9 @@ class SearchIndex:
 
     name = "search"
     #: 2: terms no message holds leave the dictionary, ``search.names`` maps ids back to terms, and the
-    #: redaction placeholder is not indexed. 3: summaries in blocks of sessions (``search.blocks``).
-    code_version = 3
+    #: redaction placeholder is not indexed. 3: summaries in blocks of sessions (``search.blocks``). 4: chunks of
+    #: postings with 2-byte term ids below 65,536 and one level a message (the others stored apart).
+    code_version = 4
     #: Not applied in the command's transaction: the facade catches it up before reads.
     inline = False
 

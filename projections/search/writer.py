@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from operator import itemgetter
@@ -61,13 +62,15 @@ def indexed_terms(content: str) -> list[str]:
 
 
 class _SessionState:
-    """A session being changed by a batch: message count, activity and the chunks read so far."""
+    """A session being changed by a batch: message count, activity, the chunks read so far, and the postings of
+    messages appended to them (a chunk is encoded once when it is next read or written, not once a message)."""
 
-    __slots__ = ("count", "activity", "chunks", "dirty", "loaded")
+    __slots__ = ("count", "activity", "chunks", "appended", "dirty", "loaded")
 
     def __init__(self, count: int, activity: int) -> None:
         self.count, self.activity = count, activity
         self.chunks: dict[int, bytes | None] = {}
+        self.appended: dict[int, list[tuple[Sequence[int], bytes]]] = {}
         self.dirty: set[int] = set()
         self.loaded = False
 
@@ -188,6 +191,9 @@ class IndexWriter(IndexReader):
         state = self._state(sid)
         if number not in state.chunks:
             state.chunks[number] = None if state.loaded else super().chunk(sid, number)
+        appended = state.appended.pop(number, None)
+        if appended:
+            state.chunks[number] = chunk_append(state.chunks[number], appended)
         return state.chunks[number]
 
     def chunks(self, sid: int) -> list[bytes]:
@@ -196,7 +202,7 @@ class IndexWriter(IndexReader):
             for number, raw in enumerate(super().chunks(sid)):
                 state.chunks.setdefault(number, raw)
             state.loaded = True
-        found = [state.chunks.get(number) for number in range((state.count + CHUNK_MESSAGES - 1) // CHUNK_MESSAGES)]
+        found = [self.chunk(sid, number) for number in range((state.count + CHUNK_MESSAGES - 1) // CHUNK_MESSAGES)]
         chunks = [raw for raw in found if raw is not None]
         if len(chunks) != len(found):
             raise StoreCorrupted(f"the search index is damaged: session {sid} lacks chunks of postings")
@@ -243,10 +249,11 @@ class IndexWriter(IndexReader):
         state = self._state(sid)
         tids, levels = self.postings(text)
         number, place = divmod(state.count, CHUNK_MESSAGES)
-        raw = self.chunk(sid, number) if place else None
-        if place and raw is None:
+        if not place:
+            state.chunks[number] = None
+        elif number not in state.appended and self.chunk(sid, number) is None:
             raise StoreCorrupted(f"the search index is damaged: session {sid} lacks its last chunk")
-        state.chunks[number] = chunk_append(raw, tids, levels)
+        state.appended.setdefault(number, []).append((array("I", tids), levels))
         state.dirty.add(number)
         state.count += 1
         state.activity = micros
@@ -343,6 +350,7 @@ class IndexWriter(IndexReader):
         for number in list(state.chunks):
             state.chunks[number] = None
             state.dirty.add(number)
+        state.appended.clear()
         self._messages -= state.count
         state.count = 0
 
@@ -367,7 +375,7 @@ class IndexWriter(IndexReader):
         sessions: list[tuple[bytes, bytes | None]] = []
         for sid in sorted(self._sessions):
             state = self._sessions[sid]
-            docs += [(chunk_key(sid, number), state.chunks.get(number)) for number in sorted(state.dirty)]
+            docs += [(chunk_key(sid, number), self.chunk(sid, number)) for number in sorted(state.dirty)]
             sessions.append((id_key(sid), session_value(state.count, state.activity) if state.count else None))
         for space, items in ((spaces.terms, terms), (spaces.names, names), (spaces.summary, heads),
                              (spaces.blocks, summaries), (spaces.docs, docs), (spaces.sessions, sessions)):
