@@ -587,12 +587,14 @@ class Bench:
             for words in (2, 3):
                 self.log(f"search: {words} words, {name} ({s.queries} queries)")
                 samples: dict[str, list[float]] = {runner: [] for runner in runners}
+                cpu: dict[str, list[float]] = {runner: [] for runner in runners}
                 hits = dict.fromkeys(runners, 0)
                 order = list(runners)
                 for n, keyword in enumerate(self.corpus.queries(band, words, s.queries)):
                     for runner in order[n % 3:] + order[:n % 3]:
-                        start = now_ns()
+                        start, start_cpu = now_ns(), time.process_time_ns()
                         found = runners[runner](keyword)
+                        cpu[runner].append(time.process_time_ns() - start_cpu)
                         samples[runner].append(now_ns() - start)
                         hits[runner] += len(found)
                 key = f"search_{'mid' if band is MID_BAND else 'top'}_{words}"
@@ -603,6 +605,12 @@ class Bench:
                     self.rows.append(row)
                     self.values[row.key] = row.ratio or 0.0
                 self.values[f"{key}_ours_ms"] = Stats.of(samples["ours"]).median / 1e6
+                # On a shared machine wall time swings with the load; the process's CPU time a query does not.
+                medians = {runner: Stats.of(cpu[runner]).median for runner in runners}
+                self.notes.append(f"search, {words} words of {name}: CPU time a query (median), "
+                                  + ", ".join(f"{r} {fmt_ns(medians[r])}" for r in runners)
+                                  + f"; ours/FTS5 {medians['FTS5'] / medians['ours']:.2f}x, "
+                                  f"ours/FTS5 bm25 {medians['FTS5 bm25'] / medians['ours']:.2f}x")
                 self.notes.append(f"search, {words} words of {name}: sessions found a query, "
                                   + ", ".join(f"{r} {hits[r] / s.queries:.1f}" for r in runners) + " (limit 50)")
 

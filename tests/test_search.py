@@ -486,9 +486,11 @@ class TestAgainstReferenceAfterEdits:
                           materialize_up_to: int, grouped_from: int, block_bits: int) -> None:
         """Over edits, many ties and every query path (whole summaries or level groups, one block or several), the
         ranking is exact."""
-        saved = search_queries.MATERIALIZE_UP_TO, formats.GROUPED_FROM, formats.BLOCK_BITS
-        search_queries.MATERIALIZE_UP_TO, formats.GROUPED_FROM, formats.BLOCK_BITS = \
-            materialize_up_to, grouped_from, block_bits
+        saved = search_queries.MATERIALIZE_UP_TO, search_queries.INTERSECT_UP_TO, formats.GROUPED_FROM, \
+            formats.BLOCK_BITS
+        # 0: every multi-term query takes the threshold path; else the shared sessions' path for few sessions.
+        search_queries.MATERIALIZE_UP_TO, search_queries.INTERSECT_UP_TO, formats.GROUPED_FROM, formats.BLOCK_BITS = \
+            materialize_up_to, materialize_up_to // 1000, grouped_from, block_bits
         try:
             with tempfile.TemporaryDirectory() as directory:
                 clock = FakeClock()
@@ -511,7 +513,38 @@ class TestAgainstReferenceAfterEdits:
                         found = [(m.key, scores[m.key]) for m in store.search(SessionQuery(keyword, limit))]
                         assert reference.search(keyword, limit) == [key for key, _ in found], keyword
         finally:
-            search_queries.MATERIALIZE_UP_TO, formats.GROUPED_FROM, formats.BLOCK_BITS = saved
+            search_queries.MATERIALIZE_UP_TO, search_queries.INTERSECT_UP_TO, formats.GROUPED_FROM, \
+                formats.BLOCK_BITS = saved
+
+
+class TestSharedSessionsPath:
+    @settings(max_examples=30)
+    @given(st.lists(st.lists(st.lists(st.sampled_from(["the", "the", "the", "of", "of", "w1", "w2", "w3", "w4"]),
+                                      min_size=1, max_size=6).map(" ".join), min_size=1, max_size=3),
+                    min_size=20, max_size=90),
+           st.lists(st.lists(st.sampled_from(["the", "of", "w1", "w2", "w3", "w4"]), min_size=2, max_size=3)
+                    .map(" ".join), min_size=1, max_size=4),
+           st.integers(1, 5), st.booleans())
+    @example([["w1"], ["w1"], ["w2"], ["w2"], ["w1 w2"]] * 4, ["w1 w2"], 1, True)
+    def test_same_ranking_as_the_threshold_path(self, sessions: list[list[str]], keywords: list[str], limit: int,
+                                                shared_path: bool) -> None:
+        """Over many sessions of common words (so the best sessions of a term are cut at a level, with ties), the
+        path that finds the sessions the terms share ranks exactly as a plain BM25 does, as the threshold path
+        does."""
+        saved = search_queries.MATERIALIZE_UP_TO, search_queries.INTERSECT_UP_TO
+        search_queries.MATERIALIZE_UP_TO, search_queries.INTERSECT_UP_TO = (4000, 8192) if shared_path else (0, 0)
+        try:
+            with tempfile.TemporaryDirectory() as directory:
+                clock = FakeClock()
+                with SessionStore(Path(directory), clock=clock, durable=False) as store:
+                    for number, texts in enumerate(sessions):
+                        clock.advance(seconds=1)
+                        store.append_many(f"s{number}", [ChatMessage.user(text) for text in texts])
+                    reference = ReferenceSearch(store)
+                    for keyword in keywords:
+                        assert reference.search(keyword, limit) == search(store, keyword, limit), keyword
+        finally:
+            search_queries.MATERIALIZE_UP_TO, search_queries.INTERSECT_UP_TO = saved
 
 
 # -- only current messages match ------------------------------------------------------------

@@ -4,9 +4,10 @@ Every session holding one query term scores by that term's level; a session
 holding several is resolved from the tags when possible, else scored exactly
 (best upper bound first, only while the bound can still make the ``limit``).
 One term: its best level groups, down to the ``limit``-th session. Several
-terms in few sessions all told: whole summaries (``_materialized``); terms in
-many sessions, or phrases: a threshold algorithm over their level groups
-(``_threshold``). Every path prunes with ``scoring.may_reach``, so a session
+terms, all but the most frequent in few sessions (no phrases): the sessions
+they share, found with sets in C, and each term's best sessions alone, cut at
+a level counted in C (``_intersected``); terms in many sessions, or phrases: a
+threshold algorithm over their level groups (``_threshold``). Every path prunes with ``scoring.may_reach``, so a session
 tying the ``limit``-th score is always scored; ties go to the most recent
 activity.
 """
@@ -14,6 +15,7 @@ activity.
 from __future__ import annotations
 
 import bisect
+import functools
 import heapq
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -23,17 +25,19 @@ from typing import Any
 
 from eventstore._errors import StoreCorrupted
 
-from .formats import CHUNK_MESSAGES, LAST_TAG, MULTI, chunk_message, chunk_occurrences, u32s
+from .formats import CHUNK_MESSAGES, LAST_TAG, MULTI, Summary, chunk_message, chunk_occurrences, u32s
 from .planning import Phrase, Plan, PlanTerm, plan_query
 from .reader import IndexReader
-from .scoring import LEVEL_WEIGHTS, may_reach, ranked
+from .scoring import LEVEL_WEIGHTS, LEVELS, may_reach, ranked
 from .snippets import phrase_in
 from .tokenizer import QueryWord, tokenize
 
-__all__ = ["MATERIALIZE_UP_TO", "EXACT_WORK", "Texts", "search_messages", "search_sessions"]
+__all__ = ["MATERIALIZE_UP_TO", "INTERSECT_UP_TO", "EXACT_WORK", "Texts", "search_messages", "search_sessions"]
 
-#: A query whose terms are in at most this many sessions all told is scored from whole summaries.
+#: A query whose terms are in at most this many sessions all told is scored from the sessions they share.
 MATERIALIZE_UP_TO = 4000
+#: So is a query whose terms but the most frequent one are each in at most this many sessions.
+INTERSECT_UP_TO = 8192
 
 #: The work budget of one query, in (session, term) pairs scored exactly from postings: it bounds a query whose
 #: terms are in very many sessions with near-equal weights. Past it, the best sessions found so far stand.
@@ -97,8 +101,8 @@ def search_sessions(view: IndexReader, words: Sequence[QueryWord], limit: int,
     cutoff = None
     if len(plan.terms) == 1 and not plan.phrases:
         scored = _single_term(plan.terms[0], limit)
-    elif not plan.phrases and sum(term.summary.sessions for term in plan.terms) <= MATERIALIZE_UP_TO:
-        scored, cutoff = _materialized(view, plan, limit)
+    elif not plan.phrases and _intersection_pays(plan):
+        scored, cutoff = _intersected(view, plan, limit)
     else:
         scored = _threshold(view, plan, limit, texts, message_level=False)
     if not scored:
@@ -142,85 +146,105 @@ def _single_term(term: PlanTerm, limit: int) -> dict[int, float]:
             break
     return scored
 
-def _materialized(view: IndexReader, plan: Plan, limit: int) -> tuple[dict[int, float], float | None]:
-    """Exact top scores when the query's terms are in few sessions all told (no phrases).
+def _intersection_pays(plan: Plan) -> bool:
+    """Whether the sessions the terms share are cheaper to find (in C, over every session of the terms) than to
+    reach by the threshold path: when the terms are in few sessions all told, or all but one are."""
+    sizes = sorted(term.summary.sessions for term in plan.terms)
+    return sum(sizes) <= MATERIALIZE_UP_TO or sizes[-2] <= INTERSECT_UP_TO
 
-    Every session with one query term scores by that term's best level. A
-    session with several is resolved from the terms' tags when each term is
-    in one of its messages (same tag: same message, the weights add up;
-    different tags: different messages). Otherwise it waits, scored later
-    (best upper bound first, while that bound can still reach the
-    ``limit``-th score): when only one of its terms is in several messages,
-    by reading the few messages the others are in, else from all its postings.
+def _intersected(view: IndexReader, plan: Plan, limit: int) -> tuple[dict[int, float], float | None]:
+    """Exact top scores (no phrases) from the sessions that hold several query terms and each term's best sessions.
+
+    A session that holds one query term scores by that term's best level, so
+    only each term's best level groups matter among those (through the group
+    that brings ``limit`` of them: ties at the cut are kept). A session that
+    holds several is resolved from the terms' tags when each term is in one of
+    its messages (same tag: same message, the weights add up; different tags:
+    different messages). Otherwise it waits, scored later (best upper bound
+    first, while that bound can still reach the ``limit``-th score): when only
+    one of its terms is in several messages, by reading the few messages the
+    others are in, else from all its postings.
 
     Returns the scores (exact for every session that can be among the
     ``limit`` best, lower bounds below them) and the ``limit``-th best score.
     """
     tables = [list(map(mul, repeat(term.weight), LEVEL_WEIGHTS)) for term in plan.terms]
-    alone = [dict(zip(term.summary.sorted_sids(), map(table.__getitem__, term.summary.best_levels())))
-             for term, table in zip(plan.terms, tables)]
-    return _resolve(view, plan, limit, tables, alone)
+    shared = _shared_sessions([term.summary.sorted_sids() for term in plan.terms])
+    alone: dict[int, float] = {}
+    others = set(shared)
+    for term, table in zip(plan.terms, tables):
+        alone.update(_best_alone(term.summary, table, limit, others))
+    columns = [term.summary.entries_of(shared) for term in plan.terms]
+    return _resolve(view, plan, limit, tables, alone, dict(zip(shared, zip(*columns))))
 
-def _resolve(view: IndexReader, plan: Plan, limit: int, tables: list[list[float]],
-             alone: list[dict[int, float]]) -> tuple[dict[int, float], float | None]:
-    """The scoring of ``_materialized``, from each term's session → single-term score."""
-    scored: dict[int, float] = {}
-    parts = [(term.summary, table) for term, table in zip(plan.terms, tables)]
-    for single in alone:
-        scored.update(single)
-    found: set[int] = set()
-    for first, one in enumerate(alone):
-        for other in alone[first + 1:]:
-            found |= one.keys() & other.keys()
-    if not found:
+def _shared_sessions(columns: list[Sequence[int]]) -> list[int]:
+    """The sessions in two or more of the ascending ``columns``, ascending (sets in C, the smallest lists first)."""
+    ordered = sorted(columns, key=len)
+    seen = set(ordered[0])
+    shared: set[int] = set()
+    for sids in ordered[1:-1]:
+        shared.update(seen.intersection(sids))
+        seen.update(sids)
+    shared.update(seen.intersection(ordered[-1]))
+    return sorted(shared)
+
+def _best_alone(summary: Summary, table: Sequence[float], limit: int, shared: set[int]) -> dict[int, float]:
+    """A term's single-term scores of its best sessions that hold no other query term: every session at or above
+    the greatest level that brings ``limit`` of them (so ties at the cut are kept). Found by counting in C."""
+    levels, sids = summary.best_levels(), summary.sorted_sids()
+    wanted = limit
+    while True:
+        low, high = 1, LEVELS  # the greatest level that at least ``wanted`` sessions reach
+        while low < high:
+            middle = (low + high + 1) // 2
+            if levels.translate(_at_least(middle)).count(1) >= wanted:
+                low = middle
+            else:
+                high = middle - 1
+        mask = levels.translate(_at_least(low))
+        found = {sid: table[level] for sid, level in zip(compress(sids, mask), compress(levels, mask))
+                 if sid not in shared}
+        if len(found) >= limit or low == 1:
+            return found
+        wanted += limit - len(found)
+
+@functools.lru_cache(maxsize=LEVELS + 1)
+def _at_least(level: int) -> bytes:
+    """A ``bytes.translate`` table: 1 for a level of at least ``level``, else 0."""
+    return bytes(value >= level for value in range(256))
+
+def _resolve(view: IndexReader, plan: Plan, limit: int, tables: list[list[float]], alone: dict[int, float],
+             shared: dict[int, tuple[int, ...]]) -> tuple[dict[int, float], float | None]:
+    """The scoring of ``_intersected``: ``alone`` scores sessions with one query term (exactly), ``shared`` gives
+    the entries (in plan order; 0: absent) of the sessions with several."""
+    scored = dict(alone)
+    if not shared:
         return scored, None
-    shared = list(found)
-    # A shared session scores at least its best single term, at most the sum of them. Those whose
-    # sum reaches the limit-th of the lower bounds are resolved, highest sum first, until the sum of
-    # the next cannot reach the limit-th exact score found; the others keep their lower bound, which
-    # is below every score returned.
-    columns = [list(map(single.get, shared, repeat(0.0))) for single in alone]
-    exact = dict(scored)
-    for sid in shared:
-        del exact[sid]
-    best_scores = sorted(exact.values(), reverse=True)[:limit]  # sessions with one term: exact
-    lower = list(map(max, *columns))
-    scored.update(zip(shared, lower))
-    floor = sorted(best_scores + lower, reverse=True)[limit - 1] if len(scored) >= limit else -1.0
-    ahead = sorted(((upper, sid) for sid, upper in zip(shared, map(sum, zip(*columns)))
-                    if may_reach(upper, floor)), reverse=True)
-    cache: dict[int, list[str]] = {}
-    lookups = [(summary.entries().get if len(ahead) * _DICT_PAYS_OFF > summary.sessions else summary.entry_of, table)
-               for summary, table in parts]
+    # A shared session is mostly resolved from its tags. The others score at least their best single
+    # term, at most the sum of them: those whose sum reaches the limit-th exact score are resolved,
+    # highest sum first, until the sum of the next cannot reach it; the others keep their lower
+    # bound, which is below every score returned.
+    open_bounds: dict[int, tuple[float, float]] = {}
+    for sid, codes in shared.items():
+        exact = _score_from_tags(codes, tables)
+        if exact is None:
+            singles = [table[code >> 8] for table, code in zip(tables, codes) if code]
+            open_bounds[sid] = max(singles), sum(singles)
+        else:
+            scored[sid] = exact
+    best_scores = heapq.nlargest(limit, scored.values())
+    floor = best_scores[-1] if len(best_scores) >= limit else -1.0
+    scored.update((sid, lower) for sid, (lower, _) in open_bounds.items())
+    ahead = sorted(((upper, sid) for sid, (_, upper) in open_bounds.items() if may_reach(upper, floor)),
+                   reverse=True)
     full = len(best_scores) >= limit
     budget = _exact_sessions(plan, limit)
     for evaluated, (upper, sid) in enumerate(ahead):
-        if (full and not may_reach(upper, best_scores[-1])) or evaluated >= budget:
-            break  # the others keep their lower bound (past the work budget, too)
-        several, unknown, places, present = 0, False, [], []
-        for lookup, table in lookups:
-            code = lookup(sid)
-            if code:
-                present.append((code, table))
-                if code & MULTI:
-                    several += 1
-                elif code & LAST_TAG == LAST_TAG:
-                    unknown = True
-                else:
-                    places.append(code & LAST_TAG)
-        if several > 1 or unknown:
-            score = max(_evaluate(view, plan, sid, None, cache).values())
-        elif several:  # one term in several messages: only the others' messages can add up
-            score = max(scored[sid], *_evaluate_messages(view, plan, sid, places).values())
-        elif len(set(places)) == len(places):  # each term in its own message: the best one alone
-            score = scored[sid]
-        else:  # some terms share a message, known by its tag
-            sums: dict[int, float] = {}
-            for code, table in present:
-                tag = code & LAST_TAG
-                sums[tag] = sums.get(tag, 0) + table[code >> 8]
-            score = max(sums.values())
-        scored[sid] = score
+        if full and not may_reach(upper, best_scores[-1]):
+            break  # the others keep their lower bound
+        if evaluated >= budget:
+            break  # the work budget is spent: the best found so far stand
+        score = scored[sid] = _score_from_postings(view, plan, sid, shared[sid], scored[sid])
         if not full:
             bisect.insort(best_scores, score, key=neg)
             full = len(best_scores) >= limit
@@ -228,6 +252,15 @@ def _resolve(view: IndexReader, plan: Plan, limit: int, tables: list[list[float]
             best_scores.pop()
             bisect.insort(best_scores, score, key=neg)
     return scored, best_scores[-1] if full else None
+
+def _score_from_postings(view: IndexReader, plan: Plan, sid: int, codes: Sequence[int], lower: float) -> float:
+    """The exact score of a session whose entries (``codes``) leave it open: when only one of its terms is in
+    several messages, only the others' messages can add up (read alone), else every posting is read."""
+    several = [code for code in codes if code & MULTI]
+    places = [code & LAST_TAG for code in codes if code and not code & MULTI]
+    if len(several) > 1 or LAST_TAG in places:
+        return max(_evaluate(view, plan, sid, None, {}).values())
+    return max(lower, *_evaluate_messages(view, plan, sid, places).values())
 
 def _evaluate_messages(view: IndexReader, plan: Plan, sid: int, places: Iterable[int]) -> dict[int, float]:
     """Exact scores of some of a session's messages (by index), read from their postings alone."""
