@@ -56,6 +56,7 @@ from ._langgraph_records import (
     checkpoint_config,
     checkpoint_message,
     key_parts,
+    list_channels,
     session_key,
     thread_prefix,
     writes_message,
@@ -249,9 +250,14 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
     def _put(self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata,
              new_versions: ChannelVersions) -> Operation[RunnableConfig]:
         thread_id, namespace = _thread_id(config), _namespace(config)
-        message = checkpoint_message(self.serde, checkpoint, get_checkpoint_metadata(config, metadata),
-                                     get_checkpoint_id(config), new_versions)
-        yield _Append(session_key(thread_id, namespace), message)
+        key, parent_id = session_key(thread_id, namespace), get_checkpoint_id(config)
+        lists = list_channels(checkpoint, new_versions)
+        bases = {}
+        if parent_id is not None and lists:  # a list that extends the parent's value is stored as its tail
+            bases = Records.of((yield _Load(key))).bases(self.serde, parent_id, lists)
+        message = checkpoint_message(self.serde, checkpoint, get_checkpoint_metadata(config, metadata), parent_id,
+                                     new_versions, bases)
+        yield _Append(key, message)
         return checkpoint_config(thread_id, namespace, checkpoint["id"])
 
     def _put_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str,

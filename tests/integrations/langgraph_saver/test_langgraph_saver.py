@@ -32,6 +32,7 @@ NAMESPACES = ("", "child:1")
 CHANNELS = ("a", "b", "c")
 RUNS = ("run-0", "run-1", "run-2")
 DROP = "<dropped>"  # an update that takes the channel out of the checkpoint
+EXTEND = "<extended>"  # an update (EXTEND, items): the parent's list and these items, stored as a tail
 
 
 def config(thread_id: str, namespace: str, checkpoint_id: str | None = None) -> RunnableConfig:
@@ -68,7 +69,9 @@ Model = dict[tuple[str, str], dict[str, Stored]]
 values_ = st.one_of(st.text(max_size=5), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False),
                     st.binary(max_size=5), st.lists(st.integers(0, 9), max_size=3), st.none())
 puts = st.tuples(st.just("put"), st.sampled_from(THREADS), st.sampled_from(NAMESPACES), st.integers(0, 9) | st.none(),
-                 st.dictionaries(st.sampled_from(CHANNELS), values_ | st.just(DROP), max_size=3),
+                 st.dictionaries(st.sampled_from(CHANNELS),
+                                 values_ | st.just(DROP) | st.tuples(st.just(EXTEND), st.lists(st.integers(0, 9))),
+                                 max_size=3),
                  st.sampled_from(RUNS))
 writes_ = st.tuples(st.just("writes"), st.sampled_from(THREADS), st.sampled_from(NAMESPACES), st.integers(0, 9),
                     st.sampled_from(("task-0", "task-1")), st.sampled_from(("", "~1", "~0")),
@@ -100,6 +103,9 @@ def apply(saver: EventStoreSaver, model: Model, operation: tuple[Any, ...], seri
                 values.pop(channel, None)
                 versions.pop(channel, None)
             else:
+                if isinstance(value, tuple):
+                    extended = parent.values.get(channel)
+                    value = [*(extended if isinstance(extended, list) else []), *value[1]]
                 # The parent's version plus one: a sibling branch writes the same version with another value.
                 versions[channel] = new_versions[channel] = int(parent.versions.get(channel, 0)) + 1
                 values[channel] = value
@@ -177,8 +183,14 @@ def check(saver: EventStoreSaver, model: Model) -> None:
 @example([("put", "a/b", "", None, {"a": 1, "b": 2}, "run-0"), ("put", "a/b", "", 0, {"a": 3}, "run-1"),
           ("put", "a/b", "", 0, {"a": 4}, "run-2"), ("put", "a/b", "", 1, {}, "run-0"),
           ("delete_for_runs", ["run-1"]), ("prune", ["a/b"], "keep_latest")])
+@example([("put", "é", "", None, {"a": (EXTEND, [1])}, "run-0"), ("put", "é", "", 0, {"a": (EXTEND, [2])}, "run-1"),
+          ("put", "é", "", 1, {"a": (EXTEND, [3]), "b": 1}, "run-0"),
+          ("put", "é", "", 0, {"a": (EXTEND, [4])}, "run-2"),  # a sibling of the second: its version, another list
+          ("put", "é", "", 2, {"b": 2}, "run-2"),  # reads "a" from the third, a tail on the second
+          ("delete_for_runs", ["run-1"]), ("prune", ["é"], "keep_latest")])
 def test_the_saver_reads_back_what_the_model_holds(operations: list[tuple[Any, ...]]):
-    """Sibling branches write equal versions; rewrites drop the checkpoints that survivors read values from."""
+    """Sibling branches write equal versions; rewrites drop the checkpoints that survivors read values (or the
+    bases of their lists' tails) from."""
     with SessionStore.on_storage(MemoryStorage(Path("model"))) as store:
         saver, model = EventStoreSaver(store), Model()
         for serial, operation in enumerate(operations):
