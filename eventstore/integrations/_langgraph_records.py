@@ -30,6 +30,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 from urllib.parse import quote, unquote
@@ -170,6 +171,9 @@ class Items:
         """The value as a whole blob."""
         return [_MSGPACK, base64.b64encode(_array_header(self.count) + self.body).decode("ascii")]
 
+    def value(self, serde: SerializerProtocol) -> Any:
+        return serde.loads_typed((_MSGPACK, _array_header(self.count) + self.body))
+
 
 @attrs.frozen
 class Base:
@@ -263,17 +267,25 @@ class Records:
     writes: Mapping[str, Sequence[int]]
 
     @classmethod
-    def of(cls, messages: Sequence[ChatMessage]) -> Records:
-        headers = [header(message.role, message.content) for message in messages]
-        positions: dict[str, int] = {}
-        writes: dict[str, list[int]] = {}
-        for position, head in enumerate(headers):
+    def of(cls, messages: Sequence[ChatMessage], earlier: Records | None = None) -> Records:
+        """The records of ``messages``; ``earlier``, records of the same session read before, saves reading the
+        headers again when the session only grew since (its messages are the same objects: a store hands back
+        the messages it keeps decoded, and messages are immutable)."""
+        kept = earlier if earlier is not None and len(earlier.messages) <= len(messages) and all(
+            map(operator.is_, earlier.messages, messages)) else None
+        start = 0 if kept is None else len(kept.messages)
+        headers = [*(() if kept is None else kept.headers),
+                   *(header(message.role, message.content) for message in messages[start:])]
+        positions: dict[str, int] = {} if kept is None else dict(kept.positions)
+        writes: dict[str, Sequence[int]] = {} if kept is None else dict(kept.writes)
+        for position in range(start, len(headers)):
+            head = headers[position]
             if head is None:
                 continue
             if head.role == CHECKPOINT:
                 positions[head.checkpoint_id] = position
             else:
-                writes.setdefault(head.checkpoint_id, []).append(position)
+                writes[head.checkpoint_id] = [*writes.get(head.checkpoint_id, ()), position]
         return cls(messages, headers, positions, writes)
 
     def latest(self) -> str | None:
@@ -360,11 +372,12 @@ class Records:
     def _whole_blob(self, supplier: str, channel: str) -> list[Any]:
         """The blob of ``channel`` at ``supplier``, a tail joined to its base."""
         blob: list[Any] = self.payload(supplier)["blobs"][channel]
-        if not _is_tail(blob):
-            return blob
+        return self._joined(supplier, channel).blob() if _is_tail(blob) else blob
+
+    def _joined(self, supplier: str, channel: str) -> Items:
         items = self.items(supplier, channel)
         assert items is not None  # a tail always reads as a list, or raised
-        return items.blob()
+        return items
 
     def checkpoint_tuple(self, serde: SerializerProtocol, checkpoint_id: str, thread_id: str,
                          namespace: str) -> CheckpointTuple:
@@ -373,8 +386,10 @@ class Records:
         body = _value(serde, payload["checkpoint"])
         values: dict[str, Any] = {}
         for channel, supplier in self.suppliers(checkpoint_id, body["channel_versions"]).items():
-            blob = self._whole_blob(supplier, channel)
-            if blob[0] != _EMPTY[0]:
+            blob = self.payload(supplier)["blobs"][channel]
+            if _is_tail(blob):
+                values[channel] = self._joined(supplier, channel).value(serde)
+            elif blob[0] != _EMPTY[0]:
                 values[channel] = _value(serde, blob)
         parent_id = self._header(checkpoint_id).parent_id
         return CheckpointTuple(

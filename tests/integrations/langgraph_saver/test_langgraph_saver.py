@@ -21,8 +21,16 @@ from langgraph.checkpoint.base import (
     writes_sort_key,
 )
 
-from eventstore import AsyncSessionStore, InvalidArgument, SessionExists, SessionStore, WrongExpectedVersion
+from eventstore import (
+    AsyncSessionStore,
+    ChatMessage,
+    InvalidArgument,
+    SessionExists,
+    SessionStore,
+    WrongExpectedVersion,
+)
 from eventstore.events import MessageAppended, SessionForked
+from eventstore.integrations._langgraph_records import CHECKPOINT, WRITES, Records
 from eventstore.integrations.langgraph import EventStoreSaver, _advance, _Commit, _Done
 from eventstore.storage import MemoryStorage
 
@@ -333,3 +341,22 @@ class TestRaces:
         assert 2 == commits
         assert [("1ef4", {"a": 2, "b": 1}), ("1ef3", {"a": 2, "b": 1})] == [
             (found.checkpoint["id"], found.checkpoint["channel_values"]) for found in saver.list(config("t", ""))]
+
+
+def saver_message(kind: str) -> ChatMessage:
+    """A checkpoint ("c" and its id), writes ("w" and the id of their checkpoint), or another role's message."""
+    if kind == "other":
+        return ChatMessage("user", "not the saver's")
+    return ChatMessage(CHECKPOINT if kind[0] == "c" else WRITES, f'{{"checkpoint":"{kind[1:]}"}}', {})
+
+
+kinds = st.lists(st.sampled_from(("c1", "c2", "w1", "w2", "other")), max_size=10)
+
+
+@given(kinds, kinds, st.integers(0, 10))
+@example(["c1", "w1", "w1"], [], 2)
+def test_records_read_on_from_earlier_records_as_afresh(kinds: list[str], others: list[str], kept: int):
+    """Earlier records of the session's first messages (the same objects) are extended; of others, ignored."""
+    messages = [saver_message(kind) for kind in kinds]
+    for earlier in (Records.of(messages[:kept]), Records.of([saver_message(kind) for kind in others])):
+        assert Records.of(messages) == Records.of(messages, earlier)
