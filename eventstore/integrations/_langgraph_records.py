@@ -196,6 +196,12 @@ def _list_blob(serde: SerializerProtocol, value: Any, base: Base | None) -> list
     return [_TAIL, base.version, count - base.items.count, base64.b64encode(tail).decode("ascii")]
 
 
+def _whole_items(blob: Sequence[Any], supplier: str) -> Items | None:
+    data = base64.b64decode(blob[1]) if blob[0] == _MSGPACK else b""
+    shape = _array_shape(data)
+    return None if shape is None else Items(shape[0], data[shape[1]:], 0, (supplier,))
+
+
 def _is_tail(blob: Sequence[Any]) -> bool:
     return len(blob) == 4  # a whole value's blob has two items, whatever its serializer named its type
 
@@ -265,6 +271,8 @@ class Records:
     headers: Sequence[Header | None]
     positions: Mapping[str, int]
     writes: Mapping[str, Sequence[int]]
+    #: The lists ``items`` joined, by checkpoint and channel: bytes, which no caller can change.
+    _joined: dict[tuple[str, str], Items] = attrs.field(factory=dict, eq=False, repr=False)
 
     @classmethod
     def of(cls, messages: Sequence[ChatMessage], earlier: Records | None = None) -> Records:
@@ -274,19 +282,24 @@ class Records:
         kept = earlier if earlier is not None and len(earlier.messages) <= len(messages) and all(
             map(operator.is_, earlier.messages, messages)) else None
         start = 0 if kept is None else len(kept.messages)
+        if kept is not None and start == len(messages):
+            return kept
         headers = [*(() if kept is None else kept.headers),
                    *(header(message.role, message.content) for message in messages[start:])]
         positions: dict[str, int] = {} if kept is None else dict(kept.positions)
         writes: dict[str, Sequence[int]] = {} if kept is None else dict(kept.writes)
+        joined = {} if kept is None else dict(kept._joined)
         for position in range(start, len(headers)):
             head = headers[position]
             if head is None:
                 continue
             if head.role == CHECKPOINT:
+                if head.checkpoint_id in positions:  # put again: what was joined may have read the one replaced
+                    joined = {}
                 positions[head.checkpoint_id] = position
             else:
                 writes[head.checkpoint_id] = [*writes.get(head.checkpoint_id, ()), position]
-        return cls(messages, headers, positions, writes)
+        return cls(messages, headers, positions, writes, joined)
 
     def latest(self) -> str | None:
         """The id of the newest checkpoint (checkpoint ids sort by time)."""
@@ -332,29 +345,35 @@ class Records:
 
     def items(self, supplier: str, channel: str) -> Items | None:
         """The list that checkpoint ``supplier`` holds for ``channel`` (its tails joined to their base), or
-        ``None`` if it holds no msgpack array there."""
+        ``None`` if it holds no msgpack array there. Kept: a later call, or one on records of the same session
+        grown since, joins only the tails added after it."""
         tails: list[tuple[int, bytes]] = []  # newest first
         used = [supplier]
-        blob = self.payload(supplier)["blobs"][channel]
-        while _is_tail(blob):
+        base = self._joined.get((supplier, channel))
+        while base is None:
+            blob = self.payload(used[-1])["blobs"][channel]
+            if not _is_tail(blob):
+                base = _whole_items(blob, used[-1])
+                if base is None:
+                    if tails:
+                        raise StoreCorrupted(f"a LangGraph checkpoint's {channel!r:.60} extends a value that is no "
+                                             f"list")
+                    return None
+                break
             _, base_version, count, encoded = blob
             tails.append((count, base64.b64decode(encoded)))
             parent_id = self._header(used[-1]).parent_id
-            base = None if parent_id is None else self.suppliers(parent_id, {channel: base_version}).get(channel)
-            if base is None or base in used:
+            found = None if parent_id is None else self.suppliers(parent_id, {channel: base_version}).get(channel)
+            if found is None or found in used:
                 raise StoreCorrupted(f"a LangGraph checkpoint's {channel!r:.60} extends a value its chain lacks")
-            used.append(base)
-            blob = self.payload(base)["blobs"][channel]
-        data = base64.b64decode(blob[1]) if blob[0] == _MSGPACK else b""
-        shape = _array_shape(data)
-        if shape is None:
-            if tails:
-                raise StoreCorrupted(f"a LangGraph checkpoint's {channel!r:.60} extends a value that is no list")
-            return None
-        count, header_length = shape
-        return Items(count + sum(count for count, _ in tails),
-                     b"".join([data[header_length:], *(tail for _, tail in reversed(tails))]), len(tails),
-                     tuple(used))
+            used.append(found)
+            base = self._joined.get((found, channel))
+        if tails:
+            base = Items(base.count + sum(count for count, _ in tails),
+                         b"".join([base.body, *(tail for _, tail in reversed(tails))]), base.depth + len(tails),
+                         (*base.suppliers, *used[:-1]))
+        self._joined[(supplier, channel)] = base
+        return base
 
     def bases(self, serde: SerializerProtocol, parent_id: str, channels: Iterable[str]) -> dict[str, Base]:
         """The values that ``channels`` had at checkpoint ``parent_id``, those that are lists, for a put after it."""
@@ -372,9 +391,9 @@ class Records:
     def _whole_blob(self, supplier: str, channel: str) -> list[Any]:
         """The blob of ``channel`` at ``supplier``, a tail joined to its base."""
         blob: list[Any] = self.payload(supplier)["blobs"][channel]
-        return self._joined(supplier, channel).blob() if _is_tail(blob) else blob
+        return self._list(supplier, channel).blob() if _is_tail(blob) else blob
 
-    def _joined(self, supplier: str, channel: str) -> Items:
+    def _list(self, supplier: str, channel: str) -> Items:
         items = self.items(supplier, channel)
         assert items is not None  # a tail always reads as a list, or raised
         return items
@@ -388,7 +407,7 @@ class Records:
         for channel, supplier in self.suppliers(checkpoint_id, body["channel_versions"]).items():
             blob = self.payload(supplier)["blobs"][channel]
             if _is_tail(blob):
-                values[channel] = self._joined(supplier, channel).value(serde)
+                values[channel] = self._list(supplier, channel).value(serde)
             elif blob[0] != _EMPTY[0]:
                 values[channel] = _value(serde, blob)
         parent_id = self._header(checkpoint_id).parent_id
