@@ -455,7 +455,7 @@ class Records:
             if ancestor in dropped:
                 break
             still_reached.add(ancestor)
-        # A value read from a dropped ancestor, or a tail (its own, or such an ancestor's) whose base was there.
+        # A value read from a dropped ancestor (joined whole, if a tail), or its own tail whose base was there.
         moved = {channel: supplier for channel, supplier in self.suppliers(checkpoint_id, versions).items()
                  if supplier not in still_reached or (_is_tail(payload["blobs"].get(channel, _EMPTY))
                                                       and not still_reached.issuperset(self._parts(supplier, channel)))}
