@@ -15,12 +15,19 @@ by call, it times what a turn asks of the checkpointer:
 Durable as each is by default: ``SqliteSaver`` on a connection set up as ``from_conn_string`` does (WAL,
 ``synchronous=FULL``: one flush per commit), ours ``SessionStore(path)`` (``Durability.FULL``: two flushes per
 commit, LMDB's data then its meta page) and, as a third peer, ``Durability.NORMAL`` (one flush). It prints each
-call's median and p99 with the ratio SQLite/peer (above 1: the peer is faster).
+call's median and p99 with the ratio SQLite/peer (above 1: the peer is faster), and the median process CPU time
+of the call (LangGraph's background threads included), with the same ratio.
+
+A last row is the floor of a durable put: the bytes each peer's puts passed to write calls (median), as random
+4 KB pages written and flushed by ``bench_core``'s probe, with no database: LMDB's protocol (the pages, one
+``fdatasync``, then the meta page through ``O_DSYNC``) for ours at FULL, the pages and one ``fdatasync`` for ours
+at NORMAL and for SQLite's WAL. A put slower than SQLite's by no more than its floor is slower by the disk.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sqlite3
 import statistics
 import tempfile
@@ -29,6 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver, empty_checkpoint
@@ -38,6 +46,8 @@ from langgraph.graph.state import CompiledStateGraph
 
 from eventstore import Durability, SessionStore
 from eventstore.integrations.langgraph import EventStoreSaver
+
+from .bench_core import FlushProbe, written_bytes
 
 THREAD: RunnableConfig = {"configurable": {"thread_id": "chat-1", "checkpoint_ns": ""}}
 WORDS = "the quick brown fox jumps over the lazy dog while the model answers every question it is asked".split()
@@ -113,10 +123,25 @@ def allocated(path: Path) -> int:
     return sum(file.stat().st_blocks * 512 for file in files)
 
 
-def timed(call: Callable[[Peer, Any], Any], peer: Peer, prepared: Any) -> float:
-    started = time.perf_counter()
+@attrs.frozen
+class Sample:
+    seconds: float
+    cpu_seconds: float
+    written: int  # bytes passed to write calls
+
+
+def timed(call: Callable[[Peer, Any], Any], peer: Peer, prepared: Any) -> Sample:
+    before = written_bytes() or 0
+    started, started_cpu = time.perf_counter(), time.process_time()
     call(peer, prepared)
-    return time.perf_counter() - started
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - started_cpu
+    return Sample(seconds, cpu_seconds, (written_bytes() or 0) - before)
+
+
+def floor_of(scratch: Path, name: str, written: list[int], synchronous_page: bool) -> FlushProbe:
+    """``bench_core``'s probe of the pages that ``written`` (bytes a put wrote, each) makes at the median."""
+    pages = max(1, round(statistics.median(written) / 4096))
+    return FlushProbe(scratch / f"floor-{name}", pages=pages, synchronous_page=synchronous_page)
 
 
 def summary(samples: list[float]) -> tuple[float, float]:
@@ -130,10 +155,12 @@ def main() -> None:
     parser.add_argument("--dir", help="where the temporary stores go")
     arguments = parser.parse_args()
     turns, samples = (5, 5) if arguments.quick else (100, 60)
-    with tempfile.TemporaryDirectory(dir=arguments.dir) as scratch:
-        peers = [Peer("ours", lambda: ours(Path(scratch) / "full", Durability.FULL)),
-                 Peer("ours, normal", lambda: ours(Path(scratch) / "normal", Durability.NORMAL)),
-                 Peer("SqliteSaver", lambda: sqlite(Path(scratch) / "checkpoints.sqlite"))]
+    print(f"load average at the start: {os.getloadavg()[0]:.1f}")
+    with tempfile.TemporaryDirectory(dir=arguments.dir) as directory:
+        scratch = Path(directory)
+        peers = [Peer("ours", lambda: ours(scratch / "full", Durability.FULL)),
+                 Peer("ours, normal", lambda: ours(scratch / "normal", Durability.NORMAL)),
+                 Peer("SqliteSaver", lambda: sqlite(scratch / "checkpoints.sqlite"))]
         started = time.perf_counter()
         for _ in range(turns):
             for peer in peers:
@@ -141,9 +168,9 @@ def main() -> None:
         built = time.perf_counter() - started
         messages = len(peers[0].graph.get_state(THREAD).values["messages"])
         print(f"a thread of {messages} messages ({turns} turns) on each, built in {built:.1f} s; bytes on disk "
-              f"(allocated): ours {allocated(Path(scratch) / 'full') / 1e6:.1f} MB, "
-              f"SQLite {allocated(Path(scratch) / 'checkpoints.sqlite') / 1e6:.1f} MB\n")
-        results: dict[str, dict[str, list[float]]] = {peer.name: {} for peer in peers}
+              f"(allocated): ours {allocated(scratch / 'full') / 1e6:.1f} MB, "
+              f"SQLite {allocated(scratch / 'checkpoints.sqlite') / 1e6:.1f} MB\n")
+        results: dict[str, dict[str, list[Sample]]] = {peer.name: {} for peer in peers}
 
         def measure(name: str, call: Callable[[Peer, Any], Any], prepare: Callable[[Peer], Any] = lambda _: None
                     ) -> None:
@@ -158,12 +185,34 @@ def main() -> None:
         measure("turn: graph.invoke", lambda peer, _: peer.turn())
         for peer in peers:
             peer.close()
-    print(f"{'call':30} {'peer':13} {'median':>10} {'p99':>10} {'SQLite/peer':>12}")
+        put_written = {name: [sample.written for sample in by_call["put: the next checkpoint"]]
+                       for name, by_call in results.items()}
+        probes = {"ours": floor_of(scratch, "full", put_written["ours"], synchronous_page=True),
+                  "ours, normal": floor_of(scratch, "normal", put_written["ours, normal"], synchronous_page=False),
+                  "SqliteSaver": floor_of(scratch, "sqlite", put_written["SqliteSaver"], synchronous_page=False)}
+        floors: dict[str, list[float]] = {name: [] for name in probes}
+        for sample in range(samples):
+            for name, probe in probes.items():
+                floors[name].append(probe(sample) / 1e9)
+        for probe in probes.values():
+            probe.close()
+    print(f"{'call':30} {'peer':13} {'median':>10} {'p99':>10} {'SQLite/peer':>12} {'CPU':>10} {'SQLite/peer':>12}")
     for name, samples_of_sqlite in results["SqliteSaver"].items():
-        their_median, _ = summary(samples_of_sqlite)
+        their_median, _ = summary([sample.seconds for sample in samples_of_sqlite])
+        their_cpu = statistics.median(sample.cpu_seconds for sample in samples_of_sqlite)
         for peer_name, by_call in results.items():
-            median, p99 = summary(by_call[name])
-            print(f"{name:30} {peer_name:13} {median * 1e3:7.2f} ms {p99 * 1e3:7.2f} ms {their_median / median:11.2f}x")
+            median, p99 = summary([sample.seconds for sample in by_call[name]])
+            cpu = statistics.median(sample.cpu_seconds for sample in by_call[name])
+            print(f"{name:30} {peer_name:13} {median * 1e3:7.2f} ms {p99 * 1e3:7.2f} ms {their_median / median:11.2f}x"
+                  f" {cpu * 1e3:7.2f} ms {their_cpu / cpu if cpu else float('nan'):11.2f}x")
+    their_floor, _ = summary(floors["SqliteSaver"])
+    for peer_name, samples_of_floor in floors.items():
+        median, p99 = summary(samples_of_floor)
+        written = statistics.median(put_written[peer_name])
+        print(f"{'floor: a put, bare I/O':30} {peer_name:13} {median * 1e3:7.2f} ms {p99 * 1e3:7.2f} ms "
+              f"{their_floor / median:11.2f}x ({written / 1e3:.1f} KB written a put)")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
+
 
 if __name__ == "__main__":
     main()

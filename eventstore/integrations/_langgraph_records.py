@@ -12,7 +12,15 @@ decodes only the payloads it returns; the payload holds the rest:
 * ``writes``: ``{"task": id, "path": task path, "writes": [[idx, channel, *blob], ...]}``.
 
 A blob is ``[type, base64 of the bytes]`` as the saver's serializer typed them (``["empty", ""]``: the channel
-has no value at that version). A checkpoint reads the value of each channel at its version from the nearest
+has no value at that version), or, for a list that extends the value its parent checkpoint read (a chat's
+``messages``), the tail that the checkpoint added: ``["tail", the parent's version of the channel, item count,
+base64 of the items]``. LangGraph stores a channel's whole value at every checkpoint that changes it, so without
+tails a thread would hold its message list once per turn. A tail is only written when the serializer typed both
+values as msgpack arrays and the new one's items start with the old one's bytes (msgpack is self-delimiting, so
+the leading items are then equal); a reducer that removed or replaced an item gets the whole value stored. A load
+joins the tail to its base, found as any other value is, through at most ``MAX_TAIL_DEPTH`` tails.
+
+A checkpoint reads the value of each channel at its version from the nearest
 checkpoint on its own parent chain that holds it, never from another branch of the thread: a fork started
 from an older checkpoint reuses version numbers that another branch has written already.
 """
@@ -22,6 +30,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 from urllib.parse import quote, unquote
@@ -41,14 +50,19 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from eventstore import ChatMessage, StoreCorrupted
 
-__all__ = ["KEY_PREFIX", "CHECKPOINT", "WRITES", "Header", "Records", "session_key", "thread_prefix",
-           "key_parts", "header", "checkpoint_message", "writes_message", "checkpoint_config"]
+__all__ = ["KEY_PREFIX", "CHECKPOINT", "WRITES", "MAX_TAIL_DEPTH", "Header", "Items", "Base", "Records",
+           "session_key", "thread_prefix", "key_parts", "header", "list_channels", "checkpoint_message",
+           "writes_message", "checkpoint_config"]
 
 #: Every session of the saver has a key starting with this.
 KEY_PREFIX = "langgraph/"
 #: The roles of the saver's messages; a message of another role in its sessions is not its own and is skipped.
 CHECKPOINT, WRITES = "checkpoint", "writes"
 _EMPTY = ("empty", "")
+_MSGPACK, _TAIL = "msgpack", "tail"
+#: The most tails a list value is read through: one more, and a put stores the whole value again. A load decodes
+#: one small payload per tail; a whole value costs the list's full size once more in the thread.
+MAX_TAIL_DEPTH = 32
 
 Version = str | int | float
 
@@ -123,6 +137,75 @@ def _value(serde: SerializerProtocol, blob: Sequence[str]) -> Any:
     return serde.loads_typed((blob[0], base64.b64decode(blob[1])))
 
 
+def _array_shape(data: bytes) -> tuple[int, int] | None:
+    """The item count and header length of a msgpack array, or ``None`` if ``data`` is not one."""
+    first = data[0] if data else 0
+    if 0x90 <= first <= 0x9F:
+        return first & 0x0F, 1
+    if first == 0xDC and len(data) >= 3:
+        return int.from_bytes(data[1:3], "big"), 3
+    if first == 0xDD and len(data) >= 5:
+        return int.from_bytes(data[1:5], "big"), 5
+    return None
+
+
+def _array_header(count: int) -> bytes:
+    if count < 16:
+        return bytes([0x90 | count])
+    if count < 1 << 16:
+        return b"\xdc" + count.to_bytes(2, "big")
+    return b"\xdd" + count.to_bytes(4, "big")
+
+
+@attrs.frozen
+class Items:
+    """A list value as msgpack: its items' bytes joined (no array header), how many, and how many tails it was
+    read through; ``suppliers``: the checkpoints whose messages hold its parts."""
+
+    count: int
+    body: bytes
+    depth: int
+    suppliers: tuple[str, ...]
+
+    def blob(self) -> list[str]:
+        """The value as a whole blob."""
+        return [_MSGPACK, base64.b64encode(_array_header(self.count) + self.body).decode("ascii")]
+
+    def value(self, serde: SerializerProtocol) -> Any:
+        return serde.loads_typed((_MSGPACK, _array_header(self.count) + self.body))
+
+
+@attrs.frozen
+class Base:
+    """What a put needs to store a list channel as a tail: the parent's version of the channel and its value."""
+
+    version: Version
+    items: Items
+
+
+def _list_blob(serde: SerializerProtocol, value: Any, base: Base | None) -> list[Any]:
+    """The blob of a channel's new value: the tail it adds to ``base`` when it extends it, else the whole."""
+    kind, data = serde.dumps_typed(value)
+    shape = _array_shape(data) if kind == _MSGPACK and base is not None else None
+    if base is None or shape is None or base.items.depth >= MAX_TAIL_DEPTH:
+        return [kind, base64.b64encode(data).decode("ascii")]
+    count, header_length = shape
+    if not data.startswith(base.items.body, header_length):
+        return [kind, base64.b64encode(data).decode("ascii")]
+    tail = data[header_length + len(base.items.body):]
+    return [_TAIL, base.version, count - base.items.count, base64.b64encode(tail).decode("ascii")]
+
+
+def _whole_items(blob: Sequence[Any], supplier: str) -> Items | None:
+    data = base64.b64decode(blob[1]) if blob[0] == _MSGPACK else b""
+    shape = _array_shape(data)
+    return None if shape is None else Items(shape[0], data[shape[1]:], 0, (supplier,))
+
+
+def _is_tail(blob: Sequence[Any]) -> bool:
+    return len(blob) == 4  # a whole value's blob has two items, whatever its serializer named its type
+
+
 def _jsonable(value: Any) -> Any:
     """Metadata as JSON keeps it (a tuple becomes a list, as LangGraph's SQL savers store it)."""
     if isinstance(value, (tuple, list)):
@@ -132,12 +215,23 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def list_channels(checkpoint: Checkpoint, new_versions: ChannelVersions) -> list[str]:
+    """The channels of ``new_versions`` whose new values are lists: those a put may store as tails."""
+    values = checkpoint["channel_values"]
+    return [channel for channel in new_versions if type(values.get(channel)) is list]
+
+
 def checkpoint_message(serde: SerializerProtocol, checkpoint: Checkpoint, metadata: CheckpointMetadata,
-                       parent_id: str | None, new_versions: ChannelVersions) -> ChatMessage:
-    """The message that records ``put(config, checkpoint, metadata, new_versions)``."""
+                       parent_id: str | None, new_versions: ChannelVersions,
+                       bases: Mapping[str, Base] | None = None) -> ChatMessage:
+    """The message that records ``put(config, checkpoint, metadata, new_versions)``; a list channel with one of
+    ``bases`` (its value at the parent, ``Records.bases``) is stored as the tail it adds, if it adds one."""
     values = checkpoint["channel_values"]
     body = {name: field for name, field in checkpoint.items() if name != "channel_values"}
-    blobs = {channel: _blob(serde, values[channel]) if channel in values else list(_EMPTY)
+    bases = bases or {}
+    blobs = {channel: list(_EMPTY) if channel not in values
+             else _list_blob(serde, values[channel], bases.get(channel)) if type(values[channel]) is list
+             else _blob(serde, values[channel])
              for channel in new_versions}
     run_id = metadata.get("run_id")
     content = _content({"checkpoint": checkpoint["id"], "parent": parent_id, "stored": dict(new_versions),
@@ -177,20 +271,35 @@ class Records:
     headers: Sequence[Header | None]
     positions: Mapping[str, int]
     writes: Mapping[str, Sequence[int]]
+    #: The lists ``items`` joined, by checkpoint and channel: bytes, which no caller can change.
+    _joined: dict[tuple[str, str], Items] = attrs.field(factory=dict, eq=False, repr=False)
 
     @classmethod
-    def of(cls, messages: Sequence[ChatMessage]) -> Records:
-        headers = [header(message.role, message.content) for message in messages]
-        positions: dict[str, int] = {}
-        writes: dict[str, list[int]] = {}
-        for position, head in enumerate(headers):
+    def of(cls, messages: Sequence[ChatMessage], earlier: Records | None = None) -> Records:
+        """The records of ``messages``; ``earlier``, records of the same session read before, saves reading the
+        headers again when the session only grew since (its messages are the same objects: a store hands back
+        the messages it keeps decoded, and messages are immutable)."""
+        kept = earlier if earlier is not None and len(earlier.messages) <= len(messages) and all(
+            map(operator.is_, earlier.messages, messages)) else None
+        start = 0 if kept is None else len(kept.messages)
+        if kept is not None and start == len(messages):
+            return kept
+        headers = [*(() if kept is None else kept.headers),
+                   *(header(message.role, message.content) for message in messages[start:])]
+        positions: dict[str, int] = {} if kept is None else dict(kept.positions)
+        writes: dict[str, Sequence[int]] = {} if kept is None else dict(kept.writes)
+        joined = {} if kept is None else dict(kept._joined)
+        for position in range(start, len(headers)):
+            head = headers[position]
             if head is None:
                 continue
             if head.role == CHECKPOINT:
+                if head.checkpoint_id in positions:  # put again: what was joined may have read the one replaced
+                    joined = {}
                 positions[head.checkpoint_id] = position
             else:
-                writes.setdefault(head.checkpoint_id, []).append(position)
-        return cls(messages, headers, positions, writes)
+                writes[head.checkpoint_id] = [*writes.get(head.checkpoint_id, ()), position]
+        return cls(messages, headers, positions, writes, joined)
 
     def latest(self) -> str | None:
         """The id of the newest checkpoint (checkpoint ids sort by time)."""
@@ -234,18 +343,72 @@ class Records:
         metadata: dict[str, Any] = self.payload(checkpoint_id)["metadata"]
         return metadata
 
+    def items(self, supplier: str, channel: str) -> Items | None:
+        """The list that checkpoint ``supplier`` holds for ``channel`` (its tails joined to their base), or
+        ``None`` if it holds no msgpack array there. Kept: a later call, or one on records of the same session
+        grown since, joins only the tails added after it."""
+        tails: list[tuple[int, bytes]] = []  # newest first
+        used = [supplier]
+        base = self._joined.get((supplier, channel))
+        while base is None:
+            blob = self.payload(used[-1])["blobs"][channel]
+            if not _is_tail(blob):
+                base = _whole_items(blob, used[-1])
+                if base is None:
+                    if tails:
+                        raise StoreCorrupted(f"a LangGraph checkpoint's {channel!r:.60} extends a value that is no "
+                                             f"list")
+                    return None
+                break
+            _, base_version, count, encoded = blob
+            tails.append((count, base64.b64decode(encoded)))
+            parent_id = self._header(used[-1]).parent_id
+            found = None if parent_id is None else self.suppliers(parent_id, {channel: base_version}).get(channel)
+            if found is None or found in used:
+                raise StoreCorrupted(f"a LangGraph checkpoint's {channel!r:.60} extends a value its chain lacks")
+            used.append(found)
+            base = self._joined.get((found, channel))
+        if tails:
+            base = Items(base.count + sum(count for count, _ in tails),
+                         b"".join([base.body, *(tail for _, tail in reversed(tails))]), base.depth + len(tails),
+                         (*base.suppliers, *used[:-1]))
+        self._joined[(supplier, channel)] = base
+        return base
+
+    def bases(self, serde: SerializerProtocol, parent_id: str, channels: Iterable[str]) -> dict[str, Base]:
+        """The values that ``channels`` had at checkpoint ``parent_id``, those that are lists, for a put after it."""
+        if parent_id not in self.positions:
+            return {}
+        versions = _value(serde, self.payload(parent_id)["checkpoint"])["channel_versions"]
+        found: dict[str, Base] = {}
+        for channel, supplier in self.suppliers(parent_id, {channel: versions[channel] for channel in channels
+                                                             if channel in versions}).items():
+            items = self.items(supplier, channel)
+            if items is not None:
+                found[channel] = Base(versions[channel], items)
+        return found
+
+    def _whole_blob(self, supplier: str, channel: str) -> list[Any]:
+        """The blob of ``channel`` at ``supplier``, a tail joined to its base."""
+        blob: list[Any] = self.payload(supplier)["blobs"][channel]
+        return self._list(supplier, channel).blob() if _is_tail(blob) else blob
+
+    def _list(self, supplier: str, channel: str) -> Items:
+        items = self.items(supplier, channel)
+        assert items is not None  # a tail always reads as a list, or raised
+        return items
+
     def checkpoint_tuple(self, serde: SerializerProtocol, checkpoint_id: str, thread_id: str,
                          namespace: str) -> CheckpointTuple:
         """The checkpoint as ``get_tuple`` returns it: its channel values found along its chain, its writes."""
         payload = self.payload(checkpoint_id)
         body = _value(serde, payload["checkpoint"])
-        payloads = {checkpoint_id: payload}
         values: dict[str, Any] = {}
         for channel, supplier in self.suppliers(checkpoint_id, body["channel_versions"]).items():
-            if supplier not in payloads:
-                payloads[supplier] = self.payload(supplier)
-            blob = payloads[supplier]["blobs"][channel]
-            if blob[0] != _EMPTY[0]:
+            blob = self.payload(supplier)["blobs"][channel]
+            if _is_tail(blob):
+                values[channel] = self._list(supplier, channel).value(serde)
+            elif blob[0] != _EMPTY[0]:
                 values[channel] = _value(serde, blob)
         parent_id = self._header(checkpoint_id).parent_id
         return CheckpointTuple(
@@ -292,13 +455,19 @@ class Records:
             if ancestor in dropped:
                 break
             still_reached.add(ancestor)
+        # A value read from a dropped ancestor (joined whole, if a tail), or its own tail whose base was there.
         moved = {channel: supplier for channel, supplier in self.suppliers(checkpoint_id, versions).items()
-                 if supplier not in still_reached}
+                 if supplier not in still_reached or (_is_tail(payload["blobs"].get(channel, _EMPTY))
+                                                      and not still_reached.issuperset(self._parts(supplier, channel)))}
         if not moved:
             return self.messages[self.positions[checkpoint_id]]
-        blobs = {**payload["blobs"], **{channel: self.payload(supplier)["blobs"][channel]
+        blobs = {**payload["blobs"], **{channel: self._whole_blob(supplier, channel)
                                          for channel, supplier in moved.items()}}
         stored = {**head.stored, **{channel: versions[channel] for channel in moved}}
         content = _content({"checkpoint": checkpoint_id, "parent": head.parent_id, "stored": stored,
                             "run": head.run_id})
         return ChatMessage(CHECKPOINT, content, {**payload, "blobs": blobs})
+
+    def _parts(self, supplier: str, channel: str) -> tuple[str, ...]:
+        items = self.items(supplier, channel)
+        return (supplier,) if items is None else items.suppliers

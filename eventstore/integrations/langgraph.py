@@ -21,9 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import random
-import threading
 import time
-import weakref
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -56,6 +55,7 @@ from ._langgraph_records import (
     checkpoint_config,
     checkpoint_message,
     key_parts,
+    list_channels,
     session_key,
     thread_prefix,
     writes_message,
@@ -67,12 +67,9 @@ T = TypeVar("T")
 
 #: How often a rewrite starts again after another writer changed a session it read, before it gives up.
 REWRITE_ATTEMPTS = 16
-#: Locks that make this saver's appends to one session go one at a time (a session uses lock hash(key) % this).
-#: LangGraph puts a checkpoint from a background thread while the next step's writes arrive; two appends to
-#: one session at once may commit together and then reach the store's cache of decoded sessions out of order,
-#: which drops the thread from it, and the next read decodes the whole thread again (measured: a turn's
-#: get_tuple on a 200-message thread took 30 ms at the median instead of 7).
-APPEND_LOCKS = 64
+#: Sessions whose records (the headers read) the saver keeps, the most recently read: the next read of one
+#: reads the headers of the messages appended since only.
+RECORDS_KEPT = 64
 
 
 # -- what an operation asks of the store -------------------------------------------------------------------
@@ -203,16 +200,21 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
             raise InvalidArgument(f"EventStoreSaver takes a SessionStore or an AsyncSessionStore, "
                                   f"not {type(store).__name__}")
         self.store = store
-        self._append_locks = [threading.Lock() for _ in range(APPEND_LOCKS)]
-        # asyncio locks belong to one event loop: a set for each loop the saver is awaited on.
-        self._async_append_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[asyncio.Lock]] = (
-            weakref.WeakKeyDictionary())
+        self._records: OrderedDict[str, Records] = OrderedDict()
+
+    def _records_of(self, key: str, messages: Sequence[ChatMessage]) -> Records:
+        records = Records.of(messages, self._records.pop(key, None))
+        self._records[key] = records
+        if len(self._records) > RECORDS_KEPT:
+            self._records.popitem(last=False)
+        return records
 
     # -- the operations, each once --------------------------------------------------------------------------
 
     def _get_tuple(self, config: RunnableConfig) -> Operation[CheckpointTuple | None]:
         thread_id, namespace = _thread_id(config), _namespace(config)
-        records = Records.of((yield _Load(session_key(thread_id, namespace))))
+        key = session_key(thread_id, namespace)
+        records = self._records_of(key, (yield _Load(key)))
         checkpoint_id = get_checkpoint_id(config) or records.latest()
         if checkpoint_id is None or checkpoint_id not in records.positions:
             return None
@@ -230,7 +232,7 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
         wanted_id = get_checkpoint_id(config) if config else None
         found: list[tuple[str, Records, str]] = []
         for key in keys:
-            records = Records.of((yield _Load(key)))
+            records = self._records_of(key, (yield _Load(key)))
             found.extend((checkpoint_id, records, key) for checkpoint_id in records.positions
                          if (wanted_id is None or checkpoint_id == wanted_id)
                          and (before_id is None or checkpoint_id < before_id))
@@ -249,9 +251,14 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
     def _put(self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata,
              new_versions: ChannelVersions) -> Operation[RunnableConfig]:
         thread_id, namespace = _thread_id(config), _namespace(config)
-        message = checkpoint_message(self.serde, checkpoint, get_checkpoint_metadata(config, metadata),
-                                     get_checkpoint_id(config), new_versions)
-        yield _Append(session_key(thread_id, namespace), message)
+        key, parent_id = session_key(thread_id, namespace), get_checkpoint_id(config)
+        lists = list_channels(checkpoint, new_versions)
+        bases = {}
+        if parent_id is not None and lists:  # a list that extends the parent's value is stored as its tail
+            bases = self._records_of(key, (yield _Load(key))).bases(self.serde, parent_id, lists)
+        message = checkpoint_message(self.serde, checkpoint, get_checkpoint_metadata(config, metadata), parent_id,
+                                     new_versions, bases)
+        yield _Append(key, message)
         return checkpoint_config(thread_id, namespace, checkpoint["id"])
 
     def _put_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str,
@@ -340,8 +347,7 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
         if isinstance(request, _Keys):
             return store.list_sessions(prefix=request.prefix)
         if isinstance(request, _Append):
-            with self._append_locks[hash(request.key) % APPEND_LOCKS]:
-                return store.append(request.key, request.message)
+            return store.append(request.key, request.message)
         if isinstance(request, _Pause):
             time.sleep(request.seconds)
             return None
@@ -372,12 +378,7 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
         if isinstance(request, _Keys):
             return await store.list_sessions(prefix=request.prefix)
         if isinstance(request, _Append):
-            loop = asyncio.get_running_loop()
-            locks = self._async_append_locks.get(loop)
-            if locks is None:
-                locks = self._async_append_locks[loop] = [asyncio.Lock() for _ in range(APPEND_LOCKS)]
-            async with locks[hash(request.key) % APPEND_LOCKS]:
-                return await store.append(request.key, request.message)
+            return await store.append(request.key, request.message)
         if isinstance(request, _Pause):
             await asyncio.sleep(request.seconds)
             return None

@@ -8,7 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
 CALLS = ("load: get_tuple(latest)", "load, freshly opened", "list: 10 latest checkpoints", "put: the next checkpoint",
-         "turn: graph.invoke")
+         "turn: graph.invoke", "floor: a put, bare I/O")
 
 
 def test_the_benchmark_times_every_call_of_every_peer(tmp_path: Path):

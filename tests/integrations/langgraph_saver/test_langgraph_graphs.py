@@ -5,7 +5,8 @@ plain in-memory model, whose channel versions never collide); their histories mu
 checkpoint: values, next nodes, source, step, parent, interrupts. What the conformance suite does not reach:
 forks and time travel (a branch started from an older checkpoint writes channel versions another branch has
 written already), interrupts resumed after the store was reopened, subgraph namespaces, the async graph API
-on an ``AsyncSessionStore``.
+on an ``AsyncSessionStore``, list channels stored as tails (branches whose lists diverge, removed messages,
+threads stored whole by earlier versions).
 """
 
 from __future__ import annotations
@@ -16,15 +17,20 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage, RemoveMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import END, START, MessagesState, StateGraph
+from langgraph.graph.message import REMOVE_ALL_MESSAGES
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, StateSnapshot, interrupt
 
 from eventstore import AsyncSessionStore, SessionStore
 from eventstore.events import MessageAppended
+from eventstore.integrations import langgraph as langgraph_saver
+from eventstore.integrations._langgraph_records import MAX_TAIL_DEPTH
 from eventstore.integrations.langgraph import EventStoreSaver
 
 THREAD: RunnableConfig = {"configurable": {"thread_id": "thread-1"}}
@@ -196,3 +202,94 @@ class TestAsyncGraphs:
     def test_on_a_store(self, saver: EventStoreSaver):
         assert asyncio.run(async_script(asking_graph(InMemorySaver()))) == asyncio.run(
             async_script(asking_graph(saver)))
+
+
+# -- list channels stored as the tails their checkpoints added ------------------------------------------------------
+
+def _chat(state: MessagesState) -> dict[str, list[Any]]:
+    """Answers the last message; "forget" removes the thread's first message, "clear" every message."""
+    messages = state["messages"]
+    said = str(messages[-1].content)
+    if said == "forget":
+        return {"messages": [RemoveMessage(id=str(messages[0].id)), AIMessage("forgot", id=f"ai-{said}")]}
+    if said == "clear":
+        return {"messages": [RemoveMessage(id=REMOVE_ALL_MESSAGES)]}
+    return {"messages": [AIMessage(said[::-1], id=f"ai-{said}")]}
+
+
+def chat_graph(checkpointer: BaseCheckpointSaver[Any]) -> CompiledStateGraph[Any, Any, Any, Any]:
+    builder = StateGraph(MessagesState)
+    builder.add_node("chat", _chat)
+    builder.add_edge(START, "chat")
+    builder.add_edge("chat", END)
+    return builder.compile(checkpointer=checkpointer)
+
+
+def say(graph: CompiledStateGraph[Any, Any, Any, Any], text: str, config: RunnableConfig = THREAD) -> Any:
+    return graph.invoke({"messages": [HumanMessage(text, id=f"human-{text}")]}, config)
+
+
+def chat_history(graph: CompiledStateGraph[Any, Any, Any, Any]) -> list[tuple[Any, ...]]:
+    """Turns, a branch from the first turn whose messages diverge, a message removed, all messages removed, and
+    turns after each: the history, and the values read back at the checkpoint the branch started from."""
+    for text in ("one", "two", "three"):
+        say(graph, text)
+    first_turn = next(snapshot for snapshot in graph.get_state_history(THREAD)
+                      if len(snapshot.values.get("messages", ())) == 2)
+    say(graph, "branch", first_turn.config)
+    for text in ("four", "forget", "five", "clear", "six"):
+        say(graph, text)
+    return [*normalized(graph.get_state_history(THREAD)), graph.get_state(first_turn.config).values]
+
+
+def stored_messages_blobs(store: SessionStore) -> list[list[Any]]:
+    """The stored form of the ``messages`` channel at each checkpoint that changed it, oldest first."""
+    [key] = store.list_sessions()
+    blobs = [(message.payload or {})["blobs"] for message in store.load(key) if message.role == "checkpoint"]
+    return [each["messages"] for each in blobs if "messages" in each]
+
+
+class TestListTails:
+    def test_branches_and_removals_read_as_in_the_in_memory_saver(self, saver: EventStoreSaver, store: SessionStore):
+        assert chat_history(chat_graph(InMemorySaver())) == chat_history(chat_graph(saver))
+        stored = stored_messages_blobs(store)
+        tails = [blob for blob in stored if len(blob) == 4]
+        assert len(tails) > len(stored) // 2  # most checkpoints add a message to the one they follow
+        assert store.verify().ok
+
+    def test_a_removal_stores_the_whole_list(self, saver: EventStoreSaver, store: SessionStore):
+        graph = chat_graph(saver)
+        say(graph, "one")
+        whole_before = len([blob for blob in stored_messages_blobs(store) if len(blob) == 2])
+        say(graph, "forget")
+        stored = stored_messages_blobs(store)
+        assert whole_before + 1 == len([blob for blob in stored if len(blob) == 2])
+        assert 2 == len(stored[-1])
+        assert ["eno", "forget", "forgot"] == [each.content for each in graph.get_state(THREAD).values["messages"]]
+
+    def test_a_long_thread_stores_its_list_whole_again_after_the_deepest_tail(self, saver: EventStoreSaver,
+                                                                             store: SessionStore):
+        graph, turns = chat_graph(saver), MAX_TAIL_DEPTH
+        for turn in range(turns):
+            say(graph, f"turn {turn}")
+        stored = stored_messages_blobs(store)
+        wholes = [position for position, blob in enumerate(stored) if len(blob) == 2]
+        assert wholes[:2] == [0, MAX_TAIL_DEPTH + 1]
+        assert [f"turn {turn}" for turn in range(turns)] == [
+            message.content for message in graph.get_state(THREAD).values["messages"][::2]]
+
+    def test_a_thread_stored_whole_at_every_checkpoint_still_reads_and_grows(self, store: SessionStore,
+                                                                            monkeypatch: pytest.MonkeyPatch):
+        """Threads that savers without tails stored: every list value whole."""
+        with monkeypatch.context() as without_tails:
+            without_tails.setattr(langgraph_saver, "list_channels", lambda checkpoint, new_versions: [])
+            for text in ("one", "two"):
+                say(chat_graph(EventStoreSaver(store)), text)
+            assert all(len(blob) == 2 for blob in stored_messages_blobs(store))
+        graph = chat_graph(EventStoreSaver(store))
+        say(graph, "three")
+        expected = chat_graph(InMemorySaver())
+        for text in ("one", "two", "three"):
+            say(expected, text)
+        assert normalized(expected.get_state_history(THREAD)) == normalized(graph.get_state_history(THREAD))
+        assert any(len(blob) == 4 for blob in stored_messages_blobs(store))

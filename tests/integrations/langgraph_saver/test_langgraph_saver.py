@@ -21,8 +21,16 @@ from langgraph.checkpoint.base import (
     writes_sort_key,
 )
 
-from eventstore import AsyncSessionStore, InvalidArgument, SessionExists, SessionStore, WrongExpectedVersion
+from eventstore import (
+    AsyncSessionStore,
+    ChatMessage,
+    InvalidArgument,
+    SessionExists,
+    SessionStore,
+    WrongExpectedVersion,
+)
 from eventstore.events import MessageAppended, SessionForked
+from eventstore.integrations._langgraph_records import CHECKPOINT, WRITES, Records
 from eventstore.integrations.langgraph import EventStoreSaver, _advance, _Commit, _Done
 from eventstore.storage import MemoryStorage
 
@@ -32,6 +40,7 @@ NAMESPACES = ("", "child:1")
 CHANNELS = ("a", "b", "c")
 RUNS = ("run-0", "run-1", "run-2")
 DROP = "<dropped>"  # an update that takes the channel out of the checkpoint
+EXTEND = "<extended>"  # an update (EXTEND, items): the parent's list and these items, stored as a tail
 
 
 def config(thread_id: str, namespace: str, checkpoint_id: str | None = None) -> RunnableConfig:
@@ -68,7 +77,9 @@ Model = dict[tuple[str, str], dict[str, Stored]]
 values_ = st.one_of(st.text(max_size=5), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False),
                     st.binary(max_size=5), st.lists(st.integers(0, 9), max_size=3), st.none())
 puts = st.tuples(st.just("put"), st.sampled_from(THREADS), st.sampled_from(NAMESPACES), st.integers(0, 9) | st.none(),
-                 st.dictionaries(st.sampled_from(CHANNELS), values_ | st.just(DROP), max_size=3),
+                 st.dictionaries(st.sampled_from(CHANNELS),
+                                 values_ | st.just(DROP) | st.tuples(st.just(EXTEND), st.lists(st.integers(0, 9))),
+                                 max_size=3),
                  st.sampled_from(RUNS))
 writes_ = st.tuples(st.just("writes"), st.sampled_from(THREADS), st.sampled_from(NAMESPACES), st.integers(0, 9),
                     st.sampled_from(("task-0", "task-1")), st.sampled_from(("", "~1", "~0")),
@@ -100,6 +111,9 @@ def apply(saver: EventStoreSaver, model: Model, operation: tuple[Any, ...], seri
                 values.pop(channel, None)
                 versions.pop(channel, None)
             else:
+                if isinstance(value, tuple):
+                    extended = parent.values.get(channel)
+                    value = [*(extended if isinstance(extended, list) else []), *value[1]]
                 # The parent's version plus one: a sibling branch writes the same version with another value.
                 versions[channel] = new_versions[channel] = int(parent.versions.get(channel, 0)) + 1
                 values[channel] = value
@@ -177,8 +191,14 @@ def check(saver: EventStoreSaver, model: Model) -> None:
 @example([("put", "a/b", "", None, {"a": 1, "b": 2}, "run-0"), ("put", "a/b", "", 0, {"a": 3}, "run-1"),
           ("put", "a/b", "", 0, {"a": 4}, "run-2"), ("put", "a/b", "", 1, {}, "run-0"),
           ("delete_for_runs", ["run-1"]), ("prune", ["a/b"], "keep_latest")])
+@example([("put", "é", "", None, {"a": (EXTEND, [1])}, "run-0"), ("put", "é", "", 0, {"a": (EXTEND, [2])}, "run-1"),
+          ("put", "é", "", 1, {"a": (EXTEND, [3]), "b": 1}, "run-0"),
+          ("put", "é", "", 0, {"a": (EXTEND, [4])}, "run-2"),  # a sibling of the second: its version, another list
+          ("put", "é", "", 2, {"b": 2}, "run-2"),  # reads "a" from the third, a tail on the second
+          ("delete_for_runs", ["run-1"]), ("prune", ["é"], "keep_latest")])
 def test_the_saver_reads_back_what_the_model_holds(operations: list[tuple[Any, ...]]):
-    """Sibling branches write equal versions; rewrites drop the checkpoints that survivors read values from."""
+    """Sibling branches write equal versions; rewrites drop the checkpoints that survivors read values (or the
+    bases of their lists' tails) from."""
     with SessionStore.on_storage(MemoryStorage(Path("model"))) as store:
         saver, model = EventStoreSaver(store), Model()
         for serial, operation in enumerate(operations):
@@ -321,3 +341,22 @@ class TestRaces:
         assert 2 == commits
         assert [("1ef4", {"a": 2, "b": 1}), ("1ef3", {"a": 2, "b": 1})] == [
             (found.checkpoint["id"], found.checkpoint["channel_values"]) for found in saver.list(config("t", ""))]
+
+
+def saver_message(kind: str) -> ChatMessage:
+    """A checkpoint ("c" and its id), writes ("w" and the id of their checkpoint), or another role's message."""
+    if kind == "other":
+        return ChatMessage("user", "not the saver's")
+    return ChatMessage(CHECKPOINT if kind[0] == "c" else WRITES, f'{{"checkpoint":"{kind[1:]}"}}', {})
+
+
+kinds = st.lists(st.sampled_from(("c1", "c2", "w1", "w2", "other")), max_size=10)
+
+
+@given(kinds, kinds, st.integers(0, 10))
+@example(["c1", "w1", "w1"], [], 2)
+def test_records_read_on_from_earlier_records_as_afresh(kinds: list[str], others: list[str], kept: int):
+    """Earlier records of the session's first messages (the same objects) are extended; of others, ignored."""
+    messages = [saver_message(kind) for kind in kinds]
+    for earlier in (Records.of(messages[:kept]), Records.of([saver_message(kind) for kind in others])):
+        assert Records.of(messages) == Records.of(messages, earlier)
