@@ -16,6 +16,7 @@ without waiting for the flush, then flushes in a transaction of its own, so no l
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, LiteralString, TypeVar
@@ -193,6 +194,7 @@ class PostgresLog:
         self._closed = False
         self._listener: psycopg.Connection[Any] | None = None
         self._listening = threading.Lock()
+        self._waking = f"eventstore_wake_{uuid.uuid4().hex}"  # the listener's own channel: close wakes it there
         self._call(lambda connection: self._prepare(connection, create), "opening the store")
 
     # -- connections ------------------------------------------------------------------
@@ -324,7 +326,7 @@ class PostgresLog:
 
         return self._call(body, "reading the log")
 
-    def wait(self, seen: int, timeout: float) -> int:
+    def wait(self, seen: int, timeout: float, listening: Callable[[], None]) -> int:
         with self._listening:  # one listening connection; the waiters take turns
             if self._closed:
                 raise StoreClosed("the store is closed")
@@ -332,16 +334,22 @@ class PostgresLog:
                 if self._listener is None or self._listener.closed:
                     self._listener = _connect(self.url)
                     self._listener.execute(f"LISTEN {CHANNEL}")
+                    self._listener.execute(f"LISTEN {self._waking}")
                 position = self._head(self._listener)
-                if position == seen:
+                if position == seen and not self._closed:
+                    listening()
                     for _ in self._listener.notifies(timeout=timeout, stop_after=1):
                         pass
                     position = self._head(self._listener)
-                return position
             except psycopg.Error as exc:
                 if self._listener is not None:
                     self._listener.close()
+                if self._closed:
+                    raise StoreClosed("the store is closed") from None
                 raise _unavailable(exc, "waiting for commits") from None
+            if self._closed:
+                raise StoreClosed("the store is closed")
+            return position
 
     @staticmethod
     def _head(connection: psycopg.Connection[Any]) -> int:
@@ -354,6 +362,9 @@ class PostgresLog:
         with self._lock:
             self._closed = True
             idle, self._idle = self._idle, []
+        if idle and self._listener is not None:  # wake the listener now rather than at its timeout
+            with suppress(psycopg.Error):
+                idle[0].execute("SELECT pg_notify(%s, '')", (self._waking,))
         for connection in idle:
             connection.close()
         with self._listening:
