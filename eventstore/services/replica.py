@@ -259,7 +259,6 @@ class ReplicaStorage:
         self._stream_keys = self.space(_STREAM_KEYS)
         self._dictionary = StoredDictionary(self.space(_LOG_META))
         self.catch_up()
-        self._watch()
 
     # -- the storage protocol -------------------------------------------------------------
 
@@ -281,6 +280,7 @@ class ReplicaStorage:
                 if binding.head(txn)[0] >= self._head:
                     yield txn
                     return
+        self._watch()  # a store that reads listens from its first read on
         self.catch_up()
         with self._inner.read() as txn:
             yield txn
@@ -481,9 +481,10 @@ class ReplicaStorage:
     # -- the watcher: LISTEN, with a poll of the head as the fallback ------------------------
 
     def _watch(self) -> None:
-        if self._watcher is None:
-            self._watcher = threading.Thread(target=self._watch_head, name="eventstore-shared-log", daemon=True)
-            self._watcher.start()
+        with self._heard:
+            if self._watcher is None:
+                self._watcher = threading.Thread(target=self._watch_head, name="eventstore-shared-log", daemon=True)
+                self._watcher.start()
 
     def _watch_head(self) -> None:
         while not self._released:
