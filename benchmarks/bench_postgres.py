@@ -127,14 +127,16 @@ def writer_process(url: str, cache: str, key: str, seconds: float, start_at: flo
     with SessionStore(url, cache=cache) as store:
         store.append(key, MESSAGE)
         time.sleep(max(0.0, start_at - time.time()))
-        count, began = 0, time.time()
+        count, began, cpu = 0, time.time(), time.process_time()
         while time.time() - began < seconds:
             store.append(key, MESSAGE)
             count += 1
-        done.put(count / (time.time() - began))
+        done.put((count / (time.time() - began), (time.process_time() - cpu) / max(count, 1)))
 
 
-def throughput(url: str, directory: Path, writers: int, seconds: float) -> float:
+def throughput(url: str, directory: Path, writers: int, seconds: float) -> tuple[float, float]:
+    """Appends per second of all the writers together, and the writer processes' mean CPU time per append (ms):
+    on a machine short of cores, the second says whether the first is bounded by the clients' CPU."""
     context = multiprocessing.get_context("spawn")
     done = context.Queue()
     start_at = time.time() + 3 + writers * 0.3  # every process opened before the clock starts
@@ -145,7 +147,8 @@ def throughput(url: str, directory: Path, writers: int, seconds: float) -> float
         process.start()
     for process in processes:
         process.join()
-    return float(sum(done.get(timeout=5) for _ in processes))
+    rates, cpu = zip(*(done.get(timeout=5) for _ in processes), strict=True)
+    return float(sum(rates)), statistics.mean(cpu) * 1000
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,10 +184,10 @@ def main(argv: list[str] | None = None) -> int:
                 "PostgreSQL store": single_store_figures(lambda: SessionStore(url, cache=directory / "replica"),
                                                          count),
                 "LMDB store": single_store_figures(lambda: SessionStore(directory / "lmdb"), count),
-                "appends per second (processes over 2 hosts)": {
-                    writers: round(throughput(url, directory / f"hosts-{writers}", writers, seconds))
-                    for writers in WRITERS},
             }
+            measured = {n: throughput(url, directory / f"hosts-{n}", n, seconds) for n in WRITERS}
+            results["appends per second (processes over 2 hosts)"] = {n: round(r) for n, (r, _) in measured.items()}
+            results["writer CPU per append, ms"] = {n: round(cpu, 3) for n, (_, cpu) in measured.items()}
     finally:
         with psycopg.connect(arguments.url, autocommit=True) as connection:
             connection.execute(f"DROP SCHEMA {schema} CASCADE")
