@@ -447,7 +447,7 @@ class ReplicaStorage:
                 applied += self._applying(lambda txn: binding.replicate(
                     txn, [e for e in events if e.position > binding.head(txn)[0]]))  # noqa: B023
             except ReplicationMismatch:
-                self._rebuild()
+                self._rebuild(head.position)
                 return applied
             if filling and self._progress is not None:
                 self._progress(events[-1].position, head.position)
@@ -461,7 +461,7 @@ class ReplicaStorage:
         finally:
             self._local.applying = False
 
-    def _rebuild(self) -> None:
+    def _rebuild(self, server_head: int) -> None:
         """The replica diverged from the shared log (a failover lost commits it had seen): empty it, in place
         (every handle stays valid for calls under way), and fill it again."""
         binding = self._binding
@@ -474,7 +474,7 @@ class ReplicaStorage:
 
         self._applying(empty)
         with self._heard:
-            self._head = 0  # the server's head may be behind the replica's was: the catch-up raises it again
+            self._head = server_head  # lower than the replica's was, maybe: reads wait for the refill, never skip it
         self._binding = None
         binding.reopen()  # the store opens its components again, dropping their caches; it binds again
 
