@@ -244,6 +244,7 @@ class ReplicaStorage:
         self._head = 0  # the shared log's head: the latest this host heard of, committed or caught up to
         self._heard = threading.Lock()  # raising ``_head`` from several threads
         self._listening = False  # the watcher listens: every commit past ``_head`` will wake it
+        self._went_back = False  # the watcher saw the server's head behind one it saw before: catch up to check
         self._watcher: threading.Thread | None = None
         self._listeners: list[Callable[[], None]] = []
         self._released = False
@@ -275,7 +276,7 @@ class ReplicaStorage:
     def _current_read(self) -> Iterator[ReadTransaction]:
         """A read of the replica, caught up first unless it holds the latest head the listening watcher heard of."""
         binding = self._binding
-        if self._listening and binding is not None:
+        if self._listening and not self._went_back and binding is not None:
             with self._inner.read() as txn:
                 if binding.head(txn)[0] >= self._head:
                     yield txn
@@ -424,6 +425,7 @@ class ReplicaStorage:
                 return 0
             self._begun += 1
             number = self._begun
+            self._went_back = False  # this catch-up checks the replica's head against the server's
             applied = self._fill(binding)
             self._finished = max(self._finished, number)
             return applied
@@ -498,6 +500,8 @@ class ReplicaStorage:
                 self._listening = False  # reads ask the server until the watcher listens again
                 time.sleep(0.5)  # the server is away: try again
                 continue
+            if position < seen:
+                self._went_back = True  # commits this host saw are gone (a failover, a restore): reads check
             if position != seen:
                 self._raise_head(position)
                 for listener in list(self._listeners):
