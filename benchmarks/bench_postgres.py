@@ -7,9 +7,11 @@ a fresh schema of it, dropped afterwards. Measured, as the median of many calls:
 
 * a durable single append: the PostgreSQL store, the LMDB store (``durable=True``), a bare PostgreSQL
   insert-plus-upsert transaction (one statement, one round trip: the floor of any log on the server), and
-  the ``eventsourcing`` library's PostgreSQL recorder (``insert_events``) when it is installed;
-* 100 appends in one command; a load of a 1,000-message session (from the replica, after its catch-up round
-  trip); the listing of 1,000 sessions; a search;
+  the ``eventsourcing`` library's PostgreSQL recorder (``insert_events``) when it is installed; then the
+  PostgreSQL store and the bare transaction again with ``synchronous_commit`` off, so that the flush's share
+  of each shows;
+* 100 appends in one command; a load of a 1,000-message session (from the replica, which skips the server
+  while its listener heard of no commit it lacks); the listing of 1,000 sessions; a search;
 * durable appends per second with 1, 4 and 8 writer processes spread over 2 hosts (replica directories),
   each process appending to its own session: every commit passes the one head row, so this is its ceiling.
 """
@@ -48,19 +50,21 @@ def median_ms(call: Callable[[int], object], count: int) -> float:
     return round(statistics.median(latencies) * 1000, 3)
 
 
-def in_schema(url: str, schema: str) -> str:
-    return f"{url}{'&' if '?' in url else '?'}options={quote(f'-csearch_path={schema}')}"
+def in_schema(url: str, schema: str, *settings: str) -> str:
+    options = " ".join(f"-c{setting}" for setting in (f"search_path={schema}", *settings))
+    return f"{url}{'&' if '?' in url else '?'}options={quote(options)}"
 
 
-def bare_transaction(url: str) -> Callable[[int], object]:
+def bare_transaction(url: str, table: str = "bare") -> Callable[[int], object]:
     """An event insert and a session upsert in one statement: one round trip, one commit."""
     connection = psycopg.connect(url, autocommit=True)
-    connection.execute("CREATE TABLE bare_events (position bigserial PRIMARY KEY, key text, version int8, "
+    connection.execute(f"CREATE TABLE {table}_events (position bigserial PRIMARY KEY, key text, version int8, "
                        "payload bytea)")
-    connection.execute("CREATE TABLE bare_sessions (key text PRIMARY KEY, version int8)")
+    connection.execute(f"CREATE TABLE {table}_sessions (key text PRIMARY KEY, version int8)")
     payload = json.dumps({"role": MESSAGE.role, "content": MESSAGE.content}).encode()
-    statement = ("WITH e AS (INSERT INTO bare_events (key, version, payload) VALUES (%s, %s, %s)) "
-                 "INSERT INTO bare_sessions VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET version = excluded.version")
+    statement = (f"WITH e AS (INSERT INTO {table}_events (key, version, payload) VALUES (%s, %s, %s)) "
+                 f"INSERT INTO {table}_sessions VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET version = "
+                 "excluded.version")
     return lambda n: connection.execute(statement, ("k", n + 1, payload, "k", n + 1), prepare=True)
 
 
@@ -123,14 +127,16 @@ def writer_process(url: str, cache: str, key: str, seconds: float, start_at: flo
     with SessionStore(url, cache=cache) as store:
         store.append(key, MESSAGE)
         time.sleep(max(0.0, start_at - time.time()))
-        count, began = 0, time.time()
+        count, began, cpu = 0, time.time(), time.process_time()
         while time.time() - began < seconds:
             store.append(key, MESSAGE)
             count += 1
-        done.put(count / (time.time() - began))
+        done.put((count / (time.time() - began), (time.process_time() - cpu) / max(count, 1)))
 
 
-def throughput(url: str, directory: Path, writers: int, seconds: float) -> float:
+def throughput(url: str, directory: Path, writers: int, seconds: float) -> tuple[float, float]:
+    """Appends per second of all the writers together, and the writer processes' mean CPU time per append (ms):
+    on a machine short of cores, the second says whether the first is bounded by the clients' CPU."""
     context = multiprocessing.get_context("spawn")
     done = context.Queue()
     start_at = time.time() + 3 + writers * 0.3  # every process opened before the clock starts
@@ -141,7 +147,8 @@ def throughput(url: str, directory: Path, writers: int, seconds: float) -> float
         process.start()
     for process in processes:
         process.join()
-    return float(sum(done.get(timeout=5) for _ in processes))
+    rates, cpu = zip(*(done.get(timeout=5) for _ in processes), strict=True)
+    return float(sum(rates)), statistics.mean(cpu) * 1000
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,24 +166,28 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory(dir=arguments.dir) as scratch:
             directory = Path(scratch)
+            unflushed = in_schema(arguments.url, schema, "synchronous_commit=off")
             with SessionStore(url, cache=directory / "appends") as shared, \
-                    SessionStore(directory / "lmdb-appends") as local:
+                    SessionStore(directory / "lmdb-appends") as local, \
+                    SessionStore(unflushed, cache=directory / "unflushed") as shared_unflushed:
                 peers = {"PostgreSQL store": lambda _: shared.append("single", MESSAGE),
                          "LMDB store": lambda _: local.append("single", MESSAGE),
                          "bare PostgreSQL transaction": bare_transaction(url)}
                 recorder = eventsourcing_recorder(arguments.url, schema)
                 if recorder is not None:
                     peers["eventsourcing recorder"] = recorder
+                peers["PostgreSQL store, no flush"] = lambda _: shared_unflushed.append("unflushed", MESSAGE)
+                peers["bare PostgreSQL transaction, no flush"] = bare_transaction(unflushed, "unflushed")
                 appends = durable_appends(peers, count)
             results: dict[str, Any] = {
                 "durable append, ms": appends,
                 "PostgreSQL store": single_store_figures(lambda: SessionStore(url, cache=directory / "replica"),
                                                          count),
                 "LMDB store": single_store_figures(lambda: SessionStore(directory / "lmdb"), count),
-                "appends per second (processes over 2 hosts)": {
-                    writers: round(throughput(url, directory / f"hosts-{writers}", writers, seconds))
-                    for writers in WRITERS},
             }
+            measured = {n: throughput(url, directory / f"hosts-{n}", n, seconds) for n in WRITERS}
+            results["appends per second (processes over 2 hosts)"] = {n: round(r) for n, (r, _) in measured.items()}
+            results["writer CPU per append, ms"] = {n: round(cpu, 3) for n, (_, cpu) in measured.items()}
     finally:
         with psycopg.connect(arguments.url, autocommit=True) as connection:
             connection.execute(f"DROP SCHEMA {schema} CASCADE")

@@ -54,6 +54,28 @@ def test_a_replica_that_diverged_from_the_log_is_rebuilt(postgres_url, tmp_path)
         assert progress[-1] == (5, 5)
 
 
+
+def test_a_listening_host_finds_commits_it_saw_lost_once_the_head_goes_back(postgres_url, tmp_path):
+    """Its reads skip the server while the listener hears nothing new; a head behind the one it heard sends the
+    next read to the server, which finds the replica diverged and rebuilds it."""
+    with SessionStore(postgres_url, cache=tmp_path / "one") as one:
+        for number in range(5):
+            one.append("k", ChatMessage.user(f"seen by one {number}"))
+        one.load("k")  # the first read starts the listener
+        with psycopg.connect(postgres_url, autocommit=True) as connection:  # a restore lost the last two commits
+            connection.execute("DELETE FROM es_events WHERE position > 3")
+            connection.execute("UPDATE es_head SET position = 3, hash = "
+                               "(SELECT hash FROM es_events WHERE position = 3)")
+            connection.execute("UPDATE es_sessions SET version = 3")
+        with SessionStore(postgres_url, cache=tmp_path / "two") as two:
+            two.append("k", ChatMessage.user("after the restore"))
+            expected = two.load("k")
+        deadline = time.monotonic() + 10  # until the notification of two's commit reaches one's listener
+        while one.load("k") != expected and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert one.load("k") == expected
+        assert one.verify().ok
+
 WRITER = textwrap.dedent("""
     import sys
     from eventstore import ChatMessage, SessionStore

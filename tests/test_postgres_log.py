@@ -11,7 +11,7 @@ import threading
 import psycopg
 import pytest
 
-from eventstore import EventStoreError, IncompatibleStore, StoreUnavailable, WrongExpectedVersion
+from eventstore import IncompatibleStore, StoreUnavailable, WrongExpectedVersion
 from eventstore._codec import EncodedEvent
 from eventstore._log import GENESIS_HASH, chain_hash
 from eventstore.sharedlog import (
@@ -22,7 +22,6 @@ from eventstore.sharedlog import (
     SessionAppend,
     SharedEvent,
     SharedRecord,
-    postgres,
 )
 from eventstore.sharedlog.postgres import SCHEMA_FORMAT, PostgresLog
 
@@ -152,10 +151,17 @@ def test_a_newer_format_is_refused_and_an_unreachable_server_is_a_clear_error(lo
         PostgresLog("postgresql://postgres@/postgres?host=/nonexistent-directory&connect_timeout=2")
 
 
-def test_the_notification_is_a_transaction_of_its_own_after_the_commit(log, monkeypatch):
-    """A notification that fails leaves the commit before it in place: the two are separate transactions (sent
-    in one pipeline they would be one, and the commit would wait on the notification queue's lock)."""
-    monkeypatch.setattr(postgres, "_NOTIFY", "SELECT pg_notify(%s, repeat('x', 9000))")  # too long a payload
-    with pytest.raises(EventStoreError, match="payload string too long"):
-        log.commit(append("a", 0, "one"))
-    assert [e.payload for e in everything(log)] == [b"one"]
+def test_a_schema_of_the_first_format_is_upgraded_when_a_store_opens_it(log, postgres_url):
+    log.commit(append("a", 0, "one"))
+    log.close()
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute("DROP PROCEDURE es_append")
+        connection.execute("UPDATE es_meta SET format = 1")
+    upgraded = PostgresLog(postgres_url)
+    try:
+        assert upgraded.commit(append("a", 1, "two")).head_position == 2
+        assert_chain(everything(upgraded))
+    finally:
+        upgraded.close()
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        assert connection.execute("SELECT format FROM es_meta").fetchone() == (SCHEMA_FORMAT,)

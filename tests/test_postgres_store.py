@@ -9,6 +9,7 @@ import threading
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
 from click.testing import CliRunner
 
@@ -19,11 +20,15 @@ from eventstore import (
     InvalidVersion,
     SessionStore,
     StoreNotFound,
+    StoreUnavailable,
     WrongExpectedVersion,
 )
 from eventstore._compression import TRAINING_EVENTS
 from eventstore.cli import cli
 from eventstore.events import MessageAppended
+from eventstore.services.replica import ReplicaStorage
+from eventstore.sharedlog import SharedHead
+from eventstore.sharedlog.postgres import PostgresLog
 
 from conftest import FakeClock
 from test_cli import START, fill, run
@@ -43,10 +48,33 @@ def open_host(postgres_url: str, tmp_path: Path):
         store.close()
 
 
+def heard(*hosts: SessionStore) -> None:
+    """Wait until every host heard of the latest commit any of them made: a host's read skips the server until
+    the notification of another host's commit arrives (docs/postgres.md, reads)."""
+    latest = max(host._environment.last_commit() for host in hosts)
+    deadline = time.monotonic() + 10
+    while any(host._environment.last_commit() < latest for host in hosts) and time.monotonic() < deadline:
+        time.sleep(0.001)
+
+
+def replica_of(host: SessionStore) -> ReplicaStorage:
+    replica = host._environment
+    assert isinstance(replica, ReplicaStorage)
+    return replica
+
+
+def listening(host: SessionStore) -> None:
+    deadline = time.monotonic() + 10
+    while not replica_of(host).listening and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert replica_of(host).listening
+
+
 def test_two_hosts_read_each_others_writes(open_host):
     one, two = open_host("one"), open_host("two")
     assert one.append("k", ChatMessage.user("hello")) == 1
     assert two.append("k", ChatMessage.assistant("hi")) == 2
+    heard(one, two)
     assert [m.content for m in one.load("k")] == ["hello", "hi"]
     with pytest.raises(WrongExpectedVersion):
         one.append("k", ChatMessage.user("late"), expected_version=1)
@@ -62,9 +90,11 @@ def test_hosts_past_the_compression_dictionary_share_plain_payloads(open_host):
     one.append("after", ChatMessage.user("written with a trained dictionary"))
     two = open_host("two")
     two.append("after", ChatMessage.assistant("and answered from another host"))
+    heard(one, two)
     assert [m.content for m in one.load("after")] == ["written with a trained dictionary",
                                                      "and answered from another host"]
     one.redact("after", "a test")  # rewrites compressed local records: the shared log gets them plain
+    heard(one, two)
     assert {m.content for m in two.load("after")} == {"[redacted]"}
     assert one.verify().ok and two.verify().ok
     assert open_host("three").load("s0")[0] == ChatMessage.user("message 0 0 of a batch")
@@ -150,6 +180,7 @@ def test_an_idempotent_retry_on_another_host_answers_as_the_first_and_records_no
     assert one.append("k", ChatMessage.user("hi"), idempotency_key="request-1") == 1
     one.append("k", ChatMessage.user("later"))
     assert two.append("k", ChatMessage.user("hi"), idempotency_key="request-1") == 1
+    heard(one, two)
     assert [m.content for m in two.load("k")] == ["hi", "later"]
     with pytest.raises(IdempotencyKeyReused):
         two.append("k", ChatMessage.user("other"), idempotency_key="request-1")
@@ -189,3 +220,47 @@ def test_a_stale_replica_checks_a_callers_expected_version_against_the_current_s
         one.append("k", ChatMessage.user("late"), expected_version=3)
     assert (refused.value.expected, refused.value.actual) == (3, 4)
     assert [m.content for m in one.load("k")] == ["first", "second", "third", "fourth"]
+
+
+def test_a_read_skips_the_server_until_the_notification_of_a_foreign_commit(open_host, monkeypatch):
+    one, two = open_host("one"), open_host("two")
+    one.append("k", ChatMessage.user("mine"))
+    listening(one)
+    asked: list[int] = []
+    shared = replica_of(one)._shared
+    real_read = shared.read
+
+    def read(after: int, limit: int) -> SharedHead:
+        asked.append(after)
+        return real_read(after, limit)
+
+    monkeypatch.setattr(shared, "read", read)
+    assert [m.content for m in one.load("k")] == ["mine"]  # its own write, read without a round trip
+    assert asked == []
+    two.append("k", ChatMessage.assistant("theirs"))
+    heard(one, two)
+    assert [m.content for m in one.load("k")] == ["mine", "theirs"]
+    assert asked == [1]  # the notification sent this read to the server, once
+    assert [m.content for m in one.load("k")] == ["mine", "theirs"] and asked == [1]
+
+
+def test_with_the_listener_killed_reads_ask_the_server(open_host, postgres_url, monkeypatch):
+    one, two = open_host("one"), open_host("two")
+    one.append("k", ChatMessage.user("mine"))
+    listening(one)
+    shared = replica_of(one)._shared
+    assert isinstance(shared, PostgresLog) and shared._listener is not None
+    listener = shared._listener.info.backend_pid
+
+    def away(seen, timeout, listening):
+        raise StoreUnavailable("the listener stays down")
+
+    monkeypatch.setattr(shared, "wait", away)  # what the watcher calls next, once the killed listener fails
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute("SELECT pg_terminate_backend(%s)", (listener,))
+    deadline = time.monotonic() + 10
+    while replica_of(one).listening and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert not replica_of(one).listening
+    two.append("k", ChatMessage.assistant("theirs"))
+    assert [m.content for m in one.load("k")] == ["mine", "theirs"]

@@ -15,7 +15,9 @@ unchanged: its commands decide against the replica, its queries read the replica
 * **A read** first catches the replica up to the shared log's head: a host reads its own writes, and
   everyone's after one round trip. Catching up replicates (``Replication.replicate_batch``): every hash is
   checked, so a replica that diverged from the shared log (a failover that lost commits) is detected, and
-  rebuilt from the shared log with progress.
+  rebuilt from the shared log with progress. While the watcher listens and the replica holds the head it last
+  heard of, nothing can have changed but a commit whose notification is still in flight: the read skips the
+  round trip. Without a listener (the server away, a connection that dropped) every read asks the server.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import TypeVar, cast
 
 import attrs
 
@@ -239,7 +241,10 @@ class ReplicaStorage:
         self._catching_up = threading.RLock()  # a rebuild binds again, catching up
         self._begun = self._finished = 0  # catch-ups begun, and the number of the latest one finished
         self._local = threading.local()  # .applying: this thread writes the replica itself (catching up)
-        self._head = 0  # the shared log's head, as the watcher last saw it
+        self._head = 0  # the shared log's head: the latest this host heard of, committed or caught up to
+        self._heard = threading.Lock()  # raising ``_head`` from several threads
+        self._listening = False  # the watcher listens: every commit past ``_head`` will wake it
+        self._went_back = False  # the watcher saw the server's head behind one it saw before: catch up to check
         self._watcher: threading.Thread | None = None
         self._listeners: list[Callable[[], None]] = []
         self._released = False
@@ -263,9 +268,32 @@ class ReplicaStorage:
         return self._spaces[name]
 
     def read(self) -> AbstractContextManager[ReadTransaction]:
-        if not getattr(self._local, "applying", False):
-            self.catch_up()
-        return self._inner.read()
+        if getattr(self._local, "applying", False):
+            return self._inner.read()
+        return self._current_read()
+
+    @contextlib.contextmanager
+    def _current_read(self) -> Iterator[ReadTransaction]:
+        """A read of the replica, caught up first unless it holds the latest head the listening watcher heard of."""
+        binding = self._binding
+        if self._listening and not self._went_back and binding is not None:
+            with self._inner.read() as txn:
+                if binding.head(txn)[0] >= self._head:
+                    yield txn
+                    return
+        self._watch()  # a store that reads listens from its first read on
+        self.catch_up()
+        with self._inner.read() as txn:
+            yield txn
+
+    @property
+    def listening(self) -> bool:
+        """Whether reads skip the server: the watcher listens for commits, with the head it last saw."""
+        return self._listening
+
+    def _raise_head(self, position: int) -> None:
+        with self._heard:
+            self._head = max(self._head, position)
 
     def write(self, body: Callable[[WriteTransaction], T]) -> T:
         if getattr(self._local, "applying", False) or self._binding is None:
@@ -330,7 +358,7 @@ class ReplicaStorage:
         decided = (first, last, record_hash(record))
         if (committed.first_position, committed.head_position, committed.head_hash) != decided:
             raise _Elsewhere(result, commit.records)
-        self._head = max(self._head, last)
+        self._raise_head(last)
         return result
 
     def _settle(self, records: Sequence[SharedRecord]) -> None:
@@ -397,6 +425,7 @@ class ReplicaStorage:
                 return 0
             self._begun += 1
             number = self._begun
+            self._went_back = False  # this catch-up checks the replica's head against the server's
             applied = self._fill(binding)
             self._finished = max(self._finished, number)
             return applied
@@ -407,7 +436,7 @@ class ReplicaStorage:
             with self._inner.read() as txn:
                 position, last_hash, _ = binding.head(txn)
             head = self._shared.read(position, BATCH)
-            self._head = max(self._head, head.position)
+            self._raise_head(head.position)
             diverged = head.position < position or (head.position == position and head.hash != last_hash)
             filling = filling or position == 0 < head.position or head.position - position > BATCH
             if not diverged and not head.events:
@@ -420,19 +449,21 @@ class ReplicaStorage:
                 applied += self._applying(lambda txn: binding.replicate(
                     txn, [e for e in events if e.position > binding.head(txn)[0]]))  # noqa: B023
             except ReplicationMismatch:
-                self._rebuild()
+                self._rebuild(head.position)
                 return applied
             if filling and self._progress is not None:
                 self._progress(events[-1].position, head.position)
+            if events[-1].position == head.position:  # the batch reached the head: no round trip to confirm it
+                return applied
 
-    def _applying(self, body: Callable[[WriteTransaction], Any]) -> Any:
+    def _applying(self, body: Callable[[WriteTransaction], T]) -> T:
         self._local.applying = True
         try:
             return self._inner.write(body)
         finally:
             self._local.applying = False
 
-    def _rebuild(self) -> None:
+    def _rebuild(self, server_head: int) -> None:
         """The replica diverged from the shared log (a failover lost commits it had seen): empty it, in place
         (every handle stays valid for calls under way), and fill it again."""
         binding = self._binding
@@ -444,29 +475,40 @@ class ReplicaStorage:
                 txn.clear(space)
 
         self._applying(empty)
+        with self._heard:
+            self._head = server_head  # lower than the replica's was, maybe: reads wait for the refill, never skip it
         self._binding = None
         binding.reopen()  # the store opens its components again, dropping their caches; it binds again
 
     # -- the watcher: LISTEN, with a poll of the head as the fallback ------------------------
 
     def _watch(self) -> None:
-        if self._watcher is None:
-            self._watcher = threading.Thread(target=self._watch_head, name="eventstore-shared-log", daemon=True)
-            self._watcher.start()
+        with self._heard:
+            if self._watcher is None:
+                self._watcher = threading.Thread(target=self._watch_head, name="eventstore-shared-log", daemon=True)
+                self._watcher.start()
 
     def _watch_head(self) -> None:
         while not self._released:
+            seen = self._head
             try:
-                position = self._shared.wait(self._head, 1.0)
+                position = self._shared.wait(seen, 1.0, self._listen)
             except StoreClosed:
+                self._listening = False
                 return
             except EventStoreError:
+                self._listening = False  # reads ask the server until the watcher listens again
                 time.sleep(0.5)  # the server is away: try again
                 continue
-            if position != self._head:
-                self._head = max(self._head, position)
+            if position < seen:
+                self._went_back = True  # commits this host saw are gone (a failover, a restore): reads check
+            if position != seen:
+                self._raise_head(position)
                 for listener in list(self._listeners):
                     listener()
+
+    def _listen(self) -> None:
+        self._listening = True
 
 
 def _recorded(event: SharedEvent) -> RecordedEvent:

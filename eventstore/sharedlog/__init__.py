@@ -11,7 +11,7 @@ This module holds only the protocol and its values; no database driver is import
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Protocol
 
@@ -144,8 +144,10 @@ class SharedLog(Protocol):
     def read(self, after: int, limit: int) -> SharedHead:
         """The head and up to ``limit`` events after position ``after``, oldest first."""
 
-    def wait(self, seen: int, timeout: float) -> int:
-        """The head position, once it differs from ``seen`` or ``timeout`` seconds have passed."""
+    def wait(self, seen: int, timeout: float, listening: Callable[[], None]) -> int:
+        """The head position, once it differs from ``seen`` or ``timeout`` seconds have passed. ``listening`` is
+        called once the head was found at ``seen`` by a connection that listens: from then until this returns,
+        any commit wakes it."""
 
     def close(self) -> None:
         """Release the connections; further calls raise ``StoreClosed``."""

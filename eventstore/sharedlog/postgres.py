@@ -4,19 +4,19 @@ Tables (in the connection's ``search_path``): ``es_meta`` (the format marker), `
 last position and its hash), ``es_sessions`` (each session's version and latest recorded time),
 ``es_events`` (the log) and ``es_records`` (idempotency results and import receipts, first writer wins).
 
-Every commit is one call of the ``es_commit`` function, one round trip. It locks the sessions' rows in key
-order, then the head row (every writer locks in that order, so none deadlocks), checks each session's
-version, and only then advances the head: positions are assigned while the head row is locked, so they are
-gap-free, a rejected commit takes none, and commits become visible in position order (a reader tailing
+Every commit is one call of the ``es_append`` procedure, one round trip. Its ``es_commit`` locks the sessions'
+rows in key order, then the head row (every writer locks in that order, so none deadlocks), checks each
+session's version, and only then advances the head: positions are assigned while the head row is locked, so
+they are gap-free, a rejected commit takes none, and commits become visible in position order (a reader tailing
 the log never skips one that commits late, as readers of sequences do). It computes each chain link from
-the previous one, exactly as ``eventstore._log.chain_hash`` does. ``NOTIFY`` follows the commit in its
-own transaction (inside the commit it would serialise committers on the notification queue too), which is
-committed without waiting for a flush.
+the previous one, exactly as ``eventstore._log.chain_hash`` does. ``es_append`` commits that and a ``NOTIFY``
+without waiting for the flush, then flushes in a transaction of its own, so no lock is held through a flush.
 """
 
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, LiteralString, TypeVar
@@ -41,8 +41,8 @@ __all__ = ["PostgresLog", "SCHEMA_FORMAT", "CHANNEL"]
 T = TypeVar("T")
 
 #: The schema's format; a database with a newer one is refused, an older one upgraded by ``_UPGRADES``.
-SCHEMA_FORMAT = 1
-#: The channel ``NOTIFY`` wakes subscribers on.
+SCHEMA_FORMAT = 2
+#: The channel ``NOTIFY`` wakes subscribers on (``es_append`` names it too).
 CHANNEL = "eventstore_log"
 
 _CREATE: LiteralString = """
@@ -120,13 +120,34 @@ BEGIN
 END $$;
 """
 
-#: format → the SQL that takes a schema of that format to the next one (none yet: format 1 is the first).
-_UPGRADES: dict[int, LiteralString] = {}
+# Format 2: ``es_append``, the one call of a commit. It commits ``es_commit`` and its ``NOTIFY`` without waiting
+# for the flush, so the head row and the notification queue's lock (both held to the end of a commit) are free
+# for the next writer at once; then a transaction of its own writes one WAL record (a transactional logical
+# message) and commits with the session's ``synchronous_commit``: WAL is flushed in order, so that flush makes
+# the commit before it durable too, and the call returns after it. Concurrent writers' flushes overlap (the
+# server flushes every waiting commit at once) instead of queueing behind the head row. A crash between the two
+# loses the commit, never acknowledged, which readers may have seen (docs/postgres.md, failures).
+_APPEND: LiteralString = """
+CREATE PROCEDURE es_append(
+    a_keys text[], a_expected int8[], a_recorded int8[], a_counts int4[],
+    e_ids bytea[], e_types text[], e_schemas int4[], e_payloads bytea[], e_digests bytea[], e_redacted bool[],
+    w_positions int8[], w_payloads bytea[], r_spaces text[], r_keys bytea[], r_values bytea[], pinned int8,
+    INOUT first_position int8 DEFAULT NULL, INOUT head_position int8 DEFAULT NULL, INOUT head_hash bytea DEFAULT NULL)
+LANGUAGE plpgsql AS $$
+BEGIN
+    SELECT c.first_position, c.head_position, c.head_hash INTO first_position, head_position, head_hash
+        FROM es_commit(a_keys, a_expected, a_recorded, a_counts, e_ids, e_types, e_schemas, e_payloads, e_digests,
+                       e_redacted, w_positions, w_payloads, r_spaces, r_keys, r_values, pinned) AS c;
+    PERFORM pg_notify('eventstore_log', ''), set_config('synchronous_commit', 'off', true);
+    COMMIT;
+    PERFORM pg_logical_emit_message(true, 'eventstore', '');
+END $$;
+"""
 
-# The notification's own transaction, after the commit's: not flushed (a lost one costs a subscriber the head
-# poll's second), and never in a pipeline with the commit, which would make the two one transaction.
-_NOTIFY = "SELECT set_config('synchronous_commit', 'off', true), pg_notify(%s, '')"
-_COMMIT = "SELECT * FROM es_commit(" + ", ".join(["%s"] * 16) + ")"
+#: format → the SQL that takes a schema of that format to the next one.
+_UPGRADES: dict[int, LiteralString] = {1: _APPEND}
+
+_COMMIT = "CALL es_append(" + ", ".join(["%s"] * 16) + ")"
 _READ = """
 SELECT h.position, h.hash, e.position, e.key, e.version, e.recorded_at, e.event_id, e.type, e.schema_version,
        e.payload, e.digest, e.hash, e.redacted
@@ -173,6 +194,7 @@ class PostgresLog:
         self._closed = False
         self._listener: psycopg.Connection[Any] | None = None
         self._listening = threading.Lock()
+        self._waking = f"eventstore_wake_{uuid.uuid4().hex}"  # the listener's own channel: close wakes it there
         self._call(lambda connection: self._prepare(connection, create), "opening the store")
 
     # -- connections ------------------------------------------------------------------
@@ -268,7 +290,6 @@ class PostgresLog:
                 except psycopg.Error as exc:
                     self._refuse(connection, commit, exc)
                     raise
-                connection.execute(_NOTIFY, (CHANNEL,))
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(
                 f"PostgreSQL cannot be reached ({str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}); "
@@ -305,7 +326,7 @@ class PostgresLog:
 
         return self._call(body, "reading the log")
 
-    def wait(self, seen: int, timeout: float) -> int:
+    def wait(self, seen: int, timeout: float, listening: Callable[[], None]) -> int:
         with self._listening:  # one listening connection; the waiters take turns
             if self._closed:
                 raise StoreClosed("the store is closed")
@@ -313,16 +334,22 @@ class PostgresLog:
                 if self._listener is None or self._listener.closed:
                     self._listener = _connect(self.url)
                     self._listener.execute(f"LISTEN {CHANNEL}")
+                    self._listener.execute(f"LISTEN {self._waking}")
                 position = self._head(self._listener)
-                if position == seen:
+                if position == seen and not self._closed:
+                    listening()
                     for _ in self._listener.notifies(timeout=timeout, stop_after=1):
                         pass
                     position = self._head(self._listener)
-                return position
             except psycopg.Error as exc:
                 if self._listener is not None:
                     self._listener.close()
+                if self._closed:
+                    raise StoreClosed("the store is closed") from None
                 raise _unavailable(exc, "waiting for commits") from None
+            if self._closed:
+                raise StoreClosed("the store is closed")
+            return position
 
     @staticmethod
     def _head(connection: psycopg.Connection[Any]) -> int:
@@ -335,6 +362,9 @@ class PostgresLog:
         with self._lock:
             self._closed = True
             idle, self._idle = self._idle, []
+        if idle and self._listener is not None:  # wake the listener now rather than at its timeout
+            with suppress(psycopg.Error):
+                idle[0].execute("SELECT pg_notify(%s, '')", (self._waking,))
         for connection in idle:
             connection.close()
         with self._listening:
