@@ -47,7 +47,8 @@ from langgraph.graph.state import CompiledStateGraph
 from eventstore import Durability, SessionStore
 from eventstore.integrations.langgraph import EventStoreSaver
 
-from .bench_core import FlushProbe, written_bytes
+from .bench_core import written_bytes
+from .flush_floor import FlushProbe
 
 THREAD: RunnableConfig = {"configurable": {"thread_id": "chat-1", "checkpoint_ns": ""}}
 WORDS = "the quick brown fox jumps over the lazy dog while the model answers every question it is asked".split()
