@@ -68,7 +68,7 @@ def stream_of(path: Path, key: str) -> int:
     env = lmdb.open(str(path), max_dbs=32, readonly=True)
     try:
         with env.begin(db=env.open_db(b"log.stream_keys")) as txn:
-            return next(_U64.unpack(k)[0] for k, v in txn.cursor() if bytes(v) == key.encode())
+            return int(next(_U64.unpack(k)[0] for k, v in txn.cursor() if bytes(v) == key.encode()))
     finally:
         env.close()
 

@@ -229,7 +229,7 @@ def say(graph: CompiledStateGraph[Any, Any, Any, Any], text: str, config: Runnab
     return graph.invoke({"messages": [HumanMessage(text, id=f"human-{text}")]}, config)
 
 
-def chat_history(graph: CompiledStateGraph[Any, Any, Any, Any]) -> list[tuple[Any, ...]]:
+def chat_history(graph: CompiledStateGraph[Any, Any, Any, Any]) -> list[Any]:
     """Turns, a branch from the first turn whose messages diverge, a message removed, all messages removed, and
     turns after each: the history, and the values read back at the checkpoint the branch started from."""
     for text in ("one", "two", "three"):
