@@ -48,7 +48,7 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
-from eventstore import ChatMessage, StoreCorrupted
+from eventstore import REDACTED, ChatMessage, StoreCorrupted
 
 __all__ = ["KEY_PREFIX", "CHECKPOINT", "WRITES", "MAX_TAIL_DEPTH", "Header", "Items", "Base", "Records",
            "session_key", "thread_prefix", "key_parts", "header", "list_channels", "checkpoint_message",
@@ -113,8 +113,9 @@ class Header:
 @functools.lru_cache(maxsize=1 << 14)
 def header(role: str, content: str) -> Header | None:
     """The header of a message (cached: the store hands back the same content strings while a session is cached);
-    ``None`` for a message that is not the saver's."""
-    if role not in (CHECKPOINT, WRITES):
+    ``None`` for a message that is not the saver's, or whose checkpoint a redaction removed (the whole thread's: a
+    redaction covers a session), so a redacted thread reads as empty and can start again."""
+    if role not in (CHECKPOINT, WRITES) or content == REDACTED:
         return None
     try:
         fields = json.loads(content)

@@ -293,3 +293,16 @@ class TestListTails:
             say(expected, text)
         assert normalized(expected.get_state_history(THREAD)) == normalized(graph.get_state_history(THREAD))
         assert any(len(blob) == 4 for blob in stored_messages_blobs(store))
+
+    def test_a_redacted_thread_reads_as_empty_and_starts_again(self, saver: EventStoreSaver, store: SessionStore):
+        """A redaction removes every checkpoint's content: the thread must not read as damaged."""
+        graph = chat_graph(saver)
+        for text in ("my card is 4111", "two"):
+            say(graph, text)
+        [key] = store.list_sessions()
+        store.redact(key, "the user asked")
+        assert {} == graph.get_state(THREAD).values
+        assert [] == list(graph.get_state_history(THREAD))
+        say(graph, "three")
+        assert ["three", "eerht"] == [message.content for message in graph.get_state(THREAD).values["messages"]]
+        assert store.verify().ok
