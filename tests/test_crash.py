@@ -256,7 +256,8 @@ def test_killed_writers_of_every_command_lose_no_acknowledged_call(tmp_path: Pat
     flight too), never part of a call, and ``verify`` is green."""
     harness = Harness(tmp_path, "commands")
     template = tmp_path / "template"
-    # A few events short of the dictionary: the phase's first commits train it, some of them killed meanwhile.
+    # A few events short of the dictionary: the phase's first commits train it (asserted below); a kill may land
+    # inside that training commit, which the figures count but, being a matter of timing, no assertion requires.
     seeded = _seed(template, {"seed": TRAINING_EVENTS - 6})
     trained = phase = 0
     while harness.figures["kills"] < COMMAND_KILLS:

@@ -7,6 +7,7 @@ import hashlib
 import multiprocessing
 import os
 import threading
+import time
 
 import psycopg
 import pytest
@@ -165,3 +166,23 @@ def test_a_schema_of_the_first_format_is_upgraded_when_a_store_opens_it(log, pos
         upgraded.close()
     with psycopg.connect(postgres_url, autocommit=True) as connection:
         assert connection.execute("SELECT format FROM es_meta").fetchone() == (SCHEMA_FORMAT,)
+
+
+def test_a_commit_wakes_another_logs_listener_long_before_its_poll(log, postgres_url):
+    """The commit's NOTIFY (sent by ``es_append``) wakes a waiting listener: it does not sit out its timeout."""
+    log.commit(append("a", 0, "one"))
+    other = PostgresLog(postgres_url)
+    listening = threading.Event()
+    woke: list[tuple[int, float]] = []
+    waiter = threading.Thread(target=lambda: woke.append((other.wait(1, 60.0, listening.set), time.monotonic())))
+    try:
+        waiter.start()
+        assert listening.wait(10)
+        committed = time.monotonic()
+        log.commit(append("a", 1, "two"))
+        waiter.join(30)
+        assert woke and woke[0][0] == 2
+        assert woke[0][1] - committed < 30  # the 60 s wait ended on the notification
+    finally:
+        other.close()
+        waiter.join(5)

@@ -55,6 +55,7 @@ def heard(*hosts: SessionStore) -> None:
     deadline = time.monotonic() + 10
     while any(host._environment.last_commit() < latest for host in hosts) and time.monotonic() < deadline:
         time.sleep(0.001)
+    assert all(host._environment.last_commit() >= latest for host in hosts), "a host never heard of the commit"
 
 
 def replica_of(host: SessionStore) -> ReplicaStorage:

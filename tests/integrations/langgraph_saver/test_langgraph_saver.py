@@ -355,8 +355,11 @@ kinds = st.lists(st.sampled_from(("c1", "c2", "w1", "w2", "other")), max_size=10
 
 @given(kinds, kinds, st.integers(0, 10))
 @example(["c1", "w1", "w1"], [], 2)
+@example(["c1", "c2", "w2"], ["c1"], 2)  # the earlier records share the first message only
 def test_records_read_on_from_earlier_records_as_afresh(kinds: list[str], others: list[str], kept: int):
-    """Earlier records of the session's first messages (the same objects) are extended; of others, ignored."""
+    """Earlier records of the session's first messages (the same objects) are extended; of others (wholly, or
+    after a shared start), ignored."""
     messages = [saver_message(kind) for kind in kinds]
-    for earlier in (Records.of(messages[:kept]), Records.of([saver_message(kind) for kind in others])):
+    for earlier in (Records.of(messages[:kept]), Records.of([saver_message(kind) for kind in others]),
+                    Records.of(messages[:kept // 2] + [saver_message(kind) for kind in others])):
         assert Records.of(messages) == Records.of(messages, earlier)
