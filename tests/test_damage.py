@@ -164,8 +164,8 @@ def test_damage_below_the_roots_of_a_large_store_is_found_by_verify_not_by_a_cra
     result = _child("""
         import sys
         from eventstore import SessionStore
-        from eventstore.storage import lmdb
-        lmdb._WALK_AT_OPEN_PAGES = 0
+        from eventstore.storage import lmdb_files
+        lmdb_files._WALK_AT_OPEN_PAGES = 0
         with SessionStore(sys.argv[1]) as store:
             report = store.verify()
             print(report.ok, report.problems)

@@ -13,23 +13,23 @@ is the one place that deals with those rules:
 * a forked child opens environments of its own: the inherited ones are never used,
   closed or freed there (see ``_after_fork_in_child``);
 * a gate lets any number of transactions run together, or one map resize alone.
+
+Beside it: ``lmdb_transaction`` (one transaction behind the storage protocol, py-lmdb's errors translated),
+``lmdb_concurrency`` (the gate, the writers' lock and group commit) and ``lmdb_files`` (the store's own files
+and the checks made at open).
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import errno
 import fcntl
 import functools
-import json
 import os
 import shutil
-import stat
 import threading
-import uuid
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from typing import BinaryIO, ClassVar, TypeVar
@@ -50,7 +50,27 @@ from .._errors import (
     StoreUsedAfterFork,
 )
 from . import lmdb_check
-from .protocol import MAX_KEY_SIZE, Durability, Space, SpaceUsage, StorageUsage, WriteTransaction
+from .lmdb_concurrency import CommitListeners, Gate, GroupQueue, Member, WriteLock, outcome_of
+from .lmdb_files import (
+    CREATING,
+    DATA,
+    LOCK,
+    MARKER,
+    MAX_READERS,
+    USERS_LOCK,
+    check_files,
+    file_identity,
+    fsync,
+    is_permission_error,
+    note_creation,
+    on_read_only_media,
+    open_users_lock,
+    reserve_lock_file,
+    undo_creation,
+    write_marker,
+)
+from .lmdb_transaction import LmdbSpace, LmdbTransaction, MapFull, translated
+from .protocol import Durability, SpaceUsage, StorageUsage, WriteTransaction
 
 __all__ = ["Environment", "LmdbSpace", "LmdbTransaction"]
 
@@ -58,29 +78,10 @@ T = TypeVar("T")
 
 _INITIAL_MAP_SIZE = 64 << 20
 _MAX_DBS = 32
-# Reader slots: one per concurrent read transaction in all processes. Slots of
-# processes that died are reclaimed on every open, so only live readers count.
-_MAX_READERS = 1024
 _READER_CHECK_EVERY = 64
 # Transactions a forked child inherited, kept referenced so that they are never ended there.
 _INHERITED: list[lmdb.Transaction[bytes]] = []
-_USERS_LOCK = "users.lock"
 _VACUUM_DIR = "vacuum.tmp"
-_DATA = "data.mdb"
-_LOCK = "lock.mdb"
-#: Written when a store is created (or first opened writable by a version that writes it): a store
-#: that has existed never silently starts over because its data file went missing or empty.
-MARKER = "store.json"
-_MARKER_FORMAT = "eventstore"
-#: Present from just before a creation makes the data file until the marker is written: an empty data file beside
-#: it is a creation under way (LMDB serialises it) or killed before LMDB wrote its first pages, not a lost store.
-_CREATING = "creating"
-# LMDB's lock file: a header of two cache lines plus one 64-byte slot per reader beyond the first.
-_LOCK_FILE_BYTES = 192 + 64 * (_MAX_READERS - 1)
-# A data file of at most this many pages (4 MiB) has every page checked at each open (a walk costs time
-# in proportion to the pages: docs/benchmarks.md); a larger one has only its meta pages, size and tree
-# roots checked, and every page by verify.
-_WALK_AT_OPEN_PAGES = 1024
 # A page check needs the meta page of its read transaction, which two commits meanwhile overwrite.
 _PAGE_CHECK_ATTEMPTS = 100
 
@@ -126,396 +127,11 @@ def _after_fork_in_child() -> None:
     _envid.env_keys = _env_keys_of_this_process
 
 
-# What py-lmdb raises when the file's pages do not make sense.
-_DAMAGE = (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.InvalidError, lmdb.BadValsizeError,
-           lmdb.PageFullError, lmdb.IncompatibleError)
-
 
 #: A key put into the main database and deleted in the same transaction (no named database bears it).
 _RELEASE_KEY = b"\x00eventstore: release freed pages"
 
 
-class _MapFull(StoreFull):
-    """The map is full: ``Environment.write`` grows it and runs the body again (never raised further)."""
-
-
-def _translated(exc: lmdb.Error, path: Path | None = None) -> EventStoreError:
-    """The store's error for a py-lmdb error, so that none leaves this module."""
-    where = "the store" if path is None else f"the store at {path}"
-    if isinstance(exc, lmdb.MapFullError):
-        return _MapFull(f"{where} needs a larger map")
-    if isinstance(exc, lmdb.ReadonlyError):
-        return StoreReadOnly(f"{where} cannot be written here: {exc}")
-    if isinstance(exc, _DAMAGE):
-        return StoreCorrupted(f"the LMDB file is damaged: {exc}")
-    return EventStoreError(f"{where} failed: {exc}")
-
-
-def _bad_key(key: bytes) -> ValueError:
-    return ValueError(f"a key must have 1 to {MAX_KEY_SIZE} bytes, not {len(key)}")
-
-
-def _on_read_only_media(path: Path) -> bool:
-    return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
-
-
-def _is_permission_error(exc: lmdb.Error) -> bool:
-    return any(word in str(exc) for word in ("Permission denied", "Read-only file system"))
-
-
-def _fsync(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def _file_identity(path: Path) -> tuple[int, int] | None:
-    """(device, inode) of a file, or None if there is none."""
-    try:
-        found = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return found.st_dev, found.st_ino
-
-
-def _check_files(path: Path) -> None:
-    """Refuse a data file that is missing or empty where a store has existed, or that LMDB would crash on.
-
-    Raises:
-        StoreCorrupted: naming the file and what is wrong.
-    """
-    data = path / _DATA
-    try:
-        size = data.stat().st_size
-    except FileNotFoundError:
-        size = -1
-    if size > 0:
-        lmdb_check.check_file(data, walk_pages_up_to=_WALK_AT_OPEN_PAGES)
-        return
-    if size == 0 and (path / _CREATING).exists() and not (path / MARKER).exists():
-        return
-    # A missing data file beside lock files alone is a creation killed before LMDB made the file: nothing was
-    # ever committed there. An empty one beside them is a store made before the marker existed, emptied.
-    witnesses = (MARKER, _LOCK, _USERS_LOCK) if size == 0 else (MARKER,)
-    traces = [name for name in witnesses if (path / name).exists()]
-    if traces:
-        state = "is empty" if size == 0 else "is missing"
-        raise StoreCorrupted(
-            f"{data} {state}, but a store existed at {path} ({', '.join(traces)} is there): opening it would "
-            f"silently start a new, empty store. Put data.mdb back from a backup; if nothing was ever "
-            f"stored there, remove the directory")
-
-
-def _open_users_lock(lock: Path, *, create: bool) -> BinaryIO | None:
-    """Open ``users.lock`` to hold a lock on (read access is enough), or None if a read-only open finds none.
-
-    Raises:
-        StoreInaccessible: this process may not read it.
-        StoreCorrupted: it is not a regular file (a directory, a FIFO, a symbolic link).
-        StoreFull: there is no room to create it.
-    """
-    # Non-blocking: opening a FIFO planted there would otherwise wait for a writer forever.
-    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_CREAT if create else 0)
-    not_a_lock_file = StoreCorrupted(f"{lock} is not a regular file, so it is not the store's lock file; remove it")
-    try:
-        descriptor = os.open(lock, flags, 0o644)
-    except FileNotFoundError:
-        if create:
-            raise StoreNotFound(f"there is no store at {lock.parent}: the directory is gone") from None
-        return None  # a read-only store that was never opened writable by this version
-    except PermissionError:
-        raise StoreInaccessible(f"this process may not open {lock}, so it cannot take part in the store's "
-                                "locking; fix the file's permissions or open the store as its owner") from None
-    except OSError as exc:
-        if exc.errno in (errno.EISDIR, errno.ELOOP):
-            raise not_a_lock_file from None
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise StoreFull(f"no room on the file system to create {lock}") from None
-        raise EventStoreError(f"cannot open {lock}: {exc.strerror}") from None
-    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-        os.close(descriptor)
-        raise not_a_lock_file
-    return os.fdopen(descriptor, "rb")
-
-
-def _undo_creation(path: Path) -> None:
-    """Remove what a failed creation left (a full disk, say), so that the next try is a creation again.
-
-    A data file of two pages at most holds LMDB's meta pages and nothing committed.
-    """
-    data = path / _DATA
-    if data.exists() and data.stat().st_size > 2 * os.sysconf("SC_PAGE_SIZE"):
-        return  # another process created the store meanwhile
-    for name in (_DATA, _LOCK, _USERS_LOCK, _CREATING):
-        (path / name).unlink(missing_ok=True)
-
-
-def _note_creation(path: Path) -> None:
-    """Say that a creation is under way, before LMDB makes the data file (see ``_CREATING``)."""
-    # Without the note, an interrupted creation is refused as a lost store: safe, if less convenient. The note
-    # must reach the disk before the data file can, or a crash may keep only the latter.
-    with contextlib.suppress(OSError):
-        (path / _CREATING).touch()
-        _fsync(path)
-
-
-def _write_marker(path: Path) -> None:
-    """Record that a store exists here (atomically; a failure to write it is not fatal to the open)."""
-    marker = path / MARKER
-    if marker.exists():
-        return
-    scratch = path / f".{MARKER}.{os.getpid()}.tmp"
-    try:
-        scratch.write_text(json.dumps({"format": _MARKER_FORMAT, "version": 1, "id": uuid.uuid4().hex}) + "\n")
-        _fsync(scratch)
-        os.replace(scratch, marker)
-        _fsync(path)
-    except OSError:
-        scratch.unlink(missing_ok=True)  # a full disk, say: the next writable open tries again
-
-
-def _reserve_lock_file(path: Path) -> None:
-    """Give LMDB's lock file its blocks before LMDB maps it: a sparse one is a SIGBUS on a full disk.
-
-    Raises:
-        StoreFull: the file system has no room for it.
-    """
-    lock = path / _LOCK
-    try:
-        descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-    except PermissionError:
-        return  # LMDB says so itself, and a read-only open copes
-    except IsADirectoryError:
-        raise StoreCorrupted(f"{lock} is a directory, not the store's LMDB lock file; remove it") from None
-    try:
-        if os.fstat(descriptor).st_size <= _LOCK_FILE_BYTES:
-            os.posix_fallocate(descriptor, 0, _LOCK_FILE_BYTES)
-    except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise StoreFull(f"no room on the file system for the store at {path}: {exc.strerror}") from None
-        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
-            raise EventStoreError(f"cannot prepare {lock}: {exc.strerror}") from None
-    finally:
-        os.close(descriptor)
-
-
-class LmdbSpace:
-    """A named LMDB database; its handle is valid until the environment is reopened (vacuum)."""
-
-    __slots__ = ("handle", "name")
-
-    def __init__(self, name: str, handle: lmdb._Database) -> None:
-        self.name = name
-        self.handle = handle
-
-    def __repr__(self) -> str:
-        return f"LmdbSpace({self.name!r})"
-
-
-class LmdbTransaction:
-    """``WriteTransaction`` (and ``ReadTransaction``) over one py-lmdb transaction.
-
-    Each method is one or two py-lmdb calls, and scans hand out py-lmdb's own C
-    iterators: the seam costs a method call, not a copy. Each method turns a
-    py-lmdb error into the store's own (``try`` costs nothing until it catches);
-    an error while iterating a scan is turned by the transaction's ``with``.
-    Ours are begun without ``buffers``, so py-lmdb returns ``bytes`` (``Transaction[bytes]``), never ``memoryview``.
-    """
-
-    __slots__ = ("_txn",)
-
-    def __init__(self, txn: lmdb.Transaction[bytes]) -> None:
-        self._txn = txn
-
-    @property
-    def raw(self) -> lmdb.Transaction[bytes]:
-        """The py-lmdb transaction, for the engine's own use (opening databases)."""
-        return self._txn
-
-    def get(self, space: Space, key: bytes) -> bytes | None:
-        try:
-            return self._txn.get(key, db=space.handle)
-        except lmdb.Error as exc:
-            raise _translated(exc) from None
-
-    def get_many(self, space: Space, keys: Iterable[bytes]) -> dict[bytes, bytes]:
-        try:
-            return dict(self._txn.cursor(db=space.handle).getmulti(list(keys)))
-        except lmdb.Error as exc:
-            raise _translated(exc) from None
-
-    def _positioned(self, space: Space, start: bytes | None, reverse: bool) -> lmdb.Cursor[bytes] | None:
-        try:
-            cursor = self._txn.cursor(db=space.handle)
-            if reverse:
-                found = cursor.last() if start is None or not cursor.set_range(start) else cursor.prev()
-            else:
-                found = cursor.first() if start is None else cursor.set_range(start)
-        except lmdb.Error as exc:
-            raise _translated(exc) from None
-        return cursor if found else None
-
-    def scan(self, space: Space, start: bytes | None = None, *, reverse: bool = False
-             ) -> Iterator[tuple[bytes, bytes]]:
-        cursor = self._positioned(space, start, reverse)
-        if cursor is None:
-            return iter(())
-        return cursor.iterprev() if reverse else cursor.iternext()
-
-    def scan_keys(self, space: Space, start: bytes | None = None, *, reverse: bool = False) -> Iterator[bytes]:
-        cursor = self._positioned(space, start, reverse)
-        if cursor is None:
-            return iter(())
-        return (cursor.iterprev if reverse else cursor.iternext)(values=False)
-
-    def scan_values(self, space: Space, start: bytes | None = None, *, reverse: bool = False) -> Iterator[bytes]:
-        cursor = self._positioned(space, start, reverse)
-        if cursor is None:
-            return iter(())
-        return (cursor.iterprev if reverse else cursor.iternext)(keys=False)
-
-    def before(self, space: Space, key: bytes) -> tuple[bytes, bytes] | None:
-        cursor = self._positioned(space, key, True)
-        return None if cursor is None else cursor.item()
-
-    def last(self, space: Space) -> tuple[bytes, bytes] | None:
-        cursor = self._positioned(space, None, True)
-        return None if cursor is None else cursor.item()
-
-    def count(self, space: Space) -> int:
-        try:
-            return self._txn.stat(space.handle)["entries"]
-        except lmdb.Error as exc:
-            raise _translated(exc) from None
-
-    def snapshot_id(self) -> int:
-        try:
-            return self._txn.id()
-        except lmdb.Error as exc:
-            raise _translated(exc) from None
-
-    def put(self, space: Space, key: bytes, value: bytes) -> None:
-        try:
-            self._txn.put(key, value, db=space.handle)
-        except lmdb.BadValsizeError:
-            raise _bad_key(key) from None
-        except lmdb.Error as exc:
-            raise _translated(exc) from None
-
-    def insert(self, space: Space, key: bytes, value: bytes) -> bool:
-        try:
-            return self._txn.put(key, value, db=space.handle, overwrite=False)
-        except lmdb.BadValsizeError:
-            raise _bad_key(key) from None
-        except lmdb.Error as exc:
-            raise _translated(exc) from None
-
-    def append(self, space: Space, key: bytes, value: bytes) -> bool:
-        try:
-            return self._txn.put(key, value, db=space.handle, append=True, overwrite=False)
-        except lmdb.BadValsizeError:
-            raise _bad_key(key) from None
-        except lmdb.Error as exc:
-            raise _translated(exc) from None
-
-    def append_many(self, space: Space, items: Iterable[tuple[bytes, bytes]]) -> None:
-        pairs = list(items)
-        if not pairs:
-            return
-        keys = [key for key, _ in pairs]
-        # Checked first so that a refused batch writes nothing: once these hold, and the first key
-        # is appended, py-lmdb appends every other pair.
-        longest = max(keys, key=len)
-        if len(longest) > MAX_KEY_SIZE:
-            raise _bad_key(longest)
-        if not all(map(bytes.__lt__, keys, keys[1:])) or not self.append(space, *pairs[0]):
-            raise ValueError("append_many: the keys do not ascend after every key of the space")
-        try:
-            self._txn.cursor(db=space.handle).putmulti(pairs[1:], append=True, overwrite=False)
-        except lmdb.Error as exc:
-            raise _translated(exc) from None
-
-    def delete(self, space: Space, key: bytes) -> bool:
-        try:
-            return self._txn.delete(key, db=space.handle)
-        except lmdb.Error as exc:
-            raise _translated(exc) from None
-
-    def delete_range(self, space: Space, start: bytes, stop: bytes) -> int:
-        removed = 0
-        try:
-            cursor = self._txn.cursor(db=space.handle)
-            if not cursor.set_range(start):
-                return 0
-            while cursor.key() < stop:
-                # delete() moves the cursor to the next key; it returns False past the last one.
-                deleted = cursor.delete()
-                removed += 1
-                if not deleted or not cursor.key():
-                    break
-        except lmdb.Error as exc:
-            raise _translated(exc) from None
-        return removed
-
-    def clear(self, space: Space) -> None:
-        try:
-            self._txn.drop(space.handle, delete=False)
-        except lmdb.Error as exc:
-            raise _translated(exc) from None
-
-
-class _Gate:
-    """Many transactions at once, or one map resize alone."""
-
-    def __init__(self) -> None:
-        # Every read enters and leaves: it takes the lock itself (a C call) and the condition only to wait.
-        self._lock = threading.Lock()  # never taken twice by one thread: no RLock
-        self._condition = threading.Condition(self._lock)
-        self._active = 0
-        self._resizing = False
-        self._owner: int | None = None
-        self._held = threading.local()
-
-    def enter_shared(self) -> None:
-        with self._lock:
-            # The thread that holds the gate alone may still open transactions (vacuum reopens databases).
-            while self._resizing and self._owner != threading.get_ident():
-                self._condition.wait()
-            self._active += 1
-        held = self._held
-        held.count = getattr(held, "count", 0) + 1
-
-    def leave_shared(self) -> None:
-        self._held.count -= 1
-        with self._lock:
-            self._active -= 1
-            if not self._active and self._resizing:  # only a resize waits for the last one out
-                self._condition.notify_all()
-
-    @contextmanager
-    def exclusive(self) -> Iterator[None]:
-        if getattr(self._held, "count", 0):
-            # Waiting here for our own open transaction would never end.
-            raise StoreFull(
-                "the store's map must grow, which cannot happen while this thread holds an "
-                "open read (finish iterating before writing)"
-            )
-        with self._condition:
-            while self._resizing:
-                self._condition.wait()
-            self._resizing = True
-            while self._active:
-                self._condition.wait()
-            self._owner = threading.get_ident()
-        try:
-            yield
-        finally:
-            with self._condition:
-                self._resizing = False
-                self._owner = None
-                self._condition.notify_all()
 
 
 class _Reading:
@@ -540,150 +156,11 @@ class _Reading:
         try:
             environment._end(self._txn, commit=kind is None)
         except lmdb.Error as exc:
-            raise _translated(exc, environment.path) from None
+            raise translated(exc, environment.path) from None
         finally:
             environment._gate.leave_shared()
         if isinstance(error, lmdb.Error):
-            raise _translated(error, environment.path) from None
-
-
-def _outcome_of(run: Callable[[], object]) -> tuple[bool, object]:
-    """(True, what ``run`` returned) or (False, the exception it raised); a full map is not an outcome."""
-    try:
-        return True, run()
-    except _MapFull:
-        raise
-    except Exception as exc:
-        return False, exc
-
-
-class _WriteLock:
-    """The writers' lock, re-entrant, that can tell whether the calling thread holds it."""
-
-    def __init__(self) -> None:
-        self._lock = threading.RLock()
-        self._owner: int | None = None
-        self._depth = 0
-
-    def acquire(self, blocking: bool = True) -> bool:
-        if not self._lock.acquire(blocking):
-            return False
-        self._owner = threading.get_ident()
-        self._depth += 1
-        return True
-
-    def release(self) -> None:
-        self._depth -= 1
-        if not self._depth:
-            self._owner = None
-        self._lock.release()
-
-    def held_here(self) -> bool:
-        return self._owner == threading.get_ident()
-
-    def __enter__(self) -> _WriteLock:
-        self.acquire()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.release()
-
-
-class _Member:
-    """One body waiting for its group commit, then its outcome."""
-
-    __slots__ = ("body", "done", "_ok", "_value", "wake")
-
-    def __init__(self, body: Callable[[WriteTransaction], object]) -> None:
-        self.body = body
-        self.done = False
-        self._ok = False
-        self._value: object = None
-        #: Set when the member is committed, or its thread should take the lead; made only by a thread that waits.
-        self.wake: threading.Event | None = None
-
-    def settle(self, ok: bool, value: object) -> None:
-        self._ok, self._value = ok, value
-        self.done = True
-
-    def outcome(self) -> object:
-        if not self._ok:
-            assert isinstance(self._value, BaseException)
-            raise self._value
-        return self._value
-
-
-class _GroupQueue:
-    """Group commit, as RocksDB's WriteThread: the bodies waiting for the writers' lock, and the hand-over.
-
-    The thread holding the writers' lock leads: it takes every queued body (its own among them) and
-    commits them in one transaction with one flush, then wakes the followers it committed, and, once the
-    lock is free, the first body still queued, whose thread leads the next group. A lone writer finds
-    the lock free and waits for nobody.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._queued: list[_Member] = []
-
-    def join(self, member: _Member, write_lock: _WriteLock) -> bool:
-        """Queue ``member``; True once this thread holds ``write_lock`` (it leads), False once a leader
-        has committed the member."""
-        if write_lock.acquire(blocking=False):
-            self._enqueue(member)  # no leader can take it before this thread does: it holds the lock
-            return True
-        wake = member.wake = threading.Event()
-        self._enqueue(member)
-        while not write_lock.acquire(blocking=False):
-            wake.wait()
-            wake.clear()
-            if member.done:
-                return False
-        return True
-
-    def _enqueue(self, member: _Member) -> None:
-        with self._lock:
-            self._queued.append(member)
-
-    def take(self) -> list[_Member]:
-        """Every queued member, in arrival order (their commit order)."""
-        with self._lock:
-            group, self._queued = self._queued, []
-        return group
-
-    def requeue(self, members: list[_Member]) -> None:
-        """Put members of a failed group back at the front, to be committed by the next leader."""
-        with self._lock:
-            self._queued[:0] = members
-
-    def wake_next(self) -> None:
-        """Wake the first queued member's thread to take the lead (call after releasing the lock)."""
-        with self._lock:
-            head = self._queued[0] if self._queued else None
-        if head is not None and head.wake is not None:
-            head.wake.set()
-
-
-class _CommitListeners:
-    """What to call after each commit of this process (subscriptions waiting for new events)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._listeners: list[Callable[[], None]] = []
-
-    def add(self, listener: Callable[[], None]) -> Callable[[], None]:
-        with self._lock:
-            self._listeners = [*self._listeners, listener]
-
-        def stop() -> None:
-            with self._lock:
-                self._listeners = [other for other in self._listeners if other is not listener]
-
-        return stop
-
-    def notify(self) -> None:
-        for listener in self._listeners:  # a copy: add and stop replace the list
-            listener()
+            raise translated(error, environment.path) from None
 
 
 class Environment:
@@ -700,49 +177,49 @@ class Environment:
         self.max_size = max_size
         self._pid = os.getpid()
         self._references = 0
-        self._gate = _Gate()
-        self._write_lock = _WriteLock()  # re-entered when vacuum reopens the databases
-        self._group = _GroupQueue()
-        self._listeners = _CommitListeners()
+        self._gate = Gate()
+        self._write_lock = WriteLock()  # re-entered when vacuum reopens the databases
+        self._group = GroupQueue()
+        self._listeners = CommitListeners()
         self.durability = durability
         self._commits = 0
         # A store in a directory we cannot write (read-only media, say) serves reads.
         self.readonly = readonly or not os.access(path, os.W_OK)
         try:
-            _check_files(path)
+            check_files(path)
         except PermissionError as exc:
             raise StoreInaccessible(f"this process may not read the store at {path}: {exc}") from None
         except OSError as exc:
             raise EventStoreError(f"cannot read the store at {path}: {exc}") from None
-        if self.readonly and not (path / _DATA).exists():
+        if self.readonly and not (path / DATA).exists():
             raise StoreNotFound(f"there is no store at {path}")
-        creating = not self.readonly and not (path / _DATA).exists()
+        creating = not self.readonly and not (path / DATA).exists()
         if creating:
-            _note_creation(path)
+            note_creation(path)
         try:
             self._open_files()
         except BaseException:
             if self._users is not None:
                 self._users.close()
             if creating:
-                _undo_creation(path)
+                undo_creation(path)
             raise
         #: Which data file this environment has open: a replaced one is another store (see ``acquire``).
-        self.identity = _file_identity(path / _DATA)
-        self._lock_identity = _file_identity(path / _LOCK)
+        self.identity = file_identity(path / DATA)
+        self._lock_identity = file_identity(path / LOCK)
         if not self.readonly:
-            _write_marker(path)
+            write_marker(path)
             if (path / MARKER).exists():
-                (path / _CREATING).unlink(missing_ok=True)
+                (path / CREATING).unlink(missing_ok=True)
         self._clear_stale_readers()
         _OPENED.add(self)
 
     def _open_files(self) -> None:
         if not self.readonly:
-            _reserve_lock_file(self.path)
+            reserve_lock_file(self.path)
         # Every process holds a shared lock on this file while the store is open, so
         # that vacuum can tell whether it has the store to itself.
-        self._users = _open_users_lock(self.path / _USERS_LOCK, create=not self.readonly)
+        self._users = open_users_lock(self.path / USERS_LOCK, create=not self.readonly)
         if self._users is not None:
             fcntl.flock(self._users, fcntl.LOCK_SH)
         self._env = self._open_lmdb()
@@ -766,16 +243,16 @@ class Environment:
         size = min(_INITIAL_MAP_SIZE, self.max_size) if self.max_size else _INITIAL_MAP_SIZE
         open_environment = functools.partial(
             lmdb.open, str(self.path), map_size=size, max_dbs=_MAX_DBS, sync=self.durability is not Durability.OFF,
-            metasync=self.durability is Durability.FULL, max_readers=_MAX_READERS, readonly=self.readonly)
+            metasync=self.durability is Durability.FULL, max_readers=MAX_READERS, readonly=self.readonly)
         try:
             try:
                 return open_environment()
             except lmdb.Error as exc:
-                if not self.readonly or not _is_permission_error(exc):
+                if not self.readonly or not is_permission_error(exc):
                     raise
                 # We cannot write lock.mdb, so LMDB cannot protect our snapshot from a writer.
                 # On read-only media no writer can exist; elsewhere, keep writers out while we read.
-                if not _on_read_only_media(self.path):
+                if not on_read_only_media(self.path):
                     self._exclude_writers()
                 return open_environment(lock=False)
         except lmdb.InvalidError as exc:
@@ -796,12 +273,12 @@ class Environment:
         key = (os.getpid(), str(path.resolve()))
         with cls._registry_lock:
             environment = cls._registry.get(key)
-            if environment is not None and environment.identity != _file_identity(path / _DATA):
+            if environment is not None and environment.identity != file_identity(path / DATA):
                 # The directory was replaced (moved aside, restored from a backup) while this
                 # process had it open: its holders keep the old file; this caller gets the new one.
-                if environment._lock_identity == _file_identity(path / _LOCK):
+                if environment._lock_identity == file_identity(path / LOCK):
                     # Two environments on one lock file would drop each other's locks (see above).
-                    raise StoreBusy(f"{path / _DATA} was replaced while this process had the store open; "
+                    raise StoreBusy(f"{path / DATA} was replaced while this process had the store open; "
                                     "close the SessionStore objects of the old one first")
                 del cls._registry[key]
                 environment = None
@@ -865,14 +342,14 @@ class Environment:
                 try:
                     self._write_live_data(scratch)
                 except lmdb.Error as exc:
-                    raise _translated(exc, self.path) from None
-                _fsync(scratch / "data.mdb")
+                    raise translated(exc, self.path) from None
+                fsync(scratch / "data.mdb")
                 self._env.close()
                 os.replace(scratch / "data.mdb", self.path / "data.mdb")
-                _fsync(self.path)
+                fsync(self.path)
                 scratch.rmdir()
                 self._env = self._open_lmdb()
-                self.identity = _file_identity(self.path / _DATA)
+                self.identity = file_identity(self.path / DATA)
                 reopen()
             finally:
                 fcntl.flock(self._users, fcntl.LOCK_SH)
@@ -934,15 +411,15 @@ class Environment:
         the file itself, inside a read transaction that keeps its pages from being reused.
         """
         self._refuse_if_forked()
-        if _file_identity(self.path / _DATA) != self.identity:
-            return [f"{self.path / _DATA} was replaced while this store object had it open; "
+        if file_identity(self.path / DATA) != self.identity:
+            return [f"{self.path / DATA} was replaced while this store object had it open; "
                     "its pages cannot be checked here (open the store again)"]
         for _ in range(_PAGE_CHECK_ATTEMPTS):
             with self.read() as txn:
-                problems = lmdb_check.page_problems(self.path / _DATA, txn.snapshot_id())
+                problems = lmdb_check.page_problems(self.path / DATA, txn.snapshot_id())
             if problems is not None:
                 return problems
-        raise StoreBusy(f"the pages of {self.path / _DATA} could not be checked: writers commit faster than "
+        raise StoreBusy(f"the pages of {self.path / DATA} could not be checked: writers commit faster than "
                         "a read transaction can start; try again")
 
     def space(self, name: str) -> LmdbSpace:
@@ -961,7 +438,7 @@ class Environment:
                     raise IncompatibleStore(f"the store has no {name.decode()} database; open it writable once "
                                             "with this version to upgrade it") from None
                 except lmdb.Error as exc:
-                    raise _translated(exc, self.path) from None
+                    raise translated(exc, self.path) from None
 
         def open_db(txn: WriteTransaction) -> lmdb._Database:
             assert isinstance(txn, LmdbTransaction)
@@ -997,7 +474,7 @@ class Environment:
         """Run ``body`` in one write transaction and commit; grow the map and retry if full.
 
         ``body`` may run more than once, so it must do nothing but work in the transaction.
-        Bodies that arrive while another commit is in flight are committed together (see ``_GroupQueue``).
+        Bodies that arrive while another commit is in flight are committed together (see ``GroupQueue``).
         """
         self._refuse_if_forked()  # before the write lock, which a thread of the parent may have held at the fork
         self._refuse_if_readonly()
@@ -1005,7 +482,7 @@ class Environment:
             # Vacuum reopening the databases: this thread has the store to itself, and another thread
             # waiting to lead a group would wait for it.
             return self._commit_alone(body)
-        member = _Member(body)
+        member = Member(body)
         if self._group.join(member, self._write_lock):
             try:
                 if not member.done:  # a leader may have committed it while this thread was taking the lock
@@ -1015,9 +492,9 @@ class Environment:
                 self._group.wake_next()
         return member.outcome()  # type: ignore[return-value]
 
-    def _lead(self, own: _Member) -> None:
+    def _lead(self, own: Member) -> None:
         """Commit every queued body (``own`` among them) in one transaction; wake each follower."""
-        group: list[_Member] = []  # taken from the queue once the write transaction has begun
+        group: list[Member] = []  # taken from the queue once the write transaction has begun
         try:
             self._commit_group(group)
         except BaseException:
@@ -1033,7 +510,7 @@ class Environment:
                     member.wake.set()
         self._listeners.notify()
 
-    def _commit_group(self, group: list[_Member]) -> None:
+    def _commit_group(self, group: list[Member]) -> None:
         """One write transaction for every queued body, each in its own nested transaction, one flush.
 
         The queue is taken once the transaction has begun, so bodies that arrive while it waits for
@@ -1047,14 +524,14 @@ class Environment:
                         group += self._group.take()
                     outcomes = self._run_bodies(txn, group)
                 break
-            except _MapFull:
+            except MapFull:
                 try:
                     released = self._make_room(released)
                 except StoreFull:
                     if len(group) == 1:
                         raise
                     # At the size cap: each body alone, so that those that fit still commit.
-                    outcomes = [_outcome_of(lambda: self._commit_alone(member.body)) for member in group]  # noqa: B023
+                    outcomes = [outcome_of(lambda: self._commit_alone(member.body)) for member in group]  # noqa: B023
                     break
             except Exception as exc:
                 if len(group) != 1:
@@ -1064,7 +541,7 @@ class Environment:
         for member, outcome in zip(group, outcomes):
             member.settle(*outcome)
 
-    def _run_bodies(self, txn: LmdbTransaction, group: list[_Member]) -> list[tuple[bool, object]]:
+    def _run_bodies(self, txn: LmdbTransaction, group: list[Member]) -> list[tuple[bool, object]]:
         if len(group) == 1:  # alone, it needs no nested transaction: its failure aborts the transaction
             return [(True, group[0].body(txn))]
         return [self._nested(txn, member.body) for member in group]
@@ -1080,11 +557,11 @@ class Environment:
             value = body(LmdbTransaction(child))
         except lmdb.Error as exc:  # from iterating a scan: the adapter's methods raise the store's errors
             child.abort()
-            error = _translated(exc, self.path)
-            if isinstance(error, _MapFull):
+            error = translated(exc, self.path)
+            if isinstance(error, MapFull):
                 raise error from None
             return False, error
-        except _MapFull:
+        except MapFull:
             child.abort()
             raise
         except Exception as exc:
@@ -1102,7 +579,7 @@ class Environment:
             try:
                 with self._transaction(write=True) as txn:
                     return body(txn)
-            except _MapFull:
+            except MapFull:
                 released = self._make_room(released)
 
     def _make_room(self, released: bool) -> bool:
@@ -1129,7 +606,7 @@ class Environment:
             with self._transaction(write=True) as txn:
                 txn.raw.put(_RELEASE_KEY, b"")  # the main database; taken out again at once
                 txn.raw.delete(_RELEASE_KEY)
-        except _MapFull:
+        except MapFull:
             return False
         return True
 
@@ -1143,7 +620,7 @@ class Environment:
                 wanted = current * 2
                 self._env.set_mapsize(min(wanted, self.max_size) if self.max_size else wanted)
             except lmdb.Error as exc:
-                raise _translated(exc, self.path) from None
+                raise translated(exc, self.path) from None
 
     @contextmanager
     def _transaction(self, *, write: bool) -> Iterator[LmdbTransaction]:
@@ -1159,7 +636,7 @@ class Environment:
                 raise
             self._end(txn, commit=True)
         except lmdb.Error as exc:
-            raise _translated(exc, self.path) from None  # a full map: write() grows it and runs the body again
+            raise translated(exc, self.path) from None  # a full map: write() grows it and runs the body again
         finally:
             self._gate.leave_shared()
 
@@ -1185,7 +662,7 @@ class Environment:
                     self._gate.leave_shared()
                     raise
         except lmdb.Error as exc:
-            raise _translated(exc, self.path) from None
+            raise translated(exc, self.path) from None
 
     def _end(self, txn: lmdb.Transaction[bytes], *, commit: bool) -> None:
         if _this_process.pid != self._pid:
