@@ -25,7 +25,7 @@ from typing import Any
 
 from eventstore._errors import StoreCorrupted
 
-from .formats import CHUNK_MESSAGES, LAST_TAG, MULTI, Summary, chunk_message, chunk_occurrences, u32s
+from .formats import CHUNK_MESSAGES, LAST_TAG, MULTI, Summary, chunk_message, chunk_occurrences, places, u32s
 from .planning import Phrase, Plan, PlanTerm, plan_query
 from .reader import IndexReader
 from .scoring import LEVEL_WEIGHTS, LEVELS, may_reach, ranked
@@ -46,8 +46,8 @@ EXACT_WORK = 4096
 #: Returns the contents of a session's current messages, oldest first (for phrase checks).
 Texts = Callable[[int], Sequence[str]]
 
-#: How many more lookups than sessions make a dict of a term's entries cheaper than a binary search per lookup.
-_DICT_PAYS_OFF = 10
+#: How many times more sessions than chosen ones make finding the chosen ones cheaper than a pass over all.
+_FIND_PAYS_OFF = 8
 
 
 def _evaluate(view: IndexReader, plan: Plan, sid: int, texts: Texts | None,
@@ -207,16 +207,19 @@ def _shared_sessions(columns: list[Sequence[int]]) -> list[int]:
 def _best_of_term(summary: Summary, table: Sequence[float], limit: int) -> dict[int, float]:
     """A term's single-term scores of its best sessions: every session at or above the greatest level that
     ``limit`` of them reach (so ties at the cut are kept). Found by counting in C."""
-    levels = summary.best_levels()
-    low, high = 1, LEVELS
+    levels, sids = summary.best_levels(), summary.sorted_sids()
+    low, high, reached = 1, LEVELS, len(levels)
     while low < high:
         middle = (low + high + 1) // 2
-        if levels.translate(_at_least(middle)).count(1) >= limit:
-            low = middle
+        count = levels.translate(_at_least(middle)).count(1)
+        if count >= limit:
+            low, reached = middle, count
         else:
             high = middle - 1
     mask = levels.translate(_at_least(low))
-    return dict(zip(compress(summary.sorted_sids(), mask), map(table.__getitem__, compress(levels, mask))))
+    if reached * _FIND_PAYS_OFF < len(levels):  # a few: found in C, read alone (compress reads every session)
+        return {sids[place]: table[levels[place]] for place in places(mask, 1)}
+    return dict(zip(compress(sids, mask), map(table.__getitem__, compress(levels, mask))))
 
 @functools.lru_cache(maxsize=LEVELS + 1)
 def _at_least(level: int) -> bytes:
