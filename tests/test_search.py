@@ -526,6 +526,7 @@ class TestSharedSessionsPath:
                     .map(" ".join), min_size=1, max_size=4),
            st.integers(1, 5), st.booleans())
     @example([["w1"], ["w1"], ["w2"], ["w2"], ["w1 w2"]] * 4, ["w1 w2"], 1, True)
+    @example([["the"], ["the the", "w2 w2 w2 the the"], ["the"]], ["the w2 the"], 2, True)
     def test_same_ranking_as_the_threshold_path(self, sessions: list[list[str]], keywords: list[str], limit: int,
                                                 shared_path: bool) -> None:
         """Over many sessions of common words (so the best sessions of a term are cut at a level, with ties), the

@@ -76,6 +76,7 @@ __all__ = [
     "chunk_size",
     "chunk_occurrences",
     "chunk_counts",
+    "places",
     "id_key",
     "id_of_key",
     "chunk_key",
@@ -775,7 +776,7 @@ def _unids(data: bytes, width: int) -> Sequence[int]:
     return u32s(wide)
 
 
-def _places(data: bytes, value: int) -> Iterator[int]:
+def places(data: bytes, value: int) -> Iterator[int]:
     """Where byte ``value`` occurs in ``data``."""
     place = data.find(value)
     while place >= 0:
@@ -805,7 +806,7 @@ def chunk_append(raw: bytes | None, messages: Iterable[tuple[Sequence[int], byte
         first = low_count + high_count
         if message_levels.count(common) != len(message_levels):  # some postings at other levels: find them in C
             others = sorted((place, level) for level in set(message_levels) - {common}
-                            for place in _places(message_levels, level))
+                            for place in places(message_levels, level))
             at += [first + place for place, _ in others]
             own += bytes(level for _, level in others)
         low_count += split

@@ -25,7 +25,7 @@ from typing import Any
 
 from eventstore._errors import StoreCorrupted
 
-from .formats import CHUNK_MESSAGES, LAST_TAG, MULTI, Summary, chunk_message, chunk_occurrences, u32s
+from .formats import CHUNK_MESSAGES, LAST_TAG, MULTI, Summary, chunk_message, chunk_occurrences, places, u32s
 from .planning import Phrase, Plan, PlanTerm, plan_query
 from .reader import IndexReader
 from .scoring import LEVEL_WEIGHTS, LEVELS, may_reach, ranked
@@ -46,8 +46,8 @@ EXACT_WORK = 4096
 #: Returns the contents of a session's current messages, oldest first (for phrase checks).
 Texts = Callable[[int], Sequence[str]]
 
-#: How many more lookups than sessions make a dict of a term's entries cheaper than a binary search per lookup.
-_DICT_PAYS_OFF = 10
+#: How many times more sessions than chosen ones make finding the chosen ones cheaper than a pass over all.
+_FIND_PAYS_OFF = 8
 
 
 def _evaluate(view: IndexReader, plan: Plan, sid: int, texts: Texts | None,
@@ -153,29 +153,45 @@ def _intersection_pays(plan: Plan) -> bool:
     return sum(sizes) <= MATERIALIZE_UP_TO or sizes[-2] <= INTERSECT_UP_TO
 
 def _intersected(view: IndexReader, plan: Plan, limit: int) -> tuple[dict[int, float], float | None]:
-    """Exact top scores (no phrases) from the sessions that hold several query terms and each term's best sessions.
+    """Exact top scores (no phrases) from each term's best sessions and the few sessions whose terms may share a
+    message.
 
-    A session that holds one query term scores by that term's best level, so
-    only each term's best level groups matter among those (through the group
-    that brings ``limit`` of them: ties at the cut are kept). A session that
-    holds several is resolved from the terms' tags when each term is in one of
-    its messages (same tag: same message, the weights add up; different tags:
-    different messages). Otherwise it waits, scored later (best upper bound
-    first, while that bound can still reach the ``limit``-th score): when only
-    one of its terms is in several messages, by reading the few messages the
-    others are in, else from all its postings.
+    A session scores at least its best single term, and exactly that unless
+    two of its terms sit in one message. So each term's best sessions by that
+    term alone are scored first (every session at or above the level that
+    brings ``limit`` of them: ties at the cut are kept), then only the
+    sessions holding several terms whose tags do not prove them in different
+    messages (same tag, or a term in several messages) are resolved: from the
+    tags when each term is in one message, else later, best upper bound
+    first, while that bound can still reach the ``limit``-th score. A session
+    left out scores its best single term, below ``limit`` sessions that each
+    score at least as much at the cut of that term.
 
     Returns the scores (exact for every session that can be among the
     ``limit`` best, lower bounds below them) and the ``limit``-th best score.
     """
     tables = [list(map(mul, repeat(term.weight), LEVEL_WEIGHTS)) for term in plan.terms]
-    shared = _shared_sessions([term.summary.sorted_sids() for term in plan.terms])
-    alone: dict[int, float] = {}
-    others = set(shared)
-    for term, table in zip(plan.terms, tables):
-        alone.update(_best_alone(term.summary, table, limit, others))
-    columns = [term.summary.entries_of(shared) for term in plan.terms]
-    return _resolve(view, plan, limit, tables, alone, dict(zip(shared, zip(*columns))))
+    summaries = [term.summary for term in plan.terms]
+    scored: dict[int, float] = {}
+    for summary, table in zip(summaries, tables):
+        best = _best_of_term(summary, table, limit)
+        if not scored:
+            scored = best
+            continue
+        get = scored.get
+        for sid, score in best.items():
+            if score > get(sid, 0.0):
+                scored[sid] = score
+    shared = _shared_sessions([summary.sorted_sids() for summary in summaries])
+    columns = [summary.entries_of(shared) for summary in summaries]
+    return _resolve(view, plan, limit, tables, scored,
+                    {sid: codes for sid, codes in zip(shared, zip(*columns)) if _may_share_a_message(codes)})
+
+def _may_share_a_message(codes: Sequence[int]) -> bool:
+    """Whether a session's entries (0: absent) leave open that two of its terms sit in one message: two equal tags,
+    or a term in several messages (or in one past the tags' range)."""
+    tags = [code & 0xFF for code in codes if code]
+    return max(tags) >= LAST_TAG or len(set(tags)) < len(tags)
 
 def _shared_sessions(columns: list[Sequence[int]]) -> list[int]:
     """The sessions in two or more of the ascending ``columns``, ascending (sets in C, the smallest lists first)."""
@@ -188,36 +204,33 @@ def _shared_sessions(columns: list[Sequence[int]]) -> list[int]:
     shared.update(seen.intersection(ordered[-1]))
     return sorted(shared)
 
-def _best_alone(summary: Summary, table: Sequence[float], limit: int, shared: set[int]) -> dict[int, float]:
-    """A term's single-term scores of its best sessions that hold no other query term: every session at or above
-    the greatest level that brings ``limit`` of them (so ties at the cut are kept). Found by counting in C."""
+def _best_of_term(summary: Summary, table: Sequence[float], limit: int) -> dict[int, float]:
+    """A term's single-term scores of its best sessions: every session at or above the greatest level that
+    ``limit`` of them reach (so ties at the cut are kept). Found by counting in C."""
     levels, sids = summary.best_levels(), summary.sorted_sids()
-    wanted = limit
-    while True:
-        low, high = 1, LEVELS  # the greatest level that at least ``wanted`` sessions reach
-        while low < high:
-            middle = (low + high + 1) // 2
-            if levels.translate(_at_least(middle)).count(1) >= wanted:
-                low = middle
-            else:
-                high = middle - 1
-        mask = levels.translate(_at_least(low))
-        found = {sid: table[level] for sid, level in zip(compress(sids, mask), compress(levels, mask))
-                 if sid not in shared}
-        if len(found) >= limit or low == 1:
-            return found
-        wanted += limit - len(found)
+    low, high, reached = 1, LEVELS, len(levels)
+    while low < high:
+        middle = (low + high + 1) // 2
+        count = levels.translate(_at_least(middle)).count(1)
+        if count >= limit:
+            low, reached = middle, count
+        else:
+            high = middle - 1
+    mask = levels.translate(_at_least(low))
+    if reached * _FIND_PAYS_OFF < len(levels):  # a few: found in C, read alone (compress reads every session)
+        return {sids[place]: table[levels[place]] for place in places(mask, 1)}
+    return dict(zip(compress(sids, mask), map(table.__getitem__, compress(levels, mask))))
 
 @functools.lru_cache(maxsize=LEVELS + 1)
 def _at_least(level: int) -> bytes:
     """A ``bytes.translate`` table: 1 for a level of at least ``level``, else 0."""
     return bytes(value >= level for value in range(256))
 
-def _resolve(view: IndexReader, plan: Plan, limit: int, tables: list[list[float]], alone: dict[int, float],
+def _resolve(view: IndexReader, plan: Plan, limit: int, tables: list[list[float]], singles: dict[int, float],
              shared: dict[int, tuple[int, ...]]) -> tuple[dict[int, float], float | None]:
-    """The scoring of ``_intersected``: ``alone`` scores sessions with one query term (exactly), ``shared`` gives
-    the entries (in plan order; 0: absent) of the sessions with several."""
-    scored = dict(alone)
+    """The scoring of ``_intersected``: ``singles`` scores sessions by one term (exactly, unless two of its terms
+    share a message), ``shared`` gives the entries (in plan order; 0: absent) of the sessions where they may."""
+    scored = singles
     if not shared:
         return scored, None
     # A shared session is mostly resolved from its tags. The others score at least their best single
@@ -228,10 +241,12 @@ def _resolve(view: IndexReader, plan: Plan, limit: int, tables: list[list[float]
     for sid, codes in shared.items():
         exact = _score_from_tags(codes, tables)
         if exact is None:
-            singles = [table[code >> 8] for table, code in zip(tables, codes) if code]
-            open_bounds[sid] = max(singles), sum(singles)
+            singles_of = [table[code >> 8] for table, code in zip(tables, codes) if code]
+            open_bounds[sid] = max(singles_of), sum(singles_of)
         else:
             scored[sid] = exact
+    for sid in open_bounds:  # counted below once, by its lower bound or its exact score
+        scored.pop(sid, None)
     best_scores = heapq.nlargest(limit, scored.values())
     floor = best_scores[-1] if len(best_scores) >= limit else -1.0
     scored.update((sid, lower) for sid, (lower, _) in open_bounds.items())
