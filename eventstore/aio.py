@@ -256,6 +256,12 @@ class AsyncSessionStore:
         Runs on the event loop; see ``SessionStore.load``."""
         return self._store.load(key, version, as_of)
 
+    async def load_last(self, key: str, count: int) -> list[ChatMessage]:
+        """The session's last ``count`` current messages (all of them if it holds fewer), oldest first; ``[]`` for
+
+        Runs on a writer thread; see ``SessionStore.load_last``."""
+        return await self._off_loop(self._store.load_last, key, count)
+
     async def load_with_timestamps(self, key: str) -> list[TimestampedMessage]:
         """The session's current messages with the times they were appended.
 
