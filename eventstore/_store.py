@@ -386,11 +386,11 @@ class SessionStore:
         return self._queries.messages(key)
 
     def load_last(self, key: str, count: int) -> list[ChatMessage]:
-        """The session's last ``count`` current messages (all of them if it holds fewer), oldest first; ``[]`` for
-        an unknown or deleted session, or a ``count`` of 0.
+        """The session's last ``count`` current messages, oldest first: all of them if it holds fewer.
 
-        Equal to ``load(key)[-count:]``, but it reads only the chunks of the message read model that hold
-        them (up to 64 messages each), from the end: a long session's recent turns cost what they hold.
+        ``[]`` for an unknown or deleted session, or a ``count`` of 0. Equal to ``load(key)[-count:]``, but it
+        reads only the chunks of the message read model that hold them (up to 64 messages each), from the end:
+        a long session's recent turns cost what they hold.
 
         Raises:
             InvalidArgument: ``count`` is not an int of 0 or more.
