@@ -314,6 +314,7 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
         checkpoint_id = checkpoint_id or records.latest()
         if checkpoint_id is None or checkpoint_id not in records.positions:
             return None
+        self._flights.read(key, checkpoint_id)
         return records.checkpoint_tuple(self.serde, checkpoint_id, thread_id, namespace)
 
     def _latest_from_the_end(self, key: str, thread_id: str, namespace: str) -> Operation[CheckpointTuple | None]:

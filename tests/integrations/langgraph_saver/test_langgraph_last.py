@@ -16,7 +16,7 @@ from langgraph.graph import START, MessagesState, StateGraph
 
 from eventstore import ChatMessage, SessionStore
 from eventstore.integrations import langgraph as langgraph_saver
-from eventstore.integrations._langgraph_records import Records, session_key
+from eventstore.integrations._langgraph_records import Records, header, session_key
 from eventstore.integrations.langgraph import EventStoreSaver, Operation, _advance, _Await, _Done, _Request
 from eventstore.storage import MemoryStorage
 
@@ -163,3 +163,19 @@ def test_a_list_stored_as_tails_reads_back_to_its_base(tmp_path: Path) -> None:
         found = EventStoreSaver(store).get_tuple(THREAD)
         assert found is not None
         assert (found.checkpoint["channel_values"]["m"], found.pending_writes) == (items, [("task", "x", 39)])
+
+
+def test_writes_are_early_only_at_a_checkpoint_the_saver_has_neither_put_nor_read(tmp_path: Path) -> None:
+    """Writes at a checkpoint the saver put, or read (latest or by id), carry no token; at another, one."""
+    with SessionStore.on_storage(MemoryStorage(tmp_path)) as store:
+        putter = EventStoreSaver(store)
+        for serial, parent in enumerate((None, "000")):
+            versions = {"a": serial + 1}
+            putter.put(config("t", "", parent), checkpoint(f"{serial:03d}", {"a": serial}, versions), {}, versions)
+        by_id, by_latest, stranger = EventStoreSaver(store), EventStoreSaver(store), EventStoreSaver(store)
+        assert by_id.get_tuple(config("t", "", "000")) is not None
+        assert by_latest.get_tuple(THREAD) is not None
+        for saver, checkpoint_id in ((putter, "001"), (by_id, "000"), (by_latest, "001"), (stranger, "000")):
+            saver.put_writes(config("t", "", checkpoint_id), [("a", 1)], "task", "")
+        headers = [header(message.role, message.content) for message in store.load(session_key("t", ""))[2:]]
+        assert [head is not None and bool(head.early) for head in headers] == [False, False, False, True]
