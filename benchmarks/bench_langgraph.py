@@ -1,6 +1,6 @@
 """LangGraph's checkpointer on the store against LangGraph's own durable one, ``SqliteSaver``.
 
-Run: python -m benchmarks.bench_langgraph [--quick] [--dir DIR]
+Run: python -m benchmarks.bench_langgraph [--quick] [--dir DIR] [--put-parts]
 
 Both savers hold the same chat thread: a graph of one node that answers each user message (a fake model, no
 network), run until the thread's state holds 200 messages (100 turns, 300 checkpoints). Then, taking turns call
@@ -18,6 +18,11 @@ commit, LMDB's data then its meta page) and, as a third peer, ``Durability.NORMA
 call's median and p99 with the ratio SQLite/peer (above 1: the peer is faster), and the median process CPU time
 of the call (LangGraph's background threads included), with the same ratio.
 
+With ``--put-parts`` it prints instead where a put's CPU time goes with no flush at all (``Durability.OFF``): the
+read of the thread (cached after the first), the parent's list found for the tail, the message made (of which
+LangGraph's serializer making the new list's bytes, which every saver pays, is timed alone too), and the store's
+append.
+
 A last row is the floor of a durable put: the bytes each peer's puts passed to write calls (median), as random
 4 KB pages written and flushed by ``bench_core``'s probe, with no database: LMDB's protocol (the pages, one
 ``fdatasync``, then the meta page through ``O_DSYNC``) for ours at FULL, the pages and one ``fdatasync`` for ours
@@ -27,6 +32,7 @@ at NORMAL and for SQLite's WAL. A put slower than SQLite's by no more than its f
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sqlite3
 import statistics
@@ -39,12 +45,13 @@ from typing import Any
 import attrs
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import BaseCheckpointSaver, empty_checkpoint
+from langgraph.checkpoint.base import BaseCheckpointSaver, empty_checkpoint, get_checkpoint_metadata
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from eventstore import Durability, SessionStore
+from eventstore.integrations._langgraph_records import checkpoint_message, list_channels
 from eventstore.integrations.langgraph import EventStoreSaver
 
 from .bench_core import written_bytes
@@ -150,13 +157,62 @@ def summary(samples: list[float]) -> tuple[float, float]:
     return statistics.median(ordered), ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
 
 
+PUT_PARTS = ("read the thread", "find the parent's list", "  (LangGraph's serializer: the list)",
+             "make the message", "the store's append")
+
+
+def put_parts(scratch: Path, turns: int, samples: int) -> None:
+    """Print the median process CPU time of each part of a put, with no flush (``Durability.OFF``)."""
+    peer = Peer("ours", lambda: ours(scratch / "parts", Durability.OFF))
+    for _ in range(turns):
+        peer.turn()
+    saver, key = peer.saver, "langgraph/chat-1/"
+    assert isinstance(saver, EventStoreSaver) and isinstance(saver.store, SessionStore)
+    store = saver.store
+    parts: dict[str, list[float]] = {name: [] for name in ("a whole put", *PUT_PARTS)}
+    for _ in range(samples):
+        config, checkpoint, metadata, versions = peer.next_put()
+        started = time.process_time()
+        saver.put(config, checkpoint, metadata, versions)
+        parts["a whole put"].append(time.process_time() - started)
+        config, checkpoint, metadata, versions = peer.next_put()
+        parent_id = config["configurable"]["checkpoint_id"]
+        moments = [time.process_time()]
+        records = saver._records_of(key, store.load(key))
+        moments.append(time.process_time())
+        bases = records.bases(saver.serde, parent_id, list_channels(checkpoint, versions))
+        moments.append(time.process_time())
+        saver.serde.dumps_typed(checkpoint["channel_values"]["messages"])
+        moments.append(time.process_time())
+        message = checkpoint_message(saver.serde, checkpoint, get_checkpoint_metadata(config, metadata), parent_id,
+                                     versions, bases, records.known())
+        moments.append(time.process_time())
+        store.append(key, message)
+        moments.append(time.process_time())
+        # The message's part includes LangGraph's serializer making the list's bytes, timed alone before it.
+        spent = [after - before for before, after in itertools.pairwise(moments)]
+        for name, seconds in zip(PUT_PARTS, spent):
+            parts[name].append(seconds)
+        peer.turns += 1
+    peer.close()
+    print(f"a put's CPU time, no flush (Durability.OFF), medians of {samples}; thread of {turns} turns")
+    for name, samples_of_part in parts.items():
+        print(f"{name:40} {statistics.median(samples_of_part) * 1e3:6.2f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run: 10 turns, few samples")
     parser.add_argument("--dir", help="where the temporary stores go")
+    parser.add_argument("--put-parts", action="store_true", help="where a put's CPU time goes, instead")
     arguments = parser.parse_args()
     turns, samples = (5, 5) if arguments.quick else (100, 60)
     print(f"load average at the start: {os.getloadavg()[0]:.1f}")
+    if arguments.put_parts:
+        with tempfile.TemporaryDirectory(dir=arguments.dir) as directory:
+            put_parts(Path(directory), turns, samples)
+        print(f"load average at the end: {os.getloadavg()[0]:.1f}")
+        return
     with tempfile.TemporaryDirectory(dir=arguments.dir) as directory:
         scratch = Path(directory)
         peers = [Peer("ours", lambda: ours(scratch / "full", Durability.FULL)),

@@ -385,6 +385,18 @@ class SessionStore:
             return self.session_at(key, version=version, as_of=as_of).messages
         return self._queries.messages(key)
 
+    def load_last(self, key: str, count: int) -> list[ChatMessage]:
+        """The session's last ``count`` current messages, oldest first: all of them if it holds fewer.
+
+        ``[]`` for an unknown or deleted session, or a ``count`` of 0. Equal to ``load(key)[-count:]``, but it
+        reads only the chunks of the message read model that hold them (up to 64 messages each), from the end:
+        a long session's recent turns cost what they hold.
+
+        Raises:
+            InvalidArgument: ``count`` is not an int of 0 or more.
+        """
+        return self._queries.last_messages(key, check_index(count, "count"))
+
     def load_with_timestamps(self, key: str) -> list[TimestampedMessage]:
         """The session's current messages with the times they were appended."""
         return [timestamped(entry) for entry in self._queries.entries(key)]

@@ -60,7 +60,7 @@ T = TypeVar("T")
 WRITER_THREADS = 8
 #: Methods that run on the event loop: reads of the current state, each a short read transaction.
 ON_THE_LOOP = frozenset({
-    "load", "load_with_timestamps", "list_sessions", "list_sessions_with_metadata", "get_session_metadata",
+    "load", "load_last", "load_with_timestamps", "list_sessions", "list_sessions_with_metadata", "get_session_metadata",
     "session_exists", "get_session_name", "get_session_state", "list_running_sessions", "list_stuck_sessions",
     "session_at", "import_receipts", "stats", "list_sessions_page",
 })
@@ -255,6 +255,12 @@ class AsyncSessionStore:
 
         Runs on the event loop; see ``SessionStore.load``."""
         return self._store.load(key, version, as_of)
+
+    async def load_last(self, key: str, count: int) -> list[ChatMessage]:
+        """The session's last ``count`` current messages, oldest first: all of them if it holds fewer.
+
+        Runs on the event loop; see ``SessionStore.load_last``."""
+        return self._store.load_last(key, count)
 
     async def load_with_timestamps(self, key: str) -> list[TimestampedMessage]:
         """The session's current messages with the times they were appended.

@@ -225,6 +225,32 @@ class MessageLists:
         """The session's current messages without their times, oldest first (``count`` as for ``entries``)."""
         return self._decode(txn, stream_id, count, decode_messages)
 
+    def last_messages(self, txn: ReadTransaction, stream_id: int, count: int, wanted: int) -> list[ChatMessage]:
+        """The session's last ``wanted`` messages (all if it holds fewer), oldest first, decoding only the chunks
+        that hold them: one lookup finds the chunk holding the first of them, and the walk goes on from there.
+
+        ``count``: how many the catalog says the session holds.
+
+        Raises:
+            StoreCorrupted: the chunks do not hold ``count`` messages, or one is damaged.
+        """
+        start = max(0, count - wanted)
+        if start == count:
+            return []
+        decoded: list[ChatMessage] = []
+        try:
+            items = self._items(txn, stream_id, start)
+            with bulk_decoding():
+                for _, value in items:
+                    decoded += decode_messages(value)
+        except DamagedChunk as exc:
+            raise StoreCorrupted(f"the messages of stream {stream_id} are damaged: {exc}") from None
+        first = items[0][0] if items else count
+        if first > start or first + len(decoded) != count:
+            raise StoreCorrupted(f"the messages of stream {stream_id} are damaged: chunks from message {first} "
+                                 f"hold {len(decoded)}, {count} counted")
+        return decoded[start - first:]
+
     def _decode(self, txn: ReadTransaction, stream_id: int, count: int | None,
                 decode: Callable[[bytes], list[Decoded]]) -> list[Decoded]:
         decoded: list[Decoded] = []

@@ -266,7 +266,7 @@ EXTREME_TIMES: list[Any] = [moment.replace(tzinfo=offset) for offset in _OFFSETS
 PLAIN: dict[str, Any] = {
     "key": "a", "message": ChatMessage.user("extreme"), "messages": [ChatMessage.user("extreme")], "name": "n",
     "state": "running", "reason": "why", "query": SessionQuery("hello"), "ttl_hours": 1e6, "threshold_secs": 0,
-    "sessions": {}, "events": [], "keyword": "hello", "source_key": "a", "new_key": "forked",
+    "sessions": {}, "events": [], "keyword": "hello", "source_key": "a", "new_key": "forked", "count": 3,
 }
 
 

@@ -50,8 +50,8 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from eventstore import REDACTED, ChatMessage, StoreCorrupted
 
-__all__ = ["KEY_PREFIX", "CHECKPOINT", "WRITES", "MAX_TAIL_DEPTH", "Header", "Items", "Base", "Records",
-           "session_key", "thread_prefix", "key_parts", "header", "list_channels", "checkpoint_message",
+__all__ = ["KEY_PREFIX", "CHECKPOINT", "WRITES", "MAX_TAIL_DEPTH", "Header", "Items", "Base", "Known", "Records",
+           "Unreached", "session_key", "thread_prefix", "key_parts", "header", "list_channels", "checkpoint_message",
            "writes_message", "checkpoint_config"]
 
 #: Every session of the saver has a key starting with this.
@@ -91,6 +91,10 @@ def checkpoint_config(thread_id: str, namespace: str, checkpoint_id: str) -> Run
     return {"configurable": {"thread_id": thread_id, "checkpoint_ns": namespace, "checkpoint_id": checkpoint_id}}
 
 
+class Unreached(Exception):
+    """Records of a session's last messages only do not reach back to what a read needs: read further back."""
+
+
 @attrs.frozen
 class Header:
     """A message's content read: which checkpoint it belongs to, and for a checkpoint what finding values needs.
@@ -101,6 +105,11 @@ class Header:
         parent_id: the id of the checkpoint it was put after (checkpoints only).
         stored: the channels whose values the message holds, and their versions (checkpoints only).
         run_id: the run that made the checkpoint, from its metadata.
+        latest: the newest checkpoint id its put knew of, its own included (``None`` in threads stored before).
+        seen: the id of the last checkpoint message its put read (``None``: it read none).
+        early: for writes begun before their checkpoint's put, a token naming them; for a checkpoint, the tokens
+            of the writes at it begun before its put. A read from the session's end needs them, wherever they
+            landed.
     """
 
     role: str
@@ -108,6 +117,17 @@ class Header:
     parent_id: str | None = None
     stored: Mapping[str, Version] = attrs.field(factory=dict)
     run_id: str | None = None
+    latest: str | None = None
+    seen: str | None = None
+    early: tuple[str, ...] = ()
+
+    def content(self) -> str:
+        """The message content this header is read from."""
+        if self.role == WRITES:
+            return _content({"checkpoint": self.checkpoint_id, "early": list(self.early) or None})
+        return _content({"checkpoint": self.checkpoint_id, "parent": self.parent_id, "stored": dict(self.stored),
+                         "run": self.run_id, "latest": self.latest, "seen": self.seen,
+                         "early": list(self.early) or None})
 
 
 @functools.lru_cache(maxsize=1 << 14)
@@ -119,7 +139,8 @@ def header(role: str, content: str) -> Header | None:
         return None
     try:
         fields = json.loads(content)
-        return Header(role, fields["checkpoint"], fields.get("parent"), fields.get("stored", {}), fields.get("run"))
+        return Header(role, fields["checkpoint"], fields.get("parent"), fields.get("stored", {}), fields.get("run"),
+                      fields.get("latest"), fields.get("seen"), tuple(fields.get("early", ())))
     except (ValueError, TypeError, KeyError) as exc:
         raise StoreCorrupted(f"a LangGraph {role} message has a damaged header: {exc}") from None
 
@@ -222,11 +243,22 @@ def list_channels(checkpoint: Checkpoint, new_versions: ChannelVersions) -> list
     return [channel for channel in new_versions if type(values.get(channel)) is list]
 
 
+@attrs.frozen
+class Known:
+    """What a put knew of its thread when it read it: the newest checkpoint id and the last checkpoint message."""
+
+    latest: str | None
+    seen: str | None
+
+
 def checkpoint_message(serde: SerializerProtocol, checkpoint: Checkpoint, metadata: CheckpointMetadata,
                        parent_id: str | None, new_versions: ChannelVersions,
-                       bases: Mapping[str, Base] | None = None) -> ChatMessage:
+                       bases: Mapping[str, Base] | None = None, known: Known = Known(None, None),
+                       early: Sequence[str] = ()) -> ChatMessage:
     """The message that records ``put(config, checkpoint, metadata, new_versions)``; a list channel with one of
-    ``bases`` (its value at the parent, ``Records.bases``) is stored as the tail it adds, if it adds one."""
+    ``bases`` (its value at the parent, ``Records.bases``) is stored as the tail it adds, if it adds one.
+    ``known`` (``Records.known``) and ``early`` (the tokens of writes at it begun before the put) let a read from
+    the thread's end find its latest checkpoint and that checkpoint's writes without reading the thread whole."""
     values = checkpoint["channel_values"]
     body = {name: field for name, field in checkpoint.items() if name != "channel_values"}
     bases = bases or {}
@@ -235,18 +267,20 @@ def checkpoint_message(serde: SerializerProtocol, checkpoint: Checkpoint, metada
              else _blob(serde, values[channel])
              for channel in new_versions}
     run_id = metadata.get("run_id")
-    content = _content({"checkpoint": checkpoint["id"], "parent": parent_id, "stored": dict(new_versions),
-                        "run": run_id if isinstance(run_id, str) else None})
+    latest = checkpoint["id"] if known.latest is None else max(known.latest, checkpoint["id"])
+    head = Header(CHECKPOINT, checkpoint["id"], parent_id, dict(new_versions),
+                  run_id if isinstance(run_id, str) else None, latest, known.seen, tuple(early))
     payload = {"checkpoint": _blob(serde, body), "metadata": _jsonable(metadata), "blobs": blobs}
-    return ChatMessage(CHECKPOINT, content, payload)
+    return ChatMessage(CHECKPOINT, head.content(), payload)
 
 
 def writes_message(serde: SerializerProtocol, checkpoint_id: str, writes: Sequence[tuple[str, Any]], task_id: str,
-                   task_path: str) -> ChatMessage:
-    """The message that records ``put_writes(config, writes, task_id, task_path)`` at ``checkpoint_id``."""
+                   task_path: str, early: str | None = None) -> ChatMessage:
+    """The message that records ``put_writes(config, writes, task_id, task_path)`` at ``checkpoint_id``;
+    ``early``: the token of writes begun before the checkpoint's put (which then names it)."""
     rows = [[WRITES_IDX_MAP.get(channel, idx), channel, *_blob(serde, value)]
             for idx, (channel, value) in enumerate(writes)]
-    return ChatMessage(WRITES, _content({"checkpoint": checkpoint_id}),
+    return ChatMessage(WRITES, Header(WRITES, checkpoint_id, early=() if early is None else (early,)).content(),
                        {"task": task_id, "path": task_path, "writes": rows})
 
 
@@ -266,14 +300,22 @@ class Records:
         headers: their headers (``None`` for a message that is not the saver's).
         positions: each checkpoint id and the position of its message (the latest, if put again).
         writes: each checkpoint id and the positions of the writes messages written at it, in order.
+        whole: whether ``messages`` are the whole session, or only its last ones: then a read that needs a
+            message before them raises ``Unreached``.
     """
 
     messages: Sequence[ChatMessage]
     headers: Sequence[Header | None]
     positions: Mapping[str, int]
     writes: Mapping[str, Sequence[int]]
+    whole: bool = True
     #: The lists ``items`` joined, by checkpoint and channel: bytes, which no caller can change.
     _joined: dict[tuple[str, str], Items] = attrs.field(factory=dict, eq=False, repr=False)
+
+    @classmethod
+    def last(cls, messages: Sequence[ChatMessage]) -> Records:
+        """The records of a session's last ``messages`` (not all of them)."""
+        return attrs.evolve(cls.of(messages), whole=False)
 
     @classmethod
     def of(cls, messages: Sequence[ChatMessage], earlier: Records | None = None) -> Records:
@@ -300,11 +342,36 @@ class Records:
                 positions[head.checkpoint_id] = position
             else:
                 writes[head.checkpoint_id] = [*writes.get(head.checkpoint_id, ()), position]
-        return cls(messages, headers, positions, writes, joined)
+        return cls(messages, headers, positions, writes, joined=joined)
 
     def latest(self) -> str | None:
-        """The id of the newest checkpoint (checkpoint ids sort by time)."""
-        return max(self.positions, default=None)
+        """The id of the newest checkpoint (checkpoint ids sort by time).
+
+        From a session's last messages: the last checkpoint message's ``latest`` names the newest its put knew
+        of, which covers every checkpoint up to the last one it read (``seen``); the newest is that or one put
+        after it. ``Unreached`` when the messages do not go back to ``seen``, or the header has no ``latest``.
+        """
+        if self.whole:
+            return max(self.positions, default=None)
+        checkpoints = (head for head in reversed(self.headers) if head is not None and head.role == CHECKPOINT)
+        last = next(checkpoints, None)
+        if last is None or last.latest is None or last.seen is None:
+            raise Unreached
+        newest = last.latest
+        for head in checkpoints:
+            if head.checkpoint_id == last.seen:
+                break
+            newest = max(newest, head.checkpoint_id)
+        else:
+            raise Unreached
+        if newest not in self.positions:  # put before these messages, or dropped by a rewrite since
+            raise Unreached
+        return newest
+
+    def known(self) -> Known:
+        """What a put after reading these (whole) records knows: ``Header.latest`` and ``Header.seen``."""
+        last = next((head for head in reversed(self.headers) if head is not None and head.role == CHECKPOINT), None)
+        return Known(self.latest(), None if last is None else last.checkpoint_id)
 
     def _header(self, checkpoint_id: str) -> Header:
         head = self.headers[self.positions[checkpoint_id]]
@@ -323,18 +390,22 @@ class Records:
             seen.add(current)
             yield current
             current = self._header(current).parent_id
+        if current is not None and current not in self.positions and not self.whole:
+            raise Unreached
 
     def suppliers(self, checkpoint_id: str, versions: Mapping[str, Version]) -> dict[str, str]:
         """For each channel of ``versions``, the checkpoint on the chain that holds its value at that version."""
         wanted = dict(versions)
         found: dict[str, str] = {}
+        if not wanted:
+            return found
         for ancestor in self.chain(checkpoint_id):
-            if not wanted:
-                break
             for channel, version in self._header(ancestor).stored.items():
                 if channel in wanted and wanted[channel] == version:
                     found[channel] = ancestor
                     del wanted[channel]
+            if not wanted:  # before the chain goes on: a parent past the records' first message is not needed
+                break
         return found
 
     def payload(self, checkpoint_id: str) -> dict[str, Any]:
@@ -423,14 +494,22 @@ class Records:
     def pending_writes(self, serde: SerializerProtocol, checkpoint_id: str) -> list[PendingWrite]:
         """The writes at the checkpoint: a write repeated by (task, index) counts once, the first time; a
         special channel's write (an error, an interrupt, ...) counts the last time. In LangGraph's order."""
+        positions = self.writes.get(checkpoint_id, ())
+        if not self.whole and not set(self._header(checkpoint_id).early).issubset(
+                token for position in positions for token in self._early(position)):
+            raise Unreached  # writes begun before the checkpoint's put landed before these messages
         chosen: dict[tuple[str, int], tuple[str, list[Any]]] = {}
-        for position in self.writes.get(checkpoint_id, ()):
+        for position in positions:
             payload = _payload_of(self.messages[position])
             for row in payload["writes"]:
                 if row[0] < 0 or (payload["task"], row[0]) not in chosen:
                     chosen[(payload["task"], row[0])] = (payload["path"], row)
         ordered = sorted(chosen.items(), key=lambda item: writes_sort_key(item[1][0], *item[0]))
         return [(task, row[1], _value(serde, row[2:])) for (task, _), (_, row) in ordered]
+
+    def _early(self, position: int) -> tuple[str, ...]:
+        head = self.headers[position]
+        return () if head is None else head.early
 
     def without(self, serde: SerializerProtocol, dropped: set[str]) -> list[ChatMessage]:
         """The messages less the ``dropped`` checkpoints and their writes, every kept checkpoint reading as before.
@@ -465,9 +544,7 @@ class Records:
         blobs = {**payload["blobs"], **{channel: self._whole_blob(supplier, channel)
                                          for channel, supplier in moved.items()}}
         stored = {**head.stored, **{channel: versions[channel] for channel in moved}}
-        content = _content({"checkpoint": checkpoint_id, "parent": head.parent_id, "stored": stored,
-                            "run": head.run_id})
-        return ChatMessage(CHECKPOINT, content, {**payload, "blobs": blobs})
+        return ChatMessage(CHECKPOINT, attrs.evolve(head, stored=stored).content(), {**payload, "blobs": blobs})
 
     def _parts(self, supplier: str, channel: str) -> tuple[str, ...]:
         items = self.items(supplier, channel)

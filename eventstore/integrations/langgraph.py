@@ -21,9 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import random
+import secrets
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Generic, Protocol, TypeVar
 
 import attrs
@@ -52,6 +55,7 @@ from eventstore import (
 from ._langgraph_records import (
     KEY_PREFIX,
     Records,
+    Unreached,
     checkpoint_config,
     checkpoint_message,
     key_parts,
@@ -70,6 +74,12 @@ REWRITE_ATTEMPTS = 16
 #: Sessions whose records (the headers read) the saver keeps, the most recently read: the next read of one
 #: reads the headers of the messages appended since only.
 RECORDS_KEPT = 64
+#: How many of a thread's last messages a read of its latest checkpoint starts with (it doubles them until they
+#: reach what it needs); a chunk of the store holds up to 64.
+LAST_MESSAGES_READ = 64
+#: Checkpoints the saver remembers as put or read (so that writes at them are not early), and early writes it
+#: counts for checkpoints not put yet.
+FLIGHTS_KEPT = 4096
 
 
 # -- what an operation asks of the store -------------------------------------------------------------------
@@ -79,6 +89,14 @@ class _Load:
     """The session's messages (``store.load``)."""
 
     key: str
+
+
+@attrs.frozen
+class _Last:
+    """The session's last ``count`` messages (``store.load_last``)."""
+
+    key: str
+    count: int
 
 
 @attrs.frozen
@@ -133,7 +151,14 @@ class _Pause:
     seconds: float
 
 
-_Request = _Load | _Current | _Keys | _Append | _Commit | _Pause
+@attrs.frozen
+class _Await:
+    """Wait until another operation's put has committed."""
+
+    done: threading.Event
+
+
+_Request = _Load | _Last | _Current | _Keys | _Append | _Commit | _Pause | _Await
 Operation = Generator[_Request, Any, T]
 
 
@@ -150,6 +175,16 @@ def _advance(operation: Operation[T], answer: Any, failure: EventStoreError | No
         return operation.send(answer) if failure is None else operation.throw(failure)
     except StopIteration as stop:
         return _Done(stop.value)
+
+
+@contextmanager
+def _closing(operation: Operation[Any]) -> Iterator[None]:
+    """Close the operation if its run ends early (a cancellation, a failure that is not the store's), so that its
+    ``finally`` clauses run at once, not when it is collected."""
+    try:
+        yield
+    finally:
+        operation.close()
 
 
 class _Transaction(Protocol):
@@ -170,6 +205,63 @@ def _queue(tx: _Transaction, changes: Sequence[_Replace | _Delete | _Fork]) -> N
             tx.delete_session(change.key)
         else:
             tx.fork(change.source, change.target)
+
+
+class _Flights:
+    """Which checkpoints' puts this saver has under way or done, and the writes begun before their checkpoint's put.
+
+    LangGraph does not wait for a checkpoint's put before putting writes at it (its puts and writes run on
+    background threads), so writes may commit before their checkpoint's message, or before its parent's. A read from
+    a thread's end must still find every write at the latest checkpoint: writes at a checkpoint whose put is under
+    way wait for it (they then land after it), and writes at one not put yet (nor read) carry a new token; its put
+    names their tokens, and a read goes back until it has found them.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._putting: dict[tuple[str, str], threading.Event] = {}
+        self._known: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._early: OrderedDict[tuple[str, str], tuple[str, ...]] = OrderedDict()
+
+    def start_put(self, key: str, checkpoint_id: str) -> tuple[threading.Event, tuple[str, ...]]:
+        """The put's completion event, and the tokens of the early writes at the checkpoint its message names."""
+        done = threading.Event()
+        with self._lock:
+            self._putting[(key, checkpoint_id)] = done
+            return done, self._early.pop((key, checkpoint_id), ())
+
+    def end_put(self, key: str, checkpoint_id: str, done: threading.Event) -> None:
+        with self._lock:
+            if self._putting.get((key, checkpoint_id)) is done:
+                del self._putting[(key, checkpoint_id)]
+            _keep(self._known, (key, checkpoint_id), None)
+        done.set()
+
+    def read(self, key: str, checkpoint_id: str) -> None:
+        """The checkpoint was read from the store: writes at it come after it."""
+        with self._lock:
+            _keep(self._known, (key, checkpoint_id), None)
+
+    def start_writes(self, key: str, checkpoint_id: str) -> threading.Event | str | None:
+        """The checkpoint's put under way, for the writes to wait for; else the token of early writes, or ``None``
+        when the checkpoint is in the store already."""
+        with self._lock:
+            done = self._putting.get((key, checkpoint_id))
+            if done is not None:
+                return done
+            if (key, checkpoint_id) in self._known:
+                return None
+            token = secrets.token_hex(6)
+            _keep(self._early, (key, checkpoint_id), (*self._early.get((key, checkpoint_id), ()), token))
+            return token
+
+
+def _keep(kept: OrderedDict[tuple[str, str], T], key: tuple[str, str], value: T) -> None:
+    """Keep ``value`` as the most recent of at most ``FLIGHTS_KEPT``."""
+    kept[key] = value
+    kept.move_to_end(key)
+    if len(kept) > FLIGHTS_KEPT:
+        kept.popitem(last=False)
 
 
 def _thread_id(config: RunnableConfig) -> str:
@@ -201,6 +293,7 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
                                   f"not {type(store).__name__}")
         self.store = store
         self._records: OrderedDict[str, Records] = OrderedDict()
+        self._flights = _Flights()
 
     def _records_of(self, key: str, messages: Sequence[ChatMessage]) -> Records:
         records = Records.of(messages, self._records.pop(key, None))
@@ -214,11 +307,33 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
     def _get_tuple(self, config: RunnableConfig) -> Operation[CheckpointTuple | None]:
         thread_id, namespace = _thread_id(config), _namespace(config)
         key = session_key(thread_id, namespace)
+        checkpoint_id = get_checkpoint_id(config)
+        if checkpoint_id is None and key not in self._records:
+            return (yield from self._latest_from_the_end(key, thread_id, namespace))
         records = self._records_of(key, (yield _Load(key)))
-        checkpoint_id = get_checkpoint_id(config) or records.latest()
+        checkpoint_id = checkpoint_id or records.latest()
         if checkpoint_id is None or checkpoint_id not in records.positions:
             return None
+        self._flights.read(key, checkpoint_id)
         return records.checkpoint_tuple(self.serde, checkpoint_id, thread_id, namespace)
+
+    def _latest_from_the_end(self, key: str, thread_id: str, namespace: str) -> Operation[CheckpointTuple | None]:
+        """The latest checkpoint of a thread this saver has not read yet, from the session's last messages: as
+        many as it needs (twice as many each time they fall short), rather than the whole thread."""
+        count = LAST_MESSAGES_READ
+        while True:
+            messages = yield _Last(key, count)
+            records = Records.of(messages) if len(messages) < count else Records.last(messages)
+            try:
+                checkpoint_id = records.latest()
+                if checkpoint_id is None:
+                    return None
+                found = records.checkpoint_tuple(self.serde, checkpoint_id, thread_id, namespace)
+            except Unreached:
+                count *= 2
+                continue
+            self._flights.read(key, checkpoint_id)
+            return found
 
     def _list(self, config: RunnableConfig | None, filter: dict[str, Any] | None, before: RunnableConfig | None,
               limit: int | None) -> Operation[list[CheckpointTuple]]:
@@ -253,12 +368,16 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
         thread_id, namespace = _thread_id(config), _namespace(config)
         key, parent_id = session_key(thread_id, namespace), get_checkpoint_id(config)
         lists = list_channels(checkpoint, new_versions)
-        bases = {}
-        if parent_id is not None and lists:  # a list that extends the parent's value is stored as its tail
-            bases = self._records_of(key, (yield _Load(key))).bases(self.serde, parent_id, lists)
-        message = checkpoint_message(self.serde, checkpoint, get_checkpoint_metadata(config, metadata), parent_id,
-                                     new_versions, bases)
-        yield _Append(key, message)
+        records = self._records_of(key, (yield _Load(key)))
+        # A list that extends the parent's value is stored as its tail.
+        bases = records.bases(self.serde, parent_id, lists) if parent_id is not None and lists else {}
+        done, early = self._flights.start_put(key, checkpoint["id"])
+        try:
+            message = checkpoint_message(self.serde, checkpoint, get_checkpoint_metadata(config, metadata),
+                                         parent_id, new_versions, bases, records.known(), early)
+            yield _Append(key, message)
+        finally:
+            self._flights.end_put(key, checkpoint["id"], done)
         return checkpoint_config(thread_id, namespace, checkpoint["id"])
 
     def _put_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str,
@@ -267,8 +386,13 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
         if checkpoint_id is None:
             raise InvalidArgument("put_writes needs the checkpoint_id of the checkpoint the writes belong to")
         if writes:
-            message = writes_message(self.serde, checkpoint_id, writes, task_id, task_path)
-            yield _Append(session_key(_thread_id(config), _namespace(config)), message)
+            key = session_key(_thread_id(config), _namespace(config))
+            early = self._flights.start_writes(key, checkpoint_id)
+            if isinstance(early, threading.Event):
+                yield _Await(early)
+                early = None
+            message = writes_message(self.serde, checkpoint_id, writes, task_id, task_path, early)
+            yield _Append(key, message)
 
     def _delete_thread(self, thread_id: str) -> Operation[None]:
         keys = yield _Keys(thread_prefix(str(thread_id)))
@@ -329,19 +453,22 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
         if not isinstance(store, SessionStore):
             raise InvalidArgument("this EventStoreSaver is on an AsyncSessionStore: use the async methods "
                                   "(ainvoke, astream, aget_state, ...), or give the saver a SessionStore")
-        step = _advance(operation, None, None)
-        while not isinstance(step, _Done):
-            try:
-                answer = self._serve(store, step)
-            except EventStoreError as exc:
-                step = _advance(operation, None, exc)
-            else:
-                step = _advance(operation, answer, None)
-        return step.value
+        with _closing(operation):
+            step = _advance(operation, None, None)
+            while not isinstance(step, _Done):
+                try:
+                    answer = self._serve(store, step)
+                except EventStoreError as exc:
+                    step = _advance(operation, None, exc)
+                else:
+                    step = _advance(operation, answer, None)
+            return step.value
 
     def _serve(self, store: SessionStore, request: _Request) -> Any:
         if isinstance(request, _Load):
             return store.load(request.key)
+        if isinstance(request, _Last):
+            return store.load_last(request.key, request.count)
         if isinstance(request, _Current):
             return store.session_at(request.key)
         if isinstance(request, _Keys):
@@ -350,6 +477,9 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
             return store.append(request.key, request.message)
         if isinstance(request, _Pause):
             time.sleep(request.seconds)
+            return None
+        if isinstance(request, _Await):
+            request.done.wait()
             return None
         with store.transaction() as tx:
             _queue(tx, request.changes)
@@ -360,19 +490,22 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
         store = self.store
         if isinstance(store, SessionStore):
             return await asyncio.to_thread(self._run, operation)
-        step = _advance(operation, None, None)
-        while not isinstance(step, _Done):
-            try:
-                answer = await self._aserve(store, step)
-            except EventStoreError as exc:
-                step = _advance(operation, None, exc)
-            else:
-                step = _advance(operation, answer, None)
-        return step.value
+        with _closing(operation):
+            step = _advance(operation, None, None)
+            while not isinstance(step, _Done):
+                try:
+                    answer = await self._aserve(store, step)
+                except EventStoreError as exc:
+                    step = _advance(operation, None, exc)
+                else:
+                    step = _advance(operation, answer, None)
+            return step.value
 
     async def _aserve(self, store: AsyncSessionStore, request: _Request) -> Any:
         if isinstance(request, _Load):
             return await store.load(request.key)
+        if isinstance(request, _Last):
+            return await store.load_last(request.key, request.count)
         if isinstance(request, _Current):
             return await store.session_at(request.key)
         if isinstance(request, _Keys):
@@ -381,6 +514,9 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
             return await store.append(request.key, request.message)
         if isinstance(request, _Pause):
             await asyncio.sleep(request.seconds)
+            return None
+        if isinstance(request, _Await):
+            await asyncio.to_thread(request.done.wait)
             return None
         async with store.transaction() as tx:
             _queue(tx, request.changes)

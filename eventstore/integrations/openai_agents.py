@@ -108,6 +108,8 @@ class _AwaitedStore(Protocol):
 
     async def load(self, key: str) -> list[ChatMessage]: ...
 
+    async def load_last(self, key: str, count: int) -> list[ChatMessage]: ...
+
     async def append_many(self, key: str, messages: Sequence[ChatMessage]) -> int: ...
 
     async def pop_last(self, key: str) -> ChatMessage | None: ...
@@ -129,6 +131,9 @@ class _OffLoopWrites:
 
     async def load(self, key: str) -> list[ChatMessage]:
         return self._store.load(key)
+
+    async def load_last(self, key: str, count: int) -> list[ChatMessage]:
+        return self._store.load_last(key, count)
 
     async def append_many(self, key: str, messages: Sequence[ChatMessage]) -> int:
         return await asyncio.to_thread(self._store.append_many, key, messages)
@@ -215,12 +220,14 @@ class EventStoreSession:
     async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
         """The session's items, oldest first; with ``limit`` (or the settings' limit), only the latest that many.
 
-        As with ``SQLiteSession``, a limit of 0 gives none and a negative limit gives all.
+        As with ``SQLiteSession``, a limit of 0 gives none and a negative limit gives all. A limit reads only
+        the latest items from the store (``load_last``), however long the session.
         """
-        messages = await self._store.load(self.session_id)
         latest = resolve_session_limit(limit, self.session_settings)
-        if latest is not None and latest >= 0:
-            messages = messages[-latest:] if latest else []
+        if latest is None or latest < 0:
+            messages = await self._store.load(self.session_id)
+        else:
+            messages = await self._store.load_last(self.session_id, latest)
         return [message_to_item(message) for message in messages]
 
     async def add_items(self, items: list[TResponseInputItem]) -> None:

@@ -119,6 +119,20 @@ class Queries:
         _check_count(key, len(messages), count)
         return messages
 
+    def last_messages(self, key: str, wanted: int) -> list[ChatMessage]:
+        """The last ``wanted`` current messages of a session, from the cache when it holds the session's version,
+        else from the chunks that hold them only (not remembered: they are not the whole list)."""
+        validate_key(key)
+        with self._read() as txn:
+            found = self._catalog.stream_of_key(txn, key)
+            if found is None or not wanted:
+                return []
+            stream_id, version, count = found
+            cached = self._decoded.get(key, version)
+            if cached is not None:
+                return [message for message, _ in cached[max(0, len(cached) - wanted):]]
+            return self._messages.last_messages(txn, stream_id, count, wanted)
+
     def view(self, key: str) -> SessionView | None:
         """A live session as it is now (``None`` for another): its head and messages, read together."""
         validate_key(key)

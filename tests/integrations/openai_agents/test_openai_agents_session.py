@@ -158,6 +158,25 @@ async def test_limits_give_the_latest_items_as_sqlite_session_does(store: Sessio
     assert await EventStoreSession(KEY, store, session_settings={"limit": 4}).get_items() == items[-4:]
 
 
+class _NoWholeLoads(SessionStore):
+    """A store whose whole-session ``load`` fails: what reads only the latest items never calls it."""
+
+    def load(self, key: str, version: int | None = None, as_of: datetime | None = None) -> list[ChatMessage]:
+        raise AssertionError("a limited read loaded the whole session")
+
+
+@on_a_loop
+async def test_a_limited_read_reads_only_the_latest_items() -> None:
+    items = [cast(TResponseInputItem, {"role": "user", "content": f"item {n}"}) for n in range(300)]
+    with _NoWholeLoads.on_storage(MemoryStorage(), cache_sessions=0) as store:
+        session = EventStoreSession(KEY, store, session_settings=SessionSettings(limit=7))
+        await session.add_items(items)
+        assert await session.get_items() == items[-7:]
+        assert await session.get_items(limit=0) == []
+        with pytest.raises(AssertionError, match="whole session"):
+            await session.get_items(limit=-1)
+
+
 @on_a_loop
 async def test_sessions_are_independent_and_write_concurrently(store: SessionStore | AsyncSessionStore) -> None:
     sessions = [EventStoreSession(f"user-{n}", store) for n in range(8)]
