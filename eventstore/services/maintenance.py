@@ -270,14 +270,15 @@ class Maintenance:
         """Check the chain, the snapshots and every read model against a fresh fold, in one read transaction."""
         damaged_pages = self._storage.page_problems()  # before any read that such a page would crash
         if damaged_pages:
-            return VerifyReport(False, 0, damaged_pages)
+            return VerifyReport(False, 0, damaged_pages, frozenset({"file"}))
         with self._read() as txn:
             models: list[CheckedModel] = [*self._read_models, *self._deferred.checkers(txn)]
             report = verify(txn, self._log, self._snapshots, models, progress)
             problems = self._unreferenced_blobs(txn)
         if not problems:
             return report
-        return VerifyReport(False, report.events_checked, [*report.problems, *problems])
+        return VerifyReport(False, report.events_checked, [*report.problems, *problems],
+                            report.damaged | {"messages"})
 
     def _unreferenced_blobs(self, txn: ReadTransaction) -> list[str]:
         """Snapshot blobs that no snapshot names: each holds message text, which nothing else would show.

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import attrs
 
-from .._compression import Dictionary
-from .._errors import EventStoreError, StoreCorrupted
+from .._compression import Dictionary, choose
+from .._errors import DictionaryDamaged, EventStoreError, StoreCorrupted
 from .._folding import to_recorded
 from .._log import decode_record
 from ..events import RecordedEvent
@@ -120,12 +120,16 @@ def _read_log(walker: _Walker, named: dict[str, Database], problems: list[str]) 
 
     meta = dict(raw_entries(walker, named[_META], problems)) if _META in named else {}
     dictionaries: list[Dictionary] = []  # read when a compressed record needs it
+    saved: list[str] = []  # damage that lost nothing: a dictionary read from its copy
 
     def dictionary_of() -> Dictionary:
         if not dictionaries:
-            if b"dictionary" not in meta:
-                raise StoreCorrupted("the store's compression dictionary cannot be read")
-            dictionaries.append(Dictionary(meta[b"dictionary"]))
+            chosen = choose(meta.get(b"dictionary"), meta.get(b"dictionary.sha256"), meta.get(b"dictionary.copy"))
+            if chosen.data is not None and chosen.problem is not None:
+                saved.append(chosen.problem)
+            if chosen.data is None:
+                raise DictionaryDamaged("the store's compression dictionary cannot be read")
+            dictionaries.append(Dictionary(chosen.data))
         return dictionaries[0]
 
     events: dict[int, RecordedEvent] = {}
@@ -144,4 +148,4 @@ def _read_log(walker: _Walker, named: dict[str, Database], problems: list[str]) 
     later = tuple(sorted(position for position in events if position > prefix_end))
     first_missing = prefix_end + 1 if problems or later else None
     return Salvage(tuple(events[position] for position in range(1, prefix_end + 1)), first_missing, later,
-                   tuple(problems))
+                   tuple(saved + problems))
