@@ -29,7 +29,7 @@ from ..events import SessionForked, redact_event
 from ..storage import ReadTransaction, Storage, StorageUsage, WriteTransaction
 from . import commands
 from .cache import DecodedSessions
-from .writer import CommandWriter, Request, Write
+from .writer import CommandWriter, Request, Step, Write
 
 __all__ = ["Maintenance", "StoreStats", "ProjectionCheckpoint"]
 
@@ -208,6 +208,14 @@ class Maintenance:
         """Blank the message content of every event of the session, and of every session forked from it
         (transitively: a fork holds copies of its source's messages); return how many events changed."""
 
+        changed = self._writer.run(key, request, self.redaction(key, reason), expected_version, idempotency_key)[0]
+        self.redactions_committed()
+        return changed
+
+    def redaction(self, key: str, reason: str) -> Step[int]:
+        """The write step of ``redact`` (also what a transaction's ``redact`` runs): its result is how many events
+        changed."""
+
         def step(txn: WriteTransaction, stream_id: int | None, now: int) -> tuple[int, list[LogChange]]:
             if stream_id is None:
                 return 0, []
@@ -218,9 +226,11 @@ class Maintenance:
             self._deferred.catch_up_in(txn)  # the redacted words leave the search index in the same commit
             return changed, recorded
 
-        changed = self._writer.run(key, request, step, expected_version, idempotency_key)[0]
+        return step
+
+    def redactions_committed(self) -> None:
+        """After a commit that redacted: decoded sessions may hold what the redaction rewrote."""
         self._decoded.clear()
-        return changed
 
     def _redact_stream(self, txn: WriteTransaction, key: str, stream_id: int, reason: str, now: int
                        ) -> tuple[int, list[LogChange]]:
