@@ -58,8 +58,9 @@ MAX_DICTIONARIES = 16
 # The stored form of several dictionaries begins with this (a zstd dictionary begins with its own magic number).
 _BUNDLE = b"eventstore dictionaries\x00"
 _LENGTH = struct.Struct("<I")
-#: The second stored copy of a store's dictionaries begins with this, then their SHA-256, then their stored form:
-#: it checks itself, so salvage can recognise it in a file's pages when nothing that points at it can be read.
+#: The second stored copy of a store's dictionaries begins with this, then their SHA-256 and length (u32), then
+#: their stored form: it checks and delimits itself, so salvage can recognise it in a file's pages when nothing
+#: that points at it can be read.
 COPY_MAGIC = b"eventstore dictionary copy\x00"
 _DIGEST_BYTES = 32
 
@@ -180,16 +181,17 @@ def digest_of(data: bytes) -> bytes:
 
 def copy_of(data: bytes) -> bytes:
     """The self-checking second copy of a dictionary's stored form."""
-    return COPY_MAGIC + digest_of(data) + data
+    return COPY_MAGIC + digest_of(data) + _LENGTH.pack(len(data)) + data
 
 
 def from_copy(copy: bytes) -> bytes | None:
-    """The stored form a second copy holds, or ``None`` when the copy is damaged."""
-    start = len(COPY_MAGIC) + _DIGEST_BYTES
-    if not copy.startswith(COPY_MAGIC) or len(copy) <= start:
+    """The stored form a second copy holds (bytes after its end are ignored), or ``None`` when it is damaged."""
+    start = len(COPY_MAGIC) + _DIGEST_BYTES + _LENGTH.size
+    if not copy.startswith(COPY_MAGIC) or len(copy) < start:
         return None
-    data = copy[start:]
-    return data if digest_of(data) == copy[len(COPY_MAGIC):start] else None
+    (size,) = _LENGTH.unpack_from(copy, start - _LENGTH.size)
+    data = copy[start:start + size]
+    return data if len(data) == size and digest_of(data) == copy[len(COPY_MAGIC):start - _LENGTH.size] else None
 
 
 @attrs.frozen

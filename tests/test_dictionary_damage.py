@@ -4,19 +4,22 @@ and the other is read; damage to both is named once, not once per record it make
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from eventstore import DictionaryDamaged, SessionStore
-from eventstore._compression import COPY_MAGIC, choose, copy_of, digest_of
+from eventstore._compression import COPY_MAGIC, choose, copy_of, digest_of, from_copy
 from eventstore.services.salvage import salvage
+from eventstore.storage.lmdb_check import _Walker, read_metas
 
 from conftest import FakeClock, raw_value
 from test_compression import compressed, early_dictionary, fill  # noqa: F401  (fixtures)
 from test_tamper import editing, items
 
 FORMS = (b"dictionary", b"dictionary.copy")
+PAGE = 4096
 
 
 def _damage(path: Path, key: bytes, how: str) -> None:
@@ -66,7 +69,7 @@ def test_a_damaged_dictionary_is_named_and_its_copy_read_instead(compressed: tup
     with SessionStore(path, clock=clock) as store:  # a writable open rewrites it from the copy
         assert store.verify().ok
     meta = _meta(path)
-    assert meta[b"dictionary"] == meta[b"dictionary.copy"][len(COPY_MAGIC) + 32:]
+    assert meta[b"dictionary"] == from_copy(meta[b"dictionary.copy"])
 
 
 @pytest.mark.parametrize("how", ["changed", "removed"])
@@ -137,3 +140,30 @@ def test_choose_takes_the_intact_form() -> None:
     assert choose(data, b"changed digest", copy).problem == (
         "the compression dictionary's digest is damaged (the dictionary itself is intact)")
     assert choose(b"changed", digest_of(data), copy[:-1] + b"!").data is None
+
+
+def test_salvage_finds_the_copy_in_the_files_pages_when_nothing_points_at_it(
+        compressed: tuple[Path, int]) -> None:  # noqa: F811
+    """The page of ``log.meta`` (which points at both forms) is zeroed: the copy is found by its magic."""
+    path, _ = compressed
+    with SessionStore(path, readonly=True) as store:
+        events = list(store.events())
+    data = bytearray((path / "data.mdb").read_bytes())
+    [copy_at] = [at for at in range(0, len(data), PAGE) if data[at + 16:].startswith(COPY_MAGIC)]
+    meta_leaf = _meta_leaf(path)
+    assert meta_leaf * PAGE != copy_at
+    data[meta_leaf * PAGE:(meta_leaf + 1) * PAGE] = bytes(PAGE)
+    (path / "data.mdb").write_bytes(data)
+    found = salvage(path / "data.mdb")
+    assert list(found.prefix) == events
+    assert "the compression dictionary was read from its copy, found in the file's pages" in found.problems
+
+
+def _meta_leaf(path: Path) -> int:
+    """The page of ``log.meta``'s one leaf, which holds its small values and points at its large ones."""
+    with open(path / "data.mdb", "rb") as file:
+        metas = read_metas(path / "data.mdb", os.pread(file.fileno(), 2 * PAGE, 0))
+        walker = _Walker(file, max(metas, key=lambda meta: meta.transaction))
+        database = walker.named_databases()[1]["log.meta"]
+    assert database.depth == 1
+    return database.root
