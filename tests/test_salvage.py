@@ -212,3 +212,31 @@ def test_a_record_whose_header_was_changed_breaks_the_chain_there(store: Path, t
     assert report["first_missing"] == 5 and report["events"] == 4
     runs = report["runs"]
     assert isinstance(runs, list) and runs[0] == [1, 4] and runs[1][0] == 6
+
+
+def test_a_copy_from_before_a_redaction_on_a_freed_page_does_not_bring_the_content_back(tmp_path: Path) -> None:
+    """The live page of redacted records is zeroed, and the file still holds their copies from before the
+    redaction on freed pages: salvage finds them (they link: a redaction keeps each hash) and redacts them again,
+    as the redaction read with them says."""
+    path = tmp_path / "store"
+    with SessionStore(path, durable=False) as store:
+        store.append_many("secret", [ChatMessage.user(f"the code is SWORDFISH-{n}") for n in range(3)])
+        for index in range(40):
+            store.append(f"session-{index % 3}", ChatMessage.user(f"message {index} " + "x" * 40))
+        store.redact("secret", "a password")
+        expected = [(event.position, event.hash, event.event) for event in store.events()]
+    data = bytearray((path / "data.mdb").read_bytes())
+    assert data.count(b"SWORDFISH") > 0, "the test needs the copies from before the redaction on freed pages"
+    environment = lmdb.open(str(path), max_dbs=64, readonly=True, lock=False)
+    with environment.begin() as txn:
+        live = raw_value(txn, struct.pack(">Q", 2), environment.open_db(b"log.events", txn=txn, create=False))
+    environment.close()
+    page = data.find(live) // PAGE
+    assert b"SWORDFISH" not in data[page * PAGE:(page + 1) * PAGE]
+    data[page * PAGE:(page + 1) * PAGE] = bytes(PAGE)
+    (path / "data.mdb").write_bytes(data)
+    out = tmp_path / "x.jsonl"
+    report = _salvage(path, out)
+    assert b"SWORDFISH" not in out.read_bytes()
+    assert report["events"] == len(expected)
+    assert _rebuilt(tmp_path, out) == [(position, event_hash) for position, event_hash, _ in expected]

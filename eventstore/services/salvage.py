@@ -20,6 +20,7 @@ later chain-consistent runs are reported by position.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import struct
 from collections.abc import Callable, Iterator
@@ -28,12 +29,13 @@ from typing import BinaryIO
 
 import attrs
 
+from .._codec import encode_event
 from .._compression import COPY_MAGIC, Dictionary, choose, from_copy
 from .._errors import DictionaryDamaged, EventStoreError, StoreCorrupted
 from .._folding import to_recorded
 from .._log import GENESIS_HASH, StoredEvent, chain_hash, decode_record
 from .._values import MAX_KEY_BYTES
-from ..events import RecordedEvent
+from ..events import RecordedEvent, SessionRedacted, redact_event
 from ..storage.lmdb_check import (
     _HEADER,
     _HEADER_SIZE,
@@ -266,6 +268,7 @@ def _chained(found: _Found, problems: list[str]) -> Salvage:
         event = _linked(candidates, keys, link)
         if event is not None:
             events[position] = event
+    _redact_stale_copies(events)
     runs: list[tuple[int, int]] = []
     for position in sorted(events):
         if runs and runs[-1][1] == position - 1:
@@ -277,6 +280,24 @@ def _chained(found: _Found, problems: list[str]) -> Salvage:
     first_missing = prefix_end + 1 if problems or later else None
     prefix = tuple(to_recorded(events[position]) for position in range(1, prefix_end + 1))
     return Salvage(prefix, first_missing, later, tuple(saved + problems), tuple(runs))
+
+
+def _redact_stale_copies(events: dict[int, StoredEvent]) -> None:
+    """Redact again what a redaction read here rewrote, where only a copy from before it was found (on a freed
+    page): as the redaction did, so its digests match; a position whose copy does not is left out."""
+    redactions = [to_recorded(events[position]).event for position in sorted(events)
+                  if events[position].encoded.type_name == SessionRedacted.type_name]
+    for redaction in redactions:
+        for position, digest in redaction.rewritten if isinstance(redaction, SessionRedacted) else ():
+            event = events.get(position)
+            if event is None or event.redacted:
+                continue
+            payload = encode_event(redact_event(to_recorded(event).event)).payload
+            if hashlib.sha256(payload).hexdigest() == digest:
+                events[position] = attrs.evolve(event, encoded=attrs.evolve(event.encoded, payload=payload),
+                                                redacted=True)
+            else:
+                del events[position]
 
 
 def _links(link: bytes, event: StoredEvent, key: str) -> bool:
