@@ -244,7 +244,7 @@ class StoredDictionary:
         if found is None:
             chosen = self._chosen(txn)
             if chosen.data is None:
-                raise DictionaryDamaged(f"{chosen.problem}")
+                raise DictionaryDamaged(str(chosen.problem))
             # Ids are random: one trained in a transaction that was rolled back is never asked for again.
             found = self._known[bytes(identity)] = Dictionary(chosen.data)
         return found
@@ -267,7 +267,7 @@ class StoredDictionary:
             return None
         chosen = self._chosen(txn)
         if chosen.data is None:
-            return f"{chosen.problem}", False
+            return str(chosen.problem), False
         try:
             Dictionary(chosen.data)
         except StoreCorrupted as exc:

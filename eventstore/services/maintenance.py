@@ -207,7 +207,6 @@ class Maintenance:
                idempotency_key: str | None) -> int:
         """Blank the message content of every event of the session, and of every session forked from it
         (transitively: a fork holds copies of its source's messages); return how many events changed."""
-
         changed = self._writer.run(key, request, self.redaction(key, reason), expected_version, idempotency_key)[0]
         self.redactions_committed()
         return changed
