@@ -240,3 +240,10 @@ def test_a_copy_from_before_a_redaction_on_a_freed_page_does_not_bring_the_conte
     assert b"SWORDFISH" not in out.read_bytes()
     assert report["events"] == len(expected)
     assert _rebuilt(tmp_path, out) == [(position, event_hash) for position, event_hash, _ in expected]
+
+
+def test_an_empty_store_salvages_to_an_empty_log(tmp_path: Path) -> None:
+    with SessionStore(tmp_path / "empty", durable=False):
+        pass
+    report = _salvage(tmp_path / "empty", tmp_path / "x.jsonl")
+    assert (report["events"], report["first_missing"], report["runs"]) == (0, None, [])

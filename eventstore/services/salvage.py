@@ -114,6 +114,8 @@ def _valid_metas(head: bytes) -> list[Meta]:
 
 def raw_entries(walker: _Walker, database: Database, problems: list[str]) -> Iterator[tuple[bytes, bytes]]:
     """Every (key, value) of one B-tree that can be read; each damaged page or value is added to ``problems``."""
+    if database.root == _INVALID_PAGE:  # an empty tree
+        return
     for page, problem in walker.leaf_pages(database):
         if problem is not None:
             problems.append(problem)
@@ -154,7 +156,7 @@ def salvage(data_file: Path) -> Salvage:
             problems.append(f"no meta page leads to the event log ({'; '.join(tree_problems[:3])})")
         if problems:  # damage met: records on pages no tree reaches any more may still be there
             _scan_pages(file, metas[0].page_size, found)
-    if not found.records and not found.scanned_records:
+    if not walked and not found.scanned_records:
         raise StoreCorrupted(f"{data_file}: no meta page leads to the event log, and no page holds one of its "
                              f"records ({'; '.join(problems[:3])})")
     return _chained(found, problems)
