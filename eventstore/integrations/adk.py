@@ -264,8 +264,7 @@ def _scope_redaction(scope: str, version: int, messages: Sequence[ChatMessage], 
         origin = origins.get(name)
         return origin == redacted or (origin is None and name in set_by_session and set_by_session[name] == value)
 
-    named = any(_names(_envelope(message, scope).get("by"), redacted) for message in messages)
-    if not named and not any(from_session(name, value) for name, value in state.items()) and not set_by_session:
+    if not set_by_session and not any(_names(_envelope(message, scope).get("by"), redacted) for message in messages):
         return None
     kept = {name: value for name, value in state.items() if not from_session(name, value)}
     return _ScopeRedaction(scope, version, kept, {name: origins.get(name) for name in kept})
