@@ -169,7 +169,7 @@ def test_a_file_cut_before_the_logs_root_page_still_gives_its_records(store: Pat
     assert isinstance(runs, list) and runs[0] == [1, first_missing - 1]
     read = [position for first, last in runs for position in range(first, last + 1)]
     assert read == sorted(read) and set(read) <= set(range(1, EVENTS + 1))
-    on_leaves_before_cut = set()
+    on_leaves_before_cut: set[int] = set()
     for page, first in leaves:
         if page < root:
             next_first = min((other for _, other in leaves if other > first), default=EVENTS + 1)
