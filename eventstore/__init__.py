@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._codec import pause_gc_while_decoding
     from ._errors import (
+        DictionaryDamaged,
         EventStoreError,
         IdempotencyKeyReused,
         IncompatibleStore,
@@ -83,6 +84,7 @@ _HOMES: dict[str, str] = {
         "._errors",
     ),
     "StoreUnavailable": "._errors",
+    "DictionaryDamaged": "._errors",
 }
 
 __all__ = [
@@ -129,6 +131,7 @@ __all__ = [
     "SessionExists",
     "SessionNotFound",
     "StoreUnavailable",
+    "DictionaryDamaged",
 ]
 
 

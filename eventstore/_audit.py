@@ -13,7 +13,7 @@ from typing import Protocol
 
 from projections.session import Entry, SessionSnapshot, empty_head, step
 
-from ._errors import EventStoreError
+from ._errors import DictionaryDamaged, EventStoreError
 from ._folding import SnapshotRecord, read_blob, read_snapshot_record, to_recorded
 from ._log import GENESIS_HASH, EventLog, chain_hash
 from ._snapshots import SnapshotStore
@@ -31,6 +31,10 @@ _PROGRESS_EVERY = 1000
 
 class CheckedModel(Protocol):
     """What ``verify`` asks of a read model, inline or deferred."""
+
+    @property
+    def name(self) -> str:
+        """The read model's name (what ``rebuild_projections`` takes)."""
 
     def check(self, txn: ReadTransaction, sessions: Mapping[int, SessionSnapshot]) -> list[str]:
         """Where the stored state differs from ``sessions`` (stream id → session folded from the log)."""
@@ -55,7 +59,11 @@ class _Session:
 def verify(txn: ReadTransaction, log: EventLog, snapshots: SnapshotStore, read_models: Sequence[CheckedModel],
            progress: Progress | None = None) -> VerifyReport:
     """Check the chain, the stream index, the snapshots and every read model against the log."""
-    problems: list[str] = []
+    problems: list[str] = []  # the log's
+    snapshot_problems: list[str] = []
+    damaged: set[str] = set()
+    dictionary_problem = log.dictionary.problem(txn)
+    without_dictionary: list[int] = []  # positions of records that need the unreadable dictionary
     total = log.head(txn)[0]
     sessions: dict[int, _Session] = {}
     pending_snapshots = snapshots.versions(txn)
@@ -66,6 +74,9 @@ def verify(txn: ReadTransaction, log: EventLog, snapshots: SnapshotStore, read_m
             problems.append(f"position {expected_position}: expected here, found position {position} "
                             "(an event was removed or moved)")
         expected_position = position + 1
+        if isinstance(entry, DictionaryDamaged):
+            without_dictionary.append(position)
+            continue
         if isinstance(entry, EventStoreError):
             problems.append(str(entry))
             continue
@@ -109,7 +120,8 @@ def verify(txn: ReadTransaction, log: EventLog, snapshots: SnapshotStore, read_m
         session.head = step(session.head, session.messages, event)
         if (entry.stream_id, entry.version) in pending_snapshots:
             pending_snapshots.discard((entry.stream_id, entry.version))
-            problems.extend(_check_snapshot(txn, snapshots, entry.stream_id, entry.version, entry.hash, session))
+            snapshot_problems.extend(_check_snapshot(txn, snapshots, entry.stream_id, entry.version, entry.hash,
+                                                     session))
         if progress is not None and checked % _PROGRESS_EVERY == 0:
             progress(checked, total)
     for session in sessions.values():
@@ -117,7 +129,7 @@ def verify(txn: ReadTransaction, log: EventLog, snapshots: SnapshotStore, read_m
             problems.append(f"positions {sorted(session.redacted)}: redacted with no later redaction event "
                             f"in session {session.head.key!r}")
     for stream_id, version in sorted(pending_snapshots):
-        problems.append(f"snapshot of stream {stream_id} at version {version} has no event")
+        snapshot_problems.append(f"snapshot of stream {stream_id} at version {version} has no event")
     try:
         problems.extend(log.key_index_problems(txn))
     except EventStoreError as exc:
@@ -125,12 +137,29 @@ def verify(txn: ReadTransaction, log: EventLog, snapshots: SnapshotStore, read_m
     events, stream_entries = log.count(txn)
     if stream_entries != events:
         problems.append(f"the stream index has {stream_entries} entries for {events} events")
-    folded = {stream_id: session.snapshot() for stream_id, session in sessions.items()}
-    for model in read_models:
-        problems.extend(model.check(txn, folded))
+    damaged.update(["log"] if problems else [])
+    if dictionary_problem is not None:
+        what, readable = dictionary_problem
+        problems.insert(0, what)
+        damaged.add("dictionary" if readable else "log")
+    problems.extend(snapshot_problems)
+    damaged.update(["messages"] if snapshot_problems else [])  # rebuilding the messages drops every snapshot
+    if without_dictionary:
+        # One line for what one damaged value did, not one per record; a fold without those records says
+        # nothing about the read models.
+        problems.append(f"{len(without_dictionary)} compressed records (positions {without_dictionary[0]} to "
+                        f"{without_dictionary[-1]}) cannot be read without the compression dictionary; the read "
+                        "models were not checked")
+        damaged.add("log")
+    else:
+        folded = {stream_id: session.snapshot() for stream_id, session in sessions.items()}
+        for model in read_models:
+            found = model.check(txn, folded)
+            problems.extend(found)
+            damaged.update([model.name] if found else [])
     if progress is not None:
         progress(checked, total)
-    return VerifyReport(not problems, checked, problems)
+    return VerifyReport(not problems, checked, problems, frozenset(damaged))
 
 
 def _check_snapshot(txn: ReadTransaction, snapshots: SnapshotStore, stream_id: int, version: int, event_hash: bytes,

@@ -14,21 +14,28 @@ frames carry no dictionary id, a later one's carry its id (one byte), so each
 frame names the dictionary that reads it. They keep their content size and a
 checksum (four bytes), so damage is caught on every read.
 
+Every compressed record needs the dictionary, so it is stored twice, each form
+checkable on its own (``copy_of``, ``choose``): a damaged one is named, and the
+other is read instead.
+
 Pure: bytes in, bytes out; where the dictionary is stored is the log's business.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import struct
 import threading
 from collections.abc import Sequence
 
+import attrs
 import zstandard
 
-from ._errors import StoreCorrupted
+from ._errors import DictionaryDamaged, StoreCorrupted
 
-__all__ = ["Dictionary", "MAX_DICTIONARIES", "TRAINING_EVENTS", "TRAINING_SAMPLE_BYTES", "train"]
+__all__ = ["Chosen", "Dictionary", "MAX_DICTIONARIES", "TRAINING_EVENTS", "TRAINING_SAMPLE_BYTES", "choose",
+           "copy_of", "digest_of", "from_copy", "train"]
 
 #: A store trains its dictionary when its log reaches this many events, from their payloads.
 TRAINING_EVENTS = 4096
@@ -51,6 +58,11 @@ MAX_DICTIONARIES = 16
 # The stored form of several dictionaries begins with this (a zstd dictionary begins with its own magic number).
 _BUNDLE = b"eventstore dictionaries\x00"
 _LENGTH = struct.Struct("<I")
+#: The second stored copy of a store's dictionaries begins with this, then their SHA-256 and length (u32), then
+#: their stored form: it checks and delimits itself, so salvage can recognise it in a file's pages when nothing
+#: that points at it can be read.
+COPY_MAGIC = b"eventstore dictionary copy\x00"
+_DIGEST_BYTES = 32
 
 
 class _Trained:
@@ -110,7 +122,7 @@ class Dictionary:
             for trained in self._trained:
                 self.expand(trained.compress(b"check")[len(_MAGIC):], "a check")
         except (zstandard.ZstdError, StoreCorrupted) as exc:
-            raise StoreCorrupted(f"the store's compression dictionary is damaged ({exc})") from None
+            raise DictionaryDamaged(f"the store's compression dictionary is damaged ({exc})") from None
 
     @property
     def log_format(self) -> int:
@@ -160,6 +172,62 @@ class Dictionary:
             raise StoreCorrupted(f"{what} does not decompress (it claims an impossible size)") from None
         except zstandard.ZstdError as exc:
             raise StoreCorrupted(f"{what} does not decompress ({exc})") from None
+
+
+def digest_of(data: bytes) -> bytes:
+    """The SHA-256 stored beside a dictionary's stored form (``Dictionary.data``)."""
+    return hashlib.sha256(data).digest()
+
+
+def copy_of(data: bytes) -> bytes:
+    """The self-checking second copy of a dictionary's stored form."""
+    return COPY_MAGIC + digest_of(data) + _LENGTH.pack(len(data)) + data
+
+
+def from_copy(copy: bytes) -> bytes | None:
+    """The stored form a second copy holds (bytes after its end are ignored), or ``None`` when it is damaged."""
+    start = len(COPY_MAGIC) + _DIGEST_BYTES + _LENGTH.size
+    if not copy.startswith(COPY_MAGIC) or len(copy) < start:
+        return None
+    (size,) = _LENGTH.unpack_from(copy, start - _LENGTH.size)
+    data = copy[start:start + size]
+    return data if len(data) == size and digest_of(data) == copy[len(COPY_MAGIC):start - _LENGTH.size] else None
+
+
+@attrs.frozen
+class Chosen:
+    """Which stored form of the dictionaries to read, and what is wrong with the other.
+
+    Attributes:
+        data: the stored form to read (``None``: neither is intact, or there is none).
+        problem: what is damaged, in a sentence (``None``: nothing found).
+        secured: the primary, its digest and its copy are all there and agree (nothing to write).
+    """
+
+    data: bytes | None
+    problem: str | None
+    secured: bool
+
+
+def choose(primary: bytes | None, digest: bytes | None, copy: bytes | None) -> Chosen:
+    """The intact one of a dictionary's two stored forms: ``primary`` (checked against ``digest``) or ``copy``.
+
+    A store written before the copy existed has neither digest nor copy: its primary is read unchecked.
+    """
+    copied = None if copy is None else from_copy(copy)
+    if digest is None and copy is None:
+        return Chosen(primary, None if primary is not None else "the compression dictionary is missing", False)
+    if primary is not None and (digest_of(primary) == digest or primary == copied):
+        if primary == copied and digest == digest_of(primary):
+            return Chosen(primary, None, True)
+        damaged = "digest" if primary == copied else "copy"
+        return Chosen(primary, f"the compression dictionary's {damaged} is damaged (the dictionary itself is intact)",
+                      False)
+    if copied is not None:
+        return Chosen(copied, "the compression dictionary is damaged or missing (it does not match its digest); its "
+                              "copy is intact and is read instead", False)
+    return Chosen(None, "the compression dictionary is damaged and so is its copy: no compressed record or message "
+                        "chunk can be read", False)
 
 
 def _parts(data: bytes) -> list[bytes]:

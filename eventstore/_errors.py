@@ -12,6 +12,7 @@ __all__ = [
     "InvalidSessionKey",
     "InvalidMessage",
     "StoreCorrupted",
+    "DictionaryDamaged",
     "IncompatibleStore",
     "StoreClosed",
     "StoreUsedAfterFork",
@@ -59,6 +60,11 @@ class InvalidMessage(InvalidArgument):
 
 class StoreCorrupted(EventStoreError):
     """Stored bytes do not decode: the store was damaged outside this library."""
+
+
+class DictionaryDamaged(StoreCorrupted):
+    """The store's compression dictionary, which every compressed record and message chunk needs, cannot be read:
+    both of its stored copies are damaged (or, in a store older than the copy, the one)."""
 
 
 class IncompatibleStore(EventStoreError):

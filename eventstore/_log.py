@@ -22,7 +22,8 @@ Invariants (each has a named test in ``tests/test_log.py``):
 Layout (named databases): ``log.events`` position → record; ``log.streams``
 stream id + version → position; ``log.keys`` SHA-256 of the key → stream id;
 ``log.stream_keys`` stream id → key; ``log.meta`` the format marker and the
-store's compression dictionary (``dictionary.id``, ``dictionary``).
+store's compression dictionary (``dictionary.id``, ``dictionary``, ``dictionary.sha256``,
+``dictionary.copy``: ``StoredDictionary``).
 
 Records have two layouts (docs/space.md). Layout 1 stores the payload
 as it is, with its digest. Layout 2, written once the store has trained its
@@ -48,8 +49,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 import attrs
 
 from ._codec import EncodedEvent, unpack_stored
-from ._compression import TRAINING_EVENTS, TRAINING_SAMPLE_BYTES, Dictionary, train
-from ._errors import IncompatibleStore, StoreCorrupted, WrongExpectedVersion
+from ._compression import TRAINING_EVENTS, TRAINING_SAMPLE_BYTES, Chosen, Dictionary, choose, copy_of, digest_of, train
+from ._errors import DictionaryDamaged, IncompatibleStore, StoreCorrupted, WrongExpectedVersion
 from .storage import ReadTransaction, Space, Storage, WriteTransaction
 
 __all__ = ["EventLog", "StoredEvent", "Original", "GENESIS_HASH", "decode_record", "StoredDictionary"]
@@ -218,7 +219,13 @@ def _compact_record(flags: int, stream_id: int, version: int, recorded_at: int, 
 
 class StoredDictionary:
     """The store's compression dictionary in ``log.meta``: read through each transaction (another process may
-    have trained it), decoded once per process."""
+    have trained it), decoded once per process.
+
+    Stored twice (``dictionary`` with its SHA-256 ``dictionary.sha256``, and the self-checking
+    ``dictionary.copy``), each large enough for pages of its own: a read uses whichever is intact
+    (``_compression.choose``), and a writable open gives an older store both and rewrites a damaged one
+    from the other (``secure``).
+    """
 
     def __init__(self, meta: Space) -> None:
         self._meta = meta
@@ -228,37 +235,77 @@ class StoredDictionary:
         """The store's dictionary as ``txn`` sees it, ``None`` before it is trained.
 
         Raises:
-            StoreCorrupted: the stored dictionary is damaged.
+            DictionaryDamaged: neither stored form of the dictionary is intact.
         """
         identity = txn.get(self._meta, b"dictionary.id")
         if identity is None:
             return None
         found = self._known.get(identity)
         if found is None:
-            data = txn.get(self._meta, b"dictionary")
-            if data is None:
-                raise StoreCorrupted("the store's compression dictionary is missing")
+            chosen = self._chosen(txn)
+            if chosen.data is None:
+                raise DictionaryDamaged(str(chosen.problem))
             # Ids are random: one trained in a transaction that was rolled back is never asked for again.
-            found = self._known[bytes(identity)] = Dictionary(bytes(data))
+            found = self._known[bytes(identity)] = Dictionary(chosen.data)
         return found
 
     def require(self, txn: ReadTransaction) -> Dictionary:
         """The store's dictionary, which a compressed record or chunk needs.
 
         Raises:
-            StoreCorrupted: there is none, or it is damaged.
+            DictionaryDamaged: there is none, or neither stored form is intact.
         """
         found = self.get(txn)
         if found is None:
-            raise StoreCorrupted("compressed data, but the store has no compression dictionary")
+            raise DictionaryDamaged("compressed data, but the store has no compression dictionary")
         return found
+
+    def problem(self, txn: ReadTransaction) -> tuple[str, bool] | None:
+        """What is wrong with the stored dictionary (for ``verify``), read afresh, and whether compressed data
+        can still be read (one stored form is intact); ``None`` when nothing is wrong."""
+        if txn.get(self._meta, b"dictionary.id") is None:
+            return None
+        chosen = self._chosen(txn)
+        if chosen.data is None:
+            return str(chosen.problem), False
+        try:
+            Dictionary(chosen.data)
+        except StoreCorrupted as exc:
+            return str(exc), False
+        return None if chosen.problem is None else (chosen.problem, True)
+
+    def _chosen(self, txn: ReadTransaction) -> Chosen:
+        def value(key: bytes) -> bytes | None:
+            found = txn.get(self._meta, key)
+            return None if found is None else bytes(found)
+
+        return choose(value(b"dictionary"), value(b"dictionary.sha256"), value(b"dictionary.copy"))
+
+    def secure(self, txn: WriteTransaction) -> None:
+        """Give a dictionary stored without its digest and copy both, and rewrite a damaged form from the intact
+        one (a writable open does this); a dictionary with neither form intact is left for ``verify`` to name."""
+        if txn.get(self._meta, b"dictionary.id") is None:
+            return
+        chosen = self._chosen(txn)
+        if chosen.data is None or chosen.secured:
+            return
+        try:
+            Dictionary(chosen.data)
+        except StoreCorrupted:
+            return  # an unchecked old form that does not even parse gets no digest
+        self._store(txn, chosen.data)
 
     def put(self, txn: WriteTransaction, data: bytes) -> Dictionary:
         dictionary = Dictionary(data)
-        txn.put(self._meta, b"dictionary", data)
+        self._store(txn, data)
         txn.put(self._meta, b"dictionary.id", os.urandom(8))
         txn.put(self._meta, b"format", str(dictionary.log_format).encode())
         return dictionary
+
+    def _store(self, txn: WriteTransaction, data: bytes) -> None:
+        txn.put(self._meta, b"dictionary", data)
+        txn.put(self._meta, b"dictionary.sha256", digest_of(data))
+        txn.put(self._meta, b"dictionary.copy", copy_of(data))
 
 
 class EventLog:
@@ -282,6 +329,7 @@ class EventLog:
             txn.put(self._meta, b"format", str(_NEW_FORMAT).encode())
         else:
             self._check_format(txn)
+            self.dictionary.secure(txn)
 
     def _check_format(self, txn: ReadTransaction) -> None:
         stored = txn.get(self._meta, b"format")
@@ -593,6 +641,8 @@ def decode_record(position: int, raw: bytes, key_of: Callable[[int], str],
     stored = bytes(raw[envelope.payload_at:])
     try:
         payload = stored if envelope.layout == 1 else dictionary_of().expand(stored, "the payload")
+    except DictionaryDamaged as exc:  # the record may be intact: what it needs is not
+        raise DictionaryDamaged(f"position {position}: {exc}") from None
     except StoreCorrupted as exc:
         raise StoreCorrupted(f"position {position}: {exc} (it was changed)") from None
     encoded = EncodedEvent(envelope.type_name, envelope.schema_version, payload)

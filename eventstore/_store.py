@@ -368,7 +368,7 @@ class SessionStore:
             raise StoreReadOnly(f"the store at {self.path} was opened read-only")
         if self._closed:
             raise StoreClosed("the store is closed")
-        return Transaction(lambda: self._writer)
+        return Transaction(lambda: self._writer, lambda: self._maintenance)
 
     def cleanup_stale(self, ttl_hours: float) -> int:
         """Delete every session idle for more than ``ttl_hours``; return how many were deleted."""

@@ -309,11 +309,17 @@ class VerifyReport:
         ok: no problem found.
         events_checked: how many events of the log were checked.
         problems: one line per problem, naming the position or session.
+        damaged: what the problems are in, which says what repairs them: ``"file"`` (the data file's pages) or
+            ``"log"`` (the events, their chain and indexes): salvage the events into a new store; a read model's
+            name (``"catalog"``, ``"messages"``, ``"search"``; a snapshot counts as ``"messages"``): rebuild it
+            from the log; ``"dictionary"``: one stored form of the compression dictionary, the other intact
+            (a writable open rewrites it).
     """
 
     ok: bool
     events_checked: int
     problems: list[str]
+    damaged: frozenset[str] = frozenset()
 
 
 @attrs.frozen

@@ -746,7 +746,8 @@ class TestVerifyAndRebuild:
         assert result.exit_code == 0
         assert result.stdout.startswith("OK: 13 events checked")
         assert result.stderr == ""
-        assert json.loads(run(path, "verify", "--json").stdout) == {"ok": True, "events_checked": 13, "problems": []}
+        assert json.loads(run(path, "verify", "--json").stdout) == {"ok": True, "events_checked": 13, "problems": [],
+                                                                    "damaged": [], "repairs": []}
 
     def test_damaged_exits_1_with_problems(self, path: Path) -> None:
         damage_catalog(path)

@@ -225,21 +225,6 @@ def test_a_damaged_frame_is_refused_on_read(compressed: tuple[Path, int], clock:
         store.history("alice")
 
 
-@pytest.mark.parametrize("damage", ["changed", "removed"])
-def test_a_damaged_dictionary_is_reported(compressed: tuple[Path, int], clock: FakeClock, damage: str) -> None:
-    path, position = compressed
-    with editing(path, b"log.meta") as txn:
-        if damage == "removed":
-            txn.delete(b"dictionary")
-        else:
-            data = bytearray(raw_value(txn, b"dictionary"))
-            for at in range(len(data) // 2, len(data), 7):  # its content, past the entropy tables
-                data[at] ^= 0x55
-            txn.put(b"dictionary", bytes(data))
-    problems = reverify(path, clock)
-    assert names_position(problems, position), problems
-
-
 def test_a_changed_byte_of_a_compressed_chunk_is_reported(compressed: tuple[Path, int], clock: FakeClock) -> None:
     path, _ = compressed
     stream_keys = {bytes(v).decode(): _U64.unpack(k)[0] for k, v in items(path, b"log.stream_keys")}

@@ -185,8 +185,8 @@ def user_error(exc: BaseException, store_path: Path | None = None) -> click.Clic
     if isinstance(exc, StoreBusy):
         return click.ClickException(f"{exc}. Close the other programs using the store{where} and try again")
     if isinstance(exc, StoreCorrupted):
-        return click.ClickException(f"the store{where} is damaged: {exc}. Run `eventstore verify` for details, "
-                                    "and `eventstore salvage --out FILE` to copy out the events still readable")
+        return click.ClickException(f"the store{where} is damaged: {exc}. Run `eventstore verify`: it lists the "
+                                    "damage and names the command that repairs it (rebuild or salvage)")
     if isinstance(exc, IncompatibleStore):
         return click.ClickException(f"the store{where} does not fit this version of eventstore: {exc}")
     if isinstance(exc, StoreReadOnly):

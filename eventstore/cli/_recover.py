@@ -175,6 +175,22 @@ def compact(env: Env, key: str | None, all_sessions: bool, as_json: bool) -> Non
                  f"({len(keys) - len(taken)} already had one at their current version).")
 
 
+def repairs(damaged: frozenset[str]) -> list[str]:
+    """The commands that repair what ``verify`` found (``VerifyReport.damaged``), each in a sentence."""
+    if damaged & {"file", "log"}:
+        where = "the event log" if "log" in damaged else "the data file"
+        return [f"{where} is damaged, which no rebuild repairs: `eventstore salvage --out FILE` copies out the "
+                "events still readable, and `import events FILE` into a new store rebuilds everything else"]
+    models = sorted(damaged - {"dictionary"})
+    dictionary = "damaged copy of the compression dictionary from the intact one"
+    if not models:
+        return [f"`eventstore rebuild` (as any writable open) rewrites the {dictionary}"] if damaged else []
+    only = " ".join(f"--only {name}" for name in models)
+    also = f" (and rewrites the {dictionary})" if "dictionary" in damaged else ""
+    return [f"the log is sound: `eventstore rebuild {only}` rebuilds the damaged read model"
+            f"{'s' if len(models) > 1 else ''} from it{also}"]
+
+
 @click.command()
 @output_options
 @pass_env
@@ -183,7 +199,9 @@ def verify(env: Env, as_json: bool) -> None:
 
     Walks the whole log, checks every hash link, and compares every snapshot and
     read model with a fresh fold of the log. Exits with status 0 when the store is
-    sound, 1 when it is damaged (the problems are listed, one a line).
+    sound, 1 when it is damaged (the problems are listed, one a line, and then the
+    command that repairs them: salvage for a damaged log or data file, rebuild
+    for a damaged read model).
 
     \b
     Example:
@@ -194,42 +212,49 @@ def verify(env: Env, as_json: bool) -> None:
         store = env.open()
     except StoreCorrupted as exc:
         # Damage that would crash the process is refused at open: that is this command's report.
-        report = VerifyReport(False, 0, [str(exc)])
+        report = VerifyReport(False, 0, [str(exc)], frozenset({"file"}))
     else:
         with store, progress_bar("Verifying") as progress:
             report = store.verify(progress=progress)
+    advice = repairs(report.damaged)
     if as_json:
-        out.json({"ok": report.ok, "events_checked": report.events_checked, "problems": list(report.problems)})
+        out.json({"ok": report.ok, "events_checked": report.events_checked, "problems": list(report.problems),
+                  "damaged": sorted(report.damaged), "repairs": advice})
     elif report.ok:
         out.line(f"OK: {report.events_checked} events checked; the hash chain, snapshots and read models agree.")
     else:
         for problem in report.problems:
             out.line(f"problem: {problem}")
         out.line(f"DAMAGED: {len(report.problems)} problems found in {report.events_checked} events checked; "
-                 "`eventstore salvage --out FILE` copies out the events still readable.")
+                 f"{'; '.join(advice)}.")
     if not report.ok:
         raise click.exceptions.Exit(1)
 
 
 @click.command()
+@click.option("--only", "names", multiple=True, type=click.Choice(["catalog", "messages", "search"]),
+              help="Rebuild this read model only (repeat for several); all of them by default.")
 @output_options
 @pass_env
-def rebuild(env: Env, as_json: bool) -> None:
+def rebuild(env: Env, names: tuple[str, ...], as_json: bool) -> None:
     """Rebuild the read models from the event log.
 
-    Drops the session list, the message lists and the search index and folds
-    them again from the log. Snapshots (copies of the message lists) are
-    dropped too, and taken again as sessions grow; run it when verify reports
-    a damaged read model or snapshot.
+    Drops the session list, the message lists and the search index (or those
+    named with --only) and folds them again from the log. Rebuilding the
+    message lists drops the snapshots (copies of them) too, taken again as
+    sessions grow. Run it when verify reports a damaged read model or snapshot;
+    like every writable open, it also rewrites a damaged copy of the
+    compression dictionary from the intact one.
 
     \b
     Example:
         eventstore rebuild && eventstore verify
+        eventstore rebuild --only search
     """
     out = Output(as_json)
     with env.open(write=True) as store:
         with progress_bar("Rebuilding the read models") as progress:
-            store.rebuild_projections(progress=progress)
+            store.rebuild_projections(names or None, progress=progress)
         events = store.stats().events
     if as_json:
         out.json({"rebuilt": True, "events": events})

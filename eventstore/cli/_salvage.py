@@ -34,9 +34,12 @@ def salvage(env: Env, out_path: Path, force: bool, as_json: bool) -> None:
 
     Reads data.mdb with plain reads (never through LMDB, so damage cannot crash
     it), skips every damaged page, and writes the events from position 1 up to
-    the first one that cannot be read, as a whole-log events file. Events read
-    after that gap are counted (listed with --json) but not written: a log
-    with a gap cannot be replicated. The store itself is not changed.
+    the first one that cannot be read, as a whole-log events file. When damage
+    is met it also reads every page of the file, for records on pages no tree
+    reaches any more (a file cut short), kept where the hash chain links.
+    Events read after the first gap are counted, with the runs of positions
+    read (listed with --json), but not written: a log with a gap cannot be
+    replicated. The store itself is not changed.
 
     \b
     Example:
@@ -55,13 +58,16 @@ def salvage(env: Env, out_path: Path, force: bool, as_json: bool) -> None:
     out = Output(as_json)
     if as_json:
         out.json({"out": str(out_path), "events": len(found.prefix), "first_missing": found.first_missing,
-                           "later": list(found.later), "problems": list(found.problems)})
+                  "later": list(found.later), "runs": [list(run) for run in found.runs],
+                  "problems": list(found.problems)})
         return
     if found.first_missing is None:
         out.line(f"Wrote all {len(found.prefix)} events to {out_path}; no damage was met.")
     else:
+        runs = ", ".join(f"{first}-{last}" for first, last in found.runs) or "none"
         out.line(f"Wrote {len(found.prefix)} events to {out_path}; position {found.first_missing} cannot be read, "
-                   f"and {len(found.later)} later events were read but not written (--json lists them).")
+                 f"and {len(found.later)} later events were read but not written (positions read, in runs whose "
+                 f"hash chain links: {runs}; --json lists them).")
 
 
 COMMANDS = [salvage]

@@ -6,9 +6,10 @@
 session-scoped state), and every ADK ``Event`` appended after it is one message whose payload is the event
 as ``model_dump(mode="json")``, read back with ``Event.model_validate``. App- and user-scoped state
 (``app:`` and ``user:`` keys) live in their own sessions, ``adk:app:["<app>"]`` and
-``adk:user:["<app>", "<user>"]``, one message per change (made one past 64), written in the same store
-transaction as the event that made the change; ``temp:`` keys are never stored. So every change is an event of the
-log, with ``history``, ``restore``, ``verify`` and ``fork`` (``fork_session``) at hand.
+``adk:user:["<app>", "<user>"]``, one message per change (made one past 64) naming the session that made it,
+written in the same store transaction as the event that made the change; ``temp:`` keys are never stored.
+``redact_session`` redacts a session and, in the same transaction, the app and user values only it set. So every
+change is an event of the log, with ``history``, ``restore``, ``verify`` and ``fork`` (``fork_session``) at hand.
 
 Stale writers are refused as ADK's database services refuse them, across processes: a session carries the
 store version it was read at, and ``append_event`` appends with that ``expected_version``; a session changed
@@ -59,6 +60,8 @@ _SESSION_KIND, _APP_KIND, _USER_KIND = "adk:session:", "adk:app:", "adk:user:"
 _SCOPE_CHANGES_KEPT = 64
 #: How many sessions' folds a service keeps (as many as the store keeps decoded by default).
 _FOLDS_KEPT = 256
+#: How many times ``redact_session`` reads again when another writer changed what it read.
+_REDACTION_ATTEMPTS = 3
 _STALE = ("The session has been modified in storage since it was loaded. "
           "Please reload the session before appending more events.")
 
@@ -209,6 +212,67 @@ def _fold_scope(key: str, messages: Sequence[ChatMessage], earlier: JSONObject |
     for message in messages:
         state.update(_envelope(message, key).get("delta", {}))  # a redacted change is gone
     return state
+
+
+def _fold_origins(key: str, messages: Sequence[ChatMessage]) -> dict[str, str | None]:
+    """Which session last set each key of an app or user state (``None``: a change from before changes named
+    their session). A change names one session (``by``: its key); a compacted one, each key's."""
+    origins: dict[str, str | None] = {}
+    for message in messages:
+        envelope = _envelope(message, key)
+        by = envelope.get("by")
+        for name in envelope.get("delta", {}):
+            origins[name] = by if isinstance(by, str) else by.get(name) if isinstance(by, dict) else None
+    return origins
+
+
+def _set_by(messages: Sequence[ChatMessage], key: str) -> _ScopedDelta:
+    """The app and user values the events of a session set, each key's last."""
+    app: JSONObject = {}
+    user: JSONObject = {}
+    for message in messages:
+        event = _envelope(message, key).get("event")
+        if isinstance(event, dict):
+            scoped = _split_delta(event.get("actions", {}).get("state_delta", {}))
+            app.update(scoped.app)
+            user.update(scoped.user)
+    return _ScopedDelta(app, user, {})
+
+
+@attrs.frozen
+class _ScopeRedaction:
+    """What redacting a session does to one app or user state: its messages are redacted, and the values that
+    stay (``state``, with the session each came from) are written again as one change."""
+
+    key: str
+    version: int
+    state: JSONObject
+    origins: dict[str, str | None]
+
+
+def _scope_redaction(scope: str, version: int, messages: Sequence[ChatMessage], redacted: str,
+                     set_by_session: JSONObject) -> _ScopeRedaction | None:
+    """What redacting the session ``redacted`` does to the scope ``scope`` (its messages and version as read),
+    ``None`` when no change of the scope came from the session.
+
+    A value goes when the session set it last: its change names the session, or (a change from before changes
+    named one) it is the value the session's events set. A value another session set since stays.
+    """
+    state, origins = _fold_scope(scope, messages), _fold_origins(scope, messages)
+
+    def from_session(name: str, value: Any) -> bool:
+        origin = origins.get(name)
+        return origin == redacted or (origin is None and name in set_by_session and set_by_session[name] == value)
+
+    if not set_by_session and not any(_names(_envelope(message, scope).get("by"), redacted) for message in messages):
+        return None
+    kept = {name: value for name, value in state.items() if not from_session(name, value)}
+    return _ScopeRedaction(scope, version, kept, {name: origins.get(name) for name in kept})
+
+
+def _names(by: object, key: str) -> bool:
+    """Whether a change's ``by`` names the session ``key`` (for one of its values, if it is a compacted one)."""
+    return by == key or (isinstance(by, dict) and key in by.values())
 
 
 Folded = TypeVar("Folded")
@@ -476,7 +540,7 @@ class EventStoreSessionService(BaseSessionService):
         scopes = [(_key(_APP_KIND, app_name), scoped.app), (_key(_USER_KIND, app_name, user_id), scoped.user)]
         async with self._store.transaction() as tx:
             appended = tx.append(key, message, expected_version=expected)
-            changed = [(scope, tx.append(scope, _message("system", "", {"delta": delta})))
+            changed = [(scope, tx.append(scope, _message("system", "", {"delta": delta, "by": key})))
                        for scope, delta in scopes if delta]
         for scope, version in changed:
             await self._compact(scope, version.result)
@@ -489,6 +553,47 @@ class EventStoreSessionService(BaseSessionService):
         messages = await self._store.load(scope)
         if len(messages) > _SCOPE_CHANGES_KEPT:
             state = self._scopes.fold(scope, messages)
+            change = {"delta": state, "by": _fold_origins(scope, messages)}
             with contextlib.suppress(WrongExpectedVersion):
-                await self._store.replace_messages(scope, [_message("system", "", {"delta": state})],
-                                                   expected_version=version)
+                await self._store.replace_messages(scope, [_message("system", "", change)], expected_version=version)
+
+    async def redact_session(self, *, app_name: str, user_id: str, session_id: str, reason: str) -> None:
+        """Make the session's events and state unrecoverable (the store's ``redact``, which keeps the chain
+        verifiable), and the ``app:`` and ``user:`` values it set: in one transaction.
+
+        A value the session set last goes from the app or user state; one another session set since stays. The
+        app or user state's earlier changes are redacted with it (a redaction blanks every change of a state,
+        as no change may keep a value of the redacted session readable), and the values that stay are written
+        again as one change.
+
+        Raises:
+            SessionNotFoundError: the session never existed.
+            InvalidArgument: ``reason`` is empty.
+        """
+        key = session_key(app_name, user_id, session_id)
+        for _ in range(_REDACTION_ATTEMPTS):
+            current = await self._store.session_at(key)
+            if current.version == 0:
+                raise SessionNotFoundError(f"Session {session_id} not found.")
+            set_by_session = _set_by(current.messages, key)
+            scopes = []
+            for scope, values in ((_key(_APP_KIND, app_name), set_by_session.app),
+                                  (_key(_USER_KIND, app_name, user_id), set_by_session.user)):
+                read = await self._store.session_at(scope)
+                scopes.append(_scope_redaction(scope, read.version, read.messages, key, values))
+            try:
+                await self._redact_together(key, current.version, reason, [scope for scope in scopes if scope])
+                return
+            except WrongExpectedVersion:
+                continue  # another writer changed the session or a state since it was read: read again
+        raise StaleSessionError(_STALE)
+
+    async def _redact_together(self, key: str, version: int, reason: str, scopes: Sequence[_ScopeRedaction]
+                               ) -> None:
+        async with self._store.transaction() as tx:
+            tx.redact(key, reason, expected_version=version)
+            for scope in scopes:
+                tx.redact(scope.key, f"{reason} (values set by {key}, which was redacted)",
+                          expected_version=scope.version)
+                if scope.state:
+                    tx.append(scope.key, _message("system", "", {"delta": scope.state, "by": scope.origins}))

@@ -29,7 +29,7 @@ from ..events import SessionForked, redact_event
 from ..storage import ReadTransaction, Storage, StorageUsage, WriteTransaction
 from . import commands
 from .cache import DecodedSessions
-from .writer import CommandWriter, Request, Write
+from .writer import CommandWriter, Request, Step, Write
 
 __all__ = ["Maintenance", "StoreStats", "ProjectionCheckpoint"]
 
@@ -207,6 +207,13 @@ class Maintenance:
                idempotency_key: str | None) -> int:
         """Blank the message content of every event of the session, and of every session forked from it
         (transitively: a fork holds copies of its source's messages); return how many events changed."""
+        changed = self._writer.run(key, request, self.redaction(key, reason), expected_version, idempotency_key)[0]
+        self.redactions_committed()
+        return changed
+
+    def redaction(self, key: str, reason: str) -> Step[int]:
+        """The write step of ``redact`` (also what a transaction's ``redact`` runs): its result is how many events
+        changed."""
 
         def step(txn: WriteTransaction, stream_id: int | None, now: int) -> tuple[int, list[LogChange]]:
             if stream_id is None:
@@ -218,9 +225,11 @@ class Maintenance:
             self._deferred.catch_up_in(txn)  # the redacted words leave the search index in the same commit
             return changed, recorded
 
-        changed = self._writer.run(key, request, step, expected_version, idempotency_key)[0]
+        return step
+
+    def redactions_committed(self) -> None:
+        """After a commit that redacted: decoded sessions may hold what the redaction rewrote."""
         self._decoded.clear()
-        return changed
 
     def _redact_stream(self, txn: WriteTransaction, key: str, stream_id: int, reason: str, now: int
                        ) -> tuple[int, list[LogChange]]:
@@ -270,14 +279,15 @@ class Maintenance:
         """Check the chain, the snapshots and every read model against a fresh fold, in one read transaction."""
         damaged_pages = self._storage.page_problems()  # before any read that such a page would crash
         if damaged_pages:
-            return VerifyReport(False, 0, damaged_pages)
+            return VerifyReport(False, 0, damaged_pages, frozenset({"file"}))
         with self._read() as txn:
             models: list[CheckedModel] = [*self._read_models, *self._deferred.checkers(txn)]
             report = verify(txn, self._log, self._snapshots, models, progress)
             problems = self._unreferenced_blobs(txn)
         if not problems:
             return report
-        return VerifyReport(False, report.events_checked, [*report.problems, *problems])
+        return VerifyReport(False, report.events_checked, [*report.problems, *problems],
+                            report.damaged | {"messages"})
 
     def _unreferenced_blobs(self, txn: ReadTransaction) -> list[str]:
         """Snapshot blobs that no snapshot names: each holds message text, which nothing else would show.

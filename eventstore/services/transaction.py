@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from projections.session import SessionHead
 
@@ -186,6 +186,14 @@ def _version(outcome: tuple[Any, int]) -> int:
     return outcome[1]
 
 
+class Redactions(Protocol):
+    """How the store redacts: the write step of a redaction, and what must follow its commit."""
+
+    def redaction(self, key: str, reason: str) -> Step[int]: ...
+
+    def redactions_committed(self) -> None: ...
+
+
 class Transaction:
     """Commands on several sessions, committed together when the ``with`` block ends: all of them, or none.
 
@@ -195,9 +203,11 @@ class Transaction:
     (``WrongExpectedVersion``, say) fails the whole transaction, which then writes nothing.
     """
 
-    def __init__(self, writer: Callable[[], CommandWriter]) -> None:
+    def __init__(self, writer: Callable[[], CommandWriter], redactions: Callable[[], Redactions]) -> None:
         self._writer = writer
+        self._redactions = redactions
         self._queued: list[tuple[Command[Any], Pending[Any]]] = []
+        self._redacting = False
         self._ended = False
 
     def _add(self, command: Command[Any], answer: Callable[[tuple[Any, int]], T]) -> Pending[T]:
@@ -263,12 +273,27 @@ class Transaction:
         """Delete the session; the result says whether it existed."""
         return self._add(delete_session(key, reason, expected_version, idempotency_key), _decision)
 
+    def redact(self, key: str, reason: str, *, expected_version: int | None = None,
+               idempotency_key: str | None = None) -> Pending[int]:
+        """Make the content of every message of the session (and its forks) unrecoverable, as the store's
+        ``redact``; the result is how many events changed."""
+        if not validate_text(reason, "reason").strip():
+            raise InvalidArgument("a redaction needs a reason")
+        command = Command.checked(key, Request("redact", (reason,)),
+                                  lambda _: self._redactions().redaction(key, reason), expected_version,
+                                  idempotency_key)
+        pending = self._add(command, _decision)
+        self._redacting = True
+        return pending
+
     def commit(self) -> None:
         """Commit every queued command in one write transaction (the end of the ``with`` block does it)."""
         self._end()
         if not self._queued:
             return
         outcomes = self._writer().run_together([command for command, _ in self._queued])
+        if self._redacting:
+            self._redactions().redactions_committed()
         for (_, pending), outcome in zip(self._queued, outcomes):
             pending.settle(outcome)
 
