@@ -99,6 +99,8 @@ def test_verify_names_the_repair_for_the_kind_of_damage(tmp_path: Path, damage: 
     last = result.output.strip().splitlines()[-1]
     assert last.startswith("DAMAGED:") and repair in last and wrong not in last, last
     report = json.loads(_run(path, "verify", "--json").output)
+    found = len(report["problems"])
+    assert last.startswith(f"DAMAGED: {found} problem{'' if found == 1 else 's'} found in "), last
     assert report["damaged"] == damaged
     assert len(report["repairs"]) == 1 and repair in report["repairs"][0]
     if "rebuild" in repair:  # and the command it names does repair it

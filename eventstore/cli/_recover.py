@@ -225,8 +225,9 @@ def verify(env: Env, as_json: bool) -> None:
     else:
         for problem in report.problems:
             out.line(f"problem: {problem}")
-        out.line(f"DAMAGED: {len(report.problems)} problems found in {report.events_checked} events checked; "
-                 f"{'; '.join(advice)}.")
+        found = len(report.problems)
+        out.line(f"DAMAGED: {found} problem{'' if found == 1 else 's'} found in {report.events_checked} events "
+                 f"checked; {'; '.join(advice)}.")
     if not report.ok:
         raise click.exceptions.Exit(1)
 
