@@ -238,12 +238,16 @@ def test_a_data_file_that_is_not_a_file_is_reported_as_damage(tmp_path: Path, re
     assert "data.mdb is not a regular file" in done.stdout
 
 
-def test_an_lmdb_lock_file_that_is_a_directory_is_reported_as_damage(tmp_path: Path) -> None:
+@pytest.mark.parametrize("readonly", [False, True])
+@pytest.mark.parametrize("spoil", [_replace_with_directory, _replace_with_fifo], ids=["directory", "fifo"])
+def test_a_lock_file_that_is_not_a_file_is_reported_as_damage(tmp_path: Path, readonly: bool,
+                                                              spoil: Callable[[Path], None]) -> None:
+    """These raised a bare EventStoreError (LMDB's "Is a directory" or "Illegal seek"), but one open's."""
     path = tmp_path / "store"
     SessionStore(path, durable=False).close()
-    _replace_with_directory(path / "lock.mdb")
-    with pytest.raises(StoreCorrupted, match=r"lock\.mdb is a directory"):
-        SessionStore(path, durable=False)
+    spoil(path / "lock.mdb")
+    with pytest.raises(StoreCorrupted, match=r"lock\.mdb is not a regular file"):
+        SessionStore(path, durable=False, readonly=readonly)
 
 
 # -- the command line -------------------------------------------------------------------------

@@ -184,7 +184,7 @@ def _check_files(path: Path) -> None:
     """Refuse a data file that is missing or empty where a store has existed, or that LMDB would crash on.
 
     Raises:
-        StoreCorrupted: naming the file and what is wrong (a data file that is not a regular file too).
+        StoreCorrupted: naming the file and what is wrong (a data or lock file that is not a regular file too).
     """
     data = path / _DATA
     try:
@@ -196,6 +196,10 @@ def _check_files(path: Path) -> None:
             raise StoreCorrupted(f"{data} is not a regular file, so it is not a store's data file; put data.mdb "
                                  "back from a backup, or remove it if nothing was ever stored there")
         size = found.st_size
+    lock = path / _LOCK
+    with suppress(FileNotFoundError):
+        if not stat.S_ISREG(lock.stat().st_mode):  # LMDB fails on it with a bare OS error
+            raise StoreCorrupted(f"{lock} is not a regular file, so it is not the store's LMDB lock file; remove it")
     if size > 0:
         lmdb_check.check_file(data, walk_pages_up_to=_WALK_AT_OPEN_PAGES)
         return
