@@ -187,6 +187,21 @@ class TestStoreLocation:
         assert "no store at" in error_line(result)
         assert list(tmp_path.iterdir()) == []
 
+    def test_a_store_whose_data_file_is_gone_is_damaged_not_missing(self, tmp_path: Path) -> None:
+        """A store directory that lost data.mdb (its marker is there) is reported as damaged, never as a place
+        with no store where `demo` or `import` would make one."""
+        with SessionStore(tmp_path, durable=False) as store:
+            store.append("k", ChatMessage.user("hello"))
+        (tmp_path / "data.mdb").unlink()
+        for args in (["sessions"], ["show", "k"], ["stats"]):
+            result = run(tmp_path, *args)
+            assert result.exit_code == 1, args
+            assert "data.mdb is missing, but a store existed" in error_line(result), args
+        verified = run(tmp_path, "verify")
+        assert verified.exit_code == 1
+        assert "data.mdb is missing, but a store existed" in verified.output
+        assert not (tmp_path / "data.mdb").exists()
+
     def test_a_file_is_not_a_store(self, tmp_path: Path) -> None:
         """--store naming a file fails in one line."""
         file = tmp_path / "file"

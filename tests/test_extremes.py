@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -214,12 +216,38 @@ def test_a_users_lock_that_is_not_a_file_is_reported_as_damage(tmp_path: Path, r
         SessionStore(path, durable=False, readonly=readonly)
 
 
-def test_an_lmdb_lock_file_that_is_a_directory_is_reported_as_damage(tmp_path: Path) -> None:
+@pytest.mark.parametrize("readonly", [False, True])
+@pytest.mark.parametrize("store", [True, False], ids=["in-a-store", "alone"])
+@pytest.mark.parametrize("spoil", [_replace_with_directory, _replace_with_fifo], ids=["directory", "fifo"])
+def test_a_data_file_that_is_not_a_file_is_reported_as_damage(tmp_path: Path, readonly: bool, store: bool,
+                                                              spoil: Callable[[Path], None]) -> None:
+    """A FIFO alone there used to make the open wait forever (so the open runs in a child, where a regression
+    cannot hang the suite); a directory raised a bare EventStoreError."""
+    path = tmp_path / "store"
+    if store:
+        SessionStore(path, durable=False).close()
+    else:
+        path.mkdir()
+        (path / "data.mdb").touch()
+    spoil(path / "data.mdb")
+    opening = (f"from eventstore import SessionStore, StoreCorrupted\n"
+               f"try:\n    SessionStore({str(path)!r}, durable=False, readonly={readonly})\n"
+               f"except StoreCorrupted as exc:\n    print(exc)\n")
+    done = subprocess.run([sys.executable, "-c", opening], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "data.mdb is not a regular file" in done.stdout
+
+
+@pytest.mark.parametrize("readonly", [False, True])
+@pytest.mark.parametrize("spoil", [_replace_with_directory, _replace_with_fifo], ids=["directory", "fifo"])
+def test_a_lock_file_that_is_not_a_file_is_reported_as_damage(tmp_path: Path, readonly: bool,
+                                                              spoil: Callable[[Path], None]) -> None:
+    """These raised a bare EventStoreError (LMDB's "Is a directory" or "Illegal seek"), but one open's."""
     path = tmp_path / "store"
     SessionStore(path, durable=False).close()
-    _replace_with_directory(path / "lock.mdb")
-    with pytest.raises(StoreCorrupted, match=r"lock\.mdb is a directory"):
-        SessionStore(path, durable=False)
+    spoil(path / "lock.mdb")
+    with pytest.raises(StoreCorrupted, match=r"lock\.mdb is not a regular file"):
+        SessionStore(path, durable=False, readonly=readonly)
 
 
 # -- the command line -------------------------------------------------------------------------

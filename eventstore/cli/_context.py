@@ -32,6 +32,7 @@ from .._audit import Progress
 from .._shared import SHARED_LOG_SCHEMES
 from .._time import Clock
 from ..events import RecordedEvent, SessionDeleted, SessionRestored
+from ..storage.lmdb import MARKER
 from ._output import terminal_safe
 
 __all__ = ["CACHE_ENV", "Env", "pass_env", "default_store_path", "parse_time", "restore_command", "user_error",
@@ -84,7 +85,8 @@ class Env:
         path = self.store_path
         if path.exists() and not path.is_dir():
             raise click.ClickException(f"{path} is a file, not a store directory")
-        if not create and not (path / "data.mdb").is_file():
+        # A directory with the store's marker held a store: the open below says what happened to its data file.
+        if not create and not (path / "data.mdb").is_file() and not (path / MARKER).exists():
             hint = "" if self.chosen else f" (the default store; choose another with --store or {STORE_ENV})"
             raise click.ClickException(
                 f"no store at {path}{hint}; create one with `eventstore demo` or `eventstore import`")

@@ -71,13 +71,22 @@ def check_files(path: Path) -> None:
     """Refuse a data file that is missing or empty where a store has existed, or that LMDB would crash on.
 
     Raises:
-        StoreCorrupted: naming the file and what is wrong.
+        StoreCorrupted: naming the file and what is wrong (a data or lock file that is not a regular file too).
     """
     data = path / DATA
     try:
-        size = data.stat().st_size
+        found = data.stat()
     except FileNotFoundError:
         size = -1
+    else:
+        if not stat.S_ISREG(found.st_mode):  # LMDB would wait forever reading a FIFO
+            raise StoreCorrupted(f"{data} is not a regular file, so it is not a store's data file; put data.mdb "
+                                 "back from a backup, or remove it if nothing was ever stored there")
+        size = found.st_size
+    lock = path / LOCK
+    with contextlib.suppress(FileNotFoundError):
+        if not stat.S_ISREG(lock.stat().st_mode):  # LMDB fails on it with a bare OS error
+            raise StoreCorrupted(f"{lock} is not a regular file, so it is not the store's LMDB lock file; remove it")
     if size > 0:
         lmdb_check.check_file(data, walk_pages_up_to=_WALK_AT_OPEN_PAGES)
         return
