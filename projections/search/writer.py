@@ -11,7 +11,7 @@ from array import array
 from collections import Counter, defaultdict, deque
 from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
-from itertools import repeat
+from itertools import chain, repeat
 from operator import itemgetter, or_, xor
 from typing import cast
 
@@ -283,11 +283,11 @@ class IndexWriter(IndexReader):
             repeated += [(tid, level << 8 | index) for tid, level in own.items()]
             several.update(seen.intersection(tids))
             seen.update(tids)
-            self._pending_df.update(tids)
         state.activity = micros
         self._messages += len(texts)
         if not keyed:
             return
+        self._pending_df.update(chain.from_iterable(tids for _, tids in keyed))  # counted in C
         best: dict[int, int] = {}
         for key, tids in sorted(keyed, key=itemgetter(0)):  # ascending: a term keeps its greatest key
             best.update(dict.fromkeys(tids, key))
