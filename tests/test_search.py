@@ -1047,6 +1047,28 @@ class TestStoredForms:
         finally:
             formats.GROUPED_FROM = original
 
+    @given(st.dictionaries(st.integers(0, 2**16 - 1), st.tuples(st.integers(1, 255), st.integers(0, 255)),
+                           max_size=40),
+           st.integers(0, 40), st.integers(0, 8))
+    def test_summary_extended_by_later_sessions(self, start: dict[int, tuple[int, int]], split: int,
+                                                grouped_from: int) -> None:
+        """A summary extended by sessions greater than its own, given as columns, is the summary of them all, byte
+        for byte (a small block that becomes grouped included)."""
+        original = formats.GROUPED_FROM
+        formats.GROUPED_FROM = grouped_from
+        try:
+            entries = {sid: level << 8 | tag for sid, (level, tag) in start.items()}
+            sids = sorted(entries)
+            raw = formats.summary_of({sid: entries[sid] for sid in sids[:split]})
+            later = sids[split:]
+            if later:
+                raw = formats.summary_extend(raw, struct.pack(f"<{len(later)}H", *later),
+                                             bytes(entries[sid] >> 8 for sid in later),
+                                             bytes(entries[sid] & 0xFF for sid in later))
+            assert raw == formats.summary_of(entries)
+        finally:
+            formats.GROUPED_FROM = original
+
     @given(st.lists(st.dictionaries(st.integers(1, 2**25) | st.sampled_from([1, 2, 65535, 65536, 2**24 - 1, 2**24]),
                                     st.sampled_from([7, 9]) | st.integers(1, 255), max_size=12),
                     min_size=1, max_size=70))

@@ -491,12 +491,12 @@ def summary_of(entries: Mapping[int, int]) -> bytes | None:
     return _joined(None, entries) if entries else None
 
 
+_INVERT = bytes(range(255, -1, -1))
+
+
 def _inverted(levels: bytes) -> bytes:
     """``levels`` with each level ``l`` as ``255 - l``: sorting by it puts the best level first."""
     return levels.translate(_INVERT)
-
-
-_INVERT = bytes(range(255, -1, -1))
 
 
 def _level_groups(offsets: bytes, levels: bytes) -> Iterator[tuple[int, bytes]]:
