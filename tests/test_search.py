@@ -31,7 +31,7 @@ from eventstore import (
     StoreReadOnly,
 )
 from eventstore.storage import WriteTransaction
-from projections.search import formats, planning
+from projections.search import formats, planning, writer
 from projections.search import queries as search_queries
 from projections.search.index import SearchIndex
 from projections.search.scoring import PIVOT, idf, impact, level_weight, term_weight
@@ -921,6 +921,48 @@ class TestRebuild:
                 assert incremental == [list(a) for a in answers_reference(store)]
 
 
+class TestBatches:
+    @settings(max_examples=40)
+    @given(st.lists(st.tuples(st.sampled_from(["a", "b", "c", "d"]), st.lists(texts, min_size=1, max_size=5),
+                              st.sampled_from(["append"] * 3 + ["remove_last", "update_last", "clear"])),
+                    min_size=1, max_size=25),
+           st.sampled_from([formats.BLOCK_BITS, 1]), st.sampled_from([1, 256]), st.sampled_from([1 << 22, 3]))
+    @example([("b", ["apple"], "append"), ("a", ["apple fig", "fig"], "append"), ("b", ["apple apple"], "append"),
+              ("a", ["apple"], "append")], 1, 1, 1 << 22)
+    def test_one_batch_builds_what_an_event_a_batch_builds(self, script: list[tuple[str, list[str], str]],
+                                                           block_bits: int, grouped_from: int,
+                                                           settle_every: int) -> None:
+        """Folded in one batch, where a session's appends are indexed a run at a time, a session comes in several
+        runs and sessions out of order, the index is the one folded an event a batch, and verify finds it exact
+        (small blocks: a term's sessions in several; a small ``settle_every``: entries settled mid-batch)."""
+        from eventstore import _deferred
+
+        saved = formats.BLOCK_BITS, formats.GROUPED_FROM, writer._SETTLE_EVERY, _deferred.DEFERRED_BATCH
+        formats.BLOCK_BITS, formats.GROUPED_FROM, writer._SETTLE_EVERY = block_bits, grouped_from, settle_every
+        try:
+            with tempfile.TemporaryDirectory() as directory, SessionStore(Path(directory), durable=False) as store:
+                for key, batch, command in script:
+                    if command == "append" or not store.load(key):
+                        store.append_many(key, [ChatMessage.user(text) for text in batch])
+                    elif command == "remove_last":
+                        store.remove_last(key)
+                    elif command == "update_last":
+                        store.update_last(key, ChatMessage.user(batch[0]))
+                    else:
+                        store.clear_messages(key)
+                store.catch_up()
+                assert store.verify().ok
+                with store._environment.read() as txn:
+                    one_batch = store._search_index.dump(txn)
+                _deferred.DEFERRED_BATCH = 1
+                store.rebuild_projections(["search"])
+                assert store.verify().ok
+                with store._environment.read() as txn:
+                    assert one_batch == store._search_index.dump(txn)
+        finally:
+            formats.BLOCK_BITS, formats.GROUPED_FROM, writer._SETTLE_EVERY, _deferred.DEFERRED_BATCH = saved
+
+
 def answers_reference(store: SessionStore) -> list[list[Any]]:
     """``answers`` as the plain-Python reference computes them (sessions only; messages from the store)."""
     reference = ReferenceSearch(store)
@@ -1003,6 +1045,28 @@ class TestStoredForms:
                            for sid in struct.unpack(f"<{len(members) // 2}H", members)}
                 assert (levels, grouped) == (sorted(set(levels), reverse=True),
                                              {sid: code >> 8 for sid, code in entries.items()})
+        finally:
+            formats.GROUPED_FROM = original
+
+    @given(st.dictionaries(st.integers(0, 2**16 - 1), st.tuples(st.integers(1, 255), st.integers(0, 255)),
+                           max_size=40),
+           st.integers(0, 40), st.integers(0, 8))
+    def test_summary_extended_by_later_sessions(self, start: dict[int, tuple[int, int]], split: int,
+                                                grouped_from: int) -> None:
+        """A summary extended by sessions greater than its own, given as columns, is the summary of them all, byte
+        for byte (a small block that becomes grouped included)."""
+        original = formats.GROUPED_FROM
+        formats.GROUPED_FROM = grouped_from
+        try:
+            entries = {sid: level << 8 | tag for sid, (level, tag) in start.items()}
+            sids = sorted(entries)
+            raw = formats.summary_of({sid: entries[sid] for sid in sids[:split]})
+            later = sids[split:]
+            if later:
+                raw = formats.summary_extend(raw, struct.pack(f"<{len(later)}H", *later),
+                                             bytes(entries[sid] >> 8 for sid in later),
+                                             bytes(entries[sid] & 0xFF for sid in later))
+            assert raw == formats.summary_of(entries)
         finally:
             formats.GROUPED_FROM = original
 

@@ -67,6 +67,8 @@ __all__ = [
     "summary_of",
     "summary_set",
     "summary_raise",
+    "summary_extend",
+    "packed_u64s",
     "tag",
     "entry",
     "merged",
@@ -226,7 +228,7 @@ def u32s(data: bytes | bytearray | memoryview) -> Sequence[int]:
     return _unsigned(data, "I")
 
 
-def _packed(values: Sequence[int], typecode: Literal["I", "H"]) -> bytes:
+def _packed(values: Sequence[int], typecode: Literal["Q", "I", "H"]) -> bytes:
     """``values`` as little-endian unsigned integers (``array`` ``typecode``)."""
     packed = array(typecode, values)
     if not _LITTLE:
@@ -236,6 +238,11 @@ def _packed(values: Sequence[int], typecode: Literal["I", "H"]) -> bytes:
 
 def _pack_u32s(values: Sequence[int]) -> bytes:
     return _packed(values, "I")
+
+
+def packed_u64s(values: Sequence[int]) -> bytes:
+    """``values`` as little-endian u64."""
+    return _packed(values, "Q")
 
 
 def _pack_u16s(values: Sequence[int]) -> bytes:
@@ -250,19 +257,6 @@ def _find_aligned(data: bytes, pattern: bytes, start: int, end: int) -> int:
     while position >= 0 and (position - start) % width:
         position = data.find(pattern, position + 1, end)
     return position
-
-
-def _run_end(values: Sequence[int], start: int) -> int:
-    """The end of the run of values equal to ``values[start]`` (``values`` sorted descending)."""
-    value = values[start]
-    low, high = start + 1, len(values)
-    while low < high:
-        middle = (low + high) // 2
-        if values[middle] < value:
-            high = middle
-        else:
-            low = middle + 1
-    return low
 
 
 # A term's summary in a block: every session of the block that contains the term, with its best level for it
@@ -498,34 +492,48 @@ def summary_of(entries: Mapping[int, int]) -> bytes | None:
     return _joined(None, entries) if entries else None
 
 
-def _level_groups(sids: list[int], entries: Mapping[int, int]) -> Iterator[tuple[int, list[int]]]:
-    """``(level, sessions ascending)`` of ``sids`` by their ``entries``, best level first."""
-    # Sorted by the whole entry in C (a key of the level alone would be a Python call a session).
-    by_level = sorted(sids, key=entries.__getitem__, reverse=True)
-    levels = [entries[sid] >> 8 for sid in by_level]
+_INVERT = bytes(range(255, -1, -1))
+
+
+def _inverted(levels: bytes) -> bytes:
+    """``levels`` with each level ``l`` as ``255 - l``: sorting by it puts the best level first."""
+    return levels.translate(_INVERT)
+
+
+def _level_groups(offsets: bytes, levels: bytes) -> Iterator[tuple[int, bytes]]:
+    """``(level, offsets as little-endian u16 bytes)`` of sessions given as ``offsets`` (ascending) and their
+    ``levels``, best level first, ascending within a level: one stable sort by level, in C."""
+    order = sorted(range(len(levels)), key=_inverted(levels).__getitem__)
+    grouped = _pack_u16s(list(map(_unsigned(offsets, "H").__getitem__, order)))
     start = 0
-    while start < len(levels):
-        end = _run_end(levels, start)
-        yield levels[start], sorted(by_level[start:end])
+    for level in sorted(set(levels), reverse=True):
+        end = start + 2 * levels.count(level)
+        yield level, grouped[start:end]
         start = end
 
 
 def _joined(block: Block | None, entries: Mapping[int, int]) -> bytes:
-    """The summary of ``block`` (``None``: empty) with ``entries`` of sessions all greater than its own: the
-    block's parts are extended, not decoded."""
-    total = len(entries) + (0 if block is None else block.sessions)
-    if block is not None and total > GROUPED_FROM and not block.grouped:
-        return _joined(None, {**block.entries(), **entries})  # a small block becomes grouped
+    """The summary of ``block`` (``None``: empty) with ``entries`` of sessions all greater than its own."""
     sids = sorted(entries)
-    codes = list(map(entries.__getitem__, sids))
+    codes = _pack_u16s(list(map(entries.__getitem__, sids)))  # tag, level: the low byte first
+    return summary_extend(None if block is None else block.raw, _pack_u16s(sids), codes[1::2], codes[0::2])
+
+
+def summary_extend(raw: bytes | None, offsets: bytes, levels: bytes, tags: bytes) -> bytes:
+    """``raw`` (``None``: an empty summary) with sessions all greater than its own: their ``offsets`` in the
+    block (little-endian u16, ascending), best ``levels`` and ``tags``. The block's parts are extended, not
+    decoded."""
+    block = None if raw is None else Block(raw)
+    total = len(levels) + (0 if block is None else block.sessions)
+    if block is not None and total > GROUPED_FROM and not block.grouped:  # a small block becomes grouped
+        return summary_extend(None, block.sids_raw() + offsets, block.best_levels() + levels, block.tags() + tags)
     kept = (b"", b"", b"") if block is None else (block.sids_raw(), block.best_levels(), block.tags())
-    parts = [b"", kept[0], _pack_u16s(sids), kept[1], bytes([code >> 8 for code in codes]),
-             kept[2], bytes([code & 0xFF for code in codes])]
+    parts = [b"", kept[0], offsets, kept[1], levels, kept[2], tags]
     flags = distinct = 0
     if total > GROUPED_FROM:
         members = {} if block is None else {level: [group] for level, group in block.groups()}
-        for level, added in _level_groups(sids, entries):
-            members.setdefault(level, []).append(_pack_u16s(added))
+        for level, added in _level_groups(offsets, levels):
+            members.setdefault(level, []).append(added)
         order = sorted(members, reverse=True)
         joined = [b"".join(members[level]) for level in order]
         counts = [len(group) // 2 for group in joined]
@@ -624,21 +632,22 @@ def merged(earlier: int, later: int) -> int:
     return (later if later >> 8 > earlier >> 8 else earlier) | MULTI
 
 
-def summary_raise(raw: bytes | None, changes: Mapping[int, int]) -> bytes | None:
-    """``raw`` updated with appended messages: session → the entry of its appended messages alone."""
-    if raw is not None:
-        block = Block(raw)
-        if min(changes) > block.last_sid():  # sessions new to the block (a bulk import): their entries as they are
-            return _joined(block, changes)
-        if len(changes) * 16 < block.sessions:
-            for sid, later in changes.items():
-                raw = summary_set(raw, sid, merged(block.entry_of(sid), later))
-                assert raw is not None  # a raised entry is never 0, so the summary keeps it
-                block = Block(raw)
-            return raw
-    if raw is None:
-        return summary_of(changes)
-    entries = Block(raw).entries()
+def summary_raise(raw: bytes | None, offsets: bytes, levels: bytes, tags: bytes) -> bytes | None:
+    """``raw`` updated with appended messages, given as ``summary_extend`` takes them: each session's entry of its
+    appended messages alone."""
+    if raw is None or _U16.unpack_from(offsets)[0] > Block(raw).last_sid():  # sessions new to the block
+        return summary_extend(raw, offsets, levels, tags)
+    codes = bytearray(2 * len(levels))  # interleaved in C: tag, level as a little-endian u16
+    codes[0::2], codes[1::2] = tags, levels
+    changes = dict(zip(_unsigned(offsets, "H"), _unsigned(codes, "H")))
+    block = Block(raw)
+    if len(changes) * 16 < block.sessions:
+        for sid, later in changes.items():
+            raw = summary_set(raw, sid, merged(block.entry_of(sid), later))
+            assert raw is not None  # a raised entry is never 0, so the summary keeps it
+            block = Block(raw)
+        return raw
+    entries = block.entries()
     get = entries.get
     for sid, later in changes.items():
         entries[sid] = merged(get(sid, 0), later)

@@ -99,30 +99,37 @@ class SearchIndex:
 
     @staticmethod
     def fold(writer: IndexWriter, stream_id: int, events: Sequence[Change]) -> None:
-        """Apply the message edits of ``events`` (one session's, in order) to a batch."""
+        """Apply the message edits of ``events`` (one session's, in order) to a batch: consecutive appends go to
+        the batch together (it indexes them a run at a time)."""
         if stream_id > MAX_ID:
             raise EventStoreError(f"stream id {stream_id} is too large for the search index")
+        appended: list[str] = []
+        micros = 0
         for recorded in events:
-            micros = to_micros(recorded.recorded_at)
             edit = message_edit(recorded)
+            if appended and not isinstance(edit, AppendMessage):
+                writer.append(stream_id, appended, micros)
+                appended = []
+            micros = to_micros(recorded.recorded_at)
             if isinstance(edit, AppendMessage):
-                writer.append(stream_id, edit.message[0].content, micros)
+                appended.append(edit.message[0].content)
             elif isinstance(edit, RemoveLastMessage):
                 writer.remove_last(stream_id)
             elif isinstance(edit, ReplaceLastMessage):
                 writer.remove_last(stream_id)
-                writer.append(stream_id, edit.message.content, micros)
+                writer.append(stream_id, [edit.message.content], micros)
             elif isinstance(edit, ClearMessages):
                 writer.clear(stream_id)
             elif isinstance(edit, ReplaceMessages):
                 writer.clear(stream_id)
-                for message, _ in edit.messages:
-                    writer.append(stream_id, message.content, micros)
+                writer.append(stream_id, [message.content for message, _ in edit.messages], micros)
             elif isinstance(edit, RedactMessages):
                 count = writer.message_count(stream_id)
                 writer.clear(stream_id)
-                for _ in range(count):
-                    writer.append(stream_id, REDACTED, micros)
+                writer.append(stream_id, [REDACTED] * count, micros)
+        if appended:
+            writer.append(stream_id, appended, micros)
+        if events:
             writer.touch(stream_id, micros)
 
     def clear(self, txn: WriteTransaction) -> None:

@@ -8,9 +8,12 @@ from __future__ import annotations
 import bisect
 import heapq
 from array import array
-from collections import Counter
+from collections import Counter, defaultdict, deque
 from collections.abc import Iterable, Iterator, Sequence
-from operator import itemgetter
+from functools import lru_cache
+from itertools import chain, repeat
+from operator import itemgetter, or_, xor
+from typing import cast
 
 from eventstore._errors import EventStoreError, StoreCorrupted
 from eventstore.events import REDACTED
@@ -38,6 +41,7 @@ from .formats import (
     head_value,
     id_key,
     offset_of,
+    packed_u64s,
     session_value,
     summary_raise,
     summary_set,
@@ -51,8 +55,12 @@ from .tokenizer import term_key, tokenize
 
 __all__ = ["IndexWriter", "indexed_terms"]
 
-#: Appends noted before they are folded into the summaries (bounds a batch's memory).
-_SETTLE_EVERY = 32768
+#: Entries (a term in a session) noted before they are folded into the summaries: bounds a batch's memory, at
+#: 8 bytes an entry.
+_SETTLE_EVERY = 1 << 22
+#: A noted entry is ``session << _ENTRY_BITS | entry``.
+_ENTRY_BITS = 16
+_ENTRY_MASK = (1 << _ENTRY_BITS) - 1
 
 
 def indexed_terms(content: str) -> list[str]:
@@ -94,9 +102,11 @@ class IndexWriter(IndexReader):
         self._lists: dict[int, list[int]] = {}  # term id → its blocks
         self._dfs: dict[int, int] = {}
         self._sessions: dict[int, _SessionState] = {}
-        self._pending: dict[int, dict[int, int]] = {}
+        self._pending: defaultdict[int, array[int]] = defaultdict(_notes)  # term id → entries noted
         self._pending_df: Counter[int] = Counter()
         self._unsettled = 0
+        self._high = -1  # the greatest session noted since every note was last settled
+        self._ordered = True  # each term's notes are of distinct sessions, ascending
         self._messages = super().messages()
         raw = None if fresh else txn.get(spaces.meta, META_NEXT_TID)
         self._next_tid = 1 if raw is None else count_of_value(raw)
@@ -220,18 +230,23 @@ class IndexWriter(IndexReader):
         self._new_terms[key] = term_entry(term, key, tid)
         return tid
 
-    def postings(self, text: str) -> tuple[list[int], bytes]:
-        """The term ids (ascending) and levels of a message's text."""
+    def _postings(self, text: str) -> tuple[list[int], bytes, int, dict[int, int]]:
+        """A message's term ids (ascending), their levels, the level of a term it holds once, and the levels of
+        the terms it repeats."""
         terms = indexed_terms(text)
         if not terms:
-            return [], b""
-        length = len(terms)
+            return [], b"", 0, {}
         counts = Counter(terms)
-        known = self._tids.get
-        tids = [known(term) or self._lookup(term) for term in counts]
+        known = list(map(self._tids.get, counts))
+        tids = [tid or self._lookup(term) for tid, term in zip(known, counts)] if None in known \
+            else cast(list[int], known)
+        length = len(terms)
         once = impact(1, length)  # the level of most terms of a message
-        pairs = sorted(zip(tids, [once if tf == 1 else impact(tf, length) for tf in counts.values()]))
-        return [tid for tid, _ in pairs], bytes([level for _, level in pairs])
+        own = {} if len(counts) == length else \
+            {tid: impact(tf, length) for tid, tf in zip(tids, counts.values()) if tf > 1}
+        tids.sort()
+        levels = bytes(map(own.get, tids, repeat(once))) if own else bytes((once,)) * len(tids)
+        return tids, levels, once, own
 
     def _lookup(self, term: str) -> int:
         return self.tid(term) or self._new_tid(term)
@@ -245,9 +260,46 @@ class IndexWriter(IndexReader):
         if state.count:
             state.activity = micros
 
-    def append(self, sid: int, text: str, micros: int) -> None:
+    def append(self, sid: int, texts: Sequence[str], micros: int) -> None:
+        """Append messages to session ``sid``: their postings go to its chunks, and the session's entry for each
+        of their terms (its best level, the first message with it, several messages) is noted for ``settle``.
+
+        The entries are found a run of messages at a time, with the work per posting done in C: each message
+        gives its terms one key, ``level << 8 | (index ^ 127)``, and the greatest key of a term is its best level
+        in its first message at that level.
+        """
         state = self._state(sid)
-        tids, levels = self.postings(text)
+        keyed: list[tuple[int, list[int]]] = []  # each message's key and terms
+        repeated: list[tuple[int, int]] = []  # the keys of terms a message repeats (they have their own level)
+        seen: set[int] = set()
+        several: set[int] = set()
+        for text in texts:
+            tids, levels, once, own = self._postings(text)
+            index = min(state.count, LAST_TAG) ^ LAST_TAG
+            self._add_to_chunk(state, sid, tids, levels)
+            if not tids:
+                continue
+            keyed.append((once << 8 | index, tids))
+            repeated += [(tid, level << 8 | index) for tid, level in own.items()]
+            several.update(seen.intersection(tids))
+            seen.update(tids)
+        state.activity = micros
+        self._messages += len(texts)
+        if not keyed:
+            return
+        self._pending_df.update(chain.from_iterable(tids for _, tids in keyed))  # counted in C
+        best: dict[int, int] = {}
+        for key, tids in sorted(keyed, key=itemgetter(0)):  # ascending: a term keeps its greatest key
+            best.update(dict.fromkeys(tids, key))
+        for tid, key in repeated:
+            if key > best[tid]:
+                best[tid] = key
+        entries = dict(zip(best, map(xor, best.values(), repeat(LAST_TAG))))
+        if several:
+            entries.update(zip(several, map(or_, map(entries.__getitem__, several), repeat(MULTI))))
+        self._note(sid, entries)
+
+    def _add_to_chunk(self, state: _SessionState, sid: int, tids: list[int], levels: bytes) -> None:
         number, place = divmod(state.count, CHUNK_MESSAGES)
         if not place:
             state.chunks[number] = None
@@ -256,47 +308,31 @@ class IndexWriter(IndexReader):
         state.appended.setdefault(number, []).append((array("I", tids), levels))
         state.dirty.add(number)
         state.count += 1
-        state.activity = micros
-        self._messages += 1
-        if not levels:
-            return
-        self._unsettled += 1
+
+    def _note(self, sid: int, entries: dict[int, int]) -> None:
+        """Note the entries (term id → entry) of messages appended to session ``sid``, for ``settle``."""
+        if sid <= self._high:
+            self._ordered = False
+        self._high = max(self._high, sid)
+        notes = map(or_, entries.values(), repeat(sid << _ENTRY_BITS))
+        deque(map(array.append, map(self._pending.__getitem__, entries), notes), maxlen=0)  # a loop in C
+        self._unsettled += len(entries)
         if self._unsettled >= _SETTLE_EVERY:
             self.settle()
-        self._pending_df.update(tids)
-        pending = self._pending
-        index = min(state.count - 1, LAST_TAG)
-        for tid, level in zip(tids, levels):
-            code = level << 8 | index
-            sessions = pending.get(tid)
-            if sessions is None:
-                pending[tid] = {sid: code}
-                continue
-            earlier = sessions.get(sid)
-            # merged(earlier, code), inline: this loop runs for every term of every message
-            sessions[sid] = code if earlier is None else (code if code >> 8 > earlier >> 8 else earlier) | MULTI
 
     def settle(self) -> None:
-        """Fold all pending appends into the summaries and counts, each term once."""
+        """Fold all noted entries into the summaries and counts, each term once."""
         for tid in list(self._pending):
             self._settle(tid)
-        self._unsettled = 0
+        self._unsettled, self._high, self._ordered = 0, -1, True
 
     def _settle(self, tid: int) -> None:
-        """Fold the pending appends of one term (a reader of the batch sees them; others wait)."""
-        best = self._pending.pop(tid, None)
-        if best is None:
+        """Fold the noted entries of one term (a reader of the batch sees them; others wait)."""
+        notes = self._pending.pop(tid, None)
+        if notes is None:
             return
-        bits = formats.BLOCK_BITS  # read here: tests make blocks small
-        mask = (1 << bits) - 1
-        by_block: dict[int, dict[int, int]] = {}
-        for sid, code in best.items():
-            changes = by_block.get(sid >> bits)
-            if changes is None:
-                changes = by_block[sid >> bits] = {}
-            changes[sid & mask] = code
-        for block, changes in by_block.items():
-            self._set_block(tid, block, summary_raise(self._block(tid, block), changes))
+        for block, offsets, levels, tags in _by_block(notes if self._ordered else _merged_notes(notes)):
+            self._set_block(tid, block, summary_raise(self._block(tid, block), offsets, levels, tags))
         dfs = self._dfs
         df = dfs.get(tid)
         dfs[tid] = (super().df(tid) if df is None else df) + self._pending_df.pop(tid)
@@ -400,6 +436,57 @@ class IndexWriter(IndexReader):
                 terms.append((bytes(key), None))
                 names.append((id_key(tid), None))
         return sorted(terms), sorted(names)
+
+
+def _notes() -> array[int]:
+    return array("Q")
+
+
+def _by_block(notes: Sequence[int]) -> Iterator[tuple[int, bytes, bytes, bytes]]:
+    """``(block, offsets, levels, tags)`` of a term's noted entries (distinct sessions, ascending), as
+    ``summary_raise`` takes them: the columns are cut from the notes' bytes in C."""
+    bits = formats.BLOCK_BITS  # read here: tests make blocks small
+    shift = _ENTRY_BITS + bits
+    raw = packed_u64s(notes)  # a note's bytes: tag, level, then the session's
+    low, high = _and_table((1 << bits) - 1 & 0xFF), _and_table((1 << bits) - 1 >> 8)
+    start, size = 0, len(notes)
+    while start < size:
+        block = notes[start] >> shift
+        end = bisect.bisect_left(notes, (block + 1) << shift, start)
+        part = raw[8 * start:8 * end]
+        offsets = bytearray(2 * (end - start))
+        offsets[0::2], offsets[1::2] = part[2::8].translate(low), part[3::8].translate(high)
+        yield block, bytes(offsets), part[1::8], part[0::8]
+        start = end
+
+
+@lru_cache(maxsize=4)
+def _and_table(bits: int) -> bytes:
+    """A ``bytes.translate`` table that keeps only ``bits`` of every byte."""
+    return bytes(value & bits for value in range(256))
+
+
+def _merged_notes(notes: Iterable[int]) -> array[int]:
+    """Notes in session order, each session once: a session noted in several runs of a batch, or sessions noted
+    out of order, merge here."""
+    merged = array("Q")
+    last = -1
+    for note in sorted(notes):
+        sid = note >> _ENTRY_BITS
+        if sid == last:
+            merged[-1] = sid << _ENTRY_BITS | _combined(merged[-1] & _ENTRY_MASK, note & _ENTRY_MASK)
+        else:
+            merged.append(note)
+            last = sid
+    return merged
+
+
+def _combined(one: int, other: int) -> int:
+    """The entry of a session's term from two of its entries (in no particular order): the best level, the first
+    message with it, several messages."""
+    if one >> 8 != other >> 8:
+        return (one if one >> 8 > other >> 8 else other) | MULTI
+    return (one if one & LAST_TAG <= other & LAST_TAG else other) | MULTI
 
 
 def _write(txn: WriteTransaction, space: Space, items: list[tuple[bytes, bytes | None]]) -> None:
