@@ -147,7 +147,8 @@ class StoreReadOnly(EventStoreError):
 
 
 class StoreInaccessible(EventStoreError):
-    """This process may not open a file of the store (its permissions forbid it); nothing was changed."""
+    """This process cannot open or read a file of the store (its permissions forbid it, or the file system
+    fails with an I/O error); nothing was changed."""
 
 
 class TransactionError(EventStoreError):

@@ -303,3 +303,30 @@ def test_cli_import_of_an_event_whose_time_overflows_is_one_line(store_path: Pat
     code, _, stderr = _run(tmp_path / "new", "import", "events", str(spoiled))
     assert code == 1 and "out of range" in _one_error_line(stderr)
 
+
+
+
+@pytest.mark.parametrize("where", ["check_files", "open"])
+def test_an_io_error_at_open_is_store_inaccessible_not_the_base_class(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                       where: str) -> None:
+    import errno
+
+    import lmdb
+
+    from eventstore.storage import lmdb as engine
+    path = tmp_path / "store"
+    with SessionStore(path) as store:
+        store.append("k", ChatMessage("user", "hello"))
+
+    def check_fails(_path: Path) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    def open_fails(*_args: object, **_kwargs: object) -> None:
+        raise lmdb.Error(f"{path}: {os.strerror(errno.EIO)}")
+
+    if where == "check_files":
+        monkeypatch.setattr(engine, "check_files", check_fails)
+    else:
+        monkeypatch.setattr(engine.lmdb, "open", open_fails)
+    with pytest.raises(StoreInaccessible, match="Input/output error"):
+        SessionStore(path)

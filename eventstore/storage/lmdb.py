@@ -190,7 +190,7 @@ class Environment:
         except PermissionError as exc:
             raise StoreInaccessible(f"this process may not read the store at {path}: {exc}") from None
         except OSError as exc:
-            raise EventStoreError(f"cannot read the store at {path}: {exc}") from None
+            raise StoreInaccessible(f"cannot read the store at {path}: {exc}") from None
         if self.readonly and not (path / DATA).exists():
             raise StoreNotFound(f"there is no store at {path}")
         creating = not self.readonly and not (path / DATA).exists()
@@ -260,7 +260,7 @@ class Environment:
         except lmdb.Error as exc:
             if os.strerror(errno.ENOSPC) in str(exc) or os.strerror(errno.EDQUOT) in str(exc):
                 raise StoreFull(f"no room on the file system for the store at {self.path}: {exc}") from None
-            raise EventStoreError(f"cannot open the store at {self.path}: {exc}") from None
+            raise StoreInaccessible(f"cannot open the store at {self.path}: {exc}") from None
 
     @classmethod
     def acquire(cls, path: Path, *, durability: Durability = Durability.FULL, max_size: int | None = None,

@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 import lmdb
 
-from .._errors import EventStoreError, StoreCorrupted, StoreFull, StoreInaccessible, StoreNotFound
+from .._errors import StoreCorrupted, StoreFull, StoreInaccessible, StoreNotFound
 from . import lmdb_check
 
 # Reader slots: one per concurrent read transaction in all processes. Slots of
@@ -129,7 +129,7 @@ def open_users_lock(lock: Path, *, create: bool) -> BinaryIO | None:
             raise not_a_lock_file from None
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise StoreFull(f"no room on the file system to create {lock}") from None
-        raise EventStoreError(f"cannot open {lock}: {exc.strerror}") from None
+        raise StoreInaccessible(f"cannot open {lock}: {exc.strerror}") from None
     if not stat.S_ISREG(os.fstat(descriptor).st_mode):
         os.close(descriptor)
         raise not_a_lock_file
@@ -192,6 +192,6 @@ def reserve_lock_file(path: Path) -> None:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise StoreFull(f"no room on the file system for the store at {path}: {exc.strerror}") from None
         if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
-            raise EventStoreError(f"cannot prepare {lock}: {exc.strerror}") from None
+            raise StoreInaccessible(f"cannot prepare {lock}: {exc.strerror}") from None
     finally:
         os.close(descriptor)
