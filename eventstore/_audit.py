@@ -122,9 +122,9 @@ def verify(txn: ReadTransaction, log: EventLog, snapshots: SnapshotStore, read_m
         problems.extend(log.key_index_problems(txn))
     except EventStoreError as exc:
         problems.append(str(exc))
-    events, stream_entries = log.count(txn)
-    if stream_entries != events:
-        problems.append(f"the stream index has {stream_entries} entries for {events} events")
+    events, indexed = log.count(txn), log.indexed_events(txn)
+    if indexed != events:
+        problems.append(f"the stream index holds {indexed} events for {events} in the log")
     folded = {stream_id: session.snapshot() for stream_id, session in sessions.items()}
     for model in read_models:
         problems.extend(model.check(txn, folded))
