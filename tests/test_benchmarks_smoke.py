@@ -19,6 +19,7 @@ ROWS = (
     "build: appends / inserts, cost a message, last tenth / first",
     "build: catch_up, cost a message, last tenth / first",
     "bytes on disk (allocated; SQLite/ours)",
+    "bytes on disk after vacuum (ours, a copy; SQLite as built)",
     "list_sessions_with_metadata() of 45, fresh process",
     "open the store, fresh process",
     "open + list, fresh process",
