@@ -5,6 +5,8 @@ Usage (from the project root)::
     python -m benchmarks.bench_scale                  # 100,000 sessions of 20 messages (20-40 minutes)
     python -m benchmarks.bench_scale --quick          # 2,000 sessions of 20 (under a minute)
     python -m benchmarks.bench_scale --sessions 20000 --dir /tmp
+    python -m benchmarks.bench_scale --keep /tmp/scale               # build once, keep the stores ...
+    python -m benchmarks.bench_scale --keep /tmp/scale --only space,list   # ... and measure some parts again
 
 The corpus is generated (fixed seed): a session per chat, its messages
 alternating user and assistant, each of 5 to 40 words drawn from a 50,000-word
@@ -38,7 +40,9 @@ Times are medians (p99 in brackets with 100 samples or more); ratios are ours
 over SQLite as speed (SQLite's time / ours; above 1: ours is faster) or as size
 (SQLite's bytes / ours; above 1: ours is smaller). The targets of issue 16 are
 printed next to their ratios; they never decide the exit status. Stores live in
-a temporary directory (``--dir``) that is removed afterwards.
+a temporary directory (``--dir``) that is removed afterwards, or with ``--keep DIR``
+in DIR, kept and reused by later runs of the same corpus; ``--only`` names the
+parts to run (``build``, ``space``, ``list``, ``short``, ``pages``, ``search``).
 """
 
 from __future__ import annotations
@@ -335,18 +339,25 @@ class Bench:
     def path(self, backend: str) -> Path:
         return self.dir / backend
 
-    def run(self) -> None:
-        self.build()
-        self.bytes_on_disk()
-        self.index_bytes()
-        self.fresh_processes()
+    def measure(self, parts: frozenset[str]) -> None:
+        """Measure the built stores: the parts named."""
+        if "space" in parts:
+            self.bytes_on_disk()
+            self.index_bytes()
+        if "list" in parts:
+            self.fresh_processes()
+        if not parts & {"short", "pages", "search"}:
+            return
         stores = {"ours": open_store("ours", self.path("ours"), durable=False, cache_sessions=0),
                   "sqlite": open_store("sqlite", self.path("sqlite"), durable=False)}
         try:
-            self.short_sessions(stores)
-            self.load_parts(stores["ours"])
-            self.listing_pages(stores)
-            self.search(stores)
+            if "short" in parts:
+                self.short_sessions(stores)
+                self.load_parts(stores["ours"])
+            if "pages" in parts:
+                self.listing_pages(stores)
+            if "search" in parts:
+                self.search(stores)
         finally:
             for store in stores.values():
                 store.close()
@@ -464,6 +475,26 @@ class Bench:
                       + render_sizes("SQLite, pages per table and index",
                                      *sqlite_pages(self.path("sqlite") / "sessions" / "sessions.db")))
         self.space_per_message()
+        self.bytes_after_vacuum(theirs)
+
+    def bytes_after_vacuum(self, theirs: int) -> None:
+        """What ``vacuum`` gives back: our store's bytes once rewritten from its live entries alone (free pages
+        dropped, every page filled in key order), measured on a copy so that a kept store stays as built."""
+        scratch = Path(tempfile.mkdtemp(prefix="vacuum-", dir=self.dir))
+        try:
+            copy = scratch / "ours"
+            shutil.copytree(self.path("ours"), copy)
+            with SessionStore(copy, durable=False) as store:
+                before, after = store.vacuum()
+            sizes, free = lmdb_pages(copy)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        self.rows.append(Row("bytes_vacuumed", "bytes on disk after vacuum (ours, a copy; SQLite as built)",
+                             self.s.sessions * self.s.messages, fmt_bytes(after), fmt_bytes(theirs), theirs / after))
+        self.notes.append(f"vacuum: ours {fmt_bytes(before)} -> {fmt_bytes(after)}; by database after it: "
+                          + ", ".join(f"{name} {fmt_bytes(size)}" for name, size in
+                                      sorted(sizes.items(), key=lambda item: -item[1])[:6])
+                          + f"; free {fmt_bytes(free)}")
 
     def space_per_message(self) -> None:
         """Bytes a message in each of our databases (values, and the pages holding them): what compression and
@@ -694,14 +725,55 @@ BOUNDS = (
 
 def render_targets(values: dict[str, float]) -> str:
     lines = ["Targets of issue 16 (a verdict on each figure, not on the run):"]
+    unmeasured = [text for key, text, *_ in TARGETS + BOUNDS if key not in values]
     for key, text, least in TARGETS:
-        value = values[key]
-        verdict = "met   " if value >= least else "missed"
-        lines.append(f"  [{verdict}] {text}: {fmt_ratio(value)} (needs >= {least:.2f}x)")
+        if key in values:
+            value = values[key]
+            verdict = "met   " if value >= least else "missed"
+            lines.append(f"  [{verdict}] {text}: {fmt_ratio(value)} (needs >= {least:.2f}x)")
     for key, text, most, unit in BOUNDS:
-        value = values[key]
-        lines.append(f"  [{'met   ' if value <= most else 'missed'}] {text}: {value:.2f}{unit}")
+        if key in values:
+            value = values[key]
+            lines.append(f"  [{'met   ' if value <= most else 'missed'}] {text}: {value:.2f}{unit}")
+    if unmeasured:
+        lines.append(f"  (not measured in this run: {len(unmeasured)} of {len(TARGETS) + len(BOUNDS)})")
     return "\n".join(lines)
+
+
+#: The parts of a run, in the order they run; ``build`` makes the stores the others measure.
+PARTS = ("build", "space", "list", "short", "pages", "search")
+#: The file in a kept directory that says which corpus its stores hold, written once they are built.
+CORPUS_FILE = "corpus.json"
+
+
+def corpus_identity(settings: Settings) -> dict[str, int]:
+    """What decides a corpus's contents: stores built with the same identity hold the same sessions."""
+    return {"sessions": settings.sessions, "messages": settings.messages, "vocabulary": settings.vocabulary,
+            "seed": settings.seed}
+
+
+def kept_corpus(keep: Path, settings: Settings) -> bool:
+    """Whether ``keep`` holds the stores of this corpus (True), or nothing yet (False).
+
+    Raises ``ValueError`` when it holds something else: stores of another corpus, or a build that never finished.
+    """
+    marker = keep / CORPUS_FILE
+    if marker.exists():
+        found = json.loads(marker.read_text())
+        if found != corpus_identity(settings):
+            raise ValueError(f"{keep} holds another corpus ({found}); choose another directory or remove it")
+        return True
+    if keep.exists() and any(keep.iterdir()):
+        raise ValueError(f"{keep} is not empty and holds no finished corpus (a build cut short?); remove it")
+    return False
+
+
+def parse_parts(text: str) -> frozenset[str]:
+    parts = frozenset(part.strip() for part in text.split(",") if part.strip())
+    unknown = sorted(parts - set(PARTS))
+    if unknown or not parts:
+        raise argparse.ArgumentTypeError(f"parts are {', '.join(PARTS)}; not {', '.join(unknown) or 'none'}")
+    return parts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -710,6 +782,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sessions", type=int, help="how many sessions (default 100,000; 2,000 with --quick)")
     parser.add_argument("--messages", type=int, help="messages a session (default 20)")
     parser.add_argument("--dir", metavar="DIR", help="parent directory for the temporary stores (default: $TMPDIR)")
+    parser.add_argument("--keep", metavar="DIR", help="build the stores in DIR and keep them; when DIR already holds "
+                        "this corpus (same sessions, messages and seed), reuse it instead of building")
+    parser.add_argument("--only", metavar="PARTS", type=parse_parts,
+                        help=f"run only these parts, comma-separated, of: {', '.join(PARTS)} (default: all; "
+                        "the stores are built when they are not kept, and built again in --keep's DIR if build is "
+                        "named)")
     parser.add_argument("--child-list", nargs=2, metavar=("BACKEND", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child_list:
@@ -723,22 +801,51 @@ def main(argv: list[str] | None = None) -> int:
             if value < (30 if name == "sessions" else 1):
                 parser.error(f"--{name} must be at least {30 if name == 'sessions' else 1}")
             settings = replace(settings, **{name: value})
-    workdir = Path(tempfile.mkdtemp(prefix="eventstore-scale-", dir=args.dir))
+    parts: frozenset[str] = args.only or frozenset(PARTS)
+    if args.keep:
+        workdir = Path(args.keep)
+        try:
+            kept = kept_corpus(workdir, settings)
+        except ValueError as error:
+            parser.error(str(error))
+        if kept and "build" in parts and args.only:  # built again, as asked: only what this benchmark put there
+            (workdir / CORPUS_FILE).unlink()
+            for backend in BACKENDS:
+                shutil.rmtree(workdir / backend)
+            kept = False
+        parts = parts - {"build"} if kept else parts | {"build"}
+        workdir.mkdir(parents=True, exist_ok=True)
+    else:
+        kept = False
+        parts = parts | {"build"}
+        workdir = Path(tempfile.mkdtemp(prefix="eventstore-scale-", dir=args.dir))
     started = time.perf_counter()
 
     def log(text: str) -> None:
         print(f"[{time.perf_counter() - started:7.1f}s] {text}", file=sys.stderr, flush=True)
 
+    if kept:
+        log(f"reusing the stores kept in {workdir}")
     bench = Bench(settings, workdir, log)
     try:
-        bench.run()
+        if "build" in parts:
+            bench.build()
+            if args.keep:  # written last: a build cut short leaves no marker, and is not reused
+                (workdir / CORPUS_FILE).write_text(json.dumps(corpus_identity(settings)))
+        bench.measure(parts)
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
     elapsed = time.perf_counter() - started
     print(f"eventstore scale benchmark, {time.strftime('%Y-%m-%d %H:%M %Z')}: {settings.sessions:,} sessions of "
           f"{settings.messages} messages ({settings.sessions * settings.messages:,}), run in {elapsed:,.0f} s")
     print(f"Python {platform.python_version()}, LMDB {'.'.join(map(str, lmdb.version()))} (py-lmdb "
           f"{lmdb.__version__}), SQLite {sqlite3.sqlite_version}, {os.cpu_count()} CPUs, {platform.platform()}")
+    if kept:
+        print(f"The stores were built by an earlier run and kept in {workdir}; parts run: "
+              + ", ".join(part for part in PARTS if part in parts))
+    elif args.only:
+        print("Parts run: " + ", ".join(part for part in PARTS if part in parts))
     print("Ours: SessionStore(durable=False); SQLite: ZeroClaw's schema, WAL, synchronous=OFF. Times are medians "
           "(p99 in brackets, n >= 100);")
     print("ours/SQLite is speed (SQLite's time / ours) or size (SQLite's bytes / ours): above 1, ours is ahead.")
@@ -748,9 +855,10 @@ def main(argv: list[str] | None = None) -> int:
     for note in bench.notes:
         print(f"  {note}")
     print()
-    print("Where the bytes go:")
-    print("\n".join(bench.sizes))
-    print()
+    if bench.sizes:
+        print("Where the bytes go:")
+        print("\n".join(bench.sizes))
+        print()
     print(render_targets(bench.values))
     if settings.sessions < Settings().sessions:
         print(f"  (at {settings.sessions:,} sessions, not the issue's 100,000: the targets speak of that scale)")

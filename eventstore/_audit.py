@@ -134,9 +134,9 @@ def verify(txn: ReadTransaction, log: EventLog, snapshots: SnapshotStore, read_m
         problems.extend(log.key_index_problems(txn))
     except EventStoreError as exc:
         problems.append(str(exc))
-    events, stream_entries = log.count(txn)
-    if stream_entries != events:
-        problems.append(f"the stream index has {stream_entries} entries for {events} events")
+    events, indexed = log.count(txn), log.indexed_events(txn)
+    if indexed != events:
+        problems.append(f"the stream index holds {indexed} events for {events} in the log")
     damaged.update(["log"] if problems else [])
     if dictionary_problem is not None:
         what, readable = dictionary_problem

@@ -20,7 +20,10 @@ Invariants (each has a named test in ``tests/test_log.py``):
    (layout 1 or 2, compressed or not) changes no hash.
 
 Layout (named databases): ``log.events`` position → record; ``log.streams``
-stream id + version → position; ``log.keys`` SHA-256 of the key → stream id;
+stream id + version → position, or a run of them: an append of several events
+puts one entry, at its first version, holding the first position and the
+count (its events have consecutive versions at consecutive positions), so a
+20-message ``append_many`` takes one entry instead of 20; ``log.keys`` SHA-256 of the key → stream id;
 ``log.stream_keys`` stream id → key; ``log.meta`` the format marker and the
 store's compression dictionary (``dictionary.id``, ``dictionary``, ``dictionary.sha256``,
 ``dictionary.copy``: ``StoredDictionary``).
@@ -34,7 +37,8 @@ unless redaction or replication gave one that differs, and the payload as a
 zstd frame with a checksum, so a damaged payload is caught on every read as in
 layout 1. Both are read. A store this version creates, or gives a dictionary,
 is marked format 2, which older code refuses; one that trains a second
-dictionary (its first was trained on too alike payloads) is marked format 3.
+dictionary (its first was trained on too alike payloads) is marked format 3, and
+one whose stream index holds a run (``_RUN``) format 4.
 """
 
 from __future__ import annotations
@@ -60,13 +64,19 @@ GENESIS_HASH = hashlib.sha256(b"eventstore genesis").digest()
 
 #: Version of the record layouts and database set; a newer store is refused. Format 2 (a store with a
 #: compression dictionary, whose records may have layout 2) is marked when the dictionary is stored; format 3
-#: (frames may name one of several dictionaries) when a second dictionary is (``Dictionary.log_format``).
-LOG_FORMAT = 3
+#: (frames may name one of several dictionaries) when a second dictionary is (``Dictionary.log_format``); format 4
+#: (the stream index holds runs of versions) when the first run is written.
+LOG_FORMAT = 4
+#: The format of a store whose stream index holds a run (an entry of several events).
+_RUNS_FORMAT = 4
 #: The format a store is marked with when it is created.
 _NEW_FORMAT = 2
 
 _U64 = struct.Struct(">Q")
 _STREAM_KEY = struct.Struct(">QQ")
+#: A stream index entry of several events: the position of the first, and how many there are. An entry of one
+#: event holds its position alone (``_U64``), as every entry did before format 4.
+_RUN = struct.Struct(">QI")
 # format, flags, stream id, version, recorded µs, event id, schema version,
 # payload digest, hash, type name length; then the type name, then the payload.
 _RECORD = struct.Struct(">BBQQq16sH32s32sH")
@@ -299,13 +309,44 @@ class StoredDictionary:
         dictionary = Dictionary(data)
         self._store(txn, data)
         txn.put(self._meta, b"dictionary.id", os.urandom(8))
-        txn.put(self._meta, b"format", str(dictionary.log_format).encode())
+        _raise_format(txn, self._meta, dictionary.log_format)
         return dictionary
 
     def _store(self, txn: WriteTransaction, data: bytes) -> None:
         txn.put(self._meta, b"dictionary", data)
         txn.put(self._meta, b"dictionary.sha256", digest_of(data))
         txn.put(self._meta, b"dictionary.copy", copy_of(data))
+
+
+def _stored_format(txn: ReadTransaction, meta: Space) -> int | None:
+    """The store's format marker, or ``None`` for a store made before markers.
+
+    Raises:
+        StoreCorrupted: the marker is not a number.
+    """
+    stored = txn.get(meta, b"format")
+    if stored is None:
+        return None
+    if not re.fullmatch(rb"[1-9][0-9]{0,40}", bytes(stored)):
+        raise StoreCorrupted(f"the store's format marker is damaged ({bytes(stored)[:20]!r})")
+    return int(stored)
+
+
+def _raise_format(txn: WriteTransaction, meta: Space, log_format: int) -> None:
+    """Mark the store with ``log_format`` unless it already has a later one (formats only grow)."""
+    if (_stored_format(txn, meta) or 0) < log_format:
+        txn.put(meta, b"format", str(log_format).encode())
+
+
+def _run(raw: bytes, stream_id: int, first: int) -> tuple[int, int]:
+    """The position of the first event of a stream index entry, and how many consecutive events it holds."""
+    where = f"the stream index entry of stream {stream_id} version {first}"
+    if len(raw) == _U64.size:
+        return _U64.unpack(raw)[0], 1
+    position, count = unpack_stored(_RUN, raw, where)
+    if count < 2:
+        raise StoreCorrupted(f"{where} is damaged (a run of {count} events)")
+    return position, count
 
 
 class EventLog:
@@ -332,14 +373,10 @@ class EventLog:
             self.dictionary.secure(txn)
 
     def _check_format(self, txn: ReadTransaction) -> None:
-        stored = txn.get(self._meta, b"format")
-        if stored is None:
-            return
-        if not re.fullmatch(rb"[1-9][0-9]{0,40}", bytes(stored)):
-            raise StoreCorrupted(f"the store's format marker is damaged ({bytes(stored)[:20]!r})")
-        if int(stored) > LOG_FORMAT:
+        stored = _stored_format(txn, self._meta)
+        if stored is not None and stored > LOG_FORMAT:
             raise IncompatibleStore(
-                f"the store has log format {int(stored)}, newer than this code's {LOG_FORMAT}; "
+                f"the store has log format {stored}, newer than this code's {LOG_FORMAT}; "
                 "upgrade the eventstore package"
             )
 
@@ -390,11 +427,19 @@ class EventLog:
 
     def stream_version(self, txn: ReadTransaction, stream_id: int) -> int:
         """The version of the stream's latest event (0 for none)."""
-        found = txn.before(self._streams, _STREAM_KEY.pack(stream_id + 1, 0))
+        found = self._entry_before(txn, stream_id, None)
+        return 0 if found is None else found[0] + found[2] - 1
+
+    def _entry_before(self, txn: ReadTransaction, stream_id: int, version: int | None
+                      ) -> tuple[int, int, int] | None:
+        """The stream's last index entry that starts below ``version`` (``None``: its last entry): its first
+        version, the position of that version and how many events it holds; ``None`` if it has none."""
+        found = txn.before(self._streams, _STREAM_KEY.pack(stream_id + 1, 0) if version is None
+                           else _STREAM_KEY.pack(stream_id, version))
         if found is None:
-            return 0
-        found_stream, version = unpack_stored(_STREAM_KEY, found[0], "a key of the stream index")
-        return version if found_stream == stream_id else 0
+            return None
+        found_stream, first = unpack_stored(_STREAM_KEY, found[0], "a key of the stream index")
+        return (first, *_run(found[1], stream_id, first)) if found_stream == stream_id else None
 
     def _create_stream(self, txn: WriteTransaction, key: str) -> int:
         last = txn.last(self._stream_keys)
@@ -468,10 +513,15 @@ class EventLog:
                 record = self._plain_record(flags, stream_id, version, recorded_at, event_id, encoded, digest, link)
             if not txn.append(self._events, _U64.pack(position), record):
                 raise StoreCorrupted(f"position {position} is already taken")
-            txn.put(self._streams, _STREAM_KEY.pack(stream_id, version), _U64.pack(position))
             stored_events.append(StoredEvent(position, stream_id, key, version, recorded_at, event_id,
                                              encoded, digest, link, bool(flags)))
             previous_hash = link
+        first = stored_events[0]
+        if len(events) == 1:
+            txn.put(self._streams, _STREAM_KEY.pack(stream_id, first.version), _U64.pack(first.position))
+        else:
+            _raise_format(txn, self._meta, _RUNS_FORMAT)
+            txn.put(self._streams, _STREAM_KEY.pack(stream_id, first.version), _RUN.pack(first.position, len(events)))
         return stored_events
 
     @staticmethod
@@ -516,12 +566,18 @@ class EventLog:
 
     def _stream_positions(self, txn: ReadTransaction, stream_id: int, after_version: int,
                           up_to_version: int | None) -> Iterator[int]:
-        for raw_key, raw_position in txn.scan(self._streams, _STREAM_KEY.pack(stream_id, after_version + 1)):
-            found_stream, version = unpack_stored(_STREAM_KEY, raw_key, "a key of the stream index")
-            if found_stream != stream_id or (up_to_version is not None and version > up_to_version):
+        wanted = after_version + 1
+        holding = self._entry_before(txn, stream_id, wanted + 1)  # the entry that may hold the first version wanted
+        start = _STREAM_KEY.pack(stream_id, wanted if holding is None else holding[0])
+        for raw_key, raw in txn.scan(self._streams, start):
+            found_stream, first = unpack_stored(_STREAM_KEY, raw_key, "a key of the stream index")
+            if found_stream != stream_id:
                 return
-            yield unpack_stored(_U64, raw_position, f"the stream index entry of stream {stream_id} "
-                                                    f"version {version}")[0]
+            position, count = _run(raw, stream_id, first)
+            for version in range(max(first, wanted), first + count):
+                if up_to_version is not None and version > up_to_version:
+                    return
+                yield position + version - first
 
     def read_position(self, txn: ReadTransaction, position: int) -> StoredEvent:
         """The event at ``position``."""
@@ -587,9 +643,10 @@ class EventLog:
 
     def stream_position(self, txn: ReadTransaction, stream_id: int, version: int) -> int | None:
         """The global position of a stream's ``version``-th event, if the stream index has it."""
-        raw = txn.get(self._streams, _STREAM_KEY.pack(stream_id, version))
-        return None if raw is None else unpack_stored(_U64, raw, f"the stream index entry of stream {stream_id} "
-                                                                 f"version {version}")[0]
+        found = self._entry_before(txn, stream_id, version + 1)
+        if found is None or not found[0] <= version < found[0] + found[2]:
+            return None
+        return found[1] + version - found[0]
 
     def stream_ids(self, txn: ReadTransaction) -> Iterator[tuple[int, str]]:
         """Every stream id with its session key, in id order."""
@@ -599,9 +656,14 @@ class EventLog:
             except (struct.error, UnicodeDecodeError):
                 raise StoreCorrupted("the stream keys are damaged") from None
 
-    def count(self, txn: ReadTransaction) -> tuple[int, int]:
-        """(entries in the event table, entries in the stream index)."""
-        return txn.count(self._events), txn.count(self._streams)
+    def count(self, txn: ReadTransaction) -> int:
+        """Entries in the event table."""
+        return txn.count(self._events)
+
+    def indexed_events(self, txn: ReadTransaction) -> int:
+        """How many events the stream index holds, its runs' counts added up (for ``verify``: a scan of it)."""
+        return sum(_run(raw, *unpack_stored(_STREAM_KEY, key, "a key of the stream index"))[1]
+                   for key, raw in txn.scan(self._streams))
 
     def records(self, txn: ReadTransaction) -> Iterator[tuple[int, StoredEvent | StoreCorrupted]]:
         """Every record by its stored position, damaged ones as the error they raise (for ``verify``)."""

@@ -19,6 +19,7 @@ ROWS = (
     "build: appends / inserts, cost a message, last tenth / first",
     "build: catch_up, cost a message, last tenth / first",
     "bytes on disk (allocated; SQLite/ours)",
+    "bytes on disk after vacuum (ours, a copy; SQLite as built)",
     "list_sessions_with_metadata() of 45, fresh process",
     "open the store, fresh process",
     "open + list, fresh process",
@@ -61,3 +62,42 @@ def test_bench_scale_quick_prints_every_row_and_target(tmp_path: Path) -> None:
     for _key, text, *_ in TARGETS + BOUNDS:
         assert text in out
     assert list(tmp_path.iterdir()) == []  # the stores are removed
+
+
+def run_scale(*arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "benchmarks.bench_scale", "--quick", "--sessions", "45", *arguments],
+                          check=False, cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow  # builds two small stores, then measures them again from a second process
+def test_bench_scale_keeps_its_stores_and_runs_only_the_parts_named(tmp_path: Path) -> None:
+    kept = tmp_path / "kept"
+    built = run_scale("--keep", str(kept), "--only", "space")
+    assert built.returncode == 0, built.stderr
+    assert "build with the search index: appends + catch_up / inserts" in built.stdout
+    assert "bytes on disk (allocated; SQLite/ours)" in built.stdout
+    assert "load of a 20-message session" not in built.stdout
+    assert sorted(path.name for path in kept.iterdir()) == ["corpus.json", "ours", "sqlite"]
+
+    reused = run_scale("--keep", str(kept), "--only", "short")
+    assert reused.returncode == 0, reused.stderr
+    assert "built by an earlier run and kept in" in reused.stdout
+    assert "load of a 20-message session, random key (first, cache off)" in reused.stdout
+    assert "build with the search index" not in reused.stdout
+    assert "bytes on disk" not in reused.stdout
+    assert f"(not measured in this run: {len(TARGETS) + len(BOUNDS) - 3} of {len(TARGETS) + len(BOUNDS)})" \
+        in reused.stdout
+
+    other = run_scale("--keep", str(kept), "--messages", "3", "--only", "short")
+    assert other.returncode == 2
+    assert "holds another corpus" in other.stderr
+    assert "Traceback" not in other.stderr
+
+
+@pytest.mark.slow  # builds a tiny store; a build cut short must never be taken for a finished one
+def test_bench_scale_refuses_a_kept_directory_without_a_finished_corpus(tmp_path: Path) -> None:
+    (tmp_path / "ours").mkdir()
+    refused = run_scale("--keep", str(tmp_path), "--only", "short")
+    assert refused.returncode == 2
+    assert "holds no finished corpus" in refused.stderr
+    assert not (tmp_path / "corpus.json").exists()

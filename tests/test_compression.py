@@ -74,7 +74,7 @@ def test_records_after_training_are_compact_compressed_and_read_back(store_path:
         history = store.history("alice")
     # Positions 1-7 were written before the dictionary; the append that reached 8 trained it first.
     assert layouts(store_path) == [1] * 7 + [2] * (len(layouts(store_path)) - 7)
-    assert marker(store_path) == b"2"
+    assert marker(store_path) == b"4"  # and its append_many wrote runs of the stream index
     chunks = dict(items(store_path, b"messages.chunks"))
     assert {value[0] for value in chunks.values() if len(value) > 1000} == {1}  # big chunks compressed
     with SessionStore(store_path, clock=clock) as store:
@@ -126,7 +126,7 @@ def test_a_store_of_the_previous_format_opens_reads_and_gets_its_dictionary(
         assert store.load("dave") == more
         assert list(store.events())[:len(before)] == before
         assert store.verify().ok
-    assert marker(store_path) == b"2"
+    assert marker(store_path) == b"4"  # compressed, and runs of the stream index
     assert layouts(store_path)[:len(before)] == [1] * len(before)
     assert layouts(store_path)[-1] == 2
 
@@ -359,7 +359,7 @@ def test_a_dictionary_trained_on_alike_payloads_is_trained_again(store_path: Pat
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """A store whose first payloads were all alike trains a dictionary that helps nothing; once the log has
     doubled it trains another from its latest payloads. Records and chunks of both stay readable (each frame names
-    its dictionary), verify stays green, and the store is marked format 3."""
+    its dictionary), verify stays green, and the marker never goes back: format 4 here (its batches wrote runs)."""
     monkeypatch.setattr(_log, "TRAINING_EVENTS", 256)
     ping = ChatMessage.user("ping")
     sessions = {"varied": conversation(7, 300), "later": conversation(8, 40)}
@@ -367,7 +367,7 @@ def test_a_dictionary_trained_on_alike_payloads_is_trained_again(store_path: Pat
         store.append_many("bot", [ping] * 255)
         store.append("bot", ping)  # the 256th event trains on 255 copies of one payload
     first = dict(items(store_path, b"log.meta"))[b"dictionary"]
-    assert len(first) < 256 and marker(store_path) == b"2"
+    assert len(first) < 256 and marker(store_path) == b"4"  # the append_many wrote a run
     with SessionStore(store_path, clock=clock) as store:
         for message in sessions["varied"][:256]:  # the 512th event trains again
             store.append("varied", message)
@@ -378,7 +378,7 @@ def test_a_dictionary_trained_on_alike_payloads_is_trained_again(store_path: Pat
             assert store.load(key) == messages
         assert store.verify().ok
     meta = dict(items(store_path, b"log.meta"))
-    assert meta[b"format"] == b"3" and len(meta[b"dictionary"]) > len(first) + 4096
+    assert meta[b"format"] == b"4" and len(meta[b"dictionary"]) > len(first) + 4096
     assert set(frame_dictionaries(store_path)) == {0, 1}
     with SessionStore(store_path, clock=clock) as store:
         store.rebuild_projections()

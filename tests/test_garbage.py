@@ -602,6 +602,8 @@ KNOWN_DAMAGE: dict[str, Callable[[Any, Any], None]] = {
         txn, env, b"log.streams", _stream_id(txn, env, "a") + struct.pack(">Q", 1) + b"\0", struct.pack(">Q", 1)),
     "stream index entry of four bytes": lambda txn, env: _put(
         txn, env, b"log.streams", _stream_id(txn, env, "a") + struct.pack(">Q", 1), b"\0\0\0\1"),
+    "stream index run of no events": lambda txn, env: _put(
+        txn, env, b"log.streams", _stream_id(txn, env, "a") + struct.pack(">Q", 1), struct.pack(">QI", 1, 0)),
     "message chunk key of thirteen bytes": lambda txn, env: _put(
         txn, env, b"messages.chunks", _stream_id(txn, env, "a") + b"\0" * 5, b"x"),
     "snapshot key of nine bytes": lambda txn, env: _put(txn, env, b"snapshots", _stream_id(txn, env, "c") + b"\1",
@@ -651,7 +653,7 @@ def _set_meta(path: Path, value: bytes) -> None:
 
 
 @pytest.mark.parametrize("readonly", [False, True])
-@pytest.mark.parametrize("value", [b"4", b"99", b"18446744073709551616"])
+@pytest.mark.parametrize("value", [b"5", b"99", b"18446744073709551616"])
 def test_newer_log_format_is_refused_clearly(written: Path, value: bytes, readonly: bool) -> None:
     _set_meta(written, value)
     data = (written / "data.mdb").read_bytes()

@@ -86,6 +86,22 @@ class _Abort(Exception):
     pass
 
 
+def hide_versions(txn, streams, stream_id: int, hidden: int) -> None:
+    """Take versions 1 to ``hidden`` of the stream out of the stream index; an entry holding a run of versions
+    that reaches past them keeps its later ones."""
+    for raw_key, raw in list(txn.scan(streams, _STREAM_VERSION.pack(stream_id, 1))):
+        found_stream, first = _STREAM_VERSION.unpack(raw_key)
+        if found_stream != stream_id or first > hidden:
+            break
+        position = struct.unpack(">Q", raw[:8])[0]
+        count = 1 if len(raw) == 8 else struct.unpack(">I", raw[8:])[0]
+        assert txn.delete(streams, raw_key)
+        kept, start = first + count - 1 - hidden, position + hidden + 1 - first
+        if kept > 0:
+            txn.put(streams, _STREAM_VERSION.pack(stream_id, hidden + 1),
+                    struct.pack(">Q", start) if kept == 1 else struct.pack(">QI", start, kept))
+
+
 def fold_from_snapshot(store: SessionStore, key: str, version: int):
     """(snapshot version, session at ``version``) folded the way the store does, with every event up to the
     latest snapshot hidden from the stream index, so that the result can only come from that snapshot plus
@@ -96,8 +112,7 @@ def fold_from_snapshot(store: SessionStore, key: str, version: int):
         stream_id = stream_id_of(store._log, txn, key)
         found = store._snapshots.latest(txn, stream_id, version)
         hidden = 0 if found is None else found[0]
-        for hidden_version in range(1, hidden + 1):
-            assert txn.delete(store._log._streams, _STREAM_VERSION.pack(stream_id, hidden_version))
+        hide_versions(txn, store._log._streams, stream_id, hidden)
         result.append((hidden, fold_stream(txn, store._log, store._snapshots, stream_id, key, version)))
         raise _Abort
 

@@ -287,12 +287,14 @@ class TestRemovedEvent:
                     txn.delete(position_key(moved), db=events)
                 for moved, value in later[1:]:
                     txn.put(position_key(moved - 1), value, db=events)
-                index = [(bytes(k), _U64.unpack(bytes(v))[0]) for k, v in txn.cursor(db=streams)]
-                for key, target in index:
+                index = [(bytes(k), bytes(v)) for k, v in txn.cursor(db=streams)]
+                for key, value in index:
+                    # An entry begins with its (first) event's position; a run's count follows it.
+                    target = _U64.unpack(value[:_U64.size])[0]
                     if target == position:
                         txn.delete(key, db=streams)
                     elif target > position:
-                        txn.put(key, position_key(target - 1), db=streams)
+                        txn.put(key, position_key(target - 1) + value[_U64.size:], db=streams)
         report = reverify(built)
         assert (False, True) == (report.ok, names_position(report.problems, position)), report.problems
 

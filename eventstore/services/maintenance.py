@@ -321,7 +321,7 @@ class Maintenance:
         (read in another)."""
         usage = self._storage.usage() if databases else None
         with self._read() as txn:
-            events, _ = self._log.count(txn)
+            events = self._log.count(txn)
             heads = [head for _, head in self._catalog.heads(txn)]
             streams = sum(1 for _ in self._log.stream_ids(txn))
             return StoreStats(
