@@ -32,7 +32,7 @@ from .._audit import Progress
 from .._shared import SHARED_LOG_SCHEMES
 from .._time import Clock
 from ..events import RecordedEvent, SessionDeleted, SessionRestored
-from ..storage.lmdb import MARKER
+from ..storage.lmdb_files import MARKER
 from ._output import terminal_safe
 
 __all__ = ["CACHE_ENV", "Env", "pass_env", "default_store_path", "parse_time", "restore_command", "user_error",
