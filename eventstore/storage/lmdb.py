@@ -50,7 +50,7 @@ from .._errors import (
     StoreUsedAfterFork,
 )
 from . import lmdb_check
-from .protocol import MAX_KEY_SIZE, Durability, Space, SpaceUsage, StorageUsage, WriteTransaction
+from .protocol import MAX_KEY_SIZE, BeforeCommit, Durability, Outcome, Space, SpaceUsage, StorageUsage, WriteTransaction
 
 __all__ = ["Environment", "LmdbSpace", "LmdbTransaction"]
 
@@ -547,14 +547,12 @@ class _Reading:
             raise _translated(error, environment.path) from None
 
 
-def _outcome_of(run: Callable[[], object]) -> tuple[bool, object]:
-    """(True, what ``run`` returned) or (False, the exception it raised); a full map is not an outcome."""
-    try:
-        return True, run()
-    except _MapFull:
-        raise
-    except Exception as exc:
-        return False, exc
+class _Discarded(Exception):
+    """A group's ``before_commit`` said not to commit: the transaction aborts, each body has its outcome."""
+
+    def __init__(self, outcomes: list[Outcome]) -> None:
+        super().__init__("discarded before the commit")
+        self.outcomes = outcomes
 
 
 class _WriteLock:
@@ -592,10 +590,11 @@ class _WriteLock:
 class _Member:
     """One body waiting for its group commit, then its outcome."""
 
-    __slots__ = ("body", "done", "_ok", "_value", "wake")
+    __slots__ = ("body", "before_commit", "done", "_ok", "_value", "wake")
 
-    def __init__(self, body: Callable[[WriteTransaction], object]) -> None:
+    def __init__(self, body: Callable[[WriteTransaction], object], before_commit: BeforeCommit | None) -> None:
         self.body = body
+        self.before_commit = before_commit
         self.done = False
         self._ok = False
         self._value: object = None
@@ -645,10 +644,11 @@ class _GroupQueue:
         with self._lock:
             self._queued.append(member)
 
-    def take(self) -> list[_Member]:
-        """Every queued member, in arrival order (their commit order)."""
+    def take(self, kind: BeforeCommit | None) -> list[_Member]:
+        """Every queued member of ``kind`` (its ``before_commit``), in arrival order (their commit order)."""
         with self._lock:
-            group, self._queued = self._queued, []
+            group = [member for member in self._queued if member.before_commit == kind]
+            self._queued = [member for member in self._queued if member.before_commit != kind]
         return group
 
     def requeue(self, members: list[_Member]) -> None:
@@ -993,19 +993,22 @@ class Environment:
         """A read transaction: a consistent snapshot. Keep it short: it pins old pages."""
         return _Reading(self)
 
-    def write(self, body: Callable[[WriteTransaction], T]) -> T:
+    def write(self, body: Callable[[WriteTransaction], T], before_commit: BeforeCommit | None = None) -> T:
         """Run ``body`` in one write transaction and commit; grow the map and retry if full.
 
         ``body`` may run more than once, so it must do nothing but work in the transaction.
-        Bodies that arrive while another commit is in flight are committed together (see ``_GroupQueue``).
+        Bodies that arrive while another commit is in flight are committed together (see ``_GroupQueue``),
+        those of one ``before_commit`` only: it runs after the group's bodies, before the commit
+        (``protocol.BeforeCommit``).
         """
         self._refuse_if_forked()  # before the write lock, which a thread of the parent may have held at the fork
         self._refuse_if_readonly()
+        member = _Member(body, before_commit)
         if self._write_lock.held_here():
             # Vacuum reopening the databases: this thread has the store to itself, and another thread
             # waiting to lead a group would wait for it.
-            return self._commit_alone(body)
-        member = _Member(body)
+            self._commit_group([member])
+            return member.outcome()  # type: ignore[return-value]
         if self._group.join(member, self._write_lock):
             try:
                 if not member.done:  # a leader may have committed it while this thread was taking the lock
@@ -1019,12 +1022,12 @@ class Environment:
         """Commit every queued body (``own`` among them) in one transaction; wake each follower."""
         group: list[_Member] = []  # taken from the queue once the write transaction has begun
         try:
-            self._commit_group(group)
+            self._commit_group(group, own.before_commit)
         except BaseException:
             # Nothing of the group committed: the followers queue again for the next leader, and this
             # thread raises what went wrong (a body's own failure is its outcome, never the group's).
             if not group:  # it failed before taking the queue: take it now, to queue the others again
-                group += self._group.take()
+                group += self._group.take(own.before_commit)
             self._group.requeue([member for member in group if member is not own])
             raise
         finally:
@@ -1033,8 +1036,8 @@ class Environment:
                     member.wake.set()
         self._listeners.notify()
 
-    def _commit_group(self, group: list[_Member]) -> None:
-        """One write transaction for every queued body, each in its own nested transaction, one flush.
+    def _commit_group(self, group: list[_Member], kind: BeforeCommit | None = None) -> None:
+        """One write transaction for every queued body of ``kind``, each in its own nested transaction, one flush.
 
         The queue is taken once the transaction has begun, so bodies that arrive while it waits for
         another process's commit join the group.
@@ -1044,8 +1047,15 @@ class Environment:
             try:
                 with self._transaction(write=True) as txn:
                     if not group:
-                        group += self._group.take()
+                        group += self._group.take(kind)
                     outcomes = self._run_bodies(txn, group)
+                    if group[0].before_commit is not None:
+                        outcomes, commit = group[0].before_commit(outcomes)
+                        if not commit:
+                            raise _Discarded(outcomes)
+                break
+            except _Discarded as discarded:
+                outcomes = discarded.outcomes
                 break
             except _MapFull:
                 try:
@@ -1054,8 +1064,12 @@ class Environment:
                     if len(group) == 1:
                         raise
                     # At the size cap: each body alone, so that those that fit still commit.
-                    outcomes = [_outcome_of(lambda: self._commit_alone(member.body)) for member in group]  # noqa: B023
-                    break
+                    for member in group:
+                        try:
+                            self._commit_group([member])
+                        except StoreFull as full:
+                            member.settle(False, full)
+                    return
             except Exception as exc:
                 if len(group) != 1:
                     raise
@@ -1095,15 +1109,6 @@ class Environment:
             raise
         child.commit()
         return True, value
-
-    def _commit_alone(self, body: Callable[[WriteTransaction], T]) -> T:
-        released = False
-        while True:
-            try:
-                with self._transaction(write=True) as txn:
-                    return body(txn)
-            except _MapFull:
-                released = self._make_room(released)
 
     def _make_room(self, released: bool) -> bool:
         """Room for a write the map could not hold: the map grown, or, at the size cap, once (``released``
