@@ -5,13 +5,13 @@ last position and its hash), ``es_sessions`` (each session's version and latest 
 ``es_events`` (the log) and ``es_records`` (idempotency results and import receipts, first writer wins).
 
 Every commit is one call of the ``es_append_batch`` procedure, one round trip, for one command or for the
-commands a host's threads gave at once (``commit_many``: each accepted or refused alone). It locks the sessions'
-rows in key order, then the head row (every writer locks in that order, so none deadlocks); ``es_commit`` checks each
-session's version, and only then advances the head: positions are assigned while the head row is locked, so
-they are gap-free, a rejected commit takes none, and commits become visible in position order (a reader tailing
-the log never skips one that commits late, as readers of sequences do). It computes each chain link from
-the previous one, exactly as ``eventstore._log.chain_hash`` does. The procedure commits that and a ``NOTIFY``
-without waiting for the flush, then flushes in a transaction of its own, so no lock is held through a flush.
+commands a host's threads gave at once (``commit_many``: each accepted or refused alone). It locks the head row,
+then (``es_commit``) the sessions' rows in key order, checks each session's version, and only then advances the
+head: positions are assigned while the head row is locked, so they are gap-free, a rejected commit takes none, and
+commits become visible in position order (a reader tailing the log never skips one that commits late, as readers
+of sequences do). It computes each chain link from the previous one, exactly as ``eventstore._log.chain_hash``
+does. The procedure commits that and a ``NOTIFY`` without waiting for the flush, then flushes in a transaction of
+its own, so no lock is held through a flush.
 """
 
 from __future__ import annotations
@@ -147,11 +147,14 @@ END $$;
 
 # Format 3: ``es_append_batch``, the one call of a host's group commit: several commands, each checked against
 # its own sessions' versions (a refused one leaves the others alone, in a subtransaction of its own), committed
-# together with one flush, as ``es_append`` commits one. Every command's sessions are locked in key order before
-# the head, as ``es_commit`` locks one command's. A command after a refused one in the batch that shares a session
-# with it decided against that command's events, so it is refused too; so is a command on a session whose turn
-# another writer holds (taken with a try-lock: a writer holding its host's replica lock never waits for a turn,
-# whose holder may be waiting for that lock). ``c_pinned``: 0 for a command pinned nowhere.
+# together with one flush, as ``es_append`` commits one. It takes the head row first, so every writer waits there
+# and nothing that holds it waits for another writer: session rows are locked (by ``es_commit``) and new ones
+# inserted only under the head. (Locking a batch's session rows before the head deadlocks: a session created
+# between that and the head is locked again under it, maybe by a writer already waiting for the head.) A session's
+# turn is only tried: a command on a session whose turn another writer holds is refused at once, since a writer
+# holding its host's replica lock must not wait for a turn whose holder may be waiting for that lock. A command
+# after a refused one in the batch that shares a session with it decided against that command's events, so it is
+# refused too. ``c_pinned``: 0 for a command pinned nowhere.
 _APPEND_BATCH: LiteralString = """
 CREATE PROCEDURE es_append_batch(
     c_appends int4[], c_rewrites int4[], c_records int4[], c_pinned int8[],
@@ -182,7 +185,6 @@ DECLARE
 BEGIN
     refused := ARRAY(SELECT k FROM unnest(a_keys) AS k
                      WHERE NOT pg_try_advisory_xact_lock_shared(hashtextextended(k, 0)));
-    PERFORM 1 FROM es_sessions WHERE key = ANY (a_keys) AND key <> ALL (refused) ORDER BY key FOR UPDATE;
     PERFORM 1 FROM es_head FOR UPDATE;
     first_positions := '{}'; head_positions := '{}'; head_hashes := '{}'; refusals := '{}'; hints := '{}';
     details := '{}'; taken := '{}';
