@@ -105,14 +105,20 @@ def test_a_step_that_refuses_the_commit_writes_nothing_of_its_group_and_still_an
     results = writes_in_one_group(environment, [(b"r1", refusing), (b"kept", None), (b"r2", refusing)])
     assert results == [("answered", b"r1"), b"kept", ("answered", b"r2")]
     assert stored(environment) == {b"kept"}
-    assert environment.write(lambda txn: b"alone", refusing) == ("answered", b"alone")  # a lone body too
+    alone: object = environment.write(lambda txn: b"alone", refusing)
+    assert alone == ("answered", b"alone")  # a lone body too
     assert refusing.groups[-1] == [(True, b"alone")]
 
 
 def test_a_write_inside_a_write_of_the_same_thread_runs_its_step(environment: Environment) -> None:
     step = Step(commit=False)
     space = environment.space("test")
+    def body(txn: WriteTransaction) -> bytes:
+        txn.put(space, b"inner", b"v")
+        return b"inner"
+
     with environment._write_lock:  # as vacuum's reopening does: the thread holds the writers' lock
-        assert environment.write(lambda txn: txn.put(space, b"inner", b"v") or b"inner", step) == ("answered", b"inner")
+        inner: object = environment.write(body, step)
+    assert inner == ("answered", b"inner")
     assert step.groups == [[(True, b"inner")]]
     assert stored(environment) == set()
