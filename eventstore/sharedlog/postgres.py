@@ -146,7 +146,8 @@ END $$;
 """
 
 # Format 3: ``es_append_batch``, the one call of a host's group commit: several commands, each checked against
-# its own sessions' versions (a refused one leaves the others alone, in a subtransaction of its own), committed
+# its own sessions' versions (a refused one leaves the others alone, in a subtransaction of its own) by the
+# function ``es_commit_batch``, as ``es_commit`` checks one command for ``es_append``, and committed
 # together with one flush, as ``es_append`` commits one. It takes the head row first, so every writer waits there
 # and nothing that holds it waits for another writer: session rows are locked (by ``es_commit``) and new ones
 # inserted only under the head. (Locking a batch's session rows before the head deadlocks: a session created
@@ -156,14 +157,13 @@ END $$;
 # after a refused one in the batch that shares a session with it decided against that command's events, so it is
 # refused too. ``c_pinned``: 0 for a command pinned nowhere.
 _APPEND_BATCH: LiteralString = """
-CREATE PROCEDURE es_append_batch(
+CREATE FUNCTION es_commit_batch(
     c_appends int4[], c_rewrites int4[], c_records int4[], c_pinned int8[],
     a_keys text[], a_expected int8[], a_recorded int8[], a_counts int4[],
     e_ids bytea[], e_types text[], e_schemas int4[], e_payloads bytea[], e_digests bytea[], e_redacted bool[],
     w_positions int8[], w_payloads bytea[], r_spaces text[], r_keys bytea[], r_values bytea[],
-    INOUT first_positions int8[] DEFAULT NULL, INOUT head_positions int8[] DEFAULT NULL,
-    INOUT head_hashes bytea[] DEFAULT NULL, INOUT refusals text[] DEFAULT NULL, INOUT hints int4[] DEFAULT NULL,
-    INOUT details text[] DEFAULT NULL, INOUT taken bytea[] DEFAULT NULL)
+    OUT first_positions int8[], OUT head_positions int8[], OUT head_hashes bytea[], OUT refusals text[],
+    OUT hints int4[], OUT details text[], OUT taken bytea[])
 LANGUAGE plpgsql AS $$
 DECLARE
     a int := 0;
@@ -175,7 +175,6 @@ DECLARE
     keys text[];
     refused text[];
     clash int;
-    accepted bool := false;
     first_position int8;
     head_position int8;
     head_hash bytea;
@@ -207,7 +206,6 @@ BEGIN
                         w_positions[w + 1 : w + c_rewrites[c]], w_payloads[w + 1 : w + c_rewrites[c]],
                         r_spaces[r + 1 : r + c_records[c]], r_keys[r + 1 : r + c_records[c]],
                         r_values[r + 1 : r + c_records[c]], nullif(c_pinned[c], 0)) AS d;
-                accepted := true;
             EXCEPTION WHEN SQLSTATE 'EV409' OR SQLSTATE 'EV410' OR SQLSTATE 'EV412' OR SQLSTATE 'EV400' THEN
                 GET STACKED DIAGNOSTICS code = RETURNED_SQLSTATE, detail = PG_EXCEPTION_DETAIL,
                     hint = PG_EXCEPTION_HINT;
@@ -229,7 +227,24 @@ BEGIN
         w := w + c_rewrites[c];
         r := r + c_records[c];
     END LOOP;
-    IF accepted THEN
+END $$;
+
+CREATE PROCEDURE es_append_batch(
+    c_appends int4[], c_rewrites int4[], c_records int4[], c_pinned int8[],
+    a_keys text[], a_expected int8[], a_recorded int8[], a_counts int4[],
+    e_ids bytea[], e_types text[], e_schemas int4[], e_payloads bytea[], e_digests bytea[], e_redacted bool[],
+    w_positions int8[], w_payloads bytea[], r_spaces text[], r_keys bytea[], r_values bytea[],
+    INOUT first_positions int8[] DEFAULT NULL, INOUT head_positions int8[] DEFAULT NULL,
+    INOUT head_hashes bytea[] DEFAULT NULL, INOUT refusals text[] DEFAULT NULL, INOUT hints int4[] DEFAULT NULL,
+    INOUT details text[] DEFAULT NULL, INOUT taken bytea[] DEFAULT NULL)
+LANGUAGE plpgsql AS $$
+BEGIN
+    SELECT b.first_positions, b.head_positions, b.head_hashes, b.refusals, b.hints, b.details, b.taken
+        INTO first_positions, head_positions, head_hashes, refusals, hints, details, taken
+        FROM es_commit_batch(c_appends, c_rewrites, c_records, c_pinned, a_keys, a_expected, a_recorded, a_counts,
+                             e_ids, e_types, e_schemas, e_payloads, e_digests, e_redacted, w_positions, w_payloads,
+                             r_spaces, r_keys, r_values) AS b;
+    IF array_position(refusals, NULL) IS NOT NULL THEN  -- a command was accepted
         PERFORM pg_notify('eventstore_log', ''), set_config('synchronous_commit', 'off', true);
         COMMIT;
         PERFORM pg_logical_emit_message(true, 'eventstore', '');
