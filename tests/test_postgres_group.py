@@ -16,7 +16,7 @@ from eventstore.sharedlog import Commit, Committed
 from eventstore.sharedlog.postgres import PostgresLog
 from eventstore.storage import WriteTransaction
 
-from test_postgres_store import listening, open_host, replica_of  # noqa: F401 - the fixture, by name
+from test_postgres_store import heard, listening, open_host, replica_of  # noqa: F401 - the fixture, by name
 
 # ruff: noqa: F811 - the tests take the imported fixture ``open_host`` by name
 
@@ -71,12 +71,14 @@ def in_one_group(host: SessionStore, commands: list[Callable[[], object]]) -> li
         thread.start()
     queued = engine._group._queued  # type: ignore[attr-defined]
     deadline = time.monotonic() + GATE_SECONDS
-    while len([member for member in queued if member.before_commit == replica._ship]) < len(commands):
-        assert time.monotonic() < deadline, "the commands never queued"
-        time.sleep(0.001)
-    release.set()
-    for thread in [first, *threads]:
-        thread.join()
+    try:
+        while len([member for member in queued if member.before_commit == replica._ship]) < len(commands):
+            assert time.monotonic() < deadline, "the commands never queued"
+            time.sleep(0.001)
+    finally:
+        release.set()
+        for thread in [first, *threads]:
+            thread.join()
     return results
 
 
@@ -89,6 +91,8 @@ def test_a_refused_command_among_accepted_ones_is_decided_again_and_the_others_c
     for key in "abc":
         one.append(key, user(f"{key} first"))
     listening(one)
+    # As while the notification of two's commit is on its way: one decides without catching up first.
+    monkeypatch.setattr(replica_of(one), "_catch_up_to_heard", lambda: None)
     two.append("b", user("b from two"))  # one's replica has not caught up: its command on b is refused once
     calls = record_calls(one, monkeypatch)
     def command(key: str) -> Callable[[], object]:
@@ -232,3 +236,20 @@ def test_a_session_whose_turn_another_writer_holds_does_not_hold_up_the_groups_o
     assert b_done_in_turn == [True]  # b committed while a's turn was held
     assert sorted(calls[0]) == ["Committed", "WrongExpectedVersion"]  # a was refused at once, not waited for
     assert texts(one, "a") == ["a first", "a waits for the turn"]
+
+
+def test_a_host_that_heard_of_another_hosts_commit_catches_up_before_deciding(open_host, monkeypatch):
+    one, two = open_host("one"), open_host("two")
+    one.append("mine", user("first"))
+    listening(one)
+    two.append("theirs", user("from two"))
+    heard(one, two)
+    replica = replica_of(one)
+    settled: list[object] = []
+    real_settle = replica._settle
+    monkeypatch.setattr(replica, "_settle", lambda records: (settled.append(records), real_settle(records)))
+    calls = record_calls(one, monkeypatch)
+    assert one.append("mine", user("second")) == 2
+    assert calls == [["Committed"]]
+    assert settled == []  # decided on the caught-up replica: kept as it was, not rolled back and fetched again
+    assert texts(one, "theirs") == ["from two"]

@@ -335,6 +335,7 @@ class ReplicaStorage:
             attempted = functools.partial(self._attempt, body=body, shipment=shipment, decided_at=decided_at)
             try:
                 if not contended:
+                    self._catch_up_to_heard()
                     return cast(T, self._inner.write(attempted, self._ship))
                 with self._shared.turn(contended):
                     self.catch_up()  # nobody else can move these sessions now: decide on their latest
@@ -360,6 +361,14 @@ class ReplicaStorage:
                     raise
         assert last is not None
         raise last
+
+    def _catch_up_to_heard(self) -> None:
+        """Catch up first if the watcher heard of commits the replica lacks: a command decided without them would
+        go elsewhere on the server (or be refused) and be rolled back, its work and its call wasted."""
+        with self._inner.read() as txn:
+            behind = self._head_of(txn) < self._head
+        if behind:
+            self.catch_up()
 
     def _moved_past(self, decided_at: list[int]) -> bool:
         """Catch up; whether the replica is now past the head a refused body decided against."""
