@@ -247,3 +247,22 @@ def test_a_commit_wakes_another_logs_listener_long_before_its_poll(log, postgres
     finally:
         other.close()
         waiter.join(5)
+
+
+def test_the_holder_of_a_turn_commits_while_another_writer_waits_for_it(log, postgres_url):
+    waiting_log = PostgresLog(postgres_url)
+    try:
+        with log.turn(["a"]):
+            waiter = threading.Thread(target=lambda: waiting_log.turn(["a"]).__enter__())
+            waiter.start()
+            with psycopg.connect(postgres_url, autocommit=True) as connection:
+                deadline = time.monotonic() + 10
+                while connection.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                                         ).fetchone() != (1,):
+                    assert time.monotonic() < deadline, "the other writer never waited for the turn"
+                    time.sleep(0.01)
+            assert log.commit(append("a", 0, "the holder's")).first_position == 1  # not refused behind the waiter
+        waiter.join(10)
+        assert not waiter.is_alive()
+    finally:
+        waiting_log.close()

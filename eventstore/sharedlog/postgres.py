@@ -155,13 +155,15 @@ END $$;
 # turn is only tried: a command on a session whose turn another writer holds is refused at once, since a writer
 # holding its host's replica lock must not wait for a turn whose holder may be waiting for that lock. A command
 # after a refused one in the batch that shares a session with it decided against that command's events, so it is
-# refused too. ``c_pinned``: 0 for a command pinned nowhere.
+# refused too. ``turns``: the sessions whose turn the calling connection holds, not tried (a try fails behind
+# another writer already waiting for the turn; ``es_commit``'s waiting lock goes ahead of it, as PostgreSQL puts a
+# lock's holder before its waiters). ``c_pinned``: 0 for a command pinned nowhere.
 _APPEND_BATCH: LiteralString = """
 CREATE FUNCTION es_commit_batch(
     c_appends int4[], c_rewrites int4[], c_records int4[], c_pinned int8[],
     a_keys text[], a_expected int8[], a_recorded int8[], a_counts int4[],
     e_ids bytea[], e_types text[], e_schemas int4[], e_payloads bytea[], e_digests bytea[], e_redacted bool[],
-    w_positions int8[], w_payloads bytea[], r_spaces text[], r_keys bytea[], r_values bytea[],
+    w_positions int8[], w_payloads bytea[], r_spaces text[], r_keys bytea[], r_values bytea[], turns text[],
     OUT first_positions int8[], OUT head_positions int8[], OUT head_hashes bytea[], OUT refusals text[],
     OUT hints int4[], OUT details text[], OUT taken bytea[])
 LANGUAGE plpgsql AS $$
@@ -183,7 +185,7 @@ DECLARE
     detail text;
 BEGIN
     refused := ARRAY(SELECT k FROM unnest(a_keys) AS k
-                     WHERE NOT pg_try_advisory_xact_lock_shared(hashtextextended(k, 0)));
+                     WHERE k <> ALL (turns) AND NOT pg_try_advisory_xact_lock_shared(hashtextextended(k, 0)));
     PERFORM 1 FROM es_head FOR UPDATE;
     first_positions := '{}'; head_positions := '{}'; head_hashes := '{}'; refusals := '{}'; hints := '{}';
     details := '{}'; taken := '{}';
@@ -233,7 +235,7 @@ CREATE PROCEDURE es_append_batch(
     c_appends int4[], c_rewrites int4[], c_records int4[], c_pinned int8[],
     a_keys text[], a_expected int8[], a_recorded int8[], a_counts int4[],
     e_ids bytea[], e_types text[], e_schemas int4[], e_payloads bytea[], e_digests bytea[], e_redacted bool[],
-    w_positions int8[], w_payloads bytea[], r_spaces text[], r_keys bytea[], r_values bytea[],
+    w_positions int8[], w_payloads bytea[], r_spaces text[], r_keys bytea[], r_values bytea[], turns text[],
     INOUT first_positions int8[] DEFAULT NULL, INOUT head_positions int8[] DEFAULT NULL,
     INOUT head_hashes bytea[] DEFAULT NULL, INOUT refusals text[] DEFAULT NULL, INOUT hints int4[] DEFAULT NULL,
     INOUT details text[] DEFAULT NULL, INOUT taken bytea[] DEFAULT NULL)
@@ -243,7 +245,7 @@ BEGIN
         INTO first_positions, head_positions, head_hashes, refusals, hints, details, taken
         FROM es_commit_batch(c_appends, c_rewrites, c_records, c_pinned, a_keys, a_expected, a_recorded, a_counts,
                              e_ids, e_types, e_schemas, e_payloads, e_digests, e_redacted, w_positions, w_payloads,
-                             r_spaces, r_keys, r_values) AS b;
+                             r_spaces, r_keys, r_values, turns) AS b;
     IF array_position(refusals, NULL) IS NOT NULL THEN  -- a command was accepted
         PERFORM pg_notify('eventstore_log', ''), set_config('synchronous_commit', 'off', true);
         COMMIT;
@@ -257,7 +259,7 @@ _UPGRADES: dict[int, LiteralString] = {1: _APPEND, 2: _APPEND_BATCH}
 
 # Binary parameters: payloads and digests go as they are, not spelled out in hex (about a tenth of a commit's
 # client CPU time, docs/postgres.md); every statement is prepared (``prepare_threshold=0``).
-_COMMIT = "CALL es_append_batch(" + ", ".join(["%b"] * 19) + ")"
+_COMMIT = "CALL es_append_batch(" + ", ".join(["%b"] * 20) + ")"
 _READ = """
 SELECT h.position, h.hash, e.position, e.key, e.version, e.recorded_at, e.event_id, e.type, e.schema_version,
        e.payload, e.digest, e.hash, e.redacted
@@ -316,7 +318,7 @@ class PostgresLog:
         self.url = url
         self._idle: list[psycopg.Connection[Any]] = []
         self._lock = threading.Lock()
-        self._turns = threading.local()  # .connection: the connection of this thread's turn, if it holds one
+        self._turns = threading.local()  # .connection, .keys: the connection and sessions of this thread's turn
         self._closed = False
         self._listener: psycopg.Connection[Any] | None = None
         self._listening = threading.Lock()
@@ -388,11 +390,11 @@ class PostgresLog:
             with self._connection() as connection:
                 for key in held:
                     connection.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
-                self._turns.connection = connection
+                self._turns.connection, self._turns.keys = connection, held
                 try:
                     yield
                 finally:
-                    self._turns.connection = None
+                    self._turns.connection, self._turns.keys = None, []
                     with suppress(psycopg.Error):  # a broken connection loses its locks as it closes
                         connection.execute("SELECT pg_advisory_unlock_all()")
         except psycopg.Error as exc:
@@ -418,6 +420,7 @@ class PostgresLog:
             [e.payload for e in events], [e.payload_digest for e in events], [e.redacted for e in events],
             [w.position for w in rewrites], [w.payload for w in rewrites],
             [r.space for r in records], [r.key for r in records], [r.value for r in records],
+            getattr(self._turns, "keys", []),
         )
         try:
             with self._connection() as connection:
