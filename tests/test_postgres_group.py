@@ -247,7 +247,12 @@ def test_a_host_that_heard_of_another_hosts_commit_catches_up_before_deciding(op
     replica = replica_of(one)
     settled: list[object] = []
     real_settle = replica._settle
-    monkeypatch.setattr(replica, "_settle", lambda records: (settled.append(records), real_settle(records)))
+
+    def settle(records: object) -> None:
+        settled.append(records)
+        real_settle(records)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(replica, "_settle", settle)
     calls = record_calls(one, monkeypatch)
     assert one.append("mine", user("second")) == 2
     assert calls == [["Committed"]]
