@@ -1,24 +1,30 @@
 """The log on PostgreSQL, each host reading from its LMDB replica, side by side with the LMDB store.
 
-Run: python -m benchmarks.bench_postgres --url postgresql://... [--quick] [--dir DIR]
+Run: python -m benchmarks.bench_postgres --url postgresql://... [--quick] [--rounds N] [--markdown] [--dir DIR]
 
 The URL names a PostgreSQL server (15 or later) with ``fsync`` on for the durable figures; each run works in
 a fresh schema of it, dropped afterwards. Measured, as the median of many calls:
 
-* a durable single append: the PostgreSQL store, the LMDB store (``durable=True``), a bare PostgreSQL
-  insert-plus-upsert transaction (one statement, one round trip: the floor of any log on the server), and
-  the ``eventsourcing`` library's PostgreSQL recorder (``insert_events``) when it is installed; then the
-  PostgreSQL store and the bare transaction again with ``synchronous_commit`` off, so that the flush's share
-  of each shows;
+* a durable single append: the PostgreSQL store, the LMDB store (``durable=True``), the store's call to the
+  server alone (``PostgresLog.commit`` of one event: the procedure without the client's deciding), a bare
+  PostgreSQL insert-plus-upsert transaction (one statement, one round trip: the floor of any log on the
+  server), and the ``eventsourcing`` library's PostgreSQL recorder (``insert_events``, the ``postgres-bench``
+  extra); then the store, the call and the bare transaction again with ``synchronous_commit`` off, so that
+  the flush's share of each shows. Each peer's median latency and its client CPU time per append;
 * 100 appends in one command; a load of a 1,000-message session (from the replica, which skips the server
   while its listener heard of no commit it lacks); the listing of 1,000 sessions; a search;
-* durable appends per second with 1, 4 and 8 writer processes spread over 2 hosts (replica directories),
-  each process appending to its own session: every commit passes the one head row, so this is its ceiling.
+* durable appends per second with 1, 4 and 8 writers spread over 2 hosts (replica directories), each
+  appending to its own session: as processes (a host's processes share its replica, each its own connection)
+  and as threads of one process per host (whose concurrent commands the host commits in one call). Every
+  commit passes the one head row, so this is its ceiling. The writer counts take turns within a round, and
+  the rounds (``--rounds``) show the spread: the median rate, and each round's 8 : 1 ratio.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
 import importlib
 import json
 import multiprocessing
@@ -29,16 +35,23 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from threading import Thread
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 import psycopg
 
 from eventstore import ChatMessage, SessionQuery, SessionStore
+from eventstore._codec import encode_event
+from eventstore.events import MessageAppended
+from eventstore.sharedlog import Commit, NewEvent, SessionAppend
+from eventstore.sharedlog.postgres import PostgresLog
 
 MESSAGE = ChatMessage("user", "a message of ordinary length, about as long as a short chat turn " * 3)
 WRITERS = (1, 4, 8)
 HOSTS = 2
+#: How a throughput row runs its writers: one process each, or threads of one process per host.
+LAYOUTS = ("processes", "threads")
 
 
 def median_ms(call: Callable[[int], object], count: int) -> float:
@@ -68,6 +81,20 @@ def bare_transaction(url: str, table: str = "bare") -> Callable[[int], object]:
     return lambda n: connection.execute(statement, ("k", n + 1, payload, "k", n + 1), prepare=True)
 
 
+def log_call(url: str, key: str) -> tuple[Callable[[int], object], Callable[[], None]]:
+    """The store's call to the server alone: ``PostgresLog.commit`` of one event to session ``key`` (and its
+    close)."""
+    log = PostgresLog(url)
+    encoded = encode_event(MessageAppended(MESSAGE))
+    digest = hashlib.sha256(encoded.payload).digest()
+
+    def commit(n: int) -> object:
+        event = NewEvent(os.urandom(16), encoded.type_name, encoded.schema_version, encoded.payload, digest)
+        return log.commit(Commit((SessionAppend(key, n, time.time_ns() // 1000, (event,)),)))
+
+    return commit, log.close
+
+
 def eventsourcing_recorder(url: str, schema: str) -> Callable[[int], object] | None:
     """The ``eventsourcing`` library's PostgreSQL recorder inserting one event per call (None: not installed)."""
     try:
@@ -86,17 +113,21 @@ def eventsourcing_recorder(url: str, schema: str) -> Callable[[int], object] | N
     return lambda n: recorder.insert_events([persistence.StoredEvent(originator, n + 1, "MessageAppended", payload)])
 
 
-def durable_appends(peers: dict[str, Callable[[int], object]], count: int) -> dict[str, float]:
-    """The median latency of each peer's durable append, in ms, measured in interleaved blocks of 10 calls so
-    that the disk's noise falls on all alike."""
+def durable_appends(peers: dict[str, Callable[[int], object]], count: int) -> dict[str, dict[str, float]]:
+    """Each peer's median latency and its mean client CPU time (this process's) per append, in ms, measured in
+    interleaved blocks of 10 calls so that the disk's noise falls on all alike."""
     latencies: dict[str, list[float]] = {name: [] for name in peers}
+    cpu = dict.fromkeys(peers, 0.0)
     for block in range(0, count, 10):
         for name, call in peers.items():
+            started_cpu = time.process_time()
             for index in range(block, block + 10):
                 started = time.perf_counter()
                 call(index)
                 latencies[name].append(time.perf_counter() - started)
-    return {name: round(statistics.median(found) * 1000, 3) for name, found in latencies.items()}
+            cpu[name] += time.process_time() - started_cpu
+    return {name: {"median, ms": round(statistics.median(found) * 1000, 3),
+                   "client CPU, ms": round(cpu[name] / len(found) * 1000, 3)} for name, found in latencies.items()}
 
 
 def single_store_figures(open_store: Callable[[], SessionStore], count: int) -> dict[str, float]:
@@ -122,27 +153,42 @@ def single_store_figures(open_store: Callable[[], SessionStore], count: int) -> 
     return figures
 
 
-def writer_process(url: str, cache: str, key: str, seconds: float, start_at: float,
+def writer_process(url: str, cache: str, keys: list[str], seconds: float, start_at: float,
                    done: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    """One host process: a thread per key, each appending to its key until ``seconds`` have passed; puts its
+    appends per second and its CPU time per append."""
     with SessionStore(url, cache=cache) as store:
-        store.append(key, MESSAGE)
-        time.sleep(max(0.0, start_at - time.time()))
-        count, began, cpu = 0, time.time(), time.process_time()
-        while time.time() - began < seconds:
+        for key in keys:
             store.append(key, MESSAGE)
-            count += 1
-        done.put((count / (time.time() - began), (time.process_time() - cpu) / max(count, 1)))
+        counts = [0] * len(keys)
+
+        def write(index: int) -> None:
+            while time.time() - began < seconds:
+                store.append(keys[index], MESSAGE)
+                counts[index] += 1
+
+        time.sleep(max(0.0, start_at - time.time()))
+        began, cpu = time.time(), time.process_time()
+        threads = [Thread(target=write, args=(index,)) for index in range(len(keys))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        done.put((sum(counts) / (time.time() - began), (time.process_time() - cpu) / max(sum(counts), 1)))
 
 
-def throughput(url: str, directory: Path, writers: int, seconds: float) -> tuple[float, float]:
+def throughput(url: str, directory: Path, writers: int, layout: str, seconds: float) -> tuple[float, float]:
     """Appends per second of all the writers together, and the writer processes' mean CPU time per append (ms):
     on a machine short of cores, the second says whether the first is bounded by the clients' CPU."""
     context = multiprocessing.get_context("spawn")
     done = context.Queue()
-    start_at = time.time() + 3 + writers * 0.3  # every process opened before the clock starts
+    keys = [f"writer-{layout}-{writers}-{n}" for n in range(writers)]
+    per_host = [keys[host::HOSTS] for host in range(HOSTS)]
+    groups = [[key] for key in keys] if layout == "processes" else [group for group in per_host if group]
+    start_at = time.time() + 3 + len(groups) * 0.3  # every process opened before the clock starts
     processes = [context.Process(target=writer_process, args=(
-        url, str(directory / f"host-{n % HOSTS}"), f"writer-{writers}-{n}", seconds, start_at, done))
-        for n in range(writers)]
+        url, str(directory / f"host-{next(n for n, host in enumerate(per_host) if group[0] in host)}"), group,
+        seconds, start_at, done)) for group in groups]
     for process in processes:
         process.start()
     for process in processes:
@@ -151,14 +197,61 @@ def throughput(url: str, directory: Path, writers: int, seconds: float) -> tuple
     return float(sum(rates)), statistics.mean(cpu) * 1000
 
 
+def throughput_rounds(url: str, directory: Path, rounds: int, seconds: float) -> dict[str, Any]:
+    """Every layout and writer count once per round, in turn (one writer is the same in both layouts): the median
+    rate and CPU per append of each, and each round's ratio of 8 writers to 1."""
+    measured: dict[str, list[tuple[float, float]]] = {}
+    for round_number in range(rounds):
+        for layout in LAYOUTS:
+            for writers in WRITERS:
+                name = "1" if writers == 1 else f"{writers} {layout}"
+                if writers == 1 and layout != LAYOUTS[0]:
+                    continue
+                place = directory / f"round-{round_number}-{layout}-{writers}"
+                measured.setdefault(name, []).append(throughput(url, place, writers, layout, seconds))
+    return {
+        "appends per second (median of the rounds)": {
+            name: round(statistics.median(rate for rate, _ in found)) for name, found in measured.items()},
+        "writer CPU per append, ms (median)": {
+            name: round(statistics.median(cpu for _, cpu in found), 3) for name, found in measured.items()},
+        "8 : 1, each round": {
+            layout: [round(eight[0] / one[0], 2) for eight, one in zip(measured[f"8 {layout}"], measured["1"],
+                                                                       strict=True)]
+            for layout in LAYOUTS},
+    }
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The figures as the tables of docs/benchmarks.md."""
+    lines = ["| single append (median; client CPU) | durable | no flush |", "|---|---|---|"]
+    appends = results["durable append, ms"]
+    for peer in [name for name in appends if not name.endswith(", no flush")]:
+        cells = [appends.get(name) for name in (peer, f"{peer}, no flush")]
+        lines.append(f"| {peer} | " + " | ".join(
+            f"{cell['median, ms']} ms; {cell['client CPU, ms']} ms" if cell else "" for cell in cells) + " |")
+    lines += ["", "| measure | PostgreSQL store | LMDB store |", "|---|---|---|"]
+    for measure in results["LMDB store"]:
+        lines.append(f"| {measure} | {results['PostgreSQL store'][measure]} | {results['LMDB store'][measure]} |")
+    rates, cpu = results["appends per second (median of the rounds)"], results["writer CPU per append, ms (median)"]
+    lines += ["", "| writers over 2 hosts | " + " | ".join(rates) + " |", "|---" * (len(rates) + 1) + "|",
+              "| durable appends per second (median) | " + " | ".join(str(rate) for rate in rates.values()) + " |",
+              "| writer CPU time per append (median) | " + " | ".join(f"{ms} ms" for ms in cpu.values()) + " |"]
+    lines += ["", "| 8 writers : 1, each round | " + " | ".join(
+        f"{layout}: {', '.join(map(str, ratios))}" for layout, ratios in results["8 : 1, each round"].items()) + " |"]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_postgres",
                                      description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--url", required=True, help="a PostgreSQL server (fsync on for the durable figures)")
     parser.add_argument("--quick", action="store_true", help="a fast smoke run with small counts")
+    parser.add_argument("--rounds", type=int, help="rounds of the throughput rows (default 3; 1 with --quick)")
+    parser.add_argument("--markdown", action="store_true", help="print the tables of docs/benchmarks.md, not JSON")
     parser.add_argument("--dir", metavar="DIR", help="parent directory for the stores and replicas")
     arguments = parser.parse_args(argv)
-    count, seconds = (30, 1.0) if arguments.quick else (300, 5.0)
+    count, seconds = (20, 0.5) if arguments.quick else (300, 5.0)
+    rounds = arguments.rounds or (1 if arguments.quick else 3)
     schema = f"bench_{os.getpid()}"
     with psycopg.connect(arguments.url, autocommit=True) as connection:
         connection.execute(f"CREATE SCHEMA {schema}")
@@ -169,14 +262,21 @@ def main(argv: list[str] | None = None) -> int:
             unflushed = in_schema(arguments.url, schema, "synchronous_commit=off")
             with SessionStore(url, cache=directory / "appends") as shared, \
                     SessionStore(directory / "lmdb-appends") as local, \
-                    SessionStore(unflushed, cache=directory / "unflushed") as shared_unflushed:
+                    SessionStore(unflushed, cache=directory / "unflushed") as shared_unflushed, \
+                    contextlib.ExitStack() as closing:
+                call, close = log_call(url, "call")
+                closing.callback(close)
+                call_unflushed, close = log_call(unflushed, "call unflushed")
+                closing.callback(close)
                 peers = {"PostgreSQL store": lambda _: shared.append("single", MESSAGE),
                          "LMDB store": lambda _: local.append("single", MESSAGE),
+                         "the store's call alone": call,
                          "bare PostgreSQL transaction": bare_transaction(url)}
                 recorder = eventsourcing_recorder(arguments.url, schema)
                 if recorder is not None:
                     peers["eventsourcing recorder"] = recorder
                 peers["PostgreSQL store, no flush"] = lambda _: shared_unflushed.append("unflushed", MESSAGE)
+                peers["the store's call alone, no flush"] = call_unflushed
                 peers["bare PostgreSQL transaction, no flush"] = bare_transaction(unflushed, "unflushed")
                 appends = durable_appends(peers, count)
             results: dict[str, Any] = {
@@ -184,14 +284,12 @@ def main(argv: list[str] | None = None) -> int:
                 "PostgreSQL store": single_store_figures(lambda: SessionStore(url, cache=directory / "replica"),
                                                          count),
                 "LMDB store": single_store_figures(lambda: SessionStore(directory / "lmdb"), count),
+                **throughput_rounds(url, directory, rounds, seconds),
             }
-            measured = {n: throughput(url, directory / f"hosts-{n}", n, seconds) for n in WRITERS}
-            results["appends per second (processes over 2 hosts)"] = {n: round(r) for n, (r, _) in measured.items()}
-            results["writer CPU per append, ms"] = {n: round(cpu, 3) for n, (_, cpu) in measured.items()}
     finally:
         with psycopg.connect(arguments.url, autocommit=True) as connection:
             connection.execute(f"DROP SCHEMA {schema} CASCADE")
-    print(json.dumps(results, indent=2, default=lambda value: round(value, 3)))
+    print(markdown(results) if arguments.markdown else json.dumps(results, indent=2))
     return 0
 
 

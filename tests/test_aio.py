@@ -289,7 +289,7 @@ def test_loop_never_runs_the_write_itself(store_path: Path) -> None:
                 writer_threads.add(threading.get_ident())
                 return original(body)
 
-            environment.write = spying  # type: ignore[method-assign]
+            environment.write = spying  # type: ignore[method-assign, assignment]
             try:
                 await asyncio.gather(*(store.append(f"k{index}", hello("x")) for index in range(8)))
             finally:

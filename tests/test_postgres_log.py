@@ -88,6 +88,65 @@ def test_a_refused_commit_takes_no_position_and_writes_nothing(log):
     assert log.commit(append("new", 0, "n")).first_position == 3
 
 
+def test_a_batch_answers_each_command_alone_and_a_refused_one_takes_no_position(log):
+    log.commit(append("a", 0, "one"))
+    record = SharedRecord("facade.idempotency", b"k", b"first")
+    log.commit(Commit(append("r", 0, "r").appends, records=(record,)))
+    answers = log.commit_many([
+        append("b", 0, "b1", "b2"),
+        append("a", 0, "stale"),  # "a" is at version 1
+        append("c", 0, "c1"),
+        Commit(append("d", 0, "d1").appends, records=(SharedRecord(record.space, b"k", b"second"),)),
+        Commit(rewrites=(Rewrite(1, b"[redacted]"),)),
+        append("c", 1, "c2"),
+    ])
+    assert [type(answer).__name__ for answer in answers] == [
+        "Committed", "WrongExpectedVersion", "Committed", "RecordTaken", "Committed", "Committed"]
+    wrong, taken = answers[1], answers[3]
+    assert isinstance(wrong, WrongExpectedVersion) and (wrong.key, wrong.expected, wrong.actual) == ("a", 0, 1)
+    assert isinstance(taken, RecordTaken) and taken.value == b"first"
+    assert [(a.first_position, a.head_position) for a in answers if not isinstance(a, Exception)] == [
+        (3, 4), (5, 5), (6, 5), (6, 6)]
+    stored = everything(log)
+    assert [(e.position, e.session_key, e.version, e.payload) for e in stored] == [
+        (1, "a", 1, b"[redacted]"), (2, "r", 1, b"r"), (3, "b", 1, b"b1"), (4, "b", 2, b"b2"), (5, "c", 1, b"c1"),
+        (6, "c", 2, b"c2")]
+    assert_chain(stored)
+    last = answers[-1]
+    assert not isinstance(last, Exception) and last.head_hash == stored[-1].hash
+
+
+def test_a_command_after_a_refused_one_on_the_same_session_is_refused_though_its_version_matches(log):
+    log.commit(append("a", 0, "elsewhere"))
+    # Decided on a replica that lacked "elsewhere": the second command followed the first, refused, command.
+    answers = log.commit_many([append("a", 0, "first"), append("a", 1, "after the first"), append("b", 0, "b")])
+    assert [type(answer).__name__ for answer in answers] == ["WrongExpectedVersion", "WrongExpectedVersion",
+                                                             "Committed"]
+    assert [(e.session_key, e.payload) for e in everything(log)] == [("a", b"elsewhere"), ("b", b"b")]
+
+
+def test_a_batch_refuses_at_once_the_commands_on_a_session_whose_turn_another_writer_holds(log, postgres_url):
+    other = PostgresLog(postgres_url)
+    try:
+        with other.turn(["a"]):
+            started = time.monotonic()
+            answers = log.commit_many([append("a", 0, "waits for no turn"), append("b", 0, "b")])
+            assert time.monotonic() - started < 5
+            assert [type(answer).__name__ for answer in answers] == ["WrongExpectedVersion", "Committed"]
+            other.commit(append("a", 0, "the turn's"))  # the holder's commit goes ahead
+        assert log.commit(append("a", 1, "after the turn")).first_position == 3
+    finally:
+        other.close()
+
+
+def test_a_batch_of_refused_commands_only_writes_nothing(log):
+    log.commit(append("a", 0, "one"))
+    answers = log.commit_many([append("a", 0, "x"), append("a", 0, "y")])
+    assert all(isinstance(answer, WrongExpectedVersion) for answer in answers)
+    assert [e.payload for e in everything(log)] == [b"one"]
+    assert log.read(0, 0).position == 1
+
+
 def test_times_never_go_back_along_a_session_and_a_rewrite_keeps_the_link(log):
     log.commit(append("a", 0, "one", at=T0 + 10))
     log.commit(append("a", 1, "two", at=T0))
@@ -156,6 +215,8 @@ def test_a_schema_of_the_first_format_is_upgraded_when_a_store_opens_it(log, pos
     log.commit(append("a", 0, "one"))
     log.close()
     with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute("DROP PROCEDURE es_append_batch")
+        connection.execute("DROP FUNCTION es_commit_batch")
         connection.execute("DROP PROCEDURE es_append")
         connection.execute("UPDATE es_meta SET format = 1")
     upgraded = PostgresLog(postgres_url)
@@ -186,3 +247,22 @@ def test_a_commit_wakes_another_logs_listener_long_before_its_poll(log, postgres
     finally:
         other.close()
         waiter.join(5)
+
+
+def test_the_holder_of_a_turn_commits_while_another_writer_waits_for_it(log, postgres_url):
+    waiting_log = PostgresLog(postgres_url)
+    try:
+        with log.turn(["a"]):
+            waiter = threading.Thread(target=lambda: waiting_log.turn(["a"]).__enter__())
+            waiter.start()
+            with psycopg.connect(postgres_url, autocommit=True) as connection:
+                deadline = time.monotonic() + 10
+                while connection.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                                         ).fetchone() != (1,):
+                    assert time.monotonic() < deadline, "the other writer never waited for the turn"
+                    time.sleep(0.01)
+            assert log.commit(append("a", 0, "the holder's")).first_position == 1  # not refused behind the waiter
+        waiter.join(10)
+        assert not waiter.is_alive()
+    finally:
+        waiting_log.close()

@@ -5,13 +5,15 @@ unchanged: its commands decide against the replica, its queries read the replica
 
 * **A write that records events** (or bookkeeping that must be unique across hosts) runs its body in a
   local write transaction that captures what the body wrote to the log and the bookkeeping spaces, and
-  before the local commit hands that to the shared log in one call (``SharedLog.commit``), with each
-  session's version as the body decided against it. When the shared log put the events where the replica
-  did (nobody committed in between: same first position, same chain head), the local transaction commits
-  as it is. Otherwise it is rolled back and the replica catches up from the shared log, which brings this
-  write's events back with the positions they got there. A refusal (a session moved on, a record taken)
-  rolls back, catches up and runs the body again, a bounded number of times: the body then decides
-  against the current session, and a caller's ``expected_version`` is checked against it.
+  before the local commit hands that to the shared log, with each session's version as the body decided
+  against it. The engine commits the writes that threads give at once as one group (``GroupCommitting``):
+  their commands go to the shared log in one call (``SharedLog.commit_many``: one transaction, one flush),
+  each accepted or refused alone. When the shared log put every command's events where the replica did
+  (nobody committed in between: same positions, same chain head), the local transaction commits as it is.
+  Otherwise it is rolled back and the replica catches up from the shared log, which brings the accepted
+  commands' events back with the positions they got there. A refusal (a session moved on, a record taken)
+  catches up and runs that command's body again, a bounded number of times: the body then decides against
+  the current session, and a caller's ``expected_version`` is checked against it.
 * **A read** first catches the replica up to the shared log's head: a host reads its own writes, and
   everyone's after one round trip. Catching up replicates (``Replication.replicate_batch``): every hash is
   checked, so a replica that diverged from the shared log (a failover that lost commits) is detected, and
@@ -35,12 +37,13 @@ import attrs
 
 from .._audit import Progress
 from .._codec import EncodedEvent
-from .._errors import EventStoreError, ReplicationMismatch, StoreClosed, WrongExpectedVersion
+from .._errors import EventStoreError, ReplicationMismatch, StoreClosed, StoreUnavailable, WrongExpectedVersion
 from .._folding import to_recorded
 from .._log import StoredDictionary, StoredEvent, decode_record, record_hash, record_payload
 from ..events import RecordedEvent
 from ..sharedlog import (
     Commit,
+    Committed,
     HeadMoved,
     NewEvent,
     RecordTaken,
@@ -50,7 +53,7 @@ from ..sharedlog import (
     SharedLog,
     SharedRecord,
 )
-from ..storage import ReadTransaction, Space, Storage, StorageUsage, WriteTransaction
+from ..storage import GroupCommitting, Outcome, ReadTransaction, Space, StorageUsage, WriteTransaction
 
 __all__ = ["ReplicaStorage", "ReplicaBinding", "ATTEMPTS", "BATCH"]
 
@@ -86,6 +89,32 @@ class _Refused(Exception):
     def __init__(self, cause: EventStoreError) -> None:
         super().__init__(str(cause))
         self.cause = cause
+
+
+class _Again(Exception):
+    """The write shared nothing, but its group was not committed (a batchmate's command went elsewhere): run it
+    again."""
+
+
+class _Shipment:
+    """What became of one write's command on the shared log, across the engine's runs of its body (it runs it
+    again after growing its map): once accepted, the command must not be sent again."""
+
+    def __init__(self) -> None:
+        self.accepted = False
+        self.result: object = None
+        self.in_doubt = False  # its call was under way when the group's leader stopped
+
+
+@attrs.frozen
+class _Pending:
+    """A body's outcome waiting for the shared log: its result, its commit, and where the replica put its events
+    (first and last position, the last one's hash; ``None`` for bookkeeping alone)."""
+
+    result: object
+    commit: Commit
+    decided: tuple[int, int, bytes] | None
+    shipment: _Shipment
 
 
 class _Elsewhere(Exception):
@@ -228,7 +257,7 @@ class ReplicaStorage:
         progress: called as ``progress(events_done, events_total)`` while the replica is filled or rebuilt.
     """
 
-    def __init__(self, replica: Storage, shared: SharedLog, progress: Progress | None = None,
+    def __init__(self, replica: GroupCommitting, shared: SharedLog, progress: Progress | None = None,
                  readonly: bool = False) -> None:
         self._inner = replica
         self._spaces: dict[str, Space] = {}  # every space the store opened: a rebuild empties them all
@@ -250,7 +279,7 @@ class ReplicaStorage:
         self._released = False
 
     @property
-    def replica(self) -> Storage:
+    def replica(self) -> GroupCommitting:
         """The local engine that holds the replica."""
         return self._inner
 
@@ -301,14 +330,20 @@ class ReplicaStorage:
         last: EventStoreError | None = None
         contended: list[str] = []  # sessions whose turn to take: the race to them was lost twice
         for attempt in range(ATTEMPTS):
-            shipped: list[object] = []
+            shipment = _Shipment()
             decided_at: list[int] = []  # the replica's head the body decided against
+            attempted = functools.partial(self._attempt, body=body, shipment=shipment, decided_at=decided_at)
             try:
-                with self._shared.turn(contended) if contended else contextlib.nullcontext():
-                    if contended:
-                        self.catch_up()  # nobody else can move these sessions now: decide on their latest
-                    return self._inner.write(functools.partial(self._attempt, body=body, shipped=shipped,
-                                                               decided_at=decided_at))
+                if not contended:
+                    self._catch_up_to_heard()
+                    return cast(T, self._inner.write(attempted, self._ship))
+                with self._shared.turn(contended):
+                    self.catch_up()  # nobody else can move these sessions now: decide on their latest
+                    # A group of its own (a step no other write names), led by this thread: its call goes
+                    # through the turn's connection.
+                    return cast(T, self._inner.write(attempted, lambda outcomes: self._ship(outcomes)))
+            except _Again:
+                continue
             except _Elsewhere as elsewhere:
                 self._settle(elsewhere.records)
                 return cast(T, elsewhere.result)
@@ -327,6 +362,14 @@ class ReplicaStorage:
         assert last is not None
         raise last
 
+    def _catch_up_to_heard(self) -> None:
+        """Catch up first if the watcher heard of commits the replica lacks: a command decided without them would
+        go elsewhere on the server (or be refused) and be rolled back, its work and its call wasted."""
+        with self._inner.read() as txn:
+            behind = self._head_of(txn) < self._head
+        if behind:
+            self.catch_up()
+
     def _moved_past(self, decided_at: list[int]) -> bool:
         """Catch up; whether the replica is now past the head a refused body decided against."""
         self.catch_up()
@@ -337,29 +380,66 @@ class ReplicaStorage:
         assert self._binding is not None
         return self._binding.head(txn)[0]
 
-    def _attempt(self, txn: WriteTransaction, *, body: Callable[[WriteTransaction], T], shipped: list[object],
-                 decided_at: list[int]) -> T:
-        if shipped:  # the engine runs the body again (it grew its map) after the shared log took it
-            raise _Elsewhere(shipped[0], ())
+    def _attempt(self, txn: WriteTransaction, *, body: Callable[[WriteTransaction], T], shipment: _Shipment,
+                 decided_at: list[int]) -> T | _Pending:
+        if shipment.accepted:  # the engine runs the body again (it grew its map) after the shared log took it
+            raise _Elsewhere(shipment.result, ())
+        if shipment.in_doubt:
+            raise StoreUnavailable("the call to the shared log was cut short; the command may or may not have been "
+                                   "recorded: retry it with the same idempotency_key")
         decided_at[:] = [self._head_of(txn)]
         capture = _Capture(txn, self._stream_keys, self._dictionary)
         result = body(_CapturingTransaction(txn, capture))
         commit = capture.commit()
         if commit is None:
             return result
+        decided = None
+        if capture.events:
+            (first, _), (last, record) = capture.events[0], capture.events[-1]
+            decided = (first, last, record_hash(record))
+        return _Pending(result, commit, decided, shipment)
+
+    def _ship(self, outcomes: list[Outcome]) -> tuple[list[Outcome], bool]:
+        """The step before a group's local commit: the group's commands to the shared log in one call.
+
+        The local transaction commits when the shared log put every command's events where the replica did;
+        otherwise nothing of it is kept, and each caller learns what became of its command: recorded elsewhere
+        (catch up), refused (decide again), or the call's failure, which reaches every command of the call.
+        """
+        pending = [value for ok, value in outcomes if ok and isinstance(value, _Pending)]
+        if not pending:
+            return outcomes, True
+        for waiting in pending:
+            waiting.shipment.in_doubt = True
         try:
-            committed = self._shared.commit(commit)
-        except (WrongExpectedVersion, RecordTaken, HeadMoved) as refusal:
-            raise _Refused(refusal) from None
-        shipped.append(result)
-        if not capture.events:  # bookkeeping alone: the same here as there
-            return result
-        (first, _), (last, record) = capture.events[0], capture.events[-1]
-        decided = (first, last, record_hash(record))
-        if (committed.first_position, committed.head_position, committed.head_hash) != decided:
-            raise _Elsewhere(result, commit.records)
-        self._raise_head(last)
-        return result
+            answers: list[Committed | EventStoreError] = self._shared.commit_many([p.commit for p in pending])
+        except EventStoreError as failed:
+            answers = [failed] * len(pending)
+            kept = False
+        else:
+            kept = all(isinstance(answer, Committed) and waiting.decided in (
+                None, (answer.first_position, answer.head_position, answer.head_hash))
+                for waiting, answer in zip(pending, answers, strict=True))
+        answered = {id(waiting): answer for waiting, answer in zip(pending, answers, strict=True)}
+        settled: list[Outcome] = []
+        for ok, value in outcomes:
+            answer = answered.get(id(value)) if ok else None
+            if answer is None:
+                settled.append((ok, value) if kept or not ok else (False, _Again()))
+                continue
+            assert isinstance(value, _Pending)
+            if isinstance(answer, Committed):
+                value.shipment.accepted, value.shipment.result, value.shipment.in_doubt = True, value.result, False
+                elsewhere = _Elsewhere(value.result, value.commit.records)
+                settled.append((True, value.result) if kept else (False, elsewhere))
+            elif isinstance(answer, (WrongExpectedVersion, RecordTaken, HeadMoved)):
+                value.shipment.in_doubt = False
+                settled.append((False, _Refused(answer)))
+            else:  # the call failed (its outcome unknown) or the server found a command damaged
+                settled.append((False, answer))
+        if kept:
+            self._raise_head(max((waiting.decided[1] for waiting in pending if waiting.decided), default=0))
+        return settled, kept
 
     def _settle(self, records: Sequence[SharedRecord]) -> None:
         """After the shared log recorded a write elsewhere: catch up, and keep its records here too."""

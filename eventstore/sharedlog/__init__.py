@@ -137,6 +137,12 @@ class SharedLog(Protocol):
     def commit(self, commit: Commit) -> Committed:
         """Append and record ``commit``, all or nothing, checking each session's expected version."""
 
+    def commit_many(self, commits: Sequence[Commit]) -> list[Committed | EventStoreError]:
+        """Several commits in one round trip and one transaction, each checked and accepted or refused alone, in
+        order: where each went, or its refusal (``WrongExpectedVersion``, ``RecordTaken``, ``HeadMoved``,
+        ``StoreCorrupted``). A commit after a refused one that shares a session with it is refused too (it was
+        decided against the refused one's events). ``StoreUnavailable`` is raised for them all."""
+
     def turn(self, keys: Sequence[str]) -> AbstractContextManager[None]:
         """While it lasts, other writers' commits to these sessions wait, and this thread's commits go ahead:
         for a writer that keeps losing the race to a busy session (optimistic retries alone may starve it)."""

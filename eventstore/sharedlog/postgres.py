@@ -4,13 +4,14 @@ Tables (in the connection's ``search_path``): ``es_meta`` (the format marker), `
 last position and its hash), ``es_sessions`` (each session's version and latest recorded time),
 ``es_events`` (the log) and ``es_records`` (idempotency results and import receipts, first writer wins).
 
-Every commit is one call of the ``es_append`` procedure, one round trip. Its ``es_commit`` locks the sessions'
-rows in key order, then the head row (every writer locks in that order, so none deadlocks), checks each
-session's version, and only then advances the head: positions are assigned while the head row is locked, so
-they are gap-free, a rejected commit takes none, and commits become visible in position order (a reader tailing
-the log never skips one that commits late, as readers of sequences do). It computes each chain link from
-the previous one, exactly as ``eventstore._log.chain_hash`` does. ``es_append`` commits that and a ``NOTIFY``
-without waiting for the flush, then flushes in a transaction of its own, so no lock is held through a flush.
+Every commit is one call of the ``es_append_batch`` procedure, one round trip, for one command or for the
+commands a host's threads gave at once (``commit_many``: each accepted or refused alone). It locks the head row,
+then (``es_commit``) the sessions' rows in key order, checks each session's version, and only then advances the
+head: positions are assigned while the head row is locked, so they are gap-free, a rejected commit takes none, and
+commits become visible in position order (a reader tailing the log never skips one that commits late, as readers
+of sequences do). It computes each chain link from the previous one, exactly as ``eventstore._log.chain_hash``
+does. The procedure commits that and a ``NOTIFY`` without waiting for the flush, then flushes in a transaction of
+its own, so no lock is held through a flush.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ __all__ = ["PostgresLog", "SCHEMA_FORMAT", "CHANNEL"]
 T = TypeVar("T")
 
 #: The schema's format; a database with a newer one is refused, an older one upgraded by ``_UPGRADES``.
-SCHEMA_FORMAT = 2
+SCHEMA_FORMAT = 3
 #: The channel ``NOTIFY`` wakes subscribers on (``es_append`` names it too).
 CHANNEL = "eventstore_log"
 
@@ -144,10 +145,121 @@ BEGIN
 END $$;
 """
 
-#: format → the SQL that takes a schema of that format to the next one.
-_UPGRADES: dict[int, LiteralString] = {1: _APPEND}
+# Format 3: ``es_append_batch``, the one call of a host's group commit: several commands, each checked against
+# its own sessions' versions (a refused one leaves the others alone, in a subtransaction of its own) by the
+# function ``es_commit_batch``, as ``es_commit`` checks one command for ``es_append``, and committed
+# together with one flush, as ``es_append`` commits one. It takes the head row first, so every writer waits there
+# and nothing that holds it waits for another writer: session rows are locked (by ``es_commit``) and new ones
+# inserted only under the head. (Locking a batch's session rows before the head deadlocks: a session created
+# between that and the head is locked again under it, maybe by a writer already waiting for the head.) A session's
+# turn is only tried: a command on a session whose turn another writer holds is refused at once, since a writer
+# holding its host's replica lock must not wait for a turn whose holder may be waiting for that lock. A command
+# after a refused one in the batch that shares a session with it decided against that command's events, so it is
+# refused too. ``turns``: the sessions whose turn the calling connection holds, not tried (a try fails behind
+# another writer already waiting for the turn; ``es_commit``'s waiting lock goes ahead of it, as PostgreSQL puts a
+# lock's holder before its waiters). ``c_pinned``: 0 for a command pinned nowhere.
+_APPEND_BATCH: LiteralString = """
+CREATE FUNCTION es_commit_batch(
+    c_appends int4[], c_rewrites int4[], c_records int4[], c_pinned int8[],
+    a_keys text[], a_expected int8[], a_recorded int8[], a_counts int4[],
+    e_ids bytea[], e_types text[], e_schemas int4[], e_payloads bytea[], e_digests bytea[], e_redacted bool[],
+    w_positions int8[], w_payloads bytea[], r_spaces text[], r_keys bytea[], r_values bytea[], turns text[],
+    OUT first_positions int8[], OUT head_positions int8[], OUT head_hashes bytea[], OUT refusals text[],
+    OUT hints int4[], OUT details text[], OUT taken bytea[])
+LANGUAGE plpgsql AS $$
+DECLARE
+    a int := 0;
+    e int := 0;
+    w int := 0;
+    r int := 0;
+    n int;
+    m int;
+    keys text[];
+    refused text[];
+    clash int;
+    first_position int8;
+    head_position int8;
+    head_hash bytea;
+    code text;
+    hint text;
+    detail text;
+BEGIN
+    refused := ARRAY(SELECT k FROM unnest(a_keys) AS k
+                     WHERE k <> ALL (turns) AND NOT pg_try_advisory_xact_lock_shared(hashtextextended(k, 0)));
+    PERFORM 1 FROM es_head FOR UPDATE;
+    first_positions := '{}'; head_positions := '{}'; head_hashes := '{}'; refusals := '{}'; hints := '{}';
+    details := '{}'; taken := '{}';
+    FOR c IN 1 .. coalesce(array_length(c_appends, 1), 0) LOOP
+        n := c_appends[c];
+        keys := a_keys[a + 1 : a + n];
+        m := (SELECT coalesce(sum(k), 0) FROM unnest(a_counts[a + 1 : a + n]) AS k);
+        first_position := NULL; head_position := NULL; head_hash := NULL; code := NULL; hint := NULL; detail := NULL;
+        clash := (SELECT min(i) FROM generate_subscripts(keys, 1) AS i WHERE keys[i] = ANY (refused));
+        IF clash IS NOT NULL THEN
+            code := 'EV409';
+            hint := clash::text;
+            detail := coalesce((SELECT version FROM es_sessions WHERE key = keys[clash]), 0)::text;
+        ELSE
+            BEGIN
+                SELECT d.first_position, d.head_position, d.head_hash INTO first_position, head_position, head_hash
+                    FROM es_commit(keys, a_expected[a + 1 : a + n], a_recorded[a + 1 : a + n], a_counts[a + 1 : a + n],
+                        e_ids[e + 1 : e + m], e_types[e + 1 : e + m], e_schemas[e + 1 : e + m],
+                        e_payloads[e + 1 : e + m], e_digests[e + 1 : e + m], e_redacted[e + 1 : e + m],
+                        w_positions[w + 1 : w + c_rewrites[c]], w_payloads[w + 1 : w + c_rewrites[c]],
+                        r_spaces[r + 1 : r + c_records[c]], r_keys[r + 1 : r + c_records[c]],
+                        r_values[r + 1 : r + c_records[c]], nullif(c_pinned[c], 0)) AS d;
+            EXCEPTION WHEN SQLSTATE 'EV409' OR SQLSTATE 'EV410' OR SQLSTATE 'EV412' OR SQLSTATE 'EV400' THEN
+                GET STACKED DIAGNOSTICS code = RETURNED_SQLSTATE, detail = PG_EXCEPTION_DETAIL,
+                    hint = PG_EXCEPTION_HINT;
+            END;
+        END IF;
+        IF code IS NOT NULL THEN
+            refused := refused || keys;
+        END IF;
+        first_positions := first_positions || first_position;
+        head_positions := head_positions || head_position;
+        head_hashes := head_hashes || head_hash;
+        refusals := refusals || code;
+        hints := hints || hint::int4;
+        details := details || detail;
+        taken := taken || CASE WHEN code = 'EV410' THEN (SELECT value FROM es_records
+            WHERE space = r_spaces[r + hint::int4] AND key = r_keys[r + hint::int4]) END;
+        a := a + n;
+        e := e + m;
+        w := w + c_rewrites[c];
+        r := r + c_records[c];
+    END LOOP;
+END $$;
 
-_COMMIT = "CALL es_append(" + ", ".join(["%s"] * 16) + ")"
+CREATE PROCEDURE es_append_batch(
+    c_appends int4[], c_rewrites int4[], c_records int4[], c_pinned int8[],
+    a_keys text[], a_expected int8[], a_recorded int8[], a_counts int4[],
+    e_ids bytea[], e_types text[], e_schemas int4[], e_payloads bytea[], e_digests bytea[], e_redacted bool[],
+    w_positions int8[], w_payloads bytea[], r_spaces text[], r_keys bytea[], r_values bytea[], turns text[],
+    INOUT first_positions int8[] DEFAULT NULL, INOUT head_positions int8[] DEFAULT NULL,
+    INOUT head_hashes bytea[] DEFAULT NULL, INOUT refusals text[] DEFAULT NULL, INOUT hints int4[] DEFAULT NULL,
+    INOUT details text[] DEFAULT NULL, INOUT taken bytea[] DEFAULT NULL)
+LANGUAGE plpgsql AS $$
+BEGIN
+    SELECT b.first_positions, b.head_positions, b.head_hashes, b.refusals, b.hints, b.details, b.taken
+        INTO first_positions, head_positions, head_hashes, refusals, hints, details, taken
+        FROM es_commit_batch(c_appends, c_rewrites, c_records, c_pinned, a_keys, a_expected, a_recorded, a_counts,
+                             e_ids, e_types, e_schemas, e_payloads, e_digests, e_redacted, w_positions, w_payloads,
+                             r_spaces, r_keys, r_values, turns) AS b;
+    IF array_position(refusals, NULL) IS NOT NULL THEN  -- a command was accepted
+        PERFORM pg_notify('eventstore_log', ''), set_config('synchronous_commit', 'off', true);
+        COMMIT;
+        PERFORM pg_logical_emit_message(true, 'eventstore', '');
+    END IF;
+END $$;
+"""
+
+#: format → the SQL that takes a schema of that format to the next one.
+_UPGRADES: dict[int, LiteralString] = {1: _APPEND, 2: _APPEND_BATCH}
+
+# Binary parameters: payloads and digests go as they are, not spelled out in hex (about a tenth of a commit's
+# client CPU time, docs/postgres.md); every statement is prepared (``prepare_threshold=0``).
+_COMMIT = "CALL es_append_batch(" + ", ".join(["%b"] * 20) + ")"
 _READ = """
 SELECT h.position, h.hash, e.position, e.key, e.version, e.recorded_at, e.event_id, e.type, e.schema_version,
        e.payload, e.digest, e.hash, e.redacted
@@ -164,6 +276,22 @@ def _unavailable(exc: psycopg.Error, doing: str) -> EventStoreError:
     if isinstance(exc, psycopg.OperationalError):
         return StoreUnavailable(f"PostgreSQL cannot be reached while {doing}: {reason}")
     return EventStoreError(f"PostgreSQL failed while {doing}: {reason}")
+
+
+def _answer(commit: Commit, first: int | None, head: int | None, head_hash: bytes | None, refusal: str | None,
+            hint: int | None, detail: str | None, taken: bytes | None) -> Committed | EventStoreError:
+    """Where ``es_append_batch`` put one command, or what its refusal means for the store."""
+    if refusal is None:
+        assert first is not None and head is not None and head_hash is not None
+        return Committed(first, head, bytes(head_hash))
+    if refusal == "EV409":
+        append = commit.appends[(hint or 1) - 1]
+        return WrongExpectedVersion(append.key, append.expected_version, int(detail or 0))
+    if refusal == "EV410":
+        return RecordTaken(commit.records[(hint or 1) - 1], bytes(taken or b""))
+    if refusal == "EV412":
+        return HeadMoved(f"the log's head is no longer at position {commit.first_position} - 1")
+    return StoreCorrupted("an event's payload does not match its digest; nothing was written")
 
 
 def _connect(url: str, **options: Any) -> psycopg.Connection[Any]:
@@ -190,7 +318,7 @@ class PostgresLog:
         self.url = url
         self._idle: list[psycopg.Connection[Any]] = []
         self._lock = threading.Lock()
-        self._turns = threading.local()  # .connection: the connection of this thread's turn, if it holds one
+        self._turns = threading.local()  # .connection, .keys: the connection and sessions of this thread's turn
         self._closed = False
         self._listener: psycopg.Connection[Any] | None = None
         self._listening = threading.Lock()
@@ -262,60 +390,50 @@ class PostgresLog:
             with self._connection() as connection:
                 for key in held:
                     connection.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
-                self._turns.connection = connection
+                self._turns.connection, self._turns.keys = connection, held
                 try:
                     yield
                 finally:
-                    self._turns.connection = None
+                    self._turns.connection, self._turns.keys = None, []
                     with suppress(psycopg.Error):  # a broken connection loses its locks as it closes
                         connection.execute("SELECT pg_advisory_unlock_all()")
         except psycopg.Error as exc:
             raise _unavailable(exc, "taking a session's turn") from None
 
     def commit(self, commit: Commit) -> Committed:
-        events = [event for append in commit.appends for event in append.events]
+        answer = self.commit_many((commit,))[0]
+        if isinstance(answer, EventStoreError):
+            raise answer
+        return answer
+
+    def commit_many(self, commits: Sequence[Commit]) -> list[Committed | EventStoreError]:
+        appends = [append for commit in commits for append in commit.appends]
+        events = [event for append in appends for event in append.events]
+        rewrites = [rewrite for commit in commits for rewrite in commit.rewrites]
+        records = [record for commit in commits for record in commit.records]
         arguments = (
-            [a.key for a in commit.appends], [a.expected_version for a in commit.appends],
-            [a.recorded_at for a in commit.appends], [len(a.events) for a in commit.appends],
+            [len(c.appends) for c in commits], [len(c.rewrites) for c in commits], [len(c.records) for c in commits],
+            [c.first_position or 0 for c in commits],
+            [a.key for a in appends], [a.expected_version for a in appends], [a.recorded_at for a in appends],
+            [len(a.events) for a in appends],
             [e.event_id for e in events], [e.type_name for e in events], [e.schema_version for e in events],
             [e.payload for e in events], [e.payload_digest for e in events], [e.redacted for e in events],
-            [w.position for w in commit.rewrites], [w.payload for w in commit.rewrites],
-            [r.space for r in commit.records], [r.key for r in commit.records], [r.value for r in commit.records],
-            commit.first_position,
+            [w.position for w in rewrites], [w.payload for w in rewrites],
+            [r.space for r in records], [r.key for r in records], [r.value for r in records],
+            getattr(self._turns, "keys", []),
         )
         try:
             with self._connection() as connection:
-                try:
-                    row = connection.execute(_COMMIT, arguments).fetchone()
-                except psycopg.Error as exc:
-                    self._refuse(connection, commit, exc)
-                    raise
+                row = connection.execute(_COMMIT, arguments).fetchone()
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(
-                f"PostgreSQL cannot be reached ({str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}); "
+                f"PostgreSQL cannot be reached ({_reason(exc)}); "
                 "the command may or may not have been recorded: retry it with the same idempotency_key"
             ) from None
         except psycopg.Error as exc:
             raise _unavailable(exc, "committing") from None
         assert row is not None
-        return Committed(row[0], row[1], bytes(row[2]))
-
-    @staticmethod
-    def _refuse(connection: psycopg.Connection[Any], commit: Commit, exc: psycopg.Error) -> None:
-        """Raise what a refused commit means for the store, when ``exc`` is one of ``es_commit``'s refusals."""
-        diag = exc.diag
-        if exc.sqlstate == "EV409":
-            append = commit.appends[int(diag.message_hint or 0) - 1]
-            raise WrongExpectedVersion(append.key, append.expected_version, int(diag.message_detail or 0))
-        if exc.sqlstate == "EV410":
-            record = commit.records[int(diag.message_hint or 0) - 1]
-            found = connection.execute("SELECT value FROM es_records WHERE space = %s AND key = %s",
-                                       (record.space, record.key)).fetchone()
-            raise RecordTaken(record, bytes(found[0]) if found else b"")
-        if exc.sqlstate == "EV412":
-            raise HeadMoved(f"the log's head is no longer at position {commit.first_position} - 1")
-        if exc.sqlstate == "EV400":
-            raise StoreCorrupted("an event's payload does not match its digest; nothing was written")
+        return [_answer(commit, *answer) for commit, *answer in zip(commits, *row, strict=True)]
 
     def read(self, after: int, limit: int) -> SharedHead:
         def body(connection: psycopg.Connection[Any]) -> SharedHead:

@@ -3,7 +3,10 @@
 from .memory import MemoryStorage
 from .protocol import (
     MAX_KEY_SIZE,
+    BeforeCommit,
     Durability,
+    GroupCommitting,
+    Outcome,
     ReadTransaction,
     Space,
     SpaceUsage,
@@ -12,5 +15,5 @@ from .protocol import (
     WriteTransaction,
 )
 
-__all__ = ["MAX_KEY_SIZE", "Durability", "MemoryStorage", "ReadTransaction", "Space", "SpaceUsage", "Storage",
-           "StorageUsage", "WriteTransaction"]
+__all__ = ["MAX_KEY_SIZE", "BeforeCommit", "Durability", "GroupCommitting", "MemoryStorage", "Outcome",
+           "ReadTransaction", "Space", "SpaceUsage", "Storage", "StorageUsage", "WriteTransaction"]

@@ -50,7 +50,7 @@ from .._errors import (
     StoreUsedAfterFork,
 )
 from . import lmdb_check
-from .lmdb_concurrency import CommitListeners, Gate, GroupQueue, Member, WriteLock, outcome_of
+from .lmdb_concurrency import CommitListeners, Gate, GroupQueue, Member, WriteLock
 from .lmdb_files import (
     CREATING,
     DATA,
@@ -70,7 +70,7 @@ from .lmdb_files import (
     write_marker,
 )
 from .lmdb_transaction import LmdbSpace, LmdbTransaction, MapFull, translated
-from .protocol import Durability, SpaceUsage, StorageUsage, WriteTransaction
+from .protocol import BeforeCommit, Durability, Outcome, SpaceUsage, StorageUsage, WriteTransaction
 
 __all__ = ["Environment", "LmdbSpace", "LmdbTransaction"]
 
@@ -132,6 +132,14 @@ def _after_fork_in_child() -> None:
 _RELEASE_KEY = b"\x00eventstore: release freed pages"
 
 
+
+
+class _Discarded(Exception):
+    """A group's ``before_commit`` said not to commit: the transaction aborts, each body has its outcome."""
+
+    def __init__(self, outcomes: list[Outcome]) -> None:
+        super().__init__("discarded before the commit")
+        self.outcomes = outcomes
 
 
 class _Reading:
@@ -470,19 +478,22 @@ class Environment:
         """A read transaction: a consistent snapshot. Keep it short: it pins old pages."""
         return _Reading(self)
 
-    def write(self, body: Callable[[WriteTransaction], T]) -> T:
+    def write(self, body: Callable[[WriteTransaction], T], before_commit: BeforeCommit | None = None) -> T:
         """Run ``body`` in one write transaction and commit; grow the map and retry if full.
 
         ``body`` may run more than once, so it must do nothing but work in the transaction.
-        Bodies that arrive while another commit is in flight are committed together (see ``GroupQueue``).
+        Bodies that arrive while another commit is in flight are committed together (see ``GroupQueue``),
+        those of one ``before_commit`` only: it runs after the group's bodies, before the commit
+        (``protocol.BeforeCommit``).
         """
         self._refuse_if_forked()  # before the write lock, which a thread of the parent may have held at the fork
         self._refuse_if_readonly()
+        member = Member(body, before_commit)
         if self._write_lock.held_here():
             # Vacuum reopening the databases: this thread has the store to itself, and another thread
             # waiting to lead a group would wait for it.
-            return self._commit_alone(body)
-        member = Member(body)
+            self._commit_group([member])
+            return member.outcome()  # type: ignore[return-value]
         if self._group.join(member, self._write_lock):
             try:
                 if not member.done:  # a leader may have committed it while this thread was taking the lock
@@ -496,12 +507,12 @@ class Environment:
         """Commit every queued body (``own`` among them) in one transaction; wake each follower."""
         group: list[Member] = []  # taken from the queue once the write transaction has begun
         try:
-            self._commit_group(group)
+            self._commit_group(group, own.before_commit)
         except BaseException:
             # Nothing of the group committed: the followers queue again for the next leader, and this
             # thread raises what went wrong (a body's own failure is its outcome, never the group's).
             if not group:  # it failed before taking the queue: take it now, to queue the others again
-                group += self._group.take()
+                group += self._group.take(own.before_commit)
             self._group.requeue([member for member in group if member is not own])
             raise
         finally:
@@ -510,8 +521,8 @@ class Environment:
                     member.wake.set()
         self._listeners.notify()
 
-    def _commit_group(self, group: list[Member]) -> None:
-        """One write transaction for every queued body, each in its own nested transaction, one flush.
+    def _commit_group(self, group: list[Member], kind: BeforeCommit | None = None) -> None:
+        """One write transaction for every queued body of ``kind``, each in its own nested transaction, one flush.
 
         The queue is taken once the transaction has begun, so bodies that arrive while it waits for
         another process's commit join the group.
@@ -521,8 +532,15 @@ class Environment:
             try:
                 with self._transaction(write=True) as txn:
                     if not group:
-                        group += self._group.take()
+                        group += self._group.take(kind)
                     outcomes = self._run_bodies(txn, group)
+                    if group[0].before_commit is not None:
+                        outcomes, commit = group[0].before_commit(outcomes)
+                        if not commit:
+                            raise _Discarded(outcomes)
+                break
+            except _Discarded as discarded:
+                outcomes = discarded.outcomes
                 break
             except MapFull:
                 try:
@@ -531,8 +549,12 @@ class Environment:
                     if len(group) == 1:
                         raise
                     # At the size cap: each body alone, so that those that fit still commit.
-                    outcomes = [outcome_of(lambda: self._commit_alone(member.body)) for member in group]  # noqa: B023
-                    break
+                    for member in group:
+                        try:
+                            self._commit_group([member])
+                        except StoreFull as full:
+                            member.settle(False, full)
+                    return
             except Exception as exc:
                 if len(group) != 1:
                     raise
@@ -572,15 +594,6 @@ class Environment:
             raise
         child.commit()
         return True, value
-
-    def _commit_alone(self, body: Callable[[WriteTransaction], T]) -> T:
-        released = False
-        while True:
-            try:
-                with self._transaction(write=True) as txn:
-                    return body(txn)
-            except MapFull:
-                released = self._make_room(released)
 
     def _make_room(self, released: bool) -> bool:
         """Room for a write the map could not hold: the map grown, or, at the size cap, once (``released``

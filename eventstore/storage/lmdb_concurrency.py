@@ -7,8 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from .._errors import StoreFull
-from .lmdb_transaction import MapFull
-from .protocol import WriteTransaction
+from .protocol import BeforeCommit, WriteTransaction
 
 
 class Gate:
@@ -63,16 +62,6 @@ class Gate:
                 self._condition.notify_all()
 
 
-def outcome_of(run: Callable[[], object]) -> tuple[bool, object]:
-    """(True, what ``run`` returned) or (False, the exception it raised); a full map is not an outcome."""
-    try:
-        return True, run()
-    except MapFull:
-        raise
-    except Exception as exc:
-        return False, exc
-
-
 class WriteLock:
     """The writers' lock, re-entrant, that can tell whether the calling thread holds it."""
 
@@ -108,10 +97,11 @@ class WriteLock:
 class Member:
     """One body waiting for its group commit, then its outcome."""
 
-    __slots__ = ("body", "done", "_ok", "_value", "wake")
+    __slots__ = ("body", "before_commit", "done", "_ok", "_value", "wake")
 
-    def __init__(self, body: Callable[[WriteTransaction], object]) -> None:
+    def __init__(self, body: Callable[[WriteTransaction], object], before_commit: BeforeCommit | None) -> None:
         self.body = body
+        self.before_commit = before_commit
         self.done = False
         self._ok = False
         self._value: object = None
@@ -161,10 +151,11 @@ class GroupQueue:
         with self._lock:
             self._queued.append(member)
 
-    def take(self) -> list[Member]:
-        """Every queued member, in arrival order (their commit order)."""
+    def take(self, kind: BeforeCommit | None) -> list[Member]:
+        """Every queued member of ``kind`` (its ``before_commit``), in arrival order (their commit order)."""
         with self._lock:
-            group, self._queued = self._queued, []
+            group = [member for member in self._queued if member.before_commit == kind]
+            self._queued = [member for member in self._queued if member.before_commit != kind]
         return group
 
     def requeue(self, members: list[Member]) -> None:

@@ -34,8 +34,8 @@ from typing import Any, Protocol, TypeVar
 
 import attrs
 
-__all__ = ["MAX_KEY_SIZE", "Durability", "ReadTransaction", "Space", "SpaceUsage", "Storage", "StorageUsage",
-           "WriteTransaction"]
+__all__ = ["MAX_KEY_SIZE", "BeforeCommit", "Durability", "GroupCommitting", "Outcome", "ReadTransaction", "Space",
+           "SpaceUsage", "Storage", "StorageUsage", "WriteTransaction"]
 
 T = TypeVar("T")
 
@@ -230,3 +230,22 @@ class Storage(Protocol):
     def release(self) -> None:
         """Drop this user's hold on the store; the last one closes it."""
 
+
+#: What a body of a write came to: ``(True, what it returned)`` or ``(False, the exception for its caller)``.
+Outcome = tuple[bool, Any]
+#: A step between the bodies of a group commit and the commit (``GroupCommitting.write``): given the outcomes of the
+#: bodies that named it, in their order, it returns the outcomes to give their callers and whether the transaction
+#: commits (if not, nothing of the group is written).
+BeforeCommit = Callable[[list[Outcome]], tuple[list[Outcome], bool]]
+
+
+class GroupCommitting(Storage, Protocol):
+    """An engine whose writes may name a step to run before their group's commit (the LMDB engine).
+
+    A group commits the bodies of one ``before_commit`` only (``None`` is one kind too), so the step sees every
+    body of its group, and one call of it serves them all: a replica ships a group's commands to the shared log
+    in one round trip (``services.replica``).
+    """
+
+    def write(self, body: Callable[[WriteTransaction], T], before_commit: BeforeCommit | None = None) -> T:
+        """``Storage.write``, with ``before_commit`` run on the group's outcomes before the commit."""
