@@ -327,6 +327,6 @@ def test_an_io_error_at_open_is_store_inaccessible_not_the_base_class(tmp_path: 
     if where == "check_files":
         monkeypatch.setattr(engine, "check_files", check_fails)
     else:
-        monkeypatch.setattr(engine.lmdb, "open", open_fails)
+        monkeypatch.setattr(lmdb, "open", open_fails)
     with pytest.raises(StoreInaccessible, match="Input/output error"):
         SessionStore(path)

@@ -51,7 +51,8 @@ def test_a_long_chat_reopened_reads_its_latest_state_from_the_end(tmp_path: Path
     builder = StateGraph(MessagesState)
     builder.add_node("reply", reply)
     builder.add_edge(START, "reply")
-    with _CountedLoads(tmp_path / "store", durable=False) as store:
+    store = _CountedLoads(tmp_path / "store", durable=False)
+    with store:
         store.last_read = []
         graph = builder.compile(checkpointer=EventStoreSaver(store))
         for turn in range(60):
@@ -118,6 +119,7 @@ def test_the_latest_checkpoint_from_the_end_is_the_whole_threads(steps: list[tup
         lists: dict[str | None, list[int]] = {None: []}
         for serial, (which, kind, pick, served) in enumerate(steps):
             saver = savers[which]
+            operation: Operation[Any]
             if kind == "put":
                 checkpoint_id = f"{ids[len(put_ids)]:03d}"
                 parent = None if not put_ids else put_ids[pick % len(put_ids)]
@@ -170,7 +172,7 @@ def test_writes_are_early_only_at_a_checkpoint_the_saver_has_neither_put_nor_rea
     with SessionStore.on_storage(MemoryStorage(tmp_path)) as store:
         putter = EventStoreSaver(store)
         for serial, parent in enumerate((None, "000")):
-            versions = {"a": serial + 1}
+            versions: dict[str, str | int | float] = {"a": serial + 1}
             putter.put(config("t", "", parent), checkpoint(f"{serial:03d}", {"a": serial}, versions), {}, versions)
         by_id, by_latest, stranger = EventStoreSaver(store), EventStoreSaver(store), EventStoreSaver(store)
         assert by_id.get_tuple(config("t", "", "000")) is not None
