@@ -346,8 +346,13 @@ class Bench:
             self.index_bytes()
         if "list" in parts:
             self.fresh_processes()
-        if not parts & {"short", "pages", "search"}:
-            return
+        if parts & {"short", "pages", "search"}:
+            self.lookups(parts)
+        if "rebuild" in parts:
+            self.rebuild()
+
+    def lookups(self, parts: frozenset[str]) -> None:
+        """The parts that read both stores in this process: short sessions, pages, search."""
         stores = {"ours": open_store("ours", self.path("ours"), durable=False, cache_sessions=0),
                   "sqlite": open_store("sqlite", self.path("sqlite"), durable=False)}
         try:
@@ -361,7 +366,6 @@ class Bench:
         finally:
             for store in stores.values():
                 store.close()
-        self.rebuild()
 
     def build(self) -> None:
         s = self.s
@@ -435,17 +439,26 @@ class Bench:
         self.inserts = inserts, cpu["sqlite"]
 
     def rebuild(self) -> None:
-        """Our ``rebuild_projections(["search"])`` against SQLite's inserts (last: a rebuild leaves the old index's
-        pages free, which would count in the bytes on disk)."""
+        """Our ``rebuild_projections(["search"])`` against SQLite's inserts, timed by the build (of this run, or kept
+        with the stores). On a copy: a rebuild leaves the old index's pages free, and a kept store stays as built."""
         total = self.s.sessions * self.s.messages
         inserts, inserts_cpu = self.inserts
-        self.log("rebuild_projections(['search'])")
+        if not inserts:
+            self.log("rebuild: skipped, these kept stores have no SQLite inserts timed with them (build them again)")
+            return
+        self.log("rebuild_projections(['search']), on a copy of our store")
         points: list[tuple[int, int]] = [(0, 0)]
         points_cpu: list[tuple[int, int]] = [(0, 0)]
-        with SessionStore(self.path("ours"), durable=False) as ours:
-            start, start_cpu = now_ns(), time.process_time_ns()
-            ours.rebuild_projections(["search"], progress=recorder(points, points_cpu))
-            rebuilt, rebuilt_cpu = now_ns() - start, time.process_time_ns() - start_cpu
+        scratch = Path(tempfile.mkdtemp(prefix="rebuild-", dir=self.dir))
+        try:
+            copy = scratch / "ours"
+            shutil.copytree(self.path("ours"), copy)
+            with SessionStore(copy, durable=False) as ours:
+                start, start_cpu = now_ns(), time.process_time_ns()
+                ours.rebuild_projections(["search"], progress=recorder(points, points_cpu))
+                rebuilt, rebuilt_cpu = now_ns() - start, time.process_time_ns() - start_cpu
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
         costs, costs_cpu = tenths(points), tenths(points_cpu)
         growth, growth_cpu = costs[-1] / costs[0], costs_cpu[-1] / costs_cpu[0]
         self.rows += [
@@ -741,9 +754,13 @@ def render_targets(values: dict[str, float]) -> str:
 
 
 #: The parts of a run, in the order they run; ``build`` makes the stores the others measure.
-PARTS = ("build", "space", "list", "short", "pages", "search")
+PARTS = ("build", "space", "list", "short", "pages", "search", "rebuild")
 #: The file in a kept directory that says which corpus its stores hold, written once they are built.
 CORPUS_FILE = "corpus.json"
+
+
+#: The keys of ``corpus_identity``; the marker also keeps the build's SQLite inserts' times, for ``rebuild``.
+IDENTITY = ("sessions", "messages", "vocabulary", "seed")
 
 
 def corpus_identity(settings: Settings) -> dict[str, int]:
@@ -759,7 +776,7 @@ def kept_corpus(keep: Path, settings: Settings) -> bool:
     """
     marker = keep / CORPUS_FILE
     if marker.exists():
-        found = json.loads(marker.read_text())
+        found = {name: value for name, value in json.loads(marker.read_text()).items() if name in IDENTITY}
         if found != corpus_identity(settings):
             raise ValueError(f"{keep} holds another corpus ({found}); choose another directory or remove it")
         return True
@@ -824,14 +841,17 @@ def main(argv: list[str] | None = None) -> int:
     def log(text: str) -> None:
         print(f"[{time.perf_counter() - started:7.1f}s] {text}", file=sys.stderr, flush=True)
 
+    bench = Bench(settings, workdir, log)
     if kept:
         log(f"reusing the stores kept in {workdir}")
-    bench = Bench(settings, workdir, log)
+        wall, cpu = json.loads((workdir / CORPUS_FILE).read_text()).get("inserts_ns", (0, 0))
+        bench.inserts = (wall, cpu)
     try:
         if "build" in parts:
             bench.build()
             if args.keep:  # written last: a build cut short leaves no marker, and is not reused
-                (workdir / CORPUS_FILE).write_text(json.dumps(corpus_identity(settings)))
+                (workdir / CORPUS_FILE).write_text(json.dumps({**corpus_identity(settings),
+                                                               "inserts_ns": bench.inserts}))
         bench.measure(parts)
     finally:
         if not args.keep:

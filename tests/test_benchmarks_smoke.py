@@ -88,6 +88,12 @@ def test_bench_scale_keeps_its_stores_and_runs_only_the_parts_named(tmp_path: Pa
     assert f"(not measured in this run: {len(TARGETS) + len(BOUNDS) - 3} of {len(TARGETS) + len(BOUNDS)})" \
         in reused.stdout
 
+    # The rebuild compares with the inserts the build timed: kept beside the stores, it runs on a later run too.
+    rebuilt = run_scale("--keep", str(kept), "--only", "rebuild")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "ours rebuild_projections(['search']) alone / SQLite inserts with FTS5 triggers" in rebuilt.stdout
+    assert sorted(path.name for path in kept.iterdir()) == ["corpus.json", "ours", "sqlite"]  # the copy is gone
+
     other = run_scale("--keep", str(kept), "--messages", "3", "--only", "short")
     assert other.returncode == 2
     assert "holds another corpus" in other.stderr
