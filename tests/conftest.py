@@ -127,6 +127,23 @@ def open_storage(request: pytest.FixtureRequest) -> Callable[[Path], Storage]:
     return lambda path: stores.setdefault(path, MemoryStorage(path)).open_again()
 
 
+@pytest.fixture
+def environment(tmp_path: Path, open_storage: Callable[[Path], Storage]) -> Iterator[Storage]:
+    """A storage engine opened at a fresh path, once per engine."""
+    opened = open_storage(tmp_path)
+    yield opened
+    opened.release()
+
+
+@pytest.fixture
+def lmdb_environment(tmp_path: Path) -> Iterator[Environment]:
+    """An LMDB environment of its own, not flushed."""
+    (tmp_path / "env").mkdir()
+    opened = Environment.acquire(tmp_path / "env", durability=Durability.OFF, max_size=None)
+    yield opened
+    opened.release()
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """One throwaway PostgreSQL server for the whole run; a test that needs it fails if it cannot start."""

@@ -5,22 +5,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
-
-from eventstore import Durability
 from eventstore.storage import Outcome, WriteTransaction
 from eventstore.storage.lmdb import Environment
-
-
-@pytest.fixture
-def environment(tmp_path: Path) -> Iterator[Environment]:
-    (tmp_path / "env").mkdir()
-    opened = Environment.acquire(tmp_path / "env", durability=Durability.OFF, max_size=None)
-    yield opened
-    opened.release()
 
 
 class Step:
@@ -36,10 +23,10 @@ class Step:
         return [(ok, ("answered", value) if ok else value) for ok, value in outcomes], self.commit
 
 
-def writes_in_one_group(environment: Environment, writes: list[tuple[bytes, Step | None]]) -> list[object]:
+def writes_in_one_group(lmdb_environment: Environment, writes: list[tuple[bytes, Step | None]]) -> list[object]:
     """Each (key, step) written from a thread of its own while a first write holds the lock, so that they queue
     together; what each caller got (a result or the exception)."""
-    space = environment.space("test")
+    space = lmdb_environment.space("test")
     holding, release = threading.Event(), threading.Event()
     results: list[object] = [None] * len(writes)
 
@@ -55,17 +42,17 @@ def writes_in_one_group(environment: Environment, writes: list[tuple[bytes, Step
             return key
 
         try:
-            results[index] = environment.write(body, step)
+            results[index] = lmdb_environment.write(body, step)
         except Exception as exc:
             results[index] = exc
 
-    first = threading.Thread(target=environment.write, args=(blocker,))
+    first = threading.Thread(target=lmdb_environment.write, args=(blocker,))
     first.start()
     holding.wait()
     threads = [threading.Thread(target=call, args=(index,)) for index in range(len(writes))]
     for thread in threads:
         thread.start()
-    while len(environment._group._queued) < len(writes):
+    while len(lmdb_environment._group._queued) < len(writes):
         time.sleep(0.001)
     release.set()
     for thread in [first, *threads]:
@@ -73,52 +60,52 @@ def writes_in_one_group(environment: Environment, writes: list[tuple[bytes, Step
     return results
 
 
-def stored(environment: Environment) -> set[bytes]:
-    space = environment.space("test")
-    with environment.read() as txn:
+def stored(lmdb_environment: Environment) -> set[bytes]:
+    space = lmdb_environment.space("test")
+    with lmdb_environment.read() as txn:
         return set(txn.scan_keys(space))
 
 
-def test_the_step_sees_its_group_once_and_answers_each_caller(environment: Environment) -> None:
+def test_the_step_sees_its_group_once_and_answers_each_caller(lmdb_environment: Environment) -> None:
     step = Step()
     keys = [f"key-{index}".encode() for index in range(5)]
-    results = writes_in_one_group(environment, [(key, step) for key in keys])
+    results = writes_in_one_group(lmdb_environment, [(key, step) for key in keys])
     assert results == [("answered", key) for key in keys]
     assert [[value for _, value in group] for group in step.groups] == [keys]  # one call, in arrival order
-    assert stored(environment) == set(keys)
+    assert stored(lmdb_environment) == set(keys)
 
 
-def test_a_group_holds_the_bodies_of_one_step_only(environment: Environment) -> None:
+def test_a_group_holds_the_bodies_of_one_step_only(lmdb_environment: Environment) -> None:
     first, second = Step(), Step()
     writes: list[tuple[bytes, Step | None]] = [(b"a1", first), (b"b1", second), (b"n1", None), (b"a2", first),
                                                (b"b2", second), (b"n2", None)]
-    results = writes_in_one_group(environment, writes)
+    results = writes_in_one_group(lmdb_environment, writes)
     assert results == [("answered", b"a1"), ("answered", b"b1"), b"n1", ("answered", b"a2"), ("answered", b"b2"), b"n2"]
     assert [[value for _, value in group] for group in first.groups] == [[b"a1", b"a2"]]
     assert [[value for _, value in group] for group in second.groups] == [[b"b1", b"b2"]]
-    assert stored(environment) == {b"a1", b"a2", b"b1", b"b2", b"n1", b"n2"}
+    assert stored(lmdb_environment) == {b"a1", b"a2", b"b1", b"b2", b"n1", b"n2"}
 
 
-def test_a_step_that_refuses_the_commit_writes_nothing_of_its_group_and_still_answers(environment: Environment,
+def test_a_step_that_refuses_the_commit_writes_nothing_of_its_group_and_still_answers(lmdb_environment: Environment,
                                                                                       ) -> None:
     refusing = Step(commit=False)
-    results = writes_in_one_group(environment, [(b"r1", refusing), (b"kept", None), (b"r2", refusing)])
+    results = writes_in_one_group(lmdb_environment, [(b"r1", refusing), (b"kept", None), (b"r2", refusing)])
     assert results == [("answered", b"r1"), b"kept", ("answered", b"r2")]
-    assert stored(environment) == {b"kept"}
-    alone: object = environment.write(lambda txn: b"alone", refusing)
+    assert stored(lmdb_environment) == {b"kept"}
+    alone: object = lmdb_environment.write(lambda txn: b"alone", refusing)
     assert alone == ("answered", b"alone")  # a lone body too
     assert refusing.groups[-1] == [(True, b"alone")]
 
 
-def test_a_write_inside_a_write_of_the_same_thread_runs_its_step(environment: Environment) -> None:
+def test_a_write_inside_a_write_of_the_same_thread_runs_its_step(lmdb_environment: Environment) -> None:
     step = Step(commit=False)
-    space = environment.space("test")
+    space = lmdb_environment.space("test")
     def body(txn: WriteTransaction) -> bytes:
         txn.put(space, b"inner", b"v")
         return b"inner"
 
-    with environment._write_lock:  # as vacuum's reopening does: the thread holds the writers' lock
-        inner: object = environment.write(body, step)
+    with lmdb_environment._write_lock:  # as vacuum's reopening does: the thread holds the writers' lock
+        inner: object = lmdb_environment.write(body, step)
     assert inner == ("answered", b"inner")
     assert step.groups == [[(True, b"inner")]]
-    assert stored(environment) == set()
+    assert stored(lmdb_environment) == set()

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 from eventstore import ChatMessage, Durability, SessionStore, StoreFull, WrongExpectedVersion
 from eventstore.storage import Space, WriteTransaction
@@ -21,20 +19,12 @@ class Refused(Exception):
     """What an injected failure raises."""
 
 
-@pytest.fixture
-def environment(tmp_path: Path) -> Iterator[Environment]:
-    (tmp_path / "env").mkdir()
-    opened = Environment.acquire(tmp_path / "env", durability=Durability.OFF, max_size=None)
-    yield opened
-    opened.release()
-
-
-def queued(environment: Environment) -> int:
+def queued(lmdb_environment: Environment) -> int:
     """How many bodies wait for the writers' lock (a look inside, so that a test can form a group for sure)."""
-    return len(environment._group._queued)
+    return len(lmdb_environment._group._queued)
 
 
-def in_one_group(environment: Environment, bodies: list[Body]) -> list[tuple[bool, object]]:
+def in_one_group(lmdb_environment: Environment, bodies: list[Body]) -> list[tuple[bool, object]]:
     """Run ``bodies`` from one thread each while a first write holds the lock, so that the next leader
     commits them as one group; each caller's (ok, result or exception)."""
     holding, release = threading.Event(), threading.Event()
@@ -46,17 +36,17 @@ def in_one_group(environment: Environment, bodies: list[Body]) -> list[tuple[boo
 
     def call(index: int) -> None:
         try:
-            outcomes[index] = (True, environment.write(bodies[index]))
+            outcomes[index] = (True, lmdb_environment.write(bodies[index]))
         except Exception as exc:
             outcomes[index] = (False, exc)
 
-    first = threading.Thread(target=environment.write, args=(blocker,))
+    first = threading.Thread(target=lmdb_environment.write, args=(blocker,))
     first.start()
     holding.wait()
     threads = [threading.Thread(target=call, args=(index,)) for index in range(len(bodies))]
     for thread in threads:
         thread.start()
-    while queued(environment) < len(bodies):
+    while queued(lmdb_environment) < len(bodies):
         time.sleep(0.001)
     release.set()
     for thread in [first, *threads]:
@@ -74,13 +64,13 @@ def put_and_report(space: Space, key: bytes, fail: bool = False) -> Body:
     return body
 
 
-def test_a_failing_body_is_rolled_back_alone_and_its_caller_gets_its_error(environment: Environment) -> None:
-    space = environment.space("test")
+def test_a_failing_body_is_rolled_back_alone_and_its_caller_gets_its_error(lmdb_environment: Environment) -> None:
+    space = lmdb_environment.space("test")
     keys = [f"key-{index:02}".encode() for index in range(12)]
     failing = {key for index, key in enumerate(keys) if index % 3 == 1}
-    outcomes = in_one_group(environment, [put_and_report(space, key, key in failing) for key in keys])
+    outcomes = in_one_group(lmdb_environment, [put_and_report(space, key, key in failing) for key in keys])
 
-    with environment.read() as txn:
+    with lmdb_environment.read() as txn:
         stored = {key for key, _ in txn.scan(space)}
     assert stored == set(keys) - failing
     for key, (ok, value) in zip(keys, outcomes):
@@ -92,9 +82,9 @@ def test_a_failing_body_is_rolled_back_alone_and_its_caller_gets_its_error(envir
     assert len({value for ok, value in outcomes if ok}) == 1
 
 
-def test_a_group_that_fills_the_map_grows_it_and_commits_everyone(environment: Environment) -> None:
-    space = environment.space("big")
-    size_before = environment._env.info()["map_size"]
+def test_a_group_that_fills_the_map_grows_it_and_commits_everyone(lmdb_environment: Environment) -> None:
+    space = lmdb_environment.space("big")
+    size_before = lmdb_environment._env.info()["map_size"]
     chunk = b"x" * (12 << 20)
 
     def big(key: bytes) -> Body:
@@ -104,19 +94,19 @@ def test_a_group_that_fills_the_map_grows_it_and_commits_everyone(environment: E
         return body
 
     keys = [f"big-{index}".encode() for index in range(8)]  # 96 MiB: more than the first map
-    outcomes = in_one_group(environment, [big(key) for key in keys])
+    outcomes = in_one_group(lmdb_environment, [big(key) for key in keys])
 
     assert outcomes == [(True, len(chunk))] * len(keys)
-    assert environment._env.info()["map_size"] > size_before
-    with environment.read() as txn:
+    assert lmdb_environment._env.info()["map_size"] > size_before
+    with lmdb_environment.read() as txn:
         assert sorted(txn.scan_keys(space)) == keys
 
 
 def test_at_the_size_cap_the_bodies_that_fit_still_commit(tmp_path: Path) -> None:
     (tmp_path / "capped").mkdir()
-    environment = Environment.acquire(tmp_path / "capped", durability=Durability.OFF, max_size=8 << 20)
+    capped = Environment.acquire(tmp_path / "capped", durability=Durability.OFF, max_size=8 << 20)
     try:
-        space = environment.space("big")
+        space = capped.space("big")
         chunk = b"y" * (3 << 20)
 
         def big(key: bytes) -> Body:
@@ -126,21 +116,21 @@ def test_at_the_size_cap_the_bodies_that_fit_still_commit(tmp_path: Path) -> Non
             return body
 
         keys = [f"big-{index}".encode() for index in range(4)]  # 12 MiB for a cap of 8
-        outcomes = in_one_group(environment, [big(key) for key in keys])
+        outcomes = in_one_group(capped, [big(key) for key in keys])
 
         committed = [value for ok, value in outcomes if ok]
         refused = [value for ok, value in outcomes if not ok]
         assert committed and refused
         assert all(isinstance(error, StoreFull) for error in refused)
-        with environment.read() as txn:
+        with capped.read() as txn:
             assert sorted(txn.scan_keys(space)) == sorted(committed)  # type: ignore[type-var]
     finally:
-        environment.release()
+        capped.release()
 
 
 def test_an_interrupt_in_a_group_reaches_the_leader_and_the_others_commit_on_retry(
-        environment: Environment) -> None:
-    space = environment.space("test")
+        lmdb_environment: Environment) -> None:
+    space = lmdb_environment.space("test")
     runs: list[bytes] = []
     interrupted: list[BaseException] = []
 
@@ -164,11 +154,11 @@ def test_an_interrupt_in_a_group_reaches_the_leader_and_the_others_commit_on_ret
 
     def call(name: str, body: Body) -> None:
         try:
-            results[name] = environment.write(body)
+            results[name] = lmdb_environment.write(body)
         except BaseException as exc:  # the interrupt lands in the thread that led the group
             interrupted.append(exc)
 
-    first = threading.Thread(target=environment.write, args=(blocker,))
+    first = threading.Thread(target=lmdb_environment.write, args=(blocker,))
     first.start()
     holding.wait()
     others = [threading.Thread(target=call, args=(name, body)) for name, body in
@@ -176,7 +166,7 @@ def test_an_interrupt_in_a_group_reaches_the_leader_and_the_others_commit_on_ret
                ("plain", put_and_report(space, b"plain"))]]
     for thread in others:
         thread.start()
-        while queued(environment) < others.index(thread) + 1:
+        while queued(lmdb_environment) < others.index(thread) + 1:
             time.sleep(0.001)
     release.set()
     for thread in [first, *others]:
@@ -186,7 +176,7 @@ def test_an_interrupt_in_a_group_reaches_the_leader_and_the_others_commit_on_ret
     assert "leader" not in results  # the first queued thread led the group, and got the interrupt
     assert results["interrupting"] == "ran again"
     assert "plain" in results
-    with environment.read() as txn:
+    with lmdb_environment.read() as txn:
         assert sorted(txn.scan_keys(space)) == [b"interrupting", b"plain"]
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 import pytest
 
@@ -20,13 +19,6 @@ from conftest import stream_id_of
 
 T0 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z in microseconds
 _POSITION = struct.Struct(">Q")
-
-
-@pytest.fixture
-def environment(tmp_path: Path, open_storage: Callable[[Path], Storage]) -> Iterator[Storage]:
-    opened = open_storage(tmp_path)
-    yield opened
-    opened.release()
 
 
 @pytest.fixture

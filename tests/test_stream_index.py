@@ -4,11 +4,9 @@ whose index has an entry per event (written before format 4) read, verify and ta
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import lmdb
-import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -23,13 +21,6 @@ from conftest import FakeClock, stream_id_of
 T0 = 1_767_225_600_000_000
 _ENTRY_KEY = struct.Struct(">QQ")
 _POSITION = struct.Struct(">Q")
-
-
-@pytest.fixture
-def environment(tmp_path: Path, open_storage: Callable[[Path], Storage]) -> Iterator[Storage]:
-    opened = open_storage(tmp_path)
-    yield opened
-    opened.release()
 
 
 def append(environment: Storage, log: EventLog, key: str, count: int) -> None:
