@@ -103,10 +103,12 @@ def _decode_rows(values: Iterable[bytes]) -> list[list[Any]]:
         raise StoreCorrupted(f"the session catalog is damaged: {exc}") from None
 
 
-def _metadata(rows: list[list[Any]]) -> list[SessionMetadata]:
+def _metadata(values: Iterable[bytes]) -> list[SessionMetadata]:
+    """Metadata from catalog rows; the rows' decode is inside the collector pause too, as it makes most objects."""
     parse = datetime.fromisoformat  # the times were written in UTC by _text; verify checks them
     try:
         with bulk_decoding():
+            rows = _decode_rows(values)
             return [SessionMetadata(key, name, parse(created), parse(last), count)
                     for key, _version, name, _state, _turn, _started, created, last, count in rows]
     except (TypeError, ValueError, OverflowError) as exc:
@@ -200,12 +202,12 @@ class Catalog:
     def metadata_by_activity(self, txn: ReadTransaction, limit: int | None = None) -> list[SessionMetadata]:
         """Live sessions' metadata, most recent activity first."""
         values = txn.scan_values(self._activity, reverse=True)
-        return _metadata(_decode_rows(values if limit is None else itertools.islice(values, min(limit, sys.maxsize))))
+        return _metadata(values if limit is None else itertools.islice(values, min(limit, sys.maxsize)))
 
     def metadata_of(self, txn: ReadTransaction, stream_ids: Sequence[int]) -> list[SessionMetadata]:
         """Metadata of the live sessions among ``stream_ids``, in that order (for search results)."""
         found = txn.get_many(self._sessions, [_ID.pack(stream_id) for stream_id in stream_ids])
-        return _metadata(_decode_rows(found[key] for key in map(_ID.pack, stream_ids) if key in found))
+        return _metadata(found[key] for key in map(_ID.pack, stream_ids) if key in found)
 
     def keys_by_activity(self, txn: ReadTransaction, prefix: str = "") -> list[str]:
         """Live session keys (those starting with ``prefix``), most recent activity first."""
@@ -223,7 +225,7 @@ class Catalog:
 
     def metadata_with_prefix(self, txn: ReadTransaction, prefix: str) -> list[SessionMetadata]:
         """Metadata of the live sessions whose key starts with ``prefix``, most recent activity first."""
-        return _metadata(_decode_rows(row for _, row in sorted(self._prefixed(txn, prefix), reverse=True)))
+        return _metadata(row for _, row in sorted(self._prefixed(txn, prefix), reverse=True))
 
     def page(self, txn: ReadTransaction, limit: int, before: Position | None, prefix: str = ""
              ) -> tuple[list[SessionMetadata], Position | None, int]:
@@ -246,7 +248,7 @@ class Catalog:
             entries = list(itertools.islice(txn.scan(self._activity, before, reverse=True), limit + 1))
         more = len(entries) > limit
         del entries[limit:]
-        return _metadata(_decode_rows(row for _, row in entries)), entries[-1][0] if more else None, total
+        return _metadata(row for _, row in entries), entries[-1][0] if more else None, total
 
     def _prefixed(self, txn: ReadTransaction, prefix: str) -> list[tuple[Position, bytes]]:
         """(activity key, head row) of every live session whose key starts with ``prefix``, in key order."""

@@ -3,18 +3,22 @@ its key index."""
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import shutil
 import tempfile
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from eventstore import ChatMessage, InvalidArgument, SessionMetadata, SessionPage, SessionStore
+import projections.catalog as catalog_module
+from eventstore import ChatMessage, InvalidArgument, SessionMetadata, SessionPage, SessionStore, pause_gc_while_decoding
 from eventstore.storage import MemoryStorage
 from projections.catalog import Catalog
 
@@ -301,3 +305,25 @@ def test_a_catalog_older_than_version_2_is_rebuilt_from_the_log(store_path: Path
     with SessionStore(store_path, rebuild_progress=lambda done, total: folded.append((done, total))) as store:
         assert folded and expected == store.list_sessions_with_metadata(prefix="tg")
         assert store.verify().ok
+
+
+def test_opted_in_listing_decodes_its_rows_with_the_collector_paused(
+        store: SessionStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rows' decode makes most of a listing's objects, so the opt-in pause covers it, not only the metadata."""
+    store.append("one", user("hello"))
+    decode_rows = catalog_module._decode_rows
+    collector_on: list[bool] = []
+
+    def recording(values: Iterable[bytes]) -> list[list[Any]]:
+        collector_on.append(gc.isenabled())
+        return decode_rows(values)
+
+    monkeypatch.setattr(catalog_module, "_decode_rows", recording)
+    previous = pause_gc_while_decoding(True)
+    try:
+        listed = store.list_sessions_with_metadata()
+    finally:
+        pause_gc_while_decoding(previous)
+    assert [metadata.key for metadata in listed] == ["one"]
+    assert collector_on == [False]
+    assert gc.isenabled()
