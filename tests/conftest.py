@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +19,7 @@ from hypothesis import HealthCheck, settings
 from eventstore import SessionStore
 from eventstore._log import EventLog
 from eventstore.services.replica import ReplicaStorage
-from eventstore.storage import Durability, MemoryStorage, ReadTransaction, Storage
+from eventstore.storage import Durability, MemoryStorage, ReadTransaction, Storage, WriteTransaction
 from eventstore.storage.lmdb import Environment
 
 from postgres_server import PostgresServer
@@ -103,6 +105,43 @@ def stream_id_of(log: EventLog, txn: ReadTransaction, key: str) -> int:
     stream_id = log.stream_id(txn, key)
     assert stream_id is not None, f"session {key!r} has no stream"
     return stream_id
+
+
+def while_a_write_holds_the_lock(write: Callable[[Callable[[WriteTransaction], None]], object],
+                                 calls: list[Callable[[], object]], queued: Callable[[], int],
+                                 timeout: float = 60.0) -> list[object]:
+    """Run each call on a thread of its own while a first ``write`` (an engine's) holds its writers' lock, and
+    release it once ``queued()`` counts them all waiting, so that the next leader commits them as one group; what
+    each call returned, or the exception it raised."""
+    holding, release = threading.Event(), threading.Event()
+    results: list[object] = [None] * len(calls)
+
+    def blocker(_txn: WriteTransaction) -> None:
+        holding.set()
+        release.wait()
+
+    def call(index: int) -> None:
+        try:
+            results[index] = calls[index]()
+        except Exception as exc:
+            results[index] = exc
+
+    first = threading.Thread(target=write, args=(blocker,))
+    first.start()
+    holding.wait()
+    threads = [threading.Thread(target=call, args=(index,)) for index in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + timeout
+    try:
+        while queued() < len(calls):
+            assert time.monotonic() < deadline, "the calls never queued"
+            time.sleep(0.001)
+    finally:
+        release.set()
+        for thread in [first, *threads]:
+            thread.join()
+    return results
 
 
 @pytest.fixture

@@ -3,11 +3,12 @@ caller, and decides whether the group commits; a group holds the bodies of one s
 
 from __future__ import annotations
 
-import threading
-import time
+from collections.abc import Callable
 
 from eventstore.storage import Outcome, WriteTransaction
 from eventstore.storage.lmdb import Environment
+
+from conftest import while_a_write_holds_the_lock
 
 
 class Step:
@@ -27,37 +28,16 @@ def writes_in_one_group(lmdb_environment: Environment, writes: list[tuple[bytes,
     """Each (key, step) written from a thread of its own while a first write holds the lock, so that they queue
     together; what each caller got (a result or the exception)."""
     space = lmdb_environment.space("test")
-    holding, release = threading.Event(), threading.Event()
-    results: list[object] = [None] * len(writes)
 
-    def blocker(txn: WriteTransaction) -> None:
-        holding.set()
-        release.wait()
-
-    def call(index: int) -> None:
-        key, step = writes[index]
-
+    def write(key: bytes, step: Step | None) -> Callable[[], object]:
         def body(txn: WriteTransaction) -> bytes:
             txn.put(space, key, b"value")
             return key
 
-        try:
-            results[index] = lmdb_environment.write(body, step)
-        except Exception as exc:
-            results[index] = exc
+        return lambda: lmdb_environment.write(body, step)
 
-    first = threading.Thread(target=lmdb_environment.write, args=(blocker,))
-    first.start()
-    holding.wait()
-    threads = [threading.Thread(target=call, args=(index,)) for index in range(len(writes))]
-    for thread in threads:
-        thread.start()
-    while len(lmdb_environment._group._queued) < len(writes):
-        time.sleep(0.001)
-    release.set()
-    for thread in [first, *threads]:
-        thread.join()
-    return results
+    return while_a_write_holds_the_lock(lmdb_environment.write, [write(key, step) for key, step in writes],
+                                        lambda: len(lmdb_environment._group._queued))
 
 
 def stored(lmdb_environment: Environment) -> set[bytes]:

@@ -12,6 +12,8 @@ from eventstore import ChatMessage, Durability, SessionStore, StoreFull, WrongEx
 from eventstore.storage import Space, WriteTransaction
 from eventstore.storage.lmdb import Environment
 
+from conftest import while_a_write_holds_the_lock
+
 Body = Callable[[WriteTransaction], object]
 
 
@@ -27,31 +29,12 @@ def queued(lmdb_environment: Environment) -> int:
 def in_one_group(lmdb_environment: Environment, bodies: list[Body]) -> list[tuple[bool, object]]:
     """Run ``bodies`` from one thread each while a first write holds the lock, so that the next leader
     commits them as one group; each caller's (ok, result or exception)."""
-    holding, release = threading.Event(), threading.Event()
-    outcomes: list[tuple[bool, object]] = [(False, None)] * len(bodies)
+    def write(body: Body) -> Callable[[], object]:
+        return lambda: (True, lmdb_environment.write(body))
 
-    def blocker(txn: WriteTransaction) -> None:
-        holding.set()
-        release.wait()
-
-    def call(index: int) -> None:
-        try:
-            outcomes[index] = (True, lmdb_environment.write(bodies[index]))
-        except Exception as exc:
-            outcomes[index] = (False, exc)
-
-    first = threading.Thread(target=lmdb_environment.write, args=(blocker,))
-    first.start()
-    holding.wait()
-    threads = [threading.Thread(target=call, args=(index,)) for index in range(len(bodies))]
-    for thread in threads:
-        thread.start()
-    while queued(lmdb_environment) < len(bodies):
-        time.sleep(0.001)
-    release.set()
-    for thread in [first, *threads]:
-        thread.join()
-    return outcomes
+    results = while_a_write_holds_the_lock(lmdb_environment.write, [write(body) for body in bodies],
+                                           lambda: queued(lmdb_environment))
+    return [result if isinstance(result, tuple) else (False, result) for result in results]
 
 
 def put_and_report(space: Space, key: bytes, fail: bool = False) -> Body:

@@ -14,8 +14,8 @@ import pytest
 from eventstore import AsyncSessionStore, ChatMessage, SessionStore, StoreUnavailable
 from eventstore.sharedlog import Commit, Committed
 from eventstore.sharedlog.postgres import PostgresLog
-from eventstore.storage import WriteTransaction
 
+from conftest import while_a_write_holds_the_lock
 from test_postgres_store import heard, listening, open_host, replica_of  # noqa: F401 - the fixture, by name
 
 # ruff: noqa: F811 - the tests take the imported fixture ``open_host`` by name
@@ -50,36 +50,11 @@ def in_one_group(host: SessionStore, commands: list[Callable[[], object]]) -> li
     next leader commits them as one group; what each returned, or raised."""
     replica = replica_of(host)
     engine = replica.replica
-    holding, release = threading.Event(), threading.Event()
-    results: list[object] = [None] * len(commands)
-
-    def blocker(txn: WriteTransaction) -> None:
-        holding.set()
-        release.wait()
-
-    def call(index: int) -> None:
-        try:
-            results[index] = commands[index]()
-        except Exception as exc:
-            results[index] = exc
-
-    first = threading.Thread(target=engine.write, args=(blocker,))
-    first.start()
-    holding.wait()
-    threads = [threading.Thread(target=call, args=(index,)) for index in range(len(commands))]
-    for thread in threads:
-        thread.start()
-    queued = engine._group._queued  # type: ignore[attr-defined]
-    deadline = time.monotonic() + GATE_SECONDS
-    try:
-        while len([member for member in queued if member.before_commit == replica._ship]) < len(commands):
-            assert time.monotonic() < deadline, "the commands never queued"
-            time.sleep(0.001)
-    finally:
-        release.set()
-        for thread in [first, *threads]:
-            thread.join()
-    return results
+    group = engine._group  # type: ignore[attr-defined]
+    return while_a_write_holds_the_lock(
+        engine.write, commands,
+        lambda: len([member for member in group._queued if member.before_commit == replica._ship]),
+        timeout=GATE_SECONDS)
 
 
 def user(text: str) -> ChatMessage:
