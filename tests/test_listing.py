@@ -13,12 +13,21 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import orjson
 import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 import projections.catalog as catalog_module
-from eventstore import ChatMessage, InvalidArgument, SessionMetadata, SessionPage, SessionStore, pause_gc_while_decoding
+from eventstore import (
+    ChatMessage,
+    InvalidArgument,
+    SessionMetadata,
+    SessionPage,
+    SessionStore,
+    StoreReadOnly,
+    pause_gc_while_decoding,
+)
 from eventstore.storage import MemoryStorage
 from projections.catalog import Catalog
 
@@ -116,38 +125,61 @@ def test_prefix_arguments_are_checked(store: SessionStore) -> None:
             call(prefix=3)  # type: ignore[arg-type]
 
 
-# -- stores written before the key index ---------------------------------------------------------------
+# -- stores written by earlier catalogs ---------------------------------------------------------------
 
 
-def _as_before_the_key_index(path: Path, version: int = 2) -> None:
-    """Make the store at ``path`` what the previous catalog (code version 2) left: the same databases but
-    ``catalog.keys``, whose checkpoint says ``version``."""
+def _as_version_3_row(row: bytes) -> bytes:
+    """A head row as code versions 2 and 3 stored it: a JSON array, the version second and the times last."""
+    key, name, created, last, count, version, state, turn_id, started = orjson.loads(b"[" + row + b"]")
+    return orjson.dumps([key, version, name, state, turn_id, started, created, last, count])
+
+
+def _as_catalog_version(path: Path, version: int) -> None:
+    """Make the store at ``path`` what the catalog of code ``version`` left: rows as JSON arrays (3), and no
+    ``catalog.keys`` before that (2); its checkpoint says ``version``."""
     with SessionStore(path) as store:
-        def body(txn: object) -> None:
-            txn.clear(store._catalog._keys)  # type: ignore[attr-defined]
-            position = store._log.head(txn)[0]  # type: ignore[arg-type]
-            store._checkpoints.put(txn, "catalog", version, position)  # type: ignore[arg-type]
+        catalog = store._catalog
+
+        def body(txn: Any) -> None:
+            for space in (catalog._sessions, catalog._activity):  # type: ignore[attr-defined]
+                for key, row in list(txn.scan(space)):
+                    txn.put(space, key, _as_version_3_row(row))
+            for key, value in list(txn.scan(catalog._keys)):  # type: ignore[attr-defined]
+                txn.put(catalog._keys, key, value[:16] + _as_version_3_row(value[16:]))  # type: ignore[attr-defined]
+            if version < 3:
+                txn.clear(catalog._keys)  # type: ignore[attr-defined]
+            store._checkpoints.put(txn, "catalog", version, store._log.head(txn)[0])
 
         store._environment.write(body)
 
 
-def test_a_store_from_before_the_key_index_opens_and_lists_by_prefix(store_path: Path) -> None:
-    """The key index is derived from the catalog's rows when the store opens writable."""
+@pytest.mark.parametrize("version", [2, 3])
+def test_a_store_of_an_earlier_catalog_converts_and_lists(store_path: Path, version: int) -> None:
+    """Rows kept as JSON arrays (and, before version 3, no key index) are rewritten from the catalog's rows when
+    the store opens writable; read-only, it asks for that open first."""
     with SessionStore(store_path) as store:
         for key in ("tg:1", "tg:2", "slack:1"):
             store.append(key, user(key))
         store.set_session_name("tg:1", "first")
+        store.set_session_state("tg:2", "running", "turn 1")
         store.delete_session("slack:1")
         expected = store.list_sessions_with_metadata()
-    _as_before_the_key_index(store_path)
+        expected_state = store.get_session_state("tg:2")
+        with store._environment.read() as txn:
+            expected_rows = store._catalog.dump(txn)
+    _as_catalog_version(store_path, version)
+    with pytest.raises(StoreReadOnly, match="writable"):
+        SessionStore(store_path, readonly=True)
     folded: list[tuple[int, int]] = []
     with SessionStore(store_path, rebuild_progress=lambda done, total: folded.append((done, total))) as store:
         assert [] == folded  # converted in place, without reading the log
         with store._environment.read() as txn:
-            assert (Catalog.code_version, 2) == (store._checkpoints.get(txn, "catalog")[0], len(  # type: ignore[index]
-                list(txn.scan(store._catalog._keys))))
-        assert expected == store.list_sessions_with_metadata(prefix="tg:")
-        assert expected[0] == store.get_session_metadata("tg:1") and not store.session_exists("slack:1")
+            assert Catalog.code_version == store._checkpoints.get(txn, "catalog")[0]  # type: ignore[index]
+            assert expected_rows == store._catalog.dump(txn)
+        assert expected == store.list_sessions_with_metadata() != store.list_sessions_with_metadata(prefix="tg:2")
+        assert expected[-1:] == store.list_sessions_with_metadata(prefix="tg:1")
+        assert expected[0] == store.get_session_metadata(expected[0].key) and not store.session_exists("slack:1")
+        assert expected_state == store.get_session_state("tg:2")
         assert store.verify().ok
 
 
@@ -300,7 +332,7 @@ def test_a_catalog_older_than_version_2_is_rebuilt_from_the_log(store_path: Path
     with SessionStore(store_path) as store:
         store.append("tg:1", user("hi"))
         expected = store.list_sessions_with_metadata()
-    _as_before_the_key_index(store_path, version=1)
+    _as_catalog_version(store_path, 1)
     folded: list[tuple[int, int]] = []
     with SessionStore(store_path, rebuild_progress=lambda done, total: folded.append((done, total))) as store:
         assert folded and expected == store.list_sessions_with_metadata(prefix="tg")
