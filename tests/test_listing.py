@@ -25,6 +25,7 @@ from eventstore import (
     SessionMetadata,
     SessionPage,
     SessionStore,
+    StoreCorrupted,
     StoreReadOnly,
     pause_gc_while_decoding,
 )
@@ -141,13 +142,13 @@ def _as_catalog_version(path: Path, version: int) -> None:
         catalog = store._catalog
 
         def body(txn: Any) -> None:
-            for space in (catalog._sessions, catalog._activity):  # type: ignore[attr-defined]
+            for space in (catalog._sessions, catalog._activity):
                 for key, row in list(txn.scan(space)):
                     txn.put(space, key, _as_version_3_row(row))
-            for key, value in list(txn.scan(catalog._keys)):  # type: ignore[attr-defined]
-                txn.put(catalog._keys, key, value[:16] + _as_version_3_row(value[16:]))  # type: ignore[attr-defined]
+            for key, value in list(txn.scan(catalog._keys)):
+                txn.put(catalog._keys, key, value[:16] + _as_version_3_row(value[16:]))
             if version < 3:
-                txn.clear(catalog._keys)  # type: ignore[attr-defined]
+                txn.clear(catalog._keys)
             store._checkpoints.put(txn, "catalog", version, store._log.head(txn)[0])
 
         store._environment.write(body)
@@ -359,3 +360,79 @@ def test_opted_in_listing_decodes_its_rows_with_the_collector_paused(
     assert [metadata.key for metadata in listed] == ["one"]
     assert collector_on == [False]
     assert gc.isenabled()
+
+
+# -- what a listing builds ---------------------------------------------------------------------------------
+
+
+def test_a_listing_makes_one_object_a_session_for_the_collector(store_path: Path) -> None:
+    """No container a row: the metadata are the only objects the cyclic collector tracks (young collections
+    come one per ``threshold`` of them), so listing every session sets it off half as often as a list a row did."""
+    sessions, threshold = 2_000, 100
+    with SessionStore(store_path, durable=False) as store:
+        for number in range(sessions):
+            store.append(f"s{number}", user("hi"))
+        collections: list[int] = []
+
+        def count(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                collections.append(info["generation"])
+
+        before = gc.get_threshold()
+        gc.collect()
+        gc.set_threshold(threshold, *before[1:])
+        gc.callbacks.append(count)
+        try:
+            listed = store.list_sessions_with_metadata()
+        finally:
+            gc.callbacks.remove(count)
+            gc.set_threshold(*before)
+    assert sessions == len(listed)
+    assert len(collections) <= sessions // threshold + 3, collections
+
+
+def test_metadata_built_a_column_at_a_time_are_those_the_class_builds(store: SessionStore,
+                                                                       clock: FakeClock) -> None:
+    """The listing fills each field of ``SessionMetadata`` without its ``__init__``, which holds nothing more."""
+    assert all(field.validator is None and field.converter is None for field in attrs.fields(SessionMetadata))
+    assert "__attrs_post_init__" not in vars(SessionMetadata)
+    store.append("a", user("hi"))
+    clock.advance(seconds=1)
+    store.set_session_name("b", "named")
+    store.append("b", user("hello"))
+    listed = store.list_sessions_with_metadata()
+    assert [SessionMetadata(m.key, m.name, m.created_at, m.last_activity, m.message_count) for m in listed] == listed
+    assert [("b", "named", 1), ("a", None, 1)] == [(m.key, m.name, m.message_count) for m in listed]
+    assert [hash(m) for m in listed] == [hash(attrs.evolve(m)) for m in listed]
+
+
+@pytest.mark.parametrize(("row", "words", "keys_too"), [
+    (b'"a",null', "fields", True),
+    (b'"a",null,"2026-01-01T00:00:00+00:00","2026-01-01T00:00:00+00:00",1,1,null,null,null,7', "fields", True),
+    (b'7,null,"2026-01-01T00:00:00+00:00","2026-01-01T00:00:00+00:00",1,1,null,null,null', "not text", True),
+    (b'"a",null,"2026-01-01', "damaged", True),
+    (b'"a",null,"2026-01-01T00:00:00+00:00","2026-01-01T00:00:00+00:00","1",1,null,null,null', "not a number", False),
+    (b'"a",null,"yesterday","2026-01-01T00:00:00+00:00",1,1,null,null,null', "yesterday", False),
+    (b'"a",null,"2026-01-01T00:00:00+00:00",5,1,1,null,null,null', "damaged", False),
+])
+def test_a_damaged_row_fails_the_listing_as_corruption(store_path: Path, row: bytes, words: str,
+                                                       keys_too: bool) -> None:
+    """A catalog row of the wrong number of fields, or of a field of the wrong type, is ``StoreCorrupted``, not a
+    shifted column or a third-party exception; a listing of keys alone reads the key and the number of fields."""
+    with SessionStore(store_path) as store:
+        store.append("a", user("hi"))
+        store.append("b", user("hi"))
+        catalog = store._catalog
+
+        def damage(txn: Any) -> None:
+            key = next(key for key, value in txn.scan(catalog._activity) if value.startswith(b'"a"'))
+            txn.put(catalog._activity, key, row)
+
+        store._environment.write(damage)
+        with pytest.raises(StoreCorrupted, match=words):
+            store.list_sessions_with_metadata()
+        if keys_too:
+            with pytest.raises(StoreCorrupted, match=words):
+                store.list_sessions()
+        else:
+            assert ["b", "a"] == store.list_sessions()
