@@ -230,8 +230,9 @@ class Catalog:
         return _TIME_ID.pack(to_micros(head.last_activity), stream_id)
 
     def upgrade(self, txn: WriteTransaction, from_version: int) -> bool:
-        """Versions 2 and 3 kept each row as a JSON array, and version 2 had no ``catalog.keys``: rewrite every
-        row of ``catalog.sessions`` where it is kept (``catalog.running`` holds no row and stays)."""
+        """Versions 2 and 3 kept each row as a JSON array, and version 2 had no ``catalog.keys``: rewrite each
+        session's row, read from ``catalog.sessions``, in the three databases that keep it (``catalog.running``
+        holds no row and stays)."""
         if from_version not in (2, 3):
             return False
         for raw_id, old_row in list(txn.scan(self._sessions)):
