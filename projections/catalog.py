@@ -11,6 +11,12 @@ A session key is its own ``catalog.keys`` key when it is shorter than
 ``_LONG_KEY`` bytes; a longer one (keys run to 1 KiB, LMDB's keys to 511 bytes)
 keeps its first ``_KEPT`` bytes followed by the SHA-256 of the whole key, so it
 still sorts among the keys that share its start.
+
+A head row is its fields as JSON values separated by commas, without brackets
+(the listing's fields first): the rows of a listing joined by commas are one
+flat JSON array, decoded in one call without a list per row, and its columns
+are slices of it. Code version 3 kept each row as a JSON array in another
+order; ``upgrade`` rewrites such rows.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import orjson
 from eventstore._codec import bulk_decoding, unpack_stored
 from eventstore._errors import StoreCorrupted
 from eventstore._time import to_micros
-from eventstore._values import SessionMetadata, SessionState
+from eventstore._values import SessionMetadata, SessionState, trusted_metadata
 from eventstore.storage import ReadTransaction, WriteTransaction
 
 from .readmodel import OpenSpace
@@ -68,51 +74,91 @@ def _moment(text: str | None) -> datetime | None:
     return moment
 
 
+#: The fields of a head row, in their stored order: the listing reads the first five.
+_FIELDS = ("key", "name", "created", "last_activity", "count", "version", "state", "turn_id", "turn_started")
+_WIDTH = len(_FIELDS)
+
+
 def _head_to_row(head: SessionHead) -> list[Any]:
     state = head.state
-    return [head.key, head.version, head.name,
+    return [head.key, head.name, _text(head.created_at), _text(head.last_activity), head.message_count,
+            head.version,
             None if state is None else state.state,
             None if state is None else state.turn_id,
-            None if state is None else _text(state.turn_started_at),
-            _text(head.created_at), _text(head.last_activity), head.message_count]
+            None if state is None else _text(state.turn_started_at)]
 
 
-def _head_from_row(row: list[Any]) -> SessionHead:
-    key, version, name, state, turn_id, started, created, last, count = row
+def _head_from_row(row: Sequence[Any]) -> SessionHead:
+    key, name, created, last, count, version, state, turn_id, started = row
     run_state = None if state is None else SessionState(state, turn_id, _moment(started))
     return SessionHead(key, version, True, name, run_state, _moment(created), _moment(last), count)
 
 
-def _encode_head(head: SessionHead) -> bytes:
-    return orjson.dumps(_head_to_row(head))
-
-
-def _decode_head(raw: bytes) -> SessionHead:
+def _head_from_version_3_row(raw: bytes) -> SessionHead:
+    """The head of a row as code version 3 stored it: a JSON array, the version second and the times last."""
     try:
-        return _head_from_row(orjson.loads(raw))
+        key, version, name, state, turn_id, started, created, last, count = orjson.loads(raw)
+        return _head_from_row((key, name, created, last, count, version, state, turn_id, started))
     except (orjson.JSONDecodeError, TypeError, ValueError, OverflowError) as exc:
         raise StoreCorrupted(f"the session catalog is damaged: {exc}") from None
 
 
-def _decode_rows(values: Iterable[bytes]) -> list[list[Any]]:
-    """Rows of head bytes, in one C-level decode for them all instead of one call per row; callers check fields."""
+def _encode_head(head: SessionHead) -> bytes:
+    return orjson.dumps(_head_to_row(head))[1:-1]
+
+
+def _decode_head(raw: bytes) -> SessionHead:
     try:
-        rows: list[list[Any]] = orjson.loads(b"[" + b",".join(values) + b"]")
-        return rows
+        return _head_from_row(_decode_rows((raw,)))
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise StoreCorrupted(f"the session catalog is damaged: {exc}") from None
+
+
+def _decode_rows(values: Iterable[bytes]) -> list[Any]:
+    """The fields of head rows, one row after another in one flat list (``_WIDTH`` a row), in one C-level decode
+    for them all; callers check the fields' types."""
+    rows = list(values)
+    if rows:  # the brackets go on the first and last rows: one copy of the rows, not three
+        rows[0] = b"[" + rows[0]
+        rows[-1] += b"]"
+    try:
+        fields: list[Any] = orjson.loads(b",".join(rows)) if rows else []
     except orjson.JSONDecodeError as exc:
         raise StoreCorrupted(f"the session catalog is damaged: {exc}") from None
+    if len(fields) != _WIDTH * len(rows):
+        raise StoreCorrupted(f"the session catalog is damaged: {len(rows)} rows hold {len(fields)} fields, "
+                             f"not {_WIDTH} each")
+    return fields
+
+
+def _column(fields: list[Any], name: str) -> list[Any]:
+    return fields[_FIELDS.index(name)::_WIDTH]
 
 
 def _metadata(values: Iterable[bytes]) -> list[SessionMetadata]:
-    """Metadata from catalog rows; the rows' decode is inside the collector pause too, as it makes most objects."""
-    parse = datetime.fromisoformat  # the times were written in UTC by _text; verify checks them
-    try:
-        with bulk_decoding():
-            rows = _decode_rows(values)
-            return [SessionMetadata(key, name, parse(created), parse(last), count)
-                    for key, _version, name, _state, _turn, _started, created, last, count in rows]
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise StoreCorrupted(f"the session catalog is damaged: {exc}") from None
+    """Metadata from catalog rows, a column at a time in C-level calls, the metadata made before the rows are
+    decoded (``trusted_metadata``); the decode is inside the collector pause too."""
+    rows = list(values)
+
+    def columns() -> tuple[list[str], list[str | None], Iterator[datetime], Iterator[datetime], list[int]]:
+        fields = _decode_rows(rows)
+        keys, counts = _column(fields, "key"), _column(fields, "count")
+        if not _all_of_type(keys, str) or not _all_of_type(counts, int):
+            raise StoreCorrupted("the session catalog is damaged: a session key is not text or a count not a number")
+        parse = datetime.fromisoformat  # the times were written in UTC by _text; verify checks them
+        return (keys, _column(fields, "name"), map(parse, _column(fields, "created")),
+                map(parse, _column(fields, "last_activity")), counts)
+
+    with bulk_decoding():
+        try:
+            return trusted_metadata(len(rows), columns)
+        except (TypeError, ValueError) as exc:
+            raise StoreCorrupted(f"the session catalog is damaged: {exc}") from None
+
+
+def _all_of_type(values: list[Any], kind: type) -> bool:
+    """Whether every one of ``values`` is exactly a ``kind`` (no subclass: a JSON decode makes none)."""
+    return set(map(type, values)) <= {kind}
 
 
 def _keyed_value(raw: bytes) -> tuple[Position, bytes]:
@@ -123,9 +169,9 @@ def _keyed_value(raw: bytes) -> tuple[Position, bytes]:
 
 
 def _row_key(row: bytes) -> tuple[str, list[Any]]:
-    """The session key of a head row, and the decoded row."""
-    decoded = _decode_rows((row,))[0]
-    if not isinstance(decoded, list) or not decoded or not isinstance(decoded[0], str):
+    """The session key of a head row, and the row's fields."""
+    decoded = _decode_rows((row,))
+    if not isinstance(decoded[0], str):
         raise StoreCorrupted("the session catalog is damaged: a row has no session key")
     return decoded[0], decoded
 
@@ -142,7 +188,7 @@ class Catalog:
     """Session heads, by stream id, by key, by last activity and by running turn."""
 
     name = "catalog"
-    code_version = 3
+    code_version = 4
 
     def __init__(self, open_space: OpenSpace) -> None:
         self._sessions = open_space("catalog.sessions")
@@ -184,13 +230,18 @@ class Catalog:
         return _TIME_ID.pack(to_micros(head.last_activity), stream_id)
 
     def upgrade(self, txn: WriteTransaction, from_version: int) -> bool:
-        """Version 2 is this one without ``catalog.keys``: derive it from ``catalog.sessions``."""
-        if from_version != 2:
+        """Versions 2 and 3 kept each row as a JSON array, and version 2 had no ``catalog.keys``: rewrite each
+        session's row, read from ``catalog.sessions``, in the three databases that keep it (``catalog.running``
+        holds no row and stays)."""
+        if from_version not in (2, 3):
             return False
-        for raw_id, row in txn.scan(self._sessions):
+        for raw_id, old_row in list(txn.scan(self._sessions)):
             stream_id = unpack_stored(_ID, raw_id, "a key of the session catalog")[0]
-            head = _decode_head(row)
-            txn.put(self._keys, _key_index(head.key), self._activity_key(stream_id, head) + row)
+            head = _head_from_version_3_row(old_row)
+            row, activity_key = _encode_head(head), self._activity_key(stream_id, head)
+            txn.put(self._sessions, raw_id, row)
+            txn.put(self._activity, activity_key, row)
+            txn.put(self._keys, _key_index(head.key), activity_key + row)
         return True
 
     def clear(self, txn: WriteTransaction) -> None:
@@ -212,14 +263,11 @@ class Catalog:
     def keys_by_activity(self, txn: ReadTransaction, prefix: str = "") -> list[str]:
         """Live session keys (those starting with ``prefix``), most recent activity first."""
         if prefix:
-            rows = _decode_rows(row for _, row in sorted(self._prefixed(txn, prefix), reverse=True))
+            fields = _decode_rows([row for _, row in sorted(self._prefixed(txn, prefix), reverse=True)])
         else:
-            rows = _decode_rows(txn.scan_values(self._activity, reverse=True))
-        try:
-            keys = [row[0] for row in rows]
-        except (TypeError, KeyError, IndexError) as exc:
-            raise StoreCorrupted(f"the session catalog is damaged: a row is not a list ({exc!r})") from None
-        if not all(isinstance(key, str) for key in keys):
+            fields = _decode_rows(txn.scan_values(self._activity, reverse=True))
+        keys = _column(fields, "key")
+        if not _all_of_type(keys, str):
             raise StoreCorrupted("the session catalog is damaged: a session key is not text")
         return keys
 
@@ -273,7 +321,7 @@ class Catalog:
         if raw is None:
             return None
         try:
-            found, _version, name, _state, _turn, _started, created, last, count = orjson.loads(raw[_TIME_ID.size:])
+            found, name, created, last, count, *_ = orjson.loads(b"[" + raw[_TIME_ID.size:] + b"]")
             metadata = SessionMetadata(found, name, datetime.fromisoformat(created), datetime.fromisoformat(last),
                                        count)
         except (orjson.JSONDecodeError, TypeError, ValueError, OverflowError) as exc:
@@ -290,7 +338,7 @@ class Catalog:
             return None
         position, row = _keyed_value(raw)
         try:
-            found, version, *_, count = orjson.loads(row)
+            found, _name, _created, _last, count, version, *_ = orjson.loads(b"[" + row + b"]")
         except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
             raise StoreCorrupted(f"the session catalog is damaged: {exc}") from None
         if found != key:

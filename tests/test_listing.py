@@ -13,12 +13,22 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import orjson
 import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 import projections.catalog as catalog_module
-from eventstore import ChatMessage, InvalidArgument, SessionMetadata, SessionPage, SessionStore, pause_gc_while_decoding
+from eventstore import (
+    ChatMessage,
+    InvalidArgument,
+    SessionMetadata,
+    SessionPage,
+    SessionStore,
+    StoreCorrupted,
+    StoreReadOnly,
+    pause_gc_while_decoding,
+)
 from eventstore.storage import MemoryStorage
 from projections.catalog import Catalog
 
@@ -116,38 +126,61 @@ def test_prefix_arguments_are_checked(store: SessionStore) -> None:
             call(prefix=3)  # type: ignore[arg-type]
 
 
-# -- stores written before the key index ---------------------------------------------------------------
+# -- stores written by earlier catalogs ---------------------------------------------------------------
 
 
-def _as_before_the_key_index(path: Path, version: int = 2) -> None:
-    """Make the store at ``path`` what the previous catalog (code version 2) left: the same databases but
-    ``catalog.keys``, whose checkpoint says ``version``."""
+def _as_version_3_row(row: bytes) -> bytes:
+    """A head row as code versions 2 and 3 stored it: a JSON array, the version second and the times last."""
+    key, name, created, last, count, version, state, turn_id, started = orjson.loads(b"[" + row + b"]")
+    return orjson.dumps([key, version, name, state, turn_id, started, created, last, count])
+
+
+def _as_catalog_version(path: Path, version: int) -> None:
+    """Make the store at ``path`` what the catalog of code ``version`` left: rows as JSON arrays (3), and no
+    ``catalog.keys`` before that (2); its checkpoint says ``version``."""
     with SessionStore(path) as store:
-        def body(txn: object) -> None:
-            txn.clear(store._catalog._keys)  # type: ignore[attr-defined]
-            position = store._log.head(txn)[0]  # type: ignore[arg-type]
-            store._checkpoints.put(txn, "catalog", version, position)  # type: ignore[arg-type]
+        catalog = store._catalog
+
+        def body(txn: Any) -> None:
+            for space in (catalog._sessions, catalog._activity):
+                for key, row in list(txn.scan(space)):
+                    txn.put(space, key, _as_version_3_row(row))
+            for key, value in list(txn.scan(catalog._keys)):
+                txn.put(catalog._keys, key, value[:16] + _as_version_3_row(value[16:]))
+            if version < 3:
+                txn.clear(catalog._keys)
+            store._checkpoints.put(txn, "catalog", version, store._log.head(txn)[0])
 
         store._environment.write(body)
 
 
-def test_a_store_from_before_the_key_index_opens_and_lists_by_prefix(store_path: Path) -> None:
-    """The key index is derived from the catalog's rows when the store opens writable."""
+@pytest.mark.parametrize("version", [2, 3])
+def test_a_store_of_an_earlier_catalog_converts_and_lists(store_path: Path, version: int) -> None:
+    """Rows kept as JSON arrays (and, before version 3, no key index) are rewritten from the catalog's rows when
+    the store opens writable; read-only, it asks for that open first."""
     with SessionStore(store_path) as store:
         for key in ("tg:1", "tg:2", "slack:1"):
             store.append(key, user(key))
         store.set_session_name("tg:1", "first")
+        store.set_session_state("tg:2", "running", "turn 1")
         store.delete_session("slack:1")
         expected = store.list_sessions_with_metadata()
-    _as_before_the_key_index(store_path)
+        expected_state = store.get_session_state("tg:2")
+        with store._environment.read() as txn:
+            expected_rows = store._catalog.dump(txn)
+    _as_catalog_version(store_path, version)
+    with pytest.raises(StoreReadOnly, match="writable"):
+        SessionStore(store_path, readonly=True)
     folded: list[tuple[int, int]] = []
     with SessionStore(store_path, rebuild_progress=lambda done, total: folded.append((done, total))) as store:
         assert [] == folded  # converted in place, without reading the log
         with store._environment.read() as txn:
-            assert (Catalog.code_version, 2) == (store._checkpoints.get(txn, "catalog")[0], len(  # type: ignore[index]
-                list(txn.scan(store._catalog._keys))))
-        assert expected == store.list_sessions_with_metadata(prefix="tg:")
-        assert expected[0] == store.get_session_metadata("tg:1") and not store.session_exists("slack:1")
+            assert Catalog.code_version == store._checkpoints.get(txn, "catalog")[0]  # type: ignore[index]
+            assert expected_rows == store._catalog.dump(txn)
+        assert expected == store.list_sessions_with_metadata() != store.list_sessions_with_metadata(prefix="tg:2")
+        assert expected[-1:] == store.list_sessions_with_metadata(prefix="tg:1")
+        assert expected[0] == store.get_session_metadata(expected[0].key) and not store.session_exists("slack:1")
+        assert expected_state == store.get_session_state("tg:2")
         assert store.verify().ok
 
 
@@ -300,7 +333,7 @@ def test_a_catalog_older_than_version_2_is_rebuilt_from_the_log(store_path: Path
     with SessionStore(store_path) as store:
         store.append("tg:1", user("hi"))
         expected = store.list_sessions_with_metadata()
-    _as_before_the_key_index(store_path, version=1)
+    _as_catalog_version(store_path, 1)
     folded: list[tuple[int, int]] = []
     with SessionStore(store_path, rebuild_progress=lambda done, total: folded.append((done, total))) as store:
         assert folded and expected == store.list_sessions_with_metadata(prefix="tg")
@@ -327,3 +360,79 @@ def test_opted_in_listing_decodes_its_rows_with_the_collector_paused(
     assert [metadata.key for metadata in listed] == ["one"]
     assert collector_on == [False]
     assert gc.isenabled()
+
+
+# -- what a listing builds ---------------------------------------------------------------------------------
+
+
+def test_a_listing_makes_one_object_a_session_for_the_collector(store_path: Path) -> None:
+    """No container a row: the metadata are the only objects the cyclic collector tracks (young collections
+    come one per ``threshold`` of them), so listing every session sets it off half as often as a list a row did."""
+    sessions, threshold = 2_000, 100
+    with SessionStore(store_path, durable=False) as store:
+        for number in range(sessions):
+            store.append(f"s{number}", user("hi"))
+        collections: list[int] = []
+
+        def count(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                collections.append(info["generation"])
+
+        before = gc.get_threshold()
+        gc.collect()
+        gc.set_threshold(threshold, *before[1:])
+        gc.callbacks.append(count)
+        try:
+            listed = store.list_sessions_with_metadata()
+        finally:
+            gc.callbacks.remove(count)
+            gc.set_threshold(*before)
+    assert sessions == len(listed)
+    assert len(collections) <= sessions // threshold + 3, collections
+
+
+def test_metadata_built_a_column_at_a_time_are_those_the_class_builds(store: SessionStore,
+                                                                       clock: FakeClock) -> None:
+    """The listing fills each field of ``SessionMetadata`` without its ``__init__``, which holds nothing more."""
+    assert all(field.validator is None and field.converter is None for field in attrs.fields(SessionMetadata))
+    assert "__attrs_post_init__" not in vars(SessionMetadata)
+    store.append("a", user("hi"))
+    clock.advance(seconds=1)
+    store.set_session_name("b", "named")
+    store.append("b", user("hello"))
+    listed = store.list_sessions_with_metadata()
+    assert [SessionMetadata(m.key, m.name, m.created_at, m.last_activity, m.message_count) for m in listed] == listed
+    assert [("b", "named", 1), ("a", None, 1)] == [(m.key, m.name, m.message_count) for m in listed]
+    assert [hash(m) for m in listed] == [hash(attrs.evolve(m)) for m in listed]
+
+
+@pytest.mark.parametrize(("row", "words", "keys_too"), [
+    (b'"a",null', "fields", True),
+    (b'"a",null,"2026-01-01T00:00:00+00:00","2026-01-01T00:00:00+00:00",1,1,null,null,null,7', "fields", True),
+    (b'7,null,"2026-01-01T00:00:00+00:00","2026-01-01T00:00:00+00:00",1,1,null,null,null', "not text", True),
+    (b'"a",null,"2026-01-01', "damaged", True),
+    (b'"a",null,"2026-01-01T00:00:00+00:00","2026-01-01T00:00:00+00:00","1",1,null,null,null', "not a number", False),
+    (b'"a",null,"yesterday","2026-01-01T00:00:00+00:00",1,1,null,null,null', "yesterday", False),
+    (b'"a",null,"2026-01-01T00:00:00+00:00",5,1,1,null,null,null', "damaged", False),
+])
+def test_a_damaged_row_fails_the_listing_as_corruption(store_path: Path, row: bytes, words: str,
+                                                       keys_too: bool) -> None:
+    """A catalog row of the wrong number of fields, or of a field of the wrong type, is ``StoreCorrupted``, not a
+    shifted column or a third-party exception; a listing of keys alone reads the key and the number of fields."""
+    with SessionStore(store_path) as store:
+        store.append("a", user("hi"))
+        store.append("b", user("hi"))
+        catalog = store._catalog
+
+        def damage(txn: Any) -> None:
+            key = next(key for key, value in txn.scan(catalog._activity) if value.startswith(b'"a"'))
+            txn.put(catalog._activity, key, row)
+
+        store._environment.write(damage)
+        with pytest.raises(StoreCorrupted, match=words):
+            store.list_sessions_with_metadata()
+        if keys_too:
+            with pytest.raises(StoreCorrupted, match=words):
+                store.list_sessions()
+        else:
+            assert ["b", "a"] == store.list_sessions()

@@ -107,8 +107,8 @@ def test_a_chunk_holding_more_than_counted_is_corruption(sessions, cache_session
         store.load("short")
 
 
-@pytest.mark.parametrize("row", [b"not json", b'{"short": 1}', b'["short"]', b'["short", "1", null, 3]',
-                                 b'["short", 1, null, null, null, null, null, null, 3.0]'])
+@pytest.mark.parametrize("row", [b"not json", b'{"short": 1}', b'"short"', b'"short", null, null, null, 3, "1"',
+                                 b'"short", null, null, null, 3.0, 1, null, null, null'])
 def test_a_damaged_key_index_row_is_corruption(sessions, row: bytes) -> None:
     """The head row in "short"'s key index entry does not decode, or holds no whole version and count."""
     path, _ = sessions
