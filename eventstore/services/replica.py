@@ -479,6 +479,7 @@ class ReplicaStorage:
         return self._inner.page_problems()
 
     def vacuum(self, reopen: Callable[[], None], rewrite: VacuumRewrite | None = None) -> None:
+        self.catch_up()  # redactions other hosts made reach the replica's records (and dictionary) first
         self._binding = None  # its handles die with the vacuum; ``reopen`` binds the store again
         self._inner.vacuum(reopen, rewrite)
 
