@@ -245,8 +245,10 @@ class TestTheDictionaryForgetsRedactedText:
             redact_secrets(store)
             records, chunks = compressed(store)
             assert records > 0 and chunks > 0
+            chain = [(event.position, event.hash, event.payload_digest) for event in store.events()]
             store.vacuum()
             assert {} == dictionary_leaks(trained)
+            assert chain == [(event.position, event.hash, event.payload_digest) for event in store.events()]
             assert stored_dictionary(store).data != learnt
             assert (records, chunks) == compressed(store)  # the new dictionary compresses them all again
             assert before == {key: store.load(key) for key in OTHER_KEYS}
