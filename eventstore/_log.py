@@ -658,9 +658,11 @@ class EventLog:
         Raises:
             DictionaryDamaged: neither stored form of the dictionary is intact.
         """
-        old = self.dictionary.get(txn)
-        if old is None or not self._dictionary_learnt_redacted(txn):
+        # The dictionary itself is read only when it is to be replaced: a damaged one is no reason to refuse a
+        # vacuum that copies its frames as they are.
+        if txn.get(self._meta, b"dictionary.id") is None or not self._dictionary_learnt_redacted(txn):
             return None
+        old = self.dictionary.require(txn)
         span, samples = self._training_sample(txn, self.head(txn)[0])
         data = train(samples)
         return DictionaryReplacement(old, None if data is None else Dictionary(data), data, span)

@@ -23,6 +23,7 @@ from eventstore.storage.lmdb import Environment
 from projections.search.tokenizer import token_spans
 
 from conftest import FakeClock
+from test_dictionary_damage import _damage
 
 #: Words the redacted session shares with another one: they stay, and stay findable.
 SHARED = ("harbour", "lantern")
@@ -282,6 +283,15 @@ class TestTheDictionaryForgetsRedactedText:
             before = contents(store, "log.meta")
             store.vacuum()
             assert (before, learnt) == (contents(store, "log.meta"), stored_dictionary(store).data)
+
+    def test_a_damaged_dictionary_that_learnt_nothing_redacted_does_not_stop_the_vacuum(self, trained: Path) -> None:
+        """Vacuum copies the frames as they are: it reads the dictionary only to replace it."""
+        for form in (b"dictionary", b"dictionary.copy"):
+            _damage(trained, form, "changed")
+        with SessionStore(trained) as store:
+            problems = store.verify().problems
+            store.vacuum()
+            assert problems == store.verify().problems
 
     def test_a_retrained_dictionary(self, tmp_path: Path) -> None:
         """The first dictionary learnt 4,096 alike payloads (a poor one); the second, trained when the log
