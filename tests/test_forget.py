@@ -267,11 +267,15 @@ class TestTheDictionaryForgetsRedactedText:
         # salvage reads the dictionary (and its copy, the new one's) from the file alone
         assert events == [(event.position, event.hash) for event in salvage(trained / "data.mdb").prefix]
 
-    def test_a_store_without_redactions_keeps_its_dictionary_and_frames(self, trained: Path) -> None:
+    def test_a_store_without_redactions_keeps_its_dictionary_and_frames(
+            self, trained: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         """Nothing redacted: vacuum pays no training nor recompression; every byte of the log and chunks stays."""
         with SessionStore(trained) as store:
             before = contents(store, "log.meta", "log.events", "messages.chunks")
+            trainings: list[int] = []
+            monkeypatch.setattr(eventstore._log, "train", lambda samples, dictionary_id=None: trainings.append(1))
             store.vacuum()
+            assert [] == trainings
             assert before == contents(store, "log.meta", "log.events", "messages.chunks")
 
     def test_a_redaction_of_events_the_dictionary_did_not_learn_keeps_it(self, trained: Path) -> None:
