@@ -5,10 +5,12 @@ barely shrinks, because a compressor learns a text's words from the text
 itself. A dictionary trained on the store's own payloads gives it those words
 in advance (about half the bytes of an event payload, 40% of a message chunk,
 on the scale benchmark's corpus). Each store trains a dictionary from its first
-few thousand events (``TRAINING_EVENTS``) and keeps it forever: every frame
-written with it needs it to be read. When those events were too alike for it to
-help (``Dictionary.retrain_due``), the store trains another from its latest
-events later, and new frames use that one. Frames are zstd's without the magic
+few thousand events (``TRAINING_EVENTS``) and keeps it: every frame written with
+it needs it to be read (a ``vacuum`` after a redaction of a payload it learnt
+replaces it, and every frame with it: ``EventLog.dictionary_replacement``).
+When those events were too alike for it to help (``Dictionary.retrain_due``),
+the store trains another from its latest events later, and new frames use that
+one. Frames are zstd's without the magic
 number (the record or chunk says that it is compressed); the first dictionary's
 frames carry no dictionary id, a later one's carry its id (one byte), so each
 frame names the dictionary that reads it. They keep their content size and a

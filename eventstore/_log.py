@@ -26,7 +26,8 @@ count (its events have consecutive versions at consecutive positions), so a
 20-message ``append_many`` takes one entry instead of 20; ``log.keys`` SHA-256 of the key → stream id;
 ``log.stream_keys`` stream id → key; ``log.meta`` the format marker and the
 store's compression dictionary (``dictionary.id``, ``dictionary``, ``dictionary.sha256``,
-``dictionary.copy``: ``StoredDictionary``).
+``dictionary.copy``, and what it learnt from, ``dictionary.learnt`` and ``dictionary.learnt_redacted``:
+``StoredDictionary``).
 
 Records have two layouts (docs/space.md). Layout 1 stores the payload
 as it is, with its digest. Layout 2, written once the store has trained its
@@ -48,16 +49,17 @@ import itertools
 import os
 import re
 import struct
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 import attrs
 
 from ._codec import EncodedEvent, unpack_stored
 from ._compression import TRAINING_EVENTS, TRAINING_SAMPLE_BYTES, Chosen, Dictionary, choose, copy_of, digest_of, train
 from ._errors import DictionaryDamaged, IncompatibleStore, StoreCorrupted, WrongExpectedVersion
-from .storage import ReadTransaction, Space, Storage, WriteTransaction
+from .storage import ReadTransaction, Space, SpaceRewrite, Storage, WriteTransaction
 
-__all__ = ["EventLog", "StoredEvent", "Original", "GENESIS_HASH", "decode_record", "StoredDictionary"]
+__all__ = ["EventLog", "StoredEvent", "Original", "GENESIS_HASH", "decode_record", "StoredDictionary",
+           "DictionaryReplacement"]
 
 #: The hash the first event links to.
 GENESIS_HASH = hashlib.sha256(b"eventstore genesis").digest()
@@ -89,6 +91,12 @@ _DIGEST_FLAG = 2  # layout 2: the digest is stored (it is not the SHA-256 of the
 _FLAGS = {1: _REDACTED_FLAG, 2: _REDACTED_FLAG | _DIGEST_FLAG}  # the flags each layout knows
 _DIGEST_BYTES = 32
 _U32_LIMIT = 1 << 32
+# The positions a dictionary was trained on: those after the first and up to the second.
+_SPAN = struct.Struct(">QQ")
+_LEARNT = b"dictionary.learnt"  # a ``_SPAN`` for each dictionary, oldest first
+_LEARNT_REDACTED = b"dictionary.learnt_redacted"  # present once a payload a dictionary learnt from is redacted
+_DICTIONARY_KEYS = frozenset({b"dictionary", b"dictionary.sha256", b"dictionary.copy", b"dictionary.id", _LEARNT,
+                              _LEARNT_REDACTED})
 
 
 @attrs.frozen
@@ -210,6 +218,36 @@ def _digest_to_store(digest: bytes, payload: bytes) -> bytes | None:
     return None if digest == hashlib.sha256(payload).digest() else digest
 
 
+def _plain_record(flags: int, stream_id: int, version: int, recorded_at: int, event_id: bytes,
+                  encoded: EncodedEvent, digest: bytes, link: bytes) -> bytes:
+    """A record in layout 1."""
+    type_bytes = encoded.type_name.encode()
+    return _RECORD.pack(1, flags, stream_id, version, recorded_at, event_id, encoded.schema_version, digest,
+                        link, len(type_bytes)) + type_bytes + encoded.payload
+
+
+def _recompressed(position: int, raw: bytes, replacement: DictionaryReplacement) -> bytes:
+    """The record stored at ``position`` with its payload compressed by ``replacement``'s new dictionary, or in
+    layout 1 without one; the envelope, digest and hash stay (they are over the plain payload).
+
+    Raises:
+        StoreCorrupted: the record is damaged.
+    """
+    try:
+        envelope = _envelope(raw)
+    except (struct.error, ValueError, UnicodeDecodeError) as exc:
+        raise StoreCorrupted(f"position {position}: the event record is damaged ({exc})") from None
+    if envelope.layout == 1:
+        return raw
+    payload = replacement.old.expand(bytes(raw[envelope.payload_at:]), f"the payload at position {position}")
+    if replacement.new is not None:
+        return bytes(raw[:envelope.payload_at]) + replacement.new.compress(payload)
+    digest = hashlib.sha256(payload).digest() if envelope.digest is None else envelope.digest
+    return _plain_record(envelope.flags & _REDACTED_FLAG, envelope.stream_id, envelope.version, envelope.recorded_at,
+                         envelope.event_id, EncodedEvent(envelope.type_name, envelope.schema_version, payload),
+                         digest, envelope.hash)
+
+
 def _compact_record(flags: int, stream_id: int, version: int, recorded_at: int, event_id: bytes,
                     encoded: EncodedEvent, stored_digest: bytes | None, link: bytes, dictionary: Dictionary
                     ) -> bytes | None:
@@ -235,6 +273,10 @@ class StoredDictionary:
     ``dictionary.copy``), each large enough for pages of its own: a read uses whichever is intact
     (``_compression.choose``), and a writable open gives an older store both and rewrites a damaged one
     from the other (``secure``).
+
+    A dictionary keeps pieces of the payloads it was trained on word for word, so the store also keeps which
+    positions those were (``learnt``) and whether one of them was redacted since (``learnt_redacted``): then
+    ``vacuum`` replaces the dictionaries (``EventLog.dictionary_replacement``).
     """
 
     def __init__(self, meta: Space) -> None:
@@ -305,17 +347,81 @@ class StoredDictionary:
             return  # an unchecked old form that does not even parse gets no digest
         self._store(txn, chosen.data)
 
-    def put(self, txn: WriteTransaction, data: bytes) -> Dictionary:
+    def put(self, txn: WriteTransaction, data: bytes, learnt: Sequence[tuple[int, int]] | None) -> Dictionary:
+        """Store ``data``, whose dictionaries were trained on the positions ``learnt`` says (``None``: unknown)."""
         dictionary = Dictionary(data)
-        self._store(txn, data)
-        txn.put(self._meta, b"dictionary.id", os.urandom(8))
+        for key, value in _entries(data, learnt).items():
+            txn.put(self._meta, key, value)
         _raise_format(txn, self._meta, dictionary.log_format)
         return dictionary
 
     def _store(self, txn: WriteTransaction, data: bytes) -> None:
-        txn.put(self._meta, b"dictionary", data)
-        txn.put(self._meta, b"dictionary.sha256", digest_of(data))
-        txn.put(self._meta, b"dictionary.copy", copy_of(data))
+        for key, value in _stored_forms(data).items():
+            txn.put(self._meta, key, value)
+
+    def learnt(self, txn: ReadTransaction) -> list[tuple[int, int]] | None:
+        """The positions each dictionary was trained on, (after, up to) for each, oldest first; ``None`` for
+        dictionaries that an older version trained, which kept no such record.
+
+        Raises:
+            StoreCorrupted: the record is damaged.
+        """
+        raw = txn.get(self._meta, _LEARNT)
+        if raw is None:
+            return None
+        if len(raw) % _SPAN.size:
+            raise StoreCorrupted("the positions the compression dictionary was trained on are damaged")
+        return [_SPAN.unpack_from(raw, at) for at in range(0, len(raw), _SPAN.size)]
+
+    def learnt_redacted(self, txn: ReadTransaction) -> bool:
+        """Whether a payload at a position in ``learnt`` was redacted after its dictionary was trained."""
+        return txn.get(self._meta, _LEARNT_REDACTED) is not None
+
+    def note_redaction(self, txn: WriteTransaction, position: int) -> None:
+        """The payload at ``position`` was redacted: remember it if a dictionary learnt from it."""
+        if txn.get(self._meta, b"dictionary.id") is None or self.learnt_redacted(txn):
+            return
+        learnt = self.learnt(txn)  # None: an older version's dictionary, which ``EventLog`` judges by the log
+        if learnt is not None and any(after < position <= last for after, last in learnt):
+            txn.put(self._meta, _LEARNT_REDACTED, b"1")
+
+
+def _stored_forms(data: bytes) -> dict[bytes, bytes]:
+    """The meta entries of a dictionary's stored form ``data``: itself, its digest and its copy."""
+    return {b"dictionary": data, b"dictionary.sha256": digest_of(data), b"dictionary.copy": copy_of(data)}
+
+
+def _entries(data: bytes, learnt: Sequence[tuple[int, int]] | None) -> dict[bytes, bytes]:
+    """Every meta entry of newly trained dictionaries: their stored forms, a new id and what they learnt from."""
+    entries = {**_stored_forms(data), b"dictionary.id": os.urandom(8)}
+    if learnt is not None:
+        entries[_LEARNT] = b"".join(_SPAN.pack(*span) for span in learnt)
+    return entries
+
+
+@attrs.frozen
+class DictionaryReplacement:
+    """What ``vacuum`` puts in place of compression dictionaries that learnt from payloads redacted since
+    (``EventLog.dictionary_replacement``): one dictionary trained on the current payloads.
+
+    Attributes:
+        old: the dictionaries every stored frame names.
+        new: the replacement (``None``: the current payloads train none; frames are stored plain then).
+        data: the replacement's stored form.
+        learnt: the positions it was trained on (after, up to).
+    """
+
+    old: Dictionary
+    new: Dictionary | None
+    data: bytes | None
+    learnt: tuple[int, int]
+
+    def meta(self, pairs: Iterable[tuple[bytes, bytes]]) -> Iterator[tuple[bytes, bytes]]:
+        """``log.meta``'s entries with the replacement's in place of the old dictionaries', in key order."""
+        kept = {key: value for key, value in pairs if key not in _DICTIONARY_KEYS}
+        if self.data is not None:
+            kept.update(_entries(self.data, [self.learnt]))
+        return iter(sorted(kept.items()))
 
 
 def _stored_format(txn: ReadTransaction, meta: Space) -> int | None:
@@ -510,7 +616,7 @@ class EventLog:
             record = None if dictionary is None else _compact_record(
                 flags, stream_id, version, recorded_at, event_id, encoded, stored_digest, link, dictionary)
             if record is None:
-                record = self._plain_record(flags, stream_id, version, recorded_at, event_id, encoded, digest, link)
+                record = _plain_record(flags, stream_id, version, recorded_at, event_id, encoded, digest, link)
             if not txn.append(self._events, _U64.pack(position), record):
                 raise StoreCorrupted(f"position {position} is already taken")
             stored_events.append(StoredEvent(position, stream_id, key, version, recorded_at, event_id,
@@ -524,23 +630,59 @@ class EventLog:
             txn.put(self._streams, _STREAM_KEY.pack(stream_id, first.version), _RUN.pack(first.position, len(events)))
         return stored_events
 
-    @staticmethod
-    def _plain_record(flags: int, stream_id: int, version: int, recorded_at: int, event_id: bytes,
-                      encoded: EncodedEvent, digest: bytes, link: bytes) -> bytes:
-        type_bytes = encoded.type_name.encode()
-        return _RECORD.pack(1, flags, stream_id, version, recorded_at, event_id, encoded.schema_version, digest,
-                            link, len(type_bytes)) + type_bytes + encoded.payload
-
     def _train(self, txn: WriteTransaction, head_position: int, poor: Dictionary | None = None) -> Dictionary | None:
         """Train and store the store's dictionary from the payloads of the latest events (the start of each), or
         one more after the ``poor`` one; ``None`` when they do not train one (too few bytes, say: the next
         multiple of ``TRAINING_EVENTS`` tries again)."""
-        first = max(0, head_position - TRAINING_EVENTS)
-        samples = [entry.encoded.payload[:TRAINING_SAMPLE_BYTES] for entry in self.read_all(txn, first)]
+        span, samples = self._training_sample(txn, head_position)
         data = train(samples, None if poor is None else poor.next_id)
         if data is None:
             return None
-        return self.dictionary.put(txn, data if poor is None else poor.with_another(data))
+        if poor is None:
+            return self.dictionary.put(txn, data, [span])
+        learnt = self.dictionary.learnt(txn)
+        return self.dictionary.put(txn, poor.with_another(data), None if learnt is None else [*learnt, span])
+
+    def _training_sample(self, txn: ReadTransaction, head_position: int) -> tuple[tuple[int, int], list[bytes]]:
+        """The positions a dictionary trained now learns from (after, up to), and what it reads of their payloads."""
+        first = max(0, head_position - TRAINING_EVENTS)
+        return (first, head_position), [entry.encoded.payload[:TRAINING_SAMPLE_BYTES]
+                                        for entry in self.read_all(txn, first)]
+
+    # -- replacing the dictionary (vacuum) ----------------------------------------------------
+
+    def dictionary_replacement(self, txn: ReadTransaction) -> DictionaryReplacement | None:
+        """A dictionary trained on the current payloads, to replace the store's, which learnt from payloads that
+        were redacted since; ``None`` when none did (or there is no dictionary): nothing to replace.
+
+        Raises:
+            DictionaryDamaged: neither stored form of the dictionary is intact.
+        """
+        # The dictionary itself is read only when it is to be replaced: a damaged one is no reason to refuse a
+        # vacuum that copies its frames as they are.
+        if txn.get(self._meta, b"dictionary.id") is None or not self._dictionary_learnt_redacted(txn):
+            return None
+        old = self.dictionary.require(txn)
+        span, samples = self._training_sample(txn, self.head(txn)[0])
+        data = train(samples)
+        return DictionaryReplacement(old, None if data is None else Dictionary(data), data, span)
+
+    def _dictionary_learnt_redacted(self, txn: ReadTransaction) -> bool:
+        if self.dictionary.learnt(txn) is not None:
+            return self.dictionary.learnt_redacted(txn)
+        # Trained by an older version, which kept no record of what it learnt from: any redacted record counts.
+        return any(len(raw) > 1 and raw[1] & _REDACTED_FLAG for raw in txn.scan_values(self._events))
+
+    def vacuum_rewrites(self, replacement: DictionaryReplacement) -> Mapping[str, SpaceRewrite]:
+        """How ``vacuum`` rewrites the log's spaces for ``replacement``: every compressed record with the new
+        dictionary (or plain), and ``log.meta`` with the new dictionary alone."""
+
+        def records(pairs: Iterator[tuple[bytes, bytes]]) -> Iterator[tuple[bytes, bytes]]:
+            for key, raw in pairs:
+                yield key, _recompressed(unpack_stored(_U64, key, "a position in the event table")[0], raw,
+                                         replacement)
+
+        return {self._events.name: records, self._meta.name: replacement.meta}
 
     # -- reading --------------------------------------------------------------------
 
@@ -626,6 +768,7 @@ class EventLog:
         raw = txn.get(self._events, _U64.pack(position))
         if raw is None:
             raise StoreCorrupted(f"position {position}: the event is missing")
+        self.dictionary.note_redaction(txn, position)
         envelope = _envelope(raw)
         if envelope.layout == 1:
             flagged = raw[:1] + bytes([raw[1] | _REDACTED_FLAG]) + raw[2:envelope.payload_at]

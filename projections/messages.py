@@ -24,9 +24,9 @@ from typing import TypeVar, assert_never
 
 from eventstore._codec import bulk_decoding, unpack_stored
 from eventstore._errors import StoreCorrupted
-from eventstore._log import StoredDictionary
+from eventstore._log import DictionaryReplacement, StoredDictionary
 from eventstore._values import ChatMessage, trusted_message
-from eventstore.storage import ReadTransaction, WriteTransaction
+from eventstore.storage import ReadTransaction, SpaceRewrite, WriteTransaction
 
 from .chunk import (
     Chunk,
@@ -119,6 +119,23 @@ class MessageLists:
         # A new session's chunks sort last: appended, they fill pages (a put splits a full page in half).
         if not txn.append(self._chunks, key, value):
             txn.put(self._chunks, key, value)
+
+    def vacuum_rewrite(self, replacement: DictionaryReplacement) -> tuple[str, SpaceRewrite]:
+        """The chunks' space, and how ``vacuum`` rewrites it for ``replacement``: each compressed chunk
+        compressed with the new dictionary (or plain, without one).
+
+        The rewrite raises ``StoreCorrupted`` at a compressed chunk that does not decompress.
+        """
+
+        def chunks(pairs: Iterator[tuple[bytes, bytes]]) -> Iterator[tuple[bytes, bytes]]:
+            for key, value in pairs:
+                if value[:1] == _COMPRESSED:
+                    stream_id = unpack_stored(_CHUNK_KEY, key, "a message chunk key")[0]
+                    plain = replacement.old.expand(value[1:], f"a compressed message chunk of stream {stream_id}")
+                    value = plain if replacement.new is None else _COMPRESSED + replacement.new.compress(plain)
+                yield key, value
+
+        return self._chunks.name, chunks
 
     def _plain(self, txn: ReadTransaction, value: bytes) -> bytes:
         """A stored chunk as its plain layout.

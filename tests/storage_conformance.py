@@ -22,8 +22,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from eventstore import IncompatibleStore, StoreClosed, StoreReadOnly
-from eventstore.storage import MAX_KEY_SIZE, Space, Storage, WriteTransaction
+from eventstore import IncompatibleStore, StoreClosed, StoreCorrupted, StoreReadOnly
+from eventstore.storage import MAX_KEY_SIZE, ReadTransaction, Space, SpaceRewrite, Storage, WriteTransaction
 
 KEYS = (b"b", b"d", b"f")
 #: Scan starts around ``KEYS``: before all, equal to each, between, after all.
@@ -358,6 +358,32 @@ class StorageConformance:
         assert 1 == len(reopened)
         assert _ascending([b"b", b"f"]) == self.contents(storage, reopened[0])
         assert storage.file_size() >= 0
+
+    def test_vacuum_rewrites_the_spaces_it_names(self, storage, filled):
+        """``rewrite`` reads the state being copied and changes the spaces it names; the others are copied as they
+        are, and a rewrite that raises changes nothing."""
+        other = storage.space("two")
+        storage.write(lambda txn: txn.put(other, b"k", b"v"))
+
+        def rewrite(txn: ReadTransaction) -> dict[str, SpaceRewrite]:
+            read = txn.get(other, b"k")
+            return {"one": lambda pairs: ((key, value + read) for key, value in pairs if key != b"d"),
+                    "missing": lambda pairs: iter([(b"x", b"y")])}
+
+        storage.vacuum(lambda: None, rewrite)
+        filled, other = storage.space("one"), storage.space("two")
+        assert [(key, value + b"v") for key, value in _ascending([b"b", b"f"])] == self.contents(storage, filled)
+        assert [(b"k", b"v")] == self.contents(storage, other)
+
+        def failing(pairs: Iterator[tuple[bytes, bytes]]) -> Iterator[tuple[bytes, bytes]]:
+            yield next(pairs)
+            raise StoreCorrupted("a damaged value")
+
+        with pytest.raises(StoreCorrupted):
+            storage.vacuum(lambda: None, lambda txn: {"two": lambda pairs: iter([]), "one": failing})
+        filled, other = storage.space("one"), storage.space("two")
+        assert [(b"k", b"v")] == self.contents(storage, other)
+        assert 2 == len(self.contents(storage, filled))
 
     # -- random operations against a dict -------------------------------------------
 

@@ -26,7 +26,7 @@ from .._log import EventLog, stream_runs
 from .._snapshots import SnapshotStore
 from .._values import VerifyReport
 from ..events import SessionForked, redact_event
-from ..storage import ReadTransaction, Storage, StorageUsage, WriteTransaction
+from ..storage import ReadTransaction, SpaceRewrite, Storage, StorageUsage, WriteTransaction
 from . import commands
 from .cache import DecodedSessions
 from .writer import CommandWriter, Request, Step, Write
@@ -268,10 +268,24 @@ class Maintenance:
         return found
 
     def vacuum(self, reopen: Callable[[], None]) -> tuple[int, int]:
-        """Rewrite the file compactly; ``reopen`` wires the store again. Returns (bytes before, bytes after)."""
+        """Rewrite the file compactly; ``reopen`` wires the store again. Returns (bytes before, bytes after).
+
+        A compression dictionary keeps pieces of the payloads it was trained on: when one of those was redacted
+        since, the new file gets a dictionary trained on the current payloads instead, and every frame is
+        compressed again with it (``_replace_dictionaries``), in the same rewrite.
+        """
         before = self._storage.file_size()
-        self._storage.vacuum(reopen=reopen)
+        self._storage.vacuum(reopen=reopen, rewrite=self._replace_dictionaries)
         return before, self._storage.file_size()
+
+    def _replace_dictionaries(self, txn: ReadTransaction) -> dict[str, SpaceRewrite]:
+        """What ``vacuum`` rewrites to forget what the dictionaries learnt from redacted payloads: the log's
+        records and meta and the message chunks; nothing when no dictionary learnt from one."""
+        replacement = self._log.dictionary_replacement(txn)
+        if replacement is None:
+            return {}
+        chunks, rewrite_chunks = self._messages.vacuum_rewrite(replacement)
+        return {**self._log.vacuum_rewrites(replacement), chunks: rewrite_chunks}
 
     # -- checks and counts ----------------------------------------------------------------
 

@@ -53,7 +53,7 @@ from ..sharedlog import (
     SharedLog,
     SharedRecord,
 )
-from ..storage import GroupCommitting, Outcome, ReadTransaction, Space, StorageUsage, WriteTransaction
+from ..storage import GroupCommitting, Outcome, ReadTransaction, Space, StorageUsage, VacuumRewrite, WriteTransaction
 
 __all__ = ["ReplicaStorage", "ReplicaBinding", "ATTEMPTS", "BATCH"]
 
@@ -478,9 +478,10 @@ class ReplicaStorage:
     def page_problems(self) -> list[str]:
         return self._inner.page_problems()
 
-    def vacuum(self, reopen: Callable[[], None]) -> None:
+    def vacuum(self, reopen: Callable[[], None], rewrite: VacuumRewrite | None = None) -> None:
+        self.catch_up()  # redactions other hosts made reach the replica's records (and dictionary) first
         self._binding = None  # its handles die with the vacuum; ``reopen`` binds the store again
-        self._inner.vacuum(reopen)
+        self._inner.vacuum(reopen, rewrite)
 
     def release(self) -> None:
         self._released = True

@@ -9,11 +9,14 @@ from .protocol import (
     Outcome,
     ReadTransaction,
     Space,
+    SpaceRewrite,
     SpaceUsage,
     Storage,
     StorageUsage,
+    VacuumRewrite,
     WriteTransaction,
 )
 
 __all__ = ["MAX_KEY_SIZE", "BeforeCommit", "Durability", "GroupCommitting", "MemoryStorage", "Outcome",
-           "ReadTransaction", "Space", "SpaceUsage", "Storage", "StorageUsage", "WriteTransaction"]
+           "ReadTransaction", "Space", "SpaceRewrite", "SpaceUsage", "Storage", "StorageUsage", "VacuumRewrite",
+           "WriteTransaction"]

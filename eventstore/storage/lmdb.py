@@ -70,7 +70,7 @@ from .lmdb_files import (
     write_marker,
 )
 from .lmdb_transaction import LmdbSpace, LmdbTransaction, MapFull, translated
-from .protocol import BeforeCommit, Durability, Outcome, SpaceUsage, StorageUsage, WriteTransaction
+from .protocol import BeforeCommit, Durability, Outcome, SpaceUsage, StorageUsage, VacuumRewrite, WriteTransaction
 
 __all__ = ["Environment", "LmdbSpace", "LmdbTransaction"]
 
@@ -318,8 +318,9 @@ class Environment:
         if self._users is not None:
             self._users.close()
 
-    def vacuum(self, reopen: Callable[[], None]) -> None:
-        """Rewrite the data file from its live key-values alone, and swap it in.
+    def vacuum(self, reopen: Callable[[], None], rewrite: VacuumRewrite | None = None) -> None:
+        """Rewrite the data file from its live key-values alone (changed on the way as ``rewrite`` says), and
+        swap it in.
 
         Nothing but what the databases hold reaches the new file: not freed pages,
         nor the stale bytes a live page keeps in its unused space (LMDB's
@@ -348,9 +349,12 @@ class Environment:
                 shutil.rmtree(scratch, ignore_errors=True)
                 scratch.mkdir()
                 try:
-                    self._write_live_data(scratch)
-                except lmdb.Error as exc:
-                    raise translated(exc, self.path) from None
+                    self._write_live_data(scratch, rewrite)
+                except BaseException as exc:
+                    shutil.rmtree(scratch, ignore_errors=True)  # a partial copy: nothing to keep
+                    if isinstance(exc, lmdb.Error):
+                        raise translated(exc, self.path) from None
+                    raise
                 fsync(scratch / "data.mdb")
                 self._env.close()
                 os.replace(scratch / "data.mdb", self.path / "data.mdb")
@@ -362,8 +366,9 @@ class Environment:
             finally:
                 fcntl.flock(self._users, fcntl.LOCK_SH)
 
-    def _write_live_data(self, directory: Path) -> None:
-        """Copy every named database, key by key in key order, into a new environment in ``directory``.
+    def _write_live_data(self, directory: Path, rewrite: VacuumRewrite | None) -> None:
+        """Copy every named database, key by key in key order, into a new environment in ``directory``; those
+        that ``rewrite`` names (given the copy's read transaction) as it says.
 
         Appending in key order fills each page; LMDB zero-fills the unused space of
         the pages it allocates (``meminit``, with ``writemap`` off), so the new
@@ -376,10 +381,13 @@ class Environment:
             with self._env.begin() as source:
                 names = [bytes(name) for name in source.cursor().iternext(values=False)]
             with self._env.begin() as source, target.begin(write=True) as copy:
+                changes = {} if rewrite is None else rewrite(LmdbTransaction(source))
                 for name in names:
                     database = self._env.open_db(name, txn=source, create=False)
                     into = target.open_db(name, txn=copy, **database.flags())
-                    read, written = copy.cursor(db=into).putmulti(source.cursor(db=database).iternext(),
+                    pairs = source.cursor(db=database).iternext()
+                    change = changes.get(name.decode(errors="replace"))
+                    read, written = copy.cursor(db=into).putmulti(pairs if change is None else change(pairs),
                                                                   append=True)
                     if written != read:  # append refuses a key out of order: the source's order is damaged
                         raise StoreCorrupted(f"the {name.decode(errors='replace')} database of {self.path} has "

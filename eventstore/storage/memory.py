@@ -20,7 +20,7 @@ from typing import TypeVar
 import attrs
 
 from .._errors import IncompatibleStore, StoreClosed, StoreReadOnly
-from .protocol import MAX_KEY_SIZE, Durability, Space, SpaceUsage, StorageUsage, WriteTransaction
+from .protocol import MAX_KEY_SIZE, Durability, Space, SpaceUsage, StorageUsage, VacuumRewrite, WriteTransaction
 
 __all__ = ["MemorySpace", "MemoryStorage", "MemoryTransaction"]
 
@@ -285,11 +285,23 @@ class MemoryStorage:
         self._check_open()
         return []
 
-    def vacuum(self, reopen: Callable[[], None]) -> None:
-        """Nothing to compact; ``reopen`` runs all the same, as the protocol promises callers."""
+    def vacuum(self, reopen: Callable[[], None], rewrite: VacuumRewrite | None = None) -> None:
+        """Nothing to compact: only the spaces ``rewrite`` names change, in one commit; ``reopen`` runs all the
+        same, as the protocol promises callers."""
         self._check_open()
         if self.readonly:
             raise StoreReadOnly(f"the store at {self.path} is open read-only")
+        if rewrite is not None:
+            with self._contents.write_lock:
+                commits, tables = self._contents.committed
+                changes = rewrite(MemoryTransaction(commits, tables, writable=False))
+                changed = dict(tables)
+                for name, change in changes.items():
+                    if name in tables:
+                        table = tables[name]
+                        pairs = dict(change((key, table.values[key]) for key in table.keys))
+                        changed[name] = _Table(sorted(pairs), pairs)
+                self._contents.committed = (commits + 1, changed)
         reopen()
 
     def release(self) -> None:

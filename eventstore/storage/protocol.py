@@ -27,7 +27,7 @@ The contract, for every implementation:
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -35,7 +35,7 @@ from typing import Any, Protocol, TypeVar
 import attrs
 
 __all__ = ["MAX_KEY_SIZE", "BeforeCommit", "Durability", "GroupCommitting", "Outcome", "ReadTransaction", "Space",
-           "SpaceUsage", "Storage", "StorageUsage", "WriteTransaction"]
+           "SpaceRewrite", "SpaceUsage", "Storage", "StorageUsage", "VacuumRewrite", "WriteTransaction"]
 
 T = TypeVar("T")
 
@@ -177,6 +177,14 @@ class WriteTransaction(ReadTransaction, Protocol):
         """Remove every key of the space."""
 
 
+#: New contents of one key space on the way through ``vacuum``: given its (key, value) pairs in key order, the
+#: pairs to store instead, in key order.
+SpaceRewrite = Callable[[Iterator[tuple[bytes, bytes]]], Iterator[tuple[bytes, bytes]]]
+#: What ``vacuum`` changes as it copies (``Storage.vacuum``): given a read transaction of the state it copies, the
+#: ``SpaceRewrite`` of each key space to change, by name; the spaces it does not name are copied as they are.
+VacuumRewrite = Callable[[ReadTransaction], Mapping[str, SpaceRewrite]]
+
+
 class Storage(Protocol):
     """One open store: its key spaces and its transactions.
 
@@ -223,9 +231,13 @@ class Storage(Protocol):
         """Damage found by reading the store's files without trusting them (before any read that damage could
         crash); empty when there is none, or nothing the engine can check."""
 
-    def vacuum(self, reopen: Callable[[], None]) -> None:
+    def vacuum(self, reopen: Callable[[], None], rewrite: VacuumRewrite | None = None) -> None:
         """Rewrite the store compactly, leaving freed bytes behind; every ``Space`` handle is invalid
-        afterwards, and ``reopen`` obtains them again before any other thread starts a transaction."""
+        afterwards, and ``reopen`` obtains them again before any other thread starts a transaction.
+
+        ``rewrite``, given a read transaction of the state being copied (no write comes between), names the key
+        spaces whose contents change on the way (``VacuumRewrite``): the new contents replace the old ones in the
+        same step, so a failure or a crash leaves the old contents whole, never some of each."""
 
     def release(self) -> None:
         """Drop this user's hold on the store; the last one closes it."""
