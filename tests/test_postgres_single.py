@@ -5,6 +5,7 @@ path (``es_append_batch``) writes for the same commands."""
 from __future__ import annotations
 
 import hashlib
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
@@ -149,3 +150,34 @@ def _described(answer: object) -> object:
     if isinstance(answer, EventStoreError):
         return type(answer).__name__, str(answer), vars(answer)
     return answer
+
+
+def test_a_listener_takes_the_head_from_a_lone_commands_notification_and_asks_after_a_batch(
+        log: PostgresLog, postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    log.commit(Commit((append("a", 0, "one"),)))
+    listener = PostgresLog(postgres_url)
+    asked: list[int] = []
+    real = PostgresLog._head
+
+    def head(connection: psycopg.Connection[Any]) -> int:
+        asked.append(real(connection))
+        return asked[-1]
+
+    monkeypatch.setattr(PostgresLog, "_head", staticmethod(head))
+    try:
+        assert listener.wait(0, 30.0, lambda: None) == 1 and asked == [1]  # a new listener asks
+        answers: list[int] = []
+        waiter = threading.Thread(target=lambda: answers.append(listener.wait(1, 30.0, listening.set)))
+        listening = threading.Event()
+        waiter.start()
+        assert listening.wait(10)
+        log.commit(Commit((append("a", 1, "two"),)))
+        waiter.join(30)
+        assert answers == [2] and asked == [1]  # the notification named the head
+        log.commit(Commit((append("a", 2, "three"),)))
+        log.commit(Commit((append("a", 3, "four"),)))
+        assert listener.wait(2, 30.0, lambda: None) == 4 and asked == [1]  # both came while it did not wait
+        log.commit_many([Commit((append("b", 0, "b"),)), Commit((append("c", 0, "c"),))])
+        assert listener.wait(4, 30.0, lambda: None) == 6 and asked == [1, 6]  # a batch's commit names no head
+    finally:
+        listener.close()

@@ -4,25 +4,31 @@ Tables (in the connection's ``search_path``): ``es_meta`` (the format marker), `
 last position and its hash), ``es_sessions`` (each session's version and latest recorded time),
 ``es_events`` (the log) and ``es_records`` (idempotency results and import receipts, first writer wins).
 
-Every commit is one call of the ``es_append_batch`` procedure, one round trip, for one command or for the
-commands a host's threads gave at once (``commit_many``: each accepted or refused alone). It locks the head row,
-then (``es_commit``) the sessions' rows in key order, checks each session's version, and only then advances the
-head: positions are assigned while the head row is locked, so they are gap-free, a rejected commit takes none, and
-commits become visible in position order (a reader tailing the log never skips one that commits late, as readers
-of sequences do). It computes each chain link from the previous one, exactly as ``eventstore._log.chain_hash``
-does. The procedure commits that and a ``NOTIFY`` without waiting for the flush, then flushes in a transaction of
-its own, so no lock is held through a flush.
+Every commit is one call, one round trip: of the ``es_append_one`` procedure for a command alone, of
+``es_append_batch`` for the commands a host's threads gave at once (``commit_many``: each accepted or refused
+alone). ``es_commit`` locks the head row, then the sessions' rows in key order, checks each session's version, and
+only then advances the head: positions are assigned while the head row is locked, so they are gap-free, a rejected
+commit takes none, and commits become visible in position order (a reader tailing the log never skips one that
+commits late, as readers of sequences do). It computes each chain link from the previous one, exactly as
+``eventstore._log.chain_hash`` does. The procedure commits that and a ``NOTIFY`` without waiting for the flush,
+then flushes in a transaction of its own, so no lock is held through a flush.
 """
 
 from __future__ import annotations
 
+import struct
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, LiteralString, TypeVar
 
 import psycopg
+from psycopg.abc import Buffer
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
+from psycopg.types.numeric import Int8
 
 from .._errors import (
     EventStoreError,
@@ -349,7 +355,7 @@ BEGIN
     SELECT c.first_position, c.head_position, c.head_hash INTO first_position, head_position, head_hash
         FROM es_commit(a_keys, a_expected, a_recorded, a_counts, e_ids, e_types, e_schemas, e_payloads, e_digests,
                        e_redacted, w_positions, w_payloads, r_spaces, r_keys, r_values, pinned) AS c;
-    PERFORM pg_notify('eventstore_log', ''), set_config('synchronous_commit', 'off', true);
+    PERFORM pg_notify('eventstore_log', head_position::text), set_config('synchronous_commit', 'off', true);
     COMMIT;
     PERFORM pg_logical_emit_message(true, 'eventstore', '');
 END $$;
@@ -399,25 +405,82 @@ def _answer(commit: Commit, first: int | None, head: int | None, head_hash: byte
     return StoreCorrupted("an event's payload does not match its digest; nothing was written")
 
 
-def _columns(commits: Sequence[Commit]) -> tuple[list[Any], ...]:
+class _Array(bytes):
+    """A parameter array in PostgreSQL's binary form, sent untyped: the procedure's signature types it."""
+
+
+class _ArrayDumper(Dumper):
+    """Sends an ``_Array`` as it is. psycopg would find each list's element type by looking at its items, for every
+    call (about half of a commit's client CPU time, docs/postgres.md), and would pick the narrowest integer type."""
+
+    format = Format.BINARY
+    oid = 0  # unknown: the server takes the parameter's type from the procedure
+
+    def dump(self, obj: Any) -> Buffer:
+        array: Buffer = obj
+        return array
+
+
+_ARRAY = struct.Struct(">iiiii")  # one dimension, no nulls, the element type, the length, lower bound 1
+_EMPTY = struct.Struct(">iii")  # no dimensions, no nulls, the element type
+_LENGTH, _INT4, _INT8 = struct.Struct(">i"), struct.Struct(">ii"), struct.Struct(">iq")  # an item: its length, then it
+_TRUE, _FALSE = _LENGTH.pack(1) + b"\x01", _LENGTH.pack(1) + b"\x00"
+_BOOL, _BYTEA, _INT4_OID, _INT8_OID, _TEXT = 16, 17, 23, 20, 25  # the element types' oids
+
+
+def _array(element_type: int, items: list[bytes]) -> _Array:
+    """Items already in their binary form, each preceded by its length, as an array of ``element_type``."""
+    if not items:
+        return _Array(_EMPTY.pack(0, 0, element_type))
+    return _Array(_ARRAY.pack(1, 0, element_type, len(items), 1) + b"".join(items))
+
+
+def _bytes(items: list[bytes], element_type: int = _BYTEA) -> _Array:
+    return _array(element_type, [_LENGTH.pack(len(item)) + item for item in items])
+
+
+def _texts(items: list[str]) -> _Array:
+    return _bytes([item.encode() for item in items], _TEXT)
+
+
+def _int4s(items: list[int]) -> _Array:
+    return _array(_INT4_OID, [_INT4.pack(4, item) for item in items])
+
+
+def _int8s(items: list[int]) -> _Array:
+    return _array(_INT8_OID, [_INT8.pack(8, item) for item in items])
+
+
+def _bools(items: list[bool]) -> _Array:
+    return _array(_BOOL, [_TRUE if item else _FALSE for item in items])
+
+
+def _pinned(commit: Commit) -> Int8 | None:
+    return None if commit.first_position is None else Int8(commit.first_position)
+
+
+def _columns(commits: Sequence[Commit]) -> tuple[_Array, ...]:
     """The commands' sessions, events, rewrites and records as the parameter arrays of ``es_commit``, in order."""
     appends = [append for commit in commits for append in commit.appends]
     events = [event for append in appends for event in append.events]
     rewrites = [rewrite for commit in commits for rewrite in commit.rewrites]
     records = [record for commit in commits for record in commit.records]
-    return ([a.key for a in appends], [a.expected_version for a in appends], [a.recorded_at for a in appends],
-            [len(a.events) for a in appends],
-            [e.event_id for e in events], [e.type_name for e in events], [e.schema_version for e in events],
-            [e.payload for e in events], [e.payload_digest for e in events], [e.redacted for e in events],
-            [w.position for w in rewrites], [w.payload for w in rewrites],
-            [r.space for r in records], [r.key for r in records], [r.value for r in records])
+    return (_texts([a.key for a in appends]), _int8s([a.expected_version for a in appends]),
+            _int8s([a.recorded_at for a in appends]), _int4s([len(a.events) for a in appends]),
+            _bytes([e.event_id for e in events]), _texts([e.type_name for e in events]),
+            _int4s([e.schema_version for e in events]), _bytes([e.payload for e in events]),
+            _bytes([e.payload_digest for e in events]), _bools([e.redacted for e in events]),
+            _int8s([w.position for w in rewrites]), _bytes([w.payload for w in rewrites]),
+            _texts([r.space for r in records]), _bytes([r.key for r in records]), _bytes([r.value for r in records]))
 
 
 def _connect(url: str, **options: Any) -> psycopg.Connection[Any]:
     """A connection to ``url``; a URL libpq cannot parse is the caller's mistake, told without its password
     (libpq quotes the URL, or the token it could not decode)."""
     try:
-        return psycopg.connect(url, autocommit=True, **options)
+        connection = psycopg.connect(url, autocommit=True, **options)
+        connection.adapters.register_dumper(_Array, _ArrayDumper)
+        return connection
     except psycopg.ProgrammingError as exc:
         reason = _reason(exc)
         password = url.partition("://")[2].partition("/")[0].rpartition("@")[0].partition(":")[2]
@@ -440,6 +503,7 @@ class PostgresLog:
         self._turns = threading.local()  # .connection, .keys: the connection and sessions of this thread's turn
         self._closed = False
         self._listener: psycopg.Connection[Any] | None = None
+        self._heard: int | None = None  # the head the listener last heard of (a query, a notification)
         self._listening = threading.Lock()
         self._waking = f"eventstore_wake_{uuid.uuid4().hex}"  # the listener's own channel: close wakes it there
         self._call(lambda connection: self._prepare(connection, create), "opening the store")
@@ -530,8 +594,9 @@ class PostgresLog:
         if len(commits) == 1:  # a command alone: no subtransaction, its refusal aborts the call
             return [self._committing(lambda connection: self._commit_one(connection, commits[0], turns))]
         arguments = (
-            [len(c.appends) for c in commits], [len(c.rewrites) for c in commits], [len(c.records) for c in commits],
-            [c.first_position or 0 for c in commits], *_columns(commits), turns)
+            _int4s([len(c.appends) for c in commits]), _int4s([len(c.rewrites) for c in commits]),
+            _int4s([len(c.records) for c in commits]), _int8s([c.first_position or 0 for c in commits]),
+            *_columns(commits), _texts(turns))
         row = self._committing(lambda connection: connection.execute(_COMMIT, arguments).fetchone())
         assert row is not None
         return [_answer(commit, *answer) for commit, *answer in zip(commits, *row, strict=True)]
@@ -540,7 +605,8 @@ class PostgresLog:
     def _commit_one(connection: psycopg.Connection[Any], commit: Commit, turns: list[str]
                     ) -> Committed | EventStoreError:
         try:
-            row = connection.execute(_COMMIT_ONE, (*_columns((commit,)), commit.first_position, turns)).fetchone()
+            row = connection.execute(_COMMIT_ONE, (*_columns((commit,)), _pinned(commit), _texts(turns))
+                                     ).fetchone()
         except psycopg.Error as exc:
             if exc.sqlstate not in _REFUSALS:
                 raise
@@ -585,12 +651,14 @@ class PostgresLog:
                     self._listener = _connect(self.url)
                     self._listener.execute(f"LISTEN {CHANNEL}")
                     self._listener.execute(f"LISTEN {self._waking}")
-                position = self._head(self._listener)
+                    self._heard = None
+                # The head the listener last heard of is the head while no notification waits for it (psycopg keeps
+                # those that came in between): no query when nothing moved.
+                position = seen if self._heard == seen else self._head(self._listener)
                 if position == seen and not self._closed:
                     listening()
-                    for _ in self._listener.notifies(timeout=timeout, stop_after=1):
-                        pass
-                    position = self._head(self._listener)
+                    position = self._next_head(self._listener, seen, timeout)
+                self._heard = position
             except psycopg.Error as exc:
                 if self._listener is not None:
                     self._listener.close()
@@ -600,6 +668,22 @@ class PostgresLog:
             if self._closed:
                 raise StoreClosed("the store is closed")
             return position
+
+    def _next_head(self, listener: psycopg.Connection[Any], seen: int, timeout: float) -> int:
+        """The head after the next commit past ``seen`` (or after ``timeout`` seconds, or a wake-up): named by the
+        notifications of commands alone (``es_append_one``), else asked for. Each wait takes every notification
+        that has come (those of one packet arrive together: one left behind would be a commit unheard of)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            payloads = [notification.payload for notification in
+                        listener.notifies(timeout=max(0.0, deadline - time.monotonic()), stop_after=1)]
+            if payloads and all(payload.isdigit() for payload in payloads):
+                named = max(int(payload) for payload in payloads)
+                if named > seen:
+                    return named
+                if time.monotonic() < deadline:
+                    continue  # commits this host knew of already
+            return self._head(listener)  # the timeout, a wake-up, or a commit that names no head (a batch's)
 
     @staticmethod
     def _head(connection: psycopg.Connection[Any]) -> int:
