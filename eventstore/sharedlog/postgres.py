@@ -343,15 +343,13 @@ CREATE PROCEDURE es_append_one(
     turns text[],
     INOUT first_position int8 DEFAULT NULL, INOUT head_position int8 DEFAULT NULL, INOUT head_hash bytea DEFAULT NULL)
 LANGUAGE plpgsql AS $$
-DECLARE
-    clash int;
 BEGIN
-    clash := (SELECT min(i) FROM generate_subscripts(a_keys, 1) AS i
-              WHERE a_keys[i] <> ALL (turns) AND NOT pg_try_advisory_xact_lock_shared(hashtextextended(a_keys[i], 0)));
-    IF clash IS NOT NULL THEN
-        RAISE EXCEPTION USING ERRCODE = 'EV409', MESSAGE = 'wrong expected version', HINT = clash::text,
-            DETAIL = coalesce((SELECT version FROM es_sessions WHERE key = a_keys[clash]), 0)::text;
-    END IF;
+    FOR i IN 1 .. coalesce(array_length(a_keys, 1), 0) LOOP  -- expressions, not a query: a tenth of the time
+        IF a_keys[i] <> ALL (turns) AND NOT pg_try_advisory_xact_lock_shared(hashtextextended(a_keys[i], 0)) THEN
+            RAISE EXCEPTION USING ERRCODE = 'EV409', MESSAGE = 'wrong expected version', HINT = i::text,
+                DETAIL = coalesce((SELECT version FROM es_sessions WHERE key = a_keys[i]), 0)::text;
+        END IF;
+    END LOOP;
     SELECT c.first_position, c.head_position, c.head_hash INTO first_position, head_position, head_hash
         FROM es_commit(a_keys, a_expected, a_recorded, a_counts, e_ids, e_types, e_schemas, e_payloads, e_digests,
                        e_redacted, w_positions, w_payloads, r_spaces, r_keys, r_values, pinned) AS c;
