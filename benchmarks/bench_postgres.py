@@ -10,7 +10,9 @@ a fresh schema of it, dropped afterwards. Measured, as the median of many calls:
   PostgreSQL insert-plus-upsert transaction (one statement, one round trip: the floor of any log on the
   server), and the ``eventsourcing`` library's PostgreSQL recorder (``insert_events``, the ``postgres-bench``
   extra); then the store, the call and the bare transaction again with ``synchronous_commit`` off, so that
-  the flush's share of each shows. Each peer's median latency and its client CPU time per append;
+  the flush's share of each shows. Each peer's median latency (of all its calls and of each round's, in
+  ``--rounds`` rounds) and its client CPU time per append, and each round's median of the store and of its call
+  as a multiple of the bare transaction's at the same durability (the target: the durable store within 1.2x);
 * 100 appends in one command; a load of a 1,000-message session (from the replica, which skips the server
   while its listener heard of no commit it lacks); the listing of 1,000 sessions; a search;
 * durable appends per second with 1, 4 and 8 writers spread over 2 hosts (replica directories), each
@@ -113,21 +115,40 @@ def eventsourcing_recorder(url: str, schema: str) -> Callable[[int], object] | N
     return lambda n: recorder.insert_events([persistence.StoredEvent(originator, n + 1, "MessageAppended", payload)])
 
 
-def durable_appends(peers: dict[str, Callable[[int], object]], count: int) -> dict[str, dict[str, float]]:
-    """Each peer's median latency and its mean client CPU time (this process's) per append, in ms, measured in
-    interleaved blocks of 10 calls so that the disk's noise falls on all alike."""
-    latencies: dict[str, list[float]] = {name: [] for name in peers}
+def durable_appends(peers: dict[str, Callable[[int], object]], count: int, rounds: int) -> dict[str, dict[str, Any]]:
+    """Each peer's median latency (of all its calls, and of each round's), and its mean client CPU time (this
+    process's) per append, in ms. Each round runs ``count`` calls of every peer in interleaved blocks of 10, so
+    that the disk's noise falls on all alike, and the rounds show the spread."""
+    latencies: dict[str, list[list[float]]] = {name: [] for name in peers}
     cpu = dict.fromkeys(peers, 0.0)
-    for block in range(0, count, 10):
-        for name, call in peers.items():
-            started_cpu = time.process_time()
-            for index in range(block, block + 10):
-                started = time.perf_counter()
-                call(index)
-                latencies[name].append(time.perf_counter() - started)
-            cpu[name] += time.process_time() - started_cpu
-    return {name: {"median, ms": round(statistics.median(found) * 1000, 3),
-                   "client CPU, ms": round(cpu[name] / len(found) * 1000, 3)} for name, found in latencies.items()}
+    for round_number in range(rounds):
+        for found in latencies.values():
+            found.append([])
+        for block in range(0, count, 10):
+            for name, call in peers.items():
+                started_cpu = time.process_time()
+                for index in range(round_number * count + block, round_number * count + block + 10):
+                    started = time.perf_counter()
+                    call(index)
+                    latencies[name][-1].append(time.perf_counter() - started)
+                cpu[name] += time.process_time() - started_cpu
+    return {name: {"median, ms": round(statistics.median([one for each in found for one in each]) * 1000, 3),
+                   "each round, ms": [round(statistics.median(each) * 1000, 3) for each in found],
+                   "client CPU, ms": round(cpu[name] / (rounds * count) * 1000, 3)}
+            for name, found in latencies.items()}
+
+
+def against_the_floor(appends: dict[str, dict[str, Any]]) -> dict[str, dict[str, list[float]]]:
+    """Each round's median latency of the store and of its call alone, as a multiple of the bare transaction's at
+    the same durability (the target: at most 1.2 for the durable store)."""
+    ratios: dict[str, dict[str, list[float]]] = {}
+    for flush in ("", ", no flush"):
+        floor = appends[f"bare PostgreSQL transaction{flush}"]["each round, ms"]
+        ratios[f"durable{flush}" if not flush else "no flush"] = {
+            peer: [round(mine / bare, 2) for mine, bare in zip(appends[peer + flush]["each round, ms"], floor,
+                                                               strict=True)]
+            for peer in ("PostgreSQL store", "the store's call alone")}
+    return ratios
 
 
 def single_store_figures(open_store: Callable[[], SessionStore], count: int) -> dict[str, float]:
@@ -223,12 +244,19 @@ def throughput_rounds(url: str, directory: Path, rounds: int, seconds: float) ->
 
 def markdown(results: dict[str, Any]) -> str:
     """The figures as the tables of docs/benchmarks.md."""
-    lines = ["| single append (median; client CPU) | durable | no flush |", "|---|---|---|"]
+    lines = ["| single append (median; each round's; client CPU) | durable | no flush |", "|---|---|---|"]
     appends = results["durable append, ms"]
     for peer in [name for name in appends if not name.endswith(", no flush")]:
         cells = [appends.get(name) for name in (peer, f"{peer}, no flush")]
         lines.append(f"| {peer} | " + " | ".join(
-            f"{cell['median, ms']} ms; {cell['client CPU, ms']} ms" if cell else "" for cell in cells) + " |")
+            f"{cell['median, ms']} ms ({', '.join(map(str, cell['each round, ms']))}); {cell['client CPU, ms']} ms"
+            if cell else "" for cell in cells) + " |")
+    lines += ["", "| each round's median : the bare transaction's | " + " | ".join(
+        results["single append : bare transaction, each round"]) + " |", "|---|---|---|"]
+    for peer in ("PostgreSQL store", "the store's call alone"):
+        lines.append(f"| {peer} | " + " | ".join(
+            ", ".join(map(str, ratios[peer])) for ratios in results["single append : bare transaction, each round"
+                                                                    ].values()) + " |")
     lines += ["", "| measure | PostgreSQL store | LMDB store |", "|---|---|---|"]
     for measure in results["LMDB store"]:
         lines.append(f"| {measure} | {results['PostgreSQL store'][measure]} | {results['LMDB store'][measure]} |")
@@ -246,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
                                      description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--url", required=True, help="a PostgreSQL server (fsync on for the durable figures)")
     parser.add_argument("--quick", action="store_true", help="a fast smoke run with small counts")
-    parser.add_argument("--rounds", type=int, help="rounds of the throughput rows (default 3; 1 with --quick)")
+    parser.add_argument("--rounds", type=int,
+                        help="rounds of the single appends and the throughput rows (default 3; 1 with --quick)")
     parser.add_argument("--markdown", action="store_true", help="print the tables of docs/benchmarks.md, not JSON")
     parser.add_argument("--dir", metavar="DIR", help="parent directory for the stores and replicas")
     arguments = parser.parse_args(argv)
@@ -278,9 +307,10 @@ def main(argv: list[str] | None = None) -> int:
                 peers["PostgreSQL store, no flush"] = lambda _: shared_unflushed.append("unflushed", MESSAGE)
                 peers["the store's call alone, no flush"] = call_unflushed
                 peers["bare PostgreSQL transaction, no flush"] = bare_transaction(unflushed, "unflushed")
-                appends = durable_appends(peers, count)
+                appends = durable_appends(peers, count, rounds)
             results: dict[str, Any] = {
                 "durable append, ms": appends,
+                "single append : bare transaction, each round": against_the_floor(appends),
                 "PostgreSQL store": single_store_figures(lambda: SessionStore(url, cache=directory / "replica"),
                                                          count),
                 "LMDB store": single_store_figures(lambda: SessionStore(directory / "lmdb"), count),

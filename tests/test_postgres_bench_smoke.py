@@ -27,7 +27,10 @@ def test_bench_postgres_quick_prints_every_row(postgres_server, tmp_path: Path) 
     results = json.loads(completed.stdout)
     assert sorted(results["durable append, ms"]) == sorted(PEERS)
     for figures in results["durable append, ms"].values():
-        assert figures["median, ms"] > 0 and figures["client CPU, ms"] >= 0
+        assert figures["median, ms"] > 0 and figures["client CPU, ms"] >= 0 and len(figures["each round, ms"]) == 1
+    assert {flush: {peer: len(ratios) for peer, ratios in peers.items()}
+            for flush, peers in results["single append : bare transaction, each round"].items()} == {
+        flush: {"PostgreSQL store": 1, "the store's call alone": 1} for flush in ("durable", "no flush")}
     for store in ("PostgreSQL store", "LMDB store"):
         assert sorted(results[store]) == sorted(MEASURES)
     assert list(results["appends per second (median of the rounds)"]) == list(WRITERS)

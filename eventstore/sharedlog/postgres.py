@@ -4,25 +4,31 @@ Tables (in the connection's ``search_path``): ``es_meta`` (the format marker), `
 last position and its hash), ``es_sessions`` (each session's version and latest recorded time),
 ``es_events`` (the log) and ``es_records`` (idempotency results and import receipts, first writer wins).
 
-Every commit is one call of the ``es_append_batch`` procedure, one round trip, for one command or for the
-commands a host's threads gave at once (``commit_many``: each accepted or refused alone). It locks the head row,
-then (``es_commit``) the sessions' rows in key order, checks each session's version, and only then advances the
-head: positions are assigned while the head row is locked, so they are gap-free, a rejected commit takes none, and
-commits become visible in position order (a reader tailing the log never skips one that commits late, as readers
-of sequences do). It computes each chain link from the previous one, exactly as ``eventstore._log.chain_hash``
-does. The procedure commits that and a ``NOTIFY`` without waiting for the flush, then flushes in a transaction of
-its own, so no lock is held through a flush.
+Every commit is one call, one round trip: of the ``es_append_one`` procedure for a command alone, of
+``es_append_batch`` for the commands a host's threads gave at once (``commit_many``: each accepted or refused
+alone). ``es_commit`` locks the head row, then the sessions' rows in key order, checks each session's version, and
+only then advances the head: positions are assigned while the head row is locked, so they are gap-free, a rejected
+commit takes none, and commits become visible in position order (a reader tailing the log never skips one that
+commits late, as readers of sequences do). It computes each chain link from the previous one, exactly as
+``eventstore._log.chain_hash`` does. The procedure commits that and a ``NOTIFY`` without waiting for the flush,
+then flushes in a transaction of its own, so no lock is held through a flush.
 """
 
 from __future__ import annotations
 
+import struct
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, LiteralString, TypeVar
 
 import psycopg
+from psycopg.abc import Buffer
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
+from psycopg.types.numeric import Int8
 
 from .._errors import (
     EventStoreError,
@@ -42,7 +48,7 @@ __all__ = ["PostgresLog", "SCHEMA_FORMAT", "CHANNEL"]
 T = TypeVar("T")
 
 #: The schema's format; a database with a newer one is refused, an older one upgraded by ``_UPGRADES``.
-SCHEMA_FORMAT = 3
+SCHEMA_FORMAT = 4
 #: The channel ``NOTIFY`` wakes subscribers on (``es_append`` names it too).
 CHANNEL = "eventstore_log"
 
@@ -156,8 +162,8 @@ END $$;
 # holding its host's replica lock must not wait for a turn whose holder may be waiting for that lock. A command
 # after a refused one in the batch that shares a session with it decided against that command's events, so it is
 # refused too. ``turns``: the sessions whose turn the calling connection holds, not tried (a try fails behind
-# another writer already waiting for the turn; ``es_commit``'s waiting lock goes ahead of it, as PostgreSQL puts a
-# lock's holder before its waiters). ``c_pinned``: 0 for a command pinned nowhere.
+# another writer already waiting for the turn; the turn's exclusive lock is all its holder needs). ``c_pinned``: 0
+# for a command pinned nowhere.
 _APPEND_BATCH: LiteralString = """
 CREATE FUNCTION es_commit_batch(
     c_appends int4[], c_rewrites int4[], c_records int4[], c_pinned int8[],
@@ -254,12 +260,115 @@ BEGIN
 END $$;
 """
 
+# Format 4: ``es_append_one``, the call of a lone command (a host's group of one, the case without concurrency),
+# and a leaner ``es_commit``. A lone command needs no subtransaction: nothing else shares its transaction, so a
+# refusal raised by ``es_commit`` aborts it all, and the client reads the refusal from the error (code, hint,
+# detail). It tries the sessions' turns as ``es_commit_batch`` does, then ``es_commit`` takes the head row first
+# (the batch already holds it) and the session rows in key order under it, as in the batch. ``es_commit`` no
+# longer waits for the turns, which both callers tried (``es_append``, the one caller that did not, is dropped),
+# and skips the rewrites' statement when there are none. Every refusal has a numeric hint (the session's or the
+# record's index, the head's position, the event's index), since ``es_commit_batch`` casts it: an empty one failed
+# the whole batch of a pinned command that found the head moved, or of a payload that does not match its digest.
+# A lone command's call takes about half the server time it took in ``es_append_batch`` (docs/benchmarks.md).
+_APPEND_ONE: LiteralString = """
+DROP PROCEDURE es_append;
+
+CREATE OR REPLACE FUNCTION es_commit(
+    a_keys text[], a_expected int8[], a_recorded int8[], a_counts int4[],
+    e_ids bytea[], e_types text[], e_schemas int4[], e_payloads bytea[], e_digests bytea[], e_redacted bool[],
+    w_positions int8[], w_payloads bytea[], r_spaces text[], r_keys bytea[], r_values bytea[], pinned int8,
+    OUT first_position int8, OUT head_position int8, OUT head_hash bytea)
+LANGUAGE plpgsql AS $$
+DECLARE
+    e int := 0;
+    current_version int8;
+    recorded int8;
+    key_bytes bytea;
+    type_bytes bytea;
+BEGIN
+    SELECT position, hash INTO head_position, head_hash FROM es_head FOR UPDATE;
+    PERFORM 1 FROM es_sessions WHERE key = ANY (a_keys) ORDER BY key FOR UPDATE;
+    first_position := head_position + 1;
+    IF pinned IS NOT NULL AND pinned <> first_position THEN
+        RAISE EXCEPTION USING ERRCODE = 'EV412', MESSAGE = 'the head moved', HINT = head_position::text;
+    END IF;
+    FOR i IN 1 .. coalesce(array_length(a_keys, 1), 0) LOOP
+        SELECT version, recorded_at INTO current_version, recorded FROM es_sessions WHERE key = a_keys[i];
+        IF NOT FOUND THEN
+            current_version := 0;
+            recorded := a_recorded[i];
+        END IF;
+        IF current_version <> a_expected[i] THEN
+            RAISE EXCEPTION USING ERRCODE = 'EV409', MESSAGE = 'wrong expected version',
+                DETAIL = current_version::text, HINT = i::text;
+        END IF;
+        recorded := greatest(recorded, a_recorded[i]);
+        key_bytes := convert_to(a_keys[i], 'UTF8');
+        FOR j IN 1 .. a_counts[i] LOOP
+            e := e + 1;
+            head_position := head_position + 1;
+            current_version := current_version + 1;
+            IF NOT e_redacted[e] AND sha256(e_payloads[e]) <> e_digests[e] THEN
+                RAISE EXCEPTION USING ERRCODE = 'EV400', MESSAGE = 'a payload does not match its digest',
+                    HINT = e::text;
+            END IF;
+            type_bytes := convert_to(e_types[e], 'UTF8');
+            head_hash := sha256(head_hash || int8send(head_position) || int8send(current_version)
+                || int8send(recorded) || e_ids[e] || substr(int4send(e_schemas[e]), 3)
+                || substr(int4send(octet_length(type_bytes)), 3) || substr(int4send(octet_length(key_bytes)), 3)
+                || type_bytes || key_bytes || e_digests[e]);
+            INSERT INTO es_events VALUES (head_position, a_keys[i], current_version, recorded, e_ids[e], e_types[e],
+                e_schemas[e], e_payloads[e], e_digests[e], head_hash, e_redacted[e]);
+        END LOOP;
+        INSERT INTO es_sessions VALUES (a_keys[i], current_version, recorded)
+            ON CONFLICT (key) DO UPDATE SET version = excluded.version, recorded_at = excluded.recorded_at;
+    END LOOP;
+    IF cardinality(w_positions) > 0 THEN
+        UPDATE es_events SET payload = w.payload, redacted = true
+            FROM unnest(w_positions, w_payloads) AS w (position, payload) WHERE es_events.position = w.position;
+    END IF;
+    FOR i IN 1 .. coalesce(array_length(r_spaces, 1), 0) LOOP
+        INSERT INTO es_records VALUES (r_spaces[i], r_keys[i], r_values[i]) ON CONFLICT DO NOTHING;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION USING ERRCODE = 'EV410', MESSAGE = 'record taken', HINT = i::text;
+        END IF;
+    END LOOP;
+    UPDATE es_head SET position = head_position, hash = head_hash;
+END $$;
+
+CREATE PROCEDURE es_append_one(
+    a_keys text[], a_expected int8[], a_recorded int8[], a_counts int4[],
+    e_ids bytea[], e_types text[], e_schemas int4[], e_payloads bytea[], e_digests bytea[], e_redacted bool[],
+    w_positions int8[], w_payloads bytea[], r_spaces text[], r_keys bytea[], r_values bytea[], pinned int8,
+    turns text[],
+    INOUT first_position int8 DEFAULT NULL, INOUT head_position int8 DEFAULT NULL, INOUT head_hash bytea DEFAULT NULL)
+LANGUAGE plpgsql AS $$
+BEGIN
+    FOR i IN 1 .. coalesce(array_length(a_keys, 1), 0) LOOP  -- expressions, not a query: a tenth of the time
+        IF a_keys[i] <> ALL (turns) AND NOT pg_try_advisory_xact_lock_shared(hashtextextended(a_keys[i], 0)) THEN
+            RAISE EXCEPTION USING ERRCODE = 'EV409', MESSAGE = 'wrong expected version', HINT = i::text,
+                DETAIL = coalesce((SELECT version FROM es_sessions WHERE key = a_keys[i]), 0)::text;
+        END IF;
+    END LOOP;
+    SELECT c.first_position, c.head_position, c.head_hash INTO first_position, head_position, head_hash
+        FROM es_commit(a_keys, a_expected, a_recorded, a_counts, e_ids, e_types, e_schemas, e_payloads, e_digests,
+                       e_redacted, w_positions, w_payloads, r_spaces, r_keys, r_values, pinned) AS c;
+    PERFORM pg_notify('eventstore_log', head_position::text), set_config('synchronous_commit', 'off', true);
+    COMMIT;
+    PERFORM pg_logical_emit_message(true, 'eventstore', '');
+END $$;
+"""
+
 #: format → the SQL that takes a schema of that format to the next one.
-_UPGRADES: dict[int, LiteralString] = {1: _APPEND, 2: _APPEND_BATCH}
+_UPGRADES: dict[int, LiteralString] = {1: _APPEND, 2: _APPEND_BATCH, 3: _APPEND_ONE}
 
 # Binary parameters: payloads and digests go as they are, not spelled out in hex (about a tenth of a commit's
 # client CPU time, docs/postgres.md); every statement is prepared (``prepare_threshold=0``).
 _COMMIT = "CALL es_append_batch(" + ", ".join(["%b"] * 20) + ")"
+_COMMIT_ONE = "CALL es_append_one(" + ", ".join(["%b"] * 17) + ")"
+_TAKEN = "SELECT value FROM es_records WHERE space = %s AND key = %s"
+#: The codes of ``es_commit``'s refusals (``_answer``): a refused command alone raises one of them.
+_REFUSALS = frozenset({"EV409", "EV410", "EV412", "EV400"})
 _READ = """
 SELECT h.position, h.hash, e.position, e.key, e.version, e.recorded_at, e.event_id, e.type, e.schema_version,
        e.payload, e.digest, e.hash, e.redacted
@@ -294,11 +403,82 @@ def _answer(commit: Commit, first: int | None, head: int | None, head_hash: byte
     return StoreCorrupted("an event's payload does not match its digest; nothing was written")
 
 
+class _Array(bytes):
+    """A parameter array in PostgreSQL's binary form, sent untyped: the procedure's signature types it."""
+
+
+class _ArrayDumper(Dumper):
+    """Sends an ``_Array`` as it is. psycopg would find each list's element type by looking at its items, for every
+    call (about half of a commit's client CPU time, docs/postgres.md), and would pick the narrowest integer type."""
+
+    format = Format.BINARY
+    oid = 0  # unknown: the server takes the parameter's type from the procedure
+
+    def dump(self, obj: Any) -> Buffer:
+        array: Buffer = obj
+        return array
+
+
+_ARRAY = struct.Struct(">iiiii")  # one dimension, no nulls, the element type, the length, lower bound 1
+_EMPTY = struct.Struct(">iii")  # no dimensions, no nulls, the element type
+_LENGTH, _INT4, _INT8 = struct.Struct(">i"), struct.Struct(">ii"), struct.Struct(">iq")  # an item: its length, then it
+_TRUE, _FALSE = _LENGTH.pack(1) + b"\x01", _LENGTH.pack(1) + b"\x00"
+_BOOL, _BYTEA, _INT4_OID, _INT8_OID, _TEXT = 16, 17, 23, 20, 25  # the element types' oids
+
+
+def _array(element_type: int, items: list[bytes]) -> _Array:
+    """Items already in their binary form, each preceded by its length, as an array of ``element_type``."""
+    if not items:
+        return _Array(_EMPTY.pack(0, 0, element_type))
+    return _Array(_ARRAY.pack(1, 0, element_type, len(items), 1) + b"".join(items))
+
+
+def _bytes(items: list[bytes], element_type: int = _BYTEA) -> _Array:
+    return _array(element_type, [_LENGTH.pack(len(item)) + item for item in items])
+
+
+def _texts(items: list[str]) -> _Array:
+    return _bytes([item.encode() for item in items], _TEXT)
+
+
+def _int4s(items: list[int]) -> _Array:
+    return _array(_INT4_OID, [_INT4.pack(4, item) for item in items])
+
+
+def _int8s(items: list[int]) -> _Array:
+    return _array(_INT8_OID, [_INT8.pack(8, item) for item in items])
+
+
+def _bools(items: list[bool]) -> _Array:
+    return _array(_BOOL, [_TRUE if item else _FALSE for item in items])
+
+
+def _pinned(commit: Commit) -> Int8 | None:
+    return None if commit.first_position is None else Int8(commit.first_position)
+
+
+def _columns(commits: Sequence[Commit]) -> tuple[_Array, ...]:
+    """The commands' sessions, events, rewrites and records as the parameter arrays of ``es_commit``, in order."""
+    appends = [append for commit in commits for append in commit.appends]
+    events = [event for append in appends for event in append.events]
+    rewrites = [rewrite for commit in commits for rewrite in commit.rewrites]
+    records = [record for commit in commits for record in commit.records]
+    return (_texts([a.key for a in appends]), _int8s([a.expected_version for a in appends]),
+            _int8s([a.recorded_at for a in appends]), _int4s([len(a.events) for a in appends]),
+            _bytes([e.event_id for e in events]), _texts([e.type_name for e in events]),
+            _int4s([e.schema_version for e in events]), _bytes([e.payload for e in events]),
+            _bytes([e.payload_digest for e in events]), _bools([e.redacted for e in events]),
+            _int8s([w.position for w in rewrites]), _bytes([w.payload for w in rewrites]),
+            _texts([r.space for r in records]), _bytes([r.key for r in records]), _bytes([r.value for r in records]))
+
+
 def _connect(url: str, **options: Any) -> psycopg.Connection[Any]:
     """A connection to ``url``; a URL libpq cannot parse is the caller's mistake, told without its password
     (libpq quotes the URL, or the token it could not decode)."""
     try:
-        return psycopg.connect(url, autocommit=True, **options)
+        connection = psycopg.connect(url, autocommit=True, **options)
+        connection.adapters.register_dumper(_Array, _ArrayDumper)
+        return connection
     except psycopg.ProgrammingError as exc:
         reason = _reason(exc)
         password = url.partition("://")[2].partition("/")[0].rpartition("@")[0].partition(":")[2]
@@ -321,6 +501,7 @@ class PostgresLog:
         self._turns = threading.local()  # .connection, .keys: the connection and sessions of this thread's turn
         self._closed = False
         self._listener: psycopg.Connection[Any] | None = None
+        self._heard: int | None = None  # the head the listener last heard of (a query, a notification)
         self._listening = threading.Lock()
         self._waking = f"eventstore_wake_{uuid.uuid4().hex}"  # the listener's own channel: close wakes it there
         self._call(lambda connection: self._prepare(connection, create), "opening the store")
@@ -407,24 +588,41 @@ class PostgresLog:
         return answer
 
     def commit_many(self, commits: Sequence[Commit]) -> list[Committed | EventStoreError]:
-        appends = [append for commit in commits for append in commit.appends]
-        events = [event for append in appends for event in append.events]
-        rewrites = [rewrite for commit in commits for rewrite in commit.rewrites]
-        records = [record for commit in commits for record in commit.records]
+        turns: list[str] = getattr(self._turns, "keys", [])
+        if len(commits) == 1:  # a command alone: no subtransaction, its refusal aborts the call
+            return [self._committing(lambda connection: self._commit_one(connection, commits[0], turns))]
         arguments = (
-            [len(c.appends) for c in commits], [len(c.rewrites) for c in commits], [len(c.records) for c in commits],
-            [c.first_position or 0 for c in commits],
-            [a.key for a in appends], [a.expected_version for a in appends], [a.recorded_at for a in appends],
-            [len(a.events) for a in appends],
-            [e.event_id for e in events], [e.type_name for e in events], [e.schema_version for e in events],
-            [e.payload for e in events], [e.payload_digest for e in events], [e.redacted for e in events],
-            [w.position for w in rewrites], [w.payload for w in rewrites],
-            [r.space for r in records], [r.key for r in records], [r.value for r in records],
-            getattr(self._turns, "keys", []),
-        )
+            _int4s([len(c.appends) for c in commits]), _int4s([len(c.rewrites) for c in commits]),
+            _int4s([len(c.records) for c in commits]), _int8s([c.first_position or 0 for c in commits]),
+            *_columns(commits), _texts(turns))
+        row = self._committing(lambda connection: connection.execute(_COMMIT, arguments).fetchone())
+        assert row is not None
+        return [_answer(commit, *answer) for commit, *answer in zip(commits, *row, strict=True)]
+
+    @staticmethod
+    def _commit_one(connection: psycopg.Connection[Any], commit: Commit, turns: list[str]
+                    ) -> Committed | EventStoreError:
+        try:
+            row = connection.execute(_COMMIT_ONE, (*_columns((commit,)), _pinned(commit), _texts(turns))
+                                     ).fetchone()
+        except psycopg.Error as exc:
+            if exc.sqlstate not in _REFUSALS:
+                raise
+            hint = int(exc.diag.message_hint or 1)
+            taken = None
+            if exc.sqlstate == "EV410":  # the first writer's record stays: records are never removed
+                record = commit.records[hint - 1]
+                found = connection.execute(_TAKEN, (record.space, record.key)).fetchone()
+                taken = found[0] if found else None
+            return _answer(commit, None, None, None, exc.sqlstate, hint, exc.diag.message_detail, taken)
+        assert row is not None
+        first, head, head_hash = row
+        return _answer(commit, first, head, head_hash, None, None, None, None)
+
+    def _committing(self, body: Callable[[psycopg.Connection[Any]], T]) -> T:
         try:
             with self._connection() as connection:
-                row = connection.execute(_COMMIT, arguments).fetchone()
+                return body(connection)
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(
                 f"PostgreSQL cannot be reached ({_reason(exc)}); "
@@ -432,8 +630,6 @@ class PostgresLog:
             ) from None
         except psycopg.Error as exc:
             raise _unavailable(exc, "committing") from None
-        assert row is not None
-        return [_answer(commit, *answer) for commit, *answer in zip(commits, *row, strict=True)]
 
     def read(self, after: int, limit: int) -> SharedHead:
         def body(connection: psycopg.Connection[Any]) -> SharedHead:
@@ -453,12 +649,14 @@ class PostgresLog:
                     self._listener = _connect(self.url)
                     self._listener.execute(f"LISTEN {CHANNEL}")
                     self._listener.execute(f"LISTEN {self._waking}")
-                position = self._head(self._listener)
+                    self._heard = None
+                # The head the listener last heard of is the head while no notification waits for it (psycopg keeps
+                # those that came in between): no query when nothing moved.
+                position = seen if self._heard == seen else self._head(self._listener)
                 if position == seen and not self._closed:
                     listening()
-                    for _ in self._listener.notifies(timeout=timeout, stop_after=1):
-                        pass
-                    position = self._head(self._listener)
+                    position = self._next_head(self._listener, seen, timeout)
+                self._heard = position
             except psycopg.Error as exc:
                 if self._listener is not None:
                     self._listener.close()
@@ -468,6 +666,22 @@ class PostgresLog:
             if self._closed:
                 raise StoreClosed("the store is closed")
             return position
+
+    def _next_head(self, listener: psycopg.Connection[Any], seen: int, timeout: float) -> int:
+        """The head after the next commit past ``seen`` (or after ``timeout`` seconds, or a wake-up): named by the
+        notifications of commands alone (``es_append_one``), else asked for. Each wait takes every notification
+        that has come (those of one packet arrive together: one left behind would be a commit unheard of)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            payloads = [notification.payload for notification in
+                        listener.notifies(timeout=max(0.0, deadline - time.monotonic()), stop_after=1)]
+            if payloads and all(payload.isdigit() for payload in payloads):
+                named = max(int(payload) for payload in payloads)
+                if named > seen:
+                    return named
+                if time.monotonic() < deadline:
+                    continue  # commits this host knew of already
+            return self._head(listener)  # the timeout, a wake-up, or a commit that names no head (a batch's)
 
     @staticmethod
     def _head(connection: psycopg.Connection[Any]) -> int:
