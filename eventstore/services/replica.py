@@ -68,6 +68,9 @@ _LOG_EVENTS = "log.events"
 _SHARED_RECORDS = frozenset({"facade.idempotency", "facade.imports"})
 _STREAM_KEYS = "log.stream_keys"
 _LOG_META = "log.meta"  # where the replica's own compression dictionary lives (the shared log stores payloads plain)
+#: In ``log.meta``, which a rebuild keeps: how many times the replica was emptied and filled again. Processes that
+#: share the replica directory compare it with the count they last saw, to drop what they decoded before a rebuild.
+_REBUILDS = b"replica.rebuilds"
 #: Types whose payload names positions: such a write must get exactly the positions it decided with.
 _NAMES_POSITIONS = frozenset({"SessionRedacted"})
 
@@ -277,6 +280,7 @@ class ReplicaStorage:
         self._watcher: threading.Thread | None = None
         self._listeners: list[Callable[[], None]] = []
         self._released = False
+        self._rebuilds = b""  # the replica's rebuild count when this process bound to it (its caches hold no older)
 
     @property
     def replica(self) -> GroupCommitting:
@@ -287,7 +291,10 @@ class ReplicaStorage:
         """Connect the store above; then fill the replica up to the shared log's head."""
         self._binding = binding
         self._stream_keys = self.space(_STREAM_KEYS)
-        self._dictionary = StoredDictionary(self.space(_LOG_META))
+        self._meta = self.space(_LOG_META)
+        self._dictionary = StoredDictionary(self._meta)
+        with self._inner.read() as txn:
+            self._rebuilds = self._rebuilds_of(txn)
         self.catch_up()
 
     # -- the storage protocol -------------------------------------------------------------
@@ -307,7 +314,7 @@ class ReplicaStorage:
         binding = self._binding
         if self._listening and not self._went_back and binding is not None:
             with self._inner.read() as txn:
-                if binding.head(txn)[0] >= self._head:
+                if binding.head(txn)[0] >= self._head and self._rebuilds_of(txn) == self._rebuilds:
                     yield txn
                     return
         self._watch()  # a store that reads listens from its first read on
@@ -515,6 +522,10 @@ class ReplicaStorage:
         while True:
             with self._inner.read() as txn:
                 position, last_hash, _ = binding.head(txn)
+                rebuilt = self._rebuilds_of(txn) != self._rebuilds
+            if rebuilt:  # another process sharing the directory rebuilt it: what this one decoded before may be gone
+                self._reopen(binding)
+                return applied
             head = self._shared.read(position, BATCH)
             self._raise_head(head.position)
             diverged = head.position < position or (head.position == position and head.hash != last_hash)
@@ -548,17 +559,26 @@ class ReplicaStorage:
         (every handle stays valid for calls under way), and fill it again."""
         binding = self._binding
         assert binding is not None
-        spaces = [space for name, space in self._spaces.items() if name != "log.meta"]
+        spaces = [space for name, space in self._spaces.items() if name != _LOG_META]
 
         def empty(txn: WriteTransaction) -> None:
             for space in spaces:
                 txn.clear(space)
+            count = int.from_bytes(self._rebuilds_of(txn), "big") + 1
+            txn.put(self._meta, _REBUILDS, count.to_bytes(8, "big"))
 
         self._applying(empty)
         with self._heard:
             self._head = server_head  # lower than the replica's was, maybe: reads wait for the refill, never skip it
+        self._reopen(binding)
+
+    def _reopen(self, binding: ReplicaBinding) -> None:
+        """The store opens its components again, dropping their caches; it binds again, catching up."""
         self._binding = None
-        binding.reopen()  # the store opens its components again, dropping their caches; it binds again
+        binding.reopen()
+
+    def _rebuilds_of(self, txn: ReadTransaction) -> bytes:
+        return bytes(txn.get(self._meta, _REBUILDS) or b"")
 
     # -- the watcher: LISTEN, with a poll of the head as the fallback ------------------------
 
@@ -582,6 +602,9 @@ class ReplicaStorage:
                 continue
             if position < seen:
                 self._went_back = True  # commits this host saw are gone (a failover, a restore): reads check
+                with self._heard:
+                    if self._head == seen:  # wait from the server's head, not for it to pass one that is gone
+                        self._head = position
             if position != seen:
                 self._raise_head(position)
                 for listener in list(self._listeners):
