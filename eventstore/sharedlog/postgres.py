@@ -267,6 +267,10 @@ FROM es_head h LEFT JOIN LATERAL (SELECT * FROM es_events WHERE position > %s OR
 """
 
 
+#: What a caller learns of a command whose call failed: the server may have committed it before the failure.
+_IN_DOUBT = "the command may or may not have been recorded: retry it with the same idempotency_key"
+
+
 def _reason(exc: psycopg.Error) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
@@ -426,12 +430,9 @@ class PostgresLog:
             with self._connection() as connection:
                 row = connection.execute(_COMMIT, arguments).fetchone()
         except psycopg.OperationalError as exc:
-            raise StoreUnavailable(
-                f"PostgreSQL cannot be reached ({_reason(exc)}); "
-                "the command may or may not have been recorded: retry it with the same idempotency_key"
-            ) from None
-        except psycopg.Error as exc:
-            raise _unavailable(exc, "committing") from None
+            raise StoreUnavailable(f"PostgreSQL cannot be reached ({_reason(exc)}); {_IN_DOUBT}") from None
+        except psycopg.Error as exc:  # maybe after the call's first transaction committed (docs/postgres.md)
+            raise EventStoreError(f"PostgreSQL failed while committing ({_reason(exc)}); {_IN_DOUBT}") from None
         assert row is not None
         return [_answer(commit, *answer) for commit, *answer in zip(commits, *row, strict=True)]
 
