@@ -8,16 +8,24 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import psycopg
 import pytest
 
-from eventstore import AsyncSessionStore, EventStoreError, SessionStore, StoreUnavailable, WrongExpectedVersion
+from eventstore import (
+    AsyncSessionStore,
+    EventStoreError,
+    IdempotencyKeyReused,
+    SessionStore,
+    StoreUnavailable,
+    WrongExpectedVersion,
+)
 from eventstore.aio import WRITER_THREADS
+from eventstore.sharedlog import Commit, Committed
 
 from test_postgres_group import GATE_SECONDS, in_one_group, record_calls, texts, user
-from test_postgres_store import listening, open_host, replica_of  # noqa: F401 - the fixture, by name
+from test_postgres_store import heard, listening, open_host, replica_of  # noqa: F401 - the fixture, by name
 
 # ruff: noqa: F811 - the tests take the imported fixture ``open_host`` by name
 
@@ -34,7 +42,8 @@ def same_everywhere(host: SessionStore, fresh: SessionStore, keys: str) -> None:
     """The host's replica and a fresh one filled from the log agree, and both chains verify."""
     for key in keys:
         assert texts(fresh, key) == texts(host, key), key
-        assert [event.version for event in fresh.history(key)] == list(range(1, len(texts(fresh, key)) + 1))
+        versions = [event.version for event in fresh.history(key)]
+        assert versions == [event.version for event in host.history(key)] == list(range(1, len(versions) + 1))
     assert host.verify().ok and fresh.verify().ok
 
 
@@ -295,3 +304,34 @@ def test_an_async_command_cancelled_before_its_thread_started_is_never_recorded(
     with SessionStore(postgres_url, cache=tmp_path / "fresh") as fresh:
         assert sorted(fresh.list_sessions()) == sorted(
             ["warm", *(f"k{n}" for n in range(WRITER_THREADS + 2) if n != WRITER_THREADS)])
+
+
+def test_a_callers_expected_version_is_checked_again_when_the_call_left_the_replica_at_the_same_position(
+        open_host, monkeypatch):
+    """A command decided after a batchmate that the server refused saw that batchmate's event; once the replica
+    caught up, it holds another host's event at the very position the batchmate's had: the same position, other
+    events, so the command is decided again rather than failed on what it saw."""
+    one, two = open_host("one"), open_host("two")
+    one.append("a", user("a first"))
+    two.set_session_name("a", "named")
+    two.set_session_name("a", "named", idempotency_key="request-1")  # no event; a record one's replica lacks
+    heard(one, two)
+    assert one.get_session_name("a") == "named"
+    listening(one)
+    calls = record_calls(one, monkeypatch)
+    real = replica_of(one)._shared.commit_many
+
+    def commit_many(commits: Sequence[Commit]) -> list[Committed | EventStoreError]:
+        answers = real(commits)
+        if len(calls) == 1:  # another host commits at the position one's refused command took
+            two.append("other", user("elsewhere"))
+        return answers
+
+    monkeypatch.setattr(replica_of(one)._shared, "commit_many", commit_many)
+    results = in_one_group(one, [append(one, "a", "a retried", idempotency_key="request-1"),
+                                 append(one, "a", "a second", expected_version=2)])
+    assert calls[0] == ["RecordTaken"]  # the second command failed on the replica, after the first's event
+    assert isinstance(results[0], IdempotencyKeyReused)  # request-1 named another command on a
+    assert results[1] == 3
+    assert texts(one, "a") == ["a first", "a second"]
+    same_everywhere(one, open_host("fresh"), "a")

@@ -338,7 +338,7 @@ class ReplicaStorage:
         contended: list[str] = []  # sessions whose turn to take: the race to them was lost twice
         for attempt in range(ATTEMPTS):
             shipment = _Shipment()
-            decided_at: list[int] = []  # the replica's head the body decided against
+            decided_at: list[tuple[int, bytes]] = []  # the replica's head the body decided against
             attempted = functools.partial(self._attempt, body=body, shipment=shipment, decided_at=decided_at)
             try:
                 if not contended:
@@ -360,11 +360,11 @@ class ReplicaStorage:
                     self._settle((attrs.evolve(last.record, value=last.value),))
                 elif isinstance(last, WrongExpectedVersion) and attempt >= 1:
                     contended = [last.key]
-                elif not self._moved_past(decided_at):
+                elif not self._moved(decided_at):
                     time.sleep(0.001)  # the session moved on at a commit the server does not show yet
             except WrongExpectedVersion as wrong:
                 last = wrong
-                if not self._moved_past(decided_at):  # the caller's expected version, against a current replica
+                if not self._moved(decided_at):  # the caller's expected version, against a current replica
                     raise
         assert last is not None
         raise last
@@ -377,24 +377,28 @@ class ReplicaStorage:
         if behind:
             self.catch_up()
 
-    def _moved_past(self, decided_at: list[int]) -> bool:
-        """Catch up; whether the replica is now past the head a refused body decided against."""
+    def _moved(self, decided_at: list[tuple[int, bytes]]) -> bool:
+        """Catch up; whether the replica's head is now another than the one a refused body decided against: its
+        position, or its hash (the group that body decided in was rolled back, and the position its batchmates'
+        events had may now hold another host's)."""
         self.catch_up()
+        assert self._binding is not None
         with self._inner.read() as txn:
-            return not decided_at or self._head_of(txn) != decided_at[0]
+            return not decided_at or self._binding.head(txn)[:2] != decided_at[0]
 
     def _head_of(self, txn: ReadTransaction) -> int:
         assert self._binding is not None
         return self._binding.head(txn)[0]
 
     def _attempt(self, txn: WriteTransaction, *, body: Callable[[WriteTransaction], T], shipment: _Shipment,
-                 decided_at: list[int]) -> T | _Pending:
+                 decided_at: list[tuple[int, bytes]]) -> T | _Pending:
         if shipment.accepted:  # the engine runs the body again (it grew its map) after the shared log took it
             raise _Elsewhere(shipment.result, ())
         if shipment.in_doubt:
             raise StoreUnavailable("the call to the shared log was cut short; the command may or may not have been "
                                    "recorded: retry it with the same idempotency_key")
-        decided_at[:] = [self._head_of(txn)]
+        assert self._binding is not None
+        decided_at[:] = [self._binding.head(txn)[:2]]
         capture = _Capture(txn, self._stream_keys, self._dictionary)
         result = body(_CapturingTransaction(txn, capture))
         commit = capture.commit()
