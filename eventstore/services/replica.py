@@ -280,7 +280,7 @@ class ReplicaStorage:
         self._watcher: threading.Thread | None = None
         self._listeners: list[Callable[[], None]] = []
         self._released = False
-        self._rebuilds = b""  # the replica's rebuild count when this process bound to it (its caches hold no older)
+        self._rebuilds: bytes | None = None  # the replica's rebuild count when this process bound to it
 
     @property
     def replica(self) -> GroupCommitting:
@@ -294,7 +294,7 @@ class ReplicaStorage:
         self._meta = self.space(_LOG_META)
         self._dictionary = StoredDictionary(self._meta)
         with self._inner.read() as txn:
-            self._rebuilds = self._rebuilds_of(txn)
+            self._rebuilds = txn.get(self._meta, _REBUILDS)
         self.catch_up()
 
     # -- the storage protocol -------------------------------------------------------------
@@ -314,7 +314,7 @@ class ReplicaStorage:
         binding = self._binding
         if self._listening and not self._went_back and binding is not None:
             with self._inner.read() as txn:
-                if binding.head(txn)[0] >= self._head and self._rebuilds_of(txn) == self._rebuilds:
+                if binding.head(txn)[0] >= self._head and txn.get(self._meta, _REBUILDS) == self._rebuilds:
                     yield txn
                     return
         self._watch()  # a store that reads listens from its first read on
@@ -526,7 +526,7 @@ class ReplicaStorage:
         while True:
             with self._inner.read() as txn:
                 position, last_hash, _ = binding.head(txn)
-                rebuilt = self._rebuilds_of(txn) != self._rebuilds
+                rebuilt = txn.get(self._meta, _REBUILDS) != self._rebuilds
             if rebuilt:  # another process sharing the directory rebuilt it: what this one decoded before may be gone
                 self._reopen(binding)
                 return applied
@@ -568,7 +568,7 @@ class ReplicaStorage:
         def empty(txn: WriteTransaction) -> None:
             for space in spaces:
                 txn.clear(space)
-            count = int.from_bytes(self._rebuilds_of(txn), "big") + 1
+            count = int.from_bytes(txn.get(self._meta, _REBUILDS) or b"", "big") + 1
             txn.put(self._meta, _REBUILDS, count.to_bytes(8, "big"))
 
         self._applying(empty)
@@ -580,9 +580,6 @@ class ReplicaStorage:
         """The store opens its components again, dropping their caches; it binds again, catching up."""
         self._binding = None
         binding.reopen()
-
-    def _rebuilds_of(self, txn: ReadTransaction) -> bytes:
-        return bytes(txn.get(self._meta, _REBUILDS) or b"")
 
     # -- the watcher: LISTEN, with a poll of the head as the fallback ------------------------
 
