@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -153,3 +154,35 @@ def test_a_watcher_that_sees_the_head_go_back_waits_for_the_next_commit_again(op
     assert len(waits) < 20
     assert host.load("k") == [ChatMessage.user(text) for text in SEEN[:3]]
     assert host.verify().ok
+
+
+def test_a_read_under_way_when_its_process_drops_what_it_decoded_keeps_nothing_for_later_reads(
+        open_host, postgres_url, tmp_path, monkeypatch):
+    """A read that began before the rebuild decodes the lost messages; what it keeps must not outlive the drop."""
+    writer = open_host("host")
+    for text in SEEN:
+        writer.append("k", ChatMessage.user(text))
+    reader = open_host("host")  # another store on the directory, with a decoded-session cache of its own
+    decoded = reader._decoded
+    real_remember = decoded.remember
+    in_remember, go = threading.Event(), threading.Event()
+
+    def remember(key: str, version: int, entries: object) -> None:
+        if key == "k" and not in_remember.is_set():
+            in_remember.set()
+            assert go.wait(30)
+        real_remember(key, version, entries)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(decoded, "remember", remember)
+    early = threading.Thread(target=reader.load, args=("k",))
+    early.start()
+    try:
+        assert in_remember.wait(30)  # it has decoded the five messages and is about to keep them
+        roll_back_to(postgres_url, 3)
+        expected = rewrite_as_many(postgres_url, tmp_path)
+        replica_of(writer).catch_up()  # finds the replica diverged and rebuilds it
+        assert reader.load("other") == []  # the reader's next read sees the rebuild and drops what it decoded
+    finally:
+        go.set()
+        early.join()
+    assert [message.content for message in reader.load("k")] == expected
