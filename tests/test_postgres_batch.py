@@ -337,3 +337,40 @@ def test_a_callers_expected_version_is_checked_again_when_the_call_left_the_repl
     assert results[1] == 3
     assert texts(one, "a") == ["a first", "a second"]
     same_everywhere(one, open_host("fresh"), "a")
+
+
+class Interrupted(BaseException):
+    """What stops a thread mid-call (as ``KeyboardInterrupt`` would), after the server committed the call."""
+
+
+def test_commands_whose_leader_stopped_after_the_servers_commit_are_told_they_may_have_been_recorded(
+        open_host, monkeypatch):
+    one = open_host("one")
+    for key in "abc":
+        one.append(key, user(f"{key} first"))
+    listening(one)
+    real = replica_of(one)._shared.commit_many
+
+    def committed_then_interrupted(commits: Sequence[Commit]) -> list[Committed | EventStoreError]:
+        real(commits)
+        raise Interrupted
+
+    def caught(command: Callable[[], object]) -> Callable[[], object]:
+        def run() -> object:
+            try:
+                return command()
+            except Interrupted as interrupted:
+                return interrupted
+
+        return run
+
+    monkeypatch.setattr(replica_of(one)._shared, "commit_many", committed_then_interrupted)
+    results = in_one_group(one, [caught(append(one, key, f"{key} sent")) for key in "abc"])
+    monkeypatch.undo()
+    assert sorted(type(result).__name__ for result in results) == ["Interrupted", "StoreUnavailable",
+                                                                  "StoreUnavailable"]
+    assert all(MAY_OR_MAY_NOT in str(result) for result in results if isinstance(result, StoreUnavailable))
+    replica_of(one).catch_up()  # rather than wait for the notification of the commit
+    for key in "abc":
+        assert texts(one, key) == [f"{key} first", f"{key} sent"]  # the call had committed them all
+    same_everywhere(one, open_host("fresh"), "abc")
