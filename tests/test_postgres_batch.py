@@ -98,7 +98,7 @@ def test_commands_on_one_session_after_a_refused_one_are_decided_again_in_order(
     results = in_one_group(one, [append(one, "a", "a 1"), append(one, "a", "a 2"), append(one, "b", "b 1")])
     assert sorted(calls[0]) == ["Committed", "WrongExpectedVersion", "WrongExpectedVersion"]
     assert sorted(results[:2]) == [3, 4] and results[2] == 1  # type: ignore[type-var]
-    mine = sorted(zip(results[:2], ["a 1", "a 2"]))  # type: ignore[type-var]
+    mine = sorted(zip(results[:2], ["a 1", "a 2"]))
     assert texts(one, "a") == ["a first", "a from two", *(text for _, text in mine)]
     same_everywhere(one, open_host("fresh"), "ab")
 

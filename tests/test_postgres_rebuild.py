@@ -174,7 +174,7 @@ def test_a_read_under_way_when_its_process_drops_what_it_decoded_keeps_nothing_f
         if key == "k" and not in_remember.is_set():
             in_remember.set()
             assert go.wait(30)
-        real_remember(key, version, entries)  # type: ignore[arg-type]
+        real_remember(key, version, entries)
 
     monkeypatch.setattr(decoded, "remember", remember)
     early = threading.Thread(target=reader.load, args=("k",))
