@@ -22,6 +22,7 @@ from eventstore import (
     WrongExpectedVersion,
 )
 from eventstore.aio import WRITER_THREADS
+from eventstore.services import replica as replica_module
 from eventstore.sharedlog import Commit, Committed
 
 from test_postgres_group import GATE_SECONDS, in_one_group, record_calls, texts, user
@@ -374,3 +375,20 @@ def test_commands_whose_leader_stopped_after_the_servers_commit_are_told_they_ma
     for key in "abc":
         assert texts(one, key) == [f"{key} first", f"{key} sent"]  # the call had committed them all
     same_everywhere(one, open_host("fresh"), "abc")
+
+
+def test_a_command_that_shares_nothing_runs_again_when_its_group_was_rolled_back_without_spending_an_attempt(
+        open_host, monkeypatch):
+    one, two = open_host("one"), open_host("two")
+    one.append("a", user("a first"))
+    one.append("b", user("b first"))
+    one.set_session_name("b", "named")
+    stale(one, monkeypatch)
+    two.append("x", user("elsewhere"))  # one's command on a goes to the server at another position than one's
+    monkeypatch.setattr(replica_module, "ATTEMPTS", 1)  # only a refusal of the write itself spends an attempt
+    calls = record_calls(one, monkeypatch)
+    results = in_one_group(one, [append(one, "a", "a from one"), lambda: one.set_session_name("b", "named")])
+    assert calls[0] == ["Committed"]  # the name was already b's: nothing to send, but decided in a rolled-back group
+    assert results == [2, None]
+    assert one.get_session_name("b") == "named"
+    same_everywhere(one, open_host("fresh"), "abx")

@@ -336,7 +336,8 @@ class ReplicaStorage:
             return self._inner.write(body)
         last: EventStoreError | None = None
         contended: list[str] = []  # sessions whose turn to take: the race to them was lost twice
-        for attempt in range(ATTEMPTS):
+        attempt = 0  # the times this write was refused, or failed on a replica that then moved
+        while attempt < ATTEMPTS:
             shipment = _Shipment()
             decided_at: list[tuple[int, bytes]] = []  # the replica's head the body decided against
             attempted = functools.partial(self._attempt, body=body, shipment=shipment, decided_at=decided_at)
@@ -350,7 +351,7 @@ class ReplicaStorage:
                     # through the turn's connection.
                     return cast(T, self._inner.write(attempted, lambda outcomes: self._ship(outcomes)))
             except _Again:
-                continue
+                continue  # rolled back for a batchmate's sake, not refused: it spends no attempt
             except _Elsewhere as elsewhere:
                 self._settle(elsewhere.records)
                 return cast(T, elsewhere.result)
@@ -366,7 +367,8 @@ class ReplicaStorage:
                 last = wrong
                 if not self._moved(decided_at):  # the caller's expected version, against a current replica
                     raise
-        assert last is not None
+            attempt += 1
+        assert last is not None  # the loop ends after a refusal or a failure only
         raise last
 
     def _catch_up_to_heard(self) -> None:
