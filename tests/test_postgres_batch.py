@@ -18,6 +18,7 @@ from eventstore import (
     EventStoreError,
     IdempotencyKeyReused,
     SessionStore,
+    StoreInaccessible,
     StoreUnavailable,
     WrongExpectedVersion,
 )
@@ -239,27 +240,37 @@ def test_a_connection_killed_mid_call_fails_every_command_of_the_call_and_applie
     assert one.append("a", user("a again")) == 2  # the next call connects again
 
 
+FLUSH_MESSAGE = "pg_logical_emit_message(bool, text, text)"
+
+
 @pytest.fixture
-def no_flush_message_url(postgres_url: str, postgres_server) -> Iterator[str]:
-    """A schema of a role that may not call ``pg_logical_emit_message``: ``es_append_batch`` fails after its first
-    transaction committed (a superuser, as the other tests connect, is never refused)."""
+def app_role_url(postgres_url: str, postgres_server) -> Iterator[str]:
+    """The URL of the test's schema for a role that owns it and is no superuser (a superuser is never refused)."""
     schema = postgres_url.rsplit("%3D", 1)[1]
     role = f"{schema}_app"
     with psycopg.connect(postgres_server.url, autocommit=True) as connection:
         connection.execute(f"CREATE ROLE {role} LOGIN")
         connection.execute(f"ALTER SCHEMA {schema} OWNER TO {role}")
-        connection.execute("REVOKE EXECUTE ON FUNCTION pg_logical_emit_message(bool, text, text) FROM PUBLIC")
     try:
         yield postgres_url.replace("postgresql://postgres@", f"postgresql://{role}@")
     finally:
-        with psycopg.connect(postgres_server.url, autocommit=True) as connection:
-            connection.execute("GRANT EXECUTE ON FUNCTION pg_logical_emit_message(bool, text, text) TO PUBLIC")
+        may_flush(postgres_server.url, True)
+
+
+def may_flush(server_url: str, allowed: bool) -> None:
+    """Whether roles other than superusers may call ``pg_logical_emit_message``, which ``es_append_batch`` calls
+    after its first transaction committed."""
+    with psycopg.connect(server_url, autocommit=True) as connection:
+        connection.execute(f"GRANT EXECUTE ON FUNCTION {FLUSH_MESSAGE} TO PUBLIC" if allowed
+                           else f"REVOKE EXECUTE ON FUNCTION {FLUSH_MESSAGE} FROM PUBLIC")
 
 
 def test_a_call_that_fails_after_the_server_committed_never_tells_its_commands_they_were_not_recorded(
-        no_flush_message_url, tmp_path):
-    with SessionStore(no_flush_message_url, cache=tmp_path / "one") as one:
+        app_role_url, postgres_server, tmp_path):
+    with SessionStore(app_role_url, cache=tmp_path / "one") as one:
+        one.append("warm", user("up"))
         listening(one)
+        may_flush(postgres_server.url, False)  # taken away while the store is open
         results = in_one_group(one, [append(one, key, f"{key} sent", idempotency_key=f"request-{key}")
                                      for key in "ab"])
         with pytest.raises(EventStoreError) as alone:  # a command alone, in a call of its own
@@ -273,6 +284,16 @@ def test_a_call_that_fails_after_the_server_committed_never_tells_its_commands_t
             # The retry the error advises: answered from the record, without a call to the server.
             assert one.append(key, user(f"{key} sent"), idempotency_key=f"request-{key}") == 1
         assert one.verify().ok
+
+
+def test_a_role_that_could_write_but_not_commit_is_refused_when_the_store_opens(
+        app_role_url, postgres_server, tmp_path):
+    may_flush(postgres_server.url, False)
+    with pytest.raises(StoreInaccessible, match="pg_logical_emit_message"):
+        SessionStore(app_role_url, cache=tmp_path / "one")
+    may_flush(postgres_server.url, True)
+    with SessionStore(app_role_url, cache=tmp_path / "one") as one:
+        assert one.append("k", user("hello")) == 1
 
 
 def test_an_async_command_cancelled_before_its_thread_started_is_never_recorded(postgres_url, tmp_path, monkeypatch):

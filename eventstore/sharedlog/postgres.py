@@ -30,6 +30,7 @@ from .._errors import (
     InvalidArgument,
     StoreClosed,
     StoreCorrupted,
+    StoreInaccessible,
     StoreNotFound,
     StoreUnavailable,
     WrongExpectedVersion,
@@ -260,6 +261,7 @@ _UPGRADES: dict[int, LiteralString] = {1: _APPEND, 2: _APPEND_BATCH}
 # Binary parameters: payloads and digests go as they are, not spelled out in hex (about a tenth of a commit's
 # client CPU time, docs/postgres.md); every statement is prepared (``prepare_threshold=0``).
 _COMMIT = "CALL es_append_batch(" + ", ".join(["%b"] * 20) + ")"
+_MAY_FLUSH = "SELECT has_function_privilege('pg_logical_emit_message(boolean, text, text)', 'EXECUTE')"
 _READ = """
 SELECT h.position, h.hash, e.position, e.key, e.version, e.recorded_at, e.event_id, e.type, e.schema_version,
        e.payload, e.digest, e.hash, e.redacted
@@ -365,7 +367,11 @@ class PostgresLog:
             raise _unavailable(exc, doing) from None
 
     def _prepare(self, connection: psycopg.Connection[Any], create: bool) -> None:
-        """Create the tables in an empty schema, upgrade an older format, refuse a newer one."""
+        """Create the tables in an empty schema, upgrade an older format, refuse a newer one, and a role that could
+        write but not commit (``es_append_batch`` would fail each call after it committed: ``_IN_DOUBT``)."""
+        if create and connection.execute(_MAY_FLUSH).fetchone() != (True,):
+            raise StoreInaccessible("the PostgreSQL role may not call pg_logical_emit_message, which every commit "
+                                    "calls (docs/postgres.md, schema and upgrades): grant it EXECUTE on it")
         with connection.transaction():
             connection.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema()))")
             if connection.execute("SELECT to_regclass('es_meta')").fetchone() == (None,):
