@@ -261,7 +261,6 @@ _UPGRADES: dict[int, LiteralString] = {1: _APPEND, 2: _APPEND_BATCH}
 # Binary parameters: payloads and digests go as they are, not spelled out in hex (about a tenth of a commit's
 # client CPU time, docs/postgres.md); every statement is prepared (``prepare_threshold=0``).
 _COMMIT = "CALL es_append_batch(" + ", ".join(["%b"] * 20) + ")"
-_MAY_FLUSH = "SELECT has_function_privilege('pg_logical_emit_message(boolean, text, text)', 'EXECUTE')"
 _READ = """
 SELECT h.position, h.hash, e.position, e.key, e.version, e.recorded_at, e.event_id, e.type, e.schema_version,
        e.payload, e.digest, e.hash, e.redacted
@@ -271,6 +270,8 @@ FROM es_head h LEFT JOIN LATERAL (SELECT * FROM es_events WHERE position > %s OR
 
 #: What a caller learns of a command whose call failed: the server may have committed it before the failure.
 _IN_DOUBT = "the command may or may not have been recorded: retry it with the same idempotency_key"
+#: Whether the role may call what ``es_append_batch`` calls after its first transaction committed.
+_MAY_FLUSH = "SELECT has_function_privilege('pg_logical_emit_message(boolean, text, text)', 'EXECUTE')"
 
 
 def _reason(exc: psycopg.Error) -> str:
