@@ -244,8 +244,13 @@ class SessionStore:
                                                   self._reopen_emptied))
 
     def _reopen_emptied(self) -> None:
-        """Open the components again on a replica emptied to be rebuilt, forgetting what was decoded from it."""
+        """Open the components again on a replica emptied to be rebuilt, forgetting what was decoded from it.
+
+        The new components get a cache of their own: a read under way when the replica was emptied keeps what it
+        decoded in its components' cache, which is emptied for the read that found the rebuild and then dropped.
+        """
         self._decoded.clear()
+        self._decoded = DecodedSessions(self._decoded.capacity)
         self._open_components()
 
     # -- lifecycle ------------------------------------------------------------------

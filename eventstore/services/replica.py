@@ -68,6 +68,9 @@ _LOG_EVENTS = "log.events"
 _SHARED_RECORDS = frozenset({"facade.idempotency", "facade.imports"})
 _STREAM_KEYS = "log.stream_keys"
 _LOG_META = "log.meta"  # where the replica's own compression dictionary lives (the shared log stores payloads plain)
+#: In ``log.meta``, which a rebuild keeps: how many times the replica was emptied and filled again. Processes that
+#: share the replica directory compare it with the count they last saw, to drop what they decoded before a rebuild.
+_REBUILDS = b"replica.rebuilds"
 #: Types whose payload names positions: such a write must get exactly the positions it decided with.
 _NAMES_POSITIONS = frozenset({"SessionRedacted"})
 
@@ -277,6 +280,7 @@ class ReplicaStorage:
         self._watcher: threading.Thread | None = None
         self._listeners: list[Callable[[], None]] = []
         self._released = False
+        self._rebuilds: bytes | None = None  # the replica's rebuild count when this process bound to it
 
     @property
     def replica(self) -> GroupCommitting:
@@ -287,7 +291,10 @@ class ReplicaStorage:
         """Connect the store above; then fill the replica up to the shared log's head."""
         self._binding = binding
         self._stream_keys = self.space(_STREAM_KEYS)
-        self._dictionary = StoredDictionary(self.space(_LOG_META))
+        self._meta = self.space(_LOG_META)
+        self._dictionary = StoredDictionary(self._meta)
+        with self._inner.read() as txn:
+            self._rebuilds = txn.get(self._meta, _REBUILDS)
         self.catch_up()
 
     # -- the storage protocol -------------------------------------------------------------
@@ -307,7 +314,7 @@ class ReplicaStorage:
         binding = self._binding
         if self._listening and not self._went_back and binding is not None:
             with self._inner.read() as txn:
-                if binding.head(txn)[0] >= self._head:
+                if binding.head(txn)[0] >= self._head and txn.get(self._meta, _REBUILDS) == self._rebuilds:
                     yield txn
                     return
         self._watch()  # a store that reads listens from its first read on
@@ -329,9 +336,10 @@ class ReplicaStorage:
             return self._inner.write(body)
         last: EventStoreError | None = None
         contended: list[str] = []  # sessions whose turn to take: the race to them was lost twice
-        for attempt in range(ATTEMPTS):
+        attempt = 0  # the times this write was refused, or failed on a replica that then moved
+        while attempt < ATTEMPTS:
             shipment = _Shipment()
-            decided_at: list[int] = []  # the replica's head the body decided against
+            decided_at: list[tuple[int, bytes]] = []  # the replica's head the body decided against
             attempted = functools.partial(self._attempt, body=body, shipment=shipment, decided_at=decided_at)
             try:
                 if not contended:
@@ -343,7 +351,7 @@ class ReplicaStorage:
                     # through the turn's connection.
                     return cast(T, self._inner.write(attempted, lambda outcomes: self._ship(outcomes)))
             except _Again:
-                continue
+                continue  # rolled back for a batchmate's sake, not refused: it spends no attempt
             except _Elsewhere as elsewhere:
                 self._settle(elsewhere.records)
                 return cast(T, elsewhere.result)
@@ -353,13 +361,14 @@ class ReplicaStorage:
                     self._settle((attrs.evolve(last.record, value=last.value),))
                 elif isinstance(last, WrongExpectedVersion) and attempt >= 1:
                     contended = [last.key]
-                elif not self._moved_past(decided_at):
+                elif not self._moved(decided_at):
                     time.sleep(0.001)  # the session moved on at a commit the server does not show yet
             except WrongExpectedVersion as wrong:
                 last = wrong
-                if not self._moved_past(decided_at):  # the caller's expected version, against a current replica
+                if not self._moved(decided_at):  # the caller's expected version, against a current replica
                     raise
-        assert last is not None
+            attempt += 1
+        assert last is not None  # the loop ends after a refusal or a failure only
         raise last
 
     def _catch_up_to_heard(self) -> None:
@@ -370,24 +379,28 @@ class ReplicaStorage:
         if behind:
             self.catch_up()
 
-    def _moved_past(self, decided_at: list[int]) -> bool:
-        """Catch up; whether the replica is now past the head a refused body decided against."""
+    def _moved(self, decided_at: list[tuple[int, bytes]]) -> bool:
+        """Catch up; whether the replica's head is now another than the one a refused body decided against: its
+        position, or its hash (the group that body decided in was rolled back, and the position its batchmates'
+        events had may now hold another host's)."""
         self.catch_up()
+        assert self._binding is not None
         with self._inner.read() as txn:
-            return not decided_at or self._head_of(txn) != decided_at[0]
+            return not decided_at or self._binding.head(txn)[:2] != decided_at[0]
 
     def _head_of(self, txn: ReadTransaction) -> int:
         assert self._binding is not None
         return self._binding.head(txn)[0]
 
     def _attempt(self, txn: WriteTransaction, *, body: Callable[[WriteTransaction], T], shipment: _Shipment,
-                 decided_at: list[int]) -> T | _Pending:
+                 decided_at: list[tuple[int, bytes]]) -> T | _Pending:
         if shipment.accepted:  # the engine runs the body again (it grew its map) after the shared log took it
             raise _Elsewhere(shipment.result, ())
         if shipment.in_doubt:
             raise StoreUnavailable("the call to the shared log was cut short; the command may or may not have been "
                                    "recorded: retry it with the same idempotency_key")
-        decided_at[:] = [self._head_of(txn)]
+        assert self._binding is not None
+        decided_at[:] = [self._binding.head(txn)[:2]]
         capture = _Capture(txn, self._stream_keys, self._dictionary)
         result = body(_CapturingTransaction(txn, capture))
         commit = capture.commit()
@@ -516,6 +529,10 @@ class ReplicaStorage:
         while True:
             with self._inner.read() as txn:
                 position, last_hash, _ = binding.head(txn)
+                rebuilt = txn.get(self._meta, _REBUILDS) != self._rebuilds
+            if rebuilt:  # another process sharing the directory rebuilt it: what this one decoded before may be gone
+                self._reopen(binding)
+                return applied
             head = self._shared.read(position, BATCH)
             self._raise_head(head.position)
             diverged = head.position < position or (head.position == position and head.hash != last_hash)
@@ -549,17 +566,23 @@ class ReplicaStorage:
         (every handle stays valid for calls under way), and fill it again."""
         binding = self._binding
         assert binding is not None
-        spaces = [space for name, space in self._spaces.items() if name != "log.meta"]
+        spaces = [space for name, space in self._spaces.items() if name != _LOG_META]
 
         def empty(txn: WriteTransaction) -> None:
             for space in spaces:
                 txn.clear(space)
+            count = int.from_bytes(txn.get(self._meta, _REBUILDS) or b"", "big") + 1
+            txn.put(self._meta, _REBUILDS, count.to_bytes(8, "big"))
 
         self._applying(empty)
         with self._heard:
             self._head = server_head  # lower than the replica's was, maybe: reads wait for the refill, never skip it
+        self._reopen(binding)
+
+    def _reopen(self, binding: ReplicaBinding) -> None:
+        """The store opens its components again, dropping their caches; it binds again, catching up."""
         self._binding = None
-        binding.reopen()  # the store opens its components again, dropping their caches; it binds again
+        binding.reopen()
 
     # -- the watcher: LISTEN, with a poll of the head as the fallback ------------------------
 
@@ -583,6 +606,9 @@ class ReplicaStorage:
                 continue
             if position < seen:
                 self._went_back = True  # commits this host saw are gone (a failover, a restore): reads check
+                with self._heard:
+                    if self._head == seen:  # wait from the server's head, not for it to pass one that is gone
+                        self._head = position
             if position != seen:
                 self._raise_head(position)
                 for listener in list(self._listeners):

@@ -36,6 +36,7 @@ from .._errors import (
     InvalidArgument,
     StoreClosed,
     StoreCorrupted,
+    StoreInaccessible,
     StoreNotFound,
     StoreUnavailable,
     WrongExpectedVersion,
@@ -376,6 +377,12 @@ FROM es_head h LEFT JOIN LATERAL (SELECT * FROM es_events WHERE position > %s OR
 """
 
 
+#: What a caller learns of a command whose call failed: the server may have committed it before the failure.
+_IN_DOUBT = "the command may or may not have been recorded: retry it with the same idempotency_key"
+#: Whether the role may call what ``es_append_batch`` calls after its first transaction committed.
+_MAY_FLUSH = "SELECT has_function_privilege('pg_logical_emit_message(boolean, text, text)', 'EXECUTE')"
+
+
 def _reason(exc: psycopg.Error) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
@@ -542,7 +549,11 @@ class PostgresLog:
             raise _unavailable(exc, doing) from None
 
     def _prepare(self, connection: psycopg.Connection[Any], create: bool) -> None:
-        """Create the tables in an empty schema, upgrade an older format, refuse a newer one."""
+        """Create the tables in an empty schema, upgrade an older format, refuse a newer one, and a role that could
+        write but not commit (``es_append_batch`` would fail each call after it committed: ``_IN_DOUBT``)."""
+        if create and connection.execute(_MAY_FLUSH).fetchone() != (True,):
+            raise StoreInaccessible("the PostgreSQL role may not call pg_logical_emit_message, which every commit "
+                                    "calls (docs/postgres.md, schema and upgrades): grant it EXECUTE on it")
         with connection.transaction():
             connection.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema()))")
             if connection.execute("SELECT to_regclass('es_meta')").fetchone() == (None,):
@@ -624,12 +635,9 @@ class PostgresLog:
             with self._connection() as connection:
                 return body(connection)
         except psycopg.OperationalError as exc:
-            raise StoreUnavailable(
-                f"PostgreSQL cannot be reached ({_reason(exc)}); "
-                "the command may or may not have been recorded: retry it with the same idempotency_key"
-            ) from None
-        except psycopg.Error as exc:
-            raise _unavailable(exc, "committing") from None
+            raise StoreUnavailable(f"PostgreSQL cannot be reached ({_reason(exc)}); {_IN_DOUBT}") from None
+        except psycopg.Error as exc:  # maybe after the call's first transaction committed (docs/postgres.md)
+            raise EventStoreError(f"PostgreSQL failed while committing ({_reason(exc)}); {_IN_DOUBT}") from None
 
     def read(self, after: int, limit: int) -> SharedHead:
         def body(connection: psycopg.Connection[Any]) -> SharedHead:
