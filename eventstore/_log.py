@@ -93,7 +93,8 @@ _DIGEST_BYTES = 32
 _U32_LIMIT = 1 << 32
 # The positions a dictionary was trained on: those after the first and up to the second.
 _SPAN = struct.Struct(">QQ")
-_LEARNT = b"dictionary.learnt"  # a ``_SPAN`` for each dictionary, oldest first
+_LEARNT = b"dictionary.learnt"  # a ``_SPAN`` for each dictionary, oldest first, then ``_LEARNT_CHECK`` bytes
+_LEARNT_CHECK = 8  # of the spans' SHA-256
 _LEARNT_REDACTED = b"dictionary.learnt_redacted"  # present once a payload a dictionary learnt from is redacted
 _DICTIONARY_KEYS = frozenset({b"dictionary", b"dictionary.sha256", b"dictionary.copy", b"dictionary.id", _LEARNT,
                               _LEARNT_REDACTED})
@@ -324,7 +325,13 @@ class StoredDictionary:
             Dictionary(chosen.data)
         except StoreCorrupted as exc:
             return str(exc), False
-        return None if chosen.problem is None else (chosen.problem, True)
+        if chosen.problem is not None:
+            return chosen.problem, True
+        if self._learnt_damaged(txn):
+            return ("the record of the positions the compression dictionary was trained on is damaged (until a "
+                    "writable open drops it, a vacuum after a redaction counts every redacted record as learnt)",
+                    True)
+        return None
 
     def _chosen(self, txn: ReadTransaction) -> Chosen:
         def value(key: bytes) -> bytes | None:
@@ -338,6 +345,9 @@ class StoredDictionary:
         one (a writable open does this); a dictionary with neither form intact is left for ``verify`` to name."""
         if txn.get(self._meta, b"dictionary.id") is None:
             return
+        if self._learnt_damaged(txn):
+            # Unknown positions count every redacted record as learnt (``EventLog``): safe, and repaired.
+            txn.delete(self._meta, _LEARNT)
         chosen = self._chosen(txn)
         if chosen.data is None or chosen.secured:
             return
@@ -350,6 +360,8 @@ class StoredDictionary:
     def put(self, txn: WriteTransaction, data: bytes, learnt: Sequence[tuple[int, int]] | None) -> Dictionary:
         """Store ``data``, whose dictionaries were trained on the positions ``learnt`` says (``None``: unknown)."""
         dictionary = Dictionary(data)
+        if learnt is None:
+            txn.delete(self._meta, _LEARNT)  # a damaged record, which would otherwise outlive the unknown
         for key, value in _entries(data, learnt).items():
             txn.put(self._meta, key, value)
         _raise_format(txn, self._meta, dictionary.log_format)
@@ -360,18 +372,15 @@ class StoredDictionary:
             txn.put(self._meta, key, value)
 
     def learnt(self, txn: ReadTransaction) -> list[tuple[int, int]] | None:
-        """The positions each dictionary was trained on, (after, up to) for each, oldest first; ``None`` for
-        dictionaries that an older version trained, which kept no such record.
-
-        Raises:
-            StoreCorrupted: the record is damaged.
-        """
+        """The positions each dictionary was trained on, (after, up to) for each, oldest first; ``None`` when
+        unknown: dictionaries that an older version trained, which kept no such record, or a damaged record
+        (``verify`` names it; a writable open drops it)."""
         raw = txn.get(self._meta, _LEARNT)
-        if raw is None:
-            return None
-        if len(raw) % _SPAN.size:
-            raise StoreCorrupted("the positions the compression dictionary was trained on are damaged")
-        return [_SPAN.unpack_from(raw, at) for at in range(0, len(raw), _SPAN.size)]
+        return None if raw is None else _spans(bytes(raw))
+
+    def _learnt_damaged(self, txn: ReadTransaction) -> bool:
+        raw = txn.get(self._meta, _LEARNT)
+        return raw is not None and _spans(bytes(raw)) is None
 
     def learnt_redacted(self, txn: ReadTransaction) -> bool:
         """Whether a payload at a position in ``learnt`` was redacted after its dictionary was trained."""
@@ -391,11 +400,21 @@ def _stored_forms(data: bytes) -> dict[bytes, bytes]:
     return {b"dictionary": data, b"dictionary.sha256": digest_of(data), b"dictionary.copy": copy_of(data)}
 
 
+def _spans(raw: bytes) -> list[tuple[int, int]] | None:
+    """The spans a stored ``_LEARNT`` record holds; ``None`` when it is damaged (a damaged span could hide a
+    redacted payload a dictionary learnt, so the record checks itself)."""
+    packed, check = raw[:-_LEARNT_CHECK], raw[-_LEARNT_CHECK:]
+    if not packed or len(packed) % _SPAN.size or hashlib.sha256(packed).digest()[:_LEARNT_CHECK] != check:
+        return None
+    return list(_SPAN.iter_unpack(packed))
+
+
 def _entries(data: bytes, learnt: Sequence[tuple[int, int]] | None) -> dict[bytes, bytes]:
     """Every meta entry of newly trained dictionaries: their stored forms, a new id and what they learnt from."""
     entries = {**_stored_forms(data), b"dictionary.id": os.urandom(8)}
     if learnt is not None:
-        entries[_LEARNT] = b"".join(_SPAN.pack(*span) for span in learnt)
+        packed = b"".join(_SPAN.pack(*span) for span in learnt)
+        entries[_LEARNT] = packed + hashlib.sha256(packed).digest()[:_LEARNT_CHECK]
     return entries
 
 

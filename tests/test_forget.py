@@ -326,6 +326,31 @@ class TestTheDictionaryForgetsRedactedText:
             store.vacuum()
             assert ({}, True) == (dictionary_leaks(trained), store.verify().ok)
 
+    @pytest.mark.parametrize("how", ["changed", "cut"])
+    def test_a_damaged_record_of_what_it_learnt_counts_every_redaction(self, trained: Path, how: str) -> None:
+        """A span changed (one that no longer covers the secret's positions) or a record cut short: ``verify``
+        names it, a redaction still works, and the vacuum after it still forgets the secret (as for an older
+        store's dictionary); a writable open drops the damaged record."""
+        with SessionStore(trained) as store:
+            with store._environment.read() as txn:
+                raw = bytes(txn.get(store._log._meta, eventstore._log._LEARNT) or b"")
+            spans = eventstore._log._SPAN.pack(TRAINING_EVENTS, TRAINING_EVENTS + 1)  # no secret after 4,096
+            damaged = spans + raw[len(spans):] if how == "changed" else raw[:-3]
+            meta, learnt = store._log._meta, eventstore._log._LEARNT
+            store._write(lambda txn: txn.put(meta, learnt, damaged))
+            report = store.verify()
+            assert (False, frozenset({"dictionary"})) == (report.ok, report.damaged)
+            assert "trained on is damaged" in report.problems[0]
+            redact_secrets(store)
+            store.vacuum()
+            assert ({}, True) == (dictionary_leaks(trained), store.verify().ok)
+        with SessionStore(trained) as store:
+            reopened = store._log._meta
+            store._write(lambda txn: txn.put(reopened, learnt, damaged))
+            assert not store.verify().ok
+        with SessionStore(trained) as store:  # a writable open repairs it
+            assert store.verify().ok
+
     def test_when_the_current_payloads_train_no_dictionary_frames_are_stored_plain(
             self, trained: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         with SessionStore(trained) as store:
