@@ -548,6 +548,31 @@ class TestSharedSessionsPath:
             search_queries.MATERIALIZE_UP_TO, search_queries.INTERSECT_UP_TO = saved
 
 
+    @settings(max_examples=60)
+    @given(st.lists(st.dictionaries(st.integers(0, 3 * 4096 + 50), st.tuples(st.integers(1, 255),
+                                                                            st.sampled_from([0, 1, 2, 126, 127, 128,
+                                                                                             129, 255])),
+                                    min_size=1, max_size=300), min_size=2, max_size=4))
+    @example([{5: (9, 1), 7: (9, 1)}, {5: (3, 1), 7: (3, 2)}])
+    @example([{5: (9, 128)}, {5: (3, 0)}, {6: (3, 0)}])
+    @example([{sid: (9, 2) for sid in range(200)}, {1: (3, 129), 4095: (1, 127)}])
+    def test_sessions_left_open(self, terms: list[dict[int, tuple[int, int]]]) -> None:
+        """The sessions the shared-sessions path resolves are, found in C, exactly those holding several terms
+        whose tags are equal or one of which does not name a single message (a plain check of every session)."""
+        summaries = []
+        for entries in terms:
+            blocks = [(number, formats.Block(raw)) for number in range(4)
+                      if (raw := formats.summary_of({sid & 4095: level << 8 | tag for sid, (level, tag)
+                                                    in entries.items() if sid >> 12 == number})) is not None]
+            summaries.append(formats.Summary(blocks))
+        expected = []
+        for sid in sorted(set().union(*terms)):
+            tags = [entries[sid][1] for entries in terms if sid in entries]
+            if len(tags) > 1 and (max(tags) >= formats.LAST_TAG or len(set(tags)) < len(tags)):
+                expected.append(sid)
+        assert search_queries._sessions_left_open(summaries) == expected
+
+
 # -- only current messages match ------------------------------------------------------------
 
 

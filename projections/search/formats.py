@@ -41,14 +41,15 @@ import struct
 import sys
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from itertools import repeat
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from itertools import compress, repeat
 from typing import Literal
 
 from eventstore._errors import StoreCorrupted
 
 __all__ = [
     "CHUNK_MESSAGES",
+    "FIND_PAYS_OFF",
     "GROUPED_FROM",
     "MAX_ID",
     "META_GENERATION",
@@ -213,7 +214,7 @@ def count_of_value(value: bytes) -> int:
 # are big-endian, so that they sort by number.
 
 
-def _unsigned(data: bytes | bytearray | memoryview, typecode: Literal["I", "H"]) -> Sequence[int]:
+def _unsigned(data: bytes | bytearray | memoryview, typecode: Literal["Q", "I", "H"]) -> Sequence[int]:
     """The little-endian unsigned values (``array`` ``typecode``) in ``data``, without copying where it can."""
     if _LITTLE:
         return memoryview(data).cast(typecode)
@@ -434,6 +435,34 @@ class Summary:
             return self._levels[index] << 8 | self._tags[index]
         return 0
 
+    def placed(self) -> Sequence[int]:
+        """Each session with its tag, as ``tag << 32 | sid``, built in C: two terms have the same such key in a
+        session exactly where their tags are equal (one message holds both, when the tag names a single one).
+        The session in the low bits keeps the keys of neighbouring sessions near each other in a set."""
+        wide = bytearray(8 * self.sessions)
+        for byte in range(4):
+            wide[byte::8] = self._sids[byte::4]
+        wide[4::8] = self._tags
+        return _unsigned(wide, "Q")
+
+    def held(self, sids: Collection[int]) -> set[int]:
+        """Those of ``sids`` that hold the term: looked up one by one when they are few, else in one pass in C."""
+        found = self.sorted_sids()
+        if len(sids) * _LOOKUP_COST < self.sessions:
+            size = self.sessions
+            positions = map(bisect.bisect_left, repeat(found), sids)
+            return {sid for sid, place in zip(sids, positions) if place < size and found[place] == sid}
+        return (sids if isinstance(sids, set) else set(sids)).intersection(found)
+
+    def spread_sids(self) -> list[int]:
+        """The sessions, ascending, whose tag does not name the one message holding the term: several messages
+        hold it, or one past the tags' range (found in C)."""
+        mask = self._tags.translate(_SPREAD)
+        sids = self.sorted_sids()
+        if mask.count(1) * FIND_PAYS_OFF < len(mask):
+            return [sids[place] for place in places(mask, 1)]
+        return list(compress(sids, mask))
+
     def levels_of(self, sids: Sequence[int]) -> list[int]:
         """``level_of`` of many sessions."""
         found = self.sorted_sids()
@@ -457,6 +486,16 @@ class Summary:
         codes = bytearray(2 * self.sessions)  # interleaved in C: tag, level as a little-endian u16
         codes[0::2], codes[1::2] = self._tags, self._levels
         return dict(zip(self.sorted_sids(), _unsigned(codes, "H")))
+
+
+#: A ``bytes.translate`` table: 1 for a tag that does not name the one message holding the term (``MULTI`` set, or
+#: ``LAST_TAG``), else 0.
+_SPREAD = bytes(value >= LAST_TAG for value in range(256))
+#: How many times more sessions than chosen ones make finding the chosen ones (``places``) cheaper than a pass over
+#: all (``compress``).
+FIND_PAYS_OFF = 8
+#: How many times a pass over one session costs less than looking one up (``Summary.held``).
+_LOOKUP_COST = 16
 
 
 def _minus_level(group: tuple[int, bytes]) -> int:
