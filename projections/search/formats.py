@@ -387,7 +387,7 @@ class Summary:
     def __init__(self, blocks: Sequence[tuple[int, Block]]) -> None:
         """``blocks``: ``(block number, its summary)``, ascending."""
         self.blocks = blocks
-        self._sids = b"".join(_absolute(block.sids_raw(), number) for number, block in blocks)
+        self._sids = _absolute_all(blocks)
         if len(blocks) == 1:
             self._levels, self._tags = blocks[0][1].best_levels(), blocks[0][1].tags()
         else:
@@ -523,6 +523,19 @@ def _absolute(offsets: bytes, number: int) -> bytes:
     wide[1::4] = offsets[1::2].translate(_or_table(base >> 8 & 0xFF))
     wide[2::4] = bytes((base >> 16 & 0xFF,)) * count
     wide[3::4] = bytes((base >> 24 & 0xFF,)) * count
+    return bytes(wide)
+
+
+def _absolute_all(blocks: Sequence[tuple[int, Block]]) -> bytes:
+    """The sorted sessions of ``blocks`` (``(number, block)``, ascending) as little-endian u32, in C: each block's
+    first id repeated for its sessions, with the offsets' two bytes OR-ed in, a column of bytes at a time as big
+    integers (a step for each block costs more than the whole OR)."""
+    offsets = b"".join(block.sids_raw() for _, block in blocks)
+    count = len(offsets) // 2
+    wide = bytearray(b"".join(_U32.pack(number << BLOCK_BITS) * block.sessions for number, block in blocks))
+    for column in (0, 1):
+        merged = int.from_bytes(wide[column::4], "little") | int.from_bytes(offsets[column::2], "little")
+        wide[column::4] = merged.to_bytes(count, "little")
     return bytes(wide)
 
 

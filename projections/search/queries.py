@@ -19,7 +19,7 @@ import bisect
 import functools
 import heapq
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from itertools import chain, compress, repeat
 from operator import attrgetter, ge, mul, neg
 from typing import Any
@@ -207,11 +207,10 @@ def _sessions_left_open(summaries: Sequence[Summary]) -> list[int]:
     found = {key & MAX_ID for key in _in_several([summary.placed() for summary in summaries])}
     spread = set(chain.from_iterable(summary.spread_sids() for summary in summaries))
     if spread:  # a session spread in one term is in several terms when two of them hold it
-        held = Counter(chain.from_iterable(summary.held(spread) for summary in summaries))
-        found.update(sid for sid, terms in held.items() if terms > 1)
+        found |= _in_several([summary.held(spread) for summary in summaries])
     return sorted(found)
 
-def _in_several(columns: list[Sequence[int]]) -> set[int]:
+def _in_several(columns: Sequence[Collection[int]]) -> set[int]:
     """The values in two or more of ``columns`` (sets in C, the smallest columns first)."""
     ordered = sorted(columns, key=len)
     seen = set(ordered[0])
