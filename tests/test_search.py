@@ -486,11 +486,12 @@ class TestAgainstReferenceAfterEdits:
                           materialize_up_to: int, grouped_from: int, block_bits: int) -> None:
         """Over edits, many ties and every query path (whole summaries or level groups, one block or several), the
         ranking is exact."""
-        saved = search_queries.MATERIALIZE_UP_TO, search_queries.INTERSECT_UP_TO, formats.GROUPED_FROM, \
-            formats.BLOCK_BITS
+        saved = search_queries.MATERIALIZE_UP_TO, search_queries.INTERSECT_UP_TO, search_queries.SPREAD_UP_TO, \
+            formats.GROUPED_FROM, formats.BLOCK_BITS
         # 0: every multi-term query takes the threshold path; else the shared sessions' path for few sessions.
-        search_queries.MATERIALIZE_UP_TO, search_queries.INTERSECT_UP_TO, formats.GROUPED_FROM, formats.BLOCK_BITS = \
-            materialize_up_to, materialize_up_to // 1000, grouped_from, block_bits
+        search_queries.MATERIALIZE_UP_TO, search_queries.INTERSECT_UP_TO, search_queries.SPREAD_UP_TO, \
+            formats.GROUPED_FROM, formats.BLOCK_BITS = materialize_up_to, materialize_up_to // 1000, \
+            materialize_up_to // 1000 - 1, grouped_from, block_bits
         try:
             with tempfile.TemporaryDirectory() as directory:
                 clock = FakeClock()
@@ -513,8 +514,8 @@ class TestAgainstReferenceAfterEdits:
                         found = [(m.key, scores[m.key]) for m in store.search(SessionQuery(keyword, limit))]
                         assert reference.search(keyword, limit) == [key for key, _ in found], keyword
         finally:
-            search_queries.MATERIALIZE_UP_TO, search_queries.INTERSECT_UP_TO, formats.GROUPED_FROM, \
-                formats.BLOCK_BITS = saved
+            search_queries.MATERIALIZE_UP_TO, search_queries.INTERSECT_UP_TO, search_queries.SPREAD_UP_TO, \
+                formats.GROUPED_FROM, formats.BLOCK_BITS = saved
 
 
 class TestSharedSessionsPath:
@@ -532,8 +533,9 @@ class TestSharedSessionsPath:
         """Over many sessions of common words (so the best sessions of a term are cut at a level, with ties), the
         path that finds the sessions the terms share ranks exactly as a plain BM25 does, as the threshold path
         does."""
-        saved = search_queries.MATERIALIZE_UP_TO, search_queries.INTERSECT_UP_TO
-        search_queries.MATERIALIZE_UP_TO, search_queries.INTERSECT_UP_TO = (4000, 8192) if shared_path else (0, 0)
+        saved = search_queries.MATERIALIZE_UP_TO, search_queries.INTERSECT_UP_TO, search_queries.SPREAD_UP_TO
+        search_queries.MATERIALIZE_UP_TO, search_queries.INTERSECT_UP_TO, search_queries.SPREAD_UP_TO = \
+            (4000, 8192, 8192) if shared_path else (0, 0, -1)
         try:
             with tempfile.TemporaryDirectory() as directory:
                 clock = FakeClock()
@@ -545,7 +547,30 @@ class TestSharedSessionsPath:
                     for keyword in keywords:
                         assert reference.search(keyword, limit) == search(store, keyword, limit), keyword
         finally:
-            search_queries.MATERIALIZE_UP_TO, search_queries.INTERSECT_UP_TO = saved
+            search_queries.MATERIALIZE_UP_TO, search_queries.INTERSECT_UP_TO, search_queries.SPREAD_UP_TO = saved
+
+    def test_terms_in_many_sessions_but_one_message_each_take_the_shared_path(
+            self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Terms in more sessions than ``INTERSECT_UP_TO``, each in one message of them, are resolved from the
+        sessions they share (the threshold path would walk them all), and rank as a plain BM25 does."""
+        monkeypatch.setattr(search_queries, "MATERIALIZE_UP_TO", 0)
+        monkeypatch.setattr(search_queries, "INTERSECT_UP_TO", 2)
+        monkeypatch.setattr(search_queries, "SPREAD_UP_TO", 2)
+
+        def threshold(*_: Any) -> None:
+            raise AssertionError("the threshold path was taken")
+
+        with tempfile.TemporaryDirectory() as directory:
+            clock = FakeClock()
+            with SessionStore(Path(directory), clock=clock, durable=False) as store:
+                for number in range(12):
+                    clock.advance(seconds=1)
+                    texts = ["alpha beta", "gamma"] if number % 3 else ["alpha", "beta gamma beta", "beta"]
+                    store.append_many(f"s{number}", [ChatMessage.user(text) for text in texts])
+                reference = ReferenceSearch(store)
+                assert reference.search("beta gamma", 5) == search(store, "beta gamma", 5)  # spread: 4 sessions
+                monkeypatch.setattr(search_queries, "_threshold", threshold)
+                assert reference.search("alpha gamma", 5) == search(store, "alpha gamma", 5)
 
 
     @settings(max_examples=60)

@@ -454,6 +454,10 @@ class Summary:
             return {sid for sid, place in zip(sids, positions) if place < size and found[place] == sid}
         return (sids if isinstance(sids, set) else set(sids)).intersection(found)
 
+    def spread(self) -> int:
+        """How many sessions ``spread_sids`` returns (counted in C)."""
+        return self._tags.translate(_SPREAD).count(1)
+
     def spread_sids(self) -> list[int]:
         """The sessions, ascending, whose tag does not name the one message holding the term: several messages
         hold it, or one past the tags' range (found in C)."""

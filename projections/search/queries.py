@@ -4,13 +4,13 @@ Every session holding one query term scores by that term's level; a session
 holding several is resolved from the tags when possible, else scored exactly
 (best upper bound first, only while the bound can still make the ``limit``).
 One term: its best level groups, down to the ``limit``-th session. Several
-terms, all but the most frequent in fewer sessions than about a quarter of
-100,000 (no phrases): each term's best sessions alone, cut at a level counted
-in C, and the sessions whose tags leave open that two terms share a message,
-found with sets in C (``_intersected``); terms in many sessions, or phrases: a
-threshold algorithm over their level groups (``_threshold``). Every path
-prunes with ``scoring.may_reach``, so a session tying the ``limit``-th score
-is always scored; ties go to the most recent activity.
+terms (no phrases), all but the most frequent in few sessions, or in several
+messages of few sessions: each term's best sessions alone, cut at a level
+counted in C, and the sessions whose tags leave open that two terms share a
+message, found with sets in C (``_intersected``); terms in many sessions, or
+phrases: a threshold algorithm over their level groups (``_threshold``). Every
+path prunes with ``scoring.may_reach``, so a session tying the ``limit``-th
+score is always scored; ties go to the most recent activity.
 """
 
 from __future__ import annotations
@@ -44,13 +44,17 @@ from .scoring import LEVEL_WEIGHTS, LEVELS, may_reach, ranked
 from .snippets import phrase_in
 from .tokenizer import QueryWord, tokenize
 
-__all__ = ["MATERIALIZE_UP_TO", "INTERSECT_UP_TO", "EXACT_WORK", "Texts", "search_messages", "search_sessions"]
+__all__ = ["MATERIALIZE_UP_TO", "INTERSECT_UP_TO", "SPREAD_UP_TO", "EXACT_WORK", "Texts", "search_messages",
+           "search_sessions"]
 
 #: A query whose terms are in at most this many sessions all told is scored from the sessions they share.
 MATERIALIZE_UP_TO = 4000
-#: So is a query whose terms but the most frequent one are each in at most this many sessions: up to about a
-#: quarter of 100,000 sessions its cost stays below the threshold path's, which reads postings up to its budget.
-INTERSECT_UP_TO = 24_576
+#: So is a query whose terms but the most frequent one are each in at most this many sessions.
+INTERSECT_UP_TO = 8192
+#: And so is a query whose terms are spread over several messages (``Summary.spread``) of at most this many sessions
+#: all told, however many sessions hold them: those are most of the sessions it may resolve from postings, which
+#: is what the threshold path saves on words in most sessions.
+SPREAD_UP_TO = 8192
 
 #: The work budget of one query, in (session, term) pairs scored exactly from postings: it bounds a query whose
 #: terms are in very many sessions with near-equal weights. Past it, the best sessions found so far stand.
@@ -160,7 +164,8 @@ def _intersection_pays(plan: Plan) -> bool:
     """Whether the sessions the terms share are cheaper to find (in C, over every session of the terms) than to
     reach by the threshold path: when the terms are in few sessions all told, or all but one are."""
     sizes = sorted(term.summary.sessions for term in plan.terms)
-    return sum(sizes) <= MATERIALIZE_UP_TO or sizes[-2] <= INTERSECT_UP_TO
+    return (sum(sizes) <= MATERIALIZE_UP_TO or sizes[-2] <= INTERSECT_UP_TO
+            or sum(term.summary.spread() for term in plan.terms) <= SPREAD_UP_TO)
 
 def _intersected(view: IndexReader, plan: Plan, limit: int) -> tuple[dict[int, float], float | None]:
     """Exact top scores (no phrases) from each term's best sessions and the few sessions whose terms may share a
