@@ -162,7 +162,8 @@ def _single_term(term: PlanTerm, limit: int) -> dict[int, float]:
 
 def _intersection_pays(plan: Plan) -> bool:
     """Whether the sessions the terms share are cheaper to find (in C, over every session of the terms) than to
-    reach by the threshold path: when the terms are in few sessions all told, or all but one are."""
+    reach by the threshold path: when the terms are in few sessions all told, or all but one are, or few sessions
+    hold them in several messages (those it may resolve from postings)."""
     sizes = sorted(term.summary.sessions for term in plan.terms)
     return (sum(sizes) <= MATERIALIZE_UP_TO or sizes[-2] <= INTERSECT_UP_TO
             or sum(term.summary.spread() for term in plan.terms) <= SPREAD_UP_TO)
