@@ -368,6 +368,19 @@ class TestRanking:
         store.set_session_name("a", "touched")
         assert ["a", "c", "b"] == search(store, "same")
 
+    def test_tie_met_later_in_the_threshold_walk_goes_to_the_most_recent(
+            self, store: SessionStore, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+        """On the threshold path, a session met after the limit-th score was found, whose best possible score only
+        ties it, is still scored, and wins the tie when it is more recent."""
+        monkeypatch.setattr(search_queries, "MATERIALIZE_UP_TO", 0)
+        monkeypatch.setattr(search_queries, "INTERSECT_UP_TO", 0)
+        monkeypatch.setattr(search_queries, "SPREAD_UP_TO", -1)
+        store.append("older", ChatMessage.user("lisbon x"))
+        clock.advance(seconds=1)
+        store.append("newer", ChatMessage.user("porto x"))
+        store.append_many("filler", [ChatMessage.user(f"word{n}") for n in range(20)])
+        assert (["newer"], ["newer", "older"]) == (search(store, "lisbon porto", 1), search(store, "lisbon porto"))
+
     def test_scores_are_bm25_over_messages(self, store: SessionStore) -> None:
         """search_messages scores equal a plain BM25 (stored levels, fixed pivot) computed here."""
         texts = ["red apple pie", "green apple", "apple apple apple tart", "pear"]

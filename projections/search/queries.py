@@ -423,11 +423,13 @@ def _threshold(view: IndexReader, plan: Plan, limit: int, texts: Texts | None,
         if by_level_alone:  # the entries' tags often tell the exact score without postings
             columns = [other.summary.entries_of(fresh) for other in plan.terms]
             for sid, codes in zip(fresh, zip(*columns)):
+                bound = sum(table[code >> 8] for table, code in zip(tables, codes) if code)
+                if not may_reach(bound, threshold):
+                    continue  # below the limit-th score found: it could never be returned, nor taken from waiting
                 exact = _score_from_tags(codes, tables)
                 if exact is not None:
                     record(sid, exact)
                     continue
-                bound = sum(table[code >> 8] for table, code in zip(tables, codes) if code)
                 heapq.heappush(waiting, (-bound, sid))
             continue
         for sid, row in zip(fresh, zip(*(other.summary.levels_of(fresh) for other in others))):
