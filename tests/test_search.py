@@ -368,6 +368,19 @@ class TestRanking:
         store.set_session_name("a", "touched")
         assert ["a", "c", "b"] == search(store, "same")
 
+    def test_tie_met_later_in_the_threshold_walk_goes_to_the_most_recent(
+            self, store: SessionStore, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+        """On the threshold path, a session met after the limit-th score was found, whose best possible score only
+        ties it, is still scored, and wins the tie when it is more recent."""
+        monkeypatch.setattr(search_queries, "MATERIALIZE_UP_TO", 0)
+        monkeypatch.setattr(search_queries, "INTERSECT_UP_TO", 0)
+        monkeypatch.setattr(search_queries, "SPREAD_UP_TO", -1)
+        store.append("older", ChatMessage.user("lisbon x"))
+        clock.advance(seconds=1)
+        store.append("newer", ChatMessage.user("porto x"))
+        store.append_many("filler", [ChatMessage.user(f"word{n}") for n in range(20)])
+        assert (["newer"], ["newer", "older"]) == (search(store, "lisbon porto", 1), search(store, "lisbon porto"))
+
     def test_scores_are_bm25_over_messages(self, store: SessionStore) -> None:
         """search_messages scores equal a plain BM25 (stored levels, fixed pivot) computed here."""
         texts = ["red apple pie", "green apple", "apple apple apple tart", "pear"]
@@ -486,11 +499,12 @@ class TestAgainstReferenceAfterEdits:
                           materialize_up_to: int, grouped_from: int, block_bits: int) -> None:
         """Over edits, many ties and every query path (whole summaries or level groups, one block or several), the
         ranking is exact."""
-        saved = search_queries.MATERIALIZE_UP_TO, search_queries.INTERSECT_UP_TO, formats.GROUPED_FROM, \
-            formats.BLOCK_BITS
+        saved = search_queries.MATERIALIZE_UP_TO, search_queries.INTERSECT_UP_TO, search_queries.SPREAD_UP_TO, \
+            formats.GROUPED_FROM, formats.BLOCK_BITS
         # 0: every multi-term query takes the threshold path; else the shared sessions' path for few sessions.
-        search_queries.MATERIALIZE_UP_TO, search_queries.INTERSECT_UP_TO, formats.GROUPED_FROM, formats.BLOCK_BITS = \
-            materialize_up_to, materialize_up_to // 1000, grouped_from, block_bits
+        search_queries.MATERIALIZE_UP_TO, search_queries.INTERSECT_UP_TO, search_queries.SPREAD_UP_TO, \
+            formats.GROUPED_FROM, formats.BLOCK_BITS = materialize_up_to, materialize_up_to // 1000, \
+            materialize_up_to // 1000 - 1, grouped_from, block_bits
         try:
             with tempfile.TemporaryDirectory() as directory:
                 clock = FakeClock()
@@ -513,8 +527,8 @@ class TestAgainstReferenceAfterEdits:
                         found = [(m.key, scores[m.key]) for m in store.search(SessionQuery(keyword, limit))]
                         assert reference.search(keyword, limit) == [key for key, _ in found], keyword
         finally:
-            search_queries.MATERIALIZE_UP_TO, search_queries.INTERSECT_UP_TO, formats.GROUPED_FROM, \
-                formats.BLOCK_BITS = saved
+            search_queries.MATERIALIZE_UP_TO, search_queries.INTERSECT_UP_TO, search_queries.SPREAD_UP_TO, \
+                formats.GROUPED_FROM, formats.BLOCK_BITS = saved
 
 
 class TestSharedSessionsPath:
@@ -532,8 +546,9 @@ class TestSharedSessionsPath:
         """Over many sessions of common words (so the best sessions of a term are cut at a level, with ties), the
         path that finds the sessions the terms share ranks exactly as a plain BM25 does, as the threshold path
         does."""
-        saved = search_queries.MATERIALIZE_UP_TO, search_queries.INTERSECT_UP_TO
-        search_queries.MATERIALIZE_UP_TO, search_queries.INTERSECT_UP_TO = (4000, 8192) if shared_path else (0, 0)
+        saved = search_queries.MATERIALIZE_UP_TO, search_queries.INTERSECT_UP_TO, search_queries.SPREAD_UP_TO
+        search_queries.MATERIALIZE_UP_TO, search_queries.INTERSECT_UP_TO, search_queries.SPREAD_UP_TO = \
+            (4000, 8192, 8192) if shared_path else (0, 0, -1)
         try:
             with tempfile.TemporaryDirectory() as directory:
                 clock = FakeClock()
@@ -545,7 +560,55 @@ class TestSharedSessionsPath:
                     for keyword in keywords:
                         assert reference.search(keyword, limit) == search(store, keyword, limit), keyword
         finally:
-            search_queries.MATERIALIZE_UP_TO, search_queries.INTERSECT_UP_TO = saved
+            search_queries.MATERIALIZE_UP_TO, search_queries.INTERSECT_UP_TO, search_queries.SPREAD_UP_TO = saved
+
+    def test_terms_in_many_sessions_but_one_message_each_take_the_shared_path(
+            self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Terms in more sessions than ``INTERSECT_UP_TO``, each in one message of them, are resolved from the
+        sessions they share (the threshold path would walk them all), and rank as a plain BM25 does."""
+        monkeypatch.setattr(search_queries, "MATERIALIZE_UP_TO", 0)
+        monkeypatch.setattr(search_queries, "INTERSECT_UP_TO", 2)
+        monkeypatch.setattr(search_queries, "SPREAD_UP_TO", 2)
+
+        def threshold(*_: Any) -> None:
+            raise AssertionError("the threshold path was taken")
+
+        with tempfile.TemporaryDirectory() as directory:
+            clock = FakeClock()
+            with SessionStore(Path(directory), clock=clock, durable=False) as store:
+                for number in range(12):
+                    clock.advance(seconds=1)
+                    texts = ["alpha beta", "gamma"] if number % 3 else ["alpha", "beta gamma beta", "beta"]
+                    store.append_many(f"s{number}", [ChatMessage.user(text) for text in texts])
+                reference = ReferenceSearch(store)
+                assert reference.search("beta gamma", 5) == search(store, "beta gamma", 5)  # spread: 4 sessions
+                monkeypatch.setattr(search_queries, "_threshold", threshold)
+                assert reference.search("alpha gamma", 5) == search(store, "alpha gamma", 5)
+
+
+    @settings(max_examples=60)
+    @given(st.lists(st.dictionaries(st.integers(0, 3 * 4096 + 50), st.tuples(st.integers(1, 255),
+                                                                            st.sampled_from([0, 1, 2, 126, 127, 128,
+                                                                                             129, 255])),
+                                    min_size=1, max_size=300), min_size=2, max_size=4))
+    @example([{5: (9, 1), 7: (9, 1)}, {5: (3, 1), 7: (3, 2)}])
+    @example([{5: (9, 128)}, {5: (3, 0)}, {6: (3, 0)}])
+    @example([{sid: (9, 2) for sid in range(200)}, {1: (3, 129), 4095: (1, 127)}])
+    def test_sessions_left_open(self, terms: list[dict[int, tuple[int, int]]]) -> None:
+        """The sessions the shared-sessions path resolves are, found in C, exactly those holding several terms
+        whose tags are equal or one of which does not name a single message (a plain check of every session)."""
+        summaries = []
+        for entries in terms:
+            blocks = [(number, formats.Block(raw)) for number in range(4)
+                      if (raw := formats.summary_of({sid & 4095: level << 8 | tag for sid, (level, tag)
+                                                    in entries.items() if sid >> 12 == number})) is not None]
+            summaries.append(formats.Summary(blocks))
+        expected = []
+        for sid in sorted(set().union(*terms)):
+            tags = [entries[sid][1] for entries in terms if sid in entries]
+            if len(tags) > 1 and (max(tags) >= formats.LAST_TAG or len(set(tags)) < len(tags)):
+                expected.append(sid)
+        assert search_queries._sessions_left_open(summaries) == expected
 
 
 # -- only current messages match ------------------------------------------------------------

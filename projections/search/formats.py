@@ -41,14 +41,15 @@ import struct
 import sys
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from itertools import repeat
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from itertools import compress, repeat
 from typing import Literal
 
 from eventstore._errors import StoreCorrupted
 
 __all__ = [
     "CHUNK_MESSAGES",
+    "FIND_PAYS_OFF",
     "GROUPED_FROM",
     "MAX_ID",
     "META_GENERATION",
@@ -213,7 +214,7 @@ def count_of_value(value: bytes) -> int:
 # are big-endian, so that they sort by number.
 
 
-def _unsigned(data: bytes | bytearray | memoryview, typecode: Literal["I", "H"]) -> Sequence[int]:
+def _unsigned(data: bytes | bytearray | memoryview, typecode: Literal["Q", "I", "H"]) -> Sequence[int]:
     """The little-endian unsigned values (``array`` ``typecode``) in ``data``, without copying where it can."""
     if _LITTLE:
         return memoryview(data).cast(typecode)
@@ -386,7 +387,7 @@ class Summary:
     def __init__(self, blocks: Sequence[tuple[int, Block]]) -> None:
         """``blocks``: ``(block number, its summary)``, ascending."""
         self.blocks = blocks
-        self._sids = b"".join(_absolute(block.sids_raw(), number) for number, block in blocks)
+        self._sids = _absolute_all(blocks)
         if len(blocks) == 1:
             self._levels, self._tags = blocks[0][1].best_levels(), blocks[0][1].tags()
         else:
@@ -434,6 +435,38 @@ class Summary:
             return self._levels[index] << 8 | self._tags[index]
         return 0
 
+    def placed(self) -> Sequence[int]:
+        """Each session with its tag, as ``tag << 32 | sid``, built in C: two terms have the same such key in a
+        session exactly where their tags are equal (one message holds both, when the tag names a single one).
+        The session in the low bits keeps the keys of neighbouring sessions near each other in a set."""
+        wide = bytearray(8 * self.sessions)
+        for byte in range(4):
+            wide[byte::8] = self._sids[byte::4]
+        wide[4::8] = self._tags
+        return _unsigned(wide, "Q")
+
+    def held(self, sids: Collection[int]) -> set[int]:
+        """Those of ``sids`` that hold the term: looked up one by one when they are few, else in one pass in C."""
+        found = self.sorted_sids()
+        if len(sids) * _LOOKUP_COST < self.sessions:
+            size = self.sessions
+            positions = map(bisect.bisect_left, repeat(found), sids)
+            return {sid for sid, place in zip(sids, positions) if place < size and found[place] == sid}
+        return (sids if isinstance(sids, set) else set(sids)).intersection(found)
+
+    def spread(self) -> int:
+        """How many sessions ``spread_sids`` returns (counted in C)."""
+        return self._tags.translate(_SPREAD).count(1)
+
+    def spread_sids(self) -> list[int]:
+        """The sessions, ascending, whose tag does not name the one message holding the term: several messages
+        hold it, or one past the tags' range (found in C)."""
+        mask = self._tags.translate(_SPREAD)
+        sids = self.sorted_sids()
+        if mask.count(1) * FIND_PAYS_OFF < len(mask):
+            return [sids[place] for place in places(mask, 1)]
+        return list(compress(sids, mask))
+
     def levels_of(self, sids: Sequence[int]) -> list[int]:
         """``level_of`` of many sessions."""
         found = self.sorted_sids()
@@ -457,6 +490,16 @@ class Summary:
         codes = bytearray(2 * self.sessions)  # interleaved in C: tag, level as a little-endian u16
         codes[0::2], codes[1::2] = self._tags, self._levels
         return dict(zip(self.sorted_sids(), _unsigned(codes, "H")))
+
+
+#: A ``bytes.translate`` table: 1 for a tag that does not name the one message holding the term (``MULTI`` set, or
+#: ``LAST_TAG``), else 0.
+_SPREAD = bytes(value >= LAST_TAG for value in range(256))
+#: How many times more sessions than chosen ones make finding the chosen ones (``places``) cheaper than a pass over
+#: all (``compress``).
+FIND_PAYS_OFF = 8
+#: How many times a pass over one session costs less than looking one up (``Summary.held``).
+_LOOKUP_COST = 16
 
 
 def _minus_level(group: tuple[int, bytes]) -> int:
@@ -484,6 +527,19 @@ def _absolute(offsets: bytes, number: int) -> bytes:
     wide[1::4] = offsets[1::2].translate(_or_table(base >> 8 & 0xFF))
     wide[2::4] = bytes((base >> 16 & 0xFF,)) * count
     wide[3::4] = bytes((base >> 24 & 0xFF,)) * count
+    return bytes(wide)
+
+
+def _absolute_all(blocks: Sequence[tuple[int, Block]]) -> bytes:
+    """The sorted sessions of ``blocks`` (``(number, block)``, ascending) as little-endian u32, in C: each block's
+    first id repeated for its sessions, with the offsets' two bytes OR-ed in, a column of bytes at a time as big
+    integers (a step for each block costs more than the whole OR)."""
+    offsets = b"".join(block.sids_raw() for _, block in blocks)
+    count = len(offsets) // 2
+    wide = bytearray(b"".join(_U32.pack(number << BLOCK_BITS) * block.sessions for number, block in blocks))
+    for column in (0, 1):
+        merged = int.from_bytes(wide[column::4], "little") | int.from_bytes(offsets[column::2], "little")
+        wide[column::4] = merged.to_bytes(count, "little")
     return bytes(wide)
 
 

@@ -4,12 +4,13 @@ Every session holding one query term scores by that term's level; a session
 holding several is resolved from the tags when possible, else scored exactly
 (best upper bound first, only while the bound can still make the ``limit``).
 One term: its best level groups, down to the ``limit``-th session. Several
-terms, all but the most frequent in few sessions (no phrases): the sessions
-they share, found with sets in C, and each term's best sessions alone, cut at
-a level counted in C (``_intersected``); terms in many sessions, or phrases: a
-threshold algorithm over their level groups (``_threshold``). Every path prunes with ``scoring.may_reach``, so a session
-tying the ``limit``-th score is always scored; ties go to the most recent
-activity.
+terms (no phrases), all but the most frequent in few sessions, or in several
+messages of few sessions: each term's best sessions alone, cut at a level
+counted in C, and the sessions whose tags leave open that two terms share a
+message, found with sets in C (``_intersected``); terms in many sessions, or
+phrases: a threshold algorithm over their level groups (``_threshold``). Every
+path prunes with ``scoring.may_reach``, so a session tying the ``limit``-th
+score is always scored; ties go to the most recent activity.
 """
 
 from __future__ import annotations
@@ -18,26 +19,42 @@ import bisect
 import functools
 import heapq
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from itertools import compress, repeat
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from itertools import chain, compress, repeat
 from operator import attrgetter, ge, mul, neg
 from typing import Any
 
 from eventstore._errors import StoreCorrupted
 
-from .formats import CHUNK_MESSAGES, LAST_TAG, MULTI, Summary, chunk_message, chunk_occurrences, places, u32s
+from .formats import (
+    CHUNK_MESSAGES,
+    FIND_PAYS_OFF,
+    LAST_TAG,
+    MAX_ID,
+    MULTI,
+    Summary,
+    chunk_message,
+    chunk_occurrences,
+    places,
+    u32s,
+)
 from .planning import Phrase, Plan, PlanTerm, plan_query
 from .reader import IndexReader
 from .scoring import LEVEL_WEIGHTS, LEVELS, may_reach, ranked
 from .snippets import phrase_in
 from .tokenizer import QueryWord, tokenize
 
-__all__ = ["MATERIALIZE_UP_TO", "INTERSECT_UP_TO", "EXACT_WORK", "Texts", "search_messages", "search_sessions"]
+__all__ = ["MATERIALIZE_UP_TO", "INTERSECT_UP_TO", "SPREAD_UP_TO", "EXACT_WORK", "Texts", "search_messages",
+           "search_sessions"]
 
 #: A query whose terms are in at most this many sessions all told is scored from the sessions they share.
 MATERIALIZE_UP_TO = 4000
 #: So is a query whose terms but the most frequent one are each in at most this many sessions.
 INTERSECT_UP_TO = 8192
+#: And so is a query whose terms are spread over several messages (``Summary.spread``) of at most this many sessions
+#: all told, however many sessions hold them: those are most of the sessions it may resolve from postings, which
+#: is what the threshold path saves on words in most sessions.
+SPREAD_UP_TO = 8192
 
 #: The work budget of one query, in (session, term) pairs scored exactly from postings: it bounds a query whose
 #: terms are in very many sessions with near-equal weights. Past it, the best sessions found so far stand.
@@ -45,9 +62,6 @@ EXACT_WORK = 4096
 
 #: Returns the contents of a session's current messages, oldest first (for phrase checks).
 Texts = Callable[[int], Sequence[str]]
-
-#: How many times more sessions than chosen ones make finding the chosen ones cheaper than a pass over all.
-_FIND_PAYS_OFF = 8
 
 
 def _evaluate(view: IndexReader, plan: Plan, sid: int, texts: Texts | None,
@@ -148,9 +162,11 @@ def _single_term(term: PlanTerm, limit: int) -> dict[int, float]:
 
 def _intersection_pays(plan: Plan) -> bool:
     """Whether the sessions the terms share are cheaper to find (in C, over every session of the terms) than to
-    reach by the threshold path: when the terms are in few sessions all told, or all but one are."""
+    reach by the threshold path: when the terms are in few sessions all told, or all but one are, or few sessions
+    hold them in several messages (those it may resolve from postings)."""
     sizes = sorted(term.summary.sessions for term in plan.terms)
-    return sum(sizes) <= MATERIALIZE_UP_TO or sizes[-2] <= INTERSECT_UP_TO
+    return (sum(sizes) <= MATERIALIZE_UP_TO or sizes[-2] <= INTERSECT_UP_TO
+            or sum(term.summary.spread() for term in plan.terms) <= SPREAD_UP_TO)
 
 def _intersected(view: IndexReader, plan: Plan, limit: int) -> tuple[dict[int, float], float | None]:
     """Exact top scores (no phrases) from each term's best sessions and the few sessions whose terms may share a
@@ -182,19 +198,26 @@ def _intersected(view: IndexReader, plan: Plan, limit: int) -> tuple[dict[int, f
         for sid, score in best.items():
             if score > get(sid, 0.0):
                 scored[sid] = score
-    shared = _shared_sessions([summary.sorted_sids() for summary in summaries])
-    columns = [summary.entries_of(shared) for summary in summaries]
-    return _resolve(view, plan, limit, tables, scored,
-                    {sid: codes for sid, codes in zip(shared, zip(*columns)) if _may_share_a_message(codes)})
+    opened = _sessions_left_open(summaries)
+    columns = [summary.entries_of(opened) for summary in summaries]
+    return _resolve(view, plan, limit, tables, scored, dict(zip(opened, zip(*columns))))
 
-def _may_share_a_message(codes: Sequence[int]) -> bool:
-    """Whether a session's entries (0: absent) leave open that two of its terms sit in one message: two equal tags,
-    or a term in several messages (or in one past the tags' range)."""
-    tags = [code & 0xFF for code in codes if code]
-    return max(tags) >= LAST_TAG or len(set(tags)) < len(tags)
+def _sessions_left_open(summaries: Sequence[Summary]) -> list[int]:
+    """The sessions, ascending, holding several of the terms whose tags leave open that two of them sit in one
+    message: two equal tags, or a term in several messages (or in one past the tags' range) and another term.
 
-def _shared_sessions(columns: list[Sequence[int]]) -> list[int]:
-    """The sessions in two or more of the ascending ``columns``, ascending (sets in C, the smallest lists first)."""
+    Found in C over every session of the terms, without a step for each session they share: equal tags are
+    equal keys ``tag << 32 | sid`` (``Summary.placed``); the sessions of a term spread over several messages are
+    few for all but the most common words, and are looked up in the terms (``Summary.held``).
+    """
+    found = {key & MAX_ID for key in _in_several([summary.placed() for summary in summaries])}
+    spread = set(chain.from_iterable(summary.spread_sids() for summary in summaries))
+    if spread:  # a session spread in one term is in several terms when two of them hold it
+        found |= _in_several([summary.held(spread) for summary in summaries])
+    return sorted(found)
+
+def _in_several(columns: Sequence[Collection[int]]) -> set[int]:
+    """The values in two or more of ``columns`` (sets in C, the smallest columns first)."""
     ordered = sorted(columns, key=len)
     seen = set(ordered[0])
     shared: set[int] = set()
@@ -202,7 +225,7 @@ def _shared_sessions(columns: list[Sequence[int]]) -> list[int]:
         shared.update(seen.intersection(sids))
         seen.update(sids)
     shared.update(seen.intersection(ordered[-1]))
-    return sorted(shared)
+    return shared
 
 def _best_of_term(summary: Summary, table: Sequence[float], limit: int) -> dict[int, float]:
     """A term's single-term scores of its best sessions: every session at or above the greatest level that
@@ -217,7 +240,7 @@ def _best_of_term(summary: Summary, table: Sequence[float], limit: int) -> dict[
         else:
             high = middle - 1
     mask = levels.translate(_at_least(low))
-    if reached * _FIND_PAYS_OFF < len(levels):  # a few: found in C, read alone (compress reads every session)
+    if reached * FIND_PAYS_OFF < len(levels):  # a few: found in C, read alone (compress reads every session)
         return {sids[place]: table[levels[place]] for place in places(mask, 1)}
     return dict(zip(compress(sids, mask), map(table.__getitem__, compress(levels, mask))))
 
@@ -400,11 +423,13 @@ def _threshold(view: IndexReader, plan: Plan, limit: int, texts: Texts | None,
         if by_level_alone:  # the entries' tags often tell the exact score without postings
             columns = [other.summary.entries_of(fresh) for other in plan.terms]
             for sid, codes in zip(fresh, zip(*columns)):
+                bound = sum(table[code >> 8] for table, code in zip(tables, codes) if code)
+                if not may_reach(bound, threshold):
+                    continue  # below the limit-th score found: it could never be returned, nor taken from waiting
                 exact = _score_from_tags(codes, tables)
                 if exact is not None:
                     record(sid, exact)
                     continue
-                bound = sum(table[code >> 8] for table, code in zip(tables, codes) if code)
                 heapq.heappush(waiting, (-bound, sid))
             continue
         for sid, row in zip(fresh, zip(*(other.summary.levels_of(fresh) for other in others))):
