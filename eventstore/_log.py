@@ -145,9 +145,8 @@ def chain_hash(previous: bytes, position: int, key: str, version: int, recorded_
     return hashlib.sha256(previous + canonical + type_bytes + key_bytes + payload_digest).digest()
 
 
-@attrs.frozen
-class _Envelope:
-    """A record's fields up to its payload, whichever its layout."""
+class _Envelope(NamedTuple):
+    """A record's fields up to its payload, whichever its layout (a tuple: every read of an event builds one)."""
 
     layout: int
     flags: int

@@ -1078,7 +1078,8 @@ class TestStoredForms:
         """A chunk keeps each message's term ids and levels (compared with plain lists), grows, shrinks and widens
         its ids when needed; each term's occurrences and counts are found in place."""
         kept = [sorted(message.items()) for message in messages[:formats.CHUNK_MESSAGES]]
-        encoded = [([tid for tid, _ in postings], bytes(level for _, level in postings)) for postings in kept]
+        encoded = [formats.chunk_message_of([tid for tid, _ in postings], bytes(level for _, level in postings))
+                   for postings in kept]
         raw = None
         for message in encoded[:len(encoded) // 2]:  # one at a time, then the rest at once
             raw = formats.chunk_append(raw, [message])

@@ -72,7 +72,9 @@ __all__ = [
     "tag",
     "entry",
     "merged",
+    "ChunkMessage",
     "chunk_append",
+    "chunk_message_of",
     "chunk_pop",
     "chunk_message",
     "chunk_size",
@@ -793,9 +795,20 @@ def places(data: bytes, value: int) -> Iterator[int]:
         place = data.find(value, place + 1)
 
 
-def chunk_append(raw: bytes | None, messages: Iterable[tuple[Sequence[int], bytes]]) -> bytes:
-    """``raw`` (``None``: an empty chunk) with more messages, each given as its term ids, ascending, and their
-    levels: the chunk is decoded and encoded once however many messages it gains."""
+#: A message as ``chunk_append`` takes it: its term ids, ascending; its most common level; and the postings at
+#: another level, as ``(term id, level)`` pairs.
+ChunkMessage = tuple[Sequence[int], int, Sequence[tuple[int, int]]]
+
+
+def chunk_message_of(tids: Sequence[int], levels: bytes) -> ChunkMessage:
+    """A message given as its term ids (ascending) and their levels, as ``chunk_append`` takes it."""
+    common = max(set(levels), key=levels.count) if levels else 0
+    return tids, common, tuple((tid, level) for tid, level in zip(tids, levels) if level != common)
+
+
+def chunk_append(raw: bytes | None, messages: Iterable[ChunkMessage]) -> bytes:
+    """``raw`` (``None``: an empty chunk) with more messages: the chunk is decoded and encoded once however many
+    messages it gains."""
     if raw is None:
         levels, low_ends, high_ends, low, high, id_width = bytearray(), [], [], [b""], [b""], 3
         at: list[int] = []
@@ -807,17 +820,15 @@ def chunk_append(raw: bytes | None, messages: Iterable[tuple[Sequence[int], byte
         id_width, at, own = chunk.id_width, list(chunk.at()), bytearray(chunk.own())
     low_count = low_ends[-1] if low_ends else 0
     high_count = high_ends[-1] if high_ends else 0
-    for tids, message_levels in messages:
+    for tids, common, others in messages:
         if tids and tids[-1] >= _WIDE and id_width == 3:  # widen the chunk's high ids
             high, id_width = [_pack_u32s(_unids(b"".join(high), 3))], 4
         split = bisect.bisect_left(tids, _LOW)
-        common = max(set(message_levels), key=message_levels.count) if message_levels else 0
-        first = low_count + high_count
-        if message_levels.count(common) != len(message_levels):  # some postings at other levels: find them in C
-            others = sorted((place, level) for level in set(message_levels) - {common}
-                            for place in places(message_levels, level))
-            at += [first + place for place, _ in others]
-            own += bytes(level for _, level in others)
+        if others:  # a message's postings are numbered after the earlier messages' ones, in term id order
+            first = low_count + high_count
+            placed = sorted((bisect.bisect_left(tids, tid), level) for tid, level in others)
+            at += [first + place for place, _ in placed]
+            own += bytes(level for _, level in placed)
         low_count += split
         high_count += len(tids) - split
         levels.append(common)
