@@ -235,8 +235,9 @@ class IndexWriter(IndexReader):
 
     def _postings(self, terms: list[str]) -> tuple[list[int], int, tuple[tuple[int, int], ...]]:
         """A message's term ids (ascending), the level of a term it holds once, and the levels of the terms it
-        repeats where they differ from that (the work per term is done in C). Tuples, not lists: the batch keeps
-        them, and the collector stops tracking a tuple of numbers, where it walks every kept list again."""
+        repeats where they differ from that, in term id order (the work per term is done in C). Tuples, not lists:
+        the batch keeps them, and the collector stops tracking a tuple of numbers, where it walks every kept list
+        again."""
         counts = Counter(terms)
         known = list(map(self._tids.get, counts))
         tids = [tid or self._lookup(term) for tid, term in zip(known, counts)] if None in known \
@@ -248,7 +249,7 @@ class IndexWriter(IndexReader):
             tfs = counts.values()
             repeated = list(map(lt, repeat(1), tfs))
             levels = list(map(impact, compress(tfs, repeated), repeat(length)))
-            own = tuple(compress(zip(compress(tids, repeated), levels), map(ne, levels, repeat(once))))
+            own = tuple(sorted(compress(zip(compress(tids, repeated), levels), map(ne, levels, repeat(once)))))
         tids.sort()
         return tids, once, own
 
