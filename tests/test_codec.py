@@ -219,8 +219,9 @@ class TestAppendedContent:
         assert "hello" in found.values() and None in found.values()
         for (event, name, _, _), case in zip(CASES, IDS):
             if case in found:
-                plain = name == "MessageAppended" and event.message.payload is None
-                assert found[case] == (event.message.content if plain else None), case
+                plain = isinstance(event, MessageAppended) and event.message.payload is None
+                assert found[case] == (event.message.content if isinstance(event, MessageAppended) and plain
+                                       else None), case
 
     @pytest.mark.parametrize("event, type_name, schema_version, payload",
                              [case for case in CASES if case[1] == "MessageAppended"],
