@@ -191,10 +191,11 @@ class Deferred(Generic[BatchT, ViewT]):
         while True:
             with self._read() as txn:
                 checkpoint = self._checkpoints.get(txn, model.name)
-                fresh = rebuild or (checkpoint is not None and checkpoint[0] != model.code_version)
+                # A model never built folds the whole log as a rebuild does, reading nothing of its stored state.
+                fresh = rebuild or checkpoint is None or checkpoint[0] != model.code_version
                 after = 0 if fresh or checkpoint is None else checkpoint[1]
                 head = self._log.head(txn)[0]
-                if not fresh and checkpoint is not None and after >= head:
+                if not fresh and after >= head:
                     return applied
                 writer = model.prepare(txn, fresh=fresh)
                 last = _fold_runs(model, writer, self._runs(txn, after), progress)[0] or after
