@@ -217,7 +217,7 @@ class TestAppendedContent:
         found = {IDS[index]: appended_content(payload) for index, (_, name, _, payload) in enumerate(CASES)
                  if name in ("MessageAppended", "SessionRenamed")}
         assert "hello" in found.values() and None in found.values()
-        for (event, name, _, _), case in zip(CASES, IDS):
+        for (event, _, _, _), case in zip(CASES, IDS):
             if case in found:
                 plain = isinstance(event, MessageAppended) and event.message.payload is None
                 assert found[case] == (event.message.content if isinstance(event, MessageAppended) and plain
