@@ -31,8 +31,8 @@ if TYPE_CHECKING:
     from cattrs.preconf.orjson import OrjsonConverter
 
 __all__ = [
-    "EncodedEvent", "encode_event", "decode_event", "encode_value", "decode_value", "bulk_decoding",
-    "pause_gc_while_decoding", "unpack_stored", "message_to_json", "message_from_json",
+    "EncodedEvent", "encode_event", "decode_event", "appended_content", "encode_value", "decode_value",
+    "bulk_decoding", "pause_gc_while_decoding", "unpack_stored", "message_to_json", "message_from_json",
 ]
 
 T = TypeVar("T")
@@ -192,6 +192,21 @@ def decode_event(encoded: EncodedEvent) -> SessionEvent:
     except _undecodable() as exc:
         raise StoreCorrupted(f"{encoded.type_name} payload does not decode: {exc}") from None
     return event
+
+
+def appended_content(payload: bytes) -> str | None:
+    """The content of a ``MessageAppended`` payload (either schema) whose message carries no payload of its own, read
+    without building the event (indexing reads millions); ``None`` for anything else, which ``decode_event``
+    decodes (or says what is wrong with). Accepts only what ``decode_event`` accepts."""
+    try:
+        data = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    row = data.get("message") if type(data) is dict and len(data) == 1 else None
+    if type(row) is not list or len(row) != 2:
+        return None
+    role, content = row
+    return content if type(role) is str and role and type(content) is str else None
 
 
 def encode_value(value: Any) -> bytes:

@@ -17,18 +17,19 @@ one, for what the facade does to all of them (catch up, rebuild, verify).
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
 from projections.messages import MessageLists
 from projections.readmodel import Checkpoint, Checkpoints
-from projections.session import Change, Entry, SessionSnapshot
+from projections.session import Entry, SessionSnapshot
 
 from ._errors import EventStoreError, StoreReadOnly
-from ._folding import LogChange, log_changes
-from ._log import EventLog, StoredEvent, stream_runs
+from ._log import EventLog, LoggedEvent
 from .storage import ReadTransaction, WriteTransaction
 
 __all__ = ["Batch", "Deferred", "DeferredReadModel", "DeferredReadModels", "SessionTexts"]
@@ -45,6 +46,7 @@ DEFERRED_BATCH = 200_000
 OVERLAY_UP_TO = 32
 #: How often a long fold reports progress, in events.
 _PROGRESS_EVERY = 1000
+_STREAM_ID = attrgetter("stream_id")
 
 Read = Callable[[], AbstractContextManager[ReadTransaction]]
 
@@ -69,13 +71,15 @@ class DeferredReadModel(Protocol[BatchT, ViewT]):
     name: str
     #: Bumped whenever its stored form or fold changes: it is then rebuilt on open.
     code_version: int
+    #: The event types whose payloads ``fold`` reads; the others reach it with their header alone (not decoded).
+    payload_types: frozenset[str]
 
     def prepare(self, txn: ReadTransaction, fresh: bool = False) -> BatchT:
         """A batch to ``fold`` into through ``txn`` (a read one will do) and ``write`` in another transaction;
         ``fresh``: build from nothing, ignoring what is stored."""
 
-    def fold(self, batch: BatchT, stream_id: int, events: Sequence[Change]) -> None:
-        """Apply one session's recorded events, in order, to a batch."""
+    def fold(self, batch: BatchT, stream_id: int, events: Sequence[LoggedEvent]) -> None:
+        """Apply one session's logged events, in order, to a batch."""
 
     def write(self, batch: BatchT, txn: WriteTransaction) -> None:
         """Write a prepared batch (clearing the stored state first for a fresh one); may run again."""
@@ -83,7 +87,7 @@ class DeferredReadModel(Protocol[BatchT, ViewT]):
     def batch(self, txn: WriteTransaction) -> AbstractContextManager[BatchT]:
         """A batch folded and written in ``txn``, written when the block ends."""
 
-    def overlay(self, txn: ReadTransaction, pending: Iterable[tuple[int, Sequence[Change]]],
+    def overlay(self, txn: ReadTransaction, pending: Iterable[tuple[int, Sequence[LoggedEvent]]],
                 read_only: bool = False) -> ViewT:
         """The stored state with ``pending`` events applied in memory only (read-your-writes)."""
 
@@ -138,12 +142,15 @@ class Deferred(Generic[BatchT, ViewT]):
         with self._read() as txn:
             return self.lag(txn) is None
 
-    def pending(self, txn: ReadTransaction) -> Iterator[tuple[int, list[LogChange]]]:
+    def pending(self, txn: ReadTransaction) -> Iterator[tuple[int, list[LoggedEvent]]]:
         """The events the model has not applied, in runs of one session's."""
         checkpoint = self._checkpoints.get(txn, self.model.name)
-        after = 0 if checkpoint is None else checkpoint[1]
-        for stream_id, run in stream_runs(self._log.read_all(txn, after)):
-            yield stream_id, list(log_changes(run))
+        for stream_id, run in self._runs(txn, 0 if checkpoint is None else checkpoint[1]):
+            yield stream_id, list(run)
+
+    def _runs(self, txn: ReadTransaction, after: int) -> Iterator[tuple[int, Iterator[LoggedEvent]]]:
+        """The logged events after position ``after`` in runs of one session's, with the payloads the model reads."""
+        return itertools.groupby(self._log.read_logged(txn, after, self.model.payload_types), _STREAM_ID)
 
     def query(self, run: Callable[[ViewT, ReadTransaction], R]) -> R:
         """``run(view, txn)`` on the model as of every committed event (read-your-writes).
@@ -184,13 +191,14 @@ class Deferred(Generic[BatchT, ViewT]):
         while True:
             with self._read() as txn:
                 checkpoint = self._checkpoints.get(txn, model.name)
-                fresh = rebuild or (checkpoint is not None and checkpoint[0] != model.code_version)
+                # A model never built folds the whole log as a rebuild does, reading nothing of its stored state.
+                fresh = rebuild or checkpoint is None or checkpoint[0] != model.code_version
                 after = 0 if fresh or checkpoint is None else checkpoint[1]
                 head = self._log.head(txn)[0]
-                if not fresh and checkpoint is not None and after >= head:
+                if not fresh and after >= head:
                     return applied
                 writer = model.prepare(txn, fresh=fresh)
-                last = _fold_runs(model, writer, stream_runs(self._log.read_all(txn, after)), progress)[0] or after
+                last = _fold_runs(model, writer, self._runs(txn, after), progress)[0] or after
                 writer.settle()
             if self._write(functools.partial(self._write_batch, writer, checkpoint, last)):
                 applied += last - after
@@ -217,14 +225,14 @@ class Deferred(Generic[BatchT, ViewT]):
         if fresh:
             model.clear(txn)
         after = 0 if fresh or checkpoint is None else checkpoint[1]
-        last = self._fold(txn, self._log.read_all(txn, after))
+        last = self._fold(txn, self._runs(txn, after))
         if fresh or last > after or checkpoint is None:
             self._checkpoints.put(txn, model.name, model.code_version, max(last, after))
         return max(last - after, 0)
 
-    def _fold(self, txn: WriteTransaction, entries: Iterable[StoredEvent]) -> int:
-        """Fold stored events into the model, ``DEFERRED_BATCH`` at a time; return the last position."""
-        runs, last, full = stream_runs(entries), 0, True
+    def _fold(self, txn: WriteTransaction, runs: Iterator[tuple[int, Iterator[LoggedEvent]]]) -> int:
+        """Fold runs of logged events into the model, ``DEFERRED_BATCH`` at a time; return the last position."""
+        last, full = 0, True
         while full:
             with self.model.batch(txn) as writer:
                 reached, full = _fold_runs(self.model, writer, runs)
@@ -289,9 +297,9 @@ def _offset(progress: Callable[[int, int], None], offset: int, total: int) -> Ca
 
 
 def _fold_runs(model: DeferredReadModel[BatchT, Any], writer: BatchT,
-               runs: Iterator[tuple[int, Iterator[StoredEvent]]],
+               runs: Iterator[tuple[int, Iterator[LoggedEvent]]],
                progress: Callable[[int], None] | None = None) -> tuple[int, bool]:
-    """Fold runs of one session's stored events into a batch, ``DEFERRED_BATCH`` events at most.
+    """Fold runs of one session's logged events into a batch, ``DEFERRED_BATCH`` events at most.
 
     Returns the last position folded (0: none) and whether the batch filled up
     (then more may follow: ``runs`` goes on where this call stopped).
@@ -299,7 +307,7 @@ def _fold_runs(model: DeferredReadModel[BatchT, Any], writer: BatchT,
     last = folded = 0
     for stream_id, run in runs:
         entries = list(run)
-        model.fold(writer, stream_id, list(log_changes(entries)))
+        model.fold(writer, stream_id, entries)
         last = entries[-1].position
         folded += len(entries)
         if progress is not None and folded % _PROGRESS_EVERY < len(entries):

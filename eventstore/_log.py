@@ -49,7 +49,8 @@ import itertools
 import os
 import re
 import struct
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
+from typing import NamedTuple
 
 import attrs
 
@@ -58,7 +59,7 @@ from ._compression import TRAINING_EVENTS, TRAINING_SAMPLE_BYTES, Chosen, Dictio
 from ._errors import DictionaryDamaged, IncompatibleStore, StoreCorrupted, WrongExpectedVersion
 from .storage import ReadTransaction, Space, SpaceRewrite, Storage, WriteTransaction
 
-__all__ = ["EventLog", "StoredEvent", "Original", "GENESIS_HASH", "decode_record", "StoredDictionary",
+__all__ = ["EventLog", "StoredEvent", "LoggedEvent", "Original", "GENESIS_HASH", "decode_record", "StoredDictionary",
            "DictionaryReplacement"]
 
 #: The hash the first event links to.
@@ -116,6 +117,19 @@ class StoredEvent:
     redacted: bool = False
 
 
+class LoggedEvent(NamedTuple):
+    """A stored event as a read model that reads few payloads sees it (``EventLog.read_logged``): the record's
+    header, and its plain payload only for the types asked for. A tuple: a catch-up reads millions."""
+
+    position: int
+    stream_id: int
+    version: int
+    recorded_at: int  # microseconds since the epoch
+    type_name: str
+    schema_version: int
+    payload: bytes | None  # None: a type not asked for (its payload was not read)
+
+
 @attrs.frozen
 class Original:
     """What a replicated event keeps from its source store."""
@@ -140,9 +154,8 @@ def chain_hash(previous: bytes, position: int, key: str, version: int, recorded_
     return hashlib.sha256(previous + canonical + type_bytes + key_bytes + payload_digest).digest()
 
 
-@attrs.frozen
-class _Envelope:
-    """A record's fields up to its payload, whichever its layout."""
+class _Envelope(NamedTuple):
+    """A record's fields up to its payload, whichever its layout (a tuple: every read of an event builds one)."""
 
     layout: int
     flags: int
@@ -759,6 +772,34 @@ class EventLog:
                 return
             yield self._decode(txn, unpack_stored(_U64, raw_key, "a position in the event table")[0], raw, keys)
 
+    def read_logged(self, txn: ReadTransaction, after_position: int, payload_types: Container[str]
+                    ) -> Iterator[LoggedEvent]:
+        """Events of every stream in global order, after ``after_position``, as a read model that reads few
+        payloads wants them: each record's header, and the payloads of the ``payload_types`` alone, checked as
+        ``read_all`` checks them. Other payloads are not decompressed, no payload is hashed for a digest that is
+        not read, and no session key is read.
+
+        Raises:
+            StoreCorrupted: a record is damaged (a payload read: as ``read_all`` finds it).
+        """
+        dictionary: list[Dictionary] = []  # looked up at the first compressed payload, then kept
+
+        def dictionary_of() -> Dictionary:
+            if not dictionary:
+                dictionary.append(self.dictionary.require(txn))
+            return dictionary[0]
+
+        for raw_key, raw in txn.scan(self._events, _U64.pack(after_position + 1)):
+            position = unpack_stored(_U64, raw_key, "a position in the event table")[0]
+            try:
+                envelope = _envelope(raw)
+            except (struct.error, ValueError, UnicodeDecodeError) as exc:
+                raise StoreCorrupted(f"position {position}: the event record is damaged ({exc})") from None
+            type_name = envelope.type_name
+            yield LoggedEvent(position, envelope.stream_id, envelope.version, envelope.recorded_at, type_name,
+                              envelope.schema_version, _checked_payload(position, raw, envelope, dictionary_of)
+                              if type_name in payload_types else None)
+
     def positions_of(self, txn: ReadTransaction, type_name: str) -> Iterator[int]:
         """The positions of every event of this type, read from the records' headers: no payload is decompressed,
         decoded or checked (``read_position`` does that for the few wanted).
@@ -849,6 +890,27 @@ class EventLog:
         return decode_record(position, raw, key_of, lambda: self.dictionary.require(txn))
 
 
+def _checked_payload(position: int, raw: bytes, envelope: _Envelope, dictionary_of: Callable[[], Dictionary]
+                     ) -> bytes:
+    """The plain payload of a record whose envelope is read, checked: a compressed frame by its checksum, a stored
+    digest (of a payload not redacted) against the payload's SHA-256.
+
+    Raises:
+        StoreCorrupted: the payload does not decompress or does not match its digest.
+    """
+    stored = bytes(raw[envelope.payload_at:])
+    try:
+        payload = stored if envelope.layout == 1 else dictionary_of().expand(stored, "the payload")
+    except DictionaryDamaged as exc:  # the record may be intact: what it needs is not
+        raise DictionaryDamaged(f"position {position}: {exc}") from None
+    except StoreCorrupted as exc:
+        raise StoreCorrupted(f"position {position}: {exc} (it was changed)") from None
+    digest = envelope.digest
+    if digest is not None and not envelope.flags & _REDACTED_FLAG and hashlib.sha256(payload).digest() != digest:
+        raise StoreCorrupted(f"position {position}: the payload does not match its digest (it was changed)")
+    return payload
+
+
 def decode_record(position: int, raw: bytes, key_of: Callable[[int], str],
                   dictionary_of: Callable[[], Dictionary]) -> StoredEvent:
     """Decode the record stored at ``position``; ``key_of`` gives a stream id's session key, ``dictionary_of``
@@ -862,20 +924,12 @@ def decode_record(position: int, raw: bytes, key_of: Callable[[int], str],
         envelope = _envelope(raw)
     except (struct.error, ValueError, UnicodeDecodeError) as exc:
         raise StoreCorrupted(f"position {position}: the event record is damaged ({exc})") from None
-    stored = bytes(raw[envelope.payload_at:])
-    try:
-        payload = stored if envelope.layout == 1 else dictionary_of().expand(stored, "the payload")
-    except DictionaryDamaged as exc:  # the record may be intact: what it needs is not
-        raise DictionaryDamaged(f"position {position}: {exc}") from None
-    except StoreCorrupted as exc:
-        raise StoreCorrupted(f"position {position}: {exc} (it was changed)") from None
+    payload = _checked_payload(position, raw, envelope, dictionary_of)
     encoded = EncodedEvent(envelope.type_name, envelope.schema_version, payload)
     redacted = bool(envelope.flags & _REDACTED_FLAG)
     digest = envelope.digest
     if digest is None:
         digest = hashlib.sha256(payload).digest()
-    elif not redacted and hashlib.sha256(payload).digest() != digest:
-        raise StoreCorrupted(f"position {position}: the payload does not match its digest (it was changed)")
     try:
         key = key_of(envelope.stream_id)
     except StoreCorrupted as exc:

@@ -24,7 +24,8 @@ from eventstore import (
     _codec,
     pause_gc_while_decoding,
 )
-from eventstore._codec import EncodedEvent, bulk_decoding, decode_event, encode_event
+from eventstore._codec import EncodedEvent, appended_content, bulk_decoding, decode_event, encode_event
+from eventstore._values import stored_payload_of
 from eventstore.events import (
     EVENT_TYPES,
     LastMessageRemoved,
@@ -194,6 +195,46 @@ class TestDecode:
         """A field of the wrong JSON type raises StoreCorrupted instead of being coerced to a wrong answer."""
         with pytest.raises(StoreCorrupted):
             decode_event(EncodedEvent(type_name, 1, payload))
+
+
+class TestAppendedContent:
+    """``appended_content``, the indexer's read of an appended message: what ``decode_event`` reads, or nothing."""
+
+    @staticmethod
+    def decoded_content(type_name: str, schema_version: int, payload: bytes) -> str | None:
+        """The content ``decode_event`` gives a plain appended message (``None``: anything else, or damage)."""
+        try:
+            event = decode_event(EncodedEvent(type_name, schema_version, payload))
+        except StoreCorrupted:
+            return None
+        if not isinstance(event, MessageAppended) or stored_payload_of(event.message) is not None:
+            return None
+        return event.message.content
+
+    def test_plain_messages_are_read_and_others_left_to_decode_event(self):
+        """A message without a payload gives its content; one with a payload, or a payload of another shape,
+        gives ``None``."""
+        found = {IDS[index]: appended_content(payload) for index, (_, name, _, payload) in enumerate(CASES)
+                 if name in ("MessageAppended", "SessionRenamed")}
+        assert "hello" in found.values() and None in found.values()
+        for (event, _, _, _), case in zip(CASES, IDS):
+            if case in found:
+                plain = isinstance(event, MessageAppended) and event.message.payload is None
+                assert found[case] == (event.message.content if isinstance(event, MessageAppended) and plain
+                                       else None), case
+
+    @pytest.mark.parametrize("event, type_name, schema_version, payload",
+                             [case for case in CASES if case[1] == "MessageAppended"],
+                             ids=[case for case, (_, name, _, _) in zip(IDS, CASES) if name == "MessageAppended"])
+    def test_damage_is_never_read_as_another_content(self, event, type_name, schema_version, payload):
+        """Every truncation and one-byte change of an appended message's payload: ``appended_content`` gives
+        ``None`` (then ``decode_event`` decides) or exactly the content ``decode_event`` gives."""
+        damaged = [payload[:end] for end in range(len(payload))] + [
+            payload[:index] + garbage + payload[index + 1:]
+            for index in range(len(payload)) for garbage in (b"\xff", b"\x00", b"}", b'"', b"9", b"[", b"1")]
+        wrong = [(variant, appended_content(variant)) for variant in damaged
+                 if appended_content(variant) not in (None, self.decoded_content(type_name, schema_version, variant))]
+        assert [] == wrong
 
 
 @pytest.fixture

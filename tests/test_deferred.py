@@ -9,8 +9,9 @@ from contextlib import contextmanager
 from eventstore import ChatMessage, SessionStore
 from eventstore._audit import verify
 from eventstore._deferred import Deferred, DeferredReadModels
+from eventstore._log import LoggedEvent
 from eventstore.storage import ReadTransaction, WriteTransaction
-from projections.session import Change, SessionSnapshot
+from projections.session import SessionSnapshot
 
 _COUNT = struct.Struct(">Q")
 
@@ -37,6 +38,7 @@ class CountingModel:
 
     name = "event-counts"
     code_version = 1
+    payload_types: frozenset[str] = frozenset()  # it counts events: no payload is read
 
     def __init__(self, store: SessionStore) -> None:
         self.space = store._environment.space("test.event-counts")
@@ -44,7 +46,7 @@ class CountingModel:
     def prepare(self, txn: ReadTransaction, fresh: bool = False) -> EventCounts:
         return EventCounts(self, txn, fresh)
 
-    def fold(self, batch: EventCounts, stream_id: int, events: Sequence[Change]) -> None:
+    def fold(self, batch: EventCounts, stream_id: int, events: Sequence[LoggedEvent]) -> None:
         batch.changed[stream_id] = batch.count(stream_id) + len(events)
 
     def write(self, batch: EventCounts, txn: WriteTransaction) -> None:
@@ -59,7 +61,7 @@ class CountingModel:
         yield counts
         self.write(counts, txn)
 
-    def overlay(self, txn: ReadTransaction, pending: Iterable[tuple[int, Sequence[Change]]],
+    def overlay(self, txn: ReadTransaction, pending: Iterable[tuple[int, Sequence[LoggedEvent]]],
                 read_only: bool = False) -> EventCounts:
         counts = EventCounts(self, txn, False)
         for stream_id, events in pending:

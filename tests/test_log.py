@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from eventstore import ChatMessage, IncompatibleStore, StoreCorrupted, WrongExpectedVersion
+from eventstore import ChatMessage, IncompatibleStore, StoreCorrupted, WrongExpectedVersion, _log
 from eventstore._codec import decode_event, encode_event
 from eventstore._log import _RECORD, GENESIS_HASH, EventLog, StoredEvent, chain_hash
 from eventstore.events import MessageAppended, SessionDeleted, SessionEvent, SessionRenamed
@@ -301,6 +301,52 @@ class TestReading:
             assert [3, 4] == [e.position for e in log.read_all(txn, 2, 2)]
             assert [7] == [e.position for e in log.read_all(txn, 6)]
             assert [] == list(log.read_all(txn, 7))
+
+
+def mixed_sessions(environment: Storage, log: EventLog, monkeypatch: pytest.MonkeyPatch) -> None:
+    """18 events of two sessions, messages and renames; those after the 9th compressed (layout 2)."""
+    monkeypatch.setattr(_log, "TRAINING_EVENTS", 8)
+    for number in range(6):
+        append(environment, log, f"s{number % 2}", [said(f"{number} one"), SessionRenamed(f"n{number}"),
+                                                     said(f"{number} two")], T0 + number)
+
+
+class TestLoggedRead:
+    """``read_logged``, the read of a deferred read model: every header, and only the payloads asked for."""
+
+    def test_headers_of_all_and_payloads_of_the_types_asked(self, environment, log, monkeypatch):
+        """Plain and compressed records alike: each event's header as ``read_all`` reads it, the payload of a type
+        asked for, ``None`` for the others."""
+        mixed_sessions(environment, log, monkeypatch)
+        with environment.read() as txn:
+            stored = list(log.read_all(txn, 2))
+            logged = list(log.read_logged(txn, 2, {"MessageAppended"}))
+        assert {1, 2} <= {raw_record(environment, log, event.position)[0] for event in stored}
+        assert [(e.position, e.stream_id, e.version, e.recorded_at, e.encoded.type_name, e.encoded.schema_version,
+                 e.encoded.payload if e.encoded.type_name == "MessageAppended" else None) for e in stored] \
+            == [tuple(event) for event in logged]
+
+    def test_only_payloads_read_are_checked(self, environment, log):
+        """A payload changed in place raises StoreCorrupted naming its position when its type is asked for; a read
+        that asks for no payload reads past it."""
+        append(environment, log, "a", [said("pay 10 euros"), SessionRenamed("ok")])
+        overwrite(environment, log, 1, raw_record(environment, log, 1).replace(b"10", b"99"))
+        with environment.read() as txn:
+            with pytest.raises(StoreCorrupted, match=r"\bposition 1\b"):
+                list(log.read_logged(txn, 0, {"MessageAppended"}))
+            assert [(1, None), (2, b'{"name":"ok"}')] == \
+                [(event.position, event.payload) for event in log.read_logged(txn, 0, {"SessionRenamed"})]
+
+    def test_damaged_frame_of_a_type_asked(self, environment, log, monkeypatch):
+        """A compressed payload whose frame is damaged raises StoreCorrupted naming its position."""
+        mixed_sessions(environment, log, monkeypatch)
+        raw = raw_record(environment, log, 18)
+        assert raw[0] == 2
+        overwrite(environment, log, 18, raw[:-6] + bytes(byte ^ 0x55 for byte in raw[-6:]))
+        with environment.read() as txn:
+            with pytest.raises(StoreCorrupted, match=r"\bposition 18\b"):
+                list(log.read_logged(txn, 0, {"MessageAppended"}))
+            assert 18 == len(list(log.read_logged(txn, 0, ())))
 
 
 class TestDamage:

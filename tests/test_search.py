@@ -984,6 +984,27 @@ class TestRebuild:
                 assert incremental == [list(a) for a in answers_reference(store)]
 
 
+class TestLoggedFold:
+    def test_messages_with_payloads_and_events_without_edits_are_folded_from_the_log(self, store: SessionStore) -> None:
+        """A catch-up reads appended contents from the payloads, decodes a message that carries a payload of its
+        own in full, and reads renames and state changes from their headers alone: the index is the same."""
+        store.append_many("a", [ChatMessage.user("alpha plain"), ChatMessage.user("alpha carried", {"id": 1})])
+        store.set_session_name("a", "named")
+        store.set_session_state("a", "running", "turn-1")
+        store.append_many("a", [ChatMessage.assistant("beta after", {"k": [1]}), ChatMessage.assistant("beta plain")])
+        store.append("b", ChatMessage.user("alpha beta"))
+        assert 7 == store.catch_up()
+        assert store.verify().ok
+        found = {(hit.session_key, hit.index) for hit in store.search_messages("alpha carried beta", 10)}
+        assert {("a", 0), ("a", 1), ("a", 2), ("a", 3), ("b", 0)} == found
+        assert ["a"] == keys(store.search(SessionQuery("carried after", 5)))
+        with store._environment.read() as txn:
+            caught_up = store._search_index.dump(txn)
+        store.rebuild_projections(["search"])
+        with store._environment.read() as txn:
+            assert caught_up == store._search_index.dump(txn)
+
+
 class TestBatches:
     @settings(max_examples=40)
     @given(st.lists(st.tuples(st.sampled_from(["a", "b", "c", "d"]), st.lists(texts, min_size=1, max_size=5),
@@ -1141,7 +1162,8 @@ class TestStoredForms:
         """A chunk keeps each message's term ids and levels (compared with plain lists), grows, shrinks and widens
         its ids when needed; each term's occurrences and counts are found in place."""
         kept = [sorted(message.items()) for message in messages[:formats.CHUNK_MESSAGES]]
-        encoded = [([tid for tid, _ in postings], bytes(level for _, level in postings)) for postings in kept]
+        encoded = [formats.chunk_message_of([tid for tid, _ in postings], bytes(level for _, level in postings))
+                   for postings in kept]
         raw = None
         for message in encoded[:len(encoded) // 2]:  # one at a time, then the rest at once
             raw = formats.chunk_append(raw, [message])

@@ -43,6 +43,7 @@ from array import array
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from itertools import compress, repeat
+from operator import add, itemgetter
 from typing import Literal
 
 from eventstore._errors import StoreCorrupted
@@ -73,7 +74,9 @@ __all__ = [
     "tag",
     "entry",
     "merged",
+    "ChunkMessage",
     "chunk_append",
+    "chunk_message_of",
     "chunk_pop",
     "chunk_message",
     "chunk_size",
@@ -849,40 +852,50 @@ def places(data: bytes, value: int) -> Iterator[int]:
         place = data.find(value, place + 1)
 
 
-def chunk_append(raw: bytes | None, messages: Iterable[tuple[Sequence[int], bytes]]) -> bytes:
-    """``raw`` (``None``: an empty chunk) with more messages, each given as its term ids, ascending, and their
-    levels: the chunk is decoded and encoded once however many messages it gains."""
+#: A message as ``chunk_append`` takes it: its term ids, ascending; its most common level; and the postings at
+#: another level, as ``(term id, level)`` pairs in term id order.
+ChunkMessage = tuple[Sequence[int], int, Sequence[tuple[int, int]]]
+
+
+def chunk_message_of(tids: Sequence[int], levels: bytes) -> ChunkMessage:
+    """A message given as its term ids (ascending) and their levels, as ``chunk_append`` takes it."""
+    common = max(set(levels), key=levels.count) if levels else 0
+    return tids, common, tuple((tid, level) for tid, level in zip(tids, levels) if level != common)
+
+
+def chunk_append(raw: bytes | None, messages: Iterable[ChunkMessage]) -> bytes:
+    """``raw`` (``None``: an empty chunk) with more messages: the chunk is decoded and encoded once however many
+    messages it gains, and the new ids are packed once, in C."""
     if raw is None:
-        levels, low_ends, high_ends, low, high, id_width = bytearray(), [], [], [b""], [b""], 3
+        levels, low_ends, high_ends, stored_low, stored_high, id_width = bytearray(), [], [], b"", b"", 3
         at: list[int] = []
         own = bytearray()
     else:
         chunk = _Chunk(raw)
         levels, low_ends, high_ends = bytearray(chunk.levels()), list(chunk.low_ends()), list(chunk.high_ends())
-        low, high = [raw[chunk.low_at:chunk.high_at]], [raw[chunk.high_at:chunk.high_end]]
+        stored_low, stored_high = raw[chunk.low_at:chunk.high_at], raw[chunk.high_at:chunk.high_end]
         id_width, at, own = chunk.id_width, list(chunk.at()), bytearray(chunk.own())
-    low_count = low_ends[-1] if low_ends else 0
-    high_count = high_ends[-1] if high_ends else 0
-    for tids, message_levels in messages:
-        if tids and tids[-1] >= _WIDE and id_width == 3:  # widen the chunk's high ids
-            high, id_width = [_pack_u32s(_unids(b"".join(high), 3))], 4
+    low_base = low_ends[-1] if low_ends else 0
+    high_base = high_ends[-1] if high_ends else 0
+    low, high = array("I"), array("I")
+    for tids, common, others in messages:
         split = bisect.bisect_left(tids, _LOW)
-        common = max(set(message_levels), key=message_levels.count) if message_levels else 0
-        first = low_count + high_count
-        if message_levels.count(common) != len(message_levels):  # some postings at other levels: find them in C
-            others = sorted((place, level) for level in set(message_levels) - {common}
-                            for place in places(message_levels, level))
-            at += [first + place for place, _ in others]
-            own += bytes(level for _, level in others)
-        low_count += split
-        high_count += len(tids) - split
+        if others:  # a message's postings are numbered after the earlier messages' ones, in term id order
+            first = low_base + len(low) + high_base + len(high)
+            at += map(add, repeat(first), map(bisect.bisect_left, repeat(tids), map(itemgetter(0), others)))
+            own += bytes(map(itemgetter(1), others))
+        if split == len(tids):
+            low.extend(tids)
+        else:
+            low.extend(tids[:split])
+            high.extend(tids[split:])
         levels.append(common)
-        low_ends.append(low_count)
-        high_ends.append(high_count)
-        low.append(_pack_u16s(tids[:split]))
-        if split < len(tids):
-            high.append(_ids(tids[split:], id_width))
-    return _chunk_of(bytes(levels), low_ends, high_ends, b"".join(low), b"".join(high), id_width, at, bytes(own))
+        low_ends.append(low_base + len(low))
+        high_ends.append(high_base + len(high))
+    if high and id_width == 3 and max(high) >= _WIDE:  # widen the chunk's high ids
+        stored_high, id_width = _pack_u32s(_unids(stored_high, 3)), 4
+    return _chunk_of(bytes(levels), low_ends, high_ends, stored_low + _pack_u16s(low),
+                     stored_high + _ids(high, id_width), id_width, at, bytes(own))
 
 
 def chunk_pop(raw: bytes) -> tuple[bytes | None, Sequence[int], bytes]:

@@ -13,18 +13,22 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
-from eventstore._errors import EventStoreError
-from eventstore._time import to_micros
-from eventstore.events import REDACTED
+from eventstore._codec import EncodedEvent, appended_content, decode_event
+from eventstore._errors import EventStoreError, StoreCorrupted
+from eventstore._log import LoggedEvent
+from eventstore._time import from_micros
+from eventstore.events import REDACTED, MessageAppended, SessionEvent
 from eventstore.storage import ReadTransaction, WriteTransaction
 
 from ..readmodel import OpenSpace
 from ..session import (
+    EDIT_KINDS,
     AppendMessage,
-    Change,
     ClearMessages,
+    MessageEdit,
     RedactMessages,
     RemoveLastMessage,
     ReplaceLastMessage,
@@ -51,19 +55,14 @@ class SearchIndex:
     #: redaction placeholder is not indexed. 3: summaries in blocks of sessions (``search.blocks``). 4: chunks of
     #: postings with 2-byte term ids below 65,536 and one level a message (the others stored apart).
     code_version = 4
-    #: Not applied in the command's transaction: the facade catches it up before reads.
-    inline = False
+    #: The events whose payloads ``fold`` reads: those that edit the message list (the others are not decoded).
+    payload_types = frozenset(kind.type_name for kind, edit in EDIT_KINDS.items() if edit is not None)
 
     def __init__(self, open_space: OpenSpace) -> None:
         self._spaces = SearchSpaces.open(open_space)
         self._term_ids = TermIds()
 
     # -- folding events ------------------------------------------------------------
-
-    def apply(self, txn: WriteTransaction, stream_id: int, events: Sequence[Change]) -> None:
-        """Fold recorded events of one session into the index (as one batch)."""
-        with self.batch(txn) as writer:
-            self.fold(writer, stream_id, events)
 
     @contextmanager
     def batch(self, txn: WriteTransaction) -> Iterator[IndexWriter]:
@@ -86,7 +85,7 @@ class SearchIndex:
             self.clear(txn)
         writer.flush(txn)
 
-    def overlay(self, txn: ReadTransaction, pending: Iterable[tuple[int, Sequence[Change]]],
+    def overlay(self, txn: ReadTransaction, pending: Iterable[tuple[int, Sequence[LoggedEvent]]],
                 read_only: bool = False) -> IndexWriter:
         """A view of the index with ``pending`` events applied in memory only, never written.
 
@@ -98,20 +97,22 @@ class SearchIndex:
         return writer  # what a query reads settles then, term by term
 
     @staticmethod
-    def fold(writer: IndexWriter, stream_id: int, events: Sequence[Change]) -> None:
-        """Apply the message edits of ``events`` (one session's, in order) to a batch: consecutive appends go to
-        the batch together (it indexes them a run at a time)."""
+    def fold(writer: IndexWriter, stream_id: int, events: Sequence[LoggedEvent]) -> None:
+        """Apply the message edits of ``events`` (one session's, in order; the payloads of ``payload_types``
+        read) to a batch: consecutive appends go to the batch together (it indexes them a run at a time)."""
         if stream_id > MAX_ID:
             raise EventStoreError(f"stream id {stream_id} is too large for the search index")
         appended: list[str] = []
         micros = 0
-        for recorded in events:
-            edit = message_edit(recorded)
-            if appended and not isinstance(edit, AppendMessage):
+        for logged in events:
+            edit = _edit(logged)
+            if appended and not isinstance(edit, (str, AppendMessage)):
                 writer.append(stream_id, appended, micros)
                 appended = []
-            micros = to_micros(recorded.recorded_at)
-            if isinstance(edit, AppendMessage):
+            micros = logged.recorded_at
+            if isinstance(edit, str):
+                appended.append(edit)
+            elif isinstance(edit, AppendMessage):
                 appended.append(edit.message[0].content)
             elif isinstance(edit, RemoveLastMessage):
                 writer.remove_last(stream_id)
@@ -169,3 +170,32 @@ class SearchIndex:
     def dump(self, txn: ReadTransaction) -> dict[str, Any]:
         """The index's content, independent of term ids, for comparing two builds."""
         return dump_index(self.reader(txn))
+
+
+class _Change(NamedTuple):
+    """A logged event decoded, as ``message_edit`` reads it."""
+
+    session_key: str
+    version: int
+    recorded_at: datetime
+    event: SessionEvent
+
+
+def _edit(logged: LoggedEvent) -> str | MessageEdit | None:
+    """What ``logged`` does to the message list: an appended message's content alone (most events: read from the
+    payload without building the event), another edit, or ``None`` (an event whose payload was not read)."""
+    payload = logged.payload
+    if payload is None:
+        return None
+    if logged.type_name == MessageAppended.type_name:
+        content = appended_content(payload)
+        if content is not None:
+            return content
+    try:
+        event = decode_event(EncodedEvent(logged.type_name, logged.schema_version, payload))
+        recorded_at = from_micros(logged.recorded_at)
+    except EventStoreError as exc:
+        raise type(exc)(f"position {logged.position}: {exc}") from None
+    except OverflowError:
+        raise StoreCorrupted(f"position {logged.position}: the recorded time is damaged") from None
+    return message_edit(_Change("", logged.version, recorded_at, event))

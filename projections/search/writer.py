@@ -11,8 +11,8 @@ from array import array
 from collections import Counter, defaultdict, deque
 from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
-from itertools import chain, repeat
-from operator import itemgetter, or_, xor
+from itertools import chain, compress, repeat
+from operator import itemgetter, lt, ne, or_, xor
 from typing import cast
 
 from eventstore._errors import EventStoreError, StoreCorrupted
@@ -28,11 +28,13 @@ from .formats import (
     META_NEXT_TID,
     MULTI,
     Block,
+    ChunkMessage,
     block_key,
     block_of,
     chunk_append,
     chunk_counts,
     chunk_key,
+    chunk_message_of,
     chunk_occurrences,
     chunk_pop,
     chunk_size,
@@ -61,6 +63,7 @@ _SETTLE_EVERY = 1 << 22
 #: A noted entry is ``session << _ENTRY_BITS | entry``.
 _ENTRY_BITS = 16
 _ENTRY_MASK = (1 << _ENTRY_BITS) - 1
+_NO_TERMS = array("I")
 
 
 def indexed_terms(content: str) -> list[str]:
@@ -78,7 +81,7 @@ class _SessionState:
     def __init__(self, count: int, activity: int) -> None:
         self.count, self.activity = count, activity
         self.chunks: dict[int, bytes | None] = {}
-        self.appended: dict[int, list[tuple[Sequence[int], bytes]]] = {}
+        self.appended: dict[int, list[ChunkMessage]] = {}
         self.dirty: set[int] = set()
         self.loaded = False
 
@@ -230,23 +233,25 @@ class IndexWriter(IndexReader):
         self._new_terms[key] = term_entry(term, key, tid)
         return tid
 
-    def _postings(self, text: str) -> tuple[list[int], bytes, int, dict[int, int]]:
-        """A message's term ids (ascending), their levels, the level of a term it holds once, and the levels of
-        the terms it repeats."""
-        terms = indexed_terms(text)
-        if not terms:
-            return [], b"", 0, {}
+    def _postings(self, terms: list[str]) -> tuple[list[int], int, tuple[tuple[int, int], ...]]:
+        """A message's term ids (ascending), the level of a term it holds once, and the levels of the terms it
+        repeats where they differ from that, in term id order (the work per term is done in C). Tuples, not lists:
+        the batch keeps them, and the collector stops tracking a tuple of numbers, where it walks every kept list
+        again."""
         counts = Counter(terms)
         known = list(map(self._tids.get, counts))
         tids = [tid or self._lookup(term) for tid, term in zip(known, counts)] if None in known \
             else cast(list[int], known)
         length = len(terms)
         once = impact(1, length)  # the level of most terms of a message
-        own = {} if len(counts) == length else \
-            {tid: impact(tf, length) for tid, tf in zip(tids, counts.values()) if tf > 1}
+        own: tuple[tuple[int, int], ...] = ()
+        if len(counts) != length:  # the terms it repeats, and their levels where they differ from ``once``, in C
+            tfs = counts.values()
+            repeated = list(map(lt, repeat(1), tfs))
+            levels = list(map(impact, compress(tfs, repeated), repeat(length)))
+            own = tuple(sorted(compress(zip(compress(tids, repeated), levels), map(ne, levels, repeat(once)))))
         tids.sort()
-        levels = bytes(map(own.get, tids, repeat(once))) if own else bytes((once,)) * len(tids)
-        return tids, levels, once, own
+        return tids, once, own
 
     def _lookup(self, term: str) -> int:
         return self.tid(term) or self._new_tid(term)
@@ -274,13 +279,20 @@ class IndexWriter(IndexReader):
         seen: set[int] = set()
         several: set[int] = set()
         for text in texts:
-            tids, levels, once, own = self._postings(text)
+            terms = indexed_terms(text)
             index = min(state.count, LAST_TAG) ^ LAST_TAG
-            self._add_to_chunk(state, sid, tids, levels)
-            if not tids:
+            if not terms:
+                self._add_to_chunk(state, sid, (_NO_TERMS, 0, ()))
                 continue
+            tids, once, own = self._postings(terms)
+            stored = array("I", tids)  # a tenth of a list's bytes, while the batch holds it
+            if own and 2 * len(own) >= len(tids):  # the level of the terms it holds once may not be its most common
+                levels = dict(own)
+                self._add_to_chunk(state, sid, chunk_message_of(stored, bytes(map(levels.get, tids, repeat(once)))))
+            else:
+                self._add_to_chunk(state, sid, (stored, once, own))
             keyed.append((once << 8 | index, tids))
-            repeated += [(tid, level << 8 | index) for tid, level in own.items()]
+            repeated += [(tid, level << 8 | index) for tid, level in own]
             several.update(seen.intersection(tids))
             seen.update(tids)
         state.activity = micros
@@ -299,13 +311,13 @@ class IndexWriter(IndexReader):
             entries.update(zip(several, map(or_, map(entries.__getitem__, several), repeat(MULTI))))
         self._note(sid, entries)
 
-    def _add_to_chunk(self, state: _SessionState, sid: int, tids: list[int], levels: bytes) -> None:
+    def _add_to_chunk(self, state: _SessionState, sid: int, message: ChunkMessage) -> None:
         number, place = divmod(state.count, CHUNK_MESSAGES)
         if not place:
             state.chunks[number] = None
         elif number not in state.appended and self.chunk(sid, number) is None:
             raise StoreCorrupted(f"the search index is damaged: session {sid} lacks its last chunk")
-        state.appended.setdefault(number, []).append((array("I", tids), levels))
+        state.appended.setdefault(number, []).append(message)
         state.dirty.add(number)
         state.count += 1
 
