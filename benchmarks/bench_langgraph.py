@@ -184,8 +184,8 @@ def put_parts(scratch: Path, turns: int, samples: int) -> None:
         moments.append(time.process_time())
         saver.serde.dumps_typed(checkpoint["channel_values"]["messages"])
         moments.append(time.process_time())
-        message = checkpoint_message(saver.serde, checkpoint, get_checkpoint_metadata(config, metadata), parent_id,
-                                     versions, bases, records.known())
+        message, _ = checkpoint_message(saver.serde, checkpoint, get_checkpoint_metadata(config, metadata),
+                                        parent_id, versions, bases, records.known())
         moments.append(time.process_time())
         store.append(key, message)
         moments.append(time.process_time())

@@ -47,12 +47,13 @@ from langgraph.checkpoint.base import (
     writes_sort_key,
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from eventstore import REDACTED, ChatMessage, StoreCorrupted
 
-__all__ = ["KEY_PREFIX", "CHECKPOINT", "WRITES", "MAX_TAIL_DEPTH", "Header", "Items", "Base", "Known", "Records",
-           "Unreached", "session_key", "thread_prefix", "key_parts", "header", "list_channels", "checkpoint_message",
-           "writes_message", "checkpoint_config"]
+__all__ = ["KEY_PREFIX", "CHECKPOINT", "WRITES", "MAX_TAIL_DEPTH", "Header", "Items", "Encoded", "Base", "Known",
+           "Records", "Unreached", "session_key", "thread_prefix", "key_parts", "header", "list_channels",
+           "checkpoint_message", "writes_message", "checkpoint_config"]
 
 #: Every session of the saver has a key starting with this.
 KEY_PREFIX = "langgraph/"
@@ -197,25 +198,62 @@ class Items:
         return serde.loads_typed((_MSGPACK, _array_header(self.count) + self.body))
 
 
+@attrs.frozen(eq=False)
+class Encoded:
+    """A list value the saver read or put, and its items' msgpack bytes (``Items.body``): a put of a list whose
+    first items are these very objects serializes only the items after them. LangGraph's reducers hand a channel's
+    items on as they are (``add_messages`` copies the list, not the messages); an item changed in place, which
+    LangGraph asks nodes not to do, would keep the bytes it had when read or put."""
+
+    objects: tuple[Any, ...]
+    body: bytes
+
+    def extended_by(self, value: list[Any]) -> bool:
+        return len(value) >= len(self.objects) and all(map(operator.is_, self.objects, value))
+
+
 @attrs.frozen
 class Base:
-    """What a put needs to store a list channel as a tail: the parent's version of the channel and its value."""
+    """What a put needs to store a list channel as a tail: the parent's version of the channel and its value;
+    ``encoded``: the channel's list the saver last read or put in the session, when its bytes are that value's."""
 
     version: Version
     items: Items
+    encoded: Encoded | None = None
 
 
-def _list_blob(serde: SerializerProtocol, value: Any, base: Base | None) -> list[Any]:
-    """The blob of a channel's new value: the tail it adds to ``base`` when it extends it, else the whole."""
-    kind, data = serde.dumps_typed(value)
-    shape = _array_shape(data) if kind == _MSGPACK and base is not None else None
-    if base is None or shape is None or base.items.depth >= MAX_TAIL_DEPTH:
-        return [kind, base64.b64encode(data).decode("ascii")]
-    count, header_length = shape
-    if not data.startswith(base.items.body, header_length):
-        return [kind, base64.b64encode(data).decode("ascii")]
-    tail = data[header_length + len(base.items.body):]
-    return [_TAIL, base.version, count - base.items.count, base64.b64encode(tail).decode("ascii")]
+def _list_blob(serde: SerializerProtocol, value: list[Any], base: Base | None) -> tuple[list[Any], Encoded | None]:
+    """The blob of a channel's new value: the tail it adds to ``base`` when it extends it, else the whole; and the
+    value with its items' bytes, when it is a msgpack array."""
+    added = _added(serde, value, base)
+    if added is not None:  # the base's items are these objects: only the ones after them were serialized
+        assert base is not None
+        array_header = _array_header(len(value))
+        data, header_length = b"".join([array_header, base.items.body, added]), len(array_header)
+    else:
+        kind, data = serde.dumps_typed(value)
+        shape = _array_shape(data) if kind == _MSGPACK else None
+        if shape is None:
+            return [kind, base64.b64encode(data).decode("ascii")], None
+        header_length = shape[1]
+    encoded = Encoded(tuple(value), data[header_length:])
+    if base is None or base.items.depth >= MAX_TAIL_DEPTH or not encoded.body.startswith(base.items.body):
+        return [_MSGPACK, base64.b64encode(data).decode("ascii")], encoded
+    tail = encoded.body[len(base.items.body):]
+    return [_TAIL, base.version, len(value) - base.items.count, base64.b64encode(tail).decode("ascii")], encoded
+
+
+def _added(serde: SerializerProtocol, value: list[Any], base: Base | None) -> bytes | None:
+    """The msgpack bytes of the items ``value`` adds to ``base``'s, serialized alone, when its first items are
+    the objects whose bytes ``base`` holds; ``None`` otherwise. Only for LangGraph's own serializer, which
+    encodes an item the same wherever it stands (msgpack is self-delimiting: an array is its header and its
+    items' bytes)."""
+    if (base is None or base.encoded is None or not isinstance(serde, JsonPlusSerializer)
+            or not base.encoded.extended_by(value)):
+        return None
+    kind, data = serde.dumps_typed(value[len(base.encoded.objects):])
+    shape = _array_shape(data) if kind == _MSGPACK else None
+    return None if shape is None else data[shape[1]:]
 
 
 def _whole_items(blob: Sequence[Any], supplier: str) -> Items | None:
@@ -254,24 +292,32 @@ class Known:
 def checkpoint_message(serde: SerializerProtocol, checkpoint: Checkpoint, metadata: CheckpointMetadata,
                        parent_id: str | None, new_versions: ChannelVersions,
                        bases: Mapping[str, Base] | None = None, known: Known = Known(None, None),
-                       early: Sequence[str] = ()) -> ChatMessage:
-    """The message that records ``put(config, checkpoint, metadata, new_versions)``; a list channel with one of
-    ``bases`` (its value at the parent, ``Records.bases``) is stored as the tail it adds, if it adds one.
+                       early: Sequence[str] = ()) -> tuple[ChatMessage, dict[str, Encoded]]:
+    """The message that records ``put(config, checkpoint, metadata, new_versions)``, and its list values with
+    their bytes (for the next put: ``Base.encoded``); a list channel with one of ``bases`` (its value at the
+    parent, ``Records.bases``) is stored as the tail it adds, if it adds one.
     ``known`` (``Records.known``) and ``early`` (the tokens of writes at it begun before the put) let a read from
     the thread's end find its latest checkpoint and that checkpoint's writes without reading the thread whole."""
     values = checkpoint["channel_values"]
     body = {name: field for name, field in checkpoint.items() if name != "channel_values"}
     bases = bases or {}
-    blobs = {channel: list(_EMPTY) if channel not in values
-             else _list_blob(serde, values[channel], bases.get(channel)) if type(values[channel]) is list
-             else _blob(serde, values[channel])
-             for channel in new_versions}
+    blobs: dict[str, list[Any]] = {}
+    lists: dict[str, Encoded] = {}
+    for channel in new_versions:
+        if channel not in values:
+            blobs[channel] = list(_EMPTY)
+        elif type(values[channel]) is list:
+            blobs[channel], encoded = _list_blob(serde, values[channel], bases.get(channel))
+            if encoded is not None:
+                lists[channel] = encoded
+        else:
+            blobs[channel] = _blob(serde, values[channel])
     run_id = metadata.get("run_id")
     latest = checkpoint["id"] if known.latest is None else max(known.latest, checkpoint["id"])
     head = Header(CHECKPOINT, checkpoint["id"], parent_id, dict(new_versions),
                   run_id if isinstance(run_id, str) else None, latest, known.seen, tuple(early))
     payload = {"checkpoint": _blob(serde, body), "metadata": _jsonable(metadata), "blobs": blobs}
-    return ChatMessage(CHECKPOINT, head.content(), payload)
+    return ChatMessage(CHECKPOINT, head.content(), payload), lists
 
 
 def writes_message(serde: SerializerProtocol, checkpoint_id: str, writes: Sequence[tuple[str, Any]], task_id: str,
@@ -447,8 +493,10 @@ class Records:
         self._joined[(supplier, channel)] = base
         return base
 
-    def bases(self, serde: SerializerProtocol, parent_id: str, channels: Iterable[str]) -> dict[str, Base]:
-        """The values that ``channels`` had at checkpoint ``parent_id``, those that are lists, for a put after it."""
+    def bases(self, serde: SerializerProtocol, parent_id: str, channels: Iterable[str],
+              encoded: Mapping[str, Encoded] | None = None) -> dict[str, Base]:
+        """The values that ``channels`` had at checkpoint ``parent_id``, those that are lists, for a put after it;
+        ``encoded``: the lists the saver last read or put in the session, kept with a base whose bytes they are."""
         if parent_id not in self.positions:
             return {}
         versions = _value(serde, self.payload(parent_id)["checkpoint"])["channel_versions"]
@@ -457,7 +505,9 @@ class Records:
                                                              if channel in versions}).items():
             items = self.items(supplier, channel)
             if items is not None:
-                found[channel] = Base(versions[channel], items)
+                known = (encoded or {}).get(channel)
+                found[channel] = Base(versions[channel], items,
+                                      known if known is not None and known.body == items.body else None)
         return found
 
     def _whole_blob(self, supplier: str, channel: str) -> list[Any]:
@@ -473,13 +523,22 @@ class Records:
     def checkpoint_tuple(self, serde: SerializerProtocol, checkpoint_id: str, thread_id: str,
                          namespace: str) -> CheckpointTuple:
         """The checkpoint as ``get_tuple`` returns it: its channel values found along its chain, its writes."""
+        return self.read(serde, checkpoint_id, thread_id, namespace)[0]
+
+    def read(self, serde: SerializerProtocol, checkpoint_id: str, thread_id: str,
+             namespace: str) -> tuple[CheckpointTuple, dict[str, Encoded]]:
+        """``checkpoint_tuple``, and its list values with their bytes (for a put after it: ``Base.encoded``)."""
         payload = self.payload(checkpoint_id)
         body = _value(serde, payload["checkpoint"])
         values: dict[str, Any] = {}
+        lists: dict[str, Encoded] = {}
         for channel, supplier in self.suppliers(checkpoint_id, body["channel_versions"]).items():
             blob = self.payload(supplier)["blobs"][channel]
-            if _is_tail(blob):
-                values[channel] = self._list(supplier, channel).value(serde)
+            items = self.items(supplier, channel) if _is_tail(blob) or blob[0] == _MSGPACK else None
+            if items is not None:
+                values[channel] = items.value(serde)
+                if type(values[channel]) is list:
+                    lists[channel] = Encoded(tuple(values[channel]), items.body)
             elif blob[0] != _EMPTY[0]:
                 values[channel] = _value(serde, blob)
         parent_id = self._header(checkpoint_id).parent_id
@@ -489,7 +548,7 @@ class Records:
             metadata=payload["metadata"],
             parent_config=None if parent_id is None else checkpoint_config(thread_id, namespace, parent_id),
             pending_writes=self.pending_writes(serde, checkpoint_id),
-        )
+        ), lists
 
     def pending_writes(self, serde: SerializerProtocol, checkpoint_id: str) -> list[PendingWrite]:
         """The writes at the checkpoint: a write repeated by (task, index) counts once, the first time; a

@@ -12,6 +12,7 @@ import attrs
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
+from langchain_core.messages import BaseMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
     WRITES_IDX_MAP,
@@ -21,6 +22,7 @@ from langgraph.checkpoint.base import (
     CheckpointTuple,
     writes_sort_key,
 )
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from eventstore import (
     AsyncSessionStore,
@@ -348,6 +350,72 @@ class TestRaces:
         assert 2 == commits
         assert [("1ef4", {"a": 2, "b": 1}), ("1ef3", {"a": 2, "b": 1})] == [
             (found.checkpoint["id"], found.checkpoint["channel_values"]) for found in saver.list(config("t", ""))]
+
+
+class CountingSerializer(JsonPlusSerializer):
+    """LangGraph's serializer, noting the length of each list it serializes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lists: list[int] = []
+
+    def dumps_typed(self, obj: Any) -> tuple[str, bytes]:
+        if type(obj) is list:
+            self.lists.append(len(obj))
+        return super().dumps_typed(obj)
+
+
+class TestSerializedOnce:
+    """A list that extends the one the saver last returned or put (the same item objects, as LangGraph's reducers
+    hand them on) has only its new items serialized; anything else is serialized whole, as before."""
+
+    @staticmethod
+    def chat(count: int, prefix: str = "m") -> list[BaseMessage]:
+        return [HumanMessage(f"{prefix}{index}", id=f"{prefix}{index}") for index in range(count)]
+
+    def put_chat(self, saver: EventStoreSaver, parent: RunnableConfig, checkpoint_id: str, messages: list[Any],
+                 version: int) -> RunnableConfig:
+        return saver.put(parent, checkpoint(checkpoint_id, {"m": messages}, {"m": version}), {"step": version},
+                         {"m": version})
+
+    def latest_messages(self, saver: EventStoreSaver, checkpoint_id: str | None = None) -> list[Any]:
+        found = saver.get_tuple(config("t", "", checkpoint_id))
+        assert found is not None
+        messages: list[Any] = found.checkpoint["channel_values"]["m"]
+        return messages
+
+    def test_a_put_after_a_load_serializes_the_added_items_only(self, store: SessionStore):
+        serde = CountingSerializer()
+        saver = EventStoreSaver(store, serde=serde)
+        first = self.put_chat(saver, config("t", ""), "1ef1", self.chat(50), 1)
+        extended = [*self.latest_messages(saver), HumanMessage("new", id="new")]
+        serde.lists.clear()
+        second = self.put_chat(saver, first, "1ef2", extended, 2)
+        assert [1] == serde.lists
+        again = [*extended, HumanMessage("newer", id="newer")]  # from the put's own objects, no load between
+        self.put_chat(saver, second, "1ef3", again, 3)
+        assert [1, 1] == serde.lists
+        assert again == self.latest_messages(EventStoreSaver(store))
+        assert extended == self.latest_messages(EventStoreSaver(store), "1ef2")
+
+    def test_a_replaced_item_or_another_base_serializes_the_whole_list(self, store: SessionStore):
+        serde = CountingSerializer()
+        saver = EventStoreSaver(store, serde=serde)
+        first = self.put_chat(saver, config("t", ""), "1ef1", self.chat(3), 1)
+        second = self.put_chat(saver, first, "1ef2", [*self.latest_messages(saver), *self.chat(1, "x")], 2)
+        loaded = self.latest_messages(saver)
+        serde.lists.clear()
+        # An item replaced by an equal-looking new object with other content: not the objects last returned.
+        changed = [HumanMessage("changed", id="m0"), *loaded[1:], *self.chat(1, "y")]
+        self.put_chat(saver, second, "1ef3", changed, 3)
+        # A branch from the first checkpoint with the latest list's objects: its base is the first's list.
+        branch = [*loaded, *self.chat(1, "z")]
+        self.put_chat(saver, first, "1ef4", branch, 2)
+        assert [5, 5] == serde.lists
+        fresh = EventStoreSaver(store)
+        assert changed == self.latest_messages(fresh, "1ef3")
+        assert branch == self.latest_messages(fresh, "1ef4")
+        assert [*self.chat(3), *self.chat(1, "x")] == self.latest_messages(fresh, "1ef2")
 
 
 def saver_message(kind: str) -> ChatMessage:
