@@ -68,6 +68,7 @@ MAX_TAIL_DEPTH = 32
 Version = str | int | float
 
 
+@functools.lru_cache(maxsize=1 << 12)
 def session_key(thread_id: str, namespace: str) -> str:
     """The key of the session that holds the checkpoints of ``thread_id`` in ``namespace``."""
     return f"{thread_prefix(thread_id)}{_encoded(namespace)}"
@@ -348,6 +349,7 @@ class Records:
         writes: each checkpoint id and the positions of the writes messages written at it, in order.
         whole: whether ``messages`` are the whole session, or only its last ones: then a read that needs a
             message before them raises ``Unreached``.
+        newest: the greatest checkpoint id of ``positions`` (checkpoint ids sort by time).
     """
 
     messages: Sequence[ChatMessage]
@@ -355,8 +357,11 @@ class Records:
     positions: Mapping[str, int]
     writes: Mapping[str, Sequence[int]]
     whole: bool = True
+    newest: str | None = None
     #: The lists ``items`` joined, by checkpoint and channel: bytes, which no caller can change.
     _joined: dict[tuple[str, str], Items] = attrs.field(factory=dict, eq=False, repr=False)
+    #: The payloads read, by position: the saver's own (a caller gets copies of what they hold, never them).
+    _payloads: dict[int, dict[str, Any]] = attrs.field(factory=dict, eq=False, repr=False)
 
     @classmethod
     def last(cls, messages: Sequence[ChatMessage]) -> Records:
@@ -378,6 +383,7 @@ class Records:
         positions: dict[str, int] = {} if kept is None else dict(kept.positions)
         writes: dict[str, Sequence[int]] = {} if kept is None else dict(kept.writes)
         joined = {} if kept is None else dict(kept._joined)
+        newest = None if kept is None else kept.newest
         for position in range(start, len(headers)):
             head = headers[position]
             if head is None:
@@ -386,9 +392,11 @@ class Records:
                 if head.checkpoint_id in positions:  # put again: what was joined may have read the one replaced
                     joined = {}
                 positions[head.checkpoint_id] = position
+                newest = head.checkpoint_id if newest is None else max(newest, head.checkpoint_id)
             else:
                 writes[head.checkpoint_id] = [*writes.get(head.checkpoint_id, ()), position]
-        return cls(messages, headers, positions, writes, joined=joined)
+        return cls(messages, headers, positions, writes, newest=newest, joined=joined,
+                   payloads={} if kept is None else kept._payloads)  # the same message at each position
 
     def latest(self) -> str | None:
         """The id of the newest checkpoint (checkpoint ids sort by time).
@@ -398,7 +406,7 @@ class Records:
         after it. ``Unreached`` when the messages do not go back to ``seen``, or the header has no ``latest``.
         """
         if self.whole:
-            return max(self.positions, default=None)
+            return self.newest
         checkpoints = (head for head in reversed(self.headers) if head is not None and head.role == CHECKPOINT)
         last = next(checkpoints, None)
         if last is None or last.latest is None or last.seen is None:
@@ -455,10 +463,17 @@ class Records:
         return found
 
     def payload(self, checkpoint_id: str) -> dict[str, Any]:
-        return _payload_of(self.messages[self.positions[checkpoint_id]])
+        return self._payload_at(self.positions[checkpoint_id])
+
+    def _payload_at(self, position: int) -> dict[str, Any]:
+        found = self._payloads.get(position)
+        if found is None:
+            found = self._payloads[position] = _payload_of(self.messages[position])
+        return found
 
     def metadata(self, checkpoint_id: str) -> dict[str, Any]:
-        metadata: dict[str, Any] = self.payload(checkpoint_id)["metadata"]
+        """The checkpoint's metadata (a copy)."""
+        metadata: dict[str, Any] = _jsonable(self.payload(checkpoint_id)["metadata"])
         return metadata
 
     def items(self, supplier: str, channel: str) -> Items | None:
@@ -545,7 +560,7 @@ class Records:
         return CheckpointTuple(
             config=checkpoint_config(thread_id, namespace, checkpoint_id),
             checkpoint=cast(Checkpoint, {**body, "channel_values": values}),
-            metadata=payload["metadata"],
+            metadata=self.metadata(checkpoint_id),
             parent_config=None if parent_id is None else checkpoint_config(thread_id, namespace, parent_id),
             pending_writes=self.pending_writes(serde, checkpoint_id),
         ), lists
@@ -559,7 +574,7 @@ class Records:
             raise Unreached  # writes begun before the checkpoint's put landed before these messages
         chosen: dict[tuple[str, int], tuple[str, list[Any]]] = {}
         for position in positions:
-            payload = _payload_of(self.messages[position])
+            payload = self._payload_at(position)
             for row in payload["writes"]:
                 if row[0] < 0 or (payload["task"], row[0]) not in chosen:
                     chosen[(payload["task"], row[0])] = (payload["path"], row)

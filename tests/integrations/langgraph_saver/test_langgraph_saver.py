@@ -352,6 +352,21 @@ class TestRaces:
             (found.checkpoint["id"], found.checkpoint["channel_values"]) for found in saver.list(config("t", ""))]
 
 
+def test_what_a_read_returns_is_the_callers_to_change(saver: EventStoreSaver):
+    """The saver keeps what it read of a session; changing a returned checkpoint changes nothing it reads later."""
+    _, _, third = put_three(saver)
+    saver.put_writes(third, [("a", [5])], "task-1")
+    for found in (saver.get_tuple(third), *saver.list(config("t", ""))):
+        assert found is not None
+        found.metadata["step"] = "changed"
+        found.checkpoint["channel_values"]["a"] = "changed"
+        for _, _, value in found.pending_writes or ():
+            value.append("changed")
+    assert [("1ef3", 1, 2, [("task-1", "a", [5])]), ("1ef2", 0, 2, []), ("1ef1", -1, 1, [])] == [
+        (found.checkpoint["id"], found.metadata["step"], found.checkpoint["channel_values"]["a"],
+         found.pending_writes) for found in (saver.get_tuple(third), *list(saver.list(config("t", "")))[1:]) if found]
+
+
 class CountingSerializer(JsonPlusSerializer):
     """LangGraph's serializer, noting the length of each list it serializes."""
 
