@@ -560,7 +560,7 @@ class Records:
         return CheckpointTuple(
             config=checkpoint_config(thread_id, namespace, checkpoint_id),
             checkpoint=cast(Checkpoint, {**body, "channel_values": values}),
-            metadata=self.metadata(checkpoint_id),
+            metadata=cast(CheckpointMetadata, self.metadata(checkpoint_id)),
             parent_config=None if parent_id is None else checkpoint_config(thread_id, namespace, parent_id),
             pending_writes=self.pending_writes(serde, checkpoint_id),
         ), lists
