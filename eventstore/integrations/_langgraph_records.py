@@ -11,10 +11,12 @@ decodes only the payloads it returns; the payload holds the rest:
   channels that changed in this checkpoint (its ``new_versions``);
 * ``writes``: ``{"task": id, "path": task path, "writes": [[idx, channel, *blob], ...]}``.
 
-A blob is ``[type, base64 of the bytes]`` as the saver's serializer typed them (``["empty", ""]``: the channel
-has no value at that version), or, for a list that extends the value its parent checkpoint read (a chat's
-``messages``), the tail that the checkpoint added: ``["tail", the parent's version of the channel, item count,
-base64 of the items]``. LangGraph stores a channel's whole value at every checkpoint that changes it, so without
+A blob is ``[type, *bytes]`` as the saver's serializer typed them (``["empty", ""]``: the channel has no value
+at that version), or, for a list that extends the value its parent checkpoint read (a chat's ``messages``), the
+tail that the checkpoint added: ``["tail", the parent's version of the channel, item count, *bytes of the
+items]``. ``*bytes`` is ``text, "latin-1"`` (the bytes as text, one character a byte) when JSON keeps that no
+longer than base64, as it does a serializer's msgpack, else ``base64``; blobs stored before the text form are
+all base64 and read as before. LangGraph stores a channel's whole value at every checkpoint that changes it, so without
 tails a thread would hold its message list once per turn. A tail is only written when the serializer typed both
 values as msgpack arrays and the new one's items start with the old one's bytes (msgpack is self-delimiting, so
 the leading items are then equal); a reducer that removed or replaced an item gets the whole value stored. A load
@@ -61,6 +63,12 @@ KEY_PREFIX = "langgraph/"
 CHECKPOINT, WRITES = "checkpoint", "writes"
 _EMPTY = ("empty", "")
 _MSGPACK, _TAIL = "msgpack", "tail"
+#: Follows bytes stored as text, one character a byte (``bytes.decode("latin-1")``), rather than as base64.
+_AS_TEXT = "latin-1"
+#: Bytes that JSON writes longer: a control character as a six-byte escape; a quote or a backslash as two bytes,
+#: and so a byte of 128 or more (its character, U+0080 to U+00FF, is two bytes of UTF-8).
+_ESCAPED_AS_SIX = bytes(range(32))
+_WRITTEN_AS_TWO = b'"\\' + bytes(range(128, 256))
 #: The most tails a list value is read through: one more, and a put stores the whole value again. A load decodes
 #: one small payload per tail; a whole value costs the list's full size once more in the thread.
 MAX_TAIL_DEPTH = 32
@@ -152,13 +160,28 @@ def _content(fields: Mapping[str, Any]) -> str:
     return json.dumps({name: value for name, value in fields.items() if value is not None}, separators=(",", ":"))
 
 
+def _stored_bytes(data: bytes) -> list[str]:
+    """Bytes as a blob stores them: as text, one character a byte, when its JSON is no longer than base64 (it
+    decodes several times faster), else as base64. A serializer's msgpack is mostly text: it is the shorter."""
+    escaped = len(data) - len(data.translate(None, _ESCAPED_AS_SIX))
+    doubled = len(data) - len(data.translate(None, _WRITTEN_AS_TWO))
+    if len(data) + 5 * escaped + doubled <= (len(data) + 2) // 3 * 4:
+        return [data.decode("latin-1"), _AS_TEXT]
+    return [base64.b64encode(data).decode("ascii")]
+
+
+def _read_bytes(stored: Sequence[Any]) -> bytes:
+    """The bytes ``_stored_bytes`` made ``stored`` of (a blob's last item, or two)."""
+    return stored[0].encode("latin-1") if len(stored) == 2 and stored[1] == _AS_TEXT else base64.b64decode(stored[0])
+
+
 def _blob(serde: SerializerProtocol, value: Any) -> list[str]:
     kind, data = serde.dumps_typed(value)
-    return [kind, base64.b64encode(data).decode("ascii")]
+    return [kind, *_stored_bytes(data)]
 
 
 def _value(serde: SerializerProtocol, blob: Sequence[str]) -> Any:
-    return serde.loads_typed((blob[0], base64.b64decode(blob[1])))
+    return serde.loads_typed((blob[0], _read_bytes(blob[1:])))
 
 
 def _array_shape(data: bytes) -> tuple[int, int] | None:
@@ -193,7 +216,7 @@ class Items:
 
     def blob(self) -> list[str]:
         """The value as a whole blob."""
-        return [_MSGPACK, base64.b64encode(_array_header(self.count) + self.body).decode("ascii")]
+        return [_MSGPACK, *_stored_bytes(_array_header(self.count) + self.body)]
 
     def value(self, serde: SerializerProtocol) -> Any:
         return serde.loads_typed((_MSGPACK, _array_header(self.count) + self.body))
@@ -235,13 +258,13 @@ def _list_blob(serde: SerializerProtocol, value: list[Any], base: Base | None) -
         kind, data = serde.dumps_typed(value)
         shape = _array_shape(data) if kind == _MSGPACK else None
         if shape is None:
-            return [kind, base64.b64encode(data).decode("ascii")], None
+            return [kind, *_stored_bytes(data)], None
         header_length = shape[1]
     encoded = Encoded(tuple(value), data[header_length:])
     if base is None or base.items.depth >= MAX_TAIL_DEPTH or not encoded.body.startswith(base.items.body):
-        return [_MSGPACK, base64.b64encode(data).decode("ascii")], encoded
+        return [_MSGPACK, *_stored_bytes(data)], encoded
     tail = encoded.body[len(base.items.body):]
-    return [_TAIL, base.version, len(value) - base.items.count, base64.b64encode(tail).decode("ascii")], encoded
+    return [_TAIL, base.version, len(value) - base.items.count, *_stored_bytes(tail)], encoded
 
 
 def _added(serde: SerializerProtocol, value: list[Any], base: Base | None) -> bytes | None:
@@ -258,13 +281,13 @@ def _added(serde: SerializerProtocol, value: list[Any], base: Base | None) -> by
 
 
 def _whole_items(blob: Sequence[Any], supplier: str) -> Items | None:
-    data = base64.b64decode(blob[1]) if blob[0] == _MSGPACK else b""
+    data = _read_bytes(blob[1:]) if blob[0] == _MSGPACK else b""
     shape = _array_shape(data)
     return None if shape is None else Items(shape[0], data[shape[1]:], 0, (supplier,))
 
 
 def _is_tail(blob: Sequence[Any]) -> bool:
-    return len(blob) == 4  # a whole value's blob has two items, whatever its serializer named its type
+    return len(blob) >= 4  # a whole value's blob has two or three items, whatever its serializer named its type
 
 
 def _jsonable(value: Any) -> Any:
@@ -493,8 +516,8 @@ class Records:
                                              f"list")
                     return None
                 break
-            _, base_version, count, encoded = blob
-            tails.append((count, base64.b64decode(encoded)))
+            base_version, count = blob[1], blob[2]
+            tails.append((count, _read_bytes(blob[3:])))
             parent_id = self._header(used[-1]).parent_id
             found = None if parent_id is None else self.suppliers(parent_id, {channel: base_version}).get(channel)
             if found is None or found in used:

@@ -4,6 +4,8 @@ gives (every change an event, deletions and prunes undone by ``restore``), and i
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -34,7 +36,7 @@ from eventstore import (
 )
 from eventstore.events import MessageAppended, SessionForked
 from eventstore.integrations import langgraph as langgraph_saver
-from eventstore.integrations._langgraph_records import CHECKPOINT, WRITES, Records
+from eventstore.integrations._langgraph_records import CHECKPOINT, WRITES, Records, _read_bytes, _stored_bytes
 from eventstore.integrations.langgraph import EventStoreSaver, _advance, _Commit, _Done
 from eventstore.storage import MemoryStorage
 
@@ -365,6 +367,19 @@ def test_what_a_read_returns_is_the_callers_to_change(saver: EventStoreSaver):
     assert [("1ef3", 1, 2, [("task-1", "a", [5])]), ("1ef2", 0, 2, []), ("1ef1", -1, 1, [])] == [
         (found.checkpoint["id"], found.metadata["step"], found.checkpoint["channel_values"]["a"],
          found.pending_writes) for found in (saver.get_tuple(third), *list(saver.list(config("t", "")))[1:]) if found]
+
+
+@given(st.binary(max_size=64))
+@example(b"\x00\x01\x02\x1f\x00\x00")  # control characters: six bytes each as JSON text, base64 is shorter
+@example('\x94\xa5hello\xa7content "quoted" é'.encode())  # a serializer's msgpack: mostly text
+def test_a_blob_keeps_bytes_as_text_when_no_longer_than_base64(data: bytes):
+    stored = _stored_bytes(data)
+    assert data == _read_bytes(stored)
+    assert len(json.dumps(stored[0], ensure_ascii=False).encode()) <= len(base64.b64encode(data)) + 2
+    if b"hello" in data:
+        assert "latin-1" == stored[-1]
+    elif data.startswith(b"\x00\x01"):
+        assert [base64.b64encode(data).decode()] == stored
 
 
 class CountingSerializer(JsonPlusSerializer):
