@@ -72,6 +72,8 @@ _WRITTEN_AS_TWO = b'"\\' + bytes(range(128, 256))
 #: The most tails a list value is read through: one more, and a put stores the whole value again. A load decodes
 #: one small payload per tail; a whole value costs the list's full size once more in the thread.
 MAX_TAIL_DEPTH = 32
+#: The most decoded payloads a session's records keep (a warm read decodes again none of those it needs).
+PAYLOADS_KEPT = 64
 
 Version = str | int | float
 
@@ -491,6 +493,8 @@ class Records:
     def _payload_at(self, position: int) -> dict[str, Any]:
         found = self._payloads.get(position)
         if found is None:
+            if len(self._payloads) >= PAYLOADS_KEPT:  # a list of a long thread reads them all: keep memory bounded
+                self._payloads.clear()
             found = self._payloads[position] = _payload_of(self.messages[position])
         return found
 

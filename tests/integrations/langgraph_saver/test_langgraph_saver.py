@@ -36,7 +36,15 @@ from eventstore import (
 )
 from eventstore.events import MessageAppended, SessionForked
 from eventstore.integrations import langgraph as langgraph_saver
-from eventstore.integrations._langgraph_records import CHECKPOINT, WRITES, Records, _read_bytes, _stored_bytes
+from eventstore.integrations._langgraph_records import (
+    CHECKPOINT,
+    PAYLOADS_KEPT,
+    WRITES,
+    Records,
+    _read_bytes,
+    _stored_bytes,
+    session_key,
+)
 from eventstore.integrations.langgraph import EventStoreSaver, _advance, _Commit, _Done
 from eventstore.storage import MemoryStorage
 
@@ -367,6 +375,16 @@ def test_what_a_read_returns_is_the_callers_to_change(saver: EventStoreSaver):
     assert [("1ef3", 1, 2, [("task-1", "a", [5])]), ("1ef2", 0, 2, []), ("1ef1", -1, 1, [])] == [
         (found.checkpoint["id"], found.metadata["step"], found.checkpoint["channel_values"]["a"],
          found.pending_writes) for found in (saver.get_tuple(third), *list(saver.list(config("t", "")))[1:]) if found]
+
+
+def test_a_long_threads_records_keep_a_bounded_number_of_decoded_payloads(saver: EventStoreSaver):
+    parent = config("t", "")
+    for step in range(PAYLOADS_KEPT + 6):
+        parent = saver.put(parent, checkpoint(f"1ef{step:03d}", {"a": step}, {"a": step + 1}), {"step": step},
+                           {"a": step + 1})
+    listed = list(saver.list(config("t", "")))
+    assert list(range(PAYLOADS_KEPT + 5, -1, -1)) == [found.checkpoint["channel_values"]["a"] for found in listed]
+    assert 0 < len(saver._records[session_key("t", "")]._payloads) <= PAYLOADS_KEPT
 
 
 @given(st.binary(max_size=64))
