@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import itertools
 import json
 import operator
 from collections.abc import Iterable, Mapping, Sequence
@@ -224,18 +225,118 @@ class Items:
         return serde.loads_typed((_MSGPACK, _array_header(self.count) + self.body))
 
 
+#: Values whose bytes a change in place cannot reach: a fingerprint holds them and looks no further.
+_LEAVES = frozenset({str, int, float, bool, bytes, type(None)})
+_values = operator.methodcaller("values")
+#: How far below a list's items a fingerprint looks: their fields (a message's ``content``, ``id``,
+#: ``tool_calls``, ...), the entries of the lists and dicts among those (a content block, a tool call, an
+#: ``additional_kwargs`` value), and those entries' own (a content block's ``text``, a tool call's ``args``).
+FINGERPRINT_DEPTH = 3
+
+
+#: A fingerprint's part: the values held at one path (a group of values of one kind, under the group that held
+#: them), and how many each value of the group above held.
+_Part = tuple[tuple[Any, ...], tuple[int, ...]]
+
+
+@attrs.frozen(eq=False)
+class Fingerprint:
+    """What a list's items' bytes are made of, down to ``FINGERPRINT_DEPTH``: the values the items hold (their
+    fields, a dict's keys and values, a list's items), grouped by kind, and the values those hold in turn, with
+    each one's size. The values themselves, not their ids: held, none is freed and its id taken by a new object.
+    Groups keep the items' order, so the fingerprint of a list that grew is the old one joined to the new items'."""
+
+    parts: Mapping[tuple[Any, ...], _Part]
+
+    @classmethod
+    def of(cls, items: Sequence[Any]) -> Fingerprint | None:
+        """The items' fingerprint; ``None`` if an item's fields cannot be seen (no ``__dict__``: slots)."""
+        parts: dict[tuple[Any, ...], _Part] = {}
+        return cls(parts) if _look_into(list(items), FINGERPRINT_DEPTH, (), parts, opaque=False) else None
+
+    def same(self, other: Fingerprint | None) -> bool:
+        """Whether ``other`` holds the very same values, in the same shape."""
+        return other is not None and self.parts.keys() == other.parts.keys() and all(
+            _same_part(part, other.parts[path]) for path, part in self.parts.items())
+
+    def joined(self, added: Fingerprint) -> Fingerprint:
+        """The fingerprint of these items followed by those of ``added``."""
+        empty: _Part = ((), ())
+        return Fingerprint({path: (mine[0] + theirs[0], mine[1] + theirs[1])
+                            for path in dict.fromkeys([*self.parts, *added.parts])
+                            for mine, theirs in [(self.parts.get(path, empty), added.parts.get(path, empty))]})
+
+
+def _same_part(part: _Part, other: _Part) -> bool:
+    return part[1] == other[1] and len(part[0]) == len(other[0]) and all(map(operator.is_, part[0], other[0]))
+
+
+def _look_into(values: list[Any], depth: int, path: tuple[Any, ...], parts: dict[tuple[Any, ...], _Part],
+               opaque: bool) -> bool:
+    """Add to ``parts`` what ``values`` hold, by kind, and below, to ``depth`` levels; a value that holds nothing it
+    could change in place (a string, a number) holds nothing. An object whose fields cannot be seen is taken as it
+    is where ``opaque`` allows (a datetime, a UUID); else ``False``. Whole groups go through C iterators, and the
+    fields of objects of one class by column (a message's ``content`` of every message, its ``additional_kwargs``
+    of every message, ...): a Python step per item would cost nearly what serializing the item does."""
+    kinds = list(map(type, values))
+    present = set(kinds)
+    if present <= _LEAVES:
+        return True
+    groups: list[tuple[Any, Iterable[Any], Iterable[int]]] = []
+    for kind in present - _LEAVES:
+        alike = values if len(present) == 1 else list(itertools.compress(values, map({kind}.__contains__, kinds)))
+        if kind is dict or issubclass(kind, dict):
+            groups.append((kind, itertools.chain.from_iterable(itertools.chain.from_iterable(map(dict.items, alike))),
+                           map(len, alike)))
+        elif kind is list or kind is tuple or issubclass(kind, (list, tuple)):
+            groups.append((kind, itertools.chain.from_iterable(alike), map(len, alike)))
+        elif kind.__dictoffset__:  # its fields are in a __dict__ (a pydantic model's too, an attrs class's)
+            rows = list(map(_values, map(vars, alike)))
+            fields = list(map(len, rows))
+            groups.append((kind, (), fields))
+            if len(set(fields)) == 1:  # the same fields in each: one group a field
+                groups.extend(((kind, field), column, ()) for field, column in enumerate(zip(*rows)))
+            else:
+                groups.append(((kind, None), itertools.chain.from_iterable(rows), ()))
+            if hasattr(kind, "__pydantic_extra__"):  # a pydantic model's undeclared fields, kept apart
+                groups.append(((kind, "extra"), map(operator.attrgetter("__pydantic_extra__"), alike), ()))
+        elif not opaque:
+            return False
+    for kind, held, sizes in groups:
+        part = parts[(*path, kind)] = (tuple(held), tuple(sizes))
+        if part[0] and depth > 1 and not _look_into(list(part[0]), depth - 1, (*path, kind), parts, opaque=True):
+            return False
+    return True
+
+
 @attrs.frozen(eq=False)
 class Encoded:
-    """A list value the saver read or put, and its items' msgpack bytes (``Items.body``): a put of a list whose
-    first items are these very objects serializes only the items after them. LangGraph's reducers hand a channel's
-    items on as they are (``add_messages`` copies the list, not the messages); an item changed in place, which
-    LangGraph asks nodes not to do, would keep the bytes it had when read or put."""
+    """A list value the saver read or put, its items' msgpack bytes (``Items.body``), and its items'
+    ``Fingerprint`` taken when those bytes were made: a put of a list whose first items are these very objects,
+    their fingerprint unchanged, serializes only the items after them. LangGraph's reducers hand a channel's
+    items on as they are (``add_messages`` copies the list, not the messages); a node that changes one in place
+    (which LangGraph asks nodes not to do) changes the fingerprint, unless the change is deeper than it looks,
+    and the list is serialized whole."""
 
     objects: tuple[Any, ...]
     body: bytes
+    fingerprint: Fingerprint | None
+
+    @classmethod
+    def taken(cls, value: Sequence[Any], body: bytes) -> Encoded:
+        """``value``, whose items' bytes ``body`` has just been made of."""
+        return cls(tuple(value), body, Fingerprint.of(value))
 
     def extended_by(self, value: list[Any]) -> bool:
-        return len(value) >= len(self.objects) and all(map(operator.is_, self.objects, value))
+        count = len(self.objects)
+        return (self.fingerprint is not None and len(value) >= count and all(map(operator.is_, self.objects, value))
+                and self.fingerprint.same(Fingerprint.of(value[:count])))
+
+    def extended(self, value: list[Any], body: bytes) -> Encoded:
+        """``value``, which ``extended_by`` accepted, with ``body``: its items' bytes, these items' and the new."""
+        assert self.fingerprint is not None
+        added = Fingerprint.of(value[len(self.objects):])
+        return Encoded(tuple(value), body, None if added is None else self.fingerprint.joined(added))
 
 
 @attrs.frozen
@@ -252,17 +353,17 @@ def _list_blob(serde: SerializerProtocol, value: list[Any], base: Base | None) -
     """The blob of a channel's new value: the tail it adds to ``base`` when it extends it, else the whole; and the
     value with its items' bytes, when it is a msgpack array."""
     added = _added(serde, value, base)
-    if added is not None:  # the base's items are these objects: only the ones after them were serialized
-        assert base is not None
+    if added is not None:  # the base's items are these objects, unchanged: only the ones after them were serialized
+        assert base is not None and base.encoded is not None
         array_header = _array_header(len(value))
-        data, header_length = b"".join([array_header, base.items.body, added]), len(array_header)
+        data = b"".join([array_header, base.items.body, added])
+        encoded = base.encoded.extended(value, data[len(array_header):])
     else:
         kind, data = serde.dumps_typed(value)
         shape = _array_shape(data) if kind == _MSGPACK else None
         if shape is None:
             return [kind, *_stored_bytes(data)], None
-        header_length = shape[1]
-    encoded = Encoded(tuple(value), data[header_length:])
+        encoded = Encoded.taken(value, data[shape[1]:])
     if base is None or base.items.depth >= MAX_TAIL_DEPTH or not encoded.body.startswith(base.items.body):
         return [_MSGPACK, *_stored_bytes(data)], encoded
     tail = encoded.body[len(base.items.body):]
@@ -271,9 +372,9 @@ def _list_blob(serde: SerializerProtocol, value: list[Any], base: Base | None) -
 
 def _added(serde: SerializerProtocol, value: list[Any], base: Base | None) -> bytes | None:
     """The msgpack bytes of the items ``value`` adds to ``base``'s, serialized alone, when its first items are
-    the objects whose bytes ``base`` holds; ``None`` otherwise. Only for LangGraph's own serializer, which
-    encodes an item the same wherever it stands (msgpack is self-delimiting: an array is its header and its
-    items' bytes)."""
+    the objects whose bytes ``base`` holds, their fingerprint unchanged; ``None`` otherwise. Only for LangGraph's
+    own serializer, which encodes an item the same wherever it stands (msgpack is self-delimiting: an array is its
+    header and its items' bytes)."""
     if (base is None or base.encoded is None or not isinstance(serde, JsonPlusSerializer)
             or not base.encoded.extended_by(value)):
         return None
@@ -580,7 +681,7 @@ class Records:
             if items is not None:
                 values[channel] = items.value(serde)
                 if type(values[channel]) is list:
-                    lists[channel] = Encoded(tuple(values[channel]), items.body)
+                    lists[channel] = Encoded.taken(values[channel], items.body)
             elif blob[0] != _EMPTY[0]:
                 values[channel] = _value(serde, blob)
         parent_id = self._header(checkpoint_id).parent_id
