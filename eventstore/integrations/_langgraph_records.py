@@ -666,11 +666,12 @@ class Records:
     def checkpoint_tuple(self, serde: SerializerProtocol, checkpoint_id: str, thread_id: str,
                          namespace: str) -> CheckpointTuple:
         """The checkpoint as ``get_tuple`` returns it: its channel values found along its chain, its writes."""
-        return self.read(serde, checkpoint_id, thread_id, namespace)[0]
+        return self.read(serde, checkpoint_id, thread_id, namespace, encoded=False)[0]
 
-    def read(self, serde: SerializerProtocol, checkpoint_id: str, thread_id: str,
-             namespace: str) -> tuple[CheckpointTuple, dict[str, Encoded]]:
-        """``checkpoint_tuple``, and its list values with their bytes (for a put after it: ``Base.encoded``)."""
+    def read(self, serde: SerializerProtocol, checkpoint_id: str, thread_id: str, namespace: str,
+             encoded: bool = True) -> tuple[CheckpointTuple, dict[str, Encoded]]:
+        """``checkpoint_tuple``, and, if ``encoded``, its list values with their bytes and fingerprints (for a put
+        after it: ``Base.encoded``; a fingerprint costs about a third of serializing the list)."""
         payload = self.payload(checkpoint_id)
         body = _value(serde, payload["checkpoint"])
         values: dict[str, Any] = {}
@@ -680,7 +681,7 @@ class Records:
             items = self.items(supplier, channel) if _is_tail(blob) or blob[0] == _MSGPACK else None
             if items is not None:
                 values[channel] = items.value(serde)
-                if type(values[channel]) is list:
+                if encoded and type(values[channel]) is list:
                     lists[channel] = Encoded.taken(values[channel], items.body)
             elif blob[0] != _EMPTY[0]:
                 values[channel] = _value(serde, blob)
