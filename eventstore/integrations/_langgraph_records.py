@@ -252,7 +252,7 @@ class Fingerprint:
     def of(cls, items: Sequence[Any]) -> Fingerprint | None:
         """The items' fingerprint; ``None`` if an item's fields cannot be seen (no ``__dict__``: slots)."""
         parts: dict[tuple[Any, ...], _Part] = {}
-        return cls(parts) if _look_into(list(items), FINGERPRINT_DEPTH, (), parts, opaque=False) else None
+        return cls(parts) if _look_into(items, FINGERPRINT_DEPTH, (), parts, opaque=False) else None
 
     def same(self, other: Fingerprint | None) -> bool:
         """Whether ``other`` holds the very same values, in the same shape."""
@@ -271,20 +271,20 @@ def _same_part(part: _Part, other: _Part) -> bool:
     return part[1] == other[1] and len(part[0]) == len(other[0]) and all(map(operator.is_, part[0], other[0]))
 
 
-def _look_into(values: list[Any], depth: int, path: tuple[Any, ...], parts: dict[tuple[Any, ...], _Part],
+def _look_into(values: Sequence[Any], depth: int, path: tuple[Any, ...], parts: dict[tuple[Any, ...], _Part],
                opaque: bool) -> bool:
     """Add to ``parts`` what ``values`` hold, by kind, and below, to ``depth`` levels; a value that holds nothing it
     could change in place (a string, a number) holds nothing. An object whose fields cannot be seen is taken as it
     is where ``opaque`` allows (a datetime, a UUID); else ``False``. Whole groups go through C iterators, and the
     fields of objects of one class by column (a message's ``content`` of every message, its ``additional_kwargs``
     of every message, ...): a Python step per item would cost nearly what serializing the item does."""
-    kinds = list(map(type, values))
-    present = set(kinds)
+    present = set(map(type, values))
     if present <= _LEAVES:
         return True
+    kinds = list(map(type, values)) if len(present) > 1 else []
     groups: list[tuple[Any, Iterable[Any], Iterable[int]]] = []
     for kind in present - _LEAVES:
-        alike = values if len(present) == 1 else list(itertools.compress(values, map({kind}.__contains__, kinds)))
+        alike = values if not kinds else list(itertools.compress(values, map({kind}.__contains__, kinds)))
         if kind is dict or issubclass(kind, dict):
             groups.append((kind, itertools.chain.from_iterable(itertools.chain.from_iterable(map(dict.items, alike))),
                            map(len, alike)))
@@ -304,7 +304,7 @@ def _look_into(values: list[Any], depth: int, path: tuple[Any, ...], parts: dict
             return False
     for kind, held, sizes in groups:
         part = parts[(*path, kind)] = (tuple(held), tuple(sizes))
-        if part[0] and depth > 1 and not _look_into(list(part[0]), depth - 1, (*path, kind), parts, opaque=True):
+        if part[0] and depth > 1 and not _look_into(part[0], depth - 1, (*path, kind), parts, opaque=True):
             return False
     return True
 
