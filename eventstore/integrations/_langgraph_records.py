@@ -54,9 +54,9 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from eventstore import REDACTED, ChatMessage, StoreCorrupted
 
-__all__ = ["KEY_PREFIX", "CHECKPOINT", "WRITES", "MAX_TAIL_DEPTH", "Header", "Items", "Encoded", "Base", "Known",
-           "Records", "Unreached", "session_key", "thread_prefix", "key_parts", "header", "list_channels",
-           "checkpoint_message", "writes_message", "checkpoint_config"]
+__all__ = ["KEY_PREFIX", "CHECKPOINT", "WRITES", "MAX_TAIL_DEPTH", "FINGERPRINT_DEPTH", "Header", "Items",
+           "Fingerprint", "Encoded", "Base", "Known", "Records", "Unreached", "session_key", "thread_prefix",
+           "key_parts", "header", "list_channels", "checkpoint_message", "writes_message", "checkpoint_config"]
 
 #: Every session of the saver has a key starting with this.
 KEY_PREFIX = "langgraph/"

@@ -9,7 +9,9 @@ edited message, as read by a saver freshly opened on the store, not the bytes th
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import operator
+import uuid
 from collections.abc import Callable
 from typing import Annotated, Any, TypedDict
 
@@ -20,6 +22,7 @@ from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from eventstore import SessionStore
+from eventstore.integrations._langgraph_records import Fingerprint
 from eventstore.integrations.langgraph import EventStoreSaver
 
 from .test_langgraph_saver import CountingSerializer
@@ -211,3 +214,12 @@ def test_an_item_of_a_plain_list_changed_in_place_is_recorded_changed(store: Ses
                                                                      durability="sync")
     fresh = builder.compile(checkpointer=EventStoreSaver(store))
     assert [make("edited"), make("note 1"), make("input 1"), make("note 3")] == fresh.get_state(THREAD).values["notes"]
+
+
+def test_values_a_fingerprint_cannot_look_into_below_the_items_leave_the_fast_path_on():
+    """A datetime or a UUID in a message's fields has no ``__dict__`` (nor can it change): it is held as it is."""
+    message = AIMessage("answer", additional_kwargs={"at": datetime.datetime(2026, 12, 4), "trace": uuid.UUID(int=7)})
+    taken = Fingerprint.of([message])
+    assert taken is not None and taken.same(Fingerprint.of([message]))
+    message.additional_kwargs["trace"] = uuid.UUID(int=8)
+    assert not taken.same(Fingerprint.of([message]))
