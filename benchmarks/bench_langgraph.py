@@ -19,9 +19,10 @@ call's median and p99 with the ratio SQLite/peer (above 1: the peer is faster), 
 of the call (LangGraph's background threads included), with the same ratio.
 
 With ``--put-parts`` it prints instead where a put's CPU time goes with no flush at all (``Durability.OFF``): the
-read of the thread (cached after the first), the parent's list found for the tail, the message made (of which
-LangGraph's serializer making the new list's bytes, which every saver pays, is timed alone too), and the store's
-append.
+read of the thread (cached after the first), the parent's list found for the tail, the message made (the list's
+added items serialized: its other items are the objects the saver returned, their fingerprint checked unchanged,
+which is timed apart too), and the store's append; and, for comparison, LangGraph's serializer making the whole new
+list's bytes, which ``SqliteSaver``'s put pays.
 
 A last row is the floor of a durable put: the bytes each peer's puts passed to write calls (median), as random
 4 KB pages written and flushed by ``bench_core``'s probe, with no database: LMDB's protocol (the pages, one
@@ -51,7 +52,7 @@ from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from eventstore import Durability, SessionStore
-from eventstore.integrations._langgraph_records import checkpoint_message, list_channels
+from eventstore.integrations._langgraph_records import Fingerprint, checkpoint_message, list_channels
 from eventstore.integrations.langgraph import EventStoreSaver
 
 from .bench_core import written_bytes
@@ -157,8 +158,11 @@ def summary(samples: list[float]) -> tuple[float, float]:
     return statistics.median(ordered), ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
 
 
-PUT_PARTS = ("read the thread", "find the parent's list", "  (LangGraph's serializer: the list)",
-             "make the message", "the store's append")
+PUT_PARTS = ("read the thread", "find the parent's list", "make the message", "the store's append")
+#: Within making the message: the fingerprint of the list's earlier items, checked unchanged since it was read.
+FINGERPRINT = "(in it: the earlier items' fingerprint)"
+#: Not a part of our put: what LangGraph's serializer takes over the whole new list, as ``SqliteSaver``'s put does.
+WHOLE_LIST = "(the serializer on the whole list)"
 
 
 def put_parts(scratch: Path, turns: int, samples: int) -> None:
@@ -169,7 +173,7 @@ def put_parts(scratch: Path, turns: int, samples: int) -> None:
     saver, key = peer.saver, "langgraph/chat-1/"
     assert isinstance(saver, EventStoreSaver) and isinstance(saver.store, SessionStore)
     store = saver.store
-    parts: dict[str, list[float]] = {name: [] for name in ("a whole put", *PUT_PARTS)}
+    parts: dict[str, list[float]] = {name: [] for name in ("a whole put", *PUT_PARTS, FINGERPRINT, WHOLE_LIST)}
     for _ in range(samples):
         config, checkpoint, metadata, versions = peer.next_put()
         started = time.process_time()
@@ -180,19 +184,22 @@ def put_parts(scratch: Path, turns: int, samples: int) -> None:
         moments = [time.process_time()]
         records = saver._records_of(key, store.load(key))
         moments.append(time.process_time())
-        bases = records.bases(saver.serde, parent_id, list_channels(checkpoint, versions))
+        bases = records.bases(saver.serde, parent_id, list_channels(checkpoint, versions), saver._lists.get(key))
         moments.append(time.process_time())
-        saver.serde.dumps_typed(checkpoint["channel_values"]["messages"])
-        moments.append(time.process_time())
-        message = checkpoint_message(saver.serde, checkpoint, get_checkpoint_metadata(config, metadata), parent_id,
-                                     versions, bases, records.known())
+        message, encoded = checkpoint_message(saver.serde, checkpoint, get_checkpoint_metadata(config, metadata),
+                                              parent_id, versions, bases, records.known())
         moments.append(time.process_time())
         store.append(key, message)
         moments.append(time.process_time())
-        # The message's part includes LangGraph's serializer making the list's bytes, timed alone before it.
-        spent = [after - before for before, after in itertools.pairwise(moments)]
-        for name, seconds in zip(PUT_PARTS, spent):
+        saver._keep_lists(key, encoded)
+        for name, seconds in zip(PUT_PARTS, [after - before for before, after in itertools.pairwise(moments)]):
             parts[name].append(seconds)
+        started = time.process_time()
+        Fingerprint.of(checkpoint["channel_values"]["messages"][:-1])
+        parts[FINGERPRINT].append(time.process_time() - started)
+        started = time.process_time()
+        saver.serde.dumps_typed(checkpoint["channel_values"]["messages"])
+        parts[WHOLE_LIST].append(time.process_time() - started)
         peer.turns += 1
     peer.close()
     print(f"a put's CPU time, no flush (Durability.OFF), medians of {samples}; thread of {turns} turns")

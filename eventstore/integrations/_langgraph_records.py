@@ -11,10 +11,12 @@ decodes only the payloads it returns; the payload holds the rest:
   channels that changed in this checkpoint (its ``new_versions``);
 * ``writes``: ``{"task": id, "path": task path, "writes": [[idx, channel, *blob], ...]}``.
 
-A blob is ``[type, base64 of the bytes]`` as the saver's serializer typed them (``["empty", ""]``: the channel
-has no value at that version), or, for a list that extends the value its parent checkpoint read (a chat's
-``messages``), the tail that the checkpoint added: ``["tail", the parent's version of the channel, item count,
-base64 of the items]``. LangGraph stores a channel's whole value at every checkpoint that changes it, so without
+A blob is ``[type, *bytes]`` as the saver's serializer typed them (``["empty", ""]``: the channel has no value
+at that version), or, for a list that extends the value its parent checkpoint read (a chat's ``messages``), the
+tail that the checkpoint added: ``["tail", the parent's version of the channel, item count, *bytes of the
+items]``. ``*bytes`` is ``text, "latin-1"`` (the bytes as text, one character a byte) when JSON keeps that no
+longer than base64, as it does a serializer's msgpack, else ``base64``; blobs stored before the text form are
+all base64 and read as before. LangGraph stores a channel's whole value at every checkpoint that changes it, so without
 tails a thread would hold its message list once per turn. A tail is only written when the serializer typed both
 values as msgpack arrays and the new one's items start with the old one's bytes (msgpack is self-delimiting, so
 the leading items are then equal); a reducer that removed or replaced an item gets the whole value stored. A load
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import itertools
 import json
 import operator
 from collections.abc import Iterable, Mapping, Sequence
@@ -47,12 +50,13 @@ from langgraph.checkpoint.base import (
     writes_sort_key,
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from eventstore import REDACTED, ChatMessage, StoreCorrupted
 
-__all__ = ["KEY_PREFIX", "CHECKPOINT", "WRITES", "MAX_TAIL_DEPTH", "Header", "Items", "Base", "Known", "Records",
-           "Unreached", "session_key", "thread_prefix", "key_parts", "header", "list_channels", "checkpoint_message",
-           "writes_message", "checkpoint_config"]
+__all__ = ["KEY_PREFIX", "CHECKPOINT", "WRITES", "MAX_TAIL_DEPTH", "FINGERPRINT_DEPTH", "Header", "Items",
+           "Fingerprint", "Encoded", "Base", "Known", "Records", "Unreached", "session_key", "thread_prefix",
+           "key_parts", "header", "list_channels", "checkpoint_message", "writes_message", "checkpoint_config"]
 
 #: Every session of the saver has a key starting with this.
 KEY_PREFIX = "langgraph/"
@@ -60,13 +64,22 @@ KEY_PREFIX = "langgraph/"
 CHECKPOINT, WRITES = "checkpoint", "writes"
 _EMPTY = ("empty", "")
 _MSGPACK, _TAIL = "msgpack", "tail"
+#: Follows bytes stored as text, one character a byte (``bytes.decode("latin-1")``), rather than as base64.
+_AS_TEXT = "latin-1"
+#: Bytes that JSON writes longer: a control character as a six-byte escape; a quote or a backslash as two bytes,
+#: and so a byte of 128 or more (its character, U+0080 to U+00FF, is two bytes of UTF-8).
+_ESCAPED_AS_SIX = bytes(range(32))
+_WRITTEN_AS_TWO = b'"\\' + bytes(range(128, 256))
 #: The most tails a list value is read through: one more, and a put stores the whole value again. A load decodes
 #: one small payload per tail; a whole value costs the list's full size once more in the thread.
 MAX_TAIL_DEPTH = 32
+#: The most decoded payloads a session's records keep (a warm read decodes again none of those it needs).
+PAYLOADS_KEPT = 64
 
 Version = str | int | float
 
 
+@functools.lru_cache(maxsize=1 << 12)
 def session_key(thread_id: str, namespace: str) -> str:
     """The key of the session that holds the checkpoints of ``thread_id`` in ``namespace``."""
     return f"{thread_prefix(thread_id)}{_encoded(namespace)}"
@@ -150,13 +163,28 @@ def _content(fields: Mapping[str, Any]) -> str:
     return json.dumps({name: value for name, value in fields.items() if value is not None}, separators=(",", ":"))
 
 
+def _stored_bytes(data: bytes) -> list[str]:
+    """Bytes as a blob stores them: as text, one character a byte, when its JSON is no longer than base64 (it
+    decodes several times faster), else as base64. A serializer's msgpack is mostly text: it is the shorter."""
+    escaped = len(data) - len(data.translate(None, _ESCAPED_AS_SIX))
+    doubled = len(data) - len(data.translate(None, _WRITTEN_AS_TWO))
+    if len(data) + 5 * escaped + doubled <= (len(data) + 2) // 3 * 4:
+        return [data.decode("latin-1"), _AS_TEXT]
+    return [base64.b64encode(data).decode("ascii")]
+
+
+def _read_bytes(stored: Sequence[Any]) -> bytes:
+    """The bytes ``_stored_bytes`` made ``stored`` of (a blob's last item, or two)."""
+    return stored[0].encode("latin-1") if len(stored) == 2 and stored[1] == _AS_TEXT else base64.b64decode(stored[0])
+
+
 def _blob(serde: SerializerProtocol, value: Any) -> list[str]:
     kind, data = serde.dumps_typed(value)
-    return [kind, base64.b64encode(data).decode("ascii")]
+    return [kind, *_stored_bytes(data)]
 
 
 def _value(serde: SerializerProtocol, blob: Sequence[str]) -> Any:
-    return serde.loads_typed((blob[0], base64.b64decode(blob[1])))
+    return serde.loads_typed((blob[0], _read_bytes(blob[1:])))
 
 
 def _array_shape(data: bytes) -> tuple[int, int] | None:
@@ -191,41 +219,178 @@ class Items:
 
     def blob(self) -> list[str]:
         """The value as a whole blob."""
-        return [_MSGPACK, base64.b64encode(_array_header(self.count) + self.body).decode("ascii")]
+        return [_MSGPACK, *_stored_bytes(_array_header(self.count) + self.body)]
 
     def value(self, serde: SerializerProtocol) -> Any:
         return serde.loads_typed((_MSGPACK, _array_header(self.count) + self.body))
 
 
+#: Values whose bytes a change in place cannot reach: a fingerprint holds them and looks no further.
+_LEAVES = frozenset({str, int, float, bool, bytes, type(None)})
+_values = operator.methodcaller("values")
+#: How far below a list's items a fingerprint looks: their fields (a message's ``content``, ``id``,
+#: ``tool_calls``, ...), the entries of the lists and dicts among those (a content block, a tool call, an
+#: ``additional_kwargs`` value), and those entries' own (a content block's ``text``, a tool call's ``args``).
+FINGERPRINT_DEPTH = 3
+
+
+#: A fingerprint's part: the values held at one path (a group of values of one kind, under the group that held
+#: them), and how many each value of the group above held.
+_Part = tuple[tuple[Any, ...], tuple[int, ...]]
+
+
+@attrs.frozen(eq=False)
+class Fingerprint:
+    """What a list's items' bytes are made of, down to ``FINGERPRINT_DEPTH``: the values the items hold (their
+    fields, a dict's keys and values, a list's items), grouped by kind, and the values those hold in turn, with
+    each one's size. The values themselves, not their ids: held, none is freed and its id taken by a new object.
+    Groups keep the items' order, so the fingerprint of a list that grew is the old one joined to the new items'."""
+
+    parts: Mapping[tuple[Any, ...], _Part]
+
+    @classmethod
+    def of(cls, items: Sequence[Any]) -> Fingerprint | None:
+        """The items' fingerprint; ``None`` if an item's fields cannot be seen (no ``__dict__``: slots)."""
+        parts: dict[tuple[Any, ...], _Part] = {}
+        return cls(parts) if _look_into(items, FINGERPRINT_DEPTH, (), parts, opaque=False) else None
+
+    def same(self, other: Fingerprint | None) -> bool:
+        """Whether ``other`` holds the very same values, in the same shape."""
+        return other is not None and self.parts.keys() == other.parts.keys() and all(
+            _same_part(part, other.parts[path]) for path, part in self.parts.items())
+
+    def joined(self, added: Fingerprint) -> Fingerprint:
+        """The fingerprint of these items followed by those of ``added``."""
+        empty: _Part = ((), ())
+        return Fingerprint({path: (mine[0] + theirs[0], mine[1] + theirs[1])
+                            for path in dict.fromkeys([*self.parts, *added.parts])
+                            for mine, theirs in [(self.parts.get(path, empty), added.parts.get(path, empty))]})
+
+
+def _same_part(part: _Part, other: _Part) -> bool:
+    return part[1] == other[1] and len(part[0]) == len(other[0]) and all(map(operator.is_, part[0], other[0]))
+
+
+def _look_into(values: Sequence[Any], depth: int, path: tuple[Any, ...], parts: dict[tuple[Any, ...], _Part],
+               opaque: bool) -> bool:
+    """Add to ``parts`` what ``values`` hold, by kind, and below, to ``depth`` levels; a value that holds nothing it
+    could change in place (a string, a number) holds nothing. An object whose fields cannot be seen is taken as it
+    is where ``opaque`` allows (a datetime, a UUID); else ``False``. Whole groups go through C iterators, and the
+    fields of objects of one class by column (a message's ``content`` of every message, its ``additional_kwargs``
+    of every message, ...): a Python step per item would cost nearly what serializing the item does."""
+    present = set(map(type, values))
+    if present <= _LEAVES:
+        return True
+    kinds = list(map(type, values)) if len(present) > 1 else []
+    groups: list[tuple[Any, Iterable[Any], Iterable[int]]] = []
+    for kind in present - _LEAVES:
+        alike = values if not kinds else list(itertools.compress(values, map({kind}.__contains__, kinds)))
+        if kind is dict or issubclass(kind, dict):
+            groups.append((kind, itertools.chain.from_iterable(itertools.chain.from_iterable(map(dict.items, alike))),
+                           map(len, alike)))
+        elif kind is list or kind is tuple or issubclass(kind, (list, tuple)):
+            groups.append((kind, itertools.chain.from_iterable(alike), map(len, alike)))
+        elif kind.__dictoffset__:  # its fields are in a __dict__ (a pydantic model's too, an attrs class's)
+            rows = list(map(_values, map(vars, alike)))
+            fields = list(map(len, rows))
+            groups.append((kind, (), fields))
+            if len(set(fields)) == 1:  # the same fields in each: one group a field
+                groups.extend(((kind, field), column, ()) for field, column in enumerate(zip(*rows)))
+            else:
+                groups.append(((kind, None), itertools.chain.from_iterable(rows), ()))
+            if hasattr(kind, "__pydantic_extra__"):  # a pydantic model's undeclared fields, kept apart
+                groups.append(((kind, "extra"), map(operator.attrgetter("__pydantic_extra__"), alike), ()))
+        elif not opaque:
+            return False
+    for kind, held, sizes in groups:
+        part = parts[(*path, kind)] = (tuple(held), tuple(sizes))
+        if part[0] and depth > 1 and not _look_into(part[0], depth - 1, (*path, kind), parts, opaque=True):
+            return False
+    return True
+
+
+@attrs.frozen(eq=False)
+class Encoded:
+    """A list value the saver read or put, its items' msgpack bytes (``Items.body``), and its items'
+    ``Fingerprint`` taken when those bytes were made: a put of a list whose first items are these very objects,
+    their fingerprint unchanged, serializes only the items after them. LangGraph's reducers hand a channel's
+    items on as they are (``add_messages`` copies the list, not the messages); a node that changes one in place
+    (which LangGraph asks nodes not to do) changes the fingerprint, unless the change is deeper than it looks,
+    and the list is serialized whole."""
+
+    objects: tuple[Any, ...]
+    body: bytes
+    fingerprint: Fingerprint | None
+
+    @classmethod
+    def taken(cls, value: Sequence[Any], body: bytes) -> Encoded:
+        """``value``, whose items' bytes ``body`` has just been made of."""
+        return cls(tuple(value), body, Fingerprint.of(value))
+
+    def extended_by(self, value: list[Any]) -> bool:
+        count = len(self.objects)
+        return (self.fingerprint is not None and len(value) >= count and all(map(operator.is_, self.objects, value))
+                and self.fingerprint.same(Fingerprint.of(value[:count])))
+
+    def extended(self, value: list[Any], body: bytes) -> Encoded:
+        """``value``, which ``extended_by`` accepted, with ``body``: its items' bytes, these items' and the new."""
+        assert self.fingerprint is not None
+        added = Fingerprint.of(value[len(self.objects):])
+        return Encoded(tuple(value), body, None if added is None else self.fingerprint.joined(added))
+
+
 @attrs.frozen
 class Base:
-    """What a put needs to store a list channel as a tail: the parent's version of the channel and its value."""
+    """What a put needs to store a list channel as a tail: the parent's version of the channel and its value;
+    ``encoded``: the channel's list the saver last read or put in the session, when its bytes are that value's."""
 
     version: Version
     items: Items
+    encoded: Encoded | None = None
 
 
-def _list_blob(serde: SerializerProtocol, value: Any, base: Base | None) -> list[Any]:
-    """The blob of a channel's new value: the tail it adds to ``base`` when it extends it, else the whole."""
-    kind, data = serde.dumps_typed(value)
-    shape = _array_shape(data) if kind == _MSGPACK and base is not None else None
-    if base is None or shape is None or base.items.depth >= MAX_TAIL_DEPTH:
-        return [kind, base64.b64encode(data).decode("ascii")]
-    count, header_length = shape
-    if not data.startswith(base.items.body, header_length):
-        return [kind, base64.b64encode(data).decode("ascii")]
-    tail = data[header_length + len(base.items.body):]
-    return [_TAIL, base.version, count - base.items.count, base64.b64encode(tail).decode("ascii")]
+def _list_blob(serde: SerializerProtocol, value: list[Any], base: Base | None) -> tuple[list[Any], Encoded | None]:
+    """The blob of a channel's new value: the tail it adds to ``base`` when it extends it, else the whole; and the
+    value with its items' bytes, when it is a msgpack array."""
+    added = _added(serde, value, base)
+    if added is not None:  # the base's items are these objects, unchanged: only the ones after them were serialized
+        assert base is not None and base.encoded is not None
+        array_header = _array_header(len(value))
+        data = b"".join([array_header, base.items.body, added])
+        encoded = base.encoded.extended(value, data[len(array_header):])
+    else:
+        kind, data = serde.dumps_typed(value)
+        shape = _array_shape(data) if kind == _MSGPACK else None
+        if shape is None:
+            return [kind, *_stored_bytes(data)], None
+        encoded = Encoded.taken(value, data[shape[1]:])
+    if base is None or base.items.depth >= MAX_TAIL_DEPTH or not encoded.body.startswith(base.items.body):
+        return [_MSGPACK, *_stored_bytes(data)], encoded
+    tail = encoded.body[len(base.items.body):]
+    return [_TAIL, base.version, len(value) - base.items.count, *_stored_bytes(tail)], encoded
+
+
+def _added(serde: SerializerProtocol, value: list[Any], base: Base | None) -> bytes | None:
+    """The msgpack bytes of the items ``value`` adds to ``base``'s, serialized alone, when its first items are
+    the objects whose bytes ``base`` holds, their fingerprint unchanged; ``None`` otherwise. Only for LangGraph's
+    own serializer, which encodes an item the same wherever it stands (msgpack is self-delimiting: an array is its
+    header and its items' bytes)."""
+    if (base is None or base.encoded is None or not isinstance(serde, JsonPlusSerializer)
+            or not base.encoded.extended_by(value)):
+        return None
+    kind, data = serde.dumps_typed(value[len(base.encoded.objects):])
+    shape = _array_shape(data) if kind == _MSGPACK else None
+    return None if shape is None else data[shape[1]:]
 
 
 def _whole_items(blob: Sequence[Any], supplier: str) -> Items | None:
-    data = base64.b64decode(blob[1]) if blob[0] == _MSGPACK else b""
+    data = _read_bytes(blob[1:]) if blob[0] == _MSGPACK else b""
     shape = _array_shape(data)
     return None if shape is None else Items(shape[0], data[shape[1]:], 0, (supplier,))
 
 
 def _is_tail(blob: Sequence[Any]) -> bool:
-    return len(blob) == 4  # a whole value's blob has two items, whatever its serializer named its type
+    return len(blob) >= 4  # a whole value's blob has two or three items, whatever its serializer named its type
 
 
 def _jsonable(value: Any) -> Any:
@@ -254,24 +419,32 @@ class Known:
 def checkpoint_message(serde: SerializerProtocol, checkpoint: Checkpoint, metadata: CheckpointMetadata,
                        parent_id: str | None, new_versions: ChannelVersions,
                        bases: Mapping[str, Base] | None = None, known: Known = Known(None, None),
-                       early: Sequence[str] = ()) -> ChatMessage:
-    """The message that records ``put(config, checkpoint, metadata, new_versions)``; a list channel with one of
-    ``bases`` (its value at the parent, ``Records.bases``) is stored as the tail it adds, if it adds one.
+                       early: Sequence[str] = ()) -> tuple[ChatMessage, dict[str, Encoded]]:
+    """The message that records ``put(config, checkpoint, metadata, new_versions)``, and its list values with
+    their bytes (for the next put: ``Base.encoded``); a list channel with one of ``bases`` (its value at the
+    parent, ``Records.bases``) is stored as the tail it adds, if it adds one.
     ``known`` (``Records.known``) and ``early`` (the tokens of writes at it begun before the put) let a read from
     the thread's end find its latest checkpoint and that checkpoint's writes without reading the thread whole."""
     values = checkpoint["channel_values"]
     body = {name: field for name, field in checkpoint.items() if name != "channel_values"}
     bases = bases or {}
-    blobs = {channel: list(_EMPTY) if channel not in values
-             else _list_blob(serde, values[channel], bases.get(channel)) if type(values[channel]) is list
-             else _blob(serde, values[channel])
-             for channel in new_versions}
+    blobs: dict[str, list[Any]] = {}
+    lists: dict[str, Encoded] = {}
+    for channel in new_versions:
+        if channel not in values:
+            blobs[channel] = list(_EMPTY)
+        elif type(values[channel]) is list:
+            blobs[channel], encoded = _list_blob(serde, values[channel], bases.get(channel))
+            if encoded is not None:
+                lists[channel] = encoded
+        else:
+            blobs[channel] = _blob(serde, values[channel])
     run_id = metadata.get("run_id")
     latest = checkpoint["id"] if known.latest is None else max(known.latest, checkpoint["id"])
     head = Header(CHECKPOINT, checkpoint["id"], parent_id, dict(new_versions),
                   run_id if isinstance(run_id, str) else None, latest, known.seen, tuple(early))
     payload = {"checkpoint": _blob(serde, body), "metadata": _jsonable(metadata), "blobs": blobs}
-    return ChatMessage(CHECKPOINT, head.content(), payload)
+    return ChatMessage(CHECKPOINT, head.content(), payload), lists
 
 
 def writes_message(serde: SerializerProtocol, checkpoint_id: str, writes: Sequence[tuple[str, Any]], task_id: str,
@@ -302,6 +475,7 @@ class Records:
         writes: each checkpoint id and the positions of the writes messages written at it, in order.
         whole: whether ``messages`` are the whole session, or only its last ones: then a read that needs a
             message before them raises ``Unreached``.
+        newest: the greatest checkpoint id of ``positions`` (checkpoint ids sort by time).
     """
 
     messages: Sequence[ChatMessage]
@@ -309,8 +483,11 @@ class Records:
     positions: Mapping[str, int]
     writes: Mapping[str, Sequence[int]]
     whole: bool = True
+    newest: str | None = None
     #: The lists ``items`` joined, by checkpoint and channel: bytes, which no caller can change.
     _joined: dict[tuple[str, str], Items] = attrs.field(factory=dict, eq=False, repr=False)
+    #: The payloads read, by position: the saver's own (a caller gets copies of what they hold, never them).
+    _payloads: dict[int, dict[str, Any]] = attrs.field(factory=dict, eq=False, repr=False)
 
     @classmethod
     def last(cls, messages: Sequence[ChatMessage]) -> Records:
@@ -332,6 +509,7 @@ class Records:
         positions: dict[str, int] = {} if kept is None else dict(kept.positions)
         writes: dict[str, Sequence[int]] = {} if kept is None else dict(kept.writes)
         joined = {} if kept is None else dict(kept._joined)
+        newest = None if kept is None else kept.newest
         for position in range(start, len(headers)):
             head = headers[position]
             if head is None:
@@ -340,9 +518,11 @@ class Records:
                 if head.checkpoint_id in positions:  # put again: what was joined may have read the one replaced
                     joined = {}
                 positions[head.checkpoint_id] = position
+                newest = head.checkpoint_id if newest is None else max(newest, head.checkpoint_id)
             else:
                 writes[head.checkpoint_id] = [*writes.get(head.checkpoint_id, ()), position]
-        return cls(messages, headers, positions, writes, joined=joined)
+        return cls(messages, headers, positions, writes, newest=newest, joined=joined,
+                   payloads={} if kept is None else kept._payloads)  # the same message at each position
 
     def latest(self) -> str | None:
         """The id of the newest checkpoint (checkpoint ids sort by time).
@@ -352,7 +532,7 @@ class Records:
         after it. ``Unreached`` when the messages do not go back to ``seen``, or the header has no ``latest``.
         """
         if self.whole:
-            return max(self.positions, default=None)
+            return self.newest
         checkpoints = (head for head in reversed(self.headers) if head is not None and head.role == CHECKPOINT)
         last = next(checkpoints, None)
         if last is None or last.latest is None or last.seen is None:
@@ -409,10 +589,19 @@ class Records:
         return found
 
     def payload(self, checkpoint_id: str) -> dict[str, Any]:
-        return _payload_of(self.messages[self.positions[checkpoint_id]])
+        return self._payload_at(self.positions[checkpoint_id])
+
+    def _payload_at(self, position: int) -> dict[str, Any]:
+        found = self._payloads.get(position)
+        if found is None:
+            if len(self._payloads) >= PAYLOADS_KEPT:  # a list of a long thread reads them all: keep memory bounded
+                self._payloads.clear()
+            found = self._payloads[position] = _payload_of(self.messages[position])
+        return found
 
     def metadata(self, checkpoint_id: str) -> dict[str, Any]:
-        metadata: dict[str, Any] = self.payload(checkpoint_id)["metadata"]
+        """The checkpoint's metadata (a copy)."""
+        metadata: dict[str, Any] = _jsonable(self.payload(checkpoint_id)["metadata"])
         return metadata
 
     def items(self, supplier: str, channel: str) -> Items | None:
@@ -432,8 +621,8 @@ class Records:
                                              f"list")
                     return None
                 break
-            _, base_version, count, encoded = blob
-            tails.append((count, base64.b64decode(encoded)))
+            base_version, count = blob[1], blob[2]
+            tails.append((count, _read_bytes(blob[3:])))
             parent_id = self._header(used[-1]).parent_id
             found = None if parent_id is None else self.suppliers(parent_id, {channel: base_version}).get(channel)
             if found is None or found in used:
@@ -447,8 +636,10 @@ class Records:
         self._joined[(supplier, channel)] = base
         return base
 
-    def bases(self, serde: SerializerProtocol, parent_id: str, channels: Iterable[str]) -> dict[str, Base]:
-        """The values that ``channels`` had at checkpoint ``parent_id``, those that are lists, for a put after it."""
+    def bases(self, serde: SerializerProtocol, parent_id: str, channels: Iterable[str],
+              encoded: Mapping[str, Encoded] | None = None) -> dict[str, Base]:
+        """The values that ``channels`` had at checkpoint ``parent_id``, those that are lists, for a put after it;
+        ``encoded``: the lists the saver last read or put in the session, kept with a base whose bytes they are."""
         if parent_id not in self.positions:
             return {}
         versions = _value(serde, self.payload(parent_id)["checkpoint"])["channel_versions"]
@@ -457,7 +648,9 @@ class Records:
                                                              if channel in versions}).items():
             items = self.items(supplier, channel)
             if items is not None:
-                found[channel] = Base(versions[channel], items)
+                known = (encoded or {}).get(channel)
+                found[channel] = Base(versions[channel], items,
+                                      known if known is not None and known.body == items.body else None)
         return found
 
     def _whole_blob(self, supplier: str, channel: str) -> list[Any]:
@@ -473,23 +666,33 @@ class Records:
     def checkpoint_tuple(self, serde: SerializerProtocol, checkpoint_id: str, thread_id: str,
                          namespace: str) -> CheckpointTuple:
         """The checkpoint as ``get_tuple`` returns it: its channel values found along its chain, its writes."""
+        return self.read(serde, checkpoint_id, thread_id, namespace, encoded=False)[0]
+
+    def read(self, serde: SerializerProtocol, checkpoint_id: str, thread_id: str, namespace: str,
+             encoded: bool = True) -> tuple[CheckpointTuple, dict[str, Encoded]]:
+        """``checkpoint_tuple``, and, if ``encoded``, its list values with their bytes and fingerprints (for a put
+        after it: ``Base.encoded``; a fingerprint costs about a third of serializing the list)."""
         payload = self.payload(checkpoint_id)
         body = _value(serde, payload["checkpoint"])
         values: dict[str, Any] = {}
+        lists: dict[str, Encoded] = {}
         for channel, supplier in self.suppliers(checkpoint_id, body["channel_versions"]).items():
             blob = self.payload(supplier)["blobs"][channel]
-            if _is_tail(blob):
-                values[channel] = self._list(supplier, channel).value(serde)
+            items = self.items(supplier, channel) if _is_tail(blob) or blob[0] == _MSGPACK else None
+            if items is not None:
+                values[channel] = items.value(serde)
+                if encoded and type(values[channel]) is list:
+                    lists[channel] = Encoded.taken(values[channel], items.body)
             elif blob[0] != _EMPTY[0]:
                 values[channel] = _value(serde, blob)
         parent_id = self._header(checkpoint_id).parent_id
         return CheckpointTuple(
             config=checkpoint_config(thread_id, namespace, checkpoint_id),
             checkpoint=cast(Checkpoint, {**body, "channel_values": values}),
-            metadata=payload["metadata"],
+            metadata=cast(CheckpointMetadata, self.metadata(checkpoint_id)),
             parent_config=None if parent_id is None else checkpoint_config(thread_id, namespace, parent_id),
             pending_writes=self.pending_writes(serde, checkpoint_id),
-        )
+        ), lists
 
     def pending_writes(self, serde: SerializerProtocol, checkpoint_id: str) -> list[PendingWrite]:
         """The writes at the checkpoint: a write repeated by (task, index) counts once, the first time; a
@@ -500,7 +703,7 @@ class Records:
             raise Unreached  # writes begun before the checkpoint's put landed before these messages
         chosen: dict[tuple[str, int], tuple[str, list[Any]]] = {}
         for position in positions:
-            payload = _payload_of(self.messages[position])
+            payload = self._payload_at(position)
             for row in payload["writes"]:
                 if row[0] < 0 or (payload["task"], row[0]) not in chosen:
                     chosen[(payload["task"], row[0])] = (payload["path"], row)

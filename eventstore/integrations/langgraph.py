@@ -54,6 +54,7 @@ from eventstore import (
 
 from ._langgraph_records import (
     KEY_PREFIX,
+    Encoded,
     Records,
     Unreached,
     checkpoint_config,
@@ -293,6 +294,7 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
                                   f"not {type(store).__name__}")
         self.store = store
         self._records: OrderedDict[str, Records] = OrderedDict()
+        self._lists: OrderedDict[str, dict[str, Encoded]] = OrderedDict()
         self._flights = _Flights()
 
     def _records_of(self, key: str, messages: Sequence[ChatMessage]) -> Records:
@@ -301,6 +303,21 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
         if len(self._records) > RECORDS_KEPT:
             self._records.popitem(last=False)
         return records
+
+    def _keep_lists(self, key: str, lists: dict[str, Encoded]) -> None:
+        """Keep the list values of a checkpoint just read or put, the latest of each channel, for a put whose base
+        has their bytes (``Base.encoded``): the objects LangGraph extends are those it was given or put."""
+        if lists:
+            self._lists[key] = {**self._lists.pop(key, {}), **lists}
+            if len(self._lists) > RECORDS_KEPT:
+                self._lists.popitem(last=False)
+
+    def _read(self, records: Records, key: str, checkpoint_id: str, thread_id: str, namespace: str
+              ) -> CheckpointTuple:
+        found, lists = records.read(self.serde, checkpoint_id, thread_id, namespace)
+        self._keep_lists(key, lists)
+        self._flights.read(key, checkpoint_id)
+        return found
 
     # -- the operations, each once --------------------------------------------------------------------------
 
@@ -314,8 +331,7 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
         checkpoint_id = checkpoint_id or records.latest()
         if checkpoint_id is None or checkpoint_id not in records.positions:
             return None
-        self._flights.read(key, checkpoint_id)
-        return records.checkpoint_tuple(self.serde, checkpoint_id, thread_id, namespace)
+        return self._read(records, key, checkpoint_id, thread_id, namespace)
 
     def _latest_from_the_end(self, key: str, thread_id: str, namespace: str) -> Operation[CheckpointTuple | None]:
         """The latest checkpoint of a thread this saver has not read yet, from the session's last messages: as
@@ -328,12 +344,9 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
                 checkpoint_id = records.latest()
                 if checkpoint_id is None:
                     return None
-                found = records.checkpoint_tuple(self.serde, checkpoint_id, thread_id, namespace)
+                return self._read(records, key, checkpoint_id, thread_id, namespace)
             except Unreached:
                 count *= 2
-                continue
-            self._flights.read(key, checkpoint_id)
-            return found
 
     def _list(self, config: RunnableConfig | None, filter: dict[str, Any] | None, before: RunnableConfig | None,
               limit: int | None) -> Operation[list[CheckpointTuple]]:
@@ -370,14 +383,16 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
         lists = list_channels(checkpoint, new_versions)
         records = self._records_of(key, (yield _Load(key)))
         # A list that extends the parent's value is stored as its tail.
-        bases = records.bases(self.serde, parent_id, lists) if parent_id is not None and lists else {}
+        bases = records.bases(self.serde, parent_id, lists, self._lists.get(key)) \
+            if parent_id is not None and lists else {}
         done, early = self._flights.start_put(key, checkpoint["id"])
         try:
-            message = checkpoint_message(self.serde, checkpoint, get_checkpoint_metadata(config, metadata),
-                                         parent_id, new_versions, bases, records.known(), early)
+            message, encoded = checkpoint_message(self.serde, checkpoint, get_checkpoint_metadata(config, metadata),
+                                                  parent_id, new_versions, bases, records.known(), early)
             yield _Append(key, message)
         finally:
             self._flights.end_put(key, checkpoint["id"], done)
+        self._keep_lists(key, encoded)
         return checkpoint_config(thread_id, namespace, checkpoint["id"])
 
     def _put_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str,

@@ -12,6 +12,7 @@ threads stored whole by earlier versions).
 from __future__ import annotations
 
 import asyncio
+import base64
 import operator
 from collections.abc import Iterable
 from pathlib import Path
@@ -29,6 +30,7 @@ from langgraph.types import Command, StateSnapshot, interrupt
 
 from eventstore import AsyncSessionStore, SessionStore
 from eventstore.events import MessageAppended
+from eventstore.integrations import _langgraph_records as langgraph_records
 from eventstore.integrations import langgraph as langgraph_saver
 from eventstore.integrations._langgraph_records import MAX_TAIL_DEPTH
 from eventstore.integrations.langgraph import EventStoreSaver
@@ -249,22 +251,26 @@ def stored_messages_blobs(store: SessionStore) -> list[list[Any]]:
     return [each["messages"] for each in blobs if "messages" in each]
 
 
+def is_tail(blob: list[Any]) -> bool:
+    return "tail" == blob[0]
+
+
 class TestListTails:
     def test_branches_and_removals_read_as_in_the_in_memory_saver(self, saver: EventStoreSaver, store: SessionStore):
         assert chat_history(chat_graph(InMemorySaver())) == chat_history(chat_graph(saver))
         stored = stored_messages_blobs(store)
-        tails = [blob for blob in stored if len(blob) == 4]
+        tails = [blob for blob in stored if is_tail(blob)]
         assert len(tails) > len(stored) // 2  # most checkpoints add a message to the one they follow
         assert store.verify().ok
 
     def test_a_removal_stores_the_whole_list(self, saver: EventStoreSaver, store: SessionStore):
         graph = chat_graph(saver)
         say(graph, "one")
-        whole_before = len([blob for blob in stored_messages_blobs(store) if len(blob) == 2])
+        whole_before = len([blob for blob in stored_messages_blobs(store) if not is_tail(blob)])
         say(graph, "forget")
         stored = stored_messages_blobs(store)
-        assert whole_before + 1 == len([blob for blob in stored if len(blob) == 2])
-        assert 2 == len(stored[-1])
+        assert whole_before + 1 == len([blob for blob in stored if not is_tail(blob)])
+        assert not is_tail(stored[-1])
         assert ["eno", "forget", "forgot"] == [each.content for each in graph.get_state(THREAD).values["messages"]]
 
     def test_a_long_thread_stores_its_list_whole_again_after_the_deepest_tail(self, saver: EventStoreSaver,
@@ -273,7 +279,7 @@ class TestListTails:
         for turn in range(turns):
             say(graph, f"turn {turn}")
         stored = stored_messages_blobs(store)
-        wholes = [position for position, blob in enumerate(stored) if len(blob) == 2]
+        wholes = [position for position, blob in enumerate(stored) if not is_tail(blob)]
         assert wholes[:2] == [0, MAX_TAIL_DEPTH + 1]
         assert [f"turn {turn}" for turn in range(turns)] == [
             message.content for message in graph.get_state(THREAD).values["messages"][::2]]
@@ -285,14 +291,31 @@ class TestListTails:
             without_tails.setattr(langgraph_saver, "list_channels", lambda checkpoint, new_versions: [])
             for text in ("one", "two"):
                 say(chat_graph(EventStoreSaver(store)), text)
-            assert all(len(blob) == 2 for blob in stored_messages_blobs(store))
+            assert not any(map(is_tail, stored_messages_blobs(store)))
         graph = chat_graph(EventStoreSaver(store))
         say(graph, "three")
         expected = chat_graph(InMemorySaver())
         for text in ("one", "two", "three"):
             say(expected, text)
         assert normalized(expected.get_state_history(THREAD)) == normalized(graph.get_state_history(THREAD))
-        assert any(len(blob) == 4 for blob in stored_messages_blobs(store))
+        assert any(map(is_tail, stored_messages_blobs(store)))
+
+    def test_a_thread_stored_in_base64_still_reads_and_grows(self, store: SessionStore,
+                                                             monkeypatch: pytest.MonkeyPatch):
+        """Threads that savers before the text form stored: every blob's bytes in base64."""
+        with monkeypatch.context() as in_base64:
+            in_base64.setattr(langgraph_records, "_stored_bytes",
+                              lambda data: [base64.b64encode(data).decode("ascii")])
+            for text in ("one", "two"):
+                say(chat_graph(EventStoreSaver(store)), text)
+            assert {2, 4} == {len(blob) for blob in stored_messages_blobs(store)}
+        graph = chat_graph(EventStoreSaver(store))
+        say(graph, "three")
+        expected = chat_graph(InMemorySaver())
+        for text in ("one", "two", "three"):
+            say(expected, text)
+        assert normalized(expected.get_state_history(THREAD)) == normalized(graph.get_state_history(THREAD))
+        assert "latin-1" == stored_messages_blobs(store)[-1][-1]
 
     def test_a_redacted_thread_reads_as_empty_and_starts_again(self, saver: EventStoreSaver, store: SessionStore):
         """A redaction removes every checkpoint's content: the thread must not read as damaged."""

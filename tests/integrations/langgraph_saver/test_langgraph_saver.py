@@ -4,6 +4,8 @@ gives (every change an event, deletions and prunes undone by ``restore``), and i
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -12,6 +14,7 @@ import attrs
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
+from langchain_core.messages import BaseMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
     WRITES_IDX_MAP,
@@ -21,6 +24,7 @@ from langgraph.checkpoint.base import (
     CheckpointTuple,
     writes_sort_key,
 )
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from eventstore import (
     AsyncSessionStore,
@@ -32,7 +36,15 @@ from eventstore import (
 )
 from eventstore.events import MessageAppended, SessionForked
 from eventstore.integrations import langgraph as langgraph_saver
-from eventstore.integrations._langgraph_records import CHECKPOINT, WRITES, Records
+from eventstore.integrations._langgraph_records import (
+    CHECKPOINT,
+    PAYLOADS_KEPT,
+    WRITES,
+    Records,
+    _read_bytes,
+    _stored_bytes,
+    session_key,
+)
 from eventstore.integrations.langgraph import EventStoreSaver, _advance, _Commit, _Done
 from eventstore.storage import MemoryStorage
 
@@ -348,6 +360,110 @@ class TestRaces:
         assert 2 == commits
         assert [("1ef4", {"a": 2, "b": 1}), ("1ef3", {"a": 2, "b": 1})] == [
             (found.checkpoint["id"], found.checkpoint["channel_values"]) for found in saver.list(config("t", ""))]
+
+
+def test_what_a_read_returns_is_the_callers_to_change(saver: EventStoreSaver):
+    """The saver keeps what it read of a session; changing a returned checkpoint changes nothing it reads later."""
+    _, _, third = put_three(saver)
+    saver.put_writes(third, [("a", [5])], "task-1")
+    for found in (saver.get_tuple(third), *saver.list(config("t", ""))):
+        assert found is not None
+        found.metadata["step"] = "changed"
+        found.checkpoint["channel_values"]["a"] = "changed"
+        for _, _, value in found.pending_writes or ():
+            value.append("changed")
+    assert [("1ef3", 1, 2, [("task-1", "a", [5])]), ("1ef2", 0, 2, []), ("1ef1", -1, 1, [])] == [
+        (found.checkpoint["id"], found.metadata["step"], found.checkpoint["channel_values"]["a"],
+         found.pending_writes) for found in (saver.get_tuple(third), *list(saver.list(config("t", "")))[1:]) if found]
+
+
+def test_a_long_threads_records_keep_a_bounded_number_of_decoded_payloads(saver: EventStoreSaver):
+    parent = config("t", "")
+    for step in range(PAYLOADS_KEPT + 6):
+        parent = saver.put(parent, checkpoint(f"1ef{step:03d}", {"a": step}, {"a": step + 1}), {"step": step},
+                           {"a": step + 1})
+    listed = list(saver.list(config("t", "")))
+    assert list(range(PAYLOADS_KEPT + 5, -1, -1)) == [found.checkpoint["channel_values"]["a"] for found in listed]
+    assert 0 < len(saver._records[session_key("t", "")]._payloads) <= PAYLOADS_KEPT
+
+
+@given(st.binary(max_size=64))
+@example(b"\x00\x01\x02\x1f\x00\x00")  # control characters: six bytes each as JSON text, base64 is shorter
+@example('\x94\xa5hello\xa7content "quoted" é'.encode())  # a serializer's msgpack: mostly text
+def test_a_blob_keeps_bytes_as_text_when_no_longer_than_base64(data: bytes):
+    stored = _stored_bytes(data)
+    assert data == _read_bytes(stored)
+    assert len(json.dumps(stored[0], ensure_ascii=False).encode()) <= len(base64.b64encode(data)) + 2
+    if b"hello" in data:
+        assert "latin-1" == stored[-1]
+    elif data.startswith(b"\x00\x01"):
+        assert [base64.b64encode(data).decode()] == stored
+
+
+class CountingSerializer(JsonPlusSerializer):
+    """LangGraph's serializer, noting the length of each list it serializes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lists: list[int] = []
+
+    def dumps_typed(self, obj: Any) -> tuple[str, bytes]:
+        if type(obj) is list:
+            self.lists.append(len(obj))
+        return super().dumps_typed(obj)
+
+
+class TestSerializedOnce:
+    """A list that extends the one the saver last returned or put (the same item objects, as LangGraph's reducers
+    hand them on) has only its new items serialized; anything else is serialized whole, as before."""
+
+    @staticmethod
+    def chat(count: int, prefix: str = "m") -> list[BaseMessage]:
+        return [HumanMessage(f"{prefix}{index}", id=f"{prefix}{index}") for index in range(count)]
+
+    def put_chat(self, saver: EventStoreSaver, parent: RunnableConfig, checkpoint_id: str, messages: list[Any],
+                 version: int) -> RunnableConfig:
+        return saver.put(parent, checkpoint(checkpoint_id, {"m": messages}, {"m": version}), {"step": version},
+                         {"m": version})
+
+    def latest_messages(self, saver: EventStoreSaver, checkpoint_id: str | None = None) -> list[Any]:
+        found = saver.get_tuple(config("t", "", checkpoint_id))
+        assert found is not None
+        messages: list[Any] = found.checkpoint["channel_values"]["m"]
+        return messages
+
+    def test_a_put_after_a_load_serializes_the_added_items_only(self, store: SessionStore):
+        serde = CountingSerializer()
+        saver = EventStoreSaver(store, serde=serde)
+        first = self.put_chat(saver, config("t", ""), "1ef1", self.chat(50), 1)
+        extended = [*self.latest_messages(saver), HumanMessage("new", id="new")]
+        serde.lists.clear()
+        second = self.put_chat(saver, first, "1ef2", extended, 2)
+        assert [1] == serde.lists
+        again = [*extended, HumanMessage("newer", id="newer")]  # from the put's own objects, no load between
+        self.put_chat(saver, second, "1ef3", again, 3)
+        assert [1, 1] == serde.lists
+        assert again == self.latest_messages(EventStoreSaver(store))
+        assert extended == self.latest_messages(EventStoreSaver(store), "1ef2")
+
+    def test_a_replaced_item_or_another_base_serializes_the_whole_list(self, store: SessionStore):
+        serde = CountingSerializer()
+        saver = EventStoreSaver(store, serde=serde)
+        first = self.put_chat(saver, config("t", ""), "1ef1", self.chat(3), 1)
+        second = self.put_chat(saver, first, "1ef2", [*self.latest_messages(saver), *self.chat(1, "x")], 2)
+        loaded = self.latest_messages(saver)
+        serde.lists.clear()
+        # An item replaced by an equal-looking new object with other content: not the objects last returned.
+        changed = [HumanMessage("changed", id="m0"), *loaded[1:], *self.chat(1, "y")]
+        self.put_chat(saver, second, "1ef3", changed, 3)
+        # A branch from the first checkpoint with the latest list's objects: its base is the first's list.
+        branch = [*loaded, *self.chat(1, "z")]
+        self.put_chat(saver, first, "1ef4", branch, 2)
+        assert [5, 5] == serde.lists
+        fresh = EventStoreSaver(store)
+        assert changed == self.latest_messages(fresh, "1ef3")
+        assert branch == self.latest_messages(fresh, "1ef4")
+        assert [*self.chat(3), *self.chat(1, "x")] == self.latest_messages(fresh, "1ef2")
 
 
 def saver_message(kind: str) -> ChatMessage:
