@@ -252,7 +252,7 @@ def stored_messages_blobs(store: SessionStore) -> list[list[Any]]:
 
 
 def is_tail(blob: list[Any]) -> bool:
-    return "tail" == blob[0]
+    return bool("tail" == blob[0])
 
 
 class TestListTails:

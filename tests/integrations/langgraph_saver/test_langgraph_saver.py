@@ -368,7 +368,7 @@ def test_what_a_read_returns_is_the_callers_to_change(saver: EventStoreSaver):
     saver.put_writes(third, [("a", [5])], "task-1")
     for found in (saver.get_tuple(third), *saver.list(config("t", ""))):
         assert found is not None
-        found.metadata["step"] = "changed"
+        found.metadata["step"] = 99
         found.checkpoint["channel_values"]["a"] = "changed"
         for _, _, value in found.pending_writes or ():
             value.append("changed")
