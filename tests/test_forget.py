@@ -19,6 +19,7 @@ from eventstore._compression import TRAINING_EVENTS, Dictionary, from_copy
 from eventstore.interchange import export_events
 from eventstore.services.salvage import salvage
 from eventstore.storage import MemoryStorage, WriteTransaction
+from eventstore.storage import lmdb as lmdb_environment
 from eventstore.storage.lmdb import Environment
 from projections.search.tokenizer import token_spans
 
@@ -432,3 +433,36 @@ def test_a_crash_during_the_vacuum_leaves_the_old_store_or_the_new_one(trained: 
         assert (True, before) == (store.verify().ok, {key: store.load(key) for key in OTHER_KEYS})
         store.vacuum()
     assert {} == dictionary_leaks(trained)
+
+
+def fill_with_two_vocabularies(store: SessionStore, filled: int) -> None:
+    """Sessions of one vocabulary, which the dictionary learns, until the file holds ``filled`` bytes; then the
+    ``TRAINING_EVENTS`` latest payloads of another, on which a dictionary trained again learns nothing of the first
+    (so the first's frames, compressed again with it, grow)."""
+    rng = random.Random(5)
+    learnt, later = [f"alpha{number}word" for number in range(300)], [str(digit) for digit in range(10)]
+    number = 0
+    while number * 20 < TRAINING_EVENTS or store._environment.file_size() < filled:
+        store.append_many(f"s{number}", [ChatMessage.user(" ".join(rng.choices(learnt, k=12))) for _ in range(20)])
+        number += 1
+    for _ in range(TRAINING_EVENTS // 20 + 5):
+        store.append_many(f"s{number}", [ChatMessage.user(" ".join(rng.choices(later, k=12))) for _ in range(20)])
+        number += 1
+
+
+def test_a_vacuum_whose_new_dictionary_compresses_less_grows_the_copy_map(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The frames compressed again with a dictionary that learnt other words take more room than the map the store
+    had: the vacuum's copy gets a larger map instead of failing (which left the redacted text for good)."""
+    monkeypatch.setattr(lmdb_environment, "_INITIAL_MAP_SIZE", 8 << 20)
+    path = tmp_path / "store"
+    with SessionStore(path, durable=False) as store:
+        fill_with_two_vocabularies(store, (52 << 20) // 10)
+        store.vacuum()
+        before = {key: store.load(key) for key in store.list_sessions() if key != "s3"}
+        store.redact("s3", "gone")
+        assert store._environment._env.info()["map_size"] == 8 << 20  # what the test is about: the map as it was
+        _, after = store.vacuum()
+        assert after > 8 << 20  # the frames compressed again took more than that map
+        assert before == {key: store.load(key) for key in store.list_sessions() if key != "s3"}
+        assert store.verify().ok

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import lmdb
 import orjson
 import pytest
 from hypothesis import strategies as st
@@ -181,6 +182,29 @@ def test_a_store_of_an_earlier_catalog_converts_and_lists(store_path: Path, vers
         assert expected[-1:] == store.list_sessions_with_metadata(prefix="tg:1")
         assert expected[0] == store.get_session_metadata(expected[0].key) and not store.session_exists("slack:1")
         assert expected_state == store.get_session_state("tg:2")
+        assert store.verify().ok
+
+
+def test_an_earlier_catalog_with_a_damaged_row_is_rebuilt_from_the_log(store_path: Path) -> None:
+    """A row the conversion cannot read does not keep the store from opening (the catalog of the version before
+    opened and ``rebuild`` repaired it): the catalog is rebuilt from the log instead."""
+    with SessionStore(store_path) as store:
+        for key in ("tg:1", "tg:2"):
+            store.append(key, user(key))
+        expected = store.list_sessions_with_metadata()
+    _as_catalog_version(store_path, 3)
+    environment = lmdb.open(str(store_path), max_dbs=64)  # beneath the store: its writable open converts
+    try:
+        rows = environment.open_db(b"catalog.sessions")
+        with environment.begin(write=True, db=rows) as txn:
+            key = next(txn.cursor().iternext(values=False))
+            txn.put(key, b'["tg:1", 1')
+    finally:
+        environment.close()
+    folded: list[tuple[int, int]] = []
+    with SessionStore(store_path, rebuild_progress=lambda done, total: folded.append((done, total))) as store:
+        assert folded  # rebuilt from the log
+        assert expected == store.list_sessions_with_metadata()
         assert store.verify().ok
 
 

@@ -20,7 +20,7 @@ from .._audit import CheckedModel, Progress, verify
 from .._bookkeeping import ImportReceipts
 from .._codec import encode_event
 from .._deferred import DeferredReadModels, Read
-from .._errors import EventStoreError, IncompatibleStore, InvalidArgument, StoreReadOnly
+from .._errors import EventStoreError, IncompatibleStore, InvalidArgument, StoreCorrupted, StoreReadOnly
 from .._folding import LogChange, log_changes, read_snapshot_record, to_recorded
 from .._log import EventLog, stream_runs
 from .._snapshots import SnapshotStore
@@ -153,11 +153,16 @@ class Maintenance:
             self._rebuild(txn, outdated, progress)
 
     def _upgraded(self, txn: WriteTransaction, model: ReadModel) -> bool:
-        """Whether ``model``, current with the log but stored by an older code version, was converted in place."""
+        """Whether ``model``, current with the log but stored by an older code version, was converted in place
+        (not when its rows are damaged: the rebuild that follows makes it again from the log)."""
         checkpoint = self._checkpoints.get(txn, model.name)
         position = self._log.head(txn)[0]
-        if not isinstance(model, UpgradableReadModel) or checkpoint is None or checkpoint[1] != position \
-                or not model.upgrade(txn, checkpoint[0]):
+        if not isinstance(model, UpgradableReadModel) or checkpoint is None or checkpoint[1] != position:
+            return False
+        try:
+            if not model.upgrade(txn, checkpoint[0]):
+                return False
+        except StoreCorrupted:
             return False
         self._checkpoints.put(txn, model.name, model.code_version, position)
         return True

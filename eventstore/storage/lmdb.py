@@ -374,8 +374,25 @@ class Environment:
         the pages it allocates (``meminit``, with ``writemap`` off), so the new
         file holds nothing but the live key-values and zeros. Commits do not
         flush: the caller flushes the finished file once.
+
+        A rewrite may store more than the source holds (frames compressed again with another dictionary): the
+        copy then starts again in a map twice the size, up to the size cap.
+
+        Raises:
+            StoreFull: the copy does not fit under the size cap.
         """
-        target = lmdb.open(str(directory), map_size=self._env.info()["map_size"], max_dbs=_MAX_DBS, lock=False,
+        map_size = self._env.info()["map_size"]
+        while True:
+            try:
+                self._copy_live_data(directory, rewrite, map_size)
+                return
+            except lmdb.MapFullError:
+                map_size = self._doubled_map(map_size)
+                shutil.rmtree(directory)  # the partial copy, which its transaction left uncommitted
+                directory.mkdir()
+
+    def _copy_live_data(self, directory: Path, rewrite: VacuumRewrite | None, map_size: int) -> None:
+        target = lmdb.open(str(directory), map_size=map_size, max_dbs=_MAX_DBS, lock=False,
                            sync=False, metasync=False, meminit=True, writemap=False)
         try:
             with self._env.begin() as source:
@@ -635,13 +652,19 @@ class Environment:
         self._clear_stale_readers()  # pages pinned by dead readers may be all the room needed
         with self._gate.exclusive():
             try:
-                current = self._env.info()["map_size"]
-                if self.max_size is not None and current >= self.max_size:
-                    raise StoreFull(f"the store reached its size cap of {self.max_size} bytes")
-                wanted = current * 2
-                self._env.set_mapsize(min(wanted, self.max_size) if self.max_size else wanted)
+                self._env.set_mapsize(self._doubled_map(self._env.info()["map_size"]))
             except lmdb.Error as exc:
                 raise translated(exc, self.path) from None
+
+    def _doubled_map(self, current: int) -> int:
+        """The map size after ``current``: twice it, up to the size cap.
+
+        Raises:
+            StoreFull: ``current`` is the size cap already.
+        """
+        if self.max_size is not None and current >= self.max_size:
+            raise StoreFull(f"the store reached its size cap of {self.max_size} bytes")
+        return min(current * 2, self.max_size) if self.max_size else current * 2
 
     @contextmanager
     def _transaction(self, *, write: bool) -> Iterator[LmdbTransaction]:
