@@ -23,7 +23,7 @@ from eventstore.storage import lmdb as lmdb_environment
 from eventstore.storage.lmdb import Environment
 from projections.search.tokenizer import token_spans
 
-from conftest import FakeClock
+from conftest import FakeClock, lmdb_storage
 from test_dictionary_damage import _damage
 
 #: Words the redacted session shares with another one: they stay, and stay findable.
@@ -461,7 +461,7 @@ def test_a_vacuum_whose_new_dictionary_compresses_less_grows_the_copy_map(
         store.vacuum()
         before = {key: store.load(key) for key in store.list_sessions() if key != "s3"}
         store.redact("s3", "gone")
-        assert store._environment._env.info()["map_size"] == 8 << 20  # what the test is about: the map as it was
+        assert lmdb_storage(store)._env.info()["map_size"] == 8 << 20  # what the test is about: the map as it was
         _, after = store.vacuum()
         assert after > 8 << 20  # the frames compressed again took more than that map
         assert before == {key: store.load(key) for key in store.list_sessions() if key != "s3"}

@@ -197,8 +197,8 @@ def test_an_earlier_catalog_with_a_damaged_row_is_rebuilt_from_the_log(store_pat
     try:
         rows = environment.open_db(b"catalog.sessions")
         with environment.begin(write=True, db=rows) as txn:
-            key = next(txn.cursor().iternext(values=False))
-            txn.put(key, b'["tg:1", 1')
+            row_key = next(txn.cursor().iternext(values=False))
+            txn.put(row_key, b'["tg:1", 1')
     finally:
         environment.close()
     folded: list[tuple[int, int]] = []
