@@ -493,8 +493,12 @@ class ReplicaStorage:
 
     def vacuum(self, reopen: Callable[[], None], rewrite: VacuumRewrite | None = None) -> None:
         self.catch_up()  # redactions other hosts made reach the replica's records (and dictionary) first
-        self._binding = None  # its handles die with the vacuum; ``reopen`` binds the store again
-        self._inner.vacuum(reopen, rewrite)
+        binding, self._binding = self._binding, None  # its handles die with the vacuum; ``reopen`` binds again
+        try:
+            self._inner.vacuum(reopen, rewrite)
+        finally:
+            if self._binding is None:  # refused (another store has the replica open) or failed before reopening:
+                self._binding = binding  # the handles live on, and unbound, commands would stay on the replica
 
     def release(self) -> None:
         self._released = True
