@@ -281,6 +281,8 @@ class ReplicaStorage:
         self._listeners: list[Callable[[], None]] = []
         self._released = False
         self._rebuilds: bytes | None = None  # the replica's rebuild count when this process bound to it
+        self._bound = threading.Condition()  # a thread reopening the store unbound it: other threads' writes wait
+        self._rebinding: int | None = None  # that thread (its components' own writes stay on the replica)
 
     @property
     def replica(self) -> GroupCommitting:
@@ -332,7 +334,7 @@ class ReplicaStorage:
             self._head = max(self._head, position)
 
     def write(self, body: Callable[[WriteTransaction], T]) -> T:
-        if getattr(self._local, "applying", False) or self._binding is None:
+        if getattr(self._local, "applying", False) or (self._binding is None and self._unbound_here()):
             return self._inner.write(body)
         last: EventStoreError | None = None
         contended: list[str] = []  # sessions whose turn to take: the race to them was lost twice
@@ -370,6 +372,27 @@ class ReplicaStorage:
             attempt += 1
         assert last is not None  # the loop ends after a refusal or a failure only
         raise last
+
+    def _unbound_here(self) -> bool:
+        """Whether a write stays on the replica: the store's components open on this thread, before they bind. A
+        write of another thread waits for them: decided without a binding, it would never reach the shared log."""
+        with self._bound:
+            while self._binding is None and self._rebinding not in (None, threading.get_ident()):
+                self._bound.wait()
+            return self._binding is None
+
+    @contextlib.contextmanager
+    def _unbound(self) -> Iterator[ReplicaBinding | None]:
+        """The store unbound while this thread opens its components again (a vacuum, a rebuild); its binding."""
+        with self._bound:
+            binding, self._binding = self._binding, None
+            rebinding, self._rebinding = self._rebinding, threading.get_ident()
+        try:
+            yield binding
+        finally:
+            with self._bound:
+                self._rebinding = rebinding
+                self._bound.notify_all()
 
     def _catch_up_to_heard(self) -> None:
         """Catch up first if the watcher heard of commits the replica lacks: a command decided without them would
@@ -493,8 +516,12 @@ class ReplicaStorage:
 
     def vacuum(self, reopen: Callable[[], None], rewrite: VacuumRewrite | None = None) -> None:
         self.catch_up()  # redactions other hosts made reach the replica's records (and dictionary) first
-        self._binding = None  # its handles die with the vacuum; ``reopen`` binds the store again
-        self._inner.vacuum(reopen, rewrite)
+        with self._unbound() as binding:  # its handles die with the vacuum; ``reopen`` binds the store again
+            try:
+                self._inner.vacuum(reopen, rewrite)
+            finally:
+                if self._binding is None:  # refused (another store has the replica open) or failed before reopening:
+                    self._binding = binding  # the handles live on, and unbound, commands would stay on the replica
 
     def release(self) -> None:
         self._released = True
@@ -581,8 +608,8 @@ class ReplicaStorage:
 
     def _reopen(self, binding: ReplicaBinding) -> None:
         """The store opens its components again, dropping their caches; it binds again, catching up."""
-        self._binding = None
-        binding.reopen()
+        with self._unbound():
+            binding.reopen()
 
     # -- the watcher: LISTEN, with a poll of the head as the fallback ------------------------
 
