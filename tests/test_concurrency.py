@@ -749,3 +749,37 @@ def test_concurrent_retries_of_one_request_write_once(tmp_path: Path) -> None:
     with SessionStore(path) as store:
         assert store.load("chat") == [ChatMessage.user("once")]
         assert len(list(store.events())) == 1
+
+
+def test_a_command_queued_behind_a_vacuum_commits_after_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A command of another thread that queues while ``vacuum`` holds the writers' lock leads the next commit,
+    through the spaces its components had before the file was replaced (it hung, then failed on a stale
+    database handle)."""
+    outcomes: list[object] = []
+
+    def queued_append() -> None:
+        try:
+            outcomes.append(store.append("a", ChatMessage.user("queued")))
+        except Exception as exc:  # the outcome is what the test checks
+            outcomes.append(exc)
+
+    other = threading.Thread(target=queued_append, daemon=True)
+    copy = _environment.Environment._write_live_data
+
+    def copy_once_the_command_waits(self: Any, directory: Path, rewrite: Any) -> None:
+        other.start()
+        for _ in range(3000):
+            if self._group._queued:
+                break
+            threading.Event().wait(0.01)
+        assert self._group._queued, "the command never queued"  # what the test is about
+        copy(self, directory, rewrite)
+
+    with SessionStore(tmp_path, durable=False) as store:
+        store.append("a", ChatMessage.user("before"))
+        monkeypatch.setattr(_environment.Environment, "_write_live_data", copy_once_the_command_waits)
+        store.vacuum()
+        other.join(30)
+        assert (False, [2]) == (other.is_alive(), outcomes)
+        assert ["before", "queued"] == [message.content for message in store.load("a")]
+        assert store.verify().ok

@@ -187,6 +187,9 @@ class Environment:
         self._references = 0
         self._gate = Gate()
         self._write_lock = WriteLock()  # re-entered when vacuum reopens the databases
+        # Every space handed out, so that vacuum can give each the new file's handle: a command that a
+        # component made before the vacuum (queued behind it, say) then writes through it as through a new one.
+        self._spaces: weakref.WeakSet[LmdbSpace] = weakref.WeakSet()
         self._group = GroupQueue()
         self._listeners = CommitListeners()
         self.durability = durability
@@ -325,9 +328,10 @@ class Environment:
         Nothing but what the databases hold reaches the new file: not freed pages,
         nor the stale bytes a live page keeps in its unused space (LMDB's
         compacting copy copies those). The new file is complete and on disk
-        before an atomic rename replaces the old one. Every named database
-        handle is invalid afterwards: ``reopen`` opens them again before any
-        other thread may start a transaction.
+        before an atomic rename replaces the old one. Every space handed out
+        gets the new file's handle, and ``reopen`` wires the store again,
+        before any other thread may start a transaction; a command queued
+        behind the vacuum then leads the next commit.
 
         Raises:
             StoreBusy: another store object in this process, or another process, has the store open.
@@ -338,33 +342,38 @@ class Environment:
         with self._registry_lock:
             if self._references != 1:
                 raise StoreBusy("vacuum needs the store to itself; close the other SessionStore objects first")
-        with self._write_lock, self._gate.exclusive():
-            try:
-                fcntl.flock(self._users, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                fcntl.flock(self._users, fcntl.LOCK_SH)
-                raise StoreBusy("vacuum needs the store to itself; another process has it open") from None
-            try:
-                scratch = self.path / _VACUUM_DIR
-                shutil.rmtree(scratch, ignore_errors=True)
-                scratch.mkdir()
+        try:
+            with self._write_lock, self._gate.exclusive():
                 try:
-                    self._write_live_data(scratch, rewrite)
-                except BaseException as exc:
-                    shutil.rmtree(scratch, ignore_errors=True)  # a partial copy: nothing to keep
-                    if isinstance(exc, lmdb.Error):
-                        raise translated(exc, self.path) from None
-                    raise
-                fsync(scratch / "data.mdb")
-                self._env.close()
-                os.replace(scratch / "data.mdb", self.path / "data.mdb")
-                fsync(self.path)
-                scratch.rmdir()
-                self._env = self._open_lmdb()
-                self.identity = file_identity(self.path / DATA)
-                reopen()
-            finally:
-                fcntl.flock(self._users, fcntl.LOCK_SH)
+                    fcntl.flock(self._users, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    fcntl.flock(self._users, fcntl.LOCK_SH)
+                    raise StoreBusy("vacuum needs the store to itself; another process has it open") from None
+                try:
+                    scratch = self.path / _VACUUM_DIR
+                    shutil.rmtree(scratch, ignore_errors=True)
+                    scratch.mkdir()
+                    try:
+                        self._write_live_data(scratch, rewrite)
+                    except BaseException as exc:
+                        shutil.rmtree(scratch, ignore_errors=True)  # a partial copy: nothing to keep
+                        if isinstance(exc, lmdb.Error):
+                            raise translated(exc, self.path) from None
+                        raise
+                    fsync(scratch / "data.mdb")
+                    self._env.close()
+                    os.replace(scratch / "data.mdb", self.path / "data.mdb")
+                    fsync(self.path)
+                    scratch.rmdir()
+                    self._env = self._open_lmdb()
+                    self.identity = file_identity(self.path / DATA)
+                    for space in list(self._spaces):
+                        space.handle = self._open_db(space.name.encode())
+                    reopen()
+                finally:
+                    fcntl.flock(self._users, fcntl.LOCK_SH)
+        finally:
+            self._group.wake_next()  # a command that queued while the vacuum held the lock leads next
 
     def _write_live_data(self, directory: Path, rewrite: VacuumRewrite | None) -> None:
         """Copy every named database, key by key in key order, into a new environment in ``directory``; those
@@ -459,7 +468,9 @@ class Environment:
         """The named database ``name`` (created if needed); call once per name at startup."""
         if not self._references:
             raise StoreClosed("the store is closed")
-        return LmdbSpace(name, self._open_db(name.encode()))
+        space = LmdbSpace(name, self._open_db(name.encode()))
+        self._spaces.add(space)
+        return space
 
     def _open_db(self, name: bytes) -> lmdb._Database:
         if self.readonly:

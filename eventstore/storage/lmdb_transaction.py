@@ -37,9 +37,9 @@ def bad_key(key: bytes) -> ValueError:
 
 
 class LmdbSpace:
-    """A named LMDB database; its handle is valid until the environment is reopened (vacuum)."""
+    """A named LMDB database; vacuum gives it the new file's handle when it reopens the environment."""
 
-    __slots__ = ("handle", "name")
+    __slots__ = ("handle", "name", "__weakref__")
 
     def __init__(self, name: str, handle: lmdb._Database) -> None:
         self.name = name
