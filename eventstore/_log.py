@@ -200,16 +200,21 @@ def _envelope(raw: bytes) -> _Envelope:
                      type_name, at + type_length)
 
 
+def _checked_envelope(raw: bytes, what: str) -> _Envelope:
+    """``_envelope``, a damaged record raising ``StoreCorrupted`` that begins with ``what``."""
+    try:
+        return _envelope(raw)
+    except (struct.error, ValueError, UnicodeDecodeError) as exc:
+        raise StoreCorrupted(f"{what} is damaged ({exc})") from None
+
+
 def record_hash(raw: bytes) -> bytes:
     """The chain hash a stored record carries, whichever its layout.
 
     Raises:
         StoreCorrupted: the record is damaged.
     """
-    try:
-        return _envelope(raw).hash
-    except (struct.error, ValueError, UnicodeDecodeError) as exc:
-        raise StoreCorrupted(f"an event record is damaged ({exc})") from None
+    return _checked_envelope(raw, "an event record").hash
 
 
 def record_payload(raw: bytes, dictionary_of: Callable[[], Dictionary]) -> bytes:
@@ -218,10 +223,7 @@ def record_payload(raw: bytes, dictionary_of: Callable[[], Dictionary]) -> bytes
     Raises:
         StoreCorrupted: the record is damaged.
     """
-    try:
-        envelope = _envelope(raw)
-    except (struct.error, ValueError, UnicodeDecodeError) as exc:
-        raise StoreCorrupted(f"an event record is damaged ({exc})") from None
+    envelope = _checked_envelope(raw, "an event record")
     stored = bytes(raw[envelope.payload_at:])
     return stored if envelope.layout == 1 else dictionary_of().expand(stored, "the payload")
 
@@ -247,10 +249,7 @@ def _recompressed(position: int, raw: bytes, replacement: DictionaryReplacement)
     Raises:
         StoreCorrupted: the record is damaged.
     """
-    try:
-        envelope = _envelope(raw)
-    except (struct.error, ValueError, UnicodeDecodeError) as exc:
-        raise StoreCorrupted(f"position {position}: the event record is damaged ({exc})") from None
+    envelope = _checked_envelope(raw, f"position {position}: the event record")
     if envelope.layout == 1:
         return raw
     payload = replacement.old.expand(bytes(raw[envelope.payload_at:]), f"the payload at position {position}")
