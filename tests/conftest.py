@@ -198,12 +198,16 @@ def postgres_server() -> Iterator[PostgresServer]:
 @pytest.fixture
 def postgres_url(postgres_server: PostgresServer) -> str:
     """The URL of a fresh, empty schema of the throwaway server (its own ``search_path``)."""
+    return schema_url(postgres_server.url, f"test_{next(_schemas)}")
+
+
+def schema_url(server_url: str, schema: str) -> str:
+    """The URL of ``schema``, created empty on the server at ``server_url``, as its ``search_path``."""
     import psycopg
 
-    schema = f"test_{next(_schemas)}"
-    with psycopg.connect(postgres_server.url, autocommit=True) as connection:
+    with psycopg.connect(server_url, autocommit=True) as connection:
         connection.execute(f"CREATE SCHEMA {schema}")
-    return f"{postgres_server.url}&options=-csearch_path%3D{schema}"
+    return f"{server_url}&options=-csearch_path%3D{schema}"
 
 
 _schemas = itertools.count(1)

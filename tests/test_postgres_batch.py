@@ -26,7 +26,7 @@ from eventstore.aio import WRITER_THREADS
 from eventstore.services import replica as replica_module
 from eventstore.sharedlog import Commit, Committed
 
-from test_postgres_group import GATE_SECONDS, in_one_group, record_calls, texts, user
+from test_postgres_group import GATE_SECONDS, a_held_call, in_one_group, record_calls, texts, user
 from test_postgres_store import heard, listening, open_host, replica_of  # noqa: F401 - the fixture, by name
 
 # ruff: noqa: F811 - the tests take the imported fixture ``open_host`` by name
@@ -183,12 +183,18 @@ def poison(postgres_url: str) -> Iterator[None]:
         connection.execute("DROP TRIGGER es_test_poison ON es_events")
 
 
-def test_a_server_error_in_one_command_reaches_every_command_of_the_call_and_applies_none(
-        open_host, monkeypatch, postgres_url):
+def listening_with_three_sessions(open_host: Callable[..., SessionStore]) -> SessionStore:
+    """A host with sessions a, b and c (a message each) whose watcher listens."""
     one = open_host("one")
     for key in "abc":
         one.append(key, user(f"{key} first"))
     listening(one)
+    return one
+
+
+def test_a_server_error_in_one_command_reaches_every_command_of_the_call_and_applies_none(
+        open_host, monkeypatch, postgres_url):
+    one = listening_with_three_sessions(open_host)
     calls = record_calls(one, monkeypatch)
     with poison(postgres_url):
         results = in_one_group(one, [append(one, "a", "a ok"), append(one, "b", "b poison"),
@@ -213,10 +219,7 @@ def backends_of_calls(postgres_url: str) -> list[int]:
 
 def test_a_connection_killed_mid_call_fails_every_command_of_the_call_and_applies_none(
         open_host, monkeypatch, postgres_url):
-    one = open_host("one")
-    for key in "abc":
-        one.append(key, user(f"{key} first"))
-    listening(one)
+    one = listening_with_three_sessions(open_host)
     with psycopg.connect(postgres_url, autocommit=True) as holder, holder.transaction():
         holder.execute("SELECT 1 FROM es_head FOR UPDATE")  # the call waits for the head row
 
@@ -299,18 +302,7 @@ def test_a_role_that_could_write_but_not_commit_is_refused_when_the_store_opens(
 def test_an_async_command_cancelled_before_its_thread_started_is_never_recorded(postgres_url, tmp_path, monkeypatch):
     async def main() -> None:
         async with AsyncSessionStore(postgres_url, cache=tmp_path / "async") as store:
-            await store.append("warm", user("up"))
-            listening(store._store)
-            in_call, gate = threading.Event(), threading.Event()
-
-            def held() -> None:
-                in_call.set()
-                assert gate.wait(GATE_SECONDS)
-
-            record_calls(store._store, monkeypatch, held)
-            first = asyncio.create_task(store.append("k0", user("0")))
-            while not in_call.is_set():
-                await asyncio.sleep(0.001)
+            first, gate, _ = await a_held_call(store, monkeypatch, "k0", "0")
             # Every other writer thread takes a command; two more wait for a thread.
             busy = [asyncio.create_task(store.append(f"k{n}", user(f"{n}"))) for n in range(1, WRITER_THREADS + 2)]
             await asyncio.sleep(0.2)
@@ -367,10 +359,7 @@ class Interrupted(BaseException):
 
 def test_commands_whose_leader_stopped_after_the_servers_commit_are_told_they_may_have_been_recorded(
         open_host, monkeypatch):
-    one = open_host("one")
-    for key in "abc":
-        one.append(key, user(f"{key} first"))
-    listening(one)
+    one = listening_with_three_sessions(open_host)
     real = replica_of(one)._shared.commit_many
 
     def committed_then_interrupted(commits: Sequence[Commit]) -> list[Committed | EventStoreError]:

@@ -45,6 +45,25 @@ def record_calls(host: SessionStore, monkeypatch: pytest.MonkeyPatch,
     return calls
 
 
+async def a_held_call(store: AsyncSessionStore, monkeypatch: pytest.MonkeyPatch, key: str, text: str
+                      ) -> tuple[asyncio.Task[int], threading.Event, list[list[str]]]:
+    """Make the async store's calls to the server wait at a gate (after a warm-up), and start an append of
+    ``text`` to ``key`` that is in such a call: the append's task, the gate, and the calls (``record_calls``)."""
+    await store.append("warm", user("up"))
+    listening(store._store)
+    in_call, gate = threading.Event(), threading.Event()
+
+    def held() -> None:
+        in_call.set()
+        assert gate.wait(GATE_SECONDS)
+
+    calls = record_calls(store._store, monkeypatch, held)
+    first = asyncio.create_task(store.append(key, user(text)))
+    while not in_call.is_set():
+        await asyncio.sleep(0.001)
+    return first, gate, calls
+
+
 def in_one_group(host: SessionStore, commands: list[Callable[[], object]]) -> list[object]:
     """Run each command on a thread of its own while a write holds the replica's lock, so that they queue and the
     next leader commits them as one group; what each returned, or raised."""
@@ -143,18 +162,7 @@ def test_no_command_is_acknowledged_before_the_server_committed_it(open_host, mo
 def test_a_cancelled_async_command_leaves_the_others_and_the_store_whole(postgres_url, tmp_path, monkeypatch):
     async def main() -> None:
         async with AsyncSessionStore(postgres_url, cache=tmp_path / "async") as store:
-            await store.append("warm", user("up"))
-            listening(store._store)
-            in_call, gate = threading.Event(), threading.Event()
-
-            def held() -> None:
-                in_call.set()
-                assert gate.wait(GATE_SECONDS)
-
-            calls = record_calls(store._store, monkeypatch, held)
-            first = asyncio.create_task(store.append("a", user("a message")))
-            while not in_call.is_set():
-                await asyncio.sleep(0.001)
+            first, gate, calls = await a_held_call(store, monkeypatch, "a", "a message")
             others = [asyncio.create_task(store.append(key, user(f"{key} message"))) for key in "bcd"]
             await asyncio.sleep(0.1)  # they wait for the call under way
             others[0].cancel()

@@ -18,6 +18,7 @@ from eventstore import EventStoreError, StoreCorrupted, WrongExpectedVersion
 from eventstore.sharedlog import Commit, HeadMoved, NewEvent, RecordTaken, Rewrite, SessionAppend, SharedRecord
 from eventstore.sharedlog.postgres import PostgresLog
 
+from conftest import schema_url
 from postgres_server import PostgresServer
 from test_postgres_log import T0, assert_chain, everything
 
@@ -51,10 +52,7 @@ def log(postgres_url: str) -> Iterator[PostgresLog]:
 @pytest.fixture
 def another_url(postgres_server: PostgresServer) -> str:
     """A second fresh schema of the throwaway server."""
-    schema = f"single_{uuid.uuid4().hex}"
-    with psycopg.connect(postgres_server.url, autocommit=True) as connection:
-        connection.execute(f"CREATE SCHEMA {schema}")
-    return f"{postgres_server.url}&options=-csearch_path%3D{schema}"
+    return schema_url(postgres_server.url, f"single_{uuid.uuid4().hex}")
 
 
 @pytest.fixture

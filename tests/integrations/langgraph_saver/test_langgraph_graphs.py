@@ -38,6 +38,17 @@ from eventstore.integrations.langgraph import EventStoreSaver
 THREAD: RunnableConfig = {"configurable": {"thread_id": "thread-1"}}
 
 
+
+def third_turn_as_in_memory(store: SessionStore) -> None:
+    """After two turns ("one", "two") that the test stored its own way, a third turn by a new saver: the thread's
+    history equals an in-memory saver's of the three."""
+    graph = chat_graph(EventStoreSaver(store))
+    say(graph, "three")
+    expected = chat_graph(InMemorySaver())
+    for text in ("one", "two", "three"):
+        say(expected, text)
+    assert normalized(expected.get_state_history(THREAD)) == normalized(graph.get_state_history(THREAD))
+
 class State(TypedDict):
     log: Annotated[list[str], operator.add]
 
@@ -292,12 +303,7 @@ class TestListTails:
             for text in ("one", "two"):
                 say(chat_graph(EventStoreSaver(store)), text)
             assert not any(map(is_tail, stored_messages_blobs(store)))
-        graph = chat_graph(EventStoreSaver(store))
-        say(graph, "three")
-        expected = chat_graph(InMemorySaver())
-        for text in ("one", "two", "three"):
-            say(expected, text)
-        assert normalized(expected.get_state_history(THREAD)) == normalized(graph.get_state_history(THREAD))
+        third_turn_as_in_memory(store)
         assert any(map(is_tail, stored_messages_blobs(store)))
 
     def test_a_thread_stored_in_base64_still_reads_and_grows(self, store: SessionStore,
@@ -309,12 +315,7 @@ class TestListTails:
             for text in ("one", "two"):
                 say(chat_graph(EventStoreSaver(store)), text)
             assert {2, 4} == {len(blob) for blob in stored_messages_blobs(store)}
-        graph = chat_graph(EventStoreSaver(store))
-        say(graph, "three")
-        expected = chat_graph(InMemorySaver())
-        for text in ("one", "two", "three"):
-            say(expected, text)
-        assert normalized(expected.get_state_history(THREAD)) == normalized(graph.get_state_history(THREAD))
+        third_turn_as_in_memory(store)
         assert "latin-1" == stored_messages_blobs(store)[-1][-1]
 
     def test_a_redacted_thread_reads_as_empty_and_starts_again(self, saver: EventStoreSaver, store: SessionStore):
