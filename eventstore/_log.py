@@ -701,7 +701,8 @@ class EventLog:
     def _dictionary_learnt_redacted(self, txn: ReadTransaction) -> bool:
         if self.dictionary.learnt(txn) is not None:
             return self.dictionary.learnt_redacted(txn)
-        # Trained by an older version, which kept no record of what it learnt from: any redacted record counts.
+        # Trained by an older version, which kept no record of what it learnt from, or a damaged record: any
+        # redacted record counts.
         return any(len(raw) > 1 and raw[1] & _REDACTED_FLAG for raw in txn.scan_values(self._events))
 
     def vacuum_rewrites(self, replacement: DictionaryReplacement) -> Mapping[str, SpaceRewrite]:
@@ -790,10 +791,7 @@ class EventLog:
 
         for raw_key, raw in txn.scan(self._events, _U64.pack(after_position + 1)):
             position = unpack_stored(_U64, raw_key, "a position in the event table")[0]
-            try:
-                envelope = _envelope(raw)
-            except (struct.error, ValueError, UnicodeDecodeError) as exc:
-                raise StoreCorrupted(f"position {position}: the event record is damaged ({exc})") from None
+            envelope = _checked_envelope(raw, f"position {position}: the event record")
             type_name = envelope.type_name
             yield LoggedEvent(position, envelope.stream_id, envelope.version, envelope.recorded_at, type_name,
                               envelope.schema_version, _checked_payload(position, raw, envelope, dictionary_of)
@@ -808,11 +806,7 @@ class EventLog:
         """
         for raw_key, raw in txn.scan(self._events):
             position = unpack_stored(_U64, raw_key, "a position in the event table")[0]
-            try:
-                found = _envelope(raw).type_name
-            except (struct.error, ValueError, UnicodeDecodeError) as exc:
-                raise StoreCorrupted(f"position {position}: the event record is damaged ({exc})") from None
-            if found == type_name:
+            if _checked_envelope(raw, f"position {position}: the event record").type_name == type_name:
                 yield position
 
     def _recorded_at(self, txn: ReadTransaction, position: int) -> int:
@@ -919,10 +913,7 @@ def decode_record(position: int, raw: bytes, key_of: Callable[[int], str],
         StoreCorrupted: the record is damaged, its payload does not match its digest (or its frame's
             checksum), or ``key_of`` or ``dictionary_of`` raised it.
     """
-    try:
-        envelope = _envelope(raw)
-    except (struct.error, ValueError, UnicodeDecodeError) as exc:
-        raise StoreCorrupted(f"position {position}: the event record is damaged ({exc})") from None
+    envelope = _checked_envelope(raw, f"position {position}: the event record")
     payload = _checked_payload(position, raw, envelope, dictionary_of)
     encoded = EncodedEvent(envelope.type_name, envelope.schema_version, payload)
     redacted = bool(envelope.flags & _REDACTED_FLAG)
