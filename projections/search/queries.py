@@ -20,7 +20,7 @@ import functools
 import heapq
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from itertools import chain, compress, repeat
+from itertools import compress, repeat
 from operator import attrgetter, ge, mul, neg
 from typing import Any
 
@@ -208,12 +208,16 @@ def _sessions_left_open(summaries: Sequence[Summary]) -> list[int]:
 
     Found in C over every session of the terms, without a step for each session they share: equal tags are
     equal keys ``tag << 32 | sid`` (``Summary.placed``); the sessions of a term spread over several messages are
-    few for all but the most common words, and are looked up in the terms (``Summary.held``).
+    few for all but the most common words, and are looked up in the other terms only (``Summary.held``): a pass
+    over the largest term for the spread sessions of all of them cost more than the rest of the search.
     """
     found = {key & MAX_ID for key in _in_several([summary.placed() for summary in summaries])}
-    spread = set(chain.from_iterable(summary.spread_sids() for summary in summaries))
-    if spread:  # a session spread in one term is in several terms when two of them hold it
-        found |= _in_several([summary.held(spread) for summary in summaries])
+    for summary in summaries:
+        spread = summary.spread_sids()
+        if spread:  # a session spread in one term is in several terms when another term holds it
+            for other in summaries:
+                if other is not summary:
+                    found |= other.held(spread)
     return sorted(found)
 
 def _in_several(columns: Sequence[Collection[int]]) -> set[int]:
