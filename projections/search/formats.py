@@ -81,6 +81,7 @@ __all__ = [
     "chunk_message",
     "chunk_size",
     "chunk_occurrences",
+    "chunk_occurrences_of",
     "chunk_counts",
     "places",
     "id_key",
@@ -541,6 +542,9 @@ def _absolute_all(blocks: Sequence[tuple[int, Block]]) -> bytes:
     count = len(offsets) // 2
     wide = bytearray(b"".join(_U32.pack(number << BLOCK_BITS) * block.sessions for number, block in blocks))
     for column in (0, 1):
+        if column < BLOCK_BITS // 8:  # the blocks' first ids have no bit in this byte: the offsets' byte is it
+            wide[column::4] = offsets[column::2]
+            continue
         merged = int.from_bytes(wide[column::4], "little") | int.from_bytes(offsets[column::2], "little")
         wide[column::4] = merged.to_bytes(count, "little")
     return bytes(wide)
@@ -926,7 +930,17 @@ def chunk_message(raw: bytes, index: int) -> tuple[Sequence[int], bytes]:
 
 def chunk_occurrences(raw: bytes, tid: int) -> list[tuple[int, int]]:
     """``(message index in the chunk, level)`` of each message containing term ``tid``."""
+    return _occurrences(_Chunk(raw), tid)
+
+
+def chunk_occurrences_of(raw: bytes, tids: Iterable[int]) -> list[list[tuple[int, int]]]:
+    """``chunk_occurrences`` of each of ``tids``, the chunk read once."""
     chunk = _Chunk(raw)
+    return [_occurrences(chunk, tid) for tid in tids]
+
+
+def _occurrences(chunk: _Chunk, tid: int) -> list[tuple[int, int]]:
+    raw = chunk.raw
     low = tid < _LOW
     if low:
         start, end, width = chunk.low_at, chunk.high_at, 2

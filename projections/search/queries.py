@@ -34,7 +34,7 @@ from .formats import (
     MULTI,
     Summary,
     chunk_message,
-    chunk_occurrences,
+    chunk_occurrences_of,
     places,
     u32s,
 )
@@ -68,11 +68,12 @@ def _evaluate(view: IndexReader, plan: Plan, sid: int, texts: Texts | None,
               cache: dict[int, list[str]]) -> dict[int, float]:
     """Exact scores of the session's matching messages: message index → score."""
     found: dict[int, dict[int, int]] = {}
+    tids = [term.tid for term in plan.terms]
     for number, raw in enumerate(view.chunks(sid)):
         base = number * CHUNK_MESSAGES
-        for term in plan.terms:
-            for index, level in chunk_occurrences(raw, term.tid):
-                found.setdefault(base + index, {})[term.tid] = level
+        for tid, occurrences in zip(tids, chunk_occurrences_of(raw, tids)):
+            for index, level in occurrences:
+                found.setdefault(base + index, {})[tid] = level
     scores: dict[int, float] = {}
     for index, levels in found.items():
         counted = plan.free.intersection(levels)
@@ -377,6 +378,7 @@ def _threshold(view: IndexReader, plan: Plan, limit: int, texts: Texts | None,
     scored: dict[Any, float] = {}
     best: list[float] = []  # min-heap of the ``limit`` best scores
     waiting: list[tuple[float, int]] = []  # max-heap of (-bound, session)
+    entries: dict[int, tuple[int, ...]] = {}  # the waiting sessions' entries, when they are ranked by level alone
     cache: dict[int, list[str]] = {}
 
     def record(key: Any, score: float) -> None:
@@ -400,6 +402,11 @@ def _threshold(view: IndexReader, plan: Plan, limit: int, texts: Texts | None,
                 break  # the work budget is spent: the best found so far stand
             evaluated += 1
             _, sid = heapq.heappop(waiting)
+            if by_level_alone:  # its entries say which of its messages can add up: only those are read
+                codes = entries.pop(sid)
+                lower = max(table[code >> 8] for table, code in zip(tables, codes) if code)
+                record(sid, _score_from_postings(view, plan, sid, codes, lower))
+                continue
             messages = _evaluate(view, plan, sid, texts, cache)
             if message_level:
                 for index, score in messages.items():
@@ -435,6 +442,7 @@ def _threshold(view: IndexReader, plan: Plan, limit: int, texts: Texts | None,
                     record(sid, exact)
                     continue
                 heapq.heappush(waiting, (-bound, sid))
+                entries[sid] = codes  # which of its messages to read
             continue
         for sid, row in zip(fresh, zip(*(other.summary.levels_of(fresh) for other in others))):
             bound = contribution + sum(other.weight * LEVEL_WEIGHTS[lv] for other, lv in zip(others, row) if lv)
