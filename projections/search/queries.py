@@ -234,14 +234,16 @@ def _in_several(columns: Sequence[Collection[int]]) -> set[int]:
 
 def _best_of_term(summary: Summary, table: Sequence[float], limit: int) -> dict[int, float]:
     """A term's single-term scores of its best sessions: every session at or above the greatest level that
-    ``limit`` of them reach (so ties at the cut are kept). Found by counting in C."""
+    ``limit`` of them reach (so ties at the cut are kept). Found by a binary search in C over the levels, each
+    step that goes up keeping only the levels it reached: the search works on fewer and fewer of them."""
     levels, sids = summary.best_levels(), summary.sorted_sids()
     low, high, reached = 1, LEVELS, len(levels)
+    above = levels  # the levels of at least ``low``
     while low < high:
         middle = (low + high + 1) // 2
-        count = levels.translate(_at_least(middle)).count(1)
-        if count >= limit:
-            low, reached = middle, count
+        kept = above.translate(None, _below(middle))
+        if len(kept) >= limit:
+            low, reached, above = middle, len(kept), kept
         else:
             high = middle - 1
     mask = levels.translate(_at_least(low))
@@ -253,6 +255,11 @@ def _best_of_term(summary: Summary, table: Sequence[float], limit: int) -> dict[
 def _at_least(level: int) -> bytes:
     """A ``bytes.translate`` table: 1 for a level of at least ``level``, else 0."""
     return bytes(value >= level for value in range(256))
+
+@functools.lru_cache(maxsize=LEVELS + 1)
+def _below(level: int) -> bytes:
+    """The levels below ``level``: what ``bytes.translate`` deletes to keep those of at least ``level``."""
+    return bytes(range(level))
 
 def _resolve(view: IndexReader, plan: Plan, limit: int, tables: list[list[float]], singles: dict[int, float],
              shared: dict[int, tuple[int, ...]]) -> tuple[dict[int, float], float | None]:
