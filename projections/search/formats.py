@@ -381,9 +381,9 @@ class Block:
 class Summary:
     """A term's summary over all its blocks (in session order): what queries read.
 
-    The sorted sessions, levels and tags of the blocks are joined, so lookups
-    bisect one run as in a single block; level groups are merged across
-    blocks, best level first, lazily.
+    The sorted sessions (when first read), levels and tags of the blocks are
+    joined, so lookups bisect one run as in a single block; level groups are
+    merged across blocks, best level first, lazily.
     """
 
     __slots__ = ("blocks", "sessions", "_sids", "_levels", "_tags")
@@ -391,7 +391,7 @@ class Summary:
     def __init__(self, blocks: Sequence[tuple[int, Block]]) -> None:
         """``blocks``: ``(block number, its summary)``, ascending."""
         self.blocks = blocks
-        self._sids = _absolute_all(blocks)
+        self._sids: bytes | None = None  # joined when first read: a one-word query reads level groups only
         if len(blocks) == 1:
             self._levels, self._tags = blocks[0][1].best_levels(), blocks[0][1].tags()
         else:
@@ -400,7 +400,13 @@ class Summary:
         self.sessions = len(self._levels)
 
     def sorted_sids(self) -> Sequence[int]:
-        return u32s(self._sids)
+        return u32s(self._joined())
+
+    def _joined(self) -> bytes:
+        """The sorted sessions of all blocks as little-endian u32."""
+        if self._sids is None:
+            self._sids = _absolute_all(self.blocks)
+        return self._sids
 
     def best_levels(self) -> bytes:
         return self._levels
@@ -445,7 +451,7 @@ class Summary:
         The session in the low bits keeps the keys of neighbouring sessions near each other in a set."""
         wide = bytearray(8 * self.sessions)
         for byte in range(4):
-            wide[byte::8] = self._sids[byte::4]
+            wide[byte::8] = self._joined()[byte::4]
         wide[4::8] = self._tags
         return _unsigned(wide, "Q")
 
