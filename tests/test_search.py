@@ -610,6 +610,43 @@ class TestSharedSessionsPath:
                 expected.append(sid)
         assert search_queries._sessions_left_open(summaries) == expected
 
+    @settings(max_examples=60)
+    @given(st.dictionaries(st.integers(0, 3 * 4096 + 50), st.integers(1, 255), min_size=1, max_size=400),
+           st.integers(1, 60))
+    @example({sid: 9 for sid in range(100)}, 50)
+    @example({1: 255, 2: 1, 3: 128}, 2)
+    def test_best_of_term(self, levels: dict[int, int], limit: int) -> None:
+        """A term's best sessions are every session at or above the greatest level that ``limit`` of them reach
+        (all of them when fewer reach any), scored by their level: a plain sort of the levels."""
+        blocks = [(number, formats.Block(raw)) for number in range(4)
+                  if (raw := formats.summary_of({sid & 4095: level << 8 for sid, level in levels.items()
+                                                if sid >> 12 == number})) is not None]
+        table = [level * 0.5 for level in range(256)]
+        cut = sorted(levels.values(), reverse=True)[min(limit, len(levels)) - 1]
+        expected = {sid: table[level] for sid, level in levels.items() if level >= cut}
+        assert search_queries._best_of_term(formats.Summary(blocks), table, limit) == expected
+
+    def test_the_threshold_path_reads_only_the_messages_left_open(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A session waiting on the threshold path, one of whose terms is in one message, is scored from that
+        message's postings (its other chunks are not read), and ranks as a plain BM25 does."""
+        monkeypatch.setattr(search_queries, "MATERIALIZE_UP_TO", 0)
+        monkeypatch.setattr(search_queries, "INTERSECT_UP_TO", 0)
+        monkeypatch.setattr(search_queries, "SPREAD_UP_TO", -1)
+
+        def every_chunk(*_: Any) -> None:
+            raise AssertionError("every chunk of the session was read")
+
+        with tempfile.TemporaryDirectory() as directory:
+            clock = FakeClock()
+            with SessionStore(Path(directory), clock=clock, durable=False) as store:
+                texts = ["alpha gamma"] * 100 + ["alpha beta"] + ["gamma"] * 60  # beta in one message of chunk 1
+                store.append_many("long", [ChatMessage.user(text) for text in texts])
+                clock.advance(seconds=1)
+                store.append_many("short", [ChatMessage.user("beta beta"), ChatMessage.user("alpha")])
+                reference = ReferenceSearch(store)
+                monkeypatch.setattr(search_queries, "_evaluate", every_chunk)
+                assert reference.search("alpha beta", 2) == search(store, "alpha beta", 2)
+
 
 # -- only current messages match ------------------------------------------------------------
 

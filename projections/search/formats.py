@@ -81,6 +81,7 @@ __all__ = [
     "chunk_message",
     "chunk_size",
     "chunk_occurrences",
+    "chunk_occurrences_of",
     "chunk_counts",
     "places",
     "id_key",
@@ -380,9 +381,9 @@ class Block:
 class Summary:
     """A term's summary over all its blocks (in session order): what queries read.
 
-    The sorted sessions, levels and tags of the blocks are joined, so lookups
-    bisect one run as in a single block; level groups are merged across
-    blocks, best level first, lazily.
+    The sorted sessions (when first read), levels and tags of the blocks are
+    joined, so lookups bisect one run as in a single block; level groups are
+    merged across blocks, best level first, lazily.
     """
 
     __slots__ = ("blocks", "sessions", "_sids", "_levels", "_tags")
@@ -390,7 +391,7 @@ class Summary:
     def __init__(self, blocks: Sequence[tuple[int, Block]]) -> None:
         """``blocks``: ``(block number, its summary)``, ascending."""
         self.blocks = blocks
-        self._sids = _absolute_all(blocks)
+        self._sids: bytes | None = None  # joined when first read: a one-word query reads level groups only
         if len(blocks) == 1:
             self._levels, self._tags = blocks[0][1].best_levels(), blocks[0][1].tags()
         else:
@@ -399,7 +400,13 @@ class Summary:
         self.sessions = len(self._levels)
 
     def sorted_sids(self) -> Sequence[int]:
-        return u32s(self._sids)
+        return u32s(self._joined())
+
+    def _joined(self) -> bytes:
+        """The sorted sessions of all blocks as little-endian u32."""
+        if self._sids is None:
+            self._sids = _absolute_all(self.blocks)
+        return self._sids
 
     def best_levels(self) -> bytes:
         return self._levels
@@ -444,7 +451,7 @@ class Summary:
         The session in the low bits keeps the keys of neighbouring sessions near each other in a set."""
         wide = bytearray(8 * self.sessions)
         for byte in range(4):
-            wide[byte::8] = self._sids[byte::4]
+            wide[byte::8] = self._joined()[byte::4]
         wide[4::8] = self._tags
         return _unsigned(wide, "Q")
 
@@ -541,6 +548,9 @@ def _absolute_all(blocks: Sequence[tuple[int, Block]]) -> bytes:
     count = len(offsets) // 2
     wide = bytearray(b"".join(_U32.pack(number << BLOCK_BITS) * block.sessions for number, block in blocks))
     for column in (0, 1):
+        if column < BLOCK_BITS // 8:  # the blocks' first ids have no bit in this byte: the offsets' byte is it
+            wide[column::4] = offsets[column::2]
+            continue
         merged = int.from_bytes(wide[column::4], "little") | int.from_bytes(offsets[column::2], "little")
         wide[column::4] = merged.to_bytes(count, "little")
     return bytes(wide)
@@ -926,7 +936,17 @@ def chunk_message(raw: bytes, index: int) -> tuple[Sequence[int], bytes]:
 
 def chunk_occurrences(raw: bytes, tid: int) -> list[tuple[int, int]]:
     """``(message index in the chunk, level)`` of each message containing term ``tid``."""
+    return _occurrences(_Chunk(raw), tid)
+
+
+def chunk_occurrences_of(raw: bytes, tids: Iterable[int]) -> list[list[tuple[int, int]]]:
+    """``chunk_occurrences`` of each of ``tids``, the chunk read once."""
     chunk = _Chunk(raw)
+    return [_occurrences(chunk, tid) for tid in tids]
+
+
+def _occurrences(chunk: _Chunk, tid: int) -> list[tuple[int, int]]:
+    raw = chunk.raw
     low = tid < _LOW
     if low:
         start, end, width = chunk.low_at, chunk.high_at, 2

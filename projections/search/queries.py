@@ -20,7 +20,7 @@ import functools
 import heapq
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from itertools import chain, compress, repeat
+from itertools import compress, repeat
 from operator import attrgetter, ge, mul, neg
 from typing import Any
 
@@ -34,7 +34,7 @@ from .formats import (
     MULTI,
     Summary,
     chunk_message,
-    chunk_occurrences,
+    chunk_occurrences_of,
     places,
     u32s,
 )
@@ -68,11 +68,12 @@ def _evaluate(view: IndexReader, plan: Plan, sid: int, texts: Texts | None,
               cache: dict[int, list[str]]) -> dict[int, float]:
     """Exact scores of the session's matching messages: message index → score."""
     found: dict[int, dict[int, int]] = {}
+    tids = [term.tid for term in plan.terms]
     for number, raw in enumerate(view.chunks(sid)):
         base = number * CHUNK_MESSAGES
-        for term in plan.terms:
-            for index, level in chunk_occurrences(raw, term.tid):
-                found.setdefault(base + index, {})[term.tid] = level
+        for tid, occurrences in zip(tids, chunk_occurrences_of(raw, tids)):
+            for index, level in occurrences:
+                found.setdefault(base + index, {})[tid] = level
     scores: dict[int, float] = {}
     for index, levels in found.items():
         counted = plan.free.intersection(levels)
@@ -208,12 +209,16 @@ def _sessions_left_open(summaries: Sequence[Summary]) -> list[int]:
 
     Found in C over every session of the terms, without a step for each session they share: equal tags are
     equal keys ``tag << 32 | sid`` (``Summary.placed``); the sessions of a term spread over several messages are
-    few for all but the most common words, and are looked up in the terms (``Summary.held``).
+    few for all but the most common words, and are looked up in the other terms only (``Summary.held``): a pass
+    over the largest term for the spread sessions of all of them cost more than the rest of the search.
     """
     found = {key & MAX_ID for key in _in_several([summary.placed() for summary in summaries])}
-    spread = set(chain.from_iterable(summary.spread_sids() for summary in summaries))
-    if spread:  # a session spread in one term is in several terms when two of them hold it
-        found |= _in_several([summary.held(spread) for summary in summaries])
+    for summary in summaries:
+        spread = summary.spread_sids()
+        if spread:  # a session spread in one term is in several terms when another term holds it
+            for other in summaries:
+                if other is not summary:
+                    found |= other.held(spread)
     return sorted(found)
 
 def _in_several(columns: Sequence[Collection[int]]) -> set[int]:
@@ -229,14 +234,16 @@ def _in_several(columns: Sequence[Collection[int]]) -> set[int]:
 
 def _best_of_term(summary: Summary, table: Sequence[float], limit: int) -> dict[int, float]:
     """A term's single-term scores of its best sessions: every session at or above the greatest level that
-    ``limit`` of them reach (so ties at the cut are kept). Found by counting in C."""
+    ``limit`` of them reach (so ties at the cut are kept). Found by a binary search in C over the levels, each
+    step that goes up keeping only the levels it reached: the search works on fewer and fewer of them."""
     levels, sids = summary.best_levels(), summary.sorted_sids()
     low, high, reached = 1, LEVELS, len(levels)
+    above = levels  # the levels of at least ``low``
     while low < high:
         middle = (low + high + 1) // 2
-        count = levels.translate(_at_least(middle)).count(1)
-        if count >= limit:
-            low, reached = middle, count
+        kept = above.translate(None, _below(middle))
+        if len(kept) >= limit:
+            low, reached, above = middle, len(kept), kept
         else:
             high = middle - 1
     mask = levels.translate(_at_least(low))
@@ -248,6 +255,11 @@ def _best_of_term(summary: Summary, table: Sequence[float], limit: int) -> dict[
 def _at_least(level: int) -> bytes:
     """A ``bytes.translate`` table: 1 for a level of at least ``level``, else 0."""
     return bytes(value >= level for value in range(256))
+
+@functools.lru_cache(maxsize=LEVELS + 1)
+def _below(level: int) -> bytes:
+    """The levels below ``level``: what ``bytes.translate`` deletes to keep those of at least ``level``."""
+    return bytes(range(level))
 
 def _resolve(view: IndexReader, plan: Plan, limit: int, tables: list[list[float]], singles: dict[int, float],
              shared: dict[int, tuple[int, ...]]) -> tuple[dict[int, float], float | None]:
@@ -373,6 +385,7 @@ def _threshold(view: IndexReader, plan: Plan, limit: int, texts: Texts | None,
     scored: dict[Any, float] = {}
     best: list[float] = []  # min-heap of the ``limit`` best scores
     waiting: list[tuple[float, int]] = []  # max-heap of (-bound, session)
+    entries: dict[int, tuple[int, ...]] = {}  # the waiting sessions' entries, when they are ranked by level alone
     cache: dict[int, list[str]] = {}
 
     def record(key: Any, score: float) -> None:
@@ -396,6 +409,11 @@ def _threshold(view: IndexReader, plan: Plan, limit: int, texts: Texts | None,
                 break  # the work budget is spent: the best found so far stand
             evaluated += 1
             _, sid = heapq.heappop(waiting)
+            if by_level_alone:  # its entries say which of its messages can add up: only those are read
+                codes = entries.pop(sid)
+                lower = max(table[code >> 8] for table, code in zip(tables, codes) if code)
+                record(sid, _score_from_postings(view, plan, sid, codes, lower))
+                continue
             messages = _evaluate(view, plan, sid, texts, cache)
             if message_level:
                 for index, score in messages.items():
@@ -431,6 +449,7 @@ def _threshold(view: IndexReader, plan: Plan, limit: int, texts: Texts | None,
                     record(sid, exact)
                     continue
                 heapq.heappush(waiting, (-bound, sid))
+                entries[sid] = codes  # which of its messages to read
             continue
         for sid, row in zip(fresh, zip(*(other.summary.levels_of(fresh) for other in others))):
             bound = contribution + sum(other.weight * LEVEL_WEIGHTS[lv] for other, lv in zip(others, row) if lv)
