@@ -191,9 +191,9 @@ def _value(serde: SerializerProtocol, blob: Sequence[str]) -> Any:
 
 
 def _loads(serde: SerializerProtocol, kind: str, data: bytes) -> Any:
-    """``serde.loads_typed((kind, data))``; for LangGraph's own serializer's msgpack, the same objects made faster
-    (``_constructing``)."""
-    if kind != _MSGPACK or type(serde) is not JsonPlusSerializer:
+    """``serde.loads_typed((kind, data))``; for LangGraph's own serializer's msgpack (with its own hook, not one the
+    caller gave it), the same objects made faster (``_constructing``)."""
+    if kind != _MSGPACK or type(serde) is not JsonPlusSerializer or serde._custom_unpack_ext_hook:
         return serde.loads_typed((kind, data))
     return ormsgpack.unpackb(data, ext_hook=_constructing(serde._unpack_ext_hook), option=ormsgpack.OPT_NON_STR_KEYS)
 

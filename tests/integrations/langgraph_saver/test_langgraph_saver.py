@@ -436,6 +436,19 @@ def test_a_list_decodes_to_what_the_serializer_makes_of_it():
     assert 5 == _loads(serde, kind, rejected)[0].content
 
 
+def test_a_hook_the_caller_gave_the_serializer_decodes_every_object():
+    made: list[int] = []
+
+    def hook(code: int, data: bytes) -> Any:
+        made.append(code)
+        return JsonPlusSerializer()._unpack_ext_hook(code, data)
+
+    serde = JsonPlusSerializer(__unpack_ext_hook__=hook)
+    kind, data = serde.dumps_typed([HumanMessage("hi", id="q1"), AIMessage("hello", id="a1")])
+    assert [HumanMessage("hi", id="q1"), AIMessage("hello", id="a1")] == _loads(serde, kind, data)
+    assert [EXT_PYDANTIC_V2, EXT_PYDANTIC_V2] == made
+
+
 class CountingSerializer(JsonPlusSerializer):
     """LangGraph's serializer, noting the length of each list it serializes."""
 
