@@ -20,9 +20,9 @@ of the call (LangGraph's background threads included), with the same ratio.
 
 With ``--put-parts`` it prints instead where a put's CPU time goes with no flush at all (``Durability.OFF``): the
 read of the thread (cached after the first), the parent's list found for the tail, the message made (the list's
-added items serialized: its other items are the objects the saver returned, their fingerprint checked unchanged,
-which is timed apart too), and the store's append; and, for comparison, LangGraph's serializer making the whole new
-list's bytes, which ``SqliteSaver``'s put pays.
+added items serialized: its other items are the objects the saver returned, their part of the new list's
+fingerprint checked unchanged; the fingerprint is timed apart too), and the store's append; and, for comparison,
+LangGraph's serializer making the whole new list's bytes, which ``SqliteSaver``'s put pays.
 
 A last row is the floor of a durable put: the bytes each peer's puts passed to write calls (median), as random
 4 KB pages written and flushed by ``bench_core``'s probe, with no database: LMDB's protocol (the pages, one
@@ -159,8 +159,8 @@ def summary(samples: list[float]) -> tuple[float, float]:
 
 
 PUT_PARTS = ("read the thread", "find the parent's list", "make the message", "the store's append")
-#: Within making the message: the fingerprint of the list's earlier items, checked unchanged since it was read.
-FINGERPRINT = "(in it: the earlier items' fingerprint)"
+#: Within making the message: the fingerprint of the new list, whose earlier items' part is checked unchanged.
+FINGERPRINT = "(in it: the list's fingerprint)"
 #: Not a part of our put: what LangGraph's serializer takes over the whole new list, as ``SqliteSaver``'s put does.
 WHOLE_LIST = "(the serializer on the whole list)"
 
@@ -195,7 +195,7 @@ def put_parts(scratch: Path, turns: int, samples: int) -> None:
         for name, seconds in zip(PUT_PARTS, [after - before for before, after in itertools.pairwise(moments)]):
             parts[name].append(seconds)
         started = time.process_time()
-        Fingerprint.of(checkpoint["channel_values"]["messages"][:-1])
+        Fingerprint.of(checkpoint["channel_values"]["messages"])
         parts[FINGERPRINT].append(time.process_time() - started)
         started = time.process_time()
         saver.serde.dumps_typed(checkpoint["channel_values"]["messages"])

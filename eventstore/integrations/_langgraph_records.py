@@ -34,11 +34,13 @@ import functools
 import itertools
 import json
 import operator
-from collections.abc import Iterable, Mapping, Sequence
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, cast
 from urllib.parse import quote, unquote
 
 import attrs
+import ormsgpack
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
     WRITES_IDX_MAP,
@@ -49,8 +51,9 @@ from langgraph.checkpoint.base import (
     PendingWrite,
     writes_sort_key,
 )
+from langgraph.checkpoint.serde._msgpack import SAFE_MSGPACK_TYPES
 from langgraph.checkpoint.serde.base import SerializerProtocol
-from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from langgraph.checkpoint.serde.jsonplus import EXT_PYDANTIC_V2, JsonPlusSerializer
 
 from eventstore import REDACTED, ChatMessage, StoreCorrupted
 
@@ -184,7 +187,48 @@ def _blob(serde: SerializerProtocol, value: Any) -> list[str]:
 
 
 def _value(serde: SerializerProtocol, blob: Sequence[str]) -> Any:
-    return serde.loads_typed((blob[0], _read_bytes(blob[1:])))
+    return _loads(serde, blob[0], _read_bytes(blob[1:]))
+
+
+def _loads(serde: SerializerProtocol, kind: str, data: bytes) -> Any:
+    """``serde.loads_typed((kind, data))``; for LangGraph's own serializer's msgpack (with its own hook, not one the
+    caller gave it), the same objects made faster (``_constructing``)."""
+    if kind != _MSGPACK or type(serde) is not JsonPlusSerializer or serde._custom_unpack_ext_hook:
+        return serde.loads_typed((kind, data))
+    return ormsgpack.unpackb(data, ext_hook=_constructing(serde._unpack_ext_hook), option=ormsgpack.OPT_NON_STR_KEYS)
+
+
+#: The classes of LangGraph's safe msgpack types met so far (LangChain's messages, ...), by module and name.
+_SAFE_CLASSES: dict[tuple[str, str], Callable[..., Any]] = {}
+
+
+def _constructing(library: Callable[[int, bytes], Any]) -> Callable[[int, bytes], Any]:
+    """The serializer's msgpack hook ``library``, but a pydantic object of one of LangGraph's safe types (a
+    LangChain message) is made by its class found in a dict, not through ``importlib`` and the allowlist at every
+    object (a sixth of a chat's decoding): the very call the serializer makes, ``cls(**fields)``. Anything else,
+    and anything that fails, goes to ``library``, which decodes it again and handles it as it does."""
+
+    def hook(code: int, data: bytes) -> Any:
+        if code == EXT_PYDANTIC_V2:
+            try:
+                module, name, fields = ormsgpack.unpackb(data, ext_hook=hook, option=ormsgpack.OPT_NON_STR_KEYS)[:3]
+                made = _SAFE_CLASSES.get((module, name)) or _safe_class(module, name)
+                if made is not None:
+                    return made(**fields)
+            except Exception:  # the serializer's own hook below meets it and handles it its way
+                pass
+        return library(code, data)
+
+    return hook
+
+
+def _safe_class(module: str, name: str) -> Callable[..., Any] | None:
+    """The class of a safe type whose module is imported (the serializer imports it the first time), kept."""
+    if (module, name) not in SAFE_MSGPACK_TYPES or module not in sys.modules:
+        return None
+    found: Callable[..., Any] = getattr(sys.modules[module], name)
+    _SAFE_CLASSES[(module, name)] = found
+    return found
 
 
 def _array_shape(data: bytes) -> tuple[int, int] | None:
@@ -222,11 +266,12 @@ class Items:
         return [_MSGPACK, *_stored_bytes(_array_header(self.count) + self.body)]
 
     def value(self, serde: SerializerProtocol) -> Any:
-        return serde.loads_typed((_MSGPACK, _array_header(self.count) + self.body))
+        return _loads(serde, _MSGPACK, _array_header(self.count) + self.body)
 
 
 #: Values whose bytes a change in place cannot reach: a fingerprint holds them and looks no further.
 _LEAVES = frozenset({str, int, float, bool, bytes, type(None)})
+_extra_of = operator.attrgetter("__pydantic_extra__")
 _values = operator.methodcaller("values")
 #: How far below a list's items a fingerprint looks: their fields (a message's ``content``, ``id``,
 #: ``tool_calls``, ...), the entries of the lists and dicts among those (a content block, a tool call, an
@@ -234,8 +279,8 @@ _values = operator.methodcaller("values")
 FINGERPRINT_DEPTH = 3
 
 
-#: A fingerprint's part: the values held at one path (a group of values of one kind, under the group that held
-#: them), and how many each value of the group above held.
+#: A fingerprint's part: the values held by one group (the values of one kind among those the group above it
+#: held), in order, and how many each value of the group held.
 _Part = tuple[tuple[Any, ...], tuple[int, ...]]
 
 
@@ -244,7 +289,8 @@ class Fingerprint:
     """What a list's items' bytes are made of, down to ``FINGERPRINT_DEPTH``: the values the items hold (their
     fields, a dict's keys and values, a list's items), grouped by kind, and the values those hold in turn, with
     each one's size. The values themselves, not their ids: held, none is freed and its id taken by a new object.
-    Groups keep the items' order, so the fingerprint of a list that grew is the old one joined to the new items'."""
+    A group keeps the items' order, so a list's first items contribute the first values of every group: the
+    fingerprint of a list that grew starts with the old one (``leads``)."""
 
     parts: Mapping[tuple[Any, ...], _Part]
 
@@ -259,12 +305,15 @@ class Fingerprint:
         return other is not None and self.parts.keys() == other.parts.keys() and all(
             _same_part(part, other.parts[path]) for path, part in self.parts.items())
 
-    def joined(self, added: Fingerprint) -> Fingerprint:
-        """The fingerprint of these items followed by those of ``added``."""
-        empty: _Part = ((), ())
-        return Fingerprint({path: (mine[0] + theirs[0], mine[1] + theirs[1])
-                            for path in dict.fromkeys([*self.parts, *added.parts])
-                            for mine, theirs in [(self.parts.get(path, empty), added.parts.get(path, empty))]})
+    def leads(self, longer: Fingerprint) -> bool:
+        """Whether ``longer``, the fingerprint of these items followed by others, holds these items' values
+        unchanged: each of its groups starts with the very values and sizes of this one's."""
+        for path, (held, sizes) in self.parts.items():
+            other = longer.parts.get(path)
+            if (other is None or len(other[0]) < len(held) or other[1][:len(sizes)] != sizes
+                    or not all(map(operator.is_, held, other[0]))):
+                return False
+        return True
 
 
 def _same_part(part: _Part, other: _Part) -> bool:
@@ -273,38 +322,50 @@ def _same_part(part: _Part, other: _Part) -> bool:
 
 def _look_into(values: Sequence[Any], depth: int, path: tuple[Any, ...], parts: dict[tuple[Any, ...], _Part],
                opaque: bool) -> bool:
-    """Add to ``parts`` what ``values`` hold, by kind, and below, to ``depth`` levels; a value that holds nothing it
-    could change in place (a string, a number) holds nothing. An object whose fields cannot be seen is taken as it
-    is where ``opaque`` allows (a datetime, a UUID); else ``False``. Whole groups go through C iterators, and the
-    fields of objects of one class by column (a message's ``content`` of every message, its ``additional_kwargs``
-    of every message, ...): a Python step per item would cost nearly what serializing the item does."""
+    """Add to ``parts`` what ``values`` hold, a group per kind, and below, to ``depth`` levels; a value that holds
+    nothing it could change in place (a string, a number) holds nothing. An object whose fields cannot be seen is
+    taken as it is where ``opaque`` allows (a datetime, a UUID); else ``False``. Groups are gathered by C iterators,
+    the fields of objects of one class by column (a message's ``content`` of every message, its
+    ``additional_kwargs`` of every message, ...), sliced from one run of them all: a Python step per value would
+    cost nearly what serializing the items does."""
     present = set(map(type, values))
     if present <= _LEAVES:
         return True
     kinds = list(map(type, values)) if len(present) > 1 else []
-    groups: list[tuple[Any, Iterable[Any], Iterable[int]]] = []
     for kind in present - _LEAVES:
         alike = values if not kinds else list(itertools.compress(values, map({kind}.__contains__, kinds)))
-        if kind is dict or issubclass(kind, dict):
-            groups.append((kind, itertools.chain.from_iterable(itertools.chain.from_iterable(map(dict.items, alike))),
-                           map(len, alike)))
-        elif kind is list or kind is tuple or issubclass(kind, (list, tuple)):
-            groups.append((kind, itertools.chain.from_iterable(alike), map(len, alike)))
+        group = (*path, kind)
+        if issubclass(kind, (dict, list, tuple)):
+            sizes = tuple(map(len, alike))
+            filled: Iterable[Any] = itertools.compress(alike, sizes)  # most are empty (no kwargs, no tool calls)
+            if issubclass(kind, dict):
+                filled = itertools.chain.from_iterable(map(dict.items, filled))
+            held = tuple(itertools.chain.from_iterable(filled))
+            parts[group] = (held, sizes)
         elif kind.__dictoffset__:  # its fields are in a __dict__ (a pydantic model's too, an attrs class's)
-            rows = list(map(_values, map(vars, alike)))
-            fields = list(map(len, rows))
-            groups.append((kind, (), fields))
-            if len(set(fields)) == 1:  # the same fields in each: one group a field
-                groups.extend(((kind, field), column, ()) for field, column in enumerate(zip(*rows)))
-            else:
-                groups.append(((kind, None), itertools.chain.from_iterable(rows), ()))
+            fields = list(map(vars, alike))
+            held = tuple(itertools.chain.from_iterable(map(_values, fields)))
+            sizes = tuple(map(len, fields))
+            parts[group] = ((), sizes)
             if hasattr(kind, "__pydantic_extra__"):  # a pydantic model's undeclared fields, kept apart
-                groups.append(((kind, "extra"), map(operator.attrgetter("__pydantic_extra__"), alike), ()))
+                parts[(*group, "extra")] = (tuple(map(_extra_of, alike)), ())
+                if depth > 1 and not _look_into(parts[(*group, "extra")][0], depth - 1, (*group, "extra"), parts,
+                                                opaque=True):
+                    return False
+            # The same fields in each (their count, in a pydantic model's declared order): a column a field;
+            # else one group of them all.
+            count = sizes[0] if sizes and sizes.count(sizes[0]) == len(sizes) else 0
+            columns = {field: held[field::count] for field in range(count)} if count else {None: held}
+            for field, column in columns.items():
+                parts[(*group, field)] = (column, ())
+                if depth > 1 and not _look_into(column, depth - 1, (*group, field), parts, opaque=True):
+                    return False
+            continue
         elif not opaque:
             return False
-    for kind, held, sizes in groups:
-        part = parts[(*path, kind)] = (tuple(held), tuple(sizes))
-        if part[0] and depth > 1 and not _look_into(part[0], depth - 1, (*path, kind), parts, opaque=True):
+        else:
+            continue
+        if held and depth > 1 and not _look_into(held, depth - 1, group, parts, opaque=True):
             return False
     return True
 
@@ -327,16 +388,14 @@ class Encoded:
         """``value``, whose items' bytes ``body`` has just been made of."""
         return cls(tuple(value), body, Fingerprint.of(value))
 
-    def extended_by(self, value: list[Any]) -> bool:
+    def extension(self, value: list[Any]) -> Fingerprint | None:
+        """The fingerprint of ``value`` if its first items are these objects, their fingerprint unchanged (one
+        fingerprint of the whole new list, whose groups must start with this one's); else ``None``."""
         count = len(self.objects)
-        return (self.fingerprint is not None and len(value) >= count and all(map(operator.is_, self.objects, value))
-                and self.fingerprint.same(Fingerprint.of(value[:count])))
-
-    def extended(self, value: list[Any], body: bytes) -> Encoded:
-        """``value``, which ``extended_by`` accepted, with ``body``: its items' bytes, these items' and the new."""
-        assert self.fingerprint is not None
-        added = Fingerprint.of(value[len(self.objects):])
-        return Encoded(tuple(value), body, None if added is None else self.fingerprint.joined(added))
+        if self.fingerprint is None or len(value) < count or not all(map(operator.is_, self.objects, value)):
+            return None
+        taken = Fingerprint.of(value)
+        return taken if taken is not None and self.fingerprint.leads(taken) else None
 
 
 @attrs.frozen
@@ -352,35 +411,32 @@ class Base:
 def _list_blob(serde: SerializerProtocol, value: list[Any], base: Base | None) -> tuple[list[Any], Encoded | None]:
     """The blob of a channel's new value: the tail it adds to ``base`` when it extends it, else the whole; and the
     value with its items' bytes, when it is a msgpack array."""
-    added = _added(serde, value, base)
-    if added is not None:  # the base's items are these objects, unchanged: only the ones after them were serialized
-        assert base is not None and base.encoded is not None
-        array_header = _array_header(len(value))
-        data = b"".join([array_header, base.items.body, added])
-        encoded = base.encoded.extended(value, data[len(array_header):])
-    else:
+    encoded = _extended(serde, value, base)
+    if encoded is None:
         kind, data = serde.dumps_typed(value)
         shape = _array_shape(data) if kind == _MSGPACK else None
         if shape is None:
             return [kind, *_stored_bytes(data)], None
         encoded = Encoded.taken(value, data[shape[1]:])
     if base is None or base.items.depth >= MAX_TAIL_DEPTH or not encoded.body.startswith(base.items.body):
-        return [_MSGPACK, *_stored_bytes(data)], encoded
+        return [_MSGPACK, *_stored_bytes(_array_header(len(value)) + encoded.body)], encoded
     tail = encoded.body[len(base.items.body):]
     return [_TAIL, base.version, len(value) - base.items.count, *_stored_bytes(tail)], encoded
 
 
-def _added(serde: SerializerProtocol, value: list[Any], base: Base | None) -> bytes | None:
-    """The msgpack bytes of the items ``value`` adds to ``base``'s, serialized alone, when its first items are
-    the objects whose bytes ``base`` holds, their fingerprint unchanged; ``None`` otherwise. Only for LangGraph's
-    own serializer, which encodes an item the same wherever it stands (msgpack is self-delimiting: an array is its
-    header and its items' bytes)."""
-    if (base is None or base.encoded is None or not isinstance(serde, JsonPlusSerializer)
-            or not base.encoded.extended_by(value)):
+def _extended(serde: SerializerProtocol, value: list[Any], base: Base | None) -> Encoded | None:
+    """``value`` with its items' msgpack bytes, those of the items it adds to ``base``'s serialized alone, when its
+    first items are the objects whose bytes ``base`` holds, their fingerprint unchanged; ``None`` otherwise. Only
+    for LangGraph's own serializer, which encodes an item the same wherever it stands (msgpack is self-delimiting:
+    an array is its header and its items' bytes)."""
+    if base is None or base.encoded is None or not isinstance(serde, JsonPlusSerializer):
+        return None
+    fingerprint = base.encoded.extension(value)
+    if fingerprint is None:
         return None
     kind, data = serde.dumps_typed(value[len(base.encoded.objects):])
     shape = _array_shape(data) if kind == _MSGPACK else None
-    return None if shape is None else data[shape[1]:]
+    return None if shape is None else Encoded(tuple(value), base.items.body + data[shape[1]:], fingerprint)
 
 
 def _whole_items(blob: Sequence[Any], supplier: str) -> Items | None:

@@ -28,7 +28,7 @@ def test_the_put_parts_are_each_timed(tmp_path: Path):
     rows = {line[:40].strip(): float(line[40:].split()[0]) for line in completed.stdout.splitlines()
             if line.endswith(" ms")}
     assert set(rows) == {"a whole put", "read the thread", "find the parent's list", "make the message",
-                         "the store's append", "(in it: the earlier items' fingerprint)",
+                         "the store's append", "(in it: the list's fingerprint)",
                          "(the serializer on the whole list)"}
     assert rows["the store's append"] > 0
     assert list(tmp_path.iterdir()) == []

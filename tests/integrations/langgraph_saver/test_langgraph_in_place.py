@@ -223,3 +223,18 @@ def test_values_a_fingerprint_cannot_look_into_below_the_items_leave_the_fast_pa
     assert taken is not None and taken.same(Fingerprint.of([message]))
     message.additional_kwargs["trace"] = uuid.UUID(int=8)
     assert not taken.same(Fingerprint.of([message]))
+
+
+@pytest.mark.parametrize("edit", EDITS, ids=[edit.__name__ for edit in EDITS])
+def test_a_grown_list_leads_with_the_fingerprint_of_its_earlier_items_until_one_changes(
+        edit: Callable[[list[Any]], None]):
+    """A put takes one fingerprint of the whole new list and checks that its groups start with the earlier items'
+    (``Fingerprint.leads``): true while they are unchanged, whatever the added items hold; false after an edit."""
+    earlier = [HumanMessage("question 0", id="q0"), first_reply()]
+    taken = Fingerprint.of(earlier)
+    added = [HumanMessage("question 1", id="q1", additional_kwargs={"new": [1]}), first_reply()]
+    grown = Fingerprint.of([*earlier, *added])
+    assert taken is not None and grown is not None and taken.leads(grown)
+    edit(earlier)
+    edited = Fingerprint.of([*earlier, *added])
+    assert edited is not None and not taken.leads(edited)

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 from unittest import mock
 
 import attrs
+import ormsgpack
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
-from langchain_core.messages import BaseMessage, HumanMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, RemoveMessage, SystemMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
     WRITES_IDX_MAP,
@@ -24,7 +27,8 @@ from langgraph.checkpoint.base import (
     CheckpointTuple,
     writes_sort_key,
 )
-from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from langgraph.checkpoint.serde.jsonplus import EXT_PYDANTIC_V2, JsonPlusSerializer
+from pydantic import BaseModel
 
 from eventstore import (
     AsyncSessionStore,
@@ -41,6 +45,7 @@ from eventstore.integrations._langgraph_records import (
     PAYLOADS_KEPT,
     WRITES,
     Records,
+    _loads,
     _read_bytes,
     _stored_bytes,
     session_key,
@@ -398,6 +403,50 @@ def test_a_blob_keeps_bytes_as_text_when_no_longer_than_base64(data: bytes):
         assert "latin-1" == stored[-1]
     elif data.startswith(b"\x00\x01"):
         assert [base64.b64encode(data).decode()] == stored
+
+
+class Answer(BaseModel):
+    """A pydantic model of the caller's (not one of LangGraph's safe types)."""
+
+    text: str
+
+
+def mixed_values() -> list[Any]:
+    return [HumanMessage("hi", id="q1", additional_kwargs={"at": datetime.datetime(2026, 12, 4)}),
+            AIMessage([{"type": "text", "text": "hello"}], id="a1", response_metadata={"model": "m"},
+                      tool_calls=[{"name": "search", "args": {"q": "x"}, "id": "c1"}]),
+            ToolMessage("found", tool_call_id="c1"), SystemMessage("be brief"), RemoveMessage(id="q1"),
+            Answer(text="yes"), {"plain": [1, 2.5, None, "text"]}, uuid.UUID(int=7)]
+
+
+def test_a_list_decodes_to_what_the_serializer_makes_of_it():
+    """The saver makes LangGraph's safe types itself (``_loads``): the same objects, of the same classes, as the
+    serializer's ``loads_typed``; others (a caller's model) and what fails (fields a message's class rejects,
+    which the serializer then makes without validation) are the serializer's own."""
+    serde = JsonPlusSerializer(allowed_msgpack_modules=[(Answer.__module__, "Answer")])
+    kind, data = serde.dumps_typed(mixed_values())
+    rejected = ormsgpack.packb([ormsgpack.Ext(EXT_PYDANTIC_V2, ormsgpack.packb(
+        ["langchain_core.messages.human", "HumanMessage", {"content": 5}]))])
+    for blob in (data, rejected):
+        theirs, ours = serde.loads_typed((kind, blob)), _loads(serde, kind, blob)
+        assert [type(value) for value in theirs] == [type(value) for value in ours]
+        assert [vars(value) if hasattr(value, "__dict__") else value for value in theirs] == [
+            vars(value) if hasattr(value, "__dict__") else value for value in ours]
+    assert mixed_values() == _loads(serde, kind, data)
+    assert 5 == _loads(serde, kind, rejected)[0].content
+
+
+def test_a_hook_the_caller_gave_the_serializer_decodes_every_object():
+    made: list[int] = []
+
+    def hook(code: int, data: bytes) -> Any:
+        made.append(code)
+        return JsonPlusSerializer()._unpack_ext_hook(code, data)
+
+    serde = JsonPlusSerializer(__unpack_ext_hook__=hook)
+    kind, data = serde.dumps_typed([HumanMessage("hi", id="q1"), AIMessage("hello", id="a1")])
+    assert [HumanMessage("hi", id="q1"), AIMessage("hello", id="a1")] == _loads(serde, kind, data)
+    assert [EXT_PYDANTIC_V2, EXT_PYDANTIC_V2] == made
 
 
 class CountingSerializer(JsonPlusSerializer):
