@@ -99,6 +99,11 @@ class _Again(Exception):
     again."""
 
 
+class _Unbound(Exception):
+    """Another thread unbound the store to open its components again (a rebuild found, a vacuum): the body did not
+    run; wait for the store to bind again, then decide."""
+
+
 class _Shipment:
     """What became of one write's command on the shared log, across the engine's runs of its body (it runs it
     again after growing its map): once accepted, the command must not be sent again."""
@@ -334,12 +339,14 @@ class ReplicaStorage:
             self._head = max(self._head, position)
 
     def write(self, body: Callable[[WriteTransaction], T]) -> T:
-        if getattr(self._local, "applying", False) or (self._binding is None and self._unbound_here()):
+        if getattr(self._local, "applying", False):
             return self._inner.write(body)
         last: EventStoreError | None = None
         contended: list[str] = []  # sessions whose turn to take: the race to them was lost twice
         attempt = 0  # the times this write was refused, or failed on a replica that then moved
         while attempt < ATTEMPTS:
+            if self._binding is None and self._unbound_here():
+                return self._inner.write(body)
             shipment = _Shipment()
             decided_at: list[tuple[int, bytes]] = []  # the replica's head the body decided against
             attempted = functools.partial(self._attempt, body=body, shipment=shipment, decided_at=decided_at)
@@ -354,6 +361,8 @@ class ReplicaStorage:
                     return cast(T, self._inner.write(attempted, lambda outcomes: self._ship(outcomes)))
             except _Again:
                 continue  # rolled back for a batchmate's sake, not refused: it spends no attempt
+            except _Unbound:
+                continue  # nothing ran: wait for the binding (above), then decide
             except _Elsewhere as elsewhere:
                 self._settle(elsewhere.records)
                 return cast(T, elsewhere.result)
@@ -397,8 +406,11 @@ class ReplicaStorage:
     def _catch_up_to_heard(self) -> None:
         """Catch up first if the watcher heard of commits the replica lacks: a command decided without them would
         go elsewhere on the server (or be refused) and be rolled back, its work and its call wasted."""
+        binding = self._binding
+        if binding is None:  # another thread reopens the store: the attempt waits for it to bind again
+            return
         with self._inner.read() as txn:
-            behind = self._head_of(txn) < self._head
+            behind = binding.head(txn)[0] < self._head
         if behind:
             self.catch_up()
 
@@ -407,13 +419,11 @@ class ReplicaStorage:
         position, or its hash (the group that body decided in was rolled back, and the position its batchmates'
         events had may now hold another host's)."""
         self.catch_up()
-        assert self._binding is not None
+        binding = self._binding
+        if binding is None or not decided_at:  # another thread reopens the store: decide again once it is bound
+            return True
         with self._inner.read() as txn:
-            return not decided_at or self._binding.head(txn)[:2] != decided_at[0]
-
-    def _head_of(self, txn: ReadTransaction) -> int:
-        assert self._binding is not None
-        return self._binding.head(txn)[0]
+            return binding.head(txn)[:2] != decided_at[0]
 
     def _attempt(self, txn: WriteTransaction, *, body: Callable[[WriteTransaction], T], shipment: _Shipment,
                  decided_at: list[tuple[int, bytes]]) -> T | _Pending:
@@ -422,8 +432,10 @@ class ReplicaStorage:
         if shipment.in_doubt:
             raise StoreUnavailable("the call to the shared log was cut short; the command may or may not have been "
                                    "recorded: retry it with the same idempotency_key")
-        assert self._binding is not None
-        decided_at[:] = [self._binding.head(txn)[:2]]
+        binding = self._binding
+        if binding is None:  # another thread reopens the store since this write checked its binding
+            raise _Unbound
+        decided_at[:] = [binding.head(txn)[:2]]
         capture = _Capture(txn, self._stream_keys, self._dictionary)
         result = body(_CapturingTransaction(txn, capture))
         commit = capture.commit()
@@ -574,7 +586,7 @@ class ReplicaStorage:
                 applied += self._applying(lambda txn: binding.replicate(
                     txn, [e for e in events if e.position > binding.head(txn)[0]]))  # noqa: B023
             except ReplicationMismatch:
-                self._rebuild(head.position)
+                self._rebuild(binding, head.position)
                 return applied
             if filling and self._progress is not None:
                 self._progress(events[-1].position, head.position)
@@ -588,11 +600,9 @@ class ReplicaStorage:
         finally:
             self._local.applying = False
 
-    def _rebuild(self, server_head: int) -> None:
+    def _rebuild(self, binding: ReplicaBinding, server_head: int) -> None:
         """The replica diverged from the shared log (a failover lost commits it had seen): empty it, in place
         (every handle stays valid for calls under way), and fill it again."""
-        binding = self._binding
-        assert binding is not None
         spaces = [space for name, space in self._spaces.items() if name != _LOG_META]
 
         def empty(txn: WriteTransaction) -> None:
