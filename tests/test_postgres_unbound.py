@@ -1,6 +1,6 @@
 """A PostgreSQL host's store while one of its threads opens the store's components again on a rebuilt replica
-(another process rebuilt it, or this one did): the commands of its other threads wait for the store to bind again,
-then reach the server."""
+(another process rebuilt it, or this one did): the commands and reads of its other threads wait for the store to
+bind again, then reach the server and read the refilled replica."""
 
 from __future__ import annotations
 
@@ -116,4 +116,30 @@ def test_a_command_under_way_when_its_process_finds_another_rebuilt_the_replica_
     assert read.result() == expected
     assert ("new", 1) in on_server(postgres_url)
     assert texts(open_host("fresh"), "new") == ["during the reopening"]
+
+
+def test_a_read_while_its_store_reopens_on_a_replica_it_emptied_to_rebuild_waits_for_the_refill(
+        open_host, postgres_url, tmp_path, monkeypatch):
+    host = open_host("host")
+    for text in SEEN:
+        host.append("k", user(text))
+    roll_back_to(postgres_url, 3)
+    expected = rewrite_as_many(postgres_url, tmp_path)  # the host's replica diverged: its next catch-up rebuilds
+    replica = replica_of(host)
+    reopening, go = threading.Event(), threading.Event()
+    held_reopening(host, monkeypatch, reopening, go)
+    noticing_waits(replica, monkeypatch, go)
+    rebuilding = Background(replica.catch_up)  # empties the replica, then reopens the store, unbound until ``go``
+    assert reopening.wait(GATE_SECONDS)
+
+    def read_then_go() -> list[str]:
+        try:
+            return texts(host, "k")
+        finally:
+            go.set()  # it read (the emptied replica), or waited for the binding, which set go
+
+    read = Background(read_then_go)
+    assert read.result() == expected
+    assert isinstance(rebuilding.result(), int)
+    assert texts(host, "k") == expected
 

@@ -317,7 +317,15 @@ class ReplicaStorage:
 
     @contextlib.contextmanager
     def _current_read(self) -> Iterator[ReadTransaction]:
-        """A read of the replica, caught up first unless it holds the latest head the listening watcher heard of."""
+        """A read of the replica, caught up first unless it holds the latest head the listening watcher heard of.
+
+        While another thread opens the store's components again, the read waits for them to bind: the replica may
+        be emptied for a rebuild, or refilled by another process, and nothing catches it up before they bind."""
+        if self._binding is None and self._unbound_here():  # this thread opens them: it reads what is there
+            self._watch()  # a store that reads listens from its first read on (its opening's)
+            with self._inner.read() as txn:
+                yield txn
+                return
         binding = self._binding
         if self._listening and not self._went_back and binding is not None:
             with self._inner.read() as txn:
@@ -383,8 +391,9 @@ class ReplicaStorage:
         raise last
 
     def _unbound_here(self) -> bool:
-        """Whether a write stays on the replica: the store's components open on this thread, before they bind. A
-        write of another thread waits for them: decided without a binding, it would never reach the shared log."""
+        """Whether a write or a read stays on the replica: the store's components open on this thread, before they
+        bind. Another thread waits for them: its write, decided without a binding, would never reach the shared
+        log, and its read would find the replica as it was left, not caught up (emptied, if it is rebuilt)."""
         with self._bound:
             while self._binding is None and self._rebinding not in (None, threading.get_ident()):
                 self._bound.wait()
