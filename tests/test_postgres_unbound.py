@@ -1,6 +1,6 @@
 """A PostgreSQL host's store while one of its threads opens the store's components again on a rebuilt replica
 (another process rebuilt it, or this one did): the commands and reads of its other threads wait for the store to
-bind again, then reach the server and read the refilled replica."""
+bind again, then reach the server and read the refilled replica; a reopening that fails leaves the store bound."""
 
 from __future__ import annotations
 
@@ -143,3 +143,26 @@ def test_a_read_while_its_store_reopens_on_a_replica_it_emptied_to_rebuild_waits
     assert isinstance(rebuilding.result(), int)
     assert texts(host, "k") == expected
 
+
+def test_a_reopening_that_fails_leaves_the_store_bound_its_commands_reaching_the_server(
+        open_host, postgres_url, tmp_path, monkeypatch):
+    writer = open_host("host")
+    for text in SEEN:
+        writer.append("k", user(text))
+    host = open_host("host")
+    roll_back_to(postgres_url, 3)
+    expected = rewrite_as_many(postgres_url, tmp_path)
+    replica_of(writer).catch_up()  # another process rebuilds the directory: the host's next read reopens its store
+    real = host._open_components
+
+    def failing_once() -> None:
+        monkeypatch.setattr(host, "_open_components", real)
+        raise EventStoreError("the read models could not open")
+
+    monkeypatch.setattr(host, "_open_components", failing_once)
+    with pytest.raises(EventStoreError, match="could not open"):
+        host.load("k")
+    assert host.append("k", user("after the failure")) == 6
+    assert on_server(postgres_url)[-1] == ("k", 6)
+    assert texts(host, "k") == [*expected, "after the failure"]
+    assert texts(open_host("fresh"), "k") == [*expected, "after the failure"]

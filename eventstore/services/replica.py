@@ -400,15 +400,20 @@ class ReplicaStorage:
             return self._binding is None
 
     @contextlib.contextmanager
-    def _unbound(self) -> Iterator[ReplicaBinding | None]:
-        """The store unbound while this thread opens its components again (a vacuum, a rebuild); its binding."""
+    def _unbound(self) -> Iterator[None]:
+        """The store unbound while this thread opens its components again (a vacuum, a rebuild).
+
+        If they did not bind again (a vacuum refused, a reopening that failed), the binding is put back: the old
+        components' handles live on, and unbound, the store would keep its commands on the replica."""
         with self._bound:
             binding, self._binding = self._binding, None
             rebinding, self._rebinding = self._rebinding, threading.get_ident()
         try:
-            yield binding
+            yield
         finally:
             with self._bound:
+                if self._binding is None:
+                    self._binding = binding
                 self._rebinding = rebinding
                 self._bound.notify_all()
 
@@ -537,12 +542,8 @@ class ReplicaStorage:
 
     def vacuum(self, reopen: Callable[[], None], rewrite: VacuumRewrite | None = None) -> None:
         self.catch_up()  # redactions other hosts made reach the replica's records (and dictionary) first
-        with self._unbound() as binding:  # its handles die with the vacuum; ``reopen`` binds the store again
-            try:
-                self._inner.vacuum(reopen, rewrite)
-            finally:
-                if self._binding is None:  # refused (another store has the replica open) or failed before reopening:
-                    self._binding = binding  # the handles live on, and unbound, commands would stay on the replica
+        with self._unbound():  # its handles die with the vacuum; ``reopen`` binds the store again
+            self._inner.vacuum(reopen, rewrite)
 
     def release(self) -> None:
         self._released = True
