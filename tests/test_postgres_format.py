@@ -4,6 +4,8 @@ of format 5 upgrades the schema under it, and after."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import psycopg
 
 from eventstore.sharedlog import Commit, Committed, HeadMoved
@@ -17,7 +19,7 @@ PAST_INT4 = 3_000_000_000  # a head position past 2^31
 FORMAT_4_GROUP_CALL = "CALL es_append_batch(" + ", ".join(["%b"] * 20) + ")"
 
 
-def kinds(answers: list[Committed | Exception]) -> list[str]:
+def kinds(answers: Sequence[Committed | Exception]) -> list[str]:
     return [type(answer).__name__ for answer in answers]
 
 

@@ -53,7 +53,16 @@ from ..sharedlog import (
     SharedLog,
     SharedRecord,
 )
-from ..storage import GroupCommitting, Outcome, ReadTransaction, Space, StorageUsage, VacuumRewrite, WriteTransaction
+from ..storage import (
+    BeforeCommit,
+    GroupCommitting,
+    Outcome,
+    ReadTransaction,
+    Space,
+    StorageUsage,
+    VacuumRewrite,
+    WriteTransaction,
+)
 
 __all__ = ["ReplicaStorage", "ReplicaBinding", "ATTEMPTS", "BATCH"]
 
@@ -351,6 +360,7 @@ class ReplicaStorage:
             return self._inner.write(body)
         last: EventStoreError | None = None
         contended: list[str] = []  # sessions whose turn to take: the race to them was lost twice
+        alone = False  # whether it runs in a group of its own, which no batchmate's command can roll back
         attempt = 0  # the times this write was refused, or failed on a replica that then moved
         while attempt < ATTEMPTS:
             if self._binding is None and self._unbound_here():
@@ -361,14 +371,16 @@ class ReplicaStorage:
             try:
                 if not contended:
                     self._catch_up_to_heard()
-                    return cast(T, self._inner.write(attempted, self._ship))
+                    return cast(T, self._inner.write(attempted, self._own_group() if alone else self._ship))
                 with self._shared.turn(contended):
                     self.catch_up()  # nobody else can move these sessions now: decide on their latest
-                    # A group of its own (a step no other write names), led by this thread: its call goes
-                    # through the turn's connection.
-                    return cast(T, self._inner.write(attempted, lambda outcomes: self._ship(outcomes)))
+                    # A group of its own, led by this thread: its call goes through the turn's connection.
+                    return cast(T, self._inner.write(attempted, self._own_group()))
             except _Again:
-                continue  # rolled back for a batchmate's sake, not refused: it spends no attempt
+                # Rolled back for a batchmate's sake, not refused: it spends no attempt. Under a stream of
+                # commands that go elsewhere (another host's writes), every group it joins may be rolled back.
+                alone = True
+                continue
             except _Unbound:
                 continue  # nothing ran: wait for the binding (above), then decide
             except _Elsewhere as elsewhere:
@@ -389,6 +401,10 @@ class ReplicaStorage:
             attempt += 1
         assert last is not None  # the loop ends after a refusal or a failure only
         raise last
+
+    def _own_group(self) -> BeforeCommit:
+        """The step of a write that commits in a group of its own: a step no other write names."""
+        return lambda outcomes: self._ship(outcomes)
 
     def _unbound_here(self) -> bool:
         """Whether a write or a read stays on the replica: the store's components open on this thread, before they
