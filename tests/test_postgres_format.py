@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import psycopg
 
+from eventstore import ChatMessage, SessionStore
 from eventstore.sharedlog import Commit, Committed, HeadMoved
 from eventstore.sharedlog import postgres as postgres_module
 from eventstore.sharedlog.postgres import SCHEMA_FORMAT, PostgresLog
@@ -73,3 +74,14 @@ def test_a_host_of_format_4_keeps_committing_groups_after_a_host_of_format_5_upg
         if newer is not None:
             newer.close()
 
+
+
+def test_a_read_only_store_reads_a_schema_of_format_4_without_upgrading_it(postgres_url, tmp_path, monkeypatch):
+    monkeypatch.setattr(postgres_module, "SCHEMA_FORMAT", 4)
+    monkeypatch.setattr(postgres_module, "_COMMIT", FORMAT_4_GROUP_CALL)
+    with SessionStore(postgres_url, cache=tmp_path / "host") as writer:
+        writer.append("k", ChatMessage.user("hello"))
+    monkeypatch.undo()
+    with SessionStore(postgres_url, cache=tmp_path / "host", readonly=True) as reader:
+        assert reader.load("k") == [ChatMessage.user("hello")]
+    assert stored_format(postgres_url) == 4  # a host of format 4 may still be running: only a writable open upgrades

@@ -510,8 +510,9 @@ class PostgresLog:
     """The shared log in one PostgreSQL database (schema: the connection's ``search_path``).
 
     Connections are pooled (one per concurrent caller); a broken one is dropped, and the next call
-    connects again. ``create``: make the tables in an empty schema (else an empty schema raises
-    ``StoreNotFound``).
+    connects again. ``create``: a writable store's open, which makes the tables in an empty schema and
+    upgrades an older format (else an empty schema raises ``StoreNotFound``, and an older format, whose tables
+    are the same, is read as it is: a read-only host changes nothing on the server).
     """
 
     def __init__(self, url: str, *, create: bool = True) -> None:
@@ -562,8 +563,9 @@ class PostgresLog:
             raise _unavailable(exc, doing) from None
 
     def _prepare(self, connection: psycopg.Connection[Any], create: bool) -> None:
-        """Create the tables in an empty schema, upgrade an older format, refuse a newer one, and a role that could
-        write but not commit (``es_append_many`` would fail each call after it committed: ``_IN_DOUBT``)."""
+        """Create the tables in an empty schema and upgrade an older format (``create``), refuse a newer one, and a
+        role that could write but not commit (``es_append_many`` would fail each call after it committed:
+        ``_IN_DOUBT``)."""
         if create and connection.execute(_MAY_FLUSH).fetchone() != (True,):
             raise StoreInaccessible("the PostgreSQL role may not call pg_logical_emit_message, which every commit "
                                     "calls (docs/postgres.md, schema and upgrades): grant it EXECUTE on it")
@@ -581,7 +583,7 @@ class PostgresLog:
             if stored > SCHEMA_FORMAT:
                 raise IncompatibleStore(f"the PostgreSQL log has format {stored}, newer than this code's "
                                         f"{SCHEMA_FORMAT}; upgrade the eventstore package")
-            while stored < SCHEMA_FORMAT:
+            while create and stored < SCHEMA_FORMAT:  # a read-only store reads an older format as it is
                 connection.execute(_UPGRADES[stored], prepare=False)
                 stored += 1
                 connection.execute("UPDATE es_meta SET format = %s", (stored,))
