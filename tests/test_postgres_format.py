@@ -1,6 +1,6 @@
 """The PostgreSQL schema's format 5: a group's refusal hints are int8, so a group holding a pinned command that found
-the head moved past 2^31 events refuses that command alone; a host of format 4 keeps committing groups while a host
-of format 5 upgrades the schema under it, and after."""
+the head moved past 2^31 events refuses that command alone; a host of format 4 keeps committing groups after a host
+of format 5 upgraded the schema under it; a read-only store reads an older format without upgrading it."""
 
 from __future__ import annotations
 
