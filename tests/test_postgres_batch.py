@@ -1,4 +1,4 @@
-"""A host's group commit on PostgreSQL, reviewed command by command: what one call of ``es_append_batch`` does with
+"""A host's group commit on PostgreSQL, reviewed command by command: what one call of ``es_append_many`` does with
 commands that are refused, that share a session, that retry one another, that span sessions, and what its
 callers learn when the call itself fails (before or after the server committed) or when they stop waiting."""
 
@@ -214,7 +214,7 @@ def test_a_server_error_in_one_command_reaches_every_command_of_the_call_and_app
 def backends_of_calls(postgres_url: str) -> list[int]:
     with psycopg.connect(postgres_url, autocommit=True) as connection:
         return [row[0] for row in connection.execute(
-            "SELECT pid FROM pg_stat_activity WHERE query LIKE 'CALL es_append_batch%%' AND state = 'active'")]
+            "SELECT pid FROM pg_stat_activity WHERE query LIKE 'CALL es_append_many%%' AND state = 'active'")]
 
 
 def test_a_connection_killed_mid_call_fails_every_command_of_the_call_and_applies_none(
@@ -261,7 +261,7 @@ def app_role_url(postgres_url: str, postgres_server) -> Iterator[str]:
 
 
 def may_flush(server_url: str, allowed: bool) -> None:
-    """Whether roles other than superusers may call ``pg_logical_emit_message``, which ``es_append_batch`` calls
+    """Whether roles other than superusers may call ``pg_logical_emit_message``, which ``es_append_many`` calls
     after its first transaction committed."""
     with psycopg.connect(server_url, autocommit=True) as connection:
         connection.execute(f"GRANT EXECUTE ON FUNCTION {FLUSH_MESSAGE} TO PUBLIC" if allowed

@@ -215,6 +215,7 @@ def test_a_schema_of_the_first_format_is_upgraded_when_a_store_opens_it(log, pos
     log.commit(append("a", 0, "one"))
     log.close()
     with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute("DROP PROCEDURE es_append_many")
         connection.execute("DROP PROCEDURE es_append_batch")
         connection.execute("DROP FUNCTION es_commit_batch")
         connection.execute("DROP PROCEDURE es_append_one")

@@ -1,6 +1,6 @@
 """A command alone on the PostgreSQL log (``es_append_one``, no subtransaction): a refusal aborts the whole call, so
 it leaves neither a position hole nor half of the command, and the rows it writes are exactly those the batch
-path (``es_append_batch``) writes for the same commands."""
+path (``es_append_many``) writes for the same commands."""
 
 from __future__ import annotations
 

@@ -53,7 +53,16 @@ from ..sharedlog import (
     SharedLog,
     SharedRecord,
 )
-from ..storage import GroupCommitting, Outcome, ReadTransaction, Space, StorageUsage, VacuumRewrite, WriteTransaction
+from ..storage import (
+    BeforeCommit,
+    GroupCommitting,
+    Outcome,
+    ReadTransaction,
+    Space,
+    StorageUsage,
+    VacuumRewrite,
+    WriteTransaction,
+)
 
 __all__ = ["ReplicaStorage", "ReplicaBinding", "ATTEMPTS", "BATCH"]
 
@@ -97,6 +106,11 @@ class _Refused(Exception):
 class _Again(Exception):
     """The write shared nothing, but its group was not committed (a batchmate's command went elsewhere): run it
     again."""
+
+
+class _Unbound(Exception):
+    """Another thread unbound the store to open its components again (a rebuild found, a vacuum): the body did not
+    run; wait for the store to bind again, then decide."""
 
 
 class _Shipment:
@@ -312,7 +326,15 @@ class ReplicaStorage:
 
     @contextlib.contextmanager
     def _current_read(self) -> Iterator[ReadTransaction]:
-        """A read of the replica, caught up first unless it holds the latest head the listening watcher heard of."""
+        """A read of the replica, caught up first unless it holds the latest head the listening watcher heard of.
+
+        While another thread opens the store's components again, the read waits for them to bind: the replica may
+        be emptied for a rebuild, or refilled by another process, and nothing catches it up before they bind."""
+        if self._binding is None and self._unbound_here():  # this thread opens them: it reads what is there
+            self._watch()  # a store that reads listens from its first read on (its opening's)
+            with self._inner.read() as txn:
+                yield txn
+                return
         binding = self._binding
         if self._listening and not self._went_back and binding is not None:
             with self._inner.read() as txn:
@@ -334,26 +356,33 @@ class ReplicaStorage:
             self._head = max(self._head, position)
 
     def write(self, body: Callable[[WriteTransaction], T]) -> T:
-        if getattr(self._local, "applying", False) or (self._binding is None and self._unbound_here()):
+        if getattr(self._local, "applying", False):
             return self._inner.write(body)
         last: EventStoreError | None = None
         contended: list[str] = []  # sessions whose turn to take: the race to them was lost twice
+        alone = False  # whether it runs in a group of its own, which no batchmate's command can roll back
         attempt = 0  # the times this write was refused, or failed on a replica that then moved
         while attempt < ATTEMPTS:
+            if self._binding is None and self._unbound_here():
+                return self._inner.write(body)
             shipment = _Shipment()
             decided_at: list[tuple[int, bytes]] = []  # the replica's head the body decided against
             attempted = functools.partial(self._attempt, body=body, shipment=shipment, decided_at=decided_at)
             try:
                 if not contended:
                     self._catch_up_to_heard()
-                    return cast(T, self._inner.write(attempted, self._ship))
+                    return cast(T, self._inner.write(attempted, self._own_group() if alone else self._ship))
                 with self._shared.turn(contended):
                     self.catch_up()  # nobody else can move these sessions now: decide on their latest
-                    # A group of its own (a step no other write names), led by this thread: its call goes
-                    # through the turn's connection.
-                    return cast(T, self._inner.write(attempted, lambda outcomes: self._ship(outcomes)))
+                    # A group of its own, led by this thread: its call goes through the turn's connection.
+                    return cast(T, self._inner.write(attempted, self._own_group()))
             except _Again:
-                continue  # rolled back for a batchmate's sake, not refused: it spends no attempt
+                # Rolled back for a batchmate's sake, not refused: it spends no attempt. Under a stream of
+                # commands that go elsewhere (another host's writes), every group it joins may be rolled back.
+                alone = True
+                continue
+            except _Unbound:
+                continue  # nothing ran: wait for the binding (above), then decide
             except _Elsewhere as elsewhere:
                 self._settle(elsewhere.records)
                 return cast(T, elsewhere.result)
@@ -373,32 +402,45 @@ class ReplicaStorage:
         assert last is not None  # the loop ends after a refusal or a failure only
         raise last
 
+    def _own_group(self) -> BeforeCommit:
+        """The step of a write that commits in a group of its own: a step no other write names."""
+        return lambda outcomes: self._ship(outcomes)
+
     def _unbound_here(self) -> bool:
-        """Whether a write stays on the replica: the store's components open on this thread, before they bind. A
-        write of another thread waits for them: decided without a binding, it would never reach the shared log."""
+        """Whether a write or a read stays on the replica: the store's components open on this thread, before they
+        bind. Another thread waits for them: its write, decided without a binding, would never reach the shared
+        log, and its read would find the replica as it was left, not caught up (emptied, if it is rebuilt)."""
         with self._bound:
             while self._binding is None and self._rebinding not in (None, threading.get_ident()):
                 self._bound.wait()
             return self._binding is None
 
     @contextlib.contextmanager
-    def _unbound(self) -> Iterator[ReplicaBinding | None]:
-        """The store unbound while this thread opens its components again (a vacuum, a rebuild); its binding."""
+    def _unbound(self) -> Iterator[None]:
+        """The store unbound while this thread opens its components again (a vacuum, a rebuild).
+
+        If they did not bind again (a vacuum refused, a reopening that failed), the binding is put back: the old
+        components' handles live on, and unbound, the store would keep its commands on the replica."""
         with self._bound:
             binding, self._binding = self._binding, None
             rebinding, self._rebinding = self._rebinding, threading.get_ident()
         try:
-            yield binding
+            yield
         finally:
             with self._bound:
+                if self._binding is None:
+                    self._binding = binding
                 self._rebinding = rebinding
                 self._bound.notify_all()
 
     def _catch_up_to_heard(self) -> None:
         """Catch up first if the watcher heard of commits the replica lacks: a command decided without them would
         go elsewhere on the server (or be refused) and be rolled back, its work and its call wasted."""
+        binding = self._binding
+        if binding is None:  # another thread reopens the store: the attempt waits for it to bind again
+            return
         with self._inner.read() as txn:
-            behind = self._head_of(txn) < self._head
+            behind = binding.head(txn)[0] < self._head
         if behind:
             self.catch_up()
 
@@ -407,13 +449,11 @@ class ReplicaStorage:
         position, or its hash (the group that body decided in was rolled back, and the position its batchmates'
         events had may now hold another host's)."""
         self.catch_up()
-        assert self._binding is not None
+        binding = self._binding
+        if binding is None or not decided_at:  # another thread reopens the store: decide again once it is bound
+            return True
         with self._inner.read() as txn:
-            return not decided_at or self._binding.head(txn)[:2] != decided_at[0]
-
-    def _head_of(self, txn: ReadTransaction) -> int:
-        assert self._binding is not None
-        return self._binding.head(txn)[0]
+            return binding.head(txn)[:2] != decided_at[0]
 
     def _attempt(self, txn: WriteTransaction, *, body: Callable[[WriteTransaction], T], shipment: _Shipment,
                  decided_at: list[tuple[int, bytes]]) -> T | _Pending:
@@ -422,8 +462,10 @@ class ReplicaStorage:
         if shipment.in_doubt:
             raise StoreUnavailable("the call to the shared log was cut short; the command may or may not have been "
                                    "recorded: retry it with the same idempotency_key")
-        assert self._binding is not None
-        decided_at[:] = [self._binding.head(txn)[:2]]
+        binding = self._binding
+        if binding is None:  # another thread reopens the store since this write checked its binding
+            raise _Unbound
+        decided_at[:] = [binding.head(txn)[:2]]
         capture = _Capture(txn, self._stream_keys, self._dictionary)
         result = body(_CapturingTransaction(txn, capture))
         commit = capture.commit()
@@ -516,12 +558,8 @@ class ReplicaStorage:
 
     def vacuum(self, reopen: Callable[[], None], rewrite: VacuumRewrite | None = None) -> None:
         self.catch_up()  # redactions other hosts made reach the replica's records (and dictionary) first
-        with self._unbound() as binding:  # its handles die with the vacuum; ``reopen`` binds the store again
-            try:
-                self._inner.vacuum(reopen, rewrite)
-            finally:
-                if self._binding is None:  # refused (another store has the replica open) or failed before reopening:
-                    self._binding = binding  # the handles live on, and unbound, commands would stay on the replica
+        with self._unbound():  # its handles die with the vacuum; ``reopen`` binds the store again
+            self._inner.vacuum(reopen, rewrite)
 
     def release(self) -> None:
         self._released = True
@@ -574,7 +612,7 @@ class ReplicaStorage:
                 applied += self._applying(lambda txn: binding.replicate(
                     txn, [e for e in events if e.position > binding.head(txn)[0]]))  # noqa: B023
             except ReplicationMismatch:
-                self._rebuild(head.position)
+                self._rebuild(binding, head.position)
                 return applied
             if filling and self._progress is not None:
                 self._progress(events[-1].position, head.position)
@@ -588,11 +626,9 @@ class ReplicaStorage:
         finally:
             self._local.applying = False
 
-    def _rebuild(self, server_head: int) -> None:
+    def _rebuild(self, binding: ReplicaBinding, server_head: int) -> None:
         """The replica diverged from the shared log (a failover lost commits it had seen): empty it, in place
         (every handle stays valid for calls under way), and fill it again."""
-        binding = self._binding
-        assert binding is not None
         spaces = [space for name, space in self._spaces.items() if name != _LOG_META]
 
         def empty(txn: WriteTransaction) -> None:

@@ -5,7 +5,7 @@ last position and its hash), ``es_sessions`` (each session's version and latest 
 ``es_events`` (the log) and ``es_records`` (idempotency results and import receipts, first writer wins).
 
 Every commit is one call, one round trip: of the ``es_append_one`` procedure for a command alone, of
-``es_append_batch`` for the commands a host's threads gave at once (``commit_many``: each accepted or refused
+``es_append_many`` for the commands a host's threads gave at once (``commit_many``: each accepted or refused
 alone). ``es_commit`` locks the head row, then the sessions' rows in key order, checks each session's version, and
 only then advances the head: positions are assigned while the head row is locked, so they are gap-free, a rejected
 commit takes none, and commits become visible in position order (a reader tailing the log never skips one that
@@ -49,7 +49,7 @@ __all__ = ["PostgresLog", "SCHEMA_FORMAT", "CHANNEL"]
 T = TypeVar("T")
 
 #: The schema's format; a database with a newer one is refused, an older one upgraded by ``_UPGRADES``.
-SCHEMA_FORMAT = 4
+SCHEMA_FORMAT = 5
 #: The channel ``NOTIFY`` wakes subscribers on (``es_append`` names it too).
 CHANNEL = "eventstore_log"
 
@@ -164,15 +164,16 @@ END $$;
 # after a refused one in the batch that shares a session with it decided against that command's events, so it is
 # refused too. ``turns``: the sessions whose turn the calling connection holds, not tried (a try fails behind
 # another writer already waiting for the turn; the turn's exclusive lock is all its holder needs). ``c_pinned``: 0
-# for a command pinned nowhere.
-_APPEND_BATCH: LiteralString = """
+# for a command pinned nowhere. (Written once for formats 3 and 5: they differ in the hints' type and the
+# procedure's name.)
+_COMMIT_BATCH: LiteralString = """
 CREATE FUNCTION es_commit_batch(
     c_appends int4[], c_rewrites int4[], c_records int4[], c_pinned int8[],
     a_keys text[], a_expected int8[], a_recorded int8[], a_counts int4[],
     e_ids bytea[], e_types text[], e_schemas int4[], e_payloads bytea[], e_digests bytea[], e_redacted bool[],
     w_positions int8[], w_payloads bytea[], r_spaces text[], r_keys bytea[], r_values bytea[], turns text[],
     OUT first_positions int8[], OUT head_positions int8[], OUT head_hashes bytea[], OUT refusals text[],
-    OUT hints int4[], OUT details text[], OUT taken bytea[])
+    OUT hints HINT_TYPE[], OUT details text[], OUT taken bytea[])
 LANGUAGE plpgsql AS $$
 DECLARE
     a int := 0;
@@ -227,7 +228,7 @@ BEGIN
         head_positions := head_positions || head_position;
         head_hashes := head_hashes || head_hash;
         refusals := refusals || code;
-        hints := hints || hint::int4;
+        hints := hints || hint::HINT_TYPE;
         details := details || detail;
         taken := taken || CASE WHEN code = 'EV410' THEN (SELECT value FROM es_records
             WHERE space = r_spaces[r + hint::int4] AND key = r_keys[r + hint::int4]) END;
@@ -237,15 +238,16 @@ BEGIN
         r := r + c_records[c];
     END LOOP;
 END $$;
-
-CREATE PROCEDURE es_append_batch(
+"""
+_GROUP_PROCEDURE: LiteralString = """
+CREATE PROCEDURE GROUP_PROCEDURE(
     c_appends int4[], c_rewrites int4[], c_records int4[], c_pinned int8[],
     a_keys text[], a_expected int8[], a_recorded int8[], a_counts int4[],
     e_ids bytea[], e_types text[], e_schemas int4[], e_payloads bytea[], e_digests bytea[], e_redacted bool[],
     w_positions int8[], w_payloads bytea[], r_spaces text[], r_keys bytea[], r_values bytea[], turns text[],
     INOUT first_positions int8[] DEFAULT NULL, INOUT head_positions int8[] DEFAULT NULL,
-    INOUT head_hashes bytea[] DEFAULT NULL, INOUT refusals text[] DEFAULT NULL, INOUT hints int4[] DEFAULT NULL,
-    INOUT details text[] DEFAULT NULL, INOUT taken bytea[] DEFAULT NULL)
+    INOUT head_hashes bytea[] DEFAULT NULL, INOUT refusals text[] DEFAULT NULL,
+    INOUT hints HINT_TYPE[] DEFAULT NULL, INOUT details text[] DEFAULT NULL, INOUT taken bytea[] DEFAULT NULL)
 LANGUAGE plpgsql AS $$
 BEGIN
     SELECT b.first_positions, b.head_positions, b.head_hashes, b.refusals, b.hints, b.details, b.taken
@@ -260,6 +262,8 @@ BEGIN
     END IF;
 END $$;
 """
+_APPEND_BATCH: LiteralString = (_COMMIT_BATCH + _GROUP_PROCEDURE.replace("GROUP_PROCEDURE", "es_append_batch")
+                                 ).replace("HINT_TYPE", "int4")
 
 # Format 4: ``es_append_one``, the call of a lone command (a host's group of one, the case without concurrency),
 # and a leaner ``es_commit``. A lone command needs no subtransaction: nothing else shares its transaction, so a
@@ -360,12 +364,21 @@ BEGIN
 END $$;
 """
 
+# Format 5: a group's refusal hints are int8. ``es_commit_batch`` cast each to int4, and the hint of a pinned command
+# that found the head moved is the head's position: past 2^31 events, the whole group failed ("out of range"). The
+# hosts of format 4 still running call ``es_append_batch``, whose result type (int4 hints) their prepared call holds
+# ("cached plan must not change result type" otherwise): it stays, narrowing what the new ``es_commit_batch``
+# returns as before, and the hosts of format 5 call ``es_append_many``, the same procedure with int8 hints. The next
+# format drops ``es_append_batch``.
+_WIDE_HINTS: LiteralString = "DROP FUNCTION es_commit_batch;" + (
+    _COMMIT_BATCH + _GROUP_PROCEDURE.replace("GROUP_PROCEDURE", "es_append_many")).replace("HINT_TYPE", "int8")
+
 #: format → the SQL that takes a schema of that format to the next one.
-_UPGRADES: dict[int, LiteralString] = {1: _APPEND, 2: _APPEND_BATCH, 3: _APPEND_ONE}
+_UPGRADES: dict[int, LiteralString] = {1: _APPEND, 2: _APPEND_BATCH, 3: _APPEND_ONE, 4: _WIDE_HINTS}
 
 # Binary parameters: payloads and digests go as they are, not spelled out in hex (about a tenth of a commit's
 # client CPU time, docs/postgres.md); every statement is prepared (``prepare_threshold=0``).
-_COMMIT = "CALL es_append_batch(" + ", ".join(["%b"] * 20) + ")"
+_COMMIT = "CALL es_append_many(" + ", ".join(["%b"] * 20) + ")"
 _COMMIT_ONE = "CALL es_append_one(" + ", ".join(["%b"] * 17) + ")"
 _TAKEN = "SELECT value FROM es_records WHERE space = %s AND key = %s"
 #: The codes of ``es_commit``'s refusals (``_answer``): a refused command alone raises one of them.
@@ -379,7 +392,7 @@ FROM es_head h LEFT JOIN LATERAL (SELECT * FROM es_events WHERE position > %s OR
 
 #: What a caller learns of a command whose call failed: the server may have committed it before the failure.
 _IN_DOUBT = "the command may or may not have been recorded: retry it with the same idempotency_key"
-#: Whether the role may call what ``es_append_batch`` calls after its first transaction committed.
+#: Whether the role may call what ``es_append_many`` calls after its first transaction committed.
 _MAY_FLUSH = "SELECT has_function_privilege('pg_logical_emit_message(boolean, text, text)', 'EXECUTE')"
 
 
@@ -396,7 +409,7 @@ def _unavailable(exc: psycopg.Error, doing: str) -> EventStoreError:
 
 def _answer(commit: Commit, first: int | None, head: int | None, head_hash: bytes | None, refusal: str | None,
             hint: int | None, detail: str | None, taken: bytes | None) -> Committed | EventStoreError:
-    """Where ``es_append_batch`` put one command, or what its refusal means for the store."""
+    """Where ``es_append_many`` (or ``es_append_one``) put one command, or what its refusal means for the store."""
     if refusal is None:
         assert first is not None and head is not None and head_hash is not None
         return Committed(first, head, bytes(head_hash))
@@ -497,8 +510,9 @@ class PostgresLog:
     """The shared log in one PostgreSQL database (schema: the connection's ``search_path``).
 
     Connections are pooled (one per concurrent caller); a broken one is dropped, and the next call
-    connects again. ``create``: make the tables in an empty schema (else an empty schema raises
-    ``StoreNotFound``).
+    connects again. ``create``: a writable store's open, which makes the tables in an empty schema and
+    upgrades an older format (else an empty schema raises ``StoreNotFound``, and an older format, whose tables
+    are the same, is read as it is: a read-only host changes nothing on the server).
     """
 
     def __init__(self, url: str, *, create: bool = True) -> None:
@@ -549,8 +563,9 @@ class PostgresLog:
             raise _unavailable(exc, doing) from None
 
     def _prepare(self, connection: psycopg.Connection[Any], create: bool) -> None:
-        """Create the tables in an empty schema, upgrade an older format, refuse a newer one, and a role that could
-        write but not commit (``es_append_batch`` would fail each call after it committed: ``_IN_DOUBT``)."""
+        """Create the tables in an empty schema and upgrade an older format (``create``), refuse a newer one, and a
+        role that could write but not commit (``es_append_many`` would fail each call after it committed:
+        ``_IN_DOUBT``)."""
         if create and connection.execute(_MAY_FLUSH).fetchone() != (True,):
             raise StoreInaccessible("the PostgreSQL role may not call pg_logical_emit_message, which every commit "
                                     "calls (docs/postgres.md, schema and upgrades): grant it EXECUTE on it")
@@ -568,7 +583,7 @@ class PostgresLog:
             if stored > SCHEMA_FORMAT:
                 raise IncompatibleStore(f"the PostgreSQL log has format {stored}, newer than this code's "
                                         f"{SCHEMA_FORMAT}; upgrade the eventstore package")
-            while stored < SCHEMA_FORMAT:
+            while create and stored < SCHEMA_FORMAT:  # a read-only store reads an older format as it is
                 connection.execute(_UPGRADES[stored], prepare=False)
                 stored += 1
                 connection.execute("UPDATE es_meta SET format = %s", (stored,))

@@ -1,0 +1,87 @@
+"""The PostgreSQL schema's format 5: a group's refusal hints are int8, so a group holding a pinned command that found
+the head moved past 2^31 events refuses that command alone; a host of format 4 keeps committing groups after a host
+of format 5 upgraded the schema under it; a read-only store reads an older format without upgrading it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import psycopg
+
+from eventstore import ChatMessage, SessionStore
+from eventstore.sharedlog import Commit, Committed, HeadMoved
+from eventstore.sharedlog import postgres as postgres_module
+from eventstore.sharedlog.postgres import SCHEMA_FORMAT, PostgresLog
+
+from test_postgres_log import append, assert_chain, everything
+
+PAST_INT4 = 3_000_000_000  # a head position past 2^31
+#: The group call of format-4 code: ``es_append_batch``, whose hints are int4.
+FORMAT_4_GROUP_CALL = "CALL es_append_batch(" + ", ".join(["%b"] * 20) + ")"
+
+
+def kinds(answers: Sequence[Committed | Exception]) -> list[str]:
+    return [type(answer).__name__ for answer in answers]
+
+
+def stored_format(postgres_url: str) -> object:
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        row = connection.execute("SELECT format FROM es_meta").fetchone()
+    return row[0] if row else None
+
+
+def test_a_group_past_two_to_the_31_events_refuses_a_pinned_command_that_found_the_head_moved_alone(postgres_url):
+    log = PostgresLog(postgres_url)
+    try:
+        log.commit(append("a", 0, "one"))
+        with psycopg.connect(postgres_url, autocommit=True) as connection:
+            connection.execute("UPDATE es_head SET position = %s", (PAST_INT4,))
+        pinned = Commit(append("a", 1, "decided at position 2").appends, first_position=2)
+        answers = log.commit_many([pinned, append("b", 0, "b")])
+        assert kinds(answers) == ["HeadMoved", "Committed"]
+        assert isinstance(answers[0], HeadMoved)
+        committed = answers[1]
+        assert isinstance(committed, Committed)
+        assert (committed.first_position, committed.head_position) == (PAST_INT4 + 1, PAST_INT4 + 1)
+        assert log.read(PAST_INT4, 10).events[0].session_key == "b"
+    finally:
+        log.close()
+
+
+def test_a_host_of_format_4_keeps_committing_groups_after_a_host_of_format_5_upgraded_the_schema(
+        postgres_url, monkeypatch):
+    monkeypatch.setattr(postgres_module, "SCHEMA_FORMAT", 4)
+    monkeypatch.setattr(postgres_module, "_COMMIT", FORMAT_4_GROUP_CALL)
+    older = PostgresLog(postgres_url)  # creates the schema at format 4
+    newer: PostgresLog | None = None
+    try:
+        assert stored_format(postgres_url) == 4
+        assert kinds(older.commit_many([append("a", 0, "a1"), append("b", 0, "b1")])) == ["Committed"] * 2
+        monkeypatch.setattr(postgres_module, "SCHEMA_FORMAT", SCHEMA_FORMAT)
+        newer = PostgresLog(postgres_url)  # upgrades while the older host holds its prepared group call
+        assert stored_format(postgres_url) == SCHEMA_FORMAT == 5
+        answers = older.commit_many([append("a", 1, "a2"), append("b", 0, "refused"), append("c", 0, "c1")])
+        assert kinds(answers) == ["Committed", "WrongExpectedVersion", "Committed"]
+        monkeypatch.undo()
+        assert kinds(newer.commit_many([append("a", 2, "a3"), append("c", 0, "refused")])) == [
+            "Committed", "WrongExpectedVersion"]
+        stored = everything(newer)
+        assert [(e.session_key, e.payload) for e in stored] == [
+            ("a", b"a1"), ("b", b"b1"), ("a", b"a2"), ("c", b"c1"), ("a", b"a3")]
+        assert_chain(stored)
+    finally:
+        older.close()
+        if newer is not None:
+            newer.close()
+
+
+
+def test_a_read_only_store_reads_a_schema_of_format_4_without_upgrading_it(postgres_url, tmp_path, monkeypatch):
+    monkeypatch.setattr(postgres_module, "SCHEMA_FORMAT", 4)
+    monkeypatch.setattr(postgres_module, "_COMMIT", FORMAT_4_GROUP_CALL)
+    with SessionStore(postgres_url, cache=tmp_path / "host") as writer:
+        writer.append("k", ChatMessage.user("hello"))
+    monkeypatch.undo()
+    with SessionStore(postgres_url, cache=tmp_path / "host", readonly=True) as reader:
+        assert reader.load("k") == [ChatMessage.user("hello")]
+    assert stored_format(postgres_url) == 4  # a host of format 4 may still be running: only a writable open upgrades
