@@ -98,6 +98,9 @@ def _head_from_version_3_row(raw: bytes) -> SessionHead:
     """The head of a row as code version 3 stored it: a JSON array, the version second and the times last."""
     try:
         key, version, name, state, turn_id, started, created, last, count = orjson.loads(raw)
+        if not (all(type(field) is str for field in (key, created, last)) and type(version) is type(count) is int
+                and all(field is None or type(field) is str for field in (name, state, turn_id, started))):
+            raise StoreCorrupted("the session catalog is damaged: a row's field is not of its type")
         return _head_from_row((key, name, created, last, count, version, state, turn_id, started))
     except (orjson.JSONDecodeError, TypeError, ValueError, OverflowError) as exc:
         raise StoreCorrupted(f"the session catalog is damaged: {exc}") from None
@@ -235,6 +238,10 @@ class Catalog:
         holds no row and stays)."""
         if from_version not in (2, 3):
             return False
+        # Written again from the rows, not over them: a row whose last activity was changed has its earlier
+        # form under another key.
+        txn.clear(self._activity)
+        txn.clear(self._keys)
         for raw_id, old_row in list(txn.scan(self._sessions)):
             stream_id = unpack_stored(_ID, raw_id, "a key of the session catalog")[0]
             head = _head_from_version_3_row(old_row)
