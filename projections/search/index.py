@@ -188,7 +188,7 @@ def _edit(logged: LoggedEvent) -> str | MessageEdit | None:
     if payload is None:
         return None
     if logged.type_name == MessageAppended.type_name:
-        content = appended_content(payload)
+        content = appended_content(payload, logged.schema_version)
         if content is not None:
             return content
     try:
