@@ -77,6 +77,7 @@ def _moment(text: str | None) -> datetime | None:
 #: The fields of a head row, in their stored order: the listing reads the first five.
 _FIELDS = ("key", "name", "created", "last_activity", "count", "version", "state", "turn_id", "turn_started")
 _WIDTH = len(_FIELDS)
+_TEXT_OR_NULL = frozenset({str, type(None)})
 
 
 def _head_to_row(head: SessionHead) -> list[Any]:
@@ -90,6 +91,11 @@ def _head_to_row(head: SessionHead) -> list[Any]:
 
 def _head_from_row(row: Sequence[Any]) -> SessionHead:
     key, name, created, last, count, version, state, turn_id, started = row
+    # A field of another type is damage, said here rather than as a traceback further on (``created`` may be null:
+    # a restore's event may carry no creation time).
+    if not (type(key) is type(last) is str and type(count) is type(version) is int
+            and set(map(type, (name, created, state, turn_id, started))) <= _TEXT_OR_NULL):
+        raise StoreCorrupted("the session catalog is damaged: a row's field is not of its type")
     run_state = None if state is None else SessionState(state, turn_id, _moment(started))
     return SessionHead(key, version, True, name, run_state, _moment(created), _moment(last), count)
 
@@ -98,9 +104,6 @@ def _head_from_version_3_row(raw: bytes) -> SessionHead:
     """The head of a row as code version 3 stored it: a JSON array, the version second and the times last."""
     try:
         key, version, name, state, turn_id, started, created, last, count = orjson.loads(raw)
-        if not (all(type(field) is str for field in (key, created, last)) and type(version) is type(count) is int
-                and all(field is None or type(field) is str for field in (name, state, turn_id, started))):
-            raise StoreCorrupted("the session catalog is damaged: a row's field is not of its type")
         return _head_from_row((key, name, created, last, count, version, state, turn_id, started))
     except (orjson.JSONDecodeError, TypeError, ValueError, OverflowError) as exc:
         raise StoreCorrupted(f"the session catalog is damaged: {exc}") from None
