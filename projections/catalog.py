@@ -91,10 +91,9 @@ def _head_to_row(head: SessionHead) -> list[Any]:
 
 def _head_from_row(row: Sequence[Any]) -> SessionHead:
     key, name, created, last, count, version, state, turn_id, started = row
-    # A field of another type is damage, said here rather than as a traceback further on (``created`` may be null:
-    # a restore's event may carry no creation time).
-    if not (type(key) is type(last) is str and type(count) is type(version) is int
-            and set(map(type, (name, created, state, turn_id, started))) <= _TEXT_OR_NULL):
+    # A field of another type is damage, said here rather than as a traceback further on.
+    if not (type(key) is type(created) is type(last) is str and type(count) is type(version) is int
+            and set(map(type, (name, state, turn_id, started))) <= _TEXT_OR_NULL):
         raise StoreCorrupted("the session catalog is damaged: a row's field is not of its type")
     run_state = None if state is None else SessionState(state, turn_id, _moment(started))
     return SessionHead(key, version, True, name, run_state, _moment(created), _moment(last), count)

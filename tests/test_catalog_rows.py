@@ -15,6 +15,7 @@ TIME = '"2026-12-04T00:00:00+00:00"'
 #: changed in one field.
 CHANGED_ROWS = {
     "key_not_text": f'7,null,{TIME},{TIME},1,1,null,null,null',
+    "no_creation": f'"tg:1",null,null,{TIME},1,1,null,null,null',
     "no_last_activity": f'"tg:1",null,{TIME},null,1,1,null,null,null',
     "count_not_a_number": f'"tg:1",null,{TIME},{TIME},"1",1,null,null,null',
     "state_not_text": f'"tg:1",null,{TIME},{TIME},1,1,3,null,null',
