@@ -152,6 +152,8 @@ def header(role: str, content: str) -> Header | None:
         return None
     try:
         fields = json.loads(content)
+        if type(fields["checkpoint"]) is not str:  # ids are compared and sorted: one of another type fails there
+            raise TypeError("a checkpoint id that is not text")
         return Header(role, fields["checkpoint"], fields.get("parent"), fields.get("stored", {}), fields.get("run"),
                       fields.get("latest"), fields.get("seen"), tuple(fields.get("early", ())))
     except (ValueError, TypeError, KeyError) as exc:
@@ -175,7 +177,11 @@ def _stored_bytes(data: bytes) -> list[str]:
 
 def _read_bytes(stored: Sequence[Any]) -> bytes:
     """The bytes ``_stored_bytes`` made ``stored`` of (a blob's last item, or two)."""
-    return stored[0].encode("latin-1") if len(stored) == 2 and stored[1] == _AS_TEXT else base64.b64decode(stored[0])
+    try:
+        return stored[0].encode("latin-1") if len(stored) == 2 and stored[1] == _AS_TEXT else \
+            base64.b64decode(stored[0])
+    except (ValueError, TypeError, AttributeError, IndexError) as exc:  # binascii.Error is a ValueError
+        raise StoreCorrupted(f"a LangGraph value is damaged: {exc}") from None
 
 
 def _blob(serde: SerializerProtocol, value: Any) -> list[str]:
