@@ -228,7 +228,10 @@ class Items:
         return [_MSGPACK, *_stored_bytes(_array_header(self.count) + self.body)]
 
     def value(self, serde: SerializerProtocol) -> Any:
-        return serde.loads_typed((_MSGPACK, _array_header(self.count) + self.body))
+        try:
+            return serde.loads_typed((_MSGPACK, _array_header(self.count) + self.body))
+        except ValueError as exc:  # msgpack's errors: a count its tails' bytes do not hold
+            raise StoreCorrupted(f"a LangGraph list is damaged: {exc}") from None
 
 
 #: Values whose bytes a change in place cannot reach: a fingerprint holds them and looks no further.
@@ -628,6 +631,8 @@ class Records:
                     return None
                 break
             base_version, count = blob[1], blob[2]
+            if type(count) is not int or count < 0:
+                raise StoreCorrupted(f"a LangGraph checkpoint's {channel!r:.60} adds {count!r:.20} items")
             tails.append((count, _read_bytes(blob[3:])))
             parent_id = self._header(used[-1]).parent_id
             found = None if parent_id is None else self.suppliers(parent_id, {channel: base_version}).get(channel)

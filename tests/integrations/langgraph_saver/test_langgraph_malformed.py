@@ -52,7 +52,17 @@ def checkpoint_id_not_text(header: dict[str, Any], blob: list[Any]) -> None:
     header["checkpoint"] = 5
 
 
-CHANGES = [bytes_not_text, text_past_a_byte, not_base64, checkpoint_id_not_text]
+def no_count(header: dict[str, Any], blob: list[Any]) -> None:
+    assert "tail" == blob[0]
+    blob[2] = None
+
+
+def more_items_than_its_bytes(header: dict[str, Any], blob: list[Any]) -> None:
+    assert "tail" == blob[0]
+    blob[2] += 5
+
+
+CHANGES = [bytes_not_text, text_past_a_byte, not_base64, checkpoint_id_not_text, no_count, more_items_than_its_bytes]
 
 
 @pytest.mark.parametrize("change", CHANGES, ids=[change.__name__ for change in CHANGES])
