@@ -194,10 +194,13 @@ def decode_event(encoded: EncodedEvent) -> SessionEvent:
     return event
 
 
-def appended_content(payload: bytes) -> str | None:
+def appended_content(payload: bytes, schema_version: int) -> str | None:
     """The content of a ``MessageAppended`` payload (either schema) whose message carries no payload of its own, read
-    without building the event (indexing reads millions); ``None`` for anything else, which ``decode_event``
-    decodes (or says what is wrong with). Accepts only what ``decode_event`` accepts."""
+    without building the event (indexing reads millions); ``None`` for anything else (a schema newer than this
+    code's among them), which ``decode_event`` decodes (or says what is wrong with). Accepts only what
+    ``decode_event`` accepts."""
+    if schema_version > MessageAppended.schema_version:
+        return None
     try:
         data = orjson.loads(payload)
     except orjson.JSONDecodeError:

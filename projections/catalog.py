@@ -77,6 +77,7 @@ def _moment(text: str | None) -> datetime | None:
 #: The fields of a head row, in their stored order: the listing reads the first five.
 _FIELDS = ("key", "name", "created", "last_activity", "count", "version", "state", "turn_id", "turn_started")
 _WIDTH = len(_FIELDS)
+_TEXT_OR_NULL = frozenset({str, type(None)})
 
 
 def _head_to_row(head: SessionHead) -> list[Any]:
@@ -90,6 +91,10 @@ def _head_to_row(head: SessionHead) -> list[Any]:
 
 def _head_from_row(row: Sequence[Any]) -> SessionHead:
     key, name, created, last, count, version, state, turn_id, started = row
+    # A field of another type is damage, said here rather than as a traceback further on.
+    if not (type(key) is type(created) is type(last) is str and type(count) is type(version) is int
+            and set(map(type, (name, state, turn_id, started))) <= _TEXT_OR_NULL):
+        raise StoreCorrupted("the session catalog is damaged: a row's field is not of its type")
     run_state = None if state is None else SessionState(state, turn_id, _moment(started))
     return SessionHead(key, version, True, name, run_state, _moment(created), _moment(last), count)
 
@@ -235,6 +240,10 @@ class Catalog:
         holds no row and stays)."""
         if from_version not in (2, 3):
             return False
+        # Written again from the rows, not over them: a row whose last activity was changed has its earlier
+        # form under another key.
+        txn.clear(self._activity)
+        txn.clear(self._keys)
         for raw_id, old_row in list(txn.scan(self._sessions)):
             stream_id = unpack_stored(_ID, raw_id, "a key of the session catalog")[0]
             head = _head_from_version_3_row(old_row)

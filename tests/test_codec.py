@@ -6,6 +6,7 @@ The payloads are written out by hand from the schema (compact JSON, a message as
 
 from __future__ import annotations
 
+import functools
 import gc
 import threading
 from collections.abc import Iterator
@@ -214,7 +215,8 @@ class TestAppendedContent:
     def test_plain_messages_are_read_and_others_left_to_decode_event(self):
         """A message without a payload gives its content; one with a payload, or a payload of another shape,
         gives ``None``."""
-        found = {IDS[index]: appended_content(payload) for index, (_, name, _, payload) in enumerate(CASES)
+        found = {IDS[index]: appended_content(payload, schema)
+                 for index, (_, name, schema, payload) in enumerate(CASES)
                  if name in ("MessageAppended", "SessionRenamed")}
         assert "hello" in found.values() and None in found.values()
         for (event, _, _, _), case in zip(CASES, IDS):
@@ -232,8 +234,9 @@ class TestAppendedContent:
         damaged = [payload[:end] for end in range(len(payload))] + [
             payload[:index] + garbage + payload[index + 1:]
             for index in range(len(payload)) for garbage in (b"\xff", b"\x00", b"}", b'"', b"9", b"[", b"1")]
-        wrong = [(variant, appended_content(variant)) for variant in damaged
-                 if appended_content(variant) not in (None, self.decoded_content(type_name, schema_version, variant))]
+        decoded = functools.partial(self.decoded_content, type_name, schema_version)
+        wrong = [(variant, appended_content(variant, schema_version)) for variant in damaged
+                 if appended_content(variant, schema_version) not in (None, decoded(variant))]
         assert [] == wrong
 
 

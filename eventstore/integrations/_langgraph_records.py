@@ -155,6 +155,8 @@ def header(role: str, content: str) -> Header | None:
         return None
     try:
         fields = json.loads(content)
+        if type(fields["checkpoint"]) is not str:  # ids are compared and sorted: one of another type fails there
+            raise TypeError("a checkpoint id that is not text")
         return Header(role, fields["checkpoint"], fields.get("parent"), fields.get("stored", {}), fields.get("run"),
                       fields.get("latest"), fields.get("seen"), tuple(fields.get("early", ())))
     except (ValueError, TypeError, KeyError) as exc:
@@ -178,7 +180,11 @@ def _stored_bytes(data: bytes) -> list[str]:
 
 def _read_bytes(stored: Sequence[Any]) -> bytes:
     """The bytes ``_stored_bytes`` made ``stored`` of (a blob's last item, or two)."""
-    return stored[0].encode("latin-1") if len(stored) == 2 and stored[1] == _AS_TEXT else base64.b64decode(stored[0])
+    try:
+        return stored[0].encode("latin-1") if len(stored) == 2 and stored[1] == _AS_TEXT else \
+            base64.b64decode(stored[0])
+    except (ValueError, TypeError, AttributeError, IndexError) as exc:  # binascii.Error is a ValueError
+        raise StoreCorrupted(f"a LangGraph value is damaged: {exc}") from None
 
 
 def _blob(serde: SerializerProtocol, value: Any) -> list[str]:
@@ -266,7 +272,10 @@ class Items:
         return [_MSGPACK, *_stored_bytes(_array_header(self.count) + self.body)]
 
     def value(self, serde: SerializerProtocol) -> Any:
-        return _loads(serde, _MSGPACK, _array_header(self.count) + self.body)
+        try:
+            return _loads(serde, _MSGPACK, _array_header(self.count) + self.body)
+        except ValueError as exc:  # msgpack's errors: a count its tails' bytes do not hold
+            raise StoreCorrupted(f"a LangGraph list is damaged: {exc}") from None
 
 
 #: Values whose bytes a change in place cannot reach: a fingerprint holds them and looks no further.
@@ -678,6 +687,8 @@ class Records:
                     return None
                 break
             base_version, count = blob[1], blob[2]
+            if type(count) is not int or count < 0:
+                raise StoreCorrupted(f"a LangGraph checkpoint's {channel!r:.60} adds {count!r:.20} items")
             tails.append((count, _read_bytes(blob[3:])))
             parent_id = self._header(used[-1]).parent_id
             found = None if parent_id is None else self.suppliers(parent_id, {channel: base_version}).get(channel)

@@ -17,10 +17,10 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from eventstore._codec import EncodedEvent, appended_content, decode_event
-from eventstore._errors import EventStoreError, StoreCorrupted
+from eventstore._errors import EventStoreError, IncompatibleStore, StoreCorrupted
 from eventstore._log import LoggedEvent
 from eventstore._time import from_micros
-from eventstore.events import REDACTED, MessageAppended, SessionEvent
+from eventstore.events import EVENT_TYPES, REDACTED, MessageAppended, SessionEvent
 from eventstore.storage import ReadTransaction, WriteTransaction
 
 from ..readmodel import OpenSpace
@@ -183,12 +183,15 @@ class _Change(NamedTuple):
 
 def _edit(logged: LoggedEvent) -> str | MessageEdit | None:
     """What ``logged`` does to the message list: an appended message's content alone (most events: read from the
-    payload without building the event), another edit, or ``None`` (an event whose payload was not read)."""
+    payload without building the event), another edit, or ``None`` (an event of a known type whose payload was not
+    read)."""
     payload = logged.payload
     if payload is None:
+        if logged.type_name not in EVENT_TYPES:  # a newer version's, which may edit the messages
+            raise IncompatibleStore(f"position {logged.position}: unknown event type {logged.type_name!r}")
         return None
     if logged.type_name == MessageAppended.type_name:
-        content = appended_content(payload)
+        content = appended_content(payload, logged.schema_version)
         if content is not None:
             return content
     try:

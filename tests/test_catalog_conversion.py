@@ -1,0 +1,51 @@
+"""An earlier catalog whose rows were changed (still JSON, with other values) converts or is rebuilt from the log:
+the store opens, lists as the log says and verifies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lmdb
+import pytest
+
+from eventstore import ChatMessage, SessionStore
+
+from test_listing import _as_catalog_version
+
+TIME = '"2026-12-04T00:00:00+00:00"'
+#: Rows as code version 3 kept them (key, version, name, state, turn id, turn start, created, last activity,
+#: count), each changed in one field.
+CHANGED_ROWS = {
+    "key_not_text": f'[7, 1, null, null, null, null, {TIME}, {TIME}, 1]',
+    "no_last_activity": f'["tg:1", 1, null, null, null, null, {TIME}, null, 1]',
+    "count_not_a_number": f'["tg:1", 1, null, null, null, null, {TIME}, {TIME}, "1"]',
+    "version_not_a_number": f'["tg:1", "1", null, null, null, null, {TIME}, {TIME}, 1]',
+    "name_not_text": f'["tg:1", 1, 5, null, null, null, {TIME}, {TIME}, 1]',
+    "state_not_text": f'["tg:1", 1, null, 3, null, null, {TIME}, {TIME}, 1]',
+    "another_last_activity": f'["tg:1", 1, null, null, null, null, {TIME}, {TIME}, 1]',
+}
+
+
+@pytest.mark.parametrize("row", CHANGED_ROWS.values(), ids=CHANGED_ROWS.keys())
+def test_an_earlier_catalog_with_a_changed_row_lists_what_the_log_says(store_path: Path, row: str) -> None:
+    """A row whose fields are not of their types is damaged: the catalog is rebuilt from the log. One with another
+    last activity than the row kept under it in ``catalog.activity`` leaves no row of the earlier form there."""
+    with SessionStore(store_path) as store:
+        for key in ("tg:1", "tg:2"):
+            store.append(key, ChatMessage.user(key))
+        expected = store.list_sessions_with_metadata()
+    _as_catalog_version(store_path, 3)
+    environment = lmdb.open(str(store_path), max_dbs=64)  # beneath the store: its writable open converts
+    try:
+        rows = environment.open_db(b"catalog.sessions")
+        with environment.begin(write=True, db=rows) as txn:
+            txn.put(next(txn.cursor().iternext(values=False)), row.encode())
+    finally:
+        environment.close()
+    with SessionStore(store_path) as store:
+        listed = store.list_sessions_with_metadata()
+        if row != CHANGED_ROWS["another_last_activity"]:
+            assert expected == listed
+        assert ["tg:1", "tg:2"] == sorted(metadata.key for metadata in listed)
+        store.rebuild_projections(["catalog"])
+        assert expected == store.list_sessions_with_metadata()
