@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import pytest
 
 from eventstore import ChatMessage, SessionStore
+from eventstore.services.writer import Request
 from eventstore.storage import MemoryStorage, Space, WriteTransaction
 
 Operations = Counter[tuple[str, str]]
@@ -112,3 +115,14 @@ def test_a_rebuild_reads_the_chunks_a_batch_wrote_before(between: Callable[[Sess
     store.rebuild_projections(["catalog", "messages"])
     assert store.load("s") == expected
     assert store.verify().ok
+
+
+def test_a_request_digest_is_the_one_stored_idempotency_records_hold() -> None:
+    """A command's messages join its arguments only for the digest, which stays what records written before
+    hold: the SHA-256 of [name, [arguments..., [role, content(, payload)]...]]."""
+    messages = (ChatMessage.user("hello"), ChatMessage("tool", "", payload={"call": 1, "args": [1.5, None]}))
+    expected = hashlib.sha256(
+        orjson.dumps(["append_many", [["user", "hello"], ["tool", "", {"call": 1, "args": [1.5, None]}]]])).hexdigest()
+    assert Request("append_many", messages=messages).digest() == expected
+    assert Request("other", ("x",), messages[:1]).digest() == hashlib.sha256(
+        orjson.dumps(["other", ["x", ["user", "hello"]]])).hexdigest()

@@ -38,7 +38,7 @@ from .arguments import check_index, now_micros
 from .cache import DecodedSessions
 from .commands import Decision
 
-__all__ = ["Command", "CommandWriter", "KeptResult", "Request", "Step", "Write", "message_argument"]
+__all__ = ["Command", "CommandWriter", "KeptResult", "Request", "Step", "Write"]
 
 R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
@@ -46,13 +46,16 @@ R_co = TypeVar("R_co", covariant=True)
 
 @attrs.frozen
 class Request:
-    """A command as an idempotency key identifies it: its name and its arguments, as JSON values."""
+    """A command as an idempotency key identifies it: its name and its arguments, as JSON values, then its
+    messages (made JSON values only for a digest: a command without an idempotency key needs none)."""
 
     name: str
     arguments: tuple[object, ...] = ()
+    messages: tuple[ChatMessage, ...] = ()
 
     def digest(self) -> str:
-        return hashlib.sha256(orjson.dumps([self.name, self.arguments])).hexdigest()
+        arguments = self.arguments + tuple(map(message_argument, self.messages))
+        return hashlib.sha256(orjson.dumps([self.name, arguments])).hexdigest()
 
 
 def message_argument(message: ChatMessage) -> list[object]:
