@@ -75,6 +75,9 @@ class MessageLists:
         """``dictionary``: the store's compression dictionary; without one, chunks are stored plain."""
         self._chunks = open_space("messages.chunks")
         self._dictionary = dictionary
+        #: The compressed chunk last written and its plain form: the next command on that session (an agent's turn
+        #: appends several times, a LangGraph thread puts checkpoint after checkpoint) reads it without decompressing.
+        self._written: tuple[bytes, bytes] = (b"", b"")
 
     def apply(self, txn: WriteTransaction, stream_id: int, events: Sequence[Change]) -> None:
         # The last chunk (its first index and columns) while a run of appends goes on, and whether it is stored.
@@ -120,7 +123,8 @@ class MessageLists:
         if len(value) > COMPRESS_ABOVE and self._dictionary is not None:
             dictionary = self._dictionary.get(txn)
             if dictionary is not None:
-                value = _COMPRESSED + dictionary.compress(value)
+                plain, value = value, _COMPRESSED + dictionary.compress(value)
+                self._written = (value, plain)
         key = _CHUNK_KEY.pack(stream_id, first)
         # A new chunk of the newest session sorts last: appended, chunks fill pages (a put splits a full page in
         # half). A stored key cannot be appended.
@@ -152,6 +156,9 @@ class MessageLists:
         """
         if value[:1] != _COMPRESSED:
             return value
+        written, plain = self._written
+        if value == written:  # the same stored bytes expand to the same chunk, whichever transaction wrote them
+            return plain
         try:
             if self._dictionary is None:
                 raise StoreCorrupted("compressed, but the store has no compression dictionary")

@@ -10,7 +10,8 @@ from typing import Any
 import orjson
 import pytest
 
-from eventstore import ChatMessage, SessionStore
+from eventstore import ChatMessage, SessionStore, _log
+from eventstore._compression import Dictionary
 from eventstore.services.writer import Request
 from eventstore.storage import MemoryStorage, Space, WriteTransaction
 
@@ -126,3 +127,29 @@ def test_a_request_digest_is_the_one_stored_idempotency_records_hold() -> None:
     assert Request("append_many", messages=messages).digest() == expected
     assert Request("other", ("x",), messages[:1]).digest() == hashlib.sha256(
         orjson.dumps(["other", ["x", ["user", "hello"]]])).hexdigest()
+
+
+def test_the_next_command_on_a_session_reads_its_compressed_chunk_without_decompressing(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chunk a command compressed and wrote is read back by the next command on that session without
+    decompressing it, and a load of another session's compressed chunk still decompresses its own."""
+    monkeypatch.setattr(_log, "TRAINING_EVENTS", 8)  # a dictionary after 8 events, so small stores compress
+    store = SessionStore.on_storage(MemoryStorage(), cache_sessions=0)
+    for key in ("trains the dictionary", "a", "b"):
+        store.append_many(key, [ChatMessage.user(f"{key} message {n} " * 8) for n in range(30)])
+    expanded: list[int] = []
+    expand = Dictionary.expand
+
+    def counting(self: Dictionary, frame: bytes, what: str) -> bytes:
+        expanded.append(len(frame))
+        return expand(self, frame, what)
+
+    monkeypatch.setattr(Dictionary, "expand", counting)
+    store.append("b", ChatMessage.user("one more to b"))
+    store.append("b", ChatMessage.user("and another"))
+    assert expanded == []
+    assert store.load("b")[-2:] == [ChatMessage.user("one more to b"), ChatMessage.user("and another")]
+    assert expanded == []
+    assert len(store.load("a")) == 30
+    assert len(expanded) == 1
+    assert store.verify().ok
