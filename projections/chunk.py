@@ -58,7 +58,7 @@ class DamagedChunk(ValueError):
 class Chunk:
     """A chunk being edited: its columns as bytes, so an edit costs the same whatever the chunk holds."""
 
-    __slots__ = ("micros", "sizes", "roles", "table", "text", "payloads")
+    __slots__ = ("micros", "sizes", "roles", "table", "text", "payloads", "payload_bytes")
 
     def __init__(self) -> None:
         self.micros = bytearray()
@@ -68,6 +68,8 @@ class Chunk:
         self.text = bytearray()
         #: Each message's payload (``b""`` for none) once one has a payload; ``None`` while none has.
         self.payloads: list[bytes] | None = None
+        #: The payloads' bytes in all (kept, not summed again by every ``fits``).
+        self.payload_bytes = 0
 
     @classmethod
     def parse(cls, value: bytes) -> Chunk:
@@ -86,8 +88,10 @@ class Chunk:
         chunk.micros = bytearray(value[_HEADER.size:sizes_at])
         chunk.sizes = bytearray(value[sizes_at:roles_at])
         chunk.roles = bytearray(value[roles_at:roles_at + count])
-        chunk.text = bytearray(value[text_at:len(value) - _trailer_size(payloads)])
-        chunk.payloads = payloads
+        if payloads is not None:
+            chunk.payloads, chunk.payload_bytes = payloads, sum(map(len, payloads))
+        trailer = 0 if payloads is None else _SIZE.size * count + chunk.payload_bytes
+        chunk.text = bytearray(value[text_at:len(value) - trailer])
         return chunk
 
     @property
@@ -99,7 +103,7 @@ class Chunk:
         count = len(self.roles)
         size = _HEADER.size + _PER_MESSAGE * (count + 1) + len(self.text) + len(content)
         if payload or self.payloads is not None:
-            size += _SIZE.size * (count + 1) + sum(map(len, self.payloads or ())) + len(payload)
+            size += _SIZE.size * (count + 1) + self.payload_bytes + len(payload)
         return not count or (count < CHUNK_MESSAGES and size < CHUNK_BYTES)
 
     def append(self, role: str, content: bytes, micros: int, payload: bytes = b"") -> None:
@@ -116,6 +120,7 @@ class Chunk:
             self.payloads = [b""] * (len(self.roles) - 1)
         if self.payloads is not None:
             self.payloads.append(payload)
+            self.payload_bytes += len(payload)
 
     @property
     def last_micros(self) -> int:
@@ -141,7 +146,7 @@ class Chunk:
             # Its only use was the last, so it came last into the table (first use): the layout stays canonical.
             self.table.pop()
         if self.payloads is not None:
-            self.payloads.pop()
+            self.payload_bytes -= len(self.payloads.pop())
             if not any(self.payloads):
                 self.payloads = None  # no payload left: no trailer, as canonical
 
@@ -155,20 +160,14 @@ class Chunk:
         return b"".join(parts)
 
 
-def _trailer_size(payloads: list[bytes] | None) -> int:
-    return 0 if payloads is None else _SIZE.size * len(payloads) + sum(map(len, payloads))
-
-
 def _trailer(value: bytes, count: int, end: int) -> list[bytes]:
     """The payloads trailing the contents (which end at ``end``), checked."""
     at = end + _SIZE.size * count
     if at > len(value):
         raise DamagedChunk(f"the contents take {len(value) - end} bytes fewer than recorded")
-    payloads = []
-    for size in struct.unpack_from(f">{count}I", value, end):
-        payloads.append(bytes(value[at:at + size]))
-        at += size
-    if at != len(value) or not any(payloads):
+    ends = list(accumulate(struct.unpack_from(f">{count}I", value, end), initial=at))
+    payloads = list(map(value.__getitem__, map(slice, ends, ends[1:])))  # ``value`` is bytes: slices copy
+    if ends[-1] != len(value) or not any(payloads):
         raise DamagedChunk(f"a chunk of {len(value)} bytes does not end where its contents and payloads do")
     return payloads
 
