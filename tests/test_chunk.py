@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from eventstore import ChatMessage
 from eventstore._time import MAX_MICROS, MIN_MICROS
+from eventstore._values import stored_payload_of
 from projections import chunk
 from projections.chunk import (
     CHUNK_BYTES,
@@ -175,13 +176,23 @@ def _largest_payload_that_fits(chunk: Chunk) -> int:
 
 @given(payload_edits)
 def test_an_edited_chunk_knows_its_payload_bytes_as_a_parsed_one_does(sequence):
-    """Appends and pops of messages with payloads (empty for none) on one chunk in memory: the room left for a
-    further message is what the same chunk parsed from its bytes has."""
-    chunk = Chunk()
+    """Appends and pops of messages with payloads (empty for none) on one chunk in memory: its bytes are those of
+    the chunk built at once, its last payload is the last appended, and the room left for a further message is
+    what the same chunk parsed from its bytes has."""
+    chunk, expected = Chunk(), []
     for kind, payload in sequence:
         if kind == "append" and chunk.count < CHUNK_MESSAGES:
             chunk.append("tool", b"x" * 40, 0, payload)
+            expected.append(payload)
         elif kind == "pop" and chunk.count:
             chunk.pop()
+            expected.pop()
+        at_once = Chunk()
+        for each in expected:
+            at_once.append("tool", b"x" * 40, 0, each)
+        assert chunk.encode() == at_once.encode()
         if chunk.count:
+            assert chunk.last()[2] == expected[-1]
             assert _largest_payload_that_fits(chunk) == _largest_payload_that_fits(Chunk.parse(chunk.encode()))
+            assert [stored_payload_of(message) for message in decode_messages(chunk.encode())] == \
+                [each or None for each in expected]
