@@ -350,7 +350,7 @@ def load_phases(store: SessionStore, key: str) -> tuple[list[int], dict[str, int
     """
     from eventstore._codec import bulk_decoding
     from eventstore._values import trusted_messages, validate_key
-    from projections.chunk import _contents, _sections
+    from projections.chunk import _contents, _payloads, _sections
 
     environment, model = store._environment, store._messages
     t0 = now_ns()
@@ -369,11 +369,10 @@ def load_phases(store: SessionStore, key: str) -> tuple[list[int], dict[str, int
         with bulk_decoding():
             for value in values:  # chunk by chunk, as the store does (projections.chunk.decode_entries)
                 before = now_ns()
-                micros, sizes, roles, text_at, payloads = _sections(value)
+                micros, sizes, roles, text_at, payload_sizes = _sections(value)
                 contents = _contents(value, sizes, text_at)
                 decoded = now_ns()
-                by_index = None if payloads is None else dict(enumerate(payloads))
-                entries += zip(trusted_messages(roles, contents, by_index), micros)
+                entries += zip(trusted_messages(roles, contents, _payloads(value, payload_sizes)), micros)
                 construct_ns += now_ns() - decoded
                 decode_ns += decoded - before
         t5 = now_ns()

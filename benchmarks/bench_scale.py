@@ -581,9 +581,12 @@ class Bench:
     def load_parts(self, ours: SessionStore) -> None:
         """Where the µs of our first load of a short session go: the read transaction, the key index entry
         (stream, version and count), reading the chunk (and decompressing it), decoding its messages, and the
-        whole load, each alone on random keys (medians; the parts do not add up to the whole exactly)."""
+        whole load, each alone on random keys (medians; the parts do not add up to the whole exactly). The whole
+        load is timed twice: first on other keys, whose pages this process has mostly not mapped yet (with the
+        minor page faults a load takes: what grows with the store), then on the keys the parts have read."""
         count = min(self.s.lookups, self.s.sessions)
         keys = [self.corpus.key(n) for n in random.Random(self.s.seed + 2).sample(range(self.s.sessions), count)]
+        unread = [self.corpus.key(n) for n in random.Random(self.s.seed + 3).sample(range(self.s.sessions), count)]
         # Private parts of the store, as a load calls them (there is no public way to time a part of a load).
         environment, catalog, messages = ours._environment, ours._catalog, ours._messages
         with environment.read() as txn:
@@ -606,12 +609,16 @@ class Bench:
             with environment.read():
                 pass
 
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        timed("the whole load, keys not read before", lambda i: ours.load(unread[i]))
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+        self.notes.append(f"load, part: minor page faults a load of a key not read before: {faults / count:.2f}")
         timed("a read transaction, begun and ended", begin_and_end)
         in_one_read("the key index entry (stream, version, count)", lambda txn, i: catalog.stream_of_key(txn, keys[i]))
         in_one_read("reading the first chunk (and decompressing)",
                     lambda txn, i: next(messages._values(txn, found[i][0], found[i][2]), None))
         timed("decoding the first chunk into messages", lambda i: decode_messages(firsts[i]))
-        timed("the whole load", lambda i: ours.load(keys[i]))
+        timed("the whole load, keys the parts have read", lambda i: ours.load(keys[i]))
 
     def listing_pages(self, stores: dict[str, Any]) -> None:
         """Pages of 50 at the front and at cursors over the whole order, prefix listings, and the CLI."""

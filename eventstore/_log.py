@@ -59,8 +59,8 @@ from ._compression import TRAINING_EVENTS, TRAINING_SAMPLE_BYTES, Chosen, Dictio
 from ._errors import DictionaryDamaged, IncompatibleStore, StoreCorrupted, WrongExpectedVersion
 from .storage import ReadTransaction, Space, SpaceRewrite, Storage, WriteTransaction
 
-__all__ = ["EventLog", "StoredEvent", "LoggedEvent", "Original", "GENESIS_HASH", "decode_record", "StoredDictionary",
-           "DictionaryReplacement"]
+__all__ = ["EventLog", "StoredEvent", "LoggedEvent", "Original", "StreamTip", "GENESIS_HASH", "decode_record",
+           "StoredDictionary", "DictionaryReplacement"]
 
 #: The hash the first event links to.
 GENESIS_HASH = hashlib.sha256(b"eventstore genesis").digest()
@@ -128,6 +128,16 @@ class LoggedEvent(NamedTuple):
     type_name: str
     schema_version: int
     payload: bytes | None  # None: a type not asked for (its payload was not read)
+
+
+class StreamTip(NamedTuple):
+    """Where a session's stream stands in one transaction: its id (``None`` for a key that never had an event),
+    its latest version and that event's position (0 and 0 for none). A command reads it once and hands it to
+    ``EventLog.append``, which then reads none of it again."""
+
+    stream_id: int | None
+    version: int
+    position: int
 
 
 @attrs.frozen
@@ -562,6 +572,20 @@ class EventLog:
         except UnicodeDecodeError:
             raise StoreCorrupted(f"the session key of stream {stream_id} is damaged") from None
 
+    def tip(self, txn: ReadTransaction, key: str) -> StreamTip:
+        """Where the stream of ``key`` stands: its id, latest version and that event's position (one read of the
+        stream index after the key's).
+
+        Raises:
+            StoreCorrupted: the key index leads to another session's stream.
+        """
+        stream_id = self.stream_id(txn, key)
+        found = None if stream_id is None else self._entry_before(txn, stream_id, None)
+        if found is None:
+            return StreamTip(stream_id, 0, 0)
+        first, position, count = found
+        return StreamTip(stream_id, first + count - 1, position + count - 1)
+
     def stream_version(self, txn: ReadTransaction, stream_id: int) -> int:
         """The version of the stream's latest event (0 for none)."""
         found = self._entry_before(txn, stream_id, None)
@@ -592,39 +616,35 @@ class EventLog:
         last = txn.last(self._events)
         if last is None:
             return 0, GENESIS_HASH, 0
+        position = unpack_stored(_U64, last[0], "the last position of the event table")[0]
         # Only the envelope: appending must not depend on decoding (or re-hashing) the last payload.
-        try:
-            envelope = _envelope(last[1])
-            return _U64.unpack(last[0])[0], envelope.hash, envelope.recorded_at
-        except (struct.error, ValueError, UnicodeDecodeError):
-            raise StoreCorrupted("the last event record is damaged") from None
+        envelope = _checked_envelope(last[1], f"position {position}: the last event record")
+        return position, envelope.hash, envelope.recorded_at
 
     def append(self, txn: WriteTransaction, key: str, events: Sequence[EncodedEvent], recorded_at: int,
-               expected_version: int | None = None, originals: Sequence[Original] | None = None
-               ) -> list[StoredEvent]:
+               expected_version: int | None = None, originals: Sequence[Original] | None = None,
+               tip: StreamTip | None = None) -> list[StoredEvent]:
         """Append ``events`` to the stream of ``key``; return them as stored.
 
         ``recorded_at`` (µs) is raised to the stream's latest recorded time if the
         clock went back. Each event gets a new random id, unless ``originals``
-        (replication from another store) gives its id, payload digest and redaction flag.
+        (replication from another store) gives its id, payload digest and redaction flag. ``tip``: the stream's
+        ``tip`` as read in this transaction (read here when not given).
 
         Raises:
             WrongExpectedVersion: ``expected_version`` is given and is not the stream's version.
         """
-        stream_id = self.stream_id(txn, key)
-        version = 0 if stream_id is None else self.stream_version(txn, stream_id)
+        stream_id, version, latest = self.tip(txn, key) if tip is None else tip
         if expected_version is not None and expected_version != version:
             raise WrongExpectedVersion(key, expected_version, version)
         if not events:
             return []
         if stream_id is None:
             stream_id = self._create_stream(txn, key)
+        position, previous_hash, head_recorded_at = self.head(txn)
         if version:
-            latest = self.stream_position(txn, stream_id, version)
-            if latest is None:
-                raise StoreCorrupted(f"stream {stream_id}: version {version} is missing from the stream index")
-            recorded_at = max(recorded_at, self._recorded_at(txn, latest))
-        position, previous_hash, _ = self.head(txn)
+            # The stream's latest record, unless it is the log's last, whose envelope the head has read.
+            recorded_at = max(recorded_at, head_recorded_at if latest == position else self._recorded_at(txn, latest))
         dictionary = self.dictionary.get(txn)
         if dictionary is None and (position + len(events)) // TRAINING_EVENTS > position // TRAINING_EVENTS:
             dictionary = self._train(txn, position)

@@ -39,7 +39,7 @@ from eventstore._values import SessionMetadata, SessionState, trusted_metadata
 from eventstore.storage import ReadTransaction, WriteTransaction
 
 from .readmodel import OpenSpace
-from .session import Change, SessionHead, SessionSnapshot, empty_head, evolve_head
+from .session import Change, SessionHead, SessionSnapshot, empty_head, evolve_head_through
 
 __all__ = ["Catalog"]
 
@@ -200,39 +200,65 @@ class Catalog:
         self._activity = open_space("catalog.activity")
         self._keys = open_space("catalog.keys")
         self._running = open_space("catalog.running")
+        #: The row last decoded or written, and its head: a command reads its session's head to decide and again
+        #: to apply its events, and the next command on that session reads the row this one wrote.
+        self._known: tuple[bytes, SessionHead] = (b"", empty_head(""))
 
     def head(self, txn: ReadTransaction, stream_id: int) -> SessionHead | None:
         """The head of a live session, or ``None``."""
         raw = txn.get(self._sessions, _ID.pack(stream_id))
-        return None if raw is None else _decode_head(raw)
+        if raw is None:
+            return None
+        known_row, known_head = self._known
+        if raw == known_row:
+            return known_head
+        head = _decode_head(raw)
+        self._known = (raw, head)
+        return head
 
     def apply(self, txn: WriteTransaction, stream_id: int, events: Sequence[Change]) -> None:
-        before = self.head(txn, stream_id)
-        after = before or empty_head(events[0].session_key)
-        for recorded in events:
-            after = evolve_head(after, recorded)
+        # A stream's first event has no head before it to read.
+        before = None if events[0].version == 1 else self.head(txn, stream_id)
+        after = evolve_head_through(before or empty_head(events[0].session_key), events)
+        if not after.exists:
+            if before is not None:
+                self._unindex(txn, stream_id, before)
+            return
+        row = _encode_head(after)
+        activity_key, running_key = self._activity_key(stream_id, after), self._running_key(stream_id, after)
+        # A put replaces the entry under its key: only an index key that moved has its old entry deleted.
+        old_running = None
         if before is not None:
-            self._unindex(txn, stream_id, before)
-        if after.exists:
-            row = _encode_head(after)
-            activity_key = self._activity_key(stream_id, after)
-            txn.put(self._sessions, _ID.pack(stream_id), row)
-            txn.put(self._activity, activity_key, row)
-            txn.put(self._keys, _key_index(after.key), activity_key + row)
-            if after.state is not None and after.state.turn_started_at is not None:
-                txn.put(self._running, _TIME_ID.pack(to_micros(after.state.turn_started_at), stream_id), b"")
+            old_activity, old_running = self._activity_key(stream_id, before), self._running_key(stream_id, before)
+            if old_activity != activity_key:
+                txn.delete(self._activity, old_activity)
+            if old_running is not None and old_running != running_key:
+                txn.delete(self._running, old_running)
+        txn.put(self._sessions, _ID.pack(stream_id), row)
+        txn.put(self._activity, activity_key, row)
+        txn.put(self._keys, _key_index(after.key), activity_key + row)
+        if running_key is not None and running_key != old_running:
+            txn.put(self._running, running_key, b"")
+        self._known = (row, after)
 
     def _unindex(self, txn: WriteTransaction, stream_id: int, head: SessionHead) -> None:
         txn.delete(self._sessions, _ID.pack(stream_id))
         txn.delete(self._activity, self._activity_key(stream_id, head))
         txn.delete(self._keys, _key_index(head.key))
-        if head.state is not None and head.state.turn_started_at is not None:
-            txn.delete(self._running, _TIME_ID.pack(to_micros(head.state.turn_started_at), stream_id))
+        if (running_key := self._running_key(stream_id, head)) is not None:
+            txn.delete(self._running, running_key)
 
     @staticmethod
     def _activity_key(stream_id: int, head: SessionHead) -> bytes:
         assert head.last_activity is not None
         return _TIME_ID.pack(to_micros(head.last_activity), stream_id)
+
+    @staticmethod
+    def _running_key(stream_id: int, head: SessionHead) -> bytes | None:
+        """The session's ``catalog.running`` key while a turn runs, else ``None``."""
+        if head.state is None or head.state.turn_started_at is None:
+            return None
+        return _TIME_ID.pack(to_micros(head.state.turn_started_at), stream_id)
 
     def upgrade(self, txn: WriteTransaction, from_version: int) -> bool:
         """Versions 2 and 3 kept each row as a JSON array, and version 2 had no ``catalog.keys``: rewrite each
@@ -417,8 +443,8 @@ class Catalog:
             expected[b"sessions"][_ID.pack(stream_id)] = row
             expected[b"activity"][activity_key] = row
             expected[b"keys"][_key_index(head.key)] = activity_key + row
-            if head.state is not None and head.state.turn_started_at is not None:
-                expected[b"running"][_TIME_ID.pack(to_micros(head.state.turn_started_at), stream_id)] = b""
+            if (running_key := self._running_key(stream_id, head)) is not None:
+                expected[b"running"][running_key] = b""
         problems = []
         for name, entries in self.dump(txn).items():
             stored = dict(entries)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Iterable, Iterator, Sequence
-from itertools import accumulate
+from itertools import accumulate, pairwise
 
 from eventstore._time import MAX_MICROS, MIN_MICROS
 from eventstore._values import ChatMessage, stored_payload_of, trusted_messages
@@ -58,7 +58,7 @@ class DamagedChunk(ValueError):
 class Chunk:
     """A chunk being edited: its columns as bytes, so an edit costs the same whatever the chunk holds."""
 
-    __slots__ = ("micros", "sizes", "roles", "table", "text", "payloads")
+    __slots__ = ("micros", "sizes", "roles", "table", "text", "payload_sizes", "payloads")
 
     def __init__(self) -> None:
         self.micros = bytearray()
@@ -66,8 +66,10 @@ class Chunk:
         self.roles = bytearray()
         self.table: list[str] = []
         self.text = bytearray()
-        #: Each message's payload (``b""`` for none) once one has a payload; ``None`` while none has.
-        self.payloads: list[bytes] | None = None
+        #: Each message's payload size (0 for none) once one has a payload; ``None`` while none has.
+        self.payload_sizes: bytearray | None = None
+        #: The payloads, back to back.
+        self.payloads = bytearray()
 
     @classmethod
     def parse(cls, value: bytes) -> Chunk:
@@ -76,7 +78,8 @@ class Chunk:
         Raises:
             DamagedChunk: ``value`` does not follow the layout.
         """
-        micros, _, _, text_at, payloads = _sections(value)  # the whole layout must hold before an edit builds on it
+        # The whole layout must hold before an edit builds on it.
+        micros, _, _, text_at, payload_sizes = _sections(value)
         count = len(micros)
         if not count:
             raise DamagedChunk("a stored chunk holds no message")
@@ -86,8 +89,12 @@ class Chunk:
         chunk.micros = bytearray(value[_HEADER.size:sizes_at])
         chunk.sizes = bytearray(value[sizes_at:roles_at])
         chunk.roles = bytearray(value[roles_at:roles_at + count])
-        chunk.text = bytearray(value[text_at:len(value) - _trailer_size(payloads)])
-        chunk.payloads = payloads
+        end = len(value)
+        if payload_sizes is not None:
+            end -= _SIZE.size * count + sum(payload_sizes)
+            chunk.payload_sizes = bytearray(value[end:end + _SIZE.size * count])
+            chunk.payloads = bytearray(value[end + _SIZE.size * count:])
+        chunk.text = bytearray(value[text_at:end])
         return chunk
 
     @property
@@ -98,8 +105,8 @@ class Chunk:
         """Whether a message with these content (and payload) bytes still belongs in this chunk."""
         count = len(self.roles)
         size = _HEADER.size + _PER_MESSAGE * (count + 1) + len(self.text) + len(content)
-        if payload or self.payloads is not None:
-            size += _SIZE.size * (count + 1) + sum(map(len, self.payloads or ())) + len(payload)
+        if payload or self.payload_sizes is not None:
+            size += _SIZE.size * (count + 1) + len(self.payloads) + len(payload)
         return not count or (count < CHUNK_MESSAGES and size < CHUNK_BYTES)
 
     def append(self, role: str, content: bytes, micros: int, payload: bytes = b"") -> None:
@@ -112,10 +119,11 @@ class Chunk:
         self.sizes += _SIZE.pack(len(content))
         self.roles.append(at)
         self.text += content
-        if payload and self.payloads is None:
-            self.payloads = [b""] * (len(self.roles) - 1)
-        if self.payloads is not None:
-            self.payloads.append(payload)
+        if payload and self.payload_sizes is None:
+            self.payload_sizes = bytearray(_SIZE.size * (len(self.roles) - 1))  # the messages before had none
+        if self.payload_sizes is not None:
+            self.payload_sizes += _SIZE.pack(len(payload))
+            self.payloads += payload
 
     @property
     def last_micros(self) -> int:
@@ -123,12 +131,14 @@ class Chunk:
         return micros
 
     def _last_size(self) -> int:
-        size: int = _SIZE.unpack_from(self.sizes, len(self.sizes) - _SIZE.size)[0]
-        return size
+        return _last_u32(self.sizes)
+
+    def _last_payload_size(self) -> int:
+        return 0 if self.payload_sizes is None else _last_u32(self.payload_sizes)
 
     def last(self) -> tuple[str, bytes, bytes]:
         """The last message's role, content bytes and payload bytes (``b""`` for none)."""
-        payload = b"" if self.payloads is None else self.payloads[-1]
+        payload = bytes(self.payloads[len(self.payloads) - self._last_payload_size():])
         return self.table[self.roles[-1]], bytes(self.text[len(self.text) - self._last_size():]), payload
 
     def pop(self) -> None:
@@ -140,37 +150,35 @@ class Chunk:
         if self.roles.pop() not in self.roles:
             # Its only use was the last, so it came last into the table (first use): the layout stays canonical.
             self.table.pop()
-        if self.payloads is not None:
-            self.payloads.pop()
-            if not any(self.payloads):
-                self.payloads = None  # no payload left: no trailer, as canonical
+        if self.payload_sizes is not None:
+            del self.payloads[len(self.payloads) - self._last_payload_size():]
+            del self.payload_sizes[-_SIZE.size:]
+            if not self.payloads:
+                self.payload_sizes = None  # no payload left: no trailer, as canonical
 
     def encode(self) -> bytes:
         table = _encoded_table(self.table)
         parts: list[bytes | bytearray] = [_HEADER.pack(len(self.roles), len(table)), self.micros, self.sizes,
                                           self.roles, table, self.text]
-        if self.payloads is not None:
-            parts.append(struct.pack(f">{len(self.payloads)}I", *map(len, self.payloads)))
-            parts += self.payloads
+        if self.payload_sizes is not None:
+            parts += (self.payload_sizes, self.payloads)
         return b"".join(parts)
 
 
-def _trailer_size(payloads: list[bytes] | None) -> int:
-    return 0 if payloads is None else _SIZE.size * len(payloads) + sum(map(len, payloads))
+def _last_u32(column: bytearray) -> int:
+    """The last of a column of big-endian u32s."""
+    value: int = _SIZE.unpack_from(column, len(column) - _SIZE.size)[0]
+    return value
 
 
-def _trailer(value: bytes, count: int, end: int) -> list[bytes]:
-    """The payloads trailing the contents (which end at ``end``), checked."""
-    at = end + _SIZE.size * count
-    if at > len(value):
+def _payload_sizes(value: bytes, count: int, end: int) -> tuple[int, ...]:
+    """The sizes of the payloads trailing the contents (which end at ``end``), checked against the chunk's end."""
+    if end + _SIZE.size * count > len(value):
         raise DamagedChunk(f"the contents take {len(value) - end} bytes fewer than recorded")
-    payloads = []
-    for size in struct.unpack_from(f">{count}I", value, end):
-        payloads.append(bytes(value[at:at + size]))
-        at += size
-    if at != len(value) or not any(payloads):
+    sizes: tuple[int, ...] = struct.unpack_from(f">{count}I", value, end)
+    if end + _SIZE.size * count + sum(sizes) != len(value) or not any(sizes):
         raise DamagedChunk(f"a chunk of {len(value)} bytes does not end where its contents and payloads do")
-    return payloads
+    return sizes
 
 
 def _header(value: bytes) -> tuple[int, int]:
@@ -224,8 +232,9 @@ def _table(encoded: bytes) -> list[str]:
     return table
 
 
-def _sections(value: bytes) -> tuple[Sequence[int], Sequence[int], list[str], int, list[bytes] | None]:
-    """The times, content sizes and roles of a stored chunk, where its contents begin, and its payloads."""
+def _sections(value: bytes) -> tuple[Sequence[int], Sequence[int], list[str], int, tuple[int, ...] | None]:
+    """The times, content sizes and roles of a stored chunk, where its contents begin, and its payloads' sizes
+    (``None`` without a trailer)."""
     count, table_size = _header(value)
     roles_at = _roles_at(count)
     table_at = roles_at + count
@@ -238,10 +247,10 @@ def _sections(value: bytes) -> tuple[Sequence[int], Sequence[int], list[str], in
     columns = _COLUMNS[count].unpack_from(value, _HEADER.size)
     micros, sizes = columns[:count], columns[count:]
     end = text_at + sum(sizes)
-    payloads = None if end == len(value) else _trailer(value, count, end)
+    payload_sizes = None if end == len(value) else _payload_sizes(value, count, end)
     if count and (min(micros) < MIN_MICROS or max(micros) > MAX_MICROS):
         raise DamagedChunk("a time is outside what a datetime can hold")
-    return micros, sizes, roles, text_at, payloads
+    return micros, sizes, roles, text_at, payload_sizes
 
 
 def _contents(value: bytes, sizes: Sequence[int], text_at: int) -> list[str]:
@@ -259,9 +268,16 @@ def _decoded(value: bytes) -> tuple[list[ChatMessage], Sequence[int]]:
         DamagedChunk: ``value`` does not follow the layout.
     """
     value = bytes(value)  # slicing must copy (a memoryview's slices are not bytes)
-    micros, sizes, roles, text_at, payloads = _sections(value)
-    by_index = None if payloads is None else {index: payload for index, payload in enumerate(payloads) if payload}
-    return trusted_messages(roles, _contents(value, sizes, text_at), by_index), micros
+    micros, sizes, roles, text_at, payload_sizes = _sections(value)
+    return trusted_messages(roles, _contents(value, sizes, text_at), _payloads(value, payload_sizes)), micros
+
+
+def _payloads(value: bytes, payload_sizes: Sequence[int] | None) -> dict[int, bytes] | None:
+    """The payloads of a stored chunk whose trailer ``_sections`` checked, by message index (those with one)."""
+    if payload_sizes is None:
+        return None
+    ends = list(accumulate(payload_sizes, initial=len(value) - sum(payload_sizes)))
+    return {index: value[start:stop] for index, (start, stop) in enumerate(pairwise(ends)) if stop > start}
 
 
 def decode_entries(value: bytes) -> list[Entry]:

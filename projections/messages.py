@@ -75,25 +75,33 @@ class MessageLists:
         """``dictionary``: the store's compression dictionary; without one, chunks are stored plain."""
         self._chunks = open_space("messages.chunks")
         self._dictionary = dictionary
+        #: The compressed chunk last written and its plain form: the next command on that session (an agent's turn
+        #: appends several times, a LangGraph thread puts checkpoint after checkpoint) reads it without decompressing.
+        self._written: tuple[bytes, bytes] = (b"", b"")
 
     def apply(self, txn: WriteTransaction, stream_id: int, events: Sequence[Change]) -> None:
-        first, tail = 0, None  # the last chunk (its first index and columns) while a run of appends goes on
+        # The last chunk (its first index and columns) while a run of appends goes on, and whether it is stored.
+        first, tail, stored = 0, None, False
+        fresh = events[0].version == 1  # from a stream's first event on, until a chunk is written: none to read
         for recorded in events:
             edit = message_edit(recorded)
-            if tail is not None and not isinstance(edit, AppendMessage):
-                self._put(txn, stream_id, first, tail.encode())
-                tail = None
+            if not isinstance(edit, AppendMessage):
+                if tail is not None:
+                    self._put(txn, stream_id, first, tail.encode(), stored)
+                    tail = None
+                fresh = False
             match edit:
                 case AppendMessage():
                     message, micros = edit.message
                     content, payload = message.content.encode(), payload_bytes(message)
                     if tail is None:
-                        first, tail = self._last_chunk(txn, stream_id) or (0, Chunk())
+                        last = None if fresh else self._last_chunk(txn, stream_id)
+                        (first, tail), stored = last or (0, Chunk()), last is not None
                         if not tail.fits(content, payload):  # the stored chunk is full: left as it is, unwritten
-                            first, tail = first + tail.count, Chunk()
+                            first, tail, stored = first + tail.count, Chunk(), False
                     elif not tail.fits(content, payload):
-                        self._put(txn, stream_id, first, tail.encode())
-                        first, tail = first + tail.count, Chunk()
+                        self._put(txn, stream_id, first, tail.encode(), stored)
+                        first, tail, stored = first + tail.count, Chunk(), False
                     tail.append(message.role, content, micros, payload)
                 case ClearMessages():
                     self._delete_all(txn, stream_id)
@@ -108,16 +116,19 @@ class MessageLists:
                 case _:
                     assert_never(edit)
         if tail is not None:
-            self._put(txn, stream_id, first, tail.encode())
+            self._put(txn, stream_id, first, tail.encode(), stored)
 
-    def _put(self, txn: WriteTransaction, stream_id: int, first: int, value: bytes) -> None:
+    def _put(self, txn: WriteTransaction, stream_id: int, first: int, value: bytes, stored: bool = False) -> None:
+        """Store a chunk: ``stored`` says that its key holds the chunk's earlier form."""
         if len(value) > COMPRESS_ABOVE and self._dictionary is not None:
             dictionary = self._dictionary.get(txn)
             if dictionary is not None:
-                value = _COMPRESSED + dictionary.compress(value)
+                plain, value = value, _COMPRESSED + dictionary.compress(value)
+                self._written = (value, plain)
         key = _CHUNK_KEY.pack(stream_id, first)
-        # A new session's chunks sort last: appended, they fill pages (a put splits a full page in half).
-        if not txn.append(self._chunks, key, value):
+        # A new chunk of the newest session sorts last: appended, chunks fill pages (a put splits a full page in
+        # half). A stored key cannot be appended.
+        if stored or not txn.append(self._chunks, key, value):
             txn.put(self._chunks, key, value)
 
     def vacuum_rewrite(self, replacement: DictionaryReplacement) -> tuple[str, SpaceRewrite]:
@@ -145,6 +156,9 @@ class MessageLists:
         """
         if value[:1] != _COMPRESSED:
             return value
+        written, plain = self._written
+        if value == written:  # the same stored bytes expand to the same chunk, whichever transaction wrote them
+            return plain
         try:
             if self._dictionary is None:
                 raise StoreCorrupted("compressed, but the store has no compression dictionary")
@@ -168,7 +182,7 @@ class MessageLists:
         if isinstance(edit, ReplaceLastMessage):
             last.append(edit.message.role, edit.message.content.encode(), micros, payload_bytes(edit.message))
         if last.count:
-            self._put(txn, stream_id, first, last.encode())
+            self._put(txn, stream_id, first, last.encode(), stored=True)
         else:
             txn.delete(self._chunks, _CHUNK_KEY.pack(stream_id, first))
 

@@ -51,6 +51,7 @@ __all__ = [
     "empty_head",
     "empty_snapshot",
     "evolve_head",
+    "evolve_head_through",
     "message_edit",
     "apply_edit",
     "untouched_prefix",
@@ -208,6 +209,26 @@ def evolve_head(head: SessionHead, recorded: Change) -> SessionHead:
     return _evolve_head(head, recorded)
 
 
+def evolve_head_through(head: SessionHead, events: Iterable[Change]) -> SessionHead:
+    """The head after ``events`` in order (``evolve_head`` of each): a run of appends to a live session makes one
+    head, not one a message."""
+    appended, last = 0, None  # appends not yet folded in, and the latest of them
+    for recorded in events:
+        if head.exists and type(recorded.event) is MessageAppended:
+            appended, last = appended + 1, recorded
+            continue
+        if last is not None:
+            head, appended, last = _appended(head, last, appended), 0, None
+        head = _evolve_head(head, recorded)
+    return head if last is None else _appended(head, last, appended)
+
+
+def _appended(head: SessionHead, last: Change, count: int) -> SessionHead:
+    """The live session ``head`` after ``count`` appends, the last of them ``last``."""
+    return SessionHead(head.key, last.version, True, head.name, head.state, head.created_at, last.recorded_at,
+                       head.message_count + count)
+
+
 def step(head: SessionHead, messages: list[Entry], recorded: Change) -> SessionHead:
     """Fold one event into a head and a message list the caller owns; return the new head."""
     apply_edit(messages, message_edit(recorded))
@@ -235,7 +256,7 @@ def _evolve_head(head: SessionHead, recorded: Change) -> SessionHead:
         case SessionStateChanged():
             state = SessionState(event.state, event.turn_id, at if event.state == RUNNING else None)
         case MessageAppended():
-            count += 1
+            return _appended(live, recorded, 1)
         case LastMessageRemoved():
             count -= 1
         case MessagesCleared():

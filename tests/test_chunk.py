@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from eventstore import ChatMessage
 from eventstore._time import MAX_MICROS, MIN_MICROS
+from eventstore._values import stored_payload_of
 from projections import chunk
 from projections.chunk import (
     CHUNK_BYTES,
@@ -157,3 +158,41 @@ def test_role_tables_keep_the_bytes_orjson_wrote(roles: list[str]) -> None:
     """Role tables are written with the standard library, byte for byte as orjson wrote them before."""
     assert orjson.dumps(roles) == chunk._encoded_table(roles)
     assert roles == chunk._table(chunk._encoded_table(roles))
+
+
+
+payload_edits = st.lists(st.one_of(st.tuples(st.just("append"), st.binary(max_size=3_000)), st.just(("pop", b""))),
+                         max_size=60)
+
+
+def _largest_payload_that_fits(chunk: Chunk) -> int:
+    """The size of the largest payload of a 40-byte message that still fits ``chunk`` (-1 for none)."""
+    low, high = -1, CHUNK_BYTES
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if chunk.fits(b"y" * 40, b"p" * middle) else (low, middle)
+    return low
+
+
+@given(payload_edits)
+def test_an_edited_chunk_knows_its_payload_bytes_as_a_parsed_one_does(sequence):
+    """Appends and pops of messages with payloads (empty for none) on one chunk in memory: its bytes are those of
+    the chunk built at once, its last payload is the last appended, and the room left for a further message is
+    what the same chunk parsed from its bytes has."""
+    chunk, expected = Chunk(), []
+    for kind, payload in sequence:
+        if kind == "append" and chunk.count < CHUNK_MESSAGES:
+            chunk.append("tool", b"x" * 40, 0, payload)
+            expected.append(payload)
+        elif kind == "pop" and chunk.count:
+            chunk.pop()
+            expected.pop()
+        at_once = Chunk()
+        for each in expected:
+            at_once.append("tool", b"x" * 40, 0, each)
+        assert chunk.encode() == at_once.encode()
+        if chunk.count:
+            assert chunk.last()[2] == expected[-1]
+            assert _largest_payload_that_fits(chunk) == _largest_payload_that_fits(Chunk.parse(chunk.encode()))
+            assert [stored_payload_of(message) for message in decode_messages(chunk.encode())] == \
+                [each or None for each in expected]

@@ -21,6 +21,9 @@ from projections.session import (
     ReplaceLastMessage,
     ReplaceMessages,
     apply_edit,
+    empty_head,
+    evolve_head,
+    evolve_head_through,
     message_edit,
     untouched_prefix,
 )
@@ -84,3 +87,16 @@ def test_edit_kinds_name_what_message_edit_returns(history):
     for recorded in history + _RARE:
         edit = message_edit(recorded)
         assert EDIT_KINDS.get(type(recorded.event)) is (None if edit is None else type(edit))
+
+
+@given(histories(max_size=40), st.integers(0, 30))
+def test_a_batch_folds_to_the_head_of_one_event_at_a_time(history: list[RecordedEvent], start: int) -> None:
+    """``evolve_head_through`` (runs of appends folded at once) gives the head ``evolve_head`` does, event by
+    event, from any point of a history."""
+    head = empty_head("session")
+    for recorded in history[:start]:
+        head = evolve_head(head, recorded)
+    expected = head
+    for recorded in history[start:]:
+        expected = evolve_head(expected, recorded)
+    assert evolve_head_through(head, history[start:]) == expected

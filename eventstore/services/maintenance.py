@@ -22,7 +22,7 @@ from .._codec import encode_event
 from .._deferred import DeferredReadModels, Read
 from .._errors import EventStoreError, IncompatibleStore, InvalidArgument, StoreCorrupted, StoreReadOnly
 from .._folding import LogChange, log_changes, read_snapshot_record, to_recorded
-from .._log import EventLog, stream_runs
+from .._log import EventLog, StreamTip, stream_runs
 from .._snapshots import SnapshotStore
 from .._values import VerifyReport
 from ..events import SessionForked, redact_event
@@ -220,7 +220,8 @@ class Maintenance:
         """The write step of ``redact`` (also what a transaction's ``redact`` runs): its result is how many events
         changed."""
 
-        def step(txn: WriteTransaction, stream_id: int | None, now: int) -> tuple[int, list[LogChange]]:
+        def step(txn: WriteTransaction, tip: StreamTip, now: int) -> tuple[int, list[LogChange]]:
+            stream_id = tip.stream_id
             if stream_id is None:
                 return 0, []
             changed, recorded = self._redact_stream(txn, key, stream_id, reason, now)

@@ -14,7 +14,7 @@ from projections.session import SessionSnapshot, empty_snapshot, fold
 
 from .._deferred import Read
 from .._folding import LogChange, fold_stream, resolve_version, to_recorded, view_of
-from .._log import EventLog
+from .._log import EventLog, StreamTip
 from .._snapshots import SnapshotStore
 from .._values import SessionView
 from ..events import RecordedEvent
@@ -76,15 +76,15 @@ class TimeTravel:
                 expected_version: int | None, idempotency_key: str | None) -> int:
         """Append ``SessionRestored`` unless the session already looks as it did then; return its version."""
 
-        def step(txn: WriteTransaction, stream_id: int | None, now: int) -> tuple[None, list[LogChange]]:
+        def step(txn: WriteTransaction, tip: StreamTip, now: int) -> tuple[None, list[LogChange]]:
+            stream_id = tip.stream_id
             target = self._resolve_version(txn, key, stream_id, version, as_of)
             if stream_id is None:
                 return None, []
-            current = fold_stream(txn, self._log, self._snapshots, stream_id, key,
-                                  self._log.stream_version(txn, stream_id))
+            current = fold_stream(txn, self._log, self._snapshots, stream_id, key, tip.version)
             wanted = (fold_stream(txn, self._log, self._snapshots, stream_id, key, target) if target
                       else empty_snapshot(key))
-            return None, self._writer.record(txn, key, commands.restore(current, wanted, target)[0], now)
+            return None, self._writer.record(txn, key, commands.restore(current, wanted, target)[0], now, tip=tip)
 
         return self._writer.run(key, request, step, expected_version, idempotency_key)[1]
 

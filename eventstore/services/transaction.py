@@ -20,7 +20,7 @@ from ..storage import WriteTransaction
 from . import commands
 from .arguments import check_index, check_message, iterable
 from .commands import Decision
-from .writer import Command, CommandWriter, KeptResult, Request, Step, message_argument
+from .writer import Command, CommandWriter, KeptResult, Request, Step
 
 __all__ = ["Pending", "Transaction", "append_many", "remove_last", "pop_last", "popped", "update_last",
            "replace_messages", "fork", "clear_messages", "set_session_name", "set_session_state", "delete_session"]
@@ -36,7 +36,7 @@ def append_many(key: str, messages: Iterable[ChatMessage], expected_version: int
     if isinstance(messages, (str, bytes, ChatMessage)):
         raise InvalidArgument("append_many takes an iterable of ChatMessage")
     batch = [check_message(message) for message in iterable(messages, "messages")]
-    request = Request("append_many", tuple(message_argument(message) for message in batch))
+    request = Request("append_many", messages=tuple(batch))
     return Command.checked(key, request, deciding(key, lambda head: commands.append_messages(head, batch)),
                            expected_version, idempotency_key)
 
@@ -78,7 +78,7 @@ def popped(outcome: tuple[Any, int]) -> ChatMessage | None:
 def update_last(key: str, message: ChatMessage, expected_version: int | None,
                 idempotency_key: str | None) -> Command[bool]:
     message = check_message(message)
-    return Command.checked(key, Request("update_last", (message_argument(message),)),
+    return Command.checked(key, Request("update_last", messages=(message,)),
                            lambda writer: writer.deciding_with_last(
                                key, lambda head, last: commands.replace_last(head, last, message)),
                            expected_version, idempotency_key)
@@ -89,7 +89,7 @@ def replace_messages(key: str, messages: Iterable[ChatMessage], expected_version
     if isinstance(messages, (str, bytes, ChatMessage)):
         raise InvalidArgument("replace_messages takes an iterable of ChatMessage")
     wanted = [check_message(message) for message in iterable(messages, "messages")]
-    request = Request("replace_messages", tuple(message_argument(message) for message in wanted))
+    request = Request("replace_messages", messages=tuple(wanted))
     return Command.checked(key, request, lambda writer: writer.deciding_with_messages(
         key, lambda head, current: commands.replace_messages(head, current, wanted)), expected_version,
         idempotency_key)

@@ -27,7 +27,7 @@ from .._bookkeeping import IdempotencyRecord, IdempotencyRecords
 from .._codec import encode_event
 from .._errors import IdempotencyKeyReused, StoreCorrupted, WrongExpectedVersion
 from .._folding import LogChange, fold_stream, resolve_version, take_snapshot, version_position
-from .._log import EventLog, Original
+from .._log import EventLog, Original, StreamTip
 from .._snapshots import SnapshotStore
 from .._time import Clock, from_micros
 from .._values import ChatMessage, stored_payload_of, validate_key, validate_text
@@ -38,7 +38,7 @@ from .arguments import check_index, now_micros
 from .cache import DecodedSessions
 from .commands import Decision
 
-__all__ = ["Command", "CommandWriter", "KeptResult", "Request", "Step", "Write", "message_argument"]
+__all__ = ["Command", "CommandWriter", "KeptResult", "Request", "Step", "Write"]
 
 R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
@@ -46,13 +46,16 @@ R_co = TypeVar("R_co", covariant=True)
 
 @attrs.frozen
 class Request:
-    """A command as an idempotency key identifies it: its name and its arguments, as JSON values."""
+    """A command as an idempotency key identifies it: its name and its arguments, as JSON values, then its
+    messages (made JSON values only for a digest: a command without an idempotency key needs none)."""
 
     name: str
     arguments: tuple[object, ...] = ()
+    messages: tuple[ChatMessage, ...] = ()
 
     def digest(self) -> str:
-        return hashlib.sha256(orjson.dumps([self.name, self.arguments])).hexdigest()
+        arguments = self.arguments + tuple(map(message_argument, self.messages))
+        return hashlib.sha256(orjson.dumps([self.name, arguments])).hexdigest()
 
 
 def message_argument(message: ChatMessage) -> list[object]:
@@ -62,10 +65,11 @@ def message_argument(message: ChatMessage) -> list[object]:
 
 
 class Step(Protocol[R_co]):
-    """The work of one command inside its write transaction: given the session's stream id (``None`` for a key
-    without events) and the command's time in µs, record its events; return its result and the recorded events."""
+    """The work of one command inside its write transaction: given where the session's stream stands (its id
+    ``None`` for a key without events) and the command's time in µs, record its events; return its result and the
+    recorded events."""
 
-    def __call__(self, txn: WriteTransaction, stream_id: int | None, now: int) -> tuple[R_co, list[LogChange]]: ...
+    def __call__(self, txn: WriteTransaction, tip: StreamTip, now: int) -> tuple[R_co, list[LogChange]]: ...
 
 
 @attrs.frozen
@@ -126,13 +130,15 @@ class CommandWriter:
     def now_micros(self) -> int:
         return now_micros(self._clock)
 
+    def _head(self, txn: WriteTransaction, key: str, tip: StreamTip) -> SessionHead:
+        return (None if tip.stream_id is None else self._catalog.head(txn, tip.stream_id)) or empty_head(key)
+
     def deciding(self, key: str, decide: Callable[[SessionHead], Decision[R]]) -> Step[R]:
         """The step of a command that decides from the session's head."""
 
-        def step(txn: WriteTransaction, stream_id: int | None, now: int) -> tuple[R, list[LogChange]]:
-            head = (None if stream_id is None else self._catalog.head(txn, stream_id)) or empty_head(key)
-            events, result = decide(head)
-            return result, self.record(txn, key, events, now)
+        def step(txn: WriteTransaction, tip: StreamTip, now: int) -> tuple[R, list[LogChange]]:
+            events, result = decide(self._head(txn, key, tip))
+            return result, self.record(txn, key, events, now, tip=tip)
 
         return step
 
@@ -140,11 +146,12 @@ class CommandWriter:
                            ) -> Step[R]:
         """The step of a command that decides from the session's head and its last message (``None`` for none)."""
 
-        def step(txn: WriteTransaction, stream_id: int | None, now: int) -> tuple[R, list[LogChange]]:
-            head = (None if stream_id is None else self._catalog.head(txn, stream_id)) or empty_head(key)
-            last = self._messages.last(txn, stream_id) if stream_id is not None and head.message_count else None
+        def step(txn: WriteTransaction, tip: StreamTip, now: int) -> tuple[R, list[LogChange]]:
+            head = self._head(txn, key, tip)
+            last = self._messages.last(txn, tip.stream_id) if tip.stream_id is not None and head.message_count \
+                else None
             events, result = decide(head, last)
-            return result, self.record(txn, key, events, now)
+            return result, self.record(txn, key, events, now, tip=tip)
 
         return step
 
@@ -165,19 +172,20 @@ class CommandWriter:
                                ) -> Step[R]:
         """The step of a command that decides from the session's head and its whole current message list."""
 
-        def step(txn: WriteTransaction, stream_id: int | None, now: int) -> tuple[R, list[LogChange]]:
-            head = (None if stream_id is None else self._catalog.head(txn, stream_id)) or empty_head(key)
-            current = self._messages.entries(txn, stream_id) if stream_id is not None and head.exists else []
+        def step(txn: WriteTransaction, tip: StreamTip, now: int) -> tuple[R, list[LogChange]]:
+            head = self._head(txn, key, tip)
+            current = self._messages.entries(txn, tip.stream_id) if tip.stream_id is not None and head.exists \
+                else []
             events, result = decide(head, current)
-            return result, self.record(txn, key, events, now)
+            return result, self.record(txn, key, events, now, tip=tip)
 
         return step
 
     def forking(self, key: str, source_key: str, version: int | None, as_of: datetime | None) -> Step[None]:
         """The step that starts ``key`` as a fork of ``source_key`` at ``version`` or ``as_of`` (now for neither)."""
 
-        def step(txn: WriteTransaction, stream_id: int | None, now: int) -> tuple[None, list[LogChange]]:
-            head = (None if stream_id is None else self._catalog.head(txn, stream_id)) or empty_head(key)
+        def step(txn: WriteTransaction, tip: StreamTip, now: int) -> tuple[None, list[LogChange]]:
+            head = self._head(txn, key, tip)
             source_stream = self._log.stream_id(txn, source_key)
             target = resolve_version(txn, self._log, source_key, source_stream, version, as_of)
             source, source_hash = empty_snapshot(source_key), ""
@@ -186,7 +194,8 @@ class CommandWriter:
                 position = version_position(txn, self._log, source_stream, target)
                 source_hash = self._log.read_position(txn, position).hash.hex()
             events, result = commands.fork(head, source, source_key, source_hash)
-            return result, self.record(txn, key, events, now)
+            # Reading the source wrote nothing: the tip still holds.
+            return result, self.record(txn, key, events, now, tip=tip)
 
         return step
 
@@ -235,11 +244,11 @@ class CommandWriter:
                 if command.kept is not None:
                     return command.kept.recall(self, txn, key, earlier.result, earlier.version), earlier.version
                 return earlier.result, earlier.version
-        stream_id = self._log.stream_id(txn, key)
-        version = 0 if stream_id is None else self._log.stream_version(txn, stream_id)
+        tip = self._log.tip(txn, key)
+        version = tip.version
         if expected_version is not None and expected_version != version:
             raise WrongExpectedVersion(key, expected_version, version)
-        result, changes = command.plan(self)(txn, stream_id, now)
+        result, changes = command.plan(self)(txn, tip, now)
         recorded.append(changes)
         if changes:
             version = changes[-1].version
@@ -263,10 +272,12 @@ class CommandWriter:
         return self._write(body)
 
     def record(self, txn: WriteTransaction, key: str, events: Sequence[SessionEvent], now: int,
-               expected_version: int | None = None, originals: Sequence[Original] | None = None
-               ) -> list[LogChange]:
-        """Append one session's events in ``txn``, apply the inline read models, snapshot when due."""
-        stored = self._log.append(txn, key, [encode_event(e) for e in events], now, expected_version, originals)
+               expected_version: int | None = None, originals: Sequence[Original] | None = None,
+               tip: StreamTip | None = None) -> list[LogChange]:
+        """Append one session's events in ``txn``, apply the inline read models, snapshot when due (``tip``: the
+        stream's, read in ``txn`` since its last record, if the caller has it)."""
+        stored = self._log.append(txn, key, [encode_event(e) for e in events], now, expected_version, originals,
+                                  tip)
         if not stored:
             return []
         recorded_at = from_micros(stored[0].recorded_at)  # the log records one commit's events at one time
