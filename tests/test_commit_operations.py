@@ -44,7 +44,7 @@ class _CountingStorage(MemoryStorage):
     def write(self, body: Callable[[WriteTransaction], Any]) -> Any:
         def counting(txn: WriteTransaction) -> Any:
             self.operations = Counter()
-            return body(_Counting(txn, self.operations))  # type: ignore[arg-type]
+            return body(_Counting(txn, self.operations))
 
         return super().write(counting)
 
@@ -84,7 +84,7 @@ def test_a_new_session_reads_no_state_of_its_own(counted: tuple[SessionStore, _C
     assert ops["append", "messages.chunks"] == 1
     assert ops["get", "log.keys"] == 1
     assert len(store.load("fresh")) == 20
-    assert store.get_session_metadata("fresh").message_count == 20  # type: ignore[union-attr]
+    assert store.get_session_metadata("fresh").message_count == 20
 
 
 def test_a_running_turn_keeps_one_entry_in_the_running_index(counted: tuple[SessionStore, _CountingStorage]
