@@ -42,6 +42,7 @@ from projections.search.tokenizer import (
     fold,
     parse_query,
     term_key,
+    term_keys,
     token_spans,
     tokenize,
 )
@@ -115,6 +116,15 @@ class TestTokenizer:
         spans = list(token_spans(text))
         assert tokenize(text) == [term for _, _, term in spans]
         assert all(fold(text[start:end]) == term for start, end, term in spans)
+
+    @settings(max_examples=300)
+    @given(st.one_of(st.text(TOKENIZER_ALPHABET, max_size=40), st.text(st.characters(max_codepoint=127), max_size=60)))
+    @example("Hello, World!\tsnake_case A1+b\x00c\x1fd\x7fe\x0bf[g]h`i{j}")
+    @example("Café naïve ASCII_and_not")
+    def test_term_keys_are_the_tokens_bytes(self, text: str) -> None:
+        """term_keys gives tokenize's terms as UTF-8, ASCII text by its own path: every ASCII byte that is not a
+        letter or digit separates, uppercase letters are lowercased."""
+        assert [term.encode("utf-8") for term in tokenize(text)] == term_keys(text)
 
     @settings(max_examples=100)
     @given(st.lists(st.text(TOKENIZER_ALPHABET, max_size=30), min_size=1, max_size=20))

@@ -6,14 +6,15 @@ A batch never written is an overlay: the index plus events it has not applied.
 from __future__ import annotations
 
 import bisect
+import collections
 import heapq
 from array import array
 from collections import Counter, defaultdict, deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import lru_cache
 from itertools import chain, compress, repeat
 from operator import itemgetter, lt, ne, or_, xor
-from typing import cast
+from typing import Any, cast
 
 from eventstore._errors import EventStoreError, StoreCorrupted
 from eventstore.events import REDACTED
@@ -53,7 +54,7 @@ from .formats import (
 )
 from .reader import IndexReader, SearchSpaces, TermIds
 from .scoring import impact
-from .tokenizer import term_key, tokenize
+from .tokenizer import term_key, term_keys, tokenize
 
 __all__ = ["IndexWriter", "indexed_terms"]
 
@@ -63,7 +64,11 @@ _SETTLE_EVERY = 1 << 22
 #: A noted entry is ``session << _ENTRY_BITS | entry``.
 _ENTRY_BITS = 16
 _ENTRY_MASK = (1 << _ENTRY_BITS) - 1
-_NO_TERMS = array("I")
+_NO_KEYS: list[bytes] = []
+_NO_POSTINGS: ChunkMessage = ((), 0, ())
+#: Counts the items of an iterable into a dict, in C: what ``Counter.update`` calls, without the checks and calls
+#: around it that cost as much as counting a message's terms.
+_count_into: Callable[[dict[Any, int], Iterable[Any]], None] = collections._count_elements  # type: ignore[attr-defined]
 
 
 def indexed_terms(content: str) -> list[str]:
@@ -99,6 +104,7 @@ class IndexWriter(IndexReader):
                  fresh: bool = False) -> None:
         super().__init__(spaces, term_ids, txn, learn, fresh)
         self._tids: dict[str, int] = {}
+        self._key_tids: dict[bytes, int] = {}  # a term's UTF-8 → its id, as ``append`` looks terms up
         self._new_terms: dict[bytes, bytes] = {}
         self._blocks: dict[tuple[int, int], bytes | None] = {}  # (term id, block) → its summary there
         self._dirty: set[tuple[int, int]] = set()
@@ -233,28 +239,11 @@ class IndexWriter(IndexReader):
         self._new_terms[key] = term_entry(term, key, tid)
         return tid
 
-    def _postings(self, terms: list[str]) -> tuple[list[int], int, tuple[tuple[int, int], ...]]:
-        """A message's term ids (ascending), the level of a term it holds once, and the levels of the terms it
-        repeats where they differ from that, in term id order (the work per term is done in C). Tuples, not lists:
-        the batch keeps them, and the collector stops tracking a tuple of numbers, where it walks every kept list
-        again."""
-        counts = Counter(terms)
-        known = list(map(self._tids.get, counts))
-        tids = [tid or self._lookup(term) for tid, term in zip(known, counts)] if None in known \
-            else cast(list[int], known)
-        length = len(terms)
-        once = impact(1, length)  # the level of most terms of a message
-        own: tuple[tuple[int, int], ...] = ()
-        if len(counts) != length:  # the terms it repeats, and their levels where they differ from ``once``, in C
-            tfs = counts.values()
-            repeated = list(map(lt, repeat(1), tfs))
-            levels = list(map(impact, compress(tfs, repeated), repeat(length)))
-            own = tuple(sorted(compress(zip(compress(tids, repeated), levels), map(ne, levels, repeat(once)))))
-        tids.sort()
-        return tids, once, own
-
-    def _lookup(self, term: str) -> int:
-        return self.tid(term) or self._new_tid(term)
+    def _key_tid(self, key: bytes) -> int:
+        """The id of the term ``key`` (its UTF-8), looked up or given now; kept for the batch's later messages."""
+        term = key.decode("utf-8")
+        tid = self._key_tids[key] = self.tid(term) or self._new_tid(term)
+        return tid
 
     def message_count(self, sid: int) -> int:
         """How many current messages session ``sid`` has, as of this batch."""
@@ -269,37 +258,57 @@ class IndexWriter(IndexReader):
         """Append messages to session ``sid``: their postings go to its chunks, and the session's entry for each
         of their terms (its best level, the first message with it, several messages) is noted for ``settle``.
 
-        The entries are found a run of messages at a time, with the work per posting done in C: each message
-        gives its terms one key, ``level << 8 | (index ^ 127)``, and the greatest key of a term is its best level
-        in its first message at that level.
+        The work per term is done in C, a message and a run of messages at a time. A message's terms are counted
+        and looked up by their UTF-8 (``term_keys``); most occur once in it and so share one level, and the
+        others' levels are found apart. Each message gives its terms one key, ``level << 8 | (index ^ 127)``,
+        and the greatest key of a term over the run is its best level in its first message at that level.
         """
         state = self._state(sid)
+        count = state.count
+        postings: list[ChunkMessage] = []
         keyed: list[tuple[int, list[int]]] = []  # each message's key and terms
         repeated: list[tuple[int, int]] = []  # the keys of terms a message repeats (they have their own level)
         seen: set[int] = set()
         several: set[int] = set()
+        tid_of = self._key_tids.get
         for text in texts:
-            terms = indexed_terms(text)
-            index = min(state.count, LAST_TAG) ^ LAST_TAG
-            if not terms:
-                self._add_to_chunk(state, sid, (_NO_TERMS, 0, ()))
+            keys = _NO_KEYS if text == REDACTED else term_keys(text)
+            if not keys:
+                postings.append(_NO_POSTINGS)
+                count += 1
                 continue
-            tids, once, own = self._postings(terms)
-            stored = array("I", tids)  # a tenth of a list's bytes, while the batch holds it
-            if own and 2 * len(own) >= len(tids):  # the level of the terms it holds once may not be its most common
-                levels = dict(own)
-                self._add_to_chunk(state, sid, chunk_message_of(stored, bytes(map(levels.get, tids, repeat(once)))))
-            else:
-                self._add_to_chunk(state, sid, (stored, once, own))
+            index = min(count, LAST_TAG) ^ LAST_TAG
+            count += 1
+            counts: dict[bytes, int] = {}
+            _count_into(counts, keys)
+            tids = cast(list[int], list(map(tid_of, counts)))
+            if None in tids:
+                tids = [tid or self._key_tid(key) for tid, key in zip(tids, counts)]
+            length = len(keys)
+            once = impact(1, length)  # the level of a term the message holds once
+            if len(counts) == length:
+                tids.sort()
+                postings.append((tuple(tids), once, ()))
+            else:  # the terms it repeats, and their levels where they differ from ``once``
+                tfs = counts.values()
+                many = list(map(lt, repeat(1), tfs))
+                levels = list(map(impact, compress(tfs, many), repeat(length)))
+                own = sorted(compress(zip(compress(tids, many), levels), map(ne, levels, repeat(once))))
+                tids.sort()
+                if 2 * len(own) >= len(tids):  # ``once`` may not be the message's most common level
+                    postings.append(chunk_message_of(tids, bytes(map(dict(own).get, tids, repeat(once)))))
+                else:
+                    postings.append((tuple(tids), once, tuple(own)))
+                repeated += [(tid, level << 8 | index) for tid, level in own]
             keyed.append((once << 8 | index, tids))
-            repeated += [(tid, level << 8 | index) for tid, level in own]
             several.update(seen.intersection(tids))
             seen.update(tids)
+        self._add_to_chunks(state, sid, postings)
         state.activity = micros
         self._messages += len(texts)
         if not keyed:
             return
-        self._pending_df.update(chain.from_iterable(tids for _, tids in keyed))  # counted in C
+        _count_into(self._pending_df, chain.from_iterable(tids for _, tids in keyed))
         best: dict[int, int] = {}
         for key, tids in sorted(keyed, key=itemgetter(0)):  # ascending: a term keeps its greatest key
             best.update(dict.fromkeys(tids, key))
@@ -311,15 +320,21 @@ class IndexWriter(IndexReader):
             entries.update(zip(several, map(or_, map(entries.__getitem__, several), repeat(MULTI))))
         self._note(sid, entries)
 
-    def _add_to_chunk(self, state: _SessionState, sid: int, message: ChunkMessage) -> None:
-        number, place = divmod(state.count, CHUNK_MESSAGES)
-        if not place:
-            state.chunks[number] = None
-        elif number not in state.appended and self.chunk(sid, number) is None:
-            raise StoreCorrupted(f"the search index is damaged: session {sid} lacks its last chunk")
-        state.appended.setdefault(number, []).append(message)
-        state.dirty.add(number)
-        state.count += 1
+    def _add_to_chunks(self, state: _SessionState, sid: int, postings: list[ChunkMessage]) -> None:
+        """Add the postings of messages appended to the session to its chunks (encoded when next read)."""
+        count = state.count
+        while postings:
+            number, place = divmod(count, CHUNK_MESSAGES)
+            if not place:
+                state.chunks[number] = None
+            elif number not in state.appended and self.chunk(sid, number) is None:
+                raise StoreCorrupted(f"the search index is damaged: session {sid} lacks its last chunk")
+            added = postings[:CHUNK_MESSAGES - place]
+            del postings[:CHUNK_MESSAGES - place]
+            state.appended.setdefault(number, []).extend(added)
+            state.dirty.add(number)
+            count += len(added)
+        state.count = count
 
     def _note(self, sid: int, entries: dict[int, int]) -> None:
         """Note the entries (term id → entry) of messages appended to session ``sid``, for ``settle``."""
