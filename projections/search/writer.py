@@ -13,7 +13,7 @@ from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import lru_cache
 from itertools import chain, compress, repeat
-from operator import itemgetter, lt, ne, or_, xor
+from operator import itemgetter, lshift, lt, ne, or_, xor
 from typing import Any, cast
 
 from eventstore._errors import EventStoreError, StoreCorrupted
@@ -61,9 +61,13 @@ __all__ = ["IndexWriter", "indexed_terms"]
 #: Entries (a term in a session) noted before they are folded into the summaries: bounds a batch's memory, at
 #: 8 bytes an entry.
 _SETTLE_EVERY = 1 << 22
-#: A noted entry is ``session << _ENTRY_BITS | entry``.
-_ENTRY_BITS = 16
-_ENTRY_MASK = (1 << _ENTRY_BITS) - 1
+#: A noted entry is ``session << _SID_SHIFT | messages << _COUNT_SHIFT | entry``: its bytes are, from the lowest,
+#: the tag, the level, the number of the run's messages that hold the term (two bytes), then the session.
+_COUNT_SHIFT = 16
+_SID_SHIFT = 32
+_ENTRY_MASK = (1 << _COUNT_SHIFT) - 1
+#: The most messages ``append`` notes in one run (a note counts them in 16 bits); longer runs go in parts.
+_LONGEST_RUN = (1 << 16) - 1
 _NO_KEYS: list[bytes] = []
 _NO_POSTINGS: ChunkMessage = ((), 0, ())
 #: Counts the items of an iterable into a dict, in C: what ``Counter.update`` calls, without the checks and calls
@@ -112,7 +116,6 @@ class IndexWriter(IndexReader):
         self._dfs: dict[int, int] = {}
         self._sessions: dict[int, _SessionState] = {}
         self._pending: defaultdict[int, array[int]] = defaultdict(_notes)  # term id → entries noted
-        self._pending_df: Counter[int] = Counter()
         self._unsettled = 0
         self._high = -1  # the greatest session noted since every note was last settled
         self._ordered = True  # each term's notes are of distinct sessions, ascending
@@ -263,13 +266,15 @@ class IndexWriter(IndexReader):
         others' levels are found apart. Each message gives its terms one key, ``level << 8 | (index ^ 127)``,
         and the greatest key of a term over the run is its best level in its first message at that level.
         """
+        if len(texts) > _LONGEST_RUN:  # a note counts the messages of its run in 16 bits
+            for start in range(0, len(texts), _LONGEST_RUN):
+                self.append(sid, texts[start:start + _LONGEST_RUN], micros)
+            return
         state = self._state(sid)
         count = state.count
         postings: list[ChunkMessage] = []
         keyed: list[tuple[int, list[int]]] = []  # each message's key and terms
         repeated: list[tuple[int, int]] = []  # the keys of terms a message repeats (they have their own level)
-        seen: set[int] = set()
-        several: set[int] = set()
         tid_of = self._key_tids.get
         for text in texts:
             keys = _NO_KEYS if text == REDACTED else term_keys(text)
@@ -301,24 +306,21 @@ class IndexWriter(IndexReader):
                     postings.append((tuple(tids), once, tuple(own)))
                 repeated += [(tid, level << 8 | index) for tid, level in own]
             keyed.append((once << 8 | index, tids))
-            several.update(seen.intersection(tids))
-            seen.update(tids)
         self._add_to_chunks(state, sid, postings)
         state.activity = micros
         self._messages += len(texts)
         if not keyed:
             return
-        _count_into(self._pending_df, chain.from_iterable(tids for _, tids in keyed))
+        keyed.sort(key=itemgetter(0))  # ascending: a term keeps its greatest key
         best: dict[int, int] = {}
-        for key, tids in sorted(keyed, key=itemgetter(0)):  # ascending: a term keeps its greatest key
+        for key, tids in keyed:
             best.update(dict.fromkeys(tids, key))
         for tid, key in repeated:
             if key > best[tid]:
                 best[tid] = key
-        entries = dict(zip(best, map(xor, best.values(), repeat(LAST_TAG))))
-        if several:
-            entries.update(zip(several, map(or_, map(entries.__getitem__, several), repeat(MULTI))))
-        self._note(sid, entries)
+        held: dict[int, int] = {}  # counted in the order ``best`` met the terms: its values line up with best's
+        _count_into(held, chain.from_iterable(tids for _, tids in keyed))
+        self._note(sid, best, held)
 
     def _add_to_chunks(self, state: _SessionState, sid: int, postings: list[ChunkMessage]) -> None:
         """Add the postings of messages appended to the session to its chunks (encoded when next read)."""
@@ -336,14 +338,16 @@ class IndexWriter(IndexReader):
             count += len(added)
         state.count = count
 
-    def _note(self, sid: int, entries: dict[int, int]) -> None:
-        """Note the entries (term id → entry) of messages appended to session ``sid``, for ``settle``."""
+    def _note(self, sid: int, keys: dict[int, int], counts: dict[int, int]) -> None:
+        """Note, for ``settle``, the entries of messages appended to session ``sid``: each term's greatest key
+        (``keys``) and how many of the messages hold it (``counts``, in the same order)."""
         if sid <= self._high:
             self._ordered = False
         self._high = max(self._high, sid)
-        notes = map(or_, entries.values(), repeat(sid << _ENTRY_BITS))
-        deque(map(array.append, map(self._pending.__getitem__, entries), notes), maxlen=0)  # a loop in C
-        self._unsettled += len(entries)
+        notes = map(or_, map(xor, keys.values(), repeat(sid << _SID_SHIFT | LAST_TAG)),
+                    map(lshift, counts.values(), repeat(_COUNT_SHIFT)))
+        deque(map(array.append, map(self._pending.__getitem__, keys), notes), maxlen=0)  # a loop in C
+        self._unsettled += len(keys)
         if self._unsettled >= _SETTLE_EVERY:
             self.settle()
 
@@ -358,11 +362,16 @@ class IndexWriter(IndexReader):
         notes = self._pending.pop(tid, None)
         if notes is None:
             return
-        for block, offsets, levels, tags in _by_block(notes if self._ordered else _merged_notes(notes)):
+        raw = packed_u64s(notes)
+        added = _messages_noted(raw)
+        if not self._ordered:
+            notes = _merged_notes(notes)
+            raw = packed_u64s(notes)
+        for block, offsets, levels, tags in _by_block(notes, raw):
             self._set_block(tid, block, summary_raise(self._block(tid, block), offsets, levels, tags))
         dfs = self._dfs
         df = dfs.get(tid)
-        dfs[tid] = (super().df(tid) if df is None else df) + self._pending_df.pop(tid)
+        dfs[tid] = (super().df(tid) if df is None else df) + added
 
     def _lower(self, tid: int, sid: int, messages: int, code: int) -> None:
         """Take ``messages`` messages of session ``sid`` out of term ``tid``, whose entry there is now ``code``."""
@@ -469,22 +478,51 @@ def _notes() -> array[int]:
     return array("Q")
 
 
-def _by_block(notes: Sequence[int]) -> Iterator[tuple[int, bytes, bytes, bytes]]:
-    """``(block, offsets, levels, tags)`` of a term's noted entries (distinct sessions, ascending), as
-    ``summary_raise`` takes them: the columns are cut from the notes' bytes in C."""
+def _by_block(notes: Sequence[int], raw: bytes) -> Iterator[tuple[int, bytes, bytes, bytes]]:
+    """``(block, offsets, levels, tags)`` of a term's noted entries (distinct sessions, ascending; ``raw``: their
+    bytes), as ``summary_raise`` takes them: the columns are cut from the notes' bytes in C, all blocks at once,
+    and a tag gains ``MULTI`` where its note counts several messages."""
     bits = formats.BLOCK_BITS  # read here: tests make blocks small
-    shift = _ENTRY_BITS + bits
-    raw = packed_u64s(notes)  # a note's bytes: tag, level, then the session's
-    low, high = _and_table((1 << bits) - 1 & 0xFF), _and_table((1 << bits) - 1 >> 8)
-    start, size = 0, len(notes)
+    shift = _SID_SHIFT + bits
+    size = len(notes)
+    offsets = bytearray(2 * size)
+    offsets[0::2] = raw[4::8].translate(_and_table((1 << bits) - 1 & 0xFF))
+    offsets[1::2] = raw[5::8].translate(_and_table((1 << bits) - 1 >> 8))
+    levels, tags = raw[1::8], _tags(raw)
+    block = notes[0] >> shift
+    if block == notes[-1] >> shift:  # most terms of a batch: one block
+        yield block, bytes(offsets), levels, tags
+        return
+    start = 0
     while start < size:
         block = notes[start] >> shift
         end = bisect.bisect_left(notes, (block + 1) << shift, start)
-        part = raw[8 * start:8 * end]
-        offsets = bytearray(2 * (end - start))
-        offsets[0::2], offsets[1::2] = part[2::8].translate(low), part[3::8].translate(high)
-        yield block, bytes(offsets), part[1::8], part[0::8]
+        yield block, bytes(offsets[2 * start:2 * end]), levels[start:end], tags[start:end]
         start = end
+
+
+def _tags(notes: bytes) -> bytes:
+    """The tags of noted entries (``notes``' bytes), with ``MULTI`` set where a note counts several messages."""
+    tags, several = notes[0::8], notes[2::8].translate(_SEVERAL)
+    more = notes[3::8]
+    if more.count(0) != len(more):
+        several = _or_bytes(several, more.translate(_ANY))
+    return _or_bytes(tags, several) if several.count(0) != len(several) else tags
+
+
+def _or_bytes(one: bytes, other: bytes) -> bytes:
+    """``one | other`` byte by byte (of one length), as big integers in C."""
+    return (int.from_bytes(one, "little") | int.from_bytes(other, "little")).to_bytes(len(one), "little")
+
+
+def _messages_noted(notes: bytes) -> int:
+    """How many messages the noted entries (their bytes) count, all told."""
+    return sum(notes[2::8]) + (sum(notes[3::8]) << 8)
+
+
+#: ``bytes.translate`` tables: ``MULTI`` for a count's low byte of 2 or more, and for any high byte but 0.
+_SEVERAL = bytes(MULTI if value > 1 else 0 for value in range(256))
+_ANY = bytes(MULTI if value else 0 for value in range(256))
 
 
 @lru_cache(maxsize=4)
@@ -495,13 +533,13 @@ def _and_table(bits: int) -> bytes:
 
 def _merged_notes(notes: Iterable[int]) -> array[int]:
     """Notes in session order, each session once: a session noted in several runs of a batch, or sessions noted
-    out of order, merge here."""
+    out of order, merge here (the merged note keeps the first one's count: its entry says several messages)."""
     merged = array("Q")
     last = -1
     for note in sorted(notes):
-        sid = note >> _ENTRY_BITS
+        sid = note >> _SID_SHIFT
         if sid == last:
-            merged[-1] = sid << _ENTRY_BITS | _combined(merged[-1] & _ENTRY_MASK, note & _ENTRY_MASK)
+            merged[-1] = merged[-1] & ~_ENTRY_MASK | _combined(merged[-1] & _ENTRY_MASK, note & _ENTRY_MASK)
         else:
             merged.append(note)
             last = sid
