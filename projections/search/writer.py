@@ -38,6 +38,7 @@ from .formats import (
     chunk_message_of,
     chunk_occurrences,
     chunk_pop,
+    chunk_posted,
     chunk_size,
     count_of_value,
     count_value,
@@ -69,7 +70,7 @@ _ENTRY_MASK = (1 << _COUNT_SHIFT) - 1
 #: The most messages ``append`` notes in one run (a note counts them in 16 bits); longer runs go in parts.
 _LONGEST_RUN = (1 << 16) - 1
 _NO_KEYS: list[bytes] = []
-_NO_POSTINGS: ChunkMessage = ((), 0, ())
+_NO_POSTINGS: ChunkMessage = (b"", (), 0, (), b"")
 #: Counts the items of an iterable into a dict, in C: what ``Counter.update`` calls, without the checks and calls
 #: around it that cost as much as counting a message's terms.
 _count_into: Callable[[dict[Any, int], Iterable[Any]], None] = collections._count_elements  # type: ignore[attr-defined]
@@ -293,7 +294,7 @@ class IndexWriter(IndexReader):
             once = impact(1, length)  # the level of a term the message holds once
             if len(counts) == length:
                 tids.sort()
-                postings.append((tuple(tids), once, ()))
+                postings.append(chunk_posted(tids, once, ()))
             else:  # the terms it repeats, and their levels where they differ from ``once``
                 tfs = counts.values()
                 many = list(map(lt, repeat(1), tfs))
@@ -303,7 +304,7 @@ class IndexWriter(IndexReader):
                 if 2 * len(own) >= len(tids):  # ``once`` may not be the message's most common level
                     postings.append(chunk_message_of(tids, bytes(map(dict(own).get, tids, repeat(once)))))
                 else:
-                    postings.append((tuple(tids), once, tuple(own)))
+                    postings.append(chunk_posted(tids, once, own))
                 repeated += [(tid, level << 8 | index) for tid, level in own]
             keyed.append((once << 8 | index, tids))
         self._add_to_chunks(state, sid, postings)
