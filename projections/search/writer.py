@@ -9,7 +9,7 @@ import bisect
 import collections
 import heapq
 from array import array
-from collections import Counter, defaultdict, deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import lru_cache
 from itertools import chain, compress, repeat
@@ -30,7 +30,6 @@ from .formats import (
     MULTI,
     Block,
     ChunkMessage,
-    block_key,
     block_of,
     chunk_append,
     chunk_counts,
@@ -111,12 +110,15 @@ class IndexWriter(IndexReader):
         self._tids: dict[str, int] = {}
         self._key_tids: dict[bytes, int] = {}  # a term's UTF-8 → its id, as ``append`` looks terms up
         self._new_terms: dict[bytes, bytes] = {}
-        self._blocks: dict[tuple[int, int], bytes | None] = {}  # (term id, block) → its summary there
-        self._dirty: set[tuple[int, int]] = set()
+        # A term's block as ``block << 32 | term id``: the number its ``search.blocks`` key is (big-endian).
+        self._blocks: dict[int, bytes | None] = {}  # a term's block → its summary there
+        self._dirty: set[int] = set()
         self._lists: dict[int, list[int]] = {}  # term id → its blocks
         self._dfs: dict[int, int] = {}
         self._sessions: dict[int, _SessionState] = {}
-        self._pending: defaultdict[int, array[int]] = defaultdict(_notes)  # term id → entries noted
+        # Term id → its entries noted: every term ``append`` has looked up has one (emptied when it settles), so
+        # that noting is a plain lookup.
+        self._pending: dict[int, array[int]] = {}
         self._unsettled = 0
         self._high = -1  # the greatest session noted since every note was last settled
         self._ordered = True  # each term's notes are of distinct sessions, ascending
@@ -169,16 +171,19 @@ class IndexWriter(IndexReader):
         return found
 
     def _block(self, tid: int, block: int) -> bytes | None:
-        key = tid, block
+        key = block << 32 | tid
         if key not in self._blocks:
             self._blocks[key] = super().block_raw(tid, block)
         return self._blocks[key]
 
     def _set_block(self, tid: int, block: int, raw: bytes | None) -> None:
-        key = tid, block
+        key = block << 32 | tid
         self._blocks[key] = raw
         self._dirty.add(key)
         blocks = self._block_list(tid)
+        if raw is not None and (not blocks or blocks[-1] < block):  # new sessions' blocks come last
+            blocks.append(block)
+            return
         at = bisect.bisect_left(blocks, block)
         present = at < len(blocks) and blocks[at] == block
         if raw is None and present:
@@ -247,6 +252,7 @@ class IndexWriter(IndexReader):
         """The id of the term ``key`` (its UTF-8), looked up or given now; kept for the batch's later messages."""
         term = key.decode("utf-8")
         tid = self._key_tids[key] = self.tid(term) or self._new_tid(term)
+        self._pending.setdefault(tid, array("Q"))
         return tid
 
     def message_count(self, sid: int) -> int:
@@ -354,22 +360,23 @@ class IndexWriter(IndexReader):
 
     def settle(self) -> None:
         """Fold all noted entries into the summaries and counts, each term once."""
-        for tid in list(self._pending):
+        for tid in list(compress(self._pending, self._pending.values())):  # those with notes (an array is true)
             self._settle(tid)
         self._unsettled, self._high, self._ordered = 0, -1, True
 
     def _settle(self, tid: int) -> None:
         """Fold the noted entries of one term (a reader of the batch sees them; others wait)."""
-        notes = self._pending.pop(tid, None)
-        if notes is None:
+        noted = self._pending.get(tid)
+        if not noted:
             return
-        raw = packed_u64s(notes)
+        raw = packed_u64s(noted)
         added = _messages_noted(raw)
-        if not self._ordered:
-            notes = _merged_notes(notes)
+        notes = noted if self._ordered else _merged_notes(noted)
+        if notes is not noted:
             raw = packed_u64s(notes)
         for block, offsets, levels, tags in _by_block(notes, raw):
             self._set_block(tid, block, summary_raise(self._block(tid, block), offsets, levels, tags))
+        del noted[:]
         dfs = self._dfs
         df = dfs.get(tid)
         dfs[tid] = (super().df(tid) if df is None else df) + added
@@ -442,8 +449,8 @@ class IndexWriter(IndexReader):
                 raise StoreCorrupted(f"the search index is damaged: term {tid} has {df} messages but "
                                      f"{'no' if not blocks else 'some'} sessions")
             heads.append((id_key(tid), head_value(df, blocks) if df else None))
-        summaries = [(block_key(block, tid), self._blocks[tid, block]) for tid, block in self._dirty]
-        summaries.sort()
+        stored = self._blocks
+        summaries = [(key.to_bytes(8, "big"), stored[key]) for key in sorted(self._dirty)]  # block_key's bytes
         docs: list[tuple[bytes, bytes | None]] = []
         sessions: list[tuple[bytes, bytes | None]] = []
         for sid in sorted(self._sessions):
@@ -473,10 +480,6 @@ class IndexWriter(IndexReader):
                 terms.append((bytes(key), None))
                 names.append((id_key(tid), None))
         return sorted(terms), sorted(names)
-
-
-def _notes() -> array[int]:
-    return array("Q")
 
 
 def _by_block(notes: Sequence[int], raw: bytes) -> Iterator[tuple[int, bytes, bytes, bytes]]:
