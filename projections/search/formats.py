@@ -113,6 +113,7 @@ META_GENERATION = b"generation"
 
 _LITTLE = sys.byteorder == "little"
 _U32 = struct.Struct("<I")  # in values
+_HEAD_OF_ONE = struct.Struct("<II")  # a term's message count and its one block (most terms of a small index)
 _KEY = struct.Struct(">I")  # in keys: term ids, sessions
 _CHUNK_KEY = struct.Struct(">II")  # session, chunk number
 _SESSION = struct.Struct("<Iq")  # messages, latest activity µs
@@ -182,7 +183,7 @@ def block_of_key(key: bytes) -> tuple[int, int]:
 
 def head_value(df: int, blocks: Sequence[int]) -> bytes:
     """The ``search.summary`` value: the term's message count, then the blocks it has sessions in."""
-    return _U32.pack(df) + _pack_u32s(blocks)
+    return _HEAD_OF_ONE.pack(df, blocks[0]) if len(blocks) == 1 else _U32.pack(df) + _pack_u32s(blocks)
 
 
 def df_of_value(value: bytes) -> int:

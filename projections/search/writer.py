@@ -50,7 +50,6 @@ from .formats import (
     summary_set,
     tag,
     term_entry,
-    tid_of_entry,
 )
 from .reader import IndexReader, SearchSpaces, TermIds
 from .scoring import impact
@@ -109,7 +108,7 @@ class IndexWriter(IndexReader):
         super().__init__(spaces, term_ids, txn, learn, fresh)
         self._tids: dict[str, int] = {}
         self._key_tids: dict[bytes, int] = {}  # a term's UTF-8 → its id, as ``append`` looks terms up
-        self._new_terms: dict[bytes, bytes] = {}
+        self._new_terms: dict[int, tuple[bytes, bytes]] = {}  # term id → its key and ``search.terms`` value
         # A term's block as ``block << 32 | term id``: the number its ``search.blocks`` key is (big-endian).
         self._blocks: dict[int, bytes | None] = {}  # a term's block → its summary there
         self._dirty: set[int] = set()
@@ -245,7 +244,7 @@ class IndexWriter(IndexReader):
         self._next_tid += 1
         self._tids[term] = tid
         key = term_key(term)
-        self._new_terms[key] = term_entry(term, key, tid)
+        self._new_terms[tid] = key, term_entry(term, key, tid)
         return tid
 
     def _key_tid(self, key: bytes) -> int:
@@ -470,10 +469,9 @@ class IndexWriter(IndexReader):
         message still holds come in; every term no message holds any more goes, so that no removed or
         redacted word stays behind as a key."""
         gone = {tid for tid, df in self._dfs.items() if not df}
-        added = {tid: key for key, tid in ((key, tid_of_entry(entry)) for key, entry in self._new_terms.items())
-                 if tid not in gone}
-        terms: list[tuple[bytes, bytes | None]] = [(key, self._new_terms[key]) for key in added.values()]
-        names: list[tuple[bytes, bytes | None]] = [(id_key(tid), key) for tid, key in added.items()]
+        added = [(tid, key, entry) for tid, (key, entry) in self._new_terms.items() if tid not in gone]
+        terms: list[tuple[bytes, bytes | None]] = [(key, entry) for _, key, entry in added]
+        names: list[tuple[bytes, bytes | None]] = [(id_key(tid), key) for tid, key, _ in added]
         for tid in gone:
             key = None if tid >= self._first_tid else txn.get(self.spaces.names, id_key(tid))
             if key is not None:
