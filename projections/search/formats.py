@@ -888,7 +888,7 @@ def chunk_append(raw: bytes | None, messages: Iterable[ChunkMessage]) -> bytes:
         levels, low_ends, high_ends = bytearray(chunk.levels()), list(chunk.low_ends()), list(chunk.high_ends())
         stored_low, stored_high = raw[chunk.low_at:chunk.high_at], raw[chunk.high_at:chunk.high_end]
         id_width, at, own = chunk.id_width, list(chunk.at()), bytearray(chunk.own())
-    lows = 0 if raw is None else low_ends[-1]  # postings so far, of each run
+    lows = 0 if raw is None else low_ends[-1]  # the chunk's postings so far, in its low run and its high one
     highs = 0 if raw is None else high_ends[-1]
     low_parts, high = [stored_low], array("I")
     for low, high_ids, common, places, own_levels in messages:
