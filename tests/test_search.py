@@ -42,6 +42,7 @@ from projections.search.tokenizer import (
     fold,
     parse_query,
     term_key,
+    term_keys,
     token_spans,
     tokenize,
 )
@@ -115,6 +116,15 @@ class TestTokenizer:
         spans = list(token_spans(text))
         assert tokenize(text) == [term for _, _, term in spans]
         assert all(fold(text[start:end]) == term for start, end, term in spans)
+
+    @settings(max_examples=300)
+    @given(st.one_of(st.text(TOKENIZER_ALPHABET, max_size=40), st.text(st.characters(max_codepoint=127), max_size=60)))
+    @example("Hello, World!\tsnake_case A1+b\x00c\x1fd\x7fe\x0bf[g]h`i{j}")
+    @example("Café naïve ASCII_and_not")
+    def test_term_keys_are_the_tokens_bytes(self, text: str) -> None:
+        """term_keys gives tokenize's terms as UTF-8, ASCII text by its own path: every ASCII byte that is not a
+        letter or digit separates, uppercase letters are lowercased."""
+        assert [term.encode("utf-8") for term in tokenize(text)] == term_keys(text)
 
     @settings(max_examples=100)
     @given(st.lists(st.text(TOKENIZER_ALPHABET, max_size=30), min_size=1, max_size=20))
@@ -1047,19 +1057,24 @@ class TestBatches:
     @given(st.lists(st.tuples(st.sampled_from(["a", "b", "c", "d"]), st.lists(texts, min_size=1, max_size=5),
                               st.sampled_from(["append"] * 3 + ["remove_last", "update_last", "clear"])),
                     min_size=1, max_size=25),
-           st.sampled_from([formats.BLOCK_BITS, 1]), st.sampled_from([1, 256]), st.sampled_from([1 << 22, 3]))
+           st.sampled_from([formats.BLOCK_BITS, 1]), st.sampled_from([1, 256]), st.sampled_from([1 << 22, 3]),
+           st.sampled_from([writer._LONGEST_RUN, 2]))
     @example([("b", ["apple"], "append"), ("a", ["apple fig", "fig"], "append"), ("b", ["apple apple"], "append"),
-              ("a", ["apple"], "append")], 1, 1, 1 << 22)
+              ("a", ["apple"], "append")], 1, 1, 1 << 22, writer._LONGEST_RUN)
+    @example([("a", ["apple fig", "apple", "fig apple", "kiwi"], "append")], 1, 1, 1 << 22, 2)
     def test_one_batch_builds_what_an_event_a_batch_builds(self, script: list[tuple[str, list[str], str]],
                                                            block_bits: int, grouped_from: int,
-                                                           settle_every: int) -> None:
+                                                           settle_every: int, longest_run: int) -> None:
         """Folded in one batch, where a session's appends are indexed a run at a time, a session comes in several
         runs and sessions out of order, the index is the one folded an event a batch, and verify finds it exact
-        (small blocks: a term's sessions in several; a small ``settle_every``: entries settled mid-batch)."""
+        (small blocks: a term's sessions in several; a small ``settle_every``: entries settled mid-batch; a short
+        ``longest_run``: a long run of appends noted in parts)."""
         from eventstore import _deferred
 
-        saved = formats.BLOCK_BITS, formats.GROUPED_FROM, writer._SETTLE_EVERY, _deferred.DEFERRED_BATCH
-        formats.BLOCK_BITS, formats.GROUPED_FROM, writer._SETTLE_EVERY = block_bits, grouped_from, settle_every
+        saved = formats.BLOCK_BITS, formats.GROUPED_FROM, writer._SETTLE_EVERY, writer._LONGEST_RUN, \
+            _deferred.DEFERRED_BATCH
+        formats.BLOCK_BITS, formats.GROUPED_FROM, writer._SETTLE_EVERY, writer._LONGEST_RUN = \
+            block_bits, grouped_from, settle_every, longest_run
         try:
             with tempfile.TemporaryDirectory() as directory, SessionStore(Path(directory), durable=False) as store:
                 for key, batch, command in script:
@@ -1081,7 +1096,25 @@ class TestBatches:
                 with store._environment.read() as txn:
                     assert one_batch == store._search_index.dump(txn)
         finally:
-            formats.BLOCK_BITS, formats.GROUPED_FROM, writer._SETTLE_EVERY, _deferred.DEFERRED_BATCH = saved
+            formats.BLOCK_BITS, formats.GROUPED_FROM, writer._SETTLE_EVERY, writer._LONGEST_RUN, \
+                _deferred.DEFERRED_BATCH = saved
+
+    def test_a_term_in_hundreds_of_messages_of_one_run(self, store: SessionStore) -> None:
+        """A run of 256 appends that all hold a term counts 256 messages for it (more than a byte holds), and the
+        session's entry says several messages hold it; a term of one message says one."""
+        store.append_many("long", [ChatMessage.user(f"alpha beta{n} beta{n}") for n in range(256)])
+        store.append("other", ChatMessage.user("alpha"))
+        store.catch_up()
+        assert store.verify().ok
+        with store._environment.read() as txn:
+            reader = store._search_index.reader(txn)
+            alpha, beta = reader.tid("alpha"), reader.tid("beta7")
+            assert alpha is not None and beta is not None
+            summary, single = reader.summary(alpha), reader.summary(beta)
+            assert summary is not None and single is not None
+            long_id = next(sid for sid, (messages, _) in reader.stored_sessions() if messages == 256)
+            assert (257, 1) == (reader.df(alpha), reader.df(beta))
+            assert summary.entry_of(long_id) & formats.MULTI and not single.entry_of(long_id) & formats.MULTI
 
 
 def answers_reference(store: SessionStore) -> list[list[Any]]:

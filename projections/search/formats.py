@@ -77,6 +77,7 @@ __all__ = [
     "ChunkMessage",
     "chunk_append",
     "chunk_message_of",
+    "chunk_posted",
     "chunk_pop",
     "chunk_message",
     "chunk_size",
@@ -113,6 +114,7 @@ META_GENERATION = b"generation"
 
 _LITTLE = sys.byteorder == "little"
 _U32 = struct.Struct("<I")  # in values
+_HEAD_OF_ONE = struct.Struct("<II")  # a term's message count and its one block (most terms of a small index)
 _KEY = struct.Struct(">I")  # in keys: term ids, sessions
 _CHUNK_KEY = struct.Struct(">II")  # session, chunk number
 _SESSION = struct.Struct("<Iq")  # messages, latest activity µs
@@ -182,7 +184,7 @@ def block_of_key(key: bytes) -> tuple[int, int]:
 
 def head_value(df: int, blocks: Sequence[int]) -> bytes:
     """The ``search.summary`` value: the term's message count, then the blocks it has sessions in."""
-    return _U32.pack(df) + _pack_u32s(blocks)
+    return _HEAD_OF_ONE.pack(df, blocks[0]) if len(blocks) == 1 else _U32.pack(df) + _pack_u32s(blocks)
 
 
 def df_of_value(value: bytes) -> int:
@@ -862,20 +864,31 @@ def places(data: bytes, value: int) -> Iterator[int]:
         place = data.find(value, place + 1)
 
 
-#: A message as ``chunk_append`` takes it: its term ids, ascending; its most common level; and the postings at
-#: another level, as ``(term id, level)`` pairs in term id order.
-ChunkMessage = tuple[Sequence[int], int, Sequence[tuple[int, int]]]
+#: A message as ``chunk_append`` takes it, packed when it is indexed (a batch keeps many, and bytes and tuples of
+#: numbers are objects the collector stops tracking): its term ids below 65,536, ascending, as little-endian u16;
+#: the others, ascending; its most common level; and the postings at another level, as their places among the
+#: message's term ids (ascending) and their levels.
+ChunkMessage = tuple[bytes, tuple[int, ...], int, tuple[int, ...], bytes]
 
 
 def chunk_message_of(tids: Sequence[int], levels: bytes) -> ChunkMessage:
     """A message given as its term ids (ascending) and their levels, as ``chunk_append`` takes it."""
     common = max(set(levels), key=levels.count) if levels else 0
-    return tids, common, tuple((tid, level) for tid, level in zip(tids, levels) if level != common)
+    return chunk_posted(tids, common, [(tid, level) for tid, level in zip(tids, levels) if level != common])
+
+
+def chunk_posted(tids: Sequence[int], common: int, others: Sequence[tuple[int, int]]) -> ChunkMessage:
+    """A message given as its term ids (ascending), its most common level and the ``(term id, level)`` of the
+    postings at another level (in term id order), as ``chunk_append`` takes it."""
+    split = bisect.bisect_left(tids, _LOW)
+    places = tuple(map(bisect.bisect_left, repeat(tids), map(itemgetter(0), others))) if others else ()
+    return (_pack_u16s(tids[:split] if split < len(tids) else tids), tuple(tids[split:]), common, places,
+            bytes(map(itemgetter(1), others)))
 
 
 def chunk_append(raw: bytes | None, messages: Iterable[ChunkMessage]) -> bytes:
     """``raw`` (``None``: an empty chunk) with more messages: the chunk is decoded and encoded once however many
-    messages it gains, and the new ids are packed once, in C."""
+    messages it gains, and their low ids are joined as they were packed."""
     if raw is None:
         levels, low_ends, high_ends, stored_low, stored_high, id_width = bytearray(), [], [], b"", b"", 3
         at: list[int] = []
@@ -885,27 +898,25 @@ def chunk_append(raw: bytes | None, messages: Iterable[ChunkMessage]) -> bytes:
         levels, low_ends, high_ends = bytearray(chunk.levels()), list(chunk.low_ends()), list(chunk.high_ends())
         stored_low, stored_high = raw[chunk.low_at:chunk.high_at], raw[chunk.high_at:chunk.high_end]
         id_width, at, own = chunk.id_width, list(chunk.at()), bytearray(chunk.own())
-    low_base = low_ends[-1] if low_ends else 0
-    high_base = high_ends[-1] if high_ends else 0
-    low, high = array("I"), array("I")
-    for tids, common, others in messages:
-        split = bisect.bisect_left(tids, _LOW)
-        if others:  # a message's postings are numbered after the earlier messages' ones, in term id order
-            first = low_base + len(low) + high_base + len(high)
-            at += map(add, repeat(first), map(bisect.bisect_left, repeat(tids), map(itemgetter(0), others)))
-            own += bytes(map(itemgetter(1), others))
-        if split == len(tids):
-            low.extend(tids)
-        else:
-            low.extend(tids[:split])
-            high.extend(tids[split:])
+    lows = 0 if raw is None else low_ends[-1]  # the chunk's postings so far, in its low run and its high one
+    highs = 0 if raw is None else high_ends[-1]
+    low_parts, high = [stored_low], array("I")
+    for low, high_ids, common, places, own_levels in messages:
+        if places:  # a message's postings are numbered after the earlier messages' ones, in term id order
+            at += map(add, repeat(lows + highs), places)
+            own += own_levels
+        low_parts.append(low)
+        lows += len(low) // 2
+        if high_ids:
+            high.extend(high_ids)
+            highs += len(high_ids)
         levels.append(common)
-        low_ends.append(low_base + len(low))
-        high_ends.append(high_base + len(high))
+        low_ends.append(lows)
+        high_ends.append(highs)
     if high and id_width == 3 and max(high) >= _WIDE:  # widen the chunk's high ids
         stored_high, id_width = _pack_u32s(_unids(stored_high, 3)), 4
-    return _chunk_of(bytes(levels), low_ends, high_ends, stored_low + _pack_u16s(low),
-                     stored_high + _ids(high, id_width), id_width, at, bytes(own))
+    return _chunk_of(bytes(levels), low_ends, high_ends, b"".join(low_parts), stored_high + _ids(high, id_width),
+                     id_width, at, bytes(own))
 
 
 def chunk_pop(raw: bytes) -> tuple[bytes | None, Sequence[int], bytes]:

@@ -28,6 +28,10 @@ Pure functions, no I/O. What lives here:
 * ``token_spans(text)``: the same tokens with their places in ``text``, for
   snippets.
 
+* ``term_keys(text)``: the same tokens as UTF-8 bytes, what the index's writer
+  looks terms up by (an ASCII text is cut by one ``bytes.translate`` and
+  ``split``, without a regular expression).
+
 * ``parse_query(keyword)``: the words of a search. Whitespace separates
   words; words are OR-ed. A word whose text splits into several tokens
   ("gpt-4", "don't") is a phrase: its tokens must stand next to each other, as
@@ -53,6 +57,7 @@ __all__ = [
     "fold",
     "parse_query",
     "term_key",
+    "term_keys",
     "token_spans",
     "tokenize",
 ]
@@ -72,6 +77,10 @@ _MARKS = "".join(sorted(DIACRITICS))
 _RUN_WITH_MARKS = re.compile(f"(?:[^\\W_]|[{_PRIVATE_USE}{_MARKS}])+")
 _ASCII_RUN = re.compile(r"[a-z0-9]+")
 _ASCII_RUN_ANY_CASE = re.compile(r"[A-Za-z0-9]+")
+#: A ``bytes.translate`` table for ASCII text: letters lowercased, digits kept, every other byte a space.
+_ASCII_TOKEN_BYTES = bytes(
+    code + 32 if 65 <= code <= 90 else code if 97 <= code <= 122 or 48 <= code <= 57 else 32 for code in range(256)
+)
 
 
 def _simple_fold(char: str) -> str:
@@ -130,6 +139,13 @@ def tokenize(text: str) -> list[str]:
     table = _fold_table()
     terms = [run.lower() if run.isascii() else run.translate(table) for run in _RUN_WITH_MARKS.findall(text)]
     return [term for term in terms if term] if "" in terms else terms
+
+
+def term_keys(text: str) -> list[bytes]:
+    """``tokenize(text)`` as UTF-8 bytes: an ASCII text's tokens are its runs of letters and digits, lowercased."""
+    if text.isascii():
+        return text.encode("ascii").translate(_ASCII_TOKEN_BYTES).split()
+    return [term.encode("utf-8") for term in tokenize(text)]
 
 
 def token_spans(text: str) -> Iterator[tuple[int, int, str]]:

@@ -6,14 +6,15 @@ A batch never written is an overlay: the index plus events it has not applied.
 from __future__ import annotations
 
 import bisect
+import collections
 import heapq
 from array import array
-from collections import Counter, defaultdict, deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import lru_cache
 from itertools import chain, compress, repeat
-from operator import itemgetter, lt, ne, or_, xor
-from typing import cast
+from operator import itemgetter, lshift, lt, ne, or_, xor
+from typing import Any, cast
 
 from eventstore._errors import EventStoreError, StoreCorrupted
 from eventstore.events import REDACTED
@@ -29,7 +30,6 @@ from .formats import (
     MULTI,
     Block,
     ChunkMessage,
-    block_key,
     block_of,
     chunk_append,
     chunk_counts,
@@ -37,6 +37,7 @@ from .formats import (
     chunk_message_of,
     chunk_occurrences,
     chunk_pop,
+    chunk_posted,
     chunk_size,
     count_of_value,
     count_value,
@@ -49,21 +50,28 @@ from .formats import (
     summary_set,
     tag,
     term_entry,
-    tid_of_entry,
 )
 from .reader import IndexReader, SearchSpaces, TermIds
 from .scoring import impact
-from .tokenizer import term_key, tokenize
+from .tokenizer import term_key, term_keys, tokenize
 
 __all__ = ["IndexWriter", "indexed_terms"]
 
 #: Entries (a term in a session) noted before they are folded into the summaries: bounds a batch's memory, at
 #: 8 bytes an entry.
 _SETTLE_EVERY = 1 << 22
-#: A noted entry is ``session << _ENTRY_BITS | entry``.
-_ENTRY_BITS = 16
-_ENTRY_MASK = (1 << _ENTRY_BITS) - 1
-_NO_TERMS = array("I")
+#: A noted entry is ``session << _SID_SHIFT | messages << _COUNT_SHIFT | entry``: its bytes are, from the lowest,
+#: the tag, the level, the number of the run's messages that hold the term (two bytes), then the session.
+_COUNT_SHIFT = 16
+_SID_SHIFT = 32
+_ENTRY_MASK = (1 << _COUNT_SHIFT) - 1
+#: The most messages ``append`` notes in one run (a note counts them in 16 bits); longer runs go in parts.
+_LONGEST_RUN = (1 << 16) - 1
+_NO_KEYS: list[bytes] = []
+_NO_POSTINGS: ChunkMessage = (b"", (), 0, (), b"")
+#: Counts the items of an iterable into a dict, in C: what ``Counter.update`` calls, without the checks and calls
+#: around it that cost as much as counting a message's terms.
+_count_into: Callable[[dict[Any, int], Iterable[Any]], None] = collections._count_elements  # type: ignore[attr-defined]
 
 
 def indexed_terms(content: str) -> list[str]:
@@ -99,14 +107,17 @@ class IndexWriter(IndexReader):
                  fresh: bool = False) -> None:
         super().__init__(spaces, term_ids, txn, learn, fresh)
         self._tids: dict[str, int] = {}
-        self._new_terms: dict[bytes, bytes] = {}
-        self._blocks: dict[tuple[int, int], bytes | None] = {}  # (term id, block) → its summary there
-        self._dirty: set[tuple[int, int]] = set()
+        self._key_tids: dict[bytes, int] = {}  # a term's UTF-8 → its id, as ``append`` looks terms up
+        self._new_terms: dict[int, tuple[bytes, bytes]] = {}  # term id → its key and ``search.terms`` value
+        # A term's block as ``block << 32 | term id``: the number its ``search.blocks`` key is (big-endian).
+        self._blocks: dict[int, bytes | None] = {}  # a term's block → its summary there
+        self._dirty: set[int] = set()
         self._lists: dict[int, list[int]] = {}  # term id → its blocks
         self._dfs: dict[int, int] = {}
         self._sessions: dict[int, _SessionState] = {}
-        self._pending: defaultdict[int, array[int]] = defaultdict(_notes)  # term id → entries noted
-        self._pending_df: Counter[int] = Counter()
+        # Term id → its entries noted: every term ``append`` has looked up has one (emptied when it settles), so
+        # that noting is a plain lookup.
+        self._pending: dict[int, array[int]] = {}
         self._unsettled = 0
         self._high = -1  # the greatest session noted since every note was last settled
         self._ordered = True  # each term's notes are of distinct sessions, ascending
@@ -159,16 +170,19 @@ class IndexWriter(IndexReader):
         return found
 
     def _block(self, tid: int, block: int) -> bytes | None:
-        key = tid, block
+        key = block << 32 | tid
         if key not in self._blocks:
             self._blocks[key] = super().block_raw(tid, block)
         return self._blocks[key]
 
     def _set_block(self, tid: int, block: int, raw: bytes | None) -> None:
-        key = tid, block
+        key = block << 32 | tid
         self._blocks[key] = raw
         self._dirty.add(key)
         blocks = self._block_list(tid)
+        if raw is not None and (not blocks or blocks[-1] < block):  # new sessions' blocks come last
+            blocks.append(block)
+            return
         at = bisect.bisect_left(blocks, block)
         present = at < len(blocks) and blocks[at] == block
         if raw is None and present:
@@ -230,31 +244,15 @@ class IndexWriter(IndexReader):
         self._next_tid += 1
         self._tids[term] = tid
         key = term_key(term)
-        self._new_terms[key] = term_entry(term, key, tid)
+        self._new_terms[tid] = key, term_entry(term, key, tid)
         return tid
 
-    def _postings(self, terms: list[str]) -> tuple[list[int], int, tuple[tuple[int, int], ...]]:
-        """A message's term ids (ascending), the level of a term it holds once, and the levels of the terms it
-        repeats where they differ from that, in term id order (the work per term is done in C). Tuples, not lists:
-        the batch keeps them, and the collector stops tracking a tuple of numbers, where it walks every kept list
-        again."""
-        counts = Counter(terms)
-        known = list(map(self._tids.get, counts))
-        tids = [tid or self._lookup(term) for tid, term in zip(known, counts)] if None in known \
-            else cast(list[int], known)
-        length = len(terms)
-        once = impact(1, length)  # the level of most terms of a message
-        own: tuple[tuple[int, int], ...] = ()
-        if len(counts) != length:  # the terms it repeats, and their levels where they differ from ``once``, in C
-            tfs = counts.values()
-            repeated = list(map(lt, repeat(1), tfs))
-            levels = list(map(impact, compress(tfs, repeated), repeat(length)))
-            own = tuple(sorted(compress(zip(compress(tids, repeated), levels), map(ne, levels, repeat(once)))))
-        tids.sort()
-        return tids, once, own
-
-    def _lookup(self, term: str) -> int:
-        return self.tid(term) or self._new_tid(term)
+    def _key_tid(self, key: bytes) -> int:
+        """The id of the term ``key`` (its UTF-8), looked up or given now; kept for the batch's later messages."""
+        term = key.decode("utf-8")
+        tid = self._key_tids[key] = self.tid(term) or self._new_tid(term)
+        self._pending.setdefault(tid, array("Q"))
+        return tid
 
     def message_count(self, sid: int) -> int:
         """How many current messages session ``sid`` has, as of this batch."""
@@ -269,85 +267,118 @@ class IndexWriter(IndexReader):
         """Append messages to session ``sid``: their postings go to its chunks, and the session's entry for each
         of their terms (its best level, the first message with it, several messages) is noted for ``settle``.
 
-        The entries are found a run of messages at a time, with the work per posting done in C: each message
-        gives its terms one key, ``level << 8 | (index ^ 127)``, and the greatest key of a term is its best level
-        in its first message at that level.
+        The work per term is done in C, a message and a run of messages at a time. A message's terms are counted
+        and looked up by their UTF-8 (``term_keys``); most occur once in it and so share one level, and the
+        others' levels are found apart. Each message gives its terms one key, ``level << 8 | (index ^ 127)``,
+        and the greatest key of a term over the run is its best level in its first message at that level.
         """
+        if len(texts) > _LONGEST_RUN:  # a note counts the messages of its run in 16 bits
+            for start in range(0, len(texts), _LONGEST_RUN):
+                self.append(sid, texts[start:start + _LONGEST_RUN], micros)
+            return
         state = self._state(sid)
+        count = state.count
+        postings: list[ChunkMessage] = []
         keyed: list[tuple[int, list[int]]] = []  # each message's key and terms
         repeated: list[tuple[int, int]] = []  # the keys of terms a message repeats (they have their own level)
-        seen: set[int] = set()
-        several: set[int] = set()
+        tid_of = self._key_tids.get
         for text in texts:
-            terms = indexed_terms(text)
-            index = min(state.count, LAST_TAG) ^ LAST_TAG
-            if not terms:
-                self._add_to_chunk(state, sid, (_NO_TERMS, 0, ()))
+            keys = _NO_KEYS if text == REDACTED else term_keys(text)
+            if not keys:
+                postings.append(_NO_POSTINGS)
+                count += 1
                 continue
-            tids, once, own = self._postings(terms)
-            stored = array("I", tids)  # a tenth of a list's bytes, while the batch holds it
-            if own and 2 * len(own) >= len(tids):  # the level of the terms it holds once may not be its most common
-                levels = dict(own)
-                self._add_to_chunk(state, sid, chunk_message_of(stored, bytes(map(levels.get, tids, repeat(once)))))
-            else:
-                self._add_to_chunk(state, sid, (stored, once, own))
+            index = min(count, LAST_TAG) ^ LAST_TAG
+            count += 1
+            counts: dict[bytes, int] = {}
+            _count_into(counts, keys)
+            tids = cast(list[int], list(map(tid_of, counts)))
+            if None in tids:
+                tids = [tid or self._key_tid(key) for tid, key in zip(tids, counts)]
+            length = len(keys)
+            once = impact(1, length)  # the level of a term the message holds once
+            if len(counts) == length:
+                tids.sort()
+                postings.append(chunk_posted(tids, once, ()))
+            else:  # the terms it repeats, and their levels where they differ from ``once``
+                tfs = counts.values()
+                many = list(map(lt, repeat(1), tfs))
+                levels = list(map(impact, compress(tfs, many), repeat(length)))
+                own = sorted(compress(zip(compress(tids, many), levels), map(ne, levels, repeat(once))))
+                tids.sort()
+                if 2 * len(own) >= len(tids):  # ``once`` may not be the message's most common level
+                    postings.append(chunk_message_of(tids, bytes(map(dict(own).get, tids, repeat(once)))))
+                else:
+                    postings.append(chunk_posted(tids, once, own))
+                repeated += [(tid, level << 8 | index) for tid, level in own]
             keyed.append((once << 8 | index, tids))
-            repeated += [(tid, level << 8 | index) for tid, level in own]
-            several.update(seen.intersection(tids))
-            seen.update(tids)
+        self._add_to_chunks(state, sid, postings)
         state.activity = micros
         self._messages += len(texts)
         if not keyed:
             return
-        self._pending_df.update(chain.from_iterable(tids for _, tids in keyed))  # counted in C
+        keyed.sort(key=itemgetter(0))  # ascending: a term keeps its greatest key
         best: dict[int, int] = {}
-        for key, tids in sorted(keyed, key=itemgetter(0)):  # ascending: a term keeps its greatest key
+        for key, tids in keyed:
             best.update(dict.fromkeys(tids, key))
         for tid, key in repeated:
             if key > best[tid]:
                 best[tid] = key
-        entries = dict(zip(best, map(xor, best.values(), repeat(LAST_TAG))))
-        if several:
-            entries.update(zip(several, map(or_, map(entries.__getitem__, several), repeat(MULTI))))
-        self._note(sid, entries)
+        held: dict[int, int] = {}  # counted in the order ``best`` met the terms: its values line up with best's
+        _count_into(held, chain.from_iterable(tids for _, tids in keyed))
+        self._note(sid, best, held)
 
-    def _add_to_chunk(self, state: _SessionState, sid: int, message: ChunkMessage) -> None:
-        number, place = divmod(state.count, CHUNK_MESSAGES)
-        if not place:
-            state.chunks[number] = None
-        elif number not in state.appended and self.chunk(sid, number) is None:
-            raise StoreCorrupted(f"the search index is damaged: session {sid} lacks its last chunk")
-        state.appended.setdefault(number, []).append(message)
-        state.dirty.add(number)
-        state.count += 1
+    def _add_to_chunks(self, state: _SessionState, sid: int, postings: list[ChunkMessage]) -> None:
+        """Add the postings of messages appended to the session to its chunks (encoded when next read)."""
+        count = state.count
+        while postings:
+            number, place = divmod(count, CHUNK_MESSAGES)
+            if not place:
+                state.chunks[number] = None
+            elif number not in state.appended and self.chunk(sid, number) is None:
+                raise StoreCorrupted(f"the search index is damaged: session {sid} lacks its last chunk")
+            added = postings[:CHUNK_MESSAGES - place]
+            del postings[:CHUNK_MESSAGES - place]
+            state.appended.setdefault(number, []).extend(added)
+            state.dirty.add(number)
+            count += len(added)
+        state.count = count
 
-    def _note(self, sid: int, entries: dict[int, int]) -> None:
-        """Note the entries (term id → entry) of messages appended to session ``sid``, for ``settle``."""
+    def _note(self, sid: int, keys: dict[int, int], counts: dict[int, int]) -> None:
+        """Note, for ``settle``, the entries of messages appended to session ``sid``: each term's greatest key
+        (``keys``) and how many of the messages hold it (``counts``, in the same order)."""
         if sid <= self._high:
             self._ordered = False
         self._high = max(self._high, sid)
-        notes = map(or_, entries.values(), repeat(sid << _ENTRY_BITS))
-        deque(map(array.append, map(self._pending.__getitem__, entries), notes), maxlen=0)  # a loop in C
-        self._unsettled += len(entries)
+        notes = map(or_, map(xor, keys.values(), repeat(sid << _SID_SHIFT | LAST_TAG)),
+                    map(lshift, counts.values(), repeat(_COUNT_SHIFT)))
+        deque(map(array.append, map(self._pending.__getitem__, keys), notes), maxlen=0)  # a loop in C
+        self._unsettled += len(keys)
         if self._unsettled >= _SETTLE_EVERY:
             self.settle()
 
     def settle(self) -> None:
         """Fold all noted entries into the summaries and counts, each term once."""
-        for tid in list(self._pending):
+        for tid in list(compress(self._pending, self._pending.values())):  # those with notes (an array is true)
             self._settle(tid)
         self._unsettled, self._high, self._ordered = 0, -1, True
 
     def _settle(self, tid: int) -> None:
         """Fold the noted entries of one term (a reader of the batch sees them; others wait)."""
-        notes = self._pending.pop(tid, None)
-        if notes is None:
+        noted = self._pending.get(tid)
+        if not noted:
             return
-        for block, offsets, levels, tags in _by_block(notes if self._ordered else _merged_notes(notes)):
+        raw = packed_u64s(noted)
+        added = _messages_noted(raw)
+        notes = noted if self._ordered else _merged_notes(noted)
+        if notes is not noted:
+            raw = packed_u64s(notes)
+        for block, offsets, levels, tags in _by_block(notes, raw):
             self._set_block(tid, block, summary_raise(self._block(tid, block), offsets, levels, tags))
+        del noted[:]
         dfs = self._dfs
         df = dfs.get(tid)
-        dfs[tid] = (super().df(tid) if df is None else df) + self._pending_df.pop(tid)
+        dfs[tid] = (super().df(tid) if df is None else df) + added
 
     def _lower(self, tid: int, sid: int, messages: int, code: int) -> None:
         """Take ``messages`` messages of session ``sid`` out of term ``tid``, whose entry there is now ``code``."""
@@ -417,8 +448,8 @@ class IndexWriter(IndexReader):
                 raise StoreCorrupted(f"the search index is damaged: term {tid} has {df} messages but "
                                      f"{'no' if not blocks else 'some'} sessions")
             heads.append((id_key(tid), head_value(df, blocks) if df else None))
-        summaries = [(block_key(block, tid), self._blocks[tid, block]) for tid, block in self._dirty]
-        summaries.sort()
+        stored = self._blocks
+        summaries = [(key.to_bytes(8, "big"), stored[key]) for key in sorted(self._dirty)]  # block_key's bytes
         docs: list[tuple[bytes, bytes | None]] = []
         sessions: list[tuple[bytes, bytes | None]] = []
         for sid in sorted(self._sessions):
@@ -438,10 +469,9 @@ class IndexWriter(IndexReader):
         message still holds come in; every term no message holds any more goes, so that no removed or
         redacted word stays behind as a key."""
         gone = {tid for tid, df in self._dfs.items() if not df}
-        added = {tid: key for key, tid in ((key, tid_of_entry(entry)) for key, entry in self._new_terms.items())
-                 if tid not in gone}
-        terms: list[tuple[bytes, bytes | None]] = [(key, self._new_terms[key]) for key in added.values()]
-        names: list[tuple[bytes, bytes | None]] = [(id_key(tid), key) for tid, key in added.items()]
+        added = [(tid, key, entry) for tid, (key, entry) in self._new_terms.items() if tid not in gone]
+        terms: list[tuple[bytes, bytes | None]] = [(key, entry) for _, key, entry in added]
+        names: list[tuple[bytes, bytes | None]] = [(id_key(tid), key) for tid, key, _ in added]
         for tid in gone:
             key = None if tid >= self._first_tid else txn.get(self.spaces.names, id_key(tid))
             if key is not None:
@@ -450,26 +480,51 @@ class IndexWriter(IndexReader):
         return sorted(terms), sorted(names)
 
 
-def _notes() -> array[int]:
-    return array("Q")
-
-
-def _by_block(notes: Sequence[int]) -> Iterator[tuple[int, bytes, bytes, bytes]]:
-    """``(block, offsets, levels, tags)`` of a term's noted entries (distinct sessions, ascending), as
-    ``summary_raise`` takes them: the columns are cut from the notes' bytes in C."""
+def _by_block(notes: Sequence[int], raw: bytes) -> Iterator[tuple[int, bytes, bytes, bytes]]:
+    """``(block, offsets, levels, tags)`` of a term's noted entries (distinct sessions, ascending; ``raw``: their
+    bytes), as ``summary_raise`` takes them: the columns are cut from the notes' bytes in C, all blocks at once,
+    and a tag gains ``MULTI`` where its note counts several messages."""
     bits = formats.BLOCK_BITS  # read here: tests make blocks small
-    shift = _ENTRY_BITS + bits
-    raw = packed_u64s(notes)  # a note's bytes: tag, level, then the session's
-    low, high = _and_table((1 << bits) - 1 & 0xFF), _and_table((1 << bits) - 1 >> 8)
-    start, size = 0, len(notes)
+    shift = _SID_SHIFT + bits
+    size = len(notes)
+    offsets = bytearray(2 * size)
+    offsets[0::2] = raw[4::8].translate(_and_table((1 << bits) - 1 & 0xFF))
+    offsets[1::2] = raw[5::8].translate(_and_table((1 << bits) - 1 >> 8))
+    levels, tags = raw[1::8], _tags(raw)
+    block = notes[0] >> shift
+    if block == notes[-1] >> shift:  # most terms of a batch: one block
+        yield block, bytes(offsets), levels, tags
+        return
+    start = 0
     while start < size:
         block = notes[start] >> shift
         end = bisect.bisect_left(notes, (block + 1) << shift, start)
-        part = raw[8 * start:8 * end]
-        offsets = bytearray(2 * (end - start))
-        offsets[0::2], offsets[1::2] = part[2::8].translate(low), part[3::8].translate(high)
-        yield block, bytes(offsets), part[1::8], part[0::8]
+        yield block, bytes(offsets[2 * start:2 * end]), levels[start:end], tags[start:end]
         start = end
+
+
+def _tags(notes: bytes) -> bytes:
+    """The tags of noted entries (``notes``' bytes), with ``MULTI`` set where a note counts several messages."""
+    tags, several = notes[0::8], notes[2::8].translate(_SEVERAL)
+    more = notes[3::8]
+    if more.count(0) != len(more):
+        several = _or_bytes(several, more.translate(_ANY))
+    return _or_bytes(tags, several) if several.count(0) != len(several) else tags
+
+
+def _or_bytes(one: bytes, other: bytes) -> bytes:
+    """``one | other`` byte by byte (of one length), as big integers in C."""
+    return (int.from_bytes(one, "little") | int.from_bytes(other, "little")).to_bytes(len(one), "little")
+
+
+def _messages_noted(notes: bytes) -> int:
+    """How many messages the noted entries (their bytes) count, all told."""
+    return sum(notes[2::8]) + (sum(notes[3::8]) << 8)
+
+
+#: ``bytes.translate`` tables: ``MULTI`` for a count's low byte of 2 or more, and for any high byte but 0.
+_SEVERAL = bytes(MULTI if value > 1 else 0 for value in range(256))
+_ANY = bytes(MULTI if value else 0 for value in range(256))
 
 
 @lru_cache(maxsize=4)
@@ -480,13 +535,13 @@ def _and_table(bits: int) -> bytes:
 
 def _merged_notes(notes: Iterable[int]) -> array[int]:
     """Notes in session order, each session once: a session noted in several runs of a batch, or sessions noted
-    out of order, merge here."""
+    out of order, merge here (the merged note keeps the first one's count: its entry says several messages)."""
     merged = array("Q")
     last = -1
     for note in sorted(notes):
-        sid = note >> _ENTRY_BITS
+        sid = note >> _SID_SHIFT
         if sid == last:
-            merged[-1] = sid << _ENTRY_BITS | _combined(merged[-1] & _ENTRY_MASK, note & _ENTRY_MASK)
+            merged[-1] = merged[-1] & ~_ENTRY_MASK | _combined(merged[-1] & _ENTRY_MASK, note & _ENTRY_MASK)
         else:
             merged.append(note)
             last = sid
