@@ -557,9 +557,12 @@ class ReplicaStorage:
         return self._inner.page_problems()
 
     def vacuum(self, reopen: Callable[[], None], rewrite: VacuumRewrite | None = None) -> None:
-        self.catch_up()  # redactions other hosts made reach the replica's records (and dictionary) first
-        with self._unbound():  # its handles die with the vacuum; ``reopen`` binds the store again
-            self._inner.vacuum(reopen, rewrite)
+        # Held throughout: a catch-up of another thread would wait for the vacuum's write lock while holding what
+        # the reopening's catch-up takes (a deadlock); the catch-ups wait for the vacuum instead.
+        with self._catching_up:
+            self.catch_up()  # redactions other hosts made reach the replica's records (and dictionary) first
+            with self._unbound():  # its handles die with the vacuum; ``reopen`` binds the store again
+                self._inner.vacuum(reopen, rewrite)
 
     def release(self) -> None:
         self._released = True

@@ -1,0 +1,80 @@
+"""A PostgreSQL host's store while it reopens (a vacuum, a rebuild) and another of its threads catches up, reads or
+decides: nobody waits forever, and nobody reads or decides against a replica emptied to be rebuilt."""
+
+from __future__ import annotations
+
+import threading
+from types import TracebackType
+
+from eventstore import ChatMessage
+
+from test_postgres_store import open_host, replica_of  # noqa: F401 - the fixture, by name
+from test_postgres_unbound import Background
+
+# ruff: noqa: F811 - the tests take the imported fixture ``open_host`` by name
+
+LOCK_SECONDS = 10  # how long a thread waits for a lock that its holder gives up in milliseconds
+
+
+class BoundedLock:
+    """A reentrant lock whose acquisition gives up (an ``AssertionError``) rather than wait forever: a deadlock
+    fails the test instead of hanging it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+
+    def __enter__(self) -> BoundedLock:
+        assert self._lock.acquire(timeout=LOCK_SECONDS), "waited for the catch-up lock: a deadlock"
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self._lock.release()
+
+
+def test_a_vacuum_while_another_thread_catches_up_ends_and_so_does_the_catch_up(open_host, monkeypatch):
+    """The catch-up began after the vacuum's own and before the vacuum took the replica's write lock: it holds the
+    catch-up lock that the vacuum's reopening takes, and then waits for the write lock."""
+    host = open_host("host")
+    host.append("k", ChatMessage.user("one"))
+    other_host = open_host("other")
+    replica = replica_of(host)
+    monkeypatch.setattr(replica, "_catching_up", BoundedLock())
+    vacuum_caught_up, catching_up, reopening = threading.Event(), threading.Event(), threading.Event()
+    catcher = threading.local()  # .catching: the other thread
+    real_catch_up, real_read, real_open = replica.catch_up, replica._shared.read, host._open_components
+
+    def catch_up() -> int:
+        applied = real_catch_up()
+        if not vacuum_caught_up.is_set():  # the vacuum's catch-up, before it unbinds the store
+            other_host.append("o", ChatMessage.user("another host's"))  # the host's replica lacks it
+            vacuum_caught_up.set()
+            catching_up.wait(1)  # the other thread's catch-up reads the server (with the fix, it cannot start)
+        return applied
+
+    def read(after: int, limit: int):  # type: ignore[no-untyped-def]
+        if getattr(catcher, "catching", False):
+            catching_up.set()
+            assert reopening.wait(LOCK_SECONDS)  # the vacuum holds the write lock, reopening the store
+        return real_read(after, limit)
+
+    def open_components() -> None:
+        reopening.set()
+        real_open()
+
+    monkeypatch.setattr(replica, "catch_up", catch_up)
+    monkeypatch.setattr(replica._shared, "read", read)
+    monkeypatch.setattr(host, "_open_components", open_components)
+    vacuum = Background(host.vacuum)
+    assert vacuum_caught_up.wait(LOCK_SECONDS)
+
+    def other_catch_up() -> int:
+        catcher.catching = True
+        return real_catch_up()
+
+    other = Background(other_catch_up)
+    vacuum_outcome, other_outcome = vacuum.result(), other.result()
+    assert isinstance(vacuum_outcome, tuple), vacuum_outcome
+    assert isinstance(other_outcome, int), other_outcome
+    assert [m.content for m in host.load("o")] == ["another host's"]
+    assert host.append("k", ChatMessage.user("two")) == 2
