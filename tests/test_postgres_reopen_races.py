@@ -8,8 +8,9 @@ from types import TracebackType
 
 from eventstore import ChatMessage
 
+from test_postgres_rebuild import SEEN, rewrite_as_many, roll_back_to
 from test_postgres_store import open_host, replica_of  # noqa: F401 - the fixture, by name
-from test_postgres_unbound import Background
+from test_postgres_unbound import Background, held_reopening, noticing_waits
 
 # ruff: noqa: F811 - the tests take the imported fixture ``open_host`` by name
 
@@ -78,3 +79,42 @@ def test_a_vacuum_while_another_thread_catches_up_ends_and_so_does_the_catch_up(
     assert isinstance(other_outcome, int), other_outcome
     assert [m.content for m in host.load("o")] == ["another host's"]
     assert host.append("k", ChatMessage.user("two")) == 2
+
+
+def test_a_read_that_finds_its_store_unbound_only_when_it_catches_up_waits_for_the_refill(
+        open_host, postgres_url, tmp_path, monkeypatch):
+    """The read found the store bound, and the watcher had seen the server's head go back (a failover): it catches
+    up, and by then another thread has emptied the replica and unbound the store to reopen it."""
+    host = open_host("host")
+    for text in SEEN:
+        host.append("k", ChatMessage.user(text))
+    roll_back_to(postgres_url, 3)
+    expected = rewrite_as_many(postgres_url, tmp_path)  # the host's replica diverged: its next catch-up rebuilds
+    replica = replica_of(host)
+    checked, reopening, go = threading.Event(), threading.Event(), threading.Event()
+    reader = threading.local()  # .reading: the reading thread
+    real_watch = replica._watch
+
+    def watch() -> None:  # the read is past its store's binding, about to catch up
+        if getattr(reader, "reading", False):
+            checked.set()
+            assert reopening.wait(LOCK_SECONDS)
+        real_watch()
+
+    monkeypatch.setattr(replica, "_went_back", True)
+    monkeypatch.setattr(replica, "_watch", watch)
+    held_reopening(host, monkeypatch, reopening, go)
+    noticing_waits(replica, monkeypatch, go)
+
+    def read_then_go() -> list[str]:
+        reader.reading = True
+        try:
+            return [message.content for message in host.load("k")]
+        finally:
+            go.set()  # it read (the emptied replica), or waited for the binding, which set go
+
+    read = Background(read_then_go)
+    assert checked.wait(LOCK_SECONDS)
+    rebuilding = Background(replica.catch_up)  # empties the replica, then reopens the store, unbound until ``go``
+    assert read.result() == expected
+    assert isinstance(rebuilding.result(), int)

@@ -410,10 +410,15 @@ class ReplicaStorage:
         """Whether a write or a read stays on the replica: the store's components open on this thread, before they
         bind. Another thread waits for them: its write, decided without a binding, would never reach the shared
         log, and its read would find the replica as it was left, not caught up (emptied, if it is rebuilt)."""
+        return self._waited_binding() is None
+
+    def _waited_binding(self) -> ReplicaBinding | None:
+        """The store's binding, once another thread that opens its components again bound them (``None``: the
+        components open on this thread, or have not bound yet)."""
         with self._bound:
             while self._binding is None and self._rebinding not in (None, threading.get_ident()):
                 self._bound.wait()
-            return self._binding is None
+            return self._binding
 
     @contextlib.contextmanager
     def _unbound(self) -> Iterator[None]:
@@ -579,8 +584,10 @@ class ReplicaStorage:
         catch-up that began after the call arrived has finished (it saw every commit acknowledged before).
         """
         binding = self._binding
-        if binding is None:
-            return 0
+        if binding is None:  # another thread opens the store's components again: its reopening catches up
+            binding = self._waited_binding()  # a read that catches up then finds the replica refilled, not emptied
+            if binding is None:
+                return 0
         arrived = self._begun
         with self._catching_up:
             if self._finished > arrived:
