@@ -3,8 +3,12 @@ decides: nobody waits forever, and nobody reads or decides against a replica emp
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from types import TracebackType
+
+import psycopg
 
 from eventstore import ChatMessage
 
@@ -118,3 +122,54 @@ def test_a_read_that_finds_its_store_unbound_only_when_it_catches_up_waits_for_t
     rebuilding = Background(replica.catch_up)  # empties the replica, then reopens the store, unbound until ``go``
     assert read.result() == expected
     assert isinstance(rebuilding.result(), int)
+
+
+def test_a_command_deciding_while_its_store_empties_the_replica_to_rebuild_it_decides_against_the_refill(
+        open_host, postgres_url, tmp_path, monkeypatch):
+    """The command checked the replica's head before the rebuild emptied it, and decides after: a command that
+    writes nothing there (``pop_last`` of a session that looks empty) would be answered from the emptied replica."""
+    host = open_host("host")
+    host.append("j", ChatMessage.user("j's"))  # position 1, kept by the failover below
+    for text in SEEN:
+        host.append("k", ChatMessage.user(text))  # positions 2 to 6
+    with psycopg.connect(postgres_url, autocommit=True) as connection, connection.transaction():
+        connection.execute("DELETE FROM es_events WHERE position > 4")  # the standby lacked k's last two events
+        connection.execute("UPDATE es_head SET position = 4, hash = (SELECT hash FROM es_events WHERE position = 4)")
+        connection.execute("UPDATE es_sessions SET version = 3 WHERE key = 'k'")
+    rewrite_as_many(postgres_url, tmp_path)  # the host's replica diverged: its next catch-up rebuilds
+    replica = replica_of(host)
+    checked, unbinding, decided = threading.Event(), threading.Event(), threading.Event()
+    commander = threading.local()  # .commanding: the command's thread
+    real_catch_up_to_heard, real_unbound = replica._catch_up_to_heard, replica._unbound
+
+    def catch_up_to_heard() -> None:  # the command checked the replica's head, and is about to decide
+        real_catch_up_to_heard()
+        if getattr(commander, "commanding", False):
+            checked.set()
+            assert unbinding.wait(LOCK_SECONDS)
+
+    @contextlib.contextmanager
+    def unbound() -> Iterator[None]:
+        if not unbinding.is_set():  # the rebuild's, as it unbinds the store: the command decides now
+            unbinding.set()
+            decided.wait(2)  # it cannot end before the store binds again, unless it decided against the emptied one
+        with real_unbound():
+            yield
+
+    monkeypatch.setattr(replica, "_catch_up_to_heard", catch_up_to_heard)
+    monkeypatch.setattr(replica, "_unbound", unbound)
+
+    def command() -> ChatMessage | None:
+        commander.commanding = True
+        try:
+            return host.pop_last("j")
+        finally:
+            decided.set()
+
+    popped = Background(command)
+    assert checked.wait(LOCK_SECONDS)
+    rebuilding = Background(replica.catch_up)
+    assert popped.result() == ChatMessage.user("j's")
+    assert isinstance(rebuilding.result(), int)
+    assert host.load("j") == []
+    assert open_host("fresh").load("j") == []

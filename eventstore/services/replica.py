@@ -647,10 +647,11 @@ class ReplicaStorage:
             count = int.from_bytes(txn.get(self._meta, _REBUILDS) or b"", "big") + 1
             txn.put(self._meta, _REBUILDS, count.to_bytes(8, "big"))
 
-        self._applying(empty)
-        with self._heard:
-            self._head = server_head  # lower than the replica's was, maybe: reads wait for the refill, never skip it
-        self._reopen(binding)
+        with self._unbound():  # before it empties: a command of another thread would decide against the emptied one
+            self._applying(empty)
+            with self._heard:
+                self._head = server_head  # lower than the replica's was, maybe: reads wait for the refill
+            binding.reopen()
 
     def _reopen(self, binding: ReplicaBinding) -> None:
         """The store opens its components again, dropping their caches; it binds again, catching up."""
