@@ -6,11 +6,12 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from types import TracebackType
 
 import psycopg
 
-from eventstore import ChatMessage
+from eventstore import ChatMessage, SessionStore
 
 from test_postgres_rebuild import SEEN, rewrite_as_many, roll_back_to
 from test_postgres_store import open_host, replica_of  # noqa: F401 - the fixture, by name
@@ -35,6 +36,19 @@ class BoundedLock:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
         self._lock.release()
+
+
+def diverge_after_j(host: SessionStore, postgres_url: str, tmp_path: Path) -> None:
+    """Session j's one message, then k's: a failover loses k's last two events, which another host writes anew. The
+    host's replica diverged (its next catch-up rebuilds it); j is as it was."""
+    host.append("j", ChatMessage.user("j's"))  # position 1
+    for text in SEEN:
+        host.append("k", ChatMessage.user(text))  # positions 2 to 6
+    with psycopg.connect(postgres_url, autocommit=True) as connection, connection.transaction():
+        connection.execute("DELETE FROM es_events WHERE position > 4")
+        connection.execute("UPDATE es_head SET position = 4, hash = (SELECT hash FROM es_events WHERE position = 4)")
+        connection.execute("UPDATE es_sessions SET version = 3 WHERE key = 'k'")
+    rewrite_as_many(postgres_url, tmp_path)
 
 
 def test_a_vacuum_while_another_thread_catches_up_ends_and_so_does_the_catch_up(open_host, monkeypatch):
@@ -129,14 +143,7 @@ def test_a_command_deciding_while_its_store_empties_the_replica_to_rebuild_it_de
     """The command checked the replica's head before the rebuild emptied it, and decides after: a command that
     writes nothing there (``pop_last`` of a session that looks empty) would be answered from the emptied replica."""
     host = open_host("host")
-    host.append("j", ChatMessage.user("j's"))  # position 1, kept by the failover below
-    for text in SEEN:
-        host.append("k", ChatMessage.user(text))  # positions 2 to 6
-    with psycopg.connect(postgres_url, autocommit=True) as connection, connection.transaction():
-        connection.execute("DELETE FROM es_events WHERE position > 4")  # the standby lacked k's last two events
-        connection.execute("UPDATE es_head SET position = 4, hash = (SELECT hash FROM es_events WHERE position = 4)")
-        connection.execute("UPDATE es_sessions SET version = 3 WHERE key = 'k'")
-    rewrite_as_many(postgres_url, tmp_path)  # the host's replica diverged: its next catch-up rebuilds
+    diverge_after_j(host, postgres_url, tmp_path)
     replica = replica_of(host)
     checked, unbinding, decided = threading.Event(), threading.Event(), threading.Event()
     commander = threading.local()  # .commanding: the command's thread
@@ -169,6 +176,43 @@ def test_a_command_deciding_while_its_store_empties_the_replica_to_rebuild_it_de
     popped = Background(command)
     assert checked.wait(LOCK_SECONDS)
     rebuilding = Background(replica.catch_up)
+    assert popped.result() == ChatMessage.user("j's")
+    assert isinstance(rebuilding.result(), int)
+    assert host.load("j") == []
+    assert open_host("fresh").load("j") == []
+
+
+def test_a_command_deciding_while_another_process_empties_the_replica_to_rebuild_it_decides_against_the_refill(
+        open_host, postgres_url, tmp_path, monkeypatch):
+    """The command's process checked the replica's head before the other process emptied the shared directory, and
+    decides before that process refilled it."""
+    writer = open_host("host")
+    host = open_host("host")  # another store object on the directory: another process of the host, as it acts
+    diverge_after_j(writer, postgres_url, tmp_path)
+    replica = replica_of(host)
+    checked, reopening, go = threading.Event(), threading.Event(), threading.Event()
+    commander = threading.local()  # .commanding: the command's thread
+    real_catch_up_to_heard = replica._catch_up_to_heard
+
+    def catch_up_to_heard() -> None:  # the command checked the replica's head, and is about to decide
+        real_catch_up_to_heard()
+        if getattr(commander, "commanding", False):
+            checked.set()
+            assert reopening.wait(LOCK_SECONDS)
+
+    monkeypatch.setattr(replica, "_catch_up_to_heard", catch_up_to_heard)
+    held_reopening(writer, monkeypatch, reopening, go)  # the other process emptied the directory, not refilled yet
+
+    def command() -> ChatMessage | None:
+        commander.commanding = True
+        try:
+            return host.pop_last("j")
+        finally:
+            go.set()
+
+    popped = Background(command)
+    assert checked.wait(LOCK_SECONDS)
+    rebuilding = Background(replica_of(writer).catch_up)
     assert popped.result() == ChatMessage.user("j's")
     assert isinstance(rebuilding.result(), int)
     assert host.load("j") == []

@@ -113,6 +113,11 @@ class _Unbound(Exception):
     run; wait for the store to bind again, then decide."""
 
 
+class _Rebuilt(Exception):
+    """Another process sharing the replica directory rebuilt it since this store bound to it (emptied, maybe not yet
+    refilled): the body did not run; catch up, which opens the store's components again, then decide."""
+
+
 class _Shipment:
     """What became of one write's command on the shared log, across the engine's runs of its body (it runs it
     again after growing its map): once accepted, the command must not be sent again."""
@@ -383,6 +388,9 @@ class ReplicaStorage:
                 continue
             except _Unbound:
                 continue  # nothing ran: wait for the binding (above), then decide
+            except _Rebuilt:
+                self.catch_up()  # nothing ran: bind to the refilled replica, then decide
+                continue
             except _Elsewhere as elsewhere:
                 self._settle(elsewhere.records)
                 return cast(T, elsewhere.result)
@@ -470,6 +478,8 @@ class ReplicaStorage:
         binding = self._binding
         if binding is None:  # another thread reopens the store since this write checked its binding
             raise _Unbound
+        if txn.get(self._meta, _REBUILDS) != self._rebuilds:
+            raise _Rebuilt
         decided_at[:] = [binding.head(txn)[:2]]
         capture = _Capture(txn, self._stream_keys, self._dictionary)
         result = body(_CapturingTransaction(txn, capture))
