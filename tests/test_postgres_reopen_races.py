@@ -10,8 +10,10 @@ from pathlib import Path
 from types import TracebackType
 
 import psycopg
+import pytest
 
-from eventstore import ChatMessage, SessionStore
+from eventstore import ChatMessage, SessionStore, StoreCorrupted
+from eventstore.sharedlog.postgres import PostgresLog
 
 from test_postgres_rebuild import SEEN, rewrite_as_many, roll_back_to
 from test_postgres_store import open_host, replica_of  # noqa: F401 - the fixture, by name
@@ -217,3 +219,18 @@ def test_a_command_deciding_while_another_process_empties_the_replica_to_rebuild
     assert isinstance(rebuilding.result(), int)
     assert host.load("j") == []
     assert open_host("fresh").load("j") == []
+
+
+def test_a_log_whose_head_row_is_gone_is_reported_damaged(open_host, postgres_url, tmp_path):
+    """Its every reader and its watcher ask ``es_head`` for the head: a missing row is damage, not an IndexError."""
+    open_host("host").append("k", ChatMessage.user("one"))
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute("DELETE FROM es_head")
+    with pytest.raises(StoreCorrupted, match="es_head"):
+        SessionStore(postgres_url, cache=tmp_path / "another")
+    log = PostgresLog(postgres_url)
+    try:
+        with pytest.raises(StoreCorrupted, match="es_head"):
+            log.wait(0, 0.01, lambda: None)
+    finally:
+        log.close()
