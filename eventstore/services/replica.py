@@ -113,6 +113,11 @@ class _Unbound(Exception):
     run; wait for the store to bind again, then decide."""
 
 
+class _Rebuilt(Exception):
+    """Another process sharing the replica directory rebuilt it since this store bound to it (emptied, maybe not yet
+    refilled): the body did not run; catch up, which opens the store's components again, then decide."""
+
+
 class _Shipment:
     """What became of one write's command on the shared log, across the engine's runs of its body (it runs it
     again after growing its map): once accepted, the command must not be sent again."""
@@ -383,6 +388,9 @@ class ReplicaStorage:
                 continue
             except _Unbound:
                 continue  # nothing ran: wait for the binding (above), then decide
+            except _Rebuilt:
+                self.catch_up()  # nothing ran: bind to the refilled replica, then decide
+                continue
             except _Elsewhere as elsewhere:
                 self._settle(elsewhere.records)
                 return cast(T, elsewhere.result)
@@ -410,10 +418,15 @@ class ReplicaStorage:
         """Whether a write or a read stays on the replica: the store's components open on this thread, before they
         bind. Another thread waits for them: its write, decided without a binding, would never reach the shared
         log, and its read would find the replica as it was left, not caught up (emptied, if it is rebuilt)."""
+        return self._waited_binding() is None
+
+    def _waited_binding(self) -> ReplicaBinding | None:
+        """The store's binding, once another thread that opens its components again bound them (``None``: the
+        components open on this thread, or have not bound yet)."""
         with self._bound:
             while self._binding is None and self._rebinding not in (None, threading.get_ident()):
                 self._bound.wait()
-            return self._binding is None
+            return self._binding
 
     @contextlib.contextmanager
     def _unbound(self) -> Iterator[None]:
@@ -465,6 +478,8 @@ class ReplicaStorage:
         binding = self._binding
         if binding is None:  # another thread reopens the store since this write checked its binding
             raise _Unbound
+        if txn.get(self._meta, _REBUILDS) != self._rebuilds:
+            raise _Rebuilt
         decided_at[:] = [binding.head(txn)[:2]]
         capture = _Capture(txn, self._stream_keys, self._dictionary)
         result = body(_CapturingTransaction(txn, capture))
@@ -557,9 +572,12 @@ class ReplicaStorage:
         return self._inner.page_problems()
 
     def vacuum(self, reopen: Callable[[], None], rewrite: VacuumRewrite | None = None) -> None:
-        self.catch_up()  # redactions other hosts made reach the replica's records (and dictionary) first
-        with self._unbound():  # its handles die with the vacuum; ``reopen`` binds the store again
-            self._inner.vacuum(reopen, rewrite)
+        # Held throughout: a catch-up of another thread would wait for the vacuum's write lock while holding what
+        # the reopening's catch-up takes (a deadlock); the catch-ups wait for the vacuum instead.
+        with self._catching_up:
+            self.catch_up()  # redactions other hosts made reach the replica's records (and dictionary) first
+            with self._unbound():  # its handles die with the vacuum; ``reopen`` binds the store again
+                self._inner.vacuum(reopen, rewrite)
 
     def release(self) -> None:
         self._released = True
@@ -576,8 +594,10 @@ class ReplicaStorage:
         catch-up that began after the call arrived has finished (it saw every commit acknowledged before).
         """
         binding = self._binding
-        if binding is None:
-            return 0
+        if binding is None:  # another thread opens the store's components again: its reopening catches up
+            binding = self._waited_binding()  # a read that catches up then finds the replica refilled, not emptied
+            if binding is None:
+                return 0
         arrived = self._begun
         with self._catching_up:
             if self._finished > arrived:
@@ -637,10 +657,11 @@ class ReplicaStorage:
             count = int.from_bytes(txn.get(self._meta, _REBUILDS) or b"", "big") + 1
             txn.put(self._meta, _REBUILDS, count.to_bytes(8, "big"))
 
-        self._applying(empty)
-        with self._heard:
-            self._head = server_head  # lower than the replica's was, maybe: reads wait for the refill, never skip it
-        self._reopen(binding)
+        with self._unbound():  # before it empties: a command of another thread would decide against the emptied one
+            self._applying(empty)
+            with self._heard:
+                self._head = server_head  # lower than the replica's was, maybe: reads wait for the refill
+            binding.reopen()
 
     def _reopen(self, binding: ReplicaBinding) -> None:
         """The store opens its components again, dropping their caches; it binds again, catching up."""

@@ -392,6 +392,8 @@ FROM es_head h LEFT JOIN LATERAL (SELECT * FROM es_events WHERE position > %s OR
 
 #: What a caller learns of a command whose call failed: the server may have committed it before the failure.
 _IN_DOUBT = "the command may or may not have been recorded: retry it with the same idempotency_key"
+#: ``es_head`` holds one row from the schema's creation on; every read and the watcher ask it for the head.
+_NO_HEAD = "the PostgreSQL log's head row (es_head) is missing"
 #: Whether the role may call what ``es_append_many`` calls after its first transaction committed.
 _MAY_FLUSH = "SELECT has_function_privilege('pg_logical_emit_message(boolean, text, text)', 'EXECUTE')"
 
@@ -657,6 +659,8 @@ class PostgresLog:
     def read(self, after: int, limit: int) -> SharedHead:
         def body(connection: psycopg.Connection[Any]) -> SharedHead:
             rows = connection.execute(_READ, (after, limit)).fetchall()
+            if not rows:
+                raise StoreCorrupted(_NO_HEAD)
             events = tuple(SharedEvent(row[2], row[3], row[4], row[5], bytes(row[6]), row[7], row[8], bytes(row[9]),
                                        bytes(row[10]), bytes(row[11]), row[12]) for row in rows if row[2] is not None)
             return SharedHead(rows[0][0], bytes(rows[0][1]), events)
@@ -709,7 +713,8 @@ class PostgresLog:
     @staticmethod
     def _head(connection: psycopg.Connection[Any]) -> int:
         row = connection.execute("SELECT position FROM es_head").fetchone()
-        assert row is not None
+        if row is None:
+            raise StoreCorrupted(_NO_HEAD)
         position: int = row[0]
         return position
 
