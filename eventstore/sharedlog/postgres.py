@@ -6,12 +6,12 @@ last position and its hash), ``es_sessions`` (each session's version and latest 
 
 Every commit is one call, one round trip: of the ``es_append_one`` procedure for a command alone, of
 ``es_append_batch`` for the commands a host's threads gave at once (``commit_many``: each accepted or refused
-alone). ``es_commit`` locks the head row, then the sessions' rows in key order, checks each session's version, and
-only then advances the head: positions are assigned while the head row is locked, so they are gap-free, a rejected
-commit takes none, and commits become visible in position order (a reader tailing the log never skips one that
-commits late, as readers of sequences do). It computes each chain link from the previous one, exactly as
-``eventstore._log.chain_hash`` does. The procedure commits that and a ``NOTIFY`` without waiting for the flush,
-then flushes in a transaction of its own, so no lock is held through a flush.
+alone). ``es_commit`` locks the head row (which serialises every write of the sessions' rows), checks each
+session's version, and only then advances the head: positions are assigned while the head row is locked, so they
+are gap-free, a rejected commit takes none, and commits become visible in position order (a reader tailing the log
+never skips one that commits late, as readers of sequences do). It computes each chain link from the previous one,
+exactly as ``eventstore._log.chain_hash`` does. The procedure commits that and a ``NOTIFY`` without waiting for the
+flush, then flushes in a transaction of its own, so no lock is held through a flush.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ __all__ = ["PostgresLog", "SCHEMA_FORMAT", "CHANNEL"]
 T = TypeVar("T")
 
 #: The schema's format; a database with a newer one is refused, an older one upgraded by ``_UPGRADES``.
-SCHEMA_FORMAT = 4
+SCHEMA_FORMAT = 5
 #: The channel ``NOTIFY`` wakes subscribers on (``es_append`` names it too).
 CHANNEL = "eventstore_log"
 
@@ -271,9 +271,9 @@ END $$;
 # record's index, the head's position, the event's index), since ``es_commit_batch`` casts it: an empty one failed
 # the whole batch of a pinned command that found the head moved, or of a payload that does not match its digest.
 # A lone command's call takes about half the server time it took in ``es_append_batch`` (docs/benchmarks.md).
-_APPEND_ONE: LiteralString = """
-DROP PROCEDURE es_append;
-
+# ``es_commit`` of formats 4 and 5 (``_APPEND_ONE``, ``_UNLOCKED``): it takes the head row first; format 4 then
+# locked the command's session rows, which format 5 leaves to the head row (below).
+_COMMIT_HEAD: LiteralString = """
 CREATE OR REPLACE FUNCTION es_commit(
     a_keys text[], a_expected int8[], a_recorded int8[], a_counts int4[],
     e_ids bytea[], e_types text[], e_schemas int4[], e_payloads bytea[], e_digests bytea[], e_redacted bool[],
@@ -288,7 +288,11 @@ DECLARE
     type_bytes bytea;
 BEGIN
     SELECT position, hash INTO head_position, head_hash FROM es_head FOR UPDATE;
+"""
+_LOCK_SESSIONS: LiteralString = """
     PERFORM 1 FROM es_sessions WHERE key = ANY (a_keys) ORDER BY key FOR UPDATE;
+"""
+_COMMIT_REST: LiteralString = """
     first_position := head_position + 1;
     IF pinned IS NOT NULL AND pinned <> first_position THEN
         RAISE EXCEPTION USING ERRCODE = 'EV412', MESSAGE = 'the head moved', HINT = head_position::text;
@@ -337,6 +341,8 @@ BEGIN
     UPDATE es_head SET position = head_position, hash = head_hash;
 END $$;
 
+"""
+_APPEND_ONE: LiteralString = "\nDROP PROCEDURE es_append;\n\n" + _COMMIT_HEAD + _LOCK_SESSIONS + _COMMIT_REST + """
 CREATE PROCEDURE es_append_one(
     a_keys text[], a_expected int8[], a_recorded int8[], a_counts int4[],
     e_ids bytea[], e_types text[], e_schemas int4[], e_payloads bytea[], e_digests bytea[], e_redacted bool[],
@@ -360,8 +366,15 @@ BEGIN
 END $$;
 """
 
+# Format 5: ``es_commit`` no longer locks the command's session rows (``FOR UPDATE``). Every write of
+# ``es_sessions`` is ``es_commit``'s, made while its transaction holds the head row, so the head row alone
+# serialises them: a command that holds it reads each session's version in a statement that began after the
+# previous holder committed (READ COMMITTED), and nobody else can change it before this one commits. The lock
+# wrote a WAL record per session and took about a sixth of a lone command's server time (docs/postgres.md).
+_UNLOCKED: LiteralString = _COMMIT_HEAD + _COMMIT_REST
+
 #: format → the SQL that takes a schema of that format to the next one.
-_UPGRADES: dict[int, LiteralString] = {1: _APPEND, 2: _APPEND_BATCH, 3: _APPEND_ONE}
+_UPGRADES: dict[int, LiteralString] = {1: _APPEND, 2: _APPEND_BATCH, 3: _APPEND_ONE, 4: _UNLOCKED}
 
 # Binary parameters: payloads and digests go as they are, not spelled out in hex (about a tenth of a commit's
 # client CPU time, docs/postgres.md); every statement is prepared (``prepare_threshold=0``).
