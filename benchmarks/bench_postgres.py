@@ -51,7 +51,7 @@ from eventstore import ChatMessage, SessionQuery, SessionStore
 from eventstore._codec import encode_event
 from eventstore.events import MessageAppended
 from eventstore.sharedlog import Commit, NewEvent, SessionAppend
-from eventstore.sharedlog.postgres import _COMMIT_ONE, PostgresLog, _columns, _connect, _texts
+from eventstore.sharedlog.postgres import PostgresLog, _call_alone, _columns, _connect, _Flush, _texts
 
 MESSAGE = ChatMessage("user", "a message of ordinary length, about as long as a short chat turn " * 3)
 WRITERS = (1, 4, 8)
@@ -107,16 +107,22 @@ def log_call(url: str, key: str) -> tuple[Callable[[int], object], Callable[[], 
 
 
 def procedure_call(url: str, key: str, calls: int) -> tuple[Callable[[int], object], Callable[[], None]]:
-    """The server's own cost of a command: ``CALL es_append_one`` of one event to session ``key`` from a bare
-    connection, every call's parameters built beforehand (and its close)."""
+    """The server's own cost of a command: ``es_append_one`` of one event to session ``key`` and its flush, sent
+    as the store sends them from a bare connection, every call's parameters built beforehand (and its close)."""
     PostgresLog(url).close()  # the schema
     encoded = encode_event(MessageAppended(MESSAGE))
     digest = hashlib.sha256(encoded.payload).digest()
-    arguments = [(*_columns((Commit((SessionAppend(key, n, time.time_ns() // 1000, (NewEvent(
+    arguments = [[*_columns((Commit((SessionAppend(key, n, time.time_ns() // 1000, (NewEvent(
         os.urandom(16), encoded.type_name, encoded.schema_version, encoded.payload, digest),)),)),)), None,
-        _texts([])) for n in range(calls)]
-    connection = _connect(url, prepare_threshold=0)
-    return lambda n: connection.execute(_COMMIT_ONE, arguments[n]).fetchone(), connection.close
+        _texts([])] for n in range(calls)]
+    connection = _connect(url)
+
+    def call(n: int) -> object:
+        result = _call_alone(connection, arguments[n])
+        _Flush(connection, None).wait()
+        return result
+
+    return call, connection.close
 
 
 def eventsourcing_recorder(url: str, schema: str) -> Callable[[int], object] | None:

@@ -107,6 +107,7 @@ class _Shipment:
         self.accepted = False
         self.result: object = None
         self.in_doubt = False  # its call was under way when the group's leader stopped
+        self.flushed: Callable[[], None] = _nothing  # waits for its call's flush (``SharedLog.unflushed``)
 
 
 @attrs.frozen
@@ -346,12 +347,12 @@ class ReplicaStorage:
             try:
                 if not contended:
                     self._catch_up_to_heard()
-                    return cast(T, self._inner.write(attempted, self._ship))
+                    return self._durably(shipment, attempted, self._ship)
                 with self._shared.turn(contended):
                     self.catch_up()  # nobody else can move these sessions now: decide on their latest
                     # A group of its own (a step no other write names), led by this thread: its call goes
                     # through the turn's connection.
-                    return cast(T, self._inner.write(attempted, lambda outcomes: self._ship(outcomes)))
+                    return self._durably(shipment, attempted, lambda outcomes: self._ship(outcomes))
             except _Again:
                 continue  # rolled back for a batchmate's sake, not refused: it spends no attempt
             except _Elsewhere as elsewhere:
@@ -372,6 +373,16 @@ class ReplicaStorage:
             attempt += 1
         assert last is not None  # the loop ends after a refusal or a failure only
         raise last
+
+    def _durably(self, shipment: _Shipment, attempted: Callable[[WriteTransaction], T | _Pending],
+                 step: Callable[[list[Outcome]], tuple[list[Outcome], bool]]) -> T:
+        """The write's result once its command is durable on the shared log: its call returned before the flush
+        (so that the replica's write lock is not held through it), and is waited for here, even when the write
+        raises (a refusal, a command recorded elsewhere), after the replica committed."""
+        try:
+            return cast(T, self._inner.write(attempted, step))
+        finally:
+            shipment.flushed()
 
     def _unbound_here(self) -> bool:
         """Whether a write stays on the replica: the store's components open on this thread, before they bind. A
@@ -448,7 +459,10 @@ class ReplicaStorage:
         for waiting in pending:
             waiting.shipment.in_doubt = True
         try:
-            answers: list[Committed | EventStoreError] = self._shared.commit_many([p.commit for p in pending])
+            with self._shared.unflushed() as flushed:
+                for waiting in pending:
+                    waiting.shipment.flushed = flushed
+                answers: list[Committed | EventStoreError] = self._shared.commit_many([p.commit for p in pending])
         except EventStoreError as failed:
             answers = [failed] * len(pending)
             kept = False
@@ -643,6 +657,10 @@ class ReplicaStorage:
 
     def _listen(self) -> None:
         self._listening = True
+
+
+def _nothing() -> None:
+    """A write that sent nothing has no flush to wait for."""
 
 
 def _recorded(event: SharedEvent) -> RecordedEvent:
