@@ -190,14 +190,30 @@ def test_a_listener_takes_the_head_from_a_lone_commands_notification_and_asks_af
 def flushes_held(server_url: str) -> Iterator[None]:
     """Every durable commit on the server waits while this lasts: it waits for a synchronous standby that never
     comes. Commits with ``synchronous_commit`` off (the call's own transaction) go ahead."""
+    probes: list[threading.Thread] = []
+
+    def probe() -> None:  # a durable commit of its own, which waits once the server took the setting up
+        with psycopg.connect(server_url, autocommit=True) as connection:
+            connection.execute("SELECT pg_logical_emit_message(true, 'test', '')")
+
     with psycopg.connect(server_url, autocommit=True) as connection:
         connection.execute("ALTER SYSTEM SET synchronous_standby_names = 'nobody'")
         connection.execute("SELECT pg_reload_conf()")
         try:
+            deadline = time.monotonic() + 30
+            while connection.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'"
+                                     ).fetchone() == (0,):
+                assert time.monotonic() < deadline, "durable commits never waited"
+                if not any(waiting.is_alive() for waiting in probes):
+                    probes.append(threading.Thread(target=probe))
+                    probes[-1].start()
+                time.sleep(0.05)
             yield
         finally:
             connection.execute("ALTER SYSTEM RESET synchronous_standby_names")
             connection.execute("SELECT pg_reload_conf()")  # releases the commits waiting for the standby
+            for waiting in probes:
+                waiting.join(30)
 
 
 def test_a_command_alone_frees_the_replica_before_its_flush_and_is_acknowledged_only_after_it(
