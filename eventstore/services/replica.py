@@ -275,6 +275,9 @@ class ReplicaStorage:
         self._begun = self._finished = 0  # catch-ups begun, and the number of the latest one finished
         self._local = threading.local()  # .applying: this thread writes the replica itself (catching up)
         self._head = 0  # the shared log's head: the latest this host heard of, committed or caught up to
+        # A flush failed after the replica committed its command: until a catch-up checks the replica against the
+        # server (which may have lost the command, crashing before the flush), reads and commands ask the server.
+        self._unsure = False
         self._heard = threading.Lock()  # raising ``_head`` from several threads
         self._listening = False  # the watcher listens: every commit past ``_head`` will wake it
         self._went_back = False  # the watcher saw the server's head behind one it saw before: catch up to check
@@ -315,7 +318,7 @@ class ReplicaStorage:
     def _current_read(self) -> Iterator[ReadTransaction]:
         """A read of the replica, caught up first unless it holds the latest head the listening watcher heard of."""
         binding = self._binding
-        if self._listening and not self._went_back and binding is not None:
+        if self._listening and not self._went_back and not self._unsure and binding is not None:
             with self._inner.read() as txn:
                 if binding.head(txn)[0] >= self._head and txn.get(self._meta, _REBUILDS) == self._rebuilds:
                     yield txn
@@ -346,6 +349,8 @@ class ReplicaStorage:
             attempted = functools.partial(self._attempt, body=body, shipment=shipment, decided_at=decided_at)
             try:
                 if not contended:
+                    if self._unsure:  # a retry must not be answered from a record the server may have lost
+                        self.catch_up()
                     self._catch_up_to_heard()
                     return self._durably(shipment, attempted, self._ship)
                 with self._shared.turn(contended):
@@ -382,7 +387,11 @@ class ReplicaStorage:
         try:
             return cast(T, self._inner.write(attempted, step))
         finally:
-            shipment.flushed()
+            try:
+                shipment.flushed()
+            except EventStoreError:
+                self._unsure = True  # the replica may hold a commit the server lost: ask it before trusting one
+                raise
 
     def _unbound_here(self) -> bool:
         """Whether a write stays on the replica: the store's components open on this thread, before they bind. A
@@ -561,7 +570,9 @@ class ReplicaStorage:
             self._begun += 1
             number = self._begun
             self._went_back = False  # this catch-up checks the replica's head against the server's
+            unsure = self._unsure
             applied = self._fill(binding)
+            self._unsure = self._unsure and not unsure  # checked against the server (a flush failed since, maybe)
             self._finished = max(self._finished, number)
             return applied
 
