@@ -11,7 +11,10 @@ unchanged: its commands decide against the replica, its queries read the replica
   each accepted or refused alone. When the shared log put every command's events where the replica did
   (nobody committed in between: same positions, same chain head), the local transaction commits as it is.
   Otherwise it is rolled back and the replica catches up from the shared log, which brings the accepted
-  commands' events back with the positions they got there. A refusal (a session moved on, a record taken)
+  commands' events back with the positions they got there. A command alone commits the replica before the
+  server's flush and is acknowledged after it (``SharedLog.unflushed``), so the replica's write lock is not held
+  through the flush; after a flush that failed, the next command and read check the replica against the server
+  first. A refusal (a session moved on, a record taken)
   catches up and runs that command's body again, a bounded number of times: the body then decides against
   the current session, and a caller's ``expected_version`` is checked against it.
 * **A read** first catches the replica up to the shared log's head: a host reads its own writes, and
