@@ -1,6 +1,7 @@
 """The log on PostgreSQL, each host reading from its LMDB replica, side by side with the LMDB store.
 
-Run: python -m benchmarks.bench_postgres --url postgresql://... [--quick] [--rounds N] [--markdown] [--dir DIR]
+Run: python -m benchmarks.bench_postgres --url postgresql://... [--quick] [--rounds N] [--parts P ...] [--markdown]
+[--dir DIR]
 
 The URL names a PostgreSQL server (15 or later) with ``fsync`` on for the durable figures; each run works in
 a fresh schema of it, dropped afterwards. Measured, as the median of many calls:
@@ -8,11 +9,14 @@ a fresh schema of it, dropped afterwards. Measured, as the median of many calls:
 * a durable single append: the PostgreSQL store, the LMDB store (``durable=True``), the store's call to the
   server alone (``PostgresLog.commit`` of one event: the procedure without the client's deciding), a bare
   PostgreSQL insert-plus-upsert transaction (one statement, one round trip: the floor of any log on the
-  server), and the ``eventsourcing`` library's PostgreSQL recorder (``insert_events``, the ``postgres-bench``
-  extra); then the store, the call and the bare transaction again with ``synchronous_commit`` off, so that
-  the flush's share of each shows. Each peer's median latency (of all its calls and of each round's, in
-  ``--rounds`` rounds) and its client CPU time per append, and each round's median of the store and of its call
-  as a multiple of the bare transaction's at the same durability (the target: the durable store within 1.2x);
+  server), the procedure alone (``CALL es_append_alone`` from a bare connection with every call's parameters
+  built beforehand: the server's own cost of a command), and the ``eventsourcing`` library's PostgreSQL recorder
+  (``insert_events``, the ``postgres-bench`` extra); then the store, the call, the procedure and the bare
+  transaction again with ``synchronous_commit`` off, so that the flush's share of each shows. Each peer's median
+  latency (of all its calls and of each round's, in ``--rounds`` rounds) and its client CPU time per append, and
+  each round's median of the store, its call and the procedure as a multiple of the bare transaction's at the
+  same durability (the target: the durable store within 1.2x). The procedure's row splits the store's gap to the
+  floor into the server's part and the client's;
 * 100 appends in one command; a load of a 1,000-message session (from the replica, which skips the server
   while its listener heard of no commit it lacks); the listing of 1,000 sessions; a search;
 * durable appends per second with 1, 4 and 8 writers spread over 2 hosts (replica directories), each
@@ -47,13 +51,18 @@ from eventstore import ChatMessage, SessionQuery, SessionStore
 from eventstore._codec import encode_event
 from eventstore.events import MessageAppended
 from eventstore.sharedlog import Commit, NewEvent, SessionAppend
-from eventstore.sharedlog.postgres import PostgresLog
+from eventstore.sharedlog.postgres import PostgresLog, _call_alone, _columns, _connect, _Flush, _texts
 
 MESSAGE = ChatMessage("user", "a message of ordinary length, about as long as a short chat turn " * 3)
 WRITERS = (1, 4, 8)
 HOSTS = 2
 #: How a throughput row runs its writers: one process each, or threads of one process per host.
 LAYOUTS = ("processes", "threads")
+#: The peers compared with the bare transaction: the store, its call (the client's path to the server without
+#: deciding), and the procedure alone (the server's part).
+#: The benchmark's parts (``--parts``).
+PARTS = ("appends", "figures", "throughput")
+FLOOR_PEERS = ("PostgreSQL store", "the store's call alone", "the procedure alone")
 
 
 def median_ms(call: Callable[[int], object], count: int) -> float:
@@ -97,6 +106,25 @@ def log_call(url: str, key: str) -> tuple[Callable[[int], object], Callable[[], 
     return commit, log.close
 
 
+def procedure_call(url: str, key: str, calls: int) -> tuple[Callable[[int], object], Callable[[], None]]:
+    """The server's own cost of a command: ``es_append_alone`` of one event to session ``key`` and its flush, sent
+    as the store sends them from a bare connection, every call's parameters built beforehand (and its close)."""
+    PostgresLog(url).close()  # the schema
+    encoded = encode_event(MessageAppended(MESSAGE))
+    digest = hashlib.sha256(encoded.payload).digest()
+    arguments = [[*_columns((Commit((SessionAppend(key, n, time.time_ns() // 1000, (NewEvent(
+        os.urandom(16), encoded.type_name, encoded.schema_version, encoded.payload, digest),)),)),)), None,
+        _texts([])] for n in range(calls)]
+    connection = _connect(url)
+
+    def call(n: int) -> object:
+        result = _call_alone(connection, arguments[n])
+        _Flush(connection, None).wait()
+        return result
+
+    return call, connection.close
+
+
 def eventsourcing_recorder(url: str, schema: str) -> Callable[[int], object] | None:
     """The ``eventsourcing`` library's PostgreSQL recorder inserting one event per call (None: not installed)."""
     try:
@@ -138,6 +166,38 @@ def durable_appends(peers: dict[str, Callable[[int], object]], count: int, round
             for name, found in latencies.items()}
 
 
+def single_appends(server: str, schema: str, directory: Path, count: int, rounds: int
+                   ) -> dict[str, dict[str, Any]]:
+    """Every peer's single appends, durable and without a flush, side by side (``durable_appends``), in ``schema``
+    of the ``server``."""
+    url, unflushed = in_schema(server, schema), in_schema(server, schema, "synchronous_commit=off")
+    with SessionStore(url, cache=directory / "appends") as shared, \
+            SessionStore(directory / "lmdb-appends") as local, \
+            SessionStore(unflushed, cache=directory / "unflushed") as shared_unflushed, \
+            contextlib.ExitStack() as closing:
+        call, close = log_call(url, "call")
+        closing.callback(close)
+        call_unflushed, close = log_call(unflushed, "call unflushed")
+        closing.callback(close)
+        procedure, close = procedure_call(url, "procedure", count * rounds)
+        closing.callback(close)
+        procedure_unflushed, close = procedure_call(unflushed, "procedure unflushed", count * rounds)
+        closing.callback(close)
+        peers = {"PostgreSQL store": lambda _: shared.append("single", MESSAGE),
+                 "LMDB store": lambda _: local.append("single", MESSAGE),
+                 "the store's call alone": call,
+                 "the procedure alone": procedure,
+                 "bare PostgreSQL transaction": bare_transaction(url)}
+        recorder = eventsourcing_recorder(server, schema)
+        if recorder is not None:
+            peers["eventsourcing recorder"] = recorder
+        peers["PostgreSQL store, no flush"] = lambda _: shared_unflushed.append("unflushed", MESSAGE)
+        peers["the store's call alone, no flush"] = call_unflushed
+        peers["the procedure alone, no flush"] = procedure_unflushed
+        peers["bare PostgreSQL transaction, no flush"] = bare_transaction(unflushed, "unflushed")
+        return durable_appends(peers, count, rounds)
+
+
 def against_the_floor(appends: dict[str, dict[str, Any]]) -> dict[str, dict[str, list[float]]]:
     """Each round's median latency of the store and of its call alone, as a multiple of the bare transaction's at
     the same durability (the target: at most 1.2 for the durable store)."""
@@ -147,7 +207,7 @@ def against_the_floor(appends: dict[str, dict[str, Any]]) -> dict[str, dict[str,
         ratios[f"durable{flush}" if not flush else "no flush"] = {
             peer: [round(mine / bare, 2) for mine, bare in zip(appends[peer + flush]["each round, ms"], floor,
                                                                strict=True)]
-            for peer in ("PostgreSQL store", "the store's call alone")}
+            for peer in FLOOR_PEERS}
     return ratios
 
 
@@ -243,30 +303,35 @@ def throughput_rounds(url: str, directory: Path, rounds: int, seconds: float) ->
 
 
 def markdown(results: dict[str, Any]) -> str:
-    """The figures as the tables of docs/benchmarks.md."""
-    lines = ["| single append (median; each round's; client CPU) | durable | no flush |", "|---|---|---|"]
-    appends = results["durable append, ms"]
-    for peer in [name for name in appends if not name.endswith(", no flush")]:
-        cells = [appends.get(name) for name in (peer, f"{peer}, no flush")]
-        lines.append(f"| {peer} | " + " | ".join(
-            f"{cell['median, ms']} ms ({', '.join(map(str, cell['each round, ms']))}); {cell['client CPU, ms']} ms"
-            if cell else "" for cell in cells) + " |")
-    lines += ["", "| each round's median : the bare transaction's | " + " | ".join(
-        results["single append : bare transaction, each round"]) + " |", "|---|---|---|"]
-    for peer in ("PostgreSQL store", "the store's call alone"):
-        lines.append(f"| {peer} | " + " | ".join(
-            ", ".join(map(str, ratios[peer])) for ratios in results["single append : bare transaction, each round"
-                                                                    ].values()) + " |")
-    lines += ["", "| measure | PostgreSQL store | LMDB store |", "|---|---|---|"]
-    for measure in results["LMDB store"]:
-        lines.append(f"| {measure} | {results['PostgreSQL store'][measure]} | {results['LMDB store'][measure]} |")
-    rates, cpu = results["appends per second (median of the rounds)"], results["writer CPU per append, ms (median)"]
-    lines += ["", "| writers over 2 hosts | " + " | ".join(rates) + " |", "|---" * (len(rates) + 1) + "|",
-              "| durable appends per second (median) | " + " | ".join(str(rate) for rate in rates.values()) + " |",
-              "| writer CPU time per append (median) | " + " | ".join(f"{ms} ms" for ms in cpu.values()) + " |"]
-    lines += ["", "| 8 writers : 1, each round | " + " | ".join(
-        f"{layout}: {', '.join(map(str, ratios))}" for layout, ratios in results["8 : 1, each round"].items()) + " |"]
-    return "\n".join(lines)
+    """The figures measured (``--parts``) as the tables of docs/benchmarks.md."""
+    lines: list[str] = []
+    if "durable append, ms" in results:
+        lines += ["| single append (median; each round's; client CPU) | durable | no flush |", "|---|---|---|"]
+        appends = results["durable append, ms"]
+        for peer in [name for name in appends if not name.endswith(", no flush")]:
+            cells = [appends.get(name) for name in (peer, f"{peer}, no flush")]
+            lines.append(f"| {peer} | " + " | ".join(
+                f"{cell['median, ms']} ms ({', '.join(map(str, cell['each round, ms']))}); "
+                f"{cell['client CPU, ms']} ms" if cell else "" for cell in cells) + " |")
+        ratios = results["single append : bare transaction, each round"]
+        lines += ["", "| each round's median : the bare transaction's | " + " | ".join(ratios) + " |", "|---|---|---|"]
+        lines += [f"| {peer} | " + " | ".join(", ".join(map(str, each[peer])) for each in ratios.values()) + " |"
+                  for peer in FLOOR_PEERS]
+        lines.append("")
+    if "LMDB store" in results:
+        lines += ["| measure | PostgreSQL store | LMDB store |", "|---|---|---|"]
+        lines += [f"| {measure} | {results['PostgreSQL store'][measure]} | {results['LMDB store'][measure]} |"
+                  for measure in results["LMDB store"]]
+        lines.append("")
+    if "8 : 1, each round" in results:
+        rates, cpu = results["appends per second (median of the rounds)"], results["writer CPU per append, ms (median)"]
+        lines += ["| writers over 2 hosts | " + " | ".join(rates) + " |", "|---" * (len(rates) + 1) + "|",
+                  "| durable appends per second (median) | " + " | ".join(str(rate) for rate in rates.values()) + " |",
+                  "| writer CPU time per append (median) | " + " | ".join(f"{ms} ms" for ms in cpu.values()) + " |"]
+        lines += ["", "| 8 writers : 1, each round | " + " | ".join(
+            f"{layout}: {', '.join(map(str, ratios))}" for layout, ratios in results["8 : 1, each round"].items())
+            + " |"]
+    return "\n".join(lines).strip()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -277,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int,
                         help="rounds of the single appends and the throughput rows (default 3; 1 with --quick)")
     parser.add_argument("--markdown", action="store_true", help="print the tables of docs/benchmarks.md, not JSON")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=PARTS,
+                        help="what to measure: the single appends, the single store's figures, the throughput rows")
     parser.add_argument("--dir", metavar="DIR", help="parent directory for the stores and replicas")
     arguments = parser.parse_args(argv)
     count, seconds = (20, 0.5) if arguments.quick else (300, 5.0)
@@ -288,34 +355,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory(dir=arguments.dir) as scratch:
             directory = Path(scratch)
-            unflushed = in_schema(arguments.url, schema, "synchronous_commit=off")
-            with SessionStore(url, cache=directory / "appends") as shared, \
-                    SessionStore(directory / "lmdb-appends") as local, \
-                    SessionStore(unflushed, cache=directory / "unflushed") as shared_unflushed, \
-                    contextlib.ExitStack() as closing:
-                call, close = log_call(url, "call")
-                closing.callback(close)
-                call_unflushed, close = log_call(unflushed, "call unflushed")
-                closing.callback(close)
-                peers = {"PostgreSQL store": lambda _: shared.append("single", MESSAGE),
-                         "LMDB store": lambda _: local.append("single", MESSAGE),
-                         "the store's call alone": call,
-                         "bare PostgreSQL transaction": bare_transaction(url)}
-                recorder = eventsourcing_recorder(arguments.url, schema)
-                if recorder is not None:
-                    peers["eventsourcing recorder"] = recorder
-                peers["PostgreSQL store, no flush"] = lambda _: shared_unflushed.append("unflushed", MESSAGE)
-                peers["the store's call alone, no flush"] = call_unflushed
-                peers["bare PostgreSQL transaction, no flush"] = bare_transaction(unflushed, "unflushed")
-                appends = durable_appends(peers, count, rounds)
-            results: dict[str, Any] = {
-                "durable append, ms": appends,
-                "single append : bare transaction, each round": against_the_floor(appends),
-                "PostgreSQL store": single_store_figures(lambda: SessionStore(url, cache=directory / "replica"),
-                                                         count),
-                "LMDB store": single_store_figures(lambda: SessionStore(directory / "lmdb"), count),
-                **throughput_rounds(url, directory, rounds, seconds),
-            }
+            results: dict[str, Any] = {}
+            if "appends" in arguments.parts:
+                appends = single_appends(arguments.url, schema, directory, count, rounds)
+                results["durable append, ms"] = appends
+                results["single append : bare transaction, each round"] = against_the_floor(appends)
+            if "figures" in arguments.parts:
+                results["PostgreSQL store"] = single_store_figures(
+                    lambda: SessionStore(url, cache=directory / "replica"), count)
+                results["LMDB store"] = single_store_figures(lambda: SessionStore(directory / "lmdb"), count)
+            if "throughput" in arguments.parts:
+                results.update(throughput_rounds(url, directory, rounds, seconds))
     finally:
         with psycopg.connect(arguments.url, autocommit=True) as connection:
             connection.execute(f"DROP SCHEMA {schema} CASCADE")

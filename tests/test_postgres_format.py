@@ -18,6 +18,8 @@ from test_postgres_log import append, assert_chain, everything
 PAST_INT4 = 3_000_000_000  # a head position past 2^31
 #: The group call of format-4 code: ``es_append_batch``, whose hints are int4.
 FORMAT_4_GROUP_CALL = "CALL es_append_batch(" + ", ".join(["%b"] * 20) + ")"
+#: The lone call of format-4 code: ``es_append_one``, which flushes itself.
+FORMAT_4_LONE_CALL = b"CALL es_append_one(" + b", ".join(b"$%d" % n for n in range(1, 18)) + b")"
 
 
 def kinds(answers: Sequence[Committed | Exception]) -> list[str]:
@@ -75,10 +77,40 @@ def test_a_host_of_format_4_keeps_committing_groups_after_a_host_of_format_5_upg
             newer.close()
 
 
+def test_a_host_of_format_4_keeps_its_self_flushing_lone_call_after_the_upgrade(postgres_url, monkeypatch):
+    """Format 5's lone call (``es_append_alone``) leaves the flush to the client; a format-4 host still running
+    calls ``es_append_one``, which must go on committing and flushing by itself, or it would acknowledge commands
+    before they are durable."""
+    monkeypatch.setattr(postgres_module, "SCHEMA_FORMAT", 4)
+    PostgresLog(postgres_url).close()  # the schema, at format 4
+    monkeypatch.undo()
+    newer = PostgresLog(postgres_url)  # upgrades to format 5
+    try:
+        assert stored_format(postgres_url) == SCHEMA_FORMAT == 5
+        with psycopg.connect(postgres_url, autocommit=True) as connection:
+            sources = dict(connection.execute(
+                "SELECT proname, prosrc FROM pg_proc WHERE proname IN ('es_append_one', 'es_append_alone')"))
+        assert "pg_logical_emit_message" in sources["es_append_one"] and "COMMIT" in sources["es_append_one"]
+        assert "pg_logical_emit_message" not in sources["es_append_alone"]
+        older = postgres_module._connect(postgres_url)
+        try:  # the call format-4 code makes for a command alone
+            older.execute(FORMAT_4_LONE_CALL.decode().replace("$", "%b").translate(str.maketrans("", "", "0123456789")),
+                          [*postgres_module._columns([append("a", 0, "from format 4")]), None,
+                           postgres_module._texts([])])
+        finally:
+            older.close()
+        assert newer.commit(append("a", 1, "from format 5")).head_position == 2
+        stored = everything(newer)
+        assert [(e.session_key, e.payload) for e in stored] == [("a", b"from format 4"), ("a", b"from format 5")]
+        assert_chain(stored)
+    finally:
+        newer.close()
+
 
 def test_a_read_only_store_reads_a_schema_of_format_4_without_upgrading_it(postgres_url, tmp_path, monkeypatch):
     monkeypatch.setattr(postgres_module, "SCHEMA_FORMAT", 4)
     monkeypatch.setattr(postgres_module, "_COMMIT", FORMAT_4_GROUP_CALL)
+    monkeypatch.setattr(postgres_module, "_CALL_ONE_SQL", FORMAT_4_LONE_CALL)
     with SessionStore(postgres_url, cache=tmp_path / "host") as writer:
         writer.append("k", ChatMessage.user("hello"))
     monkeypatch.undo()

@@ -219,6 +219,7 @@ def test_a_schema_of_the_first_format_is_upgraded_when_a_store_opens_it(log, pos
         connection.execute("DROP PROCEDURE es_append_batch")
         connection.execute("DROP FUNCTION es_commit_batch")
         connection.execute("DROP PROCEDURE es_append_one")
+        connection.execute("DROP PROCEDURE es_append_alone")
         connection.execute("UPDATE es_meta SET format = 1")
     upgraded = PostgresLog(postgres_url)
     try:

@@ -1,4 +1,4 @@
-"""A command alone on the PostgreSQL log (``es_append_one``, no subtransaction): a refusal aborts the whole call, so
+"""A command alone on the PostgreSQL log (``es_append_alone``, no subtransaction): a refusal aborts the whole call, so
 it leaves neither a position hole nor half of the command, and the rows it writes are exactly those the batch
 path (``es_append_many``) writes for the same commands."""
 
@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
-from eventstore import EventStoreError, StoreCorrupted, WrongExpectedVersion
+from eventstore import ChatMessage, EventStoreError, SessionStore, StoreCorrupted, WrongExpectedVersion
 from eventstore.sharedlog import Commit, HeadMoved, NewEvent, RecordTaken, Rewrite, SessionAppend, SharedRecord
 from eventstore.sharedlog.postgres import PostgresLog
 
@@ -57,7 +59,7 @@ def another_url(postgres_server: PostgresServer) -> str:
 
 @pytest.fixture
 def alone(log: PostgresLog, monkeypatch: pytest.MonkeyPatch) -> list[Commit]:
-    """The commands that went to the server alone (through ``es_append_one``)."""
+    """The commands that went to the server alone (through ``es_append_alone``)."""
     sent: list[Commit] = []
     real = PostgresLog._commit_one
 
@@ -182,3 +184,71 @@ def test_a_listener_takes_the_head_from_a_lone_commands_notification_and_asks_af
         assert listener.wait(4, 30.0, lambda: None) == 6 and asked == [1, 6]  # a batch's commit names no head
     finally:
         listener.close()
+
+
+@contextmanager
+def flushes_held(server_url: str) -> Iterator[None]:
+    """Every durable commit on the server waits while this lasts: it waits for a synchronous standby that never
+    comes. Commits with ``synchronous_commit`` off (the call's own transaction) go ahead."""
+    probes: list[threading.Thread] = []
+
+    def probe() -> None:  # a durable commit of its own, which waits once the server took the setting up
+        with psycopg.connect(server_url, autocommit=True) as connection:
+            connection.execute("SELECT pg_logical_emit_message(true, 'test', '')")
+
+    with psycopg.connect(server_url, autocommit=True) as connection:
+        connection.execute("ALTER SYSTEM SET synchronous_standby_names = 'nobody'")
+        connection.execute("SELECT pg_reload_conf()")
+        try:
+            deadline = time.monotonic() + 30
+            while connection.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'"
+                                     ).fetchone() == (0,):
+                assert time.monotonic() < deadline, "durable commits never waited"
+                if not any(waiting.is_alive() for waiting in probes):
+                    probes.append(threading.Thread(target=probe))
+                    probes[-1].start()
+                time.sleep(0.05)
+            yield
+        finally:
+            connection.execute("ALTER SYSTEM RESET synchronous_standby_names")
+            connection.execute("SELECT pg_reload_conf()")  # releases the commits waiting for the standby
+            for waiting in probes:
+                waiting.join(30)
+
+
+def test_a_command_alone_frees_the_replica_before_its_flush_and_is_acknowledged_only_after_it(
+        postgres_server: PostgresServer, postgres_url: str, tmp_path: Path) -> None:
+    """The replica's write lock, which a host's processes share, is not held through a command's flush: while one
+    command waits for its flush, the next one commits on the replica too. Neither returns before its flush."""
+    with SessionStore(postgres_url, cache=tmp_path / "host") as store:
+        store.append("warm", ChatMessage.user("up"))
+        versions: dict[str, int] = {}
+
+        def append(key: str) -> threading.Thread:
+            thread = threading.Thread(target=lambda: versions.update({key: store.append(key, ChatMessage.user(key))}))
+            thread.start()
+            return thread
+
+        def reaches_the_replica(key: str) -> bool:
+            """Whether ``key``'s message is on the replica within 10 s (a read that waits for the replica's write
+            lock, held through a flush, is given up on)."""
+            loaded: list[int] = []
+            deadline = time.monotonic() + 10
+            while not loaded and time.monotonic() < deadline:
+                reader = threading.Thread(target=lambda: loaded.extend([1] if store.load(key) else []), daemon=True)
+                reader.start()
+                reader.join(max(0.0, deadline - time.monotonic()))
+                time.sleep(0.02)
+            return bool(loaded)
+
+        with flushes_held(postgres_server.url):
+            first = append("first")
+            assert reaches_the_replica("first")
+            second = append("second")  # it waited for the replica, held through the first one's flush, before
+            assert reaches_the_replica("second")
+            time.sleep(0.2)
+            assert first.is_alive() and second.is_alive() and not versions  # neither is acknowledged yet
+        first.join(30)
+        second.join(30)
+        assert versions == {"first": 1, "second": 1}
+        assert store.verify().ok

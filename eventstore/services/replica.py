@@ -11,7 +11,10 @@ unchanged: its commands decide against the replica, its queries read the replica
   each accepted or refused alone. When the shared log put every command's events where the replica did
   (nobody committed in between: same positions, same chain head), the local transaction commits as it is.
   Otherwise it is rolled back and the replica catches up from the shared log, which brings the accepted
-  commands' events back with the positions they got there. A refusal (a session moved on, a record taken)
+  commands' events back with the positions they got there. A command alone commits the replica before the
+  server's flush and is acknowledged after it (``SharedLog.unflushed``), so the replica's write lock is not held
+  through the flush; after a flush that failed, the next command and read check the replica against the server
+  first. A refusal (a session moved on, a record taken)
   catches up and runs that command's body again, a bounded number of times: the body then decides against
   the current session, and a caller's ``expected_version`` is checked against it.
 * **A read** first catches the replica up to the shared log's head: a host reads its own writes, and
@@ -126,6 +129,7 @@ class _Shipment:
         self.accepted = False
         self.result: object = None
         self.in_doubt = False  # its call was under way when the group's leader stopped
+        self.flushed: Callable[[], None] = _nothing  # waits for its call's flush (``SharedLog.unflushed``)
 
 
 @attrs.frozen
@@ -293,6 +297,9 @@ class ReplicaStorage:
         self._begun = self._finished = 0  # catch-ups begun, and the number of the latest one finished
         self._local = threading.local()  # .applying: this thread writes the replica itself (catching up)
         self._head = 0  # the shared log's head: the latest this host heard of, committed or caught up to
+        # A flush failed after the replica committed its command: until a catch-up checks the replica against the
+        # server (which may have lost the command, crashing before the flush), reads and commands ask the server.
+        self._unsure = False
         self._heard = threading.Lock()  # raising ``_head`` from several threads
         self._listening = False  # the watcher listens: every commit past ``_head`` will wake it
         self._went_back = False  # the watcher saw the server's head behind one it saw before: catch up to check
@@ -341,7 +348,7 @@ class ReplicaStorage:
                 yield txn
                 return
         binding = self._binding
-        if self._listening and not self._went_back and binding is not None:
+        if self._listening and not self._went_back and not self._unsure and binding is not None:
             with self._inner.read() as txn:
                 if binding.head(txn)[0] >= self._head and txn.get(self._meta, _REBUILDS) == self._rebuilds:
                     yield txn
@@ -375,12 +382,14 @@ class ReplicaStorage:
             attempted = functools.partial(self._attempt, body=body, shipment=shipment, decided_at=decided_at)
             try:
                 if not contended:
+                    if self._unsure:  # a retry must not be answered from a record the server may have lost
+                        self.catch_up()
                     self._catch_up_to_heard()
-                    return cast(T, self._inner.write(attempted, self._own_group() if alone else self._ship))
+                    return self._durably(shipment, attempted, self._own_group() if alone else self._ship)
                 with self._shared.turn(contended):
                     self.catch_up()  # nobody else can move these sessions now: decide on their latest
                     # A group of its own, led by this thread: its call goes through the turn's connection.
-                    return cast(T, self._inner.write(attempted, self._own_group()))
+                    return self._durably(shipment, attempted, self._own_group())
             except _Again:
                 # Rolled back for a batchmate's sake, not refused: it spends no attempt. Under a stream of
                 # commands that go elsewhere (another host's writes), every group it joins may be rolled back.
@@ -413,6 +422,20 @@ class ReplicaStorage:
     def _own_group(self) -> BeforeCommit:
         """The step of a write that commits in a group of its own: a step no other write names."""
         return lambda outcomes: self._ship(outcomes)
+
+    def _durably(self, shipment: _Shipment, attempted: Callable[[WriteTransaction], T | _Pending],
+                 step: BeforeCommit) -> T:
+        """The write's result once its command is durable on the shared log: its call returned before the flush
+        (so that the replica's write lock is not held through it), and is waited for here, even when the write
+        raises (a refusal, a command recorded elsewhere), after the replica committed."""
+        try:
+            return cast(T, self._inner.write(attempted, step))
+        finally:
+            try:
+                shipment.flushed()
+            except EventStoreError:
+                self._unsure = True  # the replica may hold a commit the server lost: ask it before trusting one
+                raise
 
     def _unbound_here(self) -> bool:
         """Whether a write or a read stays on the replica: the store's components open on this thread, before they
@@ -505,7 +528,10 @@ class ReplicaStorage:
         for waiting in pending:
             waiting.shipment.in_doubt = True
         try:
-            answers: list[Committed | EventStoreError] = self._shared.commit_many([p.commit for p in pending])
+            with self._shared.unflushed() as flushed:
+                for waiting in pending:
+                    waiting.shipment.flushed = flushed
+                answers: list[Committed | EventStoreError] = self._shared.commit_many([p.commit for p in pending])
         except EventStoreError as failed:
             answers = [failed] * len(pending)
             kept = False
@@ -605,7 +631,9 @@ class ReplicaStorage:
             self._begun += 1
             number = self._begun
             self._went_back = False  # this catch-up checks the replica's head against the server's
+            unsure = self._unsure
             applied = self._fill(binding)
+            self._unsure = self._unsure and not unsure  # checked against the server (a flush failed since, maybe)
             self._finished = max(self._finished, number)
             return applied
 
@@ -700,6 +728,10 @@ class ReplicaStorage:
 
     def _listen(self) -> None:
         self._listening = True
+
+
+def _nothing() -> None:
+    """A write that sent nothing has no flush to wait for."""
 
 
 def _recorded(event: SharedEvent) -> RecordedEvent:

@@ -143,6 +143,12 @@ class SharedLog(Protocol):
         ``StoreCorrupted``). A commit after a refused one that shares a session with it is refused too (it was
         decided against the refused one's events). ``StoreUnavailable`` is raised for them all."""
 
+    def unflushed(self) -> AbstractContextManager[Callable[[], None]]:
+        """While it lasts, this thread's ``commit_many`` may return once its commits are visible, before they are
+        durable (its flush still under way): the store commits its replica meanwhile, then calls the context's
+        value, which returns once every commit made within it is durable, or raises ``StoreUnavailable`` (their
+        outcome unknown). Call it before acknowledging any of them, even after an error."""
+
     def turn(self, keys: Sequence[str]) -> AbstractContextManager[None]:
         """While it lasts, other writers' commits to these sessions wait, and this thread's commits go ahead:
         for a writer that keeps losing the race to a busy session (optimistic retries alone may starve it)."""

@@ -6,29 +6,31 @@ last position and its hash), ``es_sessions`` (each session's version and latest 
 
 Every commit is one call, one round trip: of the ``es_append_one`` procedure for a command alone, of
 ``es_append_many`` for the commands a host's threads gave at once (``commit_many``: each accepted or refused
-alone). ``es_commit`` locks the head row, then the sessions' rows in key order, checks each session's version, and
-only then advances the head: positions are assigned while the head row is locked, so they are gap-free, a rejected
-commit takes none, and commits become visible in position order (a reader tailing the log never skips one that
-commits late, as readers of sequences do). It computes each chain link from the previous one, exactly as
-``eventstore._log.chain_hash`` does. The procedure commits that and a ``NOTIFY`` without waiting for the flush,
-then flushes in a transaction of its own, so no lock is held through a flush.
+alone). ``es_commit`` locks the head row (which serialises every write of the sessions' rows), checks each
+session's version, and only then advances the head: positions are assigned while the head row is locked, so they
+are gap-free, a rejected commit takes none, and commits become visible in position order (a reader tailing the log
+never skips one that commits late, as readers of sequences do). It computes each chain link from the previous one,
+exactly as ``eventstore._log.chain_hash`` does. A group's procedure commits that and a ``NOTIFY`` without waiting
+for the flush, then flushes in a transaction of its own; a command alone (``es_append_alone``) leaves the flush to
+a second transaction the client sends right behind it: no lock is held through a flush.
 """
 
 from __future__ import annotations
 
+import select
 import struct
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, LiteralString, TypeVar
 
 import psycopg
+from psycopg import pq
 from psycopg.abc import Buffer
 from psycopg.adapt import Dumper
-from psycopg.pq import Format
-from psycopg.types.numeric import Int8
 
 from .._errors import (
     EventStoreError,
@@ -275,9 +277,9 @@ _APPEND_BATCH: LiteralString = (_COMMIT_BATCH + _GROUP_PROCEDURE.replace("GROUP_
 # record's index, the head's position, the event's index), since ``es_commit_batch`` casts it: an empty one failed
 # the whole batch of a pinned command that found the head moved, or of a payload that does not match its digest.
 # A lone command's call takes about half the server time it took in ``es_append_batch`` (docs/benchmarks.md).
-_APPEND_ONE: LiteralString = """
-DROP PROCEDURE es_append;
-
+# ``es_commit`` of formats 4 and 5 (``_APPEND_ONE``, ``_UNLOCKED_ALONE``): it takes the head row first; format 4 then
+# locked the command's session rows, which format 5 leaves to the head row (below).
+_COMMIT_HEAD: LiteralString = """
 CREATE OR REPLACE FUNCTION es_commit(
     a_keys text[], a_expected int8[], a_recorded int8[], a_counts int4[],
     e_ids bytea[], e_types text[], e_schemas int4[], e_payloads bytea[], e_digests bytea[], e_redacted bool[],
@@ -292,7 +294,11 @@ DECLARE
     type_bytes bytea;
 BEGIN
     SELECT position, hash INTO head_position, head_hash FROM es_head FOR UPDATE;
+"""
+_LOCK_SESSIONS: LiteralString = """
     PERFORM 1 FROM es_sessions WHERE key = ANY (a_keys) ORDER BY key FOR UPDATE;
+"""
+_COMMIT_REST: LiteralString = """
     first_position := head_position + 1;
     IF pinned IS NOT NULL AND pinned <> first_position THEN
         RAISE EXCEPTION USING ERRCODE = 'EV412', MESSAGE = 'the head moved', HINT = head_position::text;
@@ -341,7 +347,12 @@ BEGIN
     UPDATE es_head SET position = head_position, hash = head_hash;
 END $$;
 
-CREATE PROCEDURE es_append_one(
+"""
+#: A lone command's procedure, named LONE_PROCEDURE: it tries the sessions' turns, commits through ``es_commit``, and
+#: notifies; LONE_FLUSH is what it does after (format 4 commits and flushes there, format 5 leaves the flush to
+#: the client).
+_LONE_PROCEDURE: LiteralString = """
+CREATE PROCEDURE LONE_PROCEDURE(
     a_keys text[], a_expected int8[], a_recorded int8[], a_counts int4[],
     e_ids bytea[], e_types text[], e_schemas int4[], e_payloads bytea[], e_digests bytea[], e_redacted bool[],
     w_positions int8[], w_payloads bytea[], r_spaces text[], r_keys bytea[], r_values bytea[], pinned int8,
@@ -359,10 +370,12 @@ BEGIN
         FROM es_commit(a_keys, a_expected, a_recorded, a_counts, e_ids, e_types, e_schemas, e_payloads, e_digests,
                        e_redacted, w_positions, w_payloads, r_spaces, r_keys, r_values, pinned) AS c;
     PERFORM pg_notify('eventstore_log', head_position::text), set_config('synchronous_commit', 'off', true);
-    COMMIT;
-    PERFORM pg_logical_emit_message(true, 'eventstore', '');
-END $$;
+LONE_FLUSHEND $$;
 """
+_APPEND_ONE: LiteralString = "\nDROP PROCEDURE es_append;\n\n" + _COMMIT_HEAD + _LOCK_SESSIONS + _COMMIT_REST + (
+    _LONE_PROCEDURE.replace("LONE_PROCEDURE", "es_append_one").replace("LONE_FLUSH", """    COMMIT;
+    PERFORM pg_logical_emit_message(true, 'eventstore', '');
+"""))
 
 # Format 5: a group's refusal hints are int8. ``es_commit_batch`` cast each to int4, and the hint of a pinned command
 # that found the head moved is the head's position: past 2^31 events, the whole group failed ("out of range"). The
@@ -373,13 +386,31 @@ END $$;
 _WIDE_HINTS: LiteralString = "DROP FUNCTION es_commit_batch;" + (
     _COMMIT_BATCH + _GROUP_PROCEDURE.replace("GROUP_PROCEDURE", "es_append_many")).replace("HINT_TYPE", "int8")
 
+# Format 5: ``es_commit`` no longer locks the command's session rows (``FOR UPDATE``). Every write of
+# ``es_sessions`` is ``es_commit``'s, made while its transaction holds the head row, so the head row alone
+# serialises them: a command that holds it reads each session's version in a statement that began after the
+# previous holder committed (READ COMMITTED), and nobody else can change it before this one commits. The lock
+# wrote a WAL record per session and took about a sixth of a lone command's server time (docs/postgres.md).
+# A command alone goes to ``es_append_alone``, which does not flush: the client sends it and the flush (``_FLUSH``)
+# together, each in a transaction of its own (a pipeline), reads its answer while the server flushes, commits its
+# replica, and only then waits for the flush (``PostgresLog.unflushed``): the replica's write lock, which a host's
+# processes share, is not held through the flush, so their flushes overlap as the threads' of one group do.
+# ``es_append_one`` stays as format 4 made it (it flushes) for the hosts of format 4 still running; the next format
+# drops it.
+_UNLOCKED_ALONE: LiteralString = _COMMIT_HEAD + _COMMIT_REST + _LONE_PROCEDURE.replace(
+    "LONE_PROCEDURE", "es_append_alone").replace("LONE_FLUSH", "")
+
 #: format → the SQL that takes a schema of that format to the next one.
-_UPGRADES: dict[int, LiteralString] = {1: _APPEND, 2: _APPEND_BATCH, 3: _APPEND_ONE, 4: _WIDE_HINTS}
+_UPGRADES: dict[int, LiteralString] = {
+    1: _APPEND, 2: _APPEND_BATCH, 3: _APPEND_ONE, 4: _WIDE_HINTS + _UNLOCKED_ALONE}
 
 # Binary parameters: payloads and digests go as they are, not spelled out in hex (about a tenth of a commit's
 # client CPU time, docs/postgres.md); every statement is prepared (``prepare_threshold=0``).
 _COMMIT = "CALL es_append_many(" + ", ".join(["%b"] * 20) + ")"
-_COMMIT_ONE = "CALL es_append_one(" + ", ".join(["%b"] * 17) + ")"
+#: A command alone: the call (prepared on each connection by name, sent through libpq's pipeline), then the flush.
+_CALL_ONE = b"es_call_one"
+_CALL_ONE_SQL = b"CALL es_append_alone(" + b", ".join(b"$%d" % n for n in range(1, 18)) + b")"
+_FLUSH, _FLUSH_SQL = b"es_flush", b"SELECT pg_logical_emit_message(true, 'eventstore', '')"
 _TAKEN = "SELECT value FROM es_records WHERE space = %s AND key = %s"
 #: The codes of ``es_commit``'s refusals (``_answer``): a refused command alone raises one of them.
 _REFUSALS = frozenset({"EV409", "EV410", "EV412", "EV400"})
@@ -433,7 +464,7 @@ class _ArrayDumper(Dumper):
     """Sends an ``_Array`` as it is. psycopg would find each list's element type by looking at its items, for every
     call (about half of a commit's client CPU time, docs/postgres.md), and would pick the narrowest integer type."""
 
-    format = Format.BINARY
+    format = pq.Format.BINARY
     oid = 0  # unknown: the server takes the parameter's type from the procedure
 
     def dump(self, obj: Any) -> Buffer:
@@ -475,10 +506,6 @@ def _bools(items: list[bool]) -> _Array:
     return _array(_BOOL, [_TRUE if item else _FALSE for item in items])
 
 
-def _pinned(commit: Commit) -> Int8 | None:
-    return None if commit.first_position is None else Int8(commit.first_position)
-
-
 def _columns(commits: Sequence[Commit]) -> tuple[_Array, ...]:
     """The commands' sessions, events, rewrites and records as the parameter arrays of ``es_commit``, in order."""
     appends = [append for commit in commits for append in commit.appends]
@@ -508,6 +535,110 @@ def _connect(url: str, **options: Any) -> psycopg.Connection[Any]:
                               + (reason.replace(password, "***") if password else reason)) from None
 
 
+_INT8_VALUE = struct.Struct(">q")
+#: The connections on which the lone command's statements are prepared (``_prepare_lone``).
+_PREPARED: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
+
+
+def _prepare_lone(connection: psycopg.Connection[Any]) -> None:
+    """Prepare the lone command's call and flush on ``connection``, once: libpq's pipeline sends them by name,
+    without psycopg's cursor (about a tenth of a command's client CPU time)."""
+    if connection in _PREPARED:
+        return
+    for name, statement in ((_CALL_ONE, _CALL_ONE_SQL), (_FLUSH, _FLUSH_SQL)):
+        prepared = connection.pgconn.prepare(name, statement)
+        if prepared.status != pq.ExecStatus.COMMAND_OK:
+            raise psycopg.DatabaseError((prepared.error_message or b"").decode(errors="replace"))
+    _PREPARED.add(connection)
+
+
+def _call_alone(connection: psycopg.Connection[Any], parameters: Sequence[bytes | None]) -> pq.abc.PGresult:
+    """Send ``es_append_alone`` with ``parameters`` (binary) and the flush after it, each in a transaction of its own
+    (a pipeline); the call's result, as soon as its transaction committed. The flush's results are left to read
+    (``_Flush``)."""
+    pgconn = connection.pgconn
+    _prepare_lone(connection)
+    pgconn.enter_pipeline_mode()
+    pgconn.send_query_prepared(_CALL_ONE, parameters, [1] * len(parameters), 1)
+    pgconn.pipeline_sync()
+    pgconn.send_query_prepared(_FLUSH, None, None, 1)
+    pgconn.pipeline_sync()
+    _send(pgconn)
+    result = _result(pgconn)
+    assert result is not None and _result(pgconn) is None  # each statement's results end with a None
+    return result
+
+
+def _send(pgconn: pq.abc.PGconn) -> None:
+    """Send what libpq buffered, waiting for the socket (the GIL released) while it is full."""
+    while pgconn.flush():
+        select.select([], [pgconn.socket], [])
+
+
+def _result(pgconn: pq.abc.PGconn) -> pq.abc.PGresult | None:
+    """The next result, waiting for it on the socket (the GIL released, so other threads run meanwhile)."""
+    while pgconn.is_busy():
+        select.select([pgconn.socket], [], [])
+        pgconn.consume_input()
+    return pgconn.get_result()
+
+
+class _Flush:
+    """A lone command's flush under way on its connection (in a pipeline): ``wait`` reads its results, once, then
+    ends the pipeline and gives the connection back (``give_back``; ``None``: the caller keeps it)."""
+
+    def __init__(self, connection: psycopg.Connection[Any],
+                 give_back: Callable[[psycopg.Connection[Any]], None] | None) -> None:
+        self._connection = connection
+        self._give_back = give_back
+        self._lock = threading.Lock()
+        self._failure: EventStoreError | None = None
+        self._done = False
+
+    def wait(self) -> None:
+        with self._lock:
+            if not self._done:
+                self._done = True
+                self._failure = self._read()
+            if self._failure is not None:
+                raise self._failure
+
+    def _read(self) -> EventStoreError | None:
+        pgconn = self._connection.pgconn
+        failed: psycopg.Error | None = None
+        try:
+            syncs = 2  # the call's, then the flush's
+            while syncs:
+                result = _result(pgconn)
+                if result is not None and result.status == pq.ExecStatus.FATAL_ERROR:
+                    failed = psycopg.DatabaseError((result.error_message or b"").decode(errors="replace"))
+                syncs -= result is not None and result.status == pq.ExecStatus.PIPELINE_SYNC
+            pgconn.exit_pipeline_mode()
+        except psycopg.Error as exc:
+            failed = exc
+        if pgconn.pipeline_status != pq.PipelineStatus.OFF:  # broken mid-pipeline
+            self._connection.close()
+        elif self._give_back is not None:
+            self._give_back(self._connection)
+        if failed is None:
+            return None
+        if isinstance(failed, psycopg.OperationalError):
+            return StoreUnavailable(f"PostgreSQL cannot be reached ({_reason(failed)}); {_IN_DOUBT}")
+        return EventStoreError(f"PostgreSQL failed while flushing ({_reason(failed)}); {_IN_DOUBT}")
+
+
+def _wait_all(flushes: list[_Flush]) -> None:
+    """Wait for every flush; the first failure is raised, after the others were read."""
+    failures: list[EventStoreError] = []
+    for flush in flushes:
+        try:
+            flush.wait()
+        except EventStoreError as failure:
+            failures.append(failure)
+    if failures:
+        raise failures[0]
+
+
 class PostgresLog:
     """The shared log in one PostgreSQL database (schema: the connection's ``search_path``).
 
@@ -522,6 +653,7 @@ class PostgresLog:
         self._idle: list[psycopg.Connection[Any]] = []
         self._lock = threading.Lock()
         self._turns = threading.local()  # .connection, .keys: the connection and sessions of this thread's turn
+        self._deferred = threading.local()  # .flushes: this thread's flushes under way, within ``unflushed``
         self._closed = False
         self._listener: psycopg.Connection[Any] | None = None
         self._heard: int | None = None  # the head the listener last heard of (a query, a notification)
@@ -548,7 +680,10 @@ class PostgresLog:
         except BaseException:
             connection.close()  # its state is unknown: a broken connection, or a call cut short
             raise
-        self._give_back(connection)
+        if connection.closed:  # a lone command's flush found it broken
+            return
+        if connection.pgconn.pipeline_status == pq.PipelineStatus.OFF:  # else its ``_Flush`` gives it back
+            self._give_back(connection)
 
     def _give_back(self, connection: psycopg.Connection[Any]) -> None:
         with self._lock:
@@ -618,7 +753,7 @@ class PostgresLog:
     def commit_many(self, commits: Sequence[Commit]) -> list[Committed | EventStoreError]:
         turns: list[str] = getattr(self._turns, "keys", [])
         if len(commits) == 1:  # a command alone: no subtransaction, its refusal aborts the call
-            return [self._committing(lambda connection: self._commit_one(connection, commits[0], turns))]
+            return [self._committing(lambda connection: self._alone(connection, commits[0], turns))]
         arguments = (
             _int4s([len(c.appends) for c in commits]), _int4s([len(c.rewrites) for c in commits]),
             _int4s([len(c.records) for c in commits]), _int8s([c.first_position or 0 for c in commits]),
@@ -627,25 +762,54 @@ class PostgresLog:
         assert row is not None
         return [_answer(commit, *answer) for commit, *answer in zip(commits, *row, strict=True)]
 
+    @contextmanager
+    def unflushed(self) -> Iterator[Callable[[], None]]:
+        flushes: list[_Flush] = []
+        self._deferred.flushes = flushes
+        try:
+            yield lambda: _wait_all(flushes)
+        finally:
+            self._deferred.flushes = None
+
+    def _alone(self, connection: psycopg.Connection[Any], commit: Commit, turns: list[str]
+               ) -> Committed | EventStoreError:
+        """A command alone, its flush under way: waited for here, or by the caller within ``unflushed``."""
+        answer = self._commit_one(connection, commit, turns)
+        if connection.pgconn.pipeline_status != pq.PipelineStatus.OFF:  # accepted: the flush is under way
+            flush = _Flush(connection, None if connection is getattr(self._turns, "connection", None)
+                           else self._give_back)
+            deferred: list[_Flush] | None = getattr(self._deferred, "flushes", None)
+            if deferred is None:
+                flush.wait()
+            else:
+                deferred.append(flush)
+        return answer
+
     @staticmethod
     def _commit_one(connection: psycopg.Connection[Any], commit: Commit, turns: list[str]
                     ) -> Committed | EventStoreError:
-        try:
-            row = connection.execute(_COMMIT_ONE, (*_columns((commit,)), _pinned(commit), _texts(turns))
-                                     ).fetchone()
-        except psycopg.Error as exc:
-            if exc.sqlstate not in _REFUSALS:
-                raise
-            hint = int(exc.diag.message_hint or 1)
-            taken = None
-            if exc.sqlstate == "EV410":  # the first writer's record stays: records are never removed
-                record = commit.records[hint - 1]
-                found = connection.execute(_TAKEN, (record.space, record.key)).fetchone()
-                taken = found[0] if found else None
-            return _answer(commit, None, None, None, exc.sqlstate, hint, exc.diag.message_detail, taken)
-        assert row is not None
-        first, head, head_hash = row
-        return _answer(commit, first, head, head_hash, None, None, None, None)
+        """Send the command and its flush in a pipeline; its answer, as soon as the call's transaction committed.
+        An accepted command leaves the pipeline open, its flush under way (``_Flush``); a refused one reads it."""
+        pinned = None if commit.first_position is None else _INT8_VALUE.pack(commit.first_position)
+        result = _call_alone(connection, [*_columns((commit,)), pinned, _texts(turns)])
+        if result.status == pq.ExecStatus.TUPLES_OK:
+            first, head, head_hash = (result.get_value(0, column) for column in range(3))
+            assert first is not None and head is not None and head_hash is not None
+            return _answer(commit, _INT8_VALUE.unpack(first)[0], _INT8_VALUE.unpack(head)[0], bytes(head_hash),
+                           None, None, None, None)
+        with suppress(EventStoreError):  # refused or failed: nothing to flush, but the pipeline's results to read
+            _Flush(connection, None).wait()
+        code = (result.error_field(pq.DiagnosticField.SQLSTATE) or b"").decode()
+        if code not in _REFUSALS:
+            raise psycopg.DatabaseError((result.error_message or b"").decode(errors="replace"))
+        hint = int(result.error_field(pq.DiagnosticField.MESSAGE_HINT) or 1)
+        detail = (result.error_field(pq.DiagnosticField.MESSAGE_DETAIL) or b"").decode()
+        taken = None
+        if code == "EV410":  # the first writer's record stays: records are never removed
+            record = commit.records[hint - 1]
+            found = connection.execute(_TAKEN, (record.space, record.key)).fetchone()
+            taken = found[0] if found else None
+        return _answer(commit, None, None, None, code, hint, detail, taken)
 
     def _committing(self, body: Callable[[psycopg.Connection[Any]], T]) -> T:
         try:
