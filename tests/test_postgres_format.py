@@ -88,7 +88,7 @@ def test_a_host_of_format_4_keeps_its_self_flushing_lone_call_after_the_upgrade(
     try:
         assert stored_format(postgres_url) == SCHEMA_FORMAT == 5
         with psycopg.connect(postgres_url, autocommit=True) as connection:
-            sources = dict(connection.execute(
+            sources: dict[str, str] = dict(connection.execute(
                 "SELECT proname, prosrc FROM pg_proc WHERE proname IN ('es_append_one', 'es_append_alone')"))
         assert "pg_logical_emit_message" in sources["es_append_one"] and "COMMIT" in sources["es_append_one"]
         assert "pg_logical_emit_message" not in sources["es_append_alone"]

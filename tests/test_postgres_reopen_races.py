@@ -73,7 +73,7 @@ def test_a_vacuum_while_another_thread_catches_up_ends_and_so_does_the_catch_up(
             catching_up.wait(1)  # the other thread's catch-up reads the server (with the fix, it cannot start)
         return applied
 
-    def read(after: int, limit: int):  # type: ignore[no-untyped-def]
+    def read(after: int, limit: int):
         if getattr(catcher, "catching", False):
             catching_up.set()
             assert reopening.wait(LOCK_SECONDS)  # the vacuum holds the write lock, reopening the store
@@ -171,7 +171,8 @@ def test_a_command_deciding_while_its_store_empties_the_replica_to_rebuild_it_de
     def command() -> ChatMessage | None:
         commander.commanding = True
         try:
-            return host.pop_last("j")
+            popped: ChatMessage | None = host.pop_last("j")
+            return popped
         finally:
             decided.set()
 
@@ -208,7 +209,8 @@ def test_a_command_deciding_while_another_process_empties_the_replica_to_rebuild
     def command() -> ChatMessage | None:
         commander.commanding = True
         try:
-            return host.pop_last("j")
+            popped: ChatMessage | None = host.pop_last("j")
+            return popped
         finally:
             go.set()
 
