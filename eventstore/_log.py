@@ -86,6 +86,12 @@ _RECORD = struct.Struct(">BBQQq16sH32s32sH")
 # Layout 2: format, flags, stream id, version, recorded µs, event id, schema version, hash, type name length;
 # then the payload digest if flagged, the type name, and the payload as a zstd frame.
 _RECORD_2 = struct.Struct(">BBIIq16sB32sB")
+#: The fields of a record ``read_logged`` reads, in one unpack: flags, stream id, version, recorded µs, schema
+#: version, (layout 1: payload digest,) type name length; the rest skipped.
+_LOGGED_1 = struct.Struct(">xBQQq16xH32s32xH")
+_LOGGED_2 = struct.Struct(">xBIIq16xB32xB")
+#: Builds a ``LoggedEvent`` from a tuple in C, without the Python ``__new__`` a named tuple's call runs.
+_new_logged = tuple.__new__
 _CANONICAL = struct.Struct(">QQq16sHHH")
 _REDACTED_FLAG = 1
 _DIGEST_FLAG = 2  # layout 2: the digest is stored (it is not the SHA-256 of the payload)
@@ -809,13 +815,38 @@ class EventLog:
                 dictionary.append(self.dictionary.require(txn))
             return dictionary[0]
 
+        # A type name's UTF-8 → the name, and whether its payload is read: a lookup where decoding and a set's
+        # test would cost two calls an event.
+        names: dict[bytes, tuple[str, bool]] = {}
         for raw_key, raw in txn.scan(self._events, _U64.pack(after_position + 1)):
-            position = unpack_stored(_U64, raw_key, "a position in the event table")[0]
-            envelope = _checked_envelope(raw, f"position {position}: the event record")
-            type_name = envelope.type_name
-            yield LoggedEvent(position, envelope.stream_id, envelope.version, envelope.recorded_at, type_name,
-                              envelope.schema_version, _checked_payload(position, raw, envelope, dictionary_of)
-                              if type_name in payload_types else None)
+            position = int.from_bytes(raw_key, "big") if len(raw_key) == _U64.size else \
+                unpack_stored(_U64, raw_key, "a position in the event table")[0]
+            # The common records are read with one unpack and a lookup; anything else (another layout, unknown
+            # flags, a record too short, a type name not met yet) by the general parse, which names its damage.
+            layout = raw[0] if raw else 0
+            try:
+                if layout == 2:
+                    flags, stream_id, version, recorded_at, schema_version, length = _LOGGED_2.unpack_from(raw)
+                    at = _LOGGED_2.size + (_DIGEST_BYTES if flags & _DIGEST_FLAG else 0)
+                    digest = bytes(raw[_LOGGED_2.size:at]) if flags & _DIGEST_FLAG else None
+                else:
+                    flags, stream_id, version, recorded_at, schema_version, digest, length = \
+                        _LOGGED_1.unpack_from(raw)
+                    at = _LOGGED_1.size
+                type_name, wanted = names[raw[at:at + length]]
+                if flags & ~_FLAGS[layout] or at + length > len(raw):
+                    raise ValueError
+            except (struct.error, ValueError, KeyError):
+                envelope = _checked_envelope(raw, f"position {position}: the event record")
+                layout, flags, stream_id, version, recorded_at, schema_version, digest, type_name = (
+                    envelope.layout, envelope.flags, envelope.stream_id, envelope.version, envelope.recorded_at,
+                    envelope.schema_version, envelope.digest, envelope.type_name)
+                wanted = type_name in payload_types
+                names.setdefault(type_name.encode(), (type_name, wanted))
+                at, length = envelope.payload_at, 0
+            yield _new_logged(LoggedEvent, (position, stream_id, version, recorded_at, type_name, schema_version,
+                                            _checked_payload(position, raw[at + length:], layout, flags, digest,
+                                                             dictionary_of) if wanted else None))
 
     def positions_of(self, txn: ReadTransaction, type_name: str) -> Iterator[int]:
         """The positions of every event of this type, read from the records' headers: no payload is decompressed,
@@ -903,23 +934,21 @@ class EventLog:
         return decode_record(position, raw, key_of, lambda: self.dictionary.require(txn))
 
 
-def _checked_payload(position: int, raw: bytes, envelope: _Envelope, dictionary_of: Callable[[], Dictionary]
-                     ) -> bytes:
-    """The plain payload of a record whose envelope is read, checked: a compressed frame by its checksum, a stored
-    digest (of a payload not redacted) against the payload's SHA-256.
+def _checked_payload(position: int, stored: bytes, layout: int, flags: int, digest: bytes | None,
+                     dictionary_of: Callable[[], Dictionary]) -> bytes:
+    """The plain payload of a record from its ``stored`` form, checked: a compressed frame (``layout`` 2) by its
+    checksum, a ``digest`` (of a payload not redacted, by ``flags``) against the payload's SHA-256.
 
     Raises:
         StoreCorrupted: the payload does not decompress or does not match its digest.
     """
-    stored = bytes(raw[envelope.payload_at:])
     try:
-        payload = stored if envelope.layout == 1 else dictionary_of().expand(stored, "the payload")
+        payload = stored if layout == 1 else dictionary_of().expand(stored, "the payload")
     except DictionaryDamaged as exc:  # the record may be intact: what it needs is not
         raise DictionaryDamaged(f"position {position}: {exc}") from None
     except StoreCorrupted as exc:
         raise StoreCorrupted(f"position {position}: {exc} (it was changed)") from None
-    digest = envelope.digest
-    if digest is not None and not envelope.flags & _REDACTED_FLAG and hashlib.sha256(payload).digest() != digest:
+    if digest is not None and not flags & _REDACTED_FLAG and hashlib.sha256(payload).digest() != digest:
         raise StoreCorrupted(f"position {position}: the payload does not match its digest (it was changed)")
     return payload
 
@@ -934,7 +963,8 @@ def decode_record(position: int, raw: bytes, key_of: Callable[[int], str],
             checksum), or ``key_of`` or ``dictionary_of`` raised it.
     """
     envelope = _checked_envelope(raw, f"position {position}: the event record")
-    payload = _checked_payload(position, raw, envelope, dictionary_of)
+    payload = _checked_payload(position, bytes(raw[envelope.payload_at:]), envelope.layout, envelope.flags,
+                               envelope.digest, dictionary_of)
     encoded = EncodedEvent(envelope.type_name, envelope.schema_version, payload)
     redacted = bool(envelope.flags & _REDACTED_FLAG)
     digest = envelope.digest

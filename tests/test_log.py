@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import pytest
 
 from eventstore import ChatMessage, IncompatibleStore, StoreCorrupted, WrongExpectedVersion, _log
-from eventstore._codec import decode_event, encode_event
+from eventstore._codec import EncodedEvent, decode_event, encode_event
 from eventstore._log import _RECORD, GENESIS_HASH, EventLog, StoredEvent, chain_hash
 from eventstore.events import MessageAppended, SessionDeleted, SessionEvent, SessionRenamed
 from eventstore.storage import Storage
@@ -357,6 +357,8 @@ class TestDamage:
         pytest.param(lambda raw: b"", id="empty"),
         pytest.param(lambda raw: b"\x09" + raw[1:], id="unknown-layout"),
         pytest.param(lambda raw: raw[:_RECORD.size] + b"\xff\xfe" + raw[_RECORD.size + 2:], id="type-name-not-utf8"),
+        pytest.param(lambda raw: raw[:1] + b"\x80" + raw[2:], id="unknown-flags"),
+        pytest.param(lambda raw: raw[:_RECORD.size + 4], id="ends-inside-type-name"),
     ])
     def test_damaged_record(self, environment, log, damage):
         """A record that does not unpack raises StoreCorrupted naming its position."""
@@ -369,7 +371,19 @@ class TestDamage:
                 list(log.read_all(txn))
             with pytest.raises(StoreCorrupted, match=r"\bposition 2\b"):
                 list(log.read_stream(txn, log.stream_id(txn, "a")))
+            for asked in ((), {"MessageAppended"}):  # the header alone is read, or the payload too
+                with pytest.raises(StoreCorrupted, match=r"\bposition 2\b"):
+                    list(log.read_logged(txn, 0, asked))
             assert "1" == decode_event(log.read_position(txn, 1).encoded).message.content
+
+    def test_a_record_ending_inside_a_type_name_that_begins_with_another(self, environment, log):
+        """``read_logged`` knows type names it met by their bytes: a record cut inside its type name, where what is
+        left is another type's name, is damage, not an event of that type."""
+        encoded = [EncodedEvent("Message", 1, b"{}"), EncodedEvent("MessageAppended", 1, b"{}")]
+        environment.write(lambda txn: log.append(txn, "a", encoded, T0, None))
+        overwrite(environment, log, 2, raw_record(environment, log, 2)[:_RECORD.size + len("Message")])
+        with environment.read() as txn, pytest.raises(StoreCorrupted, match=r"position 2: .*inside its type name"):
+            list(log.read_logged(txn, 0, ()))
 
     def test_missing_record(self, environment, log):
         """A stream entry pointing at a missing record raises StoreCorrupted naming the position."""
