@@ -16,7 +16,7 @@ from eventstore import ChatMessage, SessionStore, StoreCorrupted
 from eventstore.sharedlog.postgres import PostgresLog
 
 from test_postgres_rebuild import SEEN, rewrite_as_many, roll_back_to
-from test_postgres_store import open_host, replica_of  # noqa: F401 - the fixture, by name
+from test_postgres_store import listening, open_host, replica_of  # noqa: F401 - the fixture, by name
 from test_postgres_unbound import Background, held_reopening, noticing_waits
 
 # ruff: noqa: F811 - the tests take the imported fixture ``open_host`` by name
@@ -236,3 +236,27 @@ def test_a_log_whose_head_row_is_gone_is_reported_damaged(open_host, postgres_ur
             log.wait(0, 0.01, lambda: None)
     finally:
         log.close()
+
+
+def test_a_watcher_stopped_by_an_unforeseen_error_leaves_reads_asking_the_server(open_host, monkeypatch):
+    """Reads skip the server only while the watcher listens: a watcher thread that ends on an error nobody foresaw
+    (here a listener's) must say it no longer listens, or every later read would serve the replica as it stood."""
+    host = open_host()
+    host.append("w", ChatMessage.user("first"))
+    replica = replica_of(host)
+    host.load("w")  # the store's first read starts its watcher
+    listening(host)
+
+    def failing() -> None:
+        raise RuntimeError("an unforeseen error in the watcher thread")
+
+    replica._listeners.append(failing)
+    monkeypatch.setattr(threading, "excepthook", lambda args: None)  # the thread's end is expected here
+    other = open_host("other")
+    other.append("w", ChatMessage.user("from another host"))  # the watcher hears it and calls the listener
+    watcher = replica._watcher
+    assert watcher is not None
+    watcher.join(10)
+    assert not watcher.is_alive()
+    assert not replica.listening
+    assert host.load("w") == [ChatMessage.user("first"), ChatMessage.user("from another host")]

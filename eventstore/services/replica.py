@@ -293,7 +293,9 @@ class ReplicaStorage:
         self.readonly = readonly
         self.durability = self._inner.durability
         self._binding: ReplicaBinding | None = None
-        self._catching_up = threading.RLock()  # a rebuild binds again, catching up
+        # A rebuild binds again, catching up. Lock order: this lock before the replica's write lock, never after
+        # (a vacuum holds it throughout, as a catch-up does before it writes): the other order deadlocks.
+        self._catching_up = threading.RLock()
         self._begun = self._finished = 0  # catch-ups begun, and the number of the latest one finished
         self._local = threading.local()  # .applying: this thread writes the replica itself (catching up)
         self._head = 0  # the shared log's head: the latest this host heard of, committed or caught up to
@@ -705,12 +707,17 @@ class ReplicaStorage:
                 self._watcher.start()
 
     def _watch_head(self) -> None:
+        try:
+            self._watch_until_released()
+        finally:  # however the watcher ends (an error nobody foresaw too), reads ask the server again
+            self._listening = False
+
+    def _watch_until_released(self) -> None:
         while not self._released:
             seen = self._head
             try:
                 position = self._shared.wait(seen, 1.0, self._listen)
             except StoreClosed:
-                self._listening = False
                 return
             except EventStoreError:
                 self._listening = False  # reads ask the server until the watcher listens again
