@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import lmdb
 import pytest
 
 from eventstore import ChatMessage, SessionStore
 
-from test_listing import _as_catalog_version
+from test_listing import _as_catalog_version, put_first_catalog_row
 
 TIME = '"2026-12-04T00:00:00+00:00"'
 #: Rows as code version 3 kept them (key, version, name, state, turn id, turn start, created, last activity,
@@ -35,13 +34,7 @@ def test_an_earlier_catalog_with_a_changed_row_lists_what_the_log_says(store_pat
             store.append(key, ChatMessage.user(key))
         expected = store.list_sessions_with_metadata()
     _as_catalog_version(store_path, 3)
-    environment = lmdb.open(str(store_path), max_dbs=64)  # beneath the store: its writable open converts
-    try:
-        rows = environment.open_db(b"catalog.sessions")
-        with environment.begin(write=True, db=rows) as txn:
-            txn.put(next(txn.cursor().iternext(values=False)), row.encode())
-    finally:
-        environment.close()
+    put_first_catalog_row(store_path, row.encode())  # beneath the store: its writable open converts
     with SessionStore(store_path) as store:
         listed = store.list_sessions_with_metadata()
         if row != CHANGED_ROWS["another_last_activity"]:

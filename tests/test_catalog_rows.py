@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import lmdb
 import pytest
 
 from eventstore import ChatMessage, SessionStore, StoreCorrupted
+
+from test_listing import put_first_catalog_row
 
 TIME = '"2026-12-04T00:00:00+00:00"'
 #: Rows in the current form (key, name, created, last activity, count, version, state, turn id, turn start), each
@@ -26,13 +27,7 @@ CHANGED_ROWS = {
 def test_a_command_on_a_session_whose_row_was_changed_says_the_store_is_damaged(store_path: Path, row: str) -> None:
     with SessionStore(store_path) as store:
         store.append("tg:1", ChatMessage.user("first"))
-    environment = lmdb.open(str(store_path), max_dbs=64)
-    try:
-        rows = environment.open_db(b"catalog.sessions")
-        with environment.begin(write=True, db=rows) as txn:
-            txn.put(next(txn.cursor().iternext(values=False)), row.encode())
-    finally:
-        environment.close()
+    put_first_catalog_row(store_path, row.encode())
     with SessionStore(store_path) as store:
         with pytest.raises(StoreCorrupted, match="session catalog is damaged"):
             store.append("tg:1", ChatMessage.user("second"))

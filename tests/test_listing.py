@@ -136,6 +136,17 @@ def _as_version_3_row(row: bytes) -> bytes:
     return orjson.dumps([key, version, name, state, turn_id, started, created, last, count])
 
 
+def put_first_catalog_row(path: Path, row: bytes) -> None:
+    """Write ``row`` over the first row of the catalog of the store at ``path``, beneath the store (closed)."""
+    environment = lmdb.open(str(path), max_dbs=64)
+    try:
+        rows = environment.open_db(b"catalog.sessions")
+        with environment.begin(write=True, db=rows) as txn:
+            txn.put(next(txn.cursor().iternext(values=False)), row)
+    finally:
+        environment.close()
+
+
 def _as_catalog_version(path: Path, version: int) -> None:
     """Make the store at ``path`` what the catalog of code ``version`` left: rows as JSON arrays (3), and no
     ``catalog.keys`` before that (2); its checkpoint says ``version``."""
@@ -193,14 +204,7 @@ def test_an_earlier_catalog_with_a_damaged_row_is_rebuilt_from_the_log(store_pat
             store.append(key, user(key))
         expected = store.list_sessions_with_metadata()
     _as_catalog_version(store_path, 3)
-    environment = lmdb.open(str(store_path), max_dbs=64)  # beneath the store: its writable open converts
-    try:
-        rows = environment.open_db(b"catalog.sessions")
-        with environment.begin(write=True, db=rows) as txn:
-            row_key = next(txn.cursor().iternext(values=False))
-            txn.put(row_key, b'["tg:1", 1')
-    finally:
-        environment.close()
+    put_first_catalog_row(store_path, b'["tg:1", 1')  # beneath the store: its writable open converts
     folded: list[tuple[int, int]] = []
     with SessionStore(store_path, rebuild_progress=lambda done, total: folded.append((done, total))) as store:
         assert folded  # rebuilt from the log

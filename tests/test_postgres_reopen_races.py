@@ -53,6 +53,17 @@ def diverge_after_j(host: SessionStore, postgres_url: str, tmp_path: Path) -> No
     rewrite_as_many(postgres_url, tmp_path)
 
 
+def pop_j(host: SessionStore, commander: threading.local, then: threading.Event) -> ChatMessage | None:
+    """``pop_last("j")`` on ``host``, marking this thread as the command's (``commander.commanding``), and
+    setting ``then`` once it returned or failed."""
+    commander.commanding = True
+    try:
+        popped: ChatMessage | None = host.pop_last("j")
+        return popped
+    finally:
+        then.set()
+
+
 def test_a_vacuum_while_another_thread_catches_up_ends_and_so_does_the_catch_up(open_host, monkeypatch):
     """The catch-up began after the vacuum's own and before the vacuum took the replica's write lock: it holds the
     catch-up lock that the vacuum's reopening takes, and then waits for the write lock."""
@@ -168,15 +179,7 @@ def test_a_command_deciding_while_its_store_empties_the_replica_to_rebuild_it_de
     monkeypatch.setattr(replica, "_catch_up_to_heard", catch_up_to_heard)
     monkeypatch.setattr(replica, "_unbound", unbound)
 
-    def command() -> ChatMessage | None:
-        commander.commanding = True
-        try:
-            popped: ChatMessage | None = host.pop_last("j")
-            return popped
-        finally:
-            decided.set()
-
-    popped = Background(command)
+    popped = Background(lambda: pop_j(host, commander, decided))
     assert checked.wait(LOCK_SECONDS)
     rebuilding = Background(replica.catch_up)
     assert popped.result() == ChatMessage.user("j's")
@@ -206,15 +209,7 @@ def test_a_command_deciding_while_another_process_empties_the_replica_to_rebuild
     monkeypatch.setattr(replica, "_catch_up_to_heard", catch_up_to_heard)
     held_reopening(writer, monkeypatch, reopening, go)  # the other process emptied the directory, not refilled yet
 
-    def command() -> ChatMessage | None:
-        commander.commanding = True
-        try:
-            popped: ChatMessage | None = host.pop_last("j")
-            return popped
-        finally:
-            go.set()
-
-    popped = Background(command)
+    popped = Background(lambda: pop_j(host, commander, go))
     assert checked.wait(LOCK_SECONDS)
     rebuilding = Background(replica_of(writer).catch_up)
     assert popped.result() == ChatMessage.user("j's")

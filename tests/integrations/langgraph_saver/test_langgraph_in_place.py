@@ -51,6 +51,12 @@ def chat_graph(saver: EventStoreSaver, edit: Callable[[list[AnyMessage]], None] 
             edit(state["messages"])
         return {"messages": [AIMessage(f"answer {len(state['messages'])}", id=f"a{len(state['messages'])}")]}
 
+    return one_node(saver, answer)
+
+
+def one_node(saver: EventStoreSaver, answer: Callable[..., dict[str, list[AnyMessage]]]
+             ) -> CompiledStateGraph[Any, Any, Any, Any]:
+    """A chat graph of one node, ``answer``, checkpointed by ``saver``."""
     builder = StateGraph(MessagesState)
     builder.add_node("answer", answer)
     builder.add_edge(START, "answer")

@@ -10,12 +10,14 @@ from typing import Any
 import pytest
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
-from langgraph.graph import END, START, MessagesState, StateGraph
+from langgraph.graph import MessagesState
 from langgraph.graph.state import CompiledStateGraph
 
 from eventstore import ChatMessage, SessionStore, StoreCorrupted
 from eventstore.integrations._langgraph_records import session_key
 from eventstore.integrations.langgraph import EventStoreSaver
+
+from .test_langgraph_in_place import one_node
 
 THREAD: RunnableConfig = {"configurable": {"thread_id": "chat"}}
 
@@ -24,11 +26,7 @@ def chat(saver: EventStoreSaver) -> CompiledStateGraph[Any, Any, Any, Any]:
     def answer(state: MessagesState) -> dict[str, list[AnyMessage]]:
         return {"messages": [AIMessage(f"answer {len(state['messages'])}", id=f"a{len(state['messages'])}")]}
 
-    builder = StateGraph(MessagesState)
-    builder.add_node("answer", answer)
-    builder.add_edge(START, "answer")
-    builder.add_edge("answer", END)
-    return builder.compile(checkpointer=saver)
+    return one_node(saver, answer)
 
 
 def bytes_not_text(header: dict[str, Any], blob: list[Any]) -> None:
