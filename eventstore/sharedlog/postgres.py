@@ -4,7 +4,7 @@ Tables (in the connection's ``search_path``): ``es_meta`` (the format marker), `
 last position and its hash), ``es_sessions`` (each session's version and latest recorded time),
 ``es_events`` (the log) and ``es_records`` (idempotency results and import receipts, first writer wins).
 
-Every commit is one call, one round trip: of the ``es_append_one`` procedure for a command alone, of
+Every commit is one call, one round trip: of the ``es_append_alone`` procedure for a command alone, of
 ``es_append_many`` for the commands a host's threads gave at once (``commit_many``: each accepted or refused
 alone). ``es_commit`` locks the head row (which serialises every write of the sessions' rows), checks each
 session's version, and only then advances the head: positions are assigned while the head row is locked, so they
@@ -442,7 +442,7 @@ def _unavailable(exc: psycopg.Error, doing: str) -> EventStoreError:
 
 def _answer(commit: Commit, first: int | None, head: int | None, head_hash: bytes | None, refusal: str | None,
             hint: int | None, detail: str | None, taken: bytes | None) -> Committed | EventStoreError:
-    """Where ``es_append_many`` (or ``es_append_one``) put one command, or what its refusal means for the store."""
+    """Where ``es_append_many`` (or ``es_append_alone``) put one command, or what its refusal means for the store."""
     if refusal is None:
         assert first is not None and head is not None and head_hash is not None
         return Committed(first, head, bytes(head_hash))
@@ -860,7 +860,7 @@ class PostgresLog:
 
     def _next_head(self, listener: psycopg.Connection[Any], seen: int, timeout: float) -> int:
         """The head after the next commit past ``seen`` (or after ``timeout`` seconds, or a wake-up): named by the
-        notifications of commands alone (``es_append_one``), else asked for. Each wait takes every notification
+        notifications of commands alone (``es_append_alone``), else asked for. Each wait takes every notification
         that has come (those of one packet arrive together: one left behind would be a commit unheard of)."""
         deadline = time.monotonic() + timeout
         while True:
