@@ -799,12 +799,17 @@ class EventLog:
         stream index gives them."""
         wanted = after_version + 1
         holding = self._entry_before(txn, stream_id, wanted + 1)  # the entry that may hold the first version wanted
-        start = _STREAM_KEY.pack(stream_id, wanted if holding is None else holding[0])
-        for raw_key, raw in txn.scan(self._streams, start):
+        following = wanted if holding is None else holding[0]  # the version the next entry must begin at
+        for raw_key, raw in txn.scan(self._streams, _STREAM_KEY.pack(stream_id, following)):
             found_stream, first = unpack_stored(_STREAM_KEY, raw_key, "a key of the stream index")
             if found_stream != stream_id:
                 return
+            if first != following:
+                # A run's count changed on disk: versions between the entries are missing, or held twice.
+                raise StoreCorrupted(f"the stream index is damaged: stream {stream_id} has an entry at version "
+                                     f"{first} where version {following} was due")
             position, count = _run(raw, stream_id, first)
+            following = first + count
             for version in range(max(first, wanted), first + count):
                 if up_to_version is not None and version > up_to_version:
                     return

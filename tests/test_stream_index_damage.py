@@ -94,3 +94,21 @@ def test_verify_names_the_damage(damaged: SessionStore) -> None:
     report = damaged.verify()
     assert not report.ok
     assert any("stream index" in problem for problem in report.problems)
+
+
+def test_a_run_whose_count_shrank_is_damage_where_the_next_entry_begins(tmp_path: Path) -> None:
+    """The versions a shrunk run no longer holds are missed, not skipped: a history or past version that needs
+    them refuses, rather than leaving out a message."""
+    with SessionStore(tmp_path / "store", durable=False) as store:
+        store.append_many("a", [ChatMessage.user(f"a{number}") for number in range(3)])
+        store.append_many("b", [ChatMessage.user("b")])
+        store.append_many("a", [ChatMessage.user(f"a{number}") for number in range(3, 5)])
+        with store._environment.read() as txn:
+            stream_id = stream_id_of(store._log, txn, "a")
+        store._environment.write(
+            lambda txn: txn.put(store._log._streams, _STREAM_KEY.pack(stream_id, 1), _RUN.pack(1, 2)))
+        with pytest.raises(StoreCorrupted, match="stream index"):
+            store.history("a")
+        with pytest.raises(StoreCorrupted, match="stream index"):
+            store.session_at("a", version=4)
+        assert [f"a{number}" for number in range(5)] == [message.content for message in store.load("a")]
