@@ -196,6 +196,16 @@ class CompressedStoreMachine(RuleBasedStateMachine):
         assert self.model.pop_last(key) == popped.result
         assert self.model.append_many(key, [second, first]) == again.result
 
+    @rule(writer=writers, key=keys, message=messages)
+    def transaction_rolled_back(self, writer: int, key: str, message: ChatMessage) -> None:
+        """An append and a pop that a failing fork in the same transaction rolls back: nothing they wrote (nor
+        what a store object kept of it) may show."""
+        with pytest.raises(SessionExists), self.stores[writer].transaction() as tx:
+            tx.append(key, message)
+            tx.pop_last(key)
+            tx.append(key, message)
+            tx.fork(key, key)  # the session is live: refused, and the transaction with it
+
     @rule()
     def vacuum(self) -> None:
         """The store to itself (the other object closed), then both open again."""
