@@ -39,7 +39,7 @@ from .events import EVENT_TYPES, RecordedEvent, SessionEvent
 from .storage import ReadTransaction, WriteTransaction
 
 __all__ = ["SnapshotRecord", "LogChange", "take_snapshot", "read_snapshot", "read_snapshot_record", "read_blob",
-           "to_recorded", "log_changes", "fold_stream", "view_of", "resolve_version", "version_position"]
+           "to_recorded", "log_changes", "fold_stream", "view_of", "resolve_version"]
 
 #: Version of the snapshot layout; snapshots of another layout are ignored (they are derived data).
 SNAPSHOT_FORMAT = 3
@@ -241,15 +241,7 @@ def resolve_version(txn: ReadTransaction, log: EventLog, key: str, stream_id: in
 
 
 def _version_time(txn: ReadTransaction, log: EventLog, stream_id: int, version: int) -> int:
-    return log.read_position(txn, version_position(txn, log, stream_id, version)).recorded_at
-
-
-def version_position(txn: ReadTransaction, log: EventLog, stream_id: int, version: int) -> int:
-    """The log position of the stream's ``version``-th event."""
-    position = log.stream_position(txn, stream_id, version)
-    if position is None:
-        raise StoreCorrupted(f"stream {stream_id}: version {version} is missing from the stream index")
-    return position
+    return log.read_version(txn, stream_id, version).recorded_at
 
 
 def view_of(state: SessionSnapshot) -> SessionView:

@@ -491,6 +491,15 @@ def _raise_format(txn: WriteTransaction, meta: Space, log_format: int) -> None:
         txn.put(meta, b"format", str(log_format).encode())
 
 
+def _check_led(stream_id: int, version: int, position: int, found_stream: int, found_version: int) -> None:
+    """Raise ``StoreCorrupted`` unless the record the stream index leads ``stream_id``'s ``version`` to, at
+    ``position``, is that event: a damaged entry (a run's count, a position) must not hand a session another's
+    events, nor have a command append after them or redact them."""
+    if (found_stream, found_version) != (stream_id, version):
+        raise StoreCorrupted(f"the stream index is damaged: it leads stream {stream_id} version {version} to "
+                             f"position {position}, which holds stream {found_stream} version {found_version}")
+
+
 def _run(raw: bytes, stream_id: int, first: int) -> tuple[int, int]:
     """The position of the first event of a stream index entry, and how many consecutive events it holds."""
     where = f"the stream index entry of stream {stream_id} version {first}"
@@ -619,13 +628,17 @@ class EventLog:
 
     def head(self, txn: ReadTransaction) -> tuple[int, bytes, int]:
         """(position, hash, recorded time) of the latest event; (0, genesis, 0) for an empty log."""
+        position, last = self._last_record(txn)
+        return (0, GENESIS_HASH, 0) if last is None else (position, last.hash, last.recorded_at)
+
+    def _last_record(self, txn: ReadTransaction) -> tuple[int, _Envelope | None]:
+        """The latest event's position and envelope; (0, ``None``) for an empty log."""
         last = txn.last(self._events)
         if last is None:
-            return 0, GENESIS_HASH, 0
+            return 0, None
         position = unpack_stored(_U64, last[0], "the last position of the event table")[0]
         # Only the envelope: appending must not depend on decoding (or re-hashing) the last payload.
-        envelope = _checked_envelope(last[1], f"position {position}: the last event record")
-        return position, envelope.hash, envelope.recorded_at
+        return position, _checked_envelope(last[1], f"position {position}: the last event record")
 
     def append(self, txn: WriteTransaction, key: str, events: Sequence[EncodedEvent], recorded_at: int,
                expected_version: int | None = None, originals: Sequence[Original] | None = None,
@@ -647,10 +660,13 @@ class EventLog:
             return []
         if stream_id is None:
             stream_id = self._create_stream(txn, key)
-        position, previous_hash, head_recorded_at = self.head(txn)
+        position, last = self._last_record(txn)
+        previous_hash = GENESIS_HASH if last is None else last.hash
         if version:
-            # The stream's latest record, unless it is the log's last, whose envelope the head has read.
-            recorded_at = max(recorded_at, head_recorded_at if latest == position else self._recorded_at(txn, latest))
+            # The stream's latest record, unless it is the log's last, whose envelope is read already.
+            found = last if latest == position and last is not None else self._envelope_at(txn, latest)
+            _check_led(stream_id, version, latest, found.stream_id, found.version)
+            recorded_at = max(recorded_at, found.recorded_at)
         dictionary = self.dictionary.get(txn)
         if dictionary is None and (position + len(events)) // TRAINING_EVENTS > position // TRAINING_EVENTS:
             dictionary = self._train(txn, position)
@@ -748,8 +764,23 @@ class EventLog:
                     up_to_version: int | None = None) -> Iterator[StoredEvent]:
         """The stream's events with ``after_version < version <= up_to_version``, oldest first."""
         keys: dict[int, str] = {}
-        for position in self._stream_positions(txn, stream_id, after_version, up_to_version):
-            yield self._read(txn, position, keys)
+        for version, position in self._stream_positions(txn, stream_id, after_version, up_to_version):
+            entry = self._read(txn, position, keys)
+            _check_led(stream_id, version, position, entry.stream_id, entry.version)
+            yield entry
+
+    def read_version(self, txn: ReadTransaction, stream_id: int, version: int) -> StoredEvent:
+        """The stream's ``version``-th event.
+
+        Raises:
+            StoreCorrupted: the stream index lacks it or leads elsewhere, or the record is damaged.
+        """
+        position = self.stream_position(txn, stream_id, version)
+        if position is None:
+            raise StoreCorrupted(f"stream {stream_id}: version {version} is missing from the stream index")
+        entry = self.read_position(txn, position)
+        _check_led(stream_id, version, position, entry.stream_id, entry.version)
+        return entry
 
     def stream_type_names(self, txn: ReadTransaction, stream_id: int, after_version: int, up_to_version: int
                           ) -> Iterator[str]:
@@ -757,27 +788,32 @@ class EventLog:
 
         Reads only the records' envelopes: no payload is copied, checked or decoded.
         """
-        for position in self._stream_positions(txn, stream_id, after_version, up_to_version):
-            raw = txn.get(self._events, _U64.pack(position)) or b""  # a missing record fails to unpack, as damage
-            try:
-                yield _envelope(raw).type_name
-            except (struct.error, ValueError, UnicodeDecodeError):
-                raise StoreCorrupted(f"position {position}: the event record is missing or damaged") from None
+        for version, position in self._stream_positions(txn, stream_id, after_version, up_to_version):
+            envelope = self._envelope_at(txn, position)
+            _check_led(stream_id, version, position, envelope.stream_id, envelope.version)
+            yield envelope.type_name
 
     def _stream_positions(self, txn: ReadTransaction, stream_id: int, after_version: int,
-                          up_to_version: int | None) -> Iterator[int]:
+                          up_to_version: int | None) -> Iterator[tuple[int, int]]:
+        """(version, position) of the stream's events with ``after_version < version <= up_to_version``, as the
+        stream index gives them."""
         wanted = after_version + 1
         holding = self._entry_before(txn, stream_id, wanted + 1)  # the entry that may hold the first version wanted
-        start = _STREAM_KEY.pack(stream_id, wanted if holding is None else holding[0])
-        for raw_key, raw in txn.scan(self._streams, start):
+        following = wanted if holding is None else holding[0]  # the version the next entry must begin at
+        for raw_key, raw in txn.scan(self._streams, _STREAM_KEY.pack(stream_id, following)):
             found_stream, first = unpack_stored(_STREAM_KEY, raw_key, "a key of the stream index")
             if found_stream != stream_id:
                 return
+            if first != following:
+                # A run's count changed on disk: versions between the entries are missing, or held twice.
+                raise StoreCorrupted(f"the stream index is damaged: stream {stream_id} has an entry at version "
+                                     f"{first} where version {following} was due")
             position, count = _run(raw, stream_id, first)
+            following = first + count
             for version in range(max(first, wanted), first + count):
                 if up_to_version is not None and version > up_to_version:
                     return
-                yield position + version - first
+                yield version, position + version - first
 
     def read_position(self, txn: ReadTransaction, position: int) -> StoredEvent:
         """The event at ``position``."""
@@ -860,10 +896,10 @@ class EventLog:
             if _checked_envelope(raw, f"position {position}: the event record").type_name == type_name:
                 yield position
 
-    def _recorded_at(self, txn: ReadTransaction, position: int) -> int:
+    def _envelope_at(self, txn: ReadTransaction, position: int) -> _Envelope:
         raw = txn.get(self._events, _U64.pack(position)) or b""  # a missing record fails to unpack, as damage
         try:
-            return _envelope(raw).recorded_at
+            return _envelope(raw)
         except (struct.error, ValueError, UnicodeDecodeError):
             raise StoreCorrupted(f"position {position}: the event record is missing or damaged") from None
 

@@ -201,9 +201,8 @@ class Maintenance:
             version = self._log.stream_version(txn, stream_id)
             if self._snapshots.has(txn, stream_id, version):
                 return False
-            position = self._log.stream_position(txn, stream_id, version)
-            assert position is not None
-            self._writer.take_snapshot(txn, stream_id, key, version, self._log.read_position(txn, position).hash)
+            latest = self._log.read_version(txn, stream_id, version)
+            self._writer.take_snapshot(txn, stream_id, key, version, latest.hash)
             return True
 
         return self._write(body)

@@ -26,7 +26,7 @@ from projections.session import Entry, SessionHead, empty_head, empty_snapshot
 from .._bookkeeping import IdempotencyRecord, IdempotencyRecords
 from .._codec import encode_event
 from .._errors import IdempotencyKeyReused, StoreCorrupted, WrongExpectedVersion
-from .._folding import LogChange, fold_stream, resolve_version, take_snapshot, version_position
+from .._folding import LogChange, fold_stream, resolve_version, take_snapshot
 from .._log import EventLog, Original, StreamTip
 from .._snapshots import SnapshotStore
 from .._time import Clock, from_micros
@@ -191,8 +191,7 @@ class CommandWriter:
             source, source_hash = empty_snapshot(source_key), ""
             if source_stream is not None and target:
                 source = fold_stream(txn, self._log, self._snapshots, source_stream, source_key, target)
-                position = version_position(txn, self._log, source_stream, target)
-                source_hash = self._log.read_position(txn, position).hash.hex()
+                source_hash = self._log.read_version(txn, source_stream, target).hash.hex()
             events, result = commands.fork(head, source, source_key, source_hash)
             # Reading the source wrote nothing: the tip still holds.
             return result, self.record(txn, key, events, now, tip=tip)
