@@ -47,7 +47,9 @@ def _with_another_turn_in_the_row(path: Path, stream_id: int, turn_started: str)
         sessions = environment.open_db(b"catalog.sessions")
         with environment.begin(write=True, db=sessions) as txn:
             key = struct.pack(">Q", stream_id)
-            row = orjson.loads(txn.get(key))
+            stored = txn.get(key)
+            assert stored is not None
+            row = orjson.loads(stored)
             row[5] = turn_started  # key, version, name, state, turn id, turn start, created, last activity, count
             txn.put(key, orjson.dumps(row))
     finally:
