@@ -605,7 +605,17 @@ class ReplicaStorage:
         with self._catching_up:
             self.catch_up()  # redactions other hosts made reach the replica's records (and dictionary) first
             with self._unbound():  # its handles die with the vacuum; ``reopen`` binds the store again
-                self._inner.vacuum(reopen, rewrite)
+                self._inner.vacuum(functools.partial(self._reopen_vacuumed, reopen), rewrite)
+
+    def _reopen_vacuumed(self, reopen: Callable[[], None]) -> None:
+        """``reopen`` once the vacuum swapped the new file in: the vacuum is done, whatever the server does. The
+        reopening binds the store, then catches it up; when the server cannot be reached for that, the store stays
+        bound to its new components and its next call catches up (the vacuum caught up just before it copied)."""
+        try:
+            reopen()
+        except StoreUnavailable:
+            if self._binding is None:  # not bound: the components did not open, which is not the server's doing
+                raise
 
     def release(self) -> None:
         self._released = True
