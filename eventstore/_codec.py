@@ -186,7 +186,10 @@ def decode_event(encoded: EncodedEvent) -> SessionEvent:
     try:
         data = orjson.loads(encoded.payload)
         while version < cls.schema_version:
-            data = UPCASTERS[(encoded.type_name, version)](data)
+            upcast = UPCASTERS.get((encoded.type_name, version))
+            if upcast is None:
+                raise ValueError(f"its schema version {version} is one no version of eventstore wrote")
+            data = upcast(data)
             version += 1
         event: SessionEvent = _converter().structure(data, cls)
     except _undecodable() as exc:
