@@ -283,6 +283,7 @@ def _chained(found: _Found, problems: list[str]) -> Salvage:
             prefix.append(to_recorded(events[position]))
         except EventStoreError as exc:  # its payload matches its digest, but no event of its type reads so
             problems.append(str(exc))
+            del events[position]  # not read: neither in the prefix nor among the later events
             break
     later = tuple(sorted(position for position in events if position > len(prefix)))
     first_missing = len(prefix) + 1 if problems or later else None
