@@ -186,12 +186,23 @@ def decode_event(encoded: EncodedEvent) -> SessionEvent:
     try:
         data = orjson.loads(encoded.payload)
         while version < cls.schema_version:
-            data = UPCASTERS[(encoded.type_name, version)](data)
+            upcast = UPCASTERS.get((encoded.type_name, version))
+            if upcast is None:
+                raise ValueError(f"its schema version {version} is one no version of eventstore wrote")
+            data = upcast(data)
             version += 1
         event: SessionEvent = _converter().structure(data, cls)
     except _undecodable() as exc:
-        raise StoreCorrupted(f"{encoded.type_name} payload does not decode: {exc}") from None
+        raise StoreCorrupted(f"{encoded.type_name} payload does not decode: {_why(exc)}") from None
     return event
+
+
+def _why(exc: BaseException) -> BaseException:
+    """The error that says what is wrong: cattrs wraps a field's (a validator's refusal, a wrong type) in groups
+    that name only the class ("While structuring SessionRestored")."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def appended_content(payload: bytes, schema_version: int) -> str | None:
@@ -226,7 +237,7 @@ def decode_value(data: bytes, cls: type[T]) -> T:
     try:
         return _converter().structure(orjson.loads(data), cls)
     except _undecodable() as exc:
-        raise StoreCorrupted(f"{cls.__name__} does not decode: {exc}") from None
+        raise StoreCorrupted(f"{cls.__name__} does not decode: {_why(exc)}") from None
 
 
 class _CollectorPause:

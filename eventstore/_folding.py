@@ -144,6 +144,10 @@ def read_snapshot_record(stream_id: int, data: bytes) -> SnapshotRecord | None:
     record = decode_value(data, SnapshotRecord)
     if len(record.chunks) != len(record.counts):
         raise StoreCorrupted(f"a snapshot of stream {stream_id} is damaged: its blobs and counts differ in number")
+    head = record.head
+    if head.exists and (head.created_at is None or head.last_activity is None):
+        raise StoreCorrupted(f"a snapshot of stream {stream_id} is damaged: it holds a live session without the "
+                             "time it was created or last active")
     return record
 
 

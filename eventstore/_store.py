@@ -150,7 +150,8 @@ class SessionStore:
         _check_options(clock, snapshot_every, cache_sessions, rebuild_progress)
         if isinstance(path, str) and path.startswith(SHARED_LOG_SCHEMES):
             storage = open_shared(path, cache, max_size, readonly, rebuild_progress)
-            self._attach(storage, storage.path, clock, snapshot_every, cache_sessions, rebuild_progress, readonly)
+            self._attach(storage, storage.path, clock, snapshot_every, cache_sessions,
+                         storage.reporting(rebuild_progress), readonly)
             return
         if cache is not None:
             raise InvalidArgument("cache= is the replica directory of a postgresql:// store; a path needs none")

@@ -101,6 +101,9 @@ def _restorable(instance: SessionRestored, _attribute: Any, _value: Any) -> None
     if not instance.exists and (instance.messages or instance.name is not None or instance.state is not None
                                 or instance.created_at is not None):
         raise InvalidArgument("a restore to a session that does not exist carries no messages, name, state or time")
+    # A live session always has a creation time: without one, its metadata would have none to give.
+    if instance.exists and instance.created_at is None:
+        raise InvalidArgument("a restore to a live session carries the time the session was created")
 
 
 _optional_text = _instance_of(str, optional=True)

@@ -262,14 +262,14 @@ class Catalog:
 
     def upgrade(self, txn: WriteTransaction, from_version: int) -> bool:
         """Versions 2 and 3 kept each row as a JSON array, and version 2 had no ``catalog.keys``: rewrite each
-        session's row, read from ``catalog.sessions``, in the three databases that keep it (``catalog.running``
-        holds no row and stays)."""
+        session's row, read from ``catalog.sessions``, in the three databases that keep it, and index its turn
+        in ``catalog.running`` again."""
         if from_version not in (2, 3):
             return False
-        # Written again from the rows, not over them: a row whose last activity was changed has its earlier
-        # form under another key.
-        txn.clear(self._activity)
-        txn.clear(self._keys)
+        # Written again from the rows, not over them: a row whose last activity or turn start was changed has its
+        # earlier form under another key, which the listings and stuck-turn checks would go on reading.
+        for space in (self._activity, self._keys, self._running):
+            txn.clear(space)
         for raw_id, old_row in list(txn.scan(self._sessions)):
             stream_id = unpack_stored(_ID, raw_id, "a key of the session catalog")[0]
             head = _head_from_version_3_row(old_row)
@@ -277,6 +277,8 @@ class Catalog:
             txn.put(self._sessions, raw_id, row)
             txn.put(self._activity, activity_key, row)
             txn.put(self._keys, _key_index(head.key), activity_key + row)
+            if (running_key := self._running_key(stream_id, head)) is not None:
+                txn.put(self._running, running_key, b"")
         return True
 
     def clear(self, txn: WriteTransaction) -> None:

@@ -40,7 +40,14 @@ import attrs
 
 from .._audit import Progress
 from .._codec import EncodedEvent
-from .._errors import EventStoreError, ReplicationMismatch, StoreClosed, StoreUnavailable, WrongExpectedVersion
+from .._errors import (
+    EventStoreError,
+    ReplicationMismatch,
+    StoreBusy,
+    StoreClosed,
+    StoreUnavailable,
+    WrongExpectedVersion,
+)
 from .._folding import to_recorded
 from .._log import StoredDictionary, StoredEvent, decode_record, record_hash, record_payload
 from ..events import RecordedEvent
@@ -288,7 +295,7 @@ class ReplicaStorage:
         self._inner = replica
         self._spaces: dict[str, Space] = {}  # every space the store opened: a rebuild empties them all
         self._shared = shared
-        self._progress = progress
+        self._progress = self.reporting(progress)
         self.path: Path = self._inner.path
         self.readonly = readonly
         self.durability = self._inner.durability
@@ -311,6 +318,23 @@ class ReplicaStorage:
         self._rebuilds: bytes | None = None  # the replica's rebuild count when this process bound to it
         self._bound = threading.Condition()  # a thread reopening the store unbound it: other threads' writes wait
         self._rebinding: int | None = None  # that thread (its components' own writes stay on the replica)
+
+    def reporting(self, progress: Progress | None) -> Progress | None:
+        """``progress`` as the store should call it: a command it gives while this thread opens the store's
+        components again (a rebuild, a vacuum) raises ``StoreBusy``. The thread binds them, and catches the replica
+        up, only once the callback returns, so the command cannot wait for that; decided before, it would commit to
+        the replica alone (never reaching the shared log) or against a replica still being refilled."""
+        if progress is None:
+            return None
+
+        def report(done: int, total: int) -> None:
+            reporting, self._local.reporting = getattr(self._local, "reporting", False), True
+            try:
+                progress(done, total)
+            finally:
+                self._local.reporting = reporting
+
+        return report
 
     @property
     def replica(self) -> GroupCommitting:
@@ -376,6 +400,10 @@ class ReplicaStorage:
         contended: list[str] = []  # sessions whose turn to take: the race to them was lost twice
         alone = False  # whether it runs in a group of its own, which no batchmate's command can roll back
         attempt = 0  # the times this write was refused, or failed on a replica that then moved
+        if getattr(self._local, "reporting", False) and self._rebinding == threading.get_ident():
+            raise StoreBusy("a command given from rebuild_progress while the store opens again on a rebuilt or "
+                            "vacuumed replica cannot reach the server before the store is bound, after the callback "
+                            "returns; nothing was recorded: give it once the call that rebuilt or vacuumed returns")
         while attempt < ATTEMPTS:
             if self._binding is None and self._unbound_here():
                 return self._inner.write(body)
@@ -605,7 +633,17 @@ class ReplicaStorage:
         with self._catching_up:
             self.catch_up()  # redactions other hosts made reach the replica's records (and dictionary) first
             with self._unbound():  # its handles die with the vacuum; ``reopen`` binds the store again
-                self._inner.vacuum(reopen, rewrite)
+                self._inner.vacuum(functools.partial(self._reopen_vacuumed, reopen), rewrite)
+
+    def _reopen_vacuumed(self, reopen: Callable[[], None]) -> None:
+        """``reopen`` once the vacuum swapped the new file in: the vacuum is done, whatever the server does. The
+        reopening binds the store, then catches it up; when the server cannot be reached for that, the store stays
+        bound to its new components and its next call catches up (the vacuum caught up just before it copied)."""
+        try:
+            reopen()
+        except StoreUnavailable:
+            if self._binding is None:  # not bound: the components did not open, which is not the server's doing
+                raise
 
     def release(self) -> None:
         self._released = True

@@ -277,18 +277,27 @@ def _chained(found: _Found, problems: list[str]) -> Salvage:
             runs[-1] = (runs[-1][0], position)
         else:
             runs.append((position, position))
-    prefix_end = runs[0][1] if runs and runs[0][0] == 1 else 0
-    later = tuple(sorted(position for position in events if position > prefix_end))
-    first_missing = prefix_end + 1 if problems or later else None
-    prefix = tuple(to_recorded(events[position]) for position in range(1, prefix_end + 1))
-    return Salvage(prefix, first_missing, later, tuple(saved + problems), tuple(runs))
+    prefix: list[RecordedEvent] = []
+    for position in range(1, (runs[0][1] if runs and runs[0][0] == 1 else 0) + 1):
+        try:
+            prefix.append(to_recorded(events[position]))
+        except EventStoreError as exc:  # its payload matches its digest, but no event of its type reads so
+            problems.append(str(exc))
+            del events[position]  # not read: neither in the prefix nor among the later events
+            break
+    later = tuple(sorted(position for position in events if position > len(prefix)))
+    first_missing = len(prefix) + 1 if problems or later else None
+    return Salvage(tuple(prefix), first_missing, later, tuple(saved + problems), tuple(runs))
 
 
 def _redact_stale_copies(events: dict[int, StoredEvent]) -> None:
     """Redact again what a redaction read here rewrote, where only a copy from before it was found (on a freed
     page): as the redaction did, so its digests match; a position whose copy does not is left out."""
-    redactions = [to_recorded(events[position]).event for position in sorted(events)
-                  if events[position].encoded.type_name == SessionRedacted.type_name]
+    redactions = []
+    for position in sorted(events):
+        if events[position].encoded.type_name == SessionRedacted.type_name:
+            with contextlib.suppress(EventStoreError):  # one that does not decode ends the prefix before it
+                redactions.append(to_recorded(events[position]).event)
     for redaction in redactions:
         for position, digest in redaction.rewritten if isinstance(redaction, SessionRedacted) else ():
             event = events.get(position)

@@ -151,7 +151,11 @@ class SharedLog(Protocol):
 
     def turn(self, keys: Sequence[str]) -> AbstractContextManager[None]:
         """While it lasts, other writers' commits to these sessions wait, and this thread's commits go ahead:
-        for a writer that keeps losing the race to a busy session (optimistic retries alone may starve it)."""
+        for a writer that keeps losing the race to a busy session (optimistic retries alone may starve it).
+
+        Raises:
+            StoreBusy: another writer held one of these turns longer than a writer waits for it.
+        """
 
     def read(self, after: int, limit: int) -> SharedHead:
         """The head and up to ``limit`` events after position ``after``, oldest first."""

@@ -36,6 +36,7 @@ from .._errors import (
     EventStoreError,
     IncompatibleStore,
     InvalidArgument,
+    StoreBusy,
     StoreClosed,
     StoreCorrupted,
     StoreInaccessible,
@@ -46,7 +47,7 @@ from .._errors import (
 from .._log import GENESIS_HASH
 from . import Commit, Committed, HeadMoved, RecordTaken, SharedEvent, SharedHead
 
-__all__ = ["PostgresLog", "SCHEMA_FORMAT", "CHANNEL"]
+__all__ = ["PostgresLog", "SCHEMA_FORMAT", "CHANNEL", "TURN_WAIT"]
 
 T = TypeVar("T")
 
@@ -54,6 +55,11 @@ T = TypeVar("T")
 SCHEMA_FORMAT = 5
 #: The channel ``NOTIFY`` wakes subscribers on (``es_append`` names it too).
 CHANNEL = "eventstore_log"
+#: How long a writer waits for a session's turn, in seconds, before it gives up with ``StoreBusy``: far longer than a
+#: turn is held (a catch-up and one commit), so only a holder that stopped runs it out (a host paused, or cut off
+#: with its connection still open), which would otherwise hold up every writer of that session until its connection
+#: died.
+TURN_WAIT = 30.0
 
 _CREATE: LiteralString = """
 CREATE TABLE es_meta (format int NOT NULL);
@@ -535,6 +541,24 @@ def _connect(url: str, **options: Any) -> psycopg.Connection[Any]:
                               + (reason.replace(password, "***") if password else reason)) from None
 
 
+def _take_turns(connection: psycopg.Connection[Any], keys: list[str]) -> None:
+    """Take the turn (an exclusive advisory lock, held by the connection) of each session, in key order, waiting at
+    most ``TURN_WAIT`` seconds for each.
+
+    Raises:
+        StoreBusy: another connection held a turn that long (a closed connection gives back the turns it took).
+    """
+    with connection.transaction():  # ``lock_timeout`` bounds the waits of this transaction; the locks outlast it
+        connection.execute("SELECT set_config('lock_timeout', %s, true)", (f"{round(TURN_WAIT * 1000)}ms",))
+        for key in keys:
+            try:
+                connection.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
+            except psycopg.errors.LockNotAvailable:
+                raise StoreBusy(f"another writer has held the turn of session {key!r:.80} for more than "
+                                f"{TURN_WAIT:g} s (a host stopped while it wrote there?); the command recorded "
+                                "nothing: retry it") from None
+
+
 _INT8_VALUE = struct.Struct(">q")
 #: The connections on which the lone command's statements are prepared (``_prepare_lone``).
 _PREPARED: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
@@ -732,8 +756,7 @@ class PostgresLog:
         held = sorted(set(keys))
         try:
             with self._connection() as connection:
-                for key in held:
-                    connection.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
+                _take_turns(connection, held)
                 self._turns.connection, self._turns.keys = connection, held
                 try:
                     yield

@@ -204,6 +204,9 @@ class Environment:
             raise StoreInaccessible(f"cannot read the store at {path}: {exc}") from None
         if self.readonly and not (path / DATA).exists():
             raise StoreNotFound(f"there is no store at {path}")
+        if self.readonly and (path / DATA).stat().st_size == 0:  # LMDB cannot read it ("Bad file descriptor")
+            raise StoreNotFound(f"there is no store at {path}: its data file is empty (a creation that never "
+                                "finished, or one under way)")
         creating = not self.readonly and not (path / DATA).exists()
         if creating:
             note_creation(path)
