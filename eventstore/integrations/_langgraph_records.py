@@ -247,6 +247,7 @@ def _safe_class(module: str, name: str) -> Callable[..., Any] | None:
     _SAFE_CLASSES[(module, name)] = found
     return found
 
+
 #: How many objects' bytes a saver's ``Templates`` remember at most (a thread's messages: each template a few hundred
 #: bytes to a few KB); past it they start again, empty.
 TEMPLATES_KEPT = 8192
@@ -309,7 +310,7 @@ class _Template:
         return cls(made)
 
     def copy(self) -> Any:
-        made = object.__new__(self.kind)  # its class's own way (``of``)
+        made = object.__new__(self.kind)  # as its class makes them: ``of`` checked that it does not make its own
         fields = self.fields.copy()
         for name in self.containers:
             fields[name] = _fresh(fields[name])
@@ -343,7 +344,6 @@ class Templates:
         if len(self._seen) >= TEMPLATES_KEPT:
             self._seen.clear()
         self._seen[data] = _Template.of(made) if data in self._seen else None
-
 
 
 def _array_shape(data: bytes) -> tuple[int, int] | None:
