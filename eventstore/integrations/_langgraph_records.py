@@ -222,7 +222,7 @@ def _constructing(library: Callable[[int, bytes], Any], templates: Templates | N
     def hook(code: int, data: bytes) -> Any:
         if code == EXT_PYDANTIC_V2:
             template = None if templates is None else templates.get(data)
-            if template is not None:
+            if type(template) is _Template:
                 return template.copy()
             try:
                 module, name, fields = ormsgpack.unpackb(data, ext_hook=hook, option=ormsgpack.OPT_NON_STR_KEYS)[:3]
@@ -230,7 +230,7 @@ def _constructing(library: Callable[[int, bytes], Any], templates: Templates | N
                 if kind is not None:
                     made = kind(**fields)
                     if templates is not None:
-                        templates.saw(data, made)
+                        templates.saw(data, made, template)
                     return made
             except Exception:  # the serializer's own hook below meets it and handles it its way
                 pass
@@ -336,14 +336,23 @@ class Templates:
         #: By an object's bytes: its template, or ``None`` when they have been decoded once (or make no template).
         self._seen: dict[bytes, _Template | None] = {}
 
-    def get(self, data: bytes) -> _Template | None:
-        return self._seen.get(data)
+    def get(self, data: bytes) -> _Template | _Unseen | None:
+        """The template of the object ``data`` holds; ``None`` if there is none yet, ``_UNSEEN`` if ``data`` is new."""
+        return self._seen.get(data, _UNSEEN)
 
-    def saw(self, data: bytes, made: Any) -> None:
-        """``made`` was made of ``data``: remember that, or keep a template of it if they were decoded before."""
+    def saw(self, data: bytes, made: Any, found: _Template | _Unseen | None) -> None:
+        """``made`` was made of ``data``, for which ``get`` found ``found``: remember that, or keep a template of
+        ``made`` if they were decoded before."""
         if len(self._seen) >= TEMPLATES_KEPT:
             self._seen.clear()
-        self._seen[data] = _Template.of(made) if data in self._seen else None
+        self._seen[data] = None if found is _UNSEEN else _Template.of(made)
+
+
+class _Unseen:
+    """What ``Templates.get`` answers for bytes it has not seen (one lookup tells all three cases apart)."""
+
+
+_UNSEEN = _Unseen()
 
 
 def _array_shape(data: bytes) -> tuple[int, int] | None:
