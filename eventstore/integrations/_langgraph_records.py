@@ -328,8 +328,8 @@ class Templates:
     the messages that the read before it decoded, and a list of checkpoints the same messages at each.
 
     An object becomes a template the second time its bytes are decoded, so a thread read once (a freshly started
-    process) pays nothing for it. The copies are new objects: what a caller does to one reaches neither the
-    template nor another copy.
+    process) pays only for remembering its objects' bytes. The copies are new objects: what a caller does to one
+    reaches neither the template nor another copy.
     """
 
     def __init__(self) -> None:
