@@ -58,8 +58,9 @@ from langgraph.checkpoint.serde.jsonplus import EXT_PYDANTIC_V2, JsonPlusSeriali
 from eventstore import REDACTED, ChatMessage, StoreCorrupted
 
 __all__ = ["KEY_PREFIX", "CHECKPOINT", "WRITES", "MAX_TAIL_DEPTH", "FINGERPRINT_DEPTH", "Header", "Items",
-           "Fingerprint", "Encoded", "Base", "Known", "Records", "Unreached", "session_key", "thread_prefix",
-           "key_parts", "header", "list_channels", "checkpoint_message", "writes_message", "checkpoint_config"]
+           "Fingerprint", "Encoded", "Base", "Known", "Records", "Templates", "Unreached", "session_key",
+           "thread_prefix", "key_parts", "header", "list_channels", "checkpoint_message", "writes_message",
+           "checkpoint_config"]
 
 #: Every session of the saver has a key starting with this.
 KEY_PREFIX = "langgraph/"
@@ -192,35 +193,45 @@ def _blob(serde: SerializerProtocol, value: Any) -> list[str]:
     return [kind, *_stored_bytes(data)]
 
 
-def _value(serde: SerializerProtocol, blob: Sequence[str]) -> Any:
-    return _loads(serde, blob[0], _read_bytes(blob[1:]))
+def _value(serde: SerializerProtocol, blob: Sequence[str], templates: Templates | None = None) -> Any:
+    return _loads(serde, blob[0], _read_bytes(blob[1:]), templates)
 
 
-def _loads(serde: SerializerProtocol, kind: str, data: bytes) -> Any:
+def _loads(serde: SerializerProtocol, kind: str, data: bytes, templates: Templates | None = None) -> Any:
     """``serde.loads_typed((kind, data))``; for LangGraph's own serializer's msgpack (with its own hook, not one the
-    caller gave it), the same objects made faster (``_constructing``)."""
+    caller gave it), the same objects made faster (``_constructing``), copied from ``templates`` where they hold
+    the object's bytes."""
     if kind != _MSGPACK or type(serde) is not JsonPlusSerializer or serde._custom_unpack_ext_hook:
         return serde.loads_typed((kind, data))
-    return ormsgpack.unpackb(data, ext_hook=_constructing(serde._unpack_ext_hook), option=ormsgpack.OPT_NON_STR_KEYS)
+    return ormsgpack.unpackb(data, ext_hook=_constructing(serde._unpack_ext_hook, templates),
+                             option=ormsgpack.OPT_NON_STR_KEYS)
 
 
 #: The classes of LangGraph's safe msgpack types met so far (LangChain's messages, ...), by module and name.
 _SAFE_CLASSES: dict[tuple[str, str], Callable[..., Any]] = {}
 
 
-def _constructing(library: Callable[[int, bytes], Any]) -> Callable[[int, bytes], Any]:
+def _constructing(library: Callable[[int, bytes], Any], templates: Templates | None = None
+                  ) -> Callable[[int, bytes], Any]:
     """The serializer's msgpack hook ``library``, but a pydantic object of one of LangGraph's safe types (a
     LangChain message) is made by its class found in a dict, not through ``importlib`` and the allowlist at every
-    object (a sixth of a chat's decoding): the very call the serializer makes, ``cls(**fields)``. Anything else,
-    and anything that fails, goes to ``library``, which decodes it again and handles it as it does."""
+    object (a sixth of a chat's decoding): the very call the serializer makes, ``cls(**fields)``; or, when
+    ``templates`` hold one made of the same bytes, copied from it. Anything else, and anything that fails, goes to
+    ``library``, which decodes it again and handles it as it does."""
 
     def hook(code: int, data: bytes) -> Any:
         if code == EXT_PYDANTIC_V2:
+            template = None if templates is None else templates.get(data)
+            if type(template) is _Template:
+                return template.copy()
             try:
                 module, name, fields = ormsgpack.unpackb(data, ext_hook=hook, option=ormsgpack.OPT_NON_STR_KEYS)[:3]
-                made = _SAFE_CLASSES.get((module, name)) or _safe_class(module, name)
-                if made is not None:
-                    return made(**fields)
+                kind = _SAFE_CLASSES.get((module, name)) or _safe_class(module, name)
+                if kind is not None:
+                    made = kind(**fields)
+                    if templates is not None:
+                        templates.saw(data, made, template)
+                    return made
             except Exception:  # the serializer's own hook below meets it and handles it its way
                 pass
         return library(code, data)
@@ -235,6 +246,113 @@ def _safe_class(module: str, name: str) -> Callable[..., Any] | None:
     found: Callable[..., Any] = getattr(sys.modules[module], name)
     _SAFE_CLASSES[(module, name)] = found
     return found
+
+
+#: How many objects' bytes a saver's ``Templates`` remember at most (a thread's messages: each template a few hundred
+#: bytes to a few KB); past it they start again, empty.
+TEMPLATES_KEPT = 8192
+#: Values a template shares with its copies: immutable. A container of them (a dict or list, to this depth) is
+#: copied; anything else (a datetime, a nested model, a set) keeps its object from being a template.
+_SHARED = frozenset({str, int, float, bool, type(None)})
+_TEMPLATE_DEPTH = 16
+_set_slot = object.__setattr__
+_NEW_OBJECT: Any = object.__new__
+
+
+def _plain(value: Any, depth: int = _TEMPLATE_DEPTH) -> bool:
+    """Whether ``value`` is immutable (``_SHARED``), or a dict or list of such values, to ``depth`` levels."""
+    kind = type(value)
+    if kind in _SHARED:
+        return True
+    if depth and kind is dict:
+        return all(type(key) in _SHARED for key in value) and all(_plain(item, depth - 1) for item in value.values())
+    if depth and kind is list:
+        return all(_plain(item, depth - 1) for item in value)
+    return False
+
+
+def _fresh(value: Any) -> Any:
+    """A copy of a ``_plain`` value: its containers new, its immutable values shared."""
+    kind = type(value)
+    if kind is dict:
+        return {key: _fresh(item) for key, item in value.items()} if value else {}
+    if kind is list:
+        return [_fresh(item) for item in value] if value else []
+    return value
+
+
+class _Template:
+    """A pydantic object the saver made and never hands out, of fields that are plain values (``_plain``); its
+    copies are new objects as pydantic's own deep copy makes them (a new ``__dict__`` whose dicts and lists are
+    new, the fields set and undeclared fields copied), each equal to what its class would make of the bytes."""
+
+    __slots__ = ("kind", "fields", "containers", "fields_set", "extra")
+
+    def __init__(self, made: Any) -> None:
+        self.kind: type[Any] = type(made)
+        self.fields = {name: _fresh(value) for name, value in vars(made).items()}  # none of the caller's objects
+        self.containers = tuple(name for name, value in self.fields.items() if type(value) not in _SHARED)
+        self.fields_set = frozenset(made.__pydantic_fields_set__)
+        self.extra = _fresh(made.__pydantic_extra__)
+
+    @classmethod
+    def of(cls, made: Any) -> _Template | None:
+        """A template of ``made``, or ``None`` when a copy could tell itself apart from ``made`` (a field or an
+        undeclared field that is not plain, private attributes, a class that makes its objects its own way)."""
+        if getattr(type(made), "__new__", None) is not _NEW_OBJECT \
+                or getattr(made, "__pydantic_private__", None) is not None:
+            return None
+        fields_set = getattr(made, "__pydantic_fields_set__", None)
+        extra = getattr(made, "__pydantic_extra__", None)
+        if type(fields_set) is not set or not (extra is None or (type(extra) is dict and _plain(extra))) \
+                or not _plain(vars(made)):
+            return None
+        return cls(made)
+
+    def copy(self) -> Any:
+        made = object.__new__(self.kind)  # as its class makes them: ``of`` checked that it does not make its own
+        fields = self.fields.copy()
+        for name in self.containers:
+            fields[name] = _fresh(fields[name])
+        _set_slot(made, "__dict__", fields)
+        _set_slot(made, "__pydantic_extra__", _fresh(self.extra))
+        _set_slot(made, "__pydantic_fields_set__", set(self.fields_set))
+        _set_slot(made, "__pydantic_private__", None)
+        return made
+
+
+class Templates:
+    """The objects of LangGraph's safe pydantic types (LangChain's messages) that a saver decoded more than once,
+    kept as private templates by their msgpack bytes: a later decode of the same bytes copies the template
+    (about a fifth of validating the fields again) rather than making the object anew. A read of a thread decodes
+    the messages that the read before it decoded, and a list of checkpoints the same messages at each.
+
+    An object becomes a template the second time its bytes are decoded, so a thread read once (a freshly started
+    process) pays only for remembering its objects' bytes. The copies are new objects: what a caller does to one
+    reaches neither the template nor another copy.
+    """
+
+    def __init__(self) -> None:
+        #: By an object's bytes: its template, or ``None`` when they have been decoded once (or make no template).
+        self._seen: dict[bytes, _Template | None] = {}
+
+    def get(self, data: bytes) -> _Template | _Unseen | None:
+        """The template of the object ``data`` holds; ``None`` if there is none yet, ``_UNSEEN`` if ``data`` is new."""
+        return self._seen.get(data, _UNSEEN)
+
+    def saw(self, data: bytes, made: Any, found: _Template | _Unseen | None) -> None:
+        """``made`` was made of ``data``, for which ``get`` found ``found``: remember that, or keep a template of
+        ``made`` if they were decoded before."""
+        if len(self._seen) >= TEMPLATES_KEPT:
+            self._seen.clear()
+        self._seen[data] = None if found is _UNSEEN else _Template.of(made)
+
+
+class _Unseen:
+    """What ``Templates.get`` answers for bytes it has not seen (one lookup tells all three cases apart)."""
+
+
+_UNSEEN = _Unseen()
 
 
 def _array_shape(data: bytes) -> tuple[int, int] | None:
@@ -271,9 +389,9 @@ class Items:
         """The value as a whole blob."""
         return [_MSGPACK, *_stored_bytes(_array_header(self.count) + self.body)]
 
-    def value(self, serde: SerializerProtocol) -> Any:
+    def value(self, serde: SerializerProtocol, templates: Templates | None = None) -> Any:
         try:
-            return _loads(serde, _MSGPACK, _array_header(self.count) + self.body)
+            return _loads(serde, _MSGPACK, _array_header(self.count) + self.body, templates)
         except ValueError as exc:  # msgpack's errors: a count its tails' bytes do not hold
             raise StoreCorrupted(f"a LangGraph list is damaged: {exc}") from None
 
@@ -731,12 +849,14 @@ class Records:
         return items
 
     def checkpoint_tuple(self, serde: SerializerProtocol, checkpoint_id: str, thread_id: str,
-                         namespace: str) -> CheckpointTuple:
-        """The checkpoint as ``get_tuple`` returns it: its channel values found along its chain, its writes."""
-        return self.read(serde, checkpoint_id, thread_id, namespace, encoded=False)[0]
+                         namespace: str, templates: Templates | None = None) -> CheckpointTuple:
+        """The checkpoint as ``get_tuple`` returns it: its channel values found along its chain, its writes
+        (``templates``: the saver's, which its objects are copied from where they can be)."""
+        return self.read(serde, checkpoint_id, thread_id, namespace, encoded=False, templates=templates)[0]
 
     def read(self, serde: SerializerProtocol, checkpoint_id: str, thread_id: str, namespace: str,
-             encoded: bool = True) -> tuple[CheckpointTuple, dict[str, Encoded]]:
+             encoded: bool = True, templates: Templates | None = None
+             ) -> tuple[CheckpointTuple, dict[str, Encoded]]:
         """``checkpoint_tuple``, and, if ``encoded``, its list values with their bytes and fingerprints (for a put
         after it: ``Base.encoded``; a fingerprint costs about a third of serializing the list)."""
         payload = self.payload(checkpoint_id)
@@ -747,21 +867,22 @@ class Records:
             blob = self.payload(supplier)["blobs"][channel]
             items = self.items(supplier, channel) if _is_tail(blob) or blob[0] == _MSGPACK else None
             if items is not None:
-                values[channel] = items.value(serde)
+                values[channel] = items.value(serde, templates)
                 if encoded and type(values[channel]) is list:
                     lists[channel] = Encoded.taken(values[channel], items.body)
             elif blob[0] != _EMPTY[0]:
-                values[channel] = _value(serde, blob)
+                values[channel] = _value(serde, blob, templates)
         parent_id = self._header(checkpoint_id).parent_id
         return CheckpointTuple(
             config=checkpoint_config(thread_id, namespace, checkpoint_id),
             checkpoint=cast(Checkpoint, {**body, "channel_values": values}),
             metadata=cast(CheckpointMetadata, self.metadata(checkpoint_id)),
             parent_config=None if parent_id is None else checkpoint_config(thread_id, namespace, parent_id),
-            pending_writes=self.pending_writes(serde, checkpoint_id),
+            pending_writes=self.pending_writes(serde, checkpoint_id, templates),
         ), lists
 
-    def pending_writes(self, serde: SerializerProtocol, checkpoint_id: str) -> list[PendingWrite]:
+    def pending_writes(self, serde: SerializerProtocol, checkpoint_id: str, templates: Templates | None = None
+                       ) -> list[PendingWrite]:
         """The writes at the checkpoint: a write repeated by (task, index) counts once, the first time; a
         special channel's write (an error, an interrupt, ...) counts the last time. In LangGraph's order."""
         positions = self.writes.get(checkpoint_id, ())
@@ -775,7 +896,7 @@ class Records:
                 if row[0] < 0 or (payload["task"], row[0]) not in chosen:
                     chosen[(payload["task"], row[0])] = (payload["path"], row)
         ordered = sorted(chosen.items(), key=lambda item: writes_sort_key(item[1][0], *item[0]))
-        return [(task, row[1], _value(serde, row[2:])) for (task, _), (_, row) in ordered]
+        return [(task, row[1], _value(serde, row[2:], templates)) for (task, _), (_, row) in ordered]
 
     def _early(self, position: int) -> tuple[str, ...]:
         head = self.headers[position]

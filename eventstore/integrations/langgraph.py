@@ -56,6 +56,7 @@ from ._langgraph_records import (
     KEY_PREFIX,
     Encoded,
     Records,
+    Templates,
     Unreached,
     checkpoint_config,
     checkpoint_message,
@@ -296,6 +297,7 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
         self._records: OrderedDict[str, Records] = OrderedDict()
         self._lists: OrderedDict[str, dict[str, Encoded]] = OrderedDict()
         self._flights = _Flights()
+        self._templates = Templates()
 
     def _records_of(self, key: str, messages: Sequence[ChatMessage]) -> Records:
         records = Records.of(messages, self._records.pop(key, None))
@@ -314,7 +316,7 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
 
     def _read(self, records: Records, key: str, checkpoint_id: str, thread_id: str, namespace: str
               ) -> CheckpointTuple:
-        found, lists = records.read(self.serde, checkpoint_id, thread_id, namespace)
+        found, lists = records.read(self.serde, checkpoint_id, thread_id, namespace, templates=self._templates)
         self._keep_lists(key, lists)
         self._flights.read(key, checkpoint_id)
         return found
@@ -373,7 +375,7 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
                 metadata = records.metadata(checkpoint_id)
                 if any(metadata.get(name) != value for name, value in filter.items()):
                     continue
-            listed.append(records.checkpoint_tuple(self.serde, checkpoint_id, *key_parts(key)))
+            listed.append(records.checkpoint_tuple(self.serde, checkpoint_id, *key_parts(key), self._templates))
         return listed
 
     def _put(self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata,

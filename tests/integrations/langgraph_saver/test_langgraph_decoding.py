@@ -24,7 +24,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langgraph.checkpoint.serde.jsonplus import EXT_PYDANTIC_V2, JsonPlusSerializer
 from pydantic import BaseModel, field_validator
 
-from eventstore.integrations._langgraph_records import _loads
+from eventstore.integrations._langgraph_records import Templates, _loads
 
 
 class Stamp(BaseModel):
@@ -161,3 +161,50 @@ def test_what_the_hook_refuses_or_repairs_reads_as_the_serializer_reads_it(made:
     serde = made()
     data = ext(module, name, fields)
     assert outcome(lambda: serde.loads_typed(("msgpack", data))) == outcome(lambda: _loads(serde, "msgpack", data))
+
+
+def plain_messages() -> list[Any]:
+    """Messages whose fields are all plain values (text, numbers, dicts and lists of them): those a saver keeps
+    templates of."""
+    return [messages_module.HumanMessage("hi", id="h1", additional_kwargs={"tags": ["a", {"deep": [1, 2.5]}]}),
+            AIMessage([{"type": "text", "text": "calls"}, "plain"], id="a1",
+                      tool_calls=[{"name": "search", "args": {"q": "x", "n": [1, 2]}, "id": "c1"}],
+                      usage_metadata={"input_tokens": 1, "output_tokens": 2, "total_tokens": 3},
+                      response_metadata={"model": "m", "nested": {"list": [None, True]}}),
+            messages_module.ToolMessage("found", tool_call_id="c1", artifact={"rows": [1, 2]}),
+            messages_module.SystemMessage("be brief", unknown_field={"kept": ["as", "undeclared"]})]
+
+
+@pytest.mark.parametrize("made", SERIALIZERS.values(), ids=SERIALIZERS.keys())
+def test_a_list_decoded_again_from_templates_reads_as_the_serializer_reads_it(made: Any) -> None:
+    serde = made()
+    kind, data = serde.dumps_typed([*values(), *plain_messages()])
+    templates = Templates()
+    theirs = [shown(value) for value in serde.loads_typed((kind, data))]
+    for _ in range(3):  # made, made again and kept as templates, copied
+        assert [shown(value) for value in _loads(serde, kind, data, templates)] == theirs
+    if type(serde) is JsonPlusSerializer:  # the serializer whose objects the saver makes itself: copies were read
+        assert sum(template is not None for template in templates._seen.values()) >= len(plain_messages())
+
+
+def test_what_a_caller_changes_in_a_copy_reaches_no_other_copy() -> None:
+    serde = JsonPlusSerializer()
+    kind, data = serde.dumps_typed(plain_messages())
+    templates = Templates()
+    theirs = [shown(value) for value in serde.loads_typed((kind, data))]
+    _loads(serde, kind, data, templates)
+    kept = _loads(serde, kind, data, templates)  # these made the templates: change them
+    first = _loads(serde, kind, data, templates)  # copies: change them too
+    for changed in (kept, first):
+        human, ai, tool, system = changed
+        human.additional_kwargs["tags"][1]["deep"].append(3)
+        human.content = "changed"
+        ai.content[0]["text"] = "changed"
+        ai.tool_calls[0]["args"]["n"].append(3)
+        ai.response_metadata["nested"]["list"].clear()
+        ai.usage_metadata["total_tokens"] = 99
+        tool.artifact["rows"].pop()
+        system.unknown_field["kept"][0] = "changed"
+    second = _loads(serde, kind, data, templates)
+    assert [shown(value) for value in second] == theirs
+    assert all(template is not None for template in templates._seen.values())

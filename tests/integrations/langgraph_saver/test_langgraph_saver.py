@@ -382,6 +382,37 @@ def test_what_a_read_returns_is_the_callers_to_change(saver: EventStoreSaver):
          found.pending_writes) for found in (saver.get_tuple(third), *list(saver.list(config("t", "")))[1:]) if found]
 
 
+def test_messages_read_again_are_the_callers_to_change(saver: EventStoreSaver):
+    """A message read a second time is copied from a template of it: what a caller changes in the messages of one
+    read, in place, reaches no later read (of the checkpoint, its writes or a list)."""
+    chat = [HumanMessage("hi", id="h1", additional_kwargs={"tags": ["a"]}),
+            AIMessage([{"type": "text", "text": "hello"}], id="a1",
+                      tool_calls=[{"name": "search", "args": {"q": "x"}, "id": "c1"}])]
+    first = saver.put(config("t", ""), checkpoint("1ef1", {"messages": chat}, {"messages": 1}), {"step": 0},
+                      {"messages": 1})
+    saver.put_writes(first, [("messages", [AIMessage("late", id="a2", response_metadata={"n": [1]})])], "task-1")
+
+    def reads() -> list[Any]:
+        found = saver.get_tuple(first)
+        listed = list(saver.list(config("t", "")))
+        assert found is not None and found.pending_writes is not None and len(listed) == 1
+        return [*found.checkpoint["channel_values"]["messages"], *found.pending_writes[0][2],
+                *listed[0].checkpoint["channel_values"]["messages"]]
+
+    expected = [*chat, AIMessage("late", id="a2", response_metadata={"n": [1]}), *chat]
+    for _ in range(3):  # made, made again and kept as templates, copied
+        read = reads()
+        assert expected == read
+        human, ai, late, *_ = read
+        human.additional_kwargs["tags"].append("changed")
+        human.content = "changed"
+        ai.content[0]["text"] = "changed"
+        ai.tool_calls[0]["args"]["q"] = "changed"
+        late.response_metadata["n"].clear()
+    assert expected == reads()
+    assert sum(template is not None for template in saver._templates._seen.values()) == 3  # the copies were read
+
+
 def test_a_long_threads_records_keep_a_bounded_number_of_decoded_payloads(saver: EventStoreSaver):
     parent = config("t", "")
     for step in range(PAYLOADS_KEPT + 6):
