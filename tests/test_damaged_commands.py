@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from eventstore import ChatMessage, EventStoreError, SessionStore, _log
+from eventstore import ChatMessage, EventStoreError, SessionQuery, SessionStore, _log
 
 from test_compressed_model import WORDS
 
@@ -73,6 +73,8 @@ def _commands(store: SessionStore, key: str) -> list[Callable[[], object]]:
         lambda: store.compact(key),
         lambda: store.delete_session(key),
         lambda: store.load_last(key, 2),
+        lambda: store.search(SessionQuery(_text(3, 1))),
+        lambda: store.search_messages(_text(2, 6)),
         lambda: store.cleanup_stale(10**6),
     ]
 

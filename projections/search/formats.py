@@ -819,7 +819,12 @@ class _Chunk:
             return tids, bytes((level,)) * size
         levels, own = bytearray((level,)) * size, self.own()
         for place in exceptions:
-            levels[at[place] - first] = own[place]
+            offset = at[place] - first
+            if not 0 <= offset < size:
+                # ``at`` is stored ascending; out of order, bisect finds places that are not this message's.
+                raise StoreCorrupted("the search index is damaged: a chunk of postings places a level outside its "
+                                     "message")
+            levels[offset] = own[place]
         return tids, bytes(levels)
 
 

@@ -19,6 +19,8 @@ from operator import itemgetter
 
 import attrs
 
+from eventstore._errors import StoreCorrupted
+
 from .formats import Summary
 from .reader import IndexReader
 from .scoring import idf
@@ -128,7 +130,11 @@ def plan_query(view: IndexReader, words: Sequence[QueryWord]) -> Plan | None:
     for tid, term in sorted(terms.items(), key=itemgetter(1)):
         summary = view.summary(tid)
         if summary is not None:
-            plan_terms.append(PlanTerm(term, tid, idf(messages, view.df(tid)), summary))
+            df = view.df(tid)
+            if df > messages:
+                # A log of a negative number below: the counts contradict each other, so one of them is damaged.
+                raise StoreCorrupted(f"the search index is damaged: term {tid} is in more messages than it counts")
+            plan_terms.append(PlanTerm(term, tid, idf(messages, df), summary))
     present = {term.tid for term in plan_terms}
     free &= present
     phrases = [phrase for phrase in phrases if all(position & present for position in phrase.positions)]
