@@ -7,10 +7,11 @@ One term: its best level groups, down to the ``limit``-th session. Several
 terms (no phrases), all but the most frequent in few sessions, or in several
 messages of few sessions: each term's best sessions alone, cut at a level
 counted in C, and the sessions whose tags leave open that two terms share a
-message, found with sets in C (``_intersected``); terms in many sessions, or
-phrases: a threshold algorithm over their level groups (``_threshold``). Every
-path prunes with ``scoring.may_reach``, so a session tying the ``limit``-th
-score is always scored; ties go to the most recent activity.
+message, found with compressed bitmaps in C (``_intersected``); terms in many
+sessions, or phrases: a threshold algorithm over their level groups
+(``_threshold``). Every path prunes with ``scoring.may_reach``, so a session
+tying the ``limit``-th score is always scored; ties go to the most recent
+activity.
 """
 
 from __future__ import annotations
