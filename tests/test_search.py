@@ -600,16 +600,19 @@ class TestSharedSessionsPath:
     @given(st.lists(st.dictionaries(st.integers(0, 3 * 4096 + 50), st.tuples(st.integers(1, 255),
                                                                             st.sampled_from([0, 1, 2, 126, 127, 128,
                                                                                              129, 255])),
-                                    min_size=1, max_size=300), min_size=2, max_size=4))
-    @example([{5: (9, 1), 7: (9, 1)}, {5: (3, 1), 7: (3, 2)}])
-    @example([{5: (9, 128)}, {5: (3, 0)}, {6: (3, 0)}])
-    @example([{sid: (9, 2) for sid in range(200)}, {1: (3, 129), 4095: (1, 127)}])
-    def test_sessions_left_open(self, terms: list[dict[int, tuple[int, int]]]) -> None:
+                                    min_size=1, max_size=300), min_size=2, max_size=4),
+           st.sampled_from([0, formats.KEYED_BELOW - 4096, formats.KEYED_BELOW]))
+    @example([{5: (9, 1), 7: (9, 1)}, {5: (3, 1), 7: (3, 2)}], 0)
+    @example([{5: (9, 128)}, {5: (3, 0)}, {6: (3, 0)}], 0)
+    @example([{sid: (9, 2) for sid in range(200)}, {1: (3, 129), 4095: (1, 127)}], 0)
+    @example([{5: (9, 1), 4096 + 5: (9, 1)}, {5: (3, 2), 4096 + 5: (3, 1)}], formats.KEYED_BELOW - 4096)
+    def test_sessions_left_open(self, terms: list[dict[int, tuple[int, int]]], first: int) -> None:
         """The sessions the shared-sessions path resolves are, found in C, exactly those holding several terms
-        whose tags are equal or one of which does not name a single message (a plain check of every session)."""
+        whose tags are equal or one of which does not name a single message (a plain check of every session):
+        with compressed bitmaps of sessions and tags, and with sets where sessions pass ``KEYED_BELOW``."""
         summaries = []
         for entries in terms:
-            blocks = [(number, formats.Block(raw)) for number in range(4)
+            blocks = [((first >> 12) + number, formats.Block(raw)) for number in range(4)
                       if (raw := formats.summary_of({sid & 4095: level << 8 | tag for sid, (level, tag)
                                                     in entries.items() if sid >> 12 == number})) is not None]
             summaries.append(formats.Summary(blocks))
@@ -617,7 +620,7 @@ class TestSharedSessionsPath:
         for sid in sorted(set().union(*terms)):
             tags = [entries[sid][1] for entries in terms if sid in entries]
             if len(tags) > 1 and (max(tags) >= formats.LAST_TAG or len(set(tags)) < len(tags)):
-                expected.append(sid)
+                expected.append(first + sid)
         assert search_queries._sessions_left_open(summaries) == expected
 
     @settings(max_examples=60)

@@ -46,12 +46,15 @@ from itertools import compress, repeat
 from operator import add, itemgetter
 from typing import Literal
 
+from pyroaring import BitMap
+
 from eventstore._errors import StoreCorrupted
 
 __all__ = [
     "CHUNK_MESSAGES",
     "FIND_PAYS_OFF",
     "GROUPED_FROM",
+    "KEYED_BELOW",
     "MAX_ID",
     "META_GENERATION",
     "META_MESSAGES",
@@ -457,6 +460,24 @@ class Summary:
         wide[4::8] = self._tags
         return _unsigned(wide, "Q")
 
+    def last_sid(self) -> int:
+        """The greatest session holding the term."""
+        number, block = self.blocks[-1]
+        return number << BLOCK_BITS | block.last_sid()
+
+    def keyed(self) -> BitMap:
+        """Each session with its tag, as ``tag << 24 | sid``, in a compressed bitmap built in C (every session below
+        ``KEYED_BELOW``): two terms have the same key in a session exactly where their tags are equal. The tag
+        in the high bits groups the keys into few containers (one a tag and 65,536 sessions), which makes
+        building and ANDing the bitmaps cheaper than with the session there."""
+        wide = bytearray(self._joined())
+        wide[3::4] = self._tags
+        return BitMap(_u32_array(wide), optimize=False)
+
+    def present(self) -> BitMap:
+        """The sessions, in a compressed bitmap built in C."""
+        return BitMap(_u32_array(self._joined()), optimize=False)
+
     def held(self, sids: Collection[int]) -> set[int]:
         """Those of ``sids`` that hold the term: looked up one by one when they are few, else in one pass in C."""
         found = self.sorted_sids()
@@ -512,6 +533,17 @@ _SPREAD = bytes(value >= LAST_TAG for value in range(256))
 FIND_PAYS_OFF = 8
 #: How many times a pass over one session costs less than looking one up (``Summary.held``).
 _LOOKUP_COST = 16
+#: ``Summary.keyed`` holds a session and its tag in 32 bits: sessions below this.
+KEYED_BELOW = 1 << 24
+
+
+def _u32_array(data: bytes | bytearray) -> array[int]:
+    """The little-endian u32 values in ``data`` as an ``array`` (what ``BitMap`` reads in C)."""
+    values = array("I")
+    values.frombytes(data)
+    if not _LITTLE:
+        values.byteswap()
+    return values
 
 
 def _minus_level(group: tuple[int, bytes]) -> int:

@@ -7,10 +7,11 @@ One term: its best level groups, down to the ``limit``-th session. Several
 terms (no phrases), all but the most frequent in few sessions, or in several
 messages of few sessions: each term's best sessions alone, cut at a level
 counted in C, and the sessions whose tags leave open that two terms share a
-message, found with sets in C (``_intersected``); terms in many sessions, or
-phrases: a threshold algorithm over their level groups (``_threshold``). Every
-path prunes with ``scoring.may_reach``, so a session tying the ``limit``-th
-score is always scored; ties go to the most recent activity.
+message, found with compressed bitmaps in C (``_intersected``); terms in many
+sessions, or phrases: a threshold algorithm over their level groups
+(``_threshold``). Every path prunes with ``scoring.may_reach``, so a session
+tying the ``limit``-th score is always scored; ties go to the most recent
+activity.
 """
 
 from __future__ import annotations
@@ -20,15 +21,18 @@ import functools
 import heapq
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from itertools import compress, repeat
+from itertools import combinations, compress, repeat
 from operator import attrgetter, ge, mul, neg
 from typing import Any
+
+from pyroaring import BitMap
 
 from eventstore._errors import StoreCorrupted
 
 from .formats import (
     CHUNK_MESSAGES,
     FIND_PAYS_OFF,
+    KEYED_BELOW,
     LAST_TAG,
     MAX_ID,
     MULTI,
@@ -208,14 +212,38 @@ def _sessions_left_open(summaries: Sequence[Summary]) -> list[int]:
     message: two equal tags, or a term in several messages (or in one past the tags' range) and another term.
 
     Found in C over every session of the terms, without a step for each session they share: equal tags are
-    equal keys ``tag << 32 | sid`` (``Summary.placed``); the sessions of a term spread over several messages are
-    few for all but the most common words, and are looked up in the other terms only (``Summary.held``): a pass
-    over the largest term for the spread sessions of all of them cost more than the rest of the search.
+    equal keys ``tag << 24 | sid`` (``Summary.keyed``), ANDed pair by pair as compressed bitmaps; the sessions of a
+    term spread over several messages, few for all but the most common words, are ANDed with the other terms'
+    sessions (``Summary.present``). Building a bitmap costs a fraction of what a set of the same keys does.
     """
+    if max(summary.last_sid() for summary in summaries) >= KEYED_BELOW:
+        return _left_open_by_sets(summaries)
+    keyed = [summary.keyed() for summary in summaries]
+    equal = BitMap()
+    for one, another in combinations(keyed, 2):
+        equal |= one & another
+    found = BitMap([key & _SESSION_OF_KEY for key in equal], optimize=False)
+    spread = [BitMap(summary.spread_sids(), optimize=False) for summary in summaries]
+    if any(spread):  # a session spread in one term is in several terms when another term holds it
+        present = [summary.present() for summary in summaries]
+        for own, sids in enumerate(spread):
+            if sids:
+                for other, sessions in enumerate(present):
+                    if other != own:
+                        found |= sids & sessions
+    return list(found)
+
+#: The session of a ``Summary.keyed`` key.
+_SESSION_OF_KEY = KEYED_BELOW - 1
+
+def _left_open_by_sets(summaries: Sequence[Summary]) -> list[int]:
+    """``_sessions_left_open`` where a session does not fit ``Summary.keyed``'s 32 bits: equal tags are equal keys
+    ``tag << 32 | sid`` (``Summary.placed``) in sets, and the spread sessions are looked up in the other terms
+    only (``Summary.held``)."""
     found = {key & MAX_ID for key in _in_several([summary.placed() for summary in summaries])}
     for summary in summaries:
         spread = summary.spread_sids()
-        if spread:  # a session spread in one term is in several terms when another term holds it
+        if spread:
             for other in summaries:
                 if other is not summary:
                     found |= other.held(spread)
