@@ -26,7 +26,9 @@ def _flip(path: Path, database: bytes, key: bytes, offset: int, mask: int) -> No
     try:
         with environment.begin(write=True) as txn:
             handle = environment.open_db(database, txn=txn, create=False)
-            value = bytearray(txn.get(key, db=handle))
+            stored = txn.get(key, db=handle)
+            assert stored is not None
+            value = bytearray(stored)
             value[offset] ^= mask
             txn.put(key, bytes(value), db=handle)
     finally:
