@@ -231,9 +231,9 @@ def test_a_host_that_heard_of_another_hosts_commit_catches_up_before_deciding(op
     settled: list[object] = []
     real_settle = replica._settle
 
-    def settle(records: object) -> None:
+    def settle(records: object, head: int | None) -> None:
         settled.append(records)
-        real_settle(records)  # type: ignore[arg-type]
+        real_settle(records, head)  # type: ignore[arg-type]
 
     monkeypatch.setattr(replica, "_settle", settle)
     calls = record_calls(one, monkeypatch)

@@ -858,6 +858,28 @@ class PostgresLog:
                 raise StoreClosed("the store is closed")
             return position
 
+    def heard(self, seen: int) -> int | None:
+        if not self._listening.acquire(blocking=False):  # its waiter hears each commit as it comes
+            return seen
+        try:
+            listener = self._listener
+            if self._closed or listener is None or listener.closed or self._heard is None:
+                return None
+            try:
+                payloads = [notification.payload for notification in listener.notifies(timeout=0.0)]
+                position = max(seen, self._heard)
+                if payloads and all(payload.isdigit() for payload in payloads):
+                    position = max(position, *(int(payload) for payload in payloads))
+                elif payloads:  # a group's commit names no head
+                    position = self._head(listener)
+            except psycopg.Error:
+                listener.close()  # the watcher's next wait connects again
+                return None
+            self._heard = position
+            return position
+        finally:
+            self._listening.release()
+
     def _next_head(self, listener: psycopg.Connection[Any], seen: int, timeout: float) -> int:
         """The head after the next commit past ``seen`` (or after ``timeout`` seconds, or a wake-up): named by the
         notifications of commands alone (``es_append_alone``), else asked for. Each wait takes every notification
