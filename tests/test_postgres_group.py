@@ -70,10 +70,21 @@ def in_one_group(host: SessionStore, commands: list[Callable[[], object]]) -> li
     replica = replica_of(host)
     engine = replica.replica
     group = engine._group  # type: ignore[attr-defined]
-    return while_a_write_holds_the_lock(
-        engine.write, commands,
-        lambda: len([member for member in group._queued if member.before_commit == replica._ship]),
-        timeout=GATE_SECONDS)
+
+    def queued() -> int:
+        return len([member for member in group._queued if member.before_commit == replica._ship])
+
+    def in_turn(index: int, command: Callable[[], object]) -> Callable[[], object]:
+        def run() -> object:  # queued after the commands before it: the group decides them in the order given
+            deadline = time.monotonic() + GATE_SECONDS
+            while queued() < index and time.monotonic() < deadline:
+                time.sleep(0.001)
+            return command()
+
+        return run
+
+    return while_a_write_holds_the_lock(engine.write, [in_turn(index, command) for index, command in
+                                                      enumerate(commands)], queued, timeout=GATE_SECONDS)
 
 
 def user(text: str) -> ChatMessage:

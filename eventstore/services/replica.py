@@ -305,6 +305,9 @@ class ReplicaStorage:
         self._begun = self._finished = 0  # catch-ups begun, and the number of the latest one finished
         self._local = threading.local()  # .applying: this thread writes the replica itself (catching up)
         self._head = 0  # the shared log's head: the latest this host heard of, committed or caught up to
+        # The replica's head when this store last saw it (its commit, its catch-up): the replica only grows, but for
+        # a rebuild, which a command finds (``_Rebuilt``). A command needs no look at it to know it holds ``_head``.
+        self._replicated = 0
         # A flush failed after the replica committed its command: until a catch-up checks the replica against the
         # server (which may have lost the command, crashing before the flush), reads and commands ask the server.
         self._unsure = False
@@ -333,6 +336,8 @@ class ReplicaStorage:
         self._dictionary = StoredDictionary(self._meta)
         with self._inner.read() as txn:
             self._rebuilds = txn.get(self._meta, _REBUILDS)
+        with self._heard:
+            self._replicated = 0  # maybe rebuilt, maybe refilling: looked at again
         self.catch_up()
 
     # -- the storage protocol -------------------------------------------------------------
@@ -385,9 +390,12 @@ class ReplicaStorage:
         self._raise_head(position)
         return self._head
 
-    def _raise_head(self, position: int) -> None:
+    def _raise_head(self, position: int, *, replicated: bool = False) -> None:
+        """The shared log's head is at least ``position`` (``replicated``: the replica's is too)."""
         with self._heard:
             self._head = max(self._head, position)
+            if replicated:
+                self._replicated = max(self._replicated, position)
 
     def write(self, body: Callable[[WriteTransaction], T]) -> T:
         if getattr(self._local, "applying", False):
@@ -500,6 +508,8 @@ class ReplicaStorage:
         heard = self._heard_head()
         if heard is None:  # not listening: ``_head`` is what this host committed or caught up to
             heard = self._head
+        if heard <= self._replicated:
+            return
         with self._inner.read() as txn:
             behind = binding.head(txn)[0] < heard
         if behind:
@@ -582,7 +592,8 @@ class ReplicaStorage:
             else:  # the call failed (its outcome unknown) or the server found a command damaged
                 settled.append((False, answer))
         if kept:
-            self._raise_head(max((waiting.decided[1] for waiting in pending if waiting.decided), default=0))
+            self._raise_head(max((waiting.decided[1] for waiting in pending if waiting.decided), default=0),
+                             replicated=True)
         return settled, kept
 
     def _settle(self, records: Sequence[SharedRecord], head: int | None) -> None:
@@ -714,6 +725,7 @@ class ReplicaStorage:
             diverged = head.position < position or (head.position == position and head.hash != last_hash)
             filling = filling or position == 0 < head.position or head.position - position > BATCH
             if not diverged and not head.events:
+                self._raise_head(position, replicated=True)
                 return applied
             try:
                 if diverged:
@@ -729,6 +741,7 @@ class ReplicaStorage:
             if filling and self._progress is not None:
                 self._progress(last, head.position)
             if last == head.position:  # the batch reached the head: no round trip to confirm it
+                self._raise_head(last, replicated=True)
                 return applied
 
     def _applying(self, body: Callable[[WriteTransaction], T]) -> T:
@@ -753,6 +766,7 @@ class ReplicaStorage:
             self._applying(empty)
             with self._heard:
                 self._head = server_head  # lower than the replica's was, maybe: reads wait for the refill
+                self._replicated = 0
             binding.reopen()
 
     def _reopen(self, binding: ReplicaBinding) -> None:
