@@ -97,7 +97,7 @@ def test_a_refused_command_among_accepted_ones_is_decided_again_and_the_others_c
         one.append(key, user(f"{key} first"))
     listening(one)
     # As while the notification of two's commit is on its way: one decides without catching up first.
-    monkeypatch.setattr(replica_of(one), "_catch_up_to_heard", lambda: None)
+    monkeypatch.setattr(replica_of(one), "_heard_by_commands", lambda: 0)
     two.append("b", user("b from two"))  # one's replica has not caught up: its command on b is refused once
     calls = record_calls(one, monkeypatch)
     def command(key: str) -> Callable[[], object]:
@@ -252,3 +252,26 @@ def test_a_host_that_heard_of_another_hosts_commit_catches_up_before_deciding(op
     assert calls == [["Committed"]]
     assert settled == []  # decided on the caught-up replica: kept as it was, not rolled back and fetched again
     assert texts(one, "theirs") == ["from two"]
+
+
+def test_a_command_that_hears_of_another_hosts_commit_once_it_holds_the_replica_decides_after_it(
+        open_host, monkeypatch):
+    """As when the notification came while the command waited for the replica's write lock: it replicates the
+    commit in its own transaction and decides after it, instead of being recorded elsewhere and rolled back."""
+    one, two = open_host("one"), open_host("two")
+    one.append("mine", user("first"))
+    listening(one)
+    replica = replica_of(one)
+    monkeypatch.setattr(replica, "_catch_up_to_heard", lambda: None)
+    two.append("theirs", user("from two"))
+    heard(one, two)
+    settled: list[object] = []
+    monkeypatch.setattr(replica, "_settle", lambda records, head: settled.append(records))
+    calls = record_calls(one, monkeypatch)
+    assert one.append("mine", user("second")) == 2
+    assert calls == [["Committed"]]
+    assert settled == []  # kept as decided: the replica held two's commit before the command's events
+    assert texts(one, "theirs") == ["from two"] and texts(one, "mine") == ["first", "second"]
+    fresh = open_host("fresh")
+    assert [texts(fresh, key) for key in ("mine", "theirs")] == [texts(one, key) for key in ("mine", "theirs")]
+    assert one.verify().ok and fresh.verify().ok

@@ -126,6 +126,11 @@ class _Rebuilt(Exception):
     refilled): the body did not run; catch up, which opens the store's components again, then decide."""
 
 
+class _Diverged(Exception):
+    """The replica, caught up in a write's transaction, does not match the shared log: the body did not run; catch up
+    (which rebuilds the replica), then decide."""
+
+
 class _Shipment:
     """What became of one write's command on the shared log, across the engine's runs of its body (it runs it
     again after growing its map): once accepted, the command must not be sent again."""
@@ -427,8 +432,8 @@ class ReplicaStorage:
                 continue
             except _Unbound:
                 continue  # nothing ran: wait for the binding (above), then decide
-            except _Rebuilt:
-                self.catch_up()  # nothing ran: bind to the refilled replica, then decide
+            except (_Rebuilt, _Diverged):
+                self.catch_up()  # nothing ran: bind to the refilled replica (or rebuild it), then decide
                 continue
             except _Elsewhere as elsewhere:
                 self._settle(elsewhere.records, elsewhere.head)
@@ -505,15 +510,18 @@ class ReplicaStorage:
         binding = self._binding
         if binding is None:  # another thread reopens the store: the attempt waits for it to bind again
             return
-        heard = self._heard_head()
-        if heard is None:  # not listening: ``_head`` is what this host committed or caught up to
-            heard = self._head
+        heard = self._heard_by_commands()
         if heard <= self._replicated:
             return
         with self._inner.read() as txn:
             behind = binding.head(txn)[0] < heard
         if behind:
             self.catch_up(heard)
+
+    def _heard_by_commands(self) -> int:
+        """The latest head a command knows the shared log reached: heard of, or (not listening) this host's own."""
+        heard = self._heard_head()
+        return self._head if heard is None else heard
 
     def _moved(self, decided_at: list[tuple[int, bytes]]) -> bool:
         """Catch up; whether the replica's head is now another than the one a refused body decided against: its
@@ -539,6 +547,9 @@ class ReplicaStorage:
         if txn.get(self._meta, _REBUILDS) != self._rebuilds:
             raise _Rebuilt
         decided_at[:] = [binding.head(txn)[:2]]
+        if self._heard_by_commands() > decided_at[0][0]:  # other hosts committed while this write waited for the lock
+            self._catch_up_within(txn, binding, *decided_at[0])
+            decided_at[:] = [binding.head(txn)[:2]]
         capture = _Capture(txn, self._stream_keys, self._dictionary)
         result = body(_CapturingTransaction(txn, capture))
         commit = capture.commit()
@@ -549,6 +560,21 @@ class ReplicaStorage:
             (first, _), (last, record) = capture.events[0], capture.events[-1]
             decided = (first, last, record_hash(record))
         return _Pending(result, commit, decided, shipment)
+
+    def _catch_up_within(self, txn: WriteTransaction, binding: ReplicaBinding, position: int, last_hash: bytes
+                         ) -> None:
+        """Replicate, in the write's own transaction, the events after the replica's ``position`` that the server
+        holds: decided on them, the command goes where the replica puts it unless another host commits during its
+        call, instead of being rolled back and fetched again. A replica that does not match the server is left to
+        the catch-up (which rebuilds it)."""
+        head = self._shared.read(position, BATCH)
+        self._raise_head(head.position)
+        if head.position < position or (head.position == position and head.hash != last_hash):
+            raise _Diverged
+        try:
+            binding.replicate(txn, _after(head.events, position))
+        except ReplicationMismatch:
+            raise _Diverged from None
 
     def _ship(self, outcomes: list[Outcome]) -> tuple[list[Outcome], bool]:
         """The step before a group's local commit: the group's commands to the shared log in one call.
