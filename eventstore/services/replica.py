@@ -6,7 +6,8 @@ unchanged: its commands decide against the replica, its queries read the replica
 * **A write that records events** (or bookkeeping that must be unique across hosts) runs its body in a
   local write transaction that captures what the body wrote to the log and the bookkeeping spaces, and
   before the local commit hands that to the shared log, with each session's version as the body decided
-  against it. The engine commits the writes that threads give at once as one group (``GroupCommitting``):
+  against it (having replicated, in that transaction, the commits of other hosts it heard of while it waited for
+  the replica's write lock). The engine commits the writes that threads give at once as one group (``GroupCommitting``):
   their commands go to the shared log in one call (``SharedLog.commit_many``: one transaction, one flush),
   each accepted or refused alone. When the shared log put every command's events where the replica did
   (nobody committed in between: same positions, same chain head), the local transaction commits as it is.
@@ -675,8 +676,9 @@ class ReplicaStorage:
         self._subscribed.set()  # a quiet watcher ends now
         self._inner.release()
         self._shared.close()
-        if self._turn_file is not None:
-            os.close(self._turn_file)
+        turn_file, self._turn_file = self._turn_file, None
+        if turn_file is not None:
+            os.close(turn_file)
 
     # -- catching up --------------------------------------------------------------------
 
@@ -728,14 +730,16 @@ class ReplicaStorage:
         """The turn of a catch-up among the processes sharing the replica directory (an exclusive ``flock``; the
         thread waits for it without the GIL). The lock is taken after ``catch_up``'s and before the replica's
         write lock, by catch-ups that no thread holding those gives (commands and reads): no cycle."""
-        if self._turn_file is None:
+        turn_file = self._turn_file
+        if turn_file is None:
             yield
             return
-        fcntl.flock(self._turn_file, fcntl.LOCK_EX)
+        fcntl.flock(turn_file, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            fcntl.flock(self._turn_file, fcntl.LOCK_UN)
+            with contextlib.suppress(OSError):  # the store was closed meanwhile, which released the lock
+                fcntl.flock(turn_file, fcntl.LOCK_UN)
 
     def _fill(self, binding: ReplicaBinding) -> int:
         applied, filling = 0, False
