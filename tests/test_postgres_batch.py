@@ -37,7 +37,7 @@ MAY_OR_MAY_NOT = "may or may not have been recorded"
 def stale(host: SessionStore, monkeypatch: pytest.MonkeyPatch) -> None:
     """As while the notification of another host's commit is on its way: the host decides without catching up."""
     listening(host)
-    monkeypatch.setattr(replica_of(host), "_catch_up_to_heard", lambda: None)
+    monkeypatch.setattr(replica_of(host), "_heard_by_commands", lambda: 0)
 
 
 def same_everywhere(host: SessionStore, fresh: SessionStore, keys: str) -> None:

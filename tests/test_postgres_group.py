@@ -70,10 +70,21 @@ def in_one_group(host: SessionStore, commands: list[Callable[[], object]]) -> li
     replica = replica_of(host)
     engine = replica.replica
     group = engine._group  # type: ignore[attr-defined]
-    return while_a_write_holds_the_lock(
-        engine.write, commands,
-        lambda: len([member for member in group._queued if member.before_commit == replica._ship]),
-        timeout=GATE_SECONDS)
+
+    def queued() -> int:
+        return len([member for member in group._queued if member.before_commit == replica._ship])
+
+    def in_turn(index: int, command: Callable[[], object]) -> Callable[[], object]:
+        def run() -> object:  # queued after the commands before it: the group decides them in the order given
+            deadline = time.monotonic() + GATE_SECONDS
+            while queued() < index and time.monotonic() < deadline:
+                time.sleep(0.001)
+            return command()
+
+        return run
+
+    return while_a_write_holds_the_lock(engine.write, [in_turn(index, command) for index, command in
+                                                      enumerate(commands)], queued, timeout=GATE_SECONDS)
 
 
 def user(text: str) -> ChatMessage:
@@ -86,7 +97,7 @@ def test_a_refused_command_among_accepted_ones_is_decided_again_and_the_others_c
         one.append(key, user(f"{key} first"))
     listening(one)
     # As while the notification of two's commit is on its way: one decides without catching up first.
-    monkeypatch.setattr(replica_of(one), "_catch_up_to_heard", lambda: None)
+    monkeypatch.setattr(replica_of(one), "_heard_by_commands", lambda: 0)
     two.append("b", user("b from two"))  # one's replica has not caught up: its command on b is refused once
     calls = record_calls(one, monkeypatch)
     def command(key: str) -> Callable[[], object]:
@@ -231,9 +242,9 @@ def test_a_host_that_heard_of_another_hosts_commit_catches_up_before_deciding(op
     settled: list[object] = []
     real_settle = replica._settle
 
-    def settle(records: object) -> None:
+    def settle(records: object, head: int | None) -> None:
         settled.append(records)
-        real_settle(records)  # type: ignore[arg-type]
+        real_settle(records, head)  # type: ignore[arg-type]
 
     monkeypatch.setattr(replica, "_settle", settle)
     calls = record_calls(one, monkeypatch)
@@ -241,3 +252,26 @@ def test_a_host_that_heard_of_another_hosts_commit_catches_up_before_deciding(op
     assert calls == [["Committed"]]
     assert settled == []  # decided on the caught-up replica: kept as it was, not rolled back and fetched again
     assert texts(one, "theirs") == ["from two"]
+
+
+def test_a_command_that_hears_of_another_hosts_commit_once_it_holds_the_replica_decides_after_it(
+        open_host, monkeypatch):
+    """As when the notification came while the command waited for the replica's write lock: it replicates the
+    commit in its own transaction and decides after it, instead of being recorded elsewhere and rolled back."""
+    one, two = open_host("one"), open_host("two")
+    one.append("mine", user("first"))
+    listening(one)
+    replica = replica_of(one)
+    monkeypatch.setattr(replica, "_catch_up_to_heard", lambda: None)
+    two.append("theirs", user("from two"))
+    heard(one, two)
+    settled: list[object] = []
+    monkeypatch.setattr(replica, "_settle", lambda records, head: settled.append(records))
+    calls = record_calls(one, monkeypatch)
+    assert one.append("mine", user("second")) == 2
+    assert calls == [["Committed"]]
+    assert settled == []  # kept as decided: the replica held two's commit before the command's events
+    assert texts(one, "theirs") == ["from two"] and texts(one, "mine") == ["first", "second"]
+    fresh = open_host("fresh")
+    assert [texts(fresh, key) for key in ("mine", "theirs")] == [texts(one, key) for key in ("mine", "theirs")]
+    assert one.verify().ok and fresh.verify().ok

@@ -6,7 +6,8 @@ unchanged: its commands decide against the replica, its queries read the replica
 * **A write that records events** (or bookkeeping that must be unique across hosts) runs its body in a
   local write transaction that captures what the body wrote to the log and the bookkeeping spaces, and
   before the local commit hands that to the shared log, with each session's version as the body decided
-  against it. The engine commits the writes that threads give at once as one group (``GroupCommitting``):
+  against it (having replicated, in that transaction, the commits of other hosts it heard of while it waited for
+  the replica's write lock). The engine commits the writes that threads give at once as one group (``GroupCommitting``):
   their commands go to the shared log in one call (``SharedLog.commit_many``: one transaction, one flush),
   each accepted or refused alone. When the shared log put every command's events where the replica did
   (nobody committed in between: same positions, same chain head), the local transaction commits as it is.
@@ -28,7 +29,9 @@ unchanged: its commands decide against the replica, its queries read the replica
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -82,6 +85,9 @@ T = TypeVar("T")
 ATTEMPTS = 50
 #: Events fetched per round trip while catching up.
 BATCH = 1000
+#: How long the watcher waits for a commit before it asks the server for the head (a lost notification, a dropped
+#: connection); without a subscriber, how long it leaves the notifications to the reads and commands that drain them.
+QUIET_SECONDS = 1.0
 #: The spaces a write shares: the log, and the bookkeeping that the first writer owns across hosts.
 _LOG_EVENTS = "log.events"
 _SHARED_RECORDS = frozenset({"facade.idempotency", "facade.imports"})
@@ -128,6 +134,11 @@ class _Rebuilt(Exception):
     refilled): the body did not run; catch up, which opens the store's components again, then decide."""
 
 
+class _Diverged(Exception):
+    """The replica, caught up in a write's transaction, does not match the shared log: the body did not run; catch up
+    (which rebuilds the replica), then decide."""
+
+
 class _Shipment:
     """What became of one write's command on the shared log, across the engine's runs of its body (it runs it
     again after growing its map): once accepted, the command must not be sent again."""
@@ -153,10 +164,11 @@ class _Pending:
 class _Elsewhere(Exception):
     """The shared log recorded the write at other positions than the replica's: roll back, then catch up."""
 
-    def __init__(self, result: object, records: tuple[SharedRecord, ...]) -> None:
+    def __init__(self, result: object, records: tuple[SharedRecord, ...], head: int | None) -> None:
         super().__init__("recorded elsewhere")
         self.result = result
         self.records = records
+        self.head = head  # the shared log's head right after the write (``None``: not known)
 
 
 class _Capture:
@@ -306,18 +318,23 @@ class ReplicaStorage:
         self._begun = self._finished = 0  # catch-ups begun, and the number of the latest one finished
         self._local = threading.local()  # .applying: this thread writes the replica itself (catching up)
         self._head = 0  # the shared log's head: the latest this host heard of, committed or caught up to
+        # The replica's head when this store last saw it (its commit, its catch-up): the replica only grows, but for
+        # a rebuild, which a command finds (``_Rebuilt``). A command needs no look at it to know it holds ``_head``.
+        self._replicated = 0
         # A flush failed after the replica committed its command: until a catch-up checks the replica against the
         # server (which may have lost the command, crashing before the flush), reads and commands ask the server.
         self._unsure = False
         self._heard = threading.Lock()  # raising ``_head`` from several threads
-        self._listening = False  # the watcher listens: every commit past ``_head`` will wake it
+        self._listening = False  # the watcher listens: every commit past ``_head`` is heard of (``_heard_head``)
         self._went_back = False  # the watcher saw the server's head behind one it saw before: catch up to check
         self._watcher: threading.Thread | None = None
         self._listeners: list[Callable[[], None]] = []
+        self._subscribed = threading.Event()  # a subscriber came: the quiet watcher wakes at every commit again
         self._released = False
         self._rebuilds: bytes | None = None  # the replica's rebuild count when this process bound to it
         self._bound = threading.Condition()  # a thread reopening the store unbound it: other threads' writes wait
         self._rebinding: int | None = None  # that thread (its components' own writes stay on the replica)
+        self._turn_file = _turn_file(self.path)  # the catch-ups' turns among the processes sharing the directory
 
     def reporting(self, progress: Progress | None) -> Progress | None:
         """``progress`` as the store should call it: a command it gives while this thread opens the store's
@@ -349,6 +366,8 @@ class ReplicaStorage:
         self._dictionary = StoredDictionary(self._meta)
         with self._inner.read() as txn:
             self._rebuilds = txn.get(self._meta, _REBUILDS)
+        with self._heard:
+            self._replicated = 0  # maybe rebuilt, maybe refilling: looked at again
         self.catch_up()
 
     # -- the storage protocol -------------------------------------------------------------
@@ -374,13 +393,14 @@ class ReplicaStorage:
                 yield txn
                 return
         binding = self._binding
-        if self._listening and not self._went_back and not self._unsure and binding is not None:
+        heard = self._heard_head()
+        if heard is not None and binding is not None:
             with self._inner.read() as txn:
-                if binding.head(txn)[0] >= self._head and txn.get(self._meta, _REBUILDS) == self._rebuilds:
+                if binding.head(txn)[0] >= heard and txn.get(self._meta, _REBUILDS) == self._rebuilds:
                     yield txn
                     return
         self._watch()  # a store that reads listens from its first read on
-        self.catch_up()
+        self.catch_up(heard)
         with self._inner.read() as txn:
             yield txn
 
@@ -389,9 +409,23 @@ class ReplicaStorage:
         """Whether reads skip the server: the watcher listens for commits, with the head it last saw."""
         return self._listening
 
-    def _raise_head(self, position: int) -> None:
+    def _heard_head(self) -> int | None:
+        """The latest head this host heard of, with the commits whose notifications came since the watcher last
+        looked (``None``: not listening, or a head gone back or a flush failed since: ask the server)."""
+        if not self._listening or self._went_back or self._unsure:
+            return None
+        position = self._shared.heard(self._head)
+        if position is None:
+            return None
+        self._raise_head(position)
+        return self._head
+
+    def _raise_head(self, position: int, *, replicated: bool = False) -> None:
+        """The shared log's head is at least ``position`` (``replicated``: the replica's is too)."""
         with self._heard:
             self._head = max(self._head, position)
+            if replicated:
+                self._replicated = max(self._replicated, position)
 
     def write(self, body: Callable[[WriteTransaction], T]) -> T:
         if getattr(self._local, "applying", False):
@@ -427,16 +461,16 @@ class ReplicaStorage:
                 continue
             except _Unbound:
                 continue  # nothing ran: wait for the binding (above), then decide
-            except _Rebuilt:
-                self.catch_up()  # nothing ran: bind to the refilled replica, then decide
+            except (_Rebuilt, _Diverged):
+                self.catch_up()  # nothing ran: bind to the refilled replica (or rebuild it), then decide
                 continue
             except _Elsewhere as elsewhere:
-                self._settle(elsewhere.records)
+                self._settle(elsewhere.records, elsewhere.head)
                 return cast(T, elsewhere.result)
             except _Refused as refused:
                 last = refused.cause
                 if isinstance(last, RecordTaken):  # another host's retry recorded it: answer as it did
-                    self._settle((attrs.evolve(last.record, value=last.value),))
+                    self._settle((attrs.evolve(last.record, value=last.value),), None)
                 elif isinstance(last, WrongExpectedVersion) and attempt >= 1:
                     contended = [last.key]
                 elif not self._moved(decided_at):
@@ -505,10 +539,18 @@ class ReplicaStorage:
         binding = self._binding
         if binding is None:  # another thread reopens the store: the attempt waits for it to bind again
             return
+        heard = self._heard_by_commands()
+        if heard <= self._replicated:
+            return
         with self._inner.read() as txn:
-            behind = binding.head(txn)[0] < self._head
+            behind = binding.head(txn)[0] < heard
         if behind:
-            self.catch_up()
+            self.catch_up(heard)
+
+    def _heard_by_commands(self) -> int:
+        """The latest head a command knows the shared log reached: heard of, or (not listening) this host's own."""
+        heard = self._heard_head()
+        return self._head if heard is None else heard
 
     def _moved(self, decided_at: list[tuple[int, bytes]]) -> bool:
         """Catch up; whether the replica's head is now another than the one a refused body decided against: its
@@ -524,7 +566,7 @@ class ReplicaStorage:
     def _attempt(self, txn: WriteTransaction, *, body: Callable[[WriteTransaction], T], shipment: _Shipment,
                  decided_at: list[tuple[int, bytes]]) -> T | _Pending:
         if shipment.accepted:  # the engine runs the body again (it grew its map) after the shared log took it
-            raise _Elsewhere(shipment.result, ())
+            raise _Elsewhere(shipment.result, (), None)
         if shipment.in_doubt:
             raise StoreUnavailable("the call to the shared log was cut short; the command may or may not have been "
                                    "recorded: retry it with the same idempotency_key")
@@ -534,6 +576,9 @@ class ReplicaStorage:
         if txn.get(self._meta, _REBUILDS) != self._rebuilds:
             raise _Rebuilt
         decided_at[:] = [binding.head(txn)[:2]]
+        if self._heard_by_commands() > decided_at[0][0]:  # other hosts committed while this write waited for the lock
+            self._catch_up_within(txn, binding, *decided_at[0])
+            decided_at[:] = [binding.head(txn)[:2]]
         capture = _Capture(txn, self._stream_keys, self._dictionary)
         result = body(_CapturingTransaction(txn, capture))
         commit = capture.commit()
@@ -544,6 +589,21 @@ class ReplicaStorage:
             (first, _), (last, record) = capture.events[0], capture.events[-1]
             decided = (first, last, record_hash(record))
         return _Pending(result, commit, decided, shipment)
+
+    def _catch_up_within(self, txn: WriteTransaction, binding: ReplicaBinding, position: int, last_hash: bytes
+                         ) -> None:
+        """Replicate, in the write's own transaction, the events after the replica's ``position`` that the server
+        holds: decided on them, the command goes where the replica puts it unless another host commits during its
+        call, instead of being rolled back and fetched again. A replica that does not match the server is left to
+        the catch-up (which rebuilds it)."""
+        head = self._shared.read(position, BATCH)
+        self._raise_head(head.position)
+        if head.position < position or (head.position == position and head.hash != last_hash):
+            raise _Diverged
+        try:
+            binding.replicate(txn, _after(head.events, position))
+        except ReplicationMismatch:
+            raise _Diverged from None
 
     def _ship(self, outcomes: list[Outcome]) -> tuple[list[Outcome], bool]:
         """The step before a group's local commit: the group's commands to the shared log in one call.
@@ -579,7 +639,7 @@ class ReplicaStorage:
             assert isinstance(value, _Pending)
             if isinstance(answer, Committed):
                 value.shipment.accepted, value.shipment.result, value.shipment.in_doubt = True, value.result, False
-                elsewhere = _Elsewhere(value.result, value.commit.records)
+                elsewhere = _Elsewhere(value.result, value.commit.records, answer.head_position)
                 settled.append((True, value.result) if kept else (False, elsewhere))
             elif isinstance(answer, (WrongExpectedVersion, RecordTaken, HeadMoved)):
                 value.shipment.in_doubt = False
@@ -587,12 +647,14 @@ class ReplicaStorage:
             else:  # the call failed (its outcome unknown) or the server found a command damaged
                 settled.append((False, answer))
         if kept:
-            self._raise_head(max((waiting.decided[1] for waiting in pending if waiting.decided), default=0))
+            self._raise_head(max((waiting.decided[1] for waiting in pending if waiting.decided), default=0),
+                             replicated=True)
         return settled, kept
 
-    def _settle(self, records: Sequence[SharedRecord]) -> None:
-        """After the shared log recorded a write elsewhere: catch up, and keep its records here too."""
-        self.catch_up()
+    def _settle(self, records: Sequence[SharedRecord], head: int | None) -> None:
+        """After the shared log recorded a write elsewhere: catch up (to ``head``, the log's head right after the
+        write, where known), and keep its records here too."""
+        self.catch_up(head)
         if records:
             spaces = {record.space: self._inner.space(record.space) for record in records}
 
@@ -604,11 +666,13 @@ class ReplicaStorage:
 
     def last_commit(self) -> int:
         self._watch()
+        self._heard_head()
         return self._head
 
     def watch_commits(self, listener: Callable[[], None]) -> Callable[[], None]:
         self._watch()
         self._listeners.append(listener)
+        self._subscribed.set()
         stop_local = self._inner.watch_commits(listener)
 
         def stop() -> None:
@@ -647,17 +711,25 @@ class ReplicaStorage:
 
     def release(self) -> None:
         self._released = True
+        self._subscribed.set()  # a quiet watcher ends now
         self._inner.release()
         self._shared.close()
+        turn_file, self._turn_file = self._turn_file, None
+        if turn_file is not None:
+            os.close(turn_file)
 
     # -- catching up --------------------------------------------------------------------
 
-    def catch_up(self) -> int:
+    def catch_up(self, heard: int | None = None) -> int:
         """Replicate the shared log's events the replica lacks; how many it applied. Rebuilds a replica that
         diverged from the shared log.
 
         Threads share the work: a call that finds a catch-up under way waits for it, and returns at once if a
         catch-up that began after the call arrived has finished (it saw every commit acknowledged before).
+        ``heard``: a head the caller heard the shared log reach (a command deciding, a read while the watcher
+        listens). Such catch-ups of the processes sharing the replica directory take turns, and one that finds the
+        replica there (filled by the turn before) asks the server nothing: a host's processes replicate each
+        commit once, rather than each reading it from the server and finding it replicated.
         """
         binding = self._binding
         if binding is None:  # another thread opens the store's components again: its reopening catches up
@@ -668,14 +740,44 @@ class ReplicaStorage:
         with self._catching_up:
             if self._finished > arrived:
                 return 0
-            self._begun += 1
-            number = self._begun
-            self._went_back = False  # this catch-up checks the replica's head against the server's
-            unsure = self._unsure
-            applied = self._fill(binding)
-            self._unsure = self._unsure and not unsure  # checked against the server (a flush failed since, maybe)
-            self._finished = max(self._finished, number)
-            return applied
+            if heard is None:
+                return self._checked(binding)
+            with self._host_turn():
+                if self._reached(binding, heard):
+                    return 0
+                return self._checked(binding)
+
+    def _checked(self, binding: ReplicaBinding) -> int:
+        """A catch-up that asks the server (``catch_up``'s lock held)."""
+        self._begun += 1
+        number = self._begun
+        self._went_back = False  # this catch-up checks the replica's head against the server's
+        unsure = self._unsure
+        applied = self._fill(binding)
+        self._unsure = self._unsure and not unsure  # checked against the server (a flush failed since, maybe)
+        self._finished = max(self._finished, number)
+        return applied
+
+    def _reached(self, binding: ReplicaBinding, heard: int) -> bool:
+        """Whether the replica holds ``heard`` already, and was not rebuilt since this store bound to it."""
+        with self._inner.read() as txn:
+            return binding.head(txn)[0] >= heard and txn.get(self._meta, _REBUILDS) == self._rebuilds
+
+    @contextlib.contextmanager
+    def _host_turn(self) -> Iterator[None]:
+        """The turn of a catch-up among the processes sharing the replica directory (an exclusive ``flock``; the
+        thread waits for it without the GIL). The lock is taken after ``catch_up``'s and before the replica's
+        write lock, by catch-ups that no thread holding those gives (commands and reads): no cycle."""
+        turn_file = self._turn_file
+        if turn_file is None:
+            yield
+            return
+        fcntl.flock(turn_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):  # the store was closed meanwhile, which released the lock
+                fcntl.flock(turn_file, fcntl.LOCK_UN)
 
     def _fill(self, binding: ReplicaBinding) -> int:
         applied, filling = 0, False
@@ -691,20 +793,23 @@ class ReplicaStorage:
             diverged = head.position < position or (head.position == position and head.hash != last_hash)
             filling = filling or position == 0 < head.position or head.position - position > BATCH
             if not diverged and not head.events:
+                self._raise_head(position, replicated=True)
                 return applied
             try:
                 if diverged:
                     raise ReplicationMismatch(f"the replica holds {position} events, the shared log "
                                               f"{head.position}, and their heads differ")
-                events = [_recorded(event) for event in head.events]
+                # Decoded once the write lock is held: another process sharing the replica may have applied some.
                 applied += self._applying(lambda txn: binding.replicate(
-                    txn, [e for e in events if e.position > binding.head(txn)[0]]))  # noqa: B023
+                    txn, _after(head.events, binding.head(txn)[0])))  # noqa: B023
             except ReplicationMismatch:
                 self._rebuild(binding, head.position)
                 return applied
+            last = head.events[-1].position
             if filling and self._progress is not None:
-                self._progress(events[-1].position, head.position)
-            if events[-1].position == head.position:  # the batch reached the head: no round trip to confirm it
+                self._progress(last, head.position)
+            if last == head.position:  # the batch reached the head: no round trip to confirm it
+                self._raise_head(last, replicated=True)
                 return applied
 
     def _applying(self, body: Callable[[WriteTransaction], T]) -> T:
@@ -729,6 +834,7 @@ class ReplicaStorage:
             self._applying(empty)
             with self._heard:
                 self._head = server_head  # lower than the replica's was, maybe: reads wait for the refill
+                self._replicated = 0
             binding.reopen()
 
     def _reopen(self, binding: ReplicaBinding) -> None:
@@ -754,7 +860,15 @@ class ReplicaStorage:
         while not self._released:
             seen = self._head
             try:
-                position = self._shared.wait(seen, 1.0, self._listen)
+                if self._listening and not self._listeners:
+                    # Nobody follows the feed: reads and commands drain the notifications themselves
+                    # (``_heard_head``), and the watcher looks once a second (a lost notification, a dropped
+                    # connection, a head gone back) instead of waking at every commit of every host.
+                    self._subscribed.wait(QUIET_SECONDS)
+                    self._subscribed.clear()
+                    position = self._shared.wait(seen, 0.0, self._listen)
+                else:
+                    position = self._shared.wait(seen, QUIET_SECONDS, self._listen)
             except StoreClosed:
                 return
             except EventStoreError:
@@ -775,8 +889,25 @@ class ReplicaStorage:
         self._listening = True
 
 
+def _turn_file(directory: Path) -> int | None:
+    """The descriptor of the replica directory's lock file for catch-ups (``None`` where it cannot be opened: those
+    catch-ups then ask the server each, as they would without it)."""
+    path = directory / "catch-up.lock"
+    for flags in (os.O_RDWR | os.O_CREAT, os.O_RDONLY):
+        try:
+            return os.open(path, flags | os.O_CLOEXEC, 0o644)
+        except OSError:
+            continue
+    return None
+
+
 def _nothing() -> None:
     """A write that sent nothing has no flush to wait for."""
+
+
+def _after(events: Sequence[SharedEvent], position: int) -> list[RecordedEvent]:
+    """The events after ``position``, decoded."""
+    return [_recorded(event) for event in events if event.position > position]
 
 
 def _recorded(event: SharedEvent) -> RecordedEvent:

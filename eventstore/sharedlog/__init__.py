@@ -165,5 +165,10 @@ class SharedLog(Protocol):
         called once the head was found at ``seen`` by a connection that listens: from then until this returns,
         any commit wakes it."""
 
+    def heard(self, seen: int) -> int | None:
+        """Without waiting, the head as the commits heard of since the last ``wait`` or ``heard`` tell it: ``seen``
+        when none came past it, or while a ``wait`` listens (which hears each commit as it comes); ``None`` when
+        nothing listens (ask the server). A reader that calls it needs no thread woken at every commit."""
+
     def close(self) -> None:
         """Release the connections; further calls raise ``StoreClosed``."""
