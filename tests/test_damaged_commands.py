@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from eventstore import ChatMessage, EventStoreError, SessionQuery, SessionStore, _log
 
+from _damage import damaged_copy, flips
 from test_compressed_model import WORDS
 
 KEYS = ("a", "b", "c", "fork of a")
@@ -79,11 +80,6 @@ def _commands(store: SessionStore, key: str) -> list[Callable[[], object]]:
     ]
 
 
-#: (database index, entry index, byte offset, XOR mask); the indexes are taken modulo what exists.
-flips = st.lists(st.tuples(st.integers(0, 1000), st.integers(0, 10_000), st.integers(0, 100_000),
-                           st.integers(1, 255)), min_size=1, max_size=3)
-
-
 @settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
           report_multiple_bugs=False)
 @given(damage=flips, key=st.sampled_from(KEYS), order=st.randoms(use_true_random=False))
@@ -91,25 +87,8 @@ def test_commands_on_a_damaged_store_work_or_raise_the_stores_own_errors(
         pristine: tuple[Path, dict[bytes, int]], tmp_path: Path, damage: list[tuple[int, int, int, int]], key: str,
         order: random.Random) -> None:
     source, sizes = pristine
-    names = sorted(sizes)
     copy = tmp_path / "damaged"
-    shutil.rmtree(copy, ignore_errors=True)
-    copy.mkdir()
-    shutil.copy2(source / "data.mdb", copy / "data.mdb")
-    environment = lmdb.open(str(copy), max_dbs=64)
-    with environment.begin(write=True) as txn:
-        for index, entry, offset, mask in damage:
-            name = names[index % len(names)]
-            database = environment.open_db(name, txn=txn, create=False)
-            cursor = txn.cursor(db=database)
-            cursor.first()
-            for _ in range(entry % sizes[name]):
-                cursor.next()
-            value = bytearray(cursor.value())
-            if value:
-                value[offset % len(value)] ^= mask
-                txn.put(bytes(cursor.key()), bytes(value), db=database)
-    environment.close()
+    damaged_copy(source, copy, sizes, damage)
     try:
         store = SessionStore(copy, durable=False)
     except EventStoreError:

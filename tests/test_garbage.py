@@ -59,6 +59,7 @@ from eventstore._errors import shown
 from eventstore._time import to_micros
 from eventstore.events import MessageAppended, SessionRestored
 
+from _damage import damaged_copy, flips
 from _reliability import digest
 
 EXAMPLES = os.environ.get("EVENTSTORE_GARBAGE_EXAMPLES")
@@ -508,39 +509,14 @@ def _outcome(read: Callable[[], Any]) -> Any:
         return ("refused", type(exc).__name__)
 
 
-#: (database index, entry index, byte offset, XOR mask); the indexes are taken modulo what exists.
-flips = st.lists(st.tuples(st.integers(0, 1000), st.integers(0, 10_000), st.integers(0, 100_000),
-                           st.integers(1, 255)), min_size=1, max_size=3)
-
-
 # One failure is enough here (shrinking several is slow): test_known_damage lists the kinds one by one.
 @examples(suppress_health_check=[HealthCheck.too_slow], report_multiple_bugs=False)
 @given(damage=flips)
 def test_flipped_bytes_are_reported_or_refused_never_silently_wrong(
         pristine: tuple[Path, dict[str, Any], dict[bytes, int]], damage: list[tuple[int, int, int, int]]) -> None:
     source, expected, sizes = pristine
-    names = sorted(sizes)
     copy = source.parent / "damaged"
-    shutil.rmtree(copy, ignore_errors=True)
-    copy.mkdir()
-    shutil.copy2(source / "data.mdb", copy / "data.mdb")
-    environment = lmdb.open(str(copy), max_dbs=64)
-    changed = []
-    with environment.begin(write=True) as txn:
-        for index, entry, offset, mask in damage:
-            name = names[index % len(names)]
-            database = environment.open_db(name, txn=txn, create=False)
-            cursor = txn.cursor(db=database)
-            cursor.first()
-            for _ in range(entry % sizes[name]):
-                cursor.next()
-            key, value = bytes(cursor.key()), bytearray(cursor.value())
-            if not value:
-                continue
-            value[offset % len(value)] ^= mask
-            txn.put(key, bytes(value), db=database)
-            changed.append((name.decode(), key.hex(), offset % len(value), mask))
-    environment.close()
+    changed = damaged_copy(source, copy, sizes, damage)
     tried["damage"] = tried.get("damage", 0) + 1
     _check_damaged(copy, expected, changed)
 

@@ -16,7 +16,7 @@ import pytest
 
 from eventstore import ChatMessage, InvalidArgument, SessionStore, StoreUnavailable
 
-from test_postgres_store import listening
+from test_postgres_store import listening, lose_commits_after
 
 
 def contents(store: SessionStore) -> dict[str, list[ChatMessage]]:
@@ -40,10 +40,7 @@ def test_a_replica_that_diverged_from_the_log_is_rebuilt(postgres_url, tmp_path)
     with SessionStore(postgres_url, cache=tmp_path / "one") as one:
         for number in range(5):
             one.append("k", ChatMessage.user(f"seen by one {number}"))
-    with psycopg.connect(postgres_url, autocommit=True) as connection:  # a failover lost the last two commits
-        connection.execute("DELETE FROM es_events WHERE position > 3")
-        connection.execute("UPDATE es_head SET position = 3, hash = (SELECT hash FROM es_events WHERE position = 3)")
-        connection.execute("UPDATE es_sessions SET version = 3")
+    lose_commits_after(postgres_url, 3)  # a failover lost the last two commits
     with SessionStore(postgres_url, cache=tmp_path / "two") as two:
         two.append("k", ChatMessage.user("after the failover"))
         two.append("other", ChatMessage.user("also after"))

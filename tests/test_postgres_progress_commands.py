@@ -11,7 +11,7 @@ import psycopg
 from eventstore import ChatMessage, EventStoreError, SessionStore, StoreBusy
 from eventstore._deferred import Deferred
 
-from test_postgres_store import open_host  # noqa: F401 - the fixture, by name
+from test_postgres_store import lose_commits_after, open_host  # noqa: F401 - the fixture, by name
 
 # ruff: noqa: F811 - the tests take the imported fixture ``open_host`` by name
 
@@ -45,10 +45,7 @@ def test_a_command_from_rebuild_progress_while_the_replica_is_rebuilt_is_refused
     host = open_host("one", rebuild_progress=callback)
     for number in range(5):
         host.append("k", ChatMessage.user(f"seen by one {number}"))
-    with psycopg.connect(postgres_url, autocommit=True) as connection:  # a failover lost the last two commits
-        connection.execute("DELETE FROM es_events WHERE position > 3")
-        connection.execute("UPDATE es_head SET position = 3, hash = (SELECT hash FROM es_events WHERE position = 3)")
-        connection.execute("UPDATE es_sessions SET version = 3")
+    lose_commits_after(postgres_url, 3)  # a failover lost the last two commits
     open_host("two").append("k", ChatMessage.user("after the failover"))
     callback.host = host
     deadline = time.monotonic() + 10  # until the read goes to the server: at once, or once the watcher heard of two

@@ -64,6 +64,16 @@ def replica_of(host: SessionStore) -> ReplicaStorage:
     return replica
 
 
+def lose_commits_after(postgres_url: str, position: int) -> None:
+    """What a failover to a standby that lacked the newest commits leaves: the log as it was at ``position``
+    (one session's, ``k``'s, stream: its version is the position)."""
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute("DELETE FROM es_events WHERE position > %s", (position,))
+        connection.execute("UPDATE es_head SET position = %s, hash = (SELECT hash FROM es_events WHERE position = %s)",
+                           (position, position))
+        connection.execute("UPDATE es_sessions SET version = %s", (position,))
+
+
 def listening(host: SessionStore) -> None:
     deadline = time.monotonic() + 10
     while not replica_of(host).listening and time.monotonic() < deadline:
