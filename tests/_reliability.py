@@ -471,6 +471,15 @@ def check_projections(store_path: Path, scratch: Path) -> None:
     shutil.rmtree(scratch, ignore_errors=True)
 
 
+def run_threads(run: Callable[[int], object], count: int) -> None:
+    """``run(0)`` to ``run(count - 1)``, each on a thread of its own, all at once; returns when every one ended."""
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 def digest(store: Any) -> str:
     """SHA-256 over every entry of every named database: equal digests mean nothing was written."""
     environment = store._environment
@@ -616,11 +625,7 @@ def role_threads(args: dict[str, Any]) -> None:
         except BaseException as exc:  # reported, then the process fails
             errors.append(f"{wid}: {exc!r}")
 
-    threads = [threading.Thread(target=run, args=(index,)) for index in range(args["threads"])]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_threads(run, args["threads"])
     for store in stores:
         store.close()
     if errors:

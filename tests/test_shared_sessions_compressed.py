@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import threading
 import traceback
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 
 from eventstore import ChatMessage, SessionStore, _log
 
+from _reliability import run_threads
 from test_compressed_model import WORDS, plain_read_models
 
 KEYS = ("shared-1", "shared-2")
@@ -55,11 +55,7 @@ def _writer(path: Path, process: int) -> None:
         except Exception:
             failures.append(traceback.format_exc())
 
-    threads = [threading.Thread(target=run, args=(thread,)) for thread in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_threads(run, THREADS)
     for store in stores:
         store.close()
     (path.parent / f"popped-{process}.json").write_text(json.dumps({"popped": popped, "failures": failures}))
