@@ -30,6 +30,7 @@ from ._deferred import Deferred, DeferredReadModels
 from ._errors import (
     EventStoreError,
     InvalidArgument,
+    StoreBusy,
     StoreClosed,
     StoreNotFound,
     StoreReadOnly,
@@ -205,6 +206,7 @@ class SessionStore:
         self._snapshot_every = snapshot_every
         self._decoded = DecodedSessions(cache_sessions)
         self._closed = False
+        self._writing = threading.local()  # .active: this thread is in a write (it may run a progress callback)
         self._environment = storage
         self._readonly = readonly or storage.readonly
         try:
@@ -278,7 +280,15 @@ class SessionStore:
             raise StoreClosed("the store is closed")
         if self._readonly:
             raise StoreReadOnly(f"the store at {self.path} was opened read-only")
-        return self._environment.write(body)
+        if getattr(self._writing, "active", False):  # a write's callback: its transaction holds the write lock
+            raise StoreBusy("a command given from a progress callback while the store rebuilds its read models in "
+                            "one write transaction cannot run before that transaction ends; nothing was recorded: "
+                            "give it once the call returns")
+        self._writing.active = True
+        try:
+            return self._environment.write(body)
+        finally:
+            self._writing.active = False
 
     # -- commands (services.commands decides, services.writer records) ----------------
 
