@@ -658,7 +658,8 @@ class SessionStore:
 
         Args:
             names: which projections (``"catalog"``, ``"messages"``, ``"search"``); all by default.
-            progress: called as ``progress(events_done, events_total)`` as the rebuild goes.
+            progress: called as ``progress(events_done, events_total)`` as the rebuild goes; a command it gives
+                while the catalog and message lists are rebuilt raises ``StoreBusy`` (their transaction is open).
 
         Raises:
             InvalidArgument: an unknown projection name.
