@@ -12,10 +12,14 @@ import pytest
 
 from eventstore import ChatMessage, EventStoreError, StoreBusy
 
-from conftest import ENGINES, open_store
+from conftest import STORE_ENGINES, engine_of, open_store
 
 
-@pytest.mark.parametrize("engine", ENGINES)
+@pytest.fixture(params=STORE_ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    return engine_of(request)
+
+
 def test_a_command_from_the_rebuilds_progress_is_refused_and_the_rebuild_ends(engine: str, tmp_path: Path) -> None:
     store = open_store(engine, tmp_path / "store")
     try:
