@@ -10,6 +10,7 @@ to ``replication``.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -206,7 +207,7 @@ class SessionStore:
         self._snapshot_every = snapshot_every
         self._decoded = DecodedSessions(cache_sessions)
         self._closed = False
-        self._writing = threading.local()  # .active: this thread is in a write (it may run a progress callback)
+        self._writing = threading.local()  # .active: this thread runs a write's body (which may call progress)
         self._environment = storage
         self._readonly = readonly or storage.readonly
         try:
@@ -284,9 +285,14 @@ class SessionStore:
             raise StoreBusy("a command given from a progress callback while the store rebuilds its read models in "
                             "one write transaction cannot run before that transaction ends; nothing was recorded: "
                             "give it once the call returns")
+        return self._environment.write(functools.partial(self._marked, body))
+
+    def _marked(self, body: Callable[[WriteTransaction], R], txn: WriteTransaction) -> R:
+        """``body``, run with this thread marked as in a write transaction (a group's leader runs its members').
+        Only the body: a replica's catch-up before it may report progress, and a command given then goes ahead."""
         self._writing.active = True
         try:
-            return self._environment.write(body)
+            return body(txn)
         finally:
             self._writing.active = False
 
