@@ -128,7 +128,8 @@ class SessionExists(EventStoreError):
 
 class StoreBusy(EventStoreError):
     """The operation needs the store to itself, and another store object or process has it open; or, on a shared
-    log, another writer held a session's turn longer than a command waits for it (the command recorded nothing)."""
+    log, another writer held a session's turn longer than a command waits for it; or a command was given from a
+    callback (``progress``) of a write still in progress. The command recorded nothing."""
 
 
 class SourceChanged(EventStoreError):

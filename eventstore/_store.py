@@ -10,6 +10,7 @@ to ``replication``.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -30,6 +31,7 @@ from ._deferred import Deferred, DeferredReadModels
 from ._errors import (
     EventStoreError,
     InvalidArgument,
+    StoreBusy,
     StoreClosed,
     StoreNotFound,
     StoreReadOnly,
@@ -205,6 +207,7 @@ class SessionStore:
         self._snapshot_every = snapshot_every
         self._decoded = DecodedSessions(cache_sessions)
         self._closed = False
+        self._writing = threading.local()  # .active: this thread runs a write's body (which may call progress)
         self._environment = storage
         self._readonly = readonly or storage.readonly
         try:
@@ -278,7 +281,20 @@ class SessionStore:
             raise StoreClosed("the store is closed")
         if self._readonly:
             raise StoreReadOnly(f"the store at {self.path} was opened read-only")
-        return self._environment.write(body)
+        if getattr(self._writing, "active", False):  # a write's callback: its transaction holds the write lock
+            raise StoreBusy("a command given from a progress callback while the store rebuilds its read models in "
+                            "one write transaction cannot run before that transaction ends; nothing was recorded: "
+                            "give it once the call returns")
+        return self._environment.write(functools.partial(self._marked, body))
+
+    def _marked(self, body: Callable[[WriteTransaction], R], txn: WriteTransaction) -> R:
+        """``body``, run with this thread marked as in a write transaction (a group's leader runs its members').
+        Only the body: a replica's catch-up before it may report progress, and a command given then goes ahead."""
+        self._writing.active = True
+        try:
+            return body(txn)
+        finally:
+            self._writing.active = False
 
     # -- commands (services.commands decides, services.writer records) ----------------
 
@@ -648,7 +664,8 @@ class SessionStore:
 
         Args:
             names: which projections (``"catalog"``, ``"messages"``, ``"search"``); all by default.
-            progress: called as ``progress(events_done, events_total)`` as the rebuild goes.
+            progress: called as ``progress(events_done, events_total)`` as the rebuild goes; a command it gives
+                while the catalog and message lists are rebuilt raises ``StoreBusy`` (their transaction is open).
 
         Raises:
             InvalidArgument: an unknown projection name.
