@@ -51,5 +51,6 @@ def test_a_vacuum_whose_reopening_finds_the_server_away_is_done(open_host, postg
     # Caught up on the next call.
     assert [ChatMessage.user("while the replica was vacuumed")] == reconnected(lambda: host.load("j"))
     assert reconnected(lambda: host.append("k", ChatMessage.user("after"))) == 22
+    heard(host, other)  # the other host listens again at its next look (docs/postgres.md, the live feed)
     assert [m.content for m in reconnected(lambda: other.load("k"))][-1] == "after"
     assert host.verify().ok
