@@ -576,6 +576,21 @@ def _channel(connection: psycopg.Connection[Any]) -> str:
     return row[0]
 
 
+def _read_waiting(connection: psycopg.Connection[Any]) -> None:
+    """Read what waits on an idle connection's socket (notifications, the server's goodbye), without waiting.
+
+    Raises:
+        psycopg.OperationalError: the server closed the connection. libpq reads a closed socket as open until a
+            read meets its end, which may be a read after the one that takes the server's last message: each read
+            runs while the socket has something to read (it has nothing on a live idle connection, most of the time).
+    """
+    pgconn = connection.pgconn
+    for _ in range(_READS_WHILE_IDLE):
+        if not select.select([pgconn.socket], [], [], 0)[0]:
+            return
+        pgconn.consume_input()
+
+
 def _take_turns(connection: psycopg.Connection[Any], keys: list[str]) -> None:
     """Take the turn (an exclusive advisory lock, held by the connection) of each session, in key order, waiting at
     most ``TURN_WAIT`` seconds for each.
@@ -595,6 +610,9 @@ def _take_turns(connection: psycopg.Connection[Any], keys: list[str]) -> None:
 
 
 _INT8_VALUE = struct.Struct(">q")
+#: At most how many reads ``_read_waiting`` makes: the server's goodbye and the end of the socket take two; more is a
+#: stream of notifications still coming, from a server that is there.
+_READS_WHILE_IDLE = 4
 #: The connections on which the lone command's statements are prepared (``_prepare_lone``).
 _PREPARED: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
 
@@ -701,8 +719,9 @@ def _wait_all(flushes: list[_Flush]) -> None:
 class PostgresLog:
     """The shared log in one PostgreSQL database (schema: the connection's ``search_path``).
 
-    Connections are pooled (one per concurrent caller); a broken one is dropped, and the next call
-    connects again. ``create``: a writable store's open, which makes the tables in an empty schema and
+    Connections are pooled (one per concurrent caller); one the server closed while it was idle (a restart) is
+    dropped before a call would use it, and one that breaks during a call is dropped, the call failing with it.
+    ``create``: a writable store's open, which makes the tables in an empty schema and
     upgrades an older format (else an empty schema raises ``StoreNotFound``, and an older format, whose tables
     are the same, is read as it is: a read-only host changes nothing on the server).
     """
@@ -729,10 +748,7 @@ class PostgresLog:
         if held is not None:  # this thread holds a turn: its commits go through the turn's connection
             yield held
             return
-        with self._lock:
-            if self._closed:
-                raise StoreClosed("the store is closed")
-            connection = self._idle.pop() if self._idle else None
+        connection = self._idle_connection()
         if connection is None:
             connection = _connect(self.url, prepare_threshold=0)
         try:
@@ -744,6 +760,23 @@ class PostgresLog:
             return
         if connection.pgconn.pipeline_status == pq.PipelineStatus.OFF:  # else its ``_Flush`` gives it back
             self._give_back(connection)
+
+    def _idle_connection(self) -> psycopg.Connection[Any] | None:
+        """A pooled connection the server has not closed (``None``: none left). One it closed (a restart, a
+        terminated backend) is dropped here, before anything is sent on it, so that the call goes on a fresh
+        connection rather than failing: the server never saw it, so even a command is safe to send again."""
+        while True:
+            with self._lock:
+                if self._closed:
+                    raise StoreClosed("the store is closed")
+                if not self._idle:
+                    return None
+                connection = self._idle.pop()
+            try:
+                _read_waiting(connection)
+                return connection
+            except psycopg.Error:
+                connection.close()
 
     def _give_back(self, connection: psycopg.Connection[Any]) -> None:
         with self._lock:
@@ -965,7 +998,7 @@ class PostgresLog:
         received during a query on it (``_kept``), then those waiting on its socket (read by libpq, without
         psycopg's generator: under half the CPU time, and the drain runs before every command)."""
         pgconn = listener.pgconn
-        pgconn.consume_input()
+        _read_waiting(listener)
         payloads = self._kept[:]
         self._kept.clear()
         while (notification := pgconn.notifies()) is not None:
