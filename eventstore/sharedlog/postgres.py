@@ -764,7 +764,8 @@ class PostgresLog:
     def _idle_connection(self) -> psycopg.Connection[Any] | None:
         """A pooled connection the server has not closed (``None``: none left). One it closed (a restart, a
         terminated backend) is dropped here, before anything is sent on it, so that the call goes on a fresh
-        connection rather than failing: the server never saw it, so even a command is safe to send again."""
+        connection rather than failing: nothing of the call went on the closed one, so even a command, which must
+        never be sent twice (it may have committed), is sent once."""
         while True:
             with self._lock:
                 if self._closed:
