@@ -185,3 +185,19 @@ def test_stores_of_another_schema_of_the_database_do_not_wake_a_store_nor_send_i
         for store in (mine, neighbour, theirs):
             if store is not None:
                 store.close()
+
+
+def test_a_read_only_store_of_a_schema_of_format_5_hears_its_commits_on_the_shared_channel(
+        postgres_url, tmp_path, monkeypatch):
+    monkeypatch.setattr(postgres_module, "SCHEMA_FORMAT", 5)
+    SessionStore(postgres_url, cache=tmp_path / "reader").close()  # the schema at format 5, and the reader's replica
+    with SessionStore(postgres_url, cache=tmp_path / "writer") as writer:
+        writer.append("k", ChatMessage.user("first"))
+        monkeypatch.undo()
+        with SessionStore(postgres_url, cache=tmp_path / "reader", readonly=True) as reader:
+            assert reader.load("k") == [ChatMessage.user("first")]
+            listening(reader)
+            writer.append("k", ChatMessage.user("second"))
+            heard(reader, writer)  # notified on ``eventstore_log``, where the reader listens
+            assert [m.content for m in reader.load("k")] == ["first", "second"]
+    assert stored_format(postgres_url) == 5
