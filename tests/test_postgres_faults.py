@@ -1,5 +1,5 @@
-"""Faults of a store on PostgreSQL: writers killed mid-command, the server stopped and restarted under load,
-a replica deleted, a replica that diverged from the log (a failover that lost commits)."""
+"""Faults of a store on PostgreSQL: writers killed mid-command, the server stopped and restarted under load or while
+the stores were idle, a replica deleted, a replica that diverged from the log (a failover that lost commits)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ import pytest
 
 from eventstore import ChatMessage, InvalidArgument, SessionStore, StoreUnavailable
 
-from test_postgres_store import listening, lose_commits_after
+from test_postgres_store import listening, lose_commits_after, open_host
+
+__all__ = ["open_host"]  # the fixture, used by name
 
 
 def contents(store: SessionStore) -> dict[str, list[ChatMessage]]:
@@ -160,6 +162,41 @@ def _server_up(postgres_server):
     yield
     if not postgres_server.running():
         postgres_server.start()
+
+
+def restart(postgres_server) -> None:
+    """Stop the server at once (every connection to it closed) and start it again."""
+    postgres_server.stop()
+    postgres_server.start()
+
+
+def test_after_a_server_restart_an_idle_store_s_first_calls_go_on_fresh_connections(
+        open_host, postgres_server, postgres_url, tmp_path):
+    """Its pooled connections, which the restart closed, are dropped before anything is sent on them: neither a
+    read nor a command fails for them (and a command sent on none of them cannot have been recorded twice)."""
+    host = open_host("host")
+    host.append("k", ChatMessage.user("before"))
+    host.append_many("j", [ChatMessage.user("a group"), ChatMessage.user("of two")])
+    restart(postgres_server)
+    assert host.append("k", ChatMessage.user("after")) == 2
+    restart(postgres_server)
+    assert host.append_many("j", [ChatMessage.user("and after")]) == 3
+    assert host.load("k") == [ChatMessage.user("before"), ChatMessage.user("after")]
+    with SessionStore(postgres_url, cache=tmp_path / "fresh") as fresh:
+        assert fresh.load("k") == host.load("k") and len(fresh.load("j")) == 3
+        assert fresh.verify().ok
+
+
+def test_after_a_server_restart_a_host_without_a_subscriber_reads_other_hosts_commits_at_once(
+        open_host, postgres_server):
+    """Its listening connection, closed by the restart, is found closed by its next read, which asks the server
+    instead of trusting the notifications that connection can no longer bring."""
+    one, two = open_host("one"), open_host("two")
+    one.append("k", ChatMessage.user("before"))
+    listening(one)
+    restart(postgres_server)
+    two.append("k", ChatMessage.assistant("after the restart"))
+    assert [m.content for m in one.load("k")] == ["before", "after the restart"]
 
 
 HAMMER = textwrap.dedent("""

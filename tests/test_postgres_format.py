@@ -1,19 +1,24 @@
-"""The PostgreSQL schema's format 5: a group's refusal hints are int8, so a group holding a pinned command that found
-the head moved past 2^31 events refuses that command alone; a host of format 4 keeps committing groups after a host
-of format 5 upgraded the schema under it; a read-only store reads an older format without upgrading it."""
+"""The PostgreSQL schema's formats. Format 5: a group's refusal hints are int8, so a group holding a pinned command that
+found the head moved past 2^31 events refuses that command alone; a host of format 4 keeps committing groups after a
+host of format 5 upgraded the schema under it. Format 6: each schema's commits notify a channel of its own, and a
+schema of format 5 upgrades while its hosts keep committing. A read-only store reads an older format without upgrading
+it."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 
 import psycopg
 
 from eventstore import ChatMessage, SessionStore
-from eventstore.sharedlog import Commit, Committed, HeadMoved
+from eventstore.sharedlog import Commit, Committed, HeadMoved, SharedHead
 from eventstore.sharedlog import postgres as postgres_module
 from eventstore.sharedlog.postgres import SCHEMA_FORMAT, PostgresLog
 
+from conftest import schema_url
 from test_postgres_log import append, assert_chain, everything
+from test_postgres_store import heard, listening, replica_of
 
 PAST_INT4 = 3_000_000_000  # a head position past 2^31
 #: The group call of format-4 code: ``es_append_batch``, whose hints are int4.
@@ -59,9 +64,9 @@ def test_a_host_of_format_4_keeps_committing_groups_after_a_host_of_format_5_upg
     try:
         assert stored_format(postgres_url) == 4
         assert kinds(older.commit_many([append("a", 0, "a1"), append("b", 0, "b1")])) == ["Committed"] * 2
-        monkeypatch.setattr(postgres_module, "SCHEMA_FORMAT", SCHEMA_FORMAT)
+        monkeypatch.setattr(postgres_module, "SCHEMA_FORMAT", 5)
         newer = PostgresLog(postgres_url)  # upgrades while the older host holds its prepared group call
-        assert stored_format(postgres_url) == SCHEMA_FORMAT == 5
+        assert stored_format(postgres_url) == 5
         answers = older.commit_many([append("a", 1, "a2"), append("b", 0, "refused"), append("c", 0, "c1")])
         assert kinds(answers) == ["Committed", "WrongExpectedVersion", "Committed"]
         monkeypatch.undo()
@@ -83,10 +88,10 @@ def test_a_host_of_format_4_keeps_its_self_flushing_lone_call_after_the_upgrade(
     before they are durable."""
     monkeypatch.setattr(postgres_module, "SCHEMA_FORMAT", 4)
     PostgresLog(postgres_url).close()  # the schema, at format 4
-    monkeypatch.undo()
-    newer = PostgresLog(postgres_url)  # upgrades to format 5
+    monkeypatch.setattr(postgres_module, "SCHEMA_FORMAT", 5)
+    newer = PostgresLog(postgres_url)  # upgrades to format 5 (format 6 drops ``es_append_one``)
     try:
-        assert stored_format(postgres_url) == SCHEMA_FORMAT == 5
+        assert stored_format(postgres_url) == 5
         with psycopg.connect(postgres_url, autocommit=True) as connection:
             sources: dict[str, str] = dict(connection.execute(
                 "SELECT proname, prosrc FROM pg_proc WHERE proname IN ('es_append_one', 'es_append_alone')"))
@@ -117,3 +122,82 @@ def test_a_read_only_store_reads_a_schema_of_format_4_without_upgrading_it(postg
     with SessionStore(postgres_url, cache=tmp_path / "host", readonly=True) as reader:
         assert reader.load("k") == [ChatMessage.user("hello")]
     assert stored_format(postgres_url) == 4  # a host of format 4 may still be running: only a writable open upgrades
+
+
+def procedures(postgres_url: str) -> set[str]:
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        return {name for (name,) in connection.execute(
+            "SELECT proname FROM pg_proc WHERE pronamespace = current_schema()::regnamespace")}
+
+
+def test_a_schema_of_format_5_upgrades_to_a_channel_of_its_own_while_its_hosts_keep_committing(
+        postgres_url, tmp_path, monkeypatch):
+    monkeypatch.setattr(postgres_module, "SCHEMA_FORMAT", 5)
+    older = SessionStore(postgres_url, cache=tmp_path / "older")  # creates the schema at format 5
+    try:
+        older.append("k", ChatMessage.user("written at format 5"))
+        assert stored_format(postgres_url) == 5 and "es_channel" not in procedures(postgres_url)
+        monkeypatch.undo()
+        with SessionStore(postgres_url, cache=tmp_path / "newer") as newer:
+            assert stored_format(postgres_url) == SCHEMA_FORMAT == 6
+            assert {"es_channel", "es_append_alone", "es_append_many"} <= procedures(postgres_url)
+            assert not {"es_append_one", "es_append_batch"} & procedures(postgres_url)  # format 4's, dropped
+            assert newer.load("k") == [ChatMessage.user("written at format 5")]
+            newer.append("k", ChatMessage.assistant("written at format 6"))
+            listening(newer)
+            older.append("k", ChatMessage.user("the older host goes on"))  # its calls kept their signatures
+            older.append_many("j", [ChatMessage.user("a group's call"), ChatMessage.user("too")])
+            heard(newer, older)  # the older host's commits notify the schema's own channel, where the newer listens
+            expected = ["written at format 5", "written at format 6", "the older host goes on"]
+            assert [m.content for m in newer.load("k")] == expected
+            assert [m.content for m in older.load("k")] == expected
+            assert newer.verify().ok and older.verify().ok
+    finally:
+        older.close()
+
+
+def test_stores_of_another_schema_of_the_database_do_not_wake_a_store_nor_send_it_to_the_server(
+        postgres_server, postgres_url, tmp_path, monkeypatch):
+    mine, theirs = SessionStore(postgres_url, cache=tmp_path / "mine"), None
+    neighbour = SessionStore(postgres_url, cache=tmp_path / "neighbour")
+    try:
+        theirs = SessionStore(schema_url(postgres_server.url, f"other_{uuid.uuid4().hex}"), cache=tmp_path / "theirs")
+        mine.append("k", ChatMessage.user("mine"))
+        listening(mine)
+        for number in range(20):  # another log, in another schema of the same database
+            theirs.append("k", ChatMessage.user(f"theirs {number}"))
+        neighbour.append("k", ChatMessage.assistant("my neighbour's"))  # notified after the other schema's commits
+        heard(mine, neighbour)
+        asked: list[int] = []
+        shared = replica_of(mine)._shared
+        real_read = shared.read
+
+        def read(after: int, limit: int) -> SharedHead:
+            asked.append(after)
+            return real_read(after, limit)
+
+        monkeypatch.setattr(shared, "read", read)
+        for _ in range(3):
+            assert [m.content for m in mine.load("k")] == ["mine", "my neighbour's"]
+        assert asked == [1]  # one round trip for the neighbour's commit; the other schema's heads named nothing
+        assert replica_of(mine).last_commit() == 2
+    finally:
+        for store in (mine, neighbour, theirs):
+            if store is not None:
+                store.close()
+
+
+def test_a_read_only_store_of_a_schema_of_format_5_hears_its_commits_on_the_shared_channel(
+        postgres_url, tmp_path, monkeypatch):
+    monkeypatch.setattr(postgres_module, "SCHEMA_FORMAT", 5)
+    SessionStore(postgres_url, cache=tmp_path / "reader").close()  # the schema at format 5, and the reader's replica
+    with SessionStore(postgres_url, cache=tmp_path / "writer") as writer:
+        writer.append("k", ChatMessage.user("first"))
+        monkeypatch.undo()
+        with SessionStore(postgres_url, cache=tmp_path / "reader", readonly=True) as reader:
+            assert reader.load("k") == [ChatMessage.user("first")]
+            listening(reader)
+            writer.append("k", ChatMessage.user("second"))
+            heard(reader, writer)  # notified on ``eventstore_log``, where the reader listens
+            assert [m.content for m in reader.load("k")] == ["first", "second"]
+    assert stored_format(postgres_url) == 5

@@ -216,10 +216,9 @@ def test_a_schema_of_the_first_format_is_upgraded_when_a_store_opens_it(log, pos
     log.close()
     with psycopg.connect(postgres_url, autocommit=True) as connection:
         connection.execute("DROP PROCEDURE es_append_many")
-        connection.execute("DROP PROCEDURE es_append_batch")
         connection.execute("DROP FUNCTION es_commit_batch")
-        connection.execute("DROP PROCEDURE es_append_one")
         connection.execute("DROP PROCEDURE es_append_alone")
+        connection.execute("DROP FUNCTION es_channel")
         connection.execute("UPDATE es_meta SET format = 1")
     upgraded = PostgresLog(postgres_url)
     try:

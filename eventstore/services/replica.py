@@ -329,7 +329,9 @@ class ReplicaStorage:
         self._went_back = False  # the watcher saw the server's head behind one it saw before: catch up to check
         self._watcher: threading.Thread | None = None
         self._listeners: list[Callable[[], None]] = []
-        self._subscribed = threading.Event()  # a subscriber came: the quiet watcher wakes at every commit again
+        # Wakes a quiet watcher: a subscriber came (it wakes at every commit again), the store closes, or a read found
+        # its listening connection closed by the server (it connects again now, not at its next look).
+        self._wake = threading.Event()
         self._released = False
         self._rebuilds: bytes | None = None  # the replica's rebuild count when this process bound to it
         self._bound = threading.Condition()  # a thread reopening the store unbound it: other threads' writes wait
@@ -415,7 +417,8 @@ class ReplicaStorage:
         if not self._listening or self._went_back or self._unsure:
             return None
         position = self._shared.heard(self._head)
-        if position is None:
+        if position is None:  # the listener is gone (the server restarted, say): have the watcher listen again
+            self._wake.set()
             return None
         self._raise_head(position)
         return self._head
@@ -672,7 +675,7 @@ class ReplicaStorage:
     def watch_commits(self, listener: Callable[[], None]) -> Callable[[], None]:
         self._watch()
         self._listeners.append(listener)
-        self._subscribed.set()
+        self._wake.set()
         stop_local = self._inner.watch_commits(listener)
 
         def stop() -> None:
@@ -711,7 +714,7 @@ class ReplicaStorage:
 
     def release(self) -> None:
         self._released = True
-        self._subscribed.set()  # a quiet watcher ends now
+        self._wake.set()  # a quiet watcher ends now
         self._inner.release()
         self._shared.close()
         turn_file, self._turn_file = self._turn_file, None
@@ -864,8 +867,8 @@ class ReplicaStorage:
                     # Nobody follows the feed: reads and commands drain the notifications themselves
                     # (``_heard_head``), and the watcher looks once a second (a lost notification, a dropped
                     # connection, a head gone back) instead of waking at every commit of every host.
-                    self._subscribed.wait(QUIET_SECONDS)
-                    self._subscribed.clear()
+                    self._wake.wait(QUIET_SECONDS)
+                    self._wake.clear()
                     position = self._shared.wait(seen, 0.0, self._listen)
                 else:
                     position = self._shared.wait(seen, QUIET_SECONDS, self._listen)

@@ -168,7 +168,8 @@ class SharedLog(Protocol):
     def heard(self, seen: int) -> int | None:
         """Without waiting, the head as the commits heard of since the last ``wait`` or ``heard`` tell it: ``seen``
         when none came past it, or while a ``wait`` listens (which hears each commit as it comes); ``None`` when
-        nothing listens (ask the server). A reader that calls it needs no thread woken at every commit."""
+        nothing listens (ask the server), as when this finds that the server closed the listening connection (a
+        restart): the next ``wait`` listens again. A reader that calls it needs no thread woken at every commit."""
 
     def close(self) -> None:
         """Release the connections; further calls raise ``StoreClosed``."""

@@ -28,7 +28,7 @@ from contextlib import contextmanager, suppress
 from typing import Any, LiteralString, TypeVar
 
 import psycopg
-from psycopg import pq
+from psycopg import pq, sql
 from psycopg.abc import Buffer
 from psycopg.adapt import Dumper
 
@@ -47,14 +47,15 @@ from .._errors import (
 from .._log import GENESIS_HASH
 from . import Commit, Committed, HeadMoved, RecordTaken, SharedEvent, SharedHead
 
-__all__ = ["PostgresLog", "SCHEMA_FORMAT", "CHANNEL", "TURN_WAIT"]
+__all__ = ["PostgresLog", "SCHEMA_FORMAT", "SHARED_CHANNEL", "TURN_WAIT"]
 
 T = TypeVar("T")
 
 #: The schema's format; a database with a newer one is refused, an older one upgraded by ``_UPGRADES``.
-SCHEMA_FORMAT = 5
-#: The channel ``NOTIFY`` wakes subscribers on (``es_append`` names it too).
-CHANNEL = "eventstore_log"
+SCHEMA_FORMAT = 6
+#: The channel every log notified before format 6, which gives each schema its own (``_OWN_CHANNEL``): a read-only
+#: store of an older format listens there.
+SHARED_CHANNEL = "eventstore_log"
 #: How long a writer waits for a session's turn, in seconds, before it gives up with ``StoreBusy``: far longer than a
 #: turn is held (a catch-up and one commit), so only a holder that stopped runs it out (a host paused, or cut off
 #: with its connection still open), which would otherwise hold up every writer of that session until its connection
@@ -264,14 +265,14 @@ BEGIN
                              e_ids, e_types, e_schemas, e_payloads, e_digests, e_redacted, w_positions, w_payloads,
                              r_spaces, r_keys, r_values, turns) AS b;
     IF array_position(refusals, NULL) IS NOT NULL THEN  -- a command was accepted
-        PERFORM pg_notify('eventstore_log', ''), set_config('synchronous_commit', 'off', true);
+        PERFORM pg_notify(NOTIFIED_CHANNEL, ''), set_config('synchronous_commit', 'off', true);
         COMMIT;
         PERFORM pg_logical_emit_message(true, 'eventstore', '');
     END IF;
 END $$;
 """
 _APPEND_BATCH: LiteralString = (_COMMIT_BATCH + _GROUP_PROCEDURE.replace("GROUP_PROCEDURE", "es_append_batch")
-                                 ).replace("HINT_TYPE", "int4")
+                                 ).replace("HINT_TYPE", "int4").replace("NOTIFIED_CHANNEL", "'eventstore_log'")
 
 # Format 4: ``es_append_one``, the call of a lone command (a host's group of one, the case without concurrency),
 # and a leaner ``es_commit``. A lone command needs no subtransaction: nothing else shares its transaction, so a
@@ -375,13 +376,13 @@ BEGIN
     SELECT c.first_position, c.head_position, c.head_hash INTO first_position, head_position, head_hash
         FROM es_commit(a_keys, a_expected, a_recorded, a_counts, e_ids, e_types, e_schemas, e_payloads, e_digests,
                        e_redacted, w_positions, w_payloads, r_spaces, r_keys, r_values, pinned) AS c;
-    PERFORM pg_notify('eventstore_log', head_position::text), set_config('synchronous_commit', 'off', true);
+    PERFORM pg_notify(NOTIFIED_CHANNEL, head_position::text), set_config('synchronous_commit', 'off', true);
 LONE_FLUSHEND $$;
 """
 _APPEND_ONE: LiteralString = "\nDROP PROCEDURE es_append;\n\n" + _COMMIT_HEAD + _LOCK_SESSIONS + _COMMIT_REST + (
     _LONE_PROCEDURE.replace("LONE_PROCEDURE", "es_append_one").replace("LONE_FLUSH", """    COMMIT;
     PERFORM pg_logical_emit_message(true, 'eventstore', '');
-"""))
+""")).replace("NOTIFIED_CHANNEL", "'eventstore_log'")
 
 # Format 5: a group's refusal hints are int8. ``es_commit_batch`` cast each to int4, and the hint of a pinned command
 # that found the head moved is the head's position: past 2^31 events, the whole group failed ("out of range"). The
@@ -389,8 +390,9 @@ _APPEND_ONE: LiteralString = "\nDROP PROCEDURE es_append;\n\n" + _COMMIT_HEAD + 
 # ("cached plan must not change result type" otherwise): it stays, narrowing what the new ``es_commit_batch``
 # returns as before, and the hosts of format 5 call ``es_append_many``, the same procedure with int8 hints. The next
 # format drops ``es_append_batch``.
+_MANY: LiteralString = _GROUP_PROCEDURE.replace("GROUP_PROCEDURE", "es_append_many").replace("HINT_TYPE", "int8")
 _WIDE_HINTS: LiteralString = "DROP FUNCTION es_commit_batch;" + (
-    _COMMIT_BATCH + _GROUP_PROCEDURE.replace("GROUP_PROCEDURE", "es_append_many")).replace("HINT_TYPE", "int8")
+    _COMMIT_BATCH.replace("HINT_TYPE", "int8") + _MANY).replace("NOTIFIED_CHANNEL", "'eventstore_log'")
 
 # Format 5: ``es_commit`` no longer locks the command's session rows (``FOR UPDATE``). Every write of
 # ``es_sessions`` is ``es_commit``'s, made while its transaction holds the head row, so the head row alone
@@ -403,12 +405,30 @@ _WIDE_HINTS: LiteralString = "DROP FUNCTION es_commit_batch;" + (
 # processes share, is not held through the flush, so their flushes overlap as the threads' of one group do.
 # ``es_append_one`` stays as format 4 made it (it flushes) for the hosts of format 4 still running; the next format
 # drops it.
-_UNLOCKED_ALONE: LiteralString = _COMMIT_HEAD + _COMMIT_REST + _LONE_PROCEDURE.replace(
-    "LONE_PROCEDURE", "es_append_alone").replace("LONE_FLUSH", "")
+_ALONE: LiteralString = _LONE_PROCEDURE.replace("LONE_PROCEDURE", "es_append_alone").replace("LONE_FLUSH", "")
+_UNLOCKED_ALONE: LiteralString = _COMMIT_HEAD + _COMMIT_REST + _ALONE.replace("NOTIFIED_CHANNEL", "'eventstore_log'")
+
+# Format 6: each schema's commits notify a channel of its own, which ``es_channel()`` names (drawn at random as the
+# schema reaches format 6: a copy of a schema restored beside it is a log of its own too). Every log notified
+# ``eventstore_log`` before, so the stores of every schema of a database heard each other's commits, and one that
+# heard a head past its own log's caught up for it, a round trip, before each read and command. The procedures that
+# hosts of format 5 call (``es_append_alone``, ``es_append_many``) are replaced in place, their signatures kept: a
+# host of format 5 still running goes on committing (the hosts of format 6 hear its commits), but it listens where
+# nothing is notified any more, so it reads other hosts' commits from its watcher's look, up to a second late, until
+# it restarts. Format 4's leftovers, ``es_append_one`` and ``es_append_batch``, are dropped, as format 5 announced.
+_OWN_CHANNEL: LiteralString = """
+DROP PROCEDURE es_append_one;
+DROP PROCEDURE es_append_batch;
+DO $$ BEGIN
+    EXECUTE format('CREATE FUNCTION es_channel() RETURNS text IMMUTABLE PARALLEL SAFE LANGUAGE sql RETURN %L',
+                   'eventstore_log_' || replace(gen_random_uuid()::text, '-', ''));
+END $$;
+""" + (_MANY + _ALONE).replace("CREATE PROCEDURE", "CREATE OR REPLACE PROCEDURE").replace(
+    "NOTIFIED_CHANNEL", "es_channel()")
 
 #: format → the SQL that takes a schema of that format to the next one.
 _UPGRADES: dict[int, LiteralString] = {
-    1: _APPEND, 2: _APPEND_BATCH, 3: _APPEND_ONE, 4: _WIDE_HINTS + _UNLOCKED_ALONE}
+    1: _APPEND, 2: _APPEND_BATCH, 3: _APPEND_ONE, 4: _WIDE_HINTS + _UNLOCKED_ALONE, 5: _OWN_CHANNEL}
 
 # Binary parameters: payloads and digests go as they are, not spelled out in hex (about a tenth of a commit's
 # client CPU time, docs/postgres.md); every statement is prepared (``prepare_threshold=0``).
@@ -545,6 +565,32 @@ def _connect(url: str, **options: Any) -> psycopg.Connection[Any]:
                               + (reason.replace(password, "***") if password else reason)) from None
 
 
+def _channel(connection: psycopg.Connection[Any]) -> str:
+    """The channel the schema's commits notify: its own since format 6, the shared one before (a read-only store
+    reads an older format as it is)."""
+    if connection.execute("SELECT to_regproc('es_channel')").fetchone() == (None,):
+        return SHARED_CHANNEL
+    row = connection.execute("SELECT es_channel()").fetchone()
+    if row is None or not isinstance(row[0], str):
+        raise StoreCorrupted("the log's es_channel() names no channel")
+    return row[0]
+
+
+def _read_waiting(connection: psycopg.Connection[Any]) -> None:
+    """Read what waits on an idle connection's socket (notifications, the server's goodbye), without waiting.
+
+    Raises:
+        psycopg.OperationalError: the server closed the connection. libpq reads a closed socket as open until a
+            read meets its end, which may be a read after the one that takes the server's last message: each read
+            runs while the socket has something to read (it has nothing on a live idle connection, most of the time).
+    """
+    pgconn = connection.pgconn
+    for _ in range(_READS_WHILE_IDLE):
+        if not select.select([pgconn.socket], [], [], 0)[0]:
+            return
+        pgconn.consume_input()
+
+
 def _take_turns(connection: psycopg.Connection[Any], keys: list[str]) -> None:
     """Take the turn (an exclusive advisory lock, held by the connection) of each session, in key order, waiting at
     most ``TURN_WAIT`` seconds for each.
@@ -564,6 +610,9 @@ def _take_turns(connection: psycopg.Connection[Any], keys: list[str]) -> None:
 
 
 _INT8_VALUE = struct.Struct(">q")
+#: At most how many reads ``_read_waiting`` makes: the server's goodbye and the end of the socket take two; more is a
+#: stream of notifications still coming, from a server that is there.
+_READS_WHILE_IDLE = 4
 #: The connections on which the lone command's statements are prepared (``_prepare_lone``).
 _PREPARED: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
 
@@ -670,8 +719,9 @@ def _wait_all(flushes: list[_Flush]) -> None:
 class PostgresLog:
     """The shared log in one PostgreSQL database (schema: the connection's ``search_path``).
 
-    Connections are pooled (one per concurrent caller); a broken one is dropped, and the next call
-    connects again. ``create``: a writable store's open, which makes the tables in an empty schema and
+    Connections are pooled (one per concurrent caller); one the server closed while it was idle (a restart) is
+    dropped before a call would use it, and one that breaks during a call is dropped, the call failing with it.
+    ``create``: a writable store's open, which makes the tables in an empty schema and
     upgrades an older format (else an empty schema raises ``StoreNotFound``, and an older format, whose tables
     are the same, is read as it is: a read-only host changes nothing on the server).
     """
@@ -698,10 +748,7 @@ class PostgresLog:
         if held is not None:  # this thread holds a turn: its commits go through the turn's connection
             yield held
             return
-        with self._lock:
-            if self._closed:
-                raise StoreClosed("the store is closed")
-            connection = self._idle.pop() if self._idle else None
+        connection = self._idle_connection()
         if connection is None:
             connection = _connect(self.url, prepare_threshold=0)
         try:
@@ -713,6 +760,24 @@ class PostgresLog:
             return
         if connection.pgconn.pipeline_status == pq.PipelineStatus.OFF:  # else its ``_Flush`` gives it back
             self._give_back(connection)
+
+    def _idle_connection(self) -> psycopg.Connection[Any] | None:
+        """A pooled connection the server has not closed (``None``: none left). One it closed (a restart, a
+        terminated backend) is dropped here, before anything is sent on it, so that the call goes on a fresh
+        connection rather than failing: nothing of the call went on the closed one, so even a command, which must
+        never be sent twice (it may have committed), is sent once."""
+        while True:
+            with self._lock:
+                if self._closed:
+                    raise StoreClosed("the store is closed")
+                if not self._idle:
+                    return None
+                connection = self._idle.pop()
+            try:
+                _read_waiting(connection)
+                return connection
+            except psycopg.Error:
+                connection.close()
 
     def _give_back(self, connection: psycopg.Connection[Any]) -> None:
         with self._lock:
@@ -869,8 +934,8 @@ class PostgresLog:
                     kept = self._kept
                     kept.clear()
                     self._listener.add_notify_handler(lambda notification: kept.append(notification.payload))
-                    self._listener.execute(f"LISTEN {CHANNEL}")
-                    self._listener.execute(f"LISTEN {self._waking}")
+                    self._listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(_channel(self._listener))))
+                    self._listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._waking)))
                     self._heard = None
                 # The head the listener last heard of is the head while no notification waits for it (they wait on
                 # its socket, or in ``_kept``): no query when nothing moved.
@@ -934,7 +999,7 @@ class PostgresLog:
         received during a query on it (``_kept``), then those waiting on its socket (read by libpq, without
         psycopg's generator: under half the CPU time, and the drain runs before every command)."""
         pgconn = listener.pgconn
-        pgconn.consume_input()
+        _read_waiting(listener)
         payloads = self._kept[:]
         self._kept.clear()
         while (notification := pgconn.notifies()) is not None:
