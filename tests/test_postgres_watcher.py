@@ -3,6 +3,8 @@ stores sharing a replica directory."""
 
 from __future__ import annotations
 
+import os
+import resource
 import threading
 import time
 
@@ -94,3 +96,26 @@ def test_a_catch_up_that_finds_the_replica_filled_by_another_store_sharing_it_as
         reader.join(10)
     assert loaded == {"first": ["mine", "theirs"], "second": ["mine", "theirs"]}
     assert second_asked == []  # it found the replica where it had heard the log was
+
+
+def test_connections_on_descriptors_past_1024_serve_reads_commands_and_the_feed(open_host):
+    # A gateway with many sockets open: select() refuses such descriptors, and every read and command waits on one.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1200, hard))
+    padding = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        one, two = open_host("one"), open_host("two")
+        one.append("k", ChatMessage.user("first"))
+        feed = two.subscribe(timeout=10)
+        assert next(feed).position == 1
+        two.append("k", ChatMessage.assistant("second"))
+        heard(one, two)
+        assert [m.content for m in one.load("k")] == ["first", "second"]
+        assert next(feed).position == 2
+        shared = replica_of(one)._shared
+        sockets = [connection.pgconn.socket for connection in [*shared._idle, shared._listener] if connection]
+        assert sockets and min(sockets) >= 1024  # the test reached what it means to
+    finally:
+        for descriptor in padding:
+            os.close(descriptor)

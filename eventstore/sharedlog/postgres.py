@@ -17,6 +17,7 @@ a second transaction the client sends right behind it: no lock is held through a
 
 from __future__ import annotations
 
+import math
 import select
 import struct
 import threading
@@ -586,9 +587,18 @@ def _read_waiting(connection: psycopg.Connection[Any]) -> None:
     """
     pgconn = connection.pgconn
     for _ in range(_READS_WHILE_IDLE):
-        if not select.select([pgconn.socket], [], [], 0)[0]:
+        if not _ready(pgconn.socket, select.POLLIN, 0):
             return
         pgconn.consume_input()
+
+
+def _ready(socket: int, events: int, timeout: float | None) -> bool:
+    """Wait (the GIL released) at most ``timeout`` seconds (``None``: as long as it takes) until ``socket`` is ready
+    for ``events``; whether it is. ``poll`` rather than ``select``, which refuses descriptors of 1024 and above (a
+    process with many open files, a gateway's sockets, has them)."""
+    poller = select.poll()
+    poller.register(socket, events)
+    return bool(poller.poll(None if timeout is None else math.ceil(timeout * 1000)))
 
 
 def _take_turns(connection: psycopg.Connection[Any], keys: list[str]) -> None:
@@ -649,13 +659,13 @@ def _call_alone(connection: psycopg.Connection[Any], parameters: Sequence[bytes 
 def _send(pgconn: pq.abc.PGconn) -> None:
     """Send what libpq buffered, waiting for the socket (the GIL released) while it is full."""
     while pgconn.flush():
-        select.select([], [pgconn.socket], [])
+        _ready(pgconn.socket, select.POLLOUT, None)
 
 
 def _result(pgconn: pq.abc.PGconn) -> pq.abc.PGresult | None:
     """The next result, waiting for it on the socket (the GIL released, so other threads run meanwhile)."""
     while pgconn.is_busy():
-        select.select([pgconn.socket], [], [])
+        _ready(pgconn.socket, select.POLLIN, None)
         pgconn.consume_input()
     return pgconn.get_result()
 
@@ -992,7 +1002,7 @@ class PostgresLog:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return self._head(listener)
-            select.select([listener.pgconn.socket], [], [], remaining)  # the GIL released
+            _ready(listener.pgconn.socket, select.POLLIN, remaining)  # the GIL released
 
     def _drained(self, listener: psycopg.Connection[Any]) -> list[str]:
         """The payloads of the notifications that came on the listener since it was last drained: those psycopg
