@@ -41,6 +41,8 @@ from urllib.parse import quote, unquote
 
 import attrs
 import ormsgpack
+from langchain_core.load.serializable import Serializable
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
     WRITES_IDX_MAP,
@@ -54,6 +56,8 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde._msgpack import SAFE_MSGPACK_TYPES
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.jsonplus import EXT_PYDANTIC_V2, JsonPlusSerializer
+from pydantic import BaseModel
+from pydantic_core import SchemaValidator
 
 from eventstore import REDACTED, ChatMessage, StoreCorrupted
 
@@ -207,17 +211,18 @@ def _loads(serde: SerializerProtocol, kind: str, data: bytes, templates: Templat
                              option=ormsgpack.OPT_NON_STR_KEYS)
 
 
-#: The classes of LangGraph's safe msgpack types met so far (LangChain's messages, ...), by module and name.
-_SAFE_CLASSES: dict[tuple[str, str], Callable[..., Any]] = {}
+#: The classes of LangGraph's safe msgpack types met so far (LangChain's messages, ...), by module and name, each
+#: with its validator if the saver may call it directly (``_direct_validator``).
+_SAFE_CLASSES: dict[tuple[str, str], tuple[Callable[..., Any], SchemaValidator | None]] = {}
 
 
 def _constructing(library: Callable[[int, bytes], Any], templates: Templates | None = None
                   ) -> Callable[[int, bytes], Any]:
     """The serializer's msgpack hook ``library``, but a pydantic object of one of LangGraph's safe types (a
     LangChain message) is made by its class found in a dict, not through ``importlib`` and the allowlist at every
-    object (a sixth of a chat's decoding): the very call the serializer makes, ``cls(**fields)``; or, when
-    ``templates`` hold one made of the same bytes, copied from it. Anything else, and anything that fails, goes to
-    ``library``, which decodes it again and handles it as it does."""
+    object (a sixth of a chat's decoding): the very call the serializer makes, ``cls(**fields)``, or the validation
+    it comes down to (``_made``); or, when ``templates`` hold one made of the same bytes, copied from it. Anything
+    else, and anything that fails, goes to ``library``, which decodes it again and handles it as it does."""
 
     def hook(code: int, data: bytes) -> Any:
         if code == EXT_PYDANTIC_V2:
@@ -226,9 +231,9 @@ def _constructing(library: Callable[[int, bytes], Any], templates: Templates | N
                 return template.copy()
             try:
                 module, name, fields = ormsgpack.unpackb(data, ext_hook=hook, option=ormsgpack.OPT_NON_STR_KEYS)[:3]
-                kind = _SAFE_CLASSES.get((module, name)) or _safe_class(module, name)
-                if kind is not None:
-                    made = kind(**fields)
+                safe = _SAFE_CLASSES.get((module, name)) or _safe_class(module, name)
+                if safe is not None:
+                    made = _made(*safe, fields)
                     if templates is not None:
                         templates.saw(data, made, template)
                     return made
@@ -239,13 +244,52 @@ def _constructing(library: Callable[[int, bytes], Any], templates: Templates | N
     return hook
 
 
-def _safe_class(module: str, name: str) -> Callable[..., Any] | None:
+def _safe_class(module: str, name: str) -> tuple[Callable[..., Any], SchemaValidator | None] | None:
     """The class of a safe type whose module is imported (the serializer imports it the first time), kept."""
     if (module, name) not in SAFE_MSGPACK_TYPES or module not in sys.modules:
         return None
     found: Callable[..., Any] = getattr(sys.modules[module], name)
-    _SAFE_CLASSES[(module, name)] = found
-    return found
+    safe = _SAFE_CLASSES[(module, name)] = (found, _direct_validator(found))
+    return safe
+
+
+#: The ``__init__`` methods of LangChain's messages that hand ``content`` and every other keyword argument on to
+#: pydantic's unchanged when they are given no ``content_blocks``, and pydantic's, which validates them.
+_PASSING_ON = frozenset(vars(kind)["__init__"] for kind in (
+    AIMessage, HumanMessage, SystemMessage, ToolMessage, BaseMessage, Serializable, BaseModel))
+
+
+def _direct_validator(kind: Any) -> SchemaValidator | None:
+    """The pydantic validator of ``kind``, if making an object of it (``kind(**fields)``) comes down to calling it:
+    every ``__init__`` along its classes, down to pydantic's, is one of ``_PASSING_ON`` (not ``RemoveMessage``'s,
+    which drops ``content``), and it makes its objects as ``object`` does."""
+    if getattr(kind, "__new__", None) is not _NEW_OBJECT:
+        return None
+    for ancestor in getattr(kind, "__mro__", ()):
+        init = vars(ancestor).get("__init__")
+        if init is BaseModel.__init__:
+            validator = getattr(kind, "__pydantic_validator__", None)
+            return validator if isinstance(validator, SchemaValidator) else None  # else not built yet
+        if init is not None and init not in _PASSING_ON:
+            return None
+    return None
+
+
+class _NotItself(Exception):
+    """A model validator returned another object than the one validated (pydantic's ``__init__`` warns of it)."""
+
+
+def _made(kind: Callable[..., Any], validator: SchemaValidator | None, fields: Any) -> Any:
+    """``kind(**fields)``: with ``validator`` (``_direct_validator``), the validation that call comes down to,
+    without the four ``__init__`` calls above it, which take half of the time of making a message; the keyword
+    arguments the validator is given are those pydantic's ``__init__`` would have been given, in their order."""
+    if validator is None or type(fields) is not dict or "content_blocks" in fields or "self" in fields:
+        return kind(**fields)  # arguments that the ``__init__`` methods take themselves
+    made = _NEW_OBJECT(kind)
+    content = fields.pop("content", None)  # the default of each ``__init__`` that takes it
+    if validator.validate_python(dict(content=content, **fields), self_instance=made) is not made:
+        raise _NotItself  # the serializer's hook makes it again, and pydantic warns
+    return made
 
 
 #: How many objects' bytes a saver's ``Templates`` remember at most (a thread's messages: each template a few hundred
