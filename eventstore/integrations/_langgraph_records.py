@@ -223,19 +223,22 @@ def _constructing(library: Callable[[int, bytes], Any], templates: Templates | N
     object (a sixth of a chat's decoding): the very call the serializer makes, ``cls(**fields)``, or the validation
     it comes down to (``_made``); or, when ``templates`` hold one made of the same bytes, copied from it. Anything
     else, and anything that fails, goes to ``library``, which decodes it again and handles it as it does."""
+    # Bound once for the whole value: the hook runs for every message of it.
+    template_of, saw = (None, None) if templates is None else (templates.get, templates.saw)
+    unpack, safe_classes = ormsgpack.unpackb, _SAFE_CLASSES
 
     def hook(code: int, data: bytes) -> Any:
         if code == EXT_PYDANTIC_V2:
-            template = None if templates is None else templates.get(data)
+            template = None if template_of is None else template_of(data)
             if type(template) is _Template:
                 return template.copy()
             try:
-                module, name, fields = ormsgpack.unpackb(data, ext_hook=hook, option=ormsgpack.OPT_NON_STR_KEYS)[:3]
-                safe = _SAFE_CLASSES.get((module, name)) or _safe_class(module, name)
+                module, name, fields = unpack(data, ext_hook=hook, option=ormsgpack.OPT_NON_STR_KEYS)[:3]
+                safe = safe_classes.get((module, name)) or _safe_class(module, name)
                 if safe is not None:
                     made = _made(*safe, fields)
-                    if templates is not None:
-                        templates.saw(data, made, template)
+                    if saw is not None:
+                        saw(data, made, template)
                     return made
             except Exception:  # the serializer's own hook below meets it and handles it its way
                 pass
