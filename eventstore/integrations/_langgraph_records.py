@@ -371,7 +371,7 @@ class _Template:
 class Templates:
     """The objects of LangGraph's safe pydantic types (LangChain's messages) that a saver decoded more than once,
     kept as private templates by their msgpack bytes: a later decode of the same bytes copies the template
-    (about a fifth of validating the fields again) rather than making the object anew. A read of a thread decodes
+    (cheaper than validating the fields again) rather than making the object anew. A read of a thread decodes
     the messages that the read before it decoded, and a list of checkpoints the same messages at each.
 
     An object becomes a template the second time its bytes are decoded, so a thread read once (a freshly started
