@@ -57,7 +57,6 @@ from langgraph.checkpoint.serde._msgpack import SAFE_MSGPACK_TYPES
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.jsonplus import EXT_PYDANTIC_V2, JsonPlusSerializer
 from pydantic import BaseModel
-from pydantic_core import SchemaValidator
 
 from eventstore import REDACTED, ChatMessage, StoreCorrupted
 
@@ -212,8 +211,8 @@ def _loads(serde: SerializerProtocol, kind: str, data: bytes, templates: Templat
 
 
 #: The classes of LangGraph's safe msgpack types met so far (LangChain's messages, ...), by module and name, each
-#: with its validator if the saver may call it directly (``_direct_validator``).
-_SAFE_CLASSES: dict[tuple[str, str], tuple[Callable[..., Any], SchemaValidator | None]] = {}
+#: with whether the saver may call its validator directly (``_validated_directly``).
+_SAFE_CLASSES: dict[tuple[str, str], tuple[Callable[..., Any], bool]] = {}
 
 
 def _constructing(library: Callable[[int, bytes], Any], templates: Templates | None = None
@@ -247,12 +246,12 @@ def _constructing(library: Callable[[int, bytes], Any], templates: Templates | N
     return hook
 
 
-def _safe_class(module: str, name: str) -> tuple[Callable[..., Any], SchemaValidator | None] | None:
+def _safe_class(module: str, name: str) -> tuple[Callable[..., Any], bool] | None:
     """The class of a safe type whose module is imported (the serializer imports it the first time), kept."""
     if (module, name) not in SAFE_MSGPACK_TYPES or module not in sys.modules:
         return None
     found: Callable[..., Any] = getattr(sys.modules[module], name)
-    safe = _SAFE_CLASSES[(module, name)] = (found, _direct_validator(found))
+    safe = _SAFE_CLASSES[(module, name)] = (found, _validated_directly(found))
     return safe
 
 
@@ -262,35 +261,36 @@ _PASSING_ON = frozenset(vars(kind)["__init__"] for kind in (
     AIMessage, HumanMessage, SystemMessage, ToolMessage, BaseMessage, Serializable, BaseModel))
 
 
-def _direct_validator(kind: Any) -> SchemaValidator | None:
-    """The pydantic validator of ``kind``, if making an object of it (``kind(**fields)``) comes down to calling it:
-    every ``__init__`` along its classes, down to pydantic's, is one of ``_PASSING_ON`` (not ``RemoveMessage``'s,
-    which drops ``content``), and it makes its objects as ``object`` does."""
+def _validated_directly(kind: Any) -> bool:
+    """Whether making an object of ``kind`` (``kind(**fields)``) comes down to calling its pydantic validator, as
+    pydantic's ``__init__`` does: every ``__init__`` along its classes, down to pydantic's, is one of
+    ``_PASSING_ON`` (not ``RemoveMessage``'s, which drops ``content``), and it makes its objects as ``object``
+    does."""
     if getattr(kind, "__new__", None) is not _NEW_OBJECT:
-        return None
+        return False
     for ancestor in getattr(kind, "__mro__", ()):
         init = vars(ancestor).get("__init__")
         if init is BaseModel.__init__:
-            validator = getattr(kind, "__pydantic_validator__", None)
-            return validator if isinstance(validator, SchemaValidator) else None  # else not built yet
+            return True
         if init is not None and init not in _PASSING_ON:
-            return None
-    return None
+            return False
+    return False
 
 
 class _NotItself(Exception):
     """A model validator returned another object than the one validated (pydantic's ``__init__`` warns of it)."""
 
 
-def _made(kind: Callable[..., Any], validator: SchemaValidator | None, fields: Any) -> Any:
-    """``kind(**fields)``: with ``validator`` (``_direct_validator``), the validation that call comes down to,
-    without the four ``__init__`` calls above it, which take half of the time of making a message; the keyword
-    arguments the validator is given are those pydantic's ``__init__`` would have been given, in their order."""
-    if validator is None or type(fields) is not dict or "content_blocks" in fields or "self" in fields:
+def _made(kind: Any, directly: bool, fields: Any) -> Any:
+    """``kind(**fields)``; ``directly`` (``_validated_directly``), the validation that call comes down to, as
+    pydantic's ``__init__`` makes it (the class's validator at the time of the call), without the four ``__init__``
+    calls above it, which take half of the time of making a message; the keyword arguments the validator is given
+    are those pydantic's ``__init__`` would have been given, in their order."""
+    if not directly or type(fields) is not dict or "content_blocks" in fields or "self" in fields:
         return kind(**fields)  # arguments that the ``__init__`` methods take themselves
     made = _NEW_OBJECT(kind)
     content = fields.pop("content", None)  # the default of each ``__init__`` that takes it
-    if validator.validate_python(dict(content=content, **fields), self_instance=made) is not made:
+    if kind.__pydantic_validator__.validate_python(dict(content=content, **fields), self_instance=made) is not made:
         raise _NotItself  # the serializer's hook makes it again, and pydantic warns
     return made
 
