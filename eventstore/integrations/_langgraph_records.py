@@ -256,9 +256,10 @@ def _safe_class(module: str, name: str) -> tuple[Callable[..., Any], bool] | Non
 
 
 #: The ``__init__`` methods of LangChain's messages that hand ``content`` and every other keyword argument on to
-#: pydantic's unchanged when they are given no ``content_blocks``, and pydantic's, which validates them.
-_PASSING_ON = frozenset(vars(kind)["__init__"] for kind in (
-    AIMessage, HumanMessage, SystemMessage, ToolMessage, BaseMessage, Serializable, BaseModel))
+#: pydantic's unchanged when they are given no ``content_blocks``, and pydantic's, which validates them (one of
+#: these classes that defines none of its own, in another version of LangChain, adds none).
+_PASSING_ON = frozenset(vars(kind).get("__init__") for kind in (
+    AIMessage, HumanMessage, SystemMessage, ToolMessage, BaseMessage, Serializable, BaseModel)) - {None}
 
 
 def _validated_directly(kind: Any) -> bool:
