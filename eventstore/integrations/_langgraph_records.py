@@ -284,9 +284,9 @@ class _NotItself(Exception):
 
 def _made(kind: Any, directly: bool, fields: Any) -> Any:
     """``kind(**fields)``; ``directly`` (``_validated_directly``), the validation that call comes down to, as
-    pydantic's ``__init__`` makes it (the class's validator at the time of the call), without the four ``__init__``
-    calls above it, which take half of the time of making a message; the keyword arguments the validator is given
-    are those pydantic's ``__init__`` would have been given, in their order."""
+    pydantic's ``__init__`` makes it (the class's validator at the time of the call), without the Python frames of
+    the four ``__init__`` calls above it, which only hand the arguments on; the keyword arguments the validator is
+    given are those pydantic's ``__init__`` would have been given, in their order."""
     if not directly or type(fields) is not dict or "content_blocks" in fields or "self" in fields:
         return kind(**fields)  # arguments that the ``__init__`` methods take themselves
     made = _NEW_OBJECT(kind)
