@@ -41,6 +41,8 @@ from urllib.parse import quote, unquote
 
 import attrs
 import ormsgpack
+from langchain_core.load.serializable import Serializable
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
     WRITES_IDX_MAP,
@@ -54,6 +56,7 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde._msgpack import SAFE_MSGPACK_TYPES
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.jsonplus import EXT_PYDANTIC_V2, JsonPlusSerializer
+from pydantic import BaseModel
 
 from eventstore import REDACTED, ChatMessage, StoreCorrupted
 
@@ -207,30 +210,34 @@ def _loads(serde: SerializerProtocol, kind: str, data: bytes, templates: Templat
                              option=ormsgpack.OPT_NON_STR_KEYS)
 
 
-#: The classes of LangGraph's safe msgpack types met so far (LangChain's messages, ...), by module and name.
-_SAFE_CLASSES: dict[tuple[str, str], Callable[..., Any]] = {}
+#: The classes of LangGraph's safe msgpack types met so far (LangChain's messages, ...), by module and name, each
+#: with whether the saver may call its validator directly (``_validated_directly``).
+_SAFE_CLASSES: dict[tuple[str, str], tuple[Callable[..., Any], bool]] = {}
 
 
 def _constructing(library: Callable[[int, bytes], Any], templates: Templates | None = None
                   ) -> Callable[[int, bytes], Any]:
     """The serializer's msgpack hook ``library``, but a pydantic object of one of LangGraph's safe types (a
     LangChain message) is made by its class found in a dict, not through ``importlib`` and the allowlist at every
-    object (a sixth of a chat's decoding): the very call the serializer makes, ``cls(**fields)``; or, when
-    ``templates`` hold one made of the same bytes, copied from it. Anything else, and anything that fails, goes to
-    ``library``, which decodes it again and handles it as it does."""
+    object (a sixth of a chat's decoding): the very call the serializer makes, ``cls(**fields)``, or the validation
+    it comes down to (``_made``); or, when ``templates`` hold one made of the same bytes, copied from it. Anything
+    else, and anything that fails, goes to ``library``, which decodes it again and handles it as it does."""
+    # Bound once for the whole value: the hook runs for every message of it.
+    template_of, saw = (None, None) if templates is None else (templates.get, templates.saw)
+    unpack, safe_classes = ormsgpack.unpackb, _SAFE_CLASSES
 
     def hook(code: int, data: bytes) -> Any:
         if code == EXT_PYDANTIC_V2:
-            template = None if templates is None else templates.get(data)
+            template = None if template_of is None else template_of(data)
             if type(template) is _Template:
                 return template.copy()
             try:
-                module, name, fields = ormsgpack.unpackb(data, ext_hook=hook, option=ormsgpack.OPT_NON_STR_KEYS)[:3]
-                kind = _SAFE_CLASSES.get((module, name)) or _safe_class(module, name)
-                if kind is not None:
-                    made = kind(**fields)
-                    if templates is not None:
-                        templates.saw(data, made, template)
+                module, name, fields = unpack(data, ext_hook=hook, option=ormsgpack.OPT_NON_STR_KEYS)[:3]
+                safe = safe_classes.get((module, name)) or _safe_class(module, name)
+                if safe is not None:
+                    made = _made(*safe, fields)
+                    if saw is not None:
+                        saw(data, made, template)
                     return made
             except Exception:  # the serializer's own hook below meets it and handles it its way
                 pass
@@ -239,13 +246,54 @@ def _constructing(library: Callable[[int, bytes], Any], templates: Templates | N
     return hook
 
 
-def _safe_class(module: str, name: str) -> Callable[..., Any] | None:
+def _safe_class(module: str, name: str) -> tuple[Callable[..., Any], bool] | None:
     """The class of a safe type whose module is imported (the serializer imports it the first time), kept."""
     if (module, name) not in SAFE_MSGPACK_TYPES or module not in sys.modules:
         return None
     found: Callable[..., Any] = getattr(sys.modules[module], name)
-    _SAFE_CLASSES[(module, name)] = found
-    return found
+    safe = _SAFE_CLASSES[(module, name)] = (found, _validated_directly(found))
+    return safe
+
+
+#: The ``__init__`` methods of LangChain's messages that hand ``content`` and every other keyword argument on to
+#: pydantic's unchanged when they are given no ``content_blocks``, and pydantic's, which validates them (one of
+#: these classes that defines none of its own, in another version of LangChain, adds none).
+_PASSING_ON = frozenset(vars(kind).get("__init__") for kind in (
+    AIMessage, HumanMessage, SystemMessage, ToolMessage, BaseMessage, Serializable, BaseModel)) - {None}
+
+
+def _validated_directly(kind: Any) -> bool:
+    """Whether making an object of ``kind`` (``kind(**fields)``) comes down to calling its pydantic validator, as
+    pydantic's ``__init__`` does: every ``__init__`` along its classes, down to pydantic's, is one of
+    ``_PASSING_ON`` (not ``RemoveMessage``'s, which drops ``content``), and it makes its objects as ``object``
+    does."""
+    if getattr(kind, "__new__", None) is not _NEW_OBJECT:
+        return False
+    for ancestor in getattr(kind, "__mro__", ()):
+        init = vars(ancestor).get("__init__")
+        if init is BaseModel.__init__:
+            return True
+        if init is not None and init not in _PASSING_ON:
+            return False
+    return False
+
+
+class _NotItself(Exception):
+    """A model validator returned another object than the one validated (pydantic's ``__init__`` warns of it)."""
+
+
+def _made(kind: Any, directly: bool, fields: Any) -> Any:
+    """``kind(**fields)``; ``directly`` (``_validated_directly``), the validation that call comes down to, as
+    pydantic's ``__init__`` makes it (the class's validator at the time of the call), without the Python frames of
+    the four ``__init__`` calls above it, which only hand the arguments on; the keyword arguments the validator is
+    given are those pydantic's ``__init__`` would have been given, in their order."""
+    if not directly or type(fields) is not dict or "content_blocks" in fields or "self" in fields:
+        return kind(**fields)  # arguments that the ``__init__`` methods take themselves
+    made = _NEW_OBJECT(kind)
+    content = fields.pop("content", None)  # the default of each ``__init__`` that takes it
+    if kind.__pydantic_validator__.validate_python(dict(content=content, **fields), self_instance=made) is not made:
+        raise _NotItself  # the serializer's hook makes it again, and pydantic warns
+    return made
 
 
 #: How many objects' bytes a saver's ``Templates`` remember at most (a thread's messages: each template a few hundred
@@ -324,7 +372,7 @@ class _Template:
 class Templates:
     """The objects of LangGraph's safe pydantic types (LangChain's messages) that a saver decoded more than once,
     kept as private templates by their msgpack bytes: a later decode of the same bytes copies the template
-    (about a fifth of validating the fields again) rather than making the object anew. A read of a thread decodes
+    (cheaper than validating the fields again) rather than making the object anew. A read of a thread decodes
     the messages that the read before it decoded, and a list of checkpoints the same messages at each.
 
     An object becomes a template the second time its bytes are decoded, so a thread read once (a freshly started

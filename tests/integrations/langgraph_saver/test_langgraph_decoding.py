@@ -15,6 +15,7 @@ import datetime
 import decimal
 import functools
 import uuid
+import warnings
 from typing import Any
 
 import langchain_core.messages as messages_module
@@ -22,9 +23,9 @@ import ormsgpack
 import pytest
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langgraph.checkpoint.serde.jsonplus import EXT_PYDANTIC_V2, JsonPlusSerializer
-from pydantic import BaseModel, field_validator
+from pydantic import BaseModel, field_validator, model_validator
 
-from eventstore.integrations._langgraph_records import Templates, _loads
+from eventstore.integrations._langgraph_records import _SAFE_CLASSES, Templates, _loads, _validated_directly
 
 
 class Stamp(BaseModel):
@@ -108,7 +109,8 @@ def shown(value: Any) -> Any:
 
 
 def ext(module: str, name: str, fields: Any) -> bytes:
-    return ormsgpack.packb([ormsgpack.Ext(EXT_PYDANTIC_V2, ormsgpack.packb([module, name, fields]))])
+    return ormsgpack.packb([ormsgpack.Ext(EXT_PYDANTIC_V2, ormsgpack.packb([module, name, fields],
+                                                                        option=ormsgpack.OPT_NON_STR_KEYS))])
 
 
 def outcome(decode: Any) -> Any:
@@ -151,6 +153,15 @@ REFUSED = [
     (__name__, "Positive", {"count": -1}),  # the caller's validator rejects it
     (__name__, "Shouted", {"text": "quiet"}),
     ("os", "system", {"command": "true"}),  # outside every allowlist
+    # arguments a message's __init__ takes itself, or none given for one it hands on
+    ("langchain_core.messages.human", "HumanMessage", {"content": "x", "content_blocks": [{"type": "text",
+                                                                                          "text": "y"}]}),
+    ("langchain_core.messages.ai", "AIMessage", {"content_blocks": [{"type": "tool_call", "name": "f", "args": {},
+                                                                     "id": "c1"}]}),
+    ("langchain_core.messages.human", "HumanMessage", {"content": "x", "self": 1}),
+    ("langchain_core.messages.human", "HumanMessage", {"id": "h1"}),
+    ("langchain_core.messages.human", "HumanMessage", {"content": "x", 3: "not a keyword"}),
+    ("langchain_core.messages.human", "HumanMessage", {"content": "x", "type": "human", "id": None, "extra": 1}),
 ]
 
 
@@ -208,3 +219,56 @@ def test_what_a_caller_changes_in_a_copy_reaches_no_other_copy() -> None:
     second = _loads(serde, kind, data, templates)
     assert [shown(value) for value in second] == theirs
     assert all(template is not None for template in templates._seen.values())
+
+
+def test_every_message_class_but_remove_message_is_validated_directly() -> None:
+    """A message is made by its class's pydantic validator, without the ``__init__`` calls that only hand their
+    arguments on; ``RemoveMessage``'s ``__init__`` does more (it drops ``content``): it is called."""
+    direct = {kind.__name__ for kind in MESSAGE_CLASSES if _validated_directly(kind)}
+    assert direct == {kind.__name__ for kind in MESSAGE_CLASSES} - {"RemoveMessage"}
+    assert _validated_directly(Shouted)  # a model without an __init__ of its own
+    assert not _validated_directly(OwnSerializer)  # no pydantic model
+
+
+class Swapped(BaseModel):
+    """A model whose validator returns another object than the one validated (pydantic's ``__init__`` warns)."""
+
+    text: str
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def another(cls, data: Any, handler: Any) -> Any:
+        handler(data)
+        return cls.model_construct(text="another")
+
+
+def test_a_validator_returning_another_object_reads_as_the_serializer_reads_it(monkeypatch: Any) -> None:
+    module, name = Swapped.__module__, "Swapped"
+    monkeypatch.setitem(_SAFE_CLASSES, (module, name), (Swapped, _validated_directly(Swapped)))
+    serde = JsonPlusSerializer()
+    data = ext(module, name, {"text": "given"})
+    with warnings.catch_warnings(record=True) as theirs_warned:
+        warnings.simplefilter("always")
+        theirs = outcome(lambda: serde.loads_typed(("msgpack", data)))
+    with warnings.catch_warnings(record=True) as ours_warned:
+        warnings.simplefilter("always")
+        ours = outcome(lambda: _loads(serde, "msgpack", data))
+    assert ours == theirs
+    assert [str(warning.message) for warning in ours_warned] == [str(warning.message) for warning in theirs_warned]
+    assert any("returning a value other than `self`" in str(warning.message) for warning in ours_warned)
+
+
+class Unfinished(BaseModel):
+    """A model whose validator is not built: a field's type names a class that does not exist yet."""
+
+    later: NotDefinedYet  # type: ignore[name-defined]  # noqa: F821
+
+
+def test_a_model_whose_validator_is_not_built_reads_as_the_serializer_reads_it(monkeypatch: Any) -> None:
+    module, name = Unfinished.__module__, "Unfinished"
+    monkeypatch.setitem(_SAFE_CLASSES, (module, name), (Unfinished, _validated_directly(Unfinished)))
+    serde = JsonPlusSerializer()
+    data = ext(module, name, {"later": 1})
+    theirs = outcome(lambda: serde.loads_typed(("msgpack", data)))
+    assert outcome(lambda: _loads(serde, "msgpack", data)) == theirs
+    assert theirs != ("raised", TypeError)
