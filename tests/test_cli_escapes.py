@@ -22,6 +22,7 @@ import pytest
 from click.testing import CliRunner, Result
 from hypothesis import example, given
 from hypothesis import strategies as st
+from rich.cells import cell_len
 from rich.text import Text
 
 from eventstore import ChatMessage, SessionStore
@@ -324,7 +325,17 @@ def model(text: str, *, body: bool = False) -> str:
     """Escape each unsafe character as ``ascii()`` writes it, one at a time."""
     kept = "\t\n" if body else ""
     escaped = "".join(ascii(char)[1:-1] if is_unsafe(char) and char not in kept else char for char in text)
-    return escaped.expandtabs() if body else escaped
+    if not body:
+        return escaped
+    shown, column = [], 0  # tabs to the next multiple of 8 terminal cells, a character at a time
+    for char in escaped:
+        if char == "\t":
+            shown.append(" " * (8 - column % 8))
+            column += 8 - column % 8
+        else:
+            shown.append(char)
+            column = 0 if char == "\n" else column + cell_len(char)
+    return "".join(shown)
 
 
 INTERESTING = st.sampled_from(["\x1b", "\x07", "\r", "\t", "\n", "\x7f", "\x85", "\x9b", "\u202e", "\u2066", "\u200b",
@@ -333,6 +344,7 @@ INTERESTING = st.sampled_from(["\x1b", "\x07", "\r", "\t", "\n", "\x7f", "\x85",
 
 @given(st.text(st.one_of(st.characters(), INTERESTING)), st.booleans())
 @example("a\tb\x1b\tc\nd\te", True)
+@example("\u2e80\t", True)  # a wide character before a tab
 @example("\ud83d\ude00", False)  # a surrogate pair stays two escapes: a str holds no pairs
 def test_terminal_safe_matches_the_model(text: str, body: bool) -> None:
     assert terminal_safe(text, body=body) == model(text, body=body)

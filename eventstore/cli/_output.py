@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 
 import click
 import orjson
+from rich.cells import cell_len
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -97,7 +98,25 @@ def terminal_safe(text: str, *, body: bool = False) -> str:
     escaped too. Backslashes are left alone: ``--json`` is the exact form.
     """
     safe = _unsafe_pattern(body).sub(lambda found: _escape(found.group()), text)
-    return safe.expandtabs() if body else safe
+    return _expand_tabs(safe) if body else safe
+
+
+def _expand_tabs(text: str) -> str:
+    """Tabs as spaces to the next multiple of 8 terminal cells, as rich's ``Text.expand_tabs`` makes them in
+    ``safe_text`` (``str.expandtabs`` counts characters: a wide character before a tab would take one cell more)."""
+    lines = []
+    for line in text.split("\n"):
+        pieces = line.split("\t")
+        column = 0
+        for index, piece in enumerate(pieces[:-1]):
+            column += cell_len(piece)
+            pieces[index] = piece + " " * (_TAB_CELLS - column % _TAB_CELLS)
+            column += _TAB_CELLS - column % _TAB_CELLS
+        lines.append("".join(pieces))
+    return "\n".join(lines)
+
+
+_TAB_CELLS = 8
 
 
 def safe_text(text: str | Text, *, body: bool = False) -> Text:
