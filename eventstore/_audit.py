@@ -143,7 +143,7 @@ def verify(txn: ReadTransaction, log: EventLog, snapshots: SnapshotStore, read_m
         problems.insert(0, what)
         damaged.add("dictionary" if readable else "log")
     problems.extend(snapshot_problems)
-    damaged.update(["messages"] if snapshot_problems else [])  # rebuilding the messages drops every snapshot
+    damaged.update(["messages"] if snapshot_problems else [])  # rebuilding the messages takes every snapshot again
     if without_dictionary:
         # One line for what one damaged value did, not one per record; a fold without those records says
         # nothing about the read models.

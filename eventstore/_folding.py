@@ -9,6 +9,7 @@ chunks, byte for byte.
 
 from __future__ import annotations
 
+import bisect
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
@@ -39,7 +40,7 @@ from .events import EVENT_TYPES, RecordedEvent, SessionEvent
 from .storage import ReadTransaction, WriteTransaction
 
 __all__ = ["SnapshotRecord", "LogChange", "take_snapshot", "read_snapshot", "read_snapshot_record", "read_blob",
-           "to_recorded", "log_changes", "fold_stream", "view_of", "resolve_version"]
+           "to_recorded", "log_changes", "fold_stream", "view_of", "resolve_version", "derive_snapshots"]
 
 #: Version of the snapshot layout; snapshots of another layout are ignored (they are derived data).
 SNAPSHOT_FORMAT = 3
@@ -99,11 +100,72 @@ def take_snapshot(txn: WriteTransaction, log: EventLog, snapshots: SnapshotStore
         # The read models disagree with themselves (verify reports it): take the snapshot from the log.
         state = fold_stream(txn, log, snapshots, stream_id, head.key, head.version)
         head, kept, counts, values = state.head, [], [], [value for _, value in layout(state.messages)]
-    for value in values or ():
+    _put_snapshot(txn, snapshots, stream_id, head, kept, counts, values or (), event_hash)
+
+
+def _put_snapshot(txn: WriteTransaction, snapshots: SnapshotStore, stream_id: int, head: SessionHead,
+                  kept: list[str], counts: list[int], values: Iterable[bytes], event_hash: bytes) -> SnapshotRecord:
+    """Store the snapshot of ``head``: the blobs ``kept`` (with their message ``counts``), then ``values`` as new
+    blobs; return its record."""
+    for value in values:
         kept.append(snapshots.put_blob(txn, stream_id, value).hex())
         counts.append(message_count(value))
     record = SnapshotRecord(SNAPSHOT_FORMAT, event_hash.hex(), head, kept, counts)
     snapshots.put(txn, stream_id, head.version, encode_value(record))
+    return record
+
+
+def derive_snapshots(txn: WriteTransaction, log: EventLog, snapshots: SnapshotStore, stream_id: int, key: str,
+                     every: int) -> int:
+    """Take, folded from the log, the snapshots the session lacks: one at each multiple of ``every`` up to its
+    version with no snapshot of this layout in the ``every`` versions up to it (all of them, where some are of
+    another layout). Returns how many it took.
+
+    Commands take a snapshot at each multiple as they go, so gaps are what a redaction or a rebuild of the
+    messages dropped, or what older code left (another layout, or dropped the same ways). Each snapshot
+    keeps the blobs of the one before whose messages no event between touched, so a long session costs
+    about one pass over its events and its messages.
+    """
+    version = log.stream_version(txn, stream_id)
+    stored = snapshots.stream_versions(txn, stream_id)
+    held = [held for held in stored if _usable(txn, snapshots, stream_id, held)]
+    if len(held) < len(stored):
+        # Some are of another layout, with blobs of its own that no snapshot of this one would name: all go.
+        snapshots.delete_stream(txn, stream_id)
+        held = []
+    wanted = [target for target in range(every, version + 1, every)
+              if bisect.bisect_right(held, target) == bisect.bisect_right(held, target - every)]
+    state, previous = empty_snapshot(key), None
+    for target in wanted:
+        kept: list[str] = []
+        counts: list[int] = []
+        start = 0
+        if previous is None:
+            state = fold_stream(txn, log, snapshots, stream_id, key, target)
+            event_hash = log.read_version(txn, stream_id, target).hash
+        else:
+            changes = list(log_changes(log.read_stream(txn, stream_id, previous.head.version, target)))
+            state, event_hash = fold(state, changes), changes[-1].hash
+            untouched = untouched_prefix(previous.head.message_count,
+                                         (EDIT_KINDS.get(type(change.event)) for change in changes))
+            for digest, count in zip(previous.chunks, previous.counts):
+                if start + count > untouched:
+                    break
+                kept.append(digest)
+                counts.append(count)
+                start += count
+        values = [value for _, value in layout(state.messages[start:])]
+        previous = _put_snapshot(txn, snapshots, stream_id, state.head, kept, counts, values, event_hash)
+    return len(wanted)
+
+
+def _usable(txn: ReadTransaction, snapshots: SnapshotStore, stream_id: int, version: int) -> bool:
+    """Whether the stored snapshot is one a fold starts from (this layout); a damaged one counts as held, for
+    ``verify`` to name."""
+    try:
+        return read_snapshot_record(stream_id, snapshots.get(txn, stream_id, version) or b"") is not None
+    except StoreCorrupted:
+        return True
 
 
 def _event_type(type_name: str) -> type[SessionEvent]:

@@ -658,9 +658,9 @@ class SessionStore:
     def rebuild_projections(self, names: Iterable[str] | None = None, progress: Progress | None = None) -> None:
         """Drop read models and rebuild them from the log, in one transaction.
 
-        Rebuilding ``"messages"`` also drops every snapshot: their blobs are copies
-        of that model's chunks, so a damaged one could outlive the repair. They are
-        taken again as sessions grow, and ``compact(key)`` takes one at once.
+        Rebuilding ``"messages"`` also drops every snapshot, since their blobs are copies
+        of that model's chunks and a damaged one could outlive the repair, and takes
+        them again from the log, one every ``snapshot_every`` events of each session.
 
         Args:
             names: which projections (``"catalog"``, ``"messages"``, ``"search"``); all by default.

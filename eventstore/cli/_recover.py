@@ -242,8 +242,8 @@ def rebuild(env: Env, names: tuple[str, ...], as_json: bool) -> None:
 
     Drops the session list, the message lists and the search index (or those
     named with --only) and folds them again from the log. Rebuilding the
-    message lists drops the snapshots (copies of them) too, taken again as
-    sessions grow. Run it when verify reports a damaged read model or snapshot;
+    message lists drops the snapshots (copies of them) too, and takes them
+    again from the log. Run it when verify reports a damaged read model or snapshot;
     like every writable open, it also rewrites a damaged copy of the
     compression dictionary from the intact one.
 

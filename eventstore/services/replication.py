@@ -303,3 +303,4 @@ class Replication:
         if rewrote:
             assert stream_id is not None
             self._snapshots.delete_stream(txn, stream_id)
+            self._writer.derive_snapshots(txn, stream_id, key)

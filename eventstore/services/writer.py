@@ -26,7 +26,7 @@ from projections.session import Entry, SessionHead, empty_head, empty_snapshot
 from .._bookkeeping import IdempotencyRecord, IdempotencyRecords
 from .._codec import encode_event
 from .._errors import IdempotencyKeyReused, StoreCorrupted, WrongExpectedVersion
-from .._folding import LogChange, fold_stream, resolve_version, take_snapshot
+from .._folding import LogChange, derive_snapshots, fold_stream, resolve_version, take_snapshot
 from .._log import EventLog, Original, StreamTip
 from .._snapshots import SnapshotStore
 from .._time import Clock, from_micros
@@ -297,3 +297,8 @@ class CommandWriter:
         head = self._catalog.head(txn, stream_id) or attrs.evolve(empty_head(key), version=version)
         take_snapshot(txn, self._log, self._snapshots, stream_id, head,
                       lambda start: self._messages.chunks_from(txn, stream_id, start), event_hash, recent)
+
+    def derive_snapshots(self, txn: WriteTransaction, stream_id: int, key: str) -> int:
+        """Take, from the log, the snapshots the session lacks at this store's ``snapshot_every``
+        (``_folding.derive_snapshots``); how many."""
+        return derive_snapshots(txn, self._log, self._snapshots, stream_id, key, self._snapshot_every)
