@@ -22,7 +22,7 @@ from .._bookkeeping import ImportReceipts
 from .._codec import encode_event
 from .._deferred import DeferredReadModels, Read
 from .._errors import EventStoreError, IncompatibleStore, InvalidArgument, StoreCorrupted, StoreFull, StoreReadOnly
-from .._folding import LogChange, log_changes, read_snapshot_record, to_recorded
+from .._folding import LogChange, RestoredCreationTimes, log_changes, read_snapshot_record, to_recorded
 from .._log import EventLog, StreamTip, stream_runs
 from .._snapshots import SnapshotStore
 from .._values import VerifyReport
@@ -213,10 +213,11 @@ class Maintenance:
         for model in models:
             model.clear(txn)
         last = 0
+        creation_times = RestoredCreationTimes(txn, self._log, self._snapshots)
         # Runs of one session's events go to the read models as one batch.
         for stream_id, run in stream_runs(self._log.read_all(txn)):
             entries = list(run)
-            changes = list(log_changes(entries))
+            changes = list(log_changes(entries, creation_times))
             for model in models:
                 model.apply(txn, stream_id, changes)
             if progress is not None and entries[-1].position // _PROGRESS_EVERY != last // _PROGRESS_EVERY:
