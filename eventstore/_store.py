@@ -135,7 +135,8 @@ class SessionStore:
             missing store raises ``StoreNotFound`` instead of being created. A store
             whose directory is not writable opens read-only by itself.
         rebuild_progress: called as ``progress(events_done, events_total)`` while
-            opening rebuilds a read model whose code version changed.
+            opening rebuilds a read model whose code version changed, or takes the snapshots
+            a store an older version wrote lacks (once).
         cache: with a ``postgresql://`` URL as ``path``: the directory of this host's replica, which
             reads come from (docs/postgres.md); the log itself lives in PostgreSQL.
 
