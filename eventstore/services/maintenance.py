@@ -105,9 +105,12 @@ class Maintenance:
                                         "open it writable once")
             return
         self._storage.write(lambda txn: self._rebuild_outdated(txn, progress))
-        # In a transaction of its own: snapshots are derived data, so a store at its size cap opens without them.
-        with contextlib.suppress(StoreFull):
-            self._storage.write(lambda txn: self._derive_missing_snapshots(txn, progress))
+        with self._read() as txn:
+            due = self._snapshots_due(txn)
+        if due:
+            # In a transaction of its own: snapshots are derived data, so a store at its size cap opens without them.
+            with contextlib.suppress(StoreFull):
+                self._storage.write(lambda txn: self._derive_missing_snapshots(txn, progress))
         self._deferred.rebuild_outdated(progress)
 
     def rebuild_projections(self, names: Iterable[str] | None, progress: Progress | None) -> None:
@@ -166,11 +169,15 @@ class Maintenance:
         if outdated:
             self._rebuild(txn, outdated, progress)
 
-    def _derive_missing_snapshots(self, txn: WriteTransaction, progress: Progress | None) -> None:
-        """Once per store (``_SNAPSHOTS``): take the snapshots that earlier code dropped (redactions, rebuilds)
-        or stored in another layout, so that point-in-time reads cost what they cost in a store this code wrote."""
+    def _snapshots_due(self, txn: ReadTransaction) -> bool:
+        """Whether the store's snapshots were never made complete by this code (``_SNAPSHOTS``)."""
         checkpoint = self._checkpoints.get(txn, _SNAPSHOTS)
-        if checkpoint is None or checkpoint[0] < SNAPSHOTS_VERSION:
+        return checkpoint is None or checkpoint[0] < SNAPSHOTS_VERSION
+
+    def _derive_missing_snapshots(self, txn: WriteTransaction, progress: Progress | None) -> None:
+        """Once per store: take the snapshots that earlier code dropped (redactions, rebuilds) or stored in another
+        layout, so that point-in-time reads cost what they cost in a store this code wrote."""
+        if self._snapshots_due(txn):  # another process may have done it since
             with contextlib.suppress(StoreCorrupted):  # damaged stream keys: the next open tries again
                 self._derive_snapshots(txn, progress)
 
