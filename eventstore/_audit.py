@@ -11,10 +11,12 @@ import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
+import attrs
+
 from projections.session import Entry, SessionSnapshot, empty_head, step
 
 from ._errors import DictionaryDamaged, EventStoreError
-from ._folding import SnapshotRecord, read_blob, read_snapshot_record, to_recorded
+from ._folding import RestoredCreationTimes, SnapshotRecord, read_blob, read_snapshot_record, to_recorded
 from ._log import GENESIS_HASH, EventLog, chain_hash
 from ._snapshots import SnapshotStore
 from ._values import VerifyReport
@@ -68,6 +70,7 @@ def verify(txn: ReadTransaction, log: EventLog, snapshots: SnapshotStore, read_m
     sessions: dict[int, _Session] = {}
     pending_snapshots = snapshots.versions(txn)
     previous_hash, expected_position, checked = GENESIS_HASH, 1, 0
+    creation_times = RestoredCreationTimes(txn, log, snapshots)
     for position, entry in log.records(txn):
         checked += 1
         if position != expected_position:
@@ -96,6 +99,8 @@ def verify(txn: ReadTransaction, log: EventLog, snapshots: SnapshotStore, read_m
             problems.append(f"position {position}: the stream index does not point at this event")
         try:
             event = to_recorded(entry)
+            as_folded = creation_times.event(entry, event.event)
+            as_read = event if as_folded is event.event else attrs.evolve(event, event=as_folded)
         except EventStoreError as exc:
             problems.append(str(exc))
             continue
@@ -117,7 +122,7 @@ def verify(txn: ReadTransaction, log: EventLog, snapshots: SnapshotStore, read_m
             problems.extend(f"position {p}: marked redacted, but no redaction rewrote it" for p in session.redacted)
             session.redacted.clear()
             session.content_positions.clear()
-        session.head = step(session.head, session.messages, event)
+        session.head = step(session.head, session.messages, as_read)
         if (entry.stream_id, entry.version) in pending_snapshots:
             pending_snapshots.discard((entry.stream_id, entry.version))
             snapshot_problems.extend(_check_snapshot(txn, snapshots, entry.stream_id, entry.version, entry.hash,
@@ -143,7 +148,7 @@ def verify(txn: ReadTransaction, log: EventLog, snapshots: SnapshotStore, read_m
         problems.insert(0, what)
         damaged.add("dictionary" if readable else "log")
     problems.extend(snapshot_problems)
-    damaged.update(["messages"] if snapshot_problems else [])  # rebuilding the messages drops every snapshot
+    damaged.update(["messages"] if snapshot_problems else [])  # rebuilding the messages takes every snapshot again
     if without_dictionary:
         # One line for what one damaged value did, not one per record; a fold without those records says
         # nothing about the read models.

@@ -25,7 +25,14 @@ from ._errors import EventStoreError, IncompatibleStore, InvalidArgument, StoreC
 from ._payload import payload_tree, read_payloads_with, stored_payload
 from ._time import from_micros, stored_micros, to_micros
 from ._values import ChatMessage, TimestampedMessage, stored_payload_of, trusted_message
-from .events import EVENT_TYPES, LastMessageReplaced, MessageAppended, SessionEvent, SessionRestored
+from .events import (
+    EVENT_TYPES,
+    LastMessageReplaced,
+    MessageAppended,
+    SessionEvent,
+    SessionRestored,
+    without_creation_time,
+)
 
 if TYPE_CHECKING:
     from cattrs.preconf.orjson import OrjsonConverter
@@ -191,10 +198,18 @@ def decode_event(encoded: EncodedEvent) -> SessionEvent:
                 raise ValueError(f"its schema version {version} is one no version of eventstore wrote")
             data = upcast(data)
             version += 1
-        event: SessionEvent = _converter().structure(data, cls)
+        event: SessionEvent = (_restore_without_creation_time(data) if cls is SessionRestored
+                               and type(data) is dict and data.get("exists") is True and data.get("created_at") is None
+                               else _converter().structure(data, cls))
     except _undecodable() as exc:
         raise StoreCorrupted(f"{encoded.type_name} payload does not decode: {_why(exc)}") from None
     return event
+
+
+def _restore_without_creation_time(data: dict[str, Any]) -> SessionRestored:
+    """A restore to a live session recorded without the session's creation time, read as recorded
+    (``events.without_creation_time``), every other field checked."""
+    return without_creation_time(_converter().structure({**data, "created_at": 0}, SessionRestored))
 
 
 def _why(exc: BaseException) -> BaseException:

@@ -9,6 +9,7 @@ chunks, byte for byte.
 
 from __future__ import annotations
 
+import bisect
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
@@ -35,11 +36,12 @@ from ._log import EventLog, StoredEvent
 from ._snapshots import SnapshotStore
 from ._time import aware_micros, from_micros
 from ._values import SessionView
-from .events import EVENT_TYPES, RecordedEvent, SessionEvent
+from .events import EVENT_TYPES, RecordedEvent, SessionEvent, SessionRestored
 from .storage import ReadTransaction, WriteTransaction
 
 __all__ = ["SnapshotRecord", "LogChange", "take_snapshot", "read_snapshot", "read_snapshot_record", "read_blob",
-           "to_recorded", "log_changes", "fold_stream", "view_of", "resolve_version"]
+           "to_recorded", "log_changes", "fold_stream", "view_of", "resolve_version", "derive_snapshots",
+           "RestoredCreationTimes"]
 
 #: Version of the snapshot layout; snapshots of another layout are ignored (they are derived data).
 SNAPSHOT_FORMAT = 3
@@ -99,11 +101,72 @@ def take_snapshot(txn: WriteTransaction, log: EventLog, snapshots: SnapshotStore
         # The read models disagree with themselves (verify reports it): take the snapshot from the log.
         state = fold_stream(txn, log, snapshots, stream_id, head.key, head.version)
         head, kept, counts, values = state.head, [], [], [value for _, value in layout(state.messages)]
-    for value in values or ():
+    _put_snapshot(txn, snapshots, stream_id, head, kept, counts, values or (), event_hash)
+
+
+def _put_snapshot(txn: WriteTransaction, snapshots: SnapshotStore, stream_id: int, head: SessionHead,
+                  kept: list[str], counts: list[int], values: Iterable[bytes], event_hash: bytes) -> SnapshotRecord:
+    """Store the snapshot of ``head``: the blobs ``kept`` (with their message ``counts``), then ``values`` as new
+    blobs; return its record."""
+    for value in values:
         kept.append(snapshots.put_blob(txn, stream_id, value).hex())
         counts.append(message_count(value))
     record = SnapshotRecord(SNAPSHOT_FORMAT, event_hash.hex(), head, kept, counts)
     snapshots.put(txn, stream_id, head.version, encode_value(record))
+    return record
+
+
+def derive_snapshots(txn: WriteTransaction, log: EventLog, snapshots: SnapshotStore, stream_id: int, key: str,
+                     every: int) -> int:
+    """Take, folded from the log, the snapshots the session lacks: one at each multiple of ``every`` up to its
+    version with no snapshot of this layout in the ``every`` versions up to it (all of them, where some are of
+    another layout). Returns how many it took.
+
+    Commands take a snapshot at each multiple as they go, so gaps are what a redaction or a rebuild of the
+    messages dropped, or what older code left (another layout, or dropped the same ways). Each snapshot
+    keeps the blobs of the one before whose messages no event between touched, so a long session costs
+    about one pass over its events and its messages.
+    """
+    version = log.stream_version(txn, stream_id)
+    stored = snapshots.stream_versions(txn, stream_id)
+    held = [held for held in stored if _usable(txn, snapshots, stream_id, held)]
+    if len(held) < len(stored):
+        # Some are of another layout, with blobs of its own that no snapshot of this one would name: all go.
+        snapshots.delete_stream(txn, stream_id)
+        held = []
+    wanted = [target for target in range(every, version + 1, every)
+              if bisect.bisect_right(held, target) == bisect.bisect_right(held, target - every)]
+    state, previous = empty_snapshot(key), None
+    for target in wanted:
+        kept: list[str] = []
+        counts: list[int] = []
+        start = 0
+        if previous is None:
+            state = fold_stream(txn, log, snapshots, stream_id, key, target)
+            event_hash = log.read_version(txn, stream_id, target).hash
+        else:
+            changes = list(log_changes(log.read_stream(txn, stream_id, previous.head.version, target)))
+            state, event_hash = fold(state, changes), changes[-1].hash
+            untouched = untouched_prefix(previous.head.message_count,
+                                         (EDIT_KINDS.get(type(change.event)) for change in changes))
+            for digest, count in zip(previous.chunks, previous.counts):
+                if start + count > untouched:
+                    break
+                kept.append(digest)
+                counts.append(count)
+                start += count
+        values = [value for _, value in layout(state.messages[start:])]
+        previous = _put_snapshot(txn, snapshots, stream_id, state.head, kept, counts, values, event_hash)
+    return len(wanted)
+
+
+def _usable(txn: ReadTransaction, snapshots: SnapshotStore, stream_id: int, version: int) -> bool:
+    """Whether the stored snapshot is one a fold starts from (this layout); a damaged one counts as held, for
+    ``verify`` to name."""
+    try:
+        return read_snapshot_record(stream_id, snapshots.get(txn, stream_id, version) or b"") is not None
+    except StoreCorrupted:
+        return True
 
 
 def _event_type(type_name: str) -> type[SessionEvent]:
@@ -135,7 +198,8 @@ def read_snapshot(txn: ReadTransaction, snapshots: SnapshotStore, stream_id: int
 
 
 def read_snapshot_record(stream_id: int, data: bytes) -> SnapshotRecord | None:
-    """A snapshot's record (head, blob digests) without reading its blobs; ``None`` for another layout."""
+    """A snapshot's record (head, blob digests) without reading its blobs; ``None`` for another layout, or one
+    older code took that no fold uses."""
     try:
         if orjson.loads(data).get("format") != SNAPSHOT_FORMAT:
             return None
@@ -145,10 +209,11 @@ def read_snapshot_record(stream_id: int, data: bytes) -> SnapshotRecord | None:
     if len(record.chunks) != len(record.counts):
         raise StoreCorrupted(f"a snapshot of stream {stream_id} is damaged: its blobs and counts differ in number")
     head = record.head
-    if head.exists and (head.created_at is None or head.last_activity is None):
+    if head.exists and head.last_activity is None:
         raise StoreCorrupted(f"a snapshot of stream {stream_id} is damaged: it holds a live session without the "
-                             "time it was created or last active")
-    return record
+                             "time it was last active")
+    # Taken by older code of a session restored without its creation time: not used (folds give it the time).
+    return None if head.exists and head.created_at is None else record
 
 
 def read_blob(txn: ReadTransaction, snapshots: SnapshotStore, stream_id: int, digest: str, count: int) -> list[Entry]:
@@ -181,10 +246,44 @@ class LogChange(NamedTuple):
     hash: bytes
 
 
-def log_changes(entries: Iterable[StoredEvent]) -> Iterator[LogChange]:
-    """The stored events decoded, as changes."""
+def log_changes(entries: Iterable[StoredEvent], creation_times: RestoredCreationTimes | None = None
+                ) -> Iterator[LogChange]:
+    """The stored events decoded, as changes; with ``creation_times``, as a fold reads them (a restore recorded
+    without its creation time given it)."""
     for entry in entries:
-        yield LogChange(entry.session_key, entry.version, _recorded_at(entry), _decoded(entry), entry.hash)
+        event = _decoded(entry)
+        if creation_times is not None and type(event) is SessionRestored:
+            event = creation_times.event(entry, event)
+        yield LogChange(entry.session_key, entry.version, _recorded_at(entry), event, entry.hash)
+
+
+class RestoredCreationTimes:
+    """What a fold of a store's events reads a restore to a live session recorded without the session's creation
+    time as (``_codec`` reads it as recorded, ``created_at`` ``None``): the same restore with the creation time of
+    the session at the version it restored, folded from the log (from the nearest snapshot). Exact, and the
+    stored record is left as it is."""
+
+    def __init__(self, txn: ReadTransaction, log: EventLog, snapshots: SnapshotStore) -> None:
+        self._txn, self._log, self._snapshots = txn, log, snapshots
+
+    def event(self, entry: StoredEvent, event: SessionEvent) -> SessionEvent:
+        """``event`` (``entry``'s, decoded), given its creation time if it is such a restore.
+
+        Raises:
+            StoreCorrupted: the session did not exist at the version the restore names, so nothing gives the time.
+        """
+        if not isinstance(event, SessionRestored) or not event.exists or event.created_at is not None:
+            return event
+        restored = event.restored_version
+        created = None
+        if restored < entry.version:
+            created = fold_stream(self._txn, self._log, self._snapshots, entry.stream_id, entry.session_key,
+                                  restored).head.created_at
+        if created is None:
+            raise StoreCorrupted(f"position {entry.position}: a SessionRestored recorded without the time its session "
+                                 f"was created, which the session's history does not give (it had no live session "
+                                 f"at version {restored}, the one restored)")
+        return attrs.evolve(event, created_at=created)
 
 
 def _decoded(entry: StoredEvent) -> SessionEvent:
@@ -210,7 +309,8 @@ def fold_stream(txn: ReadTransaction, log: EventLog, snapshots: SnapshotStore, s
         snapshot = read_snapshot(txn, snapshots, stream_id, found[1])
         if snapshot is not None:
             state, start = snapshot[1], found[0]
-    return fold(state, log_changes(log.read_stream(txn, stream_id, start, version)))
+    changes = log_changes(log.read_stream(txn, stream_id, start, version), RestoredCreationTimes(txn, log, snapshots))
+    return fold(state, changes)
 
 
 def resolve_version(txn: ReadTransaction, log: EventLog, key: str, stream_id: int | None, version: int | None,

@@ -59,6 +59,16 @@ class SnapshotStore:
             return None
         return version, bytes(found[1])
 
+    def stream_versions(self, txn: ReadTransaction, stream_id: int) -> list[int]:
+        """The versions of the stream's snapshots, in order."""
+        found = []
+        for key in txn.scan_keys(self._db, _STREAM.pack(stream_id)):
+            found_stream, version = unpack_stored(_STREAM_VERSION, key, "a snapshot key")
+            if found_stream != stream_id:
+                break
+            found.append(version)
+        return found
+
     def versions(self, txn: ReadTransaction) -> set[tuple[int, int]]:
         """(stream id, version) of every snapshot."""
         return {unpack_stored(_STREAM_VERSION, key, "a snapshot key") for key in txn.scan_keys(self._db)}

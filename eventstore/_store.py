@@ -135,7 +135,8 @@ class SessionStore:
             missing store raises ``StoreNotFound`` instead of being created. A store
             whose directory is not writable opens read-only by itself.
         rebuild_progress: called as ``progress(events_done, events_total)`` while
-            opening rebuilds a read model whose code version changed.
+            opening rebuilds a read model whose code version changed, or takes the snapshots
+            a store an older version wrote lacks (once).
         cache: with a ``postgresql://`` URL as ``path``: the directory of this host's replica, which
             reads come from (docs/postgres.md); the log itself lives in PostgreSQL.
 
@@ -658,9 +659,9 @@ class SessionStore:
     def rebuild_projections(self, names: Iterable[str] | None = None, progress: Progress | None = None) -> None:
         """Drop read models and rebuild them from the log, in one transaction.
 
-        Rebuilding ``"messages"`` also drops every snapshot: their blobs are copies
-        of that model's chunks, so a damaged one could outlive the repair. They are
-        taken again as sessions grow, and ``compact(key)`` takes one at once.
+        Rebuilding ``"messages"`` also drops every snapshot, since their blobs are copies
+        of that model's chunks and a damaged one could outlive the repair, and takes
+        them again from the log, one every ``snapshot_every`` events of each session.
 
         Args:
             names: which projections (``"catalog"``, ``"messages"``, ``"search"``); all by default.

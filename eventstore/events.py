@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ClassVar, assert_never, get_args
 
 import attrs
@@ -34,6 +34,7 @@ __all__ = [
     "REDACTED",
     "redacted_message",
     "redact_event",
+    "without_creation_time",
     "SessionEvent",
     "RecordedEvent",
     "EVENT_CLASSES",
@@ -271,6 +272,18 @@ class SessionForked:
     name: str | None = attrs.field(validator=_optional_text)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def without_creation_time(event: SessionRestored) -> SessionRestored:
+    """``event`` as a restore to a live session recorded without the session's creation time: no command writes
+    one, and building one is refused, but imports and ``replicate`` accepted them before their validator asked
+    for it. The codec reads such a record as this, so that it encodes back to its own bytes (its digest and hash
+    stay true); the folds of a store give it the creation time (``_folding.RestoredCreationTimes``)."""
+    object.__setattr__(event, "created_at", None)  # past the validator, on a copy no one else holds yet
+    return event
+
+
 #: What a redacted message's content reads.
 REDACTED = "[redacted]"
 
@@ -340,6 +353,9 @@ def redact_event(event: SessionEvent) -> SessionEvent:
     match event:
         case MessageAppended() | LastMessageReplaced():
             return attrs.evolve(event, message=redacted_message(event.message))
+        case SessionRestored() if event.exists and event.created_at is None:  # stays as recorded
+            messages = tuple(TimestampedMessage(redacted_message(m.message), m.created_at) for m in event.messages)
+            return without_creation_time(attrs.evolve(event, messages=messages, created_at=_EPOCH))
         case SessionRestored() | SessionForked():
             messages = tuple(TimestampedMessage(redacted_message(m.message), m.created_at) for m in event.messages)
             return attrs.evolve(event, messages=messages)

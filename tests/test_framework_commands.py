@@ -285,7 +285,7 @@ def test_the_fork_command(tmp_path):
         result = CliRunner().invoke(cli, ["--store", str(path), *args])
         return result.exit_code, result.output
 
-    assert (0, "Forked src at its version 1 into copy: 1 messages.\n") == run("fork", "src", "copy", "--version", "1")
+    assert (0, "Forked src at its version 1 into copy: 1 message.\n") == run("fork", "src", "copy", "--version", "1")
     code, output = run("fork", "src", "copy")
     assert 1 == code and output.startswith("Error: session 'copy' exists") and len(output.splitlines()) == 1
     code, output = run("fork", "src", "other", "--version", "7")

@@ -291,7 +291,10 @@ class StoreMachine(RuleBasedStateMachine):
         before = read_models(self.store)
         self.store.rebuild_projections()
         assert before == read_models(self.store)
-        self.model.snapshots.clear()  # rebuilding the message lists drops the snapshots (copies of their chunks)
+        # Rebuilding the message lists drops the snapshots (copies of their chunks) and takes them again from the
+        # log, one at each multiple of SNAPSHOT_EVERY.
+        self.model.snapshots = {(key, version) for key, session in self.model.sessions.items()
+                                for version in range(SNAPSHOT_EVERY, session.version + 1, SNAPSHOT_EVERY)}
 
     @rule()
     def reopen(self) -> None:

@@ -49,6 +49,7 @@ from ..interchange import event_to_dict
 from ._context import Env, _quote, parse_time, pass_env, require_live, session_history
 from ._output import (
     Output,
+    counted,
     human_bytes,
     json_time,
     output_options,
@@ -84,7 +85,7 @@ def describe_event(event: SessionEvent) -> str:
         case LastMessageRemoved():
             return "last message removed"
         case MessagesCleared():
-            return f"{event.count} messages cleared"
+            return f"{counted(event.count, 'message')} cleared"
         case MessagesReplaced():
             kept = sum(at is not None for at in event.appended)
             return f"messages replaced: {len(event.messages)} now, {kept} of them kept"
@@ -95,13 +96,13 @@ def describe_event(event: SessionEvent) -> str:
         case SessionDeleted():
             return "deleted" + ("" if event.reason is None else f" ({event.reason})")
         case SessionRestored():
-            what = f"{len(event.messages)} messages" if event.exists else "not existing"
+            what = counted(len(event.messages), "message") if event.exists else "not existing"
             return f"restored to version {event.restored_version} ({what})"
         case SessionRedacted():
             return f"message content redacted: {event.reason}"
         case SessionForked():
             return (f"forked from {event.source_key!r} at its version {event.source_version} "
-                    f"({len(event.messages)} messages; event {event.source_hash[:12]})")
+                    f"({counted(len(event.messages), 'message')}; event {event.source_hash[:12]})")
         case _:
             assert_never(event)
 
@@ -185,7 +186,7 @@ def change_text(change: dict[str, Any]) -> Text:
             return "-" if state is None else state["state"] + (f" ({state['turn_id']})" if state["turn_id"] else "")
         return safe_text(f"  state: {name(change['from'])} → {name(change['to'])}")
     if kind == "redacted":
-        return safe_text(f"  {change['messages']} messages redacted ({change['reason']})")
+        return safe_text(f"  {counted(change['messages'], 'message')} redacted ({change['reason']})")
     if kind == "restored":
         return Text(f"  restored to its state at version {change['to_version']}")
     if kind == "forked":
@@ -516,9 +517,9 @@ def replay(env: Env, key: str, start: int, stop: int | None, as_json: bool) -> N
                            for r, view, found in steps)
             return
         for recorded, view, found in steps:
+            after = f"  → {counted(len(view.timestamped), 'message')}" if view.exists else "  → (no session)"
             out.line(Text.assemble((f"v{recorded.version}", "bold cyan"), f"  {show_time(recorded.recorded_at)}  ",
-                                   (type(recorded.event).__name__, "bold"),
-                                   f"  → {len(view.timestamped)} messages" if view.exists else "  → (no session)"))
+                                   (type(recorded.event).__name__, "bold"), after))
             for change in found:
                 out.line(Text("    ") + change_text(change))
 

@@ -18,7 +18,7 @@ import click
 from .. import interchange, zeroclaw
 from .._files import atomic_file
 from ._context import Env, pass_env, require_live, session_history
-from ._output import Output, output_options, progress_bar
+from ._output import Output, counted, output_options, progress_bar
 
 _STATUS_TEXT = {
     "imported": "imported",
@@ -108,8 +108,8 @@ def import_zeroclaw(env: Env, workspace: Path, verbose: bool, as_json: bool) -> 
                 unit = "row" if source.kind == "sqlite" else "line"
                 for line in source.batch.skipped:
                     out.line(f"{source.path.name} {unit} {line.line}: {line.reason}")
-    out.line(f"Imported {result.sessions} sessions with {result.messages} messages; "
-             f"skipped {result.skipped_lines} lines." + ("" if verbose or not result.skipped_lines
+    out.line(f"Imported {counted(result.sessions, 'session')} with {counted(result.messages, 'message')}; "
+             f"skipped {counted(result.skipped_lines, 'line')}." + ("" if verbose or not result.skipped_lines
                                                           else " (--verbose lists them)"))
 
 
@@ -147,9 +147,11 @@ def import_events(env: Env, file: Path, as_json: bool) -> None:
         return
     for warning in result.warnings:
         out.line(f"warning: {warning}.")
-    how = "replicated exactly" if result.mode == "replicate" else "imported with their original times"
-    out.line(f"{result.events} events {how}" + (f"; {result.already_present} were already in the store."
-                                                 if result.already_present else "."))
+    how = ("replicated exactly" if result.mode == "replicate"
+           else f"imported with {'its' if result.events == 1 else 'their'} original times")
+    present = result.already_present
+    out.line(f"{counted(result.events, 'event')} {how}" + (f"; {present} {'was' if present == 1 else 'were'} already "
+                                                           "in the store." if present else "."))
     for key in skipped:
         out.line(f"session {key!r} is already in the store; not merged.")
 
@@ -222,7 +224,7 @@ def export(env: Env, keys: Sequence[str], all_sessions: bool, fmt: str, out_path
     if as_json:
         out.json({"format": "events", "out": str(out_path), "events": count, "whole_log": all_sessions})
     else:
-        out.line(f"Wrote {count} events to {out_path}.")
+        out.line(f"Wrote {counted(count, 'event')} to {out_path}.")
 
 
 COMMANDS = [import_, export]

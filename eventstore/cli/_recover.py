@@ -13,14 +13,14 @@ import click
 from .. import SessionView, StoreCorrupted, VerifyReport
 from ..events import SessionForked
 from ._context import Env, parse_time, pass_env, require_live, restore_command, session_history
-from ._output import Output, confirm, human_bytes, output_options, progress_bar, show_time, spinner
+from ._output import Output, confirm, counted, human_bytes, output_options, progress_bar, show_time, spinner
 
 
 def _summary(view: SessionView) -> str:
     if not view.exists:
         return "no session"
     name = f", named {view.name!r}" if view.name else ""
-    return f"{len(view.timestamped)} messages{name}"
+    return f"{counted(len(view.timestamped), 'message')}{name}"
 
 
 @click.command()
@@ -171,7 +171,7 @@ def compact(env: Env, key: str | None, all_sessions: bool, as_json: bool) -> Non
         out.line(f"Took a snapshot of {key} at its current version." if taken
                  else f"{key} already has a snapshot at its current version.")
     else:
-        out.line(f"Took {len(taken)} snapshots of {len(keys)} sessions "
+        out.line(f"Took {counted(len(taken), 'snapshot')} of {counted(len(keys), 'session')} "
                  f"({len(keys) - len(taken)} already had one at their current version).")
 
 
@@ -221,12 +221,13 @@ def verify(env: Env, as_json: bool) -> None:
         out.json({"ok": report.ok, "events_checked": report.events_checked, "problems": list(report.problems),
                   "damaged": sorted(report.damaged), "repairs": advice})
     elif report.ok:
-        out.line(f"OK: {report.events_checked} events checked; the hash chain, snapshots and read models agree.")
+        out.line(f"OK: {counted(report.events_checked, 'event')} checked; the hash chain, snapshots and read models "
+                 "agree.")
     else:
         for problem in report.problems:
             out.line(f"problem: {problem}")
         found = len(report.problems)
-        out.line(f"DAMAGED: {found} problem{'' if found == 1 else 's'} found in {report.events_checked} events "
+        out.line(f"DAMAGED: {counted(found, 'problem')} found in {counted(report.events_checked, 'event')} "
                  f"checked; {'; '.join(advice)}.")
     if not report.ok:
         raise click.exceptions.Exit(1)
@@ -242,8 +243,8 @@ def rebuild(env: Env, names: tuple[str, ...], as_json: bool) -> None:
 
     Drops the session list, the message lists and the search index (or those
     named with --only) and folds them again from the log. Rebuilding the
-    message lists drops the snapshots (copies of them) too, taken again as
-    sessions grow. Run it when verify reports a damaged read model or snapshot;
+    message lists drops the snapshots (copies of them) too, and takes them
+    again from the log. Run it when verify reports a damaged read model or snapshot;
     like every writable open, it also rewrites a damaged copy of the
     compression dictionary from the intact one.
 
@@ -260,7 +261,7 @@ def rebuild(env: Env, names: tuple[str, ...], as_json: bool) -> None:
     if as_json:
         out.json({"rebuilt": True, "events": events})
     else:
-        out.line(f"Rebuilt the read models from {events} events.")
+        out.line(f"Rebuilt the read models from {counted(events, 'event')}.")
 
 
 @click.command()
@@ -289,7 +290,8 @@ def redact(env: Env, key: str, reason: str, yes: bool, as_json: bool) -> None:
     if as_json:
         out.json({"key": key, "events_redacted": changed, "reason": reason})
     else:
-        out.line(f"Redacted {changed} events of {key}. Run `eventstore vacuum` to remove the old bytes from the file.")
+        out.line(f"Redacted {counted(changed, 'event')} of {key}. Run `eventstore vacuum` to remove the old bytes "
+                 "from the file.")
 
 
 @click.command()

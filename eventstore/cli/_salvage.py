@@ -18,7 +18,7 @@ from .._errors import StoreCorrupted
 from .._files import atomic_file
 from ..services.salvage import salvage as read_salvage
 from ._context import Env, pass_env
-from ._output import Output, output_options
+from ._output import Output, counted, output_options
 
 __all__ = ["COMMANDS"]
 
@@ -62,12 +62,14 @@ def salvage(env: Env, out_path: Path, force: bool, as_json: bool) -> None:
                   "problems": list(found.problems)})
         return
     if found.first_missing is None:
-        out.line(f"Wrote all {len(found.prefix)} events to {out_path}; no damage was met.")
+        every = "all " if len(found.prefix) > 1 else ""
+        out.line(f"Wrote {every}{counted(len(found.prefix), 'event')} to {out_path}; no damage was met.")
     else:
         runs = ", ".join(f"{first}-{last}" for first, last in found.runs) or "none"
-        out.line(f"Wrote {len(found.prefix)} events to {out_path}; position {found.first_missing} cannot be read, "
-                 f"and {len(found.later)} later events were read but not written (positions read, in runs whose "
-                 f"hash chain links: {runs}; --json lists them).")
+        later = counted(len(found.later), "later event")
+        out.line(f"Wrote {counted(len(found.prefix), 'event')} to {out_path}; position {found.first_missing} cannot be "
+                 f"read, and {later} {'was' if len(found.later) == 1 else 'were'} read but not written (positions "
+                 f"read, in runs whose hash chain links: {runs}; --json lists them).")
 
 
 COMMANDS = [salvage]

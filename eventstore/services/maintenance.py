@@ -7,6 +7,7 @@ merely behind catches up on its next read).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
 
@@ -20,8 +21,8 @@ from .._audit import CheckedModel, Progress, verify
 from .._bookkeeping import ImportReceipts
 from .._codec import encode_event
 from .._deferred import DeferredReadModels, Read
-from .._errors import EventStoreError, IncompatibleStore, InvalidArgument, StoreCorrupted, StoreReadOnly
-from .._folding import LogChange, log_changes, read_snapshot_record, to_recorded
+from .._errors import EventStoreError, IncompatibleStore, InvalidArgument, StoreCorrupted, StoreFull, StoreReadOnly
+from .._folding import LogChange, RestoredCreationTimes, log_changes, read_snapshot_record, to_recorded
 from .._log import EventLog, StreamTip, stream_runs
 from .._snapshots import SnapshotStore
 from .._values import VerifyReport
@@ -35,6 +36,11 @@ __all__ = ["Maintenance", "StoreStats", "ProjectionCheckpoint"]
 
 #: How often a rebuild reports progress, in events.
 _PROGRESS_EVERY = 1000
+#: The checkpoint that records, by its version, that the snapshots a store holds are all this code would have
+#: taken: a writable open of a store without it (or with an older one) derives the missing ones once. Not a read
+#: model's: ``stats`` leaves it out. Bump it when snapshots taken by earlier code may be missing or unusable.
+_SNAPSHOTS = "snapshots"
+SNAPSHOTS_VERSION = 1
 
 
 @attrs.frozen
@@ -99,6 +105,12 @@ class Maintenance:
                                         "open it writable once")
             return
         self._storage.write(lambda txn: self._rebuild_outdated(txn, progress))
+        with self._read() as txn:
+            due = self._snapshots_due(txn)
+        if due:
+            # In a transaction of its own: snapshots are derived data, so a store at its size cap opens without them.
+            with contextlib.suppress(StoreFull):
+                self._storage.write(lambda txn: self._derive_missing_snapshots(txn, progress))
         self._deferred.rebuild_outdated(progress)
 
     def rebuild_projections(self, names: Iterable[str] | None, progress: Progress | None) -> None:
@@ -119,17 +131,22 @@ class Maintenance:
         later = [name for name in chosen if name not in models]
         with self._read() as txn:
             events = self._log.head(txn)[0]
-        # One pass over the log for the inline models together, then one for each deferred model.
-        total = events * (bool(inline) + len(later))
+        # One pass over the log for the inline models together, one more for the snapshots when the message lists
+        # are rebuilt, then one for each deferred model.
+        passes = bool(inline) + (self._messages in inline)
+        total = events * (passes + len(later))
         if inline:
             def body(txn: WriteTransaction) -> None:
-                if self._messages in inline:
-                    self._snapshots.clear(txn)
                 self._rebuild(txn, inline, None if progress is None else lambda done, _: progress(done, total))
+                if self._messages in inline:
+                    # Their blobs are copies of the chunks rebuilt: taken again, from the log.
+                    self._snapshots.clear(txn)
+                    self._derive_snapshots(txn, None if progress is None
+                                           else lambda done, _: progress(events + done, total))
 
             self._write(body)
         if later:
-            offset = events if inline else 0
+            offset = events * passes
             self._deferred.rebuild(later, None if progress is None
                                    else lambda done, _: progress(offset + done, total))
         if progress is not None:
@@ -151,6 +168,33 @@ class Maintenance:
         outdated = [model for model in self._outdated(txn) if not self._upgraded(txn, model)]
         if outdated:
             self._rebuild(txn, outdated, progress)
+
+    def _snapshots_due(self, txn: ReadTransaction) -> bool:
+        """Whether the store's snapshots were never made complete by this code (``_SNAPSHOTS``)."""
+        checkpoint = self._checkpoints.get(txn, _SNAPSHOTS)
+        return checkpoint is None or checkpoint[0] < SNAPSHOTS_VERSION
+
+    def _derive_missing_snapshots(self, txn: WriteTransaction, progress: Progress | None) -> None:
+        """Once per store: take the snapshots that earlier code dropped (redactions, rebuilds) or stored in another
+        layout, so that point-in-time reads cost what they cost in a store this code wrote."""
+        if self._snapshots_due(txn):  # another process may have done it since
+            with contextlib.suppress(StoreCorrupted):  # damaged stream keys: the next open tries again
+                self._derive_snapshots(txn, progress)
+
+    def _derive_snapshots(self, txn: WriteTransaction, progress: Progress | None) -> None:
+        """Take the snapshots every session lacks, from the log; ``progress(done, total)`` counts events."""
+        total, done, reported = self._log.head(txn)[0], 0, 0
+        for stream_id, key in list(self._log.stream_ids(txn)):
+            # A session whose log or snapshots do not read is left as it is: verify names it.
+            with contextlib.suppress(StoreCorrupted, IncompatibleStore):
+                self._writer.derive_snapshots(txn, stream_id, key)
+                done += self._log.stream_version(txn, stream_id)
+            if progress is not None and done - reported >= _PROGRESS_EVERY:
+                progress(min(done, total), total)
+                reported = done
+        self._checkpoints.put(txn, _SNAPSHOTS, SNAPSHOTS_VERSION, total)
+        if progress is not None:
+            progress(total, total)
 
     def _upgraded(self, txn: WriteTransaction, model: ReadModel) -> bool:
         """Whether ``model``, current with the log but stored by an older code version, was converted in place
@@ -176,10 +220,11 @@ class Maintenance:
         for model in models:
             model.clear(txn)
         last = 0
+        creation_times = RestoredCreationTimes(txn, self._log, self._snapshots)
         # Runs of one session's events go to the read models as one batch.
         for stream_id, run in stream_runs(self._log.read_all(txn)):
             entries = list(run)
-            changes = list(log_changes(entries))
+            changes = list(log_changes(entries, creation_times))
             for model in models:
                 model.apply(txn, stream_id, changes)
             if progress is not None and entries[-1].position // _PROGRESS_EVERY != last // _PROGRESS_EVERY:
@@ -248,7 +293,9 @@ class Maintenance:
                 rewritten.append((entry.position, hashlib.sha256(payload).hexdigest()))
         self._snapshots.delete_stream(txn, stream_id)
         events, changed = commands.redact(reason, rewritten)
-        return changed, self._writer.record(txn, key, events, now)
+        recorded = self._writer.record(txn, key, events, now)
+        self._writer.derive_snapshots(txn, stream_id, key)  # of the redacted log: reads of the past stay fast
+        return changed, recorded
 
     def _forks_of(self, txn: ReadTransaction, key: str) -> list[tuple[str, int]]:
         """(key, stream id) of every session forked from ``key``, or from one of those, and so on.
@@ -333,7 +380,8 @@ class Maintenance:
         if not unreferenced:
             return []
         return [f"{unreferenced} snapshot blobs belong to no snapshot; text that was removed or redacted may "
-                "survive there (rebuild the messages projection, which drops every snapshot, then vacuum)"]
+                "survive there (rebuild the messages projection, which takes every snapshot again from the log, "
+                "then vacuum)"]
 
     def stats(self, databases: bool) -> StoreStats:
         """Counts of what the store holds, read in one read transaction; with ``databases``, where the bytes go
@@ -349,5 +397,5 @@ class Maintenance:
                 snapshots=self._snapshots.count(txn), last_position=self._log.head(txn)[0],
                 import_receipts=len(self._receipts.all(txn)),
                 checkpoints={name: ProjectionCheckpoint(*checkpoint)
-                             for name, checkpoint in self._checkpoints.all(txn).items()},
+                             for name, checkpoint in self._checkpoints.all(txn).items() if name != _SNAPSHOTS},
                 usage=usage)

@@ -14,6 +14,8 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
+import attrs
+
 from projections.session import SessionHead, empty_head, evolve_head
 
 from .._audit import Progress
@@ -103,6 +105,7 @@ class SessionCheck:
         self._position = 0
         self._unnamed: dict[int, str] = {}  # position → digest of the redacted payload, awaiting its redaction
         self._content = False  # an event holding content since the last redaction
+        self._created: list[datetime | None] = [None]  # the session's creation time at each version from 0
 
     def check(self, item: Importable) -> str | None:
         """Why ``item`` cannot come next (``None``: it can, and the session moves past it)."""
@@ -111,10 +114,23 @@ class SessionCheck:
         problem = refusal(self.head, event) or (None if recorded is None else self._recorded_problem(recorded))
         if problem is None and isinstance(event, SessionRedacted):
             problem = self._redaction_problem(event)
+        as_folded = event
+        if problem is None and isinstance(event, SessionRestored) and event.exists and event.created_at is None:
+            # Recorded without its creation time (``events.without_creation_time``): the store's folds give it
+            # the session's at the version restored, which must have one.
+            created = self._created[event.restored_version]
+            if created is None:
+                problem = (f"a SessionRestored recorded without the time its session was created, which the "
+                           f"session's history does not give (it had no live session at version "
+                           f"{event.restored_version}, the one restored)")
+            else:
+                as_folded = attrs.evolve(event, created_at=created)
         if problem is not None:
             return problem
         self._content = self._content or redact_event(event) != event
-        self.head = evolve_head(self.head, LogChange(self.head.key, self.head.version + 1, utc(moment), event, b""))
+        self.head = evolve_head(self.head, LogChange(self.head.key, self.head.version + 1, utc(moment), as_folded,
+                                                     b""))
+        self._created.append(self.head.created_at)
         return None
 
     def _recorded_problem(self, recorded: RecordedEvent) -> str | None:
@@ -303,3 +319,4 @@ class Replication:
         if rewrote:
             assert stream_id is not None
             self._snapshots.delete_stream(txn, stream_id)
+            self._writer.derive_snapshots(txn, stream_id, key)

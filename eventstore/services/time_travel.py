@@ -13,7 +13,7 @@ import attrs
 from projections.session import SessionSnapshot, empty_snapshot, fold
 
 from .._deferred import Read
-from .._folding import LogChange, fold_stream, resolve_version, to_recorded, view_of
+from .._folding import LogChange, RestoredCreationTimes, fold_stream, resolve_version, to_recorded, view_of
 from .._log import EventLog, StreamTip
 from .._snapshots import SnapshotStore
 from .._values import SessionView
@@ -105,10 +105,13 @@ class TimeTravel:
                 ) -> Iterator[tuple[RecordedEvent, SessionView]]:
         while stream_id is not None and after < last:
             with self._read() as txn:
-                batch = [to_recorded(entry) for entry in
-                         self._log.read_stream(txn, stream_id, after, min(after + BATCH, last))]
-            for recorded in batch:
-                state = fold(state, [recorded])
+                creation_times = RestoredCreationTimes(txn, self._log, self._snapshots)
+                entries = list(self._log.read_stream(txn, stream_id, after, min(after + BATCH, last)))
+                # Each event as recorded, and as the fold reads it.
+                batch = [(recorded, creation_times.event(entry, recorded.event))
+                         for entry, recorded in zip(entries, map(to_recorded, entries))]
+            for recorded, event in batch:
+                state = fold(state, [recorded if event is recorded.event else attrs.evolve(recorded, event=event)])
                 yield recorded, view_of(state)
             after += BATCH
 

@@ -26,12 +26,12 @@ from projections.session import Entry, SessionHead, empty_head, empty_snapshot
 from .._bookkeeping import IdempotencyRecord, IdempotencyRecords
 from .._codec import encode_event
 from .._errors import IdempotencyKeyReused, StoreCorrupted, WrongExpectedVersion
-from .._folding import LogChange, fold_stream, resolve_version, take_snapshot
+from .._folding import LogChange, RestoredCreationTimes, derive_snapshots, fold_stream, resolve_version, take_snapshot
 from .._log import EventLog, Original, StreamTip
 from .._snapshots import SnapshotStore
 from .._time import Clock, from_micros
 from .._values import ChatMessage, stored_payload_of, validate_key, validate_text
-from ..events import SessionEvent
+from ..events import SessionEvent, SessionRestored
 from ..storage import WriteTransaction
 from . import commands
 from .arguments import check_index, now_micros
@@ -282,6 +282,10 @@ class CommandWriter:
         recorded_at = from_micros(stored[0].recorded_at)  # the log records one commit's events at one time
         recorded = [LogChange(key, entry.version, recorded_at, event, entry.hash)
                     for entry, event in zip(stored, events)]
+        if SessionRestored in map(type, events):  # an import's, recorded without its creation time, folds with it
+            creation_times = RestoredCreationTimes(txn, self._log, self._snapshots)
+            recorded = [change._replace(event=creation_times.event(entry, change.event))
+                        for entry, change in zip(stored, recorded)]
         stream_id = stored[0].stream_id
         for model in self.read_models:
             model.apply(txn, stream_id, recorded)
@@ -297,3 +301,8 @@ class CommandWriter:
         head = self._catalog.head(txn, stream_id) or attrs.evolve(empty_head(key), version=version)
         take_snapshot(txn, self._log, self._snapshots, stream_id, head,
                       lambda start: self._messages.chunks_from(txn, stream_id, start), event_hash, recent)
+
+    def derive_snapshots(self, txn: WriteTransaction, stream_id: int, key: str) -> int:
+        """Take, from the log, the snapshots the session lacks at this store's ``snapshot_every``
+        (``_folding.derive_snapshots``); how many."""
+        return derive_snapshots(txn, self._log, self._snapshots, stream_id, key, self._snapshot_every)
