@@ -94,3 +94,21 @@ def test_a_chunk_whose_message_ends_stop_short_of_its_postings_is_damage(tmp_pat
     with SessionStore(tmp_path, durable=False) as store, \
             pytest.raises(StoreCorrupted, match="search index is damaged"):
         store.search_messages("gamma")
+
+
+def test_an_event_whose_stream_id_is_past_the_index_is_damage_to_search_and_catch_up(tmp_path: Path) -> None:
+    _store(tmp_path)
+    # The log's last event record: format, flags, then its stream id (u64, big-endian) from byte 2. Its high byte
+    # flipped names a stream no store reaches (ids count up from 1), past the index's u32 ids.
+    def far_stream(value: bytes) -> bytes:
+        assert value[2] == 0
+        return value[:2] + bytes((value[2] ^ 1,)) + value[3:]
+
+    with SessionStore(tmp_path, durable=False) as store:
+        store.append("c", ChatMessage.user("alpha after"))  # indexed later, by a query or catch_up
+    _change(tmp_path, b"log.events", struct.pack(">Q", 5), far_stream)
+    with SessionStore(tmp_path, durable=False) as store:
+        for query in (lambda: store.search(SessionQuery("alpha")), lambda: store.search_messages("alpha"),
+                      store.catch_up):
+            with pytest.raises(StoreCorrupted):
+                query()
