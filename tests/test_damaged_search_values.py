@@ -11,6 +11,7 @@ import lmdb
 import pytest
 
 from eventstore import ChatMessage, SessionQuery, SessionStore, StoreCorrupted
+from projections.search import formats
 
 
 def _store(path: Path) -> None:
@@ -112,3 +113,26 @@ def test_an_event_whose_stream_id_is_past_the_index_is_damage_to_search_and_catc
                       store.catch_up):
             with pytest.raises(StoreCorrupted):
                 query()
+
+
+def test_a_head_whose_blocks_are_out_of_order_is_damage_that_verify_reports(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # Blocks of four sessions, so that a term of twelve sessions has a summary in three blocks, as a term of a
+    # large store has in blocks of 4,096.
+    monkeypatch.setattr(formats, "BLOCK_BITS", 2)
+    with SessionStore(tmp_path, durable=False) as store:
+        for number in range(12):
+            store.append_many(f"s{number}", [ChatMessage.user("alpha beta"), ChatMessage.user("beta gamma alpha")])
+        store.catch_up()
+
+    def reversed_blocks(value: bytes) -> bytes:
+        blocks = struct.unpack_from("<3I", value, 4)
+        assert list(blocks) == sorted(blocks)
+        return value[:4] + struct.pack("<3I", *reversed(blocks))
+
+    _change(tmp_path, b"search.summary", struct.pack(">I", _term_id(tmp_path, "alpha")), reversed_blocks)
+    with SessionStore(tmp_path, durable=False) as store:
+        with pytest.raises(StoreCorrupted, match="search index is damaged"):
+            store.search(SessionQuery("alpha beta"))  # a ValueError of an empty max() before
+        report = store.verify()
+        assert not report.ok and any("out of order" in str(problem) for problem in report.problems)

@@ -43,7 +43,7 @@ from array import array
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from itertools import compress, repeat
-from operator import add, itemgetter
+from operator import add, itemgetter, lt
 from typing import Literal
 
 from pyroaring import BitMap
@@ -195,7 +195,10 @@ def df_of_value(value: bytes) -> int:
 
 
 def blocks_of_value(value: bytes) -> Sequence[int]:
-    return u32s(_head(value)[4:])
+    blocks = u32s(_head(value)[4:])
+    if len(blocks) > 1 and not all(map(lt, blocks, blocks[1:])):  # a summary's joined sessions must ascend
+        raise StoreCorrupted("the search index is damaged: a term's blocks are out of order")
+    return blocks
 
 
 def _head(value: bytes) -> bytes:
