@@ -45,8 +45,10 @@ def _term_id(path: Path, term: str) -> int:
 
 
 def _queries_refuse(path: Path) -> None:
-    with SessionStore(path, durable=False) as store, pytest.raises(StoreCorrupted, match="search index is damaged"):
-        store.search(SessionQuery("alpha beta"))
+    with SessionStore(path, durable=False) as store:
+        with pytest.raises(StoreCorrupted, match="search index is damaged"):
+            store.search(SessionQuery("alpha beta"))
+        assert not store.verify().ok  # reported, not raised
 
 
 def test_a_terms_head_cut_short_is_damage(tmp_path: Path) -> None:

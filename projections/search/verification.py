@@ -88,7 +88,8 @@ def check_index(view: IndexReader, sessions: Mapping[int, SessionSnapshot]) -> l
             listed = {(block, tid) for tid, _ in view.stored_names() for block in view.blocks_of(tid)}
         except StoreCorrupted as exc:  # a term head cut short, or its blocks out of order
             listed = None
-            problems.append(f"search: {exc}")
+            if f"search: {exc}" not in problems:  # reported already with a term that current messages hold
+                problems.append(f"search: {exc}")
         if listed is not None and set(view.stored_blocks()) != listed:
             problems.append("search: the blocks of term summaries differ from the blocks their terms list")
         for sid, _ in view.stored_sessions():
