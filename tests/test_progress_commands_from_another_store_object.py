@@ -28,7 +28,16 @@ def _in_memory(_: Path) -> tuple[SessionStore, SessionStore]:
 @pytest.mark.parametrize("pair", [_on_disk, _in_memory], ids=["lmdb", "memory"])
 def test_a_command_from_the_progress_through_another_object_is_refused(
         pair: Callable[[Path], tuple[SessionStore, SessionStore]], tmp_path: Path) -> None:
-    rebuilding, other = pair(tmp_path / "store")
+    _refused_then_recorded(*pair(tmp_path / "store"))
+
+
+def test_on_a_shared_log_through_another_object_sharing_the_replica_too(postgres_url: str, tmp_path: Path) -> None:
+    """Nothing reaches the server either (it was the LMDB error there too)."""
+    _refused_then_recorded(SessionStore(postgres_url, cache=tmp_path / "replica", durable=False),
+                           SessionStore(postgres_url, cache=tmp_path / "replica", durable=False))
+
+
+def _refused_then_recorded(rebuilding: SessionStore, other: SessionStore) -> None:
     try:
         rebuilding.append_many("k", [ChatMessage.user(f"m{number}") for number in range(2500)])
         outcomes: list[int | EventStoreError] = []
