@@ -131,6 +131,14 @@ class StoreBusy(EventStoreError):
     log, another writer held a session's turn longer than a command waits for it; or a command was given from a
     callback (``progress``) of a write still in progress. The command recorded nothing."""
 
+    @classmethod
+    def write_in_progress(cls, path: object) -> StoreBusy:
+        """A write given on a thread whose write on the same store is still open (from its ``progress`` callback,
+        through another store object or handle on that store)."""
+        return cls(f"a write on the store at {path} was given from inside another write of this thread on it (a "
+                   "progress callback), which cannot end before it; nothing was recorded: give it once the call "
+                   "that reports progress returns")
+
 
 class SourceChanged(EventStoreError):
     """An import source changed since it was imported; it was not merged."""

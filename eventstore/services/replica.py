@@ -337,6 +337,7 @@ class ReplicaStorage:
         self._bound = threading.Condition()  # a thread reopening the store unbound it: other threads' writes wait
         self._rebinding: int | None = None  # that thread (its components' own writes stay on the replica)
         self._turn_file = _turn_file(self.path)  # the catch-ups' turns among the processes sharing the directory
+        self._turn_file_closing = threading.Lock()  # a turn takes its own descriptor of it, never one being closed
 
     def reporting(self, progress: Progress | None) -> Progress | None:
         """``progress`` as the store should call it: a command it gives while this thread opens the store's
@@ -717,9 +718,10 @@ class ReplicaStorage:
         self._wake.set()  # a quiet watcher ends now
         self._inner.release()
         self._shared.close()
-        turn_file, self._turn_file = self._turn_file, None
+        with self._turn_file_closing:
+            turn_file, self._turn_file = self._turn_file, None
         if turn_file is not None:
-            os.close(turn_file)
+            os.close(turn_file)  # a turn under way keeps the lock on its own descriptor until it ends
 
     # -- catching up --------------------------------------------------------------------
 
@@ -770,17 +772,20 @@ class ReplicaStorage:
     def _host_turn(self) -> Iterator[None]:
         """The turn of a catch-up among the processes sharing the replica directory (an exclusive ``flock``; the
         thread waits for it without the GIL). The lock is taken after ``catch_up``'s and before the replica's
-        write lock, by catch-ups that no thread holding those gives (commands and reads): no cycle."""
-        turn_file = self._turn_file
-        if turn_file is None:
+        write lock, by catch-ups that no thread holding those gives (commands and reads): no cycle. The turn locks
+        and unlocks a descriptor of its own: the store's may be closed under it, and its number given to another
+        file, whose lock an unlock of that number would drop."""
+        with self._turn_file_closing:
+            own = None if self._turn_file is None else os.dup(self._turn_file)
+        if own is None:
             yield
             return
-        fcntl.flock(turn_file, fcntl.LOCK_EX)
         try:
+            fcntl.flock(own, fcntl.LOCK_EX)
             yield
         finally:
-            with contextlib.suppress(OSError):  # the store was closed meanwhile, which released the lock
-                fcntl.flock(turn_file, fcntl.LOCK_UN)
+            fcntl.flock(own, fcntl.LOCK_UN)  # the file's one lock, which the store's descriptor shares
+            os.close(own)
 
     def _fill(self, binding: ReplicaBinding) -> int:
         applied, filling = 0, False

@@ -187,6 +187,7 @@ class Environment:
         self._references = 0
         self._gate = Gate()
         self._write_lock = WriteLock()  # re-entered when vacuum reopens the databases
+        self._writing_thread: int | None = None  # the thread whose write transaction is open
         # Every space handed out, so that vacuum can give each the new file's handle: a command that a
         # component made before the vacuum (queued behind it, say) then writes through it as through a new one.
         self._spaces: weakref.WeakSet[LmdbSpace] = weakref.WeakSet()
@@ -528,6 +529,8 @@ class Environment:
         self._refuse_if_forked()  # before the write lock, which a thread of the parent may have held at the fork
         self._refuse_if_readonly()
         member = Member(body, before_commit)
+        if self._writing_thread == threading.get_ident():  # LMDB would refuse a second write transaction
+            raise StoreBusy.write_in_progress(self.path)
         if self._write_lock.held_here():
             # Vacuum reopening the databases: this thread has the store to itself, and another thread
             # waiting to lead a group would wait for it.
@@ -686,6 +689,8 @@ class Environment:
         if not self._references:
             raise StoreClosed("the store is closed")
         txn = self._begin(write)
+        if write:
+            self._writing_thread = threading.get_ident()
         try:
             try:
                 yield LmdbTransaction(txn)
@@ -696,6 +701,8 @@ class Environment:
         except lmdb.Error as exc:
             raise translated(exc, self.path) from None  # a full map: write() grows it and runs the body again
         finally:
+            if write:
+                self._writing_thread = None
             self._gate.leave_shared()
 
     def _begin(self, write: bool) -> lmdb.Transaction[bytes]:

@@ -19,7 +19,7 @@ from typing import TypeVar
 
 import attrs
 
-from .._errors import IncompatibleStore, StoreClosed, StoreReadOnly
+from .._errors import IncompatibleStore, StoreBusy, StoreClosed, StoreReadOnly
 from .protocol import MAX_KEY_SIZE, Durability, Space, SpaceUsage, StorageUsage, VacuumRewrite, WriteTransaction
 
 __all__ = ["MemorySpace", "MemoryStorage", "MemoryTransaction"]
@@ -66,6 +66,7 @@ class _Contents:
         # (commit count, spaces by name), replaced whole by each commit; spaces in it are never changed.
         self.committed: tuple[int, Mapping[str, _Table]] = (0, {})
         self.write_lock = threading.Lock()
+        self.writing_thread: int | None = None  # the thread that holds ``write_lock``
         #: Called after each commit; replaced whole when one is added or stopped, so a commit reads a stable list.
         self.listeners: tuple[Callable[[], None], ...] = ()
 
@@ -245,11 +246,17 @@ class MemoryStorage:
         self._check_open()
         if self.readonly:
             raise StoreReadOnly(f"the store at {self.path} is open read-only")
+        if self._contents.writing_thread == threading.get_ident():  # it would wait for its own lock for ever
+            raise StoreBusy.write_in_progress(self.path)
         with self._contents.write_lock:
-            commits, tables = self._contents.committed
-            transaction = MemoryTransaction(commits + 1, tables, writable=True)
-            result = body(transaction)
-            self._contents.committed = (commits + 1, transaction.tables)
+            self._contents.writing_thread = threading.get_ident()
+            try:
+                commits, tables = self._contents.committed
+                transaction = MemoryTransaction(commits + 1, tables, writable=True)
+                result = body(transaction)
+                self._contents.committed = (commits + 1, transaction.tables)
+            finally:
+                self._contents.writing_thread = None
         for listener in self._contents.listeners:
             listener()
         return result

@@ -43,7 +43,7 @@ from array import array
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from itertools import compress, repeat
-from operator import add, itemgetter
+from operator import add, itemgetter, lt
 from typing import Literal
 
 from pyroaring import BitMap
@@ -191,11 +191,21 @@ def head_value(df: int, blocks: Sequence[int]) -> bytes:
 
 
 def df_of_value(value: bytes) -> int:
-    return int(_U32.unpack_from(value)[0])
+    return int(_U32.unpack_from(_head(value))[0])
 
 
 def blocks_of_value(value: bytes) -> Sequence[int]:
-    return u32s(value[4:])
+    blocks = u32s(_head(value)[4:])
+    if len(blocks) > 1 and not all(map(lt, blocks, blocks[1:])):  # a summary's joined sessions must ascend
+        raise StoreCorrupted("the search index is damaged: a term's blocks are out of order")
+    return blocks
+
+
+def _head(value: bytes) -> bytes:
+    """A ``search.summary`` value that holds a count and one block at least, whole."""
+    if len(value) < _HEAD_OF_ONE.size or len(value) % _U32.size:
+        raise StoreCorrupted("the search index is damaged: a term's head has the wrong size")
+    return value
 
 
 def session_value(messages: int, activity: int) -> bytes:
@@ -312,6 +322,8 @@ class Block:
 
     def __init__(self, raw: bytes) -> None:
         self.raw = raw
+        if len(raw) < _SUMMARY_HEAD.size:
+            raise StoreCorrupted("the search index is damaged: a term summary has the wrong size")
         n, distinct, flags = _SUMMARY_HEAD.unpack_from(raw)
         self.sessions, self.distinct, self.flags = n, distinct, flags
         self.levels_at = _SUMMARY_HEAD.size + 2 * n
@@ -833,6 +845,8 @@ class _Chunk:
 
     def bounds(self, index: int) -> tuple[int, int, int, int]:
         """Where message ``index``'s low and high postings start and end in their runs."""
+        if not 0 <= index < self.messages:  # a summary's tag names a message this chunk lacks
+            raise StoreCorrupted(f"the search index is damaged: a chunk of postings lacks message {index}")
         low_ends, high_ends = self.low_ends(), self.high_ends()
         low_start, high_start = (low_ends[index - 1], high_ends[index - 1]) if index else (0, 0)
         return low_start, low_ends[index], high_start, high_ends[index]
@@ -1018,6 +1032,8 @@ def _occurrences(chunk: _Chunk, tid: int) -> list[tuple[int, int]]:
             continue
         place = offset // width
         index = bisect.bisect_right(ends, place)
+        if index == len(levels):  # the messages' stored ends stop short of this posting
+            raise StoreCorrupted("the search index is damaged: a chunk of postings holds one past its messages")
         level = levels[index]
         if at:
             number = place + (others[index - 1] if index else 0) if low else place + others[index]

@@ -100,8 +100,8 @@ class SearchIndex:
     def fold(writer: IndexWriter, stream_id: int, events: Sequence[LoggedEvent]) -> None:
         """Apply the message edits of ``events`` (one session's, in order; the payloads of ``payload_types``
         read) to a batch: consecutive appends go to the batch together (it indexes them a run at a time)."""
-        if stream_id > MAX_ID:
-            raise EventStoreError(f"stream id {stream_id} is too large for the search index")
+        if stream_id > MAX_ID:  # ids count up from 1: no store creates 2**32 sessions, a damaged record names it
+            raise StoreCorrupted(f"stream id {stream_id} is past the search index's ids: the log is damaged")
         appended: list[str] = []
         micros = 0
         for logged in events:
