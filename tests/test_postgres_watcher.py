@@ -10,6 +10,7 @@ import time
 
 from eventstore import ChatMessage
 from eventstore.sharedlog import SharedHead
+from eventstore.sharedlog.postgres import PostgresLog
 
 from test_postgres_store import heard, listening, open_host, replica_of
 
@@ -114,6 +115,7 @@ def test_connections_on_descriptors_past_1024_serve_reads_commands_and_the_feed(
         assert [m.content for m in one.load("k")] == ["first", "second"]
         assert next(feed).position == 2
         shared = replica_of(one)._shared
+        assert isinstance(shared, PostgresLog)
         sockets = [connection.pgconn.socket for connection in [*shared._idle, shared._listener] if connection]
         assert sockets and min(sockets) >= 1024  # the test reached what it means to
     finally:
