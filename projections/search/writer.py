@@ -40,6 +40,7 @@ from .formats import (
     chunk_key,
     chunk_message_of,
     chunk_occurrences,
+    chunk_occurrences_of,
     chunk_pop,
     chunk_posted,
     chunk_size,
@@ -211,30 +212,41 @@ class IndexWriter(IndexReader):
         self._settle(tid)
         key = block << 32 | tid
         stale = self._maps_stale.pop(key, None)
-        found = self._maps[key] if key in self._maps else super().term_map(tid, block)
-        if stale and found is not None:
-            for offset in stale:
-                found.difference_update(session_map_keys(offset))
-                found.update(self._message_keys(tid, block << formats.BLOCK_BITS | offset))
-        return found
+        if stale:
+            self._read_stale({key: stale})
+        return self._maps[key] if key in self._maps else super().term_map(tid, block)
 
-    def _derived_map(self, tid: int, block: int, offsets: bytes, tags: bytes) -> BitMap:
-        """The message-map keys of sessions of a term's block (``offsets``, with their ``tags``): a tag names the
-        one message holding the term, and the messages of a session that holds it in several (``MULTI``) are read
-        from its postings."""
+    def _placed(self, key: int, offsets: bytes, tags: bytes) -> BitMap:
+        """The message-map keys of sessions of a term's block (``offsets``, with their ``tags``) that the tags
+        give: a tag names the one message holding the term; a session holding it in several (``MULTI``) is left
+        to read from its postings (``_maps_stale``)."""
         found = placed(offsets, tags)
         if tags.translate(_MULTI_BIT).count(0) != len(tags):
             found.remove_range(MULTI_KEYS, 1 << 32)
-            first = block << formats.BLOCK_BITS
-            for offset in compress(u16s(offsets), tags.translate(_MULTI_BIT)):
-                found.update(self._message_keys(tid, first | offset))
+            self._maps_stale.setdefault(key, set()).update(compress(u16s(offsets), tags.translate(_MULTI_BIT)))
         return found
 
-    def _message_keys(self, tid: int, sid: int) -> list[int]:
-        """The message-map keys of the session's messages that hold term ``tid``, read from its postings."""
-        offset = offset_of(sid)
-        return [min(number * CHUNK_MESSAGES + index, LAST_TAG) << MAP_SHIFT | offset
-                for number, raw in enumerate(self.chunks(sid)) for index, _ in chunk_occurrences(raw, tid)]
+    def _read_stale(self, stale: dict[int, set[int]]) -> None:
+        """Read the sessions message maps wait for (``stale``: a map's block key → their offsets) from their
+        postings: each session's chunks once, for all its terms."""
+        bits = formats.BLOCK_BITS
+        by_session: dict[int, list[int]] = {}
+        for key, offsets in stale.items():
+            first = key >> 32 << bits
+            for offset in offsets:
+                by_session.setdefault(first | offset, []).append(key)
+        for sid, keys in sorted(by_session.items()):
+            offset = offset_of(sid)
+            found: list[list[int]] = [[] for _ in keys]
+            for number, raw in enumerate(self.chunks(sid)):
+                first = number * CHUNK_MESSAGES
+                for into, occurrences in zip(found, chunk_occurrences_of(raw, [key & MAX_ID for key in keys])):
+                    into += [min(first + index, LAST_TAG) << MAP_SHIFT | offset for index, _ in occurrences]
+            for key, messages in zip(keys, found):
+                keys_of = self._maps[key]
+                if keys_of is not None:
+                    keys_of.difference_update(session_map_keys(offset))
+                    keys_of.update(messages)
 
     def _map_changed(self, tid: int, block: int, before: bytes | None, after: bytes | None,
                      noted: _Noted | None, stale: int | None = None) -> None:
@@ -253,7 +265,7 @@ class IndexWriter(IndexReader):
             found = BitMap()
         elif not mapped(before):  # the block gains its map: its sessions so far are read from ``before``
             summary = Block(before)
-            found = self._derived_map(tid, block, summary.sids_raw(), summary.tags())
+            found = self._placed(key, summary.sids_raw(), summary.tags())
         else:
             stored = self._maps[key] if key in self._maps else super().term_map(tid, block)
             if stored is None:
@@ -261,7 +273,7 @@ class IndexWriter(IndexReader):
             found = stored
         self._maps[key] = found
         if noted is not None:
-            found |= self._derived_map(tid, block, *noted)
+            found |= self._placed(key, *noted)
         if stale is not None:
             self._maps_stale.setdefault(key, set()).add(stale)
 
@@ -438,8 +450,8 @@ class IndexWriter(IndexReader):
         for tid in list(compress(self._pending, self._pending.values())):  # those with notes (an array is true)
             self._settle(tid)
         self._unsettled, self._high, self._ordered = 0, -1, True
-        for key in list(self._maps_stale):
-            self.term_map(key & MAX_ID, key >> 32)
+        stale, self._maps_stale = self._maps_stale, {}
+        self._read_stale(stale)
 
     def _settle(self, tid: int) -> None:
         """Fold the noted entries of one term (a reader of the batch sees them; others wait)."""
