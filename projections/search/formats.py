@@ -51,7 +51,7 @@ from itertools import compress, repeat
 from operator import add, itemgetter
 from typing import Literal
 
-from pyroaring import BitMap
+from pyroaring import BitMap, FrozenBitMap
 
 from eventstore._errors import StoreCorrupted
 
@@ -563,9 +563,10 @@ def block_spread(block: Block) -> BitMap:
     return BitMap(compress(block.sorted_sids(), mask)) if mask.count(1) else BitMap()
 
 
-def session_map_keys(offset: int) -> BitMap:
+@functools.lru_cache(maxsize=1 << MAP_SHIFT)
+def session_map_keys(offset: int) -> FrozenBitMap:
     """Every key a message map can hold for the session at ``offset`` of its block."""
-    return BitMap(range(offset, (LAST_TAG + 1) << MAP_SHIFT, 1 << MAP_SHIFT))
+    return FrozenBitMap(range(offset, (LAST_TAG + 1) << MAP_SHIFT, 1 << MAP_SHIFT))
 
 
 def map_value(keys: BitMap) -> bytes:

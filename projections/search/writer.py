@@ -133,7 +133,8 @@ class IndexWriter(IndexReader):
         self._pending: dict[int, array[int]] = {}
         self._unsettled = 0
         # Message maps (``formats.mapped``) by block key: those changed (``None``: none now), and the sessions
-        # (offsets) whose keys removals changed, to read again from their postings.
+        # (offsets) each waits for, to read from their postings: those holding the term in several messages, and
+        # those a removal touched.
         self._maps: dict[int, BitMap | None] = {}
         self._maps_changed: set[int] = set()
         self._maps_stale: dict[int, set[int]] = {}
