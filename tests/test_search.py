@@ -7,18 +7,21 @@ current messages, and an index rebuilt from the log.
 
 from __future__ import annotations
 
+import itertools
 import math
 import sqlite3
 import struct
 import tempfile
+import types
 import unicodedata
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from pyroaring import BitMap
 
 from eventstore import (
     REDACTED,
@@ -431,6 +434,11 @@ class TestRanking:
                 assert [hit.session_key for hit in hits] == sessions
 
 
+#: ``(formats.MAP_FROM, formats.MAP_UP_TO)``: as stored, then bands small enough that a few sessions cross them, so
+#: that blocks with message maps and blocks read from their tags mix in one query.
+MAP_BANDS = [(formats.MAP_FROM, formats.MAP_UP_TO), (1, 2), (2, 4), (1, 1 << 20)]
+
+
 class ReferenceSearch:
     """Plain-Python search over the current messages: the contract, written the obvious way."""
 
@@ -504,17 +512,20 @@ class TestAgainstReferenceAfterEdits:
            st.lists(st.lists(st.sampled_from([f"w{n}" for n in range(12)] + ["w1*"]), min_size=1, max_size=3)
                     .map(" ".join), min_size=1, max_size=6),
            st.integers(1, 6), st.sampled_from([0, 4000]), st.sampled_from([1, 256]),
-           st.sampled_from([formats.BLOCK_BITS, 1]))
+           st.sampled_from([formats.BLOCK_BITS, 1]), st.sampled_from(MAP_BANDS))
     def test_same_ranking(self, script: list[tuple[str, str, str]], keywords: list[str], limit: int,
-                          materialize_up_to: int, grouped_from: int, block_bits: int) -> None:
-        """Over edits, many ties and every query path (whole summaries or level groups, one block or several), the
-        ranking is exact."""
+                          materialize_up_to: int, grouped_from: int, block_bits: int,
+                          map_band: tuple[int, int]) -> None:
+        """Over edits, many ties and every query path (whole summaries or level groups, one block or several;
+        message maps in some blocks of a term and not others, blocks gaining and losing them as edits cross the
+        band), the ranking is exact."""
         saved = search_queries.MATERIALIZE_UP_TO, search_queries.INTERSECT_UP_TO, search_queries.SPREAD_UP_TO, \
-            formats.GROUPED_FROM, formats.BLOCK_BITS
+            formats.GROUPED_FROM, formats.BLOCK_BITS, formats.MAP_FROM, formats.MAP_UP_TO
         # 0: every multi-term query takes the threshold path; else the shared sessions' path for few sessions.
         search_queries.MATERIALIZE_UP_TO, search_queries.INTERSECT_UP_TO, search_queries.SPREAD_UP_TO, \
             formats.GROUPED_FROM, formats.BLOCK_BITS = materialize_up_to, materialize_up_to // 1000, \
             materialize_up_to // 1000 - 1, grouped_from, block_bits
+        formats.MAP_FROM, formats.MAP_UP_TO = map_band
         try:
             with tempfile.TemporaryDirectory() as directory:
                 clock = FakeClock()
@@ -538,7 +549,7 @@ class TestAgainstReferenceAfterEdits:
                         assert reference.search(keyword, limit) == [key for key, _ in found], keyword
         finally:
             search_queries.MATERIALIZE_UP_TO, search_queries.INTERSECT_UP_TO, search_queries.SPREAD_UP_TO, \
-                formats.GROUPED_FROM, formats.BLOCK_BITS = saved
+                formats.GROUPED_FROM, formats.BLOCK_BITS, formats.MAP_FROM, formats.MAP_UP_TO = saved
 
 
 class TestSharedSessionsPath:
@@ -548,17 +559,22 @@ class TestSharedSessionsPath:
                     min_size=20, max_size=90),
            st.lists(st.lists(st.sampled_from(["the", "of", "w1", "w2", "w3", "w4"]), min_size=2, max_size=3)
                     .map(" ".join), min_size=1, max_size=4),
-           st.integers(1, 5), st.booleans())
-    @example([["w1"], ["w1"], ["w2"], ["w2"], ["w1 w2"]] * 4, ["w1 w2"], 1, True)
-    @example([["the"], ["the the", "w2 w2 w2 the the"], ["the"]], ["the w2 the"], 2, True)
+           st.integers(1, 5), st.booleans(), st.sampled_from(MAP_BANDS), st.sampled_from([formats.BLOCK_BITS, 3]))
+    @example([["w1"], ["w1"], ["w2"], ["w2"], ["w1 w2"]] * 4, ["w1 w2"], 1, True, MAP_BANDS[0], formats.BLOCK_BITS)
+    @example([["the"], ["the the", "w2 w2 w2 the the"], ["the"]], ["the w2 the"], 2, True, MAP_BANDS[0],
+             formats.BLOCK_BITS)
+    @example([["w1 w2", "w1"], ["w1", "w2"], ["w2 w1"], ["w1"], ["w2"]] * 4, ["w1 w2"], 3, True, (2, 4), 3)
     def test_same_ranking_as_the_threshold_path(self, sessions: list[list[str]], keywords: list[str], limit: int,
-                                                shared_path: bool) -> None:
+                                                shared_path: bool, map_band: tuple[int, int],
+                                                block_bits: int) -> None:
         """Over many sessions of common words (so the best sessions of a term are cut at a level, with ties), the
         path that finds the sessions the terms share ranks exactly as a plain BM25 does, as the threshold path
-        does."""
-        saved = search_queries.MATERIALIZE_UP_TO, search_queries.INTERSECT_UP_TO, search_queries.SPREAD_UP_TO
+        does, with message maps in no block, some blocks of a term or all of them."""
+        saved = search_queries.MATERIALIZE_UP_TO, search_queries.INTERSECT_UP_TO, search_queries.SPREAD_UP_TO, \
+            formats.MAP_FROM, formats.MAP_UP_TO, formats.BLOCK_BITS
         search_queries.MATERIALIZE_UP_TO, search_queries.INTERSECT_UP_TO, search_queries.SPREAD_UP_TO = \
             (4000, 8192, 8192) if shared_path else (0, 0, -1)
+        (formats.MAP_FROM, formats.MAP_UP_TO), formats.BLOCK_BITS = map_band, block_bits
         try:
             with tempfile.TemporaryDirectory() as directory:
                 clock = FakeClock()
@@ -569,8 +585,10 @@ class TestSharedSessionsPath:
                     reference = ReferenceSearch(store)
                     for keyword in keywords:
                         assert reference.search(keyword, limit) == search(store, keyword, limit), keyword
+                    assert store.verify().ok
         finally:
-            search_queries.MATERIALIZE_UP_TO, search_queries.INTERSECT_UP_TO, search_queries.SPREAD_UP_TO = saved
+            search_queries.MATERIALIZE_UP_TO, search_queries.INTERSECT_UP_TO, search_queries.SPREAD_UP_TO, \
+                formats.MAP_FROM, formats.MAP_UP_TO, formats.BLOCK_BITS = saved
 
     def test_terms_in_many_sessions_but_one_message_each_take_the_shared_path(
             self, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -596,32 +614,70 @@ class TestSharedSessionsPath:
                 assert reference.search("alpha gamma", 5) == search(store, "alpha gamma", 5)
 
 
-    @settings(max_examples=60)
-    @given(st.lists(st.dictionaries(st.integers(0, 3 * 4096 + 50), st.tuples(st.integers(1, 255),
-                                                                            st.sampled_from([0, 1, 2, 126, 127, 128,
-                                                                                             129, 255])),
+    @settings(max_examples=80)
+    @given(st.lists(st.dictionaries(st.integers(0, 3 * 4096 + 50),
+                                    st.sets(st.sampled_from([0, 1, 2, 3, 126, 127, 128, 200]), min_size=1, max_size=3),
                                     min_size=1, max_size=300), min_size=2, max_size=4),
-           st.sampled_from([0, formats.KEYED_BELOW - 4096, formats.KEYED_BELOW]))
-    @example([{5: (9, 1), 7: (9, 1)}, {5: (3, 1), 7: (3, 2)}], 0)
-    @example([{5: (9, 128)}, {5: (3, 0)}, {6: (3, 0)}], 0)
-    @example([{sid: (9, 2) for sid in range(200)}, {1: (3, 129), 4095: (1, 127)}], 0)
-    @example([{5: (9, 1), 4096 + 5: (9, 1)}, {5: (3, 2), 4096 + 5: (3, 1)}], formats.KEYED_BELOW - 4096)
-    def test_sessions_left_open(self, terms: list[dict[int, tuple[int, int]]], first: int) -> None:
-        """The sessions the shared-sessions path resolves are, found in C, exactly those holding several terms
-        whose tags are equal or one of which does not name a single message (a plain check of every session):
-        with compressed bitmaps of sessions and tags, and with sets where sessions pass ``KEYED_BELOW``."""
-        summaries = []
-        for entries in terms:
+           st.sets(st.tuples(st.integers(0, 3), st.integers(0, 3))), st.sampled_from([0, 1 << 24]))
+    @example([{5: {1}, 7: {1}}, {5: {1}, 7: {2, 3}}], set(), 0)
+    @example([{5: {1}, 7: {1}}, {5: {1}, 7: {2, 3}}], {(0, 0), (1, 0)}, 0)
+    @example([{5: {0, 1}}, {5: {0}}, {6: {0}}], {(1, 0)}, 0)
+    @example([{sid: {2} for sid in range(200)}, {1: {0, 3}, 4095: {127}}], {(0, 0)}, 1 << 24)
+    @example([{5: {200}, 9: {128, 3}}, {5: {130}, 9: {127}}], {(0, 0), (1, 0)}, 0)
+    def test_sessions_sharing(self, terms: list[dict[int, set[int]]], with_maps: set[tuple[int, int]],
+                              first: int) -> None:
+        """The sessions the shared-sessions path resolves, found a block at a time in C, are exactly those holding
+        several terms where two of them may share a message by a plain check of every session: where both terms
+        have a message map in the block, a message index (or both past ``LAST_TAG``) they share; else equal tags,
+        a map holding the message one term's tag names, or a term whose tag names no single message. Whichever
+        blocks have maps, every session where two terms share a message is among them."""
+        def code(indexes: set[int]) -> int:
+            return 9 << 8 | formats.tag(min(indexes), len(indexes) > 1)
+
+        plan_terms, maps = [], {}
+        for tid, messages in enumerate(terms):
             blocks = [((first >> 12) + number, formats.Block(raw)) for number in range(4)
-                      if (raw := formats.summary_of({sid & 4095: level << 8 | tag for sid, (level, tag)
-                                                    in entries.items() if sid >> 12 == number})) is not None]
-            summaries.append(formats.Summary(blocks))
-        expected = []
+                      if (raw := formats.summary_of({sid & 4095: code(indexes) for sid, indexes in messages.items()
+                                                    if sid >> 12 == number})) is not None]
+            for number, _ in blocks:
+                if (tid, number - (first >> 12)) in with_maps:
+                    maps[tid, number] = BitMap(min(index, formats.LAST_TAG) << formats.MAP_SHIFT | sid & 4095
+                                               for sid, indexes in messages.items()
+                                               if (first + sid) >> 12 == number for index in indexes)
+            plan_terms.append(types.SimpleNamespace(tid=tid, summary=formats.Summary(blocks)))
+
+        class View:
+            @staticmethod
+            def term_map(tid: int, block: int) -> BitMap | None:
+                return maps.get((tid, block))
+
+        def clipped(indexes: set[int]) -> set[int]:
+            return {min(index, formats.LAST_TAG) for index in indexes}
+
+        expected, sharing = [], []
         for sid in sorted(set().union(*terms)):
-            tags = [entries[sid][1] for entries in terms if sid in entries]
-            if len(tags) > 1 and (max(tags) >= formats.LAST_TAG or len(set(tags)) < len(tags)):
+            holders = [(tid, messages[sid]) for tid, messages in enumerate(terms) if sid in messages]
+            block = (first + sid) >> 12
+            opened = shared = False
+            for (one, own), (other, others) in itertools.combinations(holders, 2):
+                shared = shared or bool(clipped(own) & clipped(others))
+                mapped = [(one, block) in maps, (other, block) in maps]
+                tags = [code(own) & 0xFF, code(others) & 0xFF]
+                if all(mapped):
+                    opened = opened or bool(clipped(own) & clipped(others))
+                elif any(not known and tag >= formats.LAST_TAG for known, tag in zip(mapped, tags)):
+                    opened = True
+                elif not any(mapped):
+                    opened = opened or tags[0] == tags[1]
+                else:  # one map, and the other's one message
+                    opened = opened or (tags[1] in clipped(own) if mapped[0] else tags[0] in clipped(others))
+            if opened:
                 expected.append(first + sid)
-        assert search_queries._sessions_left_open(summaries) == expected
+            if shared:
+                sharing.append(first + sid)
+        found = search_queries._sessions_sharing(cast(Any, View()), cast(Any, types.SimpleNamespace(terms=plan_terms)))
+        assert found == expected
+        assert set(sharing) <= set(found)
 
     @settings(max_examples=60)
     @given(st.dictionaries(st.integers(0, 3 * 4096 + 50), st.integers(1, 255), min_size=1, max_size=400),
@@ -704,6 +760,43 @@ class TestRemovals:
         assert ([], ["other"]) == (store.search_messages("secret"),
                                    [hit.session_key for hit in store.search_messages("redacted")])
 
+    def test_removals_and_redactions_keep_the_message_maps_exact(self, store: SessionStore,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+        """With every block of a term given a message map, removals, updates, clears and a redaction leave each
+        map holding exactly the messages that hold the term (verify compares them with the log), and a word no
+        message holds any more leaves no map behind."""
+        monkeypatch.setattr(formats, "MAP_FROM", 1)
+        store.append_many("k", [ChatMessage.user("my secret alpha"), ChatMessage.user("alpha beta secret"),
+                                ChatMessage.user("beta")])
+        store.append_many("j", [ChatMessage.user("alpha"), ChatMessage.user("gamma alpha")])
+        store.catch_up()
+
+        def maps() -> dict[str, list[tuple[int, int]]]:
+            with store._environment.read() as txn:
+                reader = store._search_index.reader(txn)
+                names = {tid: term for term, tid in reader.stored_terms()}
+                found = {}
+                for block, tid in reader.stored_maps():
+                    keys = reader.term_map(tid, block)
+                    assert keys is not None
+                    found[names[tid]] = [(key >> formats.MAP_SHIFT, key & 0xFFF) for key in keys]
+                return found
+
+        k, j = 1, 2  # the sessions' stream ids: their offsets in block 0
+        assert maps()["alpha"] == [(0, k), (0, j), (1, k), (1, j)] and maps()["secret"] == [(0, k), (1, k)]
+        store.remove_last("j")
+        store.update_last("k", ChatMessage.user("alpha"))
+        store.catch_up()
+        assert store.verify().ok
+        assert (maps()["alpha"], "gamma" in maps()) == ([(0, k), (0, j), (1, k), (2, k)], False)
+        store.redact("k", "user request")
+        store.catch_up()
+        assert store.verify().ok
+        assert maps() == {"alpha": [(0, j)]}
+        store.clear_messages("j")
+        store.catch_up()
+        assert (store.verify().ok, maps()) == (True, {})
+
     def test_restore_brings_messages_back(self, store: SessionStore) -> None:
         """Restoring to a version before a removal, a clear or a deletion indexes those messages again."""
         version = store.append_many("k", [ChatMessage.user("lisbon"), ChatMessage.user("porto")])
@@ -736,6 +829,60 @@ class TestRemovals:
         report = store.verify()
         assert (False, True) == (report.ok, any(p.startswith("search:") for p in report.problems))
 
+    def test_verify_checks_the_message_maps(self, store: SessionStore, monkeypatch: pytest.MonkeyPatch) -> None:
+        """verify compares each message map with the messages holding its term: a map that lost a message, and a
+        map left for a block outside the band, are reported."""
+        monkeypatch.setattr(formats, "MAP_FROM", 2)
+        store.append_many("k", [ChatMessage.user("alpha beta"), ChatMessage.user("gamma alpha")])
+        store.append_many("j", [ChatMessage.user("alpha"), ChatMessage.user("gamma")])
+        store.catch_up()
+        assert store.verify().ok
+        with store._environment.read() as txn:
+            reader = store._search_index.reader(txn)
+            alpha, beta = reader.tid("alpha"), reader.tid("beta")
+            assert alpha is not None and beta is not None
+            assert reader.term_map(alpha, 0) is not None and reader.term_map(beta, 0) is None
+        environment = lmdb_storage(store)
+
+        def put(tid: int, keys: BitMap) -> None:
+            with environment._env.begin(write=True) as txn:
+                maps = environment._env.open_db(b"search.maps", txn=txn)
+                txn.put(formats.block_key(0, tid), formats.map_value(keys), db=maps)
+
+        put(alpha, BitMap([0 << formats.MAP_SHIFT | 1, 1 << formats.MAP_SHIFT | 1]))  # j's message lost
+        report = store.verify()
+        assert (False, True) == (report.ok, any("message map" in p for p in report.problems))
+        store.rebuild_projections(["search"])
+        assert store.verify().ok
+        put(beta, BitMap([0 << formats.MAP_SHIFT | 1]))  # beta is in one session: its block has no map
+        assert not store.verify().ok
+
+    def test_an_index_without_message_maps_is_rebuilt_on_open(self, store_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+        """A store whose index has version 4's stored form (no message maps) rebuilds it when opened: the maps
+        are there, and it verifies."""
+        monkeypatch.setattr(formats, "MAP_FROM", 2)
+        with SessionStore(store_path) as store:
+            store.append_many("k", [ChatMessage.user("alpha beta"), ChatMessage.user("alpha")])
+            store.append("j", ChatMessage.user("alpha"))
+            store.catch_up()
+            index = store._search_index
+
+            def version_4(txn: WriteTransaction) -> None:
+                txn.clear(index._spaces.maps)
+                store._checkpoints.put(txn, "search", 4, store.stats().last_position)
+
+            store._environment.write(version_4)
+        with SessionStore(store_path) as store:
+            assert store.stats().checkpoints["search"].code_version == 5
+            with store._environment.read() as txn:
+                reader = store._search_index.reader(txn)
+                alpha = reader.tid("alpha")
+                assert alpha is not None
+                assert list(reader.term_map(alpha, 0) or ()) == [0 << formats.MAP_SHIFT | 1,
+                                                                 0 << formats.MAP_SHIFT | 2,
+                                                                 1 << formats.MAP_SHIFT | 1]
+            assert store.verify().ok and ["j", "k"] == search(store, "alpha")
 
 # -- search_messages ---------------------------------------------------------------------------
 
@@ -1061,23 +1208,29 @@ class TestBatches:
                               st.sampled_from(["append"] * 3 + ["remove_last", "update_last", "clear"])),
                     min_size=1, max_size=25),
            st.sampled_from([formats.BLOCK_BITS, 1]), st.sampled_from([1, 256]), st.sampled_from([1 << 22, 3]),
-           st.sampled_from([writer._LONGEST_RUN, 2]))
+           st.sampled_from([writer._LONGEST_RUN, 2]), st.sampled_from(MAP_BANDS))
     @example([("b", ["apple"], "append"), ("a", ["apple fig", "fig"], "append"), ("b", ["apple apple"], "append"),
-              ("a", ["apple"], "append")], 1, 1, 1 << 22, writer._LONGEST_RUN)
-    @example([("a", ["apple fig", "apple", "fig apple", "kiwi"], "append")], 1, 1, 1 << 22, 2)
+              ("a", ["apple"], "append")], 1, 1, 1 << 22, writer._LONGEST_RUN, MAP_BANDS[0])
+    @example([("a", ["apple fig", "apple", "fig apple", "kiwi"], "append")], 1, 1, 1 << 22, 2, MAP_BANDS[0])
+    @example([("a", ["apple fig", "apple"], "append"), ("b", ["fig", "apple fig"], "append"),
+              ("c", ["fig apple"], "append"), ("a", ["x"], "remove_last"), ("b", ["fig"], "update_last"),
+              ("c", ["apple"], "append"), ("d", ["fig"], "append"), ("c", ["x"], "clear")], 2, 1, 3, 2, (2, 4))
     def test_one_batch_builds_what_an_event_a_batch_builds(self, script: list[tuple[str, list[str], str]],
                                                            block_bits: int, grouped_from: int,
-                                                           settle_every: int, longest_run: int) -> None:
+                                                           settle_every: int, longest_run: int,
+                                                           map_band: tuple[int, int]) -> None:
         """Folded in one batch, where a session's appends are indexed a run at a time, a session comes in several
         runs and sessions out of order, the index is the one folded an event a batch, and verify finds it exact
         (small blocks: a term's sessions in several; a small ``settle_every``: entries settled mid-batch; a short
-        ``longest_run``: a long run of appends noted in parts)."""
+        ``longest_run``: a long run of appends noted in parts; a small map band: message maps gained, extended,
+        edited and dropped as blocks cross it)."""
         from eventstore import _deferred
 
         saved = formats.BLOCK_BITS, formats.GROUPED_FROM, writer._SETTLE_EVERY, writer._LONGEST_RUN, \
-            _deferred.DEFERRED_BATCH
+            _deferred.DEFERRED_BATCH, formats.MAP_FROM, formats.MAP_UP_TO
         formats.BLOCK_BITS, formats.GROUPED_FROM, writer._SETTLE_EVERY, writer._LONGEST_RUN = \
             block_bits, grouped_from, settle_every, longest_run
+        formats.MAP_FROM, formats.MAP_UP_TO = map_band
         try:
             with tempfile.TemporaryDirectory() as directory, SessionStore(Path(directory), durable=False) as store:
                 for key, batch, command in script:
@@ -1100,7 +1253,7 @@ class TestBatches:
                     assert one_batch == store._search_index.dump(txn)
         finally:
             formats.BLOCK_BITS, formats.GROUPED_FROM, writer._SETTLE_EVERY, writer._LONGEST_RUN, \
-                _deferred.DEFERRED_BATCH = saved
+                _deferred.DEFERRED_BATCH, formats.MAP_FROM, formats.MAP_UP_TO = saved
 
     def test_a_term_in_hundreds_of_messages_of_one_run(self, store: SessionStore) -> None:
         """A run of 256 appends that all hold a term counts 256 messages for it (more than a byte holds), and the

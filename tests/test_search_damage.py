@@ -71,3 +71,21 @@ def test_a_message_count_below_a_terms_count_is_damage_not_a_math_error(tmp_path
             store.search(SessionQuery("store"))
         with pytest.raises(StoreCorrupted, match="search index is damaged"):
             store.search_messages("store")
+
+
+def test_a_message_map_that_cannot_be_read_is_damage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from projections.search import formats
+
+    monkeypatch.setattr(formats, "MAP_FROM", 1)
+    _store(tmp_path)
+    maps = _entries(tmp_path, b"search.maps")
+    assert maps
+    key = next(iter(maps))
+    _flip(tmp_path, b"search.maps", key, 0, 0xFF)  # the serialized bitmap's cookie
+    with SessionStore(tmp_path, durable=False) as store:
+        report = store.verify()
+        assert not report.ok and any("message map" in problem for problem in map(str, report.problems))
+        with pytest.raises(StoreCorrupted, match="search index is damaged"):
+            for first in WORDS:
+                for second in WORDS:
+                    store.search(SessionQuery(f"{first} {second}"))

@@ -22,6 +22,11 @@ Named key spaces ``search.*``:
   comes first in the key: new sessions' blocks are appended at the end, and a
   batch of new sessions rewrites only the last blocks (``Summary`` joins a
   term's blocks for queries).
+* ``search.maps``: block and term id (as in ``search.blocks``) → the term's message map there, for a block of
+  ``MAP_FROM`` to ``MAP_UP_TO`` sessions: a roaring bitmap (``pyroaring``, serialized) of every message holding
+  the term, keyed ``index << MAP_SHIFT | offset`` (``index``: the message's, ``LAST_TAG`` for that or later;
+  ``offset``: the session's in the block). ANDing two terms' maps gives the sessions where one message holds
+  both; a block outside that range has no map, and a query reads its tags (``placed_keys``).
 * ``search.docs``: session and chunk number → the postings of up to
   ``CHUNK_MESSAGES`` messages: each message's term ids (2 bytes below 65,536,
   else 3, or 4 once ids need it) and levels (one a message, and those of the
@@ -41,12 +46,12 @@ import struct
 import sys
 from array import array
 from collections import Counter
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import compress, repeat
 from operator import add, itemgetter, lt
 from typing import Literal
 
-from pyroaring import BitMap
+from pyroaring import BitMap, FrozenBitMap
 
 from eventstore._errors import StoreCorrupted
 
@@ -54,7 +59,6 @@ __all__ = [
     "CHUNK_MESSAGES",
     "FIND_PAYS_OFF",
     "GROUPED_FROM",
-    "KEYED_BELOW",
     "MAX_ID",
     "META_GENERATION",
     "META_MESSAGES",
@@ -64,10 +68,23 @@ __all__ = [
     "BLOCK_BITS",
     "Block",
     "Summary",
+    "MAP_FROM",
+    "MAP_UP_TO",
+    "MAP_SHIFT",
+    "MULTI_KEYS",
+    "mapped",
+    "placed",
+    "placed_keys",
+    "block_present",
+    "block_spread",
+    "session_map_keys",
+    "map_value",
+    "map_of_value",
     "block_of",
     "offset_of",
     "block_key",
     "block_of_key",
+    "u16s",
     "u32s",
     "summary_of",
     "summary_set",
@@ -241,6 +258,11 @@ def _unsigned(data: bytes | bytearray | memoryview, typecode: Literal["Q", "I", 
     values.frombytes(data)
     values.byteswap()
     return values
+
+
+def u16s(data: bytes | bytearray | memoryview) -> Sequence[int]:
+    """The little-endian u16 values in ``data``."""
+    return _unsigned(data, "H")
 
 
 def u32s(data: bytes | bytearray | memoryview) -> Sequence[int]:
@@ -462,55 +484,14 @@ class Summary:
             return self._levels[index] << 8 | self._tags[index]
         return 0
 
-    def placed(self) -> Sequence[int]:
-        """Each session with its tag, as ``tag << 32 | sid``, built in C: two terms have the same such key in a
-        session exactly where their tags are equal (one message holds both, when the tag names a single one).
-        The session in the low bits keeps the keys of neighbouring sessions near each other in a set."""
-        wide = bytearray(8 * self.sessions)
-        for byte in range(4):
-            wide[byte::8] = self._joined()[byte::4]
-        wide[4::8] = self._tags
-        return _unsigned(wide, "Q")
-
     def last_sid(self) -> int:
         """The greatest session holding the term."""
         number, block = self.blocks[-1]
         return number << BLOCK_BITS | block.last_sid()
 
-    def keyed(self) -> BitMap:
-        """Each session with its tag, as ``tag << 24 | sid``, in a compressed bitmap built in C (every session below
-        ``KEYED_BELOW``): two terms have the same key in a session exactly where their tags are equal. The tag
-        in the high bits groups the keys into few containers (one a tag and 65,536 sessions), which makes
-        building and ANDing the bitmaps cheaper than with the session there."""
-        wide = bytearray(self._joined())
-        wide[3::4] = self._tags
-        return BitMap(_u32_array(wide), optimize=False)
-
-    def present(self) -> BitMap:
-        """The sessions, in a compressed bitmap built in C."""
-        return BitMap(_u32_array(self._joined()), optimize=False)
-
-    def held(self, sids: Collection[int]) -> set[int]:
-        """Those of ``sids`` that hold the term: looked up one by one when they are few, else in one pass in C."""
-        found = self.sorted_sids()
-        if len(sids) * _LOOKUP_COST < self.sessions:
-            size = self.sessions
-            positions = map(bisect.bisect_left, repeat(found), sids)
-            return {sid for sid, place in zip(sids, positions) if place < size and found[place] == sid}
-        return (sids if isinstance(sids, set) else set(sids)).intersection(found)
-
     def spread(self) -> int:
-        """How many sessions ``spread_sids`` returns (counted in C)."""
+        """How many sessions hold the term in several messages, or in one past the tags' range (counted in C)."""
         return self._tags.translate(_SPREAD).count(1)
-
-    def spread_sids(self) -> list[int]:
-        """The sessions, ascending, whose tag does not name the one message holding the term: several messages
-        hold it, or one past the tags' range (found in C)."""
-        mask = self._tags.translate(_SPREAD)
-        sids = self.sorted_sids()
-        if mask.count(1) * FIND_PAYS_OFF < len(mask):
-            return [sids[place] for place in places(mask, 1)]
-        return list(compress(sids, mask))
 
     def levels_of(self, sids: Sequence[int]) -> list[int]:
         """``level_of`` of many sessions."""
@@ -543,10 +524,81 @@ _SPREAD = bytes(value >= LAST_TAG for value in range(256))
 #: How many times more sessions than chosen ones make finding the chosen ones (``places``) cheaper than a pass over
 #: all (``compress``).
 FIND_PAYS_OFF = 8
-#: How many times a pass over one session costs less than looking one up (``Summary.held``).
-_LOOKUP_COST = 16
-#: ``Summary.keyed`` holds a session and its tag in 32 bits: sessions below this.
-KEYED_BELOW = 1 << 24
+
+
+#: A term's message map is stored for a block of this many sessions or more (fewer: its tags are read)...
+MAP_FROM = 32
+#: ... up to this many: the maps of words in most sessions would take more bytes than the rest of the index, and
+#: their many messages a session make them poor at telling which sessions two terms share a message in.
+MAP_UP_TO = 1024
+#: A message map's key is ``index << MAP_SHIFT | offset``: the message index (at most ``LAST_TAG``) in the high
+#: bits, so that the key a session's tag gives is built from the stored columns by byte slices in C.
+MAP_SHIFT = 12
+#: The first key of ``placed_keys`` whose tag has ``MULTI``: it names no message.
+MULTI_KEYS = MULTI << MAP_SHIFT
+
+
+def mapped(raw: bytes | None) -> bool:
+    """Whether a term's block (its stored summary ``raw``; ``None``: no sessions) has a message map."""
+    return raw is not None and MAP_FROM <= _SUMMARY_HEAD.unpack_from(raw)[0] <= MAP_UP_TO
+
+
+def placed_keys(block: Block) -> BitMap:
+    """Each session of the block with its tag, as ``tag << MAP_SHIFT | offset`` (``placed``): where the tag names
+    the one message holding the term, the key is that message's key in a message map; a session whose tag has
+    ``MULTI`` gets a key past every message's."""
+    return placed(block.sids_raw(), block.tags())
+
+
+def placed(offsets: bytes, tags: bytes) -> BitMap:
+    """``tag << MAP_SHIFT | offset`` of each offset in a block (little-endian u16 bytes) and its tag, built in C."""
+    size = len(tags)
+    wide = bytearray(4 * size)
+    wide[0::4] = offsets[0::2]
+    wide[1::4] = (int.from_bytes(offsets[1::2], "little") | int.from_bytes(tags.translate(_TAG_LOW), "little")
+                  ).to_bytes(size, "little")  # an offset's high byte is below 16 (BLOCK_BITS <= 12)
+    wide[2::4] = tags.translate(_TAG_HIGH)
+    return BitMap(_u32_array(wide), optimize=False)
+
+
+def block_present(block: Block) -> BitMap:
+    """The block's sessions as offsets, in a compressed bitmap built in C."""
+    offsets = block.sids_raw()
+    wide = bytearray(2 * len(offsets))
+    wide[0::4], wide[1::4] = offsets[0::2], offsets[1::2]
+    return BitMap(_u32_array(wide), optimize=False)
+
+
+def block_spread(block: Block) -> BitMap:
+    """The block's sessions (offsets) whose tag does not name the one message holding the term (found in C)."""
+    mask = block.tags().translate(_SPREAD)
+    return BitMap(compress(block.sorted_sids(), mask)) if mask.count(1) else BitMap()
+
+
+@functools.lru_cache(maxsize=1 << MAP_SHIFT)
+def session_map_keys(offset: int) -> FrozenBitMap:
+    """Every key a message map can hold for the session at ``offset`` of its block."""
+    return FrozenBitMap(range(offset, (LAST_TAG + 1) << MAP_SHIFT, 1 << MAP_SHIFT))
+
+
+def map_value(keys: BitMap) -> bytes:
+    keys.run_optimize()
+    return bytes(keys.serialize())
+
+
+def map_of_value(raw: bytes) -> BitMap:
+    try:
+        keys = BitMap.deserialize(raw)
+    except (ValueError, IndexError):
+        raise StoreCorrupted("the search index is damaged: a message map cannot be read") from None
+    if keys and keys.max() >= MULTI_KEYS:
+        raise StoreCorrupted("the search index is damaged: a message map holds a key past every message's")
+    return keys
+
+
+#: ``bytes.translate`` tables: a tag's low four bits moved to a byte's high four, and its high four bits moved low.
+_TAG_LOW = bytes((value & 0x0F) << 4 for value in range(256))
+_TAG_HIGH = bytes(value >> 4 for value in range(256))
 
 
 def _u32_array(data: bytes | bytearray) -> array[int]:

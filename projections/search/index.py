@@ -53,8 +53,9 @@ class SearchIndex:
     name = "search"
     #: 2: terms no message holds leave the dictionary, ``search.names`` maps ids back to terms, and the
     #: redaction placeholder is not indexed. 3: summaries in blocks of sessions (``search.blocks``). 4: chunks of
-    #: postings with 2-byte term ids below 65,536 and one level a message (the others stored apart).
-    code_version = 4
+    #: postings with 2-byte term ids below 65,536 and one level a message (the others stored apart). 5: message
+    #: maps of the terms' blocks of ``MAP_FROM`` to ``MAP_UP_TO`` sessions (``search.maps``).
+    code_version = 5
     #: The events whose payloads ``fold`` reads: those that edit the message list (the others are not decoded).
     payload_types = frozenset(kind.type_name for kind, edit in EDIT_KINDS.items() if edit is not None)
 

@@ -6,8 +6,9 @@ holding several is resolved from the tags when possible, else scored exactly
 One term: its best level groups, down to the ``limit``-th session. Several
 terms (no phrases), all but the most frequent in few sessions, or in several
 messages of few sessions: each term's best sessions alone, cut at a level
-counted in C, and the sessions whose tags leave open that two terms share a
-message, found with compressed bitmaps in C (``_intersected``); terms in many
+counted in C, and the sessions where two terms may share a message, found a
+block at a time from the terms' message maps, or their tags, as compressed
+bitmaps in C (``_intersected``); terms in many
 sessions, or phrases: a threshold algorithm over their level groups
 (``_threshold``). Every path prunes with ``scoring.may_reach``, so a session
 tying the ``limit``-th score is always scored; ties go to the most recent
@@ -20,7 +21,7 @@ import bisect
 import functools
 import heapq
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import combinations, compress, repeat
 from operator import attrgetter, ge, mul, neg
 from typing import Any
@@ -29,16 +30,20 @@ from pyroaring import BitMap
 
 from eventstore._errors import StoreCorrupted
 
+from . import formats
 from .formats import (
     CHUNK_MESSAGES,
     FIND_PAYS_OFF,
-    KEYED_BELOW,
     LAST_TAG,
-    MAX_ID,
+    MAP_SHIFT,
     MULTI,
+    Block,
     Summary,
+    block_present,
+    block_spread,
     chunk_message,
     chunk_occurrences_of,
+    placed_keys,
     places,
     u32s,
 )
@@ -203,62 +208,54 @@ def _intersected(view: IndexReader, plan: Plan, limit: int) -> tuple[dict[int, f
         for sid, score in best.items():
             if score > get(sid, 0.0):
                 scored[sid] = score
-    opened = _sessions_left_open(summaries)
+    opened = _sessions_sharing(view, plan)
     columns = [summary.entries_of(opened) for summary in summaries]
     return _resolve(view, plan, limit, tables, scored, dict(zip(opened, zip(*columns))))
 
-def _sessions_left_open(summaries: Sequence[Summary]) -> list[int]:
-    """The sessions, ascending, holding several of the terms whose tags leave open that two of them sit in one
-    message: two equal tags, or a term in several messages (or in one past the tags' range) and another term.
+def _sessions_sharing(view: IndexReader, plan: Plan) -> list[int]:
+    """The sessions, ascending, holding several of the terms where two of them may sit in one message: found a
+    block at a time, in C, without a step for each session the terms share.
 
-    Found in C over every session of the terms, without a step for each session they share: equal tags are
-    equal keys ``tag << 24 | sid`` (``Summary.keyed``), ANDed pair by pair as compressed bitmaps; the sessions of a
-    term spread over several messages, few for all but the most common words, are ANDed with the other terms'
-    sessions (``Summary.present``). Building a bitmap costs a fraction of what a set of the same keys does.
+    Where both terms have a message map in a block (``formats.mapped``), ANDing the maps gives exactly the
+    sessions where one message holds both. A term without one there has its sessions keyed by their tags
+    (``placed_keys``): a tag naming the one message holding the term is that message's key in a map, so equal
+    keys are the sessions where the tag's message may hold the other term; and its sessions spread over
+    several messages (``MULTI``, or past the tags' range) are left open wherever another term is present.
     """
-    if max(summary.last_sid() for summary in summaries) >= KEYED_BELOW:
-        return _left_open_by_sets(summaries)
-    keyed = [summary.keyed() for summary in summaries]
-    equal = BitMap()
-    for one, another in combinations(keyed, 2):
-        equal |= one & another
-    found = BitMap([key & _SESSION_OF_KEY for key in equal], optimize=False)
-    spread = [BitMap(summary.spread_sids(), optimize=False) for summary in summaries]
-    if any(spread):  # a session spread in one term is in several terms when another term holds it
-        present = [summary.present() for summary in summaries]
-        for own, sids in enumerate(spread):
-            if sids:
-                for other, sessions in enumerate(present):
+    holders: dict[int, list[tuple[int, Block]]] = {}  # block → (term id, its summary there)
+    for term in plan.terms:
+        for number, block in term.summary.blocks:
+            holders.setdefault(number, []).append((term.tid, block))
+    found: list[int] = []
+    for number in sorted(holders):
+        held = holders[number]
+        if len(held) < 2:
+            continue
+        keys: list[BitMap] = []
+        spread: list[BitMap | None] = []
+        for tid, block in held:
+            stored = view.term_map(tid, number)
+            if stored is None:
+                keys.append(placed_keys(block))
+                spread.append(block_spread(block))
+            else:
+                keys.append(stored)
+                spread.append(None)
+        shared = BitMap()
+        for one, another in combinations(keys, 2):
+            shared |= one & another
+        offsets = BitMap([key & _OFFSET_OF_KEY for key in shared], optimize=False)
+        for own, sessions in enumerate(spread):
+            if sessions:
+                for other, (_, block) in enumerate(held):
                     if other != own:
-                        found |= sids & sessions
-    return list(found)
+                        offsets |= sessions & block_present(block)
+        base = number << formats.BLOCK_BITS  # read here: tests make blocks small
+        found += [base | offset for offset in offsets]
+    return found
 
-#: The session of a ``Summary.keyed`` key.
-_SESSION_OF_KEY = KEYED_BELOW - 1
-
-def _left_open_by_sets(summaries: Sequence[Summary]) -> list[int]:
-    """``_sessions_left_open`` where a session does not fit ``Summary.keyed``'s 32 bits: equal tags are equal keys
-    ``tag << 32 | sid`` (``Summary.placed``) in sets, and the spread sessions are looked up in the other terms
-    only (``Summary.held``)."""
-    found = {key & MAX_ID for key in _in_several([summary.placed() for summary in summaries])}
-    for summary in summaries:
-        spread = summary.spread_sids()
-        if spread:
-            for other in summaries:
-                if other is not summary:
-                    found |= other.held(spread)
-    return sorted(found)
-
-def _in_several(columns: Sequence[Collection[int]]) -> set[int]:
-    """The values in two or more of ``columns`` (sets in C, the smallest columns first)."""
-    ordered = sorted(columns, key=len)
-    seen = set(ordered[0])
-    shared: set[int] = set()
-    for sids in ordered[1:-1]:
-        shared.update(seen.intersection(sids))
-        seen.update(sids)
-    shared.update(seen.intersection(ordered[-1]))
-    return shared
+#: The session's offset in its block of a message-map key.
+_OFFSET_OF_KEY = (1 << MAP_SHIFT) - 1
 
 def _best_of_term(summary: Summary, table: Sequence[float], limit: int) -> dict[int, float]:
     """A term's single-term scores of its best sessions: every session at or above the greatest level that

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 
 import attrs
+from pyroaring import BitMap
 
 from eventstore._errors import StoreCorrupted
 from eventstore.storage import ReadTransaction, Space
@@ -29,6 +30,7 @@ from .formats import (
     df_of_value,
     id_key,
     id_of_key,
+    map_of_value,
     session_of_value,
     term_of_entry,
     tid_of_entry,
@@ -49,6 +51,7 @@ class SearchSpaces:
     names: Space
     summary: Space
     blocks: Space
+    maps: Space
     docs: Space
     sessions: Space
     meta: Space
@@ -56,11 +59,11 @@ class SearchSpaces:
     @classmethod
     def open(cls, open_space: OpenSpace) -> SearchSpaces:
         return cls(open_space("search.terms"), open_space("search.names"), open_space("search.summary"),
-                   open_space("search.blocks"), open_space("search.docs"), open_space("search.sessions"),
-                   open_space("search.meta"))
+                   open_space("search.blocks"), open_space("search.maps"), open_space("search.docs"),
+                   open_space("search.sessions"), open_space("search.meta"))
 
     def all(self) -> tuple[Space, ...]:
-        return self.terms, self.names, self.summary, self.blocks, self.docs, self.sessions, self.meta
+        return self.terms, self.names, self.summary, self.blocks, self.maps, self.docs, self.sessions, self.meta
 
 
 class TermIds:
@@ -166,6 +169,12 @@ class IndexReader:
         """The stored summary of term ``tid`` in ``block``."""
         return None if self._fresh else self.txn.get(self.spaces.blocks, block_key(block, tid))
 
+    def term_map(self, tid: int, block: int) -> BitMap | None:
+        """Term ``tid``'s message map in ``block`` (``formats.mapped``); ``None`` where the block has none. The
+        caller may not change it."""
+        raw = None if self._fresh else self.txn.get(self.spaces.maps, block_key(block, tid))
+        return None if raw is None else map_of_value(raw)
+
     def summary(self, tid: int) -> Summary | None:
         """Term ``tid``'s summary over all its blocks; ``None`` when no message holds it."""
         blocks = []
@@ -232,6 +241,11 @@ class IndexReader:
     def stored_blocks(self) -> Iterator[tuple[int, int]]:
         """``(block, term id)`` of every stored block of a summary."""
         for key in self.txn.scan_keys(self.spaces.blocks):
+            yield block_of_key(key)
+
+    def stored_maps(self) -> Iterator[tuple[int, int]]:
+        """``(block, term id)`` of every stored message map."""
+        for key in self.txn.scan_keys(self.spaces.maps):
             yield block_of_key(key)
 
     def stored_chunks(self) -> Iterator[tuple[tuple[int, int], bytes]]:

@@ -6,11 +6,14 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from pyroaring import BitMap
+
 from eventstore._errors import StoreCorrupted
 from eventstore._time import to_micros
 
 from ..session import SessionSnapshot
-from .formats import chunk_message, chunk_size, entry, merged, u32s
+from . import formats
+from .formats import LAST_TAG, MAP_SHIFT, chunk_message, chunk_size, entry, mapped, merged, u32s
 from .reader import IndexReader
 from .scoring import impact
 from .tokenizer import term_key
@@ -25,6 +28,8 @@ def check_index(view: IndexReader, sessions: Mapping[int, SessionSnapshot]) -> l
     problems: list[str] = []
     total = 0
     expected: dict[str, tuple[int, dict[int, int]]] = {}  # term → (messages, session → best level)
+    keys: dict[str, dict[int, list[int]]] = {}  # term → block → its message-map keys
+    bits = formats.BLOCK_BITS
     for sid, session in sorted(sessions.items()):
         head = session.head
         contents = [message.content for message, _ in session.messages] if head.exists else []
@@ -58,6 +63,8 @@ def check_index(view: IndexReader, sessions: Mapping[int, SessionSnapshot]) -> l
                 count, best = expected.setdefault(term, (0, {}))
                 expected[term] = (count + 1, best)
                 best[sid] = merged(best.get(sid, 0), entry(level, index))
+                keys.setdefault(term, {}).setdefault(sid >> bits, []).append(
+                    min(index, LAST_TAG) << MAP_SHIFT | sid & (1 << bits) - 1)
             if wanted != dict(zip(tids, levels)):
                 problems.append(f"search: message {index} of session {head.key!r} is indexed with "
                                 "other terms than its content")
@@ -80,6 +87,7 @@ def check_index(view: IndexReader, sessions: Mapping[int, SessionSnapshot]) -> l
                 or sum(len(members) for _, members in groups) != summary.sessions \
                 or order != sorted(set(order), reverse=True):
             problems.append(f"search: the entry of term {term!r} differs from the log")
+        problems += _map_problems(view, term, tid, summary, keys[term])
     if not view.holds_unwritten_changes:
         stored_count = view.stored_summary_count()
         if stored_count != len(expected):
@@ -92,11 +100,28 @@ def check_index(view: IndexReader, sessions: Mapping[int, SessionSnapshot]) -> l
                 problems.append(f"search: {exc}")
         if listed is not None and set(view.stored_blocks()) != listed:
             problems.append("search: the blocks of term summaries differ from the blocks their terms list")
+        if not set(view.stored_maps()) <= listed:
+            problems.append("search: message maps are stored for blocks that no term lists")
         for sid, _ in view.stored_sessions():
             if sid not in sessions:
                 problems.append(f"search: stream {sid} is indexed but has no events")
         problems += _dictionary_problems(view, expected.keys())
     return problems
+
+
+def _map_problems(view: IndexReader, term: str, tid: int, summary: formats.Summary,
+                  keys: dict[int, list[int]]) -> list[str]:
+    """Where the term's message maps differ from its messages (``keys``: block → the maps' keys), or a block has
+    a map it should not have (or lacks one)."""
+    for number, block in summary.blocks:
+        try:
+            stored = view.term_map(tid, number)
+        except StoreCorrupted as exc:
+            return [f"search: {exc}"]
+        wanted = BitMap(keys.get(number, ())) if mapped(block.raw) else None
+        if stored != wanted:
+            return [f"search: the message map of term {term!r} in block {number} differs from the log"]
+    return []
 
 
 def _dictionary_problems(view: IndexReader, held: Iterable[str]) -> list[str]:
@@ -120,6 +145,8 @@ def dump_index(view: IndexReader) -> dict[str, Any]:
     """The stored index's content, independent of term ids, for comparing two builds."""
     names = {tid: term for term, tid in view.stored_terms()}
     terms = {names[tid]: (df, summary.entries()) for tid, df, summary in view.stored_summaries()}
+    maps = {(names[tid], block): list(found) for block, tid in view.stored_maps()
+            if (found := view.term_map(tid, block)) is not None}
     docs = {}
     for place, raw in view.stored_chunks():
         rows = []
@@ -128,4 +155,4 @@ def dump_index(view: IndexReader) -> dict[str, Any]:
             rows.append(sorted(zip((names[tid] for tid in tids), levels)))
         docs[place] = rows
     sessions = dict(view.stored_sessions())
-    return {"terms": terms, "docs": docs, "sessions": sessions, "messages": view.messages()}
+    return {"terms": terms, "maps": maps, "docs": docs, "sessions": sessions, "messages": view.messages()}

@@ -16,6 +16,8 @@ from itertools import chain, compress, repeat
 from operator import itemgetter, lshift, lt, ne, or_, xor
 from typing import Any, cast
 
+from pyroaring import BitMap
+
 from eventstore._errors import EventStoreError, StoreCorrupted
 from eventstore.events import REDACTED
 from eventstore.storage import ReadTransaction, Space, WriteTransaction
@@ -24,10 +26,12 @@ from . import formats
 from .formats import (
     CHUNK_MESSAGES,
     LAST_TAG,
+    MAP_SHIFT,
     MAX_ID,
     META_MESSAGES,
     META_NEXT_TID,
     MULTI,
+    MULTI_KEYS,
     Block,
     ChunkMessage,
     block_of,
@@ -36,6 +40,7 @@ from .formats import (
     chunk_key,
     chunk_message_of,
     chunk_occurrences,
+    chunk_occurrences_of,
     chunk_pop,
     chunk_posted,
     chunk_size,
@@ -43,13 +48,18 @@ from .formats import (
     count_value,
     head_value,
     id_key,
+    map_value,
+    mapped,
     offset_of,
     packed_u64s,
+    placed,
+    session_map_keys,
     session_value,
     summary_raise,
     summary_set,
     tag,
     term_entry,
+    u16s,
 )
 from .reader import IndexReader, SearchSpaces, TermIds
 from .scoring import impact
@@ -65,6 +75,9 @@ _SETTLE_EVERY = 1 << 22
 _COUNT_SHIFT = 16
 _SID_SHIFT = 32
 _ENTRY_MASK = (1 << _COUNT_SHIFT) - 1
+#: The columns of a term's noted sessions in a block, as ``_by_block`` cuts them: offsets (little-endian u16 bytes)
+#: and tags.
+_Noted = tuple[bytes, bytes]
 #: The most messages ``append`` notes in one run (a note counts them in 16 bits); longer runs go in parts.
 _LONGEST_RUN = (1 << 16) - 1
 _NO_KEYS: list[bytes] = []
@@ -119,6 +132,12 @@ class IndexWriter(IndexReader):
         # that noting is a plain lookup.
         self._pending: dict[int, array[int]] = {}
         self._unsettled = 0
+        # Message maps (``formats.mapped``) by block key: those changed (``None``: none now), and the sessions
+        # (offsets) each waits for, to read from their postings: those holding the term in several messages, and
+        # those a removal touched.
+        self._maps: dict[int, BitMap | None] = {}
+        self._maps_changed: set[int] = set()
+        self._maps_stale: dict[int, set[int]] = {}
         self._high = -1  # the greatest session noted since every note was last settled
         self._ordered = True  # each term's notes are of distinct sessions, ascending
         self._messages = super().messages()
@@ -189,6 +208,75 @@ class IndexWriter(IndexReader):
             del blocks[at]
         elif raw is not None and not present:
             blocks.insert(at, block)
+
+    def term_map(self, tid: int, block: int) -> BitMap | None:
+        self._settle(tid)
+        key = block << 32 | tid
+        stale = self._maps_stale.pop(key, None)
+        if stale:
+            self._read_stale({key: stale})
+        return self._maps[key] if key in self._maps else super().term_map(tid, block)
+
+    def _placed(self, key: int, offsets: bytes, tags: bytes) -> BitMap:
+        """The message-map keys of sessions of a term's block (``offsets``, with their ``tags``) that the tags
+        give: a tag names the one message holding the term; a session holding it in several (``MULTI``) is left
+        to read from its postings (``_maps_stale``)."""
+        found = placed(offsets, tags)
+        if tags.translate(_MULTI_BIT).count(0) != len(tags):
+            found.remove_range(MULTI_KEYS, 1 << 32)
+            self._maps_stale.setdefault(key, set()).update(compress(u16s(offsets), tags.translate(_MULTI_BIT)))
+        return found
+
+    def _read_stale(self, stale: dict[int, set[int]]) -> None:
+        """Read the sessions message maps wait for (``stale``: a map's block key → their offsets) from their
+        postings: each session's chunks once, for all its terms."""
+        bits = formats.BLOCK_BITS
+        by_session: dict[int, list[int]] = {}
+        for key, offsets in stale.items():
+            first = key >> 32 << bits
+            for offset in offsets:
+                by_session.setdefault(first | offset, []).append(key)
+        for sid, keys in sorted(by_session.items()):
+            offset = offset_of(sid)
+            found: list[list[int]] = [[] for _ in keys]
+            for number, raw in enumerate(self.chunks(sid)):
+                first = number * CHUNK_MESSAGES
+                for into, occurrences in zip(found, chunk_occurrences_of(raw, [key & MAX_ID for key in keys])):
+                    into += [min(first + index, LAST_TAG) << MAP_SHIFT | offset for index, _ in occurrences]
+            for key, messages in zip(keys, found):
+                keys_of = self._maps[key]
+                if keys_of is not None:
+                    keys_of.difference_update(session_map_keys(offset))
+                    keys_of.update(messages)
+
+    def _map_changed(self, tid: int, block: int, before: bytes | None, after: bytes | None,
+                     noted: _Noted | None, stale: int | None = None) -> None:
+        """Follow a change of the term's block summary from ``before`` to ``after`` in its message map: the
+        sessions ``noted`` (their messages' keys are added), the session at offset ``stale`` to read again (when
+        the map is next read)."""
+        if not mapped(before) and not mapped(after):
+            return
+        key = block << 32 | tid
+        self._maps_changed.add(key)
+        if not mapped(after):
+            self._maps[key] = None
+            self._maps_stale.pop(key, None)
+            return
+        if before is None:
+            found = BitMap()
+        elif not mapped(before):  # the block gains its map: its sessions so far are read from ``before``
+            summary = Block(before)
+            found = self._placed(key, summary.sids_raw(), summary.tags())
+        else:
+            stored = self._maps[key] if key in self._maps else super().term_map(tid, block)
+            if stored is None:
+                raise StoreCorrupted(f"the search index is damaged: term {tid} lacks a message map")
+            found = stored
+        self._maps[key] = found
+        if noted is not None:
+            found |= self._placed(key, *noted)
+        if stale is not None:
+            self._maps_stale.setdefault(key, set()).add(stale)
 
     def messages(self) -> int:
         return self._messages
@@ -358,10 +446,13 @@ class IndexWriter(IndexReader):
             self.settle()
 
     def settle(self) -> None:
-        """Fold all noted entries into the summaries and counts, each term once."""
+        """Fold all noted entries into the summaries and counts, each term once, and bring the message maps up to
+        date (reading postings: ``flush`` may run in another transaction, where it reads nothing stored)."""
         for tid in list(compress(self._pending, self._pending.values())):  # those with notes (an array is true)
             self._settle(tid)
         self._unsettled, self._high, self._ordered = 0, -1, True
+        stale, self._maps_stale = self._maps_stale, {}
+        self._read_stale(stale)
 
     def _settle(self, tid: int) -> None:
         """Fold the noted entries of one term (a reader of the batch sees them; others wait)."""
@@ -374,7 +465,10 @@ class IndexWriter(IndexReader):
         if notes is not noted:
             raw = packed_u64s(notes)
         for block, offsets, levels, tags in _by_block(notes, raw):
-            self._set_block(tid, block, summary_raise(self._block(tid, block), offsets, levels, tags))
+            before = self._block(tid, block)
+            after = summary_raise(before, offsets, levels, tags)
+            self._set_block(tid, block, after)
+            self._map_changed(tid, block, before, after, (offsets, tags) if mapped(after) else None)
         del noted[:]
         dfs = self._dfs
         df = dfs.get(tid)
@@ -387,7 +481,10 @@ class IndexWriter(IndexReader):
             raise StoreCorrupted(f"the search index is damaged: term {tid} counts too few messages")
         self._dfs[tid] = df
         block = block_of(sid)
-        self._set_block(tid, block, summary_set(self._block(tid, block), offset_of(sid), code))
+        before = self._block(tid, block)
+        after = summary_set(before, offset_of(sid), code)
+        self._set_block(tid, block, after)
+        self._map_changed(tid, block, before, after, None, offset_of(sid))
 
     def remove_last(self, sid: int) -> None:
         state = self._state(sid)
@@ -450,6 +547,8 @@ class IndexWriter(IndexReader):
             heads.append((id_key(tid), head_value(df, blocks) if df else None))
         stored = self._blocks
         summaries = [(key.to_bytes(8, "big"), stored[key]) for key in sorted(self._dirty)]  # block_key's bytes
+        maps = [(key.to_bytes(8, "big"), None if (found := self._maps[key]) is None else map_value(found))
+                for key in sorted(self._maps_changed)]
         docs: list[tuple[bytes, bytes | None]] = []
         sessions: list[tuple[bytes, bytes | None]] = []
         for sid in sorted(self._sessions):
@@ -457,7 +556,8 @@ class IndexWriter(IndexReader):
             docs += [(chunk_key(sid, number), self.chunk(sid, number)) for number in sorted(state.dirty)]
             sessions.append((id_key(sid), session_value(state.count, state.activity) if state.count else None))
         for space, items in ((spaces.terms, terms), (spaces.names, names), (spaces.summary, heads),
-                             (spaces.blocks, summaries), (spaces.docs, docs), (spaces.sessions, sessions)):
+                             (spaces.blocks, summaries), (spaces.maps, maps), (spaces.docs, docs),
+                             (spaces.sessions, sessions)):
             _write(txn, space, items)
         txn.put(spaces.meta, META_MESSAGES, count_value(self._messages))
         if self._next_tid != self._first_tid:
@@ -522,6 +622,8 @@ def _messages_noted(notes: bytes) -> int:
     return sum(notes[2::8]) + (sum(notes[3::8]) << 8)
 
 
+#: A ``bytes.translate`` table that keeps a tag's ``MULTI`` bit alone.
+_MULTI_BIT = bytes(value & MULTI for value in range(256))
 #: ``bytes.translate`` tables: ``MULTI`` for a count's low byte of 2 or more, and for any high byte but 0.
 _SEVERAL = bytes(MULTI if value > 1 else 0 for value in range(256))
 _ANY = bytes(MULTI if value else 0 for value in range(256))
