@@ -1,10 +1,10 @@
-"""Search over sessions whose ids reach 2**24, where the shared-sessions path leaves its bitmaps of ``tag << 24 |
-sid`` for sets: the ranking equals a plain BM25's over the current messages, through edits, redactions and
-forks, for every query shape.
+"""Search over sessions whose ids reach 2**24 (once the shared-sessions path's switch from bitmaps to sets; a
+block boundary of the index too), beside a session of a low id: the ranking equals a plain BM25's over the
+current messages, through edits, redactions and forks, for every query shape.
 
 The ids are reached cheaply: the log gives a new session the id after its greatest one, so a session key planted
-at an id just below ``KEYED_BELOW`` (with its entry in the key index, as the log writes them) makes the sessions
-created after it straddle the boundary."""
+at an id just below ``HIGH_IDS`` (with its entry in the key index, as the log writes them) makes the sessions
+created after it straddle that id."""
 
 from __future__ import annotations
 
@@ -18,11 +18,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eventstore import ChatMessage, SessionQuery, SessionStore
-from projections.search import formats
 
 from conftest import FakeClock
 from test_search import ReferenceSearch, keys
 
+HIGH_IDS = 1 << 24  # a multiple of the index's blocks of sessions: the script's sessions straddle two blocks
 WORDS = [f"w{number}" for number in range(8)]
 KEYS = ["a", "b", "c", "d", "e"]
 texts = st.lists(st.sampled_from(WORDS), min_size=1, max_size=6).map(" ".join)
@@ -50,13 +50,13 @@ def _plant_session_below(path: Path, stream_id: int) -> None:
 
 @settings(max_examples=40)
 @given(st.sampled_from([3, 1, 0]), commands, st.lists(queries, min_size=1, max_size=4), st.integers(1, 6))
-def test_sessions_across_keyed_below_rank_as_a_plain_bm25(below: int, script: list[tuple[str, str, list[str]]],
+def test_sessions_across_high_ids_rank_as_a_plain_bm25(below: int, script: list[tuple[str, str, list[str]]],
                                                            keywords: list[str], limit: int) -> None:
     with tempfile.TemporaryDirectory() as directory:
         path, clock = Path(directory), FakeClock()
         with SessionStore(path, clock=clock, durable=False) as store:
             store.append("early", ChatMessage.user("w1 w2 w3"))  # a session of a low id, in the bitmaps' range
-        _plant_session_below(path, formats.KEYED_BELOW - below - 1)
+        _plant_session_below(path, HIGH_IDS - below - 1)
         with SessionStore(path, clock=clock, durable=False) as store:
             forks = 0
             for command, key, contents in script:
@@ -81,7 +81,7 @@ def test_sessions_across_keyed_below_rank_as_a_plain_bm25(below: int, script: li
                 scores = reference.scores(keyword)
                 hits = store.search_messages(keyword, 100)
                 assert {hit.session_key for hit in hits} == set(scores), keyword
-        assert _last_session_id(path) >= formats.KEYED_BELOW - below  # the script's sessions took the high ids
+        assert _last_session_id(path) >= HIGH_IDS - below  # the script's sessions took the high ids
 
 
 def _last_session_id(path: Path) -> int:
