@@ -59,6 +59,21 @@ class SnapshotRecord:
     counts: list[int]
 
 
+def _untouched_blobs(record: SnapshotRecord, untouched: int) -> tuple[list[str], list[int], int]:
+    """The leading blobs of ``record`` that hold only messages below ``untouched`` (no event since touched them):
+    their digests, their message counts, and the index of the first message they do not hold."""
+    kept: list[str] = []
+    counts: list[int] = []
+    start = 0
+    for digest, count in zip(record.chunks, record.counts):
+        if start + count > untouched:
+            break
+        kept.append(digest)
+        counts.append(count)
+        start += count
+    return kept, counts, start
+
+
 def take_snapshot(txn: WriteTransaction, log: EventLog, snapshots: SnapshotStore, stream_id: int, head: SessionHead,
                   chunks_from: Callable[[int], list[bytes] | None], event_hash: bytes,
                   recent: Sequence[Change] = ()) -> None:
@@ -75,18 +90,15 @@ def take_snapshot(txn: WriteTransaction, log: EventLog, snapshots: SnapshotStore
     """
     found = snapshots.latest(txn, stream_id, head.version)
     record = None if found is None else read_snapshot_record(stream_id, found[1])
-    kept, counts, start = [], [], 0
+    kept: list[str] = []
+    counts: list[int] = []
+    start = 0
     if found is not None and record is not None:
         recent_types = [type(change.event) for change in recent if change.version > found[0]]
         logged = log.stream_type_names(txn, stream_id, found[0], head.version - len(recent_types))
         types = [*map(_event_type, logged), *recent_types]
-        untouched = untouched_prefix(record.head.message_count, (EDIT_KINDS.get(kind) for kind in types))
-        for digest, count in zip(record.chunks, record.counts):
-            if start + count > untouched:
-                break
-            kept.append(digest)
-            counts.append(count)
-            start += count
+        kept, counts, start = _untouched_blobs(
+            record, untouched_prefix(record.head.message_count, (EDIT_KINDS.get(kind) for kind in types)))
     values = chunks_from(start)
     while values is None and kept:
         # No chunk begins there: the last blob kept was then the open chunk, which appends have since grown.
@@ -147,14 +159,8 @@ def derive_snapshots(txn: WriteTransaction, log: EventLog, snapshots: SnapshotSt
         else:
             changes = list(log_changes(log.read_stream(txn, stream_id, previous.head.version, target)))
             state, event_hash = fold(state, changes), changes[-1].hash
-            untouched = untouched_prefix(previous.head.message_count,
-                                         (EDIT_KINDS.get(type(change.event)) for change in changes))
-            for digest, count in zip(previous.chunks, previous.counts):
-                if start + count > untouched:
-                    break
-                kept.append(digest)
-                counts.append(count)
-                start += count
+            kept, counts, start = _untouched_blobs(previous, untouched_prefix(
+                previous.head.message_count, (EDIT_KINDS.get(type(change.event)) for change in changes)))
         values = [value for _, value in layout(state.messages[start:])]
         previous = _put_snapshot(txn, snapshots, stream_id, state.head, kept, counts, values, event_hash)
     return len(wanted)

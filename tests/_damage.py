@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import lmdb
@@ -41,3 +42,16 @@ def damaged_copy(source: Path, copy: Path, sizes: dict[bytes, int],
     finally:
         environment.close()
     return changed
+
+
+def change_value(path: Path, database: bytes, key: bytes, change: Callable[[bytes], bytes]) -> None:
+    """Replace the value at ``key`` of the store's named ``database`` (it must be there) by ``change`` of it."""
+    environment = lmdb.open(str(path), max_dbs=64)
+    try:
+        with environment.begin(write=True) as txn:
+            handle = environment.open_db(database, txn=txn, create=False)
+            stored = txn.get(key, db=handle)
+            assert stored is not None
+            txn.put(key, change(bytes(stored)), db=handle)
+    finally:
+        environment.close()

@@ -4,7 +4,6 @@ raises the store's ``StoreCorrupted`` (they ended in ``TypeError``, ``struct.err
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
 from pathlib import Path
 
 import lmdb
@@ -13,6 +12,8 @@ import pytest
 from eventstore import ChatMessage, SessionQuery, SessionStore, StoreCorrupted
 from projections.search import formats
 
+from _damage import change_value
+
 
 def _store(path: Path) -> None:
     with SessionStore(path, durable=False) as store:
@@ -20,17 +21,6 @@ def _store(path: Path) -> None:
         store.append_many("b", [ChatMessage.user("alpha"), ChatMessage.user("gamma")])
         store.catch_up()
 
-
-def _change(path: Path, database: bytes, key: bytes, change: Callable[[bytes], bytes]) -> None:
-    environment = lmdb.open(str(path), max_dbs=64)
-    try:
-        with environment.begin(write=True) as txn:
-            handle = environment.open_db(database, txn=txn, create=False)
-            stored = txn.get(key, db=handle)
-            assert stored is not None
-            txn.put(key, change(bytes(stored)), db=handle)
-    finally:
-        environment.close()
 
 
 def _term_id(path: Path, term: str) -> int:
@@ -54,19 +44,20 @@ def _queries_refuse(path: Path) -> None:
 def test_a_terms_head_cut_short_is_damage(tmp_path: Path) -> None:
     _store(tmp_path)
     # The head is the term's message count (u32), then its blocks (u32 each): 6 bytes hold half a block.
-    _change(tmp_path, b"search.summary", struct.pack(">I", _term_id(tmp_path, "alpha")), lambda value: value[:6])
+    change_value(tmp_path, b"search.summary", struct.pack(">I", _term_id(tmp_path, "alpha")), lambda value: value[:6])
     _queries_refuse(tmp_path)
 
 
 def test_a_head_without_its_message_count_is_damage(tmp_path: Path) -> None:
     _store(tmp_path)
-    _change(tmp_path, b"search.summary", struct.pack(">I", _term_id(tmp_path, "alpha")), lambda value: value[:2])
+    change_value(tmp_path, b"search.summary", struct.pack(">I", _term_id(tmp_path, "alpha")), lambda value: value[:2])
     _queries_refuse(tmp_path)
 
 
 def test_a_block_of_a_summary_cut_short_of_its_head_is_damage(tmp_path: Path) -> None:
     _store(tmp_path)
-    _change(tmp_path, b"search.blocks", struct.pack(">II", 0, _term_id(tmp_path, "alpha")), lambda value: value[:2])
+    key = struct.pack(">II", 0, _term_id(tmp_path, "alpha"))
+    change_value(tmp_path, b"search.blocks", key, lambda value: value[:2])
     _queries_refuse(tmp_path)
 
 
@@ -81,7 +72,7 @@ def test_a_tag_naming_a_message_past_the_sessions_postings_is_damage(tmp_path: P
         assert len(value) == 7 + 2 * 2 + 2 + 2 and value[13] == 0
         return value[:13] + bytes((5,)) + value[14:]
 
-    _change(tmp_path, b"search.blocks", block, retagged)
+    change_value(tmp_path, b"search.blocks", block, retagged)
     _queries_refuse(tmp_path)
 
 
@@ -93,7 +84,7 @@ def test_a_chunk_whose_message_ends_stop_short_of_its_postings_is_damage(tmp_pat
         assert value[1] == 2
         return value[:10] + value[8:10] + value[12:]
 
-    _change(tmp_path, b"search.docs", struct.pack(">II", 1, 0), ended_early)
+    change_value(tmp_path, b"search.docs", struct.pack(">II", 1, 0), ended_early)
     with SessionStore(tmp_path, durable=False) as store, \
             pytest.raises(StoreCorrupted, match="search index is damaged"):
         store.search_messages("gamma")
@@ -109,7 +100,7 @@ def test_an_event_whose_stream_id_is_past_the_index_is_damage_to_search_and_catc
 
     with SessionStore(tmp_path, durable=False) as store:
         store.append("c", ChatMessage.user("alpha after"))  # indexed later, by a query or catch_up
-    _change(tmp_path, b"log.events", struct.pack(">Q", 5), far_stream)
+    change_value(tmp_path, b"log.events", struct.pack(">Q", 5), far_stream)
     with SessionStore(tmp_path, durable=False) as store:
         for query in (lambda: store.search(SessionQuery("alpha")), lambda: store.search_messages("alpha"),
                       store.catch_up):
@@ -132,7 +123,7 @@ def test_a_head_whose_blocks_are_out_of_order_is_damage_that_verify_reports(tmp_
         assert list(blocks) == sorted(blocks)
         return value[:4] + struct.pack("<3I", *reversed(blocks))
 
-    _change(tmp_path, b"search.summary", struct.pack(">I", _term_id(tmp_path, "alpha")), reversed_blocks)
+    change_value(tmp_path, b"search.summary", struct.pack(">I", _term_id(tmp_path, "alpha")), reversed_blocks)
     with SessionStore(tmp_path, durable=False) as store:
         with pytest.raises(StoreCorrupted, match="search index is damaged"):
             store.search(SessionQuery("alpha beta"))  # a ValueError of an empty max() before

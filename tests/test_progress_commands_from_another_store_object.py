@@ -6,14 +6,15 @@ a failure of the store; in memory it waited for the rebuild's lock for ever)."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from eventstore import ChatMessage, EventStoreError, SessionStore, StoreBusy
+from eventstore import SessionStore
 from eventstore.storage import MemoryStorage
+
+from test_rebuild_progress_commands import refused_then_recorded
 
 
 def _on_disk(path: Path) -> tuple[SessionStore, SessionStore]:
@@ -39,26 +40,7 @@ def test_on_a_shared_log_through_another_object_sharing_the_replica_too(postgres
 
 def _refused_then_recorded(rebuilding: SessionStore, other: SessionStore) -> None:
     try:
-        rebuilding.append_many("k", [ChatMessage.user(f"m{number}") for number in range(2500)])
-        outcomes: list[int | EventStoreError] = []
-
-        def progress(done: int, total: int) -> None:
-            try:
-                outcomes.append(other.append("from the callback", ChatMessage.user(f"{done} of {total}")))
-            except EventStoreError as error:
-                outcomes.append(error)
-
-        rebuild = threading.Thread(target=rebuilding.rebuild_projections, args=(["catalog", "messages"], progress),
-                                   daemon=True)
-        rebuild.start()
-        rebuild.join(30)
-        assert not rebuild.is_alive(), "the rebuild waits for a command its own callback gave"
-        *during, last = outcomes
-        assert during and all(isinstance(outcome, StoreBusy) for outcome in during), outcomes
-        assert "nothing was recorded" in str(during[0])
-        assert last == 1 and other.load("from the callback") == [ChatMessage.user("2500 of 2500")]
-        assert len(rebuilding.load("k")) == 2500
-        assert rebuilding.verify().ok
+        refused_then_recorded(rebuilding, other)
     finally:
         other.close()
         rebuilding.close()

@@ -10,6 +10,8 @@ import pytest
 
 from eventstore import ChatMessage, SessionQuery, SessionStore, StoreCorrupted
 
+from _damage import change_value
+
 WORDS = "the store keeps every change as an event of its session message chunk log".split()
 
 
@@ -22,17 +24,12 @@ def _store(path: Path) -> None:
 
 
 def _flip(path: Path, database: bytes, key: bytes, offset: int, mask: int) -> None:
-    environment = lmdb.open(str(path), max_dbs=64)
-    try:
-        with environment.begin(write=True) as txn:
-            handle = environment.open_db(database, txn=txn, create=False)
-            stored = txn.get(key, db=handle)
-            assert stored is not None
-            value = bytearray(stored)
-            value[offset] ^= mask
-            txn.put(key, bytes(value), db=handle)
-    finally:
-        environment.close()
+    def flipped(value: bytes) -> bytes:
+        changed = bytearray(value)
+        changed[offset] ^= mask
+        return bytes(changed)
+
+    change_value(path, database, key, flipped)
 
 
 def _entries(path: Path, database: bytes) -> dict[bytes, bytes]:
