@@ -12,13 +12,13 @@ from collections.abc import Sequence
 import psycopg
 
 from eventstore import ChatMessage, SessionStore
-from eventstore.sharedlog import Commit, Committed, HeadMoved, SharedHead
+from eventstore.sharedlog import Commit, Committed, HeadMoved
 from eventstore.sharedlog import postgres as postgres_module
 from eventstore.sharedlog.postgres import SCHEMA_FORMAT, PostgresLog
 
 from conftest import schema_url
 from test_postgres_log import append, assert_chain, everything
-from test_postgres_store import heard, listening, replica_of
+from test_postgres_store import heard, listening, replica_of, server_reads
 
 PAST_INT4 = 3_000_000_000  # a head position past 2^31
 #: The group call of format-4 code: ``es_append_batch``, whose hints are int4.
@@ -168,15 +168,7 @@ def test_stores_of_another_schema_of_the_database_do_not_wake_a_store_nor_send_i
             theirs.append("k", ChatMessage.user(f"theirs {number}"))
         neighbour.append("k", ChatMessage.assistant("my neighbour's"))  # notified after the other schema's commits
         heard(mine, neighbour)
-        asked: list[int] = []
-        shared = replica_of(mine)._shared
-        real_read = shared.read
-
-        def read(after: int, limit: int) -> SharedHead:
-            asked.append(after)
-            return real_read(after, limit)
-
-        monkeypatch.setattr(shared, "read", read)
+        asked = server_reads(mine, monkeypatch)
         for _ in range(3):
             assert [m.content for m in mine.load("k")] == ["mine", "my neighbour's"]
         assert asked == [1]  # one round trip for the neighbour's commit; the other schema's heads named nothing

@@ -74,6 +74,20 @@ def lose_commits_after(postgres_url: str, position: int) -> None:
         connection.execute("UPDATE es_sessions SET version = %s", (position,))
 
 
+def server_reads(host: SessionStore, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """From now on, the ``after`` of each read of the log the host asks the server for, as they happen."""
+    asked: list[int] = []
+    shared = replica_of(host)._shared
+    real_read = shared.read
+
+    def read(after: int, limit: int) -> SharedHead:
+        asked.append(after)
+        return real_read(after, limit)
+
+    monkeypatch.setattr(shared, "read", read)
+    return asked
+
+
 def listening(host: SessionStore) -> None:
     deadline = time.monotonic() + 10
     while not replica_of(host).listening and time.monotonic() < deadline:
@@ -237,15 +251,7 @@ def test_a_read_skips_the_server_until_the_notification_of_a_foreign_commit(open
     one, two = open_host("one"), open_host("two")
     one.append("k", ChatMessage.user("mine"))
     listening(one)
-    asked: list[int] = []
-    shared = replica_of(one)._shared
-    real_read = shared.read
-
-    def read(after: int, limit: int) -> SharedHead:
-        asked.append(after)
-        return real_read(after, limit)
-
-    monkeypatch.setattr(shared, "read", read)
+    asked = server_reads(one, monkeypatch)
     assert [m.content for m in one.load("k")] == ["mine"]  # its own write, read without a round trip
     assert asked == []
     two.append("k", ChatMessage.assistant("theirs"))
