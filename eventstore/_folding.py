@@ -157,7 +157,8 @@ def derive_snapshots(txn: WriteTransaction, log: EventLog, snapshots: SnapshotSt
             state = fold_stream(txn, log, snapshots, stream_id, key, target)
             event_hash = log.read_version(txn, stream_id, target).hash
         else:
-            changes = list(log_changes(log.read_stream(txn, stream_id, previous.head.version, target)))
+            changes = list(log_changes(log.read_stream(txn, stream_id, previous.head.version, target),
+                                       RestoredCreationTimes(txn, log, snapshots)))
             state, event_hash = fold(state, changes), changes[-1].hash
             kept, counts, start = _untouched_blobs(previous, untouched_prefix(
                 previous.head.message_count, (EDIT_KINDS.get(type(change.event)) for change in changes)))
