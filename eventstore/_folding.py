@@ -157,7 +157,8 @@ def derive_snapshots(txn: WriteTransaction, log: EventLog, snapshots: SnapshotSt
             state = fold_stream(txn, log, snapshots, stream_id, key, target)
             event_hash = log.read_version(txn, stream_id, target).hash
         else:
-            changes = list(log_changes(log.read_stream(txn, stream_id, previous.head.version, target)))
+            changes = list(log_changes(log.read_stream(txn, stream_id, previous.head.version, target),
+                                       RestoredCreationTimes(txn, log, snapshots)))
             state, event_hash = fold(state, changes), changes[-1].hash
             kept, counts, start = _untouched_blobs(previous, untouched_prefix(
                 previous.head.message_count, (EDIT_KINDS.get(type(change.event)) for change in changes)))
@@ -267,9 +268,10 @@ class RestoredCreationTimes:
     """What a fold of a store's events reads a restore to a live session recorded without the session's creation
     time as (``_codec`` reads it as recorded, ``created_at`` ``None``): the same restore with the creation time of
     the session at the version it restored, folded from the log (from the nearest snapshot). Exact, and the
-    stored record is left as it is."""
+    stored record is left as it is. With no ``snapshots``, folded from the session's first event: what checks
+    and repairs of the snapshots use, so that a damaged one does not pass its damage on."""
 
-    def __init__(self, txn: ReadTransaction, log: EventLog, snapshots: SnapshotStore) -> None:
+    def __init__(self, txn: ReadTransaction, log: EventLog, snapshots: SnapshotStore | None) -> None:
         self._txn, self._log, self._snapshots = txn, log, snapshots
 
     def event(self, entry: StoredEvent, event: SessionEvent) -> SessionEvent:
@@ -306,12 +308,12 @@ def _recorded_at(entry: StoredEvent) -> datetime:
         raise StoreCorrupted(f"position {entry.position}: the recorded time is damaged") from None
 
 
-def fold_stream(txn: ReadTransaction, log: EventLog, snapshots: SnapshotStore, stream_id: int, key: str,
+def fold_stream(txn: ReadTransaction, log: EventLog, snapshots: SnapshotStore | None, stream_id: int, key: str,
                 version: int) -> SessionSnapshot:
-    """The session after its ``version``-th event; costs the events since the nearest snapshot."""
+    """The session after its ``version``-th event; costs the events since the nearest snapshot (with no
+    ``snapshots``, since its first event)."""
     state, start = empty_snapshot(key), 0
-    found = snapshots.latest(txn, stream_id, version)
-    if found is not None:
+    if snapshots is not None and (found := snapshots.latest(txn, stream_id, version)) is not None:
         snapshot = read_snapshot(txn, snapshots, stream_id, found[1])
         if snapshot is not None:
             state, start = snapshot[1], found[0]

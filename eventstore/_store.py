@@ -690,8 +690,9 @@ class SessionStore:
         """Make the content of every message of the session unrecoverable; return how many events changed.
 
         Each event keeps its place, type and hash (its original payload digest
-        stays, so the chain verifies); the session's snapshots are dropped and a
-        ``SessionRedacted`` event records the reason. Run ``vacuum`` afterwards
+        stays, so the chain verifies); the session's snapshots are taken again
+        from the redacted log and a ``SessionRedacted`` event records the
+        reason. Run ``vacuum`` afterwards
         to remove the old bytes from the file. Takes ``expected_version`` and
         ``idempotency_key`` like every command that changes one session.
         """

@@ -220,7 +220,7 @@ class Maintenance:
         for model in models:
             model.clear(txn)
         last = 0
-        creation_times = RestoredCreationTimes(txn, self._log, self._snapshots)
+        creation_times = RestoredCreationTimes(txn, self._log, None)  # from the log alone: a rebuild repairs snapshots
         # Runs of one session's events go to the read models as one batch.
         for stream_id, run in stream_runs(self._log.read_all(txn)):
             entries = list(run)
