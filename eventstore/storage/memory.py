@@ -70,6 +70,14 @@ class _Contents:
         #: Called after each commit; replaced whole when one is added or stopped, so a commit reads a stable list.
         self.listeners: tuple[Callable[[], None], ...] = ()
 
+    @contextmanager
+    def exclusive(self, path: Path) -> Iterator[None]:
+        """The writer's lock, refused to the thread that holds it: it would wait for itself for ever."""
+        if self.writing_thread == threading.get_ident():
+            raise StoreBusy.write_in_progress(path)
+        with self.write_lock:
+            yield
+
 
 class MemoryTransaction:
     """``WriteTransaction`` (and ``ReadTransaction``) over one snapshot of a ``MemoryStorage``."""
@@ -230,7 +238,7 @@ class MemoryStorage:
         self._check_open()
         if self.readonly and name not in self._contents.committed[1]:
             raise IncompatibleStore(f"the store has no {name} space; open it writable once to create it")
-        with self._contents.write_lock:
+        with self._contents.exclusive(self.path):
             commits, tables = self._contents.committed
             if name not in tables:
                 self._contents.committed = (commits, {**tables, name: _Table()})
@@ -246,9 +254,7 @@ class MemoryStorage:
         self._check_open()
         if self.readonly:
             raise StoreReadOnly(f"the store at {self.path} is open read-only")
-        if self._contents.writing_thread == threading.get_ident():  # it would wait for its own lock for ever
-            raise StoreBusy.write_in_progress(self.path)
-        with self._contents.write_lock:
+        with self._contents.exclusive(self.path):
             self._contents.writing_thread = threading.get_ident()
             try:
                 commits, tables = self._contents.committed
@@ -266,12 +272,12 @@ class MemoryStorage:
         return self._contents.committed[0]
 
     def watch_commits(self, listener: Callable[[], None]) -> Callable[[], None]:
-        contents = self._contents
-        with contents.write_lock:
+        contents, path = self._contents, self.path
+        with contents.exclusive(path):
             contents.listeners = (*contents.listeners, listener)
 
         def stop() -> None:
-            with contents.write_lock:
+            with contents.exclusive(path):
                 contents.listeners = tuple(other for other in contents.listeners if other is not listener)
 
         return stop
@@ -298,8 +304,8 @@ class MemoryStorage:
         self._check_open()
         if self.readonly:
             raise StoreReadOnly(f"the store at {self.path} is open read-only")
-        if rewrite is not None:
-            with self._contents.write_lock:
+        with self._contents.exclusive(self.path):
+            if rewrite is not None:
                 commits, tables = self._contents.committed
                 changes = rewrite(MemoryTransaction(commits, tables, writable=False))
                 changed = dict(tables)
