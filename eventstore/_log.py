@@ -931,9 +931,9 @@ class EventLog:
             return None
         return found[1] + version - found[0]
 
-    def stream_ids(self, txn: ReadTransaction) -> Iterator[tuple[int, str]]:
-        """Every stream id with its session key, in id order."""
-        for raw_id, raw_key in txn.scan(self._stream_keys):
+    def stream_ids(self, txn: ReadTransaction, start: int = 0) -> Iterator[tuple[int, str]]:
+        """Every stream id from ``start`` on with its session key, in id order."""
+        for raw_id, raw_key in txn.scan(self._stream_keys, _U64.pack(start) if start else None):
             try:
                 yield _U64.unpack(raw_id)[0], bytes(raw_key).decode()
             except (struct.error, UnicodeDecodeError):

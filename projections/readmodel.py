@@ -71,6 +71,9 @@ class Checkpoints:
     def put(self, txn: WriteTransaction, name: str, code_version: int, position: int) -> None:
         txn.put(self._db, name.encode(), _CHECKPOINT.pack(code_version, position))
 
+    def delete(self, txn: WriteTransaction, name: str) -> None:
+        txn.delete(self._db, name.encode())
+
     def all(self, txn: ReadTransaction) -> dict[str, Checkpoint]:
         return {bytes(k).decode(): _CHECKPOINT.unpack(v) for k, v in txn.scan(self._db)}
 

@@ -7,10 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import orjson
+import pytest
 
-from eventstore import ChatMessage, SessionStore
+from eventstore import ChatMessage, SessionStore, StoreFull
 from eventstore._folding import log_changes, view_of
+from eventstore.services import maintenance
 from eventstore.services.maintenance import SNAPSHOTS_VERSION
+from eventstore.services.writer import CommandWriter
+from eventstore.storage import WriteTransaction
 from projections.session import SessionSnapshot, empty_snapshot, fold
 
 EVERY = 10
@@ -142,3 +146,42 @@ def test_a_redaction_takes_its_sessions_snapshots_again_from_the_redacted_log(tm
         assert {"[redacted]"} == {m.content for m in store.session_at("long", version=EVERY * 3).messages}
         _assert_reads_right_from_near(store)
         assert store.verify().ok
+
+
+def test_a_store_at_its_size_cap_derives_a_batch_at_a_time_and_goes_on_where_it_stopped(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each batch commits alone: a store whose cap stops the derivation opens without the rest, and each later open
+    goes on from the first session not done instead of folding the whole log again in vain."""
+    _write(tmp_path)
+    _as_older_code_left_it(tmp_path)
+    monkeypatch.setattr(maintenance, "_DERIVATION_BATCH", 1)  # a session a batch
+    derived: list[str] = []
+    real = CommandWriter.derive_snapshots
+
+    def derive_until_full(self: CommandWriter, txn: WriteTransaction, stream_id: int, key: str) -> None:
+        derived.append(key)
+        if key != "long":
+            raise StoreFull("the store reached its size cap")
+        real(self, txn, stream_id, key)
+
+    monkeypatch.setattr(CommandWriter, "derive_snapshots", derive_until_full)
+    for _ in range(2):
+        with SessionStore(tmp_path, snapshot_every=EVERY) as store:
+            assert _snapshot_versions(store)["long"] == _multiples(store)["long"]
+            assert _snapshot_versions(store)["edited"] == []
+            assert store.verify().ok
+            with store._read() as txn:
+                resume = store._checkpoints.get(txn, "snapshots.next")
+                assert resume == (SNAPSHOTS_VERSION, _stream(store, txn, "edited"))
+            assert "snapshots.next" not in store.stats().checkpoints  # not a read model's
+    assert derived == ["long", "edited", "edited"]  # the second open did not fold "long" again
+    monkeypatch.setattr(CommandWriter, "derive_snapshots", real)
+    reports: list[tuple[int, int]] = []
+    with SessionStore(tmp_path, snapshot_every=EVERY, rebuild_progress=lambda *done: reports.append(done)) as store:
+        events = store.stats().events
+        assert _multiples(store) == _snapshot_versions(store)
+        assert reports[-1] == (events, events)
+        _assert_reads_right_from_near(store)
+        with store._read() as txn:
+            assert (SNAPSHOTS_VERSION, events) == store._checkpoints.get(txn, "snapshots")
+            assert store._checkpoints.get(txn, "snapshots.next") is None

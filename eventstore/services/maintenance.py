@@ -41,6 +41,11 @@ _PROGRESS_EVERY = 1000
 #: model's: ``stats`` leaves it out. Bump it when snapshots taken by earlier code may be missing or unusable.
 _SNAPSHOTS = "snapshots"
 SNAPSHOTS_VERSION = 1
+#: Where an unfinished derivation goes on: (``SNAPSHOTS_VERSION``, the next stream id). Each batch of about
+#: ``_DERIVATION_BATCH`` events commits on its own, so a store at its size cap stops after one failed batch and the
+#: next open goes on from there (in one transaction, every open of such a store retried a whole pass in vain).
+_SNAPSHOTS_NEXT = "snapshots.next"
+_DERIVATION_BATCH = 50_000
 
 
 @attrs.frozen
@@ -107,10 +112,10 @@ class Maintenance:
         self._storage.write(lambda txn: self._rebuild_outdated(txn, progress))
         with self._read() as txn:
             due = self._snapshots_due(txn)
-        if due:
-            # In a transaction of its own: snapshots are derived data, so a store at its size cap opens without them.
-            with contextlib.suppress(StoreFull):
-                self._storage.write(lambda txn: self._derive_missing_snapshots(txn, progress))
+        # Snapshots are derived data, so a store at its size cap opens without them.
+        with contextlib.suppress(StoreFull):
+            while due:
+                due = self._storage.write(lambda txn: self._derive_missing_snapshots(txn, progress))
         self._deferred.rebuild_outdated(progress)
 
     def rebuild_projections(self, names: Iterable[str] | None, progress: Progress | None) -> None:
@@ -174,27 +179,48 @@ class Maintenance:
         checkpoint = self._checkpoints.get(txn, _SNAPSHOTS)
         return checkpoint is None or checkpoint[0] < SNAPSHOTS_VERSION
 
-    def _derive_missing_snapshots(self, txn: WriteTransaction, progress: Progress | None) -> None:
-        """Once per store: take the snapshots that earlier code dropped (redactions, rebuilds) or stored in another
-        layout, so that point-in-time reads cost what they cost in a store this code wrote."""
-        if self._snapshots_due(txn):  # another process may have done it since
-            with contextlib.suppress(StoreCorrupted):  # damaged stream keys: the next open tries again
-                self._derive_snapshots(txn, progress)
+    def _derive_missing_snapshots(self, txn: WriteTransaction, progress: Progress | None) -> bool:
+        """Once per store, a batch at a time: take the snapshots that earlier code dropped (redactions, rebuilds) or
+        stored in another layout, so that point-in-time reads cost what they cost in a store this code wrote.
+        Returns whether batches remain."""
+        if not self._snapshots_due(txn):  # another process may have done it since
+            return False
+        resume = self._checkpoints.get(txn, _SNAPSHOTS_NEXT)
+        start = resume[1] if resume is not None and resume[0] == SNAPSHOTS_VERSION else 0
+        try:
+            following = self._derive_snapshots(txn, progress, start, _DERIVATION_BATCH)
+        except StoreCorrupted:  # damaged stream keys: the next open tries again
+            return False
+        if following is None:
+            return False
+        self._checkpoints.put(txn, _SNAPSHOTS_NEXT, SNAPSHOTS_VERSION, following)
+        return True
 
-    def _derive_snapshots(self, txn: WriteTransaction, progress: Progress | None) -> None:
-        """Take the snapshots every session lacks, from the log; ``progress(done, total)`` counts events."""
-        total, done, reported = self._log.head(txn)[0], 0, 0
-        for stream_id, key in list(self._log.stream_ids(txn)):
+    def _derive_snapshots(self, txn: WriteTransaction, progress: Progress | None, start: int = 0,
+                          budget: int | None = None) -> int | None:
+        """Take the snapshots every session from stream id ``start`` on lacks, from the log, until ``budget``
+        events are folded; ``progress(done, total)`` counts events. Returns the stream id to go on from, or ``None``
+        once every session has them (recorded by the ``_SNAPSHOTS`` checkpoint)."""
+        total, reported = self._log.head(txn)[0], 0
+        done = sum(self._log.stream_version(txn, stream_id) for stream_id, _ in self._log.stream_ids(txn)
+                   if stream_id < start) if start and progress is not None else 0
+        folded = 0
+        for stream_id, key in list(self._log.stream_ids(txn, start)):
+            if budget is not None and folded >= budget:
+                return stream_id
             # A session whose log or snapshots do not read is left as it is: verify names it.
             with contextlib.suppress(StoreCorrupted, IncompatibleStore):
                 self._writer.derive_snapshots(txn, stream_id, key)
-                done += self._log.stream_version(txn, stream_id)
+                events = self._log.stream_version(txn, stream_id)
+                done, folded = done + events, folded + events
             if progress is not None and done - reported >= _PROGRESS_EVERY:
                 progress(min(done, total), total)
                 reported = done
         self._checkpoints.put(txn, _SNAPSHOTS, SNAPSHOTS_VERSION, total)
+        self._checkpoints.delete(txn, _SNAPSHOTS_NEXT)
         if progress is not None:
             progress(total, total)
+        return None
 
     def _upgraded(self, txn: WriteTransaction, model: ReadModel) -> bool:
         """Whether ``model``, current with the log but stored by an older code version, was converted in place
@@ -397,5 +423,6 @@ class Maintenance:
                 snapshots=self._snapshots.count(txn), last_position=self._log.head(txn)[0],
                 import_receipts=len(self._receipts.all(txn)),
                 checkpoints={name: ProjectionCheckpoint(*checkpoint)
-                             for name, checkpoint in self._checkpoints.all(txn).items() if name != _SNAPSHOTS},
+                             for name, checkpoint in self._checkpoints.all(txn).items()
+                             if name not in (_SNAPSHOTS, _SNAPSHOTS_NEXT)},
                 usage=usage)
