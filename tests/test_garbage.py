@@ -117,6 +117,25 @@ def junk() -> st.SearchStrategy[Any]:
     )
 
 
+class CallbackRaised(Exception):
+    """What a callable drawn as garbage raised when the store called it (a progress callback given ``int``): the
+    caller's own error, which the store lets through (raising is how a caller stops a long rebuild)."""
+
+
+def _traced(value: Any) -> Any:
+    """``value``, or for a callable one that raises ``CallbackRaised`` for whatever ``value`` raises."""
+    if not callable(value):
+        return value
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return value(*args, **kwargs)
+        except Exception as error:
+            raise CallbackRaised(repr(value)) from error
+
+    return call
+
+
 #: Built once: building a recursive strategy costs more than drawing from it.
 JUNK = junk()
 
@@ -221,20 +240,21 @@ def figures() -> Iterator[None]:
 @examples()
 @given(data=st.data())
 def test_garbage_arguments(garbage_store: SessionStore, method: str, data: st.DataObject) -> None:
-    """Garbage in one or more arguments: only an EventStoreError escapes, and a refused call writes nothing."""
+    """Garbage in one or more arguments: only an EventStoreError escapes (or what a callable given as garbage
+    raised when the store called it), and a refused call writes nothing."""
     parameters = _parameters(method)
     spoiled = data.draw(st.sets(st.sampled_from([p.name for p in parameters]), min_size=1), label="garbage in")
     arguments = {}
     for parameter in parameters:
         if parameter.name in spoiled:
-            arguments[parameter.name] = data.draw(JUNK, label=parameter.name)
+            arguments[parameter.name] = _traced(data.draw(JUNK, label=parameter.name))
         elif parameter.default is inspect.Parameter.empty or data.draw(st.booleans(), label=f"pass {parameter.name}"):
             arguments[parameter.name] = data.draw(_valid(parameter), label=parameter.name)
     tried[method] = tried.get(method, 0) + 1
     before = digest(garbage_store)
     try:
         _call(garbage_store, method, arguments, parameters)
-    except EventStoreError:
+    except (EventStoreError, CallbackRaised):
         assert digest(garbage_store) == before, f"{method} raised, but wrote"
     # Anything else propagates and fails the test: an undocumented exception escaped.
 
@@ -410,7 +430,7 @@ def test_garbage_constructor_arguments(scratch_dir: Path, spoil: str, data: st.D
     arguments: dict[str, Any] = {}
     for parameter in parameters[1:]:
         if parameter.name in spoiled:
-            arguments[parameter.name] = data.draw(JUNK, label=parameter.name)
+            arguments[parameter.name] = _traced(data.draw(JUNK, label=parameter.name))
         elif data.draw(st.booleans(), label=f"pass {parameter.name}"):
             arguments[parameter.name] = data.draw(CONSTRUCTOR_VALID.get(parameter.name, st.just(parameter.default)),
                                                   label=parameter.name)
@@ -700,3 +720,15 @@ def test_event_from_a_newer_version_refused_when_read(written: Path, event: str)
         report = store.verify()
         assert not report.ok
         assert any(all(word in problem for word in words) for problem in report.problems), report.problems
+
+
+@pytest.mark.parametrize("callback", [int, type, lambda done, total: 1 / 0], ids=["int", "type", "raising"])
+@pytest.mark.parametrize("method", ["verify", "rebuild_projections"])
+def test_a_progress_callback_that_raises_stops_the_call_with_its_own_error(
+        garbage_store: SessionStore, method: str, callback: Callable[..., Any]) -> None:
+    """Found drawing garbage: ``verify(progress=type)``. The callback's error comes through unchanged (how a caller
+    stops a long rebuild), and the call writes nothing."""
+    before = digest(garbage_store)
+    with pytest.raises((TypeError, ValueError, ZeroDivisionError)):
+        getattr(garbage_store, method)(progress=callback)
+    assert digest(garbage_store) == before
