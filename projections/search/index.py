@@ -11,10 +11,14 @@ events in memory (``overlay``) or catching it up (``prepare`` then ``write``).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
+
+from pyroaring import BitMap
 
 from eventstore._codec import EncodedEvent, appended_content, decode_event
 from eventstore._errors import EventStoreError, IncompatibleStore, StoreCorrupted
@@ -37,14 +41,18 @@ from ..session import (
     message_edit,
 )
 from . import queries
-from .formats import MAX_ID, META_GENERATION
+from .formats import MAX_ID, META_GENERATION, Summary
 from .queries import Texts
 from .reader import IndexReader, SearchSpaces, TermIds
 from .tokenizer import QueryWord
 from .verification import check_index, dump_index
 from .writer import IndexWriter
 
-__all__ = ["SearchIndex"]
+__all__ = ["QUERY_CACHE_BYTES", "CachedReader", "SearchIndex"]
+
+#: Bytes (roughly: the stored values they were decoded from) of decoded summaries and message maps that queries of
+#: one committed state share.
+QUERY_CACHE_BYTES = 32 << 20
 
 
 class SearchIndex:
@@ -62,6 +70,7 @@ class SearchIndex:
     def __init__(self, open_space: OpenSpace) -> None:
         self._spaces = SearchSpaces.open(open_space)
         self._term_ids = TermIds()
+        self._decoded = _DecodedStates()
 
     # -- folding events ------------------------------------------------------------
 
@@ -142,8 +151,11 @@ class SearchIndex:
     # -- queries -------------------------------------------------------------------
 
     def reader(self, txn: ReadTransaction, read_only: bool = False) -> IndexReader:
-        """The index as stored, through ``txn`` (``read_only``: a read transaction, the cache may learn)."""
-        return IndexReader(self._spaces, self._term_ids, txn, learn=read_only)
+        """The index as stored, through ``txn`` (``read_only``: a read transaction, the caches may learn: the term
+        ids, and the summaries and maps the queries of its committed state decode)."""
+        if read_only:
+            return CachedReader(self._spaces, self._term_ids, txn, self._decoded.of(txn.snapshot_id()))
+        return IndexReader(self._spaces, self._term_ids, txn)
 
     @staticmethod
     def search_sessions(view: IndexReader, words: Sequence[QueryWord], limit: int,
@@ -171,6 +183,83 @@ class SearchIndex:
     def dump(self, txn: ReadTransaction) -> dict[str, Any]:
         """The index's content, independent of term ids, for comparing two builds."""
         return dump_index(self.reader(txn))
+
+
+V = TypeVar("V")
+
+
+class _Decoded:
+    """Values decoded from one committed state of the store, least recently used first, within a budget of bytes."""
+
+    def __init__(self, snapshot: int, budget: int) -> None:
+        self.snapshot, self._budget = snapshot, budget
+        self._values: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()  # queries in several threads may share a state
+
+    def get(self, key: Hashable, decode: Callable[[], V], size: Callable[[V], int]) -> V:
+        """The value of ``key``, decoded (and kept, as ``size(value)`` bytes) when not held."""
+        with self._lock:
+            found = self._values.get(key)
+            if found is not None:
+                self._values.move_to_end(key)
+                return found[0]  # type: ignore[no-any-return]
+        value = decode()  # outside the lock: a damaged value raises, and nothing is kept
+        cost = size(value)
+        with self._lock:
+            if cost <= self._budget and key not in self._values:
+                self._values[key] = value, cost
+                self._size += cost
+                while self._size > self._budget:
+                    self._size -= self._values.popitem(last=False)[1][1]
+        return value
+
+
+class _DecodedStates:
+    """The ``_Decoded`` of the committed state the latest query read (a commit since starts a new one)."""
+
+    def __init__(self, budget: int = QUERY_CACHE_BYTES) -> None:
+        self._budget = budget
+        self._latest: _Decoded | None = None
+
+    def of(self, snapshot: int) -> _Decoded:
+        latest = self._latest
+        if latest is None or latest.snapshot != snapshot:
+            # A reader keeps the state it was given: one of an older snapshot in another thread never mixes in.
+            latest = self._latest = _Decoded(snapshot, self._budget)
+        return latest
+
+
+class CachedReader(IndexReader):
+    """An ``IndexReader`` of a read transaction whose terms' summaries and message maps are decoded once for all
+    the queries that read the same committed state (``ReadTransaction.snapshot_id``): any commit, a catch-up, a
+    redaction or a rebuild among them, and another process's, names another state, so nothing stale is served.
+
+    The values it returns are shared: callers may not change them (as ``IndexReader`` asks of its maps).
+    """
+
+    def __init__(self, spaces: SearchSpaces, term_ids: TermIds, txn: ReadTransaction, decoded: _Decoded) -> None:
+        super().__init__(spaces, term_ids, txn, learn=True)
+        self._decoded = decoded
+
+    def summary(self, tid: int) -> Summary | None:
+        return self._decoded.get(("summary", tid), lambda: IndexReader.summary(self, tid), _summary_bytes)
+
+    def term_map(self, tid: int, block: int) -> BitMap | None:
+        return self._decoded.get(("map", tid, block), lambda: IndexReader.term_map(self, tid, block), _map_bytes)
+
+
+def _summary_bytes(summary: Summary | None) -> int:
+    """What a summary holds: its blocks' stored values, and its sessions joined (levels, tags, ids: 6 bytes each)."""
+    return 64 if summary is None else sum(len(block.raw) for _, block in summary.blocks) + 6 * summary.sessions
+
+
+def _map_bytes(keys: BitMap | None) -> int:
+    if keys is None:
+        return 64
+    held = keys.get_statistics()
+    return (64 + 16 * held["n_containers"] + held["n_bytes_array_containers"] + held["n_bytes_run_containers"]
+            + held["n_bytes_bitset_containers"])
 
 
 class _Change(NamedTuple):
