@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import os
 import threading
-from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
 from pyroaring import BitMap
 
@@ -185,34 +184,57 @@ class SearchIndex:
         return dump_index(self.reader(txn))
 
 
-V = TypeVar("V")
+class _Term:
+    """A term's summary and the message maps queries read of it, decoded from one committed state."""
+
+    __slots__ = ("summary", "maps")
+
+    def __init__(self, summary: Summary) -> None:
+        self.summary = summary
+        self.maps: dict[int, BitMap | None] = {}  # by block, filled as queries read them
 
 
 class _Decoded:
-    """Values decoded from one committed state of the store, least recently used first, within a budget of bytes."""
+    """Terms decoded from one committed state of the store, within a budget of bytes (the oldest go first).
+
+    A term is one entry, its maps within it, so that a query pays the cache's upkeep once a term, not once a block.
+    """
 
     def __init__(self, snapshot: int, budget: int) -> None:
         self.snapshot, self._budget = snapshot, budget
-        self._values: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
+        self._terms: dict[int, _Term | None] = {}
+        self._costs: dict[int, int] = {}
         self._size = 0
         self._lock = threading.Lock()  # queries in several threads may share a state
 
-    def get(self, key: Hashable, decode: Callable[[], V], size: Callable[[V], int]) -> V:
-        """The value of ``key``, decoded (and kept, as ``size(value)`` bytes) when not held."""
+    def term(self, tid: int, decode: Callable[[], Summary | None]) -> _Term | None:
+        """Term ``tid``, decoded (and kept) when not held; ``None`` when no message holds it."""
+        found = self._terms.get(tid, _ABSENT)
+        if found is not _ABSENT:
+            return found  # type: ignore[return-value]
+        summary = decode()  # a damaged value raises, and nothing is kept
+        term = None if summary is None else _Term(summary)
+        cost = _term_bytes(summary)
         with self._lock:
-            found = self._values.get(key)
-            if found is not None:
-                self._values.move_to_end(key)
-                return found[0]  # type: ignore[no-any-return]
-        value = decode()  # outside the lock: a damaged value raises, and nothing is kept
-        cost = size(value)
-        with self._lock:
-            if cost <= self._budget and key not in self._values:
-                self._values[key] = value, cost
+            if tid not in self._terms and cost <= self._budget:
+                self._terms[tid], self._costs[tid] = term, cost
                 self._size += cost
                 while self._size > self._budget:
-                    self._size -= self._values.popitem(last=False)[1][1]
-        return value
+                    oldest = next(iter(self._terms))
+                    del self._terms[oldest]
+                    self._size -= self._costs.pop(oldest)
+        return term
+
+
+#: What ``_Decoded.term`` holds for a term not yet decoded (``None`` is a term no message holds).
+_ABSENT = object()
+
+
+def _term_bytes(summary: Summary | None) -> int:
+    """A generous count of a term's bytes: its blocks' stored values, its sessions joined (levels, tags, ids: 6
+    bytes each), and its message maps (at most 2 bytes a key: a few keys a session, in blocks of at most
+    ``MAP_UP_TO`` of its sessions)."""
+    return 64 if summary is None else sum(len(block.raw) for _, block in summary.blocks) + 12 * summary.sessions
 
 
 class _DecodedStates:
@@ -241,25 +263,26 @@ class CachedReader(IndexReader):
     def __init__(self, spaces: SearchSpaces, term_ids: TermIds, txn: ReadTransaction, decoded: _Decoded) -> None:
         super().__init__(spaces, term_ids, txn, learn=True)
         self._decoded = decoded
+        self._read: dict[int, _Term | None] = {}  # this reader's terms, also those the budget did not keep
+
+    def _term(self, tid: int) -> _Term | None:
+        found = self._read.get(tid, _ABSENT)  # a query reads a term's maps block by block: most calls find it
+        if found is _ABSENT:
+            found = self._read[tid] = self._decoded.term(tid, lambda: IndexReader.summary(self, tid))
+        return found  # type: ignore[return-value]
 
     def summary(self, tid: int) -> Summary | None:
-        return self._decoded.get(("summary", tid), lambda: IndexReader.summary(self, tid), _summary_bytes)
+        term = self._term(tid)
+        return None if term is None else term.summary
 
     def term_map(self, tid: int, block: int) -> BitMap | None:
-        return self._decoded.get(("map", tid, block), lambda: IndexReader.term_map(self, tid, block), _map_bytes)
-
-
-def _summary_bytes(summary: Summary | None) -> int:
-    """What a summary holds: its blocks' stored values, and its sessions joined (levels, tags, ids: 6 bytes each)."""
-    return 64 if summary is None else sum(len(block.raw) for _, block in summary.blocks) + 6 * summary.sessions
-
-
-def _map_bytes(keys: BitMap | None) -> int:
-    if keys is None:
-        return 64
-    held = keys.get_statistics()
-    return (64 + 16 * held["n_containers"] + held["n_bytes_array_containers"] + held["n_bytes_run_containers"]
-            + held["n_bytes_bitset_containers"])
+        term = self._term(tid)
+        if term is None:  # no message holds it: it has no maps either
+            return None
+        maps = term.maps
+        if block not in maps:
+            maps[block] = IndexReader.term_map(self, tid, block)
+        return maps[block]
 
 
 class _Change(NamedTuple):
