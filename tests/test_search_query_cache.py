@@ -190,3 +190,22 @@ def test_cached_queries_rank_as_uncached_ones(commands: list[tuple[str, int, lis
                 with store._read() as txn:
                     listed = store._catalog.metadata_of(txn, [sid for sid, _ in expected])
                 assert _keys(store, keyword) == [metadata.key for metadata in listed]
+
+
+def test_a_reader_reading_every_term_keeps_a_bounded_number(opened: SessionStore,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """``verify`` reads every term's summary through the reader of a current index: it keeps no more of them than
+    a query's worth (and the shared state its budget)."""
+    opened.append_many("many", [ChatMessage.user(f"word{number}") for number in range(300)])
+    opened.catch_up()
+    monkeypatch.setattr(opened._search_index, "_decoded", search_index._DecodedStates(4000))
+    with opened._read() as txn:
+        reader = opened._search_index.reader(txn, read_only=True)
+        assert isinstance(reader, search_index.CachedReader)
+        kept = 0
+        for number in range(300):
+            tid = reader.tid(f"word{number}")
+            assert tid is not None and reader.summary(tid) is not None
+            kept = max(kept, len(reader._read))
+        assert kept == search_index._READER_TERMS
+    assert opened.verify().ok

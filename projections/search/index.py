@@ -5,7 +5,8 @@ It folds ``message_edit`` of every event, so only current messages match
 restore adds back). It is a deferred read model (see ``DeferredReadModel`` in
 ``eventstore/_deferred.py``, and ``docs/search.md`` for why): commands leave it
 behind the log, and reads bring it up to date first, applying a few missing
-events in memory (``overlay``) or catching it up (``prepare`` then ``write``).
+events in memory (``overlay``) or catching it up (``prepare`` then ``write``). Queries of a current index read it
+through a ``CachedReader``, which keeps the terms it decodes for the other queries of the same committed state.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from ..session import (
 )
 from . import queries
 from .formats import MAX_ID, META_GENERATION, Summary
+from .planning import MAX_QUERY_TERMS
 from .queries import Texts
 from .reader import IndexReader, SearchSpaces, TermIds
 from .tokenizer import QueryWord
@@ -226,6 +228,8 @@ class _Decoded:
         return term
 
 
+#: Terms a ``CachedReader`` keeps of its own: twice what a query may resolve to.
+_READER_TERMS = 2 * MAX_QUERY_TERMS
 #: What ``_Decoded.term`` holds for a term not yet decoded (``None`` is a term no message holds).
 _ABSENT = object()
 
@@ -268,6 +272,8 @@ class CachedReader(IndexReader):
     def _term(self, tid: int) -> _Term | None:
         found = self._read.get(tid, _ABSENT)  # a query reads a term's maps block by block: most calls find it
         if found is _ABSENT:
+            if len(self._read) >= _READER_TERMS:  # more terms than a query has: a check reading every summary
+                self._read.clear()
             found = self._read[tid] = self._decoded.term(tid, lambda: IndexReader.summary(self, tid))
         return found  # type: ignore[return-value]
 
