@@ -5,16 +5,20 @@ It folds ``message_edit`` of every event, so only current messages match
 restore adds back). It is a deferred read model (see ``DeferredReadModel`` in
 ``eventstore/_deferred.py``, and ``docs/search.md`` for why): commands leave it
 behind the log, and reads bring it up to date first, applying a few missing
-events in memory (``overlay``) or catching it up (``prepare`` then ``write``).
+events in memory (``overlay``) or catching it up (``prepare`` then ``write``). Queries of a current index read it
+through a ``CachedReader``, which keeps the terms it decodes for the other queries of the same committed state.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, NamedTuple
+
+from pyroaring import BitMap
 
 from eventstore._codec import EncodedEvent, appended_content, decode_event
 from eventstore._errors import EventStoreError, IncompatibleStore, StoreCorrupted
@@ -37,14 +41,19 @@ from ..session import (
     message_edit,
 )
 from . import queries
-from .formats import MAX_ID, META_GENERATION
+from .formats import MAX_ID, META_GENERATION, Summary
+from .planning import MAX_QUERY_TERMS
 from .queries import Texts
 from .reader import IndexReader, SearchSpaces, TermIds
 from .tokenizer import QueryWord
 from .verification import check_index, dump_index
 from .writer import IndexWriter
 
-__all__ = ["SearchIndex"]
+__all__ = ["QUERY_CACHE_BYTES", "CachedReader", "SearchIndex"]
+
+#: Bytes (roughly: the stored values they were decoded from) of decoded summaries and message maps that queries of
+#: one committed state share.
+QUERY_CACHE_BYTES = 32 << 20
 
 
 class SearchIndex:
@@ -62,6 +71,7 @@ class SearchIndex:
     def __init__(self, open_space: OpenSpace) -> None:
         self._spaces = SearchSpaces.open(open_space)
         self._term_ids = TermIds()
+        self._decoded = _DecodedStates()
 
     # -- folding events ------------------------------------------------------------
 
@@ -142,8 +152,11 @@ class SearchIndex:
     # -- queries -------------------------------------------------------------------
 
     def reader(self, txn: ReadTransaction, read_only: bool = False) -> IndexReader:
-        """The index as stored, through ``txn`` (``read_only``: a read transaction, the cache may learn)."""
-        return IndexReader(self._spaces, self._term_ids, txn, learn=read_only)
+        """The index as stored, through ``txn`` (``read_only``: a read transaction, the caches may learn: the term
+        ids, and the summaries and maps the queries of its committed state decode)."""
+        if read_only:
+            return CachedReader(self._spaces, self._term_ids, txn, self._decoded.of(txn.snapshot_id()))
+        return IndexReader(self._spaces, self._term_ids, txn)
 
     @staticmethod
     def search_sessions(view: IndexReader, words: Sequence[QueryWord], limit: int,
@@ -171,6 +184,111 @@ class SearchIndex:
     def dump(self, txn: ReadTransaction) -> dict[str, Any]:
         """The index's content, independent of term ids, for comparing two builds."""
         return dump_index(self.reader(txn))
+
+
+class _Term:
+    """A term's summary and the message maps queries read of it, decoded from one committed state."""
+
+    __slots__ = ("summary", "maps")
+
+    def __init__(self, summary: Summary) -> None:
+        self.summary = summary
+        self.maps: dict[int, BitMap | None] = {}  # by block, filled as queries read them
+
+
+class _Decoded:
+    """Terms decoded from one committed state of the store, within a budget of bytes (the oldest go first).
+
+    A term is one entry, its maps within it, so that a query pays the cache's upkeep once a term, not once a block.
+    """
+
+    def __init__(self, snapshot: int, budget: int) -> None:
+        self.snapshot, self._budget = snapshot, budget
+        self._terms: dict[int, _Term | None] = {}
+        self._costs: dict[int, int] = {}
+        self._size = 0
+        self._lock = threading.Lock()  # queries in several threads may share a state
+
+    def term(self, tid: int, decode: Callable[[], Summary | None]) -> _Term | None:
+        """Term ``tid``, decoded (and kept) when not held; ``None`` when no message holds it."""
+        found = self._terms.get(tid, _ABSENT)
+        if found is not _ABSENT:
+            return found  # type: ignore[return-value]
+        summary = decode()  # a damaged value raises, and nothing is kept
+        term = None if summary is None else _Term(summary)
+        cost = _term_bytes(summary)
+        with self._lock:
+            if tid not in self._terms and cost <= self._budget:
+                self._terms[tid], self._costs[tid] = term, cost
+                self._size += cost
+                while self._size > self._budget:
+                    oldest = next(iter(self._terms))
+                    del self._terms[oldest]
+                    self._size -= self._costs.pop(oldest)
+        return term
+
+
+#: Terms a ``CachedReader`` keeps of its own: twice what a query may resolve to.
+_READER_TERMS = 2 * MAX_QUERY_TERMS
+#: What ``_Decoded.term`` holds for a term not yet decoded (``None`` is a term no message holds).
+_ABSENT = object()
+
+
+def _term_bytes(summary: Summary | None) -> int:
+    """A generous count of a term's bytes: its blocks' stored values, its sessions joined (levels, tags, ids: 6
+    bytes each), and its message maps (at most 2 bytes a key: a few keys a session, in blocks of at most
+    ``MAP_UP_TO`` of its sessions)."""
+    return 64 if summary is None else sum(len(block.raw) for _, block in summary.blocks) + 12 * summary.sessions
+
+
+class _DecodedStates:
+    """The ``_Decoded`` of the committed state the latest query read (a commit since starts a new one)."""
+
+    def __init__(self, budget: int = QUERY_CACHE_BYTES) -> None:
+        self._budget = budget
+        self._latest: _Decoded | None = None
+
+    def of(self, snapshot: int) -> _Decoded:
+        latest = self._latest
+        if latest is None or latest.snapshot != snapshot:
+            # A reader keeps the state it was given: one of an older snapshot in another thread never mixes in.
+            latest = self._latest = _Decoded(snapshot, self._budget)
+        return latest
+
+
+class CachedReader(IndexReader):
+    """An ``IndexReader`` of a read transaction whose terms' summaries and message maps are decoded once for all
+    the queries that read the same committed state (``ReadTransaction.snapshot_id``): any commit, a catch-up, a
+    redaction or a rebuild among them, and another process's, names another state, so nothing stale is served.
+
+    The values it returns are shared: callers may not change them (as ``IndexReader`` asks of its maps).
+    """
+
+    def __init__(self, spaces: SearchSpaces, term_ids: TermIds, txn: ReadTransaction, decoded: _Decoded) -> None:
+        super().__init__(spaces, term_ids, txn, learn=True)
+        self._decoded = decoded
+        self._read: dict[int, _Term | None] = {}  # this reader's terms, also those the budget did not keep
+
+    def _term(self, tid: int) -> _Term | None:
+        found = self._read.get(tid, _ABSENT)  # a query reads a term's maps block by block: most calls find it
+        if found is _ABSENT:
+            if len(self._read) >= _READER_TERMS:  # more terms than a query has: a check reading every summary
+                self._read.clear()
+            found = self._read[tid] = self._decoded.term(tid, lambda: IndexReader.summary(self, tid))
+        return found  # type: ignore[return-value]
+
+    def summary(self, tid: int) -> Summary | None:
+        term = self._term(tid)
+        return None if term is None else term.summary
+
+    def term_map(self, tid: int, block: int) -> BitMap | None:
+        term = self._term(tid)
+        if term is None:  # no message holds it: it has no maps either
+            return None
+        maps = term.maps
+        if block not in maps:
+            maps[block] = IndexReader.term_map(self, tid, block)
+        return maps[block]
 
 
 class _Change(NamedTuple):

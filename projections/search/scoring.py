@@ -88,4 +88,15 @@ def may_reach(bound: float, score: float) -> bool:
 
 def ranked(scored: Mapping[K, float], recency: Callable[[K], tuple[int, ...]], limit: int) -> list[K]:
     """The ``limit`` best keys of ``scored``: highest score first; equal scores by ``recency``, highest first."""
-    return heapq.nlargest(limit, scored, key=lambda key: (scored[key], recency(key)))
+    def order(key: K) -> tuple[float, tuple[int, ...]]:
+        return scored[key], recency(key)
+
+    if len(scored) <= _SORT_UP_TO * limit:
+        # What nlargest gives (a stable sort), in C: its heap loop is Python code, a step a key.
+        return sorted(scored, key=order, reverse=True)[:limit]
+    return heapq.nlargest(limit, scored, key=order)
+
+
+#: ``ranked`` sorts every key when they are at most this many times ``limit`` (a query's candidates: the sessions at
+#: or above the cut, ties and all), and keeps a heap of ``limit`` among more.
+_SORT_UP_TO = 4

@@ -1,0 +1,211 @@
+"""The search index's cache of decoded summaries and message maps (``index.CachedReader``).
+
+Queries of one committed state share what they decode; every commit names another state, so a search after a
+removal, a redaction, a rebuild or another store object's commit never sees a cached word, and the cache stays
+within its budget. Checked against the same queries through a plain ``IndexReader`` of the same transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from eventstore import ChatMessage, SessionQuery, SessionStore
+from eventstore.storage import MemoryStorage
+from projections.search import formats
+from projections.search import index as search_index
+from projections.search import queries as search_queries
+from projections.search.reader import IndexReader
+from projections.search.tokenizer import parse_query
+
+from conftest import FakeClock
+
+#: Messages that put two words in enough sessions for the shared-sessions path, with message maps in small blocks.
+_WORDS = ("amber", "basil", "cedar", "delta", "ember", "fjord")
+
+
+@pytest.fixture(params=("lmdb", "memory"))
+def opened(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Iterator[SessionStore]:
+    if request.param == "lmdb":
+        store = SessionStore(tmp_path / "store", clock=clock, durable=False)
+    else:
+        store = SessionStore.on_storage(MemoryStorage(tmp_path / "store"), clock=clock)
+    with store:
+        yield store
+
+
+@pytest.fixture
+def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks of 16 sessions, maps from 2: a few dozen sessions spread over blocks with and without maps."""
+    monkeypatch.setattr(formats, "BLOCK_BITS", 4)
+    monkeypatch.setattr(formats, "MAP_FROM", 2)
+
+
+def _fill(store: SessionStore, sessions: int = 40) -> None:
+    for number in range(sessions):
+        texts = [f"{_WORDS[number % 6]} {_WORDS[(number * 5 + index) % 6]} filler{index}" for index in range(4)]
+        store.append_many(f"s{number}", [ChatMessage.user(text) for text in texts])
+    store.catch_up()
+
+
+def _keys(store: SessionStore, keyword: str, limit: int = 10) -> list[str]:
+    return [found.key for found in store.search(SessionQuery(keyword, limit))]
+
+
+def _uncached(store: SessionStore, keyword: str, limit: int = 10) -> list[tuple[int, float]]:
+    """The same query through a plain reader of a fresh read transaction (nothing cached)."""
+    index = store._search_index
+    with store._read() as txn:
+        view = IndexReader(index._spaces, index._term_ids, txn)
+        return search_queries.search_sessions(view, parse_query(keyword), limit)
+
+
+def _cached(store: SessionStore, keyword: str, limit: int = 10) -> list[tuple[int, float]]:
+    with store._read() as txn:
+        return search_queries.search_sessions(store._search_index.reader(txn, read_only=True),
+                                              parse_query(keyword), limit)
+
+
+def _counting_block_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    reads: list[int] = []
+    plain = IndexReader.block_raw
+
+    def counted(self: IndexReader, tid: int, block: int) -> bytes | None:
+        reads.append(tid)
+        return plain(self, tid, block)
+
+    monkeypatch.setattr(IndexReader, "block_raw", counted)
+    return reads
+
+
+def test_queries_of_one_state_decode_a_term_once(opened: SessionStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fill(opened)
+    reads = _counting_block_reads(monkeypatch)
+    first = _keys(opened, "amber basil")
+    assert reads, "the first query reads the terms' blocks"
+    del reads[:]
+    assert _keys(opened, "amber basil") == first
+    assert _keys(opened, "basil amber") == first
+    assert reads == [], "the same state's later queries read no block again"
+    opened.append("s0", ChatMessage.user("amber"))  # a commit: another state
+    opened.catch_up()
+    _keys(opened, "amber basil")
+    assert reads, "a query of a later state decodes afresh"
+
+
+def test_removed_and_redacted_words_are_not_served(opened: SessionStore) -> None:
+    _fill(opened, 8)
+    opened.append("late", ChatMessage.user("zephyr quartz amber"))
+    opened.catch_up()
+    assert _keys(opened, "zephyr") == ["late"] and _keys(opened, "quartz zephyr") == ["late"]
+    assert _keys(opened, "amber zephyr", 50)[0] == "late"
+    opened.remove_last("late")
+    assert _keys(opened, "zephyr") == []  # read-your-writes: in memory over the index
+    opened.catch_up()
+    assert _keys(opened, "zephyr") == [] and _keys(opened, "quartz zephyr") == []
+    # "amber" stays in other sessions: its summary, decoded again, no longer holds the session.
+    assert "late" not in _keys(opened, "amber zephyr", 50)
+    assert _cached(opened, "amber zephyr", 50) == _uncached(opened, "amber zephyr", 50)
+    opened.append("late", ChatMessage.user("zephyr quartz amber"))
+    opened.catch_up()
+    assert _keys(opened, "zephyr quartz") == ["late"] and _keys(opened, "amber quartz", 50)[0] == "late"
+    opened.redact("late", "asked to")
+    opened.catch_up()
+    assert _keys(opened, "zephyr") == [] and _keys(opened, "zephyr quartz") == []
+    assert _cached(opened, "amber quartz", 50) == _uncached(opened, "amber quartz", 50)
+    assert all(sid != 9 for sid, _ in _cached(opened, "amber quartz", 50))  # the ninth session, redacted
+
+
+def test_a_rebuild_is_a_new_state(opened: SessionStore, small_blocks: None) -> None:
+    _fill(opened)
+    before = _keys(opened, "cedar delta")
+    opened.rebuild_projections(["search"])  # term ids change; the log position does not
+    assert _keys(opened, "cedar delta") == before
+    assert _cached(opened, "cedar delta ember") == _uncached(opened, "cedar delta ember")
+
+
+def test_another_store_objects_commits_are_seen(tmp_path: Path, clock: FakeClock) -> None:
+    with SessionStore(tmp_path / "store", clock=clock, durable=False) as first, \
+            SessionStore(tmp_path / "store", clock=clock, durable=False) as second:
+        _fill(first, 12)
+        assert "new" not in _keys(first, "amber zephyr", 50)
+        second.append("new", ChatMessage.user("zephyr amber"))
+        second.catch_up()
+        assert _keys(first, "amber zephyr", 50)[0] == "new"
+        second.delete_session("new")
+        second.catch_up()
+        assert "new" not in _keys(first, "amber zephyr", 50)
+        assert _cached(first, "amber zephyr", 50) == _uncached(first, "amber zephyr", 50)
+
+
+def test_the_cache_keeps_within_its_budget(opened: SessionStore, small_blocks: None,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    _fill(opened)
+    budget = 1500
+    monkeypatch.setattr(opened._search_index, "_decoded", search_index._DecodedStates(budget))
+    held_at_most = 0
+    for first in _WORDS:
+        for second in _WORDS:
+            assert _cached(opened, f"{first} {second}") == _uncached(opened, f"{first} {second}")
+            held = opened._search_index._decoded._latest
+            assert held is not None and held._size <= budget
+            assert held._size == sum(held._costs.values()) and held._costs.keys() == held._terms.keys()
+            held_at_most = max(held_at_most, len(held._terms))
+    assert 1 < held_at_most < len(_WORDS)  # it held terms, and the budget, not the words, bounded them
+
+
+_commands = st.lists(st.tuples(st.sampled_from(["append", "remove", "redact", "clear", "delete", "rebuild"]),
+                               st.integers(0, 11), st.lists(st.sampled_from(_WORDS), min_size=1, max_size=4)),
+                     min_size=1, max_size=12)
+
+
+@given(commands=_commands, queries=st.lists(st.lists(st.sampled_from(_WORDS), min_size=1, max_size=3),
+                                            min_size=1, max_size=4))
+def test_cached_queries_rank_as_uncached_ones(commands: list[tuple[str, int, list[str]]],
+                                              queries: list[list[str]]) -> None:
+    """After every command, each query through the cache (asked twice: the second is served from it) ranks as the
+    same query through a plain reader."""
+    with SessionStore.on_storage(MemoryStorage(Path("cached")), clock=FakeClock()) as store:
+        _fill(store, 12)
+        run: dict[str, Callable[[str, list[str]], object]] = {
+            "append": lambda key, words: store.append(key, ChatMessage.user(" ".join(words))),
+            "remove": lambda key, _: store.remove_last(key),
+            "redact": lambda key, _: store.session_exists(key) and store.redact(key, "asked to"),
+            "clear": lambda key, _: store.clear_messages(key),
+            "delete": lambda key, _: store.delete_session(key),
+            "rebuild": lambda _key, _words: store.rebuild_projections(["search"]),
+        }
+        for name, number, words in commands:
+            run[name](f"s{number}", words)
+            store.catch_up()
+            for query in queries:
+                keyword = " ".join(query)
+                expected = _uncached(store, keyword)
+                assert _cached(store, keyword) == expected
+                assert _cached(store, keyword) == expected
+                with store._read() as txn:
+                    listed = store._catalog.metadata_of(txn, [sid for sid, _ in expected])
+                assert _keys(store, keyword) == [metadata.key for metadata in listed]
+
+
+def test_a_reader_reading_every_term_keeps_a_bounded_number(opened: SessionStore,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """``verify`` reads every term's summary through the reader of a current index: it keeps no more of them than
+    a query's worth (and the shared state its budget)."""
+    opened.append_many("many", [ChatMessage.user(f"word{number}") for number in range(300)])
+    opened.catch_up()
+    monkeypatch.setattr(opened._search_index, "_decoded", search_index._DecodedStates(4000))
+    with opened._read() as txn:
+        reader = opened._search_index.reader(txn, read_only=True)
+        assert isinstance(reader, search_index.CachedReader)
+        kept = 0
+        for number in range(300):
+            tid = reader.tid(f"word{number}")
+            assert tid is not None and reader.summary(tid) is not None
+            kept = max(kept, len(reader._read))
+        assert kept == search_index._READER_TERMS
+    assert opened.verify().ok
