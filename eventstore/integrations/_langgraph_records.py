@@ -301,8 +301,10 @@ def _made(kind: Any, directly: bool, fields: Any) -> Any:
     if not directly or type(fields) is not dict or "content_blocks" in fields or "self" in fields:
         return kind(**fields)  # arguments that the ``__init__`` methods take themselves
     made = _NEW_OBJECT(kind)
-    content = fields.pop("content", None)  # the default of each ``__init__`` that takes it
-    if kind.__pydantic_validator__.validate_python(dict(content=content, **fields), self_instance=made) is not made:
+    if next(iter(fields), None) != "content":  # as a serializer's dump orders them: they are the arguments as is
+        content = fields.pop("content", None)  # the default of each ``__init__`` that takes it
+        fields = dict(content=content, **fields)
+    if kind.__pydantic_validator__.validate_python(fields, self_instance=made) is not made:
         raise _NotItself  # the serializer's hook makes it again, and pydantic warns
     return made
 
