@@ -79,7 +79,7 @@ RECORDS_KEPT = 64
 #: How many of a thread's last messages a read of its latest checkpoint starts with: a turn's few; then as many
 #: as the last checkpoint's header says a read of it needs (``Header.back``), with ``LAST_MESSAGES_SLACK`` more,
 #: or else twice as many, until they reach what it needs.
-LAST_MESSAGES_READ = 16
+LAST_MESSAGES_READ = 8
 #: Messages appended between a put's read of the thread and its own append (LangGraph puts writes on background
 #: threads meanwhile), which ``Header.back`` cannot count.
 LAST_MESSAGES_SLACK = 8
