@@ -22,7 +22,9 @@ With ``--put-parts`` it prints instead where a put's CPU time goes with no flush
 read of the thread (cached after the first), the parent's list found for the tail, the message made (the list's
 added items serialized: its other items are the objects the saver returned, their part of the new list's
 fingerprint checked unchanged; the fingerprint is timed apart too), and the store's append; and, for comparison,
-LangGraph's serializer making the whole new list's bytes, which ``SqliteSaver``'s put pays.
+LangGraph's serializer making the whole new list's bytes, which ``SqliteSaver``'s put pays, and ``SqliteSaver``'s
+whole put with no flush either (``synchronous=OFF``), on a thread of its own built alongside, the two puts taking
+turns: what a put costs at equal durability, the disk left out.
 
 A last row is the floor of a durable put: the bytes each peer's puts passed to write calls (median), as random
 4 KB pages written and flushed by ``bench_core``'s probe, with no database: LMDB's protocol (the pages, one
@@ -119,10 +121,11 @@ def ours(path: Path, durable: Durability) -> tuple[BaseCheckpointSaver[Any], Cal
     return EventStoreSaver(store), store.close
 
 
-def sqlite(path: Path) -> tuple[BaseCheckpointSaver[Any], Callable[[], None]]:
+def sqlite(path: Path, synchronous: str = "FULL") -> tuple[BaseCheckpointSaver[Any], Callable[[], None]]:
     connection = sqlite3.connect(path, check_same_thread=False)
     saver = SqliteSaver(connection)
-    saver.setup()
+    saver.setup()  # WAL, as from_conn_string sets it up; SQLite's default synchronous is FULL
+    connection.execute(f"PRAGMA synchronous={synchronous}")
     return saver, connection.close
 
 
@@ -163,22 +166,33 @@ PUT_PARTS = ("read the thread", "find the parent's list", "make the message", "t
 FINGERPRINT = "(in it: the list's fingerprint)"
 #: Not a part of our put: what LangGraph's serializer takes over the whole new list, as ``SqliteSaver``'s put does.
 WHOLE_LIST = "(the serializer on the whole list)"
+#: The peer at the same durability: ``SqliteSaver``'s whole put with no flush either (``synchronous=OFF``).
+SQLITE_PUT = "SqliteSaver's put, synchronous=OFF"
 
 
 def put_parts(scratch: Path, turns: int, samples: int) -> None:
-    """Print the median process CPU time of each part of a put, with no flush (``Durability.OFF``)."""
+    """Print the median process CPU time of each part of a put, with no flush (``Durability.OFF``), and of
+    ``SqliteSaver``'s put with none either, taking turns with ours."""
     peer = Peer("ours", lambda: ours(scratch / "parts", Durability.OFF))
+    their = Peer("SqliteSaver", lambda: sqlite(scratch / "parts.sqlite", synchronous="OFF"))
     for _ in range(turns):
         peer.turn()
+        their.turn()
     saver, key = peer.saver, "langgraph/chat-1/"
     assert isinstance(saver, EventStoreSaver) and isinstance(saver.store, SessionStore)
     store = saver.store
-    parts: dict[str, list[float]] = {name: [] for name in ("a whole put", *PUT_PARTS, FINGERPRINT, WHOLE_LIST)}
+    parts: dict[str, list[float]] = {name: [] for name in ("a whole put", *PUT_PARTS, FINGERPRINT, WHOLE_LIST,
+                                                           SQLITE_PUT)}
     for _ in range(samples):
         config, checkpoint, metadata, versions = peer.next_put()
         started = time.process_time()
         saver.put(config, checkpoint, metadata, versions)
         parts["a whole put"].append(time.process_time() - started)
+        arguments = their.next_put()
+        started = time.process_time()
+        their.saver.put(*arguments)
+        parts[SQLITE_PUT].append(time.process_time() - started)
+        their.turns += 1
         config, checkpoint, metadata, versions = peer.next_put()
         parent_id = config["configurable"]["checkpoint_id"]
         moments = [time.process_time()]
@@ -202,6 +216,7 @@ def put_parts(scratch: Path, turns: int, samples: int) -> None:
         parts[WHOLE_LIST].append(time.process_time() - started)
         peer.turns += 1
     peer.close()
+    their.close()
     print(f"a put's CPU time, no flush (Durability.OFF), medians of {samples}; thread of {turns} turns")
     for name, samples_of_part in parts.items():
         print(f"{name:40} {statistics.median(samples_of_part) * 1e3:6.2f} ms")

@@ -11,7 +11,11 @@ then, in one run taking turns so a shared machine's noise falls on all alike, me
   * the floor of a durable write: the bare I/O of the pages our ``add_items`` commit writes (counted first, by
     database) with LMDB's two ordered flushes, against SQLite's WAL protocol (one page, one ``fdatasync``), no
     database on either: what a write's time cannot go below on this disk.
-Ours runs on the ``AsyncSessionStore`` and on the ``SessionStore``, whose writes go to a worker thread.
+Ours runs on the ``AsyncSessionStore`` and on the ``SessionStore``, whose writes go to a worker thread. Two more
+peers, at the lower durability each offers: ours on a ``SessionStore`` at ``Durability.NORMAL`` (one flush a commit,
+its data pages: a power loss may roll back the latest commit) and ``SQLiteSession`` with ``synchronous=NORMAL`` (WAL:
+no flush at commit, the WAL is flushed when it is checkpointed: a power loss may roll back the commits since); their
+floor rows are the pages and one ``fdatasync`` for ours, none for SQLite, which flushes nothing at a commit.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from typing import Any
 
 from agents import SQLiteSession, TResponseInputItem
 
-from eventstore import AsyncSessionStore, SessionStore
+from eventstore import AsyncSessionStore, Durability, SessionStore
 from eventstore.integrations.openai_agents import EventStoreSession
 
 from .commit_pages import describe, pages_of
@@ -59,18 +63,20 @@ class Peer:
     def __init__(self, name: str, sessions: dict[str, Any], list_sessions: Callable[[], Awaitable[object]],
                  close: Callable[[], Awaitable[None]]) -> None:
         self.name, self.sessions, self.list_sessions, self.close = name, sessions, list_sessions, close
+        #: The bare I/O of one commit; ``None`` for a peer whose commit flushes nothing.
         self.floor: FlushProbe | None = None
 
     async def flush_floor(self) -> None:
-        assert self.floor is not None
-        self.floor(0)
+        if self.floor is not None:
+            self.floor(0)
 
 
-async def open_ours(path: Path, kind: str) -> Peer:
+async def open_ours(path: Path, kind: str, durable: Durability = Durability.FULL) -> Peer:
     with SessionStore(path, durable=False) as builder:  # built fast, then opened durable below
         for n in range(SESSIONS):
             await EventStoreSession(f"s{n}", builder).add_items([i for t in range(TURNS) for i in turn(t)])
-    store: SessionStore | AsyncSessionStore = AsyncSessionStore(path) if kind == "async" else SessionStore(path)
+    store: SessionStore | AsyncSessionStore = AsyncSessionStore(path, durable=durable) if kind == "async" else \
+        SessionStore(path, durable=durable)
     sessions = {f"s{n}": EventStoreSession(f"s{n}", store) for n in range(SESSIONS)}
     sessions["writer"] = EventStoreSession("writer", store)
     sessions["meter"] = EventStoreSession("meter", store)  # where the pages of a commit are counted
@@ -83,14 +89,24 @@ async def open_ours(path: Path, kind: str) -> Peer:
             await store.close()
         else:
             store.close()
-    return Peer(f"ours ({kind} store)", sessions, list_sessions, close)
+    level = "" if durable is Durability.FULL else f", {durable.name}"
+    return Peer(f"ours ({kind} store{level})", sessions, list_sessions, close)
 
 
-async def open_sqlite(path: Path) -> Peer:
-    sessions = {f"s{n}": SQLiteSession(f"s{n}", path) for n in range(SESSIONS)}
+class NormalSQLiteSession(SQLiteSession):
+    """``SQLiteSession`` whose connections run with ``synchronous=NORMAL``: in WAL mode, no flush at a commit."""
+
+    @staticmethod
+    def _configure_connection(conn: sqlite3.Connection) -> None:
+        SQLiteSession._configure_connection(conn)
+        conn.execute("PRAGMA synchronous=NORMAL")
+
+
+async def open_sqlite(path: Path, session_class: type[SQLiteSession] = SQLiteSession) -> Peer:
+    sessions = {f"s{n}": session_class(f"s{n}", path) for n in range(SESSIONS)}
     for session in sessions.values():
         await session.add_items([i for t in range(TURNS) for i in turn(t)])
-    sessions["writer"] = SQLiteSession("writer", path)
+    sessions["writer"] = session_class("writer", path)
     reader = sqlite3.connect(path, check_same_thread=False)
 
     async def list_sessions() -> object:  # the SDK has no listing: an application reads the table in a thread
@@ -101,7 +117,8 @@ async def open_sqlite(path: Path) -> Peer:
         reader.close()
         for session in sessions.values():
             session.close()
-    return Peer("SQLiteSession (file)", sessions, list_sessions, close)
+    level = ", NORMAL" if session_class is NormalSQLiteSession else ""
+    return Peer(f"SQLiteSession (file{level})", sessions, list_sessions, close)
 
 
 async def timed(call: Awaitable[object]) -> float:
@@ -130,15 +147,20 @@ def p99(values: list[float]) -> float:
 
 async def run(directory: str, rounds: int) -> None:
     peers = [await open_ours(Path(directory) / "async", "async"), await open_ours(Path(directory) / "sync", "sync"),
-             await open_sqlite(Path(directory) / "sqlite.db")]
+             await open_sqlite(Path(directory) / "sqlite.db"),
+             await open_ours(Path(directory) / "normal", "sync", Durability.NORMAL),
+             await open_sqlite(Path(directory) / "sqlite-normal.db", NormalSQLiteSession)]
     times: dict[tuple[str, str], list[float]] = {}
     pages = await pages_of(Path(directory) / "sync" / "data.mdb",
                            lambda n: peers[1].sessions["meter"].add_items(turn(n)), 15)
     # The probe writes the meta page itself, after the others' flush, as LMDB does.
     lmdb_floor = commit_floor_probe(Path(directory) / "floor-lmdb", max(1, round(pages["total"]) - 1))
     sqlite_floor = fsync_probe(Path(directory) / "floor-sqlite")
-    for peer in peers:
-        peer.floor = sqlite_floor if peer is peers[-1] else lmdb_floor
+    # At NORMAL, LMDB flushes its data pages once and writes the meta page without a flush of its own.
+    lmdb_normal_floor = FlushProbe(Path(directory) / "floor-lmdb-normal", pages=max(1, round(pages["total"])),
+                                   synchronous_page=False)
+    peers[0].floor = peers[1].floor = lmdb_floor
+    peers[2].floor, peers[3].floor = sqlite_floor, lmdb_normal_floor
     try:
         for number in range(rounds):
             for peer in peers if number % 2 else reversed(peers):  # who goes first alternates
@@ -149,18 +171,22 @@ async def run(directory: str, rounds: int) -> None:
             await peer.close()
         lmdb_floor.close()
         sqlite_floor.close()
+        lmdb_normal_floor.close()
     names = [peer.name for peer in peers]
-    print(f"{rounds} rounds; median ms (p99 ms); ratio: SQLiteSession / ours on the async store "
-          "(above 1: ours is faster)")
+    print(f"{rounds} rounds; median ms (p99 ms); ratios: SQLiteSession / ours on the async store, both at FULL, and "
+          "SQLiteSession / ours, both at NORMAL (above 1: ours is faster)")
     print(f"Our add_items of a turn writes {describe(pages)} (medians of 15 commits); the floor row writes as "
-          "many with LMDB's protocol for ours, one page and one fdatasync for SQLite\n")
-    print("| call | " + " | ".join(names) + " | SQLite / ours |")
-    print("|---|" + "---|" * (len(names) + 1))
+          "many with LMDB's protocol for ours (at NORMAL: one fdatasync, no synchronous meta page), one page and "
+          "one fdatasync for SQLite at FULL, nothing for SQLite at NORMAL (it flushes nothing at a commit)\n")
+    print("| call | " + " | ".join(names) + " | SQLite / ours (FULL) | SQLite / ours (NORMAL) |")
+    print("|---|" + "---|" * (len(names) + 2))
     for call_name in dict.fromkeys(call for call, _peer in times):
         cells = [times[(call_name, name)] for name in names]
         medians = [statistics.median(cell) * 1000 for cell in cells]
-        shown = [f"{median:.3f} ({p99(cell) * 1000:.2f})" for median, cell in zip(medians, cells)]
-        print(f"| {call_name} | " + " | ".join(shown) + f" | {medians[-1] / medians[0]:.1f}x |")
+        shown = [f"{median:.3f} ({p99(cell) * 1000:.2f})" if peer.floor is not None or "floor" not in call_name
+                 else "no flush" for peer, median, cell in zip(peers, medians, cells)]
+        normal = f"{medians[4] / medians[3]:.1f}x" if "floor" not in call_name else ""
+        print(f"| {call_name} | " + " | ".join(shown) + f" | {medians[2] / medians[0]:.1f}x | {normal} |")
 
 
 def main() -> None:

@@ -82,6 +82,9 @@ _WRITTEN_AS_TWO = b'"\\' + bytes(range(128, 256))
 MAX_TAIL_DEPTH = 32
 #: The most decoded payloads a session's records keep (a warm read decodes again none of those it needs).
 PAYLOADS_KEPT = 64
+#: How many ancestors a put walks to find where the values its checkpoint keeps come from (``Header.back``).
+HINTED_ANCESTORS = 64
+_NOWHERE = object()
 
 Version = str | int | float
 
@@ -130,6 +133,11 @@ class Header:
         early: for writes begun before their checkpoint's put, a token naming them; for a checkpoint, the tokens
             of the writes at it begun before its put. A read from the session's end needs them, wherever they
             landed.
+        back: how many messages before its own a read of the checkpoint needs (its channels' values along its
+            parent chain, a list's tails back to their base, ``seen``, its early writes), counted as if it were
+            put right after the messages its put read (``None`` in threads stored before, and when its put did
+            not know). A hint only: a read from the session's end reads that many at once rather than doubling
+            its count until it has them, and still checks that it has them.
     """
 
     role: str
@@ -140,6 +148,7 @@ class Header:
     latest: str | None = None
     seen: str | None = None
     early: tuple[str, ...] = ()
+    back: int | None = None
 
     def content(self) -> str:
         """The message content this header is read from."""
@@ -147,7 +156,7 @@ class Header:
             return _content({"checkpoint": self.checkpoint_id, "early": list(self.early) or None})
         return _content({"checkpoint": self.checkpoint_id, "parent": self.parent_id, "stored": dict(self.stored),
                          "run": self.run_id, "latest": self.latest, "seen": self.seen,
-                         "early": list(self.early) or None})
+                         "early": list(self.early) or None, "back": self.back})
 
 
 @functools.lru_cache(maxsize=1 << 14)
@@ -161,8 +170,10 @@ def header(role: str, content: str) -> Header | None:
         fields = json.loads(content)
         if type(fields["checkpoint"]) is not str:  # ids are compared and sorted: one of another type fails there
             raise TypeError("a checkpoint id that is not text")
+        back = fields.get("back")
         return Header(role, fields["checkpoint"], fields.get("parent"), fields.get("stored", {}), fields.get("run"),
-                      fields.get("latest"), fields.get("seen"), tuple(fields.get("early", ())))
+                      fields.get("latest"), fields.get("seen"), tuple(fields.get("early", ())),
+                      back if type(back) is int and back >= 0 else None)  # a hint: a damaged one is none
     except (ValueError, TypeError, KeyError) as exc:
         raise StoreCorrupted(f"a LangGraph {role} message has a damaged header: {exc}") from None
 
@@ -290,8 +301,10 @@ def _made(kind: Any, directly: bool, fields: Any) -> Any:
     if not directly or type(fields) is not dict or "content_blocks" in fields or "self" in fields:
         return kind(**fields)  # arguments that the ``__init__`` methods take themselves
     made = _NEW_OBJECT(kind)
-    content = fields.pop("content", None)  # the default of each ``__init__`` that takes it
-    if kind.__pydantic_validator__.validate_python(dict(content=content, **fields), self_instance=made) is not made:
+    if next(iter(fields), None) != "content":  # as a serializer's dump orders them: they are the arguments as is
+        content = fields.pop("content", None)  # the default of each ``__init__`` that takes it
+        fields = dict(content=content, **fields)
+    if kind.__pydantic_validator__.validate_python(fields, self_instance=made) is not made:
         raise _NotItself  # the serializer's hook makes it again, and pydantic warns
     return made
 
@@ -641,10 +654,12 @@ def list_channels(checkpoint: Checkpoint, new_versions: ChannelVersions) -> list
 
 @attrs.frozen
 class Known:
-    """What a put knew of its thread when it read it: the newest checkpoint id and the last checkpoint message."""
+    """What a put knew of its thread when it read it: the newest checkpoint id, the last checkpoint message, and
+    how many of the messages it read a read of its checkpoint needs (``Header.back``)."""
 
     latest: str | None
     seen: str | None
+    back: int | None = None
 
 
 def checkpoint_message(serde: SerializerProtocol, checkpoint: Checkpoint, metadata: CheckpointMetadata,
@@ -673,7 +688,7 @@ def checkpoint_message(serde: SerializerProtocol, checkpoint: Checkpoint, metada
     run_id = metadata.get("run_id")
     latest = checkpoint["id"] if known.latest is None else max(known.latest, checkpoint["id"])
     head = Header(CHECKPOINT, checkpoint["id"], parent_id, dict(new_versions),
-                  run_id if isinstance(run_id, str) else None, latest, known.seen, tuple(early))
+                  run_id if isinstance(run_id, str) else None, latest, known.seen, tuple(early), known.back)
     payload = {"checkpoint": _blob(serde, body), "metadata": _jsonable(metadata), "blobs": blobs}
     return ChatMessage(CHECKPOINT, head.content(), payload), lists
 
@@ -779,10 +794,67 @@ class Records:
             raise Unreached
         return newest
 
-    def known(self) -> Known:
-        """What a put after reading these (whole) records knows: ``Header.latest`` and ``Header.seen``."""
-        last = next((head for head in reversed(self.headers) if head is not None and head.role == CHECKPOINT), None)
-        return Known(self.latest(), None if last is None else last.checkpoint_id)
+    def known(self, parent_id: str | None = None, kept: Mapping[str, Version] | None = None,
+              bases: Mapping[str, Base] | None = None, early: Sequence[str] = ()) -> Known:
+        """What a put after reading these (whole) records knows: ``Header.latest``, ``Header.seen`` and, given
+        what the put's checkpoint reads from before it (``Header.back``): its parent, the channels it keeps at
+        their parent's version (``kept``), the ``bases`` of the lists it stores as tails, the tokens of its
+        ``early`` writes."""
+        last = self._last_checkpoint()
+        seen = None if last is None else self._checkpoint_at(last)
+        return Known(self.latest(), seen, self._back(last, parent_id, kept or {}, bases or {}, early))
+
+    def _back(self, last: int | None, parent_id: str | None, kept: Mapping[str, Version],
+              bases: Mapping[str, Base], early: Sequence[str]) -> int | None:
+        needed = [len(self.headers) if last is None else last]
+        if parent_id is not None:
+            suppliers = self._near_suppliers(parent_id, kept) if parent_id in self.positions else None
+            if suppliers is None:
+                return None
+            # A kept value stored as a tail reads its parts, as a tail this put stores reads its base's.
+            parts = [*(part for channel, supplier in suppliers.items() for part in self._parts(supplier, channel)
+                       if _is_tail(self.payload(supplier)["blobs"][channel])),
+                     *suppliers.values(), *(part for base in bases.values() for part in base.items.suppliers)]
+            needed += (self.positions[checkpoint_id] for checkpoint_id in (parent_id, *parts)
+                       if checkpoint_id in self.positions)
+        if early:
+            tokens = set(early)
+            needed += (position for positions in self.writes.values() for position in positions
+                       if tokens.intersection(self._early(position)))
+        return len(self.headers) - min(needed)
+
+    def _last_checkpoint(self) -> int | None:
+        """The position of the last checkpoint message."""
+        return next((position for position in range(len(self.headers) - 1, -1, -1)
+                     if (head := self.headers[position]) is not None and head.role == CHECKPOINT), None)
+
+    def _checkpoint_at(self, position: int) -> str:
+        head = self.headers[position]
+        assert head is not None  # a position of the saver's message
+        return head.checkpoint_id
+
+    def _near_suppliers(self, checkpoint_id: str, versions: Mapping[str, Version]) -> dict[str, str] | None:
+        """``suppliers``, walking at most ``HINTED_ANCESTORS`` of the chain (a put pays this walk); ``None`` when
+        one lies further back, or nowhere on it."""
+        wanted = dict(versions)
+        found: dict[str, str] = {}
+        if not wanted:
+            return found
+        for ancestor in itertools.islice(self.chain(checkpoint_id), HINTED_ANCESTORS):
+            for channel, version in self._header(ancestor).stored.items():
+                if wanted.get(channel, _NOWHERE) == version:
+                    found[channel] = ancestor
+                    del wanted[channel]
+            if not wanted:
+                return found
+        return None
+
+    def wanted(self) -> int | None:
+        """How many of the session's last messages a read of the checkpoint of the last checkpoint message of
+        these records needs, as its header says (``Header.back``), counted from these records' end."""
+        last = self._last_checkpoint()
+        head = None if last is None else self.headers[last]
+        return None if head is None or head.back is None else len(self.headers) - cast(int, last) + head.back
 
     def _header(self, checkpoint_id: str) -> Header:
         head = self.headers[self.positions[checkpoint_id]]

@@ -76,9 +76,13 @@ REWRITE_ATTEMPTS = 16
 #: Sessions whose records (the headers read) the saver keeps, the most recently read: the next read of one
 #: reads the headers of the messages appended since only.
 RECORDS_KEPT = 64
-#: How many of a thread's last messages a read of its latest checkpoint starts with (it doubles them until they
-#: reach what it needs); a chunk of the store holds up to 64.
-LAST_MESSAGES_READ = 64
+#: How many of a thread's last messages a read of its latest checkpoint starts with: a turn's few; then as many
+#: as the last checkpoint's header says a read of it needs (``Header.back``), with ``LAST_MESSAGES_SLACK`` more,
+#: or else twice as many, until they reach what it needs.
+LAST_MESSAGES_READ = 8
+#: Messages appended between a put's read of the thread and its own append (LangGraph puts writes on background
+#: threads meanwhile), which ``Header.back`` cannot count.
+LAST_MESSAGES_SLACK = 8
 #: Checkpoints the saver remembers as put or read (so that writes at them are not early), and early writes it
 #: counts for checkpoints not put yet.
 FLIGHTS_KEPT = 4096
@@ -347,8 +351,9 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
                 if checkpoint_id is None:
                     return None
                 return self._read(records, key, checkpoint_id, thread_id, namespace)
-            except Unreached:
-                count *= 2
+            except Unreached:  # as many as the last checkpoint's header says it needs, else twice as many
+                wanted = records.wanted()
+                count = wanted + LAST_MESSAGES_SLACK if wanted is not None and wanted > count else count * 2
 
     def _list(self, config: RunnableConfig | None, filter: dict[str, Any] | None, before: RunnableConfig | None,
               limit: int | None) -> Operation[list[CheckpointTuple]]:
@@ -389,8 +394,11 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
             if parent_id is not None and lists else {}
         done, early = self._flights.start_put(key, checkpoint["id"])
         try:
+            kept = {channel: version for channel, version in checkpoint["channel_versions"].items()
+                    if channel not in new_versions}
             message, encoded = checkpoint_message(self.serde, checkpoint, get_checkpoint_metadata(config, metadata),
-                                                  parent_id, new_versions, bases, records.known(), early)
+                                                  parent_id, new_versions, bases,
+                                                  records.known(parent_id, kept, bases, early), early)
             yield _Append(key, message)
         finally:
             self._flights.end_put(key, checkpoint["id"], done)

@@ -29,6 +29,6 @@ def test_the_put_parts_are_each_timed(tmp_path: Path):
             if line.endswith(" ms")}
     assert set(rows) == {"a whole put", "read the thread", "find the parent's list", "make the message",
                          "the store's append", "(in it: the list's fingerprint)",
-                         "(the serializer on the whole list)"}
-    assert rows["the store's append"] > 0
+                         "(the serializer on the whole list)", "SqliteSaver's put, synchronous=OFF"}
+    assert rows["the store's append"] > 0 and rows["SqliteSaver's put, synchronous=OFF"] > 0
     assert list(tmp_path.iterdir()) == []

@@ -16,7 +16,7 @@ from langgraph.graph import START, MessagesState, StateGraph
 
 from eventstore import ChatMessage, SessionStore
 from eventstore.integrations import langgraph as langgraph_saver
-from eventstore.integrations._langgraph_records import Records, header, session_key
+from eventstore.integrations._langgraph_records import Records, Unreached, header, session_key
 from eventstore.integrations.langgraph import EventStoreSaver, Operation, _advance, _Await, _Done, _Request
 from eventstore.storage import MemoryStorage
 
@@ -191,3 +191,75 @@ def test_writes_are_early_only_at_a_checkpoint_the_saver_has_neither_put_nor_rea
             saver.put_writes(config("t", "", checkpoint_id), [("a", 1)], "task", "")
         headers = [header(message.role, message.content) for message in store.load(session_key("t", ""))[2:]]
         assert [head is not None and bool(head.early) for head in headers] == [False, False, False, True]
+
+
+# -- how many messages a read from the end reads -------------------------------------------------------------------
+
+def _fewest_needed(store: SessionStore, saver: EventStoreSaver) -> int:
+    """The fewest of the thread's last messages from which its latest checkpoint reads whole."""
+    key = session_key("t", "")
+    for count in range(1, 10_000):
+        messages = store.load_last(key, count)
+        records = Records.of(messages) if len(messages) < count else Records.last(messages)
+        try:
+            latest = records.latest()
+            assert latest is not None
+            records.read(saver.serde, latest, "t", "")
+            return count
+        except Unreached:
+            continue
+    raise AssertionError("the whole thread does not read")
+
+
+def test_a_read_from_the_end_reads_what_the_checkpoint_needs_at_its_second_read(tmp_path: Path) -> None:
+    """At each state of a chat (its list stored whole every 32 tails, so its base lies up to 80 messages back), a
+    fresh saver reads its first few messages, then, when they fall short, the count its last checkpoint's header
+    names (``Header.back``) with a little slack: never more than the fewest that reach what it needs and that
+    slack, rather than twice as many each time; and reads the same state as the warm saver."""
+    builder = StateGraph(MessagesState)
+    builder.add_node("reply", reply)
+    builder.add_edge(START, "reply")
+    store = _CountedLoads(tmp_path / "store", durable=False)
+    with store:
+        store.last_read = []
+        graph = builder.compile(checkpointer=EventStoreSaver(store))
+        further = 0
+        for turn in range(40):
+            graph.invoke({"messages": [HumanMessage(f"question {turn}")]}, THREAD)
+            warm = graph.get_state(THREAD)
+            needed = _fewest_needed(store, EventStoreSaver(store))
+            store.last_read = []
+            fresh = builder.compile(checkpointer=EventStoreSaver(store)).get_state(THREAD)
+            assert (fresh.values, fresh.config, fresh.metadata) == (warm.values, warm.config, warm.metadata)
+            first = langgraph_saver.LAST_MESSAGES_READ
+            assert store.last_read[0] == min(first, store.get_session_metadata(session_key("t", "")).message_count)
+            slack = langgraph_saver.LAST_MESSAGES_SLACK
+            assert len(store.last_read) <= 2 and store.last_read[-1] <= max(first, needed + slack), \
+                (turn, needed, store.last_read)
+            further += needed > first
+        assert further > 10  # the second read was exercised
+
+
+def test_a_wrong_hint_of_how_far_back_a_read_needs_still_reads_the_latest_checkpoint(tmp_path: Path) -> None:
+    """``Header.back`` is a hint: a count that falls short (a damaged header, messages appended between a put's
+    read and its append) or goes past the session's start still reads the same state, by doubling from there."""
+    builder = StateGraph(MessagesState)
+    builder.add_node("reply", reply)
+    builder.add_edge(START, "reply")
+    with SessionStore(tmp_path / "store", durable=False) as store:
+        graph = builder.compile(checkpointer=EventStoreSaver(store))
+        for turn in range(14):
+            graph.invoke({"messages": [HumanMessage(f"question {turn}")]}, THREAD)
+        warm = graph.get_state(THREAD)
+        for wanted in (1, 17, 10_000):
+            with mock.patch.object(Records, "wanted", lambda self, wanted=wanted: wanted):
+                fresh = builder.compile(checkpointer=EventStoreSaver(store)).get_state(THREAD)
+            assert (fresh.values, fresh.config, fresh.metadata) == (warm.values, warm.config, warm.metadata)
+
+
+def test_a_header_keeps_a_hint_of_how_far_back_only_when_it_is_a_count() -> None:
+    base = '{"checkpoint":"1","parent":"0","stored":{},"latest":"1","seen":"0"'
+    assert header("checkpoint", base + ',"back":7}').back == 7
+    for damaged in ('"7"', '-1', '1.5', 'null', '[7]'):
+        assert header("checkpoint", base + f',"back":{damaged}}}').back is None
+    assert header("checkpoint", base + '}').back is None

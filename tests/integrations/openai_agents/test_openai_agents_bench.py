@@ -19,9 +19,15 @@ def test_the_benchmark_prints_a_row_per_call_with_each_store(tmp_path: Path) -> 
                                 str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert completed.returncode == 0, completed.stderr
     lines = completed.stdout.splitlines()
-    assert "| call | ours (async store) | ours (sync store) | SQLiteSession (file) | SQLite / ours |" in lines
+    assert ("| call | ours (async store) | ours (sync store) | SQLiteSession (file) | ours (sync store, NORMAL) "
+            "| SQLiteSession (file, NORMAL) | SQLite / ours (FULL) | SQLite / ours (NORMAL) |") in lines
     for call in CALLS:
         [row] = [line for line in lines if line.startswith(f"| {call} |")]
-        assert len(row.split("|")) == 7 and row.endswith("x |")
+        cells = [cell.strip() for cell in row.split("|")[1:-1]]
+        assert len(cells) == 8 and cells[6].endswith("x")
+        if call.startswith("floor"):  # SQLite at NORMAL flushes nothing at a commit: it has no floor
+            assert cells[5] == "no flush" and cells[7] == ""
+        else:
+            assert cells[7].endswith("x")
     assert any(line.startswith("Our add_items of a turn writes ") and "log.events" in line for line in lines)
     assert list(tmp_path.iterdir()) == []  # the stores were temporary
