@@ -102,9 +102,15 @@ class AsyncSessionStore:
     # -- written by hand ------------------------------------------------------------------------------
 
     async def close(self) -> None:
-        """Wait for the writes under way, then close the store; closing twice is harmless."""
+        """Wait for the writes under way, then close the store; closing twice is harmless.
+
+        Both run on a thread: a caller cancelled meanwhile (a timeout) leaves them to finish there, so the
+        store is closed all the same once its writes are done."""
         self._closed = True
-        await asyncio.to_thread(self._writers.shutdown)
+        await asyncio.to_thread(self._shut)
+
+    def _shut(self) -> None:
+        self._writers.shutdown()
         self._store.close()
 
     async def __aenter__(self) -> AsyncSessionStore:
