@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -143,10 +144,20 @@ class AsyncSessionStore:
     async def _follow(self, steps: Iterator[RecordedEvent | float]) -> AsyncIterator[RecordedEvent]:
         loop = asyncio.get_running_loop()
         woken = asyncio.Event()
+        # One wake-up pending on the loop at a time: a loop that stops running (a subscriber that stopped
+        # reading) would otherwise hold one per commit.
+        pending = threading.Lock()
+
+        def set_woken() -> None:
+            pending.release()
+            woken.set()
 
         def wake() -> None:  # in the committing thread, which must not see an error
-            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                loop.call_soon_threadsafe(woken.set)
+            if pending.acquire(blocking=False):
+                try:
+                    loop.call_soon_threadsafe(set_woken)
+                except RuntimeError:  # the loop closed meanwhile
+                    pending.release()
 
         stop = self._store._watch_commits(wake)
         try:
