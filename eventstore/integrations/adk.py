@@ -341,7 +341,8 @@ class EventStoreSessionService(BaseSessionService):
         self._store = store
         self._sessions = _Folds(_fold_session, _FOLDS_KEPT)
         self._scopes = _Folds(_fold_scope, _FOLDS_KEPT)
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._locks: weakref.WeakValueDictionary[tuple[asyncio.AbstractEventLoop, str], asyncio.Lock] = \
+            weakref.WeakValueDictionary()
 
     # -- reads ----------------------------------------------------------------------------------------------------
 
@@ -489,9 +490,12 @@ class EventStoreSessionService(BaseSessionService):
             return self._commit_event_to_session(session, event)
 
     def _lock(self, key: str) -> asyncio.Lock:
-        lock = self._locks.get(key)
+        """The running loop's lock of ``key``: an asyncio lock serves one loop (ADK's sync ``Runner.run`` runs
+        each call on a loop of its own); appends from two loops are checked by version, as two processes' are."""
+        loop_and_key = (asyncio.get_running_loop(), key)
+        lock = self._locks.get(loop_and_key)
         if lock is None:
-            lock = self._locks[key] = asyncio.Lock()
+            lock = self._locks[loop_and_key] = asyncio.Lock()
         return lock
 
     async def _expected_version(self, key: str, session: Session) -> int:
