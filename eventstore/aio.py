@@ -93,7 +93,11 @@ class AsyncSessionStore:
         """Run ``call`` on a writer thread; a cancelled caller leaves it to finish there, or never start."""
         if self._closed:
             raise StoreClosed("the store is closed")
-        return await asyncio.wrap_future(self._writers.submit(partial(call, *args, **kwargs)))
+        try:
+            running = self._writers.submit(partial(call, *args, **kwargs))
+        except RuntimeError:  # closed since the check, from another thread: its writers are shut down
+            raise StoreClosed("the store is closed") from None
+        return await asyncio.wrap_future(running)
 
     @staticmethod
     async def _streamed(items: Iterator[T]) -> AsyncIterator[T]:
