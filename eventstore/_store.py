@@ -564,8 +564,15 @@ class SessionStore:
         check_index(after, "after")
         if timeout is not None:
             timeout = check_count(timeout, "timeout")
-        feed = Feed(lambda start, limit: list(self._time_travel.events(start, limit)), self._environment.last_commit)
+        feed = Feed(lambda start, limit: list(self._time_travel.events(start, limit)), self._last_commit)
         return feed.steps(after, timeout)
+
+    def _last_commit(self) -> int:
+        """The storage's latest commit, for a waiting subscription; checks that this store is open, as the
+        storage, still open while another store object of this process shares it, does not."""
+        if self._closed:
+            raise StoreClosed("the store is closed")
+        return self._environment.last_commit()
 
     def _follow(self, steps: Iterator[RecordedEvent | float]) -> Iterator[RecordedEvent]:
         woken = threading.Event()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -92,7 +93,11 @@ class AsyncSessionStore:
         """Run ``call`` on a writer thread; a cancelled caller leaves it to finish there, or never start."""
         if self._closed:
             raise StoreClosed("the store is closed")
-        return await asyncio.wrap_future(self._writers.submit(partial(call, *args, **kwargs)))
+        try:
+            running = self._writers.submit(partial(call, *args, **kwargs))
+        except RuntimeError:  # closed since the check, from another thread: its writers are shut down
+            raise StoreClosed("the store is closed") from None
+        return await asyncio.wrap_future(running)
 
     @staticmethod
     async def _streamed(items: Iterator[T]) -> AsyncIterator[T]:
@@ -102,9 +107,15 @@ class AsyncSessionStore:
     # -- written by hand ------------------------------------------------------------------------------
 
     async def close(self) -> None:
-        """Wait for the writes under way, then close the store; closing twice is harmless."""
+        """Wait for the writes under way, then close the store; closing twice is harmless.
+
+        Both run on a thread: a caller cancelled meanwhile (a timeout) leaves them to finish there, so the
+        store is closed all the same once its writes are done."""
         self._closed = True
-        await asyncio.to_thread(self._writers.shutdown)
+        await asyncio.to_thread(self._shut)
+
+    def _shut(self) -> None:
+        self._writers.shutdown()
         self._store.close()
 
     async def __aenter__(self) -> AsyncSessionStore:
@@ -137,10 +148,20 @@ class AsyncSessionStore:
     async def _follow(self, steps: Iterator[RecordedEvent | float]) -> AsyncIterator[RecordedEvent]:
         loop = asyncio.get_running_loop()
         woken = asyncio.Event()
+        # One wake-up pending on the loop at a time: a loop that stops running (a subscriber that stopped
+        # reading) would otherwise hold one per commit.
+        pending = threading.Lock()
+
+        def set_woken() -> None:
+            pending.release()
+            woken.set()
 
         def wake() -> None:  # in the committing thread, which must not see an error
-            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                loop.call_soon_threadsafe(woken.set)
+            if pending.acquire(blocking=False):
+                try:
+                    loop.call_soon_threadsafe(set_woken)
+                except RuntimeError:  # the loop closed meanwhile
+                    pending.release()
 
         stop = self._store._watch_commits(wake)
         try:

@@ -40,7 +40,7 @@ from google.adk.sessions.base_session_service import BaseSessionService, GetSess
 from google.adk.sessions.session import Session
 from google.adk.sessions.state import State
 from pydantic import ValidationError
-from pydantic_core import to_jsonable_python
+from pydantic_core import PydanticSerializationError, to_jsonable_python
 from typing_extensions import override
 
 from eventstore import (
@@ -341,7 +341,8 @@ class EventStoreSessionService(BaseSessionService):
         self._store = store
         self._sessions = _Folds(_fold_session, _FOLDS_KEPT)
         self._scopes = _Folds(_fold_scope, _FOLDS_KEPT)
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._locks: weakref.WeakValueDictionary[tuple[asyncio.AbstractEventLoop, str], asyncio.Lock] = \
+            weakref.WeakValueDictionary()
 
     # -- reads ----------------------------------------------------------------------------------------------------
 
@@ -414,7 +415,12 @@ class EventStoreSessionService(BaseSessionService):
         current = await self._store.session_at(key)
         if current.exists:
             raise AlreadyExistsError(f"Session with id {session_id} already exists.")
-        scoped = _split_delta(to_jsonable_python(state or {}, fallback=str))
+        try:
+            # Bytes as an event's state delta keeps them (base64), so both ways read back alike.
+            jsonable = to_jsonable_python(state or {}, fallback=str, bytes_mode="base64")
+        except ValueError as exc:  # a circular reference
+            raise InvalidArgument(f"the state of session {session_id!r} cannot be stored: {exc}") from None
+        scoped = _split_delta(jsonable)
         created = {"created": {"time": time.time(), "state": scoped.session}, "key": key,
                    "version": current.version + 1}
         try:
@@ -469,7 +475,10 @@ class EventStoreSessionService(BaseSessionService):
         self._apply_temp_state(session, event)
         event = self._trim_temp_delta_state(event)
         key = session_key(session.app_name, session.user_id, session.id)
-        payload = event.model_dump(mode="json", exclude_none=True)
+        try:
+            payload = event.model_dump(mode="json", exclude_none=True)
+        except PydanticSerializationError as exc:  # a circular reference in its state delta, say
+            raise InvalidArgument(f"the event cannot be stored: {exc}") from None
         scoped = _split_delta(payload.get("actions", {}).get("state_delta", {}))
         # Appends to one session wait for each other here: those through one session object (the parallel
         # branches of an invocation share it) then each see the version the previous one left.
@@ -481,9 +490,12 @@ class EventStoreSessionService(BaseSessionService):
             return self._commit_event_to_session(session, event)
 
     def _lock(self, key: str) -> asyncio.Lock:
-        lock = self._locks.get(key)
+        """The running loop's lock of ``key``: an asyncio lock serves one loop (ADK's sync ``Runner.run`` runs
+        each call on a loop of its own); appends from two loops are checked by version, as two processes' are."""
+        loop_and_key = (asyncio.get_running_loop(), key)
+        lock = self._locks.get(loop_and_key)
         if lock is None:
-            lock = self._locks[key] = asyncio.Lock()
+            lock = self._locks[loop_and_key] = asyncio.Lock()
         return lock
 
     async def _expected_version(self, key: str, session: Session) -> int:
