@@ -73,8 +73,19 @@ _REDACTED_CREATION: JSONObject = {"time": 0.0, "state": {}}
 # -- keys ---------------------------------------------------------------------------------------------------------
 
 def _key(kind: str, *parts: str) -> str:
-    """A store key for ``parts``: JSON keeps any app name, user id or session id apart from the next."""
+    """A store key for ``parts``: JSON keeps any app name, user id or session id apart from the next.
+
+    Raises:
+        InvalidArgument: a part is not a string (an id of ``1`` and one of ``"1"`` would be different sessions).
+    """
+    _check_ids(parts)
     return kind + json.dumps(list(parts))
+
+
+def _check_ids(parts: Sequence[object]) -> None:
+    for part in parts:
+        if not isinstance(part, str):
+            raise InvalidArgument(f"app names, user ids and session ids are strings, not {type(part).__name__}")
 
 
 def session_key(app_name: str, user_id: str, session_id: str) -> str:
@@ -84,6 +95,7 @@ def session_key(app_name: str, user_id: str, session_id: str) -> str:
 
 def _key_prefix(kind: str, *parts: str) -> str:
     """The prefix shared by the keys of ``kind`` whose first parts are ``parts``."""
+    _check_ids(parts)
     return kind + json.dumps(list(parts))[:-1] + ", "
 
 
@@ -94,6 +106,7 @@ def _key_parts(key: str, kind: str) -> list[str]:
 
 def _normalized_id(session_id: str) -> str:
     """Session ids are stripped of surrounding whitespace, as ADK's in-memory and SQLite services do."""
+    _check_ids([session_id])
     return session_id.strip() if session_id else session_id
 
 
