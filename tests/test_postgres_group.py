@@ -257,12 +257,12 @@ def test_a_host_that_heard_of_another_hosts_commit_catches_up_before_deciding(op
 def test_a_command_that_hears_of_another_hosts_commit_once_it_holds_the_replica_decides_after_it(
         open_host, monkeypatch):
     """As when the notification came while the command waited for the replica's write lock: it replicates the
-    commit in its own transaction and decides after it, instead of being recorded elsewhere and rolled back."""
+    commit under that lock, in a transaction of its own, and decides after it, instead of being recorded elsewhere
+    and rolled back."""
     one, two = open_host("one"), open_host("two")
     one.append("mine", user("first"))
     listening(one)
     replica = replica_of(one)
-    monkeypatch.setattr(replica, "_catch_up_to_heard", lambda: None)
     two.append("theirs", user("from two"))
     heard(one, two)
     settled: list[object] = []

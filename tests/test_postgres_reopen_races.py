@@ -160,13 +160,13 @@ def test_a_command_deciding_while_its_store_empties_the_replica_to_rebuild_it_de
     replica = replica_of(host)
     checked, unbinding, decided = threading.Event(), threading.Event(), threading.Event()
     commander = threading.local()  # .commanding: the command's thread
-    real_catch_up_to_heard, real_unbound = replica._catch_up_to_heard, replica._unbound
+    real_durably, real_unbound = replica._durably, replica._unbound
 
-    def catch_up_to_heard() -> None:  # the command checked the replica's head, and is about to decide
-        real_catch_up_to_heard()
+    def durably(*arguments):  # the command checked the store's binding, and is about to decide
         if getattr(commander, "commanding", False):
             checked.set()
             assert unbinding.wait(LOCK_SECONDS)
+        return real_durably(*arguments)
 
     @contextlib.contextmanager
     def unbound() -> Iterator[None]:
@@ -176,7 +176,7 @@ def test_a_command_deciding_while_its_store_empties_the_replica_to_rebuild_it_de
         with real_unbound():
             yield
 
-    monkeypatch.setattr(replica, "_catch_up_to_heard", catch_up_to_heard)
+    monkeypatch.setattr(replica, "_durably", durably)
     monkeypatch.setattr(replica, "_unbound", unbound)
 
     popped = Background(lambda: pop_j(host, commander, decided))
@@ -198,15 +198,15 @@ def test_a_command_deciding_while_another_process_empties_the_replica_to_rebuild
     replica = replica_of(host)
     checked, reopening, go = threading.Event(), threading.Event(), threading.Event()
     commander = threading.local()  # .commanding: the command's thread
-    real_catch_up_to_heard = replica._catch_up_to_heard
+    real_durably = replica._durably
 
-    def catch_up_to_heard() -> None:  # the command checked the replica's head, and is about to decide
-        real_catch_up_to_heard()
+    def durably(*arguments):  # the command checked the store's binding, and is about to decide
         if getattr(commander, "commanding", False):
             checked.set()
             assert reopening.wait(LOCK_SECONDS)
+        return real_durably(*arguments)
 
-    monkeypatch.setattr(replica, "_catch_up_to_heard", catch_up_to_heard)
+    monkeypatch.setattr(replica, "_durably", durably)
     held_reopening(writer, monkeypatch, reopening, go)  # the other process emptied the directory, not refilled yet
 
     popped = Background(lambda: pop_j(host, commander, go))

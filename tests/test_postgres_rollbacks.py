@@ -75,7 +75,13 @@ def test_a_command_rolled_back_for_its_batchmates_again_and_again_runs_again_in_
         wait_for(lambda: len(queue._queued) == 1, "queued the batchmate")
         threading.Thread(target=release_once_the_command_queued).start()
 
-    monkeypatch.setattr(replica, "_catch_up_to_heard", with_a_batchmate)
+    real_durably = replica._durably
+
+    def durably(*arguments):
+        with_a_batchmate()
+        return real_durably(*arguments)
+
+    monkeypatch.setattr(replica, "_durably", durably)
 
     def give_the_command() -> None:
         results["command"] = one.set_session_name("b", "named")

@@ -81,22 +81,23 @@ def held_reopening(store: SessionStore, monkeypatch: pytest.MonkeyPatch, reopeni
 @pytest.mark.parametrize("catching_up", [True, False], ids=["caught-up", "deciding-at-once"])
 def test_a_command_under_way_when_its_process_finds_another_rebuilt_the_replica_reaches_the_server(
         open_host, postgres_url, tmp_path, monkeypatch, catching_up):
-    """Whether it catches up to the head its watcher heard of before deciding, or decides at once (nothing heard)."""
+    """Whether a catch-up to the head its watcher heard of comes before it decides, or it decides at once."""
     writer = open_host("host")
     for text in SEEN:
         writer.append("k", user(text))
     host = open_host("host")  # another store object on the directory: another process of the host, as it acts
     replica = replica_of(host)
     deciding, reopening, go = threading.Event(), threading.Event(), threading.Event()
-    real_catch_up_to_heard = replica._catch_up_to_heard
+    real_durably = replica._durably
 
-    def catch_up_to_heard() -> None:  # the command is past its store's binding, about to decide
+    def durably(*arguments):  # the command is past its store's binding, about to decide
         deciding.set()
         assert reopening.wait(GATE_SECONDS)
         if catching_up:
-            real_catch_up_to_heard()
+            replica.catch_up(replica._heard_by_commands())
+        return real_durably(*arguments)
 
-    monkeypatch.setattr(replica, "_catch_up_to_heard", catch_up_to_heard)
+    monkeypatch.setattr(replica, "_durably", durably)
     held_reopening(host, monkeypatch, reopening, go)
     noticing_waits(replica, monkeypatch, go)
 

@@ -6,8 +6,9 @@ unchanged: its commands decide against the replica, its queries read the replica
 * **A write that records events** (or bookkeeping that must be unique across hosts) runs its body in a
   local write transaction that captures what the body wrote to the log and the bookkeeping spaces, and
   before the local commit hands that to the shared log, with each session's version as the body decided
-  against it (having replicated, in that transaction, the commits of other hosts it heard of while it waited for
-  the replica's write lock). The engine commits the writes that threads give at once as one group (``GroupCommitting``):
+  against it (having replicated first, under the replica's write lock and in a transaction of their own, the
+  commits of other hosts it heard of, and in its own those heard of since). The engine commits the writes that
+  threads give at once as one group (``GroupCommitting``):
   their commands go to the shared log in one call (``SharedLog.commit_many``: one transaction, one flush),
   each accepted or refused alone. When the shared log put every command's events where the replica did
   (nobody committed in between: same positions, same chain head), the local transaction commits as it is.
@@ -122,6 +123,14 @@ class _Refused(Exception):
 class _Again(Exception):
     """The write shared nothing, but its group was not committed (a batchmate's command went elsewhere): run it
     again."""
+
+
+class _ReplicatedApart(Exception):
+    """The write's body, finding its replica behind the head heard of once it held the replica's lock, replicated the
+    commits it lacked and ran nothing else: returned, not raised, so that its transaction commits them whatever
+    becomes of the command (``_durably`` raises it then). Decided in that transaction, a command that another host's
+    commit during its call sent elsewhere would roll them back, and the catch-up after it would replicate them again.
+    """
 
 
 class _Unbound(Exception):
@@ -318,9 +327,6 @@ class ReplicaStorage:
         self._begun = self._finished = 0  # catch-ups begun, and the number of the latest one finished
         self._local = threading.local()  # .applying: this thread writes the replica itself (catching up)
         self._head = 0  # the shared log's head: the latest this host heard of, committed or caught up to
-        # The replica's head when this store last saw it (its commit, its catch-up): the replica only grows, but for
-        # a rebuild, which a command finds (``_Rebuilt``). A command needs no look at it to know it holds ``_head``.
-        self._replicated = 0
         # A flush failed after the replica committed its command: until a catch-up checks the replica against the
         # server (which may have lost the command, crashing before the flush), reads and commands ask the server.
         self._unsure = False
@@ -369,8 +375,6 @@ class ReplicaStorage:
         self._dictionary = StoredDictionary(self._meta)
         with self._inner.read() as txn:
             self._rebuilds = txn.get(self._meta, _REBUILDS)
-        with self._heard:
-            self._replicated = 0  # maybe rebuilt, maybe refilling: looked at again
         self.catch_up()
 
     # -- the storage protocol -------------------------------------------------------------
@@ -424,12 +428,10 @@ class ReplicaStorage:
         self._raise_head(position)
         return self._head
 
-    def _raise_head(self, position: int, *, replicated: bool = False) -> None:
-        """The shared log's head is at least ``position`` (``replicated``: the replica's is too)."""
+    def _raise_head(self, position: int) -> None:
+        """The shared log's head is at least ``position``."""
         with self._heard:
             self._head = max(self._head, position)
-            if replicated:
-                self._replicated = max(self._replicated, position)
 
     def write(self, body: Callable[[WriteTransaction], T]) -> T:
         if getattr(self._local, "applying", False):
@@ -437,6 +439,7 @@ class ReplicaStorage:
         last: EventStoreError | None = None
         contended: list[str] = []  # sessions whose turn to take: the race to them was lost twice
         alone = False  # whether it runs in a group of its own, which no batchmate's command can roll back
+        replicated_apart = False  # whether a catch-up under the replica's lock was committed apart from the command
         attempt = 0  # the times this write was refused, or failed on a replica that then moved
         if getattr(self._local, "reporting", False) and self._rebinding == threading.get_ident():
             raise StoreBusy("a command given from rebuild_progress while the store opens again on a rebuilt or "
@@ -447,17 +450,20 @@ class ReplicaStorage:
                 return self._inner.write(body)
             shipment = _Shipment()
             decided_at: list[tuple[int, bytes]] = []  # the replica's head the body decided against
-            attempted = functools.partial(self._attempt, body=body, shipment=shipment, decided_at=decided_at)
+            attempted = functools.partial(self._attempt, body=body, shipment=shipment, decided_at=decided_at,
+                                          apart=not replicated_apart)
             try:
                 if not contended:
                     if self._unsure:  # a retry must not be answered from a record the server may have lost
                         self.catch_up()
-                    self._catch_up_to_heard()
                     return self._durably(shipment, attempted, self._own_group() if alone else self._ship)
                 with self._shared.turn(contended):
                     self.catch_up()  # nobody else can move these sessions now: decide on their latest
                     # A group of its own, led by this thread: its call goes through the turn's connection.
                     return self._durably(shipment, attempted, self._own_group())
+            except _ReplicatedApart:
+                replicated_apart = True  # kept whatever becomes of the command: decide again on the caught-up replica
+                continue
             except _Again:
                 # Rolled back for a batchmate's sake, not refused: it spends no attempt. Under a stream of
                 # commands that go elsewhere (another host's writes), every group it joins may be rolled back.
@@ -491,13 +497,16 @@ class ReplicaStorage:
         """The step of a write that commits in a group of its own: a step no other write names."""
         return lambda outcomes: self._ship(outcomes)
 
-    def _durably(self, shipment: _Shipment, attempted: Callable[[WriteTransaction], T | _Pending],
+    def _durably(self, shipment: _Shipment, attempted: Callable[[WriteTransaction], T | _Pending | _ReplicatedApart],
                  step: BeforeCommit) -> T:
         """The write's result once its command is durable on the shared log: its call returned before the flush
         (so that the replica's write lock is not held through it), and is waited for here, even when the write
         raises (a refusal, a command recorded elsewhere), after the replica committed."""
         try:
-            return cast(T, self._inner.write(attempted, step))
+            result = self._inner.write(attempted, step)
+            if isinstance(result, _ReplicatedApart):
+                raise result
+            return cast(T, result)
         finally:
             try:
                 shipment.flushed()
@@ -537,20 +546,6 @@ class ReplicaStorage:
                 self._rebinding = rebinding
                 self._bound.notify_all()
 
-    def _catch_up_to_heard(self) -> None:
-        """Catch up first if the watcher heard of commits the replica lacks: a command decided without them would
-        go elsewhere on the server (or be refused) and be rolled back, its work and its call wasted."""
-        binding = self._binding
-        if binding is None:  # another thread reopens the store: the attempt waits for it to bind again
-            return
-        heard = self._heard_by_commands()
-        if heard <= self._replicated:
-            return
-        with self._inner.read() as txn:
-            behind = binding.head(txn)[0] < heard
-        if behind:
-            self.catch_up(heard)
-
     def _heard_by_commands(self) -> int:
         """The latest head a command knows the shared log reached: heard of, or (not listening) this host's own."""
         heard = self._heard_head()
@@ -568,7 +563,7 @@ class ReplicaStorage:
             return binding.head(txn)[:2] != decided_at[0]
 
     def _attempt(self, txn: WriteTransaction, *, body: Callable[[WriteTransaction], T], shipment: _Shipment,
-                 decided_at: list[tuple[int, bytes]]) -> T | _Pending:
+                 decided_at: list[tuple[int, bytes]], apart: bool) -> T | _Pending | _ReplicatedApart:
         if shipment.accepted:  # the engine runs the body again (it grew its map) after the shared log took it
             raise _Elsewhere(shipment.result, (), None)
         if shipment.in_doubt:
@@ -580,8 +575,9 @@ class ReplicaStorage:
         if txn.get(self._meta, _REBUILDS) != self._rebuilds:
             raise _Rebuilt
         decided_at[:] = [binding.head(txn)[:2]]
-        if self._heard_by_commands() > decided_at[0][0]:  # other hosts committed while this write waited for the lock
-            self._catch_up_within(txn, binding, *decided_at[0])
+        if self._heard_by_commands() > decided_at[0][0]:  # the replica lacks commits heard of (other hosts')
+            if self._catch_up_within(txn, binding, *decided_at[0]) == BATCH or apart:
+                return _ReplicatedApart()
             decided_at[:] = [binding.head(txn)[:2]]
         capture = _Capture(txn, self._stream_keys, self._dictionary)
         result = body(_CapturingTransaction(txn, capture))
@@ -595,17 +591,17 @@ class ReplicaStorage:
         return _Pending(result, commit, decided, shipment)
 
     def _catch_up_within(self, txn: WriteTransaction, binding: ReplicaBinding, position: int, last_hash: bytes
-                         ) -> None:
+                         ) -> int:
         """Replicate, in the write's own transaction, the events after the replica's ``position`` that the server
-        holds: decided on them, the command goes where the replica puts it unless another host commits during its
-        call, instead of being rolled back and fetched again. A replica that does not match the server is left to
-        the catch-up (which rebuilds it)."""
+        holds (up to ``BATCH``; how many): decided on them, the command goes where the replica puts it unless another
+        host commits during its call, instead of being rolled back and fetched again. A replica that does not match
+        the server is left to the catch-up (which rebuilds it)."""
         head = self._shared.read(position, BATCH)
         self._raise_head(head.position)
         if head.position < position or (head.position == position and head.hash != last_hash):
             raise _Diverged
         try:
-            binding.replicate(txn, _after(head.events, position))
+            return binding.replicate(txn, _after(head.events, position))
         except ReplicationMismatch:
             raise _Diverged from None
 
@@ -651,8 +647,7 @@ class ReplicaStorage:
             else:  # the call failed (its outcome unknown) or the server found a command damaged
                 settled.append((False, answer))
         if kept:
-            self._raise_head(max((waiting.decided[1] for waiting in pending if waiting.decided), default=0),
-                             replicated=True)
+            self._raise_head(max((waiting.decided[1] for waiting in pending if waiting.decided), default=0))
         return settled, kept
 
     def _settle(self, records: Sequence[SharedRecord], head: int | None) -> None:
@@ -801,7 +796,7 @@ class ReplicaStorage:
             diverged = head.position < position or (head.position == position and head.hash != last_hash)
             filling = filling or position == 0 < head.position or head.position - position > BATCH
             if not diverged and not head.events:
-                self._raise_head(position, replicated=True)
+                self._raise_head(position)
                 return applied
             try:
                 if diverged:
@@ -817,7 +812,7 @@ class ReplicaStorage:
             if filling and self._progress is not None:
                 self._progress(last, head.position)
             if last == head.position:  # the batch reached the head: no round trip to confirm it
-                self._raise_head(last, replicated=True)
+                self._raise_head(last)
                 return applied
 
     def _applying(self, body: Callable[[WriteTransaction], T]) -> T:
@@ -842,7 +837,6 @@ class ReplicaStorage:
             self._applying(empty)
             with self._heard:
                 self._head = server_head  # lower than the replica's was, maybe: reads wait for the refill
-                self._replicated = 0
             binding.reopen()
 
     def _reopen(self, binding: ReplicaBinding) -> None:

@@ -558,6 +558,7 @@ def _connect(url: str, **options: Any) -> psycopg.Connection[Any]:
     try:
         connection = psycopg.connect(url, autocommit=True, **options)
         connection.adapters.register_dumper(_Array, _ArrayDumper)
+        connection.add_notice_handler(_farewell_noted(weakref.ref(connection)))
         return connection
     except psycopg.ProgrammingError as exc:
         reason = _reason(exc)
@@ -584,12 +585,33 @@ def _read_waiting(connection: psycopg.Connection[Any]) -> None:
         psycopg.OperationalError: the server closed the connection. libpq reads a closed socket as open until a
             read meets its end, which may be a read after the one that takes the server's last message: each read
             runs while the socket has something to read (it has nothing on a live idle connection, most of the time).
+            Where the end has not arrived yet (a network that delivers it late), the goodbye read tells it: libpq
+            keeps such a connection's status as it was and passes the goodbye to the notice handler (``_connect``'s).
     """
     pgconn = connection.pgconn
+    read = False
     for _ in range(_READS_WHILE_IDLE):
         if not _ready(pgconn.socket, select.POLLIN, 0):
-            return
+            break
         pgconn.consume_input()
+        read = True
+    if read:
+        pgconn.is_busy()  # parses what the reads brought: a goodbye reaches the notice handler now
+    if connection in _SAID_GOODBYE:
+        raise psycopg.OperationalError("the server closed the connection (its goodbye came before its end)")
+
+
+def _farewell_noted(connection: weakref.ref[psycopg.Connection[Any]]) -> Callable[[psycopg.errors.Diagnostic], None]:
+    """A notice handler that marks ``connection`` as closed by the server when its goodbye (a fatal error, sent on
+    an idle connection as the server closes it: a restart, a terminated backend) arrives. A weak reference: the
+    connection holds its handler."""
+
+    def noted(diagnostic: psycopg.errors.Diagnostic) -> None:
+        closed = connection()
+        if closed is not None and diagnostic.severity_nonlocalized in ("FATAL", "PANIC"):
+            _SAID_GOODBYE.add(closed)
+
+    return noted
 
 
 def _ready(socket: int, events: int, timeout: float | None) -> bool:
@@ -625,6 +647,8 @@ _INT8_VALUE = struct.Struct(">q")
 _READS_WHILE_IDLE = 4
 #: The connections on which the lone command's statements are prepared (``_prepare_lone``).
 _PREPARED: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
+#: The connections whose server said goodbye (``_farewell_noted``): closed, though libpq may not know it yet.
+_SAID_GOODBYE: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
 
 
 def _prepare_lone(connection: psycopg.Connection[Any]) -> None:
