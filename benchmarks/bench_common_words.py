@@ -31,7 +31,8 @@ read transaction, the check that the index is current and the sessions' metadata
 It also counts the floor of any query that bounds a session by its terms' best levels (the threshold walk, or
 block-max bounds, which bound blocks by the same levels): the sessions holding several terms whose bound reaches
 the ``limit``-th score, which it must resolve, and how many of them hold a term in several messages (read from
-postings). Reading the stored values is not timed here (a dict of bytes stands for LMDB): their count is printed.
+postings). The maps, levels and repeats come from a dict of bytes standing for LMDB (the values a query would read
+are counted), a message's level from its chunk, read through the index.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from pyroaring import BitMap
 
 from eventstore import SessionStore
 from projections.search import queries
-from projections.search.formats import BLOCK_BITS, MAP_SHIFT, _Chunk, chunk_occurrences_of
+from projections.search.formats import BLOCK_BITS, CHUNK_MESSAGES, MAP_SHIFT, _Chunk, chunk_occurrences_of
 from projections.search.planning import Plan, plan_query
 from projections.search.reader import IndexReader
 from projections.search.scoring import LEVEL_WEIGHTS, may_reach, ranked
@@ -127,11 +128,9 @@ def _serialized(keys: list[int]) -> bytes:
     return bytes(found.serialize())
 
 
-def by_message_maps(view: IndexReader, stored: Stored, message_levels: dict[int, bytes], plan: Plan, limit: int,
-                    reads: list[int]) -> list[int]:
+def by_message_maps(view: IndexReader, stored: Stored, plan: Plan, limit: int, reads: list[int]) -> list[int]:
     """The ``limit`` best sessions of ``plan`` (no phrases, several terms), exactly, from the maps, classes and
-    repeats, and the levels of a few messages (``message_levels``: each session's, as its chunk of postings holds
-    them); ``reads`` counts the values read."""
+    repeats, and the levels of a few messages read from their chunks; ``reads`` counts the values read."""
     terms = plan.terms
     tables = [list(map(mul, repeat(term.weight), LEVEL_WEIGHTS)) for term in terms]
     scored = Scores(limit)
@@ -174,18 +173,26 @@ def by_message_maps(view: IndexReader, stored: Stored, message_levels: dict[int,
             every = BitMap.intersection(plain, *maps)
             for key in every:
                 sid = base | key & _OFFSET
-                level = message_levels[sid][key >> MAP_SHIFT]
+                level = message_level(view, sid, key >> MAP_SHIFT)
                 reads[0] += 1
                 score = sum(table[level] for table in tables)
                 if level <= below and score > scored.get(sid, 0.0):
                     scored[sid] = score
     for number, _, maps, odd, repeats in work:  # messages where a term repeats, while their bound can reach
         if odd:
-            _repeats(stored, tables, scored, number, maps, odd, repeats, message_levels, reads)
+            _repeats(view, stored, tables, scored, number, maps, odd, repeats, reads)
     kth = scored.kth
     candidates = [sid for sid, score in scored.items() if score >= kth] if kth > 0 else list(scored)
     activity = view.activities(candidates)
     return ranked({sid: scored[sid] for sid in candidates}, lambda sid: (activity.get(sid, 0), sid), limit)
+
+
+def message_level(view: IndexReader, sid: int, index: int) -> int:
+    """The level of a session's message (that of the terms it holds once), read from its chunk of postings."""
+    number, place = divmod(index, CHUNK_MESSAGES)
+    raw = view.chunk(sid, number)
+    assert raw is not None
+    return _Chunk(raw).levels()[place]
 
 
 class Scores(dict[int, float]):
@@ -248,9 +255,8 @@ def _raise(scored: Scores, number: int, parts: list[tuple[BitMap, float]]) -> No
 _FEW = 64
 
 
-def _repeats(stored: Stored, tables: list[list[float]], scored: Scores, number: int, maps: list[BitMap],
-             odd: BitMap, repeats: list[tuple[BitMap, bytes]], message_levels: dict[int, bytes],
-             reads: list[int]) -> None:
+def _repeats(view: IndexReader, stored: Stored, tables: list[list[float]], scored: Scores, number: int,
+             maps: list[BitMap], odd: BitMap, repeats: list[tuple[BitMap, bytes]], reads: list[int]) -> None:
     """Score the messages of several terms where one repeats (``odd``), cut by which terms repeat in them: a
     part's bound takes those terms at the best level they repeat at in the block, the others at the messages'
     level, which falls as the levels are taken best first."""
@@ -279,7 +285,7 @@ def _repeats(stored: Stored, tables: list[list[float]], scored: Scores, number: 
             for key in part:
                 sid = base | key & _OFFSET
                 reads[0] += 1
-                total = score(key, message_levels[sid][key >> MAP_SHIFT])
+                total = score(key, message_level(view, sid, key >> MAP_SHIFT))
                 if total > scored.get(sid, 0.0):
                     scored[sid] = total
             continue
@@ -376,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
                             else:
                                 plan = plan_query(view, parsed)
                                 assert plan is not None
-                                mine = by_message_maps(view, stored, postings.levels, plan, LIMIT, reads)
+                                mine = by_message_maps(view, stored, plan, LIMIT, reads)
                                 ours[keyword].append(time.process_time() - begin)
                         if round_number:
                             continue
