@@ -45,12 +45,18 @@ def reply(state: MessagesState) -> dict[str, list[AIMessage]]:
     return {"messages": [AIMessage(f"answer {len(state['messages'])}")]}
 
 
-def test_a_long_chat_reopened_reads_its_latest_state_from_the_end(tmp_path: Path) -> None:
-    """After 60 turns (180 checkpoints, 300 messages in the session), a fresh saver's ``get_state`` equals the
-    warm one's, reading a small part of the thread; the next turn then goes on from it."""
+def replying_graph() -> StateGraph[MessagesState]:
+    """A graph whose one node answers every question."""
     builder = StateGraph(MessagesState)
     builder.add_node("reply", reply)
     builder.add_edge(START, "reply")
+    return builder
+
+
+def test_a_long_chat_reopened_reads_its_latest_state_from_the_end(tmp_path: Path) -> None:
+    """After 60 turns (180 checkpoints, 300 messages in the session), a fresh saver's ``get_state`` equals the
+    warm one's, reading a small part of the thread; the next turn then goes on from it."""
+    builder = replying_graph()
     store = _CountedLoads(tmp_path / "store", durable=False)
     with store:
         store.last_read = []
@@ -216,9 +222,7 @@ def test_a_read_from_the_end_reads_what_the_checkpoint_needs_at_its_second_read(
     fresh saver reads its first few messages, then, when they fall short, the count its last checkpoint's header
     names (``Header.back``) with a little slack: never more than the fewest that reach what it needs and that
     slack, rather than twice as many each time; and reads the same state as the warm saver."""
-    builder = StateGraph(MessagesState)
-    builder.add_node("reply", reply)
-    builder.add_edge(START, "reply")
+    builder = replying_graph()
     store = _CountedLoads(tmp_path / "store", durable=False)
     with store:
         store.last_read = []
@@ -243,9 +247,7 @@ def test_a_read_from_the_end_reads_what_the_checkpoint_needs_at_its_second_read(
 def test_a_wrong_hint_of_how_far_back_a_read_needs_still_reads_the_latest_checkpoint(tmp_path: Path) -> None:
     """``Header.back`` is a hint: a count that falls short (a damaged header, messages appended between a put's
     read and its append) or goes past the session's start still reads the same state, by doubling from there."""
-    builder = StateGraph(MessagesState)
-    builder.add_node("reply", reply)
-    builder.add_edge(START, "reply")
+    builder = replying_graph()
     with SessionStore(tmp_path / "store", durable=False) as store:
         graph = builder.compile(checkpointer=EventStoreSaver(store))
         for turn in range(14):
