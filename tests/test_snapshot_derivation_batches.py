@@ -13,6 +13,7 @@ import pytest
 from eventstore import ChatMessage, SessionStore
 from eventstore._log import EventLog
 from eventstore.services import maintenance
+from eventstore.storage import WriteTransaction
 
 SESSIONS = 40
 
@@ -81,3 +82,30 @@ def test_a_resumed_open_counts_the_sessions_done_by_an_earlier_one(
     assert reports[0][0] >= stopped[-2]  # what the committed batches folded is not counted from zero again
     assert [done for done, _ in reports] == sorted(done for done, _ in reports)
     assert reports[-1] == (events, events)
+
+
+def test_an_open_whose_derivation_another_process_finished_reports_it_done(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two processes opening an older store at once take batches in turn; the one that finds the last batch taken
+    by the other still reports the pass done, as a progress bar expects."""
+    events = _an_older_store(tmp_path)
+    monkeypatch.setattr(maintenance, "_DERIVATION_BATCH", 10)
+    monkeypatch.setattr(maintenance, "_PROGRESS_EVERY", 1)
+    real = maintenance.Maintenance._derive_missing_snapshots
+    batches: list[object] = []
+
+    def other_process_finishes_after_the_first(self: maintenance.Maintenance, txn: WriteTransaction,
+                                               progress: object, counted: object) -> object:
+        batches.append(counted)
+        if len(batches) == 2:  # what the other process's last batch leaves, committed between ours
+            self._checkpoints.put(txn, "snapshots", maintenance.SNAPSHOTS_VERSION, self._log.head(txn)[0])
+            self._checkpoints.delete(txn, "snapshots.next")
+        return real(self, txn, progress, counted)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(maintenance.Maintenance, "_derive_missing_snapshots", other_process_finishes_after_the_first)
+    reports: list[tuple[int, int]] = []
+    with SessionStore(tmp_path, durable=False, rebuild_progress=lambda *done: reports.append(done)):
+        pass
+    assert len(batches) == 2 and reports[0][0] < events
+    assert reports[-1] == (events, events)
+    assert [done for done, _ in reports] == sorted(done for done, _ in reports)

@@ -190,6 +190,9 @@ class Maintenance:
         ``counted``: what the previous batch of this open returned. Returns, while batches remain, the stream id the
         next starts from and the events folded before it."""
         if not self._snapshots_due(txn):  # another process may have done it since
+            if counted is not None and progress is not None:  # it took the batches left: the pass is done
+                total = self._log.head(txn)[0]
+                progress(total, total)
             return None
         resume = self._checkpoints.get(txn, _SNAPSHOTS_NEXT)
         start = resume[1] if resume is not None and resume[0] == SNAPSHOTS_VERSION else 0
