@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from eventstore import ChatMessage, SessionStore
 from eventstore.storage import MemoryStorage, ReadTransaction
+from projections.search import formats
 from projections.search import queries as search_queries
 from projections.search.reader import IndexReader
 from projections.search.tokenizer import parse_query
@@ -124,3 +128,38 @@ def test_a_vacuum_then_commits_back_to_the_same_state_number(tmp_path: Path, clo
             for keyword in QUERIES:
                 cached, plain = _both(store, txn, keyword)
                 assert cached == plain
+
+
+_steps = st.lists(st.tuples(st.sampled_from(["append", "remove", "delete", "redact", "hold"]), st.integers(0, 39),
+                            st.lists(st.sampled_from(WORDS), min_size=1, max_size=4)), min_size=1, max_size=10)
+
+
+@given(steps=_steps)
+def test_cached_queries_of_message_maps_and_held_states_rank_as_plain_ones(steps: list[tuple[str, int, list[str]]]
+                                                                          ) -> None:
+    """Small blocks with message maps in most (the path of two terms sharing a message), random commands, and read
+    transactions held open ("hold") while later ones commit: every cached query of every open transaction, the
+    held ones included, ranks as a plain reader's of the same transaction."""
+    with pytest.MonkeyPatch.context() as patch, ExitStack() as held:
+        patch.setattr(formats, "BLOCK_BITS", 4)
+        patch.setattr(formats, "MAP_FROM", 2)
+        store = held.enter_context(SessionStore.on_storage(MemoryStorage(Path("held")), clock=FakeClock()))
+        for number in range(40):
+            store.append_many(f"s{number}", [ChatMessage.user(f"{WORDS[number % 6]} {WORDS[(number * 5 + i) % 6]}")
+                                             for i in range(3)])
+        store.catch_up()
+        transactions = [held.enter_context(store._read())]
+        run: dict[str, Callable[[str, list[str]], object]] = {
+            "append": lambda key, words: store.append(key, ChatMessage.user(" ".join(words))),
+            "remove": lambda key, _: store.remove_last(key),
+            "delete": lambda key, _: store.delete_session(key),
+            "redact": lambda key, _: store.session_exists(key) and store.redact(key, "asked to"),
+            "hold": lambda _key, _words: transactions.append(held.enter_context(store._read())),
+        }
+        for name, number, words in steps:
+            run[name](f"s{number}", words)
+            store.catch_up()
+            for txn in [*transactions, held.enter_context(store._read())]:
+                for keyword in QUERIES:
+                    cached, plain = _both(store, txn, keyword)
+                    assert cached == plain
