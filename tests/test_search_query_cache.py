@@ -145,7 +145,7 @@ def test_another_store_objects_commits_are_seen(tmp_path: Path, clock: FakeClock
 def test_the_cache_keeps_within_its_budget(opened: SessionStore, small_blocks: None,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     _fill(opened)
-    budget = 1500
+    budget = 4000
     monkeypatch.setattr(opened._search_index, "_decoded", search_index._DecodedStates(budget))
     held_at_most = 0
     for first in _WORDS:

@@ -8,6 +8,7 @@ merely behind catches up on its next read).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
 
@@ -113,9 +114,12 @@ class Maintenance:
         with self._read() as txn:
             due = self._snapshots_due(txn)
         # Snapshots are derived data, so a store at its size cap opens without them.
+        counted: tuple[int, int] | None = None  # where the next batch starts, and the events folded before it
         with contextlib.suppress(StoreFull):
             while due:
-                due = self._storage.write(lambda txn: self._derive_missing_snapshots(txn, progress))
+                counted = self._storage.write(functools.partial(self._derive_missing_snapshots, progress=progress,
+                                                                counted=counted))
+                due = counted is not None
         self._deferred.rebuild_outdated(progress)
 
     def rebuild_projections(self, names: Iterable[str] | None, progress: Progress | None) -> None:
@@ -179,35 +183,43 @@ class Maintenance:
         checkpoint = self._checkpoints.get(txn, _SNAPSHOTS)
         return checkpoint is None or checkpoint[0] < SNAPSHOTS_VERSION
 
-    def _derive_missing_snapshots(self, txn: WriteTransaction, progress: Progress | None) -> bool:
+    def _derive_missing_snapshots(self, txn: WriteTransaction, progress: Progress | None,
+                                  counted: tuple[int, int] | None) -> tuple[int, int] | None:
         """Once per store, a batch at a time: take the snapshots that earlier code dropped (redactions, rebuilds) or
         stored in another layout, so that point-in-time reads cost what they cost in a store this code wrote.
-        Returns whether batches remain."""
+        ``counted``: what the previous batch of this open returned. Returns, while batches remain, the stream id the
+        next starts from and the events folded before it."""
         if not self._snapshots_due(txn):  # another process may have done it since
-            return False
+            if counted is not None and progress is not None:  # it took the batches left: the pass is done
+                total = self._log.head(txn)[0]
+                progress(total, total)
+            return None
         resume = self._checkpoints.get(txn, _SNAPSHOTS_NEXT)
         start = resume[1] if resume is not None and resume[0] == SNAPSHOTS_VERSION else 0
+        # Counted by the previous batch unless another process went on from there meanwhile.
+        done = counted[1] if counted is not None and counted[0] == start else None
         try:
-            following = self._derive_snapshots(txn, progress, start, _DERIVATION_BATCH)
+            following = self._derive_snapshots(txn, progress, start, _DERIVATION_BATCH, done)
         except StoreCorrupted:  # damaged stream keys: the next open tries again
-            return False
-        if following is None:
-            return False
-        self._checkpoints.put(txn, _SNAPSHOTS_NEXT, SNAPSHOTS_VERSION, following)
-        return True
+            return None
+        if following is not None:
+            self._checkpoints.put(txn, _SNAPSHOTS_NEXT, SNAPSHOTS_VERSION, following[0])
+        return following
 
     def _derive_snapshots(self, txn: WriteTransaction, progress: Progress | None, start: int = 0,
-                          budget: int | None = None) -> int | None:
+                          budget: int | None = None, done: int | None = None) -> tuple[int, int] | None:
         """Take the snapshots every session from stream id ``start`` on lacks, from the log, until ``budget``
-        events are folded; ``progress(done, total)`` counts events. Returns the stream id to go on from, or ``None``
-        once every session has them (recorded by the ``_SNAPSHOTS`` checkpoint)."""
+        events are folded; ``progress(done, total)`` counts events (``done``: those before ``start``, counted here
+        when not given). Returns the stream id to go on from and the events before it, or ``None`` once every
+        session has them (recorded by the ``_SNAPSHOTS`` checkpoint)."""
         total, reported = self._log.head(txn)[0], 0
-        done = sum(self._log.stream_version(txn, stream_id) for stream_id, _ in self._log.stream_ids(txn)
-                   if stream_id < start) if start and progress is not None else 0
+        if done is None:
+            done = sum(self._log.stream_version(txn, stream_id) for stream_id, _ in self._log.stream_ids(txn)
+                       if stream_id < start) if start and progress is not None else 0
         folded = 0
-        for stream_id, key in list(self._log.stream_ids(txn, start)):
+        for stream_id, key in self._log.stream_ids(txn, start):  # read as it goes: a batch reads its own
             if budget is not None and folded >= budget:
-                return stream_id
+                return stream_id, done
             # A session whose log or snapshots do not read is left as it is: verify names it.
             with contextlib.suppress(StoreCorrupted, IncompatibleStore):
                 self._writer.derive_snapshots(txn, stream_id, key)

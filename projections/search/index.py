@@ -237,8 +237,16 @@ _ABSENT = object()
 def _term_bytes(summary: Summary | None) -> int:
     """A generous count of a term's bytes: its blocks' stored values, its sessions joined (levels, tags, ids: 6
     bytes each), and its message maps (at most 2 bytes a key: a few keys a session, in blocks of at most
-    ``MAP_UP_TO`` of its sessions)."""
-    return 64 if summary is None else sum(len(block.raw) for _, block in summary.blocks) + 12 * summary.sessions
+    ``MAP_UP_TO`` of its sessions); and the Python objects holding them, which outweigh a rare term's values."""
+    if summary is None:
+        return _TERM_OBJECTS
+    return _TERM_OBJECTS + sum(_BLOCK_OBJECTS + len(block.raw) for _, block in summary.blocks) + 12 * summary.sessions
+
+
+#: Bytes of the objects of a decoded term (its entries in the cache, its summary, its maps' dict) and of each of its
+#: blocks (the block, its pair, its bytes' header), as ``tracemalloc`` counts them, rounded up.
+_TERM_OBJECTS = 400
+_BLOCK_OBJECTS = 200
 
 
 class _DecodedStates:
