@@ -18,7 +18,9 @@ a second transaction the client sends right behind it: no lock is held through a
 from __future__ import annotations
 
 import math
+import os
 import select
+import socket
 import struct
 import threading
 import time
@@ -62,6 +64,10 @@ SHARED_CHANNEL = "eventstore_log"
 #: with its connection still open), which would otherwise hold up every writer of that session until its connection
 #: died.
 TURN_WAIT = 30.0
+#: Seconds ``close`` waits for the watcher to let the listening connection go before it ends that connection's
+#: socket under it: a watcher waiting on a connection whose server is gone, its end not arrived (a network that lost
+#: it), would wait until the kernel gave up on it, and the close with it.
+LISTENER_RELEASE = 2.0
 
 _CREATE: LiteralString = """
 CREATE TABLE es_meta (format int NOT NULL);
@@ -1054,9 +1060,25 @@ class PostgresLog:
             idle, self._idle = self._idle, []
         if idle and self._listener is not None:  # wake the listener now rather than at its timeout
             with suppress(psycopg.Error):
-                idle[0].execute("SELECT pg_notify(%s, '')", (self._waking,))
+                # Sent, not waited for (the server runs it before the close that follows): a server lost without
+                # the connection's end arriving would never answer.
+                idle[0].pgconn.send_query_params(b"SELECT pg_notify($1, '')", [self._waking.encode()])
         for connection in idle:
             connection.close()
-        with self._listening:
+        if not self._listening.acquire(timeout=LISTENER_RELEASE):
+            self._end_listening_socket()  # its waiter then fails at once, sees the store closed, and lets go
+            self._listening.acquire()
+        try:
             if self._listener is not None:
                 self._listener.close()
+        finally:
+            self._listening.release()
+
+    def _end_listening_socket(self) -> None:
+        """Shut the listening connection's socket down under the thread waiting on it (through a duplicate of its
+        descriptor: libpq keeps its own, and closes it as it always does)."""
+        listener = self._listener
+        with suppress(OSError, psycopg.Error):
+            if listener is not None:
+                with socket.socket(fileno=os.dup(listener.pgconn.socket)) as duplicate:
+                    duplicate.shutdown(socket.SHUT_RDWR)

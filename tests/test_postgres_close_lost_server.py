@@ -1,0 +1,95 @@
+"""A store closes while its watcher waits on a listening connection whose server is lost without the connection's end
+arriving (a network that dropped it: every byte either way gone, the socket still open). The close waited for the
+watcher, which waited for an answer that would never come, until the kernel gave up on the connection (with a unix
+socket: never)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from eventstore import ChatMessage, SessionStore
+from eventstore.sharedlog.postgres import LISTENER_RELEASE
+
+from test_postgres_store import listening
+
+_SOCKET = ".s.PGSQL.5432"
+
+
+class LosingProxy:
+    """A unix-socket proxy to the test server that, once ``lose()`` is called, drops every byte either way and keeps
+    every connection open."""
+
+    def __init__(self, server_directory: Path) -> None:
+        self.directory = Path(tempfile.mkdtemp(prefix="es-lost-"))  # short: unix socket paths allow ~100 bytes
+        self._server = str(server_directory / _SOCKET)
+        self._listener = socket.socket(socket.AF_UNIX)
+        self._listener.bind(str(self.directory / _SOCKET))
+        self._listener.listen()
+        self._sockets: list[socket.socket] = [self._listener]
+        self._lost = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def url(self, postgres_url: str) -> str:
+        return postgres_url.replace(f"host={Path(self._server).parent}", f"host={self.directory}")
+
+    def lose(self) -> None:
+        self._lost.set()
+
+    def close(self) -> None:
+        for each in self._sockets:
+            each.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.socket(socket.AF_UNIX)
+            upstream.connect(self._server)
+            self._sockets += [client, upstream]
+            threading.Thread(target=self._pass, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=self._pass, args=(upstream, client), daemon=True).start()
+
+    def _pass(self, source: socket.socket, target: socket.socket) -> None:
+        while True:
+            try:
+                data = source.recv(65536)
+                if not data:
+                    return
+                if not self._lost.is_set():
+                    target.sendall(data)
+            except OSError:
+                return
+
+
+@pytest.fixture
+def losing_proxy(postgres_server) -> Iterator[LosingProxy]:
+    proxy = LosingProxy(postgres_server.directory)
+    yield proxy
+    proxy.close()
+
+
+def test_a_store_whose_listening_connection_lost_its_server_closes(losing_proxy, postgres_url, tmp_path):
+    host = SessionStore(losing_proxy.url(postgres_url), cache=tmp_path / "host")
+    assert host.append("k", ChatMessage.user("before")) == 1
+    listening(host)
+    losing_proxy.lose()
+    with SessionStore(postgres_url, cache=tmp_path / "other") as other:
+        other.append("k", ChatMessage.assistant("unheard"))  # its notification is lost: the watcher asks the head
+    time.sleep(2.5)  # past the watcher's wait: its question is lost too
+    closing = threading.Thread(target=host.close, daemon=True)
+    started = time.monotonic()
+    closing.start()
+    closing.join(LISTENER_RELEASE + 10)
+    assert not closing.is_alive(), "the close waits for the watcher, which waits for a lost server"
+    assert time.monotonic() - started < LISTENER_RELEASE + 10
