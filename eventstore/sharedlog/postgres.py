@@ -969,6 +969,11 @@ class PostgresLog:
             if self._closed:
                 raise StoreClosed("the store is closed")
             try:
+                if self._listener is not None and not self._listener.closed:
+                    try:
+                        _read_waiting(self._listener)  # before a query on it: its server may have said goodbye
+                    except psycopg.OperationalError:
+                        self._listener.close()  # listen on a new one
                 if self._listener is None or self._listener.closed:
                     self._listener = _connect(self.url)
                     kept = self._kept
