@@ -170,6 +170,9 @@ def header(role: str, content: str) -> Header | None:
         fields = json.loads(content)
         if type(fields["checkpoint"]) is not str:  # ids are compared and sorted: one of another type fails there
             raise TypeError("a checkpoint id that is not text")
+        if not all(type(fields.get(name)) in (str, type(None)) for name in ("parent", "run", "latest", "seen")) \
+                or type(fields.get("stored", {})) is not dict or type(fields.get("early", [])) is not list:
+            raise TypeError("a field of another type than the saver writes")
         back = fields.get("back")
         return Header(role, fields["checkpoint"], fields.get("parent"), fields.get("stored", {}), fields.get("run"),
                       fields.get("latest"), fields.get("seen"), tuple(fields.get("early", ())),
@@ -703,11 +706,32 @@ def writes_message(serde: SerializerProtocol, checkpoint_id: str, writes: Sequen
                        {"task": task_id, "path": task_path, "writes": rows})
 
 
-def _payload_of(message: ChatMessage) -> dict[str, Any]:
+def _payload_of(message: ChatMessage, head: Header) -> dict[str, Any]:
+    """The message's payload, checked to have the shape the saver gave it: a message changed through the store
+    reads as damaged, not as a KeyError or a TypeError where a field is used."""
     payload = message.payload  # decoded afresh at each access: read it once
     if payload is None:
         raise StoreCorrupted(f"a LangGraph {message.role} message has no payload")
+    if not _well_formed(payload, head):
+        raise StoreCorrupted(f"a LangGraph {message.role} message has a damaged payload")
     return payload
+
+
+def _is_blob(blob: Any) -> bool:
+    return type(blob) is list and len(blob) >= 2 and type(blob[0]) is str
+
+
+def _well_formed(payload: Any, head: Header) -> bool:
+    if type(payload) is not dict:
+        return False
+    if head.role == WRITES:
+        rows = payload.get("writes")
+        return type(payload.get("task")) is str and type(payload.get("path")) is str and type(rows) is list and all(
+            type(row) is list and len(row) > 2 and type(row[0]) is int and type(row[1]) is str
+            and _is_blob(row[2:]) for row in rows)
+    blobs = payload.get("blobs")
+    return _is_blob(payload.get("checkpoint")) and type(payload.get("metadata")) is dict and type(blobs) is dict \
+        and all(_is_blob(blobs.get(channel)) for channel in head.stored)
 
 
 @attrs.frozen
@@ -899,7 +923,9 @@ class Records:
         if found is None:
             if len(self._payloads) >= PAYLOADS_KEPT:  # a list of a long thread reads them all: keep memory bounded
                 self._payloads.clear()
-            found = self._payloads[position] = _payload_of(self.messages[position])
+            head = self.headers[position]
+            assert head is not None  # a position of the saver's message
+            found = self._payloads[position] = _payload_of(self.messages[position], head)
         return found
 
     def metadata(self, checkpoint_id: str) -> dict[str, Any]:
