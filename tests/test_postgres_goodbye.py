@@ -119,6 +119,7 @@ def test_a_pooled_connection_that_read_the_server_s_goodbye_before_its_end_is_no
     url = late_ends.url(postgres_url) + "&application_name=late_ends_pool"
     with SessionStore(url, cache=tmp_path / "host") as host:
         assert host.append("k", ChatMessage.user("before")) == 1
+        listening(host)  # not killed in the middle of setting its listener up
         terminated = terminate_backends(postgres_url, "late_ends_pool")
         assert terminated >= 1
         late_ends.wait_for_ends(terminated)
