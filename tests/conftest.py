@@ -158,6 +158,15 @@ def store(store_path: Path, clock: FakeClock, engine: str) -> Iterator[SessionSt
 
 
 @pytest.fixture(params=ENGINES)
+def scratch_store(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Iterator[SessionStore]:
+    """A store on each engine (LMDB, memory) whose commits flush nothing, for tests that commit a lot."""
+    store = (SessionStore(tmp_path / "store", clock=clock, durable=False) if request.param == "lmdb"
+             else SessionStore.on_storage(MemoryStorage(tmp_path / "store"), clock=clock))
+    with store:
+        yield store
+
+
+@pytest.fixture(params=ENGINES)
 def open_storage(request: pytest.FixtureRequest) -> Callable[[Path], Storage]:
     """Opens a storage engine at a path; opening a path again gives the same contents. Once per engine."""
     if request.param == "lmdb":

@@ -5,60 +5,34 @@ socket: never)."""
 
 from __future__ import annotations
 
-import shutil
 import socket
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _unix_proxy import UnixProxy
 
 from eventstore import ChatMessage, SessionStore
 from eventstore.sharedlog.postgres import LISTENER_RELEASE
 
 from test_postgres_store import listening
 
-_SOCKET = ".s.PGSQL.5432"
 
-
-class LosingProxy:
-    """A unix-socket proxy to the test server that, once ``lose()`` is called, drops every byte either way and keeps
-    every connection open."""
+class LosingProxy(UnixProxy):
+    """A proxy that, once ``lose()`` is called, drops every byte either way and keeps every connection open."""
 
     def __init__(self, server_directory: Path) -> None:
-        self.directory = Path(tempfile.mkdtemp(prefix="es-lost-"))  # short: unix socket paths allow ~100 bytes
-        self._server = str(server_directory / _SOCKET)
-        self._listener = socket.socket(socket.AF_UNIX)
-        self._listener.bind(str(self.directory / _SOCKET))
-        self._listener.listen()
-        self._sockets: list[socket.socket] = [self._listener]
         self._lost = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def url(self, postgres_url: str) -> str:
-        return postgres_url.replace(f"host={Path(self._server).parent}", f"host={self.directory}")
+        super().__init__(server_directory)
 
     def lose(self) -> None:
         self._lost.set()
 
-    def close(self) -> None:
-        for each in self._sockets:
-            each.close()
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            upstream = socket.socket(socket.AF_UNIX)
-            upstream.connect(self._server)
-            self._sockets += [client, upstream]
-            threading.Thread(target=self._pass, args=(client, upstream), daemon=True).start()
-            threading.Thread(target=self._pass, args=(upstream, client), daemon=True).start()
+    def _connected(self, client: socket.socket, upstream: socket.socket) -> None:
+        threading.Thread(target=self._pass, args=(client, upstream), daemon=True).start()
+        threading.Thread(target=self._pass, args=(upstream, client), daemon=True).start()
 
     def _pass(self, source: socket.socket, target: socket.socket) -> None:
         while True:

@@ -7,63 +7,37 @@ be found closed before a call is sent on it, and a listening connection before i
 
 from __future__ import annotations
 
-import shutil
 import socket
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
+from _unix_proxy import UnixProxy
 
 from eventstore import ChatMessage, SessionStore
 
 from test_postgres_store import listening
 
-_SOCKET = ".s.PGSQL.5432"
 
-
-class LateEnds:
-    """A unix-socket proxy to the test server that passes everything on but the server's end of a connection: once
-    the server closed one, the client's side stays open (the end withheld) until the client sends on it."""
+class LateEnds(UnixProxy):
+    """A proxy that passes everything on but the server's end of a connection: once the server closed one, the
+    client's side stays open (the end withheld) until the client sends on it."""
 
     def __init__(self, server_directory: Path) -> None:
-        self.directory = Path(tempfile.mkdtemp(prefix="es-late-ends-"))  # a short path: unix sockets allow ~100 bytes
-        self._server = str(server_directory / _SOCKET)
-        self._listener = socket.socket(socket.AF_UNIX)
-        self._listener.bind(str(self.directory / _SOCKET))
-        self._listener.listen()
-        self._sockets: list[socket.socket] = [self._listener]
         self._ended = threading.Condition()
         self.ends_withheld = 0  # connections the server closed whose end the client has not been given
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def url(self, postgres_url: str) -> str:
-        """``postgres_url`` (the test server, a schema of it) through this proxy."""
-        return postgres_url.replace(f"host={Path(self._server).parent}", f"host={self.directory}")
+        super().__init__(server_directory)
 
     def wait_for_ends(self, count: int) -> None:
         with self._ended:
             assert self._ended.wait_for(lambda: self.ends_withheld >= count, timeout=10), self.ends_withheld
 
-    def close(self) -> None:
-        for each in self._sockets:
-            each.close()
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return  # closed
-            upstream = socket.socket(socket.AF_UNIX)
-            upstream.connect(self._server)
-            self._sockets += [client, upstream]
-            ended = threading.Event()
-            threading.Thread(target=self._to_server, args=(client, upstream, ended), daemon=True).start()
-            threading.Thread(target=self._to_client, args=(upstream, client, ended), daemon=True).start()
+    def _connected(self, client: socket.socket, upstream: socket.socket) -> None:
+        ended = threading.Event()
+        threading.Thread(target=self._to_server, args=(client, upstream, ended), daemon=True).start()
+        threading.Thread(target=self._to_client, args=(upstream, client, ended), daemon=True).start()
 
     def _to_server(self, client: socket.socket, upstream: socket.socket, ended: threading.Event) -> None:
         """The client's bytes to the server; once the server ended the connection, the client's next send ends the

@@ -7,7 +7,7 @@ within its budget. Checked against the same queries through a plain ``IndexReade
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,16 +26,6 @@ from conftest import FakeClock
 
 #: Messages that put two words in enough sessions for the shared-sessions path, with message maps in small blocks.
 _WORDS = ("amber", "basil", "cedar", "delta", "ember", "fjord")
-
-
-@pytest.fixture(params=("lmdb", "memory"))
-def opened(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Iterator[SessionStore]:
-    if request.param == "lmdb":
-        store = SessionStore(tmp_path / "store", clock=clock, durable=False)
-    else:
-        store = SessionStore.on_storage(MemoryStorage(tmp_path / "store"), clock=clock)
-    with store:
-        yield store
 
 
 @pytest.fixture
@@ -82,50 +72,50 @@ def _counting_block_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return reads
 
 
-def test_queries_of_one_state_decode_a_term_once(opened: SessionStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    _fill(opened)
+def test_queries_of_one_state_decode_a_term_once(scratch_store: SessionStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fill(scratch_store)
     reads = _counting_block_reads(monkeypatch)
-    first = _keys(opened, "amber basil")
+    first = _keys(scratch_store, "amber basil")
     assert reads, "the first query reads the terms' blocks"
     del reads[:]
-    assert _keys(opened, "amber basil") == first
-    assert _keys(opened, "basil amber") == first
+    assert _keys(scratch_store, "amber basil") == first
+    assert _keys(scratch_store, "basil amber") == first
     assert reads == [], "the same state's later queries read no block again"
-    opened.append("s0", ChatMessage.user("amber"))  # a commit: another state
-    opened.catch_up()
-    _keys(opened, "amber basil")
+    scratch_store.append("s0", ChatMessage.user("amber"))  # a commit: another state
+    scratch_store.catch_up()
+    _keys(scratch_store, "amber basil")
     assert reads, "a query of a later state decodes afresh"
 
 
-def test_removed_and_redacted_words_are_not_served(opened: SessionStore) -> None:
-    _fill(opened, 8)
-    opened.append("late", ChatMessage.user("zephyr quartz amber"))
-    opened.catch_up()
-    assert _keys(opened, "zephyr") == ["late"] and _keys(opened, "quartz zephyr") == ["late"]
-    assert _keys(opened, "amber zephyr", 50)[0] == "late"
-    opened.remove_last("late")
-    assert _keys(opened, "zephyr") == []  # read-your-writes: in memory over the index
-    opened.catch_up()
-    assert _keys(opened, "zephyr") == [] and _keys(opened, "quartz zephyr") == []
+def test_removed_and_redacted_words_are_not_served(scratch_store: SessionStore) -> None:
+    _fill(scratch_store, 8)
+    scratch_store.append("late", ChatMessage.user("zephyr quartz amber"))
+    scratch_store.catch_up()
+    assert _keys(scratch_store, "zephyr") == ["late"] and _keys(scratch_store, "quartz zephyr") == ["late"]
+    assert _keys(scratch_store, "amber zephyr", 50)[0] == "late"
+    scratch_store.remove_last("late")
+    assert _keys(scratch_store, "zephyr") == []  # read-your-writes: in memory over the index
+    scratch_store.catch_up()
+    assert _keys(scratch_store, "zephyr") == [] and _keys(scratch_store, "quartz zephyr") == []
     # "amber" stays in other sessions: its summary, decoded again, no longer holds the session.
-    assert "late" not in _keys(opened, "amber zephyr", 50)
-    assert _cached(opened, "amber zephyr", 50) == _uncached(opened, "amber zephyr", 50)
-    opened.append("late", ChatMessage.user("zephyr quartz amber"))
-    opened.catch_up()
-    assert _keys(opened, "zephyr quartz") == ["late"] and _keys(opened, "amber quartz", 50)[0] == "late"
-    opened.redact("late", "asked to")
-    opened.catch_up()
-    assert _keys(opened, "zephyr") == [] and _keys(opened, "zephyr quartz") == []
-    assert _cached(opened, "amber quartz", 50) == _uncached(opened, "amber quartz", 50)
-    assert all(sid != 9 for sid, _ in _cached(opened, "amber quartz", 50))  # the ninth session, redacted
+    assert "late" not in _keys(scratch_store, "amber zephyr", 50)
+    assert _cached(scratch_store, "amber zephyr", 50) == _uncached(scratch_store, "amber zephyr", 50)
+    scratch_store.append("late", ChatMessage.user("zephyr quartz amber"))
+    scratch_store.catch_up()
+    assert _keys(scratch_store, "zephyr quartz") == ["late"] and _keys(scratch_store, "amber quartz", 50)[0] == "late"
+    scratch_store.redact("late", "asked to")
+    scratch_store.catch_up()
+    assert _keys(scratch_store, "zephyr") == [] and _keys(scratch_store, "zephyr quartz") == []
+    assert _cached(scratch_store, "amber quartz", 50) == _uncached(scratch_store, "amber quartz", 50)
+    assert all(sid != 9 for sid, _ in _cached(scratch_store, "amber quartz", 50))  # the ninth session, redacted
 
 
-def test_a_rebuild_is_a_new_state(opened: SessionStore, small_blocks: None) -> None:
-    _fill(opened)
-    before = _keys(opened, "cedar delta")
-    opened.rebuild_projections(["search"])  # term ids change; the log position does not
-    assert _keys(opened, "cedar delta") == before
-    assert _cached(opened, "cedar delta ember") == _uncached(opened, "cedar delta ember")
+def test_a_rebuild_is_a_new_state(scratch_store: SessionStore, small_blocks: None) -> None:
+    _fill(scratch_store)
+    before = _keys(scratch_store, "cedar delta")
+    scratch_store.rebuild_projections(["search"])  # term ids change; the log position does not
+    assert _keys(scratch_store, "cedar delta") == before
+    assert _cached(scratch_store, "cedar delta ember") == _uncached(scratch_store, "cedar delta ember")
 
 
 def test_another_store_objects_commits_are_seen(tmp_path: Path, clock: FakeClock) -> None:
@@ -142,16 +132,16 @@ def test_another_store_objects_commits_are_seen(tmp_path: Path, clock: FakeClock
         assert _cached(first, "amber zephyr", 50) == _uncached(first, "amber zephyr", 50)
 
 
-def test_the_cache_keeps_within_its_budget(opened: SessionStore, small_blocks: None,
+def test_the_cache_keeps_within_its_budget(scratch_store: SessionStore, small_blocks: None,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    _fill(opened)
+    _fill(scratch_store)
     budget = 4000
-    monkeypatch.setattr(opened._search_index, "_decoded", search_index._DecodedStates(budget))
+    monkeypatch.setattr(scratch_store._search_index, "_decoded", search_index._DecodedStates(budget))
     held_at_most = 0
     for first in _WORDS:
         for second in _WORDS:
-            assert _cached(opened, f"{first} {second}") == _uncached(opened, f"{first} {second}")
-            held = opened._search_index._decoded._latest
+            assert _cached(scratch_store, f"{first} {second}") == _uncached(scratch_store, f"{first} {second}")
+            held = scratch_store._search_index._decoded._latest
             assert held is not None and held._size <= budget
             assert held._size == sum(held._costs.values()) and held._costs.keys() == held._terms.keys()
             held_at_most = max(held_at_most, len(held._terms))
@@ -192,15 +182,15 @@ def test_cached_queries_rank_as_uncached_ones(commands: list[tuple[str, int, lis
                 assert _keys(store, keyword) == [metadata.key for metadata in listed]
 
 
-def test_a_reader_reading_every_term_keeps_a_bounded_number(opened: SessionStore,
+def test_a_reader_reading_every_term_keeps_a_bounded_number(scratch_store: SessionStore,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """``verify`` reads every term's summary through the reader of a current index: it keeps no more of them than
     a query's worth (and the shared state its budget)."""
-    opened.append_many("many", [ChatMessage.user(f"word{number}") for number in range(300)])
-    opened.catch_up()
-    monkeypatch.setattr(opened._search_index, "_decoded", search_index._DecodedStates(4000))
-    with opened._read() as txn:
-        reader = opened._search_index.reader(txn, read_only=True)
+    scratch_store.append_many("many", [ChatMessage.user(f"word{number}") for number in range(300)])
+    scratch_store.catch_up()
+    monkeypatch.setattr(scratch_store._search_index, "_decoded", search_index._DecodedStates(4000))
+    with scratch_store._read() as txn:
+        reader = scratch_store._search_index.reader(txn, read_only=True)
         assert isinstance(reader, search_index.CachedReader)
         kept = 0
         for number in range(300):
@@ -208,4 +198,4 @@ def test_a_reader_reading_every_term_keeps_a_bounded_number(opened: SessionStore
             assert tid is not None and reader.summary(tid) is not None
             kept = max(kept, len(reader._read))
         assert kept == search_index._READER_TERMS
-    assert opened.verify().ok
+    assert scratch_store.verify().ok

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -28,18 +28,15 @@ WORDS = ("amber", "basil", "cedar", "delta", "ember", "fjord")
 QUERIES = ("amber", "amber basil", "cedar delta ember", "fjord basil", "delta")
 
 
-@pytest.fixture(params=("lmdb", "memory"))
-def opened(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Iterator[SessionStore]:
-    if request.param == "lmdb":
-        store = SessionStore(tmp_path / "store", clock=clock, durable=False)
-    else:
-        store = SessionStore.on_storage(MemoryStorage(tmp_path / "store"), clock=clock)
-    with store:
-        for number in range(30):
-            store.append_many(f"s{number}", [ChatMessage.user(f"{WORDS[number % 6]} {WORDS[(number * 5 + i) % 6]}")
-                                             for i in range(3)])
-        store.catch_up()
-        yield store
+@pytest.fixture
+def opened(scratch_store: SessionStore) -> SessionStore:
+    """``scratch_store`` with 30 sessions of the words, indexed."""
+    store = scratch_store
+    for number in range(30):
+        store.append_many(f"s{number}", [ChatMessage.user(f"{WORDS[number % 6]} {WORDS[(number * 5 + i) % 6]}")
+                                         for i in range(3)])
+    store.catch_up()
+    return store
 
 
 def _both(store: SessionStore, txn: ReadTransaction, keyword: str) -> tuple[object, object]:
