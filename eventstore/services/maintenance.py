@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import itertools
 from collections.abc import Callable, Iterable, Sequence
 
 import attrs
@@ -214,8 +215,9 @@ class Maintenance:
         session has them (recorded by the ``_SNAPSHOTS`` checkpoint)."""
         total, reported = self._log.head(txn)[0], 0
         if done is None:
-            done = sum(self._log.stream_version(txn, stream_id) for stream_id, _ in self._log.stream_ids(txn)
-                       if stream_id < start) if start and progress is not None else 0
+            before = itertools.takewhile(lambda stream: stream[0] < start, self._log.stream_ids(txn))
+            done = sum(self._log.stream_version(txn, stream_id) for stream_id, _ in before) \
+                if start and progress is not None else 0
         folded = 0
         for stream_id, key in self._log.stream_ids(txn, start):  # read as it goes: a batch reads its own
             if budget is not None and folded >= budget:
