@@ -110,6 +110,16 @@ def _normalized_id(session_id: str) -> str:
     return session_id.strip() if session_id else session_id
 
 
+def _given_or_new_id(session_id: str | None) -> str:
+    """The caller's id, normalized, or a new one when none (or only whitespace) is given, as ADK's services do.
+
+    Raises:
+        InvalidArgument: the id is given and is not a string (a falsy ``0`` must not quietly become a new id).
+    """
+    given = "" if session_id is None else _normalized_id(session_id)
+    return given or str(uuid.uuid4())
+
+
 # -- stored messages ----------------------------------------------------------------------------------------------
 
 def _message(role: str, text: str, envelope: Mapping[str, Any]) -> ChatMessage:
@@ -422,7 +432,7 @@ class EventStoreSessionService(BaseSessionService):
     @override
     async def create_session(self, *, app_name: str, user_id: str, state: dict[str, Any] | None = None,
                              session_id: str | None = None) -> Session:
-        session_id = _normalized_id(session_id or "") or str(uuid.uuid4())
+        session_id = _given_or_new_id(session_id)
         key = session_key(app_name, user_id, session_id)
         # A deleted session's id may be used again: its stream goes on from the deletion's version.
         current = await self._store.session_at(key)
@@ -457,7 +467,7 @@ class EventStoreSessionService(BaseSessionService):
             AlreadyExistsError: ``new_session_id`` names a live session.
             SessionNotFoundError: the source session did not exist at that point.
         """
-        new_session_id = _normalized_id(new_session_id or "") or str(uuid.uuid4())
+        new_session_id = _given_or_new_id(new_session_id)
         try:
             await self._store.fork(session_key(app_name, user_id, session_id),
                                    session_key(app_name, user_id, new_session_id), version, as_of)

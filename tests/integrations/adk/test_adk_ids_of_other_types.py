@@ -13,7 +13,9 @@ from eventstore import AsyncSessionStore, InvalidArgument
 from eventstore.integrations.adk import EventStoreSessionService
 
 
-@pytest.mark.parametrize("bad", [1, 1.5, b"id", ["id"]], ids=["int", "float", "bytes", "list"])
+# The falsy ones (0, b"", []) once became a new uuid in create_session and fork_session, silently.
+@pytest.mark.parametrize("bad", [1, 1.5, b"id", ["id"], 0, 0.0, b"", []],
+                         ids=["int", "float", "bytes", "list", "zero", "zero-float", "empty-bytes", "empty-list"])
 async def test_ids_that_are_not_strings_are_refused(tmp_path: Path, bad: Any) -> None:
     async with AsyncSessionStore(tmp_path / "store", durable=False) as store:
         service = EventStoreSessionService(store)
@@ -27,6 +29,7 @@ async def test_ids_that_are_not_strings_are_refused(tmp_path: Path, bad: Any) ->
             lambda: service.list_sessions(app_name=bad, user_id="u"),
             lambda: service.list_sessions(app_name="app", user_id=bad),
             lambda: service.delete_session(app_name="app", user_id="u", session_id=bad),
+            lambda: service.fork_session(app_name="app", user_id="u", session_id="1", new_session_id=bad),
         ]
         for call in calls:
             with pytest.raises(InvalidArgument, match="strings"):
