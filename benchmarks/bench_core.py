@@ -5,11 +5,16 @@ Usage (from the project root)::
     python -m benchmarks.bench_core            # the full run, a table on stdout (about a minute)
     python -m benchmarks.bench_core --quick    # a smoke run (seconds)
     python -m benchmarks.bench_core --out results.json
+    python -m benchmarks.bench_core --append-cpu   # our append's own CPU time alone (seconds; no peers)
 
 Every workload runs the same calls with the same messages on the three stores,
 interleaved in small blocks so that the noise of a shared machine lands on all
 three alike, and reports medians (p95 where there are enough samples) and the
-ratio peer/ours (above 1: ours is faster or smaller). Our store is driven
+ratio peer/ours (above 1: ours is faster or smaller). ``--append-cpu`` instead
+times our append of one message to an existing session, with no flush, in process
+CPU time: the store's own work, which every adapter pays, for comparing two versions
+of the code run in alternating processes (the peers are left out: they do not change).
+Our store is driven
 through its public API only, durable by default; the one exception is the
 breakdown of a load into its phases, which reaches into private modules to
 show where the time goes. Stores live in a temporary directory that is removed
@@ -782,6 +787,51 @@ def render_profile(profiler: cProfile.Profile, calls: int, top: int = 12) -> str
     return "\n".join(lines)
 
 
+# -- our append's own CPU time (--append-cpu) ----------------------------------------------------------
+
+#: A framework's item as a message payload: about the size of a LangGraph checkpoint's (600 bytes stored).
+_ITEM = {"type": "message", "id": "msg_0123456789abcdef", "status": "completed",
+         "content": [{"type": "output_text", "text": "The store keeps every change as an event. " * 8,
+                      "annotations": [], "logprobs": []}],
+         "metadata": {"run_id": "run-42", "step": 7, "source": "loop", "parents": {}}}
+
+
+def append_cpu(workdir: Path, appends: int, block: int) -> dict[str, list[float]]:
+    """Process CPU seconds of each of ``appends`` single appends to an existing session (300 messages), with no
+    flush: a plain message, and one with a payload; the two kinds taking turns in blocks."""
+    pool = make_messages(4096)
+    with SessionStore(workdir / "append-cpu", durable=False) as store:
+        for key in ("plain", "payload"):
+            fill(store, key, pool[:300])
+        with_payload = [ChatMessage.assistant(message.content[:230], _ITEM) for message in pool[:64]]
+
+        def plain(i: int) -> object:
+            return store.append("plain", pool[i % len(pool)])
+
+        def payload(i: int) -> object:
+            return store.append("payload", with_payload[i % len(with_payload)])
+
+        calls = {"append, no flush (CPU)": plain, "append with a 600-byte payload, no flush (CPU)": payload}
+        samples: dict[str, list[float]] = {name: [] for name in calls}
+        for start in range(0, appends, block):
+            for name, call in calls.items():
+                for i in range(start, min(start + block, appends)):
+                    started = time.process_time()
+                    call(i)
+                    samples[name].append(time.process_time() - started)
+    return samples
+
+
+def render_append_cpu(samples: dict[str, list[float]]) -> str:
+    lines = [f"  {'call':<52}{'median':>10}{'p99':>10}{'mean':>10}"]
+    for name, values in samples.items():
+        ordered = sorted(values)
+        p99 = ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)]
+        lines.append(f"  {name:<52}{_fmt_ns(statistics.median(ordered) * 1e9):>10}{_fmt_ns(p99 * 1e9):>10}"
+                     f"{_fmt_ns(statistics.fmean(ordered) * 1e9):>10}")
+    return "\n".join(lines)
+
+
 # -- targets and reporting ---------------------------------------------------------------------
 
 TARGETS = (
@@ -876,6 +926,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true",
                         help="also cProfile our store on each workload and print its hot functions")
     parser.add_argument("--dir", metavar="DIR", help="parent directory for the temporary stores (default: $TMPDIR)")
+    parser.add_argument("--append-cpu", action="store_true",
+                        help="only our single append's process CPU time, with no flush (to compare code versions)")
     parser.add_argument("--child-first-load", nargs=3, metavar=("BACKEND", "PATH", "KEY"), help=argparse.SUPPRESS)
     parser.add_argument("--child-breakdown", nargs=2, metavar=("PATH", "KEY"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -889,6 +941,15 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = QUICK if args.quick else Settings()
     workdir = Path(tempfile.mkdtemp(prefix="eventstore-bench-", dir=args.dir))
+    if args.append_cpu:
+        try:
+            samples = append_cpu(workdir, 200 if args.quick else 3000, settings.block)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        print(f"our append's process CPU time, no flush ({len(next(iter(samples.values())))} each; load average "
+              f"{os.getloadavg()[0]:.1f}):")
+        print(render_append_cpu(samples))
+        return 0
     started = time.perf_counter()
 
     def log(text: str) -> None:

@@ -68,20 +68,23 @@ def freeze_payload(payload: object) -> StoredPayload | None:
 
 def _freeze(value: object, depth: int, path: set[int]) -> object:
     """``value`` in stored form; ``path`` holds the ids of the containers it sits in (a cycle returns to one)."""
-    if value is None or value is True or value is False:
-        return value
-    if isinstance(value, str):
-        return _frozen_text(value)
-    if isinstance(value, int):
-        number = int(value)  # an IntEnum, say, is its value
-        return number if _SMALLEST_INT <= number <= _LARGEST_INT else {_INT: _digits(number)}
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise InvalidMessage(f"a message payload holds {value}, which JSON cannot represent")
-        return float(value)
-    if not isinstance(value, (Mapping, list)):
-        raise InvalidMessage("a message payload holds only None, bool, int, float, str, list and dict, "
-                             f"not {type(value).__name__}")
+    if type(value) is str:  # most values: text, and mostly ASCII
+        return value if value.isascii() else _frozen_text(value)
+    if type(value) is not dict and type(value) is not list:  # the types of JSON exactly take no test of each
+        if value is None or value is True or value is False:
+            return value
+        if isinstance(value, str):
+            return _frozen_text(value)
+        if isinstance(value, int):
+            number = int(value)  # an IntEnum, say, is its value
+            return number if _SMALLEST_INT <= number <= _LARGEST_INT else {_INT: _digits(number)}
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                raise InvalidMessage(f"a message payload holds {value}, which JSON cannot represent")
+            return float(value)
+        if not isinstance(value, (Mapping, list)):
+            raise InvalidMessage("a message payload holds only None, bool, int, float, str, list and dict, "
+                                 f"not {type(value).__name__}")
     if depth > MAX_PAYLOAD_DEPTH:
         raise InvalidMessage(f"a message payload nests deeper than {MAX_PAYLOAD_DEPTH} levels")
     if id(value) in path:
@@ -101,6 +104,10 @@ def _frozen_object(value: Mapping[Any, Any], depth: int, path: set[int]) -> obje
             raise InvalidMessage(f"a message payload's object keys are str, not {type(key).__name__}")
     keys = [str.__str__(key) for key in value]
     values = [_freeze(item, depth + 1, path) for item in value.values()]
+    if all(map(str.isascii, keys)):  # the common case: every key stays as it is
+        if len(keys) == 1 and keys[0] in _TAGS:
+            return {_OBJ: [[keys[0], values[0]]]}
+        return dict(zip(keys, values))
     frozen_keys = [_frozen_text(key) for key in keys]
     if any(type(key) is not str for key in frozen_keys) or (len(keys) == 1 and keys[0] in _TAGS):
         return {_OBJ: [[key, item] for key, item in zip(frozen_keys, values)]}

@@ -78,6 +78,11 @@ class MessageLists:
         #: The compressed chunk last written and its plain form: the next command on that session (an agent's turn
         #: appends several times, a LangGraph thread puts checkpoint after checkpoint) reads it without decompressing.
         self._written: tuple[bytes, bytes] = (b"", b"")
+        #: The last chunk an append wrote, in plain layout, and the ``Chunk`` it was encoded from: the next append
+        #: to that session edits this one rather than parsing and checking the stored bytes again. Taken (set to
+        #: ``None``) by the append that uses it, and only when the stored chunk is those very bytes, so a write that
+        #: rolled back, another store object's or another session's leaves it unused.
+        self._appended: tuple[bytes, Chunk] | None = None
 
     def apply(self, txn: WriteTransaction, stream_id: int, events: Sequence[Change]) -> None:
         # The last chunk (its first index and columns) while a run of appends goes on, and whether it is stored.
@@ -95,7 +100,7 @@ class MessageLists:
                     message, micros = edit.message
                     content, payload = message.content.encode(), payload_bytes(message)
                     if tail is None:
-                        last = None if fresh else self._last_chunk(txn, stream_id)
+                        last = None if fresh else self._last_chunk(txn, stream_id, reuse=True)
                         (first, tail), stored = last or (0, Chunk()), last is not None
                         if not tail.fits(content, payload):  # the stored chunk is full: left as it is, unwritten
                             first, tail, stored = first + tail.count, Chunk(), False
@@ -116,7 +121,9 @@ class MessageLists:
                 case _:
                     assert_never(edit)
         if tail is not None:
-            self._put(txn, stream_id, first, tail.encode(), stored)
+            value = tail.encode()
+            self._put(txn, stream_id, first, value, stored)
+            self._appended = (value, tail)
 
     def _put(self, txn: WriteTransaction, stream_id: int, first: int, value: bytes, stored: bool = False) -> None:
         """Store a chunk: ``stored`` says that its key holds the chunk's earlier form."""
@@ -186,7 +193,9 @@ class MessageLists:
         else:
             txn.delete(self._chunks, _CHUNK_KEY.pack(stream_id, first))
 
-    def _last_chunk(self, txn: ReadTransaction, stream_id: int) -> tuple[int, Chunk] | None:
+    def _last_chunk(self, txn: ReadTransaction, stream_id: int, reuse: bool = False) -> tuple[int, Chunk] | None:
+        """The session's last chunk (its first index, and the chunk to edit); ``reuse``: an append's, which may take
+        the chunk the last append wrote (``_appended``) when it is the one stored."""
         found = txn.before(self._chunks, _ID.pack(stream_id + 1))
         if found is None:
             return None
@@ -194,7 +203,12 @@ class MessageLists:
         if found_stream != stream_id:
             return None
         try:
-            return first, Chunk.parse(self._plain(txn, found[1]))
+            plain = self._plain(txn, found[1])
+            if reuse:
+                appended, self._appended = self._appended, None
+                if appended is not None and appended[0] == plain:
+                    return first, appended[1]
+            return first, Chunk.parse(plain)
         except DamagedChunk as exc:
             raise StoreCorrupted(f"the messages of stream {stream_id} are damaged: {exc}") from None
 

@@ -462,7 +462,11 @@ class Items:
 
 #: Values whose bytes a change in place cannot reach: a fingerprint holds them and looks no further.
 _LEAVES = frozenset({str, int, float, bool, bytes, type(None)})
+#: Values whose equal ones serialize to the same bytes: a group of these alone is compared by equality (``leads``),
+#: which tells identical values apart in C without a call each.
+_TEXT = frozenset({str, type(None)})
 _extra_of = operator.attrgetter("__pydantic_extra__")
+_fields_of = operator.attrgetter("__dict__")  # as ``vars``, for less
 _values = operator.methodcaller("values")
 #: How far below a list's items a fingerprint looks: their fields (a message's ``content``, ``id``,
 #: ``tool_calls``, ...), the entries of the lists and dicts among those (a content block, a tool call, an
@@ -481,15 +485,19 @@ class Fingerprint:
     fields, a dict's keys and values, a list's items), grouped by kind, and the values those hold in turn, with
     each one's size. The values themselves, not their ids: held, none is freed and its id taken by a new object.
     A group keeps the items' order, so a list's first items contribute the first values of every group: the
-    fingerprint of a list that grew starts with the old one (``leads``)."""
+    fingerprint of a list that grew starts with the old one (``leads``). ``text``: the groups that hold text and
+    ``None`` alone (no subclass of ``str``)."""
 
     parts: Mapping[tuple[Any, ...], _Part]
+    text: frozenset[tuple[Any, ...]] = frozenset()
 
     @classmethod
     def of(cls, items: Sequence[Any]) -> Fingerprint | None:
         """The items' fingerprint; ``None`` if an item's fields cannot be seen (no ``__dict__``: slots)."""
         parts: dict[tuple[Any, ...], _Part] = {}
-        return cls(parts) if _look_into(items, FINGERPRINT_DEPTH, (), parts, opaque=False) else None
+        text: set[tuple[Any, ...]] = set()
+        return cls(parts, frozenset(text)) if _look_into(items, FINGERPRINT_DEPTH, (), parts, text, opaque=False) \
+            else None
 
     def same(self, other: Fingerprint | None) -> bool:
         """Whether ``other`` holds the very same values, in the same shape."""
@@ -498,11 +506,16 @@ class Fingerprint:
 
     def leads(self, longer: Fingerprint) -> bool:
         """Whether ``longer``, the fingerprint of these items followed by others, holds these items' values
-        unchanged: each of its groups starts with the very values and sizes of this one's."""
+        unchanged: each of its groups starts with the very values and sizes of this one's (or, in a group of text
+        on both sides, equal ones: a text set again to an equal one is serialized to the same bytes)."""
         for path, (held, sizes) in self.parts.items():
             other = longer.parts.get(path)
-            if (other is None or len(other[0]) < len(held) or other[1][:len(sizes)] != sizes
-                    or not all(map(operator.is_, held, other[0]))):
+            if other is None or len(other[0]) < len(held) or other[1][:len(sizes)] != sizes:
+                return False
+            if path in self.text and path in longer.text:
+                if other[0][:len(held)] != held:
+                    return False
+            elif not all(map(operator.is_, held, other[0])):
                 return False
         return True
 
@@ -512,15 +525,18 @@ def _same_part(part: _Part, other: _Part) -> bool:
 
 
 def _look_into(values: Sequence[Any], depth: int, path: tuple[Any, ...], parts: dict[tuple[Any, ...], _Part],
-               opaque: bool) -> bool:
+               text: set[tuple[Any, ...]], opaque: bool) -> bool:
     """Add to ``parts`` what ``values`` hold, a group per kind, and below, to ``depth`` levels; a value that holds
-    nothing it could change in place (a string, a number) holds nothing. An object whose fields cannot be seen is
+    nothing it could change in place (a string, a number) holds nothing; ``path`` is added to ``text`` when
+    ``values`` are text and ``None`` alone. An object whose fields cannot be seen is
     taken as it is where ``opaque`` allows (a datetime, a UUID); else ``False``. Groups are gathered by C iterators,
     the fields of objects of one class by column (a message's ``content`` of every message, its
     ``additional_kwargs`` of every message, ...), sliced from one run of them all: a Python step per value would
     cost nearly what serializing the items does."""
     present = set(map(type, values))
     if present <= _LEAVES:
+        if present <= _TEXT:
+            text.add(path)
         return True
     kinds = list(map(type, values)) if len(present) > 1 else []
     for kind in present - _LEAVES:
@@ -534,14 +550,17 @@ def _look_into(values: Sequence[Any], depth: int, path: tuple[Any, ...], parts: 
             held = tuple(itertools.chain.from_iterable(filled))
             parts[group] = (held, sizes)
         elif kind.__dictoffset__:  # its fields are in a __dict__ (a pydantic model's too, an attrs class's)
-            fields = list(map(vars, alike))
-            held = tuple(itertools.chain.from_iterable(map(_values, fields)))
+            fields = list(map(_fields_of, alike))
+            try:
+                held = tuple(itertools.chain.from_iterable(map(dict.values, fields)))
+            except TypeError:  # a __dict__ that is not a dict (a class's mappingproxy)
+                held = tuple(itertools.chain.from_iterable(map(_values, fields)))
             sizes = tuple(map(len, fields))
             parts[group] = ((), sizes)
             if hasattr(kind, "__pydantic_extra__"):  # a pydantic model's undeclared fields, kept apart
                 parts[(*group, "extra")] = (tuple(map(_extra_of, alike)), ())
                 if depth > 1 and not _look_into(parts[(*group, "extra")][0], depth - 1, (*group, "extra"), parts,
-                                                opaque=True):
+                                                text, opaque=True):
                     return False
             # The same fields in each (their count, in a pydantic model's declared order): a column a field;
             # else one group of them all.
@@ -549,14 +568,14 @@ def _look_into(values: Sequence[Any], depth: int, path: tuple[Any, ...], parts: 
             columns = {field: held[field::count] for field in range(count)} if count else {None: held}
             for field, column in columns.items():
                 parts[(*group, field)] = (column, ())
-                if depth > 1 and not _look_into(column, depth - 1, (*group, field), parts, opaque=True):
+                if depth > 1 and not _look_into(column, depth - 1, (*group, field), parts, text, opaque=True):
                     return False
             continue
         elif not opaque:
             return False
         else:
             continue
-        if held and depth > 1 and not _look_into(held, depth - 1, group, parts, opaque=True):
+        if held and depth > 1 and not _look_into(held, depth - 1, group, parts, text, opaque=True):
             return False
     return True
 
@@ -767,10 +786,12 @@ class Records:
     @classmethod
     def of(cls, messages: Sequence[ChatMessage], earlier: Records | None = None) -> Records:
         """The records of ``messages``; ``earlier``, records of the same session read before, saves reading the
-        headers again when the session only grew since (its messages are the same objects: a store hands back
-        the messages it keeps decoded, and messages are immutable)."""
-        kept = earlier if earlier is not None and len(earlier.messages) <= len(messages) and all(
-            map(operator.is_, earlier.messages, messages)) else None
+        headers again when the session only grew since: its messages start with ``earlier``'s (mostly the same
+        objects: a store hands back the messages it keeps decoded; equal ones make the same records, messages
+        being immutable values). Compared as lists: identical items compare in C, without a call each."""
+        count = 0 if earlier is None else len(earlier.messages)
+        kept = earlier if earlier is not None and count <= len(messages) and \
+            list(earlier.messages) == list(messages[:count]) else None
         start = 0 if kept is None else len(kept.messages)
         if kept is not None and start == len(messages):
             return kept

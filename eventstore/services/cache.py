@@ -6,7 +6,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 
-from projections.session import Change, Entry, apply_edit, message_edit
+from projections.session import AppendMessage, Change, Entry, apply_edit, message_edit
 
 __all__ = ["DecodedSessions"]
 
@@ -70,13 +70,23 @@ class DecodedSessions:
         waiting = self._waiting.get(key, {})
         batch = committed or waiting.pop(version + 1, ())
         if batch:
-            edited = list(entries)
+            # Appends (and events that change no message) add to the list's end: one copy of it, by a tuple's
+            # concatenation; any other edit works on a list made of it.
+            edited: list[Entry] | None = None
+            appended: list[Entry] = []
             while batch:
                 for event in batch:
-                    apply_edit(edited, message_edit(event))
+                    edit = message_edit(event)
+                    if edited is None and (edit is None or type(edit) is AppendMessage):
+                        if edit is not None:
+                            appended.append(edit.message)
+                        continue
+                    if edited is None:
+                        edited = [*entries, *appended]
+                    apply_edit(edited, edit)
                 version = batch[-1].version
                 batch = waiting.pop(version + 1, ())
-            entries = tuple(edited)
+            entries = entries + tuple(appended) if edited is None else tuple(edited)
         for first in [first for first in waiting if first <= version]:
             del waiting[first]
         if not waiting:
