@@ -63,8 +63,10 @@ class SearchIndex:
     #: 2: terms no message holds leave the dictionary, ``search.names`` maps ids back to terms, and the
     #: redaction placeholder is not indexed. 3: summaries in blocks of sessions (``search.blocks``). 4: chunks of
     #: postings with 2-byte term ids below 65,536 and one level a message (the others stored apart). 5: message
-    #: maps of the terms' blocks of ``MAP_FROM`` to ``MAP_UP_TO`` sessions (``search.maps``).
-    code_version = 5
+    #: maps of the terms' blocks of ``MAP_FROM`` to ``MAP_UP_TO`` sessions (``search.maps``). 6: message maps in
+    #: every block of ``MAP_FROM`` sessions or more, their repeated messages (``search.repeats``) and the blocks'
+    #: messages by level (``search.levels``).
+    code_version = 6
     #: The events whose payloads ``fold`` reads: those that edit the message list (the others are not decoded).
     payload_types = frozenset(kind.type_name for kind, edit in EDIT_KINDS.items() if edit is not None)
 
@@ -189,11 +191,12 @@ class SearchIndex:
 class _Term:
     """A term's summary and the message maps queries read of it, decoded from one committed state."""
 
-    __slots__ = ("summary", "maps")
+    __slots__ = ("summary", "maps", "repeats")
 
     def __init__(self, summary: Summary) -> None:
         self.summary = summary
         self.maps: dict[int, BitMap | None] = {}  # by block, filled as queries read them
+        self.repeats: dict[int, tuple[BitMap, bytes] | None] = {}  # likewise
 
 
 class _Decoded:
@@ -297,6 +300,15 @@ class CachedReader(IndexReader):
         if block not in maps:
             maps[block] = IndexReader.term_map(self, tid, block)
         return maps[block]
+
+    def term_repeats(self, tid: int, block: int) -> tuple[BitMap, bytes] | None:
+        term = self._term(tid)
+        if term is None:
+            return None
+        repeats = term.repeats
+        if block not in repeats:
+            repeats[block] = IndexReader.term_repeats(self, tid, block)
+        return repeats[block]
 
 
 class _Change(NamedTuple):

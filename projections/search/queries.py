@@ -8,9 +8,11 @@ terms (no phrases), all but the most frequent in few sessions, or in several
 messages of few sessions: each term's best sessions alone, cut at a level
 counted in C, and the sessions where two terms may share a message, found a
 block at a time from the terms' message maps, or their tags, as compressed
-bitmaps in C (``_intersected``); terms in many
-sessions, or phrases: a threshold algorithm over their level groups
-(``_threshold``). Every path prunes with ``scoring.may_reach``, so a session
+bitmaps in C (``_intersected``); a few terms in many sessions, with message
+maps wherever two of them meet (the most common words): message by message,
+best level first, from the maps, the blocks' messages by level and the terms'
+repeated messages (``_by_messages``); phrases, or many terms: a threshold
+algorithm over their level groups (``_threshold``). Every path prunes with ``scoring.may_reach``, so a session
 tying the ``limit``-th score is always scored; ties go to the most recent
 activity.
 """
@@ -24,7 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import combinations, compress, repeat
 from operator import attrgetter, ge, mul, neg
-from typing import Any
+from typing import Any, NamedTuple
 
 from pyroaring import BitMap
 
@@ -34,6 +36,7 @@ from . import formats
 from .formats import (
     CHUNK_MESSAGES,
     FIND_PAYS_OFF,
+    LAST_KEYS,
     LAST_TAG,
     MAP_SHIFT,
     MULTI,
@@ -41,8 +44,10 @@ from .formats import (
     Summary,
     block_present,
     block_spread,
+    chunk_levels,
     chunk_message,
     chunk_occurrences_of,
+    mapped,
     placed_keys,
     places,
     u32s,
@@ -53,8 +58,8 @@ from .scoring import LEVEL_WEIGHTS, LEVELS, may_reach, ranked
 from .snippets import phrase_in
 from .tokenizer import QueryWord, tokenize
 
-__all__ = ["MATERIALIZE_UP_TO", "INTERSECT_UP_TO", "SPREAD_UP_TO", "EXACT_WORK", "Texts", "search_messages",
-           "search_sessions"]
+__all__ = ["MATERIALIZE_UP_TO", "INTERSECT_UP_TO", "SPREAD_UP_TO", "EXACT_WORK", "BY_MESSAGES_UP_TO", "Texts",
+           "search_messages", "search_sessions"]
 
 #: A query whose terms are in at most this many sessions all told is scored from the sessions they share.
 MATERIALIZE_UP_TO = 4000
@@ -64,6 +69,11 @@ INTERSECT_UP_TO = 8192
 #: all told, however many sessions hold them: those are most of the sessions it may resolve from postings, which
 #: is what the threshold path saves on words in most sessions.
 SPREAD_UP_TO = 8192
+
+#: A query of at most this many terms (no phrases) whose terms have message maps wherever two of them meet is
+#: answered message by message (``_by_messages``): its messages are cut into parts by which terms they hold, one
+#: part for each set of two terms or more.
+BY_MESSAGES_UP_TO = 4
 
 #: The work budget of one query, in (session, term) pairs scored exactly from postings: it bounds a query whose
 #: terms are in very many sessions with near-equal weights. Past it, the best sessions found so far stand.
@@ -127,6 +137,8 @@ def search_sessions(view: IndexReader, words: Sequence[QueryWord], limit: int,
         scored = _single_term(plan.terms[0], limit)
     elif not plan.phrases and _intersection_pays(plan):
         scored, cutoff = _intersected(view, plan, limit)
+    elif not plan.phrases and _messages_mapped(plan):
+        scored, cutoff = _by_messages(view, plan, limit)
     else:
         scored = _threshold(view, plan, limit, texts, message_level=False)
     if not scored:
@@ -177,6 +189,223 @@ def _intersection_pays(plan: Plan) -> bool:
     sizes = sorted(term.summary.sessions for term in plan.terms)
     return (sum(sizes) <= MATERIALIZE_UP_TO or sizes[-2] <= INTERSECT_UP_TO
             or sum(term.summary.spread() for term in plan.terms) <= SPREAD_UP_TO)
+
+def _messages_mapped(plan: Plan) -> bool:
+    """Whether the plan has few enough terms for ``_by_messages``, each with a message map in every block where
+    another is too."""
+    if len(plan.terms) > BY_MESSAGES_UP_TO:
+        return False
+    holders: dict[int, list[Block]] = {}
+    for term in plan.terms:
+        for number, block in term.summary.blocks:
+            holders.setdefault(number, []).append(block)
+    return all(mapped(block.raw) for blocks in holders.values() if len(blocks) > 1 for block in blocks)
+
+def _by_messages(view: IndexReader, plan: Plan, limit: int) -> tuple[dict[int, float], float | None]:
+    """Exact top scores (no phrases, terms with maps wherever two meet) from each term's best sessions and the
+    messages that hold two terms or more, found and scored a level at a time by bitmaps in C.
+
+    A session scores at least its best single term, and more only where one
+    message holds two terms. Those messages are the ANDs of the terms' maps,
+    block by block. A message's weight for a term is that of its level
+    (``search.levels``: the level of the terms it holds once) unless the term
+    repeats there (``search.repeats``: then its own). So the messages where no
+    term repeats are taken level by level, best first, each level's cut into
+    parts by which terms they hold (one score a part), until the sum of the
+    terms' weights at the next level cannot reach the ``limit``-th score found;
+    those where a term repeats are scored from the repeats' levels, each part
+    while its bound can reach. A message of a session's past the maps' range
+    (``LAST_TAG``) stands for several: such sessions are scored from their
+    postings.
+
+    Returns the scores (exact for every session that can be among the ``limit``
+    best, lower bounds below them) and the ``limit``-th best score.
+    """
+    terms = plan.terms
+    tables = [list(map(mul, repeat(term.weight), LEVEL_WEIGHTS)) for term in terms]
+    scored = _TopScores(limit)
+    for term, table in zip(terms, tables):
+        for sid, score in _best_of_term(term.summary, table, limit).items():
+            if score > scored.get(sid, 0.0):
+                scored[sid] = score
+    holders: dict[int, set[int]] = {}  # block → the terms (places in the plan) with sessions there
+    for place, term in enumerate(terms):
+        for number, _ in term.summary.blocks:
+            holders.setdefault(number, set()).add(place)
+    work: list[_BlockWork] = []
+    late: set[int] = set()  # sessions with a message shared past the maps' range: scored from postings
+    for number in sorted(holders):
+        if len(holders[number]) < 2:
+            continue
+        maps = [view.term_map(term.tid, number) or _NONE for term in terms]
+        shared = BitMap()
+        for one, other in combinations(maps, 2):
+            shared |= one & other
+        if not shared:
+            continue
+        base = number << formats.BLOCK_BITS  # read here: tests make blocks small
+        if shared.max() >= LAST_KEYS:
+            past = shared.copy()
+            past.remove_range(0, LAST_KEYS)
+            shared.remove_range(LAST_KEYS, 1 << 32)
+            late.update(base | key & _OFFSET_OF_KEY for key in past)
+        repeats = [view.term_repeats(term.tid, number) or _NO_REPEATS for term in terms]
+        odd = shared & BitMap.union(*(keys for keys, _ in repeats))
+        work.append(_BlockWork(number, base, shared - odd, maps, odd, repeats))
+    for sid in sorted(late):
+        score = max(_evaluate(view, plan, sid, None, {}).values())
+        if score > scored.get(sid, 0.0):
+            scored[sid] = score
+    levels = sorted({level for block in work for level in view.block_levels(block.number)}, reverse=True)
+    for level in levels:
+        if not may_reach(sum(table[level] for table in tables), scored.kth):
+            break  # no message where no term repeats can reach the limit-th score any more
+        for block in work:
+            at_level = view.level_messages(block.number, level)
+            found = block.plain & at_level if at_level is not None else None
+            if found:
+                _raise(scored, block.base, _parts(found, block.maps, tables, level, scored.kth))
+    for block in work:
+        if block.odd:
+            _score_repeats(view, tables, scored, block)
+    kth = scored.kth
+    return dict(scored), kth if kth >= 0 else None
+
+#: An empty map, and no repeated messages: what a term absent from a block has there.
+_NONE = BitMap()
+_NO_REPEATS = (_NONE, b"")
+
+
+class _BlockWork(NamedTuple):
+    """A block's messages of several terms for ``_by_messages``: those where no term repeats, the terms' maps, those
+    where one does, and the terms' repeats."""
+
+    number: int
+    base: int  # the block's first session
+    plain: BitMap
+    maps: list[BitMap]
+    odd: BitMap
+    repeats: list[tuple[BitMap, bytes]]
+
+
+class _TopScores(dict[int, float]):
+    """Session → best score found, keeping the ``limit`` best in a heap as they rise (``kth``: the ``limit``-th,
+    -1 while fewer are known)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+        self._best: dict[int, float] = {}  # the sessions in the heap
+        self._heap: list[tuple[float, int]] = []
+
+    def __setitem__(self, sid: int, score: float) -> None:
+        super().__setitem__(sid, score)
+        best, heap = self._best, self._heap
+        if sid in best:  # a session of the heap rose: the heap is built again (it is small)
+            best[sid] = score
+            self._heap = [(value, key) for key, value in best.items()]
+            heapq.heapify(self._heap)
+        elif len(heap) < self.limit:
+            best[sid] = score
+            heapq.heappush(heap, (score, sid))
+        elif score > heap[0][0]:
+            del best[heapq.heapreplace(heap, (score, sid))[1]]
+            best[sid] = score
+
+    @property
+    def kth(self) -> float:
+        return self._heap[0][0] if len(self._heap) >= self.limit else -1.0
+
+
+def _parts(found: BitMap, maps: list[BitMap], tables: list[list[float]], level: int,
+           kth: float) -> list[tuple[BitMap, float]]:
+    """``found`` (messages of two terms or more at ``level``, where no term repeats) cut by which terms they hold,
+    each part with its score; parts that cannot reach ``kth`` are left out."""
+    if len(maps) == 2:
+        score = tables[0][level] + tables[1][level]
+        return [(found, score)] if may_reach(score, kth) else []
+    inside = [found & one for one in maps]
+    parts = []
+    for size in range(len(maps), 1, -1):
+        for chosen in combinations(range(len(maps)), size):
+            score = sum(tables[place][level] for place in chosen)
+            if not may_reach(score, kth):
+                continue
+            keys = BitMap.intersection(*(inside[place] for place in chosen))
+            if size < len(maps):  # those holding more terms are in a part of their own
+                keys -= BitMap.union(*(inside[place] for place in range(len(maps)) if place not in chosen))
+            if keys:
+                parts.append((keys, score))
+    return parts
+
+
+def _raise(scored: _TopScores, base: int, parts: list[tuple[BitMap, float]]) -> None:
+    """Raise the sessions of the messages in ``parts`` (of the block whose first session is ``base``) to the parts'
+    scores."""
+    get = scored.get
+    for keys, score in parts:
+        for key in keys:
+            sid = base | key & _OFFSET_OF_KEY
+            if score > get(sid, 0.0):
+                scored[sid] = score
+
+
+#: A part of the messages where terms repeat this small is scored message by message, each one's level read from
+#: its chunk; a larger one level by level of the block's messages, while its bound can reach.
+_FEW = 64
+
+
+def _score_repeats(view: IndexReader, tables: list[list[float]], scored: _TopScores, block: _BlockWork) -> None:
+    """Score the messages of several terms where one repeats (``block.odd``), cut by which terms repeat in them:
+    a part's bound takes those terms at the best level they repeat at in the block, the others at the messages'
+    level, which falls as the levels are taken best first."""
+    odd, maps, repeats, base = block.odd, block.maps, block.repeats, block.base
+    repeating = [odd & keys for keys, _ in repeats]
+    tops = [max(levels, default=0) for _, levels in repeats]
+
+    def score(key: int, level: int) -> float:
+        total = 0.0
+        for held, (repeated, levels), table in zip(maps, repeats, tables):
+            if key in held:
+                total += table[levels[repeated.rank(key) - 1] if key in repeated else level]
+        return total
+
+    for chosen in range(1, 1 << len(tables)):
+        part = odd.copy()
+        for place, keys in enumerate(repeating):
+            if chosen >> place & 1:
+                part &= keys
+            else:
+                part -= keys
+        if not part:
+            continue
+        if len(part) <= _FEW:
+            for key in part:
+                sid = base | key & _OFFSET_OF_KEY
+                total = score(key, _message_level(view, sid, key >> MAP_SHIFT))
+                if total > scored.get(sid, 0.0):
+                    scored[sid] = total
+            continue
+        for level in view.block_levels(block.number):
+            bound = sum(table[max(level, top) if chosen >> place & 1 else level]
+                        for place, (table, top) in enumerate(zip(tables, tops)))
+            if not may_reach(bound, scored.kth):
+                break
+            at_level = view.level_messages(block.number, level)
+            for key in part & at_level if at_level is not None else ():
+                sid = base | key & _OFFSET_OF_KEY
+                total = score(key, level)
+                if total > scored.get(sid, 0.0):
+                    scored[sid] = total
+
+
+def _message_level(view: IndexReader, sid: int, index: int) -> int:
+    """The level of a session's message (that of the terms it holds once), read from its chunk of postings."""
+    number, place = divmod(index, CHUNK_MESSAGES)
+    raw = view.chunk(sid, number)
+    if raw is None or place >= len(levels := chunk_levels(raw)):
+        raise StoreCorrupted(f"the search index is damaged: session {sid} lacks message {index}")
+    return levels[place]
 
 def _intersected(view: IndexReader, plan: Plan, limit: int) -> tuple[dict[int, float], float | None]:
     """Exact top scores (no phrases) from each term's best sessions and the few sessions whose terms may share a
