@@ -30,12 +30,11 @@ keywords = st.lists(st.sampled_from(WORDS), min_size=2, max_size=4, unique=True)
 
 
 @contextmanager
-def message_path(map_from: int, block_bits: int, few: int) -> Iterator[list[int]]:
+def message_path(map_from: int, block_bits: int) -> Iterator[list[int]]:
     """Every query of several words off the shared-sessions path; maps from ``map_from`` sessions a block, blocks
-    of ``1 << block_bits`` sessions; parts of repeats up to ``few`` scored message by message. Yields a list that
-    counts the queries ``_by_messages`` answered."""
+    of ``1 << block_bits`` sessions. Yields a list that counts the queries ``_by_messages`` answered."""
     saved = (search_queries.MATERIALIZE_UP_TO, search_queries.INTERSECT_UP_TO, search_queries.SPREAD_UP_TO,
-             formats.MAP_FROM, formats.BLOCK_BITS, search_queries._FEW, search_queries._by_messages)
+             formats.MAP_FROM, formats.BLOCK_BITS, search_queries._by_messages)
     answered: list[int] = []
     by_messages = search_queries._by_messages
 
@@ -44,13 +43,13 @@ def message_path(map_from: int, block_bits: int, few: int) -> Iterator[list[int]
         return by_messages(*args)  # type: ignore[arg-type]
 
     search_queries.MATERIALIZE_UP_TO, search_queries.INTERSECT_UP_TO, search_queries.SPREAD_UP_TO = 0, 0, -1
-    formats.MAP_FROM, formats.BLOCK_BITS, search_queries._FEW = map_from, block_bits, few
+    formats.MAP_FROM, formats.BLOCK_BITS = map_from, block_bits
     search_queries._by_messages = counted  # type: ignore[assignment]
     try:
         yield answered
     finally:
         (search_queries.MATERIALIZE_UP_TO, search_queries.INTERSECT_UP_TO, search_queries.SPREAD_UP_TO,
-         formats.MAP_FROM, formats.BLOCK_BITS, search_queries._FEW, search_queries._by_messages) = saved
+         formats.MAP_FROM, formats.BLOCK_BITS, search_queries._by_messages) = saved
 
 
 class TestAgainstReference:
@@ -60,15 +59,15 @@ class TestAgainstReference:
                                                                 "delete"])),
                     min_size=10, max_size=90),
            st.lists(keywords, min_size=1, max_size=4), st.integers(1, 6), st.sampled_from([1, 2, 4]),
-           st.sampled_from([2, 3]), st.sampled_from([64, 0]))
+           st.sampled_from([2, 3]))
     @example([(n % 6, "the of the", "append") for n in range(30)] + [(n % 6, "of the w1", "append") for n in range(12)],
-             ["the of", "the of w1"], 3, 2, 2, 0)
+             ["the of", "the of w1"], 3, 2, 2)
     def test_same_ranking_over_edits(self, script: list[tuple[int, str, str]], queries: list[str], limit: int,
-                                     map_from: int, block_bits: int, few: int) -> None:
+                                     map_from: int, block_bits: int) -> None:
         """Blocks gain and lose their maps as sessions are appended to, edited, cleared, redacted and deleted
         (a term crossing ``MAP_FROM``), terms repeat in messages and not; the ranking is a plain BM25's, the index
         verifies, and a rebuild gives the same stored forms."""
-        with message_path(map_from, block_bits, few) as answered, tempfile.TemporaryDirectory() as directory:
+        with message_path(map_from, block_bits) as answered, tempfile.TemporaryDirectory() as directory:
             clock = FakeClock()
             with SessionStore(Path(directory), clock=clock, durable=False) as store:
                 for number, text, command in script:
@@ -105,13 +104,12 @@ class TestAgainstReference:
 
     @settings(max_examples=30)
     @given(st.lists(st.lists(texts, min_size=1, max_size=4), min_size=20, max_size=60),
-           st.lists(keywords, min_size=1, max_size=4), st.integers(1, 8), st.sampled_from([2, 3]),
-           st.sampled_from([64, 0]))
+           st.lists(keywords, min_size=1, max_size=4), st.integers(1, 8), st.sampled_from([2, 3]))
     def test_many_sessions_with_ties(self, sessions: list[list[str]], queries: list[str], limit: int,
-                                     block_bits: int, few: int) -> None:
+                                     block_bits: int) -> None:
         """Many sessions of the same few words (scores tie at the cut), in many blocks: a plain BM25's ranking, and
         every query of several words present answered message by message."""
-        with message_path(1, block_bits, few) as answered, tempfile.TemporaryDirectory() as directory:
+        with message_path(1, block_bits) as answered, tempfile.TemporaryDirectory() as directory:
             clock = FakeClock()
             with SessionStore(Path(directory), clock=clock, durable=False) as store:
                 for number, contents in enumerate(sessions):
@@ -128,7 +126,7 @@ class TestAgainstReference:
 def test_sessions_past_the_maps_range_are_scored_from_postings() -> None:
     """Messages from index ``LAST_TAG`` on share one key in the maps (and have none in the levels and repeats): a
     session whose best message lies there still ranks as a plain BM25 says."""
-    with message_path(1, 2, 64) as answered, tempfile.TemporaryDirectory() as directory:
+    with message_path(1, 2) as answered, tempfile.TemporaryDirectory() as directory:
         clock = FakeClock()
         with SessionStore(Path(directory), clock=clock, durable=False) as store:
             long = [ChatMessage.user("the " * 30 + "of " * 30 + "w1 " * 20)] * (formats.LAST_TAG + 5)
@@ -206,6 +204,6 @@ class TestStoredForms:
                 assert the is not None and reader.term_repeats(the, 0) is not None
                 assert reader.block_levels(0)
             assert store.verify().ok
-            with message_path(1, formats.BLOCK_BITS, 64) as answered:
+            with message_path(1, formats.BLOCK_BITS) as answered:
                 assert ReferenceSearch(store).search("the of", 10) == search(store, "the of")
             assert answered

@@ -32,10 +32,8 @@ def kept(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
-@pytest.mark.parametrize("few", [search_queries._FEW, 0])  # 0: every part of repeats level by level
-def test_message_path_ranks_as_a_plain_bm25(kept: Path, few: int, monkeypatch: pytest.MonkeyPatch,
+def test_message_path_ranks_as_a_plain_bm25(kept: Path, monkeypatch: pytest.MonkeyPatch,
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(search_queries, "_FEW", few)
     # What the index takes for terms in few sessions: off, so that these take the message path as at scale.
     monkeypatch.setattr(search_queries, "MATERIALIZE_UP_TO", 0)
     monkeypatch.setattr(search_queries, "INTERSECT_UP_TO", 0)

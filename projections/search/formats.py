@@ -80,6 +80,8 @@ __all__ = [
     "MAP_SHIFT",
     "MULTI_KEYS",
     "LAST_KEYS",
+    "JOINED_SHIFT",
+    "JOINED_BLOCKS",
     "level_key",
     "level_of_key",
     "repeats_value",
@@ -556,6 +558,10 @@ MULTI_KEYS = MULTI << MAP_SHIFT
 #: ``search.repeats`` keep none of them, and a query reads such a session's postings.
 LAST_KEYS = LAST_TAG << MAP_SHIFT
 _LEVEL_KEY = struct.Struct(">IB")
+#: A query joins the blocks' maps, repeats and messages by level into one key space, a block's keys shifted past the
+#: earlier blocks': ``block << JOINED_SHIFT | key``. Blocks below ``JOINED_BLOCKS`` fit 32 bits.
+JOINED_SHIFT = 19
+JOINED_BLOCKS = 1 << (32 - JOINED_SHIFT)
 
 
 def level_key(block: int, level: int) -> bytes:

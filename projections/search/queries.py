@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import combinations, compress, repeat
 from operator import attrgetter, ge, mul, neg
-from typing import Any, NamedTuple
+from typing import Any
 
 from pyroaring import BitMap
 
@@ -36,6 +36,8 @@ from . import formats
 from .formats import (
     CHUNK_MESSAGES,
     FIND_PAYS_OFF,
+    JOINED_BLOCKS,
+    JOINED_SHIFT,
     LAST_KEYS,
     LAST_TAG,
     MAP_SHIFT,
@@ -44,7 +46,6 @@ from .formats import (
     Summary,
     block_present,
     block_spread,
-    chunk_levels,
     chunk_message,
     chunk_occurrences_of,
     mapped,
@@ -193,7 +194,7 @@ def _intersection_pays(plan: Plan) -> bool:
 def _messages_mapped(plan: Plan) -> bool:
     """Whether the plan has few enough terms for ``_by_messages``, each with a message map in every block where
     another is too."""
-    if len(plan.terms) > BY_MESSAGES_UP_TO:
+    if len(plan.terms) > BY_MESSAGES_UP_TO or max(term.summary.blocks[-1][0] for term in plan.terms) >= JOINED_BLOCKS:
         return False
     holders: dict[int, list[Block]] = {}
     for term in plan.terms:
@@ -206,97 +207,116 @@ def _by_messages(view: IndexReader, plan: Plan, limit: int) -> tuple[dict[int, f
     messages that hold two terms or more, found and scored a level at a time by bitmaps in C.
 
     A session scores at least its best single term, and more only where one
-    message holds two terms. Those messages are the ANDs of the terms' maps,
-    block by block. A message's weight for a term is that of its level
-    (``search.levels``: the level of the terms it holds once) unless the term
-    repeats there (``search.repeats``: then its own). So the messages where no
-    term repeats are taken level by level, best first, each level's cut into
-    parts by which terms they hold (one score a part), until the sum of the
-    terms' weights at the next level cannot reach the ``limit``-th score found;
-    those where a term repeats are scored from the repeats' levels, each part
-    while its bound can reach. A message of a session's past the maps' range
-    (``LAST_TAG``) stands for several: such sessions are scored from their
-    postings.
+    message holds two terms. Those messages are the ANDs of the terms' maps. A
+    message's weight for a term is that of its level (``search.levels``: the
+    level of the terms it holds once) unless the term repeats there
+    (``search.repeats``: then its own). So the messages where no term repeats
+    are taken level by level, best first, each level's cut into parts by which
+    terms they hold (one score a part), until the sum of the terms' weights at
+    the next level cannot reach the ``limit``-th score found; those where a term
+    repeats are scored from the repeats' levels, each part while its bound can
+    reach. A message of a session's past the maps' range (``LAST_TAG``) stands
+    for several: such sessions are scored from their postings.
+
+    The blocks' maps, repeats and levels are joined into one key space
+    (``_Joined``), so that each step is one operation in C over every block.
 
     Returns the scores (exact for every session that can be among the ``limit``
     best, lower bounds below them) and the ``limit``-th best score.
     """
     terms = plan.terms
     tables = [list(map(mul, repeat(term.weight), LEVEL_WEIGHTS)) for term in terms]
-    scored = _TopScores(limit)
+    singles: dict[int, float] = {}
     for term, table in zip(terms, tables):
+        get = singles.get
         for sid, score in _best_of_term(term.summary, table, limit).items():
+            if score > get(sid, 0.0):
+                singles[sid] = score
+    scored = _TopScores(limit, singles)
+    held = [{number for number, _ in term.summary.blocks} for term in terms]
+    shared_blocks = sorted({number for one, other in combinations(held, 2) for number in one & other})
+    if not shared_blocks:
+        return dict(scored), scored.kth if scored.kth >= 0 else None
+    joined = _Joined(view, shared_blocks)
+    maps = [joined.maps(term.tid, blocks) for term, blocks in zip(terms, held)]
+    shared = BitMap()
+    for one, other in combinations(maps, 2):
+        shared |= one & other
+    late = shared & joined.late()
+    if late:
+        shared -= late
+        for sid in sorted({joined.session(key) for key in late}):
+            score = max(_evaluate(view, plan, sid, None, {}).values())
             if score > scored.get(sid, 0.0):
                 scored[sid] = score
-    holders: dict[int, set[int]] = {}  # block → the terms (places in the plan) with sessions there
-    for place, term in enumerate(terms):
-        for number, _ in term.summary.blocks:
-            holders.setdefault(number, set()).add(place)
-    work: list[_BlockWork] = []
-    late: set[int] = set()  # sessions with a message shared past the maps' range: scored from postings
-    for number in sorted(holders):
-        if len(holders[number]) < 2:
-            continue
-        maps = [view.term_map(term.tid, number) or _NONE for term in terms]
-        shared = BitMap()
-        for one, other in combinations(maps, 2):
-            shared |= one & other
-        if not shared:
-            continue
-        base = number << formats.BLOCK_BITS  # read here: tests make blocks small
-        if shared.max() >= LAST_KEYS:
-            past = shared.copy()
-            past.remove_range(0, LAST_KEYS)
-            shared.remove_range(LAST_KEYS, 1 << 32)
-            late.update(base | key & _OFFSET_OF_KEY for key in past)
-        repeats = [view.term_repeats(term.tid, number) or _NO_REPEATS for term in terms]
-        odd = shared & BitMap.union(*(keys for keys, _ in repeats))
-        work.append(_BlockWork(number, base, shared - odd, maps, odd, repeats))
-    for sid in sorted(late):
-        score = max(_evaluate(view, plan, sid, None, {}).values())
-        if score > scored.get(sid, 0.0):
-            scored[sid] = score
-    levels = sorted({level for block in work for level in view.block_levels(block.number)}, reverse=True)
-    for level in levels:
+    repeats = [joined.repeats(term.tid, blocks) for term, blocks in zip(terms, held)]
+    odd = shared & BitMap.union(*(keys for keys, _ in repeats))
+    plain = shared - odd
+    for level in joined.levels:
         if not may_reach(sum(table[level] for table in tables), scored.kth):
             break  # no message where no term repeats can reach the limit-th score any more
-        for block in work:
-            at_level = view.level_messages(block.number, level)
-            found = block.plain & at_level if at_level is not None else None
-            if found:
-                _raise(scored, block.base, _parts(found, block.maps, tables, level, scored.kth))
-    for block in work:
-        if block.odd:
-            _score_repeats(view, tables, scored, block)
+        found = plain & joined.at(level)
+        if found:
+            _raise(scored, joined, _parts(found, maps, tables, level, scored.kth))
+    if odd:
+        _score_repeats(joined, maps, repeats, tables, scored, odd)
     kth = scored.kth
     return dict(scored), kth if kth >= 0 else None
 
-#: An empty map, and no repeated messages: what a term absent from a block has there.
+#: An empty bitmap: what a term absent from a block has there.
 _NONE = BitMap()
-_NO_REPEATS = (_NONE, b"")
 
+class _Joined:
+    """The maps and repeats of the blocks two of a query's terms share, and the messages by level of every block,
+    joined into one key space (``formats.JOINED_SHIFT``: a block's keys shifted past the earlier blocks', in C), so
+    that a query's steps are not taken a block at a time."""
 
-class _BlockWork(NamedTuple):
-    """A block's messages of several terms for ``_by_messages``: those where no term repeats, the terms' maps, those
-    where one does, and the terms' repeats."""
+    __slots__ = ("view", "blocks", "levels")
 
-    number: int
-    base: int  # the block's first session
-    plain: BitMap
-    maps: list[BitMap]
-    odd: BitMap
-    repeats: list[tuple[BitMap, bytes]]
+    def __init__(self, view: IndexReader, blocks: Sequence[int]) -> None:
+        self.view, self.blocks = view, blocks
+        self.levels = sorted(view.level_blocks(), reverse=True)
+
+    def maps(self, tid: int, held: set[int]) -> BitMap:
+        """Term ``tid``'s message maps in the blocks it is in."""
+        view = self.view
+        return BitMap.union(_NONE, *(found.shift(number << JOINED_SHIFT) for number in self.blocks if number in held
+                                     if (found := view.term_map(tid, number))))
+
+    def repeats(self, tid: int, held: set[int]) -> tuple[BitMap, bytes]:
+        """Term ``tid``'s repeated messages and their levels (in the keys' order) in the blocks it is in."""
+        view = self.view
+        found = [(number, stored) for number in self.blocks if number in held
+                 if (stored := view.term_repeats(tid, number))]
+        keys = BitMap.union(_NONE, *(stored[0].shift(number << JOINED_SHIFT) for number, stored in found))
+        return keys, b"".join(stored[1] for _, stored in found)
+
+    def at(self, level: int) -> BitMap:
+        """The messages at ``level``."""
+        return self.view.joined_level(level)
+
+    def late(self) -> BitMap:
+        """Every key past the maps' range (``LAST_TAG``: it stands for several messages)."""
+        found = BitMap()
+        for number in self.blocks:
+            found.add_range(number << JOINED_SHIFT | LAST_KEYS, (number + 1) << JOINED_SHIFT)
+        return found
+
+    @staticmethod
+    def session(key: int) -> int:
+        return key >> JOINED_SHIFT << formats.BLOCK_BITS | key & _OFFSET_OF_KEY  # read here: tests make blocks small
 
 
 class _TopScores(dict[int, float]):
     """Session → best score found, keeping the ``limit`` best in a heap as they rise (``kth``: the ``limit``-th,
-    -1 while fewer are known)."""
+    -1 while fewer are known); it starts from ``scores``."""
 
-    def __init__(self, limit: int) -> None:
-        super().__init__()
+    def __init__(self, limit: int, scores: dict[int, float]) -> None:
+        super().__init__(scores)
         self.limit = limit
-        self._best: dict[int, float] = {}  # the sessions in the heap
-        self._heap: list[tuple[float, int]] = []
+        self._heap = heapq.nlargest(limit, zip(scores.values(), scores.keys()))
+        heapq.heapify(self._heap)
+        self._best = {sid: score for score, sid in self._heap}  # the sessions in the heap
 
     def __setitem__(self, sid: int, score: float) -> None:
         super().__setitem__(sid, score)
@@ -339,27 +359,21 @@ def _parts(found: BitMap, maps: list[BitMap], tables: list[list[float]], level: 
     return parts
 
 
-def _raise(scored: _TopScores, base: int, parts: list[tuple[BitMap, float]]) -> None:
-    """Raise the sessions of the messages in ``parts`` (of the block whose first session is ``base``) to the parts'
-    scores."""
-    get = scored.get
+def _raise(scored: _TopScores, joined: _Joined, parts: list[tuple[BitMap, float]]) -> None:
+    """Raise the sessions of the messages in ``parts`` to the parts' scores."""
+    get, session = scored.get, joined.session
     for keys, score in parts:
         for key in keys:
-            sid = base | key & _OFFSET_OF_KEY
+            sid = session(key)
             if score > get(sid, 0.0):
                 scored[sid] = score
 
 
-#: A part of the messages where terms repeat this small is scored message by message, each one's level read from
-#: its chunk; a larger one level by level of the block's messages, while its bound can reach.
-_FEW = 64
-
-
-def _score_repeats(view: IndexReader, tables: list[list[float]], scored: _TopScores, block: _BlockWork) -> None:
-    """Score the messages of several terms where one repeats (``block.odd``), cut by which terms repeat in them:
-    a part's bound takes those terms at the best level they repeat at in the block, the others at the messages'
-    level, which falls as the levels are taken best first."""
-    odd, maps, repeats, base = block.odd, block.maps, block.repeats, block.base
+def _score_repeats(joined: _Joined, maps: list[BitMap], repeats: list[tuple[BitMap, bytes]],
+                   tables: list[list[float]], scored: _TopScores, odd: BitMap) -> None:
+    """Score the messages of several terms where one repeats (``odd``), cut by which terms repeat in them: a
+    part's bound takes those terms at the best level they repeat at, the others at the messages' level, which
+    falls as the levels are taken best first."""
     repeating = [odd & keys for keys, _ in repeats]
     tops = [max(levels, default=0) for _, levels in repeats]
 
@@ -377,35 +391,21 @@ def _score_repeats(view: IndexReader, tables: list[list[float]], scored: _TopSco
                 part &= keys
             else:
                 part -= keys
-        if not part:
-            continue
-        if len(part) <= _FEW:
-            for key in part:
-                sid = base | key & _OFFSET_OF_KEY
-                total = score(key, _message_level(view, sid, key >> MAP_SHIFT))
-                if total > scored.get(sid, 0.0):
-                    scored[sid] = total
-            continue
-        for level in view.block_levels(block.number):
+        for level in joined.levels if part else ():
             bound = sum(table[max(level, top) if chosen >> place & 1 else level]
                         for place, (table, top) in enumerate(zip(tables, tops)))
             if not may_reach(bound, scored.kth):
                 break
-            at_level = view.level_messages(block.number, level)
-            for key in part & at_level if at_level is not None else ():
-                sid = base | key & _OFFSET_OF_KEY
+            found = part & joined.at(level)
+            for key in found:
+                sid = joined.session(key)
                 total = score(key, level)
                 if total > scored.get(sid, 0.0):
                     scored[sid] = total
+            part -= found
+            if not part:
+                break
 
-
-def _message_level(view: IndexReader, sid: int, index: int) -> int:
-    """The level of a session's message (that of the terms it holds once), read from its chunk of postings."""
-    number, place = divmod(index, CHUNK_MESSAGES)
-    raw = view.chunk(sid, number)
-    if raw is None or place >= len(levels := chunk_levels(raw)):
-        raise StoreCorrupted(f"the search index is damaged: session {sid} lacks message {index}")
-    return levels[place]
 
 def _intersected(view: IndexReader, plan: Plan, limit: int) -> tuple[dict[int, float], float | None]:
     """Exact top scores (no phrases) from each term's best sessions and the few sessions whose terms may share a

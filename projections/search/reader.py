@@ -17,6 +17,8 @@ from eventstore.storage import ReadTransaction, Space
 
 from ..readmodel import OpenSpace
 from .formats import (
+    JOINED_BLOCKS,
+    JOINED_SHIFT,
     META_GENERATION,
     META_MESSAGES,
     Block,
@@ -206,6 +208,22 @@ class IndexReader:
         change it."""
         raw = None if self._fresh else self.txn.get(self.spaces.levels, level_key(block, level))
         return None if raw is None else map_of_value(raw)
+
+    def level_blocks(self) -> dict[int, list[int]]:
+        """Level → the blocks (ascending) that have messages at it (``search.levels``' keys, read once)."""
+        found: dict[int, list[int]] = {}
+        if not self._fresh:
+            for key in self.txn.scan_keys(self.spaces.levels):
+                block, level = level_of_key(key)
+                found.setdefault(level, []).append(block)
+        return found
+
+    def joined_level(self, level: int) -> BitMap:
+        """The messages at ``level`` of every block below ``JOINED_BLOCKS``, joined (``formats.JOINED_SHIFT``). The
+        caller may not change it."""
+        return BitMap.union(BitMap(), *(found.shift(block << JOINED_SHIFT)
+                                        for block in self.level_blocks().get(level, ()) if block < JOINED_BLOCKS
+                                        if (found := self.level_messages(block, level))))
 
     def summary(self, tid: int) -> Summary | None:
         """Term ``tid``'s summary over all its blocks; ``None`` when no message holds it."""

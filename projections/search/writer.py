@@ -245,6 +245,16 @@ class IndexWriter(IndexReader):
         return sorted((key & 0xFF for key, found in self._levels.items() if key >> 8 == block and found),
                       reverse=True)
 
+    def level_blocks(self) -> dict[int, list[int]]:
+        self._read_stale_levels()
+        found = {level: set(blocks) for level, blocks in super().level_blocks().items()}
+        for key, messages in self._levels.items():
+            if messages:
+                found.setdefault(key & 0xFF, set()).add(key >> 8)
+            elif key & 0xFF in found:
+                found[key & 0xFF].discard(key >> 8)
+        return {level: sorted(blocks) for level, blocks in found.items() if blocks}
+
     def level_messages(self, block: int, level: int) -> BitMap | None:
         self._read_stale_levels()
         key = block << 8 | level
