@@ -376,12 +376,16 @@ def _score_repeats(joined: _Joined, maps: list[BitMap], repeats: list[tuple[BitM
     falls as the levels are taken best first."""
     repeating = [odd & keys for keys, _ in repeats]
     tops = [max(levels, default=0) for _, levels in repeats]
+    session = joined.session
+
+    lookups = [(held.__contains__, repeated.__contains__, repeated.rank, levels, table)
+               for held, (repeated, levels), table in zip(maps, repeats, tables)]
 
     def score(key: int, level: int) -> float:
         total = 0.0
-        for held, (repeated, levels), table in zip(maps, repeats, tables):
-            if key in held:
-                total += table[levels[repeated.rank(key) - 1] if key in repeated else level]
+        for holds, repeats_in, rank, levels, table in lookups:
+            if holds(key):
+                total += table[levels[rank(key) - 1] if repeats_in(key) else level]
         return total
 
     for chosen in range(1, 1 << len(tables)):
@@ -391,20 +395,23 @@ def _score_repeats(joined: _Joined, maps: list[BitMap], repeats: list[tuple[BitM
                 part &= keys
             else:
                 part -= keys
+        held_top = [chosen >> place & 1 for place in range(len(tables))]
         for level in joined.levels if part else ():
-            bound = sum(table[max(level, top) if chosen >> place & 1 else level]
-                        for place, (table, top) in enumerate(zip(tables, tops)))
+            bound = sum(table[max(level, top) if topped else level]
+                        for table, top, topped in zip(tables, tops, held_top))
             if not may_reach(bound, scored.kth):
                 break
             found = part & joined.at(level)
-            for key in found:
-                sid = joined.session(key)
-                total = score(key, level)
-                if total > scored.get(sid, 0.0):
-                    scored[sid] = total
-            part -= found
-            if not part:
-                break
+            if found:
+                get = scored.get
+                for key in found:
+                    sid = session(key)
+                    total = score(key, level)
+                    if total > get(sid, 0.0):
+                        scored[sid] = total
+                part -= found
+                if not part:
+                    break
 
 
 def _intersected(view: IndexReader, plan: Plan, limit: int) -> tuple[dict[int, float], float | None]:
