@@ -32,6 +32,7 @@ from .formats import (
     META_MESSAGES,
     META_NEXT_TID,
     MULTI,
+    MULTI_KEYS,
     Block,
     ChunkMessage,
     block_of,
@@ -54,6 +55,7 @@ from .formats import (
     mapped,
     offset_of,
     packed_u64s,
+    placed,
     posted_keys,
     repeats_value,
     session_map_keys,
@@ -62,6 +64,7 @@ from .formats import (
     summary_set,
     tag,
     term_entry,
+    u16s,
 )
 from .reader import IndexReader, SearchSpaces, TermIds
 from .scoring import impact
@@ -299,6 +302,26 @@ class IndexWriter(IndexReader):
                     if level:  # a message without terms (redacted) has none
                         self._level_set(block, level).add((first + index) << MAP_SHIFT | offset)
 
+    def _placed(self, key: int, summary: Block) -> BitMap:
+        """The message-map keys of the sessions of a term's block (``key``) that their tags give, and their repeated
+        messages: a tag names the one message holding the term, whose level the block's messages by level give; a
+        session holding it in several (``MULTI``) is left to read from its postings (``_maps_stale``)."""
+        offsets, tags = summary.sids_raw(), summary.tags()
+        found = placed(offsets, tags)
+        several = tags.translate(_MULTI_BIT)
+        if several.count(0) != len(tags):
+            found.remove_range(MULTI_KEYS, 1 << 32)
+            self._maps_stale.setdefault(key, set()).update(compress(u16s(offsets), several))
+        block = key >> 32
+        self._whole_levels(block)
+        by_level = [(at & 0xFF, messages) for at, messages in self._levels.items() if at >> 8 == block and messages]
+        repeats = self._repeats_of(key)
+        for offset, level, named in zip(u16s(offsets), summary.best_levels(), tags):
+            message = named << MAP_SHIFT | offset
+            if message < LAST_KEYS and level != next((at for at, held in by_level if message in held), 0):
+                repeats[message] = level
+        return found
+
     def _repeats_of(self, key: int) -> dict[int, int]:
         """The repeated messages of a term's block (``key``) as the batch changes them."""
         found = self._repeats.get(key)
@@ -368,9 +391,8 @@ class IndexWriter(IndexReader):
         self._repeats_changed.add(key)
         if before is None:
             found = BitMap()
-        elif not mapped(before):  # the block gains its map: its sessions so far are read from their postings
-            found = BitMap()
-            self._maps_stale.setdefault(key, set()).update(Block(before).sorted_sids())
+        elif not mapped(before):  # the block gains its map: its sessions so far are read from their tags
+            found = self._placed(key, Block(before))
         else:
             stored = self._maps[key] if key in self._maps else super().term_map(tid, block)
             if stored is None:
@@ -753,6 +775,8 @@ def _messages_noted(notes: bytes) -> int:
     return sum(notes[2::8]) + (sum(notes[3::8]) << 8)
 
 
+#: A ``bytes.translate`` table that keeps a tag's ``MULTI`` bit alone.
+_MULTI_BIT = bytes(value & MULTI for value in range(256))
 #: ``bytes.translate`` tables: ``MULTI`` for a count's low byte of 2 or more, and for any high byte but 0.
 _SEVERAL = bytes(MULTI if value > 1 else 0 for value in range(256))
 _ANY = bytes(MULTI if value else 0 for value in range(256))
