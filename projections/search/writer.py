@@ -80,6 +80,8 @@ _SETTLE_EVERY = 1 << 22
 _COUNT_SHIFT = 16
 _SID_SHIFT = 32
 _ENTRY_MASK = (1 << _COUNT_SHIFT) - 1
+#: A noted message (``IndexWriter._posted``) has its block from this bit on.
+_POSTED_BLOCK = 40
 #: The most messages ``append`` notes in one run (a note counts them in 16 bits); longer runs go in parts.
 _LONGEST_RUN = (1 << 16) - 1
 _NO_KEYS: list[bytes] = []
@@ -140,8 +142,9 @@ class IndexWriter(IndexReader):
         self._maps: dict[int, BitMap | None] = {}
         self._maps_changed: set[int] = set()
         self._maps_stale: dict[int, set[int]] = {}
-        # Term id → ``block << 32 | map key`` of each message appended since the term last settled that holds it:
-        # the keys its message maps gain (taken from the messages, not their postings).
+        # Term id → ``block << _POSTED_BLOCK | map key`` of each message appended since the term last settled that
+        # holds it, and ``block << _POSTED_BLOCK | level << 32 | map key`` of those where it has a level of its own:
+        # the keys its message maps and repeats gain (taken from the messages, not their postings).
         self._posted: dict[int, array[int]] = {}
         # Each mapped block's messages where its term has a level of its own (``search.repeats``), by block key:
         # message key → level (``None``: none stored now); those to write.
@@ -532,12 +535,13 @@ class IndexWriter(IndexReader):
                 repeated += [(tid, level << 8 | index) for tid, level in own]
             keyed.append((once << 8 | index, tids))
             message = position << MAP_SHIFT | offset
-            deque(map(array.append, map(posted, tids), repeat(block << 32 | message)), maxlen=0)  # a loop in C
+            base = block << _POSTED_BLOCK | message
+            deque(map(array.append, map(posted, tids), repeat(base)), maxlen=0)  # a loop in C
             if message < LAST_KEYS:
                 _, _, common, places, own_levels = postings[-1]
                 by_level.setdefault(common, []).append(message)
                 for place, level in zip(places, own_levels):
-                    self._repeats_of(block << 32 | tids[place])[message] = level
+                    posted(tids[place]).append(base | level << 32)
         for level, messages in by_level.items():
             self._level_set(block, level).update(messages)
         self._add_to_chunks(state, sid, postings)
@@ -613,13 +617,22 @@ class IndexWriter(IndexReader):
             self._set_block(tid, block, after)
             keys = None
             if mapped(after):
-                start = bisect.bisect_left(messages, block << 32)
-                keys = posted_keys(messages[start:bisect.bisect_left(messages, (block + 1) << 32, start)])
+                start = bisect.bisect_left(messages, block << _POSTED_BLOCK)
+                appended = messages[start:bisect.bisect_left(messages, (block + 1) << _POSTED_BLOCK, start)]
+                keys = posted_keys(appended)
             self._map_changed(tid, block, before, after, keys)
+            if keys is not None:
+                self._posted_repeats(block << 32 | tid, appended)
         del noted[:], posted[:]
         dfs = self._dfs
         df = dfs.get(tid)
         dfs[tid] = (super().df(tid) if df is None else df) + added
+
+    def _posted_repeats(self, key: int, appended: Sequence[int]) -> None:
+        """Add to a mapped block's repeats (``key``) the messages noted with a level of their own (``appended``)."""
+        own = packed_u64s(appended)[4::8]  # each noted message's level byte, 0 where it has none of its own
+        if own.count(0) != len(own):
+            self._repeats_of(key).update((appended[at] & MAX_ID, own[at]) for at in compress(range(len(own)), own))
 
     def _lower(self, tid: int, sid: int, messages: int, code: int) -> None:
         """Take ``messages`` messages of session ``sid`` out of term ``tid``, whose entry there is now ``code``."""
