@@ -271,11 +271,12 @@ class _Joined:
     joined into one key space (``formats.JOINED_SHIFT``: a block's keys shifted past the earlier blocks', in C), so
     that a query's steps are not taken a block at a time."""
 
-    __slots__ = ("view", "blocks", "levels")
+    __slots__ = ("view", "blocks", "levels", "_at")
 
     def __init__(self, view: IndexReader, blocks: Sequence[int]) -> None:
         self.view, self.blocks = view, blocks
         self.levels = sorted(view.level_blocks(), reverse=True)
+        self._at: dict[int, BitMap] = {}
 
     def maps(self, tid: int, held: set[int]) -> BitMap:
         """Term ``tid``'s message maps in the blocks it is in."""
@@ -292,8 +293,11 @@ class _Joined:
         return keys, b"".join(stored[1] for _, stored in found)
 
     def at(self, level: int) -> BitMap:
-        """The messages at ``level``."""
-        return self.view.joined_level(level)
+        """The messages at ``level`` (a reader that keeps nothing joins them once a query)."""
+        found = self._at.get(level)
+        if found is None:
+            found = self._at[level] = self.view.joined_level(level)
+        return found
 
     def late(self) -> BitMap:
         """Every key past the maps' range (``LAST_TAG``: it stands for several messages)."""

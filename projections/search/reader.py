@@ -110,6 +110,7 @@ class IndexReader:
         self.spaces, self.txn = spaces, txn
         self._learn, self._fresh = learn and not fresh, fresh
         self._values: dict[int, bytes | None] = {}
+        self._level_blocks: dict[int, list[int]] | None = None
         self._cache = term_ids.of_generation(txn.get(spaces.meta, META_GENERATION))
 
     @property
@@ -210,12 +211,14 @@ class IndexReader:
         return None if raw is None else map_of_value(raw)
 
     def level_blocks(self) -> dict[int, list[int]]:
-        """Level → the blocks (ascending) that have messages at it (``search.levels``' keys, read once)."""
-        found: dict[int, list[int]] = {}
-        if not self._fresh:
-            for key in self.txn.scan_keys(self.spaces.levels):
-                block, level = level_of_key(key)
-                found.setdefault(level, []).append(block)
+        """Level → the blocks (ascending) that have messages at it (``search.levels``' keys, read once a reader)."""
+        found = self._level_blocks
+        if found is None:
+            found = self._level_blocks = {}
+            if not self._fresh:
+                for key in self.txn.scan_keys(self.spaces.levels):
+                    block, level = level_of_key(key)
+                    found.setdefault(level, []).append(block)
         return found
 
     def joined_level(self, level: int) -> BitMap:
