@@ -874,7 +874,7 @@ class TestRemovals:
 
             store._environment.write(version_4)
         with SessionStore(store_path) as store:
-            assert store.stats().checkpoints["search"].code_version == 5
+            assert store.stats().checkpoints["search"].code_version == SearchIndex.code_version
             with store._environment.read() as txn:
                 reader = store._search_index.reader(txn)
                 alpha = reader.tid("alpha")

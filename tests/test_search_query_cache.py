@@ -143,8 +143,8 @@ def test_the_cache_keeps_within_its_budget(scratch_store: SessionStore, small_bl
             assert _cached(scratch_store, f"{first} {second}") == _uncached(scratch_store, f"{first} {second}")
             held = scratch_store._search_index._decoded._latest
             assert held is not None and held._size <= budget
-            assert held._size == sum(held._costs.values()) and held._costs.keys() == held._terms.keys()
-            held_at_most = max(held_at_most, len(held._terms))
+            assert held._size == sum(held._costs.values()) and held._costs.keys() == held._entries.keys()
+            held_at_most = max(held_at_most, len(held._entries))
     assert 1 < held_at_most < len(_WORDS)  # it held terms, and the budget, not the words, bounded them
 
 

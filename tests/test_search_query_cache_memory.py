@@ -50,4 +50,4 @@ def test_a_cache_of_many_rare_terms_holds_about_its_budget_in_memory(
         decoded = states._latest
         assert decoded is not None and decoded._size <= BUDGET
         assert held <= 1.5 * BUDGET, held
-        assert len(decoded._terms) < RARE_TERMS  # the budget, not the terms, bounded it
+        assert len(decoded._entries) < RARE_TERMS  # the budget, not the terms, bounded it

@@ -23,10 +23,17 @@ Named key spaces ``search.*``:
   batch of new sessions rewrites only the last blocks (``Summary`` joins a
   term's blocks for queries).
 * ``search.maps``: block and term id (as in ``search.blocks``) → the term's message map there, for a block of
-  ``MAP_FROM`` to ``MAP_UP_TO`` sessions: a roaring bitmap (``pyroaring``, serialized) of every message holding
+  ``MAP_FROM`` sessions or more: a roaring bitmap (``pyroaring``, serialized) of every message holding
   the term, keyed ``index << MAP_SHIFT | offset`` (``index``: the message's, ``LAST_TAG`` for that or later;
   ``offset``: the session's in the block). ANDing two terms' maps gives the sessions where one message holds
-  both; a block outside that range has no map, and a query reads its tags (``placed_keys``).
+  both; a block of fewer sessions has no map, and a query reads its tags (``placed_keys``).
+* ``search.repeats``: block and term id → where the block has the term's message map, the messages (keyed as in
+  the map) whose level for the term differs from the message's level (the term repeats there), and those levels:
+  ``repeats_value``.
+* ``search.levels``: block and level → the messages of the block's sessions whose level (``chunk_levels``: that
+  of the terms a message holds once, which its length gives) is ``level``, keyed as in the maps, for messages below
+  index ``LAST_TAG``. With a map and the repeats, a message's weight for each term it holds is known without its
+  postings.
 * ``search.docs``: session and chunk number → the postings of up to
   ``CHUNK_MESSAGES`` messages: each message's term ids (2 bytes below 65,536,
   else 3, or 4 once ids need it) and levels (one a message, and those of the
@@ -72,6 +79,15 @@ __all__ = [
     "MAP_UP_TO",
     "MAP_SHIFT",
     "MULTI_KEYS",
+    "LAST_KEYS",
+    "JOINED_SHIFT",
+    "JOINED_BLOCKS",
+    "level_key",
+    "level_of_key",
+    "repeats_value",
+    "repeats_of_value",
+    "chunk_levels",
+    "message_level",
     "mapped",
     "placed",
     "placed_keys",
@@ -79,6 +95,7 @@ __all__ = [
     "block_spread",
     "session_map_keys",
     "map_value",
+    "posted_keys",
     "map_of_value",
     "block_of",
     "offset_of",
@@ -528,14 +545,51 @@ FIND_PAYS_OFF = 8
 
 #: A term's message map is stored for a block of this many sessions or more (fewer: its tags are read)...
 MAP_FROM = 32
-#: ... up to this many: the maps of words in most sessions would take more bytes than the rest of the index, and
-#: their many messages a session make them poor at telling which sessions two terms share a message in.
-MAP_UP_TO = 1024
+#: ... up to this many: no block holds more sessions, so every block of ``MAP_FROM`` has one (tests lower it, so that
+#: blocks cross it as sessions come and go). The most common words' maps, with ``search.levels`` and
+#: ``search.repeats``, answer their queries message by message (``queries._by_messages``).
+MAP_UP_TO = MAX_ID
 #: A message map's key is ``index << MAP_SHIFT | offset``: the message index (at most ``LAST_TAG``) in the high
 #: bits, so that the key a session's tag gives is built from the stored columns by byte slices in C.
 MAP_SHIFT = 12
 #: The first key of ``placed_keys`` whose tag has ``MULTI``: it names no message.
 MULTI_KEYS = MULTI << MAP_SHIFT
+#: The first key of a message map that stands for several messages (``LAST_TAG`` and later): ``search.levels`` and
+#: ``search.repeats`` keep none of them, and a query reads such a session's postings.
+LAST_KEYS = LAST_TAG << MAP_SHIFT
+_LEVEL_KEY = struct.Struct(">IB")
+#: A query joins the blocks' maps, repeats and messages by level into one key space, a block's keys shifted past the
+#: earlier blocks': ``block << JOINED_SHIFT | key``. Blocks below ``JOINED_BLOCKS`` fit 32 bits.
+JOINED_SHIFT = 19
+JOINED_BLOCKS = 1 << (32 - JOINED_SHIFT)
+
+
+def level_key(block: int, level: int) -> bytes:
+    """The ``search.levels`` key of a block's messages at ``level``: by block, then level."""
+    return _LEVEL_KEY.pack(block, level)
+
+
+def level_of_key(key: bytes) -> tuple[int, int]:
+    """``(block, level)``."""
+    block, level = _LEVEL_KEY.unpack(key)
+    return block, level
+
+
+def repeats_value(levels: Mapping[int, int]) -> bytes:
+    """The ``search.repeats`` value of ``levels`` (message key → the term's level there): the keys as a serialized
+    bitmap (its size first, u32), then the levels in the keys' order."""
+    keys = sorted(levels)
+    serialized = map_value(BitMap(keys))
+    return _U32.pack(len(serialized)) + serialized + bytes(map(levels.__getitem__, keys))
+
+
+def repeats_of_value(raw: bytes) -> tuple[BitMap, bytes]:
+    """The keys (a bitmap) and levels (in the keys' order) of a ``search.repeats`` value."""
+    size = _U32.unpack_from(raw)[0] if len(raw) >= _U32.size else -1
+    keys = map_of_value(raw[_U32.size:_U32.size + size]) if 0 <= size <= len(raw) - _U32.size else None
+    if keys is None or len(keys) != len(raw) - _U32.size - size or (keys and keys.max() >= LAST_KEYS):
+        raise StoreCorrupted("the search index is damaged: a term's repeated messages cannot be read")
+    return keys, raw[_U32.size + size:]
 
 
 def mapped(raw: bytes | None) -> bool:
@@ -579,6 +633,15 @@ def block_spread(block: Block) -> BitMap:
 def session_map_keys(offset: int) -> FrozenBitMap:
     """Every key a message map can hold for the session at ``offset`` of its block."""
     return FrozenBitMap(range(offset, (LAST_TAG + 1) << MAP_SHIFT, 1 << MAP_SHIFT))
+
+
+def posted_keys(values: Sequence[int]) -> BitMap:
+    """The message-map keys in the low 32 bits of ``values`` (``block << 32 | key``), as a bitmap built in C."""
+    raw = packed_u64s(values)
+    low = bytearray(len(raw) // 2)
+    for column in range(4):
+        low[column::4] = raw[column::8]
+    return BitMap(_u32_array(low), optimize=False)
 
 
 def map_value(keys: BitMap) -> bytes:
@@ -974,9 +1037,15 @@ def places(data: bytes, value: int) -> Iterator[int]:
 ChunkMessage = tuple[bytes, tuple[int, ...], int, tuple[int, ...], bytes]
 
 
+def message_level(levels: bytes) -> int:
+    """The level a chunk stores for a message whose postings have ``levels``: the most common (of equal counts,
+    the greatest, so that it follows from the levels alone, not from their terms' ids); 0 for none."""
+    return max(set(levels), key=lambda level: (levels.count(level), level)) if levels else 0
+
+
 def chunk_message_of(tids: Sequence[int], levels: bytes) -> ChunkMessage:
     """A message given as its term ids (ascending) and their levels, as ``chunk_append`` takes it."""
-    common = max(set(levels), key=levels.count) if levels else 0
+    common = message_level(levels)
     return chunk_posted(tids, common, [(tid, level) for tid, level in zip(tids, levels) if level != common])
 
 
@@ -1036,6 +1105,11 @@ def chunk_pop(raw: bytes) -> tuple[bytes | None, Sequence[int], bytes]:
                      raw[chunk.low_at:chunk.low_at + 2 * low_start],
                      raw[chunk.high_at:chunk.high_at + chunk.id_width * high_start], chunk.id_width,
                      at[:kept], chunk.own()[:kept]), tids, levels
+
+
+def chunk_levels(raw: bytes) -> bytes:
+    """Each message's level: that of most of its postings (of the terms it holds once, unless most repeat)."""
+    return _Chunk(raw).levels()
 
 
 def chunk_size(raw: bytes) -> int:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -63,8 +63,10 @@ class SearchIndex:
     #: 2: terms no message holds leave the dictionary, ``search.names`` maps ids back to terms, and the
     #: redaction placeholder is not indexed. 3: summaries in blocks of sessions (``search.blocks``). 4: chunks of
     #: postings with 2-byte term ids below 65,536 and one level a message (the others stored apart). 5: message
-    #: maps of the terms' blocks of ``MAP_FROM`` to ``MAP_UP_TO`` sessions (``search.maps``).
-    code_version = 5
+    #: maps of the terms' blocks of ``MAP_FROM`` to ``MAP_UP_TO`` sessions (``search.maps``). 6: message maps in
+    #: every block of ``MAP_FROM`` sessions or more, their repeated messages (``search.repeats``) and the blocks'
+    #: messages by level (``search.levels``).
+    code_version = 6
     #: The events whose payloads ``fold`` reads: those that edit the message list (the others are not decoded).
     payload_types = frozenset(kind.type_name for kind, edit in EDIT_KINDS.items() if edit is not None)
 
@@ -189,49 +191,74 @@ class SearchIndex:
 class _Term:
     """A term's summary and the message maps queries read of it, decoded from one committed state."""
 
-    __slots__ = ("summary", "maps")
+    __slots__ = ("summary", "maps", "repeats")
 
     def __init__(self, summary: Summary) -> None:
         self.summary = summary
         self.maps: dict[int, BitMap | None] = {}  # by block, filled as queries read them
+        self.repeats: dict[int, tuple[BitMap, bytes] | None] = {}  # likewise
 
 
 class _Decoded:
-    """Terms decoded from one committed state of the store, within a budget of bytes (the oldest go first).
+    """Terms and the blocks' messages by level decoded from one committed state of the store, within a budget of
+    bytes (the oldest go first).
 
     A term is one entry, its maps within it, so that a query pays the cache's upkeep once a term, not once a block.
+    The blocks' messages at each level, joined, are entries of their own: every query of the most common words
+    reads them, whatever its terms.
     """
 
     def __init__(self, snapshot: int, budget: int) -> None:
         self.snapshot, self._budget = snapshot, budget
-        self._terms: dict[int, _Term | None] = {}
-        self._costs: dict[int, int] = {}
+        self._entries: dict[Hashable, Any] = {}  # a term by its id; _LEVEL_BLOCKS; ("level", level)
+        self._costs: dict[Hashable, int] = {}
         self._size = 0
         self._lock = threading.Lock()  # queries in several threads may share a state
 
     def term(self, tid: int, decode: Callable[[], Summary | None]) -> _Term | None:
         """Term ``tid``, decoded (and kept) when not held; ``None`` when no message holds it."""
-        found = self._terms.get(tid, _ABSENT)
+        found = self._entries.get(tid, _ABSENT)
         if found is not _ABSENT:
-            return found  # type: ignore[return-value]
+            return found  # type: ignore[no-any-return]
         summary = decode()  # a damaged value raises, and nothing is kept
         term = None if summary is None else _Term(summary)
-        cost = _term_bytes(summary)
+        self._keep(tid, term, _term_bytes(summary))
+        return term
+
+    def level_blocks(self, decode: Callable[[], dict[int, list[int]]]) -> dict[int, list[int]]:
+        """Level → the blocks with messages at it, read (and kept) when not held."""
+        found = self._entries.get(_LEVEL_BLOCKS)
+        if found is None:
+            found = decode()
+            self._keep(_LEVEL_BLOCKS, found, _LEVELS_OBJECTS + 8 * sum(map(len, found.values())))
+        return found
+
+    def joined_level(self, level: int, decode: Callable[[], BitMap]) -> BitMap:
+        """The messages at ``level`` of the joined blocks, read (and kept) when not held."""
+        key = ("level", level)
+        found = self._entries.get(key)
+        if found is None:
+            found = decode()
+            self._keep(key, found, _LEVELS_OBJECTS + 2 * len(found))
+        return found
+
+    def _keep(self, key: Hashable, value: object, cost: int) -> None:
         with self._lock:
-            if tid not in self._terms and cost <= self._budget:
-                self._terms[tid], self._costs[tid] = term, cost
+            if key not in self._entries and cost <= self._budget:
+                self._entries[key], self._costs[key] = value, cost
                 self._size += cost
                 while self._size > self._budget:
-                    oldest = next(iter(self._terms))
-                    del self._terms[oldest]
+                    oldest = next(iter(self._entries))
+                    del self._entries[oldest]
                     self._size -= self._costs.pop(oldest)
-        return term
 
 
 #: Terms a ``CachedReader`` keeps of its own: twice what a query may resolve to.
 _READER_TERMS = 2 * MAX_QUERY_TERMS
 #: What ``_Decoded.term`` holds for a term not yet decoded (``None`` is a term no message holds).
 _ABSENT = object()
+#: The key of the levels' blocks in a ``_Decoded``.
+_LEVEL_BLOCKS = ("levels",)
 
 
 def _term_bytes(summary: Summary | None) -> int:
@@ -244,9 +271,12 @@ def _term_bytes(summary: Summary | None) -> int:
 
 
 #: Bytes of the objects of a decoded term (its entries in the cache, its summary, its maps' dict) and of each of its
-#: blocks (the block, its pair, its bytes' header), as ``tracemalloc`` counts them, rounded up.
+#: blocks (the block, its pair, its bytes' header), as ``tracemalloc`` counts them, rounded up; and of the levels'
+#: blocks or the messages at one level (the entry, the dict or bitmap), plus 2 bytes a message (a roaring array
+#: container's) or 8 a block.
 _TERM_OBJECTS = 400
 _BLOCK_OBJECTS = 200
+_LEVELS_OBJECTS = 600
 
 
 class _DecodedStates:
@@ -297,6 +327,21 @@ class CachedReader(IndexReader):
         if block not in maps:
             maps[block] = IndexReader.term_map(self, tid, block)
         return maps[block]
+
+    def level_blocks(self) -> dict[int, list[int]]:
+        return self._decoded.level_blocks(lambda: IndexReader.level_blocks(self))
+
+    def joined_level(self, level: int) -> BitMap:
+        return self._decoded.joined_level(level, lambda: IndexReader.joined_level(self, level))
+
+    def term_repeats(self, tid: int, block: int) -> tuple[BitMap, bytes] | None:
+        term = self._term(tid)
+        if term is None:
+            return None
+        repeats = term.repeats
+        if block not in repeats:
+            repeats[block] = IndexReader.term_repeats(self, tid, block)
+        return repeats[block]
 
 
 class _Change(NamedTuple):

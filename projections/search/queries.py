@@ -8,9 +8,11 @@ terms (no phrases), all but the most frequent in few sessions, or in several
 messages of few sessions: each term's best sessions alone, cut at a level
 counted in C, and the sessions where two terms may share a message, found a
 block at a time from the terms' message maps, or their tags, as compressed
-bitmaps in C (``_intersected``); terms in many
-sessions, or phrases: a threshold algorithm over their level groups
-(``_threshold``). Every path prunes with ``scoring.may_reach``, so a session
+bitmaps in C (``_intersected``); a few terms in many sessions, with message
+maps wherever two of them meet (the most common words): message by message,
+best level first, from the maps, the blocks' messages by level and the terms'
+repeated messages (``_by_messages``); phrases, or many terms: a threshold
+algorithm over their level groups (``_threshold``). Every path prunes with ``scoring.may_reach``, so a session
 tying the ``limit``-th score is always scored; ties go to the most recent
 activity.
 """
@@ -34,6 +36,9 @@ from . import formats
 from .formats import (
     CHUNK_MESSAGES,
     FIND_PAYS_OFF,
+    JOINED_BLOCKS,
+    JOINED_SHIFT,
+    LAST_KEYS,
     LAST_TAG,
     MAP_SHIFT,
     MULTI,
@@ -43,6 +48,7 @@ from .formats import (
     block_spread,
     chunk_message,
     chunk_occurrences_of,
+    mapped,
     placed_keys,
     places,
     u32s,
@@ -53,8 +59,8 @@ from .scoring import LEVEL_WEIGHTS, LEVELS, may_reach, ranked
 from .snippets import phrase_in
 from .tokenizer import QueryWord, tokenize
 
-__all__ = ["MATERIALIZE_UP_TO", "INTERSECT_UP_TO", "SPREAD_UP_TO", "EXACT_WORK", "Texts", "search_messages",
-           "search_sessions"]
+__all__ = ["MATERIALIZE_UP_TO", "INTERSECT_UP_TO", "SPREAD_UP_TO", "EXACT_WORK", "BY_MESSAGES_UP_TO", "Texts",
+           "search_messages", "search_sessions"]
 
 #: A query whose terms are in at most this many sessions all told is scored from the sessions they share.
 MATERIALIZE_UP_TO = 4000
@@ -64,6 +70,11 @@ INTERSECT_UP_TO = 8192
 #: all told, however many sessions hold them: those are most of the sessions it may resolve from postings, which
 #: is what the threshold path saves on words in most sessions.
 SPREAD_UP_TO = 8192
+
+#: A query of at most this many terms (no phrases) whose terms have message maps wherever two of them meet is
+#: answered message by message (``_by_messages``): its messages are cut into parts by which terms they hold, one
+#: part for each set of two terms or more.
+BY_MESSAGES_UP_TO = 4
 
 #: The work budget of one query, in (session, term) pairs scored exactly from postings: it bounds a query whose
 #: terms are in very many sessions with near-equal weights. Past it, the best sessions found so far stand.
@@ -127,6 +138,8 @@ def search_sessions(view: IndexReader, words: Sequence[QueryWord], limit: int,
         scored = _single_term(plan.terms[0], limit)
     elif not plan.phrases and _intersection_pays(plan):
         scored, cutoff = _intersected(view, plan, limit)
+    elif not plan.phrases and _messages_mapped(plan):
+        scored, cutoff = _by_messages(view, plan, limit)
     else:
         scored = _threshold(view, plan, limit, texts, message_level=False)
     if not scored:
@@ -177,6 +190,233 @@ def _intersection_pays(plan: Plan) -> bool:
     sizes = sorted(term.summary.sessions for term in plan.terms)
     return (sum(sizes) <= MATERIALIZE_UP_TO or sizes[-2] <= INTERSECT_UP_TO
             or sum(term.summary.spread() for term in plan.terms) <= SPREAD_UP_TO)
+
+def _messages_mapped(plan: Plan) -> bool:
+    """Whether the plan has few enough terms for ``_by_messages``, each with a message map in every block where
+    another is too."""
+    if len(plan.terms) > BY_MESSAGES_UP_TO or max(term.summary.blocks[-1][0] for term in plan.terms) >= JOINED_BLOCKS:
+        return False
+    holders: dict[int, list[Block]] = {}
+    for term in plan.terms:
+        for number, block in term.summary.blocks:
+            holders.setdefault(number, []).append(block)
+    return all(mapped(block.raw) for blocks in holders.values() if len(blocks) > 1 for block in blocks)
+
+def _by_messages(view: IndexReader, plan: Plan, limit: int) -> tuple[dict[int, float], float | None]:
+    """Exact top scores (no phrases, terms with maps wherever two meet) from each term's best sessions and the
+    messages that hold two terms or more, found and scored a level at a time by bitmaps in C.
+
+    A session scores at least its best single term, and more only where one
+    message holds two terms. Those messages are the ANDs of the terms' maps. A
+    message's weight for a term is that of its level (``search.levels``: the
+    level of the terms it holds once) unless the term repeats there
+    (``search.repeats``: then its own). So the messages where no term repeats
+    are taken level by level, best first, each level's cut into parts by which
+    terms they hold (one score a part), until the sum of the terms' weights at
+    the next level cannot reach the ``limit``-th score found; those where a term
+    repeats are scored from the repeats' levels, each part while its bound can
+    reach. A message of a session's past the maps' range (``LAST_TAG``) stands
+    for several: such sessions are scored from their postings.
+
+    The blocks' maps, repeats and levels are joined into one key space
+    (``_Joined``), so that each step is one operation in C over every block.
+
+    Returns the scores (exact for every session that can be among the ``limit``
+    best, lower bounds below them) and the ``limit``-th best score.
+    """
+    terms = plan.terms
+    tables = [list(map(mul, repeat(term.weight), LEVEL_WEIGHTS)) for term in terms]
+    singles: dict[int, float] = {}
+    for term, table in zip(terms, tables):
+        get = singles.get
+        for sid, score in _best_of_term(term.summary, table, limit).items():
+            if score > get(sid, 0.0):
+                singles[sid] = score
+    scored = _TopScores(limit, singles)
+    held = [{number for number, _ in term.summary.blocks} for term in terms]
+    shared_blocks = sorted({number for one, other in combinations(held, 2) for number in one & other})
+    if not shared_blocks:
+        return dict(scored), scored.kth if scored.kth >= 0 else None
+    joined = _Joined(view, shared_blocks)
+    maps = [joined.maps(term.tid, blocks) for term, blocks in zip(terms, held)]
+    shared = BitMap()
+    for one, other in combinations(maps, 2):
+        shared |= one & other
+    late = shared & joined.late()
+    if late:
+        shared -= late
+        for sid in sorted({joined.session(key) for key in late}):
+            score = max(_evaluate(view, plan, sid, None, {}).values())
+            if score > scored.get(sid, 0.0):
+                scored[sid] = score
+    repeats = [joined.repeats(term.tid, blocks) for term, blocks in zip(terms, held)]
+    odd = shared & BitMap.union(*(keys for keys, _ in repeats))
+    plain = shared - odd
+    for level in joined.levels:
+        if not may_reach(sum(table[level] for table in tables), scored.kth):
+            break  # no message where no term repeats can reach the limit-th score any more
+        found = plain & joined.at(level)
+        if found:
+            _raise(scored, joined, _parts(found, maps, tables, level, scored.kth))
+    if odd:
+        _score_repeats(joined, maps, repeats, tables, scored, odd)
+    kth = scored.kth
+    return dict(scored), kth if kth >= 0 else None
+
+#: An empty bitmap: what a term absent from a block has there.
+_NONE = BitMap()
+
+class _Joined:
+    """The maps and repeats of the blocks two of a query's terms share, and the messages by level of every block,
+    joined into one key space (``formats.JOINED_SHIFT``: a block's keys shifted past the earlier blocks', in C), so
+    that a query's steps are not taken a block at a time."""
+
+    __slots__ = ("view", "blocks", "levels", "_at")
+
+    def __init__(self, view: IndexReader, blocks: Sequence[int]) -> None:
+        self.view, self.blocks = view, blocks
+        self.levels = sorted(view.level_blocks(), reverse=True)
+        self._at: dict[int, BitMap] = {}
+
+    def maps(self, tid: int, held: set[int]) -> BitMap:
+        """Term ``tid``'s message maps in the blocks it is in."""
+        view = self.view
+        return BitMap.union(_NONE, *(found.shift(number << JOINED_SHIFT) for number in self.blocks if number in held
+                                     if (found := view.term_map(tid, number))))
+
+    def repeats(self, tid: int, held: set[int]) -> tuple[BitMap, bytes]:
+        """Term ``tid``'s repeated messages and their levels (in the keys' order) in the blocks it is in."""
+        view = self.view
+        found = [(number, stored) for number in self.blocks if number in held
+                 if (stored := view.term_repeats(tid, number))]
+        keys = BitMap.union(_NONE, *(stored[0].shift(number << JOINED_SHIFT) for number, stored in found))
+        return keys, b"".join(stored[1] for _, stored in found)
+
+    def at(self, level: int) -> BitMap:
+        """The messages at ``level`` (a reader that keeps nothing joins them once a query)."""
+        found = self._at.get(level)
+        if found is None:
+            found = self._at[level] = self.view.joined_level(level)
+        return found
+
+    def late(self) -> BitMap:
+        """Every key past the maps' range (``LAST_TAG``: it stands for several messages)."""
+        found = BitMap()
+        for number in self.blocks:
+            found.add_range(number << JOINED_SHIFT | LAST_KEYS, (number + 1) << JOINED_SHIFT)
+        return found
+
+    @staticmethod
+    def session(key: int) -> int:
+        return key >> JOINED_SHIFT << formats.BLOCK_BITS | key & _OFFSET_OF_KEY  # read here: tests make blocks small
+
+
+class _TopScores(dict[int, float]):
+    """Session → best score found, keeping the ``limit`` best in a heap as they rise (``kth``: the ``limit``-th,
+    -1 while fewer are known); it starts from ``scores``."""
+
+    def __init__(self, limit: int, scores: dict[int, float]) -> None:
+        super().__init__(scores)
+        self.limit = limit
+        self._heap = heapq.nlargest(limit, zip(scores.values(), scores.keys()))
+        heapq.heapify(self._heap)
+        self._best = {sid: score for score, sid in self._heap}  # the sessions in the heap
+
+    def __setitem__(self, sid: int, score: float) -> None:
+        super().__setitem__(sid, score)
+        best, heap = self._best, self._heap
+        if sid in best:  # a session of the heap rose: the heap is built again (it is small)
+            best[sid] = score
+            self._heap = [(value, key) for key, value in best.items()]
+            heapq.heapify(self._heap)
+        elif len(heap) < self.limit:
+            best[sid] = score
+            heapq.heappush(heap, (score, sid))
+        elif score > heap[0][0]:
+            del best[heapq.heapreplace(heap, (score, sid))[1]]
+            best[sid] = score
+
+    @property
+    def kth(self) -> float:
+        return self._heap[0][0] if len(self._heap) >= self.limit else -1.0
+
+
+def _parts(found: BitMap, maps: list[BitMap], tables: list[list[float]], level: int,
+           kth: float) -> list[tuple[BitMap, float]]:
+    """``found`` (messages of two terms or more at ``level``, where no term repeats) cut by which terms they hold,
+    each part with its score; parts that cannot reach ``kth`` are left out."""
+    if len(maps) == 2:
+        score = tables[0][level] + tables[1][level]
+        return [(found, score)] if may_reach(score, kth) else []
+    inside = [found & one for one in maps]
+    parts = []
+    for size in range(len(maps), 1, -1):
+        for chosen in combinations(range(len(maps)), size):
+            score = sum(tables[place][level] for place in chosen)
+            if not may_reach(score, kth):
+                continue
+            keys = BitMap.intersection(*(inside[place] for place in chosen))
+            if size < len(maps):  # those holding more terms are in a part of their own
+                keys -= BitMap.union(*(inside[place] for place in range(len(maps)) if place not in chosen))
+            if keys:
+                parts.append((keys, score))
+    return parts
+
+
+def _raise(scored: _TopScores, joined: _Joined, parts: list[tuple[BitMap, float]]) -> None:
+    """Raise the sessions of the messages in ``parts`` to the parts' scores."""
+    get, session = scored.get, joined.session
+    for keys, score in parts:
+        for key in keys:
+            sid = session(key)
+            if score > get(sid, 0.0):
+                scored[sid] = score
+
+
+def _score_repeats(joined: _Joined, maps: list[BitMap], repeats: list[tuple[BitMap, bytes]],
+                   tables: list[list[float]], scored: _TopScores, odd: BitMap) -> None:
+    """Score the messages of several terms where one repeats (``odd``), cut by which terms repeat in them: a
+    part's bound takes those terms at the best level they repeat at, the others at the messages' level, which
+    falls as the levels are taken best first."""
+    repeating = [odd & keys for keys, _ in repeats]
+    tops = [max(levels, default=0) for _, levels in repeats]
+    session = joined.session
+
+    lookups = [(held.__contains__, repeated.__contains__, repeated.rank, levels, table)
+               for held, (repeated, levels), table in zip(maps, repeats, tables)]
+
+    def score(key: int, level: int) -> float:
+        total = 0.0
+        for holds, repeats_in, rank, levels, table in lookups:
+            if holds(key):
+                total += table[levels[rank(key) - 1] if repeats_in(key) else level]
+        return total
+
+    for chosen in range(1, 1 << len(tables)):
+        part = odd.copy()
+        for place, keys in enumerate(repeating):
+            if chosen >> place & 1:
+                part &= keys
+            else:
+                part -= keys
+        held_top = [chosen >> place & 1 for place in range(len(tables))]
+        for level in joined.levels if part else ():
+            bound = sum(table[max(level, top) if topped else level]
+                        for table, top, topped in zip(tables, tops, held_top))
+            if not may_reach(bound, scored.kth):
+                break
+            found = part & joined.at(level)
+            if found:
+                get = scored.get
+                for key in found:
+                    sid = session(key)
+                    total = score(key, level)
+                    if total > get(sid, 0.0):
+                        scored[sid] = total
+                part -= found
+                if not part:
+                    break
+
 
 def _intersected(view: IndexReader, plan: Plan, limit: int) -> tuple[dict[int, float], float | None]:
     """Exact top scores (no phrases) from each term's best sessions and the few sessions whose terms may share a

@@ -17,6 +17,8 @@ from eventstore.storage import ReadTransaction, Space
 
 from ..readmodel import OpenSpace
 from .formats import (
+    JOINED_BLOCKS,
+    JOINED_SHIFT,
     META_GENERATION,
     META_MESSAGES,
     Block,
@@ -30,7 +32,10 @@ from .formats import (
     df_of_value,
     id_key,
     id_of_key,
+    level_key,
+    level_of_key,
     map_of_value,
+    repeats_of_value,
     session_of_value,
     term_of_entry,
     tid_of_entry,
@@ -52,6 +57,8 @@ class SearchSpaces:
     summary: Space
     blocks: Space
     maps: Space
+    repeats: Space
+    levels: Space
     docs: Space
     sessions: Space
     meta: Space
@@ -59,11 +66,13 @@ class SearchSpaces:
     @classmethod
     def open(cls, open_space: OpenSpace) -> SearchSpaces:
         return cls(open_space("search.terms"), open_space("search.names"), open_space("search.summary"),
-                   open_space("search.blocks"), open_space("search.maps"), open_space("search.docs"),
-                   open_space("search.sessions"), open_space("search.meta"))
+                   open_space("search.blocks"), open_space("search.maps"), open_space("search.repeats"),
+                   open_space("search.levels"), open_space("search.docs"), open_space("search.sessions"),
+                   open_space("search.meta"))
 
     def all(self) -> tuple[Space, ...]:
-        return self.terms, self.names, self.summary, self.blocks, self.maps, self.docs, self.sessions, self.meta
+        return (self.terms, self.names, self.summary, self.blocks, self.maps, self.repeats, self.levels, self.docs,
+                self.sessions, self.meta)
 
 
 class TermIds:
@@ -101,6 +110,7 @@ class IndexReader:
         self.spaces, self.txn = spaces, txn
         self._learn, self._fresh = learn and not fresh, fresh
         self._values: dict[int, bytes | None] = {}
+        self._level_blocks: dict[int, list[int]] | None = None
         self._cache = term_ids.of_generation(txn.get(spaces.meta, META_GENERATION))
 
     @property
@@ -175,6 +185,49 @@ class IndexReader:
         raw = None if self._fresh else self.txn.get(self.spaces.maps, block_key(block, tid))
         return None if raw is None else map_of_value(raw)
 
+    def term_repeats(self, tid: int, block: int) -> tuple[BitMap, bytes] | None:
+        """The messages of ``block`` where term ``tid`` has a level of its own (keyed as in its message map), and
+        those levels in the keys' order; ``None`` where none has (or the block has no map). The caller may not
+        change them."""
+        raw = None if self._fresh else self.txn.get(self.spaces.repeats, block_key(block, tid))
+        return None if raw is None else repeats_of_value(raw)
+
+    def block_levels(self, block: int) -> list[int]:
+        """The levels of the block's messages (``search.levels``), best first."""
+        if self._fresh:
+            return []
+        prefix = block_key(block, 0)[:4]
+        found = []
+        for key in self.txn.scan_keys(self.spaces.levels, prefix):
+            if key[:4] != prefix:
+                break
+            found.append(level_of_key(key)[1])
+        return found[::-1]
+
+    def level_messages(self, block: int, level: int) -> BitMap | None:
+        """The block's messages at ``level`` (keyed as in the message maps); ``None``: none. The caller may not
+        change it."""
+        raw = None if self._fresh else self.txn.get(self.spaces.levels, level_key(block, level))
+        return None if raw is None else map_of_value(raw)
+
+    def level_blocks(self) -> dict[int, list[int]]:
+        """Level → the blocks (ascending) that have messages at it (``search.levels``' keys, read once a reader)."""
+        found = self._level_blocks
+        if found is None:
+            found = self._level_blocks = {}
+            if not self._fresh:
+                for key in self.txn.scan_keys(self.spaces.levels):
+                    block, level = level_of_key(key)
+                    found.setdefault(level, []).append(block)
+        return found
+
+    def joined_level(self, level: int) -> BitMap:
+        """The messages at ``level`` of every block below ``JOINED_BLOCKS``, joined (``formats.JOINED_SHIFT``). The
+        caller may not change it."""
+        return BitMap.union(BitMap(), *(found.shift(block << JOINED_SHIFT)
+                                        for block in self.level_blocks().get(level, ()) if block < JOINED_BLOCKS
+                                        if (found := self.level_messages(block, level))))
+
     def summary(self, tid: int) -> Summary | None:
         """Term ``tid``'s summary over all its blocks; ``None`` when no message holds it."""
         blocks = []
@@ -247,6 +300,16 @@ class IndexReader:
         """``(block, term id)`` of every stored message map."""
         for key in self.txn.scan_keys(self.spaces.maps):
             yield block_of_key(key)
+
+    def stored_repeats(self) -> Iterator[tuple[int, int]]:
+        """``(block, term id)`` of every stored set of repeated messages."""
+        for key in self.txn.scan_keys(self.spaces.repeats):
+            yield block_of_key(key)
+
+    def stored_levels(self) -> Iterator[tuple[int, int]]:
+        """``(block, level)`` of every stored set of messages at a level."""
+        for key in self.txn.scan_keys(self.spaces.levels):
+            yield level_of_key(key)
 
     def stored_chunks(self) -> Iterator[tuple[tuple[int, int], bytes]]:
         """``((session, chunk number), chunk)`` of every stored chunk."""

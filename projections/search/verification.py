@@ -13,7 +13,18 @@ from eventstore._time import to_micros
 
 from ..session import SessionSnapshot
 from . import formats
-from .formats import LAST_TAG, MAP_SHIFT, chunk_message, chunk_size, entry, mapped, merged, u32s
+from .formats import (
+    LAST_KEYS,
+    LAST_TAG,
+    MAP_SHIFT,
+    chunk_message,
+    chunk_size,
+    entry,
+    mapped,
+    merged,
+    message_level,
+    u32s,
+)
 from .reader import IndexReader
 from .scoring import impact
 from .tokenizer import term_key
@@ -29,6 +40,8 @@ def check_index(view: IndexReader, sessions: Mapping[int, SessionSnapshot]) -> l
     total = 0
     expected: dict[str, tuple[int, dict[int, int]]] = {}  # term → (messages, session → best level)
     keys: dict[str, dict[int, list[int]]] = {}  # term → block → its message-map keys
+    repeats: dict[str, dict[int, dict[int, int]]] = {}  # term → block → message key → its level of its own there
+    levels: dict[tuple[int, int], list[int]] = {}  # (block, level) → its messages' keys
     bits = formats.BLOCK_BITS
     for sid, session in sorted(sessions.items()):
         head = session.head
@@ -54,18 +67,24 @@ def check_index(view: IndexReader, sessions: Mapping[int, SessionSnapshot]) -> l
             problems.append(f"search: session {head.key!r} has {len(rows)} messages indexed, "
                             f"{len(contents)} in the log")
             continue
-        for index, (text, (tids, levels)) in enumerate(zip(contents, rows)):
+        for index, (text, (tids, stored_levels)) in enumerate(zip(contents, rows)):
             terms = indexed_terms(text)
             wanted: dict[int | None, int] = {}
-            for term, tf in Counter(terms).items():
+            held = Counter(terms)
+            key = min(index, LAST_TAG) << MAP_SHIFT | sid & (1 << bits) - 1
+            common = message_level(bytes(impact(tf, len(terms)) for tf in held.values()))
+            if terms and key < LAST_KEYS:
+                levels.setdefault((sid >> bits, common), []).append(key)
+            for term, tf in held.items():
                 level = impact(tf, len(terms))
                 wanted[view.tid(term)] = level
                 count, best = expected.setdefault(term, (0, {}))
                 expected[term] = (count + 1, best)
                 best[sid] = merged(best.get(sid, 0), entry(level, index))
-                keys.setdefault(term, {}).setdefault(sid >> bits, []).append(
-                    min(index, LAST_TAG) << MAP_SHIFT | sid & (1 << bits) - 1)
-            if wanted != dict(zip(tids, levels)):
+                keys.setdefault(term, {}).setdefault(sid >> bits, []).append(key)
+                if level != common and key < LAST_KEYS:
+                    repeats.setdefault(term, {}).setdefault(sid >> bits, {})[key] = level
+            if wanted != dict(zip(tids, stored_levels)):
                 problems.append(f"search: message {index} of session {head.key!r} is indexed with "
                                 "other terms than its content")
     if view.messages() != total:
@@ -87,7 +106,7 @@ def check_index(view: IndexReader, sessions: Mapping[int, SessionSnapshot]) -> l
                 or sum(len(members) for _, members in groups) != summary.sessions \
                 or order != sorted(set(order), reverse=True):
             problems.append(f"search: the entry of term {term!r} differs from the log")
-        problems += _map_problems(view, term, tid, summary, keys[term])
+        problems += _map_problems(view, term, tid, summary, keys[term], repeats.get(term, {}))
     if not view.holds_unwritten_changes:
         stored_count = view.stored_summary_count()
         if stored_count != len(expected):
@@ -102,6 +121,9 @@ def check_index(view: IndexReader, sessions: Mapping[int, SessionSnapshot]) -> l
             problems.append("search: the blocks of term summaries differ from the blocks their terms list")
         if listed is not None and not set(view.stored_maps()) <= listed:
             problems.append("search: message maps are stored for blocks that no term lists")
+        if listed is not None and not set(view.stored_repeats()) <= listed:
+            problems.append("search: repeated messages are stored for blocks that no term lists")
+        problems += _level_problems(view, levels)
         for sid, _ in view.stored_sessions():
             if sid not in sessions:
                 problems.append(f"search: stream {sid} is indexed but has no events")
@@ -110,17 +132,34 @@ def check_index(view: IndexReader, sessions: Mapping[int, SessionSnapshot]) -> l
 
 
 def _map_problems(view: IndexReader, term: str, tid: int, summary: formats.Summary,
-                  keys: dict[int, list[int]]) -> list[str]:
+                  keys: dict[int, list[int]], repeats: dict[int, dict[int, int]]) -> list[str]:
     """Where the term's message maps differ from its messages (``keys``: block → the maps' keys), or a block has
-    a map it should not have (or lacks one)."""
+    a map it should not have (or lacks one), or its messages where the term has a level of its own differ from
+    ``repeats`` (block → message key → level)."""
     for number, block in summary.blocks:
         try:
             stored = view.term_map(tid, number)
+            stored_repeats = view.term_repeats(tid, number)
         except StoreCorrupted as exc:
             return [f"search: {exc}"]
         wanted = BitMap(keys.get(number, ())) if mapped(block.raw) else None
         if stored != wanted:
             return [f"search: the message map of term {term!r} in block {number} differs from the log"]
+        own = repeats.get(number) if mapped(block.raw) else None
+        found = None if stored_repeats is None else dict(zip(*stored_repeats))
+        if found != (own or None):
+            return [f"search: the repeated messages of term {term!r} in block {number} differ from the log"]
+    return []
+
+
+def _level_problems(view: IndexReader, levels: dict[tuple[int, int], list[int]]) -> list[str]:
+    """Where the blocks' messages by level (``search.levels``) differ from the log's (``levels``)."""
+    try:
+        stored = {(block, level): view.level_messages(block, level) for block, level in view.stored_levels()}
+    except StoreCorrupted as exc:
+        return [f"search: {exc}"]
+    if stored != {place: BitMap(keys) for place, keys in levels.items()}:
+        return ["search: the blocks' messages by level differ from the log"]
     return []
 
 
@@ -147,6 +186,9 @@ def dump_index(view: IndexReader) -> dict[str, Any]:
     terms = {names[tid]: (df, summary.entries()) for tid, df, summary in view.stored_summaries()}
     maps = {(names[tid], block): list(found) for block, tid in view.stored_maps()
             if (found := view.term_map(tid, block)) is not None}
+    repeats = {(names[tid], block): dict(zip(*own)) for block, tid in view.stored_repeats()
+               if (own := view.term_repeats(tid, block)) is not None}
+    by_level = {place: list(view.level_messages(*place) or ()) for place in view.stored_levels()}
     docs = {}
     for place, raw in view.stored_chunks():
         rows = []
@@ -155,4 +197,5 @@ def dump_index(view: IndexReader) -> dict[str, Any]:
             rows.append(sorted(zip((names[tid] for tid in tids), levels)))
         docs[place] = rows
     sessions = dict(view.stored_sessions())
-    return {"terms": terms, "maps": maps, "docs": docs, "sessions": sessions, "messages": view.messages()}
+    return {"terms": terms, "maps": maps, "repeats": repeats, "levels": by_level, "docs": docs, "sessions": sessions,
+            "messages": view.messages()}

@@ -25,6 +25,7 @@ from eventstore.storage import ReadTransaction, Space, WriteTransaction
 from . import formats
 from .formats import (
     CHUNK_MESSAGES,
+    LAST_KEYS,
     LAST_TAG,
     MAP_SHIFT,
     MAX_ID,
@@ -38,6 +39,7 @@ from .formats import (
     chunk_append,
     chunk_counts,
     chunk_key,
+    chunk_levels,
     chunk_message_of,
     chunk_occurrences,
     chunk_occurrences_of,
@@ -48,11 +50,14 @@ from .formats import (
     count_value,
     head_value,
     id_key,
+    level_key,
     map_value,
     mapped,
     offset_of,
     packed_u64s,
     placed,
+    posted_keys,
+    repeats_value,
     session_map_keys,
     session_value,
     summary_raise,
@@ -75,9 +80,8 @@ _SETTLE_EVERY = 1 << 22
 _COUNT_SHIFT = 16
 _SID_SHIFT = 32
 _ENTRY_MASK = (1 << _COUNT_SHIFT) - 1
-#: The columns of a term's noted sessions in a block, as ``_by_block`` cuts them: offsets (little-endian u16 bytes)
-#: and tags.
-_Noted = tuple[bytes, bytes]
+#: A noted message (``IndexWriter._posted``) has its block from this bit on.
+_POSTED_BLOCK = 40
 #: The most messages ``append`` notes in one run (a note counts them in 16 bits); longer runs go in parts.
 _LONGEST_RUN = (1 << 16) - 1
 _NO_KEYS: list[bytes] = []
@@ -133,11 +137,26 @@ class IndexWriter(IndexReader):
         self._pending: dict[int, array[int]] = {}
         self._unsettled = 0
         # Message maps (``formats.mapped``) by block key: those changed (``None``: none now), and the sessions
-        # (offsets) each waits for, to read from their postings: those holding the term in several messages, and
-        # those a removal touched.
+        # (offsets) each waits for, to read from their postings: those a removal touched, and those a block had
+        # before it gained its map.
         self._maps: dict[int, BitMap | None] = {}
         self._maps_changed: set[int] = set()
         self._maps_stale: dict[int, set[int]] = {}
+        # Term id → ``block << _POSTED_BLOCK | map key`` of each message appended since the term last settled that
+        # holds it, and ``block << _POSTED_BLOCK | level << 32 | map key`` of those where it has a level of its own:
+        # the keys its message maps and repeats gain (taken from the messages, not their postings).
+        self._posted: dict[int, array[int]] = {}
+        # Each mapped block's messages where its term has a level of its own (``search.repeats``), by block key:
+        # message key → level (``None``: none stored now); those to write.
+        self._repeats: dict[int, dict[int, int] | None] = {}
+        self._repeats_changed: set[int] = set()
+        # Each block's messages by level (``search.levels``), as ``block << 8 | level``: those read or changed
+        # (``None``: none stored), the blocks read whole, and the sessions to read again from their chunks (a
+        # removal touched them).
+        self._levels: dict[int, BitMap | None] = {}
+        self._levels_changed: set[int] = set()
+        self._levels_whole: set[int] = set()
+        self._levels_stale: set[int] = set()
         self._high = -1  # the greatest session noted since every note was last settled
         self._ordered = True  # each term's notes are of distinct sessions, ascending
         self._messages = super().messages()
@@ -212,24 +231,117 @@ class IndexWriter(IndexReader):
     def term_map(self, tid: int, block: int) -> BitMap | None:
         self._settle(tid)
         key = block << 32 | tid
+        self._read_stale_of(key)
+        return self._maps[key] if key in self._maps else super().term_map(tid, block)
+
+    def term_repeats(self, tid: int, block: int) -> tuple[BitMap, bytes] | None:
+        self._settle(tid)
+        key = block << 32 | tid
+        self._read_stale_of(key)
+        if key not in self._repeats:
+            return super().term_repeats(tid, block)
+        found = self._repeats[key]
+        if not found:
+            return None
+        keys = sorted(found)
+        return BitMap(keys), bytes(map(found.__getitem__, keys))
+
+    def block_levels(self, block: int) -> list[int]:
+        self._whole_levels(block)
+        return sorted((key & 0xFF for key, found in self._levels.items() if key >> 8 == block and found),
+                      reverse=True)
+
+    def level_blocks(self) -> dict[int, list[int]]:
+        self._read_stale_levels()
+        found = {level: set(blocks) for level, blocks in super().level_blocks().items()}
+        for key, messages in self._levels.items():
+            if messages:
+                found.setdefault(key & 0xFF, set()).add(key >> 8)
+            elif key & 0xFF in found:
+                found[key & 0xFF].discard(key >> 8)
+        return {level: sorted(blocks) for level, blocks in found.items() if blocks}
+
+    def level_messages(self, block: int, level: int) -> BitMap | None:
+        self._read_stale_levels()
+        key = block << 8 | level
+        if key not in self._levels:
+            return super().level_messages(block, level)
+        return self._levels[key] or None
+
+    def _level_set(self, block: int, level: int) -> BitMap:
+        """The block's messages at ``level`` as the batch changes them."""
+        key = block << 8 | level
+        found = self._levels.get(key)
+        if found is None:
+            found = (None if key in self._levels else super().level_messages(block, level)) or BitMap()
+            self._levels[key] = found
+        self._levels_changed.add(key)
+        return found
+
+    def _whole_levels(self, block: int) -> None:
+        """Read every level of the block's messages into the batch."""
+        self._read_stale_levels()
+        if block in self._levels_whole:
+            return
+        self._levels_whole.add(block)
+        for level in super().block_levels(block):
+            if block << 8 | level not in self._levels:
+                self._levels[block << 8 | level] = super().level_messages(block, level)
+
+    def _read_stale_levels(self) -> None:
+        """Read the levels of the messages of the sessions a removal touched again from their chunks."""
+        stale, self._levels_stale = self._levels_stale, set()
+        for sid in sorted(stale):
+            block, offset = block_of(sid), offset_of(sid)
+            self._whole_levels(block)
+            keys = session_map_keys(offset)
+            for key, found in self._levels.items():
+                if key >> 8 == block and found and found.intersect(keys):
+                    found.difference_update(keys)
+                    self._levels_changed.add(key)
+            for number, raw in enumerate(self.chunks(sid)):
+                first = number * CHUNK_MESSAGES
+                for index, level in enumerate(chunk_levels(raw)[:max(0, LAST_TAG - first)]):
+                    if level:  # a message without terms (redacted) has none
+                        self._level_set(block, level).add((first + index) << MAP_SHIFT | offset)
+
+    def _placed(self, key: int, summary: Block) -> BitMap:
+        """The message-map keys of the sessions of a term's block (``key``) that their tags give, and their repeated
+        messages: a tag names the one message holding the term, whose level the block's messages by level give; a
+        session holding it in several (``MULTI``) is left to read from its postings (``_maps_stale``)."""
+        offsets, tags = summary.sids_raw(), summary.tags()
+        found = placed(offsets, tags)
+        several = tags.translate(_MULTI_BIT)
+        if several.count(0) != len(tags):
+            found.remove_range(MULTI_KEYS, 1 << 32)
+            self._maps_stale.setdefault(key, set()).update(compress(u16s(offsets), several))
+        block = key >> 32
+        self._whole_levels(block)
+        by_level = [(at & 0xFF, messages) for at, messages in self._levels.items() if at >> 8 == block and messages]
+        repeats = self._repeats_of(key)
+        for offset, level, named in zip(u16s(offsets), summary.best_levels(), tags):
+            message = named << MAP_SHIFT | offset
+            if message < LAST_KEYS and level != next((at for at, held in by_level if message in held), 0):
+                repeats[message] = level
+        return found
+
+    def _repeats_of(self, key: int) -> dict[int, int]:
+        """The repeated messages of a term's block (``key``) as the batch changes them."""
+        found = self._repeats.get(key)
+        if found is None:
+            stored = None if key in self._repeats else super().term_repeats(key & MAX_ID, key >> 32)
+            found = self._repeats[key] = {} if stored is None else dict(zip(stored[0], stored[1]))
+        return found
+
+    def _read_stale_of(self, key: int) -> None:
         stale = self._maps_stale.pop(key, None)
         if stale:
             self._read_stale({key: stale})
-        return self._maps[key] if key in self._maps else super().term_map(tid, block)
-
-    def _placed(self, key: int, offsets: bytes, tags: bytes) -> BitMap:
-        """The message-map keys of sessions of a term's block (``offsets``, with their ``tags``) that the tags
-        give: a tag names the one message holding the term; a session holding it in several (``MULTI``) is left
-        to read from its postings (``_maps_stale``)."""
-        found = placed(offsets, tags)
-        if tags.translate(_MULTI_BIT).count(0) != len(tags):
-            found.remove_range(MULTI_KEYS, 1 << 32)
-            self._maps_stale.setdefault(key, set()).update(compress(u16s(offsets), tags.translate(_MULTI_BIT)))
-        return found
 
     def _read_stale(self, stale: dict[int, set[int]]) -> None:
         """Read the sessions message maps wait for (``stale``: a map's block key → their offsets) from their
-        postings: each session's chunks once, for all its terms."""
+        postings, with the messages where the term has a level of its own: each session's chunks once, for all
+        its terms."""
         bits = formats.BLOCK_BITS
         by_session: dict[int, list[int]] = {}
         for key, offsets in stale.items():
@@ -239,34 +351,51 @@ class IndexWriter(IndexReader):
         for sid, keys in sorted(by_session.items()):
             offset = offset_of(sid)
             found: list[list[int]] = [[] for _ in keys]
+            own: list[dict[int, int]] = [{} for _ in keys]
             for number, raw in enumerate(self.chunks(sid)):
                 first = number * CHUNK_MESSAGES
-                for into, occurrences in zip(found, chunk_occurrences_of(raw, [key & MAX_ID for key in keys])):
-                    into += [min(first + index, LAST_TAG) << MAP_SHIFT | offset for index, _ in occurrences]
-            for key, messages in zip(keys, found):
+                common = chunk_levels(raw)
+                for into, repeated, occurrences in zip(found, own, chunk_occurrences_of(raw, [key & MAX_ID
+                                                                                              for key in keys])):
+                    for index, level in occurrences:
+                        message = min(first + index, LAST_TAG) << MAP_SHIFT | offset
+                        into.append(message)
+                        if level != common[index] and message < LAST_KEYS:
+                            repeated[message] = level
+            for key, messages, repeated in zip(keys, found, own):
                 keys_of = self._maps[key]
                 if keys_of is not None:
                     keys_of.difference_update(session_map_keys(offset))
                     keys_of.update(messages)
+                    levels = self._repeats_of(key)
+                    for message in session_map_keys(offset):
+                        levels.pop(message, None)
+                    levels.update(repeated)
+                    self._repeats_changed.add(key)
 
     def _map_changed(self, tid: int, block: int, before: bytes | None, after: bytes | None,
-                     noted: _Noted | None, stale: int | None = None) -> None:
-        """Follow a change of the term's block summary from ``before`` to ``after`` in its message map: the
-        sessions ``noted`` (their messages' keys are added), the session at offset ``stale`` to read again (when
-        the map is next read)."""
-        if not mapped(before) and not mapped(after):
-            return
+                     noted: BitMap | None, stale: int | None = None) -> None:
+        """Follow a change of the term's block summary from ``before`` to ``after`` in its message map and
+        repeated messages: the keys ``noted`` (of messages appended) are added, the session at offset ``stale``
+        is read again (when the map is next read)."""
         key = block << 32 | tid
-        self._maps_changed.add(key)
         if not mapped(after):
-            self._maps[key] = None
+            if mapped(before):
+                self._maps_changed.add(key)
+                self._repeats_changed.add(key)
+                self._maps[key] = self._repeats[key] = None
+            elif key in self._repeats_changed:  # it lost them earlier in the batch: they stay gone
+                self._repeats[key] = None
+            else:  # what appends noted of an unmapped block is not kept
+                self._repeats.pop(key, None)
             self._maps_stale.pop(key, None)
             return
+        self._maps_changed.add(key)
+        self._repeats_changed.add(key)
         if before is None:
             found = BitMap()
-        elif not mapped(before):  # the block gains its map: its sessions so far are read from ``before``
-            summary = Block(before)
-            found = self._placed(key, summary.sids_raw(), summary.tags())
+        elif not mapped(before):  # the block gains its map: its sessions so far are read from their tags
+            found = self._placed(key, Block(before))
         else:
             stored = self._maps[key] if key in self._maps else super().term_map(tid, block)
             if stored is None:
@@ -274,7 +403,7 @@ class IndexWriter(IndexReader):
             found = stored
         self._maps[key] = found
         if noted is not None:
-            found |= self._placed(key, *noted)
+            found |= noted
         if stale is not None:
             self._maps_stale.setdefault(key, set()).add(stale)
 
@@ -340,6 +469,7 @@ class IndexWriter(IndexReader):
         term = key.decode("utf-8")
         tid = self._key_tids[key] = self.tid(term) or self._new_tid(term)
         self._pending.setdefault(tid, array("Q"))
+        self._posted.setdefault(tid, array("Q"))
         return tid
 
     def message_count(self, sid: int) -> int:
@@ -369,14 +499,18 @@ class IndexWriter(IndexReader):
         postings: list[ChunkMessage] = []
         keyed: list[tuple[int, list[int]]] = []  # each message's key and terms
         repeated: list[tuple[int, int]] = []  # the keys of terms a message repeats (they have their own level)
+        by_level: dict[int, list[int]] = {}  # the messages' keys in the block's messages by level
         tid_of = self._key_tids.get
+        posted = self._posted.__getitem__
+        block, offset = block_of(sid), offset_of(sid)
         for text in texts:
             keys = _NO_KEYS if text == REDACTED else term_keys(text)
             if not keys:
                 postings.append(_NO_POSTINGS)
                 count += 1
                 continue
-            index = min(count, LAST_TAG) ^ LAST_TAG
+            position = min(count, LAST_TAG)
+            index = position ^ LAST_TAG
             count += 1
             counts: dict[bytes, int] = {}
             _count_into(counts, keys)
@@ -400,6 +534,16 @@ class IndexWriter(IndexReader):
                     postings.append(chunk_posted(tids, once, own))
                 repeated += [(tid, level << 8 | index) for tid, level in own]
             keyed.append((once << 8 | index, tids))
+            message = position << MAP_SHIFT | offset
+            base = block << _POSTED_BLOCK | message
+            deque(map(array.append, map(posted, tids), repeat(base)), maxlen=0)  # a loop in C
+            if message < LAST_KEYS:
+                _, _, common, places, own_levels = postings[-1]
+                by_level.setdefault(common, []).append(message)
+                for place, level in zip(places, own_levels):
+                    posted(tids[place]).append(base | level << 32)
+        for level, messages in by_level.items():
+            self._level_set(block, level).update(messages)
         self._add_to_chunks(state, sid, postings)
         state.activity = micros
         self._messages += len(texts)
@@ -453,6 +597,7 @@ class IndexWriter(IndexReader):
         self._unsettled, self._high, self._ordered = 0, -1, True
         stale, self._maps_stale = self._maps_stale, {}
         self._read_stale(stale)
+        self._read_stale_levels()
 
     def _settle(self, tid: int) -> None:
         """Fold the noted entries of one term (a reader of the batch sees them; others wait)."""
@@ -464,15 +609,30 @@ class IndexWriter(IndexReader):
         notes = noted if self._ordered else _merged_notes(noted)
         if notes is not noted:
             raw = packed_u64s(notes)
+        posted = self._posted[tid]
+        messages = posted if self._ordered else sorted(posted)
         for block, offsets, levels, tags in _by_block(notes, raw):
             before = self._block(tid, block)
             after = summary_raise(before, offsets, levels, tags)
             self._set_block(tid, block, after)
-            self._map_changed(tid, block, before, after, (offsets, tags) if mapped(after) else None)
-        del noted[:]
+            keys = None
+            if mapped(after):
+                start = bisect.bisect_left(messages, block << _POSTED_BLOCK)
+                appended = messages[start:bisect.bisect_left(messages, (block + 1) << _POSTED_BLOCK, start)]
+                keys = posted_keys(appended)
+            self._map_changed(tid, block, before, after, keys)
+            if keys is not None:
+                self._posted_repeats(block << 32 | tid, appended)
+        del noted[:], posted[:]
         dfs = self._dfs
         df = dfs.get(tid)
         dfs[tid] = (super().df(tid) if df is None else df) + added
+
+    def _posted_repeats(self, key: int, appended: Sequence[int]) -> None:
+        """Add to a mapped block's repeats (``key``) the messages noted with a level of their own (``appended``)."""
+        own = packed_u64s(appended)[4::8]  # each noted message's level byte, 0 where it has none of its own
+        if own.count(0) != len(own):
+            self._repeats_of(key).update((appended[at] & MAX_ID, own[at]) for at in compress(range(len(own)), own))
 
     def _lower(self, tid: int, sid: int, messages: int, code: int) -> None:
         """Take ``messages`` messages of session ``sid`` out of term ``tid``, whose entry there is now ``code``."""
@@ -496,6 +656,7 @@ class IndexWriter(IndexReader):
             raise StoreCorrupted(f"the search index is damaged: the last chunk of session {sid} is wrong")
         rest, tids, levels = chunk_pop(raw)
         state.chunks[number] = rest
+        self._levels_stale.add(sid)
         state.dirty.add(number)
         state.count -= 1
         self._messages -= 1
@@ -523,6 +684,7 @@ class IndexWriter(IndexReader):
             counts.update(chunk_counts(raw))
         for tid, count in counts.items():
             self._lower(tid, sid, count, 0)
+        self._levels_stale.add(sid)
         for number in list(state.chunks):
             state.chunks[number] = None
             state.dirty.add(number)
@@ -549,6 +711,10 @@ class IndexWriter(IndexReader):
         summaries = [(key.to_bytes(8, "big"), stored[key]) for key in sorted(self._dirty)]  # block_key's bytes
         maps = [(key.to_bytes(8, "big"), None if (found := self._maps[key]) is None else map_value(found))
                 for key in sorted(self._maps_changed)]
+        repeats = [(key.to_bytes(8, "big"), repeats_value(held) if (held := self._repeats[key]) else None)
+                   for key in sorted(self._repeats_changed) if key in self._repeats]
+        levels = [(level_key(key >> 8, key & 0xFF), map_value(at) if (at := self._levels[key]) else None)
+                  for key in sorted(self._levels_changed)]
         docs: list[tuple[bytes, bytes | None]] = []
         sessions: list[tuple[bytes, bytes | None]] = []
         for sid in sorted(self._sessions):
@@ -556,8 +722,8 @@ class IndexWriter(IndexReader):
             docs += [(chunk_key(sid, number), self.chunk(sid, number)) for number in sorted(state.dirty)]
             sessions.append((id_key(sid), session_value(state.count, state.activity) if state.count else None))
         for space, items in ((spaces.terms, terms), (spaces.names, names), (spaces.summary, heads),
-                             (spaces.blocks, summaries), (spaces.maps, maps), (spaces.docs, docs),
-                             (spaces.sessions, sessions)):
+                             (spaces.blocks, summaries), (spaces.maps, maps), (spaces.repeats, repeats),
+                             (spaces.levels, levels), (spaces.docs, docs), (spaces.sessions, sessions)):
             _write(txn, space, items)
         txn.put(spaces.meta, META_MESSAGES, count_value(self._messages))
         if self._next_tid != self._first_tid:
