@@ -38,14 +38,14 @@ def test_a_command_rolled_back_for_its_batchmates_again_and_again_runs_again_in_
     queue = engine._group  # type: ignore[attr-defined]
     calls = record_calls(one, monkeypatch, lambda: two.append("x", user("elsewhere")))  # every call goes elsewhere
     rollbacks: list[int] = []  # for each group, how many of its commands were run again for a batchmate's sake
-    real_fly = replica._fly
+    real_ship = replica._ship
 
-    def fly(flight: replica_module._Flight) -> dict[int, Outcome]:
-        settled = real_fly(flight)
-        rollbacks.append(sum(isinstance(value, replica_module._Again) for ok, value in settled.values() if not ok))
-        return settled
+    def ship(outcomes: list[Outcome]) -> tuple[list[Outcome], bool]:
+        settled, kept = real_ship(outcomes)
+        rollbacks.append(sum(isinstance(value, replica_module._Again) for ok, value in settled if not ok))
+        return settled, kept
 
-    monkeypatch.setattr(replica, "_fly", fly)
+    monkeypatch.setattr(replica, "_ship", ship)
     batchmates: list[threading.Thread] = []
     results: dict[str, object] = {}
 

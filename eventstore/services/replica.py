@@ -3,18 +3,22 @@
 ``ReplicaStorage`` implements the storage protocol over a local engine (LMDB), so the store above it runs
 unchanged: its commands decide against the replica, its queries read the replica. Two things differ:
 
-* **A write that records events** (or bookkeeping that must be unique across hosts) decides in a local write
-  transaction that captures what the body wrote to the log and the bookkeeping spaces, and every write it made;
-  that transaction is rolled back, so that the replica's write lock, which a host's processes share, is not held
-  through the server call. The group of commands a process's threads gave at once (``GroupCommitting``) goes to the
-  shared log in one call (``SharedLog.commit_many``: one transaction, one flush), each accepted or refused alone.
-  When the shared log put every command's events where the replica did and the replica is still in the state the
-  group decided on, the group's writes are made again, as they were, in a transaction of their own. Otherwise the
-  replica catches up from the shared log, which brings the accepted commands' events with the positions they got
-  there. A command alone's call returns before the server's flush, which is waited for before the command is
-  acknowledged (``SharedLog.unflushed``). A refusal (a session moved on, a record taken) catches up and runs that
-  command's body again, a bounded number of times: the body then decides against the current session, and a
-  caller's ``expected_version`` is checked against it.
+* **A write that records events** (or bookkeeping that must be unique across hosts) runs its body in a
+  local write transaction that captures what the body wrote to the log and the bookkeeping spaces, and
+  before the local commit hands that to the shared log, with each session's version as the body decided
+  against it (having replicated first, under the replica's write lock and in a transaction of their own, the
+  commits of other hosts it heard of, and in its own those heard of since). The engine commits the writes that
+  threads give at once as one group (``GroupCommitting``):
+  their commands go to the shared log in one call (``SharedLog.commit_many``: one transaction, one flush),
+  each accepted or refused alone. When the shared log put every command's events where the replica did
+  (nobody committed in between: same positions, same chain head), the local transaction commits as it is.
+  Otherwise it is rolled back and the replica catches up from the shared log, which brings the accepted
+  commands' events back with the positions they got there. A command alone commits the replica before the
+  server's flush and is acknowledged after it (``SharedLog.unflushed``), so the replica's write lock is not held
+  through the flush; after a flush that failed, the next command and read check the replica against the server
+  first. A refusal (a session moved on, a record taken)
+  catches up and runs that command's body again, a bounded number of times: the body then decides against
+  the current session, and a caller's ``expected_version`` is checked against it.
 * **A read** first catches the replica up to the shared log's head: a host reads its own writes, and
   everyone's after one round trip. Catching up replicates (``Replication.replicate_batch``): every hash is
   checked, so a replica that diverged from the shared log (a failover that lost commits) is detected, and
@@ -34,7 +38,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import TypeVar, cast
 
 import attrs
 
@@ -121,9 +125,12 @@ class _Again(Exception):
     again."""
 
 
-class _Behind(Exception):
-    """The replica lacked commits heard of (other hosts', or this host's other processes') when the write's body was
-    to run: the body did not run; catch up, which reads the server without the replica's lock, then decide."""
+class _ReplicatedApart(Exception):
+    """The write's body, finding its replica behind the head heard of once it held the replica's lock, replicated the
+    commits it lacked and ran nothing else: returned, not raised, so that its transaction commits them whatever
+    becomes of the command (``_durably`` raises it then). Decided in that transaction, a command that another host's
+    commit during its call sent elsewhere would roll them back, and the catch-up after it would replicate them again.
+    """
 
 
 class _Unbound(Exception):
@@ -136,58 +143,31 @@ class _Rebuilt(Exception):
     refilled): the body did not run; catch up, which opens the store's components again, then decide."""
 
 
-class _Stale(Exception):
-    """The replica changed since a group decided (another process's command or catch-up committed, a rebuild, a
-    vacuum): its writes cannot be made again as they were; its commands' events come from the shared log instead."""
+class _Diverged(Exception):
+    """The replica, caught up in a write's transaction, does not match the shared log: the body did not run; catch up
+    (which rebuilds the replica), then decide."""
+
+
+class _Shipment:
+    """What became of one write's command on the shared log, across the engine's runs of its body (it runs it
+    again after growing its map): once accepted, the command must not be sent again."""
+
+    def __init__(self) -> None:
+        self.accepted = False
+        self.result: object = None
+        self.in_doubt = False  # its call was under way when the group's leader stopped
+        self.flushed: Callable[[], None] = _nothing  # waits for its call's flush (``SharedLog.unflushed``)
 
 
 @attrs.frozen
 class _Pending:
-    """A body's outcome, decided in a transaction that is not committed: its result, its commit on the shared log
-    (``None``: it shares nothing), where the replica put its events (first and last position, the last one's hash;
-    ``None`` without events), and every write it made, with what each returned (``_Recording``), to be made again
-    once the shared log took the group."""
+    """A body's outcome waiting for the shared log: its result, its commit, and where the replica put its events
+    (first and last position, the last one's hash; ``None`` for bookkeeping alone)."""
 
     result: object
-    commit: Commit | None
+    commit: Commit
     decided: tuple[int, int, bytes] | None
-    writes: tuple[tuple[str, tuple[object, ...], object], ...]
-    snapshot: int  # the replica's state the body decided on (its transaction's id)
-    binding: ReplicaBinding
-
-
-@attrs.frozen
-class _Boarded:
-    """A body's outcome in a group that goes to the shared log: the flight that carries it."""
-
-    flight: _Flight
-    pending: _Pending
-
-
-class _Flight:
-    """A group's commands on their way, after the local transaction that decided them was rolled back (so that the
-    replica's write lock is not held through the call): sent to the shared log in one call, then made on the
-    replica (``ReplicaStorage._land``). The first of the group's threads to ask for its outcome flies it; the others
-    wait for that and take theirs."""
-
-    def __init__(self, members: list[_Pending]) -> None:
-        self.members = members
-        self.flushed: Callable[[], None] = _nothing  # waits for the call's flush (``SharedLog.unflushed``)
-        self._lock = threading.Lock()
-        self._outcomes: dict[int, Outcome] | None = None
-
-    def outcome(self, member: _Pending, fly: Callable[[_Flight], dict[int, Outcome]]) -> object:
-        with self._lock:
-            if self._outcomes is None:
-                # What the other members learn if flying stops half way (an interrupt): the call may have gone.
-                unknown = StoreUnavailable("the call to the shared log was cut short; the command may or may not "
-                                           "have been recorded: retry it with the same idempotency_key")
-                self._outcomes = {id(each): (False, unknown) for each in self.members}
-                self._outcomes = fly(self)
-        ok, value = self._outcomes[id(member)]
-        if not ok:
-            raise value
-        return value
+    shipment: _Shipment
 
 
 class _Elsewhere(Exception):
@@ -322,78 +302,6 @@ class _CapturingTransaction:
             raise EventStoreError(f"{space.name} lives in the shared log: {what} there is not supported")
 
 
-class _Recording:
-    """A write transaction that keeps every write it passes on, with what the write returned: a group decided in a
-    transaction that is rolled back makes the same writes again in a later one that starts from the same state
-    (``ReplicaStorage._land``). Keys and values are copied: a value read from the map is valid only in its
-    transaction."""
-
-    def __init__(self, txn: WriteTransaction) -> None:
-        self._txn = txn
-        self.writes: list[tuple[str, tuple[object, ...], object]] = []
-
-    def get(self, space: Space, key: bytes) -> bytes | None:
-        return self._txn.get(space, key)
-
-    def get_many(self, space: Space, keys: Iterable[bytes]) -> dict[bytes, bytes]:
-        return self._txn.get_many(space, keys)
-
-    def scan(self, space: Space, start: bytes | None = None, *, reverse: bool = False
-             ) -> Iterator[tuple[bytes, bytes]]:
-        return self._txn.scan(space, start, reverse=reverse)
-
-    def scan_keys(self, space: Space, start: bytes | None = None, *, reverse: bool = False) -> Iterator[bytes]:
-        return self._txn.scan_keys(space, start, reverse=reverse)
-
-    def scan_values(self, space: Space, start: bytes | None = None, *, reverse: bool = False) -> Iterator[bytes]:
-        return self._txn.scan_values(space, start, reverse=reverse)
-
-    def before(self, space: Space, key: bytes) -> tuple[bytes, bytes] | None:
-        return self._txn.before(space, key)
-
-    def last(self, space: Space) -> tuple[bytes, bytes] | None:
-        return self._txn.last(space)
-
-    def count(self, space: Space) -> int:
-        return self._txn.count(space)
-
-    def snapshot_id(self) -> int:
-        return self._txn.snapshot_id()
-
-    def _write(self, name: str, *arguments: object) -> Any:
-        done = getattr(self._txn, name)(*arguments)
-        self.writes.append((name, arguments, done))
-        return done
-
-    def put(self, space: Space, key: bytes, value: bytes) -> None:
-        self._write("put", space, bytes(key), bytes(value))
-
-    def append(self, space: Space, key: bytes, value: bytes) -> bool:
-        return bool(self._write("append", space, bytes(key), bytes(value)))
-
-    def insert(self, space: Space, key: bytes, value: bytes) -> bool:
-        return bool(self._write("insert", space, bytes(key), bytes(value)))
-
-    def append_many(self, space: Space, items: Iterable[tuple[bytes, bytes]]) -> None:
-        self._write("append_many", space, [(bytes(key), bytes(value)) for key, value in items])
-
-    def delete(self, space: Space, key: bytes) -> bool:
-        return bool(self._write("delete", space, bytes(key)))
-
-    def delete_range(self, space: Space, start: bytes, stop: bytes) -> int:
-        return int(self._write("delete_range", space, bytes(start), bytes(stop)))
-
-    def clear(self, space: Space) -> None:
-        self._write("clear", space)
-
-
-def _write_again(txn: WriteTransaction, writes: Iterable[tuple[str, tuple[object, ...], object]]) -> None:
-    """Make recorded writes again; ``_Stale`` if one returns otherwise than it did (the state differs)."""
-    for name, arguments, done in writes:
-        if getattr(txn, name)(*arguments) != done:
-            raise _Stale
-
-
 class ReplicaStorage:
     """The storage of a store whose log is shared: a local replica engine plus the shared log.
 
@@ -436,10 +344,6 @@ class ReplicaStorage:
         self._rebinding: int | None = None  # that thread (its components' own writes stay on the replica)
         self._turn_file = _turn_file(self.path)  # the catch-ups' turns among the processes sharing the directory
         self._turn_file_closing = threading.Lock()  # a turn takes its own descriptor of it, never one being closed
-        # This process's groups in flight (``_Flight``): its threads' next commands wait for them to land, so that
-        # they decide after their events and go to the shared log as one group, as with the LMDB engine.
-        self._flights = threading.Condition()
-        self._aloft = 0
 
     def reporting(self, progress: Progress | None) -> Progress | None:
         """``progress`` as the store should call it: a command it gives while this thread opens the store's
@@ -535,7 +439,7 @@ class ReplicaStorage:
         last: EventStoreError | None = None
         contended: list[str] = []  # sessions whose turn to take: the race to them was lost twice
         alone = False  # whether it runs in a group of its own, which no batchmate's command can roll back
-        caught_up = False  # whether it caught up once for commits heard of as it came to decide
+        replicated_apart = False  # whether a catch-up under the replica's lock was committed apart from the command
         attempt = 0  # the times this write was refused, or failed on a replica that then moved
         if getattr(self._local, "reporting", False) and self._rebinding == threading.get_ident():
             raise StoreBusy("a command given from rebuild_progress while the store opens again on a rebuilt or "
@@ -544,20 +448,21 @@ class ReplicaStorage:
         while attempt < ATTEMPTS:
             if self._binding is None and self._unbound_here():
                 return self._inner.write(body)
+            shipment = _Shipment()
             decided_at: list[tuple[int, bytes]] = []  # the replica's head the body decided against
-            attempted = functools.partial(self._attempt, body=body, decided_at=decided_at, check_behind=not caught_up)
+            attempted = functools.partial(self._attempt, body=body, shipment=shipment, decided_at=decided_at,
+                                          apart=not replicated_apart)
             try:
                 if not contended:
                     if self._unsure:  # a retry must not be answered from a record the server may have lost
                         self.catch_up()
-                    return cast(T, self._durably(attempted, self._own_group() if alone else self._ship))
+                    return self._durably(shipment, attempted, self._own_group() if alone else self._ship)
                 with self._shared.turn(contended):
                     self.catch_up()  # nobody else can move these sessions now: decide on their latest
-                    # A group of its own, flown by this thread: its call goes through the turn's connection.
-                    return cast(T, self._durably(attempted, self._own_group()))
-            except _Behind:
-                caught_up = True  # once: under a stream of commits, the replica is always a little behind
-                self.catch_up(self._heard_by_commands())
+                    # A group of its own, led by this thread: its call goes through the turn's connection.
+                    return self._durably(shipment, attempted, self._own_group())
+            except _ReplicatedApart:
+                replicated_apart = True  # kept whatever becomes of the command: decide again on the caught-up replica
                 continue
             except _Again:
                 # Rolled back for a batchmate's sake, not refused: it spends no attempt. Under a stream of
@@ -566,8 +471,8 @@ class ReplicaStorage:
                 continue
             except _Unbound:
                 continue  # nothing ran: wait for the binding (above), then decide
-            except _Rebuilt:
-                self.catch_up()  # nothing ran: bind to the refilled replica, then decide
+            except (_Rebuilt, _Diverged):
+                self.catch_up()  # nothing ran: bind to the refilled replica (or rebuild it), then decide
                 continue
             except _Elsewhere as elsewhere:
                 self._settle(elsewhere.records, elsewhere.head)
@@ -589,28 +494,22 @@ class ReplicaStorage:
         raise last
 
     def _own_group(self) -> BeforeCommit:
-        """The step of a write that decides in a group of its own: a step no other write names."""
+        """The step of a write that commits in a group of its own: a step no other write names."""
         return lambda outcomes: self._ship(outcomes)
 
-    def _durably(self, attempted: Callable[[WriteTransaction], _Pending], step: BeforeCommit) -> object:
-        """The write's result once its command is durable on the shared log.
-
-        The group it joins decides in a local write transaction, which commits at once if the group shares nothing;
-        otherwise it is rolled back (``_ship``) and the group flies: its call goes to the shared log without the
-        replica's write lock, which the processes of a host share, so they no longer take turns for a round trip
-        each. Then its writes are made again on the replica (``_land``). The call returns before its flush, which is
-        waited for here, even when the write raises (a refusal, a command recorded elsewhere)."""
-        with self._flights:
-            while self._aloft:
-                self._flights.wait()
-        outcome = self._inner.write(attempted, step)
-        if not isinstance(outcome, _Boarded):
-            return outcome
+    def _durably(self, shipment: _Shipment, attempted: Callable[[WriteTransaction], T | _Pending | _ReplicatedApart],
+                 step: BeforeCommit) -> T:
+        """The write's result once its command is durable on the shared log: its call returned before the flush
+        (so that the replica's write lock is not held through it), and is waited for here, even when the write
+        raises (a refusal, a command recorded elsewhere), after the replica committed."""
         try:
-            return outcome.flight.outcome(outcome.pending, self._fly)
+            result = self._inner.write(attempted, step)
+            if isinstance(result, _ReplicatedApart):
+                raise result
+            return cast(T, result)
         finally:
             try:
-                outcome.flight.flushed()
+                shipment.flushed()
             except EventStoreError:
                 self._unsure = True  # the replica may hold a commit the server lost: ask it before trusting one
                 raise
@@ -663,100 +562,93 @@ class ReplicaStorage:
         with self._inner.read() as txn:
             return binding.head(txn)[:2] != decided_at[0]
 
-    def _attempt(self, txn: WriteTransaction, *, body: Callable[[WriteTransaction], T],
-                 decided_at: list[tuple[int, bytes]], check_behind: bool) -> _Pending:
+    def _attempt(self, txn: WriteTransaction, *, body: Callable[[WriteTransaction], T], shipment: _Shipment,
+                 decided_at: list[tuple[int, bytes]], apart: bool) -> T | _Pending | _ReplicatedApart:
+        if shipment.accepted:  # the engine runs the body again (it grew its map) after the shared log took it
+            raise _Elsewhere(shipment.result, (), None)
+        if shipment.in_doubt:
+            raise StoreUnavailable("the call to the shared log was cut short; the command may or may not have been "
+                                   "recorded: retry it with the same idempotency_key")
         binding = self._binding
         if binding is None:  # another thread reopens the store since this write checked its binding
             raise _Unbound
         if txn.get(self._meta, _REBUILDS) != self._rebuilds:
             raise _Rebuilt
         decided_at[:] = [binding.head(txn)[:2]]
-        if check_behind and self._heard_by_commands() > decided_at[0][0]:
-            # The replica lacks commits heard of: decided on them, the command goes where the replica puts it
-            # unless a commit lands during its call, instead of being sent elsewhere and fetched back. The
-            # catch-up reads the server after this transaction, without the replica's lock.
-            raise _Behind
-        recording = _Recording(txn)
-        capture = _Capture(recording, self._stream_keys, self._dictionary)
-        result = body(_CapturingTransaction(recording, capture))
+        if self._heard_by_commands() > decided_at[0][0]:  # the replica lacks commits heard of (other hosts')
+            if self._catch_up_within(txn, binding, *decided_at[0]) == BATCH or apart:
+                return _ReplicatedApart()
+            decided_at[:] = [binding.head(txn)[:2]]
+        capture = _Capture(txn, self._stream_keys, self._dictionary)
+        result = body(_CapturingTransaction(txn, capture))
+        commit = capture.commit()
+        if commit is None:
+            return result
         decided = None
         if capture.events:
             (first, _), (last, record) = capture.events[0], capture.events[-1]
             decided = (first, last, record_hash(record))
-        return _Pending(result, capture.commit(), decided, tuple(recording.writes), txn.snapshot_id(), binding)
+        return _Pending(result, commit, decided, shipment)
+
+    def _catch_up_within(self, txn: WriteTransaction, binding: ReplicaBinding, position: int, last_hash: bytes
+                         ) -> int:
+        """Replicate, in the write's own transaction, the events after the replica's ``position`` that the server
+        holds (up to ``BATCH``; how many): decided on them, the command goes where the replica puts it unless another
+        host commits during its call, instead of being rolled back and fetched again. A replica that does not match
+        the server is left to the catch-up (which rebuilds it)."""
+        head = self._shared.read(position, BATCH)
+        self._raise_head(head.position)
+        if head.position < position or (head.position == position and head.hash != last_hash):
+            raise _Diverged
+        try:
+            return binding.replicate(txn, _after(head.events, position))
+        except ReplicationMismatch:
+            raise _Diverged from None
 
     def _ship(self, outcomes: list[Outcome]) -> tuple[list[Outcome], bool]:
-        """The step before a group's local commit: a group that shares nothing (no events, no records) commits as
-        it is; any other is rolled back, and each of its bodies' callers gets the flight that carries the group to
-        the shared log (``_durably``)."""
-        decided = [value for ok, value in outcomes if ok]
-        if all(pending.commit is None for pending in decided):
-            return [(True, value.result) if ok else (ok, value) for ok, value in outcomes], True
-        flight = _Flight(decided)
-        with self._flights:
-            self._aloft += 1
-        return [(True, _Boarded(flight, value)) if ok else (ok, value) for ok, value in outcomes], False
+        """The step before a group's local commit: the group's commands to the shared log in one call.
 
-    def _fly(self, flight: _Flight) -> dict[int, Outcome]:
-        """Send a flight's commands to the shared log in one call, then make its writes on the replica: the outcome
-        of each of its members.
-
-        The group's writes are made again as they were when the shared log put every command's events where the
-        replica did (nobody committed in between: same positions, same chain head) and the replica is as the group
-        found it; otherwise each caller learns what became of its command: recorded elsewhere (catch up), refused
-        (decide again), rolled back for a batchmate (run again), or the call's failure, which reaches them all.
+        The local transaction commits when the shared log put every command's events where the replica did;
+        otherwise nothing of it is kept, and each caller learns what became of its command: recorded elsewhere
+        (catch up), refused (decide again), or the call's failure, which reaches every command of the call.
         """
-        shipped = [pending for pending in flight.members if pending.commit is not None]
+        pending = [value for ok, value in outcomes if ok and isinstance(value, _Pending)]
+        if not pending:
+            return outcomes, True
+        for waiting in pending:
+            waiting.shipment.in_doubt = True
         try:
             with self._shared.unflushed() as flushed:
-                flight.flushed = flushed
-                answers: list[Committed | EventStoreError] = self._shared.commit_many(
-                    [cast(Commit, pending.commit) for pending in shipped])
+                for waiting in pending:
+                    waiting.shipment.flushed = flushed
+                answers: list[Committed | EventStoreError] = self._shared.commit_many([p.commit for p in pending])
         except EventStoreError as failed:
-            answers = [failed] * len(shipped)
+            answers = [failed] * len(pending)
             kept = False
         else:
-            kept = all(isinstance(answer, Committed) and pending.decided in (
+            kept = all(isinstance(answer, Committed) and waiting.decided in (
                 None, (answer.first_position, answer.head_position, answer.head_hash))
-                for pending, answer in zip(shipped, answers, strict=True)) and self._land(flight)
-        finally:
-            with self._flights:
-                self._aloft -= 1
-                self._flights.notify_all()
-        answered = {id(pending): answer for pending, answer in zip(shipped, answers, strict=True)}
-        outcomes: dict[int, Outcome] = {}
-        for pending in flight.members:
-            answer = answered.get(id(pending))
+                for waiting, answer in zip(pending, answers, strict=True))
+        answered = {id(waiting): answer for waiting, answer in zip(pending, answers, strict=True)}
+        settled: list[Outcome] = []
+        for ok, value in outcomes:
+            answer = answered.get(id(value)) if ok else None
             if answer is None:
-                outcomes[id(pending)] = (True, pending.result) if kept else (False, _Again())
-            elif isinstance(answer, Committed):
-                outcomes[id(pending)] = (True, pending.result) if kept else (
-                    False, _Elsewhere(pending.result, cast(Commit, pending.commit).records, answer.head_position))
+                settled.append((ok, value) if kept or not ok else (False, _Again()))
+                continue
+            assert isinstance(value, _Pending)
+            if isinstance(answer, Committed):
+                value.shipment.accepted, value.shipment.result, value.shipment.in_doubt = True, value.result, False
+                elsewhere = _Elsewhere(value.result, value.commit.records, answer.head_position)
+                settled.append((True, value.result) if kept else (False, elsewhere))
             elif isinstance(answer, (WrongExpectedVersion, RecordTaken, HeadMoved)):
-                outcomes[id(pending)] = (False, _Refused(answer))
+                value.shipment.in_doubt = False
+                settled.append((False, _Refused(answer)))
             else:  # the call failed (its outcome unknown) or the server found a command damaged
-                outcomes[id(pending)] = (False, answer)
+                settled.append((False, answer))
         if kept:
-            self._raise_head(max((pending.decided[1] for pending in shipped if pending.decided), default=0))
-        return outcomes
-
-    def _land(self, flight: _Flight) -> bool:
-        """Make a flight's writes again on the replica, in a transaction of their own; whether it could: the replica
-        must be in the state the group decided on (no commit since, the same binding), so that the writes are
-        those the rolled-back transaction would have committed, the group's events in log order."""
-        first = flight.members[0]
-
-        def again(txn: WriteTransaction) -> None:
-            if txn.snapshot_id() != first.snapshot or self._binding is not first.binding:
-                raise _Stale
-            for pending in flight.members:
-                _write_again(txn, pending.writes)
-
-        try:
-            self._inner.write(again, lambda outcomes: (outcomes, True))  # a group of its own
-        except _Stale:
-            return False
-        return True
+            self._raise_head(max((waiting.decided[1] for waiting in pending if waiting.decided), default=0))
+        return settled, kept
 
     def _settle(self, records: Sequence[SharedRecord], head: int | None) -> None:
         """After the shared log recorded a write elsewhere: catch up (to ``head``, the log's head right after the
