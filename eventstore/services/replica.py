@@ -33,12 +33,13 @@ import contextlib
 import fcntl
 import functools
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import attrs
 
@@ -302,6 +303,20 @@ class _CapturingTransaction:
             raise EventStoreError(f"{space.name} lives in the shared log: {what} there is not supported")
 
 
+class _HeldRead:
+    """A read transaction already begun (``ReplicaStorage._read_held``), as the context manager a read returns."""
+
+    def __init__(self, reading: AbstractContextManager[ReadTransaction], txn: ReadTransaction) -> None:
+        self._reading = reading
+        self._txn = txn
+
+    def __enter__(self) -> ReadTransaction:
+        return self._txn
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._reading.__exit__(*exc_info)
+
+
 class ReplicaStorage:
     """The storage of a store whose log is shared: a local replica engine plus the shared log.
 
@@ -340,6 +355,8 @@ class ReplicaStorage:
         self._wake = threading.Event()
         self._released = False
         self._rebuilds: bytes | None = None  # the replica's rebuild count when this process bound to it
+        # ``_holds``' answer for the latest state read: (binding, snapshot id, head position, rebuild count unchanged).
+        self._known: tuple[ReplicaBinding | None, int, int, bool] = (None, -1, 0, False)
         self._bound = threading.Condition()  # a thread reopening the store unbound it: other threads' writes wait
         self._rebinding: int | None = None  # that thread (its components' own writes stay on the replica)
         self._turn_file = _turn_file(self.path)  # the catch-ups' turns among the processes sharing the directory
@@ -386,7 +403,26 @@ class ReplicaStorage:
     def read(self) -> AbstractContextManager[ReadTransaction]:
         if getattr(self._local, "applying", False):
             return self._inner.read()
-        return self._current_read()
+        binding = self._binding
+        held = None if binding is None else self._read_held(binding)
+        return self._current_read() if held is None else held
+
+    def _read_held(self, binding: ReplicaBinding) -> _HeldRead | None:
+        """A read of the replica if it holds the latest head the listening watcher heard of (most reads: no round
+        trip, and no generator frame around it); ``None``: catch up first."""
+        heard = self._heard_head()
+        if heard is None:
+            return None
+        reading = self._inner.read()
+        txn = reading.__enter__()
+        try:
+            if self._holds(txn, binding, heard):
+                return _HeldRead(reading, txn)
+        except BaseException:
+            reading.__exit__(*sys.exc_info())
+            raise
+        reading.__exit__(None, None, None)
+        return None
 
     @contextlib.contextmanager
     def _current_read(self) -> Iterator[ReadTransaction]:
@@ -400,14 +436,13 @@ class ReplicaStorage:
                 yield txn
                 return
         binding = self._binding
-        heard = self._heard_head()
-        if heard is not None and binding is not None:
-            with self._inner.read() as txn:
-                if binding.head(txn)[0] >= heard and txn.get(self._meta, _REBUILDS) == self._rebuilds:
-                    yield txn
-                    return
+        held = None if binding is None else self._read_held(binding)  # bound by another thread meanwhile
+        if held is not None:
+            with held as txn:
+                yield txn
+                return
         self._watch()  # a store that reads listens from its first read on
-        self.catch_up(heard)
+        self.catch_up(self._heard_head())
         with self._inner.read() as txn:
             yield txn
 
@@ -430,6 +465,8 @@ class ReplicaStorage:
 
     def _raise_head(self, position: int) -> None:
         """The shared log's head is at least ``position``."""
+        if position <= self._head:  # most reads: nothing new heard
+            return
         with self._heard:
             self._head = max(self._head, position)
 
@@ -761,7 +798,18 @@ class ReplicaStorage:
     def _reached(self, binding: ReplicaBinding, heard: int) -> bool:
         """Whether the replica holds ``heard`` already, and was not rebuilt since this store bound to it."""
         with self._inner.read() as txn:
-            return binding.head(txn)[0] >= heard and txn.get(self._meta, _REBUILDS) == self._rebuilds
+            return self._holds(txn, binding, heard)
+
+    def _holds(self, txn: ReadTransaction, binding: ReplicaBinding, heard: int) -> bool:
+        """Whether the replica, as ``txn`` reads it, holds ``heard`` and was not rebuilt since ``binding`` bound.
+        Known once per committed state of the replica (its snapshot id, under one binding: a vacuum's new file may
+        number its states anew, and binds again), since every read asks it."""
+        snapshot = txn.snapshot_id()
+        known = self._known
+        if known[0] is not binding or known[1] != snapshot:
+            known = (binding, snapshot, binding.head(txn)[0], txn.get(self._meta, _REBUILDS) == self._rebuilds)
+            self._known = known
+        return known[3] and known[2] >= heard
 
     @contextlib.contextmanager
     def _host_turn(self) -> Iterator[None]:
