@@ -126,12 +126,17 @@ class _Again(Exception):
     again."""
 
 
+class _Behind(Exception):
+    """The write's first attempt found its replica behind the head heard of once it held the replica's lock: the body
+    did not run; catch up, whose read of the server needs no lock and whose commits are kept whatever becomes of the
+    command, then decide. (Decided in the command's transaction, a command that another host's commit during its call
+    sent elsewhere would roll them back, and the catch-up after it would replicate them again.)"""
+
+
 class _ReplicatedApart(Exception):
-    """The write's body, finding its replica behind the head heard of once it held the replica's lock, replicated the
-    commits it lacked and ran nothing else: returned, not raised, so that its transaction commits them whatever
-    becomes of the command (``_durably`` raises it then). Decided in that transaction, a command that another host's
-    commit during its call sent elsewhere would roll them back, and the catch-up after it would replicate them again.
-    """
+    """A later attempt's body, finding its replica a batch or more behind the head heard of, replicated a batch in
+    its transaction and ran nothing else: returned, not raised, so that its transaction commits them whatever
+    becomes of the command (``_durably`` raises it then)."""
 
 
 class _Unbound(Exception):
@@ -476,7 +481,7 @@ class ReplicaStorage:
         last: EventStoreError | None = None
         contended: list[str] = []  # sessions whose turn to take: the race to them was lost twice
         alone = False  # whether it runs in a group of its own, which no batchmate's command can roll back
-        replicated_apart = False  # whether a catch-up under the replica's lock was committed apart from the command
+        replicated_apart = False  # whether it caught up apart from the command once (``_Behind``, ``_ReplicatedApart``)
         attempt = 0  # the times this write was refused, or failed on a replica that then moved
         if getattr(self._local, "reporting", False) and self._rebinding == threading.get_ident():
             raise StoreBusy("a command given from rebuild_progress while the store opens again on a rebuilt or "
@@ -498,6 +503,10 @@ class ReplicaStorage:
                     self.catch_up()  # nobody else can move these sessions now: decide on their latest
                     # A group of its own, led by this thread: its call goes through the turn's connection.
                     return self._durably(shipment, attempted, self._own_group())
+            except _Behind:
+                replicated_apart = True  # once: under a stream of commits, the replica is always a little behind
+                self.catch_up(self._heard_by_commands())
+                continue
             except _ReplicatedApart:
                 replicated_apart = True  # kept whatever becomes of the command: decide again on the caught-up replica
                 continue
@@ -613,7 +622,9 @@ class ReplicaStorage:
             raise _Rebuilt
         decided_at[:] = [binding.head(txn)[:2]]
         if self._heard_by_commands() > decided_at[0][0]:  # the replica lacks commits heard of (other hosts')
-            if self._catch_up_within(txn, binding, *decided_at[0]) == BATCH or apart:
+            if apart:
+                raise _Behind
+            if self._catch_up_within(txn, binding, *decided_at[0]) == BATCH:
                 return _ReplicatedApart()
             decided_at[:] = [binding.head(txn)[:2]]
         capture = _Capture(txn, self._stream_keys, self._dictionary)
