@@ -6,8 +6,8 @@ unchanged: its commands decide against the replica, its queries read the replica
 * **A write that records events** (or bookkeeping that must be unique across hosts) runs its body in a
   local write transaction that captures what the body wrote to the log and the bookkeeping spaces, and
   before the local commit hands that to the shared log, with each session's version as the body decided
-  against it (having replicated first, under the replica's write lock and in a transaction of their own, the
-  commits of other hosts it heard of, and in its own those heard of since). The engine commits the writes that
+  against it (having caught up first, without the replica's write lock, with the commits of other hosts it heard
+  of as it came to decide, and in its own transaction with those heard of since). The engine commits the writes that
   threads give at once as one group (``GroupCommitting``):
   their commands go to the shared log in one call (``SharedLog.commit_many``: one transaction, one flush),
   each accepted or refused alone. When the shared log put every command's events where the replica did
