@@ -1,10 +1,13 @@
-"""A command whose replica lacks commits it heard of, once it holds the replica's lock: it replicates them in a
-transaction of their own, kept whatever becomes of the command, then decides on the caught-up replica. Replicated
-in the command's transaction, they were rolled back with it when another host's commit during its call sent it
-elsewhere on the server, and replicated again by the catch-up after it."""
+"""A command whose replica lacks commits it heard of, once it holds the replica's lock: on its first attempt it runs
+nothing, catches up (reading the server without the lock, committing what it replicates in transactions of their
+own, kept whatever becomes of the command), then decides on the caught-up replica; a replica a batch or more behind
+on a later attempt commits each full batch apart. Replicated in the command's transaction, those commits were rolled
+back with it when another host's commit during its call sent it elsewhere on the server, and replicated again by
+the catch-up after it."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 
 import attrs
@@ -76,8 +79,8 @@ def test_commits_replicated_under_the_lock_are_kept_when_the_command_then_goes_e
 
 
 def test_a_replica_a_batch_or_more_behind_catches_up_apart_until_the_last_batch(open_host, monkeypatch):
-    """Each full batch is committed apart; the command decides in the transaction of the last one, and goes where
-    the replica put it."""
+    """Each batch is committed apart, by the catch-up before the command decides; it then goes where the replica
+    put it."""
     monkeypatch.setattr(replica_module, "BATCH", 2)
     one, two = open_host("one"), open_host("two")
     one.append("mine", ChatMessage.user("first"))
@@ -97,4 +100,32 @@ def test_a_replica_a_batch_or_more_behind_catches_up_apart_until_the_last_batch(
     assert positions == [2, 3, 4, 5, 6]  # each once: nothing was rolled back
     assert [m.content for m in one.load("theirs")] == [f"theirs {number}" for number in range(5)]
     assert [m.content for m in one.load("mine")] == ["first", "second"]
+    assert one.verify().ok
+
+
+def test_a_command_behind_the_head_it_heard_of_reads_the_server_without_the_replicas_write_lock(
+        open_host, monkeypatch):
+    """The host's other writers (its threads, and its processes, which share the replica's lock) go on meanwhile."""
+    one, two = open_host("one"), open_host("two")
+    one.append("mine", ChatMessage.user("first"))
+    heard(one, two)
+    listening(one)
+    engine = replica_of(one).replica
+    shared = replica_of(one)._shared
+    under_the_lock: list[bool] = []
+    real_read = shared.read
+
+    def read(after: int, limit: int) -> object:
+        under_the_lock.append(engine._writing_thread == threading.get_ident())  # type: ignore[attr-defined]
+        return real_read(after, limit)
+
+    def while_one_waits_for_its_lock() -> None:
+        two.append("theirs", ChatMessage.user("while one waited"))
+        heard(one, two)
+
+    before_the_first_write(one, monkeypatch, while_one_waits_for_its_lock)
+    monkeypatch.setattr(shared, "read", read)
+    assert one.append("mine", ChatMessage.user("second")) == 2
+    assert under_the_lock == [False]  # one read of the server, the catch-up's, outside the write transaction
+    assert [m.content for m in one.load("theirs")] == ["while one waited"]
     assert one.verify().ok

@@ -6,8 +6,8 @@ unchanged: its commands decide against the replica, its queries read the replica
 * **A write that records events** (or bookkeeping that must be unique across hosts) runs its body in a
   local write transaction that captures what the body wrote to the log and the bookkeeping spaces, and
   before the local commit hands that to the shared log, with each session's version as the body decided
-  against it (having replicated first, under the replica's write lock and in a transaction of their own, the
-  commits of other hosts it heard of, and in its own those heard of since). The engine commits the writes that
+  against it (having caught up first, without the replica's write lock, with the commits of other hosts it heard
+  of as it came to decide, and in its own transaction with those heard of since). The engine commits the writes that
   threads give at once as one group (``GroupCommitting``):
   their commands go to the shared log in one call (``SharedLog.commit_many``: one transaction, one flush),
   each accepted or refused alone. When the shared log put every command's events where the replica did
@@ -33,12 +33,13 @@ import contextlib
 import fcntl
 import functools
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import attrs
 
@@ -125,12 +126,17 @@ class _Again(Exception):
     again."""
 
 
+class _Behind(Exception):
+    """The write's first attempt found its replica behind the head heard of once it held the replica's lock: the body
+    did not run; catch up, whose read of the server needs no lock and whose commits are kept whatever becomes of the
+    command, then decide. (Decided in the command's transaction, a command that another host's commit during its call
+    sent elsewhere would roll them back, and the catch-up after it would replicate them again.)"""
+
+
 class _ReplicatedApart(Exception):
-    """The write's body, finding its replica behind the head heard of once it held the replica's lock, replicated the
-    commits it lacked and ran nothing else: returned, not raised, so that its transaction commits them whatever
-    becomes of the command (``_durably`` raises it then). Decided in that transaction, a command that another host's
-    commit during its call sent elsewhere would roll them back, and the catch-up after it would replicate them again.
-    """
+    """A later attempt's body, finding its replica a batch or more behind the head heard of, replicated a batch in
+    its transaction and ran nothing else: returned, not raised, so that its transaction commits them whatever
+    becomes of the command (``_durably`` raises it then)."""
 
 
 class _Unbound(Exception):
@@ -302,6 +308,20 @@ class _CapturingTransaction:
             raise EventStoreError(f"{space.name} lives in the shared log: {what} there is not supported")
 
 
+class _HeldRead:
+    """A read transaction already begun (``ReplicaStorage._read_held``), as the context manager a read returns."""
+
+    def __init__(self, reading: AbstractContextManager[ReadTransaction], txn: ReadTransaction) -> None:
+        self._reading = reading
+        self._txn = txn
+
+    def __enter__(self) -> ReadTransaction:
+        return self._txn
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._reading.__exit__(*exc_info)
+
+
 class ReplicaStorage:
     """The storage of a store whose log is shared: a local replica engine plus the shared log.
 
@@ -340,6 +360,8 @@ class ReplicaStorage:
         self._wake = threading.Event()
         self._released = False
         self._rebuilds: bytes | None = None  # the replica's rebuild count when this process bound to it
+        # ``_holds``' answer for the latest state read: (binding, snapshot id, head position, rebuild count unchanged).
+        self._known: tuple[ReplicaBinding | None, int, int, bool] = (None, -1, 0, False)
         self._bound = threading.Condition()  # a thread reopening the store unbound it: other threads' writes wait
         self._rebinding: int | None = None  # that thread (its components' own writes stay on the replica)
         self._turn_file = _turn_file(self.path)  # the catch-ups' turns among the processes sharing the directory
@@ -386,7 +408,26 @@ class ReplicaStorage:
     def read(self) -> AbstractContextManager[ReadTransaction]:
         if getattr(self._local, "applying", False):
             return self._inner.read()
-        return self._current_read()
+        binding = self._binding
+        held = None if binding is None else self._read_held(binding)
+        return self._current_read() if held is None else held
+
+    def _read_held(self, binding: ReplicaBinding) -> _HeldRead | None:
+        """A read of the replica if it holds the latest head the listening watcher heard of (most reads: no round
+        trip, and no generator frame around it); ``None``: catch up first."""
+        heard = self._heard_head()
+        if heard is None:
+            return None
+        reading = self._inner.read()
+        txn = reading.__enter__()
+        try:
+            if self._holds(txn, binding, heard):
+                return _HeldRead(reading, txn)
+        except BaseException:
+            reading.__exit__(*sys.exc_info())
+            raise
+        reading.__exit__(None, None, None)
+        return None
 
     @contextlib.contextmanager
     def _current_read(self) -> Iterator[ReadTransaction]:
@@ -400,14 +441,13 @@ class ReplicaStorage:
                 yield txn
                 return
         binding = self._binding
-        heard = self._heard_head()
-        if heard is not None and binding is not None:
-            with self._inner.read() as txn:
-                if binding.head(txn)[0] >= heard and txn.get(self._meta, _REBUILDS) == self._rebuilds:
-                    yield txn
-                    return
+        held = None if binding is None else self._read_held(binding)  # bound by another thread meanwhile
+        if held is not None:
+            with held as txn:
+                yield txn
+                return
         self._watch()  # a store that reads listens from its first read on
-        self.catch_up(heard)
+        self.catch_up(self._heard_head())
         with self._inner.read() as txn:
             yield txn
 
@@ -430,6 +470,8 @@ class ReplicaStorage:
 
     def _raise_head(self, position: int) -> None:
         """The shared log's head is at least ``position``."""
+        if position <= self._head:  # most reads: nothing new heard
+            return
         with self._heard:
             self._head = max(self._head, position)
 
@@ -439,7 +481,7 @@ class ReplicaStorage:
         last: EventStoreError | None = None
         contended: list[str] = []  # sessions whose turn to take: the race to them was lost twice
         alone = False  # whether it runs in a group of its own, which no batchmate's command can roll back
-        replicated_apart = False  # whether a catch-up under the replica's lock was committed apart from the command
+        replicated_apart = False  # whether it caught up apart from the command once (``_Behind``, ``_ReplicatedApart``)
         attempt = 0  # the times this write was refused, or failed on a replica that then moved
         if getattr(self._local, "reporting", False) and self._rebinding == threading.get_ident():
             raise StoreBusy("a command given from rebuild_progress while the store opens again on a rebuilt or "
@@ -461,6 +503,10 @@ class ReplicaStorage:
                     self.catch_up()  # nobody else can move these sessions now: decide on their latest
                     # A group of its own, led by this thread: its call goes through the turn's connection.
                     return self._durably(shipment, attempted, self._own_group())
+            except _Behind:
+                replicated_apart = True  # once: under a stream of commits, the replica is always a little behind
+                self.catch_up(self._heard_by_commands())
+                continue
             except _ReplicatedApart:
                 replicated_apart = True  # kept whatever becomes of the command: decide again on the caught-up replica
                 continue
@@ -576,7 +622,9 @@ class ReplicaStorage:
             raise _Rebuilt
         decided_at[:] = [binding.head(txn)[:2]]
         if self._heard_by_commands() > decided_at[0][0]:  # the replica lacks commits heard of (other hosts')
-            if self._catch_up_within(txn, binding, *decided_at[0]) == BATCH or apart:
+            if apart:
+                raise _Behind
+            if self._catch_up_within(txn, binding, *decided_at[0]) == BATCH:
                 return _ReplicatedApart()
             decided_at[:] = [binding.head(txn)[:2]]
         capture = _Capture(txn, self._stream_keys, self._dictionary)
@@ -761,7 +809,18 @@ class ReplicaStorage:
     def _reached(self, binding: ReplicaBinding, heard: int) -> bool:
         """Whether the replica holds ``heard`` already, and was not rebuilt since this store bound to it."""
         with self._inner.read() as txn:
-            return binding.head(txn)[0] >= heard and txn.get(self._meta, _REBUILDS) == self._rebuilds
+            return self._holds(txn, binding, heard)
+
+    def _holds(self, txn: ReadTransaction, binding: ReplicaBinding, heard: int) -> bool:
+        """Whether the replica, as ``txn`` reads it, holds ``heard`` and was not rebuilt since ``binding`` bound.
+        Known once per committed state of the replica (its snapshot id, under one binding: a vacuum's new file may
+        number its states anew, and binds again), since every read asks it."""
+        snapshot = txn.snapshot_id()
+        known = self._known
+        if known[0] is not binding or known[1] != snapshot:
+            known = (binding, snapshot, binding.head(txn)[0], txn.get(self._meta, _REBUILDS) == self._rebuilds)
+            self._known = known
+        return known[3] and known[2] >= heard
 
     @contextlib.contextmanager
     def _host_turn(self) -> Iterator[None]:

@@ -776,6 +776,7 @@ class PostgresLog:
         self._listener: psycopg.Connection[Any] | None = None
         self._heard: int | None = None  # the head the listener last heard of (a query, a notification)
         self._kept: list[str] = []  # payloads of notifications psycopg received during a query on the listener
+        self._listener_socket = select.poll()  # the listener's socket, registered as it connects (``_quiet``)
         self._listening = threading.Lock()
         self._waking = f"eventstore_wake_{uuid.uuid4().hex}"  # the listener's own channel: close wakes it there
         self._call(lambda connection: self._prepare(connection, create), "opening the store")
@@ -981,6 +982,8 @@ class PostgresLog:
                     self._listener.add_notify_handler(lambda notification: kept.append(notification.payload))
                     self._listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(_channel(self._listener))))
                     self._listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._waking)))
+                    self._listener_socket = select.poll()
+                    self._listener_socket.register(self._listener.pgconn.socket, select.POLLIN)
                     self._heard = None
                 # The head the listener last heard of is the head while no notification waits for it (they wait on
                 # its socket, or in ``_kept``): no query when nothing moved.
@@ -1007,7 +1010,7 @@ class PostgresLog:
             if self._closed or listener is None or listener.closed or self._heard is None:
                 return None
             try:
-                payloads = self._drained(listener)
+                payloads = [] if self._quiet(listener) else self._drained(listener)
                 position = max(seen, self._heard)
                 if payloads and all(payload.isdigit() for payload in payloads):
                     position = max(position, *(int(payload) for payload in payloads))
@@ -1020,6 +1023,18 @@ class PostgresLog:
             return position
         finally:
             self._listening.release()
+
+    def _quiet(self, listener: psycopg.Connection[Any]) -> bool:
+        """Whether nothing came on the listener since it was last drained, told without reading it: no payload kept,
+        no goodbye noted, nothing on its socket (one poll, through a poll object kept for it, as every read asks),
+        no notification parsed and waiting in libpq (one that is, is kept for the drain)."""
+        if self._kept or listener in _SAID_GOODBYE or self._listener_socket.poll(0):
+            return False
+        parsed = listener.pgconn.notifies()
+        if parsed is None:
+            return True
+        self._kept.append(parsed.extra.decode())
+        return False
 
     def _next_head(self, listener: psycopg.Connection[Any], seen: int, timeout: float) -> int:
         """The head after the next commit past ``seen`` (or after ``timeout`` seconds, or a wake-up): named by the
