@@ -53,8 +53,9 @@ _STREAM_ID = attrgetter("stream_id")
 Read = Callable[[], AbstractContextManager[ReadTransaction]]
 
 #: What decoding a model's stored values raises when one is damaged in a way its own checks do not name (a value
-#: or key of another size, bytes that are not text, a count that contradicts another): damage, not a bug to show.
-_DAMAGE_RAISES = (struct.error, ValueError, LookupError, OverflowError)
+#: or key of another size, bytes that are not text, a count that contradicts another, two ids given one term, so
+#: that a term is both written and deleted): damage, not a bug to show.
+_DAMAGE_RAISES = (struct.error, ValueError, LookupError, OverflowError, TypeError)
 
 
 @contextlib.contextmanager

@@ -25,6 +25,8 @@ DAMAGES: dict[str, tuple[bytes, int, Change]] = {
     "block key too long": (b"search.blocks", 0, lambda key, value: (key + b"\x00", value)),
     "term entry too long": (b"search.terms", 2, lambda key, value: (key, value + b"\xc3\x28")),
     "term key not text": (b"search.terms", 2, lambda key, value: (b"\xff" + key, value)),
+    "term id zeroed": (b"search.terms", 2, lambda key, value: (key, bytes(len(value)))),
+    "term id of another term": (b"search.terms", 2, lambda key, value: (key, b"\x01" + value[1:])),
 }
 
 
@@ -76,3 +78,20 @@ def test_a_search_value_of_the_wrong_size_is_damage(tmp_path: Path, damage: str)
         store.rebuild_projections(["search"])
         assert store.verify().ok
         assert {found.key for found in store.search(SessionQuery("w3"))} == {"s3"}
+
+
+def test_a_term_whose_id_was_zeroed_leaving_and_coming_back_in_one_batch_is_damage(tmp_path: Path) -> None:
+    """The term's key looks up no id, so a message bringing it back gives it a new one, while the message taking
+    it away empties its stored id: its key would be both written and deleted (a ``TypeError`` sorting them)."""
+    path = tmp_path / "store"
+    with SessionStore(path, durable=False) as store:
+        store.append_many("a", [ChatMessage.user("river alpha"), ChatMessage.user("beta")])
+        store.catch_up()
+    _damage(path, b"search.terms", 2, lambda key, value: (key, bytes(len(value))))  # alpha, beta, river
+    with SessionStore(path, durable=False) as store:
+        store.replace_messages("a", [ChatMessage.user("river gamma")])
+        with pytest.raises(StoreCorrupted, match="search"):
+            store.catch_up()
+        store.rebuild_projections(["search"])
+        assert store.verify().ok
+        assert [found.key for found in store.search(SessionQuery("river"))] == ["a"]
