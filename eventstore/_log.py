@@ -959,7 +959,11 @@ class EventLog:
         """Every record by its stored position, damaged ones as the error they raise (for ``verify``)."""
         keys: dict[int, str] = {}
         for raw_key, raw in txn.scan(self._events):
-            position = _U64.unpack(raw_key)[0] if len(raw_key) == _U64.size else -1
+            if len(raw_key) != _U64.size:
+                yield -1, StoreCorrupted(f"a key of the event table is damaged ({len(raw_key)} bytes where "
+                                         f"{_U64.size} belong)")
+                continue
+            position = _U64.unpack(raw_key)[0]
             try:
                 yield position, self._decode(txn, position, raw, keys)
             except StoreCorrupted as exc:
