@@ -27,7 +27,12 @@ def _export(path: Path) -> bytes:
 def test_a_pipe_is_refused_as_not_a_regular_file(tmp_path: Path) -> None:
     exported = _export(tmp_path / "source")
     read_end, write_end = os.pipe()
-    writer = threading.Thread(target=lambda: (os.write(write_end, exported), os.close(write_end)))
+
+    def write() -> None:
+        os.write(write_end, exported)
+        os.close(write_end)
+
+    writer = threading.Thread(target=write)
     writer.start()
     try:
         with SessionStore(tmp_path / "copy", durable=False) as store:
