@@ -16,12 +16,11 @@ one, for what the facade does to all of them (catch up, rebuild, verify).
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import itertools
 import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from operator import attrgetter
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
@@ -58,7 +57,7 @@ Read = Callable[[], AbstractContextManager[ReadTransaction]]
 _DAMAGE_RAISES = (struct.error, ValueError, LookupError, OverflowError, TypeError)
 
 
-@contextlib.contextmanager
+@contextmanager
 def _damage_named(name: str) -> Iterator[None]:
     """Raise what reading model ``name``'s stored state met as ``StoreCorrupted`` naming the model."""
     try:
