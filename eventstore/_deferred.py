@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import functools
 import itertools
+import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from operator import attrgetter
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
@@ -28,7 +29,7 @@ from projections.messages import MessageLists
 from projections.readmodel import Checkpoint, Checkpoints
 from projections.session import Entry, SessionSnapshot
 
-from ._errors import EventStoreError, StoreReadOnly
+from ._errors import EventStoreError, StoreCorrupted, StoreReadOnly
 from ._log import EventLog, LoggedEvent
 from .storage import ReadTransaction, WriteTransaction
 
@@ -49,6 +50,22 @@ _PROGRESS_EVERY = 1000
 _STREAM_ID = attrgetter("stream_id")
 
 Read = Callable[[], AbstractContextManager[ReadTransaction]]
+
+#: What decoding a model's stored values raises when one is damaged in a way its own checks do not name (a value
+#: or key of another size, bytes that are not text, a count that contradicts another, two ids given one term, so
+#: that a term is both written and deleted): damage, not a bug to show.
+_DAMAGE_RAISES = (struct.error, ValueError, LookupError, OverflowError, TypeError)
+
+
+@contextmanager
+def _damage_named(name: str) -> Iterator[None]:
+    """Raise what reading model ``name``'s stored state met as ``StoreCorrupted`` naming the model."""
+    try:
+        yield
+    except EventStoreError:
+        raise
+    except _DAMAGE_RAISES as exc:
+        raise StoreCorrupted(f"the {name} read model is damaged: {exc}") from None
 
 
 class Write(Protocol):
@@ -160,6 +177,10 @@ class Deferred(Generic[BatchT, ViewT]):
         than a durable commit; one further behind is caught up first, then read
         (a read-only store always applies the missing events in memory).
         """
+        with _damage_named(self.model.name):
+            return self._query(run)
+
+    def _query(self, run: Callable[[ViewT, ReadTransaction], R]) -> R:
         model = self.model
         with self._read() as txn:
             lag = self.lag(txn)
@@ -189,7 +210,7 @@ class Deferred(Generic[BatchT, ViewT]):
         """
         model, applied = self.model, 0
         while True:
-            with self._read() as txn:
+            with self._read() as txn, _damage_named(model.name):
                 checkpoint = self._checkpoints.get(txn, model.name)
                 # A model never built folds the whole log as a rebuild does, reading nothing of its stored state.
                 fresh = rebuild or checkpoint is None or checkpoint[0] != model.code_version
@@ -213,7 +234,8 @@ class Deferred(Generic[BatchT, ViewT]):
         """
         if self._checkpoints.get(txn, self.model.name) != folded_from:
             return False
-        self.model.write(batch, txn)
+        with _damage_named(self.model.name):
+            self.model.write(batch, txn)
         self._checkpoints.put(txn, self.model.name, self.model.code_version, last)
         return True
 
@@ -225,7 +247,8 @@ class Deferred(Generic[BatchT, ViewT]):
         if fresh:
             model.clear(txn)
         after = 0 if fresh or checkpoint is None else checkpoint[1]
-        last = self._fold(txn, self._runs(txn, after))
+        with _damage_named(model.name):
+            last = self._fold(txn, self._runs(txn, after))
         if fresh or last > after or checkpoint is None:
             self._checkpoints.put(txn, model.name, model.code_version, max(last, after))
         return max(last - after, 0)
@@ -330,13 +353,18 @@ class _DeferredCheck(Generic[BatchT, ViewT]):
         model = self._deferred.model
         if self._lag is None:
             return [f"{model.name}: the read model was built by another code version and must be rebuilt"]
-        if not self._lag:
-            return model.check_view(model.reader(txn, read_only=True), sessions)
         try:
-            view = model.overlay(txn, self._deferred.pending(txn), read_only=True)
-        except EventStoreError as exc:
-            return [f"{model.name}: cannot fold the log into the read model: {exc}"]
-        return model.check_view(view, sessions)
+            with _damage_named(model.name):
+                if not self._lag:
+                    view = model.reader(txn, read_only=True)
+                else:
+                    try:
+                        view = model.overlay(txn, self._deferred.pending(txn), read_only=True)
+                    except EventStoreError as exc:
+                        return [f"{model.name}: cannot fold the log into the read model: {exc}"]
+                return model.check_view(view, sessions)
+        except StoreCorrupted as exc:  # a stored value no check of the model names, met on the way
+            return [f"{model.name}: {exc}"]
 
 
 class SessionTexts:

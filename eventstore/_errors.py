@@ -111,7 +111,7 @@ class IdempotencyKeyReused(InvalidArgument):
 
 
 class StoreFull(EventStoreError):
-    """The store reached its configured size cap; the command wrote nothing."""
+    """The store reached its configured size cap, or its file system has no room left; the command wrote nothing."""
 
 
 class InvalidVersion(InvalidArgument):

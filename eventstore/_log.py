@@ -511,6 +511,18 @@ def _run(raw: bytes, stream_id: int, first: int) -> tuple[int, int]:
     return position, count
 
 
+def _stored_key(raw: bytes, stream_id: int) -> str:
+    """The session key stored for a stream; one that is not text, or empty (no command stores such a key, and the
+    read models cannot keep it), is damage."""
+    try:
+        key = bytes(raw).decode()
+    except UnicodeDecodeError:
+        key = ""
+    if not key:
+        raise StoreCorrupted(f"the session key of stream {stream_id} is damaged")
+    return key
+
+
 class EventLog:
     """Append and read events inside transactions the caller owns."""
 
@@ -582,10 +594,7 @@ class EventLog:
         raw = txn.get(self._stream_keys, _U64.pack(stream_id))
         if raw is None:
             raise StoreCorrupted(f"stream {stream_id} has no session key")
-        try:
-            return bytes(raw).decode()
-        except UnicodeDecodeError:
-            raise StoreCorrupted(f"the session key of stream {stream_id} is damaged") from None
+        return _stored_key(raw, stream_id)
 
     def tip(self, txn: ReadTransaction, key: str) -> StreamTip:
         """Where the stream of ``key`` stands: its id, latest version and that event's position (one read of the
@@ -934,10 +943,8 @@ class EventLog:
     def stream_ids(self, txn: ReadTransaction, start: int = 0) -> Iterator[tuple[int, str]]:
         """Every stream id from ``start`` on with its session key, in id order."""
         for raw_id, raw_key in txn.scan(self._stream_keys, _U64.pack(start) if start else None):
-            try:
-                yield _U64.unpack(raw_id)[0], bytes(raw_key).decode()
-            except (struct.error, UnicodeDecodeError):
-                raise StoreCorrupted("the stream keys are damaged") from None
+            stream_id = unpack_stored(_U64, raw_id, "a stream id of the stream keys")[0]
+            yield stream_id, _stored_key(raw_key, stream_id)
 
     def count(self, txn: ReadTransaction) -> int:
         """Entries in the event table."""
@@ -952,7 +959,11 @@ class EventLog:
         """Every record by its stored position, damaged ones as the error they raise (for ``verify``)."""
         keys: dict[int, str] = {}
         for raw_key, raw in txn.scan(self._events):
-            position = _U64.unpack(raw_key)[0] if len(raw_key) == _U64.size else -1
+            if len(raw_key) != _U64.size:
+                yield -1, StoreCorrupted(f"a key of the event table is damaged ({len(raw_key)} bytes where "
+                                         f"{_U64.size} belong)")
+                continue
+            position = _U64.unpack(raw_key)[0]
             try:
                 yield position, self._decode(txn, position, raw, keys)
             except StoreCorrupted as exc:
@@ -1012,3 +1023,4 @@ def decode_record(position: int, raw: bytes, key_of: Callable[[int], str],
         raise StoreCorrupted(f"position {position}: {exc}") from None
     return StoredEvent(position, envelope.stream_id, key, envelope.version, envelope.recorded_at, envelope.event_id,
                        encoded, digest, envelope.hash, redacted)
+

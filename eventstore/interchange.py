@@ -32,6 +32,8 @@ them, and each event against its session as no command would record it.
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 import struct
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -44,6 +46,7 @@ import orjson
 
 from ._codec import EncodedEvent, decode_event, encode_event
 from ._errors import EventStoreError, InvalidArgument, ReplicationMismatch
+from ._files import file_kind
 from ._log import GENESIS_HASH, chain_hash
 from ._store import SessionStore
 from ._time import to_micros
@@ -422,11 +425,15 @@ def import_events(store: SessionStore, path: str | Path, progress: Progress | No
     check out writes nothing.
 
     Raises:
-        BadExportFile: the file does not parse or check out.
+        BadExportFile: the file does not parse or check out, or is not a regular file (a pipe, a FIFO).
         ReplicationMismatch: the store holds other events than the file at the same positions.
         SourceChanged: a histories file changed since it was imported.
     """
     path = Path(path)
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):  # a pipe read twice is empty the second time; a FIFO with no writer waits for ever
+        raise BadExportFile(f"{path} is {file_kind(mode)}, not a regular file: an import reads it twice (to check "
+                            "it, then to import it), so save it to a file first")
     with open(path, "rb") as stream:
         checked, histories = _check(stream)
     total = checked.events

@@ -202,16 +202,16 @@ class Catalog:
         self._running = open_space("catalog.running")
         #: The row last decoded or written, and its head: a command reads its session's head to decide and again
         #: to apply its events, and the next command on that session reads the row this one wrote.
-        self._known: tuple[bytes, SessionHead] = (b"", empty_head(""))
+        #: ``None`` at first, so that no stored row (an emptied one too) is taken for a head never read.
+        self._known: tuple[bytes, SessionHead] | None = None
 
     def head(self, txn: ReadTransaction, stream_id: int) -> SessionHead | None:
         """The head of a live session, or ``None``."""
         raw = txn.get(self._sessions, _ID.pack(stream_id))
         if raw is None:
             return None
-        known_row, known_head = self._known
-        if raw == known_row:
-            return known_head
+        if self._known is not None and raw == self._known[0]:
+            return self._known[1]
         head = _decode_head(raw)
         self._known = (raw, head)
         return head

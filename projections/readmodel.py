@@ -65,8 +65,12 @@ class Checkpoints:
         self._db = open_space("projections.checkpoints")
 
     def get(self, txn: ReadTransaction, name: str) -> Checkpoint | None:
+        """The model's checkpoint, ``None`` if it has none. A damaged one (of another size) reads as built by code
+        version 0, which no code is: the model is rebuilt from the log instead of keeping the store from opening."""
         raw = txn.get(self._db, name.encode())
-        return None if raw is None else _CHECKPOINT.unpack(raw)
+        if raw is None:
+            return None
+        return _CHECKPOINT.unpack(raw) if len(raw) == _CHECKPOINT.size else (0, 0)
 
     def put(self, txn: WriteTransaction, name: str, code_version: int, position: int) -> None:
         txn.put(self._db, name.encode(), _CHECKPOINT.pack(code_version, position))
@@ -75,7 +79,8 @@ class Checkpoints:
         txn.delete(self._db, name.encode())
 
     def all(self, txn: ReadTransaction) -> dict[str, Checkpoint]:
-        return {bytes(k).decode(): _CHECKPOINT.unpack(v) for k, v in txn.scan(self._db)}
+        return {bytes(k).decode(errors="replace"): _CHECKPOINT.unpack(v) for k, v in txn.scan(self._db)
+                if len(v) == _CHECKPOINT.size}
 
 
 class OpenSpace(Protocol):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -29,7 +31,23 @@ def translated(exc: lmdb.Error, path: Path | None = None) -> EventStoreError:
         return StoreReadOnly(f"{where} cannot be written here: {exc}")
     if isinstance(exc, DAMAGE):
         return StoreCorrupted(f"the LMDB file is damaged: {exc}")
+    if _no_room(exc, path):
+        return StoreFull(f"no room on the file system for {where}; the command wrote nothing: {exc}")
     return EventStoreError(f"{where} failed: {exc}")
+
+
+def _no_room(exc: lmdb.Error, path: Path | None) -> bool:
+    """Whether ``exc`` is a write that a full file system stopped."""
+    text = str(exc)
+    if os.strerror(errno.ENOSPC) in text or os.strerror(errno.EDQUOT) in text:
+        return True
+    # LMDB reports a write cut short as an I/O error: on a file system with no room left, that is why it was.
+    if path is None or os.strerror(errno.EIO) not in text:
+        return False
+    try:
+        return os.statvfs(path).f_bavail == 0
+    except OSError:
+        return False
 
 
 def bad_key(key: bytes) -> ValueError:

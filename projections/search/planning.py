@@ -4,7 +4,8 @@ A query's words (``tokenizer.parse_query``) resolve to term ids; a prefix
 resolves to the terms it starts, by a walk of the term dictionary in key order
 from the prefix. So that any query a user can type is answered in bounded
 time, words are taken in order while the terms they resolve to number at most
-``MAX_QUERY_TERMS`` (a word that would pass it, and every later one, is
+``MAX_QUERY_TERMS`` and the phrases' tokens (repeats too) number at most
+``MAX_PHRASE_TOKENS`` (a word that would pass either, and every later one, is
 ignored; words in no message cost nothing), and a prefix stands for at most
 ``MAX_PREFIX_TERMS`` terms (fewer when a query has many prefixes: they share
 ``MAX_QUERY_TERMS`` equally), its most frequent ones among the first
@@ -26,13 +27,16 @@ from .reader import IndexReader
 from .scoring import idf
 from .tokenizer import QueryWord
 
-__all__ = ["MAX_QUERY_TERMS", "MAX_PREFIX_TERMS", "MAX_PREFIX_WALK", "Phrase", "Plan", "PlanTerm", "expand_prefix",
-           "plan_query", "prefix_share"]
+__all__ = ["MAX_PHRASE_TOKENS", "MAX_QUERY_TERMS", "MAX_PREFIX_TERMS", "MAX_PREFIX_WALK", "Phrase", "Plan", "PlanTerm",
+           "expand_prefix", "plan_query", "prefix_share"]
 
 #: Terms one prefix stands for at most (its most frequent ones).
 MAX_PREFIX_TERMS = 32
 #: Distinct terms a query resolves to, at most: later words are ignored.
 MAX_QUERY_TERMS = 64
+#: Tokens of all a query's phrases, repeats included, at most: each is checked in every message a phrase may match,
+#: so a query of many or long phrases of common words would cost without bound while adding no term.
+MAX_PHRASE_TOKENS = 64
 #: Terms of the dictionary a prefix looks at, in key order, to choose its most frequent ones.
 MAX_PREFIX_WALK = 512
 
@@ -92,6 +96,7 @@ def plan_query(view: IndexReader, words: Sequence[QueryWord]) -> Plan | None:
     free: set[int] = set()
     phrases: list[Phrase] = []
     counted: list[QueryWord] = []
+    phrase_tokens = 0
     share = prefix_share(words)
 
     def resolve(token: str, prefix: bool) -> dict[int, str]:
@@ -104,6 +109,8 @@ def plan_query(view: IndexReader, words: Sequence[QueryWord]) -> Plan | None:
         if len(terms) >= MAX_QUERY_TERMS:
             break
         if word.is_phrase:
+            if phrase_tokens + len(word.tokens) > MAX_PHRASE_TOKENS:
+                break
             positions = []
             resolved: dict[int, str] = {}
             for place, token in enumerate(word.tokens):
@@ -116,6 +123,7 @@ def plan_query(view: IndexReader, words: Sequence[QueryWord]) -> Plan | None:
                 if len(terms.keys() | resolved.keys()) > MAX_QUERY_TERMS:
                     break
                 terms.update(resolved)
+                phrase_tokens += len(word.tokens)
                 phrases.append(Phrase(word.tokens, word.prefix, positions))
                 counted.append(word)
         else:

@@ -725,6 +725,8 @@ class IndexWriter(IndexReader):
                              (spaces.blocks, summaries), (spaces.maps, maps), (spaces.repeats, repeats),
                              (spaces.levels, levels), (spaces.docs, docs), (spaces.sessions, sessions)):
             _write(txn, space, items)
+        if self._messages < 0:  # more messages left the index than it counted: the stored count is damaged
+            raise StoreCorrupted("the search index is damaged: it counts fewer messages than it holds")
         txn.put(spaces.meta, META_MESSAGES, count_value(self._messages))
         if self._next_tid != self._first_tid:
             txn.put(spaces.meta, META_NEXT_TID, count_value(self._next_tid))
