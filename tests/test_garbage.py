@@ -451,7 +451,8 @@ def test_garbage_constructor_arguments(scratch_dir: Path, spoil: str, data: st.D
             for call in (lambda: store.append("a", ChatMessage.user("more")), lambda: store.load("a"),
                          lambda: store.load("a"), lambda: store.load("b"), lambda: store.list_sessions_with_metadata(),
                          lambda: store.set_session_state("b", "running"), lambda: store.list_stuck_sessions(1)):
-                with contextlib.suppress(EventStoreError):
+                # A clock drawn as a callable that raises (``type``) stops the command with its own error.
+                with contextlib.suppress(EventStoreError, CallbackRaised):
                     call()
         finally:
             store.close()
@@ -732,3 +733,17 @@ def test_a_progress_callback_that_raises_stops_the_call_with_its_own_error(
     with pytest.raises((TypeError, ValueError, ZeroDivisionError)):
         getattr(garbage_store, method)(progress=callback)
     assert digest(garbage_store) == before
+
+
+@pytest.mark.parametrize("clock", [type, lambda: 1 / 0], ids=["type", "raising"])
+def test_a_clock_that_raises_stops_the_command_with_its_own_error(tmp_path: Path, clock: Callable[[], Any]) -> None:
+    """An injected clock's own error passes unchanged (as a progress callback's does) and nothing is written."""
+    with SessionStore(tmp_path / "store", durable=False) as store:
+        store.append("a", ChatMessage.user("kept"))
+    with SessionStore(tmp_path / "store", durable=False, clock=clock) as store:
+        with pytest.raises((TypeError, ZeroDivisionError)):
+            store.append("a", ChatMessage.user("never"))
+        assert [message.content for message in store.load("a")] == ["kept"]
+    with SessionStore(tmp_path / "store", durable=False) as store:
+        store.append("a", ChatMessage.user("next"))
+        assert [message.content for message in store.load("a")] == ["kept", "next"]
