@@ -866,13 +866,7 @@ class TestRemovals:
             store.append_many("k", [ChatMessage.user("alpha beta"), ChatMessage.user("alpha")])
             store.append("j", ChatMessage.user("alpha"))
             store.catch_up()
-            index = store._search_index
-
-            def version_4(txn: WriteTransaction) -> None:
-                txn.clear(index._spaces.maps)
-                store._checkpoints.put(txn, "search", 4, store.stats().last_position)
-
-            store._environment.write(version_4)
+            as_search_code(store, 4, store._search_index._spaces.maps)
         with SessionStore(store_path) as store:
             assert store.stats().checkpoints["search"].code_version == SearchIndex.code_version
             with store._environment.read() as txn:
@@ -883,6 +877,18 @@ class TestRemovals:
                                                                  0 << formats.MAP_SHIFT | 2,
                                                                  1 << formats.MAP_SHIFT | 1]
             assert store.verify().ok and ["j", "k"] == search(store, "alpha")
+
+def as_search_code(store: SessionStore, version: int, *spaces: Any) -> None:
+    """Leave ``store``'s search index as its code ``version`` left it: ``spaces`` (that version did not have)
+    emptied and its checkpoint at ``version``, so that the next open rebuilds it."""
+
+    def downgrade(txn: WriteTransaction) -> None:
+        for space in spaces:
+            txn.clear(space)
+        store._checkpoints.put(txn, "search", version, store.stats().last_position)
+
+    store._environment.write(downgrade)
+
 
 # -- search_messages ---------------------------------------------------------------------------
 

@@ -14,13 +14,12 @@ from hypothesis import strategies as st
 from pyroaring import BitMap
 
 from eventstore import ChatMessage, SessionStore
-from eventstore.storage import WriteTransaction
 from projections.search import formats
 from projections.search import queries as search_queries
 from projections.search.index import SearchIndex
 
 from conftest import FakeClock, lmdb_storage
-from test_search import ReferenceSearch, search
+from test_search import ReferenceSearch, as_search_code, search
 
 WORDS = ["the", "of", "and", "w1", "w2"]
 #: Words drawn so that "the" and "of" are in most messages, often several times (their level there differs).
@@ -187,14 +186,8 @@ class TestStoredForms:
             store.append_many("k", [ChatMessage.user("the the of w1"), ChatMessage.user("of")])
             store.append("j", ChatMessage.user("the of"))
             store.catch_up()
-            index = store._search_index
-
-            def version_5(txn: WriteTransaction) -> None:
-                txn.clear(index._spaces.levels)
-                txn.clear(index._spaces.repeats)
-                store._checkpoints.put(txn, "search", 5, store.stats().last_position)
-
-            store._environment.write(version_5)
+            spaces = store._search_index._spaces
+            as_search_code(store, 5, spaces.levels, spaces.repeats)
             assert not store.verify().ok  # the version-6 check finds the forms missing
         with SessionStore(store_path) as store:
             assert store.stats().checkpoints["search"].code_version == SearchIndex.code_version == 6
