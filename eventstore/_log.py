@@ -27,7 +27,7 @@ count (its events have consecutive versions at consecutive positions), so a
 ``log.stream_keys`` stream id → key; ``log.meta`` the format marker and the
 store's compression dictionary (``dictionary.id``, ``dictionary``, ``dictionary.sha256``,
 ``dictionary.copy``, and what it learnt from, ``dictionary.learnt`` and ``dictionary.learnt_redacted``:
-``StoredDictionary``).
+``_stored_dictionary.StoredDictionary``).
 
 Records have two layouts (docs/space.md). Layout 1 stores the payload
 as it is, with its digest. Layout 2, written once the store has trained its
@@ -55,12 +55,12 @@ from typing import NamedTuple
 import attrs
 
 from ._codec import EncodedEvent, unpack_stored
-from ._compression import TRAINING_EVENTS, TRAINING_SAMPLE_BYTES, Chosen, Dictionary, choose, copy_of, digest_of, train
+from ._compression import TRAINING_EVENTS, TRAINING_SAMPLE_BYTES, Dictionary, train
 from ._errors import DictionaryDamaged, IncompatibleStore, StoreCorrupted, WrongExpectedVersion
+from ._stored_dictionary import DictionaryReplacement, StoredDictionary
 from .storage import ReadTransaction, Space, SpaceRewrite, Storage, WriteTransaction
 
-__all__ = ["EventLog", "StoredEvent", "LoggedEvent", "Original", "StreamTip", "GENESIS_HASH", "decode_record",
-           "StoredDictionary", "DictionaryReplacement"]
+__all__ = ["EventLog", "StoredEvent", "LoggedEvent", "Original", "StreamTip", "GENESIS_HASH", "decode_record"]
 
 #: The hash the first event links to.
 GENESIS_HASH = hashlib.sha256(b"eventstore genesis").digest()
@@ -98,13 +98,6 @@ _DIGEST_FLAG = 2  # layout 2: the digest is stored (it is not the SHA-256 of the
 _FLAGS = {1: _REDACTED_FLAG, 2: _REDACTED_FLAG | _DIGEST_FLAG}  # the flags each layout knows
 _DIGEST_BYTES = 32
 _U32_LIMIT = 1 << 32
-# The positions a dictionary was trained on: those after the first and up to the second.
-_SPAN = struct.Struct(">QQ")
-_LEARNT = b"dictionary.learnt"  # a ``_SPAN`` for each dictionary, oldest first, then ``_LEARNT_CHECK`` bytes
-_LEARNT_CHECK = 8  # of the spans' SHA-256
-_LEARNT_REDACTED = b"dictionary.learnt_redacted"  # present once a payload a dictionary learnt from is redacted
-_DICTIONARY_KEYS = frozenset({b"dictionary", b"dictionary.sha256", b"dictionary.copy", b"dictionary.id", _LEARNT,
-                              _LEARNT_REDACTED})
 
 
 @attrs.frozen
@@ -292,183 +285,6 @@ def _compact_record(flags: int, stream_id: int, version: int, recorded_at: int, 
     header = _RECORD_2.pack(2, flags, stream_id, version, recorded_at, event_id, encoded.schema_version, link,
                             len(type_bytes))
     return header + stored_digest + type_bytes + dictionary.compress(encoded.payload)
-
-
-class StoredDictionary:
-    """The store's compression dictionary in ``log.meta``: read through each transaction (another process may
-    have trained it), decoded once per process.
-
-    Stored twice (``dictionary`` with its SHA-256 ``dictionary.sha256``, and the self-checking
-    ``dictionary.copy``), each large enough for pages of its own: a read uses whichever is intact
-    (``_compression.choose``), and a writable open gives an older store both and rewrites a damaged one
-    from the other (``secure``).
-
-    A dictionary keeps pieces of the payloads it was trained on word for word, so the store also keeps which
-    positions those were (``learnt``) and whether one of them was redacted since (``learnt_redacted``): then
-    ``vacuum`` replaces the dictionaries (``EventLog.dictionary_replacement``).
-    """
-
-    def __init__(self, meta: Space) -> None:
-        self._meta = meta
-        self._known: dict[bytes, Dictionary] = {}  # by stored id
-
-    def get(self, txn: ReadTransaction) -> Dictionary | None:
-        """The store's dictionary as ``txn`` sees it, ``None`` before it is trained.
-
-        Raises:
-            DictionaryDamaged: neither stored form of the dictionary is intact.
-        """
-        identity = txn.get(self._meta, b"dictionary.id")
-        if identity is None:
-            return None
-        found = self._known.get(identity)
-        if found is None:
-            chosen = self._chosen(txn)
-            if chosen.data is None:
-                raise DictionaryDamaged(str(chosen.problem))
-            # Ids are random: one trained in a transaction that was rolled back is never asked for again.
-            found = self._known[bytes(identity)] = Dictionary(chosen.data)
-        return found
-
-    def require(self, txn: ReadTransaction) -> Dictionary:
-        """The store's dictionary, which a compressed record or chunk needs.
-
-        Raises:
-            DictionaryDamaged: there is none, or neither stored form is intact.
-        """
-        found = self.get(txn)
-        if found is None:
-            raise DictionaryDamaged("compressed data, but the store has no compression dictionary")
-        return found
-
-    def problem(self, txn: ReadTransaction) -> tuple[str, bool] | None:
-        """What is wrong with the stored dictionary (for ``verify``), read afresh, and whether compressed data
-        can still be read (one stored form is intact); ``None`` when nothing is wrong."""
-        if txn.get(self._meta, b"dictionary.id") is None:
-            return None
-        chosen = self._chosen(txn)
-        if chosen.data is None:
-            return str(chosen.problem), False
-        try:
-            Dictionary(chosen.data)
-        except StoreCorrupted as exc:
-            return str(exc), False
-        if chosen.problem is not None:
-            return chosen.problem, True
-        if self._learnt_damaged(txn):
-            return ("the record of the positions the compression dictionary was trained on is damaged (until a "
-                    "writable open drops it, a vacuum after a redaction counts every redacted record as learnt)",
-                    True)
-        return None
-
-    def _chosen(self, txn: ReadTransaction) -> Chosen:
-        def value(key: bytes) -> bytes | None:
-            found = txn.get(self._meta, key)
-            return None if found is None else bytes(found)
-
-        return choose(value(b"dictionary"), value(b"dictionary.sha256"), value(b"dictionary.copy"))
-
-    def secure(self, txn: WriteTransaction) -> None:
-        """Give a dictionary stored without its digest and copy both, and rewrite a damaged form from the intact
-        one (a writable open does this); a dictionary with neither form intact is left for ``verify`` to name."""
-        if txn.get(self._meta, b"dictionary.id") is None:
-            return
-        if self._learnt_damaged(txn):
-            # Unknown positions count every redacted record as learnt (``EventLog``): safe, and repaired.
-            txn.delete(self._meta, _LEARNT)
-        chosen = self._chosen(txn)
-        if chosen.data is None or chosen.secured:
-            return
-        try:
-            Dictionary(chosen.data)
-        except StoreCorrupted:
-            return  # an unchecked old form that does not even parse gets no digest
-        self._store(txn, chosen.data)
-
-    def put(self, txn: WriteTransaction, data: bytes, learnt: Sequence[tuple[int, int]] | None) -> Dictionary:
-        """Store ``data``, whose dictionaries were trained on the positions ``learnt`` says (``None``: unknown)."""
-        dictionary = Dictionary(data)
-        if learnt is None:
-            txn.delete(self._meta, _LEARNT)  # a damaged record, which would otherwise outlive the unknown
-        for key, value in _entries(data, learnt).items():
-            txn.put(self._meta, key, value)
-        _raise_format(txn, self._meta, dictionary.log_format)
-        return dictionary
-
-    def _store(self, txn: WriteTransaction, data: bytes) -> None:
-        for key, value in _stored_forms(data).items():
-            txn.put(self._meta, key, value)
-
-    def learnt(self, txn: ReadTransaction) -> list[tuple[int, int]] | None:
-        """The positions each dictionary was trained on, (after, up to) for each, oldest first; ``None`` when
-        unknown: dictionaries that an older version trained, which kept no such record, or a damaged record
-        (``verify`` names it; a writable open drops it)."""
-        raw = txn.get(self._meta, _LEARNT)
-        return None if raw is None else _spans(bytes(raw))
-
-    def _learnt_damaged(self, txn: ReadTransaction) -> bool:
-        raw = txn.get(self._meta, _LEARNT)
-        return raw is not None and _spans(bytes(raw)) is None
-
-    def learnt_redacted(self, txn: ReadTransaction) -> bool:
-        """Whether a payload at a position in ``learnt`` was redacted after its dictionary was trained."""
-        return txn.get(self._meta, _LEARNT_REDACTED) is not None
-
-    def note_redaction(self, txn: WriteTransaction, position: int) -> None:
-        """The payload at ``position`` was redacted: remember it if a dictionary learnt from it."""
-        if txn.get(self._meta, b"dictionary.id") is None or self.learnt_redacted(txn):
-            return
-        learnt = self.learnt(txn)  # None: an older version's dictionary, which ``EventLog`` judges by the log
-        if learnt is not None and any(after < position <= last for after, last in learnt):
-            txn.put(self._meta, _LEARNT_REDACTED, b"1")
-
-
-def _stored_forms(data: bytes) -> dict[bytes, bytes]:
-    """The meta entries of a dictionary's stored form ``data``: itself, its digest and its copy."""
-    return {b"dictionary": data, b"dictionary.sha256": digest_of(data), b"dictionary.copy": copy_of(data)}
-
-
-def _spans(raw: bytes) -> list[tuple[int, int]] | None:
-    """The spans a stored ``_LEARNT`` record holds; ``None`` when it is damaged (a damaged span could hide a
-    redacted payload a dictionary learnt, so the record checks itself)."""
-    packed, check = raw[:-_LEARNT_CHECK], raw[-_LEARNT_CHECK:]
-    if not packed or len(packed) % _SPAN.size or hashlib.sha256(packed).digest()[:_LEARNT_CHECK] != check:
-        return None
-    return list(_SPAN.iter_unpack(packed))
-
-
-def _entries(data: bytes, learnt: Sequence[tuple[int, int]] | None) -> dict[bytes, bytes]:
-    """Every meta entry of newly trained dictionaries: their stored forms, a new id and what they learnt from."""
-    entries = {**_stored_forms(data), b"dictionary.id": os.urandom(8)}
-    if learnt is not None:
-        packed = b"".join(_SPAN.pack(*span) for span in learnt)
-        entries[_LEARNT] = packed + hashlib.sha256(packed).digest()[:_LEARNT_CHECK]
-    return entries
-
-
-@attrs.frozen
-class DictionaryReplacement:
-    """What ``vacuum`` puts in place of compression dictionaries that learnt from payloads redacted since
-    (``EventLog.dictionary_replacement``): one dictionary trained on the current payloads.
-
-    Attributes:
-        old: the dictionaries every stored frame names.
-        new: the replacement (``None``: the current payloads train none; frames are stored plain then).
-        data: the replacement's stored form.
-        learnt: the positions it was trained on (after, up to).
-    """
-
-    old: Dictionary
-    new: Dictionary | None
-    data: bytes | None
-    learnt: tuple[int, int]
-
-    def meta(self, pairs: Iterable[tuple[bytes, bytes]]) -> Iterator[tuple[bytes, bytes]]:
-        """``log.meta``'s entries with the replacement's in place of the old dictionaries', in key order."""
-        kept = {key: value for key, value in pairs if key not in _DICTIONARY_KEYS}
-        if self.data is not None:
-            kept.update(_entries(self.data, [self.learnt]))
-        return iter(sorted(kept.items()))
 
 
 def _stored_format(txn: ReadTransaction, meta: Space) -> int | None:
@@ -721,9 +537,12 @@ class EventLog:
         if data is None:
             return None
         if poor is None:
-            return self.dictionary.put(txn, data, [span])
-        learnt = self.dictionary.learnt(txn)
-        return self.dictionary.put(txn, poor.with_another(data), None if learnt is None else [*learnt, span])
+            dictionary = self.dictionary.put(txn, data, [span])
+        else:
+            learnt = self.dictionary.learnt(txn)
+            dictionary = self.dictionary.put(txn, poor.with_another(data), None if learnt is None else [*learnt, span])
+        _raise_format(txn, self._meta, dictionary.log_format)
+        return dictionary
 
     def _training_sample(self, txn: ReadTransaction, head_position: int) -> tuple[tuple[int, int], list[bytes]]:
         """The positions a dictionary trained now learns from (after, up to), and what it reads of their payloads."""

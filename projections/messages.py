@@ -24,7 +24,7 @@ from typing import TypeVar, assert_never
 
 from eventstore._codec import bulk_decoding, unpack_stored
 from eventstore._errors import StoreCorrupted
-from eventstore._log import DictionaryReplacement, StoredDictionary
+from eventstore._stored_dictionary import DictionaryReplacement, StoredDictionary
 from eventstore._values import ChatMessage, trusted_message
 from eventstore.storage import ReadTransaction, SpaceRewrite, WriteTransaction
 

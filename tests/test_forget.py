@@ -16,6 +16,7 @@ import pytest
 import eventstore._log
 from eventstore import REDACTED, ChatMessage, SessionQuery, SessionStore
 from eventstore._compression import TRAINING_EVENTS, Dictionary, from_copy
+from eventstore._stored_dictionary import _LEARNT, _SPAN
 from eventstore.interchange import export_events
 from eventstore.services.salvage import salvage
 from eventstore.storage import MemoryStorage, WriteTransaction
@@ -319,7 +320,7 @@ class TestTheDictionaryForgetsRedactedText:
         (and without one, it is kept)."""
         with SessionStore(trained) as store:
             learnt = stored_dictionary(store).data
-            meta, forget = store._log._meta, eventstore._log._LEARNT
+            meta, forget = store._log._meta, _LEARNT
             store._write(lambda txn: txn.delete(meta, forget))
             store.vacuum()
             assert learnt == stored_dictionary(store).data
@@ -334,10 +335,10 @@ class TestTheDictionaryForgetsRedactedText:
         store's dictionary); a writable open drops the damaged record."""
         with SessionStore(trained) as store:
             with store._environment.read() as txn:
-                raw = bytes(txn.get(store._log._meta, eventstore._log._LEARNT) or b"")
-            spans = eventstore._log._SPAN.pack(TRAINING_EVENTS, TRAINING_EVENTS + 1)  # no secret after 4,096
+                raw = bytes(txn.get(store._log._meta, _LEARNT) or b"")
+            spans = _SPAN.pack(TRAINING_EVENTS, TRAINING_EVENTS + 1)  # no secret after 4,096
             damaged = spans + raw[len(spans):] if how == "changed" else raw[:-3]
-            meta, learnt = store._log._meta, eventstore._log._LEARNT
+            meta, learnt = store._log._meta, _LEARNT
             store._write(lambda txn: txn.put(meta, learnt, damaged))
             report = store.verify()
             assert (False, frozenset({"dictionary"})) == (report.ok, report.damaged)

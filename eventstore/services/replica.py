@@ -54,7 +54,8 @@ from .._errors import (
     WrongExpectedVersion,
 )
 from .._folding import to_recorded
-from .._log import StoredDictionary, StoredEvent, decode_record, record_hash, record_payload
+from .._log import StoredEvent, decode_record, record_hash, record_payload
+from .._stored_dictionary import StoredDictionary
 from ..events import RecordedEvent
 from ..sharedlog import (
     Commit,
