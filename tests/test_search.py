@@ -532,14 +532,7 @@ class TestAgainstReferenceAfterEdits:
                 with SessionStore(Path(directory), clock=clock, durable=False) as store:
                     for key, text, command in script:
                         clock.advance(seconds=1)
-                        if command == "append" or not store.load(key):
-                            store.append(key, ChatMessage.user(text))
-                        elif command == "remove_last":
-                            store.remove_last(key)
-                        elif command == "update_last":
-                            store.update_last(key, ChatMessage.user(text))
-                        else:
-                            store.clear_messages(key)
+                        run_script_step(store, key, [text], command)
                     store.catch_up()
                     assert store.verify().ok
                     reference = ReferenceSearch(store)
@@ -877,6 +870,26 @@ class TestRemovals:
                                                                  0 << formats.MAP_SHIFT | 2,
                                                                  1 << formats.MAP_SHIFT | 1]
             assert store.verify().ok and ["j", "k"] == search(store, "alpha")
+
+def run_script_step(store: SessionStore, key: str, texts: list[str], command: str) -> None:
+    """One step of a property test's script: ``append`` (or any command on a session with no messages) appends
+    ``texts``; ``update_last`` puts the first in place of the last message; ``remove_last``, ``clear``,
+    ``redact`` and ``delete`` do that to the session."""
+    if command == "append" or not store.load(key):
+        store.append_many(key, [ChatMessage.user(text) for text in texts])
+    elif command == "remove_last":
+        store.remove_last(key)
+    elif command == "update_last":
+        store.update_last(key, ChatMessage.user(texts[0]))
+    elif command == "clear":
+        store.clear_messages(key)
+    elif command == "redact":
+        store.redact(key, reason="test")
+    elif command == "delete":
+        store.delete_session(key)
+    else:
+        raise ValueError(f"no such step: {command}")
+
 
 def as_search_code(store: SessionStore, version: int, *spaces: Any) -> None:
     """Leave ``store``'s search index as its code ``version`` left it: ``spaces`` (that version did not have)
@@ -1240,14 +1253,7 @@ class TestBatches:
         try:
             with tempfile.TemporaryDirectory() as directory, SessionStore(Path(directory), durable=False) as store:
                 for key, batch, command in script:
-                    if command == "append" or not store.load(key):
-                        store.append_many(key, [ChatMessage.user(text) for text in batch])
-                    elif command == "remove_last":
-                        store.remove_last(key)
-                    elif command == "update_last":
-                        store.update_last(key, ChatMessage.user(batch[0]))
-                    else:
-                        store.clear_messages(key)
+                    run_script_step(store, key, batch, command)
                 store.catch_up()
                 assert store.verify().ok
                 with store._environment.read() as txn:

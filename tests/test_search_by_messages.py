@@ -19,7 +19,7 @@ from projections.search import queries as search_queries
 from projections.search.index import SearchIndex
 
 from conftest import FakeClock, lmdb_storage
-from test_search import ReferenceSearch, as_search_code, search
+from test_search import ReferenceSearch, as_search_code, run_script_step, search
 
 WORDS = ["the", "of", "and", "w1", "w2"]
 #: Words drawn so that "the" and "of" are in most messages, often several times (their level there differs).
@@ -72,18 +72,7 @@ class TestAgainstReference:
                 for number, text, command in script:
                     key = f"s{number}"
                     clock.advance(seconds=1)
-                    if command == "append" or not store.load(key):
-                        store.append(key, ChatMessage.user(text))
-                    elif command == "remove_last":
-                        store.remove_last(key)
-                    elif command == "update_last":
-                        store.update_last(key, ChatMessage.user(text))
-                    elif command == "clear":
-                        store.clear_messages(key)
-                    elif command == "redact":
-                        store.redact(key, reason="test")
-                    else:
-                        store.delete_session(key)
+                    run_script_step(store, key, [text], command)
                     if number % 7 == 0:
                         store.catch_up()  # the index follows in several batches
                 store.catch_up()
