@@ -66,6 +66,7 @@ __all__ = [
     "write_events",
     "read_events",
     "check_events",
+    "check_events_file",
     "export_events",
     "import_events",
 ]
@@ -412,6 +413,24 @@ def _digest(path: Path) -> tuple[int, str]:
     return size, sha.hexdigest()
 
 
+def check_events_file(path: str | Path) -> EventsCheck:
+    """``check_events`` of the file at ``path``, writing nothing (what ``import_events`` checks first).
+
+    Raises:
+        BadExportFile: the file does not parse or check out, or is not a regular file (a pipe, a FIFO).
+    """
+    return _checked_file(Path(path))[0]
+
+
+def _checked_file(path: Path) -> tuple[EventsCheck, list[RecordedEvent]]:
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):  # a pipe read twice is empty the second time; a FIFO with no writer waits for ever
+        raise BadExportFile(f"{path} is {file_kind(mode)}, not a regular file: an import reads it twice (to check "
+                            "it, then to import it), so save it to a file first")
+    with open(path, "rb") as stream:
+        return _check(stream)
+
+
 def import_events(store: SessionStore, path: str | Path, progress: Progress | None = None) -> EventsImport:
     """Check an events file (``check_events``), then read it into ``store``.
 
@@ -430,12 +449,7 @@ def import_events(store: SessionStore, path: str | Path, progress: Progress | No
         SourceChanged: a histories file changed since it was imported.
     """
     path = Path(path)
-    mode = os.stat(path).st_mode
-    if not stat.S_ISREG(mode):  # a pipe read twice is empty the second time; a FIFO with no writer waits for ever
-        raise BadExportFile(f"{path} is {file_kind(mode)}, not a regular file: an import reads it twice (to check "
-                            "it, then to import it), so save it to a file first")
-    with open(path, "rb") as stream:
-        checked, histories = _check(stream)
+    checked, histories = _checked_file(path)
     total = checked.events
     if not checked.header.whole_log:
         sessions: dict[str, list[RecordedEvent]] = {}

@@ -49,3 +49,21 @@ def test_an_events_file_with_a_schema_version_below_1_is_refused_naming_it(tmp_p
         import_events(copy, tmp_path / "events.jsonl")
     assert error_of("--store", str(tmp_path / "copy"), "import", "events", str(tmp_path / "events.jsonl")) == \
         f"Error: {said}"
+
+
+def test_an_events_file_that_does_not_check_out_creates_no_store(tmp_path: Path) -> None:
+    """Importing a bad file into a path that holds no store refuses it and leaves no new, empty store behind (the
+    store was created before the file was checked); a good file then creates it as before."""
+    with SessionStore(tmp_path / "source") as source, open(tmp_path / "events.jsonl", "wb") as out:
+        source.append("k", ChatMessage.user("hi"))
+        export_events(source, out)
+    good = (tmp_path / "events.jsonl").read_text()
+    (tmp_path / "bad.jsonl").write_text(good.replace('"hi"', '"hello"', 1))
+    said = error_of("--store", str(tmp_path / "new"), "import", "events", str(tmp_path / "bad.jsonl"))
+    assert said.startswith("Error: line 2:"), said
+    assert not (tmp_path / "new").exists()
+    arguments = ["--store", str(tmp_path / "new"), "import", "events", str(tmp_path / "events.jsonl")]
+    result = CliRunner().invoke(cli, arguments, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    with SessionStore(tmp_path / "new", readonly=True) as copy:
+        assert [message.content for message in copy.load("k")] == ["hi"]

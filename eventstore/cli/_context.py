@@ -86,7 +86,7 @@ class Env:
         if path.exists() and not path.is_dir():
             raise click.ClickException(f"{path} is a file, not a store directory")
         # A directory with the store's marker held a store: the open below says what happened to its data file.
-        if not create and not (path / "data.mdb").is_file() and not (path / MARKER).exists():
+        if not create and not self.holds_store():
             hint = "" if self.chosen else f" (the default store; choose another with --store or {STORE_ENV})"
             raise click.ClickException(
                 f"no store at {path}{hint}; create one with `eventstore demo` or `eventstore import`")
@@ -101,6 +101,12 @@ class Env:
             if not os.access(path, os.W_OK):
                 raise
             return SessionStore(path, clock=clock, rebuild_progress=rebuild_progress)
+
+    def holds_store(self) -> bool:
+        """Whether the store exists (a ``postgresql://`` store's log is on its server: always), so that an open
+        with ``create`` would not make one."""
+        path = self.store_path
+        return self.url is not None or (path / "data.mdb").is_file() or (path / MARKER).exists()
 
     def writable(self) -> bool:
         """Whether the store may be opened writable (to rebuild what a read-only open cannot)."""

@@ -124,7 +124,8 @@ def import_events(env: Env, file: Path, as_json: bool) -> None:
 
     Every line is checked before anything is written (digests, hashes,
     versions, redactions, the trailer line that ends the file); a file that
-    does not check out is refused, naming its line, and what could not be
+    does not check out is refused, naming its line (nothing is written, and
+    no store is created where there was none), and what could not be
     checked is reported. A whole-log export (--all) is replicated exactly
     (positions, versions, times, ids and hashes) into an empty store, or into
     the store it was imported into before (then nothing is added). An export
@@ -137,6 +138,8 @@ def import_events(env: Env, file: Path, as_json: bool) -> None:
         EVENTSTORE_PATH=./copy eventstore import events backup.events.jsonl
     """
     out = Output(as_json)
+    if not env.holds_store():
+        interchange.check_events_file(file)  # a file that does not check out leaves no new, empty store behind
     with env.open(create=True) as store, progress_bar("Importing") as progress:
         result = interchange.import_events(store, file, progress)
     skipped = list(result.outcome.skipped) if result.outcome is not None else []
