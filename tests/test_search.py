@@ -572,9 +572,7 @@ class TestSharedSessionsPath:
             with tempfile.TemporaryDirectory() as directory:
                 clock = FakeClock()
                 with SessionStore(Path(directory), clock=clock, durable=False) as store:
-                    for number, texts in enumerate(sessions):
-                        clock.advance(seconds=1)
-                        store.append_many(f"s{number}", [ChatMessage.user(text) for text in texts])
+                    append_sessions(store, clock, sessions)
                     reference = ReferenceSearch(store)
                     for keyword in keywords:
                         assert reference.search(keyword, limit) == search(store, keyword, limit), keyword
@@ -870,6 +868,13 @@ class TestRemovals:
                                                                  0 << formats.MAP_SHIFT | 2,
                                                                  1 << formats.MAP_SHIFT | 1]
             assert store.verify().ok and ["j", "k"] == search(store, "alpha")
+
+def append_sessions(store: SessionStore, clock: FakeClock, sessions: list[list[str]]) -> None:
+    """Session ``s<n>`` gets the ``n``-th list of texts as user messages, a second of ``clock`` after the one before."""
+    for number, texts in enumerate(sessions):
+        clock.advance(seconds=1)
+        store.append_many(f"s{number}", [ChatMessage.user(text) for text in texts])
+
 
 def run_script_step(store: SessionStore, key: str, texts: list[str], command: str) -> None:
     """One step of a property test's script: ``append`` (or any command on a session with no messages) appends

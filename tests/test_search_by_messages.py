@@ -19,7 +19,7 @@ from projections.search import queries as search_queries
 from projections.search.index import SearchIndex
 
 from conftest import FakeClock, lmdb_storage
-from test_search import ReferenceSearch, as_search_code, run_script_step, search
+from test_search import ReferenceSearch, append_sessions, as_search_code, run_script_step, search
 
 WORDS = ["the", "of", "and", "w1", "w2"]
 #: Words drawn so that "the" and "of" are in most messages, often several times (their level there differs).
@@ -100,9 +100,7 @@ class TestAgainstReference:
         with message_path(1, block_bits) as answered, tempfile.TemporaryDirectory() as directory:
             clock = FakeClock()
             with SessionStore(Path(directory), clock=clock, durable=False) as store:
-                for number, contents in enumerate(sessions):
-                    clock.advance(seconds=1)
-                    store.append_many(f"s{number}", [ChatMessage.user(text) for text in contents])
+                append_sessions(store, clock, sessions)
                 reference = ReferenceSearch(store)
                 asked = 0
                 for keyword in queries:
