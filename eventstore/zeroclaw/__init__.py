@@ -16,7 +16,8 @@ One module a job, each importing only those listed after it:
 * ``_export``: sessions as JSONL files and their manifest (``export_jsonl``);
 * ``_workspace``: where a workspace's sessions are, its sources read in order (``read_workspace``);
 * ``_jsonl``, ``_sqlite``: one source of each kind read into a batch (and, for JSONL, messages as a file);
-* ``_file_names``: an export's file names (``plan_file_names``);
+* ``_file_names``: an export's file names (``plan_file_names``), with ``_rust_alphanumeric``: the characters
+  ZeroClaw keeps in them;
 * ``_source``: a source file opened as input we do not control, and what reading it gives (``SourceBatch``).
 """
 

@@ -8,13 +8,15 @@ import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 
+from ._rust_alphanumeric import is_alphanumeric
+
 __all__ = ["MAX_NAME_BYTES", "sanitize_key", "caseless", "plan_file_names"]
 
 
 def sanitize_key(key: str) -> str:
-    """The file name stem ZeroClaw uses for ``key``: every character other than a Unicode letter,
-    digit, ``_`` or ``-`` becomes ``_``."""
-    return "".join(c if c.isalnum() or c in "_-" else "_" for c in key)
+    """The file name stem ZeroClaw uses for ``key``: every character other than a Unicode letter or
+    digit (as Rust's ``char::is_alphanumeric`` has them: ``_rust_alphanumeric``), ``_`` or ``-`` becomes ``_``."""
+    return "".join(c if c in "_-" or is_alphanumeric(c) else "_" for c in key)
 
 
 #: The longest file name an export writes, in bytes (most file systems' limit); a longer ZeroClaw name is hashed.

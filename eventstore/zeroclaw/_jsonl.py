@@ -3,7 +3,7 @@
 
 ``<key>.jsonl`` holds one ``{"role", "content"}`` object a line, no times. The
 file name is the key with every character other than a Unicode letter, digit,
-``_`` or ``-`` replaced by ``_`` (so the original key may be lost; the file
+``_`` or ``-`` replaced by ``_`` (``sanitize_key``; so the original key may be lost; the file
 name is the key we import, unless the first line is a ``{"session_key": KEY}``
 record, which our export writes and ZeroClaw skips). ZeroClaw splits lines on
 ``\\n`` only and skips blank, corrupt and non-UTF-8 lines; so do we (Python's
