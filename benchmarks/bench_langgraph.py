@@ -54,7 +54,8 @@ from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from eventstore import Durability, SessionStore
-from eventstore.integrations._langgraph_records import Fingerprint, checkpoint_message, list_channels
+from eventstore.integrations._langgraph_fingerprint import Fingerprint
+from eventstore.integrations._langgraph_messages import checkpoint_message, list_channels
 from eventstore.integrations.langgraph import EventStoreSaver
 
 from .bench_core import written_bytes

@@ -6,7 +6,7 @@
     graph = builder.compile(checkpointer=EventStoreSaver(SessionStore("./store")))
 
 Each thread (and checkpoint namespace) is one session; each ``put`` and ``put_writes`` appends one message
-to it (``_langgraph_records`` says how they are kept). So a thread's whole history stays in the log: deleting
+to it (``_langgraph_messages`` says how they are kept). So a thread's whole history stays in the log: deleting
 a thread, pruning it or deleting runs record events that ``history`` shows and ``restore`` undoes, and
 ``verify`` checks the hash chain under all of it. Give it an ``AsyncSessionStore`` for ``ainvoke`` and the
 other async methods (the sync ones then refuse); over a ``SessionStore`` both kinds work.
@@ -52,12 +52,9 @@ from eventstore import (
     WrongExpectedVersion,
 )
 
-from ._langgraph_records import (
+from ._langgraph_fingerprint import Encoded
+from ._langgraph_messages import (
     KEY_PREFIX,
-    Encoded,
-    Records,
-    Templates,
-    Unreached,
     checkpoint_config,
     checkpoint_message,
     key_parts,
@@ -66,6 +63,8 @@ from ._langgraph_records import (
     thread_prefix,
     writes_message,
 )
+from ._langgraph_records import Records, Unreached
+from ._langgraph_templates import Templates
 
 __all__ = ["EventStoreSaver"]
 

@@ -12,7 +12,7 @@ import pytest
 from langchain_core.messages import HumanMessage
 
 from eventstore import ChatMessage, SessionStore, StoreCorrupted
-from eventstore.integrations._langgraph_records import session_key
+from eventstore.integrations._langgraph_messages import session_key
 from eventstore.integrations.langgraph import EventStoreSaver
 
 from .test_langgraph_malformed import THREAD, chat

@@ -1,4 +1,4 @@
-"""The saver's own decoding of a list (``_loads``) against the serializer's ``loads_typed``, object for object.
+"""The saver's own decoding of a list (``loads``) against the serializer's ``loads_typed``, object for object.
 
 The saver makes LangGraph's safe types (LangChain's messages) by their classes; everything else goes to the
 serializer's hook. Every message class LangChain exports, their chunk variants, tool calls, content blocks, nested
@@ -25,7 +25,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langgraph.checkpoint.serde.jsonplus import EXT_PYDANTIC_V2, JsonPlusSerializer
 from pydantic import BaseModel, field_validator, model_validator
 
-from eventstore.integrations._langgraph_records import _SAFE_CLASSES, Templates, _loads, _validated_directly
+from eventstore.integrations._langgraph_templates import _SAFE_CLASSES, Templates, _validated_directly, loads
 
 
 class Stamp(BaseModel):
@@ -138,7 +138,7 @@ def test_every_message_class_is_covered() -> None:
 def test_a_list_reads_as_the_serializer_reads_it(made: Any) -> None:
     serde = made()
     kind, data = serde.dumps_typed(values())
-    theirs, ours = serde.loads_typed((kind, data)), _loads(serde, kind, data)
+    theirs, ours = serde.loads_typed((kind, data)), loads(serde, kind, data)
     assert [shown(value) for value in theirs] == [shown(value) for value in ours]
 
 
@@ -171,7 +171,7 @@ def test_what_the_hook_refuses_or_repairs_reads_as_the_serializer_reads_it(made:
                                                                           fields: Any) -> None:
     serde = made()
     data = ext(module, name, fields)
-    assert outcome(lambda: serde.loads_typed(("msgpack", data))) == outcome(lambda: _loads(serde, "msgpack", data))
+    assert outcome(lambda: serde.loads_typed(("msgpack", data))) == outcome(lambda: loads(serde, "msgpack", data))
 
 
 def plain_messages() -> list[Any]:
@@ -193,7 +193,7 @@ def test_a_list_decoded_again_from_templates_reads_as_the_serializer_reads_it(ma
     templates = Templates()
     theirs = [shown(value) for value in serde.loads_typed((kind, data))]
     for _ in range(3):  # made, made again and kept as templates, copied
-        assert [shown(value) for value in _loads(serde, kind, data, templates)] == theirs
+        assert [shown(value) for value in loads(serde, kind, data, templates)] == theirs
     if type(serde) is JsonPlusSerializer:  # the serializer whose objects the saver makes itself: copies were read
         assert sum(template is not None for template in templates._seen.values()) >= len(plain_messages())
 
@@ -203,9 +203,9 @@ def test_what_a_caller_changes_in_a_copy_reaches_no_other_copy() -> None:
     kind, data = serde.dumps_typed(plain_messages())
     templates = Templates()
     theirs = [shown(value) for value in serde.loads_typed((kind, data))]
-    _loads(serde, kind, data, templates)
-    kept = _loads(serde, kind, data, templates)  # these made the templates: change them
-    first = _loads(serde, kind, data, templates)  # copies: change them too
+    loads(serde, kind, data, templates)
+    kept = loads(serde, kind, data, templates)  # these made the templates: change them
+    first = loads(serde, kind, data, templates)  # copies: change them too
     for changed in (kept, first):
         human, ai, tool, system = changed
         human.additional_kwargs["tags"][1]["deep"].append(3)
@@ -216,7 +216,7 @@ def test_what_a_caller_changes_in_a_copy_reaches_no_other_copy() -> None:
         ai.usage_metadata["total_tokens"] = 99
         tool.artifact["rows"].pop()
         system.unknown_field["kept"][0] = "changed"
-    second = _loads(serde, kind, data, templates)
+    second = loads(serde, kind, data, templates)
     assert [shown(value) for value in second] == theirs
     assert all(template is not None for template in templates._seen.values())
 
@@ -252,7 +252,7 @@ def test_a_validator_returning_another_object_reads_as_the_serializer_reads_it(m
         theirs = outcome(lambda: serde.loads_typed(("msgpack", data)))
     with warnings.catch_warnings(record=True) as ours_warned:
         warnings.simplefilter("always")
-        ours = outcome(lambda: _loads(serde, "msgpack", data))
+        ours = outcome(lambda: loads(serde, "msgpack", data))
     assert ours == theirs
     assert [str(warning.message) for warning in ours_warned] == [str(warning.message) for warning in theirs_warned]
     assert any("returning a value other than `self`" in str(warning.message) for warning in ours_warned)
@@ -270,5 +270,5 @@ def test_a_model_whose_validator_is_not_built_reads_as_the_serializer_reads_it(m
     serde = JsonPlusSerializer()
     data = ext(module, name, {"later": 1})
     theirs = outcome(lambda: serde.loads_typed(("msgpack", data)))
-    assert outcome(lambda: _loads(serde, "msgpack", data)) == theirs
+    assert outcome(lambda: loads(serde, "msgpack", data)) == theirs
     assert theirs != ("raised", TypeError)

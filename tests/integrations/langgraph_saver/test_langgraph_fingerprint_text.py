@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 
-from eventstore.integrations._langgraph_records import Fingerprint
+from eventstore.integrations._langgraph_fingerprint import Fingerprint
 
 
 class Text(str):

@@ -30,9 +30,9 @@ from langgraph.types import Command, StateSnapshot, interrupt
 
 from eventstore import AsyncSessionStore, SessionStore
 from eventstore.events import MessageAppended
-from eventstore.integrations import _langgraph_records as langgraph_records
+from eventstore.integrations import _langgraph_blobs as langgraph_blobs
 from eventstore.integrations import langgraph as langgraph_saver
-from eventstore.integrations._langgraph_records import MAX_TAIL_DEPTH
+from eventstore.integrations._langgraph_blobs import MAX_TAIL_DEPTH
 from eventstore.integrations.langgraph import EventStoreSaver
 
 THREAD: RunnableConfig = {"configurable": {"thread_id": "thread-1"}}
@@ -310,7 +310,7 @@ class TestListTails:
                                                              monkeypatch: pytest.MonkeyPatch):
         """Threads that savers before the text form stored: every blob's bytes in base64."""
         with monkeypatch.context() as in_base64:
-            in_base64.setattr(langgraph_records, "_stored_bytes",
+            in_base64.setattr(langgraph_blobs, "_stored_bytes",
                               lambda data: [base64.b64encode(data).decode("ascii")])
             for text in ("one", "two"):
                 say(chat_graph(EventStoreSaver(store)), text)

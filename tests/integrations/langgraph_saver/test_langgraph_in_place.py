@@ -1,7 +1,7 @@
 """A node that changes an earlier item of a list channel in place, through LangGraph's public graph API.
 
 A put serializes only the items a list adds when its other items are the objects the saver last returned or put
-and their fingerprints are unchanged (``_langgraph_records.Fingerprint``). Each edit below changes a message the
+and their fingerprints are unchanged (``_langgraph_fingerprint.Fingerprint``). Each edit below changes a message the
 node was handed, in one of the ways nodes do, and returns a new message: the checkpoint after it must hold the
 edited message, as read by a saver freshly opened on the store, not the bytes the message had when last read.
 """
@@ -22,7 +22,7 @@ from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from eventstore import SessionStore
-from eventstore.integrations._langgraph_records import Fingerprint
+from eventstore.integrations._langgraph_fingerprint import Fingerprint
 from eventstore.integrations.langgraph import EventStoreSaver
 
 from .test_langgraph_saver import CountingSerializer

@@ -16,7 +16,8 @@ from langgraph.graph import START, MessagesState, StateGraph
 
 from eventstore import ChatMessage, SessionStore
 from eventstore.integrations import langgraph as langgraph_saver
-from eventstore.integrations._langgraph_records import Records, Unreached, header, session_key
+from eventstore.integrations._langgraph_messages import header, session_key
+from eventstore.integrations._langgraph_records import Records, Unreached
 from eventstore.integrations.langgraph import EventStoreSaver, Operation, _advance, _Await, _Done, _Request
 from eventstore.storage import MemoryStorage
 

@@ -14,7 +14,7 @@ from langgraph.graph import MessagesState
 from langgraph.graph.state import CompiledStateGraph
 
 from eventstore import ChatMessage, SessionStore, StoreCorrupted
-from eventstore.integrations._langgraph_records import session_key
+from eventstore.integrations._langgraph_messages import session_key
 from eventstore.integrations.langgraph import EventStoreSaver
 
 from .test_langgraph_in_place import one_node

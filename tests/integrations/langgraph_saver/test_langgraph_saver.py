@@ -40,16 +40,10 @@ from eventstore import (
 )
 from eventstore.events import MessageAppended, SessionForked
 from eventstore.integrations import langgraph as langgraph_saver
-from eventstore.integrations._langgraph_records import (
-    CHECKPOINT,
-    PAYLOADS_KEPT,
-    WRITES,
-    Records,
-    _loads,
-    _read_bytes,
-    _stored_bytes,
-    session_key,
-)
+from eventstore.integrations._langgraph_blobs import _stored_bytes, read_bytes
+from eventstore.integrations._langgraph_messages import CHECKPOINT, WRITES, session_key
+from eventstore.integrations._langgraph_records import PAYLOADS_KEPT, Records
+from eventstore.integrations._langgraph_templates import loads
 from eventstore.integrations.langgraph import EventStoreSaver, _advance, _Commit, _Done
 from eventstore.storage import MemoryStorage
 
@@ -428,7 +422,7 @@ def test_a_long_threads_records_keep_a_bounded_number_of_decoded_payloads(saver:
 @example('\x94\xa5hello\xa7content "quoted" é'.encode())  # a serializer's msgpack: mostly text
 def test_a_blob_keeps_bytes_as_text_when_no_longer_than_base64(data: bytes):
     stored = _stored_bytes(data)
-    assert data == _read_bytes(stored)
+    assert data == read_bytes(stored)
     assert len(json.dumps(stored[0], ensure_ascii=False).encode()) <= len(base64.b64encode(data)) + 2
     if b"hello" in data:
         assert "latin-1" == stored[-1]
@@ -451,7 +445,7 @@ def mixed_values() -> list[Any]:
 
 
 def test_a_list_decodes_to_what_the_serializer_makes_of_it():
-    """The saver makes LangGraph's safe types itself (``_loads``): the same objects, of the same classes, as the
+    """The saver makes LangGraph's safe types itself (``loads``): the same objects, of the same classes, as the
     serializer's ``loads_typed``; others (a caller's model) and what fails (fields a message's class rejects,
     which the serializer then makes without validation) are the serializer's own."""
     serde = JsonPlusSerializer(allowed_msgpack_modules=[(Answer.__module__, "Answer")])
@@ -459,12 +453,12 @@ def test_a_list_decodes_to_what_the_serializer_makes_of_it():
     rejected = ormsgpack.packb([ormsgpack.Ext(EXT_PYDANTIC_V2, ormsgpack.packb(
         ["langchain_core.messages.human", "HumanMessage", {"content": 5}]))])
     for blob in (data, rejected):
-        theirs, ours = serde.loads_typed((kind, blob)), _loads(serde, kind, blob)
+        theirs, ours = serde.loads_typed((kind, blob)), loads(serde, kind, blob)
         assert [type(value) for value in theirs] == [type(value) for value in ours]
         assert [vars(value) if hasattr(value, "__dict__") else value for value in theirs] == [
             vars(value) if hasattr(value, "__dict__") else value for value in ours]
-    assert mixed_values() == _loads(serde, kind, data)
-    assert 5 == _loads(serde, kind, rejected)[0].content
+    assert mixed_values() == loads(serde, kind, data)
+    assert 5 == loads(serde, kind, rejected)[0].content
 
 
 def test_a_hook_the_caller_gave_the_serializer_decodes_every_object():
@@ -476,7 +470,7 @@ def test_a_hook_the_caller_gave_the_serializer_decodes_every_object():
 
     serde = JsonPlusSerializer(__unpack_ext_hook__=hook)
     kind, data = serde.dumps_typed([HumanMessage("hi", id="q1"), AIMessage("hello", id="a1")])
-    assert [HumanMessage("hi", id="q1"), AIMessage("hello", id="a1")] == _loads(serde, kind, data)
+    assert [HumanMessage("hi", id="q1"), AIMessage("hello", id="a1")] == loads(serde, kind, data)
     assert [EXT_PYDANTIC_V2, EXT_PYDANTIC_V2] == made
 
 

@@ -1,0 +1,80 @@
+"""Importing a ZeroClaw workspace into a store, source by source (``import_workspace``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import attrs
+
+from .._errors import InvalidArgument, SourceChanged
+from .._store import SessionStore
+from .._values import ImportOutcome
+from ..events import MessageAppended
+from ._source import Progress, SourceBatch, SourceResult
+from ._workspace import read_source, workspace_sources
+
+__all__ = ["WorkspaceImport", "import_workspace"]
+
+
+@attrs.frozen
+class WorkspaceImport:
+    """What ``import_workspace`` did, source by source."""
+
+    workspace: Path
+    sources: tuple[SourceResult, ...]
+
+    @property
+    def sessions(self) -> int:
+        return sum(r.sessions for r in self.sources)
+
+    @property
+    def messages(self) -> int:
+        return sum(r.messages for r in self.sources)
+
+    @property
+    def skipped_lines(self) -> int:
+        return sum(len(r.batch.skipped) for r in self.sources if r.batch is not None)
+
+
+def _import_batch(store: SessionStore, batch: SourceBatch) -> SourceResult:
+    if not batch.sessions:
+        return SourceResult(batch, batch.path, batch.kind, "empty")
+    try:
+        outcome: ImportOutcome = store.import_sessions(batch.sessions, source=str(batch.path.resolve()),
+                                                       size=batch.size, sha256=batch.sha256)
+    except SourceChanged:
+        return SourceResult(batch, batch.path, batch.kind, "changed",
+                            detail="changed since it was imported; not merged")
+    except InvalidArgument as exc:  # data the store cannot hold; the next source may be fine
+        return SourceResult(batch, batch.path, batch.kind, "failed", detail=f"not imported: {exc}")
+    if outcome.already_imported:
+        return SourceResult(batch, batch.path, batch.kind, "unchanged")
+    imported = {k: v for k, v in batch.sessions.items() if k not in outcome.skipped}
+    return SourceResult(batch, batch.path, batch.kind, "imported", outcome.receipt.sessions,
+                        sum(isinstance(e, MessageAppended) for timed in imported.values() for _, e in timed),
+                        outcome.receipt.events, outcome.skipped)
+
+
+def import_workspace(store: SessionStore, workspace: str | os.PathLike[str],
+                     progress: Progress | None = None) -> WorkspaceImport:
+    """Import every session of a ZeroClaw workspace into ``store``, one transaction per source file.
+
+    Idempotent: each source's receipt (name, size, SHA-256) is committed with
+    its events, so a second import adds nothing; a source changed since its
+    import is reported (``"changed"``), not merged; a key that already has
+    events in the store is reported in ``existing_keys``, not merged. A source
+    that is not read or that the store refuses is reported, and the import goes
+    on with the next. Sources are read one at a time, each just before its import.
+
+    Raises:
+        NotAWorkspace: the path holds no ZeroClaw sessions.
+    """
+    sources, roots = workspace_sources(workspace)
+    results = []
+    for done, (path, kind) in enumerate(sources, 1):
+        source = read_source(path, kind, roots)
+        results.append(source if isinstance(source, SourceResult) else _import_batch(store, source))
+        if progress is not None:
+            progress(done, len(sources))
+    return WorkspaceImport(Path(workspace), tuple(results))

@@ -1,0 +1,234 @@
+"""ZeroClaw's SQLite sessions database read into a batch (``read_sqlite``).
+
+``sessions.db`` holds ``sessions(id, session_key, role, content,
+created_at)`` and ``session_metadata(session_key, created_at, last_activity,
+message_count, name, state, turn_id, turn_started_at, ...)``, times as
+RFC 3339 strings. Older files lack ``name`` or the state columns. The database
+is only ever read: it is copied (with its ``-wal`` file) into a temporary
+directory first, since even a read-only SQLite open may create files beside it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import tempfile
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from .._errors import EventStoreError
+from .._values import ChatMessage, validate_key
+from ..events import MessageAppended, SessionEvent, SessionRenamed, SessionStateChanged
+from ._source import (
+    BAD_KEY,
+    EPOCH,
+    INVALID_UTF8,
+    MAX_LINE_BYTES,
+    NOT_A_MESSAGE,
+    TOO_LONG,
+    NotAWorkspace,
+    SkippedLine,
+    SourceBatch,
+    TimedEvents,
+    chunks,
+    modification_time,
+    open_source,
+    recordable_time,
+)
+
+__all__ = ["parse_time", "read_sqlite"]
+
+
+def parse_time(text: object) -> datetime | None:
+    """An RFC 3339 time as an aware UTC datetime (a time without offset is UTC); ``None`` if it does not parse."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(text.strip())
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: 9999-12-31T23:59:59-14:00 is past year 9999 in UTC
+        return None
+
+
+def _text(value: object) -> str | None:
+    """A SQLite TEXT value (read as bytes) as str; ``None`` for NULL, invalid UTF-8 or another type."""
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    return value if isinstance(value, str) else None
+
+
+@attrs.define
+class _Timeline:
+    """A session's events being put in time order (private to ``read_sqlite``)."""
+
+    events: TimedEvents = attrs.field(factory=list)
+
+    def add(self, moment: datetime, event: SessionEvent) -> None:
+        self.events.append((moment, event))
+
+    def insert_by_time(self, moment: datetime, event: SessionEvent) -> None:
+        """Insert after every event at or before ``moment`` (messages keep their order)."""
+        index = len(self.events)
+        while index and self.events[index - 1][0] > moment:
+            index -= 1
+        self.events.insert(index, (moment, event))
+
+    def monotonic(self) -> TimedEvents:
+        result: TimedEvents = []
+        for moment, event in self.events:
+            if result and moment < result[-1][0]:
+                moment = result[-1][0]
+            result.append((moment, event))
+        return result
+
+
+def read_sqlite(path: str | os.PathLike[str], *, roots: Sequence[Path] | None = None) -> SourceBatch:
+    """Read ZeroClaw's ``sessions.db``: every session's messages with their times, its name and its state.
+
+    The file (and its ``-wal`` file, if any) is copied to a temporary directory
+    and read there, so the source is never touched. Rows whose role or content
+    is not valid text, or longer than ``MAX_LINE_BYTES``, are skipped and listed
+    by ``id``. Missing ``name`` or state columns (older files) are tolerated.
+
+    Raises:
+        NotAWorkspace: the file is not a ZeroClaw sessions database.
+        RefusedSource: it or its ``-wal`` file is not a regular file, is over ``MAX_FILE_BYTES``, or (with
+            ``roots``) is a link leaving them.
+        OSError: it cannot be read.
+    """
+    path = Path(path)
+    wal = path.with_name(path.name + "-wal")
+    sha = hashlib.sha256()
+    with tempfile.TemporaryDirectory(prefix="eventstore-zeroclaw-") as scratch:
+        copy = Path(scratch) / "sessions.db"
+        size, info = _copy_source(path, copy, roots, sha)
+        if os.path.lexists(wal):
+            size += _copy_source(wal, copy.with_name(wal.name), roots, sha)[0]
+        try:
+            connection = sqlite3.connect(copy)
+        except sqlite3.Error as exc:
+            raise NotAWorkspace(f"{path}: cannot open the database: {exc}") from None
+        try:
+            connection.text_factory = bytes
+            rows, metadata = _query(connection, path)
+        finally:
+            connection.close()
+    return _build_sessions(path, size, sha.hexdigest(), modification_time(info), rows, metadata)
+
+
+def _copy_source(source: Path, target: Path, roots: Sequence[Path] | None, sha: hashlib._Hash
+                 ) -> tuple[int, os.stat_result]:
+    """Copy a source file to ``target``, adding its bytes to ``sha``; its size and status."""
+    size = 0
+    with open_source(source, roots) as (fd, info), open(target, "xb") as out:
+        for chunk in chunks(fd):
+            sha.update(chunk)
+            out.write(chunk)
+            size += len(chunk)
+    return size, info
+
+
+def _query(connection: sqlite3.Connection, path: Path) -> tuple[list[tuple[Any, ...]], dict[str, dict[str, object]]]:
+    try:
+        # typeof(): ZeroClaw reads these columns as text, so a BLOB or number in them is no message.
+        rows = connection.execute(
+            "SELECT id, session_key, role, content, created_at, "
+            "typeof(session_key) = 'text' AND typeof(role) = 'text' AND typeof(content) = 'text' "
+            "FROM sessions ORDER BY id").fetchall()
+        columns = {_text(row[1]) for row in connection.execute("PRAGMA table_info(session_metadata)")}
+        metadata: dict[str, dict[str, object]] = {}
+        if "session_key" in columns:
+            wanted = [c for c in ("session_key", "created_at", "last_activity", "name", "state", "turn_id",
+                                  "turn_started_at") if c in columns]
+            for row in connection.execute(f"SELECT {', '.join(wanted)} FROM session_metadata"):
+                record = dict(zip(wanted, row, strict=True))
+                key = _text(record["session_key"])
+                if key is not None:
+                    metadata[key] = record
+    except sqlite3.DatabaseError as exc:
+        raise NotAWorkspace(f"{path} is not a ZeroClaw sessions database: {exc}") from None
+    return rows, metadata
+
+
+def _usable_time(value: object) -> datetime | None:
+    """A stored RFC 3339 time, if it parses and the store can record it."""
+    return recordable_time(parse_time(value))
+
+
+def _build_sessions(path: Path, size: int, sha256: str, file_time: datetime | None,
+                    rows: list[tuple[Any, ...]], metadata: dict[str, dict[str, object]]) -> SourceBatch:
+    skipped: list[SkippedLine] = []
+    bad_times = int(file_time is None)
+    fallback = file_time or EPOCH
+    messages: dict[str, list[tuple[datetime | None, ChatMessage]]] = {}
+    for row_id, raw_key, raw_role, raw_content, raw_time, all_text in rows:
+        if not all_text:
+            skipped.append(SkippedLine(row_id, NOT_A_MESSAGE))
+            continue
+        if len(raw_role) + len(raw_content) > MAX_LINE_BYTES:  # text columns, read as bytes
+            skipped.append(SkippedLine(row_id, TOO_LONG))
+            continue
+        key, role, content = _text(raw_key), _text(raw_role), _text(raw_content)
+        if key is None or role is None or content is None:
+            undecodable = any(isinstance(v, bytes) and _text(v) is None for v in (raw_key, raw_role, raw_content))
+            skipped.append(SkippedLine(row_id, INVALID_UTF8 if undecodable else NOT_A_MESSAGE))
+            continue
+        try:
+            message = ChatMessage(role, content)
+        except EventStoreError:
+            skipped.append(SkippedLine(row_id, NOT_A_MESSAGE))
+            continue
+        moment = _usable_time(raw_time)
+        if moment is None:
+            bad_times += 1
+        messages.setdefault(key, []).append((moment, message))
+
+    sessions: dict[str, TimedEvents] = {}
+    empty: list[str] = []
+    keys = list(messages) + [k for k in metadata if k not in messages]
+    for key in keys:
+        try:
+            validate_key(key)
+        except EventStoreError:
+            skipped.append(SkippedLine(0, BAD_KEY))
+            continue
+        meta = metadata.get(key, {})
+        created = _usable_time(meta.get("created_at"))
+        last_activity = _usable_time(meta.get("last_activity"))
+        bad_times += sum(meta.get(c) is not None and _usable_time(meta.get(c)) is None
+                         for c in ("created_at", "last_activity", "turn_started_at"))
+        timeline = _Timeline()
+        known = [m for m, _ in messages.get(key, []) if m is not None]
+        start = min([t for t in (created, *known[:1]) if t is not None], default=last_activity or fallback)
+        name = _text(meta.get("name"))
+        if name:
+            timeline.add(start, SessionRenamed(name))
+        previous = start
+        for moment, message in messages.get(key, []):
+            previous = moment or previous
+            timeline.add(previous, MessageAppended(message))
+        state = _text(meta.get("state"))
+        if state:
+            started = _usable_time(meta.get("turn_started_at"))
+            when = started if state == "running" and started is not None else (last_activity or previous)
+            timeline.insert_by_time(max(when, start), SessionStateChanged(state, _text(meta.get("turn_id"))))
+        if timeline.events:
+            sessions[key] = timeline.monotonic()
+        else:
+            empty.append(key)
+    return SourceBatch(path, "sqlite", size, sha256, sessions, tuple(skipped), tuple(empty), bad_times)
