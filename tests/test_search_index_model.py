@@ -48,6 +48,8 @@ limits = st.sampled_from([1, 2, 3, 5, 8, 10**6])
 #: The query path a query is forced onto (module settings of ``queries``), or ``default`` for the routing's own.
 PATHS = {
     "default": {},
+    # the routing's own, with its lines low enough that terms cross them as sessions come and go
+    "routed": {"MATERIALIZE_UP_TO": 4, "INTERSECT_UP_TO": 2, "SPREAD_UP_TO": 3},
     "shared sessions": {"MATERIALIZE_UP_TO": 10**9},
     "messages": {"MATERIALIZE_UP_TO": 0, "INTERSECT_UP_TO": 0, "SPREAD_UP_TO": -1},
     "threshold": {"MATERIALIZE_UP_TO": 0, "INTERSECT_UP_TO": 0, "SPREAD_UP_TO": -1, "BY_MESSAGES_UP_TO": 0},
