@@ -216,7 +216,8 @@ def _by_messages(view: IndexReader, plan: Plan, limit: int) -> tuple[dict[int, f
     the next level cannot reach the ``limit``-th score found; those where a term
     repeats are scored from the repeats' levels, each part while its bound can
     reach. A message of a session's past the maps' range (``LAST_TAG``) stands
-    for several: such sessions are scored from their postings.
+    for several: such sessions are scored from their postings, last, while
+    their bound can reach and within the work budget (``_score_late``).
 
     The blocks' maps, repeats and levels are joined into one key space
     (``_Joined``), so that each step is one operation in C over every block.
