@@ -216,7 +216,8 @@ def _by_messages(view: IndexReader, plan: Plan, limit: int) -> tuple[dict[int, f
     the next level cannot reach the ``limit``-th score found; those where a term
     repeats are scored from the repeats' levels, each part while its bound can
     reach. A message of a session's past the maps' range (``LAST_TAG``) stands
-    for several: such sessions are scored from their postings.
+    for several: such sessions are scored from their postings, last, while
+    their bound can reach and within the work budget (``_score_late``).
 
     The blocks' maps, repeats and levels are joined into one key space
     (``_Joined``), so that each step is one operation in C over every block.
@@ -243,12 +244,7 @@ def _by_messages(view: IndexReader, plan: Plan, limit: int) -> tuple[dict[int, f
     for one, other in combinations(maps, 2):
         shared |= one & other
     late = shared & joined.late()
-    if late:
-        shared -= late
-        for sid in sorted({joined.session(key) for key in late}):
-            score = max(_evaluate(view, plan, sid, None, {}).values())
-            if score > scored.get(sid, 0.0):
-                scored[sid] = score
+    shared -= late
     repeats = [joined.repeats(term.tid, blocks) for term, blocks in zip(terms, held)]
     odd = shared & BitMap.union(*(keys for keys, _ in repeats))
     plain = shared - odd
@@ -260,8 +256,28 @@ def _by_messages(view: IndexReader, plan: Plan, limit: int) -> tuple[dict[int, f
             _raise(scored, joined, _parts(found, maps, tables, level, scored.kth))
     if odd:
         _score_repeats(joined, maps, repeats, tables, scored, odd)
+    if late:  # last: the limit-th score is then at its highest, and prunes most of these reads of postings
+        _score_late(view, plan, limit, tables, scored, sorted({joined.session(key) for key in late}))
     kth = scored.kth
     return dict(scored), kth if kth >= 0 else None
+
+
+def _score_late(view: IndexReader, plan: Plan, limit: int, tables: list[list[float]], scored: _TopScores,
+                sids: list[int]) -> None:
+    """Score from their postings the sessions where two terms meet past the maps' range (a key stands for several
+    messages there): best upper bound first (each term at its best level in the session), while that bound can
+    reach the ``limit``-th score and within the work budget, as the other paths do, so that a store of long
+    sessions does not make every one of them a read of postings."""
+    columns = [term.summary.levels_of(sids) for term in plan.terms]
+    bounds = sorted(((sum(table[level] for table, level in zip(tables, levels) if level), sid)
+                     for sid, levels in zip(sids, zip(*columns))), reverse=True)
+    budget = _exact_sessions(plan, limit)
+    for evaluated, (bound, sid) in enumerate(bounds):
+        if evaluated >= budget or not may_reach(bound, scored.kth):
+            break  # the others score less than the limit-th (or the budget is spent: the best found stand)
+        score = max(_evaluate(view, plan, sid, None, {}).values())
+        if score > scored.get(sid, 0.0):
+            scored[sid] = score
 
 #: An empty bitmap: what a term absent from a block has there.
 _NONE = BitMap()
