@@ -56,7 +56,7 @@ from .._errors import (
 from .._folding import to_recorded
 from .._log import StoredEvent, decode_record, record_hash, record_payload
 from .._stored_dictionary import StoredDictionary
-from ..events import RecordedEvent
+from ..events import RecordedEvent, SessionForked
 from ..sharedlog import (
     Commit,
     Committed,
@@ -101,17 +101,20 @@ _LOG_META = "log.meta"  # where the replica's own compression dictionary lives (
 _REBUILDS = b"replica.rebuilds"
 #: Types whose payload names positions: such a write must get exactly the positions it decided with.
 _NAMES_POSITIONS = frozenset({"SessionRedacted"})
+#: Types whose payload copies another session's content (a fork): such a write also checks that session's version.
+_COPIES_SESSIONS = frozenset({"SessionForked"})
 
 
 @attrs.frozen
 class ReplicaBinding:
     """What the replica needs of the store above it: the local log's head, the replication of a batch of
-    events (hash-checked) in a write transaction, and the reopening of the store's components (dropping
-    what they cached) after the replica was emptied to be rebuilt."""
+    events (hash-checked) in a write transaction, the reopening of the store's components (dropping
+    what they cached) after the replica was emptied to be rebuilt, and a session's version in the local log."""
 
     head: Callable[[ReadTransaction], tuple[int, bytes, int]]
     replicate: Callable[[WriteTransaction, Sequence[RecordedEvent]], int]
     reopen: Callable[[], None]
+    version: Callable[[ReadTransaction, str], int]
 
 
 class _Refused(Exception):
@@ -190,10 +193,12 @@ class _Elsewhere(Exception):
 class _Capture:
     """The writes of one body to the shared spaces, in order, taken from its local transaction."""
 
-    def __init__(self, txn: WriteTransaction, stream_keys: Space, dictionary: StoredDictionary) -> None:
+    def __init__(self, txn: WriteTransaction, stream_keys: Space, dictionary: StoredDictionary,
+                 version: Callable[[ReadTransaction, str], int]) -> None:
         self.txn = txn
         self._stream_keys = stream_keys
         self._dictionary = dictionary
+        self._version = version
         self.events: list[tuple[int, bytes]] = []
         self.rewrites: list[Rewrite] = []
         self.records: list[SharedRecord] = []
@@ -229,8 +234,19 @@ class _Capture:
             else:
                 appends.append(SessionAppend(entry.session_key, entry.version - 1, entry.recorded_at, (event,)))
         pinned = any(entry.encoded.type_name in _NAMES_POSITIONS for entry in stored)
-        return Commit(tuple(appends), tuple(self.rewrites), tuple(self.records),
+        return Commit((*appends, *self._sources_checked(stored)), tuple(self.rewrites), tuple(self.records),
                       stored[0].position if pinned else None)
+
+    def _sources_checked(self, stored: Sequence[StoredEvent]) -> list[SessionAppend]:
+        """The sessions the commit's forks copied, each with no event and the version the body read: the shared log
+        refuses the commit if another host moved one on since (a redaction whose notification had not come), so that
+        the fork is decided again rather than keeping content the redaction removed. Last, after the commit's own
+        events of those sessions."""
+        sources = {event.source_key for event in (to_recorded(entry).event for entry in stored
+                                                  if entry.encoded.type_name in _COPIES_SESSIONS)
+                   if isinstance(event, SessionForked)}
+        versions = {key: self._version(self.txn, key) for key in sorted(sources)}
+        return [SessionAppend(key, version, 0, ()) for key, version in versions.items() if version]
 
 
 class _CapturingTransaction:
@@ -628,7 +644,7 @@ class ReplicaStorage:
             if self._catch_up_within(txn, binding, *decided_at[0]) == BATCH:
                 return _ReplicatedApart()
             decided_at[:] = [binding.head(txn)[:2]]
-        capture = _Capture(txn, self._stream_keys, self._dictionary)
+        capture = _Capture(txn, self._stream_keys, self._dictionary, binding.version)
         result = body(_CapturingTransaction(txn, capture))
         commit = capture.commit()
         if commit is None:
