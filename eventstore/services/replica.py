@@ -143,6 +143,18 @@ class _ReplicatedApart(Exception):
     becomes of the command (``_durably`` raises it then)."""
 
 
+class _Unrecorded(Exception):
+    """The body refused the command (``error``) after it found no record for it here (``missed``: the shared records
+    it read that the replica lacks). Another host may hold one: a retry with an idempotency key another host
+    answered, refused on the replica alone (a stale ``expected_version``), would never reach the server to meet it.
+    Ask the server for them before refusing."""
+
+    def __init__(self, error: EventStoreError, missed: list[tuple[str, bytes]]) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.missed = missed
+
+
 class _Unbound(Exception):
     """Another thread unbound the store to open its components again (a rebuild found, a vacuum): the body did not
     run; wait for the store to bind again, then decide."""
@@ -202,6 +214,7 @@ class _Capture:
         self.events: list[tuple[int, bytes]] = []
         self.rewrites: list[Rewrite] = []
         self.records: list[SharedRecord] = []
+        self.missed: list[tuple[str, bytes]] = []  # reads of shared records the replica lacks (space, key)
 
     def plain_payload(self, record: bytes) -> bytes:
         """A local record's payload as the shared log stores it: decompressed."""
@@ -257,7 +270,10 @@ class _CapturingTransaction:
         self._capture = capture
 
     def get(self, space: Space, key: bytes) -> bytes | None:
-        return self._txn.get(space, key)
+        found = self._txn.get(space, key)
+        if found is None and space.name in _SHARED_RECORDS:
+            self._capture.missed.append((space.name, bytes(key)))
+        return found
 
     def get_many(self, space: Space, keys: Iterable[bytes]) -> dict[bytes, bytes]:
         return self._txn.get_many(space, keys)
@@ -540,6 +556,14 @@ class ReplicaStorage:
             except _Elsewhere as elsewhere:
                 self._settle(elsewhere.records, elsewhere.head)
                 return cast(T, elsewhere.result)
+            except _Unrecorded as unrecorded:
+                found = self._shared.records(unrecorded.missed)
+                if found:  # another host's first call recorded it: kept here, the body answers from it
+                    self._settle(found, None)
+                    last = unrecorded.error
+                    attempt += 1
+                    continue
+                last = self._refused_here(unrecorded.error, decided_at)
             except _Refused as refused:
                 last = refused.cause
                 if isinstance(last, RecordTaken):  # another host's retry recorded it: answer as it did
@@ -549,12 +573,17 @@ class ReplicaStorage:
                 elif not self._moved(decided_at):
                     time.sleep(0.001)  # the session moved on at a commit the server does not show yet
             except WrongExpectedVersion as wrong:
-                last = wrong
-                if not self._moved(decided_at):  # the caller's expected version, against a current replica
-                    raise
+                last = self._refused_here(wrong, decided_at)
             attempt += 1
         assert last is not None  # the loop ends after a refusal or a failure only
         raise last
+
+    def _refused_here(self, error: EventStoreError, decided_at: list[tuple[int, bytes]]) -> WrongExpectedVersion:
+        """A command the body refused on the replica: raised, unless it is a caller's ``expected_version`` that a
+        replica that has moved since may answer otherwise (returned: decide again)."""
+        if isinstance(error, WrongExpectedVersion) and self._moved(decided_at):
+            return error
+        raise error from None  # the caller's error, not the loop's exception it came with
 
     def _own_group(self) -> BeforeCommit:
         """The step of a write that commits in a group of its own: a step no other write names."""
@@ -645,7 +674,12 @@ class ReplicaStorage:
                 return _ReplicatedApart()
             decided_at[:] = [binding.head(txn)[:2]]
         capture = _Capture(txn, self._stream_keys, self._dictionary, binding.version)
-        result = body(_CapturingTransaction(txn, capture))
+        try:
+            result = body(_CapturingTransaction(txn, capture))
+        except EventStoreError as refused:
+            if capture.missed:
+                raise _Unrecorded(refused, capture.missed) from None
+            raise
         commit = capture.commit()
         if commit is None:
             return result

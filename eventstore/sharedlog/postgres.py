@@ -48,7 +48,7 @@ from .._errors import (
     WrongExpectedVersion,
 )
 from .._log import GENESIS_HASH
-from . import Commit, Committed, HeadMoved, RecordTaken, SharedEvent, SharedHead
+from . import Commit, Committed, HeadMoved, RecordTaken, SharedEvent, SharedHead, SharedRecord
 
 __all__ = ["PostgresLog", "SCHEMA_FORMAT", "SHARED_CHANNEL", "TURN_WAIT"]
 
@@ -953,6 +953,13 @@ class PostgresLog:
             raise StoreUnavailable(f"PostgreSQL cannot be reached ({_reason(exc)}); {_IN_DOUBT}") from None
         except psycopg.Error as exc:  # maybe after the call's first transaction committed (docs/postgres.md)
             raise EventStoreError(f"PostgreSQL failed while committing ({_reason(exc)}); {_IN_DOUBT}") from None
+
+    def records(self, wanted: Sequence[tuple[str, bytes]]) -> list[SharedRecord]:
+        def body(connection: psycopg.Connection[Any]) -> list[SharedRecord]:
+            found = [(space, key, connection.execute(_TAKEN, (space, key)).fetchone()) for space, key in wanted]
+            return [SharedRecord(space, key, bytes(row[0])) for space, key, row in found if row is not None]
+
+        return self._call(body, "reading a record")
 
     def read(self, after: int, limit: int) -> SharedHead:
         def body(connection: psycopg.Connection[Any]) -> SharedHead:
