@@ -56,7 +56,7 @@ from .._errors import (
 from .._folding import to_recorded
 from .._log import StoredEvent, decode_record, record_hash, record_payload
 from .._stored_dictionary import StoredDictionary
-from ..events import RecordedEvent, SessionForked
+from ..events import RecordedEvent, SessionForked, SessionRedacted
 from ..sharedlog import (
     Commit,
     Committed,
@@ -190,6 +190,8 @@ class _Pending:
     commit: Commit
     decided: tuple[int, int, bytes] | None
     shipment: _Shipment
+    #: A pinned commit whose payloads name no position of its own (a redaction's): it may be pinned again further on.
+    movable: bool = False
 
 
 class _Elsewhere(Exception):
@@ -215,6 +217,7 @@ class _Capture:
         self.rewrites: list[Rewrite] = []
         self.records: list[SharedRecord] = []
         self.missed: list[tuple[str, bytes]] = []  # reads of shared records the replica lacks (space, key)
+        self.names_own_positions = False  # a payload of the commit names a position of the commit's own events
 
     def plain_payload(self, record: bytes) -> bytes:
         """A local record's payload as the shared log stores it: decompressed."""
@@ -247,6 +250,9 @@ class _Capture:
             else:
                 appends.append(SessionAppend(entry.session_key, entry.version - 1, entry.recorded_at, (event,)))
         pinned = any(entry.encoded.type_name in _NAMES_POSITIONS for entry in stored)
+        self.names_own_positions = pinned and any(
+            position >= stored[0].position for entry in stored if entry.encoded.type_name in _NAMES_POSITIONS
+            for position in _named_positions(to_recorded(entry).event))
         return Commit((*appends, *self._sources_checked(stored)), tuple(self.rewrites), tuple(self.records),
                       stored[0].position if pinned else None)
 
@@ -687,7 +693,8 @@ class ReplicaStorage:
         if capture.events:
             (first, _), (last, record) = capture.events[0], capture.events[-1]
             decided = (first, last, record_hash(record))
-        return _Pending(result, commit, decided, shipment)
+        return _Pending(result, commit, decided, shipment,
+                        commit.first_position is not None and not capture.names_own_positions)
 
     def _catch_up_within(self, txn: WriteTransaction, binding: ReplicaBinding, position: int, last_hash: bytes
                          ) -> int:
@@ -720,7 +727,8 @@ class ReplicaStorage:
             with self._shared.unflushed() as flushed:
                 for waiting in pending:
                     waiting.shipment.flushed = flushed
-                answers: list[Committed | EventStoreError] = self._shared.commit_many([p.commit for p in pending])
+                answers: list[Committed | EventStoreError] = self._shared.commit_many(
+                    [self._pinned_again(p) for p in pending])
         except EventStoreError as failed:
             answers = [failed] * len(pending)
             kept = False
@@ -748,6 +756,22 @@ class ReplicaStorage:
         if kept:
             self._raise_head(max((waiting.decided[1] for waiting in pending if waiting.decided), default=0))
         return settled, kept
+
+    def _pinned_again(self, waiting: _Pending) -> Commit:
+        """A movable pinned commit (a redaction's) pinned at the shared log's head, when the commits since the head
+        it decided at fork no session: there it names the same events (it names none of its own), and it misses no
+        fork it would have had to redact. Decided on a busy log (a redaction reads every event's type), it would
+        otherwise find the head moved at nearly every try. (Landing elsewhere than the replica put it, it is rolled
+        back and fetched again, as a command another host's commit sent elsewhere is.)"""
+        commit = waiting.commit
+        if not waiting.movable or commit.first_position is None:
+            return commit
+        decided_after = commit.first_position - 1
+        head = self._shared.read(decided_after, BATCH)
+        if (head.position <= decided_after or len(head.events) != head.position - decided_after
+                or any(event.type_name in _COPIES_SESSIONS for event in head.events)):
+            return commit  # as it was: the server refuses it if the head moved, and it is decided again
+        return attrs.evolve(commit, first_position=head.position + 1)
 
     def _settle(self, records: Sequence[SharedRecord], head: int | None) -> None:
         """After the shared log recorded a write elsewhere: catch up (to ``head``, the log's head right after the
@@ -1011,6 +1035,11 @@ def _turn_file(directory: Path) -> int | None:
         except OSError:
             continue
     return None
+
+
+def _named_positions(event: object) -> list[int]:
+    """The positions a ``SessionRedacted`` names."""
+    return [position for position, _ in event.rewritten] if isinstance(event, SessionRedacted) else []
 
 
 def _nothing() -> None:
