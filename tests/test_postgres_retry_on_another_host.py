@@ -31,3 +31,19 @@ def test_a_fork_retried_on_another_host_answers_as_the_first_call(open_host):
     assert two.fork("source", "copy", idempotency_key="fork once") == 1
     assert two.session_at("copy").version == 1
     assert two.verify().ok
+
+
+def test_a_transaction_retried_on_another_host_answers_each_command_as_the_first_call(open_host):
+    one, two = open_host("one"), open_host("two")
+
+    def given(store):
+        with store.transaction() as tx:
+            first = tx.append("k", ChatMessage.user("one"), expected_version=0, idempotency_key="first")
+            second = tx.append("m", ChatMessage.user("two"), expected_version=0, idempotency_key="second")
+        return first.result, second.result
+
+    assert given(one) == (1, 1)
+    heard(one, two)
+    assert given(two) == (1, 1)
+    heard(one, two)
+    assert (two.session_at("k").version, two.session_at("m").version) == (1, 1)

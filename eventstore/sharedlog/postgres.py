@@ -445,6 +445,8 @@ _CALL_ONE = b"es_call_one"
 _CALL_ONE_SQL = b"CALL es_append_alone(" + b", ".join(b"$%d" % n for n in range(1, 18)) + b")"
 _FLUSH, _FLUSH_SQL = b"es_flush", b"SELECT pg_logical_emit_message(true, 'eventstore', '')"
 _TAKEN = "SELECT value FROM es_records WHERE space = %s AND key = %s"
+_RECORDS = ("SELECT space, key, value FROM es_records WHERE (space, key) IN "
+            "(SELECT * FROM unnest(%s::text[], %s::bytea[]))")
 #: The codes of ``es_commit``'s refusals (``_answer``): a refused command alone raises one of them.
 _REFUSALS = frozenset({"EV409", "EV410", "EV412", "EV400"})
 _READ = """
@@ -956,8 +958,8 @@ class PostgresLog:
 
     def records(self, wanted: Sequence[tuple[str, bytes]]) -> list[SharedRecord]:
         def body(connection: psycopg.Connection[Any]) -> list[SharedRecord]:
-            found = [(space, key, connection.execute(_TAKEN, (space, key)).fetchone()) for space, key in wanted]
-            return [SharedRecord(space, key, bytes(row[0])) for space, key, row in found if row is not None]
+            rows = connection.execute(_RECORDS, ([space for space, _ in wanted], [key for _, key in wanted])).fetchall()
+            return [SharedRecord(space, bytes(key), bytes(value)) for space, key, value in rows]
 
         return self._call(body, "reading a record")
 
