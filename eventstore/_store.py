@@ -246,7 +246,11 @@ class SessionStore:
         self._maintenance.open_read_models(self._rebuild_progress)
         if isinstance(self._environment, ReplicaStorage):
             self._environment.bind(ReplicaBinding(self._log.head, self._replication.replicate_batch,
-                                                  self._reopen_emptied))
+                                                  self._reopen_emptied, self._session_version))
+
+    def _session_version(self, txn: ReadTransaction, key: str) -> int:
+        """The version of ``key`` in the log (0: it never had an event)."""
+        return self._log.tip(txn, key).version
 
     def _reopen_emptied(self) -> None:
         """Open the components again on a replica emptied to be rebuilt, forgetting what was decoded from it.

@@ -56,7 +56,7 @@ from .._errors import (
 from .._folding import to_recorded
 from .._log import StoredEvent, decode_record, record_hash, record_payload
 from .._stored_dictionary import StoredDictionary
-from ..events import RecordedEvent
+from ..events import RecordedEvent, SessionForked, SessionRedacted
 from ..sharedlog import (
     Commit,
     Committed,
@@ -101,17 +101,20 @@ _LOG_META = "log.meta"  # where the replica's own compression dictionary lives (
 _REBUILDS = b"replica.rebuilds"
 #: Types whose payload names positions: such a write must get exactly the positions it decided with.
 _NAMES_POSITIONS = frozenset({"SessionRedacted"})
+#: Types whose payload copies another session's content (a fork): such a write also checks that session's version.
+_COPIES_SESSIONS = frozenset({"SessionForked"})
 
 
 @attrs.frozen
 class ReplicaBinding:
     """What the replica needs of the store above it: the local log's head, the replication of a batch of
-    events (hash-checked) in a write transaction, and the reopening of the store's components (dropping
-    what they cached) after the replica was emptied to be rebuilt."""
+    events (hash-checked) in a write transaction, the reopening of the store's components (dropping
+    what they cached) after the replica was emptied to be rebuilt, and a session's version in the local log."""
 
     head: Callable[[ReadTransaction], tuple[int, bytes, int]]
     replicate: Callable[[WriteTransaction, Sequence[RecordedEvent]], int]
     reopen: Callable[[], None]
+    version: Callable[[ReadTransaction, str], int]
 
 
 class _Refused(Exception):
@@ -138,6 +141,18 @@ class _ReplicatedApart(Exception):
     """A later attempt's body, finding its replica a batch or more behind the head heard of, replicated a batch in
     its transaction and ran nothing else: returned, not raised, so that its transaction commits them whatever
     becomes of the command (``_durably`` raises it then)."""
+
+
+class _Unrecorded(Exception):
+    """The body refused the command (``error``) after it found no record for it here (``missed``: the shared records
+    it read that the replica lacks). Another host may hold one: a retry with an idempotency key another host
+    answered, refused on the replica alone (a stale ``expected_version``), would never reach the server to meet it.
+    Ask the server for them before refusing."""
+
+    def __init__(self, error: EventStoreError, missed: list[tuple[str, bytes]]) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.missed = missed
 
 
 class _Unbound(Exception):
@@ -175,6 +190,8 @@ class _Pending:
     commit: Commit
     decided: tuple[int, int, bytes] | None
     shipment: _Shipment
+    #: A pinned commit whose payloads name no position of its own (a redaction's): it may be pinned again further on.
+    movable: bool = False
 
 
 class _Elsewhere(Exception):
@@ -190,13 +207,17 @@ class _Elsewhere(Exception):
 class _Capture:
     """The writes of one body to the shared spaces, in order, taken from its local transaction."""
 
-    def __init__(self, txn: WriteTransaction, stream_keys: Space, dictionary: StoredDictionary) -> None:
+    def __init__(self, txn: WriteTransaction, stream_keys: Space, dictionary: StoredDictionary,
+                 version: Callable[[ReadTransaction, str], int]) -> None:
         self.txn = txn
         self._stream_keys = stream_keys
         self._dictionary = dictionary
+        self._version = version
         self.events: list[tuple[int, bytes]] = []
         self.rewrites: list[Rewrite] = []
         self.records: list[SharedRecord] = []
+        self.missed: list[tuple[str, bytes]] = []  # reads of shared records the replica lacks (space, key)
+        self.names_own_positions = False  # a payload of the commit names a position of the commit's own events
 
     def plain_payload(self, record: bytes) -> bytes:
         """A local record's payload as the shared log stores it: decompressed."""
@@ -229,8 +250,22 @@ class _Capture:
             else:
                 appends.append(SessionAppend(entry.session_key, entry.version - 1, entry.recorded_at, (event,)))
         pinned = any(entry.encoded.type_name in _NAMES_POSITIONS for entry in stored)
-        return Commit(tuple(appends), tuple(self.rewrites), tuple(self.records),
+        self.names_own_positions = pinned and any(
+            position >= stored[0].position for entry in stored if entry.encoded.type_name in _NAMES_POSITIONS
+            for position in _named_positions(to_recorded(entry).event))
+        return Commit((*appends, *self._sources_checked(stored)), tuple(self.rewrites), tuple(self.records),
                       stored[0].position if pinned else None)
+
+    def _sources_checked(self, stored: Sequence[StoredEvent]) -> list[SessionAppend]:
+        """The sessions the commit's forks copied, each with no event and the version the body read: the shared log
+        refuses the commit if another host moved one on since (a redaction whose notification had not come), so that
+        the fork is decided again rather than keeping content the redaction removed. Last, after the commit's own
+        events of those sessions."""
+        sources = {event.source_key for event in (to_recorded(entry).event for entry in stored
+                                                  if entry.encoded.type_name in _COPIES_SESSIONS)
+                   if isinstance(event, SessionForked)}
+        versions = {key: self._version(self.txn, key) for key in sorted(sources)}
+        return [SessionAppend(key, version, 0, ()) for key, version in versions.items() if version]
 
 
 class _CapturingTransaction:
@@ -241,7 +276,10 @@ class _CapturingTransaction:
         self._capture = capture
 
     def get(self, space: Space, key: bytes) -> bytes | None:
-        return self._txn.get(space, key)
+        found = self._txn.get(space, key)
+        if found is None and space.name in _SHARED_RECORDS:
+            self._capture.missed.append((space.name, bytes(key)))
+        return found
 
     def get_many(self, space: Space, keys: Iterable[bytes]) -> dict[bytes, bytes]:
         return self._txn.get_many(space, keys)
@@ -524,6 +562,14 @@ class ReplicaStorage:
             except _Elsewhere as elsewhere:
                 self._settle(elsewhere.records, elsewhere.head)
                 return cast(T, elsewhere.result)
+            except _Unrecorded as unrecorded:
+                found = self._shared.records(unrecorded.missed)
+                if found:  # another host's first call recorded it: kept here, the body answers from it
+                    self._settle(found, None)
+                    last = unrecorded.error
+                    attempt += 1
+                    continue
+                last = self._refused_here(unrecorded.error, decided_at)
             except _Refused as refused:
                 last = refused.cause
                 if isinstance(last, RecordTaken):  # another host's retry recorded it: answer as it did
@@ -533,12 +579,17 @@ class ReplicaStorage:
                 elif not self._moved(decided_at):
                     time.sleep(0.001)  # the session moved on at a commit the server does not show yet
             except WrongExpectedVersion as wrong:
-                last = wrong
-                if not self._moved(decided_at):  # the caller's expected version, against a current replica
-                    raise
+                last = self._refused_here(wrong, decided_at)
             attempt += 1
         assert last is not None  # the loop ends after a refusal or a failure only
         raise last
+
+    def _refused_here(self, error: EventStoreError, decided_at: list[tuple[int, bytes]]) -> WrongExpectedVersion:
+        """A command the body refused on the replica: raised, unless it is a caller's ``expected_version`` that a
+        replica that has moved since may answer otherwise (returned: decide again)."""
+        if isinstance(error, WrongExpectedVersion) and self._moved(decided_at):
+            return error
+        raise error from None  # the caller's error, not the loop's exception it came with
 
     def _own_group(self) -> BeforeCommit:
         """The step of a write that commits in a group of its own: a step no other write names."""
@@ -628,8 +679,13 @@ class ReplicaStorage:
             if self._catch_up_within(txn, binding, *decided_at[0]) == BATCH:
                 return _ReplicatedApart()
             decided_at[:] = [binding.head(txn)[:2]]
-        capture = _Capture(txn, self._stream_keys, self._dictionary)
-        result = body(_CapturingTransaction(txn, capture))
+        capture = _Capture(txn, self._stream_keys, self._dictionary, binding.version)
+        try:
+            result = body(_CapturingTransaction(txn, capture))
+        except EventStoreError as refused:
+            if capture.missed:
+                raise _Unrecorded(refused, capture.missed) from None
+            raise
         commit = capture.commit()
         if commit is None:
             return result
@@ -637,7 +693,8 @@ class ReplicaStorage:
         if capture.events:
             (first, _), (last, record) = capture.events[0], capture.events[-1]
             decided = (first, last, record_hash(record))
-        return _Pending(result, commit, decided, shipment)
+        return _Pending(result, commit, decided, shipment,
+                        commit.first_position is not None and not capture.names_own_positions)
 
     def _catch_up_within(self, txn: WriteTransaction, binding: ReplicaBinding, position: int, last_hash: bytes
                          ) -> int:
@@ -670,7 +727,8 @@ class ReplicaStorage:
             with self._shared.unflushed() as flushed:
                 for waiting in pending:
                     waiting.shipment.flushed = flushed
-                answers: list[Committed | EventStoreError] = self._shared.commit_many([p.commit for p in pending])
+                answers: list[Committed | EventStoreError] = self._shared.commit_many(
+                    [self._pinned_again(p) for p in pending])
         except EventStoreError as failed:
             answers = [failed] * len(pending)
             kept = False
@@ -698,6 +756,22 @@ class ReplicaStorage:
         if kept:
             self._raise_head(max((waiting.decided[1] for waiting in pending if waiting.decided), default=0))
         return settled, kept
+
+    def _pinned_again(self, waiting: _Pending) -> Commit:
+        """A movable pinned commit (a redaction's) pinned at the shared log's head, when the commits since the head
+        it decided at fork no session: there it names the same events (it names none of its own), and it misses no
+        fork it would have had to redact. Decided on a busy log (a redaction reads every event's type), it would
+        otherwise find the head moved at nearly every try. (Landing elsewhere than the replica put it, it is rolled
+        back and fetched again, as a command another host's commit sent elsewhere is.)"""
+        commit = waiting.commit
+        if not waiting.movable or commit.first_position is None:
+            return commit
+        decided_after = commit.first_position - 1
+        head = self._shared.read(decided_after, BATCH)
+        if (head.position <= decided_after or len(head.events) != head.position - decided_after
+                or any(event.type_name in _COPIES_SESSIONS for event in head.events)):
+            return commit  # as it was: the server refuses it if the head moved, and it is decided again
+        return attrs.evolve(commit, first_position=head.position + 1)
 
     def _settle(self, records: Sequence[SharedRecord], head: int | None) -> None:
         """After the shared log recorded a write elsewhere: catch up (to ``head``, the log's head right after the
@@ -961,6 +1035,11 @@ def _turn_file(directory: Path) -> int | None:
         except OSError:
             continue
     return None
+
+
+def _named_positions(event: object) -> list[int]:
+    """The positions a ``SessionRedacted`` names."""
+    return [position for position, _ in event.rewritten] if isinstance(event, SessionRedacted) else []
 
 
 def _nothing() -> None:

@@ -157,6 +157,9 @@ class SharedLog(Protocol):
             StoreBusy: another writer held one of these turns longer than a writer waits for it.
         """
 
+    def records(self, wanted: Sequence[tuple[str, bytes]]) -> list[SharedRecord]:
+        """The bookkeeping records the log holds of those ``wanted`` (space, key): written by any host."""
+
     def read(self, after: int, limit: int) -> SharedHead:
         """The head and up to ``limit`` events after position ``after``, oldest first."""
 

@@ -48,7 +48,7 @@ from .._errors import (
     WrongExpectedVersion,
 )
 from .._log import GENESIS_HASH
-from . import Commit, Committed, HeadMoved, RecordTaken, SharedEvent, SharedHead
+from . import Commit, Committed, HeadMoved, RecordTaken, SharedEvent, SharedHead, SharedRecord
 
 __all__ = ["PostgresLog", "SCHEMA_FORMAT", "SHARED_CHANNEL", "TURN_WAIT"]
 
@@ -445,6 +445,8 @@ _CALL_ONE = b"es_call_one"
 _CALL_ONE_SQL = b"CALL es_append_alone(" + b", ".join(b"$%d" % n for n in range(1, 18)) + b")"
 _FLUSH, _FLUSH_SQL = b"es_flush", b"SELECT pg_logical_emit_message(true, 'eventstore', '')"
 _TAKEN = "SELECT value FROM es_records WHERE space = %s AND key = %s"
+_RECORDS = ("SELECT space, key, value FROM es_records WHERE (space, key) IN "
+            "(SELECT * FROM unnest(%s::text[], %s::bytea[]))")
 #: The codes of ``es_commit``'s refusals (``_answer``): a refused command alone raises one of them.
 _REFUSALS = frozenset({"EV409", "EV410", "EV412", "EV400"})
 _READ = """
@@ -953,6 +955,13 @@ class PostgresLog:
             raise StoreUnavailable(f"PostgreSQL cannot be reached ({_reason(exc)}); {_IN_DOUBT}") from None
         except psycopg.Error as exc:  # maybe after the call's first transaction committed (docs/postgres.md)
             raise EventStoreError(f"PostgreSQL failed while committing ({_reason(exc)}); {_IN_DOUBT}") from None
+
+    def records(self, wanted: Sequence[tuple[str, bytes]]) -> list[SharedRecord]:
+        def body(connection: psycopg.Connection[Any]) -> list[SharedRecord]:
+            rows = connection.execute(_RECORDS, ([space for space, _ in wanted], [key for _, key in wanted])).fetchall()
+            return [SharedRecord(space, bytes(key), bytes(value)) for space, key, value in rows]
+
+        return self._call(body, "reading a record")
 
     def read(self, after: int, limit: int) -> SharedHead:
         def body(connection: psycopg.Connection[Any]) -> SharedHead:
