@@ -778,6 +778,10 @@ class PostgresLog:
         self._kept: list[str] = []  # payloads of notifications psycopg received during a query on the listener
         self._listener_socket = select.poll()  # the listener's socket, registered as it connects (``_quiet``)
         self._listening = threading.Lock()
+        # Set by a reader that took every notification (``_listening`` held), nothing kept, parsed or said goodbye
+        # since, and cleared by whatever may leave one behind (a query on the listener, the waiter, a new listener):
+        # while set, what comes shows on the socket, and ``heard`` polls it without the lock or further checks.
+        self._settled = False
         self._waking = f"eventstore_wake_{uuid.uuid4().hex}"  # the listener's own channel: close wakes it there
         self._call(lambda connection: self._prepare(connection, create), "opening the store")
 
@@ -967,6 +971,7 @@ class PostgresLog:
 
     def wait(self, seen: int, timeout: float, listening: Callable[[], None]) -> int:
         with self._listening:  # one listening connection; the waiters take turns
+            self._settled = False  # what it reads from the socket, it takes itself: readers wait for it (``heard``)
             if self._closed:
                 raise StoreClosed("the store is closed")
             try:
@@ -1003,6 +1008,9 @@ class PostgresLog:
             return position
 
     def heard(self, seen: int) -> int | None:
+        if self._settled and not self._listener_socket.poll(0):  # nothing came since every notification was taken
+            heard = self._heard
+            return heard if heard is not None and heard > seen else seen
         if not self._listening.acquire(blocking=False):  # its waiter hears each commit as it comes
             return seen
         try:
@@ -1017,9 +1025,11 @@ class PostgresLog:
                 elif payloads:  # a group's commit names no head
                     position = self._head(listener)
             except psycopg.Error:
+                self._settled = False
                 listener.close()  # the watcher's next wait connects again
                 return None
             self._heard = position
+            self._settled = not self._kept  # a query for the head may have received notifications: kept for the next
             return position
         finally:
             self._listening.release()
@@ -1075,6 +1085,7 @@ class PostgresLog:
         return position
 
     def close(self) -> None:
+        self._settled = False
         with self._lock:
             self._closed = True
             idle, self._idle = self._idle, []
