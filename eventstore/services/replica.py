@@ -7,8 +7,7 @@ unchanged: its commands decide against the replica, its queries read the replica
   local write transaction that captures what the body wrote to the log and the bookkeeping spaces, and
   before the local commit hands that to the shared log, with each session's version as the body decided
   against it (having caught up first, without the replica's write lock, with the commits of other hosts it heard
-  of as it came to decide; one still behind once it holds the lock again sends its command without the lock, since
-  its events cannot land where the replica would put them, ``_Stale``). The engine commits the writes that
+  of as it came to decide, and in its own transaction with those heard of since). The engine commits the writes that
   threads give at once as one group (``GroupCommitting``):
   their commands go to the shared log in one call (``SharedLog.commit_many``: one transaction, one flush),
   each accepted or refused alone. When the shared log put every command's events where the replica did
@@ -135,17 +134,10 @@ class _Behind(Exception):
     sent elsewhere would roll them back, and the catch-up after it would replicate them again.)"""
 
 
-class _Stale(Exception):
-    """A later attempt's body decided on a replica still behind the head heard of (commits came while it waited for
-    the replica's lock again): its events cannot land where the replica put them, so its transaction is rolled back
-    and its command goes to the shared log without the lock; the catch-up after it brings its events back. Reading
-    the server under the lock instead, to decide after those commits, held up the host's other writers through a
-    round trip, and the host behind the other took that round trip most often: it fell further behind."""
-
-    def __init__(self, result: object, commit: Commit) -> None:
-        super().__init__("decided behind the head")
-        self.result = result
-        self.commit = commit
+class _ReplicatedApart(Exception):
+    """A later attempt's body, finding its replica a batch or more behind the head heard of, replicated a batch in
+    its transaction and ran nothing else: returned, not raised, so that its transaction commits them whatever
+    becomes of the command (``_durably`` raises it then)."""
 
 
 class _Unbound(Exception):
@@ -156,6 +148,11 @@ class _Unbound(Exception):
 class _Rebuilt(Exception):
     """Another process sharing the replica directory rebuilt it since this store bound to it (emptied, maybe not yet
     refilled): the body did not run; catch up, which opens the store's components again, then decide."""
+
+
+class _Diverged(Exception):
+    """The replica, caught up in a write's transaction, does not match the shared log: the body did not run; catch up
+    (which rebuilds the replica), then decide."""
 
 
 class _Shipment:
@@ -492,7 +489,7 @@ class ReplicaStorage:
         last: EventStoreError | None = None
         contended: list[str] = []  # sessions whose turn to take: the race to them was lost twice
         alone = False  # whether it runs in a group of its own, which no batchmate's command can roll back
-        caught_up_apart = False  # whether it caught up apart from the command once (``_Behind``)
+        replicated_apart = False  # whether it caught up apart from the command once (``_Behind``, ``_ReplicatedApart``)
         attempt = 0  # the times this write was refused, or failed on a replica that then moved
         if getattr(self._local, "reporting", False) and self._rebinding == threading.get_ident():
             raise StoreBusy("a command given from rebuild_progress while the store opens again on a rebuilt or "
@@ -504,7 +501,7 @@ class ReplicaStorage:
             shipment = _Shipment()
             decided_at: list[tuple[int, bytes]] = []  # the replica's head the body decided against
             attempted = functools.partial(self._attempt, body=body, shipment=shipment, decided_at=decided_at,
-                                          apart=not caught_up_apart, unlocked=not contended)
+                                          apart=not replicated_apart)
             try:
                 if not contended:
                     if self._unsure:  # a retry must not be answered from a record the server may have lost
@@ -515,18 +512,12 @@ class ReplicaStorage:
                     # A group of its own, led by this thread: its call goes through the turn's connection.
                     return self._durably(shipment, attempted, self._own_group())
             except _Behind:
-                caught_up_apart = True  # once: under a stream of commits, the replica is always a little behind
+                replicated_apart = True  # once: under a stream of commits, the replica is always a little behind
                 self.catch_up(self._heard_by_commands())
                 continue
-            except _Stale as stale:
-                answer = self._shared.commit_many([stale.commit])[0]  # its flush waited for: nothing to commit here
-                if isinstance(answer, Committed):
-                    self._settle(stale.commit.records, answer.head_position)
-                    return cast(T, stale.result)
-                if not isinstance(answer, (WrongExpectedVersion, RecordTaken, HeadMoved)):
-                    raise answer from None  # the server found the command damaged
-                last = answer
-                contended = self._after_refusal(answer, attempt, decided_at) or contended
+            except _ReplicatedApart:
+                replicated_apart = True  # kept whatever becomes of the command: decide again on the caught-up replica
+                continue
             except _Again:
                 # Rolled back for a batchmate's sake, not refused: it spends no attempt. Under a stream of
                 # commands that go elsewhere (another host's writes), every group it joins may be rolled back.
@@ -534,7 +525,7 @@ class ReplicaStorage:
                 continue
             except _Unbound:
                 continue  # nothing ran: wait for the binding (above), then decide
-            except _Rebuilt:
+            except (_Rebuilt, _Diverged):
                 self.catch_up()  # nothing ran: bind to the refilled replica (or rebuild it), then decide
                 continue
             except _Elsewhere as elsewhere:
@@ -542,7 +533,12 @@ class ReplicaStorage:
                 return cast(T, elsewhere.result)
             except _Refused as refused:
                 last = refused.cause
-                contended = self._after_refusal(last, attempt, decided_at) or contended
+                if isinstance(last, RecordTaken):  # another host's retry recorded it: answer as it did
+                    self._settle((attrs.evolve(last.record, value=last.value),), None)
+                elif isinstance(last, WrongExpectedVersion) and attempt >= 1:
+                    contended = [last.key]
+                elif not self._moved(decided_at):
+                    time.sleep(0.001)  # the session moved on at a commit the server does not show yet
             except WrongExpectedVersion as wrong:
                 last = wrong
                 if not self._moved(decided_at):  # the caller's expected version, against a current replica
@@ -551,29 +547,20 @@ class ReplicaStorage:
         assert last is not None  # the loop ends after a refusal or a failure only
         raise last
 
-    def _after_refusal(self, refusal: EventStoreError, attempt: int, decided_at: list[tuple[int, bytes]]
-                       ) -> list[str]:
-        """Make ready to decide again after the shared log refused a command; the sessions whose turn to take next
-        (``[]``: none)."""
-        if isinstance(refusal, RecordTaken):  # another host's retry recorded it: answer as it did
-            self._settle((attrs.evolve(refusal.record, value=refusal.value),), None)
-        elif isinstance(refusal, WrongExpectedVersion) and attempt >= 1:
-            return [refusal.key]
-        elif not self._moved(decided_at):
-            time.sleep(0.001)  # the session moved on at a commit the server does not show yet
-        return []
-
     def _own_group(self) -> BeforeCommit:
         """The step of a write that commits in a group of its own: a step no other write names."""
         return lambda outcomes: self._ship(outcomes)
 
-    def _durably(self, shipment: _Shipment, attempted: Callable[[WriteTransaction], T | _Pending],
+    def _durably(self, shipment: _Shipment, attempted: Callable[[WriteTransaction], T | _Pending | _ReplicatedApart],
                  step: BeforeCommit) -> T:
         """The write's result once its command is durable on the shared log: its call returned before the flush
         (so that the replica's write lock is not held through it), and is waited for here, even when the write
         raises (a refusal, a command recorded elsewhere), after the replica committed."""
         try:
-            return cast(T, self._inner.write(attempted, step))
+            result = self._inner.write(attempted, step)
+            if isinstance(result, _ReplicatedApart):
+                raise result
+            return cast(T, result)
         finally:
             try:
                 shipment.flushed()
@@ -630,10 +617,7 @@ class ReplicaStorage:
             return binding.head(txn)[:2] != decided_at[0]
 
     def _attempt(self, txn: WriteTransaction, *, body: Callable[[WriteTransaction], T], shipment: _Shipment,
-                 decided_at: list[tuple[int, bytes]], apart: bool, unlocked: bool) -> T | _Pending:
-        """Decide the write on the replica (``unlocked``: a command behind the head heard of may go to the shared
-        log without the replica's lock, ``_Stale``; not while it holds a session's turn, whose connection it must
-        use)."""
+                 decided_at: list[tuple[int, bytes]], apart: bool) -> T | _Pending | _ReplicatedApart:
         if shipment.accepted:  # the engine runs the body again (it grew its map) after the shared log took it
             raise _Elsewhere(shipment.result, (), None)
         if shipment.in_doubt:
@@ -645,21 +629,37 @@ class ReplicaStorage:
         if txn.get(self._meta, _REBUILDS) != self._rebuilds:
             raise _Rebuilt
         decided_at[:] = [binding.head(txn)[:2]]
-        behind = self._heard_by_commands() > decided_at[0][0]  # the replica lacks commits heard of (other hosts')
-        if behind and apart:
-            raise _Behind
+        if self._heard_by_commands() > decided_at[0][0]:  # the replica lacks commits heard of (other hosts')
+            if apart:
+                raise _Behind
+            if self._catch_up_within(txn, binding, *decided_at[0]) == BATCH:
+                return _ReplicatedApart()
+            decided_at[:] = [binding.head(txn)[:2]]
         capture = _Capture(txn, self._stream_keys, self._dictionary)
         result = body(_CapturingTransaction(txn, capture))
         commit = capture.commit()
         if commit is None:
             return result
-        if behind and unlocked and capture.events and commit.first_position is None:  # a pinned one is refused
-            raise _Stale(result, commit)
         decided = None
         if capture.events:
             (first, _), (last, record) = capture.events[0], capture.events[-1]
             decided = (first, last, record_hash(record))
         return _Pending(result, commit, decided, shipment)
+
+    def _catch_up_within(self, txn: WriteTransaction, binding: ReplicaBinding, position: int, last_hash: bytes
+                         ) -> int:
+        """Replicate, in the write's own transaction, the events after the replica's ``position`` that the server
+        holds (up to ``BATCH``; how many): decided on them, the command goes where the replica puts it unless another
+        host commits during its call, instead of being rolled back and fetched again. A replica that does not match
+        the server is left to the catch-up (which rebuilds it)."""
+        head = self._shared.read(position, BATCH)
+        self._raise_head(head.position)
+        if head.position < position or (head.position == position and head.hash != last_hash):
+            raise _Diverged
+        try:
+            return binding.replicate(txn, _after(head.events, position))
+        except ReplicationMismatch:
+            raise _Diverged from None
 
     def _ship(self, outcomes: list[Outcome]) -> tuple[list[Outcome], bool]:
         """The step before a group's local commit: the group's commands to the shared log in one call.
