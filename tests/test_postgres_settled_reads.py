@@ -99,16 +99,15 @@ def test_a_read_with_nothing_new_polls_the_listening_socket_once_and_takes_no_lo
     one = open_host("one")
     one.append("k", ChatMessage.user("mine"))
     shared = settled(one)
-    counting = CountingPoll(shared._listener_socket)
+    counting = CountingPoll(shared._settled_socket)
     lock = CountingLock(shared._listening)
-    monkeypatch.setattr(shared, "_listener_socket", counting)
+    monkeypatch.setattr(shared, "_settled_socket", counting)
     monkeypatch.setattr(shared, "_listening", lock)
     asked = server_reads(one, monkeypatch)
     for _ in range(100):
         assert [m.content for m in one.load("k")] == ["mine"]
-    # The watcher's look (each second) unsettles it once at most: the next read takes the lock (polling in it), and
-    # settles it again.
-    assert counting.calls == 100 and lock.mine <= 1 and asked == []
+    # The watcher's look (each second) unsettles it once at most: the next read takes the lock, and settles it again.
+    assert 99 <= counting.calls <= 100 and lock.mine <= 1 and asked == []
 
 
 def test_another_process_s_commit_is_read_after_its_notification_came_and_a_round_trip(
@@ -174,3 +173,26 @@ def test_a_listening_connection_that_is_gone_sends_the_reads_to_the_server(open_
     assert asked  # the replica was not trusted: the read asked the server
     settled(one)  # the watcher listens on a new connection, and reads trust the replica again
     assert [m.content for m in one.load("k")] == ["mine", "after"]
+
+
+def test_threads_reading_a_settled_listener_at_once_all_read(open_host):
+    """Python refuses a second thread's poll of one poll object while the first polls it: the reads of a settled
+    listener, which poll without the listener's lock, then take the lock as a read of an unsettled one does."""
+    one = open_host("one")
+    one.append("k", ChatMessage.user("mine"))
+    settled(one)
+    failures: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            for _ in range(3000):
+                assert one.session_exists("k")
+        except BaseException as exc:  # reported by the test's thread
+            failures.append(exc)
+
+    readers = [threading.Thread(target=read) for _ in range(4)]
+    for reader in readers:
+        reader.start()
+    for reader in readers:
+        reader.join(60)
+    assert failures == []

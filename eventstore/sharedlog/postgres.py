@@ -782,6 +782,9 @@ class PostgresLog:
         # since, and cleared by whatever may leave one behind (a query on the listener, the waiter, a new listener):
         # while set, what comes shows on the socket, and ``heard`` polls it without the lock or further checks.
         self._settled = False
+        # The settled listener's socket, polled by the reads without the lock: a poll object of its own, since one
+        # thread's poll of an object while another polls it raises (they then take the lock, as ``_quiet`` polls).
+        self._settled_socket = select.poll()
         self._waking = f"eventstore_wake_{uuid.uuid4().hex}"  # the listener's own channel: close wakes it there
         self._call(lambda connection: self._prepare(connection, create), "opening the store")
 
@@ -987,8 +990,9 @@ class PostgresLog:
                     self._listener.add_notify_handler(lambda notification: kept.append(notification.payload))
                     self._listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(_channel(self._listener))))
                     self._listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._waking)))
-                    self._listener_socket = select.poll()
+                    self._listener_socket, self._settled_socket = select.poll(), select.poll()
                     self._listener_socket.register(self._listener.pgconn.socket, select.POLLIN)
+                    self._settled_socket.register(self._listener.pgconn.socket, select.POLLIN)
                     self._heard = None
                 # The head the listener last heard of is the head while no notification waits for it (they wait on
                 # its socket, or in ``_kept``): no query when nothing moved.
@@ -1008,9 +1012,13 @@ class PostgresLog:
             return position
 
     def heard(self, seen: int) -> int | None:
-        if self._settled and not self._listener_socket.poll(0):  # nothing came since every notification was taken
-            heard = self._heard
-            return heard if heard is not None and heard > seen else seen
+        if self._settled:
+            try:
+                if not self._settled_socket.poll(0):  # nothing came since every notification was taken
+                    heard = self._heard
+                    return heard if heard is not None and heard > seen else seen
+            except RuntimeError:  # another reader polls it this moment
+                pass
         if not self._listening.acquire(blocking=False):  # its waiter hears each commit as it comes
             return seen
         try:
