@@ -30,11 +30,12 @@ WORDS = ("amber", "basil", "cedar", "delta", "ember", "fjord")
 @pytest.fixture(autouse=True, params=["shared sessions", "messages"])
 def small_blocks(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """Blocks of 8 sessions, message maps from 2 sessions: the sessions below span several blocks. Queries of
-    several words take the shared-sessions path (few sessions), or the message path (the most common words'), which
-    reads the blocks' messages by level too."""
+    several words take the shared-sessions path (few sessions), or (maps from 1 session) the message path (the most
+    common words'), which reads the blocks' messages by level too."""
     monkeypatch.setattr(formats, "BLOCK_BITS", 3)
     monkeypatch.setattr(formats, "MAP_FROM", 2)
-    if request.param == "messages":
+    if request.param == "messages":  # every block has maps: the message path takes every query of a few words
+        monkeypatch.setattr(formats, "MAP_FROM", 1)
         monkeypatch.setattr(search_queries, "MATERIALIZE_UP_TO", 0)
         monkeypatch.setattr(search_queries, "INTERSECT_UP_TO", 0)
         monkeypatch.setattr(search_queries, "SPREAD_UP_TO", -1)
@@ -121,6 +122,12 @@ def test_a_commit_touching_a_terms_block_never_serves_its_old_decode(scratch_sto
     steps: list[Callable[[], object]] = [
         lambda: scratch_store.append("s3", ChatMessage.user("amber amber basil")),
         lambda: scratch_store.remove_last("s3"),
+        # A short message (a high level, which another block has first), then a long one in its place: its key
+        # moves to a lower level.
+        lambda: scratch_store.append("s30", ChatMessage.user("cedar fjord")),
+        lambda: scratch_store.append("s3", ChatMessage.user("amber basil")),
+        lambda: scratch_store.remove_last("s3"),
+        lambda: scratch_store.append("s3", ChatMessage.user("amber basil cedar delta ember fjord filler long words")),
         lambda: scratch_store.update_last("s4", ChatMessage.user("cedar delta ember cedar")),
         lambda: scratch_store.clear_messages("s5"),
         lambda: scratch_store.redact("s6", "asked to"),
@@ -137,6 +144,19 @@ def test_a_commit_touching_a_terms_block_never_serves_its_old_decode(scratch_sto
             cached, plain = _both(scratch_store, keyword)
             assert cached == plain, keyword
     assert "late" in [found.key for found in scratch_store.search(SessionQuery("amber basil cedar delta ember", 50))]
+
+
+def test_what_a_state_left_unread_is_brought_up_to_date_with_every_catch_up_since(scratch_store: SessionStore) -> None:
+    """Terms and levels a state inherited and no query of it read carry its catch-up's changes to the next state."""
+    _fill(scratch_store)
+    _both(scratch_store, "amber basil cedar")
+    scratch_store.append("s3", ChatMessage.user("amber basil cedar"))  # one block
+    scratch_store.catch_up()
+    _both(scratch_store, "delta")  # a state whose queries read other terms, and no levels
+    scratch_store.append("s20", ChatMessage.user("delta ember"))  # another block
+    scratch_store.catch_up()
+    cached, plain = _both(scratch_store, "amber basil cedar")
+    assert cached == plain
 
 
 def test_a_read_transaction_held_open_reads_its_own_events(scratch_store: SessionStore) -> None:

@@ -322,17 +322,57 @@ def _level_blocks_of(view: IndexReader, earlier: dict[int, list[int]],
     return {level: sorted(blocks) for level, blocks in found.items() if blocks}
 
 
-def _joined_level_of(view: IndexReader, earlier: BitMap, level: int, changed: frozenset[int]) -> BitMap:
-    """``view.joined_level(level)`` from that of a state that differs from ``view``'s in the blocks ``changed``
-    alone: their keys are read again."""
-    joined = earlier.copy()
-    for number in changed:
-        if number < JOINED_BLOCKS:
-            joined.remove_range(number << JOINED_SHIFT, (number + 1) << JOINED_SHIFT)
+class _JoinedLevel:
+    """The messages at one level of the joined blocks (``IndexReader.joined_level``): those of ``base`` outside the
+    blocks ``blocks``, and ``patch`` in them. A state that changed a few blocks of another shares the other's
+    ``base`` rather than copying it (every key of the store's messages at the level)."""
+
+    __slots__ = ("base", "blocks", "cut", "patch")
+
+    def __init__(self, base: BitMap, blocks: frozenset[int] = frozenset(), cut: BitMap | None = None,
+                 patch: BitMap | None = None) -> None:
+        self.base, self.blocks = base, blocks
+        self.cut = BitMap() if cut is None else cut  # every key of ``blocks``
+        self.patch = BitMap() if patch is None else patch
+
+    def among(self, keys: BitMap) -> BitMap:
+        """The messages of ``keys`` at the level."""
+        found = keys & self.base
+        if self.blocks:
+            found -= self.cut
+            found |= keys & self.patch
+        return found
+
+    def whole(self) -> BitMap:
+        return self.base if not self.blocks else self.base - self.cut | self.patch
+
+    def cost(self) -> int:
+        """Bytes of its own, as ``_Decoded`` counts them (a shared ``base`` too: counted where it is kept)."""
+        return _LEVELS_OBJECTS + 2 * (len(self.base) + len(self.patch))
+
+    def changed(self, view: IndexReader, level: int, changed: frozenset[int]) -> _JoinedLevel:
+        """The level as ``view`` reads it, whose state differs from this one's in the blocks ``changed`` alone:
+        their messages are read through ``view``; past ``_PATCHED_UP_TO`` blocks the base is copied once."""
+        changed = frozenset(number for number in changed if number < JOINED_BLOCKS)
+        if not changed:
+            return self
+        blocks = self.blocks | changed
+        cut = self.cut.copy()
+        for number in changed - self.blocks:
+            cut.add_range(number << JOINED_SHIFT, (number + 1) << JOINED_SHIFT)
+        patch = self.patch.copy()
+        for number in changed:
+            patch.remove_range(number << JOINED_SHIFT, (number + 1) << JOINED_SHIFT)
             found = view.level_messages(number, level)
             if found:
-                joined |= found.shift(number << JOINED_SHIFT)
-    return joined
+                patch |= found.shift(number << JOINED_SHIFT)
+        if len(blocks) > _PATCHED_UP_TO:
+            return _JoinedLevel(self.base - cut | patch)
+        return _JoinedLevel(self.base, blocks, cut, patch)
+
+
+#: A joined level patched in more blocks than this is copied whole with the patches in.
+_PATCHED_UP_TO = 16
 
 
 class _Decoded:
@@ -344,52 +384,65 @@ class _Decoded:
     reads them, whatever its terms.
 
     A state that a catch-up of this store object reached from the one before (``_DecodedStates.note_transition``)
-    starts with that one's entries, each brought up to date when first read: only the blocks the catch-up changed
-    are read again (``changed``); an entry is current exactly when it is not in ``_earlier``.
+    starts with that one's entries, each brought up to date when first read: only the blocks changed since the
+    entry's own state are read again; an entry is current exactly when it is not in ``_earlier``.
     """
 
     def __init__(self, state: _State, budget: int, earlier: _Decoded | None = None,
                  changed: frozenset[int] = frozenset()) -> None:
-        self.state, self._budget, self.changed = state, budget, changed
+        self.state, self._budget = state, budget
         self._entries: dict[Hashable, Any] = {}  # a term by its id; _LEVEL_BLOCKS; ("level", level)
         self._costs: dict[Hashable, int] = {}
         self._size = 0
         self._lock = threading.Lock()  # queries in several threads may share a state
-        self._earlier: set[Hashable] = set()  # entries of the state before, not brought up to date yet
+        # Entries of an earlier state not brought up to date yet → the blocks changed since their state (the
+        # earlier state's own pending changes too, for what no query of it read).
+        self._earlier: dict[Hashable, frozenset[int]] = {}
         if earlier is not None:
             with earlier._lock:
-                self._entries, self._costs, self._size = dict(earlier._entries), dict(earlier._costs), earlier._size
-            self._earlier = set(self._entries)
+                entries, costs, pending = dict(earlier._entries), dict(earlier._costs), dict(earlier._earlier)
+            since: dict[frozenset[int], frozenset[int]] = {}  # a few distinct sets: each joined once
+            for key in entries:
+                before = pending.get(key)
+                blocks = changed if before is None else since.setdefault(before, before | changed)
+                if len(blocks) <= _CHANGED_UP_TO:
+                    self._entries[key], self._costs[key] = entries[key], costs[key]
+                    self._size += costs[key]
+                    self._earlier[key] = blocks
 
     def term(self, tid: int, view: IndexReader) -> _Term | None:
         """Term ``tid``, decoded through ``view`` (and kept) when not held; ``None`` when no message holds it."""
-        if tid not in self._earlier:  # checked first: an entry leaves it only once brought up to date
+        changed = self._earlier.get(tid)  # read first: an entry leaves it only once brought up to date
+        if changed is None:
             found = self._entries.get(tid, _ABSENT)
             if found is not _ABSENT:
                 return found  # type: ignore[no-any-return]
-        term = _term_of(view, tid, self._entries.get(tid), self.changed)  # a damaged value raises, nothing is kept
+        # A damaged value raises, and nothing is kept.
+        term = _term_of(view, tid, None if changed is None else self._entries.get(tid), changed or frozenset())
         self._keep(tid, term, _term_bytes(None if term is None else term.summary))
         return term
 
     def level_blocks(self, view: IndexReader) -> dict[int, list[int]]:
         """Level → the blocks with messages at it, read (and kept) when not held."""
-        found = None if _LEVEL_BLOCKS in self._earlier else self._entries.get(_LEVEL_BLOCKS)
+        changed = self._earlier.get(_LEVEL_BLOCKS)
+        found = self._entries.get(_LEVEL_BLOCKS) if changed is None else None
         if found is None:
             earlier = self._entries.get(_LEVEL_BLOCKS)
-            found = IndexReader.level_blocks(view) if earlier is None else _level_blocks_of(view, earlier,
-                                                                                              self.changed)
+            found = IndexReader.level_blocks(view) if earlier is None or changed is None else _level_blocks_of(
+                view, earlier, changed)
             self._keep(_LEVEL_BLOCKS, found, _LEVELS_OBJECTS + 8 * sum(map(len, found.values())))
         return found
 
-    def joined_level(self, level: int, view: IndexReader) -> BitMap:
+    def joined_level(self, level: int, view: IndexReader) -> _JoinedLevel:
         """The messages at ``level`` of the joined blocks, read (and kept) when not held."""
         key = ("level", level)
-        found = None if key in self._earlier else self._entries.get(key)
+        changed = self._earlier.get(key)
+        found = self._entries.get(key) if changed is None else None
         if found is None:
             earlier = self._entries.get(key)
-            found = IndexReader.joined_level(view, level) if earlier is None else _joined_level_of(
-                view, earlier, level, self.changed)
-            self._keep(key, found, _LEVELS_OBJECTS + 2 * len(found))
+            found = _JoinedLevel(IndexReader.joined_level(view, level)) if earlier is None or changed is None else \
+                earlier.changed(view, level, changed)
+            self._keep(key, found, found.cost())
         return found
 
     def _keep(self, key: Hashable, value: object, cost: int) -> None:
@@ -406,8 +459,8 @@ class _Decoded:
                     oldest = next(iter(self._entries))
                     del self._entries[oldest]
                     self._size -= self._costs.pop(oldest)
-                    self._earlier.discard(oldest)  # after its entry went: a reader finds it absent, not stale
-            self._earlier.discard(key)  # after its new value is in
+                    self._earlier.pop(oldest, None)  # after its entry went: a reader finds it absent, not stale
+            self._earlier.pop(key, None)  # after its new value is in
 
 
 #: Terms a ``CachedReader`` keeps of its own: twice what a query may resolve to.
@@ -530,7 +583,10 @@ class CachedReader(IndexReader):
         return self._decoded.level_blocks(self)
 
     def joined_level(self, level: int) -> BitMap:
-        return self._decoded.joined_level(level, self)
+        return self._decoded.joined_level(level, self).whole()
+
+    def joined_at_level(self, keys: BitMap, level: int) -> BitMap:
+        return self._decoded.joined_level(level, self).among(keys)
 
     def term_repeats(self, tid: int, block: int) -> tuple[BitMap, bytes] | None:
         term = self._term(tid)
@@ -551,11 +607,7 @@ class _Overlaid(IndexReader):
         super().__init__(batch.spaces, term_ids, batch.txn)
         self._batch, self._stored, self._changed = batch, stored, changed
         self._terms: dict[int, _Term | None] = {}
-        self._levels: dict[int, BitMap] = {}  # the changed blocks' messages at a level, joined
-        self._changed_keys = BitMap()  # every key of the changed blocks
-        for number in changed:
-            if number < JOINED_BLOCKS:
-                self._changed_keys.add_range(number << JOINED_SHIFT, (number + 1) << JOINED_SHIFT)
+        self._levels: dict[int, _JoinedLevel] = {}
         self._level_blocks: dict[int, list[int]] | None = None
 
     @property
@@ -586,20 +638,18 @@ class _Overlaid(IndexReader):
             self._level_blocks = _level_blocks_of(self._batch, self._stored.level_blocks(), self._changed)
         return self._level_blocks
 
+    def _joined(self, level: int) -> _JoinedLevel:
+        found = self._levels.get(level)
+        if found is None:
+            found = self._levels[level] = self._stored._decoded.joined_level(level, self._stored).changed(
+                self._batch, level, self._changed)
+        return found
+
     def joined_level(self, level: int) -> BitMap:
-        return _joined_level_of(self._batch, self._stored.joined_level(level), level, self._changed)
+        return self._joined(level).whole()
 
     def joined_at_level(self, keys: BitMap, level: int) -> BitMap:
-        """The stored state's messages of ``keys`` at ``level`` outside the changed blocks, and the batch's in them:
-        no copy of a level's messages in every block (what ``joined_level`` would make)."""
-        found = self._stored.joined_at_level(keys, level)
-        if self._changed_keys:
-            found -= self._changed_keys
-            changed = self._levels.get(level)
-            if changed is None:
-                changed = self._levels[level] = _joined_level_of(self._batch, BitMap(), level, self._changed)
-            found |= keys & changed
-        return found
+        return self._joined(level).among(keys)
 
     # -- the batch's own reads --------------------------------------------------------
 
