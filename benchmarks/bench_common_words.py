@@ -117,10 +117,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="instead: time store.search as a live assistant gives it, on STORE (a writable copy of "
                         "the kept store: it gains messages), each query after an append (the index a few events "
                         "behind) or after a catch-up's commit")
+    parser.add_argument("--catch-up-every", type=int, default=8, metavar="N",
+                        help="with --live: catch the index up before every N-th query (default 8)")
     args = parser.parse_args(argv)
     corpus = Corpus(Settings(sessions=args.sessions))
     if args.live:
-        return live(Path(args.live), corpus, args.queries)
+        return live(Path(args.live), corpus, args.queries, args.catch_up_every)
     sqlite_path = Path(args.keep) / "sqlite"
     fts = SqliteSessions(sqlite_path, durable=False) if sqlite_path.exists() else None
     runners = ["threshold", "messages"] + (["FTS5"] if fts is not None else [])
@@ -187,10 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def live(path: Path, corpus: Corpus, count: int) -> int:
+def live(path: Path, corpus: Corpus, count: int, catch_up_every: int) -> int:
     """``store.search`` of the most common words' and mid-frequency queries on a store that keeps changing: before
     each query either a message is appended to an existing session (the index is then behind by a few events, and
-    the query reads it through the batch that applies them in memory) or, every ``_CATCH_UP_EVERY`` queries, the
+    the query reads it through the batch that applies them in memory) or, every ``catch_up_every`` queries, the
     index catches up (a commit that writes it): CPU time a query, by kind and by what came before it."""
     keywords = {f"{words} words of {name}": corpus.queries(band, words, count)
                 for band, name in ((TOP_BAND, "the 100 most common"), (MID_BAND, "ranks 100-2,000"))
@@ -201,7 +203,7 @@ def live(path: Path, corpus: Corpus, count: int) -> int:
         for kind, queries_of_kind in keywords.items():
             after: dict[str, list[float]] = {"an append": [], "a catch-up": []}
             for n, keyword in enumerate(queries_of_kind):
-                if n % _CATCH_UP_EVERY:
+                if n % catch_up_every:
                     store.append(Corpus.key(n * 7919 % sessions), corpus.session()[0])
                     before = "an append"
                 else:
@@ -214,10 +216,6 @@ def live(path: Path, corpus: Corpus, count: int) -> int:
                   "query, median (p90) " + ", ".join(f"after {before} {statistics.median(ms):.2f} ({_p90(ms):.2f}) ms"
                                                      for before, ms in after.items()), flush=True)
     return 0
-
-
-#: A live run catches the index up before every this many queries (the others follow an append).
-_CATCH_UP_EVERY = 8
 
 
 def _sessions(view: IndexReader, words: Sequence[QueryWord], threshold: bool) -> list[int]:

@@ -6,7 +6,9 @@ restore adds back). It is a deferred read model (see ``DeferredReadModel`` in
 ``eventstore/_deferred.py``, and ``docs/search.md`` for why): commands leave it
 behind the log, and reads bring it up to date first, applying a few missing
 events in memory (``overlay``) or catching it up (``prepare`` then ``write``). Queries of a current index read it
-through a ``CachedReader``, which keeps the terms it decodes for the other queries of the same committed state.
+through a ``CachedReader``, which keeps the terms it decodes for the other queries of the same stored state (its
+generation and checkpoint), and queries of an index a few events behind read the blocks those events change
+through their batch and the rest from the same decoded state (``_Overlaid``).
 """
 
 from __future__ import annotations
@@ -366,13 +368,16 @@ class _JoinedLevel:
             found = view.level_messages(number, level)
             if found:
                 patch |= found.shift(number << JOINED_SHIFT)
-        if len(blocks) > _PATCHED_UP_TO:
+        if len(blocks) > _PATCHED_UP_TO or _PATCH_SHARE * len(patch) > len(self.base):
             return _JoinedLevel(self.base - cut | patch)
         return _JoinedLevel(self.base, blocks, cut, patch)
 
 
-#: A joined level patched in more blocks than this is copied whole with the patches in.
+#: A joined level patched in more blocks than this, or whose patches hold more than a ``_PATCH_SHARE``-th of its
+#: keys (a small store: a few blocks in all), is copied whole with the patches in: its queries then take one
+#: operation instead of three.
 _PATCHED_UP_TO = 16
+_PATCH_SHARE = 4
 
 
 class _Decoded:
@@ -399,16 +404,18 @@ class _Decoded:
         # earlier state's own pending changes too, for what no query of it read).
         self._earlier: dict[Hashable, frozenset[int]] = {}
         if earlier is not None:
-            with earlier._lock:
-                entries, costs, pending = dict(earlier._entries), dict(earlier._costs), dict(earlier._earlier)
+            with earlier._lock:  # copied in C: a state may hold thousands of entries
+                self._entries, self._costs, self._size = dict(earlier._entries), dict(earlier._costs), earlier._size
+                pending = dict(earlier._earlier)
+            self._earlier = dict.fromkeys(self._entries, changed)
             since: dict[frozenset[int], frozenset[int]] = {}  # a few distinct sets: each joined once
-            for key in entries:
-                before = pending.get(key)
-                blocks = changed if before is None else since.setdefault(before, before | changed)
+            for key, before in pending.items():
+                blocks = since.setdefault(before, before | changed)
                 if len(blocks) <= _CHANGED_UP_TO:
-                    self._entries[key], self._costs[key] = entries[key], costs[key]
-                    self._size += costs[key]
                     self._earlier[key] = blocks
+                else:  # read afresh when asked for
+                    del self._entries[key], self._earlier[key]
+                    self._size -= self._costs.pop(key)
 
     def term(self, tid: int, view: IndexReader) -> _Term | None:
         """Term ``tid``, decoded through ``view`` (and kept) when not held; ``None`` when no message holds it."""
