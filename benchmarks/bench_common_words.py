@@ -4,6 +4,7 @@ Usage (from the project root, on stores ``bench_scale --keep DIR`` built)::
 
     python -m benchmarks.bench_common_words --keep /tmp/scale --sessions 100000
     python -m benchmarks.bench_common_words --keep /tmp/scale20k --sessions 20000 --rounds 3
+    python -m benchmarks.bench_common_words --keep /tmp/scale --sessions 100000 --live /tmp/copy-of-scale/ours
 
 A query of a few of the 100 most common words takes the message-level path (``queries._by_messages``: the terms'
 message maps, the blocks' messages by level and the terms' repeated messages); before it was built such queries took
@@ -200,11 +201,12 @@ def live(path: Path, corpus: Corpus, count: int, catch_up_every: int) -> int:
     with SessionStore(path, durable=False) as store:
         store.catch_up()
         sessions = len(store.list_sessions())
-        for kind, queries_of_kind in keywords.items():
+        for number, (kind, queries_of_kind) in enumerate(keywords.items()):
             after: dict[str, list[float]] = {"an append": [], "a catch-up": []}
             for n, keyword in enumerate(queries_of_kind):
                 if n % catch_up_every:
-                    store.append(Corpus.key(n * 7919 % sessions), corpus.session()[0])
+                    # Each kind appends to sessions of its own: runs again on one store spread their appends wider.
+                    store.append(Corpus.key((n * 7919 + number * 104_729) % sessions), corpus.session()[0])
                     before = "an append"
                 else:
                     store.catch_up()
