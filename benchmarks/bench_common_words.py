@@ -4,6 +4,7 @@ Usage (from the project root, on stores ``bench_scale --keep DIR`` built)::
 
     python -m benchmarks.bench_common_words --keep /tmp/scale --sessions 100000
     python -m benchmarks.bench_common_words --keep /tmp/scale20k --sessions 20000 --rounds 3
+    python -m benchmarks.bench_common_words --keep /tmp/scale --sessions 100000 --live /tmp/copy-of-scale/ours
 
 A query of a few of the 100 most common words takes the message-level path (``queries._by_messages``: the terms'
 message maps, the blocks' messages by level and the terms' repeated messages); before it was built such queries took
@@ -24,6 +25,7 @@ postings).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -32,7 +34,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from eventstore import SessionStore
+from eventstore import SessionQuery, SessionStore
 from eventstore.storage import ReadTransaction
 from projections.search import queries
 from projections.search.formats import chunk_levels, chunk_occurrences_of
@@ -42,7 +44,7 @@ from projections.search.scoring import LEVEL_WEIGHTS, may_reach, ranked
 from projections.search.tokenizer import QueryWord, parse_query
 
 from .baselines import SqliteSessions
-from .bench_scale import TOP_BAND, Corpus, Settings
+from .bench_scale import MID_BAND, TOP_BAND, Corpus, Settings
 
 LIMIT = 50
 
@@ -112,8 +114,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=40, help="queries of each kind")
     parser.add_argument("--rounds", type=int, default=1, help="passes over the queries (best of them a query)")
     parser.add_argument("--bm25", action="store_true", help="also time FTS5's bm25() query once a query")
+    parser.add_argument("--live", metavar="STORE",
+                        help="instead: time store.search as a live assistant gives it, on STORE (a writable copy of "
+                        "the kept store: it gains messages), each query after an append (the index a few events "
+                        "behind) or after a catch-up's commit")
+    parser.add_argument("--catch-up-every", type=int, default=8, metavar="N",
+                        help="with --live: catch the index up before every N-th query (default 8)")
     args = parser.parse_args(argv)
     corpus = Corpus(Settings(sessions=args.sessions))
+    if args.live:
+        return live(Path(args.live), corpus, args.queries, args.catch_up_every)
     sqlite_path = Path(args.keep) / "sqlite"
     fts = SqliteSessions(sqlite_path, durable=False) if sqlite_path.exists() else None
     runners = ["threshold", "messages"] + (["FTS5"] if fts is not None else [])
@@ -177,6 +187,36 @@ def main(argv: list[str] | None = None) -> int:
         store._search.query(run)  # private: the index's view, to read its postings
     if fts is not None:
         fts.close()
+    return 0
+
+
+def live(path: Path, corpus: Corpus, count: int, catch_up_every: int) -> int:
+    """``store.search`` of the most common words' and mid-frequency queries on a store that keeps changing: before
+    each query either a message is appended to an existing session (the index is then behind by a few events, and
+    the query reads it through the batch that applies them in memory) or, every ``catch_up_every`` queries, the
+    index catches up (a commit that writes it): CPU time a query, by kind and by what came before it."""
+    keywords = {f"{words} words of {name}": corpus.queries(band, words, count)
+                for band, name in ((TOP_BAND, "the 100 most common"), (MID_BAND, "ranks 100-2,000"))
+                for words in (2, 3)}
+    with SessionStore(path, durable=False) as store:
+        store.catch_up()
+        sessions = len(store.list_sessions())
+        for number, (kind, queries_of_kind) in enumerate(keywords.items()):
+            after: dict[str, list[float]] = {"an append": [], "a catch-up": []}
+            for n, keyword in enumerate(queries_of_kind):
+                if n % catch_up_every:
+                    # Each kind appends to sessions of its own: runs again on one store spread their appends wider.
+                    store.append(Corpus.key((n * 7919 + number * 104_729) % sessions), corpus.session()[0])
+                    before = "an append"
+                else:
+                    store.catch_up()
+                    before = "a catch-up"
+                begin = time.process_time()
+                store.search(SessionQuery(keyword))
+                after[before].append((time.process_time() - begin) * 1e3)
+            print(f"{kind} ({len(queries_of_kind)} queries, live store, load {os.getloadavg()[0]:.1f}): CPU time a "
+                  "query, median (p90) " + ", ".join(f"after {before} {statistics.median(ms):.2f} ({_p90(ms):.2f}) ms"
+                                                     for before, ms in after.items()), flush=True)
     return 0
 
 

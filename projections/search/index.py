@@ -6,14 +6,17 @@ restore adds back). It is a deferred read model (see ``DeferredReadModel`` in
 ``eventstore/_deferred.py``, and ``docs/search.md`` for why): commands leave it
 behind the log, and reads bring it up to date first, applying a few missing
 events in memory (``overlay``) or catching it up (``prepare`` then ``write``). Queries of a current index read it
-through a ``CachedReader``, which keeps the terms it decodes for the other queries of the same committed state.
+through a ``CachedReader``, which keeps the terms it decodes for the other queries of the same stored state (its
+generation and checkpoint), and queries of an index a few events behind read the blocks those events change
+through their batch and the rest from the same decoded state (``_Overlaid``).
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+import weakref
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -27,7 +30,7 @@ from eventstore._time import from_micros
 from eventstore.events import EVENT_TYPES, REDACTED, MessageAppended, SessionEvent
 from eventstore.storage import ReadTransaction, WriteTransaction
 
-from ..readmodel import OpenSpace
+from ..readmodel import Checkpoint, Checkpoints, OpenSpace
 from ..session import (
     EDIT_KINDS,
     AppendMessage,
@@ -41,7 +44,7 @@ from ..session import (
     message_edit,
 )
 from . import queries
-from .formats import MAX_ID, META_GENERATION, Summary
+from .formats import JOINED_BLOCKS, JOINED_SHIFT, MAX_ID, META_GENERATION, Block, Summary, block_of
 from .planning import MAX_QUERY_TERMS
 from .queries import Texts
 from .reader import IndexReader, SearchSpaces, TermIds
@@ -72,8 +75,14 @@ class SearchIndex:
 
     def __init__(self, open_space: OpenSpace) -> None:
         self._spaces = SearchSpaces.open(open_space)
+        self._checkpoints = Checkpoints(open_space)
         self._term_ids = TermIds()
         self._decoded = _DecodedStates()
+        # The blocks of the sessions each batch of a catch-up or an overlay folded, and its last position: they say
+        # what the batch changes, so that the queries' decoded state is kept for the rest.
+        self._folded: weakref.WeakKeyDictionary[IndexWriter, _Folded] = weakref.WeakKeyDictionary()
+        self._overlays: weakref.WeakSet[IndexWriter] = weakref.WeakSet()  # the read-only ones, which queries read
+        self._kept_overlay = threading.local()  # ``of``: the stored state and overlay the thread's latest read
 
     # -- folding events ------------------------------------------------------------
 
@@ -90,13 +99,40 @@ class SearchIndex:
         ``fresh``: build from nothing (a rebuild), ignoring what is stored.
         The stored index must not change between the two transactions.
         """
-        return IndexWriter(self._spaces, self._term_ids, txn, fresh=fresh)
+        writer = IndexWriter(self._spaces, self._term_ids, txn, fresh=fresh)
+        if not fresh:
+            self._folded[writer] = _Folded()
+        return writer
 
     def write(self, writer: IndexWriter, txn: WriteTransaction) -> None:
         """Write a prepared batch through ``txn`` (clearing the index first for a fresh one). May run again."""
         if writer.fresh:
             self.clear(txn)
+        else:
+            self._note_transition(writer, txn)
         writer.flush(txn)
+
+    def _note_transition(self, writer: IndexWriter, txn: WriteTransaction) -> None:
+        """Tell the queries' cache which blocks the state this batch writes changed, from the checkpoint it was
+        folded from: a catch-up folds events committed before it, every event after the checkpoint up to its last,
+        so any catch-up between the two checkpoints changes exactly these blocks, whether or not this transaction
+        commits (a batch folded in the transaction that logs its events, which may yet be undone, is not noted)."""
+        folded = self._folded.get(writer)
+        checkpoint = self._checkpoints.get(txn, self.name)
+        if folded is None or not folded.last or checkpoint is None or checkpoint[0] != self.code_version:
+            return
+        self._decoded.note_transition(self._generation(txn), checkpoint, (self.code_version, folded.last),
+                                      frozenset(folded.blocks))
+
+    def _generation(self, txn: ReadTransaction) -> bytes | None:
+        raw = txn.get(self._spaces.meta, META_GENERATION)
+        return None if raw is None else bytes(raw)
+
+    def _state(self, txn: ReadTransaction) -> _State:
+        """What names the index's stored state in ``txn``: only a catch-up (which moves the checkpoint) and a clear
+        (a new generation) write it, so commits of the log alone leave it, and what queries decoded of it, as it
+        was."""
+        return self._generation(txn), self._checkpoints.get(txn, self.name)
 
     def overlay(self, txn: ReadTransaction, pending: Iterable[tuple[int, Sequence[LoggedEvent]]],
                 read_only: bool = False) -> IndexWriter:
@@ -104,13 +140,36 @@ class SearchIndex:
 
         ``read_only``: ``txn`` is a read transaction (the term-id cache may learn from it).
         """
-        writer = IndexWriter(self._spaces, self._term_ids, txn, learn=read_only)
-        for stream_id, events in pending:
-            self.fold(writer, stream_id, events)
+        if not read_only:
+            writer = IndexWriter(self._spaces, self._term_ids, txn)
+            for stream_id, events in pending:
+                self.fold(writer, stream_id, events)
+            return writer
+        # The thread's overlay of the same stored state folded the log up to its last position: the log only grows
+        # past it, so that overlay with the events since is this one (it reads the same stored values through this
+        # transaction), unless this transaction's log ends before it (one held open since). A thread runs one query
+        # at a time: no other reads the batch while it folds.
+        runs = list(pending)
+        state, kept = self._state(txn), getattr(self._kept_overlay, "of", None)
+        self._kept_overlay.of = None  # until folded: an error leaves nothing half folded behind
+        head = runs[-1][1][-1].position if runs else 0
+        if kept is not None and kept[0] == state and self._folded[kept[1]].last <= head:
+            writer = kept[1]
+            writer.txn = txn
+        else:
+            writer = IndexWriter(self._spaces, self._term_ids, txn, learn=True)
+            self._folded[writer] = _Folded()
+            self._overlays.add(writer)
+        last = self._folded[writer].last
+        for stream_id, events in runs:
+            if events[0].position <= last:
+                events = [logged for logged in events if logged.position > last]
+            if events:
+                self.fold(writer, stream_id, events)
+        self._kept_overlay.of = state, writer
         return writer  # what a query reads settles then, term by term
 
-    @staticmethod
-    def fold(writer: IndexWriter, stream_id: int, events: Sequence[LoggedEvent]) -> None:
+    def fold(self, writer: IndexWriter, stream_id: int, events: Sequence[LoggedEvent]) -> None:
         """Apply the message edits of ``events`` (one session's, in order; the payloads of ``payload_types``
         read) to a batch: consecutive appends go to the batch together (it indexes them a run at a time)."""
         if stream_id > MAX_ID:  # ids count up from 1: no store creates 2**32 sessions, a damaged record names it
@@ -145,6 +204,10 @@ class SearchIndex:
             writer.append(stream_id, appended, micros)
         if events:
             writer.touch(stream_id, micros)
+            folded = self._folded.get(writer)
+            if folded is not None:
+                folded.blocks.add(block_of(stream_id))
+                folded.last = events[-1].position
 
     def clear(self, txn: WriteTransaction) -> None:
         for space in self._spaces.all():
@@ -157,20 +220,28 @@ class SearchIndex:
         """The index as stored, through ``txn`` (``read_only``: a read transaction, the caches may learn: the term
         ids, and the summaries and maps the queries of its committed state decode)."""
         if read_only:
-            return CachedReader(self._spaces, self._term_ids, txn, self._decoded.of(txn.snapshot_id()))
+            return CachedReader(self._spaces, self._term_ids, txn, self._decoded.of(self._state(txn)))
         return IndexReader(self._spaces, self._term_ids, txn)
 
-    @staticmethod
-    def search_sessions(view: IndexReader, words: Sequence[QueryWord], limit: int,
+    def search_sessions(self, view: IndexReader, words: Sequence[QueryWord], limit: int,
                         texts: Texts | None = None) -> list[tuple[int, float]]:
         """The ``limit`` best sessions as ``(stream id, score)`` (see ``queries.search_sessions``)."""
-        return queries.search_sessions(view, words, limit, texts)
+        return queries.search_sessions(self._query_view(view), words, limit, texts)
 
-    @staticmethod
-    def search_messages(view: IndexReader, words: Sequence[QueryWord], limit: int,
+    def search_messages(self, view: IndexReader, words: Sequence[QueryWord], limit: int,
                         texts: Texts | None = None) -> list[tuple[int, int, float]]:
         """The ``limit`` best messages as ``(stream id, message index, score)`` (see ``queries.search_messages``)."""
-        return queries.search_messages(view, words, limit, texts)
+        return queries.search_messages(self._query_view(view), words, limit, texts)
+
+    def _query_view(self, view: IndexReader) -> IndexReader:
+        """What a query reads ``view`` through: a read-only overlay reads what its batch did not change (the blocks
+        of sessions it has no events of) from the stored state's decoded terms and levels, which queries share."""
+        folded = self._folded.get(view) if isinstance(view, IndexWriter) and view in self._overlays else None
+        if folded is None:
+            return view
+        assert isinstance(view, IndexWriter)
+        stored = CachedReader(self._spaces, self._term_ids, view.txn, self._decoded.of(self._state(view.txn)))
+        return _Overlaid(view, stored, frozenset(folded.blocks), self._term_ids)
 
     # -- audit ---------------------------------------------------------------------
 
@@ -178,9 +249,11 @@ class SearchIndex:
         """Problems where the stored index differs from one built afresh from ``sessions``."""
         return check_index(self.reader(txn), sessions)
 
-    @staticmethod
-    def check_view(view: IndexReader, sessions: Mapping[int, SessionSnapshot]) -> list[str]:
-        """``check`` through a view: a reader, or the overlay of a read-only store."""
+    def check_view(self, view: IndexReader, sessions: Mapping[int, SessionSnapshot]) -> list[str]:
+        """``check`` through a view: a reader, or the overlay of a read-only store. What is stored is checked, not
+        what queries decoded of it: damage does not move the checkpoint that names the decoded state."""
+        if isinstance(view, CachedReader):
+            view = IndexReader(self._spaces, self._term_ids, view.txn)
         return check_index(view, sessions)
 
     def dump(self, txn: ReadTransaction) -> dict[str, Any]:
@@ -188,8 +261,22 @@ class SearchIndex:
         return dump_index(self.reader(txn))
 
 
+#: The stored state of the index a ``_Decoded`` holds terms of: its generation and its checkpoint.
+_State = tuple[bytes | None, Checkpoint | None]
+
+
+class _Folded:
+    """What a batch folded: the blocks of its sessions, and the position of its last event."""
+
+    __slots__ = ("blocks", "last")
+
+    def __init__(self) -> None:
+        self.blocks: set[int] = set()
+        self.last = 0
+
+
 class _Term:
-    """A term's summary and the message maps queries read of it, decoded from one committed state."""
+    """A term's summary and the message maps queries read of it, decoded from one stored state."""
 
     __slots__ = ("summary", "maps", "repeats")
 
@@ -199,58 +286,188 @@ class _Term:
         self.repeats: dict[int, tuple[BitMap, bytes] | None] = {}  # likewise
 
 
+def _term_of(view: IndexReader, tid: int, earlier: _Term | None, changed: frozenset[int]) -> _Term | None:
+    """Term ``tid`` as ``view`` reads it, given what was decoded of it (``earlier``; ``None``: nothing) from a state
+    that differs from ``view``'s in the blocks ``changed`` alone: the blocks outside them, and their maps and
+    repeats, are kept (the whole term when it has none of them), the others read through ``view``."""
+    if earlier is None:
+        summary = IndexReader.summary(view, tid)  # the view's own blocks, not a cache's
+        return None if summary is None else _Term(summary)
+    numbers = view.blocks_of(tid)
+    if not numbers:
+        return None
+    kept = dict(earlier.summary.blocks)
+    if len(numbers) == len(kept) and all(number in kept and number not in changed for number in numbers):
+        return earlier
+    blocks = []
+    for number in numbers:
+        block = None if number in changed else kept.get(number)
+        if block is None:
+            raw = view.block_raw(tid, number)
+            if raw is None:
+                raise StoreCorrupted(f"the search index is damaged: term {tid} lacks a block of its summary")
+            block = Block(raw)
+        blocks.append((number, block))
+    term = _Term(Summary(blocks))
+    term.maps = {number: found for number, found in earlier.maps.items() if number not in changed}
+    term.repeats = {number: found for number, found in earlier.repeats.items() if number not in changed}
+    return term
+
+
+def _level_blocks_of(view: IndexReader, earlier: dict[int, list[int]],
+                     changed: frozenset[int]) -> dict[int, list[int]]:
+    """``view.level_blocks()`` from those of a state that differs from ``view``'s in the blocks ``changed`` alone."""
+    found = {level: [number for number in blocks if number not in changed] for level, blocks in earlier.items()}
+    for number in changed:
+        for level in view.block_levels(number):
+            found.setdefault(level, []).append(number)
+    return {level: sorted(blocks) for level, blocks in found.items() if blocks}
+
+
+class _JoinedLevel:
+    """The messages at one level of the joined blocks (``IndexReader.joined_level``): those of ``base`` outside the
+    blocks ``blocks``, and ``patch`` in them. A state that changed a few blocks of another shares the other's
+    ``base`` rather than copying it (every key of the store's messages at the level)."""
+
+    __slots__ = ("base", "blocks", "cut", "patch")
+
+    def __init__(self, base: BitMap, blocks: frozenset[int] = frozenset(), cut: BitMap | None = None,
+                 patch: BitMap | None = None) -> None:
+        self.base, self.blocks = base, blocks
+        self.cut = BitMap() if cut is None else cut  # every key of ``blocks``
+        self.patch = BitMap() if patch is None else patch
+
+    def among(self, keys: BitMap) -> BitMap:
+        """The messages of ``keys`` at the level."""
+        found = keys & self.base
+        if self.blocks:
+            found -= self.cut
+            found |= keys & self.patch
+        return found
+
+    def whole(self) -> BitMap:
+        return self.base if not self.blocks else self.base - self.cut | self.patch
+
+    def cost(self) -> int:
+        """Bytes of its own, as ``_Decoded`` counts them (a shared ``base`` too: counted where it is kept)."""
+        return _LEVELS_OBJECTS + 2 * (len(self.base) + len(self.patch))
+
+    def changed(self, view: IndexReader, level: int, changed: frozenset[int]) -> _JoinedLevel:
+        """The level as ``view`` reads it, whose state differs from this one's in the blocks ``changed`` alone:
+        their messages are read through ``view``; past ``_PATCHED_UP_TO`` blocks the base is copied once."""
+        changed = frozenset(number for number in changed if number < JOINED_BLOCKS)
+        if not changed:
+            return self
+        blocks = self.blocks | changed
+        cut = self.cut.copy()
+        for number in changed - self.blocks:
+            cut.add_range(number << JOINED_SHIFT, (number + 1) << JOINED_SHIFT)
+        patch = self.patch.copy()
+        for number in changed:
+            patch.remove_range(number << JOINED_SHIFT, (number + 1) << JOINED_SHIFT)
+            found = view.level_messages(number, level)
+            if found:
+                patch |= found.shift(number << JOINED_SHIFT)
+        if len(blocks) > _PATCHED_UP_TO or _PATCH_SHARE * len(patch) > len(self.base):
+            return _JoinedLevel(self.base - cut | patch)
+        return _JoinedLevel(self.base, blocks, cut, patch)
+
+
+#: A joined level patched in more blocks than this, or whose patches hold more than a ``_PATCH_SHARE``-th of its
+#: keys (a small store: a few blocks in all), is copied whole with the patches in: its queries then take one
+#: operation instead of three.
+_PATCHED_UP_TO = 16
+_PATCH_SHARE = 4
+
+
 class _Decoded:
-    """Terms and the blocks' messages by level decoded from one committed state of the store, within a budget of
+    """Terms and the blocks' messages by level decoded from one stored state of the index, within a budget of
     bytes (the oldest go first).
 
     A term is one entry, its maps within it, so that a query pays the cache's upkeep once a term, not once a block.
     The blocks' messages at each level, joined, are entries of their own: every query of the most common words
     reads them, whatever its terms.
+
+    A state that a catch-up of this store object reached from the one before (``_DecodedStates.note_transition``)
+    starts with that one's entries, each brought up to date when first read: only the blocks changed since the
+    entry's own state are read again; an entry is current exactly when it is not in ``_earlier``.
     """
 
-    def __init__(self, snapshot: int, budget: int) -> None:
-        self.snapshot, self._budget = snapshot, budget
+    def __init__(self, state: _State, budget: int, earlier: _Decoded | None = None,
+                 changed: frozenset[int] = frozenset()) -> None:
+        self.state, self._budget = state, budget
         self._entries: dict[Hashable, Any] = {}  # a term by its id; _LEVEL_BLOCKS; ("level", level)
         self._costs: dict[Hashable, int] = {}
         self._size = 0
         self._lock = threading.Lock()  # queries in several threads may share a state
+        # Entries of an earlier state not brought up to date yet → the blocks changed since their state (the
+        # earlier state's own pending changes too, for what no query of it read).
+        self._earlier: dict[Hashable, frozenset[int]] = {}
+        if earlier is not None:
+            with earlier._lock:  # copied in C: a state may hold thousands of entries
+                self._entries, self._costs, self._size = dict(earlier._entries), dict(earlier._costs), earlier._size
+                pending = dict(earlier._earlier)
+            self._earlier = dict.fromkeys(self._entries, changed)
+            since: dict[frozenset[int], frozenset[int]] = {}  # a few distinct sets: each joined once
+            for key, before in pending.items():
+                blocks = since.setdefault(before, before | changed)
+                if len(blocks) <= _CHANGED_UP_TO:
+                    self._earlier[key] = blocks
+                else:  # read afresh when asked for
+                    del self._entries[key], self._earlier[key]
+                    self._size -= self._costs.pop(key)
 
-    def term(self, tid: int, decode: Callable[[], Summary | None]) -> _Term | None:
-        """Term ``tid``, decoded (and kept) when not held; ``None`` when no message holds it."""
-        found = self._entries.get(tid, _ABSENT)
-        if found is not _ABSENT:
-            return found  # type: ignore[no-any-return]
-        summary = decode()  # a damaged value raises, and nothing is kept
-        term = None if summary is None else _Term(summary)
-        self._keep(tid, term, _term_bytes(summary))
+    def term(self, tid: int, view: IndexReader) -> _Term | None:
+        """Term ``tid``, decoded through ``view`` (and kept) when not held; ``None`` when no message holds it."""
+        changed = self._earlier.get(tid)  # read first: an entry leaves it only once brought up to date
+        if changed is None:
+            found = self._entries.get(tid, _ABSENT)
+            if found is not _ABSENT:
+                return found  # type: ignore[no-any-return]
+        # A damaged value raises, and nothing is kept.
+        term = _term_of(view, tid, None if changed is None else self._entries.get(tid), changed or frozenset())
+        self._keep(tid, term, _term_bytes(None if term is None else term.summary))
         return term
 
-    def level_blocks(self, decode: Callable[[], dict[int, list[int]]]) -> dict[int, list[int]]:
+    def level_blocks(self, view: IndexReader) -> dict[int, list[int]]:
         """Level → the blocks with messages at it, read (and kept) when not held."""
-        found = self._entries.get(_LEVEL_BLOCKS)
+        changed = self._earlier.get(_LEVEL_BLOCKS)
+        found = self._entries.get(_LEVEL_BLOCKS) if changed is None else None
         if found is None:
-            found = decode()
+            earlier = self._entries.get(_LEVEL_BLOCKS)
+            found = IndexReader.level_blocks(view) if earlier is None or changed is None else _level_blocks_of(
+                view, earlier, changed)
             self._keep(_LEVEL_BLOCKS, found, _LEVELS_OBJECTS + 8 * sum(map(len, found.values())))
         return found
 
-    def joined_level(self, level: int, decode: Callable[[], BitMap]) -> BitMap:
+    def joined_level(self, level: int, view: IndexReader) -> _JoinedLevel:
         """The messages at ``level`` of the joined blocks, read (and kept) when not held."""
         key = ("level", level)
-        found = self._entries.get(key)
+        changed = self._earlier.get(key)
+        found = self._entries.get(key) if changed is None else None
         if found is None:
-            found = decode()
-            self._keep(key, found, _LEVELS_OBJECTS + 2 * len(found))
+            earlier = self._entries.get(key)
+            found = _JoinedLevel(IndexReader.joined_level(view, level)) if earlier is None or changed is None else \
+                earlier.changed(view, level, changed)
+            self._keep(key, found, found.cost())
         return found
 
     def _keep(self, key: Hashable, value: object, cost: int) -> None:
         with self._lock:
-            if key not in self._entries and cost <= self._budget:
+            if key in self._entries:
+                if key not in self._earlier:
+                    return  # another thread kept it first
+                del self._entries[key]
+                self._size -= self._costs.pop(key)
+            if cost <= self._budget:
                 self._entries[key], self._costs[key] = value, cost
                 self._size += cost
                 while self._size > self._budget:
                     oldest = next(iter(self._entries))
                     del self._entries[oldest]
                     self._size -= self._costs.pop(oldest)
+                    self._earlier.pop(oldest, None)  # after its entry went: a reader finds it absent, not stale
+            self._earlier.pop(key, None)  # after its new value is in
 
 
 #: Terms a ``CachedReader`` keeps of its own: twice what a query may resolve to.
@@ -259,6 +476,11 @@ _READER_TERMS = 2 * MAX_QUERY_TERMS
 _ABSENT = object()
 #: The key of the levels' blocks in a ``_Decoded``.
 _LEVEL_BLOCKS = ("levels",)
+#: A state reached by catch-ups that changed more blocks than this is decoded afresh (its terms would be read
+#: again nearly whole anyway).
+_CHANGED_UP_TO = 64
+#: Catch-ups a ``_DecodedStates`` remembers.
+_TRANSITIONS_KEPT = 64
 
 
 def _term_bytes(summary: Summary | None) -> int:
@@ -280,24 +502,60 @@ _LEVELS_OBJECTS = 600
 
 
 class _DecodedStates:
-    """The ``_Decoded`` of the committed state the latest query read (a commit since starts a new one)."""
+    """The ``_Decoded`` of the stored state the latest query read: another state starts a new one, with the
+    entries of the one before when this object's catch-ups lead from it to the new one (``note_transition``)."""
 
     def __init__(self, budget: int = QUERY_CACHE_BYTES) -> None:
         self._budget = budget
         self._latest: _Decoded | None = None
+        # (generation, checkpoint) → the checkpoint a catch-up went on to, and the blocks it changed.
+        self._transitions: dict[tuple[bytes | None, Checkpoint], tuple[Checkpoint, frozenset[int]]] = {}
+        self._lock = threading.Lock()
 
-    def of(self, snapshot: int) -> _Decoded:
+    def note_transition(self, generation: bytes | None, before: Checkpoint, after: Checkpoint,
+                        changed: frozenset[int]) -> None:
+        """A catch-up folds every event from ``before`` to ``after`` into the index of ``generation``, changing the
+        blocks ``changed`` (and the terms' heads, which queries read through their own transactions)."""
+        with self._lock:
+            self._transitions.pop((generation, before), None)
+            while len(self._transitions) >= _TRANSITIONS_KEPT:
+                del self._transitions[next(iter(self._transitions))]
+            self._transitions[generation, before] = after, changed
+
+    def of(self, state: _State) -> _Decoded:
         latest = self._latest
-        if latest is None or latest.snapshot != snapshot:
-            # A reader keeps the state it was given: one of an older snapshot in another thread never mixes in.
-            latest = self._latest = _Decoded(snapshot, self._budget)
+        if latest is None or latest.state != state:
+            # A reader keeps the state it was given: one of an older state in another thread never mixes in.
+            changed = None if latest is None else self._changed(latest.state, state)
+            latest = self._latest = _Decoded(state, self._budget, None if changed is None else latest,
+                                             changed or frozenset())
         return latest
+
+    def _changed(self, earlier: _State, state: _State) -> frozenset[int] | None:
+        """The blocks that catch-ups noted here changed from ``earlier`` to ``state``; ``None``: not known (another
+        generation, a catch-up of another store object or process, a state before ``earlier``)."""
+        generation, target = state
+        if generation != earlier[0] or earlier[1] is None or target is None:
+            return None
+        at, changed = earlier[1], set[int]()
+        with self._lock:
+            while at != target:
+                step = self._transitions.get((generation, at))
+                if step is None or step[0][0] != target[0] or step[0][1] > target[1]:
+                    return None
+                at = step[0]
+                changed |= step[1]
+                if len(changed) > _CHANGED_UP_TO:
+                    return None
+        return frozenset(changed)
 
 
 class CachedReader(IndexReader):
     """An ``IndexReader`` of a read transaction whose terms' summaries and message maps are decoded once for all
-    the queries that read the same committed state (``ReadTransaction.snapshot_id``): any commit, a catch-up, a
-    redaction or a rebuild among them, and another process's, names another state, so nothing stale is served.
+    the queries that read the same stored state of the index (its generation and checkpoint: a catch-up, a
+    redaction's or a rebuild, and another process's, names another state; commits of the log alone do not), so
+    nothing stale is served. A state a catch-up of this store object reached starts from the one before, reading
+    again only the blocks that catch-up changed.
 
     The values it returns are shared: callers may not change them (as ``IndexReader`` asks of its maps).
     """
@@ -312,7 +570,7 @@ class CachedReader(IndexReader):
         if found is _ABSENT:
             if len(self._read) >= _READER_TERMS:  # more terms than a query has: a check reading every summary
                 self._read.clear()
-            found = self._read[tid] = self._decoded.term(tid, lambda: IndexReader.summary(self, tid))
+            found = self._read[tid] = self._decoded.term(tid, self)
         return found  # type: ignore[return-value]
 
     def summary(self, tid: int) -> Summary | None:
@@ -329,10 +587,13 @@ class CachedReader(IndexReader):
         return maps[block]
 
     def level_blocks(self) -> dict[int, list[int]]:
-        return self._decoded.level_blocks(lambda: IndexReader.level_blocks(self))
+        return self._decoded.level_blocks(self)
 
     def joined_level(self, level: int) -> BitMap:
-        return self._decoded.joined_level(level, lambda: IndexReader.joined_level(self, level))
+        return self._decoded.joined_level(level, self).whole()
+
+    def joined_at_level(self, keys: BitMap, level: int) -> BitMap:
+        return self._decoded.joined_level(level, self).among(keys)
 
     def term_repeats(self, tid: int, block: int) -> tuple[BitMap, bytes] | None:
         term = self._term(tid)
@@ -342,6 +603,101 @@ class CachedReader(IndexReader):
         if block not in repeats:
             repeats[block] = IndexReader.term_repeats(self, tid, block)
         return repeats[block]
+
+
+class _Overlaid(IndexReader):
+    """A read-only overlay's batch as a query reads it: the blocks of the sessions the batch folded events of
+    (``changed``) through the batch, the others from the stored state's decoded terms and levels (``stored``), which
+    the batch leaves as they are. Everything else is the batch's."""
+
+    def __init__(self, batch: IndexWriter, stored: CachedReader, changed: frozenset[int], term_ids: TermIds) -> None:
+        super().__init__(batch.spaces, term_ids, batch.txn)
+        self._batch, self._stored, self._changed = batch, stored, changed
+        self._terms: dict[int, _Term | None] = {}
+        self._levels: dict[int, _JoinedLevel] = {}
+        self._level_blocks: dict[int, list[int]] | None = None
+
+    @property
+    def holds_unwritten_changes(self) -> bool:
+        return True
+
+    def _term(self, tid: int) -> _Term | None:
+        if tid not in self._terms:
+            self._terms[tid] = _term_of(self._batch, tid, self._stored._term(tid), self._changed)
+        return self._terms[tid]
+
+    def summary(self, tid: int) -> Summary | None:
+        term = self._term(tid)
+        return None if term is None else term.summary
+
+    def term_map(self, tid: int, block: int) -> BitMap | None:
+        if block in self._changed:
+            return self._batch.term_map(tid, block)
+        return self._stored.term_map(tid, block)
+
+    def term_repeats(self, tid: int, block: int) -> tuple[BitMap, bytes] | None:
+        if block in self._changed:
+            return self._batch.term_repeats(tid, block)
+        return self._stored.term_repeats(tid, block)
+
+    def level_blocks(self) -> dict[int, list[int]]:
+        if self._level_blocks is None:
+            self._level_blocks = _level_blocks_of(self._batch, self._stored.level_blocks(), self._changed)
+        return self._level_blocks
+
+    def _joined(self, level: int) -> _JoinedLevel:
+        found = self._levels.get(level)
+        if found is None:
+            found = self._levels[level] = self._stored._decoded.joined_level(level, self._stored).changed(
+                self._batch, level, self._changed)
+        return found
+
+    def joined_level(self, level: int) -> BitMap:
+        return self._joined(level).whole()
+
+    def joined_at_level(self, keys: BitMap, level: int) -> BitMap:
+        return self._joined(level).among(keys)
+
+    # -- the batch's own reads --------------------------------------------------------
+
+    def tid(self, term: str) -> int | None:
+        return self._batch.tid(term)
+
+    def prefix_tids(self, prefix: str) -> Iterator[tuple[str, int]]:
+        return self._batch.prefix_tids(prefix)
+
+    def df(self, tid: int) -> int:
+        return self._batch.df(tid)
+
+    def dfs(self, tids: Iterable[int]) -> dict[int, int]:
+        return self._batch.dfs(tids)
+
+    def blocks_of(self, tid: int) -> Sequence[int]:
+        return self._batch.blocks_of(tid)
+
+    def block_raw(self, tid: int, block: int) -> bytes | None:
+        return self._batch.block_raw(tid, block)
+
+    def block_levels(self, block: int) -> list[int]:
+        return self._batch.block_levels(block)
+
+    def level_messages(self, block: int, level: int) -> BitMap | None:
+        return self._batch.level_messages(block, level)
+
+    def session(self, sid: int) -> tuple[int, int] | None:
+        return self._batch.session(sid)
+
+    def activities(self, sids: Iterable[int]) -> dict[int, int]:
+        return self._batch.activities(sids)
+
+    def chunk(self, sid: int, number: int) -> bytes | None:
+        return self._batch.chunk(sid, number)
+
+    def chunks(self, sid: int) -> list[bytes]:
+        return self._batch.chunks(sid)
+
+    def messages(self) -> int:
+        return self._batch.messages()
 
 
 class _Change(NamedTuple):

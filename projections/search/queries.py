@@ -251,7 +251,7 @@ def _by_messages(view: IndexReader, plan: Plan, limit: int) -> tuple[dict[int, f
     for level in joined.levels:
         if not may_reach(sum(table[level] for table in tables), scored.kth):
             break  # no message where no term repeats can reach the limit-th score any more
-        found = plain & joined.at(level)
+        found = joined.at(plain, level)
         if found:
             _raise(scored, joined, _parts(found, maps, tables, level, scored.kth))
     if odd:
@@ -287,12 +287,11 @@ class _Joined:
     joined into one key space (``formats.JOINED_SHIFT``: a block's keys shifted past the earlier blocks', in C), so
     that a query's steps are not taken a block at a time."""
 
-    __slots__ = ("view", "blocks", "levels", "_at")
+    __slots__ = ("view", "blocks", "levels")
 
     def __init__(self, view: IndexReader, blocks: Sequence[int]) -> None:
         self.view, self.blocks = view, blocks
         self.levels = sorted(view.level_blocks(), reverse=True)
-        self._at: dict[int, BitMap] = {}
 
     def maps(self, tid: int, held: set[int]) -> BitMap:
         """Term ``tid``'s message maps in the blocks it is in."""
@@ -308,12 +307,9 @@ class _Joined:
         keys = BitMap.union(_NONE, *(stored[0].shift(number << JOINED_SHIFT) for number, stored in found))
         return keys, b"".join(stored[1] for _, stored in found)
 
-    def at(self, level: int) -> BitMap:
-        """The messages at ``level`` (a reader that keeps nothing joins them once a query)."""
-        found = self._at.get(level)
-        if found is None:
-            found = self._at[level] = self.view.joined_level(level)
-        return found
+    def at(self, keys: BitMap, level: int) -> BitMap:
+        """The messages of ``keys`` at ``level``."""
+        return self.view.joined_at_level(keys, level)
 
     def late(self) -> BitMap:
         """Every key past the maps' range (``LAST_TAG``: it stands for several messages)."""
@@ -421,7 +417,7 @@ def _score_repeats(joined: _Joined, maps: list[BitMap], repeats: list[tuple[BitM
                         for table, top, topped in zip(tables, tops, held_top))
             if not may_reach(bound, scored.kth):
                 break
-            found = part & joined.at(level)
+            found = joined.at(part, level)
             if found:
                 get = scored.get
                 for key in found:

@@ -111,6 +111,7 @@ class IndexReader:
         self._learn, self._fresh = learn and not fresh, fresh
         self._values: dict[int, bytes | None] = {}
         self._level_blocks: dict[int, list[int]] | None = None
+        self._joined_levels: dict[int, BitMap] = {}
         self._cache = term_ids.of_generation(txn.get(spaces.meta, META_GENERATION))
 
     @property
@@ -227,6 +228,13 @@ class IndexReader:
         return BitMap.union(BitMap(), *(found.shift(block << JOINED_SHIFT)
                                         for block in self.level_blocks().get(level, ()) if block < JOINED_BLOCKS
                                         if (found := self.level_messages(block, level))))
+
+    def joined_at_level(self, keys: BitMap, level: int) -> BitMap:
+        """The messages of ``keys`` (keyed as ``joined_level``'s) at ``level`` (joined once a reader)."""
+        found = self._joined_levels.get(level)
+        if found is None:
+            found = self._joined_levels[level] = self.joined_level(level)
+        return keys & found
 
     def summary(self, tid: int) -> Summary | None:
         """Term ``tid``'s summary over all its blocks; ``None`` when no message holds it."""
