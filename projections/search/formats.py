@@ -1052,6 +1052,8 @@ def chunk_message_of(tids: Sequence[int], levels: bytes) -> ChunkMessage:
 def chunk_posted(tids: Sequence[int], common: int, others: Sequence[tuple[int, int]]) -> ChunkMessage:
     """A message given as its term ids (ascending), its most common level and the ``(term id, level)`` of the
     postings at another level (in term id order), as ``chunk_append`` takes it."""
+    if not others and tids and tids[-1] < _LOW and _LITTLE:  # most messages: their own bytes, packed in C
+        return array("H", tids).tobytes(), (), common, (), b""
     split = bisect.bisect_left(tids, _LOW)
     places = tuple(map(bisect.bisect_left, repeat(tids), map(itemgetter(0), others))) if others else ()
     return (_pack_u16s(tids[:split] if split < len(tids) else tids), tuple(tids[split:]), common, places,

@@ -13,7 +13,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import lru_cache
 from itertools import chain, compress, repeat
-from operator import itemgetter, lshift, lt, ne, or_, xor
+from operator import itemgetter, le, lshift, lt, ne, or_, xor
 from typing import Any, cast
 
 from pyroaring import BitMap
@@ -82,6 +82,9 @@ _SID_SHIFT = 32
 _ENTRY_MASK = (1 << _COUNT_SHIFT) - 1
 #: A noted message (``IndexWriter._posted``) has its block from this bit on.
 _POSTED_BLOCK = 40
+#: A term ``append`` finds in this many of a run's messages or more has each of them noted in ``_posted``; the map
+#: key of a term in fewer (one) is its note's tag, which ``_settle`` reads for the blocks that have a map.
+_POSTED_FROM = 2
 #: The most messages ``append`` notes in one run (a note counts them in 16 bits); longer runs go in parts.
 _LONGEST_RUN = (1 << 16) - 1
 _NO_KEYS: list[bytes] = []
@@ -143,8 +146,9 @@ class IndexWriter(IndexReader):
         self._maps_changed: set[int] = set()
         self._maps_stale: dict[int, set[int]] = {}
         # Term id → ``block << _POSTED_BLOCK | map key`` of each message appended since the term last settled that
-        # holds it, and ``block << _POSTED_BLOCK | level << 32 | map key`` of those where it has a level of its own:
-        # the keys its message maps and repeats gain (taken from the messages, not their postings).
+        # holds it, where the run of appends has it in several messages (a run's one message holding a term is its
+        # note's tag), and ``block << _POSTED_BLOCK | level << 32 | map key`` of those where it has a level of its
+        # own: the keys its message maps and repeats gain (taken from the messages, not their postings).
         self._posted: dict[int, array[int]] = {}
         # Each mapped block's messages where its term has a level of its own (``search.repeats``), by block key:
         # message key → level (``None``: none stored now); those to write.
@@ -310,10 +314,9 @@ class IndexWriter(IndexReader):
         messages: a tag names the one message holding the term, whose level the block's messages by level give; a
         session holding it in several (``MULTI``) is left to read from its postings (``_maps_stale``)."""
         offsets, tags = summary.sids_raw(), summary.tags()
-        found = placed(offsets, tags)
+        found = _single_keys(offsets, tags)
         several = tags.translate(_MULTI_BIT)
         if several.count(0) != len(tags):
-            found.remove_range(MULTI_KEYS, 1 << 32)
             self._maps_stale.setdefault(key, set()).update(compress(u16s(offsets), several))
         block = key >> 32
         self._whole_levels(block)
@@ -497,7 +500,7 @@ class IndexWriter(IndexReader):
         state = self._state(sid)
         count = state.count
         postings: list[ChunkMessage] = []
-        keyed: list[tuple[int, list[int]]] = []  # each message's key and terms
+        keyed: list[tuple[int, list[int], int]] = []  # each message's key, terms and ``_posted`` note
         repeated: list[tuple[int, int]] = []  # the keys of terms a message repeats (they have their own level)
         by_level: dict[int, list[int]] = {}  # the messages' keys in the block's messages by level
         tid_of = self._key_tids.get
@@ -533,10 +536,9 @@ class IndexWriter(IndexReader):
                 else:
                     postings.append(chunk_posted(tids, once, own))
                 repeated += [(tid, level << 8 | index) for tid, level in own]
-            keyed.append((once << 8 | index, tids))
             message = position << MAP_SHIFT | offset
             base = block << _POSTED_BLOCK | message
-            deque(map(array.append, map(posted, tids), repeat(base)), maxlen=0)  # a loop in C
+            keyed.append((once << 8 | index, tids, base))
             if message < LAST_KEYS:
                 _, _, common, places, own_levels = postings[-1]
                 by_level.setdefault(common, []).append(message)
@@ -551,13 +553,17 @@ class IndexWriter(IndexReader):
             return
         keyed.sort(key=itemgetter(0))  # ascending: a term keeps its greatest key
         best: dict[int, int] = {}
-        for key, tids in keyed:
+        for key, tids, _ in keyed:
             best.update(dict.fromkeys(tids, key))
         for tid, key in repeated:
             if key > best[tid]:
                 best[tid] = key
         held: dict[int, int] = {}  # counted in the order ``best`` met the terms: its values line up with best's
-        _count_into(held, chain.from_iterable(tids for _, tids in keyed))
+        _count_into(held, chain.from_iterable(tids for _, tids, _ in keyed))
+        several = set(compress(held, map(le, repeat(_POSTED_FROM), held.values())))
+        if several:
+            for _, tids, base in keyed:  # a loop in C a message
+                deque(map(array.append, map(posted, filter(several.__contains__, tids)), repeat(base)), maxlen=0)
         self._note(sid, best, held)
 
     def _add_to_chunks(self, state: _SessionState, sid: int, postings: list[ChunkMessage]) -> None:
@@ -606,11 +612,17 @@ class IndexWriter(IndexReader):
             return
         raw = packed_u64s(noted)
         added = _messages_noted(raw)
-        notes = noted if self._ordered else _merged_notes(noted)
-        if notes is not noted:
-            raw = packed_u64s(notes)
         posted = self._posted[tid]
-        messages = posted if self._ordered else sorted(posted)
+        # Each run's notes in session order: their tags name a run's one message holding the term (merged notes of a
+        # session's several runs say several messages).
+        runs: array[int] = noted
+        notes: array[int] = noted
+        messages: Sequence[int] = posted
+        if not self._ordered:
+            runs = array("Q", sorted(noted))
+            notes, messages = _merged_notes(runs), sorted(posted)
+            raw = packed_u64s(notes)
+        single: dict[int, BitMap] = {}  # by block, of the runs' notes, read where a block has a map
         for block, offsets, levels, tags in _by_block(notes, raw):
             before = self._block(tid, block)
             after = summary_raise(before, offsets, levels, tags)
@@ -620,6 +632,13 @@ class IndexWriter(IndexReader):
                 start = bisect.bisect_left(messages, block << _POSTED_BLOCK)
                 appended = messages[start:bisect.bisect_left(messages, (block + 1) << _POSTED_BLOCK, start)]
                 keys = posted_keys(appended)
+                if self._ordered:
+                    keys |= _single_keys(offsets, tags)
+                else:
+                    if not single:
+                        single = {at: _single_keys(at_offsets, at_tags)
+                                  for at, at_offsets, _, at_tags in _by_block(runs, packed_u64s(runs))}
+                    keys |= single[block]
             self._map_changed(tid, block, before, after, keys)
             if keys is not None:
                 self._posted_repeats(block << 32 | tid, appended)
@@ -771,6 +790,14 @@ def _by_block(notes: Sequence[int], raw: bytes) -> Iterator[tuple[int, bytes, by
         start = end
 
 
+def _single_keys(offsets: bytes, tags: bytes) -> BitMap:
+    """The message-map keys that the tags of a block's entries (``offsets``: u16 bytes) give where one message holds
+    the term (no ``MULTI``): the tag is that message's index."""
+    found = placed(offsets, tags)
+    found.remove_range(MULTI_KEYS, 1 << 32)
+    return found
+
+
 def _tags(notes: bytes) -> bytes:
     """The tags of noted entries (``notes``' bytes), with ``MULTI`` set where a note counts several messages."""
     tags, several = notes[0::8], notes[2::8].translate(_SEVERAL)
@@ -804,11 +831,11 @@ def _and_table(bits: int) -> bytes:
 
 
 def _merged_notes(notes: Iterable[int]) -> array[int]:
-    """Notes in session order, each session once: a session noted in several runs of a batch, or sessions noted
-    out of order, merge here (the merged note keeps the first one's count: its entry says several messages)."""
+    """Notes (in session order) each session once: a session noted in several runs of a batch merges here (the
+    merged note keeps the first one's count: its entry says several messages)."""
     merged = array("Q")
     last = -1
-    for note in sorted(notes):
+    for note in notes:
         sid = note >> _SID_SHIFT
         if sid == last:
             merged[-1] = merged[-1] & ~_ENTRY_MASK | _combined(merged[-1] & _ENTRY_MASK, note & _ENTRY_MASK)
