@@ -447,14 +447,15 @@ class ReferenceSearch:
                          for m in store.list_sessions_with_metadata()}
         self.activity = {m.key: m.last_activity for m in store.list_sessions_with_metadata()}
 
-    def scores(self, keyword: str) -> dict[str, float]:
+    def message_scores(self, keyword: str) -> dict[tuple[str, int], float]:
+        """Every current message that matches ``keyword``: (session, index) → its BM25 score."""
         words = parse_query(keyword)
         # A redacted message counts, but holds no words: the placeholder is not indexed.
-        rows = [(key, [] if text == REDACTED else tokenize(text)) for key, texts in self.messages.items()
-                for text in texts]
-        df = Counter(term for _, terms in rows for term in set(terms))
-        best: dict[str, float] = {}
-        for key, terms in rows:
+        rows = [(key, index, [] if text == REDACTED else tokenize(text)) for key, texts in self.messages.items()
+                for index, text in enumerate(texts)]
+        df = Counter(term for _, _, terms in rows for term in set(terms))
+        scores: dict[tuple[str, int], float] = {}
+        for key, index, terms in rows:
             counted = {t for word in words if not word.is_phrase for t in terms
                        if t == word.tokens[0] or (word.prefix and t.startswith(word.tokens[0]))}
             for word in words:
@@ -462,9 +463,14 @@ class ReferenceSearch:
                     counted.update(t for t in terms if t in word.tokens[:-1] or t == word.tokens[-1]
                                    or (word.prefix and t.startswith(word.tokens[-1])))
             if counted:
-                score = sum(idf(len(rows), df[t]) * level_weight(impact(terms.count(t), len(terms)))
-                            for t in sorted(counted))
-                best[key] = max(best.get(key, 0.0), score)
+                scores[key, index] = sum(idf(len(rows), df[t]) * level_weight(impact(terms.count(t), len(terms)))
+                                         for t in sorted(counted))
+        return scores
+
+    def scores(self, keyword: str) -> dict[str, float]:
+        best: dict[str, float] = {}
+        for (key, _), score in self.message_scores(keyword).items():
+            best[key] = max(best.get(key, 0.0), score)
         return best
 
     def search(self, keyword: str, limit: int) -> list[str]:

@@ -23,7 +23,6 @@ from eventstore import REDACTED, ChatMessage, SessionStore
 from eventstore.storage import MemoryStorage
 from projections.search import formats
 from projections.search import queries as search_queries
-from projections.search.scoring import idf, impact, level_weight
 from projections.search.tokenizer import parse_query, tokenize
 
 from conftest import FakeClock, lmdb_storage
@@ -66,38 +65,6 @@ def query_path(path: str) -> Iterator[None]:
     finally:
         for name, value in saved.items():
             setattr(search_queries, name, value)
-
-
-def message_scores(store: SessionStore, keyword: str) -> dict[tuple[str, int], float]:
-    """A plain BM25 of every current message for ``keyword``: (session, index) → score (``ReferenceSearch``'s
-    scoring, message by message)."""
-    words = parse_query(keyword)
-    rows = [(key, index, [] if message.content == REDACTED else tokenize(message.content))
-            for key in store.list_sessions() for index, message in enumerate(store.load(key))]
-    df: dict[str, int] = {}
-    for _, _, terms in rows:
-        for term in set(terms):
-            df[term] = df.get(term, 0) + 1
-    scores = {}
-    for key, index, terms in rows:
-        counted = {term for word in words if not word.is_phrase for term in terms
-                   if term == word.tokens[0] or (word.prefix and term.startswith(word.tokens[0]))}
-        for word in words:
-            if word.is_phrase and _phrase_in(terms, word.tokens, word.prefix):
-                counted.update(term for term in terms if term in word.tokens[:-1] or term == word.tokens[-1]
-                               or (word.prefix and term.startswith(word.tokens[-1])))
-        if counted:
-            scores[key, index] = sum(idf(len(rows), df[term]) * level_weight(impact(terms.count(term), len(terms)))
-                                     for term in sorted(counted))
-    return scores
-
-
-def _phrase_in(terms: list[str], tokens: tuple[str, ...], prefix: bool) -> bool:
-    size = len(tokens)
-    return any(terms[start:start + size - 1] == list(tokens[:-1])
-               and (terms[start + size - 1] == tokens[-1]
-                    or (prefix and terms[start + size - 1].startswith(tokens[-1])))
-               for start in range(len(terms) - size + 1))
 
 
 def search_spaces(store: SessionStore) -> dict[str, list[tuple[bytes, bytes]]]:
@@ -264,7 +231,7 @@ class SearchIndexMachine(RuleBasedStateMachine):
 
     @rule(keyword=keywords, limit=limits, path=st.sampled_from(list(PATHS)))
     def query_messages(self, keyword: str, limit: int, path: str) -> None:
-        expected = message_scores(self.live, keyword)
+        expected = ReferenceSearch(self.live).message_scores(keyword)
         with query_path(path):
             hits = self.live.search_messages(keyword, limit)
         assert len(hits) == min(limit, len(expected))
