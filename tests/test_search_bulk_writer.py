@@ -1,9 +1,7 @@
 """The search index's writer notes a run's messages for the message maps only for the terms the run holds in
 several messages (``writer._POSTED_FROM``); a term's one message in a run is read from its note's tag when the
-block has a map. It notes each run's entries batch-wide and groups them by term every ``writer._GROUP_EVERY``
-entries. The stored bytes are those of the writer that noted every message, and entry by entry into each term's
-array (grouping every entry): every key and value of every ``search.*`` database, through a rebuild and through
-catch-ups in batches of several sizes."""
+block has a map. The stored bytes are those of the writer that noted every message: every key and value of every
+``search.*`` database, through a rebuild and through catch-ups in batches of several sizes."""
 
 from __future__ import annotations
 
@@ -44,28 +42,22 @@ def stored_index(store: SessionStore) -> Stored:
 
 
 @contextmanager
-def small_forms(block_bits: int, map_band: tuple[int, int], batch: int, posted_from: int,
-                group_every: int) -> Iterator[None]:
-    """Blocks, map bands, catch-up batches and groups of noted entries small enough that a short script crosses
-    them."""
-    saved = (formats.BLOCK_BITS, formats.MAP_FROM, formats.MAP_UP_TO, _deferred.DEFERRED_BATCH, writer._POSTED_FROM,
-             writer._GROUP_EVERY)
+def small_forms(block_bits: int, map_band: tuple[int, int], batch: int, posted_from: int) -> Iterator[None]:
+    """Blocks, map bands and catch-up batches small enough that a short script crosses them."""
+    saved = formats.BLOCK_BITS, formats.MAP_FROM, formats.MAP_UP_TO, _deferred.DEFERRED_BATCH, writer._POSTED_FROM
     formats.BLOCK_BITS, (formats.MAP_FROM, formats.MAP_UP_TO) = block_bits, map_band
-    _deferred.DEFERRED_BATCH, writer._POSTED_FROM, writer._GROUP_EVERY = batch, posted_from, group_every
+    _deferred.DEFERRED_BATCH, writer._POSTED_FROM = batch, posted_from
     try:
         yield
     finally:
-        (formats.BLOCK_BITS, formats.MAP_FROM, formats.MAP_UP_TO, _deferred.DEFERRED_BATCH, writer._POSTED_FROM,
-         writer._GROUP_EVERY) = saved
+        formats.BLOCK_BITS, formats.MAP_FROM, formats.MAP_UP_TO, _deferred.DEFERRED_BATCH, writer._POSTED_FROM = saved
 
 
 def builds(script: list[tuple[str, list[str], str]], caught_up_every: int | None, block_bits: int,
-           map_band: tuple[int, int], batch: int, posted_from: int,
-           group_every: int = writer._GROUP_EVERY) -> tuple[Stored, Stored]:
+           map_band: tuple[int, int], batch: int, posted_from: int) -> tuple[Stored, Stored]:
     """The index of ``script`` (caught up every ``caught_up_every`` steps, and at the end), then rebuilt."""
     clock = FakeClock()
-    with tempfile.TemporaryDirectory() as directory, \
-            small_forms(block_bits, map_band, batch, posted_from, group_every), \
+    with tempfile.TemporaryDirectory() as directory, small_forms(block_bits, map_band, batch, posted_from), \
             SessionStore(Path(directory), clock=clock, durable=False) as store:
         for number, (key, batch_texts, command) in enumerate(script, 1):
             clock.advance(seconds=1)
@@ -107,22 +99,3 @@ class TestNotedFromTags:
                          posted_from=writer._POSTED_FROM)
         assert every == several
         assert len(several[0]["search.maps"]) >= 2  # apple's and fig's maps at least
-
-
-class TestGroupedByTerm:
-    @settings(max_examples=40)
-    @given(steps, st.sampled_from([None, 1, 3]), st.sampled_from([formats.BLOCK_BITS, 1]),
-           st.sampled_from(MAP_BANDS), st.sampled_from([_deferred.DEFERRED_BATCH, 1, 5]), st.sampled_from([2, 3, 7]))
-    @example([("a", ["apple fig", "fig", "banana"], "append"), ("b", ["apple", "apple fig"], "append"),
-              ("a", ["fig fig apple"], "append"), ("c", ["banana fig"], "append")], None, 1, (1, 1 << 20), 1 << 20, 3)
-    def test_the_stored_bytes_are_those_of_noting_entry_by_entry(self, script: list[tuple[str, list[str], str]],
-                                                                 caught_up_every: int | None, block_bits: int,
-                                                                 map_band: tuple[int, int], batch: int,
-                                                                 group_every: int) -> None:
-        """Entries grouped by term every few (sessions out of order and in several runs of a batch, a term's
-        entries split across groups), or once a batch, store exactly what noting each entry into its term's
-        array did (grouping every entry), caught up and rebuilt."""
-        one_by_one = builds(script, caught_up_every, block_bits, map_band, batch, writer._POSTED_FROM, group_every=1)
-        every_few = builds(script, caught_up_every, block_bits, map_band, batch, writer._POSTED_FROM, group_every)
-        once = builds(script, caught_up_every, block_bits, map_band, batch, writer._POSTED_FROM)
-        assert one_by_one == every_few == once

@@ -75,9 +75,6 @@ __all__ = ["IndexWriter", "indexed_terms"]
 #: Entries (a term in a session) noted before they are folded into the summaries: bounds a batch's memory, at
 #: 8 bytes an entry.
 _SETTLE_EVERY = 1 << 22
-#: Entries noted batch-wide before they are grouped by term with one sort: scattered appends to every term's array
-#: cost more than the sort, but its transient objects take some 70 bytes an entry, so a batch groups every so many.
-_GROUP_EVERY = 1 << 18
 #: A noted entry is ``session << _SID_SHIFT | messages << _COUNT_SHIFT | entry``: its bytes are, from the lowest,
 #: the tag, the level, the number of the run's messages that hold the term (two bytes), then the session.
 _COUNT_SHIFT = 16
@@ -138,12 +135,9 @@ class IndexWriter(IndexReader):
         self._lists: dict[int, list[int]] = {}  # term id → its blocks
         self._dfs: dict[int, int] = {}
         self._sessions: dict[int, _SessionState] = {}
-        # Term id → its entries noted and grouped: every term ``append`` has looked up has one (emptied when it
-        # settles). Entries are noted first batch-wide, in the order noted (term ids beside them), and grouped
-        # into these by ``_group``.
+        # Term id → its entries noted: every term ``append`` has looked up has one (emptied when it settles), so
+        # that noting is a plain lookup.
         self._pending: dict[int, array[int]] = {}
-        self._noted_tids: array[int] = array("I")
-        self._noted: array[int] = array("Q")
         self._unsettled = 0
         # Message maps (``formats.mapped``) by block key: those changed (``None``: none now), and the sessions
         # (offsets) each waits for, to read from their postings: those a removal touched, and those a block had
@@ -596,35 +590,14 @@ class IndexWriter(IndexReader):
         self._high = max(self._high, sid)
         notes = map(or_, map(xor, keys.values(), repeat(sid << _SID_SHIFT | LAST_TAG)),
                     map(lshift, counts.values(), repeat(_COUNT_SHIFT)))
-        self._noted_tids.extend(keys)
-        self._noted.extend(notes)
-        if len(self._noted) >= _GROUP_EVERY:
-            self._group()
+        deque(map(array.append, map(self._pending.__getitem__, keys), notes), maxlen=0)  # a loop in C
         self._unsettled += len(keys)
         if self._unsettled >= _SETTLE_EVERY:
             self.settle()
 
-    def _group(self) -> None:
-        """Move the entries noted batch-wide to their terms' arrays, each term's in the order noted: one stable sort
-        by term, then a slice a term (the appends a term an entry that this replaces touch memory all over)."""
-        tids, notes = self._noted_tids, self._noted
-        if not notes:
-            return
-        self._noted_tids, self._noted = array("I"), array("Q")
-        grouped = array("Q", map(notes.__getitem__, sorted(range(len(tids)), key=tids.__getitem__)))
-        counts: dict[int, int] = {}
-        _count_into(counts, tids)
-        pending = self._pending
-        start = 0
-        for tid in sorted(counts):
-            end = start + counts[tid]
-            pending[tid] += grouped[start:end]
-            start = end
-
     def settle(self) -> None:
         """Fold all noted entries into the summaries and counts, each term once, and bring the message maps up to
         date (reading postings: ``flush`` may run in another transaction, where it reads nothing stored)."""
-        self._group()
         for tid in list(compress(self._pending, self._pending.values())):  # those with notes (an array is true)
             self._settle(tid)
         self._unsettled, self._high, self._ordered = 0, -1, True
@@ -634,7 +607,6 @@ class IndexWriter(IndexReader):
 
     def _settle(self, tid: int) -> None:
         """Fold the noted entries of one term (a reader of the batch sees them; others wait)."""
-        self._group()
         noted = self._pending.get(tid)
         if not noted:
             return
