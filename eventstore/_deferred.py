@@ -206,8 +206,17 @@ class Deferred(Generic[BatchT, ViewT]):
         """Bring the model up to the log: fold in a read transaction, write in a short write one.
 
         ``DEFERRED_BATCH`` events at a time; ``rebuild`` starts from nothing.
-        ``progress(position)`` reports the fold. Returns how many events were applied.
+        ``progress(position)`` reports the fold; what it raises stops the catch-up and comes through unchanged.
+        Returns how many events were applied.
         """
+        try:
+            return self._catch_up(rebuild, None if progress is None else _reporting(progress))
+        except _ProgressRaised as raised:
+            error = raised.__cause__
+        assert error is not None
+        raise error  # outside the handler, so that the caller's exception keeps its own context
+
+    def _catch_up(self, rebuild: bool, progress: Callable[[int], None] | None) -> int:
         model, applied = self.model, 0
         while True:
             with self._read() as txn, _damage_named(model.name):
@@ -313,6 +322,21 @@ class DeferredReadModels:
 
     def checkers(self, txn: ReadTransaction) -> list[_DeferredCheck[Any, Any]]:
         return [deferred.checker(txn) for deferred in self._registered.values()]
+
+
+class _ProgressRaised(Exception):
+    """What the caller's progress callback raised (its ``__cause__``), carried past ``_damage_named``: a
+    ``TypeError`` of the caller's is not damage of the model."""
+
+
+def _reporting(progress: Callable[[int], None]) -> Callable[[int], None]:
+    def report(position: int) -> None:
+        try:
+            progress(position)
+        except Exception as exc:
+            raise _ProgressRaised from exc
+
+    return report
 
 
 def _offset(progress: Callable[[int, int], None], offset: int, total: int) -> Callable[[int], None]:
