@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 
-from eventstore import ChatMessage
+from eventstore import ChatMessage, SessionQuery
 from eventstore.sharedlog.postgres import PostgresLog, _channel
 
 from test_postgres_store import listening, open_host, replica_of, server_reads
@@ -196,3 +196,29 @@ def test_threads_reading_a_settled_listener_at_once_all_read(open_host):
     for reader in readers:
         reader.join(60)
     assert failures == []
+
+
+def test_a_search_of_a_settled_listener_reads_the_replica_once_and_polls_once(open_host, monkeypatch):
+    one = open_host("one")
+    one.append("k", ChatMessage.user("a trip to lisbon"))
+    assert [m.key for m in one.search(SessionQuery(keyword="lisbon"))] == ["k"]  # the index caught up
+    shared = settled(one)
+    replica = replica_of(one)
+    counting = CountingPoll(shared._settled_socket)
+    lock = CountingLock(shared._listening)
+    monkeypatch.setattr(shared, "_settled_socket", counting)
+    monkeypatch.setattr(shared, "_listening", lock)
+    real_read = replica._inner.read
+    transactions: list[None] = []
+
+    def read() -> Any:
+        transactions.append(None)
+        return real_read()
+
+    monkeypatch.setattr(replica._inner, "read", read)
+    asked = server_reads(one, monkeypatch)
+    for _ in range(50):
+        assert [m.key for m in one.search(SessionQuery(keyword="lisbon", limit=10))] == ["k"]
+    # As on LMDB, one read transaction a search; the replica adds one poll and nothing else (the watcher's look, each
+    # second, unsettles the listener once at most).
+    assert len(transactions) == 50 and 49 <= counting.calls <= 50 and lock.mine <= 1 and asked == []

@@ -511,7 +511,8 @@ class ReplicaStorage:
         if position is None:  # the listener is gone (the server restarted, say): have the watcher listen again
             self._wake.set()
             return None
-        self._raise_head(position)
+        if position > self._head:  # most reads heard nothing new: no call for it, since every read passes here
+            self._raise_head(position)
         return self._head
 
     def _raise_head(self, position: int) -> None:
