@@ -46,6 +46,7 @@ from .._errors import (
     StoreInaccessible,
     StoreNotFound,
     StoreUnavailable,
+    StoreUsedAfterFork,
     WrongExpectedVersion,
 )
 from .._log import GENESIS_HASH
@@ -420,12 +421,21 @@ class PostgresLog:
         # thread's poll of an object while another polls it raises (they then take the lock, as ``_quiet`` polls).
         self._settled_socket = select.poll()
         self._waking = f"eventstore_wake_{uuid.uuid4().hex}"  # the listener's own channel: close wakes it there
+        # A forked child shares every socket of the parent's connections: it must neither read from them (it would
+        # take the parent's notifications) nor send on them, nor wait for a lock a parent's thread held at the fork.
+        self._pid = os.getpid()
         self._call(lambda connection: self._prepare(connection, create), "opening the store")
 
     # -- connections ------------------------------------------------------------------
 
+    def _refuse_if_forked(self) -> None:
+        if os.getpid() != self._pid:
+            raise StoreUsedAfterFork(
+                "this store was opened before fork(); open a new SessionStore in the child process")
+
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        self._refuse_if_forked()
         held: psycopg.Connection[Any] | None = getattr(self._turns, "connection", None)
         if held is not None:  # this thread holds a turn: its commits go through the turn's connection
             yield held
@@ -614,6 +624,7 @@ class PostgresLog:
         return self._call(body, "reading the log")
 
     def wait(self, seen: int, timeout: float, listening: Callable[[], None]) -> int:
+        self._refuse_if_forked()
         with self._listening:  # one listening connection; the waiters take turns
             self._settled = False  # what it reads from the socket, it takes itself: readers wait for it (``heard``)
             if self._closed:
@@ -660,6 +671,7 @@ class PostgresLog:
                     return heard if heard is not None and heard > seen else seen
             except RuntimeError:  # another reader polls it this moment
                 pass
+        self._refuse_if_forked()  # past the settled reads' poll, which reads nothing: their cost stays one poll
         if not self._listening.acquire(blocking=False):  # its waiter hears each commit as it comes
             return seen
         try:
@@ -735,6 +747,9 @@ class PostgresLog:
 
     def close(self) -> None:
         self._settled = False
+        if os.getpid() != self._pid:  # a forked child lets go of the parent's connections, touching none of them
+            self._closed = True
+            return
         with self._lock:
             self._closed = True
             idle, self._idle = self._idle, []
