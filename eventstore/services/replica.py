@@ -508,7 +508,7 @@ class ReplicaStorage:
         if not self._listening or self._went_back or self._unsure:
             return None
         position = self._shared.heard(self._head)
-        if position is None:  # the listener is gone (the server restarted, say): have the watcher listen again
+        if position is None:  # the listener is gone (the server restarted, say), or stuck: have the watcher look
             self._wake.set()
             return None
         if position > self._head:  # most reads heard nothing new: no call for it, since every read passes here

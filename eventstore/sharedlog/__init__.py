@@ -169,10 +169,12 @@ class SharedLog(Protocol):
         any commit wakes it."""
 
     def heard(self, seen: int) -> int | None:
-        """Without waiting, the head as the commits heard of since the last ``wait`` or ``heard`` tell it: ``seen``
-        when none came past it, or while a ``wait`` listens (which hears each commit as it comes); ``None`` when
-        nothing listens (ask the server), as when this finds that the server closed the listening connection (a
-        restart): the next ``wait`` listens again. A reader that calls it needs no thread woken at every commit."""
+        """Without waiting for a commit, the head as the commits heard of since the last ``wait`` or ``heard`` tell
+        it: ``seen`` when none came past it, or while a ``wait`` listens for the next commit with nothing come since;
+        while another caller has taken a notification and not yet heard of its head, what that caller hears (waiting
+        for it a moment at most); ``None`` when nothing listens (ask the server), as when this finds that the server
+        closed the listening connection (a restart): the next ``wait`` listens again. A reader that calls it needs no
+        thread woken at every commit."""
 
     def close(self) -> None:
         """Release the connections; further calls raise ``StoreClosed``."""

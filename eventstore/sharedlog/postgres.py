@@ -46,6 +46,7 @@ from .._errors import (
     StoreInaccessible,
     StoreNotFound,
     StoreUnavailable,
+    StoreUsedAfterFork,
     WrongExpectedVersion,
 )
 from .._log import GENESIS_HASH
@@ -68,6 +69,9 @@ TURN_WAIT = 30.0
 #: socket under it: a watcher waiting on a connection whose server is gone, its end not arrived (a network that lost
 #: it), would wait until the kernel gave up on it, and the close with it.
 LISTENER_RELEASE = 2.0
+#: How often, in seconds, a read waiting for the listener another thread holds looks whether it is the watcher
+#: parked with nothing come (``PostgresLog._heard_while_held``).
+_HELD_LOOK = 0.001
 
 # Binary parameters: payloads and digests go as they are, not spelled out in hex (about a tenth of a commit's
 # client CPU time, docs/postgres.md); every statement is prepared (``prepare_threshold=0``).
@@ -419,13 +423,25 @@ class PostgresLog:
         # The settled listener's socket, polled by the reads without the lock: a poll object of its own, since one
         # thread's poll of an object while another polls it raises (they then take the lock, as ``_quiet`` polls).
         self._settled_socket = select.poll()
+        # Set while the watcher waits on the listener's socket with every notification taken and heard of (only
+        # then may a read that finds it holding the lock, and nothing on the socket, trust the head heard of).
+        self._parked = False
         self._waking = f"eventstore_wake_{uuid.uuid4().hex}"  # the listener's own channel: close wakes it there
+        # A forked child shares every socket of the parent's connections: it must neither read from them (it would
+        # take the parent's notifications) nor send on them, nor wait for a lock a parent's thread held at the fork.
+        self._pid = os.getpid()
         self._call(lambda connection: self._prepare(connection, create), "opening the store")
 
     # -- connections ------------------------------------------------------------------
 
+    def _refuse_if_forked(self) -> None:
+        if os.getpid() != self._pid:
+            raise StoreUsedAfterFork(
+                "this store was opened before fork(); open a new SessionStore in the child process")
+
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        self._refuse_if_forked()
         held: psycopg.Connection[Any] | None = getattr(self._turns, "connection", None)
         if held is not None:  # this thread holds a turn: its commits go through the turn's connection
             yield held
@@ -614,6 +630,7 @@ class PostgresLog:
         return self._call(body, "reading the log")
 
     def wait(self, seen: int, timeout: float, listening: Callable[[], None]) -> int:
+        self._refuse_if_forked()
         with self._listening:  # one listening connection; the waiters take turns
             self._settled = False  # what it reads from the socket, it takes itself: readers wait for it (``heard``)
             if self._closed:
@@ -655,19 +672,29 @@ class PostgresLog:
     def heard(self, seen: int) -> int | None:
         if self._settled:
             try:
-                if not self._settled_socket.poll(0):  # nothing came since every notification was taken
+                # Nothing came since every notification was taken. The mark is read again after the poll: whatever
+                # takes notifications clears it first, and sets it again only once the head they name is heard of.
+                if not self._settled_socket.poll(0) and self._settled:
                     heard = self._heard
                     return heard if heard is not None and heard > seen else seen
             except RuntimeError:  # another reader polls it this moment
                 pass
-        if not self._listening.acquire(blocking=False):  # its waiter hears each commit as it comes
-            return seen
+        self._refuse_if_forked()  # past the settled reads' poll, which reads nothing: their cost stays one poll
+        if self._listening.acquire(blocking=False):
+            return self._heard_holding(seen)
+        return self._heard_while_held(seen)
+
+    def _heard_holding(self, seen: int) -> int | None:
+        """``heard`` by the thread that took the listener's lock, which it releases."""
         try:
             listener = self._listener
             if self._closed or listener is None or listener.closed or self._heard is None:
                 return None
             try:
-                payloads = [] if self._quiet(listener) else self._drained(listener)
+                quiet = self._quiet(listener)
+                if not quiet:
+                    self._settled = False  # before it takes them: the settled reads wait for the head they name
+                payloads = [] if quiet else self._drained(listener)
                 position = max(seen, self._heard)
                 if payloads and all(payload.isdigit() for payload in payloads):
                     position = max(position, *(int(payload) for payload in payloads))
@@ -682,6 +709,26 @@ class PostgresLog:
             return position
         finally:
             self._listening.release()
+
+    def _heard_while_held(self, seen: int) -> int | None:
+        """``heard`` while another thread holds the listener, which may have taken a notification whose head it has
+        not heard of yet (a subscribed watcher waking, a read draining the socket; a loaded host may not run it for a
+        while): the head heard of once that thread is the watcher waiting for the next commit with nothing come
+        since (the parked mark read after the poll, as the settled mark is), or what this thread hears once it holds
+        the listener itself; ``None`` (ask the server) if neither comes within ``LISTENER_RELEASE`` seconds."""
+        deadline = time.monotonic() + LISTENER_RELEASE
+        while True:
+            try:
+                if not self._settled_socket.poll(0) and self._parked:
+                    heard = self._heard
+                    return heard if heard is not None and heard > seen else seen
+            except RuntimeError:  # another reader polls it this moment
+                pass
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            if self._listening.acquire(timeout=min(remaining, _HELD_LOOK)):
+                return self._heard_holding(seen)
 
     def _quiet(self, listener: psycopg.Connection[Any]) -> bool:
         """Whether nothing came on the listener since it was last drained, told without reading it: no payload kept,
@@ -711,7 +758,11 @@ class PostgresLog:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return self._head(listener)
-            _ready(listener.pgconn.socket, select.POLLIN, remaining)  # the GIL released
+            self._parked = True
+            try:
+                _ready(listener.pgconn.socket, select.POLLIN, remaining)  # the GIL released
+            finally:
+                self._parked = False
 
     def _drained(self, listener: psycopg.Connection[Any]) -> list[str]:
         """The payloads of the notifications that came on the listener since it was last drained: those psycopg
@@ -735,6 +786,9 @@ class PostgresLog:
 
     def close(self) -> None:
         self._settled = False
+        if os.getpid() != self._pid:  # a forked child lets go of the parent's connections, touching none of them
+            self._closed = True
+            return
         with self._lock:
             self._closed = True
             idle, self._idle = self._idle, []
