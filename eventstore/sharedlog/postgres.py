@@ -671,18 +671,26 @@ class PostgresLog:
 
     def heard(self, seen: int) -> int | None:
         if self._settled:
-            try:
-                # Nothing came since every notification was taken. The mark is read again after the poll: whatever
-                # takes notifications clears it first, and sets it again only once the head they name is heard of.
-                if not self._settled_socket.poll(0) and self._settled:
-                    heard = self._heard
-                    return heard if heard is not None and heard > seen else seen
-            except RuntimeError:  # another reader polls it this moment
-                pass
+            # Nothing came since every notification was taken. The mark is read again after the poll: whatever
+            # takes notifications clears it first, and sets it again only once the head they name is heard of.
+            quiet = self._quiet_head(seen, parked=False)
+            if quiet is not None:
+                return quiet
         self._refuse_if_forked()  # past the settled reads' poll, which reads nothing: their cost stays one poll
         if self._listening.acquire(blocking=False):
             return self._heard_holding(seen)
         return self._heard_while_held(seen)
+
+    def _quiet_head(self, seen: int, parked: bool) -> int | None:
+        """The head heard of when nothing is on the listening socket and the mark (the watcher parked, or the
+        listener settled) is still set once it was polled; ``None`` when either fails."""
+        try:
+            if not self._settled_socket.poll(0) and (self._parked if parked else self._settled):
+                heard = self._heard
+                return heard if heard is not None and heard > seen else seen
+        except RuntimeError:  # another reader polls it this moment
+            pass
+        return None
 
     def _heard_holding(self, seen: int) -> int | None:
         """``heard`` by the thread that took the listener's lock, which it releases."""
@@ -718,12 +726,9 @@ class PostgresLog:
         the listener itself; ``None`` (ask the server) if neither comes within ``LISTENER_RELEASE`` seconds."""
         deadline = time.monotonic() + LISTENER_RELEASE
         while True:
-            try:
-                if not self._settled_socket.poll(0) and self._parked:
-                    heard = self._heard
-                    return heard if heard is not None and heard > seen else seen
-            except RuntimeError:  # another reader polls it this moment
-                pass
+            quiet = self._quiet_head(seen, parked=True)
+            if quiet is not None:
+                return quiet
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
