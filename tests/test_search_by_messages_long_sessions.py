@@ -36,18 +36,24 @@ def long_store(request: pytest.FixtureRequest, tmp_path: Path) -> SessionStore:
     return SessionStore.on_storage(MemoryStorage(), clock=clock)
 
 
-def test_long_sessions_that_cannot_reach_the_limit_are_not_scored(long_store: SessionStore,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    """Short sessions of "the of" score far above the long ones: the query scores none of the long sessions
-    from their postings, and ranks as a plain BM25 does."""
-    evaluated: list[int] = []
+@pytest.fixture
+def evaluated(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sessions the query scores from their postings, in the order it scores them."""
+    scored: list[int] = []
     evaluate = search_queries._evaluate
 
     def counted(view: object, plan: object, sid: int, *rest: object) -> dict[int, float]:
-        evaluated.append(sid)
+        scored.append(sid)
         return evaluate(view, plan, sid, *rest)  # type: ignore[arg-type]
 
     monkeypatch.setattr(search_queries, "_evaluate", counted)
+    return scored
+
+
+def test_long_sessions_that_cannot_reach_the_limit_are_not_scored(long_store: SessionStore,
+                                                                  evaluated: list[int]) -> None:
+    """Short sessions of "the of" score far above the long ones: the query scores none of the long sessions
+    from their postings, and ranks as a plain BM25 does."""
     with message_path(1, formats.BLOCK_BITS) as answered, long_store as store:
         for number in range(LONG_SESSIONS):
             store.append_many(f"long{number}", long_session(number))
@@ -65,18 +71,10 @@ def test_long_sessions_that_cannot_reach_the_limit_are_not_scored(long_store: Se
         assert 2 <= len(evaluated) < LONG_SESSIONS // 2
 
 
-def test_long_sessions_that_tie_are_scored_within_the_work_budget(long_store: SessionStore,
+def test_long_sessions_that_tie_are_scored_within_the_work_budget(long_store: SessionStore, evaluated: list[int],
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Every long session ties: at most the work budget's sessions are scored from their postings, and those
     returned score as much as the best."""
-    evaluated: list[int] = []
-    evaluate = search_queries._evaluate
-
-    def counted(view: object, plan: object, sid: int, *rest: object) -> dict[int, float]:
-        evaluated.append(sid)
-        return evaluate(view, plan, sid, *rest)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(search_queries, "_evaluate", counted)
     monkeypatch.setattr(search_queries, "EXACT_WORK", 16)  # 8 sessions for two terms
     with message_path(1, formats.BLOCK_BITS) as answered, long_store as store:
         for number in range(LONG_SESSIONS):
