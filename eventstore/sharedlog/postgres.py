@@ -708,8 +708,13 @@ class PostgresLog:
                     position = max(position, *(int(payload) for payload in payloads))
                 elif payloads:  # a group's commit names no head
                     position = self._head(listener)
-            except psycopg.Error:
+            except BaseException as failure:
+                # It may have taken notifications whose head nobody heard of: until the watcher asks the server for
+                # the head, the reads do.
                 self._settled = False
+                self._heard = None
+                if not isinstance(failure, psycopg.Error):
+                    raise
                 listener.close()  # the watcher's next wait connects again
                 return None
             self._heard = position
