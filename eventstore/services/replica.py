@@ -127,8 +127,8 @@ class _Refused(Exception):
 
 
 class _Again(Exception):
-    """The write shared nothing, but its group was not committed (a batchmate's command went elsewhere): run it
-    again."""
+    """The write's group was not committed (a batchmate's command went elsewhere), and its command shared nothing or
+    was not sent (``_sendable``): run it again, in a group of its own."""
 
 
 class _Behind(Exception):
@@ -732,22 +732,23 @@ class ReplicaStorage:
         pending = [value for ok, value in outcomes if ok and isinstance(value, _Pending)]
         if not pending:
             return outcomes, True
-        for waiting in pending:
+        sent = _sendable(pending)
+        for waiting in sent:
             waiting.shipment.in_doubt = True
         try:
             with self._shared.unflushed() as flushed:
-                for waiting in pending:
+                for waiting in sent:
                     waiting.shipment.flushed = flushed
                 answers: list[Committed | EventStoreError] = self._shared.commit_many(
-                    [self._pinned_again(p) for p in pending])
+                    [self._pinned_again(p) for p in sent])
         except EventStoreError as failed:
-            answers = [failed] * len(pending)
+            answers = [failed] * len(sent)
             kept = False
         else:
-            kept = all(isinstance(answer, Committed) and waiting.decided in (
+            kept = len(sent) == len(pending) and all(isinstance(answer, Committed) and waiting.decided in (
                 None, (answer.first_position, answer.head_position, answer.head_hash))
-                for waiting, answer in zip(pending, answers, strict=True))
-        answered = {id(waiting): answer for waiting, answer in zip(pending, answers, strict=True)}
+                for waiting, answer in zip(sent, answers, strict=True))
+        answered = {id(waiting): answer for waiting, answer in zip(sent, answers, strict=True)}
         settled: list[Outcome] = []
         for ok, value in outcomes:
             answer = answered.get(id(value)) if ok else None
@@ -1044,6 +1045,19 @@ class ReplicaStorage:
 
     def _listen(self) -> None:
         self._listening = True
+
+
+def _sendable(pending: list[_Pending]) -> list[_Pending]:
+    """The group's commands to send in its call: all but a movable pinned one (a redaction's) behind commands that
+    wrote events. Should the server refuse one of those, other hosts' commits take their positions there, which the
+    redaction was decided without and its pin (or ``_pinned_again``) never looks at: a fork of its session among them
+    would keep what it removed. Left out, it runs again in a group of its own (``_Again``)."""
+    sendable, behind_events = [], False
+    for waiting in pending:
+        if not (waiting.movable and behind_events):
+            sendable.append(waiting)
+        behind_events = behind_events or waiting.decided is not None
+    return sendable
 
 
 def _turn_file(directory: Path) -> int | None:
