@@ -30,7 +30,7 @@ from functools import partial
 from typing import TypeVar
 
 from ._audit import Progress
-from ._errors import StoreClosed
+from ._errors import StoreClosed, StoreUsedAfterFork
 from ._store import SessionStore, StoreStats
 from ._time import Clock
 from ._values import (
@@ -88,11 +88,16 @@ class AsyncSessionStore:
         self._closed = False
         self._writers = ThreadPoolExecutor(WRITER_THREADS, thread_name_prefix="eventstore-writer")
         self.path = store.path
+        # A forked child inherits the pool without its threads: a call given to it there would wait for ever.
+        self._pid = os.getpid()
 
     async def _off_loop(self, call: Callable[..., T], *args: object, **kwargs: object) -> T:
         """Run ``call`` on a writer thread; a cancelled caller leaves it to finish there, or never start."""
         if self._closed:
             raise StoreClosed("the store is closed")
+        if os.getpid() != self._pid:
+            raise StoreUsedAfterFork("this store was opened before fork(); open a new AsyncSessionStore in the child "
+                                     "process")
         try:
             running = self._writers.submit(partial(call, *args, **kwargs))
         except RuntimeError:  # closed since the check, from another thread: its writers are shut down

@@ -51,6 +51,7 @@ from .._errors import (
     StoreBusy,
     StoreClosed,
     StoreUnavailable,
+    StoreUsedAfterFork,
     WrongExpectedVersion,
 )
 from .._folding import to_recorded
@@ -126,8 +127,8 @@ class _Refused(Exception):
 
 
 class _Again(Exception):
-    """The write shared nothing, but its group was not committed (a batchmate's command went elsewhere): run it
-    again."""
+    """The write's group was not committed (a batchmate's command went elsewhere), and its command shared nothing or
+    was not sent (``_sendable``): run it again, in a group of its own."""
 
 
 class _Behind(Exception):
@@ -410,6 +411,7 @@ class ReplicaStorage:
         self._rebinding: int | None = None  # that thread (its components' own writes stay on the replica)
         self._turn_file = _turn_file(self.path)  # the catch-ups' turns among the processes sharing the directory
         self._turn_file_closing = threading.Lock()  # a turn takes its own descriptor of it, never one being closed
+        self._pid = os.getpid()  # a forked child's calls are refused before they wait for a lock of this storage
 
     def reporting(self, progress: Progress | None) -> Progress | None:
         """``progress`` as the store should call it: a command it gives while this thread opens the store's
@@ -629,6 +631,7 @@ class ReplicaStorage:
     def _waited_binding(self) -> ReplicaBinding | None:
         """The store's binding, once another thread that opens its components again bound them (``None``: the
         components open on this thread, or have not bound yet)."""
+        self._refuse_if_forked()
         with self._bound:
             while self._binding is None and self._rebinding not in (None, threading.get_ident()):
                 self._bound.wait()
@@ -729,22 +732,23 @@ class ReplicaStorage:
         pending = [value for ok, value in outcomes if ok and isinstance(value, _Pending)]
         if not pending:
             return outcomes, True
-        for waiting in pending:
+        sent = _sendable(pending)
+        for waiting in sent:
             waiting.shipment.in_doubt = True
         try:
             with self._shared.unflushed() as flushed:
-                for waiting in pending:
+                for waiting in sent:
                     waiting.shipment.flushed = flushed
                 answers: list[Committed | EventStoreError] = self._shared.commit_many(
-                    [self._pinned_again(p) for p in pending])
+                    [self._pinned_again(p) for p in sent])
         except EventStoreError as failed:
-            answers = [failed] * len(pending)
+            answers = [failed] * len(sent)
             kept = False
         else:
-            kept = all(isinstance(answer, Committed) and waiting.decided in (
+            kept = len(sent) == len(pending) and all(isinstance(answer, Committed) and waiting.decided in (
                 None, (answer.first_position, answer.head_position, answer.head_hash))
-                for waiting, answer in zip(pending, answers, strict=True))
-        answered = {id(waiting): answer for waiting, answer in zip(pending, answers, strict=True)}
+                for waiting, answer in zip(sent, answers, strict=True))
+        answered = {id(waiting): answer for waiting, answer in zip(sent, answers, strict=True)}
         settled: list[Outcome] = []
         for ok, value in outcomes:
             answer = answered.get(id(value)) if ok else None
@@ -822,6 +826,7 @@ class ReplicaStorage:
         return self._inner.page_problems()
 
     def vacuum(self, reopen: Callable[[], None], rewrite: VacuumRewrite | None = None) -> None:
+        self._refuse_if_forked()
         # Held throughout: a catch-up of another thread would wait for the vacuum's write lock while holding what
         # the reopening's catch-up takes (a deadlock); the catch-ups wait for the vacuum instead.
         with self._catching_up:
@@ -862,6 +867,7 @@ class ReplicaStorage:
         replica there (filled by the turn before) asks the server nothing: a host's processes replicate each
         commit once, rather than each reading it from the server and finding it replicated.
         """
+        self._refuse_if_forked()
         binding = self._binding
         if binding is None:  # another thread opens the store's components again: its reopening catches up
             binding = self._waited_binding()  # a read that catches up then finds the replica refilled, not emptied
@@ -877,6 +883,13 @@ class ReplicaStorage:
                 if self._reached(binding, heard):
                     return 0
                 return self._checked(binding)
+
+    def _refuse_if_forked(self) -> None:
+        """Refuse a forked child's call before it waits for a lock of this storage (a catch-up's, the binding's): a
+        thread of the parent may have held it at the fork, and no thread of the child would release it."""
+        if os.getpid() != self._pid:
+            raise StoreUsedAfterFork(
+                "this store was opened before fork(); open a new SessionStore in the child process")
 
     def _checked(self, binding: ReplicaBinding) -> int:
         """A catch-up that asks the server (``catch_up``'s lock held)."""
@@ -1032,6 +1045,19 @@ class ReplicaStorage:
 
     def _listen(self) -> None:
         self._listening = True
+
+
+def _sendable(pending: list[_Pending]) -> list[_Pending]:
+    """The group's commands to send in its call: all but a movable pinned one (a redaction's) behind commands that
+    wrote events. Should the server refuse one of those, other hosts' commits take their positions there, which the
+    redaction was decided without and its pin (or ``_pinned_again``) never looks at: a fork of its session among them
+    would keep what it removed. Left out, it runs again in a group of its own (``_Again``)."""
+    sendable, behind_events = [], False
+    for waiting in pending:
+        if not (waiting.movable and behind_events):
+            sendable.append(waiting)
+        behind_events = behind_events or waiting.decided is not None
+    return sendable
 
 
 def _turn_file(directory: Path) -> int | None:

@@ -303,8 +303,22 @@ def _prepare_lone(connection: psycopg.Connection[Any]) -> None:
     for name, statement in ((_CALL_ONE, _CALL_ONE_SQL), (_FLUSH, _FLUSH_SQL)):
         prepared = connection.pgconn.prepare(name, statement)
         if prepared.status != pq.ExecStatus.COMMAND_OK:
-            raise psycopg.DatabaseError((prepared.error_message or b"").decode(errors="replace"))
+            raise _failure(connection, prepared)
     _PREPARED.add(connection)
+
+
+def _failure(connection: psycopg.Connection[Any], result: pq.abc.PGresult) -> psycopg.Error:
+    """The error of a failed result read through libpq, of the class psycopg gives its code: ``OperationalError`` for
+    a connection the server closed (a terminated backend, a restart; a connection lost gives no code at all), so
+    that the caller learns that the server is away, not that it refused the statement."""
+    message = (result.error_message or b"").decode(errors="replace")
+    code = (result.error_field(pq.DiagnosticField.SQLSTATE) or b"").decode()
+    if not code or connection.pgconn.status == pq.ConnStatus.BAD:
+        return psycopg.OperationalError(message)
+    try:
+        return psycopg.errors.lookup(code)(message)
+    except KeyError:
+        return psycopg.DatabaseError(message)
 
 
 def _call_alone(connection: psycopg.Connection[Any], parameters: Sequence[bytes | None]) -> pq.abc.PGresult:
@@ -366,7 +380,7 @@ class _Flush:
             while syncs:
                 result = _result(pgconn)
                 if result is not None and result.status == pq.ExecStatus.FATAL_ERROR:
-                    failed = psycopg.DatabaseError((result.error_message or b"").decode(errors="replace"))
+                    failed = _failure(self._connection, result)
                 syncs -= result is not None and result.status == pq.ExecStatus.PIPELINE_SYNC
             pgconn.exit_pipeline_mode()
         except psycopg.Error as exc:
@@ -592,7 +606,7 @@ class PostgresLog:
             _Flush(connection, None).wait()
         code = (result.error_field(pq.DiagnosticField.SQLSTATE) or b"").decode()
         if code not in _REFUSALS:
-            raise psycopg.DatabaseError((result.error_message or b"").decode(errors="replace"))
+            raise _failure(connection, result)
         hint = int(result.error_field(pq.DiagnosticField.MESSAGE_HINT) or 1)
         detail = (result.error_field(pq.DiagnosticField.MESSAGE_DETAIL) or b"").decode()
         taken = None
@@ -708,8 +722,13 @@ class PostgresLog:
                     position = max(position, *(int(payload) for payload in payloads))
                 elif payloads:  # a group's commit names no head
                     position = self._head(listener)
-            except psycopg.Error:
+            except BaseException as failure:
+                # It may have taken notifications whose head nobody heard of: until the watcher asks the server for
+                # the head, the reads do.
                 self._settled = False
+                self._heard = None
+                if not isinstance(failure, psycopg.Error):
+                    raise
                 listener.close()  # the watcher's next wait connects again
                 return None
             self._heard = position
