@@ -187,3 +187,19 @@ def test_closing_the_store_ends_a_subscription_waiting_through_an_outage(open_ho
     one.close()
     follower.join(10)
     assert not follower.is_alive() and len(failures) == 1 and isinstance(failures[0], StoreClosed)
+
+
+def test_an_idle_subscription_delivers_the_commits_made_after_a_server_restart(open_host, postgres_server):
+    """Caught up when the server stops, it reads nothing meanwhile: its watcher, listening again once the server is
+    back, wakes it for another host's next commits."""
+    one, two = open_host("one"), open_host("two")
+    two.append("k", ChatMessage.user("before"))
+    feed = one.subscribe(timeout=30)
+    assert next(feed).position == 1
+    listening_is(replica_of(one), True)
+    postgres_server.stop()
+    listening_is(replica_of(one), False)
+    postgres_server.start()
+    two.append("k", ChatMessage.user("after 0"))
+    two.append("k", ChatMessage.user("after 1"))
+    assert [next(feed).event.message.content for _ in range(2)] == ["after 0", "after 1"]
