@@ -12,7 +12,15 @@ from typing import Any
 
 import pytest
 
-from eventstore import AsyncSessionStore, ChatMessage, RecordedEvent, SessionStore, StoreClosed, StoreUnavailable
+from eventstore import (
+    AsyncSessionStore,
+    ChatMessage,
+    InvalidArgument,
+    RecordedEvent,
+    SessionStore,
+    StoreClosed,
+    StoreUnavailable,
+)
 from eventstore.services.replica import ReplicaStorage
 from eventstore.sharedlog import SharedHead
 
@@ -203,3 +211,16 @@ def test_an_idle_subscription_delivers_the_commits_made_after_a_server_restart(o
     two.append("k", ChatMessage.user("after 0"))
     two.append("k", ChatMessage.user("after 1"))
     assert [next(feed).event.message.content for _ in range(2)] == ["after 0", "after 1"]
+
+
+
+@pytest.mark.parametrize("wait", [-1, True, "5"])
+def test_an_unavailable_timeout_that_is_no_span_is_an_invalid_argument(postgres_url, open_host, tmp_path, wait):
+    with pytest.raises(InvalidArgument, match="unavailable_timeout"):
+        open_host("one").subscribe(unavailable_timeout=wait)
+    two = AsyncSessionStore(postgres_url, cache=tmp_path / "two")
+    try:
+        with pytest.raises(InvalidArgument, match="unavailable_timeout"):
+            two.subscribe(unavailable_timeout=wait)
+    finally:
+        asyncio.run(two.close())
