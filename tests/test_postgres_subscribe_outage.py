@@ -8,6 +8,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from eventstore import (
     StoreClosed,
     StoreUnavailable,
 )
+from eventstore.services.feed import RETRY_SECONDS, Feed
 from eventstore.services.replica import ReplicaStorage
 from eventstore.sharedlog import SharedHead
 
@@ -224,3 +226,19 @@ def test_an_unavailable_timeout_that_is_no_span_is_an_invalid_argument(postgres_
             two.subscribe(unavailable_timeout=wait)
     finally:
         asyncio.run(two.close())
+
+
+def test_the_feed_s_steps_through_failed_reads_wait_and_read_again_from_the_same_position():
+    """The feed alone, its reads failing as a server's do while it cannot be reached: no event twice, none missed."""
+    log = list(range(1, 8))
+    failing = iter([False, True, True, False, True, False, False])  # whether each read fails
+
+    def read_batch(after: int, limit: int) -> list[Any]:
+        if next(failing, False):
+            raise StoreUnavailable("PostgreSQL cannot be reached while reading the log")
+        return [SimpleNamespace(position=position) for position in log[after:after + 3]]
+
+    steps = Feed(read_batch, lambda: 7).steps(0, timeout=None)
+    taken = [next(steps) for _ in range(10)]
+    assert [getattr(step, "position", step) for step in taken] == [1, 2, 3, RETRY_SECONDS, RETRY_SECONDS, 4, 5, 6,
+                                                                    RETRY_SECONDS, 7]
