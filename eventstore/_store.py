@@ -552,7 +552,8 @@ class SessionStore:
             check_index(limit, "limit")
         return self._time_travel.events(after, limit)
 
-    def subscribe(self, after: int = 0, timeout: float | None = None) -> Iterator[RecordedEvent]:
+    def subscribe(self, after: int = 0, timeout: float | None = None, *, unavailable_timeout: float | None = None
+                  ) -> Iterator[RecordedEvent]:
         """Every event committed after position ``after``, in global order, then each new one as it commits.
 
         A live change feed: each event exactly once, in order, and the iterator keeps waiting for new
@@ -560,16 +561,23 @@ class SessionStore:
         restart by passing the last position handled. It holds at most one batch of events, so a slow
         consumer never holds writers up. With ``timeout``, it ends once that many seconds pass without a
         new event. Closing the store ends it with ``StoreClosed``.
-        """
-        return self._follow(self._feed_steps(after, timeout))
 
-    def _feed_steps(self, after: int, timeout: float | None) -> Iterator[RecordedEvent | float]:
+        On PostgreSQL, while the server cannot be reached (a restart) it waits and tries again every half
+        second, then goes on from where it was; it raises ``StoreUnavailable`` once that lasted
+        ``unavailable_timeout`` seconds (``None``: it waits as long as it takes), or ``timeout`` ran out.
+        """
+        return self._follow(self._feed_steps(after, timeout, unavailable_timeout))
+
+    def _feed_steps(self, after: int, timeout: float | None, unavailable_timeout: float | None = None
+                    ) -> Iterator[RecordedEvent | float]:
         """The steps of a subscription (see ``services.feed``), its arguments checked; shared with ``aio``."""
         check_index(after, "after")
         if timeout is not None:
             timeout = check_count(timeout, "timeout")
+        if unavailable_timeout is not None:
+            unavailable_timeout = check_count(unavailable_timeout, "unavailable_timeout")
         feed = Feed(lambda start, limit: list(self._time_travel.events(start, limit)), self._last_commit)
-        return feed.steps(after, timeout)
+        return feed.steps(after, timeout, unavailable_timeout)
 
     def _last_commit(self) -> int:
         """The storage's latest commit, for a waiting subscription; checks that this store is open, as the

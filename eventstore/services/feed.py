@@ -7,21 +7,32 @@ whether another process has committed (``Storage.last_commit``: a few µs).
 
 The waiting is the caller's: the same steps serve a thread (``SessionStore.subscribe``) and an event
 loop (``AsyncSessionStore.subscribe``).
+
+A store whose log is on a server (PostgreSQL) raises ``StoreUnavailable`` from a read while the server cannot be
+reached. The feed then waits and reads again from the same position every ``RETRY_SECONDS``: a server restart
+costs a live subscription a pause, not its end, and it resumes with no gap and no duplicate (a failed read
+delivered nothing). It raises only once the server stayed unreachable for the wait its caller allowed, or its
+``timeout`` ran out meanwhile (it cannot tell that nothing was committed).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
 
+from .._errors import StoreUnavailable
 from ..events import RecordedEvent
 
-__all__ = ["POLL_SECONDS", "BATCH", "Feed"]
+__all__ = ["POLL_SECONDS", "BATCH", "RETRY_SECONDS", "Feed"]
 
 #: How often a caught-up feed checks for other processes' commits (this process's wake it at once).
 POLL_SECONDS = 0.025
 #: Events read per read transaction, and the most a feed holds.
 BATCH = 256
+#: How often a feed whose server cannot be reached reads again: each try is a connection attempt, so not every
+#: ``POLL_SECONDS``; the delay it adds to the first events after the server is back.
+RETRY_SECONDS = 0.5
 
 
 class Feed:
@@ -37,15 +48,35 @@ class Feed:
         self._read_batch = read_batch
         self._last_commit = last_commit
 
-    def steps(self, after: int, timeout: float | None) -> Iterator[RecordedEvent | float]:
+    def steps(self, after: int, timeout: float | None, unavailable_timeout: float | None = None
+              ) -> Iterator[RecordedEvent | float]:
         """Each event after ``after`` in order, and, when caught up, how many seconds to wait (a float)
         before looking again; the caller waits that long or until this process commits. Ends once
-        ``timeout`` seconds pass without a new event (never, with ``None``)."""
+        ``timeout`` seconds pass without a new event (never, with ``None``). While the server cannot be
+        reached it waits too, and raises ``StoreUnavailable`` once that lasted ``unavailable_timeout``
+        seconds (never, with ``None``) or ``timeout`` ran out."""
         position = after
         idle_since = time.monotonic()
+        unreachable_since: float | None = None
         while True:
-            seen = self._last_commit()  # before reading: a commit after the read changes it
-            batch = self._read_batch(position, BATCH)
+            seen = self._last_commit()  # before reading: a commit after the read changes it; raises once closed
+            try:
+                batch = self._read_batch(position, BATCH)
+            except StoreUnavailable:
+                now = time.monotonic()
+                if unreachable_since is None:
+                    unreachable_since = now
+                deadlines = []
+                if unavailable_timeout is not None:
+                    deadlines.append(unreachable_since + unavailable_timeout)
+                if timeout is not None:
+                    deadlines.append(idle_since + timeout)
+                remaining = min(deadlines, default=math.inf) - now
+                if remaining <= 0:
+                    raise
+                yield min(RETRY_SECONDS, remaining)
+                continue
+            unreachable_since = None
             if batch:
                 yield from batch
                 position = batch[-1].position

@@ -1,0 +1,190 @@
+"""Reads of a host that has a subscriber, after another host's acknowledged commit whose notification reached it:
+whichever thread of the host stalls with that notification (a loaded host deschedules it: an injected wait), at
+whatever step of handling it (the watcher woken and not yet reading it, holding it, having heard of its head and not
+yet raised the host's, having raised it and not yet woken the subscribers; the subscriber woken and not yet reading,
+or catching up), a read after it and a round trip sees the commit, and the subscription delivers it once, in order.
+
+The other host is a process of its own, with its own replica directory, on the same server."""
+
+from __future__ import annotations
+
+import select
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from eventstore import ChatMessage, RecordedEvent
+from eventstore.services.replica import ReplicaStorage
+from eventstore.sharedlog import postgres
+
+from test_postgres_store import listening, open_host, replica_of
+
+__all__ = ["open_host"]  # the fixture, used by name
+
+#: Another host: it opens its store, says so, then appends each line it reads and says when that is acknowledged.
+HOST = textwrap.dedent("""
+    import sys
+    from eventstore import ChatMessage, SessionStore
+    with SessionStore(sys.argv[1], cache=sys.argv[2]) as store:
+        store.session_exists("k")
+        print("ready", flush=True)
+        for line in sys.stdin:
+            store.append("k", ChatMessage.assistant(line.strip()))
+            print("appended", flush=True)
+""")
+
+WATCHER, FOLLOWER = "eventstore-shared-log", "follower"
+
+
+class Stall:
+    """Once armed, the first thread that reaches the injected point with the notification waits there until told to
+    go on (or 30 seconds)."""
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.reached, self.go = threading.Event(), threading.Event()
+
+    def __call__(self, thread: str) -> None:
+        if self.armed and threading.current_thread().name == thread and not self.reached.is_set():
+            self.reached.set()
+            self.go.wait(30)
+
+
+def watcher_woken(replica: ReplicaStorage, stall: Stall, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The watcher's wait on the listening socket returned, still marked parked, the notification unread."""
+    real_ready = postgres._ready
+    shared = log_of_replica(replica)
+
+    def ready(socket: int, events: int, timeout: float | None) -> bool:
+        woken = real_ready(socket, events, timeout)
+        listener = shared._listener
+        if woken and events == select.POLLIN and listener is not None and socket == listener.pgconn.socket:
+            stall(WATCHER)
+        return woken
+
+    monkeypatch.setattr(postgres, "_ready", ready)
+
+
+def watcher_holding(replica: ReplicaStorage, stall: Stall, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The watcher took the notification from the socket and has not heard of its head."""
+    shared = log_of_replica(replica)
+    real_drained = shared._drained
+
+    def drained(listener: psycopg.Connection[Any]) -> list[str]:
+        payloads: list[str] = real_drained(listener)
+        if payloads:
+            stall(WATCHER)
+        return payloads
+
+    monkeypatch.setattr(shared, "_drained", drained)
+
+
+def watcher_heard(replica: ReplicaStorage, stall: Stall, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The watcher heard of the head and let the listener go, and has not raised the host's head."""
+    shared = replica._shared
+    real_wait = shared.wait
+
+    def wait(seen: int, timeout: float, listening: Callable[[], None]) -> int:
+        position = real_wait(seen, timeout, listening)
+        if position != seen:
+            stall(WATCHER)
+        return position
+
+    monkeypatch.setattr(shared, "wait", wait)
+
+
+def watcher_raised(replica: ReplicaStorage, stall: Stall, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The watcher raised the host's head and has not woken the subscribers."""
+    real_raise = replica._raise_head
+
+    def raise_head(position: int) -> None:
+        real_raise(position)
+        stall(WATCHER)
+
+    monkeypatch.setattr(replica, "_raise_head", raise_head)
+
+
+def subscriber_woken(replica: ReplicaStorage, stall: Stall, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The subscriber was woken and has not begun its read of the log."""
+    real_read = replica.read
+
+    def read() -> Any:
+        stall(FOLLOWER)
+        return real_read()
+
+    monkeypatch.setattr(replica, "read", read)
+
+
+def subscriber_catching_up(replica: ReplicaStorage, stall: Stall, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The subscriber's read catches the replica up (the catch-up's lock and the directory's turn held) and has not
+    asked the server yet."""
+    real_fill = replica._fill
+
+    def fill(binding: Any) -> int:
+        stall(FOLLOWER)
+        return real_fill(binding)
+
+    monkeypatch.setattr(replica, "_fill", fill)
+
+
+def log_of_replica(replica: ReplicaStorage) -> postgres.PostgresLog:
+    shared = replica._shared
+    assert isinstance(shared, postgres.PostgresLog)
+    return shared
+
+
+@pytest.mark.parametrize("stalled", [watcher_woken, watcher_holding, watcher_heard, watcher_raised,
+                                     subscriber_woken, subscriber_catching_up])
+def test_a_read_beside_a_subscriber_stalled_with_another_host_s_commit_sees_it(
+        stalled, open_host, postgres_url, tmp_path: Path, monkeypatch):
+    one = open_host("one")
+    one.append("k", ChatMessage.user("mine"))
+    other = subprocess.Popen([sys.executable, "-c", HOST, postgres_url, str(tmp_path / "other")],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert other.stdin is not None and other.stdout is not None
+    received: list[RecordedEvent] = []
+
+    def follow() -> None:
+        for event in one.subscribe(timeout=30):
+            received.append(event)
+            if event.position == 4:
+                return
+
+    follower = threading.Thread(target=follow, name=FOLLOWER)
+    stall = Stall()
+    try:
+        assert other.stdout.readline() == "ready\n"
+        follower.start()
+        listening(one)
+        stalled(replica_of(one), stall, monkeypatch)
+        for round_number in range(3):
+            stall.armed, stall.reached, stall.go = True, threading.Event(), threading.Event()
+            other.stdin.write(f"theirs {round_number}\n")
+            other.stdin.flush()
+            assert other.stdout.readline() == "appended\n"  # acknowledged
+            assert stall.reached.wait(10), "the notification never reached the stalled step"
+            with psycopg.connect(postgres_url, autocommit=True) as connection:  # the round trip
+                connection.execute("SELECT 1")
+            read: list[list[str]] = []
+            reader = threading.Thread(target=lambda into: into.append([m.content for m in one.load("k")]), args=(read,))
+            reader.start()
+            reader.join(3)  # past LISTENER_RELEASE: a read that waits for a stalled watcher asks the server
+            stall.armed = False
+            stall.go.set()
+            reader.join(30)
+            assert read == [["mine", *(f"theirs {n}" for n in range(round_number + 1))]]
+    finally:
+        stall.go.set()
+        other.stdin.close()
+        other.wait(60)
+        follower.join(30)
+    assert other.returncode == 0
+    assert [event.position for event in received] == [1, 2, 3, 4]
+    assert received == list(one.events())
