@@ -46,7 +46,7 @@ import orjson
 
 from ._codec import EncodedEvent, decode_event, encode_event
 from ._errors import EventStoreError, InvalidArgument, ReplicationMismatch
-from ._files import file_kind
+from ._files import file_kind, path_text
 from ._log import GENESIS_HASH, chain_hash
 from ._store import SessionStore
 from ._time import to_micros
@@ -461,7 +461,8 @@ def import_events(store: SessionStore, path: str | Path, progress: Progress | No
         for recorded in histories:
             sessions.setdefault(recorded.session_key, []).append(recorded)
         size, sha256 = _digest(path)
-        outcome = store.import_sessions(sessions, source=f"events:{path.resolve()}", size=size, sha256=sha256)
+        outcome = store.import_sessions(sessions, source=f"events:{path_text(path.resolve())}", size=size,
+                                        sha256=sha256)
         if progress is not None:
             progress(total, total)
         return EventsImport("sessions", 0 if outcome.already_imported else outcome.receipt.events,
