@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
 
 __all__ = ["TargetExists", "UnsafeTarget", "WriteFailed", "atomic_file", "atomic_write", "check_target",
-           "open_directory"]
+           "open_directory", "path_text"]
 
 #: File systems that cannot hard-link: a no-replace write falls back to check-then-rename there.
 _NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.EXDEV}
@@ -51,6 +51,12 @@ class WriteFailed(EventStoreError, OSError):
 
     def __str__(self) -> str:
         return str(self.strerror)  # the sentence, without OSError's "[Errno N]" prefix
+
+
+def path_text(path: Path) -> str:
+    """A path as valid text, for a name the store keeps (an import receipt's source): a file name's bytes that are
+    not UTF-8 (lone surrogates in Python's ``str``, which the store refuses) as ``\\xNN`` escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def file_kind(mode: int) -> str:

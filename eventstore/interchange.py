@@ -46,7 +46,7 @@ import orjson
 
 from ._codec import EncodedEvent, decode_event, encode_event
 from ._errors import EventStoreError, InvalidArgument, ReplicationMismatch
-from ._files import file_kind
+from ._files import file_kind, path_text
 from ._log import GENESIS_HASH, chain_hash
 from ._store import SessionStore
 from ._time import to_micros
@@ -300,10 +300,15 @@ def _read_numbered(stream: IO[bytes]) -> tuple[ExportHeader, Iterator[tuple[int,
             except orjson.JSONDecodeError as exc:
                 raise BadExportFile(f"line {number}: {exc}") from None
             if isinstance(data, dict) and "end" in data:
-                if (data.get("end"), data.get("events"), data.get("last_hash")) != (True, count, last_hash):
-                    raise BadExportFile(f"line {number}: the trailer counts {data.get('events')!r} events ending "
-                                        f"with hash {data.get('last_hash')!r}; the file has {count} ending with "
-                                        f"{last_hash!r} (lines are missing or were added)")
+                end, events, ending = data.get("end"), data.get("events"), data.get("last_hash")
+                if end is not True or type(events) is not int or not isinstance(ending, (str, type(None))):
+                    # 1 == True and 2.0 == 2 in Python, yet no export writes such a trailer: a byte was changed
+                    raise BadExportFile(f"line {number}: not a trailer line: it must be {{\"end\": true, "
+                                        "\"events\": COUNT, \"last_hash\": HASH}")
+                if (events, ending) != (count, last_hash):
+                    raise BadExportFile(f"line {number}: the trailer counts {events!r} events ending with hash "
+                                        f"{ending!r}; the file has {count} ending with {last_hash!r} (lines are "
+                                        "missing or were added)")
                 ended = number
                 continue
             try:
@@ -456,7 +461,8 @@ def import_events(store: SessionStore, path: str | Path, progress: Progress | No
         for recorded in histories:
             sessions.setdefault(recorded.session_key, []).append(recorded)
         size, sha256 = _digest(path)
-        outcome = store.import_sessions(sessions, source=f"events:{path.resolve()}", size=size, sha256=sha256)
+        outcome = store.import_sessions(sessions, source=f"events:{path_text(path.resolve())}", size=size,
+                                        sha256=sha256)
         if progress is not None:
             progress(total, total)
         return EventsImport("sessions", 0 if outcome.already_imported else outcome.receipt.events,

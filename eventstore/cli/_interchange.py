@@ -184,6 +184,8 @@ def export(env: Env, keys: Sequence[str], all_sessions: bool, fmt: str, out_path
     name, and eventstore-manifest.json lists every key's file. Each file is
     written to a temporary file and renamed into place: a symbolic link at a
     target is never followed, and a failed export leaves no partial file.
+    ZeroClaw's lines have no field for a message's payload (a tool call): it
+    is left out, and the messages that had one are counted.
 
     \b
     Example:
@@ -205,10 +207,14 @@ def export(env: Env, keys: Sequence[str], all_sessions: bool, fmt: str, out_path
             if as_json:
                 out.json({"format": "jsonl", "out": str(out_path),
                           "files": {k: str(p) for k, p in result.written.items()},
-                          "not_written": result.not_written,
+                          "not_written": result.not_written, "payloads_left_out": result.payloads_left_out,
                           "manifest": None if result.manifest is None else str(result.manifest)})
             else:
                 out.line(f"Wrote {len(result.written)} session files into {out_path}.")
+                for key, count in result.payloads_left_out.items():
+                    out.line(f"{key!r}: {counted(count, 'message')} with a payload (a tool call, a framework's "
+                             "item) written without it: ZeroClaw's files have no field for one (--format events "
+                             "keeps it).")
                 for key, why in result.not_written.items():
                     out.line(f"not written: {key!r}: {why}")
             if result.not_written:

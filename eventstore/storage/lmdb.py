@@ -256,9 +256,10 @@ class Environment:
 
     def _open_lmdb(self) -> lmdb.Environment:
         size = min(_INITIAL_MAP_SIZE, self.max_size) if self.max_size else _INITIAL_MAP_SIZE
-        open_environment = functools.partial(
-            lmdb.open, str(self.path), map_size=size, max_dbs=_MAX_DBS, sync=self.durability is not Durability.OFF,
-            metasync=self.durability is Durability.FULL, max_readers=MAX_READERS, readonly=self.readonly)
+        open_environment = functools.partial(  # the path as bytes: lmdb encodes a str as strict UTF-8
+            lmdb.open, os.fsencode(self.path), map_size=size, max_dbs=_MAX_DBS,
+            sync=self.durability is not Durability.OFF, metasync=self.durability is Durability.FULL,
+            max_readers=MAX_READERS, readonly=self.readonly)
         try:
             try:
                 return open_environment()
@@ -405,7 +406,7 @@ class Environment:
                 directory.mkdir()
 
     def _copy_live_data(self, directory: Path, rewrite: VacuumRewrite | None, map_size: int) -> None:
-        target = lmdb.open(str(directory), map_size=map_size, max_dbs=_MAX_DBS, lock=False,
+        target = lmdb.open(os.fsencode(directory), map_size=map_size, max_dbs=_MAX_DBS, lock=False,
                            sync=False, metasync=False, meminit=True, writemap=False)
         try:
             with self._env.begin() as source:

@@ -26,11 +26,14 @@ MANIFEST_FORMAT = "eventstore.jsonl-export"
 
 @attrs.frozen
 class JsonlExport:
-    """What ``export_jsonl`` wrote: file per key, keys not written (with why), and the manifest (if written)."""
+    """What ``export_jsonl`` wrote: file per key, keys not written (with why), the manifest (if written), and per
+    key written, how many of its messages have a payload its file leaves out (ZeroClaw's lines have no field
+    for one)."""
 
     written: dict[str, Path]
     not_written: dict[str, str]
     manifest: Path | None = None
+    payloads_left_out: dict[str, int] = attrs.field(factory=dict)
 
 
 def _read_manifest(directory_fd: int, shown: Path, overwrite: bool) -> dict[str, str]:
@@ -67,9 +70,12 @@ def export_jsonl(store: SessionStore, keys: Sequence[str], directory: str | os.P
     not at all, never through a symbolic link (see ``eventstore._files``). A
     key that is not a live session, or whose file is a symbolic link, not a
     regular file, or exists (unless ``overwrite``) is reported in
-    ``not_written``. The manifest (``MANIFEST_NAME``: ``{"format", "version",
-    "sessions": {key: file name}}``) is written last, keeping an earlier
-    export's entries for other keys and other file names.
+    ``not_written``. A message's payload (a framework's item, a tool call) has
+    no place in ZeroClaw's lines: the file holds its role and content, and
+    ``payloads_left_out`` counts such messages per key (``export --format
+    events`` keeps them). The manifest (``MANIFEST_NAME``: ``{"format",
+    "version", "sessions": {key: file name}}``) is written last, keeping an
+    earlier export's entries for other keys and other file names.
 
     Raises:
         UnsafeTarget: ``directory`` is not a directory, or the manifest's name is a link or not a regular file.
@@ -82,6 +88,7 @@ def export_jsonl(store: SessionStore, keys: Sequence[str], directory: str | os.P
     directory = Path(directory)
     written: dict[str, Path] = {}
     not_written: dict[str, str] = {}
+    payloads_left_out: dict[str, int] = {}
     with open_directory(directory, create=True) as directory_fd:
         manifest = directory / MANIFEST_NAME
         earlier = _read_manifest(directory_fd, manifest, overwrite)
@@ -90,10 +97,13 @@ def export_jsonl(store: SessionStore, keys: Sequence[str], directory: str | os.P
             if not store.session_exists(key):
                 not_written[key] = "no such session"
             else:
+                messages = store.load(key)
                 try:
                     with atomic_write(directory_fd, name, directory / name, replace=overwrite) as stream:
-                        stream.write(jsonl_bytes(store.load(key), None if name == f"{key}.jsonl" else key))
+                        stream.write(jsonl_bytes(messages, None if name == f"{key}.jsonl" else key))
                     written[key] = directory / name
+                    if with_payload := sum(m.payload is not None for m in messages):
+                        payloads_left_out[key] = with_payload
                 except (UnsafeTarget, TargetExists) as exc:
                     not_written[key] = str(exc)
             if progress is not None:
@@ -106,4 +116,4 @@ def export_jsonl(store: SessionStore, keys: Sequence[str], directory: str | os.P
         with atomic_write(directory_fd, MANIFEST_NAME, manifest, replace=True) as stream:
             stream.write(orjson.dumps({"format": MANIFEST_FORMAT, "version": 1, "sessions": entries},
                                       option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
-    return JsonlExport(written, not_written, manifest)
+    return JsonlExport(written, not_written, manifest, payloads_left_out)

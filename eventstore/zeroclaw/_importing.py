@@ -8,6 +8,7 @@ from pathlib import Path
 import attrs
 
 from .._errors import InvalidArgument, SourceChanged
+from .._files import path_text
 from .._store import SessionStore
 from .._values import ImportOutcome
 from ..events import MessageAppended
@@ -41,7 +42,7 @@ def _import_batch(store: SessionStore, batch: SourceBatch) -> SourceResult:
     if not batch.sessions:
         return SourceResult(batch, batch.path, batch.kind, "empty")
     try:
-        outcome: ImportOutcome = store.import_sessions(batch.sessions, source=str(batch.path.resolve()),
+        outcome: ImportOutcome = store.import_sessions(batch.sessions, source=path_text(batch.path.resolve()),
                                                        size=batch.size, sha256=batch.sha256)
     except SourceChanged:
         return SourceResult(batch, batch.path, batch.kind, "changed",

@@ -143,8 +143,27 @@ def _copy_source(source: Path, target: Path, roots: Sequence[Path] | None, sha: 
     return size, info
 
 
+def _refuse_computed_tables(connection: sqlite3.Connection, path: Path) -> None:
+    """Refuse a ``sessions`` or ``session_metadata`` that is not a plain table: ZeroClaw writes none, and a
+    view (a recursive one never ends), a virtual table or a generated column runs the file's own SQL on every
+    read, which could make endless or gigabyte-long rows from a few bytes."""
+    for table in ("sessions", "session_metadata"):
+        found = connection.execute("SELECT type, sql FROM sqlite_master WHERE name = ? COLLATE NOCASE",
+                                   (table,)).fetchone()
+        if found is None:
+            continue
+        kind, sql = _text(found[0]), _text(found[1]) or ""
+        computed = kind == "table" and any(column[6] in (2, 3) for column in  # 2, 3: generated columns
+                                           connection.execute(f"PRAGMA table_xinfo({table})"))
+        if kind != "table" or sql.lstrip().upper().startswith("CREATE VIRTUAL") or computed:
+            what = "has generated columns" if computed else f"is a {kind if kind != 'table' else 'virtual table'}"
+            raise NotAWorkspace(f"{path} is not a ZeroClaw sessions database: its {table} {what}, which ZeroClaw "
+                                "never writes; not read")
+
+
 def _query(connection: sqlite3.Connection, path: Path) -> tuple[list[tuple[Any, ...]], dict[str, dict[str, object]]]:
     try:
+        _refuse_computed_tables(connection, path)
         # typeof(): ZeroClaw reads these columns as text, so a BLOB or number in them is no message.
         rows = connection.execute(
             "SELECT id, session_key, role, content, created_at, "
