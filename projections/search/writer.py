@@ -77,11 +77,12 @@ from .tokenizer import term_key, term_keys, tokenize
 __all__ = ["IndexWriter", "indexed_terms"]
 
 #: Postings (a term in a message) kept before they are grouped and folded into the summaries: bounds a batch's
-#: memory (``grouping.Postings``: about 5 bytes a posting, and some 60 while they are grouped).
+#: memory (``grouping.Postings``: about 5 bytes a posting, and some 36 more while they are grouped).
 _SETTLE_EVERY = 1 << 22
 _ENTRY_MASK = (1 << _COUNT_SHIFT) - 1
-#: A term ``append`` finds in this many of a run's messages or more has each of them noted in ``_posted``; the map
-#: key of a term in fewer (one) is its note's tag, which ``_settle`` reads for the blocks that have a map.
+#: A term the batch holds in this many messages of a session or more has each of them posted for its message maps
+#: (``grouping.group``); the map key of a term in fewer (one) is its entry's tag, which ``_settle_term`` reads for
+#: the blocks that have a map.
 _POSTED_FROM = 2
 #: A term's part of a batch's grouped postings: its entries and their bytes, its message count, its posted messages.
 _Part = tuple["array[int]", bytes, int, "array[int]"]
@@ -479,13 +480,14 @@ class IndexWriter(IndexReader):
             state.activity = micros
 
     def append(self, sid: int, texts: Sequence[str], micros: int) -> None:
-        """Append messages to session ``sid``: their postings go to its chunks, and the session's entry for each
-        of their terms (its best level, the first message with it, several messages) is noted for ``settle``.
+        """Append messages to session ``sid``: their postings go to its chunks, and to the batch's flat arrays,
+        from which ``settle`` groups the session's entry for each of their terms (its best level, the first message
+        with it, several messages).
 
-        The work per term is done in C, a message and a run of messages at a time. A message's terms are counted
-        and looked up by their UTF-8 (``term_keys``); most occur once in it and so share one level, and the
-        others' levels are found apart. Each message gives its terms one key, ``level << 8 | (index ^ 127)``,
-        and the greatest key of a term over the run is its best level in its first message at that level.
+        The work per term is done in C, a message at a time. A message's terms are counted and looked up by their
+        UTF-8 (``term_keys``); most occur once in it and so share one level, and the others' levels are found
+        apart. Each message gives its terms one key, ``level << 8 | (index ^ 127)`` (in its code), and the greatest
+        key of a term over the session's messages is its best level in its first message at that level.
         """
         state = self._state(sid)
         count = state.count
