@@ -12,10 +12,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from eventstore import SessionStore, _deferred
+from eventstore import ChatMessage, SessionStore, _deferred
 from projections.search import formats, grouping, writer
 from projections.search.formats import LAST_TAG, MAP_SHIFT, META_GENERATION
 from projections.search.grouping import Postings, group
@@ -189,3 +190,31 @@ class TestGrouping:
         [(tid, notes, _, added, _)] = list(group(postings_of(batch), formats.BLOCK_BITS, 2))
         assert (tid, added) == (9, many)
         assert [note >> 16 for note in notes] == [3 << 16 | 0xFFFF]
+
+
+class TestReadsMidBatch:
+    def test_a_read_of_one_term_leaves_the_others_to_settle_once(self, store: SessionStore,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+        """A term read through a batch (as a removal reads its message's terms) settles alone: another term's block
+        is raised once for all the batch's entries, so it stores what a batch without the read stores (its level
+        groups keep the order one raise gives them)."""
+        monkeypatch.setattr(formats, "GROUPED_FROM", 1)  # blocks keep their sessions in level groups
+        long_text = "apple " + " ".join(VOCABULARY[2:10])
+        for number in range(40):
+            store.append(f"s{number:02}", ChatMessage.user(long_text if number != 39 else "kiwi " + long_text))
+        store.catch_up()
+
+        def apple_block(read_between: bool) -> bytes | None:
+            with store._environment.read() as txn:
+                batch = store._search_index.prepare(txn)
+                sids = [sid for sid, _ in batch.stored_sessions()]
+                apple, kiwi = batch.tid("apple"), batch.tid("kiwi")
+                assert apple is not None and kiwi is not None
+                batch.append(sids[30], ["apple"], 1)  # a higher level: the session moves to another level group
+                if read_between:
+                    batch.df(kiwi)
+                batch.append(sids[5], ["apple"], 1)
+                batch.settle()
+                return batch.block_raw(apple, 0)
+
+        assert apple_block(read_between=True) == apple_block(read_between=False)
