@@ -1238,28 +1238,25 @@ class TestBatches:
                               st.sampled_from(["append"] * 3 + ["remove_last", "update_last", "clear"])),
                     min_size=1, max_size=25),
            st.sampled_from([formats.BLOCK_BITS, 1]), st.sampled_from([1, 256]), st.sampled_from([1 << 22, 3]),
-           st.sampled_from([writer._LONGEST_RUN, 2]), st.sampled_from(MAP_BANDS))
+           st.sampled_from(MAP_BANDS))
     @example([("b", ["apple"], "append"), ("a", ["apple fig", "fig"], "append"), ("b", ["apple apple"], "append"),
-              ("a", ["apple"], "append")], 1, 1, 1 << 22, writer._LONGEST_RUN, MAP_BANDS[0])
-    @example([("a", ["apple fig", "apple", "fig apple", "kiwi"], "append")], 1, 1, 1 << 22, 2, MAP_BANDS[0])
+              ("a", ["apple"], "append")], 1, 1, 1 << 22, MAP_BANDS[0])
+    @example([("a", ["apple fig", "apple", "fig apple", "kiwi"], "append")], 1, 1, 1 << 22, MAP_BANDS[0])
     @example([("a", ["apple fig", "apple"], "append"), ("b", ["fig", "apple fig"], "append"),
               ("c", ["fig apple"], "append"), ("a", ["x"], "remove_last"), ("b", ["fig"], "update_last"),
-              ("c", ["apple"], "append"), ("d", ["fig"], "append"), ("c", ["x"], "clear")], 2, 1, 3, 2, (2, 4))
+              ("c", ["apple"], "append"), ("d", ["fig"], "append"), ("c", ["x"], "clear")], 2, 1, 3, (2, 4))
     def test_one_batch_builds_what_an_event_a_batch_builds(self, script: list[tuple[str, list[str], str]],
                                                            block_bits: int, grouped_from: int,
-                                                           settle_every: int, longest_run: int,
-                                                           map_band: tuple[int, int]) -> None:
+                                                           settle_every: int, map_band: tuple[int, int]) -> None:
         """Folded in one batch, where a session's appends are indexed a run at a time, a session comes in several
         runs and sessions out of order, the index is the one folded an event a batch, and verify finds it exact
-        (small blocks: a term's sessions in several; a small ``settle_every``: entries settled mid-batch; a short
-        ``longest_run``: a long run of appends noted in parts; a small map band: message maps gained, extended,
-        edited and dropped as blocks cross it)."""
+        (small blocks: a term's sessions in several; a small ``settle_every``: postings settled mid-batch; a small
+        map band: message maps gained, extended, edited and dropped as blocks cross it)."""
         from eventstore import _deferred
 
-        saved = formats.BLOCK_BITS, formats.GROUPED_FROM, writer._SETTLE_EVERY, writer._LONGEST_RUN, \
+        saved = formats.BLOCK_BITS, formats.GROUPED_FROM, writer._SETTLE_EVERY, \
             _deferred.DEFERRED_BATCH, formats.MAP_FROM, formats.MAP_UP_TO
-        formats.BLOCK_BITS, formats.GROUPED_FROM, writer._SETTLE_EVERY, writer._LONGEST_RUN = \
-            block_bits, grouped_from, settle_every, longest_run
+        formats.BLOCK_BITS, formats.GROUPED_FROM, writer._SETTLE_EVERY = block_bits, grouped_from, settle_every
         formats.MAP_FROM, formats.MAP_UP_TO = map_band
         try:
             with tempfile.TemporaryDirectory() as directory, SessionStore(Path(directory), durable=False) as store:
@@ -1275,7 +1272,7 @@ class TestBatches:
                 with store._environment.read() as txn:
                     assert one_batch == store._search_index.dump(txn)
         finally:
-            formats.BLOCK_BITS, formats.GROUPED_FROM, writer._SETTLE_EVERY, writer._LONGEST_RUN, \
+            formats.BLOCK_BITS, formats.GROUPED_FROM, writer._SETTLE_EVERY, \
                 _deferred.DEFERRED_BATCH, formats.MAP_FROM, formats.MAP_UP_TO = saved
 
     def test_a_term_in_hundreds_of_messages_of_one_run(self, store: SessionStore) -> None:

@@ -1,7 +1,9 @@
-"""The search index's writer notes a run's messages for the message maps only for the terms the run holds in
-several messages (``writer._POSTED_FROM``); a term's one message in a run is read from its note's tag when the
-block has a map. The stored bytes are those of the writer that noted every message: every key and value of every
-``search.*`` database, through a rebuild and through catch-ups in batches of several sizes."""
+"""The search index's writer keeps a batch's postings as flat arrays and groups them by term and session when it
+settles (``grouping.group``, in numpy), and notes a session's messages for the message maps only for the terms the
+batch holds in several of them (``writer._POSTED_FROM``); a term's one message in a session is read from its
+entry's tag when the block has a map. The grouping is compared with a plain model of it, and the stored bytes with
+those of the writer that noted every message: every key and value of every ``search.*`` database, through a rebuild
+and through catch-ups in batches of several sizes, with term ids grouped a range at a time too."""
 
 from __future__ import annotations
 
@@ -10,12 +12,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from eventstore import SessionStore, _deferred
-from projections.search import formats, writer
-from projections.search.formats import META_GENERATION
+from eventstore import ChatMessage, SessionStore, _deferred
+from projections.search import formats, grouping, writer
+from projections.search.formats import LAST_TAG, MAP_SHIFT, META_GENERATION
+from projections.search.grouping import Postings, group
 
 from conftest import FakeClock
 from test_search import MAP_BANDS, VOCABULARY, run_script_step
@@ -42,22 +46,28 @@ def stored_index(store: SessionStore) -> Stored:
 
 
 @contextmanager
-def small_forms(block_bits: int, map_band: tuple[int, int], batch: int, posted_from: int) -> Iterator[None]:
-    """Blocks, map bands and catch-up batches small enough that a short script crosses them."""
-    saved = formats.BLOCK_BITS, formats.MAP_FROM, formats.MAP_UP_TO, _deferred.DEFERRED_BATCH, writer._POSTED_FROM
+def small_forms(block_bits: int, map_band: tuple[int, int], batch: int, posted_from: int,
+                sorted_bits: int = grouping.SORTED_BITS) -> Iterator[None]:
+    """Blocks, map bands and catch-up batches small enough that a short script crosses them; with ``sorted_bits``,
+    term ids grouped a range at a time."""
+    saved = (formats.BLOCK_BITS, formats.MAP_FROM, formats.MAP_UP_TO, _deferred.DEFERRED_BATCH, writer._POSTED_FROM,
+             grouping.SORTED_BITS)
     formats.BLOCK_BITS, (formats.MAP_FROM, formats.MAP_UP_TO) = block_bits, map_band
-    _deferred.DEFERRED_BATCH, writer._POSTED_FROM = batch, posted_from
+    _deferred.DEFERRED_BATCH, writer._POSTED_FROM, grouping.SORTED_BITS = batch, posted_from, sorted_bits
     try:
         yield
     finally:
-        formats.BLOCK_BITS, formats.MAP_FROM, formats.MAP_UP_TO, _deferred.DEFERRED_BATCH, writer._POSTED_FROM = saved
+        (formats.BLOCK_BITS, formats.MAP_FROM, formats.MAP_UP_TO, _deferred.DEFERRED_BATCH, writer._POSTED_FROM,
+         grouping.SORTED_BITS) = saved
 
 
 def builds(script: list[tuple[str, list[str], str]], caught_up_every: int | None, block_bits: int,
-           map_band: tuple[int, int], batch: int, posted_from: int) -> tuple[Stored, Stored]:
+           map_band: tuple[int, int], batch: int, posted_from: int,
+           sorted_bits: int = grouping.SORTED_BITS) -> tuple[Stored, Stored]:
     """The index of ``script`` (caught up every ``caught_up_every`` steps, and at the end), then rebuilt."""
     clock = FakeClock()
-    with tempfile.TemporaryDirectory() as directory, small_forms(block_bits, map_band, batch, posted_from), \
+    with tempfile.TemporaryDirectory() as directory, \
+            small_forms(block_bits, map_band, batch, posted_from, sorted_bits), \
             SessionStore(Path(directory), clock=clock, durable=False) as store:
         for number, (key, batch_texts, command) in enumerate(script, 1):
             clock.advance(seconds=1)
@@ -89,6 +99,10 @@ class TestNotedFromTags:
         every = builds(script, caught_up_every, block_bits, map_band, batch, posted_from=1)
         several = builds(script, caught_up_every, block_bits, map_band, batch, posted_from=writer._POSTED_FROM)
         assert every == several
+        # Term ids grouped a range of a few ids at a time (the sessions' ranks and keys take the other bits).
+        ranged = builds(script, caught_up_every, block_bits, map_band, batch, posted_from=writer._POSTED_FROM,
+                        sorted_bits=grouping.KEY_BITS + 8)
+        assert ranged == several
 
     def test_a_run_of_one_message_a_term_gets_its_keys_from_the_tags(self) -> None:
         """Sessions whose terms are each in one message of their run, in a block with a map, still have every
@@ -99,3 +113,108 @@ class TestNotedFromTags:
                          posted_from=writer._POSTED_FROM)
         assert every == several
         assert len(several[0]["search.maps"]) >= 2  # apple's and fig's maps at least
+
+
+#: A message of a batch: its session, the level of the terms it holds once, its position, its terms (distinct) and
+#: those with a level of their own there.
+Message = tuple[int, int, int, list[int], list[tuple[int, int]]]
+messages = st.lists(
+    st.tuples(st.integers(0, 40), st.integers(1, 255), st.integers(0, LAST_TAG),
+              st.sets(st.integers(1, 60), min_size=1, max_size=6).map(sorted),
+              st.lists(st.tuples(st.integers(0, 5), st.integers(1, 255)), max_size=2)),
+    min_size=1, max_size=40)
+
+
+def postings_of(batch: list[Message]) -> Postings:
+    postings = Postings()
+    for sid, once, position, tids, own in batch:
+        postings.tids.extend(tids)
+        postings.codes.append(sid << 32 | once << 8 | position ^ LAST_TAG)
+        postings.sizes.append(len(tids))
+        for at, level in own:
+            postings.own_tids.append(tids[at % len(tids)])
+            postings.own_codes.append(sid << 32 | level << 8 | position ^ LAST_TAG)
+    return postings
+
+
+def modelled(batch: list[Message], block_bits: int, posted_from: int) -> list[tuple[int, list[int], int, list[int]]]:
+    """What ``group`` derives, from a plain model: each term's entries, message count and posted messages."""
+    best: dict[tuple[int, int], int] = {}  # (term, session) → greatest key: the level, then the first message
+    held: dict[tuple[int, int], list[int]] = {}  # (term, session) → the positions of the messages holding it
+    for sid, once, position, tids, own in batch:
+        for tid in tids:
+            best[tid, sid] = max(best.get((tid, sid), 0), once << 8 | position ^ LAST_TAG)
+            held.setdefault((tid, sid), []).append(position)
+        for at, level in own:
+            tid = tids[at % len(tids)]
+            best[tid, sid] = max(best[tid, sid], level << 8 | position ^ LAST_TAG)
+    found: dict[int, tuple[list[int], int, list[int]]] = {}
+    for tid, sid in sorted(best):
+        notes, added, posted = found.setdefault(tid, ([], 0, []))
+        positions = held[tid, sid]
+        notes.append(sid << 32 | min(len(positions), 0xFFFF) << 16 | best[tid, sid] ^ LAST_TAG)
+        if len(positions) >= posted_from:
+            posted += [sid >> block_bits << 40 | position << MAP_SHIFT | sid & (1 << block_bits) - 1
+                       for position in positions]
+        found[tid] = notes, added + len(positions), posted
+    return [(tid, notes, added, sorted(posted)) for tid, (notes, added, posted) in sorted(found.items())]
+
+
+class TestGrouping:
+    @given(messages, st.sampled_from([1, 3, 12]), st.sampled_from([1, 2, 3]),
+           st.sampled_from([grouping.SORTED_BITS, grouping.KEY_BITS + 8]))
+    @example([(7, 3, 0, [5], []), (7, 9, 1, [5], [(0, 12)]), (2, 9, 4, [5, 6], [])], 1, 2, grouping.SORTED_BITS)
+    def test_group_derives_what_a_plain_model_does(self, batch: list[Message], block_bits: int, posted_from: int,
+                                                   sorted_bits: int) -> None:
+        """Each term's entries (best level, first message at it, how many messages), message count and posted
+        messages are the model's, sessions in any order and in several messages, term ids in one range or in
+        ranges of a few ids (``sorted_bits``: the sessions' ranks and keys take the other bits)."""
+        saved = grouping.SORTED_BITS
+        grouping.SORTED_BITS = sorted_bits
+        try:
+            grouped = list(group(postings_of(batch), block_bits, posted_from))
+            found = [(tid, notes.tolist(), added, posted.tolist()) for tid, notes, _, added, posted in grouped]
+        finally:
+            grouping.SORTED_BITS = saved
+        assert [(tid, notes, added, sorted(posted)) for tid, notes, added, posted in found] == \
+            modelled(batch, block_bits, posted_from)
+        for _, notes, raw, _, posted in grouped:  # in block order: the writer finds a block's messages by bisection
+            assert raw == formats.packed_u64s(notes)
+            assert [message >> 40 for message in posted] == sorted(message >> 40 for message in posted)
+
+    def test_a_term_in_more_messages_of_a_session_than_a_note_counts(self) -> None:
+        """A session whose batch holds a term in more messages than a note's two bytes count gives the term its
+        whole message count, and a note that says several messages (it is capped, not wrapped)."""
+        many = (1 << 16) + 5
+        batch: list[Message] = [(3, 2, min(position, LAST_TAG), [9], []) for position in range(many)]
+        [(tid, notes, _, added, _)] = list(group(postings_of(batch), formats.BLOCK_BITS, 2))
+        assert (tid, added) == (9, many)
+        assert [note >> 16 for note in notes] == [3 << 16 | 0xFFFF]
+
+
+class TestReadsMidBatch:
+    def test_a_read_of_one_term_leaves_the_others_to_settle_once(self, store: SessionStore,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+        """A term read through a batch (as a removal reads its message's terms) settles alone: another term's block
+        is raised once for all the batch's entries, so it stores what a batch without the read stores (its level
+        groups keep the order one raise gives them)."""
+        monkeypatch.setattr(formats, "GROUPED_FROM", 1)  # blocks keep their sessions in level groups
+        long_text = "apple " + " ".join(VOCABULARY[2:10])
+        for number in range(40):
+            store.append(f"s{number:02}", ChatMessage.user(long_text if number != 39 else "kiwi " + long_text))
+        store.catch_up()
+
+        def apple_block(read_between: bool) -> bytes | None:
+            with store._environment.read() as txn:
+                batch = store._search_index.prepare(txn)
+                sids = [sid for sid, _ in batch.stored_sessions()]
+                apple, kiwi = batch.tid("apple"), batch.tid("kiwi")
+                assert apple is not None and kiwi is not None
+                batch.append(sids[30], ["apple"], 1)  # a higher level: the session moves to another level group
+                if read_between:
+                    batch.df(kiwi)
+                batch.append(sids[5], ["apple"], 1)
+                batch.settle()
+                return batch.block_raw(apple, 0)
+
+        assert apple_block(read_between=True) == apple_block(read_between=False)

@@ -9,11 +9,11 @@ import bisect
 import collections
 import heapq
 from array import array
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import lru_cache
 from itertools import chain, compress, repeat
-from operator import itemgetter, le, lshift, lt, ne, or_, xor
+from operator import itemgetter, lt, ne
 from typing import Any, cast
 
 from pyroaring import BitMap
@@ -66,27 +66,26 @@ from .formats import (
     term_entry,
     u16s,
 )
+from .grouping import COUNT_SHIFT as _COUNT_SHIFT
+from .grouping import POSTED_BLOCK as _POSTED_BLOCK
+from .grouping import SID_SHIFT as _SID_SHIFT
+from .grouping import Postings, group
 from .reader import IndexReader, SearchSpaces, TermIds
 from .scoring import impact
 from .tokenizer import term_key, term_keys, tokenize
 
 __all__ = ["IndexWriter", "indexed_terms"]
 
-#: Entries (a term in a session) noted before they are folded into the summaries: bounds a batch's memory, at
-#: 8 bytes an entry.
+#: Postings (a term in a message) kept before they are grouped and folded into the summaries: bounds a batch's
+#: memory (``grouping.Postings``: about 5 bytes a posting, and some 36 more while they are grouped).
 _SETTLE_EVERY = 1 << 22
-#: A noted entry is ``session << _SID_SHIFT | messages << _COUNT_SHIFT | entry``: its bytes are, from the lowest,
-#: the tag, the level, the number of the run's messages that hold the term (two bytes), then the session.
-_COUNT_SHIFT = 16
-_SID_SHIFT = 32
 _ENTRY_MASK = (1 << _COUNT_SHIFT) - 1
-#: A noted message (``IndexWriter._posted``) has its block from this bit on.
-_POSTED_BLOCK = 40
-#: A term ``append`` finds in this many of a run's messages or more has each of them noted in ``_posted``; the map
-#: key of a term in fewer (one) is its note's tag, which ``_settle`` reads for the blocks that have a map.
+#: A term the batch holds in this many messages of a session or more has each of them posted for its message maps
+#: (``grouping.group``); the map key of a term in fewer (one) is its entry's tag, which ``_settle_term`` reads for
+#: the blocks that have a map.
 _POSTED_FROM = 2
-#: The most messages ``append`` notes in one run (a note counts them in 16 bits); longer runs go in parts.
-_LONGEST_RUN = (1 << 16) - 1
+#: A term's part of a batch's grouped postings: its entries and their bytes, its message count, its posted messages.
+_Part = tuple["array[int]", bytes, int, "array[int]"]
 _NO_KEYS: list[bytes] = []
 _NO_POSTINGS: ChunkMessage = (b"", (), 0, (), b"")
 #: Counts the items of an iterable into a dict, in C: what ``Counter.update`` calls, without the checks and calls
@@ -135,20 +134,19 @@ class IndexWriter(IndexReader):
         self._lists: dict[int, list[int]] = {}  # term id → its blocks
         self._dfs: dict[int, int] = {}
         self._sessions: dict[int, _SessionState] = {}
-        # Term id → its entries noted: every term ``append`` has looked up has one (emptied when it settles), so
-        # that noting is a plain lookup.
-        self._pending: dict[int, array[int]] = {}
-        self._unsettled = 0
+        # The postings of the messages appended since the batch last grouped them, and each term's parts grouped
+        # since it last settled (grouped when a term is read, or the batch settles).
+        self._postings = Postings()
+        self._grouped: dict[int, list[_Part]] = {}
         # Message maps (``formats.mapped``) by block key: those changed (``None``: none now), and the sessions
         # (offsets) each waits for, to read from their postings: those a removal touched, and those a block had
         # before it gained its map.
         self._maps: dict[int, BitMap | None] = {}
         self._maps_changed: set[int] = set()
         self._maps_stale: dict[int, set[int]] = {}
-        # Term id → ``block << _POSTED_BLOCK | map key`` of each message appended since the term last settled that
-        # holds it, where the run of appends has it in several messages (a run's one message holding a term is its
-        # note's tag), and ``block << _POSTED_BLOCK | level << 32 | map key`` of those where it has a level of its
-        # own: the keys its message maps and repeats gain (taken from the messages, not their postings).
+        # Term id → ``block << _POSTED_BLOCK | level << 32 | map key`` of each message appended since the term last
+        # settled where the term has a level of its own: the keys its message maps and repeats gain (taken from the
+        # messages, not their postings; ``group`` gives those of the messages of a session holding it in several).
         self._posted: dict[int, array[int]] = {}
         # Each mapped block's messages where its term has a level of its own (``search.repeats``), by block key:
         # message key → level (``None``: none stored now); those to write.
@@ -161,8 +159,6 @@ class IndexWriter(IndexReader):
         self._levels_changed: set[int] = set()
         self._levels_whole: set[int] = set()
         self._levels_stale: set[int] = set()
-        self._high = -1  # the greatest session noted since every note was last settled
-        self._ordered = True  # each term's notes are of distinct sessions, ascending
         self._messages = super().messages()
         raw = None if fresh else txn.get(spaces.meta, META_NEXT_TID)
         self._next_tid = 1 if raw is None else count_of_value(raw)
@@ -471,7 +467,6 @@ class IndexWriter(IndexReader):
         """The id of the term ``key`` (its UTF-8), looked up or given now; kept for the batch's later messages."""
         term = key.decode("utf-8")
         tid = self._key_tids[key] = self.tid(term) or self._new_tid(term)
-        self._pending.setdefault(tid, array("Q"))
         self._posted.setdefault(tid, array("Q"))
         return tid
 
@@ -485,27 +480,25 @@ class IndexWriter(IndexReader):
             state.activity = micros
 
     def append(self, sid: int, texts: Sequence[str], micros: int) -> None:
-        """Append messages to session ``sid``: their postings go to its chunks, and the session's entry for each
-        of their terms (its best level, the first message with it, several messages) is noted for ``settle``.
+        """Append messages to session ``sid``: their postings go to its chunks, and to the batch's flat arrays,
+        from which ``settle`` groups the session's entry for each of their terms (its best level, the first message
+        with it, several messages).
 
-        The work per term is done in C, a message and a run of messages at a time. A message's terms are counted
-        and looked up by their UTF-8 (``term_keys``); most occur once in it and so share one level, and the
-        others' levels are found apart. Each message gives its terms one key, ``level << 8 | (index ^ 127)``,
-        and the greatest key of a term over the run is its best level in its first message at that level.
+        The work per term is done in C, a message at a time. A message's terms are counted and looked up by their
+        UTF-8 (``term_keys``); most occur once in it and so share one level, and the others' levels are found
+        apart. Each message gives its terms one key, ``level << 8 | (index ^ 127)`` (in its code), and the greatest
+        key of a term over the session's messages is its best level in its first message at that level.
         """
-        if len(texts) > _LONGEST_RUN:  # a note counts the messages of its run in 16 bits
-            for start in range(0, len(texts), _LONGEST_RUN):
-                self.append(sid, texts[start:start + _LONGEST_RUN], micros)
-            return
         state = self._state(sid)
         count = state.count
         postings: list[ChunkMessage] = []
-        keyed: list[tuple[int, list[int], int]] = []  # each message's key, terms and ``_posted`` note
-        repeated: list[tuple[int, int]] = []  # the keys of terms a message repeats (they have their own level)
         by_level: dict[int, list[int]] = {}  # the messages' keys in the block's messages by level
         tid_of = self._key_tids.get
         posted = self._posted.__getitem__
         block, offset = block_of(sid), offset_of(sid)
+        batch = self._postings
+        add_tids, add_code, add_size = batch.tids.extend, batch.codes.append, batch.sizes.append
+        run = sid << _SID_SHIFT
         for text in texts:
             keys = _NO_KEYS if text == REDACTED else term_keys(text)
             if not keys:
@@ -535,11 +528,14 @@ class IndexWriter(IndexReader):
                     postings.append(chunk_message_of(tids, bytes(map(dict(own).get, tids, repeat(once)))))
                 else:
                     postings.append(chunk_posted(tids, once, own))
-                repeated += [(tid, level << 8 | index) for tid, level in own]
+                batch.own_tids.extend(map(itemgetter(0), own))
+                batch.own_codes.extend(run | level << 8 | index for _, level in own)
+            add_tids(tids)
+            add_code(run | once << 8 | index)
+            add_size(len(tids))
             message = position << MAP_SHIFT | offset
-            base = block << _POSTED_BLOCK | message
-            keyed.append((once << 8 | index, tids, base))
             if message < LAST_KEYS:
+                base = block << _POSTED_BLOCK | message
                 _, _, common, places, own_levels = postings[-1]
                 by_level.setdefault(common, []).append(message)
                 for place, level in zip(places, own_levels):
@@ -549,22 +545,8 @@ class IndexWriter(IndexReader):
         self._add_to_chunks(state, sid, postings)
         state.activity = micros
         self._messages += len(texts)
-        if not keyed:
-            return
-        keyed.sort(key=itemgetter(0))  # ascending: a term keeps its greatest key
-        best: dict[int, int] = {}
-        for key, tids, _ in keyed:
-            best.update(dict.fromkeys(tids, key))
-        for tid, key in repeated:
-            if key > best[tid]:
-                best[tid] = key
-        held: dict[int, int] = {}  # counted in the order ``best`` met the terms: its values line up with best's
-        _count_into(held, chain.from_iterable(tids for _, tids, _ in keyed))
-        several = set(compress(held, map(le, repeat(_POSTED_FROM), held.values())))
-        if several:
-            for _, tids, base in keyed:  # a loop in C a message
-                deque(map(array.append, map(posted, filter(several.__contains__, tids)), repeat(base)), maxlen=0)
-        self._note(sid, best, held)
+        if len(batch) >= _SETTLE_EVERY:
+            self.settle()
 
     def _add_to_chunks(self, state: _SessionState, sid: int, postings: list[ChunkMessage]) -> None:
         """Add the postings of messages appended to the session to its chunks (encoded when next read)."""
@@ -582,76 +564,74 @@ class IndexWriter(IndexReader):
             count += len(added)
         state.count = count
 
-    def _note(self, sid: int, keys: dict[int, int], counts: dict[int, int]) -> None:
-        """Note, for ``settle``, the entries of messages appended to session ``sid``: each term's greatest key
-        (``keys``) and how many of the messages hold it (``counts``, in the same order)."""
-        if sid <= self._high:
-            self._ordered = False
-        self._high = max(self._high, sid)
-        notes = map(or_, map(xor, keys.values(), repeat(sid << _SID_SHIFT | LAST_TAG)),
-                    map(lshift, counts.values(), repeat(_COUNT_SHIFT)))
-        deque(map(array.append, map(self._pending.__getitem__, keys), notes), maxlen=0)  # a loop in C
-        self._unsettled += len(keys)
-        if self._unsettled >= _SETTLE_EVERY:
-            self.settle()
-
     def settle(self) -> None:
         """Fold all noted entries into the summaries and counts, each term once, and bring the message maps up to
         date (reading postings: ``flush`` may run in another transaction, where it reads nothing stored)."""
-        for tid in list(compress(self._pending, self._pending.values())):  # those with notes (an array is true)
-            self._settle(tid)
-        self._unsettled, self._high, self._ordered = 0, -1, True
+        self._group_postings()
+        grouped, self._grouped = self._grouped, {}
+        for tid, parts in grouped.items():
+            self._settle_term(tid, parts)
         stale, self._maps_stale = self._maps_stale, {}
         self._read_stale(stale)
         self._read_stale_levels()
 
     def _settle(self, tid: int) -> None:
-        """Fold the noted entries of one term (a reader of the batch sees them; others wait)."""
-        noted = self._pending.get(tid)
-        if not noted:
-            return
-        raw = packed_u64s(noted)
-        added = _messages_noted(raw)
-        posted = self._posted[tid]
-        # Each run's notes in session order: their tags name a run's one message holding the term (merged notes of a
-        # session's several runs say several messages).
-        runs: array[int] = noted
-        notes: array[int] = noted
-        messages: Sequence[int] = posted
-        if not self._ordered:
-            runs = array("Q", sorted(noted))
-            notes, messages = _merged_notes(runs), sorted(posted)
-            raw = packed_u64s(notes)
-        single: dict[int, BitMap] = {}  # by block, of the runs' notes, read where a block has a map
+        """Fold the noted entries of one term (a reader of the batch sees them; others wait, so that each term's
+        blocks are raised once for all the entries a batch noted of them between its reads)."""
+        self._group_postings()
+        parts = self._grouped.pop(tid, None)
+        if parts:
+            self._settle_term(tid, parts)
+
+    def _group_postings(self) -> None:
+        """Group the postings appended since the batch last grouped them by term and session, in C
+        (``grouping.group``), each term's part kept until the term settles."""
+        postings, self._postings = self._postings, Postings()
+        if len(postings):
+            for tid, *part in group(postings, formats.BLOCK_BITS, _POSTED_FROM):
+                self._grouped.setdefault(tid, []).append(cast(_Part, tuple(part)))
+
+    def _settle_term(self, tid: int, parts: list[_Part]) -> None:
+        """Fold one term's grouped parts into its blocks: their entries (a part's are of distinct sessions,
+        ascending), message counts and the messages posted for its maps (and those with a level of their own)."""
+        if len(parts) == 1:
+            [(notes, raw, added, posted)] = parts
+            runs = notes
+        else:  # grouped between reads of other terms: a session's entries in several parts merge
+            runs = array("Q", sorted(chain.from_iterable(part[0] for part in parts)))
+            notes = _merged_notes(runs)
+            raw, added = packed_u64s(notes), sum(part[2] for part in parts)
+            posted = array("Q", sorted(chain.from_iterable(part[3] for part in parts)))
+        own = self._posted[tid]
+        levelled = sorted(own) if own else own  # few: the messages where the term repeats
+        single: dict[int, BitMap] = {}  # by block, of the parts' entries, read where a block has a map
         for block, offsets, levels, tags in _by_block(notes, raw):
             before = self._block(tid, block)
             after = summary_raise(before, offsets, levels, tags)
             self._set_block(tid, block, after)
             keys = None
             if mapped(after):
-                start = bisect.bisect_left(messages, block << _POSTED_BLOCK)
-                appended = messages[start:bisect.bisect_left(messages, (block + 1) << _POSTED_BLOCK, start)]
-                keys = posted_keys(appended)
-                if self._ordered:
+                appended, repeated = _in_block(posted, block), _in_block(levelled, block)
+                keys = posted_keys(appended) | posted_keys(repeated)
+                if runs is notes:
                     keys |= _single_keys(offsets, tags)
-                else:
+                else:  # a part's tag names its one message holding the term; a merged entry's does not
                     if not single:
                         single = {at: _single_keys(at_offsets, at_tags)
                                   for at, at_offsets, _, at_tags in _by_block(runs, packed_u64s(runs))}
                     keys |= single[block]
             self._map_changed(tid, block, before, after, keys)
             if keys is not None:
-                self._posted_repeats(block << 32 | tid, appended)
-        del noted[:], posted[:]
+                self._posted_repeats(block << 32 | tid, repeated)
+        del own[:]
         dfs = self._dfs
         df = dfs.get(tid)
         dfs[tid] = (super().df(tid) if df is None else df) + added
 
-    def _posted_repeats(self, key: int, appended: Sequence[int]) -> None:
-        """Add to a mapped block's repeats (``key``) the messages noted with a level of their own (``appended``)."""
-        own = packed_u64s(appended)[4::8]  # each noted message's level byte, 0 where it has none of its own
-        if own.count(0) != len(own):
-            self._repeats_of(key).update((appended[at] & MAX_ID, own[at]) for at in compress(range(len(own)), own))
+    def _posted_repeats(self, key: int, repeated: Sequence[int]) -> None:
+        """Add to a mapped block's repeats (``key``) the messages noted with a level of their own (``repeated``)."""
+        if repeated:
+            self._repeats_of(key).update((message & MAX_ID, message >> 32 & 0xFF) for message in repeated)
 
     def _lower(self, tid: int, sid: int, messages: int, code: int) -> None:
         """Take ``messages`` messages of session ``sid`` out of term ``tid``, whose entry there is now ``code``."""
@@ -790,6 +770,12 @@ def _by_block(notes: Sequence[int], raw: bytes) -> Iterator[tuple[int, bytes, by
         start = end
 
 
+def _in_block(messages: Sequence[int], block: int) -> Sequence[int]:
+    """The posted ``messages`` (ascending) of ``block``."""
+    start = bisect.bisect_left(messages, block << _POSTED_BLOCK)
+    return messages[start:bisect.bisect_left(messages, (block + 1) << _POSTED_BLOCK, start)]
+
+
 def _single_keys(offsets: bytes, tags: bytes) -> BitMap:
     """The message-map keys that the tags of a block's entries (``offsets``: u16 bytes) give where one message holds
     the term (no ``MULTI``): the tag is that message's index."""
@@ -812,11 +798,6 @@ def _or_bytes(one: bytes, other: bytes) -> bytes:
     return (int.from_bytes(one, "little") | int.from_bytes(other, "little")).to_bytes(len(one), "little")
 
 
-def _messages_noted(notes: bytes) -> int:
-    """How many messages the noted entries (their bytes) count, all told."""
-    return sum(notes[2::8]) + (sum(notes[3::8]) << 8)
-
-
 #: A ``bytes.translate`` table that keeps a tag's ``MULTI`` bit alone.
 _MULTI_BIT = bytes(value & MULTI for value in range(256))
 #: ``bytes.translate`` tables: ``MULTI`` for a count's low byte of 2 or more, and for any high byte but 0.
@@ -831,8 +812,8 @@ def _and_table(bits: int) -> bytes:
 
 
 def _merged_notes(notes: Iterable[int]) -> array[int]:
-    """Notes (in session order) each session once: a session noted in several runs of a batch merges here (the
-    merged note keeps the first one's count: its entry says several messages)."""
+    """Notes (in session order) each session once: a session noted in several parts merges here (the merged note
+    keeps the first one's count: its entry says several messages)."""
     merged = array("Q")
     last = -1
     for note in notes:
