@@ -11,9 +11,10 @@ Layout (integers big-endian)::
 Reading dominates, and in Python its cost is building objects, so the layout
 is made for that: a content is one ``bytes.decode`` of a slice (faster than
 parsing a JSON string, and there are no escapes), a role is an index
-into a table of a few names, the times are one ``struct`` call, and the
-messages are built by C-level ``map`` calls, not a Python loop. Appending or
-removing the last message edits the sections' ends; no content is decoded.
+into a table of a few names, the times are one ``struct`` call (and a read that
+returns no times does not unpack them), and the messages are built by C-level
+``map`` calls, not a Python loop. Appending or removing the last message edits
+the sections' ends; no content is decoded.
 
 Payloads (their stored JSON, ``eventstore._payload``) trail the contents, so a run
 without one is stored as before payloads existed, and its loads do no more work.
