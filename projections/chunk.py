@@ -269,15 +269,14 @@ def _sections(value: bytes) -> tuple[Sequence[int], Sequence[int], list[str], in
 
 def _untimed(value: bytes) -> tuple[Sequence[int], list[str], int, tuple[int, ...] | None]:
     """``_sections`` without the times, for the reads that return none: their column is neither unpacked nor
-    checked (a load of a short session would spend a tenth of its decoding on them)."""
+    checked (each time unpacked would be an int object made for nothing)."""
     count, roles, text_at = _roles_and_text(value)
     sizes = _SIZES[count].unpack_from(value, _HEADER.size + _MICROS.size * count)
     return sizes, roles, text_at, _trailer(value, count, sizes, text_at)
 
 
 def _contents(value: bytes, sizes: Sequence[int], text_at: int) -> list[str]:
-    # A plain loop: its slices are opcodes, where ``map`` made a slice object and a method call a content (twice
-    # the time for a 20-message chunk).
+    # A plain loop: its slices are opcodes, where ``map`` makes a slice object and two method calls a content.
     contents: list[str] = []
     append = contents.append
     start = text_at
