@@ -11,9 +11,10 @@ Layout (integers big-endian)::
 Reading dominates, and in Python its cost is building objects, so the layout
 is made for that: a content is one ``bytes.decode`` of a slice (faster than
 parsing a JSON string, and there are no escapes), a role is an index
-into a table of a few names, the times are one ``struct`` call, and the
-messages are built by C-level ``map`` calls, not a Python loop. Appending or
-removing the last message edits the sections' ends; no content is decoded.
+into a table of a few names, the times are one ``struct`` call (and a read that
+returns no times does not unpack them), and the messages are built by C-level
+``map`` calls, not a Python loop. Appending or removing the last message edits
+the sections' ends; no content is decoded.
 
 Payloads (their stored JSON, ``eventstore._payload``) trail the contents, so a run
 without one is stored as before payloads existed, and its loads do no more work.
@@ -49,6 +50,8 @@ _SIZE = struct.Struct(">I")
 _PER_MESSAGE = _MICROS.size + _SIZE.size + 1  # time, content size, role index
 #: By count: the times and the content sizes, unpacked in one call.
 _COLUMNS = [struct.Struct(f">{count}q{count}I") for count in range(CHUNK_MESSAGES + 1)]
+#: By count: the content sizes alone.
+_SIZES = [struct.Struct(f">{count}I") for count in range(CHUNK_MESSAGES + 1)]
 
 
 class DamagedChunk(ValueError):
@@ -232,9 +235,8 @@ def _table(encoded: bytes) -> list[str]:
     return table
 
 
-def _sections(value: bytes) -> tuple[Sequence[int], Sequence[int], list[str], int, tuple[int, ...] | None]:
-    """The times, content sizes and roles of a stored chunk, where its contents begin, and its payloads' sizes
-    (``None`` without a trailer)."""
+def _roles_and_text(value: bytes) -> tuple[int, list[str], int]:
+    """The message count and roles of a stored chunk, and where its contents begin, checked."""
     count, table_size = _header(value)
     roles_at = _roles_at(count)
     table_at = roles_at + count
@@ -244,21 +246,48 @@ def _sections(value: bytes) -> tuple[Sequence[int], Sequence[int], list[str], in
         roles = list(map(table.__getitem__, value[roles_at:table_at]))
     except IndexError:
         raise DamagedChunk("a role index is outside the role table") from None
+    return count, roles, text_at
+
+
+def _trailer(value: bytes, count: int, sizes: Sequence[int], text_at: int) -> tuple[int, ...] | None:
+    """The sizes of the payloads after the contents, checked (``None`` without a trailer)."""
+    end = text_at + sum(sizes)
+    return None if end == len(value) else _payload_sizes(value, count, end)
+
+
+def _sections(value: bytes) -> tuple[Sequence[int], Sequence[int], list[str], int, tuple[int, ...] | None]:
+    """The times, content sizes and roles of a stored chunk, where its contents begin, and its payloads' sizes
+    (``None`` without a trailer)."""
+    count, roles, text_at = _roles_and_text(value)
     columns = _COLUMNS[count].unpack_from(value, _HEADER.size)
     micros, sizes = columns[:count], columns[count:]
-    end = text_at + sum(sizes)
-    payload_sizes = None if end == len(value) else _payload_sizes(value, count, end)
+    payload_sizes = _trailer(value, count, sizes, text_at)
     if count and (min(micros) < MIN_MICROS or max(micros) > MAX_MICROS):
         raise DamagedChunk("a time is outside what a datetime can hold")
     return micros, sizes, roles, text_at, payload_sizes
 
 
+def _untimed(value: bytes) -> tuple[Sequence[int], list[str], int, tuple[int, ...] | None]:
+    """``_sections`` without the times, for the reads that return none: their column is neither unpacked nor
+    checked (each time unpacked would be an int object made for nothing)."""
+    count, roles, text_at = _roles_and_text(value)
+    sizes = _SIZES[count].unpack_from(value, _HEADER.size + _MICROS.size * count)
+    return sizes, roles, text_at, _trailer(value, count, sizes, text_at)
+
+
 def _contents(value: bytes, sizes: Sequence[int], text_at: int) -> list[str]:
-    ends = list(accumulate(sizes, initial=text_at))
+    # A plain loop: its slices are opcodes, where ``map`` makes a slice object and two method calls a content.
+    contents: list[str] = []
+    append = contents.append
+    start = text_at
     try:
-        return list(map(bytes.decode, map(value.__getitem__, map(slice, ends, ends[1:]))))
+        for size in sizes:
+            end = start + size
+            append(value[start:end].decode())
+            start = end
     except UnicodeDecodeError as exc:
         raise DamagedChunk(f"a content is not UTF-8: {exc}") from None
+    return contents
 
 
 def _decoded(value: bytes) -> tuple[list[ChatMessage], Sequence[int]]:
@@ -291,18 +320,20 @@ def decode_entries(value: bytes) -> list[Entry]:
 
 
 def decode_messages(value: bytes) -> list[ChatMessage]:
-    """Only the messages of a stored chunk (a load without times builds no pairs).
+    """Only the messages of a stored chunk (a load without times builds no pairs, and reads no time).
 
     Raises:
-        DamagedChunk: ``value`` does not follow the layout.
+        DamagedChunk: ``value`` does not follow the layout (times aside).
     """
-    return _decoded(value)[0]
+    value = bytes(value)
+    sizes, roles, text_at, payload_sizes = _untimed(value)
+    return trusted_messages(roles, _contents(value, sizes, text_at), _payloads(value, payload_sizes))
 
 
 def decode_contents(value: bytes) -> list[str]:
     """Only the contents of a stored chunk's messages (search reads nothing else)."""
     value = bytes(value)
-    _, sizes, _, text_at, _ = _sections(value)
+    sizes, _, text_at, _ = _untimed(value)
     return _contents(value, sizes, text_at)
 
 

@@ -298,11 +298,25 @@ class MessageLists:
 
     def _decode(self, txn: ReadTransaction, stream_id: int, count: int | None,
                 decode: Callable[[bytes], list[Decoded]]) -> list[Decoded]:
+        """The session's chunks decoded by ``decode``, chunk by chunk (a long session's decoded columns never sit
+        in memory all at once). With ``count``, the first chunk comes by one lookup, and when it holds them all (a
+        short session) nothing more is set up: no walk, and no collector pause for so few objects; the others come
+        by a walk that stops at the count.
+
+        Raises:
+            StoreCorrupted: a chunk is damaged.
+        """
         decoded: list[Decoded] = []
         try:
-            # Chunk by chunk: a long session's decoded columns never sit in memory all at once (cache-friendly).
+            if count is not None:
+                first = self._first_chunk(txn, stream_id) if count else None
+                if first is None:
+                    return decoded
+                decoded = decode(first)
+                if len(decoded) >= count:
+                    return decoded
             with bulk_decoding():
-                for value in self._values(txn, stream_id, count):
+                for value in self._values(txn, stream_id, after_first=count is not None):
                     decoded += decode(value)
                     if count is not None and len(decoded) >= count:
                         break
@@ -310,22 +324,25 @@ class MessageLists:
             raise StoreCorrupted(f"the messages of stream {stream_id} are damaged: {exc}") from None
         return decoded
 
-    def _values(self, txn: ReadTransaction, stream_id: int, count: int | None) -> Iterator[bytes]:
-        """The stream's chunks (plain), oldest first: with ``count``, the first by one lookup, and the others
-        (if it holds fewer) by a walk that its caller stops.
+    def _first_chunk(self, txn: ReadTransaction, stream_id: int) -> bytes | None:
+        """The stream's first chunk (plain), by one lookup; ``None`` when it has none.
 
         Raises:
             DamagedChunk: a compressed chunk does not decompress.
         """
-        if count is None:
+        value = txn.get(self._chunks, _CHUNK_KEY.pack(stream_id, 0))
+        return None if value is None else self._plain(txn, value)
+
+    def _values(self, txn: ReadTransaction, stream_id: int, after_first: bool) -> Iterator[bytes]:
+        """The stream's chunks (plain), oldest first, or those after its first (``after_first``), by a walk that
+        its caller stops.
+
+        Raises:
+            DamagedChunk: a compressed chunk does not decompress.
+        """
+        if not after_first:
             yield from (value for _, value in self._items(txn, stream_id))
             return
-        if not count:
-            return
-        first = txn.get(self._chunks, _CHUNK_KEY.pack(stream_id, 0))
-        if first is None:
-            return
-        yield self._plain(txn, first)
         prefix = _ID.pack(stream_id)
         for key, value in txn.scan(self._chunks, _CHUNK_KEY.pack(stream_id, 1)):
             if key[:8] != prefix:

@@ -128,12 +128,21 @@ GOOD = built([(ChatMessage.user("hello"), 1), (ChatMessage.assistant("héllo �
 ])
 def test_damaged_bytes_are_refused(damaged, why):
     """Bytes that do not follow the layout raise ``DamagedChunk`` (a ValueError) saying what is wrong,
-    whether they are read or about to be edited."""
+    whether they are read or about to be edited; the reads without times (a load's, search's) refuse the same
+    damage but in the times, which they do not read."""
     with pytest.raises(DamagedChunk, match=why):
         decode_entries(damaged)
     with pytest.raises(DamagedChunk, match=why):
         Chunk.parse(damaged)
     assert issubclass(DamagedChunk, ValueError)
+    if why == "time is outside":
+        assert decode_messages(damaged) == decode_messages(GOOD)
+        assert decode_contents(damaged) == ["hello", "héllo 🙂"]
+        return
+    with pytest.raises(DamagedChunk, match=why):
+        decode_messages(damaged)
+    with pytest.raises(DamagedChunk, match=why):
+        decode_contents(damaged)
 
 
 def test_a_content_that_is_not_utf8_is_refused_when_read():
@@ -143,6 +152,8 @@ def test_a_content_that_is_not_utf8_is_refused_when_read():
         decode_entries(damaged)
     with pytest.raises(DamagedChunk, match="not UTF-8"):
         decode_contents(damaged)
+    with pytest.raises(DamagedChunk, match="not UTF-8"):
+        decode_messages(damaged)
 
 
 def test_an_empty_stored_chunk_is_refused_for_editing():
