@@ -214,8 +214,9 @@ def _by_messages(view: IndexReader, plan: Plan, limit: int) -> tuple[dict[int, f
     are taken level by level, best first, each level's cut into parts by which
     terms they hold (one score a part), until the sum of the terms' weights at
     the next level cannot reach the ``limit``-th score found; those where a term
-    repeats are cut by which terms repeat and by the levels they repeat at
-    (``_score_repeats``), each cut while its bound can reach. A message of a
+    repeats are cut into parts by which terms repeat, each taken while its
+    bound (those terms at their best level among its messages) can reach
+    (``_score_repeats``). A message of a
     session's past the maps' range (``LAST_TAG``) stands for several: such
     sessions are scored from their postings, last, while their bound can reach
     and within the work budget (``_score_late``).
