@@ -86,6 +86,8 @@ __all__ = [
     "level_of_key",
     "repeats_value",
     "repeats_of_value",
+    "repeated_levels",
+    "repeated_at",
     "chunk_levels",
     "message_level",
     "mapped",
@@ -590,6 +592,32 @@ def repeats_of_value(raw: bytes) -> tuple[BitMap, bytes]:
     if keys is None or len(keys) != len(raw) - _U32.size - size or (keys and keys.max() >= LAST_KEYS):
         raise StoreCorrupted("the search index is damaged: a term's repeated messages cannot be read")
     return keys, raw[_U32.size + size:]
+
+
+def repeated_levels(levels: bytes) -> bytes:
+    """The distinct levels of a term's repeated messages (``repeats_of_value``'s levels), ascending: found in C, by
+    deleting from every byte value those that are absent."""
+    return _EVERY_BYTE.translate(None, _EVERY_BYTE.translate(None, levels))
+
+
+def repeated_at(keys: BitMap, levels: bytes, level: int, count: int) -> BitMap:
+    """The keys of a term's repeated messages (``repeats_of_value``) where its level is ``level`` (``count`` of them:
+    ``levels.count(level)``): a few found by ``bytes.find`` and read alone, many by one pass in C."""
+    if not count:
+        return BitMap()
+    if count * FIND_PAYS_OFF < len(levels):
+        return BitMap([keys[place] for place in places(levels, level)])
+    return BitMap(compress(keys, levels.translate(_equal_to(level))))
+
+
+@functools.lru_cache(maxsize=256)
+def _equal_to(level: int) -> bytes:
+    """A ``bytes.translate`` table: 1 for ``level``, else 0."""
+    return bytes(value == level for value in range(256))
+
+
+#: Every byte value, ascending.
+_EVERY_BYTE = bytes(range(256))
 
 
 def mapped(raw: bytes | None) -> bool:

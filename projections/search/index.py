@@ -44,7 +44,17 @@ from ..session import (
     message_edit,
 )
 from . import queries
-from .formats import JOINED_BLOCKS, JOINED_SHIFT, MAX_ID, META_GENERATION, Block, Summary, block_of
+from .formats import (
+    JOINED_BLOCKS,
+    JOINED_SHIFT,
+    MAX_ID,
+    META_GENERATION,
+    Block,
+    Summary,
+    block_of,
+    repeated_at,
+    repeated_levels,
+)
 from .planning import MAX_QUERY_TERMS
 from .queries import Texts
 from .reader import IndexReader, SearchSpaces, TermIds
@@ -278,12 +288,16 @@ class _Folded:
 class _Term:
     """A term's summary and the message maps queries read of it, decoded from one stored state."""
 
-    __slots__ = ("summary", "maps", "repeats")
+    __slots__ = ("summary", "maps", "repeats", "repeated_levels", "repeated_at")
 
     def __init__(self, summary: Summary) -> None:
         self.summary = summary
         self.maps: dict[int, BitMap | None] = {}  # by block, filled as queries read them
         self.repeats: dict[int, tuple[BitMap, bytes] | None] = {}  # likewise
+        # Derived from the repeats of every block (so not kept when a block changes): the levels the term repeats at,
+        # and its repeated messages at each level, joined, filled as queries read them.
+        self.repeated_levels: bytes | None = None
+        self.repeated_at: dict[int, BitMap | None] = {}
 
 
 def _term_of(view: IndexReader, tid: int, earlier: _Term | None, changed: frozenset[int]) -> _Term | None:
@@ -452,6 +466,23 @@ class _Decoded:
             self._keep(key, found, found.cost())
         return found
 
+    def charge(self, tid: int, term: _Term, cost: int) -> None:
+        """Count ``cost`` more bytes for term ``tid`` (what queries derived of ``term``), while it is the entry kept."""
+        with self._lock:
+            if self._entries.get(tid) is not term or tid in self._earlier:
+                return  # not kept (over the budget, or another thread's decode replaced it): nothing to count
+            self._costs[tid] += cost
+            self._size += cost
+            self._trim()
+
+    def _trim(self) -> None:
+        """Drop the oldest entries while over the budget (the lock held)."""
+        while self._size > self._budget:
+            oldest = next(iter(self._entries))
+            del self._entries[oldest]
+            self._size -= self._costs.pop(oldest)
+            self._earlier.pop(oldest, None)  # after its entry went: a reader finds it absent, not stale
+
     def _keep(self, key: Hashable, value: object, cost: int) -> None:
         with self._lock:
             if key in self._entries:
@@ -462,11 +493,7 @@ class _Decoded:
             if cost <= self._budget:
                 self._entries[key], self._costs[key] = value, cost
                 self._size += cost
-                while self._size > self._budget:
-                    oldest = next(iter(self._entries))
-                    del self._entries[oldest]
-                    self._size -= self._costs.pop(oldest)
-                    self._earlier.pop(oldest, None)  # after its entry went: a reader finds it absent, not stale
+                self._trim()
             self._earlier.pop(key, None)  # after its new value is in
 
 
@@ -604,6 +631,30 @@ class CachedReader(IndexReader):
             repeats[block] = IndexReader.term_repeats(self, tid, block)
         return repeats[block]
 
+    def repeated_levels(self, tid: int) -> bytes:
+        term = self._term(tid)
+        if term is None:
+            return b""
+        found = term.repeated_levels
+        if found is None:
+            found = term.repeated_levels = IndexReader.repeated_levels(self, tid)
+            self._decoded.charge(tid, term, _LEVELS_OBJECTS + len(found))
+        return found
+
+    def repeated_at(self, tid: int, level: int) -> BitMap | None:
+        term = self._term(tid)
+        if term is None:
+            return _NO_KEYS
+        kept = term.repeated_at
+        if level not in kept:
+            found = kept[level] = IndexReader.repeated_at(self, tid, level)
+            self._decoded.charge(tid, term, _LEVELS_OBJECTS + (0 if found is None else 2 * len(found)))
+        return kept[level]
+
+
+#: No messages: what a term no message holds repeats at.
+_NO_KEYS = BitMap()
+
 
 class _Overlaid(IndexReader):
     """A read-only overlay's batch as a query reads it: the blocks of the sessions the batch folded events of
@@ -616,6 +667,10 @@ class _Overlaid(IndexReader):
         self._terms: dict[int, _Term | None] = {}
         self._levels: dict[int, _JoinedLevel] = {}
         self._level_blocks: dict[int, list[int]] | None = None
+        self._cut = BitMap()  # every joined key of the changed blocks
+        for number in changed:
+            if number < JOINED_BLOCKS:
+                self._cut.add_range(number << JOINED_SHIFT, (number + 1) << JOINED_SHIFT)
 
     @property
     def holds_unwritten_changes(self) -> bool:
@@ -639,6 +694,25 @@ class _Overlaid(IndexReader):
         if block in self._changed:
             return self._batch.term_repeats(tid, block)
         return self._stored.term_repeats(tid, block)
+
+    def repeated_levels(self, tid: int) -> bytes:
+        """The stored state's levels (those of its changed blocks too: a bound may take a level no message has any
+        more) and the changed blocks' through the batch."""
+        changed = [stored[1] for number in self._changed if number < JOINED_BLOCKS
+                   if (stored := self._batch.term_repeats(tid, number))]
+        return repeated_levels(self._stored.repeated_levels(tid) + b"".join(changed))
+
+    def repeated_at(self, tid: int, level: int) -> BitMap | None:
+        """The stored state's messages outside the changed blocks, and the changed blocks' through the batch."""
+        kept = self._stored.repeated_at(tid, level)
+        if kept is None:
+            return None
+        found = kept - self._cut
+        for number in self._changed:
+            stored = self._batch.term_repeats(tid, number) if number < JOINED_BLOCKS else None
+            if stored and (count := stored[1].count(level)):
+                found |= repeated_at(*stored, level, count).shift(number << JOINED_SHIFT)
+        return found
 
     def level_blocks(self) -> dict[int, list[int]]:
         if self._level_blocks is None:

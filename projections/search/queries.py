@@ -214,10 +214,12 @@ def _by_messages(view: IndexReader, plan: Plan, limit: int) -> tuple[dict[int, f
     are taken level by level, best first, each level's cut into parts by which
     terms they hold (one score a part), until the sum of the terms' weights at
     the next level cannot reach the ``limit``-th score found; those where a term
-    repeats are scored from the repeats' levels, each part while its bound can
-    reach. A message of a session's past the maps' range (``LAST_TAG``) stands
-    for several: such sessions are scored from their postings, last, while
-    their bound can reach and within the work budget (``_score_late``).
+    repeats are cut into parts by which terms repeat, each taken while its
+    bound (those terms at their best level among its messages) can reach
+    (``_score_repeats``). A message of a
+    session's past the maps' range (``LAST_TAG``) stands for several: such
+    sessions are scored from their postings, last, while their bound can reach
+    and within the work budget (``_score_late``).
 
     The blocks' maps, repeats and levels are joined into one key space
     (``_Joined``), so that each step is one operation in C over every block.
@@ -245,8 +247,8 @@ def _by_messages(view: IndexReader, plan: Plan, limit: int) -> tuple[dict[int, f
         shared |= one & other
     late = shared & joined.late()
     shared -= late
-    repeats = [joined.repeats(term.tid, blocks) for term, blocks in zip(terms, held)]
-    odd = shared & BitMap.union(*(keys for keys, _ in repeats))
+    repeating = [shared & joined.repeats(term.tid, blocks) for term, blocks in zip(terms, held)]
+    odd = BitMap.union(*repeating)
     plain = shared - odd
     for level in joined.levels:
         if not may_reach(sum(table[level] for table in tables), scored.kth):
@@ -255,7 +257,7 @@ def _by_messages(view: IndexReader, plan: Plan, limit: int) -> tuple[dict[int, f
         if found:
             _raise(scored, joined, _parts(found, maps, tables, level, scored.kth))
     if odd:
-        _score_repeats(joined, maps, repeats, tables, scored, odd)
+        _score_repeats(view, joined, terms, maps, repeating, tables, scored, odd)
     if late:  # last: the limit-th score is then at its highest, and prunes most of these reads of postings
         _score_late(view, plan, limit, tables, scored, sorted({joined.session(key) for key in late}))
     kth = scored.kth
@@ -299,13 +301,11 @@ class _Joined:
         return BitMap.union(_NONE, *(found.shift(number << JOINED_SHIFT) for number in self.blocks if number in held
                                      if (found := view.term_map(tid, number))))
 
-    def repeats(self, tid: int, held: set[int]) -> tuple[BitMap, bytes]:
-        """Term ``tid``'s repeated messages and their levels (in the keys' order) in the blocks it is in."""
+    def repeats(self, tid: int, held: set[int]) -> BitMap:
+        """Term ``tid``'s repeated messages in the blocks it is in."""
         view = self.view
-        found = [(number, stored) for number in self.blocks if number in held
-                 if (stored := view.term_repeats(tid, number))]
-        keys = BitMap.union(_NONE, *(stored[0].shift(number << JOINED_SHIFT) for number, stored in found))
-        return keys, b"".join(stored[1] for _, stored in found)
+        return BitMap.union(_NONE, *(stored[0].shift(number << JOINED_SHIFT) for number in self.blocks
+                                     if number in held if (stored := view.term_repeats(tid, number))))
 
     def at(self, keys: BitMap, level: int) -> BitMap:
         """The messages of ``keys`` at ``level``."""
@@ -385,49 +385,83 @@ def _raise(scored: _TopScores, joined: _Joined, parts: list[tuple[BitMap, float]
                 scored[sid] = score
 
 
-def _score_repeats(joined: _Joined, maps: list[BitMap], repeats: list[tuple[BitMap, bytes]],
-                   tables: list[list[float]], scored: _TopScores, odd: BitMap) -> None:
-    """Score the messages of several terms where one repeats (``odd``), cut by which terms repeat in them: a
-    part's bound takes those terms at the best level they repeat at, the others at the messages' level, which
-    falls as the levels are taken best first."""
-    repeating = [odd & keys for keys, _ in repeats]
-    tops = [max(levels, default=0) for _, levels in repeats]
-    session = joined.session
+def _score_repeats(view: IndexReader, joined: _Joined, terms: Sequence[PlanTerm], maps: list[BitMap],
+                   repeating: list[BitMap], tables: list[list[float]], scored: _TopScores, odd: BitMap) -> None:
+    """Score the messages of several terms where one repeats (``odd``; ``repeating``: each term's).
 
-    lookups = [(held.__contains__, repeated.__contains__, repeated.rank, levels, table)
-               for held, (repeated, levels), table in zip(maps, repeats, tables)]
-
-    def score(key: int, level: int) -> float:
-        total = 0.0
-        for holds, repeats_in, rank, levels, table in lookups:
-            if holds(key):
-                total += table[levels[rank(key) - 1] if repeats_in(key) else level]
-        return total
-
-    for chosen in range(1, 1 << len(tables)):
-        part = odd.copy()
+    They are cut into parts by which terms repeat in them, and found by their
+    level (that of the terms they hold once), best first, one level for every
+    part at once, while a part's bound can reach the ``limit``-th score: the
+    terms that repeat at the best level they repeat at among these messages
+    (``_Repeated.top``, found from the term's repeated messages grouped by
+    level), the others at the messages' level. The messages of a part whose
+    bound can reach are scored one by one.
+    """
+    repeated = [_Repeated(view, term.tid, keys) for term, keys in zip(terms, repeating)]
+    parts: list[tuple[BitMap, list[int], float]] = []
+    for chosen in range(1, 1 << len(terms)):
+        part = odd
         for place, keys in enumerate(repeating):
-            if chosen >> place & 1:
-                part &= keys
-            else:
-                part -= keys
-        held_top = [chosen >> place & 1 for place in range(len(tables))]
-        for level in joined.levels if part else ():
-            bound = sum(table[max(level, top) if topped else level]
-                        for table, top, topped in zip(tables, tops, held_top))
-            if not may_reach(bound, scored.kth):
-                break
-            found = joined.at(part, level)
-            if found:
-                get = scored.get
-                for key in found:
-                    sid = session(key)
-                    total = score(key, level)
-                    if total > get(sid, 0.0):
-                        scored[sid] = total
-                part -= found
-                if not part:
-                    break
+            part = part & keys if chosen >> place & 1 else part - keys
+        if part:
+            places = [place for place in range(len(terms)) if chosen >> place & 1]
+            parts.append((part, places, sum(tables[place][repeated[place].top] for place in places)))
+    left = odd  # the messages whose level is not found yet
+    for level in joined.levels:
+        reaching = [part for part, places, top in parts
+                    if may_reach(top + sum(table[level] for place, table in enumerate(tables) if place not in places),
+                                 scored.kth)]
+        if not reaching:
+            break  # the bounds fall with the level: no part's message can reach the limit-th score any more
+        found = joined.at(left, level)
+        if not found:
+            continue
+        for part in reaching:
+            keys = found & part
+            if keys:
+                _score_each(scored, joined, keys, level, repeated, maps, tables)
+        left = left - found
+        if not left:
+            break
+
+
+def _score_each(scored: _TopScores, joined: _Joined, keys: BitMap, level: int, repeated: list[_Repeated],
+                maps: list[BitMap], tables: list[list[float]]) -> None:
+    """Score ``keys``, messages at ``level`` where a term repeats, one by one."""
+    get, session = scored.get, joined.session
+    for key in keys:
+        total = 0.0
+        for held, term, table in zip(maps, repeated, tables):  # in plan order, as _evaluate adds them
+            if key in held:
+                total += table[term.level_of(key) if key in term.keys else level]
+        sid = session(key)
+        if total > get(sid, 0.0):
+            scored[sid] = total
+
+
+class _Repeated:
+    """A term's repeated messages among those a query scores (``keys``): the best level it repeats at among them
+    (``top``), found from its repeated messages grouped by level (``IndexReader.repeated_at``), best first: a level
+    whose messages are not grouped (too many) may hold some of ``keys``, so the search stops there."""
+
+    __slots__ = ("view", "tid", "keys", "top")
+
+    def __init__(self, view: IndexReader, tid: int, keys: BitMap) -> None:
+        self.view, self.tid, self.keys = view, tid, keys
+        levels = view.repeated_levels(tid)[::-1] if keys else b""
+        self.top = next((level for level in levels
+                         if (group := view.repeated_at(tid, level)) is None or group.intersect(keys)), 0)
+
+    def level_of(self, key: int) -> int:
+        """The term's level in the message ``key``, one where it repeats."""
+        stored = self.view.term_repeats(self.tid, key >> JOINED_SHIFT)
+        if stored is None:
+            raise StoreCorrupted(f"the search index is damaged: term {self.tid} lacks a block of its repeats")
+        return stored[1][stored[0].rank(key & _KEY_IN_BLOCK) - 1]
+
+
+#: A joined key's message key in its block.
+_KEY_IN_BLOCK = (1 << JOINED_SHIFT) - 1
 
 
 def _intersected(view: IndexReader, plan: Plan, limit: int) -> tuple[dict[int, float], float | None]:

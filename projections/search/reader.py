@@ -35,6 +35,8 @@ from .formats import (
     level_key,
     level_of_key,
     map_of_value,
+    repeated_at,
+    repeated_levels,
     repeats_of_value,
     session_of_value,
     term_of_entry,
@@ -42,7 +44,11 @@ from .formats import (
 )
 from .tokenizer import MAX_TERM_BYTES, term_key
 
-__all__ = ["SearchSpaces", "TermIds", "IndexReader"]
+__all__ = ["REPEATED_GROUP_UP_TO", "SearchSpaces", "TermIds", "IndexReader"]
+
+#: A term's repeated messages at one level are grouped (``IndexReader.repeated_at``) when they are at most this many:
+#: a group is read a message at a time (a few µs each), so a query scores the messages of a larger one one by one.
+REPEATED_GROUP_UP_TO = 1024
 
 #: Term ids a process keeps in memory at most.
 _TID_CACHE_SIZE = 1 << 20
@@ -192,6 +198,22 @@ class IndexReader:
         change them."""
         raw = None if self._fresh else self.txn.get(self.spaces.repeats, block_key(block, tid))
         return None if raw is None else repeats_of_value(raw)
+
+    def repeated_levels(self, tid: int) -> bytes:
+        """The levels term ``tid`` repeats at (``term_repeats``) in its blocks below ``JOINED_BLOCKS``, ascending."""
+        return repeated_levels(b"".join(stored[1] for number in self.blocks_of(tid) if number < JOINED_BLOCKS
+                                        if (stored := self.term_repeats(tid, number))))
+
+    def repeated_at(self, tid: int, level: int) -> BitMap | None:
+        """The messages where term ``tid`` repeats at ``level``, its blocks below ``JOINED_BLOCKS`` joined
+        (``formats.JOINED_SHIFT``); ``None`` when they are more than ``REPEATED_GROUP_UP_TO``. The caller may not
+        change it."""
+        found = [(number, stored, count) for number in self.blocks_of(tid) if number < JOINED_BLOCKS
+                 if (stored := self.term_repeats(tid, number)) and (count := stored[1].count(level))]
+        if sum(count for _, _, count in found) > REPEATED_GROUP_UP_TO:
+            return None
+        return BitMap.union(BitMap(), *(repeated_at(*stored, level, count).shift(number << JOINED_SHIFT)
+                                        for number, stored, count in found))
 
     def block_levels(self, block: int) -> list[int]:
         """The levels of the block's messages (``search.levels``), best first."""
