@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from ._errors import (
         DictionaryDamaged,
         EventStoreError,
+        FeedDiverged,
         IdempotencyKeyReused,
         IncompatibleStore,
         InvalidArgument,
@@ -84,6 +85,7 @@ _HOMES: dict[str, str] = {
         "._errors",
     ),
     "StoreUnavailable": "._errors",
+    "FeedDiverged": "._errors",
     "DictionaryDamaged": "._errors",
 }
 
@@ -131,6 +133,7 @@ __all__ = [
     "SessionExists",
     "SessionNotFound",
     "StoreUnavailable",
+    "FeedDiverged",
     "DictionaryDamaged",
 ]
 

@@ -168,3 +168,8 @@ class TransactionError(EventStoreError):
 class StoreUnavailable(EventStoreError):
     """The shared log's server cannot be reached (the store reconnects on the next call). A command that
     failed this way may or may not have been recorded: retry it with the same ``idempotency_key``."""
+
+
+class FeedDiverged(EventStoreError):
+    """The log a subscription follows no longer holds the last event it delivered (a failover to a standby that
+    lacked it, an older backup restored): what the log holds now is not a continuation of what was delivered."""

@@ -653,6 +653,15 @@ class EventLog:
             raise StoreCorrupted(f"position {position}: the event is missing")
         return self._decode(txn, position, raw, keys)
 
+    def hash_at(self, txn: ReadTransaction, position: int) -> bytes | None:
+        """The chain hash of the event at ``position`` (its record's header alone); ``None`` if there is none.
+
+        Raises:
+            StoreCorrupted: the record's header is damaged.
+        """
+        raw = txn.get(self._events, _U64.pack(position))
+        return None if raw is None else _checked_envelope(raw, f"position {position}: the event record").hash
+
     def read_all(self, txn: ReadTransaction, after_position: int = 0, limit: int | None = None
                  ) -> Iterator[StoredEvent]:
         """Events of every stream in global order, after ``after_position``."""

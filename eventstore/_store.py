@@ -564,7 +564,8 @@ class SessionStore:
 
         On PostgreSQL, while the server cannot be reached (a restart) it waits and tries again every half
         second, then goes on from where it was; it raises ``StoreUnavailable`` once that lasted
-        ``unavailable_timeout`` seconds (``None``: it waits as long as it takes), or ``timeout`` ran out.
+        ``unavailable_timeout`` seconds (``None``: it waits as long as it takes), or ``timeout`` ran out. It
+        raises ``FeedDiverged`` if the log no longer holds the last event it delivered (a failover, a restore).
         """
         return self._follow(self._feed_steps(after, timeout, unavailable_timeout))
 
@@ -576,8 +577,14 @@ class SessionStore:
             timeout = check_count(timeout, "timeout")
         if unavailable_timeout is not None:
             unavailable_timeout = check_count(unavailable_timeout, "unavailable_timeout")
-        feed = Feed(lambda start, limit: list(self._time_travel.events(start, limit)), self._last_commit)
+        feed = Feed(self._feed_batch, self._last_commit)
         return feed.steps(after, timeout, unavailable_timeout)
+
+    def _feed_batch(self, after: int, limit: int, held: str | None) -> list[RecordedEvent] | None:
+        """A subscription's read (see ``Feed``)."""
+        if held is None:
+            return list(self._time_travel.events(after, limit))
+        return self._time_travel.events_following(after, held, limit)
 
     def _last_commit(self) -> int:
         """The storage's latest commit, for a waiting subscription; checks that this store is open, as the

@@ -233,10 +233,10 @@ def test_the_feed_s_steps_through_failed_reads_wait_and_read_again_from_the_same
     log = list(range(1, 8))
     failing = iter([False, True, True, False, True, False, False])  # whether each read fails
 
-    def read_batch(after: int, limit: int) -> list[Any]:
+    def read_batch(after: int, limit: int, held: str | None) -> list[Any]:
         if next(failing, False):
             raise StoreUnavailable("PostgreSQL cannot be reached while reading the log")
-        return [SimpleNamespace(position=position) for position in log[after:after + 3]]
+        return [SimpleNamespace(position=position, hash=f"h{position}") for position in log[after:after + 3]]
 
     steps = Feed(read_batch, lambda: 7).steps(0, timeout=None)
     taken = [next(steps) for _ in range(10)]

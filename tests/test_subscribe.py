@@ -140,10 +140,11 @@ def test_a_feed_reads_in_batches_and_holds_at_most_one() -> None:
     requests: list[tuple[int, int]] = []
     handed = 0
 
-    def read_batch(after: int, limit: int) -> list[Any]:
+    def read_batch(after: int, limit: int, held: str | None) -> list[Any]:
         requests.append((after, limit))
         assert handed == after  # the consumer has taken everything read before
-        return [SimpleNamespace(position=position) for position in range(after + 1, min(after + limit, total) + 1)]
+        return [SimpleNamespace(position=position, hash=f"h{position}")
+                for position in range(after + 1, min(after + limit, total) + 1)]
 
     steps = Feed(read_batch, lambda: 7).steps(0, timeout=0)
     for step in steps:
@@ -159,7 +160,7 @@ def test_a_caught_up_feed_asks_to_wait_until_something_commits() -> None:
     commits = iter([1, 1, 1, 1, 2, 2, 2])
     reads: list[int] = []
 
-    def read_batch(after: int, limit: int) -> list[RecordedEvent]:
+    def read_batch(after: int, limit: int, held: str | None) -> list[RecordedEvent]:
         reads.append(after)
         return []
 

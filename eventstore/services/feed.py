@@ -13,6 +13,12 @@ reached. The feed then waits and reads again from the same position every ``RETR
 costs a live subscription a pause, not its end, and it resumes with no gap and no duplicate (a failed read
 delivered nothing). It raises only once the server stayed unreachable for the wait its caller allowed, or its
 ``timeout`` ran out meanwhile (it cannot tell that nothing was committed).
+
+Such a log may also come back without the newest events a feed delivered (a failover to a standby that lacked them,
+an older backup restored), and other events may take their positions. Each read after a delivery therefore checks, in
+the same read, that the log still holds the last event delivered (its hash, one lookup): reading on from the position
+alone would skip the events that took the lost ones' positions and go on as if they never came. A feed that finds it
+gone raises ``FeedDiverged``.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 
-from .._errors import StoreUnavailable
+from .._errors import FeedDiverged, StoreUnavailable
 from ..events import RecordedEvent
 
 __all__ = ["POLL_SECONDS", "BATCH", "RETRY_SECONDS", "Feed"]
@@ -39,12 +45,14 @@ class Feed:
     """Steps of a subscription: the events after a position, and how long to wait when there are none.
 
     Args:
-        read_batch: ``read_batch(after, limit)``: up to ``limit`` events after position ``after``.
+        read_batch: ``read_batch(after, limit, held)``: up to ``limit`` events after position ``after``; with
+            ``held``, the hash the event at ``after`` had when it was delivered, read with them (one read), and
+            ``None`` instead of them if the log no longer holds that event.
         last_commit: changes with every commit to the store, by any process.
     """
 
-    def __init__(self, read_batch: Callable[[int, int], list[RecordedEvent]], last_commit: Callable[[], int]
-                 ) -> None:
+    def __init__(self, read_batch: Callable[[int, int, str | None], list[RecordedEvent] | None],
+                 last_commit: Callable[[], int]) -> None:
         self._read_batch = read_batch
         self._last_commit = last_commit
 
@@ -56,12 +64,13 @@ class Feed:
         reached it waits too, and raises ``StoreUnavailable`` once that lasted ``unavailable_timeout``
         seconds (never, with ``None``) or ``timeout`` ran out."""
         position = after
+        delivered: str | None = None  # the hash of the event at ``position``, once this feed delivered it
         idle_since = time.monotonic()
         unreachable_since: float | None = None
         while True:
             seen = self._last_commit()  # before reading: a commit after the read changes it; raises once closed
             try:
-                batch = self._read_batch(position, BATCH)
+                batch = self._read_batch(position, BATCH, delivered)
             except StoreUnavailable:
                 now = time.monotonic()
                 if unreachable_since is None:
@@ -77,9 +86,12 @@ class Feed:
                 yield min(RETRY_SECONDS, remaining)
                 continue
             unreachable_since = None
+            if batch is None:
+                raise FeedDiverged(f"the log no longer holds event {position} as this subscription delivered it (a "
+                                   f"failover or a restore lost it): subscribe again from a position both agree on")
             if batch:
                 yield from batch
-                position = batch[-1].position
+                position, delivered = batch[-1].position, batch[-1].hash
                 idle_since = time.monotonic()
                 continue
             while self._last_commit() == seen:

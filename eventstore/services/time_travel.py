@@ -63,6 +63,14 @@ class TimeTravel:
             if remaining is not None:
                 remaining -= len(batch)
 
+    def events_following(self, position: int, held: str, limit: int) -> list[RecordedEvent] | None:
+        """Up to ``limit`` events after ``position``, read with the event at ``position`` found to have the hash
+        ``held`` (hex): ``None`` if the log no longer holds it (a failover or a restore replaced the log)."""
+        with self._read() as txn:
+            if self._log.hash_at(txn, position) != bytes.fromhex(held):
+                return None
+            return [to_recorded(entry) for entry in self._log.read_all(txn, position, limit)]
+
     def session_at(self, key: str, version: int | None, as_of: datetime | None) -> SessionView:
         """The whole session after its ``version``-th event, or as of ``as_of`` (the current one by default)."""
         with self._read() as txn:
