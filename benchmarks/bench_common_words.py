@@ -37,7 +37,7 @@ from pathlib import Path
 from eventstore import SessionQuery, SessionStore
 from eventstore.storage import ReadTransaction
 from projections.search import queries
-from projections.search.formats import chunk_levels, chunk_occurrences_of
+from projections.search.formats.chunks import chunk_levels, chunk_occurrences_of
 from projections.search.planning import Plan, plan_query
 from projections.search.reader import IndexReader
 from projections.search.scoring import LEVEL_WEIGHTS, may_reach, ranked

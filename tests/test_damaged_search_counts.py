@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from eventstore import ChatMessage, SessionQuery, SessionStore, StoreCorrupted
-from projections.search import formats
+from projections.search.formats.keys import META_MESSAGES, count_value
 
 from _damage import change_value
 
@@ -28,7 +28,7 @@ def test_a_command_on_an_index_counting_too_few_messages_is_refused(tmp_path: Pa
     with SessionStore(path, durable=False) as store:
         store.append_many("a", [ChatMessage.user("alpha beta"), ChatMessage.user("beta gamma")])
         store.catch_up()
-    change_value(path, b"search.meta", formats.META_MESSAGES, lambda _: formats.count_value(0))
+    change_value(path, b"search.meta", META_MESSAGES, lambda _: count_value(0))
     with SessionStore(path, durable=False) as store:
         history = store.history("a")
         with pytest.raises(StoreCorrupted, match="search index is damaged"):

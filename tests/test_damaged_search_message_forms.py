@@ -12,6 +12,7 @@ from pyroaring import BitMap
 from eventstore import ChatMessage, SessionStore
 from eventstore.storage import MemoryStorage, Space, WriteTransaction
 from projections.search import formats
+from projections.search.formats import maps
 
 from conftest import FakeClock
 
@@ -30,7 +31,7 @@ def _changed_keys(keys: BitMap, draw: st.DrawFn) -> BitMap:
     if keys and draw(st.booleans()):
         changed.remove(draw(st.sampled_from(list(keys))))
     else:
-        changed.add(draw(st.sampled_from([key for key in range(formats.LAST_KEYS + 4) if key not in keys][:64])))
+        changed.add(draw(st.sampled_from([key for key in range(maps.LAST_KEYS + 4) if key not in keys][:64])))
     return changed
 
 
@@ -52,7 +53,7 @@ def damages(draw: st.DrawFn, store: SessionStore) -> tuple[Space, bytes, bytes |
                   if other not in stored]
         return space, draw(st.sampled_from(others)), value
     if space is spaces.repeats:
-        keys, levels = formats.repeats_of_value(value)
+        keys, levels = maps.repeats_of_value(value)
         repeats = dict(zip(keys, levels))
         if draw(st.booleans()):
             message = draw(st.sampled_from(sorted(repeats)))
@@ -60,8 +61,8 @@ def damages(draw: st.DrawFn, store: SessionStore) -> tuple[Space, bytes, bytes |
         else:
             changed = _changed_keys(BitMap(repeats), draw)
             repeats = {message: repeats.get(message, 1) for message in changed}
-        return space, key, formats.repeats_value(repeats) if repeats else None
-    return space, key, formats.map_value(_changed_keys(formats.map_of_value(value), draw))
+        return space, key, maps.repeats_value(repeats) if repeats else None
+    return space, key, maps.map_value(_changed_keys(maps.map_of_value(value), draw))
 
 
 @pytest.mark.parametrize("engine", ["lmdb", "memory"])

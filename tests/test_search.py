@@ -36,6 +36,9 @@ from eventstore import (
 from eventstore.storage import WriteTransaction
 from projections.search import formats, planning, writer
 from projections.search import queries as search_queries
+from projections.search.formats import chunks, summaries
+from projections.search.formats.keys import block_key, id_key, term_entry
+from projections.search.formats.maps import MAP_SHIFT, map_value
 from projections.search.index import SearchIndex
 from projections.search.scoring import PIVOT, idf, impact, level_weight, term_weight
 from projections.search.snippets import phrase_in, snippet
@@ -629,19 +632,19 @@ class TestSharedSessionsPath:
         a map holding the message one term's tag names, or a term whose tag names no single message. Whichever
         blocks have maps, every session where two terms share a message is among them."""
         def code(indexes: set[int]) -> int:
-            return 9 << 8 | formats.tag(min(indexes), len(indexes) > 1)
+            return 9 << 8 | summaries.tag(min(indexes), len(indexes) > 1)
 
         plan_terms, maps = [], {}
         for tid, messages in enumerate(terms):
-            blocks = [((first >> 12) + number, formats.Block(raw)) for number in range(4)
-                      if (raw := formats.summary_of({sid & 4095: code(indexes) for sid, indexes in messages.items()
+            blocks = [((first >> 12) + number, summaries.Block(raw)) for number in range(4)
+                      if (raw := summaries.summary_of({sid & 4095: code(indexes) for sid, indexes in messages.items()
                                                     if sid >> 12 == number})) is not None]
             for number, _ in blocks:
                 if (tid, number - (first >> 12)) in with_maps:
-                    maps[tid, number] = BitMap(min(index, formats.LAST_TAG) << formats.MAP_SHIFT | sid & 4095
+                    maps[tid, number] = BitMap(min(index, summaries.LAST_TAG) << MAP_SHIFT | sid & 4095
                                                for sid, indexes in messages.items()
                                                if (first + sid) >> 12 == number for index in indexes)
-            plan_terms.append(types.SimpleNamespace(tid=tid, summary=formats.Summary(blocks)))
+            plan_terms.append(types.SimpleNamespace(tid=tid, summary=summaries.Summary(blocks)))
 
         class View:
             @staticmethod
@@ -649,7 +652,7 @@ class TestSharedSessionsPath:
                 return maps.get((tid, block))
 
         def clipped(indexes: set[int]) -> set[int]:
-            return {min(index, formats.LAST_TAG) for index in indexes}
+            return {min(index, summaries.LAST_TAG) for index in indexes}
 
         expected, sharing = [], []
         for sid in sorted(set().union(*terms)):
@@ -662,7 +665,7 @@ class TestSharedSessionsPath:
                 tags = [code(own) & 0xFF, code(others) & 0xFF]
                 if all(mapped):
                     opened = opened or bool(clipped(own) & clipped(others))
-                elif any(not known and tag >= formats.LAST_TAG for known, tag in zip(mapped, tags)):
+                elif any(not known and tag >= summaries.LAST_TAG for known, tag in zip(mapped, tags)):
                     opened = True
                 elif not any(mapped):
                     opened = opened or tags[0] == tags[1]
@@ -684,13 +687,13 @@ class TestSharedSessionsPath:
     def test_best_of_term(self, levels: dict[int, int], limit: int) -> None:
         """A term's best sessions are every session at or above the greatest level that ``limit`` of them reach
         (all of them when fewer reach any), scored by their level: a plain sort of the levels."""
-        blocks = [(number, formats.Block(raw)) for number in range(4)
-                  if (raw := formats.summary_of({sid & 4095: level << 8 for sid, level in levels.items()
+        blocks = [(number, summaries.Block(raw)) for number in range(4)
+                  if (raw := summaries.summary_of({sid & 4095: level << 8 for sid, level in levels.items()
                                                 if sid >> 12 == number})) is not None]
         table = [level * 0.5 for level in range(256)]
         cut = sorted(levels.values(), reverse=True)[min(limit, len(levels)) - 1]
         expected = {sid: table[level] for sid, level in levels.items() if level >= cut}
-        assert search_queries._best_of_term(formats.Summary(blocks), table, limit) == expected
+        assert search_queries._best_of_term(summaries.Summary(blocks), table, limit) == expected
 
     def test_the_threshold_path_reads_only_the_messages_left_open(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """A session waiting on the threshold path, one of whose terms is in one message, is scored from that
@@ -776,7 +779,7 @@ class TestRemovals:
                 for block, tid in reader.stored_maps():
                     keys = reader.term_map(tid, block)
                     assert keys is not None
-                    found[names[tid]] = [(key >> formats.MAP_SHIFT, key & 0xFFF) for key in keys]
+                    found[names[tid]] = [(key >> MAP_SHIFT, key & 0xFFF) for key in keys]
                 return found
 
         k, j = 1, 2  # the sessions' stream ids: their offsets in block 0
@@ -844,14 +847,14 @@ class TestRemovals:
         def put(tid: int, keys: BitMap) -> None:
             with environment._env.begin(write=True) as txn:
                 maps = environment._env.open_db(b"search.maps", txn=txn)
-                txn.put(formats.block_key(0, tid), formats.map_value(keys), db=maps)
+                txn.put(block_key(0, tid), map_value(keys), db=maps)
 
-        put(alpha, BitMap([0 << formats.MAP_SHIFT | 1, 1 << formats.MAP_SHIFT | 1]))  # j's message lost
+        put(alpha, BitMap([0 << MAP_SHIFT | 1, 1 << MAP_SHIFT | 1]))  # j's message lost
         report = store.verify()
         assert (False, True) == (report.ok, any("message map" in p for p in report.problems))
         store.rebuild_projections(["search"])
         assert store.verify().ok
-        put(beta, BitMap([0 << formats.MAP_SHIFT | 1]))  # beta is in one session: its block has no map
+        put(beta, BitMap([0 << MAP_SHIFT | 1]))  # beta is in one session: its block has no map
         assert not store.verify().ok
 
     def test_an_index_without_message_maps_is_rebuilt_on_open(self, store_path: Path,
@@ -870,9 +873,9 @@ class TestRemovals:
                 reader = store._search_index.reader(txn)
                 alpha = reader.tid("alpha")
                 assert alpha is not None
-                assert list(reader.term_map(alpha, 0) or ()) == [0 << formats.MAP_SHIFT | 1,
-                                                                 0 << formats.MAP_SHIFT | 2,
-                                                                 1 << formats.MAP_SHIFT | 1]
+                assert list(reader.term_map(alpha, 0) or ()) == [0 << MAP_SHIFT | 1,
+                                                                 0 << MAP_SHIFT | 2,
+                                                                 1 << MAP_SHIFT | 1]
             assert store.verify().ok and ["j", "k"] == search(store, "alpha")
 
 def append_sessions(store: SessionStore, clock: FakeClock, sessions: list[list[str]]) -> None:
@@ -1032,8 +1035,8 @@ class TestMachinery:
         tid = 0xFFFFFF
 
         def leave_a_term(txn: WriteTransaction) -> None:  # as an index that kept every term it saw did
-            txn.put(index._spaces.terms, b"leftover", formats.term_entry("leftover", b"leftover", tid))
-            txn.put(index._spaces.names, formats.id_key(tid), b"leftover")
+            txn.put(index._spaces.terms, b"leftover", term_entry("leftover", b"leftover", tid))
+            txn.put(index._spaces.names, id_key(tid), b"leftover")
 
         store._environment.write(leave_a_term)
         problems = store.verify().problems
@@ -1113,9 +1116,9 @@ class TestMachinery:
                 with_terms = dict(index.reader(txn).stored_terms())
                 for term, (df, entries) in {"alpha": (1, {1: 255 << 8}), "beta": (2, {1: 200 << 8 | 0x80}),
                                             "gamma": (1, {2: 255 << 8})}.items():
-                    raw = formats.summary_of(entries)
+                    raw = summaries.summary_of(entries)
                     assert raw is not None
-                    txn.put(index._spaces.summary, formats.id_key(with_terms[term]), df.to_bytes(4, "little") + raw)
+                    txn.put(index._spaces.summary, id_key(with_terms[term]), df.to_bytes(4, "little") + raw)
                 store._checkpoints.put(txn, "search", 2, store.stats().last_position)
 
             store._environment.write(previous_format)
@@ -1290,7 +1293,7 @@ class TestBatches:
             assert summary is not None and single is not None
             long_id = next(sid for sid, (messages, _) in reader.stored_sessions() if messages == 256)
             assert (257, 1) == (reader.df(alpha), reader.df(beta))
-            assert summary.entry_of(long_id) & formats.MULTI and not single.entry_of(long_id) & formats.MULTI
+            assert summary.entry_of(long_id) & summaries.MULTI and not single.entry_of(long_id) & summaries.MULTI
 
 
 def answers_reference(store: SessionStore) -> list[list[Any]]:
@@ -1359,15 +1362,15 @@ class TestStoredForms:
         formats.GROUPED_FROM = grouped_from
         try:
             entries = {sid: level << 8 | tag for sid, (level, tag) in start.items()}
-            raw = formats.summary_of(entries)
+            raw = summaries.summary_of(entries)
             for sid, level, tag in edits:
                 code = level << 8 | tag if level else 0
-                raw = formats.summary_set(raw, sid, code)
+                raw = summaries.summary_set(raw, sid, code)
                 if code:
                     entries[sid] = code
                 else:
                     entries.pop(sid, None)
-            summary = None if raw is None else formats.Block(raw)
+            summary = None if raw is None else summaries.Block(raw)
             assert (entries or None) == (summary and summary.entries())
             if summary is not None:
                 levels = [level for level, _ in summary.groups()]
@@ -1390,13 +1393,13 @@ class TestStoredForms:
         try:
             entries = {sid: level << 8 | tag for sid, (level, tag) in start.items()}
             sids = sorted(entries)
-            raw = formats.summary_of({sid: entries[sid] for sid in sids[:split]})
+            raw = summaries.summary_of({sid: entries[sid] for sid in sids[:split]})
             later = sids[split:]
             if later:
-                raw = formats.summary_extend(raw, struct.pack(f"<{len(later)}H", *later),
+                raw = summaries.summary_extend(raw, struct.pack(f"<{len(later)}H", *later),
                                              bytes(entries[sid] >> 8 for sid in later),
                                              bytes(entries[sid] & 0xFF for sid in later))
-            assert raw == formats.summary_of(entries)
+            assert raw == summaries.summary_of(entries)
         finally:
             formats.GROUPED_FROM = original
 
@@ -1407,30 +1410,30 @@ class TestStoredForms:
     def test_chunks(self, messages: list[dict[int, int]]) -> None:
         """A chunk keeps each message's term ids and levels (compared with plain lists), grows, shrinks and widens
         its ids when needed; each term's occurrences and counts are found in place."""
-        kept = [sorted(message.items()) for message in messages[:formats.CHUNK_MESSAGES]]
-        encoded = [formats.chunk_message_of([tid for tid, _ in postings], bytes(level for _, level in postings))
+        kept = [sorted(message.items()) for message in messages[:chunks.CHUNK_MESSAGES]]
+        encoded = [chunks.chunk_message_of([tid for tid, _ in postings], bytes(level for _, level in postings))
                    for postings in kept]
         raw = None
         for message in encoded[:len(encoded) // 2]:  # one at a time, then the rest at once
-            raw = formats.chunk_append(raw, [message])
-        raw = formats.chunk_append(raw, encoded[len(encoded) // 2:])
-        assert formats.chunk_size(raw) == len(kept)
+            raw = chunks.chunk_append(raw, [message])
+        raw = chunks.chunk_append(raw, encoded[len(encoded) // 2:])
+        assert chunks.chunk_size(raw) == len(kept)
 
         def stored(chunk: bytes) -> list[list[tuple[int, int]]]:
             return [list(zip(tids, levels)) for tids, levels in
-                    (formats.chunk_message(chunk, index) for index in range(formats.chunk_size(chunk)))]
+                    (chunks.chunk_message(chunk, index) for index in range(chunks.chunk_size(chunk)))]
 
         assert stored(raw) == kept
-        rest, popped, levels = formats.chunk_pop(raw)
+        rest, popped, levels = chunks.chunk_pop(raw)
         assert (list(zip(popped, levels)), rest is None) == (kept[-1], len(kept) == 1)
         remaining = kept[:-1]
         if rest is not None:
             assert stored(rest) == remaining
-            assert formats.chunk_counts(rest) == Counter(tid for postings in remaining for tid, _ in postings)
+            assert chunks.chunk_counts(rest) == Counter(tid for postings in remaining for tid, _ in postings)
         for tid in {tid for postings in kept for tid, _ in postings} | {3, 2**25 + 1, 2**32 - 1}:
             expected = [(index, dict(postings)[tid]) for index, postings in enumerate(remaining)
                         if tid in dict(postings)]
-            assert (formats.chunk_occurrences(rest, tid) if rest is not None else []) == expected
+            assert (chunks.chunk_occurrences(rest, tid) if rest is not None else []) == expected
 
 
 def test_index_size_is_counted(store: SessionStore) -> None:

@@ -18,7 +18,10 @@ from hypothesis import strategies as st
 
 from eventstore import ChatMessage, SessionStore, _deferred
 from projections.search import formats, grouping, writer
-from projections.search.formats import LAST_TAG, MAP_SHIFT, META_GENERATION
+from projections.search.formats import arrays
+from projections.search.formats.keys import META_GENERATION
+from projections.search.formats.maps import MAP_SHIFT
+from projections.search.formats.summaries import LAST_TAG
 from projections.search.grouping import Postings, group
 
 from conftest import FakeClock
@@ -179,7 +182,7 @@ class TestGrouping:
         assert [(tid, notes, added, sorted(posted)) for tid, notes, added, posted in found] == \
             modelled(batch, block_bits, posted_from)
         for _, notes, raw, _, posted in grouped:  # in block order: the writer finds a block's messages by bisection
-            assert raw == formats.packed_u64s(notes)
+            assert raw == arrays.packed_u64s(notes)
             assert [message >> 40 for message in posted] == sorted(message >> 40 for message in posted)
 
     def test_a_term_in_more_messages_of_a_session_than_a_note_counts(self) -> None:

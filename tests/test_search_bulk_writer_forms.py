@@ -16,7 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eventstore import ChatMessage, SessionStore, _deferred
-from projections.search import formats, writer
+from projections.search import writer
+from projections.search.formats import summaries
 
 from conftest import FakeClock
 from test_search import run_script_step
@@ -33,7 +34,7 @@ texts = st.one_of(
 )
 steps = st.lists(st.tuples(st.sampled_from(["a", "b", "c"]),
                            st.one_of(st.lists(texts, min_size=1, max_size=5),
-                                     texts.map(lambda text: [text] * (formats.LAST_TAG + 3))),
+                                     texts.map(lambda text: [text] * (summaries.LAST_TAG + 3))),
                            st.sampled_from(["append"] * 4 + ["remove_last", "update_last", "clear", "fork",
                                                              "restore"])),
                  min_size=1, max_size=12)

@@ -16,6 +16,8 @@ from pyroaring import BitMap
 from eventstore import ChatMessage, SessionStore
 from projections.search import formats
 from projections.search import queries as search_queries
+from projections.search.formats import maps, summaries
+from projections.search.formats.keys import block_key
 from projections.search.index import SearchIndex
 
 from conftest import FakeClock, lmdb_storage
@@ -115,7 +117,7 @@ def test_sessions_past_the_maps_range_are_scored_from_postings() -> None:
     with message_path(1, 2) as answered, tempfile.TemporaryDirectory() as directory:
         clock = FakeClock()
         with SessionStore(Path(directory), clock=clock, durable=False) as store:
-            long = [ChatMessage.user("the " * 30 + "of " * 30 + "w1 " * 20)] * (formats.LAST_TAG + 5)
+            long = [ChatMessage.user("the " * 30 + "of " * 30 + "w1 " * 20)] * (summaries.LAST_TAG + 5)
             store.append_many("long", [*long, ChatMessage.user("the of")])
             store.append_many("short", [ChatMessage.user("the " * 10 + "of " * 5 + "and")])
             for number in range(6):
@@ -146,7 +148,7 @@ class TestStoredForms:
             the, of = reader.tid("the"), reader.tid("of")
             assert the is not None and of is not None
             repeated = reader.term_repeats(the, 0)
-            assert repeated is not None and 0 << formats.MAP_SHIFT | 1 in repeated[0]  # k's first message
+            assert repeated is not None and 0 << maps.MAP_SHIFT | 1 in repeated[0]  # k's first message
             levels = reader.block_levels(0)
             assert levels and sum(len(reader.level_messages(0, level) or ()) for level in levels) == 3
 
@@ -154,14 +156,14 @@ class TestStoredForms:
             with environment._env.begin(write=True) as txn:
                 txn.put(key, value, db=environment._env.open_db(space, txn=txn))
 
-        put(b"search.levels", formats.level_key(0, levels[0]), formats.map_value(BitMap()))
+        put(b"search.levels", maps.level_key(0, levels[0]), maps.map_value(BitMap()))
         assert any("by level" in problem for problem in store.verify().problems)
         store.rebuild_projections(["search"])
         assert store.verify().ok
-        put(b"search.repeats", formats.block_key(0, the), formats.repeats_value({1 << formats.MAP_SHIFT | 1: 200}))
+        put(b"search.repeats", block_key(0, the), maps.repeats_value({1 << maps.MAP_SHIFT | 1: 200}))
         assert any("repeated messages" in problem for problem in store.verify().problems)
         store.rebuild_projections(["search"])
-        put(b"search.repeats", formats.block_key(7, of), formats.repeats_value({1: 200}))
+        put(b"search.repeats", block_key(7, of), maps.repeats_value({1: 200}))
         assert any("no term lists" in problem for problem in store.verify().problems)
 
     def test_an_index_of_code_version_5_is_rebuilt_on_open(self, store_path: Path,

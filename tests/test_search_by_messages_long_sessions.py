@@ -13,6 +13,7 @@ from eventstore import ChatMessage, SessionStore
 from eventstore.storage import MemoryStorage
 from projections.search import formats
 from projections.search import queries as search_queries
+from projections.search.formats import summaries
 
 from conftest import FakeClock
 from test_search import ReferenceSearch, search
@@ -25,7 +26,7 @@ def long_session(filler: int) -> list[ChatMessage]:
     """Messages past ``LAST_TAG`` where "the" and "of" meet in long messages (low levels: the more ``filler``,
     the lower)."""
     text = "the of " + " ".join(f"filler{n}" for n in range(20 + filler))
-    return [ChatMessage.user(text)] * (formats.LAST_TAG + 3)
+    return [ChatMessage.user(text)] * (summaries.LAST_TAG + 3)
 
 
 @pytest.fixture(params=["lmdb", "memory"])
@@ -95,7 +96,7 @@ def test_a_plain_bm25_over_long_and_short_sessions() -> None:
             for number in range(12):
                 clock.advance(seconds=1)
                 late = "the " * (number % 4 + 1) + "of " * (number % 3 + 1) + "and " * (number % 5)
-                store.append_many(f"long{number}", [ChatMessage.user("and w1 w2 w3")] * formats.LAST_TAG
+                store.append_many(f"long{number}", [ChatMessage.user("and w1 w2 w3")] * summaries.LAST_TAG
                                   + [ChatMessage.user(late)] * (number % 3 + 1))
                 store.append_many(f"short{number}", [ChatMessage.user("the " * (number % 5 + 1) + "w1 " * number)])
             reference = ReferenceSearch(store)

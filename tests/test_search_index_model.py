@@ -23,6 +23,7 @@ from eventstore import REDACTED, ChatMessage, SessionStore
 from eventstore.storage import MemoryStorage
 from projections.search import formats
 from projections.search import queries as search_queries
+from projections.search.formats import summaries
 from projections.search.tokenizer import parse_query, tokenize
 
 from conftest import FakeClock, lmdb_storage
@@ -138,7 +139,7 @@ class SearchIndexMachine(RuleBasedStateMachine):
     def append_long(self, key: str, text: str, past: int) -> None:
         """Messages up to and past ``LAST_TAG``, where one key of a map stands for several messages."""
         self._changed()
-        self.live.append_many(key, [ChatMessage.user(text)] * (formats.LAST_TAG - 1 + past))
+        self.live.append_many(key, [ChatMessage.user(text)] * (summaries.LAST_TAG - 1 + past))
         self.ever.update(tokenize(text))
 
     @rule(key=st.sampled_from(KEYS), text=texts)

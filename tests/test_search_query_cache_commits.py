@@ -19,6 +19,7 @@ from eventstore import ChatMessage, SessionQuery, SessionStore
 from eventstore.storage import MemoryStorage, ReadTransaction
 from projections.search import formats
 from projections.search import queries as search_queries
+from projections.search.formats.keys import block_of
 from projections.search.reader import IndexReader
 from projections.search.tokenizer import parse_query
 
@@ -84,7 +85,7 @@ def _block(store: SessionStore, key: str) -> int:
     with store._read() as txn:
         found = store._catalog.stream_of_key(txn, key)
     assert found is not None
-    return formats.block_of(found[0])
+    return block_of(found[0])
 
 
 def test_an_append_leaves_the_other_blocks_decoded(scratch_store: SessionStore,

@@ -16,9 +16,10 @@ from hypothesis import strategies as st
 from pyroaring import BitMap
 
 from eventstore import ChatMessage, SessionStore
-from projections.search import formats, reader
 from projections.search import queries as search_queries
-from projections.search.formats import JOINED_SHIFT
+from projections.search import reader
+from projections.search.formats import maps, summaries
+from projections.search.formats.maps import JOINED_SHIFT
 from projections.search.reader import IndexReader
 
 from conftest import FakeClock
@@ -81,23 +82,23 @@ def checked_groups() -> Iterator[list[int]]:
 def test_grouping_of_one_block_value() -> None:
     keys = BitMap([3, 4100, 4101, 8195, 12300, 20480])
     levels = bytes([90, 120, 90, 90, 200, 120])
-    assert formats.repeated_levels(levels) == bytes([90, 120, 200])
-    assert formats.repeated_at(keys, levels, 90, 3) == BitMap([3, 4101, 8195])  # many: one pass in C
-    assert formats.repeated_at(keys, levels, 200, 1) == BitMap([12300])  # few: found alone
-    assert formats.repeated_at(keys, levels, 121, 0) == BitMap()
+    assert maps.repeated_levels(levels) == bytes([90, 120, 200])
+    assert maps.repeated_at(keys, levels, 90, 3) == BitMap([3, 4101, 8195])  # many: one pass in C
+    assert maps.repeated_at(keys, levels, 200, 1) == BitMap([12300])  # few: found alone
+    assert maps.repeated_at(keys, levels, 121, 0) == BitMap()
 
 
 @settings(max_examples=40)
-@given(st.lists(st.integers(0, (formats.LAST_TAG << formats.MAP_SHIFT) - 1), unique=True, max_size=80),
+@given(st.lists(st.integers(0, (summaries.LAST_TAG << maps.MAP_SHIFT) - 1), unique=True, max_size=80),
        st.data())
 def test_grouping_is_a_partition_by_level(keys: list[int], data: st.DataObject) -> None:
     ordered = sorted(keys)
     levels = bytes(data.draw(st.lists(st.sampled_from([1, 2, 77, 255]), min_size=len(ordered),
                                       max_size=len(ordered))))
     stored = BitMap(ordered)
-    assert formats.repeated_levels(levels) == bytes(sorted(set(levels)))
+    assert maps.repeated_levels(levels) == bytes(sorted(set(levels)))
     for level in range(256):
-        assert formats.repeated_at(stored, levels, level, levels.count(level)) == BitMap(
+        assert maps.repeated_at(stored, levels, level, levels.count(level)) == BitMap(
             key for key, at in zip(ordered, levels) if at == level)
 
 

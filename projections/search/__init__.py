@@ -8,7 +8,7 @@ One module per concern, top to bottom:
 * ``verification``: ``check`` against the log, and ``dump``;
 * ``writer``: a batch of changes in memory; ``reader``: the stored state
   through one transaction;
-* ``formats``: the stored forms, pure bytes in and out;
+* ``formats``: the stored forms, pure bytes in and out, one form a module;
 * ``scoring`` (BM25, the shared bound check, the order of results),
   ``snippets`` and ``tokenizer``: pure, standard library and attrs only.
 

@@ -16,7 +16,8 @@ from collections.abc import Iterator
 import numpy as np
 import numpy.typing as npt
 
-from .formats import LAST_TAG, MAP_SHIFT
+from .formats.maps import MAP_SHIFT
+from .formats.summaries import LAST_TAG
 
 __all__ = ["Postings", "group"]
 

@@ -44,17 +44,10 @@ from ..session import (
     message_edit,
 )
 from . import queries
-from .formats import (
-    JOINED_BLOCKS,
-    JOINED_SHIFT,
-    MAX_ID,
-    META_GENERATION,
-    Block,
-    Summary,
-    block_of,
-    repeated_at,
-    repeated_levels,
-)
+from .formats import MAX_ID
+from .formats.keys import META_GENERATION, block_of
+from .formats.maps import JOINED_BLOCKS, JOINED_SHIFT, repeated_at, repeated_levels
+from .formats.summaries import Block, Summary
 from .planning import MAX_QUERY_TERMS
 from .queries import Texts
 from .reader import IndexReader, SearchSpaces, TermIds

@@ -22,7 +22,7 @@ import attrs
 
 from eventstore._errors import StoreCorrupted
 
-from .formats import Summary
+from .formats.summaries import Summary
 from .reader import IndexReader
 from .scoring import idf
 from .tokenizer import QueryWord

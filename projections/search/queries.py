@@ -33,26 +33,19 @@ from pyroaring import BitMap
 from eventstore._errors import StoreCorrupted
 
 from . import formats
-from .formats import (
-    CHUNK_MESSAGES,
-    FIND_PAYS_OFF,
+from .formats.arrays import FIND_PAYS_OFF, places, u32s
+from .formats.chunks import CHUNK_MESSAGES, chunk_message, chunk_occurrences_of
+from .formats.maps import (
     JOINED_BLOCKS,
     JOINED_SHIFT,
     LAST_KEYS,
-    LAST_TAG,
     MAP_SHIFT,
-    MULTI,
-    Block,
-    Summary,
     block_present,
     block_spread,
-    chunk_message,
-    chunk_occurrences_of,
     mapped,
     placed_keys,
-    places,
-    u32s,
 )
+from .formats.summaries import LAST_TAG, MULTI, Block, Summary
 from .planning import Phrase, Plan, PlanTerm, plan_query
 from .reader import IndexReader
 from .scoring import LEVEL_WEIGHTS, LEVELS, may_reach, ranked
@@ -286,7 +279,7 @@ _NONE = BitMap()
 
 class _Joined:
     """The maps and repeats of the blocks two of a query's terms share, and the messages by level of every block,
-    joined into one key space (``formats.JOINED_SHIFT``: a block's keys shifted past the earlier blocks', in C), so
+    joined into one key space (``formats.maps.JOINED_SHIFT``: a block's keys shifted past the earlier blocks', in C), so
     that a query's steps are not taken a block at a time."""
 
     __slots__ = ("view", "blocks", "levels")
@@ -502,7 +495,7 @@ def _sessions_sharing(view: IndexReader, plan: Plan) -> list[int]:
     """The sessions, ascending, holding several of the terms where two of them may sit in one message: found a
     block at a time, in C, without a step for each session the terms share.
 
-    Where both terms have a message map in a block (``formats.mapped``), ANDing the maps gives exactly the
+    Where both terms have a message map in a block (``formats.maps.mapped``), ANDing the maps gives exactly the
     sessions where one message holds both. A term without one there has its sessions keyed by their tags
     (``placed_keys``): a tag naming the one message holding the term is that message's key in a map, so equal
     keys are the sessions where the tag's message may hold the other term; and its sessions spread over

@@ -16,13 +16,9 @@ from eventstore._errors import StoreCorrupted
 from eventstore.storage import ReadTransaction, Space
 
 from ..readmodel import OpenSpace
-from .formats import (
-    JOINED_BLOCKS,
-    JOINED_SHIFT,
+from .formats.keys import (
     META_GENERATION,
     META_MESSAGES,
-    Block,
-    Summary,
     block_key,
     block_of_key,
     blocks_of_value,
@@ -32,16 +28,21 @@ from .formats import (
     df_of_value,
     id_key,
     id_of_key,
+    session_of_value,
+    term_of_entry,
+    tid_of_entry,
+)
+from .formats.maps import (
+    JOINED_BLOCKS,
+    JOINED_SHIFT,
     level_key,
     level_of_key,
     map_of_value,
     repeated_at,
     repeated_levels,
     repeats_of_value,
-    session_of_value,
-    term_of_entry,
-    tid_of_entry,
 )
+from .formats.summaries import Block, Summary
 from .tokenizer import MAX_TERM_BYTES, term_key
 
 __all__ = ["REPEATED_GROUP_UP_TO", "SearchSpaces", "TermIds", "IndexReader"]
@@ -187,7 +188,7 @@ class IndexReader:
         return None if self._fresh else self.txn.get(self.spaces.blocks, block_key(block, tid))
 
     def term_map(self, tid: int, block: int) -> BitMap | None:
-        """Term ``tid``'s message map in ``block`` (``formats.mapped``); ``None`` where the block has none. The
+        """Term ``tid``'s message map in ``block`` (``formats.maps.mapped``); ``None`` where the block has none. The
         caller may not change it."""
         raw = None if self._fresh else self.txn.get(self.spaces.maps, block_key(block, tid))
         return None if raw is None else map_of_value(raw)
@@ -206,7 +207,7 @@ class IndexReader:
 
     def repeated_at(self, tid: int, level: int) -> BitMap | None:
         """The messages where term ``tid`` repeats at ``level``, its blocks below ``JOINED_BLOCKS`` joined
-        (``formats.JOINED_SHIFT``); ``None`` when they are more than ``REPEATED_GROUP_UP_TO``. The caller may not
+        (``formats.maps.JOINED_SHIFT``); ``None`` when they are more than ``REPEATED_GROUP_UP_TO``. The caller may not
         change it."""
         found = [(number, stored, count) for number in self.blocks_of(tid) if number < JOINED_BLOCKS
                  if (stored := self.term_repeats(tid, number)) and (count := stored[1].count(level))]
@@ -245,7 +246,7 @@ class IndexReader:
         return found
 
     def joined_level(self, level: int) -> BitMap:
-        """The messages at ``level`` of every block below ``JOINED_BLOCKS``, joined (``formats.JOINED_SHIFT``). The
+        """The messages at ``level`` of every block below ``JOINED_BLOCKS``, joined (``formats.maps.JOINED_SHIFT``). The
         caller may not change it."""
         return BitMap.union(BitMap(), *(found.shift(block << JOINED_SHIFT)
                                         for block in self.level_blocks().get(level, ()) if block < JOINED_BLOCKS

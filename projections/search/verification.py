@@ -13,18 +13,10 @@ from eventstore._time import to_micros
 
 from ..session import SessionSnapshot
 from . import formats
-from .formats import (
-    LAST_KEYS,
-    LAST_TAG,
-    MAP_SHIFT,
-    chunk_message,
-    chunk_size,
-    entry,
-    mapped,
-    merged,
-    message_level,
-    u32s,
-)
+from .formats.arrays import u32s
+from .formats.chunks import chunk_message, chunk_size, message_level
+from .formats.maps import LAST_KEYS, MAP_SHIFT, mapped
+from .formats.summaries import LAST_TAG, Summary, entry, merged
 from .reader import IndexReader
 from .scoring import impact
 from .tokenizer import term_key
@@ -131,7 +123,7 @@ def check_index(view: IndexReader, sessions: Mapping[int, SessionSnapshot]) -> l
     return problems
 
 
-def _map_problems(view: IndexReader, term: str, tid: int, summary: formats.Summary,
+def _map_problems(view: IndexReader, term: str, tid: int, summary: Summary,
                   keys: dict[int, list[int]], repeats: dict[int, dict[int, int]]) -> list[str]:
     """Where the term's message maps differ from its messages (``keys``: block → the maps' keys), or a block has
     a map it should not have (or lacks one), or its messages where the term has a level of its own differ from

@@ -23,22 +23,13 @@ from eventstore.events import REDACTED
 from eventstore.storage import ReadTransaction, Space, WriteTransaction
 
 from . import formats
-from .formats import (
+from .formats import MAX_ID
+from .formats.arrays import packed_u64s, u16s
+from .formats.chunks import (
     CHUNK_MESSAGES,
-    LAST_KEYS,
-    LAST_TAG,
-    MAP_SHIFT,
-    MAX_ID,
-    META_MESSAGES,
-    META_NEXT_TID,
-    MULTI,
-    MULTI_KEYS,
-    Block,
     ChunkMessage,
-    block_of,
     chunk_append,
     chunk_counts,
-    chunk_key,
     chunk_levels,
     chunk_message_of,
     chunk_occurrences,
@@ -46,26 +37,33 @@ from .formats import (
     chunk_pop,
     chunk_posted,
     chunk_size,
+)
+from .formats.keys import (
+    META_MESSAGES,
+    META_NEXT_TID,
+    block_of,
+    chunk_key,
     count_of_value,
     count_value,
     head_value,
     id_key,
+    offset_of,
+    session_value,
+    term_entry,
+)
+from .formats.maps import (
+    LAST_KEYS,
+    MAP_SHIFT,
+    MULTI_KEYS,
     level_key,
     map_value,
     mapped,
-    offset_of,
-    packed_u64s,
     placed,
     posted_keys,
     repeats_value,
     session_map_keys,
-    session_value,
-    summary_raise,
-    summary_set,
-    tag,
-    term_entry,
-    u16s,
 )
+from .formats.summaries import LAST_TAG, MULTI, Block, summary_raise, summary_set, tag
 from .grouping import COUNT_SHIFT as _COUNT_SHIFT
 from .grouping import POSTED_BLOCK as _POSTED_BLOCK
 from .grouping import SID_SHIFT as _SID_SHIFT
@@ -138,7 +136,7 @@ class IndexWriter(IndexReader):
         # since it last settled (grouped when a term is read, or the batch settles).
         self._postings = Postings()
         self._grouped: dict[int, list[_Part]] = {}
-        # Message maps (``formats.mapped``) by block key: those changed (``None``: none now), and the sessions
+        # Message maps (``formats.maps.mapped``) by block key: those changed (``None``: none now), and the sessions
         # (offsets) each waits for, to read from their postings: those a removal touched, and those a block had
         # before it gained its map.
         self._maps: dict[int, BitMap | None] = {}

@@ -1,0 +1,144 @@
+"""Keys and small values: ``search.terms``, ``search.names``, ``search.summary`` (a term's head),
+``search.sessions``, ``search.meta``, and the keys of ``search.blocks`` and ``search.docs``."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from operator import lt
+
+from eventstore._errors import StoreCorrupted
+
+from .. import formats
+from .arrays import U32, packed_u32s, u32s
+
+__all__ = [
+    "META_GENERATION",
+    "META_MESSAGES",
+    "META_NEXT_TID",
+    "block_key",
+    "block_of",
+    "block_of_key",
+    "blocks_of_value",
+    "chunk_key",
+    "chunk_of_key",
+    "count_of_value",
+    "count_value",
+    "df_of_value",
+    "head_value",
+    "id_key",
+    "id_of_key",
+    "offset_of",
+    "session_of_value",
+    "session_value",
+    "term_entry",
+    "term_of_entry",
+    "tid_of_entry",
+]
+
+META_MESSAGES = b"messages"
+META_NEXT_TID = b"next_tid"
+META_GENERATION = b"generation"
+_HEAD_OF_ONE = struct.Struct("<II")  # a term's message count and its one block (most terms of a small index)
+_KEY = struct.Struct(">I")  # in keys: term ids, sessions
+_CHUNK_KEY = struct.Struct(">II")  # session, chunk number
+_SESSION = struct.Struct("<Iq")  # messages, latest activity µs
+_U64 = struct.Struct("<Q")
+
+
+def id_key(number: int) -> bytes:
+    """The key of a term id (``search.summary``, ``search.names``) or a session (``search.sessions``); a chunk
+    key's prefix."""
+    return _KEY.pack(number)
+
+
+def id_of_key(key: bytes) -> int:
+    return int(_KEY.unpack(key)[0])
+
+
+def chunk_key(sid: int, number: int) -> bytes:
+    return _CHUNK_KEY.pack(sid, number)
+
+
+def chunk_of_key(key: bytes) -> tuple[int, int]:
+    """``(session, chunk number)``."""
+    sid, number = _CHUNK_KEY.unpack(key)
+    return sid, number
+
+
+def term_entry(term: str, key: bytes, tid: int) -> bytes:
+    """The ``search.terms`` value of ``term`` stored under ``key`` (``term_key(term)``)."""
+    full = term.encode("utf-8")
+    return U32.pack(tid) + (full if key != full else b"")
+
+
+def term_of_entry(key: bytes, value: bytes) -> tuple[str, int]:
+    """``(term, term id)`` of a ``search.terms`` pair."""
+    return bytes(value[4:] or key).decode("utf-8"), int(U32.unpack_from(value)[0])
+
+
+def tid_of_entry(value: bytes) -> int:
+    """The term id of a ``search.terms`` value."""
+    return int(U32.unpack_from(value)[0])
+
+
+def block_of(sid: int) -> int:
+    """The block of session ``sid`` in a term's summary."""
+    return sid >> formats.BLOCK_BITS
+
+
+def offset_of(sid: int) -> int:
+    """Session ``sid`` as its block stores it."""
+    return sid & ((1 << formats.BLOCK_BITS) - 1)
+
+
+def block_key(block: int, tid: int) -> bytes:
+    """The ``search.blocks`` key of a term's block: block first, so that new sessions' blocks come last."""
+    return _CHUNK_KEY.pack(block, tid)
+
+
+def block_of_key(key: bytes) -> tuple[int, int]:
+    """``(block, term id)``."""
+    block, tid = _CHUNK_KEY.unpack(key)
+    return block, tid
+
+
+def head_value(df: int, blocks: Sequence[int]) -> bytes:
+    """The ``search.summary`` value: the term's message count, then the blocks it has sessions in."""
+    return _HEAD_OF_ONE.pack(df, blocks[0]) if len(blocks) == 1 else U32.pack(df) + packed_u32s(blocks)
+
+
+def df_of_value(value: bytes) -> int:
+    return int(U32.unpack_from(_head(value))[0])
+
+
+def blocks_of_value(value: bytes) -> Sequence[int]:
+    blocks = u32s(_head(value)[4:])
+    if len(blocks) > 1 and not all(map(lt, blocks, blocks[1:])):  # a summary's joined sessions must ascend
+        raise StoreCorrupted("the search index is damaged: a term's blocks are out of order")
+    return blocks
+
+
+def _head(value: bytes) -> bytes:
+    """A ``search.summary`` value that holds a count and one block at least, whole."""
+    if len(value) < _HEAD_OF_ONE.size or len(value) % U32.size:
+        raise StoreCorrupted("the search index is damaged: a term's head has the wrong size")
+    return value
+
+
+def session_value(messages: int, activity: int) -> bytes:
+    return _SESSION.pack(messages, activity)
+
+
+def session_of_value(value: bytes) -> tuple[int, int]:
+    """``(messages, latest activity µs)``."""
+    messages, activity = _SESSION.unpack(value)
+    return messages, activity
+
+
+def count_value(count: int) -> bytes:
+    return _U64.pack(count)
+
+
+def count_of_value(value: bytes) -> int:
+    return int(_U64.unpack(value)[0])

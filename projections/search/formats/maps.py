@@ -1,0 +1,180 @@
+"""The message maps of a term's blocks (``search.maps``), its repeated messages there (``search.repeats``), the
+blocks' messages by level (``search.levels``), and the map keys a block's summary gives."""
+
+from __future__ import annotations
+
+import functools
+import struct
+from collections.abc import Mapping, Sequence
+from itertools import compress
+
+from pyroaring import BitMap, FrozenBitMap
+
+from eventstore._errors import StoreCorrupted
+
+from .. import formats
+from .arrays import FIND_PAYS_OFF, U32, packed_u64s, places, u32_array
+from .summaries import LAST_TAG, MULTI, SPREAD, SUMMARY_HEAD, Block
+
+__all__ = [
+    "JOINED_BLOCKS",
+    "JOINED_SHIFT",
+    "LAST_KEYS",
+    "MAP_SHIFT",
+    "MULTI_KEYS",
+    "block_present",
+    "block_spread",
+    "level_key",
+    "level_of_key",
+    "map_of_value",
+    "map_value",
+    "mapped",
+    "placed",
+    "placed_keys",
+    "posted_keys",
+    "repeated_at",
+    "repeated_levels",
+    "repeats_of_value",
+    "repeats_value",
+    "session_map_keys",
+]
+
+#: A message map's key is ``index << MAP_SHIFT | offset``: the message index (at most ``LAST_TAG``) in the high
+#: bits, so that the key a session's tag gives is built from the stored columns by byte slices in C.
+MAP_SHIFT = 12
+#: The first key of ``placed_keys`` whose tag has ``MULTI``: it names no message.
+MULTI_KEYS = MULTI << MAP_SHIFT
+#: The first key of a message map that stands for several messages (``LAST_TAG`` and later): ``search.levels`` and
+#: ``search.repeats`` keep none of them, and a query reads such a session's postings.
+LAST_KEYS = LAST_TAG << MAP_SHIFT
+_LEVEL_KEY = struct.Struct(">IB")
+#: A query joins the blocks' maps, repeats and messages by level into one key space, a block's keys shifted past the
+#: earlier blocks': ``block << JOINED_SHIFT | key``. Blocks below ``JOINED_BLOCKS`` fit 32 bits.
+JOINED_SHIFT = 19
+JOINED_BLOCKS = 1 << (32 - JOINED_SHIFT)
+
+
+def level_key(block: int, level: int) -> bytes:
+    """The ``search.levels`` key of a block's messages at ``level``: by block, then level."""
+    return _LEVEL_KEY.pack(block, level)
+
+
+def level_of_key(key: bytes) -> tuple[int, int]:
+    """``(block, level)``."""
+    block, level = _LEVEL_KEY.unpack(key)
+    return block, level
+
+
+def repeats_value(levels: Mapping[int, int]) -> bytes:
+    """The ``search.repeats`` value of ``levels`` (message key → the term's level there): the keys as a serialized
+    bitmap (its size first, u32), then the levels in the keys' order."""
+    keys = sorted(levels)
+    serialized = map_value(BitMap(keys))
+    return U32.pack(len(serialized)) + serialized + bytes(map(levels.__getitem__, keys))
+
+
+def repeats_of_value(raw: bytes) -> tuple[BitMap, bytes]:
+    """The keys (a bitmap) and levels (in the keys' order) of a ``search.repeats`` value."""
+    size = U32.unpack_from(raw)[0] if len(raw) >= U32.size else -1
+    keys = map_of_value(raw[U32.size:U32.size + size]) if 0 <= size <= len(raw) - U32.size else None
+    if keys is None or len(keys) != len(raw) - U32.size - size or (keys and keys.max() >= LAST_KEYS):
+        raise StoreCorrupted("the search index is damaged: a term's repeated messages cannot be read")
+    return keys, raw[U32.size + size:]
+
+
+def repeated_levels(levels: bytes) -> bytes:
+    """The distinct levels of a term's repeated messages (``repeats_of_value``'s levels), ascending: found in C, by
+    deleting from every byte value those that are absent."""
+    return _EVERY_BYTE.translate(None, _EVERY_BYTE.translate(None, levels))
+
+
+def repeated_at(keys: BitMap, levels: bytes, level: int, count: int) -> BitMap:
+    """The keys of a term's repeated messages (``repeats_of_value``) where its level is ``level`` (``count`` of them:
+    ``levels.count(level)``): a few found by ``bytes.find`` and read alone, many by one pass in C."""
+    if not count:
+        return BitMap()
+    if count * FIND_PAYS_OFF < len(levels):
+        return BitMap([keys[place] for place in places(levels, level)])
+    return BitMap(compress(keys, levels.translate(_equal_to(level))))
+
+
+@functools.lru_cache(maxsize=256)
+def _equal_to(level: int) -> bytes:
+    """A ``bytes.translate`` table: 1 for ``level``, else 0."""
+    return bytes(value == level for value in range(256))
+
+
+#: Every byte value, ascending.
+_EVERY_BYTE = bytes(range(256))
+
+
+def mapped(raw: bytes | None) -> bool:
+    """Whether a term's block (its stored summary ``raw``; ``None``: no sessions) has a message map."""
+    return raw is not None and formats.MAP_FROM <= SUMMARY_HEAD.unpack_from(raw)[0] <= formats.MAP_UP_TO
+
+
+def placed_keys(block: Block) -> BitMap:
+    """Each session of the block with its tag, as ``tag << MAP_SHIFT | offset`` (``placed``): where the tag names
+    the one message holding the term, the key is that message's key in a message map; a session whose tag has
+    ``MULTI`` gets a key past every message's."""
+    return placed(block.sids_raw(), block.tags())
+
+
+def placed(offsets: bytes, tags: bytes) -> BitMap:
+    """``tag << MAP_SHIFT | offset`` of each offset in a block (little-endian u16 bytes) and its tag, built in C."""
+    size = len(tags)
+    wide = bytearray(4 * size)
+    wide[0::4] = offsets[0::2]
+    wide[1::4] = (int.from_bytes(offsets[1::2], "little") | int.from_bytes(tags.translate(_TAG_LOW), "little")
+                  ).to_bytes(size, "little")  # an offset's high byte is below 16 (BLOCK_BITS <= 12)
+    wide[2::4] = tags.translate(_TAG_HIGH)
+    return BitMap(u32_array(wide), optimize=False)
+
+
+def block_present(block: Block) -> BitMap:
+    """The block's sessions as offsets, in a compressed bitmap built in C."""
+    offsets = block.sids_raw()
+    wide = bytearray(2 * len(offsets))
+    wide[0::4], wide[1::4] = offsets[0::2], offsets[1::2]
+    return BitMap(u32_array(wide), optimize=False)
+
+
+def block_spread(block: Block) -> BitMap:
+    """The block's sessions (offsets) whose tag does not name the one message holding the term (found in C)."""
+    mask = block.tags().translate(SPREAD)
+    return BitMap(compress(block.sorted_sids(), mask)) if mask.count(1) else BitMap()
+
+
+@functools.lru_cache(maxsize=1 << MAP_SHIFT)
+def session_map_keys(offset: int) -> FrozenBitMap:
+    """Every key a message map can hold for the session at ``offset`` of its block."""
+    return FrozenBitMap(range(offset, (LAST_TAG + 1) << MAP_SHIFT, 1 << MAP_SHIFT))
+
+
+def posted_keys(values: Sequence[int]) -> BitMap:
+    """The message-map keys in the low 32 bits of ``values`` (``block << 32 | key``), as a bitmap built in C."""
+    raw = packed_u64s(values)
+    low = bytearray(len(raw) // 2)
+    for column in range(4):
+        low[column::4] = raw[column::8]
+    return BitMap(u32_array(low), optimize=False)
+
+
+def map_value(keys: BitMap) -> bytes:
+    keys.run_optimize()
+    return bytes(keys.serialize())
+
+
+def map_of_value(raw: bytes) -> BitMap:
+    try:
+        keys = BitMap.deserialize(raw)
+    except (ValueError, IndexError):
+        raise StoreCorrupted("the search index is damaged: a message map cannot be read") from None
+    if keys and keys.max() >= MULTI_KEYS:
+        raise StoreCorrupted("the search index is damaged: a message map holds a key past every message's")
+    return keys
+
+
+#: ``bytes.translate`` tables: a tag's low four bits moved to a byte's high four, and its high four bits moved low.
+_TAG_LOW = bytes((value & 0x0F) << 4 for value in range(256))
+_TAG_HIGH = bytes(value >> 4 for value in range(256))
