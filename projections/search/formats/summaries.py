@@ -409,10 +409,11 @@ def summary_set(raw: bytes | None, sid: int, code: int) -> bytes | None:
             if not counts[group]:
                 del levels[group], counts[group]
         if new_level:
-            if new_level in levels:
+            if new_level in levels:  # in its place among the level's sessions: a group is kept ascending
                 group = levels.index(new_level)
+                first = 2 * sum(counts[:group])
+                at = first + 2 * bisect.bisect_left(unsigned(members[first:first + 2 * counts[group]], "H"), sid)
                 counts[group] += 1
-                at = 2 * sum(counts[:group + 1]) - 2
             else:
                 group = sum(1 for existing in levels if existing > new_level)
                 levels.insert(group, new_level)
