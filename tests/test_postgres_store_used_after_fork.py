@@ -12,28 +12,12 @@ import time
 import psycopg
 
 from eventstore import ChatMessage
-from eventstore._errors import StoreUsedAfterFork
 
+from test_postgres_fork_mid_catch_up import child_status
 from test_postgres_settled_reads import arrived, log_of, settled
 from test_postgres_store import open_host, server_reads
 
 __all__ = ["open_host"]  # the fixture, used by name
-
-
-def in_child(body) -> int:
-    """Run ``body`` in a forked child; its exit status: 0 when it raised ``StoreUsedAfterFork``."""
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        status = 1
-        try:
-            body()
-        except StoreUsedAfterFork:
-            status = 0
-        except BaseException:
-            status = 2
-        os._exit(status)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
 
 
 def test_a_child_s_read_takes_none_of_the_parent_s_notifications(open_host, postgres_url, monkeypatch):
@@ -42,7 +26,7 @@ def test_a_child_s_read_takes_none_of_the_parent_s_notifications(open_host, post
     shared = settled(one)
     two.append("k", ChatMessage.assistant("theirs"))  # acknowledged
     arrived(shared)  # its notification waits on the socket the child shares
-    assert in_child(lambda: one.load("k")) == 0
+    assert child_status(lambda: one.load("k")) == 0
     with psycopg.connect(postgres_url, autocommit=True) as connection:  # the round trip
         connection.execute("SELECT 1")
     asked = server_reads(one, monkeypatch)
@@ -54,7 +38,7 @@ def test_a_child_s_close_leaves_the_parent_s_connections_open(open_host, postgre
     one, two = open_host("one"), open_host("two")
     one.append("k", ChatMessage.user("mine"))
     shared = settled(one)
-    assert in_child(one.close) in (0, 1)
+    assert child_status(one.close) in (0, 1)
     two.append("k", ChatMessage.assistant("theirs"))
     arrived(shared)
     with psycopg.connect(postgres_url, autocommit=True) as connection:

@@ -150,13 +150,19 @@ def test_an_async_subscription_waits_through_a_server_restart_and_delivers_every
     assert received == list(two.events())
 
 
-def test_a_subscription_raises_once_the_server_stays_unreachable_longer_than_its_unavailable_timeout(
-        open_host, postgres_server):
+def cut_off(open_host: Callable[[str], SessionStore], postgres_server: Any) -> SessionStore:
+    """A host that read another host's first commit, then the server stopped: its listener knows."""
     one, two = open_host("one"), open_host("two")
     two.append("k", ChatMessage.user("before"))
     one.load("k")
     postgres_server.stop()
     listening_is(replica_of(one), False)
+    return one
+
+
+def test_a_subscription_raises_once_the_server_stays_unreachable_longer_than_its_unavailable_timeout(
+        open_host, postgres_server):
+    one = cut_off(open_host, postgres_server)
     feed = one.subscribe(after=1, unavailable_timeout=0.5)
     started = time.monotonic()
     with pytest.raises(StoreUnavailable, match="cannot be reached"):
@@ -167,11 +173,7 @@ def test_a_subscription_raises_once_the_server_stays_unreachable_longer_than_its
 def test_a_subscription_s_timeout_during_an_outage_raises_rather_than_ending_as_if_nothing_came(
         open_host, postgres_server):
     """Ending quietly would tell the caller that nothing was committed, which it cannot know."""
-    one, two = open_host("one"), open_host("two")
-    two.append("k", ChatMessage.user("before"))
-    one.load("k")
-    postgres_server.stop()
-    listening_is(replica_of(one), False)
+    one = cut_off(open_host, postgres_server)
     with pytest.raises(StoreUnavailable, match="cannot be reached"):
         next(one.subscribe(after=1, timeout=0.5))
 
