@@ -569,7 +569,7 @@ class SessionStore:
         """
         return self._follow(self._feed_steps(after, timeout, unavailable_timeout))
 
-    def _feed_steps(self, after: int, timeout: float | None, unavailable_timeout: float | None = None
+    def _feed_steps(self, after: int, timeout: float | None, unavailable_timeout: float | None
                     ) -> Iterator[RecordedEvent | float]:
         """The steps of a subscription (see ``services.feed``), its arguments checked; shared with ``aio``."""
         check_index(after, "after")

@@ -290,19 +290,8 @@ def _contents(value: bytes, sizes: Sequence[int], text_at: int) -> list[str]:
     return contents
 
 
-def _decoded(value: bytes) -> tuple[list[ChatMessage], Sequence[int]]:
-    """The messages of a stored chunk, and the µs each was appended.
-
-    Raises:
-        DamagedChunk: ``value`` does not follow the layout.
-    """
-    value = bytes(value)  # slicing must copy (a memoryview's slices are not bytes)
-    micros, sizes, roles, text_at, payload_sizes = _sections(value)
-    return trusted_messages(roles, _contents(value, sizes, text_at), _payloads(value, payload_sizes)), micros
-
-
 def _payloads(value: bytes, payload_sizes: Sequence[int] | None) -> dict[int, bytes] | None:
-    """The payloads of a stored chunk whose trailer ``_sections`` checked, by message index (those with one)."""
+    """The payloads of a stored chunk whose trailer ``_trailer`` checked, by message index (those with one)."""
     if payload_sizes is None:
         return None
     ends = list(accumulate(payload_sizes, initial=len(value) - sum(payload_sizes)))
@@ -315,7 +304,9 @@ def decode_entries(value: bytes) -> list[Entry]:
     Raises:
         DamagedChunk: ``value`` does not follow the layout.
     """
-    messages, micros = _decoded(value)
+    value = bytes(value)  # slicing must copy (a memoryview's slices are not bytes)
+    micros, sizes, roles, text_at, payload_sizes = _sections(value)
+    messages = trusted_messages(roles, _contents(value, sizes, text_at), _payloads(value, payload_sizes))
     return list(zip(messages, micros))
 
 

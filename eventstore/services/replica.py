@@ -519,7 +519,7 @@ class ReplicaStorage:
 
     def _raise_head(self, position: int) -> None:
         """The shared log's head is at least ``position``."""
-        if position <= self._head:  # most reads: nothing new heard
+        if position <= self._head:  # nothing new: the lock is not taken (reads check this before the call)
             return
         with self._heard:
             self._head = max(self._head, position)

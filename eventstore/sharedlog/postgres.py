@@ -685,8 +685,7 @@ class PostgresLog:
 
     def heard(self, seen: int) -> int | None:
         if self._settled:
-            # Nothing came since every notification was taken. The mark is read again after the poll: whatever
-            # takes notifications clears it first, and sets it again only once the head they name is heard of.
+            # Nothing came since every notification was taken (the poll checks it once more).
             quiet = self._quiet_head(seen, parked=False)
             if quiet is not None:
                 return quiet
@@ -697,7 +696,9 @@ class PostgresLog:
 
     def _quiet_head(self, seen: int, parked: bool) -> int | None:
         """The head heard of when nothing is on the listening socket and the mark (the watcher parked, or the
-        listener settled) is still set once it was polled; ``None`` when either fails."""
+        listener settled) is still set once it was polled; ``None`` when either fails. The mark is read after the
+        poll: whatever takes notifications clears it first, and sets it again only once the head they name is heard
+        of."""
         try:
             if not self._settled_socket.poll(0) and (self._parked if parked else self._settled):
                 heard = self._heard

@@ -114,10 +114,11 @@ class _SessionState:
 class IndexWriter(IndexReader):
     """A batch of changes: reads through it see them, ``flush`` writes them.
 
-    Appends only note each term's best level per session and its new message
-    count; ``settle`` folds those notes into each term's summary once, so a
-    batch of many messages rewrites each block of a summary it touches once
-    (new sessions go to the last blocks, which are extended, not rebuilt).
+    Appends only keep their postings in flat arrays (``grouping.Postings``);
+    ``settle`` groups them into each term's best level per session and its new
+    message count, and folds those into each term's summary once, so a batch
+    of many messages rewrites each block of a summary it touches once (new
+    sessions go to the last blocks, which are extended, not rebuilt).
     """
 
     def __init__(self, spaces: SearchSpaces, term_ids: TermIds, txn: ReadTransaction, learn: bool = False,
@@ -143,9 +144,10 @@ class IndexWriter(IndexReader):
         self._maps_changed: set[int] = set()
         self._maps_stale: dict[int, set[int]] = {}
         # Term id → ``block << _POSTED_BLOCK | level << 32 | map key`` of each message appended since the term last
-        # settled where the term has a level of its own: the keys its message maps and repeats gain (taken from the
-        # messages, not their postings; ``group`` gives those of the messages of a session holding it in several).
-        self._posted: dict[int, array[int]] = {}
+        # settled where the term has a level of its own (it repeats there): the keys its message maps and repeats
+        # gain (taken from the messages, not their postings; ``group`` posts those of the messages of a session
+        # holding it in several).
+        self._repeated: dict[int, array[int]] = {}
         # Each mapped block's messages where its term has a level of its own (``search.repeats``), by block key:
         # message key → level (``None``: none stored now); those to write.
         self._repeats: dict[int, dict[int, int] | None] = {}
@@ -465,7 +467,7 @@ class IndexWriter(IndexReader):
         """The id of the term ``key`` (its UTF-8), looked up or given now; kept for the batch's later messages."""
         term = key.decode("utf-8")
         tid = self._key_tids[key] = self.tid(term) or self._new_tid(term)
-        self._posted.setdefault(tid, array("Q"))
+        self._repeated.setdefault(tid, array("Q"))
         return tid
 
     def message_count(self, sid: int) -> int:
@@ -492,11 +494,11 @@ class IndexWriter(IndexReader):
         postings: list[ChunkMessage] = []
         by_level: dict[int, list[int]] = {}  # the messages' keys in the block's messages by level
         tid_of = self._key_tids.get
-        posted = self._posted.__getitem__
+        repeated_in = self._repeated.__getitem__
         block, offset = block_of(sid), offset_of(sid)
         batch = self._postings
         add_tids, add_code, add_size = batch.tids.extend, batch.codes.append, batch.sizes.append
-        run = sid << _SID_SHIFT
+        session_bits = sid << _SID_SHIFT  # a code's session (``Postings``)
         for text in texts:
             keys = _NO_KEYS if text == REDACTED else term_keys(text)
             if not keys:
@@ -527,9 +529,9 @@ class IndexWriter(IndexReader):
                 else:
                     postings.append(chunk_posted(tids, once, own))
                 batch.own_tids.extend(map(itemgetter(0), own))
-                batch.own_codes.extend(run | level << 8 | index for _, level in own)
+                batch.own_codes.extend(session_bits | level << 8 | index for _, level in own)
             add_tids(tids)
-            add_code(run | once << 8 | index)
+            add_code(session_bits | once << 8 | index)
             add_size(len(tids))
             message = position << MAP_SHIFT | offset
             if message < LAST_KEYS:
@@ -537,7 +539,7 @@ class IndexWriter(IndexReader):
                 _, _, common, places, own_levels = postings[-1]
                 by_level.setdefault(common, []).append(message)
                 for place, level in zip(places, own_levels):
-                    posted(tids[place]).append(base | level << 32)
+                    repeated_in(tids[place]).append(base | level << 32)
         for level, messages in by_level.items():
             self._level_set(block, level).update(messages)
         self._add_to_chunks(state, sid, postings)
@@ -563,8 +565,9 @@ class IndexWriter(IndexReader):
         state.count = count
 
     def settle(self) -> None:
-        """Fold all noted entries into the summaries and counts, each term once, and bring the message maps up to
-        date (reading postings: ``flush`` may run in another transaction, where it reads nothing stored)."""
+        """Group the batch's postings and fold them into the summaries and counts, each term once, and bring the
+        message maps up to date (reading postings: ``flush`` may run in another transaction, where it reads nothing
+        stored)."""
         self._group_postings()
         grouped, self._grouped = self._grouped, {}
         for tid, parts in grouped.items():
@@ -600,7 +603,7 @@ class IndexWriter(IndexReader):
             notes = _merged_notes(runs)
             raw, added = packed_u64s(notes), sum(part[2] for part in parts)
             posted = array("Q", sorted(chain.from_iterable(part[3] for part in parts)))
-        own = self._posted[tid]
+        own = self._repeated[tid]
         levelled = sorted(own) if own else own  # few: the messages where the term repeats
         single: dict[int, BitMap] = {}  # by block, of the parts' entries, read where a block has a map
         for block, offsets, levels, tags in _by_block(notes, raw):

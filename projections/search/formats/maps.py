@@ -152,7 +152,8 @@ def session_map_keys(offset: int) -> FrozenBitMap:
 
 
 def posted_keys(values: Sequence[int]) -> BitMap:
-    """The message-map keys in the low 32 bits of ``values`` (``block << 32 | key``), as a bitmap built in C."""
+    """The message-map keys in the low 32 bits of ``values`` (what a value holds above them, such as the writer's
+    block and level of a posted message, is dropped), as a bitmap built in C."""
     raw = packed_u64s(values)
     low = bytearray(len(raw) // 2)
     for column in range(4):
