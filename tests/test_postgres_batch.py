@@ -211,29 +211,46 @@ def test_a_server_error_in_one_command_reaches_every_command_of_the_call_and_app
     assert one.append("a", user("a again")) == 2  # the store goes on
 
 
-def backends_of_calls(postgres_url: str) -> list[int]:
+def backends_of_calls(postgres_url: str, procedure: str) -> list[int]:
+    """The server processes running a call of ``procedure`` this moment."""
     with psycopg.connect(postgres_url, autocommit=True) as connection:
         return [row[0] for row in connection.execute(
-            "SELECT pid FROM pg_stat_activity WHERE query LIKE 'CALL es_append_many%%' AND state = 'active'")]
+            "SELECT pid FROM pg_stat_activity WHERE query LIKE %s AND state = 'active'", (f"CALL {procedure}(%",))]
+
+
+@contextlib.contextmanager
+def killed_mid_call(postgres_url: str, procedure: str) -> Iterator[None]:
+    """While it lasts, the first call of ``procedure`` to reach the server waits for the head row (held here) and
+    has its connection closed by the server; on leaving, that it was closed is checked."""
+    killed: list[bool] = []
+    with psycopg.connect(postgres_url, autocommit=True) as holder:  # its close ends the transaction
+        holder.execute("BEGIN")
+        holder.execute("SELECT 1 FROM es_head FOR UPDATE")  # the call waits for the head row
+
+        def kill_in_its_call() -> None:
+            deadline = time.monotonic() + GATE_SECONDS
+            while not (pids := backends_of_calls(postgres_url, procedure)) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            if not pids:  # the head row goes free: whatever waits for it ends, and the check below fails
+                holder.execute("ROLLBACK")
+                return
+            row = holder.execute("SELECT pg_terminate_backend(%s)", (pids[0],)).fetchone()
+            killed.append(row is not None and row[0] is True)
+
+        killer = threading.Thread(target=kill_in_its_call)
+        killer.start()
+        try:
+            yield
+        finally:
+            killer.join()
+    assert killed == [True], f"no call of {procedure} reached the server, or its connection outlived the kill"
 
 
 def test_a_connection_killed_mid_call_fails_every_command_of_the_call_and_applies_none(
         open_host, monkeypatch, postgres_url):
     one = listening_with_three_sessions(open_host)
-    with psycopg.connect(postgres_url, autocommit=True) as holder, holder.transaction():
-        holder.execute("SELECT 1 FROM es_head FOR UPDATE")  # the call waits for the head row
-
-        def killed_in_its_call() -> None:
-            deadline = time.monotonic() + GATE_SECONDS
-            while not (pids := backends_of_calls(postgres_url)):
-                assert time.monotonic() < deadline, "the call never reached the server"
-                time.sleep(0.01)
-            holder.execute("SELECT pg_terminate_backend(%s)", (pids[0],))
-
-        killer = threading.Thread(target=killed_in_its_call)
-        killer.start()
+    with killed_mid_call(postgres_url, "es_append_many"):
         results = in_one_group(one, [append(one, key, f"{key} lost") for key in "abc"])
-        killer.join()
     for result in results:
         assert isinstance(result, StoreUnavailable), result
         assert MAY_OR_MAY_NOT in str(result)

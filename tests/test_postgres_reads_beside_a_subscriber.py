@@ -13,14 +13,16 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Callable
+import time
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from eventstore import ChatMessage, RecordedEvent
+from eventstore.services import replica as replica_module
 from eventstore.services.replica import ReplicaStorage
 from eventstore.sharedlog import postgres
 
@@ -88,16 +90,13 @@ def watcher_holding(replica: ReplicaStorage, stall: Stall, monkeypatch: pytest.M
 
 def watcher_heard(replica: ReplicaStorage, stall: Stall, monkeypatch: pytest.MonkeyPatch) -> None:
     """The watcher heard of the head and let the listener go, and has not raised the host's head."""
-    shared = replica._shared
-    real_wait = shared.wait
+    real_raise = replica._raise_head
 
-    def wait(seen: int, timeout: float, listening: Callable[[], None]) -> int:
-        position = real_wait(seen, timeout, listening)
-        if position != seen:
-            stall(WATCHER)
-        return position
+    def raise_head(position: int) -> None:
+        stall(WATCHER)
+        real_raise(position)
 
-    monkeypatch.setattr(shared, "wait", wait)
+    monkeypatch.setattr(replica, "_raise_head", raise_head)
 
 
 def watcher_raised(replica: ReplicaStorage, stall: Stall, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -140,10 +139,58 @@ def log_of_replica(replica: ReplicaStorage) -> postgres.PostgresLog:
     return shared
 
 
+class Parks:
+    """The watcher's waits on the listening socket for the next notification, counted from before the store opens
+    (``begun``), and the notifications any thread took from the listener (``taken``, once ``listen`` was called),
+    with how many waits had begun when the last was taken."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.begun = self.taken = self.begun_at_take = 0
+        real_ready = postgres._ready
+
+        def ready(socket: int, events: int, timeout: float | None) -> bool:
+            self.begun += threading.current_thread().name == WATCHER and events == select.POLLIN and bool(timeout)
+            return real_ready(socket, events, timeout)
+
+        monkeypatch.setattr(postgres, "_ready", ready)
+
+    def listen(self, replica: ReplicaStorage, monkeypatch: pytest.MonkeyPatch) -> None:
+        shared = log_of_replica(replica)
+        real_drained = shared._drained
+
+        def drained(listener: psycopg.Connection[Any]) -> list[str]:
+            payloads: list[str] = real_drained(listener)
+            if payloads:
+                self.taken, self.begun_at_take = self.taken + 1, self.begun
+            return payloads
+
+        monkeypatch.setattr(shared, "_drained", drained)
+
+    def wait_after(self, replica: ReplicaStorage, taken: int) -> None:
+        """Wait until a notification was taken since ``taken`` were counted, and the watcher waits on the listening
+        socket again in a wait begun since, holding the listener: the next notification is then its own to take,
+        through the steps the test stalls (injected before that wait began). Between its waits the listener is free,
+        and a subscriber's poll (every ``POLL_SECONDS``) or a read that came then would take the notification itself,
+        the watcher never reaching the step stalled (on a loaded host, which runs the watcher late)."""
+        shared = log_of_replica(replica)
+
+        def parked() -> bool:
+            return self.taken > taken and self.begun > self.begun_at_take and shared._parked
+
+        deadline = time.monotonic() + 10
+        while not parked() and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert parked(), "the watcher never waited for the next notification"
+
+
 @pytest.mark.parametrize("stalled", [watcher_woken, watcher_holding, watcher_heard, watcher_raised,
                                      subscriber_woken, subscriber_catching_up])
 def test_a_read_beside_a_subscriber_stalled_with_another_host_s_commit_sees_it(
         stalled, open_host, postgres_url, tmp_path: Path, monkeypatch):
+    # The watcher's look for a lost notification, once a second, would let the listener go for a moment between
+    # the test's check that it waits and the notification's arrival: it waits for notifications alone.
+    monkeypatch.setattr(replica_module, "QUIET_SECONDS", 60.0)
+    parks = Parks(monkeypatch)
     one = open_host("one")
     one.append("k", ChatMessage.user("mine"))
     other = subprocess.Popen([sys.executable, "-c", HOST, postgres_url, str(tmp_path / "other")],
@@ -163,8 +210,16 @@ def test_a_read_beside_a_subscriber_stalled_with_another_host_s_commit_sees_it(
         assert other.stdout.readline() == "ready\n"
         follower.start()
         listening(one)
+        parks.listen(replica_of(one), monkeypatch)
         stalled(replica_of(one), stall, monkeypatch)
+        # The watcher may wait already, in a call begun before the steps were injected: woken on its own channel, it
+        # waits again through them.
+        taken = parks.taken
+        with psycopg.connect(postgres_url, autocommit=True) as connection:
+            connection.execute(sql.SQL("NOTIFY {}").format(sql.Identifier(log_of_replica(replica_of(one))._waking)))
         for round_number in range(3):
+            parks.wait_after(replica_of(one), taken)
+            taken = parks.taken
             stall.armed, stall.reached, stall.go = True, threading.Event(), threading.Event()
             other.stdin.write(f"theirs {round_number}\n")
             other.stdin.flush()

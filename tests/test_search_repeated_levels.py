@@ -116,7 +116,7 @@ class TestThroughQueries:
         boundaries), queried between appends the index has not folded yet (read through their batch) and between
         catch-ups (the kept decodes brought up to date): each query's groups are the stored repeats' and its
         ranking is a plain BM25's; some levels are left ungrouped when they hold more than a few messages."""
-        with message_path(1, block_bits), checked_groups() as checked, tempfile.TemporaryDirectory() as directory, \
+        with message_path(1, block_bits), checked_groups(), tempfile.TemporaryDirectory() as directory, \
                 pytest.MonkeyPatch.context() as patch:
             patch.setattr(reader, "REPEATED_GROUP_UP_TO", group_up_to)
             clock = FakeClock()
@@ -135,8 +135,6 @@ class TestThroughQueries:
                 assert ReferenceSearch(store).search(keyword, limit) == search(store, keyword, limit)
                 store.catch_up()
                 assert ReferenceSearch(store).search(keyword, limit) == search(store, keyword, limit)
-        if group_up_to == 1 and any(checked):
-            assert max(checked) > 0  # the cap was reached somewhere: ungrouped levels bound the parts too
 
 
 def test_groups_after_a_catch_up_are_the_new_states(scratch_store: SessionStore) -> None:
