@@ -183,7 +183,9 @@ def export(env: Env, keys: Sequence[str], all_sessions: bool, fmt: str, out_path
     a name that is too long or that two keys share up to case gets a hashed
     name, and eventstore-manifest.json lists every key's file. Each file is
     written to a temporary file and renamed into place: a symbolic link at a
-    target is never followed, and a failed export leaves no partial file.
+    target is never followed, and a failed export leaves no partial file (the
+    temporary file of one killed midway, .eventstore-*.tmp, is removed by the
+    next export into that directory).
     ZeroClaw's lines have no field for a message's payload (a tool call): it
     is left out, and the messages that had one are counted.
 
