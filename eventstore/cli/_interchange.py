@@ -17,7 +17,7 @@ import click
 
 from .. import SessionStore, interchange, zeroclaw
 from .._files import atomic_file
-from ._context import Env, pass_env, require_live, session_history
+from ._context import Env, pass_env, require_live
 from ._output import Output, closed_output, counted, output_not_written, output_options, progress_bar
 
 _STATUS_TEXT = {
@@ -224,8 +224,6 @@ def export(env: Env, keys: Sequence[str], all_sessions: bool, fmt: str, out_path
             if result.not_written:
                 raise click.exceptions.Exit(1)
             return
-        for key in keys:
-            session_history(store, key)
         total = store.stats().events if all_sessions else 0
         if out_path is None:
             _export_to_standard_output(store, None if all_sessions else list(keys))
