@@ -137,8 +137,11 @@ def remove_abandoned(directory_fd: int) -> int:
     that no write holds locked is removed. Whatever cannot be checked (a file
     system without ``flock``, a file this user may not open) is left alone.
     """
-    with os.scandir(directory_fd) as entries:
-        names = [entry.name for entry in entries if _TEMPORARY.fullmatch(entry.name)]
+    try:
+        with os.scandir(directory_fd) as entries:
+            names = [entry.name for entry in entries if _TEMPORARY.fullmatch(entry.name)]
+    except OSError:
+        return 0  # housekeeping: a directory that cannot be listed is still written into
     removed = 0
     for name in names:
         try:  # O_NONBLOCK: opening a FIFO of that name must not wait for a writer

@@ -163,3 +163,18 @@ def test_without_flock_nothing_is_swept(tmp_path: Path, monkeypatch: pytest.Monk
     with atomic_file(tmp_path / "file", replace=False) as stream:
         stream.write(b"whole")
     assert sorted(os.listdir(tmp_path)) == [LEFTOVER, "file"] and (tmp_path / "file").read_bytes() == b"whole"
+
+
+def test_a_directory_that_cannot_be_listed_is_still_written_into(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sweep is housekeeping: a directory it cannot list (write and search permission without read) keeps its
+    leftovers, and the write goes on."""
+    def scandir(path: object) -> None:
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+
+    (tmp_path / LEFTOVER).write_bytes(b"abandoned")
+    monkeypatch.setattr(os, "scandir", scandir)
+    with atomic_file(tmp_path / "file", replace=False) as stream:
+        stream.write(b"whole")
+    monkeypatch.undo()
+    assert sorted(os.listdir(tmp_path)) == [LEFTOVER, "file"] and (tmp_path / "file").read_bytes() == b"whole"
