@@ -9,6 +9,13 @@ nothing may be replaced) onto its name. So a symlink at a target is never
 followed, a reader never sees half a file, and a failed write (a full disk)
 leaves no temporary, empty or partial file behind.
 
+A write killed midway (SIGKILL, a power loss) cannot remove its temporary
+file, so opening a directory to write into removes such leftovers: files of
+the temporaries' exact name pattern, regular, this user's, and not locked. A
+write holds an exclusive ``flock`` on its temporary file from its creation
+until it is renamed into place, and the kernel drops that lock when its
+process dies: a locked one belongs to a write still under way, and is kept.
+
 A target that is a symbolic link or not a regular file is refused
 (``UnsafeTarget``); an existing regular file is replaced only when asked
 (``TargetExists`` otherwise).
@@ -18,8 +25,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import io
 import os
+import re
 import secrets
 import stat
 from collections.abc import Iterator
@@ -32,8 +41,10 @@ if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
 
 __all__ = ["TargetExists", "UnsafeTarget", "WriteFailed", "atomic_file", "atomic_write", "check_target",
-           "open_directory", "path_text"]
+           "open_directory", "path_text", "remove_abandoned"]
 
+#: A write's temporary file: ``.eventstore-`` and 16 lowercase hexadecimal digits (a random token), ``.tmp``.
+_TEMPORARY = re.compile(r"\.eventstore-[0-9a-f]{16}\.tmp")
 #: File systems that cannot hard-link: a no-replace write falls back to check-then-rename there.
 _NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.EXDEV}
 
@@ -95,7 +106,8 @@ def check_target(directory_fd: int, name: str, shown: Path, *, replace: bool) ->
 
 @contextlib.contextmanager
 def open_directory(path: Path, *, create: bool = False) -> Iterator[int]:
-    """An open descriptor of the directory ``path`` (made first if ``create``), synced when the block ends.
+    """An open descriptor of the directory ``path`` (made first if ``create``), synced when the block ends; the
+    temporary files that writes killed midway left there are removed first (``remove_abandoned``).
 
     Raises:
         UnsafeTarget: ``path`` is not a directory.
@@ -110,11 +122,67 @@ def open_directory(path: Path, *, create: bool = False) -> Iterator[int]:
     except OSError as exc:
         raise WriteFailed(exc.errno, f"cannot open the directory {path}: {exc.strerror}") from None
     try:
+        remove_abandoned(fd)
         yield fd
         with contextlib.suppress(OSError):  # some file systems cannot sync a directory; the files are synced
             os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def remove_abandoned(directory_fd: int) -> int:
+    """Remove the temporary files that writes killed midway left in the open directory; return how many.
+
+    Only a regular file of the temporaries' name pattern, owned by this user and
+    that no write holds locked is removed. Whatever cannot be checked (a file
+    system without ``flock``, a file this user may not open) is left alone.
+    """
+    try:
+        with os.scandir(directory_fd) as entries:
+            names = [entry.name for entry in entries if _TEMPORARY.fullmatch(entry.name)]
+    except OSError:
+        return 0  # housekeeping: a directory that cannot be listed is still written into
+    removed = 0
+    for name in names:
+        try:  # O_NONBLOCK: opening a FIFO of that name must not wait for a writer
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=directory_fd)
+        except OSError:
+            continue  # a symbolic link, gone meanwhile, or not ours to read
+        try:
+            found = os.fstat(fd)
+            if not stat.S_ISREG(found.st_mode) or found.st_uid != os.geteuid():
+                continue
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            named = os.stat(name, dir_fd=directory_fd, follow_symlinks=False)
+            if (named.st_dev, named.st_ino) == (found.st_dev, found.st_ino):  # the name still holds what we locked
+                os.unlink(name, dir_fd=directory_fd)
+                removed += 1
+        except OSError:
+            continue  # locked by a write under way, or gone meanwhile
+        finally:
+            os.close(fd)
+    return removed
+
+
+def _temporary_file(directory_fd: int, shown: Path) -> tuple[str, int]:
+    """A new temporary file in the open directory, its name and its descriptor, locked (see the module's
+    docstring) until the descriptor is closed.
+
+    Raises:
+        WriteFailed: it cannot be created.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    while True:
+        temporary = f".eventstore-{secrets.token_hex(8)}.tmp"
+        try:
+            fd = os.open(temporary, flags, 0o666, dir_fd=directory_fd)
+        except OSError as exc:
+            raise WriteFailed(exc.errno, f"cannot write into {shown.parent}: {exc.strerror}") from None
+        with contextlib.suppress(OSError):  # without flock, no sweep can lock it either, so none removes it
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.fstat(fd).st_nlink:
+            return temporary, fd
+        os.close(fd)  # a sweep removed it between its creation and the lock: take another
 
 
 class _RawFile(io.RawIOBase):
@@ -173,21 +241,16 @@ def atomic_write(directory_fd: int, name: str, shown: Path, *, replace: bool) ->
         WriteFailed: a write, sync or rename failed (``errno`` says why).
     """
     check_target(directory_fd, name, shown, replace=replace)
-    temporary = f".eventstore-{secrets.token_hex(8)}.tmp"
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    try:
-        fd = os.open(temporary, flags, 0o666, dir_fd=directory_fd)
-    except OSError as exc:
-        raise WriteFailed(exc.errno, f"cannot write into {shown.parent}: {exc.strerror}") from None
+    temporary, fd = _temporary_file(directory_fd, shown)
     raw = _RawFile(fd)
     stream = io.BufferedWriter(raw, 1 << 16)
     try:
         yield stream
         stream.close()
         os.fsync(fd)
-        os.close(fd)
-        fd = -1
-        _commit(directory_fd, temporary, name, shown, replace)
+        _commit(directory_fd, temporary, name, shown, replace)  # still locked: no sweep takes it meanwhile
+        fd, committed = -1, fd
+        os.close(committed)
     except BaseException as exc:
         raw.abandon()
         with contextlib.suppress(OSError, ValueError):

@@ -231,10 +231,17 @@ def export_events(store: SessionStore, out: IO[bytes], keys: Sequence[str] | Non
     Returns how many events were written. Only a whole-log export can be
     replicated exactly; a per-session export imports as new events keeping
     their times.
+
+    Raises:
+        InvalidArgument: a key has no event in the store (nothing is written: the header would promise its
+            history).
     """
     if keys is None:
         return write_events(store.events(), out, ExportHeader(True), progress, total)
     chosen = tuple(dict.fromkeys(keys))  # a key named twice is exported once
+    for key in chosen:  # before the header is written; each history is read again below, one at a time
+        if not store.history(key):
+            raise InvalidArgument(f"no session {key!r} in the store: it has no event to export")
 
     def histories() -> Iterator[RecordedEvent]:
         for key in chosen:
@@ -264,6 +271,9 @@ def read_header(line: bytes) -> ExportHeader:
         raise BadExportFile("line 1: a whole-log header has 'keys': null")
     if not whole_log and (not isinstance(keys, list) or not all(isinstance(k, str) for k in keys)):
         raise BadExportFile("line 1: the header's 'keys' must list the file's session keys")
+    if keys is not None and len(set(keys)) != len(keys):
+        twice = next(key for index, key in enumerate(keys) if key in keys[:index])
+        raise BadExportFile(f"line 1: the header names session {twice!r} twice")
     return ExportHeader(whole_log, None if keys is None else tuple(keys), version)
 
 
@@ -369,6 +379,10 @@ def _check(stream: IO[bytes]) -> tuple[EventsCheck, list[RecordedEvent]]:
         problem = check.finish()
         if problem is not None:
             raise BadExportFile(f"session {key!r}: {problem}")
+    # The header promises each key's whole history: a key with none here was cut out (or never exported).
+    missing = next((key for key in header.keys or () if key not in sessions), None)
+    if missing is not None:
+        raise BadExportFile(f"line 1: the header names session {missing!r}, but the file holds no event of it")
     unlinked = _check_links(lines)
     warnings = [NO_TRAILER] if header.version < 2 else []
     if unlinked:

@@ -12,7 +12,7 @@ Reading dominates, and in Python its cost is building objects, so the layout
 is made for that: a content is one ``bytes.decode`` of a slice (faster than
 parsing a JSON string, and there are no escapes), a role is an index
 into a table of a few names, the times are one ``struct`` call (and a read that
-returns no times does not unpack them), and the messages are built by C-level
+returns no times checks them by their high bytes, without unpacking them), and the messages are built by C-level
 ``map`` calls, not a Python loop. Appending or removing the last message edits
 the sections' ends; no content is decoded.
 
@@ -52,6 +52,11 @@ _PER_MESSAGE = _MICROS.size + _SIZE.size + 1  # time, content size, role index
 _COLUMNS = [struct.Struct(f">{count}q{count}I") for count in range(CHUNK_MESSAGES + 1)]
 #: By count: the content sizes alone.
 _SIZES = [struct.Struct(f">{count}I") for count in range(CHUNK_MESSAGES + 1)]
+#: By count: the times alone.
+_TIMES = [struct.Struct(f">{count}q") for count in range(CHUNK_MESSAGES + 1)]
+#: The high bytes of the times from 1970 until about year 8800, all of which a datetime holds: a column whose times
+#: all have one of them is in range without unpacking it.
+_EVERYDAY_HIGH_BYTES = b"\x00\x01\x02"
 
 
 class DamagedChunk(ValueError):
@@ -255,6 +260,11 @@ def _trailer(value: bytes, count: int, sizes: Sequence[int], text_at: int) -> tu
     return None if end == len(value) else _payload_sizes(value, count, end)
 
 
+def _check_times(micros: Sequence[int]) -> None:
+    if micros and (min(micros) < MIN_MICROS or max(micros) > MAX_MICROS):
+        raise DamagedChunk("a time is outside what a datetime can hold")
+
+
 def _sections(value: bytes) -> tuple[Sequence[int], Sequence[int], list[str], int, tuple[int, ...] | None]:
     """The times, content sizes and roles of a stored chunk, where its contents begin, and its payloads' sizes
     (``None`` without a trailer)."""
@@ -262,17 +272,21 @@ def _sections(value: bytes) -> tuple[Sequence[int], Sequence[int], list[str], in
     columns = _COLUMNS[count].unpack_from(value, _HEADER.size)
     micros, sizes = columns[:count], columns[count:]
     payload_sizes = _trailer(value, count, sizes, text_at)
-    if count and (min(micros) < MIN_MICROS or max(micros) > MAX_MICROS):
-        raise DamagedChunk("a time is outside what a datetime can hold")
+    _check_times(micros)
     return micros, sizes, roles, text_at, payload_sizes
 
 
 def _untimed(value: bytes) -> tuple[Sequence[int], list[str], int, tuple[int, ...] | None]:
-    """``_sections`` without the times, for the reads that return none: their column is neither unpacked nor
-    checked (each time unpacked would be an int object made for nothing)."""
+    """``_sections`` without the times, for the reads that return none. Their column is still checked, so that a
+    chunk whose times are damaged is damaged to every read (the cache's reads return times), but not unpacked
+    unless a time lies outside the everyday years: each time unpacked would be an int object made for nothing."""
     count, roles, text_at = _roles_and_text(value)
-    sizes = _SIZES[count].unpack_from(value, _HEADER.size + _MICROS.size * count)
-    return sizes, roles, text_at, _trailer(value, count, sizes, text_at)
+    sizes_at = _HEADER.size + _MICROS.size * count
+    sizes = _SIZES[count].unpack_from(value, sizes_at)
+    payload_sizes = _trailer(value, count, sizes, text_at)
+    if value[_HEADER.size:sizes_at:_MICROS.size].translate(None, _EVERYDAY_HIGH_BYTES):
+        _check_times(_TIMES[count].unpack_from(value, _HEADER.size))
+    return sizes, roles, text_at, payload_sizes
 
 
 def _contents(value: bytes, sizes: Sequence[int], text_at: int) -> list[str]:
@@ -314,7 +328,7 @@ def decode_messages(value: bytes) -> list[ChatMessage]:
     """Only the messages of a stored chunk (a load without times builds no pairs, and reads no time).
 
     Raises:
-        DamagedChunk: ``value`` does not follow the layout (times aside).
+        DamagedChunk: ``value`` does not follow the layout.
     """
     value = bytes(value)
     sizes, roles, text_at, payload_sizes = _untimed(value)

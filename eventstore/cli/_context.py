@@ -207,8 +207,9 @@ def user_error(exc: BaseException, store_path: Path | None = None) -> click.Clic
     if isinstance(exc, EventStoreError):
         return click.ClickException(str(exc))
     if isinstance(exc, OSError):
-        name = f" {exc.filename}" if exc.filename else ""
-        return click.ClickException(f"{exc.strerror or exc}:{name}" if exc.strerror else str(exc))
+        if exc.strerror and exc.filename:
+            return click.ClickException(f"{exc.strerror}: {exc.filename}")
+        return click.ClickException(exc.strerror or str(exc))
     return click.ClickException(str(exc))
 
 

@@ -54,6 +54,7 @@ from ._output import (
     json_time,
     output_options,
     preview,
+    print_plain,
     progress_bar,
     safe_text,
     show_time,
@@ -287,8 +288,8 @@ def _print_columns(store: SessionStore, blocks: Iterable[list[SessionMetadata]])
                 for metadata in block]
         if not widths:
             widths = [min(_WIDEST, max(len(cell) for cell in column)) for column in zip(header, *rows, strict=True)]
-            click.echo(_columns(header, widths))
-        click.echo("\n".join(_columns(row, widths) for row in rows))
+            print_plain(_columns(header, widths))
+        print_plain("\n".join(_columns(row, widths) for row in rows))
         shown += len(rows)
     return shown
 

@@ -15,10 +15,10 @@ from typing import Any
 
 import click
 
-from .. import interchange, zeroclaw
+from .. import SessionStore, interchange, zeroclaw
 from .._files import atomic_file
-from ._context import Env, pass_env, require_live, session_history
-from ._output import Output, counted, output_options, progress_bar
+from ._context import Env, pass_env, require_live
+from ._output import Output, closed_output, counted, output_not_written, output_options, progress_bar
 
 _STATUS_TEXT = {
     "imported": "imported",
@@ -183,7 +183,9 @@ def export(env: Env, keys: Sequence[str], all_sessions: bool, fmt: str, out_path
     a name that is too long or that two keys share up to case gets a hashed
     name, and eventstore-manifest.json lists every key's file. Each file is
     written to a temporary file and renamed into place: a symbolic link at a
-    target is never followed, and a failed export leaves no partial file.
+    target is never followed, and a failed export leaves no partial file (the
+    temporary file of one killed midway, .eventstore-*.tmp, is removed by the
+    next export into that directory).
     ZeroClaw's lines have no field for a message's payload (a tool call): it
     is left out, and the messages that had one are counted.
 
@@ -196,6 +198,8 @@ def export(env: Env, keys: Sequence[str], all_sessions: bool, fmt: str, out_path
         raise click.ClickException("name the sessions to export, or pass --all (one of them)")
     if fmt == "jsonl" and out_path is None:
         raise click.ClickException("--format jsonl writes one file per session: give --out DIRECTORY")
+    if fmt == "events" and out_path is None and sys.stdout is None:
+        raise closed_output("; give --out PATH to write the export to a file")
     out = Output(as_json)
     with env.open() as store:
         if fmt == "jsonl" and out_path is not None:  # (jsonl without --out was refused above)
@@ -220,13 +224,9 @@ def export(env: Env, keys: Sequence[str], all_sessions: bool, fmt: str, out_path
             if result.not_written:
                 raise click.exceptions.Exit(1)
             return
-        for key in keys:
-            session_history(store, key)
         total = store.stats().events if all_sessions else 0
         if out_path is None:
-            sys.stdout.flush()
-            count = interchange.export_events(store, sys.stdout.buffer, None if all_sessions else list(keys))
-            sys.stdout.buffer.flush()
+            _export_to_standard_output(store, None if all_sessions else list(keys))
             return
         with atomic_file(out_path, replace=force) as stream, progress_bar("Exporting") as progress:
             count = interchange.export_events(store, stream, None if all_sessions else list(keys), progress, total)
@@ -234,6 +234,18 @@ def export(env: Env, keys: Sequence[str], all_sessions: bool, fmt: str, out_path
         out.json({"format": "events", "out": str(out_path), "events": count, "whole_log": all_sessions})
     else:
         out.line(f"Wrote {counted(count, 'event')} to {out_path}.")
+
+
+def _export_to_standard_output(store: SessionStore, keys: list[str] | None) -> None:
+    """Write the events file to standard output. A write that fails (a full device, a reader that left) cannot
+    be taken back, so the error says that what was written is incomplete: the trailer line is missing."""
+    try:
+        sys.stdout.flush()
+        interchange.export_events(store, sys.stdout.buffer, keys)
+        sys.stdout.buffer.flush()
+    except OSError as exc:
+        raise output_not_written(exc, "the export", "; what was written is incomplete (it has no trailer line, so "
+                                 "`eventstore import events` refuses it)") from None
 
 
 COMMANDS = [import_, export]

@@ -13,10 +13,16 @@ message holding ``ESC ] 52`` would write the reader's clipboard. Every table
 cell, line, title, prompt and error passes through ``terminal_safe`` (or its
 rich twin ``safe_text``), which shows control and invisible characters as
 escapes and interprets no rich markup. ``--json`` prints the exact strings.
+
+Standard output that cannot be written (a full device, a closed descriptor) is
+one ``Error:`` line saying so (``OutputNotWritten``), never a traceback; a
+reader that goes away (``| head``) is left to the command line, which stops
+quietly.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import json
@@ -27,7 +33,7 @@ import unicodedata
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import click
 import orjson
@@ -38,6 +44,8 @@ from rich.table import Table
 from rich.text import Text
 
 F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 _TIME_COLUMNS = frozenset({"TIME", "CREATED", "LAST ACTIVITY", "TURN STARTED"})
 _PIPED_WIDTH = 160
 Row = dict[str, Any]
@@ -149,6 +157,54 @@ def confirm(question: str) -> None:
     click.confirm(terminal_safe(question), abort=True, err=True)
 
 
+# -- standard output ----------------------------------------------------------------------
+
+
+class OutputNotWritten(click.ClickException):
+    """Standard output could not be written: a full device, a closed descriptor, a pipe whose reader left."""
+
+
+def output_not_written(exc: OSError, what: str = "", consequence: str = "") -> OutputNotWritten:
+    """The error for a failed write to standard output (``what`` was being written; ``consequence`` follows the
+    cause). Standard output is pointed at the null device first: what is still buffered would fail again when
+    the interpreter flushes it at exit, and print a traceback of its own."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # no descriptor (a test runner's stream)
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    return OutputNotWritten(f"cannot write {what + ' ' if what else ''}to standard output: "
+                            f"{exc.strerror or exc}{consequence}")
+
+
+def closed_output(why: str = "") -> OutputNotWritten:
+    """The error for standard output closed before the command began (Python then has no ``sys.stdout``)."""
+    return OutputNotWritten(f"standard output is closed{why}")
+
+
+def _printing(write: Callable[P, R]) -> Callable[P, R]:
+    """``write`` (a method printing to standard output), with a failure to write told as ``OutputNotWritten``.
+    A broken pipe goes on as it is: the reader has what it wanted, and the command line stops quietly."""
+
+    @functools.wraps(write)
+    def printing(*args: P.args, **kwargs: P.kwargs) -> R:
+        if sys.stdout is None:
+            raise closed_output()
+        try:
+            return write(*args, **kwargs)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise output_not_written(exc) from None
+
+    return printing
+
+
+@_printing
+def print_plain(text: str) -> None:
+    """Print a line as it is (text already made terminal-safe)."""
+    click.echo(text)
+
+
 # -- options and values --------------------------------------------------------------------
 
 
@@ -226,10 +282,12 @@ class Output:
 
     # -- JSON --------------------------------------------------------------------------
 
+    @_printing
     def json(self, document: object) -> None:
         """Print one JSON document."""
         click.echo(_dumps(document, indent=True))
 
+    @_printing
     def json_lines(self, rows: Iterable[object]) -> None:
         """Print one compact JSON object a line, as the rows come."""
         for row in rows:
@@ -237,10 +295,12 @@ class Output:
 
     # -- people --------------------------------------------------------------------------
 
+    @_printing
     def line(self, text: str | Text = "", style: str | None = None) -> None:
         """Print a line, made terminal-safe (no markup is interpreted in it, and it is not wrapped)."""
         self.console.print(safe_text(text), style=style, highlight=False, soft_wrap=True)
 
+    @_printing
     def table(self, columns: Sequence[str], rows: Iterable[Sequence[object]], *, title: str | None = None,
               empty: str = "Nothing to show.", bodies: Collection[str] = ()) -> int:
         """Print a table; print ``empty`` instead when there are no rows. Returns the row count.
@@ -266,6 +326,7 @@ class Output:
             self.line(empty)
         return count
 
+    @_printing
     def fields(self, pairs: Sequence[tuple[str, object]]) -> None:
         """Print ``name: value`` lines, aligned."""
         width = max((len(name) for name, _ in pairs), default=0)
