@@ -17,7 +17,7 @@ from pyroaring import BitMap
 
 from eventstore import ChatMessage, SessionStore
 from projections.search import queries as search_queries
-from projections.search import reader
+from projections.search import reader, writer
 from projections.search.formats import maps, summaries
 from projections.search.formats.maps import JOINED_SHIFT
 from projections.search.reader import IndexReader
@@ -183,3 +183,29 @@ def test_top_is_the_best_level_among_the_keys(scratch_store: SessionStore, monke
                     assert top == best
                 else:
                     assert top >= best
+
+
+def test_a_query_through_pending_events_reads_a_changed_blocks_repeats_once(scratch_store: SessionStore,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A query of an index a few events behind reads the repeats of the blocks those events changed through their
+    batch, which builds them afresh on each read: once a term and block for the whole query, not once for each
+    message the message path scores there (nor each level its bound tries)."""
+    store = scratch_store
+    reads: list[tuple[int, int]] = []
+    batch_repeats = writer.IndexWriter.term_repeats
+
+    def counted(self: writer.IndexWriter, tid: int, block: int) -> tuple[BitMap, bytes] | None:
+        reads.append((tid, block))
+        return batch_repeats(self, tid, block)
+
+    with message_path(1, 2):
+        for number in range(12):
+            store.append_many(f"s{number}", [ChatMessage.user("the the of " + "w " * (number % 5)),
+                                             ChatMessage.user("of the of " + "w " * (number % 3))])
+        store.catch_up()
+        store.append("s1", ChatMessage.user("the the the of w"))  # pending: the query reads it through its batch
+        monkeypatch.setattr(writer.IndexWriter, "term_repeats", counted)
+        found = search(store, "the of", 8)
+        assert found == ReferenceSearch(store).search("the of", 8)
+    assert reads  # the changed block's repeats were read through the batch
+    assert len(reads) == len(set(reads)), sorted(reads)
