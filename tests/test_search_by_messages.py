@@ -94,12 +94,16 @@ class TestAgainstReference:
 
     @settings(max_examples=30)
     @given(st.lists(st.lists(texts, min_size=1, max_size=4), min_size=20, max_size=60),
-           st.lists(keywords, min_size=1, max_size=4), st.integers(1, 8), st.sampled_from([2, 3]))
+           st.lists(keywords, min_size=1, max_size=4), st.integers(1, 8), st.sampled_from([2, 3]),
+           st.sampled_from([1, search_queries.SCORED_IN_ARRAYS_FROM]))
     def test_many_sessions_with_ties(self, sessions: list[list[str]], queries: list[str], limit: int,
-                                     block_bits: int) -> None:
+                                     block_bits: int, scored_in_arrays_from: int) -> None:
         """Many sessions of the same few words (scores tie at the cut), in many blocks: a plain BM25's ranking, and
-        every query of several words present answered message by message."""
-        with message_path(1, block_bits) as answered, tempfile.TemporaryDirectory() as directory:
+        every query of several words present answered message by message (the messages where a term repeats
+        scored over whole arrays, or only many of them)."""
+        with message_path(1, block_bits) as answered, tempfile.TemporaryDirectory() as directory, \
+                pytest.MonkeyPatch.context() as patch:
+            patch.setattr(search_queries, "SCORED_IN_ARRAYS_FROM", scored_in_arrays_from)
             clock = FakeClock()
             with SessionStore(Path(directory), clock=clock, durable=False) as store:
                 append_sessions(store, clock, sessions)

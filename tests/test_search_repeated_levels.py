@@ -107,18 +107,22 @@ class TestThroughQueries:
     @given(st.lists(st.tuples(st.integers(0, 13), texts, st.sampled_from(["append"] * 6 + ["remove", "catch_up",
                                                                                          "query"])),
                     min_size=8, max_size=60),
-           keywords, st.integers(1, 5), st.sampled_from([2, 3]), st.sampled_from([1, 3, 1 << 20]))
+           keywords, st.integers(1, 5), st.sampled_from([2, 3]), st.sampled_from([1, 3, 1 << 20]),
+           st.sampled_from([1, search_queries.SCORED_IN_ARRAYS_FROM]))
     # One level: every message the same length, "the" twice in each.
-    @example([(n % 9, "the the of w0", "append") for n in range(18)] + [(0, "", "query")], "the of", 3, 2, 1 << 20)
+    @example([(n % 9, "the the of w0", "append") for n in range(18)] + [(0, "", "query")], "the of", 3, 2, 1 << 20,
+             1)
     def test_groups_and_ranking(self, script: list[tuple[int, str, str]], keyword: str, limit: int,
-                                block_bits: int, group_up_to: int) -> None:
+                                block_bits: int, group_up_to: int, scored_in_arrays_from: int) -> None:
         """Terms repeating at many levels (or one), in blocks of 4 or 8 sessions (their keys cross block
         boundaries), queried between appends the index has not folded yet (read through their batch) and between
         catch-ups (the kept decodes brought up to date): each query's groups are the stored repeats' and its
-        ranking is a plain BM25's; some levels are left ungrouped when they hold more than a few messages."""
+        ranking is a plain BM25's, its repeated messages scored over whole arrays or one by one; some levels are
+        left ungrouped when they hold more than a few messages."""
         with message_path(1, block_bits), checked_groups(), tempfile.TemporaryDirectory() as directory, \
                 pytest.MonkeyPatch.context() as patch:
             patch.setattr(reader, "REPEATED_GROUP_UP_TO", group_up_to)
+            patch.setattr(search_queries, "SCORED_IN_ARRAYS_FROM", scored_in_arrays_from)
             clock = FakeClock()
             with SessionStore(Path(directory), clock=clock, durable=False) as store:
                 for number, text, step in script:
