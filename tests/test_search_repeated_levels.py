@@ -24,7 +24,7 @@ from projections.search.reader import IndexReader
 
 from conftest import FakeClock
 from test_search import ReferenceSearch, search
-from test_search_by_messages import message_path
+from test_search_by_messages import ARRAYS, message_path
 
 #: Messages of many lengths where "the" and "of" repeat from one to four times: their levels there vary with both.
 texts = st.tuples(st.integers(1, 4), st.integers(0, 3), st.integers(0, 12)).map(
@@ -108,12 +108,12 @@ class TestThroughQueries:
                                                                                          "query"])),
                     min_size=8, max_size=60),
            keywords, st.integers(1, 5), st.sampled_from([2, 3]), st.sampled_from([1, 3, 1 << 20]),
-           st.sampled_from([1, search_queries.SCORED_IN_ARRAYS_FROM]))
+           st.sampled_from(ARRAYS))
     # One level: every message the same length, "the" twice in each.
     @example([(n % 9, "the the of w0", "append") for n in range(18)] + [(0, "", "query")], "the of", 3, 2, 1 << 20,
-             1)
+             ARRAYS[0])
     def test_groups_and_ranking(self, script: list[tuple[int, str, str]], keyword: str, limit: int,
-                                block_bits: int, group_up_to: int, scored_in_arrays_from: int) -> None:
+                                block_bits: int, group_up_to: int, arrays: tuple[int, int]) -> None:
         """Terms repeating at many levels (or one), in blocks of 4 or 8 sessions (their keys cross block
         boundaries), queried between appends the index has not folded yet (read through their batch) and between
         catch-ups (the kept decodes brought up to date): each query's groups are the stored repeats' and its
@@ -122,7 +122,8 @@ class TestThroughQueries:
         with message_path(1, block_bits), checked_groups(), tempfile.TemporaryDirectory() as directory, \
                 pytest.MonkeyPatch.context() as patch:
             patch.setattr(reader, "REPEATED_GROUP_UP_TO", group_up_to)
-            patch.setattr(search_queries, "SCORED_IN_ARRAYS_FROM", scored_in_arrays_from)
+            patch.setattr(search_queries, "SCORED_IN_ARRAYS_FROM", arrays[0])
+            patch.setattr(search_queries, "_RANKS_PER_ARRAY", arrays[1])
             clock = FakeClock()
             with SessionStore(Path(directory), clock=clock, durable=False) as store:
                 for number, text, step in script:

@@ -504,8 +504,8 @@ class _Repeated:
         return stored[1][stored[0].rank(key & _KEY_IN_BLOCK) - 1]
 
     def levels_of(self, keys: BitMap) -> npt.NDArray[np.uint8]:
-        """The term's levels in the messages ``keys`` (where it repeats), in their order: each block's found by a
-        binary search in C of its stored repeats."""
+        """The term's levels in the messages ``keys`` (where it repeats), in their order: in a block where they are
+        many, by a binary search in C of its stored repeats as an array; where they are few, each by its rank."""
         values = _keys_array(keys)
         found = np.empty(len(values), dtype=np.uint8)
         blocks = values >> JOINED_SHIFT
@@ -515,9 +515,17 @@ class _Repeated:
             arrays = self._arrays.get(number)
             if arrays is None:
                 stored = self._stored(number)
+                if (end - begin) * _RANKS_PER_ARRAY < len(stored[0]):
+                    found[begin:end] = [self.level_of(key) for key in values[begin:end].tolist()]
+                    continue
                 arrays = self._arrays[number] = _keys_array(stored[0]), np.frombuffer(stored[1], dtype=np.uint8)
             found[begin:end] = arrays[1][np.searchsorted(arrays[0], values[begin:end] & _KEY_IN_BLOCK)]
         return found
+
+
+#: A block's stored repeats are copied to an array for ``_Repeated.levels_of`` when a query looks up at least one in
+#: this many of them: copying a key costs about this much less than a rank does.
+_RANKS_PER_ARRAY = 1024
 
 
 #: A joined key's message key in its block.
