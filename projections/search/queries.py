@@ -72,8 +72,8 @@ SPREAD_UP_TO = 8192
 #: part for each set of two terms or more.
 BY_MESSAGES_UP_TO = 4
 
-#: The message path scores the messages where a term repeats one by one up to this many at a level, and more over
-#: whole arrays (numpy), whose calls cost about what scoring a few dozen messages alone does.
+#: The message path scores the messages where a term repeats one by one below this many at a level, and more over
+#: whole arrays (numpy): a few calls a term, whose fixed cost pays only for many messages.
 SCORED_IN_ARRAYS_FROM = 64
 
 #: The work budget of one query, in (session, term) pairs scored exactly from postings: it bounds a query whose
