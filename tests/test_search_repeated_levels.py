@@ -17,14 +17,14 @@ from pyroaring import BitMap
 
 from eventstore import ChatMessage, SessionStore
 from projections.search import queries as search_queries
-from projections.search import reader
+from projections.search import reader, writer
 from projections.search.formats import maps, summaries
 from projections.search.formats.maps import JOINED_SHIFT
 from projections.search.reader import IndexReader
 
 from conftest import FakeClock
 from test_search import ReferenceSearch, search
-from test_search_by_messages import message_path
+from test_search_by_messages import ARRAYS, message_path
 
 #: Messages of many lengths where "the" and "of" repeat from one to four times: their levels there vary with both.
 texts = st.tuples(st.integers(1, 4), st.integers(0, 3), st.integers(0, 12)).map(
@@ -107,18 +107,23 @@ class TestThroughQueries:
     @given(st.lists(st.tuples(st.integers(0, 13), texts, st.sampled_from(["append"] * 6 + ["remove", "catch_up",
                                                                                          "query"])),
                     min_size=8, max_size=60),
-           keywords, st.integers(1, 5), st.sampled_from([2, 3]), st.sampled_from([1, 3, 1 << 20]))
+           keywords, st.integers(1, 5), st.sampled_from([2, 3]), st.sampled_from([1, 3, 1 << 20]),
+           st.sampled_from(ARRAYS))
     # One level: every message the same length, "the" twice in each.
-    @example([(n % 9, "the the of w0", "append") for n in range(18)] + [(0, "", "query")], "the of", 3, 2, 1 << 20)
+    @example([(n % 9, "the the of w0", "append") for n in range(18)] + [(0, "", "query")], "the of", 3, 2, 1 << 20,
+             ARRAYS[0])
     def test_groups_and_ranking(self, script: list[tuple[int, str, str]], keyword: str, limit: int,
-                                block_bits: int, group_up_to: int) -> None:
+                                block_bits: int, group_up_to: int, arrays: tuple[int, int]) -> None:
         """Terms repeating at many levels (or one), in blocks of 4 or 8 sessions (their keys cross block
         boundaries), queried between appends the index has not folded yet (read through their batch) and between
         catch-ups (the kept decodes brought up to date): each query's groups are the stored repeats' and its
-        ranking is a plain BM25's; some levels are left ungrouped when they hold more than a few messages."""
+        ranking is a plain BM25's, its repeated messages scored over whole arrays or one by one; some levels are
+        left ungrouped when they hold more than a few messages."""
         with message_path(1, block_bits), checked_groups(), tempfile.TemporaryDirectory() as directory, \
                 pytest.MonkeyPatch.context() as patch:
             patch.setattr(reader, "REPEATED_GROUP_UP_TO", group_up_to)
+            patch.setattr(search_queries, "SCORED_IN_ARRAYS_FROM", arrays[0])
+            patch.setattr(search_queries, "_RANKS_PER_ARRAY", arrays[1])
             clock = FakeClock()
             with SessionStore(Path(directory), clock=clock, durable=False) as store:
                 for number, text, step in script:
@@ -183,3 +188,29 @@ def test_top_is_the_best_level_among_the_keys(scratch_store: SessionStore, monke
                     assert top == best
                 else:
                     assert top >= best
+
+
+def test_a_query_through_pending_events_reads_a_changed_blocks_repeats_once(scratch_store: SessionStore,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A query of an index a few events behind reads the repeats of the blocks those events changed through their
+    batch, which builds them afresh on each read: once a term and block for the whole query, not once for each
+    message the message path scores there (nor each level its bound tries)."""
+    store = scratch_store
+    reads: list[tuple[int, int]] = []
+    batch_repeats = writer.IndexWriter.term_repeats
+
+    def counted(self: writer.IndexWriter, tid: int, block: int) -> tuple[BitMap, bytes] | None:
+        reads.append((tid, block))
+        return batch_repeats(self, tid, block)
+
+    with message_path(1, 2):
+        for number in range(12):
+            store.append_many(f"s{number}", [ChatMessage.user("the the of " + "w " * (number % 5)),
+                                             ChatMessage.user("of the of " + "w " * (number % 3))])
+        store.catch_up()
+        store.append("s1", ChatMessage.user("the the the of w"))  # pending: the query reads it through its batch
+        monkeypatch.setattr(writer.IndexWriter, "term_repeats", counted)
+        found = search(store, "the of", 8)
+        assert found == ReferenceSearch(store).search("the of", 8)
+    assert reads  # the changed block's repeats were read through the batch
+    assert len(reads) == len(set(reads)), sorted(reads)

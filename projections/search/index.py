@@ -658,6 +658,10 @@ class _Overlaid(IndexReader):
         super().__init__(batch.spaces, term_ids, batch.txn)
         self._batch, self._stored, self._changed = batch, stored, changed
         self._terms: dict[int, _Term | None] = {}
+        # The changed blocks' repeats as the batch gives them, by ``block << 32 | term id``: the batch builds them
+        # afresh on every read of a block it changed (from the messages it holds), and the message path reads a
+        # block's once for each message it scores there. The batch does not change while a query reads it.
+        self._repeats: dict[int, tuple[BitMap, bytes] | None] = {}
         self._levels: dict[int, _JoinedLevel] = {}
         self._level_blocks: dict[int, list[int]] | None = None
         self._cut = BitMap()  # every joined key of the changed blocks
@@ -684,15 +688,18 @@ class _Overlaid(IndexReader):
         return self._stored.term_map(tid, block)
 
     def term_repeats(self, tid: int, block: int) -> tuple[BitMap, bytes] | None:
-        if block in self._changed:
-            return self._batch.term_repeats(tid, block)
-        return self._stored.term_repeats(tid, block)
+        if block not in self._changed:
+            return self._stored.term_repeats(tid, block)
+        key = block << 32 | tid
+        if key not in self._repeats:
+            self._repeats[key] = self._batch.term_repeats(tid, block)
+        return self._repeats[key]
 
     def repeated_levels(self, tid: int) -> bytes:
         """The stored state's levels (those of its changed blocks too: a bound may take a level no message has any
         more) and the changed blocks' through the batch."""
         changed = [stored[1] for number in self._changed if number < JOINED_BLOCKS
-                   if (stored := self._batch.term_repeats(tid, number))]
+                   if (stored := self.term_repeats(tid, number))]
         return repeated_levels(self._stored.repeated_levels(tid) + b"".join(changed))
 
     def repeated_at(self, tid: int, level: int) -> BitMap | None:
@@ -702,7 +709,7 @@ class _Overlaid(IndexReader):
             return None
         found = kept - self._cut
         for number in self._changed:
-            stored = self._batch.term_repeats(tid, number) if number < JOINED_BLOCKS else None
+            stored = self.term_repeats(tid, number) if number < JOINED_BLOCKS else None
             if stored and (count := stored[1].count(level)):
                 found |= repeated_at(*stored, level, count).shift(number << JOINED_SHIFT)
         return found

@@ -24,10 +24,12 @@ import functools
 import heapq
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from itertools import combinations, compress, repeat
+from itertools import combinations, compress, pairwise, repeat
 from operator import attrgetter, ge, mul, neg
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from pyroaring import BitMap
 
 from eventstore._errors import StoreCorrupted
@@ -52,7 +54,8 @@ from .scoring import LEVEL_WEIGHTS, LEVELS, may_reach, ranked
 from .snippets import phrase_in
 from .tokenizer import QueryWord, tokenize
 
-__all__ = ["MATERIALIZE_UP_TO", "INTERSECT_UP_TO", "SPREAD_UP_TO", "EXACT_WORK", "BY_MESSAGES_UP_TO", "Texts",
+__all__ = ["MATERIALIZE_UP_TO", "INTERSECT_UP_TO", "SPREAD_UP_TO", "EXACT_WORK", "BY_MESSAGES_UP_TO",
+           "SCORED_IN_ARRAYS_FROM", "Texts",
            "search_messages", "search_sessions"]
 
 #: A query whose terms are in at most this many sessions all told is scored from the sessions they share.
@@ -68,6 +71,10 @@ SPREAD_UP_TO = 8192
 #: answered message by message (``_by_messages``): its messages are cut into parts by which terms they hold, one
 #: part for each set of two terms or more.
 BY_MESSAGES_UP_TO = 4
+
+#: The message path scores the messages where a term repeats one by one below this many at a level, and more over
+#: whole arrays (numpy): a few calls a term, whose fixed cost pays only for many messages.
+SCORED_IN_ARRAYS_FROM = 64
 
 #: The work budget of one query, in (session, term) pairs scored exactly from postings: it bounds a query whose
 #: terms are in very many sessions with near-equal weights. Past it, the best sessions found so far stand.
@@ -420,7 +427,10 @@ def _score_repeats(view: IndexReader, joined: _Joined, terms: Sequence[PlanTerm]
 
 def _score_each(scored: _TopScores, joined: _Joined, keys: BitMap, level: int, repeated: list[_Repeated],
                 maps: list[BitMap], tables: list[list[float]]) -> None:
-    """Score ``keys``, messages at ``level`` where a term repeats, one by one."""
+    """Score ``keys``, messages at ``level`` where a term repeats: one by one, or many over whole arrays."""
+    if len(keys) >= SCORED_IN_ARRAYS_FROM:
+        _score_in_arrays(scored, keys, level, repeated, maps, tables)
+        return
     get, session = scored.get, joined.session
     for key in keys:
         total = 0.0
@@ -432,25 +442,90 @@ def _score_each(scored: _TopScores, joined: _Joined, keys: BitMap, level: int, r
             scored[sid] = total
 
 
+def _score_in_arrays(scored: _TopScores, keys: BitMap, level: int, repeated: list[_Repeated], maps: list[BitMap],
+                     tables: list[list[float]]) -> None:
+    """``_score_each`` in C calls over whole arrays: each term's weight in every message of ``keys`` (at its own
+    level where it repeats, else at ``level``; none where absent), added in plan order as ``_evaluate`` adds them
+    (adding no weight adds 0.0, which changes no sum), and only the messages that reach the ``limit``-th score
+    raise their sessions: the others could not make a session one of the best, nor move that score."""
+    order = _keys_array(keys)
+    totals = np.zeros(len(order))
+    for held, term, table in zip(maps, repeated, tables):
+        holding = keys & held
+        if not holding:
+            continue
+        weights = np.zeros(len(order))
+        weights[np.searchsorted(order, _keys_array(holding))] = table[level]
+        own = holding & term.keys
+        if own:
+            weights[np.searchsorted(order, _keys_array(own))] = np.asarray(table)[term.levels_of(own)]
+        totals += weights
+    reaching = np.flatnonzero(totals >= scored.kth)
+    get, session = scored.get, _Joined.session
+    for key, total in zip(order[reaching].tolist(), totals[reaching].tolist()):
+        sid = session(key)
+        if total > get(sid, 0.0):
+            scored[sid] = total
+
+
+def _keys_array(keys: BitMap) -> npt.NDArray[np.uint32]:
+    """A bitmap's keys, ascending, as an array (copied in C)."""
+    return np.frombuffer(keys.to_array(), dtype=np.uint32)
+
+
 class _Repeated:
     """A term's repeated messages among those a query scores (``keys``): the best level it repeats at among them
     (``top``), found from its repeated messages grouped by level (``IndexReader.repeated_at``), best first: a level
     whose messages are not grouped (too many) may hold some of ``keys``, so the search stops there."""
 
-    __slots__ = ("view", "tid", "keys", "top")
+    __slots__ = ("view", "tid", "keys", "top", "_blocks", "_arrays")
 
     def __init__(self, view: IndexReader, tid: int, keys: BitMap) -> None:
         self.view, self.tid, self.keys = view, tid, keys
         levels = view.repeated_levels(tid)[::-1] if keys else b""
         self.top = next((level for level in levels
                          if (group := view.repeated_at(tid, level)) is None or group.intersect(keys)), 0)
+        # The blocks' stored repeats this query read, and as arrays (for ``levels_of``).
+        self._blocks: dict[int, tuple[BitMap, bytes]] = {}
+        self._arrays: dict[int, tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint8]]] = {}
+
+    def _stored(self, block: int) -> tuple[BitMap, bytes]:
+        found = self._blocks.get(block)
+        if found is None:
+            found = self.view.term_repeats(self.tid, block)
+            if found is None:
+                raise StoreCorrupted(f"the search index is damaged: term {self.tid} lacks a block of its repeats")
+            self._blocks[block] = found
+        return found
 
     def level_of(self, key: int) -> int:
         """The term's level in the message ``key``, one where it repeats."""
-        stored = self.view.term_repeats(self.tid, key >> JOINED_SHIFT)
-        if stored is None:
-            raise StoreCorrupted(f"the search index is damaged: term {self.tid} lacks a block of its repeats")
+        stored = self._stored(key >> JOINED_SHIFT)
         return stored[1][stored[0].rank(key & _KEY_IN_BLOCK) - 1]
+
+    def levels_of(self, keys: BitMap) -> npt.NDArray[np.uint8]:
+        """The term's levels in the messages ``keys`` (where it repeats), in their order: in a block where they are
+        many, by a binary search in C of its stored repeats as an array; where they are few, each by its rank."""
+        values = _keys_array(keys)
+        found = np.empty(len(values), dtype=np.uint8)
+        blocks = values >> JOINED_SHIFT
+        edges = [0, *(np.flatnonzero(blocks[1:] != blocks[:-1]) + 1).tolist(), len(values)]
+        for begin, end in pairwise(edges):
+            number = int(blocks[begin])
+            arrays = self._arrays.get(number)
+            if arrays is None:
+                stored = self._stored(number)
+                if (end - begin) * _RANKS_PER_ARRAY < len(stored[0]):
+                    found[begin:end] = [self.level_of(key) for key in values[begin:end].tolist()]
+                    continue
+                arrays = self._arrays[number] = _keys_array(stored[0]), np.frombuffer(stored[1], dtype=np.uint8)
+            found[begin:end] = arrays[1][np.searchsorted(arrays[0], values[begin:end] & _KEY_IN_BLOCK)]
+        return found
+
+
+#: A block's stored repeats are copied to an array for ``_Repeated.levels_of`` when a query looks up at least one in
+#: this many of them: copying a key costs about this much less than a rank does.
+_RANKS_PER_ARRAY = 1024
 
 
 #: A joined key's message key in its block.
