@@ -5,6 +5,7 @@ and in order (sync and async); it raises only when its store is closed or a wait
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from eventstore import (
     StoreClosed,
     StoreUnavailable,
 )
+from eventstore.services import feed as feed_module
 from eventstore.services.feed import RETRY_SECONDS, Feed
 from eventstore.services.replica import ReplicaStorage
 from eventstore.sharedlog import SharedHead
@@ -244,3 +246,33 @@ def test_the_feed_s_steps_through_failed_reads_wait_and_read_again_from_the_same
     taken = [next(steps) for _ in range(10)]
     assert [getattr(step, "position", step) for step in taken] == [1, 2, 3, RETRY_SECONDS, RETRY_SECONDS, 4, 5, 6,
                                                                     RETRY_SECONDS, 7]
+
+
+def test_each_outage_has_the_whole_unavailable_timeout_from_its_first_failed_read(monkeypatch):
+    """The feed alone, on a clock the test moves by each wait it asks for: the retries of one outage stop at the
+    first past ``unavailable_timeout`` from its first failed read, not before and not later; a later outage, after
+    reads that succeeded, counts from its own first failed read."""
+    now = [0.0]
+    monkeypatch.setattr(feed_module, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    log = [SimpleNamespace(position=position, hash=f"h{position}") for position in (1, 2, 3)]
+    calls = itertools.count()
+
+    def read_batch(after: int, limit: int, held: str | None) -> list[Any]:
+        call = next(calls)
+        if call == 3:
+            now[0] += 10.0  # a quiet while, caught up, before the second outage
+        if call in (0, 1, 3, 4, 5):
+            raise StoreUnavailable("PostgreSQL cannot be reached while reading the log")
+        return log[after:after + limit]
+
+    # A last commit that moves at every look: the feed reads again at once when caught up, with no poll between.
+    steps = Feed(read_batch, itertools.count().__next__).steps(0, timeout=None, unavailable_timeout=1.0)
+    taken: list[object] = []
+    with pytest.raises(StoreUnavailable):
+        for step in steps:
+            taken.append(getattr(step, "position", step))
+            if isinstance(step, float):
+                now[0] += step
+    assert taken == [RETRY_SECONDS, RETRY_SECONDS, 1, 2, 3, RETRY_SECONDS, RETRY_SECONDS]
+    second_outage = 2 * RETRY_SECONDS + 10.0  # its first failed read: after the first outage's and the quiet while
+    assert now[0] == second_outage + 1.0  # raised at the read one unavailable_timeout after it
