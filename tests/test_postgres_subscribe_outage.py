@@ -36,12 +36,17 @@ __all__ = ["_server_up", "open_host"]  # the fixtures, used by name
 BEFORE, AFTER = 3, 5
 
 
+def waited_for(condition: Callable[[], bool], failure: str) -> None:
+    """Wait until ``condition()`` holds (what should happen within a few retries); ``failure`` if it never does."""
+    deadline = time.monotonic() + 10
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert condition(), failure
+
+
 def listening_is(replica: ReplicaStorage, expected: bool) -> None:
     """Wait until the watcher listens (reads skip the server), or found the server gone (every read asks it)."""
-    deadline = time.monotonic() + 10
-    while replica.listening != expected and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert replica.listening == expected
+    waited_for(lambda: replica.listening == expected, f"the watcher's listening never became {expected}")
 
 
 def failed_reads(replica: ReplicaStorage, monkeypatch: pytest.MonkeyPatch) -> list[StoreUnavailable]:
@@ -98,14 +103,12 @@ def through_a_restart(postgres_server: Any, replica: ReplicaStorage, two: Sessio
             two.append("k", ChatMessage.user("while the server is down"))
         listening_is(replica, False)
         go_on.set()
-        deadline = time.monotonic() + 10
-        while len(failed) < 2 and time.monotonic() < deadline:  # it met the server down, and tried again
-            time.sleep(0.01)
-        assert len(failed) >= 2 and "cannot be reached" in str(failed[0])
+        waited_for(lambda: len(failed) >= 2, "the subscription never tried again")  # it met the server down
+        assert "cannot be reached" in str(failed[0])
         assert follower.is_alive() and not failures, failures
         postgres_server.start()
         two.append("k", ChatMessage.user("after 0"))  # maybe before the subscription's next try
-        time.sleep(0.6)  # past its next try
+        waited_for(lambda: len(received) > BEFORE, "the subscription never read again once the server was back")
         for number in range(1, AFTER):
             two.append("k", ChatMessage.user(f"after {number}"))
         follower.join(30)
@@ -180,11 +183,12 @@ def test_a_subscription_s_timeout_during_an_outage_raises_rather_than_ending_as_
         next(one.subscribe(after=1, timeout=0.5))
 
 
-def test_closing_the_store_ends_a_subscription_waiting_through_an_outage(open_host, postgres_server):
+def test_closing_the_store_ends_a_subscription_waiting_through_an_outage(open_host, postgres_server, monkeypatch):
     one = open_host("one")
     one.append("k", ChatMessage.user("before"))
     postgres_server.stop()
     listening_is(replica_of(one), False)
+    failed = failed_reads(replica_of(one), monkeypatch)
     failures: list[BaseException] = []
 
     def follow() -> None:
@@ -196,8 +200,8 @@ def test_closing_the_store_ends_a_subscription_waiting_through_an_outage(open_ho
 
     follower = threading.Thread(target=follow)
     follower.start()
-    time.sleep(0.3)
-    assert follower.is_alive()  # waiting for the server, not failed
+    waited_for(lambda: len(failed) >= 2, "the subscription never tried again")
+    assert follower.is_alive() and not failures  # waiting for the server, not failed
     one.close()
     follower.join(10)
     assert not follower.is_alive() and len(failures) == 1 and isinstance(failures[0], StoreClosed)
