@@ -14,7 +14,7 @@ from eventstore.services.feed import RETRY_SECONDS
 
 from test_postgres_faults import _server_up
 from test_postgres_store import open_host, replica_of
-from test_postgres_subscribe_outage import listening_is
+from test_postgres_subscribe_outage import failed_reads, listening_is
 
 __all__ = ["_server_up", "open_host"]  # the fixtures, used by name
 
@@ -44,7 +44,7 @@ def test_closing_an_async_store_ends_its_subscription_waiting_through_an_outage(
 
 
 def test_cancelling_an_async_subscription_waiting_through_an_outage_ends_it_and_leaves_the_store_usable(
-        postgres_url, open_host, postgres_server, tmp_path):
+        postgres_url, open_host, postgres_server, tmp_path, monkeypatch):
     two = open_host("two")
     two.append("k", ChatMessage.user("before"))
 
@@ -54,8 +54,12 @@ def test_cancelling_an_async_subscription_waiting_through_an_outage_ends_it_and_
             assert (await anext(feed)).position == 1
             postgres_server.stop()
             listening_is(replica_of(one._store), False)
+            failed = failed_reads(replica_of(one._store), monkeypatch)
             waiting = asyncio.ensure_future(anext(feed))
-            await asyncio.sleep(2 * RETRY_SECONDS)
+            deadline = time.monotonic() + 10
+            while len(failed) < 2 and time.monotonic() < deadline:  # it met the server down, and tried again
+                await asyncio.sleep(0.01)
+            assert len(failed) >= 2 and not waiting.done()
             waiting.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await waiting

@@ -9,7 +9,6 @@ import functools
 import os
 import signal
 import threading
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -20,6 +19,7 @@ from eventstore.sharedlog import SharedHead
 
 from test_postgres_settled_reads import arrived, log_of, settled
 from test_postgres_store import open_host, replica_of
+from test_postgres_subscribe_outage import listening_is
 
 __all__ = ["open_host"]  # the fixture, used by name
 
@@ -105,10 +105,7 @@ def test_a_child_s_calls_while_a_parent_s_thread_catches_up_unheard_raise(open_h
 
     monkeypatch.setattr(shared, "wait", away)  # the watcher does not listen: every read catches up first
     replica._wake.set()
-    deadline = time.monotonic() + PATIENCE_SECONDS
-    while replica.listening and time.monotonic() < deadline:
-        time.sleep(0.001)
-    assert not replica.listening
+    listening_is(replica, False)
     writer.append("k", ChatMessage.assistant("theirs"))
     with catching_up(reader, monkeypatch):
         assert [child_status(functools.partial(call, reader)) for call in CALLS] == [0] * len(CALLS)

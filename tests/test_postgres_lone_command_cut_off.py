@@ -1,7 +1,9 @@
 """A command alone whose connection the server closes during its call (a restart, a terminated backend) raises
 ``StoreUnavailable``, as a group's call does: the connection dropped, the command may or may not have been recorded,
-and a caller retries it with the same idempotency key. (It goes through libpq's pipeline, whose result for a
-connection lost carries no error code: it came out as a plain ``EventStoreError``, the server's own failure.)"""
+and a caller retries it with the same idempotency key. (It goes through libpq's pipeline, whose failed results were
+all taken for the server's own failure: it came out as a plain ``EventStoreError``. The result here carries the code
+of the server's goodbye, ``admin_shutdown``, which psycopg's class for it makes operational; a connection lost without
+a goodbye makes libpq raise as it reads, before any result.)"""
 
 from __future__ import annotations
 

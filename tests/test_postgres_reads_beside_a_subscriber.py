@@ -8,12 +8,15 @@ The other host is a process of its own, with its own replica directory, on the s
 
 from __future__ import annotations
 
+import contextlib
 import select
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -46,17 +49,36 @@ WATCHER, FOLLOWER = "eventstore-shared-log", "follower"
 
 
 class Stall:
-    """Once armed, the first thread that reaches the injected point with the notification waits there until told to
-    go on (or 30 seconds)."""
+    """Once armed, the first thread of the given name to reach the injected point waits there until the stall is
+    released (or 30 seconds). Each arming has events of its own, taken under a lock: a thread that reached the point
+    in one round waits for that round's release, never for the next round's."""
 
     def __init__(self) -> None:
-        self.armed = False
-        self.reached, self.go = threading.Event(), threading.Event()
+        self._lock = threading.Lock()
+        self._armed: tuple[threading.Event, threading.Event] | None = None  # reached, go on
+
+    def arm(self) -> threading.Event:
+        """Arm it; the event set once a thread reached the point."""
+        with self._lock:
+            self._armed = (threading.Event(), threading.Event())
+            return self._armed[0]
+
+    def release(self) -> None:
+        """Let the stalled thread go on, and stall no other."""
+        with self._lock:
+            armed, self._armed = self._armed, None
+        if armed is not None:
+            armed[1].set()
 
     def __call__(self, thread: str) -> None:
-        if self.armed and threading.current_thread().name == thread and not self.reached.is_set():
-            self.reached.set()
-            self.go.wait(30)
+        if threading.current_thread().name != thread:
+            return
+        with self._lock:
+            armed = self._armed
+            if armed is None or armed[0].is_set():
+                return
+            armed[0].set()
+        armed[1].wait(30)
 
 
 def watcher_woken(replica: ReplicaStorage, stall: Stall, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -139,6 +161,37 @@ def log_of_replica(replica: ReplicaStorage) -> postgres.PostgresLog:
     return shared
 
 
+class Follower:
+    """What the subscription delivered, and how many events it had delivered when its latest read of the log ended.
+    Once those are equal it read after its last delivery and found nothing: it waits, and its next read comes after
+    the host heard of a commit. (A read under way when a round arms its stall, from the previous round's delivery on
+    a loaded host, would reach a subscriber's step with nothing heard of yet, or take the next commit itself.)"""
+
+    def __init__(self, replica: ReplicaStorage, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.received: list[RecordedEvent] = []
+        self.read_after = -1
+        real_read = replica.read
+
+        @contextlib.contextmanager
+        def noted(reading: AbstractContextManager[Any]) -> Iterator[Any]:
+            with reading as txn:
+                yield txn
+            self.read_after = len(self.received)
+
+        def read() -> AbstractContextManager[Any]:
+            reading = real_read()
+            return noted(reading) if threading.current_thread().name == FOLLOWER else reading
+
+        monkeypatch.setattr(replica, "read", read)
+
+    def waiting(self, delivered: int) -> None:
+        """Wait until it delivered ``delivered`` events and read the log after the last one."""
+        deadline = time.monotonic() + 10
+        while not self.read_after == len(self.received) == delivered and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert self.read_after == len(self.received) == delivered, "the subscription never caught up"
+
+
 class Parks:
     """The watcher's waits on the listening socket for the next notification, counted from before the store opens
     (``begun``), and the notifications any thread took from the listener (``taken``, once ``listen`` was called),
@@ -196,11 +249,11 @@ def test_a_read_beside_a_subscriber_stalled_with_another_host_s_commit_sees_it(
     other = subprocess.Popen([sys.executable, "-c", HOST, postgres_url, str(tmp_path / "other")],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert other.stdin is not None and other.stdout is not None
-    received: list[RecordedEvent] = []
+    subscription = Follower(replica_of(one), monkeypatch)
 
     def follow() -> None:
         for event in one.subscribe(timeout=30):
-            received.append(event)
+            subscription.received.append(event)
             if event.position == 4:
                 return
 
@@ -218,28 +271,28 @@ def test_a_read_beside_a_subscriber_stalled_with_another_host_s_commit_sees_it(
         with psycopg.connect(postgres_url, autocommit=True) as connection:
             connection.execute(sql.SQL("NOTIFY {}").format(sql.Identifier(log_of_replica(replica_of(one))._waking)))
         for round_number in range(3):
+            subscription.waiting(round_number + 1)
             parks.wait_after(replica_of(one), taken)
             taken = parks.taken
-            stall.armed, stall.reached, stall.go = True, threading.Event(), threading.Event()
+            reached = stall.arm()
             other.stdin.write(f"theirs {round_number}\n")
             other.stdin.flush()
             assert other.stdout.readline() == "appended\n"  # acknowledged
-            assert stall.reached.wait(10), "the notification never reached the stalled step"
+            assert reached.wait(10), "the notification never reached the stalled step"
             with psycopg.connect(postgres_url, autocommit=True) as connection:  # the round trip
                 connection.execute("SELECT 1")
             read: list[list[str]] = []
             reader = threading.Thread(target=lambda into: into.append([m.content for m in one.load("k")]), args=(read,))
             reader.start()
             reader.join(3)  # past LISTENER_RELEASE: a read that waits for a stalled watcher asks the server
-            stall.armed = False
-            stall.go.set()
+            stall.release()
             reader.join(30)
             assert read == [["mine", *(f"theirs {n}" for n in range(round_number + 1))]]
     finally:
-        stall.go.set()
+        stall.release()
         other.stdin.close()
         other.wait(60)
         follower.join(30)
     assert other.returncode == 0
-    assert [event.position for event in received] == [1, 2, 3, 4]
-    assert received == list(one.events())
+    assert [event.position for event in subscription.received] == [1, 2, 3, 4]
+    assert subscription.received == list(one.events())

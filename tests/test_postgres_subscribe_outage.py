@@ -5,6 +5,7 @@ and in order (sync and async); it raises only when its store is closed or a wait
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from eventstore import (
     StoreClosed,
     StoreUnavailable,
 )
+from eventstore.services import feed as feed_module
 from eventstore.services.feed import RETRY_SECONDS, Feed
 from eventstore.services.replica import ReplicaStorage
 from eventstore.sharedlog import SharedHead
@@ -34,12 +36,17 @@ __all__ = ["_server_up", "open_host"]  # the fixtures, used by name
 BEFORE, AFTER = 3, 5
 
 
+def waited_for(condition: Callable[[], bool], failure: str) -> None:
+    """Wait until ``condition()`` holds (what should happen within a few retries); ``failure`` if it never does."""
+    deadline = time.monotonic() + 10
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert condition(), failure
+
+
 def listening_is(replica: ReplicaStorage, expected: bool) -> None:
     """Wait until the watcher listens (reads skip the server), or found the server gone (every read asks it)."""
-    deadline = time.monotonic() + 10
-    while replica.listening != expected and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert replica.listening == expected
+    waited_for(lambda: replica.listening == expected, f"the watcher's listening never became {expected}")
 
 
 def failed_reads(replica: ReplicaStorage, monkeypatch: pytest.MonkeyPatch) -> list[StoreUnavailable]:
@@ -96,14 +103,12 @@ def through_a_restart(postgres_server: Any, replica: ReplicaStorage, two: Sessio
             two.append("k", ChatMessage.user("while the server is down"))
         listening_is(replica, False)
         go_on.set()
-        deadline = time.monotonic() + 10
-        while len(failed) < 2 and time.monotonic() < deadline:  # it met the server down, and tried again
-            time.sleep(0.01)
-        assert len(failed) >= 2 and "cannot be reached" in str(failed[0])
+        waited_for(lambda: len(failed) >= 2, "the subscription never tried again")  # it met the server down
+        assert "cannot be reached" in str(failed[0])
         assert follower.is_alive() and not failures, failures
         postgres_server.start()
         two.append("k", ChatMessage.user("after 0"))  # maybe before the subscription's next try
-        time.sleep(0.6)  # past its next try
+        waited_for(lambda: len(received) > BEFORE, "the subscription never read again once the server was back")
         for number in range(1, AFTER):
             two.append("k", ChatMessage.user(f"after {number}"))
         follower.join(30)
@@ -178,11 +183,12 @@ def test_a_subscription_s_timeout_during_an_outage_raises_rather_than_ending_as_
         next(one.subscribe(after=1, timeout=0.5))
 
 
-def test_closing_the_store_ends_a_subscription_waiting_through_an_outage(open_host, postgres_server):
+def test_closing_the_store_ends_a_subscription_waiting_through_an_outage(open_host, postgres_server, monkeypatch):
     one = open_host("one")
     one.append("k", ChatMessage.user("before"))
     postgres_server.stop()
     listening_is(replica_of(one), False)
+    failed = failed_reads(replica_of(one), monkeypatch)
     failures: list[BaseException] = []
 
     def follow() -> None:
@@ -194,8 +200,8 @@ def test_closing_the_store_ends_a_subscription_waiting_through_an_outage(open_ho
 
     follower = threading.Thread(target=follow)
     follower.start()
-    time.sleep(0.3)
-    assert follower.is_alive()  # waiting for the server, not failed
+    waited_for(lambda: len(failed) >= 2, "the subscription never tried again")
+    assert follower.is_alive() and not failures  # waiting for the server, not failed
     one.close()
     follower.join(10)
     assert not follower.is_alive() and len(failures) == 1 and isinstance(failures[0], StoreClosed)
@@ -244,3 +250,33 @@ def test_the_feed_s_steps_through_failed_reads_wait_and_read_again_from_the_same
     taken = [next(steps) for _ in range(10)]
     assert [getattr(step, "position", step) for step in taken] == [1, 2, 3, RETRY_SECONDS, RETRY_SECONDS, 4, 5, 6,
                                                                     RETRY_SECONDS, 7]
+
+
+def test_each_outage_has_the_whole_unavailable_timeout_from_its_first_failed_read(monkeypatch):
+    """The feed alone, on a clock the test moves by each wait it asks for: the retries of one outage stop at the
+    first past ``unavailable_timeout`` from its first failed read, not before and not later; a later outage, after
+    reads that succeeded, counts from its own first failed read."""
+    now = [0.0]
+    monkeypatch.setattr(feed_module, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    log = [SimpleNamespace(position=position, hash=f"h{position}") for position in (1, 2, 3)]
+    calls = itertools.count()
+
+    def read_batch(after: int, limit: int, held: str | None) -> list[Any]:
+        call = next(calls)
+        if call == 3:
+            now[0] += 10.0  # a quiet while, caught up, before the second outage
+        if call in (0, 1) or call >= 3:  # the second outage lasts: the feed must give up
+            raise StoreUnavailable("PostgreSQL cannot be reached while reading the log")
+        return log[after:after + limit]
+
+    # A last commit that moves at every look: the feed reads again at once when caught up, with no poll between.
+    steps = Feed(read_batch, itertools.count().__next__).steps(0, timeout=None, unavailable_timeout=1.0)
+    taken: list[object] = []
+    with pytest.raises(StoreUnavailable):
+        for step in steps:
+            taken.append(getattr(step, "position", step))
+            if isinstance(step, float):
+                now[0] += step
+    assert taken == [RETRY_SECONDS, RETRY_SECONDS, 1, 2, 3, RETRY_SECONDS, RETRY_SECONDS]
+    second_outage = 2 * RETRY_SECONDS + 10.0  # its first failed read: after the first outage's and the quiet while
+    assert now[0] == second_outage + 1.0  # raised at the read one unavailable_timeout after it

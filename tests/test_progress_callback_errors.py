@@ -7,7 +7,7 @@ model raises (``TypeError``, ``ValueError``, ``LookupError``, ...), so a caller'
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +28,11 @@ def raising(error: Exception) -> Callable[..., None]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> SessionStore:
-    store = SessionStore(str(tmp_path / "store"), durable=False)
-    for number in range(40):
-        store.append_many(f"s{number}", [ChatMessage.user(f"apple word{number}"), ChatMessage.assistant("banana")])
-    return store
+def store(tmp_path: Path) -> Iterator[SessionStore]:
+    with SessionStore(str(tmp_path / "store"), durable=False) as store:
+        for number in range(40):
+            store.append_many(f"s{number}", [ChatMessage.user(f"apple word{number}"), ChatMessage.assistant("banana")])
+        yield store
 
 
 @pytest.mark.parametrize("error", [TypeError("mine"), ValueError("mine"), CallersOwn("mine"), ZeroDivisionError()],
@@ -58,6 +58,6 @@ def test_a_search_from_the_callback_answers_as_a_fresh_store_does(store: Session
         answers.append([m.key for m in store.search(SessionQuery(keyword="apple word3", limit=5))])
 
     store.catch_up(progress=progress)
-    fresh = SessionStore(str(tmp_path / "store"), durable=False)
-    expected = [m.key for m in fresh.search(SessionQuery(keyword="apple word3", limit=5))]
+    with SessionStore(str(tmp_path / "store"), durable=False) as fresh:
+        expected = [m.key for m in fresh.search(SessionQuery(keyword="apple word3", limit=5))]
     assert answers and all(answer == expected for answer in answers)

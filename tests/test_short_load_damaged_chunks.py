@@ -60,7 +60,15 @@ DAMAGE: dict[str, Callable[[bytes], bytes]] = {
     "a count one less": lambda value: struct.pack(">I", struct.unpack_from(">I", value)[0] - 1) + value[4:],
     "a count one more": lambda value: struct.pack(">I", struct.unpack_from(">I", value)[0] + 1) + value[4:],
     "a role outside its table": lambda value: _with_first_role(value, 0xFF),
+    "a role table that is not UTF-8": lambda value: _once(value, b'"user"', b'"us\xffr"'),
+    "a content that is not UTF-8": lambda value: _once(value, b"message 0 ", b"\xffessage 0 "),
 }
+
+
+def _once(value: bytes, found: bytes, changed: bytes) -> bytes:
+    """``value`` with ``found``, which it holds once (the chunk is stored plain), replaced by ``changed``."""
+    assert value.count(found) == 1
+    return value.replace(found, changed)
 
 
 def _with_first_role(value: bytes, role: int) -> bytes:
