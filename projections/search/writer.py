@@ -124,7 +124,8 @@ class IndexWriter(IndexReader):
     ``settle`` groups them into each term's best level per session and its new
     message count, and folds those into each term's summary once, so a batch
     of many messages rewrites each block of a summary it touches once (new
-    sessions go to the last blocks, which are extended, not rebuilt).
+    sessions go to the last blocks, which are extended, not rebuilt). A
+    removal of a message whose postings are still there drops them.
     """
 
     def __init__(self, spaces: SearchSpaces, term_ids: TermIds, txn: ReadTransaction, learn: bool = False,
