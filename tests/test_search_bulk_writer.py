@@ -3,7 +3,9 @@ settles (``grouping.group``, in numpy), and notes a session's messages for the m
 batch holds in several of them (``writer._POSTED_FROM``); a term's one message in a session is read from its
 entry's tag when the block has a map. The grouping is compared with a plain model of it, and the stored bytes with
 those of the writer that noted every message: every key and value of every ``search.*`` database, through a rebuild
-and through catch-ups in batches of several sizes, with term ids grouped a range at a time too."""
+and through catch-ups in batches of several sizes, with term ids grouped a range at a time too. A removal of a
+message whose postings are still in the batch's flat arrays drops them (``IndexWriter._unpost``); its stored bytes
+are compared with those of grouping them and lowering each of its terms."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from eventstore import ChatMessage, SessionStore, _deferred
+from eventstore import ChatMessage, SessionQuery, SessionStore, _deferred
 from projections.search import formats, grouping, writer
 from projections.search.formats import arrays
 from projections.search.formats.keys import META_GENERATION
@@ -193,6 +195,101 @@ class TestGrouping:
         [(tid, notes, _, added, _)] = list(group(postings_of(batch), formats.BLOCK_BITS, 2))
         assert (tid, added) == (9, many)
         assert [note >> 16 for note in notes] == [3 << 16 | 0xFFFF]
+
+
+@contextmanager
+def unposting(enabled: bool, within: int = writer._UNPOST_WITHIN) -> Iterator[None]:
+    """A removal drops its message's postings from the batch's flat arrays when they are among the last
+    ``within`` messages' (``IndexWriter._unpost``); not ``enabled``, it always groups them and lowers its terms."""
+    saved_unpost, saved_within = writer.IndexWriter._unpost, writer._UNPOST_WITHIN
+    if not enabled:
+        writer.IndexWriter._unpost = lambda self, sid, tids, levels: False  # type: ignore[method-assign]
+    writer._UNPOST_WITHIN = within
+    try:
+        yield
+    finally:
+        writer.IndexWriter._unpost, writer._UNPOST_WITHIN = saved_unpost, saved_within  # type: ignore[method-assign]
+
+
+#: Messages with terms of their own (which the batch gives ids a removal may leave unheld), and messages where a
+#: word repeats (a level of its own for it there).
+streamed_texts = st.one_of(
+    texts,
+    st.integers(0, 40).map(lambda number: f"rare{number} apple"),
+    st.tuples(st.sampled_from(VOCABULARY[:8]), st.integers(2, 9), st.sampled_from(VOCABULARY[:8]))
+    .map(lambda drawn: " ".join([drawn[0]] * drawn[1] + [drawn[2]] * 3)),
+)
+streamed = st.lists(st.tuples(st.sampled_from(["a", "b", "c"]),
+                              st.one_of(st.lists(streamed_texts, min_size=1, max_size=4),
+                                        streamed_texts.map(lambda text: [text] * (LAST_TAG + 2))),
+                              st.sampled_from(["append"] * 2 + ["update_last"] * 4 + ["remove_last"] * 2
+                                              + ["clear", "redact", "delete"])),
+                    min_size=1, max_size=25)
+
+
+class TestRemovalsOfUngroupedMessages:
+    @settings(max_examples=40)
+    @given(streamed, st.sampled_from([None, 1, 3]), st.sampled_from([formats.BLOCK_BITS, 1]),
+           st.sampled_from(MAP_BANDS), st.sampled_from([_deferred.DEFERRED_BATCH, 1, 5]),
+           st.sampled_from([writer._UNPOST_WITHIN, 1]))
+    # the batch's last message replaced several times in a row, a word repeating in it
+    @example([("a", ["apple fig"], "append"), ("a", ["fig fig fig banana"], "update_last"),
+              ("a", ["fig banana banana banana"], "update_last"), ("a", ["rare1 apple"], "update_last")],
+             None, formats.BLOCK_BITS, (1, 1 << 20), _deferred.DEFERRED_BATCH, writer._UNPOST_WITHIN)
+    # a word repeating in a replaced message and in no later version of it, then in another session's message
+    @example([("a", ["apple fig"], "append"), ("a", ["fig fig fig banana"], "update_last"),
+              ("a", ["banana"], "update_last"), ("b", ["fig"], "append")],
+             None, formats.BLOCK_BITS, (1, 1 << 20), _deferred.DEFERRED_BATCH, writer._UNPOST_WITHIN)
+    # a removal then an append, and a replacement of a message that is not the batch's last (another session's
+    # follows it), in the window and past it
+    @example([("a", ["apple", "rare2 apple"], "append"), ("a", ["x"], "remove_last"), ("a", ["fig"], "append"),
+              ("b", ["cherry cherry fig"], "append"), ("a", ["rare3 apple"], "update_last"),
+              ("b", ["date"], "update_last")],
+             None, 1, (1, 2), _deferred.DEFERRED_BATCH, 1)
+    @example([("a", ["apple", "rare2 apple"], "append"), ("a", ["x"], "remove_last"), ("a", ["fig"], "append"),
+              ("b", ["cherry cherry fig"], "append"), ("a", ["rare3 apple"], "update_last"),
+              ("b", ["date"], "update_last")],
+             None, 1, (1, 2), _deferred.DEFERRED_BATCH, writer._UNPOST_WITHIN)
+    def test_the_stored_bytes_are_those_of_lowering_each_term(self, script: list[tuple[str, list[str], str]],
+                                                              caught_up_every: int | None, block_bits: int,
+                                                              map_band: tuple[int, int], batch: int,
+                                                              within: int) -> None:
+        """A removal (``remove_last``, ``update_last``) of a message whose postings are still in the batch's flat
+        arrays drops them, and stores exactly what grouping them and lowering each of its terms stored: caught up
+        in one batch or several, sessions interleaved (the message followed by other sessions' in the arrays, or
+        further back than the window), and rebuilt."""
+        with unposting(enabled=False):
+            lowered = builds(script, caught_up_every, block_bits, map_band, batch, writer._POSTED_FROM)
+        with unposting(enabled=True, within=within):
+            dropped = builds(script, caught_up_every, block_bits, map_band, batch, writer._POSTED_FROM)
+        assert dropped == lowered
+
+    @pytest.mark.parametrize("interleaved", [False, True])
+    def test_a_streamed_reply_is_grouped_once(self, interleaved: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A rebuild of sessions whose replies are replaced as they stream groups the batch's postings once, when
+        it settles, whether each session's events come together or several sessions stream at once."""
+        calls: list[int] = []
+
+        def counted(postings: Postings, block_bits: int, posted_from: int) -> Iterator[grouping.Term]:
+            calls.append(len(postings))
+            return group(postings, block_bits, posted_from)
+
+        with tempfile.TemporaryDirectory() as directory, \
+                SessionStore(Path(directory), clock=FakeClock(), durable=False) as store:
+            keys = [f"s{number}" for number in range(3)]
+            # step 0 appends a session's question and the reply's first words, each later step replaces the reply
+            order = ([(key, step) for step in range(6) for key in keys] if interleaved
+                     else [(key, step) for key in keys for step in range(6)])
+            for key, step in order:
+                if step:
+                    store.update_last(key, ChatMessage.assistant("cherry date " * step))
+                else:
+                    store.append_many(key, [ChatMessage.user("apple fig"), ChatMessage.assistant("cherry")])
+            monkeypatch.setattr(writer, "group", counted)
+            store.rebuild_projections(["search"])
+            assert calls == [12]  # the user's message and the last reply of each session: 2 terms each
+            assert sorted(found.key for found in store.search(SessionQuery("date", 5))) == keys
+            assert store.verify().ok
 
 
 class TestReadsMidBatch:

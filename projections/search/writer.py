@@ -37,6 +37,7 @@ from .formats.chunks import (
     chunk_pop,
     chunk_posted,
     chunk_size,
+    message_level,
 )
 from .formats.keys import (
     META_MESSAGES,
@@ -78,6 +79,11 @@ __all__ = ["IndexWriter", "indexed_terms"]
 #: memory (``grouping.Postings``: about 5 bytes a posting, and some 36 more while they are grouped).
 _SETTLE_EVERY = 1 << 22
 _ENTRY_MASK = (1 << _COUNT_SHIFT) - 1
+#: How many of the batch's last appended messages a removal looks through for its message's postings (several
+#: sessions streaming at once interleave their replacements); a message further back is grouped with the rest.
+_UNPOST_WITHIN = 64
+#: A noted repeat (``IndexWriter._repeated``) without its level: its block and map key.
+_NOT_LEVEL = ~(0xFF << 32)
 #: A term the batch holds in this many messages of a session or more has each of them posted for its message maps
 #: (``grouping.group``); the map key of a term in fewer (one) is its entry's tag, which ``_settle_term`` reads for
 #: the blocks that have a map.
@@ -118,7 +124,8 @@ class IndexWriter(IndexReader):
     ``settle`` groups them into each term's best level per session and its new
     message count, and folds those into each term's summary once, so a batch
     of many messages rewrites each block of a summary it touches once (new
-    sessions go to the last blocks, which are extended, not rebuilt).
+    sessions go to the last blocks, which are extended, not rebuilt). A
+    removal of a message whose postings are still there drops them.
     """
 
     def __init__(self, spaces: SearchSpaces, term_ids: TermIds, txn: ReadTransaction, learn: bool = False,
@@ -651,19 +658,75 @@ class IndexWriter(IndexReader):
         if not state.count:
             raise StoreCorrupted(f"the search index is damaged: session {sid} has no message to remove")
         number = (state.count - 1) // CHUNK_MESSAGES
-        raw = self.chunk(sid, number)
-        if raw is None or chunk_size(raw) != state.count - number * CHUNK_MESSAGES:
-            raise StoreCorrupted(f"the search index is damaged: the last chunk of session {sid} is wrong")
-        rest, tids, levels = chunk_pop(raw)
-        state.chunks[number] = rest
-        self._levels_stale.add(sid)
+        tids, levels = self._pop_message(state, sid, number)
         state.dirty.add(number)
         state.count -= 1
         self._messages -= 1
-        for tid, _level in zip(tids, levels):
+        if self._unpost(sid, tids, levels):
+            return
+        self._levels_stale.add(sid)
+        for tid in tids:
             raw_block = self.block_raw(tid, block_of(sid))
             entry = 0 if raw_block is None else Block(raw_block).entry_of(offset_of(sid))
             self._lower(tid, sid, 1, self._entry(sid, tid) if entry & MULTI else 0)
+
+    def _pop_message(self, state: _SessionState, sid: int, number: int) -> tuple[Sequence[int], bytes]:
+        """Take session ``sid``'s last message out of its last chunk (``number``): its term ids and their levels.
+        A message not yet encoded into the chunk leaves the postings kept for it (a streamed reply's replacements
+        encode nothing)."""
+        size = state.count - number * CHUNK_MESSAGES
+        appended = state.appended.get(number)
+        if appended:
+            stored = state.chunks[number]
+            if len(appended) + (0 if stored is None else chunk_size(stored)) != size:
+                raise StoreCorrupted(f"the search index is damaged: the last chunk of session {sid} is wrong")
+            low, high, common, places, own_levels = appended.pop()
+            posted = [*u16s(low), *high]
+            posted_levels = bytearray((common,)) * len(posted)
+            for place, level in zip(places, own_levels):
+                posted_levels[place] = level
+            return posted, bytes(posted_levels)
+        raw = self.chunk(sid, number)
+        if raw is None or chunk_size(raw) != size:
+            raise StoreCorrupted(f"the search index is damaged: the last chunk of session {sid} is wrong")
+        state.chunks[number], tids, levels = chunk_pop(raw)
+        return tids, levels
+
+    def _unpost(self, sid: int, tids: Sequence[int], levels: bytes) -> bool:
+        """Take session ``sid``'s last message (its term ids ``tids`` and their ``levels``) out of the batch if its
+        postings are among the last ``_UNPOST_WITHIN`` messages' of the flat arrays: nothing has grouped them yet, so
+        no term's blocks, message count or maps hold it, and dropping its postings (and its key in its block's
+        messages by level, and the places where a term repeats in it) undoes its append. ``False``, and nothing
+        done, otherwise.
+
+        The session's latest code in the arrays is its last message's: a removal either drops its message's
+        postings here or groups all of them, and so does a clear (through the counts it lowers)."""
+        batch = self._postings
+        codes = batch.codes
+        end = len(codes)
+        at = next((at for at in range(end - 1, max(end - 1 - _UNPOST_WITHIN, -1), -1)
+                   if codes[at] >> _SID_SHIFT == sid), None) if tids else None
+        if at is None:
+            return False
+        code = codes[at]
+        start = len(batch.tids) - sum(batch.sizes[at + 1:]) - len(tids)  # the later messages' postings follow
+        del batch.tids[start:start + len(tids)], codes[at], batch.sizes[at]
+        own = len(levels) - levels.count(code >> 8 & 0xFF)  # its terms at another level than those it holds once
+        if own:  # the session's latest: the later messages' are other sessions'
+            own_codes = batch.own_codes
+            last = next(at for at in range(len(own_codes) - 1, -1, -1) if own_codes[at] >> _SID_SHIFT == sid)
+            del own_codes[last + 1 - own:last + 1], batch.own_tids[last + 1 - own:last + 1]
+        message = ((code & LAST_TAG) ^ LAST_TAG) << MAP_SHIFT | offset_of(sid)
+        if message < LAST_KEYS:
+            common = message_level(levels)
+            self._level_set(block_of(sid), common).discard(message)
+            noted = block_of(sid) << _POSTED_BLOCK | message
+            for tid, level in zip(tids, levels):
+                if level != common:  # its note is the term's last but those of the later messages
+                    repeated = self._repeated[tid]
+                    del repeated[next(at for at in range(len(repeated) - 1, -1, -1)
+                                      if repeated[at] & _NOT_LEVEL == noted)]
+        return True
 
     def _entry(self, sid: int, tid: int) -> int:
         """The summary entry of term ``tid`` over the session's current messages (0: in none)."""
@@ -734,10 +797,10 @@ class IndexWriter(IndexReader):
     def _dictionary_changes(self, txn: ReadTransaction) -> tuple[list[tuple[bytes, bytes | None]],
                                                                   list[tuple[bytes, bytes | None]]]:
         """What ``search.terms`` and ``search.names`` gain and lose (``None``): the new terms that some
-        message still holds come in; every term no message holds any more goes, so that no removed or
-        redacted word stays behind as a key."""
+        message still holds come in (one whose messages were all removed before they settled has no count);
+        every term no message holds any more goes, so that no removed or redacted word stays behind as a key."""
         gone = {tid for tid, df in self._dfs.items() if not df}
-        added = [(tid, key, entry) for tid, (key, entry) in self._new_terms.items() if tid not in gone]
+        added = [(tid, key, entry) for tid, (key, entry) in self._new_terms.items() if self._dfs.get(tid)]
         terms: list[tuple[bytes, bytes | None]] = [(key, entry) for _, key, entry in added]
         names: list[tuple[bytes, bytes | None]] = [(id_key(tid), key) for tid, key, _ in added]
         for tid in gone:
