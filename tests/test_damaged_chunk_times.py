@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from eventstore import ChatMessage, SessionStore, StoreCorrupted
+from eventstore import SessionStore, StoreCorrupted
 from eventstore._time import MAX_MICROS, MIN_MICROS
 from projections.chunk import DamagedChunk, decode_contents, decode_entries, decode_messages
 
 from _damage import change_value
+from test_short_load_damaged_chunks import conversation
 
 _CHUNK_KEY = struct.Struct(">QI")
 _TIME = struct.Struct(">q")
@@ -40,16 +41,11 @@ OUT_OF_RANGE = {"2**62": 2**62, "-2**62": -(2**62), "one past the latest": MAX_M
                 "one before the earliest": MIN_MICROS - 1, "the largest": 2**63 - 1, "the smallest": -(2**63)}
 
 
-def conversation() -> list[ChatMessage]:
-    return [ChatMessage("user" if i % 2 else "assistant", f"message {i} é", {"turn": i} if i % 7 == 0 else None)
-            for i in range(COUNT)]
-
-
 @pytest.fixture(scope="module")
 def written(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("times") / "store"
     with SessionStore(path, durable=False) as store:
-        store.append_many(KEY, conversation())
+        store.append_many(KEY, conversation(COUNT))
     return path
 
 
@@ -96,7 +92,7 @@ def test_the_other_chunk_still_loads_alone(written, tmp_path):
     path = damaged_copy(written, tmp_path, 0, 3, 2**62)
     for cache_sessions in (256, 0):
         with SessionStore(path, cache_sessions=cache_sessions) as store:
-            assert store.load_last(KEY, 6) == conversation()[-6:]
+            assert store.load_last(KEY, 6) == conversation(COUNT)[-6:]
 
 
 @pytest.mark.parametrize("micros", [MAX_MICROS, MIN_MICROS])
@@ -106,7 +102,7 @@ def test_times_at_the_ends_of_the_range_are_kept(written, tmp_path, micros):
     answers = {read: {outcome(path, cache, READS[read]) for cache in (256, 0)} for read in READS}
     assert all(len(given) == 1 for given in answers.values()), answers
     with SessionStore(path) as store:
-        assert store.load(KEY) == conversation()
+        assert store.load(KEY) == conversation(COUNT)
         assert store.load_with_timestamps(KEY)[2].created_at == (datetime.max if micros == MAX_MICROS
                                                                 else datetime.min).replace(tzinfo=UTC)
 
