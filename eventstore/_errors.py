@@ -171,5 +171,6 @@ class StoreUnavailable(EventStoreError):
 
 
 class FeedDiverged(EventStoreError):
-    """The log a subscription follows no longer holds the last event it delivered (a failover to a standby that
-    lacked it, an older backup restored): what the log holds now is not a continuation of what was delivered."""
+    """The log a subscription follows no longer holds the last event it delivered, or the event it was resumed
+    after with the hash given for it (a failover to a standby that lacked it, an older backup restored): what the log
+    holds now is not a continuation of what was delivered."""

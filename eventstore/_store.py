@@ -58,7 +58,7 @@ from ._values import (
 )
 from .events import RecordedEvent
 from .services import transaction as checked
-from .services.arguments import check_count, check_index, check_progress, iterable
+from .services.arguments import check_count, check_event_hash, check_index, check_progress, iterable
 from .services.cache import DecodedSessions
 from .services.feed import Feed
 from .services.maintenance import Maintenance, ProjectionCheckpoint, StoreStats
@@ -552,33 +552,42 @@ class SessionStore:
             check_index(limit, "limit")
         return self._time_travel.events(after, limit)
 
-    def subscribe(self, after: int = 0, timeout: float | None = None, *, unavailable_timeout: float | None = None
-                  ) -> Iterator[RecordedEvent]:
+    def subscribe(self, after: int = 0, timeout: float | None = None, *, unavailable_timeout: float | None = None,
+                  after_hash: str | None = None) -> Iterator[RecordedEvent]:
         """Every event committed after position ``after``, in global order, then each new one as it commits.
 
         A live change feed: each event exactly once, in order, and the iterator keeps waiting for new
         ones, by this process (woken at once) or by others (seen within about 25 ms). Resume after a
-        restart by passing the last position handled. It holds at most one batch of events, so a slow
-        consumer never holds writers up. With ``timeout``, it ends once that many seconds pass without a
-        new event. Closing the store ends it with ``StoreClosed``.
+        restart by passing the last position handled, and that event's ``hash`` as ``after_hash`` to have
+        the log checked first. It holds at most one batch of events, so a slow consumer never holds writers
+        up. With ``timeout``, it ends once that many seconds pass without a new event. Closing the store ends
+        it with ``StoreClosed``.
 
         On PostgreSQL, while the server cannot be reached (a restart) it waits and tries again every half
         second, then goes on from where it was; it raises ``StoreUnavailable`` once that lasted
         ``unavailable_timeout`` seconds (``None``: it waits as long as it takes), or ``timeout`` ran out. It
-        raises ``FeedDiverged`` if the log no longer holds the last event it delivered (a failover, a restore).
+        raises ``FeedDiverged`` if the log no longer holds the last event it delivered (a failover, a restore),
+        or, with ``after_hash``, the event at ``after`` with that hash (it ends before it, or another event
+        took its position), before delivering anything. ``after_hash`` with ``after=0`` is an
+        ``InvalidArgument``: no event is at position 0.
         """
-        return self._follow(self._feed_steps(after, timeout, unavailable_timeout))
+        return self._follow(self._feed_steps(after, timeout, unavailable_timeout, after_hash))
 
-    def _feed_steps(self, after: int, timeout: float | None, unavailable_timeout: float | None
-                    ) -> Iterator[RecordedEvent | float]:
+    def _feed_steps(self, after: int, timeout: float | None, unavailable_timeout: float | None,
+                    after_hash: str | None) -> Iterator[RecordedEvent | float]:
         """The steps of a subscription (see ``services.feed``), its arguments checked; shared with ``aio``."""
         check_index(after, "after")
         if timeout is not None:
             timeout = check_count(timeout, "timeout")
         if unavailable_timeout is not None:
             unavailable_timeout = check_count(unavailable_timeout, "unavailable_timeout")
+        if after_hash is not None:
+            check_event_hash(after_hash, "after_hash")
+            if after == 0:
+                raise InvalidArgument("after_hash names the event at position after, and no event is at 0: pass "
+                                      "it with the position of the last event handled, or subscribe from 0 without")
         feed = Feed(self._feed_batch, self._last_commit)
-        return feed.steps(after, timeout, unavailable_timeout)
+        return feed.steps(after, timeout, unavailable_timeout, after_hash)
 
     def _feed_batch(self, after: int, limit: int, held: str | None) -> list[RecordedEvent] | None:
         """A subscription's read (see ``Feed``)."""

@@ -145,12 +145,12 @@ class AsyncSessionStore:
             raise
         await self._off_loop(transaction.commit)
 
-    def subscribe(self, after: int = 0, timeout: float | None = None, *, unavailable_timeout: float | None = None
-                  ) -> AsyncIterator[RecordedEvent]:
+    def subscribe(self, after: int = 0, timeout: float | None = None, *, unavailable_timeout: float | None = None,
+                  after_hash: str | None = None) -> AsyncIterator[RecordedEvent]:
         """``SessionStore.subscribe`` as an async iterator: it waits on the event loop, woken by this
         process's commits at once and checking for other processes' every 25 ms (and, on PostgreSQL, for
         the server every half second while it cannot be reached)."""
-        return self._follow(self._store._feed_steps(after, timeout, unavailable_timeout))
+        return self._follow(self._store._feed_steps(after, timeout, unavailable_timeout, after_hash))
 
     async def _follow(self, steps: Iterator[RecordedEvent | float]) -> AsyncIterator[RecordedEvent]:
         loop = asyncio.get_running_loop()

@@ -15,7 +15,7 @@ import pytest
 from _unix_proxy import UnixProxy
 
 from eventstore import ChatMessage, SessionStore
-from eventstore.sharedlog.postgres import LISTENER_RELEASE
+from eventstore.sharedlog.postgres_listener import LISTENER_RELEASE
 
 from test_postgres_store import listening
 

@@ -85,9 +85,9 @@ CALLS: list[Callable[[SessionStore], object]] = [
 def test_a_child_s_calls_while_a_parent_s_thread_catches_up_to_another_host_s_commit_raise(open_host, monkeypatch):
     reader, writer = open_host("reader"), open_host("writer")
     reader.append("k", ChatMessage.user("mine"))
-    shared = settled(reader)
+    listener = settled(reader)
     writer.append("k", ChatMessage.assistant("theirs"))
-    arrived(shared)
+    arrived(listener)
     with catching_up(reader, monkeypatch):
         assert [child_status(functools.partial(call, reader)) for call in CALLS] == [0] * len(CALLS)
         assert child_status(reader.close) in (0, 1)  # it returns

@@ -58,12 +58,12 @@ def test_a_notification_parsed_by_libpq_but_not_taken_still_sends_the_next_read_
     listening(one)
     assert [m.content for m in one.load("k")] == ["mine"]
     asked = server_reads(one, monkeypatch)
-    shared = replica_of(one)._shared
-    listener = shared._listener  # type: ignore[attr-defined]
+    listening_end = replica_of(one)._shared._listener  # type: ignore[attr-defined]
+    listener = listening_end._connection
     assert listener is not None
     two.append("k", ChatMessage.assistant("theirs"))
-    with shared._listening:  # type: ignore[attr-defined] # as the watcher holds it: nobody drains meanwhile
-        shared._settled = False  # type: ignore[attr-defined] # as it does: what it reads, it takes itself
+    with listening_end._listening:  # as the watcher holds it: nobody drains meanwhile
+        listening_end._settled = False  # as it does: what it reads, it takes itself
         poller = select.poll()
         poller.register(listener.pgconn.socket, select.POLLIN)
         deadline = time.monotonic() + 10

@@ -28,8 +28,8 @@ def test_a_read_after_another_read_took_a_notification_and_raised_sees_the_commi
     monkeypatch.setattr(replica_module, "QUIET_SECONDS", 60.0)  # the watcher's look, which would find the commit late
     one, two = open_host("one"), open_host("two")
     one.append("k", ChatMessage.user("mine"))
-    shared = settled(one)
-    real_drained = shared._drained
+    listener = settled(one)
+    real_drained = listener._drained
     failed: list[Interrupted] = []
 
     def read_that_fails() -> None:
@@ -40,15 +40,15 @@ def test_a_read_after_another_read_took_a_notification_and_raised_sees_the_commi
 
     first = threading.Thread(target=read_that_fails, name="first reader")
 
-    def drained(listener: psycopg.Connection[Any]) -> list[str]:
-        payloads: list[str] = real_drained(listener)
+    def drained(connection: psycopg.Connection[Any]) -> list[str]:
+        payloads: list[str] = real_drained(connection)
         if payloads and threading.current_thread() is first:
             raise Interrupted("after it took the notifications")
         return payloads
 
-    monkeypatch.setattr(shared, "_drained", drained)
+    monkeypatch.setattr(listener, "_drained", drained)
     two.append("k", ChatMessage.assistant("theirs"))  # acknowledged
-    arrived(shared)
+    arrived(listener)
     first.start()  # finds the socket ready, takes the lock and the notification, and raises
     first.join(30)
     assert len(failed) == 1

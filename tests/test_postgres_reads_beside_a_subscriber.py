@@ -27,7 +27,8 @@ from psycopg import sql
 from eventstore import ChatMessage, RecordedEvent
 from eventstore.services import replica as replica_module
 from eventstore.services.replica import ReplicaStorage
-from eventstore.sharedlog import postgres
+from eventstore.sharedlog import postgres, postgres_connection
+from eventstore.sharedlog.postgres_listener import Listener
 
 from test_postgres_store import listening, open_host, replica_of
 
@@ -83,31 +84,31 @@ class Stall:
 
 def watcher_woken(replica: ReplicaStorage, stall: Stall, monkeypatch: pytest.MonkeyPatch) -> None:
     """The watcher's wait on the listening socket returned, still marked parked, the notification unread."""
-    real_ready = postgres._ready
-    shared = log_of_replica(replica)
+    real_ready = postgres_connection.ready
+    listener = listener_of_replica(replica)
 
     def ready(socket: int, events: int, timeout: float | None) -> bool:
         woken = real_ready(socket, events, timeout)
-        listener = shared._listener
-        if woken and events == select.POLLIN and listener is not None and socket == listener.pgconn.socket:
+        connection = listener._connection
+        if woken and events == select.POLLIN and connection is not None and socket == connection.pgconn.socket:
             stall(WATCHER)
         return woken
 
-    monkeypatch.setattr(postgres, "_ready", ready)
+    monkeypatch.setattr(postgres_connection, "ready", ready)
 
 
 def watcher_holding(replica: ReplicaStorage, stall: Stall, monkeypatch: pytest.MonkeyPatch) -> None:
     """The watcher took the notification from the socket and has not heard of its head."""
-    shared = log_of_replica(replica)
-    real_drained = shared._drained
+    listener = listener_of_replica(replica)
+    real_drained = listener._drained
 
-    def drained(listener: psycopg.Connection[Any]) -> list[str]:
-        payloads: list[str] = real_drained(listener)
+    def drained(connection: psycopg.Connection[Any]) -> list[str]:
+        payloads: list[str] = real_drained(connection)
         if payloads:
             stall(WATCHER)
         return payloads
 
-    monkeypatch.setattr(shared, "_drained", drained)
+    monkeypatch.setattr(listener, "_drained", drained)
 
 
 def watcher_heard(replica: ReplicaStorage, stall: Stall, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -155,10 +156,10 @@ def subscriber_catching_up(replica: ReplicaStorage, stall: Stall, monkeypatch: p
     monkeypatch.setattr(replica, "_fill", fill)
 
 
-def log_of_replica(replica: ReplicaStorage) -> postgres.PostgresLog:
+def listener_of_replica(replica: ReplicaStorage) -> Listener:
     shared = replica._shared
     assert isinstance(shared, postgres.PostgresLog)
-    return shared
+    return shared._listener
 
 
 class Follower:
@@ -199,25 +200,25 @@ class Parks:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.begun = self.taken = self.begun_at_take = 0
-        real_ready = postgres._ready
+        real_ready = postgres_connection.ready
 
         def ready(socket: int, events: int, timeout: float | None) -> bool:
             self.begun += threading.current_thread().name == WATCHER and events == select.POLLIN and bool(timeout)
             return real_ready(socket, events, timeout)
 
-        monkeypatch.setattr(postgres, "_ready", ready)
+        monkeypatch.setattr(postgres_connection, "ready", ready)
 
     def listen(self, replica: ReplicaStorage, monkeypatch: pytest.MonkeyPatch) -> None:
-        shared = log_of_replica(replica)
-        real_drained = shared._drained
+        listener = listener_of_replica(replica)
+        real_drained = listener._drained
 
-        def drained(listener: psycopg.Connection[Any]) -> list[str]:
-            payloads: list[str] = real_drained(listener)
+        def drained(connection: psycopg.Connection[Any]) -> list[str]:
+            payloads: list[str] = real_drained(connection)
             if payloads:
                 self.taken, self.begun_at_take = self.taken + 1, self.begun
             return payloads
 
-        monkeypatch.setattr(shared, "_drained", drained)
+        monkeypatch.setattr(listener, "_drained", drained)
 
     def wait_after(self, replica: ReplicaStorage, taken: int) -> None:
         """Wait until a notification was taken since ``taken`` were counted, and the watcher waits on the listening
@@ -225,10 +226,10 @@ class Parks:
         through the steps the test stalls (injected before that wait began). Between its waits the listener is free,
         and a subscriber's poll (every ``POLL_SECONDS``) or a read that came then would take the notification itself,
         the watcher never reaching the step stalled (on a loaded host, which runs the watcher late)."""
-        shared = log_of_replica(replica)
+        listener = listener_of_replica(replica)
 
         def parked() -> bool:
-            return self.taken > taken and self.begun > self.begun_at_take and shared._parked
+            return self.taken > taken and self.begun > self.begun_at_take and listener._parked
 
         deadline = time.monotonic() + 10
         while not parked() and time.monotonic() < deadline:
@@ -268,8 +269,9 @@ def test_a_read_beside_a_subscriber_stalled_with_another_host_s_commit_sees_it(
         # The watcher may wait already, in a call begun before the steps were injected: woken on its own channel, it
         # waits again through them.
         taken = parks.taken
+        waking = listener_of_replica(replica_of(one))._waking
         with psycopg.connect(postgres_url, autocommit=True) as connection:
-            connection.execute(sql.SQL("NOTIFY {}").format(sql.Identifier(log_of_replica(replica_of(one))._waking)))
+            connection.execute(sql.SQL("NOTIFY {}").format(sql.Identifier(waking)))
         for round_number in range(3):
             subscription.waiting(round_number + 1)
             parks.wait_after(replica_of(one), taken)

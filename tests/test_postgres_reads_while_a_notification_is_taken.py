@@ -13,27 +13,27 @@ import psycopg
 
 from eventstore import ChatMessage
 
-from test_postgres_settled_reads import arrived, log_of, settled
+from test_postgres_settled_reads import arrived, listener_of, settled
 from test_postgres_store import listening, open_host
 
 __all__ = ["open_host"]  # the fixture, used by name
 
 
-def stalled_after_taking(shared: Any, monkeypatch: Any, taker: Callable[[], bool]) -> tuple[threading.Event,
-                                                                                         threading.Event]:
+def stalled_after_taking(listener: Any, monkeypatch: Any, taker: Callable[[], bool]) -> tuple[threading.Event,
+                                                                                           threading.Event]:
     """Once a thread for which ``taker()`` holds took notifications from the listener, it waits until told to go
     on: (taken, go)."""
     taken, go = threading.Event(), threading.Event()
-    real_drained = shared._drained
+    real_drained = listener._drained
 
-    def drained(listener: psycopg.Connection[Any]) -> list[str]:
-        payloads: list[str] = real_drained(listener)
+    def drained(connection: psycopg.Connection[Any]) -> list[str]:
+        payloads: list[str] = real_drained(connection)
         if payloads and taker() and not taken.is_set():
             taken.set()
             go.wait(30)
         return payloads
 
-    monkeypatch.setattr(shared, "_drained", drained)
+    monkeypatch.setattr(listener, "_drained", drained)
     return taken, go
 
 
@@ -49,7 +49,7 @@ def test_a_read_while_the_subscribed_watcher_takes_a_commit_s_notification_sees_
     feed = one.subscribe(timeout=10)  # the watcher waits on the listener for each commit
     assert next(feed).position == 1
     listening(one)
-    taken, go = stalled_after_taking(log_of(one), monkeypatch,
+    taken, go = stalled_after_taking(listener_of(one), monkeypatch,
                                      lambda: threading.current_thread().name == "eventstore-shared-log")
     try:
         two.append("k", ChatMessage.assistant("theirs"))  # acknowledged
@@ -65,12 +65,12 @@ def test_a_read_of_a_settled_listener_while_another_read_takes_a_notification_se
         open_host, postgres_url, monkeypatch):
     one, two = open_host("one"), open_host("two")
     one.append("k", ChatMessage.user("mine"))
-    shared = settled(one)
+    listener = settled(one)
     first = threading.Thread(target=lambda: one.load("k"), name="first reader")
-    taken, go = stalled_after_taking(shared, monkeypatch, lambda: threading.current_thread() is first)
+    taken, go = stalled_after_taking(listener, monkeypatch, lambda: threading.current_thread() is first)
     try:
         two.append("k", ChatMessage.assistant("theirs"))  # acknowledged
-        arrived(shared)
+        arrived(listener)
         first.start()  # finds the socket ready, takes the lock and the notification, and stalls
         assert taken.wait(10)
         round_trip(postgres_url)

@@ -17,7 +17,8 @@ import pytest
 
 from eventstore import ChatMessage, SessionQuery
 from eventstore.services import replica as replica_module
-from eventstore.sharedlog.postgres import PostgresLog, _channel
+from eventstore.sharedlog.postgres import PostgresLog
+from eventstore.sharedlog.postgres_listener import Listener, _channel
 
 from test_postgres_store import listening, open_host, replica_of, server_reads
 
@@ -78,16 +79,20 @@ def log_of(host: Any) -> PostgresLog:
     return shared
 
 
-def settled(host: Any) -> PostgresLog:
-    """The host's log once a read took every notification (reads then poll the socket and nothing else)."""
-    shared = log_of(host)
+def listener_of(host: Any) -> Listener:
+    return log_of(host)._listener
+
+
+def settled(host: Any) -> Listener:
+    """The host's listener once a read took every notification (reads then poll the socket and nothing else)."""
+    listener = listener_of(host)
     listening(host)
     deadline = time.monotonic() + 10
-    while not shared._settled and time.monotonic() < deadline:
+    while not listener._settled and time.monotonic() < deadline:
         host.session_exists("k")
         time.sleep(0.01)
-    assert shared._settled, "no read took the notifications"
-    return shared
+    assert listener._settled, "no read took the notifications"
+    return listener
 
 
 def unhurried_looks(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -96,22 +101,22 @@ def unhurried_looks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(replica_module, "QUIET_SECONDS", 60.0)
 
 
-def arrived(shared: PostgresLog) -> None:
+def arrived(listener: Listener) -> None:
     """Wait until something came on the listening socket (a notification no longer in flight), without taking it."""
     deadline = time.monotonic() + 10
-    while not shared._listener_socket.poll(10) and time.monotonic() < deadline:
+    while not listener._socket.poll(10) and time.monotonic() < deadline:
         pass
 
 
 def test_a_read_with_nothing_new_polls_the_listening_socket_once_and_takes_no_lock(open_host, monkeypatch):
     one = open_host("one")
     one.append("k", ChatMessage.user("mine"))
-    shared = settled(one)
+    listener = settled(one)
     unhurried_looks(monkeypatch)
-    counting = CountingPoll(shared._settled_socket)
-    lock = CountingLock(shared._listening)
-    monkeypatch.setattr(shared, "_settled_socket", counting)
-    monkeypatch.setattr(shared, "_listening", lock)
+    counting = CountingPoll(listener._settled_socket)
+    lock = CountingLock(listener._listening)
+    monkeypatch.setattr(listener, "_settled_socket", counting)
+    monkeypatch.setattr(listener, "_listening", lock)
     asked = server_reads(one, monkeypatch)
     for _ in range(100):
         assert [m.content for m in one.load("k")] == ["mine"]
@@ -127,14 +132,14 @@ def test_another_process_s_commit_is_read_after_its_notification_came_and_a_roun
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert other.stdin is not None and other.stdout is not None
     assert other.stdout.readline() == "ready\n"
-    shared = settled(one)
+    listener = settled(one)
     asked = server_reads(one, monkeypatch)
     other.stdin.write("go\n")
     other.stdin.flush()
     assert other.stdout.readline() == "appended\n"  # its commit acknowledged
     other.stdin.close()
     assert other.wait(60) == 0
-    arrived(shared)
+    arrived(listener)
     with psycopg.connect(postgres_url, autocommit=True) as connection:  # the round trip
         connection.execute("SELECT 1")
     assert [m.content for m in one.load("k")] == ["mine", "theirs"]
@@ -145,22 +150,23 @@ def test_another_process_s_commit_is_read_after_its_notification_came_and_a_roun
 def test_a_lost_notification_is_found_by_the_watcher_s_look(open_host, monkeypatch):
     one, two = open_host("one"), open_host("two")
     one.append("k", ChatMessage.user("mine"))
-    shared = settled(one)
-    listener = shared._listener
-    assert listener is not None
-    channel = _channel(listener)
-    with shared._listening:  # as the watcher holds it: nobody else uses the listener meanwhile
-        listener.execute(f'UNLISTEN "{channel}"')
+    listener = settled(one)
+    connection = listener._connection
+    assert connection is not None
+    channel = _channel(connection)
+    with listener._listening:  # as the watcher holds it: nobody else uses the listener meanwhile
+        connection.execute(f'UNLISTEN "{channel}"')
         two.append("k", ChatMessage.assistant("unheard"))  # its notification reaches nobody here
-        listener.execute(f'LISTEN "{channel}"')
+        connection.execute(f'LISTEN "{channel}"')
     looks: list[float] = []
-    real_wait = shared.wait
+    log = log_of(one)
+    real_wait = log.wait
 
     def wait(seen: int, timeout: float, listening: Any) -> int:
         looks.append(timeout)
         return real_wait(seen, timeout, listening)
 
-    monkeypatch.setattr(shared, "wait", wait)
+    monkeypatch.setattr(log, "wait", wait)
     deadline = time.monotonic() + 10
     while len(one.load("k")) < 2 and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -171,11 +177,10 @@ def test_a_lost_notification_is_found_by_the_watcher_s_look(open_host, monkeypat
 def test_a_listening_connection_that_is_gone_sends_the_reads_to_the_server(open_host, postgres_url, monkeypatch):
     one, two = open_host("one"), open_host("two")
     one.append("k", ChatMessage.user("mine"))
-    shared = settled(one)
-    listener = shared._listener
-    assert listener is not None
+    listening_connection = settled(one)._connection
+    assert listening_connection is not None
     with psycopg.connect(postgres_url, autocommit=True) as connection:
-        connection.execute("SELECT pg_terminate_backend(%s, 10000)", (listener.info.backend_pid,))
+        connection.execute("SELECT pg_terminate_backend(%s, 10000)", (listening_connection.info.backend_pid,))
     two.append("k", ChatMessage.assistant("after"))
     asked = server_reads(one, monkeypatch)
     assert [m.content for m in one.load("k")] == ["mine", "after"]
@@ -211,13 +216,13 @@ def test_a_search_of_a_settled_listener_reads_the_replica_once_and_polls_once(op
     one = open_host("one")
     one.append("k", ChatMessage.user("a trip to lisbon"))
     assert [m.key for m in one.search(SessionQuery(keyword="lisbon"))] == ["k"]  # the index caught up
-    shared = settled(one)
+    listener = settled(one)
     unhurried_looks(monkeypatch)
     replica = replica_of(one)
-    counting = CountingPoll(shared._settled_socket)
-    lock = CountingLock(shared._listening)
-    monkeypatch.setattr(shared, "_settled_socket", counting)
-    monkeypatch.setattr(shared, "_listening", lock)
+    counting = CountingPoll(listener._settled_socket)
+    lock = CountingLock(listener._listening)
+    monkeypatch.setattr(listener, "_settled_socket", counting)
+    monkeypatch.setattr(listener, "_listening", lock)
     real_read = replica._inner.read
     transactions: list[None] = []
 

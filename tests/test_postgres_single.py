@@ -19,6 +19,7 @@ import pytest
 from eventstore import ChatMessage, EventStoreError, SessionStore, StoreCorrupted, WrongExpectedVersion
 from eventstore.sharedlog import Commit, HeadMoved, NewEvent, RecordTaken, Rewrite, SessionAppend, SharedRecord
 from eventstore.sharedlog.postgres import PostgresLog
+from eventstore.sharedlog.postgres_listener import Listener
 
 from conftest import schema_url
 from postgres_server import PostgresServer
@@ -157,13 +158,13 @@ def test_a_listener_takes_the_head_from_a_lone_commands_notification_and_asks_af
     log.commit(Commit((append("a", 0, "one"),)))
     listener = PostgresLog(postgres_url)
     asked: list[int] = []
-    real = PostgresLog._head
+    real = Listener._head
 
     def head(connection: psycopg.Connection[Any]) -> int:
         asked.append(real(connection))
         return asked[-1]
 
-    monkeypatch.setattr(PostgresLog, "_head", staticmethod(head))
+    monkeypatch.setattr(Listener, "_head", staticmethod(head))
     try:
         assert listener.wait(0, 30.0, lambda: None) == 1 and asked == [1]  # a new listener asks
         answers: list[int] = []

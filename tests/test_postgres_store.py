@@ -266,8 +266,8 @@ def test_with_the_listener_killed_reads_ask_the_server(open_host, postgres_url, 
     one.append("k", ChatMessage.user("mine"))
     listening(one)
     shared = replica_of(one)._shared
-    assert isinstance(shared, PostgresLog) and shared._listener is not None
-    listener = shared._listener.info.backend_pid
+    assert isinstance(shared, PostgresLog) and shared._listener._connection is not None
+    listener = shared._listener._connection.info.backend_pid
 
     def away(seen, timeout, listening):
         raise StoreUnavailable("the listener stays down")

@@ -14,7 +14,7 @@ import psycopg
 from eventstore import ChatMessage
 
 from test_postgres_fork_mid_catch_up import child_status
-from test_postgres_settled_reads import arrived, log_of, settled
+from test_postgres_settled_reads import arrived, listener_of, settled
 from test_postgres_store import open_host, server_reads
 
 __all__ = ["open_host"]  # the fixture, used by name
@@ -23,9 +23,9 @@ __all__ = ["open_host"]  # the fixture, used by name
 def test_a_child_s_read_takes_none_of_the_parent_s_notifications(open_host, postgres_url, monkeypatch):
     one, two = open_host("one"), open_host("two")
     one.append("k", ChatMessage.user("mine"))
-    shared = settled(one)
+    listener = settled(one)
     two.append("k", ChatMessage.assistant("theirs"))  # acknowledged
-    arrived(shared)  # its notification waits on the socket the child shares
+    arrived(listener)  # its notification waits on the socket the child shares
     assert child_status(lambda: one.load("k")) == 0
     with psycopg.connect(postgres_url, autocommit=True) as connection:  # the round trip
         connection.execute("SELECT 1")
@@ -37,10 +37,10 @@ def test_a_child_s_read_takes_none_of_the_parent_s_notifications(open_host, post
 def test_a_child_s_close_leaves_the_parent_s_connections_open(open_host, postgres_url):
     one, two = open_host("one"), open_host("two")
     one.append("k", ChatMessage.user("mine"))
-    shared = settled(one)
+    listener = settled(one)
     assert child_status(one.close) in (0, 1)
     two.append("k", ChatMessage.assistant("theirs"))
-    arrived(shared)
+    arrived(listener)
     with psycopg.connect(postgres_url, autocommit=True) as connection:
         connection.execute("SELECT 1")
     assert [m.content for m in one.load("k")] == ["mine", "theirs"]
@@ -53,7 +53,7 @@ def test_a_child_s_close_while_the_parent_s_watcher_waits_neither_hangs_nor_cuts
     one.append("k", ChatMessage.user("mine"))
     feed = one.subscribe(timeout=10)  # the watcher then waits on the listener, holding its lock
     assert next(feed).position == 1
-    waiting = log_of(one)._listening
+    waiting = listener_of(one)._listening
     deadline = time.monotonic() + 10
     while not waiting.locked() and time.monotonic() < deadline:
         time.sleep(0.001)

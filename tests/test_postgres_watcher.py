@@ -116,7 +116,8 @@ def test_connections_on_descriptors_past_1024_serve_reads_commands_and_the_feed(
         assert next(feed).position == 2
         shared = replica_of(one)._shared
         assert isinstance(shared, PostgresLog)
-        sockets = [connection.pgconn.socket for connection in [*shared._idle, shared._listener] if connection]
+        sockets = [connection.pgconn.socket for connection in [*shared._idle, shared._listener._connection]
+                   if connection]
         assert sockets and min(sockets) >= 1024  # the test reached what it means to
     finally:
         for descriptor in padding:

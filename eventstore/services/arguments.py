@@ -11,7 +11,8 @@ from .._errors import InvalidArgument, shown
 from .._time import Clock, to_micros
 from .._values import ChatMessage, utc
 
-__all__ = ["recordable", "now_micros", "check_index", "check_count", "check_progress", "check_message", "iterable"]
+__all__ = ["recordable", "now_micros", "check_index", "check_count", "check_event_hash", "check_progress",
+           "check_message", "iterable"]
 
 
 def recordable(moment: object) -> int:
@@ -41,6 +42,14 @@ def check_count(value: object, what: str) -> float:
         return float(value)
     except OverflowError:
         return math.inf
+
+
+def check_event_hash(value: object, what: str) -> str:
+    """An event's chain hash as ``RecordedEvent.hash`` gives it: 64 lowercase hex digits."""
+    if not (isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)):
+        raise InvalidArgument(f"{what} must be an event's hash (64 lowercase hex digits, as RecordedEvent.hash), "
+                              f"not {shown(value, 70)}")
+    return value
 
 
 def check_progress(progress: object) -> Progress | None:

@@ -18,7 +18,9 @@ Such a log may also come back without the newest events a feed delivered (a fail
 an older backup restored), and other events may take their positions. Each read after a delivery therefore checks, in
 the same read, that the log still holds the last event delivered (its hash, one lookup): reading on from the position
 alone would skip the events that took the lost ones' positions and go on as if they never came. A feed that finds it
-gone raises ``FeedDiverged``.
+gone raises ``FeedDiverged``. A feed resumed from a saved position and the hash its event had (a consumer that
+restarted) makes the same check from its first read, so a log that lost what the consumer handled is found before
+anything is delivered, not skipped over.
 """
 
 from __future__ import annotations
@@ -46,8 +48,8 @@ class Feed:
 
     Args:
         read_batch: ``read_batch(after, limit, held)``: up to ``limit`` events after position ``after``; with
-            ``held``, the hash the event at ``after`` had when it was delivered, read with them (one read), and
-            ``None`` instead of them if the log no longer holds that event.
+            ``held``, the hash the event at ``after`` had when it was delivered (or as the caller saved it), read
+            with them (one read), and ``None`` instead of them if the log does not hold that event.
         last_commit: changes with every commit to the store, by any process.
     """
 
@@ -56,15 +58,19 @@ class Feed:
         self._read_batch = read_batch
         self._last_commit = last_commit
 
-    def steps(self, after: int, timeout: float | None, unavailable_timeout: float | None = None
-              ) -> Iterator[RecordedEvent | float]:
+    def steps(self, after: int, timeout: float | None, unavailable_timeout: float | None = None,
+              after_hash: str | None = None) -> Iterator[RecordedEvent | float]:
         """Each event after ``after`` in order, and, when caught up, how many seconds to wait (a float)
         before looking again; the caller waits that long or until this process commits. Ends once
         ``timeout`` seconds pass without a new event (never, with ``None``). While the server cannot be
         reached it waits too, and raises ``StoreUnavailable`` once that lasted ``unavailable_timeout``
-        seconds (never, with ``None``) or ``timeout`` ran out."""
+        seconds (never, with ``None``) or ``timeout`` ran out. With ``after_hash``, the hash the event at
+        ``after`` had when the caller handled it, every read checks that event as it checks one delivered, and
+        raises ``FeedDiverged`` if the log does not hold it."""
         position = after
-        delivered: str | None = None  # the hash of the event at ``position``, once this feed delivered it
+        # The hash of the event at ``position``: the caller's while ``resumed``, until this feed delivered one.
+        delivered = after_hash
+        resumed = after_hash is not None
         idle_since = time.monotonic()
         unreachable_since: float | None = None
         while True:
@@ -87,11 +93,11 @@ class Feed:
                 continue
             unreachable_since = None
             if batch is None:
-                raise FeedDiverged(f"the log no longer holds event {position} as this subscription delivered it (a "
-                                   f"failover or a restore lost it): subscribe again from a position both agree on")
+                raise FeedDiverged(_diverged(position, resumed))
             if batch:
                 yield from batch
                 position, delivered = batch[-1].position, batch[-1].hash
+                resumed = False
                 idle_since = time.monotonic()
                 continue
             while self._last_commit() == seen:
@@ -102,3 +108,14 @@ class Feed:
                         return
                     wait = min(wait, remaining)
                 yield wait
+
+
+def _diverged(position: int, resumed: bool) -> str:
+    """What a feed that finds the log without the event at ``position`` says: what happened, and what to do."""
+    if resumed:
+        return (f"the log does not hold event {position} with the hash saved for it (it ends before it, or another "
+                f"event took its position: a failover or a restore lost it, or the position comes from another "
+                f"store): the events after it here do not follow those handled; rebuild what was derived from the "
+                f"feed from a position both agree on (0, or an earlier one whose event still has its saved hash)")
+    return (f"the log no longer holds event {position} as this subscription delivered it (a failover or a restore "
+            f"lost it): subscribe again from a position both agree on")

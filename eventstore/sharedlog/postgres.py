@@ -1,4 +1,4 @@
-"""The shared log on PostgreSQL: the only module that imports a PostgreSQL driver (psycopg 3).
+"""The shared log on PostgreSQL: with the modules beside it, the only ones that import a PostgreSQL driver (psycopg 3).
 
 Tables (in the connection's ``search_path``): ``es_meta`` (the format marker), ``es_head`` (one row: the
 last position and its hash), ``es_sessions`` (each session's version and latest recorded time),
@@ -13,33 +13,30 @@ never skips one that commits late, as readers of sequences do). It computes each
 exactly as ``eventstore._log.chain_hash`` does. A group's procedure commits that and a ``NOTIFY`` without waiting
 for the flush, then flushes in a transaction of its own; a command alone (``es_append_alone``) leaves the flush to
 a second transaction the client sends right behind it: no lock is held through a flush. The schema's SQL, format by
-format, and its upgrades are in ``postgres_schema``.
+format, and its upgrades are in ``postgres_schema``; the listening connection, which tells a store of the commits
+(``wait``, ``heard``), in ``postgres_listener``; opening a connection and reading an idle one's socket, which both
+do, in ``postgres_connection``.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import select
-import socket
 import struct
 import threading
-import time
-import uuid
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg import pq, sql
+from psycopg import pq
 from psycopg.abc import Buffer
 from psycopg.adapt import Dumper
 
 from .._errors import (
     EventStoreError,
     IncompatibleStore,
-    InvalidArgument,
     StoreBusy,
     StoreClosed,
     StoreCorrupted,
@@ -51,27 +48,19 @@ from .._errors import (
 )
 from .._log import GENESIS_HASH
 from . import Commit, Committed, HeadMoved, RecordTaken, SharedEvent, SharedHead, SharedRecord
+from .postgres_connection import connect, read_waiting, ready, reason, unavailable
+from .postgres_listener import NO_HEAD, Listener
 from .postgres_schema import CREATE, SCHEMA_FORMAT, UPGRADES
 
-__all__ = ["PostgresLog", "SCHEMA_FORMAT", "SHARED_CHANNEL", "TURN_WAIT"]
+__all__ = ["PostgresLog", "SCHEMA_FORMAT", "TURN_WAIT"]
 
 T = TypeVar("T")
 
-#: The channel every log notified before format 6, which gives each schema its own (``postgres_schema``): a read-only
-#: store of an older format listens there.
-SHARED_CHANNEL = "eventstore_log"
 #: How long a writer waits for a session's turn, in seconds, before it gives up with ``StoreBusy``: far longer than a
 #: turn is held (a catch-up and one commit), so only a holder that stopped runs it out (a host paused, or cut off
 #: with its connection still open), which would otherwise hold up every writer of that session until its connection
 #: died.
 TURN_WAIT = 30.0
-#: Seconds ``close`` waits for the watcher to let the listening connection go before it ends that connection's
-#: socket under it: a watcher waiting on a connection whose server is gone, its end not arrived (a network that lost
-#: it), would wait until the kernel gave up on it, and the close with it.
-LISTENER_RELEASE = 2.0
-#: How often, in seconds, a read waiting for the listener another thread holds looks whether it is the watcher
-#: parked with nothing come (``PostgresLog._heard_while_held``).
-_HELD_LOOK = 0.001
 
 # Binary parameters: payloads and digests go as they are, not spelled out in hex (about a tenth of a commit's
 # client CPU time, docs/postgres.md); every statement is prepared (``prepare_threshold=0``).
@@ -94,21 +83,8 @@ FROM es_head h LEFT JOIN LATERAL (SELECT * FROM es_events WHERE position > %s OR
 
 #: What a caller learns of a command whose call failed: the server may have committed it before the failure.
 _IN_DOUBT = "the command may or may not have been recorded: retry it with the same idempotency_key"
-#: ``es_head`` holds one row from the schema's creation on; every read and the watcher ask it for the head.
-_NO_HEAD = "the PostgreSQL log's head row (es_head) is missing"
 #: Whether the role may call what ``es_append_many`` calls after its first transaction committed.
 _MAY_FLUSH = "SELECT has_function_privilege('pg_logical_emit_message(boolean, text, text)', 'EXECUTE')"
-
-
-def _reason(exc: psycopg.Error) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-
-
-def _unavailable(exc: psycopg.Error, doing: str) -> EventStoreError:
-    reason = _reason(exc)
-    if isinstance(exc, psycopg.OperationalError):
-        return StoreUnavailable(f"PostgreSQL cannot be reached while {doing}: {reason}")
-    return EventStoreError(f"PostgreSQL failed while {doing}: {reason}")
 
 
 def _answer(commit: Commit, first: int | None, head: int | None, head_hash: bytes | None, refusal: str | None,
@@ -197,74 +173,10 @@ def _columns(commits: Sequence[Commit]) -> tuple[_Array, ...]:
 
 
 def _connect(url: str, **options: Any) -> psycopg.Connection[Any]:
-    """A connection to ``url``; a URL libpq cannot parse is the caller's mistake, told without its password
-    (libpq quotes the URL, or the token it could not decode)."""
-    try:
-        connection = psycopg.connect(url, autocommit=True, **options)
-        connection.adapters.register_dumper(_Array, _ArrayDumper)
-        connection.add_notice_handler(_farewell_noted(weakref.ref(connection)))
-        return connection
-    except psycopg.ProgrammingError as exc:
-        reason = _reason(exc)
-        password = url.partition("://")[2].partition("/")[0].rpartition("@")[0].partition(":")[2]
-        raise InvalidArgument("not a valid PostgreSQL URL: "
-                              + (reason.replace(password, "***") if password else reason)) from None
-
-
-def _channel(connection: psycopg.Connection[Any]) -> str:
-    """The channel the schema's commits notify: its own since format 6, the shared one before (a read-only store
-    reads an older format as it is)."""
-    if connection.execute("SELECT to_regproc('es_channel')").fetchone() == (None,):
-        return SHARED_CHANNEL
-    row = connection.execute("SELECT es_channel()").fetchone()
-    if row is None or not isinstance(row[0], str):
-        raise StoreCorrupted("the log's es_channel() names no channel")
-    return row[0]
-
-
-def _read_waiting(connection: psycopg.Connection[Any]) -> None:
-    """Read what waits on an idle connection's socket (notifications, the server's goodbye), without waiting.
-
-    Raises:
-        psycopg.OperationalError: the server closed the connection. libpq reads a closed socket as open until a
-            read meets its end, which may be a read after the one that takes the server's last message: each read
-            runs while the socket has something to read (it has nothing on a live idle connection, most of the time).
-            Where the end has not arrived yet (a network that delivers it late), the goodbye read tells it: libpq
-            keeps such a connection's status as it was and passes the goodbye to the notice handler (``_connect``'s).
-    """
-    pgconn = connection.pgconn
-    read = False
-    for _ in range(_READS_WHILE_IDLE):
-        if not _ready(pgconn.socket, select.POLLIN, 0):
-            break
-        pgconn.consume_input()
-        read = True
-    if read:
-        pgconn.is_busy()  # parses what the reads brought: a goodbye reaches the notice handler now
-    if connection in _SAID_GOODBYE:
-        raise psycopg.OperationalError("the server closed the connection (its goodbye came before its end)")
-
-
-def _farewell_noted(connection: weakref.ref[psycopg.Connection[Any]]) -> Callable[[psycopg.errors.Diagnostic], None]:
-    """A notice handler that marks ``connection`` as closed by the server when its goodbye (a fatal error, sent on
-    an idle connection as the server closes it: a restart, a terminated backend) arrives. A weak reference: the
-    connection holds its handler."""
-
-    def noted(diagnostic: psycopg.errors.Diagnostic) -> None:
-        closed = connection()
-        if closed is not None and diagnostic.severity_nonlocalized in ("FATAL", "PANIC"):
-            _SAID_GOODBYE.add(closed)
-
-    return noted
-
-
-def _ready(socket: int, events: int, timeout: float | None) -> bool:
-    """Wait (the GIL released) at most ``timeout`` seconds (``None``: as long as it takes) until ``socket`` is ready
-    for ``events``; whether it is. ``poll`` rather than ``select``, which refuses descriptors of 1024 and above (a
-    process with many open files, a gateway's sockets, has them)."""
-    poller = select.poll()
-    poller.register(socket, events)
-    return bool(poller.poll(None if timeout is None else math.ceil(timeout * 1000)))
+    """A connection to ``url`` that sends the calls' arrays as they are (``_Array``)."""
+    connection = connect(url, **options)
+    connection.adapters.register_dumper(_Array, _ArrayDumper)
+    return connection
 
 
 def _take_turns(connection: psycopg.Connection[Any], keys: list[str]) -> None:
@@ -286,13 +198,8 @@ def _take_turns(connection: psycopg.Connection[Any], keys: list[str]) -> None:
 
 
 _INT8_VALUE = struct.Struct(">q")
-#: At most how many reads ``_read_waiting`` makes: the server's goodbye and the end of the socket take two; more is a
-#: stream of notifications still coming, from a server that is there.
-_READS_WHILE_IDLE = 4
 #: The connections on which the lone command's statements are prepared (``_prepare_lone``).
 _PREPARED: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
-#: The connections whose server said goodbye (``_farewell_noted``): closed, though libpq may not know it yet.
-_SAID_GOODBYE: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
 
 
 def _prepare_lone(connection: psycopg.Connection[Any]) -> None:
@@ -341,13 +248,13 @@ def _call_alone(connection: psycopg.Connection[Any], parameters: Sequence[bytes 
 def _send(pgconn: pq.abc.PGconn) -> None:
     """Send what libpq buffered, waiting for the socket (the GIL released) while it is full."""
     while pgconn.flush():
-        _ready(pgconn.socket, select.POLLOUT, None)
+        ready(pgconn.socket, select.POLLOUT, None)
 
 
 def _result(pgconn: pq.abc.PGconn) -> pq.abc.PGresult | None:
     """The next result, waiting for it on the socket (the GIL released, so other threads run meanwhile)."""
     while pgconn.is_busy():
-        _ready(pgconn.socket, select.POLLIN, None)
+        ready(pgconn.socket, select.POLLIN, None)
         pgconn.consume_input()
     return pgconn.get_result()
 
@@ -392,8 +299,8 @@ class _Flush:
         if failed is None:
             return None
         if isinstance(failed, psycopg.OperationalError):
-            return StoreUnavailable(f"PostgreSQL cannot be reached ({_reason(failed)}); {_IN_DOUBT}")
-        return EventStoreError(f"PostgreSQL failed while flushing ({_reason(failed)}); {_IN_DOUBT}")
+            return StoreUnavailable(f"PostgreSQL cannot be reached ({reason(failed)}); {_IN_DOUBT}")
+        return EventStoreError(f"PostgreSQL failed while flushing ({reason(failed)}); {_IN_DOUBT}")
 
 
 def _wait_all(flushes: list[_Flush]) -> None:
@@ -425,25 +332,14 @@ class PostgresLog:
         self._turns = threading.local()  # .connection, .keys: the connection and sessions of this thread's turn
         self._deferred = threading.local()  # .flushes: this thread's flushes under way, within ``unflushed``
         self._closed = False
-        self._listener: psycopg.Connection[Any] | None = None
-        self._heard: int | None = None  # the head the listener last heard of (a query, a notification)
-        self._kept: list[str] = []  # payloads of notifications psycopg received during a query on the listener
-        self._listener_socket = select.poll()  # the listener's socket, registered as it connects (``_quiet``)
-        self._listening = threading.Lock()
-        # Set by a reader that took every notification (``_listening`` held), nothing kept, parsed or said goodbye
-        # since, and cleared by whatever may leave one behind (a query on the listener, the waiter, a new listener):
-        # while set, what comes shows on the socket, and ``heard`` polls it without the lock or further checks.
-        self._settled = False
-        # The settled listener's socket, polled by the reads without the lock: a poll object of its own, since one
-        # thread's poll of an object while another polls it raises (they then take the lock, as ``_quiet`` polls).
-        self._settled_socket = select.poll()
-        # Set while the watcher waits on the listener's socket with every notification taken and heard of (only
-        # then may a read that finds it holding the lock, and nothing on the socket, trust the head heard of).
-        self._parked = False
-        self._waking = f"eventstore_wake_{uuid.uuid4().hex}"  # the listener's own channel: close wakes it there
         # A forked child shares every socket of the parent's connections: it must neither read from them (it would
         # take the parent's notifications) nor send on them, nor wait for a lock a parent's thread held at the fork.
         self._pid = os.getpid()
+        self._listener = Listener(lambda: _connect(url), self._refuse_if_forked)
+        # The protocol's calls on the listening connection are the listener's, bound as they are: every read calls
+        # ``heard``, whose cost is kept to one poll, and a method handing it on would add a call to it.
+        self.wait = self._listener.wait
+        self.heard = self._listener.heard
         self._call(lambda connection: self._prepare(connection, create), "opening the store")
 
     # -- connections ------------------------------------------------------------------
@@ -486,7 +382,7 @@ class PostgresLog:
                     return None
                 connection = self._idle.pop()
             try:
-                _read_waiting(connection)
+                read_waiting(connection)
                 return connection
             except psycopg.Error:
                 connection.close()
@@ -503,7 +399,7 @@ class PostgresLog:
             with self._connection() as connection:
                 return body(connection)
         except psycopg.Error as exc:
-            raise _unavailable(exc, doing) from None
+            raise unavailable(exc, doing) from None
 
     def _prepare(self, connection: psycopg.Connection[Any], create: bool) -> None:
         """Create the tables in an empty schema and upgrade an older format (``create``), refuse a newer one, and a
@@ -547,7 +443,7 @@ class PostgresLog:
                     with suppress(psycopg.Error):  # a broken connection loses its locks as it closes
                         connection.execute("SELECT pg_advisory_unlock_all()")
         except psycopg.Error as exc:
-            raise _unavailable(exc, "taking a session's turn") from None
+            raise unavailable(exc, "taking a session's turn") from None
 
     def commit(self, commit: Commit) -> Committed:
         answer = self.commit_many((commit,))[0]
@@ -621,9 +517,9 @@ class PostgresLog:
             with self._connection() as connection:
                 return body(connection)
         except psycopg.OperationalError as exc:
-            raise StoreUnavailable(f"PostgreSQL cannot be reached ({_reason(exc)}); {_IN_DOUBT}") from None
+            raise StoreUnavailable(f"PostgreSQL cannot be reached ({reason(exc)}); {_IN_DOUBT}") from None
         except psycopg.Error as exc:  # maybe after the call's first transaction committed (docs/postgres.md)
-            raise EventStoreError(f"PostgreSQL failed while committing ({_reason(exc)}); {_IN_DOUBT}") from None
+            raise EventStoreError(f"PostgreSQL failed while committing ({reason(exc)}); {_IN_DOUBT}") from None
 
     def records(self, wanted: Sequence[tuple[str, bytes]]) -> list[SharedRecord]:
         def body(connection: psycopg.Connection[Any]) -> list[SharedRecord]:
@@ -636,208 +532,23 @@ class PostgresLog:
         def body(connection: psycopg.Connection[Any]) -> SharedHead:
             rows = connection.execute(_READ, (after, limit)).fetchall()
             if not rows:
-                raise StoreCorrupted(_NO_HEAD)
+                raise StoreCorrupted(NO_HEAD)
             events = tuple(SharedEvent(row[2], row[3], row[4], row[5], bytes(row[6]), row[7], row[8], bytes(row[9]),
                                        bytes(row[10]), bytes(row[11]), row[12]) for row in rows if row[2] is not None)
             return SharedHead(rows[0][0], bytes(rows[0][1]), events)
 
         return self._call(body, "reading the log")
 
-    def wait(self, seen: int, timeout: float, listening: Callable[[], None]) -> int:
-        self._refuse_if_forked()
-        with self._listening:  # one listening connection; the waiters take turns
-            self._settled = False  # what it reads from the socket, it takes itself: readers wait for it (``heard``)
-            if self._closed:
-                raise StoreClosed("the store is closed")
-            try:
-                if self._listener is not None and not self._listener.closed:
-                    try:
-                        _read_waiting(self._listener)  # before a query on it: its server may have said goodbye
-                    except psycopg.OperationalError:
-                        self._listener.close()  # listen on a new one
-                if self._listener is None or self._listener.closed:
-                    self._listener = _connect(self.url)
-                    kept = self._kept
-                    kept.clear()
-                    self._listener.add_notify_handler(lambda notification: kept.append(notification.payload))
-                    self._listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(_channel(self._listener))))
-                    self._listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._waking)))
-                    self._listener_socket, self._settled_socket = select.poll(), select.poll()
-                    self._listener_socket.register(self._listener.pgconn.socket, select.POLLIN)
-                    self._settled_socket.register(self._listener.pgconn.socket, select.POLLIN)
-                    self._heard = None
-                # The head the listener last heard of is the head while no notification waits for it (they wait on
-                # its socket, or in ``_kept``): no query when nothing moved.
-                position = seen if self._heard == seen else self._head(self._listener)
-                if position == seen and not self._closed:
-                    listening()
-                    position = self._next_head(self._listener, seen, timeout)
-                self._heard = position
-            except psycopg.Error as exc:
-                if self._listener is not None:
-                    self._listener.close()
-                if self._closed:
-                    raise StoreClosed("the store is closed") from None
-                raise _unavailable(exc, "waiting for commits") from None
-            if self._closed:
-                raise StoreClosed("the store is closed")
-            return position
-
-    def heard(self, seen: int) -> int | None:
-        if self._settled:
-            # Nothing came since every notification was taken (the poll checks it once more).
-            quiet = self._quiet_head(seen, parked=False)
-            if quiet is not None:
-                return quiet
-        self._refuse_if_forked()  # past the settled reads' poll, which reads nothing: their cost stays one poll
-        if self._listening.acquire(blocking=False):
-            return self._heard_holding(seen)
-        return self._heard_while_held(seen)
-
-    def _quiet_head(self, seen: int, parked: bool) -> int | None:
-        """The head heard of when nothing is on the listening socket and the mark (the watcher parked, or the
-        listener settled) is still set once it was polled; ``None`` when either fails. The mark is read after the
-        poll: whatever takes notifications clears it first, and sets it again only once the head they name is heard
-        of."""
-        try:
-            if not self._settled_socket.poll(0) and (self._parked if parked else self._settled):
-                heard = self._heard
-                return heard if heard is not None and heard > seen else seen
-        except RuntimeError:  # another reader polls it this moment
-            pass
-        return None
-
-    def _heard_holding(self, seen: int) -> int | None:
-        """``heard`` by the thread that took the listener's lock, which it releases."""
-        try:
-            listener = self._listener
-            if self._closed or listener is None or listener.closed or self._heard is None:
-                return None
-            try:
-                quiet = self._quiet(listener)
-                if not quiet:
-                    self._settled = False  # before it takes them: the settled reads wait for the head they name
-                payloads = [] if quiet else self._drained(listener)
-                position = max(seen, self._heard)
-                if payloads and all(payload.isdigit() for payload in payloads):
-                    position = max(position, *(int(payload) for payload in payloads))
-                elif payloads:  # a group's commit names no head
-                    position = self._head(listener)
-            except BaseException as failure:
-                # It may have taken notifications whose head nobody heard of: until the watcher asks the server for
-                # the head, the reads do.
-                self._settled = False
-                self._heard = None
-                if not isinstance(failure, psycopg.Error):
-                    raise
-                listener.close()  # the watcher's next wait connects again
-                return None
-            self._heard = position
-            self._settled = not self._kept  # a query for the head may have received notifications: kept for the next
-            return position
-        finally:
-            self._listening.release()
-
-    def _heard_while_held(self, seen: int) -> int | None:
-        """``heard`` while another thread holds the listener, which may have taken a notification whose head it has
-        not heard of yet (a subscribed watcher waking, a read draining the socket; a loaded host may not run it for a
-        while): the head heard of once that thread is the watcher waiting for the next commit with nothing come
-        since (the parked mark read after the poll, as the settled mark is), or what this thread hears once it holds
-        the listener itself; ``None`` (ask the server) if neither comes within ``LISTENER_RELEASE`` seconds."""
-        deadline = time.monotonic() + LISTENER_RELEASE
-        while True:
-            quiet = self._quiet_head(seen, parked=True)
-            if quiet is not None:
-                return quiet
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            if self._listening.acquire(timeout=min(remaining, _HELD_LOOK)):
-                return self._heard_holding(seen)
-
-    def _quiet(self, listener: psycopg.Connection[Any]) -> bool:
-        """Whether nothing came on the listener since it was last drained, told without reading it: no payload kept,
-        no goodbye noted, nothing on its socket (one poll, through a poll object kept for it, as every read asks),
-        no notification parsed and waiting in libpq (one that is, is kept for the drain)."""
-        if self._kept or listener in _SAID_GOODBYE or self._listener_socket.poll(0):
-            return False
-        parsed = listener.pgconn.notifies()
-        if parsed is None:
-            return True
-        self._kept.append(parsed.extra.decode())
-        return False
-
-    def _next_head(self, listener: psycopg.Connection[Any], seen: int, timeout: float) -> int:
-        """The head after the next commit past ``seen`` (or after ``timeout`` seconds, or a wake-up): named by the
-        notifications of commands alone (``es_append_alone``), else asked for. Each wait takes every notification
-        that has come (those of one packet arrive together: one left behind would be a commit unheard of)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            payloads = self._drained(listener)
-            if payloads and all(payload.isdigit() for payload in payloads):
-                named = max(int(payload) for payload in payloads)
-                if named > seen:
-                    return named
-            elif payloads:
-                return self._head(listener)  # a wake-up, or a commit that names no head (a batch's)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return self._head(listener)
-            self._parked = True
-            try:
-                _ready(listener.pgconn.socket, select.POLLIN, remaining)  # the GIL released
-            finally:
-                self._parked = False
-
-    def _drained(self, listener: psycopg.Connection[Any]) -> list[str]:
-        """The payloads of the notifications that came on the listener since it was last drained: those psycopg
-        received during a query on it (``_kept``), then those waiting on its socket (read by libpq, without
-        psycopg's generator: under half the CPU time, and the drain runs before every command)."""
-        pgconn = listener.pgconn
-        _read_waiting(listener)
-        payloads = self._kept[:]
-        self._kept.clear()
-        while (notification := pgconn.notifies()) is not None:
-            payloads.append(notification.extra.decode())
-        return payloads
-
-    @staticmethod
-    def _head(connection: psycopg.Connection[Any]) -> int:
-        row = connection.execute("SELECT position FROM es_head").fetchone()
-        if row is None:
-            raise StoreCorrupted(_NO_HEAD)
-        position: int = row[0]
-        return position
-
     def close(self) -> None:
-        self._settled = False
+        self._listener.stop()
         if os.getpid() != self._pid:  # a forked child lets go of the parent's connections, touching none of them
             self._closed = True
             return
         with self._lock:
             self._closed = True
             idle, self._idle = self._idle, []
-        if idle and self._listener is not None:  # wake the listener now rather than at its timeout
-            with suppress(psycopg.Error):
-                # Sent, not waited for (the server runs it before the close that follows): a server lost without
-                # the connection's end arriving would never answer.
-                idle[0].pgconn.send_query_params(b"SELECT pg_notify($1, '')", [self._waking.encode()])
+        if idle:  # wake the listener's waiter now rather than at its timeout
+            self._listener.wake(idle[0])
         for connection in idle:
             connection.close()
-        if not self._listening.acquire(timeout=LISTENER_RELEASE):
-            self._end_listening_socket()  # its waiter then fails at once, sees the store closed, and lets go
-            self._listening.acquire()
-        try:
-            if self._listener is not None:
-                self._listener.close()
-        finally:
-            self._listening.release()
-
-    def _end_listening_socket(self) -> None:
-        """Shut the listening connection's socket down under the thread waiting on it (through a duplicate of its
-        descriptor: libpq keeps its own, and closes it as it always does)."""
-        listener = self._listener
-        with suppress(OSError, psycopg.Error):
-            if listener is not None:
-                with socket.socket(fileno=os.dup(listener.pgconn.socket)) as duplicate:
-                    duplicate.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
