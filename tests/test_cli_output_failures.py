@@ -20,10 +20,14 @@ NO_ROOM = os.strerror(28)  # ENOSPC: "No space left on device"
 @pytest.fixture(scope="module")
 def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A store whose export is far larger than a pipe holds, so a reader that leaves early cuts it."""
-    path = tmp_path_factory.mktemp("output") / "store"
+    return store_of_long_messages(tmp_path_factory.mktemp("output") / "store", sessions=4, messages=100, size=1000)
+
+
+def store_of_long_messages(path: Path, *, sessions: int, messages: int, size: int) -> Path:
+    """A store at ``path`` of ``sessions`` sessions of ``messages`` user messages of about ``size`` bytes."""
     with SessionStore(path, durable=False) as store:
-        for session in range(4):
-            store.append_many(f"chat/{session}", [ChatMessage.user(f"{i} " + "x" * 1000) for i in range(100)])
+        for session in range(sessions):
+            store.append_many(f"chat/{session}", [ChatMessage.user(f"{i} " + "x" * size) for i in range(messages)])
     return path
 
 
@@ -41,7 +45,6 @@ def one_error(done: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
-@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 class TestFullDevice:
     def test_an_export_to_a_full_standard_output_says_so(self, store_path: Path) -> None:
         said = one_error(eventstore(store_path, "export", "--all", stdout="> /dev/full"))

@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from eventstore import ChatMessage, SessionStore
 from eventstore._files import atomic_file, atomic_write, open_directory, remove_abandoned
 from eventstore.cli import cli
 from eventstore.interchange import check_events_file
+
+from test_cli_output_failures import store_of_long_messages
 
 #: The name a write's temporary file has (``eventstore/_files.py``), with a fixed token.
 LEFTOVER = ".eventstore-0123456789abcdef.tmp"
@@ -47,11 +48,7 @@ _STOPS_MIDWAY = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("killed") / "store"
-    with SessionStore(path, durable=False) as store:
-        for session in range(3):
-            store.append_many(f"chat/{session}", [ChatMessage.user(f"{i} " + "x" * 500) for i in range(200)])
-    return path
+    return store_of_long_messages(tmp_path_factory.mktemp("killed") / "store", sessions=3, messages=200, size=500)
 
 
 def killed_midway(*arguments: str) -> None:
@@ -73,7 +70,6 @@ def run(*arguments: str) -> None:
     assert result.exit_code == 0, result.output
 
 
-@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="finds the temporary file through /proc")
 class TestKilledExports:
     def test_an_events_export_killed_midway_is_cleaned_up_by_the_next(self, store_path: Path,
                                                                       tmp_path: Path) -> None:
