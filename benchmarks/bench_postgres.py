@@ -14,12 +14,14 @@ appends), dropped afterwards. Measured, as the median of many calls:
   built beforehand: the server's own cost of a command), two floors of the log's design with no code of ours
   around them (``design_statement``: the work the design requires of one append, as one plain SQL statement
   from a bare connection; and the bare transaction followed by an LMDB store's append of the same message with
-  ``durable=False``, the work a host does for the event on its replica), and the ``eventsourcing`` library's
-  PostgreSQL recorder (``insert_events``, the ``postgres-bench`` extra); then every peer but the LMDB store and
-  the recorder again with ``synchronous_commit`` off, so that the flush's share of each shows. Each peer's median
-  latency (of all its calls and of each round's, in ``--rounds`` rounds) and its client CPU time per append, and
-  each round's median of the store, its call, the procedure and the two floors as a multiple of the bare
-  transaction's at the same durability (the target: the durable store within 1.2x). The procedure's row splits
+  ``durable=False``, the work a host does for the event on its replica), the bare transaction sent as the
+  design's statement is (libpq alone, binary parameters built beforehand: the design's statement over it is the
+  server's share of the design), and the ``eventsourcing`` library's PostgreSQL recorder (``insert_events``, the
+  ``postgres-bench`` extra); then every peer but the LMDB store and the recorder again with
+  ``synchronous_commit`` off, so that the flush's share of each shows. Each peer's median latency (of all its
+  calls and of each round's, in ``--rounds`` rounds) and its client CPU time per append, and each round's median
+  of the store, its call, the procedure, the two floors and the bare transaction through libpq as a multiple of
+  the bare transaction's at the same durability (the target: the durable store within 1.2x). The procedure's row splits
   the store's gap to the floor into the server's part and the client's; the floors say how much of that gap the
   design itself requires;
 * 100 appends in one command; a load of a 1,000-message session (from the replica, which skips the server
@@ -45,13 +47,14 @@ import struct
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from threading import Thread
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 import psycopg
+from psycopg import pq
 
 from eventstore import ChatMessage, SessionQuery, SessionStore
 from eventstore._codec import encode_event
@@ -71,7 +74,7 @@ PARTS = ("appends", "figures", "throughput")
 #: deciding), the procedure alone (the server's part), and the design's two floors (``design_statement``, and the
 #: bare transaction with the replica's append).
 FLOOR_PEERS = ("PostgreSQL store", "the store's call alone", "the procedure alone", "the design's statement",
-               "bare transaction + the replica's append")
+               "bare transaction + the replica's append", "bare transaction through libpq")
 
 
 def median_ms(call: Callable[[int], object], count: int) -> float:
@@ -88,17 +91,56 @@ def in_schema(url: str, schema: str, *settings: str) -> str:
     return f"{url}{'&' if '?' in url else '?'}options={quote(options)}"
 
 
-def bare_transaction(url: str, table: str = "bare") -> Callable[[int], object]:
-    """An event insert and a session upsert in one statement: one round trip, one commit."""
+_TEXT, _INT8, _BYTEA, _INT4 = 25, 20, 17, 23  # the parameters' type oids
+#: The bare transaction: an event insert and a session upsert in one statement (placeholders: the key, the version,
+#: the payload, then the key and the version again).
+_BARE = ("WITH e AS (INSERT INTO {table}_events (key, version, payload) VALUES ({}, {}, {})) "
+         "INSERT INTO {table}_sessions VALUES ({}, {}) ON CONFLICT (key) DO UPDATE SET version = excluded.version")
+
+
+def bare_tables(url: str, table: str) -> psycopg.Connection[Any]:
+    """A connection to ``url`` (autocommit) and the bare transaction's two tables, created there."""
     connection = psycopg.connect(url, autocommit=True)
     connection.execute(f"CREATE TABLE {table}_events (position bigserial PRIMARY KEY, key text, version int8, "
                        "payload bytea)")
     connection.execute(f"CREATE TABLE {table}_sessions (key text PRIMARY KEY, version int8)")
+    return connection
+
+
+def bare_transaction(url: str, table: str = "bare") -> Callable[[int], object]:
+    """An event insert and a session upsert in one statement: one round trip, one commit."""
+    connection = bare_tables(url, table)
     payload = json.dumps({"role": MESSAGE.role, "content": MESSAGE.content}).encode()
-    statement = (f"WITH e AS (INSERT INTO {table}_events (key, version, payload) VALUES (%s, %s, %s)) "
-                 f"INSERT INTO {table}_sessions VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET version = "
-                 "excluded.version")
+    statement = _BARE.format(*["%s"] * 5, table=table)
     return lambda n: connection.execute(statement, ("k", n + 1, payload, "k", n + 1), prepare=True)
+
+
+def prepared(connection: psycopg.Connection[Any], name: str, statement: str, types: Sequence[int],
+             arguments: Sequence[Sequence[bytes]]) -> Callable[[int], pq.abc.PGresult]:
+    """``statement`` prepared as ``name`` on ``connection``: call ``n`` runs it through libpq alone, with
+    ``arguments[n]`` (built beforehand in the binary form of ``types``, their oids), and returns its result."""
+    pgconn = connection.pgconn
+    made = pgconn.prepare(name.encode(), statement.encode(), types)
+    if made.status != pq.ExecStatus.COMMAND_OK:
+        raise psycopg.ProgrammingError(made.error_message.decode())
+    formats = [1] * len(types)
+
+    def run(n: int) -> pq.abc.PGresult:
+        result = pgconn.exec_prepared(name.encode(), arguments[n], formats, 1)
+        if result.status not in (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK):
+            raise psycopg.DatabaseError(result.error_message.decode())
+        return result
+
+    return run
+
+
+def bare_through_libpq(url: str, calls: int, table: str = "bare_libpq") -> Callable[[int], object]:
+    """The bare transaction sent as the design's statement is (``design_statement``): through libpq alone, its
+    parameters built beforehand in binary form; the same server work as ``bare_transaction``, less client work."""
+    payload = json.dumps({"role": MESSAGE.role, "content": MESSAGE.content}).encode()
+    arguments = [(b"k", struct.pack(">q", n + 1), payload) for n in range(calls)]
+    return prepared(bare_tables(url, table), table, _BARE.format("$1", "$2", "$3", "$1", "$2", table=table),
+                    (_TEXT, _INT8, _BYTEA), arguments)
 
 
 #: The log's design for one append (issue 17), in one plain SQL statement: the session row's version checked and
@@ -127,7 +169,7 @@ h AS (
 INSERT INTO {table}_events SELECT h.position, $1, h.version, h.recorded_at, $4, $5, $6, $7, $8, h.hash, false FROM h
 RETURNING position
 """
-_DESIGN_TYPES = (25, 20, 20, 17, 25, 23, 17, 17)  # the parameters' type oids: text, int8, int8, bytea, text, int4, ...
+_DESIGN_TYPES = (_TEXT, _INT8, _INT8, _BYTEA, _TEXT, _INT4, _BYTEA, _BYTEA)
 
 
 class Refused(Exception):
@@ -151,22 +193,15 @@ def design_statement(url: str, key: str, calls: int, table: str = "design") -> t
                        "version int8 NOT NULL, recorded_at int8 NOT NULL, event_id bytea NOT NULL, type text NOT NULL, "
                        "schema_version int4 NOT NULL, payload bytea NOT NULL, digest bytea NOT NULL, "
                        "hash bytea NOT NULL, redacted bool NOT NULL)")
-    pgconn = connection.pgconn
-    name = f"{table}_append".encode()
-    prepared = pgconn.prepare(name, _DESIGN.format(table=table).encode(), _DESIGN_TYPES)
-    if prepared.status != psycopg.pq.ExecStatus.COMMAND_OK:
-        raise psycopg.ProgrammingError(prepared.error_message.decode())
     encoded = encode_event(MessageAppended(MESSAGE))
     fixed = (encoded.type_name.encode(), struct.pack(">i", encoded.schema_version), encoded.payload,
              hashlib.sha256(encoded.payload).digest())
     arguments = [(key.encode(), struct.pack(">q", n), struct.pack(">q", time.time_ns() // 1000), os.urandom(16),
                   *fixed) for n in range(calls)]
-    formats = [1] * len(_DESIGN_TYPES)
+    run = prepared(connection, f"{table}_append", _DESIGN.format(table=table), _DESIGN_TYPES, arguments)
 
     def append(n: int) -> object:
-        result = pgconn.exec_prepared(name, arguments[n], formats, 1)
-        if result.status != psycopg.pq.ExecStatus.TUPLES_OK:
-            raise psycopg.DatabaseError(result.error_message.decode())
+        result = run(n)
         if result.ntuples != 1:
             raise Refused(f"session {key!r} is not at version {n}")
         return result
@@ -305,7 +340,8 @@ def single_appends(server: str, schema: str, directory: Path, count: int, rounds
                  "the design's statement": design,
                  "bare transaction + the replica's append": with_replica(bare_transaction(url, "replicated"),
                                                                          replica, "replicated"),
-                 "bare PostgreSQL transaction": bare_transaction(url)}
+                 "bare PostgreSQL transaction": bare_transaction(url),
+                 "bare transaction through libpq": bare_through_libpq(url, count * rounds)}
         recorder = eventsourcing_recorder(server, schema)
         if recorder is not None:
             peers["eventsourcing recorder"] = recorder
@@ -316,6 +352,8 @@ def single_appends(server: str, schema: str, directory: Path, count: int, rounds
         peers["bare transaction + the replica's append, no flush"] = with_replica(
             bare_transaction(unflushed, "unflushed_replicated"), replica, "unflushed replicated")
         peers["bare PostgreSQL transaction, no flush"] = bare_transaction(unflushed, "unflushed")
+        peers["bare transaction through libpq, no flush"] = bare_through_libpq(unflushed, count * rounds,
+                                                                               "unflushed_libpq")
         return durable_appends(peers, count, rounds)
 
 

@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 FLOOR_PEERS = ("PostgreSQL store", "the store's call alone", "the procedure alone", "the design's statement",
-               "bare transaction + the replica's append")
+               "bare transaction + the replica's append", "bare transaction through libpq")
 PEERS = (*FLOOR_PEERS, "LMDB store", "bare PostgreSQL transaction", "eventsourcing recorder",
          *(f"{peer}, no flush" for peer in (*FLOOR_PEERS, "bare PostgreSQL transaction")))
 MEASURES = ("100 appends in one command, ms", "load 1,000 messages, ms", "list 1,000 sessions, ms", "search, ms")
