@@ -3,6 +3,8 @@ positions, per-session versions checked, the chain linked as the store links it,
 
 from __future__ import annotations
 
+from typing import Any
+
 import psycopg
 import pytest
 
@@ -12,11 +14,13 @@ from eventstore._log import GENESIS_HASH, chain_hash
 from eventstore.events import MessageAppended
 
 
-def logged(url: str) -> tuple[list[tuple], tuple]:
+def logged(url: str) -> tuple[list[tuple[Any, ...]], tuple[Any, ...]]:
+    """The design's tables: its events in order, and its head row."""
     with psycopg.connect(url) as connection:
         events = connection.execute("SELECT position, key, version, recorded_at, event_id, type, schema_version, "
                                     "payload, digest, hash, redacted FROM design_events ORDER BY position").fetchall()
         head = connection.execute("SELECT position, hash FROM design_head").fetchone()
+    assert head is not None
     return events, head
 
 
