@@ -71,8 +71,9 @@ LAYOUTS = ("processes", "threads")
 #: The benchmark's parts (``--parts``).
 PARTS = ("appends", "figures", "throughput")
 #: The peers compared with the bare transaction: the store, its call (the client's path to the server without
-#: deciding), the procedure alone (the server's part), and the design's two floors (``design_statement``, and the
-#: bare transaction with the replica's append).
+#: deciding), the procedure alone (the server's part), the design's two floors (``design_statement``, and the bare
+#: transaction with the replica's append), and the bare transaction through libpq (the design's statement's client
+#: path).
 FLOOR_PEERS = ("PostgreSQL store", "the store's call alone", "the procedure alone", "the design's statement",
                "bare transaction + the replica's append", "bare transaction through libpq")
 
