@@ -11,13 +11,19 @@ appends), dropped afterwards. Measured, as the median of many calls:
   server alone (``PostgresLog.commit`` of one event: the procedure without the client's deciding), a bare
   PostgreSQL insert-plus-upsert transaction (one statement, one round trip: the floor of any log on the
   server), the procedure alone (``CALL es_append_alone`` from a bare connection with every call's parameters
-  built beforehand: the server's own cost of a command), and the ``eventsourcing`` library's PostgreSQL recorder
-  (``insert_events``, the ``postgres-bench`` extra); then the store, the call, the procedure and the bare
-  transaction again with ``synchronous_commit`` off, so that the flush's share of each shows. Each peer's median
-  latency (of all its calls and of each round's, in ``--rounds`` rounds) and its client CPU time per append, and
-  each round's median of the store, its call and the procedure as a multiple of the bare transaction's at the
-  same durability (the target: the durable store within 1.2x). The procedure's row splits the store's gap to the
-  floor into the server's part and the client's;
+  built beforehand: the server's own cost of a command), two floors of the log's design with no code of ours
+  around them (``design_statement``: the work the design requires of one append, as one plain SQL statement
+  from a bare connection; and the bare transaction followed by an LMDB store's append of the same message with
+  ``durable=False``, the work a host does for the event on its replica), the bare transaction sent as the
+  design's statement is (libpq alone, binary parameters built beforehand: the design's statement over it is the
+  server's share of the design), and the ``eventsourcing`` library's PostgreSQL recorder (``insert_events``, the
+  ``postgres-bench`` extra); then every peer but the LMDB store and the recorder again with
+  ``synchronous_commit`` off, so that the flush's share of each shows. Each peer's median latency (of all its
+  calls and of each round's, in ``--rounds`` rounds) and its client CPU time per append, and each round's median
+  of the store, its call, the procedure, the two floors and the bare transaction through libpq as a multiple of
+  the bare transaction's at the same durability (the target: the durable store within 1.2x). The procedure's row splits
+  the store's gap to the floor into the server's part and the client's; the floors say how much of that gap the
+  design itself requires;
 * 100 appends in one command; a load of a 1,000-message session (from the replica, which skips the server
   while its listener heard of no commit it lacks); the listing of 1,000 sessions; a search;
 * durable appends per second with 1, 4 and 8 writers spread over 2 hosts (replica directories), each
@@ -37,19 +43,22 @@ import json
 import multiprocessing
 import os
 import statistics
+import struct
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from threading import Thread
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 import psycopg
+from psycopg import pq
 
 from eventstore import ChatMessage, SessionQuery, SessionStore
 from eventstore._codec import encode_event
+from eventstore._log import GENESIS_HASH
 from eventstore.events import MessageAppended
 from eventstore.sharedlog import Commit, NewEvent, SessionAppend
 from eventstore.sharedlog.postgres import PostgresLog, _call_alone, _columns, _connect, _Flush, _texts
@@ -59,11 +68,14 @@ WRITERS = (1, 4, 8)
 HOSTS = 2
 #: How a throughput row runs its writers: one process each, or threads of one process per host.
 LAYOUTS = ("processes", "threads")
-#: The peers compared with the bare transaction: the store, its call (the client's path to the server without
-#: deciding), and the procedure alone (the server's part).
 #: The benchmark's parts (``--parts``).
 PARTS = ("appends", "figures", "throughput")
-FLOOR_PEERS = ("PostgreSQL store", "the store's call alone", "the procedure alone")
+#: The peers compared with the bare transaction: the store, its call (the client's path to the server without
+#: deciding), the procedure alone (the server's part), the design's two floors (``design_statement``, and the bare
+#: transaction with the replica's append), and the bare transaction through libpq (the design's statement's client
+#: path).
+FLOOR_PEERS = ("PostgreSQL store", "the store's call alone", "the procedure alone", "the design's statement",
+               "bare transaction + the replica's append", "bare transaction through libpq")
 
 
 def median_ms(call: Callable[[int], object], count: int) -> float:
@@ -80,17 +92,122 @@ def in_schema(url: str, schema: str, *settings: str) -> str:
     return f"{url}{'&' if '?' in url else '?'}options={quote(options)}"
 
 
-def bare_transaction(url: str, table: str = "bare") -> Callable[[int], object]:
-    """An event insert and a session upsert in one statement: one round trip, one commit."""
+_TEXT, _INT8, _BYTEA, _INT4 = 25, 20, 17, 23  # the parameters' type oids
+#: The bare transaction: an event insert and a session upsert in one statement (placeholders: the key, the version,
+#: the payload, then the key and the version again).
+_BARE = ("WITH e AS (INSERT INTO {table}_events (key, version, payload) VALUES ({}, {}, {})) "
+         "INSERT INTO {table}_sessions VALUES ({}, {}) ON CONFLICT (key) DO UPDATE SET version = excluded.version")
+
+
+def bare_tables(url: str, table: str) -> psycopg.Connection[Any]:
+    """A connection to ``url`` (autocommit) and the bare transaction's two tables, created there."""
     connection = psycopg.connect(url, autocommit=True)
     connection.execute(f"CREATE TABLE {table}_events (position bigserial PRIMARY KEY, key text, version int8, "
                        "payload bytea)")
     connection.execute(f"CREATE TABLE {table}_sessions (key text PRIMARY KEY, version int8)")
+    return connection
+
+
+def bare_transaction(url: str, table: str = "bare") -> Callable[[int], object]:
+    """An event insert and a session upsert in one statement: one round trip, one commit."""
+    connection = bare_tables(url, table)
     payload = json.dumps({"role": MESSAGE.role, "content": MESSAGE.content}).encode()
-    statement = (f"WITH e AS (INSERT INTO {table}_events (key, version, payload) VALUES (%s, %s, %s)) "
-                 f"INSERT INTO {table}_sessions VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET version = "
-                 "excluded.version")
+    statement = _BARE.format(*["%s"] * 5, table=table)
     return lambda n: connection.execute(statement, ("k", n + 1, payload, "k", n + 1), prepare=True)
+
+
+def prepared(connection: psycopg.Connection[Any], name: str, statement: str, types: Sequence[int],
+             arguments: Sequence[Sequence[bytes]]) -> Callable[[int], pq.abc.PGresult]:
+    """``statement`` prepared as ``name`` on ``connection``: call ``n`` runs it through libpq alone, with
+    ``arguments[n]`` (built beforehand in the binary form of ``types``, their oids), and returns its result."""
+    pgconn = connection.pgconn
+    made = pgconn.prepare(name.encode(), statement.encode(), types)
+    if made.status != pq.ExecStatus.COMMAND_OK:
+        raise psycopg.ProgrammingError(made.error_message.decode())
+    formats = [1] * len(types)
+
+    def run(n: int) -> pq.abc.PGresult:
+        result = pgconn.exec_prepared(name.encode(), arguments[n], formats, 1)
+        if result.status not in (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK):
+            raise psycopg.DatabaseError(result.error_message.decode())
+        return result
+
+    return run
+
+
+def bare_through_libpq(url: str, calls: int, table: str = "bare_libpq") -> Callable[[int], object]:
+    """The bare transaction sent as the design's statement is (``design_statement``): through libpq alone, its
+    parameters built beforehand in binary form; the same server work as ``bare_transaction``, less client work."""
+    payload = json.dumps({"role": MESSAGE.role, "content": MESSAGE.content}).encode()
+    arguments = [(b"k", struct.pack(">q", n + 1), payload) for n in range(calls)]
+    return prepared(bare_tables(url, table), table, _BARE.format("$1", "$2", "$3", "$1", "$2", table=table),
+                    (_TEXT, _INT8, _BYTEA), arguments)
+
+
+#: The log's design for one append (issue 17), in one plain SQL statement: the session row's version checked and
+#: advanced (an upsert that takes the row's lock; a new session only at expected version 0), then the one-row head
+#: read and advanced with the chain link, its SHA-256 computed by the server over the same canonical bytes as
+#: ``eventstore._log.chain_hash``, then the event row with every column of ``es_events``. A stale version matches no
+#: session row, so neither the head nor the log moves: no hole. It leaves out what the design adds after the commit
+#: (the ``NOTIFY``) and what the store checks beyond it (the payload's digest, the sessions' turns, idempotency).
+#: Parameters: the key, the expected version, the recorded time, the event's id, type, schema version, payload and
+#: payload digest.
+_DESIGN = """
+WITH s AS (
+    INSERT INTO {table}_sessions AS s (key, version, recorded_at)
+    SELECT $1, $2 + 1, $3 WHERE $2 = 0 OR EXISTS (SELECT FROM {table}_sessions WHERE key = $1)
+    ON CONFLICT (key) DO UPDATE SET version = excluded.version,
+        recorded_at = greatest(s.recorded_at, excluded.recorded_at)
+    WHERE s.version = $2
+    RETURNING version, recorded_at),
+h AS (
+    UPDATE {table}_head SET position = position + 1, hash = sha256(hash || int8send(position + 1)
+        || int8send(s.version) || int8send(s.recorded_at) || $4 || substr(int4send($6), 3)
+        || substr(int4send(octet_length(convert_to($5, 'UTF8'))), 3)
+        || substr(int4send(octet_length(convert_to($1, 'UTF8'))), 3) || convert_to($5, 'UTF8')
+        || convert_to($1, 'UTF8') || $8)
+    FROM s RETURNING position, hash, s.version, s.recorded_at)
+INSERT INTO {table}_events SELECT h.position, $1, h.version, h.recorded_at, $4, $5, $6, $7, $8, h.hash, false FROM h
+RETURNING position
+"""
+_DESIGN_TYPES = (_TEXT, _INT8, _INT8, _BYTEA, _TEXT, _INT4, _BYTEA, _BYTEA)
+
+
+class Refused(Exception):
+    """The design's statement appended nothing: the session was not at the expected version."""
+
+
+def design_statement(url: str, key: str, calls: int, table: str = "design") -> tuple[
+        Callable[[int], object], Callable[[], None]]:
+    """The floor of the log's design for one append: ``_DESIGN``, one plain SQL statement in a transaction of its
+    own (one round trip, one commit) sent by libpq from a bare connection, in tables of its own shaped like the
+    log's (created unless there), every call's parameters built beforehand in their binary form; call ``n``
+    appends version ``n + 1`` of session ``key`` and raises ``Refused`` if the session is elsewhere (and its
+    close)."""
+    connection = psycopg.connect(url, autocommit=True)
+    connection.execute(f"CREATE TABLE IF NOT EXISTS {table}_head (one bool PRIMARY KEY DEFAULT true CHECK (one), "
+                       "position int8 NOT NULL, hash bytea NOT NULL)")
+    connection.execute(f"INSERT INTO {table}_head VALUES (true, 0, %s) ON CONFLICT DO NOTHING", (GENESIS_HASH,))
+    connection.execute(f"CREATE TABLE IF NOT EXISTS {table}_sessions (key text PRIMARY KEY, version int8 NOT NULL, "
+                       "recorded_at int8 NOT NULL)")
+    connection.execute(f"CREATE TABLE IF NOT EXISTS {table}_events (position int8 PRIMARY KEY, key text NOT NULL, "
+                       "version int8 NOT NULL, recorded_at int8 NOT NULL, event_id bytea NOT NULL, type text NOT NULL, "
+                       "schema_version int4 NOT NULL, payload bytea NOT NULL, digest bytea NOT NULL, "
+                       "hash bytea NOT NULL, redacted bool NOT NULL)")
+    encoded = encode_event(MessageAppended(MESSAGE))
+    fixed = (encoded.type_name.encode(), struct.pack(">i", encoded.schema_version), encoded.payload,
+             hashlib.sha256(encoded.payload).digest())
+    arguments = [(key.encode(), struct.pack(">q", n), struct.pack(">q", time.time_ns() // 1000), os.urandom(16),
+                  *fixed) for n in range(calls)]
+    run = prepared(connection, f"{table}_append", _DESIGN.format(table=table), _DESIGN_TYPES, arguments)
+
+    def append(n: int) -> object:
+        result = run(n)
+        if result.ntuples != 1:
+            raise Refused(f"session {key!r} is not at version {n}")
+        return result
+
+    return append, connection.close
 
 
 def log_call(url: str, key: str) -> tuple[Callable[[int], object], Callable[[], None]]:
@@ -167,6 +284,18 @@ def durable_appends(peers: dict[str, Callable[[int], object]], count: int, round
             for name, found in latencies.items()}
 
 
+def with_replica(bare: Callable[[int], object], replica: SessionStore, key: str) -> Callable[[int], object]:
+    """The bare transaction and then the LMDB work a host does for the event on its replica: ``replica``'s append of
+    the same message to session ``key`` (an LMDB store opened with ``durable=False``: the server holds the durable
+    copy)."""
+
+    def append(n: int) -> object:
+        bare(n)
+        return replica.append(key, MESSAGE)
+
+    return append
+
+
 @contextlib.contextmanager
 def own_schema(server: str, schema: str) -> Iterator[str]:
     """A schema of its own on ``server`` while it lasts (dropped after), created empty."""
@@ -191,6 +320,7 @@ def single_appends(server: str, schema: str, directory: Path, count: int, rounds
             SessionStore(directory / "lmdb-appends") as local, \
             SessionStore(in_schema(server, unflushed_schema, "synchronous_commit=off"),
                          cache=directory / "unflushed") as shared_unflushed, \
+            SessionStore(directory / "replica-share", durable=False) as replica, \
             contextlib.ExitStack() as closing:
         call, close = log_call(url, "call")
         closing.callback(close)
@@ -200,18 +330,31 @@ def single_appends(server: str, schema: str, directory: Path, count: int, rounds
         closing.callback(close)
         procedure_unflushed, close = procedure_call(unflushed, "procedure unflushed", count * rounds)
         closing.callback(close)
+        design, close = design_statement(url, "design", count * rounds)
+        closing.callback(close)
+        design_unflushed, close = design_statement(unflushed, "design unflushed", count * rounds, "unflushed_design")
+        closing.callback(close)
         peers = {"PostgreSQL store": lambda _: shared.append("single", MESSAGE),
                  "LMDB store": lambda _: local.append("single", MESSAGE),
                  "the store's call alone": call,
                  "the procedure alone": procedure,
-                 "bare PostgreSQL transaction": bare_transaction(url)}
+                 "the design's statement": design,
+                 "bare transaction + the replica's append": with_replica(bare_transaction(url, "replicated"),
+                                                                         replica, "replicated"),
+                 "bare PostgreSQL transaction": bare_transaction(url),
+                 "bare transaction through libpq": bare_through_libpq(url, count * rounds)}
         recorder = eventsourcing_recorder(server, schema)
         if recorder is not None:
             peers["eventsourcing recorder"] = recorder
         peers["PostgreSQL store, no flush"] = lambda _: shared_unflushed.append("unflushed", MESSAGE)
         peers["the store's call alone, no flush"] = call_unflushed
         peers["the procedure alone, no flush"] = procedure_unflushed
+        peers["the design's statement, no flush"] = design_unflushed
+        peers["bare transaction + the replica's append, no flush"] = with_replica(
+            bare_transaction(unflushed, "unflushed_replicated"), replica, "unflushed replicated")
         peers["bare PostgreSQL transaction, no flush"] = bare_transaction(unflushed, "unflushed")
+        peers["bare transaction through libpq, no flush"] = bare_through_libpq(unflushed, count * rounds,
+                                                                               "unflushed_libpq")
         return durable_appends(peers, count, rounds)
 
 

@@ -11,9 +11,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-PEERS = ("PostgreSQL store", "LMDB store", "the store's call alone", "the procedure alone",
-         "bare PostgreSQL transaction", "eventsourcing recorder", "PostgreSQL store, no flush",
-         "the store's call alone, no flush", "the procedure alone, no flush", "bare PostgreSQL transaction, no flush")
+FLOOR_PEERS = ("PostgreSQL store", "the store's call alone", "the procedure alone", "the design's statement",
+               "bare transaction + the replica's append", "bare transaction through libpq")
+PEERS = (*FLOOR_PEERS, "LMDB store", "bare PostgreSQL transaction", "eventsourcing recorder",
+         *(f"{peer}, no flush" for peer in (*FLOOR_PEERS, "bare PostgreSQL transaction")))
 MEASURES = ("100 appends in one command, ms", "load 1,000 messages, ms", "list 1,000 sessions, ms", "search, ms")
 WRITERS = ("1", "4 processes", "8 processes", "4 threads", "8 threads")
 
@@ -30,7 +31,7 @@ def test_bench_postgres_quick_prints_every_row(postgres_server, tmp_path: Path) 
         assert figures["median, ms"] > 0 and figures["client CPU, ms"] >= 0 and len(figures["each round, ms"]) == 1
     assert {flush: {peer: len(ratios) for peer, ratios in peers.items()}
             for flush, peers in results["single append : bare transaction, each round"].items()} == {
-        flush: dict.fromkeys(("PostgreSQL store", "the store's call alone", "the procedure alone"), 1)
+        flush: dict.fromkeys(FLOOR_PEERS, 1)
         for flush in ("durable", "no flush")}
     for store in ("PostgreSQL store", "LMDB store"):
         assert sorted(results[store]) == sorted(MEASURES)
