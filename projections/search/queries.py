@@ -398,19 +398,18 @@ def _score_repeats(view: IndexReader, joined: _Joined, terms: Sequence[PlanTerm]
     bound can reach are scored one by one.
     """
     repeated = [_Repeated(view, term.tid, keys) for term, keys in zip(terms, repeating)]
-    parts: list[tuple[BitMap, list[int], float]] = []
+    parts: list[tuple[BitMap, float, list[list[float]]]] = []
     for chosen in range(1, 1 << len(terms)):
         part = odd
         for place, keys in enumerate(repeating):
             part = part & keys if chosen >> place & 1 else part - keys
         if part:
-            places = [place for place in range(len(terms)) if chosen >> place & 1]
-            parts.append((part, places, sum(tables[place][repeated[place].top] for place in places)))
+            top = sum(tables[place][repeated[place].top] for place in range(len(terms)) if chosen >> place & 1)
+            parts.extend(_held_parts(part, chosen, top, maps, tables))
     left = odd  # the messages whose level is not found yet
     for level in joined.levels:
-        reaching = [part for part, places, top in parts
-                    if may_reach(top + sum(table[level] for place, table in enumerate(tables) if place not in places),
-                                 scored.kth)]
+        reaching = [part for part, top, others in parts
+                    if may_reach(top + sum(table[level] for table in others), scored.kth)]
         if not reaching:
             break  # the bounds fall with the level: no part's message can reach the limit-th score any more
         found = joined.at(left, level)
@@ -423,6 +422,23 @@ def _score_repeats(view: IndexReader, joined: _Joined, terms: Sequence[PlanTerm]
         left = left - found
         if not left:
             break
+
+
+def _held_parts(part: BitMap, chosen: int, top: float, maps: list[BitMap],
+                tables: list[list[float]]) -> Iterator[tuple[BitMap, float, list[list[float]]]]:
+    """``part`` (messages where the terms of the bits of ``chosen`` repeat, ``top`` their bound) cut again by which
+    of the other terms they hold, each cut with its bound's parts: ``top`` and the tables of the other terms it
+    holds, which weigh at the messages' level. Most messages of three or four terms hold two of them: bounded as if
+    they held every term, they were scored one by one at levels where they could not reach."""
+    others = [place for place in range(len(maps)) if not chosen >> place & 1]
+    for held in range(1 << len(others)):
+        if (chosen.bit_count() + held.bit_count()) < 2:
+            continue  # every message here holds two terms or more
+        cut = part
+        for bit, place in enumerate(others):
+            cut = cut & maps[place] if held >> bit & 1 else cut - maps[place]
+        if cut:
+            yield cut, top, [tables[place] for bit, place in enumerate(others) if held >> bit & 1]
 
 
 def _score_each(scored: _TopScores, joined: _Joined, keys: BitMap, level: int, repeated: list[_Repeated],
