@@ -422,6 +422,9 @@ def _held_parts(part: BitMap, chosen: int, top: float, maps: list[BitMap],
     holds, which weigh at the messages' level. Most messages of three or four terms hold two of them: bounded as if
     they held every term, they were scored one by one at levels where they could not reach."""
     others = [place for place in range(len(maps)) if not chosen >> place & 1]
+    if len(maps) == 2:  # every message here holds both terms: no cut to take
+        yield part, top, [tables[place] for place in others]
+        return
     for held in range(1 << len(others)):
         if (chosen.bit_count() + held.bit_count()) < 2:
             continue  # every message here holds two terms or more
