@@ -374,7 +374,7 @@ def _score_repeats(view: IndexReader, joined: _Joined, terms: Sequence[PlanTerm]
     one by one (or over arrays).
     """
     repeated = [_Repeated(view, term.tid, keys) for term, keys in zip(terms, repeating)]
-    parts: list[tuple[BitMap, float, list[list[float]]]] = []
+    parts: list[_Part] = []
     for chosen in range(1, 1 << len(terms)):
         part = odd
         for place, keys in enumerate(repeating):
@@ -386,12 +386,17 @@ def _score_repeats(view: IndexReader, joined: _Joined, terms: Sequence[PlanTerm]
               lambda keys, level, bound: _score_each(scored, joined, keys, level, repeated, maps, tables))
 
 
-def _by_level(joined: _Joined, keys: BitMap, parts: list[tuple[BitMap, float, list[list[float]]]],
-              scored: _TopScores, take: Callable[[BitMap, int, float], None]) -> None:
+#: A part of a query's messages: the messages, what bounds its repeating terms (their best levels' weights), and the
+#: tables of the other terms its messages hold, which weigh at the messages' level.
+_Part = tuple[BitMap, float, list[list[float]]]
+
+
+def _by_level(joined: _Joined, keys: BitMap, parts: list[_Part], scored: _TopScores,
+              take: Callable[[BitMap, int, float], None]) -> None:
     """Find the messages of ``parts`` (which cut ``keys``) by their level, best first, one level for every part at
     once, and ``take`` (messages, level, bound) those of each part whose bound at the level can reach the
-    ``limit``-th score: ``top`` and its other tables at the level. A bound falls with the level and the
-    ``limit``-th score only rises, so a part that no longer reaches is left out of the later levels' ANDs."""
+    ``limit``-th score. A bound falls with the level and the ``limit``-th score only rises, so a part that no
+    longer reaches is left out of the later levels' ANDs."""
     left = keys  # the messages of the parts still reaching whose level is not found yet
     reaching = parts
     for level in joined.levels:
@@ -416,11 +421,10 @@ def _by_level(joined: _Joined, keys: BitMap, parts: list[tuple[BitMap, float, li
 
 
 def _held_parts(part: BitMap, chosen: int, top: float, maps: list[BitMap],
-                tables: list[list[float]]) -> Iterator[tuple[BitMap, float, list[list[float]]]]:
+                tables: list[list[float]]) -> Iterator[_Part]:
     """``part`` (messages where the terms of the bits of ``chosen`` repeat, ``top`` their bound) cut again by which
-    of the other terms they hold, each cut with its bound's parts: ``top`` and the tables of the other terms it
-    holds, which weigh at the messages' level. Most messages of three or four terms hold two of them: bounded as if
-    they held every term, they were scored one by one at levels where they could not reach."""
+    of the other terms they hold, each cut with the tables of those. Most messages of three or four terms hold two
+    of them: a bound counting every term would reach far below the levels where they can."""
     others = [place for place in range(len(maps)) if not chosen >> place & 1]
     if len(maps) == 2:  # every message here holds both terms: no cut to take
         yield part, top, [tables[place] for place in others]
