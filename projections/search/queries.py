@@ -211,12 +211,13 @@ def _by_messages(view: IndexReader, plan: Plan, limit: int) -> tuple[dict[int, f
     message's weight for a term is that of its level (``search.levels``: the
     level of the terms it holds once) unless the term repeats there
     (``search.repeats``: then its own). So the messages where no term repeats
-    are taken level by level, best first, each level's cut into parts by which
-    terms they hold (one score a part), until the sum of the terms' weights at
-    the next level cannot reach the ``limit``-th score found; those where a term
-    repeats are cut into parts by which terms repeat, each taken while its
-    bound (those terms at their best level among its messages) can reach
-    (``_score_repeats``). A message of a
+    are cut into parts by which terms they hold and taken level by level, best
+    first (one score a part and level), each part while the sum of its terms'
+    weights at the level can reach the ``limit``-th score found; those where a
+    term repeats are cut into parts by which terms repeat and which they hold,
+    each taken while its bound (the repeating terms at their best level among
+    its messages, the others at the level) can reach (``_score_repeats``). A
+    message of a
     session's past the maps' range (``LAST_TAG``) stands for several: such
     sessions are scored from their postings, last, while their bound can reach
     and within the work budget (``_score_late``).
@@ -250,12 +251,9 @@ def _by_messages(view: IndexReader, plan: Plan, limit: int) -> tuple[dict[int, f
     repeating = [shared & joined.repeats(term.tid, blocks) for term, blocks in zip(terms, held)]
     odd = BitMap.union(*repeating)
     plain = shared - odd
-    for level in joined.levels:
-        if not may_reach(sum(table[level] for table in tables), scored.kth):
-            break  # no message where no term repeats can reach the limit-th score any more
-        found = joined.at(plain, level)
-        if found:
-            _raise(scored, joined, _parts(found, maps, tables, level, scored.kth))
+    if plain:  # their score is their bound: the terms they hold at their level
+        _by_level(joined, plain, list(_held_parts(plain, 0, 0.0, maps, tables)), scored,
+                  lambda keys, level, score: _raise(scored, joined, keys, score))
     if odd:
         _score_repeats(view, joined, terms, maps, repeating, tables, scored, odd)
     if late:  # last: the limit-th score is then at its highest, and prunes most of these reads of postings
@@ -353,76 +351,92 @@ class _TopScores(dict[int, float]):
         return self._heap[0][0] if len(self._heap) >= self.limit else -1.0
 
 
-def _parts(found: BitMap, maps: list[BitMap], tables: list[list[float]], level: int,
-           kth: float) -> list[tuple[BitMap, float]]:
-    """``found`` (messages of two terms or more at ``level``, where no term repeats) cut by which terms they hold,
-    each part with its score; parts that cannot reach ``kth`` are left out."""
-    if len(maps) == 2:
-        score = tables[0][level] + tables[1][level]
-        return [(found, score)] if may_reach(score, kth) else []
-    inside = [found & one for one in maps]
-    parts = []
-    for size in range(len(maps), 1, -1):
-        for chosen in combinations(range(len(maps)), size):
-            score = sum(tables[place][level] for place in chosen)
-            if not may_reach(score, kth):
-                continue
-            keys = BitMap.intersection(*(inside[place] for place in chosen))
-            if size < len(maps):  # those holding more terms are in a part of their own
-                keys -= BitMap.union(*(inside[place] for place in range(len(maps)) if place not in chosen))
-            if keys:
-                parts.append((keys, score))
-    return parts
-
-
-def _raise(scored: _TopScores, joined: _Joined, parts: list[tuple[BitMap, float]]) -> None:
-    """Raise the sessions of the messages in ``parts`` to the parts' scores."""
+def _raise(scored: _TopScores, joined: _Joined, keys: BitMap, score: float) -> None:
+    """Raise the sessions of the messages ``keys`` to ``score``."""
     get, session = scored.get, joined.session
-    for keys, score in parts:
-        for key in keys:
-            sid = session(key)
-            if score > get(sid, 0.0):
-                scored[sid] = score
+    for key in keys:
+        sid = session(key)
+        if score > get(sid, 0.0):
+            scored[sid] = score
 
 
 def _score_repeats(view: IndexReader, joined: _Joined, terms: Sequence[PlanTerm], maps: list[BitMap],
                    repeating: list[BitMap], tables: list[list[float]], scored: _TopScores, odd: BitMap) -> None:
     """Score the messages of several terms where one repeats (``odd``; ``repeating``: each term's).
 
-    They are cut into parts by which terms repeat in them, and found by their
-    level (that of the terms they hold once), best first, one level for every
-    part at once, while a part's bound can reach the ``limit``-th score: the
-    terms that repeat at the best level they repeat at among these messages
-    (``_Repeated.top``, found from the term's repeated messages grouped by
-    level), the others at the messages' level. The messages of a part whose
-    bound can reach are scored one by one.
+    They are cut into parts by which terms repeat in them and which other
+    terms they hold, and found by their level (that of the terms they hold
+    once), best first, one level for every part at once, while a part's bound
+    can reach the ``limit``-th score: the terms that repeat at the best level
+    they repeat at among these messages (``_Repeated.top``, found from the
+    term's repeated messages grouped by level), the other terms it holds at the
+    messages' level. The messages of a part whose bound can reach are scored
+    one by one (or over arrays).
     """
     repeated = [_Repeated(view, term.tid, keys) for term, keys in zip(terms, repeating)]
-    parts: list[tuple[BitMap, list[int], float]] = []
+    parts: list[_Part] = []
     for chosen in range(1, 1 << len(terms)):
         part = odd
         for place, keys in enumerate(repeating):
             part = part & keys if chosen >> place & 1 else part - keys
         if part:
-            places = [place for place in range(len(terms)) if chosen >> place & 1]
-            parts.append((part, places, sum(tables[place][repeated[place].top] for place in places)))
-    left = odd  # the messages whose level is not found yet
+            top = sum(tables[place][repeated[place].top] for place in range(len(terms)) if chosen >> place & 1)
+            parts.extend(_held_parts(part, chosen, top, maps, tables))
+    _by_level(joined, odd, parts, scored,
+              lambda keys, level, bound: _score_each(scored, joined, keys, level, repeated, maps, tables))
+
+
+#: A part of a query's messages: the messages, what bounds its repeating terms (their best levels' weights), and the
+#: tables of the other terms its messages hold, which weigh at the messages' level.
+_Part = tuple[BitMap, float, list[list[float]]]
+
+
+def _by_level(joined: _Joined, keys: BitMap, parts: list[_Part], scored: _TopScores,
+              take: Callable[[BitMap, int, float], None]) -> None:
+    """Find the messages of ``parts`` (which cut ``keys``) by their level, best first, one level for every part at
+    once, and ``take`` (messages, level, bound) those of each part whose bound at the level can reach the
+    ``limit``-th score. A bound falls with the level and the ``limit``-th score only rises, so a part that no
+    longer reaches is left out of the later levels' ANDs."""
+    left = keys  # the messages of the parts still reaching whose level is not found yet
+    reaching = parts
     for level in joined.levels:
-        reaching = [part for part, places, top in parts
-                    if may_reach(top + sum(table[level] for place, table in enumerate(tables) if place not in places),
-                                 scored.kth)]
-        if not reaching:
-            break  # the bounds fall with the level: no part's message can reach the limit-th score any more
+        bounds = [top + sum(table[level] for table in others) for _, top, others in reaching]
+        kth = scored.kth
+        if not all(may_reach(bound, kth) for bound in bounds):
+            reaching = [part for part, bound in zip(reaching, bounds) if may_reach(bound, kth)]
+            if not reaching:
+                break  # the bounds fall with the level: no part's message can reach the limit-th score any more
+            left = left & BitMap.union(*(part for part, _, _ in reaching))
+            bounds = [bound for bound in bounds if may_reach(bound, kth)]
         found = joined.at(left, level)
         if not found:
             continue
-        for part in reaching:
-            keys = found & part
-            if keys:
-                _score_each(scored, joined, keys, level, repeated, maps, tables)
+        for (part, _, _), bound in zip(reaching, bounds):
+            held = found & part
+            if held:
+                take(held, level, bound)
         left = left - found
         if not left:
             break
+
+
+def _held_parts(part: BitMap, chosen: int, top: float, maps: list[BitMap],
+                tables: list[list[float]]) -> Iterator[_Part]:
+    """``part`` (messages where the terms of the bits of ``chosen`` repeat, ``top`` their bound) cut again by which
+    of the other terms they hold, each cut with the tables of those. Most messages of three or four terms hold two
+    of them: a bound counting every term would reach far below the levels where they can."""
+    others = [place for place in range(len(maps)) if not chosen >> place & 1]
+    if len(maps) == 2:  # every message here holds both terms: no cut to take
+        yield part, top, [tables[place] for place in others]
+        return
+    for held in range(1 << len(others)):
+        if (chosen.bit_count() + held.bit_count()) < 2:
+            continue  # every message here holds two terms or more
+        cut = part
+        for bit, place in enumerate(others):
+            cut = cut & maps[place] if held >> bit & 1 else cut - maps[place]
+        if cut:
+            yield cut, top, [tables[place] for bit, place in enumerate(others) if held >> bit & 1]
 
 
 def _score_each(scored: _TopScores, joined: _Joined, keys: BitMap, level: int, repeated: list[_Repeated],
