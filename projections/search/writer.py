@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import lru_cache
 from itertools import chain, compress, repeat
-from operator import itemgetter, lt, ne
+from operator import itemgetter, lt
 from typing import Any, cast
 
 from pyroaring import BitMap
@@ -92,6 +92,7 @@ _POSTED_FROM = 2
 _Part = tuple["array[int]", bytes, int, "array[int]"]
 _NO_KEYS: list[bytes] = []
 _NO_POSTINGS: ChunkMessage = (b"", (), 0, (), b"")
+_NO_NOTES: list[tuple[int, int]] = []
 #: Counts the items of an iterable into a dict, in C: what ``Counter.update`` calls, without the checks and calls
 #: around it that cost as much as counting a message's terms.
 _count_into: Callable[[dict[Any, int], Iterable[Any]], None] = collections._count_elements  # type: ignore[attr-defined]
@@ -505,6 +506,7 @@ class IndexWriter(IndexReader):
         block, offset = block_of(sid), offset_of(sid)
         batch = self._postings
         add_tids, add_code, add_size = batch.tids.extend, batch.codes.append, batch.sizes.append
+        add_own_tid, add_own_code = batch.own_tids.append, batch.own_codes.append
         session_bits = sid << _SID_SHIFT  # a code's session (``Postings``)
         for text in texts:
             keys = _NO_KEYS if text == REDACTED else term_keys(text)
@@ -525,28 +527,34 @@ class IndexWriter(IndexReader):
             if len(counts) == length:
                 tids.sort()
                 postings.append(chunk_posted(tids, once, ()))
-            else:  # the terms it repeats, and their levels where they differ from ``once``
+                common, notes = once, _NO_NOTES
+            else:  # the terms it repeats (most messages: a few), and their levels where they differ from ``once``
                 tfs = counts.values()
-                many = list(map(lt, repeat(1), tfs))
-                levels = list(map(impact, compress(tfs, many), repeat(length)))
-                own = sorted(compress(zip(compress(tids, many), levels), map(ne, levels, repeat(once))))
+                own = [(tid, level) for tid, tf in compress(zip(tids, tfs), map(lt, repeat(1), tfs))
+                       if (level := impact(tf, length)) != once]
+                own.sort()
                 tids.sort()
                 if 2 * len(own) >= len(tids):  # ``once`` may not be the message's most common level
-                    postings.append(chunk_message_of(tids, bytes(map(dict(own).get, tids, repeat(once)))))
+                    posted = chunk_message_of(tids, bytes(map(dict(own).get, tids, repeat(once))))
+                    common, notes = posted[2], [(tids[place], level) for place, level in zip(posted[3], posted[4])]
                 else:
-                    postings.append(chunk_posted(tids, once, own))
-                batch.own_tids.extend(map(itemgetter(0), own))
-                batch.own_codes.extend(session_bits | level << 8 | index for _, level in own)
+                    posted = chunk_posted(tids, once, own)
+                    common, notes = once, own
+                postings.append(posted)
+                code = session_bits | index
+                for tid, level in own:
+                    add_own_tid(tid)
+                    add_own_code(code | level << 8)
             add_tids(tids)
             add_code(session_bits | once << 8 | index)
             add_size(len(tids))
             message = position << MAP_SHIFT | offset
             if message < LAST_KEYS:
-                base = block << _POSTED_BLOCK | message
-                _, _, common, places, own_levels = postings[-1]
                 by_level.setdefault(common, []).append(message)
-                for place, level in zip(places, own_levels):
-                    repeated_in(tids[place]).append(base | level << 32)
+                if notes:  # the terms at another level than the message's (``chunk_posted``'s places)
+                    base = block << _POSTED_BLOCK | message
+                    for tid, level in notes:
+                        repeated_in(tid).append(base | level << 32)
         for level, messages in by_level.items():
             self._level_set(block, level).update(messages)
         self._add_to_chunks(state, sid, postings)
