@@ -70,7 +70,7 @@ def group(postings: Postings, block_bits: int, posted_from: int) -> Iterator[Ter
     POSTED_BLOCK | map key`` in session order. Each posting is one integer, and one sort (in C) groups them all."""
     codes = np.frombuffer(postings.codes, dtype=np.uint64)
     own_codes = np.frombuffer(postings.own_codes, dtype=np.uint64)
-    sessions = np.unique(codes >> np.uint64(32))
+    sessions = _distinct(codes >> np.uint64(32))
     counted, size = len(postings.tids), len(postings.tids) + len(postings.own_tids)
     # Filled in place: a batch's postings are millions, and each array of them takes 8 bytes a posting.
     rows = np.empty(size, dtype=np.uint64)
@@ -93,11 +93,20 @@ def group(postings: Postings, block_bits: int, posted_from: int) -> Iterator[Ter
         yield from _terms(*derived, 0)
         return
     mask = np.uint64((1 << page_bits) - 1)
-    for page in np.unique(pages).tolist():
+    for page in _distinct(pages).tolist():
         chosen = pages == np.uint64(page)
         packed = (tids[chosen] & mask) << np.uint64(shift) | rows[chosen]
         packed.sort()
         yield from _terms(*_derived(packed, shift, sessions, block_bits, posted_from), page << page_bits)
+
+
+def _distinct(values: U64) -> U64:
+    """The distinct ``values``, ascending: ``numpy.unique``'s result without its import of ``numpy.ma`` (which the
+    first grouping of a process would pay for)."""
+    ordered = np.sort(values)
+    if len(ordered) < 2:
+        return ordered
+    return ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))]
 
 
 def _low_bits(codes: U64, sessions: U64, counted: int) -> U64:
