@@ -11,7 +11,7 @@ import heapq
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from functools import lru_cache
+from functools import lru_cache, partial
 from itertools import chain, compress, repeat
 from operator import itemgetter, lt
 from typing import Any, cast
@@ -154,8 +154,8 @@ class IndexWriter(IndexReader):
         # Term id → ``block << _POSTED_BLOCK | level << 32 | map key`` of each message appended since the term last
         # settled where the term has a level of its own (it repeats there): the keys its message maps and repeats
         # gain (taken from the messages, not their postings; ``group`` posts those of the messages of a session
-        # holding it in several).
-        self._repeated: dict[int, array[int]] = {}
+        # holding it in several). Made for a term at its first such message: most terms never have one.
+        self._repeated: collections.defaultdict[int, array[int]] = collections.defaultdict(partial(array, "Q"))
         # Each mapped block's messages where its term has a level of its own (``search.repeats``), by block key:
         # message key → level (``None``: none stored now); those to write.
         self._repeats: dict[int, dict[int, int] | None] = {}
@@ -475,7 +475,6 @@ class IndexWriter(IndexReader):
         """The id of the term ``key`` (its UTF-8), looked up or given now; kept for the batch's later messages."""
         term = key.decode("utf-8")
         tid = self._key_tids[key] = self.tid(term) or self._new_tid(term)
-        self._repeated.setdefault(tid, array("Q"))
         return tid
 
     def message_count(self, sid: int) -> int:
@@ -583,8 +582,13 @@ class IndexWriter(IndexReader):
         """Group the batch's postings and fold them into the summaries and counts, each term once, and bring the
         message maps up to date (reading postings: ``flush`` may run in another transaction, where it reads nothing
         stored)."""
-        self._group_postings()
         grouped, self._grouped = self._grouped, {}
+        # Each term settles as the grouping yields it (with its parts grouped at earlier reads), so that a batch's
+        # parts are never all held at once: each holds arrays, which the cyclic collector walks.
+        for tid, part in self._grouped_now():
+            parts = grouped.pop(tid, [])
+            parts.append(part)
+            self._settle_term(tid, parts)
         for tid, parts in grouped.items():
             self._settle_term(tid, parts)
         stale, self._maps_stale = self._maps_stale, {}
@@ -600,12 +604,18 @@ class IndexWriter(IndexReader):
             self._settle_term(tid, parts)
 
     def _group_postings(self) -> None:
-        """Group the postings appended since the batch last grouped them by term and session, in C
-        (``grouping.group``), each term's part kept until the term settles."""
+        """Group the postings appended since the batch last grouped them, each term's part kept until the term
+        settles."""
+        for tid, part in self._grouped_now():
+            self._grouped.setdefault(tid, []).append(part)
+
+    def _grouped_now(self) -> Iterator[tuple[int, _Part]]:
+        """Each term's part of the postings appended since the batch last grouped them, grouped by term and session
+        in C (``grouping.group``)."""
         postings, self._postings = self._postings, Postings()
         if len(postings):
             for tid, *part in group(postings, formats.BLOCK_BITS, _POSTED_FROM):
-                self._grouped.setdefault(tid, []).append(cast(_Part, tuple(part)))
+                yield tid, cast(_Part, tuple(part))
 
     def _settle_term(self, tid: int, parts: list[_Part]) -> None:
         """Fold one term's grouped parts into its blocks: their entries (a part's are of distinct sessions,
@@ -618,8 +628,8 @@ class IndexWriter(IndexReader):
             notes = _merged_notes(runs)
             raw, added = packed_u64s(notes), sum(part[2] for part in parts)
             posted = array("Q", sorted(chain.from_iterable(part[3] for part in parts)))
-        own = self._repeated[tid]
-        levelled = sorted(own) if own else own  # few: the messages where the term repeats
+        own = self._repeated.pop(tid, None)
+        levelled: Sequence[int] = sorted(own) if own else ()  # few: the messages where the term repeats
         single: dict[int, BitMap] = {}  # by block, of the parts' entries, read where a block has a map
         for block, offsets, levels, tags in _by_block(notes, raw):
             before = self._block(tid, block)
@@ -639,7 +649,6 @@ class IndexWriter(IndexReader):
             self._map_changed(tid, block, before, after, keys)
             if keys is not None:
                 self._posted_repeats(block << 32 | tid, repeated)
-        del own[:]
         dfs = self._dfs
         df = dfs.get(tid)
         dfs[tid] = (super().df(tid) if df is None else df) + added
