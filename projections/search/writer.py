@@ -513,13 +513,13 @@ class IndexWriter(IndexReader):
                 postings.append(_NO_POSTINGS)
                 count += 1
                 continue
-            position = min(count, LAST_TAG)
+            position = count if count < LAST_TAG else LAST_TAG
             index = position ^ LAST_TAG
             count += 1
             counts: dict[bytes, int] = {}
             _count_into(counts, keys)
             tids = cast(list[int], list(map(tid_of, counts)))
-            if None in tids:
+            if not all(tids):  # a term not looked up yet (``None``; ids start at 1): cheaper than ``None in``
                 tids = [tid or self._key_tid(key) for tid, key in zip(tids, counts)]
             length = len(keys)
             once = impact(1, length)  # the level of a term the message holds once
