@@ -4,14 +4,16 @@ A streamed reply is a run of ``update_last`` calls, each a removal and an append
 batch; a log of appends alone takes none. Each session of the store is a user message of 12 words and an assistant
 message replaced ``R`` times as it grows by 4 words (``R`` of ``--replacements``; 0 is a log of appends), one
 session's events after another's, or ``--streams`` sessions' replies streaming at once (their replacements
-alternate in the log, as a busy assistant's do). Each
+alternate in the log, as a busy assistant's do). ``--late N`` then adds N edits of old sessions: a new session's
+message, then a replacement of an earlier session's reply, which the batch appended long before (it groups the few
+postings appended since the batch last grouped, rather than dropping its own). Each
 measurement is a fresh process: it builds the store, brings its index up to date (``catch_up``), then times
 ``rebuild_projections(["search"])`` ``--rebuilds`` times in process CPU time and reports their median. With
 ``--against DIR`` (a source tree of another version, such as ``git archive`` of a commit), processes on that code
 and on this one alternate, round by round, and the table gives each one's median over the rounds and their ratio.
 
-``python -m benchmarks.index_streamed [--sessions N] [--replacements R ...] [--streams S] [--rounds K]
-[--against DIR ...]``
+``python -m benchmarks.index_streamed [--sessions N] [--replacements R ...] [--streams S] [--late N]
+[--rounds K] [--against DIR ...]``
 """
 
 from __future__ import annotations
@@ -48,9 +50,11 @@ def texts(sessions: int, replacements: int, seed: int) -> list[tuple[str, list[s
     return found
 
 
-def measure(sessions: int, replacements: int, streams: int, rebuilds: int, directory: str | None) -> dict[str, float]:
+def measure(sessions: int, replacements: int, streams: int, late: int, rebuilds: int,
+            directory: str | None) -> dict[str, float]:
     """In this process: the store built and caught up, then the CPU seconds of each of ``rebuilds`` rebuilds.
-    ``streams`` sessions at a time stream their replies at once: their replacements alternate in the log."""
+    ``streams`` sessions at a time stream their replies at once: their replacements alternate in the log; ``late``
+    edits of old sessions follow."""
     from eventstore import ChatMessage, SessionStore
 
     conversations = texts(sessions, replacements, seed=16)
@@ -64,6 +68,10 @@ def measure(sessions: int, replacements: int, streams: int, rebuilds: int, direc
             for step in range(2, replacements + 2):
                 for key, versions in together:
                     store.update_last(key, ChatMessage.assistant(versions[step]))
+        for number in range(late):  # a session seven on from the last one edited: far back in the log
+            store.append(f"late{number:06d}", ChatMessage.user(conversations[number % sessions][1][0]))
+            key, (said, *_) = conversations[7 * number % sessions]
+            store.update_last(key, ChatMessage.assistant(said))
         start = time.process_time()
         store.catch_up()
         catch_up = time.process_time() - start
@@ -90,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="replacements of each session's assistant message (default 0 2 10)")
     parser.add_argument("--streams", type=int, default=1,
                         help="sessions streaming their replies at once, their replacements alternating (default 1)")
+    parser.add_argument("--late", type=int, default=0,
+                        help="edits of old sessions at the end: a new session's message, then an earlier session's "
+                             "reply replaced (default 0)")
     parser.add_argument("--rebuilds", type=int, default=3, help="rebuilds a process, their median taken (default 3)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
     parser.add_argument("--against", metavar="DIR", type=Path, action="append", default=[],
@@ -97,30 +108,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", metavar="DIR", help="parent directory for the temporary stores (default: $TMPDIR)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if min(args.sessions, args.streams, args.rebuilds, args.rounds) < 1 or min(args.replacements) < 0:
-        parser.error("--sessions, --streams, --rebuilds and --rounds must be at least 1, --replacements at least 0")
+    if min(args.sessions, args.streams, args.rebuilds, args.rounds) < 1 or min(*args.replacements, args.late) < 0:
+        parser.error("--sessions, --streams, --rebuilds and --rounds must be at least 1, --replacements and --late "
+                     "at least 0")
     if args.child:
         [replacements] = args.replacements
-        print(json.dumps(measure(args.sessions, replacements, args.streams, args.rebuilds, args.dir)))
+        print(json.dumps(measure(args.sessions, replacements, args.streams, args.late, args.rebuilds, args.dir)))
         return 0
     trees = {**{tree.resolve().name: tree.resolve() for tree in args.against}, "this": THIS_TREE}
     samples: dict[tuple[int, str], list[float]] = {}
     loads = [os.getloadavg()[0]]
     print(f"{time.strftime('%Y-%m-%d %H:%M %Z')}: {args.sessions:,} sessions, {args.streams} streaming at once, "
+          f"{args.late} late edits, "
           f"{args.rebuilds} rebuilds a process (median), {args.rounds} alternating rounds; load {loads[0]:.1f}",
           file=sys.stderr)
     for round_number, replacements in itertools.product(range(args.rounds), args.replacements):
         names = list(trees) if round_number % 2 == 0 else list(trees)[::-1]
         for name in names:
             arguments = ["--sessions", str(args.sessions), "--replacements", str(replacements),
-                         "--streams", str(args.streams), "--rebuilds", str(args.rebuilds),
+                         "--streams", str(args.streams), "--late", str(args.late), "--rebuilds", str(args.rebuilds),
                          *(["--dir", args.dir] if args.dir else [])]
             found = in_process(trees[name], arguments)
             samples.setdefault((replacements, name), []).append(found["rebuild"])
             loads.append(os.getloadavg()[0])
             print(f"round {round_number + 1}, {replacements} replacements, {name}: rebuild {found['rebuild']:.3f} s "
                   f"(catch-up {found['catch_up']:.3f} s), load {loads[-1]:.1f}", file=sys.stderr)
-    print(f"rebuild_projections(['search']) of {args.sessions:,} sessions ({args.streams} streaming at once), process "
+    print(f"rebuild_projections(['search']) of {args.sessions:,} sessions ({args.streams} streaming at once, "
+          f"{args.late} late edits), process "
           f"CPU time, median of {args.rounds} processes (each the median of {args.rebuilds}); "
           f"{time.strftime('%Y-%m-%d %H:%M %Z')}, load average {min(loads):.1f}-{max(loads):.1f}")
     print()

@@ -23,9 +23,11 @@ def test_streamed_replies_are_what_the_benchmark_says() -> None:
 
 
 def test_it_measures_this_code_against_another_tree(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A round of fresh processes on each tree, a row for each shape, with every sample, the median and the ratio."""
-    assert index_streamed.main(["--sessions", "4", "--replacements", "0", "2", "--streams", "2", "--rebuilds", "1",
-                                "--rounds", "1", "--against", str(ROOT), "--dir", str(tmp_path)]) == 0
+    """A round of fresh processes on each tree, a row for each shape, with every sample, the median and the ratio
+    (old sessions edited at the end too)."""
+    assert index_streamed.main(["--sessions", "4", "--replacements", "0", "2", "--streams", "2", "--late", "3",
+                                "--rebuilds", "1", "--rounds", "1", "--against", str(ROOT), "--dir",
+                                str(tmp_path)]) == 0
     table = capsys.readouterr().out
     rows = [line for line in table.splitlines() if line.startswith("| ")]
     assert rows[0] == f"| replacements a session | {ROOT.name} | this | this / {ROOT.name} |"
@@ -37,8 +39,9 @@ def test_it_measures_this_code_against_another_tree(tmp_path: Path, capsys: pyte
     assert not list(tmp_path.iterdir())  # the stores are removed
 
 
-def test_it_refuses_counts_below_one(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("arguments", [["--streams", "0"], ["--late", "-1"]])
+def test_it_refuses_counts_below_their_least(arguments: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_status:
-        index_streamed.main(["--streams", "0"])
+        index_streamed.main(arguments)
     assert exit_status.value.code == 2
     assert "must be at least 1" in capsys.readouterr().err

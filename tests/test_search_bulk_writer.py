@@ -165,19 +165,34 @@ def modelled(batch: list[Message], block_bits: int, posted_from: int) -> list[tu
     return [(tid, notes, added, sorted(posted)) for tid, (notes, added, posted) in sorted(found.items())]
 
 
+@contextmanager
+def grouped_in(numpy: bool) -> Iterator[None]:
+    """``group`` sorts every batch in numpy, or none (a few postings are grouped in plain Python)."""
+    saved = grouping.NUMPY_FROM
+    grouping.NUMPY_FROM = 0 if numpy else 1 << 62
+    try:
+        yield
+    finally:
+        grouping.NUMPY_FROM = saved
+
+
 class TestGrouping:
     @given(messages, st.sampled_from([1, 3, 12]), st.sampled_from([1, 2, 3]),
-           st.sampled_from([grouping.SORTED_BITS, grouping.KEY_BITS + 8]))
-    @example([(7, 3, 0, [5], []), (7, 9, 1, [5], [(0, 12)]), (2, 9, 4, [5, 6], [])], 1, 2, grouping.SORTED_BITS)
+           st.sampled_from([grouping.SORTED_BITS, grouping.KEY_BITS + 8]), st.booleans())
+    @example([(7, 3, 0, [5], []), (7, 9, 1, [5], [(0, 12)]), (2, 9, 4, [5, 6], [])], 1, 2, grouping.SORTED_BITS, True)
+    @example([(7, 3, 0, [5], []), (7, 9, 1, [5], [(0, 12)]), (2, 9, 4, [5, 6], [])], 1, 2, grouping.SORTED_BITS,
+             False)
     def test_group_derives_what_a_plain_model_does(self, batch: list[Message], block_bits: int, posted_from: int,
-                                                   sorted_bits: int) -> None:
+                                                   sorted_bits: int, numpy: bool) -> None:
         """Each term's entries (best level, first message at it, how many messages), message count and posted
         messages are the model's, sessions in any order and in several messages, term ids in one range or in
-        ranges of a few ids (``sorted_bits``: the sessions' ranks and keys take the other bits)."""
+        ranges of a few ids (``sorted_bits``: the sessions' ranks and keys take the other bits), sorted in numpy
+        or, as a few postings are, in plain Python."""
         saved = grouping.SORTED_BITS
         grouping.SORTED_BITS = sorted_bits
         try:
-            grouped = list(group(postings_of(batch), block_bits, posted_from))
+            with grouped_in(numpy):
+                grouped = list(group(postings_of(batch), block_bits, posted_from))
             found = [(tid, notes.tolist(), added, posted.tolist()) for tid, notes, _, added, posted in grouped]
         finally:
             grouping.SORTED_BITS = saved
@@ -187,12 +202,14 @@ class TestGrouping:
             assert raw == arrays.packed_u64s(notes)
             assert [message >> 40 for message in posted] == sorted(message >> 40 for message in posted)
 
-    def test_a_term_in_more_messages_of_a_session_than_a_note_counts(self) -> None:
+    @pytest.mark.parametrize("numpy", [True, False])
+    def test_a_term_in_more_messages_of_a_session_than_a_note_counts(self, numpy: bool) -> None:
         """A session whose batch holds a term in more messages than a note's two bytes count gives the term its
         whole message count, and a note that says several messages (it is capped, not wrapped)."""
         many = (1 << 16) + 5
         batch: list[Message] = [(3, 2, min(position, LAST_TAG), [9], []) for position in range(many)]
-        [(tid, notes, _, added, _)] = list(group(postings_of(batch), formats.BLOCK_BITS, 2))
+        with grouped_in(numpy):
+            [(tid, notes, _, added, _)] = list(group(postings_of(batch), formats.BLOCK_BITS, 2))
         assert (tid, added) == (9, many)
         assert [note >> 16 for note in notes] == [3 << 16 | 0xFFFF]
 

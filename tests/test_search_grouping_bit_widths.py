@@ -2,7 +2,7 @@
 at the index's real widths: term ids up to 2**32 - 1 beside more sessions than leave those ids room (grouped a range
 at a time without lowering ``SORTED_BITS``), session ids up to ``MAX_ID``, the best level and the last tag, batches
 of one posting, session counts at a power of two and either side of it; what it yields are plain ints, and the
-entries' bytes are little-endian whatever numpy's order."""
+entries' bytes are little-endian whatever numpy's order; each batch sorted in numpy and in plain Python."""
 
 from __future__ import annotations
 
@@ -16,19 +16,23 @@ from projections.search.formats import MAX_ID
 from projections.search.formats.summaries import LAST_TAG
 from projections.search.grouping import group
 
-from test_search_bulk_writer import Message, modelled, postings_of
+from test_search_bulk_writer import Message, grouped_in, modelled, postings_of
 
 MOST_TID = (1 << 32) - 1
 
 
 def grouped(batch: list[Message], posted_from: int = 2) -> list[tuple[int, list[int], int, list[int]]]:
-    """What ``group`` yields for ``batch``, in the model's form, after checking each value's type and bytes."""
-    found = []
-    for tid, notes, raw, added, posted in group(postings_of(batch), formats.BLOCK_BITS, posted_from):
-        assert type(tid) is int and type(added) is int  # no numpy scalar reaches the stored ints
-        assert raw == b"".join(note.to_bytes(8, "little") for note in notes)
-        found.append((tid, notes.tolist(), added, sorted(posted.tolist())))
-    return found
+    """What ``group`` yields for ``batch``, in the model's form, after checking each value's type and bytes: the
+    same sorted in numpy as in plain Python (as a few postings are)."""
+    found: dict[bool, list[tuple[int, list[int], int, list[int]]]] = {True: [], False: []}
+    for numpy, into in found.items():
+        with grouped_in(numpy):
+            for tid, notes, raw, added, posted in group(postings_of(batch), formats.BLOCK_BITS, posted_from):
+                assert type(tid) is int and type(added) is int  # no numpy scalar reaches the stored ints
+                assert raw == b"".join(note.to_bytes(8, "little") for note in notes)
+                into.append((tid, notes.tolist(), added, sorted(posted.tolist())))
+    assert found[True] == found[False]
+    return found[True]
 
 
 def test_term_ids_near_2_32_beside_many_sessions() -> None:

@@ -5,17 +5,21 @@ The writer keeps a batch's appended messages as flat typed arrays (``Postings``)
 code a message. ``group`` sorts the postings by term and session once and derives, for each (term, session), its
 entry (the best level, the first message at it) and how many messages hold the term, and for each term its
 entries, its message count and the messages to note for its message maps: a few dozen numpy calls a batch
-whatever its size, where noting each entry from Python cost a lookup and an append a term.
+whatever its size, where noting each entry from Python cost a lookup and an append a term. A few postings (a
+removal groups those appended since the batch last grouped) are grouped in plain Python, below numpy's fixed cost.
 """
 
 from __future__ import annotations
 
 from array import array
 from collections.abc import Iterator
+from itertools import groupby, islice
+from operator import itemgetter
 
 import numpy as np
 import numpy.typing as npt
 
+from .formats.arrays import packed_u64s
 from .formats.maps import MAP_SHIFT
 from .formats.summaries import LAST_TAG
 
@@ -62,15 +66,50 @@ SORTED_BITS = 64
 KEY_BITS = 17
 
 
+#: Postings from which ``group`` sorts in numpy: below, a few plain Python steps a posting cost less than numpy's
+#: calls, whose fixed cost a removal that groups the postings appended since the last grouping would pay.
+NUMPY_FROM = 64
+
+
 def group(postings: Postings, block_bits: int, posted_from: int) -> Iterator[Term]:
     """``(term id, its entries, their bytes, its message count, its posted messages)`` for each term of
     ``postings``, ascending: a session's entry for a term is its greatest code's (the best level, the first message
     at it), noted as ``session << SID_SHIFT | messages << COUNT_SHIFT | entry`` in session order; the messages of a
     session holding the term in ``posted_from`` messages or more are posted for its message maps, as ``block <<
-    POSTED_BLOCK | map key`` in session order. Each posting is one integer, and one sort (in C) groups them all."""
+    POSTED_BLOCK | map key`` in session order. Each posting is one integer, and one sort (in C) groups them all;
+    a few postings are grouped in plain Python."""
+    if len(postings.tids) + len(postings.own_tids) < NUMPY_FROM:
+        return _few(postings, block_bits, posted_from)
+    return _many(postings, block_bits, posted_from)
+
+
+def _few(postings: Postings, block_bits: int, posted_from: int) -> Iterator[Term]:
+    """``group`` of a few postings: each a tuple ``(term, session, key, counts a message)``, one sort of them."""
+    rows: list[tuple[int, int, int, int]] = []
+    tids = iter(postings.tids)
+    for code, size in zip(postings.codes, postings.sizes):
+        rows += [(tid, code >> 32, code & 0xFFFF, 1) for tid in islice(tids, size)]
+    rows += [(tid, code >> 32, code & 0xFFFF, 0) for tid, code in zip(postings.own_tids, postings.own_codes)]
+    rows.sort()
+    block_mask = (1 << block_bits) - 1
+    for tid, of_term in groupby(rows, itemgetter(0)):
+        notes, posted, added = array("Q"), array("Q"), 0
+        for sid, of_session in groupby(of_term, itemgetter(1)):
+            held = list(of_session)
+            messages = sum(map(itemgetter(3), held))
+            notes.append(sid << SID_SHIFT | min(messages, MOST_COUNTED) << COUNT_SHIFT | held[-1][2] ^ LAST_TAG)
+            added += messages
+            if messages >= posted_from:
+                posted.extend(sid >> block_bits << POSTED_BLOCK | (key & LAST_TAG ^ LAST_TAG) << MAP_SHIFT
+                              | sid & block_mask for _, _, key, counts in held if counts)
+        yield tid, notes, packed_u64s(notes), added, posted
+
+
+def _many(postings: Postings, block_bits: int, posted_from: int) -> Iterator[Term]:
+    """``group`` in numpy: each posting is one integer, one sort of them."""
     codes = np.frombuffer(postings.codes, dtype=np.uint64)
     own_codes = np.frombuffer(postings.own_codes, dtype=np.uint64)
-    sessions = np.unique(codes >> np.uint64(32))
+    sessions = _distinct(codes >> np.uint64(32))
     counted, size = len(postings.tids), len(postings.tids) + len(postings.own_tids)
     # Filled in place: a batch's postings are millions, and each array of them takes 8 bytes a posting.
     rows = np.empty(size, dtype=np.uint64)
@@ -93,11 +132,20 @@ def group(postings: Postings, block_bits: int, posted_from: int) -> Iterator[Ter
         yield from _terms(*derived, 0)
         return
     mask = np.uint64((1 << page_bits) - 1)
-    for page in np.unique(pages).tolist():
+    for page in _distinct(pages).tolist():
         chosen = pages == np.uint64(page)
         packed = (tids[chosen] & mask) << np.uint64(shift) | rows[chosen]
         packed.sort()
         yield from _terms(*_derived(packed, shift, sessions, block_bits, posted_from), page << page_bits)
+
+
+def _distinct(values: U64) -> U64:
+    """The distinct ``values``, ascending: ``numpy.unique``'s result without its import of ``numpy.ma`` (which the
+    first grouping of a process would pay for)."""
+    ordered = np.sort(values)
+    if len(ordered) < 2:
+        return ordered
+    return ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))]
 
 
 def _low_bits(codes: U64, sessions: U64, counted: int) -> U64:

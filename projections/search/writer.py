@@ -11,9 +11,9 @@ import heapq
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from functools import lru_cache
+from functools import lru_cache, partial
 from itertools import chain, compress, repeat
-from operator import itemgetter, lt, ne
+from operator import itemgetter, lt
 from typing import Any, cast
 
 from pyroaring import BitMap
@@ -92,6 +92,7 @@ _POSTED_FROM = 2
 _Part = tuple["array[int]", bytes, int, "array[int]"]
 _NO_KEYS: list[bytes] = []
 _NO_POSTINGS: ChunkMessage = (b"", (), 0, (), b"")
+_NO_NOTES: list[tuple[int, int]] = []
 #: Counts the items of an iterable into a dict, in C: what ``Counter.update`` calls, without the checks and calls
 #: around it that cost as much as counting a message's terms.
 _count_into: Callable[[dict[Any, int], Iterable[Any]], None] = collections._count_elements  # type: ignore[attr-defined]
@@ -153,8 +154,8 @@ class IndexWriter(IndexReader):
         # Term id → ``block << _POSTED_BLOCK | level << 32 | map key`` of each message appended since the term last
         # settled where the term has a level of its own (it repeats there): the keys its message maps and repeats
         # gain (taken from the messages, not their postings; ``group`` posts those of the messages of a session
-        # holding it in several).
-        self._repeated: dict[int, array[int]] = {}
+        # holding it in several). Made for a term at its first such message: most terms never have one.
+        self._repeated: collections.defaultdict[int, array[int]] = collections.defaultdict(partial(array, "Q"))
         # Each mapped block's messages where its term has a level of its own (``search.repeats``), by block key:
         # message key → level (``None``: none stored now); those to write.
         self._repeats: dict[int, dict[int, int] | None] = {}
@@ -474,7 +475,6 @@ class IndexWriter(IndexReader):
         """The id of the term ``key`` (its UTF-8), looked up or given now; kept for the batch's later messages."""
         term = key.decode("utf-8")
         tid = self._key_tids[key] = self.tid(term) or self._new_tid(term)
-        self._repeated.setdefault(tid, array("Q"))
         return tid
 
     def message_count(self, sid: int) -> int:
@@ -505,6 +505,7 @@ class IndexWriter(IndexReader):
         block, offset = block_of(sid), offset_of(sid)
         batch = self._postings
         add_tids, add_code, add_size = batch.tids.extend, batch.codes.append, batch.sizes.append
+        add_own_tid, add_own_code = batch.own_tids.append, batch.own_codes.append
         session_bits = sid << _SID_SHIFT  # a code's session (``Postings``)
         for text in texts:
             keys = _NO_KEYS if text == REDACTED else term_keys(text)
@@ -512,41 +513,47 @@ class IndexWriter(IndexReader):
                 postings.append(_NO_POSTINGS)
                 count += 1
                 continue
-            position = min(count, LAST_TAG)
+            position = count if count < LAST_TAG else LAST_TAG
             index = position ^ LAST_TAG
             count += 1
             counts: dict[bytes, int] = {}
             _count_into(counts, keys)
             tids = cast(list[int], list(map(tid_of, counts)))
-            if None in tids:
+            if not all(tids):  # a term not looked up yet (``None``; ids start at 1): cheaper than ``None in``
                 tids = [tid or self._key_tid(key) for tid, key in zip(tids, counts)]
             length = len(keys)
             once = impact(1, length)  # the level of a term the message holds once
             if len(counts) == length:
                 tids.sort()
                 postings.append(chunk_posted(tids, once, ()))
-            else:  # the terms it repeats, and their levels where they differ from ``once``
+                common, notes = once, _NO_NOTES
+            else:  # the terms it repeats (most messages: a few), and their levels where they differ from ``once``
                 tfs = counts.values()
-                many = list(map(lt, repeat(1), tfs))
-                levels = list(map(impact, compress(tfs, many), repeat(length)))
-                own = sorted(compress(zip(compress(tids, many), levels), map(ne, levels, repeat(once))))
+                own = [(tid, level) for tid, tf in compress(zip(tids, tfs), map(lt, repeat(1), tfs))
+                       if (level := impact(tf, length)) != once]
+                own.sort()
                 tids.sort()
                 if 2 * len(own) >= len(tids):  # ``once`` may not be the message's most common level
-                    postings.append(chunk_message_of(tids, bytes(map(dict(own).get, tids, repeat(once)))))
+                    posted = chunk_message_of(tids, bytes(map(dict(own).get, tids, repeat(once))))
+                    common, notes = posted[2], [(tids[place], level) for place, level in zip(posted[3], posted[4])]
                 else:
-                    postings.append(chunk_posted(tids, once, own))
-                batch.own_tids.extend(map(itemgetter(0), own))
-                batch.own_codes.extend(session_bits | level << 8 | index for _, level in own)
+                    posted = chunk_posted(tids, once, own)
+                    common, notes = once, own
+                postings.append(posted)
+                code = session_bits | index
+                for tid, level in own:
+                    add_own_tid(tid)
+                    add_own_code(code | level << 8)
             add_tids(tids)
             add_code(session_bits | once << 8 | index)
             add_size(len(tids))
             message = position << MAP_SHIFT | offset
             if message < LAST_KEYS:
-                base = block << _POSTED_BLOCK | message
-                _, _, common, places, own_levels = postings[-1]
                 by_level.setdefault(common, []).append(message)
-                for place, level in zip(places, own_levels):
-                    repeated_in(tids[place]).append(base | level << 32)
+                if notes:  # the terms at another level than the message's (``chunk_posted``'s places)
+                    base = block << _POSTED_BLOCK | message
+                    for tid, level in notes:
+                        repeated_in(tid).append(base | level << 32)
         for level, messages in by_level.items():
             self._level_set(block, level).update(messages)
         self._add_to_chunks(state, sid, postings)
@@ -575,8 +582,13 @@ class IndexWriter(IndexReader):
         """Group the batch's postings and fold them into the summaries and counts, each term once, and bring the
         message maps up to date (reading postings: ``flush`` may run in another transaction, where it reads nothing
         stored)."""
-        self._group_postings()
         grouped, self._grouped = self._grouped, {}
+        # Each term settles as the grouping yields it (with its parts grouped at earlier reads), so that a batch's
+        # parts are never all held at once: each holds arrays, which the cyclic collector walks.
+        for tid, part in self._grouped_now():
+            parts = grouped.pop(tid, [])
+            parts.append(part)
+            self._settle_term(tid, parts)
         for tid, parts in grouped.items():
             self._settle_term(tid, parts)
         stale, self._maps_stale = self._maps_stale, {}
@@ -592,12 +604,18 @@ class IndexWriter(IndexReader):
             self._settle_term(tid, parts)
 
     def _group_postings(self) -> None:
-        """Group the postings appended since the batch last grouped them by term and session, in C
-        (``grouping.group``), each term's part kept until the term settles."""
+        """Group the postings appended since the batch last grouped them, each term's part kept until the term
+        settles."""
+        for tid, part in self._grouped_now():
+            self._grouped.setdefault(tid, []).append(part)
+
+    def _grouped_now(self) -> Iterator[tuple[int, _Part]]:
+        """Each term's part of the postings appended since the batch last grouped them, grouped by term and session
+        in C (``grouping.group``)."""
         postings, self._postings = self._postings, Postings()
         if len(postings):
             for tid, *part in group(postings, formats.BLOCK_BITS, _POSTED_FROM):
-                self._grouped.setdefault(tid, []).append(cast(_Part, tuple(part)))
+                yield tid, cast(_Part, tuple(part))
 
     def _settle_term(self, tid: int, parts: list[_Part]) -> None:
         """Fold one term's grouped parts into its blocks: their entries (a part's are of distinct sessions,
@@ -610,8 +628,8 @@ class IndexWriter(IndexReader):
             notes = _merged_notes(runs)
             raw, added = packed_u64s(notes), sum(part[2] for part in parts)
             posted = array("Q", sorted(chain.from_iterable(part[3] for part in parts)))
-        own = self._repeated[tid]
-        levelled = sorted(own) if own else own  # few: the messages where the term repeats
+        own = self._repeated.pop(tid, None)
+        levelled: Sequence[int] = sorted(own) if own else ()  # few: the messages where the term repeats
         single: dict[int, BitMap] = {}  # by block, of the parts' entries, read where a block has a map
         for block, offsets, levels, tags in _by_block(notes, raw):
             before = self._block(tid, block)
@@ -631,7 +649,6 @@ class IndexWriter(IndexReader):
             self._map_changed(tid, block, before, after, keys)
             if keys is not None:
                 self._posted_repeats(block << 32 | tid, repeated)
-        del own[:]
         dfs = self._dfs
         df = dfs.get(tid)
         dfs[tid] = (super().df(tid) if df is None else df) + added

@@ -193,12 +193,16 @@ def chunk_message_of(tids: Sequence[int], levels: bytes) -> ChunkMessage:
 def chunk_posted(tids: Sequence[int], common: int, others: Sequence[tuple[int, int]]) -> ChunkMessage:
     """A message given as its term ids (ascending), its most common level and the ``(term id, level)`` of the
     postings at another level (in term id order), as ``chunk_append`` takes it."""
-    if not others and tids and tids[-1] < _LOW and LITTLE:  # most messages: their own bytes, packed in C
-        return array("H", tids).tobytes(), (), common, (), b""
-    split = bisect.bisect_left(tids, _LOW)
+    high: tuple[int, ...] = ()
+    if tids and tids[-1] < _LOW and LITTLE:  # most messages: their own bytes, packed in C
+        low = array("H", tids).tobytes()
+        if not others:
+            return low, high, common, (), b""
+    else:
+        split = bisect.bisect_left(tids, _LOW)
+        low, high = packed_u16s(tids[:split] if split < len(tids) else tids), tuple(tids[split:])
     places = tuple(map(bisect.bisect_left, repeat(tids), map(itemgetter(0), others))) if others else ()
-    return (packed_u16s(tids[:split] if split < len(tids) else tids), tuple(tids[split:]), common, places,
-            bytes(map(itemgetter(1), others)))
+    return low, high, common, places, bytes(map(itemgetter(1), others))
 
 
 def chunk_append(raw: bytes | None, messages: Iterable[ChunkMessage]) -> bytes:
