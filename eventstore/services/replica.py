@@ -55,7 +55,7 @@ from .._errors import (
     WrongExpectedVersion,
 )
 from .._folding import to_recorded
-from .._log import StoredEvent, record_hash
+from .._log import StoredEvent
 from .._stored_dictionary import StoredDictionary
 from ..events import RecordedEvent
 from ..sharedlog import (
@@ -90,7 +90,6 @@ BATCH = 1000
 #: How long the watcher waits for a commit before it asks the server for the head (a lost notification, a dropped
 #: connection); without a subscriber, how long it leaves the notifications to the reads and commands that drain them.
 QUIET_SECONDS = 1.0
-_STREAM_KEYS = "log.stream_keys"
 _LOG_META = "log.meta"  # where the replica's own compression dictionary lives (the shared log stores payloads plain)
 #: In ``log.meta``, which a rebuild keeps: how many times the replica was emptied and filled again. Processes that
 #: share the replica directory compare it with the count they last saw, to drop what they decoded before a rebuild.
@@ -286,7 +285,6 @@ class ReplicaStorage:
     def bind(self, binding: ReplicaBinding) -> None:
         """Connect the store above; then fill the replica up to the shared log's head."""
         self._binding = binding
-        self._stream_keys = self.space(_STREAM_KEYS)
         self._meta = self.space(_LOG_META)
         self._dictionary = StoredDictionary(self._meta)
         with self._inner.read() as txn:
@@ -531,16 +529,20 @@ class ReplicaStorage:
             raise _Unbound
         if txn.get(self._meta, _REBUILDS) != self._rebuilds:
             raise _Rebuilt
-        decided_at[:] = [binding.head(txn)[:2]]
+        capture = Capture(txn, self._dictionary, binding.version)
+        capturing = CapturingTransaction(txn, capture)
+        # Read through the body's transaction: the log's append takes this read rather than reading the head again.
+        # Kept before the body: it tells whether the replica lacks commits heard of, and a refusal compares it with
+        # the head after a catch-up (``_moved``).
+        decided_at[:] = [binding.head(capturing)[:2]]
         if self._heard_by_commands() > decided_at[0][0]:  # the replica lacks commits heard of (other hosts')
             if apart:
                 raise _Behind
             if self._catch_up_within(txn, binding, *decided_at[0]) == BATCH:
                 return _ReplicatedApart()
-            decided_at[:] = [binding.head(txn)[:2]]
-        capture = Capture(txn, self._stream_keys, self._dictionary, binding.version)
+            decided_at[:] = [binding.head(capturing)[:2]]
         try:
-            result = body(CapturingTransaction(txn, capture))
+            result = body(capturing)
         except EventStoreError as refused:
             if capture.missed:
                 raise _Unrecorded(refused, capture.missed) from None
@@ -550,8 +552,8 @@ class ReplicaStorage:
             return result
         decided = None
         if capture.events:
-            (first, _), (last, record) = capture.events[0], capture.events[-1]
-            decided = (first, last, record_hash(record))
+            first, last = capture.events[0], capture.events[-1]
+            decided = (first.position, last.position, last.hash)
         return _Pending(result, commit, decided, shipment,
                         commit.first_position is not None and not capture.names_own_positions)
 

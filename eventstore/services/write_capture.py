@@ -15,13 +15,13 @@ import attrs
 
 from .._errors import EventStoreError
 from .._folding import to_recorded
-from .._log import StoredEvent, decode_record, record_payload
+from .._log import StoredEvent, record_payload
 from .._stored_dictionary import StoredDictionary
 from ..events import SessionForked, SessionRedacted
 from ..sharedlog import Commit, NewEvent, Rewrite, SessionAppend, SharedRecord
 from ..storage import ReadTransaction, Space, WriteTransaction
 
-__all__ = ["COPIES_SESSIONS", "Capture", "CapturingTransaction"]
+__all__ = ["COPIES_SESSIONS", "Capture", "CapturingTransaction", "appended"]
 
 #: The spaces a write shares: the log, and the bookkeeping that the first writer owns across hosts.
 _LOG_EVENTS = "log.events"
@@ -35,13 +35,13 @@ COPIES_SESSIONS = frozenset({"SessionForked"})
 class Capture:
     """The writes of one body to the shared spaces, in order, taken from its local transaction."""
 
-    def __init__(self, txn: WriteTransaction, stream_keys: Space, dictionary: StoredDictionary,
+    def __init__(self, txn: WriteTransaction, dictionary: StoredDictionary,
                  version: Callable[[ReadTransaction, str], int]) -> None:
         self.txn = txn
-        self._stream_keys = stream_keys
         self._dictionary = dictionary
         self._version = version
-        self.events: list[tuple[int, bytes]] = []
+        self.positions: list[int] = []  # the positions the body appended to the log, in order
+        self.events: list[StoredEvent] = []  # those events, as the log encoded them (``CapturingTransaction.appended``)
         self.rewrites: list[Rewrite] = []
         self.records: list[SharedRecord] = []
         self.missed: list[tuple[str, bytes]] = []  # reads of shared records the replica lacks (space, key)
@@ -53,20 +53,12 @@ class Capture:
 
     def commit(self) -> Commit | None:
         """The shared log's commit of what was captured (``None``: the body shared nothing)."""
-        if not (self.events or self.rewrites or self.records):
+        if not (self.positions or self.rewrites or self.records):
             return None
-        keys: dict[int, str] = {}
-
-        def key_of(stream_id: int) -> str:
-            if stream_id not in keys:
-                raw = self.txn.get(self._stream_keys, stream_id.to_bytes(8, "big"))
-                if raw is None:
-                    raise EventStoreError(f"stream {stream_id} has no session key")
-                keys[stream_id] = bytes(raw).decode()
-            return keys[stream_id]
-
-        stored = [decode_record(position, raw, key_of, lambda: self._dictionary.require(self.txn))
-                  for position, raw in self.events]
+        stored = self.events
+        # Every record the body appended came from the log's append, which hands over what it encoded: the commit
+        # is built from that rather than from decoding the records again. The positions tie the two.
+        assert [entry.position for entry in stored] == self.positions, "an append to the log went uncaptured"
         appends: list[SessionAppend] = []
         for entry in stored:
             event = NewEvent(entry.event_id, entry.encoded.type_name, entry.encoded.schema_version,
@@ -147,8 +139,12 @@ class CapturingTransaction:
     def append(self, space: Space, key: bytes, value: bytes) -> bool:
         appended = self._txn.append(space, key, value)
         if appended and space.name == _LOG_EVENTS:
-            self._capture.events.append((int.from_bytes(key, "big"), bytes(value)))
+            self._capture.positions.append(int.from_bytes(key, "big"))
         return appended
+
+    def appended(self, events: Sequence[StoredEvent]) -> None:
+        """The events the log appended in this transaction, as it encoded them (``EventLog``'s ``appended``)."""
+        self._capture.events.extend(events)
 
     def insert(self, space: Space, key: bytes, value: bytes) -> bool:
         self._refuse(space, "insert")
@@ -179,3 +175,9 @@ def _named_positions(event: object) -> list[int]:
     """The positions a ``SessionRedacted`` names."""
     return [position for position, _ in event.rewritten] if isinstance(event, SessionRedacted) else []
 
+
+def appended(txn: WriteTransaction, events: Sequence[StoredEvent]) -> None:
+    """The log's ``appended`` on a replica: a command's capturing transaction takes what the log encoded; other
+    writes (a catch-up replicating the shared log's events) are not captured."""
+    if isinstance(txn, CapturingTransaction):
+        txn.appended(events)
