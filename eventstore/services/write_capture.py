@@ -56,9 +56,10 @@ class Capture:
         if not (self.positions or self.rewrites or self.records):
             return None
         stored = self.events
-        # Every record the body appended came from the log's append, which hands over what it encoded: the commit
-        # is built from that rather than from decoding the records again. The positions tie the two.
-        assert [entry.position for entry in stored] == self.positions, "an append to the log went uncaptured"
+        # The commit is built from what the log's append encoded rather than from decoding the records again; the
+        # positions tie the two, so that a record appended some other way is refused rather than left unshared.
+        if [entry.position for entry in stored] != self.positions:
+            raise EventStoreError("an event record was appended without the log: it cannot reach the shared log")
         appends: list[SessionAppend] = []
         for entry in stored:
             event = NewEvent(entry.event_id, entry.encoded.type_name, entry.encoded.schema_version,
