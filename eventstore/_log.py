@@ -340,9 +340,22 @@ def _stored_key(raw: bytes, stream_id: int) -> str:
 
 
 class EventLog:
-    """Append and read events inside transactions the caller owns."""
+    """Append and read events inside transactions the caller owns.
 
-    def __init__(self, storage: Storage) -> None:
+    Args:
+        storage: the engine whose spaces hold the log.
+        appended: called after each append with its transaction and the events as the log encoded them (a host's
+            replica hands them to the shared log rather than decoding its records again).
+    """
+
+    def __init__(self, storage: Storage,
+                 appended: Callable[[WriteTransaction, Sequence[StoredEvent]], None] | None = None) -> None:
+        self._appended = appended
+        # The head ``head`` read last and the transaction it read it in: the append that follows there takes it
+        # rather than reading it again (a replica reads it before its command decides). Taken once, by the next
+        # append whichever transaction it is in, so it is never older than the transaction's own appends; a
+        # redaction in between keeps every field of the envelope the append uses (invariant 8).
+        self._read_head: tuple[ReadTransaction, int, _Envelope | None] | None = None
         self._events = storage.space("log.events")
         self._streams = storage.space("log.streams")
         self._keys = storage.space("log.keys")
@@ -454,6 +467,7 @@ class EventLog:
     def head(self, txn: ReadTransaction) -> tuple[int, bytes, int]:
         """(position, hash, recorded time) of the latest event; (0, genesis, 0) for an empty log."""
         position, last = self._last_record(txn)
+        self._read_head = (txn, position, last)
         return (0, GENESIS_HASH, 0) if last is None else (position, last.hash, last.recorded_at)
 
     def _last_record(self, txn: ReadTransaction) -> tuple[int, _Envelope | None]:
@@ -485,7 +499,8 @@ class EventLog:
             return []
         if stream_id is None:
             stream_id = self._create_stream(txn, key)
-        position, last = self._last_record(txn)
+        read, self._read_head = self._read_head, None
+        position, last = (read[1], read[2]) if read is not None and read[0] is txn else self._last_record(txn)
         previous_hash = GENESIS_HASH if last is None else last.hash
         if version:
             # The stream's latest record, unless it is the log's last, whose envelope is read already.
@@ -526,6 +541,8 @@ class EventLog:
         else:
             _raise_format(txn, self._meta, _RUNS_FORMAT)
             txn.put(self._streams, _STREAM_KEY.pack(stream_id, first.version), _RUN.pack(first.position, len(events)))
+        if self._appended is not None:
+            self._appended(txn, stored_events)
         return stored_events
 
     def _train(self, txn: WriteTransaction, head_position: int, poor: Dictionary | None = None) -> Dictionary | None:

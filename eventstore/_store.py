@@ -67,6 +67,7 @@ from .services.replica import ReplicaBinding, ReplicaStorage
 from .services.replication import Importable, Replication, importable
 from .services.time_travel import TimeTravel
 from .services.transaction import Transaction
+from .services.write_capture import appended
 from .services.writer import CommandWriter, Request
 from .storage import Durability, ReadTransaction, Storage, WriteTransaction
 from .storage.lmdb import Environment
@@ -219,7 +220,7 @@ class SessionStore:
 
     def _open_components(self) -> None:
         """Open the log, the snapshots and the read models, and wire the services to them (again after vacuum)."""
-        self._log = EventLog(self._environment)
+        self._log = EventLog(self._environment, appended if isinstance(self._environment, ReplicaStorage) else None)
         self._snapshots = SnapshotStore(self._environment)
         self._catalog = Catalog(self._environment.space)
         self._messages = MessageLists(self._environment.space, self._log.dictionary)

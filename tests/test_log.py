@@ -281,6 +281,47 @@ class TestInvariants:
             assert event.hash == previous
 
 
+class TestHeadHandedToTheAppend:
+    """A head read in a transaction is taken by the append that follows in it, once; ``appended`` is handed what
+    the log stored."""
+
+    def test_appends_after_a_head_read_chain_on_each_other(self, environment, log):
+        blank = encode_event(MessageAppended(ChatMessage.user("[redacted]"))).payload
+
+        def body(txn):
+            heads = [log.head(txn)]
+            log.append(txn, "a", [encode_event(said("1"))], T0)
+            log.append(txn, "b", [encode_event(said("2"))], T0)  # no head read since the first append
+            heads.append(log.head(txn))
+            log.redact(txn, 2, blank)
+            log.append(txn, "a", [encode_event(said("3"))], T0)
+            heads.append(log.head(txn))
+            return heads
+
+        append(environment, log, "a", [said("0")])
+        with environment.read() as txn:
+            stale = log.head(txn)  # another transaction's read: no append of a later one takes it
+        append(environment, log, "c", [said("c")])
+        heads = environment.write(body)
+        stored, previous = everything(environment, log), GENESIS_HASH
+        assert stored[1].redacted
+        for event in stored:
+            previous = chain_hash(previous, event.position, event.session_key, event.version, event.recorded_at,
+                                  event.event_id, event.encoded, event.payload_digest)
+            assert event.hash == previous
+        assert [event.position for event in stored] == [1, 2, 3, 4, 5]
+        assert stale[0] == 1 and heads == [(position, stored[position - 1].hash, T0) for position in (2, 4, 5)]
+
+    def test_appended_gets_the_events_as_read_back(self, environment):
+        handed: list[StoredEvent] = []
+        log = EventLog(environment, appended=lambda txn, events: handed.extend(events))
+        append(environment, log, "a", [said("1"), SessionRenamed("n")])
+        append(environment, log, "b", [said("2")], T0 - 1)
+        with pytest.raises(WrongExpectedVersion):  # refused: nothing appended, nothing handed
+            append(environment, log, "a", [said("3")], expected_version=1)
+        assert handed == everything(environment, log)
+
+
 class TestReading:
     """Reading ranges of the log."""
 

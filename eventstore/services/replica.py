@@ -4,11 +4,11 @@
 unchanged: its commands decide against the replica, its queries read the replica. Two things differ:
 
 * **A write that records events** (or bookkeeping that must be unique across hosts) runs its body in a
-  local write transaction that captures what the body wrote to the log and the bookkeeping spaces, and
-  before the local commit hands that to the shared log, with each session's version as the body decided
-  against it (having caught up first, without the replica's write lock, with the commits of other hosts it heard
-  of as it came to decide, and in its own transaction with those heard of since). The engine commits the writes that
-  threads give at once as one group (``GroupCommitting``):
+  local write transaction that captures what the body wrote to the log and the bookkeeping spaces
+  (``write_capture``), and before the local commit hands that to the shared log, with each session's version
+  as the body decided against it (having caught up first, without the replica's write lock, with the commits of
+  other hosts it heard of as it came to decide, and in its own transaction with those heard of since). The engine
+  commits the writes that threads give at once as one group (``GroupCommitting``):
   their commands go to the shared log in one call (``SharedLog.commit_many``: one transaction, one flush),
   each accepted or refused alone. When the shared log put every command's events where the replica did
   (nobody committed in between: same positions, same chain head), the local transaction commits as it is.
@@ -36,7 +36,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -55,17 +55,14 @@ from .._errors import (
     WrongExpectedVersion,
 )
 from .._folding import to_recorded
-from .._log import StoredEvent, decode_record, record_hash, record_payload
+from .._log import StoredEvent
 from .._stored_dictionary import StoredDictionary
-from ..events import RecordedEvent, SessionForked, SessionRedacted
+from ..events import RecordedEvent
 from ..sharedlog import (
     Commit,
     Committed,
     HeadMoved,
-    NewEvent,
     RecordTaken,
-    Rewrite,
-    SessionAppend,
     SharedEvent,
     SharedLog,
     SharedRecord,
@@ -80,6 +77,7 @@ from ..storage import (
     VacuumRewrite,
     WriteTransaction,
 )
+from .write_capture import COPIES_SESSIONS, Capture, CapturingTransaction
 
 __all__ = ["ReplicaStorage", "ReplicaBinding", "ATTEMPTS", "BATCH"]
 
@@ -92,18 +90,10 @@ BATCH = 1000
 #: How long the watcher waits for a commit before it asks the server for the head (a lost notification, a dropped
 #: connection); without a subscriber, how long it leaves the notifications to the reads and commands that drain them.
 QUIET_SECONDS = 1.0
-#: The spaces a write shares: the log, and the bookkeeping that the first writer owns across hosts.
-_LOG_EVENTS = "log.events"
-_SHARED_RECORDS = frozenset({"facade.idempotency", "facade.imports"})
-_STREAM_KEYS = "log.stream_keys"
 _LOG_META = "log.meta"  # where the replica's own compression dictionary lives (the shared log stores payloads plain)
 #: In ``log.meta``, which a rebuild keeps: how many times the replica was emptied and filled again. Processes that
 #: share the replica directory compare it with the count they last saw, to drop what they decoded before a rebuild.
 _REBUILDS = b"replica.rebuilds"
-#: Types whose payload names positions: such a write must get exactly the positions it decided with.
-_NAMES_POSITIONS = frozenset({"SessionRedacted"})
-#: Types whose payload copies another session's content (a fork): such a write also checks that session's version.
-_COPIES_SESSIONS = frozenset({"SessionForked"})
 
 
 @attrs.frozen
@@ -205,149 +195,6 @@ class _Elsewhere(Exception):
         self.head = head  # the shared log's head right after the write (``None``: not known)
 
 
-class _Capture:
-    """The writes of one body to the shared spaces, in order, taken from its local transaction."""
-
-    def __init__(self, txn: WriteTransaction, stream_keys: Space, dictionary: StoredDictionary,
-                 version: Callable[[ReadTransaction, str], int]) -> None:
-        self.txn = txn
-        self._stream_keys = stream_keys
-        self._dictionary = dictionary
-        self._version = version
-        self.events: list[tuple[int, bytes]] = []
-        self.rewrites: list[Rewrite] = []
-        self.records: list[SharedRecord] = []
-        self.missed: list[tuple[str, bytes]] = []  # reads of shared records the replica lacks (space, key)
-        self.names_own_positions = False  # a payload of the commit names a position of the commit's own events
-
-    def plain_payload(self, record: bytes) -> bytes:
-        """A local record's payload as the shared log stores it: decompressed."""
-        return record_payload(record, lambda: self._dictionary.require(self.txn))
-
-    def commit(self) -> Commit | None:
-        """The shared log's commit of what was captured (``None``: the body shared nothing)."""
-        if not (self.events or self.rewrites or self.records):
-            return None
-        keys: dict[int, str] = {}
-
-        def key_of(stream_id: int) -> str:
-            if stream_id not in keys:
-                raw = self.txn.get(self._stream_keys, stream_id.to_bytes(8, "big"))
-                if raw is None:
-                    raise EventStoreError(f"stream {stream_id} has no session key")
-                keys[stream_id] = bytes(raw).decode()
-            return keys[stream_id]
-
-        stored = [decode_record(position, raw, key_of, lambda: self._dictionary.require(self.txn))
-                  for position, raw in self.events]
-        appends: list[SessionAppend] = []
-        for entry in stored:
-            event = NewEvent(entry.event_id, entry.encoded.type_name, entry.encoded.schema_version,
-                             entry.encoded.payload, entry.payload_digest, entry.redacted)
-            last = appends[-1] if appends else None
-            if (last is not None and last.key == entry.session_key and last.recorded_at == entry.recorded_at
-                    and last.expected_version + len(last.events) + 1 == entry.version):
-                appends[-1] = attrs.evolve(last, events=(*last.events, event))
-            else:
-                appends.append(SessionAppend(entry.session_key, entry.version - 1, entry.recorded_at, (event,)))
-        pinned = any(entry.encoded.type_name in _NAMES_POSITIONS for entry in stored)
-        self.names_own_positions = pinned and any(
-            position >= stored[0].position for entry in stored if entry.encoded.type_name in _NAMES_POSITIONS
-            for position in _named_positions(to_recorded(entry).event))
-        return Commit((*appends, *self._sources_checked(stored)), tuple(self.rewrites), tuple(self.records),
-                      stored[0].position if pinned else None)
-
-    def _sources_checked(self, stored: Sequence[StoredEvent]) -> list[SessionAppend]:
-        """The sessions the commit's forks copied, each with no event and the version the body read: the shared log
-        refuses the commit if another host moved one on since (a redaction whose notification had not come), so that
-        the fork is decided again rather than keeping content the redaction removed. Last, after the commit's own
-        events of those sessions."""
-        sources = {event.source_key for event in (to_recorded(entry).event for entry in stored
-                                                  if entry.encoded.type_name in _COPIES_SESSIONS)
-                   if isinstance(event, SessionForked)}
-        versions = {key: self._version(self.txn, key) for key in sorted(sources)}
-        return [SessionAppend(key, version, 0, ()) for key, version in versions.items() if version]
-
-
-class _CapturingTransaction:
-    """A write transaction that records what its body writes to the shared spaces, then writes it locally."""
-
-    def __init__(self, txn: WriteTransaction, capture: _Capture) -> None:
-        self._txn = txn
-        self._capture = capture
-
-    def get(self, space: Space, key: bytes) -> bytes | None:
-        found = self._txn.get(space, key)
-        if found is None and space.name in _SHARED_RECORDS:
-            self._capture.missed.append((space.name, bytes(key)))
-        return found
-
-    def get_many(self, space: Space, keys: Iterable[bytes]) -> dict[bytes, bytes]:
-        return self._txn.get_many(space, keys)
-
-    def scan(self, space: Space, start: bytes | None = None, *, reverse: bool = False
-             ) -> Iterator[tuple[bytes, bytes]]:
-        return self._txn.scan(space, start, reverse=reverse)
-
-    def scan_keys(self, space: Space, start: bytes | None = None, *, reverse: bool = False) -> Iterator[bytes]:
-        return self._txn.scan_keys(space, start, reverse=reverse)
-
-    def scan_values(self, space: Space, start: bytes | None = None, *, reverse: bool = False) -> Iterator[bytes]:
-        return self._txn.scan_values(space, start, reverse=reverse)
-
-    def before(self, space: Space, key: bytes) -> tuple[bytes, bytes] | None:
-        return self._txn.before(space, key)
-
-    def last(self, space: Space) -> tuple[bytes, bytes] | None:
-        return self._txn.last(space)
-
-    def count(self, space: Space) -> int:
-        return self._txn.count(space)
-
-    def snapshot_id(self) -> int:
-        return self._txn.snapshot_id()
-
-    def _shared(self, space: Space) -> bool:
-        return space.name == _LOG_EVENTS or space.name in _SHARED_RECORDS
-
-    def put(self, space: Space, key: bytes, value: bytes) -> None:
-        if space.name == _LOG_EVENTS:  # the log puts only to rewrite a payload (redaction)
-            self._capture.rewrites.append(Rewrite(int.from_bytes(key, "big"), self._capture.plain_payload(value)))
-        elif space.name in _SHARED_RECORDS:
-            self._capture.records.append(SharedRecord(space.name, bytes(key), bytes(value)))
-        self._txn.put(space, key, value)
-
-    def append(self, space: Space, key: bytes, value: bytes) -> bool:
-        appended = self._txn.append(space, key, value)
-        if appended and space.name == _LOG_EVENTS:
-            self._capture.events.append((int.from_bytes(key, "big"), bytes(value)))
-        return appended
-
-    def insert(self, space: Space, key: bytes, value: bytes) -> bool:
-        self._refuse(space, "insert")
-        return self._txn.insert(space, key, value)
-
-    def append_many(self, space: Space, items: Iterable[tuple[bytes, bytes]]) -> None:
-        self._refuse(space, "append_many")
-        self._txn.append_many(space, items)
-
-    def delete(self, space: Space, key: bytes) -> bool:
-        self._refuse(space, "delete")
-        return self._txn.delete(space, key)
-
-    def delete_range(self, space: Space, start: bytes, stop: bytes) -> int:
-        self._refuse(space, "delete_range")
-        return self._txn.delete_range(space, start, stop)
-
-    def clear(self, space: Space) -> None:
-        self._refuse(space, "clear")
-        self._txn.clear(space)
-
-    def _refuse(self, space: Space, what: str) -> None:
-        if self._shared(space):
-            raise EventStoreError(f"{space.name} lives in the shared log: {what} there is not supported")
-
-
 class _HeldRead:
     """A read transaction already begun (``ReplicaStorage._read_held``), as the context manager a read returns."""
 
@@ -438,7 +285,6 @@ class ReplicaStorage:
     def bind(self, binding: ReplicaBinding) -> None:
         """Connect the store above; then fill the replica up to the shared log's head."""
         self._binding = binding
-        self._stream_keys = self.space(_STREAM_KEYS)
         self._meta = self.space(_LOG_META)
         self._dictionary = StoredDictionary(self._meta)
         with self._inner.read() as txn:
@@ -683,16 +529,20 @@ class ReplicaStorage:
             raise _Unbound
         if txn.get(self._meta, _REBUILDS) != self._rebuilds:
             raise _Rebuilt
-        decided_at[:] = [binding.head(txn)[:2]]
+        capture = Capture(txn, self._dictionary, binding.version)
+        capturing = CapturingTransaction(txn, capture)
+        # Read through the body's transaction: the log's append takes this read rather than reading the head again.
+        # Kept before the body: it tells whether the replica lacks commits heard of, and a refusal compares it with
+        # the head after a catch-up (``_moved``).
+        decided_at[:] = [binding.head(capturing)[:2]]
         if self._heard_by_commands() > decided_at[0][0]:  # the replica lacks commits heard of (other hosts')
             if apart:
                 raise _Behind
             if self._catch_up_within(txn, binding, *decided_at[0]) == BATCH:
                 return _ReplicatedApart()
-            decided_at[:] = [binding.head(txn)[:2]]
-        capture = _Capture(txn, self._stream_keys, self._dictionary, binding.version)
+            decided_at[:] = [binding.head(capturing)[:2]]
         try:
-            result = body(_CapturingTransaction(txn, capture))
+            result = body(capturing)
         except EventStoreError as refused:
             if capture.missed:
                 raise _Unrecorded(refused, capture.missed) from None
@@ -702,8 +552,8 @@ class ReplicaStorage:
             return result
         decided = None
         if capture.events:
-            (first, _), (last, record) = capture.events[0], capture.events[-1]
-            decided = (first, last, record_hash(record))
+            first, last = capture.events[0], capture.events[-1]
+            decided = (first.position, last.position, last.hash)
         return _Pending(result, commit, decided, shipment,
                         commit.first_position is not None and not capture.names_own_positions)
 
@@ -781,7 +631,7 @@ class ReplicaStorage:
         decided_after = commit.first_position - 1
         head = self._shared.read(decided_after, BATCH)
         if (head.position <= decided_after or len(head.events) != head.position - decided_after
-                or any(event.type_name in _COPIES_SESSIONS for event in head.events)):
+                or any(event.type_name in COPIES_SESSIONS for event in head.events)):
             return commit  # as it was: the server refuses it if the head moved, and it is decided again
         return attrs.evolve(commit, first_position=head.position + 1)
 
@@ -1070,11 +920,6 @@ def _turn_file(directory: Path) -> int | None:
         except OSError:
             continue
     return None
-
-
-def _named_positions(event: object) -> list[int]:
-    """The positions a ``SessionRedacted`` names."""
-    return [position for position, _ in event.rewritten] if isinstance(event, SessionRedacted) else []
 
 
 def _nothing() -> None:
