@@ -339,6 +339,11 @@ def _stored_key(raw: bytes, stream_id: int) -> str:
     return key
 
 
+def _head_of(position: int, last: _Envelope | None) -> tuple[int, bytes, int]:
+    """``EventLog.head`` of the last record's position and envelope."""
+    return (0, GENESIS_HASH, 0) if last is None else (position, last.hash, last.recorded_at)
+
+
 class EventLog:
     """Append and read events inside transactions the caller owns.
 
@@ -351,11 +356,11 @@ class EventLog:
     def __init__(self, storage: Storage,
                  appended: Callable[[WriteTransaction, Sequence[StoredEvent]], None] | None = None) -> None:
         self._appended = appended
-        # The head ``head`` read last and the transaction it read it in: the append that follows there takes it
-        # rather than reading it again (a replica reads it before its command decides). Taken once, by the next
-        # append whichever transaction it is in, so it is never older than the transaction's own appends; a
+        # The head ``head_before_append`` read and the transaction it read it in: the append that follows there
+        # takes it rather than reading it again (a replica reads it before its command decides). Taken once, by the
+        # next append whichever transaction it is in, so it is never older than the transaction's own appends; a
         # redaction in between keeps every field of the envelope the append uses (invariant 8).
-        self._read_head: tuple[ReadTransaction, int, _Envelope | None] | None = None
+        self._read_head: tuple[WriteTransaction, int, _Envelope | None] | None = None
         self._events = storage.space("log.events")
         self._streams = storage.space("log.streams")
         self._keys = storage.space("log.keys")
@@ -466,9 +471,14 @@ class EventLog:
 
     def head(self, txn: ReadTransaction) -> tuple[int, bytes, int]:
         """(position, hash, recorded time) of the latest event; (0, genesis, 0) for an empty log."""
+        return _head_of(*self._last_record(txn))
+
+    def head_before_append(self, txn: WriteTransaction) -> tuple[int, bytes, int]:
+        """``head``, read by a command about to append in ``txn``: the append takes this read rather than reading the
+        log's last record again."""
         position, last = self._last_record(txn)
         self._read_head = (txn, position, last)
-        return (0, GENESIS_HASH, 0) if last is None else (position, last.hash, last.recorded_at)
+        return _head_of(position, last)
 
     def _last_record(self, txn: ReadTransaction) -> tuple[int, _Envelope | None]:
         """The latest event's position and envelope; (0, ``None``) for an empty log."""

@@ -246,7 +246,8 @@ class SessionStore:
                                         self._writer)
         self._maintenance.open_read_models(self._rebuild_progress)
         if isinstance(self._environment, ReplicaStorage):
-            self._environment.bind(ReplicaBinding(self._log.head, self._replication.replicate_batch,
+            self._environment.bind(ReplicaBinding(self._log.head, self._log.head_before_append,
+                                                  self._replication.replicate_batch,
                                                   self._reopen_emptied, self._session_version))
 
     def _session_version(self, txn: ReadTransaction, key: str) -> int:

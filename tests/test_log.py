@@ -282,35 +282,37 @@ class TestInvariants:
 
 
 class TestHeadHandedToTheAppend:
-    """A head read in a transaction is taken by the append that follows in it, once; ``appended`` is handed what
-    the log stored."""
+    """A head read before an append in a transaction is taken by the append that follows in it, once; ``appended``
+    is handed what the log stored."""
 
     def test_appends_after_a_head_read_chain_on_each_other(self, environment, log):
         blank = encode_event(MessageAppended(ChatMessage.user("[redacted]"))).payload
 
         def body(txn):
-            heads = [log.head(txn)]
+            heads = [log.head_before_append(txn)]
             log.append(txn, "a", [encode_event(said("1"))], T0)
             log.append(txn, "b", [encode_event(said("2"))], T0)  # no head read since the first append
-            heads.append(log.head(txn))
-            log.redact(txn, 2, blank)
+            heads.append(log.head_before_append(txn))
+            log.redact(txn, 4, blank)
             log.append(txn, "a", [encode_event(said("3"))], T0)
             heads.append(log.head(txn))
             return heads
 
         append(environment, log, "a", [said("0")])
-        with environment.read() as txn:
-            stale = log.head(txn)  # another transaction's read: no append of a later one takes it
-        append(environment, log, "c", [said("c")])
+        # Another transaction's read, by a command that appended nothing; then another process's log appends: a
+        # later append here must not take that read (it would write over position 2).
+        stale = environment.write(log.head_before_append)
+        append(environment, EventLog(environment), "c", [said("c")])
+        append(environment, log, "d", [said("d")])
         heads = environment.write(body)
         stored, previous = everything(environment, log), GENESIS_HASH
-        assert stored[1].redacted
+        assert stored[3].redacted
         for event in stored:
             previous = chain_hash(previous, event.position, event.session_key, event.version, event.recorded_at,
                                   event.event_id, event.encoded, event.payload_digest)
             assert event.hash == previous
-        assert [event.position for event in stored] == [1, 2, 3, 4, 5]
-        assert stale[0] == 1 and heads == [(position, stored[position - 1].hash, T0) for position in (2, 4, 5)]
+        assert [event.position for event in stored] == [1, 2, 3, 4, 5, 6]
+        assert stale[0] == 1 and heads == [(position, stored[position - 1].hash, T0) for position in (3, 5, 6)]
 
     def test_appended_gets_the_events_as_read_back(self, environment):
         handed: list[StoredEvent] = []

@@ -103,6 +103,8 @@ class ReplicaBinding:
     what they cached) after the replica was emptied to be rebuilt, and a session's version in the local log."""
 
     head: Callable[[ReadTransaction], tuple[int, bytes, int]]
+    #: ``head``, read in the transaction a command is about to append in (its append takes this read).
+    head_before_append: Callable[[WriteTransaction], tuple[int, bytes, int]]
     replicate: Callable[[WriteTransaction, Sequence[RecordedEvent]], int]
     reopen: Callable[[], None]
     version: Callable[[ReadTransaction, str], int]
@@ -534,13 +536,13 @@ class ReplicaStorage:
         # Read through the body's transaction: the log's append takes this read rather than reading the head again.
         # Kept before the body: it tells whether the replica lacks commits heard of, and a refusal compares it with
         # the head after a catch-up (``_moved``).
-        decided_at[:] = [binding.head(capturing)[:2]]
+        decided_at[:] = [binding.head_before_append(capturing)[:2]]
         if self._heard_by_commands() > decided_at[0][0]:  # the replica lacks commits heard of (other hosts')
             if apart:
                 raise _Behind
             if self._catch_up_within(txn, binding, *decided_at[0]) == BATCH:
                 return _ReplicatedApart()
-            decided_at[:] = [binding.head(capturing)[:2]]
+            decided_at[:] = [binding.head_before_append(capturing)[:2]]
         try:
             result = body(capturing)
         except EventStoreError as refused:
