@@ -154,7 +154,7 @@ class Summary:
     merged across blocks, best level first, lazily.
     """
 
-    __slots__ = ("blocks", "sessions", "_sids", "_levels", "_tags")
+    __slots__ = ("blocks", "sessions", "_sids", "_levels", "_tags", "_spread")
 
     def __init__(self, blocks: Sequence[tuple[int, Block]], earlier: Summary | None = None) -> None:
         """``blocks``: ``(block number, its summary)``, ascending. ``earlier``: a summary of the same term whose
@@ -170,6 +170,7 @@ class Summary:
             self._levels = b"".join(block.best_levels() for _, block in blocks)
             self._tags = b"".join(block.tags() for _, block in blocks)
         self.sessions = len(self._levels)
+        self._spread: int | None = None  # counted when first read: every query of several words reads it
 
     def sorted_sids(self) -> Sequence[int]:
         return u32s(self._joined())
@@ -224,7 +225,9 @@ class Summary:
 
     def spread(self) -> int:
         """How many sessions hold the term in several messages, or in one past the tags' range (counted in C)."""
-        return self._tags.translate(SPREAD).count(1)
+        if self._spread is None:
+            self._spread = self._tags.translate(SPREAD).count(1)
+        return self._spread
 
     def levels_of(self, sids: Sequence[int]) -> list[int]:
         """``level_of`` of many sessions."""
