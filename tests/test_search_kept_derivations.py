@@ -14,16 +14,13 @@ import pytest
 from pyroaring import BitMap
 
 from eventstore import ChatMessage, SessionQuery, SessionStore
-from eventstore.storage import ReadTransaction
-from projections.search import queries as search_queries
 from projections.search import writer
 from projections.search.formats import summaries
-from projections.search.formats.keys import block_of
 from projections.search.reader import IndexReader
-from projections.search.tokenizer import parse_query
 
 from test_search import ReferenceSearch, search
 from test_search_by_messages import message_path
+from test_search_query_cache_commits import _block, _both
 
 QUERIES = ("the of", "the of w1", "of w2 the")
 
@@ -36,34 +33,11 @@ def _fill(store: SessionStore) -> None:
     store.catch_up()
 
 
-def _both(store: SessionStore, keyword: str) -> tuple[object, object]:
-    """The query as ``search`` reads the index, and through a plain reader or a plain overlay of the same
-    transaction: sessions and scores, and messages."""
-    index = store._search_index
-    words = parse_query(keyword)
-
-    def run(view: IndexReader, txn: ReadTransaction) -> tuple[object, object]:
-        plain: IndexReader = IndexReader(index._spaces, index._term_ids, txn)
-        if view.holds_unwritten_changes:
-            plain = index.overlay(txn, store._search.pending(txn))
-        return ((index.search_sessions(view, words, 5), index.search_messages(view, words, 5)),
-                (search_queries.search_sessions(plain, words, 5), search_queries.search_messages(plain, words, 5)))
-
-    return store._search.query(run)
-
-
 def _checked(store: SessionStore) -> None:
     for keyword in QUERIES:
-        cached, plain = _both(store, keyword)
+        cached, plain = _both(store, keyword, 5)
         assert cached == plain, keyword
         assert search(store, keyword, 5) == ReferenceSearch(store).search(keyword, 5), keyword
-
-
-def _block(store: SessionStore, key: str) -> int:
-    with store._read() as txn:
-        found = store._catalog.stream_of_key(txn, key)
-    assert found is not None
-    return block_of(found[0])
 
 
 def _counted(reads: list[int], plain: Callable[[writer.IndexWriter, int, int], object], block_first: bool
@@ -138,4 +112,30 @@ def test_a_catch_up_patches_what_queries_derived_of_the_terms(scratch_store: Ses
             _checked(store)
         store.remove_last("s5")
         store.catch_up()
+        _checked(store)
+
+
+def _joined_levels(store: SessionStore) -> dict[object, object]:
+    """Every level of the joined blocks as the queries of the store's current state read them (kept entries)."""
+    def read(view: IndexReader, _txn: object) -> dict[object, object]:
+        for level in view.level_blocks():
+            view.joined_level(level)
+        entries = store._search_index._decoded._latest._entries
+        return {key: value for key, value in entries.items() if isinstance(key, tuple) and key[0] == "level"}
+
+    return store._search.query(read)
+
+
+def test_a_catch_up_patches_only_the_levels_whose_messages_it_changed(scratch_store: SessionStore) -> None:
+    """A catch-up of one appended message changes its block's messages at one level: the joined levels of the next
+    state are the earlier state's wherever the block's messages stayed, and queries rank as a fresh reader's."""
+    store = scratch_store
+    with message_path(1, 2):
+        _fill(store)
+        before = _joined_levels(store)
+        store.append("s5", ChatMessage.user("the of w1 w2 w3 w3 w2"))
+        store.catch_up()
+        after = _joined_levels(store)
+        patched = [key for key in after if after[key] is not before.get(key)]
+        assert len(patched) == 1, patched  # the appended message's level
         _checked(store)

@@ -414,20 +414,21 @@ class _JoinedLevel:
 
     def changed(self, view: IndexReader, level: int, changed: frozenset[int]) -> _JoinedLevel:
         """The level as ``view`` reads it, whose state differs from this one's in the blocks ``changed`` alone:
-        their messages are read through ``view``; past ``_PATCHED_UP_TO`` blocks the base is copied once."""
-        changed = frozenset(number for number in changed if number < JOINED_BLOCKS)
-        if not changed:
-            return self
-        blocks = self.blocks | changed
-        cut = self.cut.copy()
-        for number in changed - self.blocks:
-            cut.add_range(number << JOINED_SHIFT, (number + 1) << JOINED_SHIFT)
-        patch = self.patch.copy()
+        their messages are read through ``view``, and patched in where they differ (a catch-up of a few messages
+        changes a block's messages at a few of its levels, and an unpatched level is one operation a query step);
+        past ``_PATCHED_UP_TO`` blocks the base is copied once."""
+        differing: dict[int, BitMap] = {}
         for number in changed:
-            patch.remove_range(number << JOINED_SHIFT, (number + 1) << JOINED_SHIFT)
-            found = view.level_messages(number, level)
-            if found:
-                patch |= found.shift(number << JOINED_SHIFT)
+            if number < JOINED_BLOCKS:
+                found = view.level_messages(number, level)
+                keys = BitMap() if found is None else found.shift(number << JOINED_SHIFT)
+                if keys != self.among(_keys_of((number,))):
+                    differing[number] = keys
+        if not differing:
+            return self
+        blocks = self.blocks.union(differing)
+        cut = self.cut | _keys_of(differing.keys() - self.blocks)
+        patch = BitMap.union(self.patch - _keys_of(differing), *differing.values())
         if len(blocks) > _PATCHED_UP_TO or _PATCH_SHARE * len(patch) > len(self.base):
             return _JoinedLevel(self.base - cut | patch)
         return _JoinedLevel(self.base, blocks, cut, patch)
