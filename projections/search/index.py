@@ -44,6 +44,7 @@ from ..session import (
     message_edit,
 )
 from . import queries
+from . import reader as stored_forms
 from .formats import MAX_ID
 from .formats.keys import META_GENERATION, block_of
 from .formats.maps import JOINED_BLOCKS, JOINED_SHIFT, repeated_at, repeated_levels
@@ -210,6 +211,7 @@ class SearchIndex:
             folded = self._folded.get(writer)
             if folded is not None:
                 folded.blocks.add(block_of(stream_id))
+                folded.fresh.add(block_of(stream_id))
                 folded.last = events[-1].position
 
     def clear(self, txn: WriteTransaction) -> None:
@@ -238,13 +240,21 @@ class SearchIndex:
 
     def _query_view(self, view: IndexReader) -> IndexReader:
         """What a query reads ``view`` through: a read-only overlay reads what its batch did not change (the blocks
-        of sessions it has no events of) from the stored state's decoded terms and levels, which queries share."""
+        of sessions it has no events of) from the stored state's decoded terms and levels, which queries share, and
+        starts from what the batch's previous query read of it, reading again only the blocks folded since."""
         folded = self._folded.get(view) if isinstance(view, IndexWriter) and view in self._overlays else None
         if folded is None:
             return view
         assert isinstance(view, IndexWriter)
         stored = CachedReader(self._spaces, self._term_ids, view.txn, self._decoded.of(self._state(view.txn)))
-        return _Overlaid(view, stored, frozenset(folded.blocks), self._term_ids)
+        # A batch is kept only for queries of the stored state it was folded on (``overlay``), and one thread reads
+        # it at a time: what its earlier queries read differs from what it reads now in the blocks folded since.
+        if folded.read is None:
+            folded.read = _OverlaidReads()
+        if folded.fresh or not folded.read.steps:  # else what the latest query read is current
+            folded.read.steps.append(frozenset(folded.fresh))
+            folded.fresh = set()
+        return _Overlaid(view, stored, frozenset(folded.blocks), self._term_ids, folded.read)
 
     # -- audit ---------------------------------------------------------------------
 
@@ -269,28 +279,70 @@ _State = tuple[bytes | None, Checkpoint | None]
 
 
 class _Folded:
-    """What a batch folded: the blocks of its sessions, and the position of its last event."""
+    """What a batch folded: the blocks of its sessions, and the position of its last event; for a read-only
+    overlay's, what its queries read of it (``read``) and the blocks folded since the latest (``fresh``)."""
 
-    __slots__ = ("blocks", "last")
+    __slots__ = ("blocks", "last", "fresh", "read")
 
     def __init__(self) -> None:
         self.blocks: set[int] = set()
         self.last = 0
+        self.fresh: set[int] = set()
+        self.read: _OverlaidReads | None = None
 
 
 class _Term:
     """A term's summary and the message maps queries read of it, decoded from one stored state."""
 
-    __slots__ = ("summary", "maps", "repeats", "repeated_levels", "repeated_at")
+    __slots__ = ("summary", "maps", "repeats", "repeated_levels", "repeated_at", "earlier")
 
     def __init__(self, summary: Summary) -> None:
         self.summary = summary
         self.maps: dict[int, BitMap | None] = {}  # by block, filled as queries read them
         self.repeats: dict[int, tuple[BitMap, bytes] | None] = {}  # likewise
-        # Derived from the repeats of every block (so not kept when a block changes): the levels the term repeats at,
-        # and its repeated messages at each level, joined, filled as queries read them.
+        # Derived from the repeats of every block: the levels the term repeats at, and its repeated messages at each
+        # level, joined, filled as queries read them; from those of an earlier state's decode (``earlier``) where it
+        # derived them, the blocks changed since read again.
         self.repeated_levels: bytes | None = None
         self.repeated_at: dict[int, BitMap | None] = {}
+        self.earlier: _Derived | None = None
+
+
+class _Derived(NamedTuple):
+    """What an earlier state's decode of a term derived from its repeats (``_Term.repeated_levels`` and
+    ``repeated_at``), and the blocks changed since that state."""
+
+    levels: bytes | None
+    at: dict[int, BitMap | None]
+    changed: frozenset[int]
+
+
+def _derived_of(earlier: _Term, changed: frozenset[int]) -> _Derived | None:
+    """What a decode of a state that changed the blocks ``changed`` of ``earlier``'s may take of its derived values:
+    its own, or those it took from its own earlier state and did not read (never a chain of them)."""
+    if earlier.repeated_levels is not None or earlier.repeated_at:
+        return _Derived(earlier.repeated_levels, earlier.repeated_at, changed)
+    if earlier.earlier is not None:
+        return earlier.earlier._replace(changed=earlier.earlier.changed | changed)
+    return None
+
+
+def _levels_in(view: IndexReader, tid: int, blocks: Iterable[int]) -> bytes:
+    """The levels term ``tid`` repeats at in ``blocks`` (those below ``JOINED_BLOCKS``) as ``view`` reads them."""
+    return b"".join(stored[1] for number in blocks if number < JOINED_BLOCKS
+                    if (stored := view.term_repeats(tid, number)))
+
+
+def _patched_at(view: IndexReader, tid: int, level: int, found: BitMap, blocks: Iterable[int],
+                cut: BitMap) -> BitMap:
+    """Term ``tid``'s repeated messages at ``level`` (joined) from ``found``, those of a state that differs from
+    ``view``'s in ``blocks`` alone (every key of which ``cut`` holds): theirs read again through ``view``."""
+    found = found - cut
+    for number in blocks:
+        stored = view.term_repeats(tid, number) if number < JOINED_BLOCKS else None
+        if stored and (count := stored[1].count(level)):
+            found |= repeated_at(*stored, level, count).shift(number << JOINED_SHIFT)
+    return found
 
 
 def _term_of(view: IndexReader, tid: int, earlier: _Term | None, changed: frozenset[int]) -> _Term | None:
@@ -315,9 +367,10 @@ def _term_of(view: IndexReader, tid: int, earlier: _Term | None, changed: frozen
                 raise StoreCorrupted(f"the search index is damaged: term {tid} lacks a block of its summary")
             block = Block(raw)
         blocks.append((number, block))
-    term = _Term(Summary(blocks))
+    term = _Term(Summary(blocks, earlier.summary))
     term.maps = {number: found for number, found in earlier.maps.items() if number not in changed}
     term.repeats = {number: found for number, found in earlier.repeats.items() if number not in changed}
+    term.earlier = _derived_of(earlier, changed)
     return term
 
 
@@ -361,20 +414,21 @@ class _JoinedLevel:
 
     def changed(self, view: IndexReader, level: int, changed: frozenset[int]) -> _JoinedLevel:
         """The level as ``view`` reads it, whose state differs from this one's in the blocks ``changed`` alone:
-        their messages are read through ``view``; past ``_PATCHED_UP_TO`` blocks the base is copied once."""
-        changed = frozenset(number for number in changed if number < JOINED_BLOCKS)
-        if not changed:
-            return self
-        blocks = self.blocks | changed
-        cut = self.cut.copy()
-        for number in changed - self.blocks:
-            cut.add_range(number << JOINED_SHIFT, (number + 1) << JOINED_SHIFT)
-        patch = self.patch.copy()
+        their messages are read through ``view``, and patched in where they differ (a catch-up of a few messages
+        changes a block's messages at a few of its levels, and an unpatched level is one operation a query step);
+        past ``_PATCHED_UP_TO`` blocks the base is copied once."""
+        differing: dict[int, BitMap] = {}
         for number in changed:
-            patch.remove_range(number << JOINED_SHIFT, (number + 1) << JOINED_SHIFT)
-            found = view.level_messages(number, level)
-            if found:
-                patch |= found.shift(number << JOINED_SHIFT)
+            if number < JOINED_BLOCKS:
+                found = view.level_messages(number, level)
+                keys = BitMap() if found is None else found.shift(number << JOINED_SHIFT)
+                if keys != self.among(_keys_of((number,))):
+                    differing[number] = keys
+        if not differing:
+            return self
+        blocks = self.blocks.union(differing)
+        cut = self.cut | _keys_of(differing.keys() - self.blocks)
+        patch = BitMap.union(self.patch - _keys_of(differing), *differing.values())
         if len(blocks) > _PATCHED_UP_TO or _PATCH_SHARE * len(patch) > len(self.base):
             return _JoinedLevel(self.base - cut | patch)
         return _JoinedLevel(self.base, blocks, cut, patch)
@@ -630,7 +684,10 @@ class CachedReader(IndexReader):
             return b""
         found = term.repeated_levels
         if found is None:
-            found = term.repeated_levels = IndexReader.repeated_levels(self, tid)
+            earlier = term.earlier
+            # A level no message has any more may stay (a bound, not a score): the changed blocks' are added.
+            found = term.repeated_levels = IndexReader.repeated_levels(self, tid) if earlier is None or \
+                earlier.levels is None else repeated_levels(earlier.levels + _levels_in(self, tid, earlier.changed))
             self._decoded.charge(tid, term, _LEVELS_OBJECTS + len(found))
         return found
 
@@ -640,7 +697,15 @@ class CachedReader(IndexReader):
             return _NO_KEYS
         kept = term.repeated_at
         if level not in kept:
-            found = kept[level] = IndexReader.repeated_at(self, tid, level)
+            earlier = None if term.earlier is None else term.earlier.at.get(level)
+            if earlier is None:  # not derived, or too many to group (the changed blocks may have taken some)
+                found = IndexReader.repeated_at(self, tid, level)
+            else:
+                assert term.earlier is not None
+                found = _patched_at(self, tid, level, earlier, term.earlier.changed, _keys_of(term.earlier.changed))
+                if len(found) > stored_forms.REPEATED_GROUP_UP_TO:  # read here: tests lower it
+                    found = None
+            kept[level] = found
             self._decoded.charge(tid, term, _LEVELS_OBJECTS + (0 if found is None else 2 * len(found)))
         return kept[level]
 
@@ -649,34 +714,76 @@ class CachedReader(IndexReader):
 _NO_KEYS = BitMap()
 
 
+def _keys_of(blocks: Iterable[int]) -> BitMap:
+    """Every joined key of ``blocks`` (those below ``JOINED_BLOCKS``)."""
+    found = BitMap()
+    for number in blocks:
+        if number < JOINED_BLOCKS:
+            found.add_range(number << JOINED_SHIFT, (number + 1) << JOINED_SHIFT)
+    return found
+
+
+class _OverlaidReads:
+    """What queries read of a read-only overlay's batch through ``_Overlaid``, kept with the batch for its next
+    queries: terms, the changed blocks' repeats (by ``block << 32 | term id``), the joined levels, the levels' blocks,
+    and each term's repeated levels and messages (by ``level << 32 | term id``), each with the query it was read by
+    (its number, from 1); and the blocks of the events the batch folded before each query that followed new events
+    (``steps``: the first query's first; queries with no events folded since the one before share its number). An
+    entry read by query ``n`` is brought up to date, when next read, with the blocks of ``steps[n:]``."""
+
+    __slots__ = ("steps", "terms", "repeats", "levels", "level_blocks", "repeated_levels", "repeated_at")
+
+    def __init__(self) -> None:
+        self.steps: list[frozenset[int]] = []
+        self.terms: dict[int, tuple[int, _Term | None]] = {}
+        self.repeats: dict[int, tuple[int, tuple[BitMap, bytes] | None]] = {}
+        self.levels: dict[int, tuple[int, _JoinedLevel]] = {}
+        self.level_blocks: tuple[int, dict[int, list[int]]] | None = None
+        self.repeated_levels: dict[int, tuple[int, bytes]] = {}
+        self.repeated_at: dict[int, tuple[int, BitMap | None]] = {}
+
+
 class _Overlaid(IndexReader):
     """A read-only overlay's batch as a query reads it: the blocks of the sessions the batch folded events of
     (``changed``) through the batch, the others from the stored state's decoded terms and levels (``stored``), which
-    the batch leaves as they are. Everything else is the batch's."""
+    the batch leaves as they are. Everything else is the batch's.
 
-    def __init__(self, batch: IndexWriter, stored: CachedReader, changed: frozenset[int], term_ids: TermIds) -> None:
+    What it reads is kept in ``reads`` for the batch's next queries (of the same stored state): an entry an earlier
+    query read is taken from there, the blocks of the events folded since read again, so that a query after an
+    append does not join every changed block's levels and terms afresh. The batch does not change while a query
+    reads it."""
+
+    def __init__(self, batch: IndexWriter, stored: CachedReader, changed: frozenset[int], term_ids: TermIds,
+                 reads: _OverlaidReads) -> None:
         super().__init__(batch.spaces, term_ids, batch.txn)
-        self._batch, self._stored, self._changed = batch, stored, changed
-        self._terms: dict[int, _Term | None] = {}
-        # The changed blocks' repeats as the batch gives them, by ``block << 32 | term id``: the batch builds them
-        # afresh on every read of a block it changed (from the messages it holds), and the message path reads a
-        # block's once for each message it scores there. The batch does not change while a query reads it.
-        self._repeats: dict[int, tuple[BitMap, bytes] | None] = {}
-        self._levels: dict[int, _JoinedLevel] = {}
-        self._level_blocks: dict[int, list[int]] | None = None
-        self._cut = BitMap()  # every joined key of the changed blocks
-        for number in changed:
-            if number < JOINED_BLOCKS:
-                self._cut.add_range(number << JOINED_SHIFT, (number + 1) << JOINED_SHIFT)
+        self._batch, self._stored, self._changed, self.reads = batch, stored, changed, reads
+        self._query = len(reads.steps)
+        self._cut = _keys_of(changed)  # every joined key of the changed blocks
+        self._since: dict[int, tuple[frozenset[int], BitMap]] = {}
+
+    def _changed_since(self, query: int) -> tuple[frozenset[int], BitMap]:
+        """The blocks of the events folded since query ``query`` read the batch, and every joined key of them."""
+        found = self._since.get(query)
+        if found is None:
+            blocks = frozenset[int]().union(*self.reads.steps[query:])
+            found = self._since[query] = blocks, _keys_of(blocks)
+        return found
 
     @property
     def holds_unwritten_changes(self) -> bool:
         return True
 
     def _term(self, tid: int) -> _Term | None:
-        if tid not in self._terms:
-            self._terms[tid] = _term_of(self._batch, tid, self._stored._term(tid), self._changed)
-        return self._terms[tid]
+        terms = self.reads.terms
+        kept = terms.get(tid)
+        if kept is None:
+            found = _term_of(self._batch, tid, self._stored._term(tid), self._changed)
+        elif kept[0] != self._query:  # one no message held (``None``) is read whole
+            found = _term_of(self._batch, tid, kept[1], self._changed_since(kept[0])[0])
+        else:
+            return kept[1]
+        terms[tid] = self._query, found
+        return found
 
     def summary(self, tid: int) -> Summary | None:
         term = self._term(tid)
@@ -688,42 +795,67 @@ class _Overlaid(IndexReader):
         return self._stored.term_map(tid, block)
 
     def term_repeats(self, tid: int, block: int) -> tuple[BitMap, bytes] | None:
+        """The stored state's repeats outside the changed blocks; inside them the batch's, which it builds afresh on
+        every read (from the messages it holds), where the message path reads a block's once for each message it
+        scores there."""
         if block not in self._changed:
             return self._stored.term_repeats(tid, block)
-        key = block << 32 | tid
-        if key not in self._repeats:
-            self._repeats[key] = self._batch.term_repeats(tid, block)
-        return self._repeats[key]
+        key, repeats = block << 32 | tid, self.reads.repeats
+        kept = repeats.get(key)
+        if kept is not None and (kept[0] == self._query or block not in self._changed_since(kept[0])[0]):
+            return kept[1]
+        found = self._batch.term_repeats(tid, block)
+        repeats[key] = self._query, found
+        return found
 
     def repeated_levels(self, tid: int) -> bytes:
         """The stored state's levels (those of its changed blocks too: a bound may take a level no message has any
         more) and the changed blocks' through the batch."""
-        changed = [stored[1] for number in self._changed if number < JOINED_BLOCKS
-                   if (stored := self.term_repeats(tid, number))]
-        return repeated_levels(self._stored.repeated_levels(tid) + b"".join(changed))
+        kept = self.reads.repeated_levels.get(tid)
+        if kept is None:
+            found = repeated_levels(self._stored.repeated_levels(tid) + _levels_in(self, tid, self._changed))
+        elif kept[0] != self._query:  # a level no message has any more may stay, as above
+            found = repeated_levels(kept[1] + _levels_in(self, tid, self._changed_since(kept[0])[0]))
+        else:
+            return kept[1]
+        self.reads.repeated_levels[tid] = self._query, found
+        return found
 
     def repeated_at(self, tid: int, level: int) -> BitMap | None:
         """The stored state's messages outside the changed blocks, and the changed blocks' through the batch."""
-        kept = self._stored.repeated_at(tid, level)
+        key = level << 32 | tid
+        kept = self.reads.repeated_at.get(key)
         if kept is None:
-            return None
-        found = kept - self._cut
-        for number in self._changed:
-            stored = self.term_repeats(tid, number) if number < JOINED_BLOCKS else None
-            if stored and (count := stored[1].count(level)):
-                found |= repeated_at(*stored, level, count).shift(number << JOINED_SHIFT)
+            found, blocks, cut = self._stored.repeated_at(tid, level), self._changed, self._cut
+        elif kept[0] != self._query:
+            found, (blocks, cut) = kept[1], self._changed_since(kept[0])
+        else:
+            return kept[1]
+        if found is not None:  # ``None``: the stored state's are too many to group, and so are these
+            found = _patched_at(self, tid, level, found, blocks, cut)
+        self.reads.repeated_at[key] = self._query, found
         return found
 
     def level_blocks(self) -> dict[int, list[int]]:
-        if self._level_blocks is None:
-            self._level_blocks = _level_blocks_of(self._batch, self._stored.level_blocks(), self._changed)
-        return self._level_blocks
+        kept = self.reads.level_blocks
+        if kept is None:
+            found = _level_blocks_of(self._batch, self._stored.level_blocks(), self._changed)
+        elif kept[0] != self._query:
+            found = _level_blocks_of(self._batch, kept[1], self._changed_since(kept[0])[0])
+        else:
+            return kept[1]
+        self.reads.level_blocks = self._query, found
+        return found
 
     def _joined(self, level: int) -> _JoinedLevel:
-        found = self._levels.get(level)
-        if found is None:
-            found = self._levels[level] = self._stored._decoded.joined_level(level, self._stored).changed(
-                self._batch, level, self._changed)
+        kept = self.reads.levels.get(level)
+        if kept is None:
+            found = self._stored._decoded.joined_level(level, self._stored).changed(self._batch, level, self._changed)
+        elif kept[0] != self._query:
+            found = kept[1].changed(self._batch, level, self._changed_since(kept[0])[0])
+        else:
+            return kept[1]
+        self.reads.levels[level] = self._query, found
         return found
 
     def joined_level(self, level: int) -> BitMap:

@@ -154,18 +154,23 @@ class Summary:
     merged across blocks, best level first, lazily.
     """
 
-    __slots__ = ("blocks", "sessions", "_sids", "_levels", "_tags")
+    __slots__ = ("blocks", "sessions", "_sids", "_levels", "_tags", "_spread")
 
-    def __init__(self, blocks: Sequence[tuple[int, Block]]) -> None:
-        """``blocks``: ``(block number, its summary)``, ascending."""
+    def __init__(self, blocks: Sequence[tuple[int, Block]], earlier: Summary | None = None) -> None:
+        """``blocks``: ``(block number, its summary)``, ascending. ``earlier``: a summary of the same term whose
+        blocks of the same number and object are these: its joined sessions there are taken rather than joined
+        again (a state that changed a few of the term's blocks)."""
         self.blocks = blocks
         self._sids: bytes | None = None  # joined when first read: a one-word query reads level groups only
+        if earlier is not None and earlier._sids is not None:
+            self._sids = _spliced(blocks, earlier)
         if len(blocks) == 1:
             self._levels, self._tags = blocks[0][1].best_levels(), blocks[0][1].tags()
         else:
             self._levels = b"".join(block.best_levels() for _, block in blocks)
             self._tags = b"".join(block.tags() for _, block in blocks)
         self.sessions = len(self._levels)
+        self._spread: int | None = None  # counted when first read: every query of several words reads it
 
     def sorted_sids(self) -> Sequence[int]:
         return u32s(self._joined())
@@ -220,7 +225,9 @@ class Summary:
 
     def spread(self) -> int:
         """How many sessions hold the term in several messages, or in one past the tags' range (counted in C)."""
-        return self._tags.translate(SPREAD).count(1)
+        if self._spread is None:
+            self._spread = self._tags.translate(SPREAD).count(1)
+        return self._spread
 
     def levels_of(self, sids: Sequence[int]) -> list[int]:
         """``level_of`` of many sessions."""
@@ -294,6 +301,25 @@ def _absolute_all(blocks: Sequence[tuple[int, Block]]) -> bytes:
         merged = int.from_bytes(wide[column::4], "little") | int.from_bytes(offsets[column::2], "little")
         wide[column::4] = merged.to_bytes(count, "little")
     return bytes(wide)
+
+
+def _spliced(blocks: Sequence[tuple[int, Block]], earlier: Summary) -> bytes:
+    """The sorted sessions of ``blocks`` as little-endian u32: those of ``earlier``'s blocks that are among them
+    (the same number and object) copied from its joined ones, the others made from their offsets."""
+    assert earlier._sids is not None
+    kept: dict[int, tuple[Block, int]] = {}
+    at = 0
+    for number, block in earlier.blocks:
+        kept[number] = block, at
+        at += 4 * block.sessions
+    parts = []
+    for number, block in blocks:
+        found = kept.get(number)
+        if found is not None and found[0] is block:
+            parts.append(earlier._sids[found[1]:found[1] + 4 * block.sessions])
+        else:
+            parts.append(_absolute(block.sids_raw(), number))
+    return b"".join(parts)
 
 
 def summary_of(entries: Mapping[int, int]) -> bytes | None:

@@ -1,0 +1,141 @@
+"""What queries derive from the decoded state, kept where nothing that could change it did: a query through a thread's
+kept batch of pending events starts from what the batch's previous query read and reads again only the blocks of the
+events folded since; a state a catch-up of this store object reached takes a term's joined sessions and repeated
+messages by level from the earlier state's decode outside the blocks the catch-up changed. Each query ranks (sessions,
+scores and message hits) as the same query through a plain reader or a plain overlay of the same transaction, and as a
+plain BM25; the derivations are counted."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import pytest
+from pyroaring import BitMap
+
+from eventstore import ChatMessage, SessionQuery, SessionStore
+from projections.search import writer
+from projections.search.formats import summaries
+from projections.search.reader import IndexReader
+
+from test_search import ReferenceSearch, search
+from test_search_by_messages import message_path
+from test_search_query_cache_commits import _block, _both
+
+QUERIES = ("the of", "the of w1", "of w2 the")
+
+
+def _fill(store: SessionStore) -> None:
+    """16 sessions over 4 blocks (of 4), where "the" and "of" repeat at many levels."""
+    for number in range(16):
+        store.append_many(f"s{number}", [ChatMessage.user("the the of " + "w1 " * (number % 5)),
+                                         ChatMessage.user("of the of w2 " + "w3 " * (number % 3))])
+    store.catch_up()
+
+
+def _checked(store: SessionStore) -> None:
+    for keyword in QUERIES:
+        cached, plain = _both(store, keyword, 5)
+        assert cached == plain, keyword
+        assert search(store, keyword, 5) == ReferenceSearch(store).search(keyword, 5), keyword
+
+
+def _counted(reads: list[int], plain: Callable[[writer.IndexWriter, int, int], object], block_first: bool
+             ) -> Callable[[writer.IndexWriter, int, int], object]:
+    """``plain``, noting the block it reads (its first argument, else its second) in ``reads``."""
+    def counted(self: writer.IndexWriter, first: int, second: int) -> object:
+        reads.append(first if block_first else second)
+        return plain(self, first, second)
+
+    return counted
+
+
+@contextmanager
+def _batch_reads(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """The blocks whose messages by level, terms' blocks and repeats queries read through a batch."""
+    reads: list[int] = []
+    for name in ("level_messages", "block_raw", "term_repeats"):
+        monkeypatch.setattr(writer.IndexWriter, name,
+                            _counted(reads, getattr(writer.IndexWriter, name), name == "level_messages"))
+    yield reads
+
+
+def test_a_query_through_a_kept_batch_reads_again_only_the_blocks_folded_since(
+        scratch_store: SessionStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = scratch_store
+    with message_path(1, 2) as answered, _batch_reads(monkeypatch) as reads:
+        _fill(store)
+        store.append("s1", ChatMessage.user("the the the of"))  # pending: queries read it through their batch
+        store.search(SessionQuery("the of w1", 5))
+        assert reads and set(reads) == {_block(store, "s1")}
+        _checked(store)  # a plain overlay is a batch too: its reads are not counted
+        for key, text in (("s6", "of of the w1"), ("s13", "the w2 w2"), ("s6", "the of")):
+            store.append(key, ChatMessage.user(text))
+            del reads[:]
+            store.search(SessionQuery("the of w1", 5))  # one query: it reads the levels and the terms' blocks
+            assert reads and set(reads) == {_block(store, key)}, "only the block folded since is read again"
+            _checked(store)
+        store.remove_last("s13")  # a removal folded into the kept batch moves messages between levels
+        _checked(store)
+        store.update_last("s1", ChatMessage.user("w1 w2 w3 the of the of of"))
+        _checked(store)
+    assert answered
+
+
+def test_a_catch_up_patches_what_queries_derived_of_the_terms(scratch_store: SessionStore,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A term whose block a catch-up changed keeps its joined sessions and its repeated messages by level outside that
+    block (read again there), in a state the catch-up reached, and ranks as a fresh reader does."""
+    store = scratch_store
+    joined, grouped = [], []
+    plain_join, plain_groups = summaries._absolute_all, IndexReader.repeated_at
+
+    def counted_join(*args: object) -> bytes:
+        joined.append(1)
+        return plain_join(*args)  # type: ignore[arg-type]
+
+    def counted_groups(self: IndexReader, tid: int, level: int) -> BitMap | None:
+        grouped.append(level)
+        return plain_groups(self, tid, level)
+
+    monkeypatch.setattr(summaries, "_absolute_all", counted_join)
+    monkeypatch.setattr(IndexReader, "repeated_at", counted_groups)
+    with message_path(1, 2):
+        _fill(store)
+        _checked(store)
+        for key, text in (("s5", "the the the of"), ("s9", "of of w1 the"), ("s5", "w2 w3 w1 the of the")):
+            store.append(key, ChatMessage.user(text))
+            store.catch_up()
+            del joined[:], grouped[:]
+            assert search(store, "the of w1", 5) == ReferenceSearch(store).search("the of w1", 5)
+            assert not joined and not grouped, "derived again whole after a catch-up of one block"
+            _checked(store)
+        store.remove_last("s5")
+        store.catch_up()
+        _checked(store)
+
+
+def _joined_levels(store: SessionStore) -> dict[object, object]:
+    """Every level of the joined blocks as the queries of the store's current state read them (kept entries)."""
+    def read(view: IndexReader, _txn: object) -> dict[object, object]:
+        for level in view.level_blocks():
+            view.joined_level(level)
+        entries = store._search_index._decoded._latest._entries
+        return {key: value for key, value in entries.items() if isinstance(key, tuple) and key[0] == "level"}
+
+    return store._search.query(read)
+
+
+def test_a_catch_up_patches_only_the_levels_whose_messages_it_changed(scratch_store: SessionStore) -> None:
+    """A catch-up of one appended message changes its block's messages at one level: the joined levels of the next
+    state are the earlier state's wherever the block's messages stayed, and queries rank as a fresh reader's."""
+    store = scratch_store
+    with message_path(1, 2):
+        _fill(store)
+        before = _joined_levels(store)
+        store.append("s5", ChatMessage.user("the of w1 w2 w3 w3 w2"))
+        store.catch_up()
+        after = _joined_levels(store)
+        patched = [key for key in after if after[key] is not before.get(key)]
+        assert len(patched) == 1, patched  # the appended message's level
+        _checked(store)
