@@ -75,21 +75,26 @@ class TestHeldParts:
 class TestByLevel:
     @settings(max_examples=100)
     @given(holdings, key_levels, st.integers(2, 4), weights, st.sampled_from([1, 2, 3, 10, 50]),
-           st.integers(1, 16), st.lists(st.floats(0, 6), max_size=6))
+           st.integers(1, 16), st.lists(st.tuples(st.integers(1, 15), st.integers(1, len(LEVEL_WEIGHTS) - 1)),
+                                        max_size=6))
     @example([{0, 1, 2}] * 4 + [{0, 1}] * 20 + [{1, 2}] * 24, [3] * 4 + [9] * 44, 3, [1.0, 1.0, 1.0, 1.0], 2, 16, [])
+    # a part whose messages tie the limit-th score (a session of single terms scoring what they do) is still taken
+    @example([{0, 1}] + [set()] * (KEYS - 1), [5] * KEYS, 3, [1.0, 1.0, 1.0, 1.0], 1, 1, [(0b011, 5)])
     def test_the_walk_scores_every_session_that_can_be_among_the_best(
             self, held: list[set[int]], levels: list[int], terms: int, weight: list[float], limit: int,
-            per_session: int, singles: list[float]) -> None:
+            per_session: int, singles: list[tuple[int, int]]) -> None:
         """Messages where no term repeats, each scoring its held terms at its level: the walk by level, which
         leaves out the parts that no longer reach, finds the exact score of every session scoring at least the
-        limit-th best of scoring every message, and no score above a session's; each part taken at a level is
+        limit-th best of scoring every message (sessions of single terms among them, scoring what some terms
+        score at a level, so that scores tie), and no score above a session's; each part taken at a level is
         taken with its messages' exact score."""
         held = [places & set(range(terms)) for places in held]
         maps = term_maps(held, terms)
         tables = [[weight[place] * level_weight for level_weight in LEVEL_WEIGHTS] for place in range(terms)]
         plain = BitMap(key for key, places in enumerate(held) if len(places) >= 2)
         exact = {key: sum(tables[place][levels[key]] for place in sorted(held[key])) for key in plain}
-        start = {sid + 1000: score for sid, score in enumerate(singles)}  # sessions of single terms, not here
+        start = {sid + 1000: sum(tables[place][level] for place in range(terms) if chosen >> place & 1)
+                 for sid, (chosen, level) in enumerate(singles)}  # sessions of single terms, not here
         scored = search_queries._TopScores(limit, dict(start))
         taken = BitMap()
 
