@@ -16,10 +16,10 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from pyroaring import BitMap
 
@@ -712,6 +712,8 @@ class CachedReader(IndexReader):
 
 #: No messages: what a term no message holds repeats at.
 _NO_KEYS = BitMap()
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 
 
 def _keys_of(blocks: Iterable[int]) -> BitMap:
@@ -738,7 +740,7 @@ class _OverlaidReads:
         self.terms: dict[int, tuple[int, _Term | None]] = {}
         self.repeats: dict[int, tuple[int, tuple[BitMap, bytes] | None]] = {}
         self.levels: dict[int, tuple[int, _JoinedLevel]] = {}
-        self.level_blocks: tuple[int, dict[int, list[int]]] | None = None
+        self.level_blocks: dict[None, tuple[int, dict[int, list[int]]]] = {}  # one entry at most
         self.repeated_levels: dict[int, tuple[int, bytes]] = {}
         self.repeated_at: dict[int, tuple[int, BitMap | None]] = {}
 
@@ -769,21 +771,27 @@ class _Overlaid(IndexReader):
             found = self._since[query] = blocks, _keys_of(blocks)
         return found
 
+    def _kept(self, reads: dict[_K, tuple[int, _V]], key: _K, stored: Callable[[], _V],
+              changed: Callable[[_V, frozenset[int], BitMap], _V]) -> _V:
+        """``reads[key]`` as this query reads it: as kept if this query read it; else ``changed`` of what an earlier
+        query read and the blocks folded since (and their joined keys), or of the stored state's (``stored``) and
+        every changed block."""
+        kept = reads.get(key)
+        if kept is not None and kept[0] == self._query:
+            return kept[1]
+        found = (changed(stored(), self._changed, self._cut) if kept is None
+                 else changed(kept[1], *self._changed_since(kept[0])))
+        reads[key] = self._query, found
+        return found
+
     @property
     def holds_unwritten_changes(self) -> bool:
         return True
 
     def _term(self, tid: int) -> _Term | None:
-        terms = self.reads.terms
-        kept = terms.get(tid)
-        if kept is None:
-            found = _term_of(self._batch, tid, self._stored._term(tid), self._changed)
-        elif kept[0] != self._query:  # one no message held (``None``) is read whole
-            found = _term_of(self._batch, tid, kept[1], self._changed_since(kept[0])[0])
-        else:
-            return kept[1]
-        terms[tid] = self._query, found
-        return found
+        # A term no message held (kept as ``None``) is read whole by ``_term_of``.
+        return self._kept(self.reads.terms, tid, lambda: self._stored._term(tid),
+                          lambda term, blocks, _: _term_of(self._batch, tid, term, blocks))
 
     def summary(self, tid: int) -> Summary | None:
         term = self._term(tid)
@@ -811,52 +819,27 @@ class _Overlaid(IndexReader):
     def repeated_levels(self, tid: int) -> bytes:
         """The stored state's levels (those of its changed blocks too: a bound may take a level no message has any
         more) and the changed blocks' through the batch."""
-        kept = self.reads.repeated_levels.get(tid)
-        if kept is None:
-            found = repeated_levels(self._stored.repeated_levels(tid) + _levels_in(self, tid, self._changed))
-        elif kept[0] != self._query:  # a level no message has any more may stay, as above
-            found = repeated_levels(kept[1] + _levels_in(self, tid, self._changed_since(kept[0])[0]))
-        else:
-            return kept[1]
-        self.reads.repeated_levels[tid] = self._query, found
-        return found
+        # A level no message has any more may stay in what an earlier query read, as above.
+        return self._kept(self.reads.repeated_levels, tid, lambda: self._stored.repeated_levels(tid),
+                          lambda levels, blocks, _: repeated_levels(levels + _levels_in(self, tid, blocks)))
 
     def repeated_at(self, tid: int, level: int) -> BitMap | None:
         """The stored state's messages outside the changed blocks, and the changed blocks' through the batch."""
-        key = level << 32 | tid
-        kept = self.reads.repeated_at.get(key)
-        if kept is None:
-            found, blocks, cut = self._stored.repeated_at(tid, level), self._changed, self._cut
-        elif kept[0] != self._query:
-            found, (blocks, cut) = kept[1], self._changed_since(kept[0])
-        else:
-            return kept[1]
-        if found is not None:  # ``None``: the stored state's are too many to group, and so are these
-            found = _patched_at(self, tid, level, found, blocks, cut)
-        self.reads.repeated_at[key] = self._query, found
-        return found
+
+        def patched(found: BitMap | None, blocks: frozenset[int], cut: BitMap) -> BitMap | None:
+            # ``None``: the stored state's are too many to group, and so are these.
+            return None if found is None else _patched_at(self, tid, level, found, blocks, cut)
+
+        return self._kept(self.reads.repeated_at, level << 32 | tid, lambda: self._stored.repeated_at(tid, level),
+                          patched)
 
     def level_blocks(self) -> dict[int, list[int]]:
-        kept = self.reads.level_blocks
-        if kept is None:
-            found = _level_blocks_of(self._batch, self._stored.level_blocks(), self._changed)
-        elif kept[0] != self._query:
-            found = _level_blocks_of(self._batch, kept[1], self._changed_since(kept[0])[0])
-        else:
-            return kept[1]
-        self.reads.level_blocks = self._query, found
-        return found
+        return self._kept(self.reads.level_blocks, None, self._stored.level_blocks,
+                          lambda by_level, blocks, _: _level_blocks_of(self._batch, by_level, blocks))
 
     def _joined(self, level: int) -> _JoinedLevel:
-        kept = self.reads.levels.get(level)
-        if kept is None:
-            found = self._stored._decoded.joined_level(level, self._stored).changed(self._batch, level, self._changed)
-        elif kept[0] != self._query:
-            found = kept[1].changed(self._batch, level, self._changed_since(kept[0])[0])
-        else:
-            return kept[1]
-        self.reads.levels[level] = self._query, found
-        return found
+        return self._kept(self.reads.levels, level, lambda: self._stored._decoded.joined_level(level, self._stored),
+                          lambda joined, blocks, _: joined.changed(self._batch, level, blocks))
 
     def joined_level(self, level: int) -> BitMap:
         return self._joined(level).whole()
