@@ -131,6 +131,52 @@ def test_map_grows_in_several_processes_at_once(tmp_path: Path) -> None:
         assert store.verify().ok
 
 
+def test_store_opens_while_another_process_grows_the_map(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Opening the store, writable and read-only, while another process keeps growing its map: LMDB sizes
+    a new map from the pages in use when it opens the file, and another's growth before the open's first
+    transaction must not fail it (it did for about one open in twelve)."""
+    path = tmp_path / "store"
+    SessionStore(path).close()
+    monkeypatch.setattr(_environment, "_INITIAL_MAP_SIZE", 256 << 10)
+    grower = Worker("writer", {"path": str(path), "wid": "g", "seed": 0, "keys": ["shared"], "pad": 30_000,
+                               "batch_max": 2, "initial_map": 256 << 10, "seconds": 120}, tmp_path / "logs")
+    assert grower.wait_ready(), grower.stderr()
+    opened, counts = 0, []
+    deadline = time.monotonic() + 60
+    try:
+        # Enough opens that the old failure rate could not miss, and while the other wrote plenty.
+        while opened < 300 or counts[-1] - counts[0] < 50:
+            assert time.monotonic() < deadline, f"{opened} opens, messages seen {counts[0]} to {counts[-1]}"
+            with SessionStore(path, durable=False, readonly=opened % 2 == 1) as store:
+                counts.append(sum(session.message_count for session in store.list_sessions_with_metadata()))
+            opened += 1
+    finally:
+        grower.check_died_as_expected(grower.kill())
+    assert counts == sorted(counts)
+
+
+def test_an_open_tries_again_when_the_map_grew_under_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The retry on its own: a few opens stopped by another's growth, then one that succeeds; never forever."""
+    import lmdb
+
+    attempts: list[int] = []
+
+    def stopped_by_growth(times: int) -> Callable[[], Any]:
+        def open_environment() -> Any:
+            attempts.append(1)
+            if len(attempts) <= times:
+                raise lmdb.MapResizedError("mdb_txn_begin", 0)
+            return "opened"
+        return open_environment
+
+    assert _environment.Environment._opened_while_others_grow(stopped_by_growth(3)) == "opened"
+    assert len(attempts) == 4
+    attempts.clear()
+    with pytest.raises(lmdb.MapResizedError):
+        _environment.Environment._opened_while_others_grow(stopped_by_growth(1000))
+    assert len(attempts) == _environment._OPEN_ATTEMPTS
+
+
 # -- a size cap -------------------------------------------------------------------------
 
 

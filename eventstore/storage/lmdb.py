@@ -79,6 +79,7 @@ T = TypeVar("T")
 _INITIAL_MAP_SIZE = 64 << 20
 _MAX_DBS = 32
 _READER_CHECK_EVERY = 64
+_OPEN_ATTEMPTS = 8
 # Transactions a forked child inherited, kept referenced so that they are never ended there.
 _INHERITED: list[lmdb.Transaction[bytes]] = []
 _VACUUM_DIR = "vacuum.tmp"
@@ -262,7 +263,7 @@ class Environment:
             max_readers=MAX_READERS, readonly=self.readonly)
         try:
             try:
-                return open_environment()
+                return self._opened_while_others_grow(open_environment)
             except lmdb.Error as exc:
                 if not self.readonly or not is_permission_error(exc):
                     raise
@@ -277,6 +278,21 @@ class Environment:
             if os.strerror(errno.ENOSPC) in str(exc) or os.strerror(errno.EDQUOT) in str(exc):
                 raise StoreFull(f"no room on the file system for the store at {self.path}: {exc}") from None
             raise StoreInaccessible(f"cannot open the store at {self.path}: {exc}") from None
+
+    @staticmethod
+    def _opened_while_others_grow(open_environment: Callable[[], lmdb.Environment]) -> lmdb.Environment:
+        """``open_environment()``, opened again while another process's growth of the map gets in its way.
+
+        LMDB sizes a new environment's map from the pages in use when it opens the file; py-lmdb then
+        begins a transaction, which fails if another process grew the map and wrote past that size
+        in between. Opening again reads the new size; each retry needs another growth in a few
+        microseconds, so a handful always suffice."""
+        for _attempt in range(_OPEN_ATTEMPTS - 1):
+            try:
+                return open_environment()
+            except lmdb.MapResizedError:
+                continue
+        return open_environment()
 
     @classmethod
     def acquire(cls, path: Path, *, durability: Durability = Durability.FULL, max_size: int | None = None,
@@ -479,15 +495,19 @@ class Environment:
 
     def _open_db(self, name: bytes) -> lmdb._Database:
         if self.readonly:
-            with self._gate_only():
-                try:
-                    # py-lmdb keeps a handle only if it opened the read transaction itself.
-                    return self._env.open_db(name, create=False)
-                except lmdb.NotFoundError:
-                    raise IncompatibleStore(f"the store has no {name.decode()} database; open it writable once "
-                                            "with this version to upgrade it") from None
-                except lmdb.Error as exc:
-                    raise translated(exc, self.path) from None
+            while True:
+                with self._gate_only():
+                    try:
+                        # py-lmdb keeps a handle only if it opened the read transaction itself.
+                        return self._env.open_db(name, create=False)
+                    except lmdb.MapResizedError:
+                        pass
+                    except lmdb.NotFoundError:
+                        raise IncompatibleStore(f"the store has no {name.decode()} database; open it writable "
+                                                "once with this version to upgrade it") from None
+                    except lmdb.Error as exc:
+                        raise translated(exc, self.path) from None
+                self._adopt_grown_map()
 
         def open_db(txn: WriteTransaction) -> lmdb._Database:
             assert isinstance(txn, LmdbTransaction)
@@ -715,9 +735,7 @@ class Environment:
                     return self._env.begin(write=write)
                 except lmdb.MapResizedError:
                     self._gate.leave_shared()
-                    # Another process grew the map: adopt its size and try again.
-                    with self._gate.exclusive():
-                        self._env.set_mapsize(0)
+                    self._adopt_grown_map()
                 except lmdb.ReadersFullError:
                     self._gate.leave_shared()
                     if not self._env.reader_check():
@@ -729,6 +747,14 @@ class Environment:
                     raise
         except lmdb.Error as exc:
             raise translated(exc, self.path) from None
+
+    def _adopt_grown_map(self) -> None:
+        """Take the map size another process grew the map to, before trying again what that growth stopped."""
+        with self._gate.exclusive():
+            try:
+                self._env.set_mapsize(0)
+            except lmdb.Error as exc:
+                raise translated(exc, self.path) from None
 
     def _end(self, txn: lmdb.Transaction[bytes], *, commit: bool) -> None:
         if _this_process.pid != self._pid:
