@@ -141,7 +141,7 @@ def test_store_opens_while_another_process_grows_the_map(tmp_path: Path, monkeyp
     grower = Worker("writer", {"path": str(path), "wid": "g", "seed": 0, "keys": ["shared"], "pad": 30_000,
                                "batch_max": 2, "initial_map": 256 << 10, "seconds": 120}, tmp_path / "logs")
     assert grower.wait_ready(), grower.stderr()
-    opened, counts = 0, []
+    opened, counts = 0, list[int]()
     deadline = time.monotonic() + 60
     try:
         # Enough opens that the old failure rate could not miss, and while the other wrote plenty.
@@ -160,16 +160,17 @@ def test_an_open_tries_again_when_the_map_grew_under_it(monkeypatch: pytest.Monk
     import lmdb
 
     attempts: list[int] = []
+    environment: Any = object()  # what the open returns, when one succeeds
 
     def stopped_by_growth(times: int) -> Callable[[], Any]:
         def open_environment() -> Any:
             attempts.append(1)
             if len(attempts) <= times:
                 raise lmdb.MapResizedError("mdb_txn_begin", 0)
-            return "opened"
+            return environment
         return open_environment
 
-    assert _environment.Environment._opened_while_others_grow(stopped_by_growth(3)) == "opened"
+    assert _environment.Environment._opened_while_others_grow(stopped_by_growth(3)) is environment
     assert len(attempts) == 4
     attempts.clear()
     with pytest.raises(lmdb.MapResizedError):
