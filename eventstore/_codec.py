@@ -165,6 +165,10 @@ class EncodedEvent(NamedTuple):
     payload: bytes
 
 
+#: Builds an ``EncodedEvent`` from a tuple in C, without the Python ``__new__`` a named tuple's call runs.
+_new_encoded = tuple.__new__
+
+
 def encode_event(event: SessionEvent) -> EncodedEvent:
     """Encode a typed event."""
     if isinstance(event, (MessageAppended, LastMessageReplaced)):
@@ -172,8 +176,8 @@ def encode_event(event: SessionEvent) -> EncodedEvent:
         # than orjson's encoding of a short message).
         message = event.message
         row = _message_row(message, [message.role, message.content])
-        return EncodedEvent(event.type_name, 1 if len(row) == 2 else event.schema_version,
-                            orjson.dumps({"message": row}))
+        return _new_encoded(EncodedEvent, (event.type_name, 1 if len(row) == 2 else event.schema_version,
+                                           orjson.dumps({"message": row})))
     return converted_event(event)
 
 

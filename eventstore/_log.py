@@ -90,7 +90,8 @@ _RECORD_2 = struct.Struct(">BBIIq16sB32sB")
 #: version, (layout 1: payload digest,) type name length; the rest skipped.
 _LOGGED_1 = struct.Struct(">xBQQq16xH32s32xH")
 _LOGGED_2 = struct.Struct(">xBIIq16xB32xB")
-#: Builds a ``LoggedEvent`` from a tuple in C, without the Python ``__new__`` a named tuple's call runs.
+#: Builds a ``LoggedEvent`` (or an appended ``StoredEvent``) from a tuple in C, without the Python ``__new__`` a
+#: named tuple's call runs.
 _new_logged = tuple.__new__
 _CANONICAL = struct.Struct(">QQq16sHHH")
 _REDACTED_FLAG = 1
@@ -548,8 +549,8 @@ class EventLog:
                 record = _plain_record(flags, stream_id, version, recorded_at, event_id, encoded, digest, link)
             if not txn.append(self._events, _U64.pack(position), record):
                 raise StoreCorrupted(f"position {position} is already taken")
-            stored_events.append(StoredEvent(position, stream_id, key, version, recorded_at, event_id,
-                                             encoded, digest, link, bool(flags)))
+            stored_events.append(_new_logged(StoredEvent, (position, stream_id, key, version, recorded_at, event_id,
+                                                           encoded, digest, link, bool(flags))))
             previous_hash = link
         first = stored_events[0]
         if len(events) == 1:
