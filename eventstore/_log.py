@@ -90,7 +90,8 @@ _RECORD_2 = struct.Struct(">BBIIq16sB32sB")
 #: version, (layout 1: payload digest,) type name length; the rest skipped.
 _LOGGED_1 = struct.Struct(">xBQQq16xH32s32xH")
 _LOGGED_2 = struct.Struct(">xBIIq16xB32xB")
-#: Builds a ``LoggedEvent`` from a tuple in C, without the Python ``__new__`` a named tuple's call runs.
+#: Builds a ``LoggedEvent`` (or an appended ``StoredEvent``) from a tuple in C, without the Python ``__new__`` a
+#: named tuple's call runs.
 _new_logged = tuple.__new__
 _CANONICAL = struct.Struct(">QQq16sHHH")
 _REDACTED_FLAG = 1
@@ -100,9 +101,9 @@ _DIGEST_BYTES = 32
 _U32_LIMIT = 1 << 32
 
 
-@attrs.frozen
-class StoredEvent:
-    """An event as the log stores it: envelope fields and encoded payload."""
+class StoredEvent(NamedTuple):
+    """An event as the log stores it: envelope fields and encoded payload. A tuple: every append and read of an
+    event builds one."""
 
     position: int
     stream_id: int
@@ -156,8 +157,13 @@ def stream_runs(entries: Iterable[StoredEvent]) -> Iterator[tuple[int, Iterator[
 def chain_hash(previous: bytes, position: int, key: str, version: int, recorded_at: int,
                event_id: bytes, encoded: EncodedEvent, payload_digest: bytes) -> bytes:
     """The hash linking an event to the one before it (invariant 4)."""
+    return _link(previous, position, key.encode(), version, recorded_at, event_id, encoded, payload_digest)
+
+
+def _link(previous: bytes, position: int, key_bytes: bytes, version: int, recorded_at: int,
+          event_id: bytes, encoded: EncodedEvent, payload_digest: bytes) -> bytes:
+    """``chain_hash`` of a key given as UTF-8 (an append encodes it once for all its events)."""
     type_bytes = encoded.type_name.encode()
-    key_bytes = key.encode()
     canonical = _CANONICAL.pack(position, version, recorded_at, event_id, encoded.schema_version,
                                 len(type_bytes), len(key_bytes))
     return hashlib.sha256(previous + canonical + type_bytes + key_bytes + payload_digest).digest()
@@ -524,6 +530,7 @@ class EventLog:
             dictionary = self._train(txn, position, dictionary) or dictionary
         stored_events = []
         new_ids = os.urandom(16 * len(events)) if originals is None else b""  # one system call, not one an event
+        key_bytes = key.encode()
         for index, encoded in enumerate(events):
             position += 1
             version += 1
@@ -535,15 +542,15 @@ class EventLog:
                 event_id, digest = original.event_id, original.payload_digest
                 flags = _REDACTED_FLAG if original.redacted else 0
                 stored_digest = _digest_to_store(digest, encoded.payload)
-            link = chain_hash(previous_hash, position, key, version, recorded_at, event_id, encoded, digest)
+            link = _link(previous_hash, position, key_bytes, version, recorded_at, event_id, encoded, digest)
             record = None if dictionary is None else _compact_record(
                 flags, stream_id, version, recorded_at, event_id, encoded, stored_digest, link, dictionary)
             if record is None:
                 record = _plain_record(flags, stream_id, version, recorded_at, event_id, encoded, digest, link)
             if not txn.append(self._events, _U64.pack(position), record):
                 raise StoreCorrupted(f"position {position} is already taken")
-            stored_events.append(StoredEvent(position, stream_id, key, version, recorded_at, event_id,
-                                             encoded, digest, link, bool(flags)))
+            stored_events.append(_new_logged(StoredEvent, (position, stream_id, key, version, recorded_at, event_id,
+                                                           encoded, digest, link, bool(flags))))
             previous_hash = link
         first = stored_events[0]
         if len(events) == 1:

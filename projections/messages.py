@@ -25,7 +25,9 @@ from typing import TypeVar, assert_never
 from eventstore._codec import bulk_decoding, unpack_stored
 from eventstore._errors import StoreCorrupted
 from eventstore._stored_dictionary import DictionaryReplacement, StoredDictionary
+from eventstore._time import to_micros
 from eventstore._values import ChatMessage, trusted_message
+from eventstore.events import MessageAppended
 from eventstore.storage import ReadTransaction, SpaceRewrite, WriteTransaction
 
 from .chunk import (
@@ -88,26 +90,31 @@ class MessageLists:
         # The last chunk (its first index and columns) while a run of appends goes on, and whether it is stored.
         first, tail, stored = 0, None, False
         fresh = events[0].version == 1  # from a stream's first event on, until a chunk is written: none to read
+        at, micros = None, 0  # the time of the latest append, and it in µs: a commit's events share one
         for recorded in events:
-            edit = message_edit(recorded)
-            if not isinstance(edit, AppendMessage):
-                if tail is not None:
-                    self._put(txn, stream_id, first, tail.encode(), stored)
-                    tail = None
-                fresh = False
-            match edit:
-                case AppendMessage():
-                    message, micros = edit.message
-                    content, payload = message.content.encode(), payload_bytes(message)
-                    if tail is None:
-                        last = None if fresh else self._last_chunk(txn, stream_id, reuse=True)
-                        (first, tail), stored = last or (0, Chunk()), last is not None
-                        if not tail.fits(content, payload):  # the stored chunk is full: left as it is, unwritten
-                            first, tail, stored = first + tail.count, Chunk(), False
-                    elif not tail.fits(content, payload):
-                        self._put(txn, stream_id, first, tail.encode(), stored)
+            event = recorded.event
+            if type(event) is MessageAppended:
+                # The commonest edit, read as ``message_edit`` reads it, without building its ``AppendMessage``.
+                message = event.message
+                if recorded.recorded_at is not at:
+                    at, micros = recorded.recorded_at, to_micros(recorded.recorded_at)
+                content, payload = message.content.encode(), payload_bytes(message)
+                if tail is None:
+                    last = None if fresh else self._last_chunk(txn, stream_id, reuse=True)
+                    (first, tail), stored = last or (0, Chunk()), last is not None
+                    if not tail.fits(content, payload):  # the stored chunk is full: left as it is, unwritten
                         first, tail, stored = first + tail.count, Chunk(), False
-                    tail.append(message.role, content, micros, payload)
+                elif not tail.fits(content, payload):
+                    self._put(txn, stream_id, first, tail.encode(), stored)
+                    first, tail, stored = first + tail.count, Chunk(), False
+                tail.append(message.role, content, micros, payload)
+                continue
+            if tail is not None:
+                self._put(txn, stream_id, first, tail.encode(), stored)
+                tail = None
+            fresh = False
+            edit = message_edit(recorded)
+            match edit:
                 case ClearMessages():
                     self._delete_all(txn, stream_id)
                 case ReplaceMessages():
@@ -116,7 +123,7 @@ class MessageLists:
                     self._rewrite(txn, stream_id, [redacted(entry) for entry in self.entries(txn, stream_id)])
                 case RemoveLastMessage() | ReplaceLastMessage():
                     self._edit_last(txn, stream_id, edit)
-                case None:
+                case AppendMessage() | None:  # appends are taken above
                     pass
                 case _:
                     assert_never(edit)

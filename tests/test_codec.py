@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from eventstore import (
     ChatMessage,
@@ -25,7 +27,14 @@ from eventstore import (
     _codec,
     pause_gc_while_decoding,
 )
-from eventstore._codec import EncodedEvent, appended_content, bulk_decoding, decode_event, encode_event
+from eventstore._codec import (
+    EncodedEvent,
+    appended_content,
+    bulk_decoding,
+    converted_event,
+    decode_event,
+    encode_event,
+)
 from eventstore._values import stored_payload_of
 from eventstore.events import (
     EVENT_TYPES,
@@ -41,6 +50,8 @@ from eventstore.events import (
     SessionRestored,
     SessionStateChanged,
 )
+
+from strategies import messages
 
 #: 2026-01-01T00:00:00Z, and the integer microseconds since the epoch it is stored as.
 NEW_YEAR = datetime(2026, 1, 1, tzinfo=UTC)
@@ -114,6 +125,15 @@ class TestEncode:
     def test_encode(self, event, type_name, schema_version, payload):
         """An event encodes to its type name, schema version and exact payload bytes."""
         assert EncodedEvent(type_name, schema_version, payload) == encode_event(event)
+
+
+    @given(message=messages, replaced=st.booleans())
+    def test_message_events_encode_as_the_schema_does(self, message, replaced):
+        """The message events ``encode_event`` builds directly have the bytes and schema version of the cattrs
+        schema's encoding, with and without a payload."""
+        event = LastMessageReplaced(message) if replaced else MessageAppended(message)
+        assert converted_event(event) == encode_event(event)
+        assert (stored_payload_of(message) is None) == (encode_event(event).schema_version == 1)
 
 
 class TestDecode:

@@ -305,8 +305,7 @@ def _redact_stale_copies(events: dict[int, StoredEvent]) -> None:
                 continue
             payload = encode_event(redact_event(to_recorded(event).event)).payload
             if hashlib.sha256(payload).hexdigest() == digest:
-                events[position] = attrs.evolve(event, encoded=attrs.evolve(event.encoded, payload=payload),
-                                                redacted=True)
+                events[position] = event._replace(encoded=event.encoded._replace(payload=payload), redacted=True)
             else:
                 del events[position]
 
@@ -335,5 +334,5 @@ def _linked(candidates: list[StoredEvent], keys: dict[int, str], link: bytes | N
     for event in candidates:
         key = keys.get(event.stream_id)
         if key is not None and (link is None or _links(link, event, key)):
-            return attrs.evolve(event, session_key=key)
+            return event._replace(session_key=key)
     return None

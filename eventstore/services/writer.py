@@ -43,6 +43,10 @@ __all__ = ["Command", "CommandWriter", "KeptResult", "Request", "Step", "Write"]
 R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
 
+#: Builds a ``LogChange`` from a tuple in C, without the Python ``__new__`` a named tuple's call runs (a commit of
+#: appends makes one a message).
+_new_change = tuple.__new__
+
 
 @attrs.frozen
 class Request:
@@ -280,7 +284,7 @@ class CommandWriter:
         if not stored:
             return []
         recorded_at = from_micros(stored[0].recorded_at)  # the log records one commit's events at one time
-        recorded = [LogChange(key, entry.version, recorded_at, event, entry.hash)
+        recorded = [_new_change(LogChange, (key, entry.version, recorded_at, event, entry.hash))
                     for entry, event in zip(stored, events)]
         if SessionRestored in map(type, events):  # an import's, recorded without its creation time, folds with it
             creation_times = RestoredCreationTimes(txn, self._log, self._snapshots)
