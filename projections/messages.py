@@ -93,7 +93,7 @@ class MessageLists:
         at, micros = None, 0  # the time of the latest append, and it in µs: a commit's events share one
         for recorded in events:
             event = recorded.event
-            if type(event) is MessageAppended:
+            if isinstance(event, MessageAppended):
                 # The commonest edit, read as ``message_edit`` reads it, without building its ``AppendMessage``.
                 message = event.message
                 if recorded.recorded_at is not at:
