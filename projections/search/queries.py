@@ -609,17 +609,16 @@ def _sessions_sharing(view: IndexReader, plan: Plan) -> list[int]:
             else:
                 keys.append(stored)
                 spread.append(None)
-        shared = BitMap()
-        for one, another in combinations(keys, 2):
-            shared |= one & another
-        offsets = BitMap([key & _OFFSET_OF_KEY for key in shared], optimize=False)
+        # A few keys a block: their sessions in a set, not a bitmap (building one costs more than the keys' steps).
+        offsets = {key & _OFFSET_OF_KEY for one, another in combinations(keys, 2) for key in one & another}
         for own, sessions in enumerate(spread):
             if sessions:
                 for other, (_, block) in enumerate(held):
                     if other != own:
-                        offsets |= sessions & block_present(block)
-        base = number << formats.BLOCK_BITS  # read here: tests make blocks small
-        found += [base | offset for offset in offsets]
+                        offsets.update(sessions & block_present(block))
+        if offsets:
+            base = number << formats.BLOCK_BITS  # read here: tests make blocks small
+            found += [base | offset for offset in sorted(offsets)]
     return found
 
 #: The session's offset in its block of a message-map key.
@@ -675,7 +674,7 @@ def _resolve(view: IndexReader, plan: Plan, limit: int, tables: list[list[float]
             scored[sid] = exact
     for sid in open_bounds:  # counted below once, by its lower bound or its exact score
         scored.pop(sid, None)
-    best_scores = heapq.nlargest(limit, scored.values())
+    best_scores = sorted(scored.values(), reverse=True)[:limit]  # nlargest's, in C: its heap loop is a step a value
     floor = best_scores[-1] if len(best_scores) >= limit else -1.0
     scored.update((sid, lower) for sid, (lower, _) in open_bounds.items())
     ahead = sorted(((upper, sid) for sid, (_, upper) in open_bounds.items() if may_reach(upper, floor)),
