@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import combinations, compress, pairwise, repeat
 from operator import attrgetter, ge, mul, neg
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -55,7 +55,7 @@ from .snippets import phrase_in
 from .tokenizer import QueryWord, tokenize
 
 __all__ = ["MATERIALIZE_UP_TO", "INTERSECT_UP_TO", "SPREAD_UP_TO", "EXACT_WORK", "BY_MESSAGES_UP_TO",
-           "SCORED_IN_ARRAYS_FROM", "Texts",
+           "SCORED_IN_ARRAYS_FROM", "MessageHits", "Texts",
            "search_messages", "search_sessions"]
 
 #: A query whose terms are in at most this many sessions all told is scored from the sessions they share.
@@ -158,16 +158,25 @@ def search_sessions(view: IndexReader, words: Sequence[QueryWord], limit: int,
     return [(sid, scored[sid]) for sid in best]
 
 
+class MessageHits(NamedTuple):
+    """What ``search_messages`` found."""
+
+    #: ``(stream id, message index, score)`` of the best messages: best first, then newest.
+    hits: list[tuple[int, int, float]]
+    #: The query's words that count (``Plan.words``): the words past the query's bounds mark no snippet.
+    words: tuple[QueryWord, ...]
+
+
 def search_messages(view: IndexReader, words: Sequence[QueryWord], limit: int,
-                    texts: Texts | None = None) -> list[tuple[int, int, float]]:
-    """The ``limit`` best current messages as ``(stream id, message index, score)``: best first, then newest."""
+                    texts: Texts | None = None) -> MessageHits:
+    """The ``limit`` best current messages, and the words that counted (planned once, for the snippets too)."""
     plan = plan_query(view, words) if limit > 0 else None
     if plan is None:
-        return []
+        return MessageHits([], ())
     scored = _threshold(view, plan, limit, texts, message_level=True)
     activity = view.activities({sid for sid, _ in scored})
     best = ranked(scored, lambda key: (activity.get(key[0], 0), key[1], key[0]), limit)
-    return [(sid, index, scored[sid, index]) for sid, index in best]
+    return MessageHits([(sid, index, scored[sid, index]) for sid, index in best], plan.words)
 
 
 def _single_term(term: PlanTerm, limit: int) -> dict[int, float]:
