@@ -4,8 +4,7 @@ greatest, one block or many."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from unittest import mock
 
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -16,15 +15,6 @@ from projections.search.formats.summaries import MULTI, Block, Summary, summary_
 codes = st.builds(lambda level, index, multi: level << 8 | index | (MULTI if multi else 0),
                   st.integers(1, 255), st.integers(0, 127), st.booleans())
 ids = st.one_of(st.integers(0, 5000), st.integers(0, 2**32 - 1))
-
-
-@contextmanager
-def block_bits(bits: int) -> Iterator[None]:
-    saved, formats.BLOCK_BITS = formats.BLOCK_BITS, bits
-    try:
-        yield
-    finally:
-        formats.BLOCK_BITS = saved
 
 
 def blocks_of(model: dict[int, int]) -> list[tuple[int, Block]]:
@@ -45,7 +35,7 @@ def blocks_of(model: dict[int, int]) -> list[tuple[int, Block]]:
 def test_the_joined_sessions_are_the_terms(model: dict[int, int], bits: int, probes: list[int]) -> None:
     """The joined sessions are the term's, ascending, beside their levels and tags; a session's entry is its own,
     and 0 for one without the term."""
-    with block_bits(bits):
+    with mock.patch.object(formats, "BLOCK_BITS", bits):
         summary = Summary(blocks_of(model))
         ordered = sorted(model)
         assert ordered == list(summary.sorted_sids())
