@@ -297,7 +297,7 @@ def _absolute_all(blocks: Sequence[tuple[int, Block]]) -> bytes:
     offsets = np.frombuffer(b"".join(block.sids_raw() for _, block in blocks), dtype="<u2")
     firsts = np.array([number << formats.BLOCK_BITS for number, _ in blocks], dtype="<u4")
     joined: npt.NDArray[np.uint32] = np.repeat(firsts, [block.sessions for _, block in blocks]) | offsets
-    return joined.astype("<u4").tobytes()
+    return joined.astype("<u4", copy=False).tobytes()  # little-endian whatever the host
 
 
 def _spliced(blocks: Sequence[tuple[int, Block]], earlier: Summary) -> bytes:
