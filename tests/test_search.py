@@ -939,6 +939,26 @@ class TestSearchMessages:
         store.append("k", ChatMessage.user("x"))
         assert ([], []) == (store.search_messages(None), store.search_messages("?!"))
 
+    def test_planned_once(self, store: SessionStore, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A query is planned once, for its hits and their snippets, whether the index is current or a few events
+        behind (read through their batch); the snippets mark the words that counted."""
+        plans: list[planning.Plan] = []
+        plan = planning.Plan
+
+        def counted(*fields: Any) -> planning.Plan:
+            plans.append(plan(*fields))
+            return plans[-1]
+
+        store.append_many("trip", [ChatMessage.user("Plan the trip"), ChatMessage.assistant("Lisbon has trams.")])
+        store.catch_up()
+        monkeypatch.setattr(planning, "Plan", counted)
+        for behind in (False, True):
+            if behind:
+                store.append("trip", ChatMessage.user("Trams in Lisbon, then Porto"))
+            plans.clear()
+            snippets = {hit.snippet for hit in store.search_messages("lisbon trams")}
+            assert ({"[Lisbon] has [trams]."} | ({"[Trams] in [Lisbon], then Porto"} if behind else set()),
+                    1) == (snippets, len(plans))
 
 # -- the projection machinery -------------------------------------------------------------------
 

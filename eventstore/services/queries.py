@@ -18,7 +18,6 @@ from typing import Any
 from projections.catalog import Catalog, Position
 from projections.messages import MessageLists
 from projections.search.index import SearchIndex
-from projections.search.planning import plan_query
 from projections.search.reader import IndexReader
 from projections.search.snippets import snippet
 from projections.search.tokenizer import parse_query
@@ -218,9 +217,7 @@ class Queries:
 
         def run(view: IndexReader, txn: ReadTransaction) -> list[SearchHit]:
             texts = SessionTexts(self._messages, txn)
-            hits = self._search_index.search_messages(view, words, limit, texts)
-            plan = plan_query(view, words) if hits else None
-            counted = () if plan is None else plan.words  # the words past the query's bound cost nothing here
+            hits, counted = self._search_index.search_messages(view, words, limit, texts)
             found = []
             for stream_id, index, score in hits:
                 head = self._catalog.head(txn, stream_id)

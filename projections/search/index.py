@@ -234,8 +234,9 @@ class SearchIndex:
         return queries.search_sessions(self._query_view(view), words, limit, texts)
 
     def search_messages(self, view: IndexReader, words: Sequence[QueryWord], limit: int,
-                        texts: Texts | None = None) -> list[tuple[int, int, float]]:
-        """The ``limit`` best messages as ``(stream id, message index, score)`` (see ``queries.search_messages``)."""
+                        texts: Texts | None = None) -> queries.MessageHits:
+        """The ``limit`` best messages as ``(stream id, message index, score)``, and the words that counted (see
+        ``queries.search_messages``)."""
         return queries.search_messages(self._query_view(view), words, limit, texts)
 
     def _query_view(self, view: IndexReader) -> IndexReader:

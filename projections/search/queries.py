@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import combinations, compress, pairwise, repeat
 from operator import attrgetter, ge, mul, neg
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -55,7 +55,7 @@ from .snippets import phrase_in
 from .tokenizer import QueryWord, tokenize
 
 __all__ = ["MATERIALIZE_UP_TO", "INTERSECT_UP_TO", "SPREAD_UP_TO", "EXACT_WORK", "BY_MESSAGES_UP_TO",
-           "SCORED_IN_ARRAYS_FROM", "Texts",
+           "SCORED_IN_ARRAYS_FROM", "MessageHits", "Texts",
            "search_messages", "search_sessions"]
 
 #: A query whose terms are in at most this many sessions all told is scored from the sessions they share.
@@ -158,16 +158,25 @@ def search_sessions(view: IndexReader, words: Sequence[QueryWord], limit: int,
     return [(sid, scored[sid]) for sid in best]
 
 
+class MessageHits(NamedTuple):
+    """What ``search_messages`` found."""
+
+    #: ``(stream id, message index, score)`` of the best messages: best first, then newest.
+    hits: list[tuple[int, int, float]]
+    #: The query's words that count (``Plan.words``): the words past the query's bounds mark no snippet.
+    words: tuple[QueryWord, ...]
+
+
 def search_messages(view: IndexReader, words: Sequence[QueryWord], limit: int,
-                    texts: Texts | None = None) -> list[tuple[int, int, float]]:
-    """The ``limit`` best current messages as ``(stream id, message index, score)``: best first, then newest."""
+                    texts: Texts | None = None) -> MessageHits:
+    """The ``limit`` best current messages, and the words that counted (planned once, for the snippets too)."""
     plan = plan_query(view, words) if limit > 0 else None
     if plan is None:
-        return []
+        return MessageHits([], ())
     scored = _threshold(view, plan, limit, texts, message_level=True)
     activity = view.activities({sid for sid, _ in scored})
     best = ranked(scored, lambda key: (activity.get(key[0], 0), key[1], key[0]), limit)
-    return [(sid, index, scored[sid, index]) for sid, index in best]
+    return MessageHits([(sid, index, scored[sid, index]) for sid, index in best], plan.words)
 
 
 def _single_term(term: PlanTerm, limit: int) -> dict[int, float]:
@@ -609,17 +618,16 @@ def _sessions_sharing(view: IndexReader, plan: Plan) -> list[int]:
             else:
                 keys.append(stored)
                 spread.append(None)
-        shared = BitMap()
-        for one, another in combinations(keys, 2):
-            shared |= one & another
-        offsets = BitMap([key & _OFFSET_OF_KEY for key in shared], optimize=False)
+        # A few keys a block: their sessions in a set, not a bitmap (building one costs more than the keys' steps).
+        offsets = {key & _OFFSET_OF_KEY for one, another in combinations(keys, 2) for key in one & another}
         for own, sessions in enumerate(spread):
             if sessions:
                 for other, (_, block) in enumerate(held):
                     if other != own:
-                        offsets |= sessions & block_present(block)
-        base = number << formats.BLOCK_BITS  # read here: tests make blocks small
-        found += [base | offset for offset in offsets]
+                        offsets.update(sessions & block_present(block))
+        if offsets:
+            base = number << formats.BLOCK_BITS  # read here: tests make blocks small
+            found += [base | offset for offset in sorted(offsets)]
     return found
 
 #: The session's offset in its block of a message-map key.
@@ -675,7 +683,7 @@ def _resolve(view: IndexReader, plan: Plan, limit: int, tables: list[list[float]
             scored[sid] = exact
     for sid in open_bounds:  # counted below once, by its lower bound or its exact score
         scored.pop(sid, None)
-    best_scores = heapq.nlargest(limit, scored.values())
+    best_scores = sorted(scored.values(), reverse=True)[:limit]  # nlargest's, in C: its heap loop is a step a value
     floor = best_scores[-1] if len(best_scores) >= limit else -1.0
     scored.update((sid, lower) for sid, (lower, _) in open_bounds.items())
     ahead = sorted(((upper, sid) for sid, (_, upper) in open_bounds.items() if may_reach(upper, floor)),
