@@ -123,7 +123,9 @@ class MessageLists:
                     self._rewrite(txn, stream_id, [redacted(entry) for entry in self.entries(txn, stream_id)])
                 case RemoveLastMessage() | ReplaceLastMessage():
                     self._edit_last(txn, stream_id, edit)
-                case AppendMessage() | None:  # appends are taken above
+                case AppendMessage():  # an event that appends, other than MessageAppended: it must be taken above
+                    raise AssertionError(f"{type(event).__name__} appends a message that the append path missed")
+                case None:
                     pass
                 case _:
                     assert_never(edit)
