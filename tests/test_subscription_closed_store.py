@@ -5,17 +5,35 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from eventstore import AsyncSessionStore, ChatMessage, SessionStore, StoreClosed
 
-#: Long enough for a subscription to reach its wait on a loaded machine; short against the bound below.
-SETTLE_SECONDS = 0.2
-#: A subscription must end this soon after its store is closed (it checks every 25 ms).
+#: A subscription must end this soon after its store is closed (it checks every 25 ms); also how long a test waits
+#: for a subscription to reach its wait, which takes milliseconds.
 ENDS_WITHIN_SECONDS = 5.0
+
+
+def waiting_once_delivered(store: SessionStore, delivered: list[object]) -> threading.Event:
+    """Set once a subscription of ``store`` begun after this call has delivered an event into ``delivered`` and then
+    waited for a commit. After its events it looks for one (``_last_commit``) before its read, before its first wait
+    and after it: the third look comes after a wait. (A fixed pause may end before the first event on a loaded
+    machine, and a store closed by then ends the subscription without it.)"""
+    waited = threading.Event()
+    looks = [0]
+    last_commit = store._last_commit
+
+    def looking() -> int:
+        if delivered:
+            looks[0] += 1
+            if looks[0] >= 3:
+                waited.set()
+        return last_commit()
+
+    store._last_commit = looking  # type: ignore[method-assign]
+    return waited
 
 
 @pytest.mark.parametrize("other_open", [False, True], ids=["alone", "path-shared"])
@@ -31,9 +49,10 @@ def test_closing_the_store_ends_a_waiting_subscription(store_path: Path, other_o
         except StoreClosed as closed:
             outcome.append(closed)
 
+    waited = waiting_once_delivered(store, outcome)
     follower = threading.Thread(target=follow, daemon=True)
     follower.start()
-    time.sleep(SETTLE_SECONDS)
+    assert waited.wait(ENDS_WITHIN_SECONDS), "the subscription never waited"
     store.close()
     follower.join(ENDS_WITHIN_SECONDS)
     try:
@@ -55,8 +74,9 @@ def test_closing_an_async_store_ends_a_waiting_subscription(store_path: Path, ot
             async for event in store.subscribe():
                 positions.append(event.position)
 
+        waited = waiting_once_delivered(store._store, positions)
         follower = asyncio.create_task(follow())
-        await asyncio.sleep(SETTLE_SECONDS)
+        assert await asyncio.to_thread(waited.wait, ENDS_WITHIN_SECONDS), "the subscription never waited"
         await store.close()
         with pytest.raises(StoreClosed):
             await asyncio.wait_for(follower, ENDS_WITHIN_SECONDS)
