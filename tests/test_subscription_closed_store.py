@@ -11,28 +11,18 @@ import pytest
 
 from eventstore import AsyncSessionStore, ChatMessage, SessionStore, StoreClosed
 
+from conftest import at_a_subscriptions_look
+
 #: A subscription must end this soon after its store is closed (it checks every 25 ms); also how long a test waits
 #: for a subscription to reach its wait, which takes milliseconds.
 ENDS_WITHIN_SECONDS = 5.0
 
 
 def waiting_once_delivered(store: SessionStore, delivered: list[object]) -> threading.Event:
-    """Set once a subscription of ``store`` begun after this call has delivered an event into ``delivered`` and then
-    waited for a commit. After its events it looks for one (``_last_commit``) before its read, before its first wait
-    and after it: the third look comes after a wait. (A fixed pause may end before the first event on a loaded
-    machine, and a store closed by then ends the subscription without it.)"""
+    """Set once a subscription of ``store`` has delivered an event into ``delivered`` and then waited for a commit
+    (closed before its first event, the store would end it without the event)."""
     waited = threading.Event()
-    looks = [0]
-    last_commit = store._last_commit
-
-    def looking() -> int:
-        if delivered:
-            looks[0] += 1
-            if looks[0] >= 3:
-                waited.set()
-        return last_commit()
-
-    store._last_commit = looking  # type: ignore[method-assign]
+    at_a_subscriptions_look(store, 3, waited.set, lambda: bool(delivered))
     return waited
 
 
