@@ -144,6 +144,14 @@ def while_a_write_holds_the_lock(write: Callable[[Callable[[WriteTransaction], N
     return results
 
 
+def waited_for(condition: Callable[[], bool], failure: str) -> None:
+    """Wait until ``condition()`` holds (what should happen within a few retries); ``failure`` if it never does."""
+    deadline = time.monotonic() + 10
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert condition(), failure
+
+
 def at_a_subscriptions_look(store: SessionStore, looks: int, action: Callable[[], object],
                             counting: Callable[[], bool] = lambda: True) -> None:
     """Run ``action`` in a subscription's thread when it looks for a new commit (``_last_commit``) for the
