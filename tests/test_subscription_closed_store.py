@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Sized
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from conftest import at_a_subscriptions_look
 ENDS_WITHIN_SECONDS = 5.0
 
 
-def waiting_once_delivered(store: SessionStore, delivered: list[object]) -> threading.Event:
+def waiting_once_delivered(store: SessionStore, delivered: Sized) -> threading.Event:
     """Set once a subscription of ``store`` has delivered an event into ``delivered`` and then waited for a commit
     (closed before its first event, the store would end it without the event)."""
     waited = threading.Event()
