@@ -144,6 +144,33 @@ def while_a_write_holds_the_lock(write: Callable[[Callable[[WriteTransaction], N
     return results
 
 
+def waited_for(condition: Callable[[], bool], failure: str) -> None:
+    """Wait until ``condition()`` holds (what should happen within a few retries); ``failure`` if it never does."""
+    deadline = time.monotonic() + 10
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert condition(), failure
+
+
+def at_a_subscriptions_look(store: SessionStore, looks: int, action: Callable[[], object],
+                            counting: Callable[[], bool] = lambda: True) -> None:
+    """Run ``action`` in a subscription's thread when it looks for a new commit (``_last_commit``) for the
+    ``looks``-th time while ``counting()`` holds, before the look; for subscriptions of ``store`` begun after this
+    call. A caught-up subscription looks before its read, before its first wait and after each wait: its third look
+    after its last event comes after a wait, whatever the machine's load (a fixed pause may end before it)."""
+    seen = [0]
+    last_commit = store._last_commit
+
+    def looking() -> int:
+        if counting():
+            seen[0] += 1
+            if seen[0] == looks:
+                action()
+        return last_commit()
+
+    store._last_commit = looking  # type: ignore[method-assign]
+
+
 @pytest.fixture
 def engine() -> str:
     """The engine the ``store`` fixture opens; a module that runs on every engine overrides this

@@ -20,7 +20,7 @@ __all__ = ["_server_up", "open_host"]  # the fixtures, used by name
 
 
 def test_closing_an_async_store_ends_its_subscription_waiting_through_an_outage(
-        postgres_url, open_host, postgres_server, tmp_path):
+        postgres_url, open_host, postgres_server, tmp_path, monkeypatch):
     open_host("two").append("k", ChatMessage.user("before"))
 
     async def main() -> None:
@@ -29,13 +29,18 @@ def test_closing_an_async_store_ends_its_subscription_waiting_through_an_outage(
         assert (await anext(feed)).position == 1
         postgres_server.stop()
         listening_is(replica_of(one._store), False)
+        failed = failed_reads(replica_of(one._store), monkeypatch)
         waiting = asyncio.ensure_future(anext(feed))
-        ticks = 0
-        started = time.monotonic()
-        while time.monotonic() - started < 3 * RETRY_SECONDS:  # the loop runs between the tries
+        # The loop runs between the tries: this task sees the count of failed reads change three times, which a
+        # subscription that held the loop while it waited to try again would keep it from, however late it runs.
+        counts: list[int] = []
+        deadline = time.monotonic() + 10 + 3 * RETRY_SECONDS
+        while len(counts) < 3:
+            assert time.monotonic() < deadline, "the loop did not run between the subscription's tries"
             await asyncio.sleep(0.01)
-            ticks += 1
-        assert not waiting.done() and ticks > 50
+            if failed and counts[-1:] != [len(failed)]:
+                counts.append(len(failed))
+        assert not waiting.done()
         await one.close()
         with pytest.raises(StoreClosed):
             await asyncio.wait_for(waiting, 10 * RETRY_SECONDS)

@@ -16,6 +16,7 @@ import pytest
 
 from eventstore import ChatMessage, InvalidArgument, SessionStore, StoreUnavailable
 
+from conftest import waited_for
 from test_postgres_store import listening, lose_commits_after, open_host
 
 __all__ = ["open_host"]  # the fixture, used by name
@@ -142,14 +143,14 @@ def test_the_server_stopped_and_restarted_under_load(postgres_server, postgres_u
 
     writer = threading.Thread(target=write)
     writer.start()
-    time.sleep(0.5)
+    # Each step waits for what the next needs: a loaded machine can take longer than any fixed pause to open the
+    # writer's store (which fails while the server is away) or to try again while it is.
+    waited_for(lambda: len(acknowledged) >= 5, "the writer never wrote")
     postgres_server.stop()
-    time.sleep(1)
+    waited_for(lambda: bool(failures), "the writer never saw the server down")
     postgres_server.start()
-    time.sleep(0.5)
     stop.set()
     writer.join(60)
-    assert failures, "the writer never saw the server down"
     assert all("cannot be reached" in str(failure) for failure in failures)
     with SessionStore(postgres_url, cache=tmp_path / "fresh") as fresh:
         assert [int(m.content) for m in fresh.load("k")] == acknowledged == list(range(len(acknowledged)))

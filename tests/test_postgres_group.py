@@ -64,15 +64,22 @@ async def a_held_call(store: AsyncSessionStore, monkeypatch: pytest.MonkeyPatch,
     return first, gate, calls
 
 
-def in_one_group(host: SessionStore, commands: list[Callable[[], object]]) -> list[object]:
-    """Run each command on a thread of its own while a write holds the replica's lock, so that they queue and the
-    next leader commits them as one group; what each returned, or raised."""
+def queued_commands(host: SessionStore) -> Callable[[], int]:
+    """How many of the host's commands wait in its replica's group queue, for the next leader to commit."""
     replica = replica_of(host)
-    engine = replica.replica
-    group = engine._group  # type: ignore[attr-defined]
+    group = replica.replica._group  # type: ignore[attr-defined]
 
     def queued() -> int:
         return len([member for member in group._queued if member.before_commit == replica._ship])
+
+    return queued
+
+
+def in_one_group(host: SessionStore, commands: list[Callable[[], object]]) -> list[object]:
+    """Run each command on a thread of its own while a write holds the replica's lock, so that they queue and the
+    next leader commits them as one group; what each returned, or raised."""
+    engine = replica_of(host).replica
+    queued = queued_commands(host)
 
     def in_turn(index: int, command: Callable[[], object]) -> Callable[[], object]:
         def run() -> object:  # queued after the commands before it: the group decides them in the order given
@@ -175,7 +182,12 @@ def test_a_cancelled_async_command_leaves_the_others_and_the_store_whole(postgre
         async with AsyncSessionStore(postgres_url, cache=tmp_path / "async") as store:
             first, gate, calls = await a_held_call(store, monkeypatch, "a", "a message")
             others = [asyncio.create_task(store.append(key, user(f"{key} message"))) for key in "bcd"]
-            await asyncio.sleep(0.1)  # they wait for the call under way
+            queued, deadline = queued_commands(store._store), time.monotonic() + GATE_SECONDS
+            # Cancelled before its thread starts the call, a command writes nothing: wait until all three wait
+            # for the call under way (a writer thread can take longer than any fixed pause to start).
+            while queued() < len(others):
+                assert time.monotonic() < deadline, "the commands never queued behind the call under way"
+                await asyncio.sleep(0.001)
             others[0].cancel()
             gate.set()
             assert await first == 1

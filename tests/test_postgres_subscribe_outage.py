@@ -28,20 +28,13 @@ from eventstore.services.feed import RETRY_SECONDS, Feed
 from eventstore.services.replica import ReplicaStorage
 from eventstore.sharedlog import SharedHead
 
+from conftest import waited_for
 from test_postgres_faults import _server_up
 from test_postgres_store import open_host, replica_of
 
 __all__ = ["_server_up", "open_host"]  # the fixtures, used by name
 
 BEFORE, AFTER = 3, 5
-
-
-def waited_for(condition: Callable[[], bool], failure: str) -> None:
-    """Wait until ``condition()`` holds (what should happen within a few retries); ``failure`` if it never does."""
-    deadline = time.monotonic() + 10
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert condition(), failure
 
 
 def listening_is(replica: ReplicaStorage, expected: bool) -> None:

@@ -19,7 +19,7 @@ import pytest
 from eventstore import ChatMessage, RecordedEvent, SessionStore
 from eventstore.services.feed import BATCH, Feed
 
-from conftest import LOG_BACKENDS, engine_of
+from conftest import LOG_BACKENDS, at_a_subscriptions_look, engine_of
 
 
 @pytest.fixture(params=LOG_BACKENDS)
@@ -44,7 +44,8 @@ def test_a_subscription_sees_every_commit_of_other_threads_once_in_order(store: 
     threads = [threading.Thread(target=write, args=(index,)) for index in range(writers)]
     for thread in threads:
         thread.start()
-    for event in store.subscribe(after=0, timeout=1.0):
+    # The timeout only ends a test that went wrong: a loaded machine may pause the writers for longer than a second.
+    for event in store.subscribe(after=0, timeout=60):
         seen.append(event)
         if len(seen) == 1 + writers * calls:
             break
@@ -63,11 +64,15 @@ def test_a_subscription_resumes_from_any_position(store: SessionStore) -> None:
 
 
 def test_a_subscription_waits_for_the_next_commit_and_ends_after_its_timeout(store: SessionStore) -> None:
-    appended = threading.Timer(0.2, lambda: store.append("late", hello("at last")))
-    appended.start()
+    appended = threading.Thread(target=lambda: store.append("late", hello("at last")))
+
+    def commit_while_it_waits() -> None:  # from another thread, and done before the timeout can end the wait
+        appended.start()
+        appended.join(60)
+
+    at_a_subscriptions_look(store, 3, commit_while_it_waits)
     started = time.monotonic()
     seen = list(store.subscribe(after=0, timeout=1.0))
-    appended.join()
     assert [(event.session_key, event.position) for event in seen] == [("late", 1)]
     assert time.monotonic() - started >= 1.0  # it waited for more, then gave up
 

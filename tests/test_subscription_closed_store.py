@@ -5,17 +5,26 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
+from collections.abc import Sized
 from pathlib import Path
 
 import pytest
 
 from eventstore import AsyncSessionStore, ChatMessage, SessionStore, StoreClosed
 
-#: Long enough for a subscription to reach its wait on a loaded machine; short against the bound below.
-SETTLE_SECONDS = 0.2
-#: A subscription must end this soon after its store is closed (it checks every 25 ms).
+from conftest import at_a_subscriptions_look
+
+#: A subscription must end this soon after its store is closed (it checks every 25 ms); also how long a test waits
+#: for a subscription to reach its wait, which takes milliseconds.
 ENDS_WITHIN_SECONDS = 5.0
+
+
+def waiting_once_delivered(store: SessionStore, delivered: Sized) -> threading.Event:
+    """Set once a subscription of ``store`` has delivered an event into ``delivered`` and then waited for a commit
+    (closed before its first event, the store would end it without the event)."""
+    waited = threading.Event()
+    at_a_subscriptions_look(store, 3, waited.set, lambda: bool(delivered))
+    return waited
 
 
 @pytest.mark.parametrize("other_open", [False, True], ids=["alone", "path-shared"])
@@ -31,9 +40,10 @@ def test_closing_the_store_ends_a_waiting_subscription(store_path: Path, other_o
         except StoreClosed as closed:
             outcome.append(closed)
 
+    waited = waiting_once_delivered(store, outcome)
     follower = threading.Thread(target=follow, daemon=True)
     follower.start()
-    time.sleep(SETTLE_SECONDS)
+    assert waited.wait(ENDS_WITHIN_SECONDS), "the subscription never waited"
     store.close()
     follower.join(ENDS_WITHIN_SECONDS)
     try:
@@ -55,8 +65,9 @@ def test_closing_an_async_store_ends_a_waiting_subscription(store_path: Path, ot
             async for event in store.subscribe():
                 positions.append(event.position)
 
+        waited = waiting_once_delivered(store._store, positions)
         follower = asyncio.create_task(follow())
-        await asyncio.sleep(SETTLE_SECONDS)
+        assert await asyncio.to_thread(waited.wait, ENDS_WITHIN_SECONDS), "the subscription never waited"
         await store.close()
         with pytest.raises(StoreClosed):
             await asyncio.wait_for(follower, ENDS_WITHIN_SECONDS)
