@@ -14,7 +14,8 @@ Cancellation: a write runs in a thread, whole. If the awaiting task is cancelled
 started the call, nothing is written; once it has started, it finishes (commits, or fails and writes
 nothing) while the task sees ``CancelledError``. Either way the store stays usable, and a caller that
 must know retries with the same ``idempotency_key``: a command that did commit is not written again and
-returns its first result.
+returns its first result. ``task.cancel()`` takes effect when the loop next runs the task, so a thread that
+starts the call in between runs it whole.
 """
 
 from __future__ import annotations
