@@ -10,13 +10,16 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 from _unix_proxy import UnixProxy
 
 from eventstore import ChatMessage, SessionStore
-from eventstore.sharedlog.postgres_listener import LISTENER_RELEASE
+from eventstore.sharedlog.postgres_listener import LISTENER_RELEASE, Listener
 
+from test_postgres_settled_reads import listener_of
 from test_postgres_store import listening
 
 
@@ -53,14 +56,25 @@ def losing_proxy(postgres_server) -> Iterator[LosingProxy]:
     proxy.close()
 
 
-def test_a_store_whose_listening_connection_lost_its_server_closes(losing_proxy, postgres_url, tmp_path):
+def test_a_store_whose_listening_connection_lost_its_server_closes(losing_proxy, postgres_url, tmp_path, monkeypatch):
     host = SessionStore(losing_proxy.url(postgres_url), cache=tmp_path / "host")
     assert host.append("k", ChatMessage.user("before")) == 1
     listening(host)
+    listener = listener_of(host)
+    asked = threading.Event()
+    head = Listener._head
+
+    def asking(connection: psycopg.Connection[Any]) -> int:
+        if connection is listener._connection:
+            asked.set()
+        return head(connection)
+
     losing_proxy.lose()
+    monkeypatch.setattr(Listener, "_head", staticmethod(asking))
     with SessionStore(postgres_url, cache=tmp_path / "other") as other:
         other.append("k", ChatMessage.assistant("unheard"))  # its notification is lost: the watcher asks the head
-    time.sleep(2.5)  # past the watcher's wait: its question is lost too
+    assert asked.wait(30), "the watcher never asked the lost server for the head"
+    time.sleep(0.1)  # the question on its way: lost too
     closing = threading.Thread(target=host.close, daemon=True)
     started = time.monotonic()
     closing.start()

@@ -15,7 +15,7 @@ from eventstore import AsyncSessionStore, ChatMessage, SessionStore, StoreUnavai
 from eventstore.sharedlog import Commit, Committed
 from eventstore.sharedlog.postgres import PostgresLog
 
-from conftest import while_a_write_holds_the_lock
+from conftest import waited_for, while_a_write_holds_the_lock
 from test_postgres_store import heard, listening, open_host, replica_of  # noqa: F401 - the fixture, by name
 
 # ruff: noqa: F811 - the tests take the imported fixture ``open_host`` by name
@@ -165,7 +165,9 @@ def test_no_command_is_acknowledged_before_the_server_committed_it(open_host, mo
     for thread in threads:
         thread.start()
     assert in_call.wait(GATE_SECONDS)
-    time.sleep(0.2)  # time enough for a command that does not wait for its call to be acknowledged
+    queued = queued_commands(one)
+    # The other three wait in the queue; a command that did not wait for its call to be acknowledged would be gone.
+    waited_for(lambda: queued() == 3, "the three commands behind the held call never queued")
     assert finished == []
     with SessionStore(postgres_url, cache=Path(replica_of(one).path).parent / "observer") as observer:
         assert observer.list_sessions() == ["warm"]  # nothing reached the server while its call is held

@@ -28,14 +28,25 @@ READER = textwrap.dedent("""
     from eventstore import SessionStore
     url, cache = sys.argv[1:]
     with SessionStore(url, cache=cache) as store:
+        shared, waits = store._environment._shared, []
+        real_wait = shared.wait
+        def wait(seen, *args):
+            waits.append(seen)
+            return real_wait(seen, *args)
+        shared.wait = wait
         for line in sys.stdin:
-            command, _, key = line.strip().partition(" ")
+            command, _, argument = line.strip().partition(" ")
             if command == "load":
-                print(json.dumps([message.content for message in store.load(key)]), flush=True)
+                print(json.dumps([message.content for message in store.load(argument)]), flush=True)
             elif command == "listening":
                 while not store._environment.listening:
                     time.sleep(0.001)
                 print(json.dumps("listening"), flush=True)
+            elif command == "waiting":
+                deadline = time.monotonic() + 30
+                while int(argument) not in waits and time.monotonic() < deadline:
+                    time.sleep(0.001)
+                print(json.dumps(int(argument) in waits), flush=True)
 """)
 
 SEEN = [f"seen {number}" for number in range(5)]
@@ -126,7 +137,8 @@ def test_a_process_whose_watcher_saw_the_head_go_back_drops_what_it_decoded_befo
     assert reader.ask("load k") == SEEN
     assert reader.ask("listening") == "listening"
     roll_back_to(postgres_url, 3)
-    time.sleep(2.5)  # the reader's watcher polls the head every second: it sees it behind the one it heard of
+    # The reader's watcher polls the head every second: it sees it behind the one it heard of, and waits from it.
+    assert reader.ask("waiting 3") is True
     expected = rewrite_as_many(postgres_url, tmp_path)
     rebuild_on_the_host(postgres_url, tmp_path)
     assert reader.ask("load k") == expected

@@ -106,6 +106,7 @@ def arrived(listener: Listener) -> None:
     deadline = time.monotonic() + 10
     while not listener._socket.poll(10) and time.monotonic() < deadline:
         pass
+    assert listener._socket.poll(0), "nothing came on the listening socket"
 
 
 def test_a_read_with_nothing_new_polls_the_listening_socket_once_and_takes_no_lock(open_host, monkeypatch):

@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import psycopg
 import pytest
 
 from eventstore import ChatMessage, EventStoreError, StoreBusy
 
+from conftest import waited_for
 from test_postgres_store import open_host, replica_of  # noqa: F401 - the fixture, by name
 
 # ruff: noqa: F811 - the tests take the imported fixture ``open_host`` by name
+
+
+class WatchedCondition(threading.Condition):
+    """A condition that records the threads that wait on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiters: set[int | None] = set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waiters.add(threading.get_ident())  # under the condition's lock, which the wait then releases
+        return super().wait(timeout)
 
 
 def on_server(postgres_url: str) -> list[tuple[str, int]]:
@@ -57,12 +69,15 @@ def test_a_command_given_while_another_thread_vacuums_is_never_acknowledged_with
             outcome.append(error)
 
     copying = host._maintenance._replace_dictionaries
+    bound = WatchedCondition()
+    monkeypatch.setattr(replica, "_bound", bound)
     thread = threading.Thread(target=command)
 
     def copying_while_a_command_comes(txn):  # the vacuum holds the replica's write lock while it copies
         thread.start()
         assert entered.wait(10)
-        time.sleep(0.1)  # the command is past its store's binding, waiting for the replica
+        # The command waits for the store's binding, which the vacuum took.
+        waited_for(lambda: thread.ident in bound.waiters, "the command never waited for the store's binding")
         return copying(txn)
 
     monkeypatch.setattr(host._maintenance, "_replace_dictionaries", copying_while_a_command_comes)
