@@ -6,7 +6,8 @@ in one process and in alternating rounds, the process CPU time a message of benc
 * SQLite: ZeroClaw's schema (``baselines.SqliteSessions``), inserts with FTS5's triggers (tokenizing and indexing
   in C), ``synchronous=OFF``;
 * ours: ``append_many`` a session (``durable=False``), then ``catch_up()`` of the search index, and
-  ``rebuild_projections(["search"])`` alone;
+  ``rebuild_projections(["search"])`` alone; and the bulk import, ``import_sessions`` of every session in one
+  transaction (each message with its own time), then ``catch_up()``;
 * the floors, no database: cutting each message into terms (``term_keys``, as the index's writer does); that and
   the least an inverted index must do a term in Python (a term's id from a dict, its count in the message, an entry
   appended to its postings); and that and packing every term's postings into bytes once at the end.
@@ -30,9 +31,11 @@ from array import array
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from eventstore import ChatMessage, SessionStore
+from eventstore.events import MessageAppended
 from projections.search.tokenizer import term_keys
 
 from .baselines import SqliteSessions
@@ -64,6 +67,16 @@ def ours(sessions: Sessions, directory: Path) -> tuple[float, float, float]:
         catch_up = cpu_of(store.catch_up)
         rebuild = cpu_of(lambda: store.rebuild_projections(["search"]))
     return appends, catch_up, rebuild
+
+
+def imported(sessions: Sessions, directory: Path) -> tuple[float, float]:
+    """CPU seconds of ``import_sessions`` of every session in one transaction (each message with a time of its
+    own, as a ZeroClaw source gives them; the input built before the clock starts), and of ``catch_up()`` after."""
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    timed = {key: [(start + timedelta(seconds=number), MessageAppended(message))
+                   for number, message in enumerate(messages)] for key, messages in sessions}
+    with SessionStore(directory / "imported", durable=False) as store:
+        return cpu_of(lambda: store.import_sessions(timed)), cpu_of(store.catch_up)
 
 
 def texts_of(sessions: Sessions) -> list[str]:
@@ -100,6 +113,7 @@ def one_round(sessions: Sessions, texts: list[str], directory: Path, reverse: bo
     runs: list[Callable[[], dict[str, float]]] = [
         lambda: {"sqlite": sqlite_inserts(sessions, directory)},
         lambda: dict(zip(("appends", "catch_up", "rebuild"), ours(sessions, directory), strict=True)),
+        lambda: dict(zip(("import", "import_catch_up"), imported(sessions, directory), strict=True)),
         lambda: {"terms": cut_terms(texts), "least": least_index(texts, pack=False),
                  "packed": least_index(texts, pack=True)},
     ]
@@ -138,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         ("ours: catch_up() of the search index after the appends", per_message["catch_up"]),
         ("ours: appends + catch_up", per_message["appends"] + per_message["catch_up"]),
         ("ours: rebuild_projections(['search']) alone", per_message["rebuild"]),
+        ("ours: import_sessions of every session (one transaction)", per_message["import"]),
+        ("ours: import_sessions + catch_up", per_message["import"] + per_message["import_catch_up"]),
         ("floor: cutting the terms (term_keys)", per_message["terms"]),
         ("floor: terms + the least an index does a term in Python", per_message["least"]),
         ("floor: that + packing the postings into bytes", per_message["packed"]),

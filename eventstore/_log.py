@@ -497,11 +497,12 @@ class EventLog:
 
     def append(self, txn: WriteTransaction, key: str, events: Sequence[EncodedEvent], recorded_at: int,
                expected_version: int | None = None, originals: Sequence[Original] | None = None,
-               tip: StreamTip | None = None) -> list[StoredEvent]:
+               tip: StreamTip | None = None, times: Sequence[int] | None = None) -> list[StoredEvent]:
         """Append ``events`` to the stream of ``key``; return them as stored.
 
         ``recorded_at`` (µs) is raised to the stream's latest recorded time if the
-        clock went back. Each event gets a new random id, unless ``originals``
+        clock went back. ``times``: each event's own time instead (an import's), each raised to the one before it.
+        Each event gets a new random id, unless ``originals``
         (replication from another store) gives its id, payload digest and redaction flag. ``tip``: the stream's
         ``tip`` as read in this transaction (read here when not given).
 
@@ -534,6 +535,8 @@ class EventLog:
         for index, encoded in enumerate(events):
             position += 1
             version += 1
+            if times is not None and times[index] > recorded_at:
+                recorded_at = times[index]
             if originals is None:
                 event_id, flags = new_ids[16 * index:16 * index + 16], 0
                 digest, stored_digest = hashlib.sha256(encoded.payload).digest(), None  # its own: not stored

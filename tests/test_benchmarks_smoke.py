@@ -109,3 +109,16 @@ def test_bench_scale_refuses_a_kept_directory_without_a_finished_corpus(tmp_path
     assert refused.returncode == 2
     assert "holds no finished corpus" in refused.stderr
     assert not (tmp_path / "corpus.json").exists()
+
+
+def test_index_floor_prints_every_row_with_a_time_a_message(tmp_path: Path) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "benchmarks.index_floor", "--sessions", "20", "--rounds", "1", "--dir", str(tmp_path)],
+        check=False, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr
+    rows = [line.split(" | ") for line in completed.stdout.splitlines() if line.startswith("| ours: import")]
+    assert [row[0] for row in rows] == ["| ours: import_sessions of every session (one transaction)",
+                                       "| ours: import_sessions + catch_up"]
+    assert all(float(row[1]) > 0 and row[2].endswith("x |") for row in rows), completed.stdout
+    assert "| SQLite: inserts with FTS5's triggers | " in completed.stdout
+    assert list(tmp_path.iterdir()) == []  # the stores are removed

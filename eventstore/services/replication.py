@@ -216,12 +216,23 @@ class Replication:
         return self._write(body)
 
     def _import_session(self, txn: WriteTransaction, key: str, timed: Sequence[Importable]) -> None:
-        """Record one checked session's events as new events; redacted ones stay redacted."""
+        """Record one checked session's events as new events; redacted ones stay redacted.
+
+        Events are recorded a run at a time, each with its own time (as ``append_many`` records a command's); a
+        redacted event, and a redaction, which names the positions its redacted events took here, alone.
+        """
         positions: dict[int, int] = {}  # a redacted event's position in its source → its position here
+        run: list[SessionEvent] = []
+        times: list[int] = []
         for item in timed:
-            if not isinstance(item, RecordedEvent):
-                self._writer.record(txn, key, [item[1]], recordable(item[0]))
+            if not isinstance(item, RecordedEvent) or not (item.redacted or isinstance(item.event, SessionRedacted)):
+                moment, event = (item.recorded_at, item.event) if isinstance(item, RecordedEvent) else item
+                run.append(event)
+                times.append(recordable(moment))
                 continue
+            if run:
+                self._writer.record(txn, key, run, times[0], times=times)
+                run, times = [], []
             event, originals = item.event, None
             if item.redacted:
                 # It keeps the digest of its original payload, which its hash here covers.
@@ -231,6 +242,8 @@ class Replication:
             self._writer.record(txn, key, [event], recordable(item.recorded_at), originals=originals)
             if item.redacted:
                 positions[item.position] = self._log.head(txn)[0]
+        if run:
+            self._writer.record(txn, key, run, times[0], times=times)
 
     def receipts(self) -> list[ImportReceipt]:
         with self._read() as txn:

@@ -276,16 +276,20 @@ class CommandWriter:
 
     def record(self, txn: WriteTransaction, key: str, events: Sequence[SessionEvent], now: int,
                expected_version: int | None = None, originals: Sequence[Original] | None = None,
-               tip: StreamTip | None = None) -> list[LogChange]:
+               tip: StreamTip | None = None, times: Sequence[int] | None = None) -> list[LogChange]:
         """Append one session's events in ``txn``, apply the inline read models, snapshot when due (``tip``: the
-        stream's, read in ``txn`` since its last record, if the caller has it)."""
+        stream's, read in ``txn`` since its last record, if the caller has it; ``times``: each event's own time,
+        an import's, in place of ``now``)."""
         stored = self._log.append(txn, key, [encode_event(e) for e in events], now, expected_version, originals,
-                                  tip)
+                                  tip, times)
         if not stored:
             return []
-        recorded_at = from_micros(stored[0].recorded_at)  # the log records one commit's events at one time
-        recorded = [_new_change(LogChange, (key, entry.version, recorded_at, event, entry.hash))
-                    for entry, event in zip(stored, events)]
+        # A command's events share one time (one datetime, which the read models then convert once); an import's
+        # each have their own.
+        moments = ([from_micros(stored[0].recorded_at)] * len(stored) if times is None
+                   else [from_micros(entry.recorded_at) for entry in stored])
+        recorded = [_new_change(LogChange, (key, entry.version, moment, event, entry.hash))
+                    for entry, event, moment in zip(stored, events, moments)]
         if SessionRestored in map(type, events):  # an import's, recorded without its creation time, folds with it
             creation_times = RestoredCreationTimes(txn, self._log, self._snapshots)
             recorded = [change._replace(event=creation_times.event(entry, change.event))
