@@ -146,6 +146,9 @@ def test_the_command_line_takes_the_url_where_it_takes_a_path_and_answers_alike(
                    for result in (local, shared)]
         if command[0] == "stats":  # the sizes of the files and their pages differ: the counts must not
             answers = [(code, re.sub(r"\"(bytes|file_pages|free_pages)\": \d+", "", text)) for code, text in answers]
+            # Nor the index of the streams' versions: the replica copies a session's consecutive events in one
+            # run, which takes one entry, where the commands here took one each.
+            answers = [(code, re.sub(r"(\"name\": \"log\.streams\",)[^}]*", r"\1", text)) for code, text in answers]
         assert answers[0] == answers[1], command
     verified = CliRunner().invoke(cli, ["--store", postgres_url, "--cache", str(on_postgres), "verify"])
     assert verified.exit_code == 0, verified.output

@@ -224,6 +224,7 @@ class Replication:
         positions: dict[int, int] = {}  # a redacted event's position in its source → its position here
         run: list[SessionEvent] = []
         times: list[int] = []
+        version = 0  # the session's, before the run
         for item in timed:
             if not isinstance(item, RecordedEvent) or not (item.redacted or isinstance(item.event, SessionRedacted)):
                 moment, event = (item.recorded_at, item.event) if isinstance(item, RecordedEvent) else item
@@ -231,8 +232,10 @@ class Replication:
                 times.append(recordable(moment))
                 continue
             if run:
-                self._writer.record(txn, key, run, times[0], times=times)
+                self._writer.record_run(txn, key, run, times, version)
+                version += len(run)
                 run, times = [], []
+            version += 1
             event, originals = item.event, None
             if item.redacted:
                 # It keeps the digest of its original payload, which its hash here covers.
@@ -243,7 +246,7 @@ class Replication:
             if item.redacted:
                 positions[item.position] = self._log.head(txn)[0]
         if run:
-            self._writer.record(txn, key, run, times[0], times=times)
+            self._writer.record_run(txn, key, run, times, version)
 
     def receipts(self) -> list[ImportReceipt]:
         with self._read() as txn:
@@ -277,12 +280,18 @@ class Replication:
         return self._write(lambda txn: self.replicate_batch(txn, batch))
 
     def replicate_batch(self, txn: WriteTransaction, batch: Sequence[RecordedEvent]) -> int:
-        """Append ``batch``, checked as ``replicate`` checks it, in the caller's transaction; how many."""
+        """Append ``batch``, checked as ``replicate`` checks it, in the caller's transaction; how many.
+
+        A session's consecutive events are appended in one run (as ``append_many`` appends a command's), each at
+        its own time; a redaction alone, once what the copy holds of its session is redacted.
+        """
+        expected = self._log.head(txn)[0] + 1
+        run: list[tuple[RecordedEvent, Original]] = []
         for recorded in batch:
-            expected = self._log.head(txn)[0] + 1
             if recorded.position != expected:
                 raise ReplicationMismatch(
                     f"event at position {shown(recorded.position)} arrived where {expected} was due")
+            expected += 1
             try:
                 original = Original(recorded.event_id.bytes, bytes.fromhex(recorded.payload_digest), recorded.redacted)
             except (ValueError, AttributeError, TypeError):
@@ -294,14 +303,29 @@ class Replication:
             elif payload_digest(recorded.event) != recorded.payload_digest:
                 raise ReplicationMismatch(f"position {recorded.position}: the event does not match its digest")
             key = validate_key(recorded.session_key)
+            if run and (isinstance(recorded.event, SessionRedacted) or key != run[-1][0].session_key
+                        or recorded.version != run[-1][0].version + 1):
+                self._copy_run(txn, run)
+                run = []
             if isinstance(recorded.event, SessionRedacted):
                 self._redact_held(txn, key, recorded)
-            copied = self._writer.record(txn, key, [recorded.event], to_micros(utc(recorded.recorded_at)),
-                                         recorded.version - 1, [original])
-            if (copied[0].hash.hex(), copied[0].recorded_at) != (recorded.hash, recorded.recorded_at):
+                self._copy_run(txn, [(recorded, original)])
+            else:
+                run.append((recorded, original))
+        if run:
+            self._copy_run(txn, run)
+        return len(batch)
+
+    def _copy_run(self, txn: WriteTransaction, run: Sequence[tuple[RecordedEvent, Original]]) -> None:
+        """Append one session's consecutive events from another store; each must hash as it did there."""
+        first = run[0][0]
+        copied = self._writer.record_run(txn, first.session_key, [recorded.event for recorded, _ in run],
+                                         [to_micros(utc(recorded.recorded_at)) for recorded, _ in run],
+                                         first.version - 1, [original for _, original in run])
+        for (recorded, _), change in zip(run, copied, strict=True):
+            if (change.hash.hex(), change.recorded_at) != (recorded.hash, recorded.recorded_at):
                 raise ReplicationMismatch(f"position {recorded.position}: the event does not hash as it did "
                                           "in its source store")
-        return len(batch)
 
     def _redact_held(self, txn: WriteTransaction, key: str, redaction: RecordedEvent) -> None:
         """Before a replicated ``SessionRedacted``: redact what the copy holds of the session, as the source did.

@@ -303,6 +303,21 @@ class CommandWriter:
             self.take_snapshot(txn, stream_id, key, stored[-1].version, stored[-1].hash, recorded)
         return recorded
 
+    def record_run(self, txn: WriteTransaction, key: str, events: Sequence[SessionEvent], times: Sequence[int],
+                   version: int, originals: Sequence[Original] | None = None) -> list[LogChange]:
+        """Record events a session had elsewhere (an import's, a replica's), each at its own time, after its
+        ``version``: in runs cut where a snapshot is due, so that each is taken at its version, as recording them
+        one by one would."""
+        every = self._snapshot_every
+        changes: list[LogChange] = []
+        start = 0
+        while start < len(events):
+            end = min(len(events), start + every - (version + start) % every)
+            changes += self.record(txn, key, events[start:end], times[start], version + start,
+                                   None if originals is None else originals[start:end], times=times[start:end])
+            start = end
+        return changes
+
     def take_snapshot(self, txn: WriteTransaction, stream_id: int, key: str, version: int, event_hash: bytes,
                       recent: Sequence[LogChange] = ()) -> None:
         """Snapshot the session at ``version``, its latest: the read models hold it as it is now."""
