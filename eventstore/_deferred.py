@@ -300,6 +300,10 @@ class DeferredReadModels:
         self.rebuild([name for name, deferred in self._registered.items() if deferred.built_by_other_code()],
                      progress)
 
+    def lag(self) -> int:
+        """The events the models have yet to fold, all told (one built by another code version: the whole log)."""
+        return sum(head - after for after, head in (deferred.span() for deferred in self._registered.values()))
+
     def catch_up(self, progress: Callable[[int, int], None] | None = None) -> int:
         """Bring every model up to the log; how many events they applied, all told.
 

@@ -536,6 +536,16 @@ class SessionStore:
             raise StoreClosed("the store is closed")
         return self._deferred.catch_up(progress)
 
+    def search_index_lag(self) -> int:
+        """How many of the log's events the search index has yet to fold (0: it is current).
+
+        A search folds them first: in memory when they are few, or always on a read-only store, else by catching
+        up. After a bulk import, ``catch_up`` (with ``progress``) does that work once, ahead of the searches.
+        """
+        if self._closed:
+            raise StoreClosed("the store is closed")
+        return self._deferred.lag()
+
     # -- time travel (services.time_travel) ---------------------------------------------
 
     def history(self, key: str) -> list[RecordedEvent]:

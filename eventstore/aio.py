@@ -64,7 +64,7 @@ WRITER_THREADS = 8
 ON_THE_LOOP = frozenset({
     "load", "load_last", "load_with_timestamps", "list_sessions", "list_sessions_with_metadata", "get_session_metadata",
     "session_exists", "get_session_name", "get_session_state", "list_running_sessions", "list_stuck_sessions",
-    "session_at", "import_receipts", "stats", "list_sessions_page",
+    "session_at", "import_receipts", "stats", "list_sessions_page", "search_index_lag",
 })
 #: Methods that stream: async iterators over the sync iterator, a batch per read transaction.
 STREAMED = frozenset({"events", "replay"})
@@ -369,6 +369,12 @@ class AsyncSessionStore:
 
         Runs on a writer thread; see ``SessionStore.catch_up``."""
         return await self._off_loop(self._store.catch_up, progress)
+
+    async def search_index_lag(self) -> int:
+        """How many of the log's events the search index has yet to fold (0: it is current).
+
+        Runs on the event loop; see ``SessionStore.search_index_lag``."""
+        return self._store.search_index_lag()
 
     async def history(self, key: str) -> list[RecordedEvent]:
         """Every event of the session key, oldest first, across deletions and reuse of the key.

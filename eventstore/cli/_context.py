@@ -33,7 +33,7 @@ from .._shared import SHARED_LOG_SCHEMES
 from .._time import Clock
 from ..events import RecordedEvent, SessionDeleted, SessionRestored
 from ..storage.lmdb_files import MARKER
-from ._output import terminal_safe
+from ._output import progress_bar, terminal_safe
 
 __all__ = ["CACHE_ENV", "Env", "pass_env", "default_store_path", "parse_time", "restore_command", "user_error",
            "session_history"]
@@ -42,6 +42,20 @@ __all__ = ["CACHE_ENV", "Env", "pass_env", "default_store_path", "parse_time", "
 STORE_ENV = "EVENTSTORE_PATH"
 #: The environment variable naming a shared store's replica directory (``--cache`` wins over it).
 CACHE_ENV = "EVENTSTORE_CACHE"
+
+
+#: A search of a store whose search index is further behind the log than this many events catches it up first,
+#: writable and with a bar, so that the work is done once: a read-only search folds what the index lacks in
+#: memory, at every search.
+INDEX_CATCH_UP_FROM = 10_000
+
+
+def index_for_search(store: SessionStore) -> None:
+    """Bring the search index up to the log (after an import, say), with a bar on a terminal: the searches that
+    follow find it current instead of folding the new events themselves."""
+    if store.search_index_lag():
+        with progress_bar("Indexing for search") as progress:
+            store.catch_up(progress)
 
 
 def default_store_path() -> Path:

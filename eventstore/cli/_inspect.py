@@ -46,7 +46,16 @@ from ..events import (
     SessionStateChanged,
 )
 from ..interchange import event_to_dict
-from ._context import Env, _quote, parse_time, pass_env, require_live, session_history
+from ._context import (
+    INDEX_CATCH_UP_FROM,
+    Env,
+    _quote,
+    index_for_search,
+    parse_time,
+    pass_env,
+    require_live,
+    session_history,
+)
 from ._output import (
     Output,
     counted,
@@ -541,7 +550,9 @@ def search(env: Env, words: Sequence[str], in_messages: bool, limit: int | None,
     """Find the sessions whose messages contain any of WORDS.
 
     Words are matched whole and case-insensitively; sessions come most recent
-    first. With --messages, the matching messages are listed one by one.
+    first. With --messages, the matching messages are listed one by one. A
+    search index more than 10,000 events behind the log (after a bulk write)
+    is brought up to date first, with a bar, when the store may be written.
 
     \b
     Example:
@@ -556,16 +567,23 @@ def search(env: Env, words: Sequence[str], in_messages: bool, limit: int | None,
             return store.search_messages(keyword, limit), []
         return [], [_metadata_row(store, m) for m in store.search(SessionQuery(keyword, limit))]
 
+    found = None
     try:
         with env.open() as store:
-            hits, rows = find(store)
+            if store.search_index_lag() <= INDEX_CATCH_UP_FROM or not env.writable():
+                found = find(store)
     except StoreReadOnly:
         # The search index was built by an earlier version: a writable open rebuilds it (derived data only).
         if not env.writable():
             raise
         with progress_bar("Rebuilding the search index") as progress, \
                 env.open(write=True, rebuild_progress=progress) as store:
-            hits, rows = find(store)
+            found = find(store)
+    if found is None:  # far behind the log (a bulk import): caught up once, rather than folded at every search
+        with env.open(write=True) as store:
+            index_for_search(store)
+            found = find(store)
+    hits, rows = found
     if in_messages:
         if as_json:
             out.json([_hit_json(hit) for hit in hits])

@@ -17,7 +17,7 @@ import click
 
 from .. import SessionStore, interchange, zeroclaw
 from .._files import atomic_file
-from ._context import Env, pass_env, require_live
+from ._context import Env, index_for_search, pass_env, require_live
 from ._output import Output, closed_output, counted, output_not_written, output_options, progress_bar
 
 _STATUS_TEXT = {
@@ -73,7 +73,8 @@ def import_zeroclaw(env: Env, workspace: Path, verbose: bool, as_json: bool) -> 
     16 MiB. An empty JSONL file is a session with no messages. Only regular files
     inside the workspace are read: a FIFO, a device, a symbolic link leading out
     of the workspace or a file over 1 GiB is reported and skipped, and the import
-    goes on. The source files are only read.
+    goes on. The source files are only read. The search index is brought up to
+    date at the end (a bar shows it on a terminal).
 
     \b
     Example:
@@ -81,8 +82,10 @@ def import_zeroclaw(env: Env, workspace: Path, verbose: bool, as_json: bool) -> 
     """
     zeroclaw.sessions_dir(workspace)  # a bad workspace is refused before any store is created
     out = Output(as_json)
-    with env.open(create=True) as store, progress_bar("Importing") as progress:
-        result = zeroclaw.import_workspace(store, workspace, progress)
+    with env.open(create=True) as store:
+        with progress_bar("Importing") as progress:
+            result = zeroclaw.import_workspace(store, workspace, progress)
+        index_for_search(store)
     if as_json:
         out.json({"workspace": str(workspace), "sessions": result.sessions, "messages": result.messages,
                   "skipped_lines": result.skipped_lines, "sources": [_source_json(s) for s in result.sources]})
@@ -130,7 +133,8 @@ def import_events(env: Env, file: Path, as_json: bool) -> None:
     (positions, versions, times, ids and hashes) into an empty store, or into
     the store it was imported into before (then nothing is added). An export
     of some sessions is imported as new events with their original times;
-    keys already in the store are reported, not merged.
+    keys already in the store are reported, not merged. The search index is
+    brought up to date at the end (a bar shows it on a terminal).
 
     \b
     Example:
@@ -140,8 +144,10 @@ def import_events(env: Env, file: Path, as_json: bool) -> None:
     out = Output(as_json)
     if not env.holds_store():
         interchange.check_events_file(file)  # a file that does not check out leaves no new, empty store behind
-    with env.open(create=True) as store, progress_bar("Importing") as progress:
-        result = interchange.import_events(store, file, progress)
+    with env.open(create=True) as store:
+        with progress_bar("Importing") as progress:
+            result = interchange.import_events(store, file, progress)
+        index_for_search(store)
     skipped = list(result.outcome.skipped) if result.outcome is not None else []
     if as_json:
         out.json({"file": str(file), "mode": result.mode, "events": result.events,
