@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from unittest import mock
 
-import numpy as np
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -53,17 +53,6 @@ runs = st.lists(
 Run = tuple[int, int, list[list[int]]]
 
 
-@contextmanager
-def indexed_in(numpy: bool) -> Iterator[None]:
-    """``indexed`` works in numpy, or a message at a time in plain Python (as a few messages are)."""
-    saved = grouping.INDEXED_NUMPY_FROM
-    grouping.INDEXED_NUMPY_FROM = 0 if numpy else 1 << 62
-    try:
-        yield
-    finally:
-        grouping.INDEXED_NUMPY_FROM = saved
-
-
 class TestIndexed:
     @given(runs, st.sampled_from([formats.BLOCK_BITS, 1, 3]))
     # a word twice in a message of three (a level of its own for half its terms), messages at the last tag's
@@ -81,9 +70,9 @@ class TestIndexed:
             for message in texts:
                 ids += [*message, BETWEEN]
         found = []
-        for numpy in (True, False):
-            with indexed_in(numpy):
-                found.append(indexed(np.array(ids[:-1], dtype=np.int64), [sid for sid, _, _ in batch],
+        for numpy in (True, False):  # in numpy, or a message at a time in plain Python (as a few messages are)
+            with mock.patch.object(grouping, "INDEXED_NUMPY_FROM", 0 if numpy else 1 << 62):
+                found.append(indexed(ids[:-1], [sid for sid, _, _ in batch],
                                      [first for _, first, _ in batch], [len(texts) for _, _, texts in batch],
                                      block_bits))
         many, few = found
@@ -95,7 +84,7 @@ class TestIndexed:
     def test_a_message_at_a_time_by_hand(self) -> None:
         """One message of session 5 (block 0 of blocks of 4,096): "fig" twice and "apple" once in three words."""
         fig, apple = 7, 3
-        found = indexed(np.array([fig, apple, fig], dtype=np.int64), [5], [0], [1], 12)
+        found = indexed([fig, apple, fig], [5], [0], [1], 12)
         once, twice = impact(1, 3), impact(2, 3)
         assert once != twice
         # half of its terms at a level of their own: the chunk stores the most common level (a tie: the greatest)
@@ -115,12 +104,8 @@ class TestIndexed:
 def collected(every: int, settle_every: int) -> Iterator[None]:
     """Runs of appends indexed once ``every`` messages are collected, the batch settled every ``settle_every``
     postings."""
-    saved = writer._APPEND_EVERY, writer._SETTLE_EVERY
-    writer._APPEND_EVERY, writer._SETTLE_EVERY = every, settle_every
-    try:
+    with mock.patch.multiple(writer, _APPEND_EVERY=every, _SETTLE_EVERY=settle_every):
         yield
-    finally:
-        writer._APPEND_EVERY, writer._SETTLE_EVERY = saved
 
 
 @contextmanager
@@ -132,11 +117,8 @@ def grouped_sizes() -> Iterator[list[int]]:
         sizes.append(len(postings))
         return group(postings, block_bits, posted_from)
 
-    saved, writer.group = writer.group, counted
-    try:
+    with mock.patch.object(writer, "group", counted):
         yield sizes
-    finally:
-        writer.group = saved
 
 
 class TestCollectedRuns:

@@ -12,9 +12,9 @@ removal groups those appended since the batch last grouped) are grouped in plain
 
 from __future__ import annotations
 
+import collections
 from array import array
-from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import groupby, islice, repeat
 from operator import itemgetter
 from typing import Any, NamedTuple
@@ -221,6 +221,9 @@ def _u64_array(values: U64) -> array[int]:
 
 #: ``indexed``'s term id between two messages' terms (ids start at 1).
 BETWEEN = 0
+#: Counts the items of an iterable into a dict, in C: what ``Counter.update`` calls, without the checks and calls
+#: around it that cost as much as counting a message's terms.
+_count_into: Callable[[dict[Any, int], Iterable[Any]], None] = collections._count_elements  # type: ignore[attr-defined]
 _NO_POSTINGS: ChunkMessage = (b"", (), 0, (), b"")
 _LOW = 1 << 16  # the first term id a chunk stores in its high run (``formats.chunks``)
 
@@ -246,7 +249,7 @@ class Indexed(NamedTuple):
 INDEXED_NUMPY_FROM = 8
 
 
-def indexed(ids: npt.NDArray[np.int64], sids: Sequence[int], firsts: Sequence[int], sizes: Sequence[int],
+def indexed(ids: list[int], sids: Sequence[int], firsts: Sequence[int], sizes: Sequence[int],
             block_bits: int) -> Indexed:
     """The postings of runs of messages appended to sessions, derived over all of them at once: run ``i`` is
     ``sizes[i]`` messages of session ``sids[i]``, the first of them its message ``firsts[i]``; ``ids`` are the
@@ -260,8 +263,8 @@ def indexed(ids: npt.NDArray[np.int64], sids: Sequence[int], firsts: Sequence[in
     of one occurrence, and the postings with another have codes of their own.
     """
     if sum(sizes) < INDEXED_NUMPY_FROM:
-        return _indexed_few(ids.tolist(), sids, firsts, sizes, block_bits)
-    return _indexed_many(ids, sids, firsts, sizes, block_bits)
+        return _indexed_few(ids, sids, firsts, sizes, block_bits)
+    return _indexed_many(np.array(ids, dtype=np.int64), sids, firsts, sizes, block_bits)
 
 
 def _indexed_few(ids: list[int], sids: Sequence[int], firsts: Sequence[int], sizes: Sequence[int],
@@ -278,11 +281,13 @@ def _indexed_few(ids: list[int], sids: Sequence[int], firsts: Sequence[int], siz
             if not terms:
                 packed.append(_NO_POSTINGS)
                 continue
-            counts = Counter(terms)
+            counts: dict[int, int] = {}
+            _count_into(counts, terms)
             tids = sorted(counts)
             once = impact(1, len(terms))
-            own = [(tid, level) for tid in tids
-                   if counts[tid] > 1 and (level := impact(counts[tid], len(terms))) != once]
+            own = [] if len(counts) == len(terms) else \
+                sorted((tid, level) for tid, count in counts.items()
+                       if count > 1 and (level := impact(count, len(terms))) != once)
             if 2 * len(own) >= len(tids):  # ``once`` may not be the message's most common level
                 message = chunk_message_of(tids, bytes(map(dict(own).get, tids, repeat(once))))
             else:
@@ -309,10 +314,10 @@ def _indexed_few(ids: list[int], sids: Sequence[int], firsts: Sequence[int], siz
 def _split(ids: list[int]) -> Iterator[list[int]]:
     """Each message's term ids, from ``indexed``'s ``ids``."""
     start = 0
-    for at, tid in enumerate(ids):
-        if tid == BETWEEN:
-            yield ids[start:at]
-            start = at + 1
+    for _ in range(ids.count(BETWEEN)):
+        end = ids.index(BETWEEN, start)
+        yield ids[start:end]
+        start = end + 1
     yield ids[start:]
 
 

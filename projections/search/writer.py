@@ -16,7 +16,6 @@ from itertools import chain, compress, repeat
 from operator import itemgetter
 from typing import cast
 
-import numpy as np
 from pyroaring import BitMap
 
 from eventstore._errors import EventStoreError, StoreCorrupted
@@ -553,8 +552,8 @@ class IndexWriter(IndexReader):
             counts[sid] = count + len(run)
         keys = term_keys_of(["" if text == REDACTED else text for text in texts])
         known = self._key_tids
-        ids = np.array(list(map(known.get, keys, repeat(-1))), dtype=np.int64)
-        for at in np.flatnonzero(ids < 0).tolist():  # terms not looked up yet
+        ids = list(map(known.get, keys, repeat(-1)))
+        for at in _unknown(ids):  # terms not looked up yet
             key = keys[at]
             ids[at] = known.get(key) or self._key_tid(key)
         return indexed(ids, sids, firsts, sizes, formats.BLOCK_BITS)
@@ -849,6 +848,17 @@ class IndexWriter(IndexReader):
                 terms.append((bytes(key), None))
                 names.append((id_key(tid), None))
         return sorted(terms), sorted(names)
+
+
+def _unknown(ids: list[int]) -> Iterator[int]:
+    """The places of -1 in ``ids`` (terms not looked up yet), found in C; ``ids`` may change at a place found."""
+    at = -1
+    while True:
+        try:
+            at = ids.index(-1, at + 1)
+        except ValueError:
+            return
+        yield at
 
 
 def _by_block(notes: Sequence[int], raw: bytes) -> Iterator[tuple[int, bytes, bytes, bytes]]:
