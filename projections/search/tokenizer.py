@@ -30,7 +30,9 @@ Pure functions, no I/O. What lives here:
 
 * ``term_keys(text)``: the same tokens as UTF-8 bytes, what the index's writer
   looks terms up by (an ASCII text is cut by one ``bytes.translate`` and
-  ``split``, without a regular expression).
+  ``split``, without a regular expression); ``term_keys_of(texts)``, those of
+  many texts at once, a separator between two texts' (ASCII texts are joined
+  and cut together).
 
 * ``parse_query(keyword)``: the words of a search. Whitespace separates
   words; words are OR-ed. A word whose text splits into several tokens
