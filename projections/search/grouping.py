@@ -224,7 +224,7 @@ BETWEEN = 0
 #: Counts the items of an iterable into a dict, in C: what ``Counter.update`` calls, without the checks and calls
 #: around it that cost as much as counting a message's terms.
 _count_into: Callable[[dict[Any, int], Iterable[Any]], None] = collections._count_elements  # type: ignore[attr-defined]
-_NO_POSTINGS: ChunkMessage = (b"", (), 0, (), b"")
+_NO_POSTINGS: ChunkMessage = (b"", (), 0, (), b"")  # a message without terms (redacted, or no token character)
 _LOW = 1 << 16  # the first term id a chunk stores in its high run (``formats.chunks``)
 
 
@@ -245,7 +245,7 @@ class Indexed(NamedTuple):
 
 
 #: Messages from which ``indexed`` works in numpy: below, a message at a time in plain Python costs less than
-#: numpy's calls (some 75 µs however few the messages), which a query through a batch of a few new messages pays.
+#: numpy's calls, whose fixed cost a query through a batch of a few new messages would pay.
 INDEXED_NUMPY_FROM = 8
 
 
