@@ -1,5 +1,6 @@
 """A batch's postings grouped by term and session, in C calls over whole arrays (numpy): the entries the index's
-writer settles, derived for every term at once rather than noted a term at a time.
+writer settles, derived for every term at once rather than noted a term at a time; and before that, the postings of
+runs of appended messages (``indexed``), each message's terms counted and packed over whole arrays too.
 
 The writer keeps a batch's appended messages as flat typed arrays (``Postings``): each message's term ids, and one
 code a message. ``group`` sorts the postings by term and session once and derives, for each (term, session), its
@@ -11,19 +12,23 @@ removal groups those appended since the batch last grouped) are grouped in plain
 
 from __future__ import annotations
 
+import collections
 from array import array
-from collections.abc import Iterator
-from itertools import groupby, islice
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import groupby, islice, repeat
 from operator import itemgetter
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from .formats.arrays import packed_u64s
+from .formats.chunks import ChunkMessage, chunk_message_of, chunk_posted, message_level
 from .formats.maps import MAP_SHIFT
 from .formats.summaries import LAST_TAG
+from .scoring import impact
 
-__all__ = ["Postings", "group"]
+__all__ = ["BETWEEN", "Indexed", "Postings", "group", "indexed"]
 
 U64 = npt.NDArray[np.uint64]
 
@@ -189,7 +194,7 @@ def _derived(values: U64, shift: int, sessions: U64, block_bits: int,
     del best
     terms = pairs >> np.uint64(shift - KEY_BITS)
     del pairs
-    term_firsts = np.flatnonzero(np.concatenate(([True], terms[1:] != terms[:-1])))
+    term_firsts = _firsts(terms)
     added = np.add.reduceat(counts, term_firsts).tolist()
     term_ids = terms[term_firsts]
     del terms
@@ -212,3 +217,231 @@ def _u64_array(values: U64) -> array[int]:
     found = array("Q")
     found.frombytes(values.tobytes())
     return found
+
+
+#: ``indexed``'s term id between two messages' terms (ids start at 1).
+BETWEEN = 0
+#: Counts the items of an iterable into a dict, in C: what ``Counter.update`` calls, without the checks and calls
+#: around it that cost as much as counting a message's terms.
+_count_into: Callable[[dict[Any, int], Iterable[Any]], None] = collections._count_elements  # type: ignore[attr-defined]
+_NO_POSTINGS: ChunkMessage = (b"", (), 0, (), b"")  # a message without terms (redacted, or no token character)
+_LOW = 1 << 16  # the first term id a chunk stores in its high run (``formats.chunks``)
+
+
+class Indexed(NamedTuple):
+    """The postings of runs of appended messages (``indexed``), as the writer adds them to its batch."""
+
+    #: Their flat arrays, message after message.
+    postings: Postings
+    #: Each message packed for its session's chunk (``chunk_append``'s form).
+    messages: list[ChunkMessage]
+    #: How many postings (``len(postings)``) the runs up to each one's end hold.
+    ends: list[int]
+    #: The postings at another level than their message's (the level its chunk stores), of the messages with a map
+    #: key: their term ids, and their notes ``block << POSTED_BLOCK | level << 32 | map key``.
+    repeated: tuple[list[int], list[int]]
+    #: ``(block, level, map keys)``: the messages with a map key, by block and the level their chunk stores.
+    levels: list[tuple[int, int, list[int]]]
+
+
+#: Messages from which ``indexed`` works in numpy: below, a message at a time in plain Python costs less than
+#: numpy's calls, whose fixed cost a query through a batch of a few new messages would pay.
+INDEXED_NUMPY_FROM = 8
+
+
+def indexed(ids: list[int], sids: Sequence[int], firsts: Sequence[int], sizes: Sequence[int],
+            block_bits: int) -> Indexed:
+    """The postings of runs of messages appended to sessions, derived over all of them at once: run ``i`` is
+    ``sizes[i]`` messages of session ``sids[i]``, the first of them its message ``firsts[i]``; ``ids`` are the
+    ids of their terms in order, message after message (a term as often as the message holds it), with ``BETWEEN``
+    between two messages' terms.
+
+    A message's distinct terms, ascending, are its postings; a term it holds once has the level of one occurrence
+    in a message of its length, and the others their own (``scoring.impact``). Its chunk stores the level of
+    the terms it holds once, or, when at least half of its terms have another, the most common level
+    (``message_level``), and places the postings at another level than that. Its code in ``Postings`` has the level
+    of one occurrence, and the postings with another have codes of their own.
+    """
+    if sum(sizes) < INDEXED_NUMPY_FROM:
+        return _indexed_few(ids, sids, firsts, sizes, block_bits)
+    return _indexed_many(np.array(ids, dtype=np.int64), sids, firsts, sizes, block_bits)
+
+
+def _indexed_few(ids: list[int], sids: Sequence[int], firsts: Sequence[int], sizes: Sequence[int],
+                 block_bits: int) -> Indexed:
+    """``indexed`` a message at a time: its terms counted in a dict."""
+    found, packed, ends = Postings(), [], []
+    noted: tuple[list[int], list[int]] = ([], [])
+    levels: dict[tuple[int, int], list[int]] = {}
+    messages = _split(ids)
+    for sid, first, size in zip(sids, firsts, sizes):
+        block, offset = sid >> block_bits, sid & (1 << block_bits) - 1
+        for place in range(first, first + size):
+            terms, position = next(messages), min(place, LAST_TAG)
+            if not terms:
+                packed.append(_NO_POSTINGS)
+                continue
+            counts: dict[int, int] = {}
+            _count_into(counts, terms)
+            tids = sorted(counts)
+            once = impact(1, len(terms))
+            own = [] if len(counts) == len(terms) else \
+                sorted((tid, level) for tid, count in counts.items()
+                       if count > 1 and (level := impact(count, len(terms))) != once)
+            if 2 * len(own) >= len(tids):  # ``once`` may not be the message's most common level
+                message = chunk_message_of(tids, bytes(map(dict(own).get, tids, repeat(once))))
+            else:
+                message = chunk_posted(tids, once, own)
+            packed.append(message)
+            code = sid << SID_SHIFT | position ^ LAST_TAG
+            found.tids.extend(tids)
+            found.codes.append(code | once << 8)
+            found.sizes.append(len(tids))
+            for tid, level in own:
+                found.own_tids.append(tid)
+                found.own_codes.append(code | level << 8)
+            if position < LAST_TAG:
+                key = position << MAP_SHIFT | offset
+                levels.setdefault((block, message[2]), []).append(key)
+                for at, level in zip(message[3], message[4]):
+                    noted[0].append(tids[at])
+                    noted[1].append(block << POSTED_BLOCK | level << 32 | key)
+        ends.append(len(found.tids))
+    return Indexed(found, packed, ends, noted,
+                   [(block, level, keys) for (block, level), keys in sorted(levels.items())])
+
+
+def _split(ids: list[int]) -> Iterator[list[int]]:
+    """Each message's term ids, from ``indexed``'s ``ids``."""
+    start = 0
+    for _ in range(ids.count(BETWEEN)):
+        end = ids.index(BETWEEN, start)
+        yield ids[start:end]
+        start = end + 1
+    yield ids[start:]
+
+
+def _indexed_many(ids: npt.NDArray[np.int64], sids: Sequence[int], firsts: Sequence[int], sizes: Sequence[int],
+                  block_bits: int) -> Indexed:
+    """``indexed`` in numpy: one integer a posting, one sort of them."""
+    messages = sum(sizes)
+    if not messages:
+        return Indexed(Postings(), [], [0] * len(sizes), ([], []), [])
+    run_sizes = np.array(sizes, dtype=np.intp)
+    sessions = np.repeat(np.array(sids, dtype=np.uint64), run_sizes)
+    places = np.arange(messages) + np.repeat(np.array(firsts, dtype=np.intp) - (np.cumsum(run_sizes) - run_sizes),
+                                             run_sizes)
+    positions = np.minimum(places, LAST_TAG)
+    between = ids == BETWEEN
+    held = ~between
+    of_message = np.cumsum(between)[held]
+    lengths = np.bincount(of_message, minlength=messages)
+    # One integer a posting, ``message << 32 | term id``: one sort puts each message's terms in order, each term's
+    # occurrences together.
+    ordered = of_message.astype(np.uint64) << np.uint64(32) | ids[held].astype(np.uint64)
+    ordered.sort()
+    starts = _firsts(ordered)
+    distinct = ordered[starts]
+    message = (distinct >> np.uint64(32)).astype(np.intp)
+    tids = (distinct & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    held_terms = np.bincount(message, minlength=messages)
+    once = np.array(list(map(impact, repeat(1), lengths.tolist())), dtype=np.uint8)
+    levels = once[message]
+    counts = np.diff(starts, append=len(ordered))
+    repeated = np.flatnonzero(counts > 1)
+    if len(repeated):
+        levels[repeated] = list(map(impact, counts[repeated].tolist(), lengths[message[repeated]].tolist()))
+    own = np.flatnonzero(levels != once[message])
+    ends = np.cumsum(held_terms)
+    firsts_of = ends - held_terms
+    common, placed = once, own
+    if len(own):
+        several = np.bincount(message[own], minlength=messages)
+        chosen = np.flatnonzero((2 * several >= held_terms) & (held_terms > 0)).tolist()
+        if chosen:  # a level of its own for half of its terms or more: the chunk stores the most common level
+            common = once.copy()
+            all_levels, bounds, ends_at = levels.tobytes(), firsts_of.tolist(), ends.tolist()
+            for at in chosen:
+                common[at] = message_level(all_levels[bounds[at]:ends_at[at]])
+            placed = np.flatnonzero(levels != common[message])
+    found = Postings()
+    with_terms = held_terms > 0
+    index = (positions ^ LAST_TAG).astype(np.uint64)
+    session_bits = sessions << np.uint64(SID_SHIFT)
+    found.tids.frombytes(tids.tobytes())
+    found.codes.frombytes((session_bits | once.astype(np.uint64) << np.uint64(8) | index)[with_terms].tobytes())
+    found.sizes.frombytes(held_terms[with_terms].astype(np.uint32).tobytes())
+    if len(own):
+        of_own = message[own]
+        found.own_tids.frombytes(tids[own].tobytes())
+        found.own_codes.frombytes((session_bits[of_own] | levels[own].astype(np.uint64) << np.uint64(8)
+                                   | index[of_own]).tobytes())
+    packed = _packed(tids, firsts_of.tolist(), ends.tolist(), common.tolist(), message, placed, levels)
+    if not with_terms.all():
+        for at in np.flatnonzero(~with_terms).tolist():
+            packed[at] = _NO_POSTINGS
+    keys = positions.astype(np.uint64) << np.uint64(MAP_SHIFT) | sessions & np.uint64((1 << block_bits) - 1)
+    keyed = positions < LAST_TAG  # a message past the last tag has no map key
+    blocks = sessions >> np.uint64(block_bits)
+    of_placed = message[placed]
+    noted = keyed[of_placed]
+    of_noted = of_placed[noted]
+    notes = (blocks[of_noted] << np.uint64(POSTED_BLOCK) | levels[placed][noted].astype(np.uint64) << np.uint64(32)
+             | keys[of_noted])
+    run_ends = np.cumsum(run_sizes)
+    return Indexed(found, packed, [0 if end == 0 else int(ends[end - 1]) for end in run_ends.tolist()],
+                   (tids[placed][noted].tolist(), notes.tolist()),
+                   _by_level(blocks, common, keys, np.flatnonzero(keyed & with_terms)))
+
+
+def _packed(tids: npt.NDArray[np.uint32], starts: list[int], ends: list[int], common: list[int],
+            message: npt.NDArray[np.intp], placed: npt.NDArray[np.intp],
+            levels: npt.NDArray[np.uint8]) -> list[ChunkMessage]:
+    """Each message packed for its chunk (``chunk_posted``'s form): its term ids below 65,536 as u16 bytes, the
+    others, its chunk's level, and the places (among its terms) and levels of its postings at another level
+    (``placed``)."""
+    count = len(starts)
+    high = tids >= _LOW
+    if not high.any():  # most batches
+        low = tids.astype("<u2").tobytes()
+        lows = [low[2 * start:2 * end] for start, end in zip(starts, ends)]
+        highs: list[tuple[int, ...]] = [()] * count
+    else:  # a message's ids are ascending: its low ones, then its high ones
+        low_ends = np.cumsum(np.bincount(message[~high], minlength=count)).tolist()
+        high_ends = np.cumsum(np.bincount(message[high], minlength=count)).tolist()
+        low, high_ids = tids[~high].astype("<u2").tobytes(), tids[high].tolist()
+        lows = [low[2 * start:2 * end] for start, end in zip([0, *low_ends], low_ends)]
+        highs = [tuple(high_ids[start:end]) for start, end in zip([0, *high_ends], high_ends)]
+    places: list[tuple[int, ...]] = [()] * count
+    own: list[bytes] = [b""] * count
+    if len(placed):
+        of_placed = message[placed]
+        at = (placed - np.array(starts, dtype=np.intp)[of_placed]).tolist()
+        own_levels = levels[placed].tobytes()
+        firsts = _firsts(of_placed)
+        bounds = [*firsts.tolist(), len(placed)]
+        for number, start, end in zip(of_placed[firsts].tolist(), bounds, bounds[1:]):
+            places[number] = tuple(at[start:end])
+            own[number] = own_levels[start:end]
+    return list(zip(lows, highs, common, places, own))
+
+
+def _by_level(blocks: U64, common: npt.NDArray[np.uint8], keys: U64,
+              chosen: npt.NDArray[np.intp]) -> list[tuple[int, int, list[int]]]:
+    """``(block, level, map keys)`` of the ``chosen`` messages, by block and level."""
+    if not len(chosen):
+        return []
+    grouped = blocks[chosen] << np.uint64(8) | common[chosen].astype(np.uint64)
+    order = np.argsort(grouped, kind="stable")
+    grouped, ordered = grouped[order], keys[chosen][order].tolist()
+    firsts = _firsts(grouped)
+    bounds = [*firsts.tolist(), len(ordered)]
+    return [(group >> 8, group & 0xFF, ordered[start:end])
+            for group, start, end in zip(grouped[firsts].tolist(), bounds, bounds[1:])]
+
+
+def _firsts(values: npt.NDArray[np.integer[Any]]) -> npt.NDArray[np.intp]:
+    """Where each run of equal ``values`` starts."""
+    if not len(values):
+        return np.empty(0, dtype=np.intp)
+    return np.flatnonzero(np.concatenate(([True], values[1:] != values[:-1])))

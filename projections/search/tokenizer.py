@@ -30,7 +30,9 @@ Pure functions, no I/O. What lives here:
 
 * ``term_keys(text)``: the same tokens as UTF-8 bytes, what the index's writer
   looks terms up by (an ASCII text is cut by one ``bytes.translate`` and
-  ``split``, without a regular expression).
+  ``split``, without a regular expression); ``term_keys_of(texts)``, those of
+  many texts at once, a separator between two texts' (ASCII texts are joined
+  and cut together).
 
 * ``parse_query(keyword)``: the words of a search. Whitespace separates
   words; words are OR-ed. A word whose text splits into several tokens
@@ -51,6 +53,7 @@ from functools import lru_cache
 import attrs
 
 __all__ = [
+    "BETWEEN_KEYS",
     "DIACRITICS",
     "MAX_TERM_BYTES",
     "QueryWord",
@@ -58,6 +61,7 @@ __all__ = [
     "parse_query",
     "term_key",
     "term_keys",
+    "term_keys_of",
     "token_spans",
     "tokenize",
 ]
@@ -81,6 +85,11 @@ _ASCII_RUN_ANY_CASE = re.compile(r"[A-Za-z0-9]+")
 _ASCII_TOKEN_BYTES = bytes(
     code + 32 if 65 <= code <= 90 else code if 97 <= code <= 122 or 48 <= code <= 57 else 32 for code in range(256)
 )
+#: What ``term_keys_of`` puts between two texts' keys: no text's term (a NUL is no token character).
+BETWEEN_KEYS = b"\x00"
+#: ``_ASCII_TOKEN_BYTES`` that keeps a NUL, so that the texts joined by ``_BETWEEN_TEXTS`` keep their boundaries.
+_ASCII_TOKEN_BYTES_BETWEEN = BETWEEN_KEYS + _ASCII_TOKEN_BYTES[1:]
+_BETWEEN_TEXTS = " \x00 "
 
 
 def _simple_fold(char: str) -> str:
@@ -146,6 +155,23 @@ def term_keys(text: str) -> list[bytes]:
     if text.isascii():
         return text.encode("ascii").translate(_ASCII_TOKEN_BYTES).split()
     return [term.encode("utf-8") for term in tokenize(text)]
+
+
+def term_keys_of(texts: list[str]) -> list[bytes]:
+    """``term_keys`` of each of ``texts``, one after the other, with ``BETWEEN_KEYS`` between two texts' keys.
+
+    ASCII texts without a NUL are joined and cut at once (one ``translate`` and ``split`` for them all, where a
+    text at a time costs the calls' own work again for every text).
+    """
+    joined = _BETWEEN_TEXTS.join(texts)
+    if joined.isascii() and joined.count("\x00") == len(texts) - 1:
+        return joined.encode("ascii").translate(_ASCII_TOKEN_BYTES_BETWEEN).split()
+    keys: list[bytes] = []
+    for text in texts:
+        keys += term_keys(text)
+        keys.append(BETWEEN_KEYS)
+    del keys[-1:]
+    return keys
 
 
 def token_spans(text: str) -> Iterator[tuple[int, int, str]]:

@@ -10,11 +10,11 @@ import collections
 import heapq
 from array import array
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache, partial
 from itertools import chain, compress, repeat
-from operator import itemgetter, lt
-from typing import Any, cast
+from operator import itemgetter
+from typing import cast
 
 from pyroaring import BitMap
 
@@ -31,11 +31,9 @@ from .formats.chunks import (
     chunk_append,
     chunk_counts,
     chunk_levels,
-    chunk_message_of,
     chunk_occurrences,
     chunk_occurrences_of,
     chunk_pop,
-    chunk_posted,
     chunk_size,
     message_level,
 )
@@ -65,19 +63,23 @@ from .formats.maps import (
     session_map_keys,
 )
 from .formats.summaries import LAST_TAG, MULTI, Block, summary_raise, summary_set, tag
+from .grouping import BETWEEN, Indexed, Postings, group, indexed
 from .grouping import COUNT_SHIFT as _COUNT_SHIFT
 from .grouping import POSTED_BLOCK as _POSTED_BLOCK
 from .grouping import SID_SHIFT as _SID_SHIFT
-from .grouping import Postings, group
 from .reader import IndexReader, SearchSpaces, TermIds
-from .scoring import impact
-from .tokenizer import term_key, term_keys, tokenize
+from .tokenizer import BETWEEN_KEYS, term_key, term_keys_of, tokenize
 
 __all__ = ["IndexWriter", "indexed_terms"]
 
 #: Postings (a term in a message) kept before they are grouped and folded into the summaries: bounds a batch's
 #: memory (``grouping.Postings``: about 5 bytes a posting, and some 36 more while they are grouped).
 _SETTLE_EVERY = 1 << 22
+#: Messages of runs of appends a batch collects before it indexes them together (``IndexWriter._append_pending``):
+#: enough that numpy's calls cost little a message, few enough that their arrays stay small.
+_APPEND_EVERY = 4096
+#: A run of appends collected: its session, its messages' texts, its time (µs).
+_Run = tuple[int, list[str], int]
 _ENTRY_MASK = (1 << _COUNT_SHIFT) - 1
 #: How many of the batch's last appended messages a removal looks through for its message's postings (several
 #: sessions streaming at once interleave their replacements); a message further back is grouped with the rest.
@@ -90,12 +92,6 @@ _NOT_LEVEL = ~(0xFF << 32)
 _POSTED_FROM = 2
 #: A term's part of a batch's grouped postings: its entries and their bytes, its message count, its posted messages.
 _Part = tuple["array[int]", bytes, int, "array[int]"]
-_NO_KEYS: list[bytes] = []
-_NO_POSTINGS: ChunkMessage = (b"", (), 0, (), b"")
-_NO_NOTES: list[tuple[int, int]] = []
-#: Counts the items of an iterable into a dict, in C: what ``Counter.update`` calls, without the checks and calls
-#: around it that cost as much as counting a message's terms.
-_count_into: Callable[[dict[Any, int], Iterable[Any]], None] = collections._count_elements  # type: ignore[attr-defined]
 
 
 def indexed_terms(content: str) -> list[str]:
@@ -133,7 +129,8 @@ class IndexWriter(IndexReader):
                  fresh: bool = False) -> None:
         super().__init__(spaces, term_ids, txn, learn, fresh)
         self._tids: dict[str, int] = {}
-        self._key_tids: dict[bytes, int] = {}  # a term's UTF-8 → its id, as ``append`` looks terms up
+        # A term's UTF-8 → its id, as appends look terms up; what is between two messages' terms, ``BETWEEN``.
+        self._key_tids: dict[bytes, int] = {BETWEEN_KEYS: BETWEEN}
         self._new_terms: dict[int, tuple[bytes, bytes]] = {}  # term id → its key and ``search.terms`` value
         # A term's block as ``block << 32 | term id``: the number its ``search.blocks`` key is (big-endian).
         self._blocks: dict[int, bytes | None] = {}  # a term's block → its summary there
@@ -145,6 +142,9 @@ class IndexWriter(IndexReader):
         # since it last settled (grouped when a term is read, or the batch settles).
         self._postings = Postings()
         self._grouped: dict[int, list[_Part]] = {}
+        # Runs of appends not indexed yet (``_append_pending``), and their messages.
+        self._pending: list[_Run] = []
+        self._pending_messages = 0
         # Message maps (``formats.maps.mapped``) by block key: those changed (``None``: none now), and the sessions
         # (offsets) each waits for, to read from their postings: those a removal touched, and those a block had
         # before it gained its map.
@@ -175,6 +175,7 @@ class IndexWriter(IndexReader):
     # -- reads through the batch ---------------------------------------------------
 
     def tid(self, term: str) -> int | None:
+        self._append_pending()
         found = self._tids.get(term)
         if found is None:
             found = super().tid(term)
@@ -188,6 +189,7 @@ class IndexWriter(IndexReader):
 
     def prefix_tids(self, prefix: str) -> Iterator[tuple[str, int]]:
         """As stored, merged in key order with the terms this batch added."""
+        self._append_pending()
         added = sorted((term_key(term), term, tid) for term, tid in self._tids.items()
                        if tid >= self._first_tid and term.startswith(prefix))
         stored = ((term_key(term), term, tid) for term, tid in super().prefix_tids(prefix))
@@ -255,11 +257,13 @@ class IndexWriter(IndexReader):
         return BitMap(keys), bytes(map(found.__getitem__, keys))
 
     def block_levels(self, block: int) -> list[int]:
+        self._append_pending()
         self._whole_levels(block)
         return sorted((key & 0xFF for key, found in self._levels.items() if key >> 8 == block and found),
                       reverse=True)
 
     def level_blocks(self) -> dict[int, list[int]]:
+        self._append_pending()
         self._read_stale_levels()
         found = {level: set(blocks) for level, blocks in super().level_blocks().items()}
         for key, messages in self._levels.items():
@@ -270,6 +274,7 @@ class IndexWriter(IndexReader):
         return {level: sorted(blocks) for level, blocks in found.items() if blocks}
 
     def level_messages(self, block: int, level: int) -> BitMap | None:
+        self._append_pending()
         self._read_stale_levels()
         key = block << 8 | level
         if key not in self._levels:
@@ -415,6 +420,7 @@ class IndexWriter(IndexReader):
             self._maps_stale.setdefault(key, set()).add(stale)
 
     def messages(self) -> int:
+        self._append_pending()
         return self._messages
 
     def _state(self, sid: int) -> _SessionState:
@@ -424,12 +430,14 @@ class IndexWriter(IndexReader):
         return state
 
     def session(self, sid: int) -> tuple[int, int] | None:
+        self._append_pending()
         state = self._sessions.get(sid)
         if state is None:
             return super().session(sid)
         return (state.count, state.activity) if state.count else None
 
     def activities(self, sids: Iterable[int]) -> dict[int, int]:
+        self._append_pending()
         sids = list(sids)
         found = super().activities(sid for sid in sids if sid not in self._sessions)
         for sid in sids:
@@ -439,6 +447,7 @@ class IndexWriter(IndexReader):
         return found
 
     def chunk(self, sid: int, number: int) -> bytes | None:
+        self._append_pending()
         state = self._state(sid)
         if number not in state.chunks:
             state.chunks[number] = None if state.loaded else super().chunk(sid, number)
@@ -448,6 +457,7 @@ class IndexWriter(IndexReader):
         return state.chunks[number]
 
     def chunks(self, sid: int) -> list[bytes]:
+        self._append_pending()
         state = self._state(sid)
         if not state.loaded:
             for number, raw in enumerate(super().chunks(sid)):
@@ -479,9 +489,15 @@ class IndexWriter(IndexReader):
 
     def message_count(self, sid: int) -> int:
         """How many current messages session ``sid`` has, as of this batch."""
+        self._append_pending()
         return self._state(sid).count
 
     def touch(self, sid: int, micros: int) -> None:
+        pending = self._pending
+        if pending and pending[-1][0] == sid and pending[-1][1]:  # its run gives it messages: the touch is its time
+            pending[-1] = (sid, pending[-1][1], micros)
+            return
+        self._append_pending()
         state = self._state(sid)
         if state.count:
             state.activity = micros
@@ -491,76 +507,78 @@ class IndexWriter(IndexReader):
         from which ``settle`` groups the session's entry for each of their terms (its best level, the first message
         with it, several messages).
 
-        The work per term is done in C, a message at a time. A message's terms are counted and looked up by their
-        UTF-8 (``term_keys``); most occur once in it and so share one level, and the others' levels are found
-        apart. Each message gives its terms one key, ``level << 8 | (index ^ 127)`` (in its code), and the greatest
-        key of a term over the session's messages is its best level in its first message at that level.
+        Runs of appends are collected, and indexed together once they hold ``_APPEND_EVERY`` messages or anything
+        else reads or changes the batch (``_append_pending``): their terms are cut at once, looked up with one
+        ``map``, then counted, given levels and packed over whole arrays (``grouping.indexed``).
         """
-        state = self._state(sid)
-        count = state.count
-        postings: list[ChunkMessage] = []
-        by_level: dict[int, list[int]] = {}  # the messages' keys in the block's messages by level
-        tid_of = self._key_tids.get
-        repeated_in = self._repeated.__getitem__
-        block, offset = block_of(sid), offset_of(sid)
-        batch = self._postings
-        add_tids, add_code, add_size = batch.tids.extend, batch.codes.append, batch.sizes.append
-        add_own_tid, add_own_code = batch.own_tids.append, batch.own_codes.append
-        session_bits = sid << _SID_SHIFT  # a code's session (``Postings``)
-        for text in texts:
-            keys = _NO_KEYS if text == REDACTED else term_keys(text)
-            if not keys:
-                postings.append(_NO_POSTINGS)
-                count += 1
-                continue
-            position = count if count < LAST_TAG else LAST_TAG
-            index = position ^ LAST_TAG
-            count += 1
-            counts: dict[bytes, int] = {}
-            _count_into(counts, keys)
-            tids = cast(list[int], list(map(tid_of, counts)))
-            if not all(tids):  # a term not looked up yet (``None``; ids start at 1): cheaper than ``None in``
-                tids = [tid or self._key_tid(key) for tid, key in zip(tids, counts)]
-            length = len(keys)
-            once = impact(1, length)  # the level of a term the message holds once
-            if len(counts) == length:
-                tids.sort()
-                postings.append(chunk_posted(tids, once, ()))
-                common, notes = once, _NO_NOTES
-            else:  # the terms it repeats (most messages: a few), and their levels where they differ from ``once``
-                tfs = counts.values()
-                own = [(tid, level) for tid, tf in compress(zip(tids, tfs), map(lt, repeat(1), tfs))
-                       if (level := impact(tf, length)) != once]
-                own.sort()
-                tids.sort()
-                if 2 * len(own) >= len(tids):  # ``once`` may not be the message's most common level
-                    posted = chunk_message_of(tids, bytes(map(dict(own).get, tids, repeat(once))))
-                    common, notes = posted[2], [(tids[place], level) for place, level in zip(posted[3], posted[4])]
-                else:
-                    posted = chunk_posted(tids, once, own)
-                    common, notes = once, own
-                postings.append(posted)
-                code = session_bits | index
-                for tid, level in own:
-                    add_own_tid(tid)
-                    add_own_code(code | level << 8)
-            add_tids(tids)
-            add_code(session_bits | once << 8 | index)
-            add_size(len(tids))
-            message = position << MAP_SHIFT | offset
-            if message < LAST_KEYS:
-                by_level.setdefault(common, []).append(message)
-                if notes:  # the terms at another level than the message's (``chunk_posted``'s places)
-                    base = block << _POSTED_BLOCK | message
-                    for tid, level in notes:
-                        repeated_in(tid).append(base | level << 32)
-        for level, messages in by_level.items():
-            self._level_set(block, level).update(messages)
-        self._add_to_chunks(state, sid, postings)
-        state.activity = micros
-        self._messages += len(texts)
-        if len(batch) >= _SETTLE_EVERY:
+        self._pending.append((sid, list(texts), micros))
+        self._pending_messages += len(texts)
+        if self._pending_messages >= _APPEND_EVERY:
+            self._append_pending()
+
+    def _append_pending(self) -> None:
+        """Index the runs of appends collected since the batch last did: what any read or other change of the
+        batch does first. The batch settles after the run whose postings reach ``_SETTLE_EVERY``, as if each run
+        had been indexed alone."""
+        runs = self._pending
+        if not runs:
+            return
+        self._pending, self._pending_messages = [], 0
+        while runs:
+            found = self._indexed(runs)
+            reaching = bisect.bisect_left(found.ends, _SETTLE_EVERY - len(self._postings))
+            if reaching >= len(runs):
+                self._add_indexed(runs, found)
+                return
+            if reaching < len(runs) - 1:  # indexed again up to that run: the terms keep the ids just given
+                found = self._indexed(runs[:reaching + 1])
+            self._add_indexed(runs[:reaching + 1], found)
+            runs = runs[reaching + 1:]
             self.settle()
+
+    def _indexed(self, runs: list[_Run]) -> Indexed:
+        """The postings of ``runs`` (``grouping.indexed``); the terms met first get their ids, in order."""
+        texts: list[str] = []
+        sids, firsts, sizes = [], [], []
+        counts: dict[int, int] = {}  # a session's messages, as its earlier runs leave them
+        for sid, run, _ in runs:
+            count = counts.get(sid)
+            if count is None:
+                count = self._state(sid).count
+            texts += run
+            sids.append(sid)
+            firsts.append(count)
+            sizes.append(len(run))
+            counts[sid] = count + len(run)
+        keys = term_keys_of(["" if text == REDACTED else text for text in texts])
+        known = self._key_tids
+        ids = list(map(known.get, keys, repeat(-1)))
+        for at in _unknown(ids):  # terms not looked up yet
+            key = keys[at]
+            ids[at] = known.get(key) or self._key_tid(key)
+        return indexed(ids, sids, firsts, sizes, formats.BLOCK_BITS)
+
+    def _add_indexed(self, runs: list[_Run], found: Indexed) -> None:
+        """Add the indexed postings of ``runs`` to the batch: its flat arrays, the sessions' chunks, the blocks'
+        messages by level, and the notes of the messages where a term has a level of its own."""
+        batch, added = self._postings, found.postings
+        batch.tids += added.tids
+        batch.codes += added.codes
+        batch.sizes += added.sizes
+        batch.own_tids += added.own_tids
+        batch.own_codes += added.own_codes
+        repeated_in = self._repeated.__getitem__
+        for tid, note in zip(*found.repeated):
+            repeated_in(tid).append(note)
+        for block, level, messages in found.levels:
+            self._level_set(block, level).update(messages)
+        at = 0
+        for sid, texts, micros in runs:
+            state = self._state(sid)
+            self._add_to_chunks(state, sid, found.messages[at:at + len(texts)])
+            at += len(texts)
+            state.activity = micros
+            self._messages += len(texts)
 
     def _add_to_chunks(self, state: _SessionState, sid: int, postings: list[ChunkMessage]) -> None:
         """Add the postings of messages appended to the session to its chunks (encoded when next read)."""
@@ -582,6 +600,7 @@ class IndexWriter(IndexReader):
         """Group the batch's postings and fold them into the summaries and counts, each term once, and bring the
         message maps up to date (reading postings: ``flush`` may run in another transaction, where it reads nothing
         stored)."""
+        self._append_pending()
         grouped, self._grouped = self._grouped, {}
         # Each term settles as the grouping yields it (with its parts grouped at earlier reads), so that a batch's
         # parts are never all held at once: each holds arrays, which the cyclic collector walks.
@@ -598,6 +617,7 @@ class IndexWriter(IndexReader):
     def _settle(self, tid: int) -> None:
         """Fold the noted entries of one term (a reader of the batch sees them; others wait, so that each term's
         blocks are raised once for all the entries a batch noted of them between its reads)."""
+        self._append_pending()
         self._group_postings()
         parts = self._grouped.pop(tid, None)
         if parts:
@@ -671,6 +691,7 @@ class IndexWriter(IndexReader):
         self._map_changed(tid, block, before, after, None, offset_of(sid))
 
     def remove_last(self, sid: int) -> None:
+        self._append_pending()
         state = self._state(sid)
         if not state.count:
             raise StoreCorrupted(f"the search index is damaged: session {sid} has no message to remove")
@@ -756,6 +777,7 @@ class IndexWriter(IndexReader):
         return best << 8 | tag(first, count > 1) if count else 0
 
     def clear(self, sid: int) -> None:
+        self._append_pending()
         state = self._state(sid)
         if not state.count:
             return
@@ -826,6 +848,17 @@ class IndexWriter(IndexReader):
                 terms.append((bytes(key), None))
                 names.append((id_key(tid), None))
         return sorted(terms), sorted(names)
+
+
+def _unknown(ids: list[int]) -> Iterator[int]:
+    """The places of -1 in ``ids`` (terms not looked up yet), found in C; ``ids`` may change at a place found."""
+    at = -1
+    while True:
+        try:
+            at = ids.index(-1, at + 1)
+        except ValueError:
+            return
+        yield at
 
 
 def _by_block(notes: Sequence[int], raw: bytes) -> Iterator[tuple[int, bytes, bytes, bytes]]:
