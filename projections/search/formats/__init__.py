@@ -4,7 +4,8 @@
 * ``keys``: keys and small values (terms, names, a term's head, sessions, meta);
 * ``summaries``: a term's summary in a block (``Block``, ``Summary``, ``summary_*``);
 * ``maps``: the message maps, repeated messages and messages by level of a block;
-* ``chunks``: the chunks of postings, the forward index.
+* ``chunks``: the chunks of postings, the forward index;
+* ``wholes``: a term stored whole, its blocks' summaries and maps in its head.
 
 This package holds what they share: the block size and the thresholds between forms (tests lower them; the modules
 read them here when called).
@@ -20,7 +21,10 @@ Named key spaces ``search.*``:
 * ``search.names``: term id → term key, the way back from an id to the term,
   so that a term whose count drops to zero can be removed.
 * ``search.summary``: term id → how many messages hold the term (u32), then
-  the blocks its summary is stored in (u32 each, ascending).
+  the blocks its summary is stored in (u32 each, ascending); or, for a term in
+  at most ``WHOLE_UP_TO`` messages, the term stored whole (``wholes``): its
+  blocks' summaries and message maps in this one value, none in
+  ``search.blocks`` and ``search.maps``.
 * ``search.blocks``: block and term id → the term's summary (``Block``) over
   the sessions of that block (``1 << BLOCK_BITS`` consecutive session ids):
   each session that holds the term with its best level and a tag, sorted by
@@ -66,5 +70,8 @@ MAP_FROM = 32
 #: blocks cross it as sessions come and go). The most common words' maps, with ``search.levels`` and
 #: ``search.repeats``, answer their queries message by message (``queries._by_messages``).
 MAP_UP_TO = MAX_ID
+#: A term in at most this many messages is stored whole (``wholes``): a query reads it in one value, and a batch that
+#: adds to it rewrites that value, which this bounds.
+WHOLE_UP_TO = 8192
 
-__all__ = ["BLOCK_BITS", "GROUPED_FROM", "MAP_FROM", "MAP_UP_TO", "MAX_ID"]
+__all__ = ["BLOCK_BITS", "GROUPED_FROM", "MAP_FROM", "MAP_UP_TO", "MAX_ID", "WHOLE_UP_TO"]
