@@ -609,7 +609,7 @@ def _sessions_sharing(view: IndexReader, plan: Plan) -> list[int]:
     spread: list[BitMap] = []
     for own, (term, summary) in enumerate(zip(plan.terms, summaries)):
         if isinstance(summary, Whole):
-            keys.append(summary.keys())
+            keys.append(summary.query_keys())
             spread.append(summary.unmapped_spread())
             continue
         others = set[int]().union(*(numbers for other, numbers in enumerate(held) if other != own))

@@ -858,12 +858,18 @@ class IndexWriter(IndexReader):
         stored = None if tid >= self._first_tid else self._whole(tid)
         if stored is not None and not changed and df == df_of_value(self._stored_head(tid)):
             return self._stored_head(tid)
-        fresh = set(blocks) if stored is None else set(changed)  # stored in blocks before: all read into the batch
-        keys = BitMap() if stored is None else stored.keys_outside(fresh)
-        columns = []
-        for number in blocks:
-            if stored is not None and number not in fresh:
-                columns.append((number, *stored.columns(number)))
+        if stored is None:  # new, or stored in blocks before: every block read into the batch
+            fresh, kept = list(blocks), []
+        else:  # the runs of stored blocks the batch did not change, each taken in one slice a column
+            again = set(changed)
+            fresh, kept = [number for number in blocks if number in again], stored.runs_outside(changed)
+        keys = BitMap() if stored is None else stored.keys_outside(changed)
+        counts: list[int] = []
+        columns: list[tuple[bytes, bytes, bytes]] = []
+        for number, start, end in heapq.merge(kept, ((number, -1, -1) for number in fresh)):
+            if start >= 0 and stored is not None:
+                counts += stored.counts(start, end)
+                columns.append(stored.span(start, end))
                 continue
             key = number << 32 | tid
             raw = self._blocks.get(key)
@@ -872,8 +878,9 @@ class IndexWriter(IndexReader):
             block = Block(raw)
             keys |= block_keys(number, block, self._maps[key] if key in self._maps else
                                None if stored is None else stored.block_map(number))
-            columns.append((number, block.sids_raw(), block.best_levels(), block.tags()))
-        return whole_value(df, columns, keys)
+            counts.append(block.sessions)
+            columns.append((block.sids_raw(), block.best_levels(), block.tags()))
+        return whole_value(df, blocks, counts, columns, keys)
 
     def _stored_head(self, tid: int) -> bytes:
         raw = self._term_value(tid)

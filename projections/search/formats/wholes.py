@@ -18,8 +18,8 @@ from eventstore._errors import StoreCorrupted
 from .. import formats
 from .arrays import packed_u32s, u32_array
 from .keys import WHOLE_MARK
-from .maps import JOINED_BLOCKS, JOINED_SHIFT, map_of_value, map_value, mapped_size, single_keys
-from .summaries import SPREAD, Block, Summary, summary_extend
+from .maps import JOINED_BLOCKS, JOINED_SHIFT, MAP_SHIFT, map_of_value, map_value, mapped_size
+from .summaries import LAST_TAG, SPREAD, Block, Summary, summary_extend
 
 __all__ = ["Whole", "block_keys", "stored_whole", "whole_of_blocks", "whole_value"]
 
@@ -31,9 +31,7 @@ __all__ = ["Whole", "block_keys", "stored_whole", "whole_of_blocks", "whole_valu
 #   offsets   n × u16: the sessions (offsets in their block), block by block, ascending
 #   best      n bytes: the best level of each session
 #   tags      n bytes: the tag of each session
-#   keys      a serialized bitmap of the blocks' message-map keys, joined (``block << JOINED_SHIFT | key``): in a block
-#             with a map (``maps.mapped``) the map's keys; in one without, each session whose tag names the one
-#             message holding the term keyed by its tag (``maps.placed``), as a query keys it there
+#   keys      a serialized bitmap of the blocks' message maps (``maps.mapped``), joined: ``block << JOINED_SHIFT | key``
 # A block's summary is ``summary_extend``'s of its columns, and its map the keys of its range: what the term stored
 # in blocks would hold, so the writer and the checks read either form alike.
 _HEAD = struct.Struct("<IIIII")
@@ -47,30 +45,32 @@ def stored_whole(df: int, blocks: Sequence[int]) -> bool:
 
 
 def block_keys(number: int, block: Block, found: BitMap | None) -> BitMap:
-    """The joined keys of block ``number``, its summary and its message map (``None``: it has none)."""
+    """The joined keys a head stored whole keeps of block ``number``, its summary and its message map (``None``: it
+    has none, and the head keeps no keys of it)."""
     if (found is not None) != mapped_size(block.sessions):
         raise StoreCorrupted(f"the search index is damaged: block {number} of a term has a message map "
                              "it should not have, or lacks one")
-    return (single_keys(block) if found is None else found).shift(number << JOINED_SHIFT)
+    return BitMap() if found is None else found.shift(number << JOINED_SHIFT)
 
 
 def whole_of_blocks(df: int, blocks: Sequence[tuple[int, Block, BitMap | None]]) -> bytes:
     """The head of a term stored whole (``stored_whole``): its message count and its blocks ``(number, summary,
     message map or None)``, ascending."""
     keys = BitMap.union(BitMap(), *(block_keys(*held) for held in blocks))
-    return whole_value(df, [(number, block.sids_raw(), block.best_levels(), block.tags())
-                            for number, block, _ in blocks], keys)
+    return whole_value(df, [number for number, _, _ in blocks], [block.sessions for _, block, _ in blocks],
+                       [(block.sids_raw(), block.best_levels(), block.tags()) for _, block, _ in blocks], keys)
 
 
-def whole_value(df: int, blocks: Sequence[tuple[int, bytes, bytes, bytes]], keys: BitMap) -> bytes:
-    """The head of a term stored whole from its message count, its blocks' columns ``(number, offsets, best levels,
-    tags)``, ascending, and their joined keys (``block_keys``)."""
+def whole_value(df: int, numbers: Sequence[int], counts: Sequence[int], columns: Sequence[tuple[bytes, bytes, bytes]],
+                keys: BitMap) -> bytes:
+    """The head of a term stored whole from its message count, its blocks (ascending) and their sessions, the
+    columns of runs of them in order ``(offsets, best levels, tags)``, and their joined keys (``block_keys``)."""
     joined = map_value(keys)
-    parts = [_HEAD.pack(df, WHOLE_MARK, len(blocks), sum(len(held[2]) for held in blocks), len(joined)),
-             packed_u32s([held[0] for held in blocks]), packed_u32s([len(held[2]) for held in blocks])]
-    parts += [offsets for _, offsets, _, _ in blocks]
-    parts += [levels for _, _, levels, _ in blocks]
-    parts += [tags for _, _, _, tags in blocks]
+    parts = [_HEAD.pack(df, WHOLE_MARK, len(numbers), sum(counts), len(joined)), packed_u32s(numbers),
+             packed_u32s(counts)]
+    parts += [offsets for offsets, _, _ in columns]
+    parts += [levels for _, levels, _ in columns]
+    parts += [tags for _, _, tags in columns]
     parts.append(joined)
     return b"".join(parts)
 
@@ -79,7 +79,7 @@ class Whole(Summary):
     """A term stored whole, read from its head: a ``Summary`` whose sessions are joined from the stored columns in
     a few numpy calls; its blocks, and their maps, are rebuilt only when asked for."""
 
-    __slots__ = ("_raw", "_at", "_numbers", "_counts", "_keys", "_rebuilt")
+    __slots__ = ("_raw", "_at", "_numbers", "_counts", "_keys", "_query_keys", "_rebuilt")
 
     def __init__(self, raw: bytes) -> None:
         if len(raw) < _HEAD.size:
@@ -98,6 +98,7 @@ class Whole(Summary):
         self._levels = raw[at + 2 * n:at + 3 * n]
         self._tags = raw[at + 3 * n:at + 4 * n]
         self._keys: BitMap | None = None
+        self._query_keys: BitMap | None = None
         self._rebuilt: list[tuple[int, Block]] | None = None
         self._sids: bytes | None = None
         self._spread: int | None = None
@@ -129,18 +130,33 @@ class Whole(Summary):
     def block_sizes(self) -> Sequence[tuple[int, int]]:
         return list(zip(self._numbers, self._counts))
 
-    def _place(self, number: int) -> int:
+    def place(self, number: int) -> int:
         """Where block ``number`` is among the term's blocks; -1: the term has no session there."""
         at = bisect.bisect_left(self._numbers, number)
         return at if at < len(self._numbers) and self._numbers[at] == number else -1
 
-    def columns(self, number: int) -> tuple[bytes, bytes, bytes]:
-        """The offsets (u16 bytes), best levels and tags of block ``number``, one of the term's."""
-        at = self._place(number)
-        start, count = sum(self._counts[:at]), self._counts[at]
-        offsets = self._at + 2 * start
-        return (self._raw[offsets:offsets + 2 * count], self._levels[start:start + count],
-                self._tags[start:start + count])
+    def counts(self, start: int, end: int) -> Sequence[int]:
+        """The sessions of the ``start``-th to the ``end``-th block (excluded)."""
+        return self._counts[start:end]
+
+    def span(self, start: int, end: int) -> tuple[bytes, bytes, bytes]:
+        """The offsets (u16 bytes), best levels and tags of the ``start``-th to the ``end``-th block (excluded)."""
+        first = sum(self._counts[:start])
+        last = first + sum(self._counts[start:end])
+        return self._raw[self._at + 2 * first:self._at + 2 * last], self._levels[first:last], self._tags[first:last]
+
+    def runs_outside(self, numbers: Iterable[int]) -> list[tuple[int, int, int]]:
+        """The runs of consecutive blocks that hold none of ``numbers`` and have none of them between theirs:
+        ``(first block's number, first block's place, past the last one's)``, ascending."""
+        bounds, excluded = {0, len(self._numbers)}, set()
+        for number in numbers:
+            at = bisect.bisect_left(self._numbers, number)
+            bounds.add(at)
+            if at < len(self._numbers) and self._numbers[at] == number:
+                excluded.add(at)
+                bounds.add(at + 1)
+        return [(self._numbers[low], low, high) for low, high in pairwise(sorted(bounds))
+                if high > low and low not in excluded]
 
     def keys_outside(self, numbers: Iterable[int]) -> BitMap:
         """The joined keys of every block but ``numbers``."""
@@ -150,13 +166,13 @@ class Whole(Summary):
         return found
 
     def block(self, number: int) -> bytes | None:
-        """The summary of block ``number`` (``None``: the term has no session there)."""
-        at = self._place(number)
-        return None if at < 0 else self.blocks[at][1].raw
+        """The summary of block ``number`` (``None``: the term has no session there), rebuilt alone."""
+        at = self.place(number)
+        return None if at < 0 else summary_extend(None, *self.span(at, at + 1))
 
     def block_map(self, number: int) -> BitMap | None:
         """The message map of block ``number``; ``None`` where it has none."""
-        at = self._place(number)
+        at = self.place(number)
         if at < 0 or not mapped_size(self._counts[at]):
             return None
         base = number << JOINED_SHIFT
@@ -164,20 +180,41 @@ class Whole(Summary):
         return found.shift(-base)
 
     def keys(self) -> BitMap:
-        """The joined keys (see the layout above). The caller may not change them."""
+        """The joined keys of its message maps (see the layout above). The caller may not change them."""
         if self._keys is None:
             self._keys = map_of_value(self._raw[self._at + 4 * self.sessions:], joined=True)
         return self._keys
 
+    def query_keys(self) -> BitMap:
+        """The joined keys a query ANDs with another term's: its message maps', and in its blocks without a map the
+        key each session's tag gives where it names the one message holding the term (``maps.single_keys``), built
+        over the whole term in numpy. The caller may not change them."""
+        if self._query_keys is None:
+            self._query_keys = self.keys()
+            single = self._in_unmapped()
+            if single is not None:
+                tags = np.frombuffer(self._tags, dtype=np.uint8)
+                single &= tags < LAST_TAG
+                blocks = np.repeat(np.array(self._numbers, dtype=np.uint32), self._counts)
+                placed = (blocks << np.uint32(JOINED_SHIFT) | tags.astype(np.uint32) << np.uint32(MAP_SHIFT)
+                          | np.frombuffer(self._offsets, dtype="<u2"))[single]
+                self._query_keys = self._query_keys | BitMap(u32_array(placed.astype("<u4").tobytes()),
+                                                             optimize=False)
+        return self._query_keys
+
     def unmapped_spread(self) -> BitMap:
         """The sessions of its blocks without a map whose tag names no one message (``SPREAD``): a query opens them
         wherever another term is."""
-        mask = np.frombuffer(self._tags.translate(SPREAD), dtype=np.uint8).astype(bool)
-        if not mask.any():
+        mask = self._in_unmapped()
+        if mask is None:
             return BitMap()
-        unmapped = np.array([not mapped_size(count) for count in self._counts])
-        mask &= np.repeat(unmapped, self._counts)
+        mask &= np.frombuffer(self._tags.translate(SPREAD), dtype=np.uint8).astype(bool)
         return BitMap(u32_array(self._all_sids()[mask].astype("<u4").tobytes()), optimize=False)
+
+    def _in_unmapped(self) -> npt.NDArray[np.bool_] | None:
+        """Which sessions are in a block without a message map; ``None`` when none is (a term in many sessions)."""
+        unmapped = [not mapped_size(count) for count in self._counts]
+        return np.repeat(np.array(unmapped), self._counts) if any(unmapped) else None
 
     def _all_sids(self) -> npt.NDArray[np.uint32]:
         firsts = np.array(self._numbers, dtype=np.uint32) << np.uint32(formats.BLOCK_BITS)
