@@ -25,7 +25,7 @@ Named key spaces ``search.*``:
   at most ``WHOLE_UP_TO`` messages, the term stored whole (``wholes``): its
   blocks' summaries and message maps in this one value, none in
   ``search.blocks`` and ``search.maps``.
-* ``search.blocks``: block and term id → the term's summary (``Block``) over
+* ``search.blocks``: block and term id → the summary (``Block``) of a term stored in blocks over
   the sessions of that block (``1 << BLOCK_BITS`` consecutive session ids):
   each session that holds the term with its best level and a tag, sorted by
   session for binary search; a block of more than ``GROUPED_FROM`` sessions
@@ -35,8 +35,9 @@ Named key spaces ``search.*``:
   comes first in the key: new sessions' blocks are appended at the end, and a
   batch of new sessions rewrites only the last blocks (``Summary`` joins a
   term's blocks for queries).
-* ``search.maps``: block and term id (as in ``search.blocks``) → the term's message map there, for a block of
-  ``MAP_FROM`` sessions or more: a roaring bitmap (``pyroaring``, serialized) of every message holding
+* ``search.maps``: block and term id (as in ``search.blocks``) → the message map there of a term stored in blocks,
+  for a block of ``MAP_FROM`` sessions or more (a term stored whole keeps its maps in its head): a roaring bitmap
+  (``pyroaring``, serialized) of every message holding
   the term, keyed ``index << MAP_SHIFT | offset`` (``index``: the message's, ``LAST_TAG`` for that or later;
   ``offset``: the session's in the block). ANDing two terms' maps gives the sessions where one message holds
   both; a block of fewer sessions has no map, and a query reads its tags (``placed_keys``).
