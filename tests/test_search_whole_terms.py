@@ -108,6 +108,22 @@ def test_catch_ups_of_a_few_messages_keep_each_term_as_the_model_has_it(
         _check_against_model(store, keys)
 
 
+@pytest.mark.parametrize("late", [0, 1, 2])
+def test_a_block_new_to_a_term_between_or_around_its_stored_blocks_keeps_them_in_order(late: int) -> None:
+    """A term stored whole in the first and third of three blocks gains a session in the middle one, then in the
+    others, a catch-up at a time: each head keeps its blocks in order, as the model has them."""
+    keys = [f"s{number}" for number in range(12)]  # 4 sessions a block: blocks 0, 1 and 2 (the stream ids from 1)
+    with SessionStore.on_storage(MemoryStorage(Path("between")), clock=FakeClock()) as store:
+        for number, key in enumerate(keys):
+            store.append(key, ChatMessage.user("amber" if number in (1, 9) else "basil"))
+        store.catch_up()
+        _check_against_model(store, keys)
+        for number in (5, 1 + 4 * late, 2 + 4 * late):
+            store.append(keys[number], ChatMessage.user("amber cedar"))
+            store.catch_up()
+            _check_against_model(store, keys)
+
+
 @settings(max_examples=60, deadline=None)
 @given(sessions=st.lists(st.lists(st.lists(st.sampled_from(WORDS), min_size=1, max_size=4).map(" ".join),
                                   min_size=1, max_size=4), min_size=2, max_size=24),
