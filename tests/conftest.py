@@ -247,3 +247,12 @@ def schema_url(server_url: str, schema: str) -> str:
 
 
 _schemas = itertools.count(1)
+
+
+@pytest.fixture
+def terms_in_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every search term stored in blocks (``search.blocks``, ``search.maps``), none whole: for tests of the block
+    form's values and of what a query reads of them."""
+    from projections.search import formats  # the search index's own: not every test module imports it
+
+    monkeypatch.setattr(formats, "WHOLE_UP_TO", 0)

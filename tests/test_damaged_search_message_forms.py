@@ -65,6 +65,7 @@ def damages(draw: st.DrawFn, store: SessionStore) -> tuple[Space, bytes, bytes |
     return space, key, maps.map_value(_changed_keys(maps.map_of_value(value), draw))
 
 
+@pytest.mark.usefixtures("terms_in_blocks")
 @pytest.mark.parametrize("engine", ["lmdb", "memory"])
 @settings(max_examples=40)
 @given(sessions=st.lists(st.lists(texts, min_size=1, max_size=5), min_size=6, max_size=14), data=st.data())

@@ -51,6 +51,7 @@ def _damage(path: Path, database: bytes, entry: int, change: Change) -> None:
         environment.close()
 
 
+@pytest.mark.usefixtures("terms_in_blocks")
 @pytest.mark.parametrize("damage", sorted(DAMAGES))
 def test_a_search_value_of_the_wrong_size_is_damage(tmp_path: Path, damage: str) -> None:
     path = tmp_path / "store"

@@ -54,6 +54,7 @@ def test_a_head_without_its_message_count_is_damage(tmp_path: Path) -> None:
     _queries_refuse(tmp_path)
 
 
+@pytest.mark.usefixtures("terms_in_blocks")
 def test_a_block_of_a_summary_cut_short_of_its_head_is_damage(tmp_path: Path) -> None:
     _store(tmp_path)
     key = struct.pack(">II", 0, _term_id(tmp_path, "alpha"))
@@ -61,6 +62,7 @@ def test_a_block_of_a_summary_cut_short_of_its_head_is_damage(tmp_path: Path) ->
     _queries_refuse(tmp_path)
 
 
+@pytest.mark.usefixtures("terms_in_blocks")
 def test_a_tag_naming_a_message_past_the_sessions_postings_is_damage(tmp_path: Path) -> None:
     _store(tmp_path)
     # "alpha" is in one message of each session: its block holds sessions 1 and 2 (head 7 bytes, sessions 2 × u16,
@@ -108,6 +110,7 @@ def test_an_event_whose_stream_id_is_past_the_index_is_damage_to_search_and_catc
                 query()
 
 
+@pytest.mark.usefixtures("terms_in_blocks")
 def test_a_head_whose_blocks_are_out_of_order_is_damage_that_verify_reports(tmp_path: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     # Blocks of four sessions, so that a term of twelve sessions has a summary in three blocks, as a term of a

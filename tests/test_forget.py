@@ -458,7 +458,7 @@ def test_a_vacuum_whose_new_dictionary_compresses_less_grows_the_copy_map(
     monkeypatch.setattr(lmdb_environment, "_INITIAL_MAP_SIZE", 8 << 20)
     path = tmp_path / "store"
     with SessionStore(path, durable=False) as store:
-        fill_with_two_vocabularies(store, (46 << 20) // 10)  # with the search index, what an 8 MB map holds
+        fill_with_two_vocabularies(store, (48 << 20) // 10)  # with the search index, what an 8 MB map holds
         store.vacuum()
         before = {key: store.load(key) for key in store.list_sessions() if key != "s3"}
         store.redact("s3", "gone")

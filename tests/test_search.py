@@ -760,6 +760,7 @@ class TestRemovals:
         assert ([], ["other"]) == (store.search_messages("secret"),
                                    [hit.session_key for hit in store.search_messages("redacted")])
 
+    @pytest.mark.usefixtures("terms_in_blocks")
     def test_removals_and_redactions_keep_the_message_maps_exact(self, store: SessionStore,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
         """With every block of a term given a message map, removals, updates, clears and a redaction leave each

@@ -109,6 +109,7 @@ class TestNotedFromTags:
                         sorted_bits=grouping.KEY_BITS + 8)
         assert ranged == several
 
+    @pytest.mark.usefixtures("terms_in_blocks")
     def test_a_run_of_one_message_a_term_gets_its_keys_from_the_tags(self) -> None:
         """Sessions whose terms are each in one message of their run, in a block with a map, still have every
         message in the term's map (none of them was noted a message at a time)."""

@@ -70,6 +70,7 @@ def test_a_message_count_below_a_terms_count_is_damage_not_a_math_error(tmp_path
             store.search_messages("store")
 
 
+@pytest.mark.usefixtures("terms_in_blocks")
 def test_a_message_map_that_cannot_be_read_is_damage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from projections.search import formats
 

@@ -72,6 +72,7 @@ def _counting_block_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return reads
 
 
+@pytest.mark.usefixtures("terms_in_blocks")
 def test_queries_of_one_state_decode_a_term_once(scratch_store: SessionStore, monkeypatch: pytest.MonkeyPatch) -> None:
     _fill(scratch_store)
     reads = _counting_block_reads(monkeypatch)

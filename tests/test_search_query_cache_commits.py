@@ -101,6 +101,7 @@ def test_an_append_leaves_the_other_blocks_decoded(scratch_store: SessionStore,
     assert cached == plain and cached != expected
 
 
+@pytest.mark.usefixtures("terms_in_blocks")
 def test_a_catch_up_reads_again_only_the_blocks_it_changed(scratch_store: SessionStore,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     _fill(scratch_store)

@@ -49,6 +49,7 @@ from .formats import MAX_ID
 from .formats.keys import META_GENERATION, block_of
 from .formats.maps import JOINED_BLOCKS, JOINED_SHIFT, repeated_at, repeated_levels
 from .formats.summaries import Block, Summary
+from .formats.wholes import Whole
 from .planning import MAX_QUERY_TERMS
 from .queries import Texts
 from .reader import IndexReader, SearchSpaces, TermIds
@@ -72,8 +73,9 @@ class SearchIndex:
     #: postings with 2-byte term ids below 65,536 and one level a message (the others stored apart). 5: message
     #: maps of the terms' blocks of ``MAP_FROM`` to ``MAP_UP_TO`` sessions (``search.maps``). 6: message maps in
     #: every block of ``MAP_FROM`` sessions or more, their repeated messages (``search.repeats``) and the blocks'
-    #: messages by level (``search.levels``).
-    code_version = 6
+    #: messages by level (``search.levels``). 7: a term in at most ``WHOLE_UP_TO`` messages stored whole, its blocks'
+    #: summaries and message maps in its head (``formats.wholes``).
+    code_version = 7
     #: The events whose payloads ``fold`` reads: those that edit the message list (the others are not decoded).
     payload_types = frozenset(kind.type_name for kind, edit in EDIT_KINDS.items() if edit is not None)
 
@@ -356,9 +358,25 @@ def _term_of(view: IndexReader, tid: int, earlier: _Term | None, changed: frozen
     numbers = view.blocks_of(tid)
     if not numbers:
         return None
-    kept = dict(earlier.summary.blocks)
-    if len(numbers) == len(kept) and all(number in kept and number not in changed for number in numbers):
+    if list(numbers) == list(earlier.summary.block_numbers()) and not changed.intersection(numbers):
         return earlier
+    if not view.holds_unwritten_changes and not view.blocks_apart(tid):  # stored whole: read afresh, in one value
+        summary = IndexReader.summary(view, tid)
+        assert summary is not None
+        term = _Term(summary)
+    else:
+        term = _Term(_patched(view, tid, numbers, earlier.summary, changed))
+        term.maps = {number: found for number, found in earlier.maps.items() if number not in changed}
+    term.repeats = {number: found for number, found in earlier.repeats.items() if number not in changed}
+    term.earlier = _derived_of(earlier, changed)
+    return term
+
+
+def _patched(view: IndexReader, tid: int, numbers: Sequence[int], earlier: Summary,
+             changed: frozenset[int]) -> Summary:
+    """Term ``tid``'s summary over ``numbers`` as ``view`` reads it: ``earlier``'s blocks outside ``changed``, the
+    others read through ``view``."""
+    kept = dict(earlier.blocks)
     blocks = []
     for number in numbers:
         block = None if number in changed else kept.get(number)
@@ -368,11 +386,7 @@ def _term_of(view: IndexReader, tid: int, earlier: _Term | None, changed: frozen
                 raise StoreCorrupted(f"the search index is damaged: term {tid} lacks a block of its summary")
             block = Block(raw)
         blocks.append((number, block))
-    term = _Term(Summary(blocks, earlier.summary))
-    term.maps = {number: found for number, found in earlier.maps.items() if number not in changed}
-    term.repeats = {number: found for number, found in earlier.repeats.items() if number not in changed}
-    term.earlier = _derived_of(earlier, changed)
-    return term
+    return Summary(blocks, earlier)
 
 
 def _level_blocks_of(view: IndexReader, earlier: dict[int, list[int]],
@@ -564,7 +578,8 @@ def _term_bytes(summary: Summary | None) -> int:
     ``MAP_UP_TO`` of its sessions); and the Python objects holding them, which outweigh a rare term's values."""
     if summary is None:
         return _TERM_OBJECTS
-    return _TERM_OBJECTS + sum(_BLOCK_OBJECTS + len(block.raw) for _, block in summary.blocks) + 12 * summary.sessions
+    blocks = 1 if isinstance(summary, Whole) else len(summary.block_numbers())  # a term stored whole: one value
+    return _TERM_OBJECTS + _BLOCK_OBJECTS * blocks + summary.stored_bytes() + 12 * summary.sessions
 
 
 #: Bytes of the objects of a decoded term (its entries in the cache, its summary, its maps' dict) and of each of its

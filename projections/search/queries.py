@@ -44,10 +44,12 @@ from .formats.maps import (
     MAP_SHIFT,
     block_present,
     block_spread,
-    mapped,
+    mapped_size,
     placed_keys,
+    single_keys,
 )
 from .formats.summaries import LAST_TAG, MULTI, Block, Summary
+from .formats.wholes import Whole
 from .planning import Phrase, Plan, PlanTerm, plan_query
 from .reader import IndexReader
 from .scoring import LEVEL_WEIGHTS, LEVELS, may_reach, ranked
@@ -203,13 +205,14 @@ def _intersection_pays(plan: Plan) -> bool:
 def _messages_mapped(plan: Plan) -> bool:
     """Whether the plan has few enough terms for ``_by_messages``, each with a message map in every block where
     another is too."""
-    if len(plan.terms) > BY_MESSAGES_UP_TO or max(term.summary.blocks[-1][0] for term in plan.terms) >= JOINED_BLOCKS:
+    last = max(term.summary.last_sid() for term in plan.terms)
+    if len(plan.terms) > BY_MESSAGES_UP_TO or last >> formats.BLOCK_BITS >= JOINED_BLOCKS:
         return False
-    holders: dict[int, list[Block]] = {}
+    holders: dict[int, list[int]] = {}
     for term in plan.terms:
-        for number, block in term.summary.blocks:
-            holders.setdefault(number, []).append(block)
-    return all(mapped(block.raw) for blocks in holders.values() if len(blocks) > 1 for block in blocks)
+        for number, sessions in term.summary.block_sizes():
+            holders.setdefault(number, []).append(sessions)
+    return all(mapped_size(sessions) for sizes in holders.values() if len(sizes) > 1 for sessions in sizes)
 
 def _by_messages(view: IndexReader, plan: Plan, limit: int) -> tuple[dict[int, float], float | None]:
     """Exact top scores (no phrases, terms with maps wherever two meet) from each term's best sessions and the
@@ -246,7 +249,7 @@ def _by_messages(view: IndexReader, plan: Plan, limit: int) -> tuple[dict[int, f
             if score > get(sid, 0.0):
                 singles[sid] = score
     scored = _TopScores(limit, singles)
-    held = [{number for number, _ in term.summary.blocks} for term in terms]
+    held = [set(term.summary.block_numbers()) for term in terms]
     shared_blocks = sorted({number for one, other in combinations(held, 2) for number in one & other})
     if not shared_blocks:
         return dict(scored), scored.kth if scored.kth >= 0 else None
@@ -590,6 +593,49 @@ def _intersected(view: IndexReader, plan: Plan, limit: int) -> tuple[dict[int, f
     return _resolve(view, plan, limit, tables, scored, dict(zip(opened, zip(*columns))))
 
 def _sessions_sharing(view: IndexReader, plan: Plan) -> list[int]:
+    """The sessions, ascending, holding several of the terms where two of them may sit in one message: found over
+    all the terms' blocks at once, in C, without a step for each session the terms share.
+
+    As ``_sessions_sharing_by_block`` finds them, with every block's keys joined (``JOINED_SHIFT``): a term stored
+    whole has them joined in its head; a term stored in blocks joins those of its blocks where another term is.
+    The keys of sessions whose tag names no one message are left out (they are opened where another term is), so
+    that every key fits its block's share of the joined bits.
+    """
+    summaries = [term.summary for term in plan.terms]
+    if max(summary.block_numbers()[-1] for summary in summaries) >= JOINED_BLOCKS:
+        return _sessions_sharing_by_block(view, plan)
+    held = [set(summary.block_numbers()) for summary in summaries]
+    keys: list[BitMap] = []
+    spread: list[BitMap] = []
+    for own, (term, summary) in enumerate(zip(plan.terms, summaries)):
+        if isinstance(summary, Whole):
+            keys.append(summary.query_keys())
+            spread.append(summary.unmapped_spread())
+            continue
+        others = set[int]().union(*(numbers for other, numbers in enumerate(held) if other != own))
+        joined, opened = BitMap(), BitMap()
+        for number, block in summary.blocks:
+            if number in others:
+                stored = view.term_map(term.tid, number)
+                if stored is None:
+                    stored = single_keys(block)
+                    opened |= block_spread(block).shift(number << formats.BLOCK_BITS)
+                joined |= stored.shift(number << JOINED_SHIFT)
+        keys.append(joined)
+        spread.append(opened)
+    found = BitMap.union(BitMap(), *(one & another for one, another in combinations(keys, 2)))
+    shared = np.frombuffer(found.to_array(), dtype=np.uint32) if found else np.empty(0, dtype=np.uint32)
+    sids = shared >> JOINED_SHIFT << formats.BLOCK_BITS | shared & _OFFSET_OF_KEY
+    for own, opened in enumerate(spread):
+        if opened:
+            present = BitMap.union(BitMap(), *(summary.sid_map() for other, summary in enumerate(summaries)
+                                               if other != own))
+            sids = np.concatenate((sids, np.frombuffer((opened & present).to_array(), dtype=np.uint32)))
+    result: list[int] = np.unique(sids).tolist()
+    return result
+
+
+def _sessions_sharing_by_block(view: IndexReader, plan: Plan) -> list[int]:
     """The sessions, ascending, holding several of the terms where two of them may sit in one message: found a
     block at a time, in C, without a step for each session the terms share.
 

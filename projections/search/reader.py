@@ -31,6 +31,7 @@ from .formats.keys import (
     session_of_value,
     term_of_entry,
     tid_of_entry,
+    whole_head,
 )
 from .formats.maps import (
     JOINED_BLOCKS,
@@ -43,6 +44,7 @@ from .formats.maps import (
     repeats_of_value,
 )
 from .formats.summaries import Block, Summary
+from .formats.wholes import Whole
 from .tokenizer import MAX_TERM_BYTES, term_key
 
 __all__ = ["REPEATED_GROUP_UP_TO", "SearchSpaces", "TermIds", "IndexReader"]
@@ -117,6 +119,7 @@ class IndexReader:
         self.spaces, self.txn = spaces, txn
         self._learn, self._fresh = learn and not fresh, fresh
         self._values: dict[int, bytes | None] = {}
+        self._wholes: dict[int, Whole] = {}  # the terms stored whole that it read, decoded
         self._level_blocks: dict[int, list[int]] | None = None
         self._joined_levels: dict[int, BitMap] = {}
         self._cache = term_ids.of_generation(txn.get(spaces.meta, META_GENERATION))
@@ -164,6 +167,10 @@ class IndexReader:
             values[tid] = None if self._fresh else self.txn.get(self.spaces.summary, id_key(tid))
         return values[tid]
 
+    def head(self, tid: int) -> bytes | None:
+        """Term ``tid``'s stored head (``search.summary``)."""
+        return self._term_value(tid)
+
     def df(self, tid: int) -> int:
         """How many current messages contain term ``tid``."""
         raw = self._term_value(tid)
@@ -178,18 +185,41 @@ class IndexReader:
                 self._values[tid] = found.get(id_key(tid))
         return {tid: self.df(tid) for tid in tids}
 
+    def _whole(self, tid: int) -> Whole | None:
+        """Term ``tid`` as stored whole (``formats.wholes``); ``None`` when it is stored in blocks, or absent."""
+        found = self._wholes.get(tid)
+        if found is None:
+            raw = self._term_value(tid)
+            if raw is None or not whole_head(raw):
+                return None
+            found = self._wholes[tid] = Whole(raw)
+        return found
+
     def blocks_of(self, tid: int) -> Sequence[int]:
         """The blocks that hold term ``tid``'s sessions, ascending."""
+        whole = self._whole(tid)
+        if whole is not None:
+            return whole.block_numbers()
+        return self.blocks_apart(tid)
+
+    def blocks_apart(self, tid: int) -> Sequence[int]:
+        """The blocks of term ``tid`` stored one a key (``search.blocks``; none for a term stored whole)."""
         raw = self._term_value(tid)
-        return () if raw is None else blocks_of_value(raw)
+        return () if raw is None or whole_head(raw) else blocks_of_value(raw)
 
     def block_raw(self, tid: int, block: int) -> bytes | None:
         """The stored summary of term ``tid`` in ``block``."""
+        whole = self._whole(tid)
+        if whole is not None:
+            return whole.block(block)
         return None if self._fresh else self.txn.get(self.spaces.blocks, block_key(block, tid))
 
     def term_map(self, tid: int, block: int) -> BitMap | None:
         """Term ``tid``'s message map in ``block`` (``formats.maps.mapped``); ``None`` where the block has none. The
         caller may not change it."""
+        whole = self._whole(tid)
+        if whole is not None:
+            return whole.block_map(block)
         raw = None if self._fresh else self.txn.get(self.spaces.maps, block_key(block, tid))
         return None if raw is None else map_of_value(raw)
 
@@ -261,6 +291,9 @@ class IndexReader:
 
     def summary(self, tid: int) -> Summary | None:
         """Term ``tid``'s summary over all its blocks; ``None`` when no message holds it."""
+        whole = None if self.holds_unwritten_changes else self._whole(tid)  # a batch's blocks are its own
+        if whole is not None:
+            return whole
         blocks = []
         for block in self.blocks_of(tid):
             raw = self.block_raw(tid, block)

@@ -17,6 +17,7 @@ from .formats.arrays import u32s
 from .formats.chunks import chunk_message, chunk_size, message_level
 from .formats.maps import LAST_KEYS, MAP_SHIFT, mapped
 from .formats.summaries import LAST_TAG, Summary, entry, merged
+from .formats.wholes import stored_whole, whole_of_blocks
 from .reader import IndexReader
 from .scoring import impact
 from .tokenizer import term_key
@@ -99,21 +100,25 @@ def check_index(view: IndexReader, sessions: Mapping[int, SessionSnapshot]) -> l
                 or order != sorted(set(order), reverse=True):
             problems.append(f"search: the entry of term {term!r} differs from the log")
         problems += _map_problems(view, term, tid, summary, keys[term], repeats.get(term, {}))
+        if not view.holds_unwritten_changes:  # a batch's terms are stored in their form when it is written
+            problems += _form_problems(view, term, tid, summary)
     if not view.holds_unwritten_changes:
         stored_count = view.stored_summary_count()
         if stored_count != len(expected):
             problems.append(f"search: {stored_count} term summaries stored, {len(expected)} terms in the log")
+        anywhere: set[tuple[int, int]] | None
         try:
-            listed = {(block, tid) for tid, _ in view.stored_names() for block in view.blocks_of(tid)}
+            anywhere = {(block, tid) for tid, _ in view.stored_names() for block in view.blocks_of(tid)}
+            listed = {(block, tid) for tid, _ in view.stored_names() for block in view.blocks_apart(tid)}
         except StoreCorrupted as exc:  # a term head cut short, or its blocks out of order
-            listed = None
+            anywhere = listed = None
             if f"search: {exc}" not in problems:  # reported already with a term that current messages hold
                 problems.append(f"search: {exc}")
         if listed is not None and set(view.stored_blocks()) != listed:
             problems.append("search: the blocks of term summaries differ from the blocks their terms list")
         if listed is not None and not set(view.stored_maps()) <= listed:
             problems.append("search: message maps are stored for blocks that no term lists")
-        if listed is not None and not set(view.stored_repeats()) <= listed:
+        if anywhere is not None and not set(view.stored_repeats()) <= anywhere:
             problems.append("search: repeated messages are stored for blocks that no term lists")
         problems += _level_problems(view, levels)
         for sid, _ in view.stored_sessions():
@@ -121,6 +126,22 @@ def check_index(view: IndexReader, sessions: Mapping[int, SessionSnapshot]) -> l
                 problems.append(f"search: stream {sid} is indexed but has no events")
         problems += _dictionary_problems(view, expected.keys())
     return problems
+
+
+def _form_problems(view: IndexReader, term: str, tid: int, summary: Summary) -> list[str]:
+    """Where the term is stored in the other form than its message count and blocks call for
+    (``formats.wholes.stored_whole``), or its head stored whole differs from its blocks and maps."""
+    df, numbers = view.df(tid), summary.block_numbers()
+    whole = not view.blocks_apart(tid)
+    if stored_whole(df, numbers) != whole:
+        return [f"search: the term {term!r} is stored {'whole' if whole else 'in blocks'}, against its count"]
+    try:
+        if whole and whole_of_blocks(df, [(number, block, view.term_map(tid, number))
+                                          for number, block in summary.blocks]) != view.head(tid):
+            return [f"search: the head of term {term!r} differs from its blocks"]
+    except StoreCorrupted as exc:
+        return [f"search: {exc}"]
+    return []
 
 
 def _map_problems(view: IndexReader, term: str, tid: int, summary: Summary,

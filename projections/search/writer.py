@@ -44,6 +44,7 @@ from .formats.keys import (
     chunk_key,
     count_of_value,
     count_value,
+    df_of_value,
     head_value,
     id_key,
     offset_of,
@@ -63,6 +64,7 @@ from .formats.maps import (
     session_map_keys,
 )
 from .formats.summaries import LAST_TAG, MULTI, Block, summary_raise, summary_set, tag
+from .formats.wholes import block_keys, stored_whole, whole_value
 from .grouping import BETWEEN, Indexed, Postings, group, indexed
 from .grouping import COUNT_SHIFT as _COUNT_SHIFT
 from .grouping import POSTED_BLOCK as _POSTED_BLOCK
@@ -613,6 +615,29 @@ class IndexWriter(IndexReader):
         stale, self._maps_stale = self._maps_stale, {}
         self._read_stale(stale)
         self._read_stale_levels()
+        self._read_changing_forms()
+
+    def _read_changing_forms(self) -> None:
+        """Read what ``flush`` needs of the terms whose stored form changes (``formats.wholes.stored_whole``), as it
+        reads nothing stored: every block and map of a term stored in blocks that is now stored whole; and, of a
+        term stored whole that is now stored in blocks, every block and map, to be written apart. (A term stored
+        whole keeps its head, read when the batch read the term, for the blocks the batch did not change.)"""
+        for tid, df in self._dfs.items():
+            if tid >= self._first_tid:
+                continue  # new to this batch: nothing stored
+            blocks = self._block_list(tid)
+            whole = self._whole(tid)
+            if stored_whole(df, blocks) == (whole is not None):
+                continue
+            for number in blocks:
+                key = number << 32 | tid
+                if self._block(tid, number) is None:
+                    raise StoreCorrupted(f"the search index is damaged: term {tid} lacks a block of its summary")
+                if key not in self._maps:
+                    self._maps[key] = super().term_map(tid, number)
+                if whole is not None:
+                    self._dirty.add(key)
+                    self._maps_changed.add(key)
 
     def _settle(self, tid: int) -> None:
         """Fold the noted entries of one term (a reader of the batch sees them; others wait, so that each term's
@@ -803,16 +828,32 @@ class IndexWriter(IndexReader):
         spaces = self.spaces
         terms, names = self._dictionary_changes(txn)
         heads: list[tuple[bytes, bytes | None]] = []
+        # Block key → what to write apart (``None``: delete), the blocks of terms stored whole left out.
+        apart_blocks = {key: self._blocks[key] for key in self._dirty}
+        apart_maps = {key: self._maps[key] for key in self._maps_changed}
+        changed: dict[int, list[int]] = {}  # term id → its blocks the batch changed
+        for key in apart_blocks.keys() | apart_maps.keys():
+            changed.setdefault(key & MAX_ID, []).append(key >> 32)
         for tid in sorted(self._dfs):
             df, blocks = self._dfs[tid], self._block_list(tid)
             if (df == 0) != (not blocks):
                 raise StoreCorrupted(f"the search index is damaged: term {tid} has {df} messages but "
                                      f"{'no' if not blocks else 'some'} sessions")
-            heads.append((id_key(tid), head_value(df, blocks) if df else None))
-        stored = self._blocks
-        summaries = [(key.to_bytes(8, "big"), stored[key]) for key in sorted(self._dirty)]  # block_key's bytes
-        maps = [(key.to_bytes(8, "big"), None if (found := self._maps[key]) is None else map_value(found))
-                for key in sorted(self._maps_changed)]
+            head = None
+            if df and stored_whole(df, blocks):
+                head = self._whole_head(tid, df, blocks, changed.get(tid, ()))
+                apart = () if tid >= self._first_tid else self.blocks_apart(tid)
+                for number in changed.get(tid, ()):
+                    apart_blocks.pop(number << 32 | tid, None)
+                    apart_maps.pop(number << 32 | tid, None)
+                for number in apart:  # stored in blocks before
+                    apart_blocks[number << 32 | tid] = apart_maps[number << 32 | tid] = None
+            elif df:
+                head = head_value(df, blocks)
+            heads.append((id_key(tid), head))
+        summaries = [(key.to_bytes(8, "big"), raw) for key, raw in sorted(apart_blocks.items())]  # block_key's bytes
+        maps = [(key.to_bytes(8, "big"), None if found is None else map_value(found))
+                for key, found in sorted(apart_maps.items())]
         repeats = [(key.to_bytes(8, "big"), repeats_value(held) if (held := self._repeats[key]) else None)
                    for key in sorted(self._repeats_changed) if key in self._repeats]
         levels = [(level_key(key >> 8, key & 0xFF), map_value(at) if (at := self._levels[key]) else None)
@@ -832,6 +873,41 @@ class IndexWriter(IndexReader):
         txn.put(spaces.meta, META_MESSAGES, count_value(self._messages))
         if self._next_tid != self._first_tid:
             txn.put(spaces.meta, META_NEXT_TID, count_value(self._next_tid))
+
+    def _whole_head(self, tid: int, df: int, blocks: Sequence[int], changed: Sequence[int]) -> bytes:
+        """The head of a term stored whole (``formats.wholes``): the blocks the batch changed from the batch, the
+        others from its stored head as they are (read nothing stored: ``flush`` may run in another transaction)."""
+        stored = None if tid >= self._first_tid else self._whole(tid)
+        if stored is not None and not changed and df == df_of_value(self._stored_head(tid)):
+            return self._stored_head(tid)
+        if stored is None:  # new, or stored in blocks before: every block read into the batch
+            fresh, kept = list(blocks), []
+        else:  # the runs of stored blocks the batch did not change, each taken in one slice a column
+            again = set(changed)
+            fresh, kept = [number for number in blocks if number in again], stored.runs_outside(changed)
+        keys = BitMap() if stored is None else stored.keys_outside(changed)
+        counts: list[int] = []
+        columns: list[tuple[bytes, bytes, bytes]] = []
+        for number, start, end in heapq.merge(kept, ((number, -1, -1) for number in fresh)):
+            if start >= 0 and stored is not None:
+                counts += stored.counts(start, end)
+                columns.append(stored.span(start, end))
+                continue
+            key = number << 32 | tid
+            raw = self._blocks.get(key)
+            if raw is None:
+                raise StoreCorrupted(f"the search index is damaged: term {tid} lacks a block of its summary")
+            block = Block(raw)
+            keys |= block_keys(number, block, self._maps[key] if key in self._maps else
+                               None if stored is None else stored.block_map(number))
+            counts.append(block.sessions)
+            columns.append((block.sids_raw(), block.best_levels(), block.tags()))
+        return whole_value(df, blocks, counts, columns, keys)
+
+    def _stored_head(self, tid: int) -> bytes:
+        raw = self._term_value(tid)
+        assert raw is not None
+        return raw
 
     def _dictionary_changes(self, txn: ReadTransaction) -> tuple[list[tuple[bytes, bytes | None]],
                                                                   list[tuple[bytes, bytes | None]]]:

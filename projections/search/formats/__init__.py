@@ -4,7 +4,8 @@
 * ``keys``: keys and small values (terms, names, a term's head, sessions, meta);
 * ``summaries``: a term's summary in a block (``Block``, ``Summary``, ``summary_*``);
 * ``maps``: the message maps, repeated messages and messages by level of a block;
-* ``chunks``: the chunks of postings, the forward index.
+* ``chunks``: the chunks of postings, the forward index;
+* ``wholes``: a term stored whole, its blocks' summaries and maps in its head.
 
 This package holds what they share: the block size and the thresholds between forms (tests lower them; the modules
 read them here when called).
@@ -20,8 +21,11 @@ Named key spaces ``search.*``:
 * ``search.names``: term id → term key, the way back from an id to the term,
   so that a term whose count drops to zero can be removed.
 * ``search.summary``: term id → how many messages hold the term (u32), then
-  the blocks its summary is stored in (u32 each, ascending).
-* ``search.blocks``: block and term id → the term's summary (``Block``) over
+  the blocks its summary is stored in (u32 each, ascending); or, for a term in
+  at most ``WHOLE_UP_TO`` messages, the term stored whole (``wholes``): its
+  blocks' summaries and message maps in this one value, none in
+  ``search.blocks`` and ``search.maps``.
+* ``search.blocks``: block and term id → the summary (``Block``) of a term stored in blocks over
   the sessions of that block (``1 << BLOCK_BITS`` consecutive session ids):
   each session that holds the term with its best level and a tag, sorted by
   session for binary search; a block of more than ``GROUPED_FROM`` sessions
@@ -31,8 +35,9 @@ Named key spaces ``search.*``:
   comes first in the key: new sessions' blocks are appended at the end, and a
   batch of new sessions rewrites only the last blocks (``Summary`` joins a
   term's blocks for queries).
-* ``search.maps``: block and term id (as in ``search.blocks``) → the term's message map there, for a block of
-  ``MAP_FROM`` sessions or more: a roaring bitmap (``pyroaring``, serialized) of every message holding
+* ``search.maps``: block and term id (as in ``search.blocks``) → the message map there of a term stored in blocks,
+  for a block of ``MAP_FROM`` sessions or more (a term stored whole keeps its maps in its head): a roaring bitmap
+  (``pyroaring``, serialized) of every message holding
   the term, keyed ``index << MAP_SHIFT | offset`` (``index``: the message's, ``LAST_TAG`` for that or later;
   ``offset``: the session's in the block). ANDing two terms' maps gives the sessions where one message holds
   both; a block of fewer sessions has no map, and a query reads its tags (``placed_keys``).
@@ -66,5 +71,8 @@ MAP_FROM = 32
 #: blocks cross it as sessions come and go). The most common words' maps, with ``search.levels`` and
 #: ``search.repeats``, answer their queries message by message (``queries._by_messages``).
 MAP_UP_TO = MAX_ID
+#: A term in at most this many messages is stored whole (``wholes``): a query reads it in one value, and a batch that
+#: adds to it rewrites that value, which this bounds.
+WHOLE_UP_TO = 8192
 
-__all__ = ["BLOCK_BITS", "GROUPED_FROM", "MAP_FROM", "MAP_UP_TO", "MAX_ID"]
+__all__ = ["BLOCK_BITS", "GROUPED_FROM", "MAP_FROM", "MAP_UP_TO", "MAX_ID", "WHOLE_UP_TO"]

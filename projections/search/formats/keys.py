@@ -34,6 +34,8 @@ __all__ = [
     "term_entry",
     "term_of_entry",
     "tid_of_entry",
+    "WHOLE_MARK",
+    "whole_head",
 ]
 
 META_MESSAGES = b"messages"
@@ -44,6 +46,9 @@ _KEY = struct.Struct(">I")  # in keys: term ids, sessions
 _CHUNK_KEY = struct.Struct(">II")  # session, chunk number
 _SESSION = struct.Struct("<Iq")  # messages, latest activity µs
 _U64 = struct.Struct("<Q")
+#: What a term's head stored whole (``wholes``) holds after its message count, where another head lists its first
+#: block: no block has this number.
+WHOLE_MARK = 0xFFFFFFFF
 
 
 def id_key(number: int) -> bytes:
@@ -109,7 +114,12 @@ def head_value(df: int, blocks: Sequence[int]) -> bytes:
 
 
 def df_of_value(value: bytes) -> int:
-    return int(U32.unpack_from(_head(value))[0])
+    return int(U32.unpack_from(value if whole_head(value) else _head(value))[0])
+
+
+def whole_head(value: bytes) -> bool:
+    """Whether a ``search.summary`` value holds the term stored whole (``wholes``)."""
+    return len(value) >= _HEAD_OF_ONE.size and _HEAD_OF_ONE.unpack_from(value)[1] == WHOLE_MARK
 
 
 def blocks_of_value(value: bytes) -> Sequence[int]:

@@ -29,6 +29,7 @@ __all__ = [
     "map_of_value",
     "map_value",
     "mapped",
+    "mapped_size",
     "placed",
     "placed_keys",
     "posted_keys",
@@ -37,6 +38,7 @@ __all__ = [
     "repeats_of_value",
     "repeats_value",
     "session_map_keys",
+    "single_keys",
 ]
 
 #: A message map's key is ``index << MAP_SHIFT | offset``: the message index (at most ``LAST_TAG``) in the high
@@ -110,7 +112,12 @@ _EVERY_BYTE = bytes(range(256))
 
 def mapped(raw: bytes | None) -> bool:
     """Whether a term's block (its stored summary ``raw``; ``None``: no sessions) has a message map."""
-    return raw is not None and formats.MAP_FROM <= SUMMARY_HEAD.unpack_from(raw)[0] <= formats.MAP_UP_TO
+    return raw is not None and mapped_size(SUMMARY_HEAD.unpack_from(raw)[0])
+
+
+def mapped_size(sessions: int) -> bool:
+    """Whether a term's block of ``sessions`` sessions has a message map."""
+    return formats.MAP_FROM <= sessions <= formats.MAP_UP_TO
 
 
 def placed_keys(block: Block) -> BitMap:
@@ -129,6 +136,14 @@ def placed(offsets: bytes, tags: bytes) -> BitMap:
                   ).to_bytes(size, "little")  # an offset's high byte is below 16 (BLOCK_BITS <= 12)
     wide[2::4] = tags.translate(_TAG_HIGH)
     return BitMap(u32_array(wide), optimize=False)
+
+
+def single_keys(block: Block) -> BitMap:
+    """``placed_keys`` of the sessions whose tag names the one message holding the term (below ``LAST_KEYS``): a
+    query keys the others apart (``block_spread``), so the keys of a term's blocks join in ``JOINED_SHIFT`` bits."""
+    found = placed_keys(block)
+    found.remove_range(LAST_KEYS, (0xFF + 1) << MAP_SHIFT)
+    return found
 
 
 def block_present(block: Block) -> BitMap:
@@ -166,12 +181,13 @@ def map_value(keys: BitMap) -> bytes:
     return bytes(keys.serialize())
 
 
-def map_of_value(raw: bytes) -> BitMap:
+def map_of_value(raw: bytes, joined: bool = False) -> BitMap:
+    """The message map in ``raw``; ``joined``: the maps of a term's blocks joined (``wholes``)."""
     try:
         keys = BitMap.deserialize(raw)
     except (ValueError, IndexError):
         raise StoreCorrupted("the search index is damaged: a message map cannot be read") from None
-    if keys and keys.max() >= MULTI_KEYS:
+    if keys and not joined and keys.max() >= MULTI_KEYS:
         raise StoreCorrupted("the search index is damaged: a message map holds a key past every message's")
     return keys
 

@@ -12,11 +12,12 @@ from itertools import repeat
 
 import numpy as np
 import numpy.typing as npt
+from pyroaring import BitMap
 
 from eventstore._errors import StoreCorrupted
 
 from .. import formats
-from .arrays import packed_u16s, u32s, unsigned
+from .arrays import packed_u16s, u32_array, u32s, unsigned
 
 __all__ = [
     "LAST_TAG",
@@ -157,13 +158,13 @@ class Summary:
     merged across blocks, best level first, lazily.
     """
 
-    __slots__ = ("blocks", "sessions", "_sids", "_levels", "_tags", "_spread")
+    __slots__ = ("_blocks", "sessions", "_sids", "_levels", "_tags", "_spread")
 
     def __init__(self, blocks: Sequence[tuple[int, Block]], earlier: Summary | None = None) -> None:
         """``blocks``: ``(block number, its summary)``, ascending. ``earlier``: a summary of the same term whose
         blocks of the same number and object are these: its joined sessions there are taken rather than joined
         again (a state that changed a few of the term's blocks)."""
-        self.blocks = blocks
+        self._blocks = blocks
         self._sids: bytes | None = None  # joined when first read: a one-word query reads level groups only
         if earlier is not None and earlier._sids is not None:
             self._sids = _spliced(blocks, earlier)
@@ -175,8 +176,29 @@ class Summary:
         self.sessions = len(self._levels)
         self._spread: int | None = None  # counted when first read: every query of several words reads it
 
+    @property
+    def blocks(self) -> Sequence[tuple[int, Block]]:
+        """``(block number, its summary)``, ascending."""
+        return self._blocks
+
+    def block_numbers(self) -> Sequence[int]:
+        """The blocks holding the term's sessions, ascending."""
+        return [number for number, _ in self._blocks]
+
+    def block_sizes(self) -> Sequence[tuple[int, int]]:
+        """``(block number, its sessions)``, ascending."""
+        return [(number, block.sessions) for number, block in self._blocks]
+
+    def stored_bytes(self) -> int:
+        """The bytes of the stored values it was read from (those of its maps aside)."""
+        return sum(len(block.raw) for _, block in self._blocks)
+
     def sorted_sids(self) -> Sequence[int]:
         return u32s(self._joined())
+
+    def sid_map(self) -> BitMap:
+        """The sessions, as a compressed bitmap built in C."""
+        return BitMap(u32_array(self._joined()), optimize=False)
 
     def _joined(self) -> bytes:
         """The sorted sessions of all blocks as little-endian u32."""

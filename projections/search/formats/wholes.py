@@ -1,0 +1,247 @@
+"""A term stored whole (``search.summary``): the summary and message maps of all its blocks in its head, so that a
+query reads one value a term where a term stored in blocks is read one value a block in two spaces, and joins its
+blocks in a few calls over whole arrays."""
+
+from __future__ import annotations
+
+import bisect
+import struct
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import pairwise
+
+import numpy as np
+import numpy.typing as npt
+from pyroaring import BitMap
+
+from eventstore._errors import StoreCorrupted
+
+from .. import formats
+from .arrays import packed_u32s, u32_array
+from .keys import WHOLE_MARK
+from .maps import JOINED_BLOCKS, JOINED_SHIFT, MAP_SHIFT, map_of_value, map_value, mapped_size
+from .summaries import LAST_TAG, SPREAD, Block, Summary, summary_extend
+
+__all__ = ["Whole", "block_keys", "stored_whole", "whole_of_blocks", "whole_value"]
+
+# The head of a term stored whole:
+#   head      u32 message count, u32 WHOLE_MARK (no block has that number), u32 blocks (b), u32 sessions (n),
+#             u32 bytes of the keys
+#   numbers   b × u32: the blocks, ascending
+#   counts    b × u32: the sessions in each
+#   offsets   n × u16: the sessions (offsets in their block), block by block, ascending
+#   best      n bytes: the best level of each session
+#   tags      n bytes: the tag of each session
+#   keys      a serialized bitmap of the blocks' message maps (``maps.mapped``), joined: ``block << JOINED_SHIFT | key``
+# A block's summary is ``summary_extend``'s of its columns, and its map the keys of its range: what the term stored
+# in blocks would hold, so the writer and the checks read either form alike.
+_HEAD = struct.Struct("<IIIII")
+
+
+def stored_whole(df: int, blocks: Sequence[int]) -> bool:
+    """Whether a term of ``df`` messages in ``blocks`` (ascending) is stored whole: a term in few messages, all in
+    blocks whose keys join in 32 bits. The most common terms stay in blocks, so that a batch that adds to them
+    rewrites their last blocks only."""
+    return 0 < df <= formats.WHOLE_UP_TO and bool(blocks) and blocks[-1] < JOINED_BLOCKS
+
+
+def block_keys(number: int, block: Block, found: BitMap | None) -> BitMap:
+    """The joined keys a head stored whole keeps of block ``number``, its summary and its message map (``None``: it
+    has none, and the head keeps no keys of it)."""
+    if (found is not None) != mapped_size(block.sessions):
+        raise StoreCorrupted(f"the search index is damaged: block {number} of a term has a message map "
+                             "it should not have, or lacks one")
+    return BitMap() if found is None else found.shift(number << JOINED_SHIFT)
+
+
+def whole_of_blocks(df: int, blocks: Sequence[tuple[int, Block, BitMap | None]]) -> bytes:
+    """The head of a term stored whole (``stored_whole``): its message count and its blocks ``(number, summary,
+    message map or None)``, ascending."""
+    keys = BitMap.union(BitMap(), *(block_keys(*held) for held in blocks))
+    return whole_value(df, [number for number, _, _ in blocks], [block.sessions for _, block, _ in blocks],
+                       [(block.sids_raw(), block.best_levels(), block.tags()) for _, block, _ in blocks], keys)
+
+
+def whole_value(df: int, numbers: Sequence[int], counts: Sequence[int], columns: Sequence[tuple[bytes, bytes, bytes]],
+                keys: BitMap) -> bytes:
+    """The head of a term stored whole from its message count, its blocks (ascending) and their sessions, the
+    columns of runs of them in order ``(offsets, best levels, tags)``, and their joined keys (``block_keys``)."""
+    joined = map_value(keys)
+    parts = [_HEAD.pack(df, WHOLE_MARK, len(numbers), sum(counts), len(joined)), packed_u32s(numbers),
+             packed_u32s(counts)]
+    parts += [offsets for offsets, _, _ in columns]
+    parts += [levels for _, levels, _ in columns]
+    parts += [tags for _, _, tags in columns]
+    parts.append(joined)
+    return b"".join(parts)
+
+
+class Whole(Summary):
+    """A term stored whole, read from its head: a ``Summary`` whose sessions are joined from the stored columns in
+    a few numpy calls; its blocks, and their maps, are rebuilt only when asked for."""
+
+    __slots__ = ("_raw", "_at", "_numbers", "_counts", "_keys", "_query_keys", "_rebuilt")
+
+    def __init__(self, raw: bytes) -> None:
+        if len(raw) < _HEAD.size:
+            raise StoreCorrupted("the search index is damaged: a term's head has the wrong size")
+        _, mark, count, n, keys = _HEAD.unpack_from(raw)
+        at = _HEAD.size + 8 * count
+        if mark != WHOLE_MARK or not count or len(raw) != at + 4 * n + keys:
+            raise StoreCorrupted("the search index is damaged: a term's head has the wrong size")
+        # Few objects a term: a cache of decoded terms holds many rare ones (``index._term_bytes``).
+        self._numbers: tuple[int, ...] = struct.unpack_from(f"<{count}I", raw, _HEAD.size)
+        self._counts: tuple[int, ...] = struct.unpack_from(f"<{count}I", raw, _HEAD.size + 4 * count)
+        if sum(self._counts) != n or not all(map(int.__lt__, self._numbers, self._numbers[1:])) \
+                or 0 in self._counts:
+            raise StoreCorrupted("the search index is damaged: a term's blocks are out of order")
+        self._raw, self._at = raw, at
+        self._levels = raw[at + 2 * n:at + 3 * n]
+        self._tags = raw[at + 3 * n:at + 4 * n]
+        self._keys: BitMap | None = None
+        self._query_keys: BitMap | None = None
+        self._rebuilt: list[tuple[int, Block]] | None = None
+        self._sids: bytes | None = None
+        self._spread: int | None = None
+        self.sessions = n
+
+    @property
+    def _offsets(self) -> bytes:
+        return self._raw[self._at:self._at + 2 * self.sessions]
+
+    @property
+    def blocks(self) -> Sequence[tuple[int, Block]]:
+        """The blocks' summaries, as the term stored in blocks would hold them (rebuilt when first read)."""
+        if self._rebuilt is None:
+            self._rebuilt = [(number, Block(summary_extend(None, *columns)))
+                             for number, columns in zip(self._numbers, self._columns())]
+        return self._rebuilt
+
+    def _columns(self) -> Iterator[tuple[bytes, bytes, bytes]]:
+        """Each block's offsets (u16 bytes), best levels and tags."""
+        start, offsets = 0, self._offsets
+        for count in self._counts:
+            yield (offsets[2 * start:2 * (start + count)], self._levels[start:start + count],
+                   self._tags[start:start + count])
+            start += count
+
+    def block_numbers(self) -> Sequence[int]:
+        return self._numbers
+
+    def block_sizes(self) -> Sequence[tuple[int, int]]:
+        return list(zip(self._numbers, self._counts))
+
+    def place(self, number: int) -> int:
+        """Where block ``number`` is among the term's blocks; -1: the term has no session there."""
+        at = bisect.bisect_left(self._numbers, number)
+        return at if at < len(self._numbers) and self._numbers[at] == number else -1
+
+    def counts(self, start: int, end: int) -> Sequence[int]:
+        """The sessions of the ``start``-th to the ``end``-th block (excluded)."""
+        return self._counts[start:end]
+
+    def span(self, start: int, end: int) -> tuple[bytes, bytes, bytes]:
+        """The offsets (u16 bytes), best levels and tags of the ``start``-th to the ``end``-th block (excluded)."""
+        first = sum(self._counts[:start])
+        last = first + sum(self._counts[start:end])
+        return self._raw[self._at + 2 * first:self._at + 2 * last], self._levels[first:last], self._tags[first:last]
+
+    def runs_outside(self, numbers: Iterable[int]) -> list[tuple[int, int, int]]:
+        """The runs of consecutive blocks that hold none of ``numbers`` and have none of them between theirs:
+        ``(first block's number, first block's place, past the last one's)``, ascending."""
+        bounds, excluded = {0, len(self._numbers)}, set()
+        for number in numbers:
+            at = bisect.bisect_left(self._numbers, number)
+            bounds.add(at)
+            if at < len(self._numbers) and self._numbers[at] == number:
+                excluded.add(at)
+                bounds.add(at + 1)
+        return [(self._numbers[low], low, high) for low, high in pairwise(sorted(bounds))
+                if high > low and low not in excluded]
+
+    def keys_outside(self, numbers: Iterable[int]) -> BitMap:
+        """The joined keys of every block but ``numbers``."""
+        found = self.keys().copy()
+        for number in numbers:
+            found.remove_range(number << JOINED_SHIFT, (number + 1) << JOINED_SHIFT)
+        return found
+
+    def block(self, number: int) -> bytes | None:
+        """The summary of block ``number`` (``None``: the term has no session there), rebuilt alone."""
+        at = self.place(number)
+        return None if at < 0 else summary_extend(None, *self.span(at, at + 1))
+
+    def block_map(self, number: int) -> BitMap | None:
+        """The message map of block ``number``; ``None`` where it has none."""
+        at = self.place(number)
+        if at < 0 or not mapped_size(self._counts[at]):
+            return None
+        base = number << JOINED_SHIFT
+        found = self.keys() & BitMap(range(base, base + (1 << JOINED_SHIFT)))
+        return found.shift(-base)
+
+    def keys(self) -> BitMap:
+        """The joined keys of its message maps (see the layout above). The caller may not change them."""
+        if self._keys is None:
+            self._keys = map_of_value(self._raw[self._at + 4 * self.sessions:], joined=True)
+        return self._keys
+
+    def query_keys(self) -> BitMap:
+        """The joined keys a query ANDs with another term's: its message maps', and in its blocks without a map the
+        key each session's tag gives where it names the one message holding the term (``maps.single_keys``), built
+        over the whole term in numpy. The caller may not change them."""
+        if self._query_keys is None:
+            self._query_keys = self.keys()
+            single = self._in_unmapped()
+            if single is not None:
+                tags = np.frombuffer(self._tags, dtype=np.uint8)
+                single &= tags < LAST_TAG
+                blocks = np.repeat(np.array(self._numbers, dtype=np.uint32), self._counts)
+                placed = (blocks << np.uint32(JOINED_SHIFT) | tags.astype(np.uint32) << np.uint32(MAP_SHIFT)
+                          | np.frombuffer(self._offsets, dtype="<u2"))[single]
+                self._query_keys = self._query_keys | BitMap(u32_array(placed.astype("<u4").tobytes()),
+                                                             optimize=False)
+        return self._query_keys
+
+    def unmapped_spread(self) -> BitMap:
+        """The sessions of its blocks without a map whose tag names no one message (``SPREAD``): a query opens them
+        wherever another term is."""
+        mask = self._in_unmapped()
+        if mask is None:
+            return BitMap()
+        mask &= np.frombuffer(self._tags.translate(SPREAD), dtype=np.uint8).astype(bool)
+        return BitMap(u32_array(self._all_sids()[mask].astype("<u4").tobytes()), optimize=False)
+
+    def _in_unmapped(self) -> npt.NDArray[np.bool_] | None:
+        """Which sessions are in a block without a message map; ``None`` when none is (a term in many sessions)."""
+        unmapped = [not mapped_size(count) for count in self._counts]
+        return np.repeat(np.array(unmapped), self._counts) if any(unmapped) else None
+
+    def _all_sids(self) -> npt.NDArray[np.uint32]:
+        firsts = np.array(self._numbers, dtype=np.uint32) << np.uint32(formats.BLOCK_BITS)
+        offsets = np.frombuffer(self._offsets, dtype="<u2")
+        joined: npt.NDArray[np.uint32] = np.repeat(firsts, self._counts) | offsets
+        return joined
+
+    def _joined(self) -> bytes:
+        if self._sids is None:
+            self._sids = self._all_sids().astype("<u4", copy=False).tobytes()
+        return self._sids
+
+    def groups(self) -> Iterator[tuple[int, bytes]]:
+        """``(level, sessions as little-endian u32 bytes)``, best level first, ascending within a level: one stable
+        sort by level over the whole term."""
+        levels = np.frombuffer(self._levels, dtype=np.uint8)
+        order = np.argsort(255 - levels, kind="stable")
+        sids = np.frombuffer(self._joined(), dtype="<u4")[order]
+        ordered = levels[order]
+        edges = [0, *(np.flatnonzero(ordered[1:] != ordered[:-1]) + 1).tolist(), len(ordered)]
+        for start, end in pairwise(edges):
+            yield int(ordered[start]), sids[start:end].tobytes()
+
+    def last_sid(self) -> int:
+        end = self._at + 2 * self.sessions
+        return self._numbers[-1] << formats.BLOCK_BITS | int.from_bytes(self._raw[end - 2:end], "little")
+
+    def stored_bytes(self) -> int:
+        return len(self._raw)
+

@@ -1,0 +1,206 @@
+"""Terms stored whole (``formats.wholes``): a term in at most ``WHOLE_UP_TO`` messages keeps the summaries and message
+maps of all its blocks in its head. Checked against a plain model of each term's sessions and messages through
+catch-ups of a few messages at a time, across the threshold both ways; the shared sessions a query finds over the
+joined keys are those it finds a block at a time; an index of the version before is rebuilt in this form."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from eventstore import ChatMessage, SessionStore
+from eventstore.storage import MemoryStorage, ReadTransaction, WriteTransaction
+from projections.search import formats
+from projections.search import queries as search_queries
+from projections.search.formats.keys import id_key
+from projections.search.formats.maps import MAP_SHIFT, mapped_size
+from projections.search.formats.summaries import LAST_TAG
+from projections.search.formats.wholes import Whole, stored_whole
+from projections.search.planning import plan_query
+from projections.search.reader import IndexReader
+from projections.search.tokenizer import parse_query, tokenize
+
+from conftest import FakeClock, stream_id_of
+from test_search import ReferenceSearch, as_search_code, search
+
+WORDS = ("amber", "basil", "cedar", "delta", "ember")
+
+
+@pytest.fixture(autouse=True)
+def small_forms(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks of 4 sessions, maps from 2 sessions a block, and terms whole up to 6 messages: the sessions below span
+    several blocks, some with maps, and their terms cross the threshold as messages come and go."""
+    monkeypatch.setattr(formats, "BLOCK_BITS", 2)
+    monkeypatch.setattr(formats, "MAP_FROM", 2)
+    monkeypatch.setattr(formats, "WHOLE_UP_TO", 6)
+
+
+def _model(store: SessionStore, txn: ReadTransaction, keys: list[str]) -> dict[str, dict[int, set[int]]]:
+    """Term → session id → the indices of its current messages holding the term: from the messages themselves."""
+    found: dict[str, dict[int, set[int]]] = {}
+    for key in keys:
+        if not store.session_exists(key):
+            continue
+        sid = stream_id_of(store._log, txn, key)
+        for index, message in enumerate(store.load(key)):
+            for term in set(tokenize(message.content)):
+                found.setdefault(term, {}).setdefault(sid, set()).add(index)
+    return found
+
+
+def _check_against_model(store: SessionStore, keys: list[str]) -> None:
+    """Every term's stored form follows its count, and its sessions and message maps are the model's."""
+    index = store._search_index
+    with store._read() as txn:
+        model = _model(store, txn, keys)
+        reader = IndexReader(index._spaces, index._term_ids, txn)
+        for term, sessions in model.items():
+            tid = reader.tid(term)
+            assert tid is not None, term
+            df = sum(map(len, sessions.values()))
+            summary = reader.summary(tid)
+            assert summary is not None and reader.df(tid) == df
+            numbers = sorted({sid >> formats.BLOCK_BITS for sid in sessions})
+            assert isinstance(summary, Whole) == stored_whole(df, numbers) == (not reader.blocks_apart(tid)), term
+            assert list(summary.sorted_sids()) == sorted(sessions)
+            assert list(reader.blocks_of(tid)) == numbers
+            for number in numbers:
+                held = {sid: indices for sid, indices in sessions.items() if sid >> formats.BLOCK_BITS == number}
+                wanted = {min(at, LAST_TAG) << MAP_SHIFT | sid & ((1 << formats.BLOCK_BITS) - 1)
+                          for sid, indices in held.items() for at in indices}
+                stored = reader.term_map(tid, number)
+                assert (set(stored) if stored is not None else None) == (wanted if mapped_size(len(held)) else None)
+    assert store.verify().ok
+
+
+_commands = st.lists(st.tuples(st.sampled_from(["append", "append", "remove", "update", "clear"]), st.integers(0, 11),
+                               st.lists(st.sampled_from(WORDS), min_size=1, max_size=3)), min_size=1, max_size=8)
+
+
+@settings(max_examples=60, deadline=None)
+@given(steps=st.lists(_commands, min_size=1, max_size=5))
+def test_catch_ups_of_a_few_messages_keep_each_term_as_the_model_has_it(
+        steps: list[list[tuple[str, int, list[str]]]]) -> None:
+    keys = [f"s{number}" for number in range(12)]
+    with SessionStore.on_storage(MemoryStorage(Path("wholes")), clock=FakeClock()) as store:
+        for number, key in enumerate(keys[:6]):
+            store.append_many(key, [ChatMessage.user(f"{WORDS[number % 5]} {WORDS[(number + 1) % 5]}")])
+        store.catch_up()
+        _check_against_model(store, keys)
+        for commands in steps:  # each a catch-up of a few messages
+            for name, number, words in commands:
+                key = keys[number]
+                text = ChatMessage.user(" ".join(words))
+                if name == "append" or not store.session_exists(key) or not store.load(key):
+                    store.append(key, text)
+                elif name == "remove":
+                    store.remove_last(key)
+                elif name == "update":
+                    store.update_last(key, text)
+                else:
+                    store.clear_messages(key)
+            store.catch_up()
+            _check_against_model(store, keys)
+        store.rebuild_projections(["search"])
+        _check_against_model(store, keys)
+
+
+@pytest.mark.parametrize("late", [0, 1, 2])
+def test_a_block_new_to_a_term_between_or_around_its_stored_blocks_keeps_them_in_order(late: int) -> None:
+    """A term stored whole in the first and third of three blocks gains a session in the middle one, then in the
+    others, a catch-up at a time: each head keeps its blocks in order, as the model has them."""
+    keys = [f"s{number}" for number in range(12)]  # 4 sessions a block: blocks 0, 1 and 2 (the stream ids from 1)
+    with SessionStore.on_storage(MemoryStorage(Path("between")), clock=FakeClock()) as store:
+        for number, key in enumerate(keys):
+            store.append(key, ChatMessage.user("amber" if number in (1, 9) else "basil"))
+        store.catch_up()
+        _check_against_model(store, keys)
+        for number in (5, 1 + 4 * late, 2 + 4 * late):
+            store.append(keys[number], ChatMessage.user("amber cedar"))
+            store.catch_up()
+            _check_against_model(store, keys)
+
+
+@settings(max_examples=60, deadline=None)
+@given(sessions=st.lists(st.lists(st.lists(st.sampled_from(WORDS), min_size=1, max_size=4).map(" ".join),
+                                  min_size=1, max_size=4), min_size=2, max_size=24),
+       whole_up_to=st.sampled_from([0, 4, 8, 1 << 20]), words=st.lists(st.sampled_from(WORDS), min_size=2, max_size=3,
+                                                                      unique=True))
+def test_the_joined_keys_find_the_shared_sessions_found_a_block_at_a_time(
+        sessions: list[list[str]], whole_up_to: int, words: list[str]) -> None:
+    """Over terms stored whole, in blocks, or some of each, the sessions where two terms may share a message are
+    those a block at a time finds; and queries rank as a plain BM25 does."""
+    formats.WHOLE_UP_TO = whole_up_to  # restored by the fixture's monkeypatch
+    with SessionStore.on_storage(MemoryStorage(Path("joined")), clock=FakeClock()) as store:
+        for number, texts in enumerate(sessions):
+            store.append_many(f"s{number}", [ChatMessage.user(text) for text in texts])
+        store.catch_up()
+        index = store._search_index
+        with store._read() as txn:
+            reader = IndexReader(index._spaces, index._term_ids, txn)
+            plan = plan_query(reader, parse_query(" ".join(words)))
+            if plan is not None and len(plan.terms) > 1:
+                assert search_queries._sessions_sharing(reader, plan) == \
+                    search_queries._sessions_sharing_by_block(reader, plan)
+        keyword = " ".join(words)
+        assert ReferenceSearch(store).search(keyword, 5) == search(store, keyword, 5)
+
+
+def test_an_index_of_code_version_6_is_rebuilt_with_terms_stored_whole(store_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store whose index version 6 wrote (every term in blocks) rebuilds it when opened: its rare terms are then
+    stored whole, nothing of them in the blocks' spaces, and it verifies and ranks as before."""
+    monkeypatch.setattr(formats, "WHOLE_UP_TO", 0)  # what version 6 stored
+    with SessionStore(store_path) as store:
+        for number in range(10):
+            store.append_many(f"s{number}", [ChatMessage.user(f"{WORDS[number % 5]} {WORDS[(number + 2) % 5]} rare"),
+                                             ChatMessage.user(WORDS[number % 3])])
+        store.catch_up()
+        before = [search(store, f"{one} {other}", 5) for one in WORDS for other in WORDS if one < other]
+        spaces = store._search_index._spaces
+        as_search_code(store, 6)
+        with store._environment.read() as txn:
+            assert txn.count(spaces.blocks) and txn.count(spaces.maps)
+    monkeypatch.setattr(formats, "WHOLE_UP_TO", 12)
+    with SessionStore(store_path) as store:
+        assert store.stats().checkpoints["search"].code_version == 7
+        with store._environment.read() as txn:
+            reader = store._search_index.reader(txn)
+            rare = reader.tid("rare")
+            assert rare is not None and not reader.blocks_apart(rare)
+            assert isinstance(reader.summary(rare), Whole)
+            assert all(not reader.blocks_apart(tid) for _, tid in reader.stored_terms() if reader.df(tid) <= 12)
+            in_blocks = {tid for _, tid in reader.stored_terms() if reader.blocks_apart(tid)}
+            assert {tid for _, tid in reader.stored_blocks()} == in_blocks
+        assert store.verify().ok
+        assert [search(store, f"{one} {other}", 5) for one in WORDS for other in WORDS if one < other] == before
+
+
+def test_a_damaged_head_of_a_term_stored_whole_is_reported(store_path: Path) -> None:
+    """A term stored whole whose joined keys differ from its sessions' (a key taken out) is reported by ``verify``,
+    as is a head cut short."""
+    with SessionStore(store_path) as store:
+        for number in range(3):
+            store.append_many(f"s{number}", [ChatMessage.user("amber basil"), ChatMessage.user("amber")])
+        store.catch_up()
+        spaces = store._search_index._spaces
+        with store._environment.read() as txn:
+            tid = store._search_index.reader(txn).tid("amber")
+            assert tid is not None
+            stored = txn.get(spaces.summary, id_key(tid))
+            assert stored is not None
+            head = bytes(stored)
+        whole = Whole(head)
+        keys = whole.keys().copy()
+        keys.discard(keys.min())
+        damaged = head[:len(head) - len(whole.keys().serialize())] + keys.serialize()
+        damaged = damaged[:16] + (len(keys.serialize())).to_bytes(4, "little") + damaged[20:]
+        for value in (damaged, head[:-1]):
+            def put(txn: WriteTransaction, value: bytes = value) -> None:
+                txn.put(spaces.summary, id_key(tid), value)
+
+            store._environment.write(put)
+            assert not store.verify().ok
