@@ -35,7 +35,7 @@ from eventstore import (
 )
 from eventstore.storage import lmdb as _environment
 
-from _reliability import Calls, Worker, check_log, digest
+from _reliability import Calls, Worker, check_log, digest, run_threads
 from conftest import lmdb_storage, stream_id_of
 
 MIB = 1 << 20
@@ -189,7 +189,7 @@ def test_threads_open_and_close_one_store_over_and_over(tmp_path: Path) -> None:
     failures: list[EventStoreError] = []
     opened = [0]
 
-    def open_and_close() -> None:
+    def open_and_close(_thread: int) -> None:
         for _ in range(1000):
             try:
                 with SessionStore(path, durable=False) as store:
@@ -198,11 +198,7 @@ def test_threads_open_and_close_one_store_over_and_over(tmp_path: Path) -> None:
             except EventStoreError as exc:
                 failures.append(exc)
 
-    threads = [threading.Thread(target=open_and_close) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
+    run_threads(open_and_close, 4)
     assert not failures, f"{len(failures)} of {opened[0] + len(failures)} opens failed, the first: {failures[0]}"
     assert opened[0] == 4 * 1000
 
