@@ -35,7 +35,7 @@ from eventstore import (
 )
 from eventstore.storage import lmdb as _environment
 
-from _reliability import Calls, Worker, check_log, digest
+from _reliability import Calls, Worker, check_log, digest, run_threads
 from conftest import lmdb_storage, stream_id_of
 
 MIB = 1 << 20
@@ -176,6 +176,74 @@ def test_an_open_tries_again_when_the_map_grew_under_it(monkeypatch: pytest.Monk
     with pytest.raises(lmdb.MapResizedError):
         _environment.Environment._opened_while_others_grow(stopped_by_growth(1000))
     assert len(attempts) == _environment._OPEN_ATTEMPTS
+
+
+@pytest.mark.slow
+def test_threads_open_and_close_one_store_over_and_over(tmp_path: Path) -> None:
+    """Threads of one process open and close one store over and over: every open succeeds. The last
+    holder's close and another thread's open met now and then (a few opens in a thousand, not in every run),
+    and the open found the files still open in this process: py-lmdb refuses a second environment on them.
+    The next test makes that meeting certain."""
+    path = tmp_path / "store"
+    SessionStore(path).close()
+    failures: list[EventStoreError] = []
+    opened = [0]
+
+    def open_and_close(_thread: int) -> None:
+        for _ in range(1000):
+            try:
+                with SessionStore(path, durable=False) as store:
+                    store.session_exists("a")
+                opened[0] += 1
+            except EventStoreError as exc:
+                failures.append(exc)
+
+    run_threads(open_and_close, 4)
+    assert not failures, f"{len(failures)} of {opened[0] + len(failures)} opens failed, the first: {failures[0]}"
+    assert opened[0] == 4 * 1000
+
+
+def test_an_open_waits_for_the_close_under_way_of_the_same_store(tmp_path: Path) -> None:
+    """The race above made certain: while the last holder closes the environment, another thread opens the
+    store; the open waits for the close and then opens the files afresh."""
+    path = tmp_path / "store"
+    first = SessionStore(path)
+    first.append("a", ChatMessage.user("kept"))
+    environment = first._environment
+    assert isinstance(environment, _environment.Environment)
+    closing, reopened = threading.Event(), threading.Event()
+
+    class SlowToClose:
+        """The LMDB environment, whose close lets the other thread's open run first (or wait for it)."""
+
+        def __init__(self, env: Any) -> None:
+            self.env = env
+
+        def close(self) -> None:
+            closing.set()
+            reopened.wait(1)  # an open meanwhile fails at once or waits for this close: time for either
+            self.env.close()
+
+    environment._env = SlowToClose(environment._env)  # type: ignore[assignment]
+    outcome: list[object] = []
+
+    def reopen() -> None:
+        closing.wait(60)
+        try:
+            with SessionStore(path) as store:
+                outcome.append([message.content for message in store.load("a")])
+        except EventStoreError as exc:
+            outcome.append(exc)
+        finally:
+            reopened.set()
+
+    thread = threading.Thread(target=reopen)
+    thread.start()
+    first.close()
+    thread.join(60)
+    assert outcome == [["kept"]]
+    with SessionStore(path) as store:
+        assert store._environment is not environment
 
 
 # -- a size cap -------------------------------------------------------------------------

@@ -122,6 +122,7 @@ def _after_fork_in_child() -> None:
     """
     _this_process.pid = os.getpid()
     Environment._registry_lock = threading.Lock()  # another thread may have held it at the fork
+    Environment._registry_changed = threading.Condition(Environment._registry_lock)
     Environment._registry.clear()
     for environment in list(_OPENED):
         _keep_forever(environment._env)
@@ -177,6 +178,8 @@ class Environment:
 
     _registry: ClassVar[dict[tuple[int, str], Environment]] = {}
     _registry_lock = threading.Lock()
+    #: Notified when a closing environment leaves the registry.
+    _registry_changed = threading.Condition(_registry_lock)
     #: ``users.lock``, held shared while open; ``None`` until ``_open_files`` opens it, or where it is absent.
     #: Declared here, not set in ``__init__``, so the checker sees that ``_open_files`` may have set it.
     _users: BinaryIO | None = None
@@ -186,6 +189,8 @@ class Environment:
         self.max_size = max_size
         self._pid = os.getpid()
         self._references = 0
+        #: Its last reference is gone and its holder is closing it; it stays in the registry until closed.
+        self._closing = False
         self._gate = Gate()
         self._write_lock = WriteLock()  # re-entered when vacuum reopens the databases
         self._writing_thread: int | None = None  # the thread whose write transaction is open
@@ -303,8 +308,13 @@ class Environment:
         request for a path this process opened read-only raises ``StoreBusy``.
         """
         key = (os.getpid(), str(path.resolve()))
-        with cls._registry_lock:
+        with cls._registry_changed:
             environment = cls._registry.get(key)
+            while environment is not None and environment._closing:
+                # Opening the files while they are still open would be refused by py-lmdb ("already open in
+                # this process"), or, were it not, drop the closing environment's locks: wait for the close.
+                cls._registry_changed.wait()
+                environment = cls._registry.get(key)
             if environment is not None and environment.identity != file_identity(path / DATA):
                 # The directory was replaced (moved aside, restored from a backup) while this
                 # process had it open: its holders keep the old file; this caller gets the new one.
@@ -328,19 +338,29 @@ class Environment:
             return environment
 
     def release(self) -> None:
-        """Drop one reference; the last one closes the environment."""
+        """Drop one reference; the last one closes the environment.
+
+        The environment leaves the registry once closed, not before: ``acquire`` on the same path meanwhile
+        waits for the close instead of opening the files a second time. The close itself runs outside the
+        registry's lock, as it waits for the transactions still running in the process.
+        """
         with self._registry_lock:
             self._references -= 1
             if self._references:
                 return
-            key = (self._pid, str(self.path.resolve()))
-            if self._registry.get(key) is self:  # not if it was replaced (see ``acquire``)
-                del self._registry[key]
-        if os.getpid() == self._pid:
-            with self._gate.exclusive():
-                self._env.close()
-        if self._users is not None:
-            self._users.close()
+            self._closing = True
+        try:
+            if os.getpid() == self._pid:
+                with self._gate.exclusive():
+                    self._env.close()
+            if self._users is not None:
+                self._users.close()
+        finally:
+            with self._registry_changed:
+                key = (self._pid, str(self.path.resolve()))
+                if self._registry.get(key) is self:  # not if it was replaced (see ``acquire``)
+                    del self._registry[key]
+                self._registry_changed.notify_all()
 
     def vacuum(self, reopen: Callable[[], None], rewrite: VacuumRewrite | None = None) -> None:
         """Rewrite the data file from its live key-values alone (changed on the way as ``rewrite`` says), and
