@@ -29,6 +29,7 @@ from eventstore import (
     EventStoreError,
     SessionQuery,
     SessionStore,
+    StoreBusy,
     StoreFull,
     StoreNotFound,
     StoreReadOnly,
@@ -203,6 +204,19 @@ def test_threads_open_and_close_one_store_over_and_over(tmp_path: Path) -> None:
     assert opened[0] == 4 * 1000
 
 
+class HeldClose:
+    """An LMDB environment whose close sets ``closing``, then waits for ``go`` (at most ``seconds``) before it
+    closes: what a close waiting for another thread's transaction does."""
+
+    def __init__(self, env: Any, closing: threading.Event, go: threading.Event, seconds: float) -> None:
+        self.env, self.closing, self.go, self.seconds = env, closing, go, seconds
+
+    def close(self) -> None:
+        self.closing.set()
+        self.go.wait(self.seconds)
+        self.env.close()
+
+
 def test_an_open_waits_for_the_close_under_way_of_the_same_store(tmp_path: Path) -> None:
     """The race above made certain: while the last holder closes the environment, another thread opens the
     store; the open waits for the close and then opens the files afresh."""
@@ -212,19 +226,8 @@ def test_an_open_waits_for_the_close_under_way_of_the_same_store(tmp_path: Path)
     environment = first._environment
     assert isinstance(environment, _environment.Environment)
     closing, reopened = threading.Event(), threading.Event()
-
-    class SlowToClose:
-        """The LMDB environment, whose close lets the other thread's open run first (or wait for it)."""
-
-        def __init__(self, env: Any) -> None:
-            self.env = env
-
-        def close(self) -> None:
-            closing.set()
-            reopened.wait(1)  # an open meanwhile fails at once or waits for this close: time for either
-            self.env.close()
-
-    environment._env = SlowToClose(environment._env)  # type: ignore[assignment]
+    # An open meanwhile fails at once or waits for the close: a second is time for either.
+    environment._env = HeldClose(environment._env, closing, reopened, 1)  # type: ignore[assignment]
     outcome: list[object] = []
 
     def reopen() -> None:
@@ -562,3 +565,27 @@ def test_read_only_reader_keeps_its_snapshot_while_the_owner_writes(shared_tmp: 
     if "refused" not in seen:
         assert seen["count"] == 40 and seen["events"] == 40
         assert seen["rows"] == [(f"old {n} " + "o" * 3000)[:12] for n in range(40)], seen["rows"]
+
+
+def test_an_open_does_not_wait_for_a_close_forever(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A close waits for the transactions under way, so a thread whose own transaction holds it up would wait
+    for itself: past ``_CLOSE_WAIT`` the open is refused, and the store opens once the close is done."""
+    monkeypatch.setattr(_environment, "_CLOSE_WAIT", 0.2)
+    path = tmp_path / "store"
+    first = SessionStore(path)
+    first.append("a", ChatMessage.user("kept"))
+    environment = first._environment
+    assert isinstance(environment, _environment.Environment)
+    closing, go = threading.Event(), threading.Event()
+    environment._env = HeldClose(environment._env, closing, go, 60)  # type: ignore[assignment]
+    closer = threading.Thread(target=first.close)
+    closer.start()
+    try:
+        assert closing.wait(60)
+        with pytest.raises(StoreBusy, match="being closed by another thread"):
+            SessionStore(path)
+    finally:
+        go.set()
+        closer.join(60)
+    with SessionStore(path) as store:
+        assert [message.content for message in store.load("a")] == ["kept"]

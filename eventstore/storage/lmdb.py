@@ -28,6 +28,7 @@ import functools
 import os
 import shutil
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
@@ -80,6 +81,9 @@ _INITIAL_MAP_SIZE = 64 << 20
 _MAX_DBS = 32
 _READER_CHECK_EVERY = 64
 _OPEN_ATTEMPTS = 8
+# Seconds an open waits for another thread's close of the same store: a close waits for the transactions under
+# way, so one begun by the opening thread itself would otherwise wait for it forever.
+_CLOSE_WAIT = 30.0
 # Transactions a forked child inherited, kept referenced so that they are never ended there.
 _INHERITED: list[lmdb.Transaction[bytes]] = []
 _VACUUM_DIR = "vacuum.tmp"
@@ -310,10 +314,15 @@ class Environment:
         key = (os.getpid(), str(path.resolve()))
         with cls._registry_changed:
             environment = cls._registry.get(key)
+            deadline = time.monotonic() + _CLOSE_WAIT
             while environment is not None and environment._closing:
                 # Opening the files while they are still open would be refused by py-lmdb ("already open in
                 # this process"), or, were it not, drop the closing environment's locks: wait for the close.
-                cls._registry_changed.wait()
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise StoreBusy(f"{path} is being closed by another thread of this process, which waits for "
+                                    "the transactions under way; open it once that close returns")
+                cls._registry_changed.wait(remaining)
                 environment = cls._registry.get(key)
             if environment is not None and environment.identity != file_identity(path / DATA):
                 # The directory was replaced (moved aside, restored from a backup) while this
