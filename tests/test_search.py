@@ -521,20 +521,22 @@ class TestAgainstReferenceAfterEdits:
            st.lists(st.lists(st.sampled_from([f"w{n}" for n in range(12)] + ["w1*"]), min_size=1, max_size=3)
                     .map(" ".join), min_size=1, max_size=6),
            st.integers(1, 6), st.sampled_from([0, 4000]), st.sampled_from([1, 256]),
-           st.sampled_from([formats.BLOCK_BITS, 1]), st.sampled_from(MAP_BANDS))
+           st.sampled_from([formats.BLOCK_BITS, 1]), st.sampled_from(MAP_BANDS),
+           st.sampled_from([formats.WHOLE_UP_TO, 0, 3]))
     def test_same_ranking(self, script: list[tuple[str, str, str]], keywords: list[str], limit: int,
                           materialize_up_to: int, grouped_from: int, block_bits: int,
-                          map_band: tuple[int, int]) -> None:
+                          map_band: tuple[int, int], whole_up_to: int) -> None:
         """Over edits, many ties and every query path (whole summaries or level groups, one block or several;
         message maps in some blocks of a term and not others, blocks gaining and losing them as edits cross the
-        band), the ranking is exact."""
+        band; terms stored whole, in blocks, or crossing between the two as edits go), the ranking is exact."""
         saved = search_queries.MATERIALIZE_UP_TO, search_queries.INTERSECT_UP_TO, search_queries.SPREAD_UP_TO, \
-            formats.GROUPED_FROM, formats.BLOCK_BITS, formats.MAP_FROM, formats.MAP_UP_TO
+            formats.GROUPED_FROM, formats.BLOCK_BITS, formats.MAP_FROM, formats.MAP_UP_TO, formats.WHOLE_UP_TO
         # 0: every multi-term query takes the threshold path; else the shared sessions' path for few sessions.
         search_queries.MATERIALIZE_UP_TO, search_queries.INTERSECT_UP_TO, search_queries.SPREAD_UP_TO, \
             formats.GROUPED_FROM, formats.BLOCK_BITS = materialize_up_to, materialize_up_to // 1000, \
             materialize_up_to // 1000 - 1, grouped_from, block_bits
         formats.MAP_FROM, formats.MAP_UP_TO = map_band
+        formats.WHOLE_UP_TO = whole_up_to
         try:
             with tempfile.TemporaryDirectory() as directory:
                 clock = FakeClock()
@@ -551,7 +553,8 @@ class TestAgainstReferenceAfterEdits:
                         assert reference.search(keyword, limit) == [key for key, _ in found], keyword
         finally:
             search_queries.MATERIALIZE_UP_TO, search_queries.INTERSECT_UP_TO, search_queries.SPREAD_UP_TO, \
-                formats.GROUPED_FROM, formats.BLOCK_BITS, formats.MAP_FROM, formats.MAP_UP_TO = saved
+                formats.GROUPED_FROM, formats.BLOCK_BITS, formats.MAP_FROM, formats.MAP_UP_TO, \
+                formats.WHOLE_UP_TO = saved
 
 
 class TestSharedSessionsPath:
@@ -1262,26 +1265,29 @@ class TestBatches:
                               st.sampled_from(["append"] * 3 + ["remove_last", "update_last", "clear"])),
                     min_size=1, max_size=25),
            st.sampled_from([formats.BLOCK_BITS, 1]), st.sampled_from([1, 256]), st.sampled_from([1 << 22, 3]),
-           st.sampled_from(MAP_BANDS))
+           st.sampled_from(MAP_BANDS), st.sampled_from([formats.WHOLE_UP_TO, 0, 3]))
     @example([("b", ["apple"], "append"), ("a", ["apple fig", "fig"], "append"), ("b", ["apple apple"], "append"),
-              ("a", ["apple"], "append")], 1, 1, 1 << 22, MAP_BANDS[0])
-    @example([("a", ["apple fig", "apple", "fig apple", "kiwi"], "append")], 1, 1, 1 << 22, MAP_BANDS[0])
+              ("a", ["apple"], "append")], 1, 1, 1 << 22, MAP_BANDS[0], 0)
+    @example([("a", ["apple fig", "apple", "fig apple", "kiwi"], "append")], 1, 1, 1 << 22, MAP_BANDS[0], 0)
     @example([("a", ["apple fig", "apple"], "append"), ("b", ["fig", "apple fig"], "append"),
               ("c", ["fig apple"], "append"), ("a", ["x"], "remove_last"), ("b", ["fig"], "update_last"),
-              ("c", ["apple"], "append"), ("d", ["fig"], "append"), ("c", ["x"], "clear")], 2, 1, 3, (2, 4))
+              ("c", ["apple"], "append"), ("d", ["fig"], "append"), ("c", ["x"], "clear")], 2, 1, 3, (2, 4), 0)
     def test_one_batch_builds_what_an_event_a_batch_builds(self, script: list[tuple[str, list[str], str]],
                                                            block_bits: int, grouped_from: int,
-                                                           settle_every: int, map_band: tuple[int, int]) -> None:
+                                                           settle_every: int, map_band: tuple[int, int],
+                                                           whole_up_to: int) -> None:
         """Folded in one batch, where a session's appends are indexed a run at a time, a session comes in several
         runs and sessions out of order, the index is the one folded an event a batch, and verify finds it exact
         (small blocks: a term's sessions in several; a small ``settle_every``: postings settled mid-batch; a small
-        map band: message maps gained, extended, edited and dropped as blocks cross it)."""
+        map band: message maps gained, extended, edited and dropped as blocks cross it; terms stored whole, in
+        blocks, or crossing between the two)."""
         from eventstore import _deferred
 
         saved = formats.BLOCK_BITS, formats.GROUPED_FROM, writer._SETTLE_EVERY, \
-            _deferred.DEFERRED_BATCH, formats.MAP_FROM, formats.MAP_UP_TO
+            _deferred.DEFERRED_BATCH, formats.MAP_FROM, formats.MAP_UP_TO, formats.WHOLE_UP_TO
         formats.BLOCK_BITS, formats.GROUPED_FROM, writer._SETTLE_EVERY = block_bits, grouped_from, settle_every
         formats.MAP_FROM, formats.MAP_UP_TO = map_band
+        formats.WHOLE_UP_TO = whole_up_to
         try:
             with tempfile.TemporaryDirectory() as directory, SessionStore(Path(directory), durable=False) as store:
                 for key, batch, command in script:
@@ -1297,7 +1303,7 @@ class TestBatches:
                     assert one_batch == store._search_index.dump(txn)
         finally:
             formats.BLOCK_BITS, formats.GROUPED_FROM, writer._SETTLE_EVERY, \
-                _deferred.DEFERRED_BATCH, formats.MAP_FROM, formats.MAP_UP_TO = saved
+                _deferred.DEFERRED_BATCH, formats.MAP_FROM, formats.MAP_UP_TO, formats.WHOLE_UP_TO = saved
 
     def test_a_term_in_hundreds_of_messages_of_one_run(self, store: SessionStore) -> None:
         """A run of 256 appends that all hold a term counts 256 messages for it (more than a byte holds), and the
