@@ -1,0 +1,210 @@
+"""Terms stored whole (``formats.wholes``) answer every query as terms stored in blocks do: the same command
+histories run on two stores, one with every term in blocks (``WHOLE_UP_TO`` 0), one with a small threshold that its
+terms cross both ways, and every query of both (sessions and messages, phrases, prefixes, limits) compared, through
+stores a few events behind (read through an overlay), caught up, rebuilt, reopened read-only and vacuumed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from eventstore import ChatMessage, EventStoreError, SessionQuery, SessionStore
+from eventstore.storage import MemoryStorage
+from projections.search import formats
+from projections.search import queries as search_queries
+
+from conftest import FakeClock
+from test_search import ReferenceSearch
+
+WORDS = ("amber", "amberly", "basil", "cedar", "delta", "ember")
+KEYWORDS = ("amber", "basil cedar", "amber-basil", "am*", "cedar delta ember", "ember amber", "basil-ce*", "b*",
+            "delta", "nothing", "amber basil cedar delta ember", "cedar cedar")
+LIMITS = (1, 2, 3, 10)
+SESSIONS = 10
+
+
+#: The thresholds a history runs under (``formats`` and ``queries``), beside ``WHOLE_UP_TO``: blocks of 2 to 8
+#: sessions, maps from 1 to 3 sessions a block (and, for some, none past 3), level-ordered copies from 2 sessions, and
+#: queries sent down their other paths (intersections, materialized terms, spread sessions, message by message)
+#: at a session or two, or never.
+FORM_CHOICES: dict[tuple[Any, str], list[int]] = {
+    (formats, "BLOCK_BITS"): [1, 2, 3],
+    (formats, "MAP_FROM"): [1, 2, 3],
+    (formats, "MAP_UP_TO"): [formats.MAP_UP_TO, 3],
+    (formats, "GROUPED_FROM"): [formats.GROUPED_FROM, 2],
+    (search_queries, "INTERSECT_UP_TO"): [search_queries.INTERSECT_UP_TO, 1, 0],
+    (search_queries, "MATERIALIZE_UP_TO"): [search_queries.MATERIALIZE_UP_TO, 2, 0],
+    (search_queries, "SPREAD_UP_TO"): [search_queries.SPREAD_UP_TO, 2, -1],
+    (search_queries, "BY_MESSAGES_UP_TO"): [search_queries.BY_MESSAGES_UP_TO, 0],
+}
+forms = st.fixed_dictionaries({form: st.sampled_from(values) for form, values in FORM_CHOICES.items()})
+
+
+@pytest.fixture(autouse=True)
+def restored_forms(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every threshold a test sets is restored after it (the monkeypatch keeps its value)."""
+    for module, name in [*FORM_CHOICES, (formats, "WHOLE_UP_TO")]:
+        monkeypatch.setattr(module, name, getattr(module, name))
+
+
+def set_forms(chosen: dict[tuple[Any, str], int]) -> None:
+    for (module, name), value in chosen.items():
+        setattr(module, name, value)
+
+
+class Twin:
+    """A store whose search terms are stored whole up to ``threshold`` messages: the threshold is set around each
+    call, as the writer and ``verify`` read it when called."""
+
+    def __init__(self, store: SessionStore, threshold: int, clock: FakeClock) -> None:
+        self.store, self.threshold, self.clock = store, threshold, clock
+
+    def __call__(self, call: Callable[[SessionStore], Any]) -> Any:
+        formats.WHOLE_UP_TO = self.threshold
+        try:
+            return call(self.store)
+        except EventStoreError as exc:  # the same command fails alike in both forms
+            return type(exc).__name__
+
+
+def answers(twin: Twin) -> list[Any]:
+    """Every query's results: the sessions' keys, and each hit's session, index, score and snippet."""
+    def ask(store: SessionStore, keyword: str, limit: int) -> list[Any]:
+        return [[m.key for m in store.search(SessionQuery(keyword, limit))],
+                [(hit.session_key, hit.index, hit.score, hit.snippet) for hit in store.search_messages(keyword, limit)]]
+
+    return [twin(partial(ask, keyword=keyword, limit=limit)) for keyword in KEYWORDS for limit in LIMITS]
+
+
+def command(twin: Twin, name: str, number: int, words: list[str], version: int) -> Any:
+    """One command of a history on ``twin`` (a second later than the one before, so that ties order alike)."""
+    twin.clock.advance(seconds=1)
+    key, other = f"s{number}", f"s{(number + 3) % SESSIONS}"
+    text = " ".join(words)
+    calls: dict[str, Callable[[SessionStore], Any]] = {
+        "append": lambda store: store.append(key, ChatMessage.user(text)),
+        "append_many": lambda store: store.append_many(key, [ChatMessage.user(text), ChatMessage.assistant(words[0])]),
+        "remove": lambda store: store.remove_last(key),
+        "update": lambda store: store.update_last(key, ChatMessage.user(text)),
+        "replace": lambda store: store.replace_messages(key, [ChatMessage.user(word) for word in words]),
+        "clear": lambda store: store.clear_messages(key),
+        "delete": lambda store: store.delete_session(key),
+        "restore": lambda store: store.restore(key, version=version),
+        "redact": lambda store: store.redact(key, "a test"),
+        "fork": lambda store: store.fork(key, other),
+        "catch_up": lambda store: store.catch_up(),
+        "rebuild": lambda store: store.rebuild_projections(["search"]),
+    }
+    return twin(calls[name])
+
+
+_STEPS = ["append"] * 6 + ["append_many"] * 3 + ["remove"] * 2 + ["catch_up"] * 3 + [
+    "update", "replace", "clear", "delete", "restore", "redact", "fork", "rebuild", "query"]
+_steps = st.lists(st.tuples(st.sampled_from(_STEPS), st.integers(0, SESSIONS - 1),
+                            st.lists(st.sampled_from(WORDS), min_size=1, max_size=4), st.integers(1, 6)),
+                  min_size=1, max_size=40)
+
+
+@contextmanager
+def twins(threshold: int) -> Iterator[tuple[Twin, Twin]]:
+    """Two stores in memory on clocks that move alike: every term in blocks, and terms whole up to ``threshold``."""
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    made = []
+    for whole_up_to, name in ((0, "blocks"), (threshold, "wholes")):
+        clock = FakeClock(start)
+        made.append(Twin(SessionStore.on_storage(MemoryStorage(Path(name)), clock=clock), whole_up_to, clock))
+    try:
+        yield made[0], made[1]
+    finally:
+        for twin in made:
+            twin.store.close()
+
+
+def seed(twin: Twin) -> None:
+    """Ten sessions, each word in several, caught up: the terms' first forms are stored before the history runs."""
+    for number in range(SESSIONS):
+        command(twin, "append_many", number, [WORDS[number % 6], WORDS[(number * 5 + 1) % 6]], 1)
+    twin(lambda store: store.catch_up())
+
+
+@settings(max_examples=80, deadline=None)
+@given(steps=_steps, threshold=st.sampled_from([1, 2, 3, 5, 8, 13]), chosen=forms)
+def test_every_query_ranks_as_with_every_term_in_blocks(steps: list[tuple[str, int, list[str], int]],
+                                                        threshold: int, chosen: dict[tuple[Any, str], int]) -> None:
+    """Commands of every kind, catch-ups now and then (queries between them read a store a few events behind
+    through an overlay) and rebuilds: after each query step, and at the end, both stores answer every query
+    alike, and both verify."""
+    set_forms(chosen)
+    with twins(threshold) as (blocks, wholes):
+        seed(blocks)
+        seed(wholes)
+        for name, number, words, version in steps:
+            if name == "query":
+                assert answers(wholes) == answers(blocks)
+                continue
+            assert command(wholes, name, number, words, version) == command(blocks, name, number, words, version)
+        assert answers(wholes) == answers(blocks)
+        for twin in (blocks, wholes):
+            twin(lambda store: store.catch_up())
+            assert twin(lambda store: store.verify().problems) == []
+        assert answers(wholes) == answers(blocks)
+        keyword = "amber basil cedar"
+        assert wholes(lambda store: ReferenceSearch(store).search(keyword, 10)) == \
+            wholes(lambda store: [m.key for m in store.search(SessionQuery(keyword, 10))])
+
+
+def _history(twin: Twin) -> None:
+    """Sessions whose words cross a threshold of 3 messages both ways, over three blocks of 4 sessions."""
+    for number in range(SESSIONS):
+        command(twin, "append_many", number, [WORDS[number % 6], WORDS[(number * 5 + 1) % 6]], 1)
+    twin(lambda store: store.catch_up())
+    for number, name in enumerate(["append", "remove", "append", "clear", "append", "redact", "update", "delete"]):
+        command(twin, name, (number * 7) % SESSIONS, [WORDS[number % 6], "amber", "cedar"], 1)
+        if number % 3 == 2:
+            twin(lambda store: store.catch_up())
+
+
+def _forms(twin: Twin) -> tuple[int, int]:
+    """How many terms are stored whole, and how many in blocks."""
+    index = twin.store._search_index
+    with twin.store._read() as txn:
+        reader = index.reader(txn)
+        whole = [not reader.blocks_apart(tid) for _, tid in reader.stored_terms()]
+    return whole.count(True), whole.count(False)
+
+
+def test_read_only_reopened_and_vacuumed_stores_rank_as_with_every_term_in_blocks(tmp_path: Path) -> None:
+    """On LMDB: a store left a few events behind and opened read-only (an overlay over terms stored whole), then
+    opened writable, caught up and vacuumed, answers every query as the store with every term in blocks."""
+    formats.BLOCK_BITS, formats.MAP_FROM = 2, 2
+    paths = {0: tmp_path / "blocks", 3: tmp_path / "wholes"}
+    twins = []
+    for threshold, path in paths.items():
+        clock = FakeClock(datetime(2026, 1, 1, tzinfo=UTC))
+        twins.append(Twin(SessionStore(path, clock=clock), threshold, clock))
+    for twin in twins:
+        _history(twin)
+        twin.store.close()
+    for twin in twins:  # a few events behind: read through an overlay
+        twin.store = SessionStore(paths[twin.threshold], readonly=True)
+    blocks, wholes = twins
+    assert _forms(blocks)[0] == 0 and all(_forms(wholes))
+    assert answers(wholes) == answers(blocks)
+    for twin in twins:
+        twin.store.close()
+        twin.store = SessionStore(paths[twin.threshold])
+        twin(lambda store: store.catch_up())
+        twin(lambda store: store.vacuum())
+        assert twin(lambda store: store.verify().problems) == []
+    assert answers(wholes) == answers(blocks)
+    for twin in twins:
+        twin.store.close()
+
