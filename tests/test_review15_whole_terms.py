@@ -5,6 +5,7 @@ stores a few events behind (read through an overlay), caught up, rebuilt, reopen
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -16,10 +17,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eventstore import ChatMessage, EventStoreError, SessionQuery, SessionStore
-from eventstore.storage import MemoryStorage
+from eventstore import ChatMessage, EventStoreError, SessionQuery, SessionStore, StoreCorrupted
+from eventstore.storage import MemoryStorage, WriteTransaction
 from projections.search import formats
 from projections.search import queries as search_queries
+from projections.search.formats.keys import id_key
+from projections.search.formats.maps import JOINED_BLOCKS
+from projections.search.formats.wholes import Whole
 
 from conftest import FakeClock
 from test_search import ReferenceSearch
@@ -208,3 +212,54 @@ def test_read_only_reopened_and_vacuumed_stores_rank_as_with_every_term_in_block
     for twin in twins:
         twin.store.close()
 
+
+class Damaged:
+    """A store on LMDB whose term ``amber`` is stored whole over three blocks with maps, to damage: ``head`` as
+    written, ``put`` writes values (``None``: deletes)."""
+
+    def __init__(self, path: Path) -> None:
+        formats.BLOCK_BITS, formats.MAP_FROM, formats.WHOLE_UP_TO = 2, 2, 64
+        self.store = SessionStore(path)
+        for number in range(SESSIONS):
+            self.store.append_many(f"s{number}", [ChatMessage.user(f"amber {WORDS[number % 6]}"),
+                                                  ChatMessage.user("basil")])
+        self.store.catch_up()
+        self.spaces = self.store._search_index._spaces
+        with self.store._read() as txn:
+            reader = self.store._search_index.reader(txn)
+            tid = reader.tid("amber")
+            assert tid is not None and not reader.blocks_apart(tid)
+            self.tid, self.head = tid, bytes(reader.head(tid) or b"")
+        assert len(Whole(self.head).block_numbers()) == 3 and Whole(self.head).keys()
+
+    def put(self, *values: tuple[Any, bytes, bytes | None]) -> None:
+        def write(txn: WriteTransaction) -> None:
+            for space, key, value in values:
+                if value is None:
+                    txn.delete(space, key)
+                else:
+                    txn.put(space, key, value)
+
+        self.store._environment.write(write)
+
+    def put_head(self, head: bytes) -> None:
+        self.put((self.spaces.summary, id_key(self.tid), head))
+
+
+@pytest.fixture
+def damaged(tmp_path: Path) -> Iterator[Damaged]:
+    made = Damaged(tmp_path / "store")
+    with made.store:
+        yield made
+
+
+def test_a_head_naming_a_block_past_the_joined_keys_is_reported_not_crashed(damaged: Damaged) -> None:
+    """A head stored whole whose last block number is damaged past ``JOINED_BLOCKS`` (its keys would not fit 32
+    bits) is reported by ``verify``, and a query of its term raises ``StoreCorrupted``; neither crashes the process
+    (pyroaring does, on a range past 32 bits)."""
+    count = len(Whole(damaged.head).block_numbers())
+    at = 20 + 4 * (count - 1)  # the last block's number (``wholes._HEAD``, then the numbers)
+    damaged.put_head(damaged.head[:at] + struct.pack("<I", JOINED_BLOCKS + 2) + damaged.head[at + 4:])
+    assert not damaged.store.verify().ok
+    with pytest.raises(StoreCorrupted):
+        damaged.store.search(SessionQuery("amber basil", 3))
