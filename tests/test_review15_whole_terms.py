@@ -21,9 +21,11 @@ from eventstore import ChatMessage, EventStoreError, SessionQuery, SessionStore,
 from eventstore.storage import MemoryStorage, WriteTransaction
 from projections.search import formats
 from projections.search import queries as search_queries
-from projections.search.formats.keys import id_key
-from projections.search.formats.maps import JOINED_BLOCKS
-from projections.search.formats.wholes import Whole
+from projections.search.formats.keys import block_key, head_value, id_key
+from projections.search.formats.keys import df_of_value as whole_df
+from projections.search.formats.maps import JOINED_BLOCKS, map_value
+from projections.search.formats.summaries import SUMMARY_HEAD
+from projections.search.formats.wholes import Whole, whole_value
 
 from conftest import FakeClock
 from test_search import ReferenceSearch
@@ -213,6 +215,22 @@ def test_read_only_reopened_and_vacuumed_stores_rank_as_with_every_term_in_block
         twin.store.close()
 
 
+def _damaged_heads(head: bytes) -> Iterator[bytes]:
+    """The head with each of its bytes changed by a bit in turn, cut short at every fifth byte, and with each block
+    left out (its sessions and keys with it)."""
+    for at in range(len(head)):
+        yield head[:at] + bytes([head[at] ^ 1 << at % 8]) + head[at + 1:]
+        if at % 5 == 0:
+            yield head[:at]
+    whole = Whole(head)
+    for left_out in range(len(whole.block_numbers())):
+        kept = [at for at in range(len(whole.block_numbers())) if at != left_out]
+        numbers = [whole.block_numbers()[at] for at in kept]
+        yield whole_value(whole_df(head), numbers, [whole.counts(at, at + 1)[0] for at in kept],
+                          [whole.span(at, at + 1) for at in kept],
+                          whole.keys_outside([whole.block_numbers()[left_out]]))
+
+
 class Damaged:
     """A store on LMDB whose term ``amber`` is stored whole over three blocks with maps, to damage: ``head`` as
     written, ``put`` writes values (``None``: deletes)."""
@@ -253,6 +271,26 @@ def damaged(tmp_path: Path) -> Iterator[Damaged]:
         yield made
 
 
+def test_verify_reports_every_damaged_head_of_a_term_stored_whole(damaged: Damaged) -> None:
+    """A head stored whole with a bit of any byte flipped, cut short, or missing a block is reported by ``verify``
+    (which never raises for it); so is the term written in blocks where its count calls for a head stored whole, and
+    a block left in ``search.blocks`` beside its head."""
+    store, spaces, tid, head = damaged.store, damaged.spaces, damaged.tid, damaged.head
+    for value in _damaged_heads(head):
+        damaged.put_head(value)
+        assert not store.verify().ok, value.hex()
+    damaged.put_head(head)
+    assert store.verify().ok
+    whole = Whole(head)
+    apart = [(spaces.blocks, block_key(number, tid), whole.block(number)) for number in whole.block_numbers()]
+    maps = [(spaces.maps, block_key(number, tid), map_value(found)) for number in whole.block_numbers()
+            if (found := whole.block_map(number)) is not None]
+    damaged.put((spaces.summary, id_key(tid), head_value(whole_df(head), whole.block_numbers())), *apart, *maps)
+    assert [problem for problem in store.verify().problems if "against its count" in problem]
+    damaged.put((spaces.summary, id_key(tid), head), *maps, *[(space, key, None) for space, key, _ in apart[1:]])
+    assert not store.verify().ok
+
+
 def test_a_head_naming_a_block_past_the_joined_keys_is_reported_not_crashed(damaged: Damaged) -> None:
     """A head stored whole whose last block number is damaged past ``JOINED_BLOCKS`` (its keys would not fit 32
     bits) is reported by ``verify``, and a query of its term raises ``StoreCorrupted``; neither crashes the process
@@ -263,3 +301,24 @@ def test_a_head_naming_a_block_past_the_joined_keys_is_reported_not_crashed(dama
     assert not damaged.store.verify().ok
     with pytest.raises(StoreCorrupted):
         damaged.store.search(SessionQuery("amber basil", 3))
+
+
+def test_a_session_offset_past_its_block_is_reported_in_either_form(damaged: Damaged) -> None:
+    """A session's offset with a bit set past ``BLOCK_BITS`` reads as the same session (a block's first OR its
+    offset), so its entries match the log: ``verify`` reports it from the offsets themselves, whole or in blocks."""
+    spaces, tid, whole = damaged.spaces, damaged.tid, Whole(damaged.head)
+    number = whole.block_numbers()[1]
+    first = 20 + 8 * len(whole.block_numbers()) + 2 * whole.counts(0, 1)[0]  # block 1's first offset
+    damaged.put_head(damaged.head[:first] + bytes([damaged.head[first] | 1 << formats.BLOCK_BITS])
+                     + damaged.head[first + 1:])
+    assert [problem for problem in damaged.store.verify().problems if "out of order" in problem]
+    raw = whole.block(number)
+    assert raw is not None
+    at = SUMMARY_HEAD.size
+    damaged.put((spaces.summary, id_key(tid), head_value(whole_df(damaged.head), whole.block_numbers())),
+                *[(spaces.blocks, block_key(held, tid), whole.block(held)) for held in whole.block_numbers()],
+                *[(spaces.maps, block_key(held, tid), map_value(found)) for held in whole.block_numbers()
+                  if (found := whole.block_map(held)) is not None],
+                (spaces.blocks, block_key(number, tid), raw[:at] + bytes([raw[at] | 1 << formats.BLOCK_BITS])
+                 + raw[at + 1:]))
+    assert [problem for problem in damaged.store.verify().problems if "out of order" in problem]
