@@ -167,6 +167,58 @@ def test_every_query_ranks_as_with_every_term_in_blocks(steps: list[tuple[str, i
             wholes(lambda store: [m.key for m in store.search(SessionQuery(keyword, 10))])
 
 
+
+class _Undone(Exception):
+    """Thrown from a write body that has run, so that its transaction rolls back."""
+
+
+def _write_twice(write: Callable[[Callable[[WriteTransaction], Any]], Any]) -> Callable[..., Any]:
+    """``write`` that first runs each body in a transaction rolled back, then again for good: as a group commit runs
+    a body again when a batchmate fails."""
+
+    def twice(body: Callable[[WriteTransaction], Any]) -> Any:
+        def undone(txn: WriteTransaction) -> None:
+            body(txn)
+            raise _Undone
+
+        with pytest.raises(_Undone):
+            write(undone)
+        return write(body)
+
+    return twice
+
+
+def _stored(twin: Twin) -> dict[str, list[tuple[bytes, bytes]]]:
+    """Every stored value of the search index but its generation (a clear draws a new one), by space."""
+    spaces = twin.store._search_index._spaces
+    with twin.store._read() as txn:
+        return {name: [(bytes(key), bytes(value)) for key, value in txn.scan(getattr(spaces, name))]
+                for name in ("terms", "names", "summary", "blocks", "maps", "repeats", "levels", "docs", "sessions")}
+
+
+@settings(max_examples=30, deadline=None)
+@given(steps=_steps, threshold=st.sampled_from([2, 3, 5]))
+def test_catch_ups_whose_writes_run_twice_store_what_one_write_stores(steps: list[tuple[str, int, list[str], int]],
+                                                                      threshold: int) -> None:
+    """Each write of the search index (a catch-up's batch, a query's catch-up in its transaction) run first in a
+    transaction rolled back, then again: the index stores the same values as with each run once, terms crossing the
+    threshold both ways."""
+    formats.BLOCK_BITS, formats.MAP_FROM = 2, 2
+    with twins(threshold) as (once, again):
+        once.threshold = threshold  # both store terms whole up to it
+        again.store._search._write = _write_twice(again.store._search._write)
+        for twin in (once, again):
+            seed(twin)
+        for name, number, words, version in steps:
+            if name == "query":
+                assert answers(again) == answers(once)
+            else:
+                assert command(again, name, number, words, version) == command(once, name, number, words, version)
+        for twin in (once, again):
+            twin(lambda store: store.catch_up())
+        assert _stored(again) == _stored(once)
+        assert again(lambda store: store.verify().problems) == []
+
 def _history(twin: Twin) -> None:
     """Sessions whose words cross a threshold of 3 messages both ways, over three blocks of 4 sessions."""
     for number in range(SESSIONS):
