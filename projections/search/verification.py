@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from itertools import pairwise
 from typing import Any
 
 from pyroaring import BitMap
@@ -13,7 +14,7 @@ from eventstore._time import to_micros
 
 from ..session import SessionSnapshot
 from . import formats
-from .formats.arrays import u32s
+from .formats.arrays import u16s, u32s
 from .formats.chunks import chunk_message, chunk_size, message_level
 from .formats.maps import LAST_KEYS, MAP_SHIFT, mapped
 from .formats.summaries import LAST_TAG, Summary, entry, merged
@@ -99,6 +100,7 @@ def check_index(view: IndexReader, sessions: Mapping[int, SessionSnapshot]) -> l
                 or sum(len(members) for _, members in groups) != summary.sessions \
                 or order != sorted(set(order), reverse=True):
             problems.append(f"search: the entry of term {term!r} differs from the log")
+        problems += _offset_problems(term, summary)
         problems += _map_problems(view, term, tid, summary, keys[term], repeats.get(term, {}))
         if not view.holds_unwritten_changes:  # a batch's terms are stored in their form when it is written
             problems += _form_problems(view, term, tid, summary)
@@ -126,6 +128,17 @@ def check_index(view: IndexReader, sessions: Mapping[int, SessionSnapshot]) -> l
                 problems.append(f"search: stream {sid} is indexed but has no events")
         problems += _dictionary_problems(view, expected.keys())
     return problems
+
+
+def _offset_problems(term: str, summary: Summary) -> list[str]:
+    """Where a block of the term holds its sessions out of order, or an offset past the block: a session is its
+    block's first OR its offset, so a bit set past ``BLOCK_BITS`` reads as a session the entries hold anyway."""
+    size = 1 << formats.BLOCK_BITS
+    for number, block in summary.blocks:
+        offsets = u16s(block.sids_raw())
+        if offsets[-1] >= size or any(low >= high for low, high in pairwise(offsets)):
+            return [f"search: the sessions of term {term!r} in block {number} are out of order"]
+    return []
 
 
 def _form_problems(view: IndexReader, term: str, tid: int, summary: Summary) -> list[str]:

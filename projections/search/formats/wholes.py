@@ -94,6 +94,8 @@ class Whole(Summary):
         if sum(self._counts) != n or not all(map(int.__lt__, self._numbers, self._numbers[1:])) \
                 or 0 in self._counts:
             raise StoreCorrupted("the search index is damaged: a term's blocks are out of order")
+        if self._numbers[-1] >= JOINED_BLOCKS:  # its keys would not fit 32 bits (and pyroaring crashes past them)
+            raise StoreCorrupted("the search index is damaged: a term stored whole has a block past its keys'")
         self._raw, self._at = raw, at
         self._levels = raw[at + 2 * n:at + 3 * n]
         self._tags = raw[at + 3 * n:at + 4 * n]
