@@ -169,6 +169,10 @@ class IndexWriter(IndexReader):
         self._levels_changed: set[int] = set()
         self._levels_whole: set[int] = set()
         self._levels_stale: set[int] = set()
+        # The heads of terms stored whole that ``flush`` built, by term id: a flush run again (its transaction
+        # retried once the map has grown, as a large batch's first is) writes them again without building them.
+        # Any change to a term's blocks drops them all.
+        self._built: dict[int, bytes] = {}
         self._messages = super().messages()
         raw = None if fresh else txn.get(spaces.meta, META_NEXT_TID)
         self._next_tid = 1 if raw is None else count_of_value(raw)
@@ -229,6 +233,8 @@ class IndexWriter(IndexReader):
         key = block << 32 | tid
         self._blocks[key] = raw
         self._dirty.add(key)
+        if self._built:
+            self._built.clear()
         blocks = self._block_list(tid)
         if raw is not None and (not blocks or blocks[-1] < block):  # new sessions' blocks come last
             blocks.append(block)
@@ -841,7 +847,9 @@ class IndexWriter(IndexReader):
                                      f"{'no' if not blocks else 'some'} sessions")
             head = None
             if df and stored_whole(df, blocks):
-                head = self._whole_head(tid, df, blocks, changed.get(tid, ()))
+                head = self._built.get(tid)
+                if head is None:
+                    head = self._built[tid] = self._whole_head(tid, df, blocks, changed.get(tid, ()))
                 apart = () if tid >= self._first_tid else self.blocks_apart(tid)
                 for number in changed.get(tid, ()):
                     apart_blocks.pop(number << 32 | tid, None)
