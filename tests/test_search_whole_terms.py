@@ -22,9 +22,11 @@ from projections.search.formats.wholes import Whole, stored_whole
 from projections.search.planning import plan_query
 from projections.search.reader import IndexReader
 from projections.search.tokenizer import parse_query, tokenize
+from projections.search.writer import IndexWriter
 
 from conftest import FakeClock, stream_id_of
-from test_search import ReferenceSearch, as_search_code, search
+from test_search import ReferenceSearch, as_search_code, run_script_step, search
+from test_search_bulk_writer import Stored, stored_index
 
 WORDS = ("amber", "basil", "cedar", "delta", "ember")
 
@@ -204,3 +206,62 @@ def test_a_damaged_head_of_a_term_stored_whole_is_reported(store_path: Path) -> 
 
             store._environment.write(put)
             assert not store.verify().ok
+
+
+_script = st.lists(st.tuples(st.integers(0, 11), st.lists(st.lists(st.sampled_from(WORDS), min_size=1, max_size=3)
+                                                           .map(" ".join), min_size=1, max_size=3),
+                             st.sampled_from(["append"] * 3 + ["remove_last", "update_last", "clear"])),
+                   min_size=1, max_size=16)
+
+
+def _built(script: list[tuple[int, list[str], str]], every: int) -> tuple[Stored, Stored]:
+    """The index of ``script``, caught up every ``every`` steps and at the end, then rebuilt."""
+    with SessionStore.on_storage(MemoryStorage(Path("twice")), clock=FakeClock()) as store:
+        for number, (session, texts, command) in enumerate(script, 1):
+            run_script_step(store, f"s{session}", texts, command)
+            if number % every == 0:
+                store.catch_up()
+        store.catch_up()
+        caught_up = stored_index(store)
+        store.rebuild_projections(["search"])
+        assert store.verify().ok
+        return caught_up, stored_index(store)
+
+
+@settings(max_examples=40, deadline=None)
+@given(script=_script, every=st.sampled_from([1, 3, 100]))
+def test_a_flush_run_again_writes_what_one_flush_does(script: list[tuple[int, list[str], str]], every: int) -> None:
+    """A batch's flush run again (as when its transaction is retried once the map has grown) reuses the heads
+    stored whole it built, and leaves every stored byte as one flush does, caught up and rebuilt."""
+    once = _built(script, every)
+    flush = IndexWriter.flush
+
+    def twice(writer: IndexWriter, txn: WriteTransaction) -> None:
+        flush(writer, txn)
+        flush(writer, txn)
+
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setattr(IndexWriter, "flush", twice)
+        assert _built(script, every) == once
+
+
+def test_a_batch_changed_after_a_flush_builds_its_heads_again() -> None:
+    """Heads a flush built are not written again by a later flush of the batch once its terms have changed."""
+
+    def appends(texts: list[list[str]]) -> Stored:
+        with SessionStore.on_storage(MemoryStorage(Path("changed")), clock=FakeClock()) as store:
+            index = store._search_index
+
+            def body(txn: WriteTransaction) -> None:
+                batch, sid = index.prepare(txn), 0
+                for flushed in texts:
+                    for text in flushed:
+                        sid += 1
+                        batch.append(sid, [text], sid)
+                    batch.flush(txn)
+
+            store._environment.write(body)
+            return stored_index(store)
+
+    first, then = ["amber basil", "amber"], ["amber cedar", "basil"]
+    assert appends([first, then]) == appends([first + then])

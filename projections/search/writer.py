@@ -64,7 +64,7 @@ from .formats.maps import (
     session_map_keys,
 )
 from .formats.summaries import LAST_TAG, MULTI, Block, summary_raise, summary_set, tag
-from .formats.wholes import block_keys, stored_whole, whole_value
+from .formats.wholes import block_keys, stored_whole, whole_of_blocks, whole_value
 from .grouping import BETWEEN, Indexed, Postings, group, indexed
 from .grouping import COUNT_SHIFT as _COUNT_SHIFT
 from .grouping import POSTED_BLOCK as _POSTED_BLOCK
@@ -169,6 +169,10 @@ class IndexWriter(IndexReader):
         self._levels_changed: set[int] = set()
         self._levels_whole: set[int] = set()
         self._levels_stale: set[int] = set()
+        # The heads of terms stored whole that ``flush`` built, by term id: a flush run again (its transaction
+        # retried once the map has grown, as a large batch's first is) writes them again without building them.
+        # Any change to a term's blocks drops them all.
+        self._built: dict[int, bytes] = {}
         self._messages = super().messages()
         raw = None if fresh else txn.get(spaces.meta, META_NEXT_TID)
         self._next_tid = 1 if raw is None else count_of_value(raw)
@@ -229,6 +233,8 @@ class IndexWriter(IndexReader):
         key = block << 32 | tid
         self._blocks[key] = raw
         self._dirty.add(key)
+        if self._built:
+            self._built.clear()
         blocks = self._block_list(tid)
         if raw is not None and (not blocks or blocks[-1] < block):  # new sessions' blocks come last
             blocks.append(block)
@@ -841,7 +847,9 @@ class IndexWriter(IndexReader):
                                      f"{'no' if not blocks else 'some'} sessions")
             head = None
             if df and stored_whole(df, blocks):
-                head = self._whole_head(tid, df, blocks, changed.get(tid, ()))
+                head = self._built.get(tid)
+                if head is None:
+                    head = self._built[tid] = self._whole_head(tid, df, blocks, changed.get(tid, ()))
                 apart = () if tid >= self._first_tid else self.blocks_apart(tid)
                 for number in changed.get(tid, ()):
                     apart_blocks.pop(number << 32 | tid, None)
@@ -881,28 +889,32 @@ class IndexWriter(IndexReader):
         if stored is not None and not changed and df == df_of_value(self._stored_head(tid)):
             return self._stored_head(tid)
         if stored is None:  # new, or stored in blocks before: every block read into the batch
-            fresh, kept = list(blocks), []
-        else:  # the runs of stored blocks the batch did not change, each taken in one slice a column
-            again = set(changed)
-            fresh, kept = [number for number in blocks if number in again], stored.runs_outside(changed)
-        keys = BitMap() if stored is None else stored.keys_outside(changed)
+            return whole_of_blocks(df, [(number, Block(self._batch_block(tid, number)),
+                                         self._maps.get(number << 32 | tid)) for number in blocks])
+        # The runs of stored blocks the batch did not change, each taken in one slice a column.
+        again = set(changed)
+        fresh, kept = [number for number in blocks if number in again], stored.runs_outside(changed)
+        keys = stored.keys_outside(changed)
         counts: list[int] = []
         columns: list[tuple[bytes, bytes, bytes]] = []
         for number, start, end in heapq.merge(kept, ((number, -1, -1) for number in fresh)):
-            if start >= 0 and stored is not None:
+            if start >= 0:
                 counts += stored.counts(start, end)
                 columns.append(stored.span(start, end))
                 continue
             key = number << 32 | tid
-            raw = self._blocks.get(key)
-            if raw is None:
-                raise StoreCorrupted(f"the search index is damaged: term {tid} lacks a block of its summary")
-            block = Block(raw)
-            keys |= block_keys(number, block, self._maps[key] if key in self._maps else
-                               None if stored is None else stored.block_map(number))
+            block = Block(self._batch_block(tid, number))
+            keys |= block_keys(number, block, self._maps[key] if key in self._maps else stored.block_map(number))
             counts.append(block.sessions)
             columns.append((block.sids_raw(), block.best_levels(), block.tags()))
         return whole_value(df, blocks, counts, columns, keys)
+
+    def _batch_block(self, tid: int, number: int) -> bytes:
+        """The summary of term ``tid``'s block ``number`` the batch read or changed."""
+        raw = self._blocks.get(number << 32 | tid)
+        if raw is None:
+            raise StoreCorrupted(f"the search index is damaged: term {tid} lacks a block of its summary")
+        return raw
 
     def _stored_head(self, tid: int) -> bytes:
         raw = self._term_value(tid)

@@ -5,6 +5,7 @@ blocks in a few calls over whole arrays."""
 from __future__ import annotations
 
 import bisect
+import functools
 import struct
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import pairwise
@@ -16,7 +17,7 @@ from pyroaring import BitMap
 from eventstore._errors import StoreCorrupted
 
 from .. import formats
-from .arrays import packed_u32s, u32_array
+from .arrays import u32_array
 from .keys import WHOLE_MARK
 from .maps import JOINED_BLOCKS, JOINED_SHIFT, MAP_SHIFT, map_of_value, map_value, mapped_size
 from .summaries import LAST_TAG, SPREAD, Block, Summary, summary_extend
@@ -56,23 +57,32 @@ def block_keys(number: int, block: Block, found: BitMap | None) -> BitMap:
 def whole_of_blocks(df: int, blocks: Sequence[tuple[int, Block, BitMap | None]]) -> bytes:
     """The head of a term stored whole (``stored_whole``): its message count and its blocks ``(number, summary,
     message map or None)``, ascending."""
-    keys = BitMap.union(BitMap(), *(block_keys(*held) for held in blocks))
+    # Most terms stored whole have no map: their keys are joined only where a block has one.
+    keys = [found for held in blocks if (found := block_keys(*held))]
     return whole_value(df, [number for number, _, _ in blocks], [block.sessions for _, block, _ in blocks],
-                       [(block.sids_raw(), block.best_levels(), block.tags()) for _, block, _ in blocks], keys)
+                       [(block.sids_raw(), block.best_levels(), block.tags()) for _, block, _ in blocks],
+                       keys[0] if len(keys) == 1 else BitMap.union(BitMap(), *keys))
 
 
 def whole_value(df: int, numbers: Sequence[int], counts: Sequence[int], columns: Sequence[tuple[bytes, bytes, bytes]],
                 keys: BitMap) -> bytes:
     """The head of a term stored whole from its message count, its blocks (ascending) and their sessions, the
     columns of runs of them in order ``(offsets, best levels, tags)``, and their joined keys (``block_keys``)."""
-    joined = map_value(keys)
-    parts = [_HEAD.pack(df, WHOLE_MARK, len(numbers), sum(counts), len(joined)), packed_u32s(numbers),
-             packed_u32s(counts)]
+    joined = map_value(keys) if keys else _no_keys()
+    blocks = len(numbers)
+    parts = [_HEAD.pack(df, WHOLE_MARK, blocks, sum(counts), len(joined)), struct.pack(f"<{blocks}I", *numbers),
+             struct.pack(f"<{blocks}I", *counts)]
     parts += [offsets for offsets, _, _ in columns]
     parts += [levels for _, levels, _ in columns]
     parts += [tags for _, _, tags in columns]
     parts.append(joined)
     return b"".join(parts)
+
+
+@functools.cache
+def _no_keys() -> bytes:
+    """The joined keys of a term none of whose blocks has a map (most terms stored whole), serialized once."""
+    return map_value(BitMap())
 
 
 class Whole(Summary):
