@@ -217,17 +217,25 @@ class HeldClose:
         self.env.close()
 
 
+def store_held_at_close(path: Path, seconds: float) -> tuple[SessionStore, _environment.Environment, threading.Event,
+                                                             threading.Event]:
+    """A store holding one message ("kept"), whose environment's close is held (``HeldClose``): the store, its
+    environment, the event its close sets and the one that lets it go on."""
+    store = SessionStore(path)
+    store.append("a", ChatMessage.user("kept"))
+    environment = store._environment
+    assert isinstance(environment, _environment.Environment)
+    closing, go = threading.Event(), threading.Event()
+    environment._env = HeldClose(environment._env, closing, go, seconds)  # type: ignore[assignment]
+    return store, environment, closing, go
+
+
 def test_an_open_waits_for_the_close_under_way_of_the_same_store(tmp_path: Path) -> None:
     """The race above made certain: while the last holder closes the environment, another thread opens the
     store; the open waits for the close and then opens the files afresh."""
     path = tmp_path / "store"
-    first = SessionStore(path)
-    first.append("a", ChatMessage.user("kept"))
-    environment = first._environment
-    assert isinstance(environment, _environment.Environment)
-    closing, reopened = threading.Event(), threading.Event()
     # An open meanwhile fails at once or waits for the close: a second is time for either.
-    environment._env = HeldClose(environment._env, closing, reopened, 1)  # type: ignore[assignment]
+    first, environment, closing, reopened = store_held_at_close(path, 1)
     outcome: list[object] = []
 
     def reopen() -> None:
@@ -572,12 +580,7 @@ def test_an_open_does_not_wait_for_a_close_forever(tmp_path: Path, monkeypatch: 
     for itself: past ``_CLOSE_WAIT`` the open is refused, and the store opens once the close is done."""
     monkeypatch.setattr(_environment, "_CLOSE_WAIT", 0.2)
     path = tmp_path / "store"
-    first = SessionStore(path)
-    first.append("a", ChatMessage.user("kept"))
-    environment = first._environment
-    assert isinstance(environment, _environment.Environment)
-    closing, go = threading.Event(), threading.Event()
-    environment._env = HeldClose(environment._env, closing, go, 60)  # type: ignore[assignment]
+    first, _, closing, go = store_held_at_close(path, 60)
     closer = threading.Thread(target=first.close)
     closer.start()
     try:
