@@ -96,3 +96,8 @@ def test_a_search_a_little_behind_leaves_the_store_as_it_was(tmp_path, monkeypat
     result = run(tmp_path / "store", "search", "number4")
     assert result.exit_code == 0 and "s4" in result.stdout and "s2" not in result.stdout
     assert lag(tmp_path / "store") == behind  # folded in memory by a read-only open: nothing written
+
+
+def test_the_search_help_names_the_lag_it_catches_up_from():
+    result = CliRunner().invoke(cli, ["search", "--help"])
+    assert f"{_inspect.INDEX_CATCH_UP_FROM:,} events behind" in " ".join(result.output.split())

@@ -549,8 +549,9 @@ def _hit_json(hit: SearchHit) -> dict[str, Any]:
 def search(env: Env, words: Sequence[str], in_messages: bool, limit: int | None, as_json: bool) -> None:
     """Find the sessions whose messages contain any of WORDS.
 
-    Words are matched whole and case-insensitively; sessions come most recent
-    first. With --messages, the matching messages are listed one by one. A
+    Words are matched whole and case-insensitively; sessions come best match
+    first (BM25 over their messages; equal scores, the most recent first). With
+    --messages, the matching messages are listed one by one, best first. A
     search index more than 10,000 events behind the log (after a bulk write)
     is brought up to date first, with a bar, when the store may be written.
 
