@@ -11,6 +11,7 @@ from click.testing import CliRunner, Result
 
 from eventstore import AsyncSessionStore, ChatMessage, SessionStore, StoreClosed
 from eventstore.cli import _inspect, cli
+from eventstore.cli._context import INDEX_CATCH_UP_FROM
 from eventstore.zeroclaw import export_jsonl
 
 
@@ -100,4 +101,4 @@ def test_a_search_a_little_behind_leaves_the_store_as_it_was(tmp_path, monkeypat
 
 def test_the_search_help_names_the_lag_it_catches_up_from():
     result = CliRunner().invoke(cli, ["search", "--help"])
-    assert f"{_inspect.INDEX_CATCH_UP_FROM:,} events behind" in " ".join(result.output.split())
+    assert f"{INDEX_CATCH_UP_FROM:,} events behind" in " ".join(result.output.split())
