@@ -501,7 +501,8 @@ class EventLog:
         """Append ``events`` to the stream of ``key``; return them as stored.
 
         ``recorded_at`` (µs) is raised to the stream's latest recorded time if the
-        clock went back. ``times``: each event's own time instead (an import's), each raised to the one before it.
+        clock went back. ``times``: each event's own time (an import's), raised as ``recorded_at`` is and to the one
+        before it.
         Each event gets a new random id, unless ``originals``
         (replication from another store) gives its id, payload digest and redaction flag. ``tip``: the stream's
         ``tip`` as read in this transaction (read here when not given).

@@ -279,7 +279,7 @@ class CommandWriter:
                tip: StreamTip | None = None, times: Sequence[int] | None = None) -> list[LogChange]:
         """Append one session's events in ``txn``, apply the inline read models, snapshot when due (``tip``: the
         stream's, read in ``txn`` since its last record, if the caller has it; ``times``: each event's own time,
-        an import's, in place of ``now``)."""
+        an import's, raised to ``now`` and to the one before it)."""
         stored = self._log.append(txn, key, [encode_event(e) for e in events], now, expected_version, originals,
                                   tip, times)
         if not stored:

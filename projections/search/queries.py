@@ -205,8 +205,8 @@ def _intersection_pays(plan: Plan) -> bool:
 def _messages_mapped(plan: Plan) -> bool:
     """Whether the plan has few enough terms for ``_by_messages``, each with a message map in every block where
     another is too."""
-    last = max(term.summary.last_sid() for term in plan.terms)
-    if len(plan.terms) > BY_MESSAGES_UP_TO or last >> formats.BLOCK_BITS >= JOINED_BLOCKS:
+    if len(plan.terms) > BY_MESSAGES_UP_TO or max(term.summary.block_numbers()[-1] for term in plan.terms) \
+            >= JOINED_BLOCKS:
         return False
     holders: dict[int, list[int]] = {}
     for term in plan.terms:

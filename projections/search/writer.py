@@ -233,8 +233,7 @@ class IndexWriter(IndexReader):
         key = block << 32 | tid
         self._blocks[key] = raw
         self._dirty.add(key)
-        if self._built:
-            self._built.clear()
+        self._built.clear()
         blocks = self._block_list(tid)
         if raw is not None and (not blocks or blocks[-1] < block):  # new sessions' blocks come last
             blocks.append(block)
@@ -886,8 +885,9 @@ class IndexWriter(IndexReader):
         """The head of a term stored whole (``formats.wholes``): the blocks the batch changed from the batch, the
         others from its stored head as they are (read nothing stored: ``flush`` may run in another transaction)."""
         stored = None if tid >= self._first_tid else self._whole(tid)
-        if stored is not None and not changed and df == df_of_value(self._stored_head(tid)):
-            return self._stored_head(tid)
+        head = None if stored is None or changed else self.head(tid)
+        if head is not None and df == df_of_value(head):
+            return head
         if stored is None:  # new, or stored in blocks before: every block read into the batch
             return whole_of_blocks(df, [(number, Block(self._batch_block(tid, number)),
                                          self._maps.get(number << 32 | tid)) for number in blocks])
@@ -914,11 +914,6 @@ class IndexWriter(IndexReader):
         raw = self._blocks.get(number << 32 | tid)
         if raw is None:
             raise StoreCorrupted(f"the search index is damaged: term {tid} lacks a block of its summary")
-        return raw
-
-    def _stored_head(self, tid: int) -> bytes:
-        raw = self._term_value(tid)
-        assert raw is not None
         return raw
 
     def _dictionary_changes(self, txn: ReadTransaction) -> tuple[list[tuple[bytes, bytes | None]],

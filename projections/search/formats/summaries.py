@@ -190,7 +190,8 @@ class Summary:
         return [(number, block.sessions) for number, block in self._blocks]
 
     def stored_bytes(self) -> int:
-        """The bytes of the stored values it was read from (those of its maps aside)."""
+        """The bytes of the stored values it was read from (those of its maps aside; a term stored whole: its
+        head, maps included)."""
         return sum(len(block.raw) for _, block in self._blocks)
 
     def sorted_sids(self) -> Sequence[int]:
@@ -242,11 +243,6 @@ class Summary:
         if index < self.sessions and sids[index] == sid:
             return self._levels[index] << 8 | self._tags[index]
         return 0
-
-    def last_sid(self) -> int:
-        """The greatest session holding the term."""
-        number, block = self.blocks[-1]
-        return number << formats.BLOCK_BITS | block.last_sid()
 
     def spread(self) -> int:
         """How many sessions hold the term in several messages, or in one past the tags' range (counted in C)."""
@@ -312,13 +308,19 @@ def _absolute(offsets: bytes, number: int) -> bytes:
     return bytes(wide)
 
 
+def joined_sids(numbers: Sequence[int], counts: Sequence[int], offsets: bytes) -> npt.NDArray[np.uint32]:
+    """The sessions of blocks ``numbers`` (ascending), ``counts`` of them a block, from their offsets (u16 each,
+    block after block), over whole arrays (numpy): each block's first id repeated for its sessions, with the
+    offsets OR-ed in (a step for each block costs more than the whole OR)."""
+    firsts = np.array(numbers, dtype=np.uint32) << np.uint32(formats.BLOCK_BITS)
+    joined: npt.NDArray[np.uint32] = np.repeat(firsts, counts) | np.frombuffer(offsets, dtype="<u2")
+    return joined
+
+
 def _absolute_all(blocks: Sequence[tuple[int, Block]]) -> bytes:
-    """The sorted sessions of ``blocks`` (``(number, block)``, ascending) as little-endian u32, over whole arrays
-    (numpy): each block's first id repeated for its sessions, with the offsets OR-ed in (a step for each block
-    costs more than the whole OR)."""
-    offsets = np.frombuffer(b"".join(block.sids_raw() for _, block in blocks), dtype="<u2")
-    firsts = np.array([number << formats.BLOCK_BITS for number, _ in blocks], dtype="<u4")
-    joined: npt.NDArray[np.uint32] = np.repeat(firsts, [block.sessions for _, block in blocks]) | offsets
+    """The sorted sessions of ``blocks`` (``(number, block)``, ascending) as little-endian u32."""
+    joined = joined_sids([number for number, _ in blocks], [block.sessions for _, block in blocks],
+                         b"".join(block.sids_raw() for _, block in blocks))
     return joined.astype("<u4", copy=False).tobytes()  # little-endian whatever the host
 
 

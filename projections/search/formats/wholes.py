@@ -20,7 +20,7 @@ from .. import formats
 from .arrays import u32_array
 from .keys import WHOLE_MARK
 from .maps import JOINED_BLOCKS, JOINED_SHIFT, MAP_SHIFT, map_of_value, map_value, mapped_size
-from .summaries import LAST_TAG, SPREAD, Block, Summary, summary_extend
+from .summaries import LAST_TAG, SPREAD, Block, Summary, joined_sids, summary_extend
 
 __all__ = ["Whole", "block_keys", "stored_whole", "whole_of_blocks", "whole_value"]
 
@@ -229,10 +229,7 @@ class Whole(Summary):
         return np.repeat(np.array(unmapped), self._counts) if any(unmapped) else None
 
     def _all_sids(self) -> npt.NDArray[np.uint32]:
-        firsts = np.array(self._numbers, dtype=np.uint32) << np.uint32(formats.BLOCK_BITS)
-        offsets = np.frombuffer(self._offsets, dtype="<u2")
-        joined: npt.NDArray[np.uint32] = np.repeat(firsts, self._counts) | offsets
-        return joined
+        return joined_sids(self._numbers, self._counts, self._offsets)
 
     def _joined(self) -> bytes:
         if self._sids is None:
@@ -249,10 +246,6 @@ class Whole(Summary):
         edges = [0, *(np.flatnonzero(ordered[1:] != ordered[:-1]) + 1).tolist(), len(ordered)]
         for start, end in pairwise(edges):
             yield int(ordered[start]), sids[start:end].tobytes()
-
-    def last_sid(self) -> int:
-        end = self._at + 2 * self.sessions
-        return self._numbers[-1] << formats.BLOCK_BITS | int.from_bytes(self._raw[end - 2:end], "little")
 
     def stored_bytes(self) -> int:
         return len(self._raw)
