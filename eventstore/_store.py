@@ -771,8 +771,8 @@ class SessionStore:
 
     # -- import and replication (services.replication) ------------------------------------
 
-    def import_sessions(self, sessions: Mapping[str, Sequence[Importable]], *,
-                        source: str | None = None, size: int = 0, sha256: str = "") -> ImportOutcome:
+    def import_sessions(self, sessions: Mapping[str, Sequence[Importable]], *, source: str | None = None,
+                        size: int = 0, sha256: str = "", progress: Progress | None = None) -> ImportOutcome:
         """Import whole sessions with their original times, in one transaction.
 
         Each session's events are (time, event) pairs, or another store's ``RecordedEvent``s
@@ -781,7 +781,10 @@ class SessionStore:
         is committed with the events: importing the same source again writes nothing, and a source that
         changed since raises ``SourceChanged``. An event that no command records there (a removal from an
         empty session, say) raises ``InvalidArgument`` naming the session, and nothing is written.
+        ``progress(sessions done, sessions)`` is called as the sessions are recorded (every thousand events
+        or so, and at the end), inside the transaction: an exception it raises writes nothing.
         """
+        progress = check_progress(progress)
         if not isinstance(sessions, Mapping):
             raise InvalidArgument("import_sessions takes a mapping of key to timed events, "
                                   f"not {type(sessions).__name__}")
@@ -792,7 +795,7 @@ class SessionStore:
         for value, what in ((size, "size"), (sha256, "sha256")):
             if not isinstance(value, int if what == "size" else str) or isinstance(value, bool):
                 raise InvalidArgument(f"{what} has the wrong type: {value!r:.60}")
-        return self._replication.import_sessions(checked, source, size, sha256)
+        return self._replication.import_sessions(checked, source, size, sha256, progress)
 
     def import_receipts(self) -> list[ImportReceipt]:
         """The receipt of every source imported so far."""

@@ -456,11 +456,12 @@ class AsyncSessionStore:
         return self._store.stats(databases=databases)
 
     async def import_sessions(self, sessions: Mapping[str, Sequence[Importable]], *, source: str | None = None,
-                              size: int = 0, sha256: str = '') -> ImportOutcome:
+                              size: int = 0, sha256: str = '', progress: Progress | None = None) -> ImportOutcome:
         """Import whole sessions with their original times, in one transaction.
 
         Runs on a writer thread; see ``SessionStore.import_sessions``."""
-        return await self._off_loop(self._store.import_sessions, sessions, source=source, size=size, sha256=sha256)
+        return await self._off_loop(self._store.import_sessions, sessions, source=source, size=size, sha256=sha256,
+                                    progress=progress)
 
     async def import_receipts(self) -> list[ImportReceipt]:
         """The receipt of every source imported so far.

@@ -32,6 +32,7 @@ them, and each event against its session as no command would record it.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import stat
 import struct
@@ -475,9 +476,16 @@ def import_events(store: SessionStore, path: str | Path, progress: Progress | No
         for recorded in histories:
             sessions.setdefault(recorded.session_key, []).append(recorded)
         size, sha256 = _digest(path)
+        # import_sessions counts sessions; this reports events, as the whole-log path does.
+        events_before = list(itertools.accumulate((len(h) for h in sessions.values()), initial=0))
+
+        def report_sessions(done: int, _sessions: int) -> None:
+            if progress is not None:
+                progress(events_before[done], total)
+
         outcome = store.import_sessions(sessions, source=f"events:{path_text(path.resolve())}", size=size,
-                                        sha256=sha256)
-        if progress is not None:
+                                        sha256=sha256, progress=report_sessions)
+        if progress is not None and outcome.already_imported:
             progress(total, total)
         return EventsImport("sessions", 0 if outcome.already_imported else outcome.receipt.events,
                             total if outcome.already_imported else 0, outcome, checked.warnings)

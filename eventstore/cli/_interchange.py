@@ -73,8 +73,9 @@ def import_zeroclaw(env: Env, workspace: Path, verbose: bool, as_json: bool) -> 
     16 MiB. An empty JSONL file is a session with no messages. Only regular files
     inside the workspace are read: a FIFO, a device, a symbolic link leading out
     of the workspace or a file over 1 GiB is reported and skipped, and the import
-    goes on. The source files are only read. The search index is brought up to
-    date at the end (a bar shows it on a terminal).
+    goes on. The source files are only read. On a terminal a bar counts the
+    sessions imported (sessions.db counts as one until it is read), and
+    another the search index brought up to date at the end.
 
     \b
     Example:

@@ -175,8 +175,10 @@ class Replication:
         self._read, self._write, self._writer = read, write, writer
 
     def import_sessions(self, sessions: Mapping[str, Sequence[Importable]], source: str | None,
-                        size: int, sha256: str) -> ImportOutcome:
+                        size: int, sha256: str, progress: Progress | None = None) -> ImportOutcome:
         """Import the sessions whose keys have no events yet, in one transaction, with a receipt for ``source``.
+
+        ``progress(sessions done, sessions)`` is called every ``BATCH`` events or so, and at the end.
 
         Raises:
             InvalidArgument: an event ``SessionCheck`` refuses (nothing is written).
@@ -198,14 +200,18 @@ class Replication:
                     if (earlier.size, earlier.sha256) != (size, sha256):
                         raise SourceChanged(f"{source} changed since it was imported; it was not merged")
                     return ImportOutcome(earlier, (), True)
-            skipped, imported, events = [], 0, 0
-            for key, timed in sessions.items():
+            skipped, imported, events, unreported = [], 0, 0, 0
+            for done, (key, timed) in enumerate(sessions.items(), 1):
                 if self._log.stream_id(txn, key) is not None:
                     skipped.append(key)
-                    continue
-                self._import_session(txn, key, timed)
-                imported += 1
-                events += len(timed)
+                else:
+                    self._import_session(txn, key, timed)
+                    imported += 1
+                    events += len(timed)
+                    unreported += len(timed)
+                if progress is not None and (unreported >= BATCH or done == len(sessions)):
+                    progress(done, len(sessions))
+                    unreported = 0
             receipt = ImportReceipt(source or "", size, sha256, imported, events)
             if source is not None and (imported or not skipped):
                 # A source whose every key was refused gets no receipt: importing it

@@ -38,12 +38,12 @@ class WorkspaceImport:
         return sum(len(r.batch.skipped) for r in self.sources if r.batch is not None)
 
 
-def _import_batch(store: SessionStore, batch: SourceBatch) -> SourceResult:
+def _import_batch(store: SessionStore, batch: SourceBatch, progress: Progress) -> SourceResult:
     if not batch.sessions:
         return SourceResult(batch, batch.path, batch.kind, "empty")
     try:
         outcome: ImportOutcome = store.import_sessions(batch.sessions, source=path_text(batch.path.resolve()),
-                                                       size=batch.size, sha256=batch.sha256)
+                                                       size=batch.size, sha256=batch.sha256, progress=progress)
     except SourceChanged:
         return SourceResult(batch, batch.path, batch.kind, "changed",
                             detail="changed since it was imported; not merged")
@@ -68,14 +68,28 @@ def import_workspace(store: SessionStore, workspace: str | os.PathLike[str],
     that is not read or that the store refuses is reported, and the import goes
     on with the next. Sources are read one at a time, each just before its import.
 
+    ``progress(done, total)`` counts sessions, reported as they are recorded: a JSONL file is one session, and
+    ``sessions.db`` (read first) counts as one until it is read, then as the sessions it holds.
+
     Raises:
         NotAWorkspace: the path holds no ZeroClaw sessions.
     """
     sources, roots = workspace_sources(workspace)
     results = []
-    for done, (path, kind) in enumerate(sources, 1):
+    done, total = 0, len(sources)
+    reported = (0, 0)
+
+    def report(within: int, _sessions: int) -> None:
+        nonlocal reported
+        if progress is not None and (done + within, total) != reported:
+            reported = (done + within, total)
+            progress(*reported)
+
+    for path, kind in sources:
         source = read_source(path, kind, roots)
-        results.append(source if isinstance(source, SourceResult) else _import_batch(store, source))
-        if progress is not None:
-            progress(done, len(sources))
+        sessions = 1 if isinstance(source, SourceResult) else max(1, len(source.sessions))
+        total += sessions - 1
+        results.append(source if isinstance(source, SourceResult) else _import_batch(store, source, report))
+        done += sessions
+        report(0, 0)
     return WorkspaceImport(Path(workspace), tuple(results))
