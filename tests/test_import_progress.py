@@ -16,15 +16,9 @@ from eventstore.aio import AsyncSessionStore
 from eventstore.events import MessageAppended, SessionEvent
 from eventstore.zeroclaw import import_workspace
 
+from test_zeroclaw_import import OLD_SCHEMA
+
 START = datetime(2026, 3, 1, tzinfo=UTC)
-SCHEMA = """
-CREATE TABLE sessions (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, session_key TEXT NOT NULL, role TEXT NOT NULL,
-    content TEXT NOT NULL, created_at TEXT NOT NULL);
-CREATE TABLE session_metadata (
-    session_key TEXT PRIMARY KEY, created_at TEXT NOT NULL, last_activity TEXT NOT NULL,
-    message_count INTEGER NOT NULL DEFAULT 0);
-"""
 
 
 def timed_messages(count: int, text: str) -> list[tuple[datetime, SessionEvent]]:
@@ -94,7 +88,7 @@ def a_workspace(root: Path, database_sessions: int, messages: int, jsonl_files: 
     sessions = root / "sessions"
     sessions.mkdir(parents=True)
     with sqlite3.connect(sessions / "sessions.db") as db:
-        db.executescript(SCHEMA)
+        db.executescript(OLD_SCHEMA)
         db.executemany("INSERT INTO sessions (session_key, role, content, created_at) VALUES (?, 'user', ?, ?)",
                        [(f"db_{s}", f"message {m} of {s}", (START + timedelta(seconds=m)).isoformat())
                         for s in range(database_sessions) for m in range(messages)])
