@@ -52,7 +52,7 @@ from .formats.summaries import LAST_TAG, MULTI, Block, Summary
 from .formats.wholes import Whole
 from .planning import Phrase, Plan, PlanTerm, plan_query
 from .reader import IndexReader
-from .scoring import LEVEL_WEIGHTS, LEVELS, may_reach, ranked
+from .scoring import LEVEL_WEIGHTS, LEVELS, may_reach, ranked, ranked_sessions
 from .snippets import phrase_in
 from .tokenizer import QueryWord, tokenize
 
@@ -156,7 +156,7 @@ def search_sessions(view: IndexReader, words: Sequence[QueryWord], limit: int,
     ties = Counter(map(scored.__getitem__, candidates))
     activity = view.activities([sid for sid in candidates if ties[scored[sid]] > 1]) if len(ties) < len(
         candidates) else {}
-    best = ranked({sid: scored[sid] for sid in candidates}, lambda sid: (activity.get(sid, 0), sid), limit)
+    best = ranked_sessions({sid: scored[sid] for sid in candidates}, activity, limit)
     return [(sid, scored[sid]) for sid in best]
 
 
