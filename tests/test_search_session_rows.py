@@ -5,15 +5,15 @@ order is the index's own tie-break's, after any history, through a current index
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eventstore import ChatMessage, SessionQuery, SessionStore, StoreCorrupted
-from eventstore.storage import ReadTransaction
+from eventstore.storage import ReadTransaction, Space
 from projections.search.reader import IndexReader
 from projections.search.tokenizer import parse_query
 
@@ -99,17 +99,17 @@ def test_rows_are_read_once_for_the_ties_and_the_results(scratch_store: SessionS
     scratch_store.catch_up()
     reads: list[bytes] = []
 
-    def counting(plain: Any) -> Any:
-        def get_many(self: Any, space: Any, keys: Any) -> dict[bytes, bytes]:
-            keys = list(keys)
-            if space is scratch_store._catalog._sessions:
-                reads.extend(keys)
-            return plain(self, space, keys)
-        return get_many
-
     with scratch_store._read() as txn:
         transaction = type(txn)
-    monkeypatch.setattr(transaction, "get_many", counting(transaction.get_many))
+    plain = transaction.get_many
+
+    def get_many(self: ReadTransaction, space: Space, keys: Iterable[bytes]) -> dict[bytes, bytes]:
+        keys = list(keys)
+        if space is scratch_store._catalog._sessions:
+            reads.extend(keys)
+        return plain(self, space, keys)
+
+    monkeypatch.setattr(transaction, "get_many", get_many)
     assert ["d", "c", "b", "a"] == [found.key for found in scratch_store.search(SessionQuery("same"))]
     assert len(reads) == len(set(reads)) == 4
 
