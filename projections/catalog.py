@@ -220,7 +220,7 @@ class SessionRows:
             raise StoreCorrupted("the session catalog is damaged: a last activity is not text")
         try:
             micros = list(map(to_micros, map(datetime.fromisoformat, last)))
-        except (TypeError, ValueError) as exc:  # a naive time too: verify checks that they are UTC
+        except (TypeError, ValueError) as exc:  # TypeError: a naive time (verify checks that every time is UTC)
             raise StoreCorrupted(f"the session catalog is damaged: {exc}") from None
         return dict(zip(found, micros))
 
