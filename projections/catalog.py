@@ -36,12 +36,12 @@ from eventstore._codec import bulk_decoding, unpack_stored
 from eventstore._errors import StoreCorrupted
 from eventstore._time import to_micros
 from eventstore._values import SessionMetadata, SessionState, trusted_metadata
-from eventstore.storage import ReadTransaction, WriteTransaction
+from eventstore.storage import ReadTransaction, Space, WriteTransaction
 
 from .readmodel import OpenSpace
 from .session import Change, SessionHead, SessionSnapshot, empty_head, evolve_head_through
 
-__all__ = ["Catalog"]
+__all__ = ["Catalog", "SessionRows"]
 
 _ID = struct.Struct(">Q")
 _TIME_ID = struct.Struct(">QQ")
@@ -189,6 +189,47 @@ def _the_session(key: str, row: bytes) -> list[Any]:
     return decoded
 
 
+class SessionRows:
+    """Head rows of sessions by stream id, each read at most once in one read transaction.
+
+    A search orders the sessions that tie on score by their last activity, then returns its results' metadata:
+    mostly the same sessions (most of a mid-frequency query's candidates tie), so both come from one read of a row.
+    """
+
+    __slots__ = ("_txn", "_space", "_rows")
+
+    def __init__(self, txn: ReadTransaction, space: Space) -> None:
+        self._txn, self._space = txn, space
+        self._rows: dict[bytes, bytes] = {}
+
+    def _keys(self, stream_ids: Iterable[int]) -> list[bytes]:
+        """The keys of ``stream_ids``, their rows read where not read before."""
+        keys = list(map(_ID.pack, stream_ids))
+        rows = self._rows
+        missing = [key for key in keys if key not in rows]
+        if missing:
+            rows.update(self._txn.get_many(self._space, missing))
+        return keys
+
+    def activities(self, stream_ids: Iterable[int]) -> dict[int, int]:
+        """The last activity, in µs since the epoch, of those of ``stream_ids`` that are live sessions."""
+        ids, rows = list(stream_ids), self._rows
+        found = {stream_id: row for stream_id, key in zip(ids, self._keys(ids)) if (row := rows.get(key)) is not None}
+        last = _column(_decode_rows(found.values()), "last_activity")
+        if not _all_of_type(last, str):
+            raise StoreCorrupted("the session catalog is damaged: a last activity is not text")
+        try:
+            micros = list(map(to_micros, map(datetime.fromisoformat, last)))
+        except (TypeError, ValueError) as exc:  # TypeError: a naive time (verify checks that every time is UTC)
+            raise StoreCorrupted(f"the session catalog is damaged: {exc}") from None
+        return dict(zip(found, micros))
+
+    def metadata(self, stream_ids: Sequence[int]) -> list[SessionMetadata]:
+        """Metadata of the live sessions among ``stream_ids``, in that order."""
+        rows = self._rows
+        return _metadata(rows[key] for key in self._keys(stream_ids) if key in rows)
+
+
 class Catalog:
     """Session heads, by stream id, by key, by last activity and by running turn."""
 
@@ -292,10 +333,9 @@ class Catalog:
         values = txn.scan_values(self._activity, reverse=True)
         return _metadata(values if limit is None else itertools.islice(values, min(limit, sys.maxsize)))
 
-    def metadata_of(self, txn: ReadTransaction, stream_ids: Sequence[int]) -> list[SessionMetadata]:
-        """Metadata of the live sessions among ``stream_ids``, in that order (for search results)."""
-        found = txn.get_many(self._sessions, [_ID.pack(stream_id) for stream_id in stream_ids])
-        return _metadata(found[key] for key in map(_ID.pack, stream_ids) if key in found)
+    def rows(self, txn: ReadTransaction) -> SessionRows:
+        """The rows of sessions by stream id, each read once through ``txn`` (what a search reads)."""
+        return SessionRows(txn, self._sessions)
 
     def keys_by_activity(self, txn: ReadTransaction, prefix: str = "") -> list[str]:
         """Live session keys (those starting with ``prefix``), most recent activity first."""

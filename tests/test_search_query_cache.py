@@ -179,7 +179,7 @@ def test_cached_queries_rank_as_uncached_ones(commands: list[tuple[str, int, lis
                 assert _cached(store, keyword) == expected
                 assert _cached(store, keyword) == expected
                 with store._read() as txn:
-                    listed = store._catalog.metadata_of(txn, [sid for sid, _ in expected])
+                    listed = store._catalog.rows(txn).metadata([sid for sid, _ in expected])
                 assert _keys(store, keyword) == [metadata.key for metadata in listed]
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from projections.search.scoring import ranked
+from projections.search.scoring import ranked, ranked_sessions
 
 
 @given(st.dictionaries(st.integers(0, 400), st.tuples(st.sampled_from([0.5, 1.25, 1.25, 2.0]), st.integers(0, 3)),
@@ -29,3 +29,14 @@ def test_both_ways_are_taken() -> None:
     for limit in (1, 5, 50, 250, 1000):
         assert ranked(scored, lambda key: (key % 3, key), limit) == sorted(
             scored, key=lambda key: (scored[key], key % 3, key), reverse=True)[:limit]
+
+
+@given(st.dictionaries(st.integers(0, 400), st.tuples(st.sampled_from([0.5, 1.25, 1.25, 2.0]),
+                                                      st.none() | st.integers(0, 3)), max_size=300),
+       st.integers(1, 60))
+def test_ranked_sessions_is_ranked_by_activity_then_session(entries: dict[int, tuple[float, int | None]],
+                                                             limit: int) -> None:
+    """Both ways (sorted, a heap past a few times ``limit``), sessions without an activity as the oldest."""
+    scored = {sid: score for sid, (score, _) in entries.items()}
+    activity = {sid: active for sid, (_, active) in entries.items() if active is not None}
+    assert ranked_sessions(scored, activity, limit) == ranked(scored, lambda sid: (activity.get(sid, 0), sid), limit)

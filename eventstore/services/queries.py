@@ -204,8 +204,11 @@ class Queries:
             return []
 
         def run(view: IndexReader, txn: ReadTransaction) -> list[SessionMetadata]:
-            hits = self._search_index.search_sessions(view, words, limit, SessionTexts(self._messages, txn))
-            return self._catalog.metadata_of(txn, [stream_id for stream_id, _ in hits])
+            # The ties' activities from the catalog rows the results' metadata are built from: one read a session.
+            rows = self._catalog.rows(txn)
+            hits = self._search_index.search_sessions(view, words, limit, SessionTexts(self._messages, txn),
+                                                      rows.activities)
+            return rows.metadata([stream_id for stream_id, _ in hits])
 
         return self._search.query(run)
 

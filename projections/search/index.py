@@ -51,7 +51,7 @@ from .formats.maps import JOINED_BLOCKS, JOINED_SHIFT, repeated_at, repeated_lev
 from .formats.summaries import Block, Summary
 from .formats.wholes import Whole
 from .planning import MAX_QUERY_TERMS
-from .queries import Texts
+from .queries import Activities, Texts
 from .reader import IndexReader, SearchSpaces, TermIds
 from .tokenizer import QueryWord
 from .verification import check_index, dump_index
@@ -231,9 +231,9 @@ class SearchIndex:
         return IndexReader(self._spaces, self._term_ids, txn)
 
     def search_sessions(self, view: IndexReader, words: Sequence[QueryWord], limit: int,
-                        texts: Texts | None = None) -> list[tuple[int, float]]:
+                        texts: Texts | None = None, activities: Activities | None = None) -> list[tuple[int, float]]:
         """The ``limit`` best sessions as ``(stream id, score)`` (see ``queries.search_sessions``)."""
-        return queries.search_sessions(self._query_view(view), words, limit, texts)
+        return queries.search_sessions(self._query_view(view), words, limit, texts, activities)
 
     def search_messages(self, view: IndexReader, words: Sequence[QueryWord], limit: int,
                         texts: Texts | None = None) -> queries.MessageHits:

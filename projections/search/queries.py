@@ -23,7 +23,7 @@ import bisect
 import functools
 import heapq
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import combinations, compress, pairwise, repeat
 from operator import attrgetter, ge, mul, neg
 from typing import Any, NamedTuple
@@ -52,12 +52,12 @@ from .formats.summaries import LAST_TAG, MULTI, Block, Summary
 from .formats.wholes import Whole
 from .planning import Phrase, Plan, PlanTerm, plan_query
 from .reader import IndexReader
-from .scoring import LEVEL_WEIGHTS, LEVELS, may_reach, ranked
+from .scoring import LEVEL_WEIGHTS, LEVELS, may_reach, ranked, ranked_sessions
 from .snippets import phrase_in
 from .tokenizer import QueryWord, tokenize
 
 __all__ = ["MATERIALIZE_UP_TO", "INTERSECT_UP_TO", "SPREAD_UP_TO", "EXACT_WORK", "BY_MESSAGES_UP_TO",
-           "SCORED_IN_ARRAYS_FROM", "MessageHits", "Texts",
+           "SCORED_IN_ARRAYS_FROM", "Activities", "MessageHits", "Texts",
            "search_messages", "search_sessions"]
 
 #: A query whose terms are in at most this many sessions all told is scored from the sessions they share.
@@ -84,6 +84,8 @@ EXACT_WORK = 4096
 
 #: Returns the contents of a session's current messages, oldest first (for phrase checks).
 Texts = Callable[[int], Sequence[str]]
+#: Returns the last activity (µs since the epoch) of those of the sessions that have one.
+Activities = Callable[[list[int]], Mapping[int, int]]
 
 
 def _evaluate(view: IndexReader, plan: Plan, sid: int, texts: Texts | None,
@@ -121,7 +123,7 @@ def _phrase_holds(sid: int, index: int, phrase: Phrase, texts: Texts | None,
     return phrase_in(tokenize(contents[index]), phrase.tokens, phrase.prefix)
 
 def search_sessions(view: IndexReader, words: Sequence[QueryWord], limit: int,
-                    texts: Texts | None = None) -> list[tuple[int, float]]:
+                    texts: Texts | None = None, activities: Activities | None = None) -> list[tuple[int, float]]:
     """The ``limit`` best sessions for ``words`` as ``(stream id, score)``: best first, then most recent.
 
     Args:
@@ -131,6 +133,9 @@ def search_sessions(view: IndexReader, words: Sequence[QueryWord], limit: int,
         texts: loads a session's message contents, to check phrases (words
             of several tokens); without it a phrase matches wherever all its
             tokens occur in one message.
+        activities: the sessions' last activities (µs), which order equal scores; the index's own
+            (``view.activities``) without it. Another source must give the same times: a caller that reads
+            the sessions' rows anyway (their metadata) reads them there rather than in the index too.
     """
     plan = plan_query(view, words) if limit > 0 else None
     if plan is None:
@@ -154,9 +159,9 @@ def search_sessions(view: IndexReader, words: Sequence[QueryWord], limit: int,
         candidates = list(scored)
     # Activity orders equal scores only: read it for the sessions that tie.
     ties = Counter(map(scored.__getitem__, candidates))
-    activity = view.activities([sid for sid in candidates if ties[scored[sid]] > 1]) if len(ties) < len(
-        candidates) else {}
-    best = ranked({sid: scored[sid] for sid in candidates}, lambda sid: (activity.get(sid, 0), sid), limit)
+    activity = (activities or view.activities)([sid for sid in candidates if ties[scored[sid]] > 1]) if len(
+        ties) < len(candidates) else {}
+    best = ranked_sessions({sid: scored[sid] for sid in candidates}, activity, limit)
     return [(sid, scored[sid]) for sid in best]
 
 

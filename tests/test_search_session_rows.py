@@ -1,0 +1,124 @@
+"""A search orders the sessions that tie on score by their catalog rows' last activity, the rows its results'
+metadata come from (``catalog.SessionRows``, one read a session): the times the search index keeps too, so the
+order is the index's own tie-break's, after any history, through a current index or one a few events behind."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from eventstore import ChatMessage, SessionQuery, SessionStore, StoreCorrupted
+from eventstore.storage import ReadTransaction, Space
+from projections.search.reader import IndexReader
+from projections.search.tokenizer import parse_query
+
+from conftest import FakeClock
+from test_listing import put_first_catalog_row
+
+_KEYS = [f"s{number}" for number in range(8)]
+#: Few words, so that many sessions hold the same messages and tie on score.
+_TEXTS = st.sampled_from(["red", "red blue", "blue", "red red blue", "green", "blue green red"])
+
+_STEPS = st.one_of(
+    st.tuples(st.just("append"), st.sampled_from(_KEYS), _TEXTS),
+    st.tuples(st.just("rename"), st.sampled_from(_KEYS), st.just("")),
+    st.tuples(st.just("running"), st.sampled_from(_KEYS), st.just("")),
+    st.tuples(st.sampled_from(["remove_last", "clear", "delete", "catch_up"]), st.sampled_from(_KEYS), st.just("")),
+)
+
+
+def _step(store: SessionStore, clock: FakeClock, step: tuple[str, str, str], tick: bool) -> None:
+    """One command; the clock moves by a second or not at all, so activities tie too (then the stream id decides)."""
+    command, key, text = step
+    if tick:
+        clock.advance(seconds=1)
+    if command == "append":
+        store.append(key, ChatMessage.user(text))
+    elif command == "catch_up":
+        store.catch_up()
+    elif not store.session_exists(key):
+        return
+    elif command == "rename":
+        store.set_session_name(key, f"name of {key}")
+    elif command == "running":
+        store.set_session_state(key, "running", "turn")
+    elif command == "remove_last":
+        store.remove_last(key)
+    elif command == "clear":
+        store.clear_messages(key)
+    else:
+        store.delete_session(key)
+
+
+def _index_order(store: SessionStore, keyword: str, limit: int) -> tuple[list[str], dict[int, int], dict[int, int]]:
+    """What the index ranks with its own activities, read as a search reads it; and the activities of every
+    session with messages, from the index and from the catalog's rows."""
+
+    def run(view: IndexReader, txn: ReadTransaction) -> tuple[list[str], dict[int, int], dict[int, int]]:
+        found = store._search_index.search_sessions(view, parse_query(keyword), limit)
+        heads = dict(store._catalog.heads(txn))
+        with_messages = [sid for sid, head in heads.items() if head.message_count]
+        return ([heads[sid].key for sid, _ in found], view.activities(with_messages),
+                store._catalog.rows(txn).activities(with_messages))
+
+    return store._search.query(run)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(_STEPS, st.booleans()), min_size=1, max_size=60),
+       st.lists(st.sampled_from(["red", "blue", "red blue", "green red", "blue green red"]), min_size=1, max_size=3),
+       st.integers(1, 5))
+def test_ties_order_as_the_index_orders_them_and_results_carry_the_catalogs_metadata(
+        steps: list[tuple[tuple[str, str, str], bool]], keywords: list[str], limit: int) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        clock = FakeClock()
+        with SessionStore(Path(directory), clock=clock, durable=False) as store:
+            for step, tick in steps:
+                _step(store, clock, step, tick)
+            for keyword in keywords:
+                found = store.search(SessionQuery(keyword, limit))
+                expected, from_index, from_rows = _index_order(store, keyword, limit)
+                assert [metadata.key for metadata in found] == expected, keyword
+                assert found == [store.get_session_metadata(metadata.key) for metadata in found]
+                assert from_rows == from_index
+
+
+def test_rows_are_read_once_for_the_ties_and_the_results(scratch_store: SessionStore, clock: FakeClock,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sessions that tie (``a``, ``b``, ``c``) are read once: their activities and then their metadata come from
+    the same rows; the one that does not (``d``) is read for its metadata alone."""
+    for key in ("a", "b", "c"):
+        scratch_store.append(key, ChatMessage.user("same words"))
+        clock.advance(seconds=1)
+    scratch_store.append("d", ChatMessage.user("same same words"))
+    scratch_store.catch_up()
+    reads: list[bytes] = []
+
+    with scratch_store._read() as txn:
+        transaction = type(txn)
+    plain = transaction.get_many
+
+    def get_many(self: ReadTransaction, space: Space, keys: Iterable[bytes]) -> dict[bytes, bytes]:
+        keys = list(keys)
+        if space is scratch_store._catalog._sessions:
+            reads.extend(keys)
+        return plain(self, space, keys)
+
+    monkeypatch.setattr(transaction, "get_many", get_many)
+    assert ["d", "c", "b", "a"] == [found.key for found in scratch_store.search(SessionQuery("same"))]
+    assert len(reads) == len(set(reads)) == 4
+
+
+def test_a_tie_with_a_damaged_last_activity_says_the_catalog_is_damaged(store_path: Path) -> None:
+    with SessionStore(store_path) as store:
+        store.append("tg:1", ChatMessage.user("first"))
+        store.append("tg:2", ChatMessage.user("first"))
+        store.catch_up()
+    put_first_catalog_row(store_path, b'"tg:1",null,"2026-12-04T00:00:00+00:00",null,1,1,null,null,null')
+    with SessionStore(store_path) as store, pytest.raises(StoreCorrupted, match="session catalog is damaged"):
+        store.search(SessionQuery("first"))
