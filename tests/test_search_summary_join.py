@@ -1,6 +1,7 @@
 """A term's summary joins its blocks' sessions (``Summary.sorted_sids``, which ``entries_of`` and a query's best
 sessions read) as a plain dict of the term's sessions has them: blocks of any size, session ids up to the
-greatest, one block or many."""
+greatest, one block or many; ``entries_of`` finds them alike one by one and over whole arrays
+(``ENTRIES_IN_ARRAYS_FROM``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from projections.search import formats
+from projections.search.formats import summaries
 from projections.search.formats.summaries import MULTI, Block, Summary, summary_of
 
 codes = st.builds(lambda level, index, multi: level << 8 | index | (MULTI if multi else 0),
@@ -32,6 +34,7 @@ def blocks_of(model: dict[int, int]) -> list[tuple[int, Block]]:
 
 @given(st.dictionaries(ids, codes, min_size=1, max_size=300), st.sampled_from([1, 2, 8, 12]), st.lists(ids))
 @example({0: 1 << 8, 2**32 - 1: 255 << 8}, 12, [0, 1, 2**32 - 1])
+@example({sid * 4099: (sid % 255 + 1) << 8 | MULTI for sid in range(20)}, 12, [1, 4098, 4099, 2**32 - 1, 0])
 def test_the_joined_sessions_are_the_terms(model: dict[int, int], bits: int, probes: list[int]) -> None:
     """The joined sessions are the term's, ascending, beside their levels and tags; a session's entry is its own,
     and 0 for one without the term."""
@@ -41,4 +44,6 @@ def test_the_joined_sessions_are_the_terms(model: dict[int, int], bits: int, pro
         assert ordered == list(summary.sorted_sids())
         assert (bytes(model[sid] >> 8 for sid in ordered), bytes(model[sid] & 0xFF for sid in ordered)) == (
             summary.best_levels(), summary.tags())
-        assert [model.get(sid, 0) for sid in ordered + probes] == summary.entries_of(ordered + probes)
+        for threshold in (0, len(ordered + probes) + 1):  # over whole arrays, then one by one
+            with mock.patch.object(summaries, "ENTRIES_IN_ARRAYS_FROM", threshold):
+                assert [model.get(sid, 0) for sid in ordered + probes] == summary.entries_of(ordered + probes)

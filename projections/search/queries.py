@@ -6,7 +6,7 @@ holding several is resolved from the tags when possible, else scored exactly
 One term: its best level groups, down to the ``limit``-th session. Several
 terms (no phrases), all but the most frequent in few sessions, or in several
 messages of few sessions: each term's best sessions alone, cut at a level
-counted in C, and the sessions where two terms may share a message, found a
+found from its levels' histogram, and the sessions where two terms may share a message, found a
 block at a time from the terms' message maps, or their tags, as compressed
 bitmaps in C (``_intersected``); a few terms in many sessions, with message
 maps wherever two of them meet (the most common words): message by message,
@@ -20,7 +20,6 @@ activity.
 from __future__ import annotations
 
 import bisect
-import functools
 import heapq
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -35,7 +34,7 @@ from pyroaring import BitMap
 from eventstore._errors import StoreCorrupted
 
 from . import formats
-from .formats.arrays import FIND_PAYS_OFF, places, u32s
+from .formats.arrays import u32s
 from .formats.chunks import CHUNK_MESSAGES, chunk_message, chunk_occurrences_of
 from .formats.maps import (
     JOINED_BLOCKS,
@@ -686,32 +685,14 @@ _OFFSET_OF_KEY = (1 << MAP_SHIFT) - 1
 
 def _best_of_term(summary: Summary, table: Sequence[float], limit: int) -> dict[int, float]:
     """A term's single-term scores of its best sessions: every session at or above the greatest level that
-    ``limit`` of them reach (so ties at the cut are kept). Found by a binary search in C over the levels, each
-    step that goes up keeping only the levels it reached: the search works on fewer and fewer of them."""
-    levels, sids = summary.best_levels(), summary.sorted_sids()
-    low, high, reached = 1, LEVELS, len(levels)
-    above = levels  # the levels of at least ``low``
-    while low < high:
-        middle = (low + high + 1) // 2
-        kept = above.translate(None, _below(middle))
-        if len(kept) >= limit:
-            low, reached, above = middle, len(kept), kept
-        else:
-            high = middle - 1
-    mask = levels.translate(_at_least(low))
-    if reached * FIND_PAYS_OFF < len(levels):  # a few: found in C, read alone (compress reads every session)
-        return {sids[place]: table[levels[place]] for place in places(mask, 1)}
-    return dict(zip(compress(sids, mask), map(table.__getitem__, compress(levels, mask))))
-
-@functools.lru_cache(maxsize=LEVELS + 1)
-def _at_least(level: int) -> bytes:
-    """A ``bytes.translate`` table: 1 for a level of at least ``level``, else 0."""
-    return bytes(value >= level for value in range(256))
-
-@functools.lru_cache(maxsize=LEVELS + 1)
-def _below(level: int) -> bytes:
-    """The levels below ``level``: what ``bytes.translate`` deletes to keep those of at least ``level``."""
-    return bytes(range(level))
+    ``limit`` of them reach (so ties at the cut are kept). That level is found from the levels' histogram, counted
+    from the best level down over whole arrays (numpy): a few calls a term, where a search by level took a pass over
+    its levels a step."""
+    levels = np.frombuffer(summary.best_levels(), dtype=np.uint8)
+    reaching = np.cumsum(np.bincount(levels, minlength=LEVELS + 1)[::-1])  # sessions at LEVELS - i or above
+    low = max(LEVELS - int(np.searchsorted(reaching, limit)), 1)  # 1: fewer than ``limit`` sessions reach any
+    chosen = np.flatnonzero(levels >= low)
+    return dict(zip(summary.sid_array()[chosen].tolist(), map(table.__getitem__, levels[chosen].tolist())))
 
 def _resolve(view: IndexReader, plan: Plan, limit: int, tables: list[list[float]], singles: dict[int, float],
              shared: dict[int, tuple[int, ...]]) -> tuple[dict[int, float], float | None]:

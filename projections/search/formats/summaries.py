@@ -20,6 +20,7 @@ from .. import formats
 from .arrays import packed_u16s, u32_array, u32s, unsigned
 
 __all__ = [
+    "ENTRIES_IN_ARRAYS_FROM",
     "LAST_TAG",
     "MULTI",
     "SPREAD",
@@ -201,6 +202,10 @@ class Summary:
         """The sessions, as a compressed bitmap built in C."""
         return BitMap(u32_array(self._joined()), optimize=False)
 
+    def sid_array(self) -> npt.NDArray[np.uint32]:
+        """The sorted sessions as an array, read in place (read-only)."""
+        return np.frombuffer(self._joined(), dtype="<u4")
+
     def _joined(self) -> bytes:
         """The sorted sessions of all blocks as little-endian u32."""
         if self._sids is None:
@@ -258,11 +263,19 @@ class Summary:
         return [levels[p] if p < size and found[p] == s else 0 for p, s in zip(positions, sids)]
 
     def entries_of(self, sids: Sequence[int]) -> list[int]:
-        """``entry_of`` of many sessions."""
-        found = self.sorted_sids()
-        size, levels, tags = self.sessions, self._levels, self._tags
-        positions = map(bisect.bisect_left, repeat(found), sids)
-        return [levels[p] << 8 | tags[p] if p < size and found[p] == s else 0 for p, s in zip(positions, sids)]
+        """``entry_of`` of many sessions: a few by a binary search each, more by one search over whole arrays."""
+        if len(sids) < ENTRIES_IN_ARRAYS_FROM or not self.sessions:
+            found = self.sorted_sids()
+            size, levels, tags = self.sessions, self._levels, self._tags
+            positions = map(bisect.bisect_left, repeat(found), sids)
+            return [levels[p] << 8 | tags[p] if p < size and found[p] == s else 0 for p, s in zip(positions, sids)]
+        joined = self.sid_array()
+        wanted = np.array(sids, dtype=np.uint32)
+        at = np.minimum(np.searchsorted(joined, wanted), self.sessions - 1)
+        codes = np.frombuffer(self._levels, dtype=np.uint8)[at].astype(np.uint16) << 8 | np.frombuffer(
+            self._tags, dtype=np.uint8)[at]
+        entries: list[int] = np.where(joined[at] == wanted, codes, 0).tolist()
+        return entries
 
     def as_dict(self) -> dict[int, int]:
         """Session → best level."""
@@ -274,6 +287,10 @@ class Summary:
         codes[0::2], codes[1::2] = self._tags, self._levels
         return dict(zip(self.sorted_sids(), unsigned(codes, "H")))
 
+
+#: ``Summary.entries_of`` looks this many sessions or more up over whole arrays (numpy): a few calls whose fixed cost
+#: a binary search a session in Python exceeds from about this many.
+ENTRIES_IN_ARRAYS_FROM = 16
 
 #: A ``bytes.translate`` table: 1 for a tag that does not name the one message holding the term (``MULTI`` set, or
 #: ``LAST_TAG``), else 0.
