@@ -67,3 +67,13 @@ def test_an_events_file_that_does_not_check_out_creates_no_store(tmp_path: Path)
     assert result.exit_code == 0, result.output
     with SessionStore(tmp_path / "new", readonly=True) as copy:
         assert [message.content for message in copy.load("k")] == ["hi"]
+
+
+@pytest.mark.parametrize("arguments", [[], ["import"]])
+def test_no_command_shows_the_help_as_lines(arguments: list[str]) -> None:
+    """The first thing a new user types: the list of commands, one a line, not the help escaped into one line
+    after "Error:" (a group run with no command raises its help as a usage error)."""
+    result = CliRunner().invoke(cli, arguments)
+    assert result.exit_code == 2
+    assert "Commands:\n" in result.output
+    assert "\\n" not in result.output and "Error:" not in result.output, result.output[:300]

@@ -28,6 +28,8 @@ def _terminal_safe_errors() -> Iterator[None]:
     """Make an error's message terminal-safe: it may quote a key, a path or an argument."""
     try:
         yield
+    except click.exceptions.NoArgsIsHelpError:
+        raise  # the help, shown as it is (a group run with no command): our own text, not an argument
     except click.ClickException as exc:
         message = exc.format_message()
         safe = terminal_safe(message)
