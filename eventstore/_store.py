@@ -779,8 +779,10 @@ class SessionStore:
         (``history(key)``), which keep their redaction. Keys that already have events in the store are
         skipped (never merged) and listed in the outcome. With ``source``, a receipt (name, size, SHA-256)
         is committed with the events: importing the same source again writes nothing, and a source that
-        changed since raises ``SourceChanged``. An event that no command records there (a removal from an
-        empty session, say) raises ``InvalidArgument`` naming the session, and nothing is written.
+        changed since raises ``SourceChanged``. Without ``sha256``, the SHA-256 of the sessions given (keys,
+        times, events) stands for the source's, so other sessions under the same name are a changed source.
+        An event that no command records there (a removal from an empty session, say) raises
+        ``InvalidArgument`` naming the session, and nothing is written.
         ``progress(sessions done, sessions)`` is called as the sessions are recorded (every thousand events
         or so, and at the end), inside the transaction: an exception it raises writes nothing.
         """

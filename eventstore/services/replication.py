@@ -54,6 +54,25 @@ BATCH = 1000
 Importable = tuple[datetime, SessionEvent] | RecordedEvent
 
 
+def sessions_digest(sessions: Mapping[str, Sequence[Importable]]) -> str:
+    """The SHA-256 of what ``sessions`` hold (keys, times, events, redactions), whatever the mapping's order: a
+    source imported without its file's digest is told apart by this one."""
+    digest = hashlib.sha256()
+    for key in sorted(sessions):
+        digest.update(_framed(key.encode()))
+        for item in sessions[key]:
+            moment, event = (item.recorded_at, item.event) if isinstance(item, RecordedEvent) else item
+            type_name, schema_version, payload = encode_event(event)
+            redaction = f"{item.redacted:d}{item.payload_digest}" if isinstance(item, RecordedEvent) else "-"
+            digest.update(b"".join(map(_framed, (str(recordable(moment)).encode(), type_name.encode(),
+                                                 str(schema_version).encode(), payload, redaction.encode()))))
+    return digest.hexdigest()
+
+
+def _framed(part: bytes) -> bytes:
+    return len(part).to_bytes(8, "big") + part
+
+
 def importable(item: object) -> Importable:
     """``item`` checked as an event ``import_sessions`` takes."""
     if isinstance(item, RecordedEvent):
@@ -193,10 +212,15 @@ class Replication:
             if problem is not None:
                 raise InvalidArgument(f"session {key!r}: {problem}; nothing was imported")
 
+        if source is not None and not sha256:
+            sha256 = sessions_digest(sessions)
+
         def body(txn: WriteTransaction) -> ImportOutcome:
             if source is not None:
                 earlier = self._receipts.get(txn, source)
-                if earlier is not None:
+                # A receipt without a digest (written before imports derived one) tells no source apart: the
+                # import goes on, and the keys it already holds are skipped as always.
+                if earlier is not None and earlier.sha256:
                     if (earlier.size, earlier.sha256) != (size, sha256):
                         raise SourceChanged(f"{source} changed since it was imported; it was not merged")
                     return ImportOutcome(earlier, (), True)
