@@ -199,6 +199,17 @@ class TestRestoreAndRedactOptions:
 class TestCallsThatChangeNothing:
     """A call that changes nothing records nothing."""
 
+    def test_a_redaction_with_no_content_left_to_redact_records_nothing(self, store):
+        store.append("s", ChatMessage.user("an API key"))
+        store.set_session_name("named", "no messages")
+        assert store.redact("s", "contained a secret") == 1
+        before, metadata = event_count(store), store.get_session_metadata("s")
+        assert store.redact("s", "contained a secret") == 0
+        assert store.redact("named", "nothing to redact") == 0
+        assert event_count(store) == before
+        assert store.get_session_metadata("s") == metadata
+        assert store.verify().ok
+
     def test_update_last_with_an_equal_message_records_nothing(self, store):
         store.append_many("s", [HELLO, ChatMessage.assistant("partial")])
         before = event_count(store)

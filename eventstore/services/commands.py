@@ -147,10 +147,13 @@ def fork(head: SessionHead, source: SessionSnapshot, source_key: str, source_has
 
 
 def redact(reason: str, rewritten: Sequence[tuple[int, str]]) -> Decision[int]:
-    """Record a redaction that rewrote these (position, payload digest) events; answers how many.
+    """Record a redaction that rewrote these (position, payload digest) events; answers how many. One that
+    rewrote none records nothing (the session held no content left to redact).
 
     The session's head plays no part: a deleted session's old messages are redacted too.
     """
+    if not rewritten:
+        return [], 0
     return [SessionRedacted(reason, tuple(rewritten))], len(rewritten)
 
 

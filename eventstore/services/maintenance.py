@@ -331,8 +331,10 @@ class Maintenance:
                 payload = encode_event(blanked).payload
                 self._log.redact(txn, entry.position, payload)
                 rewritten.append((entry.position, hashlib.sha256(payload).hexdigest()))
-        self._snapshots.delete_stream(txn, stream_id)
         events, changed = commands.redact(reason, rewritten)
+        if not events:
+            return 0, []
+        self._snapshots.delete_stream(txn, stream_id)
         recorded = self._writer.record(txn, key, events, now)
         self._writer.derive_snapshots(txn, stream_id, key)  # of the redacted log: reads of the past stay fast
         return changed, recorded
