@@ -169,10 +169,9 @@ class IndexWriter(IndexReader):
         self._levels_changed: set[int] = set()
         self._levels_whole: set[int] = set()
         self._levels_stale: set[int] = set()
-        # The heads of terms stored whole that ``flush`` built, by term id: a flush run again (its transaction
-        # retried once the map has grown, as a large batch's first is) writes them again without building them.
-        # Any change to a term's blocks drops them all.
-        self._built: dict[int, bytes] = {}
+        # What ``flush`` writes, by space, once built: a flush run again (its transaction retried once the map has
+        # grown) writes it without building it again. Any change to the batch drops it.
+        self._changes: list[tuple[Space, list[tuple[bytes, bytes | None]]]] | None = None
         self._messages = super().messages()
         raw = None if fresh else txn.get(spaces.meta, META_NEXT_TID)
         self._next_tid = 1 if raw is None else count_of_value(raw)
@@ -233,7 +232,6 @@ class IndexWriter(IndexReader):
         key = block << 32 | tid
         self._blocks[key] = raw
         self._dirty.add(key)
-        self._built.clear()
         blocks = self._block_list(tid)
         if raw is not None and (not blocks or blocks[-1] < block):  # new sessions' blocks come last
             blocks.append(block)
@@ -500,6 +498,7 @@ class IndexWriter(IndexReader):
         return self._state(sid).count
 
     def touch(self, sid: int, micros: int) -> None:
+        self._changes = None
         pending = self._pending
         if pending and pending[-1][0] == sid and pending[-1][1]:  # its run gives it messages: the touch is its time
             pending[-1] = (sid, pending[-1][1], micros)
@@ -518,6 +517,7 @@ class IndexWriter(IndexReader):
         else reads or changes the batch (``_append_pending``): their terms are cut at once, looked up with one
         ``map``, then counted, given levels and packed over whole arrays (``grouping.indexed``).
         """
+        self._changes = None
         self._pending.append((sid, list(texts), micros))
         self._pending_messages += len(texts)
         if self._pending_messages >= _APPEND_EVERY:
@@ -721,6 +721,7 @@ class IndexWriter(IndexReader):
         self._map_changed(tid, block, before, after, None, offset_of(sid))
 
     def remove_last(self, sid: int) -> None:
+        self._changes = None
         self._append_pending()
         state = self._state(sid)
         if not state.count:
@@ -807,6 +808,7 @@ class IndexWriter(IndexReader):
         return best << 8 | tag(first, count > 1) if count else 0
 
     def clear(self, sid: int) -> None:
+        self._changes = None
         self._append_pending()
         state = self._state(sid)
         if not state.count:
@@ -828,7 +830,30 @@ class IndexWriter(IndexReader):
 
     def flush(self, txn: WriteTransaction) -> None:
         """Write the batch through ``txn``: every changed entry once, in key order (densely packed into an empty
-        index). May run again in a retried transaction: it only reads the batch."""
+        index). May run again in a retried transaction: it only reads the batch, and writes the entries it built
+        then (or that ``written_bytes`` built) without building them again."""
+        changes = self._changes
+        if changes is None:
+            changes = self._changes = self._built_changes(txn)
+        for space, items in changes:
+            _write(txn, space, items)
+        spaces = self.spaces
+        txn.put(spaces.meta, META_MESSAGES, count_value(self._messages))
+        if self._next_tid != self._first_tid:
+            txn.put(spaces.meta, META_NEXT_TID, count_value(self._next_tid))
+
+    def written_bytes(self) -> int:
+        """The bytes of keys and values ``flush`` writes (read through the batch's own transaction, which must still
+        be open): built now, and kept for ``flush`` until the batch changes, so that the store can make room for
+        them before the write transaction."""
+        if self._changes is None:
+            self._changes = self._built_changes(self.txn)
+        return sum(len(key) + (0 if value is None else len(value))
+                   for _, items in self._changes for key, value in items)
+
+    def _built_changes(self, txn: ReadTransaction) -> list[tuple[Space, list[tuple[bytes, bytes | None]]]]:
+        """Every changed entry of the batch by space, in key order (``None``: delete), settled first; ``txn`` reads
+        the names of terms that go (the state the batch was folded from)."""
         self.settle()
         spaces = self.spaces
         terms, names = self._dictionary_changes(txn)
@@ -846,9 +871,7 @@ class IndexWriter(IndexReader):
                                      f"{'no' if not blocks else 'some'} sessions")
             head = None
             if df and stored_whole(df, blocks):
-                head = self._built.get(tid)
-                if head is None:
-                    head = self._built[tid] = self._whole_head(tid, df, blocks, changed.get(tid, ()))
+                head = self._whole_head(tid, df, blocks, changed.get(tid, ()))
                 apart = () if tid >= self._first_tid else self.blocks_apart(tid)
                 for number in changed.get(tid, ()):
                     apart_blocks.pop(number << 32 | tid, None)
@@ -871,15 +894,11 @@ class IndexWriter(IndexReader):
             state = self._sessions[sid]
             docs += [(chunk_key(sid, number), self.chunk(sid, number)) for number in sorted(state.dirty)]
             sessions.append((id_key(sid), session_value(state.count, state.activity) if state.count else None))
-        for space, items in ((spaces.terms, terms), (spaces.names, names), (spaces.summary, heads),
-                             (spaces.blocks, summaries), (spaces.maps, maps), (spaces.repeats, repeats),
-                             (spaces.levels, levels), (spaces.docs, docs), (spaces.sessions, sessions)):
-            _write(txn, space, items)
         if self._messages < 0:  # more messages left the index than it counted: the stored count is damaged
             raise StoreCorrupted("the search index is damaged: it counts fewer messages than it holds")
-        txn.put(spaces.meta, META_MESSAGES, count_value(self._messages))
-        if self._next_tid != self._first_tid:
-            txn.put(spaces.meta, META_NEXT_TID, count_value(self._next_tid))
+        return [(spaces.terms, terms), (spaces.names, names), (spaces.summary, heads), (spaces.blocks, summaries),
+                (spaces.maps, maps), (spaces.repeats, repeats), (spaces.levels, levels), (spaces.docs, docs),
+                (spaces.sessions, sessions)]
 
     def _whole_head(self, tid: int, df: int, blocks: Sequence[int], changed: Sequence[int]) -> bytes:
         """The head of a term stored whole (``formats.wholes``): the blocks the batch changed from the batch, the
