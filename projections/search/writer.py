@@ -181,6 +181,10 @@ class IndexWriter(IndexReader):
 
     def tid(self, term: str) -> int | None:
         self._append_pending()
+        return self._tid(term)
+
+    def _tid(self, term: str) -> int | None:
+        """``tid`` of the terms as indexed so far (what indexing the collected runs looks their terms up in)."""
         found = self._tids.get(term)
         if found is None:
             found = super().tid(term)
@@ -489,7 +493,7 @@ class IndexWriter(IndexReader):
     def _key_tid(self, key: bytes) -> int:
         """The id of the term ``key`` (its UTF-8), looked up or given now; kept for the batch's later messages."""
         term = key.decode("utf-8")
-        tid = self._key_tids[key] = self.tid(term) or self._new_tid(term)
+        tid = self._key_tids[key] = self._tid(term) or self._new_tid(term)
         return tid
 
     def message_count(self, sid: int) -> int:
