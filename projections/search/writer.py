@@ -58,12 +58,13 @@ from .formats.maps import (
     level_key,
     map_value,
     mapped,
+    mapped_size,
     placed,
     posted_keys,
     repeats_value,
     session_map_keys,
 )
-from .formats.summaries import LAST_TAG, MULTI, Block, summary_raise, summary_set, tag
+from .formats.summaries import LAST_TAG, MULTI, Block, summary_extend, summary_raise, summary_set, tag
 from .formats.wholes import block_keys, stored_whole, whole_of_blocks, whole_value
 from .grouping import BETWEEN, Indexed, Postings, group, indexed
 from .grouping import COUNT_SHIFT as _COUNT_SHIFT
@@ -137,6 +138,9 @@ class IndexWriter(IndexReader):
         # A term's block as ``block << 32 | term id``: the number its ``search.blocks`` key is (big-endian).
         self._blocks: dict[int, bytes | None] = {}  # a term's block → its summary there
         self._dirty: set[int] = set()
+        # The columns (sessions, best levels, tags) of the blocks of new terms summarized as they came
+        # (``_settle_term``) and not changed since: a head stored whole takes them without decoding the summary.
+        self._columns: dict[int, tuple[bytes, bytes, bytes]] = {}
         self._lists: dict[int, list[int]] = {}  # term id → its blocks
         self._dfs: dict[int, int] = {}
         self._sessions: dict[int, _SessionState] = {}
@@ -236,6 +240,7 @@ class IndexWriter(IndexReader):
         key = block << 32 | tid
         self._blocks[key] = raw
         self._dirty.add(key)
+        self._columns.pop(key, None)
         blocks = self._block_list(tid)
         if raw is not None and (not blocks or blocks[-1] < block):  # new sessions' blocks come last
             blocks.append(block)
@@ -685,7 +690,20 @@ class IndexWriter(IndexReader):
         own = self._repeated.pop(tid, None)
         levelled: Sequence[int] = sorted(own) if own else ()  # few: the messages where the term repeats
         single: dict[int, BitMap] = {}  # by block, of the parts' entries, read where a block has a map
+        # A term new to the index that the batch has not changed yet (most terms of a rebuild, or of a first
+        # catch-up) has nothing stored or held to read or merge with: its blocks without a map are summarized as
+        # they come, with no step of the general path's (a read, a raise, a map followed) a block.
+        new = tid >= self._first_tid and tid not in self._lists
+        if new:
+            numbers = self._lists[tid] = []
         for block, offsets, levels, tags in _by_block(notes, raw):
+            if new and not mapped_size(len(levels)):
+                key = block << 32 | tid
+                self._blocks[key] = summary_extend(None, offsets, levels, tags)
+                self._dirty.add(key)
+                self._columns[key] = offsets, levels, tags
+                numbers.append(block)  # ascending, as ``_set_block`` keeps them
+                continue
             before = self._block(tid, block)
             after = summary_raise(before, offsets, levels, tags)
             self._set_block(tid, block, after)
@@ -705,7 +723,7 @@ class IndexWriter(IndexReader):
                 self._posted_repeats(block << 32 | tid, repeated)
         dfs = self._dfs
         df = dfs.get(tid)
-        dfs[tid] = (super().df(tid) if df is None else df) + added
+        dfs[tid] = ((0 if new else super().df(tid)) if df is None else df) + added
 
     def _posted_repeats(self, key: int, repeated: Sequence[int]) -> None:
         """Add to a mapped block's repeats (``key``) the messages noted with a level of their own (``repeated``)."""
@@ -912,8 +930,7 @@ class IndexWriter(IndexReader):
         if head is not None and df == df_of_value(head):
             return head
         if stored is None:  # new, or stored in blocks before: every block read into the batch
-            return whole_of_blocks(df, [(number, Block(self._batch_block(tid, number)),
-                                         self._maps.get(number << 32 | tid)) for number in blocks])
+            return self._whole_of_batch(tid, df, blocks)
         # The runs of stored blocks the batch did not change, each taken in one slice a column.
         again = set(changed)
         fresh, kept = [number for number in blocks if number in again], stored.runs_outside(changed)
@@ -931,6 +948,17 @@ class IndexWriter(IndexReader):
             counts.append(block.sessions)
             columns.append((block.sids_raw(), block.best_levels(), block.tags()))
         return whole_value(df, blocks, counts, columns, keys)
+
+    def _whole_of_batch(self, tid: int, df: int, blocks: Sequence[int]) -> bytes:
+        """The head of a term stored whole from its blocks in the batch: the columns kept of those summarized as
+        they came (most of a new term's; they have no map), the others' decoded from their summaries."""
+        columns = self._columns
+        kept = [columns.get(number << 32 | tid) for number in blocks]
+        if None in kept:
+            return whole_of_blocks(df, [(number, Block(self._batch_block(tid, number)),
+                                         self._maps.get(number << 32 | tid)) for number in blocks])
+        held = cast(list[tuple[bytes, bytes, bytes]], kept)
+        return whole_value(df, blocks, [len(levels) for _, levels, _ in held], held, BitMap())
 
     def _batch_block(self, tid: int, number: int) -> bytes:
         """The summary of term ``tid``'s block ``number`` the batch read or changed."""
