@@ -726,8 +726,7 @@ class Environment:
         A write that fills the map fails and runs again whole once the map has grown: a large batch's write (a
         catch-up of the search index) would be built and run twice."""
         self._refuse_if_forked()
-        self._refuse_if_readonly()
-        if self._writing_thread == threading.get_ident():  # its own transaction would keep the map from growing
+        if self.readonly or self._writing_thread == threading.get_ident():  # no write, or its own under way
             return
         with self._gate_only():
             page = self._env.stat()["psize"]
