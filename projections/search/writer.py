@@ -950,8 +950,8 @@ class IndexWriter(IndexReader):
         return whole_value(df, blocks, counts, columns, keys)
 
     def _whole_of_batch(self, tid: int, df: int, blocks: Sequence[int]) -> bytes:
-        """The head of a term stored whole from its blocks in the batch: the columns kept of those summarized as
-        they came (most of a new term's; they have no map), the others' decoded from their summaries."""
+        """The head of a term stored whole from its blocks in the batch: the columns kept of them when every one
+        was summarized as it came (most new terms': such a block has no map), else each block's summary decoded."""
         columns = self._columns
         kept = [columns.get(number << 32 | tid) for number in blocks]
         if None in kept:
