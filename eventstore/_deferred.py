@@ -77,8 +77,10 @@ class Write(Protocol):
 class Batch(Protocol):
     """Changes folded in memory, not yet written."""
 
-    def settle(self) -> None:
-        """Finish the folding work (before the write transaction, where it would hold writers up)."""
+    def written_bytes(self) -> int:
+        """Finish the folding work and build what ``write`` stores (before the write transaction, where it would
+        hold writers up, and through the transaction the batch was folded in, still open); return about how many
+        bytes of keys and values that is, for which the store makes room first."""
 
 
 class DeferredReadModel(Protocol[BatchT, ViewT]):
@@ -122,14 +124,15 @@ class Deferred(Generic[BatchT, ViewT]):
     """One deferred read model, kept behind the log and caught up before it is read.
 
     ``read`` and ``write`` are the facade's transactions (they refuse a closed or
-    read-only store as the facade does).
+    read-only store as the facade does), and ``make_room`` its storage's ``make_room``
+    (a batch's write would otherwise fill the map, fail, and run again once it grew).
     """
 
     def __init__(self, model: DeferredReadModel[BatchT, ViewT], log: EventLog, checkpoints: Checkpoints, read: Read,
-                 write: Write, readonly: bool, path: Path) -> None:
+                 write: Write, make_room: Callable[[int], None], readonly: bool, path: Path) -> None:
         self.model = model
         self._log, self._checkpoints = log, checkpoints
-        self._read, self._write = read, write
+        self._read, self._write, self._make_room = read, write, make_room
         self._readonly, self._path = readonly, path
 
     def log_head(self) -> int:
@@ -229,7 +232,8 @@ class Deferred(Generic[BatchT, ViewT]):
                     return applied
                 writer = model.prepare(txn, fresh=fresh)
                 last = _fold_runs(model, writer, self._runs(txn, after), progress)[0] or after
-                writer.settle()
+                size = writer.written_bytes()
+            self._make_room(size)
             if self._write(functools.partial(self._write_batch, writer, checkpoint, last)):
                 applied += last - after
                 rebuild = False

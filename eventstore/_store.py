@@ -228,7 +228,7 @@ class SessionStore:
         # Not applied in the command's transaction: caught up before reads.
         self._search_index = SearchIndex(self._environment.space)
         self._search = Deferred(self._search_index, self._log, self._checkpoints, self._read, self._write,
-                                self._readonly, self.path)
+                                self._make_room, self._readonly, self.path)
         self._deferred = DeferredReadModels([self._search])
         self._idempotency = IdempotencyRecords(self._environment)
         self._receipts = ImportReceipts(self._environment)
@@ -284,6 +284,17 @@ class SessionStore:
         return self._environment.read()
 
     def _write(self, body: Callable[[WriteTransaction], R]) -> R:
+        self._refuse_writes()
+        return self._environment.write(functools.partial(self._marked, body))
+
+    def _make_room(self, size: int) -> None:
+        """Room in the storage for a write of about ``size`` bytes, made before it (``Storage.make_room``)."""
+        self._refuse_writes()
+        self._environment.make_room(size)
+
+    def _refuse_writes(self) -> None:
+        """Raise what a write of this store object cannot be given now: closed, read-only, or from a progress
+        callback of its own write (whose transaction this thread holds)."""
         if self._closed:
             raise StoreClosed("the store is closed")
         if self._readonly:
@@ -292,7 +303,6 @@ class SessionStore:
             raise StoreBusy("a command given from a progress callback while the store rebuilds its read models in "
                             "one write transaction cannot run before that transaction ends; nothing was recorded: "
                             "give it once the call returns")
-        return self._environment.write(functools.partial(self._marked, body))
 
     def _marked(self, body: Callable[[WriteTransaction], R], txn: WriteTransaction) -> R:
         """``body``, run with this thread marked as in a write transaction (a group's leader runs its members').

@@ -351,6 +351,19 @@ class StorageConformance:
         finally:
             readonly.release()
 
+    def test_room_made_for_a_write_keeps_contents_and_the_write_commits(self, storage, filled):
+        """``make_room`` before a write of about that many bytes: nothing changes, and the write commits whole."""
+        added = [(b"room%05d" % number, bytes(range(256)) * 4) for number in range(300)]
+        storage.make_room(sum(len(key) + len(value) for key, value in added))
+        assert _ascending(list(KEYS)) == self.contents(storage, filled)
+
+        def write(txn: WriteTransaction) -> None:
+            for key, value in added:
+                txn.put(filled, key, value)
+
+        storage.write(write)
+        assert sorted(_ascending(list(KEYS)) + added) == self.contents(storage, filled)
+
     def test_vacuum_keeps_contents(self, storage, filled):
         reopened: list[Space] = []
         storage.write(lambda txn: txn.delete(filled, b"d"))

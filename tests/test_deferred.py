@@ -23,8 +23,9 @@ class EventCounts:
         self._model, self._txn, self.fresh = model, txn, fresh
         self.changed: dict[int, int] = {}
 
-    def settle(self) -> None:
-        """Nothing to finish: counts are folded as they come."""
+    def written_bytes(self) -> int:
+        """Nothing to finish: counts are folded as they come; a key and a count a stream."""
+        return 2 * _COUNT.size * len(self.changed)
 
     def count(self, stream_id: int) -> int:
         if stream_id in self.changed or self.fresh:
@@ -80,8 +81,8 @@ class CountingModel:
 
 
 def register(store: SessionStore) -> tuple[Deferred[EventCounts, EventCounts], DeferredReadModels]:
-    counting = Deferred(CountingModel(store), store._log, store._checkpoints, store._read, store._write, False,
-                        store.path)
+    counting = Deferred(CountingModel(store), store._log, store._checkpoints, store._read, store._write,
+                        store._make_room, False, store.path)
     return counting, DeferredReadModels([store._search, counting])
 
 

@@ -34,10 +34,13 @@ from eventstore import (
     StoreNotFound,
     StoreReadOnly,
 )
+from eventstore.storage import ReadTransaction, WriteTransaction
 from eventstore.storage import lmdb as _environment
+from projections.search.writer import IndexWriter
 
 from _reliability import Calls, Worker, check_log, digest, run_threads
-from conftest import lmdb_storage, stream_id_of
+from conftest import FakeClock, lmdb_storage, stream_id_of
+from test_search_bulk_writer import stored_index
 
 MIB = 1 << 20
 SESSION_MESSAGES = int(os.environ.get("EVENTSTORE_SESSION_MESSAGES", "100000"))
@@ -109,6 +112,48 @@ def test_map_grows_while_threads_write_and_read(tmp_path: Path, monkeypatch: pyt
         for n in range(4):
             assert len(store.load(f"w{n}")) == 60
         assert store.verify().ok
+
+
+def _caught_up_index(path: Path, room_ahead: bool) -> tuple[int, int, dict[str, list[tuple[bytes, bytes]]]]:
+    """A catch-up of the search index after 300 sessions' appends to a store from a 256 KiB map: how many times the
+    batch's writes were built and its flush ran, and every ``search.*`` entry but the generation. ``room_ahead``
+    false: no room is made before the write (as before ``make_room``)."""
+    built, flushed = 0, 0
+    build, flush = IndexWriter._built_changes, IndexWriter.flush
+
+    def counted_build(writer: IndexWriter, txn: ReadTransaction) -> Any:
+        nonlocal built
+        built += 1
+        return build(writer, txn)
+
+    def counted_flush(writer: IndexWriter, txn: WriteTransaction) -> None:
+        nonlocal flushed
+        flushed += 1
+        flush(writer, txn)
+
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setattr(_environment, "_INITIAL_MAP_SIZE", 256 << 10)
+        patched.setattr(IndexWriter, "_built_changes", counted_build)
+        patched.setattr(IndexWriter, "flush", counted_flush)
+        if not room_ahead:
+            patched.setattr(_environment.Environment, "make_room", lambda _environment, _size: None)
+        with SessionStore(path, durable=False, clock=FakeClock()) as store:
+            for n in range(300):
+                store.append_many(f"s{n}", [ChatMessage.user(f"note {n} word{n * 7 + m} about topic{m % 13}")
+                                            for m in range(20)])
+            store.catch_up()
+            assert store.verify().ok
+            assert {found.key for found in store.search(SessionQuery("word36"))} == {"s3", "s4", "s5"}  # n * 7 + m
+            return built, flushed, stored_index(store)
+
+
+def test_a_large_catch_up_makes_room_before_it_writes(tmp_path: Path) -> None:
+    """The index's catch-up of a large batch grows the map before its write transaction: the batch's writes are
+    built once and flushed once, where without it the write fills the map and runs again; the index is the same."""
+    assert _caught_up_index(tmp_path / "before", room_ahead=False)[:2] == (1, 2)  # the map fills without it
+    built, flushed, stored = _caught_up_index(tmp_path / "ahead", room_ahead=True)
+    assert (built, flushed) == (1, 1)
+    assert stored == _caught_up_index(tmp_path / "before_again", room_ahead=False)[2]
 
 
 def test_map_grows_in_several_processes_at_once(tmp_path: Path) -> None:

@@ -71,7 +71,7 @@ class TestIndexed:
                 ids += [*message, BETWEEN]
         found = []
         for numpy in (True, False):  # in numpy, or a message at a time in plain Python (as a few messages are)
-            with mock.patch.object(grouping, "INDEXED_NUMPY_FROM", 0 if numpy else 1 << 62):
+            with mock.patch.object(grouping, "INDEXED_NUMPY_FROM", 1 if numpy else 1 << 62):
                 found.append(indexed(ids[:-1], [sid for sid, _, _ in batch],
                                      [first for _, first, _ in batch], [len(texts) for _, _, texts in batch],
                                      block_bits))

@@ -231,8 +231,8 @@ def _built(script: list[tuple[int, list[str], str]], every: int) -> tuple[Stored
 @settings(max_examples=40, deadline=None)
 @given(script=_script, every=st.sampled_from([1, 3, 100]))
 def test_a_flush_run_again_writes_what_one_flush_does(script: list[tuple[int, list[str], str]], every: int) -> None:
-    """A batch's flush run again (as when its transaction is retried once the map has grown) reuses the heads
-    stored whole it built, and leaves every stored byte as one flush does, caught up and rebuilt."""
+    """A batch's flush run again (as when its transaction is retried once the map has grown) writes what it built
+    the first time, and leaves every stored byte as one flush does, caught up and rebuilt."""
     once = _built(script, every)
     flush = IndexWriter.flush
 
@@ -246,7 +246,8 @@ def test_a_flush_run_again_writes_what_one_flush_does(script: list[tuple[int, li
 
 
 def test_a_batch_changed_after_a_flush_builds_its_heads_again() -> None:
-    """Heads a flush built are not written again by a later flush of the batch once its terms have changed."""
+    """What a flush built (heads stored whole among it) is not written again by a later flush of the batch once
+    the batch has changed."""
 
     def appends(texts: list[list[str]]) -> Stored:
         with SessionStore.on_storage(MemoryStorage(Path("changed")), clock=FakeClock()) as store:
@@ -265,3 +266,30 @@ def test_a_batch_changed_after_a_flush_builds_its_heads_again() -> None:
 
     first, then = ["amber basil", "amber"], ["amber cedar", "basil"]
     assert appends([first, then]) == appends([first + then])
+
+
+@pytest.mark.parametrize("change", ["remove_last", "clear", "touch"])
+def test_a_batch_changed_after_its_size_was_taken_writes_the_change(change: str) -> None:
+    """What ``written_bytes`` built for the write is built again once the batch changes in any way after it (a
+    removal, a clear, a session's time): the stored bytes are those of one flush of the changed batch."""
+
+    def written(measured: bool) -> Stored:
+        with SessionStore.on_storage(MemoryStorage(Path("changed")), clock=FakeClock()) as store:
+            index = store._search_index
+
+            def body(txn: WriteTransaction) -> None:
+                batch = index.prepare(txn)
+                batch.append(1, ["amber basil", "amber"], 1)
+                batch.append(2, ["amber cedar"], 2)
+                if measured:
+                    assert batch.written_bytes() > 0
+                if change == "touch":
+                    batch.touch(2, 99)
+                else:
+                    getattr(batch, change)(1)
+                batch.flush(txn)
+
+            store._environment.write(body)
+            return stored_index(store)
+
+    assert written(measured=True) == written(measured=False)

@@ -9,7 +9,8 @@ import pytest
 from storage_conformance import StorageConformance
 
 from eventstore import EventStoreError, StoreReadOnly
-from eventstore.storage import Durability, Storage
+from eventstore.storage import Durability, Storage, WriteTransaction
+from eventstore.storage import lmdb as lmdb_engine
 from eventstore.storage.lmdb import Environment
 
 
@@ -17,6 +18,42 @@ class TestLmdbStorage(StorageConformance):
     def make_storage(self, tmp_path: Path, *, readonly: bool = False) -> Storage:
         # No flushes: what the tests check does not depend on them, and they would dominate the run time.
         return Environment.acquire(tmp_path, durability=Durability.OFF, readonly=readonly)
+
+
+def test_room_made_ahead_spares_a_write_its_second_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """From a 256 KiB map, a write of 2 MiB fills the map and runs again once it has grown; with room made for its
+    bytes first, the map is grown before it (doubled, as a full map grows) and its body runs once."""
+    monkeypatch.setattr(lmdb_engine, "_INITIAL_MAP_SIZE", 256 << 10)
+    values = [(b"k%05d" % number, bytes([number % 251]) * 2048) for number in range(1024)]
+
+    def runs_of_a_write(path: Path, room: bool) -> tuple[int, int]:
+        path.mkdir()
+        storage = Environment.acquire(path, durability=Durability.OFF)
+        try:
+            space = storage.space("one")
+            if room:
+                storage.make_room(sum(len(key) + len(value) for key, value in values))
+            grown = storage._env.info()["map_size"]
+            runs = 0
+
+            def write(txn: WriteTransaction) -> None:
+                nonlocal runs
+                runs += 1
+                for key, value in values:
+                    txn.put(space, key, value)
+
+            storage.write(write)
+            with storage.read() as txn:
+                assert list(txn.scan(space)) == values
+            return runs, grown
+        finally:
+            storage.release()
+
+    runs, unchanged = runs_of_a_write(tmp_path / "as_it_comes", room=False)
+    assert runs > 1 and unchanged == 256 << 10
+    runs, grown = runs_of_a_write(tmp_path / "room_made", room=True)
+    assert runs == 1 and grown > 2 * sum(len(key) + len(value) for key, value in values)
+    assert grown & (grown - 1) == 0 and grown >> 18 > 1  # doubled from 256 KiB
 
 
 class TestNoLmdbErrorEscapes:

@@ -668,6 +668,9 @@ class ReplicaStorage:
 
         return stop
 
+    def make_room(self, size: int) -> None:
+        self._inner.make_room(size)
+
     def file_size(self) -> int:
         return self._inner.file_size()
 

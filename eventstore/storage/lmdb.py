@@ -78,6 +78,9 @@ __all__ = ["Environment", "LmdbSpace", "LmdbTransaction"]
 T = TypeVar("T")
 
 _INITIAL_MAP_SIZE = 64 << 20
+#: Bytes of pages ``make_room`` keeps free a byte of keys and values to write: pages are partly filled (those that
+#: split), each entry has a header, a large value takes whole pages, and a commit copies every page it changes.
+_ROOM_FACTOR = 2
 _MAX_DBS = 32
 _READER_CHECK_EVERY = 64
 _OPEN_ATTEMPTS = 8
@@ -714,6 +717,28 @@ class Environment:
         except MapFull:
             return False
         return True
+
+    def make_room(self, size: int) -> None:
+        """Grow the map ahead of a write of about ``size`` bytes of keys and values, as a full map grows (doubled,
+        up to the size cap), until the pages past the last one in use can hold it with room to spare; at the cap,
+        as far as it goes (the write then makes room as it would have).
+
+        A write that fills the map fails and runs again whole once the map has grown: a large batch's write (a
+        catch-up of the search index) would be built and run twice."""
+        self._refuse_if_forked()
+        if self.readonly or self._writing_thread == threading.get_ident():  # no write, or its own under way
+            return
+        with self._gate_only():
+            page = self._env.stat()["psize"]
+        while True:
+            with self._gate_only():
+                info = self._env.info()
+            if info["map_size"] - (info["last_pgno"] + 1) * page >= _ROOM_FACTOR * size:
+                return
+            try:
+                self._grow()
+            except StoreFull:
+                return
 
     def _grow(self) -> None:
         self._clear_stale_readers()  # pages pinned by dead readers may be all the room needed

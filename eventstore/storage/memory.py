@@ -267,6 +267,9 @@ class MemoryStorage:
             listener()
         return result
 
+    def make_room(self, size: int) -> None:
+        """Nothing to do: the contents grow as they are written."""
+
     def last_commit(self) -> int:
         self._check_open()
         return self._contents.committed[0]

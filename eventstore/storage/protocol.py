@@ -213,6 +213,11 @@ class Storage(Protocol):
     def write(self, body: Callable[[WriteTransaction], T]) -> T:
         """Run ``body`` in one write transaction and commit; ``body`` may run more than once."""
 
+    def make_room(self, size: int) -> None:
+        """Make room ahead of a write that stores about ``size`` bytes of keys and values, so that it need not fail
+        for want of room and run again (an engine that grows as it writes does nothing); a write that does not fit
+        at the size cap still raises ``StoreFull`` when it runs."""
+
     def last_commit(self) -> int:
         """A number that changes with every commit to the store, by any process, once a new read
         transaction sees that commit; cheap, so a reader waiting for commits can check it often."""

@@ -245,7 +245,8 @@ class Indexed(NamedTuple):
 
 
 #: Messages from which ``indexed`` works in numpy: below, a message at a time in plain Python costs less than
-#: numpy's calls, whose fixed cost a query through a batch of a few new messages would pay.
+#: numpy's calls, whose fixed cost a query through a batch of a few new messages would pay. At least 1: numpy's path
+#: takes one message or more.
 INDEXED_NUMPY_FROM = 8
 
 
@@ -323,10 +324,9 @@ def _split(ids: list[int]) -> Iterator[list[int]]:
 
 def _indexed_many(ids: npt.NDArray[np.int64], sids: Sequence[int], firsts: Sequence[int], sizes: Sequence[int],
                   block_bits: int) -> Indexed:
-    """``indexed`` in numpy: one integer a posting, one sort of them."""
+    """``indexed`` in numpy: one integer a posting, one sort of them; of at least one message (``indexed`` takes the
+    plain path below ``INDEXED_NUMPY_FROM``, which is at least 1)."""
     messages = sum(sizes)
-    if not messages:
-        return Indexed(Postings(), [], [0] * len(sizes), ([], []), [])
     run_sizes = np.array(sizes, dtype=np.intp)
     sessions = np.repeat(np.array(sids, dtype=np.uint64), run_sizes)
     places = np.arange(messages) + np.repeat(np.array(firsts, dtype=np.intp) - (np.cumsum(run_sizes) - run_sizes),

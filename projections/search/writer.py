@@ -58,12 +58,13 @@ from .formats.maps import (
     level_key,
     map_value,
     mapped,
+    mapped_size,
     placed,
     posted_keys,
     repeats_value,
     session_map_keys,
 )
-from .formats.summaries import LAST_TAG, MULTI, Block, summary_raise, summary_set, tag
+from .formats.summaries import LAST_TAG, MULTI, Block, summary_extend, summary_raise, summary_set, tag
 from .formats.wholes import block_keys, stored_whole, whole_of_blocks, whole_value
 from .grouping import BETWEEN, Indexed, Postings, group, indexed
 from .grouping import COUNT_SHIFT as _COUNT_SHIFT
@@ -137,6 +138,9 @@ class IndexWriter(IndexReader):
         # A term's block as ``block << 32 | term id``: the number its ``search.blocks`` key is (big-endian).
         self._blocks: dict[int, bytes | None] = {}  # a term's block → its summary there
         self._dirty: set[int] = set()
+        # The columns (sessions, best levels, tags) of the blocks of new terms summarized as they came
+        # (``_settle_term``) and not changed since: a head stored whole takes them without decoding the summary.
+        self._columns: dict[int, tuple[bytes, bytes, bytes]] = {}
         self._lists: dict[int, list[int]] = {}  # term id → its blocks
         self._dfs: dict[int, int] = {}
         self._sessions: dict[int, _SessionState] = {}
@@ -169,10 +173,9 @@ class IndexWriter(IndexReader):
         self._levels_changed: set[int] = set()
         self._levels_whole: set[int] = set()
         self._levels_stale: set[int] = set()
-        # The heads of terms stored whole that ``flush`` built, by term id: a flush run again (its transaction
-        # retried once the map has grown, as a large batch's first is) writes them again without building them.
-        # Any change to a term's blocks drops them all.
-        self._built: dict[int, bytes] = {}
+        # What ``flush`` writes, by space, once built: a flush run again (its transaction retried once the map has
+        # grown) writes it without building it again. Any change to the batch drops it.
+        self._changes: list[tuple[Space, list[tuple[bytes, bytes | None]]]] | None = None
         self._messages = super().messages()
         raw = None if fresh else txn.get(spaces.meta, META_NEXT_TID)
         self._next_tid = 1 if raw is None else count_of_value(raw)
@@ -182,6 +185,10 @@ class IndexWriter(IndexReader):
 
     def tid(self, term: str) -> int | None:
         self._append_pending()
+        return self._tid(term)
+
+    def _tid(self, term: str) -> int | None:
+        """``tid`` of the terms as indexed so far (what indexing the collected runs looks their terms up in)."""
         found = self._tids.get(term)
         if found is None:
             found = super().tid(term)
@@ -233,7 +240,7 @@ class IndexWriter(IndexReader):
         key = block << 32 | tid
         self._blocks[key] = raw
         self._dirty.add(key)
-        self._built.clear()
+        self._columns.pop(key, None)
         blocks = self._block_list(tid)
         if raw is not None and (not blocks or blocks[-1] < block):  # new sessions' blocks come last
             blocks.append(block)
@@ -491,7 +498,7 @@ class IndexWriter(IndexReader):
     def _key_tid(self, key: bytes) -> int:
         """The id of the term ``key`` (its UTF-8), looked up or given now; kept for the batch's later messages."""
         term = key.decode("utf-8")
-        tid = self._key_tids[key] = self.tid(term) or self._new_tid(term)
+        tid = self._key_tids[key] = self._tid(term) or self._new_tid(term)
         return tid
 
     def message_count(self, sid: int) -> int:
@@ -500,6 +507,7 @@ class IndexWriter(IndexReader):
         return self._state(sid).count
 
     def touch(self, sid: int, micros: int) -> None:
+        self._changes = None
         pending = self._pending
         if pending and pending[-1][0] == sid and pending[-1][1]:  # its run gives it messages: the touch is its time
             pending[-1] = (sid, pending[-1][1], micros)
@@ -518,6 +526,7 @@ class IndexWriter(IndexReader):
         else reads or changes the batch (``_append_pending``): their terms are cut at once, looked up with one
         ``map``, then counted, given levels and packed over whole arrays (``grouping.indexed``).
         """
+        self._changes = None
         self._pending.append((sid, list(texts), micros))
         self._pending_messages += len(texts)
         if self._pending_messages >= _APPEND_EVERY:
@@ -681,7 +690,20 @@ class IndexWriter(IndexReader):
         own = self._repeated.pop(tid, None)
         levelled: Sequence[int] = sorted(own) if own else ()  # few: the messages where the term repeats
         single: dict[int, BitMap] = {}  # by block, of the parts' entries, read where a block has a map
+        # A term new to the index that the batch has not changed yet (most terms of a rebuild, or of a first
+        # catch-up) has nothing stored or held to read or merge with: its blocks without a map are summarized as
+        # they come, with no step of the general path's (a read, a raise, a map followed) a block.
+        new = tid >= self._first_tid and tid not in self._lists
+        if new:
+            numbers = self._lists[tid] = []
         for block, offsets, levels, tags in _by_block(notes, raw):
+            if new and not mapped_size(len(levels)):
+                key = block << 32 | tid
+                self._blocks[key] = summary_extend(None, offsets, levels, tags)
+                self._dirty.add(key)
+                self._columns[key] = offsets, levels, tags
+                numbers.append(block)  # ascending, as ``_set_block`` keeps them
+                continue
             before = self._block(tid, block)
             after = summary_raise(before, offsets, levels, tags)
             self._set_block(tid, block, after)
@@ -701,7 +723,7 @@ class IndexWriter(IndexReader):
                 self._posted_repeats(block << 32 | tid, repeated)
         dfs = self._dfs
         df = dfs.get(tid)
-        dfs[tid] = (super().df(tid) if df is None else df) + added
+        dfs[tid] = ((0 if new else super().df(tid)) if df is None else df) + added
 
     def _posted_repeats(self, key: int, repeated: Sequence[int]) -> None:
         """Add to a mapped block's repeats (``key``) the messages noted with a level of their own (``repeated``)."""
@@ -721,6 +743,7 @@ class IndexWriter(IndexReader):
         self._map_changed(tid, block, before, after, None, offset_of(sid))
 
     def remove_last(self, sid: int) -> None:
+        self._changes = None
         self._append_pending()
         state = self._state(sid)
         if not state.count:
@@ -807,6 +830,7 @@ class IndexWriter(IndexReader):
         return best << 8 | tag(first, count > 1) if count else 0
 
     def clear(self, sid: int) -> None:
+        self._changes = None
         self._append_pending()
         state = self._state(sid)
         if not state.count:
@@ -828,7 +852,30 @@ class IndexWriter(IndexReader):
 
     def flush(self, txn: WriteTransaction) -> None:
         """Write the batch through ``txn``: every changed entry once, in key order (densely packed into an empty
-        index). May run again in a retried transaction: it only reads the batch."""
+        index). May run again in a retried transaction: it only reads the batch, and writes the entries it built
+        then (or that ``written_bytes`` built) without building them again."""
+        changes = self._changes
+        if changes is None:
+            changes = self._changes = self._built_changes(txn)
+        for space, items in changes:
+            _write(txn, space, items)
+        spaces = self.spaces
+        txn.put(spaces.meta, META_MESSAGES, count_value(self._messages))
+        if self._next_tid != self._first_tid:
+            txn.put(spaces.meta, META_NEXT_TID, count_value(self._next_tid))
+
+    def written_bytes(self) -> int:
+        """The bytes of keys and values ``flush`` writes (read through the batch's own transaction, which must still
+        be open): built now, and kept for ``flush`` until the batch changes, so that the store can make room for
+        them before the write transaction."""
+        if self._changes is None:
+            self._changes = self._built_changes(self.txn)
+        return sum(len(key) + (0 if value is None else len(value))
+                   for _, items in self._changes for key, value in items)
+
+    def _built_changes(self, txn: ReadTransaction) -> list[tuple[Space, list[tuple[bytes, bytes | None]]]]:
+        """Every changed entry of the batch by space, in key order (``None``: delete), settled first; ``txn`` reads
+        the names of terms that go (the state the batch was folded from)."""
         self.settle()
         spaces = self.spaces
         terms, names = self._dictionary_changes(txn)
@@ -846,9 +893,7 @@ class IndexWriter(IndexReader):
                                      f"{'no' if not blocks else 'some'} sessions")
             head = None
             if df and stored_whole(df, blocks):
-                head = self._built.get(tid)
-                if head is None:
-                    head = self._built[tid] = self._whole_head(tid, df, blocks, changed.get(tid, ()))
+                head = self._whole_head(tid, df, blocks, changed.get(tid, ()))
                 apart = () if tid >= self._first_tid else self.blocks_apart(tid)
                 for number in changed.get(tid, ()):
                     apart_blocks.pop(number << 32 | tid, None)
@@ -871,15 +916,11 @@ class IndexWriter(IndexReader):
             state = self._sessions[sid]
             docs += [(chunk_key(sid, number), self.chunk(sid, number)) for number in sorted(state.dirty)]
             sessions.append((id_key(sid), session_value(state.count, state.activity) if state.count else None))
-        for space, items in ((spaces.terms, terms), (spaces.names, names), (spaces.summary, heads),
-                             (spaces.blocks, summaries), (spaces.maps, maps), (spaces.repeats, repeats),
-                             (spaces.levels, levels), (spaces.docs, docs), (spaces.sessions, sessions)):
-            _write(txn, space, items)
         if self._messages < 0:  # more messages left the index than it counted: the stored count is damaged
             raise StoreCorrupted("the search index is damaged: it counts fewer messages than it holds")
-        txn.put(spaces.meta, META_MESSAGES, count_value(self._messages))
-        if self._next_tid != self._first_tid:
-            txn.put(spaces.meta, META_NEXT_TID, count_value(self._next_tid))
+        return [(spaces.terms, terms), (spaces.names, names), (spaces.summary, heads), (spaces.blocks, summaries),
+                (spaces.maps, maps), (spaces.repeats, repeats), (spaces.levels, levels), (spaces.docs, docs),
+                (spaces.sessions, sessions)]
 
     def _whole_head(self, tid: int, df: int, blocks: Sequence[int], changed: Sequence[int]) -> bytes:
         """The head of a term stored whole (``formats.wholes``): the blocks the batch changed from the batch, the
@@ -889,8 +930,7 @@ class IndexWriter(IndexReader):
         if head is not None and df == df_of_value(head):
             return head
         if stored is None:  # new, or stored in blocks before: every block read into the batch
-            return whole_of_blocks(df, [(number, Block(self._batch_block(tid, number)),
-                                         self._maps.get(number << 32 | tid)) for number in blocks])
+            return self._whole_of_batch(tid, df, blocks)
         # The runs of stored blocks the batch did not change, each taken in one slice a column.
         again = set(changed)
         fresh, kept = [number for number in blocks if number in again], stored.runs_outside(changed)
@@ -908,6 +948,17 @@ class IndexWriter(IndexReader):
             counts.append(block.sessions)
             columns.append((block.sids_raw(), block.best_levels(), block.tags()))
         return whole_value(df, blocks, counts, columns, keys)
+
+    def _whole_of_batch(self, tid: int, df: int, blocks: Sequence[int]) -> bytes:
+        """The head of a term stored whole from its blocks in the batch: the columns kept of them when every one
+        was summarized as it came (most new terms': such a block has no map), else each block's summary decoded."""
+        columns = self._columns
+        kept = [columns.get(number << 32 | tid) for number in blocks]
+        if None in kept:
+            return whole_of_blocks(df, [(number, Block(self._batch_block(tid, number)),
+                                         self._maps.get(number << 32 | tid)) for number in blocks])
+        held = cast(list[tuple[bytes, bytes, bytes]], kept)
+        return whole_value(df, blocks, [len(levels) for _, levels, _ in held], held, BitMap())
 
     def _batch_block(self, tid: int, number: int) -> bytes:
         """The summary of term ``tid``'s block ``number`` the batch read or changed."""
