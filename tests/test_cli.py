@@ -374,6 +374,34 @@ class TestSessionPages:
         assert 10 == len(_keys(rest.stdout)) and rest.stdout.rstrip("\n").endswith("10 of 40 sessions whose key "
                                                                                     "starts with 'x'.")
 
+    @pytest.mark.parametrize("form", [[], ["--json"]])
+    def test_all_lists_every_session_while_another_writer_moves_sessions_to_the_front(
+            self, many: Path, monkeypatch: pytest.MonkeyPatch, form: list[str]) -> None:
+        """A walk a page at a time misses a session that changes after the walk passed the front (it moves there);
+        ``--all`` promises every session, so it reads them at once."""
+        monkeypatch.setattr("eventstore.cli._inspect._BLOCK", 10)
+        with SessionStore(many) as writer:
+            oldest = writer.list_sessions()[::-1]
+            original = SessionStore.list_sessions_page
+
+            def page_then_a_write(store: SessionStore, *args: Any, **kwargs: Any) -> Any:
+                page = original(store, *args, **kwargs)
+                writer.append(oldest.pop(0), ChatMessage.user("meanwhile"))  # not listed yet: now the most recent
+                return page
+
+            def listing_then_a_write(store: SessionStore, *args: Any, **kwargs: Any) -> Any:
+                found = original_listing(store, *args, **kwargs)
+                writer.append(oldest.pop(0), ChatMessage.user("meanwhile"))
+                return found
+
+            original_listing = SessionStore.list_sessions_with_metadata
+            monkeypatch.setattr(SessionStore, "list_sessions_page", page_then_a_write)
+            monkeypatch.setattr(SessionStore, "list_sessions_with_metadata", listing_then_a_write)
+            result = run(many, "sessions", "--all", *form)
+        lines = result.stdout.rstrip("\n").split("\n")
+        listed = [row["key"] for row in json_lines(result.stdout)] if form else [line.split()[0] for line in lines[1:-1]]
+        assert len(listed) == 120 and len(set(listed)) == 120
+
     def test_json_streams_every_session_or_a_page_with_the_next_command_on_stderr(self, many: Path) -> None:
         result = run(many, "sessions", "--json")
         with SessionStore(many) as store:

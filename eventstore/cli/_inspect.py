@@ -248,6 +248,13 @@ class _Walk:
 
     def sessions(self, wanted: int | None) -> Iterator[SessionMetadata]:
         """The next ``wanted`` sessions (all of them when ``None``)."""
+        if wanted is None and self.cursor is None:
+            # Every session, read at once: pages read one after another miss the sessions that change between
+            # two reads (they move to the front, which the walk has passed), and ``--all`` promises every one.
+            everything = self.store.list_sessions_with_metadata(self.prefix)
+            self.total = len(everything)
+            yield from everything
+            return
         first = True
         while wanted is None or wanted > 0:
             page = self.store.list_sessions_page(_BLOCK if wanted is None else min(_BLOCK, wanted), self.cursor,
@@ -314,7 +321,7 @@ def _columns(cells: Sequence[str], widths: Sequence[int]) -> str:
 @click.option("--limit", type=click.IntRange(min=1), metavar="N",
               help=f"Show at most N sessions ({PAGE} by default; with --json, every session unless given).")
 @click.option("--all", "everything", is_flag=True,
-              help="Show every session (past 1,000 sessions, as plain columns read a block at a time).")
+              help="Show every session, read at once (past 1,000 sessions, printed as plain columns).")
 @click.option("--after", metavar="CURSOR", help="Continue where an earlier listing ended (it prints the command).")
 @click.option("--prefix", metavar="TEXT", help="Only the sessions whose key starts with TEXT.")
 @click.option("--running", is_flag=True, help="Only sessions whose state is running, latest turn first.")
