@@ -398,8 +398,8 @@ class TestSessionPages:
             monkeypatch.setattr(SessionStore, "list_sessions_page", page_then_a_write)
             monkeypatch.setattr(SessionStore, "list_sessions_with_metadata", listing_then_a_write)
             result = run(many, "sessions", "--all", *form)
-        lines = result.stdout.rstrip("\n").split("\n")
-        listed = [row["key"] for row in json_lines(result.stdout)] if form else [line.split()[0] for line in lines[1:-1]]
+        rows = result.stdout.rstrip("\n").split("\n")[1:-1]  # the columns' header and the count aside
+        listed = [row["key"] for row in json_lines(result.stdout)] if form else [row.split()[0] for row in rows]
         assert len(listed) == 120 and len(set(listed)) == 120
 
     def test_json_streams_every_session_or_a_page_with_the_next_command_on_stderr(self, many: Path) -> None:
