@@ -956,7 +956,22 @@ class TestDemo:
         assert run(store, "delete", "demo:lisbon-trip").exit_code == 0
         result = run(store, "demo")
         assert result.exit_code == 0, result.output
-        assert "Wrote the demo sessions demo:lisbon-trip" in result.stdout
+        assert "Brought back the deleted demo sessions demo:lisbon-trip" in result.stdout
+        assert "Wrote the demo sessions" not in result.stdout
+
+    def test_writes_again_a_deleted_demo_session_whose_content_was_redacted(self, tmp_path: Path) -> None:
+        """A restore would bring back only "[redacted]": the session is written afresh under its key instead."""
+        store = tmp_path / "d"
+        run(store, "demo", "--json")
+        assert run(store, "redact", "demo:sql-help", "--reason", "trying it", "--yes").exit_code == 0
+        assert run(store, "delete", "demo:sql-help").exit_code == 0
+        again = json.loads(run(store, "demo", "--json").stdout)
+        assert (again["created"], again["restored"]) == (["demo:sql-help"], [])
+        with open_store(store) as opened:
+            messages = opened.load("demo:sql-help")
+            assert messages[0].content == "How do I find duplicate emails in a users table?"
+            assert "[redacted]" not in {m.content for m in messages}
+            assert opened.verify().ok
 
 
 def test_progress_bar_draws_on_a_terminal(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -126,18 +126,21 @@ def _draft(store: SessionStore, clock: DemoClock) -> None:
 BUILDERS = ((TRIP, _trip), (TRIAGE, _triage), (SQL, _sql), (DRAFT, _draft))
 
 
-def build(store: SessionStore, clock: DemoClock) -> list[str]:
-    """Write the demo sessions that the store does not have yet; bring back a deleted one. Returns the keys written."""
-    written = []
+def build(store: SessionStore, clock: DemoClock) -> tuple[list[str], list[str]]:
+    """Write the demo sessions that the store does not have yet, and bring back a deleted one the tour needs:
+    restored to its last live version, or written again when its content was redacted (a restore would bring
+    back only "[redacted]"). Returns the keys written and the keys restored."""
+    written, restored = [], []
     for key, builder in BUILDERS:
-        if not store.history(key):
+        history = store.history(key)
+        if not history or (key in LIVE and not store.session_exists(key) and any(r.redacted for r in history)):
             builder(store, clock)
             written.append(key)
         elif key in LIVE and not store.session_exists(key):
             live = [r.version for r, view in store.replay(key) if view.exists]
             store.restore(key, version=live[-1])
-            written.append(key)
-    return written
+            restored.append(key)
+    return written, restored
 
 
 def point_in_time(store: SessionStore) -> datetime:
@@ -169,7 +172,7 @@ def demo(env: Env, ctx: click.Context, as_json: bool) -> None:
     """
     clock = DemoClock()
     with env.open(create=True, clock=clock) as store:
-        written = build(store, clock)
+        written, restored = build(store, clock)
         moment = point_in_time(store).astimezone()
     as_of = moment.replace(tzinfo=None).isoformat(timespec="seconds")
     prefix = "eventstore" + env.store_option()
@@ -183,12 +186,15 @@ def demo(env: Env, ctx: click.Context, as_json: bool) -> None:
     ]
     out = Output(as_json)
     if as_json:
-        out.json({"store": str(env.store_path), "created": written, "sessions": list(dict(BUILDERS)),
+        out.json({"store": str(env.store_path), "created": written, "restored": restored,
+                  "sessions": list(dict(BUILDERS)),
                   "tour": [f"{prefix} {command}" for _, command, _, _ in steps]})
         return
     if written:
         out.line(f"Wrote the demo sessions {', '.join(written)} into the store at {env.store_path}.")
-    else:
+    if restored:
+        out.line(f"Brought back the deleted demo sessions {', '.join(restored)} (restored to their last version).")
+    if not written and not restored:
         out.line(f"The demo sessions are already in the store at {env.store_path}; touring them again.")
     for number, (title, command, target, arguments) in enumerate(steps, 1):
         out.line()
