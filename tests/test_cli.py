@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import click
 import lmdb
@@ -28,6 +30,7 @@ from eventstore.cli._context import default_store_path, parse_time
 from conftest import FakeClock
 
 START = datetime(2026, 1, 1, tzinfo=UTC)  # 05:30 local in the tests' zone
+LISBON = ZoneInfo("Europe/Lisbon")
 
 
 @pytest.fixture(autouse=True)
@@ -544,9 +547,59 @@ class TestParseTime:
         assert parse_time("2026-03-01T14:05:09Z") == datetime(2026, 3, 1, 14, 5, 9, 999999, UTC)
         assert abs(parse_time("now") - datetime.now(UTC)) < timedelta(seconds=5)
 
-    def test_garbage(self) -> None:
+    def test_a_year_and_a_month_end_at_their_last_microsecond(self) -> None:
+        """The help says ISO 8601 and "the end of its last unit": a year and a month are units too."""
+        local = timezone(timedelta(hours=5, minutes=30))
+        assert parse_time("2026") == datetime(2026, 12, 31, 23, 59, 59, 999999, local)
+        assert parse_time("2026-10") == datetime(2026, 10, 31, 23, 59, 59, 999999, local)
+        assert parse_time("2026-12") == datetime(2026, 12, 31, 23, 59, 59, 999999, local)
+        assert parse_time("2028-02") == datetime(2028, 2, 29, 23, 59, 59, 999999, local)
+        assert parse_time("2026-03-01T14") == datetime(2026, 3, 1, 14, 59, 59, 999999, local)
+        assert parse_time("2026-03-01T14:05+0100") == datetime(2026, 3, 1, 14, 5, 59, 999999,
+                                                               timezone(timedelta(hours=1)))
+
+    @pytest.mark.parametrize("text", ["soon", "14:05:09", "20260301", "2026-03-01Z", "2026-13", "2026-02-30",
+                                      "2026-03-01T14:05:09.1234567", "2026-03-01T14:05+24:00"])
+    def test_garbage(self, text: str) -> None:
+        """Only what the docstring and the help list is read: another form of ISO 8601 (basic, a bare time) would
+        otherwise mean something the documentation does not say (the start of a day, say)."""
         with pytest.raises(click.ClickException, match="is not a time"):
-            parse_time("soon")
+            parse_time(text)
+
+
+@pytest.fixture
+def lisbon(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("TZ", "Europe/Lisbon")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.parametrize("day", ["2026-10-25", "2026-03-29"])  # Lisbon leaves, then enters, summer time
+def test_a_typed_date_ends_at_the_last_microsecond_of_that_local_day(lisbon: None, day: str) -> None:
+    """`--as-of 2026-10-25` names the end of that day in local time, however long the day is (23 to 25 hours)."""
+    start = datetime.fromisoformat(day).replace(tzinfo=LISBON)
+    next_midnight = (start + timedelta(days=1)).replace(tzinfo=LISBON)  # wall-clock arithmetic, then the zone
+    end = next_midnight.astimezone(UTC) - timedelta(microseconds=1)
+    assert parse_time(day).astimezone(UTC) == end
+
+
+def test_each_time_history_prints_in_the_repeated_hour_names_its_own_event(lisbon: None, tmp_path: Path) -> None:
+    """The night the clocks go back, 01:20 comes twice: ``history`` tells the two apart (their UTC offsets), and
+    ``show --as-of`` a time copied from it holds exactly the events up to that one, in and around that hour."""
+    clock = FakeClock(datetime(2026, 10, 24, 23, 50, tzinfo=UTC))  # 00:50 local, summer time
+    with SessionStore(tmp_path / "store", clock=clock) as store:
+        for count in range(6):
+            store.append("k", ChatMessage.user(f"m{count}"))
+            clock.advance(minutes=30)  # 00:50, 01:20, 01:50, then 01:20, 01:50 again, 02:20
+    table = run(tmp_path / "store", "history", "k").stdout
+    shown = re.findall(r"2026-10-25 \d\d:\d\d:\d\d(?:[+-]\d\d:\d\d)?", table)
+    assert len(shown) == 6 and len(set(shown)) == 6, table
+    for count, moment in enumerate(shown):
+        view = json.loads(run(tmp_path / "store", "show", "k", "--as-of", moment, "--json").stdout)
+        assert [m["content"] for m in view["messages"]] == [f"m{n}" for n in range(count + 1)], moment
+    assert "(as of 2026-10-25 23:59:59)" in run(tmp_path / "store", "show", "k", "--as-of", "2026-10-25").stdout
 
 
 # -- history and replay --------------------------------------------------------------------------

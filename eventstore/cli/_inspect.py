@@ -428,7 +428,8 @@ def show_view(out: Output, view: SessionView, when: str = "") -> None:
 @click.argument("key")
 @click.option("--version", type=int, metavar="N", help="Show the session as it was after its N-th event.")
 @click.option("--as-of", "as_of", metavar="TIME",
-              help="Show the session as it was at TIME (ISO 8601; without a zone, local time).")
+              help="Show the session as it was at TIME "
+                   "(ISO 8601, a year down to a second, e.g. 2026-03 or 2026-03-01T14:05; without a zone, local time).")
 @output_options
 @pass_env
 def show(env: Env, key: str, version: int | None, as_of: str | None, as_json: bool) -> None:
@@ -437,7 +438,9 @@ def show(env: Env, key: str, version: int | None, as_of: str | None, as_json: bo
     Prints its name, state, version and times, then every message.
 
     With --version N or --as-of TIME, the session as it was then (a time names
-    the end of its last given unit: 2026-03-01T14:05 is the end of that minute).
+    the end of its last given unit: 2026-03 is the end of that month,
+    2026-03-01T14:05 the end of that minute; a time in the hour the clocks go
+    back is shown with its UTC offset, which --as-of reads).
 
     \b
     Example:

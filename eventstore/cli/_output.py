@@ -223,8 +223,15 @@ def local(moment: datetime | None) -> datetime | None:
 
 
 def show_time(moment: datetime | None) -> str:
-    """A time for a table: local, to the second."""
-    return "-" if moment is None else moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    """A time for a table: local, to the second; with its UTC offset in the hour the clocks go back, whose local
+    times each come twice (``--as-of`` reads the offset, so a time copied from a table names its moment)."""
+    if moment is None:
+        return "-"
+    local = moment.astimezone()
+    wall = local.replace(tzinfo=None)
+    if wall.replace(fold=0).astimezone() != wall.replace(fold=1).astimezone():
+        return local.isoformat(sep=" ", timespec="seconds")
+    return local.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def json_time(moment: datetime | None) -> str | None:

@@ -27,7 +27,8 @@ def _summary(view: SessionView) -> str:
 @click.argument("key")
 @click.option("--version", type=int, metavar="N", help="Bring back the session as it was after its N-th event.")
 @click.option("--as-of", "as_of", metavar="TIME",
-              help="Bring back the session as it was at TIME (ISO 8601; without a zone, local time).")
+              help="Bring back the session as it was at TIME "
+                   "(ISO 8601, a year down to a second, e.g. 2026-03 or 2026-03-01T14:05; without a zone, local time).")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @output_options
 @pass_env
@@ -73,7 +74,8 @@ def restore(env: Env, key: str, version: int | None, as_of: str | None, yes: boo
 @click.argument("new_key", metavar="NEW")
 @click.option("--version", type=int, metavar="N", help="Fork SOURCE as it was after its N-th event.")
 @click.option("--as-of", "as_of", metavar="TIME",
-              help="Fork SOURCE as it was at TIME (ISO 8601; without a zone, local time).")
+              help="Fork SOURCE as it was at TIME "
+                   "(ISO 8601, a year down to a second, e.g. 2026-03 or 2026-03-01T14:05; without a zone, local time).")
 @output_options
 @pass_env
 def fork(env: Env, source: str, new_key: str, version: int | None, as_of: str | None, as_json: bool) -> None:
