@@ -12,6 +12,8 @@ import hashlib
 import os
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -35,8 +37,8 @@ from ..events import RecordedEvent, SessionDeleted, SessionRestored
 from ..storage.lmdb_files import MARKER
 from ._output import progress_bar, terminal_safe
 
-__all__ = ["CACHE_ENV", "Env", "pass_env", "default_store_path", "parse_time", "restore_command", "user_error",
-           "session_history"]
+__all__ = ["CACHE_ENV", "Env", "pass_env", "default_store_path", "parse_time", "key_command", "restore_command",
+           "versions_of", "user_error", "session_history"]
 
 #: The environment variable naming the store (``--store`` wins over it).
 STORE_ENV = "EVENTSTORE_PATH"
@@ -133,11 +135,25 @@ class Env:
         return f" --store {_quote(str(self.store_path))}" if self.chosen else ""
 
 
-def restore_command(key: str, version: int) -> str:
-    """The command that restores ``key`` to ``version``, for a shell (a key that looks like an option after ``--``)."""
+def key_command(command: str, key: str, *options: str) -> str:
+    """``eventstore COMMAND KEY OPTIONS...`` for a shell: the key quoted, after ``--`` when it looks like an option."""
     if key.startswith("-"):
-        return f"eventstore restore --version {version} -- {_quote(key)}"
-    return f"eventstore restore {_quote(key)} --version {version}"
+        return " ".join(("eventstore", command, *options, "--", _quote(key)))
+    return " ".join(("eventstore", command, _quote(key), *options))
+
+
+def restore_command(key: str, version: int) -> str:
+    """The command that restores ``key`` to ``version``, for a shell."""
+    return key_command("restore", key, "--version", str(version))
+
+
+@contextmanager
+def versions_of(key: str) -> Iterator[None]:
+    """Tell a version or time that names no state of ``key`` with the command that lists its versions."""
+    try:
+        yield
+    except InvalidVersion as exc:
+        raise click.ClickException(f"{exc}; see `{key_command('history', key)}` for its versions") from None
 
 
 def _quote(text: str) -> str:
@@ -257,12 +273,15 @@ def user_error(exc: BaseException, store_path: Path | None = None) -> click.Clic
     if isinstance(exc, IncompatibleStore):
         return click.ClickException(f"the store{where} does not fit this version of eventstore: {exc}")
     if isinstance(exc, StoreReadOnly):
-        return click.ClickException(f"{exc} (its directory is not writable, so they cannot be rebuilt here)"
-                                    if "out of date" in str(exc) else str(exc))
+        if "out of date" in str(exc):
+            return click.ClickException(f"{exc} (its directory is not writable, so they cannot be rebuilt here)")
+        if store_path is not None and not os.access(store_path, os.W_OK):
+            # The user asked for no read-only open: the store was opened so because its directory is not writable.
+            return click.ClickException(f"the store{where} cannot be changed: its directory is not writable, so the "
+                                        "store could only be read")
+        return click.ClickException(str(exc))
     if isinstance(exc, SourceChanged):
         return click.ClickException(str(exc))
-    if isinstance(exc, InvalidVersion):
-        return click.ClickException(f"{exc}; see `eventstore history KEY` for its versions")
     if isinstance(exc, EventStoreError):
         return click.ClickException(str(exc))
     if isinstance(exc, OSError):
