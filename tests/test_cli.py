@@ -536,27 +536,29 @@ class TestShow:
         assert "not both" in error_line(result)
 
 
-class TestParseTime:
-    def test_units_end_at_their_last_microsecond(self) -> None:
-        """A time names the end of its last unit; naive means local; fractions are exact."""
-        local = timezone(timedelta(hours=5, minutes=30))
-        assert parse_time("2026-03-01") == datetime(2026, 3, 1, 23, 59, 59, 999999, local)
-        assert parse_time("2026-03-01T14:05") == datetime(2026, 3, 1, 14, 5, 59, 999999, local)
-        assert parse_time("2026-03-01 14:05:09") == datetime(2026, 3, 1, 14, 5, 9, 999999, local)
-        assert parse_time("2026-03-01T14:05:09.5") == datetime(2026, 3, 1, 14, 5, 9, 500000, local)
-        assert parse_time("2026-03-01T14:05:09Z") == datetime(2026, 3, 1, 14, 5, 9, 999999, UTC)
-        assert abs(parse_time("now") - datetime.now(UTC)) < timedelta(seconds=5)
+_IST = timezone(timedelta(hours=5, minutes=30))  # the tests' local zone
 
-    def test_a_year_and_a_month_end_at_their_last_microsecond(self) -> None:
-        """The help says ISO 8601 and "the end of its last unit": a year and a month are units too."""
-        local = timezone(timedelta(hours=5, minutes=30))
-        assert parse_time("2026") == datetime(2026, 12, 31, 23, 59, 59, 999999, local)
-        assert parse_time("2026-10") == datetime(2026, 10, 31, 23, 59, 59, 999999, local)
-        assert parse_time("2026-12") == datetime(2026, 12, 31, 23, 59, 59, 999999, local)
-        assert parse_time("2028-02") == datetime(2028, 2, 29, 23, 59, 59, 999999, local)
-        assert parse_time("2026-03-01T14") == datetime(2026, 3, 1, 14, 59, 59, 999999, local)
-        assert parse_time("2026-03-01T14:05+0100") == datetime(2026, 3, 1, 14, 5, 59, 999999,
-                                                               timezone(timedelta(hours=1)))
+
+class TestParseTime:
+    @pytest.mark.parametrize(("text", "end"), [
+        ("2026", datetime(2026, 12, 31, 23, 59, 59, 999999, _IST)),  # a year and a month are units too
+        ("2026-10", datetime(2026, 10, 31, 23, 59, 59, 999999, _IST)),
+        ("2026-12", datetime(2026, 12, 31, 23, 59, 59, 999999, _IST)),
+        ("2028-02", datetime(2028, 2, 29, 23, 59, 59, 999999, _IST)),
+        ("2026-03-01", datetime(2026, 3, 1, 23, 59, 59, 999999, _IST)),
+        ("2026-03-01T14", datetime(2026, 3, 1, 14, 59, 59, 999999, _IST)),
+        ("2026-03-01T14:05", datetime(2026, 3, 1, 14, 5, 59, 999999, _IST)),
+        ("2026-03-01 14:05:09", datetime(2026, 3, 1, 14, 5, 9, 999999, _IST)),
+        ("2026-03-01T14:05:09.5", datetime(2026, 3, 1, 14, 5, 9, 500000, _IST)),
+        ("2026-03-01T14:05:09Z", datetime(2026, 3, 1, 14, 5, 9, 999999, UTC)),
+        ("2026-03-01T14:05+0100", datetime(2026, 3, 1, 14, 5, 59, 999999, timezone(timedelta(hours=1)))),
+    ])
+    def test_units_end_at_their_last_microsecond(self, text: str, end: datetime) -> None:
+        """A time names the end of its last unit (the help says so); naive means local; fractions are exact."""
+        assert parse_time(text) == end
+
+    def test_now(self) -> None:
+        assert abs(parse_time("now") - datetime.now(UTC)) < timedelta(seconds=5)
 
     @pytest.mark.parametrize("text", ["soon", "14:05:09", "20260301", "2026-03-01Z", "2026-13", "2026-02-30",
                                       "2026-03-01T14:05:09.1234567", "2026-03-01T14:05+24:00"])
@@ -568,11 +570,9 @@ class TestParseTime:
 
 
 @pytest.fixture
-def lisbon(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def lisbon(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Local time in Lisbon (``local_zone``, which every test uses, puts the zone back afterwards)."""
     monkeypatch.setenv("TZ", "Europe/Lisbon")
-    time.tzset()
-    yield
-    monkeypatch.undo()
     time.tzset()
 
 
