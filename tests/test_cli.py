@@ -6,6 +6,7 @@ no tz database needed) so that a wrong zone shows up as a wrong hour.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -26,6 +27,7 @@ from click.testing import CliRunner, Result
 from eventstore import ChatMessage, SessionStore
 from eventstore.cli import cli
 from eventstore.cli._context import default_store_path, parse_time
+from eventstore.cli._output import show_time
 
 from conftest import FakeClock
 
@@ -583,6 +585,32 @@ def test_a_typed_date_ends_at_the_last_microsecond_of_that_local_day(lisbon: Non
     next_midnight = (start + timedelta(days=1)).replace(tzinfo=LISBON)  # wall-clock arithmetic, then the zone
     end = next_midnight.astimezone(UTC) - timedelta(microseconds=1)
     assert parse_time(day).astimezone(UTC) == end
+
+
+@pytest.mark.parametrize("zone", ["Europe/Lisbon", "Australia/Lord_Howe", "America/Sao_Paulo", "America/St_Johns"])
+def test_a_table_prints_the_offset_of_exactly_the_times_the_clocks_show_twice(monkeypatch: pytest.MonkeyPatch,
+                                                                               zone: str) -> None:
+    """``show_time`` reads a wall time both ways only near a change of the clocks (the C library's offsets a day
+    either side tell it); the times it gives an offset are those zoneinfo reads two ways: every 3 hours over a year,
+    and every 7 minutes two days either side of each change, by an hour, by half an hour (Lord Howe), at midnight
+    (Sao Paulo in 2018), in the southern hemisphere and in the northern."""
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    model = ZoneInfo(zone)
+    coarse = [datetime(2018, 1, 1, tzinfo=UTC) + timedelta(hours=3 * step) for step in range(366 * 8)]
+    changes = [moment for moment, following in itertools.pairwise(coarse)
+               if moment.astimezone(model).utcoffset() != following.astimezone(model).utcoffset()]
+    assert len(changes) == 2, changes
+    fine = [change + timedelta(minutes=minutes) for change in changes for minutes in range(-3000, 3000, 7)]
+    found = 0
+    for moment in coarse + fine:
+        wall = moment.astimezone(model).replace(tzinfo=None)
+        twice = wall.replace(tzinfo=model, fold=0).utcoffset() != wall.replace(tzinfo=model, fold=1).utcoffset()
+        shown = show_time(moment)
+        assert shown == (moment.astimezone(model).isoformat(sep=" ", timespec="seconds") if twice
+                         else wall.strftime("%Y-%m-%d %H:%M:%S")), moment
+        found += twice
+    assert found >= 4  # a fall-back hour (half an hour on Lord Howe) at a step of 7 minutes
 
 
 def test_each_time_history_prints_in_the_repeated_hour_names_its_own_event(lisbon: None, tmp_path: Path) -> None:

@@ -29,10 +29,11 @@ import json
 import os
 import re
 import sys
+import time
 import unicodedata
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
 
 import click
@@ -228,10 +229,22 @@ def show_time(moment: datetime | None) -> str:
     if moment is None:
         return "-"
     local = moment.astimezone()
+    return local.isoformat(sep=" ", timespec="seconds") if _shown_twice(local) else local.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _shown_twice(local: datetime) -> bool:
+    """Whether the clocks show ``local``'s wall time twice (they went back an hour, or more, around it)."""
+    stamp = local.timestamp()
+    # Most times are a day or more from any change of the clocks: the same offset a day before and after says so
+    # at a fraction of the cost of the two readings below (a listing prints two times a session).
+    before, after = time.localtime(stamp - _DAY).tm_gmtoff, time.localtime(stamp + _DAY).tm_gmtoff
+    if before == after and local.utcoffset() == timedelta(seconds=before):
+        return False
     wall = local.replace(tzinfo=None)
-    if wall.replace(fold=0).astimezone() != wall.replace(fold=1).astimezone():
-        return local.isoformat(sep=" ", timespec="seconds")
-    return local.strftime("%Y-%m-%d %H:%M:%S")
+    return wall.replace(fold=0).astimezone() != wall.replace(fold=1).astimezone()
+
+
+_DAY = 86_400
 
 
 def json_time(moment: datetime | None) -> str | None:
