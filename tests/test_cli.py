@@ -587,6 +587,24 @@ def test_a_typed_date_ends_at_the_last_microsecond_of_that_local_day(lisbon: Non
     assert parse_time(day).astimezone(UTC) == end
 
 
+@pytest.mark.parametrize(("zone", "skipped", "kept"), [
+    ("Europe/Lisbon", ["2026-03-29T01", "2026-03-29T01:30", "2026-03-29T01:59:59.5"],
+     ["2026-03-29", "2026-03-29T00:59:59", "2026-03-29T02", "2026-03-29T01:30Z"]),
+    ("America/Sao_Paulo", ["2018-11-04T00", "2018-11-04T00:00"], ["2018-11-04", "2018-11-04T01"]),
+])
+def test_a_local_time_the_clocks_skipped_is_refused(monkeypatch: pytest.MonkeyPatch, zone: str,
+                                                    skipped: list[str], kept: list[str]) -> None:
+    """No event shows such a time, and either reading of it lands up to an hour from the jump: it is refused, and
+    a day, an hour or a time around it, or the same time given with a zone, is read as usual."""
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    for text in skipped:
+        with pytest.raises(click.ClickException, match="a local time the clocks skipped"):
+            parse_time(text)
+    for text in kept:
+        parse_time(text)
+
+
 @pytest.mark.parametrize("zone", ["Europe/Lisbon", "Australia/Lord_Howe", "America/Sao_Paulo", "America/St_Johns"])
 def test_a_table_prints_the_offset_of_exactly_the_times_the_clocks_show_twice(monkeypatch: pytest.MonkeyPatch,
                                                                                zone: str) -> None:

@@ -201,9 +201,9 @@ def parse_time(text: str, option: str = "--as-of") -> datetime:
     minute and ``2026-03-01T14:05:09`` of that second, so that a time copied from ``history`` (shown to the
     second) includes its event; a fraction is exact. A local time the clocks show twice (the hour they go back)
     means its later showing, so that it includes both: ``history`` prints the UTC offset of a time in that
-    hour, which picks one. A time less than three days from the start of year 1 or the end of year 9999 is
-    moved to three days from it (still before every event, or after all of them), so that it converts to any
-    time zone.
+    hour, which picks one. A local time of day the clocks skipped (the hour they go forward) is refused.
+    A time less than three days from the start of year 1 or the end of year 9999 is moved to three days from it
+    (still before every event, or after all of them), so that it converts to any time zone.
     """
     stripped = text.strip()
     if stripped.lower() == "now":
@@ -220,10 +220,11 @@ def parse_time(text: str, option: str = "--as-of") -> datetime:
         raise click.ClickException(
             f"{option}: {text!r} is not a time; use ISO 8601, e.g. 2026-03-01T14:05:09 (local time), "
             "2026-03-01T13:05:09Z, 2026-03-01 or 2026-03") from None
+    if zone is None and found["hour"] is not None and _skipped(_in_range(start)):
+        raise click.ClickException(f"{option}: {text!r} is a local time the clocks skipped when they went "
+                                   "forward; give one before or after the change")
     following = _next_unit(start, found)
-    # Every event lies between 1970 and now, so a time within days of year 1 or 9999 means the same as
-    # that end of time; moved there, it converts to any time zone (and to UTC) without overflow.
-    wall = min(max(start if following is None else following, _EARLIEST), _LATEST)
+    wall = _in_range(start if following is None else following)
     if zone is not None:
         moment = wall.replace(tzinfo=zone)
     else:
@@ -233,6 +234,20 @@ def parse_time(text: str, option: str = "--as-of") -> datetime:
         # is 23 or 25 hours long on those dates.
         moment = max(wall.replace(fold=0).astimezone(), wall.replace(fold=1).astimezone())
     return moment if following is None else moment - timedelta(microseconds=1)
+
+
+def _in_range(wall: datetime) -> datetime:
+    """``wall`` moved to no nearer than three days to the ends of datetime's range.
+
+    Every event lies between 1970 and now, so a time within days of year 1 or 9999 means the same as that end of
+    time; moved there, it converts to any time zone (and to UTC) without overflow.
+    """
+    return min(max(wall, _EARLIEST), _LATEST)
+
+
+def _skipped(wall: datetime) -> bool:
+    """Whether the clocks never showed ``wall`` (naive, local): read either way, it comes back another time."""
+    return all(wall.replace(fold=fold).astimezone().replace(tzinfo=None) != wall for fold in (0, 1))
 
 
 def _typed_zone(text: str | None) -> timezone | None:
