@@ -233,7 +233,7 @@ def show_time(moment: datetime | None) -> str:
 
 
 def _shown_twice(local: datetime) -> bool:
-    """Whether the clocks show ``local``'s wall time twice (they went back an hour, or more, around it)."""
+    """Whether the clocks show ``local``'s wall time twice (they were put back around it)."""
     stamp = local.timestamp()
     # Most times are a day or more from any change of the clocks: the same offset a day before and after says so
     # at a fraction of the cost of the two readings below (a listing prints two times a session).
