@@ -308,8 +308,8 @@ def _read_numbered(stream: IO[bytes]) -> tuple[ExportHeader, Iterator[tuple[int,
                 raise BadExportFile(f"line {number}: a line after the trailer (line {ended})")
             try:
                 data = orjson.loads(raw)
-            except orjson.JSONDecodeError as exc:
-                raise BadExportFile(f"line {number}: {exc}") from None
+            except orjson.JSONDecodeError:
+                raise BadExportFile(f"line {number} is not JSON") from None
             if isinstance(data, dict) and "end" in data:
                 end, events, ending = data.get("end"), data.get("events"), data.get("last_hash")
                 if end is not True or type(events) is not int or not isinstance(ending, (str, type(None))):

@@ -6,8 +6,10 @@ no tz database needed) so that a wrong zone shows up as a wrong hour.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -15,6 +17,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import click
 import lmdb
@@ -24,10 +27,12 @@ from click.testing import CliRunner, Result
 from eventstore import ChatMessage, SessionStore
 from eventstore.cli import cli
 from eventstore.cli._context import default_store_path, parse_time
+from eventstore.cli._output import show_time
 
 from conftest import FakeClock
 
 START = datetime(2026, 1, 1, tzinfo=UTC)  # 05:30 local in the tests' zone
+LISBON = ZoneInfo("Europe/Lisbon")
 
 
 @pytest.fixture(autouse=True)
@@ -533,20 +538,114 @@ class TestShow:
         assert "not both" in error_line(result)
 
 
+_IST = timezone(timedelta(hours=5, minutes=30))  # the tests' local zone
+
+
 class TestParseTime:
-    def test_units_end_at_their_last_microsecond(self) -> None:
-        """A time names the end of its last unit; naive means local; fractions are exact."""
-        local = timezone(timedelta(hours=5, minutes=30))
-        assert parse_time("2026-03-01") == datetime(2026, 3, 1, 23, 59, 59, 999999, local)
-        assert parse_time("2026-03-01T14:05") == datetime(2026, 3, 1, 14, 5, 59, 999999, local)
-        assert parse_time("2026-03-01 14:05:09") == datetime(2026, 3, 1, 14, 5, 9, 999999, local)
-        assert parse_time("2026-03-01T14:05:09.5") == datetime(2026, 3, 1, 14, 5, 9, 500000, local)
-        assert parse_time("2026-03-01T14:05:09Z") == datetime(2026, 3, 1, 14, 5, 9, 999999, UTC)
+    @pytest.mark.parametrize(("text", "end"), [
+        ("2026", datetime(2026, 12, 31, 23, 59, 59, 999999, _IST)),  # a year and a month are units too
+        ("2026-10", datetime(2026, 10, 31, 23, 59, 59, 999999, _IST)),
+        ("2026-12", datetime(2026, 12, 31, 23, 59, 59, 999999, _IST)),
+        ("2028-02", datetime(2028, 2, 29, 23, 59, 59, 999999, _IST)),
+        ("2026-03-01", datetime(2026, 3, 1, 23, 59, 59, 999999, _IST)),
+        ("2026-03-01T14", datetime(2026, 3, 1, 14, 59, 59, 999999, _IST)),
+        ("2026-03-01T14:05", datetime(2026, 3, 1, 14, 5, 59, 999999, _IST)),
+        ("2026-03-01 14:05:09", datetime(2026, 3, 1, 14, 5, 9, 999999, _IST)),
+        ("2026-03-01T14:05:09.5", datetime(2026, 3, 1, 14, 5, 9, 500000, _IST)),
+        ("2026-03-01T14:05:09Z", datetime(2026, 3, 1, 14, 5, 9, 999999, UTC)),
+        ("2026-03-01T14:05+0100", datetime(2026, 3, 1, 14, 5, 59, 999999, timezone(timedelta(hours=1)))),
+    ])
+    def test_units_end_at_their_last_microsecond(self, text: str, end: datetime) -> None:
+        """A time names the end of its last unit (the help says so); naive means local; fractions are exact."""
+        assert parse_time(text) == end
+
+    def test_now(self) -> None:
         assert abs(parse_time("now") - datetime.now(UTC)) < timedelta(seconds=5)
 
-    def test_garbage(self) -> None:
+    @pytest.mark.parametrize("text", ["soon", "14:05:09", "20260301", "2026-03-01Z", "2026-13", "2026-02-30",
+                                      "2026-03-01T14:05:09.1234567", "2026-03-01T14:05+24:00"])
+    def test_garbage(self, text: str) -> None:
+        """Only what the docstring and the help list is read: another form of ISO 8601 (basic, a bare time) would
+        otherwise mean something the documentation does not say (the start of a day, say)."""
         with pytest.raises(click.ClickException, match="is not a time"):
-            parse_time("soon")
+            parse_time(text)
+
+
+@pytest.fixture
+def lisbon(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Local time in Lisbon (``local_zone``, which every test uses, puts the zone back afterwards)."""
+    monkeypatch.setenv("TZ", "Europe/Lisbon")
+    time.tzset()
+
+
+@pytest.mark.parametrize("day", ["2026-10-25", "2026-03-29"])  # Lisbon leaves, then enters, summer time
+def test_a_typed_date_ends_at_the_last_microsecond_of_that_local_day(lisbon: None, day: str) -> None:
+    """`--as-of 2026-10-25` names the end of that day in local time, however long the day is (23 to 25 hours)."""
+    start = datetime.fromisoformat(day).replace(tzinfo=LISBON)
+    next_midnight = (start + timedelta(days=1)).replace(tzinfo=LISBON)  # wall-clock arithmetic, then the zone
+    end = next_midnight.astimezone(UTC) - timedelta(microseconds=1)
+    assert parse_time(day).astimezone(UTC) == end
+
+
+@pytest.mark.parametrize(("zone", "skipped", "kept"), [
+    ("Europe/Lisbon", ["2026-03-29T01", "2026-03-29T01:30", "2026-03-29T01:59:59.5"],
+     ["2026-03-29", "2026-03-29T00:59:59", "2026-03-29T02", "2026-03-29T01:30Z"]),
+    ("America/Sao_Paulo", ["2018-11-04T00", "2018-11-04T00:00"], ["2018-11-04", "2018-11-04T01"]),
+])
+def test_a_local_time_the_clocks_skipped_is_refused(monkeypatch: pytest.MonkeyPatch, zone: str,
+                                                    skipped: list[str], kept: list[str]) -> None:
+    """No event shows such a time, and either reading of it lands up to an hour from the jump: it is refused, and
+    a day, an hour or a time around it, or the same time given with a zone, is read as usual."""
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    for text in skipped:
+        with pytest.raises(click.ClickException, match="a local time the clocks skipped"):
+            parse_time(text)
+    for text in kept:
+        parse_time(text)
+
+
+@pytest.mark.parametrize("zone", ["Europe/Lisbon", "Australia/Lord_Howe", "America/Sao_Paulo", "America/St_Johns"])
+def test_a_table_prints_the_offset_of_exactly_the_times_the_clocks_show_twice(monkeypatch: pytest.MonkeyPatch,
+                                                                               zone: str) -> None:
+    """``show_time`` reads a wall time both ways only near a change of the clocks (the C library's offsets a day
+    either side tell it); the times it gives an offset are those zoneinfo reads two ways: every 3 hours over a year,
+    and every 7 minutes two days either side of each change, by an hour, by half an hour (Lord Howe), at midnight
+    (Sao Paulo in 2018), in the southern hemisphere and in the northern."""
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    model = ZoneInfo(zone)
+    coarse = [datetime(2018, 1, 1, tzinfo=UTC) + timedelta(hours=3 * step) for step in range(366 * 8)]
+    changes = [moment for moment, following in itertools.pairwise(coarse)
+               if moment.astimezone(model).utcoffset() != following.astimezone(model).utcoffset()]
+    assert len(changes) == 2, changes
+    fine = [change + timedelta(minutes=minutes) for change in changes for minutes in range(-3000, 3000, 7)]
+    found = 0
+    for moment in coarse + fine:
+        wall = moment.astimezone(model).replace(tzinfo=None)
+        twice = wall.replace(tzinfo=model, fold=0).utcoffset() != wall.replace(tzinfo=model, fold=1).utcoffset()
+        shown = show_time(moment)
+        assert shown == (moment.astimezone(model).isoformat(sep=" ", timespec="seconds") if twice
+                         else wall.strftime("%Y-%m-%d %H:%M:%S")), moment
+        found += twice
+    assert found >= 4  # a fall-back hour (half an hour on Lord Howe) at a step of 7 minutes
+
+
+def test_each_time_history_prints_in_the_repeated_hour_names_its_own_event(lisbon: None, tmp_path: Path) -> None:
+    """The night the clocks go back, 01:20 comes twice: ``history`` tells the two apart (their UTC offsets), and
+    ``show --as-of`` a time copied from it holds exactly the events up to that one, in and around that hour."""
+    clock = FakeClock(datetime(2026, 10, 24, 23, 50, tzinfo=UTC))  # 00:50 local, summer time
+    with SessionStore(tmp_path / "store", clock=clock) as store:
+        for count in range(6):
+            store.append("k", ChatMessage.user(f"m{count}"))
+            clock.advance(minutes=30)  # 00:50, 01:20, 01:50, then 01:20, 01:50 again, 02:20
+    table = run(tmp_path / "store", "history", "k").stdout
+    shown = re.findall(r"2026-10-25 \d\d:\d\d:\d\d(?:[+-]\d\d:\d\d)?", table)
+    assert len(shown) == 6 and len(set(shown)) == 6, table
+    for count, moment in enumerate(shown):
+        view = json.loads(run(tmp_path / "store", "show", "k", "--as-of", moment, "--json").stdout)
+        assert [m["content"] for m in view["messages"]] == [f"m{n}" for n in range(count + 1)], moment
+    assert "(as of 2026-10-25 23:59:59)" in run(tmp_path / "store", "show", "k", "--as-of", "2026-10-25").stdout
 
 
 # -- history and replay --------------------------------------------------------------------------

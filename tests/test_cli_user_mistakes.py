@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -77,3 +79,59 @@ def test_no_command_shows_the_help_as_lines(arguments: list[str]) -> None:
     assert result.exit_code == 2
     assert "Commands:\n" in result.output
     assert "\\n" not in result.output and "Error:" not in result.output, result.output[:300]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    """A store holding sessions under keys a shell splits or reads as an option."""
+    with SessionStore(tmp_path / "store") as opened:
+        for key in ("sp ace", "-dash", "it's"):
+            opened.append(key, ChatMessage.user("hi"))
+            opened.append(key, ChatMessage.user("there"))
+    return tmp_path / "store"
+
+
+@pytest.mark.parametrize(("key", "quoted"), [("sp ace", "'sp ace'"), ("-dash", "-- -dash"), ("it's", "'it'\\''s'")])
+def test_a_command_suggested_in_an_error_is_quoted_for_a_shell_and_names_the_key(store: Path, key: str,
+                                                                                  quoted: str) -> None:
+    """Each error that suggests ``eventstore history`` gives the key, quoted as the `Next:` line of ``sessions``
+    quotes its prefix (and after ``--`` when it looks like an option), not the placeholder ``KEY``."""
+    suggested = f"`eventstore history {quoted}`"
+    for arguments in (["show", "--version", "9", "--", key], ["restore", "--version", "9", "--yes", "--", key],
+                      ["fork", "--version", "9", "--", key, "new"], ["show", "--as-of", "2000-01-01", "--", key]):
+        assert suggested in error_of("--store", str(store), *arguments), arguments
+
+
+@pytest.mark.parametrize("seconds", ["-5", "nan"])
+def test_a_negative_stuck_threshold_is_told_by_its_option(store: Path, seconds: str) -> None:
+    said = error_of("--store", str(store), "sessions", "--stuck", seconds)
+    assert said == f"Error: --stuck: {seconds} is not a number of seconds (give 0 or more)"
+
+
+def test_a_cursor_no_listing_printed_is_told_in_the_command_lines_words(store: Path) -> None:
+    said = error_of("--store", str(store), "sessions", "--after", "bogus")
+    assert said == "Error: --after: 'bogus' is not a cursor a page of `eventstore sessions` printed"
+
+
+def test_a_line_of_an_events_file_that_is_not_json_is_told_so(store: Path, tmp_path: Path) -> None:
+    """orjson's words ("invalid literal, expected 'null': line 1 column 1") count lines within the line."""
+    with SessionStore(store) as opened, open(tmp_path / "events.jsonl", "wb") as out:
+        export_events(opened, out, ["sp ace"])
+    lines = (tmp_path / "events.jsonl").read_text().splitlines()
+    (tmp_path / "events.jsonl").write_text("\n".join([*lines[:2], "nonsense", *lines[2:]]) + "\n")
+    said = error_of("--store", str(tmp_path / "copy"), "import", "events", str(tmp_path / "events.jsonl"))
+    assert said == "Error: line 3 is not JSON"
+
+
+def test_a_store_in_a_directory_that_is_not_writable_says_so(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The user asked for no read-only open: the directory's permissions made it one, and the error says that.
+    (``os.access`` is what the store and the command line ask; the tests may run as root, whom chmod binds not.)"""
+    access = os.access
+
+    def no_writes_to_the_store(path: Any, mode: int, **options: Any) -> bool:
+        return not (mode & os.W_OK and Path(path) == store) and access(path, mode, **options)
+
+    monkeypatch.setattr(os, "access", no_writes_to_the_store)
+    said = error_of("--store", str(store), "delete", "sp ace")
+    assert said == (f"Error: the store at {store} cannot be changed: its directory is not writable, so the store "
+                    "could only be read")

@@ -12,7 +12,9 @@ import hashlib
 import os
 import re
 import sys
-from datetime import datetime, timedelta
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import attrs
@@ -35,8 +37,8 @@ from ..events import RecordedEvent, SessionDeleted, SessionRestored
 from ..storage.lmdb_files import MARKER
 from ._output import progress_bar, terminal_safe
 
-__all__ = ["CACHE_ENV", "Env", "pass_env", "default_store_path", "parse_time", "restore_command", "user_error",
-           "session_history"]
+__all__ = ["CACHE_ENV", "Env", "pass_env", "default_store_path", "parse_time", "key_command", "restore_command",
+           "versions_of", "user_error", "session_history"]
 
 #: The environment variable naming the store (``--store`` wins over it).
 STORE_ENV = "EVENTSTORE_PATH"
@@ -133,11 +135,25 @@ class Env:
         return f" --store {_quote(str(self.store_path))}" if self.chosen else ""
 
 
-def restore_command(key: str, version: int) -> str:
-    """The command that restores ``key`` to ``version``, for a shell (a key that looks like an option after ``--``)."""
+def key_command(command: str, key: str, *options: str) -> str:
+    """``eventstore COMMAND KEY OPTIONS...`` for a shell: the key quoted, after ``--`` when it looks like an option."""
     if key.startswith("-"):
-        return f"eventstore restore --version {version} -- {_quote(key)}"
-    return f"eventstore restore {_quote(key)} --version {version}"
+        return " ".join(("eventstore", command, *options, "--", _quote(key)))
+    return " ".join(("eventstore", command, _quote(key), *options))
+
+
+def restore_command(key: str, version: int) -> str:
+    """The command that restores ``key`` to ``version``, for a shell."""
+    return key_command("restore", key, "--version", str(version))
+
+
+@contextmanager
+def versions_of(key: str) -> Iterator[None]:
+    """Tell a version or time that names no state of ``key`` with the command that lists its versions."""
+    try:
+        yield
+    except InvalidVersion as exc:
+        raise click.ClickException(f"{exc}; see `{key_command('history', key)}` for its versions") from None
 
 
 def _quote(text: str) -> str:
@@ -160,7 +176,12 @@ def _escaped_for_shell(char: str) -> str:
 
 pass_env = click.make_pass_decorator(Env)
 
-_PRECISION = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ](\d{2})(:\d{2})?(:\d{2})?(\.\d+)?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?$")
+#: What a typed time may be: a year, a month, a day, then an hour, a minute, a second and a fraction of it, each
+#: optional from the right (ISO 8601's extended form), with a zone only after a time of day.
+_TYPED_TIME = re.compile(
+    r"(?P<year>\d{4})(?:-(?P<month>\d{2})(?:-(?P<day>\d{2})"
+    r"(?:[T ](?P<hour>\d{2})(?::(?P<minute>\d{2})(?::(?P<second>\d{2})(?:[.,](?P<fraction>\d{1,6}))?)?)?"
+    r"(?P<zone>Z|[+-]\d{2}(?::?\d{2})?)?)?)?)?")
 
 
 #: The earliest and latest times a typed time is read as: a time zone's offset (under a day) and the end of a day
@@ -170,35 +191,90 @@ _LATEST = datetime.max - timedelta(days=3)
 
 
 def parse_time(text: str, option: str = "--as-of") -> datetime:
-    """Read a time typed by the user: ISO 8601, naive meaning local time, or ``now``.
+    """Read a time typed by the user: ``now``, or ISO 8601 from a year down to a fraction of a second, naive
+    meaning local time.
 
-    A time names the end of its last given unit: ``2026-03-01`` is the end of that
-    day, ``2026-03-01T14:05`` the end of that minute and ``14:05:09`` the end of that
-    second, so a time copied from ``history`` (shown to the second) includes its event.
-    A time less than three days from the start of year 1 or the end of year 9999 is moved to three days
-    from it (still before every event, or after all of them), so that it converts to any time zone.
+    Accepted: ``2026``, ``2026-03``, ``2026-03-01``, then ``T`` (or a space) and ``14``, ``14:05``,
+    ``14:05:09`` or ``14:05:09.5`` (up to six digits), then optionally a zone: ``Z``, ``+01:00`` or ``+0100``.
+    A time names the end of its last given unit: ``2026`` is the end of that year, ``2026-03`` of that month,
+    ``2026-03-01`` of that day (in local time, however many hours the day has), ``2026-03-01T14:05`` of that
+    minute and ``2026-03-01T14:05:09`` of that second, so that a time copied from ``history`` (shown to the
+    second) includes its event; a fraction is exact. A local time the clocks show twice (the hour they go back)
+    means its later showing, so that it includes both: ``history`` prints the UTC offset of a time in that
+    hour, which picks one. A local time of day the clocks skipped (the hour they go forward) is refused.
+    A time less than three days from the start of year 1 or the end of year 9999 is moved to three days from it
+    (still before every event, or after all of them), so that it converts to any time zone.
     """
     stripped = text.strip()
     if stripped.lower() == "now":
         return datetime.now().astimezone()
+    found = _TYPED_TIME.fullmatch(stripped)
     try:
-        moment = datetime.fromisoformat(stripped)
+        if found is None:
+            raise ValueError(text)
+        start = datetime(int(found["year"]), int(found["month"] or 1), int(found["day"] or 1),
+                         int(found["hour"] or 0), int(found["minute"] or 0), int(found["second"] or 0),
+                         int((found["fraction"] or "").ljust(6, "0")))
+        zone = _typed_zone(found["zone"])
     except ValueError:
         raise click.ClickException(
-            f"{option}: {text!r} is not a time; use ISO 8601, e.g. 2026-03-01T14:05:09 (local time) "
-            "or 2026-03-01T13:05:09Z") from None
-    # Every event lies between 1970 and now, so a time within days of year 1 or 9999 means the same as
-    # that end of time; moved there, it converts to any time zone (and to UTC) without overflow.
-    moment = min(max(moment.replace(tzinfo=None), _EARLIEST), _LATEST).replace(tzinfo=moment.tzinfo)
-    if moment.tzinfo is None:
-        moment = moment.astimezone()  # a naive time is local time
-    found = _PRECISION.match(stripped)
-    if found is not None and found.group(4) is None:
-        hour, minute, second = found.group(1), found.group(2), found.group(3)
-        unit = (timedelta(days=1) if hour is None else timedelta(hours=1) if minute is None
-                else timedelta(minutes=1) if second is None else timedelta(seconds=1))
-        moment += unit - timedelta(microseconds=1)
-    return moment
+            f"{option}: {text!r} is not a time; use ISO 8601, e.g. 2026-03-01T14:05:09 (local time), "
+            "2026-03-01T13:05:09Z, 2026-03-01 or 2026-03") from None
+    if zone is None and found["hour"] is not None and _skipped(_in_range(start)):
+        raise click.ClickException(f"{option}: {text!r} is a local time the clocks skipped when they went "
+                                   "forward; give one before or after the change")
+    following = _next_unit(start, found)
+    wall = _in_range(start if following is None else following)
+    if zone is not None:
+        moment = wall.replace(tzinfo=zone)
+    else:
+        # The two readings of a local time differ only near a change of the clocks: in the hour they go back,
+        # the later is its second showing; in the hour they skip, the later is past the gap (the moment the
+        # clocks jumped, for the start of a day or an hour). Wall-clock arithmetic above, then the zone: a day
+        # is 23 or 25 hours long on those dates.
+        moment = max(wall.replace(fold=0).astimezone(), wall.replace(fold=1).astimezone())
+    return moment if following is None else moment - timedelta(microseconds=1)
+
+
+def _in_range(wall: datetime) -> datetime:
+    """``wall`` moved to no nearer than three days to the ends of datetime's range.
+
+    Every event lies between 1970 and now, so a time within days of year 1 or 9999 means the same as that end of
+    time; moved there, it converts to any time zone (and to UTC) without overflow.
+    """
+    return min(max(wall, _EARLIEST), _LATEST)
+
+
+def _skipped(wall: datetime) -> bool:
+    """Whether the clocks never showed ``wall`` (naive, local): read either way, it comes back another time."""
+    return all(wall.replace(fold=fold).astimezone().replace(tzinfo=None) != wall for fold in (0, 1))
+
+
+def _typed_zone(text: str | None) -> timezone | None:
+    """The zone of a typed time (``Z``, ``+01:00``, ``-0530``, ``+01``), ``None`` without one: local time."""
+    if text is None:
+        return None
+    if text == "Z":
+        return UTC
+    digits = text[1:].replace(":", "")
+    offset = timedelta(hours=int(digits[:2]), minutes=int(digits[2:] or 0))
+    return timezone(-offset if text[0] == "-" else offset)  # ValueError past a day
+
+
+def _next_unit(start: datetime, found: re.Match[str]) -> datetime | None:
+    """The start of the unit after the last one a typed time gives (naive, wall-clock), ``None`` when it gives a
+    fraction of a second (exact); ``datetime.max`` past the end of year 9999."""
+    if found["fraction"] is not None:
+        return None
+    try:
+        if found["month"] is None:
+            return start.replace(year=start.year + 1)
+        if found["day"] is None:
+            return start.replace(year=start.year + start.month // 12, month=start.month % 12 + 1)
+        return start + (timedelta(days=1) if found["hour"] is None else timedelta(hours=1) if found["minute"] is None
+                        else timedelta(minutes=1) if found["second"] is None else timedelta(seconds=1))
+    except (ValueError, OverflowError):
+        return datetime.max
 
 
 def user_error(exc: BaseException, store_path: Path | None = None) -> click.ClickException:
@@ -212,12 +288,15 @@ def user_error(exc: BaseException, store_path: Path | None = None) -> click.Clic
     if isinstance(exc, IncompatibleStore):
         return click.ClickException(f"the store{where} does not fit this version of eventstore: {exc}")
     if isinstance(exc, StoreReadOnly):
-        return click.ClickException(f"{exc} (its directory is not writable, so they cannot be rebuilt here)"
-                                    if "out of date" in str(exc) else str(exc))
+        if "out of date" in str(exc):
+            return click.ClickException(f"{exc} (its directory is not writable, so they cannot be rebuilt here)")
+        if store_path is not None and not os.access(store_path, os.W_OK):
+            # The user asked for no read-only open: the store was opened so because its directory is not writable.
+            return click.ClickException(f"the store{where} cannot be changed: its directory is not writable, so the "
+                                        "store could only be read")
+        return click.ClickException(str(exc))
     if isinstance(exc, SourceChanged):
         return click.ClickException(str(exc))
-    if isinstance(exc, InvalidVersion):
-        return click.ClickException(f"{exc}; see `eventstore history KEY` for its versions")
     if isinstance(exc, EventStoreError):
         return click.ClickException(str(exc))
     if isinstance(exc, OSError):

@@ -20,6 +20,7 @@ from projections.session import IDLE
 
 from .. import (
     ChatMessage,
+    InvalidArgument,
     SearchHit,
     SessionMetadata,
     SessionQuery,
@@ -51,10 +52,12 @@ from ._context import (
     Env,
     _quote,
     index_for_search,
+    key_command,
     parse_time,
     pass_env,
     require_live,
     session_history,
+    versions_of,
 )
 from ._output import (
     Output,
@@ -257,8 +260,14 @@ class _Walk:
             return
         first = True
         while wanted is None or wanted > 0:
-            page = self.store.list_sessions_page(_BLOCK if wanted is None else min(_BLOCK, wanted), self.cursor,
-                                                 prefix=self.prefix)
+            try:
+                page = self.store.list_sessions_page(_BLOCK if wanted is None else min(_BLOCK, wanted), self.cursor,
+                                                     prefix=self.prefix)
+            except InvalidArgument:
+                if not first or self.cursor is None:  # only the first cursor is the user's
+                    raise
+                raise click.ClickException(f"--after: {self.cursor!r:.60} is not a cursor a page of "
+                                           "`eventstore sessions` printed") from None
             if first:
                 self.total, first = page.total, False
             yield from page.sessions
@@ -354,6 +363,8 @@ def sessions(env: Env, limit: int | None, everything: bool, after: str | None, p
                                         ("--after", after is not None), ("--prefix", prefix is not None)) if given]
     if (running or stuck is not None) and paging:
         raise click.ClickException(f"{paging[0]} lists the sessions by activity; not with --running or --stuck")
+    if stuck is not None and not stuck >= 0:  # NaN too
+        raise click.ClickException(f"--stuck: {stuck:g} is not a number of seconds (give 0 or more)")
     out = Output(as_json)
     with env.open() as store:
         if running or stuck is not None:
@@ -428,7 +439,8 @@ def show_view(out: Output, view: SessionView, when: str = "") -> None:
 @click.argument("key")
 @click.option("--version", type=int, metavar="N", help="Show the session as it was after its N-th event.")
 @click.option("--as-of", "as_of", metavar="TIME",
-              help="Show the session as it was at TIME (ISO 8601; without a zone, local time).")
+              help="Show the session as it was at TIME "
+                   "(ISO 8601, a year down to a second, e.g. 2026-03 or 2026-03-01T14:05; without a zone, local time).")
 @output_options
 @pass_env
 def show(env: Env, key: str, version: int | None, as_of: str | None, as_json: bool) -> None:
@@ -437,7 +449,9 @@ def show(env: Env, key: str, version: int | None, as_of: str | None, as_json: bo
     Prints its name, state, version and times, then every message.
 
     With --version N or --as-of TIME, the session as it was then (a time names
-    the end of its last given unit: 2026-03-01T14:05 is the end of that minute).
+    the end of its last given unit: 2026-03 is the end of that month,
+    2026-03-01T14:05 the end of that minute; a time in the hour the clocks go
+    back is shown with its UTC offset, which --as-of reads).
 
     \b
     Example:
@@ -455,11 +469,12 @@ def show(env: Env, key: str, version: int | None, as_of: str | None, as_json: bo
             view = store.session_at(key)
         else:
             session_history(store, key)
-            view = store.session_at(key, version=version, as_of=moment)
+            with versions_of(key):
+                view = store.session_at(key, version=version, as_of=moment)
             if not view.exists:
                 when = f"at version {version}" if version is not None else f"as of {show_time(moment)}"
                 raise click.ClickException(f"session {key!r} did not exist {when} (it was not yet created, "
-                                           f"or deleted); see `eventstore history {key}`")
+                                           f"or deleted); see `{key_command('history', key)}`")
     when = "" if version is None and moment is None else (
         f" (as of {show_time(moment)})" if moment is not None else f" (at version {version})")
     show_view(out, view, when)

@@ -29,10 +29,11 @@ import json
 import os
 import re
 import sys
+import time
 import unicodedata
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
 
 import click
@@ -223,8 +224,27 @@ def local(moment: datetime | None) -> datetime | None:
 
 
 def show_time(moment: datetime | None) -> str:
-    """A time for a table: local, to the second."""
-    return "-" if moment is None else moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    """A time for a table: local, to the second; with its UTC offset in the hour the clocks go back, whose local
+    times each come twice (``--as-of`` reads the offset, so a time copied from a table names its moment)."""
+    if moment is None:
+        return "-"
+    local = moment.astimezone()
+    return local.isoformat(sep=" ", timespec="seconds") if _shown_twice(local) else local.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _shown_twice(local: datetime) -> bool:
+    """Whether the clocks show ``local``'s wall time twice (they were put back around it)."""
+    stamp = local.timestamp()
+    # Most times are a day or more from any change of the clocks: the same offset a day before and after says so
+    # at a fraction of the cost of the two readings below (a listing prints two times a session).
+    before, after = time.localtime(stamp - _DAY).tm_gmtoff, time.localtime(stamp + _DAY).tm_gmtoff
+    if before == after and local.utcoffset() == timedelta(seconds=before):
+        return False
+    wall = local.replace(tzinfo=None)
+    return wall.replace(fold=0).astimezone() != wall.replace(fold=1).astimezone()
+
+
+_DAY = 86_400
 
 
 def json_time(moment: datetime | None) -> str | None:

@@ -12,7 +12,7 @@ import click
 
 from .. import SessionView, StoreCorrupted, VerifyReport
 from ..events import SessionForked
-from ._context import Env, parse_time, pass_env, require_live, restore_command, session_history
+from ._context import Env, parse_time, pass_env, require_live, restore_command, session_history, versions_of
 from ._output import Output, confirm, counted, human_bytes, output_options, progress_bar, show_time, spinner
 
 
@@ -27,7 +27,8 @@ def _summary(view: SessionView) -> str:
 @click.argument("key")
 @click.option("--version", type=int, metavar="N", help="Bring back the session as it was after its N-th event.")
 @click.option("--as-of", "as_of", metavar="TIME",
-              help="Bring back the session as it was at TIME (ISO 8601; without a zone, local time).")
+              help="Bring back the session as it was at TIME "
+                   "(ISO 8601, a year down to a second, e.g. 2026-03 or 2026-03-01T14:05; without a zone, local time).")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @output_options
 @pass_env
@@ -50,7 +51,8 @@ def restore(env: Env, key: str, version: int | None, as_of: str | None, yes: boo
     with env.open(write=True) as store:
         history = session_history(store, key)
         current = store.session_at(key)
-        target = store.session_at(key, version=version, as_of=moment)
+        with versions_of(key):
+            target = store.session_at(key, version=version, as_of=moment)
         when = f"version {target.version}" + (f" (as of {show_time(moment)})" if moment is not None else "")
         if not yes:
             confirm(f"Restore {key!r} (now version {history[-1].version}: {_summary(current)}) to "
@@ -73,7 +75,8 @@ def restore(env: Env, key: str, version: int | None, as_of: str | None, yes: boo
 @click.argument("new_key", metavar="NEW")
 @click.option("--version", type=int, metavar="N", help="Fork SOURCE as it was after its N-th event.")
 @click.option("--as-of", "as_of", metavar="TIME",
-              help="Fork SOURCE as it was at TIME (ISO 8601; without a zone, local time).")
+              help="Fork SOURCE as it was at TIME "
+                   "(ISO 8601, a year down to a second, e.g. 2026-03 or 2026-03-01T14:05; without a zone, local time).")
 @output_options
 @pass_env
 def fork(env: Env, source: str, new_key: str, version: int | None, as_of: str | None, as_json: bool) -> None:
@@ -95,7 +98,8 @@ def fork(env: Env, source: str, new_key: str, version: int | None, as_of: str | 
     out = Output(as_json)
     with env.open(write=True) as store:
         session_history(store, source)
-        forked = store.fork(source, new_key, version=version, as_of=moment)
+        with versions_of(source):
+            forked = store.fork(source, new_key, version=version, as_of=moment)
         view = store.session_at(new_key)
         started = store.history(new_key)[-1].event
     source_version = started.source_version if isinstance(started, SessionForked) else None
