@@ -16,7 +16,7 @@ import attrs
 import click
 from rich.text import Text
 
-from projections.session import IDLE
+from projections.session import EDIT_KINDS, IDLE, untouched_prefix
 
 from .. import (
     ChatMessage,
@@ -161,20 +161,24 @@ def changes(before: SessionView, after: SessionView, event: SessionEvent) -> lis
     # A session comes to life idle and leaves from any state: only a state beyond that is news when it flips.
     if before.state != after.state and not (before.exists != after.exists and IDLE in (before.state, after.state)):
         found.append({"kind": "state", "from": state_json(before.state), "to": state_json(after.state)})
-    old, new = before.messages, after.messages
     if isinstance(event, SessionRedacted):
-        count = sum(a != b for a, b in zip(old, new, strict=False))
+        count = sum(a != b for a, b in zip(before.messages, after.messages, strict=False))
         found.append({"kind": "redacted", "messages": count, "reason": event.reason})
         return found
-    common = 0
-    while common < min(len(old), len(new)) and old[common] == new[common]:
-        common += 1
-    if isinstance(event, LastMessageReplaced) and len(old) == len(new) == common + 1:
-        was = {key: value for key, value in _message_json(common, old[common]).items() if key != "index"}
-        found.append({"kind": "message_replaced", **_message_json(common, new[common]), "was": was})
+    # The messages before the first one this kind of event may edit are the same on both sides: comparing from
+    # there costs an append one message, not the whole session, and keeps a replay linear in its length.
+    start = untouched_prefix(before.message_count, [EDIT_KINDS[type(event)]])
+    old, new = before.messages_from(start), after.messages_from(start)
+    same = 0
+    while same < min(len(old), len(new)) and old[same] == new[same]:
+        same += 1
+    common = start + same
+    if isinstance(event, LastMessageReplaced) and len(old) == len(new) == same + 1:
+        was = {key: value for key, value in _message_json(common, old[same]).items() if key != "index"}
+        found.append({"kind": "message_replaced", **_message_json(common, new[same]), "was": was})
         return found
-    found.extend({"kind": "message_removed", **_message_json(i, old[i])} for i in range(common, len(old)))
-    found.extend({"kind": "message_added", **_message_json(i, new[i])} for i in range(common, len(new)))
+    found.extend({"kind": "message_removed", **_message_json(start + i, old[i])} for i in range(same, len(old)))
+    found.extend({"kind": "message_added", **_message_json(start + i, new[i])} for i in range(same, len(new)))
     return found
 
 
@@ -530,11 +534,11 @@ def replay(env: Env, key: str, start: int, stop: int | None, as_json: bool) -> N
         if as_json:
             out.json_lines({"version": r.version, "position": r.position, "recorded_at": json_time(r.recorded_at),
                             "type": type(r.event).__name__, "changes": found, "exists": view.exists,
-                            "name": view.name, "messages": len(view.timestamped)}
+                            "name": view.name, "messages": view.message_count}
                            for r, view, found in steps)
             return
         for recorded, view, found in steps:
-            after = f"  → {counted(len(view.timestamped), 'message')}" if view.exists else "  → (no session)"
+            after = f"  → {counted(view.message_count, 'message')}" if view.exists else "  → (no session)"
             out.line(Text.assemble((f"v{recorded.version}", "bold cyan"), f"  {show_time(recorded.recorded_at)}  ",
                                    (type(recorded.event).__name__, "bold"), after))
             for change in found:
