@@ -7,7 +7,6 @@ call, plus the words that describe an event (``history``) and what it changed
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, assert_never
@@ -57,13 +56,14 @@ from ._context import (
     session_history,
 )
 from ._output import (
+    TABLE_ROWS,
     Output,
     counted,
     human_bytes,
     json_time,
     output_options,
     preview,
-    print_plain,
+    print_columns,
     progress_bar,
     safe_text,
     show_time,
@@ -272,12 +272,6 @@ class _Walk:
             if self.cursor is None:
                 return
 
-    def blocks(self, wanted: int | None) -> Iterator[list[SessionMetadata]]:
-        """``sessions(wanted)`` in lists of at most a block."""
-        found = self.sessions(wanted)
-        while block := list(itertools.islice(found, _BLOCK)):
-            yield block
-
 
 def _summary(env: Env, walk: _Walk, shown: int, limit: int | None, as_json: bool) -> list[str]:
     """How many sessions were shown of how many, and the command that shows the next ones."""
@@ -289,33 +283,6 @@ def _summary(env: Env, walk: _Walk, shown: int, limit: int | None, as_json: bool
             "" if walk.prefix is None else f"--prefix {_quote(walk.prefix)}") if option)
         lines.append(f"Next: eventstore{env.store_option()} sessions{options} --after {walk.cursor}")
     return lines
-
-
-#: The widest a column of ``_print_columns`` is padded to (a longer value widens its own line only).
-_WIDEST = 60
-
-
-def _print_columns(store: SessionStore, blocks: Iterable[list[SessionMetadata]]) -> int:
-    """Sessions as plain aligned columns, a block at a time (a rich table of 100,000 rows takes a minute to draw);
-    the columns are as wide as the first block needs. Returns how many were printed."""
-    header = ("KEY", "NAME", "MESSAGES", "STATE", "CREATED", "LAST ACTIVITY")
-    widths: list[int] = []
-    shown = 0
-    for block in blocks:
-        rows = [[terminal_safe(text) for text in (metadata.key, metadata.name or "-", str(metadata.message_count),
-                                                   state_text(store.get_session_state(metadata.key)),
-                                                   show_time(metadata.created_at), show_time(metadata.last_activity))]
-                for metadata in block]
-        if not widths:
-            widths = [min(_WIDEST, max(len(cell) for cell in column)) for column in zip(header, *rows, strict=True)]
-            print_plain(_columns(header, widths))
-        print_plain("\n".join(_columns(row, widths) for row in rows))
-        shown += len(rows)
-    return shown
-
-
-def _columns(cells: Sequence[str], widths: Sequence[int]) -> str:
-    return "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)).rstrip()
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -383,11 +350,15 @@ def sessions(env: Env, limit: int | None, everything: bool, after: str | None, p
                 for line in _summary(env, walk, shown, limit, as_json):
                     click.echo(terminal_safe(line), err=True)
             return
-        if wanted is not None and wanted <= _BLOCK:
+        if wanted is not None and wanted <= TABLE_ROWS:
             shown = _sessions_table(out, [_metadata_row(store, metadata) for metadata in walk.sessions(wanted)],
                                     empty="")
         else:
-            shown = _print_columns(store, walk.blocks(wanted))
+            shown = print_columns(("KEY", "NAME", "MESSAGES", "STATE", "CREATED", "LAST ACTIVITY"),
+                                  ((metadata.key, metadata.name, metadata.message_count,
+                                    state_text(store.get_session_state(metadata.key)),
+                                    show_time(metadata.created_at), show_time(metadata.last_activity))
+                                   for metadata in walk.sessions(wanted)))
     if not walk.total:
         out.line("No sessions.")
         return
@@ -422,10 +393,10 @@ def show_view(out: Output, view: SessionView, when: str = "") -> None:
     rows = view.timestamped
     # A payload column only where a message has one: sessions without payloads show as they always did.
     payloads = any(stored_payload_of(m.message) is not None for m in rows)
-    out.table(["#", "TIME", "ROLE", "CONTENT"] + (["PAYLOAD"] if payloads else []),
-              ([i + 1, show_time(m.created_at), m.message.role, m.message.content]
-               + ([payload_text(m.message)] if payloads else []) for i, m in enumerate(rows)),
-              empty="(no messages)", bodies={"CONTENT", "PAYLOAD"})
+    out.table_or_columns(["#", "TIME", "ROLE", "CONTENT"] + (["PAYLOAD"] if payloads else []),
+                         ([i + 1, show_time(m.created_at), m.message.role, m.message.content]
+                          + ([payload_text(m.message)] if payloads else []) for i, m in enumerate(rows)),
+                         len(rows), empty="(no messages)", bodies={"CONTENT", "PAYLOAD"})
 
 
 @click.command()
@@ -438,7 +409,9 @@ def show_view(out: Output, view: SessionView, when: str = "") -> None:
 def show(env: Env, key: str, version: int | None, as_of: str | None, as_json: bool) -> None:
     """Show a session now, or at an earlier point.
 
-    Prints its name, state, version and times, then every message.
+    Prints its name, state, version and times, then every message (past 1,000
+    messages, as plain columns printed as they come, each message on one line
+    with its line breaks shown as \\n; --json gives the exact text).
 
     With --version N or --as-of TIME, the session as it was then (a time names
     the end of its last given unit: 2026-03-01T14:05 is the end of that minute).
@@ -479,7 +452,8 @@ def history(env: Env, key: str, as_json: bool) -> None:
     Oldest first, across deletions and reuse of the key.
 
     Each event shows its version, global position, time, type and what it
-    says. With --json, one event a line in the export format (times local).
+    says (past 1,000 events, as plain columns printed as they come). With
+    --json, one event a line in the export format (times local).
 
     \b
     Example:
@@ -492,10 +466,10 @@ def history(env: Env, key: str, as_json: bool) -> None:
     if as_json:
         out.json_lines({**event_to_dict(r), "recorded_at": json_time(r.recorded_at)} for r in events)
         return
-    out.table(["VERSION", "POSITION", "TIME", "EVENT", "WHAT"],
-              ([r.version, r.position, show_time(r.recorded_at), type(r.event).__name__,
-                describe_event(r.event) + (" [redacted]" if r.redacted else "")] for r in events),
-              title=f"History of {key}")
+    out.table_or_columns(["VERSION", "POSITION", "TIME", "EVENT", "WHAT"],
+                         ([r.version, r.position, show_time(r.recorded_at), type(r.event).__name__,
+                           describe_event(r.event) + (" [redacted]" if r.redacted else "")] for r in events),
+                         len(events), title=f"History of {key}")
 
 
 def _replay_rows(store: SessionStore, key: str, start: int, stop: int | None
