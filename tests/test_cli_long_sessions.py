@@ -1,5 +1,5 @@
 """The command line on long sessions: work that grows with the session, not with its square, and output that
-starts before the last row is formed."""
+starts before the last row is formed; and the option values that can only be mistakes, refused as usage errors."""
 
 from __future__ import annotations
 
@@ -128,6 +128,29 @@ def test_replay_changes_are_the_whole_lists_difference(steps: list[str], start: 
             if all(change["kind"] != "redacted" for change in found):  # a redaction counts what it blanked
                 assert _naive_changes(before, view) == [pair for change in found for pair in _as_pairs(change)]
             before = view
+
+
+def test_replay_refuses_a_range_that_ends_before_it_starts(tmp_path: Path) -> None:
+    """``--from 2 --to 1`` printed nothing and exited 0; ``--from 0`` was a failure of the store's (exit 1)."""
+    path = long_session(tmp_path / "store", 3)
+    refused = run(path, "replay", "long", "--from", "2", "--to", "1")
+    assert (2, "") == (refused.exit_code, refused.stdout)
+    assert "Error: --to 1 comes before --from 2" in refused.stderr
+    for option in ("--from", "--to"):
+        assert 2 == run(path, "replay", "long", option, "0").exit_code
+    assert ["v2", "v3"] == [line.split()[0] for line in run(path, "replay", "long", "--from", "2", "--to", "3")
+                            .stdout.splitlines() if line.startswith("v")]
+
+
+def test_search_refuses_a_limit_below_1_as_sessions_does(tmp_path: Path) -> None:
+    """``search lorem --limit 0`` said no session matches: a limit of none is a mistake, not a search."""
+    path = long_session(tmp_path / "store", 3)
+    for command in (["search", "message"], ["search", "message", "--messages"], ["sessions"]):
+        for limit in ("0", "-1"):
+            refused = run(path, *command, "--limit", limit)
+            assert (2, "") == (refused.exit_code, refused.stdout)
+            assert f"Error: Invalid value for '--limit': {limit} is not in the range x>=1." in refused.stderr
+    assert 0 == run(path, "search", "message", "--limit", "1").exit_code
 
 
 # -- long tables -------------------------------------------------------------------------------------

@@ -482,9 +482,10 @@ def _replay_rows(store: SessionStore, key: str, start: int, stop: int | None
 
 @click.command()
 @click.argument("key")
-@click.option("--from", "start", type=int, default=1, show_default=True, metavar="N",
+@click.option("--from", "start", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
               help="Start at the session's N-th event.")
-@click.option("--to", "stop", type=int, metavar="N", help="Stop after the session's N-th event.")
+@click.option("--to", "stop", type=click.IntRange(min=1), metavar="N",
+              help="Stop after the session's N-th event (not before --from).")
 @output_options
 @pass_env
 def replay(env: Env, key: str, start: int, stop: int | None, as_json: bool) -> None:
@@ -499,10 +500,13 @@ def replay(env: Env, key: str, start: int, stop: int | None, as_json: bool) -> N
         eventstore replay demo:lisbon-trip
         eventstore replay demo:lisbon-trip --from 5 --to 8 --json
     """
+    if stop is not None and stop < start:
+        raise click.BadOptionUsage("stop", f"--to {stop} comes before --from {start}: give --to N of at least "
+                                           f"{start}, or leave it out to replay to the last event")
     out = Output(as_json)
     with env.open() as store:
         last = session_history(store, key)[-1].version
-        if start < 1 or start > last:
+        if start > last:
             raise click.ClickException(f"--from {start}: session {key!r} has versions 1 to {last}")
         steps = _replay_rows(store, key, start, stop)
         if as_json:
@@ -527,7 +531,7 @@ def _hit_json(hit: SearchHit) -> dict[str, Any]:
 @click.argument("words", nargs=-1, required=True)
 @click.option("--messages", "in_messages", is_flag=True,
               help="List the matching messages themselves instead of the sessions that contain them.")
-@click.option("--limit", type=click.IntRange(min=0), metavar="N",
+@click.option("--limit", type=click.IntRange(min=1), metavar="N",
               help="At most N results (50 by default for sessions).")
 @output_options
 @pass_env
