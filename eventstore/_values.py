@@ -304,6 +304,7 @@ class SessionView:
         state: its run state then (``"idle"`` if none was set; ``None`` if it did not exist).
         messages: its messages then, oldest first.
         timestamped: the same messages with the times they were appended.
+        message_count: how many messages it has.
     """
 
     key: str
@@ -322,6 +323,16 @@ class SessionView:
     @property
     def timestamped(self) -> list[TimestampedMessage]:
         return [TimestampedMessage(message, _from_micros(micros)) for message, micros in self._entries]
+
+    @property
+    def message_count(self) -> int:
+        """How many messages it has, without building the list (a replay step asks at every event)."""
+        return len(self._entries)
+
+    def messages_from(self, index: int) -> list[ChatMessage]:
+        """Its messages from the ``index``-th (counted from 0) on: the tail an event edited, without copying the
+        messages before it."""
+        return [entry[0] for entry in self._entries[index:]]
 
 
 @attrs.frozen

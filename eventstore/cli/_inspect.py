@@ -7,7 +7,6 @@ call, plus the words that describe an event (``history``) and what it changed
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, assert_never
@@ -16,7 +15,7 @@ import attrs
 import click
 from rich.text import Text
 
-from projections.session import IDLE
+from projections.session import EDIT_KINDS, IDLE, untouched_prefix
 
 from .. import (
     ChatMessage,
@@ -60,13 +59,14 @@ from ._context import (
     versions_of,
 )
 from ._output import (
+    TABLE_ROWS,
     Output,
     counted,
     human_bytes,
     json_time,
     output_options,
     preview,
-    print_plain,
+    print_columns,
     progress_bar,
     safe_text,
     show_time,
@@ -164,20 +164,24 @@ def changes(before: SessionView, after: SessionView, event: SessionEvent) -> lis
     # A session comes to life idle and leaves from any state: only a state beyond that is news when it flips.
     if before.state != after.state and not (before.exists != after.exists and IDLE in (before.state, after.state)):
         found.append({"kind": "state", "from": state_json(before.state), "to": state_json(after.state)})
-    old, new = before.messages, after.messages
     if isinstance(event, SessionRedacted):
-        count = sum(a != b for a, b in zip(old, new, strict=False))
+        count = sum(a != b for a, b in zip(before.messages, after.messages, strict=False))
         found.append({"kind": "redacted", "messages": count, "reason": event.reason})
         return found
-    common = 0
-    while common < min(len(old), len(new)) and old[common] == new[common]:
-        common += 1
-    if isinstance(event, LastMessageReplaced) and len(old) == len(new) == common + 1:
-        was = {key: value for key, value in _message_json(common, old[common]).items() if key != "index"}
-        found.append({"kind": "message_replaced", **_message_json(common, new[common]), "was": was})
+    # The messages before the first one this kind of event may edit are the same on both sides: comparing from
+    # there costs an append one message, not the whole session, and keeps a replay linear in its length.
+    start = untouched_prefix(before.message_count, [EDIT_KINDS[type(event)]])
+    old, new = before.messages_from(start), after.messages_from(start)
+    same = 0
+    while same < min(len(old), len(new)) and old[same] == new[same]:
+        same += 1
+    common = start + same
+    if isinstance(event, LastMessageReplaced) and len(old) == len(new) == same + 1:
+        was = {key: value for key, value in _message_json(common, old[same]).items() if key != "index"}
+        found.append({"kind": "message_replaced", **_message_json(common, new[same]), "was": was})
         return found
-    found.extend({"kind": "message_removed", **_message_json(i, old[i])} for i in range(common, len(old)))
-    found.extend({"kind": "message_added", **_message_json(i, new[i])} for i in range(common, len(new)))
+    found.extend({"kind": "message_removed", **_message_json(start + i, old[i])} for i in range(same, len(old)))
+    found.extend({"kind": "message_added", **_message_json(start + i, new[i])} for i in range(same, len(new)))
     return found
 
 
@@ -277,12 +281,6 @@ class _Walk:
             if self.cursor is None:
                 return
 
-    def blocks(self, wanted: int | None) -> Iterator[list[SessionMetadata]]:
-        """``sessions(wanted)`` in lists of at most a block."""
-        found = self.sessions(wanted)
-        while block := list(itertools.islice(found, _BLOCK)):
-            yield block
-
 
 def _summary(env: Env, walk: _Walk, shown: int, limit: int | None, as_json: bool) -> list[str]:
     """How many sessions were shown of how many, and the command that shows the next ones."""
@@ -294,33 +292,6 @@ def _summary(env: Env, walk: _Walk, shown: int, limit: int | None, as_json: bool
             "" if walk.prefix is None else f"--prefix {_quote(walk.prefix)}") if option)
         lines.append(f"Next: eventstore{env.store_option()} sessions{options} --after {walk.cursor}")
     return lines
-
-
-#: The widest a column of ``_print_columns`` is padded to (a longer value widens its own line only).
-_WIDEST = 60
-
-
-def _print_columns(store: SessionStore, blocks: Iterable[list[SessionMetadata]]) -> int:
-    """Sessions as plain aligned columns, a block at a time (a rich table of 100,000 rows takes a minute to draw);
-    the columns are as wide as the first block needs. Returns how many were printed."""
-    header = ("KEY", "NAME", "MESSAGES", "STATE", "CREATED", "LAST ACTIVITY")
-    widths: list[int] = []
-    shown = 0
-    for block in blocks:
-        rows = [[terminal_safe(text) for text in (metadata.key, metadata.name or "-", str(metadata.message_count),
-                                                   state_text(store.get_session_state(metadata.key)),
-                                                   show_time(metadata.created_at), show_time(metadata.last_activity))]
-                for metadata in block]
-        if not widths:
-            widths = [min(_WIDEST, max(len(cell) for cell in column)) for column in zip(header, *rows, strict=True)]
-            print_plain(_columns(header, widths))
-        print_plain("\n".join(_columns(row, widths) for row in rows))
-        shown += len(rows)
-    return shown
-
-
-def _columns(cells: Sequence[str], widths: Sequence[int]) -> str:
-    return "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)).rstrip()
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -390,11 +361,15 @@ def sessions(env: Env, limit: int | None, everything: bool, after: str | None, p
                 for line in _summary(env, walk, shown, limit, as_json):
                     click.echo(terminal_safe(line), err=True)
             return
-        if wanted is not None and wanted <= _BLOCK:
+        if wanted is not None and wanted <= TABLE_ROWS:
             shown = _sessions_table(out, [_metadata_row(store, metadata) for metadata in walk.sessions(wanted)],
                                     empty="")
         else:
-            shown = _print_columns(store, walk.blocks(wanted))
+            shown = print_columns(("KEY", "NAME", "MESSAGES", "STATE", "CREATED", "LAST ACTIVITY"),
+                                  ((metadata.key, metadata.name, metadata.message_count,
+                                    state_text(store.get_session_state(metadata.key)),
+                                    show_time(metadata.created_at), show_time(metadata.last_activity))
+                                   for metadata in walk.sessions(wanted)))
     if not walk.total:
         out.line("No sessions.")
         return
@@ -429,10 +404,10 @@ def show_view(out: Output, view: SessionView, when: str = "") -> None:
     rows = view.timestamped
     # A payload column only where a message has one: sessions without payloads show as they always did.
     payloads = any(stored_payload_of(m.message) is not None for m in rows)
-    out.table(["#", "TIME", "ROLE", "CONTENT"] + (["PAYLOAD"] if payloads else []),
-              ([i + 1, show_time(m.created_at), m.message.role, m.message.content]
-               + ([payload_text(m.message)] if payloads else []) for i, m in enumerate(rows)),
-              empty="(no messages)", bodies={"CONTENT", "PAYLOAD"})
+    out.table_or_columns(["#", "TIME", "ROLE", "CONTENT"] + (["PAYLOAD"] if payloads else []),
+                         ([i + 1, show_time(m.created_at), m.message.role, m.message.content]
+                          + ([payload_text(m.message)] if payloads else []) for i, m in enumerate(rows)),
+                         len(rows), empty="(no messages)", bodies={"CONTENT", "PAYLOAD"})
 
 
 @click.command()
@@ -446,7 +421,9 @@ def show_view(out: Output, view: SessionView, when: str = "") -> None:
 def show(env: Env, key: str, version: int | None, as_of: str | None, as_json: bool) -> None:
     """Show a session now, or at an earlier point.
 
-    Prints its name, state, version and times, then every message.
+    Prints its name, state, version and times, then every message (past 1,000
+    messages, as plain columns printed as they come, each message on one line
+    with its line breaks shown as \\n; --json gives the exact text).
 
     With --version N or --as-of TIME, the session as it was then (a time names
     the end of its last given unit: 2026-03 is the end of that month,
@@ -490,7 +467,8 @@ def history(env: Env, key: str, as_json: bool) -> None:
     Oldest first, across deletions and reuse of the key.
 
     Each event shows its version, global position, time, type and what it
-    says. With --json, one event a line in the export format (times local).
+    says (past 1,000 events, as plain columns printed as they come). With
+    --json, one event a line in the export format (times local).
 
     \b
     Example:
@@ -503,10 +481,10 @@ def history(env: Env, key: str, as_json: bool) -> None:
     if as_json:
         out.json_lines({**event_to_dict(r), "recorded_at": json_time(r.recorded_at)} for r in events)
         return
-    out.table(["VERSION", "POSITION", "TIME", "EVENT", "WHAT"],
-              ([r.version, r.position, show_time(r.recorded_at), type(r.event).__name__,
-                describe_event(r.event) + (" [redacted]" if r.redacted else "")] for r in events),
-              title=f"History of {key}")
+    out.table_or_columns(["VERSION", "POSITION", "TIME", "EVENT", "WHAT"],
+                         ([r.version, r.position, show_time(r.recorded_at), type(r.event).__name__,
+                           describe_event(r.event) + (" [redacted]" if r.redacted else "")] for r in events),
+                         len(events), title=f"History of {key}")
 
 
 def _replay_rows(store: SessionStore, key: str, start: int, stop: int | None
@@ -519,9 +497,10 @@ def _replay_rows(store: SessionStore, key: str, start: int, stop: int | None
 
 @click.command()
 @click.argument("key")
-@click.option("--from", "start", type=int, default=1, show_default=True, metavar="N",
+@click.option("--from", "start", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
               help="Start at the session's N-th event.")
-@click.option("--to", "stop", type=int, metavar="N", help="Stop after the session's N-th event.")
+@click.option("--to", "stop", type=click.IntRange(min=1), metavar="N",
+              help="Stop after the session's N-th event (not before --from).")
 @output_options
 @pass_env
 def replay(env: Env, key: str, start: int, stop: int | None, as_json: bool) -> None:
@@ -536,20 +515,23 @@ def replay(env: Env, key: str, start: int, stop: int | None, as_json: bool) -> N
         eventstore replay demo:lisbon-trip
         eventstore replay demo:lisbon-trip --from 5 --to 8 --json
     """
+    if stop is not None and stop < start:
+        raise click.BadOptionUsage("stop", f"--to {stop} comes before --from {start}: give --to N of at least "
+                                           f"{start}, or leave it out to replay to the last event")
     out = Output(as_json)
     with env.open() as store:
         last = session_history(store, key)[-1].version
-        if start < 1 or start > last:
+        if start > last:
             raise click.ClickException(f"--from {start}: session {key!r} has versions 1 to {last}")
         steps = _replay_rows(store, key, start, stop)
         if as_json:
             out.json_lines({"version": r.version, "position": r.position, "recorded_at": json_time(r.recorded_at),
                             "type": type(r.event).__name__, "changes": found, "exists": view.exists,
-                            "name": view.name, "messages": len(view.timestamped)}
+                            "name": view.name, "messages": view.message_count}
                            for r, view, found in steps)
             return
         for recorded, view, found in steps:
-            after = f"  → {counted(len(view.timestamped), 'message')}" if view.exists else "  → (no session)"
+            after = f"  → {counted(view.message_count, 'message')}" if view.exists else "  → (no session)"
             out.line(Text.assemble((f"v{recorded.version}", "bold cyan"), f"  {show_time(recorded.recorded_at)}  ",
                                    (type(recorded.event).__name__, "bold"), after))
             for change in found:
@@ -564,7 +546,7 @@ def _hit_json(hit: SearchHit) -> dict[str, Any]:
 @click.argument("words", nargs=-1, required=True)
 @click.option("--messages", "in_messages", is_flag=True,
               help="List the matching messages themselves instead of the sessions that contain them.")
-@click.option("--limit", type=click.IntRange(min=0), metavar="N",
+@click.option("--limit", type=click.IntRange(min=1), metavar="N",
               help="At most N results (50 by default for sessions).")
 @output_options
 @pass_env

@@ -206,6 +206,35 @@ def print_plain(text: str) -> None:
     click.echo(text)
 
 
+#: The most rows a command draws as a rich table: past it, plain columns printed as they come (a rich table of
+#: 100,000 rows holds every row, and takes a minute to draw, before it prints its first line).
+TABLE_ROWS = 1000
+#: The widest a column of ``print_columns`` is padded to (a longer value widens its own line only).
+_WIDEST = 60
+
+
+def print_columns(header: Sequence[str], rows: Iterable[Sequence[object]]) -> int:
+    """Rows as plain aligned columns, each cell made terminal-safe on one line (``None`` shown as ``-``); the
+    columns are as wide as the first ``TABLE_ROWS`` rows need, and each block of that many is printed as soon as
+    it is formed, so that a reader (``| head``) has the first lines at once. Returns how many rows were printed."""
+    widths: list[int] = []
+    shown = 0
+    found = iter(rows)
+    while block := [[terminal_safe("-" if cell is None else str(cell)) for cell in row]
+                    for row in itertools.islice(found, TABLE_ROWS)]:
+        if not widths:
+            widths = [min(_WIDEST, max(len(cell) for cell in column))
+                      for column in zip(header, *block, strict=True)]
+            print_plain(_columns(header, widths))
+        print_plain("\n".join(_columns(row, widths) for row in block))
+        shown += len(block)
+    return shown
+
+
+def _columns(cells: Sequence[str], widths: Sequence[int]) -> str:
+    return "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)).rstrip()
+
+
 # -- options and values --------------------------------------------------------------------
 
 
@@ -345,6 +374,15 @@ class Output:
         else:
             self.line(empty)
         return count
+
+    def table_or_columns(self, columns: Sequence[str], rows: Iterable[Sequence[object]], count: int, *,
+                         title: str | None = None, empty: str = "Nothing to show.", bodies: Collection[str] = ()
+                         ) -> int:
+        """``table`` of the ``count`` rows when they are at most ``TABLE_ROWS``, else ``print_columns`` of them
+        (without the title: the columns start with their header). Returns the row count."""
+        if count <= TABLE_ROWS:
+            return self.table(columns, rows, title=title, empty=empty, bodies=bodies)
+        return print_columns(columns, rows)
 
     @_printing
     def fields(self, pairs: Sequence[tuple[str, object]]) -> None:
