@@ -1,18 +1,23 @@
 """A search orders the sessions that tie on score by their catalog rows' last activity, the rows its results'
 metadata come from (``catalog.SessionRows``, one read a session): the times the search index keeps too, so the
-order is the index's own tie-break's, after any history, through a current index or one a few events behind."""
+order is the index's own tie-break's, after any history (forks, restores, replacements, redactions of a live session
+and of an old life, imports whose times go back, a clock that goes back), through a current index or one a few
+events behind."""
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from collections.abc import Iterable
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eventstore import ChatMessage, SessionQuery, SessionStore, StoreCorrupted
+from eventstore import ChatMessage, SessionExists, SessionNotFound, SessionQuery, SessionStore, StoreCorrupted
+from eventstore.events import MessageAppended
 from eventstore.storage import ReadTransaction, Space
 from projections.search.reader import IndexReader
 from projections.search.tokenizer import parse_query
@@ -25,15 +30,15 @@ _KEYS = [f"s{number}" for number in range(8)]
 _TEXTS = st.sampled_from(["red", "red blue", "blue", "red red blue", "green", "blue green red"])
 
 _STEPS = st.one_of(
-    st.tuples(st.just("append"), st.sampled_from(_KEYS), _TEXTS),
-    st.tuples(st.just("rename"), st.sampled_from(_KEYS), st.just("")),
-    st.tuples(st.just("running"), st.sampled_from(_KEYS), st.just("")),
-    st.tuples(st.sampled_from(["remove_last", "clear", "delete", "catch_up"]), st.sampled_from(_KEYS), st.just("")),
+    st.tuples(st.sampled_from(["append", "update_last", "replace", "fork", "import"]), st.sampled_from(_KEYS), _TEXTS),
+    st.tuples(st.sampled_from(["rename", "running", "remove_last", "clear", "delete", "redact", "restore", "back",
+                               "catch_up"]), st.sampled_from(_KEYS), st.just("")),
 )
 
 
 def _step(store: SessionStore, clock: FakeClock, step: tuple[str, str, str], tick: bool) -> None:
-    """One command; the clock moves by a second or not at all, so activities tie too (then the stream id decides)."""
+    """One command; the clock moves by a second or not at all, so activities tie too (then the stream id decides),
+    or goes back (``back``); an import records times earlier than the store's, its last the earliest."""
     command, key, text = step
     if tick:
         clock.advance(seconds=1)
@@ -41,18 +46,38 @@ def _step(store: SessionStore, clock: FakeClock, step: tuple[str, str, str], tic
         store.append(key, ChatMessage.user(text))
     elif command == "catch_up":
         store.catch_up()
+    elif command == "back":
+        clock.advance(seconds=-3)
+    elif command == "import":
+        imported = f"{key}.{len(store.list_sessions())}"
+        store.import_sessions({imported: [(clock() - timedelta(seconds=1), MessageAppended(ChatMessage.user(text))),
+                                          (clock() - timedelta(seconds=9), MessageAppended(ChatMessage.user("red")))]})
+    elif command == "fork":
+        with contextlib.suppress(SessionExists, SessionNotFound):  # the target lives, or the source does not
+            store.fork(key, _KEYS[(_KEYS.index(key) + 1) % len(_KEYS)])
+    elif command in ("redact", "restore") and store.history(key):  # an old life's too
+        if command == "redact":
+            store.redact(key, "test")
+        else:
+            store.restore(key, version=1 + len(store.history(key)) // 2)
     elif not store.session_exists(key):
         return
     elif command == "rename":
         store.set_session_name(key, f"name of {key}")
     elif command == "running":
         store.set_session_state(key, "running", "turn")
+    elif command == "replace":
+        store.replace_messages(key, [ChatMessage.user(text), ChatMessage.user("red")])
+    elif command == "delete":
+        store.delete_session(key)
+    elif not store.load(key):
+        return
+    elif command == "update_last":
+        store.update_last(key, ChatMessage.user(text))
     elif command == "remove_last":
         store.remove_last(key)
     elif command == "clear":
         store.clear_messages(key)
-    else:
-        store.delete_session(key)
 
 
 def _index_order(store: SessionStore, keyword: str, limit: int) -> tuple[list[str], dict[int, int], dict[int, int]]:

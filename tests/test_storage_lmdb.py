@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import lmdb
@@ -12,6 +13,8 @@ from eventstore import EventStoreError, StoreReadOnly
 from eventstore.storage import Durability, Storage, WriteTransaction
 from eventstore.storage import lmdb as lmdb_engine
 from eventstore.storage.lmdb import Environment
+
+from conftest import waited_for
 
 
 class TestLmdbStorage(StorageConformance):
@@ -54,6 +57,43 @@ def test_room_made_ahead_spares_a_write_its_second_run(tmp_path: Path, monkeypat
     runs, grown = runs_of_a_write(tmp_path / "room_made", room=True)
     assert runs == 1 and grown > 2 * sum(len(key) + len(value) for key, value in values)
     assert grown & (grown - 1) == 0 and grown >> 18 > 1  # doubled from 256 KiB
+
+
+def test_room_is_made_between_writes_not_while_another_threads_write_is_open(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """``make_room`` grows the map under the writers' lock, as a write grows a full map: not while another thread's
+    write transaction is open, whose body (a command's progress callback) may open a read, which would wait for the
+    resize while the resize waits for that transaction to end. Here the room is made once the write commits."""
+    monkeypatch.setattr(lmdb_engine, "_INITIAL_MAP_SIZE", 256 << 10)
+    storage = Environment.acquire(tmp_path, durability=Durability.OFF)
+    room = threading.Thread(target=storage.make_room, args=(4 << 20,))
+    try:
+        space = storage.space("one")
+        waiting = threading.Event()
+        acquire = storage._write_lock.acquire
+
+        def acquiring(blocking: bool = True) -> bool:
+            if blocking and threading.current_thread() is not threading.main_thread():
+                waiting.set()
+            return acquire(blocking)
+
+        monkeypatch.setattr(storage._write_lock, "acquire", acquiring)
+
+        def write(txn: WriteTransaction) -> None:
+            txn.put(space, b"key", b"value")
+            room.start()
+            waited_for(lambda: storage._gate._resizing or waiting.is_set(), "make_room neither grew nor waited")
+            assert not storage._gate._resizing, "the map grows while this write is open: the read below would hang"
+            with storage.read() as reading:
+                assert reading.get(space, b"key") is None
+
+        storage.write(write)
+        room.join()
+        assert storage._env.info()["map_size"] >= 2 * (4 << 20)
+    finally:
+        if room.ident is not None:
+            room.join()
+        storage.release()
 
 
 class TestNoLmdbErrorEscapes:

@@ -728,17 +728,24 @@ class Environment:
         self._refuse_if_forked()
         if self.readonly or self._writing_thread == threading.get_ident():  # no write, or its own under way
             return
+        if self._has_room(size):
+            return
+        # Grown under the writers' lock, as a write grows a full map: a resize waits for every transaction to end,
+        # and another thread's open write may read (a command's progress callback), which waits for the resize.
+        try:
+            with self._write_lock:
+                while not self._has_room(size):
+                    self._grow()
+        except StoreFull:
+            pass  # at the size cap: the write makes room as it would have
+        finally:
+            self._group.wake_next()  # a command that queued while this thread held the lock leads next
+
+    def _has_room(self, size: int) -> bool:
+        """Whether the pages past the last one in use can hold a write of ``size`` bytes with room to spare."""
         with self._gate_only():
-            page = self._env.stat()["psize"]
-        while True:
-            with self._gate_only():
-                info = self._env.info()
-            if info["map_size"] - (info["last_pgno"] + 1) * page >= _ROOM_FACTOR * size:
-                return
-            try:
-                self._grow()
-            except StoreFull:
-                return
+            info, page = self._env.info(), self._env.stat()["psize"]
+        return bool(info["map_size"] - (info["last_pgno"] + 1) * page >= _ROOM_FACTOR * size)
 
     def _grow(self) -> None:
         self._clear_stale_readers()  # pages pinned by dead readers may be all the room needed
