@@ -50,6 +50,30 @@ class RedactingModel(Model):
         super().__init__(clock)
         self.sessions = {key: ModelSession() for key in KEYS}
         self.forks: dict[str, set[str]] = {key: set() for key in KEYS}
+        #: Keys whose log holds content a redaction would rewrite (an event carried a message not redacted).
+        self.unredacted: set[str] = set()
+
+    def carried(self, key: str, messages: list[ChatMessage]) -> None:
+        """An event of ``key`` recorded ``messages``."""
+        if any(redacted_message(message) != message for message in messages):
+            self.unredacted.add(key)
+
+    def append_many(self, key: str, batch: list[ChatMessage]) -> int:
+        self.carried(key, batch)
+        return super().append_many(key, batch)
+
+    def update_last(self, key: str, message: ChatMessage) -> bool:
+        version = self.sessions[key].version
+        changed = super().update_last(key, message)
+        if self.sessions[key].version != version:
+            self.carried(key, [message])
+        return changed
+
+    def replace_messages(self, key: str, wanted: list[ChatMessage]) -> int:
+        version = self.sessions[key].version
+        if super().replace_messages(key, wanted) != version:
+            self.carried(key, wanted)
+        return self.sessions[key].version
 
     def fork(self, source_key: str, new_key: str) -> None:
         source, target = self.sessions[source_key], self.sessions[new_key]
@@ -61,6 +85,7 @@ class RedactingModel(Model):
         self._event(new_key)
         target.messages, target.name, target.state = copied, name, None
         self.forks[source_key].add(new_key)
+        self.carried(new_key, [m.message for m in copied])
 
     def redact(self, key: str) -> None:
         """Redact ``key`` and every session forked from it, transitively, each with an event of its own."""
@@ -72,8 +97,9 @@ class RedactingModel(Model):
                     pending.append(fork)
         for each in found:
             session = self.sessions[each]
-            if not session.version:
-                continue  # no stream: nothing to redact, nothing recorded
+            if each not in self.unredacted:
+                continue  # no content left to redact (or no stream): nothing recorded
+            self.unredacted.discard(each)
             session.messages = [TimestampedMessage(redacted_message(m.message), m.created_at)
                                 for m in session.messages]
             self._event(each, creates=session.exists)
@@ -177,6 +203,7 @@ class CompressedStoreMachine(RuleBasedStateMachine):
         changed = _restorable(then) != _restorable(now)
         if changed:
             self.model._event(key, creates=then.exists)
+            self.model.carried(key, [m.message for m in then.timestamped])
             session.exists = then.exists
             session.messages = list(then.timestamped)
             session.name, session.state = then.name, then.state
