@@ -13,7 +13,9 @@ in one process and in alternating rounds, the process CPU time a message of benc
   appended to its postings); and that and packing every term's postings into bytes once at the end.
 
 The floor rows are not an index (no levels, no blocks, no durability); they bound from below what any index built
-by Python code a term can cost. ``python -m benchmarks.index_floor [--sessions N] [--rounds R]``.
+by Python code a term can cost. ``python -m benchmarks.index_floor [--sessions N] [--rounds R] [--pause-gc]``;
+``--pause-gc`` opts in to ``pause_gc_while_decoding(True)`` first, as a host may (it pauses the cyclic collector
+during our catch-ups and rebuilds, not during the appends or SQLite's inserts).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from eventstore import ChatMessage, SessionStore
+from eventstore import ChatMessage, SessionStore, pause_gc_while_decoding
 from eventstore.events import MessageAppended
 from projections.search.tokenizer import term_keys
 
@@ -128,9 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sessions", type=int, default=10_000, help="sessions of 20 messages (default 10,000)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
     parser.add_argument("--dir", metavar="DIR", help="parent directory for the temporary stores (default: $TMPDIR)")
+    parser.add_argument("--pause-gc", action="store_true",
+                        help="opt in to pause_gc_while_decoding(True), which covers catch-ups and rebuilds")
     args = parser.parse_args(argv)
     if args.sessions < 1 or args.rounds < 1:
         parser.error("--sessions and --rounds must be at least 1")
+    pause_gc_while_decoding(args.pause_gc)
     corpus = Corpus(replace(Settings(), sessions=args.sessions))
     sessions = [(corpus.key(n), corpus.session()) for n in range(args.sessions)]
     texts = texts_of(sessions)
@@ -161,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     print(f"bulk indexing floor, {time.strftime('%Y-%m-%d %H:%M %Z')}: {len(texts):,} messages "
           f"({args.sessions:,} sessions of 20), {args.rounds} alternating rounds, medians; load "
-          f"{os.getloadavg()[0]:.1f}")
+          f"{os.getloadavg()[0]:.1f}{'; the collector paused (opted in)' if args.pause_gc else ''}")
     print(f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, {os.cpu_count()} CPUs")
     print()
     print("| process CPU time a message | µs | SQLite / this |")

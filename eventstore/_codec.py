@@ -282,13 +282,18 @@ class _CollectorPause:
 
 
 def pause_gc_while_decoding(enabled: bool) -> bool:
-    """Opt in (or back out) to pausing Python's cyclic garbage collector while a load decodes; off by default.
+    """Opt in (or back out) to pausing Python's cyclic garbage collector while the store decodes in bulk; off by
+    default.
 
-    Decoded messages hold no reference cycles, so the collections their
-    allocations trigger free nothing, yet on long sessions they are a
-    noticeable share of a load (``benchmarks/bench_gc_pause.py`` measures
-    it). The collector is process-wide, so the pause is: while one
-    thread decodes, other threads see it off. That is the host's call to make,
+    It covers loads of long sessions, listings' rows, and each catch-up and
+    rebuild of the search index from start to end (``catch_up``,
+    ``rebuild_projections``, a rebuild on open, and the catch-up a search
+    runs first when the index is behind). What they build holds no reference
+    cycles, so the collections their allocations trigger free nothing, yet
+    they are a noticeable share of a long load (``benchmarks/bench_gc_pause.py``
+    measures it) or catch-up (``benchmarks/index_floor.py --pause-gc``). The
+    collector is process-wide, so the pause is: while one thread decodes or
+    catches up, other threads see it off. That is the host's call to make,
     hence opt-in. Threads share one pause: the first in turns the collector
     off, the last out turns it back on if it was on before the first came in.
     A host that opts in should not turn the collector on or off itself while

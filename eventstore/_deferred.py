@@ -29,6 +29,7 @@ from projections.messages import MessageLists
 from projections.readmodel import Checkpoint, Checkpoints
 from projections.session import Entry, SessionSnapshot
 
+from ._codec import bulk_decoding
 from ._errors import EventStoreError, StoreCorrupted, StoreReadOnly
 from ._log import EventLog, LoggedEvent
 from .storage import ReadTransaction, WriteTransaction
@@ -210,10 +211,12 @@ class Deferred(Generic[BatchT, ViewT]):
 
         ``DEFERRED_BATCH`` events at a time; ``rebuild`` starts from nothing.
         ``progress(position)`` reports the fold; what it raises stops the catch-up and comes through unchanged.
-        Returns how many events were applied.
+        Returns how many events were applied. Pauses the cyclic collector throughout if the host opted in
+        (``pause_gc_while_decoding``): a batch's objects hold no cycles, and its collections free nothing.
         """
         try:
-            return self._catch_up(rebuild, None if progress is None else _reporting(progress))
+            with bulk_decoding():
+                return self._catch_up(rebuild, None if progress is None else _reporting(progress))
         except _ProgressRaised as raised:
             error = raised.__cause__
         assert error is not None

@@ -20,6 +20,7 @@ from eventstore import (
     ChatMessage,
     IncompatibleStore,
     InvalidArgument,
+    SessionQuery,
     SessionState,
     SessionStore,
     StoreCorrupted,
@@ -50,6 +51,8 @@ from eventstore.events import (
     SessionRestored,
     SessionStateChanged,
 )
+from eventstore.storage import WriteTransaction
+from projections.search import writer as search_writer
 
 from strategies import messages
 
@@ -319,6 +322,33 @@ class TestBulkDecoding:
         with pytest.raises(InvalidArgument):
             pause_gc_while_decoding(1)  # type: ignore[arg-type]
 
+    @pytest.mark.usefixtures("gc_pause_opted_in")
+    def test_covers_catch_ups_and_rebuilds(self, tmp_path, monkeypatch):
+        """A catch-up and a rebuild of the search index fold and write their batch with the collector paused, and
+        leave it on after."""
+        seen = _collector_at_flush(monkeypatch)
+        with SessionStore(tmp_path / "store", durable=False) as store:
+            for key in ("a", "b"):
+                store.append_many(key, [ChatMessage.user(f"garbage collection {i}") for i in range(30)])
+            store.catch_up(progress=lambda done, total: seen.append(gc.isenabled()) if done < total else None)
+            store.rebuild_projections(["search"])
+            assert store.search(SessionQuery("garbage"))
+        assert len(seen) >= 2 and not any(seen)
+        assert gc.isenabled()
+
+
+def _collector_at_flush(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Whether the collector is on each time the search index writes a batch (inside its catch-up)."""
+    seen: list[bool] = []
+    flush = search_writer.IndexWriter.flush
+
+    def recording(self: search_writer.IndexWriter, txn: WriteTransaction) -> None:
+        seen.append(gc.isenabled())
+        flush(self, txn)
+
+    monkeypatch.setattr(search_writer.IndexWriter, "flush", recording)
+    return seen
+
 
 class TestCollectorUntouchedByDefault:
     """Not opted in, the library never changes the host's collector: not after a call, nor while one runs."""
@@ -333,6 +363,21 @@ class TestCollectorUntouchedByDefault:
             assert gc.isenabled() is host_enabled
         finally:
             gc.enable()
+
+    @pytest.mark.parametrize("host_enabled", [True, False], ids=["host-collector-on", "host-collector-off"])
+    def test_catch_ups_and_rebuilds_leave_the_collector_alone(self, tmp_path, monkeypatch, host_enabled):
+        seen = _collector_at_flush(monkeypatch)
+        with SessionStore(tmp_path / "store", durable=False) as store:
+            store.append_many("a", [ChatMessage.user(f"garbage collection {i}") for i in range(30)])
+            if not host_enabled:
+                gc.disable()
+            try:
+                store.catch_up()
+                store.rebuild_projections(["search"])
+                seen.append(gc.isenabled())
+            finally:
+                gc.enable()
+        assert len(seen) == 3 and set(seen) == {host_enabled}
 
     @pytest.mark.parametrize("host_enabled", [True, False], ids=["host-collector-on", "host-collector-off"])
     def test_loads_in_other_threads_never_change_it(self, tmp_path, host_enabled):

@@ -9,6 +9,7 @@ are compared with those of grouping them and lowering each of its terms."""
 
 from __future__ import annotations
 
+import gc
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -336,3 +337,28 @@ class TestReadsMidBatch:
                 return batch.block_raw(apple, 0)
 
         assert apple_block(read_between=True) == apple_block(read_between=False)
+
+
+class TestWhatTheCollectorWalks:
+    def test_a_batch_keeps_its_sessions_and_terms_in_forms_the_collector_does_not_walk(
+            self, store: SessionStore) -> None:
+        """A long catch-up's full collections walk every tracked object, so what a batch keeps for each session and
+        term it changes is numbers, bytes and tuples of them (which the collector stops tracking), not sets, lists
+        or dicts of lists: the chunks a session changed are the bits of an int, its unencoded postings tuples."""
+        with store._environment.read() as txn:
+            batch = store._search_index.prepare(txn, fresh=True)
+            for sid in range(1, 41):  # 70 messages: two chunks each
+                batch.append(sid, [f"apple w{sid} x{number % 9} y{number}" for number in range(70)], sid)
+            batch.remove_last(40)  # the last message, taken back out of the postings not yet encoded
+            states = batch._sessions
+            gc.collect()
+            gc.collect()  # a tuple of tuples is untracked once its own tuples are
+            assert all(state.appended for state in states.values())
+            assert not any(gc.is_tracked(state.appended) or gc.is_tracked(state.chunks) for state in states.values())
+            assert {tuple(state.changed_chunks()) for state in states.values()} == {(0, 1)}
+            assert [len(state.appended[1]) for sid, state in sorted(states.items()) if sid in (39, 40)] == [6, 5]
+            batch.settle()
+            gc.collect()
+            kept = [batch._dirty, batch._columns, batch._blocks, batch._dfs, batch._tids, batch._key_tids]
+            assert all(kept) and not any(map(gc.is_tracked, kept))
+            assert batch.written_bytes() > 0

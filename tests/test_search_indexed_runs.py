@@ -6,6 +6,7 @@ settling inside a collection of runs too."""
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterator
 from contextlib import contextmanager
 from unittest import mock
@@ -70,12 +71,18 @@ class TestIndexed:
             for message in texts:
                 ids += [*message, BETWEEN]
         found = []
-        for numpy in (True, False):  # in numpy, or a message at a time in plain Python (as a few messages are)
+        # In numpy, or a message at a time in plain Python (as a few messages are); the ids as the writer gives
+        # them (an ``array``, read in place) or as a list.
+        for numpy, given_ids in ((True, array("q", ids[:-1])), (False, array("q", ids[:-1])), (True, ids[:-1])):
             with mock.patch.object(grouping, "INDEXED_NUMPY_FROM", 1 if numpy else 1 << 62):
-                found.append(indexed(ids[:-1], [sid for sid, _, _ in batch],
+                found.append(indexed(given_ids, [sid for sid, _, _ in batch],
                                      [first for _, first, _ in batch], [len(texts) for _, _, texts in batch],
                                      block_bits))
-        many, few = found
+        many, few, listed = found
+        for name in Postings.__slots__:
+            assert getattr(many.postings, name) == getattr(listed.postings, name), name
+        assert (many.messages, many.ends, many.repeated, many.levels) == \
+            (listed.messages, listed.ends, listed.repeated, listed.levels)
         for name in Postings.__slots__:
             assert getattr(many.postings, name) == getattr(few.postings, name), name
         assert (many.messages, many.ends, many.repeated, many.levels) == \

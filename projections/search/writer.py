@@ -104,17 +104,35 @@ def indexed_terms(content: str) -> list[str]:
 
 
 class _SessionState:
-    """A session being changed by a batch: message count, activity, the chunks read so far, and the postings of
-    messages appended to them (a chunk is encoded once when it is next read or written, not once a message)."""
+    """A session being changed by a batch: message count, activity, the chunks read so far, the postings of
+    messages appended to them (a chunk is encoded once when it is next read or written, not once a message), and
+    the chunks to write.
+
+    A batch holds one for each session it changes until it is written, so they hold what the cyclic collector
+    does not walk: the chunks to write as the bits of an int, the postings appended to a chunk as a tuple (of
+    bytes and numbers, which the collector stops tracking), and no set or list.
+    """
 
     __slots__ = ("count", "activity", "chunks", "appended", "dirty", "loaded")
 
     def __init__(self, count: int, activity: int) -> None:
         self.count, self.activity = count, activity
         self.chunks: dict[int, bytes | None] = {}
-        self.appended: dict[int, list[ChunkMessage]] = {}
-        self.dirty: set[int] = set()
+        self.appended: dict[int, tuple[ChunkMessage, ...]] = {}
+        self.dirty = 0  # bit ``number`` set: chunk ``number`` changed
         self.loaded = False
+
+    def changed(self, number: int) -> None:
+        """Note that chunk ``number`` changed."""
+        self.dirty |= 1 << number
+
+    def changed_chunks(self) -> Iterator[int]:
+        """The numbers of the chunks that changed, ascending."""
+        dirty = self.dirty
+        while dirty:
+            low = dirty & -dirty
+            yield low.bit_length() - 1
+            dirty ^= low
 
 
 class IndexWriter(IndexReader):
@@ -137,11 +155,15 @@ class IndexWriter(IndexReader):
         self._new_terms: dict[int, tuple[bytes, bytes]] = {}  # term id → its key and ``search.terms`` value
         # A term's block as ``block << 32 | term id``: the number its ``search.blocks`` key is (big-endian).
         self._blocks: dict[int, bytes | None] = {}  # a term's block → its summary there
-        self._dirty: set[int] = set()
+        # What a batch keeps a term or block of is a dict of numbers and bytes, or an ``array``, which the cyclic
+        # collector walks as one object (a rebuild keeps some for each of tens of thousands of terms, and a set or
+        # a dict of tuples or lists is walked entry by entry at every full collection).
+        self._dirty: dict[int, None] = {}  # the blocks changed, as a set the collector does not track
         # The columns (sessions, best levels, tags) of the blocks of new terms summarized as they came
-        # (``_settle_term``) and not changed since: a head stored whole takes them without decoding the summary.
-        self._columns: dict[int, tuple[bytes, bytes, bytes]] = {}
-        self._lists: dict[int, list[int]] = {}  # term id → its blocks
+        # (``_settle_term``) and not changed since, joined in one value (``_split_columns``): a head stored whole
+        # takes them without decoding the summary.
+        self._columns: dict[int, bytes] = {}
+        self._lists: dict[int, array[int]] = {}  # term id → its blocks
         self._dfs: dict[int, int] = {}
         self._sessions: dict[int, _SessionState] = {}
         # The postings of the messages appended since the batch last grouped them, and each term's parts grouped
@@ -224,10 +246,10 @@ class IndexWriter(IndexReader):
         self._settle(tid)
         return self._block(tid, block)
 
-    def _block_list(self, tid: int) -> list[int]:
+    def _block_list(self, tid: int) -> array[int]:
         found = self._lists.get(tid)
         if found is None:
-            found = self._lists[tid] = list(super().blocks_of(tid))
+            found = self._lists[tid] = array("I", super().blocks_of(tid))
         return found
 
     def _block(self, tid: int, block: int) -> bytes | None:
@@ -239,7 +261,7 @@ class IndexWriter(IndexReader):
     def _set_block(self, tid: int, block: int, raw: bytes | None) -> None:
         key = block << 32 | tid
         self._blocks[key] = raw
-        self._dirty.add(key)
+        self._dirty[key] = None
         self._columns.pop(key, None)
         blocks = self._block_list(tid)
         if raw is not None and (not blocks or blocks[-1] < block):  # new sessions' blocks come last
@@ -568,9 +590,13 @@ class IndexWriter(IndexReader):
             counts[sid] = count + len(run)
         keys = term_keys_of(["" if text == REDACTED else text for text in texts])
         known = self._key_tids
-        ids = list(map(known.get, keys, repeat(-1)))
-        for at in _unknown(ids):  # terms not looked up yet
-            key = keys[at]
+        # The ids in an ``array``, and the keys dropped once the unknown ones are taken: a list of every occurrence
+        # would be walked by each collection while the new terms' ids are given and the runs indexed.
+        ids = array("q", list(map(known.get, keys, repeat(-1))))  # from a list: faster than from the iterator
+        unknown = array("q", _unknown(ids))  # terms not looked up yet
+        missing = list(map(keys.__getitem__, unknown))
+        del keys
+        for at, key in zip(unknown, missing):
             ids[at] = known.get(key) or self._key_tid(key)
         return indexed(ids, sids, firsts, sizes, formats.BLOCK_BITS)
 
@@ -607,8 +633,9 @@ class IndexWriter(IndexReader):
                 raise StoreCorrupted(f"the search index is damaged: session {sid} lacks its last chunk")
             added = postings[:CHUNK_MESSAGES - place]
             del postings[:CHUNK_MESSAGES - place]
-            state.appended.setdefault(number, []).extend(added)
-            state.dirty.add(number)
+            # A tuple of at most a chunk's messages: joining one costs little, and it is not a list to walk.
+            state.appended[number] = state.appended.get(number, ()) + tuple(added)
+            state.changed(number)
             count += len(added)
         state.count = count
 
@@ -650,7 +677,7 @@ class IndexWriter(IndexReader):
                 if key not in self._maps:
                     self._maps[key] = super().term_map(tid, number)
                 if whole is not None:
-                    self._dirty.add(key)
+                    self._dirty[key] = None
                     self._maps_changed.add(key)
 
     def _settle(self, tid: int) -> None:
@@ -695,13 +722,13 @@ class IndexWriter(IndexReader):
         # they come, with no step of the general path's (a read, a raise, a map followed) a block.
         new = tid >= self._first_tid and tid not in self._lists
         if new:
-            numbers = self._lists[tid] = []
+            numbers = self._lists[tid] = array("I")
         for block, offsets, levels, tags in _by_block(notes, raw):
             if new and not mapped_size(len(levels)):
                 key = block << 32 | tid
                 self._blocks[key] = summary_extend(None, offsets, levels, tags)
-                self._dirty.add(key)
-                self._columns[key] = offsets, levels, tags
+                self._dirty[key] = None
+                self._columns[key] = offsets + levels + tags
                 numbers.append(block)  # ascending, as ``_set_block`` keeps them
                 continue
             before = self._block(tid, block)
@@ -750,7 +777,7 @@ class IndexWriter(IndexReader):
             raise StoreCorrupted(f"the search index is damaged: session {sid} has no message to remove")
         number = (state.count - 1) // CHUNK_MESSAGES
         tids, levels = self._pop_message(state, sid, number)
-        state.dirty.add(number)
+        state.changed(number)
         state.count -= 1
         self._messages -= 1
         if self._unpost(sid, tids, levels):
@@ -771,7 +798,8 @@ class IndexWriter(IndexReader):
             stored = state.chunks[number]
             if len(appended) + (0 if stored is None else chunk_size(stored)) != size:
                 raise StoreCorrupted(f"the search index is damaged: the last chunk of session {sid} is wrong")
-            low, high, common, places, own_levels = appended.pop()
+            low, high, common, places, own_levels = appended[-1]
+            state.appended[number] = appended[:-1]
             posted = [*u16s(low), *high]
             posted_levels = bytearray((common,)) * len(posted)
             for place, level in zip(places, own_levels):
@@ -843,7 +871,7 @@ class IndexWriter(IndexReader):
         self._levels_stale.add(sid)
         for number in list(state.chunks):
             state.chunks[number] = None
-            state.dirty.add(number)
+            state.changed(number)
         state.appended.clear()
         self._messages -= state.count
         state.count = 0
@@ -914,7 +942,7 @@ class IndexWriter(IndexReader):
         sessions: list[tuple[bytes, bytes | None]] = []
         for sid in sorted(self._sessions):
             state = self._sessions[sid]
-            docs += [(chunk_key(sid, number), self.chunk(sid, number)) for number in sorted(state.dirty)]
+            docs += [(chunk_key(sid, number), self.chunk(sid, number)) for number in state.changed_chunks()]
             sessions.append((id_key(sid), session_value(state.count, state.activity) if state.count else None))
         if self._messages < 0:  # more messages left the index than it counted: the stored count is damaged
             raise StoreCorrupted("the search index is damaged: it counts fewer messages than it holds")
@@ -957,7 +985,7 @@ class IndexWriter(IndexReader):
         if None in kept:
             return whole_of_blocks(df, [(number, Block(self._batch_block(tid, number)),
                                          self._maps.get(number << 32 | tid)) for number in blocks])
-        held = cast(list[tuple[bytes, bytes, bytes]], kept)
+        held = [_split_columns(joined) for joined in cast(list[bytes], kept)]
         return whole_value(df, blocks, [len(levels) for _, levels, _ in held], held, BitMap())
 
     def _batch_block(self, tid: int, number: int) -> bytes:
@@ -984,8 +1012,8 @@ class IndexWriter(IndexReader):
         return sorted(terms), sorted(names)
 
 
-def _unknown(ids: list[int]) -> Iterator[int]:
-    """The places of -1 in ``ids`` (terms not looked up yet), found in C; ``ids`` may change at a place found."""
+def _unknown(ids: array[int]) -> Iterator[int]:
+    """The places of -1 in ``ids`` (terms not looked up yet), found in C."""
     at = -1
     while True:
         try:
@@ -1016,6 +1044,13 @@ def _by_block(notes: Sequence[int], raw: bytes) -> Iterator[tuple[int, bytes, by
         end = bisect.bisect_left(notes, (block + 1) << shift, start)
         yield block, bytes(offsets[2 * start:2 * end]), levels[start:end], tags[start:end]
         start = end
+
+
+def _split_columns(joined: bytes) -> tuple[bytes, bytes, bytes]:
+    """A block's sessions (u16 offsets), best levels and tags, from their bytes joined (a byte each for the last
+    two)."""
+    size = len(joined) // 4
+    return joined[:2 * size], joined[2 * size:3 * size], joined[3 * size:]
 
 
 def _in_block(messages: Sequence[int], block: int) -> Sequence[int]:
