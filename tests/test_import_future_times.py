@@ -10,7 +10,6 @@ of another store's log, takes its times as they are.
 from __future__ import annotations
 
 import os
-import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,7 +22,8 @@ from eventstore.events import MessageAppended
 from eventstore.storage import MemoryStorage
 from eventstore.zeroclaw import import_workspace, read_jsonl, read_sqlite
 
-from test_zeroclaw_import import NEW_SCHEMA, write_file
+from test_zeroclaw_hostile import database
+from test_zeroclaw_import import write_file
 
 NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
 YEAR_AHEAD = NOW + timedelta(days=365)
@@ -68,28 +68,17 @@ class TestImportSessions:
         assert store.verify().ok
 
 
-def database_with(path: Path, moment: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with sqlite3.connect(path) as db:
-        db.executescript(NEW_SCHEMA)
-        db.executemany("INSERT INTO sessions (session_key, role, content, created_at) VALUES (?, ?, ?, ?)",
-                       [("k", "user", "first", "2026-01-01T00:00:00Z"), ("k", "assistant", "ahead", moment)])
-        db.execute("INSERT INTO session_metadata (session_key, created_at, last_activity) VALUES "
-                   "('k', '2026-01-01T00:00:00Z', ?)", (moment,))
-    db.close()
-
-
 class TestZeroClaw:
     def test_a_row_dated_2099_is_a_bad_time_and_the_time_before_is_used(self, tmp_path: Path) -> None:
-        database_with(tmp_path / "ws" / "sessions" / "sessions.db", "2099-01-01T00:00:00Z")
+        database(tmp_path / "ws" / "sessions" / "sessions.db", "2099-01-01T00:00:00Z", "2099-01-01T00:00:00Z")
         batch = read_sqlite(tmp_path / "ws" / "sessions" / "sessions.db")
-        assert batch.bad_times == 2  # the message's time and last_activity
+        assert batch.bad_times == 4  # the message's time, and created_at, last_activity, turn_started_at
         assert [type(e).__name__ for _, e in batch.sessions["k"]] == ["MessageAppended", "MessageAppended",
                                                                       "SessionStateChanged"]
         assert {moment for moment, _ in batch.sessions["k"]} == {datetime(2026, 1, 1, tzinfo=UTC)}
 
     def test_such_a_workspace_imports_and_the_session_ages(self, tmp_path: Path) -> None:
-        database_with(tmp_path / "ws" / "sessions" / "sessions.db", "2099-01-01T00:00:00Z")
+        database(tmp_path / "ws" / "sessions" / "sessions.db", "2099-01-01T00:00:00Z", "2099-01-01T00:00:00Z")
         with SessionStore(tmp_path / "store") as store:
             assert [s.status for s in import_workspace(store, tmp_path / "ws").sources] == ["imported"]
             metadata = store.get_session_metadata("k")

@@ -18,7 +18,7 @@ from eventstore import SessionStore
 from eventstore.events import MessageAppended
 from eventstore.zeroclaw import SourceBusy, _source, _sqlite, import_workspace, read_sqlite
 
-from test_zeroclaw_import import NEW_SCHEMA
+from test_zeroclaw_import import wal_writer
 
 
 def add(db: sqlite3.Connection, content: str) -> None:
@@ -31,12 +31,7 @@ def add(db: sqlite3.Connection, content: str) -> None:
 def writer(tmp_path: Path) -> Iterator[sqlite3.Connection]:
     """ZeroClaw's connection, kept open (so its ``-wal`` file stays): ``old`` checkpointed into the database,
     ``wal`` only in the ``-wal`` file."""
-    path = tmp_path / "ws" / "sessions" / "sessions.db"
-    path.parent.mkdir(parents=True)
-    db = sqlite3.connect(path)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA wal_autocheckpoint=0")
-    db.executescript(NEW_SCHEMA)
+    db = wal_writer(tmp_path / "ws" / "sessions" / "sessions.db")
     add(db, "old")
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     add(db, "wal")

@@ -137,6 +137,17 @@ def old_database(path: Path) -> None:
                    "'2025-01-02T08:00:00+00:00', 0)")
 
 
+def wal_writer(path: Path) -> sqlite3.Connection:
+    """ZeroClaw's connection to a new sessions.db in WAL mode, which never checkpoints by itself: while it stays
+    open, what it commits stays in the ``-wal`` file."""
+    path.parent.mkdir(parents=True)
+    writer = sqlite3.connect(path)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("PRAGMA wal_autocheckpoint=0")
+    writer.executescript(NEW_SCHEMA)
+    return writer
+
+
 @pytest.fixture
 def workspace(tmp_path: Path) -> Path:
     root = tmp_path / "workspace"
@@ -239,11 +250,7 @@ class TestReadSqlite:
     def test_reads_the_write_ahead_log_without_touching_the_source(self, tmp_path: Path) -> None:
         """Rows still in sessions.db-wal are read, and no file appears or changes beside the database."""
         path = tmp_path / "ws" / "sessions" / "sessions.db"
-        path.parent.mkdir(parents=True)
-        writer = sqlite3.connect(path)
-        writer.execute("PRAGMA journal_mode=WAL")
-        writer.execute("PRAGMA wal_autocheckpoint=0")
-        writer.executescript(NEW_SCHEMA)
+        writer = wal_writer(path)
         writer.execute("INSERT INTO sessions (session_key, role, content, created_at) "
                        "VALUES ('wal-key', 'user', 'in the wal', '2026-01-01T00:00:00+00:00')")
         writer.commit()
