@@ -158,7 +158,7 @@ def _consistent_copy(path: Path, copy: Path, roots: Sequence[Path] | None) -> tu
         copied = _read_database(path, roots, copy)
         if _read_database(path, roots, None)[1] == copied[1]:
             return copied
-    raise SourceBusy(f"{path} changed while it was read ({COPY_ATTEMPTS} times): ZeroClaw is writing it; "
+    raise SourceBusy(f"{path} changed while it was read, {COPY_ATTEMPTS} times (ZeroClaw writing to it); "
                      "import again when ZeroClaw is idle")
 
 
