@@ -80,7 +80,7 @@ def test_a_source_changing_at_every_copy_is_reported_as_busy_not_as_no_database(
     count = iter(range(1, 100))
     monkeypatch.setattr(_sqlite, "_FIRST_PAUSE", 0)
     reads = write_during_copies(monkeypatch, 100, lambda: add(writer, f"new {next(count)}"))
-    with pytest.raises(SourceBusy, match=r"changed while it was read .* import again when ZeroClaw is idle"):
+    with pytest.raises(SourceBusy, match=r"changed while it was read.*import again when ZeroClaw is idle"):
         read_sqlite(tmp_path / "ws" / "sessions" / "sessions.db")
     assert len(reads) == 2 * _sqlite.COPY_ATTEMPTS
     with SessionStore(tmp_path / "store") as store:
