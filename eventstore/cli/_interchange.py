@@ -82,8 +82,8 @@ def import_zeroclaw(env: Env, workspace: Path, verbose: bool, as_json: bool) -> 
     is a session with no messages. Only regular files inside the workspace are
     read: a FIFO, a device, a symbolic link leading out of the workspace or a
     file over 1 GiB is reported and skipped, and the import goes on. The source
-    files are only read; sessions.db is copied first, and read again until it
-    did not change while it was copied (ZeroClaw may be writing it). On a
+    files are only read; sessions.db is copied first, again if ZeroClaw
+    checkpointed it during the copy. On a
     terminal a bar counts the sessions imported (sessions.db counts as one until
     it is read), and another the search index brought up to date at the end.
     Exits with status 1 when no source could be imported (each was unreadable,

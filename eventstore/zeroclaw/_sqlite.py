@@ -7,14 +7,13 @@ RFC 3339 strings. Older files lack ``name`` or the state columns. The database
 is only ever read: it is copied (with its ``-wal`` file) into a temporary
 directory first, since even a read-only SQLite open may create files beside it.
 ZeroClaw may be writing meanwhile (in WAL mode, to both files), and a database
-and a ``-wal`` file copied one after the other may then disagree; so the two
-are read again after the copy, and the copy is used only if they read the same
+and a ``-wal`` file copied one after the other may then disagree; so the
+database is read again after the copy, which is used only if it did not change
 (``_consistent_copy``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import sqlite3
@@ -115,7 +114,8 @@ def read_sqlite(path: str | os.PathLike[str], *, roots: Sequence[Path] | None = 
 
     The file (and its ``-wal`` file, if any) is copied to a temporary directory
     and read there, so the source is never touched; the copy is taken again
-    (``COPY_ATTEMPTS`` times in all) while the source changes during it. ``size``
+    (``COPY_ATTEMPTS`` times in all) while a checkpoint changes the database
+    during it. ``size``
     and ``sha256`` are those of the bytes copied. Rows whose role or content
     is not valid text, or longer than ``MAX_LINE_BYTES``, are skipped and listed
     by ``id``. Missing ``name`` or state columns (older files) are tolerated.
@@ -145,50 +145,53 @@ def read_sqlite(path: str | os.PathLike[str], *, roots: Sequence[Path] | None = 
 
 
 def _consistent_copy(path: Path, copy: Path, roots: Sequence[Path] | None) -> tuple[int, str, os.stat_result]:
-    """Copy the database and its ``-wal`` file to ``copy`` (and beside it) as they were at one moment: read
-    again after the copy, the source has the same bytes (what a writer changed during it would differ). Their
+    """Copy the database, then its ``-wal`` file, to ``copy`` and beside it, as they were at one moment; their
     size and SHA-256, and the database's status.
 
+    In WAL mode a writer appends its commits to the ``-wal`` file, each frame checksummed, and SQLite recovers a
+    ``-wal`` file up to its last whole commit: a copy of it taken while commits are appended is a state the
+    database was in, provided the database file itself did not change meanwhile. That changes only when a
+    checkpoint moves the ``-wal`` file's pages into it; so the database is read again after the copy, and the
+    copy is taken again if it differs.
+
     Raises:
-        SourceBusy: the source changed during each of ``COPY_ATTEMPTS`` copies.
+        SourceBusy: the database changed during each of ``COPY_ATTEMPTS`` copies.
     """
+    wal = path.with_name(path.name + "-wal")
+    wal_copy = copy.with_name(wal.name)
     for attempt in range(COPY_ATTEMPTS):
         if attempt:
             time.sleep(_FIRST_PAUSE * 2 ** (attempt - 1))
-        copied = _read_database(path, roots, copy)
-        if _read_database(path, roots, None)[1] == copied[1]:
-            return copied
+        wal_copy.unlink(missing_ok=True)  # an earlier attempt's, from a -wal file that may be gone now
+        sha = hashlib.sha256()
+        size, info = _copy_source(path, copy, roots, sha)
+        if os.path.lexists(wal):
+            size += _copy_source(wal, wal_copy, roots, sha)[0]
+        if _holds(path, copy, roots):
+            return size, sha.hexdigest(), info
     raise SourceBusy(f"{path} changed while it was read, {COPY_ATTEMPTS} times (ZeroClaw writing to it); "
                      "import again when ZeroClaw is idle")
 
 
-def _read_database(path: Path, roots: Sequence[Path] | None, copy: Path | None
-                   ) -> tuple[int, str, os.stat_result]:
-    """The database's and its ``-wal`` file's bytes, copied to ``copy`` and beside it if given: their size and
-    SHA-256, and the database's status."""
-    wal = path.with_name(path.name + "-wal")
-    wal_copy = None if copy is None else copy.with_name(wal.name)
-    if wal_copy is not None:
-        wal_copy.unlink(missing_ok=True)  # an earlier attempt's, from a -wal file that may be gone now
-    sha = hashlib.sha256()
-    size, info = _copy_source(path, copy, roots, sha)
-    if os.path.lexists(wal):
-        size += _copy_source(wal, wal_copy, roots, sha)[0]
-    return size, sha.hexdigest(), info
-
-
-def _copy_source(source: Path, target: Path | None, roots: Sequence[Path] | None, sha: hashlib._Hash
+def _copy_source(source: Path, target: Path, roots: Sequence[Path] | None, sha: hashlib._Hash
                  ) -> tuple[int, os.stat_result]:
-    """Add a source file's bytes to ``sha`` and copy them to ``target``, if given; its size and status."""
+    """Copy a source file to ``target``, adding its bytes to ``sha``; its size and status."""
     size = 0
-    with open_source(source, roots) as (fd, info), contextlib.ExitStack() as stack:
-        out = None if target is None else stack.enter_context(open(target, "wb"))
+    with open_source(source, roots) as (fd, info), open(target, "wb") as out:
         for chunk in chunks(fd):
             sha.update(chunk)
-            if out is not None:
-                out.write(chunk)
+            out.write(chunk)
             size += len(chunk)
     return size, info
+
+
+def _holds(source: Path, copy: Path, roots: Sequence[Path] | None) -> bool:
+    """Whether ``source`` still holds the bytes of ``copy``."""
+    with open_source(source, roots) as (fd, _info), open(copy, "rb") as copied:
+        for chunk in chunks(fd):
+            if copied.read(len(chunk)) != chunk:
+                return False
+        return not copied.read(1)
 
 
 def _refuse_computed_tables(connection: sqlite3.Connection, path: Path) -> None:
