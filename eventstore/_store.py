@@ -791,8 +791,10 @@ class SessionStore:
         is committed with the events: importing the same source again writes nothing, and a source that
         changed since raises ``SourceChanged``. Without ``sha256``, the SHA-256 of the sessions given (keys,
         times, events) stands for the source's, so other sessions under the same name are a changed source.
-        An event that no command records there (a removal from an empty session, say) raises
-        ``InvalidArgument`` naming the session, and nothing is written.
+        An event that no command records there (a removal from an empty session, say), or one later than the
+        store's clock plus ``CLOCK_SKEW`` (five minutes: an audit store records no future, and a session's last
+        time would stamp every later command on it), raises ``InvalidArgument`` naming the session and event,
+        and nothing is written.
         ``progress(sessions done, sessions)`` is called as the sessions are recorded (every thousand events
         or so, and at the end), inside the transaction: an exception it raises writes nothing.
         """
@@ -819,7 +821,9 @@ class SessionStore:
         Each event must come next (its position after this store's last, its
         version after its session's last), and its recomputed hash must equal the
         one it carries; otherwise ``ReplicationMismatch`` is raised and that batch
-        is not written. Returns how many events were appended.
+        is not written. Returns how many events were appended. Times are taken as they are, even ones later
+        than this store's clock: they are part of the hashes, and a copy must hold what its source recorded
+        (a whole-log export, a replica of the PostgreSQL log).
         """
         progress = check_progress(progress)
         check_index(total, "total")

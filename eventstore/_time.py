@@ -7,13 +7,17 @@ from datetime import UTC, datetime, timedelta
 
 from ._errors import InvalidArgument
 
-__all__ = ["Clock", "system_clock", "to_micros", "aware_micros", "from_micros", "stored_micros", "MIN_MICROS",
-           "MAX_MICROS"]
+__all__ = ["Clock", "system_clock", "CLOCK_SKEW", "to_micros", "aware_micros", "from_micros", "stored_micros",
+           "MIN_MICROS", "MAX_MICROS"]
 
 #: A zero-argument callable returning an aware UTC datetime.
 Clock = Callable[[], datetime]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: How far past the store's clock an imported event may be: two machines' clocks may differ by this much. A later
+#: one would stamp every later command on its session (a command's time is raised to its session's last) and
+#: hide the session from reads as of the present and from ``cleanup_stale``.
+CLOCK_SKEW = timedelta(minutes=5)
 _MICROSECOND = timedelta(microseconds=1)
 
 

@@ -31,6 +31,7 @@ from eventstore.events import (
 )
 from eventstore.interchange import BadExportFile, ExportHeader, import_events, write_events
 
+from conftest import FakeClock
 from test_export_roundtrip import build
 
 START = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
@@ -270,8 +271,9 @@ HI = (START, MessageAppended(ChatMessage.user("hi")))
     ([HI, (START, SessionRestored(2, True, (), None, None, START))],
      "session 'k', event 2: SessionRestored to version 2 of a session at version 1"),
 ])
-def test_import_sessions_refuses_what_no_command_records(store: SessionStore, timed: list[Any],
-                                                         message: str) -> None:
+def test_import_sessions_refuses_what_no_command_records(store: SessionStore, clock: FakeClock,
+                                                         timed: list[Any], message: str) -> None:
+    clock.now = START  # the events' time: not in the store's future
     with pytest.raises(InvalidArgument, match=re.escape(message)):
         store.import_sessions({"fine": [HI], "k": timed})
     assert store.stats().events == 0

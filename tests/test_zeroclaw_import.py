@@ -22,6 +22,7 @@ from click.testing import CliRunner, Result
 
 from eventstore import ChatMessage, SessionState, SessionStore
 from eventstore.cli import cli
+from eventstore.events import SessionRenamed
 from eventstore.zeroclaw import (
     import_workspace,
     jsonl_bytes,
@@ -131,9 +132,20 @@ def old_database(path: Path) -> None:
                         ("discord_7", "user", "later", "2025-01-01T08:05:00Z")])
         db.execute("INSERT INTO session_metadata VALUES ('discord_7', '2025-01-01T08:00:00+00:00', "
                    "'2025-01-01T08:05:00+00:00', 3)")
-        # A row with no message, name or state: nothing to import.
+        # A row with no message, name or state: a session with no messages, as an empty JSONL file is.
         db.execute("INSERT INTO session_metadata VALUES ('ghost', '2025-01-02T08:00:00+00:00', "
                    "'2025-01-02T08:00:00+00:00', 0)")
+
+
+def wal_writer(path: Path) -> sqlite3.Connection:
+    """ZeroClaw's connection to a new sessions.db in WAL mode, which never checkpoints by itself: while it stays
+    open, what it commits stays in the ``-wal`` file."""
+    path.parent.mkdir(parents=True)
+    writer = sqlite3.connect(path)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("PRAGMA wal_autocheckpoint=0")
+    writer.executescript(NEW_SCHEMA)
+    return writer
 
 
 @pytest.fixture
@@ -232,16 +244,13 @@ class TestReadSqlite:
         assert [m for m, _ in events] == [utc("2025-01-01T08:00:00+00:00"), utc("2025-01-01T08:00:00+00:00"),
                                           utc("2025-01-01T08:05:00+00:00")]
         assert batch.bad_times == 1
-        assert batch.empty_sessions == ("ghost",)
+        assert batch.empty_sessions == ()
+        assert batch.sessions["ghost"] == [(utc("2025-01-02T08:00:00+00:00"), SessionRenamed(None))]
 
     def test_reads_the_write_ahead_log_without_touching_the_source(self, tmp_path: Path) -> None:
         """Rows still in sessions.db-wal are read, and no file appears or changes beside the database."""
         path = tmp_path / "ws" / "sessions" / "sessions.db"
-        path.parent.mkdir(parents=True)
-        writer = sqlite3.connect(path)
-        writer.execute("PRAGMA journal_mode=WAL")
-        writer.execute("PRAGMA wal_autocheckpoint=0")
-        writer.executescript(NEW_SCHEMA)
+        writer = wal_writer(path)
         writer.execute("INSERT INTO sessions (session_key, role, content, created_at) "
                        "VALUES ('wal-key', 'user', 'in the wal', '2026-01-01T00:00:00+00:00')")
         writer.commit()
@@ -362,8 +371,12 @@ class TestImportWorkspace:
         old_database(tmp_path / "old" / "sessions" / "sessions.db")
         result = import_workspace(store, tmp_path / "old")
         assert [r.status for r in result.sources] == ["imported"]
-        assert result.sources[0].batch.empty_sessions == ("ghost",)
-        assert not store.session_exists("ghost")
+        assert result.sources[0].batch.empty_sessions == ()
+        # Listed, as ZeroClaw lists it, with no messages and no name, created when its row says.
+        assert store.session_exists("ghost") and store.load("ghost") == []
+        assert store.get_session_name("ghost") is None
+        ghost = store.get_session_metadata("ghost")
+        assert ghost is not None and ghost.created_at == utc("2025-01-02T08:00:00+00:00")
         assert [m.content for m in store.load("discord_7")] == ["old hello", "old reply", "later"]
         assert store.get_session_name("discord_7") is None
         assert store.get_session_state("discord_7") == SessionState("idle", None, None)  # no state column

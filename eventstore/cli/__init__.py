@@ -20,7 +20,7 @@ from .. import EventStoreError
 from ._context import CACHE_ENV, STORE_ENV, Env, user_error
 from ._output import terminal_safe
 
-__all__ = ["cli", "main"]
+__all__ = ["cli", "main", "INTERRUPTED"]
 
 
 @contextmanager
@@ -40,16 +40,31 @@ def _terminal_safe_errors() -> Iterator[None]:
         raise click.ClickException(safe) from None
 
 
+#: The exit status of a command stopped by Ctrl-C (SIGINT), as shells report it: 128 + 2.
+INTERRUPTED = 130
+
+
+@contextmanager
+def _interruptible() -> Iterator[None]:
+    """Ctrl-C ends the command with one line and exit status 130 (click's own says "Aborted!", status 1)."""
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        click.echo(f"Interrupted{': ' + str(exc) if str(exc) else '.'}", err=True)
+        raise click.exceptions.Exit(INTERRUPTED) from None
+
+
 class _Group(click.Group):
-    """A group that shows every library error as one line (``Error: ...``, exit status 1), never a traceback."""
+    """A group that shows every library error as one line (``Error: ...``, exit status 1), never a traceback,
+    and Ctrl-C as one line too (exit status 130)."""
 
     def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
                      **extra: Any) -> click.Context:
-        with _terminal_safe_errors():
+        with _interruptible(), _terminal_safe_errors():
             return super().make_context(info_name, args, parent, **extra)
 
     def invoke(self, ctx: click.Context) -> Any:
-        with _terminal_safe_errors():
+        with _interruptible(), _terminal_safe_errors():
             try:
                 return super().invoke(ctx)
             except BrokenPipeError:
@@ -99,5 +114,5 @@ _register()
 
 
 def main() -> None:
-    """The console script's entry point."""
+    """Run the command line (``eventstore.__main__.main``, the console script's entry point, loads it)."""
     cli(prog_name="eventstore")

@@ -8,6 +8,7 @@ their own.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +30,8 @@ _STATUS_TEXT = {
     "refused": "not read",
     "failed": "not imported",
 }
+#: Statuses of a source from which nothing could be imported; when every source has one, the command fails.
+_NOT_IMPORTED = frozenset({"unreadable", "refused", "failed"})
 
 
 @click.group(name="import")
@@ -50,14 +53,17 @@ def _source_json(result: zeroclaw.SourceResult) -> dict[str, Any]:
         "existing_keys": list(result.existing_keys),
         "empty_sessions": list(batch.empty_sessions) if batch else [],
         "skipped": batch.skipped_by_reason() if batch else {},
-        "skipped_lines": [{"line": s.line, "reason": s.reason} for s in batch.skipped] if batch else [],
+        "skipped_lines": [{"line": s.line, "reason": s.reason} | ({"detail": s.detail} if s.detail else {})
+                          for s in batch.skipped] if batch else [],
         "bad_times": batch.bad_times if batch else 0,
     }
 
 
 @import_.command(name="zeroclaw")
 @click.argument("workspace", type=click.Path(path_type=Path))
-@click.option("--verbose", "-v", is_flag=True, help="List every skipped line (or database row) with its number.")
+@click.option("--verbose", "-v", is_flag=True,
+              help="List every skipped line (or database row) with its number (a bad session key with the key, "
+                   "escaped, and why).")
 @output_options
 @pass_env
 def import_zeroclaw(env: Env, workspace: Path, verbose: bool, as_json: bool) -> None:
@@ -70,12 +76,20 @@ def import_zeroclaw(env: Env, workspace: Path, verbose: bool, as_json: bool) -> 
     again adds nothing; a file changed since its import is reported, not merged; a
     session key the store already has is reported, not merged. Blank, non-JSON, non-
     message and invalid UTF-8 lines are skipped and counted, and so are lines over
-    16 MiB. An empty JSONL file is a session with no messages. Only regular files
-    inside the workspace are read: a FIFO, a device, a symbolic link leading out
-    of the workspace or a file over 1 GiB is reported and skipped, and the import
-    goes on. The source files are only read. On a terminal a bar counts the
-    sessions imported (sessions.db counts as one until it is read), and
-    another the search index brought up to date at the end.
+    16 MiB. A time in the future (past this machine's clock plus 5 minutes) is
+    counted as a bad time, like one that does not parse: the time before it is
+    used. An empty JSONL file, or a sessions.db metadata row with no message,
+    is a session with no messages. Only regular files inside the workspace are
+    read: a FIFO, a device, a symbolic link leading out of the workspace or a
+    file over 1 GiB is reported and skipped, and the import goes on. The source
+    files are only read; sessions.db is copied first, again if ZeroClaw
+    checkpointed it during the copy. On a
+    terminal a bar counts the sessions imported (sessions.db counts as one until
+    it is read), and another the search index brought up to date at the end.
+    Exits with status 1 when no source could be imported (each was unreadable,
+    refused or failed); the store is created only once a source has sessions
+    to import. Ctrl-C stops it with status 130, keeping the sources imported
+    before it: the same command imports the rest.
 
     \b
     Example:
@@ -83,38 +97,77 @@ def import_zeroclaw(env: Env, workspace: Path, verbose: bool, as_json: bool) -> 
     """
     zeroclaw.sessions_dir(workspace)  # a bad workspace is refused before any store is created
     out = Output(as_json)
-    with env.open(create=True) as store:
-        with progress_bar("Importing") as progress:
-            result = zeroclaw.import_workspace(store, workspace, progress)
-        index_for_search(store)
+    with contextlib.ExitStack() as stack:
+        # Opened once a source has sessions to import: sources that are all unreadable create no store.
+        stores: list[SessionStore] = []
+
+        def open_store() -> SessionStore:
+            if not stores:
+                stores.append(stack.enter_context(env.open(create=True)))
+            return stores[0]
+
+        try:
+            with progress_bar("Importing") as progress:
+                result = zeroclaw.import_workspace(open_store, workspace, progress)
+        except zeroclaw.ImportInterrupted as exc:
+            raise KeyboardInterrupt(_interrupted(exc.done)) from None
+        failed = _nothing_imported(result)
+        if not failed:
+            index_for_search(open_store())
     if as_json:
         out.json({"workspace": str(workspace), "sessions": result.sessions, "messages": result.messages,
                   "skipped_lines": result.skipped_lines, "sources": [_source_json(s) for s in result.sources]})
-        return
+    else:
+        _print_import(out, workspace, result, verbose)
+    if failed:
+        raise click.exceptions.Exit(1)
+
+
+def _nothing_imported(result: zeroclaw.WorkspaceImport) -> bool:
+    """Whether no source could be imported: each was unreadable, refused or failed (the command fails)."""
+    return bool(result.sources) and all(s.status in _NOT_IMPORTED for s in result.sources)
+
+
+def _interrupted(done: zeroclaw.WorkspaceImport) -> str:
+    """What an import stopped by Ctrl-C had done, in one line: each source before it was committed whole."""
+    names = [s.path.name for s in done.sources if s.status == "imported"]
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return (f"{f'imported {shown}' if names else 'no source was imported'} before it; "
+            "running the same command again imports the rest")
+
+
+def _source_text(source: zeroclaw.SourceResult) -> str:
+    """The RESULT column: the source's detail, or what its status means."""
+    if source.status == "imported" and not source.sessions and source.existing_keys:
+        return "nothing new: every session is already in the store"
+    return source.detail or _STATUS_TEXT[source.status]
+
+
+def _print_import(out: Output, workspace: Path, result: zeroclaw.WorkspaceImport, verbose: bool) -> None:
     rows = []
     for source in result.sources:
         batch = source.batch
         skipped = ", ".join(f"{n} {why}" for why, n in batch.skipped_by_reason().items()) if batch else ""
-        rows.append([source.path.name, source.sessions, source.messages, skipped or "-",
-                     source.detail or _STATUS_TEXT[source.status]])
+        rows.append([source.path.name, source.sessions, source.messages, skipped or "-", _source_text(source)])
     out.table(["SOURCE", "SESSIONS", "MESSAGES", "SKIPPED", "RESULT"], rows,
               title=f"Import from {workspace}")
     for source in result.sources:
         for key in source.existing_keys:
             out.line(f"{source.path.name}: session {key!r} is already in the store; not merged.")
         if source.batch is not None:
-            for key in source.batch.empty_sessions if source.kind == "sqlite" else ():
-                out.line(f"{source.path.name}: session {key!r} has nothing to import (no message, name or state).")
             if source.batch.bad_times:
-                out.line(f"{source.path.name}: {source.batch.bad_times} timestamps did not parse or were before "
-                         "1970; the time before each (or 1970-01-01) was used.")
+                out.line(f"{source.path.name}: {source.batch.bad_times} timestamps did not parse, were before "
+                         "1970 or were in the future; the time before each (or 1970-01-01) was used.")
             if verbose:
                 unit = "row" if source.kind == "sqlite" else "line"
                 for line in source.batch.skipped:
-                    out.line(f"{source.path.name} {unit} {line.line}: {line.reason}")
+                    where = f"{source.path.name} {unit} {line.line}" if line.line else source.path.name
+                    out.line(f"{where}: {line.reason}" + (f": {line.detail}" if line.detail else ""))
     out.line(f"Imported {counted(result.sessions, 'session')} with {counted(result.messages, 'message')}; "
              f"skipped {counted(result.skipped_lines, 'line')}." + ("" if verbose or not result.skipped_lines
                                                           else " (--verbose lists them)"))
+    if _nothing_imported(result):
+        out.line("No source could be imported (see RESULT above).")
 
 
 @import_.command(name="events")
@@ -146,8 +199,12 @@ def import_events(env: Env, file: Path, as_json: bool) -> None:
     if not env.holds_store():
         interchange.check_events_file(file)  # a file that does not check out leaves no new, empty store behind
     with env.open(create=True) as store:
-        with progress_bar("Importing") as progress:
-            result = interchange.import_events(store, file, progress)
+        try:
+            with progress_bar("Importing") as progress:
+                result = interchange.import_events(store, file, progress)
+        except KeyboardInterrupt:
+            # A file of some sessions is one transaction; a whole log's batches already in are checked and kept.
+            raise KeyboardInterrupt("running the same command again imports the rest") from None
         index_for_search(store)
     skipped = list(result.outcome.skipped) if result.outcome is not None else []
     if as_json:

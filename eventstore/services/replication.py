@@ -12,7 +12,7 @@ import hashlib
 import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import attrs
 
@@ -26,7 +26,7 @@ from .._errors import InvalidArgument, ReplicationMismatch, SourceChanged, shown
 from .._folding import LogChange, to_recorded
 from .._log import EventLog, Original
 from .._snapshots import SnapshotStore
-from .._time import to_micros
+from .._time import CLOCK_SKEW, from_micros, to_micros
 from .._values import ImportOutcome, ImportReceipt, utc, validate_key
 from ..events import (
     EVENT_CLASSES,
@@ -185,6 +185,16 @@ class SessionCheck:
         return None
 
 
+def _future(item: Importable, latest: int) -> str | None:
+    """Why ``item`` is too late to import (``None``: it is not): a time in the future would stamp every later
+    command on its session and hide the session from reads as of now and from ``cleanup_stale``."""
+    moment = item.recorded_at if isinstance(item, RecordedEvent) else item[0]
+    if recordable(moment) <= latest:
+        return None
+    return (f"recorded at {utc(moment).isoformat()}, later than this store's clock allows "
+            f"({from_micros(latest).isoformat()}: its time plus {CLOCK_SKEW} for clock skew)")
+
+
 class Replication:
     """Imports and replication: events recorded with the times (and, replicated, the hashes) they came with."""
 
@@ -200,12 +210,14 @@ class Replication:
         ``progress(sessions done, sessions)`` is called every ``BATCH`` events or so, and at the end.
 
         Raises:
-            InvalidArgument: an event ``SessionCheck`` refuses (nothing is written).
+            InvalidArgument: an event ``SessionCheck`` refuses, or one later than the store's clock plus
+                ``CLOCK_SKEW`` (nothing is written).
         """
+        latest = self._writer.now_micros() + CLOCK_SKEW // timedelta(microseconds=1)
         for key, timed in sessions.items():
             check = SessionCheck(key)
             for number, item in enumerate(timed, 1):
-                problem = check.check(item)
+                problem = _future(item, latest) or check.check(item)
                 if problem is not None:
                     raise InvalidArgument(f"session {key!r}, event {number}: {problem}; nothing was imported")
             problem = check.finish()

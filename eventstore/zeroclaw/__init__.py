@@ -27,6 +27,7 @@ from __future__ import annotations
 from ._export import MANIFEST_FORMAT as MANIFEST_FORMAT
 from ._export import MANIFEST_NAME, JsonlExport, export_jsonl
 from ._file_names import MAX_NAME_BYTES, plan_file_names, sanitize_key
+from ._importing import ImportInterrupted as ImportInterrupted
 from ._importing import WorkspaceImport, import_workspace
 from ._jsonl import KEY_FIELD as KEY_FIELD
 from ._jsonl import jsonl_bytes, read_jsonl
@@ -47,6 +48,7 @@ from ._source import NOT_A_MESSAGE as NOT_A_MESSAGE
 from ._source import NOT_JSON as NOT_JSON
 from ._source import TOO_LONG as TOO_LONG
 from ._source import Progress as Progress
+from ._source import SourceBusy as SourceBusy
 from ._source import TimedEvents as TimedEvents
 from ._source import recordable_time as recordable_time
 from ._sqlite import parse_time as parse_time

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import attrs
@@ -15,7 +16,7 @@ from ..events import MessageAppended
 from ._source import Progress, SourceBatch, SourceResult
 from ._workspace import read_source, workspace_sources
 
-__all__ = ["WorkspaceImport", "import_workspace"]
+__all__ = ["WorkspaceImport", "ImportInterrupted", "import_workspace"]
 
 
 @attrs.frozen
@@ -38,11 +39,21 @@ class WorkspaceImport:
         return sum(len(r.batch.skipped) for r in self.sources if r.batch is not None)
 
 
-def _import_batch(store: SessionStore, batch: SourceBatch, progress: Progress) -> SourceResult:
+class ImportInterrupted(KeyboardInterrupt):
+    """Ctrl-C (``KeyboardInterrupt``) stopped ``import_workspace``: ``done`` holds the sources imported before it
+    (each was committed whole), not the one under way (nothing of it was written). Importing the workspace again
+    imports the rest: what was imported is not imported twice."""
+
+    def __init__(self, done: WorkspaceImport) -> None:
+        super().__init__()
+        self.done = done
+
+
+def _import_batch(store: Callable[[], SessionStore], batch: SourceBatch, progress: Progress) -> SourceResult:
     if not batch.sessions:
         return SourceResult(batch, batch.path, batch.kind, "empty")
     try:
-        outcome: ImportOutcome = store.import_sessions(batch.sessions, source=path_text(batch.path.resolve()),
+        outcome: ImportOutcome = store().import_sessions(batch.sessions, source=path_text(batch.path.resolve()),
                                                        size=batch.size, sha256=batch.sha256, progress=progress)
     except SourceChanged:
         return SourceResult(batch, batch.path, batch.kind, "changed",
@@ -57,9 +68,12 @@ def _import_batch(store: SessionStore, batch: SourceBatch, progress: Progress) -
                         outcome.receipt.events, outcome.skipped)
 
 
-def import_workspace(store: SessionStore, workspace: str | os.PathLike[str],
+def import_workspace(store: SessionStore | Callable[[], SessionStore], workspace: str | os.PathLike[str],
                      progress: Progress | None = None) -> WorkspaceImport:
     """Import every session of a ZeroClaw workspace into ``store``, one transaction per source file.
+
+    ``store`` is a store, or a callable that opens one, called once, when the first source with sessions to
+    import has been read: a workspace with nothing to import then creates no store.
 
     Idempotent: each source's receipt (name, size, SHA-256) is committed with
     its events, so a second import adds nothing; a source changed since its
@@ -73,7 +87,17 @@ def import_workspace(store: SessionStore, workspace: str | os.PathLike[str],
 
     Raises:
         NotAWorkspace: the path holds no ZeroClaw sessions.
+        ImportInterrupted: Ctrl-C; it says which sources were imported before it.
     """
+    opened = store if isinstance(store, SessionStore) else None
+
+    def target() -> SessionStore:
+        nonlocal opened
+        if opened is None:
+            assert not isinstance(store, SessionStore)
+            opened = store()
+        return opened
+
     sources, roots = workspace_sources(workspace)
     results = []
     done, total = 0, len(sources)
@@ -85,11 +109,14 @@ def import_workspace(store: SessionStore, workspace: str | os.PathLike[str],
             reported = (done + within, total)
             progress(*reported)
 
-    for path, kind in sources:
-        source = read_source(path, kind, roots)
-        sessions = 1 if isinstance(source, SourceResult) else max(1, len(source.sessions))
-        total += sessions - 1
-        results.append(source if isinstance(source, SourceResult) else _import_batch(store, source, report))
-        done += sessions
-        report(0, 0)
+    try:
+        for path, kind in sources:
+            source = read_source(path, kind, roots)
+            sessions = 1 if isinstance(source, SourceResult) else max(1, len(source.sessions))
+            total += sessions - 1
+            results.append(source if isinstance(source, SourceResult) else _import_batch(target, source, report))
+            done += sessions
+            report(0, 0)
+    except KeyboardInterrupt:
+        raise ImportInterrupted(WorkspaceImport(Path(workspace), tuple(results))) from None
     return WorkspaceImport(Path(workspace), tuple(results))

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import orjson
 
-from .._errors import EventStoreError
+from .._errors import EventStoreError, shown
 from .._values import ChatMessage, validate_key
 from ..events import MessageAppended, SessionRenamed
 from ._source import (
@@ -37,6 +37,7 @@ from ._source import (
     SourceBatch,
     TimedEvents,
     chunks,
+    latest_time,
     modification_time,
     open_source,
 )
@@ -107,7 +108,7 @@ def read_jsonl(path: str | os.PathLike[str], *, roots: Sequence[Path] | None = N
         lines.pop()  # the newline ending the last line starts no line
     recorded_key = _key_record(lines[0]) if lines else None
     key = recorded_key or path.name[: -len(".jsonl")]
-    moment = modification_time(info)
+    moment = modification_time(info, latest_time())
     bad_times = int(moment is None)
     moment = moment or EPOCH
     events: TimedEvents = []
@@ -122,8 +123,9 @@ def read_jsonl(path: str | os.PathLike[str], *, roots: Sequence[Path] | None = N
             events.append((moment, MessageAppended(found)))
     try:
         validate_key(key)
-    except EventStoreError:
-        return SourceBatch(path, "jsonl", size, sha256, {}, (*skipped, SkippedLine(0, BAD_KEY)), (), bad_times)
+    except EventStoreError as exc:
+        bad_key = SkippedLine(0, BAD_KEY, f"{shown(key, 80)}: {exc}")
+        return SourceBatch(path, "jsonl", size, sha256, {}, (*skipped, bad_key), (), bad_times)
     if not events and all(s.reason == BLANK for s in skipped):
         events.append((moment, SessionRenamed(None)))
     sessions = {key: events} if events else {}

@@ -4,8 +4,9 @@ A workspace is input we do not control. Only regular files are read, opened
 without blocking (a FIFO is reported, never waited on); a symbolic link is
 followed only to a file inside the workspace; a file over ``MAX_FILE_BYTES`` is
 not read, and a line (or row) over ``MAX_LINE_BYTES`` is skipped. A time that
-does not parse or that the store cannot record (before 1970, past year 9999)
-counts as a bad time and the time before it is used. Each such source or line
+does not parse, that the store cannot record (before 1970, past year 9999) or
+that is in the future (``latest_time``) counts as a bad time and the time
+before it is used. Each such source or line
 is reported and the import goes on with the next one.
 
 Reading a source gives a ``SourceBatch`` of events (``_jsonl``, ``_sqlite``), or a ``SourceResult`` saying why
@@ -26,11 +27,13 @@ import attrs
 
 from .._errors import EventStoreError
 from .._files import file_kind
+from .._time import CLOCK_SKEW, system_clock
 from ..events import MessageAppended, SessionEvent
 
 __all__ = ["MAX_FILE_BYTES", "MAX_LINE_BYTES", "EPOCH", "BLANK", "NOT_JSON", "NOT_A_MESSAGE", "INVALID_UTF8",
-           "BAD_KEY", "TOO_LONG", "Progress", "TimedEvents", "NotAWorkspace", "RefusedSource", "SkippedLine",
-           "SourceBatch", "SourceResult", "open_source", "chunks", "recordable_time", "modification_time"]
+           "BAD_KEY", "TOO_LONG", "Progress", "TimedEvents", "NotAWorkspace", "RefusedSource", "SourceBusy",
+           "SkippedLine", "SourceBatch", "SourceResult", "open_source", "chunks", "recordable_time", "latest_time",
+           "modification_time"]
 
 Progress = Callable[[int, int], None]
 TimedEvents = list[tuple[datetime, SessionEvent]]
@@ -50,10 +53,13 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 @attrs.frozen
 class SkippedLine:
-    """An input line (JSONL) or row (SQLite, by ``id``) that was not imported, and why."""
+    """An input line (JSONL) or row (SQLite, by ``id``) that was not imported, and why: ``reason`` is one of
+    the constants above, ``detail`` what it concerns (for ``BAD_KEY``, the key, escaped, and what is wrong with
+    it). Line 0 is no line: a key taken from the file's name, or a ``session_metadata`` row."""
 
     line: int
     reason: str
+    detail: str = ""
 
 
 @attrs.frozen
@@ -66,8 +72,9 @@ class SourceBatch:
         size, sha256: of the file's bytes (for a database, its ``-wal`` file's bytes follow).
         sessions: events by session key, each with its original time.
         skipped: lines or rows that were not imported.
-        empty_sessions: keys that had nothing to import (no message, name or state).
-        bad_times: timestamps that did not parse (the time before them was used).
+        empty_sessions: keys that had nothing to import (a JSONL file whose every line was skipped).
+        bad_times: timestamps that did not parse, were before 1970 or in the future (the time before them was
+            used).
     """
 
     path: Path
@@ -117,6 +124,10 @@ class NotAWorkspace(EventStoreError, ValueError):
     """The path holds no ZeroClaw sessions."""
 
 
+class SourceBusy(EventStoreError):
+    """A source that changed each time it was read (ZeroClaw writing it): no consistent copy of it was had."""
+
+
 class RefusedSource(EventStoreError, ValueError):
     """A source file that is not read: not a regular file, a link leaving the workspace, or too large."""
 
@@ -159,14 +170,23 @@ def chunks(fd: int) -> Iterator[bytes]:
         yield chunk
 
 
-def recordable_time(moment: datetime | None) -> datetime | None:
-    """``moment`` if the store can record an event at it (not before 1970), else ``None``."""
-    return moment if moment is not None and moment >= EPOCH else None
+def recordable_time(moment: datetime | None, latest: datetime | None = None) -> datetime | None:
+    """``moment`` if the store can record an event at it (not before 1970) and, with ``latest``, it is not
+    later than that (``latest_time``), else ``None``."""
+    if moment is None or moment < EPOCH or (latest is not None and moment > latest):
+        return None
+    return moment
 
 
-def modification_time(info: os.stat_result) -> datetime | None:
-    """A file's modification time, if the store can record it."""
+def latest_time() -> datetime:
+    """The latest time an imported event may have: this machine's clock plus ``CLOCK_SKEW``. An audit store
+    takes no event from the future (``SessionStore.import_sessions`` refuses one)."""
+    return system_clock() + CLOCK_SKEW
+
+
+def modification_time(info: os.stat_result, latest: datetime) -> datetime | None:
+    """A file's modification time, if the store can record it and it is not later than ``latest``."""
     try:
-        return recordable_time(datetime.fromtimestamp(info.st_mtime, UTC))
+        return recordable_time(datetime.fromtimestamp(info.st_mtime, UTC), latest)
     except (OverflowError, OSError, ValueError):  # a time past year 9999, or outside the platform's range
         return None

@@ -6,6 +6,10 @@ message_count, name, state, turn_id, turn_started_at, ...)``, times as
 RFC 3339 strings. Older files lack ``name`` or the state columns. The database
 is only ever read: it is copied (with its ``-wal`` file) into a temporary
 directory first, since even a read-only SQLite open may create files beside it.
+ZeroClaw may be writing meanwhile (in WAL mode, to both files), and a database
+and a ``-wal`` file copied one after the other may then disagree; so the
+database is read again after the copy, which is used only if it did not change
+(``_consistent_copy``).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import hashlib
 import os
 import sqlite3
 import tempfile
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +26,7 @@ from typing import Any
 
 import attrs
 
-from .._errors import EventStoreError
+from .._errors import EventStoreError, shown
 from .._values import ChatMessage, validate_key
 from ..events import MessageAppended, SessionEvent, SessionRenamed, SessionStateChanged
 from ._source import (
@@ -34,14 +39,21 @@ from ._source import (
     NotAWorkspace,
     SkippedLine,
     SourceBatch,
+    SourceBusy,
     TimedEvents,
     chunks,
+    latest_time,
     modification_time,
     open_source,
     recordable_time,
 )
 
-__all__ = ["parse_time", "read_sqlite"]
+__all__ = ["COPY_ATTEMPTS", "parse_time", "read_sqlite"]
+
+#: How many times ``sessions.db`` is copied before a source that changes each time is reported (``SourceBusy``).
+COPY_ATTEMPTS = 5
+#: The pause before the second copy, in seconds, doubled before each further one: time for a writer to finish.
+_FIRST_PAUSE = 0.05
 
 
 def parse_time(text: object) -> datetime | None:
@@ -101,24 +113,24 @@ def read_sqlite(path: str | os.PathLike[str], *, roots: Sequence[Path] | None = 
     """Read ZeroClaw's ``sessions.db``: every session's messages with their times, its name and its state.
 
     The file (and its ``-wal`` file, if any) is copied to a temporary directory
-    and read there, so the source is never touched. Rows whose role or content
+    and read there, so the source is never touched; the copy is taken again
+    (``COPY_ATTEMPTS`` times in all) while a checkpoint changes the database
+    during it. ``size``
+    and ``sha256`` are those of the bytes copied. Rows whose role or content
     is not valid text, or longer than ``MAX_LINE_BYTES``, are skipped and listed
     by ``id``. Missing ``name`` or state columns (older files) are tolerated.
 
     Raises:
         NotAWorkspace: the file is not a ZeroClaw sessions database.
+        SourceBusy: it changed while it was copied, each time.
         RefusedSource: it or its ``-wal`` file is not a regular file, is over ``MAX_FILE_BYTES``, or (with
             ``roots``) is a link leaving them.
         OSError: it cannot be read.
     """
     path = Path(path)
-    wal = path.with_name(path.name + "-wal")
-    sha = hashlib.sha256()
     with tempfile.TemporaryDirectory(prefix="eventstore-zeroclaw-") as scratch:
         copy = Path(scratch) / "sessions.db"
-        size, info = _copy_source(path, copy, roots, sha)
-        if os.path.lexists(wal):
-            size += _copy_source(wal, copy.with_name(wal.name), roots, sha)[0]
+        size, sha256, info = _consistent_copy(path, copy, roots)
         try:
             connection = sqlite3.connect(copy)
         except sqlite3.Error as exc:
@@ -128,19 +140,58 @@ def read_sqlite(path: str | os.PathLike[str], *, roots: Sequence[Path] | None = 
             rows, metadata = _query(connection, path)
         finally:
             connection.close()
-    return _build_sessions(path, size, sha.hexdigest(), modification_time(info), rows, metadata)
+    latest = latest_time()
+    return _build_sessions(path, size, sha256, modification_time(info, latest), rows, metadata, latest)
+
+
+def _consistent_copy(path: Path, copy: Path, roots: Sequence[Path] | None) -> tuple[int, str, os.stat_result]:
+    """Copy the database, then its ``-wal`` file, to ``copy`` and beside it, as they were at one moment; their
+    size and SHA-256, and the database's status.
+
+    In WAL mode a writer appends its commits to the ``-wal`` file, each frame checksummed, and SQLite recovers a
+    ``-wal`` file up to its last whole commit: a copy of it taken while commits are appended is a state the
+    database was in, provided the database file itself did not change meanwhile. That changes only when a
+    checkpoint moves the ``-wal`` file's pages into it; so the database is read again after the copy, and the
+    copy is taken again if it differs.
+
+    Raises:
+        SourceBusy: the database changed during each of ``COPY_ATTEMPTS`` copies.
+    """
+    wal = path.with_name(path.name + "-wal")
+    wal_copy = copy.with_name(wal.name)
+    for attempt in range(COPY_ATTEMPTS):
+        if attempt:
+            time.sleep(_FIRST_PAUSE * 2 ** (attempt - 1))
+        wal_copy.unlink(missing_ok=True)  # an earlier attempt's, from a -wal file that may be gone now
+        sha = hashlib.sha256()
+        size, info = _copy_source(path, copy, roots, sha)
+        if os.path.lexists(wal):
+            size += _copy_source(wal, wal_copy, roots, sha)[0]
+        if _holds(path, copy, roots):
+            return size, sha.hexdigest(), info
+    raise SourceBusy(f"{path} changed while it was read, {COPY_ATTEMPTS} times (ZeroClaw writing to it); "
+                     "import again when ZeroClaw is idle")
 
 
 def _copy_source(source: Path, target: Path, roots: Sequence[Path] | None, sha: hashlib._Hash
                  ) -> tuple[int, os.stat_result]:
     """Copy a source file to ``target``, adding its bytes to ``sha``; its size and status."""
     size = 0
-    with open_source(source, roots) as (fd, info), open(target, "xb") as out:
+    with open_source(source, roots) as (fd, info), open(target, "wb") as out:
         for chunk in chunks(fd):
             sha.update(chunk)
             out.write(chunk)
             size += len(chunk)
     return size, info
+
+
+def _holds(source: Path, copy: Path, roots: Sequence[Path] | None) -> bool:
+    """Whether ``source`` still holds the bytes of ``copy``."""
+    with open_source(source, roots) as (fd, _info), open(copy, "rb") as copied:
+        for chunk in chunks(fd):
+            if copied.read(len(chunk)) != chunk:
+                return False
+        return not copied.read(1)
 
 
 def _refuse_computed_tables(connection: sqlite3.Connection, path: Path) -> None:
@@ -184,17 +235,18 @@ def _query(connection: sqlite3.Connection, path: Path) -> tuple[list[tuple[Any, 
     return rows, metadata
 
 
-def _usable_time(value: object) -> datetime | None:
-    """A stored RFC 3339 time, if it parses and the store can record it."""
-    return recordable_time(parse_time(value))
-
-
 def _build_sessions(path: Path, size: int, sha256: str, file_time: datetime | None,
-                    rows: list[tuple[Any, ...]], metadata: dict[str, dict[str, object]]) -> SourceBatch:
+                    rows: list[tuple[Any, ...]], metadata: dict[str, dict[str, object]], latest: datetime
+                    ) -> SourceBatch:
+    def _usable_time(value: object) -> datetime | None:
+        """A stored RFC 3339 time, if it parses, the store can record it and it is not in the future."""
+        return recordable_time(parse_time(value), latest)
+
     skipped: list[SkippedLine] = []
     bad_times = int(file_time is None)
     fallback = file_time or EPOCH
     messages: dict[str, list[tuple[datetime | None, ChatMessage]]] = {}
+    first_rows: dict[str, int] = {}  # the first message row of each key, to name a bad key by
     for row_id, raw_key, raw_role, raw_content, raw_time, all_text in rows:
         if not all_text:
             skipped.append(SkippedLine(row_id, NOT_A_MESSAGE))
@@ -216,15 +268,16 @@ def _build_sessions(path: Path, size: int, sha256: str, file_time: datetime | No
         if moment is None:
             bad_times += 1
         messages.setdefault(key, []).append((moment, message))
+        first_rows.setdefault(key, row_id)
 
     sessions: dict[str, TimedEvents] = {}
-    empty: list[str] = []
     keys = list(messages) + [k for k in metadata if k not in messages]
     for key in keys:
         try:
             validate_key(key)
-        except EventStoreError:
-            skipped.append(SkippedLine(0, BAD_KEY))
+        except EventStoreError as exc:
+            where = "" if key in first_rows else ", in session_metadata"
+            skipped.append(SkippedLine(first_rows.get(key, 0), BAD_KEY, f"{shown(key, 80)}{where}: {exc}"))
             continue
         meta = metadata.get(key, {})
         created = _usable_time(meta.get("created_at"))
@@ -246,8 +299,9 @@ def _build_sessions(path: Path, size: int, sha256: str, file_time: datetime | No
             started = _usable_time(meta.get("turn_started_at"))
             when = started if state == "running" and started is not None else (last_activity or previous)
             timeline.insert_by_time(max(when, start), SessionStateChanged(state, _text(meta.get("turn_id"))))
-        if timeline.events:
-            sessions[key] = timeline.monotonic()
-        else:
-            empty.append(key)
-    return SourceBatch(path, "sqlite", size, sha256, sessions, tuple(skipped), tuple(empty), bad_times)
+        if not timeline.events:
+            # A metadata row alone is a session with no messages, as an empty JSONL file is: ZeroClaw lists
+            # both. It is created without a name, as ``set_session_name(key, "")`` creates one.
+            timeline.add(start, SessionRenamed(None))
+        sessions[key] = timeline.monotonic()
+    return SourceBatch(path, "sqlite", size, sha256, sessions, tuple(skipped), (), bad_times)

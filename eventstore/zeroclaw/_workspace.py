@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ._jsonl import read_jsonl
-from ._source import NotAWorkspace, RefusedSource, SourceBatch, SourceResult
+from ._source import NotAWorkspace, RefusedSource, SourceBatch, SourceBusy, SourceResult
 from ._sqlite import read_sqlite
 
 __all__ = ["sessions_dir", "read_workspace", "read_source", "workspace_sources"]
@@ -43,7 +43,7 @@ def read_source(path: Path, kind: str, roots: Sequence[Path]) -> SourceBatch | S
         return read_sqlite(path, roots=roots) if kind == "sqlite" else read_jsonl(path, roots=roots)
     except RefusedSource as exc:
         return SourceResult(None, path, kind, "refused", detail=str(exc))
-    except NotAWorkspace as exc:
+    except (NotAWorkspace, SourceBusy) as exc:
         return SourceResult(None, path, kind, "unreadable", detail=str(exc))
     except OSError as exc:
         return SourceResult(None, path, kind, "unreadable", detail=f"cannot read it: {exc.strerror or exc}")
