@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from eventstore import ChatMessage, SessionStore, StoreNotFound
+from eventstore import ChatMessage, SessionStore, StoreNotFound, pause_gc_while_decoding
 from eventstore.cli import cli
 from eventstore.interchange import BadExportFile, export_events, import_events
 
@@ -135,3 +135,18 @@ def test_a_store_in_a_directory_that_is_not_writable_says_so(store: Path, monkey
     said = error_of("--store", str(store), "delete", "sp ace")
     assert said == (f"Error: the store at {store} cannot be changed: its directory is not writable, so the store "
                     "could only be read")
+
+
+def test_the_command_line_opts_in_to_the_collector_pause(monkeypatch: pytest.MonkeyPatch) -> None:
+    """It owns its process, so it takes the call the library leaves to its host: the collector pauses while
+    sessions decode and the search index catches up (what an import ends with)."""
+    import eventstore.cli
+
+    seen: list[bool] = []
+    monkeypatch.setattr(eventstore.cli, "cli", lambda prog_name: seen.append(pause_gc_while_decoding(False)))
+    previous = pause_gc_while_decoding(False)
+    try:
+        eventstore.cli.main()
+    finally:
+        pause_gc_while_decoding(previous)
+    assert seen == [True]

@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from .. import EventStoreError
+from .. import EventStoreError, pause_gc_while_decoding
 from ._context import CACHE_ENV, STORE_ENV, Env, user_error
 from ._output import terminal_safe
 
@@ -115,4 +115,7 @@ _register()
 
 def main() -> None:
     """Run the command line (``eventstore.__main__.main``, the console script's entry point, loads it)."""
+    # The command line owns its process, so it takes the host's call the library leaves open: the cyclic
+    # collector pauses while sessions decode and while the search index catches up or rebuilds (imports).
+    pause_gc_while_decoding(True)
     cli(prog_name="eventstore")
