@@ -150,3 +150,26 @@ def test_the_command_line_opts_in_to_the_collector_pause(monkeypatch: pytest.Mon
     finally:
         pause_gc_while_decoding(previous)
     assert seen == [True]
+
+
+@pytest.mark.parametrize(("arguments", "told"), [
+    (["--store", "", "sessions"], "--store is empty"),
+    (["--store", "{tmp}/store", "--cache", "{tmp}/cache", "sessions"], "--cache is the replica directory"),
+])
+def test_an_empty_store_or_an_unused_cache_typed_is_a_usage_error(tmp_path: Path, arguments: list[str],
+                                                                  told: str) -> None:
+    result = CliRunner().invoke(cli, [a.format(tmp=tmp_path) for a in arguments])
+    assert result.exit_code == 2 and told in result.stderr, result.output
+    assert not (tmp_path / "store").exists() and not (tmp_path / "cache").exists()
+
+
+def test_an_empty_store_or_a_cache_from_the_environment_changes_nothing(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Set for every command a shell runs: an empty store path means the default, a cache serves a shared log."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    with SessionStore(tmp_path / "data" / "eventstore") as store:
+        store.append("k", ChatMessage.user("hi"))
+    result = CliRunner().invoke(cli, ["sessions", "--json"],
+                                env={"EVENTSTORE_PATH": "", "EVENTSTORE_CACHE": str(tmp_path / "cache")})
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["key"] for line in result.stdout.splitlines()] == ["k"]

@@ -99,7 +99,16 @@ def cli(ctx: click.Context, store_path: str | None, cache: Path | None) -> None:
         eventstore sessions            # the sessions, most recent first
         eventstore show KEY --as-of 2026-03-01T14:05
     """
-    ctx.obj = Env.chosen_by(store_path, cache)
+    typed = click.core.ParameterSource.COMMANDLINE
+    # An empty or unused value typed on the command line is a mistake; from the environment (set for every
+    # command a shell runs), an empty store path means the default, and a cache serves only a shared log.
+    if store_path == "" and ctx.get_parameter_source("store_path") is typed:
+        raise click.UsageError("--store is empty: give a store directory or a postgresql:// URL")
+    env = Env.chosen_by(store_path, cache)
+    if cache is not None and env.url is None and ctx.get_parameter_source("cache") is typed:
+        raise click.UsageError("--cache is the replica directory of a postgresql:// store; this store is a "
+                               "directory, which needs none")
+    ctx.obj = env
 
 
 def _register() -> None:
