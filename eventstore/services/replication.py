@@ -44,7 +44,7 @@ from ..storage import WriteTransaction
 from .arguments import recordable
 from .writer import CommandWriter, Write
 
-__all__ = ["Replication", "Importable", "importable", "SessionCheck", "refusal", "payload_digest"]
+__all__ = ["Replication", "Importable", "importable", "sessions_digest", "SessionCheck", "refusal", "payload_digest"]
 
 #: Events replicated per write transaction.
 BATCH = 1000
@@ -54,6 +54,11 @@ BATCH = 1000
 Importable = tuple[datetime, SessionEvent] | RecordedEvent
 
 
+def _timed(item: Importable) -> tuple[datetime, SessionEvent]:
+    """An importable's time and event, whichever form it came in."""
+    return (item.recorded_at, item.event) if isinstance(item, RecordedEvent) else item
+
+
 def sessions_digest(sessions: Mapping[str, Sequence[Importable]]) -> str:
     """The SHA-256 of what ``sessions`` hold (keys, times, events, redactions), whatever the mapping's order: a
     source imported without its file's digest is told apart by this one."""
@@ -61,7 +66,7 @@ def sessions_digest(sessions: Mapping[str, Sequence[Importable]]) -> str:
     for key in sorted(sessions):
         digest.update(_framed(key.encode()))
         for item in sessions[key]:
-            moment, event = (item.recorded_at, item.event) if isinstance(item, RecordedEvent) else item
+            moment, event = _timed(item)
             type_name, schema_version, payload = encode_event(event)
             redaction = f"{item.redacted:d}{item.payload_digest}" if isinstance(item, RecordedEvent) else "-"
             digest.update(b"".join(map(_framed, (str(recordable(moment)).encode(), type_name.encode(),
@@ -129,7 +134,7 @@ class SessionCheck:
     def check(self, item: Importable) -> str | None:
         """Why ``item`` cannot come next (``None``: it can, and the session moves past it)."""
         recorded = item if isinstance(item, RecordedEvent) else None
-        moment, event = (item.recorded_at, item.event) if isinstance(item, RecordedEvent) else item
+        moment, event = _timed(item)
         problem = refusal(self.head, event) or (None if recorded is None else self._recorded_problem(recorded))
         if problem is None and isinstance(event, SessionRedacted):
             problem = self._redaction_problem(event)
@@ -188,7 +193,7 @@ class SessionCheck:
 def _future(item: Importable, latest: int) -> str | None:
     """Why ``item`` is too late to import (``None``: it is not): a time in the future would stamp every later
     command on its session and hide the session from reads as of now and from ``cleanup_stale``."""
-    moment = item.recorded_at if isinstance(item, RecordedEvent) else item[0]
+    moment = _timed(item)[0]
     if recordable(moment) <= latest:
         return None
     return (f"recorded at {utc(moment).isoformat()}, later than this store's clock allows "
@@ -269,7 +274,7 @@ class Replication:
         version = 0  # the session's, before the run
         for item in timed:
             if not isinstance(item, RecordedEvent) or not (item.redacted or isinstance(item.event, SessionRedacted)):
-                moment, event = (item.recorded_at, item.event) if isinstance(item, RecordedEvent) else item
+                moment, event = _timed(item)
                 run.append(event)
                 times.append(recordable(moment))
                 continue
