@@ -9,6 +9,7 @@ their own.
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -99,13 +100,7 @@ def import_zeroclaw(env: Env, workspace: Path, verbose: bool, as_json: bool) -> 
     out = Output(as_json)
     with contextlib.ExitStack() as stack:
         # Opened once a source has sessions to import: sources that are all unreadable create no store.
-        stores: list[SessionStore] = []
-
-        def open_store() -> SessionStore:
-            if not stores:
-                stores.append(stack.enter_context(env.open(create=True)))
-            return stores[0]
-
+        open_store = functools.cache(lambda: stack.enter_context(env.open(create=True)))
         try:
             with progress_bar("Importing") as progress:
                 result = zeroclaw.import_workspace(open_store, workspace, progress)

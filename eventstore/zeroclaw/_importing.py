@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -89,15 +90,7 @@ def import_workspace(store: SessionStore | Callable[[], SessionStore], workspace
         NotAWorkspace: the path holds no ZeroClaw sessions.
         ImportInterrupted: Ctrl-C; it says which sources were imported before it.
     """
-    opened = store if isinstance(store, SessionStore) else None
-
-    def target() -> SessionStore:
-        nonlocal opened
-        if opened is None:
-            assert not isinstance(store, SessionStore)
-            opened = store()
-        return opened
-
+    target: Callable[[], SessionStore] = (lambda: store) if isinstance(store, SessionStore) else functools.cache(store)
     sources, roots = workspace_sources(workspace)
     results = []
     done, total = 0, len(sources)
