@@ -170,12 +170,10 @@ def chunks(fd: int) -> Iterator[bytes]:
         yield chunk
 
 
-def recordable_time(moment: datetime | None, latest: datetime | None = None) -> datetime | None:
-    """``moment`` if the store can record an event at it (not before 1970) and, with ``latest``, it is not
-    later than that (``latest_time``), else ``None``."""
-    if moment is None or moment < EPOCH or (latest is not None and moment > latest):
-        return None
-    return moment
+def recordable_time(moment: datetime | None, latest: datetime) -> datetime | None:
+    """``moment`` if the store can record an event at it (not before 1970) and it is not later than ``latest``
+    (``latest_time``), else ``None``."""
+    return moment if moment is not None and EPOCH <= moment <= latest else None
 
 
 def latest_time() -> datetime:
