@@ -955,11 +955,11 @@ class IndexWriter(IndexReader):
         """The head of a term stored whole (``formats.wholes``): the blocks the batch changed from the batch, the
         others from its stored head as they are (read nothing stored: ``flush`` may run in another transaction)."""
         stored = None if tid >= self._first_tid else self._whole(tid)
-        head = None if stored is None or changed else self.head(tid)
-        if head is not None and df == df_of_value(head):
-            return head
         if stored is None:  # new, or stored in blocks before: every block read into the batch
             return self._whole_of_batch(tid, df, blocks)
+        head = None if changed else self.head(tid)  # the value ``stored`` was read from
+        if head is not None and df == df_of_value(head):
+            return head
         # The runs of stored blocks the batch did not change, each taken in one slice a column.
         again = set(changed)
         fresh, kept = [number for number in blocks if number in again], stored.runs_outside(changed)
