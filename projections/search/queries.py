@@ -158,8 +158,8 @@ def search_sessions(view: IndexReader, words: Sequence[QueryWord], limit: int,
         candidates = list(scored)
     # Activity orders equal scores only: read it for the sessions that tie.
     ties = Counter(map(scored.__getitem__, candidates))
-    activity = (activities or view.activities)([sid for sid in candidates if ties[scored[sid]] > 1]) if len(
-        ties) < len(candidates) else {}
+    tied = [sid for sid in candidates if ties[scored[sid]] > 1] if len(ties) < len(candidates) else []
+    activity = (activities or view.activities)(tied) if tied else {}
     best = ranked_sessions({sid: scored[sid] for sid in candidates}, activity, limit)
     return [(sid, scored[sid]) for sid in best]
 

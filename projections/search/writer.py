@@ -882,10 +882,7 @@ class IndexWriter(IndexReader):
         """Write the batch through ``txn``: every changed entry once, in key order (densely packed into an empty
         index). May run again in a retried transaction: it only reads the batch, and writes the entries it built
         then (or that ``written_bytes`` built) without building them again."""
-        changes = self._changes
-        if changes is None:
-            changes = self._changes = self._built_changes(txn)
-        for space, items in changes:
+        for space, items in self._changes_to_write(txn):
             _write(txn, space, items)
         spaces = self.spaces
         txn.put(spaces.meta, META_MESSAGES, count_value(self._messages))
@@ -896,10 +893,14 @@ class IndexWriter(IndexReader):
         """The bytes of keys and values ``flush`` writes (read through the batch's own transaction, which must still
         be open): built now, and kept for ``flush`` until the batch changes, so that the store can make room for
         them before the write transaction."""
-        if self._changes is None:
-            self._changes = self._built_changes(self.txn)
         return sum(len(key) + (0 if value is None else len(value))
-                   for _, items in self._changes for key, value in items)
+                   for _, items in self._changes_to_write(self.txn) for key, value in items)
+
+    def _changes_to_write(self, txn: ReadTransaction) -> list[tuple[Space, list[tuple[bytes, bytes | None]]]]:
+        """``_built_changes``, built through ``txn`` only if the batch has changed since they were last built."""
+        if self._changes is None:
+            self._changes = self._built_changes(txn)
+        return self._changes
 
     def _built_changes(self, txn: ReadTransaction) -> list[tuple[Space, list[tuple[bytes, bytes | None]]]]:
         """Every changed entry of the batch by space, in key order (``None``: delete), settled first; ``txn`` reads
@@ -954,11 +955,11 @@ class IndexWriter(IndexReader):
         """The head of a term stored whole (``formats.wholes``): the blocks the batch changed from the batch, the
         others from its stored head as they are (read nothing stored: ``flush`` may run in another transaction)."""
         stored = None if tid >= self._first_tid else self._whole(tid)
-        head = None if stored is None or changed else self.head(tid)
-        if head is not None and df == df_of_value(head):
-            return head
         if stored is None:  # new, or stored in blocks before: every block read into the batch
             return self._whole_of_batch(tid, df, blocks)
+        head = None if changed else self.head(tid)  # the value ``stored`` was read from
+        if head is not None and df == df_of_value(head):
+            return head
         # The runs of stored blocks the batch did not change, each taken in one slice a column.
         again = set(changed)
         fresh, kept = [number for number in blocks if number in again], stored.runs_outside(changed)
