@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.bench_scale import BOUNDS, TARGETS
+from benchmarks.search_parts import PARTS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -122,3 +123,17 @@ def test_index_floor_prints_every_row_with_a_time_a_message(tmp_path: Path) -> N
     assert all(float(row[1]) > 0 and row[2].endswith("x |") for row in rows), completed.stdout
     assert "| SQLite: inserts with FTS5's triggers | " in completed.stdout
     assert list(tmp_path.iterdir()) == []  # the stores are removed
+
+
+@pytest.mark.slow  # builds two small stores, then times the searches of one from a second process
+def test_search_parts_times_every_part_of_the_kept_stores_searches(tmp_path: Path) -> None:
+    kept = tmp_path / "kept"
+    assert run_scale("--keep", str(kept), "--only", "space").returncode == 0
+    completed = subprocess.run([sys.executable, "-m", "benchmarks.search_parts", str(kept), "--queries", "20"],
+                               check=False, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr
+    rows = {line[:34].strip(): line[34:].split() for line in completed.stdout.splitlines()[2:]}
+    assert list(rows) == ["query", *PARTS], completed.stdout
+    assert all(len(medians) == 2 for medians in rows.values()), completed.stdout
+    for kind in (0, 1):  # 2 and 3 words: every query is planned, and its plan is part of it
+        assert 0 < float(rows["plan"][kind]) <= float(rows["query"][kind]), completed.stdout
