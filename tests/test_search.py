@@ -711,13 +711,12 @@ class TestSharedSessionsPath:
         """A session whose entries leave its score open scores, from the postings of the messages that can add up,
         what all its postings give; where one term is in several messages and every other term is in the message
         its tag names (the first at its best level), that is the score of their entries, and nothing is read."""
-        with SessionStore.on_storage(MemoryStorage(Path("open")), clock=FakeClock()) as store:
-            for number, texts in enumerate(sessions):
-                store.append_many(f"s{number}", [ChatMessage.user(text) for text in texts])
+        clock = FakeClock()
+        with SessionStore.on_storage(MemoryStorage(Path("open")), clock=clock) as store:
+            append_sessions(store, clock, sessions)
             store.catch_up()
-            index = store._search_index
             with store._read() as txn:
-                reader = IndexReader(index._spaces, index._term_ids, txn)
+                reader = IndexReader(store._search_index._spaces, store._search_index._term_ids, txn)
                 plan = planning.plan_query(reader, parse_query(" ".join(words)))
                 if plan is None:  # no message holds a word of the query
                     return
