@@ -33,14 +33,15 @@ from eventstore import (
     SessionStore,
     StoreReadOnly,
 )
-from eventstore.storage import WriteTransaction
+from eventstore.storage import MemoryStorage, WriteTransaction
 from projections.search import formats, planning, writer
 from projections.search import queries as search_queries
 from projections.search.formats import chunks, summaries
 from projections.search.formats.keys import block_key, id_key, term_entry
 from projections.search.formats.maps import MAP_SHIFT, map_value
 from projections.search.index import SearchIndex
-from projections.search.scoring import PIVOT, idf, impact, level_weight, term_weight
+from projections.search.reader import IndexReader
+from projections.search.scoring import LEVEL_WEIGHTS, PIVOT, idf, impact, level_weight, term_weight
 from projections.search.snippets import phrase_in, snippet
 from projections.search.tokenizer import (
     MAX_TERM_BYTES,
@@ -697,6 +698,41 @@ class TestSharedSessionsPath:
         cut = sorted(levels.values(), reverse=True)[min(limit, len(levels)) - 1]
         expected = {sid: table[level] for sid, level in levels.items() if level >= cut}
         assert search_queries._best_of_term(summaries.Summary(blocks), table, limit) == expected
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.lists(st.lists(st.lists(st.sampled_from(["alpha", "alpha", "beta", "beta", "gamma", "delta"]),
+                                      min_size=1, max_size=5).map(" ".join), min_size=1, max_size=4),
+                    min_size=1, max_size=12),
+           st.lists(st.sampled_from(["alpha", "beta", "gamma", "delta"]), min_size=2, max_size=3, unique=True))
+    @example([["beta alpha", "beta gamma delta gamma delta"]], ["alpha", "beta"])  # beta's tag names alpha's message
+    @example([["alpha beta", "beta"]], ["alpha", "beta"])  # beta best in the other message: its postings are read
+    def test_a_session_left_open_scores_what_all_its_postings_give(self, sessions: list[list[str]],
+                                                                   words: list[str]) -> None:
+        """A session whose entries leave its score open scores, from the postings of the messages that can add up,
+        what all its postings give; where one term is in several messages and every other term is in the message
+        its tag names (the first at its best level), that is the score of their entries, and nothing is read."""
+        clock = FakeClock()
+        with SessionStore.on_storage(MemoryStorage(Path("open")), clock=clock) as store:
+            append_sessions(store, clock, sessions)
+            store.catch_up()
+            with store._read() as txn:
+                reader = IndexReader(store._search_index._spaces, store._search_index._term_ids, txn)
+                plan = planning.plan_query(reader, parse_query(" ".join(words)))
+                if plan is None:  # no message holds a word of the query
+                    return
+                tables = [[term.weight * weight for weight in LEVEL_WEIGHTS] for term in plan.terms]
+                sids = sorted(set().union(*(term.summary.sorted_sids() for term in plan.terms)))
+                for sid, codes in zip(sids, zip(*(term.summary.entries_of(sids) for term in plan.terms))):
+                    if search_queries._score_from_tags(codes, tables) is not None:
+                        continue
+                    lower = max(table[code >> 8] for table, code in zip(tables, codes) if code)
+                    several = [code for code in codes if code & summaries.MULTI]
+                    places = {code & summaries.LAST_TAG for code in codes if code and not code & summaries.MULTI}
+                    view: Any = reader
+                    if len(several) == 1 and places == {several[0] & summaries.LAST_TAG} != {summaries.LAST_TAG}:
+                        view = types.SimpleNamespace(chunk=None, chunks=None)  # a read fails
+                    assert search_queries._score_from_postings(view, plan, sid, codes, lower) == \
+                        max(search_queries._evaluate(reader, plan, sid, None, {}).values())
 
     def test_the_threshold_path_reads_only_the_messages_left_open(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """A session waiting on the threshold path, one of whose terms is in one message, is scored from that

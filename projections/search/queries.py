@@ -738,11 +738,17 @@ def _resolve(view: IndexReader, plan: Plan, limit: int, tables: list[list[float]
 
 def _score_from_postings(view: IndexReader, plan: Plan, sid: int, codes: Sequence[int], lower: float) -> float:
     """The exact score of a session whose entries (``codes``) leave it open: when only one of its terms is in
-    several messages, only the others' messages can add up (read alone), else every posting is read."""
+    several messages, only the others' messages can add up (read alone; none when they are all in the message
+    that term's tag names), else every posting is read."""
     several = [code for code in codes if code & MULTI]
     places = [code & LAST_TAG for code in codes if code and not code & MULTI]
     if len(several) > 1 or LAST_TAG in places:
         return max(_evaluate(view, plan, sid, None, {}).values())
+    if places and several and all(place == several[0] & LAST_TAG for place in places):
+        # A tag names the first message at the term's best level: there it is at that level, with every other
+        # term, so that message scores what their entries give, and no other message can score more.
+        return max(lower, _added(term.weight * LEVEL_WEIGHTS[code >> 8] for term, code in zip(plan.terms, codes)
+                                 if code))
     return max(lower, *_evaluate_messages(view, plan, sid, places).values())
 
 def _evaluate_messages(view: IndexReader, plan: Plan, sid: int, places: Iterable[int]) -> dict[int, float]:
@@ -757,14 +763,21 @@ def _evaluate_messages(view: IndexReader, plan: Plan, sid: int, places: Iterable
         if raw is None:
             raise StoreCorrupted(f"the search index is damaged: session {sid} lacks message {index}")
         tids, levels = chunk_message(raw, place)
-        total = 0.0
+        weights = []
         for term in plan.terms:
             at = bisect.bisect_left(tids, term.tid)
             if at < len(tids) and tids[at] == term.tid:
-                weight = term.weight * LEVEL_WEIGHTS[levels[at]]
-                total = total + weight if total else weight
-        scores[index] = total
+                weights.append(term.weight * LEVEL_WEIGHTS[levels[at]])
+        scores[index] = _added(weights)
     return scores
+
+def _added(weights: Iterable[float]) -> float:
+    """A message's score from its terms' weights, added in plan order (as every exact score is, so that equal
+    scores are equal to the last bit)."""
+    total = 0.0
+    for weight in weights:
+        total = total + weight if total else weight
+    return total
 
 def _exact_sessions(plan: Plan, limit: int) -> int:
     """How many sessions a query may score exactly (``EXACT_WORK``), never fewer than it returns."""
