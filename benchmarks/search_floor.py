@@ -4,28 +4,27 @@ Issue 16 asks for 2- and 3-word queries of mid-frequency words within 1.5x of FT
 sessions. This measures, on bench_scale's kept stores and queries, the process CPU time a query takes for FTS5's
 unranked query (ZeroClaw's), our ``search()``, and floor rows that each add to the one before:
 
-* (a) the reads a ranked answer cannot avoid with today's stored forms, nothing decoded: the index's message
-  count, each query term's id (``search.terms``) and its head (``search.summary``: the whole term, or the list of
-  its blocks and then each block's summary in ``search.blocks``), and the answer's 50 catalog rows (one
-  ``getmulti``; the answer comes from an earlier pass);
-* (b) that, and the least Python that turns those bytes into the answer: each term's sessions, weights and tags as
-  numpy arrays, each term's best sessions (at or above the weight its ``limit``-th best session reaches) and the
-  sessions two terms share (``searchsorted``), every candidate scored by its best message as far as the tags tell
-  (a tag names the message holding a term's best level: equal tags add up), the ``limit`` best by score (ties at
-  the cut in any order: no activity read);
+* (a) the reads a ranked answer cannot avoid with today's stored forms, nothing decoded but the ids and block
+  numbers that find the next value: the index's message count, each query term's id (``search.terms``) and head
+  (``search.summary``: the whole term, or the list of its blocks, then each block's summary and message map in
+  ``search.blocks`` and ``search.maps``), the postings of the open sessions (below) and the answer's 50 catalog rows
+  (one ``getmulti``); which sessions those are comes from an earlier, untimed pass;
+* (b) that, and the least work that turns those bytes into the answer, in numpy: each term's sessions, weights and
+  tags as arrays; each term's best sessions (at or above the weight its ``limit``-th best reaches) and the sessions
+  where two terms share a message (their message maps' keys ANDed; in a block without a map, every session that
+  holds both); every candidate scored by its best message as far as the tags tell (a tag names the message holding
+  a term's best level: equal tags add up); an open session (a term in several messages, and another term in a
+  message it shares) whose bound reaches the ``limit``-th score scored from its postings; the ``limit`` best (ties
+  at the cut in any order: no activity read);
 * (c) that, and the results' metadata objects from their rows (``catalog._metadata``, what ``search()`` returns);
-* the same least work as (c) with each query's terms already decoded in memory (what a perfect cache would leave).
+* the same as (c) with each query's terms already decoded in memory (what a perfect cache would leave).
 
 FTS5 ranked by ``bm25()`` runs in a pass of its own after, as bench_scale runs it (its long queries would evict the
-others' data from the CPU's caches). Every other row runs each query once, the peers interleaved query by query in
-an order that rotates.
-
-A session where a term sits in several messages (its tag says so) and another term too may score more than its
-tags tell: the floor does not read its postings. Where such an open session could reach the ``limit``-th score,
-the floor's answer is not claimed exact; where none can, it is compared with ``search()``'s as sets of the
-sessions at top scores (the sessions above the cut must be ``search()``'s, and ``search()``'s others must tie at the
-cut), and the run fails if one differs. ``python -m benchmarks.search_floor KEPT_DIR [--queries N]`` where
-``KEPT_DIR`` is bench_scale's ``--keep`` directory (its stores are opened read-only; use a copy).
+others' data from the CPU's caches). Every other row runs each query once, interleaved query by query in an order
+that rotates. The floor's answers are compared with ``search()``'s as sets of the sessions at top scores (the
+sessions above the cut must be ``search()``'s, and ``search()``'s others must tie at the cut), and the run fails if
+one differs. ``python -m benchmarks.search_floor KEPT_DIR [--queries N]`` where ``KEPT_DIR`` is bench_scale's
+``--keep`` directory (its stores are opened read-only; use a copy).
 """
 
 from __future__ import annotations
@@ -65,7 +64,7 @@ from projections.search.formats.keys import (
     whole_head,
 )
 from projections.search.formats.maps import JOINED_SHIFT, mapped_size
-from projections.search.formats.summaries import SUMMARY_HEAD
+from projections.search.formats.summaries import LAST_TAG, SUMMARY_HEAD
 from projections.search.formats.wholes import _HEAD as WHOLE_HEAD
 from projections.search.scoring import LEVEL_WEIGHTS, idf
 from projections.search.tokenizer import term_key, tokenize
@@ -79,10 +78,6 @@ LIMIT = 50
 ROWS = ("FTS5 unranked", "ours: search()", "floor (a): the reads", "floor (b): + the answer",
         "floor (c): + the results' metadata", "floor, terms decoded in memory", "FTS5 bm25")
 _LEVEL_WEIGHTS = np.array(LEVEL_WEIGHTS)
-#: A tag's bits 0-6 name the message holding a term's best level; 127 stands for that message or a later one.
-_INDEX_BITS, _LAST_TAG = 0x7F, 0x7F
-#: Tags that do not name the one message holding the term (several messages, or one past the tags' range).
-_SPREAD = 0x7F
 _NONE = np.empty(0, dtype=np.uint32)
 _OFFSET_BITS = np.uint32((1 << formats.BLOCK_BITS) - 1)
 #: Relative slack of a tie: the library sums a session's weights in another order (``scoring.may_reach``).
@@ -254,10 +249,11 @@ def ranked(terms: Sequence[Term], chunks: Chunks, limit: int = LIMIT) -> Answer:
         at = np.minimum(np.searchsorted(term.sids, candidates), len(term.sids) - 1)
         held = term.sids[at] == candidates
         weights[number] = np.where(held, term.weights[at], 0.0)
-        index = term.tags[at] & _INDEX_BITS
-        # A term whose best message is unnamed counts alone: a place no other term can have.
-        places[number] = np.where(held & (index < _LAST_TAG), index, -1 - number)
-        spread |= held & (term.tags[at] >= _SPREAD)
+        # A tag's low 7 bits name the message of the term's best level (LAST_TAG: that one or a later one), its high
+        # bit that several messages hold the term. A best message unnamed counts alone: a place no other term has.
+        index = term.tags[at] & LAST_TAG
+        places[number] = np.where(held & (index < LAST_TAG), index, -1 - number)
+        spread |= held & (term.tags[at] >= LAST_TAG)
     # A session's score as the tags tell: its best message, the terms whose tags name one message added up. It is
     # exact unless a term is in several messages and another term in the session too (open: at most the sum).
     scores = np.max([np.sum(weights * (places == place), axis=0) for place in places], axis=0)
@@ -317,9 +313,24 @@ def stats(samples: list[int]) -> tuple[float, float]:
     return statistics.median(ordered) / 1e3, ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))] / 1e3
 
 
-def measure(kept: Path, words: int, count: int) -> tuple[dict[str, list[int]], list[int], int]:
-    """CPU ns a query by row; the open sessions the floor read from postings a query; how many of the floor's
-    answers differ from ``search()``'s at top scores."""
+@dataclass(frozen=True)
+class Measured:
+    """One kind of query: CPU ns a query by row, and by query the open sessions the floor read from postings and
+    whether a term is stored in blocks; how many of the floor's answers differ from ``search()``'s."""
+
+    samples: dict[str, list[int]]
+    opened: list[int]
+    in_blocks: list[bool]
+    differ: int
+
+
+def by_form(measured: Measured, row: str, blocked: bool) -> list[int]:
+    """The row's samples of the queries with a term stored in blocks (``blocked``), or of the others."""
+    return [sample for sample, held in zip(measured.samples[row], measured.in_blocks, strict=True) if held == blocked]
+
+
+def measure(kept: Path, words: int, count: int) -> Measured:
+    """Each row's CPU time a query of ``count`` queries of ``words`` words, on the stores kept in ``kept``."""
     marker = json.loads((kept / CORPUS_FILE).read_text())
     settings = Settings(**{field: marker[field] for field in ("sessions", "messages", "vocabulary", "seed")})
     queries = Corpus(settings).queries(MID_BAND, words, count)
@@ -330,7 +341,8 @@ def measure(kept: Path, words: int, count: int) -> tuple[dict[str, list[int]], l
         floor = Floor(store)
         # A first pass, untimed: each query's answer (for (a)'s reads) and its terms decoded (for the last row).
         with floor.env.begin(buffers=False) as txn:
-            prepared = [decoded(floor.read(txn, words_of(query))) for query in queries]
+            reads = [floor.read(txn, words_of(query)) for query in queries]
+            prepared = [decoded(read) for read in reads]
             answers = [ranked(terms, functools.partial(floor.chunks, txn)) for terms in prepared]
 
         def floor_a(number: int) -> None:
@@ -379,7 +391,8 @@ def measure(kept: Path, words: int, count: int) -> tuple[dict[str, list[int]], l
                          for number, answer in enumerate(answers))
     sqlite_store.close()
     print(f"{words} words done, load {os.getloadavg()[0]:.1f}", file=sys.stderr)
-    return samples, [len(answer.opened) for answer in answers], differ
+    return Measured(samples, [len(answer.opened) for answer in answers],
+                    [any(blocks for _, _, blocks, _ in heads) for _, heads in reads], differ)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -400,17 +413,31 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|")
     for row in ROWS:
         cells = []
-        for samples, _, _ in results.values():
-            median, p99 = stats(samples[row])
-            cells += [f"{median:,.0f} ({p99:,.0f})", f"{median / stats(samples['FTS5 unranked'])[0]:.2f}x"]
+        for measured in results.values():
+            median, p99 = stats(measured.samples[row])
+            cells += [f"{median:,.0f} ({p99:,.0f})", f"{median / stats(measured.samples['FTS5 unranked'])[0]:.2f}x"]
+        print(f"| {row} | " + " | ".join(cells) + " |")
+    print()
+    forms = ((False, "all whole"), (True, "one in blocks"))
+    print("| by the terms' stored form, median µs (/ FTS5 unranked) | " + " | ".join(
+        f"{words} words, {title} ({len(by_form(measured, ROWS[0], blocked))})"
+        for words, measured in results.items() for blocked, title in forms) + " |")
+    print("|---|---|---|---|---|")
+    for row in ROWS[:2] + ROWS[4:6]:
+        cells = []
+        for measured in results.values():
+            for blocked, _ in forms:
+                chosen, fts5 = by_form(measured, row, blocked), by_form(measured, ROWS[0], blocked)
+                cells.append(f"{statistics.median(chosen) / 1e3:,.0f} "
+                             f"({statistics.median(chosen) / statistics.median(fts5):.2f}x)" if chosen else "-")
         print(f"| {row} | " + " | ".join(cells) + " |")
     print()
     failed = False
-    for words, (_, opened, differ) in results.items():
-        print(f"{words} words: open sessions scored from their postings a query, median {statistics.median(opened):g}, "
-              f"mean {statistics.mean(opened):.1f}; the floor's answer differs from search()'s sessions at top scores "
-              f"for {differ} of {args.queries} queries")
-        failed |= differ > 0
+    for words, measured in results.items():
+        print(f"{words} words: open sessions scored from their postings a query, median "
+              f"{statistics.median(measured.opened):g}, mean {statistics.mean(measured.opened):.1f}; the floor's "
+              f"answer differs from search()'s sessions at top scores for {measured.differ} of {args.queries} queries")
+        failed |= measured.differ > 0
     return 1 if failed else 0
 
 
