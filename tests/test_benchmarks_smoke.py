@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.bench_scale import BOUNDS, TARGETS
+import projections.search.formats as formats
+from benchmarks import search_floor
+from benchmarks.bench_scale import BOUNDS, TARGETS, Corpus, Settings
 from benchmarks.search_parts import PARTS
+from eventstore import SessionStore
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -137,3 +140,37 @@ def test_search_parts_times_every_part_of_the_kept_stores_searches(tmp_path: Pat
     assert all(len(medians) == 2 for medians in rows.values()), completed.stdout
     for kind in (0, 1):  # 2 and 3 words: every query is planned, and its plan is part of it
         assert 0 < float(rows["plan"][kind]) <= float(rows["query"][kind]), completed.stdout
+
+
+def test_search_floor_answers_what_search_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The most common terms stored in blocks, the others whole; blocks with and without message maps.
+    monkeypatch.setattr(formats, "WHOLE_UP_TO", 60)
+    corpus = Corpus(Settings(sessions=150, vocabulary=2_000, seed=16))
+    queries = [*corpus.queries((0, 300), 2, 25), *corpus.queries((0, 300), 3, 25)]
+    with SessionStore(tmp_path / "ours", durable=False) as store:
+        for number in range(150):
+            store.append_many(corpus.key(number), corpus.session())
+        store.catch_up()
+        floor = search_floor.Floor(store)
+        with floor.env.begin(buffers=False) as txn:
+            answers = [search_floor.floor_answer(floor, txn, query) for query in queries]
+            heads = [head for query in queries for head in floor.read(txn, search_floor.words_of(query))[1]]
+        forms = {bool(blocks) for _, _, blocks, _ in heads}
+        assert forms == {True, False}  # both stored forms are read
+        assert any(answer.opened for answer in answers)  # and some sessions are scored from their postings
+        for limit in (5, 50):
+            assert [query for query in queries if not search_floor.checked(store, query, limit)] == []
+
+
+@pytest.mark.slow  # builds two small stores, then times the floor beside the searches from a second process
+def test_search_floor_prints_every_row_and_agrees_with_search(tmp_path: Path) -> None:
+    kept = tmp_path / "kept"
+    assert run_scale("--keep", str(kept), "--only", "space").returncode == 0
+    completed = subprocess.run([sys.executable, "-m", "benchmarks.search_floor", str(kept), "--queries", "20"],
+                               check=False, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr + completed.stdout
+    table = next(part for part in completed.stdout.split("\n\n") if part.startswith("| process CPU time a query"))
+    rows = [line.strip("| ").split(" | ") for line in table.splitlines()[2:]]
+    assert [row[0] for row in rows] == list(search_floor.ROWS), completed.stdout
+    assert all(cell.endswith("x") for row in rows for cell in (row[2], row[4])), completed.stdout
+    assert "differs from search()'s sessions at top scores for 0 of 20 queries" in completed.stdout
