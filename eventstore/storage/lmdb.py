@@ -740,7 +740,8 @@ class Environment:
         if self._has_room(size):
             return
         # Grown under the writers' lock, as a write grows a full map: a resize waits for every transaction to end,
-        # and another thread's open write may read (a command's progress callback), which waits for the resize.
+        # and every transaction begun meanwhile waits for it, so one behind another thread's open write would hold
+        # them all up until that write commits.
         try:
             with self._write_lock:
                 while not self._has_room(size):
