@@ -34,6 +34,7 @@ if TYPE_CHECKING:
         StoreClosed,
         StoreCorrupted,
         StoreFull,
+        StoreGrowthBlocked,
         StoreInaccessible,
         StoreNotFound,
         StoreReadOnly,
@@ -87,6 +88,7 @@ _HOMES: dict[str, str] = {
     "StoreUnavailable": "._errors",
     "FeedDiverged": "._errors",
     "DictionaryDamaged": "._errors",
+    "StoreGrowthBlocked": "._errors",
 }
 
 __all__ = [
@@ -123,6 +125,7 @@ __all__ = [
     "IdempotencyKeyReused",
     "StoreFull",
     "StoreBusy",
+    "StoreGrowthBlocked",
     "InvalidVersion",
     "SourceChanged",
     "ReplicationMismatch",

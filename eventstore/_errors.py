@@ -21,6 +21,7 @@ __all__ = [
     "StoreFull",
     "InvalidVersion",
     "StoreBusy",
+    "StoreGrowthBlocked",
     "SourceChanged",
     "StoreNotFound",
     "StoreReadOnly",
@@ -138,6 +139,19 @@ class StoreBusy(EventStoreError):
         return cls(f"a write on the store at {path} was given from inside another write of this thread on it (a "
                    "progress callback), which cannot end before it; nothing was recorded: give it once the call "
                    "that reports progress returns")
+
+
+class StoreGrowthBlocked(StoreBusy):
+    """The store's map must grow (LMDB maps its file, and remaps it larger when it fills), which waits for every
+    transaction of the process to end, while the thread that asked holds one open: a read it is still iterating, or
+    the read or write of a call whose callback (``progress``) it is in. Waiting would never end, so the call
+    raises this instead, having written nothing: give it once the open transaction's call returns."""
+
+    @classmethod
+    def holding(cls, path: object) -> StoreGrowthBlocked:
+        return cls(f"the store at {path} must grow its map, which waits for every transaction of this process to "
+                   "end, and this thread holds one open (a progress callback of a call under way, or a loop over a "
+                   "read); nothing was written: give the write once that call returns")
 
 
 class SourceChanged(EventStoreError):

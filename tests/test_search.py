@@ -37,7 +37,7 @@ from eventstore.storage import MemoryStorage, WriteTransaction
 from projections.search import formats, planning, writer
 from projections.search import queries as search_queries
 from projections.search.formats import chunks, summaries
-from projections.search.formats.keys import block_key, id_key, term_entry
+from projections.search.formats.keys import META_NEXT_TID, block_key, count_value, id_key, term_entry
 from projections.search.formats.maps import MAP_SHIFT, map_value
 from projections.search.index import SearchIndex
 from projections.search.reader import IndexReader
@@ -1097,6 +1097,7 @@ class TestMachinery:
         def leave_a_term(txn: WriteTransaction) -> None:  # as an index that kept every term it saw did
             txn.put(index._spaces.terms, b"leftover", term_entry("leftover", b"leftover", tid))
             txn.put(index._spaces.names, id_key(tid), b"leftover")
+            txn.put(index._spaces.meta, META_NEXT_TID, count_value(tid + 1))  # which gave it an id below its next
 
         store._environment.write(leave_a_term)
         problems = store.verify().problems

@@ -62,8 +62,8 @@ def test_room_made_ahead_spares_a_write_its_second_run(tmp_path: Path, monkeypat
 def test_room_is_made_between_writes_not_while_another_threads_write_is_open(tmp_path: Path,
                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """``make_room`` grows the map under the writers' lock, as a write grows a full map: not while another thread's
-    write transaction is open, whose body (a command's progress callback) may open a read, which would wait for the
-    resize while the resize waits for that transaction to end. Here the room is made once the write commits."""
+    write transaction is open, which the resize would wait for, and every transaction begun meanwhile with it. Here
+    the room is made once the write commits."""
     monkeypatch.setattr(lmdb_engine, "_INITIAL_MAP_SIZE", 256 << 10)
     storage = Environment.acquire(tmp_path, durability=Durability.OFF)
     room = threading.Thread(target=storage.make_room, args=(4 << 20,))
@@ -83,7 +83,7 @@ def test_room_is_made_between_writes_not_while_another_threads_write_is_open(tmp
             txn.put(space, b"key", b"value")
             room.start()
             waited_for(lambda: storage._gate._resizing or waiting.is_set(), "make_room neither grew nor waited")
-            assert not storage._gate._resizing, "the map grows while this write is open: the read below would hang"
+            assert not storage._gate._resizing, "the map grows while this write is open"
             with storage.read() as reading:
                 assert reading.get(space, b"key") is None
 

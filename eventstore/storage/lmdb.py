@@ -45,6 +45,7 @@ from .._errors import (
     StoreClosed,
     StoreCorrupted,
     StoreFull,
+    StoreGrowthBlocked,
     StoreInaccessible,
     StoreNotFound,
     StoreReadOnly,
@@ -363,7 +364,7 @@ class Environment:
             self._closing = True
         try:
             if os.getpid() == self._pid:
-                with self._gate.exclusive():
+                with self._gate.exclusive(self.path):
                     self._env.close()
             if self._users is not None:
                 self._users.close()
@@ -396,7 +397,7 @@ class Environment:
             if self._references != 1:
                 raise StoreBusy("vacuum needs the store to itself; close the other SessionStore objects first")
         try:
-            with self._write_lock, self._gate.exclusive():
+            with self._write_lock, self._growing():
                 try:
                     fcntl.flock(self._users, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
@@ -581,7 +582,7 @@ class Environment:
         """
         self._refuse_if_forked()  # before the write lock, which a thread of the parent may have held at the fork
         self._refuse_if_readonly()
-        member = Member(body, before_commit)
+        member = Member(body, before_commit, self._gate.held_here())
         if self._writing_thread == threading.get_ident():  # LMDB would refuse a second write transaction
             raise StoreBusy.write_in_progress(self.path)
         if self._write_lock.held_here():
@@ -638,6 +639,14 @@ class Environment:
                 outcomes = discarded.outcomes
                 break
             except MapFull:
+                # The growth waits for every transaction to end: a member whose thread holds one open waits for
+                # this commit meanwhile, so neither would go on.
+                for member in group:
+                    if member.holds_open:
+                        member.refuse(StoreGrowthBlocked.holding(self.path))
+                group[:] = [member for member in group if not member.done]
+                if not group:
+                    return
                 try:
                     released = self._make_room(released)
                 except StoreFull:
@@ -726,12 +735,13 @@ class Environment:
         A write that fills the map fails and runs again whole once the map has grown: a large batch's write (a
         catch-up of the search index) would be built and run twice."""
         self._refuse_if_forked()
-        if self.readonly or self._writing_thread == threading.get_ident():  # no write, or its own under way
-            return
+        if self.readonly or self._writing_thread == threading.get_ident() or self._gate.held_here():
+            return  # no write, or its own under way, or a transaction of this thread would stop the growth
         if self._has_room(size):
             return
         # Grown under the writers' lock, as a write grows a full map: a resize waits for every transaction to end,
-        # and another thread's open write may read (a command's progress callback), which waits for the resize.
+        # and every transaction begun meanwhile waits for it, so one behind another thread's open write would hold
+        # them all up until that write commits.
         try:
             with self._write_lock:
                 while not self._has_room(size):
@@ -749,11 +759,23 @@ class Environment:
 
     def _grow(self) -> None:
         self._clear_stale_readers()  # pages pinned by dead readers may be all the room needed
-        with self._gate.exclusive():
+        with self._growing():
             try:
                 self._env.set_mapsize(self._doubled_map(self._env.info()["map_size"]))
             except lmdb.Error as exc:
                 raise translated(exc, self.path) from None
+
+    @contextmanager
+    def _growing(self) -> Iterator[None]:
+        """The gate alone, taken by a thread that holds the writers' lock: the writes of threads that hold a
+        transaction open are refused meanwhile (``GroupQueue.refusing_held``).
+
+        Raises:
+            StoreGrowthBlocked: this thread holds a transaction open.
+        """
+        with self._group.refusing_held(functools.partial(StoreGrowthBlocked.holding, self.path)), \
+                self._gate.exclusive(self.path):
+            yield
 
     def _doubled_map(self, current: int) -> int:
         """The map size after ``current``: twice it, up to the size cap.
@@ -811,7 +833,7 @@ class Environment:
 
     def _adopt_grown_map(self) -> None:
         """Take the map size another process grew the map to, before trying again what that growth stopped."""
-        with self._gate.exclusive():
+        with self._gate.exclusive(self.path):
             try:
                 self._env.set_mapsize(0)
             except lmdb.Error as exc:

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from .._errors import StoreFull
+from .._errors import StoreGrowthBlocked
 from .protocol import BeforeCommit, WriteTransaction
 
 
@@ -23,13 +23,20 @@ class Gate:
         self._held = threading.local()
 
     def enter_shared(self) -> None:
+        held = self._held
+        count = getattr(held, "count", 0)
         with self._lock:
-            # The thread that holds the gate alone may still open transactions (vacuum reopens databases).
-            while self._resizing and self._owner != threading.get_ident():
+            # The thread that holds the gate alone may still open transactions (vacuum reopens databases), and so
+            # may one that holds a transaction already: a resize waits for that one to end, so waiting here for
+            # the resize would never end.
+            while self._resizing and not count and self._owner != threading.get_ident():
                 self._condition.wait()
             self._active += 1
-        held = self._held
-        held.count = getattr(held, "count", 0) + 1
+        held.count = count + 1
+
+    def held_here(self) -> bool:
+        """Whether the calling thread holds the gate shared: a transaction of its own is open."""
+        return bool(getattr(self._held, "count", 0))
 
     def leave_shared(self) -> None:
         self._held.count -= 1
@@ -39,13 +46,14 @@ class Gate:
                 self._condition.notify_all()
 
     @contextmanager
-    def exclusive(self) -> Iterator[None]:
-        if getattr(self._held, "count", 0):
-            # Waiting here for our own open transaction would never end.
-            raise StoreFull(
-                "the store's map must grow, which cannot happen while this thread holds an "
-                "open read (finish iterating before writing)"
-            )
+    def exclusive(self, path: object) -> Iterator[None]:
+        """The gate alone, once every transaction has ended (``path`` names the store in the error).
+
+        Raises:
+            StoreGrowthBlocked: the calling thread holds a transaction open: waiting for it would never end.
+        """
+        if self.held_here():
+            raise StoreGrowthBlocked.holding(path)
         with self._condition:
             while self._resizing:
                 self._condition.wait()
@@ -97,11 +105,14 @@ class WriteLock:
 class Member:
     """One body waiting for its group commit, then its outcome."""
 
-    __slots__ = ("body", "before_commit", "done", "_ok", "_value", "wake")
+    __slots__ = ("body", "before_commit", "holds_open", "done", "_ok", "_value", "wake")
 
-    def __init__(self, body: Callable[[WriteTransaction], object], before_commit: BeforeCommit | None) -> None:
+    def __init__(self, body: Callable[[WriteTransaction], object], before_commit: BeforeCommit | None,
+                 holds_open: bool = False) -> None:
         self.body = body
         self.before_commit = before_commit
+        #: Its thread holds a transaction of the store open (see ``GroupQueue.refusing_held``).
+        self.holds_open = holds_open
         self.done = False
         self._ok = False
         self._value: object = None
@@ -111,6 +122,12 @@ class Member:
     def settle(self, ok: bool, value: object) -> None:
         self._ok, self._value = ok, value
         self.done = True
+
+    def refuse(self, error: BaseException) -> None:
+        """Settle it with ``error`` uncommitted, and wake its thread."""
+        self.settle(False, error)
+        if self.wake is not None:
+            self.wake.set()
 
     def outcome(self) -> object:
         if not self._ok:
@@ -131,6 +148,7 @@ class GroupQueue:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._queued: list[Member] = []
+        self._refusing: Callable[[], BaseException] | None = None
 
     def join(self, member: Member, write_lock: WriteLock) -> bool:
         """Queue ``member``; True once this thread holds ``write_lock`` (it leads), False once a leader
@@ -149,7 +167,27 @@ class GroupQueue:
 
     def _enqueue(self, member: Member) -> None:
         with self._lock:
+            if member.holds_open and self._refusing is not None:
+                member.refuse(self._refusing())
+                return
             self._queued.append(member)
+
+    @contextmanager
+    def refusing_held(self, error: Callable[[], BaseException]) -> Iterator[None]:
+        """While the map grows: the members whose threads hold a transaction open, queued or queuing meanwhile,
+        are refused with ``error()``. The growth waits for their transactions to end, and they wait for the
+        writers' lock that the growing thread holds: neither would ever go on."""
+        with self._lock:
+            self._refusing = error
+            for member in self._queued:
+                if member.holds_open:
+                    member.refuse(error())
+            self._queued = [member for member in self._queued if not member.done]
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._refusing = None
 
     def take(self, kind: BeforeCommit | None) -> list[Member]:
         """Every queued member of ``kind`` (its ``before_commit``), in arrival order (their commit order)."""

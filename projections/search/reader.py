@@ -19,6 +19,7 @@ from ..readmodel import OpenSpace
 from .formats.keys import (
     META_GENERATION,
     META_MESSAGES,
+    META_NEXT_TID,
     block_key,
     block_of_key,
     blocks_of_value,
@@ -330,6 +331,22 @@ class IndexReader:
     def messages(self) -> int:
         raw = None if self._fresh else self.txn.get(self.spaces.meta, META_MESSAGES)
         return 0 if raw is None else count_of_value(raw)
+
+    def next_tid(self) -> int:
+        """The next term id to give, as stored (1 in an index that never gave one).
+
+        Raises:
+            StoreCorrupted: a stored term has that id or a later one (``META_NEXT_TID`` damaged or lost): a batch
+                would take stored terms for its new ones, and give a new term a stored term's id and postings.
+        """
+        raw = self.txn.get(self.spaces.meta, META_NEXT_TID)
+        next_tid = 1 if raw is None else count_of_value(raw)
+        highest = max((id_of_key(last[0]) for space in (self.spaces.names, self.spaces.summary)
+                       if (last := self.txn.last(space)) is not None), default=0)
+        if highest >= next_tid:
+            raise StoreCorrupted(f"the search index is damaged: its next term id, {next_tid}, is not past the term "
+                                 f"ids it holds (up to {highest})")
+        return next_tid
 
     # -- whole spaces, for checks and dumps ------------------------------------------
 

@@ -105,6 +105,10 @@ def check_index(view: IndexReader, sessions: Mapping[int, SessionSnapshot]) -> l
         if not view.holds_unwritten_changes:  # a batch's terms are stored in their form when it is written
             problems += _form_problems(view, term, tid, summary)
     if not view.holds_unwritten_changes:
+        try:
+            view.next_tid()
+        except StoreCorrupted as exc:
+            problems.append(f"search: {exc}")
         stored_count = view.stored_summary_count()
         if stored_count != len(expected):
             problems.append(f"search: {stored_count} term summaries stored, {len(expected)} terms in the log")

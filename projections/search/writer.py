@@ -42,7 +42,6 @@ from .formats.keys import (
     META_NEXT_TID,
     block_of,
     chunk_key,
-    count_of_value,
     count_value,
     df_of_value,
     head_value,
@@ -199,8 +198,7 @@ class IndexWriter(IndexReader):
         # grown) writes it without building it again. Any change to the batch drops it.
         self._changes: list[tuple[Space, list[tuple[bytes, bytes | None]]]] | None = None
         self._messages = super().messages()
-        raw = None if fresh else txn.get(spaces.meta, META_NEXT_TID)
-        self._next_tid = 1 if raw is None else count_of_value(raw)
+        self._next_tid = 1 if fresh else self.next_tid()
         self._first_tid = 0 if fresh else self._next_tid
 
     # -- reads through the batch ---------------------------------------------------
