@@ -10,7 +10,7 @@ from datetime import datetime
 
 import attrs
 
-from projections.session import SessionSnapshot, empty_snapshot, fold
+from projections.session import SessionSnapshot, SharedEntries, empty_head, empty_snapshot, step
 
 from .._deferred import Read
 from .._folding import LogChange, RestoredCreationTimes, fold_stream, resolve_version, to_recorded, view_of
@@ -77,8 +77,9 @@ class TimeTravel:
             stream_id = self._log.stream_id(txn, key)
             target = self._resolve_version(txn, key, stream_id, version, as_of)
             if stream_id is None or target == 0:
-                return attrs.evolve(view_of(empty_snapshot(key)), version=target)
-            return view_of(fold_stream(txn, self._log, self._snapshots, stream_id, key, target))
+                return attrs.evolve(view_of(empty_head(key), ()), version=target)
+            state = fold_stream(txn, self._log, self._snapshots, stream_id, key, target)
+            return view_of(state.head, state.messages)
 
     def restore(self, key: str, version: int | None, as_of: datetime | None, request: Request,
                 expected_version: int | None, idempotency_key: str | None) -> int:
@@ -109,8 +110,11 @@ class TimeTravel:
                      fold_stream(txn, self._log, self._snapshots, stream_id, key, min(from_version - 1, last)))
         return self._replay(stream_id, start, from_version - 1, last)
 
-    def _replay(self, stream_id: int | None, state: SessionSnapshot, after: int, last: int
+    def _replay(self, stream_id: int | None, start: SessionSnapshot, after: int, last: int
                 ) -> Iterator[tuple[RecordedEvent, SessionView]]:
+        # Each step's view shares its messages with the step before: a step costs its event's edit, and a view the
+        # caller keeps stays as it was.
+        head, messages = start.head, SharedEntries(start.messages)
         while stream_id is not None and after < last:
             with self._read() as txn:
                 creation_times = RestoredCreationTimes(txn, self._log, self._snapshots)
@@ -119,8 +123,9 @@ class TimeTravel:
                 batch = [(recorded, creation_times.event(entry, recorded.event))
                          for entry, recorded in zip(entries, map(to_recorded, entries))]
             for recorded, event in batch:
-                state = fold(state, [recorded if event is recorded.event else attrs.evolve(recorded, event=event)])
-                yield recorded, view_of(state)
+                as_read = recorded if event is recorded.event else attrs.evolve(recorded, event=event)
+                head = step(head, messages, as_read)
+                yield recorded, view_of(head, messages.view())
             after += BATCH
 
     def _resolve_version(self, txn: ReadTransaction, key: str, stream_id: int | None, version: int | None,
