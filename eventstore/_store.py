@@ -567,6 +567,18 @@ class SessionStore:
         """Every event of the session key, oldest first, across deletions and reuse of the key."""
         return self._time_travel.history(validate_key(key))
 
+    def iter_history(self, key: str) -> Iterator[RecordedEvent]:
+        """``history(key)`` streamed: the same events, oldest first, read a page at a time.
+
+        Its events are those of ``history(key)`` called at the same moment: later events (appended while the
+        caller iterates) are not included. Each page is read in its own short read transaction, so memory stays
+        that of a page however long the session, and holding the iterator open while writing (to this session
+        too) neither blocks a write nor keeps the store from growing its file. A redaction of the session
+        committed meanwhile shows in the pages read after it (``redacted`` set), as in ``events()``; an event
+        already yielded keeps what it held.
+        """
+        return self._time_travel.iter_history(validate_key(key))
+
     def events(self, after: int = 0, limit: int | None = None) -> Iterator[RecordedEvent]:
         """Every event of every session in global order, after position ``after`` (a change feed).
 

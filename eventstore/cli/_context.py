@@ -9,6 +9,7 @@ a library error reads) are made here, once.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import re
 import sys
@@ -306,22 +307,27 @@ def user_error(exc: BaseException, store_path: Path | None = None) -> click.Clic
     return click.ClickException(str(exc))
 
 
-def session_history(store: SessionStore, key: str) -> list[RecordedEvent]:
-    """The key's history; a one-line error if the key never had an event."""
-    history = store.history(key)
-    if not history:
+def session_history(store: SessionStore, key: str) -> Iterator[RecordedEvent]:
+    """The key's history, streamed (its first page read here); a one-line error if the key never had an event."""
+    history = store.iter_history(key)
+    first = next(history, None)
+    if first is None:
         raise click.ClickException(f"no session {key!r} in the store at {store.path}; "
                                    "see `eventstore sessions` for the keys")
-    return history
+    return itertools.chain([first], history)
 
 
 def require_live(store: SessionStore, key: str) -> None:
     """A one-line error unless ``key`` is a live session (naming a deletion, if that is why)."""
     if store.session_exists(key):
         return
-    history = session_history(store, key)
-    ended = next((r.version for r in reversed(history) if isinstance(r.event, SessionDeleted)
-                  or (isinstance(r.event, SessionRestored) and not r.event.exists)), history[-1].version)
+    ended = last = 0
+    for recorded in session_history(store, key):
+        last = recorded.version
+        if isinstance(recorded.event, SessionDeleted) or (isinstance(recorded.event, SessionRestored)
+                                                          and not recorded.event.exists):
+            ended = last
+    ended = ended or last
     raise click.ClickException(
         f"session {key!r} was deleted at version {ended}; "
         f"`{restore_command(key, ended - 1)}` brings it back")

@@ -49,15 +49,15 @@ def restore(env: Env, key: str, version: int | None, as_of: str | None, yes: boo
     moment = None if as_of is None else parse_time(as_of)
     out = Output(as_json)
     with env.open(write=True) as store:
-        history = session_history(store, key)
+        session_history(store, key)
         current = store.session_at(key)
         with versions_of(key):
             target = store.session_at(key, version=version, as_of=moment)
         when = f"version {target.version}" + (f" (as of {show_time(moment)})" if moment is not None else "")
         if not yes:
-            confirm(f"Restore {key!r} (now version {history[-1].version}: {_summary(current)}) to "
+            confirm(f"Restore {key!r} (now version {current.version}: {_summary(current)}) to "
                     f"{when}: {_summary(target)}?")
-        before = history[-1].version
+        before = current.version
         after = store.restore(key, version=version, as_of=moment)
     changed = after != before
     if as_json:
