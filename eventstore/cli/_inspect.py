@@ -53,7 +53,6 @@ from ._context import (
     Env,
     _quote,
     index_for_search,
-    key_command,
     parse_time,
     pass_env,
     require_live,
@@ -292,7 +291,7 @@ def _summary(env: Env, walk: _Walk, shown: int, limit: int | None, as_json: bool
         options = "".join(f" {option}" for option in (
             "--json" if as_json else "", "" if limit is None else f"--limit {limit}",
             "" if walk.prefix is None else f"--prefix {_quote(walk.prefix)}") if option)
-        lines.append(f"Next: eventstore{env.store_option()} sessions{options} --after {walk.cursor}")
+        lines.append(f"Next: {env.command('sessions')}{options} --after {walk.cursor}")
     return lines
 
 
@@ -444,16 +443,16 @@ def show(env: Env, key: str, version: int | None, as_of: str | None, as_json: bo
     out = Output(as_json)
     with env.open() as store:
         if version is None and moment is None:
-            require_live(store, key)
+            require_live(env, store, key)
             view = store.session_at(key)
         else:
-            session_history(store, key)  # the key had events: reads only their first page
-            with versions_of(key):
+            session_history(env, store, key)  # the key had events: reads only their first page
+            with versions_of(env, key):
                 view = store.session_at(key, version=version, as_of=moment)
             if not view.exists:
                 when = f"at version {version}" if version is not None else f"as of {show_time(moment)}"
                 raise click.ClickException(f"session {key!r} did not exist {when} (it was not yet created, "
-                                           f"or deleted); see `{key_command('history', key)}`")
+                                           f"or deleted); see `{env.key_command('history', key)}`")
     when = "" if version is None and moment is None else (
         f" (as of {show_time(moment)})" if moment is not None else f" (at version {version})")
     show_view(out, view, when)
@@ -480,7 +479,7 @@ def history(env: Env, key: str, as_json: bool) -> None:
     out = Output(as_json)
     with env.open() as store:
         # Streamed: a page of events is printed before the next is read (``history | head`` answers at once).
-        events = session_history(store, key)
+        events = session_history(env, store, key)
         if as_json:
             out.json_lines({**event_to_dict(r), "recorded_at": json_time(r.recorded_at)} for r in events)
             return
@@ -524,7 +523,7 @@ def replay(env: Env, key: str, start: int, stop: int | None, as_json: bool) -> N
                                            f"{start}, or leave it out to replay to the last event")
     out = Output(as_json)
     with env.open() as store:
-        session_history(store, key)
+        session_history(env, store, key)
         try:
             before = store.session_at(key, version=start - 1)
         except InvalidVersion:
@@ -532,7 +531,7 @@ def replay(env: Env, key: str, start: int, stop: int | None, as_json: bool) -> N
         rows = _replay_rows(store, key, before, stop) if before is not None else iter(())
         first = next(rows, None)
         if first is None:  # --from past the last version: only now is the whole history read, for that version
-            *_, final = session_history(store, key)
+            *_, final = session_history(env, store, key)
             raise click.ClickException(f"--from {start}: session {key!r} has versions 1 to {final.version}")
         steps = itertools.chain([first], rows)
         if as_json:
