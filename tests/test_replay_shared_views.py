@@ -17,32 +17,15 @@ from hypothesis import strategies as st
 
 from eventstore import ChatMessage, SessionStore
 from projections.session import (
-    AppendMessage,
-    ClearMessages,
-    Entry,
     MessageEdit,
-    RedactMessages,
     RemoveLastMessage,
     ReplaceLastMessage,
-    ReplaceMessages,
     SharedEntries,
     apply_edit,
 )
 
+from test_session_fold import edit_lists, entry
 
-def entry(n: int) -> Entry:
-    return ChatMessage.user(f"message {n}"), n
-
-
-edits = st.lists(st.one_of(
-    st.builds(lambda n: AppendMessage(entry(n)), st.integers(0, 50)),
-    st.builds(lambda n: AppendMessage(entry(n)), st.integers(0, 50)),
-    st.just(RemoveLastMessage()),
-    st.builds(lambda n: ReplaceLastMessage(ChatMessage.assistant(f"revised {n}")), st.integers(0, 9)),
-    st.just(ClearMessages()),
-    st.just(RedactMessages()),
-    st.builds(lambda ns: ReplaceMessages(tuple(map(entry, ns))), st.lists(st.integers(0, 9), max_size=4)),
-), max_size=40)
 indexes = st.integers(-45, 45)
 slices = st.builds(slice, st.none() | indexes, st.none() | indexes, st.none() | st.integers(-3, 3).filter(bool))
 
@@ -53,7 +36,8 @@ def applicable(edit: MessageEdit, length: int) -> bool:
 
 
 class TestSharedEntriesAgainstCopies:
-    @given(st.lists(st.integers(0, 9), max_size=5).map(lambda ns: [entry(n) for n in ns]), edits, indexes, slices)
+    @given(st.lists(st.integers(0, 9), max_size=5).map(lambda ns: [entry(n) for n in ns]), edit_lists(40), indexes,
+           slices)
     def test_every_kept_view_reads_as_the_copy_taken_at_its_step(self, start, sequence, index, cut):
         """The model copies the list after each edit; every view taken on the way, read after all the edits, is
         that copy: its length, its entries in order, any index (negative too) and any slice."""
