@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eventstore import AsyncSessionStore, ChatMessage, InvalidSessionKey, SessionStore
+from eventstore._folding import to_recorded
 from eventstore.cli import _inspect, _output, cli
 from eventstore.services import time_travel
 from eventstore.storage import MemoryStorage
@@ -34,13 +35,12 @@ def small_pages(monkeypatch: pytest.MonkeyPatch) -> None:
 def reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """How many events have been read from the log into ``RecordedEvent``s (one number in a list)."""
     count = [0]
-    to_recorded = time_travel.to_recorded
 
     def counted(entry: Any) -> Any:
         count[0] += 1
         return to_recorded(entry)
 
-    monkeypatch.setattr(time_travel, "to_recorded", counted)
+    monkeypatch.setattr("eventstore.services.time_travel.to_recorded", counted)
     return count
 
 
