@@ -356,8 +356,7 @@ def _version_time(txn: ReadTransaction, log: EventLog, stream_id: int, version: 
     return log.read_version(txn, stream_id, version).recorded_at
 
 
-def view_of(state: SessionSnapshot) -> SessionView:
-    """The public view of a folded session."""
-    head = state.head
+def view_of(head: SessionHead, entries: Sequence[Entry]) -> SessionView:
+    """The public view of a folded session: its head and its messages (a snapshot's, or a replay's shared ones)."""
     return SessionView(head.key, head.version, head.exists, head.metadata(), head.name, head.run_state(),
-                       entries=state.messages)
+                       entries=entries)

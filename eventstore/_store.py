@@ -141,6 +141,11 @@ class SessionStore:
         cache: with a ``postgresql://`` URL as ``path``: the directory of this host's replica, which
             reads come from (docs/postgres.md); the log itself lives in PostgreSQL.
 
+    Attributes:
+        path: the store's directory (a ``postgresql://`` store's: its replica).
+        clock: the clock the store stamps events with (``clock``, or the real clock); an import judges a time
+            in the future by it.
+
     The store is a context manager, may be shared by threads, and may be opened
     by several processes at once. ``SessionStore.on_storage`` opens one on another
     storage engine.
@@ -204,7 +209,7 @@ class SessionStore:
                 rebuild_progress: Progress | None, readonly: bool) -> None:
         """Open the log and the read models on ``storage``; release it if that fails."""
         self.path = path
-        self._clock = clock or system_clock
+        self.clock: Clock = clock or system_clock
         self._rebuild_progress = rebuild_progress
         self._snapshot_every = snapshot_every
         self._decoded = DecodedSessions(cache_sessions)
@@ -233,11 +238,11 @@ class SessionStore:
         self._idempotency = IdempotencyRecords(self._environment)
         self._receipts = ImportReceipts(self._environment)
         self._writer = CommandWriter(self._log, self._snapshots, self._catalog, self._messages, self._checkpoints,
-                                     self._idempotency, self._write, self._clock, self._snapshot_every,
+                                     self._idempotency, self._write, self.clock, self._snapshot_every,
                                      self._decoded)
         self._read_models: tuple[ReadModel, ...] = self._writer.read_models
         self._queries = Queries(self._log, self._catalog, self._messages, self._search, self._search_index,
-                                self._read, self._clock, self._decoded)
+                                self._read, self.clock, self._decoded)
         self._time_travel = TimeTravel(self._log, self._snapshots, self._read, self._write, self._writer)
         self._maintenance = Maintenance(self._environment, self._log, self._snapshots, self._catalog, self._messages,
                                         self._checkpoints, self._deferred, self._receipts, self._read, self._write,
@@ -561,6 +566,18 @@ class SessionStore:
     def history(self, key: str) -> list[RecordedEvent]:
         """Every event of the session key, oldest first, across deletions and reuse of the key."""
         return self._time_travel.history(validate_key(key))
+
+    def iter_history(self, key: str) -> Iterator[RecordedEvent]:
+        """``history(key)`` streamed: the same events, oldest first, read a page at a time.
+
+        Its events are those of ``history(key)`` called at the same moment: later events (appended while the
+        caller iterates) are not included. Each page is read in its own short read transaction, so memory stays
+        that of a page however long the session, and holding the iterator open while writing (to this session
+        too) neither blocks a write nor keeps the store from growing its file. A redaction of the session
+        committed meanwhile shows in the pages read after it (``redacted`` set), as in ``events()``; an event
+        already yielded keeps what it held.
+        """
+        return self._time_travel.iter_history(validate_key(key))
 
     def events(self, after: int = 0, limit: int | None = None) -> Iterator[RecordedEvent]:
         """Every event of every session in global order, after position ``after`` (a change feed).

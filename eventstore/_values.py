@@ -313,8 +313,9 @@ class SessionView:
     metadata: SessionMetadata | None
     name: str | None
     state: SessionState | None
-    # (message, µs appended) pairs; the datetimes are only built if asked for.
-    _entries: tuple[tuple[ChatMessage, int], ...] = attrs.field(repr=False, alias="entries")
+    # (message, µs appended) pairs; the datetimes are only built if asked for. A replay's views share theirs with
+    # the step before (``projections.session.SharedEntries``): views compare and hash by the entries they hold.
+    _entries: Sequence[tuple[ChatMessage, int]] = attrs.field(repr=False, alias="entries", eq=tuple)
 
     @property
     def messages(self) -> list[ChatMessage]:

@@ -67,7 +67,7 @@ ON_THE_LOOP = frozenset({
     "session_at", "import_receipts", "stats", "list_sessions_page", "search_index_lag",
 })
 #: Methods that stream: async iterators over the sync iterator, a batch per read transaction.
-STREAMED = frozenset({"events", "replay"})
+STREAMED = frozenset({"events", "replay", "iter_history"})
 #: Methods with a body of their own below (every other public method is generated).
 WRITTEN_BY_HAND = frozenset({"close", "transaction", "subscribe"})
 
@@ -381,6 +381,12 @@ class AsyncSessionStore:
 
         Runs on a writer thread; see ``SessionStore.history``."""
         return await self._off_loop(self._store.history, key)
+
+    def iter_history(self, key: str) -> AsyncIterator[RecordedEvent]:
+        """``history(key)`` streamed: the same events, oldest first, read a page at a time.
+
+        An async iterator: each batch is read on the event loop; see ``SessionStore.iter_history``."""
+        return self._streamed(self._store.iter_history(key))
 
     def events(self, after: int = 0, limit: int | None = None) -> AsyncIterator[RecordedEvent]:
         """Every event of every session in global order, after position ``after`` (a change feed).

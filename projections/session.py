@@ -9,9 +9,9 @@ the rules live here once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import Protocol, assert_never
+from typing import Protocol, assert_never, overload
 
 import attrs
 
@@ -47,6 +47,9 @@ __all__ = [
     "ReplaceMessages",
     "RedactMessages",
     "MessageEdit",
+    "EntryList",
+    "SharedEntries",
+    "SharedEntriesView",
     "redacted",
     "empty_head",
     "empty_snapshot",
@@ -229,7 +232,7 @@ def _appended(head: SessionHead, last: Change, count: int) -> SessionHead:
                        head.message_count + count)
 
 
-def step(head: SessionHead, messages: list[Entry], recorded: Change) -> SessionHead:
+def step(head: SessionHead, messages: EntryList, recorded: Change) -> SessionHead:
     """Fold one event into a head and a message list the caller owns; return the new head."""
     apply_edit(messages, message_edit(recorded))
     return _evolve_head(head, recorded)
@@ -270,7 +273,21 @@ def _evolve_head(head: SessionHead, recorded: Change) -> SessionHead:
     return SessionHead(head.key, recorded.version, True, name, state, live.created_at, at, count)
 
 
-def apply_edit(messages: list[Entry], edit: MessageEdit | None) -> None:
+class EntryList(Protocol):
+    """The edits ``apply_edit`` makes to a message list: a ``list`` takes them, and so does ``SharedEntries``."""
+
+    def append(self, entry: Entry, /) -> None: ...
+
+    def extend(self, entries: Iterable[Entry], /) -> None: ...
+
+    def pop(self) -> Entry: ...
+
+    def clear(self) -> None: ...
+
+    def __iter__(self) -> Iterator[Entry]: ...
+
+
+def apply_edit(messages: EntryList, edit: MessageEdit | None) -> None:
     """Apply ``edit`` to a message list that the caller owns."""
     match edit:
         case AppendMessage():
@@ -279,17 +296,108 @@ def apply_edit(messages: list[Entry], edit: MessageEdit | None) -> None:
             messages.pop()
         case ReplaceLastMessage():
             # A streaming update keeps the time the message was first appended.
-            messages[-1] = (edit.message, messages[-1][1])
+            messages.append((edit.message, messages.pop()[1]))
         case ClearMessages():
             messages.clear()
         case ReplaceMessages():
-            messages[:] = edit.messages
+            messages.clear()
+            messages.extend(edit.messages)
         case RedactMessages():
-            messages[:] = [redacted(m) for m in messages]
+            kept = [redacted(m) for m in messages]
+            messages.clear()
+            messages.extend(kept)
         case None:
             pass
         case _:
             assert_never(edit)
+
+
+#: A cell of ``SharedEntries``: an entry and the cell below it (``None`` under the first entry).
+_Cell = tuple[Entry, "_Cell | None"]
+
+
+class SharedEntries:
+    """A message list whose every past state stays readable at no cost: the entries are a chain of immutable
+    cells, each holding one entry and the cell below it, and the list is its top cell.
+
+    ``append``, ``pop`` and ``clear`` (what ``apply_edit`` uses) move the top in O(1), and ``view()`` is the list
+    as it is now, also in O(1): later edits build new cells over the shared ones and never change a view. A
+    replay keeps one, so that each step costs its event's edit, not a copy of the whole session.
+    """
+
+    __slots__ = ("_top", "_length")
+
+    def __init__(self, entries: Iterable[Entry] = ()) -> None:
+        self._top: _Cell | None = None
+        self._length = 0
+        self.extend(entries)
+
+    def append(self, entry: Entry, /) -> None:
+        self._top, self._length = (entry, self._top), self._length + 1
+
+    def extend(self, entries: Iterable[Entry], /) -> None:
+        for entry in entries:
+            self.append(entry)
+
+    def pop(self) -> Entry:
+        if self._top is None:
+            raise IndexError("pop from an empty message list")
+        entry, self._top = self._top
+        self._length -= 1
+        return entry
+
+    def clear(self) -> None:
+        self._top, self._length = None, 0
+
+    def __iter__(self) -> Iterator[Entry]:
+        return iter(self.view())
+
+    def view(self) -> SharedEntriesView:
+        """The entries as they are now, oldest first; later edits leave it as it is."""
+        return SharedEntriesView(self._top, self._length)
+
+
+class SharedEntriesView(Sequence[Entry]):
+    """The entries of a ``SharedEntries`` at one moment, oldest first: reading the last ``n`` of them walks
+    ``n`` cells, whatever their number (the cells link from the newest)."""
+
+    __slots__ = ("_top", "_length")
+
+    def __init__(self, top: _Cell | None, length: int) -> None:
+        self._top, self._length = top, length
+
+    def __len__(self) -> int:
+        return self._length
+
+    def _newest(self, count: int) -> list[Entry]:
+        """The last ``count`` entries, oldest first."""
+        found, cell = [], self._top
+        for _ in range(count):
+            assert cell is not None
+            found.append(cell[0])
+            cell = cell[1]
+        found.reverse()
+        return found
+
+    @overload
+    def __getitem__(self, index: int) -> Entry: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[Entry, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> Entry | tuple[Entry, ...]:
+        if isinstance(index, slice):
+            wanted = range(self._length)[index]
+            if not wanted:
+                return ()
+            low = min(wanted[0], wanted[-1])
+            newest = self._newest(self._length - low)
+            return tuple(newest[i - low] for i in wanted)
+        position = range(self._length)[index]  # IndexError out of range, as a list
+        return self._newest(self._length - position)[0]
+
+    def __iter__(self) -> Iterator[Entry]:
+        return iter(self._newest(self._length))
 
 
 def untouched_prefix(count: int, kinds: Iterable[type[MessageEdit] | None]) -> int:

@@ -512,7 +512,7 @@ class TestShow:
         """A deleted session's error says how to bring it back."""
         result = run(path, "show", "gone")
         assert result.exit_code == 1
-        assert "`eventstore restore gone --version 1`" in error_line(result)
+        assert f"`eventstore --store {path} restore gone --version 1`" in error_line(result)
 
     def test_bad_version(self, path: Path) -> None:
         result = run(path, "show", "alpha", "--version", "99")
@@ -834,7 +834,8 @@ class TestDelete:
             assert store.history("gamma")[-1].event.reason == "done"
 
     def test_text_says_how_to_undo(self, path: Path) -> None:
-        assert "`eventstore restore gamma --version 3` brings it back" in run(path, "delete", "gamma").stdout
+        assert (f"`eventstore --store {path} restore gamma --version 3` brings it back"
+                in run(path, "delete", "gamma").stdout)
 
     def test_the_undo_command_of_a_key_that_looks_like_an_option_runs(self, tmp_path: Path) -> None:
         with SessionStore(tmp_path / "s") as store:
@@ -842,8 +843,9 @@ class TestDelete:
         told = run(tmp_path / "s", "delete", "--", "-v").stdout
         command = told[told.index("`eventstore ") + len("`eventstore "):told.rindex("`")]
         shell = subprocess.run(["bash", "-c", 'printf "%s\\0" ' + command], check=True, capture_output=True, text=True)
-        command_name, *arguments = shell.stdout.split("\0")[:-1]
-        assert 0 == run(tmp_path / "s", command_name, "--yes", *arguments).exit_code
+        words = shell.stdout.split("\0")[:-1]
+        assert words[:3] == ["--store", str(tmp_path / "s"), "restore"]
+        assert 0 == run(None, *words[:3], "--yes", *words[3:]).exit_code  # as told: no --store added
         with SessionStore(tmp_path / "s") as store:
             assert [ChatMessage.user("hi")] == store.load("-v")
 
@@ -928,7 +930,7 @@ class TestRedact:
         with open_store(path) as store:
             assert [m.content for m in store.load("alpha")] == ["[redacted]"] * 3
         assert run(path, "verify").exit_code == 0
-        assert "Run `eventstore vacuum`" in run(path, "redact", "beta", "--reason", "x", "--yes").stdout
+        assert f"Run `eventstore --store {path} vacuum`" in run(path, "redact", "beta", "--reason", "x", "--yes").stdout
 
 
 class TestVacuum:

@@ -96,7 +96,7 @@ def test_a_command_suggested_in_an_error_is_quoted_for_a_shell_and_names_the_key
                                                                                   quoted: str) -> None:
     """Each error that suggests ``eventstore history`` gives the key, quoted as the `Next:` line of ``sessions``
     quotes its prefix (and after ``--`` when it looks like an option), not the placeholder ``KEY``."""
-    suggested = f"`eventstore history {quoted}`"
+    suggested = f"`eventstore --store {store} history {quoted}`"
     for arguments in (["show", "--version", "9", "--", key], ["restore", "--version", "9", "--yes", "--", key],
                       ["fork", "--version", "9", "--", key, "new"], ["show", "--as-of", "2000-01-01", "--", key]):
         assert suggested in error_of("--store", str(store), *arguments), arguments

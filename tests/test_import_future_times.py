@@ -87,8 +87,60 @@ class TestZeroClaw:
 
     def test_a_jsonl_file_modified_in_the_future(self, tmp_path: Path) -> None:
         path = write_file(tmp_path / "k.jsonl", b'{"role":"user","content":"hi"}\n')
-        ahead = (datetime.now(UTC) + timedelta(days=365)).timestamp()  # the reader goes by this machine's clock
+        ahead = (datetime.now(UTC) + timedelta(days=365)).timestamp()  # without a clock, the real one judges
         os.utime(path, (ahead, ahead))
         batch = read_jsonl(path)
         assert batch.bad_times == 1
         assert [moment for moment, _ in batch.sessions["k"]] == [datetime(1970, 1, 1, tzinfo=UTC)]
+
+
+class TestTheStoresClockJudges:
+    """The readers judge a time in the future by the clock the import records with (the store's), not by this
+    machine's: a time they let through must be one ``import_sessions`` takes, and one it would take must not be
+    counted as bad."""
+
+    PAST = datetime(2001, 1, 1, tzinfo=UTC)  # a store clock behind this machine's
+    AHEAD = datetime(2100, 1, 1, tzinfo=UTC)  # and one ahead of it
+
+    def jsonl(self, root: Path, modified: datetime) -> Path:
+        path = write_file(root / "ws" / "sessions" / "k.jsonl", b'{"role":"user","content":"hi"}\n')
+        os.utime(path, (modified.timestamp(), modified.timestamp()))
+        return path
+
+    def test_a_file_ahead_of_a_clock_set_back_is_a_bad_time_and_the_source_imports(self, tmp_path: Path) -> None:
+        self.jsonl(tmp_path, self.PAST + timedelta(days=1))
+        with SessionStore.on_storage(MemoryStorage(), clock=lambda: self.PAST) as store:
+            result = import_workspace(store, tmp_path / "ws")
+            assert [s.status for s in result.sources] == ["imported"]
+            assert result.sources[0].batch is not None and result.sources[0].batch.bad_times == 1
+            assert [m.created_at for m in store.load_with_timestamps("k")] == [datetime(1970, 1, 1, tzinfo=UTC)]
+
+    def test_a_file_behind_a_clock_set_ahead_keeps_its_time(self, tmp_path: Path) -> None:
+        modified = self.AHEAD - timedelta(days=1)
+        self.jsonl(tmp_path, modified)
+        with SessionStore.on_storage(MemoryStorage(), clock=lambda: self.AHEAD) as store:
+            result = import_workspace(store, tmp_path / "ws")
+            assert result.sources[0].batch is not None and result.sources[0].batch.bad_times == 0
+            assert [m.created_at for m in store.load_with_timestamps("k")] == [modified]
+
+    def test_a_callable_opening_the_store_gives_its_clock(self, tmp_path: Path) -> None:
+        self.jsonl(tmp_path, self.PAST + timedelta(days=1))
+        with SessionStore.on_storage(MemoryStorage(), clock=lambda: self.PAST) as store:
+            result = import_workspace(lambda: store, tmp_path / "ws", clock=lambda: self.PAST)
+            assert [s.status for s in result.sources] == ["imported"]
+            assert [m.created_at for m in store.load_with_timestamps("k")] == [datetime(1970, 1, 1, tzinfo=UTC)]
+
+    def test_a_clock_beside_a_store_is_refused_before_anything_is_read(self, tmp_path: Path,
+                                                                        store: SessionStore) -> None:
+        self.jsonl(tmp_path, self.PAST)
+        with pytest.raises(InvalidArgument, match="a store brings its own"):
+            import_workspace(store, tmp_path / "ws", clock=fixed_clock)
+        assert store.list_sessions() == []
+
+    def test_the_database_reader_takes_the_clock(self, tmp_path: Path) -> None:
+        path = tmp_path / "ws" / "sessions" / "sessions.db"
+        database(path, "2099-01-01T00:00:00Z", "2099-01-01T00:00:00Z")
+        assert read_sqlite(path, clock=lambda: self.AHEAD).bad_times == 0
+        behind = read_sqlite(path, clock=lambda: self.PAST)
+        assert behind.bad_times == 6  # every time: both rows', the three of the metadata row, and the file's
+        assert {moment for moment, _ in behind.sessions["k"]} == {datetime(1970, 1, 1, tzinfo=UTC)}

@@ -25,6 +25,7 @@ from eventstore import (
 )
 from eventstore._compression import TRAINING_EVENTS
 from eventstore.cli import cli
+from eventstore.cli._context import Env
 from eventstore.events import MessageAppended
 from eventstore.services.replica import ReplicaStorage
 from eventstore.sharedlog import SharedHead
@@ -142,8 +143,11 @@ def test_the_command_line_takes_the_url_where_it_takes_a_path_and_answers_alike(
         local = run(on_lmdb, *command)
         shared = CliRunner().invoke(cli, ["--store", postgres_url, "--cache", str(on_postgres), *command],
                                     catch_exceptions=False)
-        answers = [(result.exit_code, result.output.replace(str(on_lmdb), "STORE").replace(str(on_postgres), "STORE"))
-                   for result in (local, shared)]
+        # A suggested command names the store as it was given: a directory, or the URL and its replica.
+        options = (Env.chosen_by(str(on_lmdb), None).store_option(),
+                   Env.chosen_by(postgres_url, on_postgres).store_option())
+        answers = [(result.exit_code, result.output.replace(option, " --store STORE").replace(str(on_lmdb), "STORE")
+                    .replace(str(on_postgres), "STORE")) for result, option in zip((local, shared), options)]
         if command[0] == "stats":  # the sizes of the files and their pages differ: the counts must not
             answers = [(code, re.sub(r"\"(bytes|file_pages|free_pages)\": \d+", "", text)) for code, text in answers]
             # Nor the index of the streams' versions: the replica copies a session's consecutive events in one

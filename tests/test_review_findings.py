@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from eventstore import ChatMessage, SessionStore
 from eventstore._errors import IncompatibleStore
 from eventstore.cli import cli
-from eventstore.cli._context import user_error
+from eventstore.cli._context import Env, user_error
 from eventstore.interchange import BadExportFile, export_events, import_events
 from eventstore.storage import MemoryStorage
 from projections.search.planning import MAX_QUERY_TERMS
@@ -74,7 +74,7 @@ class TestReadCommandsOnAStoreOfTheVersionBefore:
         path = self.older_store(tmp_path / "store")
         with pytest.raises(IncompatibleStore) as refused:
             SessionStore(path, readonly=True)
-        message = user_error(refused.value, path).message
+        message = user_error(refused.value, Env.chosen_by(str(path), None)).message
         assert "newer" not in message
         assert "open it writable once" in message
 

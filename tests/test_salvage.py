@@ -101,7 +101,7 @@ def test_a_zeroed_page_of_the_log_keeps_the_events_before_it(store: Path, tmp_pa
     (damaged / "data.mdb").write_bytes(data)
     refused = _eventstore("--store", str(damaged), "verify")
     assert refused.returncode == 1
-    assert "eventstore salvage --out FILE" in refused.stdout
+    assert f"eventstore --store {damaged} salvage --out FILE" in refused.stdout
 
     out = tmp_path / "part.events.jsonl"
     report = _salvage(damaged, out)

@@ -92,7 +92,7 @@ def _assert_reads_right_from_near(store: SessionStore) -> None:
     for key, states in _fresh_folds(store).items():
         for version, state in enumerate(states, 1):
             view = store.session_at(key, version=version)
-            assert view == view_of(state)
+            assert view == view_of(state.head, state.messages)
             with store._read() as txn:
                 found = store._snapshots.latest(txn, _stream(store, txn, key), version)
             assert version < EVERY or (found is not None and version - found[0] < EVERY), (key, version)

@@ -72,7 +72,7 @@ class _Group(click.Group):
                 raise click.exceptions.Exit(1) from None
             except (EventStoreError, OSError) as exc:
                 env = ctx.find_object(Env)
-                raise user_error(exc, env.store_path if env is not None else None) from None
+                raise user_error(exc, env) from None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

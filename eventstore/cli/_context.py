@@ -9,6 +9,7 @@ a library error reads) are made here, once.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import re
 import sys
@@ -37,8 +38,8 @@ from ..events import RecordedEvent, SessionDeleted, SessionRestored
 from ..storage.lmdb_files import MARKER
 from ._output import progress_bar, terminal_safe
 
-__all__ = ["CACHE_ENV", "Env", "pass_env", "default_store_path", "parse_time", "key_command", "restore_command",
-           "versions_of", "user_error", "session_history"]
+__all__ = ["CACHE_ENV", "Env", "pass_env", "default_store_path", "parse_time", "versions_of", "user_error",
+           "session_history"]
 
 #: The environment variable naming the store (``--store`` wins over it).
 STORE_ENV = "EVENTSTORE_PATH"
@@ -105,7 +106,8 @@ class Env:
         if not create and not self.holds_store():
             hint = "" if self.chosen else f" (the default store; choose another with --store or {STORE_ENV})"
             raise click.ClickException(
-                f"no store at {path}{hint}; create one with `eventstore demo` or `eventstore import`")
+                f"no store at {path}{hint}; create one with `{self.command('demo')}` or "
+                f"`{self.command('import')}`")
         if write or create:
             return SessionStore(path, clock=clock, rebuild_progress=rebuild_progress)
         try:
@@ -134,26 +136,30 @@ class Env:
             return f" --store {_quote(self.url)} --cache {_quote(str(self.store_path))}"
         return f" --store {_quote(str(self.store_path))}" if self.chosen else ""
 
+    def command(self, *words: str) -> str:
+        """``eventstore WORDS...`` for a shell, run against this store: every command the command line suggests
+        is built here, so that it names the store the user chose (``--store``, quoted), wherever it is pasted."""
+        return " ".join(("eventstore" + self.store_option(), *words))
 
-def key_command(command: str, key: str, *options: str) -> str:
-    """``eventstore COMMAND KEY OPTIONS...`` for a shell: the key quoted, after ``--`` when it looks like an option."""
-    if key.startswith("-"):
-        return " ".join(("eventstore", command, *options, "--", _quote(key)))
-    return " ".join(("eventstore", command, _quote(key), *options))
+    def key_command(self, command: str, key: str, *options: str) -> str:
+        """``eventstore COMMAND KEY OPTIONS...`` (``command``): the key quoted, after ``--`` when it looks like an
+        option."""
+        if key.startswith("-"):
+            return self.command(command, *options, "--", _quote(key))
+        return self.command(command, _quote(key), *options)
 
-
-def restore_command(key: str, version: int) -> str:
-    """The command that restores ``key`` to ``version``, for a shell."""
-    return key_command("restore", key, "--version", str(version))
+    def restore_command(self, key: str, version: int) -> str:
+        """The command that restores ``key`` to ``version``, for a shell."""
+        return self.key_command("restore", key, "--version", str(version))
 
 
 @contextmanager
-def versions_of(key: str) -> Iterator[None]:
+def versions_of(env: Env, key: str) -> Iterator[None]:
     """Tell a version or time that names no state of ``key`` with the command that lists its versions."""
     try:
         yield
     except InvalidVersion as exc:
-        raise click.ClickException(f"{exc}; see `{key_command('history', key)}` for its versions") from None
+        raise click.ClickException(f"{exc}; see `{env.key_command('history', key)}` for its versions") from None
 
 
 def _quote(text: str) -> str:
@@ -277,13 +283,15 @@ def _next_unit(start: datetime, found: re.Match[str]) -> datetime | None:
         return datetime.max
 
 
-def user_error(exc: BaseException, store_path: Path | None = None) -> click.ClickException:
-    """The one-line error a library failure shows the user."""
+def user_error(exc: BaseException, env: Env | None = None) -> click.ClickException:
+    """The one-line error a library failure shows the user (``env``: the store it was given, if known)."""
+    store_path = None if env is None else env.store_path
     where = f" at {store_path}" if store_path is not None else ""
     if isinstance(exc, StoreBusy):
         return click.ClickException(f"{exc}. Close the other programs using the store{where} and try again")
     if isinstance(exc, StoreCorrupted):
-        return click.ClickException(f"the store{where} is damaged: {exc}. Run `eventstore verify`: it lists the "
+        verify = "eventstore verify" if env is None else env.command("verify")
+        return click.ClickException(f"the store{where} is damaged: {exc}. Run `{verify}`: it lists the "
                                     "damage and names the command that repairs it (rebuild or salvage)")
     if isinstance(exc, IncompatibleStore):
         return click.ClickException(f"the store{where} does not fit this version of eventstore: {exc}")
@@ -306,22 +314,27 @@ def user_error(exc: BaseException, store_path: Path | None = None) -> click.Clic
     return click.ClickException(str(exc))
 
 
-def session_history(store: SessionStore, key: str) -> list[RecordedEvent]:
-    """The key's history; a one-line error if the key never had an event."""
-    history = store.history(key)
-    if not history:
+def session_history(env: Env, store: SessionStore, key: str) -> Iterator[RecordedEvent]:
+    """The key's history, streamed (its first page read here); a one-line error if the key never had an event."""
+    history = store.iter_history(key)
+    first = next(history, None)
+    if first is None:
         raise click.ClickException(f"no session {key!r} in the store at {store.path}; "
-                                   "see `eventstore sessions` for the keys")
-    return history
+                                   f"see `{env.command('sessions')}` for the keys")
+    return itertools.chain([first], history)
 
 
-def require_live(store: SessionStore, key: str) -> None:
+def require_live(env: Env, store: SessionStore, key: str) -> None:
     """A one-line error unless ``key`` is a live session (naming a deletion, if that is why)."""
     if store.session_exists(key):
         return
-    history = session_history(store, key)
-    ended = next((r.version for r in reversed(history) if isinstance(r.event, SessionDeleted)
-                  or (isinstance(r.event, SessionRestored) and not r.event.exists)), history[-1].version)
+    ended = last = 0
+    for recorded in session_history(env, store, key):
+        last = recorded.version
+        if isinstance(recorded.event, SessionDeleted) or (isinstance(recorded.event, SessionRestored)
+                                                          and not recorded.event.exists):
+            ended = last
+    ended = ended or last
     raise click.ClickException(
         f"session {key!r} was deleted at version {ended}; "
-        f"`{restore_command(key, ended - 1)}` brings it back")
+        f"`{env.restore_command(key, ended - 1)}` brings it back")

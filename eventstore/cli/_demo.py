@@ -175,7 +175,7 @@ def demo(env: Env, ctx: click.Context, as_json: bool) -> None:
         written, restored = build(store, clock)
         moment = point_in_time(store).astimezone()
     as_of = moment.replace(tzinfo=None).isoformat(timespec="seconds")
-    prefix = "eventstore" + env.store_option()
+    prefix = env.command()
     steps: list[tuple[str, str, Any, dict[str, Any]]] = [
         ("List the sessions, most recent activity first", "sessions", sessions, {}),
         ("Show one conversation", f"show {TRIP}", show, {"key": TRIP}),

@@ -7,6 +7,7 @@ call, plus the words that describe an event (``history``) and what it changed
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, assert_never
@@ -20,6 +21,7 @@ from projections.session import EDIT_KINDS, IDLE, untouched_prefix
 from .. import (
     ChatMessage,
     InvalidArgument,
+    InvalidVersion,
     SearchHit,
     SessionMetadata,
     SessionQuery,
@@ -51,7 +53,6 @@ from ._context import (
     Env,
     _quote,
     index_for_search,
-    key_command,
     parse_time,
     pass_env,
     require_live,
@@ -290,7 +291,7 @@ def _summary(env: Env, walk: _Walk, shown: int, limit: int | None, as_json: bool
         options = "".join(f" {option}" for option in (
             "--json" if as_json else "", "" if limit is None else f"--limit {limit}",
             "" if walk.prefix is None else f"--prefix {_quote(walk.prefix)}") if option)
-        lines.append(f"Next: eventstore{env.store_option()} sessions{options} --after {walk.cursor}")
+        lines.append(f"Next: {env.command('sessions')}{options} --after {walk.cursor}")
     return lines
 
 
@@ -442,16 +443,16 @@ def show(env: Env, key: str, version: int | None, as_of: str | None, as_json: bo
     out = Output(as_json)
     with env.open() as store:
         if version is None and moment is None:
-            require_live(store, key)
+            require_live(env, store, key)
             view = store.session_at(key)
         else:
-            session_history(store, key)
-            with versions_of(key):
+            session_history(env, store, key)  # the key had events: reads only their first page
+            with versions_of(env, key):
                 view = store.session_at(key, version=version, as_of=moment)
             if not view.exists:
                 when = f"at version {version}" if version is not None else f"as of {show_time(moment)}"
                 raise click.ClickException(f"session {key!r} did not exist {when} (it was not yet created, "
-                                           f"or deleted); see `{key_command('history', key)}`")
+                                           f"or deleted); see `{env.key_command('history', key)}`")
     when = "" if version is None and moment is None else (
         f" (as of {show_time(moment)})" if moment is not None else f" (at version {version})")
     show_view(out, view, when)
@@ -477,20 +478,22 @@ def history(env: Env, key: str, as_json: bool) -> None:
     """
     out = Output(as_json)
     with env.open() as store:
-        events = session_history(store, key)
-    if as_json:
-        out.json_lines({**event_to_dict(r), "recorded_at": json_time(r.recorded_at)} for r in events)
-        return
-    out.table_or_columns(["VERSION", "POSITION", "TIME", "EVENT", "WHAT"],
-                         ([r.version, r.position, show_time(r.recorded_at), type(r.event).__name__,
-                           describe_event(r.event) + (" [redacted]" if r.redacted else "")] for r in events),
-                         len(events), title=f"History of {key}")
+        # Streamed: a page of events is printed before the next is read (``history | head`` answers at once).
+        events = session_history(env, store, key)
+        if as_json:
+            out.json_lines({**event_to_dict(r), "recorded_at": json_time(r.recorded_at)} for r in events)
+            return
+        first = list(itertools.islice(events, TABLE_ROWS + 1))  # enough to choose a table or columns
+        out.table_or_columns(["VERSION", "POSITION", "TIME", "EVENT", "WHAT"],
+                             ([r.version, r.position, show_time(r.recorded_at), type(r.event).__name__,
+                               describe_event(r.event) + (" [redacted]" if r.redacted else "")]
+                              for r in itertools.chain(first, events)),
+                             len(first), title=f"History of {key}")
 
 
-def _replay_rows(store: SessionStore, key: str, start: int, stop: int | None
+def _replay_rows(store: SessionStore, key: str, before: SessionView, stop: int | None
                  ) -> Iterator[tuple[RecordedEvent, SessionView, list[dict[str, Any]]]]:
-    before = store.session_at(key, version=start - 1)
-    for recorded, view in store.replay(key, from_version=start, to_version=stop):
+    for recorded, view in store.replay(key, from_version=before.version + 1, to_version=stop):
         yield recorded, view, changes(before, view, recorded.event)
         before = view
 
@@ -520,10 +523,17 @@ def replay(env: Env, key: str, start: int, stop: int | None, as_json: bool) -> N
                                            f"{start}, or leave it out to replay to the last event")
     out = Output(as_json)
     with env.open() as store:
-        last = session_history(store, key)[-1].version
-        if start > last:
-            raise click.ClickException(f"--from {start}: session {key!r} has versions 1 to {last}")
-        steps = _replay_rows(store, key, start, stop)
+        session_history(env, store, key)
+        try:
+            before = store.session_at(key, version=start - 1)
+        except InvalidVersion:
+            before = None
+        rows = _replay_rows(store, key, before, stop) if before is not None else iter(())
+        first = next(rows, None)
+        if first is None:  # --from past the last version: only now is the whole history read, for that version
+            *_, final = session_history(env, store, key)
+            raise click.ClickException(f"--from {start}: session {key!r} has versions 1 to {final.version}")
+        steps = itertools.chain([first], rows)
         if as_json:
             out.json_lines({"version": r.version, "position": r.position, "recorded_at": json_time(r.recorded_at),
                             "type": type(r.event).__name__, "changes": found, "exists": view.exists,

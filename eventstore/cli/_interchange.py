@@ -263,7 +263,7 @@ def export(env: Env, keys: Sequence[str], all_sessions: bool, fmt: str, out_path
     with env.open() as store:
         if fmt == "jsonl" and out_path is not None:  # (jsonl without --out was refused above)
             for key in keys:
-                require_live(store, key)
+                require_live(env, store, key)
             chosen = list(keys) if keys else store.list_sessions()
             with progress_bar("Exporting") as progress:
                 result = zeroclaw.export_jsonl(store, chosen, out_path, overwrite=force, progress=progress)

@@ -12,7 +12,7 @@ import click
 
 from .. import SessionView, StoreCorrupted, VerifyReport
 from ..events import SessionForked
-from ._context import Env, parse_time, pass_env, require_live, restore_command, session_history, versions_of
+from ._context import Env, parse_time, pass_env, require_live, session_history, versions_of
 from ._output import Output, confirm, counted, human_bytes, output_options, progress_bar, show_time, spinner
 
 
@@ -49,15 +49,15 @@ def restore(env: Env, key: str, version: int | None, as_of: str | None, yes: boo
     moment = None if as_of is None else parse_time(as_of)
     out = Output(as_json)
     with env.open(write=True) as store:
-        history = session_history(store, key)
+        session_history(env, store, key)
         current = store.session_at(key)
-        with versions_of(key):
+        with versions_of(env, key):
             target = store.session_at(key, version=version, as_of=moment)
         when = f"version {target.version}" + (f" (as of {show_time(moment)})" if moment is not None else "")
         if not yes:
-            confirm(f"Restore {key!r} (now version {history[-1].version}: {_summary(current)}) to "
+            confirm(f"Restore {key!r} (now version {current.version}: {_summary(current)}) to "
                     f"{when}: {_summary(target)}?")
-        before = history[-1].version
+        before = current.version
         after = store.restore(key, version=version, as_of=moment)
     changed = after != before
     if as_json:
@@ -67,7 +67,7 @@ def restore(env: Env, key: str, version: int | None, as_of: str | None, yes: boo
         out.line(f"Nothing to do: {key} is already as it was at {when}.")
     else:
         out.line(f"Restored {key} to {when}: {_summary(target)}. It is now at version {after}; "
-                 f"`{restore_command(key, before)}` undoes this.")
+                 f"`{env.restore_command(key, before)}` undoes this.")
 
 
 @click.command()
@@ -97,8 +97,8 @@ def fork(env: Env, source: str, new_key: str, version: int | None, as_of: str | 
     moment = None if as_of is None else parse_time(as_of)
     out = Output(as_json)
     with env.open(write=True) as store:
-        session_history(store, source)
-        with versions_of(source):
+        session_history(env, store, source)
+        with versions_of(env, source):
             forked = store.fork(source, new_key, version=version, as_of=moment)
         view = store.session_at(new_key)
         started = store.history(new_key)[-1].event
@@ -127,14 +127,14 @@ def delete(env: Env, key: str, reason: str | None, as_json: bool) -> None:
     """
     out = Output(as_json)
     with env.open(write=True) as store:
-        require_live(store, key)
+        require_live(env, store, key)
         store.delete_session(key, reason=reason)
         version = store.history(key)[-1].version
     if as_json:
         out.json({"key": key, "deleted": True, "version": version})
     else:
         out.line(f"Deleted {key} (version {version}). Its history stays; "
-                 f"`{restore_command(key, version - 1)}` brings it back.")
+                 f"`{env.restore_command(key, version - 1)}` brings it back.")
 
 
 @click.command()
@@ -159,7 +159,7 @@ def compact(env: Env, key: str | None, all_sessions: bool, as_json: bool) -> Non
     out = Output(as_json)
     with env.open(write=True) as store:
         if key is not None:
-            session_history(store, key)
+            session_history(env, store, key)
             keys = [key]
         else:
             keys = store.list_sessions()
@@ -179,19 +179,21 @@ def compact(env: Env, key: str | None, all_sessions: bool, as_json: bool) -> Non
                  f"({len(keys) - len(taken)} already had one at their current version).")
 
 
-def repairs(damaged: frozenset[str]) -> list[str]:
-    """The commands that repair what ``verify`` found (``VerifyReport.damaged``), each in a sentence."""
+def repairs(env: Env, damaged: frozenset[str]) -> list[str]:
+    """The commands that repair what ``verify`` found (``VerifyReport.damaged``) in ``env``'s store, each in a
+    sentence."""
     if damaged & {"file", "log"}:
         where = "the event log" if "log" in damaged else "the data file"
-        return [f"{where} is damaged, which no rebuild repairs: `eventstore salvage --out FILE` copies out the "
-                "events still readable, and `import events FILE` into a new store rebuilds everything else"]
+        salvage = env.command("salvage", "--out", "FILE")
+        return [f"{where} is damaged, which no rebuild repairs: `{salvage}` copies out the events still readable, "
+                "and `import events FILE` into a new store rebuilds everything else"]
     models = sorted(damaged - {"dictionary"})
     dictionary = "damaged copy of the compression dictionary from the intact one"
     if not models:
-        return [f"`eventstore rebuild` (as any writable open) rewrites the {dictionary}"] if damaged else []
+        return [f"`{env.command('rebuild')}` (as any writable open) rewrites the {dictionary}"] if damaged else []
     only = " ".join(f"--only {name}" for name in models)
     also = f" (and rewrites the {dictionary})" if "dictionary" in damaged else ""
-    return [f"the log is sound: `eventstore rebuild {only}` rebuilds the damaged read model"
+    return [f"the log is sound: `{env.command('rebuild', only)}` rebuilds the damaged read model"
             f"{'s' if len(models) > 1 else ''} from it{also}"]
 
 
@@ -220,7 +222,7 @@ def verify(env: Env, as_json: bool) -> None:
     else:
         with store, progress_bar("Verifying") as progress:
             report = store.verify(progress=progress)
-    advice = repairs(report.damaged)
+    advice = repairs(env, report.damaged)
     if as_json:
         out.json({"ok": report.ok, "events_checked": report.events_checked, "problems": list(report.problems),
                   "damaged": sorted(report.damaged), "repairs": advice})
@@ -287,15 +289,15 @@ def redact(env: Env, key: str, reason: str, yes: bool, as_json: bool) -> None:
     """
     out = Output(as_json)
     with env.open(write=True) as store:
-        session_history(store, key)
+        session_history(env, store, key)
         if not yes:
             confirm(f"Redact every message of {key!r}? Their content cannot be recovered.")
         changed = store.redact(key, reason)
     if as_json:
         out.json({"key": key, "events_redacted": changed, "reason": reason})
     else:
-        out.line(f"Redacted {counted(changed, 'event')} of {key}. Run `eventstore vacuum` to remove the old bytes "
-                 "from the file.")
+        out.line(f"Redacted {counted(changed, 'event')} of {key}. Run `{env.command('vacuum')}` to remove the old "
+                 "bytes from the file.")
 
 
 @click.command()

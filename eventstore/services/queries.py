@@ -21,7 +21,7 @@ from projections.search.index import SearchIndex
 from projections.search.reader import IndexReader
 from projections.search.snippets import snippet
 from projections.search.tokenizer import parse_query
-from projections.session import Entry, SessionHead, SessionSnapshot
+from projections.session import Entry, SessionHead
 
 from .._deferred import Deferred, Read, SessionTexts
 from .._errors import InvalidArgument, StoreCorrupted
@@ -141,7 +141,7 @@ class Queries:
                 return None
             stream_id, head = found
             entries = self._entries_in(txn, key, stream_id, head.version, head.message_count)
-            return view_of(SessionSnapshot(head, entries))
+            return view_of(head, entries)
 
     def _entries_in(self, txn: ReadTransaction, key: str, stream_id: int, version: int, count: int
                     ) -> tuple[Entry, ...]:

@@ -5,19 +5,20 @@ These fold the log on purpose, from the nearest snapshot: the read models hold o
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
+from typing import TypeVar
 
 import attrs
 
-from projections.session import SessionSnapshot, empty_snapshot, fold
+from projections.session import SessionSnapshot, SharedEntries, empty_head, empty_snapshot, step
 
 from .._deferred import Read
 from .._folding import LogChange, RestoredCreationTimes, fold_stream, resolve_version, to_recorded, view_of
-from .._log import EventLog, StreamTip
+from .._log import EventLog, StoredEvent, StreamTip
 from .._snapshots import SnapshotStore
 from .._values import SessionView
-from ..events import RecordedEvent
+from ..events import RecordedEvent, SessionEvent
 from ..storage import ReadTransaction, WriteTransaction
 from . import commands
 from .arguments import check_index
@@ -27,6 +28,8 @@ __all__ = ["TimeTravel", "BATCH"]
 
 #: Events read per read transaction when streaming the log.
 BATCH = 1000
+T = TypeVar("T")
+
 #: The last position the log can hold (positions are unsigned 64-bit keys).
 LAST_POSITION = 2**64 - 1
 
@@ -46,6 +49,14 @@ class TimeTravel:
             if stream_id is None:
                 return []
             return [to_recorded(entry) for entry in self._log.read_stream(txn, stream_id)]
+
+    def iter_history(self, key: str) -> Iterator[RecordedEvent]:
+        """``history``, a page of ``BATCH`` versions per short read transaction, up to the version the session had
+        when this was called."""
+        with self._read() as txn:
+            stream_id = self._log.stream_id(txn, key)
+            last = 0 if stream_id is None else self._log.stream_version(txn, stream_id)
+        return self._pages(stream_id, 0, last, lambda _txn, entries: [to_recorded(entry) for entry in entries])
 
     def events(self, after: int, limit: int | None) -> Iterator[RecordedEvent]:
         """Every event after position ``after``, in batches, each read in its own short read transaction."""
@@ -77,8 +88,9 @@ class TimeTravel:
             stream_id = self._log.stream_id(txn, key)
             target = self._resolve_version(txn, key, stream_id, version, as_of)
             if stream_id is None or target == 0:
-                return attrs.evolve(view_of(empty_snapshot(key)), version=target)
-            return view_of(fold_stream(txn, self._log, self._snapshots, stream_id, key, target))
+                return attrs.evolve(view_of(empty_head(key), ()), version=target)
+            state = fold_stream(txn, self._log, self._snapshots, stream_id, key, target)
+            return view_of(state.head, state.messages)
 
     def restore(self, key: str, version: int | None, as_of: datetime | None, request: Request,
                 expected_version: int | None, idempotency_key: str | None) -> int:
@@ -109,18 +121,32 @@ class TimeTravel:
                      fold_stream(txn, self._log, self._snapshots, stream_id, key, min(from_version - 1, last)))
         return self._replay(stream_id, start, from_version - 1, last)
 
-    def _replay(self, stream_id: int | None, state: SessionSnapshot, after: int, last: int
+    def _replay(self, stream_id: int | None, start: SessionSnapshot, after: int, last: int
                 ) -> Iterator[tuple[RecordedEvent, SessionView]]:
+        # Each step's view shares its messages with the step before: a step costs its event's edit, and a view the
+        # caller keeps stays as it was.
+        head, messages = start.head, SharedEntries(start.messages)
+
+        def as_folded(txn: ReadTransaction, entries: list[StoredEvent]) -> list[tuple[RecordedEvent, SessionEvent]]:
+            """Each event as recorded, and as the fold reads it."""
+            creation_times = RestoredCreationTimes(txn, self._log, self._snapshots)
+            return [(recorded, creation_times.event(entry, recorded.event))
+                    for entry, recorded in zip(entries, map(to_recorded, entries))]
+
+        for recorded, event in self._pages(stream_id, after, last, as_folded):
+            as_read = recorded if event is recorded.event else attrs.evolve(recorded, event=event)
+            head = step(head, messages, as_read)
+            yield recorded, view_of(head, messages.view())
+
+    def _pages(self, stream_id: int | None, after: int, last: int,
+               read: Callable[[ReadTransaction, list[StoredEvent]], list[T]]) -> Iterator[T]:
+        """What ``read`` makes of the stream's events after version ``after`` up to ``last``, a page of ``BATCH``
+        versions at a time, each in its own short read transaction: a caller holding the iterator open never
+        holds a transaction, so its own writes (and the file's growth) never wait for it."""
         while stream_id is not None and after < last:
             with self._read() as txn:
-                creation_times = RestoredCreationTimes(txn, self._log, self._snapshots)
-                entries = list(self._log.read_stream(txn, stream_id, after, min(after + BATCH, last)))
-                # Each event as recorded, and as the fold reads it.
-                batch = [(recorded, creation_times.event(entry, recorded.event))
-                         for entry, recorded in zip(entries, map(to_recorded, entries))]
-            for recorded, event in batch:
-                state = fold(state, [recorded if event is recorded.event else attrs.evolve(recorded, event=event)])
-                yield recorded, view_of(state)
+                page = read(txn, list(self._log.read_stream(txn, stream_id, after, min(after + BATCH, last))))
+            yield from page
             after += BATCH
 
     def _resolve_version(self, txn: ReadTransaction, key: str, stream_id: int | None, version: int | None,

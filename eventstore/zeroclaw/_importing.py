@@ -12,6 +12,7 @@ import attrs
 from .._errors import InvalidArgument, SourceChanged
 from .._files import path_text
 from .._store import SessionStore
+from .._time import Clock, system_clock
 from .._values import ImportOutcome
 from ..events import MessageAppended
 from ._source import Progress, SourceBatch, SourceResult
@@ -70,11 +71,13 @@ def _import_batch(store: Callable[[], SessionStore], batch: SourceBatch, progres
 
 
 def import_workspace(store: SessionStore | Callable[[], SessionStore], workspace: str | os.PathLike[str],
-                     progress: Progress | None = None) -> WorkspaceImport:
+                     progress: Progress | None = None, *, clock: Clock | None = None) -> WorkspaceImport:
     """Import every session of a ZeroClaw workspace into ``store``, one transaction per source file.
 
     ``store`` is a store, or a callable that opens one, called once, when the first source with sessions to
-    import has been read: a workspace with nothing to import then creates no store.
+    import has been read: a workspace with nothing to import then creates no store. A time in the future is
+    judged by the clock the import records with: the store's (``SessionStore.clock``); for a callable, the
+    ``clock`` it will open its store with (the real clock by default).
 
     Idempotent: each source's receipt (name, size, SHA-256) is committed with
     its events, so a second import adds nothing; a source changed since its
@@ -88,8 +91,12 @@ def import_workspace(store: SessionStore | Callable[[], SessionStore], workspace
 
     Raises:
         NotAWorkspace: the path holds no ZeroClaw sessions.
+        InvalidArgument: ``clock`` given with a store (not a callable).
         ImportInterrupted: Ctrl-C; it says which sources were imported before it.
     """
+    if isinstance(store, SessionStore) and clock is not None:
+        raise InvalidArgument("give clock= only with a callable that opens the store: a store brings its own")
+    judge = store.clock if isinstance(store, SessionStore) else clock or system_clock
     target: Callable[[], SessionStore] = (lambda: store) if isinstance(store, SessionStore) else functools.cache(store)
     sources, roots = workspace_sources(workspace)
     results = []
@@ -104,7 +111,7 @@ def import_workspace(store: SessionStore | Callable[[], SessionStore], workspace
 
     try:
         for path, kind in sources:
-            source = read_source(path, kind, roots)
+            source = read_source(path, kind, roots, judge)
             sessions = 1 if isinstance(source, SourceResult) else max(1, len(source.sessions))
             total += sessions - 1
             results.append(source if isinstance(source, SourceResult) else _import_batch(target, source, report))

@@ -22,6 +22,7 @@ from pathlib import Path
 import orjson
 
 from .._errors import EventStoreError, shown
+from .._time import Clock, system_clock
 from .._values import ChatMessage, validate_key
 from ..events import MessageAppended, SessionRenamed
 from ._source import (
@@ -85,13 +86,15 @@ def _key_record(raw: bytes) -> str | None:
         return None
 
 
-def read_jsonl(path: str | os.PathLike[str], *, roots: Sequence[Path] | None = None) -> SourceBatch:
+def read_jsonl(path: str | os.PathLike[str], *, roots: Sequence[Path] | None = None,
+               clock: Clock = system_clock) -> SourceBatch:
     """Read one ZeroClaw JSONL session file; the file name without ``.jsonl`` is the key, unless the
     first line is a ``{"session_key": KEY}`` record.
 
     Lines are split on ``\\n`` only; blank lines, lines that are not JSON or not a
     message, invalid UTF-8 and lines over ``MAX_LINE_BYTES`` are skipped and
-    listed. Every message gets the file's modification time. A file with no
+    listed. Every message gets the file's modification time (a bad time if it is past ``clock``, the importing
+    store's, plus ``CLOCK_SKEW``: see ``latest_time``). A file with no
     line but blank ones is a session with no messages (recorded as a session
     without a name, as ``set_session_name(key, "")`` would create it).
 
@@ -108,7 +111,7 @@ def read_jsonl(path: str | os.PathLike[str], *, roots: Sequence[Path] | None = N
         lines.pop()  # the newline ending the last line starts no line
     recorded_key = _key_record(lines[0]) if lines else None
     key = recorded_key or path.name[: -len(".jsonl")]
-    moment = modification_time(info, latest_time())
+    moment = modification_time(info, latest_time(clock))
     bad_times = int(moment is None)
     moment = moment or EPOCH
     events: TimedEvents = []

@@ -5,7 +5,7 @@ without blocking (a FIFO is reported, never waited on); a symbolic link is
 followed only to a file inside the workspace; a file over ``MAX_FILE_BYTES`` is
 not read, and a line (or row) over ``MAX_LINE_BYTES`` is skipped. A time that
 does not parse, that the store cannot record (before 1970, past year 9999) or
-that is in the future (``latest_time``) counts as a bad time and the time
+that is in the future by the importing store's clock (``latest_time``) counts as a bad time and the time
 before it is used. Each such source or line
 is reported and the import goes on with the next one.
 
@@ -27,7 +27,7 @@ import attrs
 
 from .._errors import EventStoreError
 from .._files import file_kind
-from .._time import CLOCK_SKEW, system_clock
+from .._time import CLOCK_SKEW, Clock
 from ..events import MessageAppended, SessionEvent
 
 __all__ = ["MAX_FILE_BYTES", "MAX_LINE_BYTES", "EPOCH", "BLANK", "NOT_JSON", "NOT_A_MESSAGE", "INVALID_UTF8",
@@ -176,10 +176,10 @@ def recordable_time(moment: datetime | None, latest: datetime) -> datetime | Non
     return moment if moment is not None and EPOCH <= moment <= latest else None
 
 
-def latest_time() -> datetime:
-    """The latest time an imported event may have: this machine's clock plus ``CLOCK_SKEW``. An audit store
-    takes no event from the future (``SessionStore.import_sessions`` refuses one)."""
-    return system_clock() + CLOCK_SKEW
+def latest_time(clock: Clock) -> datetime:
+    """The latest time an imported event may have: ``clock`` (the importing store's) plus ``CLOCK_SKEW``. An
+    audit store takes no event from the future (``SessionStore.import_sessions`` refuses one, by its clock)."""
+    return clock() + CLOCK_SKEW
 
 
 def modification_time(info: os.stat_result, latest: datetime) -> datetime | None:

@@ -27,6 +27,7 @@ from typing import Any
 import attrs
 
 from .._errors import EventStoreError, shown
+from .._time import Clock, system_clock
 from .._values import ChatMessage, validate_key
 from ..events import MessageAppended, SessionEvent, SessionRenamed, SessionStateChanged
 from ._source import (
@@ -109,7 +110,8 @@ class _Timeline:
         return result
 
 
-def read_sqlite(path: str | os.PathLike[str], *, roots: Sequence[Path] | None = None) -> SourceBatch:
+def read_sqlite(path: str | os.PathLike[str], *, roots: Sequence[Path] | None = None,
+                clock: Clock = system_clock) -> SourceBatch:
     """Read ZeroClaw's ``sessions.db``: every session's messages with their times, its name and its state.
 
     The file (and its ``-wal`` file, if any) is copied to a temporary directory
@@ -118,7 +120,8 @@ def read_sqlite(path: str | os.PathLike[str], *, roots: Sequence[Path] | None = 
     during it. ``size``
     and ``sha256`` are those of the bytes copied. Rows whose role or content
     is not valid text, or longer than ``MAX_LINE_BYTES``, are skipped and listed
-    by ``id``. Missing ``name`` or state columns (older files) are tolerated.
+    by ``id``. Missing ``name`` or state columns (older files) are tolerated. A time past ``clock`` (the
+    importing store's) plus ``CLOCK_SKEW`` is a bad time (``latest_time``).
 
     Raises:
         NotAWorkspace: the file is not a ZeroClaw sessions database.
@@ -140,7 +143,7 @@ def read_sqlite(path: str | os.PathLike[str], *, roots: Sequence[Path] | None = 
             rows, metadata = _query(connection, path)
         finally:
             connection.close()
-    latest = latest_time()
+    latest = latest_time(clock)
     return _build_sessions(path, size, sha256, modification_time(info, latest), rows, metadata, latest)
 
 

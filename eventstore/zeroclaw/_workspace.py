@@ -6,6 +6,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from .._time import Clock, system_clock
 from ._jsonl import read_jsonl
 from ._source import NotAWorkspace, RefusedSource, SourceBatch, SourceBusy, SourceResult
 from ._sqlite import read_sqlite
@@ -37,10 +38,12 @@ def _sources(directory: Path) -> list[tuple[Path, str]]:
     return found + [(path, "jsonl") for path in sorted(directory.glob("*.jsonl"))]
 
 
-def read_source(path: Path, kind: str, roots: Sequence[Path]) -> SourceBatch | SourceResult:
-    """One source read into a batch, or the result saying why it was not read."""
+def read_source(path: Path, kind: str, roots: Sequence[Path], clock: Clock) -> SourceBatch | SourceResult:
+    """One source read into a batch (its times in the future by ``clock`` are bad times), or the result saying
+    why it was not read."""
     try:
-        return read_sqlite(path, roots=roots) if kind == "sqlite" else read_jsonl(path, roots=roots)
+        read = read_sqlite if kind == "sqlite" else read_jsonl
+        return read(path, roots=roots, clock=clock)
     except RefusedSource as exc:
         return SourceResult(None, path, kind, "refused", detail=str(exc))
     except (NotAWorkspace, SourceBusy) as exc:
@@ -56,13 +59,14 @@ def workspace_sources(workspace: str | os.PathLike[str]) -> tuple[list[tuple[Pat
     return _sources(directory), roots
 
 
-def read_workspace(workspace: str | os.PathLike[str]) -> list[SourceBatch | SourceResult]:
+def read_workspace(workspace: str | os.PathLike[str], clock: Clock = system_clock) -> list[SourceBatch | SourceResult]:
     """Read every source of a workspace (see ``_sources`` for the order). A source that is not read comes
     back as a result: ``"refused"`` (not a regular file inside the workspace, or too large) or
-    ``"unreadable"``.
+    ``"unreadable"``. A time past ``clock`` (the store's that will import them) plus ``CLOCK_SKEW`` is a bad
+    time.
 
     Raises:
         NotAWorkspace: the path holds no ZeroClaw sessions.
     """
     sources, roots = workspace_sources(workspace)
-    return [read_source(path, kind, roots) for path, kind in sources]
+    return [read_source(path, kind, roots, clock) for path, kind in sources]
