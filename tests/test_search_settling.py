@@ -2,7 +2,9 @@
 (``IndexWriter._held``), and its blocks are summarized only when something reads or changes them. Whatever reads,
 appends, removals and clears follow in the batch, its reads and the stored bytes are those of the general path
 (every block raised through its summary as it settles): every key and value of every ``search.*`` database, with
-blocks small enough that a term spans several, terms stored whole or in blocks, and blocks gaining maps."""
+blocks small enough that a term spans several, terms stored whole or in blocks, and blocks gaining maps. The
+messages where a term has a level of its own are read from their notes' bytes in C (``maps.posted_levels``), as
+each note's bits say."""
 
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from hypothesis import strategies as st
 from eventstore import SessionStore
 from eventstore.storage import MemoryStorage, WriteTransaction
 from projections.search import formats, writer
+from projections.search.formats.maps import posted_levels
+from projections.search.grouping import POSTED_BLOCK
 
 from conftest import FakeClock
 from test_search import MAP_BANDS
@@ -108,3 +112,8 @@ def test_a_term_is_held_until_its_blocks_are_read() -> None:
 
         store._environment.write(body)
 
+
+@given(st.lists(st.tuples(st.integers(0, (1 << 20) - 1), st.integers(0, 255), st.integers(0, (1 << 32) - 1))))
+def test_posted_levels_are_each_notes_key_and_level(notes: list[tuple[int, int, int]]) -> None:
+    values = [block << POSTED_BLOCK | level << 32 | key for block, level, key in notes]
+    assert list(posted_levels(values)) == [(key, level) for _, level, key in notes]

@@ -60,6 +60,7 @@ from .formats.maps import (
     mapped_size,
     placed,
     posted_keys,
+    posted_levels,
     repeats_value,
     session_map_keys,
 )
@@ -779,7 +780,7 @@ class IndexWriter(IndexReader):
     def _posted_repeats(self, key: int, repeated: Sequence[int]) -> None:
         """Add to a mapped block's repeats (``key``) the messages noted with a level of their own (``repeated``)."""
         if repeated:
-            self._repeats_of(key).update((message & MAX_ID, message >> 32 & 0xFF) for message in repeated)
+            self._repeats_of(key).update(posted_levels(repeated))
 
     def _lower(self, tid: int, sid: int, messages: int, code: int) -> None:
         """Take ``messages`` messages of session ``sid`` out of term ``tid``, whose entry there is now ``code``."""
