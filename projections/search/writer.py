@@ -1008,9 +1008,9 @@ class IndexWriter(IndexReader):
     def _whole_of_batch(self, tid: int, df: int, blocks: Sequence[int]) -> bytes:
         """The head of a term stored whole from its blocks in the batch: joined from its columns when it is held as
         them (``_held``: most new terms'), else from each block's summary decoded."""
-        fresh = self._held.get(tid)
-        if fresh is not None:
-            counts, columns = fresh
+        held = self._held.get(tid)
+        if held is not None:
+            counts, columns = held
             return whole_value(df, blocks, counts, [columns], BitMap())
         return whole_of_blocks(df, [(number, Block(self._batch_block(tid, number)), self._maps.get(number << 32 | tid))
                                     for number in blocks])
