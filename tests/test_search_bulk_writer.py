@@ -359,6 +359,7 @@ class TestWhatTheCollectorWalks:
             assert [len(state.appended[1]) for sid, state in sorted(states.items()) if sid in (39, 40)] == [6, 5]
             batch.settle()
             gc.collect()
-            kept = [batch._dirty, batch._columns, batch._blocks, batch._dfs, batch._tids, batch._key_tids]
+            gc.collect()  # a new term's columns and counts are tuples in a tuple
+            kept = [batch._dirty, batch._held, batch._blocks, batch._dfs, batch._tids, batch._key_tids]
             assert all(kept) and not any(map(gc.is_tracked, kept))
             assert batch.written_bytes() > 0

@@ -1,7 +1,8 @@
 """A block's level groups stay ascending when an edit moves a session between levels (``formats.summary_set``, which
 removals and a batch's few raises of sessions a block already holds go through), as the stored form says and as a
 block built at once has them: an edited block is byte for byte the block of its entries built anew. A block whose
-groups an earlier version left out of order still reads and edits."""
+groups an earlier version left out of order still reads and edits. A block's sessions are grouped by level in numpy
+from a few dozen, in the bytes of grouping them in Python."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from hypothesis import strategies as st
 
 from eventstore import ChatMessage, SessionStore
 from projections.search import formats
+from projections.search.formats import summaries
 from projections.search.formats.arrays import packed_u16s, u16s
-from projections.search.formats.summaries import MULTI, Block, summary_of, summary_set
+from projections.search.formats.summaries import MULTI, Block, summary_extend, summary_of, summary_set
 
 #: Blocks of more than this many sessions keep level groups here (a few, so that small examples have them).
 GROUPED_FROM = 4
@@ -91,3 +93,26 @@ def test_a_removal_keeps_the_stored_groups_ascending(store: SessionStore) -> Non
         assert raw is not None and Block(raw).grouped
         assert all(members == sorted(members) for _, members in groups_of(raw))
         assert store.verify().ok
+
+
+@given(st.dictionaries(st.integers(0, (1 << 12) - 1), st.integers(0, 255), max_size=300), st.integers(0, 300))
+@example({number: 7 for number in range(40)}, 32)
+def test_level_groups_sorted_in_numpy_are_those_sorted_in_python(levels_of: dict[int, int], from_: int) -> None:
+    """A block's sessions grouped by level over whole arrays (from ``LEVEL_GROUPS_NUMPY_FROM`` sessions) are those
+    of one sort in Python: best level first, ascending within a level, in the same bytes; and so are the blocks
+    ``summary_extend`` builds from them, past a stored block too."""
+    offsets = sorted(levels_of)
+    columns = packed_u16s(offsets), bytes(map(levels_of.__getitem__, offsets)), bytes(len(offsets))
+    saved = summaries.LEVEL_GROUPS_NUMPY_FROM
+    try:
+        summaries.LEVEL_GROUPS_NUMPY_FROM = 1 << 20
+        in_python = list(summaries._level_groups(*columns[:2]))
+        built_in_python = summary_extend(None, *columns)
+        summaries.LEVEL_GROUPS_NUMPY_FROM = from_
+        assert list(summaries._level_groups(*columns[:2])) == in_python
+        assert summary_extend(None, *columns) == built_in_python
+    finally:
+        summaries.LEVEL_GROUPS_NUMPY_FROM = saved
+    assert [level for level, _ in in_python] == sorted(set(columns[1]), reverse=True)
+    assert [sid for _, members in in_python for sid in u16s(members)] == sorted(
+        offsets, key=lambda sid: -levels_of[sid])

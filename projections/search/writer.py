@@ -14,7 +14,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache, partial
 from itertools import chain, compress, repeat
 from operator import itemgetter
-from typing import cast
 
 from pyroaring import BitMap
 
@@ -60,6 +59,7 @@ from .formats.maps import (
     mapped_size,
     placed,
     posted_keys,
+    posted_levels,
     repeats_value,
     session_map_keys,
 )
@@ -158,10 +158,11 @@ class IndexWriter(IndexReader):
         # collector walks as one object (a rebuild keeps some for each of tens of thousands of terms, and a set or
         # a dict of tuples or lists is walked entry by entry at every full collection).
         self._dirty: dict[int, None] = {}  # the blocks changed, as a set the collector does not track
-        # The columns (sessions, best levels, tags) of the blocks of new terms summarized as they came
-        # (``_settle_term``) and not changed since, joined in one value (``_split_columns``): a head stored whole
-        # takes them without decoding the summary.
-        self._columns: dict[int, bytes] = {}
+        # Term id → the sessions in each of its blocks and its columns (sessions as u16 offsets, best levels, tags,
+        # block after block) of a term new to the index that settled with no block holding a map, and that the
+        # batch has not read or changed since (most terms of a rebuild or a first catch-up): its blocks are
+        # summarized only if something reads them (``_spill``), and its head stored whole is joined from these.
+        self._held: dict[int, tuple[tuple[int, ...], tuple[bytes, bytes, bytes]]] = {}
         self._lists: dict[int, array[int]] = {}  # term id → its blocks
         self._dfs: dict[int, int] = {}
         self._sessions: dict[int, _SessionState] = {}
@@ -253,14 +254,31 @@ class IndexWriter(IndexReader):
     def _block(self, tid: int, block: int) -> bytes | None:
         key = block << 32 | tid
         if key not in self._blocks:
+            if tid in self._held:
+                self._spill(tid)
+                return self._block(tid, block)
             self._blocks[key] = super().block_raw(tid, block)
         return self._blocks[key]
 
+    def _spill(self, tid: int) -> None:
+        """Summarize the blocks of a term held as columns (``_held``), as a term's changed blocks are held: what
+        reads or changes its blocks needs them."""
+        found = self._held.pop(tid, None)
+        if found is None:
+            return
+        counts, (offsets, levels, tags) = found
+        start = 0
+        for number, count in zip(self._lists[tid], counts):
+            key, end = number << 32 | tid, start + count
+            self._blocks[key] = summary_extend(None, offsets[2 * start:2 * end], levels[start:end], tags[start:end])
+            self._dirty[key] = None
+            start = end
+
     def _set_block(self, tid: int, block: int, raw: bytes | None) -> None:
+        self._spill(tid)
         key = block << 32 | tid
         self._blocks[key] = raw
         self._dirty[key] = None
-        self._columns.pop(key, None)
         blocks = self._block_list(tid)
         if raw is not None and (not blocks or blocks[-1] < block):  # new sessions' blocks come last
             blocks.append(block)
@@ -698,8 +716,8 @@ class IndexWriter(IndexReader):
         in C (``grouping.group``)."""
         postings, self._postings = self._postings, Postings()
         if len(postings):
-            for tid, *part in group(postings, formats.BLOCK_BITS, _POSTED_FROM):
-                yield tid, cast(_Part, tuple(part))
+            for term in group(postings, formats.BLOCK_BITS, _POSTED_FROM):
+                yield term[0], term[1:]
 
     def _settle_term(self, tid: int, parts: list[_Part]) -> None:
         """Fold one term's grouped parts into its blocks: their entries (a part's are of distinct sessions,
@@ -715,18 +733,26 @@ class IndexWriter(IndexReader):
         own = self._repeated.pop(tid, None)
         levelled: Sequence[int] = sorted(own) if own else ()  # few: the messages where the term repeats
         single: dict[int, BitMap] = {}  # by block, of the parts' entries, read where a block has a map
+        dfs = self._dfs
         # A term new to the index that the batch has not changed yet (most terms of a rebuild, or of a first
-        # catch-up) has nothing stored or held to read or merge with: its blocks without a map are summarized as
-        # they come, with no step of the general path's (a read, a raise, a map followed) a block.
+        # catch-up) has nothing stored or held to read or merge with: without a block holding a map, it keeps its
+        # columns as they come (``_held``), with no step a block; else its blocks without a map are summarized as
+        # they come, with no step of the general path's (a read, a raise, a map followed).
         new = tid >= self._first_tid and tid not in self._lists
+        columns, bounds = _columns_of(raw), _bounds(notes)
         if new:
+            counts = tuple(end - start for _, start, end in bounds)
+            if not any(map(mapped_size, counts)):
+                self._lists[tid] = array("I", [block for block, _, _ in bounds])
+                self._held[tid] = counts, columns
+                dfs[tid] = dfs.get(tid, 0) + added
+                return
             numbers = self._lists[tid] = array("I")
-        for block, offsets, levels, tags in _by_block(notes, raw):
+        for block, offsets, levels, tags in _sliced(columns, bounds):
             if new and not mapped_size(len(levels)):
                 key = block << 32 | tid
                 self._blocks[key] = summary_extend(None, offsets, levels, tags)
                 self._dirty[key] = None
-                self._columns[key] = offsets + levels + tags
                 numbers.append(block)  # ascending, as ``_set_block`` keeps them
                 continue
             before = self._block(tid, block)
@@ -740,20 +766,19 @@ class IndexWriter(IndexReader):
                     keys |= _single_keys(offsets, tags)
                 else:  # a part's tag names its one message holding the term; a merged entry's does not
                     if not single:
-                        single = {at: _single_keys(at_offsets, at_tags)
-                                  for at, at_offsets, _, at_tags in _by_block(runs, packed_u64s(runs))}
+                        single = {at: _single_keys(at_offsets, at_tags) for at, at_offsets, _, at_tags
+                                  in _sliced(_columns_of(packed_u64s(runs)), _bounds(runs))}
                     keys |= single[block]
             self._map_changed(tid, block, before, after, keys)
             if keys is not None:
                 self._posted_repeats(block << 32 | tid, repeated)
-        dfs = self._dfs
         df = dfs.get(tid)
         dfs[tid] = ((0 if new else super().df(tid)) if df is None else df) + added
 
     def _posted_repeats(self, key: int, repeated: Sequence[int]) -> None:
         """Add to a mapped block's repeats (``key``) the messages noted with a level of their own (``repeated``)."""
         if repeated:
-            self._repeats_of(key).update((message & MAX_ID, message >> 32 & 0xFF) for message in repeated)
+            self._repeats_of(key).update(posted_levels(repeated))
 
     def _lower(self, tid: int, sid: int, messages: int, code: int) -> None:
         """Take ``messages`` messages of session ``sid`` out of term ``tid``, whose entry there is now ``code``."""
@@ -904,6 +929,8 @@ class IndexWriter(IndexReader):
         """Every changed entry of the batch by space, in key order (``None``: delete), settled first; ``txn`` reads
         the names of terms that go (the state the batch was folded from)."""
         self.settle()
+        for tid in [tid for tid in self._held if not stored_whole(self._dfs[tid], self._lists[tid])]:
+            self._spill(tid)  # its blocks are written apart
         spaces = self.spaces
         terms, names = self._dictionary_changes(txn)
         heads: list[tuple[bytes, bytes | None]] = []
@@ -977,15 +1004,14 @@ class IndexWriter(IndexReader):
         return whole_value(df, blocks, counts, columns, keys)
 
     def _whole_of_batch(self, tid: int, df: int, blocks: Sequence[int]) -> bytes:
-        """The head of a term stored whole from its blocks in the batch: the columns kept of them when every one
-        was summarized as it came (most new terms': such a block has no map), else each block's summary decoded."""
-        columns = self._columns
-        kept = [columns.get(number << 32 | tid) for number in blocks]
-        if None in kept:
-            return whole_of_blocks(df, [(number, Block(self._batch_block(tid, number)),
-                                         self._maps.get(number << 32 | tid)) for number in blocks])
-        held = [_split_columns(joined) for joined in cast(list[bytes], kept)]
-        return whole_value(df, blocks, [len(levels) for _, levels, _ in held], held, BitMap())
+        """The head of a term stored whole from its blocks in the batch: joined from its columns when it is held as
+        them (``_held``: most new terms'), else from each block's summary decoded."""
+        held = self._held.get(tid)
+        if held is not None:
+            counts, columns = held
+            return whole_value(df, blocks, counts, [columns], BitMap())
+        return whole_of_blocks(df, [(number, Block(self._batch_block(tid, number)), self._maps.get(number << 32 | tid))
+                                    for number in blocks])
 
     def _batch_block(self, tid: int, number: int) -> bytes:
         """The summary of term ``tid``'s block ``number`` the batch read or changed."""
@@ -1022,34 +1048,42 @@ def _unknown(ids: array[int]) -> Iterator[int]:
         yield at
 
 
-def _by_block(notes: Sequence[int], raw: bytes) -> Iterator[tuple[int, bytes, bytes, bytes]]:
-    """``(block, offsets, levels, tags)`` of a term's noted entries (distinct sessions, ascending; ``raw``: their
-    bytes), as ``summary_raise`` takes them: the columns are cut from the notes' bytes in C, all blocks at once,
-    and a tag gains ``MULTI`` where its note counts several messages."""
+def _columns_of(raw: bytes) -> tuple[bytes, bytes, bytes]:
+    """The columns of a term's noted entries (``raw``: the notes' bytes; distinct sessions, ascending) as
+    ``summary_extend`` takes them, over all its blocks at once: the sessions' offsets in their blocks (u16 bytes),
+    levels and tags, cut from the notes' bytes in C (a tag gains ``MULTI`` where its note counts several
+    messages)."""
     bits = formats.BLOCK_BITS  # read here: tests make blocks small
-    shift = _SID_SHIFT + bits
-    size = len(notes)
-    offsets = bytearray(2 * size)
+    offsets = bytearray(len(raw) // 4)
     offsets[0::2] = raw[4::8].translate(_and_table((1 << bits) - 1 & 0xFF))
     offsets[1::2] = raw[5::8].translate(_and_table((1 << bits) - 1 >> 8))
-    levels, tags = raw[1::8], _tags(raw)
+    return bytes(offsets), raw[1::8], _tags(raw)
+
+
+def _bounds(notes: Sequence[int]) -> list[tuple[int, int, int]]:
+    """``(block, first note, past its last)`` of each block of a term's noted entries (ascending), found by
+    bisection."""
+    shift = _SID_SHIFT + formats.BLOCK_BITS
+    size = len(notes)
     block = notes[0] >> shift
     if block == notes[-1] >> shift:  # most terms of a batch: one block
-        yield block, bytes(offsets), levels, tags
-        return
+        return [(block, 0, size)]
+    found = []
     start = 0
     while start < size:
         block = notes[start] >> shift
         end = bisect.bisect_left(notes, (block + 1) << shift, start)
-        yield block, bytes(offsets[2 * start:2 * end]), levels[start:end], tags[start:end]
+        found.append((block, start, end))
         start = end
+    return found
 
 
-def _split_columns(joined: bytes) -> tuple[bytes, bytes, bytes]:
-    """A block's sessions (u16 offsets), best levels and tags, from their bytes joined (a byte each for the last
-    two)."""
-    size = len(joined) // 4
-    return joined[:2 * size], joined[2 * size:3 * size], joined[3 * size:]
+def _sliced(columns: tuple[bytes, bytes, bytes], bounds: Sequence[tuple[int, int, int]]
+            ) -> Iterator[tuple[int, bytes, bytes, bytes]]:
+    """``(block, offsets, levels, tags)`` of each block (``_bounds``) of a term's columns (``_columns_of``)."""
+    offsets, levels, tags = columns
+    for block, start, end in bounds:
+        yield block, offsets[2 * start:2 * end], levels[start:end], tags[start:end]
 
 
 def _in_block(messages: Sequence[int], block: int) -> Sequence[int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from itertools import compress
 
 from pyroaring import BitMap, FrozenBitMap
@@ -13,7 +13,7 @@ from pyroaring import BitMap, FrozenBitMap
 from eventstore._errors import StoreCorrupted
 
 from .. import formats
-from .arrays import FIND_PAYS_OFF, U32, packed_u64s, places, u32_array
+from .arrays import FIND_PAYS_OFF, U32, packed_u64s, places, u32_array, u32s
 from .summaries import LAST_TAG, MULTI, SPREAD, SUMMARY_HEAD, Block
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "placed",
     "placed_keys",
     "posted_keys",
+    "posted_levels",
     "repeated_at",
     "repeated_levels",
     "repeats_of_value",
@@ -169,11 +170,22 @@ def session_map_keys(offset: int) -> FrozenBitMap:
 def posted_keys(values: Sequence[int]) -> BitMap:
     """The message-map keys in the low 32 bits of ``values`` (what a value holds above them, such as the writer's
     block and level of a posted message, is dropped), as a bitmap built in C."""
+    return BitMap(u32_array(_low_halves(packed_u64s(values))), optimize=False)
+
+
+def posted_levels(values: Sequence[int]) -> Iterator[tuple[int, int]]:
+    """``(key, level)`` of each of ``values`` that hold a message-map key in their low 32 bits and a level in the
+    byte above (the writer's notes of messages where a term has a level of its own), in order, cut in C."""
     raw = packed_u64s(values)
+    return zip(u32s(_low_halves(raw)), raw[4::8])
+
+
+def _low_halves(raw: bytes) -> bytearray:
+    """The low 32 bits of each little-endian u64 of ``raw``, as little-endian u32 bytes."""
     low = bytearray(len(raw) // 2)
     for column in range(4):
         low[column::4] = raw[column::8]
-    return BitMap(u32_array(low), optimize=False)
+    return low
 
 
 def map_value(keys: BitMap) -> bytes:

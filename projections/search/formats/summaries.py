@@ -373,9 +373,17 @@ def _inverted(levels: bytes) -> bytes:
     return levels.translate(_INVERT)
 
 
+#: ``_level_groups`` of this many sessions or more sorts them in numpy, whose few calls cost more than one sort in
+#: Python of fewer (its key is called a session at a time).
+LEVEL_GROUPS_NUMPY_FROM = 32
+
+
 def _level_groups(offsets: bytes, levels: bytes) -> Iterator[tuple[int, bytes]]:
     """``(level, offsets as little-endian u16 bytes)`` of sessions given as ``offsets`` (ascending) and their
     ``levels``, best level first, ascending within a level: one stable sort by level, in C."""
+    if len(levels) >= LEVEL_GROUPS_NUMPY_FROM:
+        yield from _level_groups_in_arrays(offsets, levels)
+        return
     order = sorted(range(len(levels)), key=_inverted(levels).__getitem__)
     grouped = packed_u16s(list(map(unsigned(offsets, "H").__getitem__, order)))
     start = 0
@@ -383,6 +391,19 @@ def _level_groups(offsets: bytes, levels: bytes) -> Iterator[tuple[int, bytes]]:
         end = start + 2 * levels.count(level)
         yield level, grouped[start:end]
         start = end
+
+
+def _level_groups_in_arrays(offsets: bytes, levels: bytes) -> Iterator[tuple[int, bytes]]:
+    """``_level_groups`` over whole arrays (numpy): a stable sort by the inverted level, and each level's sessions
+    counted."""
+    found = np.frombuffer(levels, dtype=np.uint8)
+    grouped = np.frombuffer(offsets, dtype="<u2")[np.argsort(~found, kind="stable")].tobytes()
+    counts = np.bincount(found, minlength=256)
+    present = np.flatnonzero(counts)[::-1]
+    start = 0
+    for level, count in zip(present.tolist(), counts[present].tolist()):
+        yield level, grouped[start:start + 2 * count]
+        start += 2 * count
 
 
 def _joined(block: Block | None, entries: Mapping[int, int]) -> bytes:
