@@ -171,16 +171,34 @@ def test_a_queued_write_of_a_thread_holding_a_read_is_refused_by_the_group_that_
 
 
 def _grown_by_another_process(path: Path) -> None:
-    """Another process writes more than this one's map holds: this one's next transaction finds the map grown."""
+    """Another process appends more than this one's map holds: this one's next transaction finds the map grown."""
     subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
         from pathlib import Path
-        from eventstore.storage import Durability
-        from eventstore.storage.lmdb import Environment
-        storage = Environment.acquire(Path({str(path)!r}), durability=Durability.OFF)
-        space = storage.space("one")
-        storage.write(lambda txn: txn.put(space, b"other", b"z" * (4 << 20)))
-        storage.release()
+        from eventstore import ChatMessage, SessionStore
+        with SessionStore(Path({str(path)!r}), durable=False) as store:
+            store.append("other", ChatMessage.user("z" * (4 << 20)))
         """)], check=True, timeout=_HUNG_AFTER)
+
+
+def test_a_read_from_a_catch_up_callback_after_another_process_grew_the_map_is_refused_as_a_read(
+        store: SessionStore) -> None:
+    """This process can take another's growth only once every transaction of it has ended, and the fold's read is
+    open: the callback's read is refused, saying so (it reads nothing, and no write is involved); once the catch-up
+    returns, the same read works."""
+    path = store.path
+    outcome: dict[str, object] = {}
+
+    def read() -> None:
+        _grown_by_another_process(path)
+        store.load("k1")
+
+    _finished(_catch_up_calling(store, read, outcome))
+    with store:
+        refused = outcome["catch-up"]
+        assert isinstance(refused, StoreGrowthBlocked)
+        assert "another process grew" in str(refused) and "write" not in str(refused)
+        assert [message.content for message in store.load("k1")] == ["alpha beta 1"]
+        assert store.catch_up() == 51 and store.verify().ok
 
 
 def test_a_queued_write_of_a_thread_holding_a_read_is_refused_while_another_process_s_growth_is_adopted(
@@ -206,8 +224,8 @@ def test_a_queued_write_of_a_thread_holding_a_read_is_refused_while_another_proc
                 return storage.write(put(b"held"))
 
         def read() -> None:
-            with storage.read() as txn:
-                assert txn.get(space, b"other") == b"z" * (4 << 20)
+            with storage.read():
+                pass
 
         holder = _in_thread("holder", write_holding_a_read, outcome)
         holding.wait(_HUNG_AFTER)
@@ -224,6 +242,7 @@ def test_a_queued_write_of_a_thread_holding_a_read_is_refused_while_another_proc
         assert outcome["adopter"] is None and outcome["leader"] is None
         with storage.read() as txn:
             assert txn.get(space, b"held") is None and txn.get(space, b"led") == b"value"
+        assert storage._env.info()["map_size"] > 4 << 20  # the other process's size, adopted
     finally:
         go_on.set()
         if not any(thread.is_alive() for thread in threads):  # a hung thread's read would hang the close too

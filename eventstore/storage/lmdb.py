@@ -818,6 +818,8 @@ class Environment:
                     return self._env.begin(write=write)
                 except lmdb.MapResizedError:
                     self._gate.leave_shared()
+                    if not write and self._gate.held_here():  # a write's own message says what it left undone
+                        raise StoreGrowthBlocked.reading(self.path) from None
                     self._adopt_grown_map()
                 except lmdb.ReadersFullError:
                     self._gate.leave_shared()
