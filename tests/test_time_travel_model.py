@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -204,16 +205,6 @@ def expected(session: Model) -> tuple[Any, ...]:
 
 
 @contextmanager
-def _pages_of(versions: int) -> Iterator[None]:
-    """Streamed reads (replay, iter_history) read ``versions`` versions a transaction: a page ends mid-script."""
-    default, time_travel.BATCH = time_travel.BATCH, versions
-    try:
-        yield
-    finally:
-        time_travel.BATCH = default
-
-
-@contextmanager
 def played(script: list[tuple[Any, ...]], every: int) -> Iterator[tuple[SessionStore, Sessions]]:
     """A fresh store with ``script`` run on it and on the model."""
     clock = FakeClock(datetime(2026, 1, 1, tzinfo=UTC))
@@ -253,7 +244,8 @@ class TestTimeTravelMatchesModel:
         """A replay begun midway, read two versions a transaction: every view kept to its end is the model's
         session at its version, and equals (and hashes as) the view ``session_at`` gives for it; the history
         streamed in those pages is ``history``."""
-        with played(script, every) as (store, sessions), _pages_of(2):
+        with played(script, every) as (store, sessions), pytest.MonkeyPatch.context() as patch:
+            patch.setattr(time_travel, "BATCH", 2)  # a page ends mid-script
             for key in KEYS:
                 versions = sessions.versions[key]
                 pairs = list(store.replay(key, from_version=start))
