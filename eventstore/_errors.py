@@ -145,13 +145,20 @@ class StoreGrowthBlocked(StoreBusy):
     """The store's map must grow (LMDB maps its file, and remaps it larger when it fills), which waits for every
     transaction of the process to end, while the thread that asked holds one open: a read it is still iterating, or
     the read or write of a call whose callback (``progress``) it is in. Waiting would never end, so the call
-    raises this instead, having written nothing: give it once the open transaction's call returns."""
+    raises this instead, having written nothing: give it once the open transaction's call returns. A read from
+    such a thread raises it too when another process grew the map: taking that size waits in the same way."""
 
     @classmethod
     def holding(cls, path: object) -> StoreGrowthBlocked:
         return cls(f"the store at {path} must grow its map, which waits for every transaction of this process to "
                    "end, and this thread holds one open (a progress callback of a call under way, or a loop over a "
                    "read); nothing was written: give the write once that call returns")
+
+    @classmethod
+    def reading(cls, path: object) -> StoreGrowthBlocked:
+        return cls(f"another process grew the map of the store at {path}, which this process takes once every "
+                   "transaction of it has ended, and this thread holds one open (a progress callback of a call "
+                   "under way, or a loop over a read): give the read once that call returns")
 
 
 class SourceChanged(EventStoreError):

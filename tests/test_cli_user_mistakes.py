@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,19 @@ def test_a_command_suggested_in_an_error_is_quoted_for_a_shell_and_names_the_key
     for arguments in (["show", "--version", "9", "--", key], ["restore", "--version", "9", "--yes", "--", key],
                       ["fork", "--version", "9", "--", key, "new"], ["show", "--as-of", "2000-01-01", "--", key]):
         assert suggested in error_of("--store", str(store), *arguments), arguments
+
+
+@pytest.mark.parametrize("name", ["hangul\u3164filler", "zero\u200bwidth", "sp ace", "plain"])
+def test_a_suggested_command_gives_a_shell_the_store_s_path_however_it_is_spelled(tmp_path: Path, name: str) -> None:
+    """The suggested command's ``--store`` word, read by bash, is the path the user gave: a letter the terminal
+    would show as an escape (U+3164, a blank) is quoted as one, not printed bare as its escape."""
+    path = tmp_path / name
+    said = error_of("--store", str(path), "sessions")
+    suggested = said.split("`")[1]
+    assert suggested.startswith("eventstore --store ") and suggested.endswith(" demo")
+    word = suggested.removeprefix("eventstore --store ").removesuffix(" demo")
+    read = subprocess.run(["bash", "-c", f"printf %s {word}"], capture_output=True, check=True, text=True).stdout
+    assert read == str(path)
 
 
 @pytest.mark.parametrize("seconds", ["-5", "nan"])

@@ -6,6 +6,9 @@ Each thread that could hang is joined with a timeout, and a thread still alive f
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -165,3 +168,82 @@ def test_a_queued_write_of_a_thread_holding_a_read_is_refused_by_the_group_that_
     finally:
         let_go.set()
         storage.release()
+
+
+def _grown_by_another_process(path: Path) -> None:
+    """Another process appends more than this one's map holds: this one's next transaction finds the map grown."""
+    subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+        from pathlib import Path
+        from eventstore import ChatMessage, SessionStore
+        with SessionStore(Path({str(path)!r}), durable=False) as store:
+            store.append("other", ChatMessage.user("z" * (4 << 20)))
+        """)], check=True, timeout=_HUNG_AFTER)
+
+
+def test_a_read_from_a_catch_up_callback_after_another_process_grew_the_map_is_refused_as_a_read(
+        store: SessionStore) -> None:
+    """This process can take another's growth only once every transaction of it has ended, and the fold's read is
+    open: the callback's read is refused, saying so (it reads nothing, and no write is involved); once the catch-up
+    returns, the same read works."""
+    path = store.path
+    outcome: dict[str, object] = {}
+
+    def read() -> None:
+        _grown_by_another_process(path)
+        store.load("k1")
+
+    _finished(_catch_up_calling(store, read, outcome))
+    with store:
+        refused = outcome["catch-up"]
+        assert isinstance(refused, StoreGrowthBlocked)
+        assert "another process grew" in str(refused) and "write" not in str(refused)
+        assert [message.content for message in store.load("k1")] == ["alpha beta 1"]
+        assert store.catch_up() == 51 and store.verify().ok
+
+
+def test_a_queued_write_of_a_thread_holding_a_read_is_refused_while_another_process_s_growth_is_adopted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process grew the map: a thread adopting its size waits for the read of a thread that then writes,
+    queued behind a leader whose write transaction waits for the adoption. The write is refused as in a growth of
+    this process's own; the others go on."""
+    monkeypatch.setattr(lmdb_engine, "_INITIAL_MAP_SIZE", 256 << 10)
+    storage = Environment.acquire(tmp_path, durability=Durability.OFF)
+    outcome: dict[str, object] = {}
+    holding, go_on = threading.Event(), threading.Event()
+    threads: list[threading.Thread] = []
+    try:
+        space = storage.space("one")
+
+        def put(key: bytes) -> Callable[[WriteTransaction], None]:
+            return lambda txn: txn.put(space, key, b"value")
+
+        def write_holding_a_read() -> object:
+            with storage.read():
+                holding.set()
+                go_on.wait(_HUNG_AFTER)
+                return storage.write(put(b"held"))
+
+        def read() -> None:
+            with storage.read():
+                pass
+
+        holder = _in_thread("holder", write_holding_a_read, outcome)
+        holding.wait(_HUNG_AFTER)
+        _grown_by_another_process(tmp_path)
+        adopter = _in_thread("adopter", read, outcome)
+        waited_for(lambda: storage._gate._resizing, "the read never began to adopt the grown map")
+        leader = _in_thread("leader", lambda: storage.write(put(b"led")), outcome)
+        waited_for(lambda: storage._write_lock._owner is not None, "the write never took the writers' lock")
+        go_on.set()
+        threads += (holder, adopter, leader)
+        for thread in threads:
+            _finished(thread)
+        assert isinstance(outcome["holder"], StoreGrowthBlocked)
+        assert outcome["adopter"] is None and outcome["leader"] is None
+        with storage.read() as txn:
+            assert txn.get(space, b"held") is None and txn.get(space, b"led") == b"value"
+        assert storage._env.info()["map_size"] > 4 << 20  # the other process's size, adopted
+    finally:
+        go_on.set()
+        if not any(thread.is_alive() for thread in threads):  # a hung thread's read would hang the close too
+            storage.release()

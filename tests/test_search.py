@@ -703,17 +703,29 @@ class TestSharedSessionsPath:
     @given(st.lists(st.lists(st.lists(st.sampled_from(["alpha", "alpha", "beta", "beta", "gamma", "delta"]),
                                       min_size=1, max_size=5).map(" ".join), min_size=1, max_size=4),
                     min_size=1, max_size=12),
-           st.lists(st.sampled_from(["alpha", "beta", "gamma", "delta"]), min_size=2, max_size=3, unique=True))
-    @example([["beta alpha", "beta gamma delta gamma delta"]], ["alpha", "beta"])  # beta's tag names alpha's message
-    @example([["alpha beta", "beta"]], ["alpha", "beta"])  # beta best in the other message: its postings are read
-    def test_a_session_left_open_scores_what_all_its_postings_give(self, sessions: list[list[str]],
-                                                                   words: list[str]) -> None:
+           st.lists(st.sampled_from(["alpha", "beta", "gamma", "delta"]), min_size=2, max_size=3, unique=True),
+           st.lists(st.tuples(st.integers(0, 11), st.sampled_from(["alpha beta", "beta gamma beta", "delta"]),
+                              st.sampled_from(["append", "remove_last", "update_last", "clear", "redact", "delete"])),
+                    max_size=12),
+           st.sampled_from([2, formats.BLOCK_BITS]))
+    @example([["beta alpha", "beta gamma delta gamma delta"]], ["alpha", "beta"], [],  # beta's tag: alpha's message
+             formats.BLOCK_BITS)
+    @example([["alpha beta", "beta"]], ["alpha", "beta"], [], formats.BLOCK_BITS)  # beta best in the other message
+    def test_a_session_left_open_scores_what_all_its_postings_give(self, sessions: list[list[str]], words: list[str],
+                                                                   edits: list[tuple[int, str, str]],
+                                                                   block_bits: int) -> None:
         """A session whose entries leave its score open scores, from the postings of the messages that can add up,
         what all its postings give; where one term is in several messages and every other term is in the message
-        its tag names (the first at its best level), that is the score of their entries, and nothing is read."""
+        its tag names (the first at its best level), that is the score of their entries, and nothing is read. So
+        too once messages are removed, replaced, cleared and redacted (the tags follow them), over small blocks."""
         clock = FakeClock()
-        with SessionStore.on_storage(MemoryStorage(Path("open")), clock=clock) as store:
+        with SessionStore.on_storage(MemoryStorage(Path("open")), clock=clock) as store, \
+                pytest.MonkeyPatch.context() as patch:
+            patch.setattr(formats, "BLOCK_BITS", block_bits)
             append_sessions(store, clock, sessions)
+            store.catch_up()
+            for number, text, command in edits:
+                run_script_step(store, f"s{number}", [text], command)
             store.catch_up()
             with store._read() as txn:
                 reader = IndexReader(store._search_index._spaces, store._search_index._term_ids, txn)

@@ -11,10 +11,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from eventstore import ChatMessage, SessionExists, SessionNotFound, SessionState, SessionStore, SessionView
+from eventstore.services import time_travel
 
 from conftest import FakeClock
 from strategies import json_payloads
@@ -236,6 +238,23 @@ class TestTimeTravelMatchesModel:
                 versions = sessions.versions[key]
                 assert list(range(1, len(versions))) == [event.version for event, _ in pairs]
                 assert [expected(s) for s in versions[1:]] == [observed(view) for _, view in pairs]
+
+    @given(scripts, snapshot_every, st.integers(1, 60))
+    def test_replay_from_any_version_in_short_pages_keeps_the_model_views(self, script, every, start):
+        """A replay begun midway, read two versions a transaction: every view kept to its end is the model's
+        session at its version, and equals (and hashes as) the view ``session_at`` gives for it; the history
+        streamed in those pages is ``history``."""
+        with played(script, every) as (store, sessions), pytest.MonkeyPatch.context() as patch:
+            patch.setattr(time_travel, "BATCH", 2)  # a page ends mid-script
+            for key in KEYS:
+                versions = sessions.versions[key]
+                pairs = list(store.replay(key, from_version=start))
+                assert [event.version for event, _ in pairs] == list(range(start, len(versions)))
+                for event, view in pairs:
+                    assert expected(versions[event.version]) == observed(view), (key, event.version)
+                    at = store.session_at(key, version=event.version)
+                    assert (view, hash(view)) == (at, hash(at))
+                assert list(store.iter_history(key)) == store.history(key)
 
     @given(scripts, snapshot_every)
     def test_session_at_as_of_every_event_time(self, script, every):

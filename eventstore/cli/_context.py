@@ -163,12 +163,13 @@ def versions_of(env: Env, key: str) -> Iterator[None]:
 
 
 def _quote(text: str) -> str:
+    if terminal_safe(text) != text:
+        # The terminal would show escapes in place of some characters (letters among them: U+3164 is a blank):
+        # bash's $'...', whose escapes give them back.
+        return "$'" + "".join(_escaped_for_shell(char) for char in text) + "'"
     if re.fullmatch(r"[\w@%+=:,./-]+", text):
         return text
-    if terminal_safe(text) == text:
-        return "'" + text.replace("'", "'\\''") + "'"
-    # The terminal would show escapes in place of some characters: bash's $'...', whose escapes give them back.
-    return "$'" + "".join(_escaped_for_shell(char) for char in text) + "'"
+    return "'" + text.replace("'", "'\\''") + "'"
 
 
 def _escaped_for_shell(char: str) -> str:

@@ -767,8 +767,8 @@ class Environment:
 
     @contextmanager
     def _growing(self) -> Iterator[None]:
-        """The gate alone, taken by a thread that holds the writers' lock: the writes of threads that hold a
-        transaction open are refused meanwhile (``GroupQueue.refusing_held``).
+        """The gate alone, to resize the map: the writes of threads that hold a transaction open are refused
+        meanwhile (``GroupQueue.refusing_held``), the writer that leads waiting for the resize to begin its own.
 
         Raises:
             StoreGrowthBlocked: this thread holds a transaction open.
@@ -818,6 +818,8 @@ class Environment:
                     return self._env.begin(write=write)
                 except lmdb.MapResizedError:
                     self._gate.leave_shared()
+                    if not write and self._gate.held_here():  # a write's own message says what it left undone
+                        raise StoreGrowthBlocked.reading(self.path) from None
                     self._adopt_grown_map()
                 except lmdb.ReadersFullError:
                     self._gate.leave_shared()
@@ -833,7 +835,7 @@ class Environment:
 
     def _adopt_grown_map(self) -> None:
         """Take the map size another process grew the map to, before trying again what that growth stopped."""
-        with self._gate.exclusive(self.path):
+        with self._growing():
             try:
                 self._env.set_mapsize(0)
             except lmdb.Error as exc:

@@ -149,6 +149,7 @@ class GroupQueue:
         self._lock = threading.Lock()
         self._queued: list[Member] = []
         self._refusing: Callable[[], BaseException] | None = None
+        self._refusers = 0  # growths under way at once: a write's and another process's growth adopted
 
     def join(self, member: Member, write_lock: WriteLock) -> bool:
         """Queue ``member``; True once this thread holds ``write_lock`` (it leads), False once a leader
@@ -176,9 +177,11 @@ class GroupQueue:
     def refusing_held(self, error: Callable[[], BaseException]) -> Iterator[None]:
         """While the map grows: the members whose threads hold a transaction open, queued or queuing meanwhile,
         are refused with ``error()``. The growth waits for their transactions to end, and they wait for the
-        writers' lock that the growing thread holds: neither would ever go on."""
+        writers' lock, whose holder grows the map or waits for the growth to begin its write: neither would
+        ever go on. Growths may overlap (one adopting another process's growth): refused until the last ends."""
         with self._lock:
             self._refusing = error
+            self._refusers += 1
             for member in self._queued:
                 if member.holds_open:
                     member.refuse(error())
@@ -187,7 +190,9 @@ class GroupQueue:
             yield
         finally:
             with self._lock:
-                self._refusing = None
+                self._refusers -= 1
+                if not self._refusers:
+                    self._refusing = None
 
     def take(self, kind: BeforeCommit | None) -> list[Member]:
         """Every queued member of ``kind`` (its ``before_commit``), in arrival order (their commit order)."""
