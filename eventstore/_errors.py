@@ -73,7 +73,8 @@ class IncompatibleStore(EventStoreError):
 
 
 class StoreClosed(EventStoreError):
-    """The store was used after ``close()``."""
+    """The store was used after ``close()``, or while another thread closed it: a write of a thread that holds one of
+    its transactions open is refused then, having written nothing (the close waits for that transaction to end)."""
 
 
 class StoreUsedAfterFork(EventStoreError):
@@ -130,7 +131,8 @@ class SessionExists(EventStoreError):
 class StoreBusy(EventStoreError):
     """The operation needs the store to itself, and another store object or process has it open; or, on a shared
     log, another writer held a session's turn longer than a command waits for it; or a command was given from a
-    callback (``progress``) of a write still in progress. The command recorded nothing."""
+    callback (``progress``) of a write still in progress. The command recorded nothing. Or the store was closed from a
+    thread that holds one of its transactions open (a ``progress`` callback): it stays open."""
 
     @classmethod
     def write_in_progress(cls, path: object) -> StoreBusy:

@@ -272,10 +272,19 @@ class SessionStore:
     # -- lifecycle ------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the store; further calls raise ``StoreClosed``. Closing twice is harmless."""
+        """Close the store; further calls raise ``StoreClosed``. Closing twice is harmless.
+
+        Raises:
+            StoreBusy: given from a thread that holds a transaction of the store open (a ``progress`` callback of a
+                call under way, or a loop over a listing), which the close would wait for: the store stays open.
+        """
         if not self._closed:
             self._closed = True
-            self._environment.release()
+            try:
+                self._environment.release()
+            except StoreBusy:
+                self._closed = False  # nothing was released
+                raise
 
     def __enter__(self) -> SessionStore:
         return self

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from eventstore import ChatMessage, SessionStore, StoreBusy, StoreGrowthBlocked
-from eventstore.storage import Durability, WriteTransaction
+from eventstore.storage import Durability, Space, WriteTransaction
 from eventstore.storage import lmdb as lmdb_engine
 from eventstore.storage.lmdb import Environment
 
@@ -170,6 +170,23 @@ def test_a_queued_write_of_a_thread_holding_a_read_is_refused_by_the_group_that_
         storage.release()
 
 
+def _put(space: Space, key: bytes) -> Callable[[WriteTransaction], None]:
+    return lambda txn: txn.put(space, key, b"value")
+
+
+def _write_holding_a_read(storage: Environment, space: Space, holding: threading.Event, go_on: threading.Event
+                          ) -> Callable[[], object]:
+    """A call that opens a read, sets ``holding``, and once ``go_on`` is set writes the key ``held`` in ``space``
+    with its read still open."""
+    def write() -> object:
+        with storage.read():
+            holding.set()
+            go_on.wait(_HUNG_AFTER)
+            return storage.write(_put(space, b"held"))
+
+    return write
+
+
 def _grown_by_another_process(path: Path) -> None:
     """Another process appends more than this one's map holds: this one's next transaction finds the map grown."""
     subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
@@ -214,25 +231,16 @@ def test_a_queued_write_of_a_thread_holding_a_read_is_refused_while_another_proc
     try:
         space = storage.space("one")
 
-        def put(key: bytes) -> Callable[[WriteTransaction], None]:
-            return lambda txn: txn.put(space, key, b"value")
-
-        def write_holding_a_read() -> object:
-            with storage.read():
-                holding.set()
-                go_on.wait(_HUNG_AFTER)
-                return storage.write(put(b"held"))
-
         def read() -> None:
             with storage.read():
                 pass
 
-        holder = _in_thread("holder", write_holding_a_read, outcome)
+        holder = _in_thread("holder", _write_holding_a_read(storage, space, holding, go_on), outcome)
         holding.wait(_HUNG_AFTER)
         _grown_by_another_process(tmp_path)
         adopter = _in_thread("adopter", read, outcome)
         waited_for(lambda: storage._gate._resizing, "the read never began to adopt the grown map")
-        leader = _in_thread("leader", lambda: storage.write(put(b"led")), outcome)
+        leader = _in_thread("leader", lambda: storage.write(_put(space, b"led")), outcome)
         waited_for(lambda: storage._write_lock._owner is not None, "the write never took the writers' lock")
         go_on.set()
         threads += (holder, adopter, leader)

@@ -144,6 +144,13 @@ _RELEASE_KEY = b"\x00eventstore: release freed pages"
 
 
 
+def _closed_while_held(path: Path) -> StoreClosed:
+    """What a write of a thread holding a transaction open raises while another thread closes the store."""
+    return StoreClosed(f"the store at {path} is being closed by another thread, which waits for every transaction "
+                       "of this process to end, and this thread holds one open (a progress callback of a call under "
+                       "way, or a loop over a read); nothing was written")
+
+
 class _Discarded(Exception):
     """A group's ``before_commit`` said not to commit: the transaction aborts, each body has its outcome."""
 
@@ -358,13 +365,22 @@ class Environment:
         registry's lock, as it waits for the transactions still running in the process.
         """
         with self._registry_lock:
+            if self._references == 1 and self._gate.held_here() and os.getpid() == self._pid:
+                # The close waits for every transaction of the process to end, this thread's own among them.
+                raise StoreBusy(f"the store at {self.path} cannot close from this thread, which holds one of its "
+                                "transactions open (a progress callback of a call under way, or a loop over a "
+                                "read): the close waits for every transaction of this process to end; the store "
+                                "stays open: close it once that call returns")
             self._references -= 1
             if self._references:
                 return
             self._closing = True
         try:
             if os.getpid() == self._pid:
-                with self._gate.exclusive(self.path):
+                # A write of a thread holding a transaction open, queued behind a writer that waits at the gate
+                # for this close, would wait for that writer while the close waits for it: it is refused.
+                with self._group.refusing_held(functools.partial(_closed_while_held, self.path)), \
+                        self._gate.exclusive(self.path):
                     self._env.close()
             if self._users is not None:
                 self._users.close()
@@ -554,6 +570,8 @@ class Environment:
     def _gate_only(self) -> Iterator[None]:
         self._gate.enter_shared()
         try:
+            if not self._references:  # closed while this thread waited at the gate (see ``_begin``)
+                raise StoreClosed("the store is closed")
             yield
         finally:
             self._gate.leave_shared()
@@ -810,11 +828,19 @@ class Environment:
             self._gate.leave_shared()
 
     def _begin(self, write: bool) -> lmdb.Transaction[bytes]:
-        """A new py-lmdb transaction, the gate entered for it."""
+        """A new py-lmdb transaction, the gate entered for it.
+
+        Raises:
+            StoreClosed: the store is closed, or was while this thread waited at the gate.
+        """
         try:
             while True:
                 self._gate.enter_shared()
                 try:
+                    if not self._references:
+                        # Closed while this thread waited at the gate (a writer that leads a group waits there for
+                        # a close): the environment is closed.
+                        raise StoreClosed("the store is closed")
                     return self._env.begin(write=write)
                 except lmdb.MapResizedError:
                     self._gate.leave_shared()

@@ -175,10 +175,11 @@ class GroupQueue:
 
     @contextmanager
     def refusing_held(self, error: Callable[[], BaseException]) -> Iterator[None]:
-        """While the map grows: the members whose threads hold a transaction open, queued or queuing meanwhile,
-        are refused with ``error()``. The growth waits for their transactions to end, and they wait for the
-        writers' lock, whose holder grows the map or waits for the growth to begin its write: neither would
-        ever go on. Growths may overlap (one adopting another process's growth): refused until the last ends."""
+        """While the map grows or the store closes: the members whose threads hold a transaction open, queued or
+        queuing meanwhile, are refused with ``error()``. The growth (or close) waits for their transactions to end,
+        and they wait for the writers' lock, whose holder grows the map or waits for the growth (or close) to begin
+        its write: neither would ever go on. These may overlap (a growth adopting another process's growth, a close
+        waiting for a growth): refused until the last ends."""
         with self._lock:
             self._refusing = error
             self._refusers += 1

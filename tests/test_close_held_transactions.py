@@ -1,0 +1,116 @@
+"""Closing an LMDB store waits for every transaction of the process to end. A thread that holds one open (a
+``progress`` callback of a catch-up, whose fold holds a read) must never wait for that close: its write, which would
+wait for a writer waiting at the gate for the close, raises ``StoreClosed`` having written nothing, and its own close
+raises ``StoreBusy``, leaving the store open.
+
+Each thread that could hang is joined with a timeout, and a thread still alive fails the test."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from eventstore import ChatMessage, SessionStore, StoreBusy, StoreClosed, StoreGrowthBlocked
+from eventstore.storage import Durability
+from eventstore.storage.lmdb import Environment
+
+from conftest import waited_for
+from test_map_growth_held_transactions import (
+    _HUNG_AFTER,
+    _catch_up_calling,
+    _finished,
+    _in_thread,
+    _put,
+    _write_holding_a_read,
+)
+
+
+@pytest.mark.parametrize("queued", ["before the close", "while the close waits"])
+def test_a_write_of_a_thread_holding_a_read_behind_a_leader_waiting_for_the_close_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, queued: str) -> None:
+    """A writer leads a group (it holds the writers' lock) and waits at the gate for another thread's close, which
+    waits for the read of a third thread, whose write queues behind the leader: the three would wait on each other.
+    The write is refused with ``StoreClosed`` (queued before the close began, or while it waits), the read ends, the
+    close goes on, and the leader, let in once the store is closed, gets ``StoreClosed`` too."""
+    storage = Environment.acquire(tmp_path, durability=Durability.OFF)
+    space = storage.space("one")
+    gate = storage._gate
+    outcome: dict[str, object] = {}
+    holding, go_on, at_gate, let_in = (threading.Event() for _ in range(4))
+    enter_shared = gate.enter_shared
+
+    def leader_held_before_the_gate() -> None:
+        # The leader has taken the writers' lock and passed the check that the store is open: it stops here.
+        if threading.current_thread().name == "leader" and not at_gate.is_set():
+            at_gate.set()
+            let_in.wait(_HUNG_AFTER)
+        enter_shared()
+
+    monkeypatch.setattr(gate, "enter_shared", leader_held_before_the_gate)
+
+    threads: list[threading.Thread] = []
+    try:
+        threads.append(_in_thread("holder", _write_holding_a_read(storage, space, holding, go_on), outcome))
+        holding.wait(_HUNG_AFTER)
+        threads.append(_in_thread("leader", lambda: storage.write(_put(space, b"led")), outcome))
+        at_gate.wait(_HUNG_AFTER)
+        if queued == "before the close":
+            go_on.set()
+            waited_for(lambda: len(storage._group._queued) == 2, "the write of the thread holding a read never queued")
+            threads.append(_in_thread("closer", storage.release, outcome))
+            _finished(threads[-1])  # the leader waits before the gate until the store is closed
+            let_in.set()
+        else:
+            threads.append(_in_thread("closer", storage.release, outcome))
+            waited_for(lambda: gate._resizing, "the close never began to wait for the read")
+            let_in.set()
+            waiting = gate._condition._waiters  # type: ignore[attr-defined]  # the close's and the leader's
+            waited_for(lambda: len(waiting) == 2, "the leader never waited at the gate")
+            go_on.set()
+        for thread in threads:
+            _finished(thread)
+        refused = outcome["holder"]
+        assert isinstance(refused, StoreClosed)
+        assert "being closed by another thread" in str(refused) and "grow" not in str(refused)
+        assert isinstance(outcome["leader"], StoreClosed) and outcome["closer"] is None
+    finally:
+        go_on.set()
+        let_in.set()
+    if any(thread.is_alive() for thread in threads):
+        return  # a hung thread's read would hang the store's next open too
+    again = Environment.acquire(tmp_path, durability=Durability.OFF)
+    try:
+        reopened = again.space("one")
+        with again.read() as txn:
+            assert txn.get(reopened, b"held") is None and txn.get(reopened, b"led") is None
+    finally:
+        again.release()
+
+
+def test_a_close_from_a_catch_up_callback_is_refused_and_the_store_stays_open(tmp_path: Path) -> None:
+    """The close would wait for the catch-up's read, open in the callback's own thread: it raises ``StoreBusy`` saying
+    so (not that the map must grow), and the store stays open until it is closed once the catch-up returned."""
+    store = SessionStore(tmp_path / "store", durable=False)
+    for number in range(50):
+        store.append(f"k{number}", ChatMessage.user(f"alpha beta {number}"))
+    outcome: dict[str, object] = {}
+
+    def close() -> None:
+        try:
+            store.close()
+        except StoreBusy as refused:
+            outcome["close"] = refused
+
+    _finished(_catch_up_calling(store, close, outcome))
+    refused = outcome["close"]
+    assert isinstance(refused, StoreBusy) and not isinstance(refused, StoreGrowthBlocked)
+    assert "cannot close from this thread" in str(refused) and "grow" not in str(refused)
+    assert outcome["catch-up"] == 50
+    assert [message.content for message in store.load("k1")] == ["alpha beta 1"]
+    store.close()
+    with pytest.raises(StoreClosed):
+        store.load("k1")
+    assert (os.getpid(), str(store.path.resolve())) not in Environment._registry  # closed for good
