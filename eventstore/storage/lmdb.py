@@ -137,11 +137,8 @@ def _after_fork_in_child() -> None:
     _envid.env_keys = _env_keys_of_this_process
 
 
-
 #: A key put into the main database and deleted in the same transaction (no named database bears it).
 _RELEASE_KEY = b"\x00eventstore: release freed pages"
-
-
 
 
 def _closed_while_held(path: Path) -> StoreClosed:
