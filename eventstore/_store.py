@@ -747,6 +747,9 @@ class SessionStore:
         of that model's chunks and a damaged one could outlive the repair, and takes
         them again from the log, one every ``snapshot_every`` events of each session.
 
+        Each rewrite follows a commit that changes nothing, so that it reuses the pages the
+        write before it freed (LMDB reuses them only once a later commit exists).
+
         Args:
             names: which projections (``"catalog"``, ``"messages"``, ``"search"``); all by default.
             progress: called as ``progress(events_done, events_total)`` as the rebuild goes; a command it gives
