@@ -491,6 +491,16 @@ class SessionStore:
         """Whether the session is live (has events and is not deleted)."""
         return self._queries.exists(key)
 
+    def session_version(self, key: str) -> int:
+        """The version of the session's latest event, deleted or not; 0 if the key never had an event.
+
+        It is ``history(key)[-1].version`` read from the log's index alone, so its cost does not grow with the
+        session's history (``history`` reads all of it).
+        """
+        validate_key(key)
+        with self._read() as txn:
+            return self._session_version(txn, key)
+
     def get_session_name(self, key: str) -> str | None:
         """The session's name, if it has one."""
         head = self._queries.head(key)
@@ -745,6 +755,9 @@ class SessionStore:
         Rebuilding ``"messages"`` also drops every snapshot, since their blobs are copies
         of that model's chunks and a damaged one could outlive the repair, and takes
         them again from the log, one every ``snapshot_every`` events of each session.
+
+        Each rewrite follows a commit that changes nothing, so that it reuses the pages the
+        write before it freed (LMDB reuses them only once a later commit exists).
 
         Args:
             names: which projections (``"catalog"``, ``"messages"``, ``"search"``); all by default.

@@ -63,8 +63,8 @@ WRITER_THREADS = 8
 #: Methods that run on the event loop: reads of the current state, each a short read transaction.
 ON_THE_LOOP = frozenset({
     "load", "load_last", "load_with_timestamps", "list_sessions", "list_sessions_with_metadata", "get_session_metadata",
-    "session_exists", "get_session_name", "get_session_state", "list_running_sessions", "list_stuck_sessions",
-    "session_at", "import_receipts", "stats", "list_sessions_page", "search_index_lag",
+    "session_exists", "session_version", "get_session_name", "get_session_state", "list_running_sessions",
+    "list_stuck_sessions", "session_at", "import_receipts", "stats", "list_sessions_page", "search_index_lag",
 })
 #: Methods that stream: async iterators over the sync iterator, a batch per read transaction.
 STREAMED = frozenset({"events", "replay", "iter_history"})
@@ -327,6 +327,12 @@ class AsyncSessionStore:
 
         Runs on the event loop; see ``SessionStore.session_exists``."""
         return self._store.session_exists(key)
+
+    async def session_version(self, key: str) -> int:
+        """The version of the session's latest event, deleted or not; 0 if the key never had an event.
+
+        Runs on the event loop; see ``SessionStore.session_version``."""
+        return self._store.session_version(key)
 
     async def get_session_name(self, key: str) -> str | None:
         """The session's name, if it has one.

@@ -43,7 +43,7 @@ async def main(path: str) -> None:
             print(f"user: {question}\nagent: {result.final_output}")
 
         # A retry: drop the last exchange (question, tool call, tool output, answer) and ask something else.
-        before_retry = (await store.history(key))[-1].version
+        before_retry = await store.session_version(key)
         for _ in range(4):
             popped = await session.pop_item()
             print(f"popped a {popped.get('type', 'message') if popped else 'nothing'} item")

@@ -84,15 +84,17 @@ def test_no_command_shows_the_help_as_lines(arguments: list[str]) -> None:
 
 @pytest.fixture
 def store(tmp_path: Path) -> Path:
-    """A store holding sessions under keys a shell splits or reads as an option."""
+    """A store holding sessions under keys a shell splits, reads as an option or expands (zsh: ``=ls`` is the path
+    of ``ls``)."""
     with SessionStore(tmp_path / "store") as opened:
-        for key in ("sp ace", "-dash", "it's"):
+        for key in ("sp ace", "-dash", "it's", "=ls"):
             opened.append(key, ChatMessage.user("hi"))
             opened.append(key, ChatMessage.user("there"))
     return tmp_path / "store"
 
 
-@pytest.mark.parametrize(("key", "quoted"), [("sp ace", "'sp ace'"), ("-dash", "-- -dash"), ("it's", "'it'\\''s'")])
+@pytest.mark.parametrize(("key", "quoted"), [("sp ace", "'sp ace'"), ("-dash", "-- -dash"), ("it's", "'it'\\''s'"),
+                                            ("=ls", "'=ls'")])
 def test_a_command_suggested_in_an_error_is_quoted_for_a_shell_and_names_the_key(store: Path, key: str,
                                                                                   quoted: str) -> None:
     """Each error that suggests ``eventstore history`` gives the key, quoted as the `Next:` line of ``sessions``

@@ -167,7 +167,7 @@ def _quote(text: str) -> str:
         # The terminal would show escapes in place of some characters (letters among them: U+3164 is a blank):
         # bash's $'...', whose escapes give them back.
         return "$'" + "".join(_escaped_for_shell(char) for char in text) + "'"
-    if re.fullmatch(r"[\w@%+=:,./-]+", text):
+    if re.fullmatch(r"[\w@%+=:,./-]+", text) and not text.startswith("="):  # zsh expands =word to a command's path
         return text
     return "'" + text.replace("'", "'\\''") + "'"
 

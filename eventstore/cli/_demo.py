@@ -67,7 +67,7 @@ def _trip(store: SessionStore, clock: DemoClock) -> None:
     say(ChatMessage.assistant("Sintra (40 min from Rossio) for the palaces, and Cascais (35 min from Cais do "
                               "Sodré) for the coast. Both trains leave every 20 minutes."), 7)
     clock.wait(300)
-    before_accident = store.history(key)[-1].version
+    before_accident = store.session_version(key)
     store.clear_messages(key)  # an accident...
     clock.wait(120)
     store.restore(key, version=before_accident)  # ...undone

@@ -530,9 +530,9 @@ def replay(env: Env, key: str, start: int, stop: int | None, as_json: bool) -> N
             before = None
         rows = _replay_rows(store, key, before, stop) if before is not None else iter(())
         first = next(rows, None)
-        if first is None:  # --from past the last version: only now is the whole history read, for that version
-            *_, final = session_history(env, store, key)
-            raise click.ClickException(f"--from {start}: session {key!r} has versions 1 to {final.version}")
+        if first is None:  # --from past the last version
+            raise click.ClickException(f"--from {start}: session {key!r} has versions 1 to "
+                                       f"{store.session_version(key)}")
         steps = itertools.chain([first], rows)
         if as_json:
             out.json_lines({"version": r.version, "position": r.position, "recorded_at": json_time(r.recorded_at),

@@ -100,8 +100,9 @@ def fork(env: Env, source: str, new_key: str, version: int | None, as_of: str | 
         session_history(env, store, source)
         with versions_of(env, source):
             forked = store.fork(source, new_key, version=version, as_of=moment)
-        view = store.session_at(new_key)
-        started = store.history(new_key)[-1].event
+        # The fork's own event and the session after it; reads from the key's nearest snapshot, not its history.
+        recorded, view = next(store.replay(new_key, from_version=forked, to_version=forked))
+        started = recorded.event
     source_version = started.source_version if isinstance(started, SessionForked) else None
     if as_json:
         out.json({"key": new_key, "source": source, "source_version": source_version, "version": forked,
@@ -129,7 +130,7 @@ def delete(env: Env, key: str, reason: str | None, as_json: bool) -> None:
     with env.open(write=True) as store:
         require_live(env, store, key)
         store.delete_session(key, reason=reason)
-        version = store.history(key)[-1].version
+        version = store.session_version(key)
     if as_json:
         out.json({"key": key, "deleted": True, "version": version})
     else:
