@@ -364,6 +364,15 @@ class StorageConformance:
         storage.write(write)
         assert sorted(_ascending(list(KEYS)) + added) == self.contents(storage, filled)
 
+    def test_freed_pages_released_and_contents_kept(self, storage, filled):
+        """``release_freed_pages`` changes no space, and writes go on after it."""
+        storage.write(lambda txn: txn.delete(filled, b"d"))
+        before = self.contents(storage, filled)
+        storage.release_freed_pages()
+        assert before == self.contents(storage, filled) == _ascending([key for key in KEYS if key != b"d"])
+        storage.write(lambda txn: txn.put(filled, b"d", b"again"))
+        assert (b"d", b"again") in self.contents(storage, filled)
+
     def test_vacuum_keeps_contents(self, storage, filled):
         reopened: list[Space] = []
         storage.write(lambda txn: txn.delete(filled, b"d"))

@@ -48,8 +48,6 @@ SNAPSHOTS_VERSION = 1
 #: next open goes on from there (in one transaction, every open of such a store retried a whole pass in vain).
 _SNAPSHOTS_NEXT = "snapshots.next"
 _DERIVATION_BATCH = 50_000
-#: The checkpoint name written and taken out again by ``_release_freed_pages``: no model's.
-_RELEASE = "freed.pages.released"
 
 
 @attrs.frozen
@@ -156,29 +154,16 @@ class Maintenance:
                     self._derive_snapshots(txn, None if progress is None
                                            else lambda done, _: progress(events + done, total))
 
-            self._release_freed_pages()
+            self._storage.release_freed_pages()
             self._write(body)
         if later:
-            self._release_freed_pages()
+            self._storage.release_freed_pages()
             offset = events * passes
             self._deferred.rebuild(later, None if progress is None
                                    else lambda done, _: progress(offset + done, total))
         if progress is not None:
             progress(total, total)
         self._decoded.clear()
-
-    def _release_freed_pages(self) -> None:
-        """Commit a write that leaves the store as it was, ahead of a large rewrite.
-
-        LMDB reuses the pages a commit freed only once a later commit exists (a reader may still stand on the one
-        before it): a rebuild straight after another large write would grow the file instead of reusing them.
-        """
-        def touch(txn: WriteTransaction) -> None:
-            self._checkpoints.put(txn, _RELEASE, 0, 0)
-            self._checkpoints.delete(txn, _RELEASE)
-
-        with contextlib.suppress(StoreFull):  # at the size cap: the rewrite makes room as it would have
-            self._write(touch)
 
     def _outdated(self, txn: ReadTransaction) -> list[ReadModel]:
         head_position = self._log.head(txn)[0]

@@ -671,6 +671,9 @@ class ReplicaStorage:
     def make_room(self, size: int) -> None:
         self._inner.make_room(size)
 
+    def release_freed_pages(self) -> None:
+        self._inner.release_freed_pages()
+
     def file_size(self) -> int:
         return self._inner.file_size()
 

@@ -141,6 +141,14 @@ def _after_fork_in_child() -> None:
 _RELEASE_KEY = b"\x00eventstore: release freed pages"
 
 
+def _leave_as_it_was(txn: WriteTransaction) -> None:
+    """Change nothing, in a write that commits: a key put into the main database and taken out again at once."""
+    assert isinstance(txn, LmdbTransaction)  # this engine's writes hand out its own transactions
+    raw = txn.raw
+    raw.put(_RELEASE_KEY, b"")
+    raw.delete(_RELEASE_KEY)
+
+
 def _closed_while_held(path: Path) -> StoreClosed:
     """What a write of a thread holding a transaction open raises while another thread closes the store."""
     return StoreClosed(f"the store at {path} is being closed by another thread, which waits for every transaction "
@@ -736,11 +744,16 @@ class Environment:
         stand on the one before it): at the size cap, the room a write after a redaction needs."""
         try:
             with self._transaction(write=True) as txn:
-                txn.raw.put(_RELEASE_KEY, b"")  # the main database; taken out again at once
-                txn.raw.delete(_RELEASE_KEY)
+                _leave_as_it_was(txn)
         except MapFull:
             return False
         return True
+
+    def release_freed_pages(self) -> None:
+        """See ``protocol.Storage.release_freed_pages``: as ``_release_freed_pages``, through the writers' queue."""
+        if not self.readonly:
+            with suppress(StoreFull):  # at the size cap: the rewrite makes room as it would have
+                self.write(_leave_as_it_was)
 
     def make_room(self, size: int) -> None:
         """Grow the map ahead of a write of about ``size`` bytes of keys and values, as a full map grows (doubled,

@@ -270,6 +270,9 @@ class MemoryStorage:
     def make_room(self, size: int) -> None:
         """Nothing to do: the contents grow as they are written."""
 
+    def release_freed_pages(self) -> None:
+        """Nothing to do: nothing freed waits for a later commit."""
+
     def last_commit(self) -> int:
         self._check_open()
         return self._contents.committed[0]

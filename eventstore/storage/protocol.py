@@ -218,6 +218,12 @@ class Storage(Protocol):
         for want of room and run again (an engine that grows as it writes does nothing); a write that does not fit
         at the size cap still raises ``StoreFull`` when it runs."""
 
+    def release_freed_pages(self) -> None:
+        """Commit a write that changes nothing, ahead of a large rewrite, so that the rewrite reuses the pages the
+        write before it freed rather than growing the file (LMDB reuses a commit's freed pages only once a later
+        commit exists); an engine that reuses them at once does nothing. At the size cap it does nothing either
+        (the rewrite makes room as it would have)."""
+
     def last_commit(self) -> int:
         """A number that changes with every commit to the store, by any process, once a new read
         transaction sees that commit; cheap, so a reader waiting for commits can check it often."""
