@@ -246,7 +246,7 @@ class SessionStore:
         self._time_travel = TimeTravel(self._log, self._snapshots, self._read, self._write, self._writer)
         self._maintenance = Maintenance(self._environment, self._log, self._snapshots, self._catalog, self._messages,
                                         self._checkpoints, self._deferred, self._receipts, self._read, self._write,
-                                        self._writer, self._decoded)
+                                        self._writer, self._decoded, self._release_freed_pages)
         self._replication = Replication(self._log, self._snapshots, self._receipts, self._read, self._write,
                                         self._writer)
         self._maintenance.open_read_models(self._rebuild_progress)
@@ -305,6 +305,11 @@ class SessionStore:
         """Room in the storage for a write of about ``size`` bytes, made before it (``Storage.make_room``)."""
         self._refuse_writes()
         self._environment.make_room(size)
+
+    def _release_freed_pages(self) -> None:
+        """``Storage.release_freed_pages``, refused as a write of this store object is (``_refuse_writes``)."""
+        self._refuse_writes()
+        self._environment.release_freed_pages()
 
     def _refuse_writes(self) -> None:
         """Raise what a write of this store object cannot be given now: closed, read-only, or from a progress

@@ -15,6 +15,7 @@ import pytest
 
 from eventstore import ChatMessage, SessionStore, StoreBusy, StoreClosed, StoreGrowthBlocked
 from eventstore.storage import Durability
+from eventstore.storage import lmdb as lmdb_storage
 from eventstore.storage.lmdb import Environment
 
 from conftest import waited_for
@@ -114,3 +115,37 @@ def test_a_close_from_a_catch_up_callback_is_refused_and_the_store_stays_open(tm
     with pytest.raises(StoreClosed):
         store.load("k1")
     assert (os.getpid(), str(store.path.resolve())) not in Environment._registry  # closed for good
+
+
+def test_an_open_of_the_store_from_a_thread_holding_a_read_while_another_closes_it_is_refused_at_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The close waits for the read the opening thread holds (a ``verify`` callback's), so the open, which waits for
+    the close, is refused with ``StoreBusy`` at once rather than once its wait for the close runs out."""
+    monkeypatch.setattr(lmdb_storage, "_CLOSE_WAIT", _HUNG_AFTER * 10)
+    store = SessionStore(tmp_path / "store", durable=False)
+    for number in range(5):
+        store.append(f"k{number}", ChatMessage.user(f"alpha {number}"))
+    environment = store._environment
+    assert isinstance(environment, Environment)
+    in_callback = threading.Event()
+    outcome: dict[str, object] = {}
+
+    def open_again(done: int, total: int) -> None:
+        if in_callback.is_set():
+            return
+        in_callback.set()
+        waited_for(lambda: environment._closing, "the close never began")
+        try:
+            SessionStore(tmp_path / "store", durable=False)
+        except StoreBusy as refused:
+            outcome["open"] = refused
+
+    verifying = _in_thread("verify", lambda: store.verify(progress=open_again).ok, outcome)
+    assert in_callback.wait(_HUNG_AFTER)
+    closing = _in_thread("close", store.close, outcome)
+    _finished(verifying)
+    _finished(closing)
+    assert isinstance(outcome["open"], StoreBusy) and "this thread holds open" in str(outcome["open"])
+    assert outcome["verify"] is True
+    assert outcome["close"] is None
+    assert (os.getpid(), str(store.path.resolve())) not in Environment._registry

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from eventstore import ChatMessage, SessionStore
+from eventstore import ChatMessage, SessionStore, StoreReadOnly
 
 SESSIONS = 300
 
@@ -41,3 +41,14 @@ def test_the_rebuild_leaves_no_trace_of_its_release(path: Path) -> None:
         store.rebuild_projections()
         assert store.stats().checkpoints.keys() == before.keys()
         assert store.verify().ok
+
+
+@pytest.mark.parametrize("names", [["catalog"], ["search"], None])
+def test_a_read_only_store_beside_a_writable_one_refuses_a_rebuild_having_committed_nothing(
+        path: Path, names: list[str] | None) -> None:
+    """The read-only store object shares the process's writable environment, so the refusal is its own."""
+    with SessionStore(path) as writable, SessionStore(path, readonly=True) as store:
+        before = writable._environment.last_commit()
+        with pytest.raises(StoreReadOnly):
+            store.rebuild_projections(names)
+        assert writable._environment.last_commit() == before

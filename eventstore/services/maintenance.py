@@ -94,12 +94,15 @@ class Maintenance:
     def __init__(self, storage: Storage, log: EventLog, snapshots: SnapshotStore, catalog: Catalog,
                  messages: MessageLists, checkpoints: Checkpoints, deferred: DeferredReadModels,
                  receipts: ImportReceipts, read: Read, write: Write, writer: CommandWriter,
-                 decoded: DecodedSessions) -> None:
+                 decoded: DecodedSessions, release_freed_pages: Callable[[], None]) -> None:
         self._storage, self._log, self._snapshots = storage, log, snapshots
         self._catalog, self._messages, self._checkpoints = catalog, messages, checkpoints
         self._read_models: tuple[ReadModel, ...] = writer.read_models
         self._deferred, self._receipts = deferred, receipts
         self._read, self._write, self._writer, self._decoded = read, write, writer, decoded
+        # ``Storage.release_freed_pages`` refused as ``write`` is: a read-only store object may share a writable
+        # storage.
+        self._release_freed_pages = release_freed_pages
 
     # -- read models ------------------------------------------------------------------
 
@@ -154,10 +157,10 @@ class Maintenance:
                     self._derive_snapshots(txn, None if progress is None
                                            else lambda done, _: progress(events + done, total))
 
-            self._storage.release_freed_pages()
+            self._release_freed_pages()
             self._write(body)
         if later:
-            self._storage.release_freed_pages()
+            self._release_freed_pages()
             offset = events * passes
             self._deferred.rebuild(later, None if progress is None
                                    else lambda done, _: progress(offset + done, total))

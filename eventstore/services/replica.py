@@ -703,9 +703,11 @@ class ReplicaStorage:
                 raise
 
     def release(self) -> None:
+        # First: a close refused there (``StoreBusy``, from a thread holding a transaction open) leaves the store
+        # open, so its watcher must go on.
+        self._inner.release()
         self._released = True
         self._wake.set()  # a quiet watcher ends now
-        self._inner.release()
         self._shared.close()
         with self._turn_file_closing:
             turn_file, self._turn_file = self._turn_file, None

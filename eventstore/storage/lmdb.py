@@ -334,6 +334,10 @@ class Environment:
             while environment is not None and environment._closing:
                 # Opening the files while they are still open would be refused by py-lmdb ("already open in
                 # this process"), or, were it not, drop the closing environment's locks: wait for the close.
+                if environment._gate.held_here():  # the close waits for this thread's transaction
+                    raise StoreBusy(f"{path} is being closed by another thread of this process, which waits for "
+                                    "the transaction this thread holds open (a progress callback of a call under "
+                                    "way, or a loop over a read); open it once that call returns")
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise StoreBusy(f"{path} is being closed by another thread of this process, which waits for "
