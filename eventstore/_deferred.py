@@ -241,6 +241,8 @@ class Deferred(Generic[BatchT, ViewT]):
                 size = writer.written_bytes()
             self._make_room(size)
             if self._write(functools.partial(self._write_batch, writer, checkpoint, last)):
+                if progress is not None:
+                    progress(last)  # again once written: settling and writing a batch take about as long as its fold
                 applied += last - after
                 rebuild = False
                 if last >= head:
