@@ -10,7 +10,7 @@ import pytest
 
 import projections.search.formats as formats
 from benchmarks import search_floor
-from benchmarks.bench_scale import BOUNDS, TARGETS, Corpus, Settings
+from benchmarks.bench_scale import BOUNDS, TARGETS, Corpus, Settings, tenths
 from benchmarks.search_parts import PARTS
 from eventstore import SessionStore
 
@@ -174,3 +174,12 @@ def test_search_floor_prints_every_row_and_agrees_with_search(tmp_path: Path) ->
     assert [row[0] for row in rows] == list(search_floor.ROWS), completed.stdout
     assert all(cell.endswith("x") for row in rows for cell in (row[2], row[4])), completed.stdout
     assert "differs from search()'s sessions at top scores for 0 of 20 queries" in completed.stdout
+
+
+def test_tenths_count_the_time_up_to_the_last_report_of_a_position_with_that_position() -> None:
+    """A catch-up reports a batch's end once folded and again once written: the time between belongs to the tenth
+    that ends there, and the last tenth takes the time up to the final point."""
+    points = [(0, 0), *((10 * n, n) for n in range(1, 11)), (100, 10), (190, 10)]  # 90 ns after the last fold
+    costs = tenths(points)
+    assert costs[:9] == [10.0] * 9
+    assert costs[9] == 100.0
