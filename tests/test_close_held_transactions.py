@@ -7,16 +7,18 @@ Each thread that could hang is joined with a timeout, and a thread still alive f
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from pathlib import Path
 
 import pytest
 
-from eventstore import ChatMessage, SessionStore, StoreBusy, StoreClosed, StoreGrowthBlocked
+from eventstore import ChatMessage, EventStoreError, SessionStore, StoreBusy, StoreClosed, StoreGrowthBlocked
 from eventstore.storage import Durability
 from eventstore.storage import lmdb as lmdb_storage
 from eventstore.storage.lmdb import Environment
+from eventstore.storage.lmdb_concurrency import GroupQueue, Member
 
 from conftest import waited_for
 from test_map_growth_held_transactions import (
@@ -149,3 +151,41 @@ def test_an_open_of_the_store_from_a_thread_holding_a_read_while_another_closes_
     assert outcome["verify"] is True
     assert outcome["close"] is None
     assert (os.getpid(), str(store.path.resolve())) not in Environment._registry
+
+
+def _refused_while(queue: GroupQueue) -> BaseException:
+    """What a write of a thread holding a transaction open, queued now, is refused with."""
+    member = Member(lambda _txn: None, None, holds_open=True)
+    queue._enqueue(member)
+    assert member.done
+    with pytest.raises(EventStoreError) as refused:
+        member.outcome()
+    return refused.value
+
+
+@pytest.mark.parametrize("first", ["close", "growth"])
+def test_a_write_refused_while_the_store_closes_and_its_map_grows_names_the_close(tmp_path: Path, first: str) -> None:
+    """Whichever began first, and whichever ends first, a write refused while a close is under way says the store is
+    being closed (``StoreClosed``), not to give it again once its call returns; once the close alone has ended, the
+    growth's refusal says the map must grow."""
+    queue = GroupQueue()
+    closing = functools.partial(lmdb_storage._closed_while_held, tmp_path)
+    growing = functools.partial(StoreGrowthBlocked.holding, tmp_path)
+    refusals = {"close": queue.refusing_held(closing), "growth": queue.refusing_held(growing)}
+    second = "growth" if first == "close" else "close"
+    refusals[first].__enter__()
+    refusals[second].__enter__()
+    both = _refused_while(queue)
+    refusals["growth"].__exit__(None, None, None)
+    close_alone = _refused_while(queue)
+    refusals["growth"] = queue.refusing_held(growing)
+    refusals["growth"].__enter__()
+    refusals["close"].__exit__(None, None, None)
+    growth_alone = _refused_while(queue)
+    refusals["growth"].__exit__(None, None, None)
+    assert isinstance(both, StoreClosed) and "being closed" in str(both)
+    assert isinstance(close_alone, StoreClosed)
+    assert isinstance(growth_alone, StoreGrowthBlocked) and "must grow its map" in str(growth_alone)
+    member = Member(lambda _txn: None, None, holds_open=True)
+    queue._enqueue(member)
+    assert not member.done  # nothing under way: queued
