@@ -591,7 +591,7 @@ class SessionStore:
         """Every event of the session key, oldest first, across deletions and reuse of the key."""
         return self._time_travel.history(validate_key(key))
 
-    def iter_history(self, key: str) -> Iterator[RecordedEvent]:
+    def iter_history(self, key: str, from_version: int = 1) -> Iterator[RecordedEvent]:
         """``history(key)`` streamed: the same events, oldest first, read a page at a time.
 
         Its events are those of ``history(key)`` called at the same moment: later events (appended while the
@@ -599,9 +599,12 @@ class SessionStore:
         that of a page however long the session, and holding the iterator open while writing (to this session
         too) neither blocks a write nor keeps the store from growing its file. A redaction of the session
         committed meanwhile shows in the pages read after it (``redacted`` set), as in ``events()``; an event
-        already yielded keeps what it held.
+        already yielded keeps what it held. With ``from_version``, the events from that version on, found
+        through the log's index: those before it are not read (a session's last events cost what they hold).
         """
-        return self._time_travel.iter_history(validate_key(key))
+        validate_key(key)
+        check_index(from_version, "from_version")
+        return self._time_travel.iter_history(key, from_version)
 
     def events(self, after: int = 0, limit: int | None = None) -> Iterator[RecordedEvent]:
         """Every event of every session in global order, after position ``after`` (a change feed).

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from eventstore import ChatMessage, RecordedEvent, SessionStore
 from eventstore.aio import AsyncSessionStore
 from eventstore.cli import cli
+from eventstore.cli._context import _ENDING_WINDOW
 
 EVENTS = 30  # more than one event past what a command may read of a history (its first)
 
@@ -42,10 +43,10 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     consumed: list[int] = []
     streamed = SessionStore.iter_history
 
-    def counted(store: SessionStore, key: str) -> Iterator[RecordedEvent]:
+    def counted(store: SessionStore, key: str, from_version: int = 1) -> Iterator[RecordedEvent]:
         consumed.append(0)
         call = len(consumed) - 1
-        for recorded in streamed(store, key):
+        for recorded in streamed(store, key, from_version):
             consumed[call] += 1
             yield recorded
 
@@ -69,6 +70,24 @@ def test_delete_text_names_the_version_to_restore(path: Path, reads: list[int]) 
     assert f"Deleted long (version {EVENTS + 1})" in result.stdout
     assert f"restore long --version {EVENTS}` brings it back" in result.stdout
     assert max(reads, default=0) <= 1
+
+
+@pytest.mark.parametrize("redactions", [0, 1, 3])
+def test_a_deleted_key_is_named_with_its_deletion_reading_only_its_last_events(
+        path: Path, reads: list[int], redactions: int) -> None:
+    """A command on a deleted key names the version that deleted it, though a redaction followed it (one: the
+    next finds nothing to record), reading the key's last events alone."""
+    with SessionStore(path) as store:
+        store.delete_session("long")
+        for _ in range(redactions):
+            store.redact("long", "asked")
+        assert store.session_version("long") == EVENTS + 1 + min(redactions, 1)
+        reads.clear()
+    result = run(path, "delete", "long")
+    assert result.exit_code == 1
+    assert (f"session 'long' was deleted at version {EVENTS + 1}; "
+            f"`eventstore --store {path} restore long --version {EVENTS}` brings it back") in result.stderr
+    assert sum(reads) <= _ENDING_WINDOW
 
 
 @pytest.mark.parametrize(("new_key", "version"), [("copy", 1), ("reused", 3)])
