@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from eventstore import ChatMessage, RecordedEvent, SessionStore
 from eventstore.aio import AsyncSessionStore
 from eventstore.cli import _recover, cli
-from eventstore.cli._context import _ENDING_WINDOW, Env
+from eventstore.cli._context import _ENDING_WINDOW, Env, require_live
 from eventstore.events import SessionDeleted
 from eventstore.services.writer import Command, CommandWriter
 
@@ -99,10 +99,9 @@ def test_delete_of_a_key_another_writer_deletes_after_the_check_says_it_was_dele
         path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Live when the command checked, deleted by another store object before the command's own deletion, which
     then deletes nothing: the command says when it was deleted, not that it deleted it."""
-    checked = _recover.require_live
     with SessionStore(path) as other:
         def deleted_after_the_check(env: Env, store: SessionStore, key: str) -> None:
-            checked(env, store, key)
+            require_live(env, store, key)
             other.delete_session(key)
 
         monkeypatch.setattr(_recover, "require_live", deleted_after_the_check)
