@@ -399,6 +399,9 @@ class Environment:
                     del self._registry[key]
                 self._registry_changed.notify_all()
 
+    def release_waits_for_this_thread(self) -> bool:
+        return self._gate.held_here()  # the close waits for every transaction of the process
+
     def vacuum(self, reopen: Callable[[], None], rewrite: VacuumRewrite | None = None) -> None:
         """Rewrite the data file from its live key-values alone (changed on the way as ``rewrite`` says), and
         swap it in.
