@@ -114,6 +114,10 @@ class Maintenance:
                     raise StoreReadOnly(f"the read models of {self._storage.path} are out of date; "
                                         "open it writable once")
             return
+        with self._read() as txn:
+            rewrite = bool(self._outdated(txn)) and self._log.head(txn)[0] > 0  # a new store's models are empty
+        if rewrite:  # it reuses the pages the last write freed only after a commit (``rebuild_projections``'s)
+            self._storage.release_freed_pages()
         self._storage.write(lambda txn: self._rebuild_outdated(txn, progress))
         with self._read() as txn:
             due = self._snapshots_due(txn)
@@ -124,7 +128,10 @@ class Maintenance:
                 counted = self._storage.write(functools.partial(self._derive_missing_snapshots, progress=progress,
                                                                 counted=counted))
                 due = counted is not None
-        self._deferred.rebuild_outdated(progress)
+        built_by_other_code = self._deferred.built_by_other_code()
+        if built_by_other_code:
+            self._storage.release_freed_pages()
+            self._deferred.rebuild(built_by_other_code, progress)
 
     def rebuild_projections(self, names: Iterable[str] | None, progress: Progress | None) -> None:
         """Drop the named read models (all by default) and rebuild them from the log."""
