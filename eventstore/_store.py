@@ -290,7 +290,7 @@ class SessionStore:
             while self._closer is not None:
                 if self._environment.release_waits_for_this_thread():
                     raise StoreBusy(f"another thread is closing the store at {self.path}, which waits for every "
-                                    f"transaction of this process to end, and this thread holds one open "
+                                    "transaction of this process to end, and this thread holds one open "
                                     f"{HELD_OPEN_BY}: close it once that call returns")
                 self._close_changed.wait()
             if self._closed:
