@@ -115,7 +115,7 @@ class Maintenance:
                                         "open it writable once")
             return
         with self._read() as txn:
-            rewrite = bool(self._outdated(txn)) and self._log.head(txn)[0] > 0  # a new store's models are empty
+            rewrite = self._built_by_older_code(txn)
         if rewrite:  # it reuses the pages the last write freed only after a commit (``rebuild_projections``'s)
             self._storage.release_freed_pages()
         self._storage.write(lambda txn: self._rebuild_outdated(txn, progress))
@@ -184,6 +184,16 @@ class Maintenance:
                                         f"({checkpoint[0]} > {model.code_version}); upgrade the package")
         return [model for model in self._read_models
                 if self._checkpoints.get(txn, model.name) != (model.code_version, head_position)]
+
+    def _built_by_older_code(self, txn: ReadTransaction) -> bool:
+        """Whether an inline model was built by an older version of its code, which open rebuilds (or upgrades).
+        Not one merely behind the log: the log may hold events this code cannot fold, and open then refuses the
+        store having written nothing."""
+        for model in self._read_models:
+            checkpoint = self._checkpoints.get(txn, model.name)
+            if checkpoint is not None and checkpoint[0] < model.code_version:
+                return True
+        return False
 
     def _rebuild_outdated(self, txn: WriteTransaction, progress: Progress | None) -> None:
         """Rebuild the inline models that are behind or of another code version."""
