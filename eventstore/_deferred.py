@@ -310,10 +310,9 @@ class DeferredReadModels:
             report = None if progress is None else _offset(progress, done * events, len(chosen) * events)
             deferred.catch_up(rebuild=True, progress=report)
 
-    def rebuild_outdated(self, progress: Callable[[int, int], None] | None = None) -> None:
-        """Rebuild those built by another code version (on open)."""
-        self.rebuild([name for name, deferred in self._registered.items() if deferred.built_by_other_code()],
-                     progress)
+    def built_by_other_code(self) -> list[str]:
+        """The names of those another code version built, which open rebuilds."""
+        return [name for name, deferred in self._registered.items() if deferred.built_by_other_code()]
 
     def lag(self) -> int:
         """The events the models have yet to fold, all told (one built by another code version: the whole log)."""

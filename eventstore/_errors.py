@@ -28,9 +28,13 @@ __all__ = [
     "StoreInaccessible",
     "ReplicationMismatch",
     "shown",
+    "HELD_OPEN_BY",
     "TransactionError",
     "StoreUnavailable",
 ]
+
+#: What may hold a transaction open in the thread that calls, as the errors refusing that thread's calls name it.
+HELD_OPEN_BY = "(a progress callback of a call under way, or a loop over a read)"
 
 # Python refuses to print an int of more than 4,300 digits; a message names one by its size instead.
 _LONGEST_INT_SHOWN_BITS = 256
@@ -153,14 +157,14 @@ class StoreGrowthBlocked(StoreBusy):
     @classmethod
     def holding(cls, path: object) -> StoreGrowthBlocked:
         return cls(f"the store at {path} must grow its map, which waits for every transaction of this process to "
-                   "end, and this thread holds one open (a progress callback of a call under way, or a loop over a "
-                   "read); nothing was written: give the write once that call returns")
+                   f"end, and this thread holds one open {HELD_OPEN_BY}; nothing was written: give the write once "
+                   "that call returns")
 
     @classmethod
     def reading(cls, path: object) -> StoreGrowthBlocked:
         return cls(f"another process grew the map of the store at {path}, which this process takes once every "
-                   "transaction of it has ended, and this thread holds one open (a progress callback of a call "
-                   "under way, or a loop over a read): give the read once that call returns")
+                   f"transaction of it has ended, and this thread holds one open {HELD_OPEN_BY}: give the read once "
+                   "that call returns")
 
 
 class SourceChanged(EventStoreError):

@@ -29,6 +29,7 @@ from ._audit import Progress
 from ._bookkeeping import IdempotencyRecords, ImportReceipts
 from ._deferred import Deferred, DeferredReadModels
 from ._errors import (
+    HELD_OPEN_BY,
     EventStoreError,
     InvalidArgument,
     StoreBusy,
@@ -214,6 +215,9 @@ class SessionStore:
         self._snapshot_every = snapshot_every
         self._decoded = DecodedSessions(cache_sessions)
         self._closed = False
+        #: Guards ``_closer``, the thread whose close is under way (``close``); notified when that close ends.
+        self._close_changed = threading.Condition()
+        self._closer: int | None = None
         self._writing = threading.local()  # .active: this thread runs a write's body (which may call progress)
         self._environment = storage
         self._readonly = readonly or storage.readonly
@@ -274,17 +278,35 @@ class SessionStore:
     def close(self) -> None:
         """Close the store; further calls raise ``StoreClosed``. Closing twice is harmless.
 
+        A close given while another thread's is under way waits for that one, and closes the store itself if that
+        one was refused.
+
         Raises:
             StoreBusy: given from a thread that holds a transaction of the store open (a ``progress`` callback of a
-                call under way, or a loop over a listing), which the close would wait for: the store stays open.
+                call under way, or a loop over a read), which the close would wait for: the store stays open. Or given
+                from such a thread while another thread's close is under way, which may wait for that transaction.
         """
-        if not self._closed:
+        with self._close_changed:
+            while self._closer is not None:
+                if self._environment.release_waits_for_this_thread():
+                    raise StoreBusy(f"another thread is closing the store at {self.path}, which waits for every "
+                                    "transaction of this process to end, and this thread holds one open "
+                                    f"{HELD_OPEN_BY}: close it once that call returns")
+                self._close_changed.wait()
+            if self._closed:
+                return
             self._closed = True
-            try:
-                self._environment.release()
-            except StoreBusy:
+            self._closer = threading.get_ident()
+        try:
+            self._environment.release()
+        except StoreBusy:
+            with self._close_changed:
                 self._closed = False  # nothing was released
-                raise
+            raise
+        finally:
+            with self._close_changed:
+                self._closer = None
+                self._close_changed.notify_all()
 
     def __enter__(self) -> SessionStore:
         return self
@@ -591,7 +613,7 @@ class SessionStore:
         """Every event of the session key, oldest first, across deletions and reuse of the key."""
         return self._time_travel.history(validate_key(key))
 
-    def iter_history(self, key: str) -> Iterator[RecordedEvent]:
+    def iter_history(self, key: str, from_version: int = 1) -> Iterator[RecordedEvent]:
         """``history(key)`` streamed: the same events, oldest first, read a page at a time.
 
         Its events are those of ``history(key)`` called at the same moment: later events (appended while the
@@ -599,9 +621,12 @@ class SessionStore:
         that of a page however long the session, and holding the iterator open while writing (to this session
         too) neither blocks a write nor keeps the store from growing its file. A redaction of the session
         committed meanwhile shows in the pages read after it (``redacted`` set), as in ``events()``; an event
-        already yielded keeps what it held.
+        already yielded keeps what it held. With ``from_version``, the events from that version on, found
+        through the log's index: those before it are not read (a session's last events cost what they hold).
         """
-        return self._time_travel.iter_history(validate_key(key))
+        validate_key(key)
+        check_index(from_version, "from_version")
+        return self._time_travel.iter_history(key, from_version)
 
     def events(self, after: int = 0, limit: int | None = None) -> Iterator[RecordedEvent]:
         """Every event of every session in global order, after position ``after`` (a change feed).

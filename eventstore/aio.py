@@ -388,11 +388,11 @@ class AsyncSessionStore:
         Runs on a writer thread; see ``SessionStore.history``."""
         return await self._off_loop(self._store.history, key)
 
-    def iter_history(self, key: str) -> AsyncIterator[RecordedEvent]:
+    def iter_history(self, key: str, from_version: int = 1) -> AsyncIterator[RecordedEvent]:
         """``history(key)`` streamed: the same events, oldest first, read a page at a time.
 
         An async iterator: each batch is read on the event loop; see ``SessionStore.iter_history``."""
-        return self._streamed(self._store.iter_history(key))
+        return self._streamed(self._store.iter_history(key, from_version))
 
     def events(self, after: int = 0, limit: int | None = None) -> AsyncIterator[RecordedEvent]:
         """Every event of every session in global order, after position ``after`` (a change feed).

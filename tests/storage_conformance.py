@@ -41,6 +41,9 @@ def _ascending(keys: list[bytes]) -> list[tuple[bytes, bytes]]:
 class StorageConformance:
     """The protocol's contract; subclasses say how to open their engine."""
 
+    #: Whether the engine's closing release waits for every transaction (``release_waits_for_this_thread``).
+    release_waits_for_transactions = False
+
     def make_storage(self, tmp_path: Path, *, readonly: bool = False) -> Storage:
         """Open the store at ``tmp_path`` (again, if it was opened before: the same contents)."""
         raise NotImplementedError
@@ -372,6 +375,15 @@ class StorageConformance:
         assert before == self.contents(storage, filled) == _ascending([key for key in KEYS if key != b"d"])
         storage.write(lambda txn: txn.put(filled, b"d", b"again"))
         assert (b"d", b"again") in self.contents(storage, filled)
+
+    def test_a_release_waits_for_the_calling_thread_only_inside_its_transactions(self, storage, filled):
+        """Inside a transaction, an engine whose release waits for every transaction says that it would wait."""
+        assert not storage.release_waits_for_this_thread()
+        with storage.read():
+            inside_a_read = storage.release_waits_for_this_thread()
+        inside_a_write = storage.write(lambda _txn: storage.release_waits_for_this_thread())
+        assert not storage.release_waits_for_this_thread()
+        assert inside_a_read == inside_a_write == self.release_waits_for_transactions
 
     def test_vacuum_keeps_contents(self, storage, filled):
         reopened: list[Space] = []

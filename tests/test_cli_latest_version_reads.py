@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -16,7 +17,10 @@ from hypothesis import strategies as st
 
 from eventstore import ChatMessage, RecordedEvent, SessionStore
 from eventstore.aio import AsyncSessionStore
-from eventstore.cli import cli
+from eventstore.cli import _recover, cli
+from eventstore.cli._context import _ENDING_WINDOW, Env, require_live
+from eventstore.events import SessionDeleted
+from eventstore.services.writer import Command, CommandWriter
 
 EVENTS = 30  # more than one event past what a command may read of a history (its first)
 
@@ -42,10 +46,10 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     consumed: list[int] = []
     streamed = SessionStore.iter_history
 
-    def counted(store: SessionStore, key: str) -> Iterator[RecordedEvent]:
+    def counted(store: SessionStore, key: str, from_version: int = 1) -> Iterator[RecordedEvent]:
         consumed.append(0)
         call = len(consumed) - 1
-        for recorded in streamed(store, key):
+        for recorded in streamed(store, key, from_version):
             consumed[call] += 1
             yield recorded
 
@@ -69,6 +73,59 @@ def test_delete_text_names_the_version_to_restore(path: Path, reads: list[int]) 
     assert f"Deleted long (version {EVENTS + 1})" in result.stdout
     assert f"restore long --version {EVENTS}` brings it back" in result.stdout
     assert max(reads, default=0) <= 1
+
+
+def test_delete_prints_the_version_of_its_own_event_when_a_write_to_the_key_follows_at_once(
+        path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another store object appends to the key as soon as the deletion has committed, before the command prints:
+    the command prints the deletion's version (the one ``restore`` counts back from), not the append's."""
+    run_together = CommandWriter.run_together
+    with SessionStore(path) as other:
+        def followed_by_an_append(writer: CommandWriter, batch: Sequence[Command[Any]]) -> list[tuple[Any, int]]:
+            outcomes = run_together(writer, batch)
+            if any(command.request.name == "delete_session" for command in batch):
+                other.append("long", ChatMessage.user("right after the deletion"))
+            return outcomes
+
+        monkeypatch.setattr(CommandWriter, "run_together", followed_by_an_append)
+        result = run(path, "delete", "long", "--json")
+        history = other.history("long")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"key": "long", "deleted": True, "version": EVENTS + 1}
+    assert isinstance(history[EVENTS].event, SessionDeleted) and history[-1].version == EVENTS + 2
+
+
+def test_delete_of_a_key_another_writer_deletes_after_the_check_says_it_was_deleted(
+        path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Live when the command checked, deleted by another store object before the command's own deletion, which
+    then deletes nothing: the command says when it was deleted, not that it deleted it."""
+    with SessionStore(path) as other:
+        def deleted_after_the_check(env: Env, store: SessionStore, key: str) -> None:
+            require_live(env, store, key)
+            other.delete_session(key)
+
+        monkeypatch.setattr(_recover, "require_live", deleted_after_the_check)
+        result = run(path, "delete", "long", "--json")
+    assert result.exit_code == 1
+    assert f"session 'long' was deleted at version {EVENTS + 1}" in result.stderr
+
+
+@pytest.mark.parametrize("redactions", [0, 1, 3])
+def test_a_deleted_key_is_named_with_its_deletion_reading_only_its_last_events(
+        path: Path, reads: list[int], redactions: int) -> None:
+    """A command on a deleted key names the version that deleted it, though a redaction followed it (one: the
+    next finds nothing to record), reading the key's last events alone."""
+    with SessionStore(path) as store:
+        store.delete_session("long")
+        for _ in range(redactions):
+            store.redact("long", "asked")
+        assert store.session_version("long") == EVENTS + 1 + min(redactions, 1)
+        reads.clear()
+    result = run(path, "delete", "long")
+    assert result.exit_code == 1
+    assert (f"session 'long' was deleted at version {EVENTS + 1}; "
+            f"`eventstore --store {path} restore long --version {EVENTS}` brings it back") in result.stderr
+    assert sum(reads) <= _ENDING_WINDOW
 
 
 @pytest.mark.parametrize(("new_key", "version"), [("copy", 1), ("reused", 3)])

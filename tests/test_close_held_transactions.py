@@ -7,16 +7,18 @@ Each thread that could hang is joined with a timeout, and a thread still alive f
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from pathlib import Path
 
 import pytest
 
-from eventstore import ChatMessage, SessionStore, StoreBusy, StoreClosed, StoreGrowthBlocked
+from eventstore import ChatMessage, EventStoreError, SessionStore, StoreBusy, StoreClosed, StoreGrowthBlocked
 from eventstore.storage import Durability
 from eventstore.storage import lmdb as lmdb_storage
 from eventstore.storage.lmdb import Environment
+from eventstore.storage.lmdb_concurrency import GroupQueue, Member
 
 from conftest import waited_for
 from test_map_growth_held_transactions import (
@@ -149,3 +151,125 @@ def test_an_open_of_the_store_from_a_thread_holding_a_read_while_another_closes_
     assert outcome["verify"] is True
     assert outcome["close"] is None
     assert (os.getpid(), str(store.path.resolve())) not in Environment._registry
+
+
+def _refused_while(queue: GroupQueue) -> BaseException:
+    """What a write of a thread holding a transaction open, queued now, is refused with."""
+    member = Member(lambda _txn: None, None, holds_open=True)
+    queue._enqueue(member)
+    assert member.done
+    with pytest.raises(EventStoreError) as refused:
+        member.outcome()
+    return refused.value
+
+
+@pytest.mark.parametrize("first", ["close", "growth"])
+def test_a_write_refused_while_the_store_closes_and_its_map_grows_names_the_close(tmp_path: Path, first: str) -> None:
+    """Whichever began first, and whichever ends first, a write refused while a close is under way says the store is
+    being closed (``StoreClosed``), not to give it again once its call returns; once the close alone has ended, the
+    growth's refusal says the map must grow."""
+    queue = GroupQueue()
+    closing = functools.partial(lmdb_storage._closed_while_held, tmp_path)
+    growing = functools.partial(StoreGrowthBlocked.holding, tmp_path)
+    refusals = {"close": queue.refusing_held(closing), "growth": queue.refusing_held(growing)}
+    second = "growth" if first == "close" else "close"
+    refusals[first].__enter__()
+    refusals[second].__enter__()
+    both = _refused_while(queue)
+    refusals["growth"].__exit__(None, None, None)
+    close_alone = _refused_while(queue)
+    refusals["growth"] = queue.refusing_held(growing)
+    refusals["growth"].__enter__()
+    refusals["close"].__exit__(None, None, None)
+    growth_alone = _refused_while(queue)
+    refusals["growth"].__exit__(None, None, None)
+    assert isinstance(both, StoreClosed) and "being closed" in str(both)
+    assert isinstance(close_alone, StoreClosed)
+    assert isinstance(growth_alone, StoreGrowthBlocked) and "must grow its map" in str(growth_alone)
+    member = Member(lambda _txn: None, None, holds_open=True)
+    queue._enqueue(member)
+    assert not member.done  # nothing under way: queued
+
+
+def _store_of_50(tmp_path: Path) -> SessionStore:
+    store = SessionStore(tmp_path / "store", durable=False)
+    for number in range(50):
+        store.append(f"k{number}", ChatMessage.user(f"alpha beta {number}"))
+    return store
+
+
+def _closed_for_good(store: SessionStore) -> bool:
+    with pytest.raises(StoreClosed):
+        store.load("k1")
+    return (os.getpid(), str(store.path.resolve())) not in Environment._registry
+
+
+def test_a_close_given_while_a_refused_close_is_under_way_waits_for_it_then_closes_the_store(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The catch-up's callback closes the store (refused: its thread holds the fold's read open), and another thread
+    closes it while that refusal is under way: the second close does not return as if the store were closed (it
+    stayed open); it waits for the first, then closes the store itself once the catch-up's read has ended."""
+    store = _store_of_50(tmp_path)
+    environment = store._environment
+    release = environment.release
+    refusing, second_close_arrived = threading.Event(), threading.Event()
+    outcome: dict[str, object] = {}
+
+    def release_held_in_the_callback() -> None:
+        if threading.current_thread().name == "catch-up":
+            refusing.set()
+            second_close_arrived.wait(_HUNG_AFTER)
+        release()
+
+    def close_refused() -> None:
+        try:
+            store.close()
+        except StoreBusy as refused:
+            outcome["refused"] = refused
+
+    monkeypatch.setattr(environment, "release", release_held_in_the_callback)
+    catching_up = _catch_up_calling(store, close_refused, outcome)
+    try:
+        assert refusing.wait(_HUNG_AFTER)
+        closing = _in_thread("close", store.close, outcome)
+        close_changed = getattr(store, "_close_changed", None)
+        waiters = getattr(close_changed, "_waiters", ())  # the second close's, once it waits
+        waited_for(lambda: not closing.is_alive() or bool(waiters), "the second close neither returned nor waited")
+        returned_before_the_refusal = not closing.is_alive()
+    finally:
+        second_close_arrived.set()
+    _finished(catching_up)
+    _finished(closing)
+    assert isinstance(outcome["refused"], StoreBusy) and "cannot close from this thread" in str(outcome["refused"])
+    assert not returned_before_the_refusal
+    assert outcome["close"] is None
+    # The catch-up's write, after the callback, came before the second close began, or was refused by it.
+    assert outcome["catch-up"] == 50 or isinstance(outcome["catch-up"], StoreClosed)
+    assert _closed_for_good(store)
+
+
+def test_a_close_from_a_thread_holding_a_read_while_another_thread_closes_the_store_is_refused_at_once(
+        tmp_path: Path) -> None:
+    """The other thread's close waits for the catch-up's read, so a close from the catch-up's callback, which would
+    hang waiting for that close, raises ``StoreBusy`` at once instead of returning as if the store were closed; the
+    first close ends once the catch-up's read has."""
+    store = _store_of_50(tmp_path)
+    environment = store._environment
+    assert isinstance(environment, Environment)
+    outcome: dict[str, object] = {}
+    closing: list[threading.Thread] = []
+
+    def close_while_another_thread_closes() -> None:
+        closing.append(_in_thread("close", store.close, outcome))
+        waited_for(lambda: environment._closing, "the other thread's close never began")
+        try:
+            store.close()
+        except StoreBusy as refused:
+            outcome["refused"] = refused
+
+    _finished(_catch_up_calling(store, close_while_another_thread_closes, outcome))
+    _finished(closing[0])
+    refused = outcome.get("refused")
+    assert isinstance(refused, StoreBusy) and "another thread is closing the store" in str(refused)
+    assert outcome["close"] is None
+    assert _closed_for_good(store)

@@ -17,7 +17,7 @@ from click.testing import CliRunner, Result
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eventstore import AsyncSessionStore, ChatMessage, InvalidSessionKey, SessionStore
+from eventstore import AsyncSessionStore, ChatMessage, InvalidArgument, InvalidSessionKey, SessionStore
 from eventstore._folding import to_recorded
 from eventstore.cli import _inspect, _output, cli
 from eventstore.services import time_travel
@@ -70,6 +70,21 @@ class TestTheLibrary:
             play(store, script)
             assert list(store.iter_history("k")) == store.history("k")
 
+    @settings(max_examples=40)
+    @given(commands, st.integers(0, 45))
+    def test_from_a_version_it_yields_what_history_returns_from_there(self, script, from_version):
+        with SessionStore.on_storage(MemoryStorage()) as store:
+            play(store, script)
+            assert list(store.iter_history("k", from_version)) == store.history("k")[max(from_version, 1) - 1:]
+
+    def test_from_a_version_it_reads_no_event_before_it(self, reads: list[int]):
+        with SessionStore.on_storage(MemoryStorage()) as store:
+            store.append_many("k", [ChatMessage.user(f"m{n}") for n in range(10 * PAGE)])
+            assert [e.version for e in store.iter_history("k", from_version=10 * PAGE - 2)] == [68, 69, 70]
+            assert reads == [3]
+            with pytest.raises(InvalidArgument):
+                store.iter_history("k", from_version=-1)
+
     def test_an_unknown_key_yields_nothing_and_a_bad_one_is_refused_at_the_call(self):
         with SessionStore.on_storage(MemoryStorage()) as store:
             assert list(store.iter_history("nobody")) == []
@@ -117,6 +132,14 @@ class TestTheLibrary:
 
         streamed, whole = asyncio.run(read())
         assert streamed == whole and len(whole) == 3 * PAGE + 1
+
+    def test_the_async_store_streams_it_from_a_version_too(self, tmp_path: Path):
+        async def read() -> list[int]:
+            async with AsyncSessionStore(tmp_path / "store", durable=False) as store:
+                await store.append_many("k", [ChatMessage.user(f"m{n}") for n in range(3 * PAGE)])
+                return [e.version async for e in store.iter_history("k", from_version=2 * PAGE + 1)]
+
+        assert asyncio.run(read()) == list(range(2 * PAGE + 1, 3 * PAGE + 1))
 
 
 def run(store: Path, *args: str) -> Result:

@@ -18,6 +18,8 @@ from conftest import waited_for
 
 
 class TestLmdbStorage(StorageConformance):
+    release_waits_for_transactions = True
+
     def make_storage(self, tmp_path: Path, *, readonly: bool = False) -> Storage:
         # No flushes: what the tests check does not depend on them, and they would dominate the run time.
         return Environment.acquire(tmp_path, durability=Durability.OFF, readonly=readonly)

@@ -98,6 +98,24 @@ def test_a_result_is_known_only_after_the_commit_and_an_ended_transaction_takes_
         tx.commit()
 
 
+def test_a_pending_version_is_the_sessions_right_after_its_command_and_known_after_the_commit(
+        store: SessionStore) -> None:
+    store.append("gone", hello("one"))
+    store.delete_session("gone")
+    with store.transaction() as tx:
+        appended = tx.append_many("a", [hello("one"), hello("two")])
+        named = tx.set_session_name("a", "first")
+        unchanged = tx.set_session_name("a", "first")
+        deleted = tx.delete_session("a")
+        nothing = tx.delete_session("gone")
+        with pytest.raises(TransactionError):
+            _ = deleted.version
+    store.append("a", hello("after the transaction"))
+    assert [appended.version, named.version, unchanged.version, deleted.version] == [2, 3, 3, 4]
+    assert (nothing.result, nothing.version) == (False, 2)
+    assert store.session_version("a") == 5
+
+
 def test_arguments_are_checked_when_the_command_is_added(store: SessionStore) -> None:
     with store.transaction() as tx:
         with pytest.raises(InvalidArgument):

@@ -320,22 +320,38 @@ def session_history(env: Env, store: SessionStore, key: str) -> Iterator[Recorde
     history = store.iter_history(key)
     first = next(history, None)
     if first is None:
-        raise click.ClickException(f"no session {key!r} in the store at {store.path}; "
-                                   f"see `{env.command('sessions')}` for the keys")
+        raise _no_session(env, store, key)
     return itertools.chain([first], history)
+
+
+def _no_session(env: Env, store: SessionStore, key: str) -> click.ClickException:
+    return click.ClickException(f"no session {key!r} in the store at {store.path}; "
+                                f"see `{env.command('sessions')}` for the keys")
 
 
 def require_live(env: Env, store: SessionStore, key: str) -> None:
     """A one-line error unless ``key`` is a live session (naming a deletion, if that is why)."""
-    if store.session_exists(key):
-        return
-    ended = last = 0
-    for recorded in session_history(env, store, key):
-        last = recorded.version
-        if isinstance(recorded.event, SessionDeleted) or (isinstance(recorded.event, SessionRestored)
-                                                          and not recorded.event.exists):
-            ended = last
-    ended = ended or last
-    raise click.ClickException(
-        f"session {key!r} was deleted at version {ended}; "
-        f"`{env.restore_command(key, ended - 1)}` brings it back")
+    if not store.session_exists(key):
+        raise not_live(env, store, key)
+
+
+#: How many of a deleted key's last events hold the one that deleted it (or restored it to before it began): it is
+#: the last, or a redaction follows it (one: a redaction again finds nothing to record).
+_ENDING_WINDOW = 2
+
+
+def not_live(env: Env, store: SessionStore, key: str) -> click.ClickException:
+    """The one-line error for a ``key`` that is not a live session: none, or the version its deletion ended it at,
+    read among its last events rather than through its whole history."""
+    last = store.session_version(key)
+    if not last:
+        return _no_session(env, store, key)
+    ended = max((recorded.version for recorded in store.iter_history(key, max(1, last - _ENDING_WINDOW + 1))
+                 if _ends_the_session(recorded)), default=last)
+    return click.ClickException(f"session {key!r} was deleted at version {ended}; "
+                                f"`{env.restore_command(key, ended - 1)}` brings it back")
+
+
+def _ends_the_session(recorded: RecordedEvent) -> bool:
+    event = recorded.event
+    return isinstance(event, SessionDeleted) or (isinstance(event, SessionRestored) and not event.exists)

@@ -12,7 +12,7 @@ import click
 
 from .. import SessionView, StoreCorrupted, VerifyReport
 from ..events import SessionForked
-from ._context import Env, parse_time, pass_env, require_live, session_history, versions_of
+from ._context import Env, not_live, parse_time, pass_env, require_live, session_history, versions_of
 from ._output import Output, confirm, counted, human_bytes, output_options, progress_bar, show_time, spinner
 
 
@@ -129,8 +129,12 @@ def delete(env: Env, key: str, reason: str | None, as_json: bool) -> None:
     out = Output(as_json)
     with env.open(write=True) as store:
         require_live(env, store, key)
-        store.delete_session(key, reason=reason)
-        version = store.session_version(key)
+        # In a transaction for its version: the session's, read afterwards, may be a later write's.
+        with store.transaction() as tx:
+            deletion = tx.delete_session(key, reason=reason)
+        if not deletion.result:  # another writer deleted it since the check
+            raise not_live(env, store, key)
+        version = deletion.version
     if as_json:
         out.json({"key": key, "deleted": True, "version": version})
     else:

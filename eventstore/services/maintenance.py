@@ -114,6 +114,10 @@ class Maintenance:
                     raise StoreReadOnly(f"the read models of {self._storage.path} are out of date; "
                                         "open it writable once")
             return
+        with self._read() as txn:
+            rewrite = self._built_by_older_code(txn)
+        if rewrite:  # it reuses the pages the last write freed only after a commit (``rebuild_projections``'s)
+            self._storage.release_freed_pages()
         self._storage.write(lambda txn: self._rebuild_outdated(txn, progress))
         with self._read() as txn:
             due = self._snapshots_due(txn)
@@ -124,7 +128,10 @@ class Maintenance:
                 counted = self._storage.write(functools.partial(self._derive_missing_snapshots, progress=progress,
                                                                 counted=counted))
                 due = counted is not None
-        self._deferred.rebuild_outdated(progress)
+        built_by_other_code = self._deferred.built_by_other_code()
+        if built_by_other_code:
+            self._storage.release_freed_pages()
+            self._deferred.rebuild(built_by_other_code, progress)
 
     def rebuild_projections(self, names: Iterable[str] | None, progress: Progress | None) -> None:
         """Drop the named read models (all by default) and rebuild them from the log."""
@@ -177,6 +184,16 @@ class Maintenance:
                                         f"({checkpoint[0]} > {model.code_version}); upgrade the package")
         return [model for model in self._read_models
                 if self._checkpoints.get(txn, model.name) != (model.code_version, head_position)]
+
+    def _built_by_older_code(self, txn: ReadTransaction) -> bool:
+        """Whether an inline model was built by an older version of its code, which open rebuilds (or upgrades).
+        Not one merely behind the log: the log may hold events this code cannot fold, and open then refuses the
+        store having written nothing."""
+        for model in self._read_models:
+            checkpoint = self._checkpoints.get(txn, model.name)
+            if checkpoint is not None and checkpoint[0] < model.code_version:
+                return True
+        return False
 
     def _rebuild_outdated(self, txn: WriteTransaction, progress: Progress | None) -> None:
         """Rebuild the inline models that are behind or of another code version."""

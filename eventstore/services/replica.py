@@ -702,6 +702,9 @@ class ReplicaStorage:
             if self._binding is None:  # not bound: the components did not open, which is not the server's doing
                 raise
 
+    def release_waits_for_this_thread(self) -> bool:
+        return self._inner.release_waits_for_this_thread()
+
     def release(self) -> None:
         # First: a close refused there (``StoreBusy``, from a thread holding a transaction open) leaves the store
         # open, so its watcher must go on.

@@ -50,13 +50,14 @@ class TimeTravel:
                 return []
             return [to_recorded(entry) for entry in self._log.read_stream(txn, stream_id)]
 
-    def iter_history(self, key: str) -> Iterator[RecordedEvent]:
-        """``history``, a page of ``BATCH`` versions per short read transaction, up to the version the session had
-        when this was called."""
+    def iter_history(self, key: str, from_version: int) -> Iterator[RecordedEvent]:
+        """``history`` from ``from_version`` on, a page of ``BATCH`` versions per short read transaction, up to the
+        version the session had when this was called."""
         with self._read() as txn:
             stream_id = self._log.stream_id(txn, key)
             last = 0 if stream_id is None else self._log.stream_version(txn, stream_id)
-        return self._pages(stream_id, 0, last, lambda _txn, entries: [to_recorded(entry) for entry in entries])
+        return self._pages(stream_id, max(from_version, 1) - 1, last,
+                           lambda _txn, entries: [to_recorded(entry) for entry in entries])
 
     def events(self, after: int, limit: int | None) -> Iterator[RecordedEvent]:
         """Every event after position ``after``, in batches, each read in its own short read transaction."""

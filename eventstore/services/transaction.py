@@ -151,17 +151,18 @@ def deciding(key: str, decide: Callable[[SessionHead], Decision[R]]) -> Callable
 # -- the transaction ------------------------------------------------------------------------------------------
 
 class Pending(Generic[T]):
-    """A command's answer in a transaction: ``result`` is known once the transaction has committed."""
+    """A command's answer in a transaction: ``result`` and ``version`` are known once the transaction has committed."""
 
-    __slots__ = ("_answer", "_value", "_known")
+    __slots__ = ("_answer", "_value", "_version", "_known")
 
     def __init__(self, answer: Callable[[tuple[Any, int]], T]) -> None:
         self._answer = answer
         self._value: T | None = None
+        self._version = 0
         self._known = False
 
     def settle(self, outcome: tuple[Any, int]) -> None:
-        self._value, self._known = self._answer(outcome), True
+        self._value, self._version, self._known = self._answer(outcome), outcome[1], True
 
     @property
     def result(self) -> T:
@@ -170,9 +171,24 @@ class Pending(Generic[T]):
         Raises:
             TransactionError: the transaction has not committed (yet).
         """
+        self._check_known()
+        return self._value  # type: ignore[return-value]
+
+    @property
+    def version(self) -> int:
+        """The session's version right after the command (the new session's, for ``fork``): that of the last event
+        it recorded, or the version it found if it recorded nothing. Unlike ``session_version`` read afterwards,
+        it is not moved on by a write committed after the transaction.
+
+        Raises:
+            TransactionError: the transaction has not committed (yet).
+        """
+        self._check_known()
+        return self._version
+
+    def _check_known(self) -> None:
         if not self._known:
             raise TransactionError("a command's result is known once its transaction has committed")
-        return self._value  # type: ignore[return-value]
 
     def __repr__(self) -> str:
         return f"Pending({self._value!r})" if self._known else "Pending(<not committed>)"

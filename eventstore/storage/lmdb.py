@@ -39,6 +39,7 @@ import lmdb
 from lmdb import _envid
 
 from .._errors import (
+    HELD_OPEN_BY,
     EventStoreError,
     IncompatibleStore,
     StoreBusy,
@@ -152,8 +153,7 @@ def _leave_as_it_was(txn: WriteTransaction) -> None:
 def _closed_while_held(path: Path) -> StoreClosed:
     """What a write of a thread holding a transaction open raises while another thread closes the store."""
     return StoreClosed(f"the store at {path} is being closed by another thread, which waits for every transaction "
-                       "of this process to end, and this thread holds one open (a progress callback of a call under "
-                       "way, or a loop over a read); nothing was written")
+                       f"of this process to end, and this thread holds one open {HELD_OPEN_BY}; nothing was written")
 
 
 class _Discarded(Exception):
@@ -336,8 +336,8 @@ class Environment:
                 # this process"), or, were it not, drop the closing environment's locks: wait for the close.
                 if environment._gate.held_here():  # the close waits for this thread's transaction
                     raise StoreBusy(f"{path} is being closed by another thread of this process, which waits for "
-                                    "the transaction this thread holds open (a progress callback of a call under "
-                                    "way, or a loop over a read); open it once that call returns")
+                                    f"the transaction this thread holds open {HELD_OPEN_BY}; open it once that call "
+                                    "returns")
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise StoreBusy(f"{path} is being closed by another thread of this process, which waits for "
@@ -377,9 +377,8 @@ class Environment:
             if self._references == 1 and self._gate.held_here() and os.getpid() == self._pid:
                 # The close waits for every transaction of the process to end, this thread's own among them.
                 raise StoreBusy(f"the store at {self.path} cannot close from this thread, which holds one of its "
-                                "transactions open (a progress callback of a call under way, or a loop over a "
-                                "read): the close waits for every transaction of this process to end; the store "
-                                "stays open: close it once that call returns")
+                                f"transactions open {HELD_OPEN_BY}: the close waits for every transaction of this "
+                                "process to end; the store stays open: close it once that call returns")
             self._references -= 1
             if self._references:
                 return
@@ -399,6 +398,9 @@ class Environment:
                 if self._registry.get(key) is self:  # not if it was replaced (see ``acquire``)
                     del self._registry[key]
                 self._registry_changed.notify_all()
+
+    def release_waits_for_this_thread(self) -> bool:
+        return self._gate.held_here()  # the close waits for every transaction of the process
 
     def vacuum(self, reopen: Callable[[], None], rewrite: VacuumRewrite | None = None) -> None:
         """Rewrite the data file from its live key-values alone (changed on the way as ``rewrite`` says), and

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from .._errors import StoreGrowthBlocked
+from .._errors import StoreClosed, StoreGrowthBlocked
 from .protocol import BeforeCommit, WriteTransaction
 
 
@@ -148,8 +148,8 @@ class GroupQueue:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._queued: list[Member] = []
-        self._refusing: Callable[[], BaseException] | None = None
-        self._refusers = 0  # growths under way at once: a write's and another process's growth adopted
+        #: The errors of the growths and the close under way (``refusing_held``), in the order they began.
+        self._refusals: list[Callable[[], BaseException]] = []
 
     def join(self, member: Member, write_lock: WriteLock) -> bool:
         """Queue ``member``; True once this thread holds ``write_lock`` (it leads), False once a leader
@@ -168,8 +168,8 @@ class GroupQueue:
 
     def _enqueue(self, member: Member) -> None:
         with self._lock:
-            if member.holds_open and self._refusing is not None:
-                member.refuse(self._refusing())
+            if member.holds_open and self._refusals:
+                member.refuse(self._refusal())
                 return
             self._queued.append(member)
 
@@ -179,21 +179,24 @@ class GroupQueue:
         queuing meanwhile, are refused with ``error()``. The growth (or close) waits for their transactions to end,
         and they wait for the writers' lock, whose holder grows the map or waits for the growth (or close) to begin
         its write: neither would ever go on. These may overlap (a growth adopting another process's growth, a close
-        waiting for a growth): refused until the last ends."""
+        waiting for a growth): refused until the last ends, with the error ``_refusal`` chooses."""
         with self._lock:
-            self._refusing = error
-            self._refusers += 1
+            self._refusals.append(error)
             for member in self._queued:
                 if member.holds_open:
-                    member.refuse(error())
+                    member.refuse(self._refusal())
             self._queued = [member for member in self._queued if not member.done]
         try:
             yield
         finally:
             with self._lock:
-                self._refusers -= 1
-                if not self._refusers:
-                    self._refusing = None
+                self._refusals.remove(error)
+
+    def _refusal(self) -> BaseException:
+        """The error of a member refused while growths or a close are under way: the close's whenever one is (the
+        store closes whatever ends first, so the caller must not give the write again), else the latest growth's."""
+        errors = [error() for error in self._refusals]
+        return next((error for error in errors if isinstance(error, StoreClosed)), errors[-1])
 
     def take(self, kind: BeforeCommit | None) -> list[Member]:
         """Every queued member of ``kind`` (its ``before_commit``), in arrival order (their commit order)."""

@@ -325,3 +325,6 @@ class MemoryStorage:
 
     def release(self) -> None:
         self._released = True
+
+    def release_waits_for_this_thread(self) -> bool:
+        return False  # releasing waits for nothing
