@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import functools
 import struct
-from collections.abc import Iterator, Mapping, Sequence
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import compress
 
+import numpy as np
 from pyroaring import BitMap, FrozenBitMap
 
 from eventstore._errors import StoreCorrupted
@@ -22,6 +24,7 @@ __all__ = [
     "LAST_KEYS",
     "MAP_SHIFT",
     "MULTI_KEYS",
+    "ChangedRepeats",
     "block_present",
     "block_spread",
     "level_key",
@@ -68,12 +71,69 @@ def level_of_key(key: bytes) -> tuple[int, int]:
     return block, level
 
 
-def repeats_value(levels: Mapping[int, int]) -> bytes:
-    """The ``search.repeats`` value of ``levels`` (message key → the term's level there): the keys as a serialized
-    bitmap (its size first, u32), then the levels in the keys' order."""
-    keys = sorted(levels)
-    serialized = map_value(BitMap(keys))
-    return U32.pack(len(serialized)) + serialized + bytes(map(levels.__getitem__, keys))
+def repeats_value(keys: BitMap, levels: bytes) -> bytes:
+    """The ``search.repeats`` value of ``keys`` (message keys) and ``levels`` (the term's level in each, in the keys'
+    order): the keys as a serialized bitmap (its size first, u32), then the levels."""
+    serialized = map_value(keys)
+    return U32.pack(len(serialized)) + serialized + levels
+
+
+class ChangedRepeats:
+    """A block's repeated messages (``search.repeats``: message key → the term's level there) as a batch changes
+    them: the stored keys and levels kept as they are, the batch's changes held apart and merged in C and numpy
+    when read, so that a few changes to a block of tens of thousands of repeats cost what they change.
+
+    The keys merged are a bitmap built afresh from the sorted keys, as a bitmap of every key always was: bitmaps
+    changed in place may keep containers of other kinds, and so serialize to other bytes."""
+
+    __slots__ = ("_keys", "_levels", "_levels_of", "_dropped", "changed")
+
+    def __init__(self, stored: tuple[BitMap, bytes] | None = None) -> None:
+        self._keys, self._levels = stored if stored is not None else (BitMap(), b"")
+        self._levels_of: dict[int, int] = {}  # keys set by the batch → their level, over the stored ones
+        self._dropped = BitMap()  # stored keys the batch took out (unless set again)
+        #: Whether anything was set or dropped: one never changed holds its stored value.
+        self.changed = False
+
+    def __bool__(self) -> bool:
+        return bool(self._levels_of) or len(self._keys) > len(self._dropped)
+
+    def set(self, key: int, level: int) -> None:
+        self._levels_of[key] = level
+        self.changed = True
+
+    def update(self, levels: Iterable[tuple[int, int]]) -> None:
+        """Set each ``(key, level)`` in order (a later one of a key wins)."""
+        self._levels_of.update(levels)
+        self.changed = True
+
+    def drop_session(self, offset: int) -> None:
+        """Take out every message of the block's session at ``offset``."""
+        keys = session_map_keys(offset)
+        for key in keys:
+            self._levels_of.pop(key, None)
+        self._dropped |= self._keys & keys
+        self.changed = True
+
+    def merged(self) -> tuple[BitMap, bytes]:
+        """The keys and levels as the batch changed them (``repeats_of_value``'s form). The caller may not change
+        them."""
+        if self._levels_of or self._dropped:
+            stored = np.frombuffer(self._keys.to_array(), np.uint32)
+            gone = self._dropped | (self._keys & BitMap(self._levels_of))  # dropped, or set to a level again
+            if gone:
+                kept = np.ones(len(stored), np.bool_)
+                kept[np.searchsorted(stored, np.frombuffer(gone.to_array(), np.uint32))] = False
+                stored, levels = stored[kept], np.frombuffer(self._levels, np.uint8)[kept]
+            else:
+                levels = np.frombuffer(self._levels, np.uint8)
+            added = sorted(self._levels_of)
+            at = np.searchsorted(stored, np.array(added, np.uint32))
+            keys = np.insert(stored, at, added)
+            self._keys = BitMap(array("I", keys.tobytes()))
+            self._levels = np.insert(levels, at, list(map(self._levels_of.__getitem__, added))).tobytes()
+            self._levels_of, self._dropped = {}, BitMap()
+        return self._keys, self._levels
 
 
 def repeats_of_value(raw: bytes) -> tuple[BitMap, bytes]:
