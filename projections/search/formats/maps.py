@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import functools
 import struct
-from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import compress
 
 import numpy as np
+import numpy.typing as npt
 from pyroaring import BitMap, FrozenBitMap
 
 from eventstore._errors import StoreCorrupted
@@ -127,13 +127,27 @@ class ChangedRepeats:
                 stored, levels = stored[kept], np.frombuffer(self._levels, np.uint8)[kept]
             else:
                 levels = np.frombuffer(self._levels, np.uint8)
-            added = sorted(self._levels_of)
-            at = np.searchsorted(stored, np.array(added, np.uint32))
+            added = np.array(sorted(self._levels_of), np.uint32)
+            at = np.searchsorted(stored, added)
             keys = np.insert(stored, at, added)
-            self._keys = BitMap(array("I", keys.tobytes()))
-            self._levels = np.insert(levels, at, list(map(self._levels_of.__getitem__, added))).tobytes()
+            self._levels = np.insert(levels, at, list(map(self._levels_of.__getitem__, added.tolist()))).tobytes()
+            self._keys = _rebuilt(self._keys, keys, np.concatenate((np.frombuffer(gone.to_array(), np.uint32), added)))
             self._levels_of, self._dropped = {}, BitMap()
         return self._keys, self._levels
+
+
+def _rebuilt(before: BitMap, keys: npt.NDArray[np.uint32], changed: npt.NDArray[np.uint32]) -> BitMap:
+    """The bitmap of ``keys`` (sorted), where ``before`` differs from them in the ``changed`` keys alone: the
+    containers (65,536 keys each) that hold a changed key built afresh from their keys, the others kept as they
+    are (``before``'s were built afresh when they last changed, so they are what a bitmap of every key holds)."""
+    highs = np.unique(changed >> 16)
+    starts = np.searchsorted(keys, highs << 16)
+    ends = np.searchsorted(keys, (highs + 1) << 16)
+    cut = BitMap()
+    for high in highs.tolist():
+        cut.add_range(high << 16, high + 1 << 16)
+    fresh = np.concatenate([keys[start:end] for start, end in zip(starts.tolist(), ends.tolist())])
+    return (before - cut) | BitMap(u32_array(fresh.tobytes()))
 
 
 def repeats_of_value(raw: bytes) -> tuple[BitMap, bytes]:
