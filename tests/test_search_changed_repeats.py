@@ -2,14 +2,17 @@
 they are, the batch's changes held apart and merged when read. Whatever keys are set, updated and dropped, and
 whenever the merged form is read between them, it holds what a dict of every repeat changed the same way holds,
 and its stored value is the bytes of that dict's keys and levels encoded afresh (bitmaps built from sorted keys,
-as the index always stored them; a bitmap changed in place may serialize to other bytes)."""
+as the index always stored them; a bitmap changed in place may serialize to other bytes), merged in a dict or in
+numpy."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 from pyroaring import BitMap
 
+from projections.search.formats import maps
 from projections.search.formats.maps import LAST_KEYS, MAP_SHIFT, ChangedRepeats, repeats_of_value, repeats_value
 
 #: Message keys of a few sessions (offsets) and message indexes, so that runs of keys form and break, and of the
@@ -37,10 +40,17 @@ IN_PLACE_DIFFERS = {key: 1 for key in (0, 1, 2, 4, 6, 7, 8, 13, 17, 19, 20, 22, 
                                        47, 52, 53, 54, 55, 56, 57, 60, 61, 62)}
 
 
-@given(stored, steps)
-@example(IN_PLACE_DIFFERS, [("drop", 25), ("drop", 26), ("drop", 37), ("set", [(22, 1), (54, 1)])])
+@given(stored, steps, st.sampled_from([0, maps.MERGED_IN_ARRAYS_FROM, 1 << 20]))
+@example(IN_PLACE_DIFFERS, [("drop", 25), ("drop", 26), ("drop", 37), ("set", [(22, 1), (54, 1)])], 0)
 def test_the_merged_repeats_are_those_of_a_dict_changed_the_same_way(before: dict[int, int],
-                                                                      script: list[tuple[str, object]]) -> None:
+                                                                      script: list[tuple[str, object]],
+                                                                      in_arrays_from: int) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(maps, "MERGED_IN_ARRAYS_FROM", in_arrays_from)
+        changed_the_same_way(before, script)
+
+
+def changed_the_same_way(before: dict[int, int], script: list[tuple[str, object]]) -> None:
     changed = ChangedRepeats(repeats_of_value(encoded(before)) if before else None)
     model = dict(before)
     for command, argument in script:

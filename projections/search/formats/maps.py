@@ -23,6 +23,7 @@ __all__ = [
     "JOINED_SHIFT",
     "LAST_KEYS",
     "MAP_SHIFT",
+    "MERGED_IN_ARRAYS_FROM",
     "MULTI_KEYS",
     "ChangedRepeats",
     "block_present",
@@ -78,6 +79,11 @@ def repeats_value(keys: BitMap, levels: bytes) -> bytes:
     return U32.pack(len(serialized)) + serialized + levels
 
 
+#: ``ChangedRepeats`` merges a block's changes into this many stored repeats or more in numpy, whose calls cost more
+#: than a dict of fewer (most blocks hold a few; the most common words' hold tens of thousands).
+MERGED_IN_ARRAYS_FROM = 384
+
+
 class ChangedRepeats:
     """A block's repeated messages (``search.repeats``: message key → the term's level there) as a batch changes
     them: the stored keys and levels kept as they are, the batch's changes held apart and merged in C and numpy
@@ -119,21 +125,33 @@ class ChangedRepeats:
         """The keys and levels as the batch changed them (``repeats_of_value``'s form). The caller may not change
         them."""
         if self._levels_of or self._dropped:
-            stored = np.frombuffer(self._keys.to_array(), np.uint32)
-            gone = self._dropped | (self._keys & BitMap(self._levels_of))  # dropped, or set to a level again
-            if gone:
-                kept = np.ones(len(stored), np.bool_)
-                kept[np.searchsorted(stored, np.frombuffer(gone.to_array(), np.uint32))] = False
-                stored, levels = stored[kept], np.frombuffer(self._levels, np.uint8)[kept]
-            else:
-                levels = np.frombuffer(self._levels, np.uint8)
-            added = np.array(sorted(self._levels_of), np.uint32)
-            at = np.searchsorted(stored, added)
-            keys = np.insert(stored, at, added)
-            self._levels = np.insert(levels, at, list(map(self._levels_of.__getitem__, added.tolist()))).tobytes()
-            self._keys = _rebuilt(self._keys, keys, np.concatenate((np.frombuffer(gone.to_array(), np.uint32), added)))
+            merge = self._merged_in_a_dict if len(self._keys) < MERGED_IN_ARRAYS_FROM else self._merged_in_arrays
+            self._keys, self._levels = merge()
             self._levels_of, self._dropped = {}, BitMap()
         return self._keys, self._levels
+
+    def _merged_in_a_dict(self) -> tuple[BitMap, bytes]:
+        levels_of = dict(zip(self._keys, self._levels))
+        for key in self._dropped:  # before the keys set: one set after its session was dropped is set again
+            del levels_of[key]
+        levels_of.update(self._levels_of)
+        ordered = sorted(levels_of)
+        return BitMap(ordered), bytes(map(levels_of.__getitem__, ordered))
+
+    def _merged_in_arrays(self) -> tuple[BitMap, bytes]:
+        stored = np.frombuffer(self._keys.to_array(), np.uint32)
+        levels = np.frombuffer(self._levels, np.uint8)
+        gone = self._dropped | (self._keys & BitMap(self._levels_of))  # dropped, or set to a level again
+        if gone:
+            kept = np.ones(len(stored), np.bool_)
+            kept[np.searchsorted(stored, np.frombuffer(gone.to_array(), np.uint32))] = False
+            stored, levels = stored[kept], levels[kept]
+        added = np.array(sorted(self._levels_of), np.uint32)
+        at = np.searchsorted(stored, added)
+        keys = np.insert(stored, at, added)
+        changed = np.concatenate((np.frombuffer(gone.to_array(), np.uint32), added))
+        return (_rebuilt(self._keys, keys, changed),
+                np.insert(levels, at, list(map(self._levels_of.__getitem__, added.tolist()))).tobytes())
 
 
 def _rebuilt(before: BitMap, keys: npt.NDArray[np.uint32], changed: npt.NDArray[np.uint32]) -> BitMap:
