@@ -39,12 +39,16 @@ from projections.search.formats.keys import META_GENERATION
 from .bench_scale import CORPUS_FILE, Corpus, Settings
 
 #: Each kind of round: its name, exchanges a round, the chance that an exchange goes to an old session.
-KINDS = (("10 exchanges, half to old sessions", 10, 0.5), ("1 exchange to a new session", 1, 0.0),
-         ("1 exchange to an old session", 1, 1.0))
+KINDS = (
+    ("10 exchanges, half to old sessions", 10, 0.5),
+    ("1 exchange to a new session", 1, 0.0),
+    ("1 exchange to an old session", 1, 1.0),
+)
 
 
-def rounds_of(store: SessionStore, corpus: Corpus, sessions: int, kinds: tuple[tuple[str, int, float], ...],
-              rounds: int) -> dict[str, list[float]]:
+def rounds_of(
+    store: SessionStore, corpus: Corpus, sessions: int, kinds: tuple[tuple[str, int, float], ...], rounds: int
+) -> dict[str, list[float]]:
     """The CPU time (s) of each round's ``catch_up()``, by kind; new sessions are numbered past the kept ones."""
     rng = random.Random(5)
     new = iter(range(sessions, 1 << 31))
@@ -97,8 +101,10 @@ def main() -> None:
         with SessionStore(copy, durable=False, clock=stepping_clock()) as store:
             spent = rounds_of(store, corpus, settings.sessions, KINDS, args.rounds)
             digest = index_digest(store) if args.digest else None
-    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average {os.getloadavg()[0]:.1f}; "
-          f"{settings.sessions:,} sessions; catch_up() CPU time, ms: median (quartiles) of {args.rounds} rounds")
+    print(
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average {os.getloadavg()[0]:.1f}; "
+        f"{settings.sessions:,} sessions; catch_up() CPU time, ms: median (quartiles) of {args.rounds} rounds"
+    )
     for name, times in spent.items():
         low, _, high = statistics.quantiles(times, n=4) if len(times) > 1 else (times[0],) * 3
         print(f"{name:40}{statistics.median(times) * 1e3:9.2f} ({low * 1e3:.2f}-{high * 1e3:.2f})")

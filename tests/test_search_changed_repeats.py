@@ -17,15 +17,20 @@ from projections.search.formats.maps import LAST_KEYS, MAP_SHIFT, ChangedRepeats
 
 #: Message keys of a few sessions (offsets) and message indexes, so that runs of keys form and break, and of the
 #: whole range of keys.
-keys = st.one_of(st.builds(lambda index, offset: index << MAP_SHIFT | offset, st.integers(0, 3), st.integers(0, 40)),
-                 st.integers(0, LAST_KEYS - 1))
+keys = st.one_of(
+    st.builds(lambda index, offset: index << MAP_SHIFT | offset, st.integers(0, 3), st.integers(0, 40)),
+    st.integers(0, LAST_KEYS - 1),
+)
 levels = st.integers(1, 255)
 stored = st.dictionaries(keys, levels, max_size=200)
-steps = st.lists(st.one_of(
-    st.tuples(st.just("set"), st.lists(st.tuples(keys, levels), min_size=1, max_size=30)),
-    st.tuples(st.just("drop"), st.integers(0, 40)),
-    st.tuples(st.just("read"), st.just(0)),
-), max_size=12)
+steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("set"), st.lists(st.tuples(keys, levels), min_size=1, max_size=30)),
+        st.tuples(st.just("drop"), st.integers(0, 40)),
+        st.tuples(st.just("read"), st.just(0)),
+    ),
+    max_size=12,
+)
 
 
 def encoded(repeats: dict[int, int]) -> bytes:
@@ -36,15 +41,50 @@ def encoded(repeats: dict[int, int]) -> bytes:
 
 #: Stored keys whose bitmap, changed in place by these drops and sets, keeps a run container where one built afresh
 #: has an array of the same size.
-IN_PLACE_DIFFERS = {key: 1 for key in (0, 1, 2, 4, 6, 7, 8, 13, 17, 19, 20, 22, 23, 24, 26, 27, 30, 38, 40, 43, 44, 46,
-                                       47, 52, 53, 54, 55, 56, 57, 60, 61, 62)}
+IN_PLACE_DIFFERS = {
+    key: 1
+    for key in (
+        0,
+        1,
+        2,
+        4,
+        6,
+        7,
+        8,
+        13,
+        17,
+        19,
+        20,
+        22,
+        23,
+        24,
+        26,
+        27,
+        30,
+        38,
+        40,
+        43,
+        44,
+        46,
+        47,
+        52,
+        53,
+        54,
+        55,
+        56,
+        57,
+        60,
+        61,
+        62,
+    )
+}
 
 
 @given(stored, steps, st.sampled_from([0, maps.MERGED_IN_ARRAYS_FROM, 1 << 20]))
 @example(IN_PLACE_DIFFERS, [("drop", 25), ("drop", 26), ("drop", 37), ("set", [(22, 1), (54, 1)])], 0)
-def test_the_merged_repeats_are_those_of_a_dict_changed_the_same_way(before: dict[int, int],
-                                                                      script: list[tuple[str, object]],
-                                                                      in_arrays_from: int) -> None:
+def test_the_merged_repeats_are_those_of_a_dict_changed_the_same_way(
+    before: dict[int, int], script: list[tuple[str, object]], in_arrays_from: int
+) -> None:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(maps, "MERGED_IN_ARRAYS_FROM", in_arrays_from)
         changed_the_same_way(before, script)
