@@ -7,6 +7,8 @@ numpy."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -111,3 +113,39 @@ def changed_the_same_way(before: dict[int, int], script: list[tuple[str, object]
     assert changed.changed == any(command != "read" for command, _ in script)
     if model:
         assert repeats_value(*changed.merged()) == encoded(model)
+
+
+def dense(seed: int, density: float) -> dict[int, int]:
+    """Repeats filling the first two containers (65,536 keys each) densely: runs of 1 to 30 keys and gaps between
+    them, so that their containers hold more keys than an array does, some near that bound, as bitsets or runs."""
+    rng = random.Random(seed)
+    found: dict[int, int] = {}
+    key = rng.randrange(50)
+    while key < 2 << 16:
+        run = rng.randint(1, 30)
+        found.update((each, rng.randint(1, 9)) for each in range(key, min(key + run, 2 << 16)))
+        key += run + rng.randint(1, max(1, round(run / density)))
+    return found
+
+
+#: Keys in the dense containers, and sessions there (a session's keys are 4,096 apart).
+dense_keys = st.integers(0, (2 << 16) - 1)
+dense_steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("set"), st.lists(st.tuples(dense_keys, levels), min_size=1, max_size=30)),
+        st.tuples(st.just("drop"), st.integers(0, (1 << MAP_SHIFT) - 1)),
+        st.tuples(st.just("read"), st.just(0)),
+    ),
+    max_size=12,
+)
+
+
+@given(st.integers(0, 1 << 32), st.sampled_from([0.03, 0.035, 0.05, 0.5, 3.0]), dense_steps)
+def test_dense_containers_changed_in_place_store_what_a_dict_does(
+    seed: int, density: float, script: list[tuple[str, object]]
+) -> None:
+    """Containers of more keys than an array holds are changed in place (their bitsets and runs never tie in size),
+    those of fewer, and those a change takes across that bound, built afresh."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(maps, "MERGED_IN_ARRAYS_FROM", 0)
+        changed_the_same_way(dense(seed, density), script)

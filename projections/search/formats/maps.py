@@ -9,7 +9,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from itertools import compress
 
 import numpy as np
-import numpy.typing as npt
 from pyroaring import BitMap, FrozenBitMap
 
 from eventstore._errors import StoreCorrupted
@@ -139,33 +138,35 @@ class ChangedRepeats:
         return BitMap(ordered), bytes(map(levels_of.__getitem__, ordered))
 
     def _merged_in_arrays(self) -> tuple[BitMap, bytes]:
-        stored = np.frombuffer(self._keys.to_array(), np.uint32)
+        set_again = BitMap(self._levels_of)
+        gone = self._dropped | (self._keys & set_again)  # dropped, or set to a level again
         levels = np.frombuffer(self._levels, np.uint8)
-        gone = self._dropped | (self._keys & BitMap(self._levels_of))  # dropped, or set to a level again
         if gone:
-            kept = np.ones(len(stored), np.bool_)
-            kept[np.searchsorted(stored, np.frombuffer(gone.to_array(), np.uint32))] = False
-            stored, levels = stored[kept], levels[kept]
-        added = np.array(sorted(self._levels_of), np.uint32)
-        at = np.searchsorted(stored, added)
-        keys = np.insert(stored, at, added)
-        changed = np.concatenate((np.frombuffer(gone.to_array(), np.uint32), added))
-        return (_rebuilt(self._keys, keys, changed),
-                np.insert(levels, at, list(map(self._levels_of.__getitem__, added.tolist()))).tobytes())
+            levels = np.delete(levels, [self._keys.rank(key) - 1 for key in gone])
+        kept = self._keys - gone
+        added = sorted(self._levels_of)
+        levels = np.insert(levels, [kept.rank(key) for key in added], list(map(self._levels_of.__getitem__, added)))
+        return _rebuilt(kept | set_again, gone | set_again), levels.tobytes()
 
 
-def _rebuilt(before: BitMap, keys: npt.NDArray[np.uint32], changed: npt.NDArray[np.uint32]) -> BitMap:
-    """The bitmap of ``keys`` (sorted), where ``before`` differs from them in the ``changed`` keys alone: the
-    containers (65,536 keys each) that hold a changed key built afresh from their keys, the others kept as they
-    are (``before``'s were built afresh when they last changed, so they are what a bitmap of every key holds)."""
-    highs = np.unique(changed >> 16)
-    starts = np.searchsorted(keys, highs << 16)
-    ends = np.searchsorted(keys, (highs + 1) << 16)
+#: A roaring bitmap's container (65,536 keys) holds at most this many keys as an array; more as a bitset or as
+#: runs, whichever serializes smaller, and the two never tie in size (8,192 bytes against 2 + 4 a run).
+_ARRAY_KEYS_UP_TO = 4096
+
+
+def _rebuilt(changed_in_place: BitMap, changed: BitMap) -> BitMap:
+    """``changed_in_place`` (a stored bitmap changed in place in the ``changed`` keys alone) as a bitmap built afresh
+    from its sorted keys serializes: its containers of few keys that hold a changed key are built afresh, since there
+    a run container changed in place can stay one where a container built afresh is an array of the same size. Its
+    other containers serialize as built afresh: those of more keys never tie, and those the change did not touch
+    were built afresh when they last changed."""
     cut = BitMap()
-    for high in highs.tolist():
-        cut.add_range(high << 16, high + 1 << 16)
-    fresh = np.concatenate([keys[start:end] for start, end in zip(starts.tolist(), ends.tolist())])
-    return (before - cut) | BitMap(u32_array(fresh.tobytes()))
+    for high in {key >> 16 for key in changed}:
+        if changed_in_place.range_cardinality(high << 16, high + 1 << 16) <= _ARRAY_KEYS_UP_TO:
+            cut.add_range(high << 16, high + 1 << 16)
+    if not cut:
+        return changed_in_place
+    return (changed_in_place - cut) | BitMap((changed_in_place & cut).to_array())
 
 
 def repeats_of_value(raw: bytes) -> tuple[BitMap, bytes]:
