@@ -78,18 +78,19 @@ def repeats_value(keys: BitMap, levels: bytes) -> bytes:
     return U32.pack(len(serialized)) + serialized + levels
 
 
-#: ``ChangedRepeats`` merges a block's changes into this many stored repeats or more in numpy, whose calls cost more
-#: than a dict of fewer (most blocks hold a few; the most common words' hold tens of thousands).
+#: ``ChangedRepeats`` merges a block's changes into this many stored repeats or more in place and in numpy, whose
+#: calls cost more than a dict of fewer (most blocks hold a few; the most common words' hold tens of thousands).
 MERGED_IN_ARRAYS_FROM = 384
 
 
 class ChangedRepeats:
     """A block's repeated messages (``search.repeats``: message key → the term's level there) as a batch changes
-    them: the stored keys and levels kept as they are, the batch's changes held apart and merged in C and numpy
-    when read, so that a few changes to a block of tens of thousands of repeats cost what they change.
+    them: the stored keys and levels kept as they are, the batch's changes held apart and merged when read (a large
+    block's keys changed in place, its levels in numpy), so that a few changes to a block of tens of thousands of
+    repeats cost what they change.
 
-    The keys merged are a bitmap built afresh from the sorted keys, as a bitmap of every key always was: bitmaps
-    changed in place may keep containers of other kinds, and so serialize to other bytes."""
+    The merged keys serialize as a bitmap built afresh from the sorted keys, as the writer always stored them
+    (``_rebuilt``)."""
 
     __slots__ = ("_keys", "_levels", "_levels_of", "_dropped", "changed")
 
