@@ -11,7 +11,7 @@ import lmdb
 import pytest
 
 import projections.search.formats as formats
-from benchmarks import search_cold, search_floor
+from benchmarks import search_cold, search_floor, small_catch_up
 from benchmarks.bench_scale import BOUNDS, TARGETS, Corpus, Settings, tenths
 from benchmarks.search_parts import PARTS
 from eventstore import SessionQuery, SessionStore
@@ -144,6 +144,26 @@ def test_search_parts_times_every_part_of_the_kept_stores_searches(tmp_path: Pat
     assert all(len(medians) == 2 for medians in rows.values()), completed.stdout
     for kind in (0, 1):  # 2 and 3 words: every query is planned, and its plan is part of it
         assert 0 < float(rows["plan"][kind]) <= float(rows["query"][kind]), completed.stdout
+
+
+@pytest.mark.slow  # builds two small stores, then catches copies of one up twice from other processes
+def test_small_catch_up_times_every_kind_and_stores_the_same_bytes_each_run(tmp_path: Path) -> None:
+    kept, copies = tmp_path / "kept", tmp_path / "copies"
+    assert run_scale("--keep", str(kept), "--only", "space").returncode == 0
+    copies.mkdir()
+    before = (kept / "ours" / "data.mdb").read_bytes()
+    runs = [subprocess.run([sys.executable, "-m", "benchmarks.small_catch_up", str(kept), "--rounds", "3", "--dir",
+                            str(copies), "--digest"], check=False, cwd=ROOT, capture_output=True, text=True,
+                           timeout=300) for _ in range(2)]
+    for completed in runs:
+        assert completed.returncode == 0, completed.stderr
+        lines = completed.stdout.splitlines()
+        assert [line[:40].strip() for line in lines[1:4]] == [name for name, _, _ in small_catch_up.KINDS]
+        assert all(float(line[40:].split()[0]) > 0 for line in lines[1:4]), completed.stdout
+    digests = {completed.stdout.splitlines()[4] for completed in runs}
+    assert len(digests) == 1 and digests.pop().startswith("search index SHA-256: ")  # the same bytes each run
+    assert (kept / "ours" / "data.mdb").read_bytes() == before  # the kept store is copied, not changed
+    assert list(copies.iterdir()) == []  # and the copy removed
 
 
 def test_search_floor_answers_what_search_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

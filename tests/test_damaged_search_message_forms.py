@@ -61,7 +61,10 @@ def damages(draw: st.DrawFn, store: SessionStore) -> tuple[Space, bytes, bytes |
         else:
             changed = _changed_keys(BitMap(repeats), draw)
             repeats = {message: repeats.get(message, 1) for message in changed}
-        return space, key, maps.repeats_value(repeats) if repeats else None
+        if not repeats:
+            return space, key, None
+        ordered = sorted(repeats)
+        return space, key, maps.repeats_value(BitMap(ordered), bytes(map(repeats.__getitem__, ordered)))
     return space, key, maps.map_value(_changed_keys(maps.map_of_value(value), draw))
 
 

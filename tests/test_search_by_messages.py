@@ -170,10 +170,10 @@ class TestStoredForms:
         assert any("by level" in problem for problem in store.verify().problems)
         store.rebuild_projections(["search"])
         assert store.verify().ok
-        put(b"search.repeats", block_key(0, the), maps.repeats_value({1 << maps.MAP_SHIFT | 1: 200}))
+        put(b"search.repeats", block_key(0, the), maps.repeats_value(BitMap([1 << maps.MAP_SHIFT | 1]), bytes([200])))
         assert any("repeated messages" in problem for problem in store.verify().problems)
         store.rebuild_projections(["search"])
-        put(b"search.repeats", block_key(7, of), maps.repeats_value({1: 200}))
+        put(b"search.repeats", block_key(7, of), maps.repeats_value(BitMap([1]), bytes([200])))
         assert any("no term lists" in problem for problem in store.verify().problems)
 
     def test_an_index_of_code_version_5_is_rebuilt_on_open(self, store_path: Path,

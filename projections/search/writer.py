@@ -53,6 +53,7 @@ from .formats.maps import (
     LAST_KEYS,
     MAP_SHIFT,
     MULTI_KEYS,
+    ChangedRepeats,
     level_key,
     map_value,
     mapped,
@@ -184,9 +185,9 @@ class IndexWriter(IndexReader):
         # gain (taken from the messages, not their postings; ``group`` posts those of the messages of a session
         # holding it in several). Made for a term at its first such message: most terms never have one.
         self._repeated: collections.defaultdict[int, array[int]] = collections.defaultdict(partial(array, "Q"))
-        # Each mapped block's messages where its term has a level of its own (``search.repeats``), by block key:
-        # message key → level (``None``: none stored now); those to write.
-        self._repeats: dict[int, dict[int, int] | None] = {}
+        # Each mapped block's messages where its term has a level of its own (``search.repeats``), by block key, as
+        # the batch changes them (``None``: none stored now); those to write.
+        self._repeats: dict[int, ChangedRepeats | None] = {}
         self._repeats_changed: set[int] = set()
         # Each block's messages by level (``search.levels``), as ``block << 8 | level``: those read or changed
         # (``None``: none stored), the blocks read whole, and the sessions to read again from their chunks (a
@@ -303,10 +304,7 @@ class IndexWriter(IndexReader):
         if key not in self._repeats:
             return super().term_repeats(tid, block)
         found = self._repeats[key]
-        if not found:
-            return None
-        keys = sorted(found)
-        return BitMap(keys), bytes(map(found.__getitem__, keys))
+        return found.merged() if found else None
 
     def block_levels(self, block: int) -> list[int]:
         self._append_pending()
@@ -386,15 +384,15 @@ class IndexWriter(IndexReader):
         for offset, level, named in zip(u16s(offsets), summary.best_levels(), tags):
             message = named << MAP_SHIFT | offset
             if message < LAST_KEYS and level != next((at for at, held in by_level if message in held), 0):
-                repeats[message] = level
+                repeats.set(message, level)
         return found
 
-    def _repeats_of(self, key: int) -> dict[int, int]:
+    def _repeats_of(self, key: int) -> ChangedRepeats:
         """The repeated messages of a term's block (``key``) as the batch changes them."""
         found = self._repeats.get(key)
         if found is None:
             stored = None if key in self._repeats else super().term_repeats(key & MAX_ID, key >> 32)
-            found = self._repeats[key] = {} if stored is None else dict(zip(stored[0], stored[1]))
+            found = self._repeats[key] = ChangedRepeats(stored)
         return found
 
     def _read_stale_of(self, key: int) -> None:
@@ -432,9 +430,8 @@ class IndexWriter(IndexReader):
                     keys_of.difference_update(session_map_keys(offset))
                     keys_of.update(messages)
                     levels = self._repeats_of(key)
-                    for message in session_map_keys(offset):
-                        levels.pop(message, None)
-                    levels.update(repeated)
+                    levels.drop_session(offset)
+                    levels.update(repeated.items())
                     self._repeats_changed.add(key)
 
     def _map_changed(self, tid: int, block: int, before: bytes | None, after: bytes | None,
@@ -960,8 +957,10 @@ class IndexWriter(IndexReader):
         summaries = [(key.to_bytes(8, "big"), raw) for key, raw in sorted(apart_blocks.items())]  # block_key's bytes
         maps = [(key.to_bytes(8, "big"), None if found is None else map_value(found))
                 for key, found in sorted(apart_maps.items())]
-        repeats = [(key.to_bytes(8, "big"), repeats_value(held) if (held := self._repeats[key]) else None)
-                   for key in sorted(self._repeats_changed) if key in self._repeats]
+        # A block's repeats the batch did not change are stored as they are: not written again.
+        repeats = [(key.to_bytes(8, "big"), repeats_value(*held.merged()) if held else None)
+                   for key in sorted(self._repeats_changed) if key in self._repeats
+                   if not (held := self._repeats[key]) or held.changed]
         levels = [(level_key(key >> 8, key & 0xFF), map_value(at) if (at := self._levels[key]) else None)
                   for key in sorted(self._levels_changed)]
         docs: list[tuple[bytes, bytes | None]] = []

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import functools
 import struct
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import compress
 
+import numpy as np
 from pyroaring import BitMap, FrozenBitMap
 
 from eventstore._errors import StoreCorrupted
@@ -21,7 +22,9 @@ __all__ = [
     "JOINED_SHIFT",
     "LAST_KEYS",
     "MAP_SHIFT",
+    "MERGED_IN_ARRAYS_FROM",
     "MULTI_KEYS",
+    "ChangedRepeats",
     "block_present",
     "block_spread",
     "level_key",
@@ -68,12 +71,103 @@ def level_of_key(key: bytes) -> tuple[int, int]:
     return block, level
 
 
-def repeats_value(levels: Mapping[int, int]) -> bytes:
-    """The ``search.repeats`` value of ``levels`` (message key → the term's level there): the keys as a serialized
-    bitmap (its size first, u32), then the levels in the keys' order."""
-    keys = sorted(levels)
-    serialized = map_value(BitMap(keys))
-    return U32.pack(len(serialized)) + serialized + bytes(map(levels.__getitem__, keys))
+def repeats_value(keys: BitMap, levels: bytes) -> bytes:
+    """The ``search.repeats`` value of ``keys`` (message keys) and ``levels`` (the term's level in each, in the keys'
+    order): the keys as a serialized bitmap (its size first, u32), then the levels."""
+    serialized = map_value(keys)
+    return U32.pack(len(serialized)) + serialized + levels
+
+
+#: ``ChangedRepeats`` merges a block's changes into this many stored repeats or more in place and in numpy, whose
+#: calls cost more than a dict of fewer (most blocks hold a few; the most common words' hold tens of thousands).
+MERGED_IN_ARRAYS_FROM = 384
+
+
+class ChangedRepeats:
+    """A block's repeated messages (``search.repeats``: message key → the term's level there) as a batch changes
+    them: the stored keys and levels kept as they are, the batch's changes held apart and merged when read (a large
+    block's keys changed in place, its levels in numpy), so that a few changes to a block of tens of thousands of
+    repeats cost what they change.
+
+    The merged keys serialize as a bitmap built afresh from the sorted keys, as the writer always stored them
+    (``_rebuilt``)."""
+
+    __slots__ = ("_keys", "_levels", "_levels_of", "_dropped", "changed")
+
+    def __init__(self, stored: tuple[BitMap, bytes] | None = None) -> None:
+        self._keys, self._levels = stored if stored is not None else (BitMap(), b"")
+        self._levels_of: dict[int, int] = {}  # keys set by the batch → their level, over the stored ones
+        self._dropped = BitMap()  # stored keys the batch took out (unless set again)
+        #: Whether anything was set or dropped: one never changed holds its stored value.
+        self.changed = False
+
+    def __bool__(self) -> bool:
+        return bool(self._levels_of) or len(self._keys) > len(self._dropped)
+
+    def set(self, key: int, level: int) -> None:
+        self._levels_of[key] = level
+        self.changed = True
+
+    def update(self, levels: Iterable[tuple[int, int]]) -> None:
+        """Set each ``(key, level)`` in order (a later one of a key wins)."""
+        self._levels_of.update(levels)
+        self.changed = True
+
+    def drop_session(self, offset: int) -> None:
+        """Take out every message of the block's session at ``offset``."""
+        keys = session_map_keys(offset)
+        for key in keys:
+            self._levels_of.pop(key, None)
+        self._dropped |= self._keys & keys
+        self.changed = True
+
+    def merged(self) -> tuple[BitMap, bytes]:
+        """The keys and levels as the batch changed them (``repeats_of_value``'s form). The caller may not change
+        them."""
+        if self._levels_of or self._dropped:
+            merge = self._merged_in_a_dict if len(self._keys) < MERGED_IN_ARRAYS_FROM else self._merged_in_arrays
+            self._keys, self._levels = merge()
+            self._levels_of, self._dropped = {}, BitMap()
+        return self._keys, self._levels
+
+    def _merged_in_a_dict(self) -> tuple[BitMap, bytes]:
+        levels_of = dict(zip(self._keys, self._levels))
+        for key in self._dropped:  # before the keys set: one set after its session was dropped is set again
+            del levels_of[key]
+        levels_of.update(self._levels_of)
+        ordered = sorted(levels_of)
+        return BitMap(ordered), bytes(map(levels_of.__getitem__, ordered))
+
+    def _merged_in_arrays(self) -> tuple[BitMap, bytes]:
+        set_again = BitMap(self._levels_of)
+        gone = self._dropped | (self._keys & set_again)  # dropped, or set to a level again
+        levels = np.frombuffer(self._levels, np.uint8)
+        if gone:
+            levels = np.delete(levels, [self._keys.rank(key) - 1 for key in gone])
+        kept = self._keys - gone
+        added = sorted(self._levels_of)
+        levels = np.insert(levels, [kept.rank(key) for key in added], list(map(self._levels_of.__getitem__, added)))
+        return _rebuilt(kept | set_again, gone | set_again), levels.tobytes()
+
+
+#: A roaring bitmap's container (65,536 keys) holds at most this many keys as an array; more as a bitset or as
+#: runs, whichever serializes smaller, and the two never tie in size (8,192 bytes against 2 + 4 a run).
+_ARRAY_KEYS_UP_TO = 4096
+
+
+def _rebuilt(changed_in_place: BitMap, changed: BitMap) -> BitMap:
+    """``changed_in_place`` (a stored bitmap changed in place in the ``changed`` keys alone) as a bitmap built afresh
+    from its sorted keys serializes: its containers of few keys that hold a changed key are built afresh, since there
+    a run container changed in place can stay one where a container built afresh is an array of the same size. Its
+    other containers serialize as built afresh: those of more keys never tie, and those the change did not touch
+    were built afresh when they last changed."""
+    cut = BitMap()
+    for high in {key >> 16 for key in changed}:
+        if changed_in_place.range_cardinality(high << 16, high + 1 << 16) <= _ARRAY_KEYS_UP_TO:
+            cut.add_range(high << 16, high + 1 << 16)
+    if not cut:
+        return changed_in_place
+    return (changed_in_place - cut) | BitMap((changed_in_place & cut).to_array())
 
 
 def repeats_of_value(raw: bytes) -> tuple[BitMap, bytes]:
