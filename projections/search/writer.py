@@ -844,7 +844,7 @@ class IndexWriter(IndexReader):
         df = self._dfs.get(tid)
         if not stored_whole((super().df(tid) if df is None else df) + added, [gained[-1][0]]):
             return False
-        if any(block << 32 | tid in self._blocks for block, _ in gained):
+        if not self._blocks.keys().isdisjoint([block << 32 | tid for block, _ in gained]):
             return False
         for (block, count), (_, offsets, _, tags) in zip(gained, _sliced(columns, bounds)):
             if mapped_size(count):
