@@ -719,7 +719,7 @@ class IndexWriter(IndexReader):
         whole keeps its head, read when the batch read the term, for the blocks the batch did not change.)"""
         for tid, df in self._dfs.items():
             if tid >= self._first_tid or tid in self._spliced:
-                continue  # new to this batch: nothing stored; spliced: stays whole, and read
+                continue  # new to this batch: nothing stored; spliced: stays stored whole (checked as it was)
             blocks = self._block_list(tid)
             whole = self._whole(tid)
             if stored_whole(df, blocks) == (whole is not None):
