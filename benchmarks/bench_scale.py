@@ -226,13 +226,19 @@ def render_rows(rows: list[Row]) -> str:
 def tenths(points: list[tuple[int, int]]) -> list[float]:
     """ns per item in each tenth of the work, from cumulative ``(ns, items)`` points that start at ``(0, 0)``.
 
-    Each tenth runs from the first point at or past its start to the first at or past its end.
+    Each tenth runs from the point at or past its start to the one at or past its end: the nearest count past the
+    boundary, and the last point at that count (a catch-up reports a batch's position again once it has written the
+    batch, so the batch's settling and writing count with its own messages, not with the next batch's).
     """
     total = points[-1][1]
+
+    def at(boundary: float) -> tuple[int, int]:
+        done = min(p[1] for p in points if p[1] >= boundary)
+        return max(p for p in points if p[1] == done)
+
     costs = []
     for tenth in range(10):
-        start = next(p for p in points if p[1] >= total * tenth / 10)
-        end = next(p for p in points if p[1] >= total * (tenth + 1) / 10)
+        start, end = at(total * tenth / 10), at(total * (tenth + 1) / 10)
         if end[1] > start[1]:
             costs.append((end[0] - start[0]) / (end[1] - start[1]))
     return costs

@@ -21,10 +21,12 @@ unranked query (ZeroClaw's), our ``search()``, and floor rows that each add to t
 
 FTS5 ranked by ``bm25()`` runs in a pass of its own after, as bench_scale runs it (its long queries would evict the
 others' data from the CPU's caches). Every other row runs each query once, interleaved query by query in an order
-that rotates. The floor's answers are compared with ``search()``'s as sets of the sessions at top scores (the
-sessions above the cut must be ``search()``'s, and ``search()``'s others must tie at the cut), and the run fails if
-one differs. ``python -m benchmarks.search_floor KEPT_DIR [--queries N]`` where ``KEPT_DIR`` is bench_scale's
-``--keep`` directory (its stores are opened read-only; use a copy).
+that rotates: each row finds in the CPU's caches what the rows before it read of the same query, which bench_scale's
+loop does not (``search_cold`` runs the floor rows in whole passes over the queries, as that loop meets them).
+The floor's answers are compared with ``search()``'s as sets of the sessions at top scores (the sessions above the
+cut must be ``search()``'s, and ``search()``'s others must tie at the cut), and the run fails if one differs.
+``python -m benchmarks.search_floor KEPT_DIR [--queries N]`` where ``KEPT_DIR`` is bench_scale's ``--keep``
+directory (its stores are opened read-only; use a copy).
 """
 
 from __future__ import annotations
@@ -133,21 +135,32 @@ class Floor:
     def read(self, txn: lmdb.Transaction[bytes], words: Sequence[bytes]) -> Reads:
         """(a): the message count, and each term's head and blocks, undecoded but for the ids that find them."""
         heads: list[tuple[int, bytes, list[bytes], list[bytes | None]]] = []
+        for tid, head in self.heads(txn, words):
+            blocks, maps = ([], []) if whole_head(head) else self.blocks_of(txn, tid, blocks_of_value(head))
+            heads.append((tid, head, blocks, maps))
+        return self.messages(txn), heads
+
+    def messages(self, txn: lmdb.Transaction[bytes]) -> bytes:
+        """The index's message count, as stored."""
+        return _stored(txn.get(META_MESSAGES, db=self.meta))
+
+    def heads(self, txn: lmdb.Transaction[bytes], words: Sequence[bytes]) -> list[tuple[int, bytes]]:
+        """The id and head of each of ``words`` the index holds."""
+        found = []
         for word in words:
             entry = txn.get(word, db=self.terms)
-            if entry is None:
-                continue
-            tid = U32.unpack_from(entry)[0]
-            head = _stored(txn.get(id_key(tid), db=self.summary))
-            if whole_head(head):
-                heads.append((tid, head, [], []))
-                continue
-            keys = [block_key(number, tid) for number in blocks_of_value(head)]
-            blocks = [_stored(txn.get(key, db=self.blocks)) for key in keys]
-            maps = [txn.get(key, db=self.maps) if mapped_size(U32.unpack_from(raw)[0]) else None
-                    for key, raw in zip(keys, blocks)]
-            heads.append((tid, head, blocks, maps))
-        return _stored(txn.get(META_MESSAGES, db=self.meta)), heads
+            if entry is not None:
+                tid = U32.unpack_from(entry)[0]
+                found.append((tid, _stored(txn.get(id_key(tid), db=self.summary))))
+        return found
+
+    def blocks_of(self, txn: lmdb.Transaction[bytes], tid: int,
+                  numbers: Sequence[int]) -> tuple[list[bytes], list[bytes | None]]:
+        """Term ``tid``'s summaries in blocks ``numbers`` and their message maps (``None``: a block without one)."""
+        keys = [block_key(number, tid) for number in numbers]
+        blocks = [_stored(txn.get(key, db=self.blocks)) for key in keys]
+        return blocks, [txn.get(key, db=self.maps) if mapped_size(U32.unpack_from(raw)[0]) else None
+                        for key, raw in zip(keys, blocks)]
 
     def chunks(self, txn: lmdb.Transaction[bytes], sid: int) -> list[bytes]:
         """Session ``sid``'s chunks of postings, in order."""

@@ -125,15 +125,18 @@ class Deferred(Generic[BatchT, ViewT]):
     """One deferred read model, kept behind the log and caught up before it is read.
 
     ``read`` and ``write`` are the facade's transactions (they refuse a closed or
-    read-only store as the facade does), and ``make_room`` its storage's ``make_room``
-    (a batch's write would otherwise fill the map, fail, and run again once it grew).
+    read-only store as the facade does), ``make_room`` its storage's ``make_room``
+    (a batch's write would otherwise fill the map, fail, and run again once it grew),
+    and ``release_freed_pages`` its storage's (refused as ``write`` is).
     """
 
     def __init__(self, model: DeferredReadModel[BatchT, ViewT], log: EventLog, checkpoints: Checkpoints, read: Read,
-                 write: Write, make_room: Callable[[int], None], readonly: bool, path: Path) -> None:
+                 write: Write, make_room: Callable[[int], None], release_freed_pages: Callable[[], None],
+                 readonly: bool, path: Path) -> None:
         self.model = model
         self._log, self._checkpoints = log, checkpoints
         self._read, self._write, self._make_room = read, write, make_room
+        self._release_freed_pages = release_freed_pages
         self._readonly, self._path = readonly, path
 
     def log_head(self) -> int:
@@ -238,10 +241,15 @@ class Deferred(Generic[BatchT, ViewT]):
                 size = writer.written_bytes()
             self._make_room(size)
             if self._write(functools.partial(self._write_batch, writer, checkpoint, last)):
+                if progress is not None:
+                    progress(last)  # again once written: settling and writing a batch take about as long as its fold
                 applied += last - after
                 rebuild = False
                 if last >= head:
                     return applied
+                # The next batch rewrites much of what this one did (the heads of the terms both hold): let it reuse
+                # the pages this one freed, which LMDB hands out only after a later commit, rather than grow the file.
+                self._release_freed_pages()
 
     def _write_batch(self, batch: BatchT, folded_from: Checkpoint | None, last: int, txn: WriteTransaction) -> bool:
         """Write ``batch``, folded from checkpoint ``folded_from`` up to ``last``, and move the checkpoint.

@@ -233,7 +233,7 @@ class SessionStore:
         # Not applied in the command's transaction: caught up before reads.
         self._search_index = SearchIndex(self._environment.space)
         self._search = Deferred(self._search_index, self._log, self._checkpoints, self._read, self._write,
-                                self._make_room, self._readonly, self.path)
+                                self._make_room, self._release_freed_pages, self._readonly, self.path)
         self._deferred = DeferredReadModels([self._search])
         self._idempotency = IdempotencyRecords(self._environment)
         self._receipts = ImportReceipts(self._environment)

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 from pathlib import Path
 
+import lmdb
 import pytest
 
 import projections.search.formats as formats
-from benchmarks import search_floor
-from benchmarks.bench_scale import BOUNDS, TARGETS, Corpus, Settings
+from benchmarks import search_cold, search_floor
+from benchmarks.bench_scale import BOUNDS, TARGETS, Corpus, Settings, tenths
 from benchmarks.search_parts import PARTS
-from eventstore import SessionStore
+from eventstore import SessionQuery, SessionStore
+from projections.search.formats.wholes import Whole
+from projections.search.reader import IndexReader
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -162,6 +166,48 @@ def test_search_floor_answers_what_search_answers(tmp_path: Path, monkeypatch: p
             assert [query for query in queries if not search_floor.checked(store, query, limit)] == []
 
 
+def test_search_cold_values_answer_what_the_blocks_answer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Small blocks, so that the terms stored in blocks have several below the last and a cold value, and the last
+    # block a message map.
+    monkeypatch.setattr(formats, "WHOLE_UP_TO", 60)
+    monkeypatch.setattr(formats, "BLOCK_BITS", 5)
+    monkeypatch.setattr(formats, "MAP_FROM", 8)
+    corpus = Corpus(Settings(sessions=150, vocabulary=2_000, seed=16))
+    queries = [*corpus.queries((0, 300), 2, 25), *corpus.queries((0, 300), 3, 25)]
+    with SessionStore(tmp_path / "ours", durable=False) as store:
+        for number in range(150):
+            store.append_many(corpus.key(number), corpus.session())
+        store.catch_up()
+        values, size = search_cold.write_scratch(tmp_path / "scratch", search_cold.cold_values(store))
+        today = [[row.key for row in store.search(SessionQuery(query))] for query in queries]
+    assert values > 0 and size > 0
+    scratch = lmdb.open(str(tmp_path / "scratch"), readonly=True, lock=False)
+    plain, composed = search_cold.composed, []
+
+    def counted(reader: IndexReader, tid: int, head: bytes, cold: bytes) -> Whole:
+        composed.append(tid)
+        return plain(reader, tid, head, cold)
+
+    monkeypatch.setattr(search_cold, "composed", counted)
+    with SessionStore(tmp_path / "ours", readonly=True) as store:
+        floor = search_cold.ColdFloor(store, scratch)
+        with floor.env.begin(buffers=False) as txn:
+            chunks = functools.partial(floor.chunks, txn)
+            read = [floor.read_cold(txn, search_floor.words_of(query)) for query in queries]
+            # Some term is read as a cold value and the blocks past it.
+            assert any(blocks and blocks[0] is not None for _, heads in read for _, _, blocks, _ in heads)
+            for query, cold_reads in zip(queries, read, strict=True):
+                expected = search_floor.floor_answer(floor, txn, query)
+                answer = search_floor.ranked(search_cold.decoded_cold(cold_reads), chunks)
+                assert (answer.above, answer.tied, len(answer.best)) == (
+                    expected.above, expected.tied, len(expected.best)), query
+        with search_cold.cold_reader(scratch):
+            cold = [[row.key for row in store.search(SessionQuery(query))] for query in queries]
+    scratch.close()
+    assert composed  # search() read terms through their cold values
+    assert cold == today
+
+
 @pytest.mark.slow  # builds two small stores, then times the floor beside the searches from a second process
 def test_search_floor_prints_every_row_and_agrees_with_search(tmp_path: Path) -> None:
     kept = tmp_path / "kept"
@@ -174,3 +220,29 @@ def test_search_floor_prints_every_row_and_agrees_with_search(tmp_path: Path) ->
     assert [row[0] for row in rows] == list(search_floor.ROWS), completed.stdout
     assert all(cell.endswith("x") for row in rows for cell in (row[2], row[4])), completed.stdout
     assert "differs from search()'s sessions at top scores for 0 of 20 queries" in completed.stdout
+
+
+def test_tenths_count_the_time_up_to_the_last_report_of_a_position_with_that_position() -> None:
+    """A catch-up reports a batch's end once folded and again once written: the time between belongs to the tenth
+    that ends there, and the last tenth takes the time up to the final point."""
+    points = [(0, 0), *((10 * n, n) for n in range(1, 11)), (100, 10), (190, 10)]  # 90 ns after the last fold
+    costs = tenths(points)
+    assert costs[:9] == [10.0] * 9
+    assert costs[9] == 100.0
+
+
+@pytest.mark.slow  # builds two small stores, then times the floor rows and the searches from further processes
+def test_search_cold_prints_every_row_and_answers_as_search(tmp_path: Path) -> None:
+    kept = tmp_path / "kept"
+    assert run_scale("--keep", str(kept), "--only", "space").returncode == 0
+    completed = subprocess.run([sys.executable, "-m", "benchmarks.search_cold", str(kept), "--queries", "20",
+                                "--rounds", "2", "--pairs", "1"],
+                               check=False, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr + completed.stdout
+    tables = [part for part in completed.stdout.split("\n\n") if part.startswith("| ")]
+    floor_rows = [line.strip("| ").split(" | ")[0] for line in tables[0].splitlines()[2:]]
+    assert floor_rows == list(search_cold.ROWS), completed.stdout
+    processes = [line.strip("| ").split(" | ")[:2] for line in tables[1].splitlines()[2:]]
+    assert [(mode.split()[0], words) for mode, words in processes] == [
+        ("today", "2"), ("cold", "2"), ("today", "3"), ("cold", "3")], completed.stdout
+    assert "answers otherwise than today's for 0 queries" in completed.stdout

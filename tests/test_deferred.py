@@ -82,7 +82,7 @@ class CountingModel:
 
 def register(store: SessionStore) -> tuple[Deferred[EventCounts, EventCounts], DeferredReadModels]:
     counting = Deferred(CountingModel(store), store._log, store._checkpoints, store._read, store._write,
-                        store._make_room, False, store.path)
+                        store._make_room, store._release_freed_pages, False, store.path)
     return counting, DeferredReadModels([store._search, counting])
 
 
