@@ -2,8 +2,8 @@
 then writes them; a term new to the index and to the batch has its blocks without a map summarized as they come.
 After any history, with commands, catch-ups, redactions, rebuilds and searches run between a catch-up's build and
 its write (where it makes room), on LMDB and in memory, the index holds byte for byte what the general path stores
-(every block raised through its summary, the writes built in the write transaction), passes ``verify``, and finds
-what an index rebuilt from the log finds."""
+(every block raised through its summary, no term held or spliced, the writes built in the write transaction), passes
+``verify``, and finds what an index rebuilt from the log finds."""
 
 from __future__ import annotations
 
@@ -114,14 +114,15 @@ def hits(store: SessionStore) -> Hits:
 
 
 def general_path(patch: pytest.MonkeyPatch) -> None:
-    """Every block raised through its summary, and the writes built in the write transaction (the batch settled
-    before it, as a catch-up's always was)."""
+    """Every block raised through its summary (no term held as its columns or spliced onto its head stored whole),
+    and the writes built in the write transaction (the batch settled before it, as a catch-up's always was)."""
 
     def settled(batch: writer.IndexWriter) -> int:
         batch.settle()
         return 0
 
     patch.setattr(writer, "mapped_size", lambda _sessions: True)
+    patch.setattr(writer.IndexWriter, "_splice", lambda *_args: False)
     patch.setattr(writer.IndexWriter, "written_bytes", settled)
 
 

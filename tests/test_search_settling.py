@@ -4,24 +4,32 @@ appends, removals and clears follow in the batch, its reads and the stored bytes
 (every block raised through its summary as it settles): every key and value of every ``search.*`` database, with
 blocks small enough that a term spans several, terms stored whole or in blocks, and blocks gaining maps. The
 messages where a term has a level of its own are read from their notes' bytes in C (``maps.posted_levels``), as
-each note's bits say."""
+each note's bits say.
+
+A term stored whole that a later batch only extends with sessions past its stored ones is spliced onto its stored
+head (``IndexWriter._spliced``): the same comparison, by sha256 of every ``search.*`` key and value after each
+catch-up, over catch-ups of new sessions with appends to earlier ones, removals, replacements, clears and queries
+through pending events between."""
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from eventstore import SessionStore
+from eventstore import ChatMessage, SessionQuery, SessionStore, _deferred
 from eventstore.storage import MemoryStorage, WriteTransaction
 from projections.search import formats, writer
 from projections.search.formats.maps import posted_levels
 from projections.search.grouping import POSTED_BLOCK
 
 from conftest import FakeClock
-from test_search import MAP_BANDS
+from test_search import MAP_BANDS, run_script_step
 from test_search_bulk_writer import Stored, small_forms, stored_index
 
 WORDS = ["amber", "basil", "cedar", "dill", "elm"]
@@ -117,3 +125,169 @@ def test_a_term_is_held_until_its_blocks_are_read() -> None:
 def test_posted_levels_are_each_notes_key_and_level(notes: list[tuple[int, int, int]]) -> None:
     values = [block << POSTED_BLOCK | level << 32 | key for block, level, key in notes]
     assert list(posted_levels(values)) == [(key, level) for _, level, key in notes]
+
+
+#: Rounds of steps, each caught up: new sessions (past every stored one), commands on earlier sessions
+#: (``run_script_step``; its number taken modulo the sessions so far), and queries of two words (the word's and the one
+#: before) through the pending events.
+new_session = st.tuples(st.just("new"), st.just(0), st.lists(texts, min_size=1, max_size=3))
+later_steps = st.lists(st.lists(st.one_of(
+    new_session, new_session,
+    st.tuples(st.sampled_from(["append", "remove_last", "update_last", "clear"]), st.integers(0, 40),
+              st.lists(texts, min_size=1, max_size=2)),
+    st.tuples(st.just("search"), st.integers(0, len(WORDS) - 1), st.just([])),
+), max_size=10), min_size=2, max_size=5).map(lambda rounds: [step for steps in rounds
+                                                              for step in [*steps, ("catch_up", 0, [])]])
+
+
+def digests(store: SessionStore) -> dict[str, str]:
+    """The sha256 of every ``search.*`` database's keys and values (``stored_index``)."""
+    return {name: hashlib.sha256(b"".join(len(key).to_bytes(4, "little") + key + len(value).to_bytes(4, "little")
+                                          + value for key, value in items)).hexdigest()
+            for name, items in stored_index(store).items()}
+
+
+@contextmanager
+def counted_splices() -> Iterator[list[bool]]:
+    """What each ``IndexWriter._splice`` call returned while it is open."""
+    splice, found = writer.IndexWriter._splice, list[bool]()
+
+    def counted(batch: writer.IndexWriter, *args: object) -> bool:
+        spliced = splice(batch, *args)  # type: ignore[arg-type]
+        found.append(spliced)
+        return spliced
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(writer.IndexWriter, "_splice", counted)
+        yield found
+
+
+#: What a run of catch-ups gives: the digests after each catch-up, and each query's sessions and messages found.
+Outcome = list[dict[str, str] | list[tuple[str, int]]]
+
+
+def caught_up(script: list[Step]) -> Outcome:
+    """The digests of the index after each catch-up of ``script`` (one more at its end), and what its queries
+    found (of two words: the blocks' message maps are read)."""
+    found: Outcome = []
+    clock = FakeClock()
+    with SessionStore.on_storage(MemoryStorage(Path("later")), clock=clock) as store:
+        sessions = 0
+        for command, number, step_texts in script:
+            clock.advance(seconds=1)
+            if command == "new":
+                store.append_many(f"s{sessions:03}", [ChatMessage.user(text) for text in step_texts])
+                sessions += 1
+            elif command == "catch_up":
+                store.catch_up()
+                found.append(digests(store))
+            elif command == "search":
+                keyword = f"{WORDS[number]} {WORDS[number - 1]}"
+                found.append([(hit.key, 0) for hit in store.search(SessionQuery(keyword, 3))])
+                found.append([(hit.session_key, hit.index) for hit in store.search_messages(keyword, 3)])
+            elif sessions:
+                run_script_step(store, f"s{number % sessions:03}", step_texts, command)
+        store.catch_up()
+        assert store.verify().ok
+        found.append(digests(store))
+    return found
+
+
+#: Sessions spread over blocks with maps, caught up, then later sessions appended over two catch-ups, with a removal,
+#: a replacement and a query through pending events between.
+LATER: list[Step] = [
+    *(("new", 0, ["amber basil", "cedar amber" * (number % 2), "dill"]) for number in range(8)),
+    ("catch_up", 0, []),
+    *(("new", 0, ["amber elm", "basil"]) for _ in range(5)),
+    ("catch_up", 0, []),
+    *(("new", 0, ["amber cedar", "amber"]) for _ in range(3)),
+    ("remove_last", 2, []), ("new", 0, ["dill amber"]), ("update_last", 9, ["elm elm"]), ("search", 0, []),
+    ("new", 0, ["basil cedar"]), ("clear", 14, []), ("new", 0, ["amber"]),
+]
+
+
+def spliced_and_general(script: list[Step], block_bits: int, map_band: tuple[int, int], batch: int, settle: int,
+                        whole: int) -> tuple[Outcome, Outcome, list[bool]]:
+    """``caught_up(script)`` with terms stored whole spliced where they can be, and on the general path alone, and
+    what each attempt to splice returned."""
+    with pytest.MonkeyPatch.context() as patch, small_forms(block_bits, map_band, batch, writer._POSTED_FROM):
+        patch.setattr(formats, "WHOLE_UP_TO", whole)
+        patch.setattr(writer, "_SETTLE_EVERY", settle)
+        with counted_splices() as attempts:
+            spliced = caught_up(script)
+        patch.setattr(writer.IndexWriter, "_splice", lambda *_args: False)
+        return spliced, caught_up(script), attempts
+
+
+@settings(max_examples=60, deadline=None)
+@given(later_steps, st.sampled_from([formats.BLOCK_BITS, 1, 2]), st.sampled_from(MAP_BANDS),
+       st.sampled_from([_deferred.DEFERRED_BATCH, 3]), st.sampled_from([writer._SETTLE_EVERY, 6]),
+       st.sampled_from([formats.WHOLE_UP_TO, 6]))
+@example(LATER, 1, (2, 1 << 20), _deferred.DEFERRED_BATCH, writer._SETTLE_EVERY, formats.WHOLE_UP_TO)
+@example(LATER, 2, (3, 4), 3, 6, formats.WHOLE_UP_TO)
+@example(LATER, 1, (2, 1 << 20), 3, 6, 6)
+def test_a_term_stored_whole_extended_by_later_batches_stores_what_the_general_path_does(
+        script: list[Step], block_bits: int, map_band: tuple[int, int], batch: int, settle: int,
+        whole: int) -> None:
+    spliced, general, _ = spliced_and_general(script, block_bits, map_band, batch, settle, whole)
+    assert spliced == general
+
+
+def test_later_sessions_are_spliced_onto_terms_stored_whole() -> None:
+    """The case the property test draws at random, spelled out: later catch-ups of new sessions splice terms stored
+    whole (blocks with maps among them, and several settles of one batch), and fall back to the general path for a
+    session appended to before, a removal and a replacement; the stored bytes are the general path's."""
+    spliced, general, attempts = spliced_and_general(LATER, 1, (2, 1 << 20), 3, 6, formats.WHOLE_UP_TO)
+    assert spliced == general
+    assert True in attempts and False in attempts
+
+
+def later_reads(splice: bool, peek: int | None) -> tuple[list[bool], list[object], Stored]:
+    """A batch of later sessions on a stored index of terms stored whole in blocks that all have a map: whether
+    ``amber`` was spliced as it settled, then every word's maps read first, then its count, blocks and summaries,
+    and the stored index once it is written. ``peek``: a block of ``amber`` read alone before the appends (its
+    summary kept by the batch), and, when that block is not its last, a removal there after they settle (instead
+    of the reads)."""
+    spliced: list[bool] = []
+    found: list[object] = []
+    with pytest.MonkeyPatch.context() as patch, small_forms(1, (1, 1 << 20), 1, writer._POSTED_FROM), \
+            SessionStore.on_storage(MemoryStorage(Path("later")), clock=FakeClock()) as store:
+        if not splice:
+            patch.setattr(writer.IndexWriter, "_splice", lambda *_args: False)
+
+        def appended(sessions: range, fresh: bool, txn: WriteTransaction) -> None:
+            batch = store._search_index.prepare(txn, fresh=fresh)
+            amber = batch.tid("amber")
+            if not fresh and peek is not None:
+                assert amber is not None
+                found.append(batch.block_raw(amber, peek))
+            for sid in sessions:
+                batch.append(sid, ["amber basil", "cedar amber" * (sid % 2)], sid)
+            batch.settle()
+            amber = batch.tid("amber")
+            assert amber is not None
+            spliced.append(amber in batch._spliced)
+            if not fresh and peek is not None and peek < 4:
+                batch.remove_last(2 * peek + 1)  # a session of that block holding ``amber`` in its last message
+            else:  # (reads take a spliced term to the general path: none after the removal, so that its write does)
+                for word in WORDS:
+                    tid = batch.tid(word)
+                    if tid is not None:
+                        found.append([batch.term_map(tid, block) for block in batch.blocks_of(tid)])
+                    found.append(read(batch, word))
+            batch.flush(txn)
+
+        store._environment.write(lambda txn: appended(range(1, 9), True, txn))  # blocks 0 to 4 (2 sessions each)
+        store._environment.write(lambda txn: appended(range(9, 14), False, txn))
+        return spliced, found, stored_index(store)
+
+
+@pytest.mark.parametrize(("peek", "splices"), [(None, True), (4, False), (1, True)])
+def test_a_spliced_term_reads_and_stores_what_the_general_path_does(peek: int | None, splices: bool) -> None:
+    """A term spliced onto its head is read through the batch as the general path leaves it: its maps (read before
+    anything else of it), count, blocks and summaries. A term whose last block the batch read before is not
+    spliced (the batch keeps that block's summary); one whose earlier block it read is, and a removal there then
+    takes it to the general path before that block changes."""
+    spliced, general = later_reads(True, peek), later_reads(False, peek)
+    assert spliced[0] == [False, splices] and general[0] == [False, False]
+    assert spliced[1:] == general[1:]

@@ -48,8 +48,10 @@ from .formats.keys import (
     offset_of,
     session_value,
     term_entry,
+    whole_head,
 )
 from .formats.maps import (
+    JOINED_SHIFT,
     LAST_KEYS,
     MAP_SHIFT,
     MULTI_KEYS,
@@ -65,7 +67,7 @@ from .formats.maps import (
     session_map_keys,
 )
 from .formats.summaries import LAST_TAG, MULTI, Block, summary_extend, summary_raise, summary_set, tag
-from .formats.wholes import block_keys, stored_whole, whole_of_blocks, whole_value
+from .formats.wholes import block_keys, stored_whole, whole_end, whole_extended, whole_of_blocks, whole_value
 from .grouping import BETWEEN, Indexed, Postings, group, indexed
 from .grouping import COUNT_SHIFT as _COUNT_SHIFT
 from .grouping import POSTED_BLOCK as _POSTED_BLOCK
@@ -95,6 +97,10 @@ _NOT_LEVEL = ~(0xFF << 32)
 _POSTED_FROM = 2
 #: A term's part of a batch's grouped postings: its entries and their bytes, its message count, its posted messages.
 _Part = tuple["array[int]", bytes, int, "array[int]"]
+#: A term stored whole that a batch extends with later sessions, held as what its head gains
+#: (``IndexWriter._spliced``): the blocks that gain sessions and their sessions then, the gained sessions' columns
+#: (offsets, best levels, tags), and the message-map keys each mapped block gains, in the order they came.
+_Splice = tuple[tuple[int, ...], tuple[int, ...], tuple[bytes, bytes, bytes], tuple[tuple[int, BitMap], ...]]
 
 
 def indexed_terms(content: str) -> list[str]:
@@ -164,6 +170,11 @@ class IndexWriter(IndexReader):
         # batch has not read or changed since (most terms of a rebuild or a first catch-up): its blocks are
         # summarized only if something reads them (``_spill``), and its head stored whole is joined from these.
         self._held: dict[int, tuple[tuple[int, ...], tuple[bytes, bytes, bytes]]] = {}
+        # Term id → what its head gains, of a term stored whole that the batch only extends with sessions past its
+        # stored ones (the common case of a catch-up of new sessions) and has not read or otherwise changed: its
+        # head is spliced from its stored one and these at flush (``whole_extended``), with no block summarized,
+        # raised or mapped; what reads or changes its blocks has them made first (``_unsplice``).
+        self._spliced: dict[int, _Splice] = {}
         self._lists: dict[int, array[int]] = {}  # term id → its blocks
         self._dfs: dict[int, int] = {}
         self._sessions: dict[int, _SessionState] = {}
@@ -255,8 +266,9 @@ class IndexWriter(IndexReader):
     def _block(self, tid: int, block: int) -> bytes | None:
         key = block << 32 | tid
         if key not in self._blocks:
-            if tid in self._held:
+            if tid in self._held or tid in self._spliced:
                 self._spill(tid)
+                self._unsplice(tid)
                 return self._block(tid, block)
             self._blocks[key] = super().block_raw(tid, block)
         return self._blocks[key]
@@ -275,8 +287,33 @@ class IndexWriter(IndexReader):
             self._dirty[key] = None
             start = end
 
+    def _unsplice(self, tid: int) -> None:
+        """Give a term spliced onto its head (``_spliced``) the state the general path leaves: each block that
+        gained sessions summarized and changed, and its map, where it has one, joined with what it gained."""
+        found = self._spliced.pop(tid, None)
+        if found is None:
+            return
+        numbers, counts, (offsets, levels, tags), keys = found
+        start = 0
+        for number, count in zip(numbers, counts):
+            key = number << 32 | tid
+            before = super().block_raw(tid, number)  # ``None``: a block new to the term
+            end = start + count - (0 if before is None else Block(before).sessions)
+            self._blocks[key] = summary_extend(before, offsets[2 * start:2 * end], levels[start:end], tags[start:end])
+            self._dirty[key] = None
+            start = end
+            if mapped_size(count):
+                block_map = super().term_map(tid, number)
+                block_map = BitMap() if block_map is None else block_map.copy()
+                for at, gained in keys:
+                    if at == number:
+                        block_map |= gained
+                self._maps[key] = block_map
+                self._maps_changed.add(key)
+
     def _set_block(self, tid: int, block: int, raw: bytes | None) -> None:
         self._spill(tid)
+        self._unsplice(tid)
         key = block << 32 | tid
         self._blocks[key] = raw
         self._dirty[key] = None
@@ -293,6 +330,7 @@ class IndexWriter(IndexReader):
 
     def term_map(self, tid: int, block: int) -> BitMap | None:
         self._settle(tid)
+        self._unsplice(tid)
         key = block << 32 | tid
         self._read_stale_of(key)
         return self._maps[key] if key in self._maps else super().term_map(tid, block)
@@ -677,8 +715,8 @@ class IndexWriter(IndexReader):
         term stored whole that is now stored in blocks, every block and map, to be written apart. (A term stored
         whole keeps its head, read when the batch read the term, for the blocks the batch did not change.)"""
         for tid, df in self._dfs.items():
-            if tid >= self._first_tid:
-                continue  # new to this batch: nothing stored
+            if tid >= self._first_tid or tid in self._spliced:
+                continue  # new to this batch: nothing stored; spliced: stays stored whole (checked as it was)
             blocks = self._block_list(tid)
             whole = self._whole(tid)
             if stored_whole(df, blocks) == (whole is not None):
@@ -729,7 +767,10 @@ class IndexWriter(IndexReader):
             posted = array("Q", sorted(chain.from_iterable(part[3] for part in parts)))
         own = self._repeated.pop(tid, None)
         levelled: Sequence[int] = sorted(own) if own else ()  # few: the messages where the term repeats
-        single: dict[int, BitMap] = {}  # by block, of the parts' entries, read where a block has a map
+        # A part's tag names its one message holding the term; a merged entry's does not: the parts' entries are
+        # read for the keys their tags give (by block, where a block has a map).
+        merged = None if runs is notes else runs
+        single: dict[int, BitMap] = {}
         dfs = self._dfs
         # A term new to the index that the batch has not changed yet (most terms of a rebuild, or of a first
         # catch-up) has nothing stored or held to read or merge with: without a block holding a map, it keeps its
@@ -745,6 +786,10 @@ class IndexWriter(IndexReader):
                 dfs[tid] = dfs.get(tid, 0) + added
                 return
             numbers = self._lists[tid] = array("I")
+        elif self._splice(tid, notes, added, columns, bounds, posted, levelled, merged, single):
+            df = dfs.get(tid)
+            dfs[tid] = (super().df(tid) if df is None else df) + added
+            return
         for block, offsets, levels, tags in _sliced(columns, bounds):
             if new and not mapped_size(len(levels)):
                 key = block << 32 | tid
@@ -757,20 +802,61 @@ class IndexWriter(IndexReader):
             self._set_block(tid, block, after)
             keys = None
             if mapped(after):
-                appended, repeated = _in_block(posted, block), _in_block(levelled, block)
-                keys = posted_keys(appended) | posted_keys(repeated)
-                if runs is notes:
-                    keys |= _single_keys(offsets, tags)
-                else:  # a part's tag names its one message holding the term; a merged entry's does not
-                    if not single:
-                        single = {at: _single_keys(at_offsets, at_tags) for at, at_offsets, _, at_tags
-                                  in _sliced(_columns_of(packed_u64s(runs)), _bounds(runs))}
-                    keys |= single[block]
+                repeated = _in_block(levelled, block)
+                keys = _noted_keys(block, offsets, tags, posted, repeated, merged, single)
             self._map_changed(tid, block, before, after, keys)
             if keys is not None:
                 self._posted_repeats(block << 32 | tid, repeated)
         df = dfs.get(tid)
         dfs[tid] = ((0 if new else super().df(tid)) if df is None else df) + added
+
+    def _splice(self, tid: int, notes: Sequence[int], added: int, columns: tuple[bytes, bytes, bytes],
+                bounds: Sequence[tuple[int, int, int]], posted: Sequence[int], levelled: Sequence[int],
+                merged: Sequence[int] | None, single: dict[int, BitMap]) -> bool:
+        """Settle a term stored whole that the batch only extends, by splicing its entries' columns onto what its
+        head gains (``_spliced``), as a new term's are held: when every entry (``notes``, of ``columns`` cut into
+        ``bounds``) is of a session past the term's last, no block gains or loses a map (its sessions read again,
+        or its map dropped, on the general path), the term stays stored whole, and the batch has not read or
+        otherwise changed its blocks. The blocks that have a map note the keys they gain and their repeated
+        messages as the general path does. ``False``, and nothing done, otherwise."""
+        spliced = self._spliced.get(tid)
+        if spliced is not None:
+            numbers, counts, held, keys = spliced
+            last, sessions = numbers[-1], counts[-1]
+            last_offset = int.from_bytes(held[0][-2:], "little")
+        elif tid in self._lists:  # the batch has read or changed its blocks
+            return False
+        else:
+            head = self.head(tid)
+            if head is None or not whole_head(head):
+                return False
+            stored, sessions, last_offset = whole_end(head)
+            last, numbers, counts, held, keys = stored[-1], (), (), (b"", b"", b""), ()
+        bits = formats.BLOCK_BITS
+        if notes[0] >> _SID_SHIFT <= (last << bits | last_offset):
+            return False
+        gained = [(block, end - start + (sessions if block == last else 0)) for block, start, end in bounds]
+        if gained[0][0] == last and mapped_size(sessions) != mapped_size(gained[0][1]):
+            return False
+        df = self._dfs.get(tid)
+        if not stored_whole((super().df(tid) if df is None else df) + added, [gained[-1][0]]):
+            return False
+        if not self._blocks.keys().isdisjoint([block << 32 | tid for block, _ in gained]):
+            return False
+        for (block, count), (_, offsets, _, tags) in zip(gained, _sliced(columns, bounds)):
+            if mapped_size(count):
+                repeated = _in_block(levelled, block)
+                keys += ((block, _noted_keys(block, offsets, tags, posted, repeated, merged, single)),)
+                self._repeats_changed.add(block << 32 | tid)
+                self._posted_repeats(block << 32 | tid, repeated)
+        if spliced is None:
+            self._lists[tid] = array("I", stored)
+        elif numbers[-1] == gained[0][0]:  # its last block gains more sessions: its count is the one now
+            numbers, counts = numbers[:-1], counts[:-1]
+        self._lists[tid].extend(block for block, _ in gained if block != last)
+        self._spliced[tid] = ((*numbers, *(block for block, _ in gained)), (*counts, *(count for _, count in gained)),
+                              (held[0] + columns[0], held[1] + columns[1], held[2] + columns[2]), keys)
+        return True
 
     def _posted_repeats(self, key: int, repeated: Sequence[int]) -> None:
         """Add to a mapped block's repeats (``key``) the messages noted with a level of their own (``repeated``)."""
@@ -978,6 +1064,13 @@ class IndexWriter(IndexReader):
     def _whole_head(self, tid: int, df: int, blocks: Sequence[int], changed: Sequence[int]) -> bytes:
         """The head of a term stored whole (``formats.wholes``): the blocks the batch changed from the batch, the
         others from its stored head as they are (read nothing stored: ``flush`` may run in another transaction)."""
+        spliced = self._spliced.get(tid)
+        if spliced is not None:  # its head was read as it was spliced
+            gaining, sessions, gained, gained_keys = spliced
+            head = self.head(tid)
+            assert head is not None
+            return whole_extended(head, df, gaining, sessions, gained,
+                                  [found.shift(number << JOINED_SHIFT) for number, found in gained_keys])
         stored = None if tid >= self._first_tid else self._whole(tid)
         if stored is None:  # new, or stored in blocks before: every block read into the batch
             return self._whole_of_batch(tid, df, blocks)
@@ -1083,6 +1176,23 @@ def _sliced(columns: tuple[bytes, bytes, bytes], bounds: Sequence[tuple[int, int
     offsets, levels, tags = columns
     for block, start, end in bounds:
         yield block, offsets[2 * start:2 * end], levels[start:end], tags[start:end]
+
+
+def _noted_keys(block: int, offsets: bytes, tags: bytes, posted: Sequence[int], repeated: Sequence[int],
+                merged: Sequence[int] | None, single: dict[int, BitMap]) -> BitMap:
+    """The message-map keys a term's block that has a map gains from its settled entries there (``offsets``,
+    ``tags``): of its ``posted`` messages, of those where it repeats (``repeated``), and those its entries' tags name.
+    ``merged``: the parts' entries when several parts merged (a merged entry's tag names no one message), whose tags
+    are read instead, for all blocks at once into ``single``."""
+    keys = posted_keys(_in_block(posted, block)) | posted_keys(repeated)
+    if merged is None:
+        keys |= _single_keys(offsets, tags)
+    else:
+        if not single:
+            single.update((at, _single_keys(at_offsets, at_tags)) for at, at_offsets, _, at_tags
+                          in _sliced(_columns_of(packed_u64s(merged)), _bounds(merged)))
+        keys |= single[block]
+    return keys
 
 
 def _in_block(messages: Sequence[int], block: int) -> Sequence[int]:

@@ -9,6 +9,7 @@ import functools
 import struct
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import pairwise
+from operator import lt
 
 import numpy as np
 import numpy.typing as npt
@@ -17,12 +18,12 @@ from pyroaring import BitMap
 from eventstore._errors import StoreCorrupted
 
 from .. import formats
-from .arrays import u32_array
+from .arrays import U32, packed_u32s, u32_array
 from .keys import WHOLE_MARK
 from .maps import JOINED_BLOCKS, JOINED_SHIFT, MAP_SHIFT, map_of_value, map_value, mapped_size
 from .summaries import LAST_TAG, SPREAD, Block, Summary, joined_sids, summary_extend
 
-__all__ = ["Whole", "block_keys", "stored_whole", "whole_of_blocks", "whole_value"]
+__all__ = ["Whole", "block_keys", "stored_whole", "whole_end", "whole_extended", "whole_of_blocks", "whole_value"]
 
 # The head of a term stored whole:
 #   head      u32 message count, u32 WHOLE_MARK (no block has that number), u32 blocks (b), u32 sessions (n),
@@ -36,6 +37,7 @@ __all__ = ["Whole", "block_keys", "stored_whole", "whole_of_blocks", "whole_valu
 # A block's summary is ``summary_extend``'s of its columns, and its map the keys of its range: what the term stored
 # in blocks would hold, so the writer and the checks read either form alike.
 _HEAD = struct.Struct("<IIIII")
+_U16 = struct.Struct("<H")
 
 
 def stored_whole(df: int, blocks: Sequence[int]) -> bool:
@@ -68,15 +70,76 @@ def whole_value(df: int, numbers: Sequence[int], counts: Sequence[int], columns:
                 keys: BitMap) -> bytes:
     """The head of a term stored whole from its message count, its blocks (ascending) and their sessions, the
     columns of runs of them in order ``(offsets, best levels, tags)``, and their joined keys (``block_keys``)."""
-    joined = map_value(keys) if keys else _no_keys()
-    blocks = len(numbers)
-    parts = [_HEAD.pack(df, WHOLE_MARK, blocks, sum(counts), len(joined)), struct.pack(f"<{blocks}I", *numbers),
-             struct.pack(f"<{blocks}I", *counts)]
+    return _whole_bytes(df, len(numbers), sum(counts), packed_u32s(numbers) + packed_u32s(counts), columns,
+                        map_value(keys) if keys else _no_keys())
+
+
+def whole_end(raw: bytes) -> tuple[Sequence[int], int, int]:
+    """Where sessions past the last of a head stored whole (``raw``) join it (``whole_extended``): its blocks
+    (ascending), the sessions of its last block, and the last session's offset there; the head checked as ``Whole``
+    checks it."""
+    numbers, counts, at, n = _layout(raw)
+    return numbers, counts[-1], int(_U16.unpack_from(raw, at + 2 * n - 2)[0])
+
+
+def whole_extended(raw: bytes, df: int, numbers: Sequence[int], counts: Sequence[int],
+                   columns: tuple[bytes, bytes, bytes], keys: Sequence[BitMap]) -> bytes:
+    """``whole_value`` of the term stored whole in ``raw`` (checked by ``whole_end``; here only against its size)
+    with sessions past its last, spliced as bytes: ``df`` messages now, the blocks ``numbers`` that gain sessions
+    (ascending; the first may be its last block) with their sessions then (``counts``), the gained sessions' columns
+    ``(offsets, best levels, tags)``, and the joined keys (``block_keys``) their blocks' message maps gain, OR-ed
+    into its own one after the other, as the writer's general path ORs them into each block's map. Its keys are
+    copied as they are when none are gained."""
+    blocks, n, at = _sizes(raw)
+    counts_at = _HEAD.size + 4 * blocks
+    kept = blocks - (numbers[0] == U32.unpack_from(raw, counts_at - 4)[0])  # its last block extended: counted anew
+    joined = raw[at + 4 * n:]
+    if keys:
+        found = map_of_value(joined, joined=True)
+        for gained in keys:
+            found |= gained
+        joined = map_value(found)
+    stored = raw[at:at + 2 * n], raw[at + 2 * n:at + 3 * n], raw[at + 3 * n:at + 4 * n]
+    blocks_then = raw[_HEAD.size:_HEAD.size + 4 * kept] + packed_u32s(numbers)
+    counts_then = raw[counts_at:counts_at + 4 * kept] + packed_u32s(counts)
+    return _whole_bytes(df, kept + len(numbers), n + len(columns[1]), blocks_then + counts_then, [stored, columns],
+                        joined)
+
+
+def _whole_bytes(df: int, blocks: int, sessions: int, numbers: bytes, columns: Sequence[tuple[bytes, bytes, bytes]],
+                 joined: bytes) -> bytes:
+    """The head of a term stored whole from its parts: its ``blocks`` numbers then their sessions (``numbers``, u32
+    each), its columns' runs, its joined keys serialized (``joined``)."""
+    parts = [_HEAD.pack(df, WHOLE_MARK, blocks, sessions, len(joined)), numbers]
     parts += [offsets for offsets, _, _ in columns]
     parts += [levels for _, levels, _ in columns]
     parts += [tags for _, _, tags in columns]
     parts.append(joined)
     return b"".join(parts)
+
+
+def _sizes(raw: bytes) -> tuple[int, int, int]:
+    """The blocks and sessions of a head stored whole, and where its offsets start, checked against its size."""
+    if len(raw) < _HEAD.size:
+        raise StoreCorrupted("the search index is damaged: a term's head has the wrong size")
+    _, mark, count, n, keys = _HEAD.unpack_from(raw)
+    at = _HEAD.size + 8 * count
+    if mark != WHOLE_MARK or not count or len(raw) != at + 4 * n + keys:
+        raise StoreCorrupted("the search index is damaged: a term's head has the wrong size")
+    return count, n, at
+
+
+def _layout(raw: bytes) -> tuple[tuple[int, ...], tuple[int, ...], int, int]:
+    """The blocks of a head stored whole (ascending), the sessions in each, where its offsets start and how many
+    sessions it holds, checked against its size and one another."""
+    count, n, at = _sizes(raw)
+    numbers: tuple[int, ...] = struct.unpack_from(f"<{count}I", raw, _HEAD.size)
+    counts: tuple[int, ...] = struct.unpack_from(f"<{count}I", raw, _HEAD.size + 4 * count)
+    if sum(counts) != n or not all(map(lt, numbers, numbers[1:])) or 0 in counts:
+        raise StoreCorrupted("the search index is damaged: a term's blocks are out of order")
+    if numbers[-1] >= JOINED_BLOCKS:  # its keys would not fit 32 bits (and pyroaring crashes past them)
+        raise StoreCorrupted("the search index is damaged: a term stored whole has a block past its keys'")
+    return numbers, counts, at, n
 
 
 @functools.cache
@@ -92,20 +155,8 @@ class Whole(Summary):
     __slots__ = ("_raw", "_at", "_numbers", "_counts", "_keys", "_query_keys", "_rebuilt")
 
     def __init__(self, raw: bytes) -> None:
-        if len(raw) < _HEAD.size:
-            raise StoreCorrupted("the search index is damaged: a term's head has the wrong size")
-        _, mark, count, n, keys = _HEAD.unpack_from(raw)
-        at = _HEAD.size + 8 * count
-        if mark != WHOLE_MARK or not count or len(raw) != at + 4 * n + keys:
-            raise StoreCorrupted("the search index is damaged: a term's head has the wrong size")
         # Few objects a term: a cache of decoded terms holds many rare ones (``index._term_bytes``).
-        self._numbers: tuple[int, ...] = struct.unpack_from(f"<{count}I", raw, _HEAD.size)
-        self._counts: tuple[int, ...] = struct.unpack_from(f"<{count}I", raw, _HEAD.size + 4 * count)
-        if sum(self._counts) != n or not all(map(int.__lt__, self._numbers, self._numbers[1:])) \
-                or 0 in self._counts:
-            raise StoreCorrupted("the search index is damaged: a term's blocks are out of order")
-        if self._numbers[-1] >= JOINED_BLOCKS:  # its keys would not fit 32 bits (and pyroaring crashes past them)
-            raise StoreCorrupted("the search index is damaged: a term stored whole has a block past its keys'")
+        self._numbers, self._counts, at, n = _layout(raw)
         self._raw, self._at = raw, at
         self._levels = raw[at + 2 * n:at + 3 * n]
         self._tags = raw[at + 3 * n:at + 4 * n]
