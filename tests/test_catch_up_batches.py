@@ -29,8 +29,14 @@ def caught_up_bytes(path: Path, release: bool, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(_deferred, "DEFERRED_BATCH", BATCH)
     with SessionStore(path) as store:
         released: list[int] = []
-        release_of = store._search._release_freed_pages if release else lambda: None
-        monkeypatch.setattr(store._search, "_release_freed_pages", lambda: (released.append(1), release_of())[1])
+        release_of = store._search._release_freed_pages
+
+        def counted() -> None:
+            released.append(1)
+            if release:
+                release_of()
+
+        monkeypatch.setattr(store._search, "_release_freed_pages", counted)
         applied = store.catch_up()
         assert applied > 10 * BATCH
         assert len(released) >= 10  # once between every two batches
