@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import lmdb
@@ -166,15 +168,22 @@ def test_small_catch_up_times_every_kind_and_stores_the_same_bytes_each_run(tmp_
     assert list(copies.iterdir()) == []  # and the copy removed
 
 
-def test_search_floor_answers_what_search_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # The most common terms stored in blocks, the others whole; blocks with and without message maps.
-    monkeypatch.setattr(formats, "WHOLE_UP_TO", 60)
+@contextmanager
+def corpus_store(path: Path) -> Iterator[tuple[SessionStore, list[str]]]:
+    """A store of 150 sessions of the scale benchmark's corpus, caught up, and 50 of its 2- and 3-word queries."""
     corpus = Corpus(Settings(sessions=150, vocabulary=2_000, seed=16))
     queries = [*corpus.queries((0, 300), 2, 25), *corpus.queries((0, 300), 3, 25)]
-    with SessionStore(tmp_path / "ours", durable=False) as store:
+    with SessionStore(path, durable=False) as store:
         for number in range(150):
             store.append_many(corpus.key(number), corpus.session())
         store.catch_up()
+        yield store, queries
+
+
+def test_search_floor_answers_what_search_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The most common terms stored in blocks, the others whole; blocks with and without message maps.
+    monkeypatch.setattr(formats, "WHOLE_UP_TO", 60)
+    with corpus_store(tmp_path / "ours") as (store, queries):
         floor = search_floor.Floor(store)
         with floor.env.begin(buffers=False) as txn:
             answers = [search_floor.floor_answer(floor, txn, query) for query in queries]
@@ -192,12 +201,7 @@ def test_search_cold_values_answer_what_the_blocks_answer(tmp_path: Path, monkey
     monkeypatch.setattr(formats, "WHOLE_UP_TO", 60)
     monkeypatch.setattr(formats, "BLOCK_BITS", 5)
     monkeypatch.setattr(formats, "MAP_FROM", 8)
-    corpus = Corpus(Settings(sessions=150, vocabulary=2_000, seed=16))
-    queries = [*corpus.queries((0, 300), 2, 25), *corpus.queries((0, 300), 3, 25)]
-    with SessionStore(tmp_path / "ours", durable=False) as store:
-        for number in range(150):
-            store.append_many(corpus.key(number), corpus.session())
-        store.catch_up()
+    with corpus_store(tmp_path / "ours") as (store, queries):
         values, size = search_cold.write_scratch(tmp_path / "scratch", search_cold.cold_values(store))
         today = [[row.key for row in store.search(SessionQuery(query))] for query in queries]
     assert values > 0 and size > 0
