@@ -218,7 +218,9 @@ class SessionStore:
         #: Guards ``_closer``, the thread whose close is under way (``close``); notified when that close ends.
         self._close_changed = threading.Condition()
         self._closer: int | None = None
-        self._writing = threading.local()  # .active: this thread runs a write's body (which may call progress)
+        # The threads running a write's body (which may call progress), or a call such a callback awaits (an async
+        # store's, ``_standing_in_for``): their writes are refused, as they would wait for that body's transaction.
+        self._writing: set[int] = set()
         self._environment = storage
         self._readonly = readonly or storage.readonly
         try:
@@ -340,7 +342,8 @@ class SessionStore:
             raise StoreClosed("the store is closed")
         if self._readonly:
             raise StoreReadOnly(f"the store at {self.path} was opened read-only")
-        if getattr(self._writing, "active", False):  # a write's callback: its transaction holds the write lock
+        # A write's callback: its transaction holds the write lock.
+        if self._writing and threading.get_ident() in self._writing:
             raise StoreBusy("a command given from a progress callback while the store rebuilds its read models in "
                             "one write transaction cannot run before that transaction ends; nothing was recorded: "
                             "give it once the call returns")
@@ -348,11 +351,27 @@ class SessionStore:
     def _marked(self, body: Callable[[WriteTransaction], R], txn: WriteTransaction) -> R:
         """``body``, run with this thread marked as in a write transaction (a group's leader runs its members').
         Only the body: a replica's catch-up before it may report progress, and a command given then goes ahead."""
-        self._writing.active = True
+        thread = threading.get_ident()
+        self._writing.add(thread)
         try:
             return body(txn)
         finally:
-            self._writing.active = False
+            self._writing.discard(thread)
+
+    @contextmanager
+    def _standing_in_for(self, thread: int) -> Iterator[None]:
+        """Run a call that ``thread`` waits for (an async store's, awaited from a callback of its call on ``thread``)
+        as ``thread`` would run it: while ``thread`` runs a write's body, this thread's writes are refused
+        (``StoreBusy``) rather than waiting for that body's transaction, which waits for them."""
+        if thread not in self._writing:
+            yield
+            return
+        here = threading.get_ident()
+        self._writing.add(here)
+        try:
+            yield
+        finally:
+            self._writing.discard(here)
 
     # -- commands (services.commands decides, services.writer records) ----------------
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import os
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
@@ -31,7 +32,7 @@ from functools import partial
 from typing import TypeVar
 
 from ._audit import Progress
-from ._errors import StoreClosed, StoreUsedAfterFork
+from ._errors import StoreBusy, StoreClosed, StoreUsedAfterFork
 from ._store import SessionStore, StoreStats
 from ._time import Clock
 from ._values import (
@@ -72,6 +73,24 @@ STREAMED = frozenset({"events", "replay", "iter_history"})
 WRITTEN_BY_HAND = frozenset({"close", "transaction", "subscribe"})
 
 
+class _CallUnderWay:
+    """A call of an async store running on a writer thread. What its callbacks run, and the coroutines they have the
+    loop run (``asyncio.run_coroutine_threadsafe`` gives them the callback's context), runs inside it
+    (``_CALLS``): the call may be waiting for them."""
+
+    __slots__ = ("store", "thread", "under_way")
+
+    def __init__(self, store: AsyncSessionStore) -> None:
+        self.store = store
+        self.thread = threading.get_ident()
+        self.under_way = True
+
+
+#: The calls under way that the running code is inside of, outermost first.
+_CALLS: contextvars.ContextVar[tuple[_CallUnderWay, ...]] = contextvars.ContextVar("eventstore_async_calls",
+                                                                                   default=())
+
+
 class AsyncSessionStore:
     """A ``SessionStore`` for asyncio: the same methods, arguments, results and errors, awaited.
 
@@ -99,11 +118,33 @@ class AsyncSessionStore:
         if os.getpid() != self._pid:
             raise StoreUsedAfterFork("this store was opened before fork(); open a new AsyncSessionStore in the child "
                                      "process")
+        # In the caller's context: a call awaited from a callback of another call knows which calls wait for it.
+        context = contextvars.copy_context()
         try:
-            running = self._writers.submit(partial(call, *args, **kwargs))
+            running = self._writers.submit(context.run, self._inside, partial(call, *args, **kwargs))
         except RuntimeError:  # closed since the check, from another thread: its writers are shut down
             raise StoreClosed("the store is closed") from None
         return await asyncio.wrap_future(running)
+
+    def _inside(self, call: Callable[[], T]) -> T:
+        """``call``, on a writer thread, marked as under way for what its callbacks run (``_CALLS``). Awaited from a
+        callback of this store's call on another thread, which waits for it: its writes are refused as that
+        callback's would be (``StoreBusy`` while that call holds a write transaction) instead of waiting for it."""
+        waiting = [outer.thread for outer in _CALLS.get() if outer.store is self and outer.under_way]
+        this = _CallUnderWay(self)
+        _CALLS.set((*_CALLS.get(), this))
+        try:
+            if not waiting:
+                return call()
+            with self._store._standing_in_for(waiting[-1]):
+                return call()
+        finally:
+            this.under_way = False
+
+    def _called_from_own_callback(self) -> bool:
+        """Whether the running code is inside a call of this store still under way (a callback of it, or what one
+        awaits), which a close would wait for while it waits for the close."""
+        return any(call.store is self and call.under_way for call in _CALLS.get())
 
     @staticmethod
     async def _streamed(items: Iterator[T]) -> AsyncIterator[T]:
@@ -116,7 +157,17 @@ class AsyncSessionStore:
         """Wait for the writes under way, then close the store; closing twice is harmless.
 
         Both run on a thread: a caller cancelled meanwhile (a timeout) leaves them to finish there, so the
-        store is closed all the same once its writes are done."""
+        store is closed all the same once its writes are done.
+
+        Raises:
+            StoreBusy: awaited from a callback of one of the store's calls under way (a ``progress`` callback, or
+                an iterable its call reads, having the loop run the close), which waits for the close while the
+                close waits for it: the store stays open. Close it once that call returns.
+        """
+        if self._called_from_own_callback():
+            raise StoreBusy(f"the store at {self.path} cannot close from a callback of one of its own calls under "
+                            "way (a progress callback, or an iterable the call reads), which waits for the close "
+                            "while the close waits for the call: close it once that call returns")
         self._closed = True
         await asyncio.to_thread(self._shut)
 
