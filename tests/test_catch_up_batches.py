@@ -30,7 +30,12 @@ def caught_up_bytes(path: Path, release: bool, monkeypatch: pytest.MonkeyPatch) 
     with SessionStore(path) as store:
         released: list[int] = []
         release_of = store._search._release_freed_pages if release else lambda: None
-        monkeypatch.setattr(store._search, "_release_freed_pages", lambda: (released.append(1), release_of())[1])
+
+        def counted_release() -> None:
+            released.append(1)
+            release_of()
+
+        monkeypatch.setattr(store._search, "_release_freed_pages", counted_release)
         applied = store.catch_up()
         assert applied > 10 * BATCH
         assert len(released) >= 10  # once between every two batches
