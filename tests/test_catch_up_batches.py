@@ -21,8 +21,10 @@ BATCH = 200  # events: 15 batches
 def build(path: Path) -> None:
     with SessionStore(path) as store:
         for n in range(SESSIONS):
-            store.append_many(f"s{n}", [ChatMessage.user(" ".join(f"word{(m * 7 + n + w) % 60}" for w in range(9)))
-                                        for m in range(12)])
+            store.append_many(
+                f"s{n}",
+                [ChatMessage.user(" ".join(f"word{(m * 7 + n + w) % 60}" for w in range(9))) for m in range(12)],
+            )
 
 
 def caught_up_bytes(path: Path, release: bool, monkeypatch: pytest.MonkeyPatch) -> int:
@@ -44,8 +46,9 @@ def caught_up_bytes(path: Path, release: bool, monkeypatch: pytest.MonkeyPatch) 
         return store.stats().bytes
 
 
-def test_a_long_catch_up_grows_the_file_less_than_without_the_release(tmp_path: Path,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_long_catch_up_grows_the_file_less_than_without_the_release(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     build(tmp_path / "with")
     build(tmp_path / "without")
     with_release = caught_up_bytes(tmp_path / "with", True, monkeypatch)
@@ -53,8 +56,9 @@ def test_a_long_catch_up_grows_the_file_less_than_without_the_release(tmp_path: 
     assert with_release < without_release
 
 
-def test_a_catch_up_reports_each_batch_again_once_it_is_written(tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_catch_up_reports_each_batch_again_once_it_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """So that a batch's settling and writing count with its own events in a measure of cost by position."""
     build(tmp_path / "store")
     monkeypatch.setattr(_deferred, "DEFERRED_BATCH", BATCH)

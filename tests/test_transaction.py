@@ -116,6 +116,18 @@ def test_a_pending_version_is_the_sessions_right_after_its_command_and_known_aft
     assert store.session_version("a") == 5
 
 
+def test_a_replayed_commands_pending_version_is_the_one_its_first_run_gave(store: SessionStore) -> None:
+    """Given again with its idempotency key, a command records nothing and answers as it did: its version too, not
+    the session's version now."""
+    with store.transaction() as tx:
+        first = tx.append("a", hello("one"), idempotency_key="first")
+    store.append("a", hello("two"))
+    with store.transaction() as tx:
+        again = tx.append("a", hello("one"), idempotency_key="first")
+    assert (first.result, first.version) == (again.result, again.version) == (1, 1)
+    assert store.session_version("a") == 2
+
+
 def test_arguments_are_checked_when_the_command_is_added(store: SessionStore) -> None:
     with store.transaction() as tx:
         with pytest.raises(InvalidArgument):

@@ -177,8 +177,9 @@ class Pending(Generic[T]):
     @property
     def version(self) -> int:
         """The session's version right after the command (the new session's, for ``fork``): that of the last event
-        it recorded, or the version it found if it recorded nothing. Unlike ``session_version`` read afterwards,
-        it is not moved on by a write committed after the transaction.
+        it recorded, or the version it found if it recorded nothing; a command replayed for its idempotency key
+        answers as its first run did, with that run's version. Unlike ``session_version`` read afterwards, it is
+        not moved on by a write committed after the transaction.
 
         Raises:
             TransactionError: the transaction has not committed (yet).
