@@ -64,13 +64,19 @@ def _after(callback: Callable[[], None]) -> Iterator[ChatMessage]:
     yield ChatMessage.user("appended from an iterable")
 
 
+async def opened_with_a_message(path: Path) -> AsyncSessionStore:
+    """An async store at ``path`` whose session ``a`` holds one message, ``first``."""
+    store = AsyncSessionStore(path)
+    await store.append("a", ChatMessage.user("first"))
+    return store
+
+
 @pytest.mark.parametrize("way", CALLS)
 def test_a_close_awaited_from_a_callback_of_its_own_call_raises_store_busy_and_leaves_it_open(
         store_path: Path, way: str) -> None:
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
-        store = AsyncSessionStore(store_path)
-        await store.append("a", ChatMessage.user("first"))
+        store = await opened_with_a_message(store_path)
         refused: list[BaseException] = []
 
         def close_once() -> None:
@@ -94,8 +100,7 @@ def test_a_write_awaited_from_a_callback_of_a_write_transaction_raises_store_bus
         store_path: Path) -> None:
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
-        store = AsyncSessionStore(store_path)
-        await store.append("a", ChatMessage.user("first"))
+        store = await opened_with_a_message(store_path)
         seen: list[object] = []
 
         def write_and_read_once() -> None:
@@ -117,8 +122,7 @@ def test_a_write_awaited_from_a_callback_of_a_write_transaction_raises_store_bus
 def test_a_write_awaited_from_a_callback_of_a_read_goes_ahead(store_path: Path) -> None:
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
-        store = AsyncSessionStore(store_path)
-        await store.append("a", ChatMessage.user("first"))
+        store = await opened_with_a_message(store_path)
         versions: list[int] = []
 
         def append_once() -> None:
@@ -134,8 +138,7 @@ def test_a_write_awaited_from_a_callback_of_a_read_goes_ahead(store_path: Path) 
 
 def test_a_close_from_another_task_while_a_callback_runs_waits_for_the_call_and_closes(store_path: Path) -> None:
     async def scenario() -> None:
-        store = AsyncSessionStore(store_path)
-        await store.append("a", ChatMessage.user("first"))
+        store = await opened_with_a_message(store_path)
         in_callback, release = threading.Event(), threading.Event()
 
         def held() -> None:
