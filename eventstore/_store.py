@@ -78,6 +78,8 @@ __all__ = ["SessionStore", "StoreStats", "ProjectionCheckpoint", "DEFAULT_SEARCH
 R = TypeVar("R")
 
 _SMALLEST_STORE = 1 << 20
+#: Who holds a write transaction whose giver ``_write`` was not told (no such write calls back into the caller's code).
+_UNNAMED_HOLDER = "the call under way"
 #: Sessions returned by ``search`` when the query sets no limit (as ZeroClaw).
 DEFAULT_SEARCH_LIMIT = 50
 
@@ -219,8 +221,9 @@ class SessionStore:
         self._close_changed = threading.Condition()
         self._closer: int | None = None
         # The threads running a write's body (which may call progress), or a call such a callback awaits (an async
-        # store's, ``_standing_in_for``): their writes are refused, as they would wait for that body's transaction.
-        self._writing: set[int] = set()
+        # store's, ``_standing_in_for``), each with the call that gave the write (``_write``'s ``holder``): their
+        # writes are refused, as they would wait for that body's transaction.
+        self._writing: dict[int, str] = {}
         self._environment = storage
         self._readonly = readonly or storage.readonly
         try:
@@ -321,9 +324,11 @@ class SessionStore:
             raise StoreClosed("the store is closed")
         return self._environment.read()
 
-    def _write(self, body: Callable[[WriteTransaction], R]) -> R:
+    def _write(self, body: Callable[[WriteTransaction], R], *, holder: str = _UNNAMED_HOLDER) -> R:
+        """``body`` in one write transaction; ``holder`` names the call that gave it, for the refusal of a command
+        that a callback of that call gives while ``body`` runs."""
         self._refuse_writes()
-        return self._environment.write(functools.partial(self._marked, body))
+        return self._environment.write(functools.partial(self._marked, body, holder))
 
     def _make_room(self, size: int) -> None:
         """Room in the storage for a write of about ``size`` bytes, made before it (``Storage.make_room``)."""
@@ -343,35 +348,38 @@ class SessionStore:
         if self._readonly:
             raise StoreReadOnly(f"the store at {self.path} was opened read-only")
         # A write's callback: its transaction holds the write lock.
-        if self._writing and threading.get_ident() in self._writing:
-            raise StoreBusy("a command given from a progress callback while the store rebuilds its read models in "
-                            "one write transaction cannot run before that transaction ends; nothing was recorded: "
-                            "give it once the call returns")
+        holder = self._writing.get(threading.get_ident()) if self._writing else None
+        if holder is not None:
+            raise StoreBusy(f"a command given from a progress callback while {holder} holds the store's write "
+                            "transaction cannot run before that transaction ends; nothing was recorded: give it "
+                            f"once {holder} returns")
 
-    def _marked(self, body: Callable[[WriteTransaction], R], txn: WriteTransaction) -> R:
-        """``body``, run with this thread marked as in a write transaction (a group's leader runs its members').
-        Only the body: a replica's catch-up before it may report progress, and a command given then goes ahead."""
+    def _marked(self, body: Callable[[WriteTransaction], R], holder: str, txn: WriteTransaction) -> R:
+        """``body``, run with this thread marked as in a write transaction given by ``holder`` (a group's leader runs
+        its members'). Only the body: a replica's catch-up before it may report progress, and a command given then
+        goes ahead."""
         thread = threading.get_ident()
-        self._writing.add(thread)
+        self._writing[thread] = holder
         try:
             return body(txn)
         finally:
-            self._writing.discard(thread)
+            self._writing.pop(thread, None)
 
     @contextmanager
     def _standing_in_for(self, thread: int) -> Iterator[None]:
         """Run a call that ``thread`` waits for (an async store's, awaited from a callback of its call on ``thread``)
         as ``thread`` would run it: while ``thread`` runs a write's body, this thread's writes are refused
         (``StoreBusy``) rather than waiting for that body's transaction, which waits for them."""
-        if thread not in self._writing:
+        holder = self._writing.get(thread)
+        if holder is None:
             yield
             return
         here = threading.get_ident()
-        self._writing.add(here)
+        self._writing[here] = holder
         try:
             yield
         finally:
-            self._writing.discard(here)
+            self._writing.pop(here, None)
 
     # -- commands (services.commands decides, services.writer records) ----------------
 
@@ -884,7 +892,8 @@ class SessionStore:
         time would stamp every later command on it), raises ``InvalidArgument`` naming the session and event,
         and nothing is written.
         ``progress(sessions done, sessions)`` is called as the sessions are recorded (every thousand events
-        or so, and at the end), inside the transaction: an exception it raises writes nothing.
+        or so, and at the end), inside the transaction: an exception it raises writes nothing, and a command it
+        gives on this store raises ``StoreBusy`` (naming ``import_sessions``), recording nothing.
         """
         progress = check_progress(progress)
         if not isinstance(sessions, Mapping):

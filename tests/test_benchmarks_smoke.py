@@ -14,7 +14,7 @@ import pytest
 
 import projections.search.formats as formats
 from benchmarks import search_cold, search_floor, small_catch_up
-from benchmarks.bench_scale import BOUNDS, TARGETS, Corpus, Settings, tenths
+from benchmarks.bench_scale import BOUNDS, TARGETS, Corpus, Linearity, Settings, batches, tenths
 from benchmarks.search_parts import PARTS
 from eventstore import SessionQuery, SessionStore
 from projections.search.formats.wholes import Whole
@@ -28,6 +28,7 @@ ROWS = (
     "build with the search index: appends + catch_up / inserts",
     "build: appends / inserts, cost a message, last tenth / first",
     "build: catch_up, cost a message, last tenth / first",
+    "build: catch_up, cost a message, last batch / first",
     "bytes on disk (allocated; SQLite/ours)",
     "bytes on disk after vacuum (ours, a copy; SQLite as built)",
     "list_sessions_with_metadata() of 45, fresh process",
@@ -253,6 +254,53 @@ def test_tenths_count_the_time_up_to_the_last_report_of_a_position_with_that_pos
     costs = tenths(points)
     assert costs[:9] == [10.0] * 9
     assert costs[9] == 100.0
+
+
+def catch_up_points(batch_sizes: list[int], fold_ns: int, write_ns: list[int],
+                    report_every: int) -> list[tuple[int, int]]:
+    """The ``progress`` points of a catch-up whose batches hold ``batch_sizes`` items, folded at ``fold_ns`` an item
+    and written in ``write_ns`` each: a report every ``report_every`` items folded, the batch's end once folded and
+    again once written, and the caller's final point."""
+    points, ns, done = [(0, 0)], 0, 0
+    for size, write in zip(batch_sizes, write_ns):
+        for folded in range(report_every, size + 1, report_every):
+            points.append((ns + fold_ns * folded, done + folded))
+        ns, done = ns + fold_ns * size, done + size
+        points += [(ns, done), (ns + write, done)]
+        ns += write
+    return [*points, (ns, done)]
+
+
+def test_batches_take_the_time_from_one_written_batch_to_the_next() -> None:
+    """A batch's cost runs from the report of the previous batch written to its own (its fold, settling, writing)."""
+    points = catch_up_points([200, 200, 100], fold_ns=1, write_ns=[100, 300, 50], report_every=50)
+    assert batches(points) == [(200, 1.5), (200, 2.5), (100, 1.5)]
+
+
+def test_where_a_batch_spans_two_tenths_the_verdict_takes_the_batches_alone() -> None:
+    """Five batches of 200 over 1,000 items: the tenths alternate (a fold alone, then a fold and a write), though
+    every batch costs the same; the verdict says flat."""
+    linearity = Linearity.of(catch_up_points([200] * 5, fold_ns=1, write_ns=[100] * 5, report_every=100))
+    assert linearity.tenths == [1.0, 2.0] * 5
+    assert linearity.tenth_growth == 2.0 and linearity.batch_growth == 1.0 and not linearity.tenths_comparable
+    assert linearity.verdict == 1.0 and "batches alone" in linearity.basis()
+
+
+def test_where_each_tenth_holds_whole_batches_the_verdict_is_the_larger_growth() -> None:
+    """Ten batches, one a tenth: the tenths compare, and a later batch's higher cost shows in both."""
+    growing = Linearity.of(catch_up_points([100] * 10, fold_ns=1, write_ns=[100] * 9 + [200], report_every=50))
+    assert growing.tenths_comparable and growing.tenths == [2.0] * 9 + [3.0]
+    assert growing.tenth_growth == growing.batch_growth == 1.5 == growing.verdict
+
+
+def test_one_batch_is_judged_by_its_tenths_and_a_short_last_batch_is_not_compared() -> None:
+    one = Linearity.of(catch_up_points([1000], fold_ns=1, write_ns=[100], report_every=100))
+    assert one.batch_growth is None and one.tenths_comparable
+    assert one.verdict == one.tenth_growth == 2.0 and "one batch" in one.basis()
+    # What was left of the log: its settling over 20 items costs more a message, not more as the index grows.
+    short_last = Linearity.of(catch_up_points([200, 200, 20], fold_ns=1, write_ns=[100, 100, 100], report_every=20))
+    assert [cost for _items, cost in short_last.batches] == [1.5, 1.5, 6.0]
+    assert short_last.batch_growth == 1.0
 
 
 @pytest.mark.slow  # builds two small stores, then times the floor rows and the searches from further processes

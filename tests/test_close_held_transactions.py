@@ -273,3 +273,69 @@ def test_a_close_from_a_thread_holding_a_read_while_another_thread_closes_the_st
     assert isinstance(refused, StoreBusy) and "another thread is closing the store" in str(refused)
     assert outcome["close"] is None
     assert _closed_for_good(store)
+
+
+def test_a_close_from_a_thread_holding_a_read_while_another_thread_closes_one_of_two_store_objects_waits_for_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two store objects share the path's environment; the catch-up of one holds its read open, and its callback
+    closes the other while another thread's close of that object is under way. That release drops a reference and
+    closes nothing, so it waits for no transaction: the callback's close waits for it and returns, rather than
+    raising ``StoreBusy``, and the catch-up goes on."""
+    kept = _store_of_50(tmp_path)
+    closed = SessionStore(tmp_path / "store", durable=False)
+    environment = kept._environment
+    assert environment is closed._environment
+    release = environment.release
+    releasing, second_close_waits = threading.Event(), threading.Event()
+    outcome: dict[str, object] = {}
+    closing: list[threading.Thread] = []
+
+    def release_held_in_the_other_thread() -> None:
+        if threading.current_thread().name == "close":
+            releasing.set()
+            second_close_waits.wait(_HUNG_AFTER)
+        release()
+
+    def close_while_another_thread_closes() -> None:
+        closing.append(_in_thread("close", closed.close, outcome))
+        assert releasing.wait(_HUNG_AFTER)
+        try:
+            closed.close()
+            outcome["second close"] = "returned"
+        except StoreBusy as refused:
+            outcome["second close"] = refused
+
+    monkeypatch.setattr(environment, "release", release_held_in_the_other_thread)
+    catching_up = _catch_up_calling(kept, close_while_another_thread_closes, outcome)
+    try:
+        waiters = getattr(closed._close_changed, "_waiters", ())  # the second close's, once it waits
+        waited_for(lambda: bool(waiters) or not catching_up.is_alive(), "the second close neither waited nor ended")
+    finally:
+        second_close_waits.set()
+    _finished(catching_up)
+    _finished(closing[0])
+    assert outcome["second close"] == "returned" and outcome["close"] is None
+    assert outcome["catch-up"] == 50
+    with pytest.raises(StoreClosed):
+        closed.load("k1")
+    assert [message.content for message in kept.load("k1")] == ["alpha beta 1"]
+    kept.close()
+    assert _closed_for_good(kept)
+
+
+def test_a_release_waits_for_the_calling_thread_only_when_it_closes_the_environment_of_this_process(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside a transaction, a release waits for it only where ``release`` would close the environment: at its last
+    reference, in the process that opened it."""
+    first = Environment.acquire(tmp_path, durability=Durability.OFF)
+    second = Environment.acquire(tmp_path, durability=Durability.OFF)
+    assert first is second
+    with first.read():
+        with_two_references = first.release_waits_for_this_thread()
+        second.release()
+        with_one = first.release_waits_for_this_thread()
+        monkeypatch.setattr(first, "_pid", os.getpid() + 1)  # as a forked child sees its inherited environment
+        in_another_process = first.release_waits_for_this_thread()
+        monkeypatch.undo()
+    first.release()
+    assert (with_two_references, with_one, in_another_process) == (False, True, False)

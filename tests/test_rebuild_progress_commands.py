@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from eventstore import ChatMessage, EventStoreError, SessionStore, StoreBusy
+from eventstore.events import MessageAppended
 
 from conftest import STORE_ENGINES, engine_of, open_store
 
@@ -24,7 +25,35 @@ def test_a_command_from_the_rebuilds_progress_is_refused_and_the_rebuild_ends(en
     store = open_store(engine, tmp_path / "store")
     try:
         refusals = refused_then_recorded(store, store)
-        assert "progress callback" in str(refusals[0])
+        assert "progress callback while rebuild_projections holds" in str(refusals[0])
+        assert "once rebuild_projections returns" in str(refusals[0]) and "import" not in str(refusals[0])
+    finally:
+        store.close()
+
+
+def test_a_command_from_the_progress_of_an_import_names_the_import(engine: str, tmp_path: Path) -> None:
+    """The refusal names the call whose write transaction is open, here ``import_sessions`` (it once said that the
+    store rebuilt its read models), and the import goes on; the command is recorded once the import returned."""
+    store = open_store(engine, tmp_path / "store")
+    refusals: list[StoreBusy] = []
+
+    def progress(_done: int, _total: int) -> None:
+        try:
+            store.append("from the callback", ChatMessage.user("refused"))
+        except StoreBusy as refused:
+            refusals.append(refused)
+
+    try:
+        now = store.clock()
+        imported = store.import_sessions({"a": [(now, MessageAppended(ChatMessage.user("imported")))]},
+                                         progress=progress)
+        assert imported.receipt.sessions == 1 and refusals
+        message = str(refusals[0])
+        assert "progress callback while import_sessions holds" in message and "rebuild" not in message
+        assert "nothing was recorded" in message and "once import_sessions returns" in message
+        assert store.load("from the callback") == []
+        assert store.append("from the callback", ChatMessage.user("recorded")) == 1
+        assert store.load("a") == [ChatMessage.user("imported")]
     finally:
         store.close()
 

@@ -165,7 +165,7 @@ class Maintenance:
                                            else lambda done, _: progress(events + done, total))
 
             self._release_freed_pages()
-            self._write(body)
+            self._write(body, holder="rebuild_projections")
         if later:
             self._release_freed_pages()
             offset = events * passes

@@ -260,7 +260,7 @@ class Replication:
                 self._receipts.put(txn, receipt)
             return ImportOutcome(receipt, tuple(skipped), False)
 
-        return self._write(body)
+        return self._write(body, holder="import_sessions")
 
     def _import_session(self, txn: WriteTransaction, key: str, timed: Sequence[Importable]) -> None:
         """Record one checked session's events as new events; redacted ones stay redacted.

@@ -112,9 +112,10 @@ class Command(Generic[R]):
 
 class Write(Protocol):
     """The store's write: runs ``body`` in one write transaction and commits (refusing a closed or read-only
-    store)."""
+    store). ``holder`` names the public call that gives a write whose body calls back into its caller's code (a
+    ``progress``), so that a command given from that callback, which is refused, says what it waits for."""
 
-    def __call__(self, body: Callable[[WriteTransaction], R]) -> R: ...
+    def __call__(self, body: Callable[[WriteTransaction], R], *, holder: str = ...) -> R: ...
 
 
 class CommandWriter:

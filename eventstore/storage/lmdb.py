@@ -374,8 +374,7 @@ class Environment:
         registry's lock, as it waits for the transactions still running in the process.
         """
         with self._registry_lock:
-            if self._references == 1 and self._gate.held_here() and os.getpid() == self._pid:
-                # The close waits for every transaction of the process to end, this thread's own among them.
+            if self._close_waits_for_this_thread():
                 raise StoreBusy(f"the store at {self.path} cannot close from this thread, which holds one of its "
                                 f"transactions open {HELD_OPEN_BY}: the close waits for every transaction of this "
                                 "process to end; the store stays open: close it once that call returns")
@@ -400,7 +399,17 @@ class Environment:
                 self._registry_changed.notify_all()
 
     def release_waits_for_this_thread(self) -> bool:
-        return self._gate.held_here()  # the close waits for every transaction of the process
+        with self._registry_lock:
+            return self._close_waits_for_this_thread()
+
+    def _close_waits_for_this_thread(self) -> bool:
+        """Whether the close of this environment, under way or given by the next release, waits for a transaction
+        this thread holds open. Only the last store object's release closes it, and only in the process that
+        opened it: a forked child's release closes no environment and waits for nothing. Called under the
+        registry's lock, which the count of references and the closing flag change under."""
+        closes = self._closing or self._references == 1
+        # The close waits for every transaction of the process to end, this thread's own among them.
+        return closes and os.getpid() == self._pid and self._gate.held_here()
 
     def vacuum(self, reopen: Callable[[], None], rewrite: VacuumRewrite | None = None) -> None:
         """Rewrite the data file from its live key-values alone (changed on the way as ``rewrite`` says), and

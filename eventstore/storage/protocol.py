@@ -254,9 +254,10 @@ class Storage(Protocol):
         """Drop this user's hold on the store; the last one closes it."""
 
     def release_waits_for_this_thread(self) -> bool:
-        """Whether a release that closes the store would wait for a transaction the calling thread holds open (a
-        read it iterates, or the call whose ``progress`` callback it is in): such a thread must not wait for that
-        release. ``False`` for an engine whose release waits for no transaction."""
+        """Whether a release that closes the store (one under way, or the next, by its last user) would wait for a
+        transaction the calling thread holds open (a read it iterates, or the call whose ``progress`` callback it is
+        in): such a thread must not wait for that release. ``False`` while another user holds the store (a release
+        then closes nothing), and for an engine whose release waits for no transaction."""
 
 
 #: What a body of a write came to: ``(True, what it returned)`` or ``(False, the exception for its caller)``.
