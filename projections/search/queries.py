@@ -24,7 +24,7 @@ import heapq
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import combinations, compress, pairwise, repeat
-from operator import attrgetter, ge, mul, neg
+from operator import attrgetter, ge, neg
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -154,14 +154,15 @@ def search_sessions(view: IndexReader, words: Sequence[QueryWord], limit: int,
         if cutoff is None:
             cutoff = sorted(scored.values(), reverse=True)[limit - 1]
         candidates = list(compress(scored.keys(), map(ge, scored.values(), repeat(cutoff))))
+        scores = list(map(scored.__getitem__, candidates))
     else:
-        candidates = list(scored)
+        candidates, scores = list(scored), list(scored.values())
     # Activity orders equal scores only: read it for the sessions that tie.
-    ties = Counter(map(scored.__getitem__, candidates))
-    tied = [sid for sid in candidates if ties[scored[sid]] > 1] if len(ties) < len(candidates) else []
+    ties = Counter(scores)
+    tied = [sid for sid, score in zip(candidates, scores) if ties[score] > 1] if len(ties) < len(candidates) else []
     activity = (activities or view.activities)(tied) if tied else {}
-    best = ranked_sessions({sid: scored[sid] for sid in candidates}, activity, limit)
-    return [(sid, scored[sid]) for sid in best]
+    chosen = dict(zip(candidates, scores))
+    return [(sid, chosen[sid]) for sid in ranked_sessions(chosen, activity, limit)]
 
 
 class MessageHits(NamedTuple):
@@ -189,7 +190,7 @@ def _single_term(term: PlanTerm, limit: int) -> dict[int, float]:
     """Sessions for a one-term query: its best level groups, through the group that reaches ``limit``."""
     summary = term.summary
     if not summary.grouped:  # few sessions: score them all
-        table = list(map(mul, repeat(term.weight), LEVEL_WEIGHTS))
+        table = _table(term.weight)
         return dict(zip(summary.sorted_sids(), map(table.__getitem__, summary.best_levels())))
     scored: dict[int, float] = {}
     for level, members in summary.groups():
@@ -197,6 +198,15 @@ def _single_term(term: PlanTerm, limit: int) -> dict[int, float]:
         if len(scored) >= limit:
             break
     return scored
+
+def _table(weight: float) -> list[float]:
+    """A term's ``weight × LEVEL_WEIGHTS[level]`` for every level, by index: one multiplication over an array in C,
+    whose IEEE products are Python's, so every score stays the same to the last bit."""
+    table: list[float] = (_LEVEL_WEIGHTS * weight).tolist()
+    return table
+
+#: ``LEVEL_WEIGHTS`` as an array, for ``_table``.
+_LEVEL_WEIGHTS = np.array(LEVEL_WEIGHTS)
 
 def _intersection_pays(plan: Plan) -> bool:
     """Whether the sessions the terms share are cheaper to find (in C, over every session of the terms) than to
@@ -245,7 +255,7 @@ def _by_messages(view: IndexReader, plan: Plan, limit: int) -> tuple[dict[int, f
     best, lower bounds below them) and the ``limit``-th best score.
     """
     terms = plan.terms
-    tables = [list(map(mul, repeat(term.weight), LEVEL_WEIGHTS)) for term in terms]
+    tables = [_table(term.weight) for term in terms]
     singles: dict[int, float] = {}
     for term, table in zip(terms, tables):
         get = singles.get
@@ -580,7 +590,7 @@ def _intersected(view: IndexReader, plan: Plan, limit: int) -> tuple[dict[int, f
     Returns the scores (exact for every session that can be among the
     ``limit`` best, lower bounds below them) and the ``limit``-th best score.
     """
-    tables = [list(map(mul, repeat(term.weight), LEVEL_WEIGHTS)) for term in plan.terms]
+    tables = [_table(term.weight) for term in plan.terms]
     summaries = [term.summary for term in plan.terms]
     scored: dict[int, float] = {}
     for summary, table in zip(summaries, tables):
@@ -588,10 +598,10 @@ def _intersected(view: IndexReader, plan: Plan, limit: int) -> tuple[dict[int, f
         if not scored:
             scored = best
             continue
-        get = scored.get
-        for sid, score in best.items():
-            if score > get(sid, 0.0):
-                scored[sid] = score
+        # Few sessions are among the best of two terms: those keep their higher score, the rest are added in C.
+        higher = {sid: scored[sid] for sid in scored.keys() & best.keys() if scored[sid] > best[sid]}
+        scored.update(best)
+        scored.update(higher)
     opened = _sessions_sharing(view, plan)
     columns = [summary.entries_of(opened) for summary in summaries]
     return _resolve(view, plan, limit, tables, scored, dict(zip(opened, zip(*columns))))
@@ -841,7 +851,7 @@ def _threshold(view: IndexReader, plan: Plan, limit: int, texts: Texts | None,
         elif score > best[0]:
             heapq.heapreplace(best, score)
 
-    tables = [list(map(mul, repeat(term.weight), LEVEL_WEIGHTS)) for term in plan.terms]
+    tables = [_table(term.weight) for term in plan.terms]
 
     evaluated, budget = 0, _exact_sessions(plan, limit)
     while lists or waiting:
