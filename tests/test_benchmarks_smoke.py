@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -165,6 +166,24 @@ def test_small_catch_up_times_every_kind_and_stores_the_same_bytes_each_run(tmp_
         assert all(float(line[40:].split()[0]) > 0 for line in lines[1:4]), completed.stdout
     digests = {completed.stdout.splitlines()[4] for completed in runs}
     assert len(digests) == 1 and digests.pop().startswith("search index SHA-256: ")  # the same bytes each run
+    assert (kept / "ours" / "data.mdb").read_bytes() == before  # the kept store is copied, not changed
+    assert list(copies.iterdir()) == []  # and the copy removed
+
+
+@pytest.mark.slow  # builds two small stores, then catches a copy of one up twice from another process
+def test_later_batch_reports_each_batch_and_leaves_the_kept_store_as_it_was(tmp_path: Path) -> None:
+    kept, copies = tmp_path / "kept", tmp_path / "copies"
+    assert run_scale("--keep", str(kept), "--only", "space").returncode == 0
+    copies.mkdir()
+    before = (kept / "ours" / "data.mdb").read_bytes()
+    completed = subprocess.run([sys.executable, "-m", "benchmarks.later_batch", str(kept), "--dir", str(copies),
+                                "--sessions", "20", "--batches", "2"], check=False, cwd=ROOT, capture_output=True,
+                               text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr
+    found = json.loads(completed.stdout)
+    assert len(found["catch_up_us"]) == len(found["appends_us"]) == len(found["allocated_after"]) == 2
+    assert all(spent > 0 for spent in found["catch_up_us"] + found["appends_us"])
+    assert found["allocated_before"] > 0 and found["search_bytes"]["search.summary"] > 0
     assert (kept / "ours" / "data.mdb").read_bytes() == before  # the kept store is copied, not changed
     assert list(copies.iterdir()) == []  # and the copy removed
 
