@@ -923,6 +923,13 @@ def corpus_identity(settings: Settings) -> dict[str, int]:
             "seed": settings.seed}
 
 
+def kept_settings(keep: Path) -> Settings:
+    """The settings of the corpus whose stores ``keep`` (a ``--keep`` directory) holds, for the benchmarks that
+    measure a copy of them."""
+    marker = json.loads((keep / CORPUS_FILE).read_text())
+    return Settings(**{field: marker[field] for field in IDENTITY})
+
+
 def kept_corpus(keep: Path, settings: Settings) -> bool:
     """Whether ``keep`` holds the stores of this corpus (True), or nothing yet (False).
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from eventstore import SessionStore
 
-from .bench_scale import CORPUS_FILE, Corpus, Settings, lmdb_pages
+from .bench_scale import Corpus, kept_settings, lmdb_pages
 
 
 def allocated(path: Path) -> int:
@@ -38,8 +38,7 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=10_000, help="new sessions a batch (default 10,000)")
     parser.add_argument("--batches", type=int, default=1, help="batches, each appended then caught up (default 1)")
     args = parser.parse_args()
-    marker = json.loads((args.kept / CORPUS_FILE).read_text())
-    settings = Settings(**{field: marker[field] for field in ("sessions", "messages", "vocabulary", "seed")})
+    settings = kept_settings(args.kept)
     corpus = Corpus(settings)
     corpus.rng = random.Random(1016)
     with tempfile.TemporaryDirectory(dir=args.dir) as directory:

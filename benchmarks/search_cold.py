@@ -61,7 +61,7 @@ from projections.search.reader import IndexReader
 from projections.search.scoring import idf
 
 from .baselines import SqliteSessions
-from .bench_scale import CORPUS_FILE, MID_BAND, Corpus, Settings
+from .bench_scale import MID_BAND, Corpus, kept_settings
 from .search_floor import _LEVEL_WEIGHTS, Floor, Reads, Term, _stored, decoded, ranked, words_of
 
 #: The floor rows, in the order printed.
@@ -79,8 +79,7 @@ _SCRATCH_SIZE = 1 << 33
 
 def kept_queries(kept: Path, words: int, count: int) -> list[str]:
     """bench_scale's ``count`` mid-frequency queries of ``words`` words for the stores kept in ``kept``."""
-    marker = json.loads((kept / CORPUS_FILE).read_text())
-    settings = Settings(**{field: marker[field] for field in ("sessions", "messages", "vocabulary", "seed")})
+    settings = kept_settings(kept)
     return Corpus(settings).queries(MID_BAND, words, count)
 
 

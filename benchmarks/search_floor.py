@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import os
 import platform
 import sqlite3
@@ -72,7 +71,7 @@ from projections.search.scoring import LEVEL_WEIGHTS, idf
 from projections.search.tokenizer import term_key, tokenize
 
 from .baselines import SqliteSessions
-from .bench_scale import CORPUS_FILE, MID_BAND, Corpus, Settings
+from .bench_scale import MID_BAND, Corpus, kept_settings
 
 #: Sessions an answer holds: ``search()``'s default, FTS5's ``LIMIT``.
 LIMIT = 50
@@ -344,8 +343,7 @@ def by_form(measured: Measured, row: str, blocked: bool) -> list[int]:
 
 def measure(kept: Path, words: int, count: int) -> Measured:
     """Each row's CPU time a query of ``count`` queries of ``words`` words, on the stores kept in ``kept``."""
-    marker = json.loads((kept / CORPUS_FILE).read_text())
-    settings = Settings(**{field: marker[field] for field in ("sessions", "messages", "vocabulary", "seed")})
+    settings = kept_settings(kept)
     queries = Corpus(settings).queries(MID_BAND, words, count)
     samples: dict[str, list[int]] = {row: [] for row in ROWS}
     clock = time.process_time_ns

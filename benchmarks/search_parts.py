@@ -20,7 +20,6 @@ on a copy of a store that must stay as it is).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
@@ -34,7 +33,7 @@ import projections.search.index as index
 import projections.search.queries as queries
 from eventstore import SessionQuery, SessionStore
 
-from .bench_scale import CORPUS_FILE, MID_BAND, Corpus, Settings
+from .bench_scale import MID_BAND, Corpus, kept_settings
 
 #: The parts, in the order printed.
 PARTS = ("plan", "plan: dropping cached terms", "resolve", "resolve: from postings", "ties' activities",
@@ -79,8 +78,7 @@ def instrumented() -> Timers:
 
 def measure(kept: Path, count: int) -> dict[str, dict[str, float]]:
     """``{"2 words": {"query": µs, part: µs, ...}, "3 words": ...}``: medians over ``count`` queries of each kind."""
-    marker = json.loads((kept / CORPUS_FILE).read_text())
-    settings = Settings(**{field: marker[field] for field in ("sessions", "messages", "vocabulary", "seed")})
+    settings = kept_settings(kept)
     corpus = Corpus(settings)
     timers = instrumented()
     found: dict[str, dict[str, float]] = {}

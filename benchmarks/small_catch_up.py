@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import random
 import shutil
@@ -36,7 +35,7 @@ from pathlib import Path
 from eventstore import SessionStore
 from projections.search.formats.keys import META_GENERATION
 
-from .bench_scale import CORPUS_FILE, Corpus, Settings
+from .bench_scale import Corpus, kept_settings
 
 #: Each kind of round: its name, exchanges a round, the chance that an exchange goes to an old session.
 KINDS = (
@@ -91,8 +90,7 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, help="parent directory of the copy (default: $TMPDIR)")
     parser.add_argument("--digest", action="store_true", help="print the SHA-256 of the index's databases at the end")
     args = parser.parse_args()
-    marker = json.loads((args.kept / CORPUS_FILE).read_text())
-    settings = Settings(**{field: marker[field] for field in ("sessions", "messages", "vocabulary", "seed")})
+    settings = kept_settings(args.kept)
     corpus = Corpus(settings)
     corpus.rng = random.Random(777)
     with tempfile.TemporaryDirectory(dir=args.dir) as directory:
