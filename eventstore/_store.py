@@ -78,6 +78,9 @@ __all__ = ["SessionStore", "StoreStats", "ProjectionCheckpoint", "DEFAULT_SEARCH
 R = TypeVar("R")
 
 _SMALLEST_STORE = 1 << 20
+#: Seconds between the looks of a close waiting for another thread's close of the same store object at whether that
+#: close now waits for this thread (``close``).
+_CLOSE_LOOKS_AGAIN_AFTER = 0.05
 #: Who holds a write transaction whose giver ``_write`` was not told (no such write calls back into the caller's code).
 _UNNAMED_HOLDER = "the call under way"
 #: Sessions returned by ``search`` when the query sets no limit (as ZeroClaw).
@@ -297,7 +300,9 @@ class SessionStore:
                     raise StoreBusy(f"another thread is closing the store at {self.path}, which waits for every "
                                     "transaction of this process to end, and this thread holds one open "
                                     f"{HELD_OPEN_BY}: close it once that call returns")
-                self._close_changed.wait()
+                # That close's release may become the last one (another store object on the path closed meanwhile),
+                # which waits for this thread's transaction and notifies nothing here: look again now and then.
+                self._close_changed.wait(_CLOSE_LOOKS_AGAIN_AFTER)
             if self._closed:
                 return
             self._closed = True
