@@ -220,9 +220,10 @@ class SessionStore:
         self._snapshot_every = snapshot_every
         self._decoded = DecodedSessions(cache_sessions)
         self._closed = False
-        #: Guards ``_closer``, the thread whose close is under way (``close``); notified when that close ends.
+        #: Guards ``_closer``, the process and thread whose close is under way (``close``); notified when that close
+        #: ends.
         self._close_changed = threading.Condition()
-        self._closer: int | None = None
+        self._closer: tuple[int, int] | None = None
         # The threads running a write's body (which may call progress), or a call such a callback awaits (an async
         # store's, ``_standing_in_for``), each with the call that gave the write (``_write``'s ``holder``): their
         # writes are refused, as they would wait for that body's transaction.
@@ -295,7 +296,9 @@ class SessionStore:
                 from such a thread while another thread's close is under way, which may wait for that transaction.
         """
         with self._close_changed:
-            while self._closer is not None:
+            # A forked child lacks the parent's closing thread: that close never ends there, and marked this object
+            # closed.
+            while self._closer is not None and self._closer[0] == os.getpid():
                 if self._environment.release_waits_for_this_thread():
                     raise StoreBusy(f"another thread is closing the store at {self.path}, which waits for every "
                                     "transaction of this process to end, and this thread holds one open "
@@ -306,7 +309,7 @@ class SessionStore:
             if self._closed:
                 return
             self._closed = True
-            self._closer = threading.get_ident()
+            self._closer = os.getpid(), threading.get_ident()
         try:
             self._environment.release()
         except StoreBusy:

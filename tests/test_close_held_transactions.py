@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import threading
 from pathlib import Path
 
@@ -388,4 +389,47 @@ def test_a_close_waiting_in_a_thread_holding_a_read_is_refused_once_the_close_it
     assert outcome["close"] is None
     # The catch-up's write, after the callback, came before the close closed the store, or was refused by it.
     assert outcome["catch-up"] == 50 or isinstance(outcome["catch-up"], StoreClosed)
+    assert _closed_for_good(store)
+
+
+def test_a_child_forked_while_another_thread_closes_a_store_object_closes_it_and_opens_the_store_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A thread of the parent is closing a store object (its release held up) when the process forks. The child has
+    no such thread: its close of that object must not wait for that close to end (it never would), but return, the
+    object being closed; the child then closes the other object and opens the store afresh."""
+    store = _store_of_50(tmp_path)
+    other = SessionStore(tmp_path / "store", durable=False)
+    environment = store._environment
+    release = environment.release
+    releasing, go_on = threading.Event(), threading.Event()
+    outcome: dict[str, object] = {}
+
+    def release_held() -> None:
+        if threading.current_thread().name == "close":
+            releasing.set()
+            go_on.wait(_HUNG_AFTER)
+        release()
+
+    monkeypatch.setattr(environment, "release", release_held)
+    closing = _in_thread("close", store.close, outcome)
+    try:
+        assert releasing.wait(_HUNG_AFTER)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            signal.alarm(10)  # a close that waits for the parent's thread is cut short: the child exits non-zero
+            code = 99
+            try:
+                store.close()
+                other.close()
+                with SessionStore(tmp_path / "store", durable=False) as again:
+                    code = 0 if again.load("k1") == [ChatMessage.user("alpha beta 1")] else 1
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        go_on.set()
+    _finished(closing)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert outcome["close"] is None
+    other.close()
     assert _closed_for_good(store)
