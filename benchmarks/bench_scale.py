@@ -279,7 +279,8 @@ class Linearity:
     from one batch to the next (a later batch settles terms already stored). The tenths compare only where each holds
     whole batches (or there is one batch): where a batch spans two tenths, one of them holds its fold alone and the
     other its fold, settling and writing, and the tenths alternate. The verdict is the larger of the two ratios that
-    compare, last over first.
+    compare, last over first; none when neither does (one batch as long as the first, and a short one after it that
+    spans two tenths).
     """
 
     tenths: list[float]
@@ -306,18 +307,19 @@ class Linearity:
         return whole[-1] / whole[0] if len(whole) > 1 else None
 
     @property
-    def verdict(self) -> float:
+    def verdict(self) -> float | None:
         growths = [self.tenth_growth] if self.tenths_comparable else []
         if self.batch_growth is not None:
             growths.append(self.batch_growth)
-        return max(growths)
+        return max(growths, default=None)
 
     def batch_ratio(self) -> str:
         return "-" if self.batch_growth is None else fmt_ratio(self.batch_growth)
 
     def basis(self) -> str:
         if self.batch_growth is None:
-            return "the tenths (one batch)"
+            return "the tenths (one batch)" if self.tenths_comparable else \
+                "neither (one whole batch, and a short last one that spans two tenths: the tenths alternate)"
         return "the larger of the tenths and the batches" if self.tenths_comparable else \
             "the batches alone (a batch spans two tenths: the tenths alternate)"
 
@@ -553,7 +555,8 @@ class Bench:
                           f"SQLite inserts {inserts / 1e9:,.0f} s")
         self.values["build"] = rate["indexed"] / rate["inserts"]
         self.values["build_cpu"] = cpu["sqlite"] / (cpu["ours"] + catch_up_cpu)
-        self.values["catch_up_linear"] = catch_up_by_cpu.verdict  # wall time takes the machine's load
+        if (verdict := catch_up_by_cpu.verdict) is not None:  # wall time takes the machine's load
+            self.values["catch_up_linear"] = verdict
         self.inserts = inserts, cpu["sqlite"]
 
     def rebuild(self) -> None:
@@ -596,7 +599,8 @@ class Bench:
                            f"{name}, µs a message by batch: {fmt_batches(linearity.batches)}"]
         self.notes.append(f"the rebuild's linearity verdict, CPU time: {rebuilt_by_cpu.basis()}")
         self.values["rebuild_cpu"] = inserts_cpu / rebuilt_cpu
-        self.values["rebuild_linear"] = rebuilt_by_cpu.verdict
+        if (verdict := rebuilt_by_cpu.verdict) is not None:
+            self.values["rebuild_linear"] = verdict
 
     def bytes_on_disk(self) -> None:
         self.log("bytes on disk")

@@ -78,6 +78,9 @@ __all__ = ["SessionStore", "StoreStats", "ProjectionCheckpoint", "DEFAULT_SEARCH
 R = TypeVar("R")
 
 _SMALLEST_STORE = 1 << 20
+#: Seconds between the looks of a close waiting for another thread's close of the same store object at whether that
+#: close now waits for this thread (``close``).
+_CLOSE_LOOKS_AGAIN_AFTER = 0.05
 #: Who holds a write transaction whose giver ``_write`` was not told (no such write calls back into the caller's code).
 _UNNAMED_HOLDER = "the call under way"
 #: Sessions returned by ``search`` when the query sets no limit (as ZeroClaw).
@@ -217,9 +220,10 @@ class SessionStore:
         self._snapshot_every = snapshot_every
         self._decoded = DecodedSessions(cache_sessions)
         self._closed = False
-        #: Guards ``_closer``, the thread whose close is under way (``close``); notified when that close ends.
+        #: Guards ``_closer``, the process and thread whose close is under way (``close``); notified when that close
+        #: ends.
         self._close_changed = threading.Condition()
-        self._closer: int | None = None
+        self._closer: tuple[int, int] | None = None
         # The threads running a write's body (which may call progress), or a call such a callback awaits (an async
         # store's, ``_standing_in_for``), each with the call that gave the write (``_write``'s ``holder``): their
         # writes are refused, as they would wait for that body's transaction.
@@ -292,16 +296,20 @@ class SessionStore:
                 from such a thread while another thread's close is under way, which may wait for that transaction.
         """
         with self._close_changed:
-            while self._closer is not None:
+            # A forked child lacks the parent's closing thread: that close never ends there, and marked this object
+            # closed.
+            while self._closer is not None and self._closer[0] == os.getpid():
                 if self._environment.release_waits_for_this_thread():
                     raise StoreBusy(f"another thread is closing the store at {self.path}, which waits for every "
                                     "transaction of this process to end, and this thread holds one open "
                                     f"{HELD_OPEN_BY}: close it once that call returns")
-                self._close_changed.wait()
+                # That close's release may become the last one (another store object on the path closed meanwhile),
+                # which waits for this thread's transaction and notifies nothing here: look again now and then.
+                self._close_changed.wait(_CLOSE_LOOKS_AGAIN_AFTER)
             if self._closed:
                 return
             self._closed = True
-            self._closer = threading.get_ident()
+            self._closer = os.getpid(), threading.get_ident()
         try:
             self._environment.release()
         except StoreBusy:

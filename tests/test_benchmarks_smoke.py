@@ -322,6 +322,15 @@ def test_one_batch_is_judged_by_its_tenths_and_a_short_last_batch_is_not_compare
     assert short_last.batch_growth == 1.0
 
 
+def test_one_whole_batch_and_a_short_one_across_tenths_give_no_verdict() -> None:
+    """A log of a batch and a bit (10,001 sessions of 20 events: 200,000 and 20): the short batch is not compared,
+    and the tenths alternate, so neither line judges the cost, and the verdict says so rather than failing."""
+    linearity = Linearity.of(catch_up_points([200, 20], fold_ns=1, write_ns=[100, 100], report_every=20))
+    assert len(linearity.batches) == 2 and linearity.batch_growth is None and not linearity.tenths_comparable
+    assert linearity.verdict is None
+    assert linearity.basis().startswith("neither") and "one batch)" not in linearity.basis()
+
+
 @pytest.mark.slow  # builds two small stores, then times the floor rows and the searches from further processes
 def test_search_cold_prints_every_row_and_answers_as_search(tmp_path: Path) -> None:
     kept = tmp_path / "kept"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import threading
 from pathlib import Path
 
@@ -339,3 +340,96 @@ def test_a_release_waits_for_the_calling_thread_only_when_it_closes_the_environm
         monkeypatch.undo()
     first.release()
     assert (with_two_references, with_one, in_another_process) == (False, True, False)
+
+
+def test_a_close_waiting_in_a_thread_holding_a_read_is_refused_once_the_close_it_waits_for_closes_the_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two store objects share the path's environment; the catch-up of one holds its read open, and its callback
+    closes that object while another thread's close of it is under way. That release would close nothing, so the
+    callback's close waits for it; then the other object is closed, and the release under way becomes the last one,
+    which closes the environment and waits for the catch-up's read. The callback's close must not go on waiting for
+    it (the two would wait for each other for ever): it raises ``StoreBusy``, the catch-up ends, and the close under
+    way closes the store."""
+    store = _store_of_50(tmp_path)
+    other = SessionStore(tmp_path / "store", durable=False)
+    environment = store._environment
+    assert environment is other._environment
+    release = environment.release
+    releasing, other_closed = threading.Event(), threading.Event()
+    outcome: dict[str, object] = {}
+    closing: list[threading.Thread] = []
+
+    def release_held_until_the_other_object_is_closed() -> None:
+        if threading.current_thread().name == "close":
+            releasing.set()
+            other_closed.wait(_HUNG_AFTER)
+        release()
+
+    def close_while_another_thread_closes() -> None:
+        closing.append(_in_thread("close", store.close, outcome))
+        assert releasing.wait(_HUNG_AFTER)
+        try:
+            store.close()
+            outcome["second close"] = "returned"
+        except StoreBusy as refused:
+            outcome["second close"] = refused
+
+    monkeypatch.setattr(environment, "release", release_held_until_the_other_object_is_closed)
+    catching_up = _catch_up_calling(store, close_while_another_thread_closes, outcome)
+    try:
+        waiters = getattr(store._close_changed, "_waiters", ())  # the second close's, once it waits
+        waited_for(lambda: bool(waiters) or not catching_up.is_alive(), "the second close neither waited nor ended")
+        other.close()  # the release under way is now the last one: it closes the environment
+    finally:
+        other_closed.set()
+    _finished(catching_up)
+    _finished(closing[0])
+    refused = outcome["second close"]
+    assert isinstance(refused, StoreBusy) and "another thread is closing the store" in str(refused)
+    assert outcome["close"] is None
+    # The catch-up's write, after the callback, came before the close closed the store, or was refused by it.
+    assert outcome["catch-up"] == 50 or isinstance(outcome["catch-up"], StoreClosed)
+    assert _closed_for_good(store)
+
+
+def test_a_child_forked_while_another_thread_closes_a_store_object_closes_it_and_opens_the_store_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A thread of the parent is closing a store object (its release held up) when the process forks. The child has
+    no such thread: its close of that object must not wait for that close to end (it never would), but return, the
+    object being closed; the child then closes the other object and opens the store afresh."""
+    store = _store_of_50(tmp_path)
+    other = SessionStore(tmp_path / "store", durable=False)
+    environment = store._environment
+    release = environment.release
+    releasing, go_on = threading.Event(), threading.Event()
+    outcome: dict[str, object] = {}
+
+    def release_held() -> None:
+        if threading.current_thread().name == "close":
+            releasing.set()
+            go_on.wait(_HUNG_AFTER)
+        release()
+
+    monkeypatch.setattr(environment, "release", release_held)
+    closing = _in_thread("close", store.close, outcome)
+    try:
+        assert releasing.wait(_HUNG_AFTER)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            signal.alarm(10)  # a close that waits for the parent's thread is cut short: the child exits non-zero
+            code = 99
+            try:
+                store.close()
+                other.close()
+                with SessionStore(tmp_path / "store", durable=False) as again:
+                    code = 0 if again.load("k1") == [ChatMessage.user("alpha beta 1")] else 1
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        go_on.set()
+    _finished(closing)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert outcome["close"] is None
+    other.close()
+    assert _closed_for_good(store)

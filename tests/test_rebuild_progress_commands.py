@@ -6,6 +6,7 @@ ever). Given once the rebuild's transaction committed (its last report), it is r
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,44 @@ def refused_then_recorded(rebuilding: SessionStore, other: SessionStore) -> list
     assert len(rebuilding.load("k")) == 2500
     assert rebuilding.verify().ok
     return refusals
+
+
+def test_a_holder_ends_with_its_write_even_when_its_callback_raises(engine: str, tmp_path: Path) -> None:
+    """An import whose callback gives a command (refused) and then raises writes nothing; this thread then holds no
+    write: its next command is recorded, and a command from a later rebuild's callback is refused naming the rebuild,
+    not the import that ended."""
+    store = open_store(engine, tmp_path / "store")
+    refusals: list[str] = []
+
+    def refused_then_raising(_done: int, _total: int) -> None:
+        try:
+            store.append("from the callback", ChatMessage.user("refused"))
+        except StoreBusy as refused:
+            refusals.append(str(refused))
+        raise KeyboardInterrupt("the caller stops the import")
+
+    try:
+        now = store.clock()
+        with pytest.raises(KeyboardInterrupt):
+            store.import_sessions({"a": [(now, MessageAppended(ChatMessage.user("imported")))]},
+                                  progress=refused_then_raising)
+        assert store.load("a") == [] and store.load("from the callback") == []
+        assert store.append("after", ChatMessage.user("recorded")) == 1
+        store.rebuild_projections(["catalog"], refused_at_its_first_report(store, refusals))
+        assert len(refusals) == 2 and "while import_sessions holds" in refusals[0], refusals
+        assert "while rebuild_projections holds" in refusals[1] and "import" not in refusals[1]
+        assert store.verify().ok
+    finally:
+        store.close()
+
+
+def refused_at_its_first_report(store: SessionStore, refusals: list[str]) -> Callable[[int, int], None]:
+    """A progress callback that gives a command at its first report only, adding the refusal to ``refusals``."""
+    def progress(_done: int, _total: int) -> None:
+        if len(refusals) == 1:
+            try:
+                store.append("from the rebuild", ChatMessage.user("refused"))
+            except StoreBusy as refused:
+                refusals.append(str(refused))
+
+    return progress
