@@ -66,7 +66,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -932,6 +933,20 @@ def kept_settings(keep: Path) -> Settings:
     measure a copy of them."""
     marker = json.loads((keep / CORPUS_FILE).read_text())
     return Settings(**{field: marker[field] for field in IDENTITY})
+
+
+@contextmanager
+def copy_of_kept(keep: Path, parent: Path | None, seed: int) -> Iterator[tuple[Settings, Corpus, Path]]:
+    """For the benchmarks that change a kept store: the settings of the corpus ``keep`` (a ``--keep`` directory)
+    holds, a corpus of sessions drawn from ``seed`` in those settings, and a copy of the store in a temporary
+    directory under ``parent`` (default: $TMPDIR), removed afterwards."""
+    settings = kept_settings(keep)
+    corpus = Corpus(settings)
+    corpus.rng = random.Random(seed)
+    with tempfile.TemporaryDirectory(dir=parent) as directory:
+        copy = Path(directory) / "ours"
+        shutil.copytree(keep / "ours", copy)
+        yield settings, corpus, copy
 
 
 def kept_corpus(keep: Path, settings: Settings) -> bool:

@@ -15,15 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
 from eventstore import SessionStore
 
-from .bench_scale import Corpus, kept_settings, lmdb_pages
+from .bench_scale import Corpus, copy_of_kept, lmdb_pages
 
 
 def allocated(path: Path) -> int:
@@ -38,12 +36,7 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=10_000, help="new sessions a batch (default 10,000)")
     parser.add_argument("--batches", type=int, default=1, help="batches, each appended then caught up (default 1)")
     args = parser.parse_args()
-    settings = kept_settings(args.kept)
-    corpus = Corpus(settings)
-    corpus.rng = random.Random(1016)
-    with tempfile.TemporaryDirectory(dir=args.dir) as directory:
-        copy = Path(directory) / "ours"
-        shutil.copytree(args.kept / "ours", copy)
+    with copy_of_kept(args.kept, args.dir, 1016) as (settings, corpus, copy):
         before = allocated(copy)
         appends, catch_ups, sizes = [], [], []
         with SessionStore(copy, durable=False) as store:

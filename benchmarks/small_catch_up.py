@@ -23,9 +23,7 @@ import argparse
 import hashlib
 import os
 import random
-import shutil
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -35,7 +33,7 @@ from pathlib import Path
 from eventstore import SessionStore
 from projections.search.formats.keys import META_GENERATION
 
-from .bench_scale import Corpus, kept_settings
+from .bench_scale import Corpus, copy_of_kept
 
 #: Each kind of round: its name, exchanges a round, the chance that an exchange goes to an old session.
 KINDS = (
@@ -90,15 +88,10 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, help="parent directory of the copy (default: $TMPDIR)")
     parser.add_argument("--digest", action="store_true", help="print the SHA-256 of the index's databases at the end")
     args = parser.parse_args()
-    settings = kept_settings(args.kept)
-    corpus = Corpus(settings)
-    corpus.rng = random.Random(777)
-    with tempfile.TemporaryDirectory(dir=args.dir) as directory:
-        copy = Path(directory) / "ours"
-        shutil.copytree(args.kept / "ours", copy)
-        with SessionStore(copy, durable=False, clock=stepping_clock()) as store:
-            spent = rounds_of(store, corpus, settings.sessions, KINDS, args.rounds)
-            digest = index_digest(store) if args.digest else None
+    with copy_of_kept(args.kept, args.dir, 777) as (settings, corpus, copy), \
+            SessionStore(copy, durable=False, clock=stepping_clock()) as store:
+        spent = rounds_of(store, corpus, settings.sessions, KINDS, args.rounds)
+        digest = index_digest(store) if args.digest else None
     print(
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average {os.getloadavg()[0]:.1f}; "
         f"{settings.sessions:,} sessions; catch_up() CPU time, ms: median (quartiles) of {args.rounds} rounds"

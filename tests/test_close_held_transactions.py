@@ -11,6 +11,7 @@ import functools
 import os
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -276,6 +277,40 @@ def test_a_close_from_a_thread_holding_a_read_while_another_thread_closes_the_st
     assert _closed_for_good(store)
 
 
+def _closing_twice(monkeypatch: pytest.MonkeyPatch, target: SessionStore, held_until: threading.Event,
+                   outcome: dict[str, object]) -> tuple[Callable[[], None], list[threading.Thread]]:
+    """A callback that starts ``target``'s close in a thread named "close", whose release of the environment waits
+    for ``held_until``, then closes ``target`` again itself (``outcome["second close"]``: "returned", or the
+    ``StoreBusy``); and the list that gets the "close" thread."""
+    release = target._environment.release
+    releasing = threading.Event()
+    closing: list[threading.Thread] = []
+
+    def release_held() -> None:
+        if threading.current_thread().name == "close":
+            releasing.set()
+            held_until.wait(_HUNG_AFTER)
+        release()
+
+    def close_while_another_thread_closes() -> None:
+        closing.append(_in_thread("close", target.close, outcome))
+        assert releasing.wait(_HUNG_AFTER)
+        try:
+            target.close()
+            outcome["second close"] = "returned"
+        except StoreBusy as refused:
+            outcome["second close"] = refused
+
+    monkeypatch.setattr(target._environment, "release", release_held)
+    return close_while_another_thread_closes, closing
+
+
+def _second_close_waits_or_ends(target: SessionStore, catching_up: threading.Thread) -> None:
+    """Wait until ``_closing_twice``'s second close of ``target`` waits for the first, or the catch-up has ended."""
+    waiters = getattr(target._close_changed, "_waiters", ())
+    waited_for(lambda: bool(waiters) or not catching_up.is_alive(), "the second close neither waited nor ended")
+
+
 def test_a_close_from_a_thread_holding_a_read_while_another_thread_closes_one_of_two_store_objects_waits_for_it(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two store objects share the path's environment; the catch-up of one holds its read open, and its callback
@@ -284,33 +319,13 @@ def test_a_close_from_a_thread_holding_a_read_while_another_thread_closes_one_of
     raising ``StoreBusy``, and the catch-up goes on."""
     kept = _store_of_50(tmp_path)
     closed = SessionStore(tmp_path / "store", durable=False)
-    environment = kept._environment
-    assert environment is closed._environment
-    release = environment.release
-    releasing, second_close_waits = threading.Event(), threading.Event()
+    assert kept._environment is closed._environment
+    second_close_waits = threading.Event()
     outcome: dict[str, object] = {}
-    closing: list[threading.Thread] = []
-
-    def release_held_in_the_other_thread() -> None:
-        if threading.current_thread().name == "close":
-            releasing.set()
-            second_close_waits.wait(_HUNG_AFTER)
-        release()
-
-    def close_while_another_thread_closes() -> None:
-        closing.append(_in_thread("close", closed.close, outcome))
-        assert releasing.wait(_HUNG_AFTER)
-        try:
-            closed.close()
-            outcome["second close"] = "returned"
-        except StoreBusy as refused:
-            outcome["second close"] = refused
-
-    monkeypatch.setattr(environment, "release", release_held_in_the_other_thread)
-    catching_up = _catch_up_calling(kept, close_while_another_thread_closes, outcome)
+    close_twice, closing = _closing_twice(monkeypatch, closed, second_close_waits, outcome)
+    catching_up = _catch_up_calling(kept, close_twice, outcome)
     try:
-        waiters = getattr(closed._close_changed, "_waiters", ())  # the second close's, once it waits
-        waited_for(lambda: bool(waiters) or not catching_up.is_alive(), "the second close neither waited nor ended")
+        _second_close_waits_or_ends(closed, catching_up)
     finally:
         second_close_waits.set()
     _finished(catching_up)
@@ -352,33 +367,13 @@ def test_a_close_waiting_in_a_thread_holding_a_read_is_refused_once_the_close_it
     way closes the store."""
     store = _store_of_50(tmp_path)
     other = SessionStore(tmp_path / "store", durable=False)
-    environment = store._environment
-    assert environment is other._environment
-    release = environment.release
-    releasing, other_closed = threading.Event(), threading.Event()
+    assert store._environment is other._environment
+    other_closed = threading.Event()
     outcome: dict[str, object] = {}
-    closing: list[threading.Thread] = []
-
-    def release_held_until_the_other_object_is_closed() -> None:
-        if threading.current_thread().name == "close":
-            releasing.set()
-            other_closed.wait(_HUNG_AFTER)
-        release()
-
-    def close_while_another_thread_closes() -> None:
-        closing.append(_in_thread("close", store.close, outcome))
-        assert releasing.wait(_HUNG_AFTER)
-        try:
-            store.close()
-            outcome["second close"] = "returned"
-        except StoreBusy as refused:
-            outcome["second close"] = refused
-
-    monkeypatch.setattr(environment, "release", release_held_until_the_other_object_is_closed)
-    catching_up = _catch_up_calling(store, close_while_another_thread_closes, outcome)
+    close_twice, closing = _closing_twice(monkeypatch, store, other_closed, outcome)
+    catching_up = _catch_up_calling(store, close_twice, outcome)
     try:
-        waiters = getattr(store._close_changed, "_waiters", ())  # the second close's, once it waits
-        waited_for(lambda: bool(waiters) or not catching_up.is_alive(), "the second close neither waited nor ended")
+        _second_close_waits_or_ends(store, catching_up)
         other.close()  # the release under way is now the last one: it closes the environment
     finally:
         other_closed.set()
