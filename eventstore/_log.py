@@ -16,8 +16,9 @@ Invariants (each has a named test in ``tests/test_log.py``):
    1 KiB work because LMDB keys hold only fixed-size ids and digests.
 8. A record never changes, except that redaction may replace its payload; it
    then keeps the digest of the original payload, so the chain still verifies.
-9. The chain hashes the canonical (uncompressed) payload: how a record is stored
-   (layout 1 or 2, compressed or not) changes no hash.
+9. The chain hashes the canonical (uncompressed) payload and the type's name:
+   how a record is stored (layout 1 or 2, compressed or not, its type named
+   or coded) changes no hash.
 
 Layout (named databases): ``log.events`` position → record; ``log.streams``
 stream id + version → position, or a run of them: an append of several events
@@ -36,10 +37,14 @@ compact: 32-bit stream id and version, a one-byte schema version and type name
 length, no digest (it is the SHA-256 of the payload, recomputed when read)
 unless redaction or replication gave one that differs, and the payload as a
 zstd frame with a checksum, so a damaged payload is caught on every read as in
-layout 1. Both are read. A store this version creates, or gives a dictionary,
+layout 1. A layout 2 record of a type ``TYPE_CODES`` lists (flag 4) holds the
+type's one-byte code where the name's length was, and no name: 15 bytes fewer
+for a ``MessageAppended``; any other type's name is spelled out. Both layouts,
+coded or not, are read. A store this version creates, or gives a dictionary,
 is marked format 2, which older code refuses; one that trains a second
-dictionary (its first was trained on too alike payloads) is marked format 3, and
-one whose stream index holds a run (``_RUN``) format 4.
+dictionary (its first was trained on too alike payloads) is marked format 3,
+one whose stream index holds a run (``_RUN``) format 4, and one holding a coded
+record format 5.
 """
 
 from __future__ import annotations
@@ -60,7 +65,8 @@ from ._errors import DictionaryDamaged, IncompatibleStore, StoreCorrupted, Wrong
 from ._stored_dictionary import DictionaryReplacement, StoredDictionary
 from .storage import ReadTransaction, Space, SpaceRewrite, Storage, WriteTransaction
 
-__all__ = ["EventLog", "StoredEvent", "LoggedEvent", "Original", "StreamTip", "GENESIS_HASH", "decode_record"]
+__all__ = ["EventLog", "StoredEvent", "LoggedEvent", "Original", "StreamTip", "GENESIS_HASH", "TYPE_CODES",
+           "decode_record"]
 
 #: The hash the first event links to.
 GENESIS_HASH = hashlib.sha256(b"eventstore genesis").digest()
@@ -68,12 +74,34 @@ GENESIS_HASH = hashlib.sha256(b"eventstore genesis").digest()
 #: Version of the record layouts and database set; a newer store is refused. Format 2 (a store with a
 #: compression dictionary, whose records may have layout 2) is marked when the dictionary is stored; format 3
 #: (frames may name one of several dictionaries) when a second dictionary is (``Dictionary.log_format``); format 4
-#: (the stream index holds runs of versions) when the first run is written.
-LOG_FORMAT = 4
+#: (the stream index holds runs of versions) when the first run is written; format 5 (records may name their type
+#: by its code) with the first coded record.
+LOG_FORMAT = 5
 #: The format of a store whose stream index holds a run (an entry of several events).
 _RUNS_FORMAT = 4
+#: The format of a store holding a record that names its type by its code (``TYPE_CODES``).
+_CODED_FORMAT = 5
 #: The format a store is marked with when it is created.
 _NEW_FORMAT = 2
+
+#: The one-byte code a layout 2 record stores for its event type instead of the type's name (flag 4), part of the
+#: stored format. Append-only: a code once given never changes meaning, nor is it given again. A type missing here
+#: is spelled out, as every record before format 5 spelled its type. A type given a code later needs a new format
+#: marker too, written with its first record, or older code would read that record's code as damage.
+TYPE_CODES: Mapping[str, int] = {
+    "MessageAppended": 1,
+    "LastMessageRemoved": 2,
+    "LastMessageReplaced": 3,
+    "MessagesCleared": 4,
+    "MessagesReplaced": 5,
+    "SessionRenamed": 6,
+    "SessionStateChanged": 7,
+    "SessionDeleted": 8,
+    "SessionRestored": 9,
+    "SessionRedacted": 10,
+    "SessionForked": 11,
+}
+_TYPE_NAMES = {code: name for name, code in TYPE_CODES.items()}
 
 _U64 = struct.Struct(">Q")
 _STREAM_KEY = struct.Struct(">QQ")
@@ -83,11 +111,12 @@ _RUN = struct.Struct(">QI")
 # format, flags, stream id, version, recorded µs, event id, schema version,
 # payload digest, hash, type name length; then the type name, then the payload.
 _RECORD = struct.Struct(">BBQQq16sH32s32sH")
-# Layout 2: format, flags, stream id, version, recorded µs, event id, schema version, hash, type name length;
-# then the payload digest if flagged, the type name, and the payload as a zstd frame.
+# Layout 2: format, flags, stream id, version, recorded µs, event id, schema version, hash, type name length (or,
+# flagged, the type's code); then the payload digest if flagged, the type name unless coded, and the payload as a
+# zstd frame.
 _RECORD_2 = struct.Struct(">BBIIq16sB32sB")
 #: The fields of a record ``read_logged`` reads, in one unpack: flags, stream id, version, recorded µs, schema
-#: version, (layout 1: payload digest,) type name length; the rest skipped.
+#: version, (layout 1: payload digest,) type name length (or code); the rest skipped.
 _LOGGED_1 = struct.Struct(">xBQQq16xH32s32xH")
 _LOGGED_2 = struct.Struct(">xBIIq16xB32xB")
 #: Builds a ``LoggedEvent`` (or an appended ``StoredEvent``) from a tuple in C, without the Python ``__new__`` a
@@ -96,7 +125,8 @@ _new_logged = tuple.__new__
 _CANONICAL = struct.Struct(">QQq16sHHH")
 _REDACTED_FLAG = 1
 _DIGEST_FLAG = 2  # layout 2: the digest is stored (it is not the SHA-256 of the payload)
-_FLAGS = {1: _REDACTED_FLAG, 2: _REDACTED_FLAG | _DIGEST_FLAG}  # the flags each layout knows
+_CODED_FLAG = 4  # layout 2: the type name's length byte holds the type's code instead, and no name follows
+_FLAGS = {1: _REDACTED_FLAG, 2: _REDACTED_FLAG | _DIGEST_FLAG | _CODED_FLAG}  # the flags each layout knows
 _DIGEST_BYTES = 32
 _U32_LIMIT = 1 << 32
 
@@ -208,11 +238,27 @@ def _envelope(raw: bytes) -> _Envelope:
         raise ValueError(f"record layout {layout}")
     if flags & ~_FLAGS[layout]:
         raise ValueError(f"unknown flags {flags:#x}")
-    type_name = bytes(raw[at:at + type_length]).decode()
-    if len(type_name.encode()) != type_length:
-        raise ValueError("the record ends inside its type name")
+    if flags & _CODED_FLAG:
+        type_name = _coded_name(type_length)
+        type_length = 0
+    else:
+        type_name = bytes(raw[at:at + type_length]).decode()
+        if len(type_name.encode()) != type_length:
+            raise ValueError("the record ends inside its type name")
     return _Envelope(layout, flags, stream_id, version, recorded_at, event_id, schema_version, digest, link,
                      type_name, at + type_length)
+
+
+def _coded_name(code: int) -> str:
+    """The type name a coded record's ``code`` stands for.
+
+    Raises:
+        ValueError: no type has that code (the byte was changed, or a newer version wrote it).
+    """
+    name = _TYPE_NAMES.get(code)
+    if name is None:
+        raise ValueError(f"unknown event type code {code}")
+    return name
 
 
 def _checked_envelope(raw: bytes, what: str) -> _Envelope:
@@ -279,18 +325,27 @@ def _recompressed(position: int, raw: bytes, replacement: DictionaryReplacement)
 def _compact_record(flags: int, stream_id: int, version: int, recorded_at: int, event_id: bytes,
                     encoded: EncodedEvent, stored_digest: bytes | None, link: bytes, dictionary: Dictionary
                     ) -> bytes | None:
-    """A record in layout 2 (``stored_digest`` from ``_digest_to_store``), or ``None`` when its fields do not fit
-    that layout (layout 1 takes any)."""
-    type_bytes = encoded.type_name.encode()
+    """A record in layout 2 (``stored_digest`` from ``_digest_to_store``), its type coded when ``TYPE_CODES`` has
+    it (the caller marks the store ``_CODED_FORMAT``: ``_is_coded``), or ``None`` when its fields do not fit that
+    layout (layout 1 takes any)."""
+    code = TYPE_CODES.get(encoded.type_name)
+    type_bytes = b"" if code is not None else encoded.type_name.encode()
     if stream_id >= _U32_LIMIT or version >= _U32_LIMIT or encoded.schema_version > 0xFF or len(type_bytes) > 0xFF:
         return None
+    if code is not None:
+        flags |= _CODED_FLAG
     if stored_digest is None:
         stored_digest = b""
     else:
         flags |= _DIGEST_FLAG
     header = _RECORD_2.pack(2, flags, stream_id, version, recorded_at, event_id, encoded.schema_version, link,
-                            len(type_bytes))
+                            len(type_bytes) if code is None else code)
     return header + stored_digest + type_bytes + dictionary.compress(encoded.payload)
+
+
+def _is_coded(record: bytes) -> bool:
+    """Whether a record just built names its type by its code (its store must be marked ``_CODED_FORMAT``)."""
+    return record[0] == 2 and bool(record[1] & _CODED_FLAG)
 
 
 def _stored_format(txn: ReadTransaction, meta: Space) -> int | None:
@@ -531,6 +586,7 @@ class EventLog:
         elif dictionary is not None and dictionary.retrain_due(position, position + len(events), TRAINING_EVENTS):
             dictionary = self._train(txn, position, dictionary) or dictionary
         stored_events = []
+        log_format = 0 if len(events) == 1 else _RUNS_FORMAT  # the format the store needs for what this writes
         new_ids = os.urandom(16 * len(events)) if originals is None else b""  # one system call, not one an event
         key_bytes = key.encode()
         for index, encoded in enumerate(events):
@@ -551,16 +607,19 @@ class EventLog:
                 flags, stream_id, version, recorded_at, event_id, encoded, stored_digest, link, dictionary)
             if record is None:
                 record = _plain_record(flags, stream_id, version, recorded_at, event_id, encoded, digest, link)
+            elif _is_coded(record):
+                log_format = _CODED_FORMAT
             if not txn.append(self._events, _U64.pack(position), record):
                 raise StoreCorrupted(f"position {position} is already taken")
             stored_events.append(_new_logged(StoredEvent, (position, stream_id, key, version, recorded_at, event_id,
                                                            encoded, digest, link, bool(flags))))
             previous_hash = link
+        if log_format:
+            _raise_format(txn, self._meta, log_format)
         first = stored_events[0]
         if len(events) == 1:
             txn.put(self._streams, _STREAM_KEY.pack(stream_id, first.version), _U64.pack(first.position))
         else:
-            _raise_format(txn, self._meta, _RUNS_FORMAT)
             txn.put(self._streams, _STREAM_KEY.pack(stream_id, first.version), _RUN.pack(first.position, len(events)))
         if self._appended is not None:
             self._appended(txn, stored_events)
@@ -727,13 +786,15 @@ class EventLog:
             return dictionary[0]
 
         # A type name's UTF-8 → the name, and whether its payload is read: a lookup where decoding and a set's
-        # test would cost two calls an event.
+        # test would cost two calls an event; ``coded`` the same by a coded record's type code.
         names: dict[bytes, tuple[str, bool]] = {}
+        coded = {code: (name, name in payload_types) for code, name in _TYPE_NAMES.items()}
         for raw_key, raw in txn.scan(self._events, _U64.pack(after_position + 1)):
             position = int.from_bytes(raw_key, "big") if len(raw_key) == _U64.size else \
                 unpack_stored(_U64, raw_key, "a position in the event table")[0]
             # The common records are read with one unpack and a lookup; anything else (another layout, unknown
-            # flags, a record too short, a type name not met yet) by the general parse, which names its damage.
+            # flags or type code, a record too short, a type name not met yet) by the general parse, which names
+            # its damage.
             layout = raw[0] if raw else 0
             try:
                 if layout == 2:
@@ -744,7 +805,11 @@ class EventLog:
                     flags, stream_id, version, recorded_at, schema_version, digest, length = \
                         _LOGGED_1.unpack_from(raw)
                     at = _LOGGED_1.size
-                type_name, wanted = names[raw[at:at + length]]
+                if layout == 2 and flags & _CODED_FLAG:
+                    type_name, wanted = coded[length]
+                    length = 0
+                else:
+                    type_name, wanted = names[raw[at:at + length]]
                 if flags & ~_FLAGS[layout] or at + length > len(raw):
                     raise ValueError
             except (struct.error, ValueError, KeyError):
@@ -792,11 +857,13 @@ class EventLog:
         # The digest of the original payload, which the redacted record must keep (stored, or recomputed).
         original = self._decode(txn, position, raw, {})
         encoded = EncodedEvent(envelope.type_name, envelope.schema_version, payload)
-        record = _compact_record(envelope.flags | _REDACTED_FLAG, envelope.stream_id, envelope.version,
+        record = _compact_record(_REDACTED_FLAG, envelope.stream_id, envelope.version,
                                  envelope.recorded_at, envelope.event_id, encoded,
                                  _digest_to_store(original.payload_digest, payload), envelope.hash,
                                  self.dictionary.require(txn))
         assert record is not None  # the same fields fitted layout 2 before
+        if _is_coded(record):  # a record an older version wrote gets its type's code too
+            _raise_format(txn, self._meta, _CODED_FORMAT)
         txn.put(self._events, _U64.pack(position), record)
 
     def stream_position(self, txn: ReadTransaction, stream_id: int, version: int) -> int | None:

@@ -188,6 +188,21 @@ def test_later_batch_reports_each_batch_and_leaves_the_kept_store_as_it_was(tmp_
     assert list(copies.iterdir()) == []  # and the copy removed
 
 
+def test_record_bytes_builds_with_each_tree_in_turn_and_compares_them(tmp_path: Path) -> None:
+    """The same tree under two names: each child imports it, and the bytes match (the build is deterministic)."""
+    completed = subprocess.run([sys.executable, "-m", "benchmarks.record_bytes", "--tree", f"one={ROOT}", "--tree",
+                                f"two={ROOT}", "--sessions", "250", "--rounds", "2", "--dir", str(tmp_path)],
+                               check=False, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr
+    rounds = [json.loads(line.split(": ", 1)[1]) for line in completed.stdout.splitlines() if line.startswith("round")]
+    assert len(rounds) == 4 and all(Path(found["eventstore"]).is_relative_to(ROOT) for found in rounds)
+    assert {found["entries"] for found in rounds} == {5_000} and len({found["value_bytes"] for found in rounds}) == 1
+    summaries = completed.stdout.splitlines()[-2:]
+    assert [line.split(":")[0] for line in summaries] == ["one", "two"] and "value_bytes" in summaries[1]
+    assert "x1.000" in summaries[1].split(";")[1]  # two's value bytes against one's
+    assert list(tmp_path.iterdir()) == []  # the stores removed
+
+
 @contextmanager
 def corpus_store(path: Path) -> Iterator[tuple[SessionStore, list[str]]]:
     """A store of 150 sessions of the scale benchmark's corpus, caught up, and 50 of its 2- and 3-word queries."""

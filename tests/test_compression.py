@@ -24,7 +24,7 @@ from test_tamper import editing, items, names_position, names_session, position_
 
 _U64 = struct.Struct(">Q")
 #: Layout 2's header: format, flags, stream id, version, recorded µs, event id, schema version, hash,
-#: type name length (then the type name, then the payload's frame).
+#: type name length or (flag 4) type code (then the digest if flag 2, the type name unless coded, the payload's frame).
 _HEADER_2 = _log._RECORD_2.size
 _WORDS = ("river", "mountain", "lantern", "harbour", "meadow", "copper", "violet", "thunder", "orchard", "whisper",
           "granite", "saffron", "compass", "glacier", "ember", "willow", "beacon", "marble", "falcon", "cinder")
@@ -74,7 +74,7 @@ def test_records_after_training_are_compact_compressed_and_read_back(store_path:
         history = store.history("alice")
     # Positions 1-7 were written before the dictionary; the append that reached 8 trained it first.
     assert layouts(store_path) == [1] * 7 + [2] * (len(layouts(store_path)) - 7)
-    assert marker(store_path) == b"4"  # and its append_many wrote runs of the stream index
+    assert marker(store_path) == b"5"  # its layout 2 records name their types by code
     chunks = dict(items(store_path, b"messages.chunks"))
     assert {value[0] for value in chunks.values() if len(value) > 1000} == {1}  # big chunks compressed
     with SessionStore(store_path, clock=clock) as store:
@@ -126,7 +126,7 @@ def test_a_store_of_the_previous_format_opens_reads_and_gets_its_dictionary(
         assert store.load("dave") == more
         assert list(store.events())[:len(before)] == before
         assert store.verify().ok
-    assert marker(store_path) == b"4"  # compressed, and runs of the stream index
+    assert marker(store_path) == b"5"  # compressed, runs of the stream index, and types coded
     assert layouts(store_path)[:len(before)] == [1] * len(before)
     assert layouts(store_path)[-1] == 2
 
@@ -142,7 +142,7 @@ def test_redacting_compressed_records_keeps_the_chain(store_path: Path, clock: F
         assert store.load("bob") == sessions["bob"]
     records = dict(items(store_path, b"log.events"))
     compact = [records[position_key(p)] for p in positions if records[position_key(p)][0] == 2]
-    assert compact and all(record[1] == 3 for record in compact)  # redacted, the original digest kept
+    assert compact and all(record[1] == 7 for record in compact)  # redacted, the original digest kept, coded
     with SessionStore(store_path, clock=clock) as store:
         assert store.verify().ok
 
@@ -159,15 +159,21 @@ def test_salvage_reads_compressed_records(store_path: Path, clock: FakeClock, ea
 # -- damage ------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def compressed(store_path: Path, clock: FakeClock, early_dictionary: None) -> tuple[Path, int]:
-    """A closed store with compressed records; the position of a compressed message event in its middle."""
-    with SessionStore(store_path, clock=clock) as store:
+def compressed_store(path: Path, clock: FakeClock) -> int:
+    """Fill a store with compressed records and close it; the position of a compressed message event in its
+    middle."""
+    with SessionStore(path, clock=clock) as store:
         fill(store, clock)
         position = store.history("alice")[20].position
         assert store.verify().ok
-    assert dict(items(store_path, b"log.events"))[position_key(position)][0] == 2
-    return store_path, position
+    assert dict(items(path, b"log.events"))[position_key(position)][0] == 2
+    return position
+
+
+@pytest.fixture
+def compressed(store_path: Path, clock: FakeClock, early_dictionary: None) -> tuple[Path, int]:
+    """A closed store with compressed records; the position of a compressed message event in its middle."""
+    return store_path, compressed_store(store_path, clock)
 
 
 def reverify(path: Path, clock: FakeClock) -> list[str]:
@@ -177,12 +183,13 @@ def reverify(path: Path, clock: FakeClock) -> list[str]:
     return report.problems
 
 
-def _type_end(record: bytes) -> int:
-    return _HEADER_2 + record[_HEADER_2 - 1]
+def payload_start(record: bytes) -> int:
+    """Where a layout 2 record's frame begins: after its header, its digest if stored, its type name unless coded."""
+    return _HEADER_2 + (32 if record[1] & 2 else 0) + (0 if record[1] & 4 else record[_HEADER_2 - 1])
 
 
-#: (name, offset in a layout 2 record, xor mask).
-BYTE_CHANGES = [
+#: (name, offset in a layout 2 record, xor mask): in any layout 2 record.
+_ANY_RECORD_CHANGES = [
     ("format", lambda r: 0, 0x03),
     ("flags-redacted-bit", lambda r: 1, 0x01),
     ("flags-digest-bit", lambda r: 1, 0x02),
@@ -194,19 +201,33 @@ BYTE_CHANGES = [
     ("schema-version", lambda r: 34, 0x01),
     ("hash-first-byte", lambda r: 35, 0x01),
     ("hash-last-byte", lambda r: 66, 0x80),
-    ("type-name-length", lambda r: 67, 0x01),
-    ("type-name", lambda r: _HEADER_2, 0x20),
-    ("frame-first-byte", lambda r: _type_end(r), 0x01),
-    ("frame-middle-byte", lambda r: (_type_end(r) + len(r)) // 2, 0x01),
+    ("frame-first-byte", lambda r: payload_start(r), 0x01),
+    ("frame-middle-byte", lambda r: (payload_start(r) + len(r)) // 2, 0x01),
     ("frame-last-byte", lambda r: len(r) - 1, 0x01),
+]
+#: (name, offset in a layout 2 record, xor mask, whether the record names its type by code).
+BYTE_CHANGES = [(*change, coded) for change in _ANY_RECORD_CHANGES for coded in (True, False)] + [
+    ("type-code-none", lambda r: 67, 0x01, True),  # MessageAppended's 1 to 0, which no type has
+    ("type-code-another-type", lambda r: 67, 0x02, True),  # to 3, LastMessageReplaced
+    ("type-code-unknown", lambda r: 67, 0x80, True),
+    ("type-name-length", lambda r: 67, 0x01, False),
+    ("type-name", lambda r: _HEADER_2, 0x20, False),
 ]
 
 
-@pytest.mark.parametrize("change", BYTE_CHANGES, ids=[change[0] for change in BYTE_CHANGES])
-def test_a_changed_byte_of_a_compact_record_is_reported_at_its_position(compressed: tuple[Path, int],
-                                                                        clock: FakeClock, change) -> None:
-    path, position = compressed
-    _, where, mask = change
+@pytest.mark.parametrize("change", BYTE_CHANGES,
+                         ids=[f"{change[0]}-{'coded' if change[3] else 'spelled-out'}" for change in BYTE_CHANGES])
+def test_a_changed_byte_of_a_compact_record_is_reported_at_its_position(store_path: Path, clock: FakeClock,
+                                                                        early_dictionary: None,
+                                                                        monkeypatch: pytest.MonkeyPatch,
+                                                                        change) -> None:
+    """In a record that names its type by code, and in one that spells it out as versions before format 5 did."""
+    _, where, mask, coded = change
+    with monkeypatch.context() as patch:
+        if not coded:
+            patch.setattr(_log, "TYPE_CODES", {})
+        path, position = store_path, compressed_store(store_path, clock)
+    assert bool(dict(items(path, b"log.events"))[position_key(position)][1] & 4) == coded
     with editing(path, b"log.events") as txn:
         record = bytearray(raw_value(txn, position_key(position)))
         record[where(bytes(record))] ^= mask
@@ -317,7 +338,7 @@ def test_training_reads_the_start_of_each_payload(store_path: Path, clock: FakeC
         assert store.load("alice") == messages[:107]
         assert store.verify().ok
     assert len(sample_sizes) == 7 and max(sample_sizes) == TRAINING_SAMPLE_BYTES
-    assert marker(store_path) == b"2"
+    assert marker(store_path) == b"5"  # the eighth replacement's record names its type by code
 
 
 def test_a_redaction_decompresses_only_its_sessions_and_the_forks(store_path: Path, clock: FakeClock,
@@ -350,8 +371,7 @@ def frame_dictionaries(path: Path) -> list[int]:
     found = []
     for _, record in items(path, b"log.events"):
         if record[0] == 2:
-            start = _HEADER_2 + record[_HEADER_2 - 1] + (32 if record[1] & 2 else 0)
-            found.append(zstandard.get_frame_parameters(b"\x28\xb5\x2f\xfd" + record[start:]).dict_id)
+            found.append(zstandard.get_frame_parameters(b"\x28\xb5\x2f\xfd" + record[payload_start(record):]).dict_id)
     return found
 
 
@@ -359,7 +379,7 @@ def test_a_dictionary_trained_on_alike_payloads_is_trained_again(store_path: Pat
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """A store whose first payloads were all alike trains a dictionary that helps nothing; once the log has
     doubled it trains another from its latest payloads. Records and chunks of both stay readable (each frame names
-    its dictionary), verify stays green, and the marker never goes back: format 4 here (its batches wrote runs)."""
+    its dictionary), verify stays green, and the marker never goes back: format 5 here (its records are coded)."""
     monkeypatch.setattr(_log, "TRAINING_EVENTS", 256)
     ping = ChatMessage.user("ping")
     sessions = {"varied": conversation(7, 300), "later": conversation(8, 40)}
@@ -367,7 +387,7 @@ def test_a_dictionary_trained_on_alike_payloads_is_trained_again(store_path: Pat
         store.append_many("bot", [ping] * 255)
         store.append("bot", ping)  # the 256th event trains on 255 copies of one payload
     first = dict(items(store_path, b"log.meta"))[b"dictionary"]
-    assert len(first) < 256 and marker(store_path) == b"4"  # the append_many wrote a run
+    assert len(first) < 256 and marker(store_path) == b"5"  # the 256th record names its type by code
     with SessionStore(store_path, clock=clock) as store:
         for message in sessions["varied"][:256]:  # the 512th event trains again
             store.append("varied", message)
@@ -378,7 +398,7 @@ def test_a_dictionary_trained_on_alike_payloads_is_trained_again(store_path: Pat
             assert store.load(key) == messages
         assert store.verify().ok
     meta = dict(items(store_path, b"log.meta"))
-    assert meta[b"format"] == b"4" and len(meta[b"dictionary"]) > len(first) + 4096
+    assert meta[b"format"] == b"5" and len(meta[b"dictionary"]) > len(first) + 4096
     assert set(frame_dictionaries(store_path)) == {0, 1}
     with SessionStore(store_path, clock=clock) as store:
         store.rebuild_projections()

@@ -56,6 +56,7 @@ from eventstore import (
 )
 from eventstore._codec import EncodedEvent
 from eventstore._errors import shown
+from eventstore._log import LOG_FORMAT
 from eventstore._time import to_micros
 from eventstore.events import MessageAppended, SessionRestored
 
@@ -650,7 +651,7 @@ def _set_meta(path: Path, value: bytes) -> None:
 
 
 @pytest.mark.parametrize("readonly", [False, True])
-@pytest.mark.parametrize("value", [b"5", b"99", b"18446744073709551616"])
+@pytest.mark.parametrize("value", [str(LOG_FORMAT + 1).encode(), b"99", b"18446744073709551616"])
 def test_newer_log_format_is_refused_clearly(written: Path, value: bytes, readonly: bool) -> None:
     _set_meta(written, value)
     data = (written / "data.mdb").read_bytes()
