@@ -1259,15 +1259,40 @@ def _combined(one: int, other: int) -> int:
     return (one if one & LAST_TAG <= other & LAST_TAG else other) | MULTI
 
 
+#: Items that change at least this share of a space's entries rewrite it whole (``_rewritten``). Not fewer: a
+#: rewrite frees and writes again the pages of the entries it keeps, and where values have pages of their own (a
+#: term's blocks, of which a batch changes the last) those are pages that putting in place leaves alone.
+_REWRITE_SHARE = 7 / 8
+
+
 def _write(txn: WriteTransaction, space: Space, items: list[tuple[bytes, bytes | None]]) -> None:
     """Write ``items`` (in key order; ``None``: delete): those past the space's last key are appended, which fills
     each page, where inserts leave pages half empty (new sessions' keys come last in every space but the
-    dictionary's)."""
+    dictionary's). Items that change nearly every entry of the space rewrite it whole (``_rewritten``)."""
     last = txn.last(space)
     split = 0 if last is None else bisect.bisect_right(items, last[0], key=itemgetter(0))
+    if split and split >= _REWRITE_SHARE * txn.count(space):
+        _rewritten(txn, space, items)
+        return
     for key, value in items[:split]:
         if value is None:
             txn.delete(space, key)
         else:
             txn.put(space, key, value)
     txn.append_many(space, [(key, value) for key, value in items[split:] if value is not None])
+
+
+def _rewritten(txn: WriteTransaction, space: Space, items: list[tuple[bytes, bytes | None]]) -> None:
+    """Write ``items`` by clearing the space and appending its every entry anew, the kept ones and the changed.
+
+    A later batch of a bulk catch-up changes nearly every term's summary, each a little longer: put in place, the
+    values split their pages, which are left about half full, and the commit frees every page the space had
+    before. Appended, the pages are full: the space takes fewer pages, and so do the pages its next rewrite frees.
+    """
+    changed = {key for key, _ in items}
+    kept_keys = [key for key in txn.scan_keys(space) if key not in changed]
+    kept = txn.get_many(space, kept_keys)
+    entries = list(heapq.merge(((key, kept[key]) for key in kept_keys),
+                               ((key, value) for key, value in items if value is not None), key=itemgetter(0)))
+    txn.clear(space)
+    txn.append_many(space, entries)
