@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import json
 import struct
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Sequence
-from itertools import accumulate, pairwise
+from itertools import accumulate, pairwise, repeat
+from operator import add
 
 from eventstore._time import MAX_MICROS, MIN_MICROS
 from eventstore._values import ChatMessage, stored_payload_of, trusted_messages
@@ -132,6 +134,47 @@ class Chunk:
         if self.payload_sizes is not None:
             self.payload_sizes += _SIZE.pack(len(payload))
             self.payloads += payload
+
+    def extend(self, roles: Sequence[str], contents: Sequence[bytes], micros: Sequence[int],
+               payloads: Sequence[bytes] | None = None) -> int:
+        """Append the leading messages that belong in this chunk, as ``fits`` and ``append`` one at a time would
+        take them; how many it took (``payloads``: each message's, ``None`` when none has one).
+
+        A run without payloads on a chunk without them is sized and appended column by column: a command's
+        messages cost a few C calls, not two method calls each."""
+        if payloads is not None or self.payload_sizes is not None:
+            taken = 0
+            for role, content, moment, payload in zip(roles, contents, micros, payloads or repeat(b"")):
+                if not self.fits(content, payload):
+                    break
+                self.append(role, content, moment, payload)
+                taken += 1
+            return taken
+        count = len(self.roles)
+        # The chunk's size with its next k+1 messages is ``base`` + ``sizes[k]``: it grows with k, so the messages
+        # that fit are the leading ones, the first always in an empty chunk.
+        base = _HEADER.size + _PER_MESSAGE * count + len(self.text)
+        sizes = list(map(add, accumulate(map(len, contents)), range(_PER_MESSAGE, _PER_MESSAGE * (len(contents) + 1),
+                                                                    _PER_MESSAGE)))
+        taken = min(bisect_left(sizes, CHUNK_BYTES - base), CHUNK_MESSAGES - count, len(contents))
+        if not count and contents:
+            taken = max(taken, 1)
+        if not taken:
+            return 0
+        roles = roles[:taken]
+        table = self.table
+        # A role's index is its first place in the table (``list.index``), new roles join it in order of first use.
+        index = dict(zip(reversed(table), range(len(table) - 1, -1, -1)))
+        for role in dict.fromkeys(roles):
+            if role not in index:
+                index[role] = len(table)
+                table.append(role)
+        taken_contents = contents[:taken]
+        self.micros += _TIMES[taken].pack(*micros[:taken])
+        self.sizes += _SIZES[taken].pack(*map(len, taken_contents))
+        self.roles += bytes(map(index.__getitem__, roles))
+        self.text += b"".join(taken_contents)
+        return taken
 
     @property
     def last_micros(self) -> int:

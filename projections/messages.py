@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
+from itertools import groupby
 from typing import TypeVar, assert_never
 
 from eventstore._codec import bulk_decoding, unpack_stored
 from eventstore._errors import StoreCorrupted
 from eventstore._stored_dictionary import DictionaryReplacement, StoredDictionary
 from eventstore._time import to_micros
-from eventstore._values import ChatMessage, trusted_message
+from eventstore._values import ChatMessage, stored_payload_of, trusted_message
 from eventstore.events import MessageAppended
 from eventstore.storage import ReadTransaction, SpaceRewrite, WriteTransaction
 
@@ -87,52 +89,70 @@ class MessageLists:
         self._appended: tuple[bytes, Chunk] | None = None
 
     def apply(self, txn: WriteTransaction, stream_id: int, events: Sequence[Change]) -> None:
-        # The last chunk (its first index and columns) while a run of appends goes on, and whether it is stored.
-        first, tail, stored = 0, None, False
-        fresh = events[0].version == 1  # from a stream's first event on, until a chunk is written: none to read
-        at, micros = None, 0  # the time of the latest append, and it in µs: a commit's events share one
-        for recorded in events:
-            event = recorded.event
-            if isinstance(event, MessageAppended):
-                # The commonest edit, read as ``message_edit`` reads it, without building its ``AppendMessage``.
-                message = event.message
-                if recorded.recorded_at is not at:
-                    at, micros = recorded.recorded_at, to_micros(recorded.recorded_at)
-                content, payload = message.content.encode(), payload_bytes(message)
-                if tail is None:
-                    last = None if fresh else self._last_chunk(txn, stream_id, reuse=True)
-                    (first, tail), stored = last or (0, Chunk()), last is not None
-                    if not tail.fits(content, payload):  # the stored chunk is full: left as it is, unwritten
-                        first, tail, stored = first + tail.count, Chunk(), False
-                elif not tail.fits(content, payload):
-                    self._put(txn, stream_id, first, tail.encode(), stored)
-                    first, tail, stored = first + tail.count, Chunk(), False
-                tail.append(message.role, content, micros, payload)
-                continue
-            if tail is not None:
+        # The commonest edit, appends, taken a run at a time as ``message_edit`` reads them, without building their
+        # ``AppendMessage``s: the run's columns go to the last chunk together.
+        appends = [isinstance(recorded.event, MessageAppended) for recorded in events]
+        appended = [event.message for recorded in events if isinstance(event := recorded.event, MessageAppended)]
+        at = taken = 0  # the events and the appended messages gone through
+        for appending, group in groupby(appends):
+            length = len(list(group))
+            run = events[at:at + length]
+            if appending:
+                # From a stream's first event on, until a chunk is written, there is none to read.
+                self._append_run(txn, stream_id, appended[taken:taken + length], [r.recorded_at for r in run],
+                                 fresh=not at and events[0].version == 1)
+                taken += length
+            else:
+                for recorded in run:
+                    self._edit(txn, stream_id, recorded)
+            at += length
+
+    def _append_run(self, txn: WriteTransaction, stream_id: int, messages: list[ChatMessage],
+                    times: list[datetime], fresh: bool) -> None:
+        """Append a run of messages to the session's last chunk and the chunks after it (``fresh``: the stream
+        has none yet)."""
+        # A command's events share one time, which is converted once.
+        micros = [to_micros(times[0])] * len(times) if times.count(times[0]) == len(times) else \
+            list(map(to_micros, times))
+        roles = [message.role for message in messages]
+        contents = [message.content.encode() for message in messages]
+        stored_payloads = list(map(stored_payload_of, messages))
+        with_payloads = None if stored_payloads.count(None) == len(messages) else \
+            [b"" if payload is None else bytes(payload) for payload in stored_payloads]
+        last = None if fresh else self._last_chunk(txn, stream_id, reuse=True)
+        (first, tail), stored = last or (0, Chunk()), last is not None
+        done = 0
+        while True:
+            added = tail.extend(roles[done:], contents[done:], micros[done:],
+                                with_payloads and with_payloads[done:])
+            done += added
+            if done == len(messages):
+                break
+            if added:  # full: written, unless it is the stored chunk as it was (full already)
                 self._put(txn, stream_id, first, tail.encode(), stored)
-                tail = None
-            fresh = False
-            edit = message_edit(recorded)
-            match edit:
-                case ClearMessages():
-                    self._delete_all(txn, stream_id)
-                case ReplaceMessages():
-                    self._rewrite(txn, stream_id, edit.messages)
-                case RedactMessages():
-                    self._rewrite(txn, stream_id, [redacted(entry) for entry in self.entries(txn, stream_id)])
-                case RemoveLastMessage() | ReplaceLastMessage():
-                    self._edit_last(txn, stream_id, edit)
-                case AppendMessage():  # an event that appends, other than MessageAppended: it must be taken above
-                    raise AssertionError(f"{type(event).__name__} appends a message that the append path missed")
-                case None:
-                    pass
-                case _:
-                    assert_never(edit)
-        if tail is not None:
-            value = tail.encode()
-            self._put(txn, stream_id, first, value, stored)
-            self._appended = (value, tail)
+            first, tail, stored = first + tail.count, Chunk(), False
+        value = tail.encode()
+        self._put(txn, stream_id, first, value, stored)
+        self._appended = (value, tail)
+
+    def _edit(self, txn: WriteTransaction, stream_id: int, recorded: Change) -> None:
+        """Apply an event other than an append."""
+        edit = message_edit(recorded)
+        match edit:
+            case ClearMessages():
+                self._delete_all(txn, stream_id)
+            case ReplaceMessages():
+                self._rewrite(txn, stream_id, edit.messages)
+            case RedactMessages():
+                self._rewrite(txn, stream_id, [redacted(entry) for entry in self.entries(txn, stream_id)])
+            case RemoveLastMessage() | ReplaceLastMessage():
+                self._edit_last(txn, stream_id, edit)
+            case AppendMessage():  # an event that appends, other than MessageAppended: it must be taken above
+                raise AssertionError(f"{type(recorded.event).__name__} appends a message that the append path missed")
+            case None:
+                pass
+            case _:
+                assert_never(edit)
 
     def _put(self, txn: WriteTransaction, stream_id: int, first: int, value: bytes, stored: bool = False) -> None:
         """Store a chunk: ``stored`` says that its key holds the chunk's earlier form."""

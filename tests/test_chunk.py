@@ -7,7 +7,7 @@ import struct
 
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from eventstore import ChatMessage
@@ -203,3 +203,39 @@ def test_an_edited_chunk_knows_its_payload_bytes_as_a_parsed_one_does(sequence):
             assert _largest_payload_that_fits(chunk) == _largest_payload_that_fits(Chunk.parse(chunk.encode()))
             assert [stored_payload_of(message) for message in decode_messages(chunk.encode())] == \
                 [each or None for each in expected]
+
+
+# Runs whose contents reach CHUNK_BYTES within a chunk's messages, and payloads now and then.
+long_texts = st.one_of(texts, st.integers(0, 1_200).map(lambda size: "w" * size))
+runs = st.lists(st.tuples(roles, long_texts, st.integers(MIN_MICROS, MAX_MICROS),
+                          st.one_of(st.just(b""), st.binary(min_size=1, max_size=500))), max_size=90)
+
+
+def _one_at_a_time(chunk: Chunk, run: list[tuple[str, str, int, bytes]]) -> int:
+    """The model of ``Chunk.extend``: ``fits`` and ``append`` each message in turn, up to the first that does not
+    fit; how many were appended."""
+    for taken, (role, content, micros, payload) in enumerate(run):
+        if not chunk.fits(content.encode(), payload):
+            return taken
+        chunk.append(role, content.encode(), micros, payload)
+    return len(run)
+
+
+@given(st.lists(entries, max_size=CHUNK_MESSAGES), runs, st.booleans())
+@example(before=[], run=[("user", "w" * 1_200, 0, b"")] * 20, with_payloads=False)  # past CHUNK_BYTES at once
+# The second message would take the chunk to CHUNK_BYTES exactly: it does not fit.
+@example(before=[], run=[("user", "w" * 8_000, 0, b""), ("user", "w" * (CHUNK_BYTES - 8_034), 0, b"")],
+         with_payloads=False)
+@example(before=[(ChatMessage.user("x"), 0)] * CHUNK_MESSAGES, run=[("user", "x", 0, b"")], with_payloads=False)
+def test_extend_takes_what_appending_one_at_a_time_takes(before, run, with_payloads):
+    """``extend`` on a chunk (empty or not) takes as many leading messages as ``fits`` and ``append`` one at a
+    time would, and leaves the same bytes, its role table in order of first use, with payloads or without."""
+    if not with_payloads:
+        run = [(role, content, micros, b"") for role, content, micros, _ in run]
+    expected, extended = built(before), built(before)
+    taken = _one_at_a_time(expected, run)
+    roles_of, contents, micros = ([role for role, *_ in run], [content.encode() for _, content, *_ in run],
+                                  [micros for _, _, micros, _ in run])
+    payloads = [payload for *_, payload in run] if any(payload for *_, payload in run) else None
+    assert extended.extend(roles_of, contents, micros, payloads) == taken
+    assert extended.encode() == expected.encode()
