@@ -129,6 +129,11 @@ def test_a_cursor_no_listing_printed_is_told_in_the_command_lines_words(store: P
     assert said == "Error: --after: 'bogus' is not a cursor a page of `eventstore sessions` printed"
 
 
+def test_a_long_cursor_no_listing_printed_is_shortened_inside_its_quotes(store: Path) -> None:
+    said = error_of("--store", str(store), "sessions", "--after", "x" * 500)
+    assert said == (f"Error: --after: '{'x' * 59}…' is not a cursor a page of `eventstore sessions` printed")
+
+
 def test_a_line_of_an_events_file_that_is_not_json_is_told_so(store: Path, tmp_path: Path) -> None:
     """orjson's words ("invalid literal, expected 'null': line 1 column 1") count lines within the line."""
     with SessionStore(store) as opened, open(tmp_path / "events.jsonl", "wb") as out:

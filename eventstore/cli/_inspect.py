@@ -271,7 +271,7 @@ class _Walk:
             except InvalidArgument:
                 if not first or self.cursor is None:  # only the first cursor is the user's
                     raise
-                raise click.ClickException(f"--after: {self.cursor!r:.60} is not a cursor a page of "
+                raise click.ClickException(f"--after: {preview(self.cursor)!r} is not a cursor a page of "
                                            "`eventstore sessions` printed") from None
             if first:
                 self.total, first = page.total, False
