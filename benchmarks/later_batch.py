@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -60,7 +59,6 @@ def main() -> None:
             "allocated_before": before, "allocated_after": sizes, "free": free,
             "search_bytes": {name: size for name, size in pages.items() if name.startswith("search.")},
         }))
-        shutil.rmtree(copy)
 
 
 if __name__ == "__main__":

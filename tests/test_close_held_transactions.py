@@ -13,6 +13,7 @@ import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -305,6 +306,33 @@ def _closing_twice(monkeypatch: pytest.MonkeyPatch, target: SessionStore, held_u
     return close_while_another_thread_closes, closing
 
 
+class _TwoObjects(NamedTuple):
+    """Two store objects on one path, the first catching up, and ``_closing_twice``'s closes in its callback."""
+
+    catching: SessionStore
+    other: SessionStore
+    held_until: threading.Event  # set: the first close's release goes on
+    outcome: dict[str, object]
+    catching_up: threading.Thread
+    closing: list[threading.Thread]
+
+
+def _closing_twice_beside_another_object(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         closing_the_catching_one: bool) -> _TwoObjects:
+    """Two store objects share the path's environment; the catch-up of the first holds its read open, and its
+    callback closes one of them (``closing_the_catching_one``: the first, else the other) while another thread's
+    close of that object is under way (``_closing_twice``)."""
+    catching = _store_of_50(tmp_path)
+    other = SessionStore(tmp_path / "store", durable=False)
+    assert catching._environment is other._environment
+    held_until = threading.Event()
+    outcome: dict[str, object] = {}
+    close_twice, closing = _closing_twice(monkeypatch, catching if closing_the_catching_one else other, held_until,
+                                          outcome)
+    return _TwoObjects(catching, other, held_until, outcome, _catch_up_calling(catching, close_twice, outcome),
+                       closing)
+
+
 def _second_close_waits_or_ends(target: SessionStore, catching_up: threading.Thread) -> None:
     """Wait until ``_closing_twice``'s second close of ``target`` waits for the first, or the catch-up has ended."""
     waiters = getattr(target._close_changed, "_waiters", ())
@@ -317,13 +345,8 @@ def test_a_close_from_a_thread_holding_a_read_while_another_thread_closes_one_of
     closes the other while another thread's close of that object is under way. That release drops a reference and
     closes nothing, so it waits for no transaction: the callback's close waits for it and returns, rather than
     raising ``StoreBusy``, and the catch-up goes on."""
-    kept = _store_of_50(tmp_path)
-    closed = SessionStore(tmp_path / "store", durable=False)
-    assert kept._environment is closed._environment
-    second_close_waits = threading.Event()
-    outcome: dict[str, object] = {}
-    close_twice, closing = _closing_twice(monkeypatch, closed, second_close_waits, outcome)
-    catching_up = _catch_up_calling(kept, close_twice, outcome)
+    kept, closed, second_close_waits, outcome, catching_up, closing = _closing_twice_beside_another_object(
+        tmp_path, monkeypatch, closing_the_catching_one=False)
     try:
         _second_close_waits_or_ends(closed, catching_up)
     finally:
@@ -365,13 +388,8 @@ def test_a_close_waiting_in_a_thread_holding_a_read_is_refused_once_the_close_it
     which closes the environment and waits for the catch-up's read. The callback's close must not go on waiting for
     it (the two would wait for each other for ever): it raises ``StoreBusy``, the catch-up ends, and the close under
     way closes the store."""
-    store = _store_of_50(tmp_path)
-    other = SessionStore(tmp_path / "store", durable=False)
-    assert store._environment is other._environment
-    other_closed = threading.Event()
-    outcome: dict[str, object] = {}
-    close_twice, closing = _closing_twice(monkeypatch, store, other_closed, outcome)
-    catching_up = _catch_up_calling(store, close_twice, outcome)
+    store, other, other_closed, outcome, catching_up, closing = _closing_twice_beside_another_object(
+        tmp_path, monkeypatch, closing_the_catching_one=True)
     try:
         _second_close_waits_or_ends(store, catching_up)
         other.close()  # the release under way is now the last one: it closes the environment
