@@ -148,17 +148,21 @@ def put_first_catalog_row(path: Path, row: bytes) -> None:
 
 
 def _as_catalog_version(path: Path, version: int) -> None:
-    """Make the store at ``path`` what the catalog of code ``version`` left: rows as JSON arrays (3), and no
+    """Make the store at ``path`` what the catalog of code ``version`` left: a copy of each row in
+    ``catalog.sessions`` and, after its position, in ``catalog.keys`` (4), rows as JSON arrays (3), and no
     ``catalog.keys`` before that (2); its checkpoint says ``version``."""
     with SessionStore(path) as store:
         catalog = store._catalog
 
         def body(txn: Any) -> None:
-            for space in (catalog._sessions, catalog._activity):
-                for key, row in list(txn.scan(space)):
-                    txn.put(space, key, _as_version_3_row(row))
-            for key, value in list(txn.scan(catalog._keys)):
-                txn.put(catalog._keys, key, value[:16] + _as_version_3_row(value[16:]))
+            rows = dict(txn.scan(catalog._activity))
+            old_row = (lambda row: row) if version == 4 else _as_version_3_row
+            for key, position in list(txn.scan(catalog._sessions)):
+                txn.put(catalog._sessions, key, old_row(rows[position]))
+            for key, position in list(txn.scan(catalog._keys)):
+                txn.put(catalog._keys, key, position + old_row(rows[position]))
+            for position, row in rows.items():
+                txn.put(catalog._activity, position, old_row(row))
             if version < 3:
                 txn.clear(catalog._keys)
             store._checkpoints.put(txn, "catalog", version, store._log.head(txn)[0])
@@ -166,10 +170,10 @@ def _as_catalog_version(path: Path, version: int) -> None:
         store._environment.write(body)
 
 
-@pytest.mark.parametrize("version", [2, 3])
+@pytest.mark.parametrize("version", [2, 3, 4])
 def test_a_store_of_an_earlier_catalog_converts_and_lists(store_path: Path, version: int) -> None:
-    """Rows kept as JSON arrays (and, before version 3, no key index) are rewritten from the catalog's rows when
-    the store opens writable; read-only, it asks for that open first."""
+    """Rows kept three times (before version 4 as JSON arrays, before version 3 with no key index) are rewritten
+    from the catalog's rows when the store opens writable; read-only, it asks for that open first."""
     with SessionStore(store_path) as store:
         for key in ("tg:1", "tg:2", "slack:1"):
             store.append(key, user(key))
