@@ -3,8 +3,9 @@
 Databases: ``catalog.activity`` last-activity time + stream id (the session's
 *position*) → head row (the list order, newest last, so a listing is one cursor
 walk with no lookups, and a page starts with one seek); ``catalog.sessions``
-stream id → position; ``catalog.keys`` session key → position (a session's
-metadata in two reads, and a prefix is one range of it); ``catalog.running``
+stream id → position; ``catalog.keys`` session key → position, version and
+message count (what a load needs, in one read; a session's metadata in two, and
+a prefix is one range of it); ``catalog.running``
 turn start + stream id → nothing (running sessions only). A deleted session has
 no entry. Each row is stored once: with a session per user or chat, a row is
 most of what the catalog holds, and code version 4 kept it three times.
@@ -29,6 +30,7 @@ import heapq
 import itertools
 import struct
 import sys
+import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -48,6 +50,10 @@ __all__ = ["Catalog", "SessionRows"]
 
 _ID = struct.Struct(">Q")
 _TIME_ID = struct.Struct(">QQ")
+#: A session's version and message count, after its position in a ``catalog.keys`` value.
+_COUNTS = struct.Struct(">QQ")
+_CHECKSUM = struct.Struct(">I")
+_KEYED_SIZE = _TIME_ID.size + _COUNTS.size + _CHECKSUM.size
 #: Bytes of a long session key kept at the start of its ``catalog.keys`` key, before its digest.
 _KEPT = 448
 #: The size of a long key's ``catalog.keys`` key; every shorter key is stored as it is.
@@ -169,18 +175,31 @@ def _all_of_type(values: list[Any], kind: type) -> bool:
     return set(map(type, values)) <= {kind}
 
 
-def _position(raw: bytes, index: str) -> Position:
-    """A ``catalog.keys`` or ``catalog.sessions`` value (``index`` names it): a session's position, checked to be
-    one."""
-    if len(raw) != _TIME_ID.size:
-        raise StoreCorrupted(f"the session catalog is damaged: an entry of its {index} index has {len(raw)} bytes, "
-                             "not a position")
-    return raw
+def _keys_entry(head: SessionHead, position: Position) -> tuple[bytes, bytes]:
+    """The ``catalog.keys`` entry of a live session at ``position``: its key, and its position, version and message
+    count with a checksum of them and the key (a load follows the entry to a stream's messages without reading the
+    row, whose key would say that the entry is this session's)."""
+    index_key = _key_index(head.key)
+    entry = position + _COUNTS.pack(head.version, head.message_count)
+    return index_key, entry + _CHECKSUM.pack(zlib.crc32(entry, zlib.crc32(index_key)))
+
+
+def _keyed(index_key: bytes, raw: bytes) -> tuple[Position, int, int]:
+    """A ``catalog.keys`` value read at ``index_key``: the session's position, version and message count, checked."""
+    if len(raw) != _KEYED_SIZE or zlib.crc32(raw[:-_CHECKSUM.size], zlib.crc32(index_key)) != _CHECKSUM.unpack_from(
+            raw, _KEYED_SIZE - _CHECKSUM.size)[0]:
+        raise StoreCorrupted(f"the session catalog is damaged: the key index entry of {index_key[:64]!r} is another "
+                             "session's or damaged (its checksum does not match)")
+    version, count = _COUNTS.unpack_from(raw, _TIME_ID.size)
+    return raw[:_TIME_ID.size], version, count
 
 
 def _position_of_stream(raw: bytes, stream_key: bytes) -> Position:
     """A ``catalog.sessions`` value read at ``stream_key``, checked to be that stream's position."""
-    if _position(raw, "stream id")[_ID.size:] != stream_key:
+    if len(raw) != _TIME_ID.size:
+        raise StoreCorrupted(f"the session catalog is damaged: an entry of its stream id index has {len(raw)} bytes, "
+                             "not a position")
+    if raw[_ID.size:] != stream_key:
         raise StoreCorrupted(f"the session catalog is damaged: the entry of stream {_ID.unpack(stream_key)[0]} "
                              "names another stream's position")
     return raw
@@ -304,9 +323,9 @@ class Catalog:
             if old_running is not None and old_running != running_key:
                 txn.delete(self._running, old_running)
         txn.put(self._activity, activity_key, row)
-        if moved:  # the stream id's and key's entries hold its position alone (a session's key never changes)
+        txn.put(self._keys, *_keys_entry(after, activity_key))
+        if moved:  # the stream id's entry holds its position alone
             txn.put(self._sessions, _ID.pack(stream_id), activity_key)
-            txn.put(self._keys, _key_index(after.key), activity_key)
         if running_key is not None and running_key != old_running:
             txn.put(self._running, running_key, b"")
         self._known = (row, after)
@@ -347,7 +366,7 @@ class Catalog:
             activity_key = self._activity_key(stream_id, head)
             txn.put(self._sessions, raw_id, activity_key)
             txn.put(self._activity, activity_key, _encode_head(head))
-            txn.put(self._keys, _key_index(head.key), activity_key)
+            txn.put(self._keys, *_keys_entry(head, activity_key))
             if (running_key := self._running_key(stream_id, head)) is not None:
                 txn.put(self._running, running_key, b"")
         return True
@@ -413,7 +432,7 @@ class Catalog:
         for index_key, value in txn.scan(self._keys, start):
             if not index_key.startswith(start):
                 break
-            position = _position(value, "key")
+            position = _keyed(index_key, value)[0]
             # A short key is its own index key; a long key's ends with a digest after its first ``_KEPT`` bytes,
             # so under a longer prefix only its row's key says whether it matches.
             if len(index_key) == _LONG_KEY and len(wanted) > _KEPT:
@@ -427,8 +446,9 @@ class Catalog:
     def _row_of_key(self, txn: ReadTransaction, key: str) -> bytes | None:
         """The head row of the live session ``key`` (not yet checked to be that session's), or ``None``: two
         reads."""
-        position = txn.get(self._keys, _key_index(key))
-        return None if position is None else _row_at(txn, self._activity, _position(position, "key"))
+        index_key = _key_index(key)
+        raw = txn.get(self._keys, index_key)
+        return None if raw is None else _row_at(txn, self._activity, _keyed(index_key, raw)[0])
 
     def metadata_of_key(self, txn: ReadTransaction, key: str) -> SessionMetadata | None:
         """The metadata of the live session ``key``, or ``None``: decoded inline (a lookup per call is a hot path:
@@ -447,20 +467,13 @@ class Catalog:
         return metadata
 
     def stream_of_key(self, txn: ReadTransaction, key: str) -> tuple[int, int, int] | None:
-        """The stream id, version and message count of the live session ``key``, or ``None``: no time decoded
-        (what a load needs before it reads the messages)."""
-        position = txn.get(self._keys, _key_index(key))
-        if position is None:
+        """The stream id, version and message count of the live session ``key``, or ``None``: one read (what a
+        load needs before it reads the messages)."""
+        index_key = _key_index(key)
+        raw = txn.get(self._keys, index_key)
+        if raw is None:
             return None
-        row = _row_at(txn, self._activity, _position(position, "key"))
-        try:
-            found, _name, _created, _last, count, version, *_ = orjson.loads(b"[" + row + b"]")
-        except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
-            raise StoreCorrupted(f"the session catalog is damaged: {exc}") from None
-        if found != key:
-            raise StoreCorrupted(f"the session key index leads {key!r} to another session's entry")
-        if type(version) is not int or type(count) is not int:
-            raise StoreCorrupted(f"the session catalog is damaged: session {key!r} has no version or count")
+        position, version, count = _keyed(index_key, raw)
         return _TIME_ID.unpack(position)[1], version, count
 
     def head_of_key(self, txn: ReadTransaction, key: str) -> SessionHead | None:
@@ -524,7 +537,8 @@ class Catalog:
             activity_key = self._activity_key(stream_id, head)
             expected[b"sessions"][_ID.pack(stream_id)] = activity_key
             expected[b"activity"][activity_key] = row
-            expected[b"keys"][_key_index(head.key)] = activity_key
+            index_key, keyed = _keys_entry(head, activity_key)
+            expected[b"keys"][index_key] = keyed
             if (running_key := self._running_key(stream_id, head)) is not None:
                 expected[b"running"][running_key] = b""
         problems = []
@@ -532,7 +546,7 @@ class Catalog:
             stored = dict(entries)
             for key in sorted(stored.keys() ^ expected[name].keys() | {
                     k for k in stored.keys() & expected[name].keys() if stored[k] != expected[name][k]}):
-                # A key index entry names its stream in its value (its activity key), the others in their key.
+                # A key index entry names its stream in its value (its position), the others in their key.
                 where = (expected[name].get(key) or stored[key])[:_TIME_ID.size] if name == b"keys" else key
                 if len(where) < _ID.size:
                     problems.append(f"catalog.{name.decode()}: the entry at {key.hex()} is damaged")

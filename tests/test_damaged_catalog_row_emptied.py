@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from eventstore import ChatMessage, SessionStore, StoreCorrupted
+from projections.catalog import _keys_entry
 
 from _damage import change_value
 
@@ -46,9 +47,9 @@ def test_an_emptied_catalog_position_is_damage(tmp_path: Path, command: str) -> 
 
 def _position_of(path: Path, key: str) -> bytes:
     with SessionStore(path, readonly=True) as store, store._environment.read() as txn:
-        position = txn.get(store._catalog._keys, key.encode())
-    assert position is not None
-    return position
+        entry = txn.get(store._catalog._keys, key.encode())
+    assert entry is not None
+    return entry[:16]  # the last activity and the stream id, then the version, the count and a checksum
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
@@ -78,21 +79,39 @@ def test_an_emptied_catalog_row_is_damage(tmp_path: Path, command: str) -> None:
 
 
 def test_a_position_naming_no_row_is_damage(tmp_path: Path) -> None:
-    """A stream's entry that names another time than its row's: the reads by stream id and by key say the catalog
-    is damaged rather than report the session missing."""
+    """Entries that name another time than their session's row (the key's with its checksum right): the reads by
+    stream id and by key say the catalog is damaged rather than report the session missing."""
     path = tmp_path / "store"
     with SessionStore(path, durable=False) as store:
         store.append("a", ChatMessage.user("alpha"))
         metadata = store.get_session_metadata("a")
+        with store._environment.read() as txn:
+            head = store._catalog.head_of_key(txn, "a")
+    assert head is not None
     position = _position_of(path, "a")
     moved = struct.pack(">Q", struct.unpack(">Q", position[:8])[0] + 1) + position[8:]
-    change_value(path, b"catalog.keys", b"a", lambda _: moved)
+    change_value(path, b"catalog.keys", b"a", lambda _: _keys_entry(head, moved)[1])
     change_value(path, b"catalog.sessions", position[8:], lambda _: moved)
     with SessionStore(path, durable=False) as store:
-        for read in (store.get_session_metadata, store.load, store.get_session_state,
+        for read in (store.get_session_metadata, store.get_session_state,
                      lambda key: store.append(key, ChatMessage.user("more"))):
             with pytest.raises(StoreCorrupted, match="no row"):
                 read("a")
         assert not store.verify().ok
         store.rebuild_projections(["catalog"])
         assert store.get_session_metadata("a") == metadata
+
+
+def test_a_key_entry_changed_is_damage(tmp_path: Path) -> None:
+    """A key index entry whose stream id changed (one bit): a load refuses it, by its checksum, rather than read
+    another stream's messages."""
+    path = tmp_path / "store"
+    with SessionStore(path, durable=False) as store:
+        store.append("a", ChatMessage.user("alpha"))
+        store.append("b", ChatMessage.user("beta"))
+    change_value(path, b"catalog.keys", b"a", lambda entry: entry[:15] + bytes([entry[15] ^ 3]) + entry[16:])
+    with SessionStore(path, durable=False) as store:
+        for read in (store.load, store.get_session_metadata):
+            with pytest.raises(StoreCorrupted, match="checksum"):
+                read("a")
+        assert store.load("b") == [ChatMessage.user("beta")]

@@ -159,7 +159,8 @@ def _as_catalog_version(path: Path, version: int) -> None:
             old_row = (lambda row: row) if version == 4 else _as_version_3_row
             for key, position in list(txn.scan(catalog._sessions)):
                 txn.put(catalog._sessions, key, old_row(rows[position]))
-            for key, position in list(txn.scan(catalog._keys)):
+            for key, value in list(txn.scan(catalog._keys)):
+                position = value[:16]
                 txn.put(catalog._keys, key, position + old_row(rows[position]))
             for position, row in rows.items():
                 txn.put(catalog._activity, position, old_row(row))
