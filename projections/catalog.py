@@ -356,19 +356,24 @@ class Catalog:
         if from_version not in (2, 3, 4):
             return False
         old_head = _decode_head if from_version == 4 else _head_from_version_3_row
-        # Written again from the rows, not over them: a row whose last activity or turn start was changed has its
-        # earlier form under another key, which the listings and stuck-turn checks would go on reading.
-        for space in (self._activity, self._keys, self._running):
-            txn.clear(space)
-        for raw_id, old_row in list(txn.scan(self._sessions)):
+        entries: dict[str, list[tuple[bytes, bytes]]] = {"sessions": [], "activity": [], "keys": [], "running": []}
+        for raw_id, old_row in txn.scan(self._sessions):
             stream_id = unpack_stored(_ID, raw_id, "a key of the session catalog")[0]
             head = old_head(old_row)
             activity_key = self._activity_key(stream_id, head)
-            txn.put(self._sessions, raw_id, activity_key)
-            txn.put(self._activity, activity_key, _encode_head(head))
-            txn.put(self._keys, *_keys_entry(head, activity_key))
+            entries["sessions"].append((raw_id, activity_key))
+            entries["activity"].append((activity_key, _encode_head(head)))
+            entries["keys"].append(_keys_entry(head, activity_key))
             if (running_key := self._running_key(stream_id, head)) is not None:
-                txn.put(self._running, running_key, b"")
+                entries["running"].append((running_key, b""))
+        # Written again from the rows, not over them: a row whose last activity or turn start was changed has its
+        # earlier form under another key, which the listings and stuck-turn checks would go on reading. Appended in
+        # key order, each space's pages end full (rows shrunk in place would leave ``catalog.sessions``' pages a
+        # fifth full).
+        for name, space in (("sessions", self._sessions), ("activity", self._activity), ("keys", self._keys),
+                            ("running", self._running)):
+            txn.clear(space)
+            txn.append_many(space, sorted(entries[name]))
         return True
 
     def clear(self, txn: WriteTransaction) -> None:

@@ -469,3 +469,28 @@ def test_a_damaged_row_fails_the_listing_as_corruption(store_path: Path, row: by
                 store.list_sessions()
         else:
             assert ["b", "a"] == store.list_sessions()
+
+
+def test_a_converted_catalog_takes_the_pages_of_one_built_anew(store_path: Path) -> None:
+    """Converting a catalog of version 4 writes its spaces anew in key order: as few pages as the commands that
+    built them left, where rows shrunk in place would leave ``catalog.sessions`` holding its old pages."""
+    with SessionStore(store_path, durable=False) as store:
+        for number in range(3000):
+            store.append(f"user{number:05}", user("hello"))
+
+    def catalog_pages() -> dict[str, int]:
+        environment = lmdb.open(str(store_path), max_dbs=64, readonly=True)
+        try:
+            with environment.begin() as txn:
+                return {name: sum(stats[kind] for kind in ("branch_pages", "leaf_pages", "overflow_pages"))
+                        for name in ("sessions", "activity", "keys", "running")
+                        if (stats := txn.stat(environment.open_db(f"catalog.{name}".encode(), txn=txn)))}
+        finally:
+            environment.close()
+
+    built = catalog_pages()
+    _as_catalog_version(store_path, 4)
+    assert catalog_pages()["sessions"] > 2 * built["sessions"]  # each row in it again
+    SessionStore(store_path, durable=False).close()  # the writable open converts
+    converted = catalog_pages()
+    assert all(converted[name] <= pages for name, pages in built.items()), (built, converted)
