@@ -8,7 +8,8 @@ unranked query (ZeroClaw's), our ``search()``, and floor rows that each add to t
   numbers that find the next value: the index's message count, each query term's id (``search.terms``) and head
   (``search.summary``: the whole term, or the list of its blocks, then each block's summary and message map in
   ``search.blocks`` and ``search.maps``), the postings of the open sessions (below) and the answer's 50 catalog rows
-  (one ``getmulti``); which sessions those are comes from an earlier, untimed pass;
+  (two ``getmulti``: the sessions' positions, then their rows); which sessions those are comes from an earlier,
+  untimed pass;
 * (b) that, and the least work that turns those bytes into the answer, in numpy: each term's sessions, weights and
   tags as arrays; each term's best sessions (at or above the weight its ``limit``-th best reaches) and the sessions
   where two terms share a message (their message maps' keys ANDed; in a block without a map, every session that
@@ -126,10 +127,10 @@ class Floor:
         if not isinstance(environment, Environment):
             raise TypeError("the floor reads a store on LMDB")
         self.env: lmdb.Environment = environment._env
-        self.meta, self.terms, self.summary, self.blocks, self.maps, self.docs, self.rows = (
+        self.meta, self.terms, self.summary, self.blocks, self.maps, self.docs, self.positions, self.rows = (
             environment.space(name).handle
             for name in ("search.meta", "search.terms", "search.summary", "search.blocks", "search.maps",
-                         "search.docs", "catalog.sessions"))
+                         "search.docs", "catalog.sessions", "catalog.activity"))
 
     def read(self, txn: lmdb.Transaction[bytes], words: Sequence[bytes]) -> Reads:
         """(a): the message count, and each term's head and blocks, undecoded but for the ids that find them."""
@@ -173,10 +174,11 @@ class Floor:
         return found
 
     def rows_of(self, txn: lmdb.Transaction[bytes], sids: Sequence[int]) -> list[bytes]:
-        """The catalog rows of ``sids``, in that order, in one ``getmulti``."""
+        """The catalog rows of ``sids``, in that order: their positions in one ``getmulti``, their rows in another."""
         keys = [catalog._ID.pack(sid) for sid in sids]
-        found = dict(txn.cursor(db=self.rows).getmulti(keys))
-        return [bytes(found[key]) for key in keys]
+        positions = dict(txn.cursor(db=self.positions).getmulti(keys))
+        rows = dict(txn.cursor(db=self.rows).getmulti(positions.values()))
+        return [bytes(rows[positions[key]]) for key in keys]
 
 
 def _stored(value: bytes | None) -> bytes:

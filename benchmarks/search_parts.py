@@ -9,7 +9,7 @@ these parts of it:
 * resolving the sessions whose terms may share a message (``queries._resolve``), and of it the sessions scored
   from their postings (``queries._score_from_postings``);
 * the catalog rows a search reads: the ties' activities and the results' metadata (``catalog.SessionRows``), and
-  of them the reads of ``catalog.sessions`` alone.
+  of them the reads of ``catalog.sessions`` and ``catalog.activity`` alone.
 
 It prints the medians over the queries, in µs. A timer costs about 0.3 µs a call: the parts timed are those called
 a few times a query. ``python -m benchmarks.search_parts KEPT_DIR`` where ``KEPT_DIR`` is bench_scale's ``--keep``
@@ -72,7 +72,7 @@ def instrumented() -> Timers:
     timers.wrap(catalog.SessionRows, "activities", "ties' activities")
     timers.wrap(catalog.SessionRows, "metadata", "results' metadata")
     timers.wrap(lmdb_transaction.LmdbTransaction, "get_many", "catalog reads",
-                lambda _txn, space, _keys: space.name == "catalog.sessions")
+                lambda _txn, space, _keys: space.name in ("catalog.sessions", "catalog.activity"))
     return timers
 
 

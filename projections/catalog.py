@@ -1,11 +1,14 @@
 """The session catalog read model: each live session's head, by stream id, by key, by activity and by turn.
 
-Databases: ``catalog.sessions`` stream id → head row; ``catalog.activity``
-last-activity time + stream id → head row (the list order, newest last, so a
-listing is one cursor walk with no lookups, and a page starts with one seek);
-``catalog.keys`` session key → activity key + head row (a session's metadata in
-one read, and a prefix is one range of it); ``catalog.running`` turn start +
-stream id → nothing (running sessions only). A deleted session has no entry.
+Databases: ``catalog.activity`` last-activity time + stream id (the session's
+*position*) → head row (the list order, newest last, so a listing is one cursor
+walk with no lookups, and a page starts with one seek); ``catalog.sessions``
+stream id → position; ``catalog.keys`` session key → position, version and
+message count (what a load needs, in one read; a session's metadata in two, and
+a prefix is one range of it); ``catalog.running``
+turn start + stream id → nothing (running sessions only). A deleted session has
+no entry. Each row is stored once: with a session per user or chat, a row is
+most of what the catalog holds, and code version 4 kept it three times.
 
 A session key is its own ``catalog.keys`` key when it is shorter than
 ``_LONG_KEY`` bytes; a longer one (keys run to 1 KiB, LMDB's keys to 511 bytes)
@@ -16,7 +19,8 @@ A head row is its fields as JSON values separated by commas, without brackets
 (the listing's fields first): the rows of a listing joined by commas are one
 flat JSON array, decoded in one call without a list per row, and its columns
 are slices of it. Code version 3 kept each row as a JSON array in another
-order; ``upgrade`` rewrites such rows.
+order, and versions 3 and 4 a copy of it in ``catalog.sessions`` and
+``catalog.keys``; ``upgrade`` rewrites such catalogs.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import heapq
 import itertools
 import struct
 import sys
+import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -45,6 +50,10 @@ __all__ = ["Catalog", "SessionRows"]
 
 _ID = struct.Struct(">Q")
 _TIME_ID = struct.Struct(">QQ")
+#: A session's version and message count, after its position in a ``catalog.keys`` value.
+_COUNTS = struct.Struct(">QQ")
+_CHECKSUM = struct.Struct(">I")
+_KEYED_SIZE = _TIME_ID.size + _COUNTS.size + _CHECKSUM.size
 #: Bytes of a long session key kept at the start of its ``catalog.keys`` key, before its digest.
 _KEPT = 448
 #: The size of a long key's ``catalog.keys`` key; every shorter key is stored as it is.
@@ -166,11 +175,43 @@ def _all_of_type(values: list[Any], kind: type) -> bool:
     return set(map(type, values)) <= {kind}
 
 
-def _keyed_value(raw: bytes) -> tuple[Position, bytes]:
-    """A ``catalog.keys`` value split into the session's activity key and its head row."""
-    if len(raw) <= _TIME_ID.size:
-        raise StoreCorrupted(f"an entry of the session key index is damaged ({len(raw)} bytes)")
-    return raw[:_TIME_ID.size], raw[_TIME_ID.size:]
+def _keys_entry(head: SessionHead, position: Position) -> tuple[bytes, bytes]:
+    """The ``catalog.keys`` entry of a live session at ``position``: its key, and its position, version and message
+    count with a checksum of them and the key (a load follows the entry to a stream's messages without reading the
+    row, whose key would say that the entry is this session's)."""
+    index_key = _key_index(head.key)
+    entry = position + _COUNTS.pack(head.version, head.message_count)
+    return index_key, entry + _CHECKSUM.pack(zlib.crc32(entry, zlib.crc32(index_key)))
+
+
+def _keyed(index_key: bytes, raw: bytes) -> tuple[Position, int, int]:
+    """A ``catalog.keys`` value read at ``index_key``: the session's position, version and message count, checked."""
+    if len(raw) != _KEYED_SIZE or zlib.crc32(raw[:-_CHECKSUM.size], zlib.crc32(index_key)) != _CHECKSUM.unpack_from(
+            raw, _KEYED_SIZE - _CHECKSUM.size)[0]:
+        raise StoreCorrupted(f"the session catalog is damaged: the key index entry of {index_key[:64]!r} is another "
+                             "session's or damaged (its checksum does not match)")
+    version, count = _COUNTS.unpack_from(raw, _TIME_ID.size)
+    return raw[:_TIME_ID.size], version, count
+
+
+def _position_of_stream(raw: bytes, stream_key: bytes) -> Position:
+    """A ``catalog.sessions`` value read at ``stream_key``, checked to be that stream's position."""
+    if len(raw) != _TIME_ID.size:
+        raise StoreCorrupted(f"the session catalog is damaged: an entry of its stream id index has {len(raw)} bytes, "
+                             "not a position")
+    if raw[_ID.size:] != stream_key:
+        raise StoreCorrupted(f"the session catalog is damaged: the entry of stream {_ID.unpack(stream_key)[0]} "
+                             "names another stream's position")
+    return raw
+
+
+def _row_at(txn: ReadTransaction, activity: Space, position: Position) -> bytes:
+    """The head row at ``position``, which an index entry named: it is there unless the catalog is damaged."""
+    row = txn.get(activity, position)
+    if row is None:
+        raise StoreCorrupted(f"the session catalog is damaged: stream {_TIME_ID.unpack(position)[1]}'s index entry "
+                             "names a position with no row")
+    return row
 
 
 def _row_key(row: bytes) -> tuple[str, list[Any]]:
@@ -190,51 +231,54 @@ def _the_session(key: str, row: bytes) -> list[Any]:
 
 
 class SessionRows:
-    """Head rows of sessions by stream id, each read at most once in one read transaction.
+    """Positions and head rows of sessions by stream id, each read at most once in one read transaction.
 
-    A search orders the sessions that tie on score by their last activity, then returns its results' metadata:
-    mostly the same sessions (most of a mid-frequency query's candidates tie), so both come from one read of a row.
+    A search orders the sessions that tie on score by their last activity, which their positions hold, then
+    returns its results' metadata: mostly the same sessions (most of a mid-frequency query's candidates tie), whose
+    positions are read once.
     """
 
-    __slots__ = ("_txn", "_space", "_rows")
+    __slots__ = ("_txn", "_sessions", "_activity", "_positions", "_rows")
 
-    def __init__(self, txn: ReadTransaction, space: Space) -> None:
-        self._txn, self._space = txn, space
-        self._rows: dict[bytes, bytes] = {}
+    def __init__(self, txn: ReadTransaction, sessions: Space, activity: Space) -> None:
+        self._txn, self._sessions, self._activity = txn, sessions, activity
+        #: By stream id: its position, ``None`` for a stream that is no live session.
+        self._positions: dict[int, Position | None] = {}
+        self._rows: dict[Position, bytes] = {}
 
-    def _keys(self, stream_ids: Iterable[int]) -> list[bytes]:
-        """The keys of ``stream_ids``, their rows read where not read before."""
-        keys = list(map(_ID.pack, stream_ids))
-        rows = self._rows
-        missing = [key for key in keys if key not in rows]
+    def _live(self, stream_ids: Iterable[int]) -> list[tuple[int, Position]]:
+        """The live sessions among ``stream_ids`` with their positions, in that order, read where not read before."""
+        ids, known = list(stream_ids), self._positions
+        missing = {stream_id: _ID.pack(stream_id) for stream_id in ids if stream_id not in known}
         if missing:
-            rows.update(self._txn.get_many(self._space, missing))
-        return keys
+            found = self._txn.get_many(self._sessions, missing.values())
+            for stream_id, key in missing.items():
+                raw = found.get(key)
+                known[stream_id] = None if raw is None else _position_of_stream(raw, key)
+        return [(stream_id, position) for stream_id in ids if (position := known[stream_id]) is not None]
 
     def activities(self, stream_ids: Iterable[int]) -> dict[int, int]:
         """The last activity, in µs since the epoch, of those of ``stream_ids`` that are live sessions."""
-        ids, rows = list(stream_ids), self._rows
-        found = {stream_id: row for stream_id, key in zip(ids, self._keys(ids)) if (row := rows.get(key)) is not None}
-        last = _column(_decode_rows(found.values()), "last_activity")
-        if not _all_of_type(last, str):
-            raise StoreCorrupted("the session catalog is damaged: a last activity is not text")
-        try:
-            micros = list(map(to_micros, map(datetime.fromisoformat, last)))
-        except (TypeError, ValueError) as exc:  # TypeError: a naive time (verify checks that every time is UTC)
-            raise StoreCorrupted(f"the session catalog is damaged: {exc}") from None
-        return dict(zip(found, micros))
+        return {stream_id: _TIME_ID.unpack(position)[0] for stream_id, position in self._live(stream_ids)}
 
     def metadata(self, stream_ids: Sequence[int]) -> list[SessionMetadata]:
         """Metadata of the live sessions among ``stream_ids``, in that order."""
+        positions = [position for _, position in self._live(stream_ids)]
         rows = self._rows
-        return _metadata(rows[key] for key in self._keys(stream_ids) if key in rows)
+        missing = [position for position in positions if position not in rows]
+        if missing:
+            rows.update(self._txn.get_many(self._activity, missing))
+            for position in missing:
+                if position not in rows:
+                    _row_at(self._txn, self._activity, position)  # raises: the row is not there
+        return _metadata(rows[position] for position in positions)
 
 
 class Catalog:
     """Session heads, by stream id, by key, by last activity and by running turn."""
 
     name = "catalog"
-    code_version = 4
+    code_version = 5
 
     def __init__(self, open_space: OpenSpace) -> None:
         self._sessions = open_space("catalog.sessions")
@@ -248,9 +292,11 @@ class Catalog:
 
     def head(self, txn: ReadTransaction, stream_id: int) -> SessionHead | None:
         """The head of a live session, or ``None``."""
-        raw = txn.get(self._sessions, _ID.pack(stream_id))
-        if raw is None:
+        stream_key = _ID.pack(stream_id)
+        position = txn.get(self._sessions, stream_key)
+        if position is None:
             return None
+        raw = _row_at(txn, self._activity, _position_of_stream(position, stream_key))
         if self._known is not None and raw == self._known[0]:
             return self._known[1]
         head = _decode_head(raw)
@@ -268,16 +314,18 @@ class Catalog:
         row = _encode_head(after)
         activity_key, running_key = self._activity_key(stream_id, after), self._running_key(stream_id, after)
         # A put replaces the entry under its key: only an index key that moved has its old entry deleted.
-        old_running = None
+        old_running, moved = None, True
         if before is not None:
             old_activity, old_running = self._activity_key(stream_id, before), self._running_key(stream_id, before)
-            if old_activity != activity_key:
+            moved = old_activity != activity_key
+            if moved:
                 txn.delete(self._activity, old_activity)
             if old_running is not None and old_running != running_key:
                 txn.delete(self._running, old_running)
-        txn.put(self._sessions, _ID.pack(stream_id), row)
         txn.put(self._activity, activity_key, row)
-        txn.put(self._keys, _key_index(after.key), activity_key + row)
+        txn.put(self._keys, *_keys_entry(after, activity_key))
+        if moved:  # the stream id's entry holds its position alone
+            txn.put(self._sessions, _ID.pack(stream_id), activity_key)
         if running_key is not None and running_key != old_running:
             txn.put(self._running, running_key, b"")
         self._known = (row, after)
@@ -302,24 +350,30 @@ class Catalog:
         return _TIME_ID.pack(to_micros(head.state.turn_started_at), stream_id)
 
     def upgrade(self, txn: WriteTransaction, from_version: int) -> bool:
-        """Versions 2 and 3 kept each row as a JSON array, and version 2 had no ``catalog.keys``: rewrite each
-        session's row, read from ``catalog.sessions``, in the three databases that keep it, and index its turn
-        in ``catalog.running`` again."""
-        if from_version not in (2, 3):
+        """Versions 2 to 4 kept each row in ``catalog.sessions`` and ``catalog.keys`` too (2 and 3 as a JSON array,
+        and 2 had no ``catalog.keys``): write each session's row, read from ``catalog.sessions``, in
+        ``catalog.activity``, its position in the two indexes, and its turn in ``catalog.running`` again."""
+        if from_version not in (2, 3, 4):
             return False
-        # Written again from the rows, not over them: a row whose last activity or turn start was changed has its
-        # earlier form under another key, which the listings and stuck-turn checks would go on reading.
-        for space in (self._activity, self._keys, self._running):
-            txn.clear(space)
-        for raw_id, old_row in list(txn.scan(self._sessions)):
+        old_head = _decode_head if from_version == 4 else _head_from_version_3_row
+        entries: dict[str, list[tuple[bytes, bytes]]] = {"sessions": [], "activity": [], "keys": [], "running": []}
+        for raw_id, old_row in txn.scan(self._sessions):
             stream_id = unpack_stored(_ID, raw_id, "a key of the session catalog")[0]
-            head = _head_from_version_3_row(old_row)
-            row, activity_key = _encode_head(head), self._activity_key(stream_id, head)
-            txn.put(self._sessions, raw_id, row)
-            txn.put(self._activity, activity_key, row)
-            txn.put(self._keys, _key_index(head.key), activity_key + row)
+            head = old_head(old_row)
+            activity_key = self._activity_key(stream_id, head)
+            entries["sessions"].append((raw_id, activity_key))
+            entries["activity"].append((activity_key, _encode_head(head)))
+            entries["keys"].append(_keys_entry(head, activity_key))
             if (running_key := self._running_key(stream_id, head)) is not None:
-                txn.put(self._running, running_key, b"")
+                entries["running"].append((running_key, b""))
+        # Written again from the rows, not over them: a row whose last activity or turn start was changed has its
+        # earlier form under another key, which the listings and stuck-turn checks would go on reading. Appended in
+        # key order, each space's pages end full (rows shrunk in place would leave ``catalog.sessions``' pages a
+        # fifth full).
+        for name, space in (("sessions", self._sessions), ("activity", self._activity), ("keys", self._keys),
+                            ("running", self._running)):
+            txn.clear(space)
+            txn.append_many(space, sorted(entries[name]))
         return True
 
     def clear(self, txn: WriteTransaction) -> None:
@@ -335,7 +389,7 @@ class Catalog:
 
     def rows(self, txn: ReadTransaction) -> SessionRows:
         """The rows of sessions by stream id, each read once through ``txn`` (what a search reads)."""
-        return SessionRows(txn, self._sessions)
+        return SessionRows(txn, self._sessions, self._activity)
 
     def keys_by_activity(self, txn: ReadTransaction, prefix: str = "") -> list[str]:
         """Live session keys (those starting with ``prefix``), most recent activity first."""
@@ -383,22 +437,32 @@ class Catalog:
         for index_key, value in txn.scan(self._keys, start):
             if not index_key.startswith(start):
                 break
-            position, row = _keyed_value(value)
+            position = _keyed(index_key, value)[0]
             # A short key is its own index key; a long key's ends with a digest after its first ``_KEPT`` bytes,
             # so under a longer prefix only its row's key says whether it matches.
-            if (_row_key(row)[0].startswith(prefix) if len(index_key) == _LONG_KEY and len(wanted) > _KEPT
-                    else index_key.startswith(wanted)):
-                found.append((position, row))
+            if len(index_key) == _LONG_KEY and len(wanted) > _KEPT:
+                row = _row_at(txn, self._activity, position)
+                if _row_key(row)[0].startswith(prefix):
+                    found.append((position, row))
+            elif index_key.startswith(wanted):
+                found.append((position, _row_at(txn, self._activity, position)))
         return found
 
+    def _row_of_key(self, txn: ReadTransaction, key: str) -> bytes | None:
+        """The head row of the live session ``key`` (not yet checked to be that session's), or ``None``: two
+        reads."""
+        index_key = _key_index(key)
+        raw = txn.get(self._keys, index_key)
+        return None if raw is None else _row_at(txn, self._activity, _keyed(index_key, raw)[0])
+
     def metadata_of_key(self, txn: ReadTransaction, key: str) -> SessionMetadata | None:
-        """The metadata of the live session ``key``, or ``None``: one read, decoded inline (a lookup per call
-        is a hot path: no list of rows, no collector pause)."""
-        raw = txn.get(self._keys, _key_index(key))
+        """The metadata of the live session ``key``, or ``None``: decoded inline (a lookup per call is a hot path:
+        no list of rows, no collector pause)."""
+        raw = self._row_of_key(txn, key)
         if raw is None:
             return None
         try:
-            found, name, created, last, count, *_ = orjson.loads(b"[" + raw[_TIME_ID.size:] + b"]")
+            found, name, created, last, count, *_ = orjson.loads(b"[" + raw + b"]")
             metadata = SessionMetadata(found, name, datetime.fromisoformat(created), datetime.fromisoformat(last),
                                        count)
         except (orjson.JSONDecodeError, TypeError, ValueError, OverflowError) as exc:
@@ -408,29 +472,22 @@ class Catalog:
         return metadata
 
     def stream_of_key(self, txn: ReadTransaction, key: str) -> tuple[int, int, int] | None:
-        """The stream id, version and message count of the live session ``key``, or ``None``: one read, and no
-        time decoded (what a load needs before it reads the messages)."""
-        raw = txn.get(self._keys, _key_index(key))
+        """The stream id, version and message count of the live session ``key``, or ``None``: one read (what a
+        load needs before it reads the messages)."""
+        index_key = _key_index(key)
+        raw = txn.get(self._keys, index_key)
         if raw is None:
             return None
-        position, row = _keyed_value(raw)
-        try:
-            found, _name, _created, _last, count, version, *_ = orjson.loads(b"[" + row + b"]")
-        except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
-            raise StoreCorrupted(f"the session catalog is damaged: {exc}") from None
-        if found != key:
-            raise StoreCorrupted(f"the session key index leads {key!r} to another session's entry")
-        if type(version) is not int or type(count) is not int:
-            raise StoreCorrupted(f"the session catalog is damaged: session {key!r} has no version or count")
+        position, version, count = _keyed(index_key, raw)
         return _TIME_ID.unpack(position)[1], version, count
 
     def head_of_key(self, txn: ReadTransaction, key: str) -> SessionHead | None:
-        """The head of the live session ``key``, or ``None``: one read."""
-        raw = txn.get(self._keys, _key_index(key))
+        """The head of the live session ``key``, or ``None``."""
+        raw = self._row_of_key(txn, key)
         if raw is None:
             return None
         try:
-            return _head_from_row(_the_session(key, _keyed_value(raw)[1]))
+            return _head_from_row(_the_session(key, raw))
         except (TypeError, ValueError, OverflowError) as exc:
             raise StoreCorrupted(f"the session catalog is damaged: {exc}") from None
 
@@ -440,8 +497,9 @@ class Catalog:
 
     def heads(self, txn: ReadTransaction) -> Iterator[tuple[int, SessionHead]]:
         """Every live session's stream id and head, by stream id."""
-        for raw_id, raw in txn.scan(self._sessions):
-            yield unpack_stored(_ID, raw_id, "a key of the session catalog")[0], _decode_head(raw)
+        for raw_id, position in txn.scan(self._sessions):
+            stream_id = unpack_stored(_ID, raw_id, "a key of the session catalog")[0]
+            yield stream_id, _decode_head(_row_at(txn, self._activity, _position_of_stream(position, raw_id)))
 
     def running(self, txn: ReadTransaction) -> list[SessionHead]:
         """Running sessions, latest turn first."""
@@ -482,9 +540,10 @@ class Catalog:
                 continue
             row = _encode_head(head)
             activity_key = self._activity_key(stream_id, head)
-            expected[b"sessions"][_ID.pack(stream_id)] = row
+            expected[b"sessions"][_ID.pack(stream_id)] = activity_key
             expected[b"activity"][activity_key] = row
-            expected[b"keys"][_key_index(head.key)] = activity_key + row
+            index_key, keyed = _keys_entry(head, activity_key)
+            expected[b"keys"][index_key] = keyed
             if (running_key := self._running_key(stream_id, head)) is not None:
                 expected[b"running"][running_key] = b""
         problems = []
@@ -492,7 +551,7 @@ class Catalog:
             stored = dict(entries)
             for key in sorted(stored.keys() ^ expected[name].keys() | {
                     k for k in stored.keys() & expected[name].keys() if stored[k] != expected[name][k]}):
-                # A key index entry names its stream in its value (its activity key), the others in their key.
+                # A key index entry names its stream in its value (its position), the others in their key.
                 where = (expected[name].get(key) or stored[key])[:_TIME_ID.size] if name == b"keys" else key
                 if len(where) < _ID.size:
                     problems.append(f"catalog.{name.decode()}: the entry at {key.hex()} is damaged")

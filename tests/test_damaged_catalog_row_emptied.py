@@ -1,4 +1,4 @@
-"""A session's catalog row emptied: it is damage (``StoreCorrupted``) to every command on that session, not the
+"""A session's catalog entry emptied: it is damage (``StoreCorrupted``) to every command on that session, not the
 empty head the catalog's cache of the last row started with (commands failed with ``AssertionError``, or went on
 from an unknown session); reads that go by the other catalog indexes stay right. ``verify`` names the catalog,
 whose rebuild repairs it."""
@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from eventstore import ChatMessage, SessionStore, StoreCorrupted
+from projections.catalog import _keys_entry
 
 from _damage import change_value
 
@@ -24,7 +25,7 @@ COMMANDS: dict[str, Callable[[SessionStore], object]] = {
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
-def test_an_emptied_catalog_row_is_damage(tmp_path: Path, command: str) -> None:
+def test_an_emptied_catalog_position_is_damage(tmp_path: Path, command: str) -> None:
     path = tmp_path / "store"
     with SessionStore(path, durable=False) as store:
         store.append_many("a", [ChatMessage.user("alpha"), ChatMessage.user("beta")])
@@ -42,3 +43,75 @@ def test_an_emptied_catalog_row_is_damage(tmp_path: Path, command: str) -> None:
         store.rebuild_projections(["catalog"])
         assert store.get_session_metadata("a") == metadata
         assert store.verify().ok
+
+
+def _position_of(path: Path, key: str) -> bytes:
+    with SessionStore(path, readonly=True) as store, store._environment.read() as txn:
+        entry = txn.get(store._catalog._keys, key.encode())
+    assert entry is not None
+    return entry[:16]  # the last activity and the stream id, then the version, the count and a checksum
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_an_emptied_catalog_row_is_damage(tmp_path: Path, command: str) -> None:
+    """The row itself emptied (``catalog.activity``, where each row is kept once): every read of that session's
+    head or metadata says so; its messages and the other session stay readable."""
+    path = tmp_path / "store"
+    with SessionStore(path, durable=False) as store:
+        store.append_many("a", [ChatMessage.user("alpha"), ChatMessage.user("beta")])
+        store.append("b", ChatMessage.user("gamma"))
+        history = store.history("a")
+        metadata = store.get_session_metadata("a")
+        other = store.get_session_metadata("b")
+    change_value(path, b"catalog.activity", _position_of(path, "a"), lambda _: b"")
+    with SessionStore(path, durable=False) as store:
+        with pytest.raises(StoreCorrupted, match="catalog"):
+            COMMANDS[command](store)
+        with pytest.raises(StoreCorrupted, match="catalog"):
+            store.get_session_metadata("a")
+        assert store.history("a") == history
+        assert store.get_session_metadata("b") == other
+        report = store.verify()
+        assert not report.ok and report.damaged == {"catalog"}, report.problems
+        store.rebuild_projections(["catalog"])
+        assert store.get_session_metadata("a") == metadata
+        assert store.verify().ok
+
+
+def test_a_position_naming_no_row_is_damage(tmp_path: Path) -> None:
+    """Entries that name another time than their session's row (the key's with its checksum right): the reads by
+    stream id and by key say the catalog is damaged rather than report the session missing."""
+    path = tmp_path / "store"
+    with SessionStore(path, durable=False) as store:
+        store.append("a", ChatMessage.user("alpha"))
+        metadata = store.get_session_metadata("a")
+        with store._environment.read() as txn:
+            head = store._catalog.head_of_key(txn, "a")
+    assert head is not None
+    position = _position_of(path, "a")
+    moved = struct.pack(">Q", struct.unpack(">Q", position[:8])[0] + 1) + position[8:]
+    change_value(path, b"catalog.keys", b"a", lambda _: _keys_entry(head, moved)[1])
+    change_value(path, b"catalog.sessions", position[8:], lambda _: moved)
+    with SessionStore(path, durable=False) as store:
+        for read in (store.get_session_metadata, store.get_session_state,
+                     lambda key: store.append(key, ChatMessage.user("more"))):
+            with pytest.raises(StoreCorrupted, match="no row"):
+                read("a")
+        assert not store.verify().ok
+        store.rebuild_projections(["catalog"])
+        assert store.get_session_metadata("a") == metadata
+
+
+def test_a_key_entry_changed_is_damage(tmp_path: Path) -> None:
+    """A key index entry whose stream id changed (one bit): a load refuses it, by its checksum, rather than read
+    another stream's messages."""
+    path = tmp_path / "store"
+    with SessionStore(path, durable=False) as store:
+        store.append("a", ChatMessage.user("alpha"))
+        store.append("b", ChatMessage.user("beta"))
+    change_value(path, b"catalog.keys", b"a", lambda entry: entry[:15] + bytes([entry[15] ^ 3]) + entry[16:])
+    with SessionStore(path, durable=False) as store:
+        for read in (store.load, store.get_session_metadata):
+            with pytest.raises(StoreCorrupted, match="checksum"):
+                read("a")
+        assert store.load("b") == [ChatMessage.user("beta")]

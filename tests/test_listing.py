@@ -148,17 +148,22 @@ def put_first_catalog_row(path: Path, row: bytes) -> None:
 
 
 def _as_catalog_version(path: Path, version: int) -> None:
-    """Make the store at ``path`` what the catalog of code ``version`` left: rows as JSON arrays (3), and no
+    """Make the store at ``path`` what the catalog of code ``version`` left: a copy of each row in
+    ``catalog.sessions`` and, after its position, in ``catalog.keys`` (4), rows as JSON arrays (3), and no
     ``catalog.keys`` before that (2); its checkpoint says ``version``."""
     with SessionStore(path) as store:
         catalog = store._catalog
 
         def body(txn: Any) -> None:
-            for space in (catalog._sessions, catalog._activity):
-                for key, row in list(txn.scan(space)):
-                    txn.put(space, key, _as_version_3_row(row))
+            rows = dict(txn.scan(catalog._activity))
+            old_row = (lambda row: row) if version == 4 else _as_version_3_row
+            for key, position in list(txn.scan(catalog._sessions)):
+                txn.put(catalog._sessions, key, old_row(rows[position]))
             for key, value in list(txn.scan(catalog._keys)):
-                txn.put(catalog._keys, key, value[:16] + _as_version_3_row(value[16:]))
+                position = value[:16]
+                txn.put(catalog._keys, key, position + old_row(rows[position]))
+            for position, row in rows.items():
+                txn.put(catalog._activity, position, old_row(row))
             if version < 3:
                 txn.clear(catalog._keys)
             store._checkpoints.put(txn, "catalog", version, store._log.head(txn)[0])
@@ -166,10 +171,10 @@ def _as_catalog_version(path: Path, version: int) -> None:
         store._environment.write(body)
 
 
-@pytest.mark.parametrize("version", [2, 3])
+@pytest.mark.parametrize("version", [2, 3, 4])
 def test_a_store_of_an_earlier_catalog_converts_and_lists(store_path: Path, version: int) -> None:
-    """Rows kept as JSON arrays (and, before version 3, no key index) are rewritten from the catalog's rows when
-    the store opens writable; read-only, it asks for that open first."""
+    """Rows kept three times (before version 4 as JSON arrays, before version 3 with no key index) are rewritten
+    from the catalog's rows when the store opens writable; read-only, it asks for that open first."""
     with SessionStore(store_path) as store:
         for key in ("tg:1", "tg:2", "slack:1"):
             store.append(key, user(key))
@@ -464,3 +469,28 @@ def test_a_damaged_row_fails_the_listing_as_corruption(store_path: Path, row: by
                 store.list_sessions()
         else:
             assert ["b", "a"] == store.list_sessions()
+
+
+def test_a_converted_catalog_takes_the_pages_of_one_built_anew(store_path: Path) -> None:
+    """Converting a catalog of version 4 writes its spaces anew in key order: as few pages as the commands that
+    built them left, where rows shrunk in place would leave ``catalog.sessions`` holding its old pages."""
+    with SessionStore(store_path, durable=False) as store:
+        for number in range(3000):
+            store.append(f"user{number:05}", user("hello"))
+
+    def catalog_pages() -> dict[str, int]:
+        environment = lmdb.open(str(store_path), max_dbs=64, readonly=True)
+        try:
+            with environment.begin() as txn:
+                return {name: sum(stats[kind] for kind in ("branch_pages", "leaf_pages", "overflow_pages"))
+                        for name in ("sessions", "activity", "keys", "running")
+                        if (stats := txn.stat(environment.open_db(f"catalog.{name}".encode(), txn=txn)))}
+        finally:
+            environment.close()
+
+    built = catalog_pages()
+    _as_catalog_version(store_path, 4)
+    assert catalog_pages()["sessions"] > 2 * built["sessions"]  # each row in it again
+    SessionStore(store_path, durable=False).close()  # the writable open converts
+    converted = catalog_pages()
+    assert all(converted[name] <= pages for name, pages in built.items()), (built, converted)

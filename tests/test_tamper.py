@@ -344,22 +344,23 @@ class TestProjectionDrift:
         assert False is report.ok
         assert names_session(report.problems, key, built.streams[key]), report.problems
 
-    def test_catalog_entry_changed(self, built):
-        """A changed name in alice's catalog.sessions row is reported for alice."""
+    def test_catalog_position_changed(self, built):
+        """Alice's catalog.sessions entry naming another time than her last activity is reported for alice."""
         stream = _U64.pack(built.streams["alice"])
         with editing(built.path, b"catalog.sessions") as txn:
-            row = raw_value(txn, stream)
-            assert b'"wonderland"' in row
-            txn.put(stream, row.replace(b'"wonderland"', b'"wonderlanD"'))
+            position = raw_value(txn, stream)
+            assert stream == position[8:]  # the time, then the stream id
+            txn.put(stream, _U64.pack(_U64.unpack(position[:8])[0] - 1) + stream)
         self.check(built, "alice")
 
     def test_catalog_count_changed(self, built):
-        """A wrong message count in alice's catalog.sessions row is reported for alice."""
-        stream = _U64.pack(built.streams["alice"])
+        """A wrong message count in alice's catalog row is reported for alice."""
         with editing(built.path, b"catalog.sessions") as txn:
-            row = raw_value(txn, stream)
+            position = raw_value(txn, _U64.pack(built.streams["alice"]))
+        with editing(built.path, b"catalog.activity") as txn:
+            row = raw_value(txn, position)
             assert 1 == row.count(b'",12,')  # the count follows the last-activity time
-            txn.put(stream, row.replace(b'",12,', b'",13,'))
+            txn.put(position, row.replace(b'",12,', b'",13,'))
         self.check(built, "alice")
 
     def test_catalog_entry_removed(self, built):
@@ -369,14 +370,14 @@ class TestProjectionDrift:
         self.check(built, "carol")
 
     def test_deleted_session_back_in_catalog(self, built):
-        """A catalog row for the deleted bob is reported for bob."""
+        """A catalog entry for the deleted bob is reported for bob."""
+        bob = _U64.pack(built.streams["bob"])
         with editing(built.path, b"catalog.sessions") as txn:
-            row = raw_value(txn, _U64.pack(built.streams["carol"]))
-            txn.put(_U64.pack(built.streams["bob"]), row.replace(b'"carol"', b'"bob"'))
+            txn.put(bob, raw_value(txn, _U64.pack(built.streams["carol"]))[:8] + bob)
         self.check(built, "bob")
 
     def test_orphan_catalog_entry(self, built):
-        """A catalog row for a stream that has no events is reported, naming that stream."""
+        """A catalog entry for a stream that has no events is reported, naming that stream."""
         with editing(built.path, b"catalog.sessions") as txn:
             txn.put(_U64.pack(999), raw_value(txn, _U64.pack(built.streams["carol"])))
         report = reverify(built)
