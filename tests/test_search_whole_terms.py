@@ -11,15 +11,17 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pyroaring import BitMap
 
 from eventstore import ChatMessage, SessionStore, StoreCorrupted
 from eventstore.storage import MemoryStorage, ReadTransaction, WriteTransaction
 from projections.search import formats
 from projections.search import queries as search_queries
+from projections.search.formats.arrays import packed_u16s
 from projections.search.formats.keys import id_key, whole_head
-from projections.search.formats.maps import MAP_SHIFT, mapped_size
+from projections.search.formats.maps import JOINED_BLOCKS, MAP_SHIFT, mapped_size
 from projections.search.formats.summaries import LAST_TAG
-from projections.search.formats.wholes import Whole, stored_whole
+from projections.search.formats.wholes import Whole, stored_whole, whole_end, whole_value
 from projections.search.index import SearchIndex
 from projections.search.planning import plan_query
 from projections.search.reader import IndexReader
@@ -223,6 +225,24 @@ def test_an_index_of_code_version_7_is_rebuilt_with_narrow_heads(store_path: Pat
             assert {tid: reader.head(tid) for tid in heads} == heads
         assert store.verify().ok
         assert [search(store, f"{one} {other}", 5) for one in WORDS for other in WORDS if one < other] == before
+
+
+def test_a_head_holds_the_greatest_block_number_and_count_a_term_stored_whole_can_have(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The last block a term stored whole may have (``JOINED_BLOCKS - 1``) full of sessions, at the stored block
+    size, comes back from its head as it went in: its number, its count and its sessions, and where a later
+    session joins it."""
+    monkeypatch.setattr(formats, "BLOCK_BITS", 12)
+    full = 1 << formats.BLOCK_BITS
+    last = JOINED_BLOCKS - 1
+    head = whole_value(full + 1, [3, last], [1, full],
+                       [(packed_u16s([5]), b"\x01", b"\x00"), (packed_u16s(range(full)), bytes(full), bytes(full))],
+                       BitMap())
+    whole = Whole(head)
+    assert whole.block_sizes() == [(3, 1), (last, full)]
+    assert whole_end(head) == ((3, last), full, full - 1)
+    assert whole._all_sids().tolist() == [3 << formats.BLOCK_BITS | 5, *range(last << formats.BLOCK_BITS,
+                                                                               (last + 1) << formats.BLOCK_BITS)]
 
 
 def test_a_damaged_head_of_a_term_stored_whole_is_reported(store_path: Path) -> None:
