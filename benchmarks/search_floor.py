@@ -214,9 +214,9 @@ def decoded(reads: Reads) -> list[Term]:
             counts: npt.NDArray[np.uint32] | list[int] = sizes
         else:
             df, _, blocks_held, n, _ = WHOLE_HEAD.unpack_from(head)
-            numbers = np.frombuffer(head, dtype="<u4", count=blocks_held, offset=WHOLE_HEAD.size)
-            counts = np.frombuffer(head, dtype="<u4", count=blocks_held, offset=WHOLE_HEAD.size + 4 * blocks_held)
-            at = WHOLE_HEAD.size + 8 * blocks_held
+            numbers = np.frombuffer(head, dtype="<u2", count=blocks_held, offset=WHOLE_HEAD.size)
+            counts = np.frombuffer(head, dtype="<u2", count=blocks_held, offset=WHOLE_HEAD.size + 2 * blocks_held)
+            at = WHOLE_HEAD.size + 4 * blocks_held
             offsets = np.frombuffer(head, dtype="<u2", count=n, offset=at)
             levels = np.frombuffer(head, dtype=np.uint8, count=n, offset=at + 2 * n)
             tags = np.frombuffer(head, dtype=np.uint8, count=n, offset=at + 3 * n)

@@ -348,8 +348,8 @@ def test_a_head_naming_a_block_past_the_joined_keys_is_reported_not_crashed(dama
     bits) is reported by ``verify``, and a query of its term raises ``StoreCorrupted``; neither crashes the process
     (pyroaring does, on a range past 32 bits)."""
     count = len(Whole(damaged.head).block_numbers())
-    at = 20 + 4 * (count - 1)  # the last block's number (``wholes._HEAD``, then the numbers)
-    damaged.put_head(damaged.head[:at] + struct.pack("<I", JOINED_BLOCKS + 2) + damaged.head[at + 4:])
+    at = 20 + 2 * (count - 1)  # the last block's number (``wholes._HEAD``, then the numbers, u16 each)
+    damaged.put_head(damaged.head[:at] + struct.pack("<H", JOINED_BLOCKS + 2) + damaged.head[at + 2:])
     assert not damaged.store.verify().ok
     with pytest.raises(StoreCorrupted):
         damaged.store.search(SessionQuery("amber basil", 3))
@@ -360,7 +360,7 @@ def test_a_session_offset_past_its_block_is_reported_in_either_form(damaged: Dam
     offset), so its entries match the log: ``verify`` reports it from the offsets themselves, whole or in blocks."""
     spaces, tid, whole = damaged.spaces, damaged.tid, Whole(damaged.head)
     number = whole.block_numbers()[1]
-    first = 20 + 8 * len(whole.block_numbers()) + 2 * whole.counts(0, 1)[0]  # block 1's first offset
+    first = 20 + 4 * len(whole.block_numbers()) + 2 * whole.counts(0, 1)[0]  # block 1's first offset
     damaged.put_head(damaged.head[:first] + bytes([damaged.head[first] | 1 << formats.BLOCK_BITS])
                      + damaged.head[first + 1:])
     assert [problem for problem in damaged.store.verify().problems if "out of order" in problem]

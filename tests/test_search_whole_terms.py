@@ -5,20 +5,24 @@ joined keys are those it finds a block at a time; an index of the version before
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pyroaring import BitMap
 
-from eventstore import ChatMessage, SessionStore
+from eventstore import ChatMessage, SessionStore, StoreCorrupted
 from eventstore.storage import MemoryStorage, ReadTransaction, WriteTransaction
 from projections.search import formats
 from projections.search import queries as search_queries
-from projections.search.formats.keys import id_key
-from projections.search.formats.maps import MAP_SHIFT, mapped_size
+from projections.search.formats.arrays import packed_u16s
+from projections.search.formats.keys import id_key, whole_head
+from projections.search.formats.maps import JOINED_BLOCKS, MAP_SHIFT, mapped_size
 from projections.search.formats.summaries import LAST_TAG
-from projections.search.formats.wholes import Whole, stored_whole
+from projections.search.formats.wholes import Whole, stored_whole, whole_end, whole_value
+from projections.search.index import SearchIndex
 from projections.search.planning import plan_query
 from projections.search.reader import IndexReader
 from projections.search.tokenizer import parse_query, tokenize
@@ -168,7 +172,7 @@ def test_an_index_of_code_version_6_is_rebuilt_with_terms_stored_whole(store_pat
             assert txn.count(spaces.blocks) and txn.count(spaces.maps)
     monkeypatch.setattr(formats, "WHOLE_UP_TO", 12)
     with SessionStore(store_path) as store:
-        assert store.stats().checkpoints["search"].code_version == 7
+        assert store.stats().checkpoints["search"].code_version == SearchIndex.code_version
         with store._environment.read() as txn:
             reader = store._search_index.reader(txn)
             rare = reader.tid("rare")
@@ -179,6 +183,66 @@ def test_an_index_of_code_version_6_is_rebuilt_with_terms_stored_whole(store_pat
             assert {tid for _, tid in reader.stored_blocks()} == in_blocks
         assert store.verify().ok
         assert [search(store, f"{one} {other}", 5) for one in WORDS for other in WORDS if one < other] == before
+
+
+def _as_version_7(head: bytes) -> bytes:
+    """A head stored whole as code version 7 laid it out: its block numbers and their session counts u32 each."""
+    blocks = struct.unpack_from("<I", head, 8)[0]
+    narrow = struct.unpack_from(f"<{2 * blocks}H", head, 20)
+    return head[:20] + struct.pack(f"<{2 * blocks}I", *narrow) + head[20 + 4 * blocks:]
+
+
+def test_an_index_of_code_version_7_is_rebuilt_with_narrow_heads(store_path: Path) -> None:
+    """A store whose heads stored whole version 7 wrote (block numbers and counts u32 each), which this code cannot
+    read, rebuilds its index when opened: the heads are then those this code writes, and it verifies and ranks as
+    before."""
+    with SessionStore(store_path) as store:
+        for number in range(10):
+            store.append_many(f"s{number}", [ChatMessage.user(f"{WORDS[number % 5]} {WORDS[(number + 2) % 5]} rare"),
+                                             ChatMessage.user(WORDS[number % 3])])
+        store.catch_up()
+        before = [search(store, f"{one} {other}", 5) for one in WORDS for other in WORDS if one < other]
+        spaces = store._search_index._spaces
+        with store._environment.read() as txn:
+            reader = store._search_index.reader(txn)
+            heads = {tid: bytes(head) for _, tid in reader.stored_terms()
+                     if (head := reader.head(tid)) is not None and whole_head(head)}
+        assert any(len(Whole(head).block_numbers()) > 1 for head in heads.values())
+
+        def widen(txn: WriteTransaction) -> None:
+            for tid, head in heads.items():
+                txn.put(spaces.summary, id_key(tid), _as_version_7(head))
+
+        store._environment.write(widen)
+        as_search_code(store, 7)
+    for head in heads.values():
+        with pytest.raises(StoreCorrupted):
+            Whole(_as_version_7(head))
+    with SessionStore(store_path) as store:
+        assert store.stats().checkpoints["search"].code_version == SearchIndex.code_version == 8
+        with store._environment.read() as txn:
+            reader = store._search_index.reader(txn)
+            assert {tid: reader.head(tid) for tid in heads} == heads
+        assert store.verify().ok
+        assert [search(store, f"{one} {other}", 5) for one in WORDS for other in WORDS if one < other] == before
+
+
+def test_a_head_holds_the_greatest_block_number_and_count_a_term_stored_whole_can_have(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The last block a term stored whole may have (``JOINED_BLOCKS - 1``) full of sessions, at the stored block
+    size, comes back from its head as it went in: its number, its count and its sessions, and where a later
+    session joins it."""
+    monkeypatch.setattr(formats, "BLOCK_BITS", 12)
+    full = 1 << formats.BLOCK_BITS
+    last = JOINED_BLOCKS - 1
+    head = whole_value(full + 1, [3, last], [1, full],
+                       [(packed_u16s([5]), b"\x01", b"\x00"), (packed_u16s(range(full)), bytes(full), bytes(full))],
+                       BitMap())
+    whole = Whole(head)
+    assert whole.block_sizes() == [(3, 1), (last, full)]
+    assert whole_end(head) == ((3, last), full, full - 1)
+    assert whole._all_sids().tolist() == [3 << formats.BLOCK_BITS | 5, *range(last << formats.BLOCK_BITS,
+                                                                               (last + 1) << formats.BLOCK_BITS)]
 
 
 def test_a_damaged_head_of_a_term_stored_whole_is_reported(store_path: Path) -> None:

@@ -74,8 +74,9 @@ class SearchIndex:
     #: maps of the terms' blocks of ``MAP_FROM`` to ``MAP_UP_TO`` sessions (``search.maps``). 6: message maps in
     #: every block of ``MAP_FROM`` sessions or more, their repeated messages (``search.repeats``) and the blocks'
     #: messages by level (``search.levels``). 7: a term in at most ``WHOLE_UP_TO`` messages stored whole, its blocks'
-    #: summaries and message maps in its head (``formats.wholes``).
-    code_version = 7
+    #: summaries and message maps in its head (``formats.wholes``). 8: a head stored whole keeps its block numbers and
+    #: their session counts in two bytes each.
+    code_version = 8
     #: The events whose payloads ``fold`` reads: those that edit the message list (the others are not decoded).
     payload_types = frozenset(kind.type_name for kind, edit in EDIT_KINDS.items() if edit is not None)
 

@@ -18,7 +18,7 @@ from pyroaring import BitMap
 from eventstore._errors import StoreCorrupted
 
 from .. import formats
-from .arrays import U32, packed_u32s, u32_array
+from .arrays import packed_u16s, u32_array
 from .keys import WHOLE_MARK
 from .maps import JOINED_BLOCKS, JOINED_SHIFT, MAP_SHIFT, map_of_value, map_value, mapped_size
 from .summaries import LAST_TAG, SPREAD, Block, Summary, joined_sids, summary_extend
@@ -28,12 +28,14 @@ __all__ = ["Whole", "block_keys", "stored_whole", "whole_end", "whole_extended",
 # The head of a term stored whole:
 #   head      u32 message count, u32 WHOLE_MARK (no block has that number), u32 blocks (b), u32 sessions (n),
 #             u32 bytes of the keys
-#   numbers   b × u32: the blocks, ascending
-#   counts    b × u32: the sessions in each
+#   numbers   b × u16: the blocks, ascending (below ``JOINED_BLOCKS``, 8,192, as ``stored_whole`` asks)
+#   counts    b × u16: the sessions in each (at most ``1 << BLOCK_BITS``, 4,096)
 #   offsets   n × u16: the sessions (offsets in their block), block by block, ascending
 #   best      n bytes: the best level of each session
 #   tags      n bytes: the tag of each session
 #   keys      a serialized bitmap of the blocks' message maps (``maps.mapped``), joined: ``block << JOINED_SHIFT | key``
+# The head keeps u32 fields: the first two are read as any term's head is (``keys.whole_head``), and narrower others
+# would save 4 bytes a term, little beside its blocks', but bound its sessions and its keys' bytes below 65,536.
 # A block's summary is ``summary_extend``'s of its columns, and its map the keys of its range: what the term stored
 # in blocks would hold, so the writer and the checks read either form alike.
 _HEAD = struct.Struct("<IIIII")
@@ -70,7 +72,7 @@ def whole_value(df: int, numbers: Sequence[int], counts: Sequence[int], columns:
                 keys: BitMap) -> bytes:
     """The head of a term stored whole from its message count, its blocks (ascending) and their sessions, the
     columns of runs of them in order ``(offsets, best levels, tags)``, and their joined keys (``block_keys``)."""
-    return _whole_bytes(df, len(numbers), sum(counts), packed_u32s(numbers) + packed_u32s(counts), columns,
+    return _whole_bytes(df, len(numbers), sum(counts), packed_u16s(numbers) + packed_u16s(counts), columns,
                         map_value(keys) if keys else _no_keys())
 
 
@@ -91,8 +93,8 @@ def whole_extended(raw: bytes, df: int, numbers: Sequence[int], counts: Sequence
     into its own one after the other, as the writer's general path ORs them into each block's map. Its keys are
     copied as they are when none are gained."""
     blocks, n, at = _sizes(raw)
-    counts_at = _HEAD.size + 4 * blocks
-    kept = blocks - (numbers[0] == U32.unpack_from(raw, counts_at - 4)[0])  # its last block extended: counted anew
+    counts_at = _HEAD.size + 2 * blocks
+    kept = blocks - (numbers[0] == _U16.unpack_from(raw, counts_at - 2)[0])  # its last block extended: counted anew
     joined = raw[at + 4 * n:]
     if keys:
         found = map_of_value(joined, joined=True)
@@ -100,15 +102,15 @@ def whole_extended(raw: bytes, df: int, numbers: Sequence[int], counts: Sequence
             found |= gained
         joined = map_value(found)
     stored = raw[at:at + 2 * n], raw[at + 2 * n:at + 3 * n], raw[at + 3 * n:at + 4 * n]
-    blocks_then = raw[_HEAD.size:_HEAD.size + 4 * kept] + packed_u32s(numbers)
-    counts_then = raw[counts_at:counts_at + 4 * kept] + packed_u32s(counts)
+    blocks_then = raw[_HEAD.size:_HEAD.size + 2 * kept] + packed_u16s(numbers)
+    counts_then = raw[counts_at:counts_at + 2 * kept] + packed_u16s(counts)
     return _whole_bytes(df, kept + len(numbers), n + len(columns[1]), blocks_then + counts_then, [stored, columns],
                         joined)
 
 
 def _whole_bytes(df: int, blocks: int, sessions: int, numbers: bytes, columns: Sequence[tuple[bytes, bytes, bytes]],
                  joined: bytes) -> bytes:
-    """The head of a term stored whole from its parts: its ``blocks`` numbers then their sessions (``numbers``, u32
+    """The head of a term stored whole from its parts: its ``blocks`` numbers then their sessions (``numbers``, u16
     each), its columns' runs, its joined keys serialized (``joined``)."""
     parts = [_HEAD.pack(df, WHOLE_MARK, blocks, sessions, len(joined)), numbers]
     parts += [offsets for offsets, _, _ in columns]
@@ -123,7 +125,7 @@ def _sizes(raw: bytes) -> tuple[int, int, int]:
     if len(raw) < _HEAD.size:
         raise StoreCorrupted("the search index is damaged: a term's head has the wrong size")
     _, mark, count, n, keys = _HEAD.unpack_from(raw)
-    at = _HEAD.size + 8 * count
+    at = _HEAD.size + 4 * count
     if mark != WHOLE_MARK or not count or len(raw) != at + 4 * n + keys:
         raise StoreCorrupted("the search index is damaged: a term's head has the wrong size")
     return count, n, at
@@ -133,8 +135,8 @@ def _layout(raw: bytes) -> tuple[tuple[int, ...], tuple[int, ...], int, int]:
     """The blocks of a head stored whole (ascending), the sessions in each, where its offsets start and how many
     sessions it holds, checked against its size and one another."""
     count, n, at = _sizes(raw)
-    numbers: tuple[int, ...] = struct.unpack_from(f"<{count}I", raw, _HEAD.size)
-    counts: tuple[int, ...] = struct.unpack_from(f"<{count}I", raw, _HEAD.size + 4 * count)
+    numbers: tuple[int, ...] = struct.unpack_from(f"<{count}H", raw, _HEAD.size)
+    counts: tuple[int, ...] = struct.unpack_from(f"<{count}H", raw, _HEAD.size + 2 * count)
     if sum(counts) != n or not all(map(lt, numbers, numbers[1:])) or 0 in counts:
         raise StoreCorrupted("the search index is damaged: a term's blocks are out of order")
     if numbers[-1] >= JOINED_BLOCKS:  # its keys would not fit 32 bits (and pyroaring crashes past them)
