@@ -1,4 +1,5 @@
-"""Findings of a review of the restructured store: each test failed before its fix."""
+"""Snippets that follow the query's bound, read commands on a store of the version before, and crafted events files
+refused as bad files: each test failed before its fix."""
 
 from __future__ import annotations
 
