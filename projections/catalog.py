@@ -366,6 +366,11 @@ class Catalog:
             entries["keys"].append(_keys_entry(head, activity_key))
             if (running_key := self._running_key(stream_id, head)) is not None:
                 entries["running"].append((running_key, b""))
+        written = {name: sorted(pairs) for name, pairs in entries.items()}
+        # Only damage makes two rows name one key; checked before anything is cleared, so the rebuild starts clean.
+        keys = written["keys"]
+        if any(one[0] == other[0] for one, other in itertools.pairwise(keys)):
+            raise StoreCorrupted("the session catalog is damaged: two sessions' rows name one session key")
         # Written again from the rows, not over them: a row whose last activity or turn start was changed has its
         # earlier form under another key, which the listings and stuck-turn checks would go on reading. Appended in
         # key order, each space's pages end full (rows shrunk in place would leave ``catalog.sessions``' pages a
@@ -373,7 +378,7 @@ class Catalog:
         for name, space in (("sessions", self._sessions), ("activity", self._activity), ("keys", self._keys),
                             ("running", self._running)):
             txn.clear(space)
-            txn.append_many(space, sorted(entries[name]))
+            txn.append_many(space, written[name])
         return True
 
     def clear(self, txn: WriteTransaction) -> None:
