@@ -360,11 +360,15 @@ class Catalog:
         for raw_id, old_row in txn.scan(self._sessions):
             stream_id = unpack_stored(_ID, raw_id, "a key of the session catalog")[0]
             head = old_head(old_row)
-            activity_key = self._activity_key(stream_id, head)
+            try:
+                activity_key, running_key = self._activity_key(stream_id, head), self._running_key(stream_id, head)
+            except struct.error:  # a time before 1970 or after 2554, which no command's position could hold
+                raise StoreCorrupted(f"the session catalog is damaged: the row of stream {stream_id} holds a time no "
+                                     "position holds") from None
             entries["sessions"].append((raw_id, activity_key))
             entries["activity"].append((activity_key, _encode_head(head)))
             entries["keys"].append(_keys_entry(head, activity_key))
-            if (running_key := self._running_key(stream_id, head)) is not None:
+            if running_key is not None:
                 entries["running"].append((running_key, b""))
         written = {name: sorted(pairs) for name, pairs in entries.items()}
         # Only damage makes two rows name one key; checked before anything is cleared, so the rebuild starts clean.
