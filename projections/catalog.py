@@ -362,12 +362,13 @@ class Catalog:
             head = old_head(old_row)
             try:
                 activity_key, running_key = self._activity_key(stream_id, head), self._running_key(stream_id, head)
-            except struct.error:  # a time before 1970 or after 2554, which no command's position could hold
-                raise StoreCorrupted(f"the session catalog is damaged: the row of stream {stream_id} holds a time no "
-                                     "position holds") from None
+                keys_entry = _keys_entry(head, activity_key)
+            except struct.error:  # no command records a time before 1970, or a negative version or count
+                raise StoreCorrupted(f"the session catalog is damaged: the row of stream {stream_id} holds a time or "
+                                     "a number out of range") from None
             entries["sessions"].append((raw_id, activity_key))
             entries["activity"].append((activity_key, _encode_head(head)))
-            entries["keys"].append(_keys_entry(head, activity_key))
+            entries["keys"].append(keys_entry)
             if running_key is not None:
                 entries["running"].append((running_key, b""))
         written = {name: sorted(pairs) for name, pairs in entries.items()}

@@ -52,6 +52,7 @@ def test_an_earlier_catalog_with_a_changed_row_lists_what_the_log_says(store_pat
 UNPLACEABLE_ROWS = {
     "the_first_sessions_key": lambda row: row.replace(b'"tg:2"', b'"tg:1"'),
     "times_before_1970": lambda row: row.replace(b'"2026-', b'"1969-'),
+    "a_negative_count": lambda row: row.replace(b'",1,', b'",-1,').replace(b',1]', b',-1]'),
 }
 
 
@@ -59,9 +60,10 @@ UNPLACEABLE_ROWS = {
 @pytest.mark.parametrize("change", UNPLACEABLE_ROWS.values(), ids=UNPLACEABLE_ROWS.keys())
 def test_an_earlier_catalog_whose_row_has_no_place_is_rebuilt(store_path: Path, clock: FakeClock, version: int,
                                                               change: Callable[[bytes], bytes]) -> None:
-    """A row that names another session's key, or holds times before the epoch (which no position holds), is
-    damage that a conversion cannot write: the store opens with its catalog rebuilt from the log, rather than
-    failing to open (``ValueError`` from the appends in key order, ``struct.error`` from the position)."""
+    """A row that names another session's key, or holds times before the epoch or a negative message count (which
+    no entry holds), is damage that a conversion cannot write: the store opens with its catalog rebuilt from the
+    log, rather than failing to open (``ValueError`` from the appends in key order, ``struct.error`` from the
+    position or the key entry)."""
     with SessionStore(store_path, clock=clock) as store:
         for key in ("tg:1", "tg:2"):
             store.append(key, ChatMessage.user(key))
