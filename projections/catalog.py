@@ -87,6 +87,8 @@ def _moment(text: str | None) -> datetime | None:
 _FIELDS = ("key", "name", "created", "last_activity", "count", "version", "state", "turn_id", "turn_started")
 _WIDTH = len(_FIELDS)
 _TEXT_OR_NULL = frozenset({str, type(None)})
+#: The versions and message counts a key index entry holds (``_COUNTS``).
+_UNSIGNED = range(2**64)
 
 
 def _head_to_row(head: SessionHead) -> list[Any]:
@@ -100,10 +102,14 @@ def _head_to_row(head: SessionHead) -> list[Any]:
 
 def _head_from_row(row: Sequence[Any]) -> SessionHead:
     key, name, created, last, count, version, state, turn_id, started = row
-    # A field of another type is damage, said here rather than as a traceback further on.
+    # A field of another type, or a number no key index entry holds, is damage, said here rather than as a
+    # traceback further on.
     if not (type(key) is type(created) is type(last) is str and type(count) is type(version) is int
             and set(map(type, (name, state, turn_id, started))) <= _TEXT_OR_NULL):
         raise StoreCorrupted("the session catalog is damaged: a row's field is not of its type")
+    if count not in _UNSIGNED or version not in _UNSIGNED:
+        raise StoreCorrupted(f"the session catalog is damaged: session {key!r} has version {version} and "
+                             f"{count} messages")
     run_state = None if state is None else SessionState(state, turn_id, _moment(started))
     return SessionHead(key, version, True, name, run_state, _moment(created), _moment(last), count)
 
@@ -362,13 +368,12 @@ class Catalog:
             head = old_head(old_row)
             try:
                 activity_key, running_key = self._activity_key(stream_id, head), self._running_key(stream_id, head)
-                keys_entry = _keys_entry(head, activity_key)
-            except struct.error:  # no command records a time before 1970, or a negative version or count
-                raise StoreCorrupted(f"the session catalog is damaged: the row of stream {stream_id} holds a time or "
-                                     "a number out of range") from None
+            except struct.error:  # a time before 1970, which no command records and no position holds
+                raise StoreCorrupted(f"the session catalog is damaged: the row of stream {stream_id} holds a time no "
+                                     "position holds") from None
             entries["sessions"].append((raw_id, activity_key))
             entries["activity"].append((activity_key, _encode_head(head)))
-            entries["keys"].append(keys_entry)
+            entries["keys"].append(_keys_entry(head, activity_key))
             if running_key is not None:
                 entries["running"].append((running_key, b""))
         written = {name: sorted(pairs) for name, pairs in entries.items()}
