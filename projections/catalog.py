@@ -87,6 +87,8 @@ def _moment(text: str | None) -> datetime | None:
 _FIELDS = ("key", "name", "created", "last_activity", "count", "version", "state", "turn_id", "turn_started")
 _WIDTH = len(_FIELDS)
 _TEXT_OR_NULL = frozenset({str, type(None)})
+#: The versions and message counts a key index entry holds (``_COUNTS``).
+_UNSIGNED = range(2**64)
 
 
 def _head_to_row(head: SessionHead) -> list[Any]:
@@ -100,10 +102,14 @@ def _head_to_row(head: SessionHead) -> list[Any]:
 
 def _head_from_row(row: Sequence[Any]) -> SessionHead:
     key, name, created, last, count, version, state, turn_id, started = row
-    # A field of another type is damage, said here rather than as a traceback further on.
+    # A field of another type, or a number no key index entry holds, is damage, said here rather than as a
+    # traceback further on.
     if not (type(key) is type(created) is type(last) is str and type(count) is type(version) is int
             and set(map(type, (name, state, turn_id, started))) <= _TEXT_OR_NULL):
         raise StoreCorrupted("the session catalog is damaged: a row's field is not of its type")
+    if count not in _UNSIGNED or version not in _UNSIGNED:
+        raise StoreCorrupted(f"the session catalog is damaged: session {key!r} has version {version} and "
+                             f"{count} messages")
     run_state = None if state is None else SessionState(state, turn_id, _moment(started))
     return SessionHead(key, version, True, name, run_state, _moment(created), _moment(last), count)
 
@@ -360,12 +366,21 @@ class Catalog:
         for raw_id, old_row in txn.scan(self._sessions):
             stream_id = unpack_stored(_ID, raw_id, "a key of the session catalog")[0]
             head = old_head(old_row)
-            activity_key = self._activity_key(stream_id, head)
+            try:
+                activity_key, running_key = self._activity_key(stream_id, head), self._running_key(stream_id, head)
+            except struct.error:  # a time before 1970, which no command records and no position holds
+                raise StoreCorrupted(f"the session catalog is damaged: the row of stream {stream_id} holds a time no "
+                                     "position holds") from None
             entries["sessions"].append((raw_id, activity_key))
             entries["activity"].append((activity_key, _encode_head(head)))
             entries["keys"].append(_keys_entry(head, activity_key))
-            if (running_key := self._running_key(stream_id, head)) is not None:
+            if running_key is not None:
                 entries["running"].append((running_key, b""))
+        written = {name: sorted(pairs) for name, pairs in entries.items()}
+        # Only damage makes two rows name one key; checked before anything is cleared, so the rebuild starts clean.
+        keys = written["keys"]
+        if any(one[0] == other[0] for one, other in itertools.pairwise(keys)):
+            raise StoreCorrupted("the session catalog is damaged: two sessions' rows name one session key")
         # Written again from the rows, not over them: a row whose last activity or turn start was changed has its
         # earlier form under another key, which the listings and stuck-turn checks would go on reading. Appended in
         # key order, each space's pages end full (rows shrunk in place would leave ``catalog.sessions``' pages a
@@ -373,7 +388,7 @@ class Catalog:
         for name, space in (("sessions", self._sessions), ("activity", self._activity), ("keys", self._keys),
                             ("running", self._running)):
             txn.clear(space)
-            txn.append_many(space, sorted(entries[name]))
+            txn.append_many(space, written[name])
         return True
 
     def clear(self, txn: WriteTransaction) -> None:
