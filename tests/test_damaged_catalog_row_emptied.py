@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from eventstore import ChatMessage, SessionStore, StoreCorrupted
+from eventstore import ChatMessage, RecordedEvent, SessionMetadata, SessionStore, StoreCorrupted
 from projections.catalog import _keys_entry
 
 from _damage import change_value
@@ -24,14 +24,18 @@ COMMANDS: dict[str, Callable[[SessionStore], object]] = {
 }
 
 
-@pytest.mark.parametrize("command", sorted(COMMANDS))
-def test_an_emptied_catalog_position_is_damage(tmp_path: Path, command: str) -> None:
-    path = tmp_path / "store"
+def _two_sessions(path: Path) -> tuple[list[RecordedEvent], SessionMetadata | None, SessionMetadata | None]:
+    """A store at ``path`` of sessions "a" and "b": a's history and metadata, and b's metadata."""
     with SessionStore(path, durable=False) as store:
         store.append_many("a", [ChatMessage.user("alpha"), ChatMessage.user("beta")])
         store.append("b", ChatMessage.user("gamma"))
-        history = store.history("a")
-        metadata = store.get_session_metadata("a")
+        return store.history("a"), store.get_session_metadata("a"), store.get_session_metadata("b")
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_an_emptied_catalog_position_is_damage(tmp_path: Path, command: str) -> None:
+    path = tmp_path / "store"
+    history, metadata, _ = _two_sessions(path)
     change_value(path, b"catalog.sessions", struct.pack(">Q", 1), lambda _: b"")
     with SessionStore(path, durable=False) as store:
         with pytest.raises(StoreCorrupted, match="catalog"):
@@ -57,12 +61,7 @@ def test_an_emptied_catalog_row_is_damage(tmp_path: Path, command: str) -> None:
     """The row itself emptied (``catalog.activity``, where each row is kept once): every read of that session's
     head or metadata says so; its messages and the other session stay readable."""
     path = tmp_path / "store"
-    with SessionStore(path, durable=False) as store:
-        store.append_many("a", [ChatMessage.user("alpha"), ChatMessage.user("beta")])
-        store.append("b", ChatMessage.user("gamma"))
-        history = store.history("a")
-        metadata = store.get_session_metadata("a")
-        other = store.get_session_metadata("b")
+    history, metadata, other = _two_sessions(path)
     change_value(path, b"catalog.activity", _position_of(path, "a"), lambda _: b"")
     with SessionStore(path, durable=False) as store:
         with pytest.raises(StoreCorrupted, match="catalog"):

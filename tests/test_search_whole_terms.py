@@ -155,17 +155,27 @@ def test_the_joined_keys_find_the_shared_sessions_found_a_block_at_a_time(
         assert ReferenceSearch(store).search(keyword, 5) == search(store, keyword, 5)
 
 
+def _pairs_searched(store: SessionStore) -> list[list[str]]:
+    """The results of a 2-word search of every pair of ``WORDS``."""
+    return [search(store, f"{one} {other}", 5) for one in WORDS for other in WORDS if one < other]
+
+
+def _ten_sessions_searched(store: SessionStore) -> list[list[str]]:
+    """Ten sessions of ``WORDS`` and a rare word appended and indexed; ``_pairs_searched`` of them."""
+    for number in range(10):
+        store.append_many(f"s{number}", [ChatMessage.user(f"{WORDS[number % 5]} {WORDS[(number + 2) % 5]} rare"),
+                                         ChatMessage.user(WORDS[number % 3])])
+    store.catch_up()
+    return _pairs_searched(store)
+
+
 def test_an_index_of_code_version_6_is_rebuilt_with_terms_stored_whole(store_path: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """A store whose index version 6 wrote (every term in blocks) rebuilds it when opened: its rare terms are then
     stored whole, nothing of them in the blocks' spaces, and it verifies and ranks as before."""
     monkeypatch.setattr(formats, "WHOLE_UP_TO", 0)  # what version 6 stored
     with SessionStore(store_path) as store:
-        for number in range(10):
-            store.append_many(f"s{number}", [ChatMessage.user(f"{WORDS[number % 5]} {WORDS[(number + 2) % 5]} rare"),
-                                             ChatMessage.user(WORDS[number % 3])])
-        store.catch_up()
-        before = [search(store, f"{one} {other}", 5) for one in WORDS for other in WORDS if one < other]
+        before = _ten_sessions_searched(store)
         spaces = store._search_index._spaces
         as_search_code(store, 6)
         with store._environment.read() as txn:
@@ -182,7 +192,7 @@ def test_an_index_of_code_version_6_is_rebuilt_with_terms_stored_whole(store_pat
             in_blocks = {tid for _, tid in reader.stored_terms() if reader.blocks_apart(tid)}
             assert {tid for _, tid in reader.stored_blocks()} == in_blocks
         assert store.verify().ok
-        assert [search(store, f"{one} {other}", 5) for one in WORDS for other in WORDS if one < other] == before
+        assert _pairs_searched(store) == before
 
 
 def _as_version_7(head: bytes) -> bytes:
@@ -197,11 +207,7 @@ def test_an_index_of_code_version_7_is_rebuilt_with_narrow_heads(store_path: Pat
     read, rebuilds its index when opened: the heads are then those this code writes, and it verifies and ranks as
     before."""
     with SessionStore(store_path) as store:
-        for number in range(10):
-            store.append_many(f"s{number}", [ChatMessage.user(f"{WORDS[number % 5]} {WORDS[(number + 2) % 5]} rare"),
-                                             ChatMessage.user(WORDS[number % 3])])
-        store.catch_up()
-        before = [search(store, f"{one} {other}", 5) for one in WORDS for other in WORDS if one < other]
+        before = _ten_sessions_searched(store)
         spaces = store._search_index._spaces
         with store._environment.read() as txn:
             reader = store._search_index.reader(txn)
@@ -224,7 +230,7 @@ def test_an_index_of_code_version_7_is_rebuilt_with_narrow_heads(store_path: Pat
             reader = store._search_index.reader(txn)
             assert {tid: reader.head(tid) for tid in heads} == heads
         assert store.verify().ok
-        assert [search(store, f"{one} {other}", 5) for one in WORDS for other in WORDS if one < other] == before
+        assert _pairs_searched(store) == before
 
 
 def test_a_head_holds_the_greatest_block_number_and_count_a_term_stored_whole_can_have(
