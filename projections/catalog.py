@@ -18,9 +18,9 @@ still sorts among the keys that share its start.
 A head row is its fields as JSON values separated by commas, without brackets
 (the listing's fields first): the rows of a listing joined by commas are one
 flat JSON array, decoded in one call without a list per row, and its columns
-are slices of it. Code version 3 kept each row as a JSON array in another
-order, and versions 3 and 4 a copy of it in ``catalog.sessions`` and
-``catalog.keys``; ``upgrade`` rewrites such catalogs.
+are slices of it. Code versions 2 and 3 kept each row as a JSON array in
+another order, and versions 2 to 4 a copy of it in ``catalog.sessions`` (and,
+from version 3, in ``catalog.keys``); ``upgrade`` rewrites such catalogs.
 """
 
 from __future__ import annotations
