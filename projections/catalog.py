@@ -80,6 +80,8 @@ def _moment(text: str | None) -> datetime | None:
     moment = datetime.fromisoformat(text)
     if moment.tzinfo is not UTC:
         raise ValueError(f"stored time {text!r} is not in UTC")
+    if moment < _EPOCH:  # no command records one, and no position (µs since the epoch, unsigned) holds it
+        raise ValueError(f"stored time {text!r} is before 1970")
     return moment
 
 
@@ -87,6 +89,7 @@ def _moment(text: str | None) -> datetime | None:
 _FIELDS = ("key", "name", "created", "last_activity", "count", "version", "state", "turn_id", "turn_started")
 _WIDTH = len(_FIELDS)
 _TEXT_OR_NULL = frozenset({str, type(None)})
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: The versions and message counts a key index entry holds (``_COUNTS``).
 _UNSIGNED = range(2**64)
 
@@ -215,9 +218,13 @@ def _row_at(txn: ReadTransaction, activity: Space, position: Position) -> bytes:
     """The head row at ``position``, which an index entry named: it is there unless the catalog is damaged."""
     row = txn.get(activity, position)
     if row is None:
-        raise StoreCorrupted(f"the session catalog is damaged: stream {_TIME_ID.unpack(position)[1]}'s index entry "
-                             "names a position with no row")
+        raise _no_row(position)
     return row
+
+
+def _no_row(position: Position) -> StoreCorrupted:
+    return StoreCorrupted(f"the session catalog is damaged: stream {_TIME_ID.unpack(position)[1]}'s index entry "
+                          "names a position with no row")
 
 
 def _row_key(row: bytes) -> tuple[str, list[Any]]:
@@ -274,9 +281,8 @@ class SessionRows:
         missing = [position for position in positions if position not in rows]
         if missing:
             rows.update(self._txn.get_many(self._activity, missing))
-            for position in missing:
-                if position not in rows:
-                    _row_at(self._txn, self._activity, position)  # raises: the row is not there
+            if absent := [position for position in missing if position not in rows]:
+                raise _no_row(absent[0])
         return _metadata(rows[position] for position in positions)
 
 
@@ -366,11 +372,7 @@ class Catalog:
         for raw_id, old_row in txn.scan(self._sessions):
             stream_id = unpack_stored(_ID, raw_id, "a key of the session catalog")[0]
             head = old_head(old_row)
-            try:
-                activity_key, running_key = self._activity_key(stream_id, head), self._running_key(stream_id, head)
-            except struct.error:  # a time before 1970, which no command records and no position holds
-                raise StoreCorrupted(f"the session catalog is damaged: the row of stream {stream_id} holds a time no "
-                                     "position holds") from None
+            activity_key, running_key = self._activity_key(stream_id, head), self._running_key(stream_id, head)
             entries["sessions"].append((raw_id, activity_key))
             entries["activity"].append((activity_key, _encode_head(head)))
             entries["keys"].append(_keys_entry(head, activity_key))
@@ -463,12 +465,17 @@ class Catalog:
                 found.append((position, _row_at(txn, self._activity, position)))
         return found
 
+    def _keyed_of(self, txn: ReadTransaction, key: str) -> tuple[Position, int, int] | None:
+        """The position, version and message count of the live session ``key``, or ``None``: one read."""
+        index_key = _key_index(key)
+        raw = txn.get(self._keys, index_key)
+        return None if raw is None else _keyed(index_key, raw)
+
     def _row_of_key(self, txn: ReadTransaction, key: str) -> bytes | None:
         """The head row of the live session ``key`` (not yet checked to be that session's), or ``None``: two
         reads."""
-        index_key = _key_index(key)
-        raw = txn.get(self._keys, index_key)
-        return None if raw is None else _row_at(txn, self._activity, _keyed(index_key, raw)[0])
+        keyed = self._keyed_of(txn, key)
+        return None if keyed is None else _row_at(txn, self._activity, keyed[0])
 
     def metadata_of_key(self, txn: ReadTransaction, key: str) -> SessionMetadata | None:
         """The metadata of the live session ``key``, or ``None``: decoded inline (a lookup per call is a hot path:
@@ -489,11 +496,10 @@ class Catalog:
     def stream_of_key(self, txn: ReadTransaction, key: str) -> tuple[int, int, int] | None:
         """The stream id, version and message count of the live session ``key``, or ``None``: one read (what a
         load needs before it reads the messages)."""
-        index_key = _key_index(key)
-        raw = txn.get(self._keys, index_key)
-        if raw is None:
+        keyed = self._keyed_of(txn, key)
+        if keyed is None:
             return None
-        position, version, count = _keyed(index_key, raw)
+        position, version, count = keyed
         return _TIME_ID.unpack(position)[1], version, count
 
     def head_of_key(self, txn: ReadTransaction, key: str) -> SessionHead | None:
