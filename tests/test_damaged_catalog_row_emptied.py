@@ -24,7 +24,16 @@ COMMANDS: dict[str, Callable[[SessionStore], object]] = {
 }
 
 
-def _two_sessions(path: Path) -> tuple[list[RecordedEvent], SessionMetadata | None, SessionMetadata | None]:
+def assert_catalog_repaired(store: SessionStore, metadata: SessionMetadata | None) -> None:
+    """``verify`` names the catalog alone, and its rebuild gives session "a" ``metadata`` again and verifies."""
+    report = store.verify()
+    assert not report.ok and report.damaged == {"catalog"}, report.problems
+    store.rebuild_projections(["catalog"])
+    assert store.get_session_metadata("a") == metadata
+    assert store.verify().ok
+
+
+def two_sessions(path: Path) -> tuple[list[RecordedEvent], SessionMetadata | None, SessionMetadata | None]:
     """A store at ``path`` of sessions "a" and "b": a's history and metadata, and b's metadata."""
     with SessionStore(path, durable=False) as store:
         store.append_many("a", [ChatMessage.user("alpha"), ChatMessage.user("beta")])
@@ -35,21 +44,17 @@ def _two_sessions(path: Path) -> tuple[list[RecordedEvent], SessionMetadata | No
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_an_emptied_catalog_position_is_damage(tmp_path: Path, command: str) -> None:
     path = tmp_path / "store"
-    history, metadata, _ = _two_sessions(path)
+    history, metadata, _ = two_sessions(path)
     change_value(path, b"catalog.sessions", struct.pack(">Q", 1), lambda _: b"")
     with SessionStore(path, durable=False) as store:
         with pytest.raises(StoreCorrupted, match="catalog"):
             COMMANDS[command](store)
         assert store.history("a") == history
         assert store.get_session_metadata("a") == metadata
-        report = store.verify()
-        assert not report.ok and report.damaged == {"catalog"}, report.problems
-        store.rebuild_projections(["catalog"])
-        assert store.get_session_metadata("a") == metadata
-        assert store.verify().ok
+        assert_catalog_repaired(store, metadata)
 
 
-def _position_of(path: Path, key: str) -> bytes:
+def position_of(path: Path, key: str) -> bytes:
     with SessionStore(path, readonly=True) as store, store._environment.read() as txn:
         entry = txn.get(store._catalog._keys, key.encode())
     assert entry is not None
@@ -61,8 +66,8 @@ def test_an_emptied_catalog_row_is_damage(tmp_path: Path, command: str) -> None:
     """The row itself emptied (``catalog.activity``, where each row is kept once): every read of that session's
     head or metadata says so; its messages and the other session stay readable."""
     path = tmp_path / "store"
-    history, metadata, other = _two_sessions(path)
-    change_value(path, b"catalog.activity", _position_of(path, "a"), lambda _: b"")
+    history, metadata, other = two_sessions(path)
+    change_value(path, b"catalog.activity", position_of(path, "a"), lambda _: b"")
     with SessionStore(path, durable=False) as store:
         with pytest.raises(StoreCorrupted, match="catalog"):
             COMMANDS[command](store)
@@ -70,11 +75,7 @@ def test_an_emptied_catalog_row_is_damage(tmp_path: Path, command: str) -> None:
             store.get_session_metadata("a")
         assert store.history("a") == history
         assert store.get_session_metadata("b") == other
-        report = store.verify()
-        assert not report.ok and report.damaged == {"catalog"}, report.problems
-        store.rebuild_projections(["catalog"])
-        assert store.get_session_metadata("a") == metadata
-        assert store.verify().ok
+        assert_catalog_repaired(store, metadata)
 
 
 def test_a_position_naming_no_row_is_damage(tmp_path: Path) -> None:
@@ -87,7 +88,7 @@ def test_a_position_naming_no_row_is_damage(tmp_path: Path) -> None:
         with store._environment.read() as txn:
             head = store._catalog.head_of_key(txn, "a")
     assert head is not None
-    position = _position_of(path, "a")
+    position = position_of(path, "a")
     moved = struct.pack(">Q", struct.unpack(">Q", position[:8])[0] + 1) + position[8:]
     change_value(path, b"catalog.keys", b"a", lambda _: _keys_entry(head, moved)[1])
     change_value(path, b"catalog.sessions", position[8:], lambda _: moved)

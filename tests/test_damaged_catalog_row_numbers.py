@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from eventstore import ChatMessage, SessionStore, StoreCorrupted
+from eventstore import SessionStore, StoreCorrupted
 
 from _damage import change_value
-from test_damaged_catalog_row_emptied import COMMANDS, _position_of
+from test_damaged_catalog_row_emptied import COMMANDS, assert_catalog_repaired, position_of, two_sessions
 
 #: A row's count and version follow its last activity (``projections.catalog._FIELDS``): both are 2 here.
 UNPLACEABLE: dict[str, Callable[[bytes], bytes]] = {
@@ -31,21 +31,15 @@ ALL_COMMANDS: dict[str, Callable[[SessionStore], object]] = {
 @pytest.mark.parametrize("command", sorted(ALL_COMMANDS))
 def test_a_number_or_time_no_entry_holds_in_a_catalog_row_is_damage(tmp_path: Path, command: str, field: str) -> None:
     path = tmp_path / "store"
-    with SessionStore(path, durable=False) as store:
-        store.append_many("a", [ChatMessage.user("alpha"), ChatMessage.user("beta")])
-        metadata = store.get_session_metadata("a")
+    _, metadata, _ = two_sessions(path)
 
     def changed(row: bytes) -> bytes:
         damaged = UNPLACEABLE[field](row)
         assert damaged != row
         return damaged
 
-    change_value(path, b"catalog.activity", _position_of(path, "a"), changed)
+    change_value(path, b"catalog.activity", position_of(path, "a"), changed)
     with SessionStore(path, durable=False) as store:
         with pytest.raises(StoreCorrupted, match="catalog"):
             ALL_COMMANDS[command](store)
-        report = store.verify()
-        assert not report.ok and report.damaged == {"catalog"}, report.problems
-        store.rebuild_projections(["catalog"])
-        assert store.get_session_metadata("a") == metadata
-        assert store.verify().ok
+        assert_catalog_repaired(store, metadata)
