@@ -248,8 +248,8 @@ class SessionRows:
 
     A search orders the sessions that tie on score by their last activity, which their positions hold, then
     returns its results' metadata: mostly the same sessions (most of a mid-frequency query's candidates tie), whose
-    positions are read once. The positions read together are checked together, in a few C calls: with a step of
-    Python a session, the checks cost a search more than the reads.
+    positions are read once. The positions read together are checked together, in a few C calls rather than a step
+    of Python a session.
     """
 
     __slots__ = ("_txn", "_sessions", "_activity", "_positions", "_rows")

@@ -641,7 +641,7 @@ def _sessions_sharing(view: IndexReader, plan: Plan) -> list[int]:
     opened_where_present = [opened & BitMap.union(BitMap(), *(summary.sid_map() for other, summary in
                                                               enumerate(summaries) if other != own))
                             for own, opened in enumerate(spread) if opened]
-    if len(found) < SHARED_IN_ARRAYS_FROM:  # a few sessions: a step each costs less than numpy's calls
+    if len(found) + sum(map(len, opened_where_present)) < SHARED_IN_ARRAYS_FROM:  # a step each beats numpy's calls
         sessions = {key >> JOINED_SHIFT << formats.BLOCK_BITS | key & _OFFSET_OF_KEY for key in found}
         sessions.update(*opened_where_present)
         return sorted(sessions)
@@ -651,8 +651,8 @@ def _sessions_sharing(view: IndexReader, plan: Plan) -> list[int]:
     result: list[int] = np.unique(sids).tolist()
     return result
 
-#: ``_sessions_sharing`` turns this many shared keys or more into sessions over whole arrays (numpy), fewer one by
-#: one: numpy's few calls cost more than the steps of fewer.
+#: ``_sessions_sharing`` turns this many shared keys and sessions opened or more into sessions over whole arrays
+#: (numpy), fewer one by one: numpy's few calls cost more than the steps of fewer.
 SHARED_IN_ARRAYS_FROM = 128
 
 
