@@ -17,6 +17,7 @@ import unicodedata
 from collections import Counter
 from pathlib import Path
 from typing import Any, cast
+from unittest import mock
 
 import pytest
 from hypothesis import example, given, settings
@@ -618,6 +619,8 @@ class TestSharedSessionsPath:
                 assert reference.search("alpha gamma", 5) == search(store, "alpha gamma", 5)
 
 
+    @pytest.mark.parametrize("in_arrays_from", [1, search_queries.SHARED_IN_ARRAYS_FROM],
+                             ids=["in arrays", "one by one up to the threshold"])
     @settings(max_examples=80)
     @given(st.lists(st.dictionaries(st.integers(0, 3 * 4096 + 50),
                                     st.sets(st.sampled_from([0, 1, 2, 3, 126, 127, 128, 200]), min_size=1, max_size=3),
@@ -628,13 +631,14 @@ class TestSharedSessionsPath:
     @example([{5: {0, 1}}, {5: {0}}, {6: {0}}], {(1, 0)}, 0)
     @example([{sid: {2} for sid in range(200)}, {1: {0, 3}, 4095: {127}}], {(0, 0)}, 1 << 24)
     @example([{5: {200}, 9: {128, 3}}, {5: {130}, 9: {127}}], {(0, 0), (1, 0)}, 0)
-    def test_sessions_sharing(self, terms: list[dict[int, set[int]]], with_maps: set[tuple[int, int]],
-                              first: int) -> None:
+    def test_sessions_sharing(self, in_arrays_from: int, terms: list[dict[int, set[int]]],
+                              with_maps: set[tuple[int, int]], first: int) -> None:
         """The sessions the shared-sessions path resolves, found a block at a time in C, are exactly those holding
         several terms where two of them may share a message by a plain check of every session: where both terms
         have a message map in the block, a message index (or both past ``LAST_TAG``) they share; else equal tags,
         a map holding the message one term's tag names, or a term whose tag names no single message. Whichever
-        blocks have maps, every session where two terms share a message is among them."""
+        blocks have maps, every session where two terms share a message is among them. Their shared keys are
+        turned into sessions over whole arrays or one by one (below ``SHARED_IN_ARRAYS_FROM``) alike."""
         def code(indexes: set[int]) -> int:
             return 9 << 8 | summaries.tag(min(indexes), len(indexes) > 1)
 
@@ -679,7 +683,9 @@ class TestSharedSessionsPath:
                 expected.append(first + sid)
             if shared:
                 sharing.append(first + sid)
-        found = search_queries._sessions_sharing(cast(Any, View()), cast(Any, types.SimpleNamespace(terms=plan_terms)))
+        with mock.patch.object(search_queries, "SHARED_IN_ARRAYS_FROM", in_arrays_from):
+            found = search_queries._sessions_sharing(cast(Any, View()),
+                                                     cast(Any, types.SimpleNamespace(terms=plan_terms)))
         assert found == expected
         assert set(sharing) <= set(found)
 

@@ -22,7 +22,9 @@ from eventstore.storage import ReadTransaction, Space
 from projections.search.reader import IndexReader
 from projections.search.tokenizer import parse_query
 
+from _damage import change_value
 from conftest import FakeClock
+from test_damaged_catalog_row_emptied import position_of
 from test_listing import put_first_catalog_row
 
 _KEYS = [f"s{number}" for number in range(8)]
@@ -147,3 +149,23 @@ def test_a_tie_with_a_damaged_last_activity_says_the_catalog_is_damaged(store_pa
     put_first_catalog_row(store_path, b'"tg:1",null,"2026-12-04T00:00:00+00:00",null,1,1,null,null,null')
     with SessionStore(store_path) as store, pytest.raises(StoreCorrupted, match="session catalog is damaged"):
         store.search(SessionQuery("first"))
+
+
+@pytest.mark.parametrize("damage", ["another stream's position", "cut short"])
+@pytest.mark.parametrize(("keyword", "damaged"), [("same", "a"), ("alpha", "c")], ids=["a tie", "a result alone"])
+def test_a_damaged_stream_entry_is_damage_to_a_search_not_another_sessions_metadata(
+        store_path: Path, keyword: str, damaged: str, damage: str) -> None:
+    """A ``catalog.sessions`` entry (stream id → position) naming another session's position, or cut short: the
+    search that reads it (for a tie's activity, or for a result's row alone) says the catalog is damaged, however
+    many entries it checks at once, rather than return the other session's metadata."""
+    with SessionStore(store_path) as store:
+        for key, text in (("a", "same words"), ("b", "same words"), ("c", "alpha")):
+            store.append(key, ChatMessage.user(text))
+        store.catch_up()
+        assert [found.key for found in store.search(SessionQuery(keyword))] == (
+            ["b", "a"] if keyword == "same" else ["c"])
+    own, other = position_of(store_path, damaged), position_of(store_path, "b")
+    change_value(store_path, b"catalog.sessions", own[8:],
+                 lambda _: other if damage == "another stream's position" else own[:15])
+    with SessionStore(store_path) as store, pytest.raises(StoreCorrupted, match="session catalog is damaged"):
+        store.search(SessionQuery(keyword))

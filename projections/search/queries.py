@@ -638,15 +638,22 @@ def _sessions_sharing(view: IndexReader, plan: Plan) -> list[int]:
         keys.append(joined)
         spread.append(opened)
     found = BitMap.union(BitMap(), *(one & another for one, another in combinations(keys, 2)))
-    shared = np.frombuffer(found.to_array(), dtype=np.uint32) if found else np.empty(0, dtype=np.uint32)
-    sids = shared >> JOINED_SHIFT << formats.BLOCK_BITS | shared & _OFFSET_OF_KEY
-    for own, opened in enumerate(spread):
-        if opened:
-            present = BitMap.union(BitMap(), *(summary.sid_map() for other, summary in enumerate(summaries)
-                                               if other != own))
-            sids = np.concatenate((sids, np.frombuffer((opened & present).to_array(), dtype=np.uint32)))
+    opened_where_present = [opened & BitMap.union(BitMap(), *(summary.sid_map() for other, summary in
+                                                              enumerate(summaries) if other != own))
+                            for own, opened in enumerate(spread) if opened]
+    if len(found) + sum(map(len, opened_where_present)) < SHARED_IN_ARRAYS_FROM:  # a step each beats numpy's calls
+        sessions = {key >> JOINED_SHIFT << formats.BLOCK_BITS | key & _OFFSET_OF_KEY for key in found}
+        sessions.update(*opened_where_present)
+        return sorted(sessions)
+    shared = np.frombuffer(found.to_array(), dtype=np.uint32)
+    sids = np.concatenate((shared >> JOINED_SHIFT << formats.BLOCK_BITS | shared & _OFFSET_OF_KEY,
+                           *(np.frombuffer(more.to_array(), dtype=np.uint32) for more in opened_where_present)))
     result: list[int] = np.unique(sids).tolist()
     return result
+
+#: ``_sessions_sharing`` turns this many shared keys and sessions opened or more into sessions over whole arrays
+#: (numpy), fewer one by one: numpy's few calls cost more than the steps of fewer.
+SHARED_IN_ARRAYS_FROM = 128
 
 
 def _sessions_sharing_by_block(view: IndexReader, plan: Plan) -> list[int]:
