@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, NamedTuple, TypeVar
 
+import numpy as np
+import numpy.typing as npt
 from pyroaring import BitMap
 
 from eventstore._codec import EncodedEvent, appended_content, decode_event
@@ -47,7 +49,7 @@ from . import queries
 from . import reader as stored_forms
 from .formats import MAX_ID
 from .formats.keys import META_GENERATION, block_of
-from .formats.maps import JOINED_BLOCKS, JOINED_SHIFT, repeated_at, repeated_levels
+from .formats.maps import JOINED_BLOCKS, JOINED_SHIFT, levels_by_key, repeated_at, repeated_levels
 from .formats.summaries import Block, Summary
 from .formats.wholes import Whole
 from .planning import MAX_QUERY_TERMS
@@ -450,6 +452,65 @@ class _JoinedLevel:
         return _JoinedLevel(self.base, blocks, cut, patch)
 
 
+class _LevelTable:
+    """The level of every message of the joined blocks (``search.levels``), by key: each block's levels as an array
+    indexed by its message keys (``formats.maps.levels_by_key``), the blocks' arrays one after another, so that the
+    levels of a query's messages are one lookup in C rather than an AND with each joined level (the message path
+    walked 60 levels twice a query, most of which held none of its messages). One byte a key up to a block's
+    greatest message key: for sessions of 20 messages, half what the joined levels hold (2 bytes a message)."""
+
+    __slots__ = ("blocks", "flat", "starts", "spans")
+
+    def __init__(self, blocks: dict[int, npt.NDArray[np.uint8]]) -> None:
+        self.blocks = blocks
+        # One more entry than blocks, spanning nothing: a key of a later block is looked up there.
+        self.spans = np.zeros(max(blocks, default=-1) + 2, dtype=np.int64)
+        for number, levels in blocks.items():
+            self.spans[number] = len(levels)
+        self.starts = np.concatenate(([0], np.cumsum(self.spans)[:-1]))
+        self.flat = np.concatenate([blocks[number] for number in sorted(blocks)]) if blocks else \
+            np.zeros(0, dtype=np.uint8)
+
+    @classmethod
+    def read(cls, view: IndexReader) -> _LevelTable:
+        """The table of ``view``'s stored levels."""
+        by_block: dict[int, list[tuple[int, BitMap]]] = {}
+        for level, numbers in view.level_blocks().items():
+            for number in numbers:
+                if number < JOINED_BLOCKS and (found := view.level_messages(number, level)):
+                    by_block.setdefault(number, []).append((level, found))
+        return cls({number: levels_by_key(messages) for number, messages in by_block.items()})
+
+    def levels_of(self, keys: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint8]:
+        """The level of each joined key of ``keys``, 0 for one at no level."""
+        numbers = np.minimum(keys >> JOINED_SHIFT, len(self.spans) - 1)
+        local = keys & _KEY_IN_BLOCK
+        inside = local < self.spans[numbers]
+        found = np.zeros(len(keys), dtype=np.uint8)
+        found[inside] = self.flat[(self.starts[numbers] + local)[inside]]
+        return found
+
+    def cost(self) -> int:
+        """Bytes, as ``_Decoded`` counts them."""
+        return _LEVELS_OBJECTS + self.flat.nbytes + self.spans.nbytes + self.starts.nbytes
+
+    def changed(self, view: IndexReader, changed: frozenset[int]) -> _LevelTable:
+        """The table as ``view`` reads it, whose state differs from this one's in the blocks ``changed`` alone: their
+        levels read again through ``view``, the other blocks' arrays kept (the table is copied once)."""
+        blocks = {number: levels for number, levels in self.blocks.items() if number not in changed}
+        for number in changed:
+            if number < JOINED_BLOCKS:
+                levels = levels_by_key((level, found) for level in view.block_levels(number)
+                                       if (found := view.level_messages(number, level)))
+                if len(levels):
+                    blocks[number] = levels
+        return _LevelTable(blocks)
+
+
+#: A joined key's message key in its block.
+_KEY_IN_BLOCK = (1 << JOINED_SHIFT) - 1
+
+
 #: A joined level patched in more blocks than this, or whose patches hold more than a ``_PATCH_SHARE``-th of its
 #: keys (a small store: a few blocks in all), is copied whole with the patches in: its queries then take one
 #: operation instead of three.
@@ -529,6 +590,26 @@ class _Decoded:
             self._keep(key, found, found.cost())
         return found
 
+    def level_table(self, view: IndexReader) -> _LevelTable:
+        """The level of every message of the joined blocks, read (and kept) when not held."""
+        changed = self._earlier.get(_LEVEL_TABLE)
+        found = self._newest(_LEVEL_TABLE) if changed is None else None
+        if found is None:
+            earlier = self._entries.get(_LEVEL_TABLE)
+            found = _LevelTable.read(view) if earlier is None or changed is None else earlier.changed(view, changed)
+            self._keep(_LEVEL_TABLE, found, found.cost())
+        return found
+
+    def _newest(self, key: Hashable) -> Any:
+        """The entry ``key`` (``None`` when not held), made the newest: the budget drops the oldest first, and an
+        entry every query of the most common words reads (built from every block) would otherwise go among the
+        first, as the queries' terms come in, and be built again and again."""
+        with self._lock:
+            found = self._entries.pop(key, None)
+            if found is not None:
+                self._entries[key] = found
+        return found
+
     def charge(self, tid: int, term: _Term, cost: int) -> None:
         """Count ``cost`` more bytes for term ``tid`` (what queries derived of ``term``), while it is the entry kept."""
         with self._lock:
@@ -564,8 +645,9 @@ class _Decoded:
 _READER_TERMS = 2 * MAX_QUERY_TERMS
 #: What ``_Decoded.term`` holds for a term not yet decoded (``None`` is a term no message holds).
 _ABSENT = object()
-#: The key of the levels' blocks in a ``_Decoded``.
+#: The key of the levels' blocks in a ``_Decoded``, and of the level table.
 _LEVEL_BLOCKS = ("levels",)
+_LEVEL_TABLE = ("level table",)
 #: A state reached by catch-ups that changed more blocks than this is decoded afresh (its terms would be read
 #: again nearly whole anyway).
 _CHANGED_UP_TO = 64
@@ -686,6 +768,9 @@ class CachedReader(IndexReader):
     def joined_at_level(self, keys: BitMap, level: int) -> BitMap:
         return self._decoded.joined_level(level, self).among(keys)
 
+    def message_levels(self, keys: BitMap) -> npt.NDArray[np.uint8]:
+        return self._decoded.level_table(self).levels_of(np.frombuffer(keys.to_array(), dtype=np.uint32))
+
     def term_repeats(self, tid: int, block: int) -> tuple[BitMap, bytes] | None:
         term = self._term(tid)
         if term is None:
@@ -745,12 +830,14 @@ def _keys_of(blocks: Iterable[int]) -> BitMap:
 class _OverlaidReads:
     """What queries read of a read-only overlay's batch through ``_Overlaid``, kept with the batch for its next
     queries: terms, the changed blocks' repeats (by ``block << 32 | term id``), the joined levels, the levels' blocks,
-    and each term's repeated levels and messages (by ``level << 32 | term id``), each with the query it was read by
-    (its number, from 1); and the blocks of the events the batch folded before each query that followed new events
-    (``steps``: the first query's first; queries with no events folded since the one before share its number). An
-    entry read by query ``n`` is brought up to date, when next read, with the blocks of ``steps[n:]``."""
+    the level table, and each term's repeated levels and messages (by ``level << 32 | term id``), each with the
+    query it was read by (its number, from 1); and the blocks of the events the batch folded before each query that
+    followed new events (``steps``: the first query's first; queries with no events folded since the one before
+    share its number). An entry read by query ``n`` is brought up to date, when next read, with the blocks of
+    ``steps[n:]``."""
 
-    __slots__ = ("steps", "terms", "repeats", "levels", "level_blocks", "repeated_levels", "repeated_at")
+    __slots__ = ("steps", "terms", "repeats", "levels", "level_blocks", "level_table", "repeated_levels",
+                 "repeated_at")
 
     def __init__(self) -> None:
         self.steps: list[frozenset[int]] = []
@@ -758,6 +845,7 @@ class _OverlaidReads:
         self.repeats: dict[int, tuple[int, tuple[BitMap, bytes] | None]] = {}
         self.levels: dict[int, tuple[int, _JoinedLevel]] = {}
         self.level_blocks: dict[None, tuple[int, dict[int, list[int]]]] = {}  # one entry at most
+        self.level_table: dict[None, tuple[int, _LevelTable]] = {}  # likewise
         self.repeated_levels: dict[int, tuple[int, bytes]] = {}
         self.repeated_at: dict[int, tuple[int, BitMap | None]] = {}
 
@@ -863,6 +951,13 @@ class _Overlaid(IndexReader):
 
     def joined_at_level(self, keys: BitMap, level: int) -> BitMap:
         return self._joined(level).among(keys)
+
+    def message_levels(self, keys: BitMap) -> npt.NDArray[np.uint8]:
+        """The stored state's level table with the changed blocks' levels read through the batch."""
+        table = self._kept(self.reads.level_table, None,
+                           lambda: self._stored._decoded.level_table(self._stored),
+                           lambda earlier, blocks, _: earlier.changed(self._batch, blocks))
+        return table.levels_of(np.frombuffer(keys.to_array(), dtype=np.uint32))
 
     # -- the batch's own reads --------------------------------------------------------
 
