@@ -402,62 +402,12 @@ def _level_blocks_of(view: IndexReader, earlier: dict[int, list[int]],
     return {level: sorted(blocks) for level, blocks in found.items() if blocks}
 
 
-class _JoinedLevel:
-    """The messages at one level of the joined blocks (``IndexReader.joined_level``): those of ``base`` outside the
-    blocks ``blocks``, and ``patch`` in them. A state that changed a few blocks of another shares the other's
-    ``base`` rather than copying it (every key of the store's messages at the level)."""
-
-    __slots__ = ("base", "blocks", "cut", "patch")
-
-    def __init__(self, base: BitMap, blocks: frozenset[int] = frozenset(), cut: BitMap | None = None,
-                 patch: BitMap | None = None) -> None:
-        self.base, self.blocks = base, blocks
-        self.cut = BitMap() if cut is None else cut  # every key of ``blocks``
-        self.patch = BitMap() if patch is None else patch
-
-    def among(self, keys: BitMap) -> BitMap:
-        """The messages of ``keys`` at the level."""
-        found = keys & self.base
-        if self.blocks:
-            found -= self.cut
-            found |= keys & self.patch
-        return found
-
-    def whole(self) -> BitMap:
-        return self.base if not self.blocks else self.base - self.cut | self.patch
-
-    def cost(self) -> int:
-        """Bytes of its own, as ``_Decoded`` counts them (a shared ``base`` too: counted where it is kept)."""
-        return _LEVELS_OBJECTS + 2 * (len(self.base) + len(self.patch))
-
-    def changed(self, view: IndexReader, level: int, changed: frozenset[int]) -> _JoinedLevel:
-        """The level as ``view`` reads it, whose state differs from this one's in the blocks ``changed`` alone:
-        their messages are read through ``view``, and patched in where they differ (a catch-up of a few messages
-        changes a block's messages at a few of its levels, and an unpatched level is one operation a query step);
-        past ``_PATCHED_UP_TO`` blocks the base is copied once."""
-        differing: dict[int, BitMap] = {}
-        for number in changed:
-            if number < JOINED_BLOCKS:
-                found = view.level_messages(number, level)
-                keys = BitMap() if found is None else found.shift(number << JOINED_SHIFT)
-                if keys != self.among(_keys_of((number,))):
-                    differing[number] = keys
-        if not differing:
-            return self
-        blocks = self.blocks.union(differing)
-        cut = self.cut | _keys_of(differing.keys() - self.blocks)
-        patch = BitMap.union(self.patch - _keys_of(differing), *differing.values())
-        if len(blocks) > _PATCHED_UP_TO or _PATCH_SHARE * len(patch) > len(self.base):
-            return _JoinedLevel(self.base - cut | patch)
-        return _JoinedLevel(self.base, blocks, cut, patch)
-
-
 class _LevelTable:
     """The level of every message of the joined blocks (``search.levels``), by key: each block's levels as an array
     indexed by its message keys (``formats.maps.levels_by_key``), the blocks' arrays one after another, so that the
     levels of a query's messages are one lookup in C rather than an AND with each joined level (the message path
     walked 60 levels twice a query, most of which held none of its messages). One byte a key up to a block's
-    greatest message key: for sessions of 20 messages, half what the joined levels hold (2 bytes a message)."""
+    greatest message key: for sessions of 20 messages, half what the joined levels held (2 bytes a message)."""
 
     __slots__ = ("blocks", "flat", "starts", "spans")
 
@@ -511,20 +461,13 @@ class _LevelTable:
 _KEY_IN_BLOCK = (1 << JOINED_SHIFT) - 1
 
 
-#: A joined level patched in more blocks than this, or whose patches hold more than a ``_PATCH_SHARE``-th of its
-#: keys (a small store: a few blocks in all), is copied whole with the patches in: its queries then take one
-#: operation instead of three.
-_PATCHED_UP_TO = 16
-_PATCH_SHARE = 4
-
-
 class _Decoded:
     """Terms and the blocks' messages by level decoded from one stored state of the index, within a budget of
     bytes (the oldest go first).
 
     A term is one entry, its maps within it, so that a query pays the cache's upkeep once a term, not once a block.
-    The blocks' messages at each level, joined, are entries of their own: every query of the most common words
-    reads them, whatever its terms.
+    The levels' blocks and the level table are entries of their own: every query of the most common words reads
+    them, whatever its terms.
 
     A state that a catch-up of this store object reached from the one before (``_DecodedStates.note_transition``)
     starts with that one's entries, each brought up to date when first read: only the blocks changed since the
@@ -534,7 +477,7 @@ class _Decoded:
     def __init__(self, state: _State, budget: int, earlier: _Decoded | None = None,
                  changed: frozenset[int] = frozenset()) -> None:
         self.state, self._budget = state, budget
-        self._entries: dict[Hashable, Any] = {}  # a term by its id; _LEVEL_BLOCKS; ("level", level)
+        self._entries: dict[Hashable, Any] = {}  # a term by its id; _LEVEL_BLOCKS; _LEVEL_TABLE
         self._costs: dict[Hashable, int] = {}
         self._size = 0
         self._lock = threading.Lock()  # queries in several threads may share a state
@@ -576,18 +519,6 @@ class _Decoded:
             found = IndexReader.level_blocks(view) if earlier is None or changed is None else _level_blocks_of(
                 view, earlier, changed)
             self._keep(_LEVEL_BLOCKS, found, _LEVELS_OBJECTS + 8 * sum(map(len, found.values())))
-        return found
-
-    def joined_level(self, level: int, view: IndexReader) -> _JoinedLevel:
-        """The messages at ``level`` of the joined blocks, read (and kept) when not held."""
-        key = ("level", level)
-        changed = self._earlier.get(key)
-        found = self._entries.get(key) if changed is None else None
-        if found is None:
-            earlier = self._entries.get(key)
-            found = _JoinedLevel(IndexReader.joined_level(view, level)) if earlier is None or changed is None else \
-                earlier.changed(view, level, changed)
-            self._keep(key, found, found.cost())
         return found
 
     def level_table(self, view: IndexReader) -> _LevelTable:
@@ -667,8 +598,8 @@ def _term_bytes(summary: Summary | None) -> int:
 
 #: Bytes of the objects of a decoded term (its entries in the cache, its summary, its maps' dict) and of each of its
 #: blocks (the block, its pair, its bytes' header), as ``tracemalloc`` counts them, rounded up; and of the levels'
-#: blocks or the messages at one level (the entry, the dict or bitmap), plus 2 bytes a message (a roaring array
-#: container's) or 8 a block.
+#: blocks, the level table or a term's repeated messages at one level (the entry, the dict, array or bitmap), plus
+#: their bytes (2 a repeated message: a roaring array container's; 8 a block).
 _TERM_OBJECTS = 400
 _BLOCK_OBJECTS = 200
 _LEVELS_OBJECTS = 600
@@ -762,12 +693,6 @@ class CachedReader(IndexReader):
     def level_blocks(self) -> dict[int, list[int]]:
         return self._decoded.level_blocks(self)
 
-    def joined_level(self, level: int) -> BitMap:
-        return self._decoded.joined_level(level, self).whole()
-
-    def joined_at_level(self, keys: BitMap, level: int) -> BitMap:
-        return self._decoded.joined_level(level, self).among(keys)
-
     def message_levels(self, keys: BitMap) -> npt.NDArray[np.uint8]:
         return self._decoded.level_table(self).levels_of(np.frombuffer(keys.to_array(), dtype=np.uint32))
 
@@ -829,21 +754,19 @@ def _keys_of(blocks: Iterable[int]) -> BitMap:
 
 class _OverlaidReads:
     """What queries read of a read-only overlay's batch through ``_Overlaid``, kept with the batch for its next
-    queries: terms, the changed blocks' repeats (by ``block << 32 | term id``), the joined levels, the levels' blocks,
-    the level table, and each term's repeated levels and messages (by ``level << 32 | term id``), each with the
+    queries: terms, the changed blocks' repeats (by ``block << 32 | term id``), the levels' blocks, the level table,
+    and each term's repeated levels and messages (by ``level << 32 | term id``), each with the
     query it was read by (its number, from 1); and the blocks of the events the batch folded before each query that
     followed new events (``steps``: the first query's first; queries with no events folded since the one before
     share its number). An entry read by query ``n`` is brought up to date, when next read, with the blocks of
     ``steps[n:]``."""
 
-    __slots__ = ("steps", "terms", "repeats", "levels", "level_blocks", "level_table", "repeated_levels",
-                 "repeated_at")
+    __slots__ = ("steps", "terms", "repeats", "level_blocks", "level_table", "repeated_levels", "repeated_at")
 
     def __init__(self) -> None:
         self.steps: list[frozenset[int]] = []
         self.terms: dict[int, tuple[int, _Term | None]] = {}
         self.repeats: dict[int, tuple[int, tuple[BitMap, bytes] | None]] = {}
-        self.levels: dict[int, tuple[int, _JoinedLevel]] = {}
         self.level_blocks: dict[None, tuple[int, dict[int, list[int]]]] = {}  # one entry at most
         self.level_table: dict[None, tuple[int, _LevelTable]] = {}  # likewise
         self.repeated_levels: dict[int, tuple[int, bytes]] = {}
@@ -941,16 +864,6 @@ class _Overlaid(IndexReader):
     def level_blocks(self) -> dict[int, list[int]]:
         return self._kept(self.reads.level_blocks, None, self._stored.level_blocks,
                           lambda by_level, blocks, _: _level_blocks_of(self._batch, by_level, blocks))
-
-    def _joined(self, level: int) -> _JoinedLevel:
-        return self._kept(self.reads.levels, level, lambda: self._stored._decoded.joined_level(level, self._stored),
-                          lambda joined, blocks, _: joined.changed(self._batch, level, blocks))
-
-    def joined_level(self, level: int) -> BitMap:
-        return self._joined(level).whole()
-
-    def joined_at_level(self, keys: BitMap, level: int) -> BitMap:
-        return self._joined(level).among(keys)
 
     def message_levels(self, keys: BitMap) -> npt.NDArray[np.uint8]:
         """The stored state's level table with the changed blocks' levels read through the batch."""
