@@ -248,8 +248,9 @@ def _by_messages(view: IndexReader, plan: Plan, limit: int) -> tuple[dict[int, f
     sessions are scored from their postings, last, while their bound can reach
     and within the work budget (``_score_late``).
 
-    The blocks' maps, repeats and levels are joined into one key space
-    (``_Joined``), so that each step is one operation in C over every block.
+    The blocks' maps and repeats are joined into one key space (``_Joined``),
+    so that each step is one operation in C over every block, and the levels
+    of a walk's messages are looked up at once (``IndexReader.message_levels``).
 
     Returns the scores (exact for every session that can be among the ``limit``
     best, lower bounds below them) and the ``limit``-th best score.
@@ -309,9 +310,9 @@ def _score_late(view: IndexReader, plan: Plan, limit: int, tables: list[list[flo
 _NONE = BitMap()
 
 class _Joined:
-    """The maps and repeats of the blocks two of a query's terms share, and the messages by level of every block,
-    joined into one key space (``formats.maps.JOINED_SHIFT``: a block's keys shifted past the earlier blocks', in C), so
-    that a query's steps are not taken a block at a time."""
+    """The maps and repeats of the blocks two of a query's terms share joined into one key space
+    (``formats.maps.JOINED_SHIFT``: a block's keys shifted past the earlier blocks', in C), so that a query's steps
+    are not taken a block at a time, and its messages by level."""
 
     __slots__ = ("view", "blocks")
 
