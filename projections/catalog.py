@@ -297,10 +297,11 @@ def _positions_of_streams(found: Mapping[bytes, bytes]) -> tuple[int, ...]:
     """The stream ids of ``catalog.sessions`` entries (stream id → position), each checked to name its own stream's
     position (as ``_position_of_stream`` checks one); all at once in C, one entry at a time only to say which is
     damaged."""
-    positions = b"".join(found.values())
     ids: tuple[int, ...] = struct.unpack(f">{len(found)}Q", b"".join(found))
-    if len(positions) != _TIME_ID.size * len(found) or struct.unpack(
-            f">{2 * len(found)}Q", positions)[1::2] != ids:
+    # Each entry's length, not only their sum: a short entry and a long one after it would add up, and the ids
+    # would then be read across their bounds.
+    if set(map(len, found.values())) != {_TIME_ID.size} or struct.unpack(
+            f">{2 * len(found)}Q", b"".join(found.values()))[1::2] != ids:
         for stream_key, raw in found.items():
             _position_of_stream(raw, stream_key)
     return ids

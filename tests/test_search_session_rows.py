@@ -169,3 +169,24 @@ def test_a_damaged_stream_entry_is_damage_to_a_search_not_another_sessions_metad
                  lambda _: other if damage == "another stream's position" else own[:15])
     with SessionStore(store_path) as store, pytest.raises(StoreCorrupted, match="session catalog is damaged"):
         store.search(SessionQuery(keyword))
+
+
+@pytest.mark.parametrize("damage", ["cut short, the next lengthened by as much", "emptied, the next doubled"])
+def test_two_damaged_stream_entries_whose_bytes_add_up_are_damage(store_path: Path, damage: str) -> None:
+    """Two ``catalog.sessions`` entries read together, one shorter than a position and the next longer by as much,
+    their bytes together those of two good entries (so their stream ids sit where the ids of two positions would):
+    the search that reads them for a tie says the catalog is damaged, although neither is among its results."""
+    clock = FakeClock()
+    with SessionStore(store_path, clock=clock) as store:
+        for key in ("x1", "x2", "x3"):
+            clock.advance(seconds=1)
+            store.append(key, ChatMessage.user("same words"))
+        store.catch_up()
+        assert [found.key for found in store.search(SessionQuery("same", 1))] == ["x3"]
+    first, second = position_of(store_path, "x1"), position_of(store_path, "x2")
+    cut = 15 if damage.startswith("cut") else 0
+    change_value(store_path, b"catalog.sessions", first[8:], lambda _: first[:cut])
+    change_value(store_path, b"catalog.sessions", second[8:], lambda _: first[cut:] + second)
+    with SessionStore(store_path, clock=clock) as store, pytest.raises(StoreCorrupted,
+                                                                       match="session catalog is damaged"):
+        store.search(SessionQuery("same", 1))
