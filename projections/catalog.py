@@ -300,8 +300,7 @@ def _positions_of_streams(found: Mapping[bytes, bytes]) -> tuple[int, ...]:
     ids: tuple[int, ...] = struct.unpack(f">{len(found)}Q", b"".join(found))
     # Each entry's length, not only their sum: a short entry and a long one after it would add up, and the ids
     # would then be read across their bounds.
-    if set(map(len, found.values())) != {_TIME_ID.size} or struct.unpack(
-            f">{2 * len(found)}Q", b"".join(found.values()))[1::2] != ids:
+    if set(map(len, found.values())) != {_TIME_ID.size} or _unpacked(list(found.values()))[1::2] != ids:
         for stream_key, raw in found.items():
             _position_of_stream(raw, stream_key)
     return ids
