@@ -17,7 +17,7 @@ import lmdb
 import orjson
 import pytest
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import invariant, rule
 
 import projections.catalog as catalog_module
 from eventstore import (
@@ -33,6 +33,7 @@ from eventstore import (
 from eventstore.storage import MemoryStorage
 from projections.catalog import Catalog
 
+from _session_lives import DeletionsAndRestores
 from conftest import FakeClock
 
 
@@ -244,9 +245,11 @@ class Walk:
     moved: set[str] = attrs.Factory(set)
 
 
-class PagingMachine(RuleBasedStateMachine):
+class PagingMachine(DeletionsAndRestores[Life]):
     """Walks through the pages with random changes between pages: a session that does not change during the walk
     is listed exactly once, none is listed twice, each page is what the model says, the total is right."""
+
+    KEYS = KEYS
 
     def __init__(self) -> None:
         super().__init__()
@@ -254,7 +257,7 @@ class PagingMachine(RuleBasedStateMachine):
         self.live: dict[str, Life] = {}
         self.versions = dict.fromkeys(KEYS, 0)
         self.latest: dict[str, datetime] = {}
-        self.buried: dict[str, tuple[int, Life]] = {}  # a deleted session's last version and life
+        self.buried = {}
         self.names = 0
         self.walk: Walk | None = None
         self.store = self._open()
@@ -298,22 +301,6 @@ class PagingMachine(RuleBasedStateMachine):
         at = self._event(key)
         life = self.live.setdefault(key, Life(at, at))
         life.last_activity, life.name = at, f"name {self.names}"
-
-    @rule(key=st.sampled_from(KEYS))
-    def delete(self, key: str) -> None:
-        assert (key in self.live) == self.store.delete_session(key)
-        if key in self.live:
-            self.buried[key] = (self.versions[key], self.live.pop(key))
-            self._event(key)
-
-    @precondition(lambda self: any(key not in self.live for key in self.buried))
-    @rule(data=st.data())
-    def restore(self, data: st.DataObject) -> None:
-        key = data.draw(st.sampled_from(sorted(key for key in self.buried if key not in self.live)))
-        version, life = self.buried[key]
-        self.store.restore(key, version=version)
-        at = self._event(key)
-        self.live[key] = attrs.evolve(life, last_activity=at)
 
     @rule(prefix=st.sampled_from(PREFIXES), limit=st.integers(1, 3))
     def page(self, prefix: str, limit: int) -> None:

@@ -14,11 +14,12 @@ from pathlib import Path
 import attrs
 from click.testing import CliRunner, Result
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import invariant, precondition, rule
 
 from eventstore import ChatMessage, InvalidArgument, SessionStore
 from eventstore.cli import cli
 
+from _session_lives import DeletionsAndRestores
 from conftest import FakeClock
 
 _SCRATCH = "/dev/shm" if Path("/dev/shm").is_dir() else None
@@ -44,8 +45,10 @@ class Live:
         return self.last_activity, self.stream
 
 
-class PagingModelMachine(RuleBasedStateMachine):
+class PagingModelMachine(DeletionsAndRestores[Live]):
     """One walk at a time, by the library or by the command (each page a command given with the printed cursor)."""
+
+    KEYS = KEYS
 
     def __init__(self) -> None:
         super().__init__()
@@ -57,7 +60,7 @@ class PagingModelMachine(RuleBasedStateMachine):
         self.streams: dict[str, int] = {}  # a key's stream, created by its first event, kept across deletion
         self.latest: dict[str, datetime] = {}
         self.live: dict[str, Live] = {}
-        self.buried: dict[str, tuple[int, Live]] = {}
+        self.buried = {}
         self.versions = dict.fromkeys(KEYS, 0)
         self.names = 0
         # The walk under way (None: none): its prefix, its cursor, the position that cursor names, and whether the
@@ -118,21 +121,6 @@ class PagingModelMachine(RuleBasedStateMachine):
         assert cleared == self.live[key].count
         if cleared:
             self._touched(key).count = 0
-
-    @rule(key=st.sampled_from(KEYS))
-    def delete(self, key: str) -> None:
-        assert (key in self.live) == self.store.delete_session(key)
-        if key in self.live:
-            self.buried[key] = (self.versions[key], self.live.pop(key))
-            self._event(key)
-
-    @precondition(lambda self: any(key not in self.live for key in self.buried))
-    @rule(data=st.data())
-    def restore(self, data: st.DataObject) -> None:
-        key = data.draw(st.sampled_from(sorted(key for key in self.buried if key not in self.live)))
-        version, life = self.buried[key]
-        self.store.restore(key, version=version)
-        self.live[key] = attrs.evolve(life, last_activity=self._event(key))
 
     # -- pages -----------------------------------------------------------------------------------------------
 
