@@ -16,6 +16,7 @@ from pyroaring import BitMap
 from eventstore import ChatMessage, SessionQuery, SessionStore
 from projections.search import writer
 from projections.search.formats import summaries
+from projections.search.index import CachedReader, _LevelTable
 from projections.search.reader import IndexReader
 
 from test_search import ReferenceSearch, search
@@ -115,27 +116,25 @@ def test_a_catch_up_patches_what_queries_derived_of_the_terms(scratch_store: Ses
         _checked(store)
 
 
-def _joined_levels(store: SessionStore) -> dict[object, object]:
-    """Every level of the joined blocks as the queries of the store's current state read them (kept entries)."""
-    def read(view: IndexReader, _txn: object) -> dict[object, object]:
-        for level in view.level_blocks():
-            view.joined_level(level)
-        entries = store._search_index._decoded._latest._entries
-        return {key: value for key, value in entries.items() if isinstance(key, tuple) and key[0] == "level"}
+def _level_table(store: SessionStore) -> _LevelTable:
+    """The level table as the queries of the store's current state read it (a kept entry)."""
+    def read(view: IndexReader, _txn: object) -> _LevelTable:
+        assert isinstance(view, CachedReader)
+        return view._decoded.level_table(view)
 
     return store._search.query(read)
 
 
-def test_a_catch_up_patches_only_the_levels_whose_messages_it_changed(scratch_store: SessionStore) -> None:
-    """A catch-up of one appended message changes its block's messages at one level: the joined levels of the next
-    state are the earlier state's wherever the block's messages stayed, and queries rank as a fresh reader's."""
+def test_a_catch_up_reads_again_only_the_levels_of_the_blocks_it_changed(scratch_store: SessionStore) -> None:
+    """A catch-up of one appended message changes one block: the level table of the next state keeps the other
+    blocks' levels as they were (the same arrays), and queries rank as a fresh reader's."""
     store = scratch_store
     with message_path(1, 2):
         _fill(store)
-        before = _joined_levels(store)
+        before = _level_table(store)
         store.append("s5", ChatMessage.user("the of w1 w2 w3 w3 w2"))
         store.catch_up()
-        after = _joined_levels(store)
-        patched = [key for key in after if after[key] is not before.get(key)]
-        assert len(patched) == 1, patched  # the appended message's level
+        after = _level_table(store)
+        read_again = [number for number in after.blocks if after.blocks[number] is not before.blocks.get(number)]
+        assert read_again == [_block(store, "s5")]
         _checked(store)

@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, NamedTuple, TypeVar
 
+import numpy as np
+import numpy.typing as npt
 from pyroaring import BitMap
 
 from eventstore._codec import EncodedEvent, appended_content, decode_event
@@ -47,7 +49,7 @@ from . import queries
 from . import reader as stored_forms
 from .formats import MAX_ID
 from .formats.keys import META_GENERATION, block_of
-from .formats.maps import JOINED_BLOCKS, JOINED_SHIFT, repeated_at, repeated_levels
+from .formats.maps import JOINED_BLOCKS, JOINED_SHIFT, levels_by_key, repeated_at, repeated_levels
 from .formats.summaries import Block, Summary
 from .formats.wholes import Whole
 from .planning import MAX_QUERY_TERMS
@@ -400,61 +402,63 @@ def _level_blocks_of(view: IndexReader, earlier: dict[int, list[int]],
     return {level: sorted(blocks) for level, blocks in found.items() if blocks}
 
 
-class _JoinedLevel:
-    """The messages at one level of the joined blocks (``IndexReader.joined_level``): those of ``base`` outside the
-    blocks ``blocks``, and ``patch`` in them. A state that changed a few blocks of another shares the other's
-    ``base`` rather than copying it (every key of the store's messages at the level)."""
+class _LevelTable:
+    """The level of every message of the joined blocks (``search.levels``), by key: each block's levels as an array
+    indexed by its message keys (``formats.maps.levels_by_key``), the blocks' arrays one after another, so that the
+    levels of a query's messages are one lookup in C rather than an AND with each joined level (the message path
+    walked 60 levels twice a query, most of which held none of its messages). One byte a key up to a block's
+    greatest message key: for sessions of 20 messages, half what the joined levels held (2 bytes a message)."""
 
-    __slots__ = ("base", "blocks", "cut", "patch")
+    __slots__ = ("blocks", "flat", "starts", "spans")
 
-    def __init__(self, base: BitMap, blocks: frozenset[int] = frozenset(), cut: BitMap | None = None,
-                 patch: BitMap | None = None) -> None:
-        self.base, self.blocks = base, blocks
-        self.cut = BitMap() if cut is None else cut  # every key of ``blocks``
-        self.patch = BitMap() if patch is None else patch
+    def __init__(self, blocks: dict[int, npt.NDArray[np.uint8]]) -> None:
+        self.blocks = blocks
+        # One more entry than blocks, spanning nothing: a key of a later block is looked up there.
+        self.spans = np.zeros(max(blocks, default=-1) + 2, dtype=np.int64)
+        for number, levels in blocks.items():
+            self.spans[number] = len(levels)
+        self.starts = np.concatenate(([0], np.cumsum(self.spans)[:-1]))
+        self.flat = np.concatenate([blocks[number] for number in sorted(blocks)]) if blocks else \
+            np.zeros(0, dtype=np.uint8)
 
-    def among(self, keys: BitMap) -> BitMap:
-        """The messages of ``keys`` at the level."""
-        found = keys & self.base
-        if self.blocks:
-            found -= self.cut
-            found |= keys & self.patch
+    @classmethod
+    def read(cls, view: IndexReader) -> _LevelTable:
+        """The table of ``view``'s stored levels."""
+        by_block: dict[int, list[tuple[int, BitMap]]] = {}
+        for level, numbers in view.level_blocks().items():
+            for number in numbers:
+                if number < JOINED_BLOCKS and (found := view.level_messages(number, level)):
+                    by_block.setdefault(number, []).append((level, found))
+        return cls({number: levels_by_key(messages) for number, messages in by_block.items()})
+
+    def levels_of(self, keys: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint8]:
+        """The level of each joined key of ``keys``, 0 for one at no level."""
+        numbers = np.minimum(keys >> JOINED_SHIFT, len(self.spans) - 1)
+        local = keys & _KEY_IN_BLOCK
+        inside = local < self.spans[numbers]
+        found = np.zeros(len(keys), dtype=np.uint8)
+        found[inside] = self.flat[(self.starts[numbers] + local)[inside]]
         return found
 
-    def whole(self) -> BitMap:
-        return self.base if not self.blocks else self.base - self.cut | self.patch
-
     def cost(self) -> int:
-        """Bytes of its own, as ``_Decoded`` counts them (a shared ``base`` too: counted where it is kept)."""
-        return _LEVELS_OBJECTS + 2 * (len(self.base) + len(self.patch))
+        """Bytes, as ``_Decoded`` counts them."""
+        return _LEVELS_OBJECTS + self.flat.nbytes + self.spans.nbytes + self.starts.nbytes
 
-    def changed(self, view: IndexReader, level: int, changed: frozenset[int]) -> _JoinedLevel:
-        """The level as ``view`` reads it, whose state differs from this one's in the blocks ``changed`` alone:
-        their messages are read through ``view``, and patched in where they differ (a catch-up of a few messages
-        changes a block's messages at a few of its levels, and an unpatched level is one operation a query step);
-        past ``_PATCHED_UP_TO`` blocks the base is copied once."""
-        differing: dict[int, BitMap] = {}
+    def changed(self, view: IndexReader, changed: frozenset[int]) -> _LevelTable:
+        """The table as ``view`` reads it, whose state differs from this one's in the blocks ``changed`` alone: their
+        levels read again through ``view``, the other blocks' arrays kept (the table is copied once)."""
+        blocks = {number: levels for number, levels in self.blocks.items() if number not in changed}
         for number in changed:
             if number < JOINED_BLOCKS:
-                found = view.level_messages(number, level)
-                keys = BitMap() if found is None else found.shift(number << JOINED_SHIFT)
-                if keys != self.among(_keys_of((number,))):
-                    differing[number] = keys
-        if not differing:
-            return self
-        blocks = self.blocks.union(differing)
-        cut = self.cut | _keys_of(differing.keys() - self.blocks)
-        patch = BitMap.union(self.patch - _keys_of(differing), *differing.values())
-        if len(blocks) > _PATCHED_UP_TO or _PATCH_SHARE * len(patch) > len(self.base):
-            return _JoinedLevel(self.base - cut | patch)
-        return _JoinedLevel(self.base, blocks, cut, patch)
+                levels = levels_by_key((level, found) for level in view.block_levels(number)
+                                       if (found := view.level_messages(number, level)))
+                if len(levels):
+                    blocks[number] = levels
+        return _LevelTable(blocks)
 
 
-#: A joined level patched in more blocks than this, or whose patches hold more than a ``_PATCH_SHARE``-th of its
-#: keys (a small store: a few blocks in all), is copied whole with the patches in: its queries then take one
-#: operation instead of three.
-_PATCHED_UP_TO = 16
-_PATCH_SHARE = 4
+#: A joined key's message key in its block.
+_KEY_IN_BLOCK = (1 << JOINED_SHIFT) - 1
 
 
 class _Decoded:
@@ -462,8 +466,8 @@ class _Decoded:
     bytes (the oldest go first).
 
     A term is one entry, its maps within it, so that a query pays the cache's upkeep once a term, not once a block.
-    The blocks' messages at each level, joined, are entries of their own: every query of the most common words
-    reads them, whatever its terms.
+    The levels' blocks and the level table are entries of their own: every query of the most common words reads
+    them, whatever its terms.
 
     A state that a catch-up of this store object reached from the one before (``_DecodedStates.note_transition``)
     starts with that one's entries, each brought up to date when first read: only the blocks changed since the
@@ -473,7 +477,7 @@ class _Decoded:
     def __init__(self, state: _State, budget: int, earlier: _Decoded | None = None,
                  changed: frozenset[int] = frozenset()) -> None:
         self.state, self._budget = state, budget
-        self._entries: dict[Hashable, Any] = {}  # a term by its id; _LEVEL_BLOCKS; ("level", level)
+        self._entries: dict[Hashable, Any] = {}  # a term by its id; _LEVEL_BLOCKS; _LEVEL_TABLE
         self._costs: dict[Hashable, int] = {}
         self._size = 0
         self._lock = threading.Lock()  # queries in several threads may share a state
@@ -517,16 +521,24 @@ class _Decoded:
             self._keep(_LEVEL_BLOCKS, found, _LEVELS_OBJECTS + 8 * sum(map(len, found.values())))
         return found
 
-    def joined_level(self, level: int, view: IndexReader) -> _JoinedLevel:
-        """The messages at ``level`` of the joined blocks, read (and kept) when not held."""
-        key = ("level", level)
-        changed = self._earlier.get(key)
-        found = self._entries.get(key) if changed is None else None
+    def level_table(self, view: IndexReader) -> _LevelTable:
+        """The level of every message of the joined blocks, read (and kept) when not held."""
+        changed = self._earlier.get(_LEVEL_TABLE)
+        found = self._newest(_LEVEL_TABLE) if changed is None else None
         if found is None:
-            earlier = self._entries.get(key)
-            found = _JoinedLevel(IndexReader.joined_level(view, level)) if earlier is None or changed is None else \
-                earlier.changed(view, level, changed)
-            self._keep(key, found, found.cost())
+            earlier = self._entries.get(_LEVEL_TABLE)
+            found = _LevelTable.read(view) if earlier is None or changed is None else earlier.changed(view, changed)
+            self._keep(_LEVEL_TABLE, found, found.cost())
+        return found
+
+    def _newest(self, key: Hashable) -> Any:
+        """The entry ``key`` (``None`` when not held), made the newest: the budget drops the oldest first, and an
+        entry every query of the most common words reads (built from every block) would otherwise go among the
+        first, as the queries' terms come in, and be built again and again."""
+        with self._lock:
+            found = self._entries.pop(key, None)
+            if found is not None:
+                self._entries[key] = found
         return found
 
     def charge(self, tid: int, term: _Term, cost: int) -> None:
@@ -564,8 +576,9 @@ class _Decoded:
 _READER_TERMS = 2 * MAX_QUERY_TERMS
 #: What ``_Decoded.term`` holds for a term not yet decoded (``None`` is a term no message holds).
 _ABSENT = object()
-#: The key of the levels' blocks in a ``_Decoded``.
+#: The key of the levels' blocks in a ``_Decoded``, and of the level table.
 _LEVEL_BLOCKS = ("levels",)
+_LEVEL_TABLE = ("level table",)
 #: A state reached by catch-ups that changed more blocks than this is decoded afresh (its terms would be read
 #: again nearly whole anyway).
 _CHANGED_UP_TO = 64
@@ -585,8 +598,8 @@ def _term_bytes(summary: Summary | None) -> int:
 
 #: Bytes of the objects of a decoded term (its entries in the cache, its summary, its maps' dict) and of each of its
 #: blocks (the block, its pair, its bytes' header), as ``tracemalloc`` counts them, rounded up; and of the levels'
-#: blocks or the messages at one level (the entry, the dict or bitmap), plus 2 bytes a message (a roaring array
-#: container's) or 8 a block.
+#: blocks, the level table or a term's repeated messages at one level (the entry, the dict, array or bitmap), plus
+#: their bytes (2 a repeated message: a roaring array container's; 8 a block).
 _TERM_OBJECTS = 400
 _BLOCK_OBJECTS = 200
 _LEVELS_OBJECTS = 600
@@ -680,11 +693,8 @@ class CachedReader(IndexReader):
     def level_blocks(self) -> dict[int, list[int]]:
         return self._decoded.level_blocks(self)
 
-    def joined_level(self, level: int) -> BitMap:
-        return self._decoded.joined_level(level, self).whole()
-
-    def joined_at_level(self, keys: BitMap, level: int) -> BitMap:
-        return self._decoded.joined_level(level, self).among(keys)
+    def message_levels(self, keys: BitMap) -> npt.NDArray[np.uint8]:
+        return self._decoded.level_table(self).levels_of(np.frombuffer(keys.to_array(), dtype=np.uint32))
 
     def term_repeats(self, tid: int, block: int) -> tuple[BitMap, bytes] | None:
         term = self._term(tid)
@@ -744,20 +754,21 @@ def _keys_of(blocks: Iterable[int]) -> BitMap:
 
 class _OverlaidReads:
     """What queries read of a read-only overlay's batch through ``_Overlaid``, kept with the batch for its next
-    queries: terms, the changed blocks' repeats (by ``block << 32 | term id``), the joined levels, the levels' blocks,
-    and each term's repeated levels and messages (by ``level << 32 | term id``), each with the query it was read by
-    (its number, from 1); and the blocks of the events the batch folded before each query that followed new events
-    (``steps``: the first query's first; queries with no events folded since the one before share its number). An
-    entry read by query ``n`` is brought up to date, when next read, with the blocks of ``steps[n:]``."""
+    queries: terms, the changed blocks' repeats (by ``block << 32 | term id``), the levels' blocks, the level table,
+    and each term's repeated levels and messages (by ``level << 32 | term id``), each with the
+    query it was read by (its number, from 1); and the blocks of the events the batch folded before each query that
+    followed new events (``steps``: the first query's first; queries with no events folded since the one before
+    share its number). An entry read by query ``n`` is brought up to date, when next read, with the blocks of
+    ``steps[n:]``."""
 
-    __slots__ = ("steps", "terms", "repeats", "levels", "level_blocks", "repeated_levels", "repeated_at")
+    __slots__ = ("steps", "terms", "repeats", "level_blocks", "level_table", "repeated_levels", "repeated_at")
 
     def __init__(self) -> None:
         self.steps: list[frozenset[int]] = []
         self.terms: dict[int, tuple[int, _Term | None]] = {}
         self.repeats: dict[int, tuple[int, tuple[BitMap, bytes] | None]] = {}
-        self.levels: dict[int, tuple[int, _JoinedLevel]] = {}
         self.level_blocks: dict[None, tuple[int, dict[int, list[int]]]] = {}  # one entry at most
+        self.level_table: dict[None, tuple[int, _LevelTable]] = {}  # likewise
         self.repeated_levels: dict[int, tuple[int, bytes]] = {}
         self.repeated_at: dict[int, tuple[int, BitMap | None]] = {}
 
@@ -854,15 +865,12 @@ class _Overlaid(IndexReader):
         return self._kept(self.reads.level_blocks, None, self._stored.level_blocks,
                           lambda by_level, blocks, _: _level_blocks_of(self._batch, by_level, blocks))
 
-    def _joined(self, level: int) -> _JoinedLevel:
-        return self._kept(self.reads.levels, level, lambda: self._stored._decoded.joined_level(level, self._stored),
-                          lambda joined, blocks, _: joined.changed(self._batch, level, blocks))
-
-    def joined_level(self, level: int) -> BitMap:
-        return self._joined(level).whole()
-
-    def joined_at_level(self, keys: BitMap, level: int) -> BitMap:
-        return self._joined(level).among(keys)
+    def message_levels(self, keys: BitMap) -> npt.NDArray[np.uint8]:
+        """The stored state's level table with the changed blocks' levels read through the batch."""
+        table = self._kept(self.reads.level_table, None,
+                           lambda: self._stored._decoded.level_table(self._stored),
+                           lambda earlier, blocks, _: earlier.changed(self._batch, blocks))
+        return table.levels_of(np.frombuffer(keys.to_array(), dtype=np.uint32))
 
     # -- the batch's own reads --------------------------------------------------------
 

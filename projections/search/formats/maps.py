@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from itertools import compress
 
 import numpy as np
+import numpy.typing as npt
 from pyroaring import BitMap, FrozenBitMap
 
 from eventstore._errors import StoreCorrupted
@@ -29,6 +30,7 @@ __all__ = [
     "block_spread",
     "level_key",
     "level_of_key",
+    "levels_by_key",
     "map_of_value",
     "map_value",
     "mapped",
@@ -69,6 +71,16 @@ def level_of_key(key: bytes) -> tuple[int, int]:
     """``(block, level)``."""
     block, level = _LEVEL_KEY.unpack(key)
     return block, level
+
+
+def levels_by_key(messages: Iterable[tuple[int, BitMap]]) -> npt.NDArray[np.uint8]:
+    """A block's messages by level (``(level, keys)`` pairs, as ``search.levels`` holds them) as one array indexed by
+    message key: each key's level, 0 at a key no message has, up to the greatest key present."""
+    pairs = [(level, np.frombuffer(keys.to_array(), dtype=np.uint32)) for level, keys in messages if keys]
+    found = np.zeros(max((int(keys[-1]) + 1 for _, keys in pairs), default=0), dtype=np.uint8)
+    for level, keys in pairs:
+        found[keys] = level
+    return found
 
 
 def repeats_value(keys: BitMap, levels: bytes) -> bytes:
