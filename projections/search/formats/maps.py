@@ -28,9 +28,9 @@ __all__ = [
     "ChangedRepeats",
     "block_present",
     "block_spread",
+    "keyed_levels",
     "level_key",
     "level_of_key",
-    "levels_by_key",
     "map_of_value",
     "map_value",
     "mapped",
@@ -73,14 +73,14 @@ def level_of_key(key: bytes) -> tuple[int, int]:
     return block, level
 
 
-def levels_by_key(messages: Iterable[tuple[int, BitMap]]) -> npt.NDArray[np.uint8]:
-    """A block's messages by level (``(level, keys)`` pairs, as ``search.levels`` holds them) as one array indexed by
-    message key: each key's level, 0 at a key no message has, up to the greatest key present."""
+def keyed_levels(messages: Iterable[tuple[int, BitMap]]) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint8]]:
+    """A block's messages by level (``(level, keys)`` pairs, as ``search.levels`` holds them) as two arrays: their
+    message keys (level by level, each level's ascending) and each key's level."""
     pairs = [(level, np.frombuffer(keys.to_array(), dtype=np.uint32)) for level, keys in messages if keys]
-    found = np.zeros(max((int(keys[-1]) + 1 for _, keys in pairs), default=0), dtype=np.uint8)
-    for level, keys in pairs:
-        found[keys] = level
-    return found
+    if not pairs:
+        return np.zeros(0, dtype=np.uint32), np.zeros(0, dtype=np.uint8)
+    return (np.concatenate([keys for _, keys in pairs]),
+            np.repeat(np.array([level for level, _ in pairs], dtype=np.uint8), [len(keys) for _, keys in pairs]))
 
 
 def repeats_value(keys: BitMap, levels: bytes) -> bytes:
