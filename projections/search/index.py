@@ -519,18 +519,18 @@ class _LevelTable:
         """The table with its entries taken into their blocks, each of those blocks then in the smaller form."""
         numbers = (self.keys >> JOINED_SHIFT).astype(np.int64)
         ends = np.flatnonzero(numbers[1:] != numbers[:-1]) + 1
-        patched = dict(zip(numbers[np.concatenate(([0], ends))].tolist(),
-                           zip(np.split(self.keys & _KEY_IN_BLOCK, ends), np.split(self.levels, ends))))
+        by_block = dict(zip(numbers[np.concatenate(([0], ends))].tolist(),
+                            zip(np.split(self.keys & _KEY_IN_BLOCK, ends), np.split(self.levels, ends))))
         arrays: dict[int, npt.NDArray[np.uint8]] = {}
         entries: list[tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint8]]] = []
-        for number in sorted(patched.keys() | set(np.flatnonzero(self.spans).tolist())):
+        for number in sorted(by_block.keys() | set(np.flatnonzero(self.spans).tolist())):
             at = min(number, len(self.spans) - 1)
             start, span = int(self.starts[at]), int(self.spans[at])
             own = self.flat[start:start + span]
-            if number not in patched:
+            if number not in by_block:
                 arrays[number] = own
                 continue
-            local, levels = patched[number]
+            local, levels = by_block[number]
             whole = np.zeros(max(span, int(local[-1]) + 1), dtype=np.uint8)
             whole[:span] = own
             whole[local] = levels
@@ -569,6 +569,7 @@ def _common(held: npt.NDArray[np.uint32], keys: npt.NDArray[np.uint32]
 
 def _places(few: npt.NDArray[np.uint32], many: npt.NDArray[np.uint32]
             ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """``_common``'s places, each of ``few`` looked up in ``many``."""
     at = np.searchsorted(many, few)
     inside = np.flatnonzero(at < len(many))
     found = inside[many[at[inside]] == few[inside]]
