@@ -7,6 +7,7 @@ between catch-ups."""
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from hypothesis import example, given, settings
@@ -33,14 +34,14 @@ def term_maps(held: list[set[int]], terms: int) -> list[BitMap]:
 
 
 class _Levels:
-    """What ``_by_level`` reads of the joined blocks: their levels, best first, and the messages at each."""
+    """What ``_by_level`` reads of the joined blocks: the messages by level, best first."""
 
     def __init__(self, levels: list[int]) -> None:
         self.by_key = levels
-        self.levels = sorted(set(levels), reverse=True)
 
-    def at(self, keys: BitMap, level: int) -> BitMap:
-        return BitMap(key for key in keys if self.by_key[key] == level)
+    def by_level(self, keys: BitMap) -> Iterator[tuple[int, BitMap]]:
+        for level in sorted({self.by_key[key] for key in keys}, reverse=True):
+            yield level, BitMap(key for key in keys if self.by_key[key] == level)
 
 
 class TestHeldParts:

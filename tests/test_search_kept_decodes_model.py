@@ -36,9 +36,13 @@ texts = st.one_of(
 )
 keywords = st.lists(st.sampled_from([*WORDS, "the-of", "tr*", "absent"]), min_size=1, max_size=4).map(" ".join)
 limits = st.sampled_from([1, 2, 3, 10**6])
-#: Module settings each example draws from: small blocks and maps, few blocks patched, few catch-ups remembered.
+#: Module settings each example draws from: small blocks and maps, few catch-ups remembered, the level table's forms.
 PATCHED = [(formats, "BLOCK_BITS"), (formats, "MAP_FROM"), (search_index, "_CHANGED_UP_TO"),
-           (search_index, "_TRANSITIONS_KEPT"), (search_index, "_PATCHED_UP_TO"), (_deferred, "OVERLAY_UP_TO")]
+           (search_index, "_TRANSITIONS_KEPT"), (_deferred, "OVERLAY_UP_TO"), (search_index, "_DENSE_UP_TO"),
+           (search_index, "_PATCHED_UP_TO"), (search_index, "_PATCHES_UP_TO")]
+#: The level table's forms (``_DENSE_UP_TO``: every block as entries, the default, every block as an array), the
+#: sessions patched before it is read afresh, and the patches before its blocks are laid out again.
+TABLES = [(0, 512, 4096), (5, 512, 4096), (1 << 30, 512, 4096), (1 << 30, 1, 0), (1 << 30, 512, 0), (5, 2, 1)]
 PATHS = {
     "default": {},
     "messages": {"MATERIALIZE_UP_TO": 0, "INTERSECT_UP_TO": 0, "SPREAD_UP_TO": -1},
@@ -72,13 +76,14 @@ class KeptDecodesMachine(RuleBasedStateMachine):
 
     @initialize(block_bits=st.sampled_from([1, 2]), map_from=st.sampled_from([1, 2]),
                 changed_up_to=st.sampled_from([1, 3, 64]), transitions=st.sampled_from([1, 2, 64]),
-                patched_up_to=st.sampled_from([0, 1, 16]), overlay_up_to=st.sampled_from([2, 6, 32]),
-                budget=st.sampled_from([1500, 6000, 32 << 20]))
-    def open(self, block_bits: int, map_from: int, changed_up_to: int, transitions: int, patched_up_to: int,
-             overlay_up_to: int, budget: int) -> None:
+                overlay_up_to=st.sampled_from([2, 6, 32]),
+                budget=st.sampled_from([1500, 6000, 32 << 20]), table=st.sampled_from(TABLES))
+    def open(self, block_bits: int, map_from: int, changed_up_to: int, transitions: int, overlay_up_to: int,
+             budget: int, table: tuple[int, int, int]) -> None:
         formats.BLOCK_BITS, formats.MAP_FROM = block_bits, map_from
         search_index._CHANGED_UP_TO, search_index._TRANSITIONS_KEPT = changed_up_to, transitions
-        search_index._PATCHED_UP_TO, _deferred.OVERLAY_UP_TO = patched_up_to, overlay_up_to
+        _deferred.OVERLAY_UP_TO = overlay_up_to
+        search_index._DENSE_UP_TO, search_index._PATCHED_UP_TO, search_index._PATCHES_UP_TO = table
         self.stores = [SessionStore(self.path, clock=self.clock, durable=False) for _ in range(2)]
         for store in self.stores:
             store._search_index._decoded._budget = budget

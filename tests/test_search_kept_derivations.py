@@ -14,8 +14,11 @@ import pytest
 from pyroaring import BitMap
 
 from eventstore import ChatMessage, SessionQuery, SessionStore
+from projections.search import index as search_index
 from projections.search import writer
 from projections.search.formats import summaries
+from projections.search.formats.maps import JOINED_SHIFT
+from projections.search.index import CachedReader, _LevelTable
 from projections.search.reader import IndexReader
 
 from test_search import ReferenceSearch, search
@@ -115,27 +118,42 @@ def test_a_catch_up_patches_what_queries_derived_of_the_terms(scratch_store: Ses
         _checked(store)
 
 
-def _joined_levels(store: SessionStore) -> dict[object, object]:
-    """Every level of the joined blocks as the queries of the store's current state read them (kept entries)."""
-    def read(view: IndexReader, _txn: object) -> dict[object, object]:
-        for level in view.level_blocks():
-            view.joined_level(level)
-        entries = store._search_index._decoded._latest._entries
-        return {key: value for key, value in entries.items() if isinstance(key, tuple) and key[0] == "level"}
+def _level_table(store: SessionStore) -> _LevelTable:
+    """The level table as the queries of the store's current state read it (a kept entry)."""
+    def read(view: IndexReader, _txn: object) -> _LevelTable:
+        assert isinstance(view, CachedReader)
+        return view._decoded.level_table(view)
 
     return store._search.query(read)
 
 
-def test_a_catch_up_patches_only_the_levels_whose_messages_it_changed(scratch_store: SessionStore) -> None:
-    """A catch-up of one appended message changes its block's messages at one level: the joined levels of the next
-    state are the earlier state's wherever the block's messages stayed, and queries rank as a fresh reader's."""
+def _entry_sessions(table: _LevelTable) -> set[tuple[int, int]]:
+    """The sessions (block, offset) the table's entries are of."""
+    return {(key >> JOINED_SHIFT, key & 0xFFF) for key in table.keys.tolist()}
+
+
+def test_a_catch_up_patches_the_level_table_with_the_sessions_it_changed(
+        scratch_store: SessionStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Catch-ups of appends to sessions of some blocks and not others: the level table of each next state shares
+    the earlier one's arrays, reads no block's levels again, and holds entries for the changed sessions' keys alone;
+    queries rank as a fresh reader's."""
     store = scratch_store
+    monkeypatch.setattr(search_index, "_DENSE_UP_TO", 1 << 30)  # every block as an array, even of 4 sessions
     with message_path(1, 2):
         _fill(store)
-        before = _joined_levels(store)
-        store.append("s5", ChatMessage.user("the of w1 w2 w3 w3 w2"))
-        store.catch_up()
-        after = _joined_levels(store)
-        patched = [key for key in after if after[key] is not before.get(key)]
-        assert len(patched) == 1, patched  # the appended message's level
-        _checked(store)
+        before = _level_table(store)
+        assert not len(before.keys)
+        reads: list[int] = []
+        monkeypatch.setattr(IndexReader, "level_messages", _counted(reads, IndexReader.level_messages, True))
+        for keys in (["s5"], ["s1", "s9"], ["s5", "s14"]):
+            for key in keys:
+                store.append(key, ChatMessage.user("the of w1 w2 w3 w3 w2 " + "w1 " * (int(key[1:]) % 3)))
+            store.catch_up()  # which reads the changed blocks' levels to write them
+            del reads[:]
+            after = _level_table(store)
+            assert after.flat is before.flat and not reads, "the arrays shared, no block's levels read again"
+            with store._read() as txn:
+                sids = [store._catalog.stream_of_key(txn, key)[0] for key in keys]  # type: ignore[index]
+            assert _entry_sessions(after) == _entry_sessions(before) | {(sid >> 2, sid & 3) for sid in sids}
+            _checked(store)
+            before = after

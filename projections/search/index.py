@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, NamedTuple, TypeVar
 
+import numpy as np
+import numpy.typing as npt
 from pyroaring import BitMap
 
 from eventstore._codec import EncodedEvent, appended_content, decode_event
@@ -46,9 +48,10 @@ from ..session import (
 from . import queries
 from . import reader as stored_forms
 from .formats import MAX_ID
-from .formats.keys import META_GENERATION, block_of
-from .formats.maps import JOINED_BLOCKS, JOINED_SHIFT, repeated_at, repeated_levels
-from .formats.summaries import Block, Summary
+from .formats.chunks import CHUNK_MESSAGES, chunk_levels
+from .formats.keys import META_GENERATION, block_of, offset_of
+from .formats.maps import JOINED_BLOCKS, JOINED_SHIFT, MAP_SHIFT, keyed_levels, repeated_at, repeated_levels
+from .formats.summaries import LAST_TAG, Block, Summary
 from .formats.wholes import Whole
 from .planning import MAX_QUERY_TERMS
 from .queries import Activities, Texts
@@ -129,7 +132,7 @@ class SearchIndex:
         if folded is None or not folded.last or checkpoint is None or checkpoint[0] != self.code_version:
             return
         self._decoded.note_transition(self._generation(txn), checkpoint, (self.code_version, folded.last),
-                                      frozenset(folded.blocks))
+                                      frozenset(map(block_of, folded.sessions)), frozenset(folded.sessions))
 
     def _generation(self, txn: ReadTransaction) -> bytes | None:
         raw = txn.get(self._spaces.meta, META_GENERATION)
@@ -213,8 +216,8 @@ class SearchIndex:
             writer.touch(stream_id, micros)
             folded = self._folded.get(writer)
             if folded is not None:
-                folded.blocks.add(block_of(stream_id))
-                folded.fresh.add(block_of(stream_id))
+                folded.sessions.add(stream_id)
+                folded.fresh.add(stream_id)
                 folded.last = events[-1].position
 
     def clear(self, txn: WriteTransaction) -> None:
@@ -258,7 +261,7 @@ class SearchIndex:
         if folded.fresh or not folded.read.steps:  # else what the latest query read is current
             folded.read.steps.append(frozenset(folded.fresh))
             folded.fresh = set()
-        return _Overlaid(view, stored, frozenset(folded.blocks), self._term_ids, folded.read)
+        return _Overlaid(view, stored, _Since.of(frozenset(folded.sessions)), self._term_ids, folded.read)
 
     # -- audit ---------------------------------------------------------------------
 
@@ -283,13 +286,13 @@ _State = tuple[bytes | None, Checkpoint | None]
 
 
 class _Folded:
-    """What a batch folded: the blocks of its sessions, and the position of its last event; for a read-only
-    overlay's, what its queries read of it (``read``) and the blocks folded since the latest (``fresh``)."""
+    """What a batch folded: its sessions, and the position of its last event; for a read-only overlay's, what its
+    queries read of it (``read``) and the sessions folded since the latest (``fresh``)."""
 
-    __slots__ = ("blocks", "last", "fresh", "read")
+    __slots__ = ("sessions", "last", "fresh", "read")
 
     def __init__(self) -> None:
-        self.blocks: set[int] = set()
+        self.sessions: set[int] = set()
         self.last = 0
         self.fresh: set[int] = set()
         self.read: _OverlaidReads | None = None
@@ -400,61 +403,191 @@ def _level_blocks_of(view: IndexReader, earlier: dict[int, list[int]],
     return {level: sorted(blocks) for level, blocks in found.items() if blocks}
 
 
-class _JoinedLevel:
-    """The messages at one level of the joined blocks (``IndexReader.joined_level``): those of ``base`` outside the
-    blocks ``blocks``, and ``patch`` in them. A state that changed a few blocks of another shares the other's
-    ``base`` rather than copying it (every key of the store's messages at the level)."""
+class _LevelTable:
+    """The level of every message of the joined blocks (``search.levels``) by joined key, so that the levels of a
+    query's messages are one lookup in C rather than an AND with each joined level (the message path walked 60
+    levels twice a query, most of which held none of its messages).
 
-    __slots__ = ("base", "blocks", "cut", "patch")
+    Each block is kept in the smaller of two forms (``_place``): its levels as an array indexed by message key, one
+    byte a key up to its greatest (about one a message for sessions of 20 messages, but a long session spans up to
+    ``LAST_TAG`` rows of ``1 << MAP_SHIFT`` keys), the blocks' arrays one after another in ``flat``; or as entries,
+    its joined keys (``keys``, ascending) and their ``levels``, 5 bytes a message. So the table holds at most 5 bytes
+    a message, whatever the sessions' lengths.
 
-    def __init__(self, base: BitMap, blocks: frozenset[int] = frozenset(), cut: BitMap | None = None,
-                 patch: BitMap | None = None) -> None:
-        self.base, self.blocks = base, blocks
-        self.cut = BitMap() if cut is None else cut  # every key of ``blocks``
-        self.patch = BitMap() if patch is None else patch
+    The entries also patch the arrays: the table of a state a catch-up or a batch reached shares the earlier table's
+    arrays and holds as entries the keys of the sessions changed since where their levels differ from the arrays
+    (``patched``: each session's levels read from its chunks), so that it costs what changed, not the blocks it
+    changed read again whole; past ``_PATCHES_UP_TO`` such entries the blocks are laid out again."""
 
-    def among(self, keys: BitMap) -> BitMap:
-        """The messages of ``keys`` at the level."""
-        found = keys & self.base
-        if self.blocks:
-            found -= self.cut
-            found |= keys & self.patch
+    __slots__ = ("flat", "starts", "spans", "keys", "levels", "patches")
+
+    def __init__(self, flat: npt.NDArray[np.uint8], starts: npt.NDArray[np.int64], spans: npt.NDArray[np.int64],
+                 keys: npt.NDArray[np.uint32], levels: npt.NDArray[np.uint8]) -> None:
+        self.flat, self.starts, self.spans, self.keys, self.levels = flat, starts, spans, keys, levels
+        #: Entries over a block kept as an array: they patch it.
+        self.patches = int(np.count_nonzero(spans[self._numbers(keys)]))
+
+    @classmethod
+    def laid_out(cls, arrays: Mapping[int, npt.NDArray[np.uint8]],
+                 entries: Sequence[tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint8]]]) -> _LevelTable:
+        """The table of the blocks ``arrays`` (by number) and ``entries`` (each block's keys and levels, ascending,
+        in the blocks' order)."""
+        # One more span than blocks, of nothing: a key of a later block is looked up there.
+        spans = np.zeros(max(arrays, default=-1) + 2, dtype=np.int64)
+        for number, levels in arrays.items():
+            spans[number] = len(levels)
+        starts = np.concatenate(([0], np.cumsum(spans)[:-1]))
+        flat = np.concatenate([arrays[number] for number in sorted(arrays)]) if arrays else _NO_LEVELS
+        if not entries:
+            return cls(flat, starts, spans, _NO_JOINED_KEYS, _NO_LEVELS)
+        return cls(flat, starts, spans, np.concatenate([keys for keys, _ in entries]),
+                   np.concatenate([levels for _, levels in entries]))
+
+    @classmethod
+    def read(cls, view: IndexReader) -> _LevelTable:
+        """The table of ``view``'s stored levels."""
+        by_block: dict[int, list[tuple[int, BitMap]]] = {}
+        for level, numbers in view.level_blocks().items():
+            for number in numbers:
+                if number < JOINED_BLOCKS and (found := view.level_messages(number, level)):
+                    by_block.setdefault(number, []).append((level, found))
+        arrays: dict[int, npt.NDArray[np.uint8]] = {}
+        entries: list[tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint8]]] = []
+        for number in sorted(by_block):
+            _place(number, *keyed_levels(by_block[number]), arrays, entries)
+        return cls.laid_out(arrays, entries)
+
+    def _numbers(self, keys: npt.NDArray[np.uint32]) -> npt.NDArray[np.int64]:
+        """The block of each joined key of ``keys``, a block past the arrays' as the one after the last."""
+        found: npt.NDArray[np.int64] = np.minimum(keys >> JOINED_SHIFT, len(self.spans) - 1).astype(np.int64)
         return found
 
-    def whole(self) -> BitMap:
-        return self.base if not self.blocks else self.base - self.cut | self.patch
+    def _arrays_levels(self, keys: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint8]:
+        """The level the arrays give each joined key of ``keys``, 0 for one outside them."""
+        numbers = self._numbers(keys)
+        local = keys & _KEY_IN_BLOCK
+        inside = local < self.spans[numbers]
+        found = np.zeros(len(keys), dtype=np.uint8)
+        found[inside] = self.flat[(self.starts[numbers] + local)[inside]]
+        return found
+
+    def levels_of(self, keys: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint8]:
+        """The level of each joined key of ``keys`` (ascending), 0 for one at no level."""
+        found = self._arrays_levels(keys)
+        if len(self.keys):
+            held, places = _common(self.keys, keys)
+            found[places] = self.levels[held]
+        return found
 
     def cost(self) -> int:
-        """Bytes of its own, as ``_Decoded`` counts them (a shared ``base`` too: counted where it is kept)."""
-        return _LEVELS_OBJECTS + 2 * (len(self.base) + len(self.patch))
+        """Bytes, as ``_Decoded`` counts them."""
+        return _LEVELS_OBJECTS + sum(part.nbytes for part in (self.flat, self.starts, self.spans, self.keys,
+                                                              self.levels))
 
-    def changed(self, view: IndexReader, level: int, changed: frozenset[int]) -> _JoinedLevel:
-        """The level as ``view`` reads it, whose state differs from this one's in the blocks ``changed`` alone:
-        their messages are read through ``view``, and patched in where they differ (a catch-up of a few messages
-        changes a block's messages at a few of its levels, and an unpatched level is one operation a query step);
-        past ``_PATCHED_UP_TO`` blocks the base is copied once."""
-        differing: dict[int, BitMap] = {}
-        for number in changed:
-            if number < JOINED_BLOCKS:
-                found = view.level_messages(number, level)
-                keys = BitMap() if found is None else found.shift(number << JOINED_SHIFT)
-                if keys != self.among(_keys_of((number,))):
-                    differing[number] = keys
-        if not differing:
+    def patched(self, view: IndexReader, sessions: Iterable[int]) -> _LevelTable:
+        """The table as ``view`` reads it, whose state differs from this one's in the messages of ``sessions``
+        alone: their levels read from their chunks (a catch-up or a batch leaves ``search.levels`` as the chunks
+        say), the arrays shared, and the entries of their keys replaced by those whose level the arrays do not
+        give. Past ``_PATCHED_UP_TO`` sessions the table is read afresh."""
+        joined = sorted(sid for sid in sessions if block_of(sid) < JOINED_BLOCKS)
+        if not joined:
             return self
-        blocks = self.blocks.union(differing)
-        cut = self.cut | _keys_of(differing.keys() - self.blocks)
-        patch = BitMap.union(self.patch - _keys_of(differing), *differing.values())
-        if len(blocks) > _PATCHED_UP_TO or _PATCH_SHARE * len(patch) > len(self.base):
-            return _JoinedLevel(self.base - cut | patch)
-        return _JoinedLevel(self.base, blocks, cut, patch)
+        if len(joined) > _PATCHED_UP_TO:
+            return _LevelTable.read(view)
+        keys = np.concatenate([np.uint32(block_of(sid) << JOINED_SHIFT | offset_of(sid)) + _SESSION_ROWS
+                               for sid in joined])
+        levels = np.zeros(len(keys), dtype=np.uint8)
+        for place, sid in enumerate(joined):
+            for number, raw in enumerate(view.chunks(sid)):
+                first = number * CHUNK_MESSAGES
+                if first >= LAST_TAG:
+                    break
+                found = chunk_levels(raw)[:LAST_TAG - first]
+                levels[place * LAST_TAG + first:place * LAST_TAG + first + len(found)] = np.frombuffer(found, np.uint8)
+        order = np.argsort(keys, kind="stable")
+        keys, levels = keys[order], levels[order]
+        own = levels != self._arrays_levels(keys)
+        kept = np.ones(len(self.keys), dtype=bool)
+        kept[_common(self.keys, keys)[0]] = False
+        merged = np.concatenate((self.keys[kept], keys[own]))
+        order = np.argsort(merged, kind="stable")  # two ascending runs: merged in one pass
+        table = _LevelTable(self.flat, self.starts, self.spans, merged[order],
+                            np.concatenate((self.levels[kept], levels[own]))[order])
+        return table._laid_out_again() if table.patches > _PATCHES_UP_TO else table
+
+    def _laid_out_again(self) -> _LevelTable:
+        """The table with its entries taken into their blocks, each of those blocks then in the smaller form."""
+        numbers = (self.keys >> JOINED_SHIFT).astype(np.int64)
+        ends = np.flatnonzero(numbers[1:] != numbers[:-1]) + 1
+        by_block = dict(zip(numbers[np.concatenate(([0], ends))].tolist(),
+                            zip(np.split(self.keys & _KEY_IN_BLOCK, ends), np.split(self.levels, ends))))
+        arrays: dict[int, npt.NDArray[np.uint8]] = {}
+        entries: list[tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint8]]] = []
+        for number in sorted(by_block.keys() | set(np.flatnonzero(self.spans).tolist())):
+            at = min(number, len(self.spans) - 1)
+            start, span = int(self.starts[at]), int(self.spans[at])
+            own = self.flat[start:start + span]
+            if number not in by_block:
+                arrays[number] = own
+                continue
+            local, levels = by_block[number]
+            whole = np.zeros(max(span, int(local[-1]) + 1), dtype=np.uint8)
+            whole[:span] = own
+            whole[local] = levels
+            held = np.flatnonzero(whole).astype(np.uint32)
+            _place(number, held, whole[held], arrays, entries)
+        return _LevelTable.laid_out(arrays, entries)
 
 
-#: A joined level patched in more blocks than this, or whose patches hold more than a ``_PATCH_SHARE``-th of its
-#: keys (a small store: a few blocks in all), is copied whole with the patches in: its queries then take one
-#: operation instead of three.
-_PATCHED_UP_TO = 16
-_PATCH_SHARE = 4
+def _place(number: int, keys: npt.NDArray[np.uint32], levels: npt.NDArray[np.uint8],
+           arrays: dict[int, npt.NDArray[np.uint8]],
+           entries: list[tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint8]]]) -> None:
+    """Block ``number``'s messages (their ``keys`` and ``levels``) in the smaller form: into ``arrays`` as an array
+    indexed by key, when it takes no more than the entries' 5 bytes a message (``_DENSE_UP_TO``), else into
+    ``entries`` as joined keys, ascending, and their levels."""
+    if not len(keys):
+        return
+    span = int(keys.max()) + 1
+    if span <= _DENSE_UP_TO * len(keys):
+        found = np.zeros(span, dtype=np.uint8)
+        found[keys] = levels
+        arrays[number] = found
+    else:
+        order = np.argsort(keys, kind="stable")
+        entries.append((keys[order] | np.uint32(number << JOINED_SHIFT), levels[order]))
+
+
+def _common(held: npt.NDArray[np.uint32], keys: npt.NDArray[np.uint32]
+            ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """The places in ``held`` and in ``keys`` (both ascending, without repeats) of the values both have: the
+    shorter looked up in the longer, so that a few entries cost little against a walk's thousands of keys."""
+    if len(held) <= len(keys):
+        return _places(held, keys)
+    in_keys, in_held = _places(keys, held)
+    return in_held, in_keys
+
+
+def _places(few: npt.NDArray[np.uint32], many: npt.NDArray[np.uint32]
+            ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """``_common``'s places, each of ``few`` looked up in ``many``."""
+    at = np.searchsorted(many, few)
+    inside = np.flatnonzero(at < len(many))
+    found = inside[many[at[inside]] == few[inside]]
+    return found, at[found]
+
+
+#: A joined key's message key in its block.
+_KEY_IN_BLOCK = (1 << JOINED_SHIFT) - 1
+#: A block is kept as an array when that takes at most this many bytes a message (the entries' form takes 5).
+_DENSE_UP_TO = 5
+#: A table patched for more sessions than this is read afresh (a session's patch reads its chunks).
+_PATCHED_UP_TO = 512
+#: Entries patching the arrays past which the blocks are laid out again (each costs the lookups a little).
+_PATCHES_UP_TO = 4096
+#: The message keys of a session at offset 0 of block 0 that ``search.levels`` may hold.
+_SESSION_ROWS = np.arange(LAST_TAG, dtype=np.uint32) << MAP_SHIFT
+_NO_JOINED_KEYS = np.zeros(0, dtype=np.uint32)
+_NO_LEVELS = np.zeros(0, dtype=np.uint8)
 
 
 class _Decoded:
@@ -462,8 +595,8 @@ class _Decoded:
     bytes (the oldest go first).
 
     A term is one entry, its maps within it, so that a query pays the cache's upkeep once a term, not once a block.
-    The blocks' messages at each level, joined, are entries of their own: every query of the most common words
-    reads them, whatever its terms.
+    The levels' blocks and the level table are entries of their own: every query of the most common words reads
+    them, whatever its terms.
 
     A state that a catch-up of this store object reached from the one before (``_DecodedStates.note_transition``)
     starts with that one's entries, each brought up to date when first read: only the blocks changed since the
@@ -471,19 +604,23 @@ class _Decoded:
     """
 
     def __init__(self, state: _State, budget: int, earlier: _Decoded | None = None,
-                 changed: frozenset[int] = frozenset()) -> None:
+                 changed: frozenset[int] = frozenset(), sessions: frozenset[int] = frozenset()) -> None:
         self.state, self._budget = state, budget
-        self._entries: dict[Hashable, Any] = {}  # a term by its id; _LEVEL_BLOCKS; ("level", level)
+        self._entries: dict[Hashable, Any] = {}  # a term by its id; _LEVEL_BLOCKS; _LEVEL_TABLE
         self._costs: dict[Hashable, int] = {}
         self._size = 0
         self._lock = threading.Lock()  # queries in several threads may share a state
         # Entries of an earlier state not brought up to date yet → the blocks changed since their state (the
         # earlier state's own pending changes too, for what no query of it read).
         self._earlier: dict[Hashable, frozenset[int]] = {}
+        # The sessions changed since the level table's state, while it is in ``_earlier`` (it is patched by session).
+        self._table_sessions = sessions
         if earlier is not None:
             with earlier._lock:  # copied in C: a state may hold thousands of entries
                 self._entries, self._costs, self._size = dict(earlier._entries), dict(earlier._costs), earlier._size
                 pending = dict(earlier._earlier)
+            if _LEVEL_TABLE in pending:
+                self._table_sessions = earlier._table_sessions | sessions
             self._earlier = dict.fromkeys(self._entries, changed)
             since: dict[frozenset[int], frozenset[int]] = {}  # a few distinct sets: each joined once
             for key, before in pending.items():
@@ -517,16 +654,25 @@ class _Decoded:
             self._keep(_LEVEL_BLOCKS, found, _LEVELS_OBJECTS + 8 * sum(map(len, found.values())))
         return found
 
-    def joined_level(self, level: int, view: IndexReader) -> _JoinedLevel:
-        """The messages at ``level`` of the joined blocks, read (and kept) when not held."""
-        key = ("level", level)
-        changed = self._earlier.get(key)
-        found = self._entries.get(key) if changed is None else None
+    def level_table(self, view: IndexReader) -> _LevelTable:
+        """The level of every message of the joined blocks, read (and kept) when not held."""
+        changed = self._earlier.get(_LEVEL_TABLE)
+        found = self._newest(_LEVEL_TABLE) if changed is None else None
         if found is None:
-            earlier = self._entries.get(key)
-            found = _JoinedLevel(IndexReader.joined_level(view, level)) if earlier is None or changed is None else \
-                earlier.changed(view, level, changed)
-            self._keep(key, found, found.cost())
+            earlier = self._entries.get(_LEVEL_TABLE)
+            found = _LevelTable.read(view) if earlier is None or changed is None else \
+                earlier.patched(view, self._table_sessions)
+            self._keep(_LEVEL_TABLE, found, found.cost())
+        return found
+
+    def _newest(self, key: Hashable) -> Any:
+        """The entry ``key`` (``None`` when not held), made the newest: the budget drops the oldest first, and an
+        entry every query of the most common words reads (built from every block) would otherwise go among the
+        first, as the queries' terms come in, and be built again and again."""
+        with self._lock:
+            found = self._entries.pop(key, None)
+            if found is not None:
+                self._entries[key] = found
         return found
 
     def charge(self, tid: int, term: _Term, cost: int) -> None:
@@ -564,8 +710,9 @@ class _Decoded:
 _READER_TERMS = 2 * MAX_QUERY_TERMS
 #: What ``_Decoded.term`` holds for a term not yet decoded (``None`` is a term no message holds).
 _ABSENT = object()
-#: The key of the levels' blocks in a ``_Decoded``.
+#: The key of the levels' blocks in a ``_Decoded``, and of the level table.
 _LEVEL_BLOCKS = ("levels",)
+_LEVEL_TABLE = ("level table",)
 #: A state reached by catch-ups that changed more blocks than this is decoded afresh (its terms would be read
 #: again nearly whole anyway).
 _CHANGED_UP_TO = 64
@@ -585,8 +732,8 @@ def _term_bytes(summary: Summary | None) -> int:
 
 #: Bytes of the objects of a decoded term (its entries in the cache, its summary, its maps' dict) and of each of its
 #: blocks (the block, its pair, its bytes' header), as ``tracemalloc`` counts them, rounded up; and of the levels'
-#: blocks or the messages at one level (the entry, the dict or bitmap), plus 2 bytes a message (a roaring array
-#: container's) or 8 a block.
+#: blocks, the level table or a term's repeated messages at one level (the entry, the dict, array or bitmap), plus
+#: their bytes (2 a repeated message: a roaring array container's; 8 a block).
 _TERM_OBJECTS = 400
 _BLOCK_OBJECTS = 200
 _LEVELS_OBJECTS = 600
@@ -599,36 +746,38 @@ class _DecodedStates:
     def __init__(self, budget: int = QUERY_CACHE_BYTES) -> None:
         self._budget = budget
         self._latest: _Decoded | None = None
-        # (generation, checkpoint) → the checkpoint a catch-up went on to, and the blocks it changed.
-        self._transitions: dict[tuple[bytes | None, Checkpoint], tuple[Checkpoint, frozenset[int]]] = {}
+        # (generation, checkpoint) → the checkpoint a catch-up went on to, the blocks and the sessions it changed.
+        self._transitions: dict[tuple[bytes | None, Checkpoint],
+                                tuple[Checkpoint, frozenset[int], frozenset[int]]] = {}
         self._lock = threading.Lock()
 
     def note_transition(self, generation: bytes | None, before: Checkpoint, after: Checkpoint,
-                        changed: frozenset[int]) -> None:
+                        changed: frozenset[int], sessions: frozenset[int]) -> None:
         """A catch-up folds every event from ``before`` to ``after`` into the index of ``generation``, changing the
-        blocks ``changed`` (and the terms' heads, which queries read through their own transactions)."""
+        blocks ``changed``, those of ``sessions`` (and the terms' heads, which queries read through their own
+        transactions)."""
         with self._lock:
             self._transitions.pop((generation, before), None)
             while len(self._transitions) >= _TRANSITIONS_KEPT:
                 del self._transitions[next(iter(self._transitions))]
-            self._transitions[generation, before] = after, changed
+            self._transitions[generation, before] = after, changed, sessions
 
     def of(self, state: _State) -> _Decoded:
         latest = self._latest
         if latest is None or latest.state != state:
             # A reader keeps the state it was given: one of an older state in another thread never mixes in.
             changed = None if latest is None else self._changed(latest.state, state)
-            latest = self._latest = _Decoded(state, self._budget, None if changed is None else latest,
-                                             changed or frozenset())
+            latest = self._latest = _Decoded(state, self._budget, None) if changed is None else \
+                _Decoded(state, self._budget, latest, *changed)
         return latest
 
-    def _changed(self, earlier: _State, state: _State) -> frozenset[int] | None:
-        """The blocks that catch-ups noted here changed from ``earlier`` to ``state``; ``None``: not known (another
-        generation, a catch-up of another store object or process, a state before ``earlier``)."""
+    def _changed(self, earlier: _State, state: _State) -> tuple[frozenset[int], frozenset[int]] | None:
+        """The blocks and the sessions that catch-ups noted here changed from ``earlier`` to ``state``; ``None``: not
+        known (another generation, a catch-up of another store object or process, a state before ``earlier``)."""
         generation, target = state
         if generation != earlier[0] or earlier[1] is None or target is None:
             return None
-        at, changed = earlier[1], set[int]()
+        at, changed, sessions = earlier[1], set[int](), set[int]()
         with self._lock:
             while at != target:
                 step = self._transitions.get((generation, at))
@@ -636,9 +785,10 @@ class _DecodedStates:
                     return None
                 at = step[0]
                 changed |= step[1]
+                sessions |= step[2]
                 if len(changed) > _CHANGED_UP_TO:
                     return None
-        return frozenset(changed)
+        return frozenset(changed), frozenset(sessions)
 
 
 class CachedReader(IndexReader):
@@ -680,11 +830,8 @@ class CachedReader(IndexReader):
     def level_blocks(self) -> dict[int, list[int]]:
         return self._decoded.level_blocks(self)
 
-    def joined_level(self, level: int) -> BitMap:
-        return self._decoded.joined_level(level, self).whole()
-
-    def joined_at_level(self, keys: BitMap, level: int) -> BitMap:
-        return self._decoded.joined_level(level, self).among(keys)
+    def message_levels(self, keys: BitMap) -> npt.NDArray[np.uint8]:
+        return self._decoded.level_table(self).levels_of(np.frombuffer(keys.to_array(), dtype=np.uint32))
 
     def term_repeats(self, tid: int, block: int) -> tuple[BitMap, bytes] | None:
         term = self._term(tid)
@@ -744,22 +891,36 @@ def _keys_of(blocks: Iterable[int]) -> BitMap:
 
 class _OverlaidReads:
     """What queries read of a read-only overlay's batch through ``_Overlaid``, kept with the batch for its next
-    queries: terms, the changed blocks' repeats (by ``block << 32 | term id``), the joined levels, the levels' blocks,
-    and each term's repeated levels and messages (by ``level << 32 | term id``), each with the query it was read by
-    (its number, from 1); and the blocks of the events the batch folded before each query that followed new events
-    (``steps``: the first query's first; queries with no events folded since the one before share its number). An
-    entry read by query ``n`` is brought up to date, when next read, with the blocks of ``steps[n:]``."""
+    queries: terms, the changed blocks' repeats (by ``block << 32 | term id``), the levels' blocks, the level table,
+    and each term's repeated levels and messages (by ``level << 32 | term id``), each with the
+    query it was read by (its number, from 1); and the sessions of the events the batch folded before each query that
+    followed new events (``steps``: the first query's first; queries with no events folded since the one before
+    share its number). An entry read by query ``n`` is brought up to date, when next read, with the sessions of
+    ``steps[n:]`` (or their blocks)."""
 
-    __slots__ = ("steps", "terms", "repeats", "levels", "level_blocks", "repeated_levels", "repeated_at")
+    __slots__ = ("steps", "terms", "repeats", "level_blocks", "level_table", "repeated_levels", "repeated_at")
 
     def __init__(self) -> None:
         self.steps: list[frozenset[int]] = []
         self.terms: dict[int, tuple[int, _Term | None]] = {}
         self.repeats: dict[int, tuple[int, tuple[BitMap, bytes] | None]] = {}
-        self.levels: dict[int, tuple[int, _JoinedLevel]] = {}
         self.level_blocks: dict[None, tuple[int, dict[int, list[int]]]] = {}  # one entry at most
+        self.level_table: dict[None, tuple[int, _LevelTable]] = {}  # likewise
         self.repeated_levels: dict[int, tuple[int, bytes]] = {}
         self.repeated_at: dict[int, tuple[int, BitMap | None]] = {}
+
+
+class _Since(NamedTuple):
+    """Sessions whose events a batch folded, their blocks, and every joined key of those blocks."""
+
+    sessions: frozenset[int]
+    blocks: frozenset[int]
+    cut: BitMap
+
+    @classmethod
+    def of(cls, sessions: frozenset[int]) -> _Since:
+        blocks = frozenset(map(block_of, sessions))
+        return cls(sessions, blocks, _keys_of(blocks))
 
 
 class _Overlaid(IndexReader):
@@ -772,32 +933,29 @@ class _Overlaid(IndexReader):
     append does not join every changed block's levels and terms afresh. The batch does not change while a query
     reads it."""
 
-    def __init__(self, batch: IndexWriter, stored: CachedReader, changed: frozenset[int], term_ids: TermIds,
+    def __init__(self, batch: IndexWriter, stored: CachedReader, changed: _Since, term_ids: TermIds,
                  reads: _OverlaidReads) -> None:
         super().__init__(batch.spaces, term_ids, batch.txn)
-        self._batch, self._stored, self._changed, self.reads = batch, stored, changed, reads
+        self._batch, self._stored, self._all, self.reads = batch, stored, changed, reads
+        self._changed = changed.blocks
         self._query = len(reads.steps)
-        self._cut = _keys_of(changed)  # every joined key of the changed blocks
-        self._since: dict[int, tuple[frozenset[int], BitMap]] = {}
+        self._since: dict[int, _Since] = {}
 
-    def _changed_since(self, query: int) -> tuple[frozenset[int], BitMap]:
-        """The blocks of the events folded since query ``query`` read the batch, and every joined key of them."""
+    def _changed_since(self, query: int) -> _Since:
+        """What the batch folded since query ``query`` read it."""
         found = self._since.get(query)
         if found is None:
-            blocks = frozenset[int]().union(*self.reads.steps[query:])
-            found = self._since[query] = blocks, _keys_of(blocks)
+            found = self._since[query] = _Since.of(frozenset[int]().union(*self.reads.steps[query:]))
         return found
 
     def _kept(self, reads: dict[_K, tuple[int, _V]], key: _K, stored: Callable[[], _V],
-              changed: Callable[[_V, frozenset[int], BitMap], _V]) -> _V:
+              changed: Callable[[_V, _Since], _V]) -> _V:
         """``reads[key]`` as this query reads it: as kept if this query read it; else ``changed`` of what an earlier
-        query read and the blocks folded since (and their joined keys), or of the stored state's (``stored``) and
-        every changed block."""
+        query read and what the batch folded since, or of the stored state's (``stored``) and all it folded."""
         kept = reads.get(key)
         if kept is not None and kept[0] == self._query:
             return kept[1]
-        found = (changed(stored(), self._changed, self._cut) if kept is None
-                 else changed(kept[1], *self._changed_since(kept[0])))
+        found = changed(stored(), self._all) if kept is None else changed(kept[1], self._changed_since(kept[0]))
         reads[key] = self._query, found
         return found
 
@@ -808,7 +966,7 @@ class _Overlaid(IndexReader):
     def _term(self, tid: int) -> _Term | None:
         # A term no message held (kept as ``None``) is read whole by ``_term_of``.
         return self._kept(self.reads.terms, tid, lambda: self._stored._term(tid),
-                          lambda term, blocks, _: _term_of(self._batch, tid, term, blocks))
+                          lambda term, since: _term_of(self._batch, tid, term, since.blocks))
 
     def summary(self, tid: int) -> Summary | None:
         term = self._term(tid)
@@ -827,7 +985,7 @@ class _Overlaid(IndexReader):
             return self._stored.term_repeats(tid, block)
         key, repeats = block << 32 | tid, self.reads.repeats
         kept = repeats.get(key)
-        if kept is not None and (kept[0] == self._query or block not in self._changed_since(kept[0])[0]):
+        if kept is not None and (kept[0] == self._query or block not in self._changed_since(kept[0]).blocks):
             return kept[1]
         found = self._batch.term_repeats(tid, block)
         repeats[key] = self._query, found
@@ -838,31 +996,28 @@ class _Overlaid(IndexReader):
         more) and the changed blocks' through the batch."""
         # A level no message has any more may stay in what an earlier query read, as above.
         return self._kept(self.reads.repeated_levels, tid, lambda: self._stored.repeated_levels(tid),
-                          lambda levels, blocks, _: repeated_levels(levels + _levels_in(self, tid, blocks)))
+                          lambda levels, since: repeated_levels(levels + _levels_in(self, tid, since.blocks)))
 
     def repeated_at(self, tid: int, level: int) -> BitMap | None:
         """The stored state's messages outside the changed blocks, and the changed blocks' through the batch."""
 
-        def patched(found: BitMap | None, blocks: frozenset[int], cut: BitMap) -> BitMap | None:
+        def patched(found: BitMap | None, since: _Since) -> BitMap | None:
             # ``None``: the stored state's are too many to group, and so are these.
-            return None if found is None else _patched_at(self, tid, level, found, blocks, cut)
+            return None if found is None else _patched_at(self, tid, level, found, since.blocks, since.cut)
 
         return self._kept(self.reads.repeated_at, level << 32 | tid, lambda: self._stored.repeated_at(tid, level),
                           patched)
 
     def level_blocks(self) -> dict[int, list[int]]:
         return self._kept(self.reads.level_blocks, None, self._stored.level_blocks,
-                          lambda by_level, blocks, _: _level_blocks_of(self._batch, by_level, blocks))
+                          lambda by_level, since: _level_blocks_of(self._batch, by_level, since.blocks))
 
-    def _joined(self, level: int) -> _JoinedLevel:
-        return self._kept(self.reads.levels, level, lambda: self._stored._decoded.joined_level(level, self._stored),
-                          lambda joined, blocks, _: joined.changed(self._batch, level, blocks))
-
-    def joined_level(self, level: int) -> BitMap:
-        return self._joined(level).whole()
-
-    def joined_at_level(self, keys: BitMap, level: int) -> BitMap:
-        return self._joined(level).among(keys)
+    def message_levels(self, keys: BitMap) -> npt.NDArray[np.uint8]:
+        """The stored state's level table patched with the changed sessions' levels read through the batch."""
+        table = self._kept(self.reads.level_table, None,
+                           lambda: self._stored._decoded.level_table(self._stored),
+                           lambda earlier, since: earlier.patched(self._batch, since.sessions))
+        return table.levels_of(np.frombuffer(keys.to_array(), dtype=np.uint32))
 
     # -- the batch's own reads --------------------------------------------------------
 

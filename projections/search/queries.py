@@ -34,7 +34,7 @@ from pyroaring import BitMap
 from eventstore._errors import StoreCorrupted
 
 from . import formats
-from .formats.arrays import u32s
+from .formats.arrays import u32_array, u32s
 from .formats.chunks import CHUNK_MESSAGES, chunk_message, chunk_occurrences_of
 from .formats.maps import (
     JOINED_BLOCKS,
@@ -248,8 +248,9 @@ def _by_messages(view: IndexReader, plan: Plan, limit: int) -> tuple[dict[int, f
     sessions are scored from their postings, last, while their bound can reach
     and within the work budget (``_score_late``).
 
-    The blocks' maps, repeats and levels are joined into one key space
-    (``_Joined``), so that each step is one operation in C over every block.
+    The blocks' maps and repeats are joined into one key space (``_Joined``),
+    so that each step is one operation in C over every block, and the levels
+    of a walk's messages are looked up at once (``IndexReader.message_levels``).
 
     Returns the scores (exact for every session that can be among the ``limit``
     best, lower bounds below them) and the ``limit``-th best score.
@@ -309,15 +310,14 @@ def _score_late(view: IndexReader, plan: Plan, limit: int, tables: list[list[flo
 _NONE = BitMap()
 
 class _Joined:
-    """The maps and repeats of the blocks two of a query's terms share, and the messages by level of every block,
-    joined into one key space (``formats.maps.JOINED_SHIFT``: a block's keys shifted past the earlier blocks', in C), so
-    that a query's steps are not taken a block at a time."""
+    """The maps and repeats of the blocks two of a query's terms share joined into one key space
+    (``formats.maps.JOINED_SHIFT``: a block's keys shifted past the earlier blocks', in C), so that a query's steps
+    are not taken a block at a time, and its messages by level."""
 
-    __slots__ = ("view", "blocks", "levels")
+    __slots__ = ("view", "blocks")
 
     def __init__(self, view: IndexReader, blocks: Sequence[int]) -> None:
         self.view, self.blocks = view, blocks
-        self.levels = sorted(view.level_blocks(), reverse=True)
 
     def maps(self, tid: int, held: set[int]) -> BitMap:
         """Term ``tid``'s message maps in the blocks it is in."""
@@ -331,9 +331,22 @@ class _Joined:
         return BitMap.union(_NONE, *(stored[0].shift(number << JOINED_SHIFT) for number in self.blocks
                                      if number in held if (stored := view.term_repeats(tid, number))))
 
-    def at(self, keys: BitMap, level: int) -> BitMap:
-        """The messages of ``keys`` at ``level``."""
-        return self.view.joined_at_level(keys, level)
+    def by_level(self, keys: BitMap) -> Iterator[tuple[int, BitMap]]:
+        """The messages of ``keys`` by their level, best first: ``(level, messages)`` for each level some are at
+        (a message at none, past the maps' range, is left out). Their levels are looked up at once
+        (``IndexReader.message_levels``) and sorted in C; each level's messages are built as the walk asks."""
+        if not keys:
+            return
+        order = _keys_array(keys)
+        levels = self.view.message_levels(keys)
+        places = np.argsort(levels, kind="stable")  # a radix sort of bytes: a level's keys stay ascending
+        ordered = levels[places]
+        ends = np.flatnonzero(ordered[1:] != ordered[:-1]) + 1
+        for begin, end in zip([*ends.tolist()[::-1], 0], [len(ordered), *ends.tolist()[::-1]]):
+            level = int(ordered[begin])
+            if not level:
+                return
+            yield level, BitMap(u32_array(order[places[begin:end]].tobytes()), optimize=False)
 
     def late(self) -> BitMap:
         """Every key past the maps' range (``LAST_TAG``: it stands for several messages)."""
@@ -422,28 +435,20 @@ def _by_level(joined: _Joined, keys: BitMap, parts: list[_Part], scored: _TopSco
     """Find the messages of ``parts`` (which cut ``keys``) by their level, best first, one level for every part at
     once, and ``take`` (messages, level, bound) those of each part whose bound at the level can reach the
     ``limit``-th score. A bound falls with the level and the ``limit``-th score only rises, so a part that no
-    longer reaches is left out of the later levels' ANDs."""
-    left = keys  # the messages of the parts still reaching whose level is not found yet
+    longer reaches is left out at the later levels, and the walk ends when none reaches."""
     reaching = parts
-    for level in joined.levels:
+    for level, found in joined.by_level(keys):
         bounds = [top + sum(table[level] for table in others) for _, top, others in reaching]
         kth = scored.kth
         if not all(may_reach(bound, kth) for bound in bounds):
             reaching = [part for part, bound in zip(reaching, bounds) if may_reach(bound, kth)]
             if not reaching:
                 break  # the bounds fall with the level: no part's message can reach the limit-th score any more
-            left = left & BitMap.union(*(part for part, _, _ in reaching))
             bounds = [bound for bound in bounds if may_reach(bound, kth)]
-        found = joined.at(left, level)
-        if not found:
-            continue
         for (part, _, _), bound in zip(reaching, bounds):
             held = found & part
             if held:
                 take(held, level, bound)
-        left = left - found
-        if not left:
-            break
 
 
 def _held_parts(part: BitMap, chosen: int, top: float, maps: list[BitMap],

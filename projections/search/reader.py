@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 
 import attrs
+import numpy as np
+import numpy.typing as npt
 from pyroaring import BitMap
 
 from eventstore._errors import StoreCorrupted
@@ -289,6 +291,21 @@ class IndexReader:
         if found is None:
             found = self._joined_levels[level] = self.joined_level(level)
         return keys & found
+
+    def message_levels(self, keys: BitMap) -> npt.NDArray[np.uint8]:
+        """The level of each message of ``keys`` (keyed as ``joined_level``'s), in their order; 0 for one at no level
+        (past the maps' range). Here by ANDs with the joined levels, best first, until every message is placed."""
+        order = np.frombuffer(keys.to_array(), dtype=np.uint32)
+        found = np.zeros(len(order), dtype=np.uint8)
+        left = keys
+        for level in sorted(self.level_blocks(), reverse=True):
+            if not left:
+                break
+            placed = self.joined_at_level(left, level)
+            if placed:
+                found[np.searchsorted(order, np.frombuffer(placed.to_array(), dtype=np.uint32))] = level
+                left = left - placed
+        return found
 
     def summary(self, tid: int) -> Summary | None:
         """Term ``tid``'s summary over all its blocks; ``None`` when no message holds it."""

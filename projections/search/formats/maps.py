@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from itertools import compress
 
 import numpy as np
+import numpy.typing as npt
 from pyroaring import BitMap, FrozenBitMap
 
 from eventstore._errors import StoreCorrupted
@@ -27,6 +28,7 @@ __all__ = [
     "ChangedRepeats",
     "block_present",
     "block_spread",
+    "keyed_levels",
     "level_key",
     "level_of_key",
     "map_of_value",
@@ -69,6 +71,16 @@ def level_of_key(key: bytes) -> tuple[int, int]:
     """``(block, level)``."""
     block, level = _LEVEL_KEY.unpack(key)
     return block, level
+
+
+def keyed_levels(messages: Iterable[tuple[int, BitMap]]) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint8]]:
+    """A block's messages by level (``(level, keys)`` pairs, as ``search.levels`` holds them) as two arrays: their
+    message keys (level by level, each level's ascending) and each key's level."""
+    pairs = [(level, np.frombuffer(keys.to_array(), dtype=np.uint32)) for level, keys in messages if keys]
+    if not pairs:
+        return np.zeros(0, dtype=np.uint32), np.zeros(0, dtype=np.uint8)
+    return (np.concatenate([keys for _, keys in pairs]),
+            np.repeat(np.array([level for level, _ in pairs], dtype=np.uint8), [len(keys) for _, keys in pairs]))
 
 
 def repeats_value(keys: BitMap, levels: bytes) -> bytes:
