@@ -291,3 +291,41 @@ def test_a_spliced_term_reads_and_stores_what_the_general_path_does(peek: int | 
     spliced, general = later_reads(True, peek), later_reads(False, peek)
     assert spliced[0] == [False, splices] and general[0] == [False, False]
     assert spliced[1:] == general[1:]
+
+
+def blocks_read_between_splices(splice: bool) -> tuple[list[bool], list[object], Stored]:
+    """A later batch that settles twice, each time with sessions past ``amber``'s stored ones (a block it already
+    has, then new blocks), its count and blocks read through the batch after each settle (a spliced term keeps no
+    list of its blocks: the read makes one, and the second splice extends it), then written: whether ``amber`` was
+    spliced after each settle, what the reads found, and the stored index."""
+    spliced: list[bool] = []
+    found: list[object] = []
+    with pytest.MonkeyPatch.context() as patch, small_forms(2, (1, 1 << 20), 1, writer._POSTED_FROM), \
+            SessionStore.on_storage(MemoryStorage(Path("between")), clock=FakeClock()) as store:
+        if not splice:
+            patch.setattr(writer.IndexWriter, "_splice", lambda *_args: False)
+
+        def appended(rounds: list[range], fresh: bool, txn: WriteTransaction) -> None:
+            batch = store._search_index.prepare(txn, fresh=fresh)
+            for sessions in rounds:
+                for sid in sessions:
+                    batch.append(sid, ["amber basil", "cedar amber" * (sid % 2)], sid)
+                batch.settle()
+                amber = batch.tid("amber")
+                assert amber is not None
+                spliced.append(amber in batch._spliced)
+                found.append((batch.df(amber), list(batch.blocks_of(amber))))
+            batch.flush(txn)
+
+        store._environment.write(lambda txn: appended([range(1, 7)], True, txn))  # blocks 0 and 1 (4 sessions each)
+        store._environment.write(lambda txn: appended([range(7, 9), range(9, 19)], False, txn))
+        return spliced, found, stored_index(store)
+
+
+def test_a_spliced_terms_blocks_read_between_its_splices_are_the_general_paths() -> None:
+    """A term spliced twice in one batch, its blocks read after each splice, reads and stores what the general
+    path does (its block list, made from its head when read, gains the second splice's blocks)."""
+    spliced, general = blocks_read_between_splices(True), blocks_read_between_splices(False)
+    assert spliced[0] == [False, True, True] and general[0] == [False, False, False]
+    assert spliced[1] == general[1] == [(9, [0, 1]), (12, [0, 1, 2]), (27, [0, 1, 2, 3, 4])]
+    assert spliced[2] == general[2]

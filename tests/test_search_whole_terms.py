@@ -246,7 +246,7 @@ def test_a_head_holds_the_greatest_block_number_and_count_a_term_stored_whole_ca
                        BitMap())
     whole = Whole(head)
     assert whole.block_sizes() == [(3, 1), (last, full)]
-    assert whole_end(head) == ((3, last), full, full - 1)
+    assert whole_end(head) == (full + 1, last, full, full - 1)
     assert whole._all_sids().tolist() == [3 << formats.BLOCK_BITS | 5, *range(last << formats.BLOCK_BITS,
                                                                                (last + 1) << formats.BLOCK_BITS)]
 

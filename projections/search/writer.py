@@ -261,6 +261,10 @@ class IndexWriter(IndexReader):
         found = self._lists.get(tid)
         if found is None:
             found = self._lists[tid] = array("I", super().blocks_of(tid))
+            spliced = self._spliced.get(tid)
+            if spliced is not None:  # the blocks its head gains (``_splice`` keeps no list)
+                stored_last = found[-1]
+                found.extend(block for block in spliced[0] if block > stored_last)
         return found
 
     def _block(self, tid: int, block: int) -> bytes | None:
@@ -290,10 +294,10 @@ class IndexWriter(IndexReader):
     def _unsplice(self, tid: int) -> None:
         """Give a term spliced onto its head (``_spliced``) the state the general path leaves: each block that
         gained sessions summarized and changed, and its map, where it has one, joined with what it gained."""
-        found = self._spliced.pop(tid, None)
-        if found is None:
+        if tid not in self._spliced:
             return
-        numbers, counts, (offsets, levels, tags), keys = found
+        self._block_list(tid)  # its blocks with those it gained, while they are still spliced
+        numbers, counts, (offsets, levels, tags), keys = self._spliced.pop(tid)
         start = 0
         for number, count in zip(numbers, counts):
             key = number << 32 | tid
@@ -787,8 +791,6 @@ class IndexWriter(IndexReader):
                 return
             numbers = self._lists[tid] = array("I")
         elif self._splice(tid, notes, added, columns, bounds, posted, levelled, merged, single):
-            df = dfs.get(tid)
-            dfs[tid] = (super().df(tid) if df is None else df) + added
             return
         for block, offsets, levels, tags in _sliced(columns, bounds):
             if new and not mapped_size(len(levels)):
@@ -818,42 +820,53 @@ class IndexWriter(IndexReader):
         ``bounds``) is of a session past the term's last, no block gains or loses a map (its sessions read again,
         or its map dropped, on the general path), the term stays stored whole, and the batch has not read or
         otherwise changed its blocks. The blocks that have a map note the keys they gain and their repeated
-        messages as the general path does. ``False``, and nothing done, otherwise."""
+        messages as the general path does; its message count is the batch's. ``False``, and nothing done,
+        otherwise.
+
+        A term spliced keeps no list of its blocks (``_block_list`` makes one when a read asks for it) and takes its
+        message count from the head it reads: a later batch splices nearly every term, so each step a term shows in
+        its catch-up (docs/benchmarks.md)."""
         spliced = self._spliced.get(tid)
         if spliced is not None:
             numbers, counts, held, keys = spliced
             last, sessions = numbers[-1], counts[-1]
             last_offset = int.from_bytes(held[0][-2:], "little")
+            df = self._dfs[tid]
         elif tid in self._lists:  # the batch has read or changed its blocks
             return False
         else:
             head = self.head(tid)
             if head is None or not whole_head(head):
                 return False
-            stored, sessions, last_offset = whole_end(head)
-            last, numbers, counts, held, keys = stored[-1], (), (), (b"", b"", b""), ()
-        bits = formats.BLOCK_BITS
-        if notes[0] >> _SID_SHIFT <= (last << bits | last_offset):
+            df, last, sessions, last_offset = whole_end(head)
+            df = self._dfs.get(tid, df)
+            numbers, counts, held, keys = (), (), (b"", b"", b""), ()
+        if notes[0] >> _SID_SHIFT <= (last << formats.BLOCK_BITS | last_offset):
             return False
         gained = [(block, end - start + (sessions if block == last else 0)) for block, start, end in bounds]
         if gained[0][0] == last and mapped_size(sessions) != mapped_size(gained[0][1]):
             return False
-        df = self._dfs.get(tid)
-        if not stored_whole((super().df(tid) if df is None else df) + added, [gained[-1][0]]):
+        df += added
+        if not stored_whole(df, [gained[-1][0]]):
             return False
         if not self._blocks.keys().isdisjoint([block << 32 | tid for block, _ in gained]):
             return False
-        for (block, count), (_, offsets, _, tags) in zip(gained, _sliced(columns, bounds)):
-            if mapped_size(count):
-                repeated = _in_block(levelled, block)
-                keys += ((block, _noted_keys(block, offsets, tags, posted, repeated, merged, single)),)
-                self._repeats_changed.add(block << 32 | tid)
-                self._posted_repeats(block << 32 | tid, repeated)
+        for (block, count), (_, start, end) in zip(gained, bounds):
+            if mapped_size(count):  # few: the columns are cut for these blocks alone
+                key, repeated = block << 32 | tid, _in_block(levelled, block)
+                keys += ((block, _noted_keys(block, columns[0][2 * start:2 * end], columns[2][start:end], posted,
+                                             repeated, merged, single)),)
+                self._repeats_changed.add(key)
+                self._posted_repeats(key, repeated)
+        self._dfs[tid] = df
         if spliced is None:
-            self._lists[tid] = array("I", stored)
-        elif numbers[-1] == gained[0][0]:  # its last block gains more sessions: its count is the one now
+            self._spliced[tid] = (tuple([block for block, _ in gained]), tuple([count for _, count in gained]),
+                                  columns, keys)
+            return True
+        if tid in self._lists:  # a read made its list: it gains the new blocks
+            self._lists[tid].extend(block for block, _ in gained if block != last)
+        if numbers[-1] == gained[0][0]:  # its last block gains more sessions: its count is the one now
             numbers, counts = numbers[:-1], counts[:-1]
-        self._lists[tid].extend(block for block, _ in gained if block != last)
         self._spliced[tid] = ((*numbers, *(block for block, _ in gained)), (*counts, *(count for _, count in gained)),
                               (held[0] + columns[0], held[1] + columns[1], held[2] + columns[2]), keys)
         return True
@@ -1024,6 +1037,10 @@ class IndexWriter(IndexReader):
         for key in apart_blocks.keys() | apart_maps.keys():
             changed.setdefault(key & MAX_ID, []).append(key >> 32)
         for tid in sorted(self._dfs):
+            spliced = self._spliced.get(tid)
+            if spliced is not None:  # stays stored whole (``_splice`` checked it), no block of it changed
+                heads.append((id_key(tid), self._extended_head(tid, spliced)))
+                continue
             df, blocks = self._dfs[tid], self._block_list(tid)
             if (df == 0) != (not blocks):
                 raise StoreCorrupted(f"the search index is damaged: term {tid} has {df} messages but "
@@ -1064,13 +1081,6 @@ class IndexWriter(IndexReader):
     def _whole_head(self, tid: int, df: int, blocks: Sequence[int], changed: Sequence[int]) -> bytes:
         """The head of a term stored whole (``formats.wholes``): the blocks the batch changed from the batch, the
         others from its stored head as they are (read nothing stored: ``flush`` may run in another transaction)."""
-        spliced = self._spliced.get(tid)
-        if spliced is not None:  # its head was read as it was spliced
-            gaining, sessions, gained, gained_keys = spliced
-            head = self.head(tid)
-            assert head is not None
-            return whole_extended(head, df, gaining, sessions, gained,
-                                  [found.shift(number << JOINED_SHIFT) for number, found in gained_keys])
         stored = None if tid >= self._first_tid else self._whole(tid)
         if stored is None:  # new, or stored in blocks before: every block read into the batch
             return self._whole_of_batch(tid, df, blocks)
@@ -1094,6 +1104,14 @@ class IndexWriter(IndexReader):
             counts.append(block.sessions)
             columns.append((block.sids_raw(), block.best_levels(), block.tags()))
         return whole_value(df, blocks, counts, columns, keys)
+
+    def _extended_head(self, tid: int, spliced: _Splice) -> bytes:
+        """The head of a term spliced (``_spliced``): its stored one, read as it was spliced, and what it gained."""
+        gaining, sessions, gained, gained_keys = spliced
+        head = self.head(tid)
+        assert head is not None
+        return whole_extended(head, self._dfs[tid], gaining, sessions, gained,
+                              [found.shift(number << JOINED_SHIFT) for number, found in gained_keys])
 
     def _whole_of_batch(self, tid: int, df: int, blocks: Sequence[int]) -> bytes:
         """The head of a term stored whole from its blocks in the batch: joined from its columns when it is held as

@@ -76,12 +76,11 @@ def whole_value(df: int, numbers: Sequence[int], counts: Sequence[int], columns:
                         map_value(keys) if keys else _no_keys())
 
 
-def whole_end(raw: bytes) -> tuple[Sequence[int], int, int]:
-    """Where sessions past the last of a head stored whole (``raw``) join it (``whole_extended``): its blocks
-    (ascending), the sessions of its last block, and the last session's offset there; the head checked as ``Whole``
-    checks it."""
+def whole_end(raw: bytes) -> tuple[int, int, int, int]:
+    """Where sessions past the last of a head stored whole (``raw``) join it (``whole_extended``): its message count,
+    its last block, the sessions there, and the last session's offset; the head checked as ``Whole`` checks it."""
     numbers, counts, at, n = _layout(raw)
-    return numbers, counts[-1], int(_U16.unpack_from(raw, at + 2 * n - 2)[0])
+    return int(_HEAD.unpack_from(raw)[0]), numbers[-1], counts[-1], int(_U16.unpack_from(raw, at + 2 * n - 2)[0])
 
 
 def whole_extended(raw: bytes, df: int, numbers: Sequence[int], counts: Sequence[int],
@@ -101,11 +100,13 @@ def whole_extended(raw: bytes, df: int, numbers: Sequence[int], counts: Sequence
         for gained in keys:
             found |= gained
         joined = map_value(found)
-    stored = raw[at:at + 2 * n], raw[at + 2 * n:at + 3 * n], raw[at + 3 * n:at + 4 * n]
-    blocks_then = raw[_HEAD.size:_HEAD.size + 2 * kept] + packed_u16s(numbers)
-    counts_then = raw[counts_at:counts_at + 2 * kept] + packed_u16s(counts)
-    return _whole_bytes(df, kept + len(numbers), n + len(columns[1]), blocks_then + counts_then, [stored, columns],
-                        joined)
+    offsets, levels, tags = columns
+    # One join of the stored head's slices and the gained columns, in the layout's order (``_whole_bytes``'s).
+    return b"".join((_HEAD.pack(df, WHOLE_MARK, kept + len(numbers), n + len(levels), len(joined)),
+                     raw[_HEAD.size:_HEAD.size + 2 * kept], packed_u16s(numbers),
+                     raw[counts_at:counts_at + 2 * kept], packed_u16s(counts),
+                     raw[at:at + 2 * n], offsets, raw[at + 2 * n:at + 3 * n], levels, raw[at + 3 * n:at + 4 * n], tags,
+                     joined))
 
 
 def _whole_bytes(df: int, blocks: int, sessions: int, numbers: bytes, columns: Sequence[tuple[bytes, bytes, bytes]],
