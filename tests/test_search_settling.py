@@ -242,6 +242,26 @@ def test_later_sessions_are_spliced_onto_terms_stored_whole() -> None:
     assert True in attempts and False in attempts
 
 
+@contextmanager
+def splicing_store(name: str, splice: bool, sessions_a_block: int) -> Iterator[SessionStore]:
+    """A store in memory whose index has ``sessions_a_block`` sessions a block and a map in every block, its
+    writer splicing later sessions onto the heads of terms stored whole, or (``splice`` false) taking the general
+    path."""
+    with pytest.MonkeyPatch.context() as patch, \
+            small_forms(sessions_a_block, (1, 1 << 20), 1, writer._POSTED_FROM), \
+            SessionStore.on_storage(MemoryStorage(Path(name)), clock=FakeClock()) as store:
+        if not splice:
+            patch.setattr(writer.IndexWriter, "_splice", lambda *_args: False)
+        yield store
+
+
+def append_amber(batch: writer.IndexWriter, sessions: range) -> None:
+    """Sessions of two messages, ``amber basil`` then ``cedar amber`` in the odd ones (an empty message in the
+    even)."""
+    for sid in sessions:
+        batch.append(sid, ["amber basil", "cedar amber" * (sid % 2)], sid)
+
+
 def later_reads(splice: bool, peek: int | None) -> tuple[list[bool], list[object], Stored]:
     """A batch of later sessions on a stored index of terms stored whole in blocks that all have a map: whether
     ``amber`` was spliced as it settled, then every word's maps read first, then its count, blocks and summaries,
@@ -250,10 +270,7 @@ def later_reads(splice: bool, peek: int | None) -> tuple[list[bool], list[object
     of the reads)."""
     spliced: list[bool] = []
     found: list[object] = []
-    with pytest.MonkeyPatch.context() as patch, small_forms(1, (1, 1 << 20), 1, writer._POSTED_FROM), \
-            SessionStore.on_storage(MemoryStorage(Path("later")), clock=FakeClock()) as store:
-        if not splice:
-            patch.setattr(writer.IndexWriter, "_splice", lambda *_args: False)
+    with splicing_store("later", splice, sessions_a_block=1) as store:
 
         def appended(sessions: range, fresh: bool, txn: WriteTransaction) -> None:
             batch = store._search_index.prepare(txn, fresh=fresh)
@@ -261,8 +278,7 @@ def later_reads(splice: bool, peek: int | None) -> tuple[list[bool], list[object
             if not fresh and peek is not None:
                 assert amber is not None
                 found.append(batch.block_raw(amber, peek))
-            for sid in sessions:
-                batch.append(sid, ["amber basil", "cedar amber" * (sid % 2)], sid)
+            append_amber(batch, sessions)
             batch.settle()
             amber = batch.tid("amber")
             assert amber is not None
@@ -300,16 +316,12 @@ def blocks_read_between_splices(splice: bool) -> tuple[list[bool], list[object],
     spliced after each settle, what the reads found, and the stored index."""
     spliced: list[bool] = []
     found: list[object] = []
-    with pytest.MonkeyPatch.context() as patch, small_forms(2, (1, 1 << 20), 1, writer._POSTED_FROM), \
-            SessionStore.on_storage(MemoryStorage(Path("between")), clock=FakeClock()) as store:
-        if not splice:
-            patch.setattr(writer.IndexWriter, "_splice", lambda *_args: False)
+    with splicing_store("between", splice, sessions_a_block=2) as store:
 
         def appended(rounds: list[range], fresh: bool, txn: WriteTransaction) -> None:
             batch = store._search_index.prepare(txn, fresh=fresh)
             for sessions in rounds:
-                for sid in sessions:
-                    batch.append(sid, ["amber basil", "cedar amber" * (sid % 2)], sid)
+                append_amber(batch, sessions)
                 batch.settle()
                 amber = batch.tid("amber")
                 assert amber is not None
