@@ -34,8 +34,8 @@ KEYS = BitMap(number << JOINED_SHIFT | index << MAP_SHIFT | offset
 commands = st.sampled_from(["append"] * 6 + ["remove_last", "update_last", "clear", "delete", "catch_up"])
 
 
-def _levels(store: SessionStore) -> tuple[list[int], list[int]]:
-    """``message_levels`` of ``KEYS`` as queries read the index (a current one through its decoded state, one behind
+def _levels(store: SessionStore, keys: BitMap = KEYS) -> tuple[list[int], list[int]]:
+    """``message_levels`` of ``keys`` as queries read the index (a current one through its decoded state, one behind
     through its batch), and each key's level from a plain reader's (or a plain overlay's) joined levels."""
     index = store._search_index
 
@@ -44,7 +44,7 @@ def _levels(store: SessionStore) -> tuple[list[int], list[int]]:
         if view.holds_unwritten_changes:
             plain = index.overlay(txn, store._search.pending(txn))
         level_of = {key: level for level in plain.level_blocks() for key in plain.joined_level(level)}
-        return index._query_view(view).message_levels(KEYS).tolist(), [level_of.get(key, 0) for key in KEYS]
+        return index._query_view(view).message_levels(keys).tolist(), [level_of.get(key, 0) for key in keys]
 
     return store._search.query(run)
 
@@ -89,6 +89,36 @@ def test_the_levels_looked_up_are_the_blocks_messages_by_level(script: list[tupl
                 else:
                     run_script_step(store, f"s{number}", batch, command)
                 found, expected = _levels(store)
+                assert found == expected
+
+
+#: Every joined key of the first two blocks, up to the first key past the maps' range (``LAST_TAG``).
+LONG_KEYS = BitMap(number << JOINED_SHIFT | index << MAP_SHIFT | offset
+                   for number in range(2) for index in range(LAST_TAG + 1) for offset in range(1 << BLOCK_BITS))
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 7), st.integers(1, 90), commands), min_size=2, max_size=12),
+       st.sampled_from(FORMS))
+# a session of two chunks and one past the maps' range, then their last messages changed, caught up and pending
+@example([(1, 70, "append"), (2, 90, "append"), (2, 60, "append"), (0, 1, "catch_up"), (1, 1, "update_last"),
+          (2, 1, "remove_last"), (0, 1, "catch_up"), (2, 1, "update_last")], FORMS[1])
+def test_the_levels_of_long_sessions_are_patched_from_each_of_their_chunks(
+        script: list[tuple[int, int, str]], form: tuple[int, int, int]) -> None:
+    """Sessions of several chunks of postings, some past ``LAST_TAG`` messages (whose later messages have no level):
+    the level table patched with their levels, across catch-ups and through a batch, against a plain reader's."""
+    words = ["the of", "of of the", "the the the of", "w1 the", "and"]
+    with message_path(1, BLOCK_BITS), table_form(form), tempfile.TemporaryDirectory() as directory:
+        clock = FakeClock()
+        with SessionStore(Path(directory), clock=clock, durable=False) as store:
+            for number, size, command in script:
+                clock.advance(seconds=1)
+                if command == "catch_up":
+                    store.catch_up()
+                else:
+                    texts = [words[(number + index) % len(words)] for index in range(size)]
+                    run_script_step(store, f"s{number}", texts, command)
+                found, expected = _levels(store, LONG_KEYS)
                 assert found == expected
 
 
