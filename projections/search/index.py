@@ -599,8 +599,9 @@ class _Decoded:
     them, whatever its terms.
 
     A state that a catch-up of this store object reached from the one before (``_DecodedStates.note_transition``)
-    starts with that one's entries, each brought up to date when first read: only the blocks changed since the
-    entry's own state are read again; an entry is current exactly when it is not in ``_earlier``.
+    starts with that one's entries, each brought up to date when first read: a term's and the levels' blocks by
+    reading again only the blocks changed since the entry's own state, the level table by patching the sessions
+    changed since (``_table_sessions``); an entry is current exactly when it is not in ``_earlier``.
     """
 
     def __init__(self, state: _State, budget: int, earlier: _Decoded | None = None,
@@ -891,21 +892,20 @@ def _keys_of(blocks: Iterable[int]) -> BitMap:
 
 class _OverlaidReads:
     """What queries read of a read-only overlay's batch through ``_Overlaid``, kept with the batch for its next
-    queries: terms, the changed blocks' repeats (by ``block << 32 | term id``), the levels' blocks, the level table,
+    queries: terms, the changed blocks' repeats (by ``block << 32 | term id``), the level table,
     and each term's repeated levels and messages (by ``level << 32 | term id``), each with the
     query it was read by (its number, from 1); and the sessions of the events the batch folded before each query that
     followed new events (``steps``: the first query's first; queries with no events folded since the one before
     share its number). An entry read by query ``n`` is brought up to date, when next read, with the sessions of
     ``steps[n:]`` (or their blocks)."""
 
-    __slots__ = ("steps", "terms", "repeats", "level_blocks", "level_table", "repeated_levels", "repeated_at")
+    __slots__ = ("steps", "terms", "repeats", "level_table", "repeated_levels", "repeated_at")
 
     def __init__(self) -> None:
         self.steps: list[frozenset[int]] = []
         self.terms: dict[int, tuple[int, _Term | None]] = {}
         self.repeats: dict[int, tuple[int, tuple[BitMap, bytes] | None]] = {}
-        self.level_blocks: dict[None, tuple[int, dict[int, list[int]]]] = {}  # one entry at most
-        self.level_table: dict[None, tuple[int, _LevelTable]] = {}  # likewise
+        self.level_table: dict[None, tuple[int, _LevelTable]] = {}  # one entry at most
         self.repeated_levels: dict[int, tuple[int, bytes]] = {}
         self.repeated_at: dict[int, tuple[int, BitMap | None]] = {}
 
@@ -1009,8 +1009,8 @@ class _Overlaid(IndexReader):
                           patched)
 
     def level_blocks(self) -> dict[int, list[int]]:
-        return self._kept(self.reads.level_blocks, None, self._stored.level_blocks,
-                          lambda by_level, since: _level_blocks_of(self._batch, by_level, since.blocks))
+        # No query asks an overlay for them (the level table gives its messages' levels): the batch's, unkept.
+        return self._batch.level_blocks()
 
     def message_levels(self, keys: BitMap) -> npt.NDArray[np.uint8]:
         """The stored state's level table patched with the changed sessions' levels read through the batch."""
