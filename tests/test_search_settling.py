@@ -9,12 +9,13 @@ each note's bits say.
 A term stored whole that a later batch only extends with sessions past its stored ones is spliced onto its stored
 head (``IndexWriter._spliced``): the same comparison, by sha256 of every ``search.*`` key and value after each
 catch-up, over catch-ups of new sessions with appends to earlier ones, removals, replacements, clears and queries
-through pending events between."""
+through pending events between. Such a term's head damaged (its blocks out of order, or cut short) stops a later
+batch with ``StoreCorrupted`` on either path."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -22,9 +23,10 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from eventstore import ChatMessage, SessionQuery, SessionStore, _deferred
+from eventstore import ChatMessage, SessionQuery, SessionStore, StoreCorrupted, _deferred
 from eventstore.storage import MemoryStorage, WriteTransaction
 from projections.search import formats, writer
+from projections.search.formats.keys import id_key, whole_head
 from projections.search.formats.maps import posted_levels
 from projections.search.grouping import POSTED_BLOCK
 
@@ -341,3 +343,39 @@ def test_a_spliced_terms_blocks_read_between_its_splices_are_the_general_paths()
     assert spliced[0] == [False, True, True] and general[0] == [False, False, False]
     assert spliced[1] == general[1] == [(9, [0, 1]), (12, [0, 1, 2]), (27, [0, 1, 2, 3, 4])]
     assert spliced[2] == general[2]
+
+
+def _blocks_swapped(head: bytes) -> bytes:
+    """A head stored whole with its first two block numbers (u16 each, after its 20-byte head) swapped."""
+    return head[:20] + head[22:24] + head[20:22] + head[24:]
+
+
+@pytest.mark.parametrize(("damage", "error"), [(_blocks_swapped, "out of order"),
+                                               (lambda head: head[:-1], "wrong size")])
+@pytest.mark.parametrize("splice", [True, False])
+def test_a_later_batch_on_a_damaged_head_stored_whole_raises_store_corrupted(damage: Callable[[bytes], bytes],
+                                                                            error: str, splice: bool) -> None:
+    """A later batch of sessions past those of a term stored whole whose head is damaged (its blocks out of order,
+    or cut short) raises ``StoreCorrupted`` as it settles, whether it would splice the term (``whole_end`` checks the
+    head as ``Whole`` does) or take the general path, and writes nothing."""
+    with splicing_store("damaged", splice, sessions_a_block=1) as store:
+
+        def appended(sessions: range, fresh: bool, txn: WriteTransaction) -> None:
+            batch = store._search_index.prepare(txn, fresh=fresh)
+            append_amber(batch, sessions)
+            batch.settle()
+            batch.flush(txn)
+
+        store._environment.write(lambda txn: appended(range(1, 7), True, txn))  # blocks 0 to 3 (2 sessions each)
+        spaces = store._search_index._spaces
+        with store._environment.read() as txn:
+            amber = store._search_index.reader(txn).tid("amber")
+            assert amber is not None
+            stored = txn.get(spaces.summary, id_key(amber))
+            assert stored is not None and whole_head(bytes(stored))
+            damaged = damage(bytes(stored))
+        store._environment.write(lambda txn: txn.put(spaces.summary, id_key(amber), damaged))
+        with pytest.raises(StoreCorrupted, match=error):
+            store._environment.write(lambda txn: appended(range(7, 9), False, txn))
+        with store._environment.read() as txn:
+            assert txn.get(spaces.summary, id_key(amber)) == damaged
