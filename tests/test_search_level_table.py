@@ -6,9 +6,10 @@ edited; and the table's bytes where sessions are long."""
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -31,6 +32,7 @@ from test_search_by_messages import message_path, texts
 BLOCK_BITS = 2
 KEYS = BitMap(number << JOINED_SHIFT | index << MAP_SHIFT | offset
               for number in range(6) for index in range(5) for offset in range(1 << BLOCK_BITS))
+Step = TypeVar("Step")
 commands = st.sampled_from(["append"] * 6 + ["remove_last", "update_last", "clear", "delete", "catch_up"])
 
 
@@ -62,6 +64,24 @@ def table_form(settings: tuple[int, int, int]) -> Iterator[None]:
             setattr(search_index, name, value)
 
 
+def levels_checked_through(script: Sequence[tuple[int, Step, str]], form: tuple[int, int, int],
+                           texts_of: Callable[[int, Step], list[str]], keys: BitMap) -> None:
+    """``script`` run on a store of blocks of ``1 << BLOCK_BITS`` sessions, its level table in ``form``: each step
+    a session's number, what ``texts_of`` makes its messages of, and a command of ``run_script_step`` (or
+    ``catch_up``); after each, the levels of ``keys`` looked up are a plain reader's."""
+    with message_path(1, BLOCK_BITS), table_form(form), tempfile.TemporaryDirectory() as directory:
+        clock = FakeClock()
+        with SessionStore(Path(directory), clock=clock, durable=False) as store:
+            for number, step, command in script:
+                clock.advance(seconds=1)
+                if command == "catch_up":
+                    store.catch_up()
+                else:
+                    run_script_step(store, f"s{number}", texts_of(number, step), command)
+                found, expected = _levels(store, keys)
+                assert found == expected
+
+
 _TABLE_SETTINGS = ("_DENSE_UP_TO", "_PATCHED_UP_TO", "_PATCHES_UP_TO")
 #: Every block as entries, as arrays (patched, laid out again at every patch), the defaults, a table read afresh.
 FORMS = [(0, 512, 4096), (1 << 30, 512, 4096), (1 << 30, 512, 0), (5, 512, 4096), (5, 1, 4096)]
@@ -79,17 +99,7 @@ FORMS = [(0, 512, 4096), (1 << 30, 512, 4096), (1 << 30, 512, 0), (5, 512, 4096)
          FORMS[1])
 def test_the_levels_looked_up_are_the_blocks_messages_by_level(script: list[tuple[int, list[str], str]],
                                                                form: tuple[int, int, int]) -> None:
-    with message_path(1, BLOCK_BITS), table_form(form), tempfile.TemporaryDirectory() as directory:
-        clock = FakeClock()
-        with SessionStore(Path(directory), clock=clock, durable=False) as store:
-            for number, batch, command in script:
-                clock.advance(seconds=1)
-                if command == "catch_up":
-                    store.catch_up()
-                else:
-                    run_script_step(store, f"s{number}", batch, command)
-                found, expected = _levels(store)
-                assert found == expected
+    levels_checked_through(script, form, lambda _number, batch: batch, KEYS)
 
 
 #: Every joined key of the first two blocks, up to the first key past the maps' range (``LAST_TAG``).
@@ -108,18 +118,8 @@ def test_the_levels_of_long_sessions_are_patched_from_each_of_their_chunks(
     """Sessions of several chunks of postings, some past ``LAST_TAG`` messages (whose later messages have no level):
     the level table patched with their levels, across catch-ups and through a batch, against a plain reader's."""
     words = ["the of", "of of the", "the the the of", "w1 the", "and"]
-    with message_path(1, BLOCK_BITS), table_form(form), tempfile.TemporaryDirectory() as directory:
-        clock = FakeClock()
-        with SessionStore(Path(directory), clock=clock, durable=False) as store:
-            for number, size, command in script:
-                clock.advance(seconds=1)
-                if command == "catch_up":
-                    store.catch_up()
-                else:
-                    texts = [words[(number + index) % len(words)] for index in range(size)]
-                    run_script_step(store, f"s{number}", texts, command)
-                found, expected = _levels(store, LONG_KEYS)
-                assert found == expected
+    levels_checked_through(script, form, lambda number, size: [words[(number + index) % len(words)]
+                                                              for index in range(size)], LONG_KEYS)
 
 
 def test_a_blocks_levels_by_key() -> None:
