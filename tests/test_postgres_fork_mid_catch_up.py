@@ -17,8 +17,8 @@ from eventstore import ChatMessage, SessionStore
 from eventstore._errors import StoreUnavailable, StoreUsedAfterFork
 from eventstore.sharedlog import SharedHead
 
-from test_postgres_settled_reads import arrived, log_of, settled
-from test_postgres_store import open_host, replica_of
+from test_postgres_settled_reads import arrived, log_of, settled, unhurried_looks
+from test_postgres_store import listening, open_host, replica_of
 from test_postgres_subscribe_outage import listening_is
 
 __all__ = ["open_host"]  # the fixture, used by name
@@ -83,7 +83,9 @@ CALLS: list[Callable[[SessionStore], object]] = [
 
 
 def test_a_child_s_calls_while_a_parent_s_thread_catches_up_to_another_host_s_commit_raise(open_host, monkeypatch):
+    unhurried_looks(monkeypatch)
     reader, writer = open_host("reader"), open_host("writer")
+    listening(reader)
     reader.append("k", ChatMessage.user("mine"))
     listener = settled(reader)
     writer.append("k", ChatMessage.assistant("theirs"))

@@ -10,10 +10,9 @@ from typing import Any
 import psycopg
 
 from eventstore import ChatMessage
-from eventstore.services import replica as replica_module
 
 from test_postgres_reads_while_a_notification_is_taken import round_trip
-from test_postgres_settled_reads import arrived, settled
+from test_postgres_settled_reads import arrived, settled, unhurried_looks
 from test_postgres_store import listening, open_host
 
 __all__ = ["open_host"]  # the fixture, used by name
@@ -25,7 +24,7 @@ class Interrupted(Exception):
 
 def test_a_read_after_another_read_took_a_notification_and_raised_sees_the_commit(
         open_host, postgres_url, monkeypatch):
-    monkeypatch.setattr(replica_module, "QUIET_SECONDS", 60.0)  # the watcher's look, which would find the commit late
+    unhurried_looks(monkeypatch)  # the watcher's look, which would find the commit late
     one, two = open_host("one"), open_host("two")
     # The watcher's first wait is a minute long too, and only a commit it hears of ends it sooner (so that reads, and
     # not it, take the notifications): the first commit comes once it listens, however late its thread started.

@@ -13,7 +13,7 @@ import psycopg
 
 from eventstore import ChatMessage
 
-from test_postgres_settled_reads import arrived, listener_of, settled
+from test_postgres_settled_reads import arrived, listener_of, settled, unhurried_looks
 from test_postgres_store import listening, open_host
 
 __all__ = ["open_host"]  # the fixture, used by name
@@ -63,7 +63,9 @@ def test_a_read_while_the_subscribed_watcher_takes_a_commit_s_notification_sees_
 
 def test_a_read_of_a_settled_listener_while_another_read_takes_a_notification_sees_the_commit(
         open_host, postgres_url, monkeypatch):
+    unhurried_looks(monkeypatch)
     one, two = open_host("one"), open_host("two")
+    listening(one)
     one.append("k", ChatMessage.user("mine"))
     listener = settled(one)
     first = threading.Thread(target=lambda: one.load("k"), name="first reader")

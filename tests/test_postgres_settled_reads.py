@@ -96,8 +96,11 @@ def settled(host: Any) -> Listener:
 
 
 def unhurried_looks(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The watcher's looks for a lost notification a minute apart once the one under way ends: a loop of reads
-    on a loaded host may take longer than the second between looks, and each look unsettles the listener once."""
+    """The watcher's looks for a lost notification a minute apart: a loop of reads on a loaded host may take longer
+    than the second between looks, each look unsettles the listener once, and a look between another host's commit
+    and the test's look at the socket takes the notification the test waits for. Called once the host opened, from the
+    end of the look under way on; called before, from its first wait on, which only a commit it hears of ends sooner
+    (the test makes its first commit once the host listens)."""
     monkeypatch.setattr(replica_module, "QUIET_SECONDS", 60.0)
 
 
@@ -127,7 +130,9 @@ def test_a_read_with_nothing_new_polls_the_listening_socket_once_and_takes_no_lo
 
 def test_another_process_s_commit_is_read_after_its_notification_came_and_a_round_trip(
         open_host, postgres_url, tmp_path, monkeypatch):
+    unhurried_looks(monkeypatch)  # from the first wait on: the other process's exit may take seconds
     one = open_host("one")
+    listening(one)
     one.append("k", ChatMessage.user("mine"))
     other = subprocess.Popen([sys.executable, "-c", APPEND, postgres_url, str(tmp_path / "other"), "theirs"],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)

@@ -14,14 +14,16 @@ import psycopg
 from eventstore import ChatMessage
 
 from test_postgres_fork_mid_catch_up import child_status
-from test_postgres_settled_reads import arrived, listener_of, settled
-from test_postgres_store import open_host, server_reads
+from test_postgres_settled_reads import arrived, listener_of, settled, unhurried_looks
+from test_postgres_store import listening, open_host, server_reads
 
 __all__ = ["open_host"]  # the fixture, used by name
 
 
 def test_a_child_s_read_takes_none_of_the_parent_s_notifications(open_host, postgres_url, monkeypatch):
+    unhurried_looks(monkeypatch)
     one, two = open_host("one"), open_host("two")
+    listening(one)
     one.append("k", ChatMessage.user("mine"))
     listener = settled(one)
     two.append("k", ChatMessage.assistant("theirs"))  # acknowledged
@@ -34,8 +36,10 @@ def test_a_child_s_read_takes_none_of_the_parent_s_notifications(open_host, post
     assert asked != []  # the parent heard of it itself
 
 
-def test_a_child_s_close_leaves_the_parent_s_connections_open(open_host, postgres_url):
+def test_a_child_s_close_leaves_the_parent_s_connections_open(open_host, postgres_url, monkeypatch):
+    unhurried_looks(monkeypatch)
     one, two = open_host("one"), open_host("two")
+    listening(one)
     one.append("k", ChatMessage.user("mine"))
     listener = settled(one)
     assert child_status(one.close) in (0, 1)
