@@ -30,9 +30,17 @@ texts = st.lists(st.sampled_from(["the"] * 4 + ["of"] * 3 + ["and"] * 2 + ["w1",
 keywords = st.lists(st.sampled_from(WORDS), min_size=2, max_size=4, unique=True).map(" ".join)
 
 
-#: How the message path scores the messages where a term repeats (``SCORED_IN_ARRAYS_FROM``, ``_RANKS_PER_ARRAY``):
-#: over whole arrays, each block's repeats an array; over arrays, each level found by its rank; as stored queries do.
-ARRAYS = [(1, 1), (1, 1 << 20), (search_queries.SCORED_IN_ARRAYS_FROM, search_queries._RANKS_PER_ARRAY)]
+#: How the message path scores the messages where a term repeats (``SCORED_IN_ARRAYS_FROM``, ``_RANKS_PER_ARRAY``,
+#: ``_COPIES_PER_BLOCK``): over whole arrays, each block's repeats an array; over arrays, each level found by its rank;
+#: over arrays, every repeat of the term copied at its first lookup; as stored queries do.
+ARRAYS = [(1, 1, 0), (1, 1 << 20, 0), (1, 1 << 20, 1 << 40),
+          (search_queries.SCORED_IN_ARRAYS_FROM, search_queries._RANKS_PER_ARRAY, search_queries._COPIES_PER_BLOCK)]
+
+
+def scored_by(patch: pytest.MonkeyPatch, arrays: tuple[int, int, int]) -> None:
+    """Score the messages where a term repeats as ``arrays`` (one of ``ARRAYS``) says."""
+    for name, value in zip(("SCORED_IN_ARRAYS_FROM", "_RANKS_PER_ARRAY", "_COPIES_PER_BLOCK"), arrays, strict=True):
+        patch.setattr(search_queries, name, value)
 
 
 @contextmanager
@@ -102,14 +110,13 @@ class TestAgainstReference:
            st.lists(keywords, min_size=1, max_size=4), st.integers(1, 8), st.sampled_from([2, 3]),
            st.sampled_from(ARRAYS))
     def test_many_sessions_with_ties(self, sessions: list[list[str]], queries: list[str], limit: int,
-                                     block_bits: int, arrays: tuple[int, int]) -> None:
+                                     block_bits: int, arrays: tuple[int, int, int]) -> None:
         """Many sessions of the same few words (scores tie at the cut), in many blocks: a plain BM25's ranking, and
         every query of several words present answered message by message (the messages where a term repeats
         scored over whole arrays, or only many of them)."""
         with message_path(1, block_bits) as answered, tempfile.TemporaryDirectory() as directory, \
                 pytest.MonkeyPatch.context() as patch:
-            patch.setattr(search_queries, "SCORED_IN_ARRAYS_FROM", arrays[0])
-            patch.setattr(search_queries, "_RANKS_PER_ARRAY", arrays[1])
+            scored_by(patch, arrays)
             clock = FakeClock()
             with SessionStore(Path(directory), clock=clock, durable=False) as store:
                 append_sessions(store, clock, sessions)

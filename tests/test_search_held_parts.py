@@ -99,14 +99,15 @@ class TestByLevel:
         scored = search_queries._TopScores(limit, dict(start))
         taken = BitMap()
 
-        def take(keys: BitMap, level: int, score: float) -> None:
-            assert not keys & taken
-            taken.update(keys)
-            for key in keys:
-                assert levels[key] == level and exact[key] == score, key
-                sid = key // per_session
-                if score > scored.get(sid, 0.0):
-                    scored[sid] = score
+        def take(parts_taken: list[tuple[BitMap, float]], level: int) -> None:
+            for keys, score in parts_taken:
+                assert keys and not keys & taken
+                taken.update(keys)
+                for key in keys:
+                    assert levels[key] == level and exact[key] == score, key
+                    sid = key // per_session
+                    if score > scored.get(sid, 0.0):
+                        scored[sid] = score
 
         if plain:
             parts = list(search_queries._held_parts(plain, 0, 0.0, maps, tables))

@@ -24,7 +24,7 @@ from projections.search.reader import IndexReader
 
 from conftest import FakeClock
 from test_search import ReferenceSearch, search
-from test_search_by_messages import ARRAYS, message_path
+from test_search_by_messages import ARRAYS, message_path, scored_by
 
 #: Messages of many lengths where "the" and "of" repeat from one to four times: their levels there vary with both.
 texts = st.tuples(st.integers(1, 4), st.integers(0, 3), st.integers(0, 12)).map(
@@ -68,9 +68,9 @@ def checked_groups() -> Iterator[list[int]]:
     repeated = search_queries._Repeated
 
     class Checked(repeated):  # type: ignore[misc, valid-type]
-        def __init__(self, view: IndexReader, tid: int, keys: BitMap) -> None:
+        def __init__(self, view: IndexReader, tid: int, keys: BitMap, every: BitMap) -> None:
             checked.append(check_groups(view, tid))
-            super().__init__(view, tid, keys)
+            super().__init__(view, tid, keys, every)
 
     search_queries._Repeated = Checked  # type: ignore[misc]
     try:
@@ -113,7 +113,7 @@ class TestThroughQueries:
     @example([(n % 9, "the the of w0", "append") for n in range(18)] + [(0, "", "query")], "the of", 3, 2, 1 << 20,
              ARRAYS[0])
     def test_groups_and_ranking(self, script: list[tuple[int, str, str]], keyword: str, limit: int,
-                                block_bits: int, group_up_to: int, arrays: tuple[int, int]) -> None:
+                                block_bits: int, group_up_to: int, arrays: tuple[int, int, int]) -> None:
         """Terms repeating at many levels (or one), in blocks of 4 or 8 sessions (their keys cross block
         boundaries), queried between appends the index has not folded yet (read through their batch) and between
         catch-ups (the kept decodes brought up to date): each query's groups are the stored repeats' and its
@@ -122,8 +122,7 @@ class TestThroughQueries:
         with message_path(1, block_bits), checked_groups(), tempfile.TemporaryDirectory() as directory, \
                 pytest.MonkeyPatch.context() as patch:
             patch.setattr(reader, "REPEATED_GROUP_UP_TO", group_up_to)
-            patch.setattr(search_queries, "SCORED_IN_ARRAYS_FROM", arrays[0])
-            patch.setattr(search_queries, "_RANKS_PER_ARRAY", arrays[1])
+            scored_by(patch, arrays)
             clock = FakeClock()
             with SessionStore(Path(directory), clock=clock, durable=False) as store:
                 for number, text, step in script:
@@ -181,13 +180,56 @@ def test_top_is_the_best_level_among_the_keys(scratch_store: SessionStore, monke
             assert len(groups) > 2  # repeats at several levels
             for best in sorted(groups):
                 keys = BitMap.union(*(found for level, found in groups.items() if level <= best))
-                top = search_queries._Repeated(view, tid, keys).top
+                top = search_queries._Repeated(view, tid, keys, keys).top
                 if group_up_to == 0:
                     assert top == max(groups)  # the best level is not grouped: it may hold some
                 elif all(len(found) <= group_up_to for level, found in groups.items() if level > best):
                     assert top == best
                 else:
                     assert top >= best
+
+
+class _StoredRepeats:
+    """What ``_Repeated`` reads of a view: one term's stored repeats by block (none of its levels grouped)."""
+
+    def __init__(self, blocks: dict[int, dict[int, int]]) -> None:
+        self.stored = {number: (BitMap(levels), bytes(levels[key] for key in sorted(levels)))
+                       for number, levels in blocks.items()}
+
+    def term_repeats(self, tid: int, block: int) -> tuple[BitMap, bytes] | None:
+        return self.stored.get(block)
+
+    def repeated_levels(self, tid: int) -> bytes:
+        return b""
+
+
+#: A term's repeated messages by block: message key → its level there.
+repeats_by_block = st.dictionaries(st.integers(0, 40), st.dictionaries(st.integers(0, 400), st.integers(1, 255),
+                                                                       min_size=1, max_size=50),
+                                   min_size=1, max_size=8)
+
+
+@settings(max_examples=200)
+@given(repeats_by_block, st.lists(st.lists(st.integers(0, 1 << 16), max_size=60), min_size=1, max_size=10),
+       st.sampled_from([0, 1, 4, 64, 1 << 40]), st.sampled_from([1, 1 << 20]))
+def test_levels_looked_up_block_by_block_then_copied_are_the_stored_ones(
+        blocks: dict[int, dict[int, int]], picks: list[list[int]], copies_per_block: int, ranks_per_array: int
+) -> None:
+    """``_Repeated.levels_of`` over a query's calls: block by block (each level by its rank, or a block's repeats as
+    an array), then, once the blocks' steps would pay for it, from every repeated message copied to arrays (never
+    with 0, at the first call with a huge ratio, after a few calls between): each call's levels are the stored ones,
+    whatever calls came before."""
+    model = {number << JOINED_SHIFT | key: level for number, levels in blocks.items() for key, level in levels.items()}
+    ordered = sorted(model)
+    every = BitMap(model)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(search_queries, "_COPIES_PER_BLOCK", copies_per_block)
+        patch.setattr(search_queries, "_RANKS_PER_ARRAY", ranks_per_array)
+        repeated = search_queries._Repeated(_StoredRepeats(blocks), 0, every, every)  # type: ignore[arg-type]
+        for pick in picks:
+            keys = BitMap(ordered[at % len(ordered)] for at in pick)
+            if keys:
+                assert repeated.levels_of(keys).tolist() == [model[key] for key in keys]
 
 
 def test_a_query_through_pending_events_reads_a_changed_blocks_repeats_once(scratch_store: SessionStore,

@@ -275,14 +275,15 @@ def _by_messages(view: IndexReader, plan: Plan, limit: int) -> tuple[dict[int, f
         shared |= one & other
     late = shared & joined.late()
     shared -= late
-    repeating = [shared & joined.repeats(term.tid, blocks) for term, blocks in zip(terms, held)]
+    every = [joined.repeats(term.tid, blocks) for term, blocks in zip(terms, held)]
+    repeating = [shared & repeats for repeats in every]
     odd = BitMap.union(*repeating)
     plain = shared - odd
     if plain:  # their score is their bound: the terms they hold at their level
         _by_level(joined, plain, list(_held_parts(plain, 0, 0.0, maps, tables)), scored,
-                  lambda keys, level, score: _raise(scored, joined, keys, score))
+                  lambda taken, level: _raise_each(scored, joined, taken))
     if odd:
-        _score_repeats(view, joined, terms, maps, repeating, tables, scored, odd)
+        _score_repeats(view, joined, terms, maps, repeating, every, tables, scored, odd)
     if late:  # last: the limit-th score is then at its highest, and prunes most of these reads of postings
         _score_late(view, plan, limit, tables, scored, sorted({joined.session(key) for key in late}))
     kth = scored.kth
@@ -390,18 +391,21 @@ class _TopScores(dict[int, float]):
         return self._heap[0][0] if len(self._heap) >= self.limit else -1.0
 
 
-def _raise(scored: _TopScores, joined: _Joined, keys: BitMap, score: float) -> None:
-    """Raise the sessions of the messages ``keys`` to ``score``."""
+def _raise_each(scored: _TopScores, joined: _Joined, taken: list[tuple[BitMap, float]]) -> None:
+    """Raise the sessions of each part's messages to its score: ``(messages, score)`` of each part."""
     get, session = scored.get, joined.session
-    for key in keys:
-        sid = session(key)
-        if score > get(sid, 0.0):
-            scored[sid] = score
+    for keys, score in taken:
+        for key in keys:
+            sid = session(key)
+            if score > get(sid, 0.0):
+                scored[sid] = score
 
 
 def _score_repeats(view: IndexReader, joined: _Joined, terms: Sequence[PlanTerm], maps: list[BitMap],
-                   repeating: list[BitMap], tables: list[list[float]], scored: _TopScores, odd: BitMap) -> None:
-    """Score the messages of several terms where one repeats (``odd``; ``repeating``: each term's).
+                   repeating: list[BitMap], every: list[BitMap], tables: list[list[float]], scored: _TopScores,
+                   odd: BitMap) -> None:
+    """Score the messages of several terms where one repeats (``odd``; ``repeating``: each term's; ``every``: each
+    term's repeated messages in the joined blocks).
 
     They are cut into parts by which terms repeat in them and which other
     terms they hold, and found by their level (that of the terms they hold
@@ -412,7 +416,7 @@ def _score_repeats(view: IndexReader, joined: _Joined, terms: Sequence[PlanTerm]
     messages' level. The messages of a part whose bound can reach are scored
     one by one (or over arrays).
     """
-    repeated = [_Repeated(view, term.tid, keys) for term, keys in zip(terms, repeating)]
+    repeated = [_Repeated(view, term.tid, keys, repeats) for term, keys, repeats in zip(terms, repeating, every)]
     parts: list[_Part] = []
     for chosen in range(1, 1 << len(terms)):
         part = odd
@@ -421,8 +425,10 @@ def _score_repeats(view: IndexReader, joined: _Joined, terms: Sequence[PlanTerm]
         if part:
             top = sum(tables[place][repeated[place].top] for place in range(len(terms)) if chosen >> place & 1)
             parts.extend(_held_parts(part, chosen, top, maps, tables))
+    # Scored exactly, whatever the part's bound: a level's messages of every part that reaches are scored at once.
     _by_level(joined, odd, parts, scored,
-              lambda keys, level, bound: _score_each(scored, joined, keys, level, repeated, maps, tables))
+              lambda taken, level: _score_each(scored, joined, BitMap.union(*(keys for keys, _ in taken)), level,
+                                               repeated, maps, tables))
 
 
 #: A part of a query's messages: the messages, what bounds its repeating terms (their best levels' weights), and the
@@ -431,11 +437,12 @@ _Part = tuple[BitMap, float, list[list[float]]]
 
 
 def _by_level(joined: _Joined, keys: BitMap, parts: list[_Part], scored: _TopScores,
-              take: Callable[[BitMap, int, float], None]) -> None:
+              take: Callable[[list[tuple[BitMap, float]], int], None]) -> None:
     """Find the messages of ``parts`` (which cut ``keys``) by their level, best first, one level for every part at
-    once, and ``take`` (messages, level, bound) those of each part whose bound at the level can reach the
-    ``limit``-th score. A bound falls with the level and the ``limit``-th score only rises, so a part that no
-    longer reaches is left out at the later levels, and the walk ends when none reaches."""
+    once, and ``take`` them a level at a time: ``([(messages, bound) of each part whose bound at the level can reach
+    the limit-th score and that has messages there], level)``. A bound falls with the level and the ``limit``-th
+    score only rises, so a part that no longer reaches is left out at the later levels, and the walk ends when none
+    reaches."""
     reaching = parts
     for level, found in joined.by_level(keys):
         bounds = [top + sum(table[level] for table in others) for _, top, others in reaching]
@@ -445,10 +452,9 @@ def _by_level(joined: _Joined, keys: BitMap, parts: list[_Part], scored: _TopSco
             if not reaching:
                 break  # the bounds fall with the level: no part's message can reach the limit-th score any more
             bounds = [bound for bound in bounds if may_reach(bound, kth)]
-        for (part, _, _), bound in zip(reaching, bounds):
-            held = found & part
-            if held:
-                take(held, level, bound)
+        taken = [(held, bound) for (part, _, _), bound in zip(reaching, bounds) if (held := found & part)]
+        if taken:
+            take(taken, level)
 
 
 def _held_parts(part: BitMap, chosen: int, top: float, maps: list[BitMap],
@@ -519,20 +525,25 @@ def _keys_array(keys: BitMap) -> npt.NDArray[np.uint32]:
 
 
 class _Repeated:
-    """A term's repeated messages among those a query scores (``keys``): the best level it repeats at among them
-    (``top``), found from its repeated messages grouped by level (``IndexReader.repeated_at``), best first: a level
-    whose messages are not grouped (too many) may hold some of ``keys``, so the search stops there."""
+    """A term's repeated messages among those a query scores (``keys``; ``every``: all of them in the joined
+    blocks): the best level it repeats at among them (``top``), found from its repeated messages grouped by level
+    (``IndexReader.repeated_at``), best first: a level whose messages are not grouped (too many) may hold some of
+    ``keys``, so the search stops there."""
 
-    __slots__ = ("view", "tid", "keys", "top", "_blocks", "_arrays")
+    __slots__ = ("view", "tid", "keys", "every", "top", "_blocks", "_arrays", "_visited", "_joined")
 
-    def __init__(self, view: IndexReader, tid: int, keys: BitMap) -> None:
-        self.view, self.tid, self.keys = view, tid, keys
+    def __init__(self, view: IndexReader, tid: int, keys: BitMap, every: BitMap) -> None:
+        self.view, self.tid, self.keys, self.every = view, tid, keys, every
         levels = view.repeated_levels(tid)[::-1] if keys else b""
         self.top = next((level for level in levels
                          if (group := view.repeated_at(tid, level)) is None or group.intersect(keys)), 0)
         # The blocks' stored repeats this query read, and as arrays (for ``levels_of``).
         self._blocks: dict[int, tuple[BitMap, bytes]] = {}
         self._arrays: dict[int, tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint8]]] = {}
+        # How many blocks ``levels_of`` looked levels up in, and once they are many, every repeated message and its
+        # level as two arrays: a walk through most levels of very common words looks up most of them, block by block.
+        self._visited = 0
+        self._joined: tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint8]] | None = None
 
     def _stored(self, block: int) -> tuple[BitMap, bytes]:
         found = self._blocks.get(block)
@@ -549,12 +560,26 @@ class _Repeated:
         return stored[1][stored[0].rank(key & _KEY_IN_BLOCK) - 1]
 
     def levels_of(self, keys: BitMap) -> npt.NDArray[np.uint8]:
-        """The term's levels in the messages ``keys`` (where it repeats), in their order: in a block where they are
-        many, by a binary search in C of its stored repeats as an array; where they are few, each by its rank."""
+        """The term's levels in the messages ``keys`` (where it repeats), in their order: once the query's lookups
+        took steps in many blocks (``_COPIES_PER_BLOCK``), by one binary search in C of every repeated message
+        (``_every_level``); before, in a block where they are many, by a binary search of its stored repeats as an
+        array, and where they are few, each by its rank."""
         values = _keys_array(keys)
+        if self._joined is None:
+            blocks = values >> JOINED_SHIFT
+            edges = [0, *(np.flatnonzero(blocks[1:] != blocks[:-1]) + 1).tolist(), len(values)]
+            self._visited += len(edges) - 1
+            if self._visited * _COPIES_PER_BLOCK < len(self.every):  # the blocks' steps so far do not pay for a copy
+                return self._levels_by_block(values, blocks, edges)
+            self._joined = self._every_level()
+        every, levels = self._joined
+        return levels[np.searchsorted(every, values)]
+
+    def _levels_by_block(self, values: npt.NDArray[np.uint32], blocks: npt.NDArray[np.integer[Any]], edges: list[int]
+                         ) -> npt.NDArray[np.uint8]:
+        """``levels_of`` the keys ``values`` (ascending; ``blocks``: each one's block, ``edges``: where each block's
+        keys start, then their end), a block at a time."""
         found = np.empty(len(values), dtype=np.uint8)
-        blocks = values >> JOINED_SHIFT
-        edges = [0, *(np.flatnonzero(blocks[1:] != blocks[:-1]) + 1).tolist(), len(values)]
         for begin, end in pairwise(edges):
             number = int(blocks[begin])
             arrays = self._arrays.get(number)
@@ -567,11 +592,24 @@ class _Repeated:
             found[begin:end] = arrays[1][np.searchsorted(arrays[0], values[begin:end] & _KEY_IN_BLOCK)]
         return found
 
+    def _every_level(self) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint8]]:
+        """Every repeated message of the term in the joined blocks (ascending) and its level: the blocks' stored
+        levels (each as long as its keys, as ``repeats_of_value`` checks) in the order of their keys, joined."""
+        every = _keys_array(self.every)
+        numbers = every >> JOINED_SHIFT
+        blocks = numbers[np.concatenate(([True], numbers[1:] != numbers[:-1]))].tolist() if len(numbers) else []
+        return every, np.frombuffer(b"".join(self._stored(number)[1] for number in blocks), dtype=np.uint8)
+
 
 #: A block's stored repeats are copied to an array for ``_Repeated.levels_of`` when a query looks up at least one in
 #: this many of them: copying a key costs about this much less than a rank does.
 _RANKS_PER_ARRAY = 1024
 
+
+#: Every repeated message of a term and its level are copied to arrays for ``_Repeated.levels_of`` once a query
+#: looked up levels in one of its blocks for every this many of them: copying one costs about this much less than a
+#: block's steps of a lookup.
+_COPIES_PER_BLOCK = 4096
 
 #: A joined key's message key in its block.
 _KEY_IN_BLOCK = (1 << JOINED_SHIFT) - 1
