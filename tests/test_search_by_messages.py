@@ -32,8 +32,10 @@ keywords = st.lists(st.sampled_from(WORDS), min_size=2, max_size=4, unique=True)
 
 #: How the message path scores the messages where a term repeats (``SCORED_IN_ARRAYS_FROM``, ``_RANKS_PER_ARRAY``,
 #: ``_COPIES_PER_BLOCK``): over whole arrays, each block's repeats an array; over arrays, each level found by its rank;
-#: over arrays, every repeat of the term copied at its first lookup; as stored queries do.
-ARRAYS = [(1, 1, 0), (1, 1 << 20, 0), (1, 1 << 20, 1 << 40),
+#: over arrays, every repeat of the term copied at its first lookup; over arrays, levels found by rank until the
+#: query's lookups visited as many blocks as the term has repeats, then copied (mid-query); as stored queries do
+#: (these tests' terms repeat in fewer messages than ``_COPIES_PER_BLOCK``: copied at the first lookup).
+ARRAYS = [(1, 1, 0), (1, 1 << 20, 0), (1, 1 << 20, 1 << 40), (1, 1 << 20, 1),
           (search_queries.SCORED_IN_ARRAYS_FROM, search_queries._RANKS_PER_ARRAY, search_queries._COPIES_PER_BLOCK)]
 
 
