@@ -554,9 +554,12 @@ class IndexWriter(IndexReader):
             for number, raw in enumerate(super().chunks(sid)):
                 state.chunks.setdefault(number, raw)
             state.loaded = True
-        found = [self.chunk(sid, number) for number in range((state.count + CHUNK_MESSAGES - 1) // CHUNK_MESSAGES)]
+        needed = (state.count + CHUNK_MESSAGES - 1) // CHUNK_MESSAGES
+        # Every chunk the session has is held by now (stored, or begun by the batch): a damaged count naming more is
+        # told at once, not after a look for each chunk it names (billions, for a count gone wild).
+        found = [self.chunk(sid, number) for number in range(needed)] if needed <= len(state.chunks) else []
         chunks = [raw for raw in found if raw is not None]
-        if len(chunks) != len(found):
+        if len(chunks) != needed:
             raise StoreCorrupted(f"the search index is damaged: session {sid} lacks chunks of postings")
         return chunks
 
