@@ -522,7 +522,8 @@ class EventLog:
         if found is None:
             return 0
         first, position, count = found
-        last = self.head(txn)[0]
+        held = txn.last(self._events)  # its key alone: the record's envelope says nothing more here
+        last = 0 if held is None else unpack_stored(_U64, held[0], "the last position of the event table")[0]
         if first + count - 1 > last or position + count - 1 > last:
             raise StoreCorrupted(f"the stream index is damaged: stream {stream_id}'s entry at version {first} names "
                                  f"{count} events from position {position}, past the log's last ({last})")
