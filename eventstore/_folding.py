@@ -139,7 +139,7 @@ def derive_snapshots(txn: WriteTransaction, log: EventLog, snapshots: SnapshotSt
     keeps the blobs of the one before whose messages no event between touched, so a long session costs
     about one pass over its events and its messages.
     """
-    version = log.stream_version(txn, stream_id)
+    version = log.held_stream_version(txn, stream_id)  # each multiple of ``every`` up to it is a target
     stored = snapshots.stream_versions(txn, stream_id)
     held = [held for held in stored if _usable(txn, snapshots, stream_id, held)]
     if len(held) < len(stored):

@@ -510,6 +510,25 @@ class EventLog:
         found = self._entry_before(txn, stream_id, None)
         return 0 if found is None else found[0] + found[2] - 1
 
+    def held_stream_version(self, txn: ReadTransaction, stream_id: int) -> int:
+        """``stream_version``, checked against the log, for work done a version at a time: the stream index's last
+        entry names no version and no position past the log's last event.
+
+        Raises:
+            StoreCorrupted: the entry names more events than the log holds (a damaged count of billions would
+                otherwise be walked, or given a snapshot each, a version at a time).
+        """
+        found = self._entry_before(txn, stream_id, None)
+        if found is None:
+            return 0
+        first, position, count = found
+        held = txn.last(self._events)  # its key alone: the record's envelope says nothing more here
+        last = 0 if held is None else unpack_stored(_U64, held[0], "the last position of the event table")[0]
+        if first + count - 1 > last or position + count - 1 > last:
+            raise StoreCorrupted(f"the stream index is damaged: stream {stream_id}'s entry at version {first} names "
+                                 f"{count} events from position {position}, past the log's last ({last})")
+        return first + count - 1
+
     def _entry_before(self, txn: ReadTransaction, stream_id: int, version: int | None
                       ) -> tuple[int, int, int] | None:
         """The stream's last index entry that starts below ``version`` (``None``: its last entry): its first

@@ -15,6 +15,7 @@ import pytest
 import zstandard
 
 from eventstore import ChatMessage, SessionStore, StoreCorrupted, _log
+from eventstore._compression import _MAGIC as ZSTD_MAGIC
 from eventstore._compression import MAX_DICTIONARIES, TRAINING_SAMPLE_BYTES, Dictionary, train
 from eventstore.services.salvage import salvage
 from eventstore.storage import WriteTransaction
@@ -443,3 +444,39 @@ def test_retraining_waits_for_the_log_to_double_and_stops() -> None:
         dictionary = Dictionary(data)
         data = dictionary.with_another(train([b"ping " * 40] * 300, dictionary.next_id) or b"")
     assert not Dictionary(data).retrain_due(10**9 - 1, 10**9, 256)
+
+
+def claiming(frame: bytes, size: int) -> bytes:
+    """A zstd frame stored without its magic, its header made to claim ``size`` bytes of content (an 8-byte field)."""
+    descriptor = frame[0]
+    single_segment = descriptor >> 5 & 1
+    size_field = (1 if single_segment else 0, 2, 4, 8)[descriptor >> 6]
+    dictionary_field = (0, 1, 2, 4)[descriptor & 3]
+    fixed = 1 + (0 if single_segment else 1) + dictionary_field  # the descriptor, window and dictionary id
+    return bytes([descriptor | 0xC0]) + frame[1:fixed] + struct.pack("<Q", size) + frame[fixed + size_field:]
+
+
+#: (claimed size, what the load's error says): 4 EiB is more than any machine has; 3 GiB is reserved where memory
+#: is overcommitted (the frame is then found damaged), else refused as well.
+CLAIMS = [(3 << 30, "damaged"), (1 << 62, "claims an impossible size")]
+
+
+@pytest.mark.parametrize("claim", CLAIMS, ids=["3 GiB", "4 EiB"])
+def test_a_compressed_chunk_claiming_an_impossible_size_is_refused(compressed: tuple[Path, int], clock: FakeClock,
+                                                                   claim: tuple[int, str]) -> None:
+    """The decompressor reserves the size a frame claims before it reads the frame: one more than the machine has
+    is ``MemoryError``, a smaller one is reserved and never filled; either is ``StoreCorrupted`` to a load and
+    reported by ``verify``."""
+    size, said = claim
+    path, _ = compressed
+    stream_keys = {bytes(v).decode(): _U64.unpack(k)[0] for k, v in items(path, b"log.stream_keys")}
+    with editing(path, b"messages.chunks") as txn:
+        key, value = next((bytes(k), bytes(v)) for k, v in txn.cursor()
+                          if _U64.unpack(bytes(k)[:8])[0] == stream_keys["bob"] and bytes(v)[:1] == b"\x01")
+        claimed = value[:1] + claiming(value[1:], size)
+        assert zstandard.get_frame_parameters(ZSTD_MAGIC + claimed[1:]).content_size == size
+        txn.put(key, claimed)
+    with SessionStore(path, clock=clock) as store, pytest.raises(StoreCorrupted, match=said):
+        store.load("bob")
+    problems = reverify(path, clock)
+    assert names_session(problems, "bob", stream_keys["bob"]), problems
