@@ -269,9 +269,12 @@ class Records:
             used.append(found)
             base = self._joined.get((found, channel))
         if tails:
-            base = Items(base.count + sum(count for count, _ in tails),
-                         b"".join([base.body, *(tail for _, tail in reversed(tails))]), base.depth + len(tails),
-                         (*base.suppliers, *used[:-1]))
+            count = base.count + sum(count for count, _ in tails)
+            body = b"".join([base.body, *(tail for _, tail in reversed(tails))])
+            if count > len(body):  # each msgpack item takes a byte at least; no array header could hold such a count
+                raise StoreCorrupted(f"a LangGraph checkpoint's {channel!r:.60} counts {count} items in {len(body)} "
+                                     "bytes")
+            base = Items(count, body, base.depth + len(tails), (*base.suppliers, *used[:-1]))
         self._joined[(supplier, channel)] = base
         return base
 

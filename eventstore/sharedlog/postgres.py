@@ -93,6 +93,11 @@ def _answer(commit: Commit, first: int | None, head: int | None, head_hash: byte
     if refusal is None:
         assert first is not None and head is not None and head_hash is not None
         return Committed(first, head, bytes(head_hash))
+    if refusal in ("EV409", "EV410"):
+        named: Sequence[object] = commit.appends if refusal == "EV409" else commit.records
+        if not 1 <= (hint or 1) <= len(named):  # the server's answer, checked like stored bytes
+            return StoreCorrupted(f"the server's answer is damaged: it refused item {hint} of the command's "
+                                  f"{len(named)} ({refusal})")
     if refusal == "EV409":
         append = commit.appends[(hint or 1) - 1]
         return WrongExpectedVersion(append.key, append.expected_version, int(detail or 0))

@@ -60,7 +60,13 @@ def more_items_than_its_bytes(header: dict[str, Any], blob: list[Any]) -> None:
     blob[2] += 5
 
 
-CHANGES = [bytes_not_text, text_past_a_byte, not_base64, checkpoint_id_not_text, no_count, more_items_than_its_bytes]
+def more_items_than_msgpack_holds(header: dict[str, Any], blob: list[Any]) -> None:
+    assert "tail" == blob[0]
+    blob[2] = 1 << 32  # it raised OverflowError making the array's header
+
+
+CHANGES = [bytes_not_text, text_past_a_byte, not_base64, checkpoint_id_not_text, no_count, more_items_than_its_bytes,
+           more_items_than_msgpack_holds]
 
 
 @pytest.mark.parametrize("change", CHANGES, ids=[change.__name__ for change in CHANGES])
