@@ -24,7 +24,7 @@ from projections.readmodel import Checkpoints, ReadModel
 from projections.session import Entry, SessionHead, empty_head, empty_snapshot
 
 from .._bookkeeping import IdempotencyRecord, IdempotencyRecords
-from .._codec import encode_event
+from .._codec import encode_events
 from .._errors import IdempotencyKeyReused, StoreCorrupted, WrongExpectedVersion
 from .._folding import LogChange, RestoredCreationTimes, derive_snapshots, fold_stream, resolve_version, take_snapshot
 from .._log import EventLog, Original, StreamTip
@@ -281,7 +281,7 @@ class CommandWriter:
         """Append one session's events in ``txn``, apply the inline read models, snapshot when due (``tip``: the
         stream's, read in ``txn`` since its last record, if the caller has it; ``times``: each event's own time,
         an import's, raised to ``now`` and to the one before it)."""
-        stored = self._log.append(txn, key, [encode_event(e) for e in events], now, expected_version, originals,
+        stored = self._log.append(txn, key, encode_events(events), now, expected_version, originals,
                                   tip, times)
         if not stored:
             return []
