@@ -613,19 +613,19 @@ class EventLog:
         elif dictionary is not None and dictionary.retrain_due(position, position + len(events), TRAINING_EVENTS):
             dictionary = self._train(txn, position, dictionary) or dictionary
         count = len(events)
+        payloads = [encoded.payload for encoded in events]
         # Each event's id, digest and flags: what a command's events take fresh, or a replicated event keeps.
         if originals is None:
             new_ids = os.urandom(16 * count)  # one system call, not one an event
             event_ids: Iterable[bytes] = [new_ids[at:at + 16] for at in range(0, 16 * count, 16)]
-            digests = [hashlib.sha256(encoded.payload).digest() for encoded in events]  # their own: not stored
+            digests = [hashlib.sha256(payload).digest() for payload in payloads]  # their own: not stored
             stored_digests: Iterable[bytes] = itertools.repeat(b"", count)
             compact_flags: Iterable[int] = itertools.repeat(0, count)
             redacted: Iterable[bool] = itertools.repeat(False, count)
         else:
             event_ids = [original.event_id for original in originals]
             digests = [original.payload_digest for original in originals]
-            kept = [_digest_to_store(original.payload_digest, encoded.payload)
-                    for original, encoded in zip(originals, events)]
+            kept = [_digest_to_store(digest, payload) for digest, payload in zip(digests, payloads)]
             redacted = [original.redacted for original in originals]
             stored_digests = [b"" if digest is None else digest for digest in kept]
             compact_flags = [(_REDACTED_FLAG if gone else 0) | (0 if digest is None else _DIGEST_FLAG)
@@ -634,7 +634,7 @@ class EventLog:
             itertools.islice(itertools.accumulate(times, max, initial=recorded_at), 1, None)
         # The payloads' frames in one pass, unless no record can be compact.
         frames: Iterable[bytes | None] = itertools.repeat(None, count) if dictionary is None or \
-            stream_id >= _U32_LIMIT else dictionary.frames(encoded.payload for encoded in events)
+            stream_id >= _U32_LIMIT else dictionary.frames(payloads)
         # What an event type adds to a record and to its link, once a type (an append's events share one or two).
         key_bytes = key.encode()
         forms = {name: (form, _link_names(form.name, key_bytes))
