@@ -55,6 +55,7 @@ import os
 import re
 import struct
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
+from operator import attrgetter, or_
 from typing import NamedTuple
 
 import attrs
@@ -370,6 +371,16 @@ def _fits_compact(stream_id: int, version: int, schema_version: int) -> bool:
     return stream_id < _U32_LIMIT and version < _U32_LIMIT and schema_version <= 0xFF
 
 
+def _record(flags: int, stream_id: int, version: int, recorded_at: int, event_id: bytes, encoded: EncodedEvent,
+            digest: bytes, stored_digest: bytes | None, link: bytes, dictionary: Dictionary | None) -> bytes:
+    """A record in layout 2 where its fields fit and the store has its dictionary, else in layout 1 (``digest``: the
+    payload digest, ``stored_digest``: what layout 2 stores of it)."""
+    record = None if dictionary is None else _compact_record(flags, stream_id, version, recorded_at, event_id,
+                                                             encoded, stored_digest, link, dictionary)
+    return _plain_record(flags, stream_id, version, recorded_at, event_id, encoded, digest, link) if record is None \
+        else record
+
+
 def _is_coded(record: bytes) -> bool:
     """Whether a record just built names its type by its code (its store must be marked ``_CODED_FORMAT``)."""
     return record[0] == 2 and bool(record[1] & _CODED_FLAG)
@@ -619,49 +630,57 @@ class EventLog:
             new_ids = os.urandom(16 * count)  # one system call, not one an event
             event_ids: Iterable[bytes] = [new_ids[at:at + 16] for at in range(0, 16 * count, 16)]
             digests = [hashlib.sha256(payload).digest() for payload in payloads]  # their own: not stored
-            stored_digests: Iterable[bytes] = itertools.repeat(b"", count)
-            compact_flags: Iterable[int] = itertools.repeat(0, count)
             redacted: Iterable[bool] = itertools.repeat(False, count)
+            kept: Iterable[bytes | None] = itertools.repeat(None, count)
         else:
             event_ids = [original.event_id for original in originals]
             digests = [original.payload_digest for original in originals]
-            kept = [_digest_to_store(digest, payload) for digest, payload in zip(digests, payloads)]
             redacted = [original.redacted for original in originals]
-            stored_digests = [b"" if digest is None else digest for digest in kept]
-            compact_flags = [(_REDACTED_FLAG if gone else 0) | (0 if digest is None else _DIGEST_FLAG)
-                             for gone, digest in zip(redacted, kept)]
-        stamps: Iterable[int] = itertools.repeat(recorded_at, count) if times is None else \
-            itertools.islice(itertools.accumulate(times, max, initial=recorded_at), 1, None)
-        # The payloads' frames in one pass, unless no record can be compact.
-        frames: Iterable[bytes | None] = itertools.repeat(None, count) if dictionary is None or \
-            stream_id >= _U32_LIMIT else dictionary.frames(payloads)
+            kept = [_digest_to_store(digest, payload) for digest, payload in zip(digests, payloads)]
+        stamps = [recorded_at] * count if times is None else \
+            list(itertools.islice(itertools.accumulate(times, max, initial=recorded_at), 1, None))
+        positions = range(position + 1, position + count + 1)
+        versions = range(version + 1, version + count + 1)
         # What an event type adds to a record and to its link, once a type (an append's events share one or two).
+        type_names = [encoded.type_name for encoded in events]
+        schema_versions = [encoded.schema_version for encoded in events]
+        forms = {name: _type_form(name) for name in set(type_names)}
         key_bytes = key.encode()
-        forms = {name: (form, _link_names(form.name, key_bytes))
-                 for name, form in ((name, _type_form(name)) for name in {encoded.type_name for encoded in events})}
-        first_position = position + 1
-        records = []
-        stored_events = []
-        for encoded, event_id, digest, stored_digest, flags, gone, stamp, frame in zip(
-                events, event_ids, digests, stored_digests, compact_flags, redacted, stamps, frames):
-            position += 1
-            version += 1
-            form, link_names = forms[encoded.type_name]
-            schema_version = encoded.schema_version
-            link = hashlib.sha256(_LINKED.pack(previous_hash, position, version, stamp, event_id, schema_version)
-                                  + link_names + digest).digest()
-            # As ``_compact_record`` builds it, else in layout 1.
-            records.append(
-                _RECORD_2.pack(2, flags | form.coded_flag, stream_id, version, stamp, event_id, schema_version, link,
-                               form.name_byte) + stored_digest + form.stored_name + frame
-                if frame is not None and form.fits_compact and version < _U32_LIMIT and schema_version <= 0xFF
-                else _plain_record(_REDACTED_FLAG if gone else 0, stream_id, version, stamp, event_id, encoded,
-                                   digest, link))
-            stored_events.append(_new_logged(StoredEvent, (position, stream_id, key, version, stamp, event_id,
-                                                           encoded, digest, link, gone)))
-            previous_hash = link
+        link_names = {name: _link_names(form.name, key_bytes) for name, form in forms.items()}
+        # The chain, the one step taken an event at a time (each link hashes the one before).
+        links = []
+        link = previous_hash
+        for position, version, stamp, event_id, schema_version, names, digest in zip(
+                positions, versions, stamps, event_ids, schema_versions, map(link_names.__getitem__, type_names),
+                digests):
+            link = hashlib.sha256(_LINKED.pack(link, position, version, stamp, event_id, schema_version) + names
+                                  + digest).digest()
+            links.append(link)
+        redaction_flags = [_REDACTED_FLAG if gone else 0 for gone in redacted] if originals is not None else \
+            itertools.repeat(0, count)
+        if dictionary is not None and stream_id < _U32_LIMIT and versions[-1] < _U32_LIMIT and \
+                max(schema_versions) <= 0xFF and all(form.fits_compact for form in forms.values()):
+            # Every record in layout 2, as ``_compact_record`` builds each, in C passes: the headers, then each
+            # joined to its stored digest (if any), spelled-out name (if any) and payload's frame.
+            event_forms = list(map(forms.__getitem__, type_names))
+            flags = map(or_, redaction_flags, map(attrgetter("coded_flag"), event_forms))
+            stored_digests: Iterable[bytes] = itertools.repeat(b"", count)
+            if originals is not None:
+                flags = map(or_, flags, [0 if digest is None else _DIGEST_FLAG for digest in kept])
+                stored_digests = [b"" if digest is None else digest for digest in kept]
+            headers = map(_RECORD_2.pack, itertools.repeat(2), flags, itertools.repeat(stream_id), versions, stamps,
+                          event_ids, schema_versions, links, map(attrgetter("name_byte"), event_forms))
+            records = list(map(b"".join, zip(headers, stored_digests, map(attrgetter("stored_name"), event_forms),
+                                             dictionary.frames(payloads))))
+        else:
+            records = list(map(_record, redaction_flags, itertools.repeat(stream_id), versions, stamps, event_ids,
+                               events, digests, kept, links, itertools.repeat(dictionary)))
+        stored_events = list(map(_new_logged, itertools.repeat(StoredEvent), zip(
+            positions, itertools.repeat(stream_id), itertools.repeat(key), versions, stamps, event_ids, events,
+            digests, links, redacted)))
+        first_position = positions[0]
         try:
-            txn.append_many(self._events, zip(map(_U64.pack, range(first_position, position + 1)), records))
+            txn.append_many(self._events, zip(map(_U64.pack, positions), records))
         except ValueError:
             raise StoreCorrupted(f"position {first_position} is already taken") from None
         if any(map(_is_coded, records)):
