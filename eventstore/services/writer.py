@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from itertools import repeat
+from operator import attrgetter
 from typing import Any, Generic, Protocol, TypeVar
 
 import attrs
@@ -287,10 +289,10 @@ class CommandWriter:
             return []
         # A command's events share one time (one datetime, which the read models then convert once); an import's
         # each have their own.
-        moments = ([from_micros(stored[0].recorded_at)] * len(stored) if times is None
+        moments = (repeat(from_micros(stored[0].recorded_at)) if times is None
                    else [from_micros(entry.recorded_at) for entry in stored])
-        recorded = [_new_change(LogChange, (key, entry.version, moment, event, entry.hash))
-                    for entry, event, moment in zip(stored, events, moments)]
+        recorded = list(map(_new_change, repeat(LogChange), zip(
+            repeat(key), map(attrgetter("version"), stored), moments, events, map(attrgetter("hash"), stored))))
         if SessionRestored in map(type, events):  # an import's, recorded without its creation time, folds with it
             creation_times = RestoredCreationTimes(txn, self._log, self._snapshots)
             recorded = [change._replace(event=creation_times.event(entry, change.event))
