@@ -12,7 +12,7 @@ from __future__ import annotations
 import gc
 import struct
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from functools import cache
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from cattrs.preconf.orjson import OrjsonConverter
 
 __all__ = [
-    "EncodedEvent", "encode_event", "decode_event", "appended_content", "encode_value", "decode_value",
+    "EncodedEvent", "encode_event", "encode_events", "decode_event", "appended_content", "encode_value", "decode_value",
     "bulk_decoding", "pause_gc_while_decoding", "unpack_stored", "message_to_json", "message_from_json",
 ]
 
@@ -171,14 +171,27 @@ _new_encoded = tuple.__new__
 
 def encode_event(event: SessionEvent) -> EncodedEvent:
     """Encode a typed event."""
-    if isinstance(event, (MessageAppended, LastMessageReplaced)):
-        # An append's every message: the object the converter makes, built directly (its dispatch costs more
-        # than orjson's encoding of a short message).
+    return encode_events((event,))[0]
+
+
+def encode_events(events: Iterable[SessionEvent]) -> list[EncodedEvent]:
+    """Encode typed events (a command's: a run of appends in one loop, with no Python call a message but its
+    payload's look-up)."""
+    encoded = []
+    for event in events:
+        if not isinstance(event, (MessageAppended, LastMessageReplaced)):
+            encoded.append(converted_event(event))
+            continue
+        # A message event: the object the converter makes, built directly (its dispatch costs more than orjson's
+        # encoding of a short message).
         message = event.message
-        row = _message_row(message, [message.role, message.content])
-        return _new_encoded(EncodedEvent, (event.type_name, 1 if len(row) == 2 else event.schema_version,
-                                           orjson.dumps({"message": row})))
-    return converted_event(event)
+        if stored_payload_of(message) is None:
+            encoded.append(_new_encoded(EncodedEvent, (event.type_name, 1, orjson.dumps(
+                {"message": [message.role, message.content]}))))
+        else:
+            encoded.append(_new_encoded(EncodedEvent, (event.type_name, event.schema_version, orjson.dumps(
+                {"message": _message_row(message, [message.role, message.content])}))))
+    return encoded
 
 
 def converted_event(event: SessionEvent) -> EncodedEvent:

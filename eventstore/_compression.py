@@ -29,7 +29,7 @@ import hashlib
 import os
 import struct
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import attrs
 import zstandard
@@ -95,6 +95,10 @@ class _Trained:
     def compress(self, data: bytes) -> bytes:
         return self._compressor.compress(data)
 
+    def compressor(self) -> Callable[[bytes], bytes]:
+        """``compress`` itself, zstd's: a caller compressing many payloads calls it without this method's call."""
+        return self._compressor.compress
+
     def decompress(self, frame: bytes) -> bytes:
         decompressor: zstandard.ZstdDecompressor | None = getattr(self._local, "decompressor", None)
         if decompressor is None:
@@ -155,6 +159,11 @@ class Dictionary:
 
     def compress(self, data: bytes) -> bytes:
         return self._trained[-1].compress(data)[len(_MAGIC):]
+
+    def frames(self, payloads: Iterable[bytes]) -> list[bytes]:
+        """``compress`` of each payload (an append's, in one pass)."""
+        compress = self._trained[-1].compressor()
+        return [compress(data)[len(_MAGIC):] for data in payloads]
 
     def expand(self, frame: bytes, what: str) -> bytes:
         """The bytes ``frame`` holds.

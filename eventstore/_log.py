@@ -55,6 +55,7 @@ import os
 import re
 import struct
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
+from operator import attrgetter, or_
 from typing import NamedTuple
 
 import attrs
@@ -122,7 +123,10 @@ _LOGGED_2 = struct.Struct(">xBIIq16xB32xB")
 #: Builds a ``LoggedEvent`` (or an appended ``StoredEvent``) from a tuple in C, without the Python ``__new__`` a
 #: named tuple's call runs.
 _new_logged = tuple.__new__
-_CANONICAL = struct.Struct(">QQq16sHHH")
+#: The canonical bytes a chain link hashes, up to the type name's and key's lengths (``_link_names``): the previous
+#: hash, position, version, recorded µs, event id and schema version.
+_LINKED = struct.Struct(">32sQQq16sH")
+_NAME_LENGTHS = struct.Struct(">HH")
 _REDACTED_FLAG = 1
 _DIGEST_FLAG = 2  # layout 2: the digest is stored (it is not the SHA-256 of the payload)
 _CODED_FLAG = 4  # layout 2: the type name's length byte holds the type's code instead, and no name follows
@@ -193,10 +197,32 @@ def chain_hash(previous: bytes, position: int, key: str, version: int, recorded_
 def _link(previous: bytes, position: int, key_bytes: bytes, version: int, recorded_at: int,
           event_id: bytes, encoded: EncodedEvent, payload_digest: bytes) -> bytes:
     """``chain_hash`` of a key given as UTF-8 (an append encodes it once for all its events)."""
-    type_bytes = encoded.type_name.encode()
-    canonical = _CANONICAL.pack(position, version, recorded_at, event_id, encoded.schema_version,
-                                len(type_bytes), len(key_bytes))
-    return hashlib.sha256(previous + canonical + type_bytes + key_bytes + payload_digest).digest()
+    return hashlib.sha256(_LINKED.pack(previous, position, version, recorded_at, event_id, encoded.schema_version)
+                          + _link_names(encoded.type_name.encode(), key_bytes) + payload_digest).digest()
+
+
+def _link_names(type_bytes: bytes, key_bytes: bytes) -> bytes:
+    """What the canonical bytes hold after their fixed fields, up to the payload digest: the lengths and UTF-8 of
+    the type name and the session key (the same for every event of one type in an append)."""
+    return _NAME_LENGTHS.pack(len(type_bytes), len(key_bytes)) + type_bytes + key_bytes
+
+
+class _TypeForm(NamedTuple):
+    """What a record stores of its event type, worked out once a type rather than once an event."""
+
+    name: bytes  # the type's name in UTF-8, as the chain hashes it
+    fits_compact: bool  # whether layout 2 can hold it (a name spelled out there has at most 255 bytes)
+    coded_flag: int  # ``_CODED_FLAG`` for a type ``TYPE_CODES`` lists, else 0
+    name_byte: int  # the layout 2 header's last byte: the type's code, or its name's length
+    stored_name: bytes  # what a layout 2 record holds of the name after its header: nothing when coded
+
+
+def _type_form(type_name: str) -> _TypeForm:
+    name = type_name.encode()
+    code = TYPE_CODES.get(type_name)
+    if code is not None:
+        return _TypeForm(name, True, _CODED_FLAG, code, b"")
+    return _TypeForm(name, len(name) <= 0xFF, 0, len(name), name)
 
 
 class _Envelope(NamedTuple):
@@ -327,20 +353,32 @@ def _compact_record(flags: int, stream_id: int, version: int, recorded_at: int, 
                     ) -> bytes | None:
     """A record in layout 2 (``stored_digest`` from ``_digest_to_store``), its type coded when ``TYPE_CODES`` has
     it (the caller marks the store ``_CODED_FORMAT``: ``_is_coded``), or ``None`` when its fields do not fit that
-    layout (layout 1 takes any)."""
-    code = TYPE_CODES.get(encoded.type_name)
-    type_bytes = b"" if code is not None else encoded.type_name.encode()
-    if stream_id >= _U32_LIMIT or version >= _U32_LIMIT or encoded.schema_version > 0xFF or len(type_bytes) > 0xFF:
+    layout (layout 1 takes any). ``EventLog.append`` builds the same bytes with what a run shares worked out once."""
+    form = _type_form(encoded.type_name)
+    if not (form.fits_compact and _fits_compact(stream_id, version, encoded.schema_version)):
         return None
-    if code is not None:
-        flags |= _CODED_FLAG
     if stored_digest is None:
         stored_digest = b""
     else:
         flags |= _DIGEST_FLAG
-    header = _RECORD_2.pack(2, flags, stream_id, version, recorded_at, event_id, encoded.schema_version, link,
-                            len(type_bytes) if code is None else code)
-    return header + stored_digest + type_bytes + dictionary.compress(encoded.payload)
+    return _RECORD_2.pack(2, flags | form.coded_flag, stream_id, version, recorded_at, event_id,
+                          encoded.schema_version, link, form.name_byte) + stored_digest + form.stored_name + \
+        dictionary.compress(encoded.payload)
+
+
+def _fits_compact(stream_id: int, version: int, schema_version: int) -> bool:
+    """Whether layout 2's narrower fields hold these."""
+    return stream_id < _U32_LIMIT and version < _U32_LIMIT and schema_version <= 0xFF
+
+
+def _record(flags: int, stream_id: int, version: int, recorded_at: int, event_id: bytes, encoded: EncodedEvent,
+            digest: bytes, stored_digest: bytes | None, link: bytes, dictionary: Dictionary | None) -> bytes:
+    """A record in layout 2 where its fields fit and the store has its dictionary, else in layout 1 (``digest``: the
+    payload digest, ``stored_digest``: what layout 2 stores of it)."""
+    record = None if dictionary is None else _compact_record(flags, stream_id, version, recorded_at, event_id,
+                                                             encoded, stored_digest, link, dictionary)
+    return _plain_record(flags, stream_id, version, recorded_at, event_id, encoded, digest, link) if record is None \
+        else record
 
 
 def _is_coded(record: bytes) -> bool:
@@ -604,42 +642,75 @@ class EventLog:
             dictionary = self._train(txn, position)
         elif dictionary is not None and dictionary.retrain_due(position, position + len(events), TRAINING_EVENTS):
             dictionary = self._train(txn, position, dictionary) or dictionary
-        stored_events = []
-        log_format = 0 if len(events) == 1 else _RUNS_FORMAT  # the format the store needs for what this writes
-        new_ids = os.urandom(16 * len(events)) if originals is None else b""  # one system call, not one an event
+        count = len(events)
+        payloads = [encoded.payload for encoded in events]
+        # Each event's id, digest and flags: what a command's events take fresh, or a replicated event keeps.
+        if originals is None:
+            new_ids = os.urandom(16 * count)  # one system call, not one an event
+            event_ids: Iterable[bytes] = [new_ids[at:at + 16] for at in range(0, 16 * count, 16)]
+            digests = [hashlib.sha256(payload).digest() for payload in payloads]  # their own: not stored
+            redacted: Iterable[bool] = itertools.repeat(False, count)
+            kept: Iterable[bytes | None] = itertools.repeat(None, count)
+        else:
+            event_ids = [original.event_id for original in originals]
+            digests = [original.payload_digest for original in originals]
+            redacted = [original.redacted for original in originals]
+            kept = [_digest_to_store(digest, payload) for digest, payload in zip(digests, payloads)]
+        stamps = [recorded_at] * count if times is None else \
+            list(itertools.islice(itertools.accumulate(times, max, initial=recorded_at), 1, None))
+        positions = range(position + 1, position + count + 1)
+        versions = range(version + 1, version + count + 1)
+        # What an event type adds to a record and to its link, once a type (an append's events share one or two).
+        type_names = [encoded.type_name for encoded in events]
+        schema_versions = [encoded.schema_version for encoded in events]
+        forms = {name: _type_form(name) for name in set(type_names)}
         key_bytes = key.encode()
-        for index, encoded in enumerate(events):
-            position += 1
-            version += 1
-            if times is not None and times[index] > recorded_at:
-                recorded_at = times[index]
-            if originals is None:
-                event_id, flags = new_ids[16 * index:16 * index + 16], 0
-                digest, stored_digest = hashlib.sha256(encoded.payload).digest(), None  # its own: not stored
-            else:
-                original = originals[index]
-                event_id, digest = original.event_id, original.payload_digest
-                flags = _REDACTED_FLAG if original.redacted else 0
-                stored_digest = _digest_to_store(digest, encoded.payload)
-            link = _link(previous_hash, position, key_bytes, version, recorded_at, event_id, encoded, digest)
-            record = None if dictionary is None else _compact_record(
-                flags, stream_id, version, recorded_at, event_id, encoded, stored_digest, link, dictionary)
-            if record is None:
-                record = _plain_record(flags, stream_id, version, recorded_at, event_id, encoded, digest, link)
-            elif _is_coded(record):
-                log_format = _CODED_FORMAT
-            if not txn.append(self._events, _U64.pack(position), record):
-                raise StoreCorrupted(f"position {position} is already taken")
-            stored_events.append(_new_logged(StoredEvent, (position, stream_id, key, version, recorded_at, event_id,
-                                                           encoded, digest, link, bool(flags))))
-            previous_hash = link
-        if log_format:
-            _raise_format(txn, self._meta, log_format)
+        link_names = {name: _link_names(form.name, key_bytes) for name, form in forms.items()}
+        # The chain, the one step taken an event at a time (each link hashes the one before).
+        links = []
+        link = previous_hash
+        for position, version, stamp, event_id, schema_version, names, digest in zip(
+                positions, versions, stamps, event_ids, schema_versions, map(link_names.__getitem__, type_names),
+                digests):
+            link = hashlib.sha256(_LINKED.pack(link, position, version, stamp, event_id, schema_version) + names
+                                  + digest).digest()
+            links.append(link)
+        redaction_flags = [_REDACTED_FLAG if gone else 0 for gone in redacted] if originals is not None else \
+            itertools.repeat(0, count)
+        if dictionary is not None and stream_id < _U32_LIMIT and versions[-1] < _U32_LIMIT and \
+                max(schema_versions) <= 0xFF and all(form.fits_compact for form in forms.values()):
+            # Every record in layout 2, as ``_compact_record`` builds each, in C passes: the headers, then each
+            # joined to its stored digest (if any), spelled-out name (if any) and payload's frame.
+            event_forms = list(map(forms.__getitem__, type_names))
+            flags = map(or_, redaction_flags, map(attrgetter("coded_flag"), event_forms))
+            stored_digests: Iterable[bytes] = itertools.repeat(b"", count)
+            if originals is not None:
+                flags = map(or_, flags, [0 if digest is None else _DIGEST_FLAG for digest in kept])
+                stored_digests = [b"" if digest is None else digest for digest in kept]
+            headers = map(_RECORD_2.pack, itertools.repeat(2), flags, itertools.repeat(stream_id), versions, stamps,
+                          event_ids, schema_versions, links, map(attrgetter("name_byte"), event_forms))
+            records = list(map(b"".join, zip(headers, stored_digests, map(attrgetter("stored_name"), event_forms),
+                                             dictionary.frames(payloads))))
+        else:
+            records = list(map(_record, redaction_flags, itertools.repeat(stream_id), versions, stamps, event_ids,
+                               events, digests, kept, links, itertools.repeat(dictionary)))
+        stored_events = list(map(_new_logged, itertools.repeat(StoredEvent), zip(
+            positions, itertools.repeat(stream_id), itertools.repeat(key), versions, stamps, event_ids, events,
+            digests, links, redacted)))
+        first_position = positions[0]
+        try:
+            txn.append_many(self._events, zip(map(_U64.pack, positions), records))
+        except ValueError:
+            raise StoreCorrupted(f"position {first_position} is already taken") from None
+        if any(map(_is_coded, records)):
+            _raise_format(txn, self._meta, _CODED_FORMAT)
+        elif count > 1:
+            _raise_format(txn, self._meta, _RUNS_FORMAT)
         first = stored_events[0]
-        if len(events) == 1:
+        if count == 1:
             txn.put(self._streams, _STREAM_KEY.pack(stream_id, first.version), _U64.pack(first.position))
         else:
-            txn.put(self._streams, _STREAM_KEY.pack(stream_id, first.version), _RUN.pack(first.position, len(events)))
+            txn.put(self._streams, _STREAM_KEY.pack(stream_id, first.version), _RUN.pack(first.position, count))
         if self._appended is not None:
             self._appended(txn, stored_events)
         return stored_events

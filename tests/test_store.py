@@ -183,9 +183,9 @@ class TestAppend:
         """A batch with one bad message writes nothing at all."""
         store.append("s", user("before"))
         before = head_position(store)
-        with pytest.raises(InvalidArgument):
-            store.append_many("s", [user("1"), "not a message", user("3")])
-        with pytest.raises(InvalidArgument):
+        with pytest.raises(InvalidArgument, match="expected a ChatMessage, not str"):
+            store.append_many("s", [user("1"), "not a message", user("3"), 4])
+        with pytest.raises(InvalidArgument, match="expected a ChatMessage, not NoneType"):
             store.append_many("other", [user("1"), None])
         assert before == head_position(store)
         assert [user("before")] == store.load("s")

@@ -3,6 +3,8 @@ records the body appended."""
 
 from __future__ import annotations
 
+import pytest
+
 from eventstore import ChatMessage, EventStoreError
 from eventstore._codec import encode_event
 from eventstore._log import EventLog
@@ -50,3 +52,36 @@ def test_a_record_appended_without_the_log_is_refused():
     _, refused = _capturing(storage, lambda log, txn: txn.append(events, (1).to_bytes(8, "big"), b"a record"))
     assert isinstance(refused, EventStoreError)
     assert "without the log" in str(refused)
+
+
+def test_records_appended_together_without_the_log_are_refused():
+    storage = MemoryStorage()
+    events = storage.space("log.events")
+    pairs = [((1).to_bytes(8, "big"), b"a record"), ((2).to_bytes(8, "big"), b"another")]
+    _, refused = _capturing(storage, lambda log, txn: txn.append_many(events, iter(pairs)))
+    assert isinstance(refused, EventStoreError)
+    assert "without the log" in str(refused)
+
+
+def test_a_refused_batch_of_records_notes_no_position():
+    storage = MemoryStorage()
+    events = storage.space("log.events")
+    noted = []
+
+    def body(log, txn):
+        log.append(txn, "a", [encode_event(MessageAppended(ChatMessage.user("one")))], T0)
+        try:
+            txn.append_many(events, [((3).to_bytes(8, "big"), b"x"), ((2).to_bytes(8, "big"), b"y")])
+        except ValueError:
+            noted.append("refused")
+
+    _, commit = _capturing(storage, body)
+    assert noted == ["refused"]
+    assert [len(session.events) for session in commit.appends] == [1]
+
+
+def test_a_batch_to_a_shared_record_space_is_still_refused():
+    storage = MemoryStorage()
+    records = storage.space("facade.idempotency")
+    with pytest.raises(EventStoreError, match="append_many there is not supported"):
+        _capturing(storage, lambda log, txn: txn.append_many(records, [(b"k", b"v")]))

@@ -18,7 +18,7 @@ from .._time import aware_micros
 from .._values import ChatMessage, validate_key, validate_text
 from ..storage import WriteTransaction
 from . import commands
-from .arguments import check_index, check_message, iterable
+from .arguments import check_index, check_message, check_messages
 from .commands import Decision
 from .writer import Command, CommandWriter, KeptResult, Request, Step
 
@@ -35,7 +35,7 @@ def append_many(key: str, messages: Iterable[ChatMessage], expected_version: int
                 idempotency_key: str | None) -> Command[None]:
     if isinstance(messages, (str, bytes, ChatMessage)):
         raise InvalidArgument("append_many takes an iterable of ChatMessage")
-    batch = [check_message(message) for message in iterable(messages, "messages")]
+    batch = check_messages(messages)
     request = Request("append_many", messages=tuple(batch))
     return Command.checked(key, request, deciding(key, lambda head: commands.append_messages(head, batch)),
                            expected_version, idempotency_key)
@@ -88,7 +88,7 @@ def replace_messages(key: str, messages: Iterable[ChatMessage], expected_version
                      idempotency_key: str | None) -> Command[None]:
     if isinstance(messages, (str, bytes, ChatMessage)):
         raise InvalidArgument("replace_messages takes an iterable of ChatMessage")
-    wanted = [check_message(message) for message in iterable(messages, "messages")]
+    wanted = check_messages(messages)
     request = Request("replace_messages", messages=tuple(wanted))
     return Command.checked(key, request, lambda writer: writer.deciding_with_messages(
         key, lambda head, current: commands.replace_messages(head, current, wanted)), expected_version,

@@ -152,8 +152,13 @@ class CapturingTransaction:
         return self._txn.insert(space, key, value)
 
     def append_many(self, space: Space, items: Iterable[tuple[bytes, bytes]]) -> None:
-        self._refuse(space, "append_many")
-        self._txn.append_many(space, items)
+        if space.name != _LOG_EVENTS:
+            self._refuse(space, "append_many")
+            self._txn.append_many(space, items)
+            return
+        pairs = list(items)
+        self._txn.append_many(space, pairs)  # all of them, or (raising) none
+        self._capture.positions.extend(int.from_bytes(key, "big") for key, _ in pairs)
 
     def delete(self, space: Space, key: bytes) -> bool:
         self._refuse(space, "delete")

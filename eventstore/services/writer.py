@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from itertools import repeat
+from operator import attrgetter
 from typing import Any, Generic, Protocol, TypeVar
 
 import attrs
@@ -24,7 +26,7 @@ from projections.readmodel import Checkpoints, ReadModel
 from projections.session import Entry, SessionHead, empty_head, empty_snapshot
 
 from .._bookkeeping import IdempotencyRecord, IdempotencyRecords
-from .._codec import encode_event
+from .._codec import encode_events
 from .._errors import IdempotencyKeyReused, StoreCorrupted, WrongExpectedVersion
 from .._folding import LogChange, RestoredCreationTimes, derive_snapshots, fold_stream, resolve_version, take_snapshot
 from .._log import EventLog, Original, StreamTip
@@ -281,16 +283,16 @@ class CommandWriter:
         """Append one session's events in ``txn``, apply the inline read models, snapshot when due (``tip``: the
         stream's, read in ``txn`` since its last record, if the caller has it; ``times``: each event's own time,
         an import's, raised to ``now`` and to the one before it)."""
-        stored = self._log.append(txn, key, [encode_event(e) for e in events], now, expected_version, originals,
+        stored = self._log.append(txn, key, encode_events(events), now, expected_version, originals,
                                   tip, times)
         if not stored:
             return []
         # A command's events share one time (one datetime, which the read models then convert once); an import's
         # each have their own.
-        moments = ([from_micros(stored[0].recorded_at)] * len(stored) if times is None
+        moments = (repeat(from_micros(stored[0].recorded_at)) if times is None
                    else [from_micros(entry.recorded_at) for entry in stored])
-        recorded = [_new_change(LogChange, (key, entry.version, moment, event, entry.hash))
-                    for entry, event, moment in zip(stored, events, moments)]
+        recorded = list(map(_new_change, repeat(LogChange), zip(
+            repeat(key), map(attrgetter("version"), stored), moments, events, map(attrgetter("hash"), stored))))
         if SessionRestored in map(type, events):  # an import's, recorded without its creation time, folds with it
             creation_times = RestoredCreationTimes(txn, self._log, self._snapshots)
             recorded = [change._replace(event=creation_times.event(entry, change.event))
