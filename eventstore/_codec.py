@@ -249,12 +249,17 @@ def _why(exc: BaseException) -> BaseException:
     return exc
 
 
+#: ``MessageAppended.schema_version`` as a module's name: ``appended_content`` reads it a message, and a class
+#: attribute is looked up through its class each time.
+_APPENDED_SCHEMA = MessageAppended.schema_version
+
+
 def appended_content(payload: bytes, schema_version: int) -> str | None:
     """The content of a ``MessageAppended`` payload (either schema) whose message carries no payload of its own, read
     without building the event (indexing reads millions); ``None`` for anything else (a schema newer than this
     code's among them), which ``decode_event`` decodes (or says what is wrong with). Accepts only what
     ``decode_event`` accepts."""
-    if schema_version > MessageAppended.schema_version:
+    if schema_version > _APPENDED_SCHEMA:
         return None
     try:
         data = orjson.loads(payload)

@@ -875,6 +875,8 @@ class EventLog:
                 dictionary.append(self.dictionary.require(txn))
             return dictionary[0]
 
+        expand: Callable[[bytes, str], bytes] | None = None  # the dictionary's, once a frame without a digest came
+
         # A type name's UTF-8 → the name, and whether its payload is read: a lookup where decoding and a set's
         # test would cost two calls an event; ``coded`` the same by a coded record's type code.
         names: dict[bytes, tuple[str, bool]] = {}
@@ -910,9 +912,23 @@ class EventLog:
                 wanted = type_name in payload_types
                 names.setdefault(type_name.encode(), (type_name, wanted))
                 at, length = envelope.payload_at, 0
+            payload = None
+            if wanted:
+                stored = raw[at + length:]
+                # The common payload, a frame that its checksum checks (no digest stored), is expanded in one call
+                # rather than three; anything else, or a frame that fails, by the general read, which names its
+                # damage.
+                if layout == 2 and digest is None:
+                    try:
+                        if expand is None:
+                            expand = dictionary_of().expand
+                        payload = expand(stored, "the payload")
+                    except StoreCorrupted:
+                        pass
+                if payload is None:
+                    payload = _checked_payload(position, stored, layout, flags, digest, dictionary_of)
             yield _new_logged(LoggedEvent, (position, stream_id, version, recorded_at, type_name, schema_version,
-                                            _checked_payload(position, raw[at + length:], layout, flags, digest,
-                                                             dictionary_of) if wanted else None))
+                                            payload))
 
     def positions_of(self, txn: ReadTransaction, type_name: str) -> Iterator[int]:
         """The positions of every event of this type, read from the records' headers: no payload is decompressed,

@@ -369,6 +369,21 @@ class TestLoggedRead:
                  e.encoded.payload if e.encoded.type_name == "MessageAppended" else None) for e in stored] \
             == [tuple(event) for event in logged]
 
+    def test_redacted_records_of_either_layout(self, environment, log, monkeypatch):
+        """A redacted record keeps its original payload's digest (a compressed one stores it): its payload is read
+        as ``read_all`` reads it, beside the records without a digest stored."""
+        mixed_sessions(environment, log, monkeypatch)
+        blank = encode_event(MessageAppended(ChatMessage.user("[redacted]"))).payload
+        environment.write(lambda txn: (log.redact(txn, 1, blank), log.redact(txn, 16, blank)))
+        assert [1, 2] == [raw_record(environment, log, position)[0] for position in (1, 16)]
+        with environment.read() as txn:
+            stored = list(log.read_all(txn))
+            logged = list(log.read_logged(txn, 0, {"MessageAppended"}))
+        assert [stored[0].redacted, stored[15].redacted] == [True, True]
+        assert [e.encoded.payload if e.encoded.type_name == "MessageAppended" else None for e in stored] \
+            == [event.payload for event in logged]
+        assert blank == logged[0].payload == logged[15].payload
+
     def test_only_payloads_read_are_checked(self, environment, log):
         """A payload changed in place raises StoreCorrupted naming its position when its type is asked for; a read
         that asks for no payload reads past it."""

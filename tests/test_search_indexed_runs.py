@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from unittest import mock
 
+import numpy as np
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -72,21 +73,20 @@ class TestIndexed:
                 ids += [*message, BETWEEN]
         found = []
         # In numpy, or a message at a time in plain Python (as a few messages are); the ids as the writer gives
-        # them (an ``array``, read in place) or as a list.
-        for numpy, given_ids in ((True, array("q", ids[:-1])), (False, array("q", ids[:-1])), (True, ids[:-1])):
+        # them (an int64 array, read in place), as an ``array`` or as a list.
+        for numpy, given_ids in ((True, np.array(ids[:-1], dtype=np.int64)),
+                                 (False, np.array(ids[:-1], dtype=np.int64)), (True, ids[:-1]),
+                                 (True, array("q", ids[:-1])), (False, array("q", ids[:-1]))):
             with mock.patch.object(grouping, "INDEXED_NUMPY_FROM", 1 if numpy else 1 << 62):
                 found.append(indexed(given_ids, [sid for sid, _, _ in batch],
                                      [first for _, first, _ in batch], [len(texts) for _, _, texts in batch],
                                      block_bits))
-        many, few, listed = found
-        for name in Postings.__slots__:
-            assert getattr(many.postings, name) == getattr(listed.postings, name), name
-        assert (many.messages, many.ends, many.repeated, many.levels) == \
-            (listed.messages, listed.ends, listed.repeated, listed.levels)
-        for name in Postings.__slots__:
-            assert getattr(many.postings, name) == getattr(few.postings, name), name
-        assert (many.messages, many.ends, many.repeated, many.levels) == \
-            (few.messages, few.ends, few.repeated, few.levels)
+        many, *others = found
+        for other in others:
+            for name in Postings.__slots__:
+                assert getattr(many.postings, name) == getattr(other.postings, name), name
+            assert (many.messages, many.ends, many.repeated, many.levels) == \
+                (other.messages, other.ends, other.repeated, other.levels)
 
     def test_a_message_at_a_time_by_hand(self) -> None:
         """One message of session 5 (block 0 of blocks of 4,096): "fig" twice and "apple" once in three words."""

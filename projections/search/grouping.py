@@ -250,12 +250,12 @@ class Indexed(NamedTuple):
 INDEXED_NUMPY_FROM = 8
 
 
-def indexed(ids: Sequence[int], sids: Sequence[int], firsts: Sequence[int], sizes: Sequence[int],
-            block_bits: int) -> Indexed:
+def indexed(ids: Sequence[int] | npt.NDArray[np.int64], sids: Sequence[int], firsts: Sequence[int],
+            sizes: Sequence[int], block_bits: int) -> Indexed:
     """The postings of runs of messages appended to sessions, derived over all of them at once: run ``i`` is
     ``sizes[i]`` messages of session ``sids[i]``, the first of them its message ``firsts[i]``; ``ids`` are the
     ids of their terms in order, message after message (a term as often as the message holds it), with ``BETWEEN``
-    between two messages' terms (an ``array("q")`` is read in place).
+    between two messages' terms (an int64 array or an ``array("q")`` is read in place).
 
     A message's distinct terms, ascending, are its postings; a term it holds once has the level of one occurrence
     in a message of its length, and the others their own (``scoring.impact``). Its chunk stores the level of
@@ -264,7 +264,7 @@ def indexed(ids: Sequence[int], sids: Sequence[int], firsts: Sequence[int], size
     of one occurrence, and the postings with another have codes of their own.
     """
     if sum(sizes) < INDEXED_NUMPY_FROM:
-        return _indexed_few(list(ids), sids, firsts, sizes, block_bits)
+        return _indexed_few(np.asarray(ids, dtype=np.int64).tolist(), sids, firsts, sizes, block_bits)
     return _indexed_many(np.asarray(ids, dtype=np.int64), sids, firsts, sizes, block_bits)
 
 

@@ -1070,6 +1070,10 @@ class _Change(NamedTuple):
     event: SessionEvent
 
 
+#: ``MessageAppended.type_name`` as a module's name: a class attribute is looked up through its class each event.
+_APPENDED = MessageAppended.type_name
+
+
 def _edit(logged: LoggedEvent) -> str | MessageEdit | None:
     """What ``logged`` does to the message list: an appended message's content alone (most events: read from the
     payload without building the event), another edit, or ``None`` (an event of a known type whose payload was not
@@ -1079,7 +1083,7 @@ def _edit(logged: LoggedEvent) -> str | MessageEdit | None:
         if logged.type_name not in EVENT_TYPES:  # a newer version's, which may edit the messages
             raise IncompatibleStore(f"position {logged.position}: unknown event type {logged.type_name!r}")
         return None
-    if logged.type_name == MessageAppended.type_name:
+    if logged.type_name == _APPENDED:
         content = appended_content(payload, logged.schema_version)
         if content is not None:
             return content

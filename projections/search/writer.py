@@ -15,6 +15,7 @@ from functools import lru_cache, partial
 from itertools import chain, compress, repeat
 from operator import itemgetter
 
+import numpy as np
 from pyroaring import BitMap
 
 from eventstore._errors import EventStoreError, StoreCorrupted
@@ -648,14 +649,15 @@ class IndexWriter(IndexReader):
             counts[sid] = count + len(run)
         keys = term_keys_of(["" if text == REDACTED else text for text in texts])
         known = self._key_tids
-        # The ids in an ``array``, and the keys dropped once the unknown ones are taken: a list of every occurrence
-        # would be walked by each collection while the new terms' ids are given and the runs indexed.
-        ids = array("q", list(map(known.get, keys, repeat(-1))))  # from a list: faster than from the iterator
-        unknown = array("q", _unknown(ids))  # terms not looked up yet
-        missing = list(map(keys.__getitem__, unknown))
+        # The ids in a numpy array, and the keys dropped once the unknown ones are taken: a list of every occurrence
+        # would be walked by each collection while the new terms' ids are given and the runs indexed. Filled from
+        # the lookups' iterator: an ``array`` made from their list converts each id by a format string's parse.
+        ids = np.fromiter(map(known.get, keys, repeat(-1)), dtype=np.int64, count=len(keys))
+        unknown = np.flatnonzero(ids < 0)  # terms not looked up yet
+        missing = list(map(keys.__getitem__, unknown.tolist()))
         del keys
-        for at, key in zip(unknown, missing):
-            ids[at] = known.get(key) or self._key_tid(key)
+        # In order: a term missing twice gets its id at the first, and is known at the second.
+        ids[unknown] = [known.get(key) or self._key_tid(key) for key in missing]
         return indexed(ids, sids, firsts, sizes, formats.BLOCK_BITS)
 
     def _add_indexed(self, runs: list[_Run], found: Indexed) -> None:
@@ -1148,17 +1150,6 @@ class IndexWriter(IndexReader):
                 terms.append((bytes(key), None))
                 names.append((id_key(tid), None))
         return sorted(terms), sorted(names)
-
-
-def _unknown(ids: array[int]) -> Iterator[int]:
-    """The places of -1 in ``ids`` (terms not looked up yet), found in C."""
-    at = -1
-    while True:
-        try:
-            at = ids.index(-1, at + 1)
-        except ValueError:
-            return
-        yield at
 
 
 def _columns_of(raw: bytes) -> tuple[bytes, bytes, bytes]:
