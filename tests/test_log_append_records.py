@@ -1,0 +1,79 @@
+"""``EventLog.append`` builds an append's records in passes over all its events; each record must be the bytes the
+general builder (``_log._record``) makes of that event alone, whatever the run holds: coded and spelled-out type
+names (one too long for layout 2), schema versions past layout 2's byte, imported times, replicated events
+(redacted, with a digest of their own), before and after the store has its dictionary."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from eventstore import _log
+from eventstore._codec import EncodedEvent
+from eventstore._log import GENESIS_HASH, EventLog, Original, chain_hash
+from eventstore.storage import MemoryStorage, WriteTransaction
+
+T0 = 1_767_225_600_000_000
+
+TYPE_NAMES = ["MessageAppended", "SessionRenamed", "SomethingNew", "N" * 256]
+
+events = st.builds(EncodedEvent, st.sampled_from(TYPE_NAMES), st.sampled_from([1, 2, 255, 256]),
+                   st.binary(min_size=0, max_size=60).map(lambda tail: b'{"text":"hello there ' + tail + b'"}'))
+
+
+@st.composite
+def appends(draw: st.DrawFn) -> tuple[str, list[EncodedEvent], list[int] | None, list[Original] | None]:
+    run = draw(st.lists(events, min_size=1, max_size=6))
+    times = draw(st.none() | st.lists(st.integers(T0 - 10, T0 + 10), min_size=len(run), max_size=len(run)))
+    originals = None
+    if draw(st.booleans()):
+        originals = []
+        for event in run:
+            # A redacted event keeps the digest of the payload it had (stored beside the record); another's is its own.
+            redacted = draw(st.booleans())
+            digest = bytes(32) if redacted and draw(st.booleans()) else hashlib.sha256(event.payload).digest()
+            originals.append(Original(draw(st.binary(min_size=16, max_size=16)), digest, redacted))
+    return draw(st.sampled_from(["a", "b", "c" * 300])), run, times, originals
+
+
+@given(st.lists(appends(), min_size=1, max_size=12))
+def test_each_record_is_the_general_builders(script: list[tuple[str, list[EncodedEvent], list[int] | None,
+                                                                list[Original] | None]]) -> None:
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(_log, "TRAINING_EVENTS", 8)  # the dictionary comes within the script
+        storage = MemoryStorage()
+        log = EventLog(storage)
+        latest: dict[str, int] = {}  # each session's latest recorded time
+        chain = [GENESIS_HASH]
+        for key, run, times, originals in script:
+            def append_and_compare(txn: WriteTransaction, key: str = key, run: list[EncodedEvent] = run,
+                                   times: list[int] | None = times, originals: list[Original] | None = originals
+                                   ) -> None:
+                stored = log.append(txn, key, run, T0, originals=originals, times=times)
+                dictionary = log.dictionary.get(txn)  # the one this append compressed with
+                stamp = max(T0, latest.get(key, T0))
+                for index, (event, encoded) in enumerate(zip(stored, run, strict=True)):
+                    stamp = stamp if times is None else max(stamp, times[index])
+                    if originals is None:
+                        flags, digest, kept = 0, hashlib.sha256(encoded.payload).digest(), None
+                    else:
+                        original = originals[index]
+                        flags = _log._REDACTED_FLAG if original.redacted else 0
+                        digest, kept = original.payload_digest, _log._digest_to_store(original.payload_digest,
+                                                                                       encoded.payload)
+                    link = chain_hash(chain[-1], event.position, key, event.version, stamp, event.event_id, encoded,
+                                      digest)
+                    assert (event.recorded_at, event.payload_digest, event.hash, event.redacted) == \
+                        (stamp, digest, link, bool(flags))
+                    chain.append(link)
+                    expected = _log._record(flags, event.stream_id, event.version, stamp, event.event_id, encoded,
+                                            digest, kept, link, dictionary)
+                    raw = txn.get(log._events, _log._U64.pack(event.position))
+                    assert raw is not None and bytes(raw) == expected
+                latest[key] = stamp
+            storage.write(append_and_compare)
+        with storage.read() as txn:
+            assert [event.hash for event in log.read_all(txn)] == chain[1:]
