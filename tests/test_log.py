@@ -314,6 +314,24 @@ class TestHeadHandedToTheAppend:
         assert [event.position for event in stored] == [1, 2, 3, 4, 5, 6]
         assert stale[0] == 1 and heads == [(position, stored[position - 1].hash, T0) for position in (3, 5, 6)]
 
+    def test_a_position_taken_since_the_head_read_refuses_the_whole_append(self, environment, log):
+        """A record put at the next position after the head was read (not by the log: damage, or a bug) makes the
+        append that takes that read raise StoreCorrupted naming the position, with none of its events written, and
+        the transaction may go on."""
+        append(environment, log, "a", [said("0")])
+        foreign = raw_record(environment, log, 1)
+
+        def body(txn):
+            log.head_before_append(txn)
+            assert txn.append(log._events, _POSITION.pack(2), foreign)
+            with pytest.raises(StoreCorrupted, match="position 2 is already taken"):
+                log.append(txn, "a", [encode_event(said("1")), encode_event(said("2")), encode_event(said("3"))],
+                           T0)
+            return [bytes(value) for _, value in txn.scan(log._events)], log.stream_version(txn, 1)
+
+        records, version = environment.write(body)
+        assert records == [foreign, foreign] and version == 1
+
     def test_appended_gets_the_events_as_read_back(self, environment):
         handed: list[StoredEvent] = []
         log = EventLog(environment, appended=lambda txn, events: handed.extend(events))

@@ -1,11 +1,13 @@
 """``EventLog.append`` builds an append's records in passes over all its events; each record must be the bytes the
 general builder (``_log._record``) makes of that event alone, whatever the run holds: coded and spelled-out type
-names (one too long for layout 2), schema versions past layout 2's byte, imported times, replicated events
-(redacted, with a digest of their own), before and after the store has its dictionary."""
+names (one too long for layout 2), schema versions past layout 2's byte, stream ids and versions past its u32
+fields, imported times, replicated events (redacted, with a digest of their own), before and after the store has its
+dictionary."""
 
 from __future__ import annotations
 
 import hashlib
+from functools import partial
 
 import pytest
 from hypothesis import given
@@ -77,3 +79,43 @@ def test_each_record_is_the_general_builders(script: list[tuple[str, list[Encode
             storage.write(append_and_compare)
         with storage.read() as txn:
             assert [event.hash for event in log.read_all(txn)] == chain[1:]
+
+
+U32 = 2 ** 32
+
+
+@pytest.mark.parametrize("names", [TYPE_NAMES[:3], TYPE_NAMES], ids=["all-fit-layout-2", "one-name-too-long"])
+@pytest.mark.parametrize(("stream_id", "version"), [(U32 - 1, U32 - 3), (U32, 0), (7, U32 - 2), (2 ** 63, U32)])
+def test_records_at_the_u32_borders(monkeypatch: pytest.MonkeyPatch, names: list[str], stream_id: int,
+                                    version: int) -> None:
+    """A stream id or versions at and past layout 2's u32 fields (a run crossing the border holds records of both
+    layouts), in a run whose type names all fit layout 2 or not: each record is the general builder's."""
+    monkeypatch.setattr(_log, "TRAINING_EVENTS", 8)
+    # The tip names a version no record of the log holds: the check that it leads to its stream's record is not
+    # what this test is about.
+    monkeypatch.setattr(_log, "_check_led", lambda *_: None)
+    storage = MemoryStorage()
+    log = EventLog(storage)
+    run = [EncodedEvent(name, 1, b'{"text":"hello there %d"}' % at) for at, name in enumerate(names)]
+    asked = [EncodedEvent("MessageAppended", 2, b'{"message":["user","%d: what is LMDB, and why?"]}' % number)
+             for number in range(18)]
+    for start in range(0, 18, 3):  # the dictionary comes with these
+        storage.write(partial(log.append, key="a", events=asked[start:start + 3], recorded_at=T0))
+
+    def append_and_compare(txn: WriteTransaction) -> None:
+        position, previous, _ = log.head(txn)
+        dictionary = log.dictionary.get(txn)
+        assert dictionary is not None
+        tip = _log.StreamTip(stream_id, version, position if version else 0)
+        stored = log.append(txn, "b", run, T0, tip=tip)
+        assert [event.version for event in stored] == list(range(version + 1, version + len(run) + 1))
+        for event, encoded in zip(stored, run, strict=True):
+            digest = hashlib.sha256(encoded.payload).digest()
+            previous = chain_hash(previous, event.position, "b", event.version, T0, event.event_id, encoded, digest)
+            expected = _log._record(0, stream_id, event.version, T0, event.event_id, encoded, digest, None,
+                                    previous, dictionary)
+            raw = txn.get(log._events, _log._U64.pack(event.position))
+            assert raw is not None and bytes(raw) == expected
+            assert event.hash == previous
+
+    storage.write(append_and_compare)

@@ -93,16 +93,20 @@ def _answer(commit: Commit, first: int | None, head: int | None, head_hash: byte
     if refusal is None:
         assert first is not None and head is not None and head_hash is not None
         return Committed(first, head, bytes(head_hash))
+    item = 1 if hint is None else hint  # of EV409 and EV410: the append or record refused, counted from 1
     if refusal in ("EV409", "EV410"):
         named: Sequence[object] = commit.appends if refusal == "EV409" else commit.records
-        if not 1 <= (hint or 1) <= len(named):  # the server's answer, checked like stored bytes
+        if not 1 <= item <= len(named):  # the server's answer, checked like stored bytes
             return StoreCorrupted(f"the server's answer is damaged: it refused item {hint} of the command's "
                                   f"{len(named)} ({refusal})")
     if refusal == "EV409":
-        append = commit.appends[(hint or 1) - 1]
+        append = commit.appends[item - 1]
+        if detail and not (detail.isascii() and detail.isdigit()):
+            return StoreCorrupted(f"the server's answer is damaged: it gives {detail!r:.30} as session "
+                                  f"{append.key!r:.60}'s version ({refusal})")
         return WrongExpectedVersion(append.key, append.expected_version, int(detail or 0))
     if refusal == "EV410":
-        return RecordTaken(commit.records[(hint or 1) - 1], bytes(taken or b""))
+        return RecordTaken(commit.records[item - 1], bytes(taken or b""))
     if refusal == "EV412":
         return HeadMoved(f"the log's head is no longer at position {commit.first_position} - 1")
     return StoreCorrupted("an event's payload does not match its digest; nothing was written")
@@ -508,10 +512,15 @@ class PostgresLog:
         code = (result.error_field(pq.DiagnosticField.SQLSTATE) or b"").decode()
         if code not in _REFUSALS:
             raise _failure(connection, result)
-        hint = int(result.error_field(pq.DiagnosticField.MESSAGE_HINT) or 1)
+        hint_text = result.error_field(pq.DiagnosticField.MESSAGE_HINT) or b"1"
+        if not hint_text.isdigit():  # the server's answer, checked like stored bytes
+            return StoreCorrupted(f"the server's answer is damaged: its hint {hint_text!r:.30} is no number ({code})")
+        hint = int(hint_text)
         detail = (result.error_field(pq.DiagnosticField.MESSAGE_DETAIL) or b"").decode()
         taken = None
-        if code == "EV410":  # the first writer's record stays: records are never removed
+        # The first writer's record stays (records are never removed); a record the command lacks is ``_answer``'s
+        # damage.
+        if code == "EV410" and 1 <= hint <= len(commit.records):
             record = commit.records[hint - 1]
             found = connection.execute(_TAKEN, (record.space, record.key)).fetchone()
             taken = found[0] if found else None
