@@ -516,7 +516,8 @@ class PostgresLog:
         if not hint_text.isdigit():  # the server's answer, checked like stored bytes
             return StoreCorrupted(f"the server's answer is damaged: its hint {hint_text!r:.30} is no number ({code})")
         hint = int(hint_text)
-        detail = (result.error_field(pq.DiagnosticField.MESSAGE_DETAIL) or b"").decode()
+        # Bytes that are not UTF-8 come through as text that ``_answer`` refuses as no version.
+        detail = (result.error_field(pq.DiagnosticField.MESSAGE_DETAIL) or b"").decode(errors="replace")
         taken = None
         # The first writer's record stays (records are never removed); a record the command lacks is ``_answer``'s
         # damage.
