@@ -57,3 +57,15 @@ def test_a_lone_commands_refusal_naming_a_record_it_lacks_is_damage(monkeypatch:
     answer = postgres.PostgresLog._commit_one(cast("psycopg.Connection[Any]", None), commit, [])
     assert isinstance(answer, StoreCorrupted)
     assert "answer is damaged" in str(answer)
+
+
+def test_a_lone_commands_refusal_whose_version_is_not_text_is_damage(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A detail that is not UTF-8 raised ``UnicodeDecodeError`` before ``_answer`` could refuse it."""
+    refused = _Refused(b"EV409", b"1")
+    refused.fields[pq.DiagnosticField.MESSAGE_DETAIL] = b"\xff\xfe"
+    monkeypatch.setattr(postgres, "_call_alone", lambda connection, parameters: refused)
+    monkeypatch.setattr(postgres._Flush, "wait", lambda flush: None)
+    commit = Commit(appends=(SessionAppend("a", 0, 1, ()),))
+    answer = postgres.PostgresLog._commit_one(cast("psycopg.Connection[Any]", None), commit, [])
+    assert isinstance(answer, StoreCorrupted)
+    assert "answer is damaged" in str(answer)
