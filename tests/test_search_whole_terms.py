@@ -363,3 +363,57 @@ def test_a_batch_changed_after_its_size_was_taken_writes_the_change(change: str)
             return stored_index(store)
 
     assert written(measured=True) == written(measured=False)
+
+
+def test_a_reader_reads_the_form_of_a_terms_head_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A query asks a reader for each block of a term stored in blocks (its summary there, its message map): the
+    reader tells a head stored whole from one stored in blocks once a term, not once a block, and answers as a
+    reader that tells it again each time (a plain BM25 of the same sessions)."""
+    monkeypatch.setattr(formats, "WHOLE_UP_TO", 2)  # "amber" in blocks, "ember" whole
+    with SessionStore.on_storage(MemoryStorage(Path("heads")), clock=FakeClock()) as store:
+        for number in range(24):  # blocks of four sessions
+            text = "amber basil" if number % 2 else "amber cedar amber"
+            store.append_many(f"s{number}", [ChatMessage.user(text), ChatMessage.user("ember" * (number < 2))])
+        store.catch_up()
+        index = store._search_index
+        told: list[bytes] = []
+
+        def telling(value: bytes) -> bool:
+            told.append(value)
+            return whole_head(value)
+
+        monkeypatch.setattr("projections.search.reader.whole_head", telling)
+        with store._read() as txn:
+            reader = IndexReader(index._spaces, index._term_ids, txn)
+            plan = plan_query(reader, parse_query("amber basil ember"))
+            assert plan is not None
+            blocks = {term.term: list(reader.blocks_of(term.tid)) for term in plan.terms}
+            assert len(blocks["amber"]) == 7 and len(blocks["ember"]) == 1  # stream ids from 1
+            assert not reader.blocks_apart(plan.terms[-1].tid)  # "ember" is stored whole
+            told.clear()
+            for term in plan.terms:
+                for number in blocks[term.term]:
+                    reader.block_raw(term.tid, number)
+                    reader.term_map(term.tid, number)
+            assert told == []  # every term's form was told when the plan read it
+        assert ReferenceSearch(store).search("amber basil ember", 5) == search(store, "amber basil ember", 5)
+
+
+def test_a_term_stored_whole_finds_its_spread_sessions_without_a_map_once() -> None:
+    """The sessions of a term stored whole whose blocks have no map and whose tag names no one message are found
+    once a decoded term (every query of several words asks for them), and are those its entries say."""
+    with SessionStore.on_storage(MemoryStorage(Path("spread")), clock=FakeClock()) as store:
+        store.append_many("s0", [ChatMessage.user("amber"), ChatMessage.user("amber basil")])
+        store.append_many("s1", [ChatMessage.user("basil")])  # "amber" in one session of its block: no map there
+        store.catch_up()
+        index = store._search_index
+        with store._read() as txn:
+            reader = IndexReader(index._spaces, index._term_ids, txn)
+            tid = reader.tid("amber")
+            assert tid is not None
+            whole = reader.summary(tid)
+            assert isinstance(whole, Whole)
+            spread = whole.unmapped_spread()
+            assert spread is whole.unmapped_spread()
+            assert list(spread) == [sid for sid, code in whole.entries().items() if code & 0xFF >= LAST_TAG]
+            assert list(spread) == [stream_id_of(store._log, txn, "s0")]

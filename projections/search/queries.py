@@ -51,7 +51,7 @@ from .formats.summaries import LAST_TAG, MULTI, Block, Summary
 from .formats.wholes import Whole
 from .planning import Phrase, Plan, PlanTerm, plan_query
 from .reader import IndexReader
-from .scoring import LEVEL_WEIGHTS, LEVELS, may_reach, ranked, ranked_sessions
+from .scoring import LEVEL_WEIGHTS, may_reach, ranked, ranked_sessions
 from .snippets import phrase_in
 from .tokenizer import QueryWord, tokenize
 
@@ -681,8 +681,10 @@ def _sessions_sharing(view: IndexReader, plan: Plan) -> list[int]:
         keys.append(joined)
         spread.append(opened)
     found = BitMap.union(BitMap(), *(one & another for one, another in combinations(keys, 2)))
-    opened_where_present = [opened & BitMap.union(BitMap(), *(summary.sid_map() for other, summary in
-                                                              enumerate(summaries) if other != own))
+    # The few sessions opened are looked up in the other terms' sorted sessions: a bitmap of every session of
+    # those terms cost more to build than the lookups.
+    opened_where_present = [_held_by_another(list(opened), [summary for other, summary in enumerate(summaries)
+                                                            if other != own])
                             for own, opened in enumerate(spread) if opened]
     if len(found) + sum(map(len, opened_where_present)) < SHARED_IN_ARRAYS_FROM:  # a step each beats numpy's calls
         sessions = {key >> JOINED_SHIFT << formats.BLOCK_BITS | key & _OFFSET_OF_KEY for key in found}
@@ -690,9 +692,14 @@ def _sessions_sharing(view: IndexReader, plan: Plan) -> list[int]:
         return sorted(sessions)
     shared = np.frombuffer(found.to_array(), dtype=np.uint32)
     sids = np.concatenate((shared >> JOINED_SHIFT << formats.BLOCK_BITS | shared & _OFFSET_OF_KEY,
-                           *(np.frombuffer(more.to_array(), dtype=np.uint32) for more in opened_where_present)))
+                           *(np.array(more, dtype=np.uint32) for more in opened_where_present)))
     result: list[int] = np.unique(sids).tolist()
     return result
+
+def _held_by_another(sids: list[int], others: Sequence[Summary]) -> list[int]:
+    """Those of ``sids`` (ascending) that one of ``others`` holds, in their order."""
+    entries = [summary.entries_of(sids) for summary in others]
+    return [sid for sid, *codes in zip(sids, *entries) if any(codes)]
 
 #: ``_sessions_sharing`` turns this many shared keys and sessions opened or more into sessions over whole arrays
 #: (numpy), fewer one by one: numpy's few calls cost more than the steps of fewer.
@@ -749,8 +756,9 @@ def _best_of_term(summary: Summary, table: Sequence[float], limit: int) -> dict[
     from the best level down over whole arrays (numpy): a few calls a term, where a search by level took a pass over
     its levels a step."""
     levels = np.frombuffer(summary.best_levels(), dtype=np.uint8)
-    reaching = np.cumsum(np.bincount(levels, minlength=LEVELS + 1)[::-1])  # sessions at LEVELS - i or above
-    low = max(LEVELS - int(np.searchsorted(reaching, limit)), 1)  # 1: fewer than ``limit`` sessions reach any
+    counts = np.bincount(levels)  # up to the best level present: the counting below starts there
+    reaching = counts[::-1].cumsum()  # sessions at len(counts) - 1 - i or above
+    low = max(len(counts) - 1 - int(reaching.searchsorted(limit)), 1)  # 1: fewer than ``limit`` sessions reach any
     chosen = np.flatnonzero(levels >= low)
     return dict(zip(summary.sid_array()[chosen].tolist(), map(table.__getitem__, levels[chosen].tolist())))
 

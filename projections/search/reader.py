@@ -122,7 +122,9 @@ class IndexReader:
         self.spaces, self.txn = spaces, txn
         self._learn, self._fresh = learn and not fresh, fresh
         self._values: dict[int, bytes | None] = {}
-        self._wholes: dict[int, Whole] = {}  # the terms stored whole that it read, decoded
+        # The terms it read, decoded where stored whole, ``None`` where not: a query asks for each block of a term
+        # stored in blocks, and the head's form is read once.
+        self._wholes: dict[int, Whole | None] = {}
         self._level_blocks: dict[int, list[int]] | None = None
         self._joined_levels: dict[int, BitMap] = {}
         self._cache = term_ids.of_generation(txn.get(spaces.meta, META_GENERATION))
@@ -190,13 +192,11 @@ class IndexReader:
 
     def _whole(self, tid: int) -> Whole | None:
         """Term ``tid`` as stored whole (``formats.wholes``); ``None`` when it is stored in blocks, or absent."""
-        found = self._wholes.get(tid)
-        if found is None:
+        wholes = self._wholes
+        if tid not in wholes:
             raw = self._term_value(tid)
-            if raw is None or not whole_head(raw):
-                return None
-            found = self._wholes[tid] = Whole(raw)
-        return found
+            wholes[tid] = None if raw is None or not whole_head(raw) else Whole(raw)
+        return wholes[tid]
 
     def blocks_of(self, tid: int) -> Sequence[int]:
         """The blocks that hold term ``tid``'s sessions, ascending."""

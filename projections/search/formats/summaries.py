@@ -12,12 +12,11 @@ from itertools import repeat
 
 import numpy as np
 import numpy.typing as npt
-from pyroaring import BitMap
 
 from eventstore._errors import StoreCorrupted
 
 from .. import formats
-from .arrays import packed_u16s, u32_array, u32s, unsigned
+from .arrays import packed_u16s, u32s, unsigned
 
 __all__ = [
     "ENTRIES_IN_ARRAYS_FROM",
@@ -197,10 +196,6 @@ class Summary:
 
     def sorted_sids(self) -> Sequence[int]:
         return u32s(self._joined())
-
-    def sid_map(self) -> BitMap:
-        """The sessions, as a compressed bitmap built in C."""
-        return BitMap(u32_array(self._joined()), optimize=False)
 
     def sid_array(self) -> npt.NDArray[np.uint32]:
         """The sorted sessions as an array, read in place (read-only)."""

@@ -155,7 +155,7 @@ class Whole(Summary):
     """A term stored whole, read from its head: a ``Summary`` whose sessions are joined from the stored columns in
     a few numpy calls; its blocks, and their maps, are rebuilt only when asked for."""
 
-    __slots__ = ("_raw", "_at", "_numbers", "_counts", "_keys", "_query_keys", "_rebuilt")
+    __slots__ = ("_raw", "_at", "_numbers", "_counts", "_keys", "_query_keys", "_unmapped_spread", "_rebuilt")
 
     def __init__(self, raw: bytes) -> None:
         # Few objects a term: a cache of decoded terms holds many rare ones (``index._term_bytes``).
@@ -165,6 +165,7 @@ class Whole(Summary):
         self._tags = raw[at + 3 * n:at + 4 * n]
         self._keys: BitMap | None = None
         self._query_keys: BitMap | None = None
+        self._unmapped_spread: BitMap | None = None
         self._rebuilt: list[tuple[int, Block]] | None = None
         self._sids: bytes | None = None
         self._spread: int | None = None
@@ -270,12 +271,17 @@ class Whole(Summary):
 
     def unmapped_spread(self) -> BitMap:
         """The sessions of its blocks without a map whose tag names no one message (``SPREAD``): a query opens them
-        wherever another term is."""
-        mask = self._in_unmapped()
-        if mask is None:
-            return BitMap()
-        mask &= np.frombuffer(self._tags.translate(SPREAD), dtype=np.uint8).astype(bool)
-        return BitMap(u32_array(self._all_sids()[mask].astype("<u4").tobytes()), optimize=False)
+        wherever another term is. Found when first asked for (every query of the term asks). The caller may not
+        change them."""
+        if self._unmapped_spread is None:
+            mask = self._in_unmapped()
+            if mask is None:
+                self._unmapped_spread = BitMap()
+            else:
+                mask &= np.frombuffer(self._tags.translate(SPREAD), dtype=np.uint8).astype(bool)
+                self._unmapped_spread = BitMap(u32_array(self.sid_array()[mask].astype("<u4").tobytes()),
+                                               optimize=False)
+        return self._unmapped_spread
 
     def _in_unmapped(self) -> npt.NDArray[np.bool_] | None:
         """Which sessions are in a block without a message map; ``None`` when none is (a term in many sessions)."""
