@@ -56,7 +56,7 @@ import re
 import struct
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from operator import attrgetter, or_
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import attrs
 
@@ -643,7 +643,9 @@ class EventLog:
         elif dictionary is not None and dictionary.retrain_due(position, position + len(events), TRAINING_EVENTS):
             dictionary = self._train(txn, position, dictionary) or dictionary
         count = len(events)
-        payloads = [encoded.payload for encoded in events]
+        # The events' columns, in one C pass.
+        type_names, schema_versions, payloads = cast(
+            "tuple[tuple[str, ...], tuple[int, ...], tuple[bytes, ...]]", tuple(zip(*events)))
         # Each event's id, digest and flags: what a command's events take fresh, or a replicated event keeps.
         if originals is None:
             new_ids = os.urandom(16 * count)  # one system call, not one an event
@@ -661,8 +663,6 @@ class EventLog:
         positions = range(position + 1, position + count + 1)
         versions = range(version + 1, version + count + 1)
         # What an event type adds to a record and to its link, once a type (an append's events share one or two).
-        type_names = [encoded.type_name for encoded in events]
-        schema_versions = [encoded.schema_version for encoded in events]
         forms = {name: _type_form(name) for name in set(type_names)}
         key_bytes = key.encode()
         link_names = {name: _link_names(form.name, key_bytes) for name, form in forms.items()}

@@ -10,6 +10,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from itertools import repeat
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
@@ -150,8 +151,8 @@ _set_content: Callable[[ChatMessage, str], None] = ChatMessage.__dict__["content
 _set_payload: Callable[[ChatMessage, StoredPayload | None], None] = ChatMessage.__dict__["_stored_payload"].__set__
 
 
-def _filled(cls: type[_T], setters: Sequence[Callable[[_T, Any], None]], count: int,
-            columns: Callable[[], Sequence[Iterable[Any]]]) -> list[_T]:
+def filled_instances(cls: type[_T], setters: Sequence[Callable[[_T, Any], None]], count: int,
+                     columns: Callable[[], Sequence[Iterable[Any]]]) -> list[_T]:
     """``count`` new instances of the slotted ``cls``, then each field (by its setter) set from its column of
     ``columns()`` by a C-level ``map``: a frozen attrs ``__init__`` runs Python code per instance.
 
@@ -163,9 +164,9 @@ def _filled(cls: type[_T], setters: Sequence[Callable[[_T, Any], None]], count: 
     return made
 
 
-def stored_payload_of(message: ChatMessage) -> StoredPayload | None:
-    """The stored form of the message's payload (what events and chunks keep), ``None`` without one."""
-    return message._stored_payload
+#: The stored form of a message's payload (what events and chunks keep), ``None`` without one: the slot's getter
+#: itself, in C (commands and read models take it for each message).
+stored_payload_of: Callable[[ChatMessage], StoredPayload | None] = attrgetter("_stored_payload")
 
 
 def trusted_message(role: Any, content: Any, payload: bytes | None = None) -> ChatMessage:
@@ -191,7 +192,7 @@ def trusted_messages(roles: Sequence[str], contents: Iterable[str],
     """Build many messages from stored columns whose types the caller has checked (non-empty str roles,
     str contents; ``payloads`` in stored form by index), by C-level ``map`` calls: no Python code runs per
     message without a payload."""
-    messages = _filled(ChatMessage, (_set_role, _set_content), len(roles), lambda: (roles, contents))
+    messages = filled_instances(ChatMessage, (_set_role, _set_content), len(roles), lambda: (roles, contents))
     for index, payload in (payloads or {}).items():  # the others' payload slot stays unset: no payload
         _set_payload(messages[index], StoredPayload(payload))
     return messages
@@ -239,7 +240,7 @@ def trusted_metadata(count: int, columns: Callable[[], Sequence[Iterable[Any]]])
     """``count`` ``SessionMetadata`` from stored columns, one a field in the fields' order, each of ``count``
     values whose types the caller has checked: made by C-level ``map`` calls, as the frozen ``__init__`` also makes
     a bound setter an instance (a second object for the cyclic collector) and a listing builds one a session."""
-    return _filled(SessionMetadata, _METADATA_SETTERS, count, columns)
+    return filled_instances(SessionMetadata, _METADATA_SETTERS, count, columns)
 
 
 @attrs.frozen

@@ -10,17 +10,26 @@ version and add an upcaster in ``eventstore._codec``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from itertools import repeat
 from typing import Any, ClassVar, assert_never, get_args
 
 import attrs
 
 from ._errors import InvalidArgument
-from ._values import ChatMessage, SessionState, TimestampedMessage, stored_payload_of, utc
+from ._values import (
+    ChatMessage,
+    SessionState,
+    TimestampedMessage,
+    filled_instances,
+    stored_payload_of,
+    utc,
+)
 
 __all__ = [
     "MessageAppended",
+    "messages_appended",
     "LastMessageRemoved",
     "LastMessageReplaced",
     "MessagesCleared",
@@ -119,6 +128,20 @@ class MessageAppended:
     schema_version: ClassVar[int] = 2  # 2: a message may carry a payload
 
     message: ChatMessage = attrs.field(validator=_message)
+
+
+_set_appended_message = MessageAppended.__dict__["message"].__set__
+
+
+def messages_appended(messages: Sequence[ChatMessage]) -> list[MessageAppended]:
+    """A ``MessageAppended`` of each message, as the class makes it, its validator's check included.
+
+    When every item is a message (checked in one C pass), the events are built by C-level passes
+    (``filled_instances``): a command appends many, and attrs' ``__init__`` runs Python code an event. Otherwise
+    the class builds them, and its validator refuses the first item that is not a message."""
+    if not all(map(isinstance, messages, repeat(ChatMessage))):
+        return [MessageAppended(message) for message in messages]
+    return filled_instances(MessageAppended, (_set_appended_message,), len(messages), lambda: (messages,))
 
 
 @attrs.frozen

@@ -91,8 +91,11 @@ class MessageLists:
     def apply(self, txn: WriteTransaction, stream_id: int, events: Sequence[Change]) -> None:
         # The commonest edit, appends, taken a run at a time as ``message_edit`` reads them, without building their
         # ``AppendMessage``s: the run's columns go to the last chunk together.
-        appends = [isinstance(recorded.event, MessageAppended) for recorded in events]
         appended = [event.message for recorded in events if isinstance(event := recorded.event, MessageAppended)]
+        if appended and len(appended) == len(events):  # appends alone, a command's commonest: one run, nothing to group
+            self._append_run(txn, stream_id, appended, [r.recorded_at for r in events], fresh=events[0].version == 1)
+            return
+        appends = [isinstance(recorded.event, MessageAppended) for recorded in events]
         at = taken = 0  # the events and the appended messages gone through
         for appending, group in groupby(appends):
             length = len(list(group))

@@ -21,7 +21,6 @@ from .._values import ChatMessage
 from ..events import (
     LastMessageRemoved,
     LastMessageReplaced,
-    MessageAppended,
     MessagesCleared,
     MessagesReplaced,
     SessionDeleted,
@@ -31,6 +30,7 @@ from ..events import (
     SessionRenamed,
     SessionRestored,
     SessionStateChanged,
+    messages_appended,
 )
 
 __all__ = ["Decision", "append_messages", "remove_last", "pop_last", "replace_last", "replace_messages",
@@ -44,7 +44,7 @@ Decision = tuple[Sequence[SessionEvent], R]
 
 def append_messages(head: SessionHead, messages: Sequence[ChatMessage]) -> Decision[None]:
     """One event per message, creating the session if needed."""
-    return [MessageAppended(message) for message in messages], None
+    return messages_appended(messages), None
 
 
 def remove_last(head: SessionHead) -> Decision[bool]:
