@@ -27,6 +27,7 @@ from .formats.keys import (
     blocks_of_value,
     chunk_key,
     chunk_of_key,
+    chunks_end,
     count_of_value,
     df_of_value,
     id_key,
@@ -333,6 +334,14 @@ class IndexReader:
 
     def chunk(self, sid: int, number: int) -> bytes | None:
         return None if self._fresh else self.txn.get(self.spaces.docs, chunk_key(sid, number))
+
+    def last_chunk(self, sid: int) -> tuple[int, bytes] | None:
+        """The session's last chunk, its number and bytes, by one floor lookup; ``None`` when it has none."""
+        found = None if self._fresh else self.txn.before(self.spaces.docs, chunks_end(sid))
+        if found is None:
+            return None
+        found_sid, number = chunk_of_key(found[0])
+        return (number, found[1]) if found_sid == sid else None
 
     def chunks(self, sid: int) -> list[bytes]:
         """Every chunk of a session, in order."""

@@ -112,18 +112,18 @@ def indexed_terms(content: str) -> list[str]:
 
 class _SessionState:
     """A session being changed by a batch: message count, activity, the chunks read so far, the postings of
-    messages appended to them (a chunk is encoded once when it is next read or written, not once a message), and
-    the chunks to write.
+    messages appended to them (a chunk is encoded once when it is next read or written, not once a message), the
+    chunks to write, and whether its count was checked against its stored chunks (``IndexWriter._checked``).
 
     A batch holds one for each session it changes until it is written, so they hold what the cyclic collector
     does not walk: the chunks to write as the bits of an int, the postings appended to a chunk as a tuple (of
     bytes and numbers, which the collector stops tracking), and no set or list.
     """
 
-    __slots__ = ("count", "activity", "chunks", "appended", "dirty", "loaded")
+    __slots__ = ("count", "activity", "chunks", "appended", "dirty", "loaded", "checked")
 
-    def __init__(self, count: int, activity: int) -> None:
-        self.count, self.activity = count, activity
+    def __init__(self, count: int, activity: int, checked: bool) -> None:
+        self.count, self.activity, self.checked = count, activity, checked
         self.chunks: dict[int, bytes | None] = {}
         self.appended: dict[int, tuple[ChunkMessage, ...]] = {}
         self.dirty = 0  # bit ``number`` set: chunk ``number`` changed
@@ -518,8 +518,32 @@ class IndexWriter(IndexReader):
     def _state(self, sid: int) -> _SessionState:
         state = self._sessions.get(sid)
         if state is None:
-            state = self._sessions[sid] = _SessionState(*(super().session(sid) or (0, 0)))
+            stored = super().session(sid)
+            # A session the index does not hold yet has no chunks whose end its count must match.
+            state = self._sessions[sid] = _SessionState(*(stored or (0, 0)), checked=stored is None)
         return state
+
+    def _checked(self, sid: int) -> _SessionState:
+        """The session's state, its stored count checked first against its stored chunks (by one lookup of its last
+        chunk) unless the batch already did: a change puts postings where the count says the session's chunks end,
+        and a damaged count would put them past the others or over a chunk still holding messages."""
+        state = self._state(sid)
+        if not state.checked:
+            self._check_count(sid, state, super().last_chunk(sid))
+        return state
+
+    @staticmethod
+    def _check_count(sid: int, state: _SessionState, last: tuple[int, bytes] | None) -> None:
+        """Check that the session's stored chunks (``last``: its last one, number and bytes) end where its stored
+        count says, before the batch changes either (from then on it changes both in step); keep the last chunk for
+        the change that reads it."""
+        end = 0 if last is None else last[0] * CHUNK_MESSAGES + chunk_size(last[1])
+        if end != state.count:
+            raise StoreCorrupted(f"the search index is damaged: session {sid} counts {state.count} messages, but "
+                                 f"its chunks of postings end at {end}")
+        if last is not None:
+            state.chunks.setdefault(*last)
+        state.checked = True
 
     def session(self, sid: int) -> tuple[int, int] | None:
         self._append_pending()
@@ -552,7 +576,10 @@ class IndexWriter(IndexReader):
         self._append_pending()
         state = self._state(sid)
         if not state.loaded:
-            for number, raw in enumerate(super().chunks(sid)):
+            stored = super().chunks(sid)
+            if not state.checked:  # unchanged by the batch: its last stored chunk is at hand
+                self._check_count(sid, state, (len(stored) - 1, stored[-1]) if stored else None)
+            for number, raw in enumerate(stored):
                 state.chunks.setdefault(number, raw)
             state.loaded = True
         needed = (state.count + CHUNK_MESSAGES - 1) // CHUNK_MESSAGES
@@ -640,8 +667,8 @@ class IndexWriter(IndexReader):
         counts: dict[int, int] = {}  # a session's messages, as its earlier runs leave them
         for sid, run, _ in runs:
             count = counts.get(sid)
-            if count is None:
-                count = self._state(sid).count
+            if count is None:  # checked here, before the batch holds anything of the runs
+                count = self._checked(sid).count
             texts += run
             sids.append(sid)
             firsts.append(count)
@@ -684,13 +711,11 @@ class IndexWriter(IndexReader):
 
     def _add_to_chunks(self, state: _SessionState, sid: int, postings: list[ChunkMessage]) -> None:
         """Add the postings of messages appended to the session to its chunks (encoded when next read)."""
-        count = state.count
+        count = state.count  # checked against the session's chunks (``_indexed``)
         while postings:
             number, place = divmod(count, CHUNK_MESSAGES)
             if not place:
                 state.chunks[number] = None
-            elif number not in state.appended and self.chunk(sid, number) is None:
-                raise StoreCorrupted(f"the search index is damaged: session {sid} lacks its last chunk")
             added = postings[:CHUNK_MESSAGES - place]
             del postings[:CHUNK_MESSAGES - place]
             # A tuple of at most a chunk's messages: joining one costs little, and it is not a list to walk.
@@ -896,7 +921,7 @@ class IndexWriter(IndexReader):
     def remove_last(self, sid: int) -> None:
         self._changes = None
         self._append_pending()
-        state = self._state(sid)
+        state = self._checked(sid)
         if not state.count:
             raise StoreCorrupted(f"the search index is damaged: session {sid} has no message to remove")
         number = (state.count - 1) // CHUNK_MESSAGES
@@ -984,7 +1009,7 @@ class IndexWriter(IndexReader):
     def clear(self, sid: int) -> None:
         self._changes = None
         self._append_pending()
-        state = self._state(sid)
+        state = self._checked(sid)
         if not state.count:
             return
         counts: Counter[int] = Counter()

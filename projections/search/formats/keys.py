@@ -22,6 +22,7 @@ __all__ = [
     "blocks_of_value",
     "chunk_key",
     "chunk_of_key",
+    "chunks_end",
     "count_of_value",
     "count_value",
     "df_of_value",
@@ -63,6 +64,12 @@ def id_of_key(key: bytes) -> int:
 
 def chunk_key(sid: int, number: int) -> bytes:
     return _CHUNK_KEY.pack(sid, number)
+
+
+def chunks_end(sid: int) -> bytes:
+    """A key past every chunk key of session ``sid`` (no count of messages names the last chunk number): the
+    floor below it is the session's last chunk."""
+    return _CHUNK_KEY.pack(sid, 0xFFFFFFFF)
 
 
 def chunk_of_key(key: bytes) -> tuple[int, int]:
