@@ -129,6 +129,41 @@ def test_a_query_reading_the_chunks_of_a_session_with_a_damaged_count_through_ot
             store.search_messages(_word(MESSAGES - 1))
 
 
+def _lose_record(path: Path) -> None:
+    """Session "a"'s (stream 1) record of indexed messages deleted, its chunks of postings left."""
+    environment = lmdb.open(str(path), max_dbs=64)
+    try:
+        with environment.begin(write=True) as txn:
+            assert txn.delete(id_key(1), db=environment.open_db(b"search.sessions", txn=txn, create=False))
+    finally:
+        environment.close()
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_a_catch_up_after_a_command_on_a_session_whose_record_is_lost_writes_nothing(
+    tmp_path: Path, command: str
+) -> None:
+    """A lost record reads as no messages: the session's next postings went to a new first chunk, over the one
+    stored, and its other chunks stayed behind the count."""
+    _store(tmp_path)
+    _lose_record(tmp_path)
+    before = _search_spaces(tmp_path)
+    with SessionStore(tmp_path, durable=False) as store:
+        COMMANDS[command](store)
+        with pytest.raises(StoreCorrupted, match="search index is damaged"):
+            store.catch_up()
+    assert _search_spaces(tmp_path) == before
+
+
+def test_a_query_through_an_append_to_a_session_whose_record_is_lost_is_refused(tmp_path: Path) -> None:
+    _store(tmp_path)
+    _lose_record(tmp_path)
+    with SessionStore(tmp_path, durable=False) as store:
+        store.append("a", ChatMessage.user("fresh"))
+        with pytest.raises(StoreCorrupted, match="search index is damaged"):
+            store.search_messages("fresh")
+
+
 def test_the_sessions_after_a_rebuild_are_found_again(tmp_path: Path) -> None:
     """What the refusals above keep: the rebuilt index finds every message, the one appended too."""
     _store(tmp_path)

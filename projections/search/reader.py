@@ -343,6 +343,11 @@ class IndexReader:
         found_sid, number = chunk_of_key(found[0])
         return (number, found[1]) if found_sid == sid else None
 
+    def last_chunked_session(self) -> int:
+        """The session of the last stored chunk (the greatest session with one); -1 when none is stored."""
+        found = None if self._fresh else self.txn.last(self.spaces.docs)
+        return -1 if found is None else chunk_of_key(found[0])[0]
+
     def chunks(self, sid: int) -> list[bytes]:
         """Every chunk of a session, in order."""
         prefix = id_key(sid)

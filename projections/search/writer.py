@@ -214,6 +214,7 @@ class IndexWriter(IndexReader):
         self._messages = super().messages()
         self._next_tid = 1 if fresh else self.next_tid()
         self._first_tid = 0 if fresh else self._next_tid
+        self._last_chunked: int | None = None  # ``last_chunked_session``, once the batch meets a session without record
 
     # -- reads through the batch ---------------------------------------------------
 
@@ -519,9 +520,17 @@ class IndexWriter(IndexReader):
         state = self._sessions.get(sid)
         if state is None:
             stored = super().session(sid)
-            # A session the index does not hold yet has no chunks whose end its count must match.
-            state = self._sessions[sid] = _SessionState(*(stored or (0, 0)), checked=stored is None)
+            # A session without a record counts no messages, and has no chunks unless its record was lost: one past
+            # the session of the last stored chunk (a new session's, the common case) is known to have none.
+            checked = stored is None and sid > self._last_chunked_session()
+            state = self._sessions[sid] = _SessionState(*(stored or (0, 0)), checked=checked)
         return state
+
+    def _last_chunked_session(self) -> int:
+        """``last_chunked_session`` as stored, read once a batch."""
+        if self._last_chunked is None:
+            self._last_chunked = super().last_chunked_session()
+        return self._last_chunked
 
     def _checked(self, sid: int) -> _SessionState:
         """The session's state, its stored count checked first against its stored chunks (by one lookup of its last
