@@ -83,6 +83,16 @@ def test_the_store_has_the_chunks_the_damaged_counts_are_measured_against(tmp_pa
     assert MESSAGES not in COUNTS
 
 
+def _assert_catch_up_refused_writing_nothing(path: Path, command: str) -> None:
+    """Run ``command`` on the damaged store; its catch-up must raise and leave every search database as it was."""
+    before = _search_spaces(path)
+    with SessionStore(path, durable=False) as store:
+        COMMANDS[command](store)
+        with pytest.raises(StoreCorrupted, match="search index is damaged"):
+            store.catch_up()
+    assert _search_spaces(path) == before
+
+
 @pytest.mark.parametrize("count", COUNTS)
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_a_catch_up_after_a_command_on_a_session_with_a_damaged_count_writes_nothing(
@@ -90,12 +100,7 @@ def test_a_catch_up_after_a_command_on_a_session_with_a_damaged_count_writes_not
 ) -> None:
     _store(tmp_path)
     _plant(tmp_path, count)
-    before = _search_spaces(tmp_path)
-    with SessionStore(tmp_path, durable=False) as store:
-        COMMANDS[command](store)
-        with pytest.raises(StoreCorrupted, match="search index is damaged"):
-            store.catch_up()
-    assert _search_spaces(tmp_path) == before
+    _assert_catch_up_refused_writing_nothing(tmp_path, command)
     with SessionStore(tmp_path, durable=False) as store:
         assert "search" in store.verify().damaged
         store.rebuild_projections(["search"])
@@ -147,12 +152,7 @@ def test_a_catch_up_after_a_command_on_a_session_whose_record_is_lost_writes_not
     stored, and its other chunks stayed behind the count."""
     _store(tmp_path)
     _lose_record(tmp_path)
-    before = _search_spaces(tmp_path)
-    with SessionStore(tmp_path, durable=False) as store:
-        COMMANDS[command](store)
-        with pytest.raises(StoreCorrupted, match="search index is damaged"):
-            store.catch_up()
-    assert _search_spaces(tmp_path) == before
+    _assert_catch_up_refused_writing_nothing(tmp_path, command)
 
 
 def test_a_query_through_an_append_to_a_session_whose_record_is_lost_is_refused(tmp_path: Path) -> None:
