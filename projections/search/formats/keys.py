@@ -8,8 +8,7 @@ from collections.abc import Sequence
 from operator import lt
 from typing import Any
 
-from eventstore._codec import unpack_stored
-from eventstore._errors import StoreCorrupted
+from eventstore._errors import StoreCorrupted, unpack_stored
 
 from .. import formats
 from .arrays import U32, packed_u32s, u32s
