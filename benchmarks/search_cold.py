@@ -45,6 +45,7 @@ from eventstore import SessionQuery, SessionStore
 from eventstore.storage.lmdb import Environment
 from projections.search.formats.arrays import U32
 from projections.search.formats.keys import (
+    META_MESSAGES,
     block_key,
     block_of,
     blocks_of_value,
@@ -92,11 +93,11 @@ def cold_values(store: SessionStore) -> Iterator[tuple[int, bytes]]:
         cursor = txn.cursor(db=sessions)
         if not cursor.last():
             return
-        last = block_of(id_of_key(cursor.key()))
+        last = block_of(id_of_key(cursor.key(), "search.sessions"))
         for key, head in txn.cursor(db=floor.summary):
             if whole_head(head):
                 continue
-            tid = id_of_key(key)
+            tid = id_of_key(key, "search.summary")
             numbers = [number for number in blocks_of_value(head) if number < last]
             if numbers:
                 held = []
@@ -184,7 +185,7 @@ def decoded_cold(reads: Reads) -> list[Term]:
         )
         sids = np.repeat(np.array(numbers, dtype=np.uint32) << np.uint32(formats.BLOCK_BITS), counts) | offsets
         unmapped = np.repeat(np.array(counts) < formats.MAP_FROM, counts)
-        weight = idf(count_of_value(count), df_of_value(head))
+        weight = idf(count_of_value(META_MESSAGES, count), df_of_value(head))
         terms.append(
             Term(
                 tid,

@@ -196,7 +196,7 @@ def words_of(query: str) -> list[bytes]:
 def decoded(reads: Reads) -> list[Term]:
     """(b), first half: each term's sessions, weights and tags as arrays."""
     count, heads = reads
-    messages = count_of_value(count)
+    messages = count_of_value(META_MESSAGES, count)
     terms = []
     for tid, head, blocks, maps in heads:
         if blocks:

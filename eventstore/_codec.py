@@ -10,7 +10,6 @@ only ever become the classes registered here.
 from __future__ import annotations
 
 import gc
-import struct
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -38,7 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EncodedEvent", "encode_event", "encode_events", "decode_event", "appended_content", "encode_value", "decode_value",
-    "bulk_decoding", "pause_gc_while_decoding", "unpack_stored", "message_to_json", "message_from_json",
+    "bulk_decoding", "pause_gc_while_decoding", "message_to_json", "message_from_json",
 ]
 
 T = TypeVar("T")
@@ -356,14 +355,3 @@ def _paused_decoding() -> Iterator[None]:
                 pause.depth -= 1
                 if pause.depth == 0 and pause.was_enabled:
                     gc.enable()
-
-
-def unpack_stored(layout: struct.Struct, raw: bytes, what: str) -> tuple[Any, ...]:
-    """Unpack a stored key or value of a fixed layout; one of the wrong length is damage.
-
-    Raises:
-        StoreCorrupted: ``raw`` does not have the layout's length, naming ``what`` it is.
-    """
-    if len(raw) != layout.size:
-        raise StoreCorrupted(f"{what} is damaged ({len(raw)} bytes where {layout.size} belong)")
-    return layout.unpack(raw)

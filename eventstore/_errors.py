@@ -6,6 +6,9 @@ who only know the builtin still catch them.
 
 from __future__ import annotations
 
+import struct
+from typing import Any
+
 __all__ = [
     "EventStoreError",
     "InvalidArgument",
@@ -31,6 +34,7 @@ __all__ = [
     "HELD_OPEN_BY",
     "TransactionError",
     "StoreUnavailable",
+    "unpack_stored",
 ]
 
 #: What may hold a transaction open in the thread that calls, as the errors refusing that thread's calls name it.
@@ -201,3 +205,14 @@ class FeedDiverged(EventStoreError):
     """The log a subscription follows no longer holds the last event it delivered, or the event it was resumed
     after with the hash given for it (a failover to a standby that lacked it, an older backup restored): what the log
     holds now is not a continuation of what was delivered."""
+
+
+def unpack_stored(layout: struct.Struct, raw: bytes, what: str) -> tuple[Any, ...]:
+    """Unpack a stored key or value of a fixed layout; one of the wrong length is damage.
+
+    Raises:
+        StoreCorrupted: ``raw`` does not have the layout's length, naming ``what`` it is.
+    """
+    if len(raw) != layout.size:
+        raise StoreCorrupted(f"{what} is damaged ({len(raw)} bytes where {layout.size} belong)")
+    return layout.unpack(raw)

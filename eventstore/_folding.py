@@ -220,7 +220,14 @@ def read_snapshot_record(stream_id: int, data: bytes) -> SnapshotRecord | None:
         raise StoreCorrupted(f"a snapshot of stream {stream_id} is damaged: it holds a live session without the "
                              "time it was last active")
     # Taken by older code of a session restored without its creation time: not used (folds give it the time).
-    return None if head.exists and head.created_at is None else record
+    if head.exists and head.created_at is None:
+        return None
+    # A snapshot taken next copies the counts of the blobs it keeps: checked here, a damaged one is refused before
+    # it spreads (reading the blobs to check each would cost a long session's every snapshot its whole length).
+    if sum(record.counts) != head.message_count:
+        raise StoreCorrupted(f"a snapshot of stream {stream_id} is damaged: its blobs count {sum(record.counts)} "
+                             f"messages, not the {head.message_count} of its head")
+    return record
 
 
 def read_blob(txn: ReadTransaction, snapshots: SnapshotStore, stream_id: int, digest: str, count: int) -> list[Entry]:

@@ -60,9 +60,9 @@ from typing import NamedTuple, cast
 
 import attrs
 
-from ._codec import EncodedEvent, unpack_stored
+from ._codec import EncodedEvent
 from ._compression import TRAINING_EVENTS, TRAINING_SAMPLE_BYTES, Dictionary, train
-from ._errors import DictionaryDamaged, IncompatibleStore, StoreCorrupted, WrongExpectedVersion
+from ._errors import DictionaryDamaged, IncompatibleStore, StoreCorrupted, WrongExpectedVersion, unpack_stored
 from ._stored_dictionary import DictionaryReplacement, StoredDictionary
 from .storage import ReadTransaction, Space, SpaceRewrite, Storage, WriteTransaction
 

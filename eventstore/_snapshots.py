@@ -13,8 +13,7 @@ import hashlib
 import struct
 from collections.abc import Iterator
 
-from ._codec import unpack_stored
-from ._errors import StoreCorrupted
+from ._errors import StoreCorrupted, unpack_stored
 from .storage import ReadTransaction, Storage, WriteTransaction
 
 __all__ = ["SnapshotStore"]

@@ -37,8 +37,8 @@ from typing import Any
 
 import orjson
 
-from eventstore._codec import bulk_decoding, unpack_stored
-from eventstore._errors import StoreCorrupted
+from eventstore._codec import bulk_decoding
+from eventstore._errors import StoreCorrupted, unpack_stored
 from eventstore._time import to_micros
 from eventstore._values import SessionMetadata, SessionState, trusted_metadata
 from eventstore.storage import ReadTransaction, Space, WriteTransaction

@@ -24,8 +24,8 @@ from datetime import datetime
 from itertools import groupby
 from typing import TypeVar, assert_never
 
-from eventstore._codec import bulk_decoding, unpack_stored
-from eventstore._errors import StoreCorrupted
+from eventstore._codec import bulk_decoding
+from eventstore._errors import StoreCorrupted, unpack_stored
 from eventstore._stored_dictionary import DictionaryReplacement, StoredDictionary
 from eventstore._time import to_micros
 from eventstore._values import ChatMessage, stored_payload_of, trusted_message

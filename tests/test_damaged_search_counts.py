@@ -69,8 +69,9 @@ def test_a_session_counted_past_its_chunks_is_refused_without_a_look_for_each_ch
     with SessionStore(path, durable=False) as store:
         store.append_many("a", [ChatMessage.user("alpha beta"), ChatMessage.user("beta gamma")])
         store.catch_up()
-    change_value(path, b"search.sessions", only_key(path, b"search.sessions"),
-                 lambda value: session_value(2_000_000_000, session_of_value(value)[1]))
+    key = only_key(path, b"search.sessions")
+    change_value(path, b"search.sessions", key,
+                 lambda value: session_value(2_000_000_000, session_of_value(key, value)[1]))
     looks: list[int] = []
     real_chunk = IndexWriter.chunk
 

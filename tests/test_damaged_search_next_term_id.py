@@ -28,8 +28,8 @@ def _lose(path: Path, database: bytes, key: bytes) -> None:
 DAMAGE: dict[str, Callable[[Path], None]] = {
     "lowered to the first id": lambda path: change_value(path, b"search.meta", META_NEXT_TID,
                                                          lambda _: count_value(1)),
-    "lowered to the last id given": lambda path: change_value(path, b"search.meta", META_NEXT_TID,
-                                                              lambda raw: count_value(count_of_value(raw) - 1)),
+    "lowered to the last id given": lambda path: change_value(
+        path, b"search.meta", META_NEXT_TID, lambda raw: count_value(count_of_value(META_NEXT_TID, raw) - 1)),
     "lost": lambda path: _lose(path, b"search.meta", META_NEXT_TID),
 }
 

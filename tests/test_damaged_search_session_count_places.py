@@ -56,7 +56,8 @@ def _store(path: Path) -> None:
 
 def _plant(path: Path, count: int) -> None:
     """Session "a"'s (stream 1) count of indexed messages replaced by ``count``."""
-    change_value(path, b"search.sessions", id_key(1), lambda value: session_value(count, session_of_value(value)[1]))
+    change_value(path, b"search.sessions", id_key(1),
+                 lambda value: session_value(count, session_of_value(id_key(1), value)[1]))
 
 
 def _search_spaces(path: Path) -> dict[bytes, list[tuple[bytes, bytes]]]:

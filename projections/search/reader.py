@@ -149,7 +149,7 @@ class IndexReader:
         raw = self.txn.get(self.spaces.terms, term_key(term))
         if raw is None:
             return None
-        found = tid_of_entry(raw)
+        found = tid_of_entry(term_key(term), raw)
         if self._learn and len(cache) < _TID_CACHE_SIZE:
             cache[term] = found
         return found
@@ -326,11 +326,12 @@ class IndexReader:
         if self._fresh:
             return None
         raw = self.txn.get(self.spaces.sessions, id_key(sid))
-        return None if raw is None else session_of_value(raw)
+        return None if raw is None else session_of_value(id_key(sid), raw)
 
     def activities(self, sids: Iterable[int]) -> dict[int, int]:
         found = self.txn.get_many(self.spaces.sessions, [id_key(sid) for sid in sids])
-        return {id_of_key(key): session_of_value(value)[1] for key, value in found.items()}
+        return {id_of_key(key, self.spaces.sessions.name): session_of_value(key, value)[1]
+                for key, value in found.items()}
 
     def chunk(self, sid: int, number: int) -> bytes | None:
         return None if self._fresh else self.txn.get(self.spaces.docs, chunk_key(sid, number))
@@ -356,12 +357,13 @@ class IndexReader:
             for key, value in self.txn.scan(self.spaces.docs, prefix):
                 if key[:4] != prefix:
                     break
+                chunk_of_key(key)  # a key of another length (damage) would be taken for one of its chunks
                 found.append(value)
         return found
 
     def messages(self) -> int:
         raw = None if self._fresh else self.txn.get(self.spaces.meta, META_MESSAGES)
-        return 0 if raw is None else count_of_value(raw)
+        return 0 if raw is None else count_of_value(META_MESSAGES, raw)
 
     def next_tid(self) -> int:
         """The next term id to give, as stored (1 in an index that never gave one).
@@ -371,8 +373,8 @@ class IndexReader:
                 would take stored terms for its new ones, and give a new term a stored term's id and postings.
         """
         raw = self.txn.get(self.spaces.meta, META_NEXT_TID)
-        next_tid = 1 if raw is None else count_of_value(raw)
-        highest = max((id_of_key(last[0]) for space in (self.spaces.names, self.spaces.summary)
+        next_tid = 1 if raw is None else count_of_value(META_NEXT_TID, raw)
+        highest = max((id_of_key(last[0], space.name) for space in (self.spaces.names, self.spaces.summary)
                        if (last := self.txn.last(space)) is not None), default=0)
         if highest >= next_tid:
             raise StoreCorrupted(f"the search index is damaged: its next term id, {next_tid}, is not past the term "
@@ -389,12 +391,12 @@ class IndexReader:
     def stored_names(self) -> Iterator[tuple[int, bytes]]:
         """``(term id, term key)`` of every stored term, by id."""
         for key, value in self.txn.scan(self.spaces.names):
-            yield id_of_key(key), bytes(value)
+            yield id_of_key(key, self.spaces.names.name), bytes(value)
 
     def stored_summaries(self) -> Iterator[tuple[int, int, Summary]]:
         """``(term id, message count, summary)`` of every stored term."""
         for key, value in self.txn.scan(self.spaces.summary):
-            tid = id_of_key(key)
+            tid = id_of_key(key, self.spaces.summary.name)
             summary = self.summary(tid)
             if summary is None:
                 raise StoreCorrupted(f"the search index is damaged: term {tid} has no blocks")
@@ -406,17 +408,17 @@ class IndexReader:
     def stored_blocks(self) -> Iterator[tuple[int, int]]:
         """``(block, term id)`` of every stored block of a summary."""
         for key in self.txn.scan_keys(self.spaces.blocks):
-            yield block_of_key(key)
+            yield block_of_key(key, self.spaces.blocks.name)
 
     def stored_maps(self) -> Iterator[tuple[int, int]]:
         """``(block, term id)`` of every stored message map."""
         for key in self.txn.scan_keys(self.spaces.maps):
-            yield block_of_key(key)
+            yield block_of_key(key, self.spaces.maps.name)
 
     def stored_repeats(self) -> Iterator[tuple[int, int]]:
         """``(block, term id)`` of every stored set of repeated messages."""
         for key in self.txn.scan_keys(self.spaces.repeats):
-            yield block_of_key(key)
+            yield block_of_key(key, self.spaces.repeats.name)
 
     def stored_levels(self) -> Iterator[tuple[int, int]]:
         """``(block, level)`` of every stored set of messages at a level."""
@@ -431,4 +433,4 @@ class IndexReader:
     def stored_sessions(self) -> Iterator[tuple[int, tuple[int, int]]]:
         """``(session, (messages, latest activity µs))`` of every indexed session."""
         for key, value in self.txn.scan(self.spaces.sessions):
-            yield id_of_key(key), session_of_value(value)
+            yield id_of_key(key, self.spaces.sessions.name), session_of_value(key, value)

@@ -6,8 +6,9 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 from operator import lt
+from typing import Any
 
-from eventstore._errors import StoreCorrupted
+from eventstore._errors import StoreCorrupted, unpack_stored
 
 from .. import formats
 from .arrays import U32, packed_u32s, u32s
@@ -35,6 +36,7 @@ __all__ = [
     "term_entry",
     "term_of_entry",
     "tid_of_entry",
+    "unpacked",
     "WHOLE_MARK",
     "whole_head",
 ]
@@ -58,8 +60,19 @@ def id_key(number: int) -> bytes:
     return _KEY.pack(number)
 
 
-def id_of_key(key: bytes) -> int:
-    return int(_KEY.unpack(key)[0])
+def unpacked(layout: struct.Struct, raw: bytes, database: str, key: bytes | str | None = None) -> tuple[Any, ...]:
+    """A stored key of ``database`` of ``layout``'s length, or with ``key`` the value stored at it (a text key: a
+    named entry); one of another length is damage, named by its database and key."""
+    if len(raw) == layout.size:  # the name is built only for damage: reads of sessions and chunks come here often
+        return layout.unpack(raw)
+    where = (f"key {raw.hex()}" if key is None
+             else f"value at key {key.hex() if isinstance(key, bytes) else repr(key)}")
+    return unpack_stored(layout, raw, f"the search index's {database} {where}")
+
+
+def id_of_key(key: bytes, database: str) -> int:
+    """The term id or session of a key of ``database`` (``search.names``, ``search.summary``, ``search.sessions``)."""
+    return int(unpacked(_KEY, key, database)[0])
 
 
 def chunk_key(sid: int, number: int) -> bytes:
@@ -73,8 +86,8 @@ def chunks_end(sid: int) -> bytes:
 
 
 def chunk_of_key(key: bytes) -> tuple[int, int]:
-    """``(session, chunk number)``."""
-    sid, number = _CHUNK_KEY.unpack(key)
+    """``(session, chunk number)`` of a ``search.docs`` key."""
+    sid, number = unpacked(_CHUNK_KEY, key, "search.docs")
     return sid, number
 
 
@@ -86,11 +99,15 @@ def term_entry(term: str, key: bytes, tid: int) -> bytes:
 
 def term_of_entry(key: bytes, value: bytes) -> tuple[str, int]:
     """``(term, term id)`` of a ``search.terms`` pair."""
-    return bytes(value[4:] or key).decode("utf-8"), int(U32.unpack_from(value)[0])
+    return bytes(value[4:] or key).decode("utf-8"), tid_of_entry(key, value)
 
 
-def tid_of_entry(value: bytes) -> int:
-    """The term id of a ``search.terms`` value."""
+def tid_of_entry(key: bytes, value: bytes) -> int:
+    """The term id of the ``search.terms`` value at ``key``: its first four bytes (the term follows where the key
+    is cut short)."""
+    if len(value) < U32.size:
+        raise StoreCorrupted(f"the search index's search.terms value at key {key.hex()} is damaged ({len(value)} "
+                             f"bytes where at least {U32.size} belong)")
     return int(U32.unpack_from(value)[0])
 
 
@@ -109,9 +126,9 @@ def block_key(block: int, tid: int) -> bytes:
     return _CHUNK_KEY.pack(block, tid)
 
 
-def block_of_key(key: bytes) -> tuple[int, int]:
-    """``(block, term id)``."""
-    block, tid = _CHUNK_KEY.unpack(key)
+def block_of_key(key: bytes, database: str) -> tuple[int, int]:
+    """``(block, term id)`` of a key of ``database`` (``search.blocks``, ``search.maps``, ``search.repeats``)."""
+    block, tid = unpacked(_CHUNK_KEY, key, database)
     return block, tid
 
 
@@ -147,9 +164,9 @@ def session_value(messages: int, activity: int) -> bytes:
     return _SESSION.pack(messages, activity)
 
 
-def session_of_value(value: bytes) -> tuple[int, int]:
-    """``(messages, latest activity µs)``."""
-    messages, activity = _SESSION.unpack(value)
+def session_of_value(key: bytes, value: bytes) -> tuple[int, int]:
+    """``(messages, latest activity µs)`` of the ``search.sessions`` value at ``key``."""
+    messages, activity = unpacked(_SESSION, value, "search.sessions", key)
     return messages, activity
 
 
@@ -157,5 +174,6 @@ def count_value(count: int) -> bytes:
     return _U64.pack(count)
 
 
-def count_of_value(value: bytes) -> int:
-    return int(_U64.unpack(value)[0])
+def count_of_value(key: bytes, value: bytes) -> int:
+    """The count of the ``search.meta`` value at ``key`` (``META_MESSAGES``, ``META_NEXT_TID``)."""
+    return int(unpacked(_U64, value, "search.meta", key.decode())[0])

@@ -16,6 +16,7 @@ from eventstore._errors import StoreCorrupted
 
 from .. import formats
 from .arrays import FIND_PAYS_OFF, U32, packed_u64s, places, u32_array, u32s
+from .keys import unpacked
 from .summaries import LAST_TAG, MULTI, SPREAD, SUMMARY_HEAD, Block
 
 __all__ = [
@@ -68,8 +69,8 @@ def level_key(block: int, level: int) -> bytes:
 
 
 def level_of_key(key: bytes) -> tuple[int, int]:
-    """``(block, level)``."""
-    block, level = _LEVEL_KEY.unpack(key)
+    """``(block, level)`` of a ``search.levels`` key."""
+    block, level = unpacked(_LEVEL_KEY, key, "search.levels")
     return block, level
 
 
