@@ -1187,7 +1187,7 @@ class IndexWriter(IndexReader):
             if key is not None:
                 terms.append((bytes(key), None))
                 names.append((id_key(tid), None))
-        return sorted(terms, key=itemgetter(0)), sorted(names, key=itemgetter(0))  # each key once
+        return sorted(terms), sorted(names)
 
 
 def _columns_of(raw: bytes) -> tuple[bytes, bytes, bytes]:
