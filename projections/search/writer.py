@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache, partial
 from itertools import chain, compress, repeat
-from operator import itemgetter
+from operator import eq, itemgetter
 from typing import cast
 
 import numpy as np
@@ -1187,7 +1187,13 @@ class IndexWriter(IndexReader):
             if key is not None:
                 terms.append((bytes(key), None))
                 names.append((id_key(tid), None))
-        return sorted(terms), sorted(names)
+        # Sorted by key alone (a term id's key is there once), then checked: a key both added and removed is
+        # damage (a stored term whose id was lost, brought back under a new id).
+        terms.sort(key=itemgetter(0))
+        keys = list(map(itemgetter(0), terms))
+        if any(map(eq, keys, keys[1:])):
+            raise StoreCorrupted("the search index is damaged: a term's key is both added and removed by one batch")
+        return terms, sorted(names, key=itemgetter(0))
 
 
 def _columns_of(raw: bytes) -> tuple[bytes, bytes, bytes]:
