@@ -1500,6 +1500,7 @@ class TestStoredForms:
             raw = chunks.chunk_append(raw, [message])
         raw = chunks.chunk_append(raw, encoded[len(encoded) // 2:])
         assert chunks.chunk_size(raw) == len(kept)
+        assert raw == chunks.chunk_append(None, encoded)  # the same bytes however the messages came
 
         def stored(chunk: bytes) -> list[list[tuple[int, int]]]:
             return [list(zip(tids, levels)) for tids, levels in

@@ -13,7 +13,8 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache, partial
 from itertools import chain, compress, repeat
-from operator import itemgetter
+from operator import eq, itemgetter
+from typing import cast
 
 import numpy as np
 from pyroaring import BitMap
@@ -1174,16 +1175,25 @@ class IndexWriter(IndexReader):
         """What ``search.terms`` and ``search.names`` gain and lose (``None``): the new terms that some
         message still holds come in (one whose messages were all removed before they settled has no count);
         every term no message holds any more goes, so that no removed or redacted word stays behind as a key."""
-        gone = {tid for tid, df in self._dfs.items() if not df}
-        added = [(tid, key, entry) for tid, (key, entry) in self._new_terms.items() if self._dfs.get(tid)]
-        terms: list[tuple[bytes, bytes | None]] = [(key, entry) for _, key, entry in added]
-        names: list[tuple[bytes, bytes | None]] = [(id_key(tid), key) for tid, key, _ in added]
+        dfs = self._dfs
+        gone = {tid for tid, df in dfs.items() if not df}
+        # The new terms' ``(key, entry)`` as ``_new_tid`` made them, not made again (a first batch has a term about
+        # every message, and each tuple counts towards the cyclic collector's next collection).
+        added = [tid for tid in self._new_terms if dfs.get(tid)]
+        terms: list[tuple[bytes, bytes | None]] = list(map(self._new_terms.__getitem__, added))
+        names: list[tuple[bytes, bytes | None]] = [(id_key(tid), key) for tid, (key, _) in zip(added, terms)]
         for tid in gone:
             key = None if tid >= self._first_tid else txn.get(self.spaces.names, id_key(tid))
             if key is not None:
                 terms.append((bytes(key), None))
                 names.append((id_key(tid), None))
-        return sorted(terms), sorted(names)
+        # Sorted by key alone (a term id's key is there once), then checked: a key both added and removed is
+        # damage (a stored term whose id was lost, brought back under a new id).
+        terms.sort(key=itemgetter(0))
+        keys = list(map(itemgetter(0), terms))
+        if any(map(eq, keys, keys[1:])):
+            raise StoreCorrupted("the search index is damaged: a term's key is both added and removed by one batch")
+        return terms, sorted(names, key=itemgetter(0))
 
 
 def _columns_of(raw: bytes) -> tuple[bytes, bytes, bytes]:
@@ -1325,7 +1335,9 @@ def _write(txn: WriteTransaction, space: Space, items: list[tuple[bytes, bytes |
             txn.delete(space, key)
         else:
             txn.put(space, key, value)
-    txn.append_many(space, [(key, value) for key, value in items[split:] if value is not None])
+    # The items themselves, not tuples made again: a catch-up writes some per message and per term, and each tuple
+    # made would count towards the cyclic collector's next collection.
+    txn.append_many(space, cast("list[tuple[bytes, bytes]]", [item for item in items[split:] if item[1] is not None]))
 
 
 def _rewritten(txn: WriteTransaction, space: Space, items: list[tuple[bytes, bytes | None]]) -> None:

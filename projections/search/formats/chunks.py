@@ -7,8 +7,8 @@ import struct
 from array import array
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from itertools import repeat
-from operator import add, itemgetter
+from itertools import accumulate, chain, compress, repeat
+from operator import add, itemgetter, rshift
 
 from eventstore._errors import StoreCorrupted
 
@@ -205,9 +205,11 @@ def chunk_posted(tids: Sequence[int], common: int, others: Sequence[tuple[int, i
     return low, high, common, places, bytes(map(itemgetter(1), others))
 
 
-def chunk_append(raw: bytes | None, messages: Iterable[ChunkMessage]) -> bytes:
+def chunk_append(raw: bytes | None, messages: Sequence[ChunkMessage]) -> bytes:
     """``raw`` (``None``: an empty chunk) with more messages: the chunk is decoded and encoded once however many
-    messages it gains, and their low ids are joined as they were packed."""
+    messages it gains, and their low ids are joined as they were packed. The messages' parts are taken in C passes
+    over all of them (a catch-up appends every message it indexes here); only those with postings at another level
+    take a step each."""
     if raw is None:
         levels, low_ends, high_ends, stored_low, stored_high, id_width = bytearray(), [], [], b"", b"", 3
         at: list[int] = []
@@ -217,24 +219,29 @@ def chunk_append(raw: bytes | None, messages: Iterable[ChunkMessage]) -> bytes:
         levels, low_ends, high_ends = bytearray(chunk.levels()), list(chunk.low_ends()), list(chunk.high_ends())
         stored_low, stored_high = raw[chunk.low_at:chunk.high_at], raw[chunk.high_at:chunk.high_end]
         id_width, at, own = chunk.id_width, list(chunk.at()), bytearray(chunk.own())
-    lows = 0 if raw is None else low_ends[-1]  # the chunk's postings so far, in its low run and its high one
-    highs = 0 if raw is None else high_ends[-1]
-    low_parts, high = [stored_low], array("I")
-    for low, high_ids, common, places, own_levels in messages:
-        if places:  # a message's postings are numbered after the earlier messages' ones, in term id order
-            at += map(add, repeat(lows + highs), places)
-            own += own_levels
-        low_parts.append(low)
-        lows += len(low) // 2
-        if high_ids:
-            high.extend(high_ids)
-            highs += len(high_ids)
-        levels.append(common)
-        low_ends.append(lows)
-        high_ends.append(highs)
+    high = array("I")
+    if messages:
+        lows, highs, commons, places, own_levels = zip(*messages)
+        # The chunk's postings so far, in its low run and its high one, before each message and after the last.
+        low_totals = list(accumulate(map(rshift, map(len, lows), repeat(1)), initial=low_ends[-1] if low_ends else 0))
+        high_total = high_ends[-1] if high_ends else 0
+        if any(highs):
+            high.extend(chain.from_iterable(highs))
+            high_totals = list(accumulate(map(len, highs), initial=high_total))
+        else:
+            high_totals = [high_total] * len(low_totals)
+        if any(places):  # a message's postings are numbered after the earlier messages' ones, in term id order
+            for before, placed, levelled in compress(zip(map(add, low_totals, high_totals), places, own_levels),
+                                                     places):
+                at += map(add, repeat(before), placed)
+                own += levelled
+        levels += bytes(commons)
+        low_ends += low_totals[1:]
+        high_ends += high_totals[1:]
+        stored_low = b"".join((stored_low, *lows))
     if high and id_width == 3 and max(high) >= _WIDE:  # widen the chunk's high ids
         stored_high, id_width = packed_u32s(_unids(stored_high, 3)), 4
-    return _chunk_of(bytes(levels), low_ends, high_ends, b"".join(low_parts), stored_high + _ids(high, id_width),
+    return _chunk_of(bytes(levels), low_ends, high_ends, stored_low, stored_high + _ids(high, id_width),
                      id_width, at, bytes(own))
 
 
