@@ -691,9 +691,11 @@ class EventLog:
                           event_ids, schema_versions, links, map(attrgetter("name_byte"), event_forms))
             records = list(map(b"".join, zip(headers, stored_digests, map(attrgetter("stored_name"), event_forms),
                                              dictionary.frames(payloads))))
+            coded = any(form.coded_flag for form in forms.values())  # its types', not a call a record
         else:
             records = list(map(_record, redaction_flags, itertools.repeat(stream_id), versions, stamps, event_ids,
                                events, digests, kept, links, itertools.repeat(dictionary)))
+            coded = any(map(_is_coded, records))
         stored_events = list(map(_new_logged, itertools.repeat(StoredEvent), zip(
             positions, itertools.repeat(stream_id), itertools.repeat(key), versions, stamps, event_ids, events,
             digests, links, redacted)))
@@ -702,7 +704,7 @@ class EventLog:
             txn.append_many(self._events, zip(map(_U64.pack, positions), records))
         except ValueError:
             raise StoreCorrupted(f"position {first_position} is already taken") from None
-        if any(map(_is_coded, records)):
+        if coded:
             _raise_format(txn, self._meta, _CODED_FORMAT)
         elif count > 1:
             _raise_format(txn, self._meta, _RUNS_FORMAT)
