@@ -49,6 +49,7 @@ record format 5.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import os
@@ -205,6 +206,18 @@ def _link_names(type_bytes: bytes, key_bytes: bytes) -> bytes:
     """What the canonical bytes hold after their fixed fields, up to the payload digest: the lengths and UTF-8 of
     the type name and the session key (the same for every event of one type in an append)."""
     return _NAME_LENGTHS.pack(len(type_bytes), len(key_bytes)) + type_bytes + key_bytes
+
+
+@functools.lru_cache(maxsize=64)
+def _linked(names_size: int) -> struct.Struct:
+    """``_LINKED`` followed by names (``_link_names``) of this size and a payload digest: a link's canonical bytes
+    packed by one call, not joined by two concatenations an event."""
+    return struct.Struct(f"{_LINKED.format}{names_size}s{_DIGEST_BYTES}s")
+
+
+def _link_form(names: bytes) -> tuple[Callable[..., bytes], bytes]:
+    """How an append packs the canonical bytes of its events of one type: ``_linked``'s pack, and the names."""
+    return _linked(len(names)).pack, names
 
 
 class _TypeForm(NamedTuple):
@@ -665,15 +678,15 @@ class EventLog:
         # What an event type adds to a record and to its link, once a type (an append's events share one or two).
         forms = {name: _type_form(name) for name in set(type_names)}
         key_bytes = key.encode()
-        link_names = {name: _link_names(form.name, key_bytes) for name, form in forms.items()}
+        link_forms = {name: _link_form(_link_names(form.name, key_bytes)) for name, form in forms.items()}
         # The chain, the one step taken an event at a time (each link hashes the one before).
         links = []
         link = previous_hash
-        for position, version, stamp, event_id, schema_version, names, digest in zip(
-                positions, versions, stamps, event_ids, schema_versions, map(link_names.__getitem__, type_names),
+        for position, version, stamp, event_id, schema_version, (pack, names), digest in zip(
+                positions, versions, stamps, event_ids, schema_versions, map(link_forms.__getitem__, type_names),
                 digests):
-            link = hashlib.sha256(_LINKED.pack(link, position, version, stamp, event_id, schema_version) + names
-                                  + digest).digest()
+            link = hashlib.sha256(pack(link, position, version, stamp, event_id, schema_version, names, digest)
+                                  ).digest()
             links.append(link)
         redaction_flags = [_REDACTED_FLAG if gone else 0 for gone in redacted] if originals is not None else \
             itertools.repeat(0, count)
@@ -691,9 +704,11 @@ class EventLog:
                           event_ids, schema_versions, links, map(attrgetter("name_byte"), event_forms))
             records = list(map(b"".join, zip(headers, stored_digests, map(attrgetter("stored_name"), event_forms),
                                              dictionary.frames(payloads))))
+            coded = any(form.coded_flag for form in forms.values())  # its types', not a call a record
         else:
             records = list(map(_record, redaction_flags, itertools.repeat(stream_id), versions, stamps, event_ids,
                                events, digests, kept, links, itertools.repeat(dictionary)))
+            coded = any(map(_is_coded, records))
         stored_events = list(map(_new_logged, itertools.repeat(StoredEvent), zip(
             positions, itertools.repeat(stream_id), itertools.repeat(key), versions, stamps, event_ids, events,
             digests, links, redacted)))
@@ -702,7 +717,7 @@ class EventLog:
             txn.append_many(self._events, zip(map(_U64.pack, positions), records))
         except ValueError:
             raise StoreCorrupted(f"position {first_position} is already taken") from None
-        if any(map(_is_coded, records)):
+        if coded:
             _raise_format(txn, self._meta, _CODED_FORMAT)
         elif count > 1:
             _raise_format(txn, self._meta, _RUNS_FORMAT)

@@ -68,12 +68,6 @@ def _key_index(key: str) -> bytes:
     return raw if len(raw) < _LONG_KEY else raw[:_KEPT] + hashlib.sha256(raw).digest()
 
 
-# Times are stored as ISO 8601 text: ``datetime.fromisoformat`` is C, faster
-# than building a datetime from µs in Python, and a listing builds two per session.
-def _text(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat()
-
-
 def _moment(text: str | None) -> datetime | None:
     if text is None:
         return None
@@ -94,13 +88,16 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _UNSIGNED = range(2**64)
 
 
+# Times are stored as ISO 8601 text: ``datetime.fromisoformat`` is C, faster than building a datetime from µs in
+# Python, and a listing builds two per session. A row keeps them as datetimes, which orjson writes as the text
+# ``isoformat`` gives (an aware UTC time, "+00:00"), in a fifth of its time.
 def _head_to_row(head: SessionHead) -> list[Any]:
     state = head.state
-    return [head.key, head.name, _text(head.created_at), _text(head.last_activity), head.message_count,
+    return [head.key, head.name, head.created_at, head.last_activity, head.message_count,
             head.version,
             None if state is None else state.state,
             None if state is None else state.turn_id,
-            None if state is None else _text(state.turn_started_at)]
+            None if state is None else state.turn_started_at]
 
 
 def _head_from_row(row: Sequence[Any]) -> SessionHead:
@@ -168,7 +165,7 @@ def _metadata(values: Iterable[bytes]) -> list[SessionMetadata]:
         keys, counts = _column(fields, "key"), _column(fields, "count")
         if not _all_of_type(keys, str) or not _all_of_type(counts, int):
             raise StoreCorrupted("the session catalog is damaged: a session key is not text or a count not a number")
-        parse = datetime.fromisoformat  # the times were written in UTC by _text; verify checks them
+        parse = datetime.fromisoformat  # the times were written in UTC by _encode_head; verify checks them
         return (keys, _column(fields, "name"), map(parse, _column(fields, "created")),
                 map(parse, _column(fields, "last_activity")), counts)
 

@@ -241,9 +241,10 @@ def step(head: SessionHead, messages: EntryList, recorded: Change) -> SessionHea
 def _evolve_head(head: SessionHead, recorded: Change) -> SessionHead:
     event = recorded.event
     at = recorded.recorded_at
-    # Any event of a session that does not exist starts a fresh one (but a deletion, a restore, a redaction).
-    live = head if head.exists else SessionHead(head.key, head.version, True, None, None, at, at, 0)
-    name, state, count = live.name, live.state, live.message_count
+    # Any event of a session that does not exist starts a fresh one (but a deletion, a restore, a redaction): its
+    # fields, not a head of its own (a new session's first append builds one head, not two).
+    name, state, created, count = (head.name, head.state, head.created_at, head.message_count) if head.exists \
+        else (None, None, at, 0)
     match event:
         case SessionDeleted() | SessionRestored(exists=False):
             return SessionHead(head.key, recorded.version, False, None, None, None, None, 0)
@@ -259,7 +260,7 @@ def _evolve_head(head: SessionHead, recorded: Change) -> SessionHead:
         case SessionStateChanged():
             state = SessionState(event.state, event.turn_id, at if event.state == RUNNING else None)
         case MessageAppended():
-            return _appended(live, recorded, 1)
+            count += 1
         case LastMessageRemoved():
             count -= 1
         case MessagesCleared():
@@ -270,7 +271,7 @@ def _evolve_head(head: SessionHead, recorded: Change) -> SessionHead:
             pass
         case _:
             assert_never(event)
-    return SessionHead(head.key, recorded.version, True, name, state, live.created_at, at, count)
+    return SessionHead(head.key, recorded.version, True, name, state, created, at, count)
 
 
 class EntryList(Protocol):

@@ -3,11 +3,19 @@ rebuild of the catalog repairs it."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
+import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from eventstore import ChatMessage, SessionStore, StoreCorrupted
+from eventstore._time import MAX_MICROS, from_micros
+from eventstore._values import SessionState
+from projections.catalog import _decode_head, _encode_head
+from projections.session import SessionHead
 
 from test_listing import put_first_catalog_row
 
@@ -36,3 +44,21 @@ def test_a_command_on_a_session_whose_row_was_changed_says_the_store_is_damaged(
         store.append("tg:1", ChatMessage.user("second"))
         assert ["first", "second"] == [message.content for message in store.load("tg:1")]
         assert store.verify().ok
+
+
+_MICROS = st.integers(min_value=0, max_value=MAX_MICROS).map(from_micros)
+
+
+@given(created=_MICROS, last=_MICROS, started=st.none() | _MICROS, name=st.none() | st.text(),
+       count=st.integers(min_value=0, max_value=2**64 - 1))
+def test_a_row_writes_its_times_as_their_iso_text(created: datetime, last: datetime, started: datetime | None,
+                                                  name: str | None, count: int) -> None:
+    """The row's times are written by orjson from the datetimes: the same text as ``isoformat`` (which rows of
+    earlier code hold, and the listing parses), for any time a store holds."""
+    state = None if started is None else SessionState("running", "turn", started)
+    head = SessionHead("tg:1", 3, True, name, state, created, last, count)
+    iso = [None if moment is None else moment.isoformat() for moment in (created, last, started)]
+    expected = ["tg:1", name, iso[0], iso[1], count, 3, None if state is None else "running",
+                None if state is None else "turn", iso[2]]
+    assert orjson.dumps(expected)[1:-1] == _encode_head(head)
+    assert _decode_head(_encode_head(head)) == head
