@@ -26,7 +26,6 @@ from version 3, in ``catalog.keys``); ``upgrade`` rewrites such catalogs.
 from __future__ import annotations
 
 import hashlib
-import heapq
 import itertools
 import operator
 import struct
@@ -205,20 +204,19 @@ def _keyed(index_key: bytes, raw: bytes) -> tuple[Position, int, int]:
 
 
 _POSITION = operator.itemgetter(slice(_TIME_ID.size))
+_VALUE = operator.itemgetter(1)
 _CHECKED = operator.itemgetter(slice(_KEYED_SIZE - _CHECKSUM.size))
 _CHECKSUMS = operator.itemgetter(slice(_KEYED_SIZE - _CHECKSUM.size, None))
 
 
-def _positions_of_keys(entries: Mapping[bytes, bytes]) -> list[Position]:
-    """The positions of ``catalog.keys`` entries (index key → value), each checked as ``_keyed`` checks one: all at
-    once in C, one entry at a time only to say which is damaged."""
-    values = entries.values()
+def _positions_of_keys(index_keys: Sequence[bytes], values: Sequence[bytes]) -> list[Position]:
+    """The positions of ``catalog.keys`` entries (``index_keys`` and their ``values``), each checked as ``_keyed``
+    checks one: all at once in C, one entry at a time only to say which is damaged."""
     if set(map(len, values)) <= {_KEYED_SIZE}:
-        stored = b"".join(map(_CHECKSUMS, values))
-        if list(map(zlib.crc32, map(_CHECKED, values), map(zlib.crc32, entries))) == list(
-                struct.unpack(f">{len(entries)}I", stored)):
+        stored = struct.unpack(f">{len(values)}I", b"".join(map(_CHECKSUMS, values)))
+        if tuple(map(zlib.crc32, map(_CHECKED, values), map(zlib.crc32, index_keys))) == stored:
             return list(map(_POSITION, values))
-    return [_keyed(*entry)[0] for entry in entries.items()]
+    return [_keyed(*entry)[0] for entry in zip(index_keys, values)]
 
 
 def _position_of_stream(raw: bytes, stream_key: bytes) -> Position:
@@ -456,7 +454,15 @@ class Catalog:
     def keys_by_activity(self, txn: ReadTransaction, prefix: str = "") -> list[str]:
         """Live session keys (those starting with ``prefix``), most recent activity first."""
         if prefix:
-            return self._keys_in_order(txn, self._prefixed(txn, prefix))
+            positions, index_keys = self._prefixed(txn, prefix)
+            try:
+                if _LONG_KEY not in set(map(len, index_keys)):
+                    return list(map(bytes.decode, index_keys))
+                # A short key is its own index key; only a long one reads its row.
+                return [index_key.decode() if len(index_key) < _LONG_KEY else self._full_key(txn, position, index_key)
+                        for position, index_key in zip(positions, index_keys)]
+            except UnicodeDecodeError as exc:
+                raise StoreCorrupted(f"the session catalog is damaged: a key index entry is not text: {exc}") from None
         keys = _column(_decode_rows(txn.scan_values(self._activity, reverse=True)), "key")
         if not _all_of_type(keys, str):
             raise StoreCorrupted("the session catalog is damaged: a session key is not text")
@@ -464,7 +470,7 @@ class Catalog:
 
     def metadata_with_prefix(self, txn: ReadTransaction, prefix: str) -> list[SessionMetadata]:
         """Metadata of the live sessions whose key starts with ``prefix``, most recent activity first."""
-        positions = sorted(self._prefixed(txn, prefix), reverse=True)
+        positions = self._prefixed(txn, prefix)[0]
         return _metadata(map(_rows_at(txn, self._activity, positions).__getitem__, positions))
 
     def page(self, txn: ReadTransaction, limit: int, before: Position | None, prefix: str = ""
@@ -477,14 +483,13 @@ class Catalog:
         of the prefix (one range of the key index), and the rows of the page alone.
         """
         if prefix:
-            matching = self._prefixed(txn, prefix)
-            total = len(matching)
-            limit = min(limit, total)  # one past it says whether more follow, and stays a machine size
-            positions = heapq.nlargest(limit + 1, matching if before is None else filter(before.__gt__, matching))
+            matching = self._prefixed(txn, prefix)[0]
+            # Most recent first: one past the page says whether more follow.
+            positions = (matching if before is None else list(filter(before.__gt__, matching)))[:limit + 1]
             more = len(positions) > limit
             del positions[limit:]
             rows = _rows_at(txn, self._activity, positions)
-            return _metadata(map(rows.__getitem__, positions)), positions[-1] if more else None, total
+            return _metadata(map(rows.__getitem__, positions)), positions[-1] if more else None, len(matching)
         total = txn.count(self._activity)
         limit = min(limit, total)
         entries = list(itertools.islice(txn.scan(self._activity, before, reverse=True), limit + 1))
@@ -492,37 +497,31 @@ class Catalog:
         del entries[limit:]
         return _metadata(row for _, row in entries), entries[-1][0] if more else None, total
 
-    def _prefixed(self, txn: ReadTransaction, prefix: str) -> dict[Position, bytes]:
-        """The position and ``catalog.keys`` key of every live session whose key starts with ``prefix``, in key
-        order, its entry checked; one range of the key index, no row read but long keys' under a long prefix."""
+    def _prefixed(self, txn: ReadTransaction, prefix: str) -> tuple[list[Position], list[bytes]]:
+        """The positions and ``catalog.keys`` keys of the live sessions whose key starts with ``prefix``, most recent
+        activity first, their entries checked: one range of the key index, no row read but long keys' under a long
+        prefix."""
         wanted = prefix.encode()
         start = wanted[:_KEPT]
         # The range ends at the first key past every key that starts with ``start``: its last byte one higher
         # (UTF-8 has no 0xff byte, so there is one). A pair compared with a 1-tuple stops at its key (an equal key
         # ends the range too): the walk's test is C, not a step of Python an entry.
         end = (start[:-1] + bytes((start[-1] + 1,)),)
-        entries = dict(itertools.takewhile(end.__gt__, txn.scan(self._keys, start)))
-        found = dict(zip(_positions_of_keys(entries), entries))
-        if len(wanted) > _KEPT:
-            # A short key is its own index key; a long key's ends with a digest after its first ``_KEPT`` bytes,
-            # so under a longer prefix only its row's key says whether it matches.
-            found = {position: index_key for position, index_key in found.items()
-                     if (index_key.startswith(wanted) if len(index_key) < _LONG_KEY
-                         else self._full_key(txn, position, index_key).startswith(prefix))}
-        return found
-
-    def _keys_in_order(self, txn: ReadTransaction, found: dict[Position, bytes]) -> list[str]:
-        """The session keys of ``found`` (position → index key), most recent activity first: a short key is its own
-        index key, so only a long one reads its row."""
-        positions = sorted(found, reverse=True)
-        index_keys = list(map(found.__getitem__, positions))
-        try:
-            if _LONG_KEY not in set(map(len, index_keys)):
-                return list(map(bytes.decode, index_keys))
-            return [index_key.decode() if len(index_key) < _LONG_KEY else self._full_key(txn, position, index_key)
-                    for position, index_key in zip(positions, index_keys)]
-        except UnicodeDecodeError as exc:
-            raise StoreCorrupted(f"the session catalog is damaged: a key index entry is not text: {exc}") from None
+        entries = list(itertools.takewhile(end.__gt__, txn.scan(self._keys, start)))
+        if not entries:
+            return [], []
+        # An entry's value starts with its session's position, which no other session has.
+        entries.sort(key=_VALUE, reverse=True)
+        index_keys, values = zip(*entries)
+        positions = _positions_of_keys(index_keys, values)
+        if len(wanted) <= _KEPT:
+            return positions, list(index_keys)
+        # A short key is its own index key; a long key's ends with a digest after its first ``_KEPT`` bytes, so
+        # under a longer prefix only its row's key says whether it matches.
+        kept = [(position, index_key) for position, index_key in zip(positions, index_keys)
+                if (index_key.startswith(wanted) if len(index_key) < _LONG_KEY
+                    else self._full_key(txn, position, index_key).startswith(prefix))]
+        return [position for position, _ in kept], [index_key for _, index_key in kept]
 
     def _full_key(self, txn: ReadTransaction, position: Position, index_key: bytes) -> str:
         """The session key whose ``catalog.keys`` key is the long ``index_key``, from its row at ``position``."""
