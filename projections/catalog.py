@@ -26,8 +26,8 @@ from version 3, in ``catalog.keys``); ``upgrade`` rewrites such catalogs.
 from __future__ import annotations
 
 import hashlib
-import heapq
 import itertools
+import operator
 import struct
 import sys
 import zlib
@@ -200,6 +200,22 @@ def _keyed(index_key: bytes, raw: bytes) -> tuple[Position, int, int]:
     return raw[:_TIME_ID.size], version, count
 
 
+_POSITION = operator.itemgetter(slice(_TIME_ID.size))
+_VALUE = operator.itemgetter(1)
+_CHECKED = operator.itemgetter(slice(_KEYED_SIZE - _CHECKSUM.size))
+_CHECKSUMS = operator.itemgetter(slice(_KEYED_SIZE - _CHECKSUM.size, None))
+
+
+def _positions_of_keys(index_keys: Sequence[bytes], values: Sequence[bytes]) -> list[Position]:
+    """The positions of ``catalog.keys`` entries (``index_keys`` and their ``values``), each checked as ``_keyed``
+    checks one: all at once in C, one entry at a time only to say which is damaged."""
+    if set(map(len, values)) <= {_KEYED_SIZE}:
+        stored = struct.unpack(f">{len(values)}I", b"".join(map(_CHECKSUMS, values)))
+        if tuple(map(zlib.crc32, map(_CHECKED, values), map(zlib.crc32, index_keys))) == stored:
+            return list(map(_POSITION, values))
+    return [_keyed(*entry)[0] for entry in zip(index_keys, values)]
+
+
 def _position_of_stream(raw: bytes, stream_key: bytes) -> Position:
     """A ``catalog.sessions`` value read at ``stream_key``, checked to be that stream's position."""
     if len(raw) != _TIME_ID.size:
@@ -217,6 +233,15 @@ def _row_at(txn: ReadTransaction, activity: Space, position: Position) -> bytes:
     if row is None:
         raise _no_row(position)
     return row
+
+
+def _rows_at(txn: ReadTransaction, activity: Space, positions: Sequence[Position]) -> dict[Position, bytes]:
+    """The head rows at ``positions``, which index entries named, in one call: each is there unless the catalog is
+    damaged."""
+    rows = txn.get_many(activity, positions)
+    if len(rows) != len(positions):
+        raise _no_row(next(itertools.filterfalse(rows.__contains__, positions)))
+    return rows
 
 
 def _no_row(position: Position) -> StoreCorrupted:
@@ -279,9 +304,7 @@ class SessionRows:
         positions = self._live(stream_ids)
         rows = self._rows
         if missing := list(itertools.filterfalse(rows.__contains__, positions)):
-            rows.update(self._txn.get_many(self._activity, missing))
-            if absent := list(itertools.filterfalse(rows.__contains__, missing)):
-                raise _no_row(absent[0])
+            rows.update(_rows_at(self._txn, self._activity, missing))
         return _metadata(map(rows.__getitem__, positions))
 
 
@@ -428,17 +451,24 @@ class Catalog:
     def keys_by_activity(self, txn: ReadTransaction, prefix: str = "") -> list[str]:
         """Live session keys (those starting with ``prefix``), most recent activity first."""
         if prefix:
-            fields = _decode_rows([row for _, row in sorted(self._prefixed(txn, prefix), reverse=True)])
-        else:
-            fields = _decode_rows(txn.scan_values(self._activity, reverse=True))
-        keys = _column(fields, "key")
+            positions, index_keys = self._prefixed(txn, prefix)
+            try:
+                if _LONG_KEY not in set(map(len, index_keys)):
+                    return list(map(bytes.decode, index_keys))
+                # A short key is its own index key; only a long one reads its row.
+                return [index_key.decode() if len(index_key) < _LONG_KEY else self._full_key(txn, position, index_key)
+                        for position, index_key in zip(positions, index_keys)]
+            except UnicodeDecodeError as exc:
+                raise StoreCorrupted(f"the session catalog is damaged: a key index entry is not text: {exc}") from None
+        keys = _column(_decode_rows(txn.scan_values(self._activity, reverse=True)), "key")
         if not _all_of_type(keys, str):
             raise StoreCorrupted("the session catalog is damaged: a session key is not text")
         return keys
 
     def metadata_with_prefix(self, txn: ReadTransaction, prefix: str) -> list[SessionMetadata]:
         """Metadata of the live sessions whose key starts with ``prefix``, most recent activity first."""
-        return _metadata(row for _, row in sorted(self._prefixed(txn, prefix), reverse=True))
+        positions = self._prefixed(txn, prefix)[0]
+        return _metadata(map(_rows_at(txn, self._activity, positions).__getitem__, positions))
 
     def page(self, txn: ReadTransaction, limit: int, before: Position | None, prefix: str = ""
              ) -> tuple[list[SessionMetadata], Position | None, int]:
@@ -447,40 +477,55 @@ class Catalog:
         sessions there are in all (with that prefix).
 
         Without a prefix it reads the page alone, whatever the number of sessions; with one, every session
-        of the prefix (one range of the key index).
+        of the prefix (one range of the key index), and the rows of the page alone.
         """
         if prefix:
-            matching = self._prefixed(txn, prefix)
-            total = len(matching)
-            limit = min(limit, total)  # one past it says whether more follow, and stays a machine size
-            below = matching if before is None else [entry for entry in matching if entry[0] < before]
-            entries = heapq.nlargest(limit + 1, below)
-        else:
-            total = txn.count(self._activity)
-            limit = min(limit, total)
-            entries = list(itertools.islice(txn.scan(self._activity, before, reverse=True), limit + 1))
+            matching = self._prefixed(txn, prefix)[0]
+            # Most recent first: one past the page says whether more follow.
+            positions = (matching if before is None else list(filter(before.__gt__, matching)))[:limit + 1]
+            more = len(positions) > limit
+            del positions[limit:]
+            rows = _rows_at(txn, self._activity, positions)
+            return _metadata(map(rows.__getitem__, positions)), positions[-1] if more else None, len(matching)
+        total = txn.count(self._activity)
+        limit = min(limit, total)
+        entries = list(itertools.islice(txn.scan(self._activity, before, reverse=True), limit + 1))
         more = len(entries) > limit
         del entries[limit:]
         return _metadata(row for _, row in entries), entries[-1][0] if more else None, total
 
-    def _prefixed(self, txn: ReadTransaction, prefix: str) -> list[tuple[Position, bytes]]:
-        """(activity key, head row) of every live session whose key starts with ``prefix``, in key order."""
+    def _prefixed(self, txn: ReadTransaction, prefix: str) -> tuple[list[Position], list[bytes]]:
+        """The positions and ``catalog.keys`` keys of the live sessions whose key starts with ``prefix``, most recent
+        activity first, their entries checked: one range of the key index, no row read but long keys' under a long
+        prefix."""
         wanted = prefix.encode()
         start = wanted[:_KEPT]
-        found = []
-        for index_key, value in txn.scan(self._keys, start):
-            if not index_key.startswith(start):
-                break
-            position = _keyed(index_key, value)[0]
-            # A short key is its own index key; a long key's ends with a digest after its first ``_KEPT`` bytes,
-            # so under a longer prefix only its row's key says whether it matches.
-            if len(index_key) == _LONG_KEY and len(wanted) > _KEPT:
-                row = _row_at(txn, self._activity, position)
-                if _row_key(row)[0].startswith(prefix):
-                    found.append((position, row))
-            elif index_key.startswith(wanted):
-                found.append((position, _row_at(txn, self._activity, position)))
-        return found
+        # The range ends at the first key past every key that starts with ``start``: its last byte one higher
+        # (UTF-8 has no 0xff byte, so there is one). A pair compared with a 1-tuple stops at its key (an equal key
+        # ends the range too): the walk's test is C, not a step of Python an entry.
+        end = (start[:-1] + bytes((start[-1] + 1,)),)
+        entries = list(itertools.takewhile(end.__gt__, txn.scan(self._keys, start)))
+        if not entries:
+            return [], []
+        # An entry's value starts with its session's position, which no other session has.
+        entries.sort(key=_VALUE, reverse=True)
+        index_keys, values = zip(*entries)
+        positions = _positions_of_keys(index_keys, values)
+        if len(wanted) <= _KEPT:
+            return positions, list(index_keys)
+        # A short key is its own index key; a long key's ends with a digest after its first ``_KEPT`` bytes, so
+        # under a longer prefix only its row's key says whether it matches.
+        kept = [(position, index_key) for position, index_key in zip(positions, index_keys)
+                if (index_key.startswith(wanted) if len(index_key) < _LONG_KEY
+                    else self._full_key(txn, position, index_key).startswith(prefix))]
+        return [position for position, _ in kept], [index_key for _, index_key in kept]
+
+    def _full_key(self, txn: ReadTransaction, position: Position, index_key: bytes) -> str:
+        """The session key whose ``catalog.keys`` key is the long ``index_key``, from its row at ``position``."""
+        key = _row_key(_row_at(txn, self._activity, position))[0]
+        if _key_index(key) != index_key:
+            raise StoreCorrupted(f"the session key index leads {index_key[:64]!r} to another session's row")
+        return key
 
     def _keyed_of(self, txn: ReadTransaction, key: str) -> tuple[Position, int, int] | None:
         """The position, version and message count of the live session ``key``, or ``None``: one read."""

@@ -102,16 +102,21 @@ def test_a_position_naming_no_row_is_damage(tmp_path: Path) -> None:
         assert store.get_session_metadata("a") == metadata
 
 
-def test_a_key_entry_changed_is_damage(tmp_path: Path) -> None:
-    """A key index entry whose stream id changed (one bit): a load refuses it, by its checksum, rather than read
-    another stream's messages."""
+@pytest.mark.parametrize("change", [lambda entry: entry[:15] + bytes([entry[15] ^ 3]) + entry[16:],
+                                    lambda entry: entry[:-1]], ids=["stream id", "cut short"])
+def test_a_key_entry_changed_is_damage(tmp_path: Path, change: Callable[[bytes], bytes]) -> None:
+    """A key index entry whose stream id changed (one bit), or cut short: a load, and a listing of a prefix that
+    reads the entry among others, refuse it by its checksum, rather than read another stream's messages or list
+    the key at another session's place."""
     path = tmp_path / "store"
     with SessionStore(path, durable=False) as store:
-        store.append("a", ChatMessage.user("alpha"))
-        store.append("b", ChatMessage.user("beta"))
-    change_value(path, b"catalog.keys", b"a", lambda entry: entry[:15] + bytes([entry[15] ^ 3]) + entry[16:])
+        for key in ("a", "ab", "b"):
+            store.append(key, ChatMessage.user(key))
+    change_value(path, b"catalog.keys", b"a", change)
     with SessionStore(path, durable=False) as store:
-        for read in (store.load, store.get_session_metadata):
+        for read in (store.load, store.get_session_metadata, store.list_sessions, store.list_sessions_with_metadata,
+                     lambda prefix: store.list_sessions_page(prefix=prefix)):
             with pytest.raises(StoreCorrupted, match="checksum"):
                 read("a")
-        assert store.load("b") == [ChatMessage.user("beta")]
+        assert store.load("b") == [ChatMessage.user("b")]
+        assert store.list_sessions(prefix="ab") == ["ab"]

@@ -33,6 +33,7 @@ from eventstore import (
 from eventstore.storage import MemoryStorage
 from projections.catalog import Catalog
 
+from _damage import change_value
 from _session_lives import DeletionsAndRestores
 from conftest import FakeClock
 
@@ -84,6 +85,41 @@ def test_a_long_prefix_never_matches_a_long_keys_digest(store: SessionStore) -> 
     assert [] == store.list_sessions_with_metadata(prefix=start + "X")
     assert 0 == store.list_sessions_page(prefix=start + "X").total
     assert [key] == store.list_sessions(prefix=start + "Y")
+
+
+def test_a_long_keys_row_naming_another_key_is_damage(store_path: Path) -> None:
+    """A key of 480 bytes or more is listed from its row, the index holding only its start: a row that names
+    another key than the index entry's is damage, not a key listed that the index does not hold."""
+    start = "a" * 448
+    with SessionStore(store_path, durable=False) as store:
+        for key in (start + "x" * 40, "short"):
+            store.append(key, user("hi"))
+        with store._environment.read() as txn:
+            keyed = store._catalog._keyed_of(txn, start + "x" * 40)
+    assert keyed is not None
+    change_value(store_path, b"catalog.activity", keyed[0],
+                 lambda row: row.replace(orjson.dumps(start + "x" * 40), orjson.dumps(start + "y" * 40)))
+    with SessionStore(store_path, durable=False) as store:
+        with pytest.raises(StoreCorrupted, match="key index"):
+            store.list_sessions(prefix="a")
+        assert ["short"] == store.list_sessions(prefix="s")
+
+
+def test_a_prefix_lists_the_keys_up_to_its_successor_and_no_further(store: SessionStore, clock: FakeClock) -> None:
+    """A prefix reads the key index from the prefix up to the prefix with its last byte one higher: the keys at
+    that successor and past it are not listed, nor those just before the prefix, whether the prefix is ASCII or
+    ends inside a letter of two or four bytes; a prefix past the last key lists nothing."""
+    keys = ["`", "a", "a\x01", "ab", "a\U0010ffff", "b", "b\x01", "è", "é", "éz", "é\U0010ffff", "ê", "\x7f",
+            "\x7fa", "\x80", "😀", "😀x", "😁", "\U0010ffff"]
+    for key in keys:
+        clock.advance(seconds=1)
+        store.append(key, user(key))
+    for prefix in ("a", "ab", "b", "é", "\x7f", "😀", "\U0010ffff", "\U0010ffffx", "zzz"):
+        expected = [key for key in reversed(keys) if key.startswith(prefix)]
+        assert expected == store.list_sessions(prefix=prefix), prefix
+        assert expected == [metadata.key for metadata in store.list_sessions_with_metadata(prefix=prefix)]
+        page = store.list_sessions_page(limit=len(keys), prefix=prefix)
+        assert (expected, len(expected)) == ([metadata.key for metadata in page.sessions], page.total)
 
 
 def test_pages_walk_every_session_once_newest_first(store: SessionStore, clock: FakeClock) -> None:
