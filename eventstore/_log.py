@@ -406,6 +406,10 @@ def _is_coded(record: bytes) -> bool:
     return record[0] == 2 and bool(record[1] & _CODED_FLAG)
 
 
+#: A well-formed format marker (compiled once: an append of coded records reads the marker).
+_FORMAT_MARKER = re.compile(rb"[1-9][0-9]{0,40}")
+
+
 def _stored_format(txn: ReadTransaction, meta: Space) -> int | None:
     """The store's format marker, or ``None`` for a store made before markers.
 
@@ -415,7 +419,7 @@ def _stored_format(txn: ReadTransaction, meta: Space) -> int | None:
     stored = txn.get(meta, b"format")
     if stored is None:
         return None
-    if not re.fullmatch(rb"[1-9][0-9]{0,40}", bytes(stored)):
+    if not _FORMAT_MARKER.fullmatch(bytes(stored)):
         raise StoreCorrupted(f"the store's format marker is damaged ({bytes(stored)[:20]!r})")
     return int(stored)
 
