@@ -215,6 +215,13 @@ def _linked(names_size: int) -> struct.Struct:
     return struct.Struct(f"{_LINKED.format}{names_size}s{_DIGEST_BYTES}s")
 
 
+@functools.lru_cache(maxsize=1)
+def _key_digest(key: str) -> bytes:
+    """The key index's key for a session key: kept for the last key, which a new session's command hashes twice
+    (its tip finds no stream, then its append creates one)."""
+    return hashlib.sha256(key.encode()).digest()
+
+
 def _link_form(names: bytes) -> tuple[Callable[..., bytes], bytes]:
     """How an append packs the canonical bytes of its events of one type: ``_linked``'s pack, and the names."""
     return _linked(len(names)).pack, names
@@ -399,6 +406,10 @@ def _is_coded(record: bytes) -> bool:
     return record[0] == 2 and bool(record[1] & _CODED_FLAG)
 
 
+#: A well-formed format marker (compiled once: an append of coded records reads the marker).
+_FORMAT_MARKER = re.compile(rb"[1-9][0-9]{0,40}")
+
+
 def _stored_format(txn: ReadTransaction, meta: Space) -> int | None:
     """The store's format marker, or ``None`` for a store made before markers.
 
@@ -408,7 +419,7 @@ def _stored_format(txn: ReadTransaction, meta: Space) -> int | None:
     stored = txn.get(meta, b"format")
     if stored is None:
         return None
-    if not re.fullmatch(rb"[1-9][0-9]{0,40}", bytes(stored)):
+    if not _FORMAT_MARKER.fullmatch(bytes(stored)):
         raise StoreCorrupted(f"the store's format marker is damaged ({bytes(stored)[:20]!r})")
     return int(stored)
 
@@ -508,7 +519,7 @@ class EventLog:
         Raises:
             StoreCorrupted: the key index leads to another session's stream.
         """
-        found = txn.get(self._keys, hashlib.sha256(key.encode()).digest())
+        found = txn.get(self._keys, _key_digest(key))
         if found is None:
             return None
         if len(found) != _U64.size:
@@ -594,7 +605,7 @@ class EventLog:
     def _create_stream(self, txn: WriteTransaction, key: str) -> int:
         last = txn.last(self._stream_keys)
         stream_id = unpack_stored(_U64, last[0], "the last stream id")[0] + 1 if last else 1
-        txn.put(self._keys, hashlib.sha256(key.encode()).digest(), _U64.pack(stream_id))
+        txn.put(self._keys, _key_digest(key), _U64.pack(stream_id))
         txn.put(self._stream_keys, _U64.pack(stream_id), key.encode())
         return stream_id
 

@@ -384,8 +384,15 @@ class ImportOutcome:
 
 def utc(moment: object) -> datetime:
     """Return an aware datetime in UTC, refusing anything else and those whose UTC time no datetime can hold."""
+    utc_micros(moment)
+    assert isinstance(moment, datetime)  # utc_micros refuses anything else
+    return moment.astimezone(UTC)
+
+
+def utc_micros(moment: object) -> int:
+    """``to_micros(utc(moment))``, with ``utc``'s checks but without building the UTC datetime (the same µs)."""
     micros = aware_micros(moment, "datetime")
     assert isinstance(moment, datetime)  # aware_micros refuses anything else
     if not MIN_MICROS <= micros <= MAX_MICROS:
         raise InvalidArgument(f"{moment.isoformat()} is out of range: in UTC it falls outside years 1 to 9999")
-    return moment.astimezone(UTC)
+    return micros

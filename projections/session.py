@@ -9,6 +9,7 @@ the rules live here once.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Protocol, assert_never, overload
@@ -158,8 +159,10 @@ class RedactMessages:
 MessageEdit = AppendMessage | RemoveLastMessage | ReplaceLastMessage | ClearMessages | ReplaceMessages | RedactMessages
 
 
+@functools.lru_cache(maxsize=1)
 def empty_head(key: str) -> SessionHead:
-    """A session that has never had an event."""
+    """A session that has never had an event (kept for the last key, frozen: a new session's command takes one to
+    decide and its catalog another to apply the events)."""
     return SessionHead(key, 0, False, None, None, None, None, 0)
 
 

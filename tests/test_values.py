@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import attrs
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from eventstore import (
     MAX_KEY_BYTES,
@@ -16,6 +20,8 @@ from eventstore import (
     InvalidSessionKey,
     SessionStore,
 )
+from eventstore._time import to_micros
+from eventstore._values import utc, utc_micros
 
 
 class TestChatMessage:
@@ -148,3 +154,25 @@ class TestSessionKeys:
         assert "named" == store.get_session_name(second)
         assert 1 == store.get_session_metadata(first).message_count
         assert 0 == store.get_session_metadata(second).message_count
+
+
+class TestUtcMicros:
+    """``utc_micros``: ``utc``'s checks and the µs of its datetime, without building that datetime."""
+
+    @given(st.datetimes(timezones=st.builds(timezone, st.timedeltas(min_value=timedelta(hours=-23, minutes=-59),
+                                                                    max_value=timedelta(hours=23, minutes=59)))))
+    def test_same_micros_as_the_utc_datetime(self, moment):
+        try:
+            expected = to_micros(utc(moment))
+        except InvalidArgument as exc:
+            with pytest.raises(InvalidArgument, match=re.escape(str(exc))):
+                utc_micros(moment)
+        else:
+            assert utc_micros(moment) == expected
+
+    @pytest.mark.parametrize("moment", [datetime(2026, 1, 1), "2026-01-01T00:00:00+00:00", None])
+    def test_refuses_what_utc_refuses(self, moment):
+        with pytest.raises(InvalidArgument) as expected:
+            utc(moment)
+        with pytest.raises(InvalidArgument, match=re.escape(str(expected.value))):
+            utc_micros(moment)

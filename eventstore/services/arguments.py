@@ -9,8 +9,8 @@ from typing import cast
 
 from .._audit import Progress
 from .._errors import InvalidArgument, shown
-from .._time import Clock, to_micros
-from .._values import ChatMessage, utc
+from .._time import Clock
+from .._values import ChatMessage, utc_micros
 
 __all__ = ["recordable", "now_micros", "check_index", "check_count", "check_event_hash", "check_progress",
            "check_message", "check_messages", "iterable"]
@@ -18,7 +18,7 @@ __all__ = ["recordable", "now_micros", "check_index", "check_count", "check_even
 
 def recordable(moment: object) -> int:
     """A time an event may be recorded at, in µs: aware, and not before 1970 (the indexes are unsigned)."""
-    micros = to_micros(utc(moment))
+    micros = utc_micros(moment)
     if micros < 0:
         raise InvalidArgument(f"cannot record an event at {moment}: times before 1970 are not supported")
     return micros
