@@ -107,6 +107,22 @@ def _in_utc(value: datetime | None) -> datetime | None:
         raise InvalidArgument(f"{value} is out of range in UTC") from None
 
 
+def _state_in_utc(value: SessionState | None) -> SessionState | None:
+    """A restored run state with the start of its turn in UTC, as its session's other times (the catalog stores
+    the time's text: one in another zone would be refused there as damage)."""
+    if isinstance(value, SessionState) and value.turn_started_at is not None:  # another type: the validator's
+        return SessionState(value.state, value.turn_id, _in_utc(value.turn_started_at))
+    return value
+
+
+def _restored_state(instance: SessionRestored, attribute: Any, value: Any) -> None:
+    """A restored run state, or ``None``: its fields are stored as they are, as a ``SessionStateChanged``'s."""
+    _optional_state(instance, attribute, value)
+    if value is not None:
+        _non_empty_text(instance, attrs.fields(SessionState).state, value.state)
+        _optional_text(instance, attrs.fields(SessionState).turn_id, value.turn_id)
+
+
 def _restorable(instance: SessionRestored, _attribute: Any, _value: Any) -> None:
     if not instance.exists and (instance.messages or instance.name is not None or instance.state is not None
                                 or instance.created_at is not None):
@@ -117,6 +133,7 @@ def _restorable(instance: SessionRestored, _attribute: Any, _value: Any) -> None
 
 
 _optional_text = _instance_of(str, optional=True)
+_optional_state = _instance_of(SessionState, optional=True)
 _message = _instance_of(ChatMessage)
 
 
@@ -245,7 +262,7 @@ class SessionRestored:
     exists: bool = attrs.field(validator=_instance_of(bool))
     messages: tuple[TimestampedMessage, ...] = attrs.field(validator=_tuple_of(_instance_of(TimestampedMessage)))
     name: str | None = attrs.field(validator=_optional_text)
-    state: SessionState | None = attrs.field(validator=_instance_of(SessionState, optional=True))
+    state: SessionState | None = attrs.field(converter=_state_in_utc, validator=_restored_state)
     created_at: datetime | None = attrs.field(converter=_in_utc, validator=_restorable)
 
 

@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import attrs
 import lmdb
 import pytest
 
@@ -22,6 +23,7 @@ from eventstore import (
     InvalidSessionKey,
     InvalidVersion,
     RecordedEvent,
+    ReplicationMismatch,
     SessionMetadata,
     SessionState,
     SessionStore,
@@ -999,6 +1001,19 @@ class TestReplicatedRedaction:
                 copy.replicate(events)
             assert SECRET in copy.history("k")[0].event.message.content
             assert copy.verify().ok
+
+    @pytest.mark.parametrize("extra", ["00", "ab0000"])
+    def test_redacted_event_with_a_longer_payload_digest_is_refused(self, store, clock, tmp_path, extra):
+        """A redacted event whose payload digest is its source's with bytes after it is not its source's event:
+        nothing is written (the chain hashes a digest of 32 bytes, and a longer one must not be cut to them)."""
+        secret_session(store, clock)
+        store.redact("k", "user request")
+        events = [attrs.evolve(event, payload_digest=event.payload_digest + extra) if event.redacted else event
+                  for event in store.events()]
+        with SessionStore(tmp_path / "copy", clock=clock) as copy:
+            with pytest.raises(ReplicationMismatch, match="position 1: bad event id or payload digest"):
+                copy.replicate(events)
+            assert [] == list(copy.events())
 
 
 # -- vacuum ----------------------------------------------------------------------------------------

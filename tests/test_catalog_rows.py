@@ -3,7 +3,7 @@ rebuild of the catalog repairs it."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import orjson
@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from eventstore import ChatMessage, SessionStore, StoreCorrupted
 from eventstore._time import MAX_MICROS, from_micros
 from eventstore._values import SessionState
+from eventstore.events import MessageAppended, SessionRestored
 from projections.catalog import _decode_head, _encode_head
 from projections.session import SessionHead
 
@@ -62,3 +63,18 @@ def test_a_row_writes_its_times_as_their_iso_text(created: datetime, last: datet
                 None if state is None else "turn", iso[2]]
     assert orjson.dumps(expected)[1:-1] == _encode_head(head)
     assert _decode_head(_encode_head(head)) == head
+
+
+@pytest.mark.parametrize("zone", [timezone(timedelta(hours=-3)), timezone(timedelta(seconds=1))],
+                         ids=["hours", "seconds"])
+def test_an_imported_restores_turn_start_in_another_zone_is_stored_in_utc(store_path: Path, zone: timezone) -> None:
+    """A restore imported with its turn's start in another zone: its row holds the start's UTC text, which the
+    listings read and ``verify`` finds equal to the log's (it held the zone's text, refused as damage, or orjson's
+    text of another time)."""
+    started = datetime(2026, 12, 4, tzinfo=UTC)
+    restored = SessionRestored(0, True, (), None, SessionState("running", "turn", started.astimezone(zone)), started)
+    with SessionStore(store_path, clock=lambda: started + timedelta(days=1)) as store:
+        store.import_sessions({"tg:1": [(started, MessageAppended(ChatMessage.user("first"))), (started, restored)]})
+        assert ["tg:1"] == [metadata.key for metadata in store.list_running_sessions()]
+        assert SessionState("running", "turn", started) == store.get_session_state("tg:1")
+        assert store.verify().ok

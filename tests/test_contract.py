@@ -57,6 +57,10 @@ class TestEventConstruction:
         lambda: SessionRestored(1, False, (), "a name", None, None),
         lambda: SessionRestored(1, True, (), None, None, datetime(2024, 5, 1)),
         lambda: SessionRestored(1, True, (), None, None, datetime.max.replace(tzinfo=timezone(-timedelta(hours=14)))),
+        lambda: SessionRestored(1, True, (), None, SessionState("running", "t", datetime(2024, 5, 1)), T0),
+        lambda: SessionRestored(1, True, (), None, SessionState("running", "t", "2024-05-01"), T0),  # type: ignore[arg-type]
+        lambda: SessionRestored(1, True, (), None, SessionState(""), T0),
+        lambda: SessionRestored(1, True, (), None, SessionState("idle", 5), T0),  # type: ignore[arg-type]
         lambda: SessionRedacted(""),
         lambda: SessionRedacted("gdpr", [(1, "digest")]),  # type: ignore[arg-type]
         lambda: SessionRedacted("gdpr", ((0, "digest"),)),
@@ -71,6 +75,16 @@ class TestEventConstruction:
         assert SessionRedacted("gdpr", ((3, "ab"),)).rewritten == ((3, "ab"),)
         restored = SessionRestored(2, True, (TimestampedMessage(HELLO, T0),), "n", SessionState("idle"), T0)
         assert restored.messages[0].message == HELLO
+
+    @pytest.mark.parametrize("zone", [timezone(timedelta(hours=-3)), timezone(timedelta(seconds=1)),
+                                      timezone(timedelta(microseconds=1))])
+    def test_restored_turn_start_is_kept_in_utc(self, zone):
+        """A restored turn's start given in another zone is kept in UTC, as the session's other times are: the
+        catalog stores its ISO text, which must be UTC's ("+00:00")."""
+        restored = SessionRestored(2, True, (), None, SessionState("running", "t", T0.astimezone(zone)), T0)
+        assert restored.state is not None and restored.state.turn_started_at is not None
+        assert (T0, "2024-05-01T12:00:00+00:00") == (restored.state.turn_started_at,
+                                                      restored.state.turn_started_at.isoformat())
 
 
 def event_count(store: SessionStore) -> int:

@@ -49,6 +49,9 @@ __all__ = ["Replication", "Importable", "importable", "sessions_digest", "Sessio
 #: Events replicated per write transaction.
 BATCH = 1000
 
+#: The bytes of a payload digest (a SHA-256).
+_DIGEST_SIZE = hashlib.sha256().digest_size
+
 #: An event to import: a (time, event) pair, or a ``RecordedEvent`` of another store (which keeps its
 #: redaction: flag, original payload digest and the redaction naming it).
 Importable = tuple[datetime, SessionEvent] | RecordedEvent
@@ -342,7 +345,11 @@ class Replication:
             try:
                 original = Original(recorded.event_id.bytes, bytes.fromhex(recorded.payload_digest), recorded.redacted)
             except (ValueError, AttributeError, TypeError):
-                raise ReplicationMismatch(f"position {recorded.position}: bad event id or payload digest") from None
+                original = None
+            # A redacted event's digest is taken as given, and the chain packs one of a fixed length: a digest of
+            # another length would be cut or padded to it and could hash as its source's did.
+            if original is None or len(original.payload_digest) != _DIGEST_SIZE:
+                raise ReplicationMismatch(f"position {recorded.position}: bad event id or payload digest")
             # The chain covers the payload's digest, not the payload: check the event against it.
             if recorded.redacted:
                 if redact_event(recorded.event) != recorded.event:
