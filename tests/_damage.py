@@ -44,14 +44,45 @@ def damaged_copy(source: Path, copy: Path, sizes: dict[bytes, int],
     return changed
 
 
-def change_value(path: Path, database: bytes, key: bytes, change: Callable[[bytes], bytes]) -> None:
-    """Replace the value at ``key`` of the store's named ``database`` (it must be there) by ``change`` of it."""
+def _in_write(path: Path, database: bytes, edit: Callable[[lmdb.Transaction, lmdb._Database], None]) -> None:
+    """Run ``edit`` in a write transaction of the store at ``path``, on its named ``database``."""
     environment = lmdb.open(str(path), max_dbs=64)
     try:
         with environment.begin(write=True) as txn:
-            handle = environment.open_db(database, txn=txn, create=False)
-            stored = txn.get(key, db=handle)
-            assert stored is not None
-            txn.put(key, change(bytes(stored)), db=handle)
+            edit(txn, environment.open_db(database, txn=txn, create=False))
+    finally:
+        environment.close()
+
+
+def change_value(path: Path, database: bytes, key: bytes, change: Callable[[bytes], bytes]) -> None:
+    """Replace the value at ``key`` of the store's named ``database`` (it must be there) by ``change`` of it."""
+
+    def edit(txn: lmdb.Transaction, handle: lmdb._Database) -> None:
+        stored = txn.get(key, db=handle)
+        assert stored is not None
+        txn.put(key, change(bytes(stored)), db=handle)
+
+    _in_write(path, database, edit)
+
+
+def move_value(path: Path, database: bytes, key: bytes, new_key: bytes) -> None:
+    """Move the value at ``key`` of the store's named ``database`` (it must be there) to ``new_key`` (a free key)."""
+
+    def edit(txn: lmdb.Transaction, handle: lmdb._Database) -> None:
+        value = txn.pop(key, db=handle)
+        assert value is not None
+        assert txn.put(new_key, value, db=handle, overwrite=False)
+
+    _in_write(path, database, edit)
+
+
+def end_key(path: Path, database: bytes, *, last: bool) -> bytes:
+    """The first or the ``last`` key of the store's named ``database`` (it must hold one)."""
+    environment = lmdb.open(str(path), max_dbs=64, readonly=True, lock=False)
+    try:
+        with environment.begin() as txn:
+            cursor = txn.cursor(db=environment.open_db(database, txn=txn, create=False))
+            assert cursor.last() if last else cursor.first()
+            return bytes(cursor.key())
     finally:
         environment.close()

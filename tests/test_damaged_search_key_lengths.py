@@ -9,13 +9,12 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-import lmdb
 import pytest
 
 from eventstore import ChatMessage, SessionQuery, SessionStore, StoreCorrupted
 from projections.search.formats.keys import META_MESSAGES, META_NEXT_TID, chunk_key, id_key
 
-from _damage import change_value
+from _damage import change_value, end_key, move_value
 
 Damage = Callable[[Path], None]
 
@@ -29,19 +28,7 @@ def _store(path: Path) -> None:
 
 def _rekeyed(database: bytes, key: bytes, new_key: bytes) -> Damage:
     """The value at ``key`` of ``database`` moved to ``new_key``."""
-
-    def damage(path: Path) -> None:
-        environment = lmdb.open(str(path), max_dbs=64)
-        try:
-            with environment.begin(write=True) as txn:
-                handle = environment.open_db(database, txn=txn, create=False)
-                value = txn.pop(key, db=handle)
-                assert value is not None
-                assert txn.put(new_key, value, db=handle, overwrite=False)
-        finally:
-            environment.close()
-
-    return damage
+    return lambda path: move_value(path, database, key, new_key)
 
 
 def _cut(database: bytes, key: bytes, length: int) -> Damage:
@@ -50,27 +37,13 @@ def _cut(database: bytes, key: bytes, length: int) -> Damage:
 
 
 def _last_key(path: Path, database: bytes) -> bytes:
-    environment = lmdb.open(str(path), max_dbs=64, readonly=True, lock=False)
-    try:
-        with environment.begin() as txn:
-            cursor = txn.cursor(db=environment.open_db(database, txn=txn, create=False))
-            assert cursor.last()
-            return bytes(cursor.key())
-    finally:
-        environment.close()
+    return end_key(path, database, last=True)
 
 
 def _first_level_cut(path: Path) -> None:
     """The first ``search.levels`` key (a block, then a level: 5 bytes) cut to 4."""
-    environment = lmdb.open(str(path), max_dbs=64, readonly=True, lock=False)
-    try:
-        with environment.begin() as txn:
-            cursor = txn.cursor(db=environment.open_db(b"search.levels", txn=txn, create=False))
-            assert cursor.first()
-            key = bytes(cursor.key())
-    finally:
-        environment.close()
-    _rekeyed(b"search.levels", key, key[:4])(path)
+    key = end_key(path, b"search.levels", last=False)
+    move_value(path, b"search.levels", key, key[:4])
 
 
 def _append_then_catch_up(store: SessionStore) -> object:

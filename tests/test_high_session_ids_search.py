@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from eventstore import ChatMessage, SessionQuery, SessionStore
 
+from _damage import end_key
 from conftest import FakeClock
 from test_search import ReferenceSearch, keys
 
@@ -85,11 +86,4 @@ def test_sessions_across_high_ids_rank_as_a_plain_bm25(below: int, script: list[
 
 
 def _last_session_id(path: Path) -> int:
-    environment = lmdb.open(str(path), max_dbs=64, readonly=True, lock=False)
-    try:
-        with environment.begin() as txn:
-            last = txn.cursor(db=environment.open_db(b"log.stream_keys", txn=txn, create=False))
-            assert last.last()
-            return int(struct.unpack(">Q", last.key())[0])
-    finally:
-        environment.close()
+    return int(struct.unpack(">Q", end_key(path, b"log.stream_keys", last=True))[0])
