@@ -146,10 +146,11 @@ class IndexReader:
         found = cache.get(term)
         if found is not None and self._term_value(found) is not None:
             return found
-        raw = self.txn.get(self.spaces.terms, term_key(term))
+        key = term_key(term)
+        raw = self.txn.get(self.spaces.terms, key)
         if raw is None:
             return None
-        found = tid_of_entry(term_key(term), raw)
+        found = tid_of_entry(key, raw)
         if self._learn and len(cache) < _TID_CACHE_SIZE:
             cache[term] = found
         return found
