@@ -56,7 +56,7 @@ import os
 import re
 import struct
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
-from operator import attrgetter, or_
+from operator import add, attrgetter, or_
 from typing import NamedTuple, cast
 
 import attrs
@@ -220,6 +220,12 @@ def _key_digest(key: str) -> bytes:
     """The key index's key for a session key: kept for the last key, which a new session's command hashes twice
     (its tip finds no stream, then its append creates one)."""
     return hashlib.sha256(key.encode()).digest()
+
+
+@functools.lru_cache(maxsize=64)
+def _split_ids(count: int) -> struct.Struct:
+    """Splits ``count`` event ids drawn together into each event's, in one C call."""
+    return struct.Struct("16s" * count)
 
 
 def _link_form(names: bytes) -> tuple[Callable[..., bytes], bytes]:
@@ -672,8 +678,7 @@ class EventLog:
             "tuple[tuple[str, ...], tuple[int, ...], tuple[bytes, ...]]", tuple(zip(*events)))
         # Each event's id, digest and flags: what a command's events take fresh, or a replicated event keeps.
         if originals is None:
-            new_ids = os.urandom(16 * count)  # one system call, not one an event
-            event_ids: Iterable[bytes] = [new_ids[at:at + 16] for at in range(0, 16 * count, 16)]
+            event_ids: Iterable[bytes] = _split_ids(count).unpack(os.urandom(16 * count))  # one system call
             digests = [hashlib.sha256(payload).digest() for payload in payloads]  # their own: not stored
             redacted: Iterable[bool] = itertools.repeat(False, count)
             kept: Iterable[bytes | None] = itertools.repeat(None, count)
@@ -713,8 +718,12 @@ class EventLog:
                 stored_digests = [b"" if digest is None else digest for digest in kept]
             headers = map(_RECORD_2.pack, itertools.repeat(2), flags, itertools.repeat(stream_id), versions, stamps,
                           event_ids, schema_versions, links, map(attrgetter("name_byte"), event_forms))
-            records = list(map(b"".join, zip(headers, stored_digests, map(attrgetter("stored_name"), event_forms),
-                                             dictionary.frames(payloads))))
+            frames = dictionary.frames(payloads)
+            if originals is None and not any(form.stored_name for form in forms.values()):
+                records = list(map(add, headers, frames))  # nothing between them: no stored digest, no name
+            else:
+                records = list(map(b"".join, zip(headers, stored_digests, map(attrgetter("stored_name"), event_forms),
+                                                 frames)))
             coded = any(form.coded_flag for form in forms.values())  # its types', not a call a record
         else:
             records = list(map(_record, redaction_flags, itertools.repeat(stream_id), versions, stamps, event_ids,
