@@ -710,20 +710,30 @@ class EventLog:
                 max(schema_versions) <= 0xFF and all(form.fits_compact for form in forms.values()):
             # Every record in layout 2, as ``_compact_record`` builds each, in C passes: the headers, then each
             # joined to its stored digest (if any), spelled-out name (if any) and payload's frame.
-            event_forms = list(map(forms.__getitem__, type_names))
-            flags = map(or_, redaction_flags, map(attrgetter("coded_flag"), event_forms))
+            # Each record's type fields: a run of one type (a command's appends) repeats its form's, with no look-up
+            # an event.
+            if len(forms) == 1:
+                ((_, _, coded_flag, name_byte, stored_name),) = forms.values()
+                flags: Iterable[int] = itertools.repeat(coded_flag, count)
+                name_bytes: Iterable[int] = itertools.repeat(name_byte, count)
+                stored_names: Iterable[bytes] = itertools.repeat(stored_name, count)
+            else:
+                event_forms = list(map(forms.__getitem__, type_names))
+                flags = map(attrgetter("coded_flag"), event_forms)
+                name_bytes = map(attrgetter("name_byte"), event_forms)
+                stored_names = map(attrgetter("stored_name"), event_forms)
             stored_digests: Iterable[bytes] = itertools.repeat(b"", count)
             if originals is not None:
-                flags = map(or_, flags, [0 if digest is None else _DIGEST_FLAG for digest in kept])
+                flags = map(or_, map(or_, redaction_flags, flags), [0 if digest is None else _DIGEST_FLAG
+                                                                    for digest in kept])
                 stored_digests = [b"" if digest is None else digest for digest in kept]
             headers = map(_RECORD_2.pack, itertools.repeat(2), flags, itertools.repeat(stream_id), versions, stamps,
-                          event_ids, schema_versions, links, map(attrgetter("name_byte"), event_forms))
+                          event_ids, schema_versions, links, name_bytes)
             frames = dictionary.frames(payloads)
             if originals is None and not any(form.stored_name for form in forms.values()):
                 records = list(map(add, headers, frames))  # nothing between them: no stored digest, no name
             else:
-                records = list(map(b"".join, zip(headers, stored_digests, map(attrgetter("stored_name"), event_forms),
-                                                 frames)))
+                records = list(map(b"".join, zip(headers, stored_digests, stored_names, frames)))
             coded = any(form.coded_flag for form in forms.values())  # its types', not a call a record
         else:
             records = list(map(_record, redaction_flags, itertools.repeat(stream_id), versions, stamps, event_ids,
