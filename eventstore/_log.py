@@ -713,10 +713,10 @@ class EventLog:
             # Each record's type fields: a run of one type (a command's appends) repeats its form's, with no look-up
             # an event.
             if len(forms) == 1:
-                ((_, _, coded_flag, name_byte, stored_name),) = forms.values()
-                flags: Iterable[int] = itertools.repeat(coded_flag, count)
-                name_bytes: Iterable[int] = itertools.repeat(name_byte, count)
-                stored_names: Iterable[bytes] = itertools.repeat(stored_name, count)
+                (form,) = forms.values()
+                flags: Iterable[int] = itertools.repeat(form.coded_flag, count)
+                name_bytes: Iterable[int] = itertools.repeat(form.name_byte, count)
+                stored_names: Iterable[bytes] = itertools.repeat(form.stored_name, count)
             else:
                 event_forms = list(map(forms.__getitem__, type_names))
                 flags = map(attrgetter("coded_flag"), event_forms)
