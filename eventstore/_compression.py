@@ -30,6 +30,7 @@ import os
 import struct
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from operator import itemgetter
 
 import attrs
 import zstandard
@@ -52,6 +53,7 @@ DICTIONARY_BYTES = 32 << 10
 _LEVEL = 1
 # Every zstd frame begins with it; stored frames leave it out.
 _MAGIC = b"\x28\xb5\x2f\xfd"
+_AFTER_MAGIC = itemgetter(slice(len(_MAGIC), None))
 # Smallest id zstd leaves to users (lower ones are reserved). A store's first dictionary gets a random one that its
 # frames leave out; the dictionaries trained after it get 1, 2, ...: one byte in each frame, private to the store.
 _FIRST_FREE_ID = 32768
@@ -162,8 +164,7 @@ class Dictionary:
 
     def frames(self, payloads: Iterable[bytes]) -> list[bytes]:
         """``compress`` of each payload (an append's, in one pass)."""
-        compress = self._trained[-1].compressor()
-        return [compress(data)[len(_MAGIC):] for data in payloads]
+        return list(map(_AFTER_MAGIC, map(self._trained[-1].compressor(), payloads)))
 
     def expand(self, frame: bytes, what: str) -> bytes:
         """The bytes ``frame`` holds.

@@ -56,7 +56,7 @@ import os
 import re
 import struct
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
-from operator import attrgetter, or_
+from operator import add, attrgetter, or_
 from typing import NamedTuple, cast
 
 import attrs
@@ -220,6 +220,12 @@ def _key_digest(key: str) -> bytes:
     """The key index's key for a session key: kept for the last key, which a new session's command hashes twice
     (its tip finds no stream, then its append creates one)."""
     return hashlib.sha256(key.encode()).digest()
+
+
+@functools.lru_cache(maxsize=64)
+def _split_ids(count: int) -> struct.Struct:
+    """Splits ``count`` event ids drawn together into each event's, in one C call."""
+    return struct.Struct("16s" * count)
 
 
 def _link_form(names: bytes) -> tuple[Callable[..., bytes], bytes]:
@@ -672,8 +678,7 @@ class EventLog:
             "tuple[tuple[str, ...], tuple[int, ...], tuple[bytes, ...]]", tuple(zip(*events)))
         # Each event's id, digest and flags: what a command's events take fresh, or a replicated event keeps.
         if originals is None:
-            new_ids = os.urandom(16 * count)  # one system call, not one an event
-            event_ids: Iterable[bytes] = [new_ids[at:at + 16] for at in range(0, 16 * count, 16)]
+            event_ids: Iterable[bytes] = _split_ids(count).unpack(os.urandom(16 * count))  # one system call
             digests = [hashlib.sha256(payload).digest() for payload in payloads]  # their own: not stored
             redacted: Iterable[bool] = itertools.repeat(False, count)
             kept: Iterable[bytes | None] = itertools.repeat(None, count)
@@ -705,16 +710,30 @@ class EventLog:
                 max(schema_versions) <= 0xFF and all(form.fits_compact for form in forms.values()):
             # Every record in layout 2, as ``_compact_record`` builds each, in C passes: the headers, then each
             # joined to its stored digest (if any), spelled-out name (if any) and payload's frame.
-            event_forms = list(map(forms.__getitem__, type_names))
-            flags = map(or_, redaction_flags, map(attrgetter("coded_flag"), event_forms))
+            # Each record's type fields: a run of one type (a command's appends) repeats its form's, with no look-up
+            # an event.
+            if len(forms) == 1:
+                (form,) = forms.values()
+                flags: Iterable[int] = itertools.repeat(form.coded_flag, count)
+                name_bytes: Iterable[int] = itertools.repeat(form.name_byte, count)
+                stored_names: Iterable[bytes] = itertools.repeat(form.stored_name, count)
+            else:
+                event_forms = list(map(forms.__getitem__, type_names))
+                flags = map(attrgetter("coded_flag"), event_forms)
+                name_bytes = map(attrgetter("name_byte"), event_forms)
+                stored_names = map(attrgetter("stored_name"), event_forms)
             stored_digests: Iterable[bytes] = itertools.repeat(b"", count)
             if originals is not None:
-                flags = map(or_, flags, [0 if digest is None else _DIGEST_FLAG for digest in kept])
+                flags = map(or_, map(or_, redaction_flags, flags), [0 if digest is None else _DIGEST_FLAG
+                                                                    for digest in kept])
                 stored_digests = [b"" if digest is None else digest for digest in kept]
             headers = map(_RECORD_2.pack, itertools.repeat(2), flags, itertools.repeat(stream_id), versions, stamps,
-                          event_ids, schema_versions, links, map(attrgetter("name_byte"), event_forms))
-            records = list(map(b"".join, zip(headers, stored_digests, map(attrgetter("stored_name"), event_forms),
-                                             dictionary.frames(payloads))))
+                          event_ids, schema_versions, links, name_bytes)
+            frames = dictionary.frames(payloads)
+            if originals is None and not any(form.stored_name for form in forms.values()):
+                records = list(map(add, headers, frames))  # nothing between them: no stored digest, no name
+            else:
+                records = list(map(b"".join, zip(headers, stored_digests, stored_names, frames)))
             coded = any(form.coded_flag for form in forms.values())  # its types', not a call a record
         else:
             records = list(map(_record, redaction_flags, itertools.repeat(stream_id), versions, stamps, event_ids,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Iterable, Iterator
+from operator import lt
 from pathlib import Path
 
 import lmdb
@@ -183,7 +184,9 @@ class LmdbTransaction:
         longest = max(keys, key=len)
         if len(longest) > MAX_KEY_SIZE:
             raise bad_key(longest)
-        if not all(map(bytes.__lt__, keys, keys[1:])) or not self.append(space, *pairs[0]):
+        # ``operator.lt``: half the cost a pair of ``bytes.__lt__``, whose slot wrapper is called through Python's
+        # generic path.
+        if not all(map(lt, keys, keys[1:])) or not self.append(space, *pairs[0]):
             raise ValueError("append_many: the keys do not ascend after every key of the space")
         try:
             self._txn.cursor(db=space.handle).putmulti(pairs[1:], append=True, overwrite=False)
