@@ -69,7 +69,15 @@ from .formats.maps import (
     session_map_keys,
 )
 from .formats.summaries import LAST_TAG, MULTI, Block, summary_extend, summary_raise, summary_set, tag
-from .formats.wholes import block_keys, stored_whole, whole_end, whole_extended, whole_of_blocks, whole_value
+from .formats.wholes import (
+    block_keys,
+    stored_whole,
+    unmapped_whole,
+    whole_end,
+    whole_extended,
+    whole_of_blocks,
+    whole_value,
+)
 from .grouping import BETWEEN, Indexed, Postings, group, indexed
 from .grouping import COUNT_SHIFT as _COUNT_SHIFT
 from .grouping import POSTED_BLOCK as _POSTED_BLOCK
@@ -1076,7 +1084,12 @@ class IndexWriter(IndexReader):
         changed: dict[int, list[int]] = {}  # term id → its blocks the batch changed
         for key in apart_blocks.keys() | apart_maps.keys():
             changed.setdefault(key & MAX_ID, []).append(key >> 32)
-        for tid in sorted(self._dfs):
+        held_terms, dfs, lists = self._held, self._dfs, self._lists
+        for tid in sorted(dfs):
+            found = held_terms.get(tid)
+            if found is not None:  # new, stored whole (the others were spilled above), no block of it read or changed
+                heads.append((id_key(tid), unmapped_whole(dfs[tid], lists[tid], *found)))
+                continue
             spliced = self._spliced.get(tid)
             if spliced is not None:  # stays stored whole (``_splice`` checked it), no block of it changed
                 heads.append((id_key(tid), self._extended_head(tid, spliced)))
@@ -1158,8 +1171,7 @@ class IndexWriter(IndexReader):
         them (``_held``: most new terms'), else from each block's summary decoded."""
         held = self._held.get(tid)
         if held is not None:
-            counts, columns = held
-            return whole_value(df, blocks, counts, [columns], BitMap())
+            return unmapped_whole(df, blocks, *held)
         return whole_of_blocks(df, [(number, Block(self._batch_block(tid, number)), self._maps.get(number << 32 | tid))
                                     for number in blocks])
 
