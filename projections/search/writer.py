@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache, partial
 from itertools import chain, compress, repeat
-from operator import eq, itemgetter
+from operator import eq, is_not, itemgetter
 from typing import cast
 
 import numpy as np
@@ -818,27 +818,28 @@ class IndexWriter(IndexReader):
             raw, added = packed_u64s(notes), sum(part[2] for part in parts)
             posted = array("Q", sorted(chain.from_iterable(part[3] for part in parts)))
         own = self._repeated.pop(tid, None)
-        levelled: Sequence[int] = sorted(own) if own else ()  # few: the messages where the term repeats
-        # A part's tag names its one message holding the term; a merged entry's does not: the parts' entries are
-        # read for the keys their tags give (by block, where a block has a map).
-        merged = None if runs is notes else runs
-        single: dict[int, BitMap] = {}
         dfs = self._dfs
         # A term new to the index that the batch has not changed yet (most terms of a rebuild, or of a first
         # catch-up) has nothing stored or held to read or merge with: without a block holding a map, it keeps its
-        # columns as they come (``_held``), with no step a block; else its blocks without a map are summarized as
-        # they come, with no step of the general path's (a read, a raise, a map followed).
+        # columns as they come (``_held``), with no step a block (and no repeats: a block without a map keeps
+        # none); else its blocks without a map are summarized as they come, with no step of the general path's (a
+        # read, a raise, a map followed).
         new = tid >= self._first_tid and tid not in self._lists
         columns, bounds = _columns_of(raw), _bounds(notes)
         if new:
-            counts = tuple(end - start for _, start, end in bounds)
+            counts = tuple([end - start for _, start, end in bounds]) if len(bounds) > 1 else (len(notes),)
             if not any(map(mapped_size, counts)):
                 self._lists[tid] = array("I", [block for block, _, _ in bounds])
                 self._held[tid] = counts, columns
                 dfs[tid] = dfs.get(tid, 0) + added
                 return
             numbers = self._lists[tid] = array("I")
-        elif self._splice(tid, notes, added, columns, bounds, posted, levelled, merged, single):
+        levelled: Sequence[int] = sorted(own) if own else ()  # few: the messages where the term repeats
+        # A part's tag names its one message holding the term; a merged entry's does not: the parts' entries are
+        # read for the keys their tags give (by block, where a block has a map).
+        merged = None if runs is notes else runs
+        single: dict[int, BitMap] = {}
+        if not new and self._splice(tid, notes, added, columns, bounds, posted, levelled, merged, single):
             return
         for block, offsets, levels, tags in _sliced(columns, bounds):
             if new and not mapped_size(len(levels)):
@@ -1060,8 +1061,9 @@ class IndexWriter(IndexReader):
         """The bytes of keys and values ``flush`` writes (read through the batch's own transaction, which must still
         be open): built now, and kept for ``flush`` until the batch changes, so that the store can make room for
         them before the write transaction."""
-        return sum(len(key) + (0 if value is None else len(value))
-                   for _, items in self._changes_to_write(self.txn) for key, value in items)
+        # Summed in C passes: a first catch-up writes a few items a term and a message.
+        return sum(sum(map(len, map(itemgetter(0), items))) + sum(map(len, filter(None, map(itemgetter(1), items))))
+                   for _, items in self._changes_to_write(self.txn))
 
     def _changes_to_write(self, txn: ReadTransaction) -> list[tuple[Space, list[tuple[bytes, bytes | None]]]]:
         """``_built_changes``, built through ``txn`` only if the batch has changed since they were last built."""
@@ -1349,7 +1351,9 @@ def _write(txn: WriteTransaction, space: Space, items: list[tuple[bytes, bytes |
             txn.put(space, key, value)
     # The items themselves, not tuples made again: a catch-up writes some per message and per term, and each tuple
     # made would count towards the cyclic collector's next collection.
-    txn.append_many(space, cast("list[tuple[bytes, bytes]]", [item for item in items[split:] if item[1] is not None]))
+    appended = items[split:]
+    txn.append_many(space, cast("list[tuple[bytes, bytes]]",
+                                list(compress(appended, map(is_not, map(itemgetter(1), appended), repeat(None))))))
 
 
 def _rewritten(txn: WriteTransaction, space: Space, items: list[tuple[bytes, bytes | None]]) -> None:
