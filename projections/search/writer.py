@@ -11,7 +11,7 @@ import heapq
 from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from functools import lru_cache, partial
+from functools import partial
 from itertools import chain, compress, repeat
 from operator import eq, is_not, itemgetter
 from typing import cast
@@ -78,7 +78,7 @@ from .formats.wholes import (
     whole_of_blocks,
     whole_value,
 )
-from .grouping import BETWEEN, Indexed, Postings, group, indexed
+from .grouping import BETWEEN, Columns, Indexed, Postings, columns_of, group, indexed
 from .grouping import COUNT_SHIFT as _COUNT_SHIFT
 from .grouping import POSTED_BLOCK as _POSTED_BLOCK
 from .grouping import SID_SHIFT as _SID_SHIFT
@@ -105,8 +105,8 @@ _NOT_LEVEL = ~(0xFF << 32)
 #: (``grouping.group``); the map key of a term in fewer (one) is its entry's tag, which ``_settle_term`` reads for
 #: the blocks that have a map.
 _POSTED_FROM = 2
-#: A term's part of a batch's grouped postings: its entries and their bytes, its message count, its posted messages.
-_Part = tuple["array[int]", bytes, int, "array[int]"]
+#: A term's part of a batch's grouped postings: its entries and their columns, its message count, its posted messages.
+_Part = tuple["array[int]", Columns, int, "array[int]"]
 #: A term stored whole that a batch extends with later sessions, held as what its head gains
 #: (``IndexWriter._spliced``): the blocks that gain sessions and their sessions then, the gained sessions' columns
 #: (offsets, best levels, tags), and the message-map keys each mapped block gains, in the order they came.
@@ -810,12 +810,12 @@ class IndexWriter(IndexReader):
         """Fold one term's grouped parts into its blocks: their entries (a part's are of distinct sessions,
         ascending), message counts and the messages posted for its maps (and those with a level of their own)."""
         if len(parts) == 1:
-            [(notes, raw, added, posted)] = parts
+            [(notes, columns, added, posted)] = parts
             runs = notes
         else:  # grouped between reads of other terms: a session's entries in several parts merge
             runs = array("Q", sorted(chain.from_iterable(part[0] for part in parts)))
             notes = _merged_notes(runs)
-            raw, added = packed_u64s(notes), sum(part[2] for part in parts)
+            columns, added = columns_of(packed_u64s(notes), formats.BLOCK_BITS), sum(part[2] for part in parts)
             posted = array("Q", sorted(chain.from_iterable(part[3] for part in parts)))
         own = self._repeated.pop(tid, None)
         dfs = self._dfs
@@ -825,7 +825,7 @@ class IndexWriter(IndexReader):
         # none); else its blocks without a map are summarized as they come, with no step of the general path's (a
         # read, a raise, a map followed).
         new = tid >= self._first_tid and tid not in self._lists
-        columns, bounds = _columns_of(raw), _bounds(notes)
+        bounds = _bounds(notes)
         if new:
             counts = tuple([end - start for _, start, end in bounds]) if len(bounds) > 1 else (len(notes),)
             if not any(map(mapped_size, counts)):
@@ -1210,18 +1210,6 @@ class IndexWriter(IndexReader):
         return terms, sorted(names, key=itemgetter(0))
 
 
-def _columns_of(raw: bytes) -> tuple[bytes, bytes, bytes]:
-    """The columns of a term's noted entries (``raw``: the notes' bytes; distinct sessions, ascending) as
-    ``summary_extend`` takes them, over all its blocks at once: the sessions' offsets in their blocks (u16 bytes),
-    levels and tags, cut from the notes' bytes in C (a tag gains ``MULTI`` where its note counts several
-    messages)."""
-    bits = formats.BLOCK_BITS  # read here: tests make blocks small
-    offsets = bytearray(len(raw) // 4)
-    offsets[0::2] = raw[4::8].translate(_and_table((1 << bits) - 1 & 0xFF))
-    offsets[1::2] = raw[5::8].translate(_and_table((1 << bits) - 1 >> 8))
-    return bytes(offsets), raw[1::8], _tags(raw)
-
-
 def _bounds(notes: Sequence[int]) -> list[tuple[int, int, int]]:
     """``(block, first note, past its last)`` of each block of a term's noted entries (ascending), found by
     bisection."""
@@ -1242,7 +1230,7 @@ def _bounds(notes: Sequence[int]) -> list[tuple[int, int, int]]:
 
 def _sliced(columns: tuple[bytes, bytes, bytes], bounds: Sequence[tuple[int, int, int]]
             ) -> Iterator[tuple[int, bytes, bytes, bytes]]:
-    """``(block, offsets, levels, tags)`` of each block (``_bounds``) of a term's columns (``_columns_of``)."""
+    """``(block, offsets, levels, tags)`` of each block (``_bounds``) of a term's columns (``grouping.columns_of``)."""
     offsets, levels, tags = columns
     for block, start, end in bounds:
         yield block, offsets[2 * start:2 * end], levels[start:end], tags[start:end]
@@ -1260,7 +1248,7 @@ def _noted_keys(block: int, offsets: bytes, tags: bytes, posted: Sequence[int], 
     else:
         if not single:
             single.update((at, _single_keys(at_offsets, at_tags)) for at, at_offsets, _, at_tags
-                          in _sliced(_columns_of(packed_u64s(merged)), _bounds(merged)))
+                          in _sliced(columns_of(packed_u64s(merged), formats.BLOCK_BITS), _bounds(merged)))
         keys |= single[block]
     return keys
 
@@ -1279,32 +1267,8 @@ def _single_keys(offsets: bytes, tags: bytes) -> BitMap:
     return found
 
 
-def _tags(notes: bytes) -> bytes:
-    """The tags of noted entries (``notes``' bytes), with ``MULTI`` set where a note counts several messages."""
-    tags, several = notes[0::8], notes[2::8].translate(_SEVERAL)
-    more = notes[3::8]
-    if more.count(0) != len(more):
-        several = _or_bytes(several, more.translate(_ANY))
-    return _or_bytes(tags, several) if several.count(0) != len(several) else tags
-
-
-def _or_bytes(one: bytes, other: bytes) -> bytes:
-    """``one | other`` byte by byte (of one length), as big integers in C."""
-    return (int.from_bytes(one, "little") | int.from_bytes(other, "little")).to_bytes(len(one), "little")
-
-
 #: A ``bytes.translate`` table that keeps a tag's ``MULTI`` bit alone.
 _MULTI_BIT = bytes(value & MULTI for value in range(256))
-#: ``bytes.translate`` tables: ``MULTI`` for a count's low byte of 2 or more, and for any high byte but 0.
-_SEVERAL = bytes(MULTI if value > 1 else 0 for value in range(256))
-_ANY = bytes(MULTI if value else 0 for value in range(256))
-
-
-@lru_cache(maxsize=4)
-def _and_table(bits: int) -> bytes:
-    """A ``bytes.translate`` table that keeps only ``bits`` of every byte."""
-    return bytes(value & bits for value in range(256))
-
 
 def _merged_notes(notes: Iterable[int]) -> array[int]:
     """Notes (in session order) each session once: a session noted in several parts merges here (the merged note
