@@ -200,8 +200,8 @@ class TestGrouping:
             grouping.SORTED_BITS = saved
         assert [(tid, notes, added, sorted(posted)) for tid, notes, added, posted in found] == \
             modelled(batch, block_bits, posted_from)
-        for _, notes, raw, _, posted in grouped:  # in block order: the writer finds a block's messages by bisection
-            assert raw == arrays.packed_u64s(notes)
+        for _, notes, columns, _, posted in grouped:  # in block order: the writer finds a block's messages by bisection
+            assert columns == grouping.columns_of(arrays.packed_u64s(notes), block_bits)
             assert [message >> 40 for message in posted] == sorted(message >> 40 for message in posted)
 
     @pytest.mark.parametrize("numpy", [True, False])

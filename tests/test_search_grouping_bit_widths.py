@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from projections.search import formats, grouping
 from projections.search.formats import MAX_ID
 from projections.search.formats.summaries import LAST_TAG
-from projections.search.grouping import group
+from projections.search.grouping import columns_of, group
 
 from test_search_bulk_writer import Message, grouped_in, modelled, postings_of
 
@@ -27,9 +27,10 @@ def grouped(batch: list[Message], posted_from: int = 2) -> list[tuple[int, list[
     found: dict[bool, list[tuple[int, list[int], int, list[int]]]] = {True: [], False: []}
     for numpy, into in found.items():
         with grouped_in(numpy):
-            for tid, notes, raw, added, posted in group(postings_of(batch), formats.BLOCK_BITS, posted_from):
+            for tid, notes, columns, added, posted in group(postings_of(batch), formats.BLOCK_BITS, posted_from):
                 assert type(tid) is int and type(added) is int  # no numpy scalar reaches the stored ints
-                assert raw == b"".join(note.to_bytes(8, "little") for note in notes)
+                assert columns == columns_of(b"".join(note.to_bytes(8, "little") for note in notes),
+                                             formats.BLOCK_BITS)
                 into.append((tid, notes.tolist(), added, sorted(posted.tolist())))
     assert found[True] == found[False]
     return found[True]

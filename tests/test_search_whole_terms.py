@@ -6,6 +6,7 @@ joined keys are those it finds a block at a time; an index of the version before
 from __future__ import annotations
 
 import struct
+from itertools import accumulate
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from projections.search.formats.arrays import packed_u16s
 from projections.search.formats.keys import id_key, whole_head
 from projections.search.formats.maps import JOINED_BLOCKS, MAP_SHIFT, mapped_size
 from projections.search.formats.summaries import LAST_TAG
-from projections.search.formats.wholes import Whole, stored_whole, whole_end, whole_value
+from projections.search.formats.wholes import Whole, stored_whole, unmapped_whole, whole_end, whole_value
 from projections.search.index import SearchIndex
 from projections.search.planning import plan_query
 from projections.search.reader import IndexReader
@@ -249,6 +250,21 @@ def test_a_head_holds_the_greatest_block_number_and_count_a_term_stored_whole_ca
     assert whole_end(head) == (full + 1, last, full, full - 1)
     assert whole._all_sids().tolist() == [3 << formats.BLOCK_BITS | 5, *range(last << formats.BLOCK_BITS,
                                                                                (last + 1) << formats.BLOCK_BITS)]
+
+
+@given(st.lists(st.tuples(st.integers(1, 3), st.binary(min_size=1, max_size=4)), min_size=1, max_size=4),
+       st.integers(1, 1 << 20))
+def test_a_head_without_maps_joined_once_is_the_general_heads(blocks: list[tuple[int, bytes]], df: int) -> None:
+    """``unmapped_whole`` (a term none of whose blocks has a map, its columns in one run) gives the bytes of
+    ``whole_value`` with no keys, and they read back as its blocks."""
+    numbers = list(accumulate(gap for gap, _ in blocks))  # ascending
+    counts = [len(levels) for _, levels in blocks]
+    offsets = packed_u16s([offset for count in counts for offset in range(count)])
+    levels = b"".join(levels for _, levels in blocks)
+    tags = bytes(len(levels))
+    head = unmapped_whole(df, numbers, counts, (offsets, levels, tags))
+    assert head == whole_value(df, numbers, counts, [(offsets, levels, tags)], BitMap())
+    assert Whole(head).block_sizes() == list(zip(numbers, counts))
 
 
 def test_a_damaged_head_of_a_term_stored_whole_is_reported(store_path: Path) -> None:

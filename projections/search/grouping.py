@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import lru_cache
 from itertools import groupby, islice, repeat
 from operator import itemgetter
 from typing import Any, NamedTuple
@@ -25,10 +26,10 @@ import numpy.typing as npt
 from .formats.arrays import packed_u64s
 from .formats.chunks import ChunkMessage, chunk_message_of, chunk_posted, message_level
 from .formats.maps import MAP_SHIFT
-from .formats.summaries import LAST_TAG
+from .formats.summaries import LAST_TAG, MULTI
 from .scoring import impact
 
-__all__ = ["BETWEEN", "Indexed", "Postings", "group", "indexed"]
+__all__ = ["BETWEEN", "Columns", "Indexed", "Postings", "columns_of", "group", "indexed"]
 
 U64 = npt.NDArray[np.uint64]
 
@@ -62,8 +63,11 @@ class Postings:
         return len(self.tids)
 
 
-#: A term's id, its entries (``array("Q")``) and their little-endian bytes, its message count, its posted messages.
-Term = tuple[int, "array[int]", bytes, int, "array[int]"]
+#: A term's entries as ``summary_extend`` takes them (``columns_of``): the sessions' offsets in their blocks (u16
+#: bytes), best levels and tags.
+Columns = tuple[bytes, bytes, bytes]
+#: A term's id, its entries (``array("Q")``) and their columns, its message count, its posted messages.
+Term = tuple[int, "array[int]", Columns, int, "array[int]"]
 #: The bits of the one integer a posting is sorted as: its term id, then its session's rank among the batch's
 #: sessions, its code's key (16 bits) and whether it counts a message (1 bit). Terms whose ids do not fit beside the
 #: sessions' ranks are grouped a range of ids at a time (tests lower it to make that happen).
@@ -77,7 +81,7 @@ NUMPY_FROM = 64
 
 
 def group(postings: Postings, block_bits: int, posted_from: int) -> Iterator[Term]:
-    """``(term id, its entries, their bytes, its message count, its posted messages)`` for each term of
+    """``(term id, its entries, their columns, its message count, its posted messages)`` for each term of
     ``postings``, ascending: a session's entry for a term is its greatest code's (the best level, the first message
     at it), noted as ``session << SID_SHIFT | messages << COUNT_SHIFT | entry`` in session order; the messages of a
     session holding the term in ``posted_from`` messages or more are posted for its message maps, as ``block <<
@@ -107,7 +111,7 @@ def _few(postings: Postings, block_bits: int, posted_from: int) -> Iterator[Term
             if messages >= posted_from:
                 posted.extend(sid >> block_bits << POSTED_BLOCK | (key & LAST_TAG ^ LAST_TAG) << MAP_SHIFT
                               | sid & block_mask for _, _, key, counts in held if counts)
-        yield tid, notes, packed_u64s(notes), added, posted
+        yield tid, notes, columns_of(packed_u64s(notes), block_bits), added, posted
 
 
 def _many(postings: Postings, block_bits: int, posted_from: int) -> Iterator[Term]:
@@ -134,14 +138,15 @@ def _many(postings: Postings, block_bits: int, posted_from: int) -> Iterator[Ter
         rows.sort()
         derived = _derived(rows, shift, sessions, block_bits, posted_from)
         del rows
-        yield from _terms(*derived, 0)
+        yield from _terms(*derived, 0, block_bits)
         return
     mask = np.uint64((1 << page_bits) - 1)
     for page in _distinct(pages).tolist():
         chosen = pages == np.uint64(page)
         packed = (tids[chosen] & mask) << np.uint64(shift) | rows[chosen]
         packed.sort()
-        yield from _terms(*_derived(packed, shift, sessions, block_bits, posted_from), page << page_bits)
+        yield from _terms(*_derived(packed, shift, sessions, block_bits, posted_from), page << page_bits,
+                          block_bits)
 
 
 def _distinct(values: U64) -> U64:
@@ -161,15 +166,57 @@ def _low_bits(codes: U64, sessions: U64, counted: int) -> U64:
 
 
 def _terms(term_ids: list[int], starts: list[int], added: list[int], notes: U64, posted_starts: list[int],
-           posted: U64, first_tid: int) -> Iterator[Term]:
+           posted: U64, first_tid: int, block_bits: int) -> Iterator[Term]:
     """``group``'s terms from what ``_derived`` found, of terms from ``first_tid`` on."""
-    # Sliced a term at a time as arrays and bytes (cheaper than numpy's slices of a few items).
-    notes_raw, notes_all, posted_all = notes.astype("<u8").tobytes(), _u64_array(notes), _u64_array(posted)
-    del notes, posted
+    # Sliced a term at a time as arrays and bytes (cheaper than numpy's slices of a few items); the columns made for
+    # every term at once (``columns_of`` cut a term's at a time, some ten C calls each).
+    offsets = (notes >> np.uint64(SID_SHIFT) & np.uint64((1 << block_bits) - 1)).astype("<u2").tobytes()
+    levels = (notes >> np.uint64(8)).astype(np.uint8).tobytes()  # the low byte: astype keeps it
+    tags = notes.astype(np.uint8)
+    tags[notes >> np.uint64(COUNT_SHIFT) & np.uint64(MOST_COUNTED) > 1] |= MULTI
+    tags_all, notes_all, posted_all = tags.tobytes(), _u64_array(notes), _u64_array(posted)
+    del notes, posted, tags
     for tid, start, end, posted_start, posted_end, added_here in zip(term_ids, starts, starts[1:],
                                                                     posted_starts, posted_starts[1:], added):
-        yield (first_tid + tid, notes_all[start:end], notes_raw[8 * start:8 * end], added_here,
-               posted_all[posted_start:posted_end])
+        yield (first_tid + tid, notes_all[start:end], (offsets[2 * start:2 * end], levels[start:end],
+                                                       tags_all[start:end]),
+               added_here, posted_all[posted_start:posted_end])
+
+
+def columns_of(raw: bytes, block_bits: int) -> Columns:
+    """The columns of a term's noted entries (``raw``: the notes' bytes; distinct sessions, ascending) as
+    ``summary_extend`` takes them, over all its blocks at once: the sessions' offsets in their blocks (u16 bytes),
+    levels and tags, cut from the notes' bytes in C (a tag gains ``MULTI`` where its note counts several
+    messages)."""
+    offsets = bytearray(len(raw) // 4)
+    offsets[0::2] = raw[4::8].translate(_and_table((1 << block_bits) - 1 & 0xFF))
+    offsets[1::2] = raw[5::8].translate(_and_table((1 << block_bits) - 1 >> 8))
+    return bytes(offsets), raw[1::8], _tags(raw)
+
+
+def _tags(notes: bytes) -> bytes:
+    """The tags of noted entries (``notes``' bytes), with ``MULTI`` set where a note counts several messages."""
+    tags, several = notes[0::8], notes[2::8].translate(_SEVERAL)
+    more = notes[3::8]
+    if more.count(0) != len(more):
+        several = _or_bytes(several, more.translate(_ANY))
+    return _or_bytes(tags, several) if several.count(0) != len(several) else tags
+
+
+def _or_bytes(one: bytes, other: bytes) -> bytes:
+    """``one | other`` byte by byte (of one length), as big integers in C."""
+    return (int.from_bytes(one, "little") | int.from_bytes(other, "little")).to_bytes(len(one), "little")
+
+
+#: ``bytes.translate`` tables: ``MULTI`` for a count's low byte of 2 or more, and for any high byte but 0.
+_SEVERAL = bytes(MULTI if value > 1 else 0 for value in range(256))
+_ANY = bytes(MULTI if value else 0 for value in range(256))
+
+
+@lru_cache(maxsize=4)
+def _and_table(bits: int) -> bytes:
+    """A ``bytes.translate`` table that keeps only ``bits`` of every byte."""
+    return bytes(value & bits for value in range(256))
 
 
 def _derived(values: U64, shift: int, sessions: U64, block_bits: int,

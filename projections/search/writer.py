@@ -11,9 +11,9 @@ import heapq
 from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from functools import lru_cache, partial
+from functools import partial
 from itertools import chain, compress, repeat
-from operator import eq, itemgetter
+from operator import eq, is_not, itemgetter
 from typing import cast
 
 import numpy as np
@@ -69,8 +69,16 @@ from .formats.maps import (
     session_map_keys,
 )
 from .formats.summaries import LAST_TAG, MULTI, Block, summary_extend, summary_raise, summary_set, tag
-from .formats.wholes import block_keys, stored_whole, whole_end, whole_extended, whole_of_blocks, whole_value
-from .grouping import BETWEEN, Indexed, Postings, group, indexed
+from .formats.wholes import (
+    block_keys,
+    stored_whole,
+    unmapped_whole,
+    whole_end,
+    whole_extended,
+    whole_of_blocks,
+    whole_value,
+)
+from .grouping import BETWEEN, Columns, Indexed, Postings, columns_of, group, indexed
 from .grouping import COUNT_SHIFT as _COUNT_SHIFT
 from .grouping import POSTED_BLOCK as _POSTED_BLOCK
 from .grouping import SID_SHIFT as _SID_SHIFT
@@ -97,8 +105,8 @@ _NOT_LEVEL = ~(0xFF << 32)
 #: (``grouping.group``); the map key of a term in fewer (one) is its entry's tag, which ``_settle_term`` reads for
 #: the blocks that have a map.
 _POSTED_FROM = 2
-#: A term's part of a batch's grouped postings: its entries and their bytes, its message count, its posted messages.
-_Part = tuple["array[int]", bytes, int, "array[int]"]
+#: A term's part of a batch's grouped postings: its entries and their columns, its message count, its posted messages.
+_Part = tuple["array[int]", Columns, int, "array[int]"]
 #: A term stored whole that a batch extends with later sessions, held as what its head gains
 #: (``IndexWriter._spliced``): the blocks that gain sessions and their sessions then, the gained sessions' columns
 #: (offsets, best levels, tags), and the message-map keys each mapped block gains, in the order they came.
@@ -802,35 +810,36 @@ class IndexWriter(IndexReader):
         """Fold one term's grouped parts into its blocks: their entries (a part's are of distinct sessions,
         ascending), message counts and the messages posted for its maps (and those with a level of their own)."""
         if len(parts) == 1:
-            [(notes, raw, added, posted)] = parts
+            [(notes, columns, added, posted)] = parts
             runs = notes
         else:  # grouped between reads of other terms: a session's entries in several parts merge
             runs = array("Q", sorted(chain.from_iterable(part[0] for part in parts)))
             notes = _merged_notes(runs)
-            raw, added = packed_u64s(notes), sum(part[2] for part in parts)
+            columns, added = columns_of(packed_u64s(notes), formats.BLOCK_BITS), sum(part[2] for part in parts)
             posted = array("Q", sorted(chain.from_iterable(part[3] for part in parts)))
         own = self._repeated.pop(tid, None)
-        levelled: Sequence[int] = sorted(own) if own else ()  # few: the messages where the term repeats
-        # A part's tag names its one message holding the term; a merged entry's does not: the parts' entries are
-        # read for the keys their tags give (by block, where a block has a map).
-        merged = None if runs is notes else runs
-        single: dict[int, BitMap] = {}
         dfs = self._dfs
         # A term new to the index that the batch has not changed yet (most terms of a rebuild, or of a first
         # catch-up) has nothing stored or held to read or merge with: without a block holding a map, it keeps its
-        # columns as they come (``_held``), with no step a block; else its blocks without a map are summarized as
-        # they come, with no step of the general path's (a read, a raise, a map followed).
+        # columns as they come (``_held``), with no step a block (and no repeats: a block without a map keeps
+        # none); else its blocks without a map are summarized as they come, with no step of the general path's (a
+        # read, a raise, a map followed).
         new = tid >= self._first_tid and tid not in self._lists
-        columns, bounds = _columns_of(raw), _bounds(notes)
+        bounds = _bounds(notes)
         if new:
-            counts = tuple(end - start for _, start, end in bounds)
+            counts = tuple([end - start for _, start, end in bounds]) if len(bounds) > 1 else (len(notes),)
             if not any(map(mapped_size, counts)):
                 self._lists[tid] = array("I", [block for block, _, _ in bounds])
                 self._held[tid] = counts, columns
                 dfs[tid] = dfs.get(tid, 0) + added
                 return
             numbers = self._lists[tid] = array("I")
-        elif self._splice(tid, notes, added, columns, bounds, posted, levelled, merged, single):
+        levelled: Sequence[int] = sorted(own) if own else ()  # few: the messages where the term repeats
+        # A part's tag names its one message holding the term; a merged entry's does not: the parts' entries are
+        # read for the keys their tags give (by block, where a block has a map).
+        merged = None if runs is notes else runs
+        single: dict[int, BitMap] = {}
+        if not new and self._splice(tid, notes, added, columns, bounds, posted, levelled, merged, single):
             return
         for block, offsets, levels, tags in _sliced(columns, bounds):
             if new and not mapped_size(len(levels)):
@@ -1052,8 +1061,9 @@ class IndexWriter(IndexReader):
         """The bytes of keys and values ``flush`` writes (read through the batch's own transaction, which must still
         be open): built now, and kept for ``flush`` until the batch changes, so that the store can make room for
         them before the write transaction."""
-        return sum(len(key) + (0 if value is None else len(value))
-                   for _, items in self._changes_to_write(self.txn) for key, value in items)
+        # Summed in C passes: a first catch-up writes a few items a term and a message.
+        return sum(sum(map(len, map(itemgetter(0), items))) + sum(map(len, filter(None, map(itemgetter(1), items))))
+                   for _, items in self._changes_to_write(self.txn))
 
     def _changes_to_write(self, txn: ReadTransaction) -> list[tuple[Space, list[tuple[bytes, bytes | None]]]]:
         """``_built_changes``, built through ``txn`` only if the batch has changed since they were last built."""
@@ -1076,7 +1086,12 @@ class IndexWriter(IndexReader):
         changed: dict[int, list[int]] = {}  # term id → its blocks the batch changed
         for key in apart_blocks.keys() | apart_maps.keys():
             changed.setdefault(key & MAX_ID, []).append(key >> 32)
-        for tid in sorted(self._dfs):
+        held_terms, dfs, lists = self._held, self._dfs, self._lists
+        for tid in sorted(dfs):
+            found = held_terms.get(tid)
+            if found is not None:  # new, stored whole (the others were spilled above), no block of it read or changed
+                heads.append((id_key(tid), unmapped_whole(dfs[tid], lists[tid], *found)))
+                continue
             spliced = self._spliced.get(tid)
             if spliced is not None:  # stays stored whole (``_splice`` checked it), no block of it changed
                 heads.append((id_key(tid), self._extended_head(tid, spliced)))
@@ -1158,8 +1173,7 @@ class IndexWriter(IndexReader):
         them (``_held``: most new terms'), else from each block's summary decoded."""
         held = self._held.get(tid)
         if held is not None:
-            counts, columns = held
-            return whole_value(df, blocks, counts, [columns], BitMap())
+            return unmapped_whole(df, blocks, *held)
         return whole_of_blocks(df, [(number, Block(self._batch_block(tid, number)), self._maps.get(number << 32 | tid))
                                     for number in blocks])
 
@@ -1196,18 +1210,6 @@ class IndexWriter(IndexReader):
         return terms, sorted(names, key=itemgetter(0))
 
 
-def _columns_of(raw: bytes) -> tuple[bytes, bytes, bytes]:
-    """The columns of a term's noted entries (``raw``: the notes' bytes; distinct sessions, ascending) as
-    ``summary_extend`` takes them, over all its blocks at once: the sessions' offsets in their blocks (u16 bytes),
-    levels and tags, cut from the notes' bytes in C (a tag gains ``MULTI`` where its note counts several
-    messages)."""
-    bits = formats.BLOCK_BITS  # read here: tests make blocks small
-    offsets = bytearray(len(raw) // 4)
-    offsets[0::2] = raw[4::8].translate(_and_table((1 << bits) - 1 & 0xFF))
-    offsets[1::2] = raw[5::8].translate(_and_table((1 << bits) - 1 >> 8))
-    return bytes(offsets), raw[1::8], _tags(raw)
-
-
 def _bounds(notes: Sequence[int]) -> list[tuple[int, int, int]]:
     """``(block, first note, past its last)`` of each block of a term's noted entries (ascending), found by
     bisection."""
@@ -1228,7 +1230,7 @@ def _bounds(notes: Sequence[int]) -> list[tuple[int, int, int]]:
 
 def _sliced(columns: tuple[bytes, bytes, bytes], bounds: Sequence[tuple[int, int, int]]
             ) -> Iterator[tuple[int, bytes, bytes, bytes]]:
-    """``(block, offsets, levels, tags)`` of each block (``_bounds``) of a term's columns (``_columns_of``)."""
+    """``(block, offsets, levels, tags)`` of each block (``_bounds``) of a term's columns (``grouping.columns_of``)."""
     offsets, levels, tags = columns
     for block, start, end in bounds:
         yield block, offsets[2 * start:2 * end], levels[start:end], tags[start:end]
@@ -1246,7 +1248,7 @@ def _noted_keys(block: int, offsets: bytes, tags: bytes, posted: Sequence[int], 
     else:
         if not single:
             single.update((at, _single_keys(at_offsets, at_tags)) for at, at_offsets, _, at_tags
-                          in _sliced(_columns_of(packed_u64s(merged)), _bounds(merged)))
+                          in _sliced(columns_of(packed_u64s(merged), formats.BLOCK_BITS), _bounds(merged)))
         keys |= single[block]
     return keys
 
@@ -1265,32 +1267,8 @@ def _single_keys(offsets: bytes, tags: bytes) -> BitMap:
     return found
 
 
-def _tags(notes: bytes) -> bytes:
-    """The tags of noted entries (``notes``' bytes), with ``MULTI`` set where a note counts several messages."""
-    tags, several = notes[0::8], notes[2::8].translate(_SEVERAL)
-    more = notes[3::8]
-    if more.count(0) != len(more):
-        several = _or_bytes(several, more.translate(_ANY))
-    return _or_bytes(tags, several) if several.count(0) != len(several) else tags
-
-
-def _or_bytes(one: bytes, other: bytes) -> bytes:
-    """``one | other`` byte by byte (of one length), as big integers in C."""
-    return (int.from_bytes(one, "little") | int.from_bytes(other, "little")).to_bytes(len(one), "little")
-
-
 #: A ``bytes.translate`` table that keeps a tag's ``MULTI`` bit alone.
 _MULTI_BIT = bytes(value & MULTI for value in range(256))
-#: ``bytes.translate`` tables: ``MULTI`` for a count's low byte of 2 or more, and for any high byte but 0.
-_SEVERAL = bytes(MULTI if value > 1 else 0 for value in range(256))
-_ANY = bytes(MULTI if value else 0 for value in range(256))
-
-
-@lru_cache(maxsize=4)
-def _and_table(bits: int) -> bytes:
-    """A ``bytes.translate`` table that keeps only ``bits`` of every byte."""
-    return bytes(value & bits for value in range(256))
-
 
 def _merged_notes(notes: Iterable[int]) -> array[int]:
     """Notes (in session order) each session once: a session noted in several parts merges here (the merged note
@@ -1337,7 +1315,9 @@ def _write(txn: WriteTransaction, space: Space, items: list[tuple[bytes, bytes |
             txn.put(space, key, value)
     # The items themselves, not tuples made again: a catch-up writes some per message and per term, and each tuple
     # made would count towards the cyclic collector's next collection.
-    txn.append_many(space, cast("list[tuple[bytes, bytes]]", [item for item in items[split:] if item[1] is not None]))
+    appended = items[split:]
+    txn.append_many(space, cast("list[tuple[bytes, bytes]]",
+                                list(compress(appended, map(is_not, map(itemgetter(1), appended), repeat(None))))))
 
 
 def _rewritten(txn: WriteTransaction, space: Space, items: list[tuple[bytes, bytes | None]]) -> None:

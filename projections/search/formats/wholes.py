@@ -23,7 +23,8 @@ from .keys import WHOLE_MARK
 from .maps import JOINED_BLOCKS, JOINED_SHIFT, MAP_SHIFT, map_of_value, map_value, mapped_size
 from .summaries import LAST_TAG, SPREAD, Block, Summary, joined_sids, summary_extend
 
-__all__ = ["Whole", "block_keys", "stored_whole", "whole_end", "whole_extended", "whole_of_blocks", "whole_value"]
+__all__ = ["Whole", "block_keys", "stored_whole", "unmapped_whole", "whole_end", "whole_extended", "whole_of_blocks",
+           "whole_value"]
 
 # The head of a term stored whole:
 #   head      u32 message count, u32 WHOLE_MARK (no block has that number), u32 blocks (b), u32 sessions (n),
@@ -74,6 +75,16 @@ def whole_value(df: int, numbers: Sequence[int], counts: Sequence[int], columns:
     columns of runs of them in order ``(offsets, best levels, tags)``, and their joined keys (``block_keys``)."""
     return _whole_bytes(df, len(numbers), sum(counts), packed_u16s(numbers) + packed_u16s(counts), columns,
                         map_value(keys) if keys else _no_keys())
+
+
+def unmapped_whole(df: int, numbers: Sequence[int], counts: Sequence[int],
+                   columns: tuple[bytes, bytes, bytes]) -> bytes:
+    """``whole_value`` of a term none of whose blocks has a map, from the columns of all its sessions in one run: one
+    join, no keys to serialize (a first catch-up makes one for nearly every term)."""
+    offsets, levels, tags = columns
+    joined = _no_keys()
+    return b"".join((_HEAD.pack(df, WHOLE_MARK, len(numbers), len(levels), len(joined)), packed_u16s(numbers),
+                     packed_u16s(counts), offsets, levels, tags, joined))
 
 
 def whole_end(raw: bytes) -> tuple[int, int, int, int]:
