@@ -700,7 +700,7 @@ class IndexWriter(IndexReader):
             firsts.append(count)
             sizes.append(len(run))
             counts[sid] = count + len(run)
-        keys = term_keys_of(["" if text == REDACTED else text for text in texts])
+        keys = term_keys_of(texts if REDACTED not in texts else ["" if text == REDACTED else text for text in texts])
         known = self._key_tids
         # The ids in a numpy array, and the keys dropped once the unknown ones are taken: a list of every occurrence
         # would be walked by each collection while the new terms' ids are given and the runs indexed. Filled from
