@@ -37,8 +37,8 @@ import zstandard
 
 from ._errors import DictionaryDamaged, StoreCorrupted
 
-__all__ = ["Chosen", "Dictionary", "MAX_DICTIONARIES", "TRAINING_EVENTS", "TRAINING_SAMPLE_BYTES", "choose",
-           "copy_of", "digest_of", "from_copy", "train"]
+__all__ = ["FRAME_MAGIC", "Chosen", "Dictionary", "MAX_DICTIONARIES", "TRAINING_EVENTS", "TRAINING_SAMPLE_BYTES",
+           "choose", "copy_of", "digest_of", "from_copy", "train"]
 
 #: A store trains its dictionary when its log reaches this many events, from their payloads.
 TRAINING_EVENTS = 4096
@@ -51,9 +51,9 @@ DICTIONARY_BYTES = 32 << 10
 #: Level 1: on chat text with a dictionary, within 4% of level 3's bytes, and faster to write (a single append
 #: to a long session compresses its last chunk, up to 16 KiB, again).
 _LEVEL = 1
-# Every zstd frame begins with it; stored frames leave it out.
-_MAGIC = b"\x28\xb5\x2f\xfd"
-_AFTER_MAGIC = itemgetter(slice(len(_MAGIC), None))
+#: Every zstd frame begins with it; stored frames leave it out.
+FRAME_MAGIC = b"\x28\xb5\x2f\xfd"
+_AFTER_MAGIC = itemgetter(slice(len(FRAME_MAGIC), None))
 # Smallest id zstd leaves to users (lower ones are reserved). A store's first dictionary gets a random one that its
 # frames leave out; the dictionaries trained after it get 1, 2, ...: one byte in each frame, private to the store.
 _FIRST_FREE_ID = 32768
@@ -102,10 +102,15 @@ class _Trained:
         return self._compressor.compress
 
     def decompress(self, frame: bytes) -> bytes:
+        return self.decompressor()(frame)
+
+    def decompressor(self) -> Callable[[bytes], bytes]:
+        """The calling thread's ``decompress``, zstd's: a caller decompressing many frames calls it without this
+        class's calls."""
         decompressor: zstandard.ZstdDecompressor | None = getattr(self._local, "decompressor", None)
         if decompressor is None:
             decompressor = self._local.decompressor = zstandard.ZstdDecompressor(dict_data=self._dictionary)
-        return decompressor.decompress(frame)
+        return decompressor.decompress
 
 
 class Dictionary:
@@ -128,7 +133,7 @@ class Dictionary:
             if sorted(self._by_id) != list(range(len(self._trained))):
                 raise StoreCorrupted("its dictionaries have the wrong ids")
             for trained in self._trained:
-                self.expand(trained.compress(b"check")[len(_MAGIC):], "a check")
+                self.expand(trained.compress(b"check")[len(FRAME_MAGIC):], "a check")
         except (zstandard.ZstdError, StoreCorrupted) as exc:
             raise DictionaryDamaged(f"the store's compression dictionary is damaged ({exc})") from None
 
@@ -160,11 +165,19 @@ class Dictionary:
         return len(self._trained)
 
     def compress(self, data: bytes) -> bytes:
-        return self._trained[-1].compress(data)[len(_MAGIC):]
+        return self._trained[-1].compress(data)[len(FRAME_MAGIC):]
 
     def frames(self, payloads: Iterable[bytes]) -> list[bytes]:
         """``compress`` of each payload (an append's, in one pass)."""
         return list(map(_AFTER_MAGIC, map(self._trained[-1].compressor(), payloads)))
+
+    def expander(self) -> Callable[[bytes], bytes]:
+        """What expands a frame with ``FRAME_MAGIC`` joined back in the calling thread: with one dictionary zstd's
+        call itself (a caller expanding many frames calls it without ``expand``'s two calls), which raises
+        ``ZstdError`` or ``MemoryError`` where ``expand`` names the damage; with several, ``expand``."""
+        if len(self._trained) == 1:
+            return self._trained[0].decompressor()
+        return lambda whole: self.expand(whole[len(FRAME_MAGIC):], "the frame")
 
     def expand(self, frame: bytes, what: str) -> bytes:
         """The bytes ``frame`` holds.
@@ -173,7 +186,7 @@ class Dictionary:
             StoreCorrupted: ``frame`` is damaged (or was made with another dictionary), naming ``what`` it is.
         """
         try:
-            whole = _MAGIC + frame
+            whole = FRAME_MAGIC + frame
             # With one dictionary zstd itself refuses a frame that names another; reading the id costs a call.
             trained = self._trained[0] if len(self._trained) == 1 else \
                 self._by_id.get(zstandard.get_frame_parameters(whole).dict_id)

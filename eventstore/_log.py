@@ -60,9 +60,10 @@ from operator import add, attrgetter, or_
 from typing import NamedTuple, cast
 
 import attrs
+import zstandard
 
 from ._codec import EncodedEvent
-from ._compression import TRAINING_EVENTS, TRAINING_SAMPLE_BYTES, Dictionary, train
+from ._compression import FRAME_MAGIC, TRAINING_EVENTS, TRAINING_SAMPLE_BYTES, Dictionary, train
 from ._errors import DictionaryDamaged, IncompatibleStore, StoreCorrupted, WrongExpectedVersion, unpack_stored
 from ._stored_dictionary import DictionaryReplacement, StoredDictionary
 from .storage import ReadTransaction, Space, SpaceRewrite, Storage, WriteTransaction
@@ -920,14 +921,18 @@ class EventLog:
                 dictionary.append(self.dictionary.require(txn))
             return dictionary[0]
 
-        expand: Callable[[bytes, str], bytes] | None = None  # the dictionary's, once a frame without a digest came
+        # The dictionary's ``expander``, once a frame without a digest came: this thread's, as a read stays in the
+        # thread of its transaction.
+        expand: Callable[[bytes], bytes] | None = None
+        # Read once, not an event at a time: a struct's size is a descriptor that Python 3.11 looks up each time.
+        key_size, header_2 = _U64.size, _LOGGED_2.size
 
         # A type name's UTF-8 → the name, and whether its payload is read: a lookup where decoding and a set's
         # test would cost two calls an event; ``coded`` the same by a coded record's type code.
         names: dict[bytes, tuple[str, bool]] = {}
         coded = {code: (name, name in payload_types) for code, name in _TYPE_NAMES.items()}
         for raw_key, raw in txn.scan(self._events, _U64.pack(after_position + 1)):
-            position = int.from_bytes(raw_key, "big") if len(raw_key) == _U64.size else \
+            position = int.from_bytes(raw_key, "big") if len(raw_key) == key_size else \
                 unpack_stored(_U64, raw_key, "a position in the event table")[0]
             # The common records are read with one unpack and a lookup; anything else (another layout, unknown
             # flags or type code, a record too short, a type name not met yet) by the general parse, which names
@@ -936,8 +941,8 @@ class EventLog:
             try:
                 if layout == 2:
                     flags, stream_id, version, recorded_at, schema_version, length = _LOGGED_2.unpack_from(raw)
-                    at = _LOGGED_2.size + (_DIGEST_BYTES if flags & _DIGEST_FLAG else 0)
-                    digest = bytes(raw[_LOGGED_2.size:at]) if flags & _DIGEST_FLAG else None
+                    at = header_2 + (_DIGEST_BYTES if flags & _DIGEST_FLAG else 0)
+                    digest = bytes(raw[header_2:at]) if flags & _DIGEST_FLAG else None
                 else:
                     flags, stream_id, version, recorded_at, schema_version, digest, length = \
                         _LOGGED_1.unpack_from(raw)
@@ -960,15 +965,15 @@ class EventLog:
             payload = None
             if wanted:
                 stored = raw[at + length:]
-                # The common payload, a frame that its checksum checks (no digest stored), is expanded in one call
-                # rather than three; anything else, or a frame that fails, by the general read, which names its
-                # damage.
+                # The common payload, a frame that its checksum checks (no digest stored), is expanded by zstd's
+                # call alone (a store of one dictionary); anything else, or a frame that fails, by the general read,
+                # which names its damage.
                 if layout == 2 and digest is None:
                     try:
                         if expand is None:
-                            expand = dictionary_of().expand
-                        payload = expand(stored, "the payload")
-                    except StoreCorrupted:
+                            expand = dictionary_of().expander()
+                        payload = expand(FRAME_MAGIC + stored)
+                    except (zstandard.ZstdError, MemoryError, StoreCorrupted):
                         pass
                 if payload is None:
                     payload = _checked_payload(position, stored, layout, flags, digest, dictionary_of)

@@ -15,7 +15,7 @@ import pytest
 import zstandard
 
 from eventstore import ChatMessage, SessionStore, StoreCorrupted, _log
-from eventstore._compression import _MAGIC as ZSTD_MAGIC
+from eventstore._compression import FRAME_MAGIC as ZSTD_MAGIC
 from eventstore._compression import MAX_DICTIONARIES, TRAINING_SAMPLE_BYTES, Dictionary, train
 from eventstore.services.salvage import salvage
 from eventstore.storage import WriteTransaction
@@ -428,6 +428,27 @@ def test_dictionaries_bundle_round_trips_and_name_their_frames() -> None:
         both.expand(Dictionary(both.with_another(train(samples, both.next_id) or b"")).compress(b"x"), "a frame")
     with pytest.raises(StoreCorrupted, match="dictionary is damaged"):
         Dictionary(both.data[:-10])
+
+
+def test_expanders_read_what_expand_reads_and_refuse_what_it_refuses() -> None:
+    """Pure: a dictionary's ``expander`` (zstd's call with one dictionary, ``expand`` with several) reads each frame
+    with the magic number joined back as ``expand`` reads it; a frame of another dictionary or a damaged one raises
+    (zstd's error with one dictionary, ``StoreCorrupted`` with several), where ``expand`` names it."""
+    rng = random.Random(4)
+    samples = [sentence(rng).encode() for _ in range(300)]
+    first = Dictionary(train(samples) or b"")
+    both = Dictionary(first.with_another(train(samples, first.next_id) or b""))
+    frames = [first.compress(b"a river of copper"), both.compress(b"a meadow of glacier")]
+    assert first.expander()(ZSTD_MAGIC + frames[0]) == first.expand(frames[0], "a frame") == b"a river of copper"
+    for frame in frames:
+        assert both.expander()(ZSTD_MAGIC + frame) == both.expand(frame, "a frame")
+    damaged = frames[0][:-1] + bytes([frames[0][-1] ^ 1])
+    with pytest.raises(zstandard.ZstdError):
+        first.expander()(ZSTD_MAGIC + frames[1])
+    with pytest.raises(zstandard.ZstdError):
+        first.expander()(ZSTD_MAGIC + damaged)
+    with pytest.raises(StoreCorrupted):
+        both.expander()(ZSTD_MAGIC + damaged)
 
 
 def test_retraining_waits_for_the_log_to_double_and_stops() -> None:

@@ -188,13 +188,15 @@ class SearchIndex:
         micros = 0
         for logged in events:
             edit = _edit(logged)
-            if appended and not isinstance(edit, (str, AppendMessage)):
+            if type(edit) is str:  # most events: tested first, alone
+                appended.append(edit)
+                micros = logged.recorded_at
+                continue
+            if appended and not isinstance(edit, AppendMessage):
                 writer.append(stream_id, appended, micros)
                 appended = []
             micros = logged.recorded_at
-            if isinstance(edit, str):
-                appended.append(edit)
-            elif isinstance(edit, AppendMessage):
+            if isinstance(edit, AppendMessage):
                 appended.append(edit.message[0].content)
             elif isinstance(edit, RemoveLastMessage):
                 writer.remove_last(stream_id)
@@ -1078,20 +1080,21 @@ def _edit(logged: LoggedEvent) -> str | MessageEdit | None:
     """What ``logged`` does to the message list: an appended message's content alone (most events: read from the
     payload without building the event), another edit, or ``None`` (an event of a known type whose payload was not
     read)."""
-    payload = logged.payload
+    # Unpacked in one step: Python 3.11 looks a named tuple's field up through its class each time.
+    position, _, version, recorded_at, type_name, schema_version, payload = logged
     if payload is None:
-        if logged.type_name not in EVENT_TYPES:  # a newer version's, which may edit the messages
-            raise IncompatibleStore(f"position {logged.position}: unknown event type {logged.type_name!r}")
+        if type_name not in EVENT_TYPES:  # a newer version's, which may edit the messages
+            raise IncompatibleStore(f"position {position}: unknown event type {type_name!r}")
         return None
-    if logged.type_name == _APPENDED:
-        content = appended_content(payload, logged.schema_version)
+    if type_name == _APPENDED:
+        content = appended_content(payload, schema_version)
         if content is not None:
             return content
     try:
-        event = decode_event(EncodedEvent(logged.type_name, logged.schema_version, payload))
-        recorded_at = from_micros(logged.recorded_at)
+        event = decode_event(EncodedEvent(type_name, schema_version, payload))
+        recorded = from_micros(recorded_at)
     except EventStoreError as exc:
-        raise type(exc)(f"position {logged.position}: {exc}") from None
+        raise type(exc)(f"position {position}: {exc}") from None
     except OverflowError:
-        raise StoreCorrupted(f"position {logged.position}: the recorded time is damaged") from None
-    return message_edit(_Change("", logged.version, recorded_at, event))
+        raise StoreCorrupted(f"position {position}: the recorded time is damaged") from None
+    return message_edit(_Change("", version, recorded, event))

@@ -161,11 +161,12 @@ def term_keys_of(texts: list[str]) -> list[bytes]:
     """``term_keys`` of each of ``texts``, one after the other, with ``BETWEEN_KEYS`` between two texts' keys.
 
     ASCII texts without a NUL are joined and cut at once (one ``translate`` and ``split`` for them all, where a
-    text at a time costs the calls' own work again for every text).
+    text at a time costs the calls' own work again for every text). Whether they have one is asked of them joined
+    alone: ``in`` finds a character with ``memchr``, where counting the separators' takes a step a character.
     """
-    joined = _BETWEEN_TEXTS.join(texts)
-    if joined.isascii() and joined.count("\x00") == len(texts) - 1:
-        return joined.encode("ascii").translate(_ASCII_TOKEN_BYTES_BETWEEN).split()
+    plain = "".join(texts)
+    if plain.isascii() and "\x00" not in plain:
+        return _BETWEEN_TEXTS.join(texts).encode("ascii").translate(_ASCII_TOKEN_BYTES_BETWEEN).split()
     keys: list[bytes] = []
     for text in texts:
         keys += term_keys(text)

@@ -25,7 +25,7 @@ from eventstore.storage import ReadTransaction, Space, WriteTransaction
 
 from . import formats
 from .formats import MAX_ID
-from .formats.arrays import packed_u64s, u16s
+from .formats.arrays import U32, packed_u64s, u16s
 from .formats.chunks import (
     CHUNK_MESSAGES,
     ChunkMessage,
@@ -83,7 +83,7 @@ from .grouping import COUNT_SHIFT as _COUNT_SHIFT
 from .grouping import POSTED_BLOCK as _POSTED_BLOCK
 from .grouping import SID_SHIFT as _SID_SHIFT
 from .reader import IndexReader, SearchSpaces, TermIds
-from .tokenizer import BETWEEN_KEYS, term_key, term_keys_of, tokenize
+from .tokenizer import BETWEEN_KEYS, MAX_TERM_BYTES, term_key, term_keys_of, tokenize
 
 __all__ = ["IndexWriter", "indexed_terms"]
 
@@ -611,21 +611,37 @@ class IndexWriter(IndexReader):
 
     # -- changes -------------------------------------------------------------------
 
-    def _new_tid(self, term: str) -> int:
-        tid = self._next_tid
-        if tid > MAX_ID:
+    def _new_tids(self, terms: list[str], keys: list[bytes]) -> range:
+        """Ids given now to ``terms``, new to the index, in order (``keys``: their UTF-8)."""
+        first = self._next_tid
+        tids = range(first, first + len(terms))
+        if tids and tids[-1] > MAX_ID:
             raise EventStoreError("the search index has run out of term ids; rebuild it")
-        self._next_tid += 1
-        self._tids[term] = tid
-        key = term_key(term)
-        self._new_terms[tid] = key, term_entry(term, key, tid)
-        return tid
+        self._next_tid += len(terms)
+        self._tids.update(zip(terms, tids))
+        if max(map(len, keys), default=0) <= MAX_TERM_BYTES:  # each key is its UTF-8, and no entry repeats it
+            self._new_terms.update(zip(tids, zip(keys, map(U32.pack, tids))))
+        else:
+            self._new_terms.update((tid, (key, term_entry(term, key, tid)))
+                                   for term, key, tid in zip(terms, map(term_key, terms), tids))
+        return tids
 
-    def _key_tid(self, key: bytes) -> int:
-        """The id of the term ``key`` (its UTF-8), looked up or given now; kept for the batch's later messages."""
-        term = key.decode("utf-8")
-        tid = self._key_tids[key] = self._tid(term) or self._new_tid(term)
-        return tid
+    def _missing_tids(self, missing: list[bytes]) -> list[int]:
+        """The ids of the terms ``missing`` names (their UTF-8, in order, repeats kept), none of which the batch has
+        met: looked up, or given now to those new to the index in the order they first come; kept for the batch's
+        later messages."""
+        keys = list(dict.fromkeys(missing))
+        terms = list(map(bytes.decode, keys))
+        if self.fresh:  # nothing is stored, and every term the batch gave an id is known by its key
+            tids: Sequence[int] = self._new_tids(terms, keys)
+        else:
+            found = list(map(self._tid, terms))
+            new = [not tid for tid in found]  # a stored id of 0 is damage: the term gets a new one, as if not stored
+            given = iter(self._new_tids(list(compress(terms, new)), list(compress(keys, new))))
+            tids = [tid or next(given) for tid in found]
+        known = self._key_tids
+        known.update(zip(keys, tids))
+        return list(map(known.__getitem__, missing))
 
     def message_count(self, sid: int) -> int:
         """How many current messages session ``sid`` has, as of this batch."""
@@ -692,7 +708,7 @@ class IndexWriter(IndexReader):
             firsts.append(count)
             sizes.append(len(run))
             counts[sid] = count + len(run)
-        keys = term_keys_of(["" if text == REDACTED else text for text in texts])
+        keys = term_keys_of(texts if REDACTED not in texts else ["" if text == REDACTED else text for text in texts])
         known = self._key_tids
         # The ids in a numpy array, and the keys dropped once the unknown ones are taken: a list of every occurrence
         # would be walked by each collection while the new terms' ids are given and the runs indexed. Filled from
@@ -701,8 +717,7 @@ class IndexWriter(IndexReader):
         unknown = np.flatnonzero(ids < 0)  # terms not looked up yet
         missing = list(map(keys.__getitem__, unknown.tolist()))
         del keys
-        # In order: a term missing twice gets its id at the first, and is known at the second.
-        ids[unknown] = [known.get(key) or self._key_tid(key) for key in missing]
+        ids[unknown] = self._missing_tids(missing)
         return indexed(ids, sids, firsts, sizes, formats.BLOCK_BITS)
 
     def _add_indexed(self, runs: list[_Run], found: Indexed) -> None:
