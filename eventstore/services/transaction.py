@@ -37,13 +37,12 @@ def append_many(key: str, messages: Iterable[ChatMessage], expected_version: int
         raise InvalidArgument("append_many takes an iterable of ChatMessage")
     batch = check_messages(messages)
     request = Request("append_many", messages=tuple(batch))
-    return Command.checked(key, request, deciding(key, lambda head: commands.append_messages(head, batch)),
-                           expected_version, idempotency_key)
+    return Command.deciding(key, request, lambda head: commands.append_messages(head, batch), expected_version,
+                            idempotency_key)
 
 
 def remove_last(key: str, expected_version: int | None, idempotency_key: str | None) -> Command[bool]:
-    return Command.checked(key, Request("remove_last"), deciding(key, commands.remove_last), expected_version,
-                           idempotency_key)
+    return Command.deciding(key, Request("remove_last"), commands.remove_last, expected_version, idempotency_key)
 
 
 def pop_last(key: str, expected_version: int | None, idempotency_key: str | None) -> Command[list[Any] | None]:
@@ -110,16 +109,15 @@ def fork(source_key: str, new_key: str, version: int | None, as_of: datetime | N
 
 
 def clear_messages(key: str, expected_version: int | None, idempotency_key: str | None) -> Command[int]:
-    return Command.checked(key, Request("clear_messages"), deciding(key, commands.clear_messages), expected_version,
-                           idempotency_key)
+    return Command.deciding(key, Request("clear_messages"), commands.clear_messages, expected_version,
+                            idempotency_key)
 
 
 def set_session_name(key: str, name: str, expected_version: int | None,
                      idempotency_key: str | None) -> Command[None]:
     new_name = validate_text(name, "session name") or None
-    return Command.checked(key, Request("set_session_name", (new_name,)),
-                           deciding(key, lambda head: commands.rename(head, new_name)), expected_version,
-                           idempotency_key)
+    return Command.deciding(key, Request("set_session_name", (new_name,)), lambda head: commands.rename(head, new_name),
+                            expected_version, idempotency_key)
 
 
 def set_session_state(key: str, state: str, turn_id: str | None, expected_version: int | None,
@@ -129,23 +127,16 @@ def set_session_state(key: str, state: str, turn_id: str | None, expected_versio
         raise InvalidArgument("session state must not be empty")
     if turn_id is not None:
         validate_text(turn_id, "turn id")
-    return Command.checked(key, Request("set_session_state", (state, turn_id)),
-                           deciding(key, lambda head: commands.change_state(head, state, turn_id)),
-                           expected_version, idempotency_key)
+    return Command.deciding(key, Request("set_session_state", (state, turn_id)),
+                            lambda head: commands.change_state(head, state, turn_id), expected_version, idempotency_key)
 
 
 def delete_session(key: str, reason: str | None, expected_version: int | None,
                    idempotency_key: str | None) -> Command[bool]:
     if reason is not None:
         validate_text(reason, "reason")
-    return Command.checked(key, Request("delete_session", (reason,)),
-                           deciding(key, lambda head: commands.delete(head, reason)), expected_version,
-                           idempotency_key)
-
-
-def deciding(key: str, decide: Callable[[SessionHead], Decision[R]]) -> Callable[[CommandWriter], Step[R]]:
-    """The plan of a command that decides from the session's head."""
-    return lambda writer: writer.deciding(key, decide)
+    return Command.deciding(key, Request("delete_session", (reason,)), lambda head: commands.delete(head, reason),
+                            expected_version, idempotency_key)
 
 
 # -- the transaction ------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from itertools import repeat
 from operator import attrgetter
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 import attrs
 import orjson
@@ -50,10 +50,10 @@ R_co = TypeVar("R_co", covariant=True)
 _new_change = tuple.__new__
 
 
-@attrs.frozen
-class Request:
+class Request(NamedTuple):
     """A command as an idempotency key identifies it: its name and its arguments, as JSON values, then its
-    messages (made JSON values only for a digest: a command without an idempotency key needs none)."""
+    messages (made JSON values only for a digest: a command without an idempotency key needs none). A named tuple:
+    every command makes one, and a frozen attrs class's ``__init__`` sets each field by a call."""
 
     name: str
     arguments: tuple[object, ...] = ()
@@ -88,14 +88,16 @@ class KeptResult(Generic[R]):
     recall: Callable[[CommandWriter, WriteTransaction, str, Any, int], R]
 
 
-@attrs.frozen
-class Command(Generic[R]):
-    """One command on one session, its arguments checked: what identifies it (``request``), the writer's step
-    that records it (``plan(writer)``), and its options."""
+class Command(NamedTuple, Generic[R]):
+    """One command on one session, its arguments checked: what identifies it (``request``), how the writer records
+    it, and its options. One that decides from the session's head alone gives ``decide``, which the writer runs on
+    the head it reads (a command's commonest kind, with no step of its own to make); any other gives ``plan``, the
+    writer's step that records it (``plan(writer)``). A named tuple, as ``Request`` is."""
 
     key: str
     request: Request
-    plan: Callable[[CommandWriter], Step[R]]
+    decide: Callable[[SessionHead], Decision[R]] | None
+    plan: Callable[[CommandWriter], Step[R]] | None = None
     expected_version: int | None = None
     idempotency_key: str | None = None
     kept: KeptResult[R] | None = None
@@ -104,12 +106,23 @@ class Command(Generic[R]):
     def checked(cls, key: str, request: Request, plan: Callable[[CommandWriter], Step[R]],
                 expected_version: int | None = None, idempotency_key: str | None = None,
                 kept: KeptResult[R] | None = None) -> Command[R]:
-        validate_key(key)
-        if expected_version is not None:
-            check_index(expected_version, "expected_version")
-        if idempotency_key is not None:
-            validate_text(idempotency_key, "idempotency_key")
-        return cls(key, request, plan, expected_version, idempotency_key, kept)
+        _check_options(key, expected_version, idempotency_key)
+        return cls(key, request, None, plan, expected_version, idempotency_key, kept)
+
+    @classmethod
+    def deciding(cls, key: str, request: Request, decide: Callable[[SessionHead], Decision[R]],
+                 expected_version: int | None = None, idempotency_key: str | None = None) -> Command[R]:
+        """A command that decides from the session's head alone."""
+        _check_options(key, expected_version, idempotency_key)
+        return cls(key, request, decide, None, expected_version, idempotency_key)
+
+
+def _check_options(key: str, expected_version: int | None, idempotency_key: str | None) -> None:
+    validate_key(key)
+    if expected_version is not None:
+        check_index(expected_version, "expected_version")
+    if idempotency_key is not None:
+        validate_text(idempotency_key, "idempotency_key")
 
 
 class Write(Protocol):
@@ -139,15 +152,6 @@ class CommandWriter:
 
     def _head(self, txn: WriteTransaction, key: str, tip: StreamTip) -> SessionHead:
         return (None if tip.stream_id is None else self._catalog.head(txn, tip.stream_id)) or empty_head(key)
-
-    def deciding(self, key: str, decide: Callable[[SessionHead], Decision[R]]) -> Step[R]:
-        """The step of a command that decides from the session's head."""
-
-        def step(txn: WriteTransaction, tip: StreamTip, now: int) -> tuple[R, list[LogChange]]:
-            events, result = decide(self._head(txn, key, tip))
-            return result, self.record(txn, key, events, now, tip=tip)
-
-        return step
 
     def deciding_with_last(self, key: str, decide: Callable[[SessionHead, ChatMessage | None], Decision[R]]
                            ) -> Step[R]:
@@ -254,7 +258,12 @@ class CommandWriter:
         version = tip.version
         if expected_version is not None and expected_version != version:
             raise WrongExpectedVersion(key, expected_version, version)
-        result, changes = command.plan(self)(txn, tip, now)
+        if command.plan is None:
+            assert command.decide is not None  # a command gives one or the other
+            events, result = command.decide(self._head(txn, key, tip))
+            changes = self.record(txn, key, events, now, tip=tip)
+        else:
+            result, changes = command.plan(self)(txn, tip, now)
         recorded.append(changes)
         if changes:
             version = changes[-1].version

@@ -164,21 +164,24 @@ class _Discarded(Exception):
         self.outcomes = outcomes
 
 
-class _Reading:
-    """``Environment._transaction(write=False)`` as a class: a one-key read (``session_exists``) costs a few µs,
-    and a generator-based context manager was a fifth of them."""
+class _Transaction:
+    """A transaction of ``Environment`` as a context manager class: a generator-based one was a fifth of a one-key
+    read (``session_exists``), and a sixth of a lone command's write plumbing."""
 
-    __slots__ = ("_environment", "_txn")
+    __slots__ = ("_environment", "_write", "_txn")
 
-    def __init__(self, environment: Environment) -> None:
+    def __init__(self, environment: Environment, write: bool = False) -> None:
         self._environment = environment
+        self._write = write
 
     def __enter__(self) -> LmdbTransaction:
         environment = self._environment
         environment._refuse_if_forked()
         if not environment._references:
             raise StoreClosed("the store is closed")
-        self._txn = environment._begin(False)
+        self._txn = environment._begin(self._write)
+        if self._write:
+            environment._writing_thread = threading.get_ident()
         return LmdbTransaction(self._txn)
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, _trace: object) -> None:
@@ -186,8 +189,10 @@ class _Reading:
         try:
             environment._end(self._txn, commit=kind is None)
         except lmdb.Error as exc:
-            raise translated(exc, environment.path) from None
+            raise translated(exc, environment.path) from None  # a full map: write() grows it and runs the body again
         finally:
+            if self._write:
+                environment._writing_thread = None
             environment._gate.leave_shared()
         if isinstance(error, lmdb.Error):
             raise translated(error, environment.path) from None
@@ -608,7 +613,7 @@ class Environment:
 
     def read(self) -> AbstractContextManager[LmdbTransaction]:
         """A read transaction: a consistent snapshot. Keep it short: it pins old pages."""
-        return _Reading(self)
+        return _Transaction(self)
 
     def write(self, body: Callable[[WriteTransaction], T], before_commit: BeforeCommit | None = None) -> T:
         """Run ``body`` in one write transaction and commit; grow the map and retry if full.
@@ -830,27 +835,8 @@ class Environment:
             raise StoreFull(f"the store reached its size cap of {self.max_size} bytes")
         return min(current * 2, self.max_size) if self.max_size else current * 2
 
-    @contextmanager
-    def _transaction(self, *, write: bool) -> Iterator[LmdbTransaction]:
-        self._refuse_if_forked()
-        if not self._references:
-            raise StoreClosed("the store is closed")
-        txn = self._begin(write)
-        if write:
-            self._writing_thread = threading.get_ident()
-        try:
-            try:
-                yield LmdbTransaction(txn)
-            except BaseException:
-                self._end(txn, commit=False)
-                raise
-            self._end(txn, commit=True)
-        except lmdb.Error as exc:
-            raise translated(exc, self.path) from None  # a full map: write() grows it and runs the body again
-        finally:
-            if write:
-                self._writing_thread = None
-            self._gate.leave_shared()
+    def _transaction(self, *, write: bool) -> _Transaction:
+        return _Transaction(self, write)
 
     def _begin(self, write: bool) -> lmdb.Transaction[bytes]:
         """A new py-lmdb transaction, the gate entered for it.

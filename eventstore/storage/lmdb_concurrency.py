@@ -201,8 +201,11 @@ class GroupQueue:
     def take(self, kind: BeforeCommit | None) -> list[Member]:
         """Every queued member of ``kind`` (its ``before_commit``), in arrival order (their commit order)."""
         with self._lock:
-            group = [member for member in self._queued if member.before_commit == kind]
-            self._queued = [member for member in self._queued if member.before_commit != kind]
+            queued = self._queued
+            group = [member for member in queued if member.before_commit == kind]
+            # Most often all of them (a lone writer's own): the rest is then none, without a second pass.
+            self._queued = [] if len(group) == len(queued) else [member for member in queued
+                                                                  if member.before_commit != kind]
         return group
 
     def requeue(self, members: list[Member]) -> None:

@@ -188,6 +188,8 @@ class LmdbTransaction:
         # generic path.
         if not all(map(lt, keys, keys[1:])) or not self.append(space, *pairs[0]):
             raise ValueError("append_many: the keys do not ascend after every key of the space")
+        if len(pairs) == 1:  # a command of one event: no cursor to make for the rest
+            return
         try:
             self._txn.cursor(db=space.handle).putmulti(pairs[1:], append=True, overwrite=False)
         except lmdb.Error as exc:
