@@ -223,10 +223,23 @@ def _key_digest(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
 
+#: The most events whose ids one kept ``struct`` splits: a larger command (an import's) slices them, so the kept
+#: structs (about 35 bytes an event each) stay under a megabyte together.
+_SPLIT_BY_STRUCT = 256
+
+
 @functools.lru_cache(maxsize=64)
 def _split_ids(count: int) -> struct.Struct:
     """Splits ``count`` event ids drawn together into each event's, in one C call."""
     return struct.Struct("16s" * count)
+
+
+def _new_event_ids(count: int) -> Sequence[bytes]:
+    """``count`` fresh random event ids, drawn in one system call."""
+    drawn = os.urandom(16 * count)
+    if count <= _SPLIT_BY_STRUCT:
+        return _split_ids(count).unpack(drawn)
+    return [drawn[start:start + 16] for start in range(0, len(drawn), 16)]
 
 
 def _link_form(names: bytes) -> tuple[Callable[..., bytes], bytes]:
@@ -679,7 +692,7 @@ class EventLog:
             "tuple[tuple[str, ...], tuple[int, ...], tuple[bytes, ...]]", tuple(zip(*events)))
         # Each event's id, digest and flags: what a command's events take fresh, or a replicated event keeps.
         if originals is None:
-            event_ids: Iterable[bytes] = _split_ids(count).unpack(os.urandom(16 * count))  # one system call
+            event_ids: Iterable[bytes] = _new_event_ids(count)
             digests = [hashlib.sha256(payload).digest() for payload in payloads]  # their own: not stored
             redacted: Iterable[bool] = itertools.repeat(False, count)
             kept: Iterable[bytes | None] = itertools.repeat(None, count)

@@ -7,6 +7,7 @@ dictionary."""
 from __future__ import annotations
 
 import hashlib
+import os
 from functools import partial
 
 import pytest
@@ -119,3 +120,18 @@ def test_records_at_the_u32_borders(monkeypatch: pytest.MonkeyPatch, names: list
             assert event.hash == previous
 
     storage.write(append_and_compare)
+
+
+@pytest.mark.parametrize("count", [1, _log._SPLIT_BY_STRUCT, _log._SPLIT_BY_STRUCT + 1, 1000])
+def test_a_commands_ids_are_the_bytes_drawn_in_order(monkeypatch: pytest.MonkeyPatch, count: int) -> None:
+    """Each event's id is its 16 bytes of the one draw, in order, at any size; only a command of at most
+    ``_SPLIT_BY_STRUCT`` events keeps a ``struct`` for its size (an import's would keep megabytes)."""
+    drawn = bytes(range(256)) * (count // 16 + 1)
+    monkeypatch.setattr(os, "urandom", lambda size: drawn[:size])
+    _log._split_ids.cache_clear()
+    storage = MemoryStorage()
+    log = EventLog(storage)
+    run = [EncodedEvent("MessageAppended", 2, b'{"n":%d}' % number) for number in range(count)]
+    stored = storage.write(partial(log.append, key="a", events=run, recorded_at=T0))
+    assert [event.event_id for event in stored] == [drawn[start:start + 16] for start in range(0, 16 * count, 16)]
+    assert _log._split_ids.cache_info().currsize == (1 if count <= _log._SPLIT_BY_STRUCT else 0)
