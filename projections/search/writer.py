@@ -1285,6 +1285,7 @@ def _single_keys(offsets: bytes, tags: bytes) -> BitMap:
 #: A ``bytes.translate`` table that keeps a tag's ``MULTI`` bit alone.
 _MULTI_BIT = bytes(value & MULTI for value in range(256))
 
+
 def _merged_notes(notes: Iterable[int]) -> array[int]:
     """Notes (in session order) each session once: a session noted in several parts merges here (the merged note
     keeps the first one's count: its entry says several messages)."""
