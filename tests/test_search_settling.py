@@ -149,18 +149,33 @@ def digests(store: SessionStore) -> dict[str, str]:
             for name, items in stored_index(store).items()}
 
 
-@contextmanager
-def counted_splices() -> Iterator[list[bool]]:
-    """What each ``IndexWriter._splice`` call returned while it is open."""
-    splice, found = writer.IndexWriter._splice, list[bool]()
+#: How a batch may splice terms stored whole: a run of terms together (``_splice_together``) and the others one by one
+#: (``_splice``), as it does; one by one alone; or not at all (the general path).
+SPLICING = ("together", "alone", "general")
 
-    def counted(batch: writer.IndexWriter, *args: object) -> bool:
-        spliced = splice(batch, *args)  # type: ignore[arg-type]
-        found.append(spliced)
+
+@contextmanager
+def splicing(mode: str) -> Iterator[list[str]]:
+    """The writer splicing as ``mode`` says (``SPLICING``) while it is open; what it yields gains, for each term a
+    settle spliced, how: ``"together"`` for each one ``_splice_together`` spliced, ``"alone"`` for each call of
+    ``_splice`` that spliced, ``"not"`` for each that did not."""
+    together, alone, found = writer.IndexWriter._splice_together, writer.IndexWriter._splice, list[str]()
+
+    def counted_together(batch: writer.IndexWriter, run: list[tuple[int, object]], earlier: object) -> object:
+        if mode != "together":
+            return run
+        left = together(batch, run, earlier)  # type: ignore[arg-type]
+        found.extend(["together"] * (len(run) - len(left)))
+        return left
+
+    def counted_alone(batch: writer.IndexWriter, *args: object) -> bool:
+        spliced = mode != "general" and alone(batch, *args)  # type: ignore[arg-type]
+        found.append("alone" if spliced else "not")
         return spliced
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(writer.IndexWriter, "_splice", counted)
+        patch.setattr(writer.IndexWriter, "_splice_together", counted_together)
+        patch.setattr(writer.IndexWriter, "_splice", counted_alone)
         yield found
 
 
@@ -209,16 +224,16 @@ LATER: list[Step] = [
 
 
 def spliced_and_general(script: list[Step], block_bits: int, map_band: tuple[int, int], batch: int, settle: int,
-                        whole: int) -> tuple[Outcome, Outcome, list[bool]]:
-    """``caught_up(script)`` with terms stored whole spliced where they can be, and on the general path alone, and
-    what each attempt to splice returned."""
+                        whole: int) -> dict[str, tuple[Outcome, list[str]]]:
+    """``caught_up(script)`` in each ``SPLICING`` mode, and how the terms that settled were spliced."""
+    found = {}
     with pytest.MonkeyPatch.context() as patch, small_forms(block_bits, map_band, batch, writer._POSTED_FROM):
         patch.setattr(formats, "WHOLE_UP_TO", whole)
         patch.setattr(writer, "_SETTLE_EVERY", settle)
-        with counted_splices() as attempts:
-            spliced = caught_up(script)
-        patch.setattr(writer.IndexWriter, "_splice", lambda *_args: False)
-        return spliced, caught_up(script), attempts
+        for mode in SPLICING:
+            with splicing(mode) as attempts:
+                found[mode] = caught_up(script), attempts
+    return found
 
 
 @settings(max_examples=60, deadline=None)
@@ -231,17 +246,21 @@ def spliced_and_general(script: list[Step], block_bits: int, map_band: tuple[int
 def test_a_term_stored_whole_extended_by_later_batches_stores_what_the_general_path_does(
         script: list[Step], block_bits: int, map_band: tuple[int, int], batch: int, settle: int,
         whole: int) -> None:
-    spliced, general, _ = spliced_and_general(script, block_bits, map_band, batch, settle, whole)
-    assert spliced == general
+    found = spliced_and_general(script, block_bits, map_band, batch, settle, whole)
+    assert found["together"][0] == found["alone"][0] == found["general"][0]
+    assert "together" not in found["alone"][1] and {"together", "alone"}.isdisjoint(found["general"][1])
 
 
-def test_later_sessions_are_spliced_onto_terms_stored_whole() -> None:
+@pytest.mark.parametrize("map_band", [(2, 1 << 20), (1 << 20, 1 << 20)])
+def test_later_sessions_are_spliced_onto_terms_stored_whole(map_band: tuple[int, int]) -> None:
     """The case the property test draws at random, spelled out: later catch-ups of new sessions splice terms stored
-    whole (blocks with maps among them, and several settles of one batch), and fall back to the general path for a
-    session appended to before, a removal and a replacement; the stored bytes are the general path's."""
-    spliced, general, attempts = spliced_and_general(LATER, 1, (2, 1 << 20), 3, 6, formats.WHOLE_UP_TO)
-    assert spliced == general
-    assert True in attempts and False in attempts
+    whole (several settles of one batch; blocks with maps among them, or none), and fall back to the general path
+    for a session appended to before, a removal and a replacement; the stored bytes are the general path's whether
+    terms are spliced together or one by one."""
+    found = spliced_and_general(LATER, 1, map_band, 3, 6, formats.WHOLE_UP_TO)
+    assert found["together"][0] == found["alone"][0] == found["general"][0]
+    assert {"together", "not"} <= set(found["together"][1])
+    assert {"alone", "not"} <= set(found["alone"][1])
 
 
 @contextmanager
@@ -253,6 +272,7 @@ def splicing_store(name: str, splice: bool, sessions_a_block: int) -> Iterator[S
             small_forms(sessions_a_block, (1, 1 << 20), 1, writer._POSTED_FROM), \
             SessionStore.on_storage(MemoryStorage(Path(name)), clock=FakeClock()) as store:
         if not splice:
+            patch.setattr(writer.IndexWriter, "_splice_together", lambda _batch, run, _earlier: run)
             patch.setattr(writer.IndexWriter, "_splice", lambda *_args: False)
         yield store
 

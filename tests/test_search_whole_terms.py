@@ -10,7 +10,7 @@ from itertools import accumulate
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pyroaring import BitMap
 
@@ -19,10 +19,17 @@ from eventstore.storage import MemoryStorage, ReadTransaction, WriteTransaction
 from projections.search import formats
 from projections.search import queries as search_queries
 from projections.search.formats.arrays import packed_u16s
-from projections.search.formats.keys import id_key, whole_head
+from projections.search.formats.keys import WHOLE_MARK, id_key, whole_head
 from projections.search.formats.maps import JOINED_BLOCKS, MAP_SHIFT, mapped_size
 from projections.search.formats.summaries import LAST_TAG
-from projections.search.formats.wholes import Whole, stored_whole, unmapped_whole, whole_end, whole_value
+from projections.search.formats.wholes import (
+    Whole,
+    stored_whole,
+    unmapped_whole,
+    whole_end,
+    whole_ends,
+    whole_value,
+)
 from projections.search.index import SearchIndex
 from projections.search.planning import plan_query
 from projections.search.reader import IndexReader
@@ -265,6 +272,53 @@ def test_a_head_without_maps_joined_once_is_the_general_heads(blocks: list[tuple
     head = unmapped_whole(df, numbers, counts, (offsets, levels, tags))
     assert head == whole_value(df, numbers, counts, [(offsets, levels, tags)], BitMap())
     assert Whole(head).block_sizes() == list(zip(numbers, counts))
+
+
+def _whole_end_or_none(raw: bytes | None) -> tuple[int, int, int, int] | None:
+    """``whole_end`` of a head, ``None`` where it is none, is not stored whole, or fails its checks."""
+    if raw is None or not whole_head(raw):
+        return None
+    try:
+        return whole_end(raw)
+    except StoreCorrupted:
+        return None
+
+
+def _marked(head: bytes, mark: int) -> bytes:
+    """``head`` with its second u32 (``WHOLE_MARK`` in a head stored whole) ``mark``."""
+    return head[:4] + mark.to_bytes(4, "little") + head[8:]
+
+
+_head = st.builds(
+    lambda df, blocks, keys: whole_value(df, list(accumulate(gap for gap, _ in blocks)), [count for _, count in blocks],
+                                         [(packed_u16s(range(count)), bytes(count), bytes(count))
+                                          for _, count in blocks], BitMap(keys)),
+    st.integers(0, 1 << 20), st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3)), min_size=0, max_size=4),
+    st.lists(st.integers(0, (1 << 32) - 1), max_size=3))
+#: A head as stored, or damaged: bytes of it changed, cut or added, or none at all.
+_heads_maybe_damaged = st.one_of(
+    _head,
+    st.tuples(_head, st.integers(0, 40), st.integers(0, 255)).map(
+        lambda held: held[0][:held[1]] + bytes([held[2]]) + held[0][held[1] + 1:]),
+    st.tuples(_head, st.integers(0, 60)).map(lambda held: held[0][:held[1]]),
+    _head.map(lambda head: head + b"\x00"),
+    st.none(), st.binary(max_size=40))
+
+
+@given(st.lists(_heads_maybe_damaged, max_size=12))
+@example([whole_value(1, [last], [1], [(packed_u16s([7]), b"\x01", b"\x00")], BitMap())
+          for last in (JOINED_BLOCKS - 1, JOINED_BLOCKS)]
+         + [whole_value(2, [3, 3], [1, 1], [(packed_u16s([1, 2]), b"\x01\x01", b"\x00\x00")], BitMap())]
+         + [_marked(whole_value(1, [3], [1], [(packed_u16s([7]), b"\x01", b"\x00")], BitMap()), mark)
+            for mark in (WHOLE_MARK, WHOLE_MARK - 1)])
+def test_the_ends_of_many_heads_read_at_once_are_each_ones(heads: list[bytes | None]) -> None:
+    """``whole_ends`` (the heads a later batch extends, read at once) gives each head's ``whole_end`` where it is
+    a head stored whole that passes its checks, and marks every other one: not stored whole, damaged in any way
+    (blocks out of order or repeated, a block past the joined keys' or without sessions, counts that do not add up,
+    a size that does not fit), or none."""
+    found = whole_ends(heads)
+    assert [(int(df), int(last), int(sessions), int(offset)) if whole else None
+            for whole, df, last, sessions, offset in zip(*found)] == list(map(_whole_end_or_none, heads))
 
 
 def test_a_damaged_head_of_a_term_stored_whole_is_reported(store_path: Path) -> None:

@@ -185,12 +185,18 @@ class IndexReader:
 
     def dfs(self, tids: Iterable[int]) -> dict[int, int]:
         """``df`` of many terms, read in one batch."""
-        wanted = [tid for tid in tids if tid not in self._values]
-        if wanted and not self._fresh:
-            found = self.txn.get_many(self.spaces.summary, [id_key(tid) for tid in wanted])
-            for tid in wanted:
-                self._values[tid] = found.get(id_key(tid))
+        tids = list(tids)
+        self.heads(tids)
         return {tid: self.df(tid) for tid in tids}
+
+    def heads(self, tids: Sequence[int]) -> list[bytes | None]:
+        """``head`` of many terms, those not read yet read in one batch (in key order: ``tids`` ascending)."""
+        values = self._values
+        wanted = [tid for tid in tids if tid not in values]
+        if wanted and not self._fresh:
+            keys = list(map(id_key, wanted))
+            values.update(zip(wanted, map(self.txn.get_many(self.spaces.summary, keys).get, keys)))
+        return list(map(self._term_value, tids))
 
     def _whole(self, tid: int) -> Whole | None:
         """Term ``tid`` as stored whole (``formats.wholes``); ``None`` when it is stored in blocks, or absent."""

@@ -12,11 +12,12 @@ from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from functools import partial
-from itertools import chain, compress, repeat
+from itertools import chain, compress, islice, repeat
 from operator import eq, is_not, itemgetter
 from typing import cast
 
 import numpy as np
+import numpy.typing as npt
 from pyroaring import BitMap
 
 from eventstore._errors import EventStoreError, StoreCorrupted
@@ -53,6 +54,7 @@ from .formats.keys import (
     whole_head,
 )
 from .formats.maps import (
+    JOINED_BLOCKS,
     JOINED_SHIFT,
     LAST_KEYS,
     MAP_SHIFT,
@@ -74,6 +76,7 @@ from .formats.wholes import (
     stored_whole,
     unmapped_whole,
     whole_end,
+    whole_ends,
     whole_extended,
     whole_of_blocks,
     whole_value,
@@ -90,6 +93,10 @@ __all__ = ["IndexWriter", "indexed_terms"]
 #: Postings (a term in a message) kept before they are grouped and folded into the summaries: bounds a batch's
 #: memory (``grouping.Postings``: about 5 bytes a posting, and some 36 more while they are grouped).
 _SETTLE_EVERY = 1 << 22
+#: Terms a batch's settling takes at a time from its grouping, and splices together where it can
+#: (``IndexWriter._splice_together``): enough that numpy's calls cost little a term, few enough that the parts held
+#: stay small.
+_SPLICED_TOGETHER = 4096
 #: Messages of runs of appends a batch collects before it indexes them together (``IndexWriter._append_pending``):
 #: enough that numpy's calls cost little a message, few enough that their arrays stay small.
 _APPEND_EVERY = 4096
@@ -763,12 +770,15 @@ class IndexWriter(IndexReader):
         stored)."""
         self._append_pending()
         grouped, self._grouped = self._grouped, {}
-        # Each term settles as the grouping yields it (with its parts grouped at earlier reads), so that a batch's
-        # parts are never all held at once: each holds arrays, which the cyclic collector walks.
-        for tid, part in self._grouped_now():
-            parts = grouped.pop(tid, [])
-            parts.append(part)
-            self._settle_term(tid, parts)
+        # The terms settle a run of them at a time as the grouping yields them (with their parts grouped at earlier
+        # reads), so that a batch's parts are never all held at once: each holds arrays, which the cyclic collector
+        # walks. Those a run splices together (``_splice_together``) settle there, the others one by one.
+        terms = self._grouped_now()
+        while run := list(islice(terms, _SPLICED_TOGETHER)):
+            for tid, part in self._splice_together(run, grouped):
+                parts = grouped.pop(tid, [])
+                parts.append(part)
+                self._settle_term(tid, parts)
         for tid, parts in grouped.items():
             self._settle_term(tid, parts)
         stale, self._maps_stale = self._maps_stale, {}
@@ -875,6 +885,61 @@ class IndexWriter(IndexReader):
                 self._posted_repeats(block << 32 | tid, repeated)
         df = dfs.get(tid)
         dfs[tid] = ((0 if new else super().df(tid)) if df is None else df) + added
+
+    def _splice_together(self, run: list[tuple[int, _Part]], earlier: dict[int, list[_Part]]
+                         ) -> list[tuple[int, _Part]]:
+        """Splice at once (``_splice``'s outcome, in numpy calls over the run) the terms of ``run`` that ``_splice``
+        would splice without a block with a map, and return the others, in order, to settle one by one: a later
+        batch of a catch-up splices nearly every term it has, tens of thousands, each with a few entries.
+
+        A term is left to ``_splice`` (which may splice it, or not) where anything but its head and this part could
+        bear on it: a part grouped earlier (``earlier``), a read or change of it in the batch (its list, its
+        count, a block read), a splice of it already, a head ``whole_ends`` does not vouch for, or a block that
+        has or gains a map."""
+        first_tid, lists, spliced, dfs = self._first_tid, self._lists, self._spliced, self._dfs
+        chosen = [at for at, (tid, _) in enumerate(run) if tid < first_tid and tid not in earlier
+                  and tid not in lists and tid not in spliced and tid not in dfs]
+        if chosen and self._blocks:
+            touched = {key & MAX_ID for key in self._blocks}
+            chosen = [at for at in chosen if run[at][0] not in touched]
+        if not chosen:
+            return run
+        tids = [run[at][0] for at in chosen]
+        parts = [run[at][1] for at in chosen]
+        ends = whole_ends(self.heads(tids))
+        # The runs of entries in one block (a part's entries are of distinct sessions, ascending), term after term.
+        sizes = np.fromiter(map(len, map(itemgetter(0), parts)), dtype=np.int64, count=len(parts))
+        notes = np.frombuffer(b"".join(map(itemgetter(0), parts)), dtype=np.uint64)
+        blocks = (notes >> np.uint64(_SID_SHIFT + formats.BLOCK_BITS)).astype(np.int64)
+        term_firsts = np.cumsum(sizes) - sizes
+        breaks = np.ones(len(notes), dtype=np.bool_)
+        breaks[1:] = blocks[1:] != blocks[:-1]
+        breaks[term_firsts] = True
+        run_starts = np.flatnonzero(breaks)
+        run_blocks = blocks[run_starts]
+        firsts = np.searchsorted(run_starts, term_firsts)  # each term's first run, and past its last
+        lasts = np.append(firsts[1:], len(run_starts))
+        # The sessions each block has once spliced: a term's first block may be its stored last one.
+        extends_last = run_blocks[firsts] == ends.last
+        gained = np.diff(np.append(run_starts, len(notes)))
+        gained[firsts] += np.where(extends_last, ends.sessions, 0)
+        df = ends.df + np.fromiter(map(itemgetter(2), parts), dtype=np.int64, count=len(parts))
+        first_sessions = (notes[term_firsts] >> np.uint64(_SID_SHIFT)).astype(np.int64)
+        spliceable = ends.whole & (first_sessions > (ends.last << formats.BLOCK_BITS | ends.last_offset))
+        spliceable &= ~np.logical_or.reduceat(_mapped_sizes(gained), firsts)
+        spliceable &= ~(extends_last & _mapped_sizes(ends.sessions))
+        spliceable &= (df > 0) & (df <= formats.WHOLE_UP_TO) & (run_blocks[lasts - 1] < JOINED_BLOCKS)
+        numbers, counts = run_blocks.tolist(), gained.tolist()
+        done = np.flatnonzero(spliceable).tolist()
+        spliced_tids = list(map(tids.__getitem__, done))
+        dfs.update(zip(spliced_tids, df[done].tolist()))
+        spliced.update((tids[at], (tuple(numbers[start:end]), tuple(counts[start:end]), parts[at][1], ()))
+                       for at, start, end in zip(done, firsts[done].tolist(), lasts[done].tolist()))
+        settled = set(spliced_tids)
+        repeated = self._repeated
+        for tid in repeated.keys() & settled:  # its repeats matter only to blocks with a map
+            del repeated[tid]
+        return [term for term in run if term[0] not in settled]
 
     def _splice(self, tid: int, notes: Sequence[int], added: int, columns: tuple[bytes, bytes, bytes],
                 bounds: Sequence[tuple[int, int, int]], posted: Sequence[int], levelled: Sequence[int],
@@ -1266,6 +1331,11 @@ def _noted_keys(block: int, offsets: bytes, tags: bytes, posted: Sequence[int], 
                           in _sliced(columns_of(packed_u64s(merged), formats.BLOCK_BITS), _bounds(merged)))
         keys |= single[block]
     return keys
+
+
+def _mapped_sizes(sessions: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+    """``mapped_size`` of each of ``sessions``."""
+    return (sessions >= formats.MAP_FROM) & (sessions <= formats.MAP_UP_TO)
 
 
 def _in_block(messages: Sequence[int], block: int) -> Sequence[int]:

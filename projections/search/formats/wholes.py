@@ -10,6 +10,7 @@ import struct
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import pairwise
 from operator import lt
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -23,8 +24,8 @@ from .keys import WHOLE_MARK
 from .maps import JOINED_BLOCKS, JOINED_SHIFT, MAP_SHIFT, map_of_value, map_value, mapped_size
 from .summaries import LAST_TAG, SPREAD, Block, Summary, joined_sids, summary_extend
 
-__all__ = ["Whole", "block_keys", "stored_whole", "unmapped_whole", "whole_end", "whole_extended", "whole_of_blocks",
-           "whole_value"]
+__all__ = ["Whole", "WholeEnds", "block_keys", "stored_whole", "unmapped_whole", "whole_end", "whole_ends",
+           "whole_extended", "whole_of_blocks", "whole_value"]
 
 # The head of a term stored whole:
 #   head      u32 message count, u32 WHOLE_MARK (no block has that number), u32 blocks (b), u32 sessions (n),
@@ -92,6 +93,61 @@ def whole_end(raw: bytes) -> tuple[int, int, int, int]:
     its last block, the sessions there, and the last session's offset; the head checked as ``Whole`` checks it."""
     numbers, counts, at, n = _layout(raw)
     return int(_HEAD.unpack_from(raw)[0]), numbers[-1], counts[-1], int(_U16.unpack_from(raw, at + 2 * n - 2)[0])
+
+
+class WholeEnds(NamedTuple):
+    """``whole_end`` of many heads at once (``whole_ends``), as arrays in their order."""
+
+    #: Whether the head is stored whole and passes ``whole_end``'s checks (the other fields are 0 where it does not).
+    whole: npt.NDArray[np.bool_]
+    df: npt.NDArray[np.int64]
+    last: npt.NDArray[np.int64]
+    sessions: npt.NDArray[np.int64]
+    last_offset: npt.NDArray[np.int64]
+
+
+def whole_ends(raws: Sequence[bytes | None]) -> WholeEnds:
+    """``whole_end`` of each of ``raws`` (``None``: no head), read in a few numpy calls over all of them: a later
+    batch of a catch-up extends tens of thousands of heads stored whole. A head that is not stored whole, or fails a
+    check of ``whole_end``'s, is marked so (``whole``), not told: its term takes the path that reads it alone."""
+    heads = [b"" if raw is None else raw for raw in raws]
+    found = WholeEnds(np.zeros(len(heads), dtype=np.bool_), *(np.zeros(len(heads), dtype=np.int64) for _ in range(4)))
+    sizes = np.fromiter(map(len, heads), dtype=np.int64, count=len(heads))
+    starts = np.cumsum(sizes) - sizes
+    # Padded, so that every head's fixed fields can be gathered (those of a head too short for them are dropped).
+    joined = np.frombuffer(b"".join(heads) + bytes(_HEAD.size), dtype=np.uint8)
+    long_enough = sizes >= _HEAD.size
+    fields = joined[np.where(long_enough, starts, 0)[:, None] + np.arange(_HEAD.size)].view("<u4").astype(np.int64)
+    df, mark, blocks, n, keys = fields.T
+    at = starts + _HEAD.size + 4 * blocks  # where its offsets start
+    sized = sizes == at - starts + 4 * n + keys
+    candidates = np.flatnonzero(long_enough & (mark == WHOLE_MARK) & (blocks > 0) & sized)
+    if not len(candidates):
+        return found
+    blocks, n, at = blocks[candidates], n[candidates], at[candidates]
+    # Their block numbers and the sessions in each, head after head, checked as ``_layout`` checks them.
+    firsts = np.cumsum(blocks) - blocks
+    numbers_at = np.repeat(starts[candidates] + _HEAD.size - 2 * firsts, blocks) + 2 * np.arange(int(blocks.sum()))
+    numbers = _u16_at(joined, numbers_at)
+    counts = _u16_at(joined, numbers_at + 2 * np.repeat(blocks, blocks))
+    lasts = firsts + blocks - 1
+    ascending = np.ones(len(numbers), dtype=np.bool_)
+    ascending[1:] = numbers[1:] > numbers[:-1]
+    ascending[firsts] = True  # a head's first block follows nothing of its own
+    checked = ((np.add.reduceat(counts, firsts) == n) & np.logical_and.reduceat(ascending & (counts > 0), firsts)
+               & (numbers[lasts] < JOINED_BLOCKS))
+    chosen = candidates[checked]
+    found.whole[chosen] = True
+    found.df[chosen] = df[chosen]
+    found.last[chosen] = numbers[lasts[checked]]
+    found.sessions[chosen] = counts[lasts[checked]]
+    found.last_offset[chosen] = _u16_at(joined, (at + 2 * n - 2)[checked])
+    return found
+
+
+def _u16_at(joined: npt.NDArray[np.uint8], places: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """The little-endian u16 at each of ``places`` in ``joined``."""
+    return joined[places].astype(np.int64) | joined[places + 1].astype(np.int64) << 8
 
 
 def whole_extended(raw: bytes, df: int, numbers: Sequence[int], counts: Sequence[int],
