@@ -155,12 +155,20 @@ class ChangedRepeats:
         set_again = BitMap(self._levels_of)
         gone = self._dropped | (self._keys & set_again)  # dropped, or set to a level again
         levels = np.frombuffer(self._levels, np.uint8)
+        # Where keys go and come, found by one search of the sorted keys for all of them (a bitmap's rank of one key
+        # counts the bits before it: a bitset container's words, for each key).
         if gone:
-            levels = np.delete(levels, [self._keys.rank(key) - 1 for key in gone])
+            levels = np.delete(levels, np.searchsorted(_sorted_keys(self._keys), _sorted_keys(gone)))
         kept = self._keys - gone
         added = sorted(self._levels_of)
-        levels = np.insert(levels, [kept.rank(key) for key in added], list(map(self._levels_of.__getitem__, added)))
+        levels = np.insert(levels, np.searchsorted(_sorted_keys(kept), np.array(added, dtype=np.uint32)),
+                           list(map(self._levels_of.__getitem__, added)))
         return _rebuilt(kept | set_again, gone | set_again), levels.tobytes()
+
+
+def _sorted_keys(keys: BitMap) -> npt.NDArray[np.uint32]:
+    """A bitmap's keys, ascending, in a numpy array."""
+    return np.frombuffer(keys.to_array(), dtype=np.uint32)
 
 
 #: A roaring bitmap's container (65,536 keys) holds at most this many keys as an array; more as a bitset or as
