@@ -441,10 +441,18 @@ class IndexWriter(IndexReader):
         self._whole_levels(block)
         by_level = [(at & 0xFF, messages) for at, messages in self._levels.items() if at >> 8 == block and messages]
         repeats = self._repeats_of(key)
-        for offset, level, named in zip(u16s(offsets), summary.best_levels(), tags):
-            message = named << MAP_SHIFT | offset
-            if message < LAST_KEYS and level != next((at for at, held in by_level if message in held), 0):
-                repeats.set(message, level)
+        messages = [named << MAP_SHIFT | offset for offset, named in zip(u16s(offsets), tags)]
+        # Each message's level where the block's messages by level hold it, the first level that does: one
+        # intersection a level, not a look into each level for each session.
+        stored_levels: dict[int, int] = {}
+        sessions = BitMap(messages)
+        for level, held in by_level:
+            for message in held & sessions:
+                stored_levels.setdefault(message, level)
+        changed = [(message, level) for message, level in zip(messages, summary.best_levels())
+                   if message < LAST_KEYS and level != stored_levels.get(message, 0)]
+        if changed:
+            repeats.update(changed)
         return found
 
     def _repeats_of(self, key: int) -> ChangedRepeats:
