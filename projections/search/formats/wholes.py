@@ -115,7 +115,7 @@ def whole_ends(raws: Sequence[bytes | None]) -> WholeEnds:
     sizes = np.fromiter(map(len, heads), dtype=np.int64, count=len(heads))
     starts = np.cumsum(sizes) - sizes
     # Padded, so that every head's fixed fields can be gathered (those of a head too short for them are dropped).
-    joined = np.frombuffer(b"".join(heads) + bytes(_HEAD.size), dtype=np.uint8)
+    joined = np.frombuffer(b"".join([*heads, bytes(_HEAD.size)]), dtype=np.uint8)
     long_enough = sizes >= _HEAD.size
     fields = joined[np.where(long_enough, starts, 0)[:, None] + np.arange(_HEAD.size)].view("<u4").astype(np.int64)
     df, mark, blocks, n, keys = fields.T
