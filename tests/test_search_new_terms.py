@@ -1,14 +1,21 @@
 """A batch's new terms: given their ids in the order they first come, whether the batch is fresh or later (stored
-terms looked up beside new ones), and stored under their keys with their entries, long terms' too."""
+terms looked up beside new ones, all at once: the same ids as looked up one by one), and stored under their keys with
+their entries, long terms' too."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import lmdb
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from eventstore import ChatMessage, SessionQuery, SessionStore
+from eventstore.storage import MemoryStorage
 from projections.search.formats.keys import term_of_entry
+from projections.search.reader import IndexReader
+
+from conftest import FakeClock
 
 
 def test_new_terms_get_ids_in_order_and_their_entries(tmp_path: Path) -> None:
@@ -28,3 +35,24 @@ def test_new_terms_get_ids_in_order_and_their_entries(tmp_path: Path) -> None:
                      for key, value in txn.cursor(db=env.open_db(b"search.terms", txn=txn, create=False)))
     env.close()
     assert terms == {"alpha": 1, long_one: 2, "beta": 3, long_two: 4, "gamma": 5}
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.sampled_from(["alpha", "beta", "gamma", "a" * 300, "a" * 299 + "b", "delta", "epsilon"]),
+                max_size=12),
+       st.booleans())
+def test_terms_looked_up_together_are_those_looked_up_one_by_one(asked: list[str], learn: bool) -> None:
+    """``IndexReader.tids`` (what a later batch looks its terms up with, all at once) gives each term's ``tid``:
+    stored terms (long ones among them) and absent ones, repeated or not, with the reader learning ids or not, and
+    the cache holding some of them (learnt by an earlier reader) or none."""
+    with SessionStore.on_storage(MemoryStorage(Path("tids")), clock=FakeClock()) as store:
+        store.append_many("one", [ChatMessage("user", f"Alpha beta {'a' * 300} {'a' * 299}b gamma")])
+        store.catch_up()
+        index = store._search_index
+        with store._environment.read() as txn:
+            one_by_one = [IndexReader(index._spaces, index._term_ids, txn, learn).tid(term) for term in asked]
+            reader = IndexReader(index._spaces, index._term_ids, txn, learn)
+            together = reader.tids(asked)
+            again = reader.tids(asked)  # what the first call learnt, if it learns, is read from the cache
+    assert together == again == one_by_one
+    assert [tid is None for tid in together] == [term in ("delta", "epsilon") for term in asked]

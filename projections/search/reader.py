@@ -140,6 +140,10 @@ class IndexReader:
         return False
 
     def tid(self, term: str) -> int | None:
+        return self._stored_tid(term)
+
+    def _stored_tid(self, term: str) -> int | None:
+        """``tid`` as this reader reads it (a batch's ``tid`` indexes its pending appends first: ``tids`` must not)."""
         if self._fresh:
             return None
         cache = self._cache
@@ -147,12 +151,27 @@ class IndexReader:
         if found is not None and self._term_value(found) is not None:
             return found
         key = term_key(term)
-        raw = self.txn.get(self.spaces.terms, key)
+        return self._entry_tid(term, key, self.txn.get(self.spaces.terms, key))
+
+    def tids(self, terms: Sequence[str]) -> list[int | None]:
+        """``tid`` of each of ``terms``, those its cache does not hold read in one batch (a later batch of a
+        catch-up looks up tens of thousands)."""
+        if self._fresh:
+            return [None] * len(terms)
+        cache = self._cache
+        keys = list(map(term_key, terms))
+        found = self.txn.get_many(self.spaces.terms, sorted(key for term, key in zip(terms, keys) if term not in cache))
+        return [self._stored_tid(term) if term in cache else self._entry_tid(term, key, found.get(key))
+                for term, key in zip(terms, keys)]
+
+    def _entry_tid(self, term: str, key: bytes, raw: bytes | None) -> int | None:
+        """The id in ``term``'s ``search.terms`` entry ``raw`` at ``key`` (``None``: none), learnt where the reader
+        learns them."""
         if raw is None:
             return None
         found = tid_of_entry(key, raw)
-        if self._learn and len(cache) < _TID_CACHE_SIZE:
-            cache[term] = found
+        if self._learn and len(self._cache) < _TID_CACHE_SIZE:
+            self._cache[term] = found
         return found
 
     def prefix_tids(self, prefix: str) -> Iterator[tuple[str, int]]:

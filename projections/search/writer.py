@@ -650,13 +650,20 @@ class IndexWriter(IndexReader):
         if self.fresh:  # nothing is stored, and every term the batch gave an id is known by its key
             tids: Sequence[int] = self._new_tids(terms, keys)
         else:
-            found = list(map(self._tid, terms))
+            found = self._looked_up_tids(terms)
             new = [not tid for tid in found]  # a stored id of 0 is damage: the term gets a new one, as if not stored
             given = iter(self._new_tids(list(compress(terms, new)), list(compress(keys, new))))
             tids = [tid or next(given) for tid in found]
         known = self._key_tids
         known.update(zip(keys, tids))
         return list(map(known.__getitem__, missing))
+
+    def _looked_up_tids(self, terms: list[str]) -> list[int | None]:
+        """``_tid`` of each of ``terms``, those the batch has not looked up read together (``IndexReader.tids``)."""
+        known = self._tids
+        unknown = [term for term in terms if term not in known]
+        known.update((term, tid) for term, tid in zip(unknown, super().tids(unknown)) if tid is not None)
+        return list(map(known.get, terms))
 
     def message_count(self, sid: int) -> int:
         """How many current messages session ``sid`` has, as of this batch."""
