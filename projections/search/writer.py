@@ -785,15 +785,13 @@ class IndexWriter(IndexReader):
         stored)."""
         self._append_pending()
         grouped, self._grouped = self._grouped, {}
-        # The terms settle a run of them at a time as the grouping yields them (with their parts grouped at earlier
-        # reads), so that a batch's parts are never all held at once: each holds arrays, which the cyclic collector
-        # walks. Those a run splices together (``_splice_together``) settle there, the others one by one.
-        terms = self._grouped_now()
-        while run := list(islice(terms, _SPLICED_TOGETHER)):
-            for tid, part in self._splice_together(run, grouped):
-                parts = grouped.pop(tid, [])
-                parts.append(part)
-                self._settle_term(tid, parts)
+        # The terms settle as the grouping yields them (with their parts grouped at earlier reads), so that a batch's
+        # parts are never all held at once: each holds arrays, which the cyclic collector walks. In a batch that
+        # meets stored terms, those a run of them splices together (``_splice_together``) settle there.
+        for tid, part in self._grouped_now() if self.fresh else self._left_unspliced(grouped):
+            parts = grouped.pop(tid, [])
+            parts.append(part)
+            self._settle_term(tid, parts)
         for tid, parts in grouped.items():
             self._settle_term(tid, parts)
         stale, self._maps_stale = self._maps_stale, {}
@@ -900,6 +898,12 @@ class IndexWriter(IndexReader):
                 self._posted_repeats(block << 32 | tid, repeated)
         df = dfs.get(tid)
         dfs[tid] = ((0 if new else super().df(tid)) if df is None else df) + added
+
+    def _left_unspliced(self, earlier: dict[int, list[_Part]]) -> Iterator[tuple[int, _Part]]:
+        """The terms the grouping yields, a run of them at a time, less those the run splices together."""
+        terms = self._grouped_now()
+        while run := list(islice(terms, _SPLICED_TOGETHER)):
+            yield from self._splice_together(run, earlier)
 
     def _splice_together(self, run: list[tuple[int, _Part]], earlier: dict[int, list[_Part]]
                          ) -> list[tuple[int, _Part]]:
