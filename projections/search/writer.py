@@ -17,7 +17,6 @@ from operator import eq, is_not, itemgetter
 from typing import cast
 
 import numpy as np
-import numpy.typing as npt
 from pyroaring import BitMap
 
 from eventstore._errors import EventStoreError, StoreCorrupted
@@ -64,6 +63,7 @@ from .formats.maps import (
     map_value,
     mapped,
     mapped_size,
+    mapped_sizes,
     placed,
     posted_keys,
     posted_levels,
@@ -945,8 +945,8 @@ class IndexWriter(IndexReader):
         df = ends.df + np.fromiter(map(itemgetter(2), parts), dtype=np.int64, count=len(parts))
         first_sessions = (notes[term_firsts] >> np.uint64(_SID_SHIFT)).astype(np.int64)
         spliceable = ends.whole & (first_sessions > (ends.last << formats.BLOCK_BITS | ends.last_offset))
-        spliceable &= ~np.logical_or.reduceat(_mapped_sizes(gained), firsts)
-        spliceable &= ~(extends_last & _mapped_sizes(ends.sessions))
+        spliceable &= ~np.logical_or.reduceat(mapped_sizes(gained), firsts)
+        spliceable &= ~(extends_last & mapped_sizes(ends.sessions))
         spliceable &= (df > 0) & (df <= formats.WHOLE_UP_TO) & (run_blocks[lasts - 1] < JOINED_BLOCKS)
         numbers, counts = run_blocks.tolist(), gained.tolist()
         done = np.flatnonzero(spliceable).tolist()
@@ -1350,11 +1350,6 @@ def _noted_keys(block: int, offsets: bytes, tags: bytes, posted: Sequence[int], 
                           in _sliced(columns_of(packed_u64s(merged), formats.BLOCK_BITS), _bounds(merged)))
         keys |= single[block]
     return keys
-
-
-def _mapped_sizes(sessions: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
-    """``mapped_size`` of each of ``sessions``."""
-    return (sessions >= formats.MAP_FROM) & (sessions <= formats.MAP_UP_TO)
 
 
 def _in_block(messages: Sequence[int], block: int) -> Sequence[int]:

@@ -36,6 +36,7 @@ __all__ = [
     "map_value",
     "mapped",
     "mapped_size",
+    "mapped_sizes",
     "placed",
     "placed_keys",
     "posted_keys",
@@ -234,6 +235,11 @@ def mapped(raw: bytes | None) -> bool:
 def mapped_size(sessions: int) -> bool:
     """Whether a term's block of ``sessions`` sessions has a message map."""
     return formats.MAP_FROM <= sessions <= formats.MAP_UP_TO
+
+
+def mapped_sizes(sessions: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+    """``mapped_size`` of each of ``sessions``."""
+    return (sessions >= formats.MAP_FROM) & (sessions <= formats.MAP_UP_TO)
 
 
 def placed_keys(block: Block) -> BitMap:
