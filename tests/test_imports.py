@@ -97,3 +97,24 @@ def test_grouping_a_batch_loads_no_masked_arrays():
         "assert [term[0] for term in grouping.group(postings, 12, 2)] == [1, 2, 300]")
     assert "numpy" in top_level(loaded)
     assert "numpy.ma" not in loaded
+
+
+def test_a_search_loads_no_masked_arrays(tmp_path):
+    """The first search of a process (a one-off search from the command line) finds the sessions its terms share
+    over arrays without ``numpy.unique``, whose import of ``numpy.ma`` would cost it tens of milliseconds."""
+    loaded = modules_after(
+        "from eventstore import ChatMessage, SessionQuery, SessionStore\n"
+        "from projections.search import queries\n"
+        "queries.SHARED_IN_ARRAYS_FROM = 0\n"  # the few sessions shared here are found over arrays
+        "distinct, calls = queries.distinct, []\n"
+        "queries.distinct = lambda values: calls.append(len(values)) or distinct(values)\n"
+        f"with SessionStore({str(tmp_path)!r}) as store:\n"
+        "    for n in range(3):\n"
+        "        store.append(f'both{n}', ChatMessage.user('red green'))\n"
+        "    store.append('apart', ChatMessage.user('red'))\n"
+        "    store.append('apart', ChatMessage.user('green'))\n"
+        "    found = [session.key for session in store.search(SessionQuery('red green'))]\n"
+        "assert calls == [3], calls\n"
+        "assert sorted(found[:3]) == ['both0', 'both1', 'both2'] and found[3:] == ['apart'], found")
+    assert "numpy" in top_level(loaded)
+    assert "numpy.ma" not in loaded

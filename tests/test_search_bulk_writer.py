@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -203,6 +204,15 @@ class TestGrouping:
         for _, notes, columns, _, posted in grouped:  # in block order: the writer finds a block's messages by bisection
             assert columns == grouping.columns_of(arrays.packed_u64s(notes), block_bits)
             assert [message >> 40 for message in posted] == sorted(message >> 40 for message in posted)
+
+    @given(st.lists(st.integers(0, 2**32 - 1)), st.sampled_from([np.uint32, np.uint64]))
+    @example([7, 3, 7, 0, 3], np.uint32)
+    def test_distinct_values_come_once_ascending(self, values: list[int], dtype: type[np.unsignedinteger]) -> None:
+        """``arrays.distinct`` (``numpy.unique`` without its import of ``numpy.ma``): each value once, ascending, of
+        the array's own type."""
+        found = arrays.distinct(np.array(values, dtype=dtype))
+        assert found.dtype == dtype
+        assert found.tolist() == sorted(set(values))
 
     @pytest.mark.parametrize("numpy", [True, False])
     def test_a_term_in_more_messages_of_a_session_than_a_note_counts(self, numpy: bool) -> None:

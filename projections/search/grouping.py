@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from .formats.arrays import packed_u64s
+from .formats.arrays import distinct, packed_u64s
 from .formats.chunks import ChunkMessage, chunk_message_of, chunk_posted, message_level
 from .formats.maps import MAP_SHIFT
 from .formats.summaries import LAST_TAG, MULTI
@@ -118,7 +118,7 @@ def _many(postings: Postings, block_bits: int, posted_from: int) -> Iterator[Ter
     """``group`` in numpy: each posting is one integer, one sort of them."""
     codes = np.frombuffer(postings.codes, dtype=np.uint64)
     own_codes = np.frombuffer(postings.own_codes, dtype=np.uint64)
-    sessions = _distinct(codes >> np.uint64(32))
+    sessions = distinct(codes >> np.uint64(32))
     counted, size = len(postings.tids), len(postings.tids) + len(postings.own_tids)
     # Filled in place: a batch's postings are millions, and each array of them takes 8 bytes a posting.
     rows = np.empty(size, dtype=np.uint64)
@@ -141,21 +141,12 @@ def _many(postings: Postings, block_bits: int, posted_from: int) -> Iterator[Ter
         yield from _terms(*derived, 0, block_bits)
         return
     mask = np.uint64((1 << page_bits) - 1)
-    for page in _distinct(pages).tolist():
+    for page in distinct(pages).tolist():
         chosen = pages == np.uint64(page)
         packed = (tids[chosen] & mask) << np.uint64(shift) | rows[chosen]
         packed.sort()
         yield from _terms(*_derived(packed, shift, sessions, block_bits, posted_from), page << page_bits,
                           block_bits)
-
-
-def _distinct(values: U64) -> U64:
-    """The distinct ``values``, ascending: ``numpy.unique``'s result without its import of ``numpy.ma`` (which the
-    first grouping of a process would pay for)."""
-    ordered = np.sort(values)
-    if len(ordered) < 2:
-        return ordered
-    return ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))]
 
 
 def _low_bits(codes: U64, sessions: U64, counted: int) -> U64:

@@ -34,7 +34,7 @@ from pyroaring import BitMap
 from eventstore._errors import StoreCorrupted
 
 from . import formats
-from .formats.arrays import u32_array, u32s
+from .formats.arrays import distinct, u32_array, u32s
 from .formats.chunks import CHUNK_MESSAGES, chunk_message, chunk_occurrences_of
 from .formats.maps import (
     JOINED_BLOCKS,
@@ -693,7 +693,7 @@ def _sessions_sharing(view: IndexReader, plan: Plan) -> list[int]:
     shared = np.frombuffer(found.to_array(), dtype=np.uint32)
     sids = np.concatenate((shared >> JOINED_SHIFT << formats.BLOCK_BITS | shared & _OFFSET_OF_KEY,
                            *(np.array(more, dtype=np.uint32) for more in opened_where_present)))
-    result: list[int] = np.unique(sids).tolist()
+    result: list[int] = distinct(sids).tolist()
     return result
 
 def _held_by_another(sids: list[int], others: Sequence[Summary]) -> list[int]:
