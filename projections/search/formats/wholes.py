@@ -21,7 +21,7 @@ from eventstore._errors import StoreCorrupted
 from .. import formats
 from .arrays import packed_u16s, u32_array
 from .keys import WHOLE_MARK
-from .maps import JOINED_BLOCKS, JOINED_SHIFT, MAP_SHIFT, map_of_value, map_value, mapped_size
+from .maps import JOINED_BLOCKS, JOINED_SHIFT, MAP_SHIFT, map_of_value, map_value, mapped_size, mapped_sizes
 from .summaries import LAST_TAG, SPREAD, Block, Summary, joined_sids, summary_extend
 
 __all__ = ["Whole", "WholeEnds", "block_keys", "stored_whole", "unmapped_whole", "whole_end", "whole_ends",
@@ -352,8 +352,11 @@ class Whole(Summary):
 
     def _in_unmapped(self) -> npt.NDArray[np.bool_] | None:
         """Which sessions are in a block without a message map; ``None`` when none is (a term in many sessions)."""
-        unmapped = [not mapped_size(count) for count in self._counts]
-        return np.repeat(np.array(unmapped), self._counts) if any(unmapped) else None
+        counts = self._counts
+        if mapped_size(min(counts)) and mapped_size(max(counts)):  # a range of sizes: every block has a map
+            return None
+        sizes = np.array(counts)
+        return np.repeat(~mapped_sizes(sizes), sizes)
 
     def _all_sids(self) -> npt.NDArray[np.uint32]:
         return joined_sids(self._numbers, self._counts, self._offsets)
