@@ -154,13 +154,14 @@ def test_a_tie_with_a_damaged_last_activity_says_the_catalog_is_damaged(store_pa
         store.search(SessionQuery("first"))
 
 
-@pytest.mark.parametrize("damage", ["another stream's position", "cut short"])
+@pytest.mark.parametrize("damage", ["another stream's position", "cut short", "emptied"])
 @pytest.mark.parametrize(("keyword", "damaged"), [("same", "a"), ("alpha", "c")], ids=["a tie", "a result alone"])
 def test_a_damaged_stream_entry_is_damage_to_a_search_not_another_sessions_metadata(
         store_path: Path, keyword: str, damaged: str, damage: str) -> None:
-    """A ``catalog.sessions`` entry (stream id → position) naming another session's position, or cut short: the
-    search that reads it (for a tie's activity, or for a result's row alone) says the catalog is damaged, however
-    many entries it checks at once, rather than return the other session's metadata."""
+    """A ``catalog.sessions`` entry (stream id → position) naming another session's position, cut short or emptied
+    (an empty entry is not an absent one): the search that reads it (for a tie's activity, or for a result's row
+    alone) says the catalog is damaged, however many entries it checks at once, rather than return the other
+    session's metadata or leave the session out."""
     with SessionStore(store_path) as store:
         for key, text in (("a", "same words"), ("b", "same words"), ("c", "alpha")):
             store.append(key, ChatMessage.user(text))
@@ -169,7 +170,7 @@ def test_a_damaged_stream_entry_is_damage_to_a_search_not_another_sessions_metad
             ["b", "a"] if keyword == "same" else ["c"])
     own, other = position_of(store_path, damaged), position_of(store_path, "b")
     change_value(store_path, b"catalog.sessions", own[8:],
-                 lambda _: other if damage == "another stream's position" else own[:15])
+                 lambda _: {"another stream's position": other, "cut short": own[:15], "emptied": b""}[damage])
     with SessionStore(store_path) as store, pytest.raises(StoreCorrupted, match="session catalog is damaged"):
         store.search(SessionQuery(keyword))
 
