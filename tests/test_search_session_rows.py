@@ -7,6 +7,7 @@ events behind."""
 from __future__ import annotations
 
 import contextlib
+import struct
 import tempfile
 from collections.abc import Callable, Iterable
 from datetime import timedelta
@@ -20,6 +21,7 @@ from hypothesis import strategies as st
 from eventstore import ChatMessage, SessionExists, SessionNotFound, SessionQuery, SessionStore, StoreCorrupted
 from eventstore.events import MessageAppended
 from eventstore.storage import ReadTransaction, Space
+from projections.catalog import _keys_entry
 from projections.search.reader import IndexReader
 from projections.search.tokenizer import parse_query
 
@@ -194,3 +196,28 @@ def test_two_damaged_stream_entries_whose_bytes_add_up_are_damage(store_path: Pa
     with SessionStore(store_path, clock=clock) as store, pytest.raises(StoreCorrupted,
                                                                        match="session catalog is damaged"):
         store.search(SessionQuery("same", 1))
+
+
+@pytest.mark.parametrize(("keyword", "damaged"), [("same", "a"), ("alpha", "c")], ids=["a tie", "a result alone"])
+def test_a_position_naming_no_row_is_damage_to_a_search_and_a_prefix_listing(
+        store_path: Path, keyword: str, damaged: str) -> None:
+    """A session's entries (by stream id, and by key with its checksum right) naming a time its row is not at: the
+    search that reads its row, and the listing of a prefix that does, name the stream whose entry leads nowhere."""
+    with SessionStore(store_path) as store:
+        for key, text in (("a", "same words"), ("b", "same words"), ("c", "alpha")):
+            store.append(key, ChatMessage.user(text))
+        store.catch_up()
+        with store._environment.read() as txn:
+            head = store._catalog.head_of_key(txn, damaged)
+    assert head is not None
+    position = position_of(store_path, damaged)
+    moved = struct.pack(">Q", struct.unpack(">Q", position[:8])[0] + 1) + position[8:]
+    change_value(store_path, b"catalog.keys", damaged.encode(), lambda _: _keys_entry(head, moved)[1])
+    change_value(store_path, b"catalog.sessions", position[8:], lambda _: moved)
+    message = f"stream {struct.unpack('>Q', position[8:])[0]}'s index entry names a position with no row"
+    with SessionStore(store_path) as store:
+        with pytest.raises(StoreCorrupted, match=message):
+            store.search(SessionQuery(keyword))
+        for listing in (store.list_sessions_with_metadata, lambda prefix: store.list_sessions_page(prefix=prefix)):
+            with pytest.raises(StoreCorrupted, match=message):
+                listing(damaged)
