@@ -71,7 +71,7 @@ def instrumented() -> Timers:
     timers.wrap(queries, "_score_from_postings", "resolve: from postings")
     timers.wrap(catalog.SessionRows, "activities", "ties' activities")
     timers.wrap(catalog.SessionRows, "metadata", "results' metadata")
-    timers.wrap(lmdb_transaction.LmdbTransaction, "get_many", "catalog reads",
+    timers.wrap(lmdb_transaction.LmdbTransaction, "get_each", "catalog reads",
                 lambda _txn, space, _keys: space.name in ("catalog.sessions", "catalog.activity"))
     return timers
 

@@ -33,7 +33,7 @@ import sys
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -235,13 +235,13 @@ def _row_at(txn: ReadTransaction, activity: Space, position: Position) -> bytes:
     return row
 
 
-def _rows_at(txn: ReadTransaction, activity: Space, positions: Sequence[Position]) -> dict[Position, bytes]:
-    """The head rows at ``positions``, which index entries named, in one call: each is there unless the catalog is
-    damaged."""
-    rows = txn.get_many(activity, positions)
-    if len(rows) != len(positions):
-        raise _no_row(next(itertools.filterfalse(rows.__contains__, positions)))
-    return rows
+def _rows_at(txn: ReadTransaction, activity: Space, positions: Sequence[Position]) -> list[bytes]:
+    """The head rows at ``positions``, in their order, which index entries named, in one call: each is there unless
+    the catalog is damaged."""
+    rows = txn.get_each(activity, positions)
+    if None in rows:
+        raise _no_row(positions[rows.index(None)])
+    return cast("list[bytes]", rows)
 
 
 def _no_row(position: Position) -> StoreCorrupted:
@@ -266,7 +266,7 @@ def _the_session(key: str, row: bytes) -> list[Any]:
 
 
 class SessionRows:
-    """Positions and head rows of sessions by stream id, each read at most once in one read transaction.
+    """Positions of sessions by stream id, each read at most once in one read transaction, and their head rows.
 
     A search orders the sessions that tie on score by their last activity, which their positions hold, then
     returns its results' metadata: mostly the same sessions (most of a mid-frequency query's candidates tie), whose
@@ -274,22 +274,23 @@ class SessionRows:
     of Python a session.
     """
 
-    __slots__ = ("_txn", "_sessions", "_activity", "_positions", "_rows")
+    __slots__ = ("_txn", "_sessions", "_activity", "_positions")
 
     def __init__(self, txn: ReadTransaction, sessions: Space, activity: Space) -> None:
         self._txn, self._sessions, self._activity = txn, sessions, activity
         #: By stream id: its position, ``None`` for a stream that is no live session.
         self._positions: dict[int, Position | None] = {}
-        self._rows: dict[Position, bytes] = {}
 
     def _live(self, stream_ids: Iterable[int]) -> list[Position]:
         """The positions of the live sessions among ``stream_ids``, in that order, read where not read before."""
         ids, known = list(stream_ids), self._positions
         if missing := list(itertools.filterfalse(known.__contains__, ids)):
-            found = self._txn.get_many(self._sessions, map(_ID.pack, missing))
-            known.update(dict.fromkeys(missing))
-            if found:
-                known.update(zip(_positions_of_streams(found), found.values()))
+            keys = list(map(_ID.pack, missing))
+            values = self._txn.get_each(self._sessions, keys)
+            found = _positions_of_streams(keys, values)
+            known.update(zip(missing, values))
+            if len(missing) == len(ids):  # none was read before: those found are the positions, in order
+                return found
         return list(filter(None, map(known.__getitem__, ids)))
 
     def activities(self, stream_ids: Iterable[int]) -> dict[int, int]:
@@ -301,11 +302,7 @@ class SessionRows:
 
     def metadata(self, stream_ids: Sequence[int]) -> list[SessionMetadata]:
         """Metadata of the live sessions among ``stream_ids``, in that order."""
-        positions = self._live(stream_ids)
-        rows = self._rows
-        if missing := list(itertools.filterfalse(rows.__contains__, positions)):
-            rows.update(_rows_at(self._txn, self._activity, missing))
-        return _metadata(map(rows.__getitem__, positions))
+        return _metadata(_rows_at(self._txn, self._activity, self._live(stream_ids)))
 
 
 def _unpacked(positions: Sequence[Position]) -> tuple[int, ...]:
@@ -313,17 +310,19 @@ def _unpacked(positions: Sequence[Position]) -> tuple[int, ...]:
     return struct.unpack(f">{2 * len(positions)}Q", b"".join(positions))
 
 
-def _positions_of_streams(found: Mapping[bytes, bytes]) -> tuple[int, ...]:
-    """The stream ids of ``catalog.sessions`` entries (stream id → position), each checked to name its own stream's
-    position (as ``_position_of_stream`` checks one); all at once in C, one entry at a time only to say which is
-    damaged."""
-    ids: tuple[int, ...] = struct.unpack(f">{len(found)}Q", b"".join(found))
+def _positions_of_streams(keys: Sequence[bytes], values: Sequence[bytes | None]) -> list[Position]:
+    """The positions among the ``catalog.sessions`` ``values`` (stream id → position) read at ``keys`` (``None``:
+    no entry), in their order, each checked to name its own stream's position (as ``_position_of_stream`` checks
+    one); all at once in C, one entry at a time only to say which is damaged."""
+    found: list[Position] = list(filter(None, values))  # an emptied entry too is left out, so looked for
     # Each entry's length, not only their sum: a short entry and a long one after it would add up, and the ids
-    # would then be read across their bounds.
-    if set(map(len, found.values())) != {_TIME_ID.size} or _unpacked(list(found.values()))[1::2] != ids:
-        for stream_key, raw in found.items():
-            _position_of_stream(raw, stream_key)
-    return ids
+    # would then be read across their bounds. The ids (every other 8 bytes) are compared as bytes: no number made.
+    if (b"" in values or not set(map(len, found)) <= {_TIME_ID.size}
+            or memoryview(b"".join(found)).cast("Q")[1::2].tobytes() != b"".join(itertools.compress(keys, values))):
+        for stream_key, raw in zip(keys, values):
+            if raw is not None:
+                _position_of_stream(raw, stream_key)
+    return found
 
 
 class Catalog:
@@ -468,7 +467,7 @@ class Catalog:
     def metadata_with_prefix(self, txn: ReadTransaction, prefix: str) -> list[SessionMetadata]:
         """Metadata of the live sessions whose key starts with ``prefix``, most recent activity first."""
         positions = self._prefixed(txn, prefix)[0]
-        return _metadata(map(_rows_at(txn, self._activity, positions).__getitem__, positions))
+        return _metadata(_rows_at(txn, self._activity, positions))
 
     def page(self, txn: ReadTransaction, limit: int, before: Position | None, prefix: str = ""
              ) -> tuple[list[SessionMetadata], Position | None, int]:
@@ -485,8 +484,7 @@ class Catalog:
             positions = (matching if before is None else list(filter(before.__gt__, matching)))[:limit + 1]
             more = len(positions) > limit
             del positions[limit:]
-            rows = _rows_at(txn, self._activity, positions)
-            return _metadata(map(rows.__getitem__, positions)), positions[-1] if more else None, len(matching)
+            return _metadata(_rows_at(txn, self._activity, positions)), positions[-1] if more else None, len(matching)
         total = txn.count(self._activity)
         limit = min(limit, total)
         entries = list(itertools.islice(txn.scan(self._activity, before, reverse=True), limit + 1))

@@ -190,14 +190,16 @@ class StorageConformance:
         with storage.read() as txn:
             assert [] == list(txn.scan(space)) == list(txn.scan(space, b"a", reverse=True))
             assert [] == list(txn.scan_keys(space, reverse=True)) == list(txn.scan_values(space, b"a"))
-            assert (None, None, 0, {}) == (txn.last(space), txn.before(space, b"z"), txn.count(space),
-                                           txn.get_many(space, [b"a"]))
+            assert (None, None, 0, {}, [None]) == (txn.last(space), txn.before(space, b"z"), txn.count(space),
+                                                   txn.get_many(space, [b"a"]), txn.get_each(space, [b"a"]))
 
-    def test_last_and_get_many(self, storage, filled):
+    def test_last_get_many_and_get_each(self, storage, filled):
         with storage.read() as txn:
             assert (b"f", b"vf") == txn.last(filled)
             assert {b"b": b"vb", b"f": b"vf"} == txn.get_many(filled, iter([b"a", b"b", b"c", b"f", b"z"]))
             assert {} == txn.get_many(filled, [])
+            assert [b"vf", None, b"vb", None, b"vf"] == txn.get_each(filled, iter([b"f", b"a", b"b", b"z", b"f"]))
+            assert [] == txn.get_each(filled, [])
 
     # -- transactions ---------------------------------------------------------------
 
@@ -535,6 +537,7 @@ class _DictMachine(RuleBasedStateMachine):
             assert model.get(key) == txn.get(self.spaces[space], key)
             assert ((below[-1], model[below[-1]]) if below else None) == txn.before(self.spaces[space], key)
             assert {k: model[k] for k in keys if k in model} == txn.get_many(self.spaces[space], keys)
+            assert [model.get(k) for k in keys] == txn.get_each(self.spaces[space], keys)
 
     @invariant()
     def contents_agree(self) -> None:

@@ -146,8 +146,9 @@ def test_search_parts_times_every_part_of_the_kept_stores_searches(tmp_path: Pat
     rows = {line[:34].strip(): line[34:].split() for line in completed.stdout.splitlines()[2:]}
     assert list(rows) == ["query", *PARTS], completed.stdout
     assert all(len(medians) == 2 for medians in rows.values()), completed.stdout
-    for kind in (0, 1):  # 2 and 3 words: every query is planned, and its plan is part of it
+    for kind in (0, 1):  # 2 and 3 words: every query is planned and reads its results' rows, both part of it
         assert 0 < float(rows["plan"][kind]) <= float(rows["query"][kind]), completed.stdout
+        assert 0 < float(rows["catalog reads"][kind]) <= float(rows["query"][kind]), completed.stdout
 
 
 @pytest.mark.slow  # builds two small stores, then catches copies of one up twice from other processes

@@ -7,10 +7,12 @@ events behind."""
 from __future__ import annotations
 
 import contextlib
+import struct
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -19,6 +21,7 @@ from hypothesis import strategies as st
 from eventstore import ChatMessage, SessionExists, SessionNotFound, SessionQuery, SessionStore, StoreCorrupted
 from eventstore.events import MessageAppended
 from eventstore.storage import ReadTransaction, Space
+from projections.catalog import _keys_entry
 from projections.search.reader import IndexReader
 from projections.search.tokenizer import parse_query
 
@@ -128,15 +131,17 @@ def test_rows_are_read_once_for_the_ties_and_the_results(scratch_store: SessionS
 
     with scratch_store._read() as txn:
         transaction = type(txn)
-    plain = transaction.get_many
 
-    def get_many(self: ReadTransaction, space: Space, keys: Iterable[bytes]) -> dict[bytes, bytes]:
-        keys = list(keys)
-        if space is scratch_store._catalog._sessions:
-            reads.extend(keys)
-        return plain(self, space, keys)
+    def counted(read: Callable[[ReadTransaction, Space, list[bytes]], Any]) -> Any:
+        def reading(self: ReadTransaction, space: Space, keys: Iterable[bytes]) -> Any:
+            keys = list(keys)
+            if space is scratch_store._catalog._sessions:
+                reads.extend(keys)
+            return read(self, space, keys)
+        return reading
 
-    monkeypatch.setattr(transaction, "get_many", get_many)
+    for name in ("get_many", "get_each"):  # whichever of the batched reads the positions come by
+        monkeypatch.setattr(transaction, name, counted(getattr(transaction, name)))
     assert ["d", "c", "b", "a"] == [found.key for found in scratch_store.search(SessionQuery("same"))]
     assert len(reads) == len(set(reads)) == 4
 
@@ -151,13 +156,14 @@ def test_a_tie_with_a_damaged_last_activity_says_the_catalog_is_damaged(store_pa
         store.search(SessionQuery("first"))
 
 
-@pytest.mark.parametrize("damage", ["another stream's position", "cut short"])
+@pytest.mark.parametrize("damage", ["another stream's position", "cut short", "emptied"])
 @pytest.mark.parametrize(("keyword", "damaged"), [("same", "a"), ("alpha", "c")], ids=["a tie", "a result alone"])
 def test_a_damaged_stream_entry_is_damage_to_a_search_not_another_sessions_metadata(
         store_path: Path, keyword: str, damaged: str, damage: str) -> None:
-    """A ``catalog.sessions`` entry (stream id → position) naming another session's position, or cut short: the
-    search that reads it (for a tie's activity, or for a result's row alone) says the catalog is damaged, however
-    many entries it checks at once, rather than return the other session's metadata."""
+    """A ``catalog.sessions`` entry (stream id → position) naming another session's position, cut short or emptied
+    (an empty entry is not an absent one): the search that reads it (for a tie's activity, or for a result's row
+    alone) says the catalog is damaged, however many entries it checks at once, rather than return the other
+    session's metadata or leave the session out."""
     with SessionStore(store_path) as store:
         for key, text in (("a", "same words"), ("b", "same words"), ("c", "alpha")):
             store.append(key, ChatMessage.user(text))
@@ -166,7 +172,7 @@ def test_a_damaged_stream_entry_is_damage_to_a_search_not_another_sessions_metad
             ["b", "a"] if keyword == "same" else ["c"])
     own, other = position_of(store_path, damaged), position_of(store_path, "b")
     change_value(store_path, b"catalog.sessions", own[8:],
-                 lambda _: other if damage == "another stream's position" else own[:15])
+                 lambda _: {"another stream's position": other, "cut short": own[:15], "emptied": b""}[damage])
     with SessionStore(store_path) as store, pytest.raises(StoreCorrupted, match="session catalog is damaged"):
         store.search(SessionQuery(keyword))
 
@@ -190,3 +196,28 @@ def test_two_damaged_stream_entries_whose_bytes_add_up_are_damage(store_path: Pa
     with SessionStore(store_path, clock=clock) as store, pytest.raises(StoreCorrupted,
                                                                        match="session catalog is damaged"):
         store.search(SessionQuery("same", 1))
+
+
+@pytest.mark.parametrize(("keyword", "damaged"), [("same", "a"), ("alpha", "c")], ids=["a tie", "a result alone"])
+def test_a_position_naming_no_row_is_damage_to_a_search_and_a_prefix_listing(
+        store_path: Path, keyword: str, damaged: str) -> None:
+    """A session's entries (by stream id, and by key with its checksum right) naming a time its row is not at: the
+    search that reads its row, and the listing of a prefix that does, name the stream whose entry leads nowhere."""
+    with SessionStore(store_path) as store:
+        for key, text in (("a", "same words"), ("b", "same words"), ("c", "alpha")):
+            store.append(key, ChatMessage.user(text))
+        store.catch_up()
+        with store._environment.read() as txn:
+            head = store._catalog.head_of_key(txn, damaged)
+    assert head is not None
+    position = position_of(store_path, damaged)
+    moved = struct.pack(">Q", struct.unpack(">Q", position[:8])[0] + 1) + position[8:]
+    change_value(store_path, b"catalog.keys", damaged.encode(), lambda _: _keys_entry(head, moved)[1])
+    change_value(store_path, b"catalog.sessions", position[8:], lambda _: moved)
+    message = f"stream {struct.unpack('>Q', position[8:])[0]}'s index entry names a position with no row"
+    with SessionStore(store_path) as store:
+        with pytest.raises(StoreCorrupted, match=message):
+            store.search(SessionQuery(keyword))
+        for listing in (store.list_sessions_with_metadata, lambda prefix: store.list_sessions_page(prefix=prefix)):
+            with pytest.raises(StoreCorrupted, match=message):
+                listing(damaged)

@@ -108,7 +108,8 @@ class TestNoLmdbErrorEscapes:
             with storage.read() as txn:
                 pass
             for call in (lambda: txn.get(space, b"k"), lambda: txn.count(space), lambda: txn.snapshot_id(),
-                         lambda: txn.last(space), lambda: txn.get_many(space, [b"k"])):
+                         lambda: txn.last(space), lambda: txn.get_many(space, [b"k"]),
+                         lambda: txn.get_each(space, [b"k"])):
                 with pytest.raises(EventStoreError) as caught:
                     call()
                 assert not isinstance(caught.value, lmdb.Error)

@@ -105,6 +105,9 @@ class CapturingTransaction:
     def get_many(self, space: Space, keys: Iterable[bytes]) -> dict[bytes, bytes]:
         return self._txn.get_many(space, keys)
 
+    def get_each(self, space: Space, keys: Iterable[bytes]) -> list[bytes | None]:
+        return self._txn.get_each(space, keys)
+
     def scan(self, space: Space, start: bytes | None = None, *, reverse: bool = False
              ) -> Iterator[tuple[bytes, bytes]]:
         return self._txn.scan(space, start, reverse=reverse)

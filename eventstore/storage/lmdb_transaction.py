@@ -100,6 +100,13 @@ class LmdbTransaction:
         except lmdb.Error as exc:
             raise translated(exc) from None
 
+    def get_each(self, space: Space, keys: Iterable[bytes]) -> list[bytes | None]:
+        try:
+            # A cursor's get is one LMDB call a key; getmulti makes two, and a pair and a key object per value.
+            return list(map(self._txn.cursor(db=space.handle).get, keys))
+        except lmdb.Error as exc:
+            raise translated(exc) from None
+
     def _positioned(self, space: Space, start: bytes | None, reverse: bool) -> lmdb.Cursor[bytes] | None:
         try:
             cursor = self._txn.cursor(db=space.handle)

@@ -110,6 +110,9 @@ class MemoryTransaction:
         values = self._table(space).values
         return {key: values[key] for key in keys if key in values}
 
+    def get_each(self, space: Space, keys: Iterable[bytes]) -> list[bytes | None]:
+        return list(map(self._table(space).values.get, keys))
+
     def scan(self, space: Space, start: bytes | None = None, *, reverse: bool = False
              ) -> Iterator[tuple[bytes, bytes]]:
         for key in self.scan_keys(space, start, reverse=reverse):

@@ -116,6 +116,10 @@ class ReadTransaction(Protocol):
     def get_many(self, space: Space, keys: Iterable[bytes]) -> dict[bytes, bytes]:
         """The values of those ``keys`` that are present (absent keys are left out)."""
 
+    def get_each(self, space: Space, keys: Iterable[bytes]) -> list[bytes | None]:
+        """The value at each of ``keys``, in their order, ``None`` where absent: one call, as ``get_many``, for a
+        caller that pairs values with keys by place (no mapping to build)."""
+
     def scan(self, space: Space, start: bytes | None = None, *, reverse: bool = False
              ) -> Iterator[tuple[bytes, bytes]]:
         """(key, value) pairs in key order.
