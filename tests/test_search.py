@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, cast
 from unittest import mock
 
+import numpy as np
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -694,6 +695,7 @@ class TestSharedSessionsPath:
            st.integers(1, 60))
     @example({sid: 9 for sid in range(100)}, 50)
     @example({1: 255, 2: 1, 3: 128}, 2)
+    @example({sid: 255 if sid % 16 == 0 else 1 for sid in range(400)}, 50)  # the sample's guess is above the cut
     def test_best_of_term(self, levels: dict[int, int], limit: int) -> None:
         """A term's best sessions are every session at or above the greatest level that ``limit`` of them reach
         (all of them when fewer reach any), scored by their level: a plain sort of the levels."""
@@ -703,7 +705,7 @@ class TestSharedSessionsPath:
         table = [level * 0.5 for level in range(256)]
         cut = sorted(levels.values(), reverse=True)[min(limit, len(levels)) - 1]
         expected = {sid: table[level] for sid, level in levels.items() if level >= cut}
-        assert search_queries._best_of_term(summaries.Summary(blocks), table, limit) == expected
+        assert search_queries._best_of_term(summaries.Summary(blocks), np.array(table), limit) == expected
 
     @settings(max_examples=60, deadline=None)
     @given(st.lists(st.lists(st.lists(st.sampled_from(["alpha", "alpha", "beta", "beta", "gamma", "delta"]),

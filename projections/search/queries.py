@@ -200,10 +200,15 @@ def _single_term(term: PlanTerm, limit: int) -> dict[int, float]:
     return scored
 
 def _table(weight: float) -> list[float]:
+    """A term's ``weight × LEVEL_WEIGHTS[level]`` for every level, by index (``_weights`` as a list)."""
+    table: list[float] = _weights(weight).tolist()
+    return table
+
+def _weights(weight: float) -> npt.NDArray[np.float64]:
     """A term's ``weight × LEVEL_WEIGHTS[level]`` for every level, by index: one multiplication over an array in C,
     whose IEEE products are Python's, so every score stays the same to the last bit."""
-    table: list[float] = (_LEVEL_WEIGHTS * weight).tolist()
-    return table
+    found: npt.NDArray[np.float64] = _LEVEL_WEIGHTS * weight
+    return found
 
 #: ``LEVEL_WEIGHTS`` as an array, for ``_table``.
 _LEVEL_WEIGHTS = np.array(LEVEL_WEIGHTS)
@@ -256,11 +261,12 @@ def _by_messages(view: IndexReader, plan: Plan, limit: int) -> tuple[dict[int, f
     best, lower bounds below them) and the ``limit``-th best score.
     """
     terms = plan.terms
-    tables = [_table(term.weight) for term in terms]
+    weights = [_weights(term.weight) for term in terms]
+    tables: list[list[float]] = [array.tolist() for array in weights]
     singles: dict[int, float] = {}
-    for term, table in zip(terms, tables):
+    for term, array in zip(terms, weights):
         get = singles.get
-        for sid, score in _best_of_term(term.summary, table, limit).items():
+        for sid, score in _best_of_term(term.summary, array, limit).items():
             if score > get(sid, 0.0):
                 singles[sid] = score
     scored = _TopScores(limit, singles)
@@ -633,11 +639,12 @@ def _intersected(view: IndexReader, plan: Plan, limit: int) -> tuple[dict[int, f
     Returns the scores (exact for every session that can be among the
     ``limit`` best, lower bounds below them) and the ``limit``-th best score.
     """
-    tables = [_table(term.weight) for term in plan.terms]
+    weights = [_weights(term.weight) for term in plan.terms]
+    tables: list[list[float]] = [array.tolist() for array in weights]
     summaries = [term.summary for term in plan.terms]
     scored: dict[int, float] = {}
-    for summary, table in zip(summaries, tables):
-        best = _best_of_term(summary, table, limit)
+    for summary, array in zip(summaries, weights):
+        best = _best_of_term(summary, array, limit)
         if not scored:
             scored = best
             continue
@@ -750,17 +757,35 @@ def _sessions_sharing_by_block(view: IndexReader, plan: Plan) -> list[int]:
 #: The session's offset in its block of a message-map key.
 _OFFSET_OF_KEY = (1 << MAP_SHIFT) - 1
 
-def _best_of_term(summary: Summary, table: Sequence[float], limit: int) -> dict[int, float]:
+def _best_of_term(summary: Summary, weights: npt.NDArray[np.float64], limit: int) -> dict[int, float]:
     """A term's single-term scores of its best sessions: every session at or above the greatest level that
-    ``limit`` of them reach (so ties at the cut are kept). That level is found from the levels' histogram, counted
-    from the best level down over whole arrays (numpy): a few calls a term, where a search by level took a pass over
-    its levels a step."""
+    ``limit`` of them reach (so ties at the cut are kept). That level is the ``limit``-th greatest (``partition``),
+    looked for among the sessions at or above a lower level guessed from a sample (``_guessed_cut``): a pass in C
+    over every session's level, and the selection over the few it leaves; all of them when the guess leaves fewer
+    than ``limit`` (too high: the cut is below it)."""
     levels = np.frombuffer(summary.best_levels(), dtype=np.uint8)
-    counts = np.bincount(levels)  # up to the best level present: the counting below starts there
-    reaching = counts[::-1].cumsum()  # sessions at len(counts) - 1 - i or above
-    low = max(len(counts) - 1 - int(reaching.searchsorted(limit)), 1)  # 1: fewer than ``limit`` sessions reach any
-    chosen = np.flatnonzero(levels >= low)
-    return dict(zip(summary.sid_array()[chosen].tolist(), map(table.__getitem__, levels[chosen].tolist())))
+    chosen = np.flatnonzero(levels >= _guessed_cut(levels, limit))
+    if len(chosen) < limit:
+        chosen = np.flatnonzero(levels)
+    found = levels[chosen]
+    beyond = len(found) - limit
+    if beyond > 0:
+        reached = found >= np.partition(found, beyond)[beyond]
+        chosen, found = chosen[reached], found[reached]
+    return dict(zip(summary.sid_array()[chosen].tolist(), weights[found].tolist()))
+
+def _guessed_cut(levels: npt.NDArray[np.uint8], limit: int) -> int:
+    """A level that about ``CUT_MARGIN`` times ``limit`` of ``levels`` reach: that of a sample of every
+    ``CUT_SAMPLE_STEP``-th (a selection over few), never below 1 (a session at level 0 is never chosen); 1 when
+    the sample is too small to tell."""
+    sample = levels[::CUT_SAMPLE_STEP]
+    rank = len(sample) - CUT_MARGIN * limit // CUT_SAMPLE_STEP - 1
+    return max(int(np.partition(sample, rank)[rank]), 1) if rank > 0 else 1
+
+#: ``_best_of_term`` guesses its cut from every this many sessions' levels, at this many times ``limit`` sessions
+#: reaching it: too high a guess (fewer than ``limit`` reach it) costs a second pass, and a rare one at that margin.
+CUT_SAMPLE_STEP = 16
+CUT_MARGIN = 4
 
 def _resolve(view: IndexReader, plan: Plan, limit: int, tables: list[list[float]], singles: dict[int, float],
              shared: dict[int, tuple[int, ...]]) -> tuple[dict[int, float], float | None]:
