@@ -690,6 +690,28 @@ class TestSharedSessionsPath:
         assert found == expected
         assert set(sharing) <= set(found)
 
+    @given(st.lists(st.one_of(st.just(0), st.tuples(st.integers(1, 255), st.sampled_from([0, 1, 2, 126, 127, 128, 130]))
+                            .map(lambda pair: pair[0] << 8 | pair[1])), min_size=1, max_size=4)
+           .filter(any))
+    @example([3 << 8 | 0x82, 0, 5 << 8 | 0x82])  # two terms in several messages, tags alike: still open
+    @example([0, 7 << 8 | 0x7F, 0])  # one term alone past the tags' range: its best message
+    def test_score_from_tags(self, codes: list[int]) -> None:
+        """A session's score from its entries is its one term's weight when it holds one; else ``None`` when a term
+        is in several messages or past the tags' range, and the best of the sums by message otherwise."""
+        tables = [[level * (place + 1.3) for level in range(256)] for place in range(len(codes))]
+        present = [(code, table) for code, table in zip(codes, tables) if code]
+        expected: float | None
+        if len(present) == 1:
+            expected = present[0][1][present[0][0] >> 8]
+        elif any(code & 0xFF >= summaries.LAST_TAG for code, _ in present):
+            expected = None
+        else:
+            sums: dict[int, float] = {}
+            for code, table in present:
+                sums[code & 0xFF] = sums.get(code & 0xFF, 0.0) + table[code >> 8]
+            expected = max(sums.values())
+        assert search_queries._score_from_tags(codes, tables) == expected
+
     @settings(max_examples=60)
     @given(st.dictionaries(st.integers(0, 3 * 4096 + 50), st.integers(1, 255), min_size=1, max_size=400),
            st.integers(1, 60))

@@ -1000,14 +1000,14 @@ def _score_from_tags(codes: Sequence[int], tables: Sequence[Sequence[float]]) ->
     """A session's exact score from its entries for the query's terms (in plan order; 0: absent), when one term
     is present or each is in one message whose index its tag holds: terms of one message add up, the best
     message counts. ``None`` when a term is in several messages, or in one past the tags' range."""
-    present = [(code, table) for code, table in zip(codes, tables) if code]
-    if len(present) == 1:  # one term: its best message
-        code, table = present[0]
-        return table[code >> 8]
-    sums: dict[int, float] = {}
-    for code, table in present:
-        if code & MULTI or code & LAST_TAG == LAST_TAG:
-            return None
-        place = code & LAST_TAG
-        sums[place] = sums.get(place, 0) + table[code >> 8]  # in plan order, as _evaluate adds them
+    sums: dict[int, float] = {}  # tag → the weights of the terms it names, added in plan order as _evaluate adds them
+    present = 0
+    for code, table in zip(codes, tables):
+        if code:
+            present += 1
+            tag, weight = code & 0xFF, table[code >> 8]
+            sums[tag] = sums[tag] + weight if tag in sums else weight
+    # A tag of MULTI, or LAST_TAG, is at LAST_TAG or above: it names no one message (one term alone: its best one).
+    if present > 1 and max(sums) >= LAST_TAG:
+        return None
     return max(sums.values())
