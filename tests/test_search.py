@@ -690,6 +690,27 @@ class TestSharedSessionsPath:
         assert found == expected
         assert set(sharing) <= set(found)
 
+    @settings(max_examples=60)
+    @given(st.lists(st.dictionaries(st.integers(0, 2 * 4096 + 50), st.integers(1, 255), min_size=1, max_size=120),
+                    min_size=2, max_size=4),
+           st.integers(1, 40))
+    @example([{1: 9, 2: 3}, {1: 3, 2: 9}], 2)  # each session highest by another term
+    def test_best_singles(self, terms: list[dict[int, int]], limit: int) -> None:
+        """The sessions among the best of some term score the highest of their terms' scores there."""
+        found: list[summaries.Summary] = []
+        for levels in terms:
+            found.append(summaries.Summary([(number, summaries.Block(raw)) for number in range(3)
+                                            if (raw := summaries.summary_of({sid & 4095: level << 8
+                                                                             for sid, level in levels.items()
+                                                                             if sid >> 12 == number})) is not None]))
+        weights = [np.array([level * (place + 0.7) for level in range(256)]) for place in range(len(terms))]
+        expected: dict[int, float] = {}
+        for summary, array in zip(found, weights):
+            sids, scores = search_queries._best_of_term(summary, array, limit)
+            for sid, score in zip(sids.tolist(), scores.tolist()):
+                expected[sid] = max(score, expected.get(sid, 0.0))
+        assert search_queries._best_singles(found, weights, limit) == expected
+
     @given(st.lists(st.one_of(st.just(0), st.tuples(st.integers(1, 255), st.sampled_from([0, 1, 2, 126, 127, 128, 130]))
                             .map(lambda pair: pair[0] << 8 | pair[1])), min_size=1, max_size=4)
            .filter(any))
@@ -727,7 +748,9 @@ class TestSharedSessionsPath:
         table = [level * 0.5 for level in range(256)]
         cut = sorted(levels.values(), reverse=True)[min(limit, len(levels)) - 1]
         expected = {sid: table[level] for sid, level in levels.items() if level >= cut}
-        assert search_queries._best_of_term(summaries.Summary(blocks), np.array(table), limit) == expected
+        sids, scores = search_queries._best_of_term(summaries.Summary(blocks), np.array(table), limit)
+        assert dict(zip(sids.tolist(), scores.tolist())) == expected
+        assert len(sids) == len(expected)
 
     @settings(max_examples=60, deadline=None)
     @given(st.lists(st.lists(st.lists(st.sampled_from(["alpha", "alpha", "beta", "beta", "gamma", "delta"]),

@@ -263,13 +263,7 @@ def _by_messages(view: IndexReader, plan: Plan, limit: int) -> tuple[dict[int, f
     terms = plan.terms
     weights = [_weights(term.weight) for term in terms]
     tables: list[list[float]] = [array.tolist() for array in weights]
-    singles: dict[int, float] = {}
-    for term, array in zip(terms, weights):
-        get = singles.get
-        for sid, score in _best_of_term(term.summary, array, limit).items():
-            if score > get(sid, 0.0):
-                singles[sid] = score
-    scored = _TopScores(limit, singles)
+    scored = _TopScores(limit, _best_singles([term.summary for term in terms], weights, limit))
     held = [set(term.summary.block_numbers()) for term in terms]
     shared_blocks = sorted({number for one, other in combinations(held, 2) for number in one & other})
     if not shared_blocks:
@@ -642,16 +636,7 @@ def _intersected(view: IndexReader, plan: Plan, limit: int) -> tuple[dict[int, f
     weights = [_weights(term.weight) for term in plan.terms]
     tables: list[list[float]] = [array.tolist() for array in weights]
     summaries = [term.summary for term in plan.terms]
-    scored: dict[int, float] = {}
-    for summary, array in zip(summaries, weights):
-        best = _best_of_term(summary, array, limit)
-        if not scored:
-            scored = best
-            continue
-        # Few sessions are among the best of two terms: those keep their higher score, the rest are added in C.
-        higher = {sid: scored[sid] for sid in scored.keys() & best.keys() if scored[sid] > best[sid]}
-        scored.update(best)
-        scored.update(higher)
+    scored = _best_singles(summaries, weights, limit)
     opened = _sessions_sharing(view, plan)
     columns = [summary.entries_of(opened) for summary in summaries]
     return _resolve(view, plan, limit, tables, scored, dict(zip(opened, zip(*columns))))
@@ -757,8 +742,20 @@ def _sessions_sharing_by_block(view: IndexReader, plan: Plan) -> list[int]:
 #: The session's offset in its block of a message-map key.
 _OFFSET_OF_KEY = (1 << MAP_SHIFT) - 1
 
-def _best_of_term(summary: Summary, weights: npt.NDArray[np.float64], limit: int) -> dict[int, float]:
-    """A term's single-term scores of its best sessions: every session at or above the greatest level that
+def _best_singles(summaries: Sequence[Summary], weights: Sequence[npt.NDArray[np.float64]], limit: int
+                  ) -> dict[int, float]:
+    """Each session among the best of one of the terms (``_best_of_term``; ``weights``: each term's) with the
+    highest of their single-term scores: the terms' best joined over arrays and put in a dict lowest score first, so
+    that a session's last, kept score is its highest (the dict's order is never read)."""
+    best = [_best_of_term(summary, array, limit) for summary, array in zip(summaries, weights)]
+    sids = np.concatenate([found for found, _ in best])
+    scores = np.concatenate([found for _, found in best])
+    order = np.argsort(scores, kind="stable")
+    return dict(zip(sids[order].tolist(), scores[order].tolist()))
+
+def _best_of_term(summary: Summary, weights: npt.NDArray[np.float64], limit: int
+                  ) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.float64]]:
+    """A term's best sessions and their single-term scores: every session at or above the greatest level that
     ``limit`` of them reach (so ties at the cut are kept). That level is the ``limit``-th greatest (``partition``),
     looked for among the sessions at or above a lower level guessed from a sample (``_guessed_cut``): a pass in C
     over every session's level, and the selection over the few it leaves; all of them when the guess leaves fewer
@@ -772,7 +769,7 @@ def _best_of_term(summary: Summary, weights: npt.NDArray[np.float64], limit: int
     if beyond > 0:
         reached = found >= np.partition(found, beyond)[beyond]
         chosen, found = chosen[reached], found[reached]
-    return dict(zip(summary.sid_array()[chosen].tolist(), weights[found].tolist()))
+    return summary.sid_array()[chosen], weights[found]
 
 def _guessed_cut(levels: npt.NDArray[np.uint8], limit: int) -> int:
     """A level that about ``CUT_MARGIN`` times ``limit`` of ``levels`` reach: that of a sample of every
