@@ -690,6 +690,25 @@ class TestSharedSessionsPath:
         assert found == expected
         assert set(sharing) <= set(found)
 
+    @given(st.integers(1, 4).flatmap(lambda terms: st.lists(
+        st.lists(st.one_of(st.just(0), st.tuples(st.integers(1, 255), st.sampled_from([0, 1, 2, 126, 127, 128, 130]))
+                           .map(lambda pair: pair[0] << 8 | pair[1])), min_size=terms, max_size=terms).filter(any),
+        min_size=1, max_size=40)),
+        st.sampled_from([0, search_queries.TAGS_IN_ARRAYS_FROM]))
+    @example([[3 << 8 | 1, 5 << 8 | 1, 2 << 8 | 2], [0, 7 << 8 | 0x82, 4 << 8 | 0x82], [0, 9 << 8 | 0x7F, 0]], 0)
+    def test_scores_from_tags(self, sessions: list[list[int]], in_arrays_from: int) -> None:
+        """Over whole arrays or one by one, many sessions' scores from their tags are each one's
+        ``_score_from_tags``, to the last bit."""
+        terms = len(sessions[0])
+        weights = [np.array(LEVEL_WEIGHTS) * (0.37 + 1.9 * place) for place in range(terms)]
+        tables = [array.tolist() for array in weights]
+        columns = [list(column) for column in zip(*sessions)]
+        with mock.patch.object(search_queries, "TAGS_IN_ARRAYS_FROM", in_arrays_from):
+            found = search_queries._scores_from_tags(columns, tables, weights)
+        assert [None if score is None else score.hex() for score in found] == \
+            [None if (score := search_queries._score_from_tags(codes, tables)) is None else score.hex()
+             for codes in sessions]
+
     @settings(max_examples=60)
     @given(st.lists(st.dictionaries(st.integers(0, 2 * 4096 + 50), st.integers(1, 255), min_size=1, max_size=120),
                     min_size=2, max_size=4),
