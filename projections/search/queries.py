@@ -751,7 +751,7 @@ def _best_singles(summaries: Sequence[Summary], weights: Sequence[npt.NDArray[np
     best = [_best_of_term(summary, array, limit) for summary, array in zip(summaries, weights)]
     sids = np.concatenate([found for found, _ in best])
     scores = np.concatenate([found for _, found in best])
-    order = np.argsort(scores, kind="stable")
+    order = scores.argsort(kind="stable")
     return dict(zip(sids[order].tolist(), scores[order].tolist()))
 
 def _best_of_term(summary: Summary, weights: npt.NDArray[np.float64], limit: int
@@ -762,13 +762,16 @@ def _best_of_term(summary: Summary, weights: npt.NDArray[np.float64], limit: int
     over every session's level, and the selection over the few it leaves; all of them when the guess leaves fewer
     than ``limit`` (too high: the cut is below it)."""
     levels = np.frombuffer(summary.best_levels(), dtype=np.uint8)
-    chosen = np.flatnonzero(levels >= _guessed_cut(levels, limit))
+    # Array methods rather than numpy's functions of the same name: those are Python wrappers, a few calls each.
+    chosen = (levels >= _guessed_cut(levels, limit)).nonzero()[0]
     if len(chosen) < limit:
-        chosen = np.flatnonzero(levels)
+        chosen = levels.nonzero()[0]
     found = levels[chosen]
     beyond = len(found) - limit
     if beyond > 0:
-        reached = found >= np.partition(found, beyond)[beyond]
+        selected = found.copy()
+        selected.partition(beyond)
+        reached = found >= selected[beyond]
         chosen, found = chosen[reached], found[reached]
     return summary.sid_array()[chosen], weights[found]
 
@@ -776,9 +779,12 @@ def _guessed_cut(levels: npt.NDArray[np.uint8], limit: int) -> int:
     """A level that about ``CUT_MARGIN`` times ``limit`` of ``levels`` reach: that of a sample of every
     ``CUT_SAMPLE_STEP``-th (a selection over few), never below 1 (a session at level 0 is never chosen); 1 when
     the sample is too small to tell."""
-    sample = levels[::CUT_SAMPLE_STEP]
+    sample = levels[::CUT_SAMPLE_STEP].copy()
     rank = len(sample) - CUT_MARGIN * limit // CUT_SAMPLE_STEP - 1
-    return max(int(np.partition(sample, rank)[rank]), 1) if rank > 0 else 1
+    if rank <= 0:
+        return 1
+    sample.partition(rank)
+    return max(int(sample[rank]), 1)
 
 #: ``_best_of_term`` guesses its cut from every this many sessions' levels, at this many times ``limit`` sessions
 #: reaching it: too high a guess (fewer than ``limit`` reach it) costs a second pass, and a rare one at that margin.
@@ -1004,14 +1010,15 @@ def _scores_from_tags(columns: Sequence[Sequence[int]], tables: Sequence[Sequenc
         return [_score_from_tags(codes, tables) for codes in zip(*columns)]
     codes = np.array(columns, dtype=np.int64)  # a row a term
     tags, present = codes & 0xFF, codes != 0
-    gains = np.stack(weights)[np.arange(len(columns))[:, None], codes >> 8]
+    gains = np.array(weights)[np.arange(len(columns))[:, None], codes >> 8]
     at = np.where(tags[:, None, :] == tags[None, :, :], gains[None, :, :], 0.0)  # [own, other]: other in own's
     sums = at[:, 0]
     for other in range(1, len(columns)):
         sums = sums + at[:, other]
-    scores = np.where(present, sums, 0.0).max(axis=0)
+    # Reductions by the ufuncs themselves: the arrays' methods (max, sum, any) are Python wrappers.
+    scores = np.maximum.reduce(np.where(present, sums, 0.0), axis=0)
     # Open: several terms, one of them in several messages or past the tags' range (a tag at LAST_TAG or above).
-    opened = (present.sum(axis=0) > 1) & (present & (tags >= LAST_TAG)).any(axis=0)
+    opened = (np.add.reduce(present, axis=0) > 1) & np.logical_or.reduce(present & (tags >= LAST_TAG), axis=0)
     return [None if open_ else score for score, open_ in zip(scores.tolist(), opened.tolist())]
 
 #: ``_scores_from_tags`` scores this many sessions or more over whole arrays: its numpy calls' fixed cost is about
