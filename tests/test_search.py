@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, cast
 from unittest import mock
 
+import numpy as np
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -689,11 +690,74 @@ class TestSharedSessionsPath:
         assert found == expected
         assert set(sharing) <= set(found)
 
+    @given(st.integers(1, 4).flatmap(lambda terms: st.lists(
+        st.lists(st.one_of(st.just(0), st.tuples(st.integers(1, 255), st.sampled_from([0, 1, 2, 126, 127, 128, 130]))
+                           .map(lambda pair: pair[0] << 8 | pair[1])), min_size=terms, max_size=terms).filter(any),
+        min_size=1, max_size=40)),
+        st.sampled_from([0, search_queries.TAGS_IN_ARRAYS_FROM]))
+    @example([[3 << 8 | 1, 5 << 8 | 1, 2 << 8 | 2], [0, 7 << 8 | 0x82, 4 << 8 | 0x82], [0, 9 << 8 | 0x7F, 0]], 0)
+    def test_scores_from_tags(self, sessions: list[list[int]], in_arrays_from: int) -> None:
+        """Over whole arrays or one by one, many sessions' scores from their tags are each one's
+        ``_score_from_tags``, to the last bit."""
+        terms = len(sessions[0])
+        weights = [np.array(LEVEL_WEIGHTS) * (0.37 + 1.9 * place) for place in range(terms)]
+        tables = [array.tolist() for array in weights]
+        columns = [list(column) for column in zip(*sessions)]
+        with mock.patch.object(search_queries, "TAGS_IN_ARRAYS_FROM", in_arrays_from):
+            found = search_queries._scores_from_tags(columns, tables, weights)
+        assert [None if score is None else score.hex() for score in found] == \
+            [None if (score := search_queries._score_from_tags(codes, tables)) is None else score.hex()
+             for codes in sessions]
+
+    @settings(max_examples=60)
+    @given(st.lists(st.dictionaries(st.integers(0, 2 * 4096 + 50), st.integers(1, 255), min_size=1, max_size=120),
+                    min_size=2, max_size=4),
+           st.integers(1, 40))
+    @example([{1: 9, 2: 3}, {1: 3, 2: 9}], 2)  # each session highest by another term
+    def test_best_singles(self, terms: list[dict[int, int]], limit: int) -> None:
+        """The sessions among the best of some term score the highest of their terms' scores there."""
+        found: list[summaries.Summary] = []
+        for levels in terms:
+            found.append(summaries.Summary([(number, summaries.Block(raw)) for number in range(3)
+                                            if (raw := summaries.summary_of({sid & 4095: level << 8
+                                                                             for sid, level in levels.items()
+                                                                             if sid >> 12 == number})) is not None]))
+        weights = [np.array([level * (place + 0.7) for level in range(256)]) for place in range(len(terms))]
+        expected: dict[int, float] = {}
+        for summary, array in zip(found, weights):
+            sids, scores = search_queries._best_of_term(summary, array, limit)
+            for sid, score in zip(sids.tolist(), scores.tolist()):
+                expected[sid] = max(score, expected.get(sid, 0.0))
+        assert search_queries._best_singles(found, weights, limit) == expected
+
+    @given(st.lists(st.one_of(st.just(0), st.tuples(st.integers(1, 255), st.sampled_from([0, 1, 2, 126, 127, 128, 130]))
+                            .map(lambda pair: pair[0] << 8 | pair[1])), min_size=1, max_size=4)
+           .filter(any))
+    @example([3 << 8 | 0x82, 0, 5 << 8 | 0x82])  # two terms in several messages, tags alike: still open
+    @example([0, 7 << 8 | 0x7F, 0])  # one term alone past the tags' range: its best message
+    def test_score_from_tags(self, codes: list[int]) -> None:
+        """A session's score from its entries is its one term's weight when it holds one; else ``None`` when a term
+        is in several messages or past the tags' range, and the best of the sums by message otherwise."""
+        tables = [[level * (place + 1.3) for level in range(256)] for place in range(len(codes))]
+        present = [(code, table) for code, table in zip(codes, tables) if code]
+        expected: float | None
+        if len(present) == 1:
+            expected = present[0][1][present[0][0] >> 8]
+        elif any(code & 0xFF >= summaries.LAST_TAG for code, _ in present):
+            expected = None
+        else:
+            sums: dict[int, float] = {}
+            for code, table in present:
+                sums[code & 0xFF] = sums.get(code & 0xFF, 0.0) + table[code >> 8]
+            expected = max(sums.values())
+        assert search_queries._score_from_tags(codes, tables) == expected
+
     @settings(max_examples=60)
     @given(st.dictionaries(st.integers(0, 3 * 4096 + 50), st.integers(1, 255), min_size=1, max_size=400),
            st.integers(1, 60))
     @example({sid: 9 for sid in range(100)}, 50)
     @example({1: 255, 2: 1, 3: 128}, 2)
+    @example({sid: 255 if sid % 16 == 0 else 1 for sid in range(400)}, 50)  # the sample's guess is above the cut
     def test_best_of_term(self, levels: dict[int, int], limit: int) -> None:
         """A term's best sessions are every session at or above the greatest level that ``limit`` of them reach
         (all of them when fewer reach any), scored by their level: a plain sort of the levels."""
@@ -703,7 +767,9 @@ class TestSharedSessionsPath:
         table = [level * 0.5 for level in range(256)]
         cut = sorted(levels.values(), reverse=True)[min(limit, len(levels)) - 1]
         expected = {sid: table[level] for sid, level in levels.items() if level >= cut}
-        assert search_queries._best_of_term(summaries.Summary(blocks), table, limit) == expected
+        sids, scores = search_queries._best_of_term(summaries.Summary(blocks), np.array(table), limit)
+        assert dict(zip(sids.tolist(), scores.tolist())) == expected
+        assert len(sids) == len(expected)
 
     @settings(max_examples=60, deadline=None)
     @given(st.lists(st.lists(st.lists(st.sampled_from(["alpha", "alpha", "beta", "beta", "gamma", "delta"]),

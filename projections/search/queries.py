@@ -200,10 +200,15 @@ def _single_term(term: PlanTerm, limit: int) -> dict[int, float]:
     return scored
 
 def _table(weight: float) -> list[float]:
+    """A term's ``weight × LEVEL_WEIGHTS[level]`` for every level, by index (``_weights`` as a list)."""
+    table: list[float] = _weights(weight).tolist()
+    return table
+
+def _weights(weight: float) -> npt.NDArray[np.float64]:
     """A term's ``weight × LEVEL_WEIGHTS[level]`` for every level, by index: one multiplication over an array in C,
     whose IEEE products are Python's, so every score stays the same to the last bit."""
-    table: list[float] = (_LEVEL_WEIGHTS * weight).tolist()
-    return table
+    found: npt.NDArray[np.float64] = _LEVEL_WEIGHTS * weight
+    return found
 
 #: ``LEVEL_WEIGHTS`` as an array, for ``_table``.
 _LEVEL_WEIGHTS = np.array(LEVEL_WEIGHTS)
@@ -256,14 +261,9 @@ def _by_messages(view: IndexReader, plan: Plan, limit: int) -> tuple[dict[int, f
     best, lower bounds below them) and the ``limit``-th best score.
     """
     terms = plan.terms
-    tables = [_table(term.weight) for term in terms]
-    singles: dict[int, float] = {}
-    for term, table in zip(terms, tables):
-        get = singles.get
-        for sid, score in _best_of_term(term.summary, table, limit).items():
-            if score > get(sid, 0.0):
-                singles[sid] = score
-    scored = _TopScores(limit, singles)
+    weights = [_weights(term.weight) for term in terms]
+    tables: list[list[float]] = [array.tolist() for array in weights]
+    scored = _TopScores(limit, _best_singles([term.summary for term in terms], weights, limit))
     held = [set(term.summary.block_numbers()) for term in terms]
     shared_blocks = sorted({number for one, other in combinations(held, 2) for number in one & other})
     if not shared_blocks:
@@ -633,21 +633,14 @@ def _intersected(view: IndexReader, plan: Plan, limit: int) -> tuple[dict[int, f
     Returns the scores (exact for every session that can be among the
     ``limit`` best, lower bounds below them) and the ``limit``-th best score.
     """
-    tables = [_table(term.weight) for term in plan.terms]
+    weights = [_weights(term.weight) for term in plan.terms]
+    tables: list[list[float]] = [array.tolist() for array in weights]
     summaries = [term.summary for term in plan.terms]
-    scored: dict[int, float] = {}
-    for summary, table in zip(summaries, tables):
-        best = _best_of_term(summary, table, limit)
-        if not scored:
-            scored = best
-            continue
-        # Few sessions are among the best of two terms: those keep their higher score, the rest are added in C.
-        higher = {sid: scored[sid] for sid in scored.keys() & best.keys() if scored[sid] > best[sid]}
-        scored.update(best)
-        scored.update(higher)
+    scored = _best_singles(summaries, weights, limit)
     opened = _sessions_sharing(view, plan)
     columns = [summary.entries_of(opened) for summary in summaries]
-    return _resolve(view, plan, limit, tables, scored, dict(zip(opened, zip(*columns))))
+    return _resolve(view, plan, limit, tables, scored, dict(zip(opened, zip(*columns))),
+                    _scores_from_tags(columns, tables, weights))
 
 def _sessions_sharing(view: IndexReader, plan: Plan) -> list[int]:
     """The sessions, ascending, holding several of the terms where two of them may sit in one message: found over
@@ -750,22 +743,60 @@ def _sessions_sharing_by_block(view: IndexReader, plan: Plan) -> list[int]:
 #: The session's offset in its block of a message-map key.
 _OFFSET_OF_KEY = (1 << MAP_SHIFT) - 1
 
-def _best_of_term(summary: Summary, table: Sequence[float], limit: int) -> dict[int, float]:
-    """A term's single-term scores of its best sessions: every session at or above the greatest level that
-    ``limit`` of them reach (so ties at the cut are kept). That level is found from the levels' histogram, counted
-    from the best level down over whole arrays (numpy): a few calls a term, where a search by level took a pass over
-    its levels a step."""
+def _best_singles(summaries: Sequence[Summary], weights: Sequence[npt.NDArray[np.float64]], limit: int
+                  ) -> dict[int, float]:
+    """Each session among the best of one of the terms (``_best_of_term``; ``weights``: each term's) with the
+    highest of their single-term scores: the terms' best joined over arrays and put in a dict lowest score first, so
+    that a session's last, kept score is its highest (the dict's order is never read)."""
+    best = [_best_of_term(summary, array, limit) for summary, array in zip(summaries, weights)]
+    sids = np.concatenate([found for found, _ in best])
+    scores = np.concatenate([found for _, found in best])
+    order = scores.argsort(kind="stable")
+    return dict(zip(sids[order].tolist(), scores[order].tolist()))
+
+def _best_of_term(summary: Summary, weights: npt.NDArray[np.float64], limit: int
+                  ) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.float64]]:
+    """A term's best sessions and their single-term scores: every session at or above the greatest level that
+    ``limit`` of them reach (so ties at the cut are kept). That level is the ``limit``-th greatest (``partition``),
+    looked for among the sessions at or above a lower level guessed from a sample (``_guessed_cut``): a pass in C
+    over every session's level, and the selection over the few it leaves; all of them when the guess leaves fewer
+    than ``limit`` (too high: the cut is below it)."""
     levels = np.frombuffer(summary.best_levels(), dtype=np.uint8)
-    counts = np.bincount(levels)  # up to the best level present: the counting below starts there
-    reaching = counts[::-1].cumsum()  # sessions at len(counts) - 1 - i or above
-    low = max(len(counts) - 1 - int(reaching.searchsorted(limit)), 1)  # 1: fewer than ``limit`` sessions reach any
-    chosen = np.flatnonzero(levels >= low)
-    return dict(zip(summary.sid_array()[chosen].tolist(), map(table.__getitem__, levels[chosen].tolist())))
+    # Array methods rather than numpy's functions of the same name: those are Python wrappers, a few calls each.
+    chosen = (levels >= _guessed_cut(levels, limit)).nonzero()[0]
+    if len(chosen) < limit:
+        chosen = levels.nonzero()[0]
+    found = levels[chosen]
+    beyond = len(found) - limit
+    if beyond > 0:
+        selected = found.copy()
+        selected.partition(beyond)
+        reached = found >= selected[beyond]
+        chosen, found = chosen[reached], found[reached]
+    return summary.sid_array()[chosen], weights[found]
+
+def _guessed_cut(levels: npt.NDArray[np.uint8], limit: int) -> int:
+    """A level that about ``CUT_MARGIN`` times ``limit`` of ``levels`` reach: that of a sample of every
+    ``CUT_SAMPLE_STEP``-th (a selection over few), never below 1 (a session at level 0 is never chosen); 1 when
+    the sample is too small to tell."""
+    sample = levels[::CUT_SAMPLE_STEP].copy()
+    rank = len(sample) - CUT_MARGIN * limit // CUT_SAMPLE_STEP - 1
+    if rank <= 0:
+        return 1
+    sample.partition(rank)
+    return max(int(sample[rank]), 1)
+
+#: ``_best_of_term`` guesses its cut from every this many sessions' levels, at this many times ``limit`` sessions
+#: reaching it: too high a guess (fewer than ``limit`` reach it) costs a second pass, and a rare one at that margin.
+CUT_SAMPLE_STEP = 16
+CUT_MARGIN = 4
 
 def _resolve(view: IndexReader, plan: Plan, limit: int, tables: list[list[float]], singles: dict[int, float],
-             shared: dict[int, tuple[int, ...]]) -> tuple[dict[int, float], float | None]:
+             shared: dict[int, tuple[int, ...]], exacts: Iterable[float | None]
+             ) -> tuple[dict[int, float], float | None]:
     """The scoring of ``_intersected``: ``singles`` scores sessions by one term (exactly, unless two of its terms
-    share a message), ``shared`` gives the entries (in plan order; 0: absent) of the sessions where they may."""
+    share a message), ``shared`` gives the entries (in plan order; 0: absent) of the sessions where they may, and
+    ``exacts`` their scores from the tags (``_score_from_tags``), in its order."""
     scored = singles
     if not shared:
         return scored, None
@@ -774,8 +805,7 @@ def _resolve(view: IndexReader, plan: Plan, limit: int, tables: list[list[float]
     # highest sum first, until the sum of the next cannot reach it; the others keep their lower
     # bound, which is below every score returned.
     open_bounds: dict[int, tuple[float, float]] = {}
-    for sid, codes in shared.items():
-        exact = _score_from_tags(codes, tables)
+    for (sid, codes), exact in zip(shared.items(), exacts):
         if exact is None:
             singles_of = [table[code >> 8] for table, code in zip(tables, codes) if code]
             open_bounds[sid] = max(singles_of), sum(singles_of)
@@ -971,18 +1001,43 @@ def _threshold(view: IndexReader, plan: Plan, limit: int, texts: Texts | None,
     return scored
 
 
+def _scores_from_tags(columns: Sequence[Sequence[int]], tables: Sequence[Sequence[float]],
+                      weights: Sequence[npt.NDArray[np.float64]]) -> list[float | None]:
+    """``_score_from_tags`` of many sessions, from each term's entries of them (``columns``, in plan order; its
+    ``tables`` and, as arrays, ``weights``): a few one by one, more over whole arrays (numpy), where the terms each
+    term's tag names are added in plan order too (an absent term adds 0.0 at level 0, which changes no sum)."""
+    if len(columns[0]) < TAGS_IN_ARRAYS_FROM:
+        return [_score_from_tags(codes, tables) for codes in zip(*columns)]
+    codes = np.array(columns, dtype=np.int64)  # a row a term
+    tags, present = codes & 0xFF, codes != 0
+    gains = np.array(weights)[np.arange(len(columns))[:, None], codes >> 8]
+    at = np.where(tags[:, None, :] == tags[None, :, :], gains[None, :, :], 0.0)  # [own, other]: other in own's
+    sums = at[:, 0]
+    for other in range(1, len(columns)):
+        sums = sums + at[:, other]
+    # Reductions by the ufuncs themselves: the arrays' methods (max, sum, any) are Python wrappers.
+    scores = np.maximum.reduce(np.where(present, sums, 0.0), axis=0)
+    # Open: several terms, one of them in several messages or past the tags' range (a tag at LAST_TAG or above).
+    opened = (np.add.reduce(present, axis=0) > 1) & np.logical_or.reduce(present & (tags >= LAST_TAG), axis=0)
+    return [None if open_ else score for score, open_ in zip(scores.tolist(), opened.tolist())]
+
+#: ``_scores_from_tags`` scores this many sessions or more over whole arrays: its numpy calls' fixed cost is about
+#: that of this many sessions' steps (in instructions, a 3-word query: from 16 and from 32 cost the same, from 8 more).
+TAGS_IN_ARRAYS_FROM = 24
+
+
 def _score_from_tags(codes: Sequence[int], tables: Sequence[Sequence[float]]) -> float | None:
     """A session's exact score from its entries for the query's terms (in plan order; 0: absent), when one term
     is present or each is in one message whose index its tag holds: terms of one message add up, the best
     message counts. ``None`` when a term is in several messages, or in one past the tags' range."""
-    present = [(code, table) for code, table in zip(codes, tables) if code]
-    if len(present) == 1:  # one term: its best message
-        code, table = present[0]
-        return table[code >> 8]
-    sums: dict[int, float] = {}
-    for code, table in present:
-        if code & MULTI or code & LAST_TAG == LAST_TAG:
-            return None
-        place = code & LAST_TAG
-        sums[place] = sums.get(place, 0) + table[code >> 8]  # in plan order, as _evaluate adds them
+    sums: dict[int, float] = {}  # tag → the weights of the terms it names, added in plan order as _evaluate adds them
+    present = 0
+    for code, table in zip(codes, tables):
+        if code:
+            present += 1
+            tag, weight = code & 0xFF, table[code >> 8]
+            sums[tag] = sums[tag] + weight if tag in sums else weight
+    # A tag of MULTI, or LAST_TAG, is at LAST_TAG or above: it names no one message (one term alone: its best one).
+    if present > 1 and max(sums) >= LAST_TAG:
+        return None
     return max(sums.values())

@@ -266,7 +266,7 @@ class Summary:
             return [levels[p] << 8 | tags[p] if p < size and found[p] == s else 0 for p, s in zip(positions, sids)]
         joined = self.sid_array()
         wanted = np.array(sids, dtype=np.uint32)
-        at = np.minimum(np.searchsorted(joined, wanted), self.sessions - 1)
+        at = np.minimum(joined.searchsorted(wanted), self.sessions - 1)  # the method: np.searchsorted wraps it
         codes = np.frombuffer(self._levels, dtype=np.uint8)[at].astype(np.uint16) << 8 | np.frombuffer(
             self._tags, dtype=np.uint8)[at]
         entries: list[int] = np.where(joined[at] == wanted, codes, 0).tolist()
@@ -320,12 +320,13 @@ def _absolute(offsets: bytes, number: int) -> bytes:
     return bytes(wide)
 
 
-def joined_sids(numbers: Sequence[int], counts: Sequence[int], offsets: bytes) -> npt.NDArray[np.uint32]:
+def joined_sids(numbers: Sequence[int] | npt.NDArray[np.uint16], counts: Sequence[int] | npt.NDArray[np.uint16],
+                offsets: bytes | memoryview) -> npt.NDArray[np.uint32]:
     """The sessions of blocks ``numbers`` (ascending), ``counts`` of them a block, from their offsets (u16 each,
     block after block), over whole arrays (numpy): each block's first id repeated for its sessions, with the
     offsets OR-ed in (a step for each block costs more than the whole OR)."""
     firsts = np.array(numbers, dtype=np.uint32) << np.uint32(formats.BLOCK_BITS)
-    joined: npt.NDArray[np.uint32] = np.repeat(firsts, counts) | np.frombuffer(offsets, dtype="<u2")
+    joined: npt.NDArray[np.uint32] = firsts.repeat(counts) | np.frombuffer(offsets, dtype="<u2")  # np.repeat wraps it
     return joined
 
 

@@ -222,7 +222,8 @@ class Whole(Summary):
     """A term stored whole, read from its head: a ``Summary`` whose sessions are joined from the stored columns in
     a few numpy calls; its blocks, and their maps, are rebuilt only when asked for."""
 
-    __slots__ = ("_raw", "_at", "_numbers", "_counts", "_keys", "_query_keys", "_unmapped_spread", "_rebuilt")
+    __slots__ = ("_raw", "_at", "_numbers", "_counts", "_keys", "_query_keys", "_unmapped_spread", "_rebuilt",
+                 "_array")
 
     def __init__(self, raw: bytes) -> None:
         # Few objects a term: a cache of decoded terms holds many rare ones (``index._term_bytes``).
@@ -235,6 +236,7 @@ class Whole(Summary):
         self._unmapped_spread: BitMap | None = None
         self._rebuilt: list[tuple[int, Block]] | None = None
         self._sids: bytes | None = None
+        self._array: npt.NDArray[np.uint32] | None = None
         self._spread: int | None = None
         self.sessions = n
 
@@ -359,11 +361,24 @@ class Whole(Summary):
         return np.repeat(~mapped_sizes(sizes), sizes)
 
     def _all_sids(self) -> npt.NDArray[np.uint32]:
-        return joined_sids(self._numbers, self._counts, self._offsets)
+        # Its block numbers, their sessions and its offsets read in place (arrays, not a conversion a value).
+        raw, blocks = self._raw, len(self._numbers)
+        return joined_sids(np.frombuffer(raw, dtype="<u2", count=blocks, offset=_HEAD.size),
+                           np.frombuffer(raw, dtype="<u2", count=blocks, offset=_HEAD.size + 2 * blocks),
+                           memoryview(raw)[self._at:self._at + 2 * self.sessions])
+
+    def sid_array(self) -> npt.NDArray[np.uint32]:
+        """The sorted sessions as an array (read-only), joined when first read: the bytes are made from it only when
+        asked for (``sorted_sids``), not on the way."""
+        if self._array is None:
+            found = self._all_sids()
+            found.flags.writeable = False
+            self._array = found
+        return self._array
 
     def _joined(self) -> bytes:
         if self._sids is None:
-            self._sids = self._all_sids().astype("<u4", copy=False).tobytes()
+            self._sids = self.sid_array().astype("<u4", copy=False).tobytes()
         return self._sids
 
     def groups(self) -> Iterator[tuple[int, bytes]]:
