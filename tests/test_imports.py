@@ -101,7 +101,7 @@ def test_grouping_a_batch_loads_no_masked_arrays():
 
 def test_a_search_loads_no_masked_arrays(tmp_path):
     """The first search of a process (a one-off search from the command line) finds the sessions its terms share
-    over arrays without ``numpy.unique``, whose import of ``numpy.ma`` would cost it tens of milliseconds."""
+    over arrays without ``numpy.unique``, whose import of ``numpy.ma`` it would pay for."""
     loaded = modules_after(
         "from eventstore import ChatMessage, SessionQuery, SessionStore\n"
         "from projections.search import queries\n"

@@ -102,8 +102,8 @@ _Unsigned = TypeVar("_Unsigned", bound=np.unsignedinteger[Any])
 
 
 def distinct(values: npt.NDArray[_Unsigned]) -> npt.NDArray[_Unsigned]:
-    """The distinct ``values``, ascending: ``numpy.unique``'s result without its import of ``numpy.ma`` (tens of
-    milliseconds, which the first call of a process would pay: a one-off search from the command line)."""
+    """The distinct ``values``, ascending: ``numpy.unique``'s result without its import of ``numpy.ma``, which the
+    first call of a process would pay for (a one-off search from the command line)."""
     ordered = np.sort(values)
     if len(ordered) < 2:
         return ordered
