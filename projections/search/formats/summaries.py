@@ -320,8 +320,7 @@ def _absolute(offsets: bytes, number: int) -> bytes:
     return bytes(wide)
 
 
-def joined_sids(numbers: Sequence[int] | npt.NDArray[np.uint16], counts: Sequence[int] | npt.NDArray[np.uint16],
-                offsets: bytes | memoryview) -> npt.NDArray[np.uint32]:
+def joined_sids(numbers: Sequence[int], counts: Sequence[int], offsets: bytes) -> npt.NDArray[np.uint32]:
     """The sessions of blocks ``numbers`` (ascending), ``counts`` of them a block, from their offsets (u16 each,
     block after block), over whole arrays (numpy): each block's first id repeated for its sessions, with the
     offsets OR-ed in (a step for each block costs more than the whole OR)."""

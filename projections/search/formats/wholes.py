@@ -361,11 +361,7 @@ class Whole(Summary):
         return np.repeat(~mapped_sizes(sizes), sizes)
 
     def _all_sids(self) -> npt.NDArray[np.uint32]:
-        # Its block numbers, their sessions and its offsets read in place (arrays, not a conversion a value).
-        raw, blocks = self._raw, len(self._numbers)
-        return joined_sids(np.frombuffer(raw, dtype="<u2", count=blocks, offset=_HEAD.size),
-                           np.frombuffer(raw, dtype="<u2", count=blocks, offset=_HEAD.size + 2 * blocks),
-                           memoryview(raw)[self._at:self._at + 2 * self.sessions])
+        return joined_sids(self._numbers, self._counts, self._offsets)
 
     def sid_array(self) -> npt.NDArray[np.uint32]:
         """The sorted sessions as an array (read-only), joined when first read: the bytes are made from it only when
