@@ -46,6 +46,7 @@ class _Levels:
 
 class TestHeldParts:
     @given(holdings, st.integers(2, 4), st.integers(0, 15), st.floats(0, 4))
+    @example([set()] * KEYS, 2, 1, 0.0)  # two terms, no message of the chosen one: no cut, not an empty one
     def test_the_cuts_are_the_messages_by_the_other_terms_they_hold(self, held: list[set[int]], terms: int,
                                                                     chosen: int, top: float) -> None:
         """The cuts of a part are disjoint, each of the messages holding exactly the other terms its tables are of,
@@ -71,6 +72,24 @@ class TestHeldParts:
         expected = part if terms == 2 else BitMap(
             key for key in part if len(held[key] | {place for place in range(terms) if chosen >> place & 1}) >= 2)
         assert found == expected
+
+
+class TestCells:
+    @given(holdings, st.integers(0, 4), st.integers(-1, 5), st.sets(st.integers(0, KEYS - 1)))
+    @example([{0, 1}] * KEYS, 2, 2, set(range(KEYS)))  # every message in every set: one cut, split by none
+    @example([set()] * KEYS, 0, 1, {0})  # no sets: no cut is in one of them
+    def test_the_cells_are_the_messages_grouped_by_the_sets_holding_them(self, held: list[set[int]], sets: int,
+                                                                        least: int, part: set[int]) -> None:
+        """Against grouping each message of the part by the sets holding it: the groups of ``least`` sets or
+        more, by their bits ascending, none empty."""
+        maps = term_maps(held, sets)
+        expected: dict[int, set[int]] = {}
+        for key in part:
+            bits = sum(1 << place for place in range(sets) if place in held[key])
+            if bits.bit_count() >= least:
+                expected.setdefault(bits, set()).add(key)
+        found = search_queries._cells(BitMap(part), maps, least)
+        assert [(set(cut), bits) for cut, bits in found] == [(expected[bits], bits) for bits in sorted(expected)]
 
 
 class TestByLevel:

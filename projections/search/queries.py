@@ -24,7 +24,7 @@ import heapq
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import combinations, compress, pairwise, repeat
-from operator import attrgetter, ge, neg
+from operator import attrgetter, ge, itemgetter, neg
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -418,13 +418,9 @@ def _score_repeats(view: IndexReader, joined: _Joined, terms: Sequence[PlanTerm]
     """
     repeated = [_Repeated(view, term.tid, keys, repeats) for term, keys, repeats in zip(terms, repeating, every)]
     parts: list[_Part] = []
-    for chosen in range(1, 1 << len(terms)):
-        part = odd
-        for place, keys in enumerate(repeating):
-            part = part & keys if chosen >> place & 1 else part - keys
-        if part:
-            top = sum(tables[place][repeated[place].top] for place in range(len(terms)) if chosen >> place & 1)
-            parts.extend(_held_parts(part, chosen, top, maps, tables))
+    for part, chosen in _cells(odd, repeating, 1):
+        top = sum(tables[place][repeated[place].top] for place in range(len(terms)) if chosen >> place & 1)
+        parts.extend(_held_parts(part, chosen, top, maps, tables))
     # Scored exactly, whatever the part's bound: a level's messages of every part that reaches are scored at once.
     _by_level(joined, odd, parts, scored,
               lambda taken, level: _score_each(scored, joined, BitMap.union(*(keys for keys, _ in taken)), level,
@@ -464,16 +460,34 @@ def _held_parts(part: BitMap, chosen: int, top: float, maps: list[BitMap],
     of them: a bound counting every term would reach far below the levels where they can."""
     others = [place for place in range(len(maps)) if not chosen >> place & 1]
     if len(maps) == 2:  # every message here holds both terms: no cut to take
-        yield part, top, [tables[place] for place in others]
+        if part:
+            yield part, top, [tables[place] for place in others]
         return
-    for held in range(1 << len(others)):
-        if (chosen.bit_count() + held.bit_count()) < 2:
-            continue  # every message here holds two terms or more
-        cut = part
-        for bit, place in enumerate(others):
-            cut = cut & maps[place] if held >> bit & 1 else cut - maps[place]
-        if cut:
-            yield cut, top, [tables[place] for bit, place in enumerate(others) if held >> bit & 1]
+    # Every message here holds two terms or more, counting those of ``chosen``.
+    for cut, held in _cells(part, [maps[place] for place in others], 2 - chosen.bit_count()):
+        yield cut, top, [tables[place] for bit, place in enumerate(others) if held >> bit & 1]
+
+
+def _cells(part: BitMap, sets: Sequence[BitMap], least: int) -> list[tuple[BitMap, int]]:
+    """The messages of ``part`` cut by which of ``sets`` hold them: ``(messages, the bits of the sets that hold
+    them)`` of each cut that is not empty and whose messages are in ``least`` of the sets or more, by their bits
+    ascending. Each set splits the cuts the one before left (smaller at every step, not ``part``), and a cut that can
+    no longer come to ``least`` sets is dropped unsplit."""
+    cuts = [(part, 0)] if part and len(sets) >= least else []
+    for bit, keys in enumerate(sets):
+        left = len(sets) - bit - 1  # the sets after this one
+        split = []
+        for cut, held in cuts:
+            count = held.bit_count()
+            if count + 1 + left < least:
+                continue
+            inside = cut & keys
+            if count + left >= least and (outside := cut - inside):
+                split.append((outside, held))
+            if inside:
+                split.append((inside, held | 1 << bit))
+        cuts = split
+    return sorted(cuts, key=itemgetter(1))
 
 
 def _score_each(scored: _TopScores, joined: _Joined, keys: BitMap, level: int, repeated: list[_Repeated],
