@@ -16,7 +16,7 @@ from typing import Any
 
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from eventstore import ChatMessage, SessionQuery, SessionStore, _deferred
 from eventstore.storage import ReadTransaction
@@ -39,7 +39,7 @@ limits = st.sampled_from([1, 2, 3, 10**6])
 #: Module settings each example draws from: small blocks and maps, few catch-ups remembered, the level table's forms.
 PATCHED = [(formats, "BLOCK_BITS"), (formats, "MAP_FROM"), (search_index, "_CHANGED_UP_TO"),
            (search_index, "_TRANSITIONS_KEPT"), (_deferred, "OVERLAY_UP_TO"), (search_index, "_DENSE_UP_TO"),
-           (search_index, "_PATCHED_UP_TO"), (search_index, "_PATCHES_UP_TO")]
+           (search_index, "_PATCHED_UP_TO"), (search_index, "_PATCHES_UP_TO"), (search_index, "LARGE_ENTRY_FROM")]
 #: The level table's forms (``_DENSE_UP_TO``: every block as entries, the default, every block as an array), the
 #: sessions patched before it is read afresh, and the patches before its blocks are laid out again.
 TABLES = [(0, 512, 4096), (5, 512, 4096), (1 << 30, 512, 4096), (1 << 30, 1, 0), (1 << 30, 512, 0), (5, 2, 1)]
@@ -77,16 +77,19 @@ class KeptDecodesMachine(RuleBasedStateMachine):
     @initialize(block_bits=st.sampled_from([1, 2]), map_from=st.sampled_from([1, 2]),
                 changed_up_to=st.sampled_from([1, 3, 64]), transitions=st.sampled_from([1, 2, 64]),
                 overlay_up_to=st.sampled_from([2, 6, 32]),
-                budget=st.sampled_from([1500, 6000, 32 << 20]), table=st.sampled_from(TABLES))
+                budget=st.sampled_from([1500, 6000, 32 << 20]), large_from=st.sampled_from([600, 700, 1 << 40]),
+                table=st.sampled_from(TABLES))
     def open(self, block_bits: int, map_from: int, changed_up_to: int, transitions: int, overlay_up_to: int,
-             budget: int, table: tuple[int, int, int]) -> None:
+             budget: int, large_from: int, table: tuple[int, int, int]) -> None:
         formats.BLOCK_BITS, formats.MAP_FROM = block_bits, map_from
         search_index._CHANGED_UP_TO, search_index._TRANSITIONS_KEPT = changed_up_to, transitions
         _deferred.OVERLAY_UP_TO = overlay_up_to
         search_index._DENSE_UP_TO, search_index._PATCHED_UP_TO, search_index._PATCHES_UP_TO = table
+        # Entries counted at 600 or 700 bytes or more (the commoner terms here) are large, in a budget of their own.
+        search_index.LARGE_ENTRY_FROM = large_from
         self.stores = [SessionStore(self.path, clock=self.clock, durable=False) for _ in range(2)]
         for store in self.stores:
-            store._search_index._decoded._budget = budget
+            store._search_index._decoded._budgets = budget, budget
 
     def teardown(self) -> None:
         for worker in self.workers:
@@ -178,6 +181,22 @@ class KeptDecodesMachine(RuleBasedStateMachine):
                    for worker, words in zip(self.workers, (keyword, other))]
         for future, words in zip(futures, (keyword, other)):
             assert future.result() == self.expected(words, limit), words
+
+    @invariant()
+    def budgets_hold(self) -> None:
+        """Each store object's decoded state within its two budgets, each counting exactly its own entries."""
+        for store in self.stores:
+            decoded = store._search_index._decoded
+            latest = decoded._latest
+            if latest is None:
+                continue
+            with latest._lock:
+                costs, large = latest._costs, latest._large
+                assert costs.keys() == latest._entries.keys() and large.keys() <= costs.keys()
+                assert latest._size == sum(cost for key, cost in costs.items() if key not in large)
+                assert latest._large_size == sum(costs[key] for key in large)
+                assert latest._size <= decoded._budgets[0] and latest._large_size <= decoded._budgets[1]
+                assert all(costs[key] >= search_index.LARGE_ENTRY_FROM for key in large)
 
 
 KeptDecodesMachine.TestCase.settings = settings(KeptDecodesMachine.TestCase.settings, stateful_step_count=40)

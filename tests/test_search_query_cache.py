@@ -149,6 +149,37 @@ def test_the_cache_keeps_within_its_budget(scratch_store: SessionStore, small_bl
     assert 1 < held_at_most < len(_WORDS)  # it held terms, and the budget, not the words, bounded them
 
 
+def test_large_entries_keep_within_a_budget_of_their_own(scratch_store: SessionStore, small_blocks: None,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The terms counted at ``LARGE_ENTRY_FROM`` or more are kept apart: the rarer terms' budget full, they stay
+    (queries read them again without a decode), and they are dropped, oldest first, only for each other."""
+    _fill(scratch_store, 80)
+    for number in range(30):  # rare terms, one session each: each counted below the large ones
+        scratch_store.append(f"rare{number}", ChatMessage.user(f"rare{number}"))
+    scratch_store.catch_up()
+    monkeypatch.setattr(search_index, "LARGE_ENTRY_FROM", 1200)
+    states = search_index._DecodedStates(2500, 5000)
+    monkeypatch.setattr(scratch_store._search_index, "_decoded", states)
+    decodes: list[int] = []
+    term_of = search_index._term_of
+    monkeypatch.setattr(search_index, "_term_of", lambda view, tid, *rest: decodes.append(tid) or term_of(view, tid,
+                                                                                                          *rest))
+    assert _cached(scratch_store, "amber basil") == _uncached(scratch_store, "amber basil")
+    held = states._latest
+    assert held is not None
+    large = list(held._large)
+    assert len(large) == 2 and all(held._costs[tid] >= 1200 for tid in large)
+    for number in range(30):  # fills the rarer terms' budget over and over
+        assert _cached(scratch_store, f"rare{number}") == _uncached(scratch_store, f"rare{number}")
+    assert held._size <= 2500 and list(held._large) == large
+    decodes.clear()
+    assert _cached(scratch_store, "basil amber") == _uncached(scratch_store, "basil amber")
+    assert decodes == []  # both read as kept
+    assert _cached(scratch_store, "cedar delta") == _uncached(scratch_store, "cedar delta")
+    assert _cached(scratch_store, "ember fjord") == _uncached(scratch_store, "ember fjord")
+    assert held._large_size <= 5000 and large[0] not in held._large  # the oldest large ones went first
+
+
 _commands = st.lists(st.tuples(st.sampled_from(["append", "remove", "redact", "clear", "delete", "rebuild"]),
                                st.integers(0, 11), st.lists(st.sampled_from(_WORDS), min_size=1, max_size=4)),
                      min_size=1, max_size=12)

@@ -60,11 +60,18 @@ from .tokenizer import QueryWord
 from .verification import check_index, dump_index
 from .writer import IndexWriter
 
-__all__ = ["QUERY_CACHE_BYTES", "CachedReader", "SearchIndex"]
+__all__ = ["LARGE_CACHE_BYTES", "LARGE_ENTRY_FROM", "QUERY_CACHE_BYTES", "CachedReader", "SearchIndex"]
 
 #: Bytes (roughly: the stored values they were decoded from) of decoded summaries and message maps that queries of
-#: one committed state share.
+#: one committed state share, but the large entries'.
 QUERY_CACHE_BYTES = 32 << 20
+#: Bytes of the large entries (each counted at ``LARGE_ENTRY_FROM`` or more when kept: the most common words' terms),
+#: apart: every query of common words reads a few of them, and decoding them again was most of such a query, while
+#: the many rarer terms a stream of queries reads, each once, would push them out of a shared budget. Enough for the
+#: 100 most common words at 100,000 sessions (about 110 MiB as counted, less in memory); a store whose terms are
+#: all smaller never fills any of it.
+LARGE_CACHE_BYTES = 128 << 20
+LARGE_ENTRY_FROM = 512 << 10
 
 
 class SearchIndex:
@@ -594,7 +601,7 @@ _NO_LEVELS = np.zeros(0, dtype=np.uint8)
 
 class _Decoded:
     """Terms and the blocks' messages by level decoded from one stored state of the index, within a budget of
-    bytes (the oldest go first).
+    bytes (the oldest go first), and the large entries within a budget of their own (``LARGE_CACHE_BYTES``).
 
     A term is one entry, its maps within it, so that a query pays the cache's upkeep once a term, not once a block.
     The levels' blocks and the level table are entries of their own: every query of the most common words reads
@@ -606,12 +613,14 @@ class _Decoded:
     changed since (``_table_sessions``); an entry is current exactly when it is not in ``_earlier``.
     """
 
-    def __init__(self, state: _State, budget: int, earlier: _Decoded | None = None,
+    def __init__(self, state: _State, budgets: tuple[int, int], earlier: _Decoded | None = None,
                  changed: frozenset[int] = frozenset(), sessions: frozenset[int] = frozenset()) -> None:
-        self.state, self._budget = state, budget
+        self.state, (self._budget, self._large_budget) = state, budgets
         self._entries: dict[Hashable, Any] = {}  # a term by its id; _LEVEL_BLOCKS; _LEVEL_TABLE
         self._costs: dict[Hashable, int] = {}
-        self._size = 0
+        self._size = 0  # of the entries but the large ones
+        self._large: dict[Hashable, None] = {}  # the large entries' keys, oldest first
+        self._large_size = 0
         self._lock = threading.Lock()  # queries in several threads may share a state
         # Entries of an earlier state not brought up to date yet → the blocks changed since their state (the
         # earlier state's own pending changes too, for what no query of it read).
@@ -621,6 +630,7 @@ class _Decoded:
         if earlier is not None:
             with earlier._lock:  # copied in C: a state may hold thousands of entries
                 self._entries, self._costs, self._size = dict(earlier._entries), dict(earlier._costs), earlier._size
+                self._large, self._large_size = dict(earlier._large), earlier._large_size
                 pending = dict(earlier._earlier)
             if _LEVEL_TABLE in pending:
                 self._table_sessions = earlier._table_sessions | sessions
@@ -631,8 +641,8 @@ class _Decoded:
                 if len(blocks) <= _CHANGED_UP_TO:
                     self._earlier[key] = blocks
                 else:  # read afresh when asked for
-                    del self._entries[key], self._earlier[key]
-                    self._size -= self._costs.pop(key)
+                    self._remove(key)
+                    del self._earlier[key]
 
     def term(self, tid: int, view: IndexReader) -> _Term | None:
         """Term ``tid``, decoded through ``view`` (and kept) when not held; ``None`` when no message holds it."""
@@ -676,6 +686,8 @@ class _Decoded:
             found = self._entries.pop(key, None)
             if found is not None:
                 self._entries[key] = found
+                if key in self._large:
+                    self._large[key] = self._large.pop(key)
         return found
 
     def charge(self, tid: int, term: _Term, cost: int) -> None:
@@ -684,27 +696,47 @@ class _Decoded:
             if self._entries.get(tid) is not term or tid in self._earlier:
                 return  # not kept (over the budget, or another thread's decode replaced it): nothing to count
             self._costs[tid] += cost
-            self._size += cost
+            if tid in self._large:
+                self._large_size += cost
+            else:
+                self._size += cost
             self._trim()
 
     def _trim(self) -> None:
-        """Drop the oldest entries while over the budget (the lock held)."""
-        while self._size > self._budget:
-            oldest = next(iter(self._entries))
-            del self._entries[oldest]
-            self._size -= self._costs.pop(oldest)
-            self._earlier.pop(oldest, None)  # after its entry went: a reader finds it absent, not stale
+        """Drop the oldest entries of a budget while over it (the lock held)."""
+        while self._size > self._budget:  # the oldest entry not large (the large ones are few: a hundred or so)
+            self._drop(next(key for key in self._entries if key not in self._large))
+        while self._large_size > self._large_budget:
+            self._drop(next(iter(self._large)))
+
+    def _drop(self, key: Hashable) -> None:
+        self._remove(key)
+        self._earlier.pop(key, None)  # after its entry went: a reader finds it absent, not stale
+
+    def _remove(self, key: Hashable) -> None:
+        """Take entry ``key`` and its cost out (the lock held)."""
+        del self._entries[key]
+        cost = self._costs.pop(key)
+        if key in self._large:
+            del self._large[key]
+            self._large_size -= cost
+        else:
+            self._size -= cost
 
     def _keep(self, key: Hashable, value: object, cost: int) -> None:
         with self._lock:
             if key in self._entries:
                 if key not in self._earlier:
                     return  # another thread kept it first
-                del self._entries[key]
-                self._size -= self._costs.pop(key)
-            if cost <= self._budget:
+                self._remove(key)
+            large = cost >= LARGE_ENTRY_FROM
+            if cost <= (self._large_budget if large else self._budget):
                 self._entries[key], self._costs[key] = value, cost
-                self._size += cost
+                if large:
+                    self._large[key] = None
+                    self._large_size += cost
+                else:
+                    self._size += cost
                 self._trim()
             self._earlier.pop(key, None)  # after its new value is in
 
@@ -746,8 +778,8 @@ class _DecodedStates:
     """The ``_Decoded`` of the stored state the latest query read: another state starts a new one, with the
     entries of the one before when this object's catch-ups lead from it to the new one (``note_transition``)."""
 
-    def __init__(self, budget: int = QUERY_CACHE_BYTES) -> None:
-        self._budget = budget
+    def __init__(self, budget: int = QUERY_CACHE_BYTES, large_budget: int = LARGE_CACHE_BYTES) -> None:
+        self._budgets = budget, large_budget
         self._latest: _Decoded | None = None
         # (generation, checkpoint) → the checkpoint a catch-up went on to, the blocks and the sessions it changed.
         self._transitions: dict[tuple[bytes | None, Checkpoint],
@@ -770,8 +802,8 @@ class _DecodedStates:
         if latest is None or latest.state != state:
             # A reader keeps the state it was given: one of an older state in another thread never mixes in.
             changed = None if latest is None else self._changed(latest.state, state)
-            latest = self._latest = _Decoded(state, self._budget, None) if changed is None else \
-                _Decoded(state, self._budget, latest, *changed)
+            latest = self._latest = _Decoded(state, self._budgets, None) if changed is None else \
+                _Decoded(state, self._budgets, latest, *changed)
         return latest
 
     def _changed(self, earlier: _State, state: _State) -> tuple[frozenset[int], frozenset[int]] | None:
