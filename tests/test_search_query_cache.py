@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -162,8 +163,12 @@ def test_large_entries_keep_within_a_budget_of_their_own(scratch_store: SessionS
     monkeypatch.setattr(scratch_store._search_index, "_decoded", states)
     decodes: list[int] = []
     term_of = search_index._term_of
-    monkeypatch.setattr(search_index, "_term_of", lambda view, tid, *rest: decodes.append(tid) or term_of(view, tid,
-                                                                                                          *rest))
+
+    def counted(view: IndexReader, tid: int, *rest: Any) -> Any:
+        decodes.append(tid)
+        return term_of(view, tid, *rest)
+
+    monkeypatch.setattr(search_index, "_term_of", counted)
     assert _cached(scratch_store, "amber basil") == _uncached(scratch_store, "amber basil")
     held = states._latest
     assert held is not None
