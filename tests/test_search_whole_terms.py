@@ -8,6 +8,7 @@ from __future__ import annotations
 import struct
 from itertools import accumulate
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import example, given, settings
@@ -487,3 +488,35 @@ def test_a_term_stored_whole_finds_its_spread_sessions_without_a_map_once() -> N
             assert spread is whole.unmapped_spread()
             assert list(spread) == [sid for sid, code in whole.entries().items() if code & 0xFF >= LAST_TAG]
             assert list(spread) == [stream_id_of(store._log, txn, "s0")]
+
+
+def test_a_query_asking_for_a_terms_keys_while_another_builds_them_gets_them_whole(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A decoded term is shared by every query of its stored state, in any thread: one asking for its query keys
+    while another query is building them (here: from inside the build) gets them all, the keys of its blocks
+    without a map too, never the maps' keys alone (which left sessions out of a query's shared ones)."""
+    with SessionStore.on_storage(MemoryStorage(Path("racing")), clock=FakeClock()) as store:
+        for number in range(8):  # amber in three sessions of the first block (a map) and one of the second (none)
+            store.append(f"s{number}", ChatMessage.user("amber" if number in (0, 1, 2, 5) else "filler"))
+        store.catch_up()
+        index = store._search_index
+        with store._read() as txn:
+            reader = IndexReader(index._spaces, index._term_ids, txn)
+            tid = reader.tid("amber")
+            assert tid is not None
+            whole = reader.summary(tid)
+        assert isinstance(whole, Whole)
+        built = Whole._in_unmapped
+        meanwhile: list[BitMap] = []
+        asked = []
+
+        def another_query_asks(self: Whole) -> Any:
+            if not asked:  # once: the other query's own build comes here too
+                asked.append(True)
+                meanwhile.append(BitMap(self.query_keys()))
+            return built(self)
+
+        monkeypatch.setattr(Whole, "_in_unmapped", another_query_asks)
+        keys = whole.query_keys()
+    assert len(keys) > len(whole.keys())  # the unmapped block's key is among them
+    assert meanwhile == [keys]

@@ -326,7 +326,9 @@ class Whole(Summary):
         key each session's tag gives where it names the one message holding the term (``maps.single_keys``), built
         over the whole term in numpy. The caller may not change them."""
         if self._query_keys is None:
-            self._query_keys = self.keys()
+            # Built aside and set once whole: queries in other threads share this term, and one finding the maps'
+            # keys alone here would leave sessions out of its shared ones.
+            found = self.keys()
             single = self._in_unmapped()
             if single is not None:
                 tags = np.frombuffer(self._tags, dtype=np.uint8)
@@ -334,8 +336,8 @@ class Whole(Summary):
                 blocks = np.repeat(np.array(self._numbers, dtype=np.uint32), self._counts)
                 placed = (blocks << np.uint32(JOINED_SHIFT) | tags.astype(np.uint32) << np.uint32(MAP_SHIFT)
                           | np.frombuffer(self._offsets, dtype="<u2"))[single]
-                self._query_keys = self._query_keys | BitMap(u32_array(placed.astype("<u4").tobytes()),
-                                                             optimize=False)
+                found = found | BitMap(u32_array(placed.astype("<u4").tobytes()), optimize=False)
+            self._query_keys = found
         return self._query_keys
 
     def unmapped_spread(self) -> BitMap:
