@@ -508,7 +508,7 @@ def test_a_query_asking_for_a_terms_keys_while_another_builds_them_gets_them_who
         assert isinstance(whole, Whole)
         built = Whole._in_unmapped
         meanwhile: list[BitMap] = []
-        asked = []
+        asked: list[bool] = []
 
         def another_query_asks(self: Whole) -> Any:
             if not asked:  # once: the other query's own build comes here too
