@@ -470,6 +470,18 @@ def test_a_reader_reads_the_form_of_a_terms_head_once(monkeypatch: pytest.Monkey
         assert ReferenceSearch(store).search("amber basil ember", 5) == search(store, "amber basil ember", 5)
 
 
+def _decoded_whole(store: SessionStore, word: str) -> Whole:
+    """The term of ``word``, stored whole, as a reader decodes it."""
+    index = store._search_index
+    with store._read() as txn:
+        reader = IndexReader(index._spaces, index._term_ids, txn)
+        tid = reader.tid(word)
+        assert tid is not None
+        whole = reader.summary(tid)
+    assert isinstance(whole, Whole)
+    return whole
+
+
 def test_a_term_stored_whole_finds_its_spread_sessions_without_a_map_once() -> None:
     """The sessions of a term stored whole whose blocks have no map and whose tag names no one message are found
     once a decoded term (every query of several words asks for them), and are those its entries say."""
@@ -477,16 +489,11 @@ def test_a_term_stored_whole_finds_its_spread_sessions_without_a_map_once() -> N
         store.append_many("s0", [ChatMessage.user("amber"), ChatMessage.user("amber basil")])
         store.append_many("s1", [ChatMessage.user("basil")])  # "amber" in one session of its block: no map there
         store.catch_up()
-        index = store._search_index
+        whole = _decoded_whole(store, "amber")
+        spread = whole.unmapped_spread()
+        assert spread is whole.unmapped_spread()
+        assert list(spread) == [sid for sid, code in whole.entries().items() if code & 0xFF >= LAST_TAG]
         with store._read() as txn:
-            reader = IndexReader(index._spaces, index._term_ids, txn)
-            tid = reader.tid("amber")
-            assert tid is not None
-            whole = reader.summary(tid)
-            assert isinstance(whole, Whole)
-            spread = whole.unmapped_spread()
-            assert spread is whole.unmapped_spread()
-            assert list(spread) == [sid for sid, code in whole.entries().items() if code & 0xFF >= LAST_TAG]
             assert list(spread) == [stream_id_of(store._log, txn, "s0")]
 
 
@@ -499,13 +506,7 @@ def test_a_query_asking_for_a_terms_keys_while_another_builds_them_gets_them_who
         for number in range(8):  # amber in three sessions of the first block (a map) and one of the second (none)
             store.append(f"s{number}", ChatMessage.user("amber" if number in (0, 1, 2, 5) else "filler"))
         store.catch_up()
-        index = store._search_index
-        with store._read() as txn:
-            reader = IndexReader(index._spaces, index._term_ids, txn)
-            tid = reader.tid("amber")
-            assert tid is not None
-            whole = reader.summary(tid)
-        assert isinstance(whole, Whole)
+        whole = _decoded_whole(store, "amber")
         built = Whole._in_unmapped
         meanwhile: list[BitMap] = []
         asked: list[bool] = []

@@ -696,10 +696,7 @@ class _Decoded:
             if self._entries.get(tid) is not term or tid in self._earlier:
                 return  # not kept (over the budget, or another thread's decode replaced it): nothing to count
             self._costs[tid] += cost
-            if tid in self._large:
-                self._large_size += cost
-            else:
-                self._size += cost
+            self._count(tid, cost)
             self._trim()
 
     def _trim(self) -> None:
@@ -715,13 +712,16 @@ class _Decoded:
 
     def _remove(self, key: Hashable) -> None:
         """Take entry ``key`` and its cost out (the lock held)."""
+        self._count(key, -self._costs.pop(key))
         del self._entries[key]
-        cost = self._costs.pop(key)
+        self._large.pop(key, None)
+
+    def _count(self, key: Hashable, cost: int) -> None:
+        """Add ``cost`` to the size of the budget entry ``key`` is in (the lock held)."""
         if key in self._large:
-            del self._large[key]
-            self._large_size -= cost
+            self._large_size += cost
         else:
-            self._size -= cost
+            self._size += cost
 
     def _keep(self, key: Hashable, value: object, cost: int) -> None:
         with self._lock:
@@ -734,9 +734,7 @@ class _Decoded:
                 self._entries[key], self._costs[key] = value, cost
                 if large:
                     self._large[key] = None
-                    self._large_size += cost
-                else:
-                    self._size += cost
+                self._count(key, cost)
                 self._trim()
             self._earlier.pop(key, None)  # after its new value is in
 
