@@ -22,7 +22,7 @@ from typing import TypeVar
 from projections.catalog import Catalog
 from projections.messages import MessageLists
 from projections.readmodel import Checkpoints, ReadModel
-from projections.search.index import SearchIndex
+from projections.search.index import SEARCH_CACHE_BYTES, SearchIndex
 from projections.session import timestamped
 
 from ._audit import Progress
@@ -112,11 +112,13 @@ def _prefix(prefix: object) -> str:
     return "" if prefix is None else validate_text(prefix, "prefix")
 
 
-def _check_options(clock: object, snapshot_every: object, cache_sessions: object, rebuild_progress: object) -> None:
+def _check_options(clock: object, snapshot_every: object, cache_sessions: object, search_cache_bytes: object,
+                   rebuild_progress: object) -> None:
     """Check the options every way of opening a store takes."""
     if isinstance(snapshot_every, bool) or not isinstance(snapshot_every, int) or snapshot_every < 1:
         raise InvalidArgument(f"snapshot_every must be a positive int, not {shown(snapshot_every)}")
     check_index(cache_sessions, "cache_sessions")
+    check_index(search_cache_bytes, "search_cache_bytes")
     if clock is not None and not callable(clock):
         raise InvalidArgument(f"clock must be a callable returning an aware datetime, not {clock!r:.60}")
     check_progress(rebuild_progress)
@@ -138,6 +140,9 @@ class SessionStore:
             of the commit that gets there).
         max_size: a cap on the store's size in bytes; reaching it raises ``StoreFull``.
         cache_sessions: how many sessions' decoded message lists to keep in memory.
+        search_cache_bytes: about how many bytes of the search index's decoded terms to keep in memory for the
+            searches after the one that decoded them (160 MiB by default; most of it for the most common words'
+            terms, which are few and large); 0 keeps none, and each search decodes its terms anew.
         readonly: open for reads only: writes raise ``StoreReadOnly``, and a
             missing store raises ``StoreNotFound`` instead of being created. A store
             whose directory is not writable opens read-only by itself.
@@ -160,12 +165,12 @@ class SessionStore:
     def __init__(self, path: str | os.PathLike[str], *, clock: Clock | None = None,
                  durable: bool | Durability | str = True,
                  snapshot_every: int = 250, max_size: int | None = None, cache_sessions: int = 256,
-                 readonly: bool = False, rebuild_progress: Progress | None = None,
-                 cache: str | os.PathLike[str] | None = None) -> None:
-        _check_options(clock, snapshot_every, cache_sessions, rebuild_progress)
+                 search_cache_bytes: int = SEARCH_CACHE_BYTES, readonly: bool = False,
+                 rebuild_progress: Progress | None = None, cache: str | os.PathLike[str] | None = None) -> None:
+        _check_options(clock, snapshot_every, cache_sessions, search_cache_bytes, rebuild_progress)
         if isinstance(path, str) and path.startswith(SHARED_LOG_SCHEMES):
             storage = open_shared(path, cache, max_size, readonly, rebuild_progress)
-            self._attach(storage, storage.path, clock, snapshot_every, cache_sessions,
+            self._attach(storage, storage.path, clock, snapshot_every, cache_sessions, search_cache_bytes,
                          storage.reporting(rebuild_progress), readonly)
             return
         if cache is not None:
@@ -189,11 +194,13 @@ class SessionStore:
         except OSError as exc:
             raise EventStoreError(f"cannot create the store directory {directory}: {exc}") from None
         environment = Environment.acquire(directory, durability=durability, max_size=max_size, readonly=readonly)
-        self._attach(environment, directory, clock, snapshot_every, cache_sessions, rebuild_progress, readonly)
+        self._attach(environment, directory, clock, snapshot_every, cache_sessions, search_cache_bytes,
+                     rebuild_progress, readonly)
 
     @classmethod
     def on_storage(cls, storage: Storage, *, clock: Clock | None = None, snapshot_every: int = 250,
-                   cache_sessions: int = 256, rebuild_progress: Progress | None = None) -> SessionStore:
+                   cache_sessions: int = 256, search_cache_bytes: int = SEARCH_CACHE_BYTES,
+                   rebuild_progress: Progress | None = None) -> SessionStore:
         """A store on an open storage engine, which it owns from then on: ``close`` releases it.
 
         ``SessionStore(path, ...)`` is this over LMDB at ``path``. The engine's own options
@@ -203,22 +210,24 @@ class SessionStore:
             SessionStore.on_storage(eventstore.storage.MemoryStorage())
         """
         try:
-            _check_options(clock, snapshot_every, cache_sessions, rebuild_progress)
+            _check_options(clock, snapshot_every, cache_sessions, search_cache_bytes, rebuild_progress)
         except BaseException:
             storage.release()
             raise
         store = cls.__new__(cls)
-        store._attach(storage, storage.path, clock, snapshot_every, cache_sessions, rebuild_progress, False)
+        store._attach(storage, storage.path, clock, snapshot_every, cache_sessions, search_cache_bytes,
+                      rebuild_progress, False)
         return store
 
     def _attach(self, storage: Storage, path: Path, clock: Clock | None, snapshot_every: int, cache_sessions: int,
-                rebuild_progress: Progress | None, readonly: bool) -> None:
+                search_cache_bytes: int, rebuild_progress: Progress | None, readonly: bool) -> None:
         """Open the log and the read models on ``storage``; release it if that fails."""
         self.path = path
         self.clock: Clock = clock or system_clock
         self._rebuild_progress = rebuild_progress
         self._snapshot_every = snapshot_every
         self._decoded = DecodedSessions(cache_sessions)
+        self._search_cache_bytes = search_cache_bytes
         self._closed = False
         #: Guards ``_closer``, the process and thread whose close is under way (``close``); notified when that close
         #: ends.
@@ -244,7 +253,7 @@ class SessionStore:
         self._messages = MessageLists(self._environment.space, self._log.dictionary)
         self._checkpoints = Checkpoints(self._environment.space)
         # Not applied in the command's transaction: caught up before reads.
-        self._search_index = SearchIndex(self._environment.space)
+        self._search_index = SearchIndex(self._environment.space, self._search_cache_bytes)
         self._search = Deferred(self._search_index, self._log, self._checkpoints, self._read, self._write,
                                 self._make_room, self._release_freed_pages, self._readonly, self.path)
         self._deferred = DeferredReadModels([self._search])

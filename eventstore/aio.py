@@ -238,11 +238,11 @@ class AsyncSessionStore:
 
     def __init__(self, path: str | os.PathLike[str], *, clock: Clock | None = None,
                  durable: bool | Durability | str = True, snapshot_every: int = 250, max_size: int | None = None,
-                 cache_sessions: int = 256, readonly: bool = False, rebuild_progress: Progress | None = None,
-                 cache: str | os.PathLike[str] | None = None) -> None:
+                 cache_sessions: int = 256, search_cache_bytes: int = 167772160, readonly: bool = False,
+                 rebuild_progress: Progress | None = None, cache: str | os.PathLike[str] | None = None) -> None:
         self._opened(SessionStore(path, clock=clock, durable=durable, snapshot_every=snapshot_every, max_size=max_size,
-                                  cache_sessions=cache_sessions, readonly=readonly, rebuild_progress=rebuild_progress,
-                                  cache=cache))
+                                  cache_sessions=cache_sessions, search_cache_bytes=search_cache_bytes,
+                                  readonly=readonly, rebuild_progress=rebuild_progress, cache=cache))
 
     async def append(self, key: str, message: ChatMessage, *, expected_version: int | None = None,
                      idempotency_key: str | None = None) -> int:

@@ -377,7 +377,7 @@ def test_a_clock_at_the_extremes(tmp_path: Path, moment: datetime) -> None:
             _expect_answer_or_refusal(store, call)
 
 
-@pytest.mark.parametrize("name", ["snapshot_every", "max_size", "cache_sessions"])
+@pytest.mark.parametrize("name", ["snapshot_every", "max_size", "cache_sessions", "search_cache_bytes"])
 @pytest.mark.parametrize("value", EXTREME_NUMBERS, ids=_shown)
 def test_extreme_constructor_numbers(tmp_path: Path, name: str, value: Any) -> None:
     try:
@@ -397,6 +397,7 @@ CONSTRUCTOR_VALID: dict[str, st.SearchStrategy[Any]] = {
     "snapshot_every": st.integers(1, 5),
     "max_size": st.none() | st.just(64 << 20),
     "cache_sessions": st.integers(0, 3),
+    "search_cache_bytes": st.integers(0, 1 << 20),
     "readonly": st.just(False),
 }
 

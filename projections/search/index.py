@@ -60,7 +60,8 @@ from .tokenizer import QueryWord
 from .verification import check_index, dump_index
 from .writer import IndexWriter
 
-__all__ = ["LARGE_CACHE_BYTES", "LARGE_ENTRY_FROM", "QUERY_CACHE_BYTES", "CachedReader", "SearchIndex"]
+__all__ = ["LARGE_CACHE_BYTES", "LARGE_ENTRY_FROM", "QUERY_CACHE_BYTES", "SEARCH_CACHE_BYTES", "CachedReader",
+           "SearchIndex", "cache_budgets"]
 
 #: Bytes (roughly: the stored values they were decoded from) of decoded summaries and message maps that queries of
 #: one committed state share, but the large entries'.
@@ -72,6 +73,14 @@ QUERY_CACHE_BYTES = 32 << 20
 #: all smaller never fills any of it.
 LARGE_CACHE_BYTES = 128 << 20
 LARGE_ENTRY_FROM = 512 << 10
+#: Both budgets: what a store keeps of decoded search data unless told otherwise (``search_cache_bytes``).
+SEARCH_CACHE_BYTES = QUERY_CACHE_BYTES + LARGE_CACHE_BYTES
+
+
+def cache_budgets(total: int) -> tuple[int, int]:
+    """The budgets (most entries, the large ones) of ``total`` bytes, shared as the default's are."""
+    budget = total * QUERY_CACHE_BYTES // SEARCH_CACHE_BYTES
+    return budget, total - budget
 
 
 class SearchIndex:
@@ -90,11 +99,13 @@ class SearchIndex:
     #: The events whose payloads ``fold`` reads: those that edit the message list (the others are not decoded).
     payload_types = frozenset(kind.type_name for kind, edit in EDIT_KINDS.items() if edit is not None)
 
-    def __init__(self, open_space: OpenSpace) -> None:
+    def __init__(self, open_space: OpenSpace, cache_bytes: int = SEARCH_CACHE_BYTES) -> None:
+        """``cache_bytes``: what the queries keep of the terms they decoded, for the queries after them
+        (``cache_budgets``); 0 keeps nothing, and each query decodes its terms anew."""
         self._spaces = SearchSpaces.open(open_space)
         self._checkpoints = Checkpoints(open_space)
         self._term_ids = TermIds()
-        self._decoded = _DecodedStates()
+        self._decoded = _DecodedStates(*cache_budgets(cache_bytes))
         # The blocks of the sessions each batch of a catch-up or an overlay folded, and its last position: they say
         # what the batch changes, so that the queries' decoded state is kept for the rest.
         self._folded: weakref.WeakKeyDictionary[IndexWriter, _Folded] = weakref.WeakKeyDictionary()
