@@ -52,6 +52,7 @@ parts to run (``build``, ``space``, ``list``, ``short``, ``pages``, ``search``).
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import math
@@ -77,6 +78,7 @@ import lmdb
 
 from eventstore import ChatMessage, SessionMetadata, SessionQuery, SessionStore
 from projections.chunk import decode_messages
+from projections.search.formats.wholes import Whole
 
 from .baselines import SqliteSessions
 from .bench_core import du, interleaved
@@ -344,6 +346,31 @@ def fmt_batches(costs: list[tuple[int, float]]) -> str:
     return (" ".join(f"{cost / 1e3:.0f}" for _items, cost in costs)
             + f" µs ({len(costs)} batch{'es' if len(costs) > 1 else ''} of "
             f"{' or '.join(f'{items:,}' for items in sizes)} messages)")
+
+
+def stored_in_blocks(store: SessionStore, word: str) -> bool:
+    """Whether ``word``'s term is stored in blocks (in more than ``formats.WHOLE_UP_TO`` messages, or past the
+    blocks a head stored whole joins): a query then reads each of its blocks and their message maps."""
+    with store._read() as txn:
+        reader = store._search_index.reader(txn, read_only=True)
+        tid = reader.tid(word)
+        summary = None if tid is None else reader.summary(tid)
+        return summary is not None and not isinstance(summary, Whole)
+
+
+def by_stored_form(in_blocks: Sequence[bool], ours: Sequence[float], fts5: Sequence[float]) -> str:
+    """The CPU time medians of queries by their terms' stored form (``in_blocks``: whether one is stored in blocks),
+    ours and FTS5's unranked query's: a mid-frequency median sits where the two kinds meet."""
+    parts = []
+    for kind, label in ((False, "every term stored whole"), (True, "a term stored in blocks")):
+        mine = [cost for cost, held in zip(ours, in_blocks) if held == kind]
+        theirs = [cost for cost, held in zip(fts5, in_blocks) if held == kind]
+        if not mine:
+            parts.append(f"{label}: no query")
+            continue
+        median, peer = statistics.median(mine), statistics.median(theirs)
+        parts.append(f"{label}: {len(mine)} queries, ours {fmt_ns(median)}, FTS5 {fmt_ns(peer)}, {peer / median:.2f}x")
+    return "CPU time a query by the stored form of its terms, medians: " + "; ".join(parts)
 
 
 # -- stores, and the child processes of the fresh-process measurements -------------------------------------
@@ -852,6 +879,10 @@ class Bench:
                                   + ", ".join(f"{r} {fmt_ns(medians[r])} ({fmt_ns(max(cpu[r]))})" for r in runners)
                                   + f"; ours/FTS5 {medians['FTS5'] / medians['ours']:.2f}x, "
                                   f"ours/FTS5 bm25 {medians['FTS5 bm25'] / medians['ours']:.2f}x")
+                if band is MID_BAND:
+                    self.notes.append(f"search, {words} words of {name}: " + by_stored_form(
+                        [any(map(functools.partial(stored_in_blocks, ours), keyword.split())) for keyword in keywords],
+                        cpu["ours"], cpu["FTS5"]))
                 # Wall time above CPU time is time spent waiting for a core: on this shared machine, a query
                 # longer than the scheduler's slice is preempted as often as the load average exceeds the cores.
                 self.notes.append(f"search, {words} words of {name}: queries preempted by another process "

@@ -15,7 +15,7 @@ import pytest
 
 import projections.search.formats as formats
 from benchmarks import search_cold, search_floor, small_catch_up
-from benchmarks.bench_scale import BOUNDS, TARGETS, Corpus, Linearity, Settings, batches, tenths
+from benchmarks.bench_scale import BOUNDS, QUICK, TARGETS, Corpus, Linearity, Settings, batches, tenths
 from benchmarks.search_parts import PARTS
 from eventstore import SessionQuery, SessionStore
 from projections.search.formats.wholes import Whole
@@ -70,6 +70,10 @@ def test_bench_scale_quick_prints_every_row_and_target(tmp_path: Path) -> None:
     assert not missing, out
     for database in ("log.events", "messages.chunks", "sessions_fts (all shadow tables)"):
         assert database in out
+    # The mid-frequency queries by their terms' stored form: 45 sessions hold no term in blocks.
+    assert out.count(f"by the stored form of its terms, medians: every term stored whole: {QUICK.queries} queries, "
+                     ) == 2, out
+    assert out.count("a term stored in blocks: no query") == 2, out
     verdicts = [line for line in out.splitlines() if line.lstrip().startswith(("[met   ]", "[missed]"))]
     assert len(verdicts) == len(TARGETS) + len(BOUNDS)
     for _key, text, *_ in TARGETS + BOUNDS:
