@@ -141,8 +141,9 @@ class SessionStore:
         max_size: a cap on the store's size in bytes; reaching it raises ``StoreFull``.
         cache_sessions: how many sessions' decoded message lists to keep in memory.
         search_cache_bytes: about how many bytes of the search index's decoded terms to keep in memory for the
-            searches after the one that decoded them (160 MiB by default; most of it for the most common words'
-            terms, which are few and large); 0 keeps none, and each search decodes its terms anew.
+            searches after the one that decoded them (160 MiB by default; four fifths for the common words'
+            terms, stored in blocks and costly to decode again); 0 keeps none, and each search decodes its terms
+            anew.
         readonly: open for reads only: writes raise ``StoreReadOnly``, and a
             missing store raises ``StoreNotFound`` instead of being created. A store
             whose directory is not writable opens read-only by itself.

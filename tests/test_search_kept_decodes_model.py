@@ -39,7 +39,8 @@ limits = st.sampled_from([1, 2, 3, 10**6])
 #: Module settings each example draws from: small blocks and maps, few catch-ups remembered, the level table's forms.
 PATCHED = [(formats, "BLOCK_BITS"), (formats, "MAP_FROM"), (search_index, "_CHANGED_UP_TO"),
            (search_index, "_TRANSITIONS_KEPT"), (_deferred, "OVERLAY_UP_TO"), (search_index, "_DENSE_UP_TO"),
-           (search_index, "_PATCHED_UP_TO"), (search_index, "_PATCHES_UP_TO"), (search_index, "LARGE_ENTRY_FROM")]
+           (search_index, "_PATCHED_UP_TO"), (search_index, "_PATCHES_UP_TO"), (search_index, "LARGE_ENTRY_FROM"),
+           (formats, "WHOLE_UP_TO")]
 #: The level table's forms (``_DENSE_UP_TO``: every block as entries, the default, every block as an array), the
 #: sessions patched before it is read afresh, and the patches before its blocks are laid out again.
 TABLES = [(0, 512, 4096), (5, 512, 4096), (1 << 30, 512, 4096), (1 << 30, 1, 0), (1 << 30, 512, 0), (5, 2, 1)]
@@ -78,10 +79,12 @@ class KeptDecodesMachine(RuleBasedStateMachine):
                 changed_up_to=st.sampled_from([1, 3, 64]), transitions=st.sampled_from([1, 2, 64]),
                 overlay_up_to=st.sampled_from([2, 6, 32]),
                 budget=st.sampled_from([1500, 6000, 32 << 20]), large_from=st.sampled_from([600, 700, 1 << 40]),
-                table=st.sampled_from(TABLES))
+                table=st.sampled_from(TABLES), whole_up_to=st.sampled_from([0, 4, 8192]))
     def open(self, block_bits: int, map_from: int, changed_up_to: int, transitions: int, overlay_up_to: int,
-             budget: int, large_from: int, table: tuple[int, int, int]) -> None:
+             budget: int, large_from: int, table: tuple[int, int, int], whole_up_to: int) -> None:
         formats.BLOCK_BITS, formats.MAP_FROM = block_bits, map_from
+        # Every term stored in blocks, those in more than 4 messages, or none: those in blocks are kept as large.
+        formats.WHOLE_UP_TO = whole_up_to
         search_index._CHANGED_UP_TO, search_index._TRANSITIONS_KEPT = changed_up_to, transitions
         _deferred.OVERLAY_UP_TO = overlay_up_to
         search_index._DENSE_UP_TO, search_index._PATCHED_UP_TO, search_index._PATCHES_UP_TO = table
@@ -196,7 +199,10 @@ class KeptDecodesMachine(RuleBasedStateMachine):
                 assert latest._size == sum(cost for key, cost in costs.items() if key not in large)
                 assert latest._large_size == sum(costs[key] for key in large)
                 assert latest._size <= decoded._budgets[0] and latest._large_size <= decoded._budgets[1]
-                assert all(costs[key] >= search_index.LARGE_ENTRY_FROM for key in large)
+                entries = latest._entries
+                assert all(costs[key] >= search_index.LARGE_ENTRY_FROM or search_index.in_blocks(entries[key])
+                           for key in large)
+                assert not any(search_index.in_blocks(entries[key]) for key in costs.keys() - large.keys())
 
 
 KeptDecodesMachine.TestCase.settings = settings(KeptDecodesMachine.TestCase.settings, stateful_step_count=40)

@@ -185,6 +185,41 @@ def test_large_entries_keep_within_a_budget_of_their_own(scratch_store: SessionS
     assert held._large_size <= 5000 and large[0] not in held._large  # the oldest large ones went first
 
 
+def test_terms_stored_in_blocks_keep_with_the_large_entries(scratch_store: SessionStore, small_blocks: None,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A term stored in blocks is kept in the large entries' budget however small: a stream of terms stored whole,
+    each read once, fills the other budget over and over, and the queries of the terms in blocks read them again
+    without a decode (each would read every block and map again)."""
+    monkeypatch.setattr(formats, "WHOLE_UP_TO", 8)  # the words of ``_fill`` in dozens of messages, the rare ones in 1
+    _fill(scratch_store, 80)
+    for number in range(30):
+        scratch_store.append(f"rare{number}", ChatMessage.user(f"rare{number}"))
+    scratch_store.catch_up()
+    states = search_index._DecodedStates(2500, 1 << 20)
+    monkeypatch.setattr(scratch_store._search_index, "_decoded", states)
+    decodes: list[int] = []
+    term_of = search_index._term_of
+
+    def counted(view: IndexReader, tid: int, *rest: Any) -> Any:
+        decodes.append(tid)
+        return term_of(view, tid, *rest)
+
+    monkeypatch.setattr(search_index, "_term_of", counted)
+    assert _cached(scratch_store, "amber basil") == _uncached(scratch_store, "amber basil")
+    held = states._latest
+    assert held is not None
+    in_blocks = list(held._large)
+    assert len(in_blocks) == 2 and all(search_index.in_blocks(held._entries[tid]) for tid in in_blocks)
+    assert all(held._costs[tid] < search_index.LARGE_ENTRY_FROM for tid in in_blocks)  # kept apart, not for size
+    for number in range(30):
+        assert _cached(scratch_store, f"rare{number}") == _uncached(scratch_store, f"rare{number}")
+    assert held._size <= 2500 and len(held._entries) < 32  # the rare terms, stored whole, pushed one another out
+    assert list(held._large) == in_blocks
+    decodes.clear()
+    assert _cached(scratch_store, "basil amber") == _uncached(scratch_store, "basil amber")
+    assert decodes == []
+
+
 _commands = st.lists(st.tuples(st.sampled_from(["append", "remove", "redact", "clear", "delete", "rebuild"]),
                                st.integers(0, 11), st.lists(st.sampled_from(_WORDS), min_size=1, max_size=4)),
                      min_size=1, max_size=12)

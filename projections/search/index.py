@@ -61,16 +61,16 @@ from .verification import check_index, dump_index
 from .writer import IndexWriter
 
 __all__ = ["LARGE_CACHE_BYTES", "LARGE_ENTRY_FROM", "QUERY_CACHE_BYTES", "SEARCH_CACHE_BYTES", "CachedReader",
-           "SearchIndex", "cache_budgets"]
+           "SearchIndex", "cache_budgets", "in_blocks"]
 
 #: Bytes (roughly: the stored values they were decoded from) of decoded summaries and message maps that queries of
-#: one committed state share, but the large entries'.
+#: one committed state share, but the large entries' and the terms stored in blocks'.
 QUERY_CACHE_BYTES = 32 << 20
-#: Bytes of the large entries (each counted at ``LARGE_ENTRY_FROM`` or more when kept: the most common words' terms),
-#: apart: every query of common words reads a few of them, and decoding them again was most of such a query, while
-#: the many rarer terms a stream of queries reads, each once, would push them out of a shared budget. Enough for the
-#: 100 most common words at 100,000 sessions (about 110 MiB as counted, less in memory); a store whose terms are
-#: all smaller never fills any of it.
+#: Bytes of the large entries (each counted at ``LARGE_ENTRY_FROM`` or more when kept: the most common words' terms)
+#: and of the terms stored in blocks (``in_blocks``), apart: every query of common words reads a few of them, and
+#: decoding them again was most of such a query, while the many rarer terms a stream of queries reads, each once,
+#: would push them out of a shared budget. Enough for the 100 most common words at 100,000 sessions (about 110 MiB as
+#: counted, less in memory); a store whose terms are all stored whole and smaller never fills any of it.
 LARGE_CACHE_BYTES = 128 << 20
 LARGE_ENTRY_FROM = 512 << 10
 #: Both budgets: what a store keeps of decoded search data unless told otherwise (``search_cache_bytes``).
@@ -78,7 +78,8 @@ SEARCH_CACHE_BYTES = QUERY_CACHE_BYTES + LARGE_CACHE_BYTES
 
 
 def cache_budgets(total: int) -> tuple[int, int]:
-    """The budgets (most entries, the large ones) of ``total`` bytes, shared as the default's are."""
+    """The budgets (the terms stored whole; those in blocks and the large entries) of ``total`` bytes, shared as the
+    default's are."""
     budget = total * QUERY_CACHE_BYTES // SEARCH_CACHE_BYTES
     return budget, total - budget
 
@@ -612,7 +613,8 @@ _NO_LEVELS = np.zeros(0, dtype=np.uint8)
 
 class _Decoded:
     """Terms and the blocks' messages by level decoded from one stored state of the index, within a budget of
-    bytes (the oldest go first), and the large entries within a budget of their own (``LARGE_CACHE_BYTES``).
+    bytes (the oldest go first), and the large entries and the terms stored in blocks within a budget of their own
+    (``LARGE_CACHE_BYTES``).
 
     A term is one entry, its maps within it, so that a query pays the cache's upkeep once a term, not once a block.
     The levels' blocks and the level table are entries of their own: every query of the most common words reads
@@ -740,7 +742,7 @@ class _Decoded:
                 if key not in self._earlier:
                     return  # another thread kept it first
                 self._remove(key)
-            large = cost >= LARGE_ENTRY_FROM
+            large = cost >= LARGE_ENTRY_FROM or in_blocks(value)
             if cost <= (self._large_budget if large else self._budget):
                 self._entries[key], self._costs[key] = value, cost
                 if large:
@@ -762,6 +764,13 @@ _LEVEL_TABLE = ("level table",)
 _CHANGED_UP_TO = 64
 #: Catch-ups a ``_DecodedStates`` remembers.
 _TRANSITIONS_KEPT = 64
+
+
+def in_blocks(entry: object) -> bool:
+    """Whether a decoded state's entry is a term stored in blocks: those are kept with the large entries, however
+    small, as decoding one again reads each of its blocks and their maps (tens of values where a term stored whole
+    is one), and the terms past ``formats.WHOLE_UP_TO`` messages are the common ones, which queries meet again."""
+    return isinstance(entry, _Term) and not isinstance(entry.summary, Whole)
 
 
 def _term_bytes(summary: Summary | None) -> int:
