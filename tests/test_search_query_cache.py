@@ -150,17 +150,17 @@ def test_the_cache_keeps_within_its_budget(scratch_store: SessionStore, small_bl
     assert 1 < held_at_most < len(_WORDS)  # it held terms, and the budget, not the words, bounded them
 
 
-def test_large_entries_keep_within_a_budget_of_their_own(scratch_store: SessionStore, small_blocks: None,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    """The terms counted at ``LARGE_ENTRY_FROM`` or more are kept apart: the rarer terms' budget full, they stay
-    (queries read them again without a decode), and they are dropped, oldest first, only for each other."""
-    _fill(scratch_store, 80)
-    for number in range(30):  # rare terms, one session each: each counted below the large ones
-        scratch_store.append(f"rare{number}", ChatMessage.user(f"rare{number}"))
-    scratch_store.catch_up()
-    monkeypatch.setattr(search_index, "LARGE_ENTRY_FROM", 1200)
-    states = search_index._DecodedStates(2500, 5000)
-    monkeypatch.setattr(scratch_store._search_index, "_decoded", states)
+def _rare_terms_counted(store: SessionStore, monkeypatch: pytest.MonkeyPatch, large_budget: int
+                        ) -> tuple[search_index._DecodedStates, list[int]]:
+    """``_fill``'s 80 sessions and 30 rare terms (one session each: each counted below the large entries), then the
+    store's queries given decoded states of 2,500 bytes for the others and ``large_budget``, and the terms they
+    decode listed."""
+    _fill(store, 80)
+    for number in range(30):
+        store.append(f"rare{number}", ChatMessage.user(f"rare{number}"))
+    store.catch_up()
+    states = search_index._DecodedStates(2500, large_budget)
+    monkeypatch.setattr(store._search_index, "_decoded", states)
     decodes: list[int] = []
     term_of = search_index._term_of
 
@@ -169,6 +169,15 @@ def test_large_entries_keep_within_a_budget_of_their_own(scratch_store: SessionS
         return term_of(view, tid, *rest)
 
     monkeypatch.setattr(search_index, "_term_of", counted)
+    return states, decodes
+
+
+def test_large_entries_keep_within_a_budget_of_their_own(scratch_store: SessionStore, small_blocks: None,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The terms counted at ``LARGE_ENTRY_FROM`` or more are kept apart: the rarer terms' budget full, they stay
+    (queries read them again without a decode), and they are dropped, oldest first, only for each other."""
+    monkeypatch.setattr(search_index, "LARGE_ENTRY_FROM", 1200)
+    states, decodes = _rare_terms_counted(scratch_store, monkeypatch, 5000)
     assert _cached(scratch_store, "amber basil") == _uncached(scratch_store, "amber basil")
     held = states._latest
     assert held is not None
@@ -191,20 +200,7 @@ def test_terms_stored_in_blocks_keep_with_the_large_entries(scratch_store: Sessi
     each read once, fills the other budget over and over, and the queries of the terms in blocks read them again
     without a decode (each would read every block and map again)."""
     monkeypatch.setattr(formats, "WHOLE_UP_TO", 8)  # the words of ``_fill`` in dozens of messages, the rare ones in 1
-    _fill(scratch_store, 80)
-    for number in range(30):
-        scratch_store.append(f"rare{number}", ChatMessage.user(f"rare{number}"))
-    scratch_store.catch_up()
-    states = search_index._DecodedStates(2500, 1 << 20)
-    monkeypatch.setattr(scratch_store._search_index, "_decoded", states)
-    decodes: list[int] = []
-    term_of = search_index._term_of
-
-    def counted(view: IndexReader, tid: int, *rest: Any) -> Any:
-        decodes.append(tid)
-        return term_of(view, tid, *rest)
-
-    monkeypatch.setattr(search_index, "_term_of", counted)
+    states, decodes = _rare_terms_counted(scratch_store, monkeypatch, 1 << 20)
     assert _cached(scratch_store, "amber basil") == _uncached(scratch_store, "amber basil")
     held = states._latest
     assert held is not None
