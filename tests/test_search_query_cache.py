@@ -216,6 +216,42 @@ def test_terms_stored_in_blocks_keep_with_the_large_entries(scratch_store: Sessi
     assert decodes == []
 
 
+class _CountedKeys(dict[Any, None]):
+    """A budget's keys, counting the lookups of keys in them."""
+
+    lookups = 0
+
+    def __contains__(self, key: object) -> bool:
+        self.lookups += 1
+        return super().__contains__(key)
+
+
+def test_dropping_a_term_stored_whole_looks_past_no_term_in_blocks(scratch_store: SessionStore, small_blocks: None,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Thousands of terms stored in blocks may be kept, however small, with the large entries: a rare term's decode
+    that fills the other budget drops its oldest term at once, not after looking at each of those kept before it."""
+    monkeypatch.setattr(formats, "WHOLE_UP_TO", 1)  # a word in two messages is stored in blocks, in one whole
+    with scratch_store.transaction() as batch:
+        for number in range(200):
+            batch.append(f"common{number}", ChatMessage.user(f"common{number}"))
+            batch.append(f"common{number}", ChatMessage.assistant(f"common{number} again"))
+        for number in range(30):
+            batch.append(f"rare{number}", ChatMessage.user(f"rare{number}"))
+    scratch_store.catch_up()
+    states = search_index._DecodedStates(2500, 1 << 30)
+    monkeypatch.setattr(scratch_store._search_index, "_decoded", states)
+    for number in range(200):
+        assert _cached(scratch_store, f"common{number}") == _uncached(scratch_store, f"common{number}")
+    held = states._latest
+    assert held is not None and len(held._large) == 200
+    counted = held._large = _CountedKeys(held._large)
+    for number in range(30):
+        assert _cached(scratch_store, f"rare{number}") == _uncached(scratch_store, f"rare{number}")
+    assert held._size <= 2500 and len(held._entries) < 230  # the rare terms pushed one another out
+    assert len(held._large) == 200
+    assert counted.lookups <= 10 * 30, counted.lookups  # a few a decode, not one a term in blocks kept
+
+
 _commands = st.lists(st.tuples(st.sampled_from(["append", "remove", "redact", "clear", "delete", "rebuild"]),
                                st.integers(0, 11), st.lists(st.sampled_from(_WORDS), min_size=1, max_size=4)),
                      min_size=1, max_size=12)

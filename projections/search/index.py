@@ -633,6 +633,9 @@ class _Decoded:
         self._costs: dict[Hashable, int] = {}
         self._size = 0  # of the entries but the large ones
         self._large: dict[Hashable, None] = {}  # the large entries' keys, oldest first
+        # The others' keys, oldest first: a drop takes the first, never walking past the large ones (thousands of
+        # terms stored in blocks may be kept).
+        self._small: dict[Hashable, None] = {}
         self._large_size = 0
         self._lock = threading.Lock()  # queries in several threads may share a state
         # Entries of an earlier state not brought up to date yet → the blocks changed since their state (the
@@ -644,6 +647,7 @@ class _Decoded:
             with earlier._lock:  # copied in C: a state may hold thousands of entries
                 self._entries, self._costs, self._size = dict(earlier._entries), dict(earlier._costs), earlier._size
                 self._large, self._large_size = dict(earlier._large), earlier._large_size
+                self._small = dict(earlier._small)
                 pending = dict(earlier._earlier)
             if _LEVEL_TABLE in pending:
                 self._table_sessions = earlier._table_sessions | sessions
@@ -696,11 +700,10 @@ class _Decoded:
         entry every query of the most common words reads (built from every block) would otherwise go among the
         first, as the queries' terms come in, and be built again and again."""
         with self._lock:
-            found = self._entries.pop(key, None)
+            found = self._entries.get(key)
             if found is not None:
-                self._entries[key] = found
-                if key in self._large:
-                    self._large[key] = self._large.pop(key)
+                order = self._large if key in self._large else self._small
+                order[key] = order.pop(key)
         return found
 
     def charge(self, tid: int, term: _Term, cost: int) -> None:
@@ -714,8 +717,8 @@ class _Decoded:
 
     def _trim(self) -> None:
         """Drop the oldest entries of a budget while over it (the lock held)."""
-        while self._size > self._budget:  # the oldest entry not large (the large ones are few: a hundred or so)
-            self._drop(next(key for key in self._entries if key not in self._large))
+        while self._size > self._budget:
+            self._drop(next(iter(self._small)))
         while self._large_size > self._large_budget:
             self._drop(next(iter(self._large)))
 
@@ -728,6 +731,7 @@ class _Decoded:
         self._count(key, -self._costs.pop(key))
         del self._entries[key]
         self._large.pop(key, None)
+        self._small.pop(key, None)
 
     def _count(self, key: Hashable, cost: int) -> None:
         """Add ``cost`` to the size of the budget entry ``key`` is in (the lock held)."""
@@ -745,8 +749,7 @@ class _Decoded:
             large = cost >= LARGE_ENTRY_FROM or in_blocks(value)
             if cost <= (self._large_budget if large else self._budget):
                 self._entries[key], self._costs[key] = value, cost
-                if large:
-                    self._large[key] = None
+                (self._large if large else self._small)[key] = None
                 self._count(key, cost)
                 self._trim()
             self._earlier.pop(key, None)  # after its new value is in
