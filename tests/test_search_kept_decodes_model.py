@@ -196,6 +196,7 @@ class KeptDecodesMachine(RuleBasedStateMachine):
             with latest._lock:
                 costs, large = latest._costs, latest._large
                 assert costs.keys() == latest._entries.keys() and large.keys() <= costs.keys()
+                assert latest._small.keys() == costs.keys() - large.keys()  # each entry in one budget's order
                 assert latest._size == sum(cost for key, cost in costs.items() if key not in large)
                 assert latest._large_size == sum(costs[key] for key in large)
                 assert latest._size <= decoded._budgets[0] and latest._large_size <= decoded._budgets[1]
