@@ -352,7 +352,7 @@ def stored_in_blocks(store: SessionStore, word: str) -> bool:
     """Whether ``word``'s term is stored in blocks (in more than ``formats.WHOLE_UP_TO`` messages, or past the
     blocks a head stored whole joins): a query then reads each of its blocks and their message maps."""
     with store._read() as txn:
-        reader = store._search_index.reader(txn, read_only=True)
+        reader = store._search_index.reader(txn)  # a plain reader: the queries' decoded state is left as measured
         tid = reader.tid(word)
         summary = None if tid is None else reader.summary(tid)
         return summary is not None and not isinstance(summary, Whole)
